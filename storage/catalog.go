@@ -1,0 +1,105 @@
+package storage
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// Errors a Catalog returns; match them with errors.Is.
+var (
+	// ErrNotFound: no such tenant, key or document.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: the slug, schema or id is already taken.
+	ErrConflict = errors.New("already exists")
+	// ErrInvalidTransition: the status change is not allowed by the lifecycle.
+	ErrInvalidTransition = errors.New("invalid status transition")
+)
+
+// DefaultPageSize and MaxPageSize bound ListTenants.
+const (
+	DefaultPageSize = 100
+	MaxPageSize     = 1000
+)
+
+// ListOptions pages through tenants in id order (keyset pagination, so
+// 100,000 tenants never load at once).
+type ListOptions struct {
+	// Status filters by status; empty lists every status.
+	Status tenantctx.Status
+	// After is the last id of the previous page; empty starts at the top.
+	After string
+	// Limit is the page size; 0 means DefaultPageSize, capped at MaxPageSize.
+	Limit int
+}
+
+// PageLimit returns o.Limit with its default and cap applied.
+func (o ListOptions) PageLimit() int {
+	switch {
+	case o.Limit <= 0:
+		return DefaultPageSize
+	case o.Limit > MaxPageSize:
+		return MaxPageSize
+	}
+	return o.Limit
+}
+
+// TenantStore reads and writes tenant records.
+type TenantStore interface {
+	// Tenant returns the tenant with the given id, or ErrNotFound.
+	Tenant(ctx context.Context, id string) (tenantctx.Tenant, error)
+	// TenantBySlug returns the tenant with the given slug, or ErrNotFound.
+	TenantBySlug(ctx context.Context, slug string) (tenantctx.Tenant, error)
+	// ListTenants returns one page of tenants ordered by id.
+	ListTenants(ctx context.Context, opts ListOptions) ([]tenantctx.Tenant, error)
+	// CreateTenant inserts t (validated first) and returns it with its
+	// timestamps set; ErrConflict when the id, slug or schema is taken.
+	CreateTenant(ctx context.Context, t tenantctx.Tenant) (tenantctx.Tenant, error)
+	// SetStatus moves a tenant to status; ErrInvalidTransition when the
+	// lifecycle forbids it, ErrNotFound for an unknown id.
+	SetStatus(ctx context.Context, id string, status tenantctx.Status) (tenantctx.Tenant, error)
+	// DeleteTenant removes the tenant's catalog row and its API keys. The
+	// audit log is kept. Deleting an unknown id returns ErrNotFound.
+	DeleteTenant(ctx context.Context, id string) error
+}
+
+// KeyStore manages tenant API keys. Only a SHA-256 of a key is stored.
+type KeyStore interface {
+	// CreateAPIKey returns a new key for the tenant: "tk_" and 32 random
+	// bytes in unpadded base64url. The plaintext is returned only here.
+	CreateAPIKey(ctx context.Context, tenantID string) (string, error)
+	// TenantForAPIKey returns the id of the tenant owning key, or
+	// ErrNotFound for an unknown or revoked key. The comparison of the
+	// stored hash is constant-time.
+	TenantForAPIKey(ctx context.Context, key string) (string, error)
+	// RevokeAPIKeys revokes every key of the tenant.
+	RevokeAPIKeys(ctx context.Context, tenantID string) error
+}
+
+// AuditEntry is one line of the audit log. It outlives a deleted tenant and
+// holds no personal data: ids, slugs, actions and counts only.
+type AuditEntry struct {
+	At       time.Time       `json:"at"`
+	TenantID string          `json:"tenant_id"`
+	Actor    string          `json:"actor"`  // e.g. "admin", "worker", "dev"
+	Action   string          `json:"action"` // e.g. "tenant.provision", "tenant.status", "tenant.delete", "tenant.migrate"
+	Detail   json.RawMessage `json:"detail,omitempty"`
+}
+
+// AuditLog appends to and reads the audit log.
+type AuditLog interface {
+	// AppendAudit records e; a zero At means now.
+	AppendAudit(ctx context.Context, e AuditEntry) error
+	// AuditEntries returns the entries of one tenant, oldest first.
+	AuditEntries(ctx context.Context, tenantID string) ([]AuditEntry, error)
+}
+
+// Catalog is the whole tenant catalog: tenants, keys and audit log.
+type Catalog interface {
+	TenantStore
+	KeyStore
+	AuditLog
+}

@@ -1,0 +1,123 @@
+package tenantctx
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Status is a tenant's lifecycle state. The lifecycle is
+// provisioning -> active <-> suspended -> deleting -> (row removed).
+type Status string
+
+// The tenant statuses of DESIGN.md.
+const (
+	// StatusProvisioning: the catalog row exists; the schema is being created
+	// and migrated. Only tenant:migrate runs for it.
+	StatusProvisioning Status = "provisioning"
+	// StatusActive: ordinary work runs.
+	StatusActive Status = "active"
+	// StatusSuspended: work waits (retried later) until the tenant resumes.
+	StatusSuspended Status = "suspended"
+	// StatusDeleting: the tenant is being erased; only tenant:destroy runs,
+	// every other task is archived.
+	StatusDeleting Status = "deleting"
+)
+
+// ErrInvalidStatus is returned by ParseStatus for an unknown status.
+var ErrInvalidStatus = errors.New("invalid tenant status")
+
+// Statuses lists every status in lifecycle order.
+var Statuses = []Status{StatusProvisioning, StatusActive, StatusSuspended, StatusDeleting}
+
+// ParseStatus returns the Status named by s.
+func ParseStatus(s string) (Status, error) {
+	for _, st := range Statuses {
+		if string(st) == s {
+			return st, nil
+		}
+	}
+	return "", fmt.Errorf("parse status %.40q: %w", s, ErrInvalidStatus)
+}
+
+// Valid reports whether s is one of the known statuses.
+func (s Status) Valid() bool {
+	_, err := ParseStatus(string(s))
+	return err == nil
+}
+
+// CanTransition reports whether a tenant may move from s to next.
+// Setting the same status again is allowed (idempotent writes).
+func (s Status) CanTransition(next Status) bool {
+	if s == next {
+		return true
+	}
+	switch s {
+	case StatusProvisioning:
+		return next == StatusActive || next == StatusDeleting
+	case StatusActive:
+		return next == StatusSuspended || next == StatusDeleting
+	case StatusSuspended:
+		return next == StatusActive || next == StatusDeleting
+	}
+	return false
+}
+
+// Tenant is one customer organisation of the SaaS and where its data lives.
+type Tenant struct {
+	// ID is the stable, opaque identifier carried in every task payload.
+	ID string `json:"id"`
+	// Slug is the tenant's subdomain label (acme in acme.example.com).
+	Slug string `json:"slug"`
+	// Name is the display name, printed on invoices.
+	Name string `json:"name"`
+	// Status is the lifecycle state.
+	Status Status `json:"status"`
+	// Schema is the PostgreSQL schema holding the tenant's data; always
+	// SchemaForSlug(Slug).
+	Schema string `json:"schema"`
+	// Plan is the commercial plan (free text, e.g. "free", "pro").
+	Plan string `json:"plan"`
+	// CreatedAt and UpdatedAt are set by the catalog.
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Validate checks the tenant's id, slug, schema and status.
+func (t Tenant) Validate() error {
+	if err := ValidateID(t.ID); err != nil {
+		return err
+	}
+	if err := ValidateSlug(t.Slug); err != nil {
+		return err
+	}
+	if err := ValidateSchema(t.Schema); err != nil {
+		return err
+	}
+	if want := SchemaForSlug(t.Slug); t.Schema != want {
+		return fmt.Errorf("tenant %s: schema %q does not match slug %q", t.ID, t.Schema, t.Slug)
+	}
+	if !t.Status.Valid() {
+		return fmt.Errorf("tenant %s: %w: %.40q", t.ID, ErrInvalidStatus, t.Status)
+	}
+	return nil
+}
+
+// Runnable reports whether ordinary (non-lifecycle) work may run for t.
+func (t Tenant) Runnable() bool { return t.Status == StatusActive }
+
+// New returns a provisioning tenant with a fresh id and the schema derived
+// from slug, after validating the slug.
+func New(slug, name, plan string) (Tenant, error) {
+	if err := ValidateSlug(slug); err != nil {
+		return Tenant{}, err
+	}
+	return Tenant{
+		ID:     NewID(),
+		Slug:   slug,
+		Name:   name,
+		Status: StatusProvisioning,
+		Schema: SchemaForSlug(slug),
+		Plan:   plan,
+	}, nil
+}
