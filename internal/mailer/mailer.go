@@ -1,0 +1,29 @@
+// Package mailer sends reminder emails: over SMTP when SMTP_URL is set,
+// otherwise as one .eml file per message in an outbox directory.
+package mailer
+
+import "context"
+
+// Attachment is a file attached to a message.
+type Attachment struct {
+	Name        string
+	ContentType string
+	Data        []byte
+}
+
+// Message is one email. MessageID, when set, is used as the Message-ID
+// header so that a resend of the same reminder can be recognised.
+type Message struct {
+	From        string
+	To          string
+	Subject     string
+	Text        string
+	MessageID   string
+	Attachments []Attachment
+}
+
+// Mailer sends messages. Send honours ctx; a nil error means the message was
+// accepted (by the SMTP server, or written durably to the outbox).
+type Mailer interface {
+	Send(ctx context.Context, m Message) error
+}
