@@ -1,0 +1,65 @@
+// Package testenv starts real PostgreSQL and Redis servers for tests, and
+// builds Go binaries for integration tests that run them as processes.
+//
+// Every package that uses testenv wraps its TestMain, so that the servers the
+// test binary started are stopped and their temporary directories removed:
+//
+//	func TestMain(m *testing.M) {
+//		os.Exit(testenv.Main(m))
+//	}
+//
+// # PostgreSQL
+//
+// Postgres(t) returns the URL of a fresh, empty database for the test, as
+// superuser "postgres" (trust authentication, sslmode=disable). All calls in
+// one test binary share one throwaway PostgreSQL server, started on first use
+// with initdb into a temporary data directory and listening on 127.0.0.1 on a
+// free port; each call creates its own database t_<random> from template0 and
+// drops it WITH (FORCE) in t.Cleanup, so tests can run in parallel:
+//
+//	func TestSomething(t *testing.T) {
+//		t.Parallel()
+//		pool, err := pgxpool.New(ctx, testenv.Postgres(t))
+//		...
+//	}
+//
+// The server runs with fsync off and max_connections=300; it is for tests
+// only. The binaries are looked up on PATH, then in the newest
+// /usr/lib/postgresql/*/bin (Debian package postgresql). PostgreSQL refuses
+// to run as root: when the test runs as root, initdb and postgres run as the
+// system user "postgres". When TEST_DATABASE_URL is set, databases are
+// created on that server instead (it must allow CREATE DATABASE).
+//
+// StartPostgres(t) starts a dedicated server for fault tests: Stop, Start and
+// Restart keep its port and data directory, and CreateDatabase gives a
+// database on it.
+//
+// # Redis
+//
+// Redis(t) starts a dedicated redis-server (a few milliseconds) on a free
+// loopback port and returns "127.0.0.1:port"; RedisURL(t) returns the same
+// as a URL. StartRedis(t, RedisOptions{AppendOnly: true}) returns a
+// *RedisServer whose data survives Stop/Start/Restart. When TEST_REDIS_URL is
+// set, Redis and RedisURL use that server with DB indexes 1..15 handed out
+// round robin and flushed at the start of each test; that gives isolation only
+// through RedisURL (an address cannot name a DB index) and only for up to 15
+// tests at a time. StartRedis always starts its own server.
+//
+// # Binaries
+//
+// BuildBinary(t, "github.com/invoicing/tenantworker/cmd/worker") runs go build
+// once per test binary and package and returns the executable's path.
+//
+// # Processes and ports
+//
+// Servers run in their own process group with a parent-death signal, so they
+// die with the test binary even when it crashes (their temporary directories
+// then stay behind in $TMPDIR). Stopping sends SIGINT (PostgreSQL fast
+// shutdown) or SIGTERM (Redis), and SIGKILL to the group after five seconds.
+// Free ports are found by listening on 127.0.0.1:0 and closing the listener;
+// another process may take the port before the server binds it, so a start
+// that fails with "address already in use" is retried once on a new port.
+//
+// A test that needs a server which cannot be started fails with the reason
+// and an install hint; nothing is skipped.
+package testenv

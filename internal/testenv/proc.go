@@ -1,0 +1,215 @@
+package testenv
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// stopGrace is how long a server gets to shut down after the gentle signal
+// before its whole process group is killed.
+const stopGrace = 5 * time.Second
+
+// process is one server process that this package started and owns. It runs
+// in its own process group, dies with the test binary (Pdeathsig), and is
+// stopped with a gentle signal first and SIGKILL after stopGrace.
+type process struct {
+	cmd     *exec.Cmd
+	stopSig syscall.Signal
+	done    chan struct{} // closed once the process has exited
+	waitErr error         // valid after done is closed
+}
+
+// startProcess starts bin with args, its stdout and stderr appended to
+// logPath. cred, when not nil, runs the process as another user.
+func startProcess(bin string, args []string, dir, logPath string, cred *syscall.Credential, stopSig syscall.Signal) (*process, error) {
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open log %s: %w", logPath, err)
+	}
+	defer logFile.Close() // the child has its own copy of the descriptor
+
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
+	cmd.Stdout = logFile
+	cmd.Stderr = logFile
+	cmd.SysProcAttr = sysProcAttr(cred)
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	p := &process{cmd: cmd, stopSig: stopSig, done: make(chan struct{})}
+	go func() {
+		p.waitErr = cmd.Wait()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// sysProcAttr puts a child in its own process group, kills it when the test
+// binary dies, and optionally switches its user.
+func sysProcAttr(cred *syscall.Credential) *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{
+		Setpgid:    true,
+		Pdeathsig:  syscall.SIGKILL,
+		Credential: cred,
+	}
+}
+
+// exited reports whether the process has already exited.
+func (p *process) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop sends the gentle stop signal to the process group, waits up to
+// stopGrace, then kills the group. It returns once the process has exited.
+func (p *process) stop() error {
+	if p.exited() {
+		return nil
+	}
+	pgid := p.cmd.Process.Pid
+	if err := syscall.Kill(-pgid, p.stopSig); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("signal process group %d: %w", pgid, err)
+	}
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(stopGrace):
+	}
+	if err := syscall.Kill(-pgid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("kill process group %d: %w", pgid, err)
+	}
+	<-p.done
+	return nil
+}
+
+// kill kills the process group at once and waits for the process to exit.
+func (p *process) kill() {
+	if p.exited() {
+		return
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.done
+}
+
+// freePort returns a loopback TCP port that was free a moment ago. Another
+// process may take it before the server binds it; callers retry once with a
+// new port when the server reports the address in use.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// serviceUser is the system user a server runs as when the test binary runs
+// as root; nil means "run as the current user".
+type serviceUser struct {
+	cred *syscall.Credential
+	uid  int
+	gid  int
+}
+
+// lookupServiceUser returns the credential to run name's processes with when
+// running as root, or nil when not root.
+func lookupServiceUser(name string) (*serviceUser, error) {
+	if os.Geteuid() != 0 {
+		return nil, nil
+	}
+	u, err := user.Lookup(name)
+	if err != nil {
+		return nil, fmt.Errorf("running as root, and PostgreSQL refuses to run as root: look up system user %q to run it as: %w (create it, e.g. by installing the Debian package postgresql)", name, err)
+	}
+	uid, err := strconv.Atoi(u.Uid)
+	if err != nil {
+		return nil, fmt.Errorf("parse uid of user %q: %w", name, err)
+	}
+	gid, err := strconv.Atoi(u.Gid)
+	if err != nil {
+		return nil, fmt.Errorf("parse gid of user %q: %w", name, err)
+	}
+	return &serviceUser{
+		cred: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)},
+		uid:  uid,
+		gid:  gid,
+	}, nil
+}
+
+// credential returns the credential to start processes with (nil: current user).
+func (u *serviceUser) credential() *syscall.Credential {
+	if u == nil {
+		return nil
+	}
+	return u.cred
+}
+
+// chown gives path to the service user; a no-op when not running as root.
+func (u *serviceUser) chown(path string) error {
+	if u == nil {
+		return nil
+	}
+	if err := os.Chown(path, u.uid, u.gid); err != nil {
+		return fmt.Errorf("chown %s: %w", path, err)
+	}
+	return nil
+}
+
+// readLog returns the tail of a server log for failure messages.
+func readLog(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(read log %s: %v)", path, err)
+	}
+	return logTail(b)
+}
+
+// logTail keeps the last 8 KiB of a log.
+func logTail(b []byte) string {
+	const max = 8 << 10
+	if len(b) > max {
+		return "...\n" + string(b[len(b)-max:])
+	}
+	return string(b)
+}
+
+// makeTempDir creates a temporary directory that Main removes; it is
+// traversable by other users so that a service user can reach its children.
+func makeTempDir(pattern string) (string, error) {
+	dir, err := os.MkdirTemp("", pattern)
+	if err != nil {
+		return "", fmt.Errorf("create temp dir: %w", err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return "", fmt.Errorf("chmod temp dir %s: %w", dir, err)
+	}
+	registerDir(dir)
+	return dir, nil
+}
+
+// findBinary looks name up on PATH, then in the given directories (later
+// entries are preferred, so pass them oldest first).
+func findBinary(name string, dirs ...string) (string, bool) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, true
+	}
+	for i := len(dirs) - 1; i >= 0; i-- {
+		p := filepath.Join(dirs[i], name)
+		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
+			return p, true
+		}
+	}
+	return "", false
+}
