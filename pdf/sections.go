@@ -1,0 +1,112 @@
+package pdf
+
+import (
+	"strings"
+)
+
+// details draws the bill-to block on the left and the invoice's number,
+// dates and status on the right, under the first page's header.
+func (d *document) details() {
+	f := d.f
+	top := f.GetY()
+
+	// Right: label/value pairs.
+	labelW, valueW := 28.0, 50.0
+	x := marginX + d.contentW - labelW - valueW
+	rows := [][2]string{
+		{"Invoice number", d.inv.Number},
+		{"Issue date", formatDate(d.inv.IssuedAt)},
+		{"Due date", formatDate(d.inv.DueAt)},
+		{"Status", d.inv.Status},
+	}
+	for i, r := range rows {
+		y := top + float64(i)*lineH
+		d.setFont(true, bodySize)
+		f.SetXY(x, y)
+		f.CellFormat(labelW, lineH, r[0], "", 0, "L", false, 0, "")
+		// A value too wide for its cell is shrunk to fit rather than
+		// wrapped, so the four rows stay one line each.
+		f.SetXY(x+labelW, y)
+		d.fitCell(valueW, lineH, cleanText(r[1], false), "R", false, bodySize)
+	}
+	rightBottom := top + float64(len(rows))*lineH
+
+	// Left: the customer, which may run long (an address of many lines)
+	// and continues on the next page if it must.
+	leftW := x - marginX - 5
+	f.SetXY(marginX, top)
+	d.paragraph(marginX, leftW, true, "Bill to")
+	c := d.inv.Customer
+	d.paragraph(marginX, leftW, true, c.Name)
+	for _, s := range []string{c.Company, c.Email, c.Address} {
+		if strings.TrimSpace(s) != "" {
+			d.paragraph(marginX, leftW, false, s)
+		}
+	}
+
+	y := f.GetY()
+	if f.PageNo() == 1 && y < rightBottom {
+		y = rightBottom
+	}
+	f.SetXY(marginX, y+6)
+}
+
+// fitCell writes s into a one-line cell of width w at the cursor, in the
+// given weight at size points or, when s is too wide for that, at the
+// largest smaller size (down to minFitSize) at which it fits. Nothing is
+// cut off: amounts and numbers must print whole.
+func (d *document) fitCell(w, h float64, s, align string, bold bool, size float64) {
+	d.setFont(bold, size)
+	limit := w - 2*d.f.GetCellMargin()
+	for size > minFitSize && d.f.GetStringWidth(s) > limit {
+		size -= 0.5
+		d.setFont(bold, size)
+	}
+	d.f.CellFormat(w, h, s, "", 0, align, false, 0, "")
+}
+
+// totals draws the subtotal and the total under the table, right-aligned.
+func (d *document) totals() {
+	f := d.f
+	sum := Subtotal(d.inv)
+	h := 2*lineH + 3
+	d.breakPage(h + 2)
+	f.SetY(f.GetY() + 2)
+
+	labelW, valueW := 35.0, 55.0
+	x := marginX + d.contentW - labelW - valueW
+	rows := []struct {
+		label string
+		bold  bool
+		size  float64
+	}{
+		{"Subtotal", false, bodySize},
+		{"Total", true, bodySize + 1},
+	}
+	for _, r := range rows {
+		y := f.GetY()
+		if r.bold {
+			f.SetDrawColor(0, 0, 0)
+			f.SetLineWidth(0.3)
+			f.Line(x, y+0.5, marginX+d.contentW, y+0.5)
+			y += 1
+		}
+		d.setFont(r.bold, r.size)
+		f.SetXY(x, y)
+		f.CellFormat(labelW, lineH+1, r.label, "", 0, "L", false, 0, "")
+		f.SetXY(x+labelW, y)
+		d.fitCell(valueW, lineH+1, FormatMoney(sum, d.inv.Currency), "R", r.bold, r.size)
+		f.SetXY(marginX, y+lineH+1)
+	}
+	f.SetY(f.GetY() + 6)
+}
+
+// notes draws the invoice's notes, if any, across the full width.
+func (d *document) notes() {
+	if strings.TrimSpace(d.inv.Notes) == "" {
+		return
+	}
+	d.breakPage(2 * lineH)
+	d.paragraph(marginX, d.contentW, true, "Notes")
+	d.paragraph(marginX, d.contentW, false, d.inv.Notes)
+}

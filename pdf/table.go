@@ -1,0 +1,159 @@
+package pdf
+
+import (
+	"github.com/go-pdf/fpdf"
+)
+
+// cellPadY is the space above and below the text of a table row.
+const cellPadY = 1.3
+
+// column is one column of the line-item table.
+type column struct {
+	title string
+	width float64
+	align string // fpdf alignment: "L" or "R"
+}
+
+// table draws the line items: one row per line, wrapped descriptions,
+// the header row repeated on every page the table continues on.
+type table struct {
+	d    *document
+	f    *fpdf.Fpdf
+	cols []column
+}
+
+// newTable returns the line-item table of d's invoice.
+func newTable(d *document) table {
+	cur := cleanText(d.inv.Currency, false)
+	qtyW, priceW, amountW := 22.0, 35.0, 37.0
+	return table{d: d, f: d.f, cols: []column{
+		{"Description", d.contentW - qtyW - priceW - amountW, "L"},
+		{"Quantity", qtyW, "R"},
+		{"Unit price (" + cur + ")", priceW, "R"},
+		{"Amount (" + cur + ")", amountW, "R"},
+	}}
+}
+
+// render draws the table from the cursor on.
+func (t *table) render() {
+	header := t.split(t.titles(), true)
+	// Keep the header with at least one body line.
+	t.d.breakPage(rowHeight(header) + lineH + 2*cellPadY)
+	t.header()
+
+	if len(t.d.inv.Lines) == 0 {
+		t.row([]string{"No line items.", "", "", ""})
+		return
+	}
+	cur := t.d.inv.Currency
+	for _, l := range t.d.inv.Lines {
+		t.row([]string{
+			cleanText(l.Description, true),
+			formatQuantity(l.Quantity),
+			formatPrice(l.UnitPrice, cur),
+			formatAmount(LineTotal(l, cur), cur),
+		})
+	}
+}
+
+// titles returns the column titles.
+func (t *table) titles() []string {
+	titles := make([]string, len(t.cols))
+	for i, c := range t.cols {
+		titles[i] = c.title
+	}
+	return titles
+}
+
+// header draws the header row at the cursor on a grey band.
+func (t *table) header() {
+	f := t.f
+	lines := t.split(t.titles(), true)
+	y := f.GetY()
+	h := rowHeight(lines)
+	f.SetFillColor(232, 232, 232)
+	f.Rect(marginX, y, t.d.contentW, h, "F")
+	t.draw(lines, 0, lineCount(lines), y, true)
+	f.SetY(y + h)
+}
+
+// newPage continues the table on a new page, under a repeated header.
+func (t *table) newPage() {
+	t.f.AddPage()
+	t.header()
+}
+
+// row draws one table row of cells. A row that does not fit on this page
+// moves to the next one whole; a row taller than a whole page starts here
+// and continues, a page's worth of lines at a time, on the next pages.
+func (t *table) row(cells []string) {
+	f := t.f
+	lines := t.split(cells, false)
+	n := lineCount(lines)
+	if f.GetY()+rowHeight(lines) > contentLimit && rowHeight(lines) <= t.roomOnNewPage() {
+		t.newPage()
+	}
+	for start := 0; start < n; {
+		room := int((contentLimit - f.GetY() - 2*cellPadY) / lineH)
+		if room < 1 {
+			t.newPage()
+			continue
+		}
+		end := min(n, start+room)
+		y := f.GetY()
+		t.draw(lines, start, end, y, false)
+		y += float64(end-start)*lineH + 2*cellPadY
+		f.SetDrawColor(200, 200, 200)
+		f.SetLineWidth(0.2)
+		f.Line(marginX, y, marginX+t.d.contentW, y)
+		f.SetY(y)
+		start = end
+	}
+}
+
+// roomOnNewPage is the height a new page offers under the table header.
+func (t *table) roomOnNewPage() float64 {
+	return contentLimit - contentTop - rowHeight(t.split(t.titles(), true))
+}
+
+// split wraps each cell to its column's width in the given weight. Every
+// cell gets at least one (possibly empty) line.
+func (t *table) split(cells []string, bold bool) [][]string {
+	t.d.setFont(bold, bodySize)
+	lines := make([][]string, len(cells))
+	for i, c := range cells {
+		lines[i] = t.d.wrap(c, t.cols[i].width)
+		if len(lines[i]) == 0 {
+			lines[i] = []string{""}
+		}
+	}
+	return lines
+}
+
+// draw writes lines start to end (exclusive) of every cell in a row band
+// whose top is at y, bold or regular as split wrapped them.
+func (t *table) draw(lines [][]string, start, end int, y float64, bold bool) {
+	t.d.setFont(bold, bodySize)
+	x := marginX
+	for i, col := range t.cols {
+		for k := start; k < end && k < len(lines[i]); k++ {
+			t.f.SetXY(x, y+cellPadY+float64(k-start)*lineH)
+			t.f.CellFormat(col.width, lineH, lines[i][k], "", 0, col.align, false, 0, "")
+		}
+		x += col.width
+	}
+}
+
+// lineCount is the number of lines of the row's tallest cell.
+func lineCount(lines [][]string) int {
+	n := 1
+	for _, l := range lines {
+		n = max(n, len(l))
+	}
+	return n
+}
+
+// rowHeight is the height of a whole row of wrapped cells.
+func rowHeight(lines [][]string) float64 {
+	return float64(lineCount(lines))*lineH + 2*cellPadY
+}
