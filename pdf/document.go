@@ -125,9 +125,11 @@ func (d *document) paragraph(x, w float64, bold bool, text string) {
 }
 
 // wrap splits text into lines no wider than w in the current font. Text
-// without any content gives no lines.
+// without any content gives no lines, and so does a document in error:
+// fpdf's SplitText does not check for an earlier error and would crash
+// without a font.
 func (d *document) wrap(text string, w float64) []string {
-	if text == "" {
+	if text == "" || d.f.Err() {
 		return nil
 	}
 	return d.f.SplitText(text, w)

@@ -36,7 +36,12 @@ func (r Renderer) Render(w io.Writer, inv Invoice) error {
 	if err := inv.validate(); err != nil {
 		return fmt.Errorf("render invoice: %w", err)
 	}
-	f := r.newPDF(inv)
+	return output(w, r.newPDF(inv), inv)
+}
+
+// output lays inv out on f, a new document with the fonts registered, and
+// writes it to w unless fpdf reported an error.
+func output(w io.Writer, f *fpdf.Fpdf, inv Invoice) error {
 	newDocument(f, inv).render()
 	if err := f.Error(); err != nil {
 		return fmt.Errorf("render invoice %s: %w", inv.Number, err)

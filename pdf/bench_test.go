@@ -1,0 +1,20 @@
+package pdf
+
+import (
+	"io"
+	"testing"
+)
+
+func benchmarkRender(b *testing.B, lines int) {
+	inv := sampleInvoice()
+	inv.Lines = manyLines(lines)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := Render(io.Discard, inv); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkRender10Lines(b *testing.B)  { benchmarkRender(b, 10) }
+func BenchmarkRender200Lines(b *testing.B) { benchmarkRender(b, 200) }
