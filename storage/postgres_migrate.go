@@ -1,0 +1,135 @@
+package storage
+
+import (
+	"context"
+	"embed"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// catalogMigrations holds the catalog's SQL migrations, named
+// NNNN_description.sql and applied in version order.
+//
+//go:embed migrations/*.sql
+var catalogMigrations embed.FS
+
+// catalogLockKey is the pg_advisory_xact_lock key serializing catalog
+// migrations. The catalog is a single schema, so one fixed key is right
+// here (tenant schemas use a lock per tenant).
+const catalogLockKey int64 = 0x74656e616e637931 // "tenancy1"
+
+// catalogMigration is one embedded migration.
+type catalogMigration struct {
+	version int
+	name    string
+	sql     string
+}
+
+// loadCatalogMigrations reads and orders the embedded migrations.
+func loadCatalogMigrations() ([]catalogMigration, error) {
+	entries, err := fs.ReadDir(catalogMigrations, "migrations")
+	if err != nil {
+		return nil, fmt.Errorf("read catalog migrations: %w", err)
+	}
+	var ms []catalogMigration
+	for _, e := range entries {
+		name := e.Name()
+		num, _, ok := strings.Cut(name, "_")
+		if !ok || !strings.HasSuffix(name, ".sql") {
+			return nil, fmt.Errorf("catalog migration %s: want NNNN_description.sql", name)
+		}
+		v, err := strconv.Atoi(num)
+		if err != nil || v <= 0 {
+			return nil, fmt.Errorf("catalog migration %s: bad version %q", name, num)
+		}
+		b, err := catalogMigrations.ReadFile(path.Join("migrations", name))
+		if err != nil {
+			return nil, fmt.Errorf("read catalog migration %s: %w", name, err)
+		}
+		ms = append(ms, catalogMigration{version: v, name: name, sql: string(b)})
+	}
+	slices.SortFunc(ms, func(a, b catalogMigration) int { return a.version - b.version })
+	for i := 1; i < len(ms); i++ {
+		if ms[i].version == ms[i-1].version {
+			return nil, fmt.Errorf("catalog migrations %s and %s: duplicate version", ms[i-1].name, ms[i].name)
+		}
+	}
+	return ms, nil
+}
+
+// CatalogVersion is the catalog schema version this build migrates to.
+func CatalogVersion() int {
+	ms, err := loadCatalogMigrations()
+	if err != nil || len(ms) == 0 {
+		return 0
+	}
+	return ms[len(ms)-1].version
+}
+
+// migrate applies every pending catalog migration.
+func (p *Postgres) migrate(ctx context.Context) error {
+	ms, err := loadCatalogMigrations()
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		if err := p.applyMigration(ctx, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// applyMigration applies m in one transaction unless it is recorded
+// already. The advisory lock is taken before the schema and version table
+// are created, so concurrent starts never race on CREATE ... IF NOT EXISTS.
+func (p *Postgres) applyMigration(ctx context.Context, m catalogMigration) error {
+	applied := false
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, catalogLockKey); err != nil {
+			return fmt.Errorf("lock: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `
+			CREATE SCHEMA IF NOT EXISTS tenancy;
+			CREATE TABLE IF NOT EXISTS tenancy.schema_migrations (
+				version    integer PRIMARY KEY,
+				name       text NOT NULL,
+				applied_at timestamptz NOT NULL DEFAULT now()
+			)`); err != nil {
+			return fmt.Errorf("create tenancy.schema_migrations: %w", err)
+		}
+		var done bool
+		if err := tx.QueryRow(ctx,
+			`SELECT EXISTS (SELECT 1 FROM tenancy.schema_migrations WHERE version = $1)`,
+			m.version).Scan(&done); err != nil {
+			return fmt.Errorf("read version: %w", err)
+		}
+		if done {
+			return nil
+		}
+		if _, err := tx.Exec(ctx, m.sql); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx,
+			`INSERT INTO tenancy.schema_migrations (version, name) VALUES ($1, $2)`,
+			m.version, m.name); err != nil {
+			return fmt.Errorf("record version: %w", err)
+		}
+		applied = true
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("apply catalog migration %s: %w", m.name, err)
+	}
+	if applied {
+		p.log.InfoContext(ctx, "applied catalog migration", slog.Int("version", m.version), slog.String("name", m.name))
+	}
+	return nil
+}

@@ -1,0 +1,150 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// tenantColumns are the columns scanned by scanTenant, in its order.
+const tenantColumns = `id, slug, name, status, schema_name, plan, created_at, updated_at`
+
+// scanTenant reads one row of tenantColumns.
+func scanTenant(row pgx.Row) (tenantctx.Tenant, error) {
+	var t tenantctx.Tenant
+	var status string
+	if err := row.Scan(&t.ID, &t.Slug, &t.Name, &status, &t.Schema, &t.Plan, &t.CreatedAt, &t.UpdatedAt); err != nil {
+		return tenantctx.Tenant{}, err
+	}
+	t.Status = tenantctx.Status(status)
+	return t, nil
+}
+
+// Tenant returns the tenant with the given id. A malformed id is
+// ErrNotFound without a query.
+func (p *Postgres) Tenant(ctx context.Context, id string) (tenantctx.Tenant, error) {
+	if err := tenantctx.ValidateID(id); err != nil {
+		return tenantctx.Tenant{}, fmt.Errorf("get tenant: %w: %w", ErrNotFound, err)
+	}
+	p.queries.Add(1)
+	t, err := scanTenant(p.pool.QueryRow(ctx,
+		`SELECT `+tenantColumns+` FROM tenancy.tenants WHERE id = $1`, id))
+	if err != nil {
+		return tenantctx.Tenant{}, fmt.Errorf("get tenant %s: %w", id, translatePgError(err))
+	}
+	return t, nil
+}
+
+// TenantBySlug returns the tenant with the given slug. A malformed slug is
+// ErrNotFound without a query.
+func (p *Postgres) TenantBySlug(ctx context.Context, slug string) (tenantctx.Tenant, error) {
+	if err := tenantctx.ValidateSlug(slug); err != nil {
+		return tenantctx.Tenant{}, fmt.Errorf("get tenant by slug: %w: %w", ErrNotFound, err)
+	}
+	p.queries.Add(1)
+	t, err := scanTenant(p.pool.QueryRow(ctx,
+		`SELECT `+tenantColumns+` FROM tenancy.tenants WHERE slug = $1`, slug))
+	if err != nil {
+		return tenantctx.Tenant{}, fmt.Errorf("get tenant by slug %s: %w", slug, translatePgError(err))
+	}
+	return t, nil
+}
+
+// ListTenants returns one page of tenants in id order, after opts.After.
+func (p *Postgres) ListTenants(ctx context.Context, opts ListOptions) ([]tenantctx.Tenant, error) {
+	var (
+		rows pgx.Rows
+		err  error
+	)
+	switch {
+	case opts.Status == "":
+		rows, err = p.pool.Query(ctx,
+			`SELECT `+tenantColumns+` FROM tenancy.tenants
+			 WHERE id > $1 ORDER BY id LIMIT $2`,
+			opts.After, opts.PageLimit())
+	case opts.Status.Valid():
+		rows, err = p.pool.Query(ctx,
+			`SELECT `+tenantColumns+` FROM tenancy.tenants
+			 WHERE status = $1 AND id > $2 ORDER BY id LIMIT $3`,
+			string(opts.Status), opts.After, opts.PageLimit())
+	default:
+		return nil, fmt.Errorf("list tenants: %w: %.40q", tenantctx.ErrInvalidStatus, opts.Status)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list tenants after %q: %w", opts.After, err)
+	}
+	ts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (tenantctx.Tenant, error) { return scanTenant(r) })
+	if err != nil {
+		return nil, fmt.Errorf("list tenants after %q: %w", opts.After, err)
+	}
+	return ts, nil
+}
+
+// CreateTenant validates and inserts t, returning it with the catalog's
+// timestamps; ErrConflict names the taken constraint (id, slug or schema).
+func (p *Postgres) CreateTenant(ctx context.Context, t tenantctx.Tenant) (tenantctx.Tenant, error) {
+	if err := t.Validate(); err != nil {
+		return tenantctx.Tenant{}, fmt.Errorf("create tenant: %w", err)
+	}
+	created, err := scanTenant(p.pool.QueryRow(ctx,
+		`INSERT INTO tenancy.tenants (id, slug, name, status, schema_name, plan)
+		 VALUES ($1, $2, $3, $4, $5, $6)
+		 RETURNING `+tenantColumns,
+		t.ID, t.Slug, t.Name, string(t.Status), t.Schema, t.Plan))
+	if err != nil {
+		return tenantctx.Tenant{}, fmt.Errorf("create tenant %s (slug %s): %w", t.ID, t.Slug, translatePgError(err))
+	}
+	return created, nil
+}
+
+// SetStatus moves the tenant to status inside a transaction that locks its
+// row, so concurrent changes are checked against the lifecycle one by one.
+func (p *Postgres) SetStatus(ctx context.Context, id string, status tenantctx.Status) (tenantctx.Tenant, error) {
+	if err := tenantctx.ValidateID(id); err != nil {
+		return tenantctx.Tenant{}, fmt.Errorf("set status of tenant: %w: %w", ErrNotFound, err)
+	}
+	if !status.Valid() {
+		return tenantctx.Tenant{}, fmt.Errorf("set status of tenant %s: %w: %w: %.40q",
+			id, ErrInvalidTransition, tenantctx.ErrInvalidStatus, status)
+	}
+	var updated tenantctx.Tenant
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		var current string
+		if err := tx.QueryRow(ctx,
+			`SELECT status FROM tenancy.tenants WHERE id = $1 FOR UPDATE`, id).Scan(&current); err != nil {
+			return translatePgError(err)
+		}
+		if from := tenantctx.Status(current); !from.CanTransition(status) {
+			return fmt.Errorf("%w from %s to %s", ErrInvalidTransition, from, status)
+		}
+		var err error
+		updated, err = scanTenant(tx.QueryRow(ctx,
+			`UPDATE tenancy.tenants SET status = $2, updated_at = now()
+			 WHERE id = $1 RETURNING `+tenantColumns,
+			id, string(status)))
+		return translatePgError(err)
+	})
+	if err != nil {
+		return tenantctx.Tenant{}, fmt.Errorf("set status of tenant %s to %s: %w", id, status, err)
+	}
+	return updated, nil
+}
+
+// DeleteTenant removes the tenant's row; its API keys go with it (ON DELETE
+// CASCADE), its audit entries stay.
+func (p *Postgres) DeleteTenant(ctx context.Context, id string) error {
+	if err := tenantctx.ValidateID(id); err != nil {
+		return fmt.Errorf("delete tenant: %w: %w", ErrNotFound, err)
+	}
+	tag, err := p.pool.Exec(ctx, `DELETE FROM tenancy.tenants WHERE id = $1`, id)
+	if err != nil {
+		return fmt.Errorf("delete tenant %s: %w", id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("delete tenant %s: %w", id, ErrNotFound)
+	}
+	return nil
+}
