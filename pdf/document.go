@@ -8,10 +8,10 @@ import (
 
 // Page geometry in millimetres (A4 portrait) and type sizes in points.
 const (
-	marginX      = 15.0 // left and right margin
-	marginTop    = 12.0 // top of the page header
-	contentTop   = 30.0 // first content line under the page header
-	contentLimit = 279.0
+	marginX      = 15.0  // left and right margin
+	marginTop    = 12.0  // top of the page header
+	contentTop   = 30.0  // first content line under the page header
+	contentLimit = 279.0 // content ends here; the footer follows
 	footerY      = 284.0 // baseline area of the footer
 
 	bodySize   = 9.0
@@ -27,7 +27,6 @@ type document struct {
 	f   *fpdf.Fpdf
 	inv Invoice
 
-	pageW    float64 // page width
 	contentW float64 // width between the margins
 	table    table   // the line-item table
 }
@@ -35,7 +34,7 @@ type document struct {
 // newDocument prepares inv for rendering on f, whose fonts are registered.
 func newDocument(f *fpdf.Fpdf, inv Invoice) *document {
 	w, _ := f.GetPageSize()
-	d := &document{f: f, inv: inv, pageW: w, contentW: w - 2*marginX}
+	d := &document{f: f, inv: inv, contentW: w - 2*marginX}
 	d.table = newTable(d)
 	f.SetMargins(marginX, marginTop, marginX)
 	f.SetAutoPageBreak(false, 0) // page breaks are placed by the layout
