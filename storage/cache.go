@@ -1,0 +1,181 @@
+package storage
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/singleflight"
+)
+
+// Defaults of CacheOptions.
+const (
+	DefaultCacheLocalTTL      = 2 * time.Second
+	DefaultCacheRedisTTL      = 5 * time.Minute
+	DefaultCacheNegativeTTL   = 5 * time.Second
+	DefaultCacheKeyPrefix     = "tenantcache:"
+	DefaultCacheLocalEntries  = 100_000
+	DefaultCacheLoadTimeout   = 10 * time.Second
+	DefaultCacheRedisBackoff  = time.Second
+	cacheInvalidateChannelKey = "invalidate"
+)
+
+// CacheOptions configures a Cache. The zero value is usable: every field
+// has a documented default.
+type CacheOptions struct {
+	// LocalTTL is how long an entry lives in the in-process layer; 0 means
+	// DefaultCacheLocalTTL, a negative value turns the layer off. Keep it
+	// short: it bounds how long a missed invalidation message goes unnoticed.
+	LocalTTL time.Duration
+	// RedisTTL is how long an entry lives in Redis; 0 means
+	// DefaultCacheRedisTTL.
+	RedisTTL time.Duration
+	// NegativeTTL is how long "not found" is cached for an unknown id, slug
+	// or API key, in both layers (the local layer uses the smaller of it and
+	// LocalTTL); 0 means DefaultCacheNegativeTTL.
+	NegativeTTL time.Duration
+	// KeyPrefix starts every Redis key; "" means DefaultCacheKeyPrefix.
+	// Tests use a unique prefix each. With Redis Cluster, give it a hash tag
+	// ("{tenantcache}:"): the cache's scripts touch several keys at once.
+	KeyPrefix string
+	// Channel is the pub/sub channel of invalidation messages; "" means
+	// KeyPrefix + "invalidate".
+	Channel string
+	// LocalMaxEntries bounds the in-process layer; 0 means
+	// DefaultCacheLocalEntries.
+	LocalMaxEntries int
+	// LoadTimeout bounds one shared miss (Redis and backend); it runs
+	// detached from the first caller's cancellation because other callers
+	// wait for the same result. 0 means DefaultCacheLoadTimeout.
+	LoadTimeout time.Duration
+	// RedisBackoff is how long reads skip Redis after a Redis read error
+	// (they go to the backend meanwhile); 0 means DefaultCacheRedisBackoff.
+	// Writes always try to invalidate Redis.
+	RedisBackoff time.Duration
+	// Logger receives warnings about Redis failures; nil discards them.
+	Logger *slog.Logger
+}
+
+// withDefaults returns o with every zero field set to its default.
+func (o CacheOptions) withDefaults() CacheOptions {
+	o.LocalTTL = cmp.Or(o.LocalTTL, DefaultCacheLocalTTL)
+	o.RedisTTL = cmp.Or(o.RedisTTL, DefaultCacheRedisTTL)
+	o.NegativeTTL = cmp.Or(o.NegativeTTL, DefaultCacheNegativeTTL)
+	o.KeyPrefix = cmp.Or(o.KeyPrefix, DefaultCacheKeyPrefix)
+	o.Channel = cmp.Or(o.Channel, o.KeyPrefix+cacheInvalidateChannelKey)
+	o.LocalMaxEntries = cmp.Or(o.LocalMaxEntries, DefaultCacheLocalEntries)
+	o.LoadTimeout = cmp.Or(o.LoadTimeout, DefaultCacheLoadTimeout)
+	o.RedisBackoff = cmp.Or(o.RedisBackoff, DefaultCacheRedisBackoff)
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+// CacheStats counts how lookups were answered.
+type CacheStats struct {
+	// LocalHits and RedisHits are lookups answered by that layer.
+	LocalHits int64
+	RedisHits int64
+	// Misses are lookups that went to the backend (shared misses count once).
+	Misses int64
+	// NegativeHits are hits, in either layer, on a cached "not found"; they
+	// are also counted in LocalHits or RedisHits.
+	NegativeHits int64
+	// RedisErrors counts failed Redis operations (reads, fills,
+	// invalidations, publishes).
+	RedisErrors int64
+}
+
+// cacheCounters are the atomics behind CacheStats.
+type cacheCounters struct {
+	localHits, redisHits, misses, negativeHits, redisErrors atomic.Int64
+}
+
+// Cache is a Catalog in front of another: an in-process layer with a short
+// TTL, then Redis, then the backend. Tenant, TenantBySlug and
+// TenantForAPIKey read through both layers (API keys cached by their
+// SHA-256, never the plaintext) and cache "not found" briefly; a burst of
+// misses for one key costs one backend query. Writes go to the backend, then
+// invalidate the tenant's id and slug (or its API keys) in Redis and in the
+// local layer, and publish the invalidation so other Cache instances drop
+// their local entries. A Redis failure never fails a lookup: it falls back
+// to the backend.
+//
+// NewCache starts a subscriber goroutine; Close stops it.
+type Cache struct {
+	backend  Catalog
+	rdb      redis.UniversalClient // nil: local layer only
+	opts     CacheOptions
+	log      *slog.Logger
+	instance string // tells this instance's own invalidation messages apart
+
+	local       *localCache // stores nothing when LocalTTL < 0
+	flight      singleflight.Group
+	stats       cacheCounters
+	redisDownTo atomic.Int64 // unix nanos until which reads skip Redis
+
+	stop      context.CancelFunc
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+var _ Catalog = (*Cache)(nil)
+
+// NewCache returns a cache in front of backend using rdb, and starts the
+// goroutine that receives invalidation messages of other instances. A nil
+// rdb gives a cache with only the in-process layer. Call Close when done; it
+// does not close backend or rdb.
+func NewCache(backend Catalog, rdb redis.UniversalClient, opts CacheOptions) *Cache {
+	opts = opts.withDefaults()
+	var id [8]byte
+	_, _ = rand.Read(id[:]) // crypto/rand.Read never fails (Go 1.24+).
+	c := &Cache{
+		backend:  backend,
+		rdb:      rdb,
+		opts:     opts,
+		log:      opts.Logger.With(slog.String("component", "tenant_cache")),
+		instance: hex.EncodeToString(id[:]),
+		done:     make(chan struct{}),
+	}
+	c.local = newLocalCache(opts.LocalMaxEntries)
+	if rdb == nil || opts.LocalTTL < 0 {
+		// Without Redis there is nobody to hear from; without a local layer
+		// there is nothing to drop.
+		c.stop = func() {}
+		close(c.done)
+		return c
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c.stop = cancel
+	ps := rdb.Subscribe(ctx, opts.Channel)
+	go c.receiveInvalidations(ctx, ps)
+	return c
+}
+
+// Close stops the invalidation subscriber and waits for it. It is safe to
+// call more than once.
+func (c *Cache) Close() error {
+	c.closeOnce.Do(func() {
+		c.stop()
+		<-c.done
+	})
+	return nil
+}
+
+// Stats returns the counters of this instance.
+func (c *Cache) Stats() CacheStats {
+	return CacheStats{
+		LocalHits:    c.stats.localHits.Load(),
+		RedisHits:    c.stats.redisHits.Load(),
+		Misses:       c.stats.misses.Load(),
+		NegativeHits: c.stats.negativeHits.Load(),
+		RedisErrors:  c.stats.redisErrors.Load(),
+	}
+}

@@ -1,0 +1,151 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// Tenant returns the tenant with the given id, or ErrNotFound; an invalid id
+// is ErrNotFound without any query.
+func (c *Cache) Tenant(ctx context.Context, id string) (tenantctx.Tenant, error) {
+	if err := tenantctx.ValidateID(id); err != nil {
+		return tenantctx.Tenant{}, fmt.Errorf("tenant: %w: %w", ErrNotFound, err)
+	}
+	e, err := c.lookup(ctx, cacheKindID+id, func(ctx context.Context) (cacheEntry, error) {
+		return tenantEntry(c.backend.Tenant(ctx, id))
+	})
+	if err != nil {
+		return tenantctx.Tenant{}, fmt.Errorf("tenant %s: %w", id, err)
+	}
+	if !e.Found {
+		return tenantctx.Tenant{}, fmt.Errorf("tenant %s: %w", id, ErrNotFound)
+	}
+	return *e.Tenant, nil
+}
+
+// TenantBySlug returns the tenant with the given slug, or ErrNotFound; an
+// invalid slug is ErrNotFound without any query.
+func (c *Cache) TenantBySlug(ctx context.Context, slug string) (tenantctx.Tenant, error) {
+	if err := tenantctx.ValidateSlug(slug); err != nil {
+		return tenantctx.Tenant{}, fmt.Errorf("tenant by slug: %w: %w", ErrNotFound, err)
+	}
+	e, err := c.lookup(ctx, cacheKindSlug+slug, func(ctx context.Context) (cacheEntry, error) {
+		return tenantEntry(c.backend.TenantBySlug(ctx, slug))
+	})
+	if err != nil {
+		return tenantctx.Tenant{}, fmt.Errorf("tenant by slug %s: %w", slug, err)
+	}
+	if !e.Found {
+		return tenantctx.Tenant{}, fmt.Errorf("tenant by slug %s: %w", slug, ErrNotFound)
+	}
+	return *e.Tenant, nil
+}
+
+// TenantForAPIKey returns the id of the tenant owning key, or ErrNotFound
+// for a malformed (without any query), unknown or revoked key. Both layers
+// know the key only by its SHA-256.
+func (c *Cache) TenantForAPIKey(ctx context.Context, key string) (string, error) {
+	if err := CheckAPIKeyFormat(key); err != nil {
+		return "", fmt.Errorf("tenant for api key: %w", err)
+	}
+	e, err := c.lookup(ctx, cacheKindAPIKey+HashAPIKey(key), func(ctx context.Context) (cacheEntry, error) {
+		id, err := c.backend.TenantForAPIKey(ctx, key)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			return cacheEntry{}, nil
+		case err != nil:
+			return cacheEntry{}, err
+		}
+		return cacheEntry{Found: true, TenantID: id}, nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("tenant for api key: %w", err)
+	}
+	if !e.Found {
+		return "", fmt.Errorf("tenant for api key: %w", ErrNotFound)
+	}
+	return e.TenantID, nil
+}
+
+// tenantEntry turns a backend answer into a cache entry: ErrNotFound is a
+// negative entry, any other error is not cached.
+func tenantEntry(t tenantctx.Tenant, err error) (cacheEntry, error) {
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return cacheEntry{}, nil
+	case err != nil:
+		return cacheEntry{}, err
+	}
+	return cacheEntry{Found: true, Tenant: &t}, nil
+}
+
+// lookup answers key from the local layer, else from Redis or load, with
+// concurrent misses of one key sharing one Redis read and one load.
+//
+// The flight is keyed by the key and the local invalidation epoch, so a
+// lookup that starts after an invalidation never joins a flight that
+// started before it and might return the old value.
+func (c *Cache) lookup(ctx context.Context, key string, load func(context.Context) (cacheEntry, error)) (cacheEntry, error) {
+	if e, ok := c.local.get(key, time.Now()); ok {
+		c.stats.localHits.Add(1)
+		if !e.Found {
+			c.stats.negativeHits.Add(1)
+		}
+		return e, nil
+	}
+	epoch := c.local.currentEpoch()
+	ch := c.flight.DoChan(key+"#"+strconv.FormatUint(epoch, 10), func() (any, error) {
+		// Detached from the first caller's cancellation: others wait too.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.LoadTimeout)
+		defer cancel()
+		return c.fetch(fctx, key, epoch, load)
+	})
+	select {
+	case <-ctx.Done():
+		return cacheEntry{}, context.Cause(ctx)
+	case r := <-ch:
+		if r.Err != nil {
+			return cacheEntry{}, r.Err
+		}
+		return r.Val.(cacheEntry), nil
+	}
+}
+
+// fetch answers a local miss from Redis or, failing that, from load, and
+// stores the answer in the layers it missed.
+func (c *Cache) fetch(ctx context.Context, key string, epoch uint64, load func(context.Context) (cacheEntry, error)) (cacheEntry, error) {
+	e, hit, guard, redisOK := c.redisRead(ctx, key)
+	if hit {
+		c.stats.redisHits.Add(1)
+		if !e.Found {
+			c.stats.negativeHits.Add(1)
+		}
+		c.storeLocal(key, e, epoch)
+		return e, nil
+	}
+	c.stats.misses.Add(1)
+	e, err := load(ctx)
+	if err != nil {
+		return cacheEntry{}, err
+	}
+	if redisOK {
+		c.redisFill(ctx, key, guard, e)
+	}
+	c.storeLocal(key, e, epoch)
+	return e, nil
+}
+
+// storeLocal keeps e in the local layer unless an invalidation happened
+// since epoch.
+func (c *Cache) storeLocal(key string, e cacheEntry, epoch uint64) {
+	ttl := c.opts.LocalTTL
+	if !e.Found {
+		ttl = min(ttl, c.opts.NegativeTTL)
+	}
+	c.local.setIfEpoch(key, e, ttl, epoch, time.Now())
+}

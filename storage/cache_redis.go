@@ -1,0 +1,191 @@
+package storage
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Redis layout, under CacheOptions.KeyPrefix (shown as P):
+//
+//	P id:<tenant id>        JSON cacheEntry, TTL RedisTTL or NegativeTTL
+//	P id:<tenant id>:v      guard: a counter bumped by every invalidation
+//	P slug:<slug>           JSON cacheEntry, likewise
+//	P slug:<slug>:v         guard
+//	P key:<sha-256 of key>  JSON cacheEntry holding a tenant id
+//	P keygen                guard of every key:... entry (key writes are rare)
+//	P tenantkeys:<id>       set of the key hashes cached for a tenant
+//
+// A miss reads the entry and its guard in one MGET, asks the backend, and
+// stores the answer only if the guard still has the value it read
+// (fillScript). An invalidation deletes the entry and bumps the guard
+// (invalidateScript), so an answer read before a write is never stored
+// after the write's invalidation: without the guard, a reader racing a
+// delete could put the deleted tenant back for RedisTTL.
+const (
+	cacheKindID     = "id:"
+	cacheKindSlug   = "slug:"
+	cacheKindAPIKey = "key:"
+	cacheKeyGen     = "keygen"
+	cacheTenantKeys = "tenantkeys:"
+	cacheGuard      = ":v"
+	// cacheGuardTTL keeps guards long past any in-flight load, so a guard
+	// never expires back to the "absent" a slow reader saw.
+	cacheGuardTTL = time.Hour
+)
+
+// fillScript stores an entry if its guard is unchanged.
+// KEYS[1] entry, KEYS[2] guard, KEYS[3] (optional) the tenant's key set.
+// ARGV[1] guard value seen ("" when absent), ARGV[2] entry JSON, ARGV[3]
+// TTL in ms, ARGV[4] member to add to KEYS[3].
+var fillScript = redis.NewScript(`
+local g = redis.call('GET', KEYS[2])
+if not g then g = '' end
+if g ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+if #KEYS >= 3 then
+  redis.call('SADD', KEYS[3], ARGV[4])
+  redis.call('PEXPIRE', KEYS[3], ARGV[3])
+end
+return 1
+`)
+
+// invalidateScript deletes entries and bumps their guards.
+// KEYS are pairs: entry, guard. ARGV[1] guard TTL in ms.
+var invalidateScript = redis.NewScript(`
+for i = 1, #KEYS, 2 do
+  redis.call('DEL', KEYS[i])
+  redis.call('INCR', KEYS[i+1])
+  redis.call('PEXPIRE', KEYS[i+1], ARGV[1])
+end
+return 1
+`)
+
+// revokeScript drops every cached API key entry of one tenant.
+// KEYS[1] the tenant's key set, KEYS[2] the keygen guard. ARGV[1] the
+// prefix of key entries, ARGV[2] guard TTL in ms.
+var revokeScript = redis.NewScript(`
+redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+local hashes = redis.call('SMEMBERS', KEYS[1])
+for _, h in ipairs(hashes) do
+  redis.call('DEL', ARGV[1] .. h)
+end
+redis.call('DEL', KEYS[1])
+return #hashes
+`)
+
+// redisKey returns the Redis key of a logical cache key.
+func (c *Cache) redisKey(key string) string { return c.opts.KeyPrefix + key }
+
+// guardKey returns the Redis key of the guard of a logical cache key.
+func (c *Cache) guardKey(key string) string {
+	if strings.HasPrefix(key, cacheKindAPIKey) {
+		return c.opts.KeyPrefix + cacheKeyGen
+	}
+	return c.opts.KeyPrefix + key + cacheGuard
+}
+
+// redisRead returns the entry of key from Redis, if there is one, and the
+// guard value to fill with. ok is false when Redis is unusable.
+func (c *Cache) redisRead(ctx context.Context, key string) (e cacheEntry, hit bool, guard string, ok bool) {
+	if c.rdb == nil || !c.redisUsable() {
+		return cacheEntry{}, false, "", false
+	}
+	vals, err := c.rdb.MGet(ctx, c.redisKey(key), c.guardKey(key)).Result()
+	if err != nil {
+		c.redisReadFailed(key, err)
+		return cacheEntry{}, false, "", false
+	}
+	guard, _ = vals[1].(string)
+	raw, present := vals[0].(string)
+	if !present {
+		return cacheEntry{}, false, guard, true
+	}
+	if err := json.Unmarshal([]byte(raw), &e); err != nil || !e.valid() {
+		// Treated as a miss; the fill overwrites it.
+		c.log.Warn("tenant cache: undecodable redis entry", slog.String("key", key), slog.Any("error", err))
+		return cacheEntry{}, false, guard, true
+	}
+	return e, true, guard, true
+}
+
+// redisFill stores e under key unless the guard moved on from guard.
+func (c *Cache) redisFill(ctx context.Context, key, guard string, e cacheEntry) {
+	raw, err := json.Marshal(e)
+	if err != nil {
+		c.log.Error("tenant cache: encode entry", slog.String("key", key), slog.Any("error", err))
+		return
+	}
+	ttl := c.opts.RedisTTL
+	if !e.Found {
+		ttl = c.opts.NegativeTTL
+	}
+	keys := []string{c.redisKey(key), c.guardKey(key)}
+	args := []any{guard, raw, ttl.Milliseconds()}
+	if hash, isAPIKey := strings.CutPrefix(key, cacheKindAPIKey); isAPIKey && e.Found {
+		keys = append(keys, c.redisKey(cacheTenantKeys+e.TenantID))
+		args = append(args, hash)
+	}
+	if err := fillScript.Run(ctx, c.rdb, keys, args...).Err(); err != nil {
+		c.redisWriteFailed("fill", key, err)
+	}
+}
+
+// redisInvalidate deletes keys and bumps their guards, and drops the cached
+// API keys of keysOfTenant when it is set.
+func (c *Cache) redisInvalidate(ctx context.Context, keys []string, keysOfTenant string) {
+	if c.rdb == nil {
+		return
+	}
+	guardTTL := cacheGuardTTL.Milliseconds()
+	if len(keys) > 0 {
+		pairs := make([]string, 0, 2*len(keys))
+		for _, k := range keys {
+			pairs = append(pairs, c.redisKey(k), c.guardKey(k))
+		}
+		if err := invalidateScript.Run(ctx, c.rdb, pairs, guardTTL).Err(); err != nil {
+			c.redisWriteFailed("invalidate", strings.Join(keys, ","), err)
+		}
+	}
+	if keysOfTenant != "" {
+		keys := []string{c.redisKey(cacheTenantKeys + keysOfTenant), c.opts.KeyPrefix + cacheKeyGen}
+		if err := revokeScript.Run(ctx, c.rdb, keys, c.redisKey(cacheKindAPIKey), guardTTL).Err(); err != nil {
+			c.redisWriteFailed("invalidate api keys", cacheTenantKeys+keysOfTenant, err)
+		}
+	}
+}
+
+// redisUsable reports whether reads should try Redis: not within
+// RedisBackoff of a failed read.
+func (c *Cache) redisUsable() bool {
+	return time.Now().UnixNano() >= c.redisDownTo.Load()
+}
+
+// redisReadFailed counts and logs a failed read and makes reads skip Redis
+// for RedisBackoff. It logs once per outage, not once per lookup.
+func (c *Cache) redisReadFailed(key string, err error) {
+	c.stats.redisErrors.Add(1)
+	now := time.Now().UnixNano()
+	prev := c.redisDownTo.Load()
+	if c.redisDownTo.CompareAndSwap(prev, now+c.opts.RedisBackoff.Nanoseconds()) && prev <= now {
+		c.log.Warn("tenant cache: redis read failed, answering from the backend",
+			slog.String("key", key), slog.Duration("retry_after", c.opts.RedisBackoff), slog.Any("error", err))
+	}
+}
+
+// redisWriteFailed counts and logs a failed fill, invalidation or publish.
+func (c *Cache) redisWriteFailed(op, key string, err error) {
+	c.stats.redisErrors.Add(1)
+	c.log.Warn(fmt.Sprintf("tenant cache: redis %s failed", op), slog.String("key", key), slog.Any("error", err))
+}
+
+// valid reports whether a decoded entry is complete.
+func (e cacheEntry) valid() bool {
+	return !e.Found || e.Tenant != nil || e.TenantID != ""
+}
