@@ -1,0 +1,235 @@
+package schema
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/invoicing/tenantworker/tenantctx"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// ErrNoTenant is returned by InTenant when ctx carries no tenant. No
+// connection is acquired and no query is sent: there is no default tenant.
+var ErrNoTenant = errors.New("schema: no tenant in context")
+
+// pinSQL pins search_path to one schema until the end of the transaction
+// (the true third argument is SET LOCAL). The quoted schema is a bind
+// parameter, never part of the SQL text.
+const pinSQL = "SELECT pg_catalog.set_config('search_path', $1, true)"
+
+// End-of-transaction round trips: one simple-protocol query string that
+// ends the transaction and then proves the session clean (see
+// ConfigurePool). The simple protocol is used whatever the pool's
+// default_query_exec_mode, so this works behind PgBouncer in transaction
+// mode too.
+const (
+	commitSQL   = "COMMIT; " + verifySQL
+	rollbackSQL = "ROLLBACK; " + verifySQL
+)
+
+// InTenant runs fn in a transaction pinned to the schema of the tenant in
+// ctx (tenantctx.FromContext). Without a tenant it returns ErrNoTenant
+// before touching the pool. It commits when fn returns nil and rolls back
+// when fn returns an error or panics (the panic is re-raised after the
+// rollback).
+//
+// Round trips: BEGIN, set_config, fn's own queries, and one "COMMIT;
+// verify" (or "ROLLBACK; verify"). BEGIN and set_config are not merged:
+// pgx only hands out a pgx.Tx (with savepoints, CopyFrom, LargeObjects) for
+// a transaction it began itself, and merging them in one simple-protocol
+// string would put the schema into SQL text instead of a bind parameter.
+//
+// The tx given to fn is valid only until fn returns. Calling its Commit or
+// Rollback inside fn ends the transaction early, and InTenant then reports
+// pgx.ErrTxClosed, as pgx.BeginFunc does. Statements prepared or cached on
+// the connection stay safe across tenants: PostgreSQL re-plans a cached
+// statement when search_path differs from the one it was planned under
+// (name columns, never SELECT *, see STYLE.md).
+//
+// When ctx is cancelled or times out, the rollback runs on
+// context.WithoutCancel(ctx) with a timeout; if it fails, pgx closes the
+// connection and the pool destroys it.
+func InTenant(ctx context.Context, pool *pgxpool.Pool, fn func(ctx context.Context, tx pgx.Tx) error) (err error) {
+	t, ok := tenantctx.FromContext(ctx)
+	if !ok {
+		return ErrNoTenant
+	}
+	if err := tenantctx.ValidateSchema(t.Schema); err != nil {
+		return fmt.Errorf("in tenant %s: %w", t.ID, err)
+	}
+	quoted := pgx.Identifier{t.Schema}.Sanitize()
+
+	pc, err := pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("in tenant %s: acquire: %w", t.ID, err)
+	}
+	defer pc.Release()
+	conn := pc.Conn()
+
+	inner, err := conn.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("in tenant %s: begin: %w", t.ID, err)
+	}
+	tx := &pinnedTx{Tx: inner, conn: conn}
+	defer func() {
+		if p := recover(); p != nil {
+			_ = tx.finish(ctx, false)
+			panic(p)
+		}
+	}()
+
+	if _, err := inner.Exec(ctx, pinSQL, quoted); err != nil {
+		_ = tx.finish(ctx, false)
+		return fmt.Errorf("in tenant %s: pin search_path: %w", t.ID, err)
+	}
+	if err := fn(ctx, tx); err != nil {
+		if rbErr := tx.finish(ctx, false); rbErr != nil && !errors.Is(rbErr, pgx.ErrTxClosed) {
+			return errors.Join(err, fmt.Errorf("in tenant %s: rollback: %w", t.ID, rbErr))
+		}
+		return err
+	}
+	if err := tx.finish(ctx, true); err != nil {
+		return fmt.Errorf("in tenant %s: commit: %w", t.ID, err)
+	}
+	return nil
+}
+
+// pinnedTx is the pgx.Tx given to InTenant's fn. It wraps pgx's own
+// transaction but ends it itself, with the verification in the same round
+// trip. Because the inner transaction is then never told it ended, every
+// method that sends SQL checks closed first. LargeObjects and Conn are
+// pgx's own and unguarded: like the tx itself, do not keep them past fn.
+type pinnedTx struct {
+	pgx.Tx
+	conn   *pgx.Conn
+	closed bool
+}
+
+// finish commits (commit true) or rolls back, verifies the session in the
+// same round trip, and marks the connection verified on success. An
+// unprovable connection is left to AfterRelease, which verifies it again or
+// destroys it; one of a pool without ConfigurePool is closed here.
+func (t *pinnedTx) finish(ctx context.Context, commit bool) error {
+	if t.closed {
+		return pgx.ErrTxClosed
+	}
+	t.closed = true
+	pc := t.conn.PgConn()
+
+	var commitRolledBack bool
+	sql := rollbackSQL
+	if commit {
+		if pc.TxStatus() == 'E' {
+			// fn swallowed a failed statement: COMMIT would answer ROLLBACK.
+			commitRolledBack = true
+		} else {
+			sql = commitSQL
+		}
+	}
+	if !commit || commitRolledBack {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), verifyTimeout)
+		defer cancel()
+	}
+
+	results, err := pc.Exec(ctx, sql).ReadAll()
+	if err == nil {
+		err = checkVerifyResult(results)
+		if err == nil {
+			// A no-op for a pool without ConfigurePool: no AfterRelease
+			// would consume the mark, and none is needed.
+			markVerified(t.conn)
+		}
+		if err != nil && errors.Is(err, errNotClean) {
+			// Committed, but fn left session state behind (a session-level
+			// SET search_path, a temporary table): the connection must
+			// not be reused. The data is committed, so this is no error
+			// of the unit of work.
+			closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), verifyTimeout)
+			_ = t.conn.Close(closeCtx)
+			cancel()
+			err = nil
+		}
+	}
+	if err != nil {
+		if !pc.IsClosed() && pc.TxStatus() != 'I' {
+			// The end statement never ran (e.g. ctx already done before
+			// COMMIT): roll back without ctx's cancellation.
+			rbCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), verifyTimeout)
+			if _, rbErr := pc.Exec(rbCtx, "ROLLBACK").ReadAll(); rbErr != nil {
+				_ = t.conn.Close(rbCtx)
+			}
+			cancel()
+		}
+		return err
+	}
+	if commitRolledBack {
+		return pgx.ErrTxCommitRollback
+	}
+	return nil
+}
+
+// Begin starts a savepoint (pseudo nested transaction).
+func (t *pinnedTx) Begin(ctx context.Context) (pgx.Tx, error) {
+	if t.closed {
+		return nil, pgx.ErrTxClosed
+	}
+	return t.Tx.Begin(ctx)
+}
+
+// Commit ends the InTenant transaction early (see InTenant).
+func (t *pinnedTx) Commit(ctx context.Context) error { return t.finish(ctx, true) }
+
+// Rollback ends the InTenant transaction early (see InTenant).
+func (t *pinnedTx) Rollback(ctx context.Context) error { return t.finish(ctx, false) }
+
+// CopyFrom runs COPY FROM in the transaction.
+func (t *pinnedTx) CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error) {
+	if t.closed {
+		return 0, pgx.ErrTxClosed
+	}
+	return t.Tx.CopyFrom(ctx, table, columns, src)
+}
+
+// SendBatch sends a batch in the transaction.
+func (t *pinnedTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	if t.closed {
+		return closedBatch{}
+	}
+	return t.Tx.SendBatch(ctx, b)
+}
+
+// Prepare prepares a statement on the transaction's connection.
+func (t *pinnedTx) Prepare(ctx context.Context, name, sql string) (*pgconn.StatementDescription, error) {
+	if t.closed {
+		return nil, pgx.ErrTxClosed
+	}
+	return t.Tx.Prepare(ctx, name, sql)
+}
+
+// Exec runs sql in the transaction.
+func (t *pinnedTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	if t.closed {
+		return pgconn.CommandTag{}, pgx.ErrTxClosed
+	}
+	return t.Tx.Exec(ctx, sql, args...)
+}
+
+// Query runs sql in the transaction.
+func (t *pinnedTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	if t.closed {
+		return closedRows{}, pgx.ErrTxClosed
+	}
+	return t.Tx.Query(ctx, sql, args...)
+}
+
+// QueryRow runs sql in the transaction.
+func (t *pinnedTx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	if t.closed {
+		return closedRows{}
+	}
+	return t.Tx.QueryRow(ctx, sql, args...)
+}

@@ -1,0 +1,153 @@
+package schema
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/invoicing/tenantworker/tenantctx"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// lockNamespace is the first key of every tenant lock
+// (pg_advisory_xact_lock(int, int)); the second is hashtext(schema). It
+// spells "tent" in ASCII, keeping tenant locks apart from other advisory
+// locks of the database. Two schemas whose names hash alike merely
+// serialize with each other.
+const lockNamespace int32 = 0x74656e74
+
+// lockSQL takes the tenant's transaction-scoped lock: released by COMMIT or
+// ROLLBACK, so it is safe behind PgBouncer in transaction pooling mode.
+const lockSQL = "SELECT pg_catalog.pg_advisory_xact_lock($1::int4, pg_catalog.hashtext($2))"
+
+// quoteSchema validates a schema name and returns it quoted for SQL.
+func quoteSchema(schemaName string) (string, error) {
+	if err := tenantctx.ValidateSchema(schemaName); err != nil {
+		return "", err
+	}
+	return pgx.Identifier{schemaName}.Sanitize(), nil
+}
+
+// lockTenant takes the per-tenant lock inside tx.
+func lockTenant(ctx context.Context, tx pgx.Tx, schemaName string) error {
+	if _, err := tx.Exec(ctx, lockSQL, lockNamespace, schemaName); err != nil {
+		return fmt.Errorf("lock schema %s: %w", schemaName, err)
+	}
+	return nil
+}
+
+// Create creates the schema (CREATE SCHEMA IF NOT EXISTS) and reports
+// whether it did. It takes the tenant lock, so it is safe against a
+// concurrent Create, Migrate or Drop of the same tenant (a bare IF NOT
+// EXISTS races into a unique violation on pg_namespace).
+func Create(ctx context.Context, pool *pgxpool.Pool, schemaName string) (created bool, err error) {
+	quoted, err := quoteSchema(schemaName)
+	if err != nil {
+		return false, fmt.Errorf("create schema: %w", err)
+	}
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		created, err = createLocked(ctx, tx, schemaName, quoted)
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("create schema %s: %w", schemaName, err)
+	}
+	return created, nil
+}
+
+// createLocked takes the tenant lock and creates the schema if missing.
+func createLocked(ctx context.Context, tx pgx.Tx, schemaName, quoted string) (bool, error) {
+	if err := lockTenant(ctx, tx, schemaName); err != nil {
+		return false, err
+	}
+	exists, err := schemaExists(ctx, tx, schemaName)
+	if err != nil || exists {
+		return false, err
+	}
+	if _, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+quoted); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// Drop drops the schema and everything in it (DROP SCHEMA IF EXISTS ...
+// CASCADE) under the tenant lock. Dropping a missing schema is not an
+// error.
+func Drop(ctx context.Context, pool *pgxpool.Pool, schemaName string) error {
+	quoted, err := quoteSchema(schemaName)
+	if err != nil {
+		return fmt.Errorf("drop schema: %w", err)
+	}
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if err := lockTenant(ctx, tx, schemaName); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, "DROP SCHEMA IF EXISTS "+quoted+" CASCADE")
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("drop schema %s: %w", schemaName, err)
+	}
+	return nil
+}
+
+// Exists reports whether the schema exists.
+func Exists(ctx context.Context, pool *pgxpool.Pool, schemaName string) (bool, error) {
+	if _, err := quoteSchema(schemaName); err != nil {
+		return false, fmt.Errorf("schema exists: %w", err)
+	}
+	ok, err := schemaExists(ctx, pool, schemaName)
+	if err != nil {
+		return false, fmt.Errorf("schema exists %s: %w", schemaName, err)
+	}
+	return ok, nil
+}
+
+// querier is what pool, conn and tx have in common.
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+func schemaExists(ctx context.Context, q querier, schemaName string) (bool, error) {
+	var ok bool
+	err := q.QueryRow(ctx,
+		"SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)",
+		schemaName).Scan(&ok)
+	return ok, err
+}
+
+// Version returns the schema's migration version: the highest applied
+// version, 0 if the schema or its version table does not exist.
+func Version(ctx context.Context, pool *pgxpool.Pool, schemaName string) (int, error) {
+	quoted, err := quoteSchema(schemaName)
+	if err != nil {
+		return 0, fmt.Errorf("schema version: %w", err)
+	}
+	v, err := readVersion(ctx, pool, quoted)
+	if err != nil {
+		return 0, fmt.Errorf("schema version %s: %w", schemaName, err)
+	}
+	return v, nil
+}
+
+// readVersion reads max(version) of quoted.schema_migrations; a missing
+// schema or table is version 0. QueryExecModeExec: the SQL text differs per
+// tenant, so caching it as a prepared statement would only churn pgx's
+// statement cache (and it costs one round trip either way).
+func readVersion(ctx context.Context, q querier, quoted string) (int, error) {
+	var v int
+	err := q.QueryRow(ctx,
+		"SELECT coalesce(max(version), 0) FROM "+quoted+".schema_migrations",
+		pgx.QueryExecModeExec).Scan(&v)
+	if err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && (pgErr.Code == "3F000" || pgErr.Code == "42P01") {
+			// invalid_schema_name, undefined_table
+			return 0, nil
+		}
+		return 0, err
+	}
+	return v, nil
+}

@@ -1,0 +1,237 @@
+package schema
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// PoolOptions tunes NewPool. The zero value is usable.
+type PoolOptions struct {
+	// MaxConns caps the pool; 0 keeps pgx's default (max(4, NumCPU)) or the
+	// pool_max_conns of the URL.
+	MaxConns int32
+	// Logger receives a warning for every connection the pool destroys
+	// because it could not be proven clean. nil discards.
+	Logger *slog.Logger
+}
+
+// verifyTimeout bounds the verification query AfterRelease runs (it has no
+// context of its own) and the rollback of a cancelled transaction.
+const verifyTimeout = 5 * time.Second
+
+// verifySQL reads the session's search_path and whether the session ever
+// created a temporary schema. A temporary table would be searched before
+// any schema for unqualified names, so a connection that has one is not
+// clean either, whatever its search_path says.
+const verifySQL = "SELECT pg_catalog.current_setting('search_path'), pg_catalog.pg_my_temp_schema() = 0"
+
+// NewPool parses databaseURL, forces an empty search_path (RuntimeParams)
+// and installs the release checks of ConfigurePool. Like pgxpool.New it
+// connects lazily: the first Acquire reports an unreachable server.
+//
+// Behind PgBouncer in transaction pooling mode, put
+// default_query_exec_mode=exec in the URL, and make PgBouncer pass
+// search_path on (track_extra_parameters = search_path, PgBouncer >= 1.20):
+// a PgBouncer that ignores the startup parameter makes every new
+// connection fail AfterConnect's check instead of silently using the
+// server's default search_path.
+func NewPool(ctx context.Context, databaseURL string, opts PoolOptions) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(databaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("parse database url: %w", err)
+	}
+	if opts.MaxConns < 0 {
+		return nil, fmt.Errorf("new pool: MaxConns %d is negative", opts.MaxConns)
+	}
+	if opts.MaxConns > 0 {
+		cfg.MaxConns = opts.MaxConns
+	}
+	ConfigurePool(cfg, opts.Logger)
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("new pool: %w", err)
+	}
+	return pool, nil
+}
+
+// ConfigurePool applies NewPool's hardening to a config built elsewhere
+// (hooks already in cfg are kept and run first):
+//
+//   - RuntimeParams["search_path"] = "": PostgreSQL applies the empty
+//     string from the startup packet as an empty list, so SHOW search_path
+//     is empty and an unqualified table name fails with "relation ... does
+//     not exist" unless InTenant pinned a schema.
+//   - AfterConnect proves that on every new connection (one query per
+//     connection) and refuses a connection where a role or database
+//     setting, or a pooler, replaced it.
+//   - AfterRelease destroys a connection that is closed, busy or not idle
+//     (TxStatus != 'I'). Otherwise it runs one verification query (search_path
+//     still empty, no temporary schema) and destroys the connection on any
+//     doubt: an error, a timeout, an unexpected value. It verifies rather
+//     than resets: behind a transaction-pooling PgBouncer a session-level
+//     reset would land on some server connection that other clients share.
+//
+// The verification query is skipped for a connection whose last use was an
+// InTenant transaction: InTenant ends its transaction with a single
+// simple-protocol round trip "COMMIT; <verification>" (or ROLLBACK), so the
+// proof arrives with the commit at no extra cost, and InTenant marks the
+// connection verified only when that proof succeeded. The mark is consumed
+// by the very next AfterRelease, so a connection later acquired by other
+// code (pool.Acquire, pool.Exec, pool.Begin) is never trusted: its release
+// is verified by a query.
+func ConfigurePool(cfg *pgxpool.Config, logger *slog.Logger) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.ConnConfig.RuntimeParams == nil {
+		cfg.ConnConfig.RuntimeParams = make(map[string]string)
+	}
+	cfg.ConnConfig.RuntimeParams["search_path"] = ""
+
+	prevAfterConnect := cfg.AfterConnect
+	cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
+		if prevAfterConnect != nil {
+			if err := prevAfterConnect(ctx, conn); err != nil {
+				return err
+			}
+		}
+		if err := verifyClean(ctx, conn.PgConn()); err != nil {
+			return fmt.Errorf("new connection is not unpinned: %w", err)
+		}
+		conns.Store(conn, &connState{logger: logger})
+		return nil
+	}
+
+	prevAfterRelease := cfg.AfterRelease
+	cfg.AfterRelease = func(conn *pgx.Conn) bool {
+		if prevAfterRelease != nil && !prevAfterRelease(conn) {
+			return false
+		}
+		return afterRelease(conn, logger)
+	}
+
+	prevBeforeClose := cfg.BeforeClose
+	cfg.BeforeClose = func(conn *pgx.Conn) {
+		conns.Delete(conn)
+		if prevBeforeClose != nil {
+			prevBeforeClose(conn)
+		}
+	}
+}
+
+// connState is what this package knows about a connection of a configured
+// pool.
+type connState struct {
+	logger *slog.Logger
+	// verified is set by InTenant when its final round trip proved the
+	// connection clean, and consumed by the next AfterRelease. Only the
+	// goroutine holding the connection sets it; AfterRelease runs after that
+	// goroutine released it, so the mutex only guards the hand-over.
+	mu       sync.Mutex
+	verified bool
+}
+
+// conns maps each live *pgx.Conn of a configured pool to its state: added
+// by AfterConnect, removed by BeforeClose.
+var conns sync.Map // *pgx.Conn -> *connState
+
+func stateOf(conn *pgx.Conn) (*connState, bool) {
+	v, ok := conns.Load(conn)
+	if !ok {
+		return nil, false
+	}
+	return v.(*connState), true
+}
+
+// markVerified records that conn was proven clean just now by its owner.
+// It reports false for a connection of a pool that ConfigurePool did not
+// configure (nobody would consume the mark).
+func markVerified(conn *pgx.Conn) bool {
+	st, ok := stateOf(conn)
+	if !ok {
+		return false
+	}
+	st.mu.Lock()
+	st.verified = true
+	st.mu.Unlock()
+	return true
+}
+
+// takeVerified consumes the mark set by markVerified.
+func takeVerified(conn *pgx.Conn) bool {
+	st, ok := stateOf(conn)
+	if !ok {
+		return false
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	v := st.verified
+	st.verified = false
+	return v
+}
+
+// afterRelease decides whether a released connection goes back to the pool.
+func afterRelease(conn *pgx.Conn, logger *slog.Logger) bool {
+	pc := conn.PgConn()
+	if conn.IsClosed() || pc.IsBusy() || pc.TxStatus() != 'I' {
+		takeVerified(conn)
+		logger.Warn("schema: destroying released connection that is not idle",
+			slog.String("tx_status", string(pc.TxStatus())), slog.Bool("closed", conn.IsClosed()))
+		return false
+	}
+	if takeVerified(conn) {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), verifyTimeout)
+	defer cancel()
+	if err := verifyClean(ctx, pc); err != nil {
+		logger.Warn("schema: destroying released connection that could not be proven clean",
+			slog.String("error", err.Error()))
+		return false
+	}
+	return true
+}
+
+// errNotClean reports a connection whose session state failed verification.
+var errNotClean = errors.New("connection not clean")
+
+// verifyClean runs verifySQL and checks its answer.
+func verifyClean(ctx context.Context, pc *pgconn.PgConn) error {
+	results, err := pc.Exec(ctx, verifySQL).ReadAll()
+	if err != nil {
+		return fmt.Errorf("verify search_path: %w", err)
+	}
+	return checkVerifyResult(results)
+}
+
+// checkVerifyResult checks the last result of a round trip that ended with
+// verifySQL: search_path empty ("" or the quoted empty identifier `""`
+// that SET of an empty string stores), no temporary schema.
+func checkVerifyResult(results []*pgconn.Result) error {
+	if len(results) == 0 {
+		return fmt.Errorf("%w: no verification result", errNotClean)
+	}
+	r := results[len(results)-1]
+	if r.Err != nil {
+		return fmt.Errorf("verify search_path: %w", r.Err)
+	}
+	if len(r.Rows) != 1 || len(r.Rows[0]) != 2 {
+		return fmt.Errorf("%w: unexpected verification result shape", errNotClean)
+	}
+	path, noTemp := string(r.Rows[0][0]), string(r.Rows[0][1])
+	if path != "" && path != `""` {
+		return fmt.Errorf("%w: search_path is %.100q", errNotClean, path)
+	}
+	if noTemp != "t" {
+		return fmt.Errorf("%w: session has a temporary schema", errNotClean)
+	}
+	return nil
+}
