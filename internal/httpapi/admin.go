@@ -1,0 +1,352 @@
+package httpapi
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/tasks"
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// adminActor is the audit log's actor for admin API calls.
+const adminActor = "admin"
+
+// digest is the SHA-256 of s; tokens are compared as digests so the
+// comparison takes the same time whatever the presented token's length.
+func digest(s string) [32]byte { return sha256.Sum256([]byte(s)) }
+
+// adminTokenOK compares token with the admin token in constant time.
+func (h *Handler) adminTokenOK(token string) bool {
+	d := digest(token)
+	return subtle.ConstantTimeCompare(d[:], h.adminHash[:]) == 1
+}
+
+// admin guards an admin route: 404 when no admin token is configured
+// (disabled), 401 without the right bearer token.
+func (h *Handler) admin(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h.opts.AdminToken == "" {
+			writeError(w, http.StatusNotFound, "not found")
+			return
+		}
+		token, ok := bearerToken(r)
+		if !ok || !h.adminTokenOK(token) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="admin"`)
+			writeError(w, http.StatusUnauthorized, "admin token required")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// dashboardAuth guards the dashboard like admin, but also accepts HTTP
+// Basic authentication (any user name, the admin token as password) and
+// asks for it, so that a browser prompts.
+func (h *Handler) dashboardAuth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h.opts.AdminToken == "" {
+			writeError(w, http.StatusNotFound, "not found")
+			return
+		}
+		token, ok := bearerToken(r)
+		if !ok {
+			_, token, ok = r.BasicAuth()
+		}
+		if !ok || !h.adminTokenOK(token) {
+			w.Header().Set("WWW-Authenticate", `Basic realm="asynq", charset="UTF-8"`)
+			writeError(w, http.StatusUnauthorized, "admin credentials required")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// Bounds of the free-text tenant fields.
+const (
+	maxNameLen = 200
+	maxPlanLen = 40
+)
+
+// createTenantRequest is POST /admin/tenants's body.
+type createTenantRequest struct {
+	Slug string `json:"slug"`
+	Name string `json:"name"`
+	Plan string `json:"plan"`
+}
+
+// createTenantBody answers POST /admin/tenants.
+type createTenantBody struct {
+	ID     string           `json:"id"`
+	Slug   string           `json:"slug"`
+	Status tenantctx.Status `json:"status"`
+	APIKey string           `json:"api_key"`
+	TaskID string           `json:"task_id"`
+}
+
+// checkText validates a free-text field: valid UTF-8, no control
+// characters, at most max bytes.
+func checkText(field, s string, max int) error {
+	if len(s) > max {
+		return fmt.Errorf("%s longer than %d bytes", field, max)
+	}
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("%s is not valid UTF-8", field)
+	}
+	for _, c := range s {
+		if unicode.IsControl(c) {
+			return fmt.Errorf("%s contains control characters", field)
+		}
+	}
+	return nil
+}
+
+// createTenant is POST /admin/tenants.
+func (h *Handler) createTenant(w http.ResponseWriter, r *http.Request) {
+	var req createTenantRequest
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	if req.Slug == "" {
+		writeError(w, http.StatusBadRequest, "slug is required")
+		return
+	}
+	for _, err := range []error{checkText("name", req.Name, maxNameLen), checkText("plan", req.Plan, maxPlanLen)} {
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+	}
+	res, err := Provision(r.Context(), h.opts.Catalog, h.opts.Enqueuer, req.Slug, req.Name, req.Plan, adminActor)
+	switch status := provisionStatus(err); {
+	case err == nil:
+	case status == http.StatusBadRequest:
+		writeError(w, status, slugMessage(err))
+		return
+	case status == http.StatusConflict:
+		writeError(w, status, fmt.Sprintf("slug %q is taken", req.Slug))
+		return
+	default:
+		h.internalError(w, r, "provision tenant", err)
+		return
+	}
+	info(r.Context()).tenantID = res.Tenant.ID
+	writeJSON(w, http.StatusAccepted, createTenantBody{
+		ID: res.Tenant.ID, Slug: res.Tenant.Slug, Status: res.Tenant.Status,
+		APIKey: res.APIKey, TaskID: res.MigrateTaskID,
+	})
+}
+
+// slugMessage is the 400 message of an invalid or reserved slug: the
+// validation's reason without Provision's operation prefix.
+func slugMessage(err error) string {
+	return strings.TrimPrefix(err.Error(), "provision tenant: ")
+}
+
+// listTenantsBody answers GET /admin/tenants.
+type listTenantsBody struct {
+	Tenants   []tenantctx.Tenant `json:"tenants"`
+	NextAfter string             `json:"next_after"`
+}
+
+// listTenants is GET /admin/tenants?status=&after=&limit=.
+func (h *Handler) listTenants(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var opts storage.ListOptions
+	if s := q.Get("status"); s != "" {
+		st, err := tenantctx.ParseStatus(s)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		opts.Status = st
+	}
+	if a := q.Get("after"); a != "" {
+		if err := tenantctx.ValidateID(a); err != nil {
+			writeError(w, http.StatusBadRequest, "after: "+err.Error())
+			return
+		}
+		opts.After = a
+	}
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > storage.MaxPageSize {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit must be 1..%d", storage.MaxPageSize))
+			return
+		}
+		opts.Limit = n
+	}
+	page, err := h.opts.Catalog.ListTenants(r.Context(), opts)
+	if err != nil {
+		h.internalError(w, r, "list tenants", err)
+		return
+	}
+	body := listTenantsBody{Tenants: page}
+	if body.Tenants == nil {
+		body.Tenants = []tenantctx.Tenant{}
+	}
+	if len(page) == opts.PageLimit() {
+		body.NextAfter = page[len(page)-1].ID
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+// pathTenant loads the tenant named by the {id} path value, answering 404
+// when it does not exist (or the id cannot be one).
+func (h *Handler) pathTenant(w http.ResponseWriter, r *http.Request) (tenantctx.Tenant, bool) {
+	id := r.PathValue("id")
+	if tenantctx.ValidateID(id) != nil {
+		writeError(w, http.StatusNotFound, "unknown tenant")
+		return tenantctx.Tenant{}, false
+	}
+	t, err := h.opts.Catalog.Tenant(r.Context(), id)
+	if errors.Is(err, storage.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "unknown tenant")
+		return tenantctx.Tenant{}, false
+	}
+	if err != nil {
+		h.internalError(w, r, "load tenant", err)
+		return tenantctx.Tenant{}, false
+	}
+	info(r.Context()).tenantID = t.ID
+	return t, true
+}
+
+// getTenant is GET /admin/tenants/{id}.
+func (h *Handler) getTenant(w http.ResponseWriter, r *http.Request) {
+	if t, ok := h.pathTenant(w, r); ok {
+		writeJSON(w, http.StatusOK, t)
+	}
+}
+
+// suspendTenant is POST /admin/tenants/{id}/suspend: active -> suspended
+// (suspended again is a no-op); any other status is 409.
+func (h *Handler) suspendTenant(w http.ResponseWriter, r *http.Request) {
+	h.changeStatus(w, r, tenantctx.StatusSuspended, tenantctx.StatusActive)
+}
+
+// resumeTenant is POST /admin/tenants/{id}/resume: suspended -> active
+// (active again is a no-op). A provisioning tenant cannot be resumed: it
+// becomes active only when its migrations succeed.
+func (h *Handler) resumeTenant(w http.ResponseWriter, r *http.Request) {
+	h.changeStatus(w, r, tenantctx.StatusActive, tenantctx.StatusSuspended)
+}
+
+// changeStatus moves the tenant from `from` (or `to` already) to `to`.
+func (h *Handler) changeStatus(w http.ResponseWriter, r *http.Request, to, from tenantctx.Status) {
+	t, ok := h.pathTenant(w, r)
+	if !ok {
+		return
+	}
+	if t.Status != from && t.Status != to {
+		writeError(w, http.StatusConflict, fmt.Sprintf("cannot move tenant from %s to %s", t.Status, to))
+		return
+	}
+	prev := t.Status
+	t, err := h.opts.Catalog.SetStatus(r.Context(), t.ID, to)
+	switch {
+	case errors.Is(err, storage.ErrInvalidTransition):
+		writeError(w, http.StatusConflict, fmt.Sprintf("cannot move tenant to %s", to))
+		return
+	case errors.Is(err, storage.ErrNotFound):
+		writeError(w, http.StatusNotFound, "unknown tenant")
+		return
+	case err != nil:
+		h.internalError(w, r, "set tenant status", err)
+		return
+	}
+	if prev != to {
+		h.audit(r, t.ID, "tenant.status", map[string]string{"from": string(prev), "to": string(to)})
+	}
+	writeJSON(w, http.StatusOK, t)
+}
+
+// audit appends an audit entry; a failure is logged, not answered: the
+// change it records has already happened.
+func (h *Handler) audit(r *http.Request, tenantID, action string, detail any) {
+	b, _ := json.Marshal(detail)
+	err := h.opts.Catalog.AppendAudit(r.Context(), storage.AuditEntry{
+		TenantID: tenantID, Actor: adminActor, Action: action, Detail: b,
+	})
+	if err != nil {
+		h.log.ErrorContext(r.Context(), "append audit entry", "request_id", info(r.Context()).id,
+			"tenant_id", tenantID, "action", action, "error", err)
+	}
+}
+
+// createKey is POST /admin/tenants/{id}/keys: 201 {"api_key"}; a tenant
+// being deleted gets no new key (409).
+func (h *Handler) createKey(w http.ResponseWriter, r *http.Request) {
+	t, ok := h.pathTenant(w, r)
+	if !ok {
+		return
+	}
+	if t.Status == tenantctx.StatusDeleting {
+		writeError(w, http.StatusConflict, "tenant is being deleted")
+		return
+	}
+	key, err := h.opts.Catalog.CreateAPIKey(r.Context(), t.ID)
+	if err != nil {
+		h.internalError(w, r, "create api key", err)
+		return
+	}
+	h.audit(r, t.ID, "tenant.key", map[string]string{"slug": t.Slug})
+	writeJSON(w, http.StatusCreated, map[string]string{"api_key": key})
+}
+
+// deleteTenantBody answers DELETE /admin/tenants/{id}.
+type deleteTenantBody struct {
+	ID     string           `json:"id"`
+	Slug   string           `json:"slug"`
+	Status tenantctx.Status `json:"status"`
+	TaskID string           `json:"task_id"`
+}
+
+// deleteTenant is DELETE /admin/tenants/{id}: the tenant moves to deleting
+// at once (its routes answer 404 from then on) and tenant:destroy erases
+// schema, documents and catalog row. Deleting a tenant already being
+// deleted enqueues the destroy again (one per tenant).
+func (h *Handler) deleteTenant(w http.ResponseWriter, r *http.Request) {
+	t, ok := h.pathTenant(w, r)
+	if !ok {
+		return
+	}
+	prev := t.Status
+	t, err := h.opts.Catalog.SetStatus(r.Context(), t.ID, tenantctx.StatusDeleting)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		writeError(w, http.StatusNotFound, "unknown tenant")
+		return
+	case errors.Is(err, storage.ErrInvalidTransition):
+		writeError(w, http.StatusConflict, "tenant cannot be deleted now")
+		return
+	case err != nil:
+		h.internalError(w, r, "set tenant deleting", err)
+		return
+	}
+	res, err := h.opts.Enqueuer.Enqueue(r.Context(), tasks.TenantDestroy{TenantID: t.ID})
+	if err != nil {
+		h.internalError(w, r, "enqueue tenant destroy", err)
+		return
+	}
+	h.audit(r, t.ID, "tenant.delete", map[string]string{"slug": t.Slug, "from": string(prev), "task_id": res.Info.ID})
+	writeJSON(w, http.StatusAccepted, deleteTenantBody{ID: t.ID, Slug: t.Slug, Status: t.Status, TaskID: res.Info.ID})
+}
+
+// migrateAll is POST /admin/migrations: 202 {"enqueued": N}.
+func (h *Handler) migrateAll(w http.ResponseWriter, r *http.Request) {
+	enq, err := MigrateAll(r.Context(), h.opts.Catalog, h.opts.Enqueuer)
+	if err != nil {
+		h.internalError(w, r, fmt.Sprintf("migrate all (%d enqueued)", len(enq)), err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]int{"enqueued": len(enq)})
+}

@@ -1,0 +1,153 @@
+package httpapi
+
+import (
+	"cmp"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/hibiken/asynqmon"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/tasks"
+)
+
+// MaxBodyBytes is the largest request body accepted; larger ones get 413.
+const MaxBodyBytes = 1 << 20
+
+// DashboardPath is where the asynq dashboard is mounted.
+const DashboardPath = "/admin/dashboard"
+
+// Options configures New. Catalog, Enqueuer and DomainSuffix are required;
+// the zero value of every other field is documented on it.
+type Options struct {
+	// Catalog resolves tenants and keys. In production it is the cached
+	// catalog (storage.Cache), which also caches unknown slugs briefly.
+	Catalog storage.Catalog
+	// Documents holds rendered PDFs; nil makes GET /v1/invoices/{id}/pdf
+	// answer 404 for every invoice.
+	Documents storage.DocumentStore
+	// Pool reads invoice documents in the tenant's schema (schema.InTenant)
+	// and is pinged by /readyz; nil skips both (PDF downloads answer 404).
+	Pool *pgxpool.Pool
+	// Enqueuer enqueues every task and looks up task state.
+	Enqueuer *tasks.Enqueuer
+	// Redis is pinged by /readyz; nil skips that check.
+	Redis redis.UniversalClient
+	// RedisConnOpt is the dashboard's connection; nil leaves the dashboard
+	// unmounted (404).
+	RedisConnOpt asynq.RedisConnOpt
+	// DomainSuffix is what follows the tenant label in Host, e.g.
+	// ".example.com"; empty means ".localhost".
+	DomainSuffix string
+	// AdminToken guards the admin routes; empty disables them (404).
+	AdminToken string
+	// AllowTenantHeader enables the X-Tenant fallback (development only).
+	AllowTenantHeader bool
+	// DashboardReadOnly makes the dashboard view-only. Note the zero value
+	// is false; enqueueapp passes the configuration's value, which defaults
+	// to read-only.
+	DashboardReadOnly bool
+	// Logger receives access logs and errors; nil means slog.Default().
+	Logger *slog.Logger
+	// Registry receives the HTTP metrics; /metrics serves it when it is
+	// also a prometheus.Gatherer (a *prometheus.Registry is). Nil means a
+	// fresh registry with the Go and process collectors.
+	Registry prometheus.Registerer
+	// Now returns the current time (reminder day); nil means time.Now.
+	Now func() time.Time
+}
+
+// Handler is the enqueue service's http.Handler. Close releases the
+// dashboard's Redis connections.
+type Handler struct {
+	opts      Options
+	log       *slog.Logger
+	root      http.Handler
+	metrics   *metrics
+	dashboard *asynqmon.HTTPHandler
+	adminHash [32]byte
+}
+
+// New returns the enqueue service's handler with every route of the package
+// documentation mounted. It panics when a required option is missing or the
+// metrics cannot be registered: both are programming errors at start-up.
+func New(opts Options) *Handler {
+	if opts.Catalog == nil || opts.Enqueuer == nil {
+		panic("httpapi.New: Catalog and Enqueuer are required")
+	}
+	opts.DomainSuffix = cmp.Or(opts.DomainSuffix, ".localhost")
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	h := &Handler{opts: opts, log: opts.Logger}
+	if opts.AdminToken != "" {
+		h.adminHash = digest(opts.AdminToken)
+	}
+	var gatherer prometheus.Gatherer
+	if opts.Registry == nil {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		opts.Registry, gatherer = reg, reg
+	} else if g, ok := opts.Registry.(prometheus.Gatherer); ok {
+		gatherer = g
+	} else {
+		gatherer = prometheus.DefaultGatherer
+	}
+	h.metrics = newMetrics(opts.Registry)
+
+	mux := http.NewServeMux()
+	route := func(pattern string, fn http.Handler) { mux.Handle(pattern, named(pattern, fn)) }
+
+	// Tenant routes.
+	route("POST /v1/invoices/{id}/pdf", h.tenant(http.HandlerFunc(h.enqueuePDF)))
+	route("POST /v1/invoices/{id}/reminders", h.tenant(http.HandlerFunc(h.enqueueReminder)))
+	route("GET /v1/invoices/{id}/pdf", h.tenant(http.HandlerFunc(h.downloadPDF)))
+	route("GET /v1/tasks/{task_id}", h.tenant(http.HandlerFunc(h.taskState)))
+
+	// Admin routes.
+	route("POST /admin/tenants", h.admin(http.HandlerFunc(h.createTenant)))
+	route("GET /admin/tenants", h.admin(http.HandlerFunc(h.listTenants)))
+	route("GET /admin/tenants/{id}", h.admin(http.HandlerFunc(h.getTenant)))
+	route("POST /admin/tenants/{id}/suspend", h.admin(http.HandlerFunc(h.suspendTenant)))
+	route("POST /admin/tenants/{id}/resume", h.admin(http.HandlerFunc(h.resumeTenant)))
+	route("POST /admin/tenants/{id}/keys", h.admin(http.HandlerFunc(h.createKey)))
+	route("DELETE /admin/tenants/{id}", h.admin(http.HandlerFunc(h.deleteTenant)))
+	route("POST /admin/migrations", h.admin(http.HandlerFunc(h.migrateAll)))
+	if opts.RedisConnOpt != nil {
+		h.dashboard = asynqmon.New(asynqmon.Options{
+			RootPath:     DashboardPath,
+			RedisConnOpt: opts.RedisConnOpt,
+			ReadOnly:     opts.DashboardReadOnly,
+		})
+		route(DashboardPath+"/", h.dashboardAuth(h.dashboard))
+	}
+
+	// Operations.
+	route("GET /healthz", http.HandlerFunc(h.healthz))
+	route("GET /readyz", http.HandlerFunc(h.readyz))
+	route("GET /metrics", metricsHandler(gatherer))
+
+	h.opts = opts
+	h.root = h.observe(jsonMuxErrors(mux))
+	return h
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.root.ServeHTTP(w, r) }
+
+// Close releases the dashboard's Redis connections. The handler must not
+// serve requests afterwards.
+func (h *Handler) Close() error {
+	if h.dashboard != nil {
+		return h.dashboard.Close()
+	}
+	return nil
+}

@@ -1,0 +1,70 @@
+// Package httpapi is the HTTP enqueue service: tenant routes that enqueue
+// invoice work, report task state and serve rendered PDFs; admin routes that
+// provision, suspend, resume and delete tenants and fan out migrations; the
+// asynq dashboard; and health, readiness and metrics endpoints.
+//
+// # Tenant routes
+//
+//	POST /v1/invoices/{id}/pdf        202 {"task_id","queue","state","existing"}
+//	POST /v1/invoices/{id}/reminders  202 {"task_id","queue","state","existing"}
+//	GET  /v1/tasks/{task_id}          200 {"task_id","type","state","retried","last_error","result"}
+//	GET  /v1/invoices/{id}/pdf        200 application/pdf (ETag, If-None-Match -> 304)
+//
+// The tenant comes from the Host header ({slug}{DomainSuffix}, port ignored,
+// case-insensitive). When Options.AllowTenantHeader is set (development
+// only), a Host that names no tenant falls back to the X-Tenant header; a
+// Host that names a tenant always wins. A request passes these checks in
+// order, so that nothing about a tenant is revealed before the caller proves
+// a key, and random subdomains without a key never reach the catalog:
+//
+//  1. Host (or X-Tenant) is not exactly one valid slug label under the
+//     suffix (other domains, nested labels, IP literals, paths, NUL, empty):
+//     400 "invalid tenant host".
+//  2. No "Authorization: Bearer <key>" or a key that cannot be a key:
+//     401 with WWW-Authenticate: Bearer.
+//  3. The slug names no tenant, or a tenant being deleted: 404
+//     "unknown tenant" (the catalog cache answers repeated unknown slugs).
+//  4. The key is unknown or revoked: 401; it belongs to another tenant: 403.
+//  5. The tenant is suspended: 403; still provisioning: 409.
+//
+// An invoice id is a positive int64 written in decimal digits only (no sign,
+// exponent or spaces); anything else is 400. A task id of another tenant is
+// 404, exactly like an unknown one. Enqueueing does not check that the
+// invoice exists: the worker archives a task whose invoice does not exist.
+//
+// # Admin routes
+//
+// Admin routes answer on any Host and need "Authorization: Bearer
+// <ADMIN_TOKEN>" (compared in constant time over SHA-256 digests, so the
+// token's length does not leak either). With an empty Options.AdminToken
+// every admin route, the dashboard included, answers 404: disabled, not
+// open. A missing or wrong token is 401.
+//
+//	POST   /admin/tenants              202 {"id","slug","status":"provisioning","api_key"}
+//	GET    /admin/tenants              200 {"tenants":[...],"next_after":"..."} (?status=&after=&limit=)
+//	GET    /admin/tenants/{id}         200 tenant
+//	POST   /admin/tenants/{id}/suspend 200 tenant (409 when not active or suspended)
+//	POST   /admin/tenants/{id}/resume  200 tenant (409 when not suspended or active)
+//	POST   /admin/tenants/{id}/keys    201 {"api_key"}
+//	DELETE /admin/tenants/{id}         202 {"id","slug","status":"deleting","task_id"}
+//	POST   /admin/migrations           202 {"enqueued": N}
+//	       /admin/dashboard/           asynqmon (Bearer, or Basic with the token as password)
+//
+// POST /admin/tenants takes {"slug","name","plan"}: unknown fields, a body
+// that is not one JSON object, an invalid or reserved slug are 400; a taken
+// slug is 409. An empty name defaults to the slug and an empty plan to
+// "free". Provision and MigrateAll are exported so the CLI and the dev mode
+// use the same code path.
+//
+// # Everything else
+//
+// GET /healthz is liveness (200 while the process serves), GET /readyz pings
+// Redis and PostgreSQL (2 s each) and answers 503 naming the failing
+// dependency, GET /metrics is Prometheus. Every error, including the mux's
+// own 404 and 405, is JSON {"error":"..."}. Bodies are limited to 1 MiB
+// (413 beyond). Every response carries X-Request-Id (a sane incoming one is
+// kept, otherwise one is generated); every request is logged once with its
+// route pattern, status, duration, request id and tenant id when known, and
+// counted by route pattern and status (never by tenant: unbounded labels).
+// A panic in a handler is logged with its stack and answered 500.
+package httpapi

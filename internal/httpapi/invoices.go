@@ -1,0 +1,218 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/invoicing/tenantworker/schema"
+	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/tasks"
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// maxInt64Digits is len("9223372036854775807").
+const maxInt64Digits = 19
+
+// parseInvoiceID accepts a positive int64 written in decimal digits only:
+// no sign, no exponent, no spaces, at most 19 digits.
+func parseInvoiceID(s string) (int64, error) {
+	if len(s) == 0 || len(s) > maxInt64Digits {
+		return 0, fmt.Errorf("invoice id must be 1..%d digits", maxInt64Digits)
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, errors.New("invoice id must be a positive integer")
+		}
+	}
+	id, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || id <= 0 {
+		return 0, errors.New("invoice id must be a positive 64-bit integer")
+	}
+	return id, nil
+}
+
+// invoiceID parses the {id} path value, answering 400 when it is invalid.
+func invoiceID(w http.ResponseWriter, r *http.Request) (int64, bool) {
+	id, err := parseInvoiceID(r.PathValue("id"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return 0, false
+	}
+	return id, true
+}
+
+// enqueuedBody answers an enqueue.
+type enqueuedBody struct {
+	TaskID   string `json:"task_id"`
+	Queue    string `json:"queue"`
+	State    string `json:"state"`
+	Existing bool   `json:"existing"`
+}
+
+// enqueue runs p through the Enqueuer and answers 202 with the task.
+func (h *Handler) enqueue(w http.ResponseWriter, r *http.Request, p tasks.Payload) {
+	res, err := h.opts.Enqueuer.Enqueue(r.Context(), p)
+	if errors.Is(err, tasks.ErrInvalidPayload) {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err != nil {
+		h.internalError(w, r, "enqueue "+p.TypeName(), err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, enqueuedBody{
+		TaskID: res.Info.ID, Queue: res.Info.Queue, State: res.Info.State.String(), Existing: res.Existing,
+	})
+}
+
+// enqueuePDF is POST /v1/invoices/{id}/pdf.
+func (h *Handler) enqueuePDF(w http.ResponseWriter, r *http.Request) {
+	id, ok := invoiceID(w, r)
+	if !ok {
+		return
+	}
+	t := tenantctx.MustFromContext(r.Context())
+	h.enqueue(w, r, tasks.InvoicePDF{TenantID: t.ID, InvoiceID: id})
+}
+
+// enqueueReminder is POST /v1/invoices/{id}/reminders: one per invoice per
+// UTC day (the day is part of the task id).
+func (h *Handler) enqueueReminder(w http.ResponseWriter, r *http.Request) {
+	id, ok := invoiceID(w, r)
+	if !ok {
+		return
+	}
+	t := tenantctx.MustFromContext(r.Context())
+	h.enqueue(w, r, tasks.InvoiceReminder{TenantID: t.ID, InvoiceID: id, Day: tasks.DayOf(h.opts.Now())})
+}
+
+// invoiceDocument is the rendered PDF's row in the tenant's schema.
+type invoiceDocument struct {
+	number     string
+	storageKey string
+	sha256     string
+}
+
+// errNotRendered: the invoice has no rendered document (or does not exist).
+var errNotRendered = errors.New("invoice not rendered")
+
+// loadInvoiceDocument reads the document row of one invoice in the schema
+// of the tenant in ctx.
+func (h *Handler) loadInvoiceDocument(ctx context.Context, invoiceID int64) (invoiceDocument, error) {
+	if h.opts.Pool == nil {
+		return invoiceDocument{}, errNotRendered
+	}
+	var doc invoiceDocument
+	err := schema.InTenant(ctx, h.opts.Pool, func(ctx context.Context, tx pgx.Tx) error {
+		return tx.QueryRow(ctx,
+			`SELECT i.number, d.storage_key, d.sha256
+			   FROM invoice_documents d JOIN invoices i ON i.id = d.invoice_id
+			  WHERE d.invoice_id = $1`, invoiceID).Scan(&doc.number, &doc.storageKey, &doc.sha256)
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return invoiceDocument{}, errNotRendered
+	}
+	if err != nil {
+		return invoiceDocument{}, fmt.Errorf("load document of invoice %d: %w", invoiceID, err)
+	}
+	return doc, nil
+}
+
+// downloadPDF is GET /v1/invoices/{id}/pdf.
+func (h *Handler) downloadPDF(w http.ResponseWriter, r *http.Request) {
+	id, ok := invoiceID(w, r)
+	if !ok {
+		return
+	}
+	ctx := r.Context()
+	t := tenantctx.MustFromContext(ctx)
+	doc, err := h.loadInvoiceDocument(ctx, id)
+	if errors.Is(err, errNotRendered) {
+		writeError(w, http.StatusNotFound, "invoice PDF not rendered")
+		return
+	}
+	if err != nil {
+		h.internalError(w, r, "load invoice document", err)
+		return
+	}
+	etag := `"` + doc.sha256 + `"`
+	if etagMatches(r.Header.Get("If-None-Match"), etag) {
+		w.Header().Set("ETag", etag)
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	if h.opts.Documents == nil {
+		writeError(w, http.StatusNotFound, "invoice PDF not rendered")
+		return
+	}
+	rc, di, err := h.opts.Documents.Open(ctx, t.ID, doc.storageKey)
+	if errors.Is(err, storage.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "invoice PDF not rendered")
+		return
+	}
+	if err != nil {
+		h.internalError(w, r, "open invoice document", err)
+		return
+	}
+	defer rc.Close()
+	hdr := w.Header()
+	hdr.Set("Content-Type", "application/pdf")
+	hdr.Set("ETag", etag)
+	hdr.Set("Content-Disposition", `attachment; filename="`+pdfFilename(doc.number, id)+`"`)
+	hdr.Set("Content-Length", strconv.FormatInt(di.Bytes, 10))
+	hdr.Set("Cache-Control", "private, no-cache")
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	if _, err := io.Copy(w, rc); err != nil {
+		// The status is sent; all that is left is to log.
+		h.log.WarnContext(ctx, "send invoice pdf", "request_id", info(ctx).id, "tenant_id", t.ID, "error", err)
+	}
+}
+
+// etagMatches reports whether an If-None-Match header matches etag (weak
+// comparison, as RFC 9110 asks for If-None-Match).
+func etagMatches(header, etag string) bool {
+	for _, part := range strings.Split(header, ",") {
+		part = strings.TrimSpace(part)
+		if part == "*" || strings.TrimPrefix(part, "W/") == etag {
+			return true
+		}
+	}
+	return false
+}
+
+// maxFilenameLen bounds the download file name.
+const maxFilenameLen = 100
+
+// pdfFilename returns "<number>.pdf" with every character outside
+// [A-Za-z0-9._-] replaced by '_', so the Content-Disposition header cannot
+// be broken out of (quotes, CR/LF, slashes); an empty result falls back to
+// "invoice-<id>.pdf".
+func pdfFilename(number string, id int64) string {
+	var b strings.Builder
+	for _, c := range number {
+		if b.Len() >= maxFilenameLen {
+			break
+		}
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
+			b.WriteRune(c)
+		case c == '.' && b.Len() > 0:
+			b.WriteRune(c)
+		default:
+			b.WriteByte('_')
+		}
+	}
+	name := strings.Trim(b.String(), "_.")
+	if name == "" {
+		name = "invoice-" + strconv.FormatInt(id, 10)
+	}
+	return name + ".pdf"
+}

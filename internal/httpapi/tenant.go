@@ -1,0 +1,97 @@
+package httpapi
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// bearerToken returns the token of an "Authorization: Bearer <token>"
+// header (scheme case-insensitive), or false when there is none.
+func bearerToken(r *http.Request) (string, bool) {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	token = strings.TrimSpace(token)
+	return token, token != ""
+}
+
+// tenantSlug resolves the request's tenant slug from Host, or from X-Tenant
+// when that fallback is enabled and Host names no tenant.
+func (h *Handler) tenantSlug(r *http.Request) (string, error) {
+	slug, err := tenantctx.SlugFromHost(r.Host, h.opts.DomainSuffix)
+	if err == nil || !h.opts.AllowTenantHeader {
+		return slug, err
+	}
+	hdr := r.Header.Get("X-Tenant")
+	if hdr == "" {
+		return "", err
+	}
+	if verr := tenantctx.ValidateSlug(hdr); verr != nil {
+		return "", verr
+	}
+	return hdr, nil
+}
+
+// tenant authenticates a tenant route and puts the tenant into the
+// request's context (tenantctx.WithTenant). The order of checks is in the
+// package documentation.
+func (h *Handler) tenant(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		slug, err := h.tenantSlug(r)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "invalid tenant host")
+			return
+		}
+		key, ok := bearerToken(r)
+		if !ok || storage.CheckAPIKeyFormat(key) != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="api"`)
+			writeError(w, http.StatusUnauthorized, "missing or malformed API key")
+			return
+		}
+		ctx := r.Context()
+		t, err := h.opts.Catalog.TenantBySlug(ctx, slug)
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			writeError(w, http.StatusNotFound, "unknown tenant")
+			return
+		case err != nil:
+			h.internalError(w, r, "tenant by slug", err)
+			return
+		case t.Status == tenantctx.StatusDeleting:
+			writeError(w, http.StatusNotFound, "unknown tenant")
+			return
+		}
+		owner, err := h.opts.Catalog.TenantForAPIKey(ctx, key)
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			w.Header().Set("WWW-Authenticate", `Bearer realm="api", error="invalid_token"`)
+			writeError(w, http.StatusUnauthorized, "invalid API key")
+			return
+		case err != nil:
+			h.internalError(w, r, "tenant for api key", err)
+			return
+		case owner != t.ID:
+			writeError(w, http.StatusForbidden, "API key does not belong to this tenant")
+			return
+		}
+		info(ctx).tenantID = t.ID
+		switch t.Status {
+		case tenantctx.StatusActive:
+		case tenantctx.StatusSuspended:
+			writeError(w, http.StatusForbidden, "tenant suspended")
+			return
+		case tenantctx.StatusProvisioning:
+			writeError(w, http.StatusConflict, "tenant is still being provisioned")
+			return
+		default:
+			writeError(w, http.StatusNotFound, "unknown tenant")
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(tenantctx.WithTenant(ctx, t)))
+	})
+}
