@@ -98,7 +98,7 @@ func newPostgresServer() (*PostgresServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	base, err := makeTempDir("testenv-postgres-*")
+	base, err := makeTempDir(tempRoot(), "testenv-postgres-*")
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // stopGrace is how long a server gets to shut down after the gentle signal
@@ -185,10 +187,27 @@ func logTail(b []byte) string {
 	return string(b)
 }
 
-// makeTempDir creates a temporary directory that Main removes; it is
-// traversable by other users so that a service user can reach its children.
-func makeTempDir(pattern string) (string, error) {
-	dir, err := os.MkdirTemp("", pattern)
+// tempRootEnv overrides where server directories are created.
+const tempRootEnv = "TESTENV_TMPDIR"
+
+// tempRoot is where server directories go: $TESTENV_TMPDIR when set, else
+// /dev/shm when it is a writable directory (a database on tmpfs is created
+// about ten times faster than on disk), else os.TempDir().
+func tempRoot() string {
+	if dir := os.Getenv(tempRootEnv); dir != "" {
+		return dir
+	}
+	const shm = "/dev/shm"
+	if st, err := os.Stat(shm); err == nil && st.IsDir() && unix.Access(shm, unix.W_OK) == nil {
+		return shm
+	}
+	return os.TempDir()
+}
+
+// makeTempDir creates a temporary directory under root that Main removes; it
+// is traversable by other users so that a service user can reach its children.
+func makeTempDir(root, pattern string) (string, error) {
+	dir, err := os.MkdirTemp(root, pattern)
 	if err != nil {
 		return "", fmt.Errorf("create temp dir: %w", err)
 	}

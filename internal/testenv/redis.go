@@ -100,7 +100,7 @@ func StartRedis(t testing.TB, opts RedisOptions) *RedisServer {
 	if !ok {
 		t.Fatalf("testenv: find redis-server on PATH or in /usr/bin: not found; %s", redisInstallHint)
 	}
-	dir, err := makeTempDir("testenv-redis-*")
+	dir, err := makeTempDir(tempRoot(), "testenv-redis-*")
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
@@ -173,30 +173,37 @@ func (s *RedisServer) startLocked() error {
 	return nil
 }
 
-// waitRedis polls until the server answers PING, exits, or redisStartTimeout passes.
+// waitRedis polls until the server answers PING, exits, or redisStartTimeout
+// passes. It waits for the port with plain TCP dials first: a go-redis pool
+// whose dials fail logs each failure and keeps a retry goroutine alive.
 func waitRedis(proc *process, addr string) error {
-	client := redis.NewClient(&redis.Options{
-		Addr:        addr,
-		DialTimeout: time.Second,
-		MaxRetries:  -1,
-	})
-	defer client.Close()
 	deadline := time.Now().Add(redisStartTimeout)
 	var lastErr error
 	for time.Now().Before(deadline) {
 		if proc.exited() {
 			return fmt.Errorf("server exited: %v", proc.waitErr)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := client.Ping(ctx).Err()
-		cancel()
-		if err == nil {
+		if lastErr = pingRedis(addr); lastErr == nil {
 			return nil
 		}
-		lastErr = err
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond)
 	}
 	return fmt.Errorf("no answer to PING after %s: %w", redisStartTimeout, lastErr)
+}
+
+// pingRedis checks that addr accepts connections, then sends one PING.
+func pingRedis(addr string) error {
+	conn, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return err
+	}
+	_ = conn.Close()
+
+	client := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, PoolSize: 1})
+	defer client.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	return client.Ping(ctx).Err() // fails with LOADING while the AOF is read
 }
 
 // Addr returns the server's address, "127.0.0.1:port".

@@ -2,6 +2,8 @@ package testenv_test
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -10,12 +12,22 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
 
 	"github.com/invoicing/tenantworker/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(testenv.Main(m))
+	code := testenv.Main(m)
+	// After Main every server has been stopped, so no goroutine waiting on a
+	// server process may remain.
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goroutines leaked: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 func testContext(t *testing.T) context.Context {
@@ -235,12 +247,14 @@ func TestRedisServerStop(t *testing.T) {
 
 	srv := testenv.StartRedis(t, testenv.RedisOptions{})
 	srv.Stop(t)
-	c := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, DialTimeout: time.Second})
-	t.Cleanup(func() { _ = c.Close() })
-	if err := c.Ping(ctx).Err(); err == nil {
-		t.Fatalf("ping to stopped server succeeded")
+	// A plain dial: a go-redis client would keep a retry goroutine around.
+	if conn, err := net.DialTimeout("tcp", srv.Addr(), time.Second); err == nil {
+		_ = conn.Close()
+		t.Fatalf("stopped server at %s accepts connections", srv.Addr())
 	}
 	srv.Start(t)
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	t.Cleanup(func() { _ = c.Close() })
 	if err := c.Ping(ctx).Err(); err != nil {
 		t.Fatalf("ping after Start: %v", err)
 	}
@@ -260,5 +274,36 @@ func TestBuildBinary(t *testing.T) {
 	}
 	if got := strings.TrimSpace(string(out)); got != "hello from built binary" {
 		t.Fatalf("output %q", got)
+	}
+}
+
+func TestPostgresManyParallelDatabases(t *testing.T) {
+	t.Parallel()
+	for i := range 24 {
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			t.Parallel()
+			ctx := testContext(t)
+			conn := connect(t, ctx, testenv.Postgres(t))
+			if _, err := conn.Exec(ctx, "CREATE TABLE t (id int PRIMARY KEY)"); err != nil {
+				t.Fatalf("create table: %v", err)
+			}
+		})
+	}
+}
+
+// BenchmarkPostgres measures creating a database; the drops run after the
+// benchmark. Run with a bounded count, e.g. -benchtime=50x.
+func BenchmarkPostgres(b *testing.B) {
+	testenv.Postgres(b) // start the shared server outside the measurement
+	for b.Loop() {
+		testenv.Postgres(b)
+	}
+}
+
+// BenchmarkRedis measures starting a dedicated redis-server; they all run
+// until the benchmark ends. Run with a bounded count, e.g. -benchtime=50x.
+func BenchmarkRedis(b *testing.B) {
+	for b.Loop() {
+		testenv.Redis(b)
 	}
 }
