@@ -1,0 +1,412 @@
+package storage_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"testing/iotest"
+
+	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// fsBundle is a document store in a directory of its own, inside a parent
+// directory that nothing else writes to (so escapes are visible).
+type fsBundle struct {
+	parent string
+	store  *storage.FS
+}
+
+func setupFS(t *testing.T) fsBundle {
+	t.Helper()
+	parent := t.TempDir()
+	store, err := storage.NewFS(filepath.Join(parent, "docs"))
+	if err != nil {
+		t.Fatalf("NewFS: %v", err)
+	}
+	return fsBundle{parent: parent, store: store}
+}
+
+// files returns every path under dir, relative to it, directories marked
+// with a trailing slash.
+func files(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		if d.IsDir() {
+			rel += "/"
+		}
+		out = append(out, rel)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("walk %s: %v", dir, err)
+	}
+	return out
+}
+
+func sha(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+func mustPut(t *testing.T, s *storage.FS, tenantID, key string, content []byte) storage.DocumentInfo {
+	t.Helper()
+	info, err := s.Put(testContext(t), tenantID, key, bytes.NewReader(content))
+	if err != nil {
+		t.Fatalf("Put(%s, %s): %v", tenantID, key, err)
+	}
+	return info
+}
+
+// readDoc opens a document and returns its content and info.
+func readDoc(t *testing.T, s *storage.FS, tenantID, key string) ([]byte, storage.DocumentInfo, error) {
+	t.Helper()
+	rc, info, err := s.Open(testContext(t), tenantID, key)
+	if err != nil {
+		return nil, info, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatalf("read %s/%s: %v", tenantID, key, err)
+	}
+	return b, info, nil
+}
+
+func TestNewFSCreatesRoot(t *testing.T) {
+	t.Parallel()
+	root := filepath.Join(t.TempDir(), "a", "b", "docs")
+	s, err := storage.NewFS(root)
+	if err != nil {
+		t.Fatalf("NewFS: %v", err)
+	}
+	st, err := os.Stat(root)
+	if err != nil || !st.IsDir() {
+		t.Fatalf("root %s not created: %v", root, err)
+	}
+	if perm := st.Mode().Perm(); perm&^0o750 != 0 {
+		t.Errorf("root mode %v, want at most 0750", perm)
+	}
+	if s.Root() != root {
+		t.Errorf("Root() = %s, want %s", s.Root(), root)
+	}
+	if _, err := storage.NewFS(""); err == nil {
+		t.Error("NewFS(\"\") = nil error")
+	}
+}
+
+func TestFSRoundTripAndReplace(t *testing.T) {
+	t.Parallel()
+	b := setupFS(t)
+	first := bytes.Repeat([]byte("%PDF-1.7 first\n"), 20000) // about 300 KB
+	second := []byte("%PDF-1.7 second, shorter")
+
+	for i, content := range [][]byte{first, second, {}} {
+		info := mustPut(t, b.store, "tn_a", "invoices/42.pdf", content)
+		want := storage.DocumentInfo{Key: "invoices/42.pdf", SHA256: sha(content), Bytes: int64(len(content))}
+		if info != want {
+			t.Errorf("Put #%d = %+v, want %+v", i, info, want)
+		}
+		got, openInfo, err := readDoc(t, b.store, "tn_a", "invoices/42.pdf")
+		if err != nil {
+			t.Fatalf("Open after Put #%d: %v", i, err)
+		}
+		if !bytes.Equal(got, content) {
+			t.Errorf("Open after Put #%d: %d bytes, want %d", i, len(got), len(content))
+		}
+		if openInfo != want {
+			t.Errorf("Open info after Put #%d = %+v, want %+v", i, openInfo, want)
+		}
+	}
+	want := []string{"./", "tn_a/", "tn_a/invoices/", "tn_a/invoices/42.pdf"}
+	if got := files(t, b.store.Root()); !slices.Equal(got, want) {
+		t.Errorf("store holds %q, want %q (no temporary files)", got, want)
+	}
+	st, err := os.Stat(filepath.Join(b.store.Root(), "tn_a", "invoices", "42.pdf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := st.Mode().Perm(); perm&^0o640 != 0 {
+		t.Errorf("document mode %v, want at most 0640", perm)
+	}
+}
+
+func TestFSOpenMissing(t *testing.T) {
+	t.Parallel()
+	b := setupFS(t)
+	mustPut(t, b.store, "tn_a", "invoices/42.pdf", []byte("x"))
+	for _, tt := range []struct{ tenant, key string }{
+		{"tn_a", "invoices/43.pdf"},
+		{"tn_b", "invoices/42.pdf"},
+		{"tn_a", "invoices"},             // a directory, not a document
+		{"tn_a", "invoices/42.pdf/x"},    // under a document
+		{"tn_a", "invoices/.put~42.pdf"}, // not a key: a temporary name
+	} {
+		if _, _, err := readDoc(t, b.store, tt.tenant, tt.key); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("Open(%s, %s) error = %v, want ErrNotFound", tt.tenant, tt.key, err)
+		}
+	}
+}
+
+func TestFSHostileKeys(t *testing.T) {
+	t.Parallel()
+	b := setupFS(t)
+	mustPut(t, b.store, "tn_a", "ok.pdf", []byte("ok"))
+	before := files(t, b.parent)
+	for _, key := range []string{
+		"", ".", "..", "../x", "../../etc/passwd", "/etc/passwd", "a/../../b", "a/../b",
+		"a/./b", "a//b", "a/", "/a", "a\x00b", `a\b`, `..\x`, "a b", "a~b", "ä.pdf",
+		"a\nb", strings.Repeat("a", 256), strings.Repeat("a/", 5<<10) + "a",
+	} {
+		_, err := b.store.Put(testContext(t), "tn_a", key, strings.NewReader("evil"))
+		if !errors.Is(err, storage.ErrInvalidDocumentKey) {
+			t.Errorf("Put(%.30q) error = %v, want ErrInvalidDocumentKey", key, err)
+		}
+		if _, _, err := readDoc(t, b.store, "tn_a", key); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("Open(%.30q) error = %v, want ErrNotFound", key, err)
+		}
+	}
+	if after := files(t, b.parent); !slices.Equal(after, before) {
+		t.Errorf("hostile keys changed the tree:\nbefore %q\nafter  %q", before, after)
+	}
+}
+
+func TestFSHostileTenantIDs(t *testing.T) {
+	t.Parallel()
+	b := setupFS(t)
+	mustPut(t, b.store, "tn_a", "ok.pdf", []byte("ok"))
+	before := files(t, b.parent)
+	for _, id := range []string{
+		"", ".", "..", "../x", "a/b", "/tmp", "A", "a\x00b", `a\b`, "-a",
+		strings.Repeat("a", 10<<10),
+	} {
+		ctx := testContext(t)
+		if _, err := b.store.Put(ctx, id, "x.pdf", strings.NewReader("evil")); !errors.Is(err, tenantctx.ErrInvalidID) {
+			t.Errorf("Put(tenant %.30q) error = %v, want ErrInvalidID", id, err)
+		}
+		if _, _, err := readDoc(t, b.store, id, "ok.pdf"); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("Open(tenant %.30q) error = %v, want ErrNotFound", id, err)
+		}
+		if err := b.store.DeleteTenant(ctx, id); !errors.Is(err, tenantctx.ErrInvalidID) {
+			t.Errorf("DeleteTenant(%.30q) error = %v, want ErrInvalidID", id, err)
+		}
+	}
+	if after := files(t, b.parent); !slices.Equal(after, before) {
+		t.Errorf("hostile tenant ids changed the tree:\nbefore %q\nafter  %q", before, after)
+	}
+}
+
+func TestFSSymlinkCannotEscape(t *testing.T) {
+	t.Parallel()
+	b := setupFS(t)
+	outside := filepath.Join(b.parent, "outside")
+	if err := os.Mkdir(outside, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(outside, "secret.pdf"), []byte("secret"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	mustPut(t, b.store, "tn_a", "ok.pdf", []byte("ok"))
+	if err := os.Symlink(outside, filepath.Join(b.store.Root(), "tn_a", "link")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.store.Put(testContext(t), "tn_a", "link/new.pdf", strings.NewReader("evil")); err == nil {
+		t.Error("Put through a symlink out of the store succeeded")
+	}
+	if got, _, err := readDoc(t, b.store, "tn_a", "link/secret.pdf"); err == nil {
+		t.Errorf("Open through a symlink out of the store read %q", got)
+	}
+	if got := files(t, outside); !slices.Equal(got, []string{"./", "secret.pdf"}) {
+		t.Errorf("outside directory now holds %q", got)
+	}
+}
+
+func TestFSConcurrentPutSameKey(t *testing.T) {
+	t.Parallel()
+	b := setupFS(t)
+	const writers = 10
+	contents := make([][]byte, writers)
+	for i := range contents {
+		contents[i] = bytes.Repeat([]byte{byte('a' + i)}, 64<<10+i*1000)
+	}
+	infos := make([]storage.DocumentInfo, writers)
+	errs := make([]error, writers)
+	var wg sync.WaitGroup
+	for i := range writers {
+		wg.Go(func() {
+			// A slow reader widens the window in which writers overlap.
+			r := iotest.HalfReader(bytes.NewReader(contents[i]))
+			infos[i], errs[i] = b.store.Put(context.Background(), "tn_a", "invoices/1.pdf", r)
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("Put #%d: %v", i, err)
+		}
+		if infos[i].SHA256 != sha(contents[i]) {
+			t.Errorf("Put #%d returned sha256 %s, want %s", i, infos[i].SHA256, sha(contents[i]))
+		}
+	}
+	got, info, err := readDoc(t, b.store, "tn_a", "invoices/1.pdf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(contents, func(c []byte) bool { return bytes.Equal(c, got) }) {
+		t.Errorf("after concurrent Puts the document (%d bytes) is none of the writers' contents", len(got))
+	}
+	if info.SHA256 != sha(got) || info.Bytes != int64(len(got)) {
+		t.Errorf("Open info %+v does not describe the content read", info)
+	}
+	want := []string{"./", "tn_a/", "tn_a/invoices/", "tn_a/invoices/1.pdf"}
+	if got := files(t, b.store.Root()); !slices.Equal(got, want) {
+		t.Errorf("store holds %q, want %q (no temporary files)", got, want)
+	}
+}
+
+func TestFSFailedPutKeepsPreviousVersion(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		reader  func(cancel context.CancelFunc) io.Reader
+		wantErr error
+	}{
+		{"reader fails", func(context.CancelFunc) io.Reader {
+			return io.MultiReader(strings.NewReader("partial"), iotest.ErrReader(io.ErrUnexpectedEOF))
+		}, io.ErrUnexpectedEOF},
+		{"cancelled mid-copy", func(cancel context.CancelFunc) io.Reader {
+			return io.MultiReader(strings.NewReader("partial"), cancelReader(cancel), strings.NewReader("more"))
+		}, context.Canceled},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := setupFS(t)
+			mustPut(t, b.store, "tn_a", "doc.pdf", []byte("old"))
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			if _, err := b.store.Put(ctx, "tn_a", "doc.pdf", tt.reader(cancel)); !errors.Is(err, tt.wantErr) {
+				t.Errorf("Put error = %v, want %v", err, tt.wantErr)
+			}
+			got, _, err := readDoc(t, b.store, "tn_a", "doc.pdf")
+			if err != nil || string(got) != "old" {
+				t.Errorf("after a failed Put the document is %q, %v; want the old version", got, err)
+			}
+			want := []string{"./", "tn_a/", "tn_a/doc.pdf"}
+			if got := files(t, b.store.Root()); !slices.Equal(got, want) {
+				t.Errorf("store holds %q, want %q (no temporary files)", got, want)
+			}
+		})
+	}
+}
+
+// cancelReader calls cancel when read, then reports EOF.
+type cancelReader context.CancelFunc
+
+func (c cancelReader) Read([]byte) (int, error) {
+	c()
+	return 0, io.EOF
+}
+
+func TestFSCancelledContext(t *testing.T) {
+	t.Parallel()
+	b := setupFS(t)
+	mustPut(t, b.store, "tn_a", "doc.pdf", []byte("doc"))
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := b.store.Put(ctx, "tn_a", "new.pdf", strings.NewReader("x")); !errors.Is(err, context.Canceled) {
+		t.Errorf("Put error = %v, want context.Canceled", err)
+	}
+	if _, _, err := b.store.Open(ctx, "tn_a", "doc.pdf"); !errors.Is(err, context.Canceled) {
+		t.Errorf("Open error = %v, want context.Canceled", err)
+	}
+	if err := b.store.DeleteTenant(ctx, "tn_a"); !errors.Is(err, context.Canceled) {
+		t.Errorf("DeleteTenant error = %v, want context.Canceled", err)
+	}
+	if _, _, err := readDoc(t, b.store, "tn_a", "doc.pdf"); err != nil {
+		t.Errorf("document gone after cancelled calls: %v", err)
+	}
+}
+
+func TestFSDeleteTenant(t *testing.T) {
+	t.Parallel()
+	b := setupFS(t)
+	ctx := testContext(t)
+	mustPut(t, b.store, "tn_a", "invoices/1.pdf", []byte("a1"))
+	mustPut(t, b.store, "tn_a", "invoices/2.pdf", []byte("a2"))
+	mustPut(t, b.store, "tn_ab", "invoices/1.pdf", []byte("ab1")) // shares a prefix
+	mustPut(t, b.store, "tn_b", "invoices/1.pdf", []byte("b1"))
+
+	if err := b.store.DeleteTenant(ctx, "tn_a"); err != nil {
+		t.Fatalf("DeleteTenant(tn_a): %v", err)
+	}
+	for _, key := range []string{"invoices/1.pdf", "invoices/2.pdf"} {
+		if _, _, err := readDoc(t, b.store, "tn_a", key); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("Open(tn_a, %s) after delete: %v, want ErrNotFound", key, err)
+		}
+	}
+	for tenant, want := range map[string]string{"tn_ab": "ab1", "tn_b": "b1"} {
+		if got, _, err := readDoc(t, b.store, tenant, "invoices/1.pdf"); err != nil || string(got) != want {
+			t.Errorf("Open(%s) after deleting tn_a = %q, %v; want %q", tenant, got, err, want)
+		}
+	}
+	if err := b.store.DeleteTenant(ctx, "tn_a"); err != nil {
+		t.Errorf("DeleteTenant(tn_a) again: %v, want nil", err)
+	}
+	if err := b.store.DeleteTenant(ctx, "tn_never"); err != nil {
+		t.Errorf("DeleteTenant(tenant without documents): %v, want nil", err)
+	}
+}
+
+func TestValidateDocumentKey(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		key string
+		ok  bool
+	}{
+		{"a", true},
+		{"invoices/42.pdf", true},
+		{"A-Z_0.9/x.y.z", true},
+		{".hidden", true},
+		{"a/..b/c..", true},
+		{strings.Repeat("a", 255), true},
+		{strings.Repeat("a", 256), false},
+		{"", false},
+		{".", false},
+		{"..", false},
+		{"a/.", false},
+		{"a/../b", false},
+		{"/a", false},
+		{"a/", false},
+		{"a//b", false},
+		{`a\b`, false},
+		{"a\x00", false},
+		{"a:b", false},
+		{"a%2fb", false},
+		{"a~", false},
+	}
+	for _, tt := range tests {
+		err := storage.ValidateDocumentKey(tt.key)
+		if tt.ok && err != nil {
+			t.Errorf("ValidateDocumentKey(%.30q) = %v, want nil", tt.key, err)
+		}
+		if !tt.ok && !errors.Is(err, storage.ErrInvalidDocumentKey) {
+			t.Errorf("ValidateDocumentKey(%.30q) = %v, want ErrInvalidDocumentKey", tt.key, err)
+		}
+	}
+}
