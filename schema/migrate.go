@@ -209,7 +209,8 @@ func migrateStep(ctx context.Context, pool *pgxpool.Pool, schemaName, quoted str
 				return err
 			}
 		}
-		if _, err := tx.Exec(ctx, "INSERT INTO "+quoted+".schema_migrations (version) VALUES ($1)", m.Version); err != nil {
+		if _, err := tx.Exec(ctx, "INSERT INTO "+quoted+".schema_migrations (version) VALUES ($1)",
+			pgx.QueryExecModeExec, m.Version); err != nil {
 			return fmt.Errorf("record version: %w", err)
 		}
 		applied, version = true, m.Version
