@@ -73,13 +73,22 @@ func CatalogVersion() int {
 	return ms[len(ms)-1].version
 }
 
-// migrate applies every pending catalog migration.
+// migrate applies every pending catalog migration. When nothing is
+// pending (the usual start) it only reads tenancy.schema_migrations: no
+// lock, no DDL, so a role without CREATE on the database can start.
 func (p *Postgres) migrate(ctx context.Context) error {
 	ms, err := loadCatalogMigrations()
 	if err != nil {
 		return err
 	}
+	applied, err := p.appliedVersions(ctx)
+	if err != nil {
+		return err
+	}
 	for _, m := range ms {
+		if applied[m.version] {
+			continue
+		}
 		if err := p.applyMigration(ctx, m); err != nil {
 			return err
 		}
@@ -87,8 +96,35 @@ func (p *Postgres) migrate(ctx context.Context) error {
 	return nil
 }
 
+// appliedVersions returns the versions recorded in
+// tenancy.schema_migrations; none when the table does not exist yet.
+func (p *Postgres) appliedVersions(ctx context.Context) (map[int]bool, error) {
+	var exists bool
+	if err := p.pool.QueryRow(ctx,
+		`SELECT pg_catalog.to_regclass('tenancy.schema_migrations') IS NOT NULL`).Scan(&exists); err != nil {
+		return nil, fmt.Errorf("read catalog version: %w", err)
+	}
+	applied := make(map[int]bool)
+	if !exists {
+		return applied, nil
+	}
+	rows, err := p.pool.Query(ctx, `SELECT version FROM tenancy.schema_migrations`)
+	if err != nil {
+		return nil, fmt.Errorf("read catalog version: %w", err)
+	}
+	versions, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		return nil, fmt.Errorf("read catalog version: %w", err)
+	}
+	for _, v := range versions {
+		applied[int(v)] = true
+	}
+	return applied, nil
+}
+
 // applyMigration applies m in one transaction unless it is recorded
-// already. The advisory lock is taken before the schema and version table
+// already (checked again under the lock: another process may have applied
+// it since appliedVersions). The advisory lock is taken before the schema and version table
 // are created, so concurrent starts never race on CREATE ... IF NOT EXISTS.
 func (p *Postgres) applyMigration(ctx context.Context, m catalogMigration) error {
 	applied := false

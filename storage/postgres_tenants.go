@@ -74,11 +74,11 @@ func (p *Postgres) ListTenants(ctx context.Context, opts ListOptions) ([]tenantc
 		return nil, fmt.Errorf("list tenants: %w: %.40q", tenantctx.ErrInvalidStatus, opts.Status)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("list tenants after %q: %w", opts.After, err)
+		return nil, fmt.Errorf("list tenants after %.64q: %w", opts.After, err)
 	}
 	ts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (tenantctx.Tenant, error) { return scanTenant(r) })
 	if err != nil {
-		return nil, fmt.Errorf("list tenants after %q: %w", opts.After, err)
+		return nil, fmt.Errorf("list tenants after %.64q: %w", opts.After, err)
 	}
 	return ts, nil
 }
