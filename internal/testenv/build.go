@@ -54,7 +54,7 @@ func BuildBinary(t testing.TB, pkg string) string {
 // build runs go build for pkg into the shared build directory.
 func build(pkg string) (string, error) {
 	// Not under tempRoot: /dev/shm is often mounted noexec.
-	builds.dirOnce.Do(func() { builds.dir, builds.dirErr = makeTempDir(os.TempDir(), "testenv-bin-*") })
+	builds.dirOnce.Do(func() { builds.dir, builds.dirErr = makeTempDir(os.TempDir(), "bin") })
 	if builds.dirErr != nil {
 		return "", builds.dirErr
 	}

@@ -98,7 +98,7 @@ func newPostgresServer() (*PostgresServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	base, err := makeTempDir(tempRoot(), "testenv-postgres-*")
+	base, err := makeTempDir(tempRoot(), "postgres")
 	if err != nil {
 		return nil, err
 	}
@@ -175,6 +175,10 @@ func (s *PostgresServer) startLocked() error {
 		"-c", "full_page_writes=off",
 		"-c", "max_connections=300",
 		"-c", "shared_buffers=128MB",
+		// Dynamic shared memory in the data directory rather than in
+		// /dev/shm/PostgreSQL.*, so that a killed server leaves nothing
+		// behind once its directory is removed.
+		"-c", "dynamic_shared_memory_type=mmap",
 	}
 	proc, err := startProcess(s.bin.postgres, args, s.base, s.logPath, s.user.credential(), syscall.SIGINT)
 	if err != nil {

@@ -206,8 +206,10 @@ func tempRoot() string {
 
 // makeTempDir creates a temporary directory under root that Main removes; it
 // is traversable by other users so that a service user can reach its children.
-func makeTempDir(root, pattern string) (string, error) {
-	dir, err := os.MkdirTemp(root, pattern)
+// Directories that dead test binaries left in root are removed first.
+func makeTempDir(root, kind string) (string, error) {
+	sweepStaleOnce(root)
+	dir, err := os.MkdirTemp(root, tempDirPattern(kind))
 	if err != nil {
 		return "", fmt.Errorf("create temp dir: %w", err)
 	}

@@ -100,7 +100,7 @@ func StartRedis(t testing.TB, opts RedisOptions) *RedisServer {
 	if !ok {
 		t.Fatalf("testenv: find redis-server on PATH or in /usr/bin: not found; %s", redisInstallHint)
 	}
-	dir, err := makeTempDir(tempRoot(), "testenv-redis-*")
+	dir, err := makeTempDir(tempRoot(), "redis")
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
