@@ -1,0 +1,288 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/invoicing/tenantworker/internal/httpapi"
+	"github.com/invoicing/tenantworker/internal/testenv"
+	"github.com/invoicing/tenantworker/schema"
+	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/tasks"
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+const (
+	suffix     = ".example.com"
+	adminToken = "s3cret-admin-token"
+)
+
+// bundle is one test's service: real PostgreSQL and Redis, the Postgres
+// catalog behind the Redis cache, a document store, the handler and an
+// httptest server with a real listener.
+type bundle struct {
+	pool      *pgxpool.Pool
+	pg        *storage.Postgres
+	catalog   *storage.Cache
+	docs      *storage.FS
+	rdb       *redis.Client
+	redisOpt  asynq.RedisClientOpt
+	inspector *asynq.Inspector
+	enqueuer  *tasks.Enqueuer
+	handler   *httpapi.Handler
+	srv       *httptest.Server
+	logs      *syncBuffer
+	registry  *prometheus.Registry
+	now       time.Time
+}
+
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// setup starts a bundle; mutate adjusts the handler's options.
+func setup(t testing.TB, mutate ...func(*httpapi.Options)) *bundle {
+	t.Helper()
+	ctx := context.Background()
+	b := &bundle{logs: &syncBuffer{}, now: time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC)}
+
+	pool, err := schema.NewPool(ctx, testenv.Postgres(t), schema.PoolOptions{MaxConns: 16})
+	if err != nil {
+		t.Fatalf("new pool: %v", err)
+	}
+	t.Cleanup(pool.Close)
+	b.pool = pool
+	if b.pg, err = storage.NewPostgres(ctx, pool); err != nil {
+		t.Fatalf("new postgres catalog: %v", err)
+	}
+
+	addr := testenv.Redis(t)
+	b.redisOpt = asynq.RedisClientOpt{Addr: addr}
+	b.rdb = redis.NewClient(&redis.Options{Addr: addr})
+	t.Cleanup(func() { _ = b.rdb.Close() })
+	b.catalog = storage.NewCache(b.pg, b.rdb, storage.CacheOptions{KeyPrefix: "test:"})
+	t.Cleanup(func() { _ = b.catalog.Close() })
+
+	if b.docs, err = storage.NewFS(t.TempDir()); err != nil {
+		t.Fatalf("new fs: %v", err)
+	}
+	client := asynq.NewClient(b.redisOpt)
+	t.Cleanup(func() { _ = client.Close() })
+	b.inspector = asynq.NewInspector(b.redisOpt)
+	t.Cleanup(func() { _ = b.inspector.Close() })
+	logger := slog.New(slog.NewJSONHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	b.enqueuer = tasks.NewEnqueuer(client, b.inspector, logger)
+	b.registry = prometheus.NewRegistry()
+
+	opts := httpapi.Options{
+		Catalog:           b.catalog,
+		Documents:         b.docs,
+		Pool:              pool,
+		Enqueuer:          b.enqueuer,
+		Redis:             b.rdb,
+		RedisConnOpt:      b.redisOpt,
+		DomainSuffix:      suffix,
+		AdminToken:        adminToken,
+		DashboardReadOnly: true,
+		Logger:            logger,
+		Registry:          b.registry,
+		Now:               func() time.Time { return b.now },
+	}
+	for _, m := range mutate {
+		m(&opts)
+	}
+	b.handler = httpapi.New(opts)
+	t.Cleanup(func() { _ = b.handler.Close() })
+	b.srv = httptest.NewServer(b.handler)
+	t.Cleanup(b.srv.Close)
+	return b
+}
+
+// tenant is a provisioned tenant and its key.
+type tenant struct {
+	tenantctx.Tenant
+	key string
+}
+
+// host is the tenant's Host header.
+func (tn tenant) host() string { return tn.Slug + suffix }
+
+// provisioned provisions slug through httpapi.Provision, leaving it in
+// provisioning.
+func (b *bundle) provisioned(t testing.TB, slug string) tenant {
+	t.Helper()
+	res, err := httpapi.Provision(context.Background(), b.catalog, b.enqueuer, slug, "", "", "test")
+	if err != nil {
+		t.Fatalf("provision %s: %v", slug, err)
+	}
+	return tenant{Tenant: res.Tenant, key: res.APIKey}
+}
+
+// active provisions slug, migrates its schema (what tenant:migrate does)
+// and activates it.
+func (b *bundle) active(t testing.TB, slug string) tenant {
+	t.Helper()
+	ctx := context.Background()
+	tn := b.provisioned(t, slug)
+	if _, err := schema.Migrate(ctx, b.pool, tn.Schema, 0); err != nil {
+		t.Fatalf("migrate %s: %v", tn.Schema, err)
+	}
+	tt, err := b.catalog.SetStatus(ctx, tn.ID, tenantctx.StatusActive)
+	if err != nil {
+		t.Fatalf("activate %s: %v", slug, err)
+	}
+	tn.Tenant = tt
+	return tn
+}
+
+// request is one HTTP call against the bundle's server.
+type request struct {
+	method, path, host string
+	// auth is the Authorization header; bearer sets "Bearer <bearer>".
+	auth, bearer string
+	body         io.Reader
+	header       http.Header
+}
+
+// response is a finished call.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// json decodes the body into a map.
+func (r response) json(t testing.TB) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.body, &m); err != nil {
+		t.Fatalf("decode %d body %q: %v", r.status, r.body, err)
+	}
+	return m
+}
+
+// errorText returns the "error" of a JSON error body, failing when the
+// body is not one.
+func (r response) errorText(t testing.TB) string {
+	t.Helper()
+	if ct := r.header.Get("Content-Type"); ct != "application/json" {
+		t.Fatalf("error content type %q, body %q", ct, r.body)
+	}
+	s, ok := r.json(t)["error"].(string)
+	if !ok || s == "" {
+		t.Fatalf("no error text in %q", r.body)
+	}
+	return s
+}
+
+func (b *bundle) do(t testing.TB, rq request) response {
+	t.Helper()
+	req, err := http.NewRequest(rq.method, b.srv.URL+rq.path, rq.body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rq.host != "" {
+		req.Host = rq.host
+	}
+	for k, vs := range rq.header {
+		req.Header[k] = vs
+	}
+	if rq.bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+rq.bearer)
+	}
+	if rq.auth != "" {
+		req.Header.Set("Authorization", rq.auth)
+	}
+	resp, err := b.srv.Client().Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", rq.method, rq.path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read body: %v", err)
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: body}
+}
+
+// serve calls the handler directly, for Host values an HTTP client refuses
+// to send.
+func (b *bundle) serve(t testing.TB, method, host, path, bearer string) response {
+	t.Helper()
+	req := httptest.NewRequest(method, "http://placeholder"+path, nil)
+	req.Host = host
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	rec := httptest.NewRecorder()
+	b.handler.ServeHTTP(rec, req)
+	return response{status: rec.Code, header: rec.Header(), body: rec.Body.Bytes()}
+}
+
+// admin calls an admin route with the right token.
+func (b *bundle) admin(t testing.TB, method, path, body string) response {
+	t.Helper()
+	var r io.Reader
+	if body != "" {
+		r = strings.NewReader(body)
+	}
+	return b.do(t, request{method: method, path: path, bearer: adminToken, body: r})
+}
+
+// wantStatus fails unless r has the status.
+func wantStatus(t testing.TB, r response, want int) {
+	t.Helper()
+	if r.status != want {
+		t.Fatalf("status %d, want %d; body %s", r.status, want, r.body)
+	}
+}
+
+// taskInfo looks a task up in a queue, failing when it is not there.
+func (b *bundle) taskInfo(t testing.TB, queue, id string) *asynq.TaskInfo {
+	t.Helper()
+	ti, err := b.inspector.GetTaskInfo(queue, id)
+	if err != nil {
+		t.Fatalf("task %s in queue %s: %v", id, queue, err)
+	}
+	return ti
+}
+
+// payloadTenant returns the tenant_id of a task payload.
+func payloadTenant(t testing.TB, ti *asynq.TaskInfo) string {
+	t.Helper()
+	var p struct {
+		TenantID string `json:"tenant_id"`
+	}
+	if err := json.Unmarshal(ti.Payload, &p); err != nil {
+		t.Fatalf("decode payload %q: %v", ti.Payload, err)
+	}
+	return p.TenantID
+}
