@@ -1,0 +1,251 @@
+package schema
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+func TestMigrationsEmbedded(t *testing.T) {
+	t.Parallel()
+	ms := Migrations()
+	if len(ms) != LatestVersion() || LatestVersion() < 2 {
+		t.Fatalf("Migrations() = %d, LatestVersion() = %d", len(ms), LatestVersion())
+	}
+	want := []string{"init", "invoices_customer_idx"}
+	for i, m := range ms {
+		if m.Version != i+1 || m.Name != want[i] || m.sql != "" {
+			t.Errorf("migration %d = %+v", i, m)
+		}
+	}
+	if strings.Contains(embedded[0].sql, "tenant_") {
+		t.Error("migration 1 names a schema; migrations must use unqualified names")
+	}
+}
+
+func TestMigrateFreshThenNoop(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 2)
+	ctx := context.Background()
+
+	res, err := Migrate(ctx, b.pool, "tenant_acme", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Created || res.From != 0 || res.To != 1 || !slices.Equal(res.Applied, []int{1}) || res.Schema != "tenant_acme" {
+		t.Errorf("to 1: %+v", res)
+	}
+	res, err = Migrate(ctx, b.pool, "tenant_acme", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Created || res.From != 1 || res.To != LatestVersion() || !slices.Equal(res.Applied, []int{2}) {
+		t.Errorf("to latest: %+v", res)
+	}
+	// No-op: one query, no lock, nothing applied; a lower target does not go down.
+	for _, target := range []int{0, 1} {
+		before := b.count.queries.Load()
+		res, err = Migrate(ctx, b.pool, "tenant_acme", target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := b.count.queries.Load() - before; n != 1 {
+			t.Errorf("no-op migrate to %d sent %d queries, want 1", target, n)
+		}
+		if res.Applied != nil || res.From != 2 || res.To != 2 || res.Created {
+			t.Errorf("no-op to %d: %+v", target, res)
+		}
+	}
+	if v, err := Version(ctx, b.pool, "tenant_acme"); v != LatestVersion() || err != nil {
+		t.Errorf("Version = %d, %v", v, err)
+	}
+	for _, target := range []int{-1, LatestVersion() + 1} {
+		if _, err := Migrate(ctx, b.pool, "tenant_acme", target); err == nil {
+			t.Errorf("target %d: no error", target)
+		}
+	}
+
+	// The tables of migration 1 and the index of migration 2, in the
+	// tenant's schema and nowhere else.
+	var tables []string
+	rows, _ := b.pool.Query(ctx, `SELECT table_schema || '.' || table_name FROM information_schema.tables
+		WHERE table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1`)
+	tables, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantTables := []string{"tenant_acme.customers", "tenant_acme.invoice_documents", "tenant_acme.invoice_reminders",
+		"tenant_acme.invoices", "tenant_acme.line_items", "tenant_acme.schema_migrations"}
+	if !slices.Equal(tables, wantTables) {
+		t.Errorf("tables = %v, want %v", tables, wantTables)
+	}
+	var idx int
+	if err := b.pool.QueryRow(ctx, `SELECT count(*) FROM pg_catalog.pg_indexes WHERE schemaname = 'tenant_acme'
+		AND indexname IN ('invoices_customer_id_idx', 'invoices_status_due_date_idx')`).Scan(&idx); err != nil || idx != 2 {
+		t.Errorf("indexes: %d, %v", idx, err)
+	}
+	// Constraints are real: a bad status is refused.
+	err = InTenant(tenantCtx(ctx, "tenant_acme"), b.pool, func(ctx context.Context, tx pgx.Tx) error {
+		var id int64
+		if err := tx.QueryRow(ctx, "INSERT INTO customers (name, email) VALUES ('c', 'c@x') RETURNING id").Scan(&id); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, "INSERT INTO invoices (number, customer_id, status, currency, due_date) VALUES ('1', $1, 'lost', 'EUR', now())", id)
+		return err
+	})
+	if pgCode(err) != "23514" {
+		t.Errorf("invoice with status 'lost': err = %v, want check violation", err)
+	}
+}
+
+// A failing first step leaves no schema behind.
+func TestMigrateFailedFirstStepLeavesNothing(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 2)
+	ctx := context.Background()
+	set := []Migration{{Version: 1, Name: "broken", sql: "CREATE TABLE customers (id int); SELECT 1/0"}}
+	if _, err := migrate(ctx, b.pool, "tenant_acme", 0, set); pgCode(err) != "22012" {
+		t.Errorf("err = %v, want division by zero", err)
+	}
+	if ok, err := Exists(ctx, b.pool, "tenant_acme"); ok || err != nil {
+		t.Errorf("schema exists after failed first step: %v, %v", ok, err)
+	}
+}
+
+// withStep returns the embedded migrations plus a step that runs hook.
+func withStep(name string, hook func(ctx context.Context, tx pgx.Tx) error) []Migration {
+	set := slices.Clone(embedded)
+	return append(set, Migration{Version: len(set) + 1, Name: name, run: hook})
+}
+
+// P8: one tenant migrated by 8 goroutines at once applies each step once,
+// and never runs two steps of that tenant at the same time.
+func TestMigrateSameTenantConcurrently(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 10)
+	ctx := context.Background()
+	var inside, maxInside, runs atomic.Int32
+	set := withStep("observed", func(ctx context.Context, tx pgx.Tx) error {
+		n := inside.Add(1)
+		defer inside.Add(-1)
+		for {
+			m := maxInside.Load()
+			if n <= m || maxInside.CompareAndSwap(m, n) {
+				break
+			}
+		}
+		runs.Add(1)
+		time.Sleep(50 * time.Millisecond)
+		return nil
+	})
+	results := make([]MigrateResult, 8)
+	errs := make([]error, 8)
+	var wg sync.WaitGroup
+	for i := range results {
+		wg.Go(func() { results[i], errs[i] = migrate(ctx, b.pool, "tenant_acme", 0, set) })
+	}
+	wg.Wait()
+	var applied []int
+	created := 0
+	for i, r := range results {
+		if errs[i] != nil {
+			t.Fatalf("goroutine %d: %v", i, errs[i])
+		}
+		if r.To != len(set) {
+			t.Errorf("goroutine %d ended at %d, want %d", i, r.To, len(set))
+		}
+		applied = append(applied, r.Applied...)
+		if r.Created {
+			created++
+		}
+	}
+	slices.Sort(applied)
+	if want := []int{1, 2, 3}; !slices.Equal(applied, want) {
+		t.Errorf("applied across goroutines = %v, want each of %v once", applied, want)
+	}
+	if created != 1 {
+		t.Errorf("%d goroutines report creating the schema, want 1", created)
+	}
+	if runs.Load() != 1 || maxInside.Load() != 1 {
+		t.Errorf("observed step ran %d times, at most %d at once; want 1, 1", runs.Load(), maxInside.Load())
+	}
+	var rowsN int
+	if err := b.pool.QueryRow(ctx, "SELECT count(*) FROM tenant_acme.schema_migrations").Scan(&rowsN); err != nil || rowsN != len(set) {
+		t.Errorf("schema_migrations rows = %d (%v), want %d", rowsN, err, len(set))
+	}
+	res, err := migrate(ctx, b.pool, "tenant_acme", 0, set)
+	if err != nil || res.Applied != nil || res.From != len(set) {
+		t.Errorf("second run: %+v, %v", res, err)
+	}
+}
+
+// P8: two tenants migrate at the same time. Each tenant's step waits until
+// the other tenant's step is running too, inside its own tenant lock: with
+// one global lock they could never both be inside, and the test fails.
+func TestMigrateTenantsInParallel(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 4)
+	ctx := context.Background()
+	var arrived atomic.Int32
+	errTimeout := errors.New("the other tenant's step never ran alongside")
+	set := withStep("rendezvous", func(ctx context.Context, tx pgx.Tx) error {
+		arrived.Add(1)
+		deadline := time.Now().Add(10 * time.Second)
+		for arrived.Load() < 2 {
+			if time.Now().After(deadline) {
+				return errTimeout
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		return nil
+	})
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, s := range []string{"tenant_acme", "tenant_globex"} {
+		wg.Go(func() { _, errs[i] = migrate(ctx, b.pool, s, 0, set) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// Create reports whether it created, and is safe when racing itself.
+func TestCreateConcurrently(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 8)
+	ctx := context.Background()
+	var created atomic.Int32
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			ok, err := Create(ctx, b.pool, "tenant_acme")
+			if err != nil {
+				t.Error(err)
+			}
+			if ok {
+				created.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if created.Load() != 1 {
+		t.Errorf("%d Create calls report creating, want 1", created.Load())
+	}
+	if v, err := Version(ctx, b.pool, "tenant_acme"); v != 0 || err != nil {
+		t.Errorf("Version of a bare schema = %d, %v", v, err)
+	}
+	res, err := Migrate(ctx, b.pool, "tenant_acme", 0)
+	if err != nil || res.Created || !slices.Equal(res.Applied, []int{1, 2}) {
+		t.Errorf("Migrate of a created schema: %+v, %v", res, err)
+	}
+}
