@@ -196,19 +196,6 @@ func (s *PostgresServer) startLocked() error {
 	return nil
 }
 
-// readLogSince returns the log written after the file had size of before.
-func readLogSince(path string, before os.FileInfo) string {
-	log := readLog(path)
-	if before == nil {
-		return log
-	}
-	b, err := os.ReadFile(path)
-	if err != nil || int64(len(b)) < before.Size() {
-		return log
-	}
-	return logTail(b[before.Size():])
-}
-
 // waitPostgres polls until the server accepts connections, exits, or
 // postgresStartTimeout passes.
 func waitPostgres(proc *process, connURL string) error {

@@ -169,11 +169,15 @@ func (u *serviceUser) chown(path string) error {
 	return nil
 }
 
-// readLog returns the tail of a server log for failure messages.
-func readLog(path string) string {
+// readLogSince returns the tail of a server log written after the log had
+// the size in before (nil: the whole log), for failure messages.
+func readLogSince(path string, before os.FileInfo) string {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Sprintf("(read log %s: %v)", path, err)
+	}
+	if before != nil && before.Size() <= int64(len(b)) {
+		b = b[before.Size():]
 	}
 	return logTail(b)
 }
