@@ -1,0 +1,309 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/invoicing/tenantworker/schema"
+	"github.com/invoicing/tenantworker/tasks"
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+func TestEnqueuePDF(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	acme := b.active(t, "acme")
+	enqueue := func(id string) response {
+		return b.do(t, request{method: http.MethodPost, host: acme.host(), path: "/v1/invoices/" + id + "/pdf", bearer: acme.key})
+	}
+
+	r := enqueue("42")
+	wantStatus(t, r, http.StatusAccepted)
+	got := r.json(t)
+	id, _ := got["task_id"].(string)
+	if id == "" || got["queue"] != tasks.QueueDefault || got["state"] != "pending" || got["existing"] != false {
+		t.Fatalf("enqueue answer %s", r.body)
+	}
+	ti := b.taskInfo(t, tasks.QueueDefault, id)
+	if ti.Type != tasks.TypeInvoicePDF || payloadTenant(t, ti) != acme.ID {
+		t.Fatalf("queued task type %s tenant %s", ti.Type, payloadTenant(t, ti))
+	}
+	var p tasks.InvoicePDF
+	if err := json.Unmarshal(ti.Payload, &p); err != nil || p.InvoiceID != 42 {
+		t.Fatalf("payload %s (%v)", ti.Payload, err)
+	}
+
+	// A repeat while pending is the same task.
+	r = enqueue("42")
+	wantStatus(t, r, http.StatusAccepted)
+	if again := r.json(t); again["task_id"] != id || again["existing"] != true {
+		t.Fatalf("repeat answer %s, first task %s", r.body, id)
+	}
+	// Another invoice is another task.
+	r = enqueue("43")
+	wantStatus(t, r, http.StatusAccepted)
+	if r.json(t)["task_id"] == id {
+		t.Fatal("invoice 43 got invoice 42's task")
+	}
+	if n, err := b.inspector.GetQueueInfo(tasks.QueueDefault); err != nil || n.Pending != 2 {
+		t.Fatalf("default queue: %+v, %v; want 2 pending", n, err)
+	}
+
+	for _, bad := range []string{"0", "-1", "abc", "1e3", "1.5", "+1", "%201", "0x10",
+		strings.Repeat("9", 20), "9223372036854775808", "18446744073709551616"} {
+		r := enqueue(bad)
+		if r.status != http.StatusBadRequest {
+			t.Errorf("invoice id %q: status %d, want 400", bad, r.status)
+			continue
+		}
+		_ = r.errorText(t)
+	}
+	wantStatus(t, enqueue(strconv.FormatInt(1<<63-1, 10)), http.StatusAccepted)
+}
+
+func TestEnqueueReminder(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	acme := b.active(t, "acme")
+	remind := func(id string) response {
+		return b.do(t, request{method: http.MethodPost, host: acme.host(), path: "/v1/invoices/" + id + "/reminders", bearer: acme.key})
+	}
+	r := remind("5")
+	wantStatus(t, r, http.StatusAccepted)
+	first := r.json(t)
+	id := first["task_id"].(string)
+	if first["queue"] != tasks.QueueLow || !strings.Contains(id, "2026-03-14") {
+		t.Fatalf("reminder answer %s", r.body)
+	}
+	var p tasks.InvoiceReminder
+	if err := json.Unmarshal(b.taskInfo(t, tasks.QueueLow, id).Payload, &p); err != nil ||
+		p != (tasks.InvoiceReminder{TenantID: acme.ID, InvoiceID: 5, Day: "2026-03-14"}) {
+		t.Fatalf("payload %+v (%v)", p, err)
+	}
+	// At most one per invoice per day.
+	for range 3 {
+		r := remind("5")
+		wantStatus(t, r, http.StatusAccepted)
+		if r.json(t)["task_id"] != id {
+			t.Fatalf("second reminder the same day: %s", r.body)
+		}
+	}
+	if q, err := b.inspector.GetQueueInfo(tasks.QueueLow); err != nil || q.Size != 1 {
+		t.Fatalf("low queue %+v, %v; want 1 task", q, err)
+	}
+	wantStatus(t, remind("abc"), http.StatusBadRequest)
+}
+
+// runWorker processes the default queue until the test ends with a handler
+// that answers per invoice id: 1 writes a JSON result, 2 a text result, 3
+// fails for good.
+func runWorker(t *testing.T, b *bundle) {
+	t.Helper()
+	srv := asynq.NewServer(b.redisOpt, asynq.Config{
+		Queues: map[string]int{tasks.QueueDefault: 1}, Concurrency: 2, LogLevel: asynq.FatalLevel,
+	})
+	mux := asynq.NewServeMux()
+	mux.HandleFunc(tasks.TypeInvoicePDF, func(_ context.Context, task *asynq.Task) error {
+		var p tasks.InvoicePDF
+		if err := json.Unmarshal(task.Payload(), &p); err != nil {
+			return err
+		}
+		switch p.InvoiceID {
+		case 1:
+			_, err := task.ResultWriter().Write([]byte(`{"storage_key":"invoices/1.pdf","bytes":123}`))
+			return err
+		case 2:
+			_, err := task.ResultWriter().Write([]byte("rendered, not json"))
+			return err
+		}
+		return fmt.Errorf("invoice %d does not exist: %w", p.InvoiceID, asynq.SkipRetry)
+	})
+	if err := srv.Start(mux); err != nil {
+		t.Fatalf("start asynq server: %v", err)
+	}
+	t.Cleanup(srv.Shutdown)
+}
+
+func TestTaskState(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	acme := b.active(t, "acme")
+	globex := b.active(t, "globex")
+
+	ids := map[int]string{}
+	for inv := 1; inv <= 3; inv++ {
+		r := b.do(t, request{method: http.MethodPost, host: acme.host(), path: fmt.Sprintf("/v1/invoices/%d/pdf", inv), bearer: acme.key})
+		wantStatus(t, r, http.StatusAccepted)
+		ids[inv] = r.json(t)["task_id"].(string)
+	}
+	state := func(tn tenant, id string) response {
+		return b.do(t, request{method: http.MethodGet, host: tn.host(), path: "/v1/tasks/" + id, bearer: tn.key})
+	}
+
+	r := state(acme, ids[1])
+	wantStatus(t, r, http.StatusOK)
+	got := r.json(t)
+	if got["task_id"] != ids[1] || got["type"] != tasks.TypeInvoicePDF || got["state"] != "pending" ||
+		got["retried"] != float64(0) || got["last_error"] != "" || got["result"] != nil {
+		t.Fatalf("pending task %s", r.body)
+	}
+
+	// Another tenant's task ids, guessed or exact, are 404 like unknown ones.
+	for _, id := range []string{ids[1], "invoice:pdf:" + acme.ID + ":2", "nope", strings.Repeat("x", 300)} {
+		r := state(globex, id)
+		wantStatus(t, r, http.StatusNotFound)
+		if got := r.errorText(t); got != "task not found" {
+			t.Fatalf("error %q", got)
+		}
+	}
+	// A guessed id of the right shape for the caller's own tenant that does
+	// not exist.
+	wantStatus(t, state(acme, "invoice:pdf:"+acme.ID+":999"), http.StatusNotFound)
+
+	runWorker(t, b)
+	final := func(id string) map[string]any {
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			r := state(acme, id)
+			wantStatus(t, r, http.StatusOK)
+			m := r.json(t)
+			if s := m["state"]; s == "completed" || s == "archived" {
+				return m
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("task %s not finished: %s", id, r.body)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if m := final(ids[1]); m["state"] != "completed" {
+		t.Fatalf("task 1: %v", m)
+	} else if res, ok := m["result"].(map[string]any); !ok || res["storage_key"] != "invoices/1.pdf" || res["bytes"] != float64(123) {
+		t.Fatalf("JSON result not passed through raw: %#v", m["result"])
+	}
+	if m := final(ids[2]); m["state"] != "completed" || m["result"] != "rendered, not json" {
+		t.Fatalf("task 2: %v", m)
+	}
+	if m := final(ids[3]); m["state"] != "archived" || !strings.Contains(m["last_error"].(string), "invoice 3 does not exist") {
+		t.Fatalf("task 3: %v", m)
+	}
+
+	// A finished render is replaced by a new request.
+	r = b.do(t, request{method: http.MethodPost, host: acme.host(), path: "/v1/invoices/3/pdf", bearer: acme.key})
+	wantStatus(t, r, http.StatusAccepted)
+	if m := r.json(t); m["existing"] != false || m["state"] != "pending" {
+		t.Fatalf("re-render after archive: %s", r.body)
+	}
+}
+
+// storeDocument inserts a customer, an invoice with number and a rendered
+// document for it in the tenant's schema, and returns the invoice id.
+func (b *bundle) storeDocument(t *testing.T, tn tenant, number string, content []byte) (int64, string) {
+	t.Helper()
+	ctx := tenantctx.WithTenant(context.Background(), tn.Tenant)
+	var id int64
+	err := schema.InTenant(ctx, b.pool, func(ctx context.Context, tx pgx.Tx) error {
+		var cust int64
+		if err := tx.QueryRow(ctx, `INSERT INTO customers (name, email) VALUES ('C', 'c@example.com') RETURNING id`).Scan(&cust); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx,
+			`INSERT INTO invoices (number, customer_id, status, currency, due_date)
+			 VALUES ($1, $2, 'sent', 'EUR', now()) RETURNING id`, number, cust).Scan(&id)
+	})
+	if err != nil {
+		t.Fatalf("insert invoice: %v", err)
+	}
+	if content == nil {
+		return id, ""
+	}
+	key := fmt.Sprintf("invoices/%d.pdf", id)
+	di, err := b.docs.Put(ctx, tn.ID, key, bytes.NewReader(content))
+	if err != nil {
+		t.Fatalf("put document: %v", err)
+	}
+	sum := sha256.Sum256(content)
+	if di.SHA256 != hex.EncodeToString(sum[:]) {
+		t.Fatalf("document sha %s", di.SHA256)
+	}
+	err = schema.InTenant(ctx, b.pool, func(ctx context.Context, tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO invoice_documents (invoice_id, storage_key, sha256, bytes) VALUES ($1, $2, $3, $4)`,
+			id, key, di.SHA256, di.Bytes)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("insert invoice document: %v", err)
+	}
+	return id, di.SHA256
+}
+
+func TestDownloadPDF(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	acme := b.active(t, "acme")
+	globex := b.active(t, "globex")
+	get := func(tn tenant, id int64, header http.Header) response {
+		return b.do(t, request{method: http.MethodGet, host: tn.host(), path: fmt.Sprintf("/v1/invoices/%d/pdf", id), bearer: tn.key, header: header})
+	}
+
+	// Not rendered yet, and not existing at all.
+	draft, _ := b.storeDocument(t, acme, "INV-1", nil)
+	for _, id := range []int64{draft, 999} {
+		r := get(acme, id, nil)
+		wantStatus(t, r, http.StatusNotFound)
+		_ = r.errorText(t)
+	}
+
+	content := []byte("%PDF-1.7\nfake but bytes\n%%EOF\n")
+	id, sum := b.storeDocument(t, acme, `INV/2026 "7"`+"\r\nX-Evil: 1", content)
+	r := get(acme, id, nil)
+	wantStatus(t, r, http.StatusOK)
+	if !bytes.Equal(r.body, content) {
+		t.Fatalf("body %q", r.body)
+	}
+	for k, want := range map[string]string{
+		"Content-Type":        "application/pdf",
+		"Etag":                `"` + sum + `"`,
+		"Content-Length":      strconv.Itoa(len(content)),
+		"Content-Disposition": `attachment; filename="INV_2026__7___X-Evil__1.pdf"`,
+	} {
+		if got := r.header.Get(k); got != want {
+			t.Errorf("%s: %q, want %q", k, got, want)
+		}
+	}
+	if r.header.Get("X-Evil") != "" {
+		t.Fatal("header injection through the invoice number")
+	}
+
+	for _, inm := range []string{`"` + sum + `"`, `W/"` + sum + `"`, `"other", "` + sum + `"`, "*"} {
+		r := get(acme, id, http.Header{"If-None-Match": {inm}})
+		wantStatus(t, r, http.StatusNotModified)
+		if len(r.body) != 0 || r.header.Get("Etag") != `"`+sum+`"` {
+			t.Fatalf("304 body %q etag %q", r.body, r.header.Get("Etag"))
+		}
+	}
+	wantStatus(t, get(acme, id, http.Header{"If-None-Match": {`"stale"`}}), http.StatusOK)
+
+	// The other tenant's schema has no such document (its own invoice ids
+	// are its own).
+	wantStatus(t, get(globex, id, nil), http.StatusNotFound)
+
+	// A row whose file went missing is 404, not 500.
+	if err := b.docs.DeleteTenant(context.Background(), acme.ID); err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, get(acme, id, nil), http.StatusNotFound)
+	wantStatus(t, get(acme, 0, nil), http.StatusBadRequest)
+}
