@@ -1,0 +1,145 @@
+package tasks
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"go.uber.org/goleak"
+
+	"github.com/invoicing/tenantworker/internal/testenv"
+	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// TestMain is the one TestMain of package tasks: testenv stops the
+// PostgreSQL and Redis servers the tests started, then goleak checks that
+// no asynq server, Redis client or pool goroutine outlived its test.
+func TestMain(m *testing.M) {
+	code := testenv.Main(m)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// testContext returns a context cancelled at the end of the test and after
+// a minute at most.
+func testContext(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// newRedis returns the connection options of a dedicated real redis-server.
+func newRedis(t testing.TB) asynq.RedisClientOpt {
+	return asynq.RedisClientOpt{Addr: testenv.Redis(t)}
+}
+
+// newTestEnqueuer returns an Enqueuer (and its inspector) on redis, closed
+// at the end of the test.
+func newTestEnqueuer(t testing.TB, redis asynq.RedisClientOpt) (*Enqueuer, *asynq.Inspector) {
+	client := asynq.NewClient(redis)
+	inspector := asynq.NewInspector(redis)
+	t.Cleanup(func() {
+		_ = client.Close()
+		_ = inspector.Close()
+	})
+	return NewEnqueuer(client, inspector, discardLogger()), inspector
+}
+
+// startServer runs an asynq server with ServerConfig(opts) and handler
+// in-process until the end of the test.
+func startServer(t testing.TB, redis asynq.RedisClientOpt, handler asynq.Handler, opts ServerOptions) {
+	if opts.Logger == nil {
+		opts.Logger = discardLogger()
+	}
+	if opts.ShutdownTimeout == 0 {
+		opts.ShutdownTimeout = 5 * time.Second
+	}
+	srv := asynq.NewServer(redis, ServerConfig(opts))
+	if err := srv.Start(handler); err != nil {
+		t.Fatalf("start asynq server: %v", err)
+	}
+	t.Cleanup(srv.Shutdown)
+}
+
+// waitFor polls cond every 20 ms until it holds or timeout passes.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitState waits until the task reaches state and returns its info.
+func waitState(t testing.TB, inspector *asynq.Inspector, queue, id string, state asynq.TaskState) *asynq.TaskInfo {
+	t.Helper()
+	var info *asynq.TaskInfo
+	waitFor(t, 15*time.Second, fmt.Sprintf("task %s to be %s", id, state), func() bool {
+		var err error
+		info, err = inspector.GetTaskInfo(queue, id)
+		return err == nil && info.State == state
+	})
+	return info
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// addTenant creates a tenant with the given slug in catalog and moves it to
+// status along the lifecycle.
+func addTenant(t testing.TB, catalog storage.Catalog, slug string, status tenantctx.Status) tenantctx.Tenant {
+	t.Helper()
+	ctx := context.Background()
+	tn, err := tenantctx.New(slug, slug, "pro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn, err = catalog.CreateTenant(ctx, tn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := map[tenantctx.Status][]tenantctx.Status{
+		tenantctx.StatusProvisioning: nil,
+		tenantctx.StatusActive:       {tenantctx.StatusActive},
+		tenantctx.StatusSuspended:    {tenantctx.StatusActive, tenantctx.StatusSuspended},
+		tenantctx.StatusDeleting:     {tenantctx.StatusActive, tenantctx.StatusDeleting},
+	}[status]
+	for _, s := range path {
+		if tn, err = catalog.SetStatus(ctx, tn.ID, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return tn
+}

@@ -1,0 +1,278 @@
+package tasks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// recorder counts handler runs and remembers the tenant each run saw.
+type recorder struct {
+	mu      sync.Mutex
+	runs    map[string]int    // task type -> runs
+	tenants map[string]string // task type -> last ctx tenant id
+}
+
+func newRecorder() *recorder {
+	return &recorder{runs: map[string]int{}, tenants: map[string]string{}}
+}
+
+func (r *recorder) record(ctx context.Context, typ string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.runs[typ]++
+	if tn, ok := tenantctx.FromContext(ctx); ok {
+		r.tenants[typ] = tn.ID
+	}
+}
+
+func (r *recorder) count(typ string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.runs[typ]
+}
+
+// testMux is the production chain (Recover -> Log -> Tenant) over handlers
+// that only record that they ran, plus an outermost counter of attempts.
+func testMux(catalog storage.Catalog, rec *recorder, attempts *atomic.Int64) *asynq.ServeMux {
+	mux := asynq.NewServeMux()
+	counter := func(next asynq.Handler) asynq.Handler {
+		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+			attempts.Add(1)
+			return next.ProcessTask(ctx, t)
+		})
+	}
+	logger := discardLogger()
+	mux.Use(counter, Recover(logger), Log(logger), Tenant(catalog))
+	mux.Handle(TypeInvoicePDF, Handle(func(ctx context.Context, p InvoicePDF) error {
+		rec.record(ctx, TypeInvoicePDF)
+		return nil
+	}))
+	mux.Handle(TypeTenantMigrate, Handle(func(ctx context.Context, p TenantMigrate) error {
+		rec.record(ctx, TypeTenantMigrate)
+		return nil
+	}))
+	mux.Handle(TypeTenantDestroy, Handle(func(ctx context.Context, p TenantDestroy) error {
+		rec.record(ctx, TypeTenantDestroy)
+		return nil
+	}))
+	mux.Handle(TypeSweepOverdue, Handle(func(ctx context.Context, p SweepOverdue) error {
+		rec.record(ctx, TypeSweepOverdue)
+		return nil
+	}))
+	return mux
+}
+
+// TestTenantMiddlewareArchivesTasksWithoutRunnableTenant is PITFALLS P2 and
+// P5: tasks whose tenant_id is missing, empty, not a string, invalid,
+// unknown, deleted while queued, or whose tenant is being deleted, are
+// archived after one attempt with the reason, and their handler never runs.
+func TestTenantMiddlewareArchivesTasksWithoutRunnableTenant(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	redis := newRedis(t)
+	catalog := storage.NewMemory()
+	deleting := addTenant(t, catalog, "deleting-co", tenantctx.StatusDeleting)
+	vanished := addTenant(t, catalog, "vanished-co", tenantctx.StatusActive)
+
+	cases := []struct {
+		name    string
+		payload string
+		reason  string
+	}{
+		{"missing", `{"invoice_id":1}`, "payload has no tenant_id"},
+		{"null", `{"tenant_id":null,"invoice_id":1}`, "payload has no tenant_id"},
+		{"empty", `{"tenant_id":"","invoice_id":1}`, "tenant_id is empty"},
+		{"numeric", `{"tenant_id":42,"invoice_id":1}`, "tenant_id is not a string"},
+		{"invalid", `{"tenant_id":"a\"; drop schema x; --","invoice_id":1}`, "bad tenant_id"},
+		{"not an object", `[1,2]`, "payload is not a JSON object"},
+		{"unknown", `{"tenant_id":"tn_nosuchtenant","invoice_id":1}`, "tenant tn_nosuchtenant not found"},
+		{"deleted while queued", fmt.Sprintf(`{"tenant_id":%q,"invoice_id":1}`, vanished.ID), "tenant " + vanished.ID + " not found"},
+		{"deleting", fmt.Sprintf(`{"tenant_id":%q,"invoice_id":1}`, deleting.ID), "is being deleted"},
+	}
+	client := asynq.NewClient(redis)
+	t.Cleanup(func() { _ = client.Close() })
+	ids := make([]string, len(cases))
+	for i, c := range cases {
+		info, err := client.EnqueueContext(ctx, asynq.NewTask(TypeInvoicePDF, []byte(c.payload), asynq.MaxRetry(25), asynq.Queue(QueueDefault)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = info.ID
+	}
+	// The tenant goes away after its task was queued (P5).
+	if err := catalog.DeleteTenant(ctx, vanished.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	rec := newRecorder()
+	var attempts atomic.Int64
+	_, inspector := newTestEnqueuer(t, redis)
+	startServer(t, redis, testMux(catalog, rec, &attempts), ServerOptions{Concurrency: 4})
+
+	for i, c := range cases {
+		info := waitState(t, inspector, QueueDefault, ids[i], asynq.TaskStateArchived)
+		if info.Retried != 0 {
+			t.Errorf("%s: retried %d times, want 0", c.name, info.Retried)
+		}
+		if !strings.Contains(info.LastErr, c.reason) {
+			t.Errorf("%s: last error %q does not mention %q", c.name, info.LastErr, c.reason)
+		}
+	}
+	if n := rec.count(TypeInvoicePDF); n != 0 {
+		t.Errorf("handler ran %d times for tasks without a runnable tenant", n)
+	}
+	if n := attempts.Load(); n != int64(len(cases)) {
+		t.Errorf("%d attempts for %d tasks, want one each", n, len(cases))
+	}
+}
+
+// TestTenantMiddlewareSuspendedTenantWaits: a suspended tenant's task does
+// not run, is not archived, waits in retry without its retry count growing
+// (IsFailure), and runs once the tenant resumes.
+func TestTenantMiddlewareSuspendedTenantWaits(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	redis := newRedis(t)
+	catalog := storage.NewMemory()
+	tn := addTenant(t, catalog, "sleepy-co", tenantctx.StatusSuspended)
+	enq, inspector := newTestEnqueuer(t, redis)
+	res, err := enq.Enqueue(ctx, InvoicePDF{TenantID: tn.ID, InvoiceID: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := newRecorder()
+	var attempts atomic.Int64
+	startServer(t, redis, testMux(catalog, rec, &attempts), ServerOptions{
+		Concurrency: 2, NotReadyDelayMin: time.Second, NotReadyDelayMax: time.Second,
+		DelayedTaskCheckInterval: 200 * time.Millisecond,
+	})
+
+	waitFor(t, 15*time.Second, "three attempts of the suspended tenant's task", func() bool { return attempts.Load() >= 3 })
+	info, err := inspector.GetTaskInfo(QueueDefault, res.Info.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State == asynq.TaskStateArchived || info.State == asynq.TaskStateCompleted {
+		t.Fatalf("suspended tenant's task is %s, want it waiting", info.State)
+	}
+	if info.Retried != 0 {
+		t.Errorf("retried = %d after %d attempts, want 0 (waiting is not a failure)", info.Retried, attempts.Load())
+	}
+	if !strings.Contains(info.LastErr, "suspended") {
+		t.Errorf("last error %q does not say the tenant is suspended", info.LastErr)
+	}
+	if n := rec.count(TypeInvoicePDF); n != 0 {
+		t.Fatalf("handler ran %d times for a suspended tenant", n)
+	}
+
+	if _, err := catalog.SetStatus(ctx, tn.ID, tenantctx.StatusActive); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, inspector, QueueDefault, res.Info.ID, asynq.TaskStateCompleted)
+	if n := rec.count(TypeInvoicePDF); n != 1 {
+		t.Errorf("handler ran %d times after resume, want 1", n)
+	}
+	if got := rec.tenants[TypeInvoicePDF]; got != tn.ID {
+		t.Errorf("handler ctx tenant = %q, want %q", got, tn.ID)
+	}
+}
+
+// TestTenantMiddlewareByStatus checks admit's table directly: which task
+// types run, wait or are archived for each status.
+func TestTenantMiddlewareByStatus(t *testing.T) {
+	t.Parallel()
+	const (
+		run     = "run"
+		wait    = "wait"
+		archive = "archive"
+	)
+	want := map[tenantctx.Status]map[string]string{
+		tenantctx.StatusActive:       {TypeInvoicePDF: run, TypeTenantMigrate: run, TypeTenantDestroy: wait},
+		tenantctx.StatusProvisioning: {TypeInvoicePDF: wait, TypeTenantMigrate: run, TypeTenantDestroy: wait},
+		tenantctx.StatusSuspended:    {TypeInvoicePDF: wait, TypeTenantMigrate: wait, TypeTenantDestroy: wait},
+		tenantctx.StatusDeleting:     {TypeInvoicePDF: archive, TypeTenantMigrate: archive, TypeTenantDestroy: run},
+	}
+	catalog := storage.NewMemory()
+	for status, byType := range want {
+		tn := addTenant(t, catalog, "co-"+string(status), status)
+		for typ, w := range byType {
+			ran := false
+			h := Tenant(catalog)(asynq.HandlerFunc(func(ctx context.Context, _ *asynq.Task) error {
+				ran = true
+				if got := tenantctx.MustFromContext(ctx); got.ID != tn.ID {
+					t.Errorf("ctx tenant %s, want %s", got.ID, tn.ID)
+				}
+				return nil
+			}))
+			payload, _ := json.Marshal(map[string]any{"tenant_id": tn.ID, "invoice_id": 1})
+			err := h.ProcessTask(context.Background(), asynq.NewTask(typ, payload))
+			var got string
+			switch {
+			case err == nil && ran:
+				got = run
+			case errors.Is(err, ErrTenantNotReady) && !ran:
+				got = wait
+			case IsPermanent(err) && !ran:
+				got = archive
+			default:
+				got = fmt.Sprintf("ran=%v err=%v", ran, err)
+			}
+			if got != w {
+				t.Errorf("%s tenant, %s: %s, want %s", status, typ, got, w)
+			}
+		}
+	}
+}
+
+// failingCatalog fails every lookup as a database outage would.
+type failingCatalog struct{ storage.Catalog }
+
+func (failingCatalog) Tenant(context.Context, string) (tenantctx.Tenant, error) {
+	return tenantctx.Tenant{}, errors.New("connection refused")
+}
+
+// TestTenantMiddlewareCatalogErrorIsRetried: a catalog outage is an ordinary
+// error (retried with backoff), neither permanent nor "not ready".
+func TestTenantMiddlewareCatalogErrorIsRetried(t *testing.T) {
+	t.Parallel()
+	h := Tenant(failingCatalog{storage.NewMemory()})(asynq.HandlerFunc(func(context.Context, *asynq.Task) error {
+		t.Error("handler ran without a tenant")
+		return nil
+	}))
+	err := h.ProcessTask(context.Background(), asynq.NewTask(TypeInvoicePDF, []byte(`{"tenant_id":"tn_a","invoice_id":1}`)))
+	if err == nil || IsPermanent(err) || errors.Is(err, ErrTenantNotReady) {
+		t.Fatalf("err = %v, want an ordinary retryable error", err)
+	}
+	if !strings.Contains(err.Error(), "tn_a") || !strings.Contains(err.Error(), "connection refused") {
+		t.Errorf("err = %v, want it to name the tenant and the cause", err)
+	}
+}
+
+// TestTenantMiddlewareSystemTaskRunsWithoutTenant: sweep:overdue has no
+// tenant and runs with none in ctx.
+func TestTenantMiddlewareSystemTaskRunsWithoutTenant(t *testing.T) {
+	t.Parallel()
+	ran := false
+	h := Tenant(storage.NewMemory())(asynq.HandlerFunc(func(ctx context.Context, _ *asynq.Task) error {
+		ran = true
+		if _, ok := tenantctx.FromContext(ctx); ok {
+			t.Error("system task got a tenant in ctx")
+		}
+		return nil
+	}))
+	if err := h.ProcessTask(context.Background(), asynq.NewTask(TypeSweepOverdue, []byte(`{"tick":1}`))); err != nil || !ran {
+		t.Fatalf("sweep: err=%v ran=%v, want it run", err, ran)
+	}
+}
