@@ -1,0 +1,150 @@
+package schema
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// BenchmarkInTenantSelect1 measures InTenant around SELECT 1, against two
+// baselines on the same server:
+//
+//   - release-query: the straightforward design (pgx.BeginFunc, set_config,
+//     SELECT 1, COMMIT) on a hardened pool, whose AfterRelease then runs its
+//     verification query;
+//   - unhardened: the same on a plain pgxpool with no release check at all
+//     (unsafe; the lower bound).
+//
+// serial uses a pool of one connection, so the next unit waits for the
+// previous release to finish; parallel uses 4 connections and 8 goroutines.
+func BenchmarkInTenantSelect1(b *testing.B) {
+	bn := setup(b, 0)
+	migrateTenant(b, bn.pool, "tenant_acme")
+	ctx := tenantCtx(context.Background(), "tenant_acme")
+	selectOne := func(ctx context.Context, tx pgx.Tx) error {
+		var one int
+		return tx.QueryRow(ctx, "SELECT 1").Scan(&one)
+	}
+	manual := func(pool *pgxpool.Pool) error {
+		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, pinSQL, `"tenant_acme"`); err != nil {
+				return err
+			}
+			return selectOne(ctx, tx)
+		})
+	}
+	plain := func(b *testing.B, n int32) *pgxpool.Pool {
+		cfg, err := pgxpool.ParseConfig(bn.url)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfg.MaxConns = n
+		p, err := pgxpool.NewWithConfig(context.Background(), cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(p.Close)
+		return p
+	}
+	variants := []struct {
+		name string
+		pool func(b *testing.B, n int32) *pgxpool.Pool
+		run  func(pool *pgxpool.Pool) error
+	}{
+		{"InTenant", func(b *testing.B, n int32) *pgxpool.Pool { p, _ := newTestPool(b, bn.url, n, nil); return p },
+			func(p *pgxpool.Pool) error { return InTenant(ctx, p, selectOne) }},
+		{"release-query", func(b *testing.B, n int32) *pgxpool.Pool { p, _ := newTestPool(b, bn.url, n, nil); return p }, manual},
+		{"unhardened", plain, manual},
+	}
+	for _, v := range variants {
+		b.Run("serial/"+v.name, func(b *testing.B) {
+			pool := v.pool(b, 1)
+			for b.Loop() {
+				if err := v.run(pool); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run("parallel/"+v.name, func(b *testing.B) {
+			pool := v.pool(b, 4)
+			b.SetParallelism(2) // 2 x GOMAXPROCS goroutines
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := v.run(pool); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+// migrateAll migrates every schema with 8 workers on pool.
+func migrateAll(ctx context.Context, pool *pgxpool.Pool, schemas []string) error {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, len(schemas))
+	for range 8 {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(schemas) {
+					return
+				}
+				if _, err := Migrate(ctx, pool, schemas[i], 0); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// BenchmarkMigrateFresh100 creates and fully migrates 100 fresh tenant
+// schemas per op, 8 at a time (PITFALLS P7: 1,000 in < 60 s).
+func BenchmarkMigrateFresh100(b *testing.B) {
+	bn := setup(b, 8)
+	ctx := context.Background()
+	round := 0
+	for b.Loop() {
+		schemas := make([]string, 100)
+		for i := range schemas {
+			schemas[i] = fmt.Sprintf("tenant_r%d_%d", round, i)
+		}
+		round++
+		if err := migrateAll(ctx, bn.pool, schemas); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N)/100, "ms/schema")
+}
+
+// BenchmarkMigrateNoop re-migrates 100 up-to-date schemas per op, 8 at a
+// time (PITFALLS P7: a no-op run over 1,000 in < 10 s).
+func BenchmarkMigrateNoop(b *testing.B) {
+	bn := setup(b, 8)
+	ctx := context.Background()
+	schemas := make([]string, 100)
+	for i := range schemas {
+		schemas[i] = fmt.Sprintf("tenant_n%d", i)
+	}
+	if err := migrateAll(ctx, bn.pool, schemas); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if err := migrateAll(ctx, bn.pool, schemas); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/100, "µs/schema")
+}
