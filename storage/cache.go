@@ -23,6 +23,7 @@ const (
 	DefaultCacheLocalEntries  = 100_000
 	DefaultCacheLoadTimeout   = 10 * time.Second
 	DefaultCacheRedisBackoff  = time.Second
+	DefaultCacheRedisTimeout  = 200 * time.Millisecond
 	cacheInvalidateChannelKey = "invalidate"
 )
 
@@ -58,6 +59,12 @@ type CacheOptions struct {
 	// (they go to the backend meanwhile); 0 means DefaultCacheRedisBackoff.
 	// Writes always try to invalidate Redis.
 	RedisBackoff time.Duration
+	// RedisTimeout bounds each Redis read and fill of a lookup, so a Redis
+	// outage costs a lookup at most this (go-redis would otherwise retry
+	// its dials for seconds); 0 means DefaultCacheRedisTimeout. It cuts a
+	// stalled socket read only on a client with ContextTimeoutEnabled;
+	// otherwise the client's ReadTimeout does.
+	RedisTimeout time.Duration
 	// Logger receives warnings about Redis failures; nil discards them.
 	Logger *slog.Logger
 }
@@ -72,6 +79,7 @@ func (o CacheOptions) withDefaults() CacheOptions {
 	o.LocalMaxEntries = cmp.Or(o.LocalMaxEntries, DefaultCacheLocalEntries)
 	o.LoadTimeout = cmp.Or(o.LoadTimeout, DefaultCacheLoadTimeout)
 	o.RedisBackoff = cmp.Or(o.RedisBackoff, DefaultCacheRedisBackoff)
+	o.RedisTimeout = cmp.Or(o.RedisTimeout, DefaultCacheRedisTimeout)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -121,9 +129,11 @@ type Cache struct {
 	stats       cacheCounters
 	redisDownTo atomic.Int64 // unix nanos until which reads skip Redis
 
-	stop      context.CancelFunc
-	done      chan struct{}
-	closeOnce sync.Once
+	stop           context.CancelFunc
+	done           chan struct{}
+	closeOnce      sync.Once
+	subscribed     chan struct{} // closed once the first subscription stands
+	subscribedOnce sync.Once
 }
 
 var _ Catalog = (*Cache)(nil)
@@ -137,12 +147,13 @@ func NewCache(backend Catalog, rdb redis.UniversalClient, opts CacheOptions) *Ca
 	var id [8]byte
 	_, _ = rand.Read(id[:]) // crypto/rand.Read never fails (Go 1.24+).
 	c := &Cache{
-		backend:  backend,
-		rdb:      rdb,
-		opts:     opts,
-		log:      opts.Logger.With(slog.String("component", "tenant_cache")),
-		instance: hex.EncodeToString(id[:]),
-		done:     make(chan struct{}),
+		backend:    backend,
+		rdb:        rdb,
+		opts:       opts,
+		log:        opts.Logger.With(slog.String("component", "tenant_cache")),
+		instance:   hex.EncodeToString(id[:]),
+		done:       make(chan struct{}),
+		subscribed: make(chan struct{}),
 	}
 	c.local = newLocalCache(opts.LocalMaxEntries)
 	if rdb == nil || opts.LocalTTL < 0 {
@@ -150,6 +161,7 @@ func NewCache(backend Catalog, rdb redis.UniversalClient, opts CacheOptions) *Ca
 		// there is nothing to drop.
 		c.stop = func() {}
 		close(c.done)
+		close(c.subscribed)
 		return c
 	}
 	ctx, cancel := context.WithCancel(context.Background())

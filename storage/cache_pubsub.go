@@ -59,6 +59,7 @@ func (c *Cache) receiveInvalidations(ctx context.Context, ps *redis.PubSub) {
 			case *redis.Subscription:
 				if m.Kind == "subscribe" {
 					c.local.clear()
+					c.subscribedOnce.Do(func() { close(c.subscribed) })
 				}
 			case *redis.Message:
 				c.applyInvalidation(m.Payload)

@@ -97,6 +97,8 @@ func (c *Cache) redisRead(ctx context.Context, key string) (e cacheEntry, hit bo
 	if c.rdb == nil || !c.redisUsable() {
 		return cacheEntry{}, false, "", false
 	}
+	ctx, cancel := context.WithTimeout(ctx, c.opts.RedisTimeout)
+	defer cancel()
 	vals, err := c.rdb.MGet(ctx, c.redisKey(key), c.guardKey(key)).Result()
 	if err != nil {
 		c.redisReadFailed(key, err)
@@ -132,6 +134,8 @@ func (c *Cache) redisFill(ctx context.Context, key, guard string, e cacheEntry) 
 		keys = append(keys, c.redisKey(cacheTenantKeys+e.TenantID))
 		args = append(args, hash)
 	}
+	ctx, cancel := context.WithTimeout(ctx, c.opts.RedisTimeout)
+	defer cancel()
 	if err := fillScript.Run(ctx, c.rdb, keys, args...).Err(); err != nil {
 		c.redisWriteFailed("fill", key, err)
 	}

@@ -54,30 +54,37 @@ func NewMemory() *Memory {
 func memoryNow() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
 
 // Queries returns the number of read lookups served so far (Tenant,
-// TenantBySlug and TenantForAPIKey, found or not), so tests can count what
-// reaches the backend behind a cache.
+// TenantBySlug and TenantForAPIKey, found or not; malformed input is
+// refused before it counts, as Postgres refuses it before SQL), so tests
+// can count what reaches the backend behind a cache.
 func (m *Memory) Queries() int64 { return m.queries.Load() }
 
 // Tenant returns the tenant with the given id, or ErrNotFound.
 func (m *Memory) Tenant(_ context.Context, id string) (tenantctx.Tenant, error) {
+	if err := tenantctx.ValidateID(id); err != nil {
+		return tenantctx.Tenant{}, fmt.Errorf("tenant: %w: %w", ErrNotFound, err)
+	}
 	m.queries.Add(1)
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	t, ok := m.tenants[id]
 	if !ok {
-		return tenantctx.Tenant{}, fmt.Errorf("tenant %.64q: %w", id, ErrNotFound)
+		return tenantctx.Tenant{}, fmt.Errorf("tenant %s: %w", id, ErrNotFound)
 	}
 	return t, nil
 }
 
 // TenantBySlug returns the tenant with the given slug, or ErrNotFound.
 func (m *Memory) TenantBySlug(_ context.Context, slug string) (tenantctx.Tenant, error) {
+	if err := tenantctx.ValidateSlug(slug); err != nil {
+		return tenantctx.Tenant{}, fmt.Errorf("tenant by slug: %w: %w", ErrNotFound, err)
+	}
 	m.queries.Add(1)
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	id, ok := m.slugs[slug]
 	if !ok {
-		return tenantctx.Tenant{}, fmt.Errorf("tenant by slug %.64q: %w", slug, ErrNotFound)
+		return tenantctx.Tenant{}, fmt.Errorf("tenant by slug %s: %w", slug, ErrNotFound)
 	}
 	return m.tenants[id], nil
 }
@@ -130,15 +137,18 @@ func (m *Memory) CreateTenant(_ context.Context, t tenantctx.Tenant) (tenantctx.
 // SetStatus moves a tenant to status when the lifecycle allows it. Setting
 // the current status again changes nothing.
 func (m *Memory) SetStatus(_ context.Context, id string, status tenantctx.Status) (tenantctx.Tenant, error) {
+	if err := tenantctx.ValidateID(id); err != nil {
+		return tenantctx.Tenant{}, fmt.Errorf("set status: %w: %w", ErrNotFound, err)
+	}
 	if !status.Valid() {
-		return tenantctx.Tenant{}, fmt.Errorf("set status of tenant %.64q: %w: %w: %.40q",
+		return tenantctx.Tenant{}, fmt.Errorf("set status of tenant %s: %w: %w: %.40q",
 			id, ErrInvalidTransition, tenantctx.ErrInvalidStatus, status)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	t, ok := m.tenants[id]
 	if !ok {
-		return tenantctx.Tenant{}, fmt.Errorf("set status of tenant %.64q: %w", id, ErrNotFound)
+		return tenantctx.Tenant{}, fmt.Errorf("set status of tenant %s: %w", id, ErrNotFound)
 	}
 	if !t.Status.CanTransition(status) {
 		return tenantctx.Tenant{}, fmt.Errorf("set status of tenant %s from %s to %s: %w", id, t.Status, status, ErrInvalidTransition)
@@ -154,11 +164,14 @@ func (m *Memory) SetStatus(_ context.Context, id string, status tenantctx.Status
 
 // DeleteTenant removes the tenant and its API keys; the audit log stays.
 func (m *Memory) DeleteTenant(_ context.Context, id string) error {
+	if err := tenantctx.ValidateID(id); err != nil {
+		return fmt.Errorf("delete tenant: %w: %w", ErrNotFound, err)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	t, ok := m.tenants[id]
 	if !ok {
-		return fmt.Errorf("delete tenant %.64q: %w", id, ErrNotFound)
+		return fmt.Errorf("delete tenant %s: %w", id, ErrNotFound)
 	}
 	delete(m.tenants, id)
 	delete(m.slugs, t.Slug)
@@ -174,11 +187,14 @@ func (m *Memory) DeleteTenant(_ context.Context, id string) error {
 // CreateAPIKey stores the hash of a new key for the tenant and returns the
 // plaintext key, the only time it is ever seen.
 func (m *Memory) CreateAPIKey(_ context.Context, tenantID string) (string, error) {
+	if err := tenantctx.ValidateID(tenantID); err != nil {
+		return "", fmt.Errorf("create api key: %w: %w", ErrNotFound, err)
+	}
 	key, hash := NewAPIKey()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, ok := m.tenants[tenantID]; !ok {
-		return "", fmt.Errorf("create api key for tenant %.64q: %w", tenantID, ErrNotFound)
+		return "", fmt.Errorf("create api key for tenant %s: %w", tenantID, ErrNotFound)
 	}
 	m.keys[hash] = memoryKey{hash: hash, tenantID: tenantID}
 	return key, nil
@@ -191,10 +207,10 @@ func (m *Memory) CreateAPIKey(_ context.Context, tenantID string) (string, error
 // reveal something about a hash, never about a key; the stored hash is then
 // compared in constant time, as the contract asks.
 func (m *Memory) TenantForAPIKey(_ context.Context, key string) (string, error) {
-	m.queries.Add(1)
 	if err := CheckAPIKeyFormat(key); err != nil {
 		return "", fmt.Errorf("tenant for api key: %w", err)
 	}
+	m.queries.Add(1)
 	hash := HashAPIKey(key)
 	m.mu.RLock()
 	k, ok := m.keys[hash]
@@ -205,14 +221,11 @@ func (m *Memory) TenantForAPIKey(_ context.Context, key string) (string, error) 
 	return k.tenantID, nil
 }
 
-// RevokeAPIKeys revokes every key of the tenant; ErrNotFound for an
-// unknown tenant.
+// RevokeAPIKeys revokes every key of the tenant. A tenant without keys (or
+// no such tenant) is not an error, as in Postgres.
 func (m *Memory) RevokeAPIKeys(_ context.Context, tenantID string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, ok := m.tenants[tenantID]; !ok {
-		return fmt.Errorf("revoke api keys of tenant %.64q: %w", tenantID, ErrNotFound)
-	}
 	for hash, k := range m.keys {
 		if k.tenantID == tenantID {
 			k.revoked = true

@@ -1,0 +1,21 @@
+package storage
+
+import "context"
+
+// WaitSubscribed blocks until c's invalidation subscriber has subscribed
+// (at once for a cache without one), so a test's writes through another
+// instance cannot be published before c listens.
+func (c *Cache) WaitSubscribed(ctx context.Context) error {
+	select {
+	case <-c.subscribed:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+// RedisKeyForSlug returns the Redis key of the cache entry of slug.
+func (c *Cache) RedisKeyForSlug(slug string) string { return c.redisKey(cacheKindSlug + slug) }
+
+// RedisKeyForID returns the Redis key of the cache entry of a tenant id.
+func (c *Cache) RedisKeyForID(id string) string { return c.redisKey(cacheKindID + id) }
