@@ -12,4 +12,18 @@
 // ctx, opens a transaction and pins search_path to the tenant's schema with
 // set_config(..., true) (SET LOCAL), so the pin ends with the transaction,
 // also behind PgBouncer in transaction pooling mode.
+//
+// Cost, measured on 2 cores against a local PostgreSQL 15
+// (BenchmarkInTenantSelect1, BenchmarkMigrate*): InTenant around SELECT 1
+// takes about 165 µs on a one-connection pool; verifying every release with
+// a separate query took 590 µs there (the next acquire waits for it), and a
+// pool with no check at all 120 µs. InTenant therefore folds the
+// verification into its COMMIT round trip (see ConfigurePool). Migrating a
+// fresh schema costs about 5.6 ms (8 at a time), a no-op re-run about
+// 55 µs per schema: 1,000 tenants in about 6 s and 0.06 s.
+//
+// Behind PgBouncer in transaction pooling mode: set
+// default_query_exec_mode=exec in DATABASE_URL, and let PgBouncer pass
+// search_path through (track_extra_parameters); NewPool's connections fail
+// loudly at connect if the empty search_path does not arrive.
 package schema
