@@ -286,3 +286,11 @@ func payloadTenant(t testing.TB, ti *asynq.TaskInfo) string {
 	}
 	return p.TenantID
 }
+
+// decode unmarshals body into v.
+func decode(t testing.TB, body []byte, v any) {
+	t.Helper()
+	if err := json.Unmarshal(body, v); err != nil {
+		t.Fatalf("decode %q: %v", body, err)
+	}
+}
