@@ -13,14 +13,23 @@ import (
 // Tenant returns the tenant with the given id, or ErrNotFound; an invalid id
 // is ErrNotFound without any query.
 func (c *Cache) Tenant(ctx context.Context, id string) (tenantctx.Tenant, error) {
-	if err := tenantctx.ValidateID(id); err != nil {
-		return tenantctx.Tenant{}, fmt.Errorf("tenant: %w: %w", ErrNotFound, err)
+	if len(id) > tenantctx.MaxIDLen { // before hashing it for a map lookup
+		return tenantctx.Tenant{}, fmt.Errorf("tenant: %w: %w", ErrNotFound, tenantctx.ErrInvalidID)
 	}
-	e, err := c.lookup(ctx, cacheKindID+id, func(ctx context.Context) (cacheEntry, error) {
-		return tenantEntry(c.backend.Tenant(ctx, id))
-	})
-	if err != nil {
-		return tenantctx.Tenant{}, fmt.Errorf("tenant %s: %w", id, err)
+	key := cacheKindID + id
+	e, ok := c.localHit(key)
+	if !ok {
+		// Only validated ids are ever cached, so a hit needs no validation.
+		if err := tenantctx.ValidateID(id); err != nil {
+			return tenantctx.Tenant{}, fmt.Errorf("tenant: %w: %w", ErrNotFound, err)
+		}
+		var err error
+		e, err = c.lookup(ctx, key, func(ctx context.Context) (cacheEntry, error) {
+			return tenantEntry(c.backend.Tenant(ctx, id))
+		})
+		if err != nil {
+			return tenantctx.Tenant{}, fmt.Errorf("tenant %s: %w", id, err)
+		}
 	}
 	if !e.Found {
 		return tenantctx.Tenant{}, fmt.Errorf("tenant %s: %w", id, ErrNotFound)
@@ -31,14 +40,23 @@ func (c *Cache) Tenant(ctx context.Context, id string) (tenantctx.Tenant, error)
 // TenantBySlug returns the tenant with the given slug, or ErrNotFound; an
 // invalid slug is ErrNotFound without any query.
 func (c *Cache) TenantBySlug(ctx context.Context, slug string) (tenantctx.Tenant, error) {
-	if err := tenantctx.ValidateSlug(slug); err != nil {
-		return tenantctx.Tenant{}, fmt.Errorf("tenant by slug: %w: %w", ErrNotFound, err)
+	if len(slug) > tenantctx.MaxSlugLen { // before hashing it for a map lookup
+		return tenantctx.Tenant{}, fmt.Errorf("tenant by slug: %w: %w", ErrNotFound, tenantctx.ErrInvalidSlug)
 	}
-	e, err := c.lookup(ctx, cacheKindSlug+slug, func(ctx context.Context) (cacheEntry, error) {
-		return tenantEntry(c.backend.TenantBySlug(ctx, slug))
-	})
-	if err != nil {
-		return tenantctx.Tenant{}, fmt.Errorf("tenant by slug %s: %w", slug, err)
+	key := cacheKindSlug + slug
+	e, ok := c.localHit(key)
+	if !ok {
+		// Only validated slugs are ever cached, so a hit needs no validation.
+		if err := tenantctx.ValidateSlug(slug); err != nil {
+			return tenantctx.Tenant{}, fmt.Errorf("tenant by slug: %w: %w", ErrNotFound, err)
+		}
+		var err error
+		e, err = c.lookup(ctx, key, func(ctx context.Context) (cacheEntry, error) {
+			return tenantEntry(c.backend.TenantBySlug(ctx, slug))
+		})
+		if err != nil {
+			return tenantctx.Tenant{}, fmt.Errorf("tenant by slug %s: %w", slug, err)
+		}
 	}
 	if !e.Found {
 		return tenantctx.Tenant{}, fmt.Errorf("tenant by slug %s: %w", slug, ErrNotFound)
@@ -53,7 +71,11 @@ func (c *Cache) TenantForAPIKey(ctx context.Context, key string) (string, error)
 	if err := CheckAPIKeyFormat(key); err != nil {
 		return "", fmt.Errorf("tenant for api key: %w", err)
 	}
-	e, err := c.lookup(ctx, cacheKindAPIKey+HashAPIKey(key), func(ctx context.Context) (cacheEntry, error) {
+	ckey := cacheKindAPIKey + HashAPIKey(key)
+	if e, ok := c.localHit(ckey); ok {
+		return apiKeyResult(e)
+	}
+	e, err := c.lookup(ctx, ckey, func(ctx context.Context) (cacheEntry, error) {
 		id, err := c.backend.TenantForAPIKey(ctx, key)
 		switch {
 		case errors.Is(err, ErrNotFound):
@@ -66,6 +88,11 @@ func (c *Cache) TenantForAPIKey(ctx context.Context, key string) (string, error)
 	if err != nil {
 		return "", fmt.Errorf("tenant for api key: %w", err)
 	}
+	return apiKeyResult(e)
+}
+
+// apiKeyResult turns an API key entry into TenantForAPIKey's answer.
+func apiKeyResult(e cacheEntry) (string, error) {
 	if !e.Found {
 		return "", fmt.Errorf("tenant for api key: %w", ErrNotFound)
 	}
@@ -91,11 +118,7 @@ func tenantEntry(t tenantctx.Tenant, err error) (cacheEntry, error) {
 // lookup that starts after an invalidation never joins a flight that
 // started before it and might return the old value.
 func (c *Cache) lookup(ctx context.Context, key string, load func(context.Context) (cacheEntry, error)) (cacheEntry, error) {
-	if e, ok := c.local.get(key, time.Now()); ok {
-		c.stats.localHits.Add(1)
-		if !e.Found {
-			c.stats.negativeHits.Add(1)
-		}
+	if e, ok := c.localHit(key); ok {
 		return e, nil
 	}
 	epoch := c.local.currentEpoch()
@@ -114,6 +137,18 @@ func (c *Cache) lookup(ctx context.Context, key string, load func(context.Contex
 		}
 		return r.Val.(cacheEntry), nil
 	}
+}
+
+// localHit returns the live local entry of key, counting the hit.
+func (c *Cache) localHit(key string) (cacheEntry, bool) {
+	e, ok := c.local.get(key, time.Now())
+	if ok {
+		c.stats.localHits.Add(1)
+		if !e.Found {
+			c.stats.negativeHits.Add(1)
+		}
+	}
+	return e, ok
 }
 
 // fetch answers a local miss from Redis or, failing that, from load, and
