@@ -1,0 +1,12 @@
+package integration
+
+import (
+	"os"
+	"testing"
+
+	"github.com/invoicing/tenantworker/internal/testenv"
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(testenv.Main(m))
+}
