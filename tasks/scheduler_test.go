@@ -1,0 +1,271 @@
+package tasks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeClock is a Clock whose time moves only when the test advances it.
+type fakeClock struct {
+	mu      sync.Mutex
+	now     time.Time
+	waiters []fakeWaiter
+}
+
+type fakeWaiter struct {
+	at time.Time
+	ch chan time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) After(d time.Duration) <-chan time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch := make(chan time.Time, 1)
+	c.waiters = append(c.waiters, fakeWaiter{at: c.now.Add(d), ch: ch})
+	return ch
+}
+
+// set moves the clock to t and fires every waiter due by then.
+func (c *fakeClock) set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = t
+	kept := c.waiters[:0]
+	for _, w := range c.waiters {
+		if w.at.After(t) {
+			kept = append(kept, w)
+			continue
+		}
+		w.ch <- t
+	}
+	c.waiters = kept
+}
+
+func (c *fakeClock) waiting() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.waiters)
+}
+
+func TestParseScheduleNamesVariable(t *testing.T) {
+	t.Parallel()
+	for _, spec := range []string{"", "every minute", "61 * * * *", "@every 1x", "* * * *"} {
+		_, err := ParseSchedule(spec)
+		if err == nil || !strings.HasPrefix(err.Error(), "OVERDUE_SWEEP_CRON: ") {
+			t.Errorf("ParseSchedule(%q) = %v, want an error naming OVERDUE_SWEEP_CRON", spec, err)
+		}
+	}
+	for _, spec := range []string{"0 * * * *", "@hourly", "@every 30s", "*/5 * * * *", "CRON_TZ=Europe/Paris 0 6 * * *"} {
+		if _, err := ParseSchedule(spec); err != nil {
+			t.Errorf("ParseSchedule(%q) = %v", spec, err)
+		}
+	}
+	err := RunScheduler(context.Background(), nil, "bad spec", SchedulerOptions{})
+	if err == nil || !strings.Contains(err.Error(), "OVERDUE_SWEEP_CRON") {
+		t.Errorf("RunScheduler with a bad spec = %v", err)
+	}
+}
+
+func TestNextTick(t *testing.T) {
+	t.Parallel()
+	base := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	cases := []struct {
+		spec string
+		from time.Time
+		want time.Time
+	}{
+		{"@every 30s", base.Add(5 * time.Second), base.Add(30 * time.Second)},
+		{"@every 30s", base.Add(17*time.Second + 300*time.Millisecond), base.Add(30 * time.Second)},
+		{"@every 30s", base.Add(30 * time.Second), base.Add(60 * time.Second)},
+		{"@every 1m", base.Add(59 * time.Second), base.Add(time.Minute)},
+		{"0 * * * *", base.Add(time.Second), base.Add(time.Hour)},
+		{"@hourly", base, base.Add(time.Hour)},
+		// A replica in another time zone computes the same UTC tick.
+		{"0 0 * * *", base.In(time.FixedZone("X", 5*3600)), time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)},
+	}
+	for _, c := range cases {
+		s, err := ParseSchedule(c.spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := NextTick(s, c.from); !got.Equal(c.want) {
+			t.Errorf("NextTick(%s, %s) = %s, want %s", c.spec, c.from, got, c.want)
+		}
+	}
+}
+
+// tickLog collects OnTick calls of several scheduler loops.
+type tickLog struct {
+	mu    sync.Mutex
+	calls map[int64][]EnqueueResult
+	errs  []error
+}
+
+func (l *tickLog) onTick(tick time.Time, res EnqueueResult, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err != nil {
+		l.errs = append(l.errs, err)
+		return
+	}
+	l.calls[tick.Unix()] = append(l.calls[tick.Unix()], res)
+}
+
+func (l *tickLog) count(tick int64) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.calls[tick])
+}
+
+// TestSchedulerOneSweepPerTickAcrossReplicas is PITFALLS P10: two scheduler
+// loops, started at different times, on one Redis, over several ticks of
+// "@every 30s": both fire every tick, and the queue holds exactly one
+// sweep:overdue task per tick.
+func TestSchedulerOneSweepPerTickAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(testContext(t))
+	redis := newRedis(t)
+	enq, inspector := newTestEnqueuer(t, redis)
+	start := time.Date(2026, 3, 1, 10, 0, 5, 0, time.UTC)
+	clockA := &fakeClock{now: start}
+	clockB := &fakeClock{now: start.Add(12 * time.Second)} // started 12 s later
+	log := &tickLog{calls: map[int64][]EnqueueResult{}}
+
+	var wg sync.WaitGroup
+	for _, c := range []*fakeClock{clockA, clockB} {
+		wg.Go(func() {
+			if err := RunScheduler(ctx, enq, "@every 30s", SchedulerOptions{Clock: c, Logger: discardLogger(), OnTick: log.onTick}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	const ticks = 4
+	var want []string
+	for i := 1; i <= ticks; i++ {
+		tick := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC).Add(time.Duration(i) * 30 * time.Second)
+		waitFor(t, 5*time.Second, "both loops to wait for the next tick", func() bool { return clockA.waiting() == 1 && clockB.waiting() == 1 })
+		// The replicas' clocks disagree by a few hundred milliseconds.
+		clockA.set(tick.Add(150 * time.Millisecond))
+		clockB.set(tick.Add(400 * time.Millisecond))
+		waitFor(t, 5*time.Second, fmt.Sprintf("tick %d to fire on both loops", i), func() bool { return log.count(tick.Unix()) == 2 })
+		log.mu.Lock()
+		res := slices.Clone(log.calls[tick.Unix()])
+		log.mu.Unlock()
+		if res[0].Existing == res[1].Existing {
+			t.Errorf("tick %s: existing=%v,%v; want exactly one new task", tick, res[0].Existing, res[1].Existing)
+		}
+		if res[0].Info.ID != res[1].Info.ID {
+			t.Errorf("tick %s: ids %s and %s differ", tick, res[0].Info.ID, res[1].Info.ID)
+		}
+		want = append(want, fmt.Sprintf("sweep:overdue:%d", tick.Unix()))
+	}
+	cancel()
+	wg.Wait()
+	if len(log.errs) != 0 {
+		t.Errorf("enqueue errors: %v", log.errs)
+	}
+	pending, err := inspector.ListPendingTasks(QueueLow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range pending {
+		if p.Type != TypeSweepOverdue {
+			t.Errorf("unexpected task %s", p.Type)
+		}
+		got = append(got, p.ID)
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Errorf("sweep tasks %v, want one per tick %v", got, want)
+	}
+}
+
+// TestSchedulerRealClock: two loops on "@every 1s" with the real clock
+// produce one sweep per elapsed tick.
+func TestSchedulerRealClock(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(testContext(t))
+	redis := newRedis(t)
+	enq, inspector := newTestEnqueuer(t, redis)
+	log := &tickLog{calls: map[int64][]EnqueueResult{}}
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			_ = RunScheduler(ctx, enq, "@every 1s", SchedulerOptions{Logger: discardLogger(), OnTick: log.onTick})
+		})
+	}
+	time.Sleep(3500 * time.Millisecond)
+	cancel()
+	wg.Wait()
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	if len(log.calls) < 2 {
+		t.Fatalf("%d ticks in 3.5 s, want at least 2", len(log.calls))
+	}
+	pending, err := inspector.ListPendingTasks(QueueLow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pending) != len(log.calls) {
+		t.Errorf("%d sweep tasks for %d ticks", len(pending), len(log.calls))
+	}
+	for tick, res := range log.calls {
+		fresh := 0
+		for _, r := range res {
+			if !r.Existing {
+				fresh++
+			}
+		}
+		if fresh != 1 {
+			t.Errorf("tick %d: %d fresh tasks of %d enqueues, want 1", tick, fresh, len(res))
+		}
+	}
+}
+
+// TestSchedulerRetriesFailedEnqueue: while Redis refuses, the loop retries
+// within the tick's period and moves on; it never exits on its own.
+func TestSchedulerRetriesFailedEnqueue(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(testContext(t))
+	enq, _ := newTestEnqueuer(t, newRedis(t))
+	_ = enq.client.Close() // every enqueue now fails
+	clock := &fakeClock{now: time.Date(2026, 3, 1, 10, 0, 1, 0, time.UTC)}
+	log := &tickLog{calls: map[int64][]EnqueueResult{}}
+	done := make(chan error, 1)
+	go func() {
+		done <- RunScheduler(ctx, enq, "@every 10s", SchedulerOptions{Clock: clock, Logger: discardLogger(), OnTick: log.onTick, RetryInterval: 4 * time.Second})
+	}()
+	waitFor(t, 5*time.Second, "the loop to wait", func() bool { return clock.waiting() == 1 })
+	clock.set(time.Date(2026, 3, 1, 10, 0, 10, 0, time.UTC)) // tick: first attempt fails
+	waitFor(t, 5*time.Second, "a retry wait", func() bool { return clock.waiting() == 1 })
+	clock.set(time.Date(2026, 3, 1, 10, 0, 14, 0, time.UTC)) // second attempt fails; 18 s < 20 s: one more
+	waitFor(t, 5*time.Second, "another retry wait", func() bool { return clock.waiting() == 1 })
+	clock.set(time.Date(2026, 3, 1, 10, 0, 18, 0, time.UTC)) // third fails; 22 s is past the next tick: give up
+	waitFor(t, 5*time.Second, "the wait for the next tick", func() bool { return clock.waiting() == 1 })
+	log.mu.Lock()
+	n := len(log.errs)
+	log.mu.Unlock()
+	if n != 3 {
+		t.Errorf("%d failed attempts, want 3", n)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("RunScheduler = %v after cancel, want nil", err)
+	}
+	if !errors.Is(ctx.Err(), context.Canceled) {
+		t.Fatal(ctx.Err())
+	}
+}
