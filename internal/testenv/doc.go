@@ -23,8 +23,9 @@
 //		...
 //	}
 //
-// The server runs with fsync off and max_connections=300; it is for tests
-// only. The binaries are looked up on PATH, then in the newest
+// The server is a pgserver.Server (package internal/pgserver, which the
+// development stack uses too) with fsync off and max_connections=300; it is
+// for tests only. The binaries are looked up on PATH, then in the newest
 // /usr/lib/postgresql/*/bin (Debian package postgresql). PostgreSQL refuses
 // to run as root: when the test runs as root, initdb and postgres run as the
 // system user "postgres". When TEST_DATABASE_URL is set, databases are

@@ -6,9 +6,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"syscall"
 	"time"
 
@@ -30,8 +28,8 @@ type process struct {
 }
 
 // startProcess starts bin with args, its stdout and stderr appended to
-// logPath. cred, when not nil, runs the process as another user.
-func startProcess(bin string, args []string, dir, logPath string, cred *syscall.Credential, stopSig syscall.Signal) (*process, error) {
+// logPath.
+func startProcess(bin string, args []string, dir, logPath string, stopSig syscall.Signal) (*process, error) {
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("open log %s: %w", logPath, err)
@@ -42,7 +40,10 @@ func startProcess(bin string, args []string, dir, logPath string, cred *syscall.
 	cmd.Dir = dir
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
-	cmd.SysProcAttr = sysProcAttr(cred)
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Setpgid:   true,            // signals to the test's group do not reach it
+		Pdeathsig: syscall.SIGKILL, // it dies with the test binary
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
@@ -52,16 +53,6 @@ func startProcess(bin string, args []string, dir, logPath string, cred *syscall.
 		close(p.done)
 	}()
 	return p, nil
-}
-
-// sysProcAttr puts a child in its own process group, kills it when the test
-// binary dies, and optionally switches its user.
-func sysProcAttr(cred *syscall.Credential) *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{
-		Setpgid:    true,
-		Pdeathsig:  syscall.SIGKILL,
-		Credential: cred,
-	}
 }
 
 // exited reports whether the process has already exited.
@@ -115,58 +106,6 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// serviceUser is the system user a server runs as when the test binary runs
-// as root; nil means "run as the current user".
-type serviceUser struct {
-	cred *syscall.Credential
-	uid  int
-	gid  int
-}
-
-// lookupServiceUser returns the credential to run name's processes with when
-// running as root, or nil when not root.
-func lookupServiceUser(name string) (*serviceUser, error) {
-	if os.Geteuid() != 0 {
-		return nil, nil
-	}
-	u, err := user.Lookup(name)
-	if err != nil {
-		return nil, fmt.Errorf("running as root, and PostgreSQL refuses to run as root: look up system user %q to run it as: %w (create it, e.g. by installing the Debian package postgresql)", name, err)
-	}
-	uid, err := strconv.Atoi(u.Uid)
-	if err != nil {
-		return nil, fmt.Errorf("parse uid of user %q: %w", name, err)
-	}
-	gid, err := strconv.Atoi(u.Gid)
-	if err != nil {
-		return nil, fmt.Errorf("parse gid of user %q: %w", name, err)
-	}
-	return &serviceUser{
-		cred: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)},
-		uid:  uid,
-		gid:  gid,
-	}, nil
-}
-
-// credential returns the credential to start processes with (nil: current user).
-func (u *serviceUser) credential() *syscall.Credential {
-	if u == nil {
-		return nil
-	}
-	return u.cred
-}
-
-// chown gives path to the service user; a no-op when not running as root.
-func (u *serviceUser) chown(path string) error {
-	if u == nil {
-		return nil
-	}
-	if err := os.Chown(path, u.uid, u.gid); err != nil {
-		return fmt.Errorf("chown %s: %w", path, err)
-	}
-	return nil
 }
 
 // readLogSince returns the tail of a server log written after the log had

@@ -157,7 +157,7 @@ func (s *RedisServer) startLocked() error {
 		"--daemonize", "no",
 		"--logfile", "",
 	}
-	proc, err := startProcess(s.bin, args, s.dir, s.logPath, nil, syscall.SIGTERM)
+	proc, err := startProcess(s.bin, args, s.dir, s.logPath, syscall.SIGTERM)
 	if err != nil {
 		return err
 	}
@@ -257,3 +257,6 @@ func (s *RedisServer) shutdown() error {
 	}
 	return nil
 }
+
+// errAddressInUse marks a start that failed because the port was taken.
+var errAddressInUse = errors.New("address already in use")
