@@ -1,0 +1,26 @@
+// Command enqueue is the HTTP enqueue service of the tenant-aware job
+// worker and its operator CLI: "enqueue serve" (the default), "enqueue
+// migrate --all [--wait]" and "enqueue pdf --tenant SLUG --invoice ID".
+// Run "enqueue help" for details. The logic lives in internal/enqueueapp.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/invoicing/tenantworker/internal/enqueueapp"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := enqueueapp.Main(ctx, os.Args[1:], enqueueapp.IO{
+		Stdout:   os.Stdout,
+		Stderr:   os.Stderr,
+		Getenv:   os.Getenv,
+		Terminal: enqueueapp.IsTerminal(os.Stdout),
+	})
+	stop()
+	os.Exit(code)
+}

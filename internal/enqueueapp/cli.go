@@ -1,0 +1,235 @@
+package enqueueapp
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/invoicing/tenantworker/internal/httpapi"
+	"github.com/invoicing/tenantworker/tasks"
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// Exit codes of Main.
+const (
+	ExitOK      = 0
+	ExitFailure = 1
+	ExitUsage   = 2
+)
+
+// IO is where Main reads its environment and writes.
+type IO struct {
+	Stdout, Stderr io.Writer
+	// Getenv reads the environment (os.Getenv).
+	Getenv func(string) string
+	// Terminal reports whether Stdout is a terminal (progress on one
+	// updating line instead of plain lines).
+	Terminal bool
+	// Options are handed to Run and Open (tests, dev mode).
+	Options Options
+}
+
+const usage = `usage: enqueue <command> [flags]
+
+commands:
+  serve      run the HTTP enqueue service (the default without a command)
+  migrate    enqueue tenant schema migrations: migrate --all [--wait] [--timeout 10m]
+  pdf        enqueue an invoice PDF render: pdf --tenant SLUG --invoice ID
+
+Configuration comes from the environment: DATABASE_URL, REDIS_URL,
+DOMAIN_SUFFIX, ADMIN_TOKEN, HTTP_ADDR, ALLOW_TENANT_HEADER,
+DASHBOARD_READONLY, DOCUMENTS_DIR, LOG_FORMAT, DATABASE_MAX_CONNS,
+SHUTDOWN_TIMEOUT. Run "enqueue <command> --help" for a command's flags.
+`
+
+// Main runs the enqueue command line and returns its exit code.
+func Main(ctx context.Context, args []string, sio IO) int {
+	cmd, rest := "serve", args
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, rest = args[0], args[1:]
+	}
+	var run func(context.Context, []string, IO) error
+	switch cmd {
+	case "serve":
+		run = serveCmd
+	case "migrate":
+		run = migrateCmd
+	case "pdf":
+		run = pdfCmd
+	case "help":
+		fmt.Fprint(sio.Stdout, usage)
+		return ExitOK
+	default:
+		fmt.Fprintf(sio.Stderr, "enqueue: unknown command %q\n\n%s", cmd, usage)
+		return ExitUsage
+	}
+	err := run(ctx, rest, sio)
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.Is(err, flag.ErrHelp):
+		return ExitOK
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(sio.Stderr, "enqueue %s: %v\n", cmd, err)
+		return ExitUsage
+	}
+	fmt.Fprintf(sio.Stderr, "enqueue %s: %v\n", cmd, err)
+	return ExitFailure
+}
+
+// errUsage marks command-line mistakes (exit code 2).
+var errUsage = errors.New("usage")
+
+// flagSet returns a FlagSet for cmd writing its help to stdout.
+func flagSet(cmd, synopsis string, sio IO) *flag.FlagSet {
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs.SetOutput(sio.Stdout)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: enqueue %s\n\nflags:\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse parses args, mapping flag errors to errUsage (the flag package has
+// already printed the problem and the usage).
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	}
+	return nil
+}
+
+// loadConfig reads the configuration and builds the logger.
+func loadConfig(sio IO) (Config, *slog.Logger, error) {
+	cfg, err := ConfigFromEnv(sio.Getenv)
+	if err != nil {
+		return Config{}, nil, fmt.Errorf("configuration: %w", err)
+	}
+	var h slog.Handler
+	if cfg.LogFormat == "json" {
+		h = slog.NewJSONHandler(sio.Stderr, nil)
+	} else {
+		h = slog.NewTextHandler(sio.Stderr, nil)
+	}
+	return cfg, slog.New(h), nil
+}
+
+// serveCmd is "enqueue serve".
+func serveCmd(ctx context.Context, args []string, sio IO) error {
+	fs := flagSet("serve", "serve [--addr ADDR]", sio)
+	addr := fs.String("addr", "", "listen address (overrides HTTP_ADDR, default :8080)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg, logger, err := loadConfig(sio)
+	if err != nil {
+		return err
+	}
+	if *addr != "" {
+		cfg.HTTPAddr = *addr
+	}
+	return RunWith(ctx, cfg, logger, sio.Options)
+}
+
+// pdfCmd is "enqueue pdf --tenant SLUG --invoice ID".
+func pdfCmd(ctx context.Context, args []string, sio IO) error {
+	fs := flagSet("pdf", "pdf --tenant SLUG --invoice ID", sio)
+	slug := fs.String("tenant", "", "tenant slug (required)")
+	invoice := fs.Int64("invoice", 0, "invoice id, a positive integer (required)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := tenantctx.ValidateSlug(*slug); err != nil {
+		return fmt.Errorf("%w: --tenant: %w", errUsage, err)
+	}
+	if *invoice <= 0 {
+		return fmt.Errorf("%w: --invoice must be a positive integer", errUsage)
+	}
+	cfg, logger, err := loadConfig(sio)
+	if err != nil {
+		return err
+	}
+	deps, err := Open(ctx, cfg, logger, sio.Options)
+	if err != nil {
+		return err
+	}
+	defer deps.Close()
+	t, err := deps.Catalog.TenantBySlug(ctx, *slug)
+	if err != nil {
+		return fmt.Errorf("tenant %s: %w", *slug, err)
+	}
+	switch t.Status {
+	case tenantctx.StatusDeleting:
+		return fmt.Errorf("tenant %s is being deleted", *slug)
+	case tenantctx.StatusActive:
+	default:
+		logger.Warn("tenant is not active: the render waits until it is", "tenant_id", t.ID, "status", t.Status)
+	}
+	res, err := deps.Enqueuer.Enqueue(ctx, tasks.InvoicePDF{TenantID: t.ID, InvoiceID: *invoice})
+	if err != nil {
+		return err
+	}
+	return json.NewEncoder(sio.Stdout).Encode(map[string]any{
+		"task_id": res.Info.ID, "queue": res.Info.Queue, "state": res.Info.State.String(),
+		"existing": res.Existing, "tenant_id": t.ID,
+	})
+}
+
+// migrateCmd is "enqueue migrate --all [--wait] [--timeout D]".
+func migrateCmd(ctx context.Context, args []string, sio IO) error {
+	fs := flagSet("migrate", "migrate --all [--wait] [--timeout 10m]", sio)
+	all := fs.Bool("all", false, "enqueue a migration for every tenant (provisioning, active, suspended); required")
+	wait := fs.Bool("wait", false, "wait for the migrations and show progress; exit 1 listing the tenants that failed")
+	timeout := fs.Duration("timeout", defaultWaitTimeout, "with --wait: how long to wait before giving up")
+	poll := fs.Duration("poll", defaultPollInterval, "with --wait: how often to check the tasks")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if !*all {
+		return fmt.Errorf("%w: --all is required (per-tenant migrations run through tenant:migrate)", errUsage)
+	}
+	if *timeout <= 0 || *poll <= 0 {
+		return fmt.Errorf("%w: --timeout and --poll must be positive", errUsage)
+	}
+	cfg, logger, err := loadConfig(sio)
+	if err != nil {
+		return err
+	}
+	deps, err := Open(ctx, cfg, logger, sio.Options)
+	if err != nil {
+		return err
+	}
+	defer deps.Close()
+
+	enqueued, err := httpapi.MigrateAll(ctx, deps.Catalog, deps.Enqueuer)
+	if err != nil {
+		return fmt.Errorf("%w (%d enqueued before the error)", err, len(enqueued))
+	}
+	fmt.Fprintf(sio.Stdout, "enqueued %d tenant migrations\n", len(enqueued))
+	if !*wait {
+		return nil
+	}
+	return waitMigrations(ctx, deps.Enqueuer, enqueued, waitOptions{
+		timeout: *timeout, poll: *poll, out: sio.Stdout, terminal: sio.Terminal,
+	})
+}
+
+// IsTerminal reports whether f is a character device (a terminal), where
+// progress is drawn on one updating line.
+func IsTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,103 @@
+package enqueueapp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/invoicing/tenantworker/schema"
+	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/tasks"
+)
+
+// Deps are the connections and stores the service and the CLI work with.
+// Close releases what Open built (not what Options handed in).
+type Deps struct {
+	Pool         *pgxpool.Pool
+	Catalog      storage.Catalog
+	Postgres     *storage.Postgres // nil when Options.Catalog was given
+	RedisConnOpt asynq.RedisConnOpt
+	Redis        redis.UniversalClient
+	Client       *asynq.Client
+	Inspector    *asynq.Inspector
+	Enqueuer     *tasks.Enqueuer
+
+	closers []func() error
+}
+
+// Open builds Deps from cfg, using whatever opts provides instead.
+func Open(ctx context.Context, cfg Config, logger *slog.Logger, opts Options) (_ *Deps, err error) {
+	d := &Deps{}
+	defer func() {
+		if err != nil {
+			_ = d.Close()
+		}
+	}()
+
+	d.RedisConnOpt = opts.RedisConnOpt
+	if d.RedisConnOpt == nil {
+		if cfg.RedisURL == "" {
+			return nil, errors.New("REDIS_URL is not set")
+		}
+		if d.RedisConnOpt, err = asynq.ParseRedisURI(cfg.RedisURL); err != nil {
+			return nil, fmt.Errorf("parse REDIS_URL: %w", err)
+		}
+	}
+	d.Redis = opts.Redis
+	if d.Redis == nil {
+		rc, ok := d.RedisConnOpt.MakeRedisClient().(redis.UniversalClient)
+		if !ok {
+			return nil, fmt.Errorf("unsupported redis connection %T", d.RedisConnOpt)
+		}
+		d.Redis = rc
+		d.closers = append(d.closers, rc.Close)
+	}
+	if err := d.Redis.Ping(ctx).Err(); err != nil {
+		return nil, fmt.Errorf("connect to redis: %w", err)
+	}
+
+	d.Pool = opts.Pool
+	if d.Pool == nil {
+		if cfg.DatabaseURL == "" {
+			return nil, errors.New("DATABASE_URL is not set")
+		}
+		pool, err := schema.NewPool(ctx, cfg.DatabaseURL, schema.PoolOptions{MaxConns: cfg.PoolMaxConns, Logger: logger})
+		if err != nil {
+			return nil, fmt.Errorf("open database: %w", err)
+		}
+		d.Pool = pool
+		d.closers = append(d.closers, func() error { pool.Close(); return nil })
+	}
+
+	d.Catalog = opts.Catalog
+	if d.Catalog == nil {
+		pg, err := storage.NewPostgres(ctx, d.Pool, storage.WithLogger(logger))
+		if err != nil {
+			return nil, fmt.Errorf("open catalog: %w", err)
+		}
+		d.Postgres = pg
+		cache := storage.NewCache(pg, d.Redis, storage.CacheOptions{Logger: logger})
+		d.Catalog = cache
+		d.closers = append(d.closers, cache.Close)
+	}
+
+	d.Client = asynq.NewClientFromRedisClient(d.Redis)
+	d.Inspector = asynq.NewInspectorFromRedisClient(d.Redis)
+	d.Enqueuer = tasks.NewEnqueuer(d.Client, d.Inspector, logger)
+	return d, nil
+}
+
+// Close releases what Open built, in reverse order.
+func (d *Deps) Close() error {
+	var errs []error
+	for i := len(d.closers) - 1; i >= 0; i-- {
+		errs = append(errs, d.closers[i]())
+	}
+	d.closers = nil
+	return errors.Join(errs...)
+}

@@ -1,0 +1,168 @@
+package enqueueapp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"syscall"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/invoicing/tenantworker/internal/httpapi"
+	"github.com/invoicing/tenantworker/storage"
+)
+
+// HTTP server limits.
+const (
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 30 * time.Second
+	writeTimeout      = 60 * time.Second
+	idleTimeout       = 120 * time.Second
+	maxHeaderBytes    = 64 << 10
+)
+
+// Options lets a caller (the dev mode, tests) hand in what it built itself.
+// Every nil field is built from Config; what Options hands in is never
+// closed by Run.
+type Options struct {
+	// RedisConnOpt is the asynq connection (dashboard, and the source of
+	// Redis when Redis is nil).
+	RedisConnOpt asynq.RedisConnOpt
+	// Redis is the client for the enqueuer, the catalog cache and /readyz.
+	Redis redis.UniversalClient
+	// Pool is the PostgreSQL pool; it must come from schema.NewPool (or be
+	// configured with schema.ConfigurePool).
+	Pool *pgxpool.Pool
+	// Catalog replaces the Postgres catalog behind the Redis cache.
+	Catalog storage.Catalog
+	// Documents replaces storage.NewFS(Config.DocumentsDir).
+	Documents storage.DocumentStore
+	// Listener replaces net.Listen("tcp", Config.HTTPAddr); Run closes it.
+	Listener net.Listener
+	// Registry receives the HTTP metrics and is served on /metrics; nil
+	// means a fresh registry with the Go and process collectors.
+	Registry *prometheus.Registry
+	// Ready is called with the listening address once the server accepts
+	// connections.
+	Ready func(addr net.Addr)
+}
+
+// Run runs the enqueue service from cfg until ctx is cancelled, then shuts
+// down gracefully. It returns nil after a clean shutdown.
+func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
+	return RunWith(ctx, cfg, logger, Options{})
+}
+
+// RunWith is Run with connections, stores or a listener handed in.
+func RunWith(ctx context.Context, cfg Config, logger *slog.Logger, opts Options) error {
+	cfg = cfg.withDefaults()
+	if logger == nil {
+		logger = slog.Default()
+	}
+	ln := opts.Listener
+	if ln == nil {
+		var err error
+		// Listen first: a busy port is the most common start-up mistake and
+		// deserves one clear line before any connection is made.
+		if ln, err = listen(cfg.HTTPAddr); err != nil {
+			return err
+		}
+	}
+	defer ln.Close()
+
+	deps, err := Open(ctx, cfg, logger, opts)
+	if err != nil {
+		return err
+	}
+	defer deps.Close()
+
+	docs := opts.Documents
+	if docs == nil {
+		fs, err := storage.NewFS(cfg.DocumentsDir)
+		if err != nil {
+			return fmt.Errorf("open documents: %w", err)
+		}
+		docs = fs
+	}
+	var reg prometheus.Registerer
+	if opts.Registry != nil {
+		reg = opts.Registry
+	}
+	handler := httpapi.New(httpapi.Options{
+		Catalog:           deps.Catalog,
+		Documents:         docs,
+		Pool:              deps.Pool,
+		Enqueuer:          deps.Enqueuer,
+		Redis:             deps.Redis,
+		RedisConnOpt:      deps.RedisConnOpt,
+		DomainSuffix:      cfg.DomainSuffix,
+		AdminToken:        cfg.AdminToken,
+		AllowTenantHeader: cfg.AllowTenantHeader,
+		DashboardReadOnly: cfg.DashboardReadOnly,
+		Logger:            logger,
+		Registry:          reg,
+	})
+	defer handler.Close()
+
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	if cfg.AdminToken == "" {
+		logger.Warn("ADMIN_TOKEN is not set: admin routes and the dashboard are disabled")
+	}
+	if cfg.AllowTenantHeader {
+		logger.Warn("ALLOW_TENANT_HEADER is on: X-Tenant selects the tenant when Host names none (development only)")
+	}
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	logger.Info("enqueue service listening", "addr", ln.Addr().String(), "domain_suffix", cfg.DomainSuffix)
+	if opts.Ready != nil {
+		opts.Ready(ln.Addr())
+	}
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("enqueue service shutting down", "timeout", cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		_ = srv.Close()
+		<-served
+		return fmt.Errorf("graceful shutdown: %w", err)
+	}
+	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	logger.Info("enqueue service stopped")
+	return nil
+}
+
+// listen opens addr, turning "address already in use" into one clear line.
+func listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return nil, fmt.Errorf("listen on %s: address already in use (another process holds the port; set HTTP_ADDR or --addr)", addr)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	return ln, nil
+}

@@ -1,0 +1,179 @@
+package enqueueapp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/invoicing/tenantworker/internal/httpapi"
+	"github.com/invoicing/tenantworker/tasks"
+)
+
+// Defaults of migrate --wait.
+const (
+	defaultWaitTimeout  = 10 * time.Minute
+	defaultPollInterval = 500 * time.Millisecond
+)
+
+// waitOptions configures waitMigrations.
+type waitOptions struct {
+	timeout, poll time.Duration
+	out           io.Writer
+	terminal      bool
+}
+
+// migrationOutcome is where one tenant's migration stands.
+type migrationOutcome struct {
+	task   httpapi.MigrationTask
+	done   bool
+	failed bool
+	reason string // last error while retrying or why it failed
+}
+
+// waitMigrations polls each tenant:migrate task until it completed
+// (done) or was archived or vanished (failed), printing "done/failed/total"
+// progress: on one updating line on a terminal, as a plain line per change
+// otherwise. It returns an error listing the failed tenants, and the
+// unfinished ones after the timeout.
+func waitMigrations(ctx context.Context, enq *tasks.Enqueuer, all []httpapi.MigrationTask, o waitOptions) error {
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	outcomes := make([]*migrationOutcome, len(all))
+	for i, m := range all {
+		outcomes[i] = &migrationOutcome{task: m}
+	}
+	lastLine := ""
+	report := func(final bool) {
+		done, failed, retrying := 0, 0, 0
+		for _, m := range outcomes {
+			switch {
+			case m.done:
+				done++
+			case m.failed:
+				failed++
+			case m.reason != "":
+				retrying++
+			}
+		}
+		line := fmt.Sprintf("migrations: %d/%d/%d done/failed/total", done, failed, len(outcomes))
+		if retrying > 0 {
+			line += fmt.Sprintf(" (%d retrying)", retrying)
+		}
+		switch {
+		case o.terminal:
+			fmt.Fprintf(o.out, "\r\033[K%s", line)
+			if final {
+				fmt.Fprintln(o.out)
+			}
+		case line != lastLine:
+			fmt.Fprintln(o.out, line)
+		}
+		lastLine = line
+	}
+
+	ticker := time.NewTicker(o.poll)
+	defer ticker.Stop()
+	for {
+		err := pollOnce(ctx, enq, outcomes)
+		if err != nil && ctx.Err() == nil {
+			return err
+		}
+		finished := !slices.ContainsFunc(outcomes, func(m *migrationOutcome) bool { return !m.done && !m.failed })
+		stop := finished || ctx.Err() != nil
+		report(stop)
+		if stop {
+			return summarize(outcomes, ctx.Err())
+		}
+		select {
+		case <-ctx.Done():
+		case <-ticker.C:
+		}
+	}
+}
+
+// pollOnce checks every unfinished migration once.
+func pollOnce(ctx context.Context, enq *tasks.Enqueuer, outcomes []*migrationOutcome) error {
+	for _, m := range outcomes {
+		if m.done || m.failed {
+			continue
+		}
+		if err := check(ctx, enq, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// check updates m from its task's state.
+func check(ctx context.Context, enq *tasks.Enqueuer, m *migrationOutcome) error {
+	ti, err := enq.TenantTask(ctx, m.task.TenantID, m.task.TaskID)
+	if errors.Is(err, tasks.ErrTaskNotFound) {
+		m.failed, m.reason = true, "migration task vanished (tenant deleted, or the task was removed)"
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("check migration of tenant %s: %w", m.task.TenantID, err)
+	}
+	switch ti.State {
+	case asynq.TaskStateCompleted:
+		m.done = true
+	case asynq.TaskStateArchived:
+		m.failed, m.reason = true, ti.LastErr
+	default:
+		m.reason = ti.LastErr
+	}
+	return nil
+}
+
+// summarize returns nil when every migration is done, else an error naming
+// the failed and (after a timeout) unfinished tenants.
+func summarize(outcomes []*migrationOutcome, waitErr error) error {
+	var failed, unfinished []string
+	for _, m := range outcomes {
+		name := m.task.Slug + " (" + m.task.TenantID + ")"
+		switch {
+		case m.done:
+		case m.failed:
+			failed = append(failed, name+": "+oneLine(m.reason))
+		default:
+			if m.reason != "" {
+				name += ": retrying after: " + oneLine(m.reason)
+			}
+			unfinished = append(unfinished, name)
+		}
+	}
+	if len(failed) == 0 && len(unfinished) == 0 {
+		return nil
+	}
+	slices.Sort(failed)
+	slices.Sort(unfinished)
+	var b strings.Builder
+	if len(failed) > 0 {
+		fmt.Fprintf(&b, "%d tenant migrations failed:\n  %s", len(failed), strings.Join(failed, "\n  "))
+	}
+	if len(unfinished) > 0 {
+		if b.Len() > 0 {
+			b.WriteString("\n")
+		}
+		cause := "unfinished"
+		if waitErr != nil {
+			cause = "unfinished when the wait ended (" + waitErr.Error() + ")"
+		}
+		fmt.Fprintf(&b, "%d tenant migrations %s:\n  %s", len(unfinished), cause, strings.Join(unfinished, "\n  "))
+	}
+	return errors.New(b.String())
+}
+
+// oneLine keeps an error message on one line.
+func oneLine(s string) string {
+	if s == "" {
+		return "no error recorded"
+	}
+	return strings.Join(strings.Fields(s), " ")
+}
