@@ -69,17 +69,19 @@ type CacheOptions struct {
 	Logger *slog.Logger
 }
 
-// withDefaults returns o with every zero field set to its default.
+// withDefaults returns o with every zero field set to its default. A
+// negative duration or size, meaningless except for LocalTTL, counts as
+// zero.
 func (o CacheOptions) withDefaults() CacheOptions {
 	o.LocalTTL = cmp.Or(o.LocalTTL, DefaultCacheLocalTTL)
-	o.RedisTTL = cmp.Or(o.RedisTTL, DefaultCacheRedisTTL)
-	o.NegativeTTL = cmp.Or(o.NegativeTTL, DefaultCacheNegativeTTL)
+	o.RedisTTL = cmp.Or(max(o.RedisTTL, 0), DefaultCacheRedisTTL)
+	o.NegativeTTL = cmp.Or(max(o.NegativeTTL, 0), DefaultCacheNegativeTTL)
 	o.KeyPrefix = cmp.Or(o.KeyPrefix, DefaultCacheKeyPrefix)
 	o.Channel = cmp.Or(o.Channel, o.KeyPrefix+cacheInvalidateChannelKey)
-	o.LocalMaxEntries = cmp.Or(o.LocalMaxEntries, DefaultCacheLocalEntries)
-	o.LoadTimeout = cmp.Or(o.LoadTimeout, DefaultCacheLoadTimeout)
-	o.RedisBackoff = cmp.Or(o.RedisBackoff, DefaultCacheRedisBackoff)
-	o.RedisTimeout = cmp.Or(o.RedisTimeout, DefaultCacheRedisTimeout)
+	o.LocalMaxEntries = cmp.Or(max(o.LocalMaxEntries, 0), DefaultCacheLocalEntries)
+	o.LoadTimeout = cmp.Or(max(o.LoadTimeout, 0), DefaultCacheLoadTimeout)
+	o.RedisBackoff = cmp.Or(max(o.RedisBackoff, 0), DefaultCacheRedisBackoff)
+	o.RedisTimeout = cmp.Or(max(o.RedisTimeout, 0), DefaultCacheRedisTimeout)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
