@@ -1,0 +1,271 @@
+// Package config loads the configuration of both binaries (cmd/worker and
+// cmd/enqueue) from environment variables (DESIGN.md "Configuration").
+// Every field documents its variable and zero value; FromEnv applies the
+// defaults and validates, and every error names the variable at fault.
+package config
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/robfig/cron/v3"
+)
+
+// Defaults.
+const (
+	DefaultRedisURL          = "redis://127.0.0.1:6379"
+	DefaultDomainSuffix      = ".localhost"
+	DefaultWorkerHTTPAddr    = ":9090"
+	DefaultEnqueueHTTPAddr   = ":8080"
+	DefaultWorkerConcurrency = 10
+	// DefaultOverdueSweepCron is hourly, on the hour (UTC). Development
+	// setups use "@every 1m".
+	DefaultOverdueSweepCron = "0 * * * *"
+	DefaultShutdownTimeout  = 25 * time.Second
+	DefaultMailFrom         = "billing@localhost"
+	DefaultOutboxDir        = "./data/outbox"
+	DefaultDocumentsDir     = "./data/documents"
+	// DefaultDBPoolHeadroom is added to WorkerConcurrency for the default
+	// DB_MAX_CONNS: catalog look-ups, readiness pings and the scheduler.
+	DefaultDBPoolHeadroom = 4
+)
+
+// Log formats.
+const (
+	LogFormatText = "text"
+	LogFormatJSON = "json"
+)
+
+// Config is the configuration of a worker or enqueue process.
+type Config struct {
+	// DatabaseURL (DATABASE_URL, required) is the application pool's
+	// PostgreSQL URL. Behind PgBouncer in transaction pooling mode, add
+	// default_query_exec_mode=exec.
+	DatabaseURL string
+	// MigrationsDatabaseURL (MIGRATIONS_DATABASE_URL) runs schema changes,
+	// possibly over a direct connection; "" means DatabaseURL.
+	MigrationsDatabaseURL string
+	// RedisURL (REDIS_URL) in asynq's URI forms: redis://, rediss://,
+	// redis-socket://, redis-sentinel://; "" means DefaultRedisURL.
+	RedisURL string
+	// DomainSuffix (DOMAIN_SUFFIX) is the tenants' host suffix
+	// (acme + ".example.com"); "" means DefaultDomainSuffix.
+	DomainSuffix string
+	// AdminToken (ADMIN_TOKEN) guards the admin routes; "" disables them.
+	AdminToken string
+	// HTTPAddr (HTTP_ADDR) is the process's own listen address; "" means
+	// the binary's default (HTTPAddrOr).
+	HTTPAddr string
+	// WorkerConcurrency (WORKER_CONCURRENCY) is the number of tasks a
+	// worker runs at once; 0 means DefaultWorkerConcurrency.
+	WorkerConcurrency int
+	// OverdueSweepCron (OVERDUE_SWEEP_CRON) is the sweep schedule: a cron
+	// spec or a descriptor such as "@every 30s"; "" means
+	// DefaultOverdueSweepCron.
+	OverdueSweepCron string
+	// SchedulerEnabled (SCHEDULER_ENABLED, default true) runs the sweep
+	// scheduler loop in this worker. Any number of replicas may run it.
+	SchedulerEnabled bool
+	// ShutdownTimeout (SHUTDOWN_TIMEOUT) is how long running tasks get to
+	// finish on shutdown; 0 means DefaultShutdownTimeout.
+	ShutdownTimeout time.Duration
+	// SMTPURL (SMTP_URL, smtp://user:pass@host:port); "" writes reminders
+	// as .eml files to OutboxDir.
+	SMTPURL string
+	// MailFrom (MAIL_FROM) is the From address of reminders; "" means
+	// DefaultMailFrom.
+	MailFrom string
+	// OutboxDir (OUTBOX_DIR); "" means DefaultOutboxDir.
+	OutboxDir string
+	// DocumentsDir (DOCUMENTS_DIR) holds rendered PDFs; "" means
+	// DefaultDocumentsDir.
+	DocumentsDir string
+	// LogFormat (LOG_FORMAT): "text" (default) or "json".
+	LogFormat string
+	// LogLevel (LOG_LEVEL): debug, info (default), warn or error.
+	LogLevel slog.Level
+	// DBMaxConns (DB_MAX_CONNS) is the application pool's size; 0 means
+	// WorkerConcurrency + DefaultDBPoolHeadroom. It must be at least
+	// WorkerConcurrency.
+	DBMaxConns int
+	// AllowTenantHeader (ALLOW_TENANT_HEADER, default false) lets the
+	// enqueue service take the tenant from X-Tenant: development only.
+	AllowTenantHeader bool
+	// DashboardReadOnly (DASHBOARD_READONLY, default true) serves asynqmon
+	// read-only.
+	DashboardReadOnly bool
+	// TenantCacheTTL (TENANT_CACHE_TTL) is how long a tenant stays in the
+	// shared Redis cache; 0 means the storage package's default.
+	TenantCacheTTL time.Duration
+}
+
+// FromEnv reads the configuration through getenv (os.Getenv in the
+// binaries, a map in tests), applies the defaults and validates it. Errors
+// name the variable: `WORKER_CONCURRENCY: must be a positive integer, got "x"`.
+func FromEnv(getenv func(string) string) (Config, error) {
+	p := parser{getenv: getenv}
+	c := Config{
+		DatabaseURL:           p.str("DATABASE_URL"),
+		MigrationsDatabaseURL: p.str("MIGRATIONS_DATABASE_URL"),
+		RedisURL:              p.str("REDIS_URL"),
+		DomainSuffix:          p.str("DOMAIN_SUFFIX"),
+		AdminToken:            p.str("ADMIN_TOKEN"),
+		HTTPAddr:              p.str("HTTP_ADDR"),
+		WorkerConcurrency:     p.positiveInt("WORKER_CONCURRENCY"),
+		OverdueSweepCron:      p.str("OVERDUE_SWEEP_CRON"),
+		SchedulerEnabled:      p.boolean("SCHEDULER_ENABLED", true),
+		ShutdownTimeout:       p.duration("SHUTDOWN_TIMEOUT"),
+		SMTPURL:               p.str("SMTP_URL"),
+		MailFrom:              p.str("MAIL_FROM"),
+		OutboxDir:             p.str("OUTBOX_DIR"),
+		DocumentsDir:          p.str("DOCUMENTS_DIR"),
+		LogFormat:             strings.ToLower(p.str("LOG_FORMAT")),
+		LogLevel:              p.level("LOG_LEVEL"),
+		DBMaxConns:            p.positiveInt("DB_MAX_CONNS"),
+		AllowTenantHeader:     p.boolean("ALLOW_TENANT_HEADER", false),
+		DashboardReadOnly:     p.boolean("DASHBOARD_READONLY", true),
+		TenantCacheTTL:        p.duration("TENANT_CACHE_TTL"),
+	}
+	if err := errors.Join(p.errs...); err != nil {
+		return Config{}, err
+	}
+	c = c.WithDefaults()
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// WithDefaults returns c with every zero field set to its default. (It
+// cannot tell an unset boolean from false: FromEnv applies the boolean
+// defaults.)
+func (c Config) WithDefaults() Config {
+	c.MigrationsDatabaseURL = cmp.Or(c.MigrationsDatabaseURL, c.DatabaseURL)
+	c.RedisURL = cmp.Or(c.RedisURL, DefaultRedisURL)
+	c.DomainSuffix = cmp.Or(c.DomainSuffix, DefaultDomainSuffix)
+	c.WorkerConcurrency = cmp.Or(c.WorkerConcurrency, DefaultWorkerConcurrency)
+	c.OverdueSweepCron = cmp.Or(c.OverdueSweepCron, DefaultOverdueSweepCron)
+	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, DefaultShutdownTimeout)
+	c.MailFrom = cmp.Or(c.MailFrom, DefaultMailFrom)
+	c.OutboxDir = cmp.Or(c.OutboxDir, DefaultOutboxDir)
+	c.DocumentsDir = cmp.Or(c.DocumentsDir, DefaultDocumentsDir)
+	c.LogFormat = cmp.Or(c.LogFormat, LogFormatText)
+	c.DBMaxConns = cmp.Or(c.DBMaxConns, c.WorkerConcurrency+DefaultDBPoolHeadroom)
+	return c
+}
+
+// Validate checks a configuration with its defaults applied; every error
+// names its variable.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.DatabaseURL == "" {
+		bad("DATABASE_URL: required")
+	}
+	if _, err := asynq.ParseRedisURI(c.RedisURL); err != nil {
+		bad("REDIS_URL: %v", err)
+	}
+	if strings.Trim(c.DomainSuffix, ".") == "" {
+		bad("DOMAIN_SUFFIX: must name a domain, got %q", c.DomainSuffix)
+	}
+	if c.WorkerConcurrency <= 0 {
+		bad("WORKER_CONCURRENCY: must be a positive integer, got %d", c.WorkerConcurrency)
+	}
+	// The same parser as tasks.ParseSchedule (config does not import
+	// tasks, so it builds even while task code is changing).
+	if _, err := cron.ParseStandard(c.OverdueSweepCron); err != nil {
+		bad("OVERDUE_SWEEP_CRON: invalid schedule %.80q: %v", c.OverdueSweepCron, err)
+	}
+	if c.ShutdownTimeout <= 0 {
+		bad("SHUTDOWN_TIMEOUT: must be positive, got %v", c.ShutdownTimeout)
+	}
+	if c.LogFormat != LogFormatText && c.LogFormat != LogFormatJSON {
+		bad("LOG_FORMAT: must be text or json, got %q", c.LogFormat)
+	}
+	if c.DBMaxConns < c.WorkerConcurrency {
+		bad("DB_MAX_CONNS: %d is smaller than WORKER_CONCURRENCY %d: every running task may need a connection", c.DBMaxConns, c.WorkerConcurrency)
+	}
+	if c.TenantCacheTTL < 0 {
+		bad("TENANT_CACHE_TTL: must not be negative, got %v", c.TenantCacheTTL)
+	}
+	return errors.Join(errs...)
+}
+
+// HTTPAddrOr returns HTTPAddr, or def when it is unset: each binary has its
+// own default port (DefaultWorkerHTTPAddr, DefaultEnqueueHTTPAddr).
+func (c Config) HTTPAddrOr(def string) string { return cmp.Or(c.HTTPAddr, def) }
+
+// RedisConnOpt parses RedisURL into asynq's connection options.
+func (c Config) RedisConnOpt() (asynq.RedisConnOpt, error) {
+	opt, err := asynq.ParseRedisURI(cmp.Or(c.RedisURL, DefaultRedisURL))
+	if err != nil {
+		return nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	return opt, nil
+}
+
+// parser reads variables and collects their parse errors.
+type parser struct {
+	getenv func(string) string
+	errs   []error
+}
+
+func (p *parser) str(name string) string { return strings.TrimSpace(p.getenv(name)) }
+
+func (p *parser) positiveInt(name string) int {
+	s := p.str(name)
+	if s == "" {
+		return 0
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n <= 0 {
+		p.errs = append(p.errs, fmt.Errorf("%s: must be a positive integer, got %.40q", name, s))
+		return 0
+	}
+	return n
+}
+
+func (p *parser) boolean(name string, def bool) bool {
+	s := p.str(name)
+	if s == "" {
+		return def
+	}
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		p.errs = append(p.errs, fmt.Errorf("%s: must be true or false, got %.40q", name, s))
+		return def
+	}
+	return b
+}
+
+func (p *parser) duration(name string) time.Duration {
+	s := p.str(name)
+	if s == "" {
+		return 0
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		p.errs = append(p.errs, fmt.Errorf("%s: must be a positive duration such as 30s, got %.40q", name, s))
+		return 0
+	}
+	return d
+}
+
+func (p *parser) level(name string) slog.Level {
+	s := p.str(name)
+	if s == "" {
+		return slog.LevelInfo
+	}
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		p.errs = append(p.errs, fmt.Errorf("%s: must be debug, info, warn or error, got %.40q", name, s))
+		return slog.LevelInfo
+	}
+	return l
+}

@@ -1,0 +1,147 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestFromEnvDefaults(t *testing.T) {
+	t.Parallel()
+	c, err := FromEnv(env(map[string]string{"DATABASE_URL": "postgres://app@db/inv"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		DatabaseURL:           "postgres://app@db/inv",
+		MigrationsDatabaseURL: "postgres://app@db/inv",
+		RedisURL:              DefaultRedisURL,
+		DomainSuffix:          DefaultDomainSuffix,
+		WorkerConcurrency:     10,
+		OverdueSweepCron:      "0 * * * *",
+		SchedulerEnabled:      true,
+		ShutdownTimeout:       25 * time.Second,
+		MailFrom:              DefaultMailFrom,
+		OutboxDir:             DefaultOutboxDir,
+		DocumentsDir:          DefaultDocumentsDir,
+		LogFormat:             LogFormatText,
+		LogLevel:              slog.LevelInfo,
+		DBMaxConns:            14,
+		DashboardReadOnly:     true,
+	}
+	if c != want {
+		t.Errorf("defaults:\n got %+v\nwant %+v", c, want)
+	}
+	if c.HTTPAddrOr(DefaultWorkerHTTPAddr) != ":9090" || c.HTTPAddrOr(DefaultEnqueueHTTPAddr) != ":8080" {
+		t.Errorf("HTTP defaults %q %q", c.HTTPAddrOr(DefaultWorkerHTTPAddr), c.HTTPAddrOr(DefaultEnqueueHTTPAddr))
+	}
+	opt, err := c.RedisConnOpt()
+	if err != nil || opt.(asynq.RedisClientOpt).Addr != "127.0.0.1:6379" {
+		t.Errorf("RedisConnOpt = %#v, %v", opt, err)
+	}
+}
+
+func TestFromEnvSet(t *testing.T) {
+	t.Parallel()
+	c, err := FromEnv(env(map[string]string{
+		"DATABASE_URL":            "postgres://app@pgbouncer/inv?default_query_exec_mode=exec",
+		"MIGRATIONS_DATABASE_URL": "postgres://owner@db/inv",
+		"REDIS_URL":               "redis-sentinel://:pw@s1:26379,s2:26379?master=mymaster",
+		"DOMAIN_SUFFIX":           ".example.com",
+		"ADMIN_TOKEN":             "secret",
+		"HTTP_ADDR":               "127.0.0.1:7000",
+		"WORKER_CONCURRENCY":      " 20 ",
+		"OVERDUE_SWEEP_CRON":      "@every 30s",
+		"SCHEDULER_ENABLED":       "false",
+		"SHUTDOWN_TIMEOUT":        "5s",
+		"SMTP_URL":                "smtp://u:p@mail:587",
+		"MAIL_FROM":               "ar@example.com",
+		"OUTBOX_DIR":              "/var/outbox",
+		"DOCUMENTS_DIR":           "/var/docs",
+		"LOG_FORMAT":              "JSON",
+		"LOG_LEVEL":               "debug",
+		"ALLOW_TENANT_HEADER":     "true",
+		"DASHBOARD_READONLY":      "0",
+		"TENANT_CACHE_TTL":        "2m",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MigrationsDatabaseURL != "postgres://owner@db/inv" || c.WorkerConcurrency != 20 || c.DBMaxConns != 24 ||
+		c.SchedulerEnabled || c.ShutdownTimeout != 5*time.Second || c.LogFormat != LogFormatJSON ||
+		c.LogLevel != slog.LevelDebug || !c.AllowTenantHeader || c.DashboardReadOnly || c.TenantCacheTTL != 2*time.Minute ||
+		c.HTTPAddrOr(DefaultWorkerHTTPAddr) != "127.0.0.1:7000" || c.OverdueSweepCron != "@every 30s" {
+		t.Errorf("config %+v", c)
+	}
+	if _, err := c.RedisConnOpt(); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestFromEnvErrorsNameTheVariable(t *testing.T) {
+	t.Parallel()
+	base := map[string]string{"DATABASE_URL": "postgres://db/inv"}
+	cases := []struct {
+		set  map[string]string
+		want string
+	}{
+		{map[string]string{"DATABASE_URL": ""}, "DATABASE_URL: required"},
+		{map[string]string{"WORKER_CONCURRENCY": "x"}, `WORKER_CONCURRENCY: must be a positive integer, got "x"`},
+		{map[string]string{"WORKER_CONCURRENCY": "-1"}, `WORKER_CONCURRENCY: must be a positive integer, got "-1"`},
+		{map[string]string{"DB_MAX_CONNS": "0"}, "DB_MAX_CONNS: must be a positive integer"},
+		{map[string]string{"WORKER_CONCURRENCY": "20", "DB_MAX_CONNS": "10"}, "DB_MAX_CONNS: 10 is smaller than WORKER_CONCURRENCY 20"},
+		{map[string]string{"OVERDUE_SWEEP_CRON": "every hour"}, "OVERDUE_SWEEP_CRON: invalid schedule"},
+		{map[string]string{"OVERDUE_SWEEP_CRON": "@every 1x"}, "OVERDUE_SWEEP_CRON: invalid schedule"},
+		{map[string]string{"REDIS_URL": "http://localhost"}, "REDIS_URL: "},
+		{map[string]string{"SCHEDULER_ENABLED": "yes please"}, `SCHEDULER_ENABLED: must be true or false`},
+		{map[string]string{"SHUTDOWN_TIMEOUT": "25"}, `SHUTDOWN_TIMEOUT: must be a positive duration such as 30s, got "25"`},
+		{map[string]string{"TENANT_CACHE_TTL": "-1s"}, `TENANT_CACHE_TTL: must be a positive duration`},
+		{map[string]string{"LOG_FORMAT": "xml"}, `LOG_FORMAT: must be text or json, got "xml"`},
+		{map[string]string{"LOG_LEVEL": "loud"}, `LOG_LEVEL: must be debug, info, warn or error`},
+		{map[string]string{"DOMAIN_SUFFIX": "."}, `DOMAIN_SUFFIX: must name a domain`},
+		{map[string]string{"DASHBOARD_READONLY": "maybe"}, `DASHBOARD_READONLY: must be true or false`},
+	}
+	for _, c := range cases {
+		m := map[string]string{}
+		for k, v := range base {
+			m[k] = v
+		}
+		for k, v := range c.set {
+			m[k] = v
+		}
+		_, err := FromEnv(env(m))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("FromEnv(%v) = %v, want an error containing %q", c.set, err, c.want)
+		}
+	}
+	// Several bad variables are all reported at once.
+	_, err := FromEnv(env(map[string]string{"WORKER_CONCURRENCY": "x", "LOG_LEVEL": "loud"}))
+	if err == nil || !strings.Contains(err.Error(), "WORKER_CONCURRENCY") || !strings.Contains(err.Error(), "LOG_LEVEL") {
+		t.Errorf("err = %v, want both variables named", err)
+	}
+}
+
+func TestNewLogger(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	NewLogger(Config{LogFormat: LogFormatJSON, LogLevel: slog.LevelWarn}, &buf).Info("hidden")
+	NewLogger(Config{LogFormat: LogFormatJSON, LogLevel: slog.LevelWarn}, &buf).Warn("shown", "k", 1)
+	var line map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &line); err != nil || line["msg"] != "shown" {
+		t.Fatalf("json log %q (%v)", buf.String(), err)
+	}
+	buf.Reset()
+	NewLogger(Config{LogFormat: LogFormatText}, &buf).Info("plain")
+	if !strings.Contains(buf.String(), "level=INFO msg=plain") {
+		t.Errorf("text log %q", buf.String())
+	}
+}
