@@ -16,6 +16,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/invoicing/tenantworker/internal/config"
 	"github.com/invoicing/tenantworker/internal/enqueueapp"
 	"github.com/invoicing/tenantworker/internal/httpapi"
 	"github.com/invoicing/tenantworker/internal/testenv"
@@ -43,7 +44,7 @@ func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 func TestRunServesAndShutsDown(t *testing.T) {
 	t.Parallel()
-	cfg, err := enqueueapp.ConfigFromEnv(getenv(env(t)))
+	cfg, err := config.FromEnv(getenv(env(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +137,7 @@ type fixture struct {
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	e := env(t)
-	cfg, err := enqueueapp.ConfigFromEnv(getenv(e))
+	cfg, err := config.FromEnv(getenv(e))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,31 +320,6 @@ func TestPDFCommand(t *testing.T) {
 		code, stdout, _ := f.run(t, false, args...)
 		if code != enqueueapp.ExitOK || !strings.Contains(stdout, "usage: enqueue") {
 			t.Errorf("%q: exit %d stdout %q", args, code, stdout)
-		}
-	}
-}
-
-func TestConfigFromEnv(t *testing.T) {
-	t.Parallel()
-	cfg, err := enqueueapp.ConfigFromEnv(getenv(map[string]string{}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cfg.HTTPAddr != ":8080" || cfg.DomainSuffix != ".localhost" || !cfg.DashboardReadOnly || cfg.AllowTenantHeader || cfg.LogFormat != "text" {
-		t.Fatalf("defaults %+v", cfg)
-	}
-	cfg, err = enqueueapp.ConfigFromEnv(getenv(map[string]string{
-		"DASHBOARD_READONLY": "false", "ALLOW_TENANT_HEADER": "true", "LOG_FORMAT": "JSON", "DATABASE_MAX_CONNS": "7",
-	}))
-	if err != nil || cfg.DashboardReadOnly || !cfg.AllowTenantHeader || cfg.LogFormat != "json" || cfg.PoolMaxConns != 7 {
-		t.Fatalf("%+v, %v", cfg, err)
-	}
-	for k, v := range map[string]string{
-		"DASHBOARD_READONLY": "maybe", "ALLOW_TENANT_HEADER": "yes please", "LOG_FORMAT": "xml",
-		"DATABASE_MAX_CONNS": "0", "SHUTDOWN_TIMEOUT": "soon",
-	} {
-		if _, err := enqueueapp.ConfigFromEnv(getenv(map[string]string{k: v})); err == nil || !strings.Contains(err.Error(), k) {
-			t.Errorf("%s=%q: error %v, want one naming the variable", k, v, err)
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/invoicing/tenantworker/internal/config"
 	"github.com/invoicing/tenantworker/internal/httpapi"
 	"github.com/invoicing/tenantworker/tasks"
 	"github.com/invoicing/tenantworker/tenantctx"
@@ -43,9 +44,10 @@ commands:
   pdf        enqueue an invoice PDF render: pdf --tenant SLUG --invoice ID
 
 Configuration comes from the environment: DATABASE_URL, REDIS_URL,
-DOMAIN_SUFFIX, ADMIN_TOKEN, HTTP_ADDR, ALLOW_TENANT_HEADER,
-DASHBOARD_READONLY, DOCUMENTS_DIR, LOG_FORMAT, DATABASE_MAX_CONNS,
-SHUTDOWN_TIMEOUT. Run "enqueue <command> --help" for a command's flags.
+DOMAIN_SUFFIX, ADMIN_TOKEN, HTTP_ADDR (default :8080),
+ALLOW_TENANT_HEADER, DASHBOARD_READONLY, DOCUMENTS_DIR, DB_MAX_CONNS,
+TENANT_CACHE_TTL, SHUTDOWN_TIMEOUT, LOG_FORMAT, LOG_LEVEL.
+Run "enqueue <command> --help" for a command's flags.
 `
 
 // Main runs the enqueue command line and returns its exit code.
@@ -113,18 +115,12 @@ func parse(fs *flag.FlagSet, args []string) error {
 }
 
 // loadConfig reads the configuration and builds the logger.
-func loadConfig(sio IO) (Config, *slog.Logger, error) {
-	cfg, err := ConfigFromEnv(sio.Getenv)
+func loadConfig(sio IO) (config.Config, *slog.Logger, error) {
+	cfg, err := config.FromEnv(sio.Getenv)
 	if err != nil {
-		return Config{}, nil, fmt.Errorf("configuration: %w", err)
+		return config.Config{}, nil, fmt.Errorf("configuration: %w", err)
 	}
-	var h slog.Handler
-	if cfg.LogFormat == "json" {
-		h = slog.NewJSONHandler(sio.Stderr, nil)
-	} else {
-		h = slog.NewTextHandler(sio.Stderr, nil)
-	}
-	return cfg, slog.New(h), nil
+	return cfg, config.NewLogger(cfg, sio.Stderr), nil
 }
 
 // serveCmd is "enqueue serve".

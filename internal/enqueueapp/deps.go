@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/invoicing/tenantworker/internal/config"
 	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tasks"
@@ -31,7 +33,7 @@ type Deps struct {
 }
 
 // Open builds Deps from cfg, using whatever opts provides instead.
-func Open(ctx context.Context, cfg Config, logger *slog.Logger, opts Options) (_ *Deps, err error) {
+func Open(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Options) (_ *Deps, err error) {
 	d := &Deps{}
 	defer func() {
 		if err != nil {
@@ -41,11 +43,8 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, opts Options) (_
 
 	d.RedisConnOpt = opts.RedisConnOpt
 	if d.RedisConnOpt == nil {
-		if cfg.RedisURL == "" {
-			return nil, errors.New("REDIS_URL is not set")
-		}
-		if d.RedisConnOpt, err = asynq.ParseRedisURI(cfg.RedisURL); err != nil {
-			return nil, fmt.Errorf("parse REDIS_URL: %w", err)
+		if d.RedisConnOpt, err = cfg.RedisConnOpt(); err != nil {
+			return nil, err
 		}
 	}
 	d.Redis = opts.Redis
@@ -66,7 +65,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, opts Options) (_
 		if cfg.DatabaseURL == "" {
 			return nil, errors.New("DATABASE_URL is not set")
 		}
-		pool, err := schema.NewPool(ctx, cfg.DatabaseURL, schema.PoolOptions{MaxConns: cfg.PoolMaxConns, Logger: logger})
+		pool, err := schema.NewPool(ctx, cfg.DatabaseURL, schema.PoolOptions{MaxConns: int32(min(cfg.DBMaxConns, math.MaxInt32)), Logger: logger})
 		if err != nil {
 			return nil, fmt.Errorf("open database: %w", err)
 		}
@@ -81,7 +80,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, opts Options) (_
 			return nil, fmt.Errorf("open catalog: %w", err)
 		}
 		d.Postgres = pg
-		cache := storage.NewCache(pg, d.Redis, storage.CacheOptions{Logger: logger})
+		cache := storage.NewCache(pg, d.Redis, storage.CacheOptions{RedisTTL: cfg.TenantCacheTTL, Logger: logger})
 		d.Catalog = cache
 		d.closers = append(d.closers, cache.Close)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/invoicing/tenantworker/internal/config"
 	"github.com/invoicing/tenantworker/internal/httpapi"
 	"github.com/invoicing/tenantworker/storage"
 )
@@ -29,7 +30,7 @@ const (
 )
 
 // Options lets a caller (the dev mode, tests) hand in what it built itself.
-// Every nil field is built from Config; what Options hands in is never
+// Every nil field is built from the configuration; what Options hands in is never
 // closed by Run.
 type Options struct {
 	// RedisConnOpt is the asynq connection (dashboard, and the source of
@@ -42,9 +43,9 @@ type Options struct {
 	Pool *pgxpool.Pool
 	// Catalog replaces the Postgres catalog behind the Redis cache.
 	Catalog storage.Catalog
-	// Documents replaces storage.NewFS(Config.DocumentsDir).
+	// Documents replaces storage.NewFS(DOCUMENTS_DIR).
 	Documents storage.DocumentStore
-	// Listener replaces net.Listen("tcp", Config.HTTPAddr); Run closes it.
+	// Listener replaces net.Listen("tcp", HTTP_ADDR); Run closes it.
 	Listener net.Listener
 	// Registry receives the HTTP metrics and is served on /metrics; nil
 	// means a fresh registry with the Go and process collectors.
@@ -56,13 +57,14 @@ type Options struct {
 
 // Run runs the enqueue service from cfg until ctx is cancelled, then shuts
 // down gracefully. It returns nil after a clean shutdown.
-func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
+func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	return RunWith(ctx, cfg, logger, Options{})
 }
 
 // RunWith is Run with connections, stores or a listener handed in.
-func RunWith(ctx context.Context, cfg Config, logger *slog.Logger, opts Options) error {
-	cfg = cfg.withDefaults()
+func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Options) error {
+	cfg = cfg.WithDefaults()
+	addr := cfg.HTTPAddrOr(config.DefaultEnqueueHTTPAddr)
 	if logger == nil {
 		logger = slog.Default()
 	}
@@ -71,7 +73,7 @@ func RunWith(ctx context.Context, cfg Config, logger *slog.Logger, opts Options)
 		var err error
 		// Listen first: a busy port is the most common start-up mistake and
 		// deserves one clear line before any connection is made.
-		if ln, err = listen(cfg.HTTPAddr); err != nil {
+		if ln, err = listen(addr); err != nil {
 			return err
 		}
 	}
