@@ -1,0 +1,154 @@
+package mailer_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/invoicing/tenantworker/internal/mailer"
+	"github.com/invoicing/tenantworker/internal/mailer/smtptest"
+)
+
+func TestNewSMTPParsesURL(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct{ in, want string }{
+		{"smtp://mail.example.com", "smtp://mail.example.com:587"},
+		{"smtp://mail.example.com:25", "smtp://mail.example.com:25"},
+		{"smtps://mail.example.com", "smtps://mail.example.com:465"},
+		{"smtp://user%40example.com:p%3Ass@mail.example.com:2525", "smtp://user%40example.com@mail.example.com:2525"},
+		{"smtp://[::1]:2525", "smtp://[::1]:2525"},
+	} {
+		s, err := mailer.NewSMTP(tt.in)
+		if err != nil {
+			t.Errorf("NewSMTP(%q): %v", tt.in, err)
+			continue
+		}
+		if got := s.String(); got != tt.want {
+			t.Errorf("NewSMTP(%q).String() = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+	for _, in := range []string{
+		"", "http://mail.example.com", "smtp://", "smtp://:25", "smtp://host:0", "smtp://host:99999",
+		"smtp://host:x", "smtp://host/path", "mail.example.com:25", "smtp://u:secret@ho st",
+	} {
+		_, err := mailer.NewSMTP(in)
+		if err == nil {
+			t.Errorf("NewSMTP(%q) succeeded", in)
+			continue
+		}
+		if strings.Contains(err.Error(), "secret") {
+			t.Errorf("NewSMTP(%q) error leaks the password: %v", in, err)
+		}
+	}
+}
+
+func TestSMTPSendsWithoutAuth(t *testing.T) {
+	t.Parallel()
+	srv := smtptest.Start(t, smtptest.Options{})
+	s, err := mailer.NewSMTP(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Send(context.Background(), testMessage()); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	msgs := srv.Messages()
+	if len(msgs) != 1 {
+		t.Fatalf("server received %d messages, want 1", len(msgs))
+	}
+	if msgs[0].From != "billing@example.com" || len(msgs[0].To) != 1 || msgs[0].To[0] != "zoe@example.org" {
+		t.Errorf("envelope from %q to %v, want billing@example.com to [zoe@example.org]", msgs[0].From, msgs[0].To)
+	}
+	checkReminder(t, parseMessage(t, msgs[0].Data))
+}
+
+func TestSMTPSendsWithAuth(t *testing.T) {
+	t.Parallel()
+	srv := smtptest.Start(t, smtptest.Options{User: "worker@example.com", Password: "s3cret:/@"})
+	s, err := mailer.NewSMTP(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Send(context.Background(), testMessage()); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	msgs := srv.Messages()
+	if len(msgs) != 1 {
+		t.Fatalf("server received %d messages, want 1", len(msgs))
+	}
+	checkReminder(t, parseMessage(t, msgs[0].Data))
+}
+
+func TestSMTPAuthFailures(t *testing.T) {
+	t.Parallel()
+	srv := smtptest.Start(t, smtptest.Options{User: "worker", Password: "right"})
+	for _, u := range []string{
+		"smtp://worker:wrong@" + srv.Addr(), // bad password
+		"smtp://" + srv.Addr(),              // no credentials where the server needs them
+	} {
+		s, err := mailer.NewSMTP(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = s.Send(context.Background(), testMessage())
+		if err == nil {
+			t.Errorf("Send via %s succeeded", s)
+		} else if strings.Contains(err.Error(), "wrong") {
+			t.Errorf("error leaks the password: %v", err)
+		}
+	}
+	if n := len(srv.Messages()); n != 0 {
+		t.Fatalf("server accepted %d messages, want 0", n)
+	}
+}
+
+func TestSMTPReportsRejection(t *testing.T) {
+	t.Parallel()
+	srv := smtptest.Start(t, smtptest.Options{Reject: func(attempt int) error {
+		if attempt == 1 {
+			return smtptest.ErrTemporary
+		}
+		return nil
+	}})
+	s, err := mailer.NewSMTP(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Send(context.Background(), testMessage()); err == nil {
+		t.Fatal("first Send succeeded although the server rejected it")
+	}
+	if err := s.Send(context.Background(), testMessage()); err != nil {
+		t.Fatalf("second Send: %v", err)
+	}
+	if n, a := len(srv.Messages()), srv.Attempts(); n != 1 || a != 2 {
+		t.Fatalf("server accepted %d of %d attempts, want 1 of 2", n, a)
+	}
+}
+
+func TestSMTPCancelledContextSendsNothing(t *testing.T) {
+	t.Parallel()
+	srv := smtptest.Start(t, smtptest.Options{})
+	s, err := mailer.NewSMTP(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := s.Send(ctx, testMessage()); err == nil {
+		t.Fatal("Send with a cancelled context succeeded")
+	}
+	if a := srv.Attempts(); a != 0 {
+		t.Fatalf("server saw %d attempts, want 0", a)
+	}
+}
+
+func TestSMTPUnreachableServer(t *testing.T) {
+	t.Parallel()
+	s, err := mailer.NewSMTP("smtp://127.0.0.1:1") // nothing listens on port 1
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Send(context.Background(), testMessage()); err == nil {
+		t.Fatal("Send to a closed port succeeded")
+	}
+}

@@ -1,0 +1,191 @@
+// Package smtptest runs a real SMTP server (github.com/emersion/go-smtp) on
+// a loopback port for tests: it records every message it accepts, can
+// require AUTH PLAIN, and can reject chosen delivery attempts with a
+// temporary failure to exercise retries.
+package smtptest
+
+import (
+	"errors"
+	"io"
+	"log"
+	"net"
+	"net/url"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+)
+
+// Options configures a Server.
+type Options struct {
+	// User and Password, when User is set, are the only credentials
+	// accepted; MAIL FROM without AUTH is then refused.
+	User     string
+	Password string
+	// Reject, when set, is called with the 1-based number of each DATA
+	// attempt; a non-nil result refuses that message (it is not recorded).
+	Reject func(attempt int) error
+}
+
+// ErrTemporary is a 451 reply, the usual "try again later".
+var ErrTemporary = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "temporary failure, try again"}
+
+// Message is one accepted message.
+type Message struct {
+	From string
+	To   []string
+	// Data is the message as received (RFC 5322, CRLF line endings).
+	Data []byte
+}
+
+// Server is a running SMTP server. Its methods are safe for concurrent use.
+type Server struct {
+	opts Options
+	srv  *smtp.Server
+	addr string
+
+	mu       sync.Mutex
+	attempts int
+	messages []Message
+}
+
+// Start starts a server on 127.0.0.1:0 and stops it in t.Cleanup.
+func Start(t testing.TB, opts Options) *Server {
+	t.Helper()
+	s := &Server{opts: opts}
+	s.srv = smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) {
+		return &session{s: s}, nil
+	}))
+	s.srv.Domain = "localhost"
+	s.srv.AllowInsecureAuth = true
+	s.srv.ReadTimeout = 30 * time.Second
+	s.srv.WriteTimeout = 30 * time.Second
+	s.srv.ErrorLog = log.New(io.Discard, "", 0)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("smtptest: listen: %v", err)
+	}
+	s.addr = l.Addr().String()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = s.srv.Serve(l)
+	}()
+	t.Cleanup(func() {
+		// Close the listener directly too: Serve may not have registered
+		// it with the server yet.
+		_ = s.srv.Close()
+		_ = l.Close()
+		<-done
+	})
+	return s
+}
+
+// Addr returns the server's "127.0.0.1:port".
+func (s *Server) Addr() string { return s.addr }
+
+// URL returns smtp://[user:pass@]127.0.0.1:port for mailer.NewSMTP.
+func (s *Server) URL() string {
+	u := url.URL{Scheme: "smtp", Host: s.addr}
+	if s.opts.User != "" {
+		u.User = url.UserPassword(s.opts.User, s.opts.Password)
+	}
+	return u.String()
+}
+
+// Port returns the server's port.
+func (s *Server) Port() int {
+	_, p, _ := net.SplitHostPort(s.addr)
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+// Messages returns a copy of the accepted messages in arrival order.
+func (s *Server) Messages() []Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Message(nil), s.messages...)
+}
+
+// Attempts returns how many messages were offered (DATA commands),
+// accepted or rejected.
+func (s *Server) Attempts() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.attempts
+}
+
+// session is one SMTP connection.
+type session struct {
+	s      *Server
+	authed bool
+	from   string
+	to     []string
+}
+
+var errBadCredentials = errors.New("invalid username or password")
+
+// AuthMechanisms implements smtp.AuthSession.
+func (ss *session) AuthMechanisms() []string {
+	if ss.s.opts.User == "" {
+		return nil
+	}
+	return []string{sasl.Plain}
+}
+
+// Auth implements smtp.AuthSession.
+func (ss *session) Auth(mech string) (sasl.Server, error) {
+	if ss.s.opts.User == "" || mech != sasl.Plain {
+		return nil, smtp.ErrAuthUnknownMechanism
+	}
+	return sasl.NewPlainServer(func(_, user, pass string) error {
+		if user != ss.s.opts.User || pass != ss.s.opts.Password {
+			return errBadCredentials
+		}
+		ss.authed = true
+		return nil
+	}), nil
+}
+
+// Mail implements smtp.Session; it requires AUTH when a user is set.
+func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
+	if ss.s.opts.User != "" && !ss.authed {
+		return smtp.ErrAuthRequired
+	}
+	ss.from = from
+	return nil
+}
+
+// Rcpt implements smtp.Session.
+func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	ss.to = append(ss.to, to)
+	return nil
+}
+
+// Data implements smtp.Session: it counts the attempt, applies
+// Options.Reject and records an accepted message.
+func (ss *session) Data(r io.Reader) error {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	ss.s.mu.Lock()
+	defer ss.s.mu.Unlock()
+	ss.s.attempts++
+	if ss.s.opts.Reject != nil {
+		if err := ss.s.opts.Reject(ss.s.attempts); err != nil {
+			return err
+		}
+	}
+	ss.s.messages = append(ss.s.messages, Message{From: ss.from, To: append([]string(nil), ss.to...), Data: data})
+	return nil
+}
+
+// Reset implements smtp.Session.
+func (ss *session) Reset() { ss.from, ss.to = "", nil }
+
+// Logout implements smtp.Session.
+func (ss *session) Logout() error { return nil }
