@@ -13,7 +13,7 @@ import (
 // relies on. PgBouncer 1.18 drops the client's search_path startup
 // parameter: without the database default the hardened pool refuses every
 // connection (fails closed, rather than running with "$user", public);
-// with ALTER DATABASE ... SET search_path = ” the pool connects and its
+// with ALTER DATABASE ... SET search_path to the empty string, the pool connects and its
 // sessions have the empty search_path.
 func TestPgBouncerSearchPath(t *testing.T) {
 	t.Parallel()

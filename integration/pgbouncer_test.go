@@ -41,7 +41,7 @@ type pgBouncer struct {
 // PgBouncer 1.18 (Debian 12) cannot pass a client's search_path startup
 // parameter on (track_extra_parameters came in 1.20), so it is listed in
 // ignore_startup_parameters and the application database must carry the
-// empty default itself (ALTER DATABASE ... SET search_path = ”; see
+// empty default itself (ALTER DATABASE ... SET search_path to the empty string; see
 // emptySearchPathDefault): schema.NewPool's AfterConnect check refuses
 // connections where that is not so.
 func startPgBouncer(t testing.TB, pgURL string, poolSize int) *pgBouncer {
