@@ -47,3 +47,45 @@ func BenchmarkMiddleware(b *testing.B) {
 type discardWriter struct{}
 
 func (discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+
+// BenchmarkServerThroughput measures tasks per second through a real
+// in-process asynq server on a real Redis, with a bare handler and with the
+// production chain: b.N invoice:pdf tasks are enqueued, then processed.
+func BenchmarkServerThroughput(b *testing.B) {
+	for _, withChain := range []bool{false, true} {
+		name := "bare"
+		if withChain {
+			name = "chain"
+		}
+		b.Run(name, func(b *testing.B) {
+			redis := newRedis(b)
+			catalog := storage.NewMemory()
+			tn := addTenant(b, catalog, "bench-co", tenantctx.StatusActive)
+			client := asynq.NewClient(redis)
+			defer client.Close()
+			payload := []byte(`{"tenant_id":"` + tn.ID + `","invoice_id":42}`)
+			for range b.N {
+				if _, err := client.Enqueue(asynq.NewTask(TypeInvoicePDF, payload, asynq.Queue(QueueDefault))); err != nil {
+					b.Fatal(err)
+				}
+			}
+			done := make(chan struct{}, b.N)
+			var h asynq.Handler = Handle(func(context.Context, InvoicePDF) error { done <- struct{}{}; return nil })
+			if withChain {
+				logger := slog.New(slog.NewJSONHandler(discardWriter{}, nil))
+				h = Recover(logger)(Log(logger)(Tenant(catalog)(h)))
+			}
+			b.ResetTimer()
+			srv := asynq.NewServer(redis, ServerConfig(ServerOptions{Concurrency: 10, Logger: discardLogger()}))
+			if err := srv.Start(h); err != nil {
+				b.Fatal(err)
+			}
+			for range b.N {
+				<-done
+			}
+			b.StopTimer()
+			srv.Shutdown()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tasks/s")
+		})
+	}
+}

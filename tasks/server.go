@@ -129,7 +129,8 @@ func errorHandler(logger *slog.Logger) asynq.ErrorHandler {
 		case retried >= maxRetry:
 			logger.ErrorContext(ctx, "task archived: retries exhausted", attrs...)
 		default:
-			logger.WarnContext(ctx, "task failed, will retry", attrs...)
+			// The Log middleware already logged this attempt at error.
+			logger.DebugContext(ctx, "task failed, will retry", attrs...)
 		}
 	})
 }
