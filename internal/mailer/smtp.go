@@ -106,7 +106,11 @@ func (s *SMTP) client() (*mail.Client, error) {
 }
 
 // Send submits m. It dials with ctx, so a cancelled ctx stops a send that
-// has not connected yet; a nil error means the server accepted the message.
+// has not connected yet. A nil error means the server accepted the message
+// (its reply to the end of DATA): an error while closing the connection
+// afterwards (QUIT) is ignored, because reporting it would make the caller
+// send the accepted message again. This is go-mail's
+// DialAndSendWithContext without that one error.
 func (s *SMTP) Send(ctx context.Context, m Message) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("send message to %s: %w", s, err)
@@ -119,7 +123,12 @@ func (s *SMTP) Send(ctx context.Context, m Message) error {
 	if err != nil {
 		return fmt.Errorf("send message to %s: %w", s, err)
 	}
-	if err := c.DialAndSendWithContext(ctx, msg); err != nil {
+	conn, err := c.DialToSMTPClientWithContext(ctx)
+	if err != nil {
+		return fmt.Errorf("send message to %s: dial: %w", s, err)
+	}
+	defer func() { _ = c.CloseWithSMTPClient(conn) }()
+	if err := c.SendWithSMTPClient(conn, msg); err != nil {
 		return fmt.Errorf("send message to %s: %w", s, err)
 	}
 	return nil
