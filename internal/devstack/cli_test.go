@@ -1,0 +1,83 @@
+package devstack
+
+import (
+	"bytes"
+	"net"
+	"strings"
+	"testing"
+)
+
+func TestRequested(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		args []string
+		want bool
+	}{
+		{nil, false},
+		{[]string{"-dev"}, true},
+		{[]string{"--dev"}, true},
+		{[]string{"-http-addr", ":0", "-dev"}, true},
+		{[]string{"-dev=true"}, true},
+		{[]string{"-dev=false"}, false},
+		{[]string{"-devx"}, false},
+		{[]string{"dev"}, false},
+		{[]string{"--", "-dev"}, false},
+		{[]string{"-concurrency", "4"}, false},
+	}
+	for _, tt := range tests {
+		if got := Requested(tt.args); got != tt.want {
+			t.Errorf("Requested(%q) = %v, want %v", tt.args, got, tt.want)
+		}
+	}
+}
+
+func TestMainRejectsBadInput(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		args     []string
+		env      map[string]string
+		wantCode int
+		wantErr  string
+	}{
+		{name: "unknown flag", args: []string{"-dev", "-nope"}, wantCode: 2, wantErr: "flag provided but not defined: -nope"},
+		{name: "stray argument", args: []string{"-dev", "serve"}, wantCode: 2, wantErr: `unexpected arguments ["serve"]`},
+		{name: "bad log format", args: []string{"-dev"}, env: map[string]string{"LOG_FORMAT": "xml"}, wantCode: 2, wantErr: "LOG_FORMAT: must be text or json"},
+		{name: "bad log level", args: []string{"-dev"}, env: map[string]string{"LOG_LEVEL": "loud"}, wantCode: 2, wantErr: "LOG_LEVEL: must be debug"},
+		{name: "help", args: []string{"-dev", "-h"}, wantCode: 0, wantErr: "usage: worker -dev"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var stdout, stderr bytes.Buffer
+			code := Main(tt.args, &stdout, &stderr, func(k string) string { return tt.env[k] })
+			if code != tt.wantCode || !strings.Contains(stderr.String(), tt.wantErr) {
+				t.Fatalf("Main(%q) = %d, stderr %q; want %d and %q", tt.args, code, stderr.String(), tt.wantCode, tt.wantErr)
+			}
+			if stdout.Len() != 0 {
+				t.Fatalf("stdout: %q, want nothing", stdout.String())
+			}
+		})
+	}
+}
+
+func TestMainBusyPortIsOneLine(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	dataDir := t.TempDir()
+
+	for _, flagName := range []string{"http-addr", "worker-addr"} {
+		var stdout, stderr bytes.Buffer
+		args := []string{"-dev", "-data-dir", dataDir, "-http-addr", "127.0.0.1:0", "-worker-addr", "127.0.0.1:0"}
+		args = append(args, "-"+flagName, ln.Addr().String())
+		code := Main(args, &stdout, &stderr, func(string) string { return "" })
+		want := "worker -dev: listen on " + ln.Addr().String() + ": address already in use: stop the process holding the port, or pass another address with -" + flagName + "\n"
+		if code != 1 || stderr.String() != want {
+			t.Fatalf("busy -%s: Main = %d, stderr %q; want 1 and %q", flagName, code, stderr.String(), want)
+		}
+	}
+}

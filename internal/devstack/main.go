@@ -1,0 +1,119 @@
+package devstack
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+// Requested reports whether the command line asks for the dev stack
+// (-dev or --dev, optionally =true), so that cmd/worker can hand over to
+// Main before parsing its own flags.
+func Requested(args []string) bool {
+	for _, a := range args {
+		if a == "--" {
+			return false
+		}
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") || name != "dev" {
+			continue
+		}
+		return !hasValue || value == "true" || value == "1"
+	}
+	return false
+}
+
+const usage = `usage: worker -dev [-http-addr localhost:8080] [-worker-addr 127.0.0.1:0] [-data-dir ./devdata]
+
+Runs the whole system in one process for development: an in-process Redis,
+a throwaway PostgreSQL (or the database at DATABASE_URL), the worker with a
+sweep every minute, the HTTP enqueue service with the dashboard, and two
+demo tenants, acme and globex. Ctrl-C stops it and removes the throwaway
+database.
+
+Environment: DATABASE_URL (use this database instead of a throwaway one;
+it is kept), ADMIN_TOKEN (default: random per run), LOG_LEVEL (debug,
+info, warn, error; default info), LOG_FORMAT (text or json).
+
+flags:
+`
+
+// Main runs `worker -dev`: it parses args (which must include -dev),
+// runs the stack until SIGINT or SIGTERM, and returns the exit code: 0
+// after a clean stop, 1 when the stack could not start or failed (with one
+// line on stderr), 2 for bad flags. Logs go to stderr, the banner to
+// stdout. A second Ctrl-C while stopping exits at once.
+func Main(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	fs := flag.NewFlagSet("worker -dev", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
+	fs.Bool("dev", true, "run the embedded development stack")
+	httpAddr := fs.String("http-addr", DefaultHTTPAddr, "listen address of the HTTP enqueue service")
+	workerAddr := fs.String("worker-addr", DefaultWorkerAddr, "listen address of the worker's health and metrics")
+	dataDir := fs.String("data-dir", DefaultDataDir, "directory for PDFs, reminder e-mails and the throwaway database")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "worker -dev: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	logger, err := newLogger(stderr, getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "worker -dev: %v\n", err)
+		return 2
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop() // a second signal gets the default behaviour: exit at once
+	}()
+	err = Run(ctx, Options{
+		HTTPAddr:    *httpAddr,
+		WorkerAddr:  *workerAddr,
+		DataDir:     *dataDir,
+		DatabaseURL: getenv("DATABASE_URL"),
+		AdminToken:  getenv("ADMIN_TOKEN"),
+		Stdout:      stdout,
+		Logger:      logger,
+	})
+	stop()
+	if err != nil {
+		fmt.Fprintf(stderr, "worker -dev: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// newLogger returns a text (or LOG_FORMAT=json) logger at LOG_LEVEL.
+func newLogger(w io.Writer, getenv func(string) string) (*slog.Logger, error) {
+	var level slog.Level
+	if v := getenv("LOG_LEVEL"); v != "" {
+		if err := level.UnmarshalText([]byte(v)); err != nil {
+			return nil, fmt.Errorf("LOG_LEVEL: must be debug, info, warn or error, got %.40q", v)
+		}
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch strings.ToLower(getenv("LOG_FORMAT")) {
+	case "", "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	default:
+		return nil, fmt.Errorf("LOG_FORMAT: must be text or json, got %.40q", getenv("LOG_FORMAT"))
+	}
+}

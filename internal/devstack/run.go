@@ -1,0 +1,269 @@
+package devstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/invoicing/tenantworker/internal/config"
+	"github.com/invoicing/tenantworker/internal/enqueueapp"
+	"github.com/invoicing/tenantworker/internal/workerapp"
+	"github.com/invoicing/tenantworker/schema"
+	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/tasks"
+)
+
+// Shutdown bounds.
+const (
+	// appShutdownTimeout is how long running tasks and HTTP requests get
+	// on Ctrl-C: a dev stack should stop within a few seconds.
+	appShutdownTimeout = 3 * time.Second
+	// stopTimeout bounds stopping the throwaway PostgreSQL.
+	stopTimeout = 10 * time.Second
+)
+
+// Run starts the dev stack (see the package documentation), prints the
+// banner once the demo tenants are active, and runs until ctx is done or a
+// component fails. It then stops everything and removes the throwaway
+// database. It returns nil after a shutdown caused by ctx.
+func Run(ctx context.Context, opts Options) (err error) {
+	opts = opts.withDefaults()
+	log := opts.Logger
+
+	dataDir, err := filepath.Abs(opts.DataDir)
+	if err != nil {
+		return fmt.Errorf("data directory %s: %w", opts.DataDir, err)
+	}
+	docsDir, outboxDir := filepath.Join(dataDir, "documents"), filepath.Join(dataDir, "outbox")
+	for _, dir := range []string{dataDir, docsDir, outboxDir} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("create data directory: %w", err)
+		}
+	}
+
+	// Ports first: a busy port is the most likely mistake, and should be
+	// reported before anything is started.
+	httpLn, err := listen(opts.HTTPAddr, "http-addr")
+	if err != nil {
+		return err
+	}
+	defer httpLn.Close() // enqueueapp closes it too; a second Close is harmless
+	workerLn, err := listen(opts.WorkerAddr, "worker-addr")
+	if err != nil {
+		return err
+	}
+	defer workerLn.Close()
+
+	mr, err := startRedis()
+	if err != nil {
+		return err
+	}
+	defer mr.Close()
+	log.Info("in-process redis started", "addr", mr.Addr())
+
+	db, err := openDatabase(ctx, opts.DatabaseURL, dataDir, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout)
+		defer cancel()
+		err = errors.Join(err, db.stop(sctx))
+	}()
+
+	cfg := config.Config{
+		DatabaseURL:       db.url,
+		RedisURL:          "redis://" + mr.Addr(),
+		DomainSuffix:      opts.DomainSuffix,
+		AdminToken:        opts.AdminToken,
+		WorkerConcurrency: workerConcurrency,
+		OverdueSweepCron:  opts.SweepCron,
+		SchedulerEnabled:  true,
+		ShutdownTimeout:   appShutdownTimeout,
+		OutboxDir:         outboxDir,
+		DocumentsDir:      docsDir,
+		DBMaxConns:        workerConcurrency + poolHeadroom,
+		DashboardReadOnly: false, // dev: retry and delete tasks from the dashboard
+	}.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("dev configuration: %w", err)
+	}
+
+	pool, err := schema.NewPool(ctx, db.url, schema.PoolOptions{MaxConns: int32(cfg.DBMaxConns), Logger: log})
+	if err != nil {
+		return fmt.Errorf("open database: %w", err)
+	}
+	defer pool.Close()
+	pg, err := storage.NewPostgres(ctx, pool, storage.WithLogger(log))
+	if err != nil {
+		return fmt.Errorf("open catalog: %w", err)
+	}
+	rc := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	defer rc.Close()
+	connOpt := asynq.RedisClientOpt{Addr: mr.Addr()}
+	catalog := storage.NewCache(pg, rc, storage.CacheOptions{Logger: log})
+	defer catalog.Close()
+	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rc), asynq.NewInspectorFromRedisClient(rc), log)
+
+	// The worker and the enqueue service, each until appCtx ends.
+	appCtx, stopApps := context.WithCancel(ctx)
+	var apps sync.WaitGroup
+	defer func() {
+		// Before the deferred closes above: the apps use what they close.
+		stopApps()
+		apps.Wait()
+	}()
+	failed := make(chan error, 2)
+	workerUp, httpUp := make(chan net.Addr, 1), make(chan net.Addr, 1)
+	apps.Go(func() {
+		err := workerapp.RunWith(appCtx, cfg, log.With("app", "worker"), workerapp.Options{
+			RedisConnOpt: connOpt,
+			Redis:        rc,
+			Pool:         pool,
+			Catalog:      pg,
+			Listener:     workerLn,
+			Ready:        func(a net.Addr) { workerUp <- a },
+		})
+		failed <- appResult("worker", err, appCtx)
+	})
+	apps.Go(func() {
+		err := enqueueapp.RunWith(appCtx, cfg, log.With("app", "enqueue"), enqueueapp.Options{
+			RedisConnOpt: connOpt,
+			Redis:        rc,
+			Pool:         pool,
+			Catalog:      catalog,
+			Listener:     httpLn,
+			Ready:        func(a net.Addr) { httpUp <- a },
+		})
+		failed <- appResult("enqueue service", err, appCtx)
+	})
+
+	var workerAddr, httpAddr net.Addr
+	for workerAddr == nil || httpAddr == nil {
+		select {
+		case workerAddr = <-workerUp:
+		case httpAddr = <-httpUp:
+		case err := <-failed:
+			stopApps()
+			return err
+		case <-ctx.Done():
+			return nil
+		}
+	}
+
+	// Provision while watching the apps: a failing app ends the wait.
+	provCtx, cancelProv := context.WithCancelCause(appCtx)
+	provDone, watcherDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(watcherDone)
+		select {
+		case err := <-failed:
+			cancelProv(err)
+		case <-provDone:
+		}
+	}()
+	info, err := provisionAll(provCtx, opts, pg, catalog, enq, pool)
+	close(provDone)
+	<-watcherDone
+	if appErr := context.Cause(provCtx); appErr != nil && !errors.Is(appErr, context.Canceled) {
+		stopApps()
+		return appErr // an app failed, during or right after provisioning
+	}
+	cancelProv(nil)
+	if err != nil {
+		stopApps()
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	info.HTTPAddr = httpAddr.String()
+	info.Dashboard = "http://localhost:" + portOf(httpAddr) + "/admin/dashboard/"
+	info.AdminToken = opts.AdminToken
+	info.WorkerAddr = workerAddr.String()
+	info.RedisAddr = mr.Addr()
+	info.DatabaseURL = db.url
+	info.DataDir, info.DocumentsDir, info.OutboxDir = dataDir, docsDir, outboxDir
+	info.PGDir = db.dir()
+	for slug, t := range info.Tenants {
+		t.API = tenantAPI(slug, opts.DomainSuffix, httpAddr)
+		info.Tenants[slug] = t
+	}
+	info.API = info.Tenants[demoTenants[0].slug].API
+	order := make([]string, len(demoTenants))
+	for i, d := range demoTenants {
+		order[i] = d.slug
+	}
+	if err := writeBanner(opts.Stdout, info, order); err != nil {
+		return err
+	}
+	if opts.Ready != nil {
+		opts.Ready(info)
+	}
+
+	select {
+	case <-ctx.Done():
+		log.Info("dev stack shutting down")
+		return nil
+	case err := <-failed:
+		stopApps()
+		return err
+	}
+}
+
+// appResult turns an app's return into the error Run reports: an app that
+// returns while the stack should run has failed, even with a nil error.
+func appResult(name string, err error, ctx context.Context) error {
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	if ctx.Err() == nil {
+		return fmt.Errorf("%s stopped unexpectedly", name)
+	}
+	return nil
+}
+
+// provisionAll provisions (or reuses) every demo tenant, waits until each
+// is active, seeds it, and returns their details (without URLs).
+func provisionAll(ctx context.Context, opts Options, pg *storage.Postgres, catalog storage.Catalog, enq *tasks.Enqueuer, pool *pgxpool.Pool) (Info, error) {
+	info := Info{Tenants: make(map[string]TenantInfo, len(demoTenants))}
+	var all []provisioned
+	for _, d := range demoTenants {
+		p, err := provisionDemo(ctx, catalog, enq, d)
+		if err != nil {
+			return info, err
+		}
+		all = append(all, p)
+	}
+	now := time.Now()
+	for i, p := range all {
+		d := demoTenants[i]
+		// The catalog itself, not the cache: the worker activates the
+		// tenant through its own cache, and this one may hold the
+		// provisioning row for a moment.
+		t, err := waitActive(ctx, pg, p.tenant.ID, opts.ActivateTimeout)
+		if err != nil {
+			return info, err
+		}
+		seeded, err := seedTenant(ctx, pool, t, d.data, now)
+		if err != nil {
+			return info, err
+		}
+		inv, err := firstInvoice(ctx, pool, t)
+		if err != nil {
+			return info, err
+		}
+		opts.Logger.Info("demo tenant ready", "slug", t.Slug, "tenant_id", t.ID, "reused", p.reused, "seeded", seeded)
+		info.Tenants[d.slug] = TenantInfo{ID: t.ID, APIKey: p.apiKey, Reused: p.reused, Invoice: inv}
+	}
+	return info, nil
+}

@@ -1,0 +1,194 @@
+package devstack
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/tasks"
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+func testContext(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// provisionSetup is a memory catalog and an enqueuer on miniredis.
+type provisionSetup struct {
+	catalog   *storage.Memory
+	enq       *tasks.Enqueuer
+	inspector *asynq.Inspector
+}
+
+func newProvisionSetup(t *testing.T) provisionSetup {
+	t.Helper()
+	mr := miniredis.RunT(t)
+	rc := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	t.Cleanup(func() { _ = rc.Close() })
+	inspector := asynq.NewInspectorFromRedisClient(rc)
+	return provisionSetup{
+		catalog:   storage.NewMemory(),
+		enq:       tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rc), inspector, nil),
+		inspector: inspector,
+	}
+}
+
+// pendingMigrations returns the tenant ids of the pending tenant:migrate tasks.
+func (s provisionSetup) pendingMigrations(t *testing.T) []string {
+	t.Helper()
+	infos, err := s.inspector.ListPendingTasks(tasks.QueueCritical)
+	if err != nil && !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("list pending: %v", err)
+	}
+	var ids []string
+	for _, info := range infos {
+		if info.Type == tasks.TypeTenantMigrate {
+			var p struct {
+				TenantID string `json:"tenant_id"`
+			}
+			if err := json.Unmarshal(info.Payload, &p); err != nil {
+				t.Fatalf("decode payload %s: %v", info.Payload, err)
+			}
+			ids = append(ids, p.TenantID)
+		}
+	}
+	return ids
+}
+
+func TestProvisionDemoNewThenReused(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	s := newProvisionSetup(t)
+	d := demoTenants[0]
+
+	first, err := provisionDemo(ctx, s.catalog, s.enq, d)
+	if err != nil {
+		t.Fatalf("first provision: %v", err)
+	}
+	if first.reused || first.tenant.Slug != d.slug || first.tenant.Status != tenantctx.StatusProvisioning || first.apiKey == "" {
+		t.Fatalf("first provision = %+v", first)
+	}
+	if got := s.pendingMigrations(t); len(got) != 1 || got[0] != first.tenant.ID {
+		t.Fatalf("pending migrations after provisioning: %v, want [%s]", got, first.tenant.ID)
+	}
+
+	// Second run while the first migration is still pending: reused, new
+	// key, still one pending migration.
+	second, err := provisionDemo(ctx, s.catalog, s.enq, d)
+	if err != nil {
+		t.Fatalf("second provision: %v", err)
+	}
+	if !second.reused || second.tenant.ID != first.tenant.ID || second.apiKey == "" || second.apiKey == first.apiKey {
+		t.Fatalf("second provision = %+v (first %+v)", second, first)
+	}
+	if got := s.pendingMigrations(t); len(got) != 1 {
+		t.Fatalf("pending migrations after reuse: %v, want one", got)
+	}
+	for _, key := range []string{first.apiKey, second.apiKey} {
+		if id, err := s.catalog.TenantForAPIKey(ctx, key); err != nil || id != first.tenant.ID {
+			t.Fatalf("key %q: tenant %q, %v", key, id, err)
+		}
+	}
+	audit, err := s.catalog.AuditEntries(ctx, first.tenant.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var actions []string
+	for _, e := range audit {
+		actions = append(actions, e.Action+"/"+e.Actor)
+	}
+	if strings.Join(actions, ",") != "tenant.provision/devstack,tenant.key/devstack" {
+		t.Fatalf("audit = %v", actions)
+	}
+}
+
+func TestProvisionDemoRefusesTenantBeingDeleted(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	s := newProvisionSetup(t)
+	d := demoTenants[1]
+	p, err := provisionDemo(ctx, s.catalog, s.enq, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.catalog.SetStatus(ctx, p.tenant.ID, tenantctx.StatusDeleting); err != nil {
+		t.Fatal(err)
+	}
+	_, err = provisionDemo(ctx, s.catalog, s.enq, d)
+	if err == nil || !strings.Contains(err.Error(), "being deleted") {
+		t.Fatalf("provision of a tenant being deleted: %v", err)
+	}
+}
+
+func TestWaitActive(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	s := newProvisionSetup(t)
+	newTenant := func(slug string) tenantctx.Tenant {
+		tn, err := tenantctx.New(slug, slug, "free")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tn, err = s.catalog.CreateTenant(ctx, tn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tn
+	}
+
+	t.Run("becomes active", func(t *testing.T) {
+		t.Parallel()
+		tn := newTenant("wait-active")
+		go func() {
+			time.Sleep(300 * time.Millisecond)
+			_, _ = s.catalog.SetStatus(context.Background(), tn.ID, tenantctx.StatusActive)
+		}()
+		got, err := waitActive(ctx, s.catalog, tn.ID, 10*time.Second)
+		if err != nil || got.Status != tenantctx.StatusActive {
+			t.Fatalf("waitActive = %+v, %v", got, err)
+		}
+	})
+	t.Run("times out while provisioning", func(t *testing.T) {
+		t.Parallel()
+		tn := newTenant("wait-stuck")
+		begin := time.Now()
+		_, err := waitActive(ctx, s.catalog, tn.ID, 400*time.Millisecond)
+		if err == nil || !strings.Contains(err.Error(), "still provisioning") || !strings.Contains(err.Error(), "tenant:migrate") {
+			t.Fatalf("waitActive on a stuck tenant: %v", err)
+		}
+		if took := time.Since(begin); took > 3*time.Second {
+			t.Fatalf("timeout of 400ms took %s", took)
+		}
+	})
+	t.Run("suspended fails at once", func(t *testing.T) {
+		t.Parallel()
+		tn := newTenant("wait-suspended")
+		if _, err := s.catalog.SetStatus(ctx, tn.ID, tenantctx.StatusActive); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.catalog.SetStatus(ctx, tn.ID, tenantctx.StatusSuspended); err != nil {
+			t.Fatal(err)
+		}
+		_, err := waitActive(ctx, s.catalog, tn.ID, 10*time.Second)
+		if err == nil || !strings.Contains(err.Error(), "suspended") {
+			t.Fatalf("waitActive on a suspended tenant: %v", err)
+		}
+	})
+	t.Run("unknown tenant fails", func(t *testing.T) {
+		t.Parallel()
+		_, err := waitActive(ctx, s.catalog, "no-such-id", 10*time.Second)
+		if err == nil || !strings.Contains(err.Error(), "not found") {
+			t.Fatalf("waitActive on an unknown tenant: %v", err)
+		}
+	})
+}
