@@ -52,6 +52,8 @@ type stackOptions struct {
 	noEnqueue bool
 	// env is merged into every process's environment last.
 	env map[string]string
+	// workerEnv, when set, adds to the environment of worker i.
+	workerEnv func(i int) map[string]string
 }
 
 // stack is one test's running system: PostgreSQL database, Redis, optional
@@ -169,10 +171,10 @@ func (s *stack) env(extra map[string]string) map[string]string {
 		e["SCHEDULER_ENABLED"] = "true"
 		e["OVERDUE_SWEEP_CRON"] = s.opts.sweepCron
 	}
-	for k, v := range extra {
+	for k, v := range s.opts.env {
 		e[k] = v
 	}
-	for k, v := range s.opts.env {
+	for k, v := range extra {
 		e[k] = v
 	}
 	return e
@@ -182,7 +184,13 @@ func (s *stack) env(extra map[string]string) map[string]string {
 func (s *stack) addWorker(bin string, i int) *proc {
 	s.t.Helper()
 	outbox := filepath.Join(s.t.TempDir(), fmt.Sprintf("outbox-%d", i))
-	w := startProc(s.t, fmt.Sprintf("worker-%d", i), bin, s.env(map[string]string{"OUTBOX_DIR": outbox}))
+	extra := map[string]string{"OUTBOX_DIR": outbox}
+	if s.opts.workerEnv != nil {
+		for k, v := range s.opts.workerEnv(i) {
+			extra[k] = v
+		}
+	}
+	w := startProc(s.t, fmt.Sprintf("worker-%d", i), bin, s.env(extra))
 	s.workers = append(s.workers, w)
 	s.outboxes = append(s.outboxes, outbox)
 	return w

@@ -1,0 +1,369 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/invoicing/tenantworker/internal/testenv"
+	"github.com/invoicing/tenantworker/tasks"
+)
+
+// TestWorkerKilledMidTask kills one of two workers with SIGKILL while PDF
+// tasks run and starts it again: every task completes (the orphaned ones
+// once asynq's recoverer finds their lease expired), and no invoice has
+// more than one document row or file (PITFALLS P12). It logs how long the
+// orphaned tasks took to complete.
+func TestWorkerKilledMidTask(t *testing.T) {
+	t.Parallel()
+	const nInvoices = 400
+	s := newStack(t, stackOptions{workers: 2, concurrency: 4})
+	tenants := s.provision(tenantSlugs("kill", 2), tenantName)
+	for _, tn := range tenants {
+		s.seed(tn, invoiceSeed{overdue: nInvoices, lines: 40})
+	}
+
+	var ids []string
+	for id := 1; id <= nInvoices; id++ {
+		for _, tn := range tenants {
+			ids = append(ids, s.mustPost(tn, "pdf", id).TaskID)
+		}
+	}
+	// Kill worker-0 once the load is well under way.
+	eventually(t, 60*time.Second, 20*time.Millisecond, "first PDFs done", func() error {
+		info, err := s.inspector.GetQueueInfo(tasks.QueueDefault)
+		if err != nil {
+			return err
+		}
+		if info.Completed < 40 {
+			return fmt.Errorf("%d completed", info.Completed)
+		}
+		return nil
+	})
+	victim := s.workers[0]
+	killedAt := time.Now()
+	victim.kill()
+	active, err := s.inspector.ListActiveTasks(tasks.QueueDefault)
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim.start()
+	victim.waitReady()
+
+	// The tasks the dead worker held stay active until their lease
+	// expires; the surviving worker's own finish within seconds.
+	time.Sleep(5 * time.Second)
+	var orphans []string
+	for _, ti := range active {
+		cur, err := s.inspector.GetTaskInfo(tasks.QueueDefault, ti.ID)
+		if err == nil && cur.State == asynq.TaskStateActive {
+			orphans = append(orphans, ti.ID)
+		}
+	}
+	if len(orphans) == 0 {
+		t.Fatalf("no task was orphaned by the kill (active at the kill: %d): the kill hit no running task", len(active))
+	}
+
+	s.waitCompleted(tasks.QueueDefault, ids, 240*time.Second)
+	infos := s.waitCompleted(tasks.QueueDefault, orphans, time.Second)
+	var last time.Time
+	for _, id := range orphans {
+		ti := infos[id]
+		if ti.CompletedAt.After(last) {
+			last = ti.CompletedAt
+		}
+		if ti.Retried < 1 || !strings.Contains(ti.LastErr, "lease expired") {
+			t.Errorf("orphaned task %s: retried %d, last error %q; want a retry after the lease expired", id, ti.Retried, ti.LastErr)
+		}
+	}
+	t.Logf("kill -9 of %s with %d tasks in flight: all %d tasks completed; the orphans completed %.1fs after the kill",
+		victim.name, len(orphans), len(ids), last.Sub(killedAt).Seconds())
+
+	for _, tn := range tenants {
+		rows, distinct, files := s.documentCounts(tn)
+		if rows != nInvoices || distinct != nInvoices || files != nInvoices {
+			t.Errorf("tenant %s: %d document rows (%d distinct invoices), %d files; want %d of each", tn.Slug, rows, distinct, files, nInvoices)
+		}
+		leftovers, _ := filepath.Glob(filepath.Join(s.docsDir, tn.ID, "invoices", "*~*"))
+		if len(leftovers) > 0 {
+			t.Logf("tenant %s: the killed worker left %d temporary files: %v", tn.Slug, len(leftovers), leftovers)
+		}
+	}
+}
+
+// TestRedisRestartedMidLoad stops Redis (append-only file on) while PDF
+// requests and tasks flow, and starts it again: both processes report the
+// outage on /readyz (503) and the recovery (200) on their own, and every
+// enqueue that was answered 202 completes.
+func TestRedisRestartedMidLoad(t *testing.T) {
+	t.Parallel()
+	const nInvoices = 3000
+	rs := testenv.StartRedis(t, testenv.RedisOptions{AppendOnly: true})
+	s := newStack(t, stackOptions{workers: 1, concurrency: 4, redis: rs})
+	tn := s.provision(tenantSlugs("redis", 1), tenantName)[0]
+	s.seed(tn, invoiceSeed{overdue: nInvoices, lines: 1})
+
+	// The load: one new invoice after the other, about 100 requests/s, as
+	// long as it is asked to.
+	ctx, stopLoad := context.WithCancel(context.Background())
+	defer stopLoad()
+	var (
+		mu       sync.Mutex
+		accepted []string
+		refused  = map[int]int{}
+		next     atomic.Int64
+		loadWG   sync.WaitGroup
+	)
+	loadWG.Go(func() {
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			id := int(next.Add(1))
+			if id > nInvoices {
+				return
+			}
+			rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			status, e, err := s.post(rctx, tn, "pdf", id)
+			cancel()
+			mu.Lock()
+			if err == nil && status == http.StatusAccepted {
+				accepted = append(accepted, e.TaskID)
+			} else {
+				refused[status]++
+			}
+			mu.Unlock()
+		}
+	})
+	acceptedCount := func() int { mu.Lock(); defer mu.Unlock(); return len(accepted) }
+	eventually(t, 60*time.Second, 50*time.Millisecond, "load under way", func() error {
+		if n := acceptedCount(); n < 300 {
+			return fmt.Errorf("%d accepted", n)
+		}
+		return nil
+	})
+
+	rs.Stop(t)
+	stoppedAt := time.Now()
+	for _, p := range append([]*proc{s.enqueue}, s.workers...) {
+		if err := p.waitStatus("/readyz", http.StatusServiceUnavailable, 30*time.Second); err != nil {
+			t.Fatalf("%s during the Redis outage: %v", p.name, err)
+		}
+	}
+	time.Sleep(3 * time.Second)
+	rs.Start(t)
+	restartedAt := time.Now()
+	for _, p := range append([]*proc{s.enqueue}, s.workers...) {
+		if err := p.waitStatus("/readyz", http.StatusOK, 60*time.Second); err != nil {
+			t.Fatalf("%s after Redis came back: %v", p.name, err)
+		}
+		if !p.running() {
+			t.Fatalf("%s exited during the Redis outage", p.name)
+		}
+	}
+	ready := time.Since(restartedAt)
+	before := acceptedCount()
+	eventually(t, 60*time.Second, 50*time.Millisecond, "enqueues accepted again", func() error {
+		if n := acceptedCount(); n < before+200 {
+			return fmt.Errorf("%d accepted since the restart", n-before)
+		}
+		return nil
+	})
+	stopLoad()
+	loadWG.Wait()
+
+	mu.Lock()
+	ids := append([]string(nil), accepted...)
+	mu.Unlock()
+	s.waitCompleted(tasks.QueueDefault, ids, 240*time.Second)
+	rows, distinct, files := s.documentCounts(tn)
+	if rows != distinct || files != rows || rows < len(ids) {
+		t.Errorf("%d document rows (%d distinct), %d files for %d acknowledged tasks", rows, distinct, files, len(ids))
+	}
+	t.Logf("Redis down %.1fs: %d enqueues acknowledged (202) all completed; refused during the outage by status: %v; /readyz 200 again %.1fs after Redis was back",
+		restartedAt.Sub(stoppedAt).Seconds(), len(ids), refused, ready.Seconds())
+	for status := range refused {
+		if status == http.StatusAccepted || (status != 0 && status < 500) {
+			t.Errorf("during the outage requests were answered %d; want 5xx (or a failed connection)", status)
+		}
+	}
+}
+
+// TestPostgresRestartedMidLoad stops PostgreSQL while PDF tasks run and
+// starts it again: the tasks fail, are retried and all complete; afterwards
+// no pool holds a broken connection: /readyz is 200, and a new batch of
+// tasks completes without a single failed attempt, and the enqueue
+// service serves a PDF from the database.
+func TestPostgresRestartedMidLoad(t *testing.T) {
+	t.Parallel()
+	const nInvoices, nAfter = 600, 100
+	pg := testenv.StartPostgres(t)
+	s := newStack(t, stackOptions{workers: 2, concurrency: 4, postgres: pg})
+	tn := s.provision(tenantSlugs("pgfault", 1), tenantName)[0]
+	s.seed(tn, invoiceSeed{overdue: nInvoices + nAfter, lines: 30})
+
+	var ids []string
+	for id := 1; id <= nInvoices; id++ {
+		ids = append(ids, s.mustPost(tn, "pdf", id).TaskID)
+	}
+	eventually(t, 60*time.Second, 20*time.Millisecond, "first PDFs done", func() error {
+		info, err := s.inspector.GetQueueInfo(tasks.QueueDefault)
+		if err != nil {
+			return err
+		}
+		if info.Completed < 30 {
+			return fmt.Errorf("%d completed", info.Completed)
+		}
+		return nil
+	})
+	s.db.Reset() // the test's own pool must not keep dead connections either
+	pg.Stop(t)
+	stoppedAt := time.Now()
+	for _, p := range append([]*proc{s.enqueue}, s.workers...) {
+		if err := p.waitStatus("/readyz", http.StatusServiceUnavailable, 30*time.Second); err != nil {
+			t.Fatalf("%s during the PostgreSQL outage: %v", p.name, err)
+		}
+	}
+	time.Sleep(3 * time.Second)
+	pg.Start(t)
+	downFor := time.Since(stoppedAt)
+	for _, p := range append([]*proc{s.enqueue}, s.workers...) {
+		if err := p.waitStatus("/readyz", http.StatusOK, 60*time.Second); err != nil {
+			t.Fatalf("%s after PostgreSQL came back: %v", p.name, err)
+		}
+	}
+	infos := s.waitCompleted(tasks.QueueDefault, ids, 240*time.Second)
+	retried := 0
+	for _, ti := range infos {
+		if ti.Retried > 0 {
+			retried++
+		}
+	}
+	if retried == 0 {
+		t.Errorf("no task failed during the outage: the fault did not hit the load")
+	}
+
+	// After the restart: new work succeeds on the first attempt.
+	var after []string
+	for id := nInvoices + 1; id <= nInvoices+nAfter; id++ {
+		after = append(after, s.mustPost(tn, "pdf", id).TaskID)
+	}
+	for id, ti := range s.waitCompleted(tasks.QueueDefault, after, 60*time.Second) {
+		if ti.Retried != 0 {
+			t.Errorf("task %s after the restart needed %d retries (last error %q): a pool kept a broken connection", id, ti.Retried, ti.LastErr)
+		}
+	}
+	status, body, err := httpDo(context.Background(), http.MethodGet, s.enqueue.url(fmt.Sprintf("/v1/invoices/%d/pdf", nInvoices+1)), tn.host(), tn.Key, nil)
+	if err != nil || status != http.StatusOK || !strings.HasPrefix(string(body), "%PDF") {
+		t.Errorf("download after the restart: status %d, %v", status, err)
+	}
+	rows, distinct, files := s.documentCounts(tn)
+	if rows != nInvoices+nAfter || distinct != rows || files != rows {
+		t.Errorf("%d document rows (%d distinct), %d files; want %d", rows, distinct, files, nInvoices+nAfter)
+	}
+	t.Logf("PostgreSQL down %.1fs: %d of %d tasks failed at least once and were retried, all completed; %d tasks after the restart completed on their first attempt",
+		downFor.Seconds(), retried, len(ids), len(after))
+}
+
+// TestShutdownUnderLoad sends SIGTERM to each of two workers while
+// reminders and PDFs run (worker-0 with a 1 ms shutdown timeout, so its
+// running tasks are cancelled and re-queued; worker-1 with 10 s, so they
+// finish) and starts each again: every process exits 0 within its timeout,
+// every task completes, and no reminder is sent twice (PITFALLS P11).
+func TestShutdownUnderLoad(t *testing.T) {
+	t.Parallel()
+	const nInvoices = 400
+	s := newStack(t, stackOptions{workers: 2, concurrency: 4, workerEnv: func(i int) map[string]string {
+		if i == 0 {
+			return map[string]string{"SHUTDOWN_TIMEOUT": "1ms"}
+		}
+		return map[string]string{"SHUTDOWN_TIMEOUT": "10s"}
+	}})
+	tenants := s.provision(tenantSlugs("term", 2), tenantName)
+	for _, tn := range tenants {
+		s.seed(tn, invoiceSeed{overdue: nInvoices, lines: 20})
+	}
+	var pdfIDs, remIDs []string
+	enqueueAll := func(lo, hi int) {
+		for id := lo; id <= hi; id++ {
+			for _, tn := range tenants {
+				remIDs = append(remIDs, s.mustPost(tn, "reminders", id).TaskID)
+				pdfIDs = append(pdfIDs, s.mustPost(tn, "pdf", id).TaskID)
+			}
+		}
+	}
+	enqueueAll(1, nInvoices/2)
+
+	for i, timeout := range []time.Duration{time.Millisecond, 10 * time.Second} {
+		w := s.workers[i]
+		eventually(t, 60*time.Second, 10*time.Millisecond, "tasks running on "+w.name, func() error {
+			active, err := s.inspector.ListActiveTasks(tasks.QueueLow)
+			if err != nil {
+				return err
+			}
+			if len(active) == 0 {
+				return errNotYet
+			}
+			return nil
+		})
+		exitErr, took, exited := w.signal(syscall.SIGTERM, timeout+15*time.Second)
+		if !exited {
+			t.Fatalf("%s still running %s after SIGTERM (shutdown timeout %s)", w.name, took, timeout)
+		}
+		if exitErr != nil {
+			t.Errorf("%s exited with %v after SIGTERM, want status 0", w.name, exitErr)
+		}
+		t.Logf("%s (SHUTDOWN_TIMEOUT %s) exited %.2fs after SIGTERM", w.name, timeout, took.Seconds())
+		if i == 0 {
+			enqueueAll(nInvoices/2+1, nInvoices)
+		}
+		w.start()
+		w.waitReady()
+	}
+
+	s.waitCompleted(tasks.QueueDefault, pdfIDs, 180*time.Second)
+	remInfos := s.waitCompleted(tasks.QueueLow, remIDs, 180*time.Second)
+	requeued := 0
+	for _, ti := range remInfos {
+		if ti.Retried > 0 || ti.LastErr != "" {
+			requeued++
+		}
+	}
+	mails, err := readOutboxes(s.outboxes...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perDay := map[string]int{}
+	for _, m := range mails {
+		perDay[fmt.Sprintf("%s/%d/%s", m.tenantID, m.invoiceID, m.day)]++
+	}
+	for k, n := range perDay {
+		if n != 1 {
+			t.Errorf("reminder %s sent %d times, want once", k, n)
+		}
+	}
+	if want := len(tenants) * nInvoices; len(perDay) != want || len(mails) != want {
+		t.Errorf("%d reminder emails for %d distinct reminders, want %d of each", len(mails), len(perDay), want)
+	}
+	for _, tn := range tenants {
+		rows, distinct, files := s.documentCounts(tn)
+		if rows != nInvoices || distinct != nInvoices || files != nInvoices {
+			t.Errorf("tenant %s: %d document rows (%d distinct), %d files; want %d", tn.Slug, rows, distinct, files, nInvoices)
+		}
+	}
+	t.Logf("2 SIGTERMs under load: %d PDF and %d reminder tasks completed (%d reminders retried after a shutdown), %d emails, none twice",
+		len(pdfIDs), len(remIDs), requeued, len(mails))
+}
