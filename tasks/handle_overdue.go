@@ -47,6 +47,11 @@ type overdueResult struct {
 // invoice per day, so a rerun enqueues nothing new. Its task result is
 // {"marked_overdue","reminders_enqueued","reminders_existing"}.
 func (h *Handlers) InvoicesOverdue(ctx context.Context, p InvoicesOverdue) error {
+	return h.invoicesOverdue(ctx, p, overduePageSize)
+}
+
+// invoicesOverdue is InvoicesOverdue reading pageSize invoice ids at once.
+func (h *Handlers) invoicesOverdue(ctx context.Context, p InvoicesOverdue, pageSize int) error {
 	t, err := taskTenant(ctx, p)
 	if err != nil {
 		return err
@@ -72,7 +77,7 @@ func (h *Handlers) InvoicesOverdue(ctx context.Context, p InvoicesOverdue) error
 		}
 		var ids []int64
 		err := schema.InTenant(ctx, h.Pool, func(ctx context.Context, tx pgx.Tx) error {
-			rows, err := tx.Query(ctx, unremindedSQL, after, day, overduePageSize)
+			rows, err := tx.Query(ctx, unremindedSQL, after, day, pageSize)
 			if err != nil {
 				return err
 			}
@@ -93,7 +98,7 @@ func (h *Handlers) InvoicesOverdue(ctx context.Context, p InvoicesOverdue) error
 				res.Reminders++
 			}
 		}
-		if len(ids) < overduePageSize {
+		if len(ids) < pageSize {
 			break
 		}
 		after = ids[len(ids)-1]
@@ -121,11 +126,16 @@ type sweepResult struct {
 // same sweep enqueues nothing new. Its task result is
 // {"tenants","enqueued","existing"}.
 func (h *Handlers) SweepOverdue(ctx context.Context, p SweepOverdue) error {
+	return h.sweepOverdue(ctx, p, sweepPageSize)
+}
+
+// sweepOverdue is SweepOverdue reading pageSize tenants at once.
+func (h *Handlers) sweepOverdue(ctx context.Context, p SweepOverdue, pageSize int) error {
 	if h.Enqueuer == nil {
 		return errors.New("sweep:overdue: no enqueuer configured")
 	}
 	var res sweepResult
-	opts := storage.ListOptions{Status: tenantctx.StatusActive, Limit: sweepPageSize}
+	opts := storage.ListOptions{Status: tenantctx.StatusActive, Limit: pageSize}
 	for {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("sweep overdue (tick %d): %w", p.Tick, err)

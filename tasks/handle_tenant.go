@@ -83,8 +83,8 @@ func (h *Handlers) TenantMigrate(ctx context.Context, p TenantMigrate) error {
 // twice and after a partial run. The audit entry is written before the
 // catalog row goes: once the row is gone the tenant middleware archives any
 // further run (unknown tenant), so an entry written afterwards could be
-// lost for good; the price is a second entry when a run fails between the
-// two. If the catalog row is already gone when the task runs, the
+// lost for good; a rerun finds the entry and does not write a second one.
+// If the catalog row is already gone when the task runs, the
 // middleware archives the task without running it; that is acceptable,
 // because the row is deleted last.
 func (h *Handlers) TenantDestroy(ctx context.Context, p TenantDestroy) error {
@@ -107,7 +107,7 @@ func (h *Handlers) TenantDestroy(ctx context.Context, p TenantDestroy) error {
 		return fmt.Errorf("destroy tenant %s: revoke api keys: %w", t.ID, err)
 	}
 	detail := map[string]string{"slug": t.Slug, "schema": t.Schema}
-	if err := h.audit(ctx, t.ID, "tenant.delete", detail); err != nil {
+	if err := h.auditOnce(ctx, t.ID, "tenant.delete", detail); err != nil {
 		return err
 	}
 	if err := h.Catalog.DeleteTenant(ctx, t.ID); err != nil && !errors.Is(err, storage.ErrNotFound) {
@@ -128,4 +128,19 @@ func (h *Handlers) audit(ctx context.Context, tenantID, action string, detail an
 		return fmt.Errorf("audit %s of tenant %s: %w", action, tenantID, err)
 	}
 	return nil
+}
+
+// auditOnce appends the entry unless the tenant's audit log already has one
+// with this action (a rerun of an idempotent task).
+func (h *Handlers) auditOnce(ctx context.Context, tenantID, action string, detail any) error {
+	entries, err := h.Catalog.AuditEntries(ctx, tenantID)
+	if err != nil {
+		return fmt.Errorf("read audit log of tenant %s: %w", tenantID, err)
+	}
+	for _, e := range entries {
+		if e.Action == action {
+			return nil
+		}
+	}
+	return h.audit(ctx, tenantID, action, detail)
 }
