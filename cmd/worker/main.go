@@ -1,0 +1,75 @@
+// Command worker runs the tenant-aware task worker: the asynq server with
+// the task handlers, the sweep scheduler loop, and a health and metrics
+// HTTP server. Configuration comes from the environment (see package
+// internal/config); flags override some of it.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/invoicing/tenantworker/internal/config"
+	"github.com/invoicing/tenantworker/internal/devstack"
+	"github.com/invoicing/tenantworker/internal/workerapp"
+)
+
+func main() {
+	if devstack.Requested(os.Args[1:]) {
+		os.Exit(devstack.Main(os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
+	}
+	if err := run(); err != nil {
+		fmt.Fprintf(os.Stderr, "worker: %v\n", oneLine(err))
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	httpAddr := flag.String("http-addr", "", "health and metrics listen address (overrides HTTP_ADDR; default "+config.DefaultWorkerHTTPAddr+")")
+	concurrency := flag.Int("concurrency", 0, "tasks processed at once (overrides WORKER_CONCURRENCY)")
+	// -dev (PostgreSQL, Redis, enqueue service and demo tenants in one
+	// process) is handled in main by package devstack; listed for -h.
+	flag.Bool("dev", false, `run the embedded development stack (see "worker -dev -h")`)
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	cfg, err := config.FromEnv(os.Getenv)
+	if err != nil {
+		return err
+	}
+	if *httpAddr != "" {
+		cfg.HTTPAddr = *httpAddr
+	}
+	if *concurrency != 0 {
+		if *concurrency < 0 {
+			return fmt.Errorf("-concurrency: must be a positive integer, got %d", *concurrency)
+		}
+		cfg.WorkerConcurrency = *concurrency
+		if cfg.DBMaxConns < cfg.WorkerConcurrency {
+			if os.Getenv("DB_MAX_CONNS") != "" {
+				return fmt.Errorf("DB_MAX_CONNS: %d is smaller than -concurrency %d", cfg.DBMaxConns, cfg.WorkerConcurrency)
+			}
+			cfg.DBMaxConns = cfg.WorkerConcurrency + config.DefaultDBPoolHeadroom
+		}
+	}
+	return workerapp.Run(ctx, cfg, config.NewLogger(cfg, os.Stderr))
+}
+
+// oneLine joins a multi-line error (errors.Join) into one line.
+func oneLine(err error) string {
+	s := err.Error()
+	out := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\n' {
+			out = append(out, ';', ' ')
+			continue
+		}
+		out = append(out, s[i])
+	}
+	return string(out)
+}

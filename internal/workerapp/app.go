@@ -1,0 +1,172 @@
+// Package workerapp is the worker application: it wires the database pools,
+// the tenant catalog and its cache, the document store, the mailer, the
+// enqueuer, the task handlers, the asynq server, the sweep scheduler loop
+// and the health/metrics HTTP server, runs them until its context ends, and
+// shuts them down in order. cmd/worker is a thin main around Run.
+package workerapp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/invoicing/tenantworker/internal/config"
+	"github.com/invoicing/tenantworker/internal/mailer"
+	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/tasks"
+)
+
+// httpShutdownTimeout bounds the health server's graceful shutdown.
+const httpShutdownTimeout = 5 * time.Second
+
+// Options lets a caller (the dev mode, tests) hand in what it built itself.
+// Every nil field is built from the Config; what Options hands in is never
+// closed by Run.
+type Options struct {
+	// RedisConnOpt replaces the connection parsed from REDIS_URL; the
+	// Redis client is made from it when Redis is nil.
+	RedisConnOpt asynq.RedisConnOpt
+	// Redis is the client shared by the asynq server, the enqueuer, the
+	// tenant cache and /readyz.
+	Redis redis.UniversalClient
+	// Pool is the application pool; it must come from schema.NewPool.
+	Pool *pgxpool.Pool
+	// MigrationsPool runs schema changes; nil means a pool on
+	// MIGRATIONS_DATABASE_URL when it differs from DATABASE_URL, else Pool.
+	MigrationsPool *pgxpool.Pool
+	// Catalog replaces the Postgres catalog behind the Redis cache (the
+	// cache is still built in front of it).
+	Catalog storage.Catalog
+	// Documents replaces storage.NewFS(DOCUMENTS_DIR).
+	Documents storage.DocumentStore
+	// Mailer replaces mailer.FromConfig(SMTP_URL, OUTBOX_DIR).
+	Mailer mailer.Mailer
+	// Listener replaces net.Listen("tcp", HTTP_ADDR); Run closes it.
+	Listener net.Listener
+	// Registry is served on /metrics and receives the worker's metrics;
+	// nil means a fresh registry with the Go and process collectors.
+	Registry *prometheus.Registry
+	// Server adjusts the asynq server options after they were derived from
+	// the Config (tests shorten delays).
+	Server func(*tasks.ServerOptions)
+	// Ready is called with the health server's address once the worker
+	// processes tasks and the server accepts connections.
+	Ready func(addr net.Addr)
+}
+
+// Run runs the worker from cfg until ctx is cancelled, then shuts down
+// gracefully. It returns nil after a clean shutdown.
+func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
+	return RunWith(ctx, cfg, logger, Options{})
+}
+
+// RunWith is Run with parts handed in through opts.
+//
+// Shutdown, once ctx is done: /readyz turns 503, the scheduler loop stops,
+// the asynq server stops fetching and waits up to SHUTDOWN_TIMEOUT for
+// running handlers (then cancels their ctx; asynq re-queues their tasks),
+// the health server stops, and the cache, Redis client and pools close.
+func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Options) (err error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	d, err := open(ctx, cfg, logger, opts)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, d.close()) }()
+
+	handlers := &tasks.Handlers{
+		Pool:           d.pool,
+		MigrationsPool: d.migrationsPool,
+		Catalog:        d.catalog,
+		Documents:      d.documents,
+		Mailer:         d.mailer,
+		Enqueuer:       d.enqueuer,
+		Logger:         logger,
+		MailFrom:       cfg.MailFrom,
+	}
+	mux := tasks.NewServeMux(handlers, tasks.MuxOptions{Logger: logger, Metrics: d.metrics})
+
+	serverOpts := tasks.ServerOptions{
+		Concurrency:     cfg.WorkerConcurrency,
+		ShutdownTimeout: cfg.ShutdownTimeout,
+		Logger:          logger,
+	}
+	if opts.Server != nil {
+		opts.Server(&serverOpts)
+	}
+	srv := asynq.NewServerFromRedisClient(d.redis, tasks.ServerConfig(serverOpts))
+	if err := srv.Start(mux); err != nil {
+		return fmt.Errorf("start task server: %w", err)
+	}
+	srvRunning := true
+	stopServer := func() {
+		if srvRunning {
+			srvRunning = false
+			srv.Shutdown()
+		}
+	}
+	defer stopServer()
+
+	var draining atomic.Bool
+	health := &http.Server{
+		Handler:           newHealthHandler(d, &draining),
+		ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelError),
+	}
+	httpErr := make(chan error, 1)
+	go func() { httpErr <- health.Serve(d.listener) }()
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), httpShutdownTimeout)
+		defer cancel()
+		_ = health.Shutdown(sctx)
+	}()
+
+	schedCtx, stopScheduler := context.WithCancel(ctx)
+	defer stopScheduler()
+	var schedWG sync.WaitGroup
+	if cfg.SchedulerEnabled {
+		schedWG.Go(func() {
+			err := tasks.RunScheduler(schedCtx, d.enqueuer, cfg.OverdueSweepCron, tasks.SchedulerOptions{Logger: logger})
+			if err != nil {
+				logger.Error("sweep scheduler", slog.String("error", err.Error()))
+			}
+		})
+	}
+
+	logger.Info("worker started",
+		slog.String("http_addr", d.listener.Addr().String()),
+		slog.Int("concurrency", serverOpts.Concurrency),
+		slog.Bool("scheduler", cfg.SchedulerEnabled),
+		slog.String("sweep_schedule", cfg.OverdueSweepCron))
+	if opts.Ready != nil {
+		opts.Ready(d.listener.Addr())
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		logger.Info("worker shutting down", slog.Duration("shutdown_timeout", serverOpts.ShutdownTimeout))
+	case err := <-httpErr:
+		runErr = fmt.Errorf("health server: %w", err)
+		logger.Error("worker stopping", slog.String("error", runErr.Error()))
+	}
+	draining.Store(true)
+	stopScheduler()
+	schedWG.Wait()
+	stopServer()
+	logger.Info("worker stopped")
+	return runErr
+}

@@ -1,0 +1,212 @@
+package workerapp
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"go.uber.org/goleak"
+
+	"github.com/invoicing/tenantworker/internal/config"
+	"github.com/invoicing/tenantworker/internal/testenv"
+	"github.com/invoicing/tenantworker/tasks"
+)
+
+func TestMain(m *testing.M) {
+	code := testenv.Main(m)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// worker is a running worker of a test.
+type worker struct {
+	addr string
+	done chan error
+	stop context.CancelFunc
+}
+
+// startWorker runs RunWith on a fresh database and the given Redis URL
+// until the test ends.
+func startWorker(t *testing.T, redisURL string, env map[string]string) *worker {
+	t.Helper()
+	vars := map[string]string{
+		"DATABASE_URL":       testenv.Postgres(t),
+		"REDIS_URL":          redisURL,
+		"HTTP_ADDR":          "127.0.0.1:0",
+		"DOCUMENTS_DIR":      t.TempDir(),
+		"OUTBOX_DIR":         t.TempDir(),
+		"WORKER_CONCURRENCY": "2",
+		"SHUTDOWN_TIMEOUT":   "5s",
+		"OVERDUE_SWEEP_CRON": "@every 1s",
+	}
+	for k, v := range env {
+		vars[k] = v
+	}
+	cfg, err := config.FromEnv(func(k string) string { return vars[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan net.Addr, 1)
+	w := &worker{done: make(chan error, 1), stop: cancel}
+	go func() {
+		w.done <- RunWith(ctx, cfg, config.NewLogger(cfg, io.Discard), Options{
+			Ready: func(a net.Addr) { ready <- a },
+		})
+	}()
+	select {
+	case a := <-ready:
+		w.addr = a.String()
+	case err := <-w.done:
+		cancel()
+		t.Fatalf("worker exited before it was ready: %v", err)
+	case <-time.After(30 * time.Second):
+		cancel()
+		t.Fatal("worker not ready after 30 s")
+	}
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-w.done:
+		case <-time.After(20 * time.Second):
+			t.Error("worker did not stop within 20 s")
+		}
+	})
+	return w
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// TestRunServesHealthMetricsAndSweeps: a worker on real PostgreSQL and
+// Redis answers /healthz, /readyz and /metrics, its scheduler enqueues
+// sweeps that its server completes, and it stops cleanly on cancel.
+func TestRunServesHealthMetricsAndSweeps(t *testing.T) {
+	t.Parallel()
+	redisURL := testenv.RedisURL(t)
+	w := startWorker(t, redisURL, nil)
+
+	if code, body := get(t, "http://"+w.addr+"/healthz"); code != http.StatusOK || !strings.Contains(body, `"ok"`) {
+		t.Errorf("/healthz = %d %s", code, body)
+	}
+	if code, body := get(t, "http://"+w.addr+"/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz = %d %s", code, body)
+	}
+
+	opt, err := asynq.ParseRedisURI(redisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inspector := asynq.NewInspector(opt)
+	defer inspector.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		done, err := inspector.ListCompletedTasks(tasks.QueueLow)
+		if err == nil && len(done) > 0 && done[0].Type == tasks.TypeSweepOverdue {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no completed sweep after 20 s (err %v)", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	code, body := get(t, "http://"+w.addr+"/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("/metrics = %d", code)
+	}
+	for _, want := range []string{
+		`tenantworker_tasks_processed_total{outcome="ok",type="sweep:overdue"}`,
+		"tenantworker_task_duration_seconds_bucket",
+		"tenantworker_tenant_cache_hits_total",
+		"asynq_tasks_processed_total",
+		"go_goroutines",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if strings.Contains(body, "tenant_id=") {
+		t.Errorf("/metrics has a tenant label")
+	}
+
+	w.stop()
+	select {
+	case err := <-w.done:
+		if err != nil {
+			t.Fatalf("Run = %v after cancel, want nil", err)
+		}
+		w.done <- nil // for the cleanup
+	case <-time.After(20 * time.Second):
+		t.Fatal("worker did not stop")
+	}
+	if _, err := http.Get("http://" + w.addr + "/healthz"); err == nil {
+		t.Errorf("health server still answers after shutdown")
+	}
+}
+
+// TestReadyzNamesFailedDependency: with Redis down, /readyz is 503 and
+// names redis, while /healthz stays 200.
+func TestReadyzNamesFailedDependency(t *testing.T) {
+	t.Parallel()
+	rs := testenv.StartRedis(t, testenv.RedisOptions{})
+	w := startWorker(t, rs.URL(), map[string]string{"SCHEDULER_ENABLED": "false"})
+	rs.Stop(t)
+	code, body := get(t, "http://"+w.addr+"/readyz")
+	var got struct {
+		Status string            `json:"status"`
+		Failed map[string]string `json:"failed"`
+	}
+	if err := json.Unmarshal([]byte(body), &got); err != nil {
+		t.Fatalf("/readyz body %q: %v", body, err)
+	}
+	if code != http.StatusServiceUnavailable || got.Failed["redis"] == "" || got.Failed["postgres"] != "" {
+		t.Errorf("/readyz = %d %s; want 503 naming redis only", code, body)
+	}
+	if code, _ := get(t, "http://"+w.addr+"/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz = %d with Redis down, want 200", code)
+	}
+	rs.Start(t) // let the worker shut down cleanly
+}
+
+// TestRunFailsOnUnreachableRedis: start-up errors say what failed.
+func TestRunFailsOnUnreachableRedis(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	cfg, err := config.FromEnv(func(k string) string {
+		return map[string]string{"DATABASE_URL": "postgres://127.0.0.1:1/x", "REDIS_URL": "redis://" + addr}[k]
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = Run(context.Background(), cfg, config.NewLogger(cfg, io.Discard))
+	if err == nil || !strings.Contains(err.Error(), "connect to redis") {
+		t.Fatalf("Run = %v, want a redis connection error", err)
+	}
+}
