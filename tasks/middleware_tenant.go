@@ -71,6 +71,11 @@ func admit(typ string, tenant tenantctx.Tenant) error {
 		}
 		return notReady(tenant, "waiting for provisioning to finish")
 	case tenantctx.StatusSuspended:
+		// A suspended tenant's schema is still upgraded, so that it resumes
+		// on the current schema version and "migrate --all --wait" finishes.
+		if typ == TypeTenantMigrate {
+			return nil
+		}
 		return notReady(tenant, "waiting for the tenant to resume")
 	case tenantctx.StatusDeleting:
 		if typ == TypeTenantDestroy {

@@ -201,7 +201,7 @@ func TestTenantMiddlewareByStatus(t *testing.T) {
 	want := map[tenantctx.Status]map[string]string{
 		tenantctx.StatusActive:       {TypeInvoicePDF: run, TypeTenantMigrate: run, TypeTenantDestroy: wait},
 		tenantctx.StatusProvisioning: {TypeInvoicePDF: wait, TypeTenantMigrate: run, TypeTenantDestroy: wait},
-		tenantctx.StatusSuspended:    {TypeInvoicePDF: wait, TypeTenantMigrate: wait, TypeTenantDestroy: wait},
+		tenantctx.StatusSuspended:    {TypeInvoicePDF: wait, TypeTenantMigrate: run, TypeTenantDestroy: wait},
 		tenantctx.StatusDeleting:     {TypeInvoicePDF: archive, TypeTenantMigrate: archive, TypeTenantDestroy: run},
 	}
 	catalog := storage.NewMemory()
