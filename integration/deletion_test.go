@@ -1,0 +1,162 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/invoicing/tenantworker/tasks"
+)
+
+// TestTenantDeletedUnderLoad deletes one of three tenants while the queue
+// holds PDF tasks of all three: every task of the deleted tenant that was
+// still queued is archived after one attempt with a reason naming the
+// tenant (PITFALLS P5); its schema, PDFs and catalog row are gone, its
+// audit entries stay; the other tenants' tasks all complete.
+func TestTenantDeletedUnderLoad(t *testing.T) {
+	t.Parallel()
+	const nInvoices = 300
+	ctx := context.Background()
+	s := newStack(t, stackOptions{workers: 2, concurrency: 4})
+	tenants := s.provision(tenantSlugs("del", 3), tenantName)
+	for _, tn := range tenants {
+		s.seed(tn, invoiceSeed{overdue: nInvoices, lines: 20})
+	}
+	victim, others := tenants[0], tenants[1:]
+
+	taskTenant := map[string]string{}
+	for id := 1; id <= nInvoices; id++ {
+		for _, tn := range tenants {
+			taskTenant[s.mustPost(tn, "pdf", id).TaskID] = tn.ID
+		}
+	}
+	eventually(t, 60*time.Second, 20*time.Millisecond, "load under way", func() error {
+		info, err := s.inspector.GetQueueInfo(tasks.QueueDefault)
+		if err != nil {
+			return err
+		}
+		if info.Completed < 30 {
+			return fmt.Errorf("%d completed", info.Completed)
+		}
+		return nil
+	})
+
+	// The victim's tasks still queued at the moment of deletion.
+	queued := map[string]bool{}
+	for page := 1; ; page++ {
+		infos, err := s.inspector.ListPendingTasks(tasks.QueueDefault, asynq.Page(page), asynq.PageSize(1000))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ti := range infos {
+			if taskTenant[ti.ID] == victim.ID {
+				queued[ti.ID] = true
+			}
+		}
+		if len(infos) < 1000 {
+			break
+		}
+	}
+	status, body := s.api(http.MethodDelete, "/admin/tenants/"+victim.ID, "", adminToken, nil)
+	if status != http.StatusAccepted {
+		t.Fatalf("delete %s: status %d, %s", victim.Slug, status, body)
+	}
+	var del struct {
+		TaskID string `json:"task_id"`
+	}
+	if err := json.Unmarshal(body, &del); err != nil || del.TaskID == "" {
+		t.Fatalf("delete body %s: %v", body, err)
+	}
+	if len(queued) < 100 {
+		t.Fatalf("only %d of the victim's tasks were queued at the deletion; the test needs a backlog", len(queued))
+	}
+
+	// Its routes stop at once.
+	if st, _, _ := s.post(ctx, victim, "pdf", 1); st != http.StatusNotFound {
+		t.Errorf("POST pdf of the deleted tenant: status %d, want 404", st)
+	}
+
+	s.waitCompleted(tasks.QueueCritical, []string{del.TaskID}, 60*time.Second)
+	s.waitQueue(tasks.QueueDefault, 180*time.Second)
+
+	var otherIDs, victimIDs []string
+	for id, tenant := range taskTenant {
+		if tenant == victim.ID {
+			victimIDs = append(victimIDs, id)
+		} else {
+			otherIDs = append(otherIDs, id)
+		}
+	}
+	s.waitCompleted(tasks.QueueDefault, otherIDs, 10*time.Second)
+	infos, byState, err := s.taskStates(tasks.QueueDefault, victimIDs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := 0
+	for id := range queued {
+		ti := infos[id]
+		switch {
+		case ti == nil:
+			t.Errorf("queued task %s of the deleted tenant vanished", id)
+		case ti.State != asynq.TaskStateArchived || ti.Retried != 0 || !strings.Contains(ti.LastErr, victim.ID):
+			bad++
+			if bad <= 5 {
+				t.Errorf("queued task %s of the deleted tenant: state %s, retried %d, last error %q; want archived after one attempt naming %s",
+					id, ti.State, ti.Retried, ti.LastErr, victim.ID)
+			}
+		}
+	}
+	if bad > 5 {
+		t.Errorf("... %d queued tasks of the deleted tenant not archived cleanly", bad)
+	}
+	var sample string
+	for id := range queued {
+		sample = infos[id].LastErr
+		break
+	}
+	t.Logf("deleted tenant: %d tasks, %d queued at the deletion all archived after one attempt (e.g. %q); final states of all its tasks: %v",
+		len(victimIDs), len(queued), sample, byState)
+
+	// Schema, documents and catalog row gone; the audit entry stays.
+	var schemas, rows, audits int
+	if err := s.db.QueryRow(ctx, `SELECT count(*) FROM pg_catalog.pg_namespace WHERE nspname = $1`, victim.Schema).Scan(&schemas); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.db.QueryRow(ctx, `SELECT count(*) FROM tenancy.tenants WHERE id = $1`, victim.ID).Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.db.QueryRow(ctx, `SELECT count(*) FROM tenancy.audit_log WHERE tenant_id = $1 AND action = 'tenant.delete'`, victim.ID).Scan(&audits); err != nil {
+		t.Fatal(err)
+	}
+	if schemas != 0 || rows != 0 || audits == 0 {
+		t.Errorf("after the deletion: schema present %d, catalog rows %d, tenant.delete audit entries %d; want 0, 0, >0", schemas, rows, audits)
+	}
+	var leftover []string
+	_ = filepath.WalkDir(filepath.Join(s.docsDir, victim.ID), func(path string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			leftover = append(leftover, path)
+		}
+		return nil
+	})
+	if len(leftover) > 0 {
+		t.Errorf("the deleted tenant still has %d files in the document store, e.g. %s", len(leftover), leftover[0])
+	}
+
+	for _, tn := range others {
+		rows, distinct, files := s.documentCounts(tn)
+		if rows != nInvoices || distinct != nInvoices || files != nInvoices {
+			t.Errorf("tenant %s: %d document rows (%d distinct), %d files; want %d", tn.Slug, rows, distinct, files, nInvoices)
+		}
+		if st, _, err := s.post(ctx, tn, "pdf", 1); err != nil || st != http.StatusAccepted {
+			t.Errorf("tenant %s after the deletion: POST pdf status %d, %v", tn.Slug, st, err)
+		}
+	}
+}
