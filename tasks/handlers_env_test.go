@@ -271,12 +271,3 @@ func pdfToText(t *testing.T, doc []byte) string {
 	}
 	return string(out)
 }
-
-// day is a fixed calendar day for reminder tests.
-func day(s string) time.Time {
-	d, err := time.Parse(time.DateOnly, s)
-	if err != nil {
-		panic(err)
-	}
-	return d
-}
