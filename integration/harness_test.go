@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -340,3 +341,72 @@ var errNotYet = errors.New("not yet")
 
 // logContains reports whether the process log contains s.
 func (p *proc) logContains(s string) bool { return strings.Contains(p.logText(), s) }
+
+// taskStat summarises the "task finished" lines of one task type.
+type taskStat struct {
+	n        int
+	outcomes map[string]int
+	total    time.Duration
+}
+
+// taskSummary reads the worker's JSON log ("task finished" lines of the
+// log middleware) and returns per task type the count, outcomes and total
+// handler time.
+func (p *proc) taskSummary() map[string]*taskStat {
+	out := map[string]*taskStat{}
+	for _, line := range strings.Split(p.logText(), "\n") {
+		if !strings.Contains(line, `"task finished"`) {
+			continue
+		}
+		var rec struct {
+			Type     string `json:"task_type"`
+			Duration int64  `json:"duration"`
+			Outcome  string `json:"outcome"`
+		}
+		if json.Unmarshal([]byte(line), &rec) != nil || rec.Type == "" {
+			continue
+		}
+		st := out[rec.Type]
+		if st == nil {
+			st = &taskStat{outcomes: map[string]int{}}
+			out[rec.Type] = st
+		}
+		st.n++
+		st.outcomes[rec.Outcome]++
+		st.total += time.Duration(rec.Duration)
+	}
+	return out
+}
+
+// summaryText formats taskSummary for the test log.
+func summaryText(m map[string]*taskStat) string {
+	types := make([]string, 0, len(m))
+	for k := range m {
+		types = append(types, k)
+	}
+	sort.Strings(types)
+	var b strings.Builder
+	for _, k := range types {
+		st := m[k]
+		fmt.Fprintf(&b, " %s: %d (mean %.1fms, %v);", k, st.n, float64(st.total.Microseconds())/1000/float64(st.n), st.outcomes)
+	}
+	return b.String()
+}
+
+// fastDir returns a directory on tmpfs (/dev/shm) when it is writable, else
+// under t.TempDir(): documents and outboxes are fsynced on every write,
+// which costs milliseconds on a disk and nothing on tmpfs. It is removed in
+// t.Cleanup.
+func fastDir(t testing.TB, name string) string {
+	t.Helper()
+	root := "/dev/shm"
+	if st, err := os.Stat(root); err != nil || !st.IsDir() {
+		return filepath.Join(t.TempDir(), name)
+	}
+	dir, err := os.MkdirTemp(root, "integration-"+name+"-*")
+	if err != nil {
+		return filepath.Join(t.TempDir(), name)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	return dir
+}

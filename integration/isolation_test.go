@@ -64,14 +64,14 @@ func runIsolation(t *testing.T, bouncer bool) {
 	target := envInt(t, envTasks, 10000)
 	// Per tenant: pdfInvoices overdue invoices get PDFs (rounds of HTTP
 	// requests) and reminders (HTTP); sweepInvoices sent invoices past due
-	// are found by the sweep, marked overdue and reminded. Reminders are
-	// one per invoice per day, so they scale with invoices; PDF rounds make
-	// up the rest of the target.
-	pdfInvoices := max(1, target/(nTenants*10))  // 50 at the defaults
-	sweepInvoices := max(1, target/(nTenants*5)) // 100 at the defaults
-	reminders := nTenants * (pdfInvoices + sweepInvoices)
-	estSweepTasks := 30 * (nTenants + 1)
-	rounds := max(1, (target-reminders-estSweepTasks+nTenants*pdfInvoices-1)/(nTenants*pdfInvoices))
+	// are found by the sweep, marked overdue and reminded. Reminders (one
+	// per invoice per day, about four times cheaper than a render) make
+	// about 60% of the target, PDF renders the other 40%; sweeps and
+	// migrations come on top.
+	pdfInvoices := max(1, target/(nTenants*40))                                        // 12 at the defaults
+	sweepInvoices := max(1, target*6/10/nTenants-pdfInvoices)                          // 288 at the defaults
+	reminders := nTenants * (pdfInvoices + sweepInvoices)                              // 6,000
+	rounds := max(1, (target-reminders+nTenants*pdfInvoices-1)/(nTenants*pdfInvoices)) // 17 rounds of 240
 	t.Logf("size: %d tenants, %d PDF invoices + %d sweep invoices each, %d PDF rounds, target %d tasks",
 		nTenants, pdfInvoices, sweepInvoices, rounds, target)
 
@@ -192,6 +192,9 @@ func runIsolation(t *testing.T, bouncer bool) {
 		counts.processedTotal, elapsed.Seconds(), pdfTasks, rounds, counts.failedTotal, counts.archived)
 	if counts.archived != 0 {
 		t.Errorf("%d tasks archived, want 0: %v", counts.archived, s.archivedErrors())
+	}
+	for _, w := range s.workers {
+		t.Logf("%s ran:%s", w.name, summaryText(w.taskSummary()))
 	}
 	if counts.processedTotal < target {
 		t.Errorf("%d tasks processed, want at least %d", counts.processedTotal, target)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -131,10 +130,7 @@ func newStack(t testing.TB, opts stackOptions) *stack {
 	s.inspector = asynq.NewInspector(asynq.RedisClientOpt{Addr: s.redis.Addr()})
 	t.Cleanup(func() { _ = s.inspector.Close() })
 
-	s.docsDir = filepath.Join(t.TempDir(), "documents")
-	if err := os.MkdirAll(s.docsDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	s.docsDir = fastDir(t, "documents")
 
 	// The enqueue service first: it applies the catalog migrations.
 	if !opts.noEnqueue {
@@ -183,7 +179,7 @@ func (s *stack) env(extra map[string]string) map[string]string {
 // addWorker starts worker number i with its own outbox.
 func (s *stack) addWorker(bin string, i int) *proc {
 	s.t.Helper()
-	outbox := filepath.Join(s.t.TempDir(), fmt.Sprintf("outbox-%d", i))
+	outbox := fastDir(s.t, fmt.Sprintf("outbox-%d", i))
 	extra := map[string]string{"OUTBOX_DIR": outbox}
 	if s.opts.workerEnv != nil {
 		for k, v := range s.opts.workerEnv(i) {
