@@ -1,0 +1,255 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// scenario is one measurement.
+type scenario struct {
+	name  string
+	title string
+	run   func(b *bench, ctx context.Context, s *Scenario) error
+}
+
+// scenarios in run order.
+var scenarios = []scenario{
+	{"middleware", "tenant middleware + pinned SELECT 1 vs bare asynq (drain tasks/s)", (*bench).middleware},
+	{"lookup", "tenant lookup latency per layer", (*bench).lookup},
+	{"pdf", "invoice:pdf end to end through cmd/worker", (*bench).pdf},
+	{"enqueue", "POST /v1/invoices/{id}/pdf (cmd/enqueue) vs bare asynq.Client.Enqueue", (*bench).enqueue},
+	{"migrate", "provision + migrate tenants through tenant:migrate (cmd/worker), then a no-op migrate --all", (*bench).migrate},
+	{"sweep", "sweep:overdue over tenants with 20 overdue invoices each (cmd/worker, file mailer)", (*bench).sweep},
+}
+
+// sizes are the knobs of a run; -quick and the full run differ only here.
+type sizes struct {
+	Tenants        int           `json:"tenants"`            // scenarios 1-4
+	MiddlewareN    int           `json:"middleware_tasks"`   // tasks per drain round
+	Rounds         int           `json:"rounds"`             // alternating baseline/subject rounds
+	WarmN          int           `json:"warmup_tasks"`       // warm-up drain / requests
+	LookupN        int           `json:"lookup_samples"`     // per layer
+	PDFBurst       int           `json:"pdf_burst"`          // tasks in the throughput burst
+	PDFPaced       time.Duration `json:"pdf_paced"`          // length of the latency phase
+	EnqueueN       int           `json:"enqueue_requests"`   // per round
+	Clients        int           `json:"clients"`            // concurrent enqueue clients
+	FleetTenants   int           `json:"fleet_tenants"`      // scenarios 5 and 6
+	OverdueEach    int           `json:"overdue_per_tenant"` // scenario 6
+	RenderBaseline time.Duration `json:"render_baseline"`    // in-process render measurement
+}
+
+var quickSizes = sizes{
+	Tenants: 100, MiddlewareN: 4000, Rounds: 2, WarmN: 500, LookupN: 20000,
+	PDFBurst: 500, PDFPaced: 5 * time.Second, EnqueueN: 4000, Clients: 64,
+	FleetTenants: 100, OverdueEach: 20, RenderBaseline: time.Second,
+}
+
+var fullSizes = sizes{
+	Tenants: 100, MiddlewareN: 20000, Rounds: 3, WarmN: 2000, LookupN: 200000,
+	PDFBurst: 3000, PDFPaced: 30 * time.Second, EnqueueN: 20000, Clients: 64,
+	FleetTenants: 1000, OverdueEach: 20, RenderBaseline: 3 * time.Second,
+}
+
+// bench is one run: its environment, sizes and the state scenarios share.
+type bench struct {
+	env    *env
+	sz     sizes
+	logger *slog.Logger
+	core   *coreDB  // tenants of scenarios 1-4, made on first use
+	fleet  *fleetDB // tenants of scenarios 5-6, made on first use
+	// inProcess runs the enqueue service in the bench process.
+	inProcess bool
+	// bareDrain is scenario 1's bare-asynq drain rate, when it ran.
+	bareDrain float64
+}
+
+func main() { os.Exit(run()) }
+
+func run() int {
+	quick := flag.Bool("quick", false, "small sizes: the whole run fits in about a minute")
+	only := flag.String("scenarios", "", "comma-separated scenarios to run (default all): "+names())
+	jsonOut := flag.String("json", "", "write the JSON document to this file instead of stdout")
+	workerBin := flag.String("worker-bin", "", "use this cmd/worker binary instead of building one")
+	enqueueBin := flag.String("enqueue-bin", "", "use this cmd/enqueue binary instead of building one")
+	tenants := flag.Int("tenants", 0, "override the fleet size of scenarios 5 and 6")
+	verbose := flag.Bool("v", false, "log set-up steps")
+	inProcess := flag.Bool("inprocess", false, "run the enqueue service inside the bench (enqueueapp.RunWith) instead of as cmd/enqueue, so -cpuprofile covers it")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the bench process (its clients, and scenarios 1-2 in full) to this file")
+	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 2
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 2
+		}
+		defer pprof.StopCPUProfile()
+	}
+
+	sz := fullSizes
+	mode := "full"
+	if *quick {
+		sz, mode = quickSizes, "quick"
+	}
+	if *tenants > 0 {
+		sz.FleetTenants = *tenants
+	}
+	selected, err := selectScenarios(*only)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 2
+	}
+
+	level := slog.LevelWarn
+	if *verbose {
+		level = slog.LevelInfo
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop() // a second Ctrl-C kills at once; children die with us (Pdeathsig)
+	}()
+
+	rep := &Report{
+		GoVersion: runtime.Version(), GOOS: runtime.GOOS, GOARCH: runtime.GOARCH,
+		NumCPU: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), Mode: mode, StartedAt: time.Now().UTC(),
+	}
+	if *quick {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("quick mode: smaller sizes than the issue's (%d tenants for migrate and sweep, not 1,000; fewer tasks and rounds); run without -quick for the full sizes", sz.FleetTenants))
+	}
+	progress("starting redis and postgres")
+	e, err := openEnv(ctx, logger, *workerBin, *enqueueBin)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	b := &bench{env: e, sz: sz, logger: logger, inProcess: *inProcess}
+	rep.RedisVersion, rep.PostgresVersion = e.redisVersion, e.postgresVersion
+	if os.Getenv("REDIS_URL") == "" {
+		rep.Notes = append(rep.Notes, "redis: own redis-server on loopback, --save '' --appendonly no")
+	}
+	if os.Getenv("DATABASE_URL") == "" {
+		rep.Notes = append(rep.Notes, "postgres: own throwaway server (internal/pgserver): fsync, synchronous_commit and full_page_writes off")
+	}
+	rep.Notes = append(rep.Notes, "everything (bench, redis, postgres, worker, enqueue service) shares this machine's CPUs; compare ratios, not absolute numbers")
+
+	exit := 0
+	for _, sc := range scenarios {
+		if !selected[sc.name] {
+			continue
+		}
+		s := &Scenario{Name: sc.name, Title: sc.title, Sizes: map[string]any{}}
+		rep.Scenarios = append(rep.Scenarios, s)
+		if ctx.Err() != nil {
+			s.Skipped = "interrupted"
+			continue
+		}
+		progress("scenario %s: %s", sc.name, sc.title)
+		start := time.Now()
+		err := e.flushRedis(ctx)
+		if err == nil {
+			err = sc.run(b, ctx, s)
+		}
+		s.Seconds = time.Since(start).Seconds()
+		var skip skipError
+		switch {
+		case errors.As(err, &skip):
+			s.Skipped = skip.reason
+		case err != nil:
+			s.Error = err.Error()
+			exit = 1
+			progress("scenario %s failed: %s", sc.name, firstLine(err.Error()))
+		}
+	}
+	b.close()
+	e.close()
+	rep.DurationSeconds = time.Since(rep.StartedAt).Seconds()
+
+	var out io.Writer = os.Stdout
+	if *jsonOut != "" {
+		f, err := os.Create(*jsonOut)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+		defer f.Close()
+		out = f
+	}
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(rep); err != nil {
+		fmt.Fprintln(os.Stderr, "bench: write json:", err)
+		return 1
+	}
+	printTable(os.Stderr, rep)
+	if ctx.Err() != nil {
+		return 130
+	}
+	return exit
+}
+
+// skipError marks a scenario that could not run for a reason outside the
+// bench (e.g. a binary that does not build yet).
+type skipError struct{ reason string }
+
+func (e skipError) Error() string { return "skipped: " + e.reason }
+
+// names lists the scenario names.
+func names() string {
+	var n []string
+	for _, s := range scenarios {
+		n = append(n, s.name)
+	}
+	return strings.Join(n, ",")
+}
+
+// selectScenarios parses -scenarios (names or numbers 1-6).
+func selectScenarios(list string) (map[string]bool, error) {
+	sel := map[string]bool{}
+	if strings.TrimSpace(list) == "" {
+		for _, s := range scenarios {
+			sel[s.name] = true
+		}
+		return sel, nil
+	}
+	for _, f := range strings.Split(list, ",") {
+		f = strings.TrimSpace(f)
+		i := slices.IndexFunc(scenarios, func(s scenario) bool { return s.name == f })
+		if i < 0 && len(f) == 1 && f[0] >= '1' && f[0] <= byte('0'+len(scenarios)) {
+			i = int(f[0] - '1')
+		}
+		if i < 0 {
+			return nil, fmt.Errorf("unknown scenario %q (have %s)", f, names())
+		}
+		sel[scenarios[i].name] = true
+	}
+	return sel, nil
+}
+
+// progress prints a progress line on stderr.
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s bench: %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+// numCPU is the number of CPUs Go may use.
+func numCPU() int { return runtime.GOMAXPROCS(0) }

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/invoicing/tenantworker/tasks"
+)
+
+// enqueue is scenario 4: POST /v1/invoices/{id}/pdf against the real
+// cmd/enqueue binary (a child process on loopback) from 64 keep-alive
+// clients, each request a new invoice id of one of the core tenants
+// (round-robin), vs asynq.Client.Enqueue of the same task (payload, queue,
+// task id, retention) from 64 goroutines. Rounds alternate. A last HTTP
+// round repeats the ids of an earlier one: each request then finds its
+// task pending and returns it (the dedupe path), reported without target.
+func (b *bench) enqueue(ctx context.Context, s *Scenario) error {
+	c, err := b.openCore(ctx)
+	if err != nil {
+		return err
+	}
+	bin, err := b.env.binary(ctx, enqueuePkg)
+	if err != nil {
+		return skipError{reason: "cmd/enqueue does not build: " + err.Error()}
+	}
+	n, clients := b.sz.EnqueueN, b.sz.Clients
+	s.Sizes["tenants"] = len(c.tenants)
+	s.Sizes["requests_per_round"] = n
+	s.Sizes["rounds"] = b.sz.Rounds
+	s.Sizes["clients"] = clients
+	s.Sizes["warmup_requests"] = b.sz.WarmN
+
+	svcEnv := map[string]string{
+		"DATABASE_URL":  c.url,
+		"REDIS_URL":     b.env.redisURL,
+		"DOMAIN_SUFFIX": ".localhost",
+		"DOCUMENTS_DIR": b.env.dir + "/enqueue/documents",
+	}
+	var svcAddr string
+	var svcMemory func() (int64, int64, error)
+	if b.inProcess {
+		svc, err := startInProcessEnqueue(ctx, svcEnv)
+		if err != nil {
+			return err
+		}
+		defer svc.stop()
+		svcAddr, svcMemory = svc.addr, selfMemory
+		s.note("-inprocess: the service ran inside the bench (enqueueapp.RunWith), not as cmd/enqueue; its RSS is the bench's")
+	} else {
+		svc, err := startProc(ctx, "enqueue", bin, svcEnv)
+		if err != nil {
+			return err
+		}
+		defer svc.stop()
+		svcAddr, svcMemory = svc.addr, svc.memory
+	}
+
+	httpc := &http.Client{Transport: &http.Transport{
+		MaxIdleConns: clients, MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients, DisableCompression: true,
+	}, Timeout: 30 * time.Second}
+	defer httpc.CloseIdleConnections()
+	base := "http://" + svcAddr + "/v1/invoices/"
+	post := func(ctx context.Context, invoice int64, i int) error {
+		t := c.tenants[i%len(c.tenants)]
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+strconv.FormatInt(invoice, 10)+"/pdf", nil)
+		if err != nil {
+			return err
+		}
+		req.Host = t.Slug + ".localhost"
+		req.Header.Set("Authorization", "Bearer "+t.APIKey)
+		resp, err := httpc.Do(req)
+		if err != nil {
+			return err
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			return fmt.Errorf("POST %s: %d %s", req.URL.Path, resp.StatusCode, body)
+		}
+		return nil
+	}
+	client := asynq.NewClientFromRedisClient(b.env.rdb)
+	bare := func(ctx context.Context, invoice int64, i int) error {
+		p := tasks.InvoicePDF{TenantID: c.tenants[i%len(c.tenants)].ID, InvoiceID: invoice}
+		data, err := json.Marshal(p)
+		if err != nil {
+			return err
+		}
+		_, err = client.EnqueueContext(ctx, asynq.NewTask(p.TypeName(), data, tasks.SpecFor(p).Options()...))
+		return err
+	}
+	// Invoice ids: a block of n per round, so every request is a new task.
+	block := int64(0)
+	round := func(fn func(context.Context, int64, int) error, count int) (loadResult, int64, error) {
+		block++
+		first := block * 10_000_000
+		r, err := runClosedLoop(ctx, clients, count, func(ctx context.Context, i int) error {
+			return fn(ctx, first+int64(i), i)
+		})
+		return r, first, err
+	}
+
+	progress("enqueue: warm-up (%d requests each)", b.sz.WarmN)
+	if _, _, err := round(post, b.sz.WarmN); err != nil {
+		return fmt.Errorf("warm-up: %w", err)
+	}
+	if _, _, err := round(bare, b.sz.WarmN); err != nil {
+		return fmt.Errorf("warm-up: %w", err)
+	}
+	var bareRates, httpRates []float64
+	var bareP99, httpP99, bareP50, httpP50 []float64
+	var lastHTTPBlock int64
+	for r := range b.sz.Rounds {
+		br, _, err := round(bare, n)
+		if err != nil {
+			return fmt.Errorf("bare round %d: %w", r+1, err)
+		}
+		hr, first, err := round(post, n)
+		if err != nil {
+			return fmt.Errorf("http round %d: %w", r+1, err)
+		}
+		lastHTTPBlock = first
+		bareRates, httpRates = append(bareRates, br.rate()), append(httpRates, hr.rate())
+		bareP50, httpP50 = append(bareP50, millis(percentile(br.lat, 50))), append(httpP50, millis(percentile(hr.lat, 50)))
+		bareP99, httpP99 = append(bareP99, millis(percentile(br.lat, 99))), append(httpP99, millis(percentile(hr.lat, 99)))
+		progress("enqueue: round %d: bare %.0f/s, http %.0f/s", r+1, br.rate(), hr.rate())
+	}
+	// Dedupe: the same ids as the last HTTP round, all still pending.
+	dr, err := runClosedLoop(ctx, clients, n, func(ctx context.Context, i int) error {
+		return post(ctx, lastHTTPBlock+int64(i), i)
+	})
+	if err != nil {
+		return fmt.Errorf("dedupe round: %w", err)
+	}
+	hwm, _, _ := svcMemory()
+
+	s.add("requests", median(httpRates), "req/s").withRounds(httpRates).
+		against("bare Client.Enqueue", median(bareRates), "enqueues/s", bareRates).
+		target(">=", 0.5, true, "ratio >= 0.5")
+	s.add("request p50", median(httpP50), "ms").withRounds(httpP50).against("bare Enqueue p50", median(bareP50), "ms", bareP50)
+	s.add("request p99", median(httpP99), "ms").withRounds(httpP99).against("bare Enqueue p99", median(bareP99), "ms", bareP99)
+	s.add("repeat requests (dedupe hit)", dr.rate(), "req/s").against("bare Client.Enqueue", median(bareRates), "enqueues/s", nil)
+	s.add("repeat request p99", millis(percentile(dr.lat, 99)), "ms")
+	s.add("enqueue service peak RSS", float64(hwm)/(1<<20), "MiB")
+	s.note("the 64 HTTP clients run in the bench process and the service in its own; both share the machine's CPUs with Redis (bare Enqueue has no HTTP client or server to pay for)")
+	s.Bound = "bare: one Redis round trip (enqueue script) per task; HTTP: the same enqueue plus HTTP parsing and the JSON response on both ends, two cached lookups (tenant by slug, API key by SHA-256: in-process hits), the access log line; on 2 CPUs the HTTP client and server take CPU that the bare loop spends on Redis"
+	return nil
+}

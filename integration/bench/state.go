@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/invoicing/tenantworker/internal/config"
+	"github.com/invoicing/tenantworker/schema"
+	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/tasks"
+)
+
+// benchPoolConns is the bench's own pool size: the worker's default
+// (concurrency 10 + headroom 4), so scenario 1's chain gets the pool a
+// production worker has.
+const benchPoolConns = config.DefaultWorkerConcurrency + config.DefaultDBPoolHeadroom
+
+// coreDB is the database of scenarios 1-4: Tenants active tenants with API
+// keys, and invoices once the pdf scenario asks for them.
+type coreDB struct {
+	url     string
+	pool    *pgxpool.Pool
+	pg      *storage.Postgres
+	tenants []benchTenant
+}
+
+// fleetDB is the database of scenarios 5-6.
+type fleetDB struct {
+	url     string
+	pool    *pgxpool.Pool
+	pg      *storage.Postgres
+	tenants []benchTenant // active tenants, once provisioned
+}
+
+// openCore returns the core database, creating and seeding it first.
+func (b *bench) openCore(ctx context.Context) (*coreDB, error) {
+	if b.core != nil {
+		return b.core, nil
+	}
+	url, pool, pg, err := b.openDatabase(ctx, "core")
+	if err != nil {
+		return nil, err
+	}
+	c := &coreDB{url: url, pool: pool, pg: pg}
+	b.core = c
+	progress("seeding %d active tenants with API keys", b.sz.Tenants)
+	if c.tenants, err = seedActiveTenants(ctx, pool, pg, "core", b.sz.Tenants, true); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// openFleet returns the fleet database (empty catalog at first).
+func (b *bench) openFleet(ctx context.Context) (*fleetDB, error) {
+	if b.fleet != nil {
+		return b.fleet, nil
+	}
+	url, pool, pg, err := b.openDatabase(ctx, "fleet")
+	if err != nil {
+		return nil, err
+	}
+	b.fleet = &fleetDB{url: url, pool: pool, pg: pg}
+	return b.fleet, nil
+}
+
+// openDatabase creates a database with the catalog in it and a pool
+// configured like the worker's.
+func (b *bench) openDatabase(ctx context.Context, group string) (string, *pgxpool.Pool, *storage.Postgres, error) {
+	url, err := b.env.createDatabase(ctx, group)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	pool, err := schema.NewPool(ctx, url, schema.PoolOptions{MaxConns: benchPoolConns})
+	if err != nil {
+		return "", nil, nil, err
+	}
+	pg, err := storage.NewPostgres(ctx, pool)
+	if err != nil {
+		pool.Close()
+		return "", nil, nil, fmt.Errorf("catalog in %s: %w", group, err)
+	}
+	return url, pool, pg, nil
+}
+
+// close closes the pools.
+func (b *bench) close() {
+	if b.core != nil && b.core.pool != nil {
+		b.core.pool.Close()
+	}
+	if b.fleet != nil && b.fleet.pool != nil {
+		b.fleet.pool.Close()
+	}
+}
+
+// quietLogger discards everything.
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// newEnqueuer returns the production Enqueuer over the bench's Redis, and
+// a function that closes it.
+func (b *bench) newEnqueuer() (*tasks.Enqueuer, func()) {
+	client := asynq.NewClientFromRedisClient(b.env.rdb)
+	inspector := asynq.NewInspectorFromRedisClient(b.env.rdb)
+	return tasks.NewEnqueuer(client, inspector, quietLogger()), func() {
+		// Closing either would close the shared Redis client.
+	}
+}
+
+// workerEnv is the environment of a cmd/worker child process.
+func (b *bench) workerEnv(databaseURL, name string) map[string]string {
+	return map[string]string{
+		"DATABASE_URL":      databaseURL,
+		"REDIS_URL":         b.env.redisURL,
+		"DOCUMENTS_DIR":     b.env.dir + "/" + name + "/documents",
+		"OUTBOX_DIR":        b.env.dir + "/" + name + "/outbox",
+		"SCHEDULER_ENABLED": "false", // the bench enqueues the sweep itself
+		"SHUTDOWN_TIMEOUT":  "10s",
+	}
+}
+
+// startWorker builds (once) and starts cmd/worker; a build failure skips
+// the scenario with the compiler's message.
+func (b *bench) startWorker(ctx context.Context, databaseURL, name string) (*proc, error) {
+	bin, err := b.env.binary(ctx, workerPkg)
+	if err != nil {
+		return nil, skipError{reason: "cmd/worker does not build: " + err.Error()}
+	}
+	return startProc(ctx, "worker", bin, b.workerEnv(databaseURL, name))
+}
