@@ -52,8 +52,8 @@ type sizes struct {
 }
 
 var quickSizes = sizes{
-	Tenants: 100, MiddlewareN: 4000, Rounds: 2, WarmN: 500, LookupN: 20000,
-	PDFBurst: 500, PDFPaced: 5 * time.Second, EnqueueN: 4000, Clients: 64,
+	Tenants: 100, MiddlewareN: 3000, Rounds: 2, WarmN: 500, LookupN: 10000,
+	PDFBurst: 300, PDFPaced: 5 * time.Second, EnqueueN: 4000, Clients: 64,
 	FleetTenants: 100, OverdueEach: 20, RenderBaseline: time.Second,
 }
 

@@ -35,18 +35,20 @@ func (b *bench) pdf(ctx context.Context, s *Scenario) error {
 	if err != nil {
 		return err
 	}
-	perTenant := (b.sz.PDFBurst+int(b.sz.PDFPaced.Seconds()*400)+b.sz.Tenants)/len(c.tenants) + 1
 	s.Sizes["tenants"] = len(c.tenants)
 	s.Sizes["lines_per_invoice"] = pdfLines
 	s.Sizes["burst_tasks"] = b.sz.PDFBurst
 	s.Sizes["paced_seconds"] = b.sz.PDFPaced.Seconds()
 	s.Sizes["worker_concurrency"] = config.DefaultWorkerConcurrency
-	s.Sizes["invoices_seeded"] = perTenant * len(c.tenants)
 
 	renderRate, err := renderBaseline(ctx, b.sz.RenderBaseline)
 	if err != nil {
 		return err
 	}
+	// Enough invoices for warm-up, burst and a paced phase at up to the
+	// render ceiling (the paced rate is half the burst rate).
+	perTenant := (len(c.tenants)+b.sz.PDFBurst+int(renderRate*b.sz.PDFPaced.Seconds()))/len(c.tenants) + 1
+	s.Sizes["invoices_seeded"] = perTenant * len(c.tenants)
 
 	progress("pdf: seeding %d invoices of %d lines", perTenant*len(c.tenants), pdfLines)
 	if err := seedInvoices(ctx, c.pool, c.tenants, invoiceSeed{count: perTenant, lines: pdfLines, status: "sent", dueDays: 10}); err != nil {
@@ -206,7 +208,7 @@ func (b *bench) pdf(ctx context.Context, s *Scenario) error {
 	s.add("latency p50 in burst (queueing)", millis(percentile(burstLat, 50)), "ms")
 	s.add("latency p99 in burst (queueing)", millis(percentile(burstLat, 99)), "ms")
 	s.add("worker peak RSS (VmHWM)", float64(hwm)/(1<<20), "MiB").against("worker RSS when ready", float64(idleRSS)/(1<<20), "MiB", nil)
-	s.note("burst: %d tasks enqueued in %.2f s by 16 goroutines through tasks.Enqueuer while the worker ran; paced: %d tasks at %.0f/s", burstN, enqueueTime.Seconds(), len(lat), rate)
+	s.note("burst: %d tasks enqueued in %.3f s by 16 goroutines through tasks.Enqueuer while the worker ran; paced: %d tasks at %.0f/s", burstN, enqueueTime.Seconds(), len(lat), rate)
 	s.note("latency minus handler time is queue wait: with the queue empty, asynq's processor sleeps TaskCheckInterval (tasks.DefaultTaskCheckInterval = 1 s) before it looks again, so at low load a task waits up to 1 s (about 0.5 s on average) before it starts")
 	s.note("RSS is the cmd/worker child process's, from /proc/<pid>/status")
 	s.Bound = "CPU: rendering a 10-line PDF (fpdf, font embedding) dominates each task; the worker, PostgreSQL (2 pinned transactions: load invoice + lines, upsert document row), Redis and the file store share 2 CPUs, so the in-process render rate on all CPUs is the ceiling"
