@@ -166,7 +166,9 @@ func TestRedisRestartedMidLoad(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	rs.Start(t)
 	restartedAt := time.Now()
-	defer func() { t.Logf("every acknowledged task completed %.1fs after Redis was back", time.Since(restartedAt).Seconds()) }()
+	defer func() {
+		t.Logf("every acknowledged task completed %.1fs after Redis was back", time.Since(restartedAt).Seconds())
+	}()
 	for _, p := range append([]*proc{s.enqueue}, s.workers...) {
 		if err := p.waitStatus("/readyz", http.StatusOK, 60*time.Second); err != nil {
 			t.Fatalf("%s after Redis came back: %v", p.name, err)
