@@ -1,0 +1,200 @@
+package devstack
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/invoicing/tenantworker/internal/testenv"
+)
+
+// reachableDir returns a fresh directory the postgres system user can
+// reach when the test runs as root (t.TempDir is mode 0700).
+func reachableDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "devstack-unit-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	return dir
+}
+
+// runStack runs Run in the background and returns its Info once ready, a
+// function that stops it and returns Run's error, and the banner output.
+func runStack(t *testing.T, opts Options) (Info, func() error, *bytes.Buffer) {
+	t.Helper()
+	var stdout bytes.Buffer
+	opts.Stdout = &stdout
+	opts.HTTPAddr = "127.0.0.1:0"
+	ready := make(chan Info, 1)
+	opts.Ready = func(i Info) { ready <- i }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, opts) }()
+	var (
+		once   sync.Once
+		runErr error
+	)
+	// stop cancels Run and returns its error; later calls return the same.
+	stop := func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case runErr = <-done:
+			case <-time.After(20 * time.Second):
+				runErr = errors.New("Run did not return 20s after cancel")
+			}
+		})
+		return runErr
+	}
+	t.Cleanup(func() { _ = stop() })
+	select {
+	case info := <-ready:
+		return info, stop, &stdout
+	case err := <-done:
+		once.Do(func() { runErr = err })
+		t.Fatalf("Run returned before ready: %v", err)
+	case <-time.After(90 * time.Second):
+		t.Fatalf("Run not ready within 90s")
+	}
+	return Info{}, nil, nil
+}
+
+func TestRunInProcessStopsCleanly(t *testing.T) {
+	t.Parallel()
+	dataDir := reachableDir(t)
+	info, stop, stdout := runStack(t, Options{DataDir: dataDir, AdminToken: "unit-token"})
+
+	if info.AdminToken != "unit-token" || info.PGDir == "" || filepath.Dir(info.PGDir) != dataDir {
+		t.Fatalf("info = %+v", info)
+	}
+	if got := strings.Count(stdout.String(), ReadyPrefix); got != 1 {
+		t.Fatalf("banner has %d %s lines, want 1:\n%s", got, ReadyPrefix, stdout)
+	}
+	for _, slug := range []string{"acme", "globex"} {
+		tn := info.Tenants[slug]
+		if tn.ID == "" || tn.APIKey == "" || tn.Invoice.ID != 1 {
+			t.Fatalf("tenant %s = %+v", slug, tn)
+		}
+	}
+	// The enqueue service answers for a demo tenant with its key.
+	req, _ := http.NewRequest(http.MethodGet, "http://"+info.HTTPAddr+"/v1/invoices/1/pdf", nil)
+	req.Host = "acme.localhost"
+	req.Header.Set("Authorization", "Bearer "+info.Tenants["acme"].APIKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound { // authenticated; not rendered yet
+		t.Fatalf("GET unrendered PDF = %d, want 404", resp.StatusCode)
+	}
+	// Another tenant's key is refused.
+	req.Header.Set("Authorization", "Bearer "+info.Tenants["globex"].APIKey)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("acme route with globex key = %d, want 403", resp.StatusCode)
+	}
+
+	begin := time.Now()
+	if err := stop(); err != nil {
+		t.Fatalf("Run after cancel: %v", err)
+	}
+	if took := time.Since(begin); took > 8*time.Second {
+		t.Fatalf("stopping took %s", took)
+	}
+	if _, err := os.Stat(info.PGDir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("pg dir after stop: %v, want removed", err)
+	}
+	for _, addr := range []string{info.HTTPAddr, info.WorkerAddr, info.RedisAddr} {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatalf("%s after stop: %v", addr, err)
+		}
+		ln.Close()
+	}
+}
+
+func TestRunRemovesStaleDatabaseDirs(t *testing.T) {
+	t.Parallel()
+	dataDir := reachableDir(t)
+	// A directory named like one of a run that was killed: PID 2^22+1 is
+	// above Linux's pid_max limit, so no process has it.
+	stale := filepath.Join(dataDir, "pgserver-4194305-1")
+	if err := os.MkdirAll(filepath.Join(stale, "data"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, stop, _ := runStack(t, Options{DataDir: dataDir})
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("stale directory after start: %v, want removed", err)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestOpenDatabaseFallsBackWhenDataDirUnreachable(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	private := filepath.Join(reachableDir(t), "private")
+	if err := os.Mkdir(private, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	db, err := openDatabase(ctx, "", private, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("openDatabase: %v", err)
+	}
+	dir := db.dir()
+	if err := db.stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wantParent := private
+	if os.Geteuid() == 0 {
+		// Root: postgres runs as the postgres user, who cannot enter a
+		// 0700 root-owned directory.
+		wantParent = os.TempDir()
+	}
+	if filepath.Dir(dir) != filepath.Clean(wantParent) {
+		t.Fatalf("database directory %s, want one in %s", dir, wantParent)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("database directory after stop: %v", err)
+	}
+}
+
+func TestOpenDatabaseUsesDatabaseURL(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	url := testenv.Postgres(t)
+	dataDir := t.TempDir()
+	db, err := openDatabase(ctx, url, dataDir, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if db.url != url || db.dir() != "" {
+		t.Fatalf("database = %q in %q, want %q and no directory", db.url, db.dir(), url)
+	}
+	if err := db.stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if entries, _ := os.ReadDir(dataDir); len(entries) != 0 {
+		t.Fatalf("data dir has %d entries with DATABASE_URL, want none", len(entries))
+	}
+}
