@@ -29,9 +29,10 @@ type provisioned struct {
 
 // provisionDemo provisions a demo tenant through httpapi.Provision, the
 // code path of POST /admin/tenants. When the slug is taken (a second run
-// on the same DATABASE_URL) it reuses the tenant: it makes sure a
-// provisioning tenant's migration is enqueued and creates a new API key,
-// because only hashes of earlier keys are stored.
+// on the same DATABASE_URL) it reuses the tenant: it enqueues tenant:migrate
+// for a provisioning or active tenant (finishing an interrupted provisioning,
+// or applying migrations added since) and creates a new API key, because
+// only hashes of earlier keys are stored.
 func provisionDemo(ctx context.Context, catalog storage.Catalog, enq *tasks.Enqueuer, d demoTenant) (provisioned, error) {
 	res, err := httpapi.Provision(ctx, catalog, enq, d.slug, d.name, "", auditActor)
 	if err == nil {
@@ -47,9 +48,11 @@ func provisionDemo(ctx context.Context, catalog storage.Catalog, enq *tasks.Enqu
 	switch t.Status {
 	case tenantctx.StatusDeleting:
 		return provisioned{}, fmt.Errorf("reuse tenant %s (%s): it is being deleted; wait for the deletion or use another database", d.slug, t.ID)
-	case tenantctx.StatusProvisioning:
-		// An earlier run stopped before the migration ran; one pending
-		// migration per tenant, so this never doubles it.
+	case tenantctx.StatusProvisioning, tenantctx.StatusActive:
+		// A provisioning tenant: an earlier run stopped before its
+		// migration ran. An active one may lag behind migrations added
+		// since; migrating it is a no-op otherwise. One pending migration
+		// per tenant, so this never doubles one.
 		if _, err := enq.Enqueue(ctx, tasks.TenantMigrate{TenantID: t.ID}); err != nil {
 			return provisioned{}, fmt.Errorf("reuse tenant %s (%s): %w", d.slug, t.ID, err)
 		}

@@ -94,7 +94,23 @@ func TestProvisionDemoNewThenReused(t *testing.T) {
 	if got := s.pendingMigrations(t); len(got) != 1 {
 		t.Fatalf("pending migrations after reuse: %v, want one", got)
 	}
-	for _, key := range []string{first.apiKey, second.apiKey} {
+	// An active tenant reused gets a migration too (a no-op unless
+	// migrations were added since it was created).
+	if _, err := s.inspector.DeleteAllPendingTasks(tasks.QueueCritical); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.catalog.SetStatus(ctx, first.tenant.ID, tenantctx.StatusActive); err != nil {
+		t.Fatal(err)
+	}
+	third, err := provisionDemo(ctx, s.catalog, s.enq, d)
+	if err != nil || !third.reused {
+		t.Fatalf("third provision = %+v, %v", third, err)
+	}
+	if got := s.pendingMigrations(t); len(got) != 1 || got[0] != first.tenant.ID {
+		t.Fatalf("pending migrations after reusing an active tenant: %v, want [%s]", got, first.tenant.ID)
+	}
+
+	for _, key := range []string{first.apiKey, second.apiKey, third.apiKey} {
 		if id, err := s.catalog.TenantForAPIKey(ctx, key); err != nil || id != first.tenant.ID {
 			t.Fatalf("key %q: tenant %q, %v", key, id, err)
 		}
@@ -107,7 +123,7 @@ func TestProvisionDemoNewThenReused(t *testing.T) {
 	for _, e := range audit {
 		actions = append(actions, e.Action+"/"+e.Actor)
 	}
-	if strings.Join(actions, ",") != "tenant.provision/devstack,tenant.key/devstack" {
+	if strings.Join(actions, ",") != "tenant.provision/devstack,tenant.key/devstack,tenant.key/devstack" {
 		t.Fatalf("audit = %v", actions)
 	}
 }
