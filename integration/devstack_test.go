@@ -440,3 +440,32 @@ func devHasPGDir(entries []os.DirEntry) bool {
 	}
 	return false
 }
+
+func TestDevStackBusyPortIsOneLine(t *testing.T) {
+	t.Parallel()
+	bin := testenv.BuildBinary(t, "github.com/invoicing/tenantworker/cmd/worker")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	dataDir := devDataDir(t)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "-dev", "-http-addr", ln.Addr().String(), "-data-dir", dataDir)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err = cmd.Run()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("worker -dev on a busy port: %v, want exit status 1\nstderr:\n%s", err, stderr.String())
+	}
+	want := "worker -dev: listen on " + ln.Addr().String() + ": address already in use: stop the process holding the port, or pass another address with -http-addr\n"
+	if stderr.String() != want || stdout.Len() != 0 {
+		t.Fatalf("stderr %q, stdout %q; want exactly %q and nothing on stdout", stderr.String(), stdout.String(), want)
+	}
+	if entries, _ := os.ReadDir(dataDir); devHasPGDir(entries) {
+		t.Fatalf("a database directory was created although the port was busy")
+	}
+}
