@@ -38,6 +38,13 @@ const (
 func Run(ctx context.Context, opts Options) (err error) {
 	opts = opts.withDefaults()
 	log := opts.Logger
+	defer func() {
+		// Ctrl-C while starting (initdb, migrations) is a stop, not a failure.
+		if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			log.Info("dev stack interrupted while starting", "error", err)
+			err = nil
+		}
+	}()
 
 	dataDir, err := filepath.Abs(opts.DataDir)
 	if err != nil {
@@ -133,7 +140,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 			Listener:     workerLn,
 			Ready:        func(a net.Addr) { workerUp <- a },
 		})
-		failed <- appResult("worker", err, appCtx)
+		failed <- appResult(appCtx, "worker", err)
 	})
 	apps.Go(func() {
 		err := enqueueapp.RunWith(appCtx, cfg, log.With("app", "enqueue"), enqueueapp.Options{
@@ -144,7 +151,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 			Listener:     httpLn,
 			Ready:        func(a net.Addr) { httpUp <- a },
 		})
-		failed <- appResult("enqueue service", err, appCtx)
+		failed <- appResult(appCtx, "enqueue service", err)
 	})
 
 	var workerAddr, httpAddr net.Addr
@@ -222,7 +229,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 
 // appResult turns an app's return into the error Run reports: an app that
 // returns while the stack should run has failed, even with a nil error.
-func appResult(name string, err error, ctx context.Context) error {
+func appResult(ctx context.Context, name string, err error) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}

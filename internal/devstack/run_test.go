@@ -198,3 +198,33 @@ func TestOpenDatabaseUsesDatabaseURL(t *testing.T) {
 		t.Fatalf("data dir has %d entries with DATABASE_URL, want none", len(entries))
 	}
 }
+
+func TestRunInterruptedWhileStartingIsNotAFailure(t *testing.T) {
+	t.Parallel()
+	dataDir := reachableDir(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var stdout bytes.Buffer
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Options{DataDir: dataDir, HTTPAddr: "127.0.0.1:0", Stdout: &stdout})
+	}()
+	time.Sleep(200 * time.Millisecond) // inside initdb or the first migrations
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run interrupted while starting = %v, want nil", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("Run did not return 20s after an interrupt while starting")
+	}
+	if stdout.Len() != 0 {
+		t.Fatalf("banner printed although interrupted before ready:\n%s", stdout.String())
+	}
+	entries, _ := os.ReadDir(dataDir)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "pgserver-") {
+			t.Fatalf("database directory %s left after an interrupted start", e.Name())
+		}
+	}
+}

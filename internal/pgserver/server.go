@@ -193,6 +193,9 @@ func (s *Server) initdb(ctx context.Context) error {
 	}
 	cmd := newCommand(ctx, s.bin.initdb, args, s.dir, s.user.credential())
 	if out, err := cmd.CombinedOutput(); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("initdb %s: %w", s.dataDir, ctx.Err())
+		}
 		return fmt.Errorf("initdb %s: %w\n%s", s.dataDir, err, out)
 	}
 	return nil

@@ -274,9 +274,13 @@ func TestStartWithEndedContextLeavesNothing(t *testing.T) {
 	root := tempRoot(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if srv, err := Start(ctx, Options{TempRoot: root}); err == nil {
+	srv, err := Start(ctx, Options{TempRoot: root})
+	if err == nil {
 		_ = srv.Stop(context.Background())
 		t.Fatalf("Start with an ended context succeeded")
+	}
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Start with an ended context: %v, want it to wrap context.Canceled", err)
 	}
 	if entries, _ := os.ReadDir(root); len(entries) != 0 {
 		t.Fatalf("failed Start left %d entries in %s", len(entries), root)
