@@ -23,7 +23,7 @@ type MuxOptions struct {
 
 // NewServeMux returns the worker's mux: the six task types, each decoded by
 // Handle into its payload and handled by the matching method of h, behind
-// the middleware chain Recover -> Log -> Metrics -> Tenant. Registering a
+// the middleware chain Recover -> Log -> Metrics -> KnownTypes -> Tenant. Registering a
 // type twice panics (asynq.ServeMux), so a wiring mistake fails at start-up.
 func NewServeMux(h *Handlers, opts MuxOptions) *asynq.ServeMux {
 	logger := opts.Logger
@@ -41,7 +41,9 @@ func NewServeMux(h *Handlers, opts MuxOptions) *asynq.ServeMux {
 		panic("tasks: NewServeMux needs a tenant catalog (Handlers.Catalog or MuxOptions.Catalog)")
 	}
 	mux := asynq.NewServeMux()
-	mux.Use(Recover(logger), Log(logger), opts.Metrics.Middleware(), Tenant(catalog))
+	mux.Use(Recover(logger), Log(logger), opts.Metrics.Middleware(),
+		KnownTypes(TypeInvoicePDF, TypeInvoiceReminder, TypeInvoicesOverdue, TypeSweepOverdue, TypeTenantMigrate, TypeTenantDestroy),
+		Tenant(catalog))
 	mux.Handle(TypeInvoicePDF, Handle(h.InvoicePDF))
 	mux.Handle(TypeInvoiceReminder, Handle(h.InvoiceReminder))
 	mux.Handle(TypeInvoicesOverdue, Handle(h.InvoicesOverdue))

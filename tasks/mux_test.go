@@ -33,7 +33,7 @@ func TestNewServeMux(t *testing.T) {
 		}
 	}
 	err := mux.ProcessTask(context.Background(), asynq.NewTask(TypeInvoicePDF+"x", []byte(`{"tenant_id":"`+tn.ID+`","invoice_id":1}`)))
-	if !IsPermanent(err) || !strings.Contains(err.Error(), "got a task of type") {
+	if !IsPermanent(err) || !strings.Contains(err.Error(), "unknown task type") {
 		t.Errorf("prefix type: %v, want refused", err)
 	}
 	func() {
@@ -44,4 +44,24 @@ func TestNewServeMux(t *testing.T) {
 		}()
 		NewServeMux(&Handlers{}, MuxOptions{})
 	}()
+}
+
+// TestUnknownTypeArchived: a task type no handler knows is archived at once
+// with a reason (not retried 25 times as asynq's "handler not found"), also
+// for a valid, active tenant, and before any tenant lookup.
+func TestUnknownTypeArchived(t *testing.T) {
+	t.Parallel()
+	catalog := storage.NewMemory()
+	tn := addTenant(t, catalog, "unknown-co", tenantctx.StatusActive)
+	mux := NewServeMux(&Handlers{Catalog: catalog}, MuxOptions{Logger: discardLogger()})
+	before := catalog.Queries()
+	for _, typ := range []string{"invoice:burn", "tenant:migrate:v2", "x", "sweep:overduex"} {
+		err := mux.ProcessTask(context.Background(), asynq.NewTask(typ, []byte(`{"tenant_id":"`+tn.ID+`"}`)))
+		if !IsPermanent(err) || !strings.Contains(err.Error(), "unknown task type") {
+			t.Errorf("type %q: %v, want archived as an unknown task type", typ, err)
+		}
+	}
+	if got := catalog.Queries() - before; got != 0 {
+		t.Errorf("unknown types cost %d catalog queries, want 0", got)
+	}
 }

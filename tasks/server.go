@@ -90,10 +90,20 @@ func ServerConfig(opts ServerOptions) asynq.Config {
 	}
 }
 
-// retryDelay waits lo..hi for a tenant that is not ready, and uses asynq's
-// exponential backoff for everything else.
+// leaseExpiredDelay is the retry delay of a task recovered from a crashed
+// worker. asynq already waited for its lease to expire (30 s) and for its
+// recoverer's next run (up to a minute); adding exponential backoff on top
+// would only delay work that never failed.
+const leaseExpiredDelay = time.Second
+
+// retryDelay waits lo..hi for a tenant that is not ready, retries a task
+// orphaned by a crashed worker almost at once, and uses asynq's exponential
+// backoff for everything else.
 func retryDelay(lo, hi time.Duration) asynq.RetryDelayFunc {
 	return func(n int, err error, t *asynq.Task) time.Duration {
+		if errors.Is(err, asynq.ErrLeaseExpired) {
+			return leaseExpiredDelay
+		}
 		if errors.Is(err, ErrTenantNotReady) {
 			if hi <= lo {
 				return lo

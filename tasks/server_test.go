@@ -42,6 +42,11 @@ func TestServerConfig(t *testing.T) {
 	if d := cfg.RetryDelayFunc(0, errors.New("db down"), task); d > time.Minute {
 		t.Errorf("first retry after %v; want asynq's backoff (15..45 s)", d)
 	}
+	// A task recovered from a crashed worker (lease expired) is retried
+	// almost at once, even after many retries.
+	if d := cfg.RetryDelayFunc(10, fmt.Errorf("recovered: %w", asynq.ErrLeaseExpired), task); d != leaseExpiredDelay {
+		t.Errorf("retry delay after an expired lease = %v, want %v", d, leaseExpiredDelay)
+	}
 	if d := cfg.RetryDelayFunc(10, errors.New("db down"), task); d < time.Minute {
 		t.Errorf("11th retry after %v; want exponential backoff", d)
 	}
