@@ -216,6 +216,7 @@ func (e *env) close() {
 		if err := e.pg.Stop(ctx); err != nil {
 			e.logger.Warn("stop postgres", "error", err)
 		}
+		_ = os.Remove(filepath.Dir(e.pg.Dir())) // our pg root, only if now empty
 	} else if len(e.dbs) > 0 {
 		if conn, err := pgx.Connect(ctx, e.adminURL); err == nil {
 			for _, name := range e.dbs {
