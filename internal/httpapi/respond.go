@@ -1,14 +1,21 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
+	"syscall"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/puddle/v2"
+	"github.com/redis/go-redis/v9"
 )
 
 // errorBody is every error answer: {"error":"..."}.
@@ -34,8 +41,10 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, errorBody{Error: msg})
 }
 
-// internalError logs err with the request id and answers 500 without the
-// details.
+// internalError logs err with the request id and answers without the
+// details: 503 with Retry-After when a dependency (Redis, PostgreSQL) is
+// unreachable, so clients know a retry is safe and nothing was accepted;
+// 500 otherwise.
 func (h *Handler) internalError(w http.ResponseWriter, r *http.Request, op string, err error) {
 	ri := info(r.Context())
 	attrs := []slog.Attr{slog.String("request_id", ri.id), slog.String("op", op), slog.Any("error", err)}
@@ -43,7 +52,34 @@ func (h *Handler) internalError(w http.ResponseWriter, r *http.Request, op strin
 		attrs = append(attrs, slog.String("tenant_id", ri.tenantID))
 	}
 	h.log.LogAttrs(r.Context(), slog.LevelError, "http handler error", attrs...)
+	if dependencyUnavailable(err) {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "service temporarily unavailable, retry later")
+		return
+	}
 	writeError(w, http.StatusInternalServerError, "internal error")
+}
+
+// dependencyUnavailable reports whether err says Redis or PostgreSQL could
+// not be reached (refused or reset connections, timeouts, a server going
+// away), as opposed to a bug or a bad answer.
+func dependencyUnavailable(err error) bool {
+	var netErr net.Error
+	var connectErr *pgconn.ConnectError
+	switch {
+	case errors.As(err, &netErr), errors.As(err, &connectErr),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, redis.ErrClosed), errors.Is(err, puddle.ErrClosedPool):
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		// Class 08 (connection exception), 57P01..57P03 (admin shutdown,
+		// crash shutdown, cannot connect now).
+		return strings.HasPrefix(pgErr.Code, "08") || pgErr.Code == "57P01" || pgErr.Code == "57P02" || pgErr.Code == "57P03"
+	}
+	return false
 }
 
 // errBadBody is wrapped by decodeJSON for every body that is not one valid

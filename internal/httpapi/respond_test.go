@@ -1,0 +1,36 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"syscall"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+func TestDependencyUnavailable(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		err  error
+		want bool
+	}{
+		{&net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, true},
+		{fmt.Errorf("enqueue: %w", syscall.ECONNRESET), true},
+		{fmt.Errorf("redis: %w", io.EOF), true},
+		{fmt.Errorf("tenant lookup: %w", context.DeadlineExceeded), true},
+		{&pgconn.PgError{Code: "57P01"}, true},
+		{&pgconn.PgError{Code: "08006"}, true},
+		{&pgconn.PgError{Code: "23505"}, false},
+		{errors.New("boom"), false},
+		{context.Canceled, false},
+	}
+	for _, tt := range tests {
+		if got := dependencyUnavailable(tt.err); got != tt.want {
+			t.Errorf("dependencyUnavailable(%v) = %v, want %v", tt.err, got, tt.want)
+		}
+	}
+}
