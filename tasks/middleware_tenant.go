@@ -27,7 +27,9 @@ import (
 //   - a suspended tenant: the task waits (ErrTenantNotReady);
 //   - an active tenant: the task runs, except tenant:destroy, which waits
 //     until the tenant is marked deleting (a live tenant is never erased);
-//   - a catalog error (database or Redis down): an ordinary error, retried.
+//   - a catalog error (database or Redis down): an ordinary error, retried;
+//   - a task that fails because its tenant was deleted (or marked deleting)
+//     while it ran: archived with that reason, not retried.
 //
 // A task that runs gets ctx = tenantctx.WithTenant(ctx, tenant). catalog is
 // the cached catalog in production.
@@ -52,9 +54,28 @@ func Tenant(catalog storage.TenantStore) asynq.MiddlewareFunc {
 			if err := admit(typ, tenant); err != nil {
 				return err
 			}
-			return next.ProcessTask(tenantctx.WithTenant(ctx, tenant), t)
+			err = next.ProcessTask(tenantctx.WithTenant(ctx, tenant), t)
+			if err != nil && !IsPermanent(err) && typ != TypeTenantDestroy {
+				return droppedIfDeleted(ctx, catalog, id, typ, err)
+			}
+			return err
 		})
 	}
+}
+
+// droppedIfDeleted turns the failure of a task whose tenant was deleted (or
+// marked deleting) while it ran into a permanent one: its schema or files
+// vanished under it, and a retry could only be archived later (PITFALLS
+// P5). Any other failure, including a failed re-check, is returned as is.
+func droppedIfDeleted(ctx context.Context, catalog storage.TenantStore, id, typ string, err error) error {
+	cur, lerr := catalog.Tenant(context.WithoutCancel(ctx), id)
+	switch {
+	case errors.Is(lerr, storage.ErrNotFound):
+		return Permanentf("tenant %s was deleted while the %s task ran (%v)", id, typ, err)
+	case lerr == nil && cur.Status == tenantctx.StatusDeleting:
+		return Permanentf("tenant %s is being deleted: %s task dropped (%v)", id, typ, err)
+	}
+	return err
 }
 
 // admit decides whether a task of type typ runs for tenant, by status.

@@ -276,3 +276,48 @@ func TestTenantMiddlewareSystemTaskRunsWithoutTenant(t *testing.T) {
 		t.Fatalf("sweep: err=%v ran=%v, want it run", err, ran)
 	}
 }
+
+// TestTenantDeletedWhileRunning: a task whose handler fails because its
+// tenant was deleted (or marked deleting) while it ran is archived with that
+// reason instead of retried; a failure of a tenant that is still active
+// stays an ordinary, retried error.
+func TestTenantDeletedWhileRunning(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	catalog := storage.NewMemory()
+	gone := addTenant(t, catalog, "gone-co", tenantctx.StatusActive)
+	going := addTenant(t, catalog, "going-co", tenantctx.StatusActive)
+	alive := addTenant(t, catalog, "alive-co", tenantctx.StatusActive)
+	dbErr := errors.New(`relation "invoices" does not exist`)
+
+	run := func(tn tenantctx.Tenant, during func()) error {
+		h := Tenant(catalog)(asynq.HandlerFunc(func(ctx context.Context, task *asynq.Task) error {
+			during()
+			return dbErr
+		}))
+		return h.ProcessTask(ctx, asynq.NewTask(TypeInvoicePDF, []byte(`{"tenant_id":"`+tn.ID+`","invoice_id":1}`)))
+	}
+	err := run(gone, func() {
+		if _, err := catalog.SetStatus(ctx, gone.ID, tenantctx.StatusDeleting); err != nil {
+			t.Fatal(err)
+		}
+		if err := catalog.DeleteTenant(ctx, gone.ID); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if !IsPermanent(err) || !strings.Contains(err.Error(), "was deleted while") || !errors.Is(err, asynq.SkipRetry) {
+		t.Errorf("deleted while running: %v, want archived", err)
+	}
+	err = run(going, func() {
+		if _, err := catalog.SetStatus(ctx, going.ID, tenantctx.StatusDeleting); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if !IsPermanent(err) || !strings.Contains(err.Error(), "is being deleted") {
+		t.Errorf("marked deleting while running: %v, want archived", err)
+	}
+	err = run(alive, func() {})
+	if IsPermanent(err) || !errors.Is(err, dbErr) {
+		t.Errorf("active tenant's failure: %v, want the ordinary error back", err)
+	}
+}
