@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"go.uber.org/goleak"
 
 	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/storage"
@@ -22,14 +21,7 @@ import (
 // PostgreSQL and Redis servers the tests started, then goleak checks that
 // no asynq server, Redis client or pool goroutine outlived its test.
 func TestMain(m *testing.M) {
-	code := testenv.Main(m)
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	os.Exit(testenv.MainLeakCheck(m))
 }
 
 // testContext returns a context cancelled at the end of the test and after

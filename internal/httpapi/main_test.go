@@ -1,24 +1,14 @@
 package httpapi_test
 
 import (
-	"fmt"
 	"os"
 	"testing"
-
-	"go.uber.org/goleak"
 
 	"github.com/invoicing/tenantworker/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
-	code := testenv.Main(m)
-	if code == 0 {
-		// Every test closes what it started: servers, pools, clients, the
-		// cache's subscriber and the dashboard's connections.
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goroutine leak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	// Every test closes what it started: servers, pools, clients, the
+	// cache's subscriber and the dashboard's connections.
+	os.Exit(testenv.MainLeakCheck(m))
 }

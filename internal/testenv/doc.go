@@ -8,6 +8,13 @@
 //		os.Exit(testenv.Main(m))
 //	}
 //
+// Packages that start servers also check for leaked goroutines with
+// MainLeakCheck, which runs goleak once Main has stopped everything:
+//
+//	func TestMain(m *testing.M) {
+//		os.Exit(testenv.MainLeakCheck(m))
+//	}
+//
 // # PostgreSQL
 //
 // Postgres(t) returns the URL of a fresh, empty database for the test, as

@@ -5,6 +5,8 @@ import (
 	"os"
 	"sync"
 	"testing"
+
+	"go.uber.org/goleak"
 )
 
 // shutdowner is a server that Main stops when the test binary is done.
@@ -48,6 +50,22 @@ func Main(m *testing.M) int {
 	code := m.Run()
 	shutdownAll()
 	return code
+}
+
+// MainLeakCheck is Main for packages that also check for leaked goroutines:
+// os.Exit(testenv.MainLeakCheck(m)). When the tests passed and every server
+// has been stopped, it runs goleak.Find with opts; a leak is printed on
+// stderr and makes the result 1.
+func MainLeakCheck(m *testing.M, opts ...goleak.Option) int {
+	code := Main(m)
+	if code != 0 {
+		return code
+	}
+	if err := goleak.Find(opts...); err != nil {
+		fmt.Fprintf(os.Stderr, "goroutine leak: %v\n", err)
+		return 1
+	}
+	return 0
 }
 
 // shutdownAll stops every registered server and removes every registered

@@ -12,22 +12,14 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
-	"go.uber.org/goleak"
 
 	"github.com/invoicing/tenantworker/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
-	code := testenv.Main(m)
 	// After Main every server has been stopped, so no goroutine waiting on a
 	// server process may remain.
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintf(os.Stderr, "goroutines leaked: %v\n", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	os.Exit(testenv.MainLeakCheck(m))
 }
 
 func testContext(t *testing.T) context.Context {
