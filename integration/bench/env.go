@@ -20,6 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/invoicing/tenantworker/internal/pgserver"
+	"github.com/invoicing/tenantworker/internal/redisserver"
 )
 
 // Module paths of the binaries the end-to-end scenarios run.
@@ -41,7 +42,7 @@ type env struct {
 	redisURL string
 	redisOpt asynq.RedisConnOpt
 	rdb      *redis.Client
-	redis    *redisServer // nil with REDIS_URL
+	redis    *redisserver.Server // nil with REDIS_URL
 
 	pg       *pgserver.Server // nil with DATABASE_URL
 	adminURL string           // where CREATE DATABASE runs
@@ -90,7 +91,7 @@ func openEnv(ctx context.Context, logger *slog.Logger, workerBin, enqueueBin str
 		if e.redis, err = startRedis(ctx, dir); err != nil {
 			return nil, err
 		}
-		e.redisURL = e.redis.url()
+		e.redisURL = e.redis.URL()
 	}
 	if e.redisOpt, err = asynq.ParseRedisURI(e.redisURL); err != nil {
 		return nil, fmt.Errorf("REDIS_URL: %w", err)
@@ -211,7 +212,11 @@ func (e *env) close() {
 		}
 		_ = e.rdb.Close()
 	}
-	e.redis.stop()
+	if e.redis != nil {
+		if err := e.redis.Stop(ctx); err != nil {
+			e.logger.Warn("stop redis", "error", err)
+		}
+	}
 	if e.pg != nil {
 		if err := e.pg.Stop(ctx); err != nil {
 			e.logger.Warn("stop postgres", "error", err)

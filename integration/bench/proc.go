@@ -10,27 +10,32 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/invoicing/tenantworker/internal/childproc"
 )
 
 // procReadyTimeout bounds how long a started binary may take to answer
 // /readyz.
 const procReadyTimeout = 60 * time.Second
 
+// procStopGrace is how long a stopped binary gets to drain before its
+// process group is killed.
+const procStopGrace = 30 * time.Second
+
 // proc is one of the project's binaries running as a child of the bench
 // (own process group, killed if the bench dies), logging JSON to a pipe
 // that the bench reads: "task finished" lines feed its tracker.
 type proc struct {
 	name string
-	cmd  *exec.Cmd
-	addr string // HTTP_ADDR
-	done chan struct{}
-	err  error // valid after done
+	proc *childproc.Process
+	addr string        // HTTP_ADDR
+	done chan struct{} // closed once the process has exited and its output is read
+	err  error         // valid after done
 
 	tracker *tracker
 	mu      sync.Mutex
@@ -40,32 +45,34 @@ type proc struct {
 // startProc starts bin with env (plus PATH and HOME) and waits until its
 // /readyz answers 200.
 func startProc(ctx context.Context, name, bin string, env map[string]string, args ...string) (*proc, error) {
-	port, err := freePort()
+	port, err := childproc.FreePort()
 	if err != nil {
 		return nil, err
 	}
 	p := &proc{name: name, addr: "127.0.0.1:" + strconv.Itoa(port), done: make(chan struct{}), tracker: newTracker()}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "HTTP_ADDR=" + p.addr, "LOG_FORMAT=json"}
+	procEnv := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "HTTP_ADDR=" + p.addr, "LOG_FORMAT=json"}
 	for k, v := range env {
-		p.cmd.Env = append(p.cmd.Env, k+"="+v)
+		procEnv = append(procEnv, k+"="+v)
 	}
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
-	p.cmd.Stdout, p.cmd.Stderr = w, w
-	if err := p.cmd.Start(); err != nil {
+	p.proc, err = childproc.Start(bin, args, childproc.Options{
+		Env:        procEnv,
+		Output:     w,
+		StopSignal: syscall.SIGTERM,
+		StopGrace:  procStopGrace,
+	})
+	w.Close() // the child has its own copy
+	if err != nil {
 		r.Close()
-		w.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	w.Close()
 	readDone := make(chan struct{})
 	go func() { p.read(r); close(readDone) }()
 	go func() {
-		p.err = p.cmd.Wait()
+		p.err = p.proc.Err()
 		<-readDone
 		close(p.done)
 	}()
@@ -134,7 +141,7 @@ func (p *proc) logTail() string {
 // memory returns the process's VmHWM (peak resident set) and VmRSS in
 // bytes from /proc/<pid>/status.
 func (p *proc) memory() (hwm, rss int64, err error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.proc.Pid()))
 	if err != nil {
 		return 0, 0, err
 	}
@@ -161,19 +168,14 @@ func statusKB(status []byte, field string) int64 {
 	return 0
 }
 
-// stop sends SIGTERM and waits up to 30 s (the worker drains running
-// tasks), then kills the process group.
+// stop sends SIGTERM and waits up to procStopGrace (the worker drains
+// running tasks), then kills the process group.
 func (p *proc) stop() {
-	if p == nil || p.cmd.Process == nil {
+	if p == nil || p.proc == nil {
 		return
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(30 * time.Second):
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-p.done
-	}
+	_ = p.proc.Stop(context.Background())
+	<-p.done
 }
 
 // finish is one "task finished" log line.

@@ -14,14 +14,21 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/invoicing/tenantworker/internal/childproc"
 )
 
 // startTimeout bounds how long a started postgres may take to accept
 // connections.
 const startTimeout = 30 * time.Second
+
+// stopGrace is how long postgres gets to shut down after SIGINT before its
+// process group is killed.
+const stopGrace = 5 * time.Second
 
 // defaultMaxConnections is Options.MaxConnections when zero.
 const defaultMaxConnections = 100
@@ -68,8 +75,8 @@ type Server struct {
 	port    int // fixed once Start returns
 
 	mu      sync.Mutex
-	proc    *process // nil while stopped
-	removed bool     // Stop removed the directory
+	proc    *childproc.Process // nil while stopped
+	removed bool               // Stop removed the directory
 }
 
 // Start initializes the data directory (unless it exists) and starts a
@@ -191,7 +198,7 @@ func (s *Server) initdb(ctx context.Context) error {
 	if !s.opts.Fsync {
 		args = append(args, "--no-sync")
 	}
-	cmd := newCommand(ctx, s.bin.initdb, args, s.dir, s.user.credential())
+	cmd := childproc.Command(ctx, s.bin.initdb, args, s.dir, s.user.credential())
 	if out, err := cmd.CombinedOutput(); err != nil {
 		if ctx.Err() != nil {
 			return fmt.Errorf("initdb %s: %w", s.dataDir, ctx.Err())
@@ -206,7 +213,7 @@ func (s *Server) initdb(ctx context.Context) error {
 func (s *Server) startFreePortLocked(ctx context.Context) error {
 	var err error
 	for range 2 {
-		if s.port, err = freePort(); err != nil {
+		if s.port, err = childproc.FreePort(); err != nil {
 			return err
 		}
 		if err = s.startLocked(ctx); !errors.Is(err, ErrPortInUse) {
@@ -244,13 +251,19 @@ func (s *Server) startLocked(ctx context.Context) error {
 			"-c", "full_page_writes=off",
 		)
 	}
-	proc, err := startProcess(s.bin.postgres, args, s.dir, s.logPath, s.user.credential())
+	proc, err := childproc.Start(s.bin.postgres, args, childproc.Options{
+		Dir:        s.dir,
+		LogPath:    s.logPath,
+		Credential: s.user.credential(),
+		StopSignal: syscall.SIGINT, // fast shutdown
+		StopGrace:  stopGrace,
+	})
 	if err != nil {
 		return err
 	}
 	if err := waitReady(ctx, proc, s.URL(), s.dataDir); err != nil {
-		proc.kill()
-		log := readLogSince(s.logPath, logStart)
+		proc.Kill()
+		log := childproc.ReadLogSince(s.logPath, logStart)
 		if errors.Is(err, errOtherServer) || strings.Contains(log, "already in use") {
 			return fmt.Errorf("start postgres: port %d on 127.0.0.1: %w", s.port, ErrPortInUse)
 		}
@@ -267,13 +280,13 @@ var errOtherServer = errors.New("another server answers on the port")
 // startTimeout passes. The server that answers must be the one serving
 // dataDir: while ours fails to bind a taken port, another PostgreSQL on
 // that port could answer instead.
-func waitReady(ctx context.Context, proc *process, connURL, dataDir string) error {
+func waitReady(ctx context.Context, proc *childproc.Process, connURL, dataDir string) error {
 	ctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
 	var lastErr error
 	for {
-		if proc.exited() {
-			return fmt.Errorf("server exited: %v", proc.waitErr)
+		if proc.Exited() {
+			return fmt.Errorf("server exited: %v", proc.Err())
 		}
 		pingCtx, pingCancel := context.WithTimeout(ctx, time.Second)
 		conn, err := pgx.Connect(pingCtx, connURL)
@@ -293,7 +306,7 @@ func waitReady(ctx context.Context, proc *process, connURL, dataDir string) erro
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("not accepting connections: %w (last attempt: %v)", ctx.Err(), lastErr)
-		case <-proc.done:
+		case <-proc.Done():
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -364,7 +377,7 @@ func (s *Server) StopProcess(ctx context.Context) error {
 	if s.proc == nil {
 		return nil
 	}
-	err := s.proc.stop(ctx)
+	err := s.proc.Stop(ctx)
 	s.proc = nil
 	if err != nil {
 		return fmt.Errorf("stop postgres on port %d: %w", s.port, err)
@@ -388,31 +401,4 @@ func (s *Server) Restart(ctx context.Context) error {
 		return err
 	}
 	return s.StartProcess(ctx)
-}
-
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// readLogSince returns the tail of the log written after it had the size in
-// before (nil: the whole log), for failure messages.
-func readLogSince(path string, before os.FileInfo) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Sprintf("(read log %s: %v)", path, err)
-	}
-	if before != nil && before.Size() <= int64(len(b)) {
-		b = b[before.Size():]
-	}
-	const max = 8 << 10
-	if len(b) > max {
-		return "...\n" + string(b[len(b)-max:])
-	}
-	return string(b)
 }

@@ -2,23 +2,20 @@ package testenv
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/invoicing/tenantworker/internal/redisserver"
 )
 
-// redisStartTimeout bounds how long redis-server may take to answer PING.
+// redisStartTimeout bounds flushing a TEST_REDIS_URL database (starting a
+// dedicated server is bounded by redisserver).
 const redisStartTimeout = 15 * time.Second
 
 // redisInstallHint is appended to every "no Redis" failure.
@@ -32,17 +29,14 @@ type RedisOptions struct {
 	AppendOnly bool
 }
 
-// RedisServer is a dedicated redis-server on 127.0.0.1 for one test. Stop,
-// Start and Restart keep the port and the data directory.
+// RedisServer is a dedicated redis-server on 127.0.0.1 for one test (a
+// redisserver.Server). Stop, Start and Restart keep the port and the data
+// directory.
 type RedisServer struct {
-	bin     string
-	opts    RedisOptions
-	dir     string
-	logPath string
-	port    int // set before the server is handed out, then fixed
+	dir string
 
-	mu   sync.Mutex
-	proc *process // nil while stopped
+	mu  sync.Mutex
+	srv *redisserver.Server // nil until started
 }
 
 // Redis starts a dedicated real redis-server for this test on a free loopback
@@ -96,15 +90,15 @@ func redisTarget(t testing.TB) (addr string, db int) {
 // whatever TEST_REDIS_URL says) and stops it in t.Cleanup.
 func StartRedis(t testing.TB, opts RedisOptions) *RedisServer {
 	t.Helper()
-	bin, ok := findBinary("redis-server", "/usr/bin")
-	if !ok {
-		t.Fatalf("testenv: find redis-server on PATH or in /usr/bin: not found; %s", redisInstallHint)
+	bin, err := redisserver.FindBinary()
+	if err != nil {
+		t.Fatalf("testenv: %v; %s", err, redisInstallHint)
 	}
 	dir, err := makeTempDir(tempRoot(), "redis")
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
-	s := &RedisServer{bin: bin, opts: opts, dir: dir, logPath: filepath.Join(dir, "redis.log")}
+	s := &RedisServer{dir: dir}
 	registerServer(s)
 	t.Cleanup(func() {
 		unregisterServer(s)
@@ -115,105 +109,24 @@ func StartRedis(t testing.TB, opts RedisOptions) *RedisServer {
 			t.Errorf("testenv: remove %s: %v", s.dir, err)
 		}
 	})
-	if err := s.startNewPort(); err != nil {
+	srv, err := redisserver.Start(context.Background(), redisserver.Options{Dir: dir, AppendOnly: opts.AppendOnly, Bin: bin})
+	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
-	return s
-}
-
-// startNewPort starts the server on a free port, retrying once with another
-// port when the first one was taken in the meantime.
-func (s *RedisServer) startNewPort() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	var err error
-	for attempt := 0; attempt < 2; attempt++ {
-		if s.port, err = freePort(); err != nil {
-			return err
-		}
-		if err = s.startLocked(); err == nil || !errors.Is(err, errAddressInUse) {
-			return err
-		}
-	}
-	return err
-}
-
-// startLocked starts redis-server on s.port and waits for PING. s.mu must be held.
-func (s *RedisServer) startLocked() error {
-	if s.proc != nil {
-		return nil
-	}
-	appendOnly := "no"
-	if s.opts.AppendOnly {
-		appendOnly = "yes"
-	}
-	logStart, _ := os.Stat(s.logPath)
-	args := []string{
-		"--port", strconv.Itoa(s.port),
-		"--bind", "127.0.0.1",
-		"--save", "",
-		"--appendonly", appendOnly,
-		"--dir", s.dir,
-		"--daemonize", "no",
-		"--logfile", "",
-	}
-	proc, err := startProcess(s.bin, args, s.dir, s.logPath, syscall.SIGTERM)
-	if err != nil {
-		return err
-	}
-	if err := waitRedis(proc, s.Addr()); err != nil {
-		proc.kill()
-		log := readLogSince(s.logPath, logStart)
-		if strings.Contains(log, "already in use") {
-			err = fmt.Errorf("%w: %w", errAddressInUse, err)
-		}
-		return fmt.Errorf("start redis-server on port %d: %w\nserver log:\n%s", s.port, err, log)
-	}
-	s.proc = proc
-	return nil
-}
-
-// waitRedis polls until the server answers PING, exits, or redisStartTimeout
-// passes. It waits for the port with plain TCP dials first: a go-redis pool
-// whose dials fail logs each failure and keeps a retry goroutine alive.
-func waitRedis(proc *process, addr string) error {
-	deadline := time.Now().Add(redisStartTimeout)
-	var lastErr error
-	for time.Now().Before(deadline) {
-		if proc.exited() {
-			return fmt.Errorf("server exited: %v", proc.waitErr)
-		}
-		if lastErr = pingRedis(addr); lastErr == nil {
-			return nil
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return fmt.Errorf("no answer to PING after %s: %w", redisStartTimeout, lastErr)
-}
-
-// pingRedis checks that addr accepts connections, then sends one PING.
-func pingRedis(addr string) error {
-	conn, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return err
-	}
-	_ = conn.Close()
-
-	client := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, PoolSize: 1})
-	defer client.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	return client.Ping(ctx).Err() // fails with LOADING while the AOF is read
+	s.srv = srv
+	s.mu.Unlock()
+	return s
 }
 
 // Addr returns the server's address, "127.0.0.1:port".
 func (s *RedisServer) Addr() string {
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port))
+	return s.srv.Addr()
 }
 
 // URL returns the server's URL, "redis://127.0.0.1:port".
 func (s *RedisServer) URL() string {
-	return "redis://" + s.Addr()
+	return s.srv.URL()
 }
 
 // Stop stops the server (SIGTERM, which writes the append-only file when
@@ -229,9 +142,7 @@ func (s *RedisServer) Stop(t testing.TB) {
 // waits until it answers PING. Starting a running server does nothing.
 func (s *RedisServer) Start(t testing.TB) {
 	t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.startLocked(); err != nil {
+	if err := s.srv.Start(context.Background()); err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
 }
@@ -246,17 +157,10 @@ func (s *RedisServer) Restart(t testing.TB) {
 // shutdown stops the server (Stop, t.Cleanup and Main).
 func (s *RedisServer) shutdown() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.proc == nil {
+	srv := s.srv
+	s.mu.Unlock()
+	if srv == nil {
 		return nil
 	}
-	err := s.proc.stop()
-	s.proc = nil
-	if err != nil {
-		return fmt.Errorf("stop redis-server on port %d: %w", s.port, err)
-	}
-	return nil
+	return srv.Stop(context.Background())
 }
-
-// errAddressInUse marks a start that failed because the port was taken.
-var errAddressInUse = errors.New("address already in use")

@@ -1,0 +1,223 @@
+package redisserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/invoicing/tenantworker/internal/childproc"
+)
+
+// startTimeout bounds how long redis-server may take to answer PING.
+const startTimeout = 15 * time.Second
+
+// ErrPortInUse is wrapped by Start's error when the port is taken.
+var ErrPortInUse = errors.New("address already in use")
+
+// Options configures Start.
+type Options struct {
+	// Dir holds the server's files: its data files and redis.log. It must
+	// exist; the caller owns it and removes it.
+	Dir string
+	// Port is the TCP port on 127.0.0.1. Zero: a free port (a start that
+	// loses a race for it is retried once on another).
+	Port int
+	// AppendOnly turns on the append-only file (appendonly yes), so data
+	// written before Stop or Restart is there again after Start.
+	AppendOnly bool
+	// Bin is the redis-server binary. Empty: FindBinary.
+	Bin string
+}
+
+// Server is a redis-server started by Start. Stop, Start and Restart keep
+// the port and the directory. Its methods are safe for concurrent use.
+type Server struct {
+	bin     string
+	opts    Options
+	logPath string
+	port    int // fixed once Start returns
+
+	mu   sync.Mutex
+	proc *childproc.Process // nil while stopped
+}
+
+// Start starts redis-server and returns once it answers PING. The server
+// runs until Stop, or until the calling process dies. On error nothing is
+// left running.
+func Start(ctx context.Context, opts Options) (*Server, error) {
+	if opts.Dir == "" {
+		return nil, errors.New("start redis-server: Options.Dir is empty")
+	}
+	bin := opts.Bin
+	if bin == "" {
+		var err error
+		if bin, err = FindBinary(); err != nil {
+			return nil, err
+		}
+	}
+	s := &Server{bin: bin, opts: opts, logPath: filepath.Join(opts.Dir, "redis.log"), port: opts.Port}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if opts.Port != 0 {
+		if err := s.startLocked(ctx); err != nil {
+			return nil, err
+		}
+		return s, nil
+	}
+	var err error
+	for range 2 {
+		if s.port, err = childproc.FreePort(); err != nil {
+			return nil, err
+		}
+		if err = s.startLocked(ctx); err == nil {
+			return s, nil
+		}
+		if !errors.Is(err, ErrPortInUse) {
+			return nil, err
+		}
+	}
+	return nil, err
+}
+
+// startLocked starts redis-server on s.port and waits for PING. s.mu must
+// be held.
+func (s *Server) startLocked(ctx context.Context) error {
+	if s.proc != nil {
+		return nil
+	}
+	appendOnly := "no"
+	if s.opts.AppendOnly {
+		appendOnly = "yes"
+	}
+	logStart, _ := os.Stat(s.logPath)
+	args := []string{
+		"--port", strconv.Itoa(s.port),
+		"--bind", "127.0.0.1",
+		"--save", "",
+		"--appendonly", appendOnly,
+		"--dir", s.opts.Dir,
+		"--daemonize", "no",
+		"--logfile", "", // to stdout, which goes to redis.log
+	}
+	proc, err := childproc.Start(s.bin, args, childproc.Options{
+		Dir:        s.opts.Dir,
+		LogPath:    s.logPath,
+		StopSignal: syscall.SIGTERM,
+	})
+	if err != nil {
+		return err
+	}
+	if err := waitReady(ctx, proc, s.Addr()); err != nil {
+		proc.Kill()
+		log := childproc.ReadLogSince(s.logPath, logStart)
+		if strings.Contains(log, "already in use") {
+			err = fmt.Errorf("%w: %w", ErrPortInUse, err)
+		}
+		return fmt.Errorf("start redis-server on port %d: %w\nserver log:\n%s", s.port, err, log)
+	}
+	s.proc = proc
+	return nil
+}
+
+// waitReady polls until the server answers PING, exits, ctx ends or
+// startTimeout passes. It waits for the port with plain TCP dials first: a
+// go-redis pool whose dials fail logs each failure and keeps a retry
+// goroutine alive.
+func waitReady(ctx context.Context, proc *childproc.Process, addr string) error {
+	ctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	var lastErr error
+	for {
+		if proc.Exited() {
+			return fmt.Errorf("server exited: %v", proc.Err())
+		}
+		if lastErr = ping(ctx, addr); lastErr == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return fmt.Errorf("no answer to PING after %s: %w", startTimeout, lastErr)
+			}
+			return fmt.Errorf("no answer to PING: %w", ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// ping checks that addr accepts connections, then sends one PING.
+func ping(ctx context.Context, addr string) error {
+	conn, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return err
+	}
+	_ = conn.Close()
+
+	client := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, PoolSize: 1})
+	defer client.Close()
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	return client.Ping(ctx).Err() // fails with LOADING while the AOF is read
+}
+
+// Port returns the TCP port the server listens on (on 127.0.0.1).
+func (s *Server) Port() int { return s.port }
+
+// Dir returns the server's directory.
+func (s *Server) Dir() string { return s.opts.Dir }
+
+// LogPath returns the path of the server's log file.
+func (s *Server) LogPath() string { return s.logPath }
+
+// Addr returns the server's address, "127.0.0.1:port".
+func (s *Server) Addr() string {
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port))
+}
+
+// URL returns the server's URL, "redis://127.0.0.1:port".
+func (s *Server) URL() string {
+	return "redis://" + s.Addr()
+}
+
+// Stop stops the server (SIGTERM, which writes the append-only file when
+// enabled; SIGKILL to its process group after five seconds or when ctx
+// ends) and waits for it to exit. Stopping a stopped server does nothing.
+func (s *Server) Stop(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		return nil
+	}
+	err := s.proc.Stop(ctx)
+	s.proc = nil
+	if err != nil {
+		return fmt.Errorf("stop redis-server on port %d: %w", s.port, err)
+	}
+	return nil
+}
+
+// Start starts a stopped server again on the same port and directory and
+// waits until it answers PING. Starting a running server does nothing.
+func (s *Server) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.startLocked(ctx)
+}
+
+// Restart stops and starts the server. Data survives only with AppendOnly.
+func (s *Server) Restart(ctx context.Context) error {
+	if err := s.Stop(ctx); err != nil {
+		return err
+	}
+	return s.Start(ctx)
+}
