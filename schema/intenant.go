@@ -16,9 +16,17 @@ import (
 var ErrNoTenant = errors.New("schema: no tenant in context")
 
 // pinSQL pins search_path to one schema until the end of the transaction
-// (the true third argument is SET LOCAL). The quoted schema is a bind
-// parameter, never part of the SQL text.
+// (the true third argument is SET LOCAL), inside a transaction that is
+// already open (migrations). The quoted schema is a bind parameter.
 const pinSQL = "SELECT pg_catalog.set_config('search_path', $1, true)"
+
+// beginPinnedSQL begins a transaction and pins search_path to one schema
+// until its end (SET LOCAL, the same as set_config(..., true)), in one
+// round trip. quoted must be a schema name that passed
+// tenantctx.ValidateSchema, quoted with pgx.Identifier.Sanitize.
+func beginPinnedSQL(quoted string) string {
+	return "BEGIN; SET LOCAL search_path TO " + quoted
+}
 
 // End-of-transaction round trips: one simple-protocol query string that
 // ends the transaction and then proves the session clean (see
@@ -36,11 +44,10 @@ const (
 // when fn returns an error or panics (the panic is re-raised after the
 // rollback).
 //
-// Round trips: BEGIN, set_config, fn's own queries, and one "COMMIT;
-// verify" (or "ROLLBACK; verify"). BEGIN and set_config are not merged:
-// pgx only hands out a pgx.Tx (with savepoints, CopyFrom, LargeObjects) for
-// a transaction it began itself, and merging them in one simple-protocol
-// string would put the schema into SQL text instead of a bind parameter.
+// Round trips: "BEGIN; SET LOCAL search_path" (one simple-protocol query,
+// through pgx's TxOptions.BeginQuery so fn still gets pgx's own pgx.Tx with
+// savepoints, CopyFrom and LargeObjects), fn's own queries, and one
+// "COMMIT; verify" (or "ROLLBACK; verify").
 //
 // The tx given to fn is valid only until fn returns. Calling its Commit or
 // Rollback inside fn ends the transaction early, and InTenant then reports
@@ -69,9 +76,21 @@ func InTenant(ctx context.Context, pool *pgxpool.Pool, fn func(ctx context.Conte
 	defer pc.Release()
 	conn := pc.Conn()
 
-	inner, err := conn.Begin(ctx)
+	// BEGIN and the pin travel in one simple-protocol round trip. The
+	// schema is in the SQL text here, as SET takes no bind parameters:
+	// it passed tenantctx.ValidateSchema above and is quoted with
+	// pgx.Identifier.Sanitize.
+	inner, err := conn.BeginTx(ctx, pgx.TxOptions{BeginQuery: beginPinnedSQL(quoted)})
 	if err != nil {
-		return fmt.Errorf("in tenant %s: begin: %w", t.ID, err)
+		if !conn.PgConn().IsClosed() && conn.PgConn().TxStatus() != 'I' {
+			// BEGIN ran but the pin failed: end the transaction.
+			rbCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), verifyTimeout)
+			if _, rbErr := conn.PgConn().Exec(rbCtx, "ROLLBACK").ReadAll(); rbErr != nil {
+				_ = conn.Close(rbCtx)
+			}
+			cancel()
+		}
+		return fmt.Errorf("in tenant %s: begin and pin search_path: %w", t.ID, err)
 	}
 	tx := &pinnedTx{Tx: inner, conn: conn}
 	defer func() {
@@ -80,11 +99,6 @@ func InTenant(ctx context.Context, pool *pgxpool.Pool, fn func(ctx context.Conte
 			panic(p)
 		}
 	}()
-
-	if _, err := inner.Exec(ctx, pinSQL, quoted); err != nil {
-		_ = tx.finish(ctx, false)
-		return fmt.Errorf("in tenant %s: pin search_path: %w", t.ID, err)
-	}
 	if err := fn(ctx, tx); err != nil {
 		if rbErr := tx.finish(ctx, false); rbErr != nil && !errors.Is(rbErr, pgx.ErrTxClosed) {
 			return errors.Join(err, fmt.Errorf("in tenant %s: rollback: %w", t.ID, rbErr))
