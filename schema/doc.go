@@ -10,7 +10,8 @@
 // search_path and whose AfterRelease proves a connection clean or destroys
 // it. InTenant is the one way to run tenant queries: it takes the tenant from
 // ctx, opens a transaction and pins search_path to the tenant's schema with
-// set_config(..., true) (SET LOCAL), so the pin ends with the transaction,
+// SET LOCAL (sent with BEGIN in one round trip; migrations use the
+// equivalent set_config(..., true)), so the pin ends with the transaction,
 // also behind PgBouncer in transaction pooling mode.
 //
 // Cost, measured on 2 cores against a local PostgreSQL 15
