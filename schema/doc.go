@@ -28,7 +28,8 @@
 // default_query_exec_mode=exec in DATABASE_URL, and either let PgBouncer
 // pass search_path through (track_extra_parameters, 1.20+) or, with older
 // versions, add search_path to ignore_startup_parameters and give the
-// database an empty default (ALTER DATABASE ... SET search_path = ”).
+// database an empty default search_path (ALTER DATABASE ... SET
+// search_path to the empty string; see the README).
 // NewPool's connections fail loudly at connect if the empty search_path does
 // not arrive.
 package schema
