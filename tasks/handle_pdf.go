@@ -12,6 +12,7 @@ import (
 
 	"github.com/invoicing/tenantworker/pdf"
 	"github.com/invoicing/tenantworker/schema"
+	"github.com/invoicing/tenantworker/storage"
 )
 
 // upsertDocumentSQL records the stored PDF of an invoice; a new render
@@ -37,8 +38,8 @@ func InvoiceDocumentKey(invoiceID int64) string {
 // It is idempotent: the renderer is deterministic, so running it again
 // stores the same bytes and the same SHA-256. A missing invoice archives
 // the task (asynq.SkipRetry); a database or storage error is returned as is
-// and retried. The invoice is read in one transaction and the document row
-// written in another, so no connection is held while rendering.
+// and retried. The invoice is read in one transaction and the document
+// stored and recorded in another, so no connection is held while rendering.
 func (h *Handlers) InvoicePDF(ctx context.Context, p InvoicePDF) error {
 	t, err := taskTenant(ctx, p)
 	if err != nil {
@@ -70,17 +71,34 @@ func (h *Handlers) InvoicePDF(ctx context.Context, p InvoicePDF) error {
 		return fmt.Errorf("render invoice %d: %w", p.InvoiceID, err)
 	}
 
-	info, err := h.Documents.Put(ctx, t.ID, InvoiceDocumentKey(p.InvoiceID), &buf)
-	if err != nil {
-		return fmt.Errorf("store pdf of invoice %d: %w", p.InvoiceID, err)
-	}
+	// Store and record under the tenant's shared lock: a tenant:destroy
+	// (schema.Drop) waits for this write and then removes the file with the
+	// tenant's documents; one that came first leaves no tables, and the
+	// check below fails before a file is written.
+	var info storage.DocumentInfo
 	err = schema.InTenant(ctx, h.Pool, func(ctx context.Context, tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, upsertDocumentSQL, p.InvoiceID, info.Key, info.SHA256, info.Bytes)
+		if err := schema.LockShared(ctx, tx); err != nil {
+			return err
+		}
+		var exists bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM invoices WHERE id = $1)`, p.InvoiceID).Scan(&exists); err != nil {
+			return err
+		}
+		if !exists {
+			return errInvoiceNotFound
+		}
+		var err error
+		info, err = h.Documents.Put(ctx, t.ID, InvoiceDocumentKey(p.InvoiceID), &buf)
+		if err != nil {
+			return fmt.Errorf("store pdf: %w", err)
+		}
+		_, err = tx.Exec(ctx, upsertDocumentSQL, p.InvoiceID, info.Key, info.SHA256, info.Bytes)
 		return err
 	})
+	if errors.Is(err, errInvoiceNotFound) {
+		return invoiceNotFound(p.InvoiceID, t.ID)
+	}
 	if err != nil {
-		// The invoice may have been deleted since it was read: the foreign
-		// key fails, and the retry archives the task as not found.
 		return fmt.Errorf("record pdf of invoice %d: %w", p.InvoiceID, err)
 	}
 	h.log(ctx).DebugContext(ctx, "invoice rendered", slog.Int64("invoice_id", p.InvoiceID),
