@@ -141,7 +141,7 @@ func waitReady(ctx context.Context, proc *childproc.Process, addr string) error 
 		if proc.Exited() {
 			return fmt.Errorf("server exited: %v", proc.Err())
 		}
-		if lastErr = ping(ctx, addr); lastErr == nil {
+		if lastErr = ping(ctx, addr, proc.Pid()); lastErr == nil {
 			return nil
 		}
 		select {
@@ -155,8 +155,11 @@ func waitReady(ctx context.Context, proc *childproc.Process, addr string) error 
 	}
 }
 
-// ping checks that addr accepts connections, then sends one PING.
-func ping(ctx context.Context, addr string) error {
+// ping checks that addr accepts connections, answers PING, and is the
+// server started as pid (INFO server's process_id): another process that
+// took the free port between our check and the server's bind would
+// otherwise pass for ours.
+func ping(ctx context.Context, addr string, pid int) error {
 	conn, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
 		return err
@@ -167,7 +170,20 @@ func ping(ctx context.Context, addr string) error {
 	defer client.Close()
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	return client.Ping(ctx).Err() // fails with LOADING while the AOF is read
+	if err := client.Ping(ctx).Err(); err != nil {
+		return err // LOADING while the AOF is read
+	}
+	info, err := client.Info(ctx, "server").Result()
+	if err != nil {
+		return err
+	}
+	want := fmt.Sprintf("process_id:%d", pid)
+	for _, line := range strings.Split(info, "\n") {
+		if strings.TrimSpace(line) == want {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s answers, but it is not the redis-server we started (pid %d): %w", addr, pid, ErrPortInUse)
 }
 
 // Port returns the TCP port the server listens on (on 127.0.0.1).

@@ -142,3 +142,19 @@ func TestStartNeedsDir(t *testing.T) {
 		t.Fatal("Start without Dir succeeded")
 	}
 }
+
+// TestPortTakenByAnotherRedis: a Redis of someone else's answering on the
+// port is not taken for the server Start launched.
+func TestPortTakenByAnotherRedis(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	other, err := Start(ctx, Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = other.Stop(context.Background()) })
+	_, err = Start(ctx, Options{Dir: t.TempDir(), Port: other.Port()})
+	if !errors.Is(err, ErrPortInUse) {
+		t.Fatalf("Start on the port of another redis-server: %v, want ErrPortInUse", err)
+	}
+}
