@@ -156,8 +156,8 @@ func TestStory(t *testing.T) {
 	})
 
 	s.step("both processes shut down cleanly on SIGTERM", func(t *testing.T) {
-		for _, p := range []*storyProc{s.enqueue, s.worker} {
-			if err := p.stop(storyStopTimeout); err != nil {
+		for _, p := range []*proc{s.enqueue, s.worker} {
+			if err := storyStop(p, storyStopTimeout); err != nil {
 				t.Errorf("%s: SIGTERM: %v", p.name, err)
 			}
 		}
@@ -169,8 +169,8 @@ func TestStory(t *testing.T) {
 type story struct {
 	t          *testing.T
 	client     *storyClient
-	worker     *storyProc
-	enqueue    *storyProc
+	worker     *proc
+	enqueue    *proc
 	enqueueBin string
 	env        map[string]string // the environment both processes share
 	pool       *pgxpool.Pool     // schema.NewPool on the test database
@@ -226,18 +226,23 @@ func setupStory(t *testing.T) *story {
 		"WORKER_CONCURRENCY": "3",
 		"SHUTDOWN_TIMEOUT":   "10s",
 	}
-	withAddr := func(addr string) map[string]string {
-		env := make(map[string]string, len(s.env)+1)
-		for k, v := range s.env {
-			env[k] = v
+	// startProc gives each process its own free HTTP_ADDR and kills it
+	// (SIGKILL) in t.Cleanup. The cleanup registered after it runs first:
+	// a process still running then (a step failed) gets SIGTERM first, so
+	// its log shows the graceful shutdown too.
+	s.worker = startProc(t, "worker", workerBin, s.env)
+	s.enqueue = startProc(t, "enqueue", enqueueBin, s.env, "serve")
+	t.Cleanup(func() {
+		for _, p := range []*proc{s.enqueue, s.worker} {
+			if p.running() {
+				if err := storyStop(p, storyStopTimeout); err != nil {
+					t.Errorf("%s: stop in cleanup: %v", p.name, err)
+				}
+			}
 		}
-		env["HTTP_ADDR"] = addr
-		return env
-	}
-	s.worker = storyStart(t, "worker", workerBin, withAddr(storyFreeAddr(t)))
-	s.enqueue = storyStart(t, "enqueue", enqueueBin, withAddr(storyFreeAddr(t)), "serve")
-	s.worker.waitReady(t)
-	s.enqueue.waitReady(t)
+	})
+	s.worker.waitReady()
+	s.enqueue.waitReady()
 	s.client = newStoryClient(s.enqueue.addr)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -260,10 +265,25 @@ func (s *story) step(name string, fn func(t *testing.T)) {
 	}
 }
 
-// wait is storyWait watching both processes.
+// wait polls cond with eventually until it returns nil, for up to
+// storyEventually. It fails the test with cond's last error on timeout, at
+// once when cond's error wraps errStoryGiveUp, and at once when the worker
+// or the enqueue service has exited.
 func (s *story) wait(t *testing.T, what string, cond func() error) {
 	t.Helper()
-	storyWait(t, what, []*storyProc{s.worker, s.enqueue}, cond)
+	eventually(t, storyEventually, storyPollInterval, what, func() error {
+		t.Helper()
+		for _, p := range []*proc{s.worker, s.enqueue} {
+			if !p.running() {
+				t.Fatalf("%s: %s exited unexpectedly (%v); last log lines:\n%s", what, p.name, p.exitErr(), p.logTail(4<<10))
+			}
+		}
+		err := cond()
+		if errors.Is(err, errStoryGiveUp) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		return err
+	})
 }
 
 func (s *story) admin() string { return storyBearer(s.adminToken) }
@@ -592,7 +612,9 @@ func (s *story) migrateAll(t *testing.T, tn *storyTenant) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*storyEventually)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, s.enqueueBin, "migrate", "--all", "--wait", "--timeout", storyEventually.String())
-	cmd.Env = storyEnviron(s.env)
+	// The environment the processes get, without HTTP_ADDR: the CLI
+	// serves nothing.
+	cmd.Env = (&proc{env: s.env}).environ()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -619,13 +641,18 @@ func (s *story) migrateAll(t *testing.T, tn *storyTenant) {
 // tenant_id.
 func (s *story) checkLogs(t *testing.T, tn *storyTenant) {
 	t.Helper()
-	for _, p := range []*storyProc{s.worker, s.enqueue} {
+	for _, p := range []*proc{s.worker, s.enqueue} {
 		sawTenant := false
 		sc := bufio.NewScanner(strings.NewReader(p.logText()))
 		sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 		for n := 1; sc.Scan(); n++ {
 			line := sc.Bytes()
 			if len(bytes.TrimSpace(line)) == 0 {
+				continue
+			}
+			// The harness's own marker of each start (proc.start), not the
+			// process's output.
+			if bytes.HasPrefix(line, []byte("=== harness: start #")) {
 				continue
 			}
 			var rec map[string]any
