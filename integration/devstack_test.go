@@ -61,22 +61,6 @@ func (b *devBuffer) String() string {
 	return b.buf.String()
 }
 
-// devDataDir returns a fresh data directory the postgres system user can
-// reach (t.TempDir is mode 0700, which makes devstack fall back to the
-// system temp directory for the database when the test runs as root).
-func devDataDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "devstack-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	return dir
-}
-
 // devFreeAddr returns a loopback address that was free a moment ago.
 func devFreeAddr(t *testing.T) string {
 	t.Helper()
@@ -337,7 +321,7 @@ func devBasicAuth(user, pass string) string {
 
 func TestDevStackThrowawayDatabase(t *testing.T) {
 	t.Parallel()
-	dataDir := devDataDir(t)
+	dataDir := testenv.SharedTempDir(t, "devstack-test")
 	r := startDev(t, dataDir)
 
 	if r.info.PGDir == "" || !strings.HasPrefix(r.info.PGDir, dataDir+string(os.PathSeparator)) {
@@ -383,7 +367,7 @@ func TestDevStackThrowawayDatabase(t *testing.T) {
 func TestDevStackDatabaseURL(t *testing.T) {
 	t.Parallel()
 	dbURL := testenv.Postgres(t)
-	dataDir := devDataDir(t)
+	dataDir := testenv.SharedTempDir(t, "devstack-test")
 
 	first := startDev(t, dataDir, "DATABASE_URL="+dbURL, "ADMIN_TOKEN=dev-token-from-env")
 	if first.info.PGDir != "" || first.info.DatabaseURL != dbURL {
@@ -449,7 +433,7 @@ func TestDevStackBusyPortIsOneLine(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	dataDir := devDataDir(t)
+	dataDir := testenv.SharedTempDir(t, "devstack-test")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"unicode/utf8"
 
@@ -27,31 +26,6 @@ import (
 
 // fuzzSuffix is the domain suffix of the in-process handler.
 const fuzzSuffix = ".example.test"
-
-// lockedBuffer collects the handler's logs from concurrent requests.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// Reset empties the buffer.
-func (b *lockedBuffer) Reset() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf.Reset()
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // FuzzRequestPath sends arbitrary methods, paths, Host headers, credentials
 // and bodies to the enqueue service's handler (in process, wired as
@@ -86,7 +60,7 @@ func FuzzRequestPath(f *testing.F) {
 	f.Cleanup(func() { _ = client.Close() })
 	inspector := asynq.NewInspector(redisOpt)
 	f.Cleanup(func() { _ = inspector.Close() })
-	logs := &lockedBuffer{}
+	logs := &testenv.LogBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, nil))
 	enqueuer := tasks.NewEnqueuer(client, inspector, logger)
 

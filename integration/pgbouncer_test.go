@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/invoicing/tenantworker/internal/testenv"
 )
 
 // pgbouncerBin is Debian's PgBouncer.
@@ -60,14 +62,7 @@ func startPgBouncer(t testing.TB, pgURL string, poolSize int) *pgBouncer {
 
 	// A directory the postgres user can read and write, outside
 	// t.TempDir() (whose parents are private to root).
-	dir, err := os.MkdirTemp("", "pgbouncer-*")
-	if err != nil {
-		t.Fatalf("pgbouncer dir: %v", err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatalf("chmod %s: %v", dir, err)
-	}
+	dir := testenv.SharedTempDir(t, "pgbouncer")
 
 	addr := freeAddr(t)
 	_, port, _ := net.SplitHostPort(addr)

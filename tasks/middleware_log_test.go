@@ -10,6 +10,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
@@ -39,7 +40,7 @@ func TestLogWritesTaskAttributes(t *testing.T) {
 	redis := newRedis(t)
 	catalog := storage.NewMemory()
 	tn := addTenant(t, catalog, "logged-co", tenantctx.StatusActive)
-	var buf syncBuffer
+	var buf testenv.LogBuffer
 	logger := slog.New(slog.NewJSONHandler(&buf, nil))
 
 	mux := asynq.NewServeMux()
@@ -112,7 +113,7 @@ func TestLogWritesTaskAttributes(t *testing.T) {
 // panic before Recover turns it into an error.
 func TestLogPanicOutcome(t *testing.T) {
 	t.Parallel()
-	var buf syncBuffer
+	var buf testenv.LogBuffer
 	logger := slog.New(slog.NewJSONHandler(&buf, nil))
 	h := Recover(discardLogger())(Log(logger)(asynq.HandlerFunc(func(context.Context, *asynq.Task) error { panic("x") })))
 	if err := h.ProcessTask(context.Background(), asynq.NewTask(TypeInvoicePDF, []byte(`{"tenant_id":"tn_a","invoice_id":1}`))); err == nil {

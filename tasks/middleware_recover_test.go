@@ -8,11 +8,13 @@ import (
 	"testing"
 
 	"github.com/hibiken/asynq"
+
+	"github.com/invoicing/tenantworker/internal/testenv"
 )
 
 func TestRecoverTurnsPanicIntoRetryableError(t *testing.T) {
 	t.Parallel()
-	var buf syncBuffer
+	var buf testenv.LogBuffer
 	logger := slog.New(slog.NewJSONHandler(&buf, nil))
 	h := Recover(logger)(asynq.HandlerFunc(func(context.Context, *asynq.Task) error {
 		panic("boom in handler")

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+
+	"github.com/invoicing/tenantworker/internal/testenv"
 )
 
 func TestServerConfig(t *testing.T) {
@@ -58,7 +60,7 @@ func TestServerConfig(t *testing.T) {
 
 func TestErrorHandlerLogsArchival(t *testing.T) {
 	t.Parallel()
-	var buf syncBuffer
+	var buf testenv.LogBuffer
 	cfg := ServerConfig(ServerOptions{Logger: slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	task := asynq.NewTask(TypeInvoicePDF, []byte(`{"tenant_id":"tn_a","invoice_id":1}`))
 	cfg.ErrorHandler.HandleError(context.Background(), task, Permanentf("tenant tn_a not found"))
@@ -73,7 +75,7 @@ func TestErrorHandlerLogsArchival(t *testing.T) {
 
 func TestAsynqLogger(t *testing.T) {
 	t.Parallel()
-	var buf syncBuffer
+	var buf testenv.LogBuffer
 	l := NewAsynqLogger(slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo})))
 	exited := -1
 	l.exit = func(code int) { exited = code }

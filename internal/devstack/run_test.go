@@ -17,21 +17,6 @@ import (
 	"github.com/invoicing/tenantworker/internal/testenv"
 )
 
-// reachableDir returns a fresh directory the postgres system user can
-// reach when the test runs as root (t.TempDir is mode 0700).
-func reachableDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "devstack-unit-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	return dir
-}
-
 // runStack runs Run in the background and returns its Info once ready, a
 // function that stops it and returns Run's error, and the banner output.
 func runStack(t *testing.T, opts Options) (Info, func() error, *bytes.Buffer) {
@@ -75,7 +60,7 @@ func runStack(t *testing.T, opts Options) (Info, func() error, *bytes.Buffer) {
 
 func TestRunInProcessStopsCleanly(t *testing.T) {
 	t.Parallel()
-	dataDir := reachableDir(t)
+	dataDir := testenv.SharedTempDir(t, "devstack-unit")
 	info, stop, stdout := runStack(t, Options{DataDir: dataDir, AdminToken: "unit-token"})
 
 	if info.AdminToken != "unit-token" || info.PGDir == "" || filepath.Dir(info.PGDir) != dataDir {
@@ -134,7 +119,7 @@ func TestRunInProcessStopsCleanly(t *testing.T) {
 
 func TestRunRemovesStaleDatabaseDirs(t *testing.T) {
 	t.Parallel()
-	dataDir := reachableDir(t)
+	dataDir := testenv.SharedTempDir(t, "devstack-unit")
 	// A directory named like one of a run that was killed: PID 2^22+1 is
 	// above Linux's pid_max limit, so no process has it.
 	stale := filepath.Join(dataDir, "pgserver-4194305-1")
@@ -153,7 +138,7 @@ func TestRunRemovesStaleDatabaseDirs(t *testing.T) {
 func TestOpenDatabaseFallsBackWhenDataDirUnreachable(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	private := filepath.Join(reachableDir(t), "private")
+	private := filepath.Join(testenv.SharedTempDir(t, "devstack-unit"), "private")
 	if err := os.Mkdir(private, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +186,7 @@ func TestOpenDatabaseUsesDatabaseURL(t *testing.T) {
 
 func TestRunInterruptedWhileStartingIsNotAFailure(t *testing.T) {
 	t.Parallel()
-	dataDir := reachableDir(t)
+	dataDir := testenv.SharedTempDir(t, "devstack-unit")
 	ctx, cancel := context.WithCancel(context.Background())
 	var stdout bytes.Buffer
 	done := make(chan error, 1)

@@ -1,7 +1,6 @@
 package httpapi_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -9,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -45,34 +43,16 @@ type bundle struct {
 	enqueuer  *tasks.Enqueuer
 	handler   *httpapi.Handler
 	srv       *httptest.Server
-	logs      *syncBuffer
+	logs      *testenv.LogBuffer
 	registry  *prometheus.Registry
 	now       time.Time
-}
-
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // setup starts a bundle; mutate adjusts the handler's options.
 func setup(t testing.TB, mutate ...func(*httpapi.Options)) *bundle {
 	t.Helper()
 	ctx := context.Background()
-	b := &bundle{logs: &syncBuffer{}, now: time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC)}
+	b := &bundle{logs: &testenv.LogBuffer{}, now: time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC)}
 
 	pool, err := schema.NewPool(ctx, testenv.Postgres(t), schema.PoolOptions{MaxConns: 16})
 	if err != nil {
