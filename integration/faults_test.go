@@ -50,27 +50,53 @@ func TestWorkerKilledMidTask(t *testing.T) {
 		return nil
 	})
 	victim := s.workers[0]
-	killedAt := time.Now()
-	victim.kill()
-	active, err := s.inspector.ListActiveTasks(tasks.QueueDefault)
-	if err != nil {
-		t.Fatal(err)
-	}
-	victim.start()
-	victim.waitReady()
-
-	// The tasks the dead worker held stay active until their lease
-	// expires; the surviving worker's own finish within seconds.
-	time.Sleep(5 * time.Second)
-	var orphans []string
-	for _, ti := range active {
-		cur, err := s.inspector.GetTaskInfo(tasks.QueueDefault, ti.ID)
-		if err == nil && cur.State == asynq.TaskStateActive {
-			orphans = append(orphans, ti.ID)
+	finished := func() int { return strings.Count(victim.logText(), `"msg":"task finished"`) }
+	var (
+		orphans  []string
+		killedAt time.Time
+	)
+	const killAttempts = 3
+	for attempt := 1; ; attempt++ {
+		// Kill the victim while it is working: its count of finished tasks
+		// is still rising.
+		before := finished()
+		eventually(t, 60*time.Second, 5*time.Millisecond, victim.name+" working", func() error {
+			if finished() <= before {
+				return errNotYet
+			}
+			return nil
+		})
+		killedAt = time.Now()
+		victim.kill()
+		active, err := s.inspector.ListActiveTasks(tasks.QueueDefault)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	if len(orphans) == 0 {
-		t.Fatalf("no task was orphaned by the kill (active at the kill: %d): the kill hit no running task", len(active))
+		victim.start()
+		victim.waitReady()
+
+		// The tasks the dead worker held stay active until their lease
+		// expires; the surviving worker's own finish within seconds.
+		time.Sleep(5 * time.Second)
+		for _, ti := range active {
+			cur, err := s.inspector.GetTaskInfo(tasks.QueueDefault, ti.ID)
+			if err == nil && cur.State == asynq.TaskStateActive {
+				orphans = append(orphans, ti.ID)
+			}
+		}
+		if len(orphans) > 0 {
+			break
+		}
+		if attempt == killAttempts {
+			t.Fatalf("no task was orphaned by %d kills (active at the last: %d): the kills hit no running task", killAttempts, len(active))
+		}
+		// The kill found the victim between tasks: renew the load (a
+		// finished render is replaced by a new one) and try again.
+		for id := 1; id <= nInvoices; id++ {
+			for _, tn := range tenants {
+				ids = append(ids, s.mustPost(tn, "pdf", id).TaskID)
+			}
+		}
 	}
 
 	s.waitCompleted(tasks.QueueDefault, ids, 240*time.Second)
