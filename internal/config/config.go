@@ -103,6 +103,12 @@ type Config struct {
 	// TenantCacheTTL (TENANT_CACHE_TTL) is how long a tenant stays in the
 	// shared Redis cache; 0 means the storage package's default.
 	TenantCacheTTL time.Duration
+	// RedisAutoPipeline (REDIS_AUTOPIPELINE, default true) lets the enqueue
+	// service coalesce the enqueues of concurrent requests into Redis
+	// pipelines (go-redis autopipelining): one write and one read for many
+	// requests instead of one each. Set false to send every enqueue on its
+	// own, as the worker does.
+	RedisAutoPipeline bool
 }
 
 // FromEnv reads the configuration through getenv (os.Getenv in the
@@ -131,6 +137,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		AllowTenantHeader:     p.boolean("ALLOW_TENANT_HEADER", false),
 		DashboardReadOnly:     p.boolean("DASHBOARD_READONLY", true),
 		TenantCacheTTL:        p.duration("TENANT_CACHE_TTL"),
+		RedisAutoPipeline:     p.boolean("REDIS_AUTOPIPELINE", true),
 	}
 	if err := errors.Join(p.errs...); err != nil {
 		return Config{}, err

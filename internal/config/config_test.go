@@ -37,6 +37,7 @@ func TestFromEnvDefaults(t *testing.T) {
 		LogLevel:              slog.LevelInfo,
 		DBMaxConns:            14,
 		DashboardReadOnly:     true,
+		RedisAutoPipeline:     true,
 	}
 	if c != want {
 		t.Errorf("defaults:\n got %+v\nwant %+v", c, want)
@@ -72,13 +73,14 @@ func TestFromEnvSet(t *testing.T) {
 		"ALLOW_TENANT_HEADER":     "true",
 		"DASHBOARD_READONLY":      "0",
 		"TENANT_CACHE_TTL":        "2m",
+		"REDIS_AUTOPIPELINE":      "false",
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.MigrationsDatabaseURL != "postgres://owner@db/inv" || c.WorkerConcurrency != 20 || c.DBMaxConns != 24 ||
 		c.SchedulerEnabled || c.ShutdownTimeout != 5*time.Second || c.LogFormat != LogFormatJSON ||
-		c.LogLevel != slog.LevelDebug || !c.AllowTenantHeader || c.DashboardReadOnly || c.TenantCacheTTL != 2*time.Minute ||
+		c.LogLevel != slog.LevelDebug || !c.AllowTenantHeader || c.DashboardReadOnly || c.TenantCacheTTL != 2*time.Minute || c.RedisAutoPipeline ||
 		c.HTTPAddrOr(DefaultWorkerHTTPAddr) != "127.0.0.1:7000" || c.OverdueSweepCron != "@every 30s" {
 		t.Errorf("config %+v", c)
 	}
@@ -109,6 +111,7 @@ func TestFromEnvErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"LOG_LEVEL": "loud"}, `LOG_LEVEL: must be debug, info, warn or error`},
 		{map[string]string{"DOMAIN_SUFFIX": "."}, `DOMAIN_SUFFIX: must name a domain`},
 		{map[string]string{"DASHBOARD_READONLY": "maybe"}, `DASHBOARD_READONLY: must be true or false`},
+		{map[string]string{"REDIS_AUTOPIPELINE": "on"}, `REDIS_AUTOPIPELINE: must be true or false`},
 	}
 	for _, c := range cases {
 		m := map[string]string{}

@@ -25,7 +25,7 @@ type Deps struct {
 	Postgres     *storage.Postgres // nil when Options.Catalog was given
 	RedisConnOpt asynq.RedisConnOpt
 	Redis        redis.UniversalClient
-	Client       *asynq.Client
+	Client       *asynq.Client // enqueues through Redis autopipelining unless REDIS_AUTOPIPELINE=false
 	Inspector    *asynq.Inspector
 	Enqueuer     *tasks.Enqueuer
 
@@ -85,10 +85,42 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Opti
 		d.closers = append(d.closers, cache.Close)
 	}
 
-	d.Client = asynq.NewClientFromRedisClient(d.Redis)
+	enqueueRedis := d.Redis
+	if cfg.RedisAutoPipeline {
+		if enqueueRedis, err = autoPipeline(d.Redis); err != nil {
+			return nil, err
+		}
+		if ap, ok := enqueueRedis.(*redis.AutoPipeliner); ok {
+			d.closers = append(d.closers, ap.Close)
+		}
+	}
+	d.Client = asynq.NewClientFromRedisClient(enqueueRedis)
 	d.Inspector = asynq.NewInspectorFromRedisClient(d.Redis)
 	d.Enqueuer = tasks.NewEnqueuer(d.Client, d.Inspector, logger)
 	return d, nil
+}
+
+// autoPipeliner is what go-redis clients that can autopipeline have in
+// common (*redis.Client, *redis.ClusterClient, *redis.Ring).
+type autoPipeliner interface {
+	AutoPipeline() (*redis.AutoPipeliner, error)
+}
+
+// autoPipeline returns rc's blocking autopipeliner: a drop-in client whose
+// commands, issued concurrently by many requests, are sent to Redis in
+// shared pipelines (go-redis batches whatever is queued while the previous
+// batch is on the wire, so a lone request is sent at once). A client that
+// cannot autopipeline is returned as it is.
+func autoPipeline(rc redis.UniversalClient) (redis.UniversalClient, error) {
+	c, ok := rc.(autoPipeliner)
+	if !ok {
+		return rc, nil
+	}
+	ap, err := c.AutoPipeline()
+	if err != nil {
+		return nil, fmt.Errorf("redis autopipelining: %w", err)
+	}
+	return ap, nil
 }
 
 // Close releases what Open built, in reverse order.
