@@ -57,7 +57,11 @@ func run() error {
 			cfg.DBMaxConns = cfg.WorkerConcurrency + config.DefaultDBPoolHeadroom
 		}
 	}
-	return workerapp.Run(ctx, cfg, config.NewLogger(cfg, os.Stderr))
+	// A line per task: lines written under load share writes; closeLog
+	// writes the rest before run returns.
+	logger, closeLog := config.NewProcessLogger(cfg, os.Stderr)
+	defer closeLog()
+	return workerapp.Run(ctx, cfg, logger)
 }
 
 // oneLine joins a multi-line error (errors.Join) into one line.

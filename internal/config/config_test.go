@@ -148,3 +148,31 @@ func TestNewLogger(t *testing.T) {
 		t.Errorf("text log %q", buf.String())
 	}
 }
+
+func TestNewProcessLogger(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	logger, closeLog := NewProcessLogger(Config{LogFormat: LogFormatJSON, LogLevel: slog.LevelInfo}, &buf)
+	logger.Debug("hidden")
+	logger.Info("one", "tenant_id", "acme")
+	logger.Warn("two")
+	// A warning is written before Warn returns, with the lines before it.
+	if n := strings.Count(buf.String(), "\n"); n != 2 {
+		t.Fatalf("after Warn: %d lines, want 2: %q", n, buf.String())
+	}
+	logger.Info("three")
+	if err := closeLog(); err != nil {
+		t.Fatal(err)
+	}
+	var msgs []string
+	for line := range strings.SplitSeq(strings.TrimSpace(buf.String()), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		msgs = append(msgs, rec["msg"].(string))
+	}
+	if strings.Join(msgs, ",") != "one,two,three" {
+		t.Fatalf("messages %q", msgs)
+	}
+}

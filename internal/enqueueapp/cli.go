@@ -130,13 +130,17 @@ func serveCmd(ctx context.Context, args []string, sio IO) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	cfg, logger, err := loadConfig(sio)
+	cfg, err := config.FromEnv(sio.Getenv)
 	if err != nil {
-		return err
+		return fmt.Errorf("configuration: %w", err)
 	}
 	if *addr != "" {
 		cfg.HTTPAddr = *addr
 	}
+	// The service logs a line per request: lines written under load share
+	// writes (config.NewProcessLogger); closeLog writes the rest.
+	logger, closeLog := config.NewProcessLogger(cfg, sio.Stderr)
+	defer closeLog()
 	return RunWith(ctx, cfg, logger, sio.Options)
 }
 
