@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -54,7 +55,11 @@ func (b *bench) middleware(ctx context.Context, s *Scenario) error {
 		return err
 	}
 
-	d := &drainer{b: b, tenants: c.tenantIDs()}
+	probe, err := b.newCPUProbe(ctx, c)
+	if err != nil {
+		return fmt.Errorf("cpu probe: %w", err)
+	}
+	d := &drainer{b: b, tenants: c.tenantIDs(), probe: probe}
 	bare := asynq.HandlerFunc(func(context.Context, *asynq.Task) error {
 		d.finished()
 		return nil
@@ -91,32 +96,33 @@ func (b *bench) middleware(ctx context.Context, s *Scenario) error {
 
 	progress("middleware: warm-up (%d tasks each)", b.sz.WarmN)
 	for _, h := range []asynq.Handler{bare, chainOnly, unpinned, mux} {
-		if _, err := d.drain(ctx, h, b.sz.WarmN); err != nil {
+		if _, _, err := d.drain(ctx, h, b.sz.WarmN); err != nil {
 			return fmt.Errorf("warm-up: %w", err)
 		}
 	}
 	var bareRounds, chainRounds, noDBRounds, unpinnedRounds []float64
+	var bareCPU, chainCPU, noDBCPU, unpinnedCPU cpuUse
 	for r := range b.sz.Rounds {
-		rate, err := d.drain(ctx, bare, n)
+		rate, use, err := d.drain(ctx, bare, n)
 		if err != nil {
 			return fmt.Errorf("bare round %d: %w", r+1, err)
 		}
-		bareRounds = append(bareRounds, rate)
-		rate, err = d.drain(ctx, chainOnly, n)
+		bareRounds, bareCPU = append(bareRounds, rate), bareCPU.add(use)
+		rate, use, err = d.drain(ctx, chainOnly, n)
 		if err != nil {
 			return fmt.Errorf("middleware-only round %d: %w", r+1, err)
 		}
-		noDBRounds = append(noDBRounds, rate)
-		rate, err = d.drain(ctx, unpinned, n)
+		noDBRounds, noDBCPU = append(noDBRounds, rate), noDBCPU.add(use)
+		rate, use, err = d.drain(ctx, unpinned, n)
 		if err != nil {
 			return fmt.Errorf("unpinned round %d: %w", r+1, err)
 		}
-		unpinnedRounds = append(unpinnedRounds, rate)
-		rate, err = d.drain(ctx, mux, n)
+		unpinnedRounds, unpinnedCPU = append(unpinnedRounds, rate), unpinnedCPU.add(use)
+		rate, use, err = d.drain(ctx, mux, n)
 		if err != nil {
 			return fmt.Errorf("middleware round %d: %w", r+1, err)
 		}
-		chainRounds = append(chainRounds, rate)
+		chainRounds, chainCPU = append(chainRounds, rate), chainCPU.add(use)
 		progress("middleware: round %d: bare %.0f tasks/s, middleware only %.0f, + unpinned SELECT 1 %.0f, + pinned SELECT 1 %.0f", r+1, bareRounds[r], noDBRounds[r], unpinnedRounds[r], chainRounds[r])
 	}
 	b.bareDrain = median(bareRounds)
@@ -128,10 +134,27 @@ func (b *bench) middleware(ctx context.Context, s *Scenario) error {
 		against("bare asynq, no-op handler", b.bareDrain, "tasks/s", nil)
 	s.add("diagnostic: middleware + unpinned SELECT 1", median(unpinnedRounds), "tasks/s").withRounds(unpinnedRounds).
 		against("bare asynq, no-op handler", b.bareDrain, "tasks/s", nil)
+	total := n * b.sz.Rounds
+	perTaskAll := func(u cpuUse) float64 { return perTask(u.total(), total) }
+	s.add("diagnostic: CPU per task, bare asynq (bench + redis + postgres)", perTaskAll(bareCPU), "µs")
+	s.add("diagnostic: CPU per task, + pinned SELECT 1", perTaskAll(chainCPU), "µs").
+		against("bare asynq, no-op handler", perTaskAll(bareCPU), "µs", nil)
+	if chainCPU.postgresMeasured {
+		s.add("diagnostic: of which PostgreSQL server", perTask(chainCPU.postgres, total), "µs")
+	}
+	s.note("CPU per task over all rounds (bench process from getrusage: it runs the asynq server and the handlers; servers from /proc/<pid>/stat, PostgreSQL including every backend): bare: %s; middleware only: %s; + unpinned SELECT 1: %s; + pinned SELECT 1: %s",
+		bareCPU.summary(total), noDBCPU.summary(total), unpinnedCPU.summary(total), chainCPU.summary(total))
+	if need := 0.85 * b.bareDrain * perTaskAll(chainCPU) / 1e6 / float64(runtime.NumCPU()); perTaskAll(chainCPU) > 0 {
+		s.note("at 0.85 of bare (%.0f tasks/s) the pinned chain's %.0f µs of CPU per task would keep %.0f%% of the %d CPUs busy; the measured rounds kept %.0f%% busy",
+			0.85*b.bareDrain, perTaskAll(chainCPU), 100*need, runtime.NumCPU(), 100*chainCPU.busyShare())
+	}
 	s.note("diagnostics: the same chain with a handler that does nothing, and with a plain pool.QueryRow(\"SELECT 1\") (one round trip, no transaction, no pin): they separate the middleware's cost from the database's and the pinning protocol's")
 	s.note("tenant cache during the run: %d local hits, %d Redis hits, %d catalog queries", st.LocalHits, st.RedisHits, st.Misses)
 	s.note("chain includes tasks.Metrics (as the worker's mux does) and the JSON task log written to /dev/null; drain timed from Server.Start to the last handler return")
-	s.Bound = "bare asynq: 2 Redis round trips per task (dequeue script, done script). The middleware alone (recover, JSON log line, metrics, in-process tenant lookup) stays close to that (diagnostic row). Any PostgreSQL round trip per task costs most of the gap (unpinned SELECT 1 row): the PostgreSQL backend competes for the same 2 CPUs as Redis and the worker. Pinning (schema.InTenant) makes it 4 round trips: BEGIN, set_config, the query, COMMIT with the clean-connection check"
+	s.Bound = "bare asynq: 2 Redis round trips per task (dequeue script, done script) issued by one serial dequeue loop, so it is bound by round-trip latency and leaves about a third of the CPUs idle (CPU note). " +
+		"The middleware alone (recover, JSON log line, metrics, in-process tenant lookup) adds about 15 µs of CPU per task and stays close to bare. " +
+		"A PostgreSQL query per task adds CPU in the worker (pgx, the wake-up after the reply), in the backend, and slower Redis replies on the same CPUs: the unpinned SELECT 1 row already shows most of the gap. " +
+		"Pinning (schema.InTenant) makes it 3 round trips (BEGIN with SET LOCAL search_path as one simple query, the query, COMMIT with the clean-connection check as one simple query) and adds about 20 µs of PostgreSQL CPU over the unpinned query"
 	return nil
 }
 
@@ -139,6 +162,7 @@ func (b *bench) middleware(ctx context.Context, s *Scenario) error {
 type drainer struct {
 	b       *bench
 	tenants []string
+	probe   *cpuProbe
 	seq     atomic.Int64 // invoice ids, unique across rounds
 
 	left   atomic.Int64
@@ -155,8 +179,8 @@ func (d *drainer) finished() {
 // drain enqueues n invoice:pdf-shaped tasks round-robin over the tenants
 // (no task id, no retention: both servers delete them when done), then
 // starts a server with handler h and returns tasks/s from Start to the
-// n-th completion.
-func (d *drainer) drain(ctx context.Context, h asynq.Handler, n int) (float64, error) {
+// n-th completion, and the CPU spent meanwhile.
+func (d *drainer) drain(ctx context.Context, h asynq.Handler, n int) (float64, cpuUse, error) {
 	client := asynq.NewClientFromRedisClient(d.b.env.rdb)
 	g, gctx := errgroup.WithContext(ctx)
 	const producers = 16
@@ -174,36 +198,46 @@ func (d *drainer) drain(ctx context.Context, h asynq.Handler, n int) (float64, e
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return 0, err
+		return 0, cpuUse{}, err
 	}
 
 	errs := &errorLog{}
 	d.left.Store(int64(n))
 	d.doneCh = make(chan struct{})
 	srv := asynq.NewServerFromRedisClient(d.b.env.rdb, tasks.ServerConfig(tasks.ServerOptions{Logger: slog.New(errs)}))
+	before, err := d.probe.sample()
+	if err != nil {
+		return 0, cpuUse{}, fmt.Errorf("cpu sample: %w", err)
+	}
 	start := time.Now()
 	if err := srv.Start(h); err != nil {
-		return 0, fmt.Errorf("start server: %w", err)
+		return 0, cpuUse{}, fmt.Errorf("start server: %w", err)
 	}
 	timeout := time.Minute + time.Duration(n)*time.Millisecond
 	var elapsed time.Duration
+	var after cpuSample
+	var sampleErr error
 	select {
 	case <-d.doneCh:
 		elapsed = time.Since(start)
+		after, sampleErr = d.probe.sample()
 	case <-time.After(timeout):
 	case <-ctx.Done():
 	}
 	srv.Shutdown()
 	if err := ctx.Err(); err != nil {
-		return 0, err
+		return 0, cpuUse{}, err
 	}
 	if elapsed == 0 {
-		return 0, fmt.Errorf("%d of %d tasks not done after %s; errors: %s", d.left.Load(), n, timeout, errs.summary())
+		return 0, cpuUse{}, fmt.Errorf("%d of %d tasks not done after %s; errors: %s", d.left.Load(), n, timeout, errs.summary())
 	}
 	if msg := errs.summary(); msg != "" {
-		return 0, fmt.Errorf("task errors during the drain: %s", msg)
+		return 0, cpuUse{}, fmt.Errorf("task errors during the drain: %s", msg)
 	}
-	return float64(n) / elapsed.Seconds(), nil
+	if sampleErr != nil {
+		return 0, cpuUse{}, fmt.Errorf("cpu sample: %w", sampleErr)
+	}
+	return float64(n) / elapsed.Seconds(), after.since(before), nil
 }
 
 // tenantIDs returns the ids of the core tenants.
