@@ -130,60 +130,18 @@ func run() int {
 		stop() // a second Ctrl-C kills at once; children die with us (Pdeathsig)
 	}()
 
-	rep := &Report{
-		GoVersion: runtime.Version(), GOOS: runtime.GOOS, GOARCH: runtime.GOARCH,
-		NumCPU: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), Mode: mode, StartedAt: time.Now().UTC(),
-	}
-	if *quick {
-		rep.Notes = append(rep.Notes, fmt.Sprintf("quick mode: smaller sizes than the issue's (%d tenants for migrate and sweep, not 1,000; fewer tasks and rounds); run without -quick for the full sizes", sz.FleetTenants))
-	}
-	progress("starting redis and postgres")
-	e, err := openEnv(ctx, logger, *workerBin, *enqueueBin)
+	rep, err := runBench(ctx, options{
+		sizes: sz, mode: mode, selected: selected, logger: logger,
+		workerBin: *workerBin, enqueueBin: *enqueueBin, inProcess: *inProcess,
+	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 1
 	}
-	b := &bench{env: e, sz: sz, logger: logger, inProcess: *inProcess}
-	rep.RedisVersion, rep.PostgresVersion = e.redisVersion, e.postgresVersion
-	if os.Getenv("REDIS_URL") == "" {
-		rep.Notes = append(rep.Notes, "redis: own redis-server on loopback, --save '' --appendonly no")
-	}
-	if os.Getenv("DATABASE_URL") == "" {
-		rep.Notes = append(rep.Notes, "postgres: own throwaway server (internal/pgserver): fsync, synchronous_commit and full_page_writes off")
-	}
-	rep.Notes = append(rep.Notes, "everything (bench, redis, postgres, worker, enqueue service) shares this machine's CPUs; compare ratios, not absolute numbers")
-
 	exit := 0
-	for _, sc := range scenarios {
-		if !selected[sc.name] {
-			continue
-		}
-		s := &Scenario{Name: sc.name, Title: sc.title, Sizes: map[string]any{}}
-		rep.Scenarios = append(rep.Scenarios, s)
-		if ctx.Err() != nil {
-			s.Skipped = "interrupted"
-			continue
-		}
-		progress("scenario %s: %s", sc.name, sc.title)
-		start := time.Now()
-		err := e.flushRedis(ctx)
-		if err == nil {
-			err = sc.run(b, ctx, s)
-		}
-		s.Seconds = time.Since(start).Seconds()
-		var skip skipError
-		switch {
-		case errors.As(err, &skip):
-			s.Skipped = skip.reason
-		case err != nil:
-			s.Error = err.Error()
-			exit = 1
-			progress("scenario %s failed: %s", sc.name, firstLine(err.Error()))
-		}
+	if rep.failed() {
+		exit = 1
 	}
-	b.close()
-	e.close()
-	rep.DurationSeconds = time.Since(rep.StartedAt).Seconds()
 
 	var out io.Writer = os.Stdout
 	if *jsonOut != "" {
@@ -206,6 +164,81 @@ func run() int {
 		return 130
 	}
 	return exit
+}
+
+// options is one invocation of the bench.
+type options struct {
+	sizes                 sizes
+	mode                  string // "full", "quick", or a test's name for its sizes
+	selected              map[string]bool
+	logger                *slog.Logger
+	workerBin, enqueueBin string // prebuilt binaries; built from source when empty
+	inProcess             bool
+}
+
+// runBench starts (or connects to) Redis and PostgreSQL, runs the selected
+// scenarios in order and returns the report. A scenario that fails is
+// recorded in the report (Scenario.Error) and the run goes on; the error
+// is for a run that could not start.
+func runBench(ctx context.Context, o options) (*Report, error) {
+	sz := o.sizes
+	rep := &Report{
+		GoVersion: runtime.Version(), GOOS: runtime.GOOS, GOARCH: runtime.GOARCH,
+		NumCPU: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), Mode: o.mode, StartedAt: time.Now().UTC(),
+	}
+	if o.mode != "full" {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("%s mode: smaller sizes than the issue's (%d tenants for migrate and sweep, not 1,000; fewer tasks and rounds); run without -quick for the full sizes", o.mode, sz.FleetTenants))
+	}
+	progress("starting redis and postgres")
+	e, err := openEnv(ctx, o.logger, o.workerBin, o.enqueueBin)
+	if err != nil {
+		return nil, err
+	}
+	b := &bench{env: e, sz: sz, logger: o.logger, inProcess: o.inProcess}
+	rep.RedisVersion, rep.PostgresVersion = e.redisVersion, e.postgresVersion
+	if os.Getenv("REDIS_URL") == "" {
+		rep.Notes = append(rep.Notes, "redis: own redis-server on loopback, --save '' --appendonly no")
+	}
+	if os.Getenv("DATABASE_URL") == "" {
+		rep.Notes = append(rep.Notes, "postgres: own throwaway server (internal/pgserver): fsync, synchronous_commit and full_page_writes off")
+	}
+	rep.Notes = append(rep.Notes, "everything (bench, redis, postgres, worker, enqueue service) shares this machine's CPUs; compare ratios, not absolute numbers")
+
+	for _, sc := range scenarios {
+		if !o.selected[sc.name] {
+			continue
+		}
+		s := &Scenario{Name: sc.name, Title: sc.title, Sizes: map[string]any{}}
+		rep.Scenarios = append(rep.Scenarios, s)
+		if ctx.Err() != nil {
+			s.Skipped = "interrupted"
+			continue
+		}
+		progress("scenario %s: %s", sc.name, sc.title)
+		start := time.Now()
+		err := e.flushRedis(ctx)
+		if err == nil {
+			err = sc.run(b, ctx, s)
+		}
+		s.Seconds = time.Since(start).Seconds()
+		var skip skipError
+		switch {
+		case errors.As(err, &skip):
+			s.Skipped = skip.reason
+		case err != nil:
+			s.Error = err.Error()
+			progress("scenario %s failed: %s", sc.name, firstLine(err.Error()))
+		}
+	}
+	b.close()
+	e.close()
+	rep.DurationSeconds = time.Since(rep.StartedAt).Seconds()
+	return rep, nil
+}
+
+// failed reports whether a scenario ended with an error.
+func (r *Report) failed() bool {
+	return slices.ContainsFunc(r.Scenarios, func(s *Scenario) bool { return s.Error != "" })
 }
 
 // skipError marks a scenario that could not run for a reason outside the

@@ -19,7 +19,7 @@ type Report struct {
 	GOMAXPROCS      int         `json:"gomaxprocs"`
 	RedisVersion    string      `json:"redis_version"`
 	PostgresVersion string      `json:"postgres_version"`
-	Mode            string      `json:"mode"` // quick or full
+	Mode            string      `json:"mode"` // quick, full, or a test's smoke sizes
 	StartedAt       time.Time   `json:"started_at"`
 	DurationSeconds float64     `json:"duration_seconds"`
 	Notes           []string    `json:"notes"`

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"math"
+	"strings"
+	"testing"
+	"time"
+)
+
+// smokeSizes make every scenario run end to end in well under a minute:
+// numbers from them mean nothing, the test checks that each scenario
+// works and reports what it should.
+var smokeSizes = sizes{
+	Tenants: 10, MiddlewareN: 300, Rounds: 1, WarmN: 50, LookupN: 500,
+	PDFBurst: 20, PDFPaced: 2 * time.Second, EnqueueN: 400, Clients: 8,
+	FleetTenants: 10, OverdueEach: 3, RenderBaseline: 200 * time.Millisecond,
+}
+
+// TestRunAllScenarios runs the load command's six scenarios at smoke
+// sizes against its own redis-server and PostgreSQL, with the real
+// cmd/worker and cmd/enqueue built from this tree, and checks the report:
+// every scenario ran, every number is there with its baseline and ratio,
+// every target was judged, and the JSON and the table carry them.
+func TestRunAllScenarios(t *testing.T) {
+	t.Setenv("REDIS_URL", "")
+	t.Setenv("DATABASE_URL", "")
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	all, err := selectScenarios("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := runBench(ctx, options{sizes: smokeSizes, mode: "smoke", selected: all, logger: quietLogger()})
+	if err != nil {
+		t.Fatalf("bench did not start: %v", err)
+	}
+	if len(rep.Scenarios) != len(scenarios) {
+		t.Fatalf("%d scenarios in the report, want %d", len(rep.Scenarios), len(scenarios))
+	}
+	if rep.RedisVersion == "" || rep.PostgresVersion == "" {
+		t.Errorf("server versions missing: redis %q, postgres %q", rep.RedisVersion, rep.PostgresVersion)
+	}
+	targets := 0
+	for _, s := range rep.Scenarios {
+		if s.Error != "" || s.Skipped != "" {
+			t.Errorf("scenario %s: error %q, skipped %q", s.Name, s.Error, s.Skipped)
+			continue
+		}
+		if s.Bound == "" {
+			t.Errorf("scenario %s says nothing about what bounds it", s.Name)
+		}
+		if len(s.Metrics) == 0 {
+			t.Errorf("scenario %s has no metrics", s.Name)
+		}
+		for _, m := range s.Metrics {
+			if math.IsNaN(m.Value) || math.IsInf(m.Value, 0) || m.Value < 0 {
+				t.Errorf("%s / %s = %v", s.Name, m.Name, m.Value)
+			}
+			if m.Baseline != nil {
+				if !(m.Baseline.Value > 0) || m.Ratio == nil {
+					t.Errorf("%s / %s: baseline %v, ratio %v", s.Name, m.Name, m.Baseline.Value, m.Ratio)
+				}
+			}
+			if m.Target != nil {
+				targets++
+				if !(m.Value > 0) || m.Met == nil {
+					t.Errorf("%s / %s: target %q not judged (value %v)", s.Name, m.Name, m.Target.Text, m.Value)
+				}
+			}
+		}
+	}
+	// The targets: middleware ratio, two lookup p99s, enqueue
+	// ratio, two migration times, the sweep.
+	if targets != 7 {
+		t.Errorf("%d metrics with a target, want 7", targets)
+	}
+	mw := rep.Scenarios[0]
+	var cpuNote bool
+	for _, n := range mw.Notes {
+		if strings.HasPrefix(n, "CPU per task") && strings.Contains(n, "redis-server") && strings.Contains(n, "postgres") {
+			cpuNote = true
+		}
+	}
+	if !cpuNote {
+		t.Errorf("middleware: no CPU note naming redis-server and postgres in %q", mw.Notes)
+	}
+
+	var js bytes.Buffer
+	if err := json.NewEncoder(&js).Encode(rep); err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := json.Unmarshal(js.Bytes(), &back); err != nil {
+		t.Fatalf("report JSON does not decode: %v", err)
+	}
+	if len(back.Scenarios) != len(rep.Scenarios) || back.Mode != "smoke" {
+		t.Errorf("decoded report: %d scenarios, mode %q", len(back.Scenarios), back.Mode)
+	}
+	var table bytes.Buffer
+	printTable(&table, rep)
+	for _, s := range rep.Scenarios {
+		if !strings.Contains(table.String(), s.Name+"|") {
+			t.Errorf("table has no rows for %s:\n%s", s.Name, table.String())
+		}
+	}
+}
