@@ -36,8 +36,6 @@ type cpuSample struct {
 	self       time.Duration // this process, all threads (getrusage)
 	redis      time.Duration
 	postgres   time.Duration // postmaster, its live children, and its reaped ones
-	machine    time.Duration // all CPUs, busy + idle
-	idle       time.Duration // all CPUs, idle + iowait
 	redisOK    bool
 	postgresOK bool
 }
@@ -46,7 +44,6 @@ type cpuSample struct {
 type cpuUse struct {
 	wall                            time.Duration
 	self, redis, postgres           time.Duration
-	machine, idle                   time.Duration
 	redisMeasured, postgresMeasured bool
 }
 
@@ -118,8 +115,6 @@ func (s cpuSample) since(from cpuSample) cpuUse {
 		self:             s.self - from.self,
 		redis:            s.redis - from.redis,
 		postgres:         s.postgres - from.postgres,
-		machine:          s.machine - from.machine,
-		idle:             s.idle - from.idle,
 		redisMeasured:    s.redisOK && from.redisOK,
 		postgresMeasured: s.postgresOK && from.postgresOK,
 	}
