@@ -1,0 +1,628 @@
+package fair
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// Defaults of Config.
+const (
+	DefaultPendingPerSlot = 1.0
+	DefaultMinPending     = 4
+	DefaultMaxAdmit       = 64
+	DefaultLease          = 30 * time.Second
+	DefaultCost           = 5 * time.Millisecond
+)
+
+// Config tunes a Dispatcher. The zero value uses the defaults above.
+type Config struct {
+	// PendingPerSlot is how many admitted tasks may wait in an asynq queue
+	// per worker slot of the live workers (their summed concurrency, from
+	// heartbeats). More keeps workers busier across the gap between a
+	// completion and the refill it triggers; less makes a newly arrived
+	// tenant wait behind fewer tasks. 0 means DefaultPendingPerSlot.
+	PendingPerSlot float64
+	// MinPending is the least depth, also while no worker is alive. 0
+	// means DefaultMinPending.
+	MinPending int
+	// MaxAdmit bounds the tasks one script call moves into asynq. 0 means
+	// DefaultMaxAdmit.
+	MaxAdmit int
+	// Lease is how long an admitted task counts against its tenant before
+	// the dispatcher checks asynq's state of it again (a worker killed
+	// before it reported the task). 0 means DefaultLease.
+	Lease time.Duration
+	// DefaultCost is the estimated cost of a task type before one was
+	// measured. 0 means DefaultCost.
+	DefaultCost time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// OnAdmit, when set, is called with the queue and how long each task
+	// admitted by a call had waited in its backlog (metrics).
+	OnAdmit func(queue string, waited []time.Duration)
+}
+
+func (c Config) withDefaults() Config {
+	if c.PendingPerSlot <= 0 {
+		c.PendingPerSlot = DefaultPendingPerSlot
+	}
+	c.MinPending = cmp.Or(c.MinPending, DefaultMinPending)
+	c.MaxAdmit = cmp.Or(c.MaxAdmit, DefaultMaxAdmit)
+	c.Lease = cmp.Or(c.Lease, DefaultLease)
+	c.DefaultCost = cmp.Or(c.DefaultCost, DefaultCost)
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Policy is what a tenant is entitled to in each queue.
+type Policy struct {
+	// Weight is the tenant's share relative to other tenants with waiting
+	// work (>= 1): a tenant of weight 4 gets four times the worker time of
+	// one of weight 1 while both have a backlog.
+	Weight int
+	// MaxRunning caps the tenant's admitted, unfinished tasks in the queue
+	// (pending in asynq or running); 0 means no cap.
+	MaxRunning int
+	// MaxWaiting caps the tenant's backlog in the queue; an enqueue past it
+	// fails with ErrBacklogFull and nothing of it is accepted. 0 means no
+	// cap.
+	MaxWaiting int
+}
+
+// Task is one task to enqueue through the dispatcher.
+type Task struct {
+	// Message is the asynq message; its ID (required) dedupes, its Queue
+	// picks the queue.
+	Message Message
+	// ReplaceFinished replaces a completed or archived task with the same
+	// id by this one; otherwise such a task is returned as existing.
+	ReplaceFinished bool
+}
+
+// Result is what became of one enqueued task.
+type Result struct {
+	// ID is the task id.
+	ID string
+	// State is "pending" for a new task and for one waiting in a backlog
+	// (whether or not it was admitted to asynq yet), else asynq's state of
+	// the existing task ("active", "retry", "completed", ...).
+	State string
+	// Existing is true when a task with this id existed (dedupe): nothing
+	// was enqueued.
+	Existing bool
+}
+
+// ErrBacklogFull is matched (errors.Is) by a *FullError.
+var ErrBacklogFull = errors.New("tenant backlog full")
+
+// FullError says an enqueue would take a tenant's backlog past its
+// MaxWaiting; nothing of it was accepted.
+type FullError struct {
+	Queue   string
+	Waiting int
+	// RetryAfter estimates when room frees up.
+	RetryAfter time.Duration
+}
+
+func (e *FullError) Error() string {
+	return fmt.Sprintf("tenant backlog full: %d tasks waiting in queue %s", e.Waiting, e.Queue)
+}
+
+// Is makes errors.Is(err, ErrBacklogFull) true.
+func (e *FullError) Is(target error) bool { return target == ErrBacklogFull }
+
+// Dispatcher admits tenants' tasks into asynq queues fairly. Any number of
+// processes may use dispatchers on the same Redis at once: every step is
+// one Lua script on the keys of one queue. It is safe for concurrent use.
+type Dispatcher struct {
+	rdb redis.UniversalClient
+	cfg Config
+	// published holds the queues already added to asynq's set of queues.
+	published sync.Map
+}
+
+// allQueuesKey is asynq's set of queue names (base.AllQueues), which its
+// inspector and dashboard list.
+const allQueuesKey = "asynq:queues"
+
+// publish adds q to asynq's set of queues once per process, as
+// asynq.Client does before its first enqueue to a queue.
+func (d *Dispatcher) publish(ctx context.Context, q string) error {
+	if _, ok := d.published.Load(q); ok {
+		return nil
+	}
+	if err := d.rdb.SAdd(ctx, allQueuesKey, q).Err(); err != nil {
+		return fmt.Errorf("fair: register queue %s: %w", q, err)
+	}
+	d.published.Store(q, true)
+	return nil
+}
+
+// New returns a Dispatcher over rdb, the Redis client asynq uses.
+func New(rdb redis.UniversalClient, cfg Config) *Dispatcher {
+	return &Dispatcher{rdb: rdb, cfg: cfg.withDefaults()}
+}
+
+// keys returns the two prefixes a script of queue q runs on.
+func keys(q string) []string {
+	return []string{"fair:{" + q + "}:", "asynq:{" + q + "}:"}
+}
+
+// common returns the ARGV every script starts with (see scripts.go).
+func (d *Dispatcher) common(extra int) []any {
+	now := d.cfg.Now()
+	args := make([]any, 0, 7+extra)
+	return append(args,
+		now.UnixMilli(),
+		strconv.FormatInt(now.UnixNano(), 10),
+		d.cfg.MinPending,
+		strconv.FormatFloat(d.cfg.PendingPerSlot, 'f', -1, 64),
+		d.cfg.Lease.Milliseconds(),
+		d.cfg.DefaultCost.Microseconds(),
+		d.cfg.MaxAdmit,
+	)
+}
+
+// checkTenant validates a tenant id before it becomes part of a key.
+func checkTenant(id string) error {
+	if err := tenantctx.ValidateID(id); err != nil {
+		return fmt.Errorf("fair: tenant id: %w", err)
+	}
+	return nil
+}
+
+// checkQueue refuses queue names that would break the key layout.
+func checkQueue(q string) error {
+	if q == "" || len(q) > 64 || strings.ContainsAny(q, "{}\t\r\n ") {
+		return fmt.Errorf("fair: invalid queue name %.70q", q)
+	}
+	return nil
+}
+
+// Enqueue adds tasks of one tenant, all in one queue, to the tenant's
+// backlog in one script call, with dedupe by task id against both the
+// backlog and asynq, and admits whatever the queue has room for (the
+// tenant's own tasks only if it is its turn). Results are in the order of
+// tasks. Past p.MaxWaiting it returns a *FullError and accepts nothing.
+func (d *Dispatcher) Enqueue(ctx context.Context, tenantID string, p Policy, tasks []Task) ([]Result, error) {
+	if len(tasks) == 0 {
+		return nil, nil
+	}
+	if err := checkTenant(tenantID); err != nil {
+		return nil, err
+	}
+	q := tasks[0].Message.Queue
+	if err := checkQueue(q); err != nil {
+		return nil, err
+	}
+	if err := d.publish(ctx, q); err != nil {
+		return nil, err
+	}
+	args := d.common(5 + 4*len(tasks))
+	args = append(args, tenantID, max(p.Weight, 1), max(p.MaxRunning, 0), max(p.MaxWaiting, 0), len(tasks))
+	for _, t := range tasks {
+		m := t.Message
+		switch {
+		case m.Queue != q:
+			return nil, fmt.Errorf("fair: one enqueue spans queues %s and %s", q, m.Queue)
+		case m.ID == "" || m.Type == "":
+			return nil, errors.New("fair: task without id or type")
+		case strings.Contains(m.Type, "\t"):
+			return nil, fmt.Errorf("fair: invalid task type %.70q", m.Type)
+		}
+		replace := "0"
+		if t.ReplaceFinished {
+			replace = "1"
+		}
+		args = append(args, m.ID, m.Type, replace, m.Encode())
+	}
+	raw, err := enqueueScript.Run(ctx, d.rdb, keys(q), args...).Slice()
+	if err != nil {
+		return nil, fmt.Errorf("fair: enqueue %d tasks of tenant %s in %s: %w", len(tasks), tenantID, q, err)
+	}
+	if len(raw) == 3 && raw[0] == "full" {
+		waiting, _ := raw[1].(int64)
+		est, _ := strconv.ParseFloat(fmt.Sprint(raw[2]), 64)
+		return nil, &FullError{Queue: q, Waiting: int(waiting), RetryAfter: retryAfter(int(waiting)+len(tasks)-p.MaxWaiting, est, p.MaxRunning)}
+	}
+	if len(raw) != 3 {
+		return nil, fmt.Errorf("fair: enqueue: unexpected reply %v", raw)
+	}
+	states, _ := raw[1].([]any)
+	if len(states) != len(tasks) {
+		return nil, fmt.Errorf("fair: enqueue: %d results for %d tasks", len(states), len(tasks))
+	}
+	out := make([]Result, len(tasks))
+	for i, s := range states {
+		st, _ := s.(string)
+		r := Result{ID: tasks[i].Message.ID, State: "pending"}
+		switch {
+		case st == "waiting":
+			r.Existing = true
+		case strings.HasPrefix(st, "exists:"):
+			r.Existing, r.State = true, strings.TrimPrefix(st, "exists:")
+		}
+		out[i] = r
+	}
+	d.observe(q, raw[2])
+	return out, nil
+}
+
+// retryAfter estimates how long until excess waiting tasks of a tenant
+// have been admitted: their estimated cost spread over its running cap,
+// between 1 s and a minute.
+func retryAfter(excess int, estimateUS float64, maxRunning int) time.Duration {
+	par := max(maxRunning, 1)
+	d := time.Duration(float64(max(excess, 1)) * estimateUS / float64(par) * float64(time.Microsecond))
+	return min(max(d, time.Second), time.Minute).Round(time.Second)
+}
+
+// observe hands the wait times in an admit() reply to cfg.OnAdmit.
+func (d *Dispatcher) observe(q string, reply any) int {
+	list, _ := reply.([]any)
+	n := len(list) / 2
+	if d.cfg.OnAdmit == nil || n == 0 {
+		return n
+	}
+	waits := make([]time.Duration, 0, n)
+	for i := 1; i < len(list); i += 2 {
+		if ms, ok := list[i].(int64); ok && ms >= 0 {
+			waits = append(waits, time.Duration(ms)*time.Millisecond)
+		}
+	}
+	if len(waits) > 0 {
+		d.cfg.OnAdmit(q, waits)
+	}
+	return n
+}
+
+// Report is one finished attempt of an admitted task, as a worker saw it.
+type Report struct {
+	Queue    string
+	TaskID   string
+	TenantID string
+	Type     string
+	// Cost is the worker time the attempt took.
+	Cost time.Duration
+}
+
+// Complete records finished attempts of tasks of one queue: their slots
+// are freed, their tenants are charged what the attempts actually cost
+// (correcting the estimate charged at admission), the cost estimates learn
+// from them, and the queue is refilled. Reports of tasks the dispatcher
+// did not admit (asynq retries) are charged in full.
+func (d *Dispatcher) Complete(ctx context.Context, queue string, reports []Report) error {
+	if len(reports) == 0 {
+		return nil
+	}
+	if err := checkQueue(queue); err != nil {
+		return err
+	}
+	args := d.common(1 + 4*len(reports))
+	args = append(args, len(reports))
+	for _, r := range reports {
+		if err := checkTenant(r.TenantID); err != nil {
+			return err
+		}
+		args = append(args, r.TaskID, r.TenantID, r.Type, max(r.Cost.Microseconds(), 1))
+	}
+	reply, err := completeScript.Run(ctx, d.rdb, keys(queue), args...).Result()
+	if err != nil {
+		return fmt.Errorf("fair: complete %d tasks in %s: %w", len(reports), queue, err)
+	}
+	d.observe(queue, reply)
+	return nil
+}
+
+// Pump admits whatever queue has room for and returns how many tasks it
+// admitted.
+func (d *Dispatcher) Pump(ctx context.Context, queue string) (int, error) {
+	if err := checkQueue(queue); err != nil {
+		return 0, err
+	}
+	reply, err := pumpScript.Run(ctx, d.rdb, keys(queue), d.common(0)...).Result()
+	if err != nil {
+		return 0, fmt.Errorf("fair: pump %s: %w", queue, err)
+	}
+	return d.observe(queue, reply), nil
+}
+
+// Heartbeat registers a worker's concurrency in queue for ttl (0
+// concurrency removes it) and admits what the new total makes room for.
+func (d *Dispatcher) Heartbeat(ctx context.Context, queue, workerID string, concurrency int, ttl time.Duration) error {
+	if err := checkQueue(queue); err != nil {
+		return err
+	}
+	args := append(d.common(3), workerID, max(concurrency, 0), ttl.Milliseconds())
+	reply, err := heartbeatScript.Run(ctx, d.rdb, keys(queue), args...).Result()
+	if err != nil {
+		return fmt.Errorf("fair: heartbeat %s: %w", queue, err)
+	}
+	d.observe(queue, reply)
+	return nil
+}
+
+// Park is called by a worker that dequeued a task of a tenant it may not
+// run (suspended). When the tenant is held in queue, the task is recorded
+// as parked and Park returns true: the worker hands the task back to
+// asynq's retry set without counting a failure, and releasing the hold
+// moves it back to the front of the tenant's backlog. False means the
+// tenant is not held here (it was resumed since): the caller retries the
+// task soon instead.
+func (d *Dispatcher) Park(ctx context.Context, queue, taskID, tenantID, typ string) (bool, error) {
+	if err := errors.Join(checkQueue(queue), checkTenant(tenantID)); err != nil {
+		return false, err
+	}
+	args := append(d.common(3), taskID, tenantID, typ)
+	s, err := parkScript.Run(ctx, d.rdb, keys(queue), args...).Text()
+	if err != nil {
+		return false, fmt.Errorf("fair: park task %s of tenant %s: %w", taskID, tenantID, err)
+	}
+	return s == "parked", nil
+}
+
+// Reason is why a tenant's backlog is held.
+type Reason string
+
+// Hold reasons. A tenant is held while it has at least one.
+const (
+	// Suspended: the tenant is suspended; its ordinary work waits.
+	Suspended Reason = "s"
+	// Paused: an operator paused the tenant's queue.
+	Paused Reason = "p"
+)
+
+func (r Reason) valid() bool { return r == Suspended || r == Paused }
+
+// Hold adds reason to the tenant's hold in each queue: nothing of its
+// backlog is admitted until every reason is released, and its admitted
+// tasks that asynq has not started yet go back to the front of its
+// backlog, in order. It returns how many went back.
+func (d *Dispatcher) Hold(ctx context.Context, tenantID string, reason Reason, queues ...string) (int, error) {
+	moved, _, err := d.hold(ctx, tenantID, reason, true, queues)
+	return moved, err
+}
+
+// Release removes reason from the tenant's hold in each queue. Once no
+// reason is left, tasks parked while it was held go back to the front of
+// its backlog and admission resumes. A parked task that a worker is still
+// handing back to asynq is released by retrying for up to a second; the
+// count of those that could not be released yet (they are released by the
+// next Release) is returned.
+func (d *Dispatcher) Release(ctx context.Context, tenantID string, reason Reason, queues ...string) (int, error) {
+	var stuck int
+	var err error
+	for attempt := 0; attempt < 20; attempt++ {
+		_, stuck, err = d.hold(ctx, tenantID, reason, false, queues)
+		if err != nil || stuck == 0 {
+			return 0, err
+		}
+		select {
+		case <-ctx.Done():
+			return stuck, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return stuck, nil
+}
+
+func (d *Dispatcher) hold(ctx context.Context, tenantID string, reason Reason, set bool, queues []string) (moved, stuck int, err error) {
+	if err := checkTenant(tenantID); err != nil {
+		return 0, 0, err
+	}
+	if !reason.valid() {
+		return 0, 0, fmt.Errorf("fair: invalid hold reason %q", reason)
+	}
+	flag := "0"
+	if set {
+		flag = "1"
+	}
+	for _, q := range queues {
+		if err := checkQueue(q); err != nil {
+			return moved, stuck, err
+		}
+		args := append(d.common(3), tenantID, string(reason), flag)
+		res, err := holdScript.Run(ctx, d.rdb, keys(q), args...).Int64Slice()
+		if err != nil {
+			return moved, stuck, fmt.Errorf("fair: hold tenant %s in %s: %w", tenantID, q, err)
+		}
+		if len(res) == 2 {
+			moved += int(res[0])
+			stuck += int(res[1])
+		}
+	}
+	return moved, stuck, nil
+}
+
+// Drained counts what Drain discarded.
+type Drained struct {
+	// Waiting were in the tenant's backlog.
+	Waiting int `json:"waiting"`
+	// Admitted were in asynq's pending list, not started.
+	Admitted int `json:"admitted"`
+	// Parked were handed back to asynq while the tenant was held.
+	Parked int `json:"parked"`
+}
+
+// Total is the number of tasks discarded.
+func (d Drained) Total() int { return d.Waiting + d.Admitted + d.Parked }
+
+// Drain discards the tenant's tasks that have not started, in each queue:
+// its backlog, its admitted tasks still pending in asynq and its parked
+// tasks. Running tasks finish. Nothing of another tenant is touched.
+func (d *Dispatcher) Drain(ctx context.Context, tenantID string, queues ...string) (Drained, error) {
+	var out Drained
+	if err := checkTenant(tenantID); err != nil {
+		return out, err
+	}
+	for _, q := range queues {
+		if err := checkQueue(q); err != nil {
+			return out, err
+		}
+		res, err := drainScript.Run(ctx, d.rdb, keys(q), append(d.common(1), tenantID)...).Int64Slice()
+		if err != nil {
+			return out, fmt.Errorf("fair: drain tenant %s in %s: %w", tenantID, q, err)
+		}
+		if len(res) == 3 {
+			out.Waiting += int(res[0])
+			out.Admitted += int(res[1])
+			out.Parked += int(res[2])
+		}
+	}
+	return out, nil
+}
+
+// QueueStats is one tenant's state in one queue.
+type QueueStats struct {
+	Queue string `json:"queue"`
+	// Waiting tasks are in the tenant's backlog.
+	Waiting int `json:"waiting"`
+	// Admitted tasks are in asynq, pending or running.
+	Admitted int `json:"admitted"`
+	// Running tasks are admitted tasks a worker is running.
+	Running int `json:"running"`
+	// Parked tasks were handed back while the tenant was held.
+	Parked int `json:"parked"`
+	// WaitingByType counts the backlog by task type.
+	WaitingByType map[string]int `json:"waiting_by_type"`
+	// OldestWait is how long the oldest waiting task has waited.
+	OldestWait time.Duration `json:"-"`
+	// Suspended and Paused are the hold reasons in force.
+	Suspended bool `json:"suspended"`
+	Paused    bool `json:"paused"`
+	// Policy is the policy last enqueued with.
+	Policy Policy `json:"policy"`
+}
+
+// Stats returns the tenant's state in each queue.
+func (d *Dispatcher) Stats(ctx context.Context, tenantID string, queues ...string) ([]QueueStats, error) {
+	if err := checkTenant(tenantID); err != nil {
+		return nil, err
+	}
+	now := d.cfg.Now()
+	out := make([]QueueStats, 0, len(queues))
+	for _, q := range queues {
+		if err := checkQueue(q); err != nil {
+			return nil, err
+		}
+		res, err := statsScript.Run(ctx, d.rdb, keys(q), append(d.common(1), tenantID)...).Slice()
+		if err != nil {
+			return nil, fmt.Errorf("fair: stats of tenant %s in %s: %w", tenantID, q, err)
+		}
+		if len(res) != 10 {
+			return nil, fmt.Errorf("fair: stats: unexpected reply %v", res)
+		}
+		s := QueueStats{Queue: q, WaitingByType: map[string]int{}}
+		s.Waiting = asInt(res[0])
+		s.Admitted = asInt(res[1])
+		s.Running = asInt(res[2])
+		s.Parked = asInt(res[3])
+		if oldest := asInt(res[4]); oldest > 0 {
+			s.OldestWait = max(now.Sub(time.UnixMilli(int64(oldest))), 0)
+		}
+		h, _ := res[5].(string)
+		s.Suspended = strings.Contains(h, string(Suspended))
+		s.Paused = strings.Contains(h, string(Paused))
+		s.Policy = Policy{Weight: asInt(res[6]), MaxRunning: asInt(res[7]), MaxWaiting: asInt(res[8])}
+		types, _ := res[9].([]any)
+		for i := 0; i+1 < len(types); i += 2 {
+			name, _ := types[i].(string)
+			s.WaitingByType[name] = asInt(types[i+1])
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// asInt reads an integer from a script reply (an integer or a numeric
+// string).
+func asInt(v any) int {
+	switch v := v.(type) {
+	case int64:
+		return int(v)
+	case string:
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || math.IsNaN(f) {
+			return 0
+		}
+		return int(f)
+	}
+	return 0
+}
+
+// WaitingTask is a task in a tenant's backlog.
+type WaitingTask struct {
+	ID       string
+	Type     string
+	TenantID string
+	Queue    string
+	// Enqueued is when it entered the backlog.
+	Enqueued time.Time
+	// Message is the asynq message it will be admitted with.
+	Message Message
+}
+
+// Waiting returns the task with id taskID if it waits in a backlog of
+// queue (false otherwise).
+func (d *Dispatcher) Waiting(ctx context.Context, queue, taskID string) (WaitingTask, bool, error) {
+	if err := checkQueue(queue); err != nil {
+		return WaitingTask{}, false, err
+	}
+	v, err := d.rdb.HGet(ctx, keys(queue)[0]+"msg", taskID).Result()
+	if errors.Is(err, redis.Nil) {
+		return WaitingTask{}, false, nil
+	}
+	if err != nil {
+		return WaitingTask{}, false, fmt.Errorf("fair: look up waiting task in %s: %w", queue, err)
+	}
+	f := strings.SplitN(v, "\t", 4)
+	if len(f) != 4 {
+		return WaitingTask{}, false, fmt.Errorf("fair: waiting task %.70q in %s: malformed entry", taskID, queue)
+	}
+	ms, _ := strconv.ParseInt(f[2], 10, 64)
+	msg, err := DecodeMessage([]byte(f[3]))
+	if err != nil {
+		return WaitingTask{}, false, fmt.Errorf("fair: waiting task %.70q in %s: %w", taskID, queue, err)
+	}
+	return WaitingTask{ID: taskID, Type: f[0], TenantID: f[1], Queue: queue, Enqueued: time.UnixMilli(ms), Message: msg}, true, nil
+}
+
+// Depth is one tenant's backlog in a queue.
+type Depth struct {
+	TenantID string
+	Waiting  int
+}
+
+// Top returns the k tenants with the most waiting tasks in queue, largest
+// first, and the number of tasks waiting in the queue in all.
+func (d *Dispatcher) Top(ctx context.Context, queue string, k int) ([]Depth, int, error) {
+	if err := checkQueue(queue); err != nil {
+		return nil, 0, err
+	}
+	p := keys(queue)[0]
+	pipe := d.rdb.Pipeline()
+	top := pipe.ZRevRangeWithScores(ctx, p+"depth", 0, int64(max(k, 1)-1))
+	total := pipe.HLen(ctx, p+"msg")
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, 0, fmt.Errorf("fair: top tenants of %s: %w", queue, err)
+	}
+	out := make([]Depth, 0, len(top.Val()))
+	for _, z := range top.Val() {
+		id, _ := z.Member.(string)
+		out = append(out, Depth{TenantID: id, Waiting: int(z.Score)})
+	}
+	return out, int(total.Val()), nil
+}

@@ -1,0 +1,46 @@
+// Package fair admits tenants' tasks into asynq queues fairly, so that a
+// tenant with a large backlog never makes a quiet tenant wait behind it.
+//
+// asynq serves each queue first in, first out: whatever is in a queue's
+// pending list is run in order, fair or not. The dispatcher therefore keeps
+// asynq's pending lists shallow (about one task per live worker slot) and
+// keeps everything else in per-tenant backlogs in Redis, next to asynq's
+// keys. Tasks move from the backlogs into asynq in a fair order:
+//
+//   - Start-time fair queueing over tenants: each tenant with admissible
+//     work sits in a sorted set at its virtual time; the tenant with the
+//     lowest one gets the next slot and its virtual time advances by the
+//     task's cost divided by the tenant's weight. A tenant that becomes
+//     ready again starts at the queue's current virtual time: idle time
+//     earns no credit.
+//   - Cost is worker time, not task count. A task is charged an estimate
+//     when it is admitted (a moving average per tenant and type); when the
+//     worker reports the attempt, the difference to the measured time is
+//     charged or refunded, so a tenant whose tasks take ten times longer
+//     gets a tenth of the tasks and the same worker time.
+//   - A cap on a tenant's admitted, unfinished tasks (MaxRunning) and on
+//     its backlog (MaxWaiting: past it an enqueue fails with
+//     ErrBacklogFull and nothing is accepted).
+//   - Holds: a suspended or paused tenant's backlog stays where it is, its
+//     admitted tasks that asynq has not started go back to the front of
+//     its backlog, and a task a worker dequeued anyway is parked in asynq's
+//     retry set until the hold is released; Drain discards a backlog.
+//
+// Every step is one Lua script on the keys of one queue, so any number of
+// enqueue services and workers dispatch at once without a leader, and a
+// crash between steps loses or duplicates nothing: a task is either in a
+// backlog or in asynq, moved in one atomic script. An admitted task is
+// tracked with a lease; a worker killed before it reported the task does
+// not hold its tenant's slot for longer than the lease, because the
+// dispatcher then asks asynq's own state of the task. The dispatcher's keys
+// carry the queue's hash tag ("fair:{default}:..." beside asynq's
+// "asynq:{default}:..."), so a queue's scripts run on one Redis Cluster
+// slot.
+//
+// Admission happens when a task is enqueued, when a worker reports
+// finished tasks (Reporter batches those reports), and on each worker's
+// heartbeat (Serve), which also tells the dispatcher how many worker slots
+// are alive. The dispatcher writes admitted tasks into asynq's keys in
+// asynq's own format (Message), so asynq's workers, inspector and
+// dashboard see ordinary pending tasks.
+package fair

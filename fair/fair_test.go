@@ -1,0 +1,652 @@
+package fair_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/invoicing/tenantworker/fair"
+	"github.com/invoicing/tenantworker/internal/testenv"
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(testenv.MainLeakCheck(m))
+}
+
+// bundle is one test's Redis, dispatcher and fake clock.
+type bundle struct {
+	rdb   *redis.Client
+	d     *fair.Dispatcher
+	clock *fakeClock
+}
+
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// setup starts a Redis for the test and a dispatcher that keeps minPending
+// tasks pending in asynq (no worker heartbeats).
+func setup(t *testing.T, minPending int) bundle {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: testenv.Redis(t)})
+	t.Cleanup(func() { _ = rdb.Close() })
+	clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
+	d := fair.New(rdb, fair.Config{MinPending: minPending, PendingPerSlot: 1, Now: clock.Now})
+	return bundle{rdb: rdb, d: d, clock: clock}
+}
+
+const q = "default"
+
+// task returns a task of tenant in q with a JSON payload naming it.
+func task(tenant string, n int) fair.Task {
+	payload, _ := json.Marshal(map[string]any{"tenant_id": tenant, "invoice_id": n})
+	return fair.Task{Message: fair.Message{
+		ID: fmt.Sprintf("invoice:pdf:%s:%d", tenant, n), Type: "invoice:pdf", Queue: q,
+		Payload: payload, Retry: 3, Timeout: time.Minute, Retention: time.Hour,
+	}}
+}
+
+func enqueue(t *testing.T, b bundle, tenant string, p fair.Policy, from, n int) []fair.Result {
+	t.Helper()
+	var tasks []fair.Task
+	for i := from; i < from+n; i++ {
+		tasks = append(tasks, task(tenant, i))
+	}
+	res, err := b.d.Enqueue(context.Background(), tenant, p, tasks)
+	if err != nil {
+		t.Fatalf("enqueue %d tasks of %s: %v", n, tenant, err)
+	}
+	return res
+}
+
+// dequeue does what an asynq worker's dequeue does: it takes the oldest
+// pending task of q and marks it active. It returns "" when none is
+// pending.
+func dequeue(t *testing.T, b bundle) string {
+	t.Helper()
+	ctx := context.Background()
+	id, err := b.rdb.RPopLPush(ctx, "asynq:{"+q+"}:pending", "asynq:{"+q+"}:active").Result()
+	if err == redis.Nil {
+		return ""
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.rdb.HSet(ctx, "asynq:{"+q+"}:t:"+id, "state", "active")
+	return id
+}
+
+// done does what asynq does after a handler returned nil for a task
+// without retention: the task is gone.
+func done(t *testing.T, b bundle, id string) {
+	t.Helper()
+	ctx := context.Background()
+	b.rdb.LRem(ctx, "asynq:{"+q+"}:active", 0, id)
+	b.rdb.Del(ctx, "asynq:{"+q+"}:t:"+id)
+}
+
+// tenantOf returns the tenant of a task id built by task().
+func tenantOf(id string) string {
+	rest := strings.TrimPrefix(id, "invoice:pdf:")
+	return rest[:strings.LastIndexByte(rest, ':')]
+}
+
+// work runs n tasks through a simulated worker: dequeue, report with the
+// cost costOf(tenant), done. It returns the tenants in the order their
+// tasks ran.
+func work(t *testing.T, b bundle, n int, costOf func(tenant string) time.Duration) []string {
+	t.Helper()
+	var order []string
+	for range n {
+		id := dequeue(t, b)
+		if id == "" {
+			break
+		}
+		tenant := tenantOf(id)
+		order = append(order, tenant)
+		rep := fair.Report{Queue: q, TaskID: id, TenantID: tenant, Type: "invoice:pdf", Cost: costOf(tenant)}
+		if err := b.d.Complete(context.Background(), q, []fair.Report{rep}); err != nil {
+			t.Fatal(err)
+		}
+		done(t, b, id)
+	}
+	return order
+}
+
+func equalCost(string) time.Duration { return time.Millisecond }
+
+func pendingLen(t *testing.T, b bundle) int64 {
+	t.Helper()
+	n, err := b.rdb.LLen(context.Background(), "asynq:{"+q+"}:pending").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func stats(t *testing.T, b bundle, tenant string) fair.QueueStats {
+	t.Helper()
+	s, err := b.d.Stats(context.Background(), tenant, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s[0]
+}
+
+func TestQuietTenantGoesFirst(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 2)
+	p := fair.Policy{Weight: 1}
+	enqueue(t, b, "tn_noisy", p, 0, 500)
+	if got := pendingLen(t, b); got != 2 {
+		t.Fatalf("asynq pending = %d, want 2 (the rest waits in the backlog)", got)
+	}
+	enqueue(t, b, "tn_quiet", p, 0, 1)
+	// The two admitted noisy tasks run; the quiet tenant's task is admitted
+	// at the first completion, so it is the third to run, not the 501st.
+	order := work(t, b, 4, equalCost)
+	if order[2] != "tn_quiet" {
+		t.Fatalf("run order %v: want the quiet tenant third", order)
+	}
+	// Three noisy tasks ran and two more are pending: 495 still wait.
+	if s := stats(t, b, "tn_noisy"); s.Waiting != 495 || s.Admitted != 2 {
+		t.Fatalf("noisy tenant: %d waiting, %d admitted; want 495 and 2", s.Waiting, s.Admitted)
+	}
+}
+
+func TestWeightsShareWorkerTime(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1)
+	weights := map[string]int{"tn_one": 1, "tn_two": 2, "tn_four": 4}
+	for tenant, w := range weights {
+		enqueue(t, b, tenant, fair.Policy{Weight: w}, 0, 800)
+	}
+	order := work(t, b, 700, equalCost)
+	count := map[string]int{}
+	for _, tenant := range order[20:] { // past the start-up
+		count[tenant]++
+	}
+	total := len(order) - 20
+	for tenant, w := range weights {
+		want := float64(total) * float64(w) / 7
+		if got := float64(count[tenant]); got < want*0.95 || got > want*1.05 {
+			t.Errorf("%s (weight %d) ran %v of %d tasks, want %.0f within 5%%", tenant, w, got, total, want)
+		}
+	}
+}
+
+func TestSlowTenantGetsEqualTimeNotEqualCount(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1)
+	for _, tenant := range []string{"tn_slow", "tn_fast"} {
+		enqueue(t, b, tenant, fair.Policy{Weight: 1}, 0, 2000)
+	}
+	cost := func(tenant string) time.Duration {
+		if tenant == "tn_slow" {
+			return 10 * time.Millisecond
+		}
+		return time.Millisecond
+	}
+	order := work(t, b, 1500, cost)
+	spent := map[string]time.Duration{}
+	for _, tenant := range order[100:] {
+		spent[tenant] += cost(tenant)
+	}
+	ratio := float64(spent["tn_slow"]) / float64(spent["tn_fast"])
+	if ratio < 0.9 || ratio > 1.1 {
+		t.Fatalf("worker time slow/fast = %.3f (%v vs %v), want 1 within 10%%", ratio, spent["tn_slow"], spent["tn_fast"])
+	}
+}
+
+func TestJainIndexTenEqualTenants(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1)
+	var tenants []string
+	for i := range 10 {
+		tenant := fmt.Sprintf("tn_t%02d", i)
+		tenants = append(tenants, tenant)
+		enqueue(t, b, tenant, fair.Policy{Weight: 1}, 0, 300)
+	}
+	order := work(t, b, 1000, equalCost)
+	count := map[string]float64{}
+	for _, tenant := range order {
+		count[tenant]++
+	}
+	var sum, sq float64
+	for _, tenant := range tenants {
+		sum += count[tenant]
+		sq += count[tenant] * count[tenant]
+	}
+	if jain := sum * sum / (float64(len(tenants)) * sq); jain < 0.99 {
+		t.Fatalf("Jain index %.4f < 0.99 (%v)", jain, count)
+	}
+}
+
+func TestMaxRunningCapsAdmittedTasks(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 50)
+	enqueue(t, b, "tn_capped", fair.Policy{Weight: 1, MaxRunning: 3}, 0, 20)
+	if got := pendingLen(t, b); got != 3 {
+		t.Fatalf("pending = %d, want the cap of 3", got)
+	}
+	enqueue(t, b, "tn_other", fair.Policy{Weight: 1}, 0, 5)
+	if got := pendingLen(t, b); got != 8 {
+		t.Fatalf("pending = %d, want 3 capped + 5 other", got)
+	}
+	// Finishing one capped task admits exactly one more of it.
+	for {
+		id := dequeue(t, b)
+		if id == "" {
+			t.Fatal("no capped task pending")
+		}
+		tenant := tenantOf(id)
+		if err := b.d.Complete(context.Background(), q, []fair.Report{{Queue: q, TaskID: id, TenantID: tenant, Type: "invoice:pdf", Cost: time.Millisecond}}); err != nil {
+			t.Fatal(err)
+		}
+		done(t, b, id)
+		if tenant == "tn_capped" {
+			break
+		}
+	}
+	s := stats(t, b, "tn_capped")
+	if s.Admitted != 3 || s.Waiting != 16 {
+		t.Fatalf("capped tenant: admitted %d waiting %d, want 3 and 16", s.Admitted, s.Waiting)
+	}
+}
+
+func TestMaxWaitingRefusesWholeBatch(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1)
+	p := fair.Policy{Weight: 1, MaxWaiting: 10}
+	enqueue(t, b, "tn_full", p, 0, 8) // 1 admitted, 7 waiting
+	_, err := b.d.Enqueue(context.Background(), "tn_full", p, []fair.Task{task("tn_full", 100), task("tn_full", 101), task("tn_full", 102), task("tn_full", 103)})
+	var full *fair.FullError
+	if !errors.As(err, &full) || full.Waiting != 7 || full.RetryAfter < time.Second {
+		t.Fatalf("err = %v, want a FullError with 7 waiting and a Retry-After", err)
+	}
+	if s := stats(t, b, "tn_full"); s.Waiting != 7 {
+		t.Fatalf("waiting = %d after a refused batch, want 7 (nothing accepted)", s.Waiting)
+	}
+	// Duplicates do not count against the cap.
+	res := enqueue(t, b, "tn_full", p, 0, 8)
+	for _, r := range res {
+		if !r.Existing {
+			t.Fatalf("re-enqueue of %s: not reported as existing", r.ID)
+		}
+	}
+}
+
+func TestDedupeWaitingAndAdmitted(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1)
+	p := fair.Policy{Weight: 1}
+	first := enqueue(t, b, "tn_dup", p, 0, 2) // #0 admitted, #1 waiting
+	if first[0].Existing || first[1].Existing {
+		t.Fatalf("first enqueue reported existing: %+v", first)
+	}
+	again := enqueue(t, b, "tn_dup", p, 0, 2)
+	for _, r := range again {
+		if !r.Existing || r.State != "pending" {
+			t.Fatalf("repeat of %s = %+v, want existing and pending", r.ID, r)
+		}
+	}
+	id := dequeue(t, b)
+	again = enqueue(t, b, "tn_dup", p, 0, 1)
+	if again[0].ID != id || !again[0].Existing || again[0].State != "active" {
+		t.Fatalf("repeat of running %s = %+v, want existing and active", id, again[0])
+	}
+	// A completed task is replaced only when the caller asks for it.
+	ctx := context.Background()
+	b.rdb.HSet(ctx, "asynq:{"+q+"}:t:"+id, "state", "completed")
+	b.rdb.ZAdd(ctx, "asynq:{"+q+"}:completed", redis.Z{Score: 1, Member: id})
+	keep, err := b.d.Enqueue(ctx, "tn_dup", p, []fair.Task{task("tn_dup", 0)})
+	if err != nil || !keep[0].Existing || keep[0].State != "completed" {
+		t.Fatalf("keep-existing enqueue of completed task = %+v, %v", keep, err)
+	}
+	replace := task("tn_dup", 0)
+	replace.ReplaceFinished = true
+	res, err := b.d.Enqueue(ctx, "tn_dup", p, []fair.Task{replace})
+	if err != nil || res[0].Existing || res[0].State != "pending" {
+		t.Fatalf("replacing enqueue = %+v, %v", res, err)
+	}
+	if n, _ := b.rdb.ZCard(ctx, "asynq:{"+q+"}:completed").Result(); n != 0 {
+		t.Fatalf("completed set still holds %d tasks after the replace", n)
+	}
+}
+
+func TestWaitingTaskIsVisible(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1)
+	enqueue(t, b, "tn_vis", fair.Policy{Weight: 1}, 0, 3)
+	ctx := context.Background()
+	w, ok, err := b.d.Waiting(ctx, q, task("tn_vis", 2).Message.ID)
+	if err != nil || !ok {
+		t.Fatalf("Waiting = %v, %v", ok, err)
+	}
+	if w.TenantID != "tn_vis" || w.Type != "invoice:pdf" || w.Message.Queue != q || w.Message.Retry != 3 {
+		t.Fatalf("waiting task = %+v", w)
+	}
+	if _, ok, _ := b.d.Waiting(ctx, q, task("tn_vis", 0).Message.ID); ok {
+		t.Fatal("an admitted task is reported as waiting")
+	}
+	s := stats(t, b, "tn_vis")
+	if s.Waiting != 2 || s.Admitted != 1 || s.WaitingByType["invoice:pdf"] != 2 {
+		t.Fatalf("stats = %+v", s)
+	}
+	b.clock.Advance(3 * time.Second)
+	if s := stats(t, b, "tn_vis"); s.OldestWait != 3*time.Second {
+		t.Fatalf("oldest wait = %v, want 3s", s.OldestWait)
+	}
+	top, total, err := b.d.Top(ctx, q, 5)
+	if err != nil || total != 2 || len(top) != 1 || top[0] != (fair.Depth{TenantID: "tn_vis", Waiting: 2}) {
+		t.Fatalf("Top = %v, %d, %v", top, total, err)
+	}
+}
+
+func TestHoldMovesBackAndReleaseKeepsOrder(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 3)
+	ctx := context.Background()
+	enqueue(t, b, "tn_held", fair.Policy{Weight: 1}, 0, 10) // 0,1,2 admitted
+	moved, err := b.d.Hold(ctx, "tn_held", fair.Suspended, q)
+	if err != nil || moved != 3 {
+		t.Fatalf("Hold moved %d, %v; want 3", moved, err)
+	}
+	if got := pendingLen(t, b); got != 0 {
+		t.Fatalf("pending = %d after hold", got)
+	}
+	enqueue(t, b, "tn_held", fair.Policy{Weight: 1}, 10, 2)
+	if got := pendingLen(t, b); got != 0 {
+		t.Fatalf("pending = %d: a held tenant's new task was admitted", got)
+	}
+	// A second reason keeps it held when the first is released.
+	if _, err := b.d.Hold(ctx, "tn_held", fair.Paused, q); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.d.Release(ctx, "tn_held", fair.Suspended, q); err != nil {
+		t.Fatal(err)
+	}
+	if got := pendingLen(t, b); got != 0 {
+		t.Fatalf("pending = %d while still paused", got)
+	}
+	if s := stats(t, b, "tn_held"); !s.Paused || s.Suspended {
+		t.Fatalf("hold reasons = %+v", s)
+	}
+	if _, err := b.d.Release(ctx, "tn_held", fair.Paused, q); err != nil {
+		t.Fatal(err)
+	}
+	if order := work(t, b, 20, equalCost); len(order) != 12 {
+		t.Fatalf("%d tasks ran after the release, want all 12", len(order))
+	}
+	// Run order after a release is the enqueue order.
+	b2 := setup(t, 1)
+	enqueue(t, b2, "tn_ord", fair.Policy{Weight: 1}, 0, 3)
+	if _, err := b2.d.Hold(ctx, "tn_ord", fair.Paused, q); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b2.d.Release(ctx, "tn_ord", fair.Paused, q); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		id := dequeue(t, b2)
+		if want := task("tn_ord", i).Message.ID; id != want {
+			t.Fatalf("run %d: %s, want %s", i, id, want)
+		}
+		if err := b2.d.Complete(ctx, q, []fair.Report{{Queue: q, TaskID: id, TenantID: "tn_ord", Type: "invoice:pdf", Cost: time.Millisecond}}); err != nil {
+			t.Fatal(err)
+		}
+		done(t, b2, id)
+	}
+}
+
+func TestParkedTaskComesBackOnRelease(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 2)
+	ctx := context.Background()
+	enqueue(t, b, "tn_park", fair.Policy{Weight: 1}, 0, 3)
+	id := dequeue(t, b) // a worker got it just before the suspension
+	if _, err := b.d.Hold(ctx, "tn_park", fair.Suspended, q); err != nil {
+		t.Fatal(err)
+	}
+	parked, err := b.d.Park(ctx, q, id, "tn_park", "invoice:pdf")
+	if err != nil || !parked {
+		t.Fatalf("Park = %v, %v", parked, err)
+	}
+	// What asynq does with the worker's not-a-failure error: to retry.
+	b.rdb.LRem(ctx, "asynq:{"+q+"}:active", 0, id)
+	b.rdb.HSet(ctx, "asynq:{"+q+"}:t:"+id, "state", "retry")
+	b.rdb.ZAdd(ctx, "asynq:{"+q+"}:retry", redis.Z{Score: float64(time.Now().Add(time.Hour).Unix()), Member: id})
+	if s := stats(t, b, "tn_park"); s.Parked != 1 || s.Waiting != 2 || s.Admitted != 0 {
+		t.Fatalf("stats while held = %+v", s)
+	}
+	if _, err := b.d.Release(ctx, "tn_park", fair.Suspended, q); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := b.rdb.ZCard(ctx, "asynq:{"+q+"}:retry").Result(); n != 0 {
+		t.Fatal("parked task still in asynq's retry set after release")
+	}
+	if first := dequeue(t, b); first != id {
+		t.Fatalf("first task after release = %s, want the parked %s", first, id)
+	}
+	// Not held: Park says so and records nothing.
+	parked, err = b.d.Park(ctx, q, id, "tn_park", "invoice:pdf")
+	if err != nil || parked {
+		t.Fatalf("Park of a free tenant = %v, %v", parked, err)
+	}
+}
+
+func TestDrainDiscardsOnlyThatTenant(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 4)
+	ctx := context.Background()
+	enqueue(t, b, "tn_drain", fair.Policy{Weight: 1}, 0, 10)
+	enqueue(t, b, "tn_keep", fair.Policy{Weight: 1}, 0, 10)
+	dequeue(t, b) // tn_drain's first: running, not drained
+	n, err := b.d.Drain(ctx, "tn_drain", q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Total() != 9 {
+		t.Fatalf("drained %+v, want 9 (10 minus the running one)", n)
+	}
+	if s := stats(t, b, "tn_drain"); s.Waiting != 0 || s.Admitted != 1 || s.Running != 1 {
+		t.Fatalf("drained tenant stats %+v", s)
+	}
+	if s := stats(t, b, "tn_keep"); s.Waiting+s.Admitted != 10 {
+		t.Fatalf("other tenant lost tasks: %+v", s)
+	}
+	if _, ok, _ := b.d.Waiting(ctx, q, task("tn_drain", 9).Message.ID); ok {
+		t.Fatal("drained task still visible")
+	}
+}
+
+func TestLeaseFreesSlotOfVanishedTask(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 10)
+	ctx := context.Background()
+	enqueue(t, b, "tn_lost", fair.Policy{Weight: 1, MaxRunning: 1}, 0, 2)
+	id := dequeue(t, b)
+	// The worker dies and an operator deletes the task: no report ever comes.
+	done(t, b, id)
+	if _, err := b.d.Pump(ctx, q); err != nil {
+		t.Fatal(err)
+	}
+	if s := stats(t, b, "tn_lost"); s.Admitted != 1 || s.Waiting != 1 {
+		t.Fatalf("before the lease ran out: %+v", s)
+	}
+	b.clock.Advance(fair.DefaultLease + time.Second)
+	if n, err := b.d.Pump(ctx, q); err != nil || n != 1 {
+		t.Fatalf("pump after the lease = %d, %v; want the second task admitted", n, err)
+	}
+	// A task still pending or running is not reaped, only checked again.
+	b.clock.Advance(fair.DefaultLease + time.Second)
+	if _, err := b.d.Pump(ctx, q); err != nil {
+		t.Fatal(err)
+	}
+	if s := stats(t, b, "tn_lost"); s.Admitted != 1 {
+		t.Fatalf("a pending task lost its admission: %+v", s)
+	}
+}
+
+func TestHeartbeatSizesPendingDepth(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1)
+	ctx := context.Background()
+	enqueue(t, b, "tn_hb", fair.Policy{Weight: 1}, 0, 50)
+	if err := b.d.Heartbeat(ctx, q, "w1", 10, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.d.Heartbeat(ctx, q, "w2", 6, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if got := pendingLen(t, b); got != 16 {
+		t.Fatalf("pending = %d with 16 live slots, want 16", got)
+	}
+	// w1 stops beating: past its ttl only w2's 6 count (nothing is taken back).
+	b.clock.Advance(6 * time.Second)
+	if err := b.d.Heartbeat(ctx, q, "w2", 6, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for range 16 {
+		work(t, b, 1, equalCost)
+	}
+	if got := pendingLen(t, b); got != 6 {
+		t.Fatalf("pending = %d after w1 expired, want 6", got)
+	}
+}
+
+func TestHostileTenantIDsNeverReachRedis(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1)
+	ctx := context.Background()
+	for _, id := range []string{"", "tn_a}:x", "tn_a\tb", "../x", "tn_" + string(make([]byte, 500)), "x:{default}"} {
+		if _, err := b.d.Enqueue(ctx, id, fair.Policy{}, []fair.Task{task("tn_ok", 1)}); err == nil {
+			t.Errorf("Enqueue accepted tenant id %q", id)
+		}
+		if _, err := b.d.Hold(ctx, id, fair.Paused, q); err == nil {
+			t.Errorf("Hold accepted tenant id %q", id)
+		}
+		if _, err := b.d.Drain(ctx, id, q); err == nil {
+			t.Errorf("Drain accepted tenant id %q", id)
+		}
+	}
+	keys, err := b.rdb.Keys(ctx, "*").Result()
+	if err != nil || len(keys) != 0 {
+		t.Fatalf("keys after hostile calls: %v, %v", keys, err)
+	}
+}
+
+// TestConcurrentProducersAndWorkers runs enqueues and simulated workers at
+// once: every task runs exactly once, none is lost, and the running cap
+// holds throughout.
+func TestConcurrentProducersAndWorkers(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 8)
+	ctx := context.Background()
+	const tenants, perTenant, capRunning = 6, 200, 2
+	var wg sync.WaitGroup
+	for i := range tenants {
+		tenant := fmt.Sprintf("tn_c%d", i)
+		wg.Go(func() {
+			for j := 0; j < perTenant; j += 10 {
+				var batch []fair.Task
+				for k := j; k < j+10; k++ {
+					batch = append(batch, task(tenant, k))
+				}
+				if _, err := b.d.Enqueue(ctx, tenant, fair.Policy{Weight: 1, MaxRunning: capRunning}, batch); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	var mu sync.Mutex
+	seen := map[string]int{}
+	running := map[string]int{}
+	var violations int
+	stop := make(chan struct{})
+	var workers sync.WaitGroup
+	for range 4 {
+		workers.Go(func() {
+			for {
+				id, err := b.rdb.RPopLPush(ctx, "asynq:{"+q+"}:pending", "asynq:{"+q+"}:active").Result()
+				if err == redis.Nil {
+					select {
+					case <-stop:
+						return
+					case <-time.After(time.Millisecond):
+						_, _ = b.d.Pump(ctx, q)
+						continue
+					}
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				tenant := tenantOf(id)
+				mu.Lock()
+				seen[id]++
+				running[tenant]++
+				if running[tenant] > capRunning {
+					violations++
+				}
+				mu.Unlock()
+				b.rdb.HSet(ctx, "asynq:{"+q+"}:t:"+id, "state", "active")
+				mu.Lock()
+				running[tenant]--
+				mu.Unlock()
+				b.rdb.LRem(ctx, "asynq:{"+q+"}:active", 0, id)
+				b.rdb.Del(ctx, "asynq:{"+q+"}:t:"+id)
+				if err := b.d.Complete(ctx, q, []fair.Report{{Queue: q, TaskID: id, TenantID: tenant, Type: "invoice:pdf", Cost: time.Millisecond}}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mu.Lock()
+		n := len(seen)
+		mu.Unlock()
+		if n == tenants*perTenant || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(stop)
+	workers.Wait()
+	if len(seen) != tenants*perTenant {
+		t.Fatalf("%d of %d tasks ran", len(seen), tenants*perTenant)
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Fatalf("task %s ran %d times", id, n)
+		}
+	}
+	if violations > 0 {
+		t.Fatalf("running cap exceeded %d times", violations)
+	}
+}

@@ -1,0 +1,138 @@
+package fair
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// Message is an asynq task message: what asynq stores in the "msg" field of
+// a task's hash (asynq:{queue}:t:{id}) and decodes when a worker dequeues
+// the task. The dispatcher writes admitted tasks into asynq's own keys in
+// the same Lua script that takes them from a tenant's backlog, so it needs
+// the message already encoded.
+//
+// The encoding is the protobuf TaskMessage of asynq v0.26
+// (internal/proto/asynq.proto), written with protowire because asynq keeps
+// its encoder internal. Only the fields a new, immediately processable task
+// carries are written; TestMessageDecodesInAsynq checks the result with a
+// real asynq server and inspector, so an asynq upgrade that changes the
+// format fails that test.
+type Message struct {
+	ID      string
+	Type    string
+	Queue   string
+	Payload []byte
+	// Retry is the maximum number of retries.
+	Retry int
+	// Timeout bounds one attempt (whole seconds; asynq's resolution).
+	Timeout time.Duration
+	// Retention keeps a completed task visible this long (whole seconds).
+	Retention time.Duration
+}
+
+// Field numbers of asynq's TaskMessage.
+const (
+	fieldType      = 1
+	fieldPayload   = 2
+	fieldID        = 3
+	fieldQueue     = 4
+	fieldRetry     = 5
+	fieldTimeout   = 8
+	fieldRetention = 12
+)
+
+// errBadMessage is wrapped by DecodeMessage's errors.
+var errBadMessage = errors.New("invalid asynq task message")
+
+// Encode returns m in asynq's wire format. A zero Timeout means asynq's
+// default of 30 minutes, as asynq.Client does when neither a timeout nor a
+// deadline is set.
+func (m Message) Encode() []byte {
+	timeout := int64(m.Timeout / time.Second)
+	if timeout <= 0 {
+		timeout = int64((30 * time.Minute) / time.Second)
+	}
+	b := make([]byte, 0, 32+len(m.ID)+len(m.Type)+len(m.Queue)+len(m.Payload))
+	b = appendString(b, fieldType, m.Type)
+	if len(m.Payload) > 0 {
+		b = protowire.AppendTag(b, fieldPayload, protowire.BytesType)
+		b = protowire.AppendBytes(b, m.Payload)
+	}
+	b = appendString(b, fieldID, m.ID)
+	b = appendString(b, fieldQueue, m.Queue)
+	b = appendVarint(b, fieldRetry, uint64(int32(m.Retry)))
+	b = appendVarint(b, fieldTimeout, uint64(timeout))
+	b = appendVarint(b, fieldRetention, uint64(int64(m.Retention/time.Second)))
+	return b
+}
+
+func appendString(b []byte, num protowire.Number, s string) []byte {
+	if s == "" {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendString(b, s)
+}
+
+func appendVarint(b []byte, num protowire.Number, v uint64) []byte {
+	if v == 0 {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.VarintType)
+	return protowire.AppendVarint(b, v)
+}
+
+// DecodeMessage reads the fields of Message from an asynq task message and
+// skips the others (retry counts, errors, timestamps, headers).
+func DecodeMessage(b []byte) (Message, error) {
+	var m Message
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return m, fmt.Errorf("%w: %w", errBadMessage, protowire.ParseError(n))
+		}
+		b = b[n:]
+		switch {
+		case typ == protowire.BytesType && (num == fieldType || num == fieldPayload || num == fieldID || num == fieldQueue):
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return m, fmt.Errorf("%w: field %d: %w", errBadMessage, num, protowire.ParseError(n))
+			}
+			switch num {
+			case fieldType:
+				m.Type = string(v)
+			case fieldPayload:
+				m.Payload = append([]byte(nil), v...)
+			case fieldID:
+				m.ID = string(v)
+			case fieldQueue:
+				m.Queue = string(v)
+			}
+			b = b[n:]
+		case typ == protowire.VarintType && (num == fieldRetry || num == fieldTimeout || num == fieldRetention):
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return m, fmt.Errorf("%w: field %d: %w", errBadMessage, num, protowire.ParseError(n))
+			}
+			switch num {
+			case fieldRetry:
+				m.Retry = int(int32(v))
+			case fieldTimeout:
+				m.Timeout = time.Duration(v) * time.Second
+			case fieldRetention:
+				m.Retention = time.Duration(v) * time.Second
+			}
+			b = b[n:]
+		default:
+			n := protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return m, fmt.Errorf("%w: field %d: %w", errBadMessage, num, protowire.ParseError(n))
+			}
+			b = b[n:]
+		}
+	}
+	return m, nil
+}

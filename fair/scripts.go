@@ -1,0 +1,510 @@
+package fair
+
+import "github.com/redis/go-redis/v9"
+
+// Every script runs on the keys of one asynq queue. KEYS[1] is the
+// dispatcher's key prefix of the queue ("fair:{default}:") and KEYS[2]
+// asynq's ("asynq:{default}:"); both carry the queue's hash tag, so on a
+// Redis Cluster every key a script derives from them lives in the queue's
+// slot, as asynq's own scripts do with the task keys they build from a
+// prefix.
+//
+// Common ARGV (see Dispatcher.common):
+//
+//	ARGV[1] now, Unix milliseconds
+//	ARGV[2] now, Unix nanoseconds (asynq's pending_since; a string: it does not fit a Lua number)
+//	ARGV[3] minimum pending depth of the asynq queue
+//	ARGV[4] pending tasks per live worker slot
+//	ARGV[5] lease of an admitted task, milliseconds
+//	ARGV[6] estimated cost of a task type never measured, microseconds
+//	ARGV[7] most tasks one call admits
+//
+// Keys under the prefix P:
+//
+//	P..'ready'       ZSET tenant -> virtual time: tenants that may be admitted now
+//	P..'vt'          STRING the queue's virtual time (start tag of the last admission)
+//	P..'msg'         HASH task id -> type \t tenant \t enqueued ms \t asynq message (waiting tasks)
+//	P..'b:'..tenant  LIST the tenant's waiting task ids, oldest first
+//	P..'t:'..tenant  HASH w (weight), mr (max running), mw (max waiting), vt (virtual time while not ready), n:<type> (waiting by type)
+//	P..'run:'..tenant SET the tenant's admitted, unfinished task ids
+//	P..'adm'         HASH admitted task id -> tenant \t type \t estimated cost (us)
+//	P..'dl'          ZSET admitted task id -> check-again time (ms)
+//	P..'hold'        HASH tenant -> hold reasons ('s' suspended, 'p' paused)
+//	P..'parked:'..tenant HASH task id -> type: tasks parked in asynq's retry set while held
+//	P..'cost'        HASH tenant \t type (and \t type) -> measured cost EWMA (us)
+//	P..'depth'       ZSET tenant -> waiting tasks (top-K metrics)
+//	P..'workers'     ZSET worker id -> heartbeat expiry (ms); P..'conc' HASH worker id -> concurrency; P..'cap' STRING their sum
+const prelude = `
+local P, A = KEYS[1], KEYS[2]
+local NOW = tonumber(ARGV[1])
+local NOW_NS = ARGV[2]
+local MIN_PENDING = tonumber(ARGV[3])
+local PER_SLOT = tonumber(ARGV[4])
+local LEASE = tonumber(ARGV[5])
+local DEFAULT_COST = tonumber(ARGV[6])
+local MAX_ADMIT = tonumber(ARGV[7])
+local SEP = '\t'
+
+local function fmt(x) return string.format('%.17g', x) end
+local function num(v, def)
+  local n = tonumber(v or '')
+  if n == nil then return def end
+  return n
+end
+local function tkey(t) return P .. 't:' .. t end
+
+-- fields splits s at the first k separators: k fields and the rest.
+local function fields(s, k)
+  local out, pos = {}, 1
+  for _ = 1, k do
+    local i = string.find(s, SEP, pos, true)
+    if not i then break end
+    out[#out + 1] = string.sub(s, pos, i - 1)
+    pos = i + 1
+  end
+  out[#out + 1] = string.sub(s, pos)
+  return out
+end
+
+local function weight(t)
+  local w = num(redis.call('HGET', tkey(t), 'w'), 1)
+  if w < 1 then w = 1 end
+  return w
+end
+
+local function vnow() return num(redis.call('GET', P .. 'vt'), 0) end
+
+local function held(t)
+  local h = redis.call('HGET', P .. 'hold', t)
+  return h and h ~= ''
+end
+
+local function eligible(t)
+  if redis.call('LLEN', P .. 'b:' .. t) == 0 then return false end
+  if held(t) then return false end
+  local mr = num(redis.call('HGET', tkey(t), 'mr'), 0)
+  if mr > 0 and redis.call('SCARD', P .. 'run:' .. t) >= mr then return false end
+  return true
+end
+
+-- reconsider puts t into the ready set when it may be admitted and is not
+-- there (at the queue's virtual time if it fell behind: idle time earns no
+-- credit), and takes it out when it may not.
+local function reconsider(t)
+  local s = redis.call('ZSCORE', P .. 'ready', t)
+  if eligible(t) then
+    if not s then
+      local vt = num(redis.call('HGET', tkey(t), 'vt'), 0)
+      local v = vnow()
+      if vt < v then vt = v end
+      redis.call('ZADD', P .. 'ready', fmt(vt), t)
+    end
+  elseif s then
+    redis.call('HSET', tkey(t), 'vt', s)
+    redis.call('ZREM', P .. 'ready', t)
+  end
+end
+
+-- charge moves t's virtual time by delta (cost / weight).
+local function charge(t, delta)
+  if delta == 0 then return end
+  local s = redis.call('ZSCORE', P .. 'ready', t)
+  if s then
+    redis.call('ZADD', P .. 'ready', fmt(tonumber(s) + delta), t)
+  else
+    redis.call('HSET', tkey(t), 'vt', fmt(num(redis.call('HGET', tkey(t), 'vt'), 0) + delta))
+  end
+end
+
+local function estimate(t, typ)
+  local c = redis.call('HGET', P .. 'cost', t .. SEP .. typ)
+  if not c then c = redis.call('HGET', P .. 'cost', SEP .. typ) end
+  local e = num(c, DEFAULT_COST)
+  if e < 1 then e = 1 end
+  return e
+end
+
+local function learn(t, typ, cost)
+  for _, f in ipairs({ t .. SEP .. typ, SEP .. typ }) do
+    local old = tonumber(redis.call('HGET', P .. 'cost', f) or '')
+    local new = cost
+    if old then new = old * 0.8 + cost * 0.2 end
+    redis.call('HSET', P .. 'cost', f, fmt(new))
+  end
+end
+
+local function countWaiting(t, typ, d)
+  redis.call('HINCRBY', tkey(t), 'n:' .. typ, d)
+  if tonumber(redis.call('ZINCRBY', P .. 'depth', d, t)) <= 0 then
+    redis.call('ZREM', P .. 'depth', t)
+  end
+end
+
+-- finish drops an admitted task's accounting; it returns its tenant, type
+-- and estimated cost, or nil when the task was not admitted (any more).
+local function finish(id)
+  local meta = redis.call('HGET', P .. 'adm', id)
+  if not meta then return nil end
+  redis.call('HDEL', P .. 'adm', id)
+  redis.call('ZREM', P .. 'dl', id)
+  local f = fields(meta, 2)
+  redis.call('SREM', P .. 'run:' .. f[1], id)
+  return f[1], f[2], num(f[3], 0)
+end
+
+-- wait puts a task back at the front of its tenant's backlog.
+local function wait(t, id, typ, msg, enq)
+  redis.call('HSET', P .. 'msg', id, typ .. SEP .. t .. SEP .. enq .. SEP .. msg)
+  redis.call('LPUSH', P .. 'b:' .. t, id)
+  countWaiting(t, typ, 1)
+end
+
+-- reap checks admitted tasks whose lease ran out: still pending or active
+-- in asynq, they get another lease; otherwise (finished, retrying, deleted
+-- without a report from a worker, e.g. after kill -9) their slot is freed.
+local function reap(max)
+  local ids = redis.call('ZRANGEBYSCORE', P .. 'dl', '-inf', NOW, 'LIMIT', 0, max)
+  for _, id in ipairs(ids) do
+    local st = redis.call('HGET', A .. 't:' .. id, 'state')
+    if st == 'pending' or st == 'active' then
+      redis.call('ZADD', P .. 'dl', NOW + LEASE, id)
+    else
+      local t = finish(id)
+      if t then reconsider(t) end
+    end
+  end
+end
+
+local function target()
+  local n = math.ceil(num(redis.call('GET', P .. 'cap'), 0) * PER_SLOT)
+  if n < MIN_PENDING then n = MIN_PENDING end
+  return n
+end
+
+-- admit moves tasks from the backlogs into asynq's pending list until the
+-- list holds target() tasks, taking each from the ready tenant with the
+-- lowest virtual time and advancing that tenant by the task's estimated
+-- cost over its weight. It returns {id, waited ms, ...} of what it
+-- admitted.
+local function admit()
+  reap(16)
+  local room = target() - redis.call('LLEN', A .. 'pending')
+  if room > MAX_ADMIT then room = MAX_ADMIT end
+  local out = {}
+  local last = nil
+  while room > 0 do
+    local top = redis.call('ZRANGE', P .. 'ready', 0, 0, 'WITHSCORES')
+    if #top == 0 then break end
+    local t, vt = top[1], tonumber(top[2])
+    local id = redis.call('LPOP', P .. 'b:' .. t)
+    if id then
+      local w = redis.call('HGET', P .. 'msg', id)
+      redis.call('HDEL', P .. 'msg', id)
+      if w then
+        local f = fields(w, 3)
+        local typ, enq, msg = f[1], num(f[3], NOW), f[4]
+        countWaiting(t, typ, -1)
+        local key = A .. 't:' .. id
+        local st = redis.call('HGET', key, 'state')
+        if st == 'completed' then
+          redis.call('ZREM', A .. 'completed', id)
+        elseif st == 'archived' then
+          redis.call('ZREM', A .. 'archived', id)
+        end
+        if st and st ~= 'completed' and st ~= 'archived' then
+          -- The id is live in asynq already (enqueued past the dispatcher):
+          -- running it twice is worse than dropping the copy.
+          out[#out + 1] = id
+          out[#out + 1] = -1
+        else
+          redis.call('HSET', key, 'msg', msg, 'state', 'pending', 'pending_since', NOW_NS)
+          redis.call('LPUSH', A .. 'pending', id)
+          local est = estimate(t, typ)
+          redis.call('HSET', P .. 'adm', id, t .. SEP .. typ .. SEP .. fmt(est))
+          redis.call('ZADD', P .. 'dl', NOW + LEASE, id)
+          redis.call('SADD', P .. 'run:' .. t, id)
+          out[#out + 1] = id
+          out[#out + 1] = NOW - enq
+          room = room - 1
+          last = vt
+          vt = vt + est / weight(t)
+        end
+      end
+    end
+    if eligible(t) then
+      redis.call('ZADD', P .. 'ready', fmt(vt), t)
+    else
+      redis.call('ZREM', P .. 'ready', t)
+      redis.call('HSET', tkey(t), 'vt', fmt(vt))
+    end
+  end
+  if last then redis.call('SET', P .. 'vt', fmt(last)) end
+  return out
+end
+`
+
+// enqueueScript adds tasks of one tenant to its backlog and admits what
+// fits.
+//
+//	ARGV[8] tenant, ARGV[9] weight, ARGV[10] max running, ARGV[11] max waiting, ARGV[12] task count,
+//	then per task: id, type, replace finished (1/0), asynq message.
+//
+// It returns {'full', waiting, estimate} when the tasks would take the
+// backlog past max waiting (nothing is added), else {'ok', results,
+// admitted} where results holds per task 'new', 'waiting' or
+// 'exists:<asynq state>'.
+var enqueueScript = redis.NewScript(prelude + `
+local t = ARGV[8]
+redis.call('HSET', tkey(t), 'w', ARGV[9], 'mr', ARGV[10], 'mw', ARGV[11])
+local mw = num(ARGV[11], 0)
+local n = num(ARGV[12], 0)
+local res, fresh, seen = {}, {}, {}
+for i = 0, n - 1 do
+  local b = 13 + i * 4
+  local id, replace = ARGV[b], ARGV[b + 2] == '1'
+  if seen[id] or redis.call('HEXISTS', P .. 'msg', id) == 1 then
+    res[i + 1] = 'waiting'
+  else
+    local st = redis.call('HGET', A .. 't:' .. id, 'state')
+    if st and not (replace and (st == 'completed' or st == 'archived')) then
+      res[i + 1] = 'exists:' .. st
+    else
+      res[i + 1] = 'new'
+      fresh[#fresh + 1] = b
+    end
+  end
+  seen[id] = true
+end
+local waiting = redis.call('LLEN', P .. 'b:' .. t)
+if mw > 0 and #fresh > 0 and waiting + #fresh > mw then
+  return { 'full', waiting, fmt(estimate(t, ARGV[14])) }
+end
+for _, b in ipairs(fresh) do
+  local id, typ, msg = ARGV[b], ARGV[b + 1], ARGV[b + 3]
+  local key = A .. 't:' .. id
+  local st = redis.call('HGET', key, 'state')
+  if st == 'completed' then
+    redis.call('ZREM', A .. 'completed', id)
+    redis.call('DEL', key)
+  elseif st == 'archived' then
+    redis.call('ZREM', A .. 'archived', id)
+    redis.call('DEL', key)
+  end
+  redis.call('HSET', P .. 'msg', id, typ .. SEP .. t .. SEP .. NOW .. SEP .. msg)
+  redis.call('RPUSH', P .. 'b:' .. t, id)
+  countWaiting(t, typ, 1)
+end
+reconsider(t)
+return { 'ok', res, admit() }
+`)
+
+// completeScript records finished attempts reported by workers and admits
+// what their slots make room for.
+//
+//	ARGV[8] report count, then per report: task id, tenant, type, cost (us).
+//
+// A task that asynq put back to pending (shutdown) stays admitted; its cost
+// so far is charged all the same. It returns admit()'s list.
+var completeScript = redis.NewScript(prelude + `
+local n = num(ARGV[8], 0)
+local touched = {}
+for i = 0, n - 1 do
+  local b = 9 + i * 4
+  local id, t, typ, cost = ARGV[b], ARGV[b + 1], ARGV[b + 2], num(ARGV[b + 3], 0)
+  local est = 0
+  if redis.call('HGET', A .. 't:' .. id, 'state') ~= 'pending' then
+    local ft, _, e = finish(id)
+    if ft then est = e end
+  end
+  charge(t, (cost - est) / weight(t))
+  learn(t, typ, cost)
+  touched[t] = true
+end
+for t in pairs(touched) do reconsider(t) end
+return admit()
+`)
+
+// pumpScript admits what fits; workers run it periodically as a safety
+// net (enqueues and completions admit on their own).
+var pumpScript = redis.NewScript(prelude + `
+return admit()
+`)
+
+// heartbeatScript registers a worker's concurrency for this queue until
+// now + ttl, drops expired workers, stores the sum that sizes the pending
+// depth, and admits what fits.
+//
+//	ARGV[8] worker id, ARGV[9] concurrency (0: leaving), ARGV[10] ttl (ms).
+var heartbeatScript = redis.NewScript(prelude + `
+local id, c, ttl = ARGV[8], num(ARGV[9], 0), num(ARGV[10], 0)
+if c > 0 then
+  redis.call('ZADD', P .. 'workers', NOW + ttl, id)
+  redis.call('HSET', P .. 'conc', id, c)
+else
+  redis.call('ZREM', P .. 'workers', id)
+  redis.call('HDEL', P .. 'conc', id)
+end
+for _, dead in ipairs(redis.call('ZRANGEBYSCORE', P .. 'workers', '-inf', NOW)) do
+  redis.call('ZREM', P .. 'workers', dead)
+  redis.call('HDEL', P .. 'conc', dead)
+end
+local sum = 0
+for _, v in ipairs(redis.call('HVALS', P .. 'conc')) do sum = sum + num(v, 0) end
+redis.call('SET', P .. 'cap', sum)
+return admit()
+`)
+
+// parkScript is run by a worker that dequeued a task of a held tenant
+// (the tenant was suspended or paused after the task was admitted).
+//
+//	ARGV[8] task id, ARGV[9] tenant, ARGV[10] type.
+//
+// When the tenant is still held, the task leaves the admitted set and is
+// recorded as parked (the worker then returns it to asynq's retry set
+// without counting a failure) and 'parked' is returned; releasing the
+// hold brings it back to the front of the backlog. Otherwise 'free'.
+var parkScript = redis.NewScript(prelude + `
+local id, t, typ = ARGV[8], ARGV[9], ARGV[10]
+if not held(t) then return 'free' end
+finish(id)
+redis.call('HSET', P .. 'parked:' .. t, id, typ)
+return 'parked'
+`)
+
+// holdScript sets or clears one hold reason of a tenant.
+//
+//	ARGV[8] tenant, ARGV[9] reason ('s' or 'p'), ARGV[10] '1' set / '0' clear.
+//
+// Setting a reason takes the tenant out of the ready set and moves its
+// admitted tasks that asynq has not started back to the front of its
+// backlog, in order; it returns {moved back, 0}. Clearing the last reason
+// brings parked tasks back from asynq's retry set to the front of the
+// backlog and admits; it returns {released, still active}: a parked task
+// still active is on its way to the retry set, and the caller releases
+// again shortly.
+var holdScript = redis.NewScript(prelude + `
+local t, r, set = ARGV[8], ARGV[9], ARGV[10] == '1'
+local h = redis.call('HGET', P .. 'hold', t) or ''
+h = string.gsub(h, r, '')
+if set then h = h .. r end
+if h == '' then redis.call('HDEL', P .. 'hold', t) else redis.call('HSET', P .. 'hold', t, h) end
+if set then
+  reconsider(t)
+  local moved = 0
+  -- asynq's pending list is newest first: pushing to the backlog's front
+  -- in this order leaves the oldest task first.
+  for _, id in ipairs(redis.call('LRANGE', A .. 'pending', 0, -1)) do
+    if redis.call('SISMEMBER', P .. 'run:' .. t, id) == 1 then
+      local key = A .. 't:' .. id
+      if redis.call('HGET', key, 'state') == 'pending' then
+        local msg = redis.call('HGET', key, 'msg')
+        local _, typ, est = finish(id)
+        redis.call('LREM', A .. 'pending', 1, id)
+        redis.call('DEL', key)
+        charge(t, -est / weight(t))
+        wait(t, id, typ, msg, NOW)
+        moved = moved + 1
+      end
+    end
+  end
+  return { moved, 0 }
+end
+if h ~= '' then return { 0, 0 } end
+local released, active = 0, 0
+local parked = redis.call('HGETALL', P .. 'parked:' .. t)
+for i = #parked - 1, 1, -2 do
+  local id, typ = parked[i], parked[i + 1]
+  local key = A .. 't:' .. id
+  local st = redis.call('HGET', key, 'state')
+  if st == 'retry' then
+    local msg = redis.call('HGET', key, 'msg')
+    redis.call('ZREM', A .. 'retry', id)
+    redis.call('DEL', key)
+    redis.call('HDEL', P .. 'parked:' .. t, id)
+    wait(t, id, typ, msg, NOW)
+    released = released + 1
+  elseif st == 'active' then
+    active = active + 1
+  else
+    redis.call('HDEL', P .. 'parked:' .. t, id)
+  end
+end
+reconsider(t)
+admit()
+return { released, active }
+`)
+
+// drainScript discards a tenant's waiting tasks in this queue: its
+// backlog, its admitted tasks asynq has not started, and its parked ones.
+// Running tasks finish.
+//
+//	ARGV[8] tenant.
+//
+// It returns {waiting, admitted, parked} counts of what it discarded.
+var drainScript = redis.NewScript(prelude + `
+local t = ARGV[8]
+local ids = redis.call('LRANGE', P .. 'b:' .. t, 0, -1)
+for _, id in ipairs(ids) do redis.call('HDEL', P .. 'msg', id) end
+redis.call('DEL', P .. 'b:' .. t)
+for _, f in ipairs(redis.call('HKEYS', tkey(t))) do
+  if string.sub(f, 1, 2) == 'n:' then redis.call('HDEL', tkey(t), f) end
+end
+redis.call('ZREM', P .. 'depth', t)
+local admitted = 0
+for _, id in ipairs(redis.call('SMEMBERS', P .. 'run:' .. t)) do
+  local key = A .. 't:' .. id
+  if redis.call('HGET', key, 'state') == 'pending' then
+    redis.call('LREM', A .. 'pending', 1, id)
+    redis.call('DEL', key)
+    finish(id)
+    admitted = admitted + 1
+  end
+end
+local parked = 0
+for _, id in ipairs(redis.call('HKEYS', P .. 'parked:' .. t)) do
+  local key = A .. 't:' .. id
+  if redis.call('HGET', key, 'state') == 'retry' then
+    redis.call('ZREM', A .. 'retry', id)
+    redis.call('DEL', key)
+    parked = parked + 1
+  end
+end
+redis.call('DEL', P .. 'parked:' .. t)
+reconsider(t)
+admit()
+return { #ids, admitted, parked }
+`)
+
+// statsScript reports one tenant's state in this queue:
+//
+//	{waiting, admitted, running, parked, oldest enqueued ms (0: none), hold reasons,
+//	 weight, max running, max waiting, {type, count, ...}}
+//
+//	ARGV[8] tenant.
+var statsScript = redis.NewScript(prelude + `
+local t = ARGV[8]
+local waiting = redis.call('LLEN', P .. 'b:' .. t)
+local oldest = 0
+local head = redis.call('LINDEX', P .. 'b:' .. t, 0)
+if head then
+  local w = redis.call('HGET', P .. 'msg', head)
+  if w then oldest = num(fields(w, 3)[3], 0) end
+end
+local admitted, running = 0, 0
+for _, id in ipairs(redis.call('SMEMBERS', P .. 'run:' .. t)) do
+  admitted = admitted + 1
+  if redis.call('HGET', A .. 't:' .. id, 'state') == 'active' then running = running + 1 end
+end
+local types = {}
+local all = redis.call('HGETALL', tkey(t))
+for i = 1, #all, 2 do
+  if string.sub(all[i], 1, 2) == 'n:' and num(all[i + 1], 0) > 0 then
+    types[#types + 1] = string.sub(all[i], 3)
+    types[#types + 1] = all[i + 1]
+  end
+end
+local h = redis.call('HGET', P .. 'hold', t) or ''
+local tk = tkey(t)
+return { waiting, admitted, running, redis.call('HLEN', P .. 'parked:' .. t), fmt(oldest), h,
+  redis.call('HGET', tk, 'w') or '1', redis.call('HGET', tk, 'mr') or '0', redis.call('HGET', tk, 'mw') or '0', types }
+`)
