@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/invoicing/tenantworker/fair"
@@ -648,5 +649,52 @@ func TestConcurrentProducersAndWorkers(t *testing.T) {
 	}
 	if violations > 0 {
 		t.Fatalf("running cap exceeded %d times", violations)
+	}
+}
+
+func TestCollectorBoundsCardinality(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1)
+	for i := range 12 {
+		enqueue(t, b, fmt.Sprintf("tn_m%02d", i), fair.Policy{Weight: 1}, 0, 10+i)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(b.d.NewCollector([]string{q}, 3, nil))
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	series := map[string]float64{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			name := f.GetName()
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "tenant" {
+					name += "/" + l.GetValue()
+				}
+			}
+			series[name] = m.GetGauge().GetValue()
+		}
+	}
+	// One task of the first tenant was admitted; 12 tenants wait with
+	// 9+11+12+...+21 tasks; the top 3 are tn_m11, tn_m10, tn_m09.
+	total := 9.0
+	for i := 1; i < 12; i++ {
+		total += float64(10 + i)
+	}
+	want := map[string]float64{
+		"tenantworker_fair_waiting_tasks/tn_m11": 21,
+		"tenantworker_fair_waiting_tasks/tn_m10": 20,
+		"tenantworker_fair_waiting_tasks/tn_m09": 19,
+		"tenantworker_fair_waiting_tasks/other":  total - 60,
+		"tenantworker_fair_waiting_total":        total,
+	}
+	if len(series) != len(want) {
+		t.Fatalf("series %v, want %v", series, want)
+	}
+	for k, v := range want {
+		if series[k] != v {
+			t.Fatalf("%s = %v, want %v (all: %v)", k, series[k], v, series)
+		}
 	}
 }

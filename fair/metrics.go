@@ -1,0 +1,96 @@
+package fair
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// DefaultTopK is how many tenants Collector names per queue.
+const DefaultTopK = 10
+
+// otherTenants is the tenant label of everything past the top K.
+const otherTenants = "other"
+
+// Collector exports the backlogs as Prometheus metrics with bounded
+// cardinality: per queue, the K tenants with the most waiting tasks get a
+// series each and every other tenant is summed under tenant="other", so
+// 10,000 tenants make K+1 series, not 10,000. It reads Redis on every
+// scrape (one pipeline per queue).
+//
+//	tenantworker_fair_waiting_tasks{queue,tenant}
+//	tenantworker_fair_waiting_total{queue}
+type Collector struct {
+	d       *Dispatcher
+	queues  []string
+	k       int
+	logger  *slog.Logger
+	waiting *prometheus.Desc
+	total   *prometheus.Desc
+}
+
+// NewCollector returns a Collector of queues naming the top k tenants (0
+// means DefaultTopK). A nil logger means slog.Default().
+func (d *Dispatcher) NewCollector(queues []string, k int, logger *slog.Logger) *Collector {
+	if k <= 0 {
+		k = DefaultTopK
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &Collector{
+		d: d, queues: queues, k: k, logger: logger,
+		waiting: prometheus.NewDesc("tenantworker_fair_waiting_tasks",
+			"Tasks waiting in tenants' backlogs (not yet admitted to asynq): the top tenants by backlog, the rest as tenant=\"other\".",
+			[]string{"queue", "tenant"}, nil),
+		total: prometheus.NewDesc("tenantworker_fair_waiting_total",
+			"Tasks waiting in all tenants' backlogs of a queue.", []string{"queue"}, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.waiting
+	ch <- c.total
+}
+
+// Collect implements prometheus.Collector.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for _, q := range c.queues {
+		top, total, err := c.d.Top(ctx, q, c.k)
+		if err != nil {
+			c.logger.Warn("fair: collect backlog metrics", slog.String("queue", q), slog.String("error", err.Error()))
+			continue
+		}
+		named := 0
+		for _, t := range top {
+			named += t.Waiting
+			ch <- prometheus.MustNewConstMetric(c.waiting, prometheus.GaugeValue, float64(t.Waiting), q, t.TenantID)
+		}
+		ch <- prometheus.MustNewConstMetric(c.waiting, prometheus.GaugeValue, float64(max(total-named, 0)), q, otherTenants)
+		ch <- prometheus.MustNewConstMetric(c.total, prometheus.GaugeValue, float64(total), q)
+	}
+}
+
+// WaitHistogram returns a histogram of how long tasks waited in their
+// tenant's backlog before admission, by queue, and the Config.OnAdmit
+// function that feeds it.
+//
+//	tenantworker_fair_admission_wait_seconds{queue}
+func WaitHistogram() (*prometheus.HistogramVec, func(queue string, waited []time.Duration)) {
+	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "tenantworker_fair_admission_wait_seconds",
+		Help:    "Time tasks waited in their tenant's backlog before the dispatcher admitted them to asynq.",
+		Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900},
+	}, []string{"queue"})
+	return h, func(queue string, waited []time.Duration) {
+		o := h.WithLabelValues(queue)
+		for _, w := range waited {
+			o.Observe(w.Seconds())
+		}
+	}
+}
