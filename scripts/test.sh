@@ -1,9 +1,153 @@
 #!/usr/bin/env bash
-# The README's test command: vet, then every test with the race detector.
-# Tests start their own PostgreSQL and redis-server (see internal/testenv).
+# The README's test command. It sets up what the tests need, then runs the
+# gofmt check, go vet and every test with the race detector. Tests start
+# their own PostgreSQL, redis-server and pgbouncer (see internal/testenv);
+# nothing needs to be running.
+#
+#   ./scripts/test.sh                  everything
+#   ./scripts/test.sh -run TestX ...   arguments go to `go test`
+#
+# Set-up, before anything runs:
+#   1. Go: the one on PATH, else /usr/local/go/bin/go (where go.dev's
+#      tarball puts it). Go is not installed for you.
+#   2. Every command listed in NEEDS below is looked up on PATH, in /usr/bin,
+#      /usr/sbin and /usr/lib/postgresql/*/bin (where the tests look too).
+#      The Debian packages of the missing ones are installed with apt-get,
+#      after one line saying which: as root, or through sudo when
+#      `sudo -n true` works. Otherwise the script stops, before running
+#      anything, with the exact `sudo apt-get install` line to run.
+#
+# Test hooks, for exercising the set-up on a machine that has everything
+# (each says on stderr that it is in effect):
+#   TEST_SH_PROBE_PATH=dir:dir  look the NEEDS commands up only in these
+#                               directories (set but empty: nowhere, so
+#                               every package counts as missing).
+#   TEST_SH_DRY_RUN=1           do the set-up checks, print what would be
+#                               installed (or the line the user would be
+#                               told to run), then exit without installing
+#                               or testing anything: 0 if the set-up would
+#                               go ahead, 1 if it would stop.
+# scripts/readme_test.go uses both, and checks that the README's commands
+# and .ci/run still call this script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+say() { echo "test.sh: $*" >&2; }
+
+# NEEDS: each command the tests run, and the Debian package that provides
+# it. To need another command, add a line.
+NEEDS=(
+	"redis-server redis-server"  # internal/testenv starts one per test
+	"redis-cli    redis-tools"   # Redis Cluster tests
+	"pdftotext    poppler-utils" # tests read the text of rendered PDFs
+	"pgbouncer    pgbouncer"     # integration: transaction pooling (/usr/sbin)
+	"initdb       postgresql"    # internal/pgserver (/usr/lib/postgresql/*/bin)
+	"postgres     postgresql"
+)
+
+dry_run=
+if [ -n "${TEST_SH_DRY_RUN:-}" ]; then
+	dry_run=1
+	say "TEST_SH_DRY_RUN set: checking the set-up only; nothing is installed or run"
+fi
+
+# 1. Go.
+if ! command -v go >/dev/null 2>&1; then
+	if [ -x /usr/local/go/bin/go ]; then
+		export PATH="/usr/local/go/bin:$PATH"
+	else
+		say "go not found on PATH or in /usr/local/go/bin: install Go $(sed -n 's/^go //p' go.mod) or newer (https://go.dev/doc/install), then run ./scripts/test.sh again"
+		exit 1
+	fi
+fi
+say "$(go version)"
+
+# 2. The commands in NEEDS.
+probe_dirs() {
+	if [ -n "${TEST_SH_PROBE_PATH+set}" ]; then
+		echo "$TEST_SH_PROBE_PATH"
+		return
+	fi
+	local dirs="$PATH:/usr/bin:/usr/sbin:/bin:/sbin" d
+	for d in /usr/lib/postgresql/*/bin; do
+		[ -d "$d" ] && dirs+=":$d"
+	done
+	echo "$dirs"
+}
+
+# find_missing sets missing (commands) and pkgs (their packages, once each).
+find_missing() {
+	local dirs entry cmd pkg d ok
+	IFS=: read -ra dirs <<<"$(probe_dirs)"
+	missing=() pkgs=()
+	for entry in "${NEEDS[@]}"; do
+		read -r cmd pkg <<<"$entry"
+		ok=
+		for d in "${dirs[@]}"; do
+			if [ -n "$d" ] && [ -f "$d/$cmd" ] && [ -x "$d/$cmd" ]; then
+				ok=1
+				break
+			fi
+		done
+		[ -n "$ok" ] && continue
+		missing+=("$cmd")
+		[[ " ${pkgs[*]} " == *" $pkg "* ]] || pkgs+=("$pkg")
+	done
+}
+
+if [ -n "${TEST_SH_PROBE_PATH+set}" ]; then
+	say "TEST_SH_PROBE_PATH set: looking for ${NEEDS[*]%% *} only in '${TEST_SH_PROBE_PATH}'"
+fi
+find_missing
+if [ ${#pkgs[@]} -gt 0 ]; then
+	install=(install -y --no-install-recommends "${pkgs[@]}")
+	if ! command -v apt-get >/dev/null 2>&1; then
+		say "missing ${missing[*]}, and there is no apt-get to install them: install them (Debian packages: ${pkgs[*]}), then run ./scripts/test.sh again"
+		exit 1
+	fi
+	if [ "$(id -u)" -eq 0 ]; then
+		sudo=()
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+		sudo=(sudo)
+	else
+		say "missing ${missing[*]}; install with this command, then run ./scripts/test.sh again:"
+		echo "sudo apt-get ${install[*]}" >&2
+		exit 1
+	fi
+	if [ -n "$dry_run" ]; then
+		say "dry run: would install ${pkgs[*]} (for ${missing[*]}) with: ${sudo[*]:+sudo }apt-get update && ${sudo[*]:+sudo }apt-get ${install[*]}"
+		exit 0
+	fi
+	say "installing ${pkgs[*]} (for ${missing[*]}) with ${sudo[*]:+sudo }apt-get"
+	log=$(mktemp)
+	# Debian's packages start their system services on install; the tests
+	# start their own servers on free ports and do not use them.
+	if ! { "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+		"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -qq "${install[@]}"; } >"$log" 2>&1; then
+		cat "$log" >&2
+		rm -f "$log"
+		say "apt-get failed (output above); fix that and run ./scripts/test.sh again, or install the packages yourself: sudo apt-get ${install[*]}"
+		exit 1
+	fi
+	rm -f "$log"
+	find_missing
+	if [ ${#missing[@]} -gt 0 ]; then
+		say "still missing ${missing[*]} after installing; looked in $(probe_dirs)"
+		exit 1
+	fi
+elif [ -n "$dry_run" ]; then
+	say "dry run: nothing to install"
+fi
+if [ -n "$dry_run" ]; then
+	exit 0
+fi
+
+# 3. The checks and the tests.
 unformatted=$(gofmt -l .)
-if [ -n "$unformatted" ]; then echo "gofmt needed:"; echo "$unformatted"; exit 1; fi
+if [ -n "$unformatted" ]; then
+	echo "gofmt needed:"
+	echo "$unformatted"
+	exit 1
+fi
 go vet ./...
 go test -race -count=1 -timeout 20m ./... "$@"
