@@ -42,10 +42,10 @@ func FuzzRequestPath(f *testing.F) {
 		f.Fatalf("new pool: %v", err)
 	}
 	f.Cleanup(pool.Close)
-	pg, err := storage.NewPostgres(ctx, pool)
-	if err != nil {
+	if err := storage.MigrateCatalog(ctx, pool, nil); err != nil {
 		f.Fatalf("catalog: %v", err)
 	}
+	pg := storage.NewPostgres(pool)
 	addr := testenv.Redis(f)
 	rdb := redis.NewClient(&redis.Options{Addr: addr})
 	f.Cleanup(func() { _ = rdb.Close() })

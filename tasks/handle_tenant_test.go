@@ -43,7 +43,7 @@ func TestTenantMigrateActivatesNewTenant(t *testing.T) {
 	if err := e.h.TenantMigrate(e.tenantCtx(tn), TenantMigrate{TenantID: tn.ID}); err != nil {
 		t.Fatalf("TenantMigrate: %v", err)
 	}
-	got, err := e.catalog.Tenant(e.ctx, tn.ID)
+	got, err := e.catalog.TenantByID(e.ctx, tn.ID)
 	if err != nil || got.Status != tenantctx.StatusActive {
 		t.Fatalf("tenant after migrate: %+v, %v; want active", got, err)
 	}
@@ -112,7 +112,7 @@ func TestTenantMigrateDoesNotActivateDeletingTenant(t *testing.T) {
 	if !errors.Is(err, asynq.SkipRetry) {
 		t.Fatalf("TenantMigrate = %v, want a permanent error", err)
 	}
-	if got, _ := e.catalog.Tenant(e.ctx, tn.ID); got.Status != tenantctx.StatusDeleting {
+	if got, _ := e.catalog.TenantByID(e.ctx, tn.ID); got.Status != tenantctx.StatusDeleting {
 		t.Fatalf("status %s, want deleting", got.Status)
 	}
 }
@@ -157,7 +157,7 @@ func TestTenantDestroyErasesEverythingAndIsRepeatable(t *testing.T) {
 		if _, err := e.catalog.TenantForAPIKey(e.ctx, key); !errors.Is(err, storage.ErrNotFound) {
 			t.Errorf("run %d: API key still resolves: %v", run+1, err)
 		}
-		if _, err := e.catalog.Tenant(e.ctx, gone.ID); !errors.Is(err, storage.ErrNotFound) {
+		if _, err := e.catalog.TenantByID(e.ctx, gone.ID); !errors.Is(err, storage.ErrNotFound) {
 			t.Errorf("run %d: catalog row: %v, want ErrNotFound", run+1, err)
 		}
 		actions, entries := auditActions(t, e, gone.ID)

@@ -46,10 +46,10 @@ func newHandlerEnv(t *testing.T, m mailer.Mailer) *handlerEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	catalog, err := storage.NewPostgres(ctx, pool)
-	if err != nil {
+	if err := storage.MigrateCatalog(ctx, pool, nil); err != nil {
 		t.Fatal(err)
 	}
+	catalog := storage.NewPostgres(pool)
 	docs, err := storage.NewFS(filepath.Join(t.TempDir(), "documents"))
 	if err != nil {
 		t.Fatal(err)

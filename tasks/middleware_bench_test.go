@@ -8,7 +8,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/storage/memstore"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
 
@@ -17,7 +17,7 @@ import (
 // catalog; a JSON logger writing to a discarding handler that is enabled, so
 // the log line is really formatted).
 func BenchmarkMiddleware(b *testing.B) {
-	catalog := storage.NewMemory()
+	catalog := memstore.New()
 	tn := addTenant(b, catalog, "bench-co", tenantctx.StatusActive)
 	payload := []byte(`{"tenant_id":"` + tn.ID + `","invoice_id":42}`)
 	handler := Handle(func(context.Context, InvoicePDF) error { return nil })
@@ -59,7 +59,7 @@ func BenchmarkServerThroughput(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			redis := newRedis(b)
-			catalog := storage.NewMemory()
+			catalog := memstore.New()
 			tn := addTenant(b, catalog, "bench-co", tenantctx.StatusActive)
 			client := asynq.NewClient(redis)
 			defer client.Close()

@@ -11,7 +11,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/invoicing/tenantworker/internal/testenv"
-	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/storage/memstore"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
 
@@ -38,7 +38,7 @@ func TestLogWritesTaskAttributes(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
 	redis := newRedis(t)
-	catalog := storage.NewMemory()
+	catalog := memstore.New()
 	tn := addTenant(t, catalog, "logged-co", tenantctx.StatusActive)
 	var buf testenv.LogBuffer
 	logger := slog.New(slog.NewJSONHandler(&buf, nil))

@@ -44,7 +44,7 @@ func Tenant(catalog storage.TenantStore) asynq.MiddlewareFunc {
 			if err != nil {
 				return Permanentf("%s task refused: %w", typ, err)
 			}
-			tenant, err := catalog.Tenant(ctx, id)
+			tenant, err := catalog.TenantByID(ctx, id)
 			if errors.Is(err, storage.ErrNotFound) {
 				return Permanentf("tenant %s not found (deleted or never existed)", id)
 			}
@@ -68,7 +68,7 @@ func Tenant(catalog storage.TenantStore) asynq.MiddlewareFunc {
 // vanished under it, and a retry could only be archived later (PITFALLS
 // P5). Any other failure, including a failed re-check, is returned as is.
 func droppedIfDeleted(ctx context.Context, catalog storage.TenantStore, id, typ string, err error) error {
-	cur, lerr := catalog.Tenant(context.WithoutCancel(ctx), id)
+	cur, lerr := catalog.TenantByID(context.WithoutCancel(ctx), id)
 	switch {
 	case errors.Is(lerr, storage.ErrNotFound):
 		return Permanentf("tenant %s was deleted while the %s task ran (%v)", id, typ, err)

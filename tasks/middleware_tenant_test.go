@@ -14,6 +14,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/storage/memstore"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
 
@@ -82,7 +83,7 @@ func TestTenantMiddlewareArchivesTasksWithoutRunnableTenant(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
 	redis := newRedis(t)
-	catalog := storage.NewMemory()
+	catalog := memstore.New()
 	deleting := addTenant(t, catalog, "deleting-co", tenantctx.StatusDeleting)
 	vanished := addTenant(t, catalog, "vanished-co", tenantctx.StatusActive)
 
@@ -145,7 +146,7 @@ func TestTenantMiddlewareSuspendedTenantWaits(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
 	redis := newRedis(t)
-	catalog := storage.NewMemory()
+	catalog := memstore.New()
 	tn := addTenant(t, catalog, "sleepy-co", tenantctx.StatusSuspended)
 	enq, inspector := newTestEnqueuer(t, redis)
 	res, err := enq.Enqueue(ctx, InvoicePDF{TenantID: tn.ID, InvoiceID: 7})
@@ -204,7 +205,7 @@ func TestTenantMiddlewareByStatus(t *testing.T) {
 		tenantctx.StatusSuspended:    {TypeInvoicePDF: wait, TypeTenantMigrate: run, TypeTenantDestroy: wait},
 		tenantctx.StatusDeleting:     {TypeInvoicePDF: archive, TypeTenantMigrate: archive, TypeTenantDestroy: run},
 	}
-	catalog := storage.NewMemory()
+	catalog := memstore.New()
 	for status, byType := range want {
 		tn := addTenant(t, catalog, "co-"+string(status), status)
 		for typ, w := range byType {
@@ -239,7 +240,7 @@ func TestTenantMiddlewareByStatus(t *testing.T) {
 // failingCatalog fails every lookup as a database outage would.
 type failingCatalog struct{ storage.Catalog }
 
-func (failingCatalog) Tenant(context.Context, string) (tenantctx.Tenant, error) {
+func (failingCatalog) TenantByID(context.Context, string) (tenantctx.Tenant, error) {
 	return tenantctx.Tenant{}, errors.New("connection refused")
 }
 
@@ -247,7 +248,7 @@ func (failingCatalog) Tenant(context.Context, string) (tenantctx.Tenant, error) 
 // error (retried with backoff), neither permanent nor "not ready".
 func TestTenantMiddlewareCatalogErrorIsRetried(t *testing.T) {
 	t.Parallel()
-	h := Tenant(failingCatalog{storage.NewMemory()})(asynq.HandlerFunc(func(context.Context, *asynq.Task) error {
+	h := Tenant(failingCatalog{memstore.New()})(asynq.HandlerFunc(func(context.Context, *asynq.Task) error {
 		t.Error("handler ran without a tenant")
 		return nil
 	}))
@@ -265,7 +266,7 @@ func TestTenantMiddlewareCatalogErrorIsRetried(t *testing.T) {
 func TestTenantMiddlewareSystemTaskRunsWithoutTenant(t *testing.T) {
 	t.Parallel()
 	ran := false
-	h := Tenant(storage.NewMemory())(asynq.HandlerFunc(func(ctx context.Context, _ *asynq.Task) error {
+	h := Tenant(memstore.New())(asynq.HandlerFunc(func(ctx context.Context, _ *asynq.Task) error {
 		ran = true
 		if _, ok := tenantctx.FromContext(ctx); ok {
 			t.Error("system task got a tenant in ctx")
@@ -284,7 +285,7 @@ func TestTenantMiddlewareSystemTaskRunsWithoutTenant(t *testing.T) {
 func TestTenantDeletedWhileRunning(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	catalog := storage.NewMemory()
+	catalog := memstore.New()
 	gone := addTenant(t, catalog, "gone-co", tenantctx.StatusActive)
 	going := addTenant(t, catalog, "going-co", tenantctx.StatusActive)
 	alive := addTenant(t, catalog, "alive-co", tenantctx.StatusActive)

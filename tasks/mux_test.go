@@ -7,7 +7,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
-	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/storage/memstore"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
 
@@ -17,7 +17,7 @@ import (
 // catalog is a start-up panic.
 func TestNewServeMux(t *testing.T) {
 	t.Parallel()
-	catalog := storage.NewMemory()
+	catalog := memstore.New()
 	tn := addTenant(t, catalog, "mux-co", tenantctx.StatusActive)
 	mux := NewServeMux(&Handlers{Catalog: catalog}, MuxOptions{Logger: discardLogger()})
 	for _, typ := range []string{TypeInvoicePDF, TypeInvoiceReminder, TypeInvoicesOverdue, TypeSweepOverdue, TypeTenantMigrate, TypeTenantDestroy} {
@@ -51,7 +51,7 @@ func TestNewServeMux(t *testing.T) {
 // for a valid, active tenant, and before any tenant lookup.
 func TestUnknownTypeArchived(t *testing.T) {
 	t.Parallel()
-	catalog := storage.NewMemory()
+	catalog := memstore.New()
 	tn := addTenant(t, catalog, "unknown-co", tenantctx.StatusActive)
 	mux := NewServeMux(&Handlers{Catalog: catalog}, MuxOptions{Logger: discardLogger()})
 	before := catalog.Queries()

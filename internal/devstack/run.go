@@ -110,10 +110,10 @@ func Run(ctx context.Context, opts Options) (err error) {
 		return fmt.Errorf("open database: %w", err)
 	}
 	defer pool.Close()
-	pg, err := storage.NewPostgres(ctx, pool, storage.WithLogger(log))
-	if err != nil {
+	if err := storage.MigrateCatalog(ctx, pool, log); err != nil {
 		return fmt.Errorf("open catalog: %w", err)
 	}
+	pg := storage.NewPostgres(pool)
 	rc := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	defer rc.Close()
 	connOpt := asynq.RedisClientOpt{Addr: mr.Addr()}

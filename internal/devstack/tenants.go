@@ -79,7 +79,7 @@ func waitActive(ctx context.Context, store storage.TenantStore, id string, timeo
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		t, err := store.Tenant(ctx, id)
+		t, err := store.TenantByID(ctx, id)
 		switch {
 		case err == nil && t.Status == tenantctx.StatusActive:
 			return t, nil

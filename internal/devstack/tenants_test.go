@@ -11,7 +11,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/storage/memstore"
 	"github.com/invoicing/tenantworker/tasks"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
@@ -25,7 +25,7 @@ func testContext(t *testing.T) context.Context {
 
 // provisionSetup is a memory catalog and an enqueuer on miniredis.
 type provisionSetup struct {
-	catalog   *storage.Memory
+	catalog   *memstore.Catalog
 	enq       *tasks.Enqueuer
 	inspector *asynq.Inspector
 }
@@ -37,7 +37,7 @@ func newProvisionSetup(t *testing.T) provisionSetup {
 	t.Cleanup(func() { _ = rc.Close() })
 	inspector := asynq.NewInspectorFromRedisClient(rc)
 	return provisionSetup{
-		catalog:   storage.NewMemory(),
+		catalog:   memstore.New(),
 		enq:       tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rc), inspector, nil),
 		inspector: inspector,
 	}

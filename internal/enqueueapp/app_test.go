@@ -183,7 +183,7 @@ func (f *fixture) migrationWorker(t *testing.T, broken map[string]bool) {
 		if err := json.Unmarshal(task.Payload(), &p); err != nil {
 			return err
 		}
-		tn, err := f.deps.Catalog.Tenant(ctx, p.TenantID)
+		tn, err := f.deps.Catalog.TenantByID(ctx, p.TenantID)
 		if err != nil {
 			return err
 		}

@@ -75,10 +75,10 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Opti
 
 	d.Catalog = opts.Catalog
 	if d.Catalog == nil {
-		pg, err := storage.NewPostgres(ctx, d.Pool, storage.WithLogger(logger))
-		if err != nil {
+		if err := storage.MigrateCatalog(ctx, d.Pool, logger); err != nil {
 			return nil, fmt.Errorf("open catalog: %w", err)
 		}
+		pg := storage.NewPostgres(d.Pool)
 		d.Postgres = pg
 		cache := storage.NewCache(pg, d.Redis, storage.CacheOptions{RedisTTL: cfg.TenantCacheTTL, Logger: logger})
 		d.Catalog = cache

@@ -207,7 +207,7 @@ func (h *Handler) pathTenant(w http.ResponseWriter, r *http.Request) (tenantctx.
 		writeError(w, http.StatusNotFound, "unknown tenant")
 		return tenantctx.Tenant{}, false
 	}
-	t, err := h.opts.Catalog.Tenant(r.Context(), id)
+	t, err := h.opts.Catalog.TenantByID(r.Context(), id)
 	if errors.Is(err, storage.ErrNotFound) {
 		writeError(w, http.StatusNotFound, "unknown tenant")
 		return tenantctx.Tenant{}, false

@@ -82,7 +82,7 @@ func TestProvisionFlow(t *testing.T) {
 	}
 
 	// The catalog row, the key, the audit entry and the migration task.
-	tn, err := b.pg.Tenant(ctx, id)
+	tn, err := b.pg.TenantByID(ctx, id)
 	if err != nil || tn.Slug != "acme" || tn.Name != "Acme Corp" || tn.Plan != "pro" || tn.Status != tenantctx.StatusProvisioning {
 		t.Fatalf("catalog row %+v, %v", tn, err)
 	}
@@ -113,7 +113,7 @@ func TestProvisionFlow(t *testing.T) {
 	// An empty name defaults to the slug, an empty plan to "free".
 	r = b.admin(t, http.MethodPost, "/admin/tenants", `{"slug":"globex"}`)
 	wantStatus(t, r, http.StatusAccepted)
-	if tn, err := b.pg.Tenant(ctx, r.json(t)["id"].(string)); err != nil || tn.Name != "globex" || tn.Plan != "free" {
+	if tn, err := b.pg.TenantByID(ctx, r.json(t)["id"].(string)); err != nil || tn.Name != "globex" || tn.Plan != "free" {
 		t.Fatalf("defaults: %+v, %v", tn, err)
 	}
 }
@@ -280,7 +280,7 @@ func TestSuspendResume(t *testing.T) {
 		wantStatus(t, r, http.StatusConflict)
 		_ = r.errorText(t)
 	}
-	if tn, _ := b.pg.Tenant(ctx, prov.ID); tn.Status != tenantctx.StatusProvisioning {
+	if tn, _ := b.pg.TenantByID(ctx, prov.ID); tn.Status != tenantctx.StatusProvisioning {
 		t.Fatalf("provisioning tenant moved to %s", tn.Status)
 	}
 	wantStatus(t, b.admin(t, http.MethodPost, "/admin/tenants/tn_nosuch/suspend", ""), http.StatusNotFound)
@@ -342,7 +342,7 @@ func TestDeleteTenant(t *testing.T) {
 	if ti.Type != tasks.TypeTenantDestroy || payloadTenant(t, ti) != acme.ID {
 		t.Fatalf("destroy task %s %s", ti.Type, ti.Payload)
 	}
-	if tn, err := b.pg.Tenant(ctx, acme.ID); err != nil || tn.Status != tenantctx.StatusDeleting {
+	if tn, err := b.pg.TenantByID(ctx, acme.ID); err != nil || tn.Status != tenantctx.StatusDeleting {
 		t.Fatalf("catalog %+v, %v", tn, err)
 	}
 	var deleted bool

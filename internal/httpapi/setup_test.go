@@ -60,9 +60,10 @@ func setup(t testing.TB, mutate ...func(*httpapi.Options)) *bundle {
 	}
 	t.Cleanup(pool.Close)
 	b.pool = pool
-	if b.pg, err = storage.NewPostgres(ctx, pool); err != nil {
-		t.Fatalf("new postgres catalog: %v", err)
+	if err := storage.MigrateCatalog(ctx, pool, nil); err != nil {
+		t.Fatalf("migrate catalog: %v", err)
 	}
+	b.pg = storage.NewPostgres(pool)
 
 	addr := testenv.Redis(t)
 	b.redisOpt = asynq.RedisClientOpt{Addr: addr}

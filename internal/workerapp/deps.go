@@ -104,16 +104,10 @@ func open(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Opti
 	// the Redis cache in front.
 	backend := opts.Catalog
 	if backend == nil {
-		if d.migrationsPool != d.pool {
-			if _, err := storage.NewPostgres(ctx, d.migrationsPool, storage.WithLogger(logger)); err != nil {
-				return nil, fmt.Errorf("migrate catalog: %w", err)
-			}
+		if err := storage.MigrateCatalog(ctx, d.migrationsPool, logger); err != nil {
+			return nil, fmt.Errorf("migrate catalog: %w", err)
 		}
-		pg, err := storage.NewPostgres(ctx, d.pool, storage.WithLogger(logger))
-		if err != nil {
-			return nil, fmt.Errorf("open catalog: %w", err)
-		}
-		backend = pg
+		backend = storage.NewPostgres(d.pool)
 	}
 	cache := storage.NewCache(backend, d.redis, storage.CacheOptions{RedisTTL: cfg.TenantCacheTTL, Logger: logger})
 	d.closers = append(d.closers, cache.Close)

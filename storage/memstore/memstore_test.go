@@ -1,23 +1,31 @@
-package storage_test
+package memstore_test
 
 import (
 	"testing"
 
 	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/storage/memstore"
 	"github.com/invoicing/tenantworker/storage/storagetest"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
 
-func TestMemoryConformance(t *testing.T) {
+func TestConformance(t *testing.T) {
 	t.Parallel()
-	storagetest.TestCatalog(t, func(*testing.T) storage.Catalog { return storage.NewMemory() })
+	storagetest.TestCatalog(t, func(*testing.T) storage.Catalog { return memstore.New() })
 }
 
-func TestMemoryQueriesCountsLookups(t *testing.T) {
+func TestQueriesCountsLookups(t *testing.T) {
 	t.Parallel()
-	m := storage.NewMemory()
+	m := memstore.New()
 	ctx := t.Context()
-	tn := mustCreateTenant(t, ctx, m, "counted", tenantctx.StatusActive)
+	tn, err := tenantctx.New("counted", "Tenant counted", "pro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn.Status = tenantctx.StatusActive
+	if tn, err = m.CreateTenant(ctx, tn); err != nil {
+		t.Fatal(err)
+	}
 	key, err := m.CreateAPIKey(ctx, tn.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -27,11 +35,11 @@ func TestMemoryQueriesCountsLookups(t *testing.T) {
 		lookup func()
 		want   int64
 	}{
-		{"tenant", func() { _, _ = m.Tenant(ctx, tn.ID) }, 1},
+		{"tenant", func() { _, _ = m.TenantByID(ctx, tn.ID) }, 1},
 		{"unknown slug", func() { _, _ = m.TenantBySlug(ctx, "unknown-slug") }, 1},
 		{"api key", func() { _, _ = m.TenantForAPIKey(ctx, key) }, 1},
 		{"list", func() { _, _ = m.ListTenants(ctx, storage.ListOptions{}) }, 0},
-		{"malformed id", func() { _, _ = m.Tenant(ctx, "../x") }, 0},
+		{"malformed id", func() { _, _ = m.TenantByID(ctx, "../x") }, 0},
 		{"malformed slug", func() { _, _ = m.TenantBySlug(ctx, "ACME") }, 0},
 		{"malformed key", func() { _, _ = m.TenantForAPIKey(ctx, "not-a-key") }, 0},
 	}
