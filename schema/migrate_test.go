@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/invoicing/tenantworker/invoice"
 )
 
 func TestMigrationsEmbedded(t *testing.T) {
@@ -93,11 +95,8 @@ func TestMigrateFreshThenNoop(t *testing.T) {
 	}
 	// Constraints are real: a bad status is refused.
 	err = InTenant(tenantCtx(ctx, "tenant_acme"), b.pool, func(ctx context.Context, tx pgx.Tx) error {
-		var id int64
-		if err := tx.QueryRow(ctx, "INSERT INTO customers (name, email) VALUES ('c', 'c@x') RETURNING id").Scan(&id); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, "INSERT INTO invoices (number, customer_id, status, currency, due_date) VALUES ('1', $1, 'lost', 'EUR', now())", id)
+		_, err := invoice.Create(ctx, tx, invoice.New{Number: "1", Status: "lost", Currency: "EUR",
+			Customer: invoice.Customer{Name: "c", Email: "c@x"}})
 		return err
 	})
 	if pgCode(err) != "23514" {

@@ -103,7 +103,7 @@ func TestEnqueuePDFDedupe(t *testing.T) {
 	var runs atomic.Int64
 	mux := asynq.NewServeMux()
 	mux.HandleFunc(TypeInvoicePDF, func(context.Context, *asynq.Task) error { runs.Add(1); return nil })
-	startServer(t, redis, mux, ServerOptions{Concurrency: 1})
+	startServer(t, redis, mux, 1)
 	waitState(t, inspector, QueueDefault, first.Info.ID, asynq.TaskStateCompleted)
 
 	third, err := enq.Enqueue(ctx, p)
@@ -135,7 +135,7 @@ func TestEnqueueReminderKept(t *testing.T) {
 	}
 	mux := asynq.NewServeMux()
 	mux.HandleFunc(TypeInvoiceReminder, func(context.Context, *asynq.Task) error { return nil })
-	startServer(t, redis, mux, ServerOptions{Concurrency: 1})
+	startServer(t, redis, mux, 1)
 	waitState(t, inspector, QueueLow, first.Info.ID, asynq.TaskStateCompleted)
 
 	again, err := enq.Enqueue(ctx, p)
