@@ -217,34 +217,3 @@ func TestMigrateTenantsInParallel(t *testing.T) {
 		}
 	}
 }
-
-// Create reports whether it created, and is safe when racing itself.
-func TestCreateConcurrently(t *testing.T) {
-	t.Parallel()
-	b := setup(t, 8)
-	ctx := context.Background()
-	var created atomic.Int32
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Go(func() {
-			ok, err := Create(ctx, b.pool, "tenant_acme")
-			if err != nil {
-				t.Error(err)
-			}
-			if ok {
-				created.Add(1)
-			}
-		})
-	}
-	wg.Wait()
-	if created.Load() != 1 {
-		t.Errorf("%d Create calls report creating, want 1", created.Load())
-	}
-	if v, err := Version(ctx, b.pool, "tenant_acme"); v != 0 || err != nil {
-		t.Errorf("Version of a bare schema = %d, %v", v, err)
-	}
-	res, err := Migrate(ctx, b.pool, "tenant_acme", 0)
-	if err != nil || res.Created || !slices.Equal(res.Applied, []int{1, 2}) {
-		t.Errorf("Migrate of a created schema: %+v, %v", res, err)
-	}
-}

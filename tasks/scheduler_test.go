@@ -129,7 +129,7 @@ func (l *tickLog) count(tick int64) int {
 	return len(l.calls[tick])
 }
 
-// TestSchedulerOneSweepPerTickAcrossReplicas is PITFALLS P10: two scheduler
+// TestSchedulerOneSweepPerTickAcrossReplicas is P10 of docs/architecture.md: two scheduler
 // loops, started at different times, on one Redis, over several ticks of
 // "@every 30s": both fire every tick, and the queue holds exactly one
 // sweep:overdue task per tick.

@@ -106,10 +106,10 @@ func TestAsynqLogger(t *testing.T) {
 func TestOutcome(t *testing.T) {
 	t.Parallel()
 	for err, want := range map[error]string{
-		nil:                                    worker.OutcomeOK,
-		errors.New("x"):                        worker.OutcomeError,
-		worker.Permanentf("gone"):                     worker.OutcomeSkipRetry,
-		fmt.Errorf("w: %w", worker.ErrPanic):          worker.OutcomePanic,
+		nil:                                  worker.OutcomeOK,
+		errors.New("x"):                      worker.OutcomeError,
+		worker.Permanentf("gone"):            worker.OutcomeSkipRetry,
+		fmt.Errorf("w: %w", worker.ErrPanic): worker.OutcomePanic,
 		fmt.Errorf("t: %w", worker.ErrTenantNotReady): worker.OutcomeNotReady,
 	} {
 		if got := worker.Outcome(err); got != want {
