@@ -11,6 +11,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/internal/worker"
 	"github.com/invoicing/tenantworker/tasks"
 )
@@ -87,11 +88,11 @@ func TestHandleOnServer(t *testing.T) {
 	}
 	startServer(t, redis, mux, worker.ServerOptions{Concurrency: 2})
 
-	info := waitState(t, inspector, tasks.QueueLow, bad.ID, asynq.TaskStateArchived)
+	info := testenv.WaitTaskState(t, inspector, tasks.QueueLow, bad.ID, asynq.TaskStateArchived)
 	if info.Retried != 0 || !strings.Contains(info.LastErr, "decode sweep:overdue payload") {
 		t.Errorf("undecodable task: retried=%d last_err=%q", info.Retried, info.LastErr)
 	}
-	info = waitState(t, inspector, tasks.QueueLow, good.ID, asynq.TaskStateCompleted)
+	info = testenv.WaitTaskState(t, inspector, tasks.QueueLow, good.ID, asynq.TaskStateCompleted)
 	var result map[string]int64
 	if err := json.Unmarshal(info.Result, &result); err != nil || result["tick"] != 1700000000 {
 		t.Errorf("result %s (%v), want tick 1700000000", info.Result, err)

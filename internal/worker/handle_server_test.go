@@ -12,6 +12,7 @@ import (
 
 	"github.com/invoicing/tenantworker/internal/mailer"
 	"github.com/invoicing/tenantworker/internal/mailer/smtptest"
+	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/internal/worker"
 	"github.com/invoicing/tenantworker/invoice"
 	"github.com/invoicing/tenantworker/tasks"
@@ -65,7 +66,7 @@ func TestServerInvoicePDFEndToEnd(t *testing.T) {
 	}
 	first := map[string]result{}
 	for _, c := range checks {
-		info := waitState(t, e.inspector, tasks.QueueDefault, c.taskID, asynq.TaskStateCompleted)
+		info := testenv.WaitTaskState(t, e.inspector, tasks.QueueDefault, c.taskID, asynq.TaskStateCompleted)
 		var res result
 		if err := json.Unmarshal(info.Result, &res); err != nil {
 			t.Fatalf("task %s result %q: %v", c.taskID, info.Result, err)
@@ -88,14 +89,14 @@ func TestServerInvoicePDFEndToEnd(t *testing.T) {
 		first[c.tenant.ID] = res
 	}
 
-	info := waitState(t, e.inspector, tasks.QueueDefault, idMissing, asynq.TaskStateArchived)
+	info := testenv.WaitTaskState(t, e.inspector, tasks.QueueDefault, idMissing, asynq.TaskStateArchived)
 	if want := "invoice 999 not found in tenant " + a.ID; !strings.Contains(info.LastErr, want) || info.Retried != 0 {
 		t.Errorf("missing invoice archived after %d retries with %q, want at once with %q", info.Retried, info.LastErr, want)
 	}
 
 	// Rendering again (the finished task is replaced) gives the same document.
 	again := enqueue(tasks.InvoicePDF{TenantID: a.ID, InvoiceID: 1})
-	info = waitState(t, e.inspector, tasks.QueueDefault, again, asynq.TaskStateCompleted)
+	info = testenv.WaitTaskState(t, e.inspector, tasks.QueueDefault, again, asynq.TaskStateCompleted)
 	var res result
 	if err := json.Unmarshal(info.Result, &res); err != nil {
 		t.Fatal(err)
@@ -166,7 +167,7 @@ func TestServerShutdownDuringReminderSendsOneEmail(t *testing.T) {
 			h2 := *e.h
 			h2.Mailer = real
 			startWorker(t, e, &h2, worker.ServerOptions{Concurrency: 2})
-			waitState(t, e.inspector, tasks.QueueLow, r.Info.ID, asynq.TaskStateCompleted)
+			testenv.WaitTaskState(t, e.inspector, tasks.QueueLow, r.Info.ID, asynq.TaskStateCompleted)
 			// The first handler may still be finishing; give it time to
 			// (wrongly) send again.
 			time.Sleep(500 * time.Millisecond)

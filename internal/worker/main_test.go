@@ -2,7 +2,6 @@ package worker_test
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
 	"testing"
@@ -65,30 +64,6 @@ func startServer(t testing.TB, redis asynq.RedisClientOpt, handler asynq.Handler
 	}
 	t.Cleanup(srv.Shutdown)
 	return srv
-}
-
-// waitFor polls cond every 20 ms until it holds or timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// waitState waits until the task reaches state and returns its info.
-func waitState(t testing.TB, inspector *asynq.Inspector, queue, id string, state asynq.TaskState) *asynq.TaskInfo {
-	t.Helper()
-	var info *asynq.TaskInfo
-	waitFor(t, 15*time.Second, fmt.Sprintf("task %s to be %s", id, state), func() bool {
-		var err error
-		info, err = inspector.GetTaskInfo(queue, id)
-		return err == nil && info.State == state
-	})
-	return info
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

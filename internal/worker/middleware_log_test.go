@@ -67,9 +67,9 @@ func TestLogWritesTaskAttributes(t *testing.T) {
 		t.Fatal(err)
 	}
 	startServer(t, redis, mux, worker.ServerOptions{Concurrency: 1})
-	waitState(t, inspector, tasks.QueueDefault, pdf.Info.ID, asynq.TaskStateCompleted)
-	waitState(t, inspector, tasks.QueueLow, sweep.Info.ID, asynq.TaskStateCompleted)
-	waitState(t, inspector, tasks.QueueDefault, unknown.Info.ID, asynq.TaskStateArchived)
+	testenv.WaitTaskState(t, inspector, tasks.QueueDefault, pdf.Info.ID, asynq.TaskStateCompleted)
+	testenv.WaitTaskState(t, inspector, tasks.QueueLow, sweep.Info.ID, asynq.TaskStateCompleted)
+	testenv.WaitTaskState(t, inspector, tasks.QueueDefault, unknown.Info.ID, asynq.TaskStateArchived)
 
 	out := buf.String()
 	byID := map[string]map[string]any{}

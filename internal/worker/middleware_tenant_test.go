@@ -13,6 +13,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/internal/worker"
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/storage/memstore"
@@ -122,7 +123,7 @@ func TestResolveTenantArchivesTasksWithoutUsableTenant(t *testing.T) {
 	startServer(t, redis, testMux(catalog, rec, &attempts), worker.ServerOptions{Concurrency: 4})
 
 	for i, c := range cases {
-		info := waitState(t, inspector, tasks.QueueDefault, ids[i], asynq.TaskStateArchived)
+		info := testenv.WaitTaskState(t, inspector, tasks.QueueDefault, ids[i], asynq.TaskStateArchived)
 		if info.Retried != 0 {
 			t.Errorf("%s: retried %d times, want 0", c.name, info.Retried)
 		}
@@ -159,7 +160,7 @@ func TestResolveTenantSuspendedTenantWaits(t *testing.T) {
 		DelayedTaskCheckInterval: 200 * time.Millisecond,
 	})
 
-	waitFor(t, 15*time.Second, "three attempts of the suspended tenant's task", func() bool { return attempts.Load() >= 3 })
+	testenv.WaitFor(t, 15*time.Second, "three attempts of the suspended tenant's task", func() bool { return attempts.Load() >= 3 })
 	info, err := inspector.GetTaskInfo(tasks.QueueDefault, res.Info.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -180,7 +181,7 @@ func TestResolveTenantSuspendedTenantWaits(t *testing.T) {
 	if _, err := catalog.SetStatus(ctx, tn.ID, tenantctx.StatusActive); err != nil {
 		t.Fatal(err)
 	}
-	waitState(t, inspector, tasks.QueueDefault, res.Info.ID, asynq.TaskStateCompleted)
+	testenv.WaitTaskState(t, inspector, tasks.QueueDefault, res.Info.ID, asynq.TaskStateCompleted)
 	if n := rec.count(tasks.TypeInvoicePDF); n != 1 {
 		t.Errorf("handler ran %d times after resume, want 1", n)
 	}
