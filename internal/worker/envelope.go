@@ -50,9 +50,9 @@ var registered = func() map[string]typeFacts {
 	return m
 }()
 
-// OpenEnvelope reads the envelope of a task: its type and, unless it is a
+// openEnvelope reads the envelope of a task: its type and, unless it is a
 // system task, the tenant_id of its payload (only that field is decoded).
-func OpenEnvelope(t *asynq.Task) Envelope {
+func openEnvelope(t *asynq.Task) Envelope {
 	env := Envelope{Type: t.Type()}
 	facts, known := registered[env.Type]
 	env.Known, env.System, env.Activity = known, facts.system, facts.activity
@@ -79,7 +79,7 @@ func OpenEnvelope(t *asynq.Task) Envelope {
 func DecodeEnvelope() asynq.MiddlewareFunc {
 	return func(next asynq.Handler) asynq.Handler {
 		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
-			return next.ProcessTask(context.WithValue(ctx, envelopeKey{}, OpenEnvelope(t)), t)
+			return next.ProcessTask(context.WithValue(ctx, envelopeKey{}, openEnvelope(t)), t)
 		})
 	}
 }
@@ -96,7 +96,7 @@ func envelopeOf(ctx context.Context, t *asynq.Task) Envelope {
 	if env, ok := EnvelopeFromContext(ctx); ok {
 		return env
 	}
-	return OpenEnvelope(t)
+	return openEnvelope(t)
 }
 
 // RefuseInvalid archives (asynq.SkipRetry) a task whose envelope is

@@ -132,7 +132,7 @@ func errorHandler(logger *slog.Logger) asynq.ErrorHandler {
 		}
 		// The error handler runs outside the middleware chain, so the
 		// envelope is opened again here: only for failed attempts.
-		if env := OpenEnvelope(t); !env.System {
+		if env := openEnvelope(t); !env.System {
 			attrs = append(attrs, slog.String("tenant_id", env.TenantID))
 		}
 		switch {
