@@ -13,14 +13,16 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/invoicing/tenantworker/internal/tenancy"
 	"github.com/invoicing/tenantworker/tasks"
 )
 
 // TestTenantDeletedUnderLoad deletes one of three tenants while the queue
 // holds PDF tasks of all three: every task of the deleted tenant that was
 // still queued is archived after one attempt with a reason naming the
-// tenant (PITFALLS P5); its schema, PDFs and catalog row are gone, its
-// audit entries stay; the other tenants' tasks all complete.
+// tenant (P5 in docs/architecture.md); its schema, PDFs and catalog row
+// are gone, its audit entries stay, with exactly one "deletion requested"
+// and one "deletion completed"; the other tenants' tasks all complete.
 func TestTenantDeletedUnderLoad(t *testing.T) {
 	t.Parallel()
 	const nInvoices = 300
@@ -131,19 +133,23 @@ func TestTenantDeletedUnderLoad(t *testing.T) {
 	t.Logf("deleted tenant: %d tasks, %d queued at the deletion all archived after one attempt (e.g. %q); final states of all its tasks: %v",
 		len(victimIDs), len(queued), sample, byState)
 
-	// Schema, documents and catalog row gone; the audit entry stays.
-	var schemas, rows, audits int
+	// Schema, documents and catalog row gone; the audit entries stay: the
+	// request (who, when) and the completion (when, what was removed), one
+	// each.
+	var schemas, rows, requested, completed int
 	if err := s.db.QueryRow(ctx, `SELECT count(*) FROM pg_catalog.pg_namespace WHERE nspname = $1`, victim.Schema).Scan(&schemas); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.db.QueryRow(ctx, `SELECT count(*) FROM tenancy.tenants WHERE id = $1`, victim.ID).Scan(&rows); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.db.QueryRow(ctx, `SELECT count(*) FROM tenancy.audit_log WHERE tenant_id = $1 AND action = 'tenant.delete'`, victim.ID).Scan(&audits); err != nil {
+	if err := s.db.QueryRow(ctx, `SELECT count(*) FILTER (WHERE action = $2), count(*) FILTER (WHERE action = $3)
+		FROM tenancy.audit_log WHERE tenant_id = $1`, victim.ID, tenancy.ActionDeletionRequested, tenancy.ActionDeletionCompleted).Scan(&requested, &completed); err != nil {
 		t.Fatal(err)
 	}
-	if schemas != 0 || rows != 0 || audits == 0 {
-		t.Errorf("after the deletion: schema present %d, catalog rows %d, tenant.delete audit entries %d; want 0, 0, >0", schemas, rows, audits)
+	if schemas != 0 || rows != 0 || requested != 1 || completed != 1 {
+		t.Errorf("after the deletion: schema present %d, catalog rows %d, deletion requested / completed audit entries %d / %d; want 0, 0, 1 / 1",
+			schemas, rows, requested, completed)
 	}
 	var leftover []string
 	_ = filepath.WalkDir(filepath.Join(s.docsDir, victim.ID), func(path string, d os.DirEntry, err error) error {

@@ -21,7 +21,7 @@ import (
 // TestWorkerKilledMidTask kills one of two workers with SIGKILL while PDF
 // tasks run and starts it again: every task completes (the orphaned ones
 // once asynq's recoverer finds their lease expired), and no invoice has
-// more than one document row or file (PITFALLS P12). It logs how long the
+// more than one document row or file (P12 in docs/architecture.md). It logs how long the
 // orphaned tasks took to complete.
 func TestWorkerKilledMidTask(t *testing.T) {
 	t.Parallel()
@@ -311,7 +311,7 @@ func TestPostgresRestartedMidLoad(t *testing.T) {
 // reminders and PDFs run (worker-0 with a 1 ms shutdown timeout, so its
 // running tasks are cancelled and re-queued; worker-1 with 10 s, so they
 // finish) and starts each again: every process exits 0 within its timeout,
-// every task completes, and no reminder is sent twice (PITFALLS P11).
+// every task completes, and no reminder is sent twice (P11 in docs/architecture.md).
 func TestShutdownUnderLoad(t *testing.T) {
 	t.Parallel()
 	const nInvoices = 400

@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/invoicing/tenantworker/internal/httpapi"
+	"github.com/invoicing/tenantworker/internal/tenancy"
 	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/storage"
@@ -42,10 +43,10 @@ func FuzzRequestPath(f *testing.F) {
 		f.Fatalf("new pool: %v", err)
 	}
 	f.Cleanup(pool.Close)
-	pg, err := storage.NewPostgres(ctx, pool)
-	if err != nil {
+	if err := storage.MigrateCatalog(ctx, pool, nil); err != nil {
 		f.Fatalf("catalog: %v", err)
 	}
+	pg := storage.NewPostgres(pool)
 	addr := testenv.Redis(f)
 	rdb := redis.NewClient(&redis.Options{Addr: addr})
 	f.Cleanup(func() { _ = rdb.Close() })
@@ -63,11 +64,12 @@ func FuzzRequestPath(f *testing.F) {
 	logs := &testenv.LogBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, nil))
 	enqueuer := tasks.NewEnqueuer(client, inspector, logger)
+	svc := tenancy.New(tenancy.Config{Catalog: catalog, Enqueuer: enqueuer, Documents: docs, SchemaPool: pool, Logger: logger})
 
 	// Two active tenants with schemas, and their keys.
 	keys := map[string]string{}
 	for _, slug := range []string{"acme", "globex"} {
-		res, err := httpapi.Provision(ctx, catalog, enqueuer, slug, "", "", "fuzz")
+		res, err := svc.Provision(ctx, tenancy.NewTenant{Slug: slug}, "fuzz")
 		if err != nil {
 			f.Fatalf("provision %s: %v", slug, err)
 		}
@@ -81,9 +83,9 @@ func FuzzRequestPath(f *testing.F) {
 	}
 	const admin = "fuzz-admin-token"
 	h := httpapi.New(httpapi.Options{
-		Catalog: catalog, Documents: docs, Pool: pool, Enqueuer: enqueuer, Redis: rdb,
+		Catalog: catalog, Tenancy: svc, Documents: docs, Pool: pool, Enqueuer: enqueuer, Redis: rdb,
 		RedisConnOpt: redisOpt, DomainSuffix: fuzzSuffix, AdminToken: admin,
-		DashboardReadOnly: true, Logger: logger, Registry: prometheus.NewRegistry(),
+		Logger: logger, Registry: prometheus.NewRegistry(),
 	})
 	f.Cleanup(func() { _ = h.Close() })
 

@@ -36,7 +36,7 @@ const (
 // over HTTP, overdue sweeps from the scheduler fanning out to every tenant
 // and its reminders) through two worker processes with 4 connections for
 // 4 concurrent tasks each. Every PDF and every email holds only its own
-// tenant's data (PITFALLS P1, P3, P4).
+// tenant's data (P1, P3, P4 in docs/architecture.md).
 func TestIsolationUnderLoad(t *testing.T) {
 	t.Parallel()
 	runIsolation(t, false)

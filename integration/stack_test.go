@@ -15,9 +15,13 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/shopspring/decimal"
 
 	"github.com/invoicing/tenantworker/internal/testenv"
+	"github.com/invoicing/tenantworker/invoice"
+	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/tasks"
+	"github.com/invoicing/tenantworker/tenantctx"
 )
 
 // Settings every stack shares.
@@ -287,41 +291,45 @@ const customersPerTenant = 3
 
 // seed writes customers, invoices and line items into tn's schema with
 // explicit invoice ids, so every tenant has the same ids with different
-// data.
+// data, through schema.InTenant and the fixture builder invoice.Create.
 func (s *stack) seed(tn tenantRef, sd invoiceSeed) {
 	s.t.Helper()
-	ctx := context.Background()
-	q := func(table string) string { return pgx.Identifier{tn.Schema, table}.Sanitize() }
-	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+	ctx := tenantctx.WithTenant(context.Background(), tenantctx.Tenant{ID: tn.ID, Slug: tn.Slug, Schema: tn.Schema})
+	currency := []string{"EUR", "USD", "JPY"}[tn.N%3]
+	issued := time.Date(2026, 1, 15, 10, 0, 0, 0, time.UTC)
+	err := schema.InTenant(ctx, s.db, func(ctx context.Context, tx pgx.Tx) error {
 		custIDs := make([]int64, customersPerTenant)
 		for c := range customersPerTenant {
-			err := tx.QueryRow(ctx, `INSERT INTO `+q("customers")+` (name, company, email, address)
-				VALUES ($1, $2, $3, $4) RETURNING id`,
-				customerName(tn.N, c), fmt.Sprintf("Kundenfirma%02d AG", tn.N), customerEmail(tn.N, c),
-				fmt.Sprintf("Straße %d\n%05d Stadt%02d", c+1, 10000+tn.N, tn.N)).Scan(&custIDs[c])
+			id, err := invoice.CreateCustomer(ctx, tx, invoice.Customer{
+				Name: customerName(tn.N, c), Company: fmt.Sprintf("Kundenfirma%02d AG", tn.N), Email: customerEmail(tn.N, c),
+				Address: fmt.Sprintf("Straße %d\n%05d Stadt%02d", c+1, 10000+tn.N, tn.N),
+			})
 			if err != nil {
-				return fmt.Errorf("insert customer: %w", err)
+				return err
 			}
+			custIDs[c] = id
 		}
-		currency := []string{"EUR", "USD", "JPY"}[tn.N%3]
-		batch := &pgx.Batch{}
+		now := time.Now()
 		total := sd.overdue + sd.sent
+		invs := make([]invoice.New, 0, total)
 		for i := 1; i <= total; i++ {
-			status, due := "overdue", "now() - interval '10 days'"
+			status, due := "overdue", now.AddDate(0, 0, -10)
 			if i > sd.overdue {
-				status, due = "sent", "now() - interval '3 days'"
+				status, due = "sent", now.AddDate(0, 0, -3)
 			}
-			batch.Queue(`INSERT INTO `+q("invoices")+` (id, number, customer_id, status, currency, issued_at, due_date, notes)
-				VALUES ($1, $2, $3, $4, $5, '2026-01-15T10:00:00Z', `+due+`, $6)`,
-				int64(i), fmt.Sprintf("INV-%05d", i), custIDs[i%customersPerTenant], status, currency,
-				fmt.Sprintf("Notiz%02d", tn.N))
+			lines := make([]invoice.Line, sd.lines)
 			for l := 1; l <= sd.lines; l++ {
-				batch.Queue(`INSERT INTO `+q("line_items")+` (invoice_id, position, description, quantity, unit_price)
-					VALUES ($1, $2, $3, $4, $5)`,
-					int64(i), l, lineText(tn.N, i, l), fmt.Sprintf("%d.5", l), fmt.Sprintf("%d.%02d", 10+tn.N, l))
+				lines[l-1] = invoice.Line{Description: lineText(tn.N, i, l),
+					Quantity:  decimal.RequireFromString(fmt.Sprintf("%d.5", l)),
+					UnitPrice: decimal.RequireFromString(fmt.Sprintf("%d.%02d", 10+tn.N, l))}
 			}
+			invs = append(invs, invoice.New{
+				ID: int64(i), Number: fmt.Sprintf("INV-%05d", i), Customer: invoice.Customer{ID: custIDs[i%customersPerTenant]},
+				Status: status, Currency: currency, IssuedAt: issued, DueAt: due, Notes: fmt.Sprintf("Notiz%02d", tn.N), Lines: lines,
+			})
 		}
-		return tx.SendBatch(ctx, batch).Close()
+		_, err := invoice.Create(ctx, tx, invs...)
+		return err
 	})
 	if err != nil {
 		s.t.Fatalf("seed %s: %v", tn.Slug, err)

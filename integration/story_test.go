@@ -22,8 +22,11 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/shopspring/decimal"
 
+	"github.com/invoicing/tenantworker/internal/tenancy"
 	"github.com/invoicing/tenantworker/internal/testenv"
+	"github.com/invoicing/tenantworker/invoice"
 	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
@@ -340,40 +343,30 @@ func (s *story) waitActive(t *testing.T, tn *storyTenant) {
 
 // seed inserts a customer per invoice, the invoices with the given ids
 // (explicit, so both tenants have an invoice 1) and their line items, in
-// tn's schema through schema.InTenant, as the invoicing app would.
+// tn's schema through schema.InTenant and the fixture builder
+// invoice.Create, as the invoicing app would.
 func (s *story) seed(t *testing.T, tn *storyTenant, ids ...int64) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(tenantctx.WithTenant(context.Background(), tn.Tenant), 30*time.Second)
 	defer cancel()
-	err := schema.InTenant(ctx, s.pool, func(ctx context.Context, tx pgx.Tx) error {
-		for _, id := range ids {
-			inv := tn.invoices[id]
-			var customerID int64
-			err := tx.QueryRow(ctx,
-				`INSERT INTO customers (name, company, email, address) VALUES ($1, $2, $3, $4) RETURNING id`,
-				inv.customer, inv.company, inv.email, "1 Desert Road\nNowhere").Scan(&customerID)
-			if err != nil {
-				return fmt.Errorf("insert customer %s: %w", inv.customer, err)
-			}
-			issued := time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
-			_, err = tx.Exec(ctx,
-				`INSERT INTO invoices (id, number, customer_id, status, currency, issued_at, due_date)
-				 VALUES ($1, $2, $3, 'sent', $4, $5, $6)`,
-				id, inv.number, customerID, inv.currency, issued, issued.AddDate(0, 0, 30))
-			if err != nil {
-				return fmt.Errorf("insert invoice %d: %w", id, err)
-			}
-			for i, l := range inv.lines {
-				_, err := tx.Exec(ctx,
-					`INSERT INTO line_items (invoice_id, position, description, quantity, unit_price)
-					 VALUES ($1, $2, $3, $4::text::numeric, $5::text::numeric)`,
-					id, i+1, l.description, l.quantity, l.unitPrice)
-				if err != nil {
-					return fmt.Errorf("insert line %d of invoice %d: %w", i+1, id, err)
-				}
-			}
+	issued := time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
+	var invs []invoice.New
+	for _, id := range ids {
+		inv := tn.invoices[id]
+		lines := make([]invoice.Line, len(inv.lines))
+		for i, l := range inv.lines {
+			lines[i] = invoice.Line{Description: l.description,
+				Quantity: decimal.RequireFromString(l.quantity), UnitPrice: decimal.RequireFromString(l.unitPrice)}
 		}
-		return nil
+		invs = append(invs, invoice.New{
+			ID: id, Number: inv.number, Status: "sent", Currency: inv.currency,
+			Customer: invoice.Customer{Name: inv.customer, Company: inv.company, Email: inv.email, Address: "1 Desert Road\nNowhere"},
+			IssuedAt: issued, DueAt: issued.AddDate(0, 0, 30), Lines: lines,
+		})
+	}
+	err := schema.InTenant(ctx, s.pool, func(ctx context.Context, tx pgx.Tx) error {
+		_, err := invoice.Create(ctx, tx, invs...)
+		return err
 	})
 	if err != nil {
 		t.Fatalf("seed tenant %s: %v", tn.slug, err)
@@ -580,8 +573,10 @@ func (s *story) deleteTenant(t *testing.T, tn *storyTenant, taskID string) {
 		t.Fatalf("read audit log of %s: %v", tn.ID, err)
 	}
 	t.Logf("audit log of %s after deletion: %v", tn.slug, entries)
-	if !slices.ContainsFunc(entries, func(e entry) bool { return e.action == "tenant.delete" }) {
-		t.Errorf("audit log of deleted tenant %s has no tenant.delete entry: %v", tn.ID, entries)
+	for _, action := range []tenancy.Action{tenancy.ActionDeletionRequested, tenancy.ActionDeletionCompleted} {
+		if n := len(slices.DeleteFunc(slices.Clone(entries), func(e entry) bool { return e.action != string(action) })); n != 1 {
+			t.Errorf("audit log of deleted tenant %s has %d %s entries, want 1: %v", tn.ID, n, action, entries)
+		}
 	}
 	inv := tn.invoices[1]
 	for _, e := range entries {

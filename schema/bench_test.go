@@ -110,7 +110,7 @@ func migrateAll(ctx context.Context, pool *pgxpool.Pool, schemas []string) error
 }
 
 // BenchmarkMigrateFresh100 creates and fully migrates 100 fresh tenant
-// schemas per op, 8 at a time (PITFALLS P7: 1,000 in < 60 s).
+// schemas per op, 8 at a time (P7 in docs/architecture.md: 1,000 in < 60 s).
 func BenchmarkMigrateFresh100(b *testing.B) {
 	bn := setup(b, 8)
 	ctx := context.Background()
@@ -129,7 +129,7 @@ func BenchmarkMigrateFresh100(b *testing.B) {
 }
 
 // BenchmarkMigrateNoop re-migrates 100 up-to-date schemas per op, 8 at a
-// time (PITFALLS P7: a no-op run over 1,000 in < 10 s).
+// time (P7 in docs/architecture.md: a no-op run over 1,000 in < 10 s).
 func BenchmarkMigrateNoop(b *testing.B) {
 	bn := setup(b, 8)
 	ctx := context.Background()

@@ -1,10 +1,11 @@
 // Package schema owns the lifecycle of tenant schemas and schema-pinned
 // database access.
 //
-// Lifecycle: Create, Migrate (embedded SQL migrations, each tenant schema
-// records its own version, serialized per tenant by a lock keyed by that
-// tenant) and Drop. Every schema name is validated with
-// tenantctx.ValidateSchema and quoted with pgx.Identifier before use.
+// Lifecycle: Migrate (creates the schema if missing, then applies the
+// embedded SQL migrations; each tenant schema records its own version,
+// serialized per tenant by a lock keyed by that tenant) and Drop. Every
+// schema name is validated with tenantctx.ValidateSchema and quoted with
+// pgx.Identifier before use.
 //
 // Access: NewPool configures a pool whose connections have an empty
 // search_path and whose AfterRelease proves a connection clean or destroys

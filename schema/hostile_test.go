@@ -23,7 +23,6 @@ func TestHostileNamesSendNoSQL(t *testing.T) {
 		"tenant_" + strings.Repeat("a", 43), "tenant_a b", "tenant_a;drop",
 	}
 	calls := map[string]func(string) error{
-		"Create":  func(s string) error { _, err := Create(ctx, b.pool, s); return err },
 		"Drop":    func(s string) error { return Drop(ctx, b.pool, s) },
 		"Exists":  func(s string) error { _, err := Exists(ctx, b.pool, s); return err },
 		"Version": func(s string) error { _, err := Version(ctx, b.pool, s); return err },
@@ -48,8 +47,8 @@ func TestHostileNamesSendNoSQL(t *testing.T) {
 	}
 }
 
-// Create with a valid name creates exactly that schema.
-func TestCreateCreatesExactlyThatSchema(t *testing.T) {
+// Migrate of a valid, new name creates exactly that schema.
+func TestMigrateCreatesExactlyThatSchema(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 1)
 	ctx := context.Background()
@@ -62,17 +61,17 @@ func TestCreateCreatesExactlyThatSchema(t *testing.T) {
 		return names
 	}
 	before := schemas()
-	created, err := Create(ctx, b.pool, "tenant_a_1")
-	if err != nil || !created {
-		t.Fatalf("Create = %v, %v", created, err)
+	res, err := Migrate(ctx, b.pool, "tenant_a_1", 0)
+	if err != nil || !res.Created {
+		t.Fatalf("Migrate = %+v, %v", res, err)
 	}
 	after := schemas()
 	added := slices.DeleteFunc(slices.Clone(after), func(s string) bool { return slices.Contains(before, s) })
 	if !slices.Equal(added, []string{"tenant_a_1"}) || len(after) != len(before)+1 {
 		t.Errorf("schemas added: %v (before %v, after %v)", added, before, after)
 	}
-	if created, err := Create(ctx, b.pool, "tenant_a_1"); created || err != nil {
-		t.Errorf("second Create = %v, %v", created, err)
+	if res, err := Migrate(ctx, b.pool, "tenant_a_1", 0); res.Created || err != nil {
+		t.Errorf("second Migrate = %+v, %v", res, err)
 	}
 	if ok, err := Exists(ctx, b.pool, "tenant_a_1"); !ok || err != nil {
 		t.Errorf("Exists = %v, %v", ok, err)

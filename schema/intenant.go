@@ -54,7 +54,7 @@ const (
 // pgx.ErrTxClosed, as pgx.BeginFunc does. Statements prepared or cached on
 // the connection stay safe across tenants: PostgreSQL re-plans a cached
 // statement when search_path differs from the one it was planned under
-// (name columns, never SELECT *, see STYLE.md).
+// (name columns, never SELECT *: see docs/architecture.md).
 //
 // When ctx is cancelled or times out, the rollback runs on
 // context.WithoutCancel(ctx) with a timeout; if it fails, pgx closes the

@@ -38,40 +38,6 @@ func lockTenant(ctx context.Context, tx pgx.Tx, schemaName string) error {
 	return nil
 }
 
-// Create creates the schema (CREATE SCHEMA IF NOT EXISTS) and reports
-// whether it did. It takes the tenant lock, so it is safe against a
-// concurrent Create, Migrate or Drop of the same tenant (a bare IF NOT
-// EXISTS races into a unique violation on pg_namespace).
-func Create(ctx context.Context, pool *pgxpool.Pool, schemaName string) (created bool, err error) {
-	quoted, err := quoteSchema(schemaName)
-	if err != nil {
-		return false, fmt.Errorf("create schema: %w", err)
-	}
-	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		created, err = createLocked(ctx, tx, schemaName, quoted)
-		return err
-	})
-	if err != nil {
-		return false, fmt.Errorf("create schema %s: %w", schemaName, err)
-	}
-	return created, nil
-}
-
-// createLocked takes the tenant lock and creates the schema if missing.
-func createLocked(ctx context.Context, tx pgx.Tx, schemaName, quoted string) (bool, error) {
-	if err := lockTenant(ctx, tx, schemaName); err != nil {
-		return false, err
-	}
-	exists, err := schemaExists(ctx, tx, schemaName)
-	if err != nil || exists {
-		return false, err
-	}
-	if _, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+quoted); err != nil {
-		return false, err
-	}
-	return true, nil
-}
-
 // Drop drops the schema and everything in it (DROP SCHEMA IF EXISTS ...
 // CASCADE) under the tenant lock. Dropping a missing schema is not an
 // error.

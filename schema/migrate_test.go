@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/invoicing/tenantworker/invoice"
 )
 
 func TestMigrationsEmbedded(t *testing.T) {
@@ -93,11 +95,8 @@ func TestMigrateFreshThenNoop(t *testing.T) {
 	}
 	// Constraints are real: a bad status is refused.
 	err = InTenant(tenantCtx(ctx, "tenant_acme"), b.pool, func(ctx context.Context, tx pgx.Tx) error {
-		var id int64
-		if err := tx.QueryRow(ctx, "INSERT INTO customers (name, email) VALUES ('c', 'c@x') RETURNING id").Scan(&id); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, "INSERT INTO invoices (number, customer_id, status, currency, due_date) VALUES ('1', $1, 'lost', 'EUR', now())", id)
+		_, err := invoice.Create(ctx, tx, invoice.New{Number: "1", Status: "lost", Currency: "EUR",
+			Customer: invoice.Customer{Name: "c", Email: "c@x"}})
 		return err
 	})
 	if pgCode(err) != "23514" {
@@ -216,36 +215,5 @@ func TestMigrateTenantsInParallel(t *testing.T) {
 		if err != nil {
 			t.Error(err)
 		}
-	}
-}
-
-// Create reports whether it created, and is safe when racing itself.
-func TestCreateConcurrently(t *testing.T) {
-	t.Parallel()
-	b := setup(t, 8)
-	ctx := context.Background()
-	var created atomic.Int32
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Go(func() {
-			ok, err := Create(ctx, b.pool, "tenant_acme")
-			if err != nil {
-				t.Error(err)
-			}
-			if ok {
-				created.Add(1)
-			}
-		})
-	}
-	wg.Wait()
-	if created.Load() != 1 {
-		t.Errorf("%d Create calls report creating, want 1", created.Load())
-	}
-	if v, err := Version(ctx, b.pool, "tenant_acme"); v != 0 || err != nil {
-		t.Errorf("Version of a bare schema = %d, %v", v, err)
-	}
-	res, err := Migrate(ctx, b.pool, "tenant_acme", 0)
-	if err != nil || res.Created || !slices.Equal(res.Applied, []int{1, 2}) {
-		t.Errorf("Migrate of a created schema: %+v, %v", res, err)
 	}
 }

@@ -10,7 +10,7 @@ import (
 )
 
 // sharedLockSQL takes the tenant's lock in shared mode: any number of
-// holders at once, but not together with Create, Migrate or Drop, which
+// holders at once, but not together with Migrate or Drop, which
 // take it exclusively (lockSQL).
 const sharedLockSQL = "SELECT pg_catalog.pg_advisory_xact_lock_shared($1::int4, pg_catalog.hashtext($2))"
 

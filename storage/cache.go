@@ -109,7 +109,7 @@ type cacheCounters struct {
 }
 
 // Cache is a Catalog in front of another: an in-process layer with a short
-// TTL, then Redis, then the backend. Tenant, TenantBySlug and
+// TTL, then Redis, then the backend. TenantByID, TenantBySlug and
 // TenantForAPIKey read through both layers (API keys cached by their
 // SHA-256, never the plaintext) and cache "not found" briefly; a burst of
 // misses for one key costs one backend query. Writes go to the backend, then

@@ -32,10 +32,10 @@ func BenchmarkTenantLookup(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(pool.Close)
-	pg, err := storage.NewPostgres(ctx, pool)
-	if err != nil {
+	if err := storage.MigrateCatalog(ctx, pool, nil); err != nil {
 		b.Fatal(err)
 	}
+	pg := storage.NewPostgres(pool)
 	tn, err := tenantctx.New("bench", "Bench", "pro")
 	if err != nil {
 		b.Fatal(err)
@@ -50,7 +50,7 @@ func BenchmarkTenantLookup(b *testing.B) {
 		opts.KeyPrefix = "bench:" + b.Name() + ":"
 		c := storage.NewCache(pg, rdb, opts)
 		b.Cleanup(func() { _ = c.Close() })
-		if _, err := c.Tenant(ctx, tn.ID); err != nil { // warm
+		if _, err := c.TenantByID(ctx, tn.ID); err != nil { // warm
 			b.Fatal(err)
 		}
 		return c
@@ -73,7 +73,7 @@ func BenchmarkTenantLookup(b *testing.B) {
 			durations := make([]time.Duration, 0, 1<<16)
 			for b.Loop() {
 				start := time.Now()
-				got, err := c.Tenant(ctx, tn.ID)
+				got, err := c.TenantByID(ctx, tn.ID)
 				durations = append(durations, time.Since(start))
 				if err != nil || got.ID != tn.ID {
 					b.Fatalf("Tenant = %+v, %v", got, err)

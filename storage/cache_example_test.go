@@ -6,12 +6,13 @@ import (
 	"fmt"
 
 	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/storage/memstore"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
 
 func ExampleNewCache() {
 	ctx := context.Background()
-	backend := storage.NewMemory() // storage.NewPostgres in production
+	backend := memstore.New() // storage.NewPostgres in production
 	// In production the second argument is the shared Redis client; nil
 	// leaves only the in-process layer.
 	cache := storage.NewCache(backend, nil, storage.CacheOptions{})

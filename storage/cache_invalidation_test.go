@@ -8,6 +8,7 @@ import (
 
 	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/storage/memstore"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
 
@@ -82,7 +83,7 @@ func setStatus(status tenantctx.Status) func(context.Context, *storage.Cache, st
 // sees reports whether c answers for tn by id and slug with status, and
 // for its key (valid unless tn was deleted); status "" means deleted.
 func sees(ctx context.Context, c *storage.Cache, tn tenantctx.Tenant, key string, status tenantctx.Status) (bool, string) {
-	byID, errID := c.Tenant(ctx, tn.ID)
+	byID, errID := c.TenantByID(ctx, tn.ID)
 	bySlug, errSlug := c.TenantBySlug(ctx, tn.Slug)
 	owner, errKey := c.TenantForAPIKey(ctx, key)
 	if status == "" {
@@ -119,7 +120,7 @@ func TestCacheNegativeLookups(t *testing.T) {
 			return err
 		}},
 		{"id", func(ctx context.Context, c *storage.Cache, tn tenantctx.Tenant) error {
-			_, err := c.Tenant(ctx, tn.ID)
+			_, err := c.TenantByID(ctx, tn.ID)
 			return err
 		}},
 	}
@@ -246,7 +247,7 @@ func TestCacheAPIKeyRevocation(t *testing.T) {
 // gatedBackend pauses the first Tenant lookup after arm, after it has read
 // the backend: a reader holding a value about to go stale.
 type gatedBackend struct {
-	*storage.Memory
+	*memstore.Catalog
 	armed   chan struct{} // one token: the next Tenant call pauses
 	reached chan struct{} // closed when the paused call has its answer
 	release chan struct{} // closed to let it return
@@ -254,15 +255,15 @@ type gatedBackend struct {
 
 func newGatedBackend() *gatedBackend {
 	return &gatedBackend{
-		Memory:  storage.NewMemory(),
+		Catalog: memstore.New(),
 		armed:   make(chan struct{}, 1),
 		reached: make(chan struct{}),
 		release: make(chan struct{}),
 	}
 }
 
-func (g *gatedBackend) Tenant(ctx context.Context, id string) (tenantctx.Tenant, error) {
-	t, err := g.Memory.Tenant(ctx, id)
+func (g *gatedBackend) TenantByID(ctx context.Context, id string) (tenantctx.Tenant, error) {
+	t, err := g.Catalog.TenantByID(ctx, id)
 	select {
 	case <-g.armed:
 		close(g.reached)
@@ -307,7 +308,7 @@ func TestCacheNeverServesDeletedTenantAfterRacingRead(t *testing.T) {
 			}
 			done := make(chan answer, 1)
 			go func() {
-				got, err := reader.Tenant(ctx, tn.ID)
+				got, err := reader.TenantByID(ctx, tn.ID)
 				done <- answer{got, err}
 			}()
 			<-gated.reached
@@ -320,7 +321,7 @@ func TestCacheNeverServesDeletedTenantAfterRacingRead(t *testing.T) {
 				return isNotFound(err)
 			})
 			// A lookup now must not join the paused one.
-			if got, err := reader.Tenant(ctx, tn.ID); !isNotFound(err) {
+			if got, err := reader.TenantByID(ctx, tn.ID); !isNotFound(err) {
 				t.Errorf("lookup during the paused read = %+v, %v; want ErrNotFound", got, err)
 			}
 			// ...then the paused read stores what it read, or tries to.
@@ -330,7 +331,7 @@ func TestCacheNeverServesDeletedTenantAfterRacingRead(t *testing.T) {
 			}
 
 			for _, c := range []*storage.Cache{writer, reader, env.cache(t, storage.CacheOptions{})} {
-				if got, err := c.Tenant(ctx, tn.ID); !isNotFound(err) {
+				if got, err := c.TenantByID(ctx, tn.ID); !isNotFound(err) {
 					t.Errorf("after the racing read the deleted tenant is served: %+v, %v", got, err)
 				}
 			}

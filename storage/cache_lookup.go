@@ -12,7 +12,7 @@ import (
 
 // Tenant returns the tenant with the given id, or ErrNotFound; an invalid id
 // is ErrNotFound without any query.
-func (c *Cache) Tenant(ctx context.Context, id string) (tenantctx.Tenant, error) {
+func (c *Cache) TenantByID(ctx context.Context, id string) (tenantctx.Tenant, error) {
 	if len(id) > tenantctx.MaxIDLen { // before hashing it for a map lookup
 		return tenantctx.Tenant{}, fmt.Errorf("tenant: %w: %w", ErrNotFound, tenantctx.ErrInvalidID)
 	}
@@ -25,7 +25,7 @@ func (c *Cache) Tenant(ctx context.Context, id string) (tenantctx.Tenant, error)
 		}
 		var err error
 		e, err = c.lookup(ctx, key, func(ctx context.Context) (cacheEntry, error) {
-			return tenantEntry(c.backend.Tenant(ctx, id))
+			return tenantEntry(c.backend.TenantByID(ctx, id))
 		})
 		if err != nil {
 			return tenantctx.Tenant{}, fmt.Errorf("tenant %s: %w", id, err)

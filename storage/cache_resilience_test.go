@@ -10,29 +10,30 @@ import (
 
 	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/storage/memstore"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
 
-// slowBackend answers Tenant, TenantBySlug and TenantForAPIKey after a
+// slowBackend answers TenantByID, TenantBySlug and TenantForAPIKey after a
 // delay, so concurrent misses overlap.
 type slowBackend struct {
-	*storage.Memory
+	*memstore.Catalog
 	delay time.Duration
 }
 
-func (s slowBackend) Tenant(ctx context.Context, id string) (tenantctx.Tenant, error) {
+func (s slowBackend) TenantByID(ctx context.Context, id string) (tenantctx.Tenant, error) {
 	time.Sleep(s.delay)
-	return s.Memory.Tenant(ctx, id)
+	return s.Catalog.TenantByID(ctx, id)
 }
 
 func (s slowBackend) TenantBySlug(ctx context.Context, slug string) (tenantctx.Tenant, error) {
 	time.Sleep(s.delay)
-	return s.Memory.TenantBySlug(ctx, slug)
+	return s.Catalog.TenantBySlug(ctx, slug)
 }
 
 func (s slowBackend) TenantForAPIKey(ctx context.Context, key string) (string, error) {
 	time.Sleep(s.delay)
-	return s.Memory.TenantForAPIKey(ctx, key)
+	return s.Catalog.TenantForAPIKey(ctx, key)
 }
 
 func TestCacheConcurrentMissesShareOneQuery(t *testing.T) {
@@ -51,7 +52,7 @@ func TestCacheConcurrentMissesShareOneQuery(t *testing.T) {
 		lookup func(ctx context.Context, c *storage.Cache, tn tenantctx.Tenant, key string) (string, error)
 	}{
 		{"by id", func(ctx context.Context, c *storage.Cache, tn tenantctx.Tenant, _ string) (string, error) {
-			got, err := c.Tenant(ctx, tn.ID)
+			got, err := c.TenantByID(ctx, tn.ID)
 			return got.ID, err
 		}},
 		{"by slug", func(ctx context.Context, c *storage.Cache, tn tenantctx.Tenant, _ string) (string, error) {
@@ -128,7 +129,7 @@ func TestCacheAnswersWhileRedisIsDown(t *testing.T) {
 	unknownKey, _ := storage.NewAPIKey()
 	check := func(c *storage.Cache, status tenantctx.Status) {
 		t.Helper()
-		if got, err := c.Tenant(ctx, tn.ID); err != nil || got.Status != status {
+		if got, err := c.TenantByID(ctx, tn.ID); err != nil || got.Status != status {
 			t.Errorf("Tenant = %s, %v; want %s", got.Status, err, status)
 		}
 		if got, err := c.TenantBySlug(ctx, tn.Slug); err != nil || got.Status != status {
@@ -177,14 +178,14 @@ func TestCacheAnswersWhileRedisIsDown(t *testing.T) {
 	}
 	check(a, tenantctx.StatusSuspended)
 	eventually(t, 2*time.Second, "B heals through its local TTL", func() bool {
-		got, err := b.Tenant(ctx, tn.ID)
+		got, err := b.TenantByID(ctx, tn.ID)
 		return err == nil && got.Status == tenantctx.StatusSuspended
 	})
 
 	server.Start(t)
 	hits := a.Stats().RedisHits
 	eventually(t, 10*time.Second, "A uses Redis again", func() bool {
-		_, _ = a.Tenant(ctx, tn.ID)
+		_, _ = a.TenantByID(ctx, tn.ID)
 		return a.Stats().RedisHits > hits
 	})
 	check(a, tenantctx.StatusSuspended)
@@ -220,7 +221,7 @@ func TestCacheCloseLeavesNoGoroutines(t *testing.T) {
 			}
 			var wg sync.WaitGroup
 			for range 10 { // shared misses run in singleflight goroutines
-				wg.Go(func() { _, _ = b.Tenant(ctx, tn.ID) })
+				wg.Go(func() { _, _ = b.TenantByID(ctx, tn.ID) })
 			}
 			wg.Wait()
 			if _, err := a.SetStatus(ctx, tn.ID, tenantctx.StatusSuspended); err != nil {

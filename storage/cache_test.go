@@ -14,6 +14,7 @@ import (
 
 	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/storage/memstore"
 	"github.com/invoicing/tenantworker/storage/storagetest"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
@@ -29,11 +30,11 @@ var prefixSeq atomic.Int64
 type cacheEnv struct {
 	rdb     *redis.Client
 	prefix  string
-	backend *storage.Memory
+	backend *memstore.Catalog
 }
 
 // newCacheEnv connects to the Redis at addr with a fresh key prefix and an
-// empty Memory backend.
+// empty in-memory backend (memstore).
 func newCacheEnv(t testing.TB, addr string) cacheEnv {
 	t.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: addr})
@@ -41,7 +42,7 @@ func newCacheEnv(t testing.TB, addr string) cacheEnv {
 	return cacheEnv{
 		rdb:     rdb,
 		prefix:  fmt.Sprintf("tc%d:", prefixSeq.Add(1)),
-		backend: storage.NewMemory(),
+		backend: memstore.New(),
 	}
 }
 
@@ -132,7 +133,7 @@ func TestCacheRejectsMalformedInputWithoutQueries(t *testing.T) {
 	ctx := t.Context()
 	hostile := []string{"", "../x", "a'; drop table tenancy.tenants; --", "a\x00b", "ACME", string(make([]byte, 10<<10))}
 	for _, s := range hostile {
-		if _, err := c.Tenant(ctx, s); !isNotFound(err) {
+		if _, err := c.TenantByID(ctx, s); !isNotFound(err) {
 			t.Errorf("Tenant(%.20q) error = %v, want ErrNotFound", s, err)
 		}
 		if _, err := c.TenantBySlug(ctx, s); !isNotFound(err) {

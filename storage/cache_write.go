@@ -54,7 +54,7 @@ func (c *Cache) SetStatus(ctx context.Context, id string, status tenantctx.Statu
 	slug := t.Slug
 	if err != nil {
 		// The outcome is unknown; find the slug to invalidate it too.
-		if cur, lerr := c.backend.Tenant(context.WithoutCancel(ctx), id); lerr == nil {
+		if cur, lerr := c.backend.TenantByID(context.WithoutCancel(ctx), id); lerr == nil {
 			slug = cur.Slug
 		}
 	}
@@ -69,7 +69,7 @@ func (c *Cache) DeleteTenant(ctx context.Context, id string) error {
 		return fmt.Errorf("delete tenant: %w: %w", ErrNotFound, err)
 	}
 	// The slug is needed for the invalidation and is gone after the delete.
-	cur, lerr := c.backend.Tenant(ctx, id)
+	cur, lerr := c.backend.TenantByID(ctx, id)
 	if lerr != nil && !errors.Is(lerr, ErrNotFound) {
 		return fmt.Errorf("delete tenant %s: %w", id, lerr)
 	}

@@ -49,8 +49,8 @@ func (o ListOptions) PageLimit() int {
 
 // TenantStore reads and writes tenant records.
 type TenantStore interface {
-	// Tenant returns the tenant with the given id, or ErrNotFound.
-	Tenant(ctx context.Context, id string) (tenantctx.Tenant, error)
+	// TenantByID returns the tenant with the given id, or ErrNotFound.
+	TenantByID(ctx context.Context, id string) (tenantctx.Tenant, error)
 	// TenantBySlug returns the tenant with the given slug, or ErrNotFound.
 	TenantBySlug(ctx context.Context, slug string) (tenantctx.Tenant, error)
 	// ListTenants returns one page of tenants ordered by id.

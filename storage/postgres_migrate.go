@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // catalogMigrations holds the catalog's SQL migrations, named
@@ -73,24 +74,37 @@ func CatalogVersion() int {
 	return ms[len(ms)-1].version
 }
 
-// migrate applies every pending catalog migration. When nothing is
-// pending (the usual start) it only reads tenancy.schema_migrations: no
-// lock, no DDL, so a role without CREATE on the database can start.
-func (p *Postgres) migrate(ctx context.Context) error {
+// MigrateCatalog brings the `tenancy` schema on pool up to date: pending
+// embedded migrations are applied, each in its own transaction under a
+// transaction-scoped advisory lock, so processes starting together apply
+// each migration exactly once. Applied versions are recorded in
+// tenancy.schema_migrations, and each one applied is logged to logger (nil
+// discards). When nothing is pending (the usual start) it only reads
+// tenancy.schema_migrations: no lock, no DDL, so a role without CREATE on
+// the database can start. Each binary calls it once at start, on the pool
+// for schema changes.
+func MigrateCatalog(ctx context.Context, pool *pgxpool.Pool, logger *slog.Logger) error {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	ms, err := loadCatalogMigrations()
 	if err != nil {
-		return err
+		return fmt.Errorf("migrate catalog: %w", err)
 	}
-	applied, err := p.appliedVersions(ctx)
+	applied, err := appliedVersions(ctx, pool)
 	if err != nil {
-		return err
+		return fmt.Errorf("migrate catalog: %w", err)
 	}
 	for _, m := range ms {
 		if applied[m.version] {
 			continue
 		}
-		if err := p.applyMigration(ctx, m); err != nil {
-			return err
+		done, err := applyMigration(ctx, pool, m)
+		if err != nil {
+			return fmt.Errorf("migrate catalog: %w", err)
+		}
+		if done {
+			logger.InfoContext(ctx, "applied catalog migration", slog.Int("version", m.version), slog.String("name", m.name))
 		}
 	}
 	return nil
@@ -98,9 +112,9 @@ func (p *Postgres) migrate(ctx context.Context) error {
 
 // appliedVersions returns the versions recorded in
 // tenancy.schema_migrations; none when the table does not exist yet.
-func (p *Postgres) appliedVersions(ctx context.Context) (map[int]bool, error) {
+func appliedVersions(ctx context.Context, pool *pgxpool.Pool) (map[int]bool, error) {
 	var exists bool
-	if err := p.pool.QueryRow(ctx,
+	if err := pool.QueryRow(ctx,
 		`SELECT pg_catalog.to_regclass('tenancy.schema_migrations') IS NOT NULL`).Scan(&exists); err != nil {
 		return nil, fmt.Errorf("read catalog version: %w", err)
 	}
@@ -108,7 +122,7 @@ func (p *Postgres) appliedVersions(ctx context.Context) (map[int]bool, error) {
 	if !exists {
 		return applied, nil
 	}
-	rows, err := p.pool.Query(ctx, `SELECT version FROM tenancy.schema_migrations`)
+	rows, err := pool.Query(ctx, `SELECT version FROM tenancy.schema_migrations`)
 	if err != nil {
 		return nil, fmt.Errorf("read catalog version: %w", err)
 	}
@@ -124,11 +138,12 @@ func (p *Postgres) appliedVersions(ctx context.Context) (map[int]bool, error) {
 
 // applyMigration applies m in one transaction unless it is recorded
 // already (checked again under the lock: another process may have applied
-// it since appliedVersions). The advisory lock is taken before the schema and version table
-// are created, so concurrent starts never race on CREATE ... IF NOT EXISTS.
-func (p *Postgres) applyMigration(ctx context.Context, m catalogMigration) error {
+// it since appliedVersions), and reports whether it did. The advisory lock
+// is taken before the schema and version table are created, so concurrent
+// starts never race on CREATE ... IF NOT EXISTS.
+func applyMigration(ctx context.Context, pool *pgxpool.Pool, m catalogMigration) (bool, error) {
 	applied := false
-	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, catalogLockKey); err != nil {
 			return fmt.Errorf("lock: %w", err)
 		}
@@ -162,10 +177,7 @@ func (p *Postgres) applyMigration(ctx context.Context, m catalogMigration) error
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("apply catalog migration %s: %w", m.name, err)
+		return false, fmt.Errorf("apply catalog migration %s: %w", m.name, err)
 	}
-	if applied {
-		p.log.InfoContext(ctx, "applied catalog migration", slog.Int("version", m.version), slog.String("name", m.name))
-	}
-	return nil
+	return applied, nil
 }

@@ -23,9 +23,9 @@ func scanTenant(row pgx.Row) (tenantctx.Tenant, error) {
 	return t, nil
 }
 
-// Tenant returns the tenant with the given id. A malformed id is
+// TenantByID returns the tenant with the given id. A malformed id is
 // ErrNotFound without a query.
-func (p *Postgres) Tenant(ctx context.Context, id string) (tenantctx.Tenant, error) {
+func (p *Postgres) TenantByID(ctx context.Context, id string) (tenantctx.Tenant, error) {
 	if err := tenantctx.ValidateID(id); err != nil {
 		return tenantctx.Tenant{}, fmt.Errorf("get tenant: %w: %w", ErrNotFound, err)
 	}

@@ -56,11 +56,10 @@ type postgresBundle struct {
 func setupPostgres(t *testing.T) postgresBundle {
 	t.Helper()
 	pool := newTestPool(t, testenv.Postgres(t))
-	p, err := storage.NewPostgres(testContext(t), pool)
-	if err != nil {
-		t.Fatalf("NewPostgres: %v", err)
+	if err := storage.MigrateCatalog(testContext(t), pool, nil); err != nil {
+		t.Fatalf("MigrateCatalog: %v", err)
 	}
-	return postgresBundle{pool: pool, catalog: p}
+	return postgresBundle{pool: pool, catalog: storage.NewPostgres(pool)}
 }
 
 func TestPostgresConformance(t *testing.T) {
@@ -129,7 +128,7 @@ func TestPostgresStoresNoPlaintextKey(t *testing.T) {
 	}
 }
 
-func TestNewPostgresConcurrentStart(t *testing.T) {
+func TestMigrateCatalogConcurrentStart(t *testing.T) {
 	t.Parallel()
 	url := testenv.Postgres(t)
 	ctx := testContext(t)
@@ -144,20 +143,20 @@ func TestNewPostgresConcurrentStart(t *testing.T) {
 	for i, pool := range pools {
 		wg.Go(func() {
 			<-start
-			_, errs[i] = storage.NewPostgres(ctx, pool)
+			errs[i] = storage.MigrateCatalog(ctx, pool, nil)
 		})
 	}
 	close(start)
 	wg.Wait()
 	for i, err := range errs {
 		if err != nil {
-			t.Errorf("NewPostgres #%d: %v", i, err)
+			t.Errorf("MigrateCatalog #%d: %v", i, err)
 		}
 	}
 
 	// A later start is a no-op.
-	if _, err := storage.NewPostgres(ctx, pools[0]); err != nil {
-		t.Fatalf("NewPostgres on a migrated catalog: %v", err)
+	if err := storage.MigrateCatalog(ctx, pools[0], nil); err != nil {
+		t.Fatalf("MigrateCatalog on a migrated catalog: %v", err)
 	}
 	var rows, maxVersion int
 	if err := pools[0].QueryRow(ctx,
@@ -170,13 +169,13 @@ func TestNewPostgresConcurrentStart(t *testing.T) {
 	}
 }
 
-func TestNewPostgresCancelled(t *testing.T) {
+func TestMigrateCatalogCancelled(t *testing.T) {
 	t.Parallel()
 	pool := newTestPool(t, testenv.Postgres(t))
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if _, err := storage.NewPostgres(ctx, pool); !errors.Is(err, context.Canceled) {
-		t.Errorf("NewPostgres(cancelled) error = %v, want context.Canceled", err)
+	if err := storage.MigrateCatalog(ctx, pool, nil); !errors.Is(err, context.Canceled) {
+		t.Errorf("MigrateCatalog(cancelled) error = %v, want context.Canceled", err)
 	}
 }
 
@@ -245,7 +244,7 @@ func TestPostgresSetStatusSerialized(t *testing.T) {
 		if errActive != nil && !errors.Is(errActive, storage.ErrInvalidTransition) {
 			t.Errorf("SetStatus(active): %v, want nil or ErrInvalidTransition", errActive)
 		}
-		got, err := b.catalog.Tenant(ctx, tn.ID)
+		got, err := b.catalog.TenantByID(ctx, tn.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -271,14 +270,14 @@ func TestPostgresQueriesCountsLookups(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := b.catalog.Queries()
-	_, _ = b.catalog.Tenant(ctx, tn.ID)
+	_, _ = b.catalog.TenantByID(ctx, tn.ID)
 	_, _ = b.catalog.TenantBySlug(ctx, "unknown-slug")
 	_, _ = b.catalog.TenantForAPIKey(ctx, key)
 	if got := b.catalog.Queries() - before; got != 3 {
 		t.Errorf("3 look-ups counted %d queries, want 3", got)
 	}
 	before = b.catalog.Queries()
-	_, _ = b.catalog.Tenant(ctx, "../x")
+	_, _ = b.catalog.TenantByID(ctx, "../x")
 	_, _ = b.catalog.TenantBySlug(ctx, strings.Repeat("a", 10<<10))
 	_, _ = b.catalog.TenantForAPIKey(ctx, "not-a-key")
 	if got := b.catalog.Queries() - before; got != 0 {

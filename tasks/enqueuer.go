@@ -18,8 +18,9 @@ const maxTaskIDLen = 256
 const enqueueAttempts = 4
 
 // Enqueuer is the one place producers enqueue tasks: the HTTP API, the
-// scheduler, the sweep fan-out and the CLI. Per-tenant admission (fairness,
-// PITFALLS P13) will live here. It is safe for concurrent use.
+// scheduler, the sweep fan-out and the CLI. Per-tenant admission (fair
+// dispatch, peer failure mode P13 in docs/architecture.md) will live here.
+// It is safe for concurrent use.
 type Enqueuer struct {
 	client    *asynq.Client
 	inspector *asynq.Inspector
@@ -46,11 +47,9 @@ func NewEnqueuer(client *asynq.Client, inspector *asynq.Inspector, logger *slog.
 	return &Enqueuer{client: client, inspector: inspector, logger: logger}
 }
 
-// Inspector returns the inspector the Enqueuer was built with.
-func (e *Enqueuer) Inspector() *asynq.Inspector { return e.inspector }
-
-// Enqueue validates p, encodes it and enqueues it with SpecFor(p), built
-// fresh for this call (never a shared options value: PITFALLS P4).
+// Enqueue validates p (Validate), encodes it and enqueues it with p.Spec(),
+// built fresh for this call (never a shared options value: P4 in
+// docs/architecture.md).
 //
 // When a task with the same id exists, the spec's ConflictPolicy decides:
 // KeepExisting returns the existing task (Existing is true);
@@ -65,7 +64,7 @@ func (e *Enqueuer) Enqueue(ctx context.Context, p Payload) (EnqueueResult, error
 	if err != nil {
 		return EnqueueResult{}, fmt.Errorf("encode %s payload: %w", p.TypeName(), err)
 	}
-	spec := SpecFor(p)
+	spec := p.Spec()
 	for range enqueueAttempts {
 		info, err := e.client.EnqueueContext(ctx, asynq.NewTask(p.TypeName(), data, spec.Options()...))
 		if err == nil {
@@ -119,7 +118,7 @@ func (e *Enqueuer) TenantTask(ctx context.Context, tenantID, taskID string) (*as
 		if err != nil {
 			return nil, fmt.Errorf("look up task %.64q in queue %s: %w", taskID, q, err)
 		}
-		if owner, ok := payloadTenantID(info.Payload); !ok || owner != tenantID {
+		if owner, err := OwnerOf(info.Payload); err != nil || owner != tenantID {
 			return nil, ErrTaskNotFound
 		}
 		return info, nil

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+
+	"github.com/invoicing/tenantworker/internal/testenv"
 )
 
 func TestValidate(t *testing.T) {
@@ -103,8 +105,8 @@ func TestEnqueuePDFDedupe(t *testing.T) {
 	var runs atomic.Int64
 	mux := asynq.NewServeMux()
 	mux.HandleFunc(TypeInvoicePDF, func(context.Context, *asynq.Task) error { runs.Add(1); return nil })
-	startServer(t, redis, mux, ServerOptions{Concurrency: 1})
-	waitState(t, inspector, QueueDefault, first.Info.ID, asynq.TaskStateCompleted)
+	startServer(t, redis, mux, 1)
+	testenv.WaitTaskState(t, inspector, QueueDefault, first.Info.ID, asynq.TaskStateCompleted)
 
 	third, err := enq.Enqueue(ctx, p)
 	if err != nil {
@@ -114,8 +116,8 @@ func TestEnqueuePDFDedupe(t *testing.T) {
 		t.Fatalf("enqueue after completion: existing=%v id=%s; want a fresh task with the same id", third.Existing, third.Info.ID)
 	}
 	// The replacement runs too.
-	waitFor(t, 15*time.Second, "the replacement to run", func() bool { return runs.Load() == 2 })
-	waitState(t, inspector, QueueDefault, first.Info.ID, asynq.TaskStateCompleted)
+	testenv.WaitFor(t, 15*time.Second, "the replacement to run", func() bool { return runs.Load() == 2 })
+	testenv.WaitTaskState(t, inspector, QueueDefault, first.Info.ID, asynq.TaskStateCompleted)
 }
 
 // TestEnqueueReminderKept: a reminder for the same invoice and day is never
@@ -135,8 +137,8 @@ func TestEnqueueReminderKept(t *testing.T) {
 	}
 	mux := asynq.NewServeMux()
 	mux.HandleFunc(TypeInvoiceReminder, func(context.Context, *asynq.Task) error { return nil })
-	startServer(t, redis, mux, ServerOptions{Concurrency: 1})
-	waitState(t, inspector, QueueLow, first.Info.ID, asynq.TaskStateCompleted)
+	startServer(t, redis, mux, 1)
+	testenv.WaitTaskState(t, inspector, QueueLow, first.Info.ID, asynq.TaskStateCompleted)
 
 	again, err := enq.Enqueue(ctx, p)
 	if err != nil {

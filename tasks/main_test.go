@@ -2,7 +2,6 @@ package tasks
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
 	"testing"
@@ -11,13 +10,11 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/invoicing/tenantworker/internal/testenv"
-	"github.com/invoicing/tenantworker/storage"
-	"github.com/invoicing/tenantworker/tenantctx"
 )
 
-// TestMain is the one TestMain of package tasks: testenv stops the
-// PostgreSQL and Redis servers the tests started, then goleak checks that
-// no asynq server, Redis client or pool goroutine outlived its test.
+// TestMain is the one TestMain of package tasks: testenv stops the Redis
+// servers the tests started, then goleak checks that no asynq server or
+// Redis client goroutine outlived its test.
 func TestMain(m *testing.M) {
 	os.Exit(testenv.MainLeakCheck(m))
 }
@@ -47,71 +44,18 @@ func newTestEnqueuer(t testing.TB, redis asynq.RedisClientOpt) (*Enqueuer, *asyn
 	return NewEnqueuer(client, inspector, discardLogger()), inspector
 }
 
-// startServer runs an asynq server with ServerConfig(opts) and handler
-// in-process until the end of the test.
-func startServer(t testing.TB, redis asynq.RedisClientOpt, handler asynq.Handler, opts ServerOptions) {
-	if opts.Logger == nil {
-		opts.Logger = discardLogger()
-	}
-	if opts.ShutdownTimeout == 0 {
-		opts.ShutdownTimeout = 5 * time.Second
-	}
-	srv := asynq.NewServer(redis, ServerConfig(opts))
+// startServer runs a plain asynq server with handler over the queues until
+// the end of the test: enough to complete tasks (the worker's own
+// configuration is internal/worker's, tested there).
+func startServer(t testing.TB, redis asynq.RedisClientOpt, handler asynq.Handler, concurrency int) {
+	srv := asynq.NewServer(redis, asynq.Config{
+		Concurrency: concurrency, Queues: QueueWeights, ShutdownTimeout: 5 * time.Second,
+		DelayedTaskCheckInterval: time.Second, LogLevel: asynq.FatalLevel,
+	})
 	if err := srv.Start(handler); err != nil {
 		t.Fatalf("start asynq server: %v", err)
 	}
 	t.Cleanup(srv.Shutdown)
 }
 
-// waitFor polls cond every 20 ms until it holds or timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// waitState waits until the task reaches state and returns its info.
-func waitState(t testing.TB, inspector *asynq.Inspector, queue, id string, state asynq.TaskState) *asynq.TaskInfo {
-	t.Helper()
-	var info *asynq.TaskInfo
-	waitFor(t, 15*time.Second, fmt.Sprintf("task %s to be %s", id, state), func() bool {
-		var err error
-		info, err = inspector.GetTaskInfo(queue, id)
-		return err == nil && info.State == state
-	})
-	return info
-}
-
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
-
-// addTenant creates a tenant with the given slug in catalog and moves it to
-// status along the lifecycle.
-func addTenant(t testing.TB, catalog storage.Catalog, slug string, status tenantctx.Status) tenantctx.Tenant {
-	t.Helper()
-	ctx := context.Background()
-	tn, err := tenantctx.New(slug, slug, "pro")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tn, err = catalog.CreateTenant(ctx, tn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := map[tenantctx.Status][]tenantctx.Status{
-		tenantctx.StatusProvisioning: nil,
-		tenantctx.StatusActive:       {tenantctx.StatusActive},
-		tenantctx.StatusSuspended:    {tenantctx.StatusActive, tenantctx.StatusSuspended},
-		tenantctx.StatusDeleting:     {tenantctx.StatusActive, tenantctx.StatusDeleting},
-	}[status]
-	for _, s := range path {
-		if tn, err = catalog.SetStatus(ctx, tn.ID, s); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return tn
-}

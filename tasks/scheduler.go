@@ -70,7 +70,7 @@ func NextTick(s cron.Schedule, t time.Time) time.Time {
 // RunScheduler enqueues sweep:overdue once per tick of spec until ctx is
 // done, then returns nil. The task id is derived from the tick time
 // (SweepOverdue{Tick}), so any number of replicas running this loop
-// produce one sweep per tick (PITFALLS P10). A failed enqueue is retried
+// produce one sweep per tick (P10 in docs/architecture.md). A failed enqueue is retried
 // until the next tick is due; ticks missed while the process was busy or
 // asleep are skipped, not caught up. It returns an error only for an
 // invalid spec.

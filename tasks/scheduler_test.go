@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/invoicing/tenantworker/internal/testenv"
 )
 
 // fakeClock is a Clock whose time moves only when the test advances it.
@@ -129,7 +131,7 @@ func (l *tickLog) count(tick int64) int {
 	return len(l.calls[tick])
 }
 
-// TestSchedulerOneSweepPerTickAcrossReplicas is PITFALLS P10: two scheduler
+// TestSchedulerOneSweepPerTickAcrossReplicas is P10 of docs/architecture.md: two scheduler
 // loops, started at different times, on one Redis, over several ticks of
 // "@every 30s": both fire every tick, and the queue holds exactly one
 // sweep:overdue task per tick.
@@ -155,11 +157,11 @@ func TestSchedulerOneSweepPerTickAcrossReplicas(t *testing.T) {
 	var want []string
 	for i := 1; i <= ticks; i++ {
 		tick := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC).Add(time.Duration(i) * 30 * time.Second)
-		waitFor(t, 5*time.Second, "both loops to wait for the next tick", func() bool { return clockA.waiting() == 1 && clockB.waiting() == 1 })
+		testenv.WaitFor(t, 5*time.Second, "both loops to wait for the next tick", func() bool { return clockA.waiting() == 1 && clockB.waiting() == 1 })
 		// The replicas' clocks disagree by a few hundred milliseconds.
 		clockA.set(tick.Add(150 * time.Millisecond))
 		clockB.set(tick.Add(400 * time.Millisecond))
-		waitFor(t, 5*time.Second, fmt.Sprintf("tick %d to fire on both loops", i), func() bool { return log.count(tick.Unix()) == 2 })
+		testenv.WaitFor(t, 5*time.Second, fmt.Sprintf("tick %d to fire on both loops", i), func() bool { return log.count(tick.Unix()) == 2 })
 		log.mu.Lock()
 		res := slices.Clone(log.calls[tick.Unix()])
 		log.mu.Unlock()
@@ -248,13 +250,13 @@ func TestSchedulerRetriesFailedEnqueue(t *testing.T) {
 	go func() {
 		done <- RunScheduler(ctx, enq, "@every 10s", SchedulerOptions{Clock: clock, Logger: discardLogger(), OnTick: log.onTick, RetryInterval: 4 * time.Second})
 	}()
-	waitFor(t, 5*time.Second, "the loop to wait", func() bool { return clock.waiting() == 1 })
+	testenv.WaitFor(t, 5*time.Second, "the loop to wait", func() bool { return clock.waiting() == 1 })
 	clock.set(time.Date(2026, 3, 1, 10, 0, 10, 0, time.UTC)) // tick: first attempt fails
-	waitFor(t, 5*time.Second, "a retry wait", func() bool { return clock.waiting() == 1 })
+	testenv.WaitFor(t, 5*time.Second, "a retry wait", func() bool { return clock.waiting() == 1 })
 	clock.set(time.Date(2026, 3, 1, 10, 0, 14, 0, time.UTC)) // second attempt fails; 18 s < 20 s: one more
-	waitFor(t, 5*time.Second, "another retry wait", func() bool { return clock.waiting() == 1 })
+	testenv.WaitFor(t, 5*time.Second, "another retry wait", func() bool { return clock.waiting() == 1 })
 	clock.set(time.Date(2026, 3, 1, 10, 0, 18, 0, time.UTC)) // third fails; 22 s is past the next tick: give up
-	waitFor(t, 5*time.Second, "the wait for the next tick", func() bool { return clock.waiting() == 1 })
+	testenv.WaitFor(t, 5*time.Second, "the wait for the next tick", func() bool { return clock.waiting() == 1 })
 	log.mu.Lock()
 	n := len(log.errs)
 	log.mu.Unlock()

@@ -3,6 +3,8 @@ package tasks
 import (
 	"fmt"
 	"time"
+
+	"github.com/invoicing/tenantworker/tenantctx"
 )
 
 // Task type names. They are stable wire names (area:action): tasks already
@@ -17,46 +19,28 @@ const (
 	TypeTenantDestroy   = "tenant:destroy"
 )
 
-// Queue names. Do not create a queue per tenant: an asynq server polls every
-// queue it serves and its throughput falls with each one.
-const (
-	QueueCritical = "critical"
-	QueueDefault  = "default"
-	QueueLow      = "low"
-)
-
-// QueueWeights are the asynq server's queue priorities (6/3/1).
-var QueueWeights = map[string]int{QueueCritical: 6, QueueDefault: 3, QueueLow: 1}
-
-// Queues lists the queues in priority order.
-var Queues = []string{QueueCritical, QueueDefault, QueueLow}
-
-// systemTypes are the task types that run without a tenant. Every other type
-// fails closed when its payload has no tenant_id.
-var systemTypes = map[string]bool{TypeSweepOverdue: true}
-
-// IsSystemType reports whether typ is a system task that runs without a
-// tenant.
-func IsSystemType(typ string) bool { return systemTypes[typ] }
-
-// Payload is implemented by every task payload.
-type Payload interface {
-	// TypeName returns the task's stable wire name.
-	TypeName() string
-}
-
-// TenantPayload is a payload that belongs to one tenant.
-type TenantPayload interface {
-	Payload
-	// Tenant returns the payload's tenant id.
-	Tenant() string
-}
-
 // InvoicePDF renders one invoice to PDF and stores it.
 type InvoicePDF struct {
 	TenantID  string `json:"tenant_id"`
 	InvoiceID int64  `json:"invoice_id"`
 }
+
+// TypeName implements Payload.
+func (InvoicePDF) TypeName() string { return TypeInvoicePDF }
+
+// Owner implements TenantPayload.
+func (p InvoicePDF) Owner() string { return p.TenantID }
+
+// Spec implements Payload: one pending render per invoice; a finished one
+// is kept for an hour so its state and result can be polled, then replaced
+// by the next request.
+func (p InvoicePDF) Spec() Spec {
+	return Spec{Queue: QueueDefault, TaskID: taskID(TypeInvoicePDF, p.TenantID, p.InvoiceID),
+		MaxRetry: 10, Timeout: 2 * time.Minute, Retention: time.Hour, Conflict: ReplaceFinished}
+}
+
+// Validate implements Payload: a positive invoice id.
+func (p InvoicePDF) Validate() error { return positiveInvoice(p.InvoiceID) }
 
 // InvoiceReminder emails the customer of one overdue invoice, at most once
 // per day.
@@ -68,6 +52,31 @@ type InvoiceReminder struct {
 	Day string `json:"day"`
 }
 
+// TypeName implements Payload.
+func (InvoiceReminder) TypeName() string { return TypeInvoiceReminder }
+
+// Owner implements TenantPayload.
+func (p InvoiceReminder) Owner() string { return p.TenantID }
+
+// Spec implements Payload: one per invoice per day; the id includes the
+// day and the task is kept past the end of that day.
+func (p InvoiceReminder) Spec() Spec {
+	return Spec{Queue: QueueLow, TaskID: taskID(TypeInvoiceReminder, p.TenantID, p.InvoiceID, p.Day),
+		MaxRetry: 10, Timeout: time.Minute, Retention: 48 * time.Hour, Conflict: KeepExisting}
+}
+
+// Validate implements Payload: a positive invoice id and a YYYY-MM-DD day.
+func (p InvoiceReminder) Validate() error {
+	if err := positiveInvoice(p.InvoiceID); err != nil {
+		return err
+	}
+	d, err := time.Parse(time.DateOnly, p.Day)
+	if err != nil || d.Format(time.DateOnly) != p.Day {
+		return fmt.Errorf("day must be YYYY-MM-DD, got %.20q", p.Day)
+	}
+	return nil
+}
+
 // InvoicesOverdue marks one tenant's late invoices overdue and enqueues
 // reminders for them.
 type InvoicesOverdue struct {
@@ -77,12 +86,40 @@ type InvoicesOverdue struct {
 	Tick int64 `json:"tick"`
 }
 
-// SweepOverdue fans InvoicesOverdue out to every active tenant. It is a
-// system task: it has no tenant.
+// TypeName implements Payload.
+func (InvoicesOverdue) TypeName() string { return TypeInvoicesOverdue }
+
+// Owner implements TenantPayload.
+func (p InvoicesOverdue) Owner() string { return p.TenantID }
+
+// Spec implements Payload: one per tenant per sweep tick.
+func (p InvoicesOverdue) Spec() Spec {
+	return Spec{Queue: QueueLow, TaskID: taskID(TypeInvoicesOverdue, p.TenantID, p.Tick),
+		MaxRetry: 10, Timeout: 5 * time.Minute, Retention: 24 * time.Hour, Conflict: KeepExisting}
+}
+
+// Validate implements Payload: a non-negative tick.
+func (p InvoicesOverdue) Validate() error { return nonNegative("tick", p.Tick) }
+
+// SweepOverdue fans InvoicesOverdue out to every tenant whose status lets
+// ordinary work run. It is a system task: it has no tenant.
 type SweepOverdue struct {
 	// Tick is the scheduled time of the cron tick (Unix seconds).
 	Tick int64 `json:"tick"`
 }
+
+// TypeName implements Payload.
+func (SweepOverdue) TypeName() string { return TypeSweepOverdue }
+
+// Spec implements Payload: one per cron tick across every replica; the id
+// is the tick time and the task is kept longer than any sensible period.
+func (p SweepOverdue) Spec() Spec {
+	return Spec{Queue: QueueLow, TaskID: taskID(TypeSweepOverdue, p.Tick),
+		MaxRetry: 5, Timeout: 30 * time.Minute, Retention: 24 * time.Hour, Conflict: KeepExisting}
+}
+
+// Validate implements Payload: a non-negative tick.
+func (p SweepOverdue) Validate() error { return nonNegative("tick", p.Tick) }
 
 // TenantMigrate creates or upgrades one tenant's schema.
 type TenantMigrate struct {
@@ -91,54 +128,62 @@ type TenantMigrate struct {
 	Target int `json:"target,omitempty"`
 }
 
+// TypeName implements Payload.
+func (TenantMigrate) TypeName() string { return TypeTenantMigrate }
+
+// Owner implements TenantPayload.
+func (p TenantMigrate) Owner() string { return p.TenantID }
+
+// Spec implements Payload: one pending migration per tenant.
+func (p TenantMigrate) Spec() Spec {
+	return Spec{Queue: QueueCritical, TaskID: taskID(TypeTenantMigrate, p.TenantID),
+		MaxRetry: 10, Timeout: 10 * time.Minute, Retention: time.Hour, Conflict: ReplaceFinished,
+		Activity: tenantctx.Migration}
+}
+
+// Validate implements Payload: a non-negative target version.
+func (p TenantMigrate) Validate() error {
+	if p.Target < 0 {
+		return fmt.Errorf("negative target version %d", p.Target)
+	}
+	return nil
+}
+
 // TenantDestroy erases one tenant: schema, documents, keys, catalog row.
 type TenantDestroy struct {
 	TenantID string `json:"tenant_id"`
 }
 
 // TypeName implements Payload.
-func (InvoicePDF) TypeName() string { return TypeInvoicePDF }
-
-// TypeName implements Payload.
-func (InvoiceReminder) TypeName() string { return TypeInvoiceReminder }
-
-// TypeName implements Payload.
-func (InvoicesOverdue) TypeName() string { return TypeInvoicesOverdue }
-
-// TypeName implements Payload.
-func (SweepOverdue) TypeName() string { return TypeSweepOverdue }
-
-// TypeName implements Payload.
-func (TenantMigrate) TypeName() string { return TypeTenantMigrate }
-
-// TypeName implements Payload.
 func (TenantDestroy) TypeName() string { return TypeTenantDestroy }
 
-// Tenant implements TenantPayload.
-func (p InvoicePDF) Tenant() string { return p.TenantID }
+// Owner implements TenantPayload.
+func (p TenantDestroy) Owner() string { return p.TenantID }
 
-// Tenant implements TenantPayload.
-func (p InvoiceReminder) Tenant() string { return p.TenantID }
+// Spec implements Payload: one per tenant.
+func (p TenantDestroy) Spec() Spec {
+	return Spec{Queue: QueueCritical, TaskID: taskID(TypeTenantDestroy, p.TenantID),
+		MaxRetry: 10, Timeout: 10 * time.Minute, Retention: 24 * time.Hour, Conflict: ReplaceFinished,
+		Activity: tenantctx.Destruction}
+}
 
-// Tenant implements TenantPayload.
-func (p InvoicesOverdue) Tenant() string { return p.TenantID }
-
-// Tenant implements TenantPayload.
-func (p TenantMigrate) Tenant() string { return p.TenantID }
-
-// Tenant implements TenantPayload.
-func (p TenantDestroy) Tenant() string { return p.TenantID }
+// Validate implements Payload: a destroy has nothing but its tenant.
+func (TenantDestroy) Validate() error { return nil }
 
 // DayOf returns t's calendar day in UTC as YYYY-MM-DD, the form used in
 // reminder task ids and rows.
 func DayOf(t time.Time) string { return t.UTC().Format(time.DateOnly) }
 
-// taskID builds a task id from its parts; ids are unique within a queue and
-// name their type and tenant so operators can read them in the dashboard.
-func taskID(typ string, parts ...any) string {
-	id := typ
-	for _, p := range parts {
-		id += fmt.Sprintf(":%v", p)
+func positiveInvoice(id int64) error {
+	if id <= 0 {
+		return fmt.Errorf("invoice_id must be positive, got %d", id)
 	}
-	return id
+	return nil
+}
+
+func nonNegative(field string, n int64) error {
+	if n < 0 {
+		return fmt.Errorf("negative %s %d", field, n)
+	}
+	return nil
 }

@@ -28,3 +28,14 @@ func ExampleWithTenant() {
 	// acme tenant_acme true
 	// false
 }
+
+func ExampleStatus_Decide() {
+	for _, s := range tenantctx.Statuses {
+		fmt.Println(s, s.Decide(tenantctx.Work), s.Decide(tenantctx.Migration), s.Decide(tenantctx.Destruction))
+	}
+	// Output:
+	// provisioning wait run wait
+	// active run run wait
+	// suspended wait run wait
+	// deleting refuse refuse run
+}

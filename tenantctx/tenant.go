@@ -10,7 +10,8 @@ import (
 // provisioning -> active <-> suspended -> deleting -> (row removed).
 type Status string
 
-// The tenant statuses of DESIGN.md.
+// The tenant statuses. What each allows is the status policy
+// (Status.Decide).
 const (
 	// StatusProvisioning: the catalog row exists; the schema is being created
 	// and migrated. Only tenant:migrate runs for it.
@@ -102,9 +103,6 @@ func (t Tenant) Validate() error {
 	}
 	return nil
 }
-
-// Runnable reports whether ordinary (non-lifecycle) work may run for t.
-func (t Tenant) Runnable() bool { return t.Status == StatusActive }
 
 // New returns a provisioning tenant with a fresh id and the schema derived
 // from slug, after validating the slug.

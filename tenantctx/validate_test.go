@@ -144,7 +144,7 @@ func TestStatusTransitions(t *testing.T) {
 	}
 }
 
-// slugRule restates DESIGN.md's slug rule independently of the package, for
+// slugRule restates the slug rule of docs/architecture.md independently of the package, for
 // the fuzz targets.
 var slugRule = regexp.MustCompile(`^[a-z][a-z0-9-]{1,40}[a-z0-9]$`)
 

@@ -38,24 +38,23 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	cfg, err := config.FromEnv(os.Getenv)
+	// Flags override the environment before defaults and validation, so
+	// DB_MAX_CONNS's default follows -concurrency.
+	cfg, err := config.Parse(os.Getenv)
 	if err != nil {
 		return err
 	}
 	if *httpAddr != "" {
 		cfg.HTTPAddr = *httpAddr
 	}
+	if *concurrency < 0 {
+		return fmt.Errorf("-concurrency: must be a positive integer, got %d", *concurrency)
+	}
 	if *concurrency != 0 {
-		if *concurrency < 0 {
-			return fmt.Errorf("-concurrency: must be a positive integer, got %d", *concurrency)
-		}
 		cfg.WorkerConcurrency = *concurrency
-		if cfg.DBMaxConns < cfg.WorkerConcurrency {
-			if os.Getenv("DB_MAX_CONNS") != "" {
-				return fmt.Errorf("DB_MAX_CONNS: %d is smaller than -concurrency %d", cfg.DBMaxConns, cfg.WorkerConcurrency)
-			}
-			cfg.DBMaxConns = cfg.WorkerConcurrency + config.DefaultDBPoolHeadroom
-		}
+	}
+	if cfg, err = cfg.Resolve(); err != nil {
+		return err
 	}
 	// A line per task: lines written under load share writes; closeLog
 	// writes the rest before run returns.

@@ -31,7 +31,7 @@
 //     binary from 64 clients vs asynq.Client.Enqueue from 64 goroutines.
 //  5. migrate: provisioning tenants (catalog rows + tenant:migrate tasks)
 //     until every one is active, through the real worker; then a second,
-//     no-op run of `migrate --all` (httpapi.MigrateAll).
+//     no-op run of `migrate --all` (tenancy.Service.MigrateAll).
 //  6. sweep: one sweep:overdue over tenants with 20 overdue invoices each:
 //     seconds until every reminder task is enqueued, and until every
 //     reminder is written by the file mailer.

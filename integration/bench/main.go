@@ -27,7 +27,7 @@ type scenario struct {
 
 // scenarios in run order.
 var scenarios = []scenario{
-	{"middleware", "tenant middleware + pinned SELECT 1 vs bare asynq (drain tasks/s)", (*bench).middleware},
+	{"middleware", "worker middleware chain + pinned SELECT 1 vs bare asynq (drain tasks/s)", (*bench).middleware},
 	{"lookup", "tenant lookup latency per layer", (*bench).lookup},
 	{"pdf", "invoice:pdf end to end through cmd/worker", (*bench).pdf},
 	{"enqueue", "POST /v1/invoices/{id}/pdf (cmd/enqueue) vs bare asynq.Client.Enqueue", (*bench).enqueue},

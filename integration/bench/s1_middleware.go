@@ -15,17 +15,20 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/invoicing/tenantworker/internal/worker"
 	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tasks"
 )
 
 // middleware is scenario 1: drain the same pre-enqueued tasks with an
-// asynq server configured like the worker (tasks.ServerConfig: queues
+// asynq server configured like the worker (worker.ServerConfig: queues
 // 6/3/1, default concurrency) twice per round: once with a no-op handler
-// and no middleware, once through Recover -> Log -> Metrics -> Tenant (the
-// cached Postgres catalog) and the decoding adapter into a handler that
-// runs SELECT 1 in the tenant's pinned transaction (schema.InTenant).
+// and no middleware, once through the worker's production chain
+// (worker.Chain: envelope, recover, log, metrics, refusal, tenant
+// resolution on the cached Postgres catalog) and the decoding adapter into
+// a handler that runs SELECT 1 in the tenant's pinned transaction
+// (schema.InTenant).
 // Two diagnostic variants run in every round too: the chain with a no-op
 // handler, and with one unpinned SELECT 1. Rounds alternate so drift on a noisy machine hits both alike.
 func (b *bench) middleware(ctx context.Context, s *Scenario) error {
@@ -38,7 +41,7 @@ func (b *bench) middleware(ctx context.Context, s *Scenario) error {
 	s.Sizes["tasks_per_round"] = n
 	s.Sizes["rounds"] = b.sz.Rounds
 	s.Sizes["warmup_tasks"] = b.sz.WarmN
-	s.Sizes["concurrency"] = tasks.DefaultConcurrency
+	s.Sizes["concurrency"] = worker.DefaultConcurrency
 	s.Sizes["pool_conns"] = benchPoolConns
 
 	cache := storage.NewCache(c.pg, b.env.rdb, storage.CacheOptions{})
@@ -50,7 +53,7 @@ func (b *bench) middleware(ctx context.Context, s *Scenario) error {
 	defer devNull.Close()
 	// The task log as in production: JSON at info, one write per line.
 	taskLog := slog.New(slog.NewJSONHandler(devNull, nil))
-	metrics, err := tasks.NewMetrics(prometheus.NewRegistry())
+	metrics, err := worker.NewMetrics(prometheus.NewRegistry())
 	if err != nil {
 		return err
 	}
@@ -64,15 +67,16 @@ func (b *bench) middleware(ctx context.Context, s *Scenario) error {
 		d.finished()
 		return nil
 	})
+	chain := worker.Chain(worker.MuxOptions{Logger: taskLog, Metrics: metrics, Catalog: cache})
 	chainOnly := asynq.NewServeMux()
-	chainOnly.Use(tasks.Recover(taskLog), tasks.Log(taskLog), metrics.Middleware(), tasks.Tenant(cache))
-	chainOnly.Handle(tasks.TypeInvoicePDF, tasks.Handle(func(context.Context, tasks.InvoicePDF) error {
+	chainOnly.Use(chain...)
+	chainOnly.Handle(tasks.TypeInvoicePDF, worker.Handle(func(context.Context, tasks.InvoicePDF) error {
 		d.finished()
 		return nil
 	}))
 	unpinned := asynq.NewServeMux()
-	unpinned.Use(tasks.Recover(taskLog), tasks.Log(taskLog), metrics.Middleware(), tasks.Tenant(cache))
-	unpinned.Handle(tasks.TypeInvoicePDF, tasks.Handle(func(ctx context.Context, _ tasks.InvoicePDF) error {
+	unpinned.Use(chain...)
+	unpinned.Handle(tasks.TypeInvoicePDF, worker.Handle(func(ctx context.Context, _ tasks.InvoicePDF) error {
 		var one int
 		if err := c.pool.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil {
 			return err
@@ -81,8 +85,8 @@ func (b *bench) middleware(ctx context.Context, s *Scenario) error {
 		return nil
 	}))
 	mux := asynq.NewServeMux()
-	mux.Use(tasks.Recover(taskLog), tasks.Log(taskLog), metrics.Middleware(), tasks.Tenant(cache))
-	mux.Handle(tasks.TypeInvoicePDF, tasks.Handle(func(ctx context.Context, _ tasks.InvoicePDF) error {
+	mux.Use(chain...)
+	mux.Handle(tasks.TypeInvoicePDF, worker.Handle(func(ctx context.Context, _ tasks.InvoicePDF) error {
 		err := schema.InTenant(ctx, c.pool, func(ctx context.Context, tx pgx.Tx) error {
 			var one int
 			return tx.QueryRow(ctx, "SELECT 1").Scan(&one)
@@ -152,7 +156,7 @@ func (b *bench) middleware(ctx context.Context, s *Scenario) error {
 	}
 	s.note("diagnostics: the same chain with a handler that does nothing, and with a plain pool.QueryRow(\"SELECT 1\") (one round trip, no transaction, no pin): they separate the middleware's cost from the database's and the pinning protocol's")
 	s.note("tenant cache during the run: %d local hits, %d Redis hits, %d catalog queries", st.LocalHits, st.RedisHits, st.Misses)
-	s.note("chain includes tasks.Metrics (as the worker's mux does) and the JSON task log written to /dev/null; drain timed from Server.Start to the last handler return")
+	s.note("chain is worker.Chain, the worker's own (metrics included), with the JSON task log written to /dev/null; drain timed from Server.Start to the last handler return")
 	s.Bound = "bare asynq: 2 Redis round trips per task (dequeue script, done script) issued by one serial dequeue loop, so it is bound by round-trip latency and leaves about a third of the CPUs idle (CPU note). " +
 		"The middleware alone (recover, JSON log line, metrics, in-process tenant lookup) adds about 15 µs of CPU per task and stays close to bare. " +
 		"A PostgreSQL query per task adds CPU in the worker (pgx, the wake-up after the reply), in the backend, and slower Redis replies on the same CPUs: the unpinned SELECT 1 row already shows most of the gap. " +
@@ -206,7 +210,7 @@ func (d *drainer) drain(ctx context.Context, h asynq.Handler, n int) (float64, c
 	errs := &errorLog{}
 	d.left.Store(int64(n))
 	d.doneCh = make(chan struct{})
-	srv := asynq.NewServerFromRedisClient(d.b.env.rdb, tasks.ServerConfig(tasks.ServerOptions{Logger: slog.New(errs)}))
+	srv := asynq.NewServerFromRedisClient(d.b.env.rdb, worker.ServerConfig(worker.ServerOptions{Logger: slog.New(errs)}))
 	before, err := d.probe.sample()
 	if err != nil {
 		return 0, cpuUse{}, fmt.Errorf("cpu sample: %w", err)

@@ -39,7 +39,7 @@ func (b *bench) lookup(ctx context.Context, s *Scenario) error {
 
 	tenantOf := func(cat storage.TenantStore) func(i int) error {
 		return func(i int) error {
-			t, err := cat.Tenant(ctx, ids[i%len(ids)])
+			t, err := cat.TenantByID(ctx, ids[i%len(ids)])
 			if err == nil && t.ID != ids[i%len(ids)] {
 				err = fmt.Errorf("lookup of %s returned %s", ids[i%len(ids)], t.ID)
 			}

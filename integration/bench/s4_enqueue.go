@@ -111,7 +111,7 @@ func (b *bench) enqueue(ctx context.Context, s *Scenario) error {
 		if err != nil {
 			return err
 		}
-		_, err = client.EnqueueContext(ctx, asynq.NewTask(p.TypeName(), data, tasks.SpecFor(p).Options()...))
+		_, err = client.EnqueueContext(ctx, asynq.NewTask(p.TypeName(), data, p.Spec().Options()...))
 		return err
 	}
 	// Invoice ids: a block of n per round, so every request is a new task.

@@ -10,7 +10,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/invoicing/tenantworker/internal/config"
-	"github.com/invoicing/tenantworker/internal/httpapi"
+	"github.com/invoicing/tenantworker/internal/tenancy"
 	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tasks"
@@ -21,13 +21,14 @@ import (
 // once (an operator script or the admin API under load).
 const provisionParallelism = 8
 
-// migrate is scenario 5 (PITFALLS P7): provision FleetTenants tenants the
-// way POST /admin/tenants does (httpapi.Provision: catalog row in status
-// provisioning, API key, audit entry, tenant:migrate enqueued) while the
-// real cmd/worker runs, and time until the last tenant:migrate task
-// finished (its schema created and migrated, the tenant active). Then a
-// second run with nothing pending: httpapi.MigrateAll (what `enqueue
-// migrate --all` does) until the last of its tasks finished.
+// migrate is scenario 5 (P7 in docs/architecture.md): provision
+// FleetTenants tenants the way POST /admin/tenants does
+// (tenancy.Service.Provision: catalog row in status provisioning, API key,
+// audit entry, tenant:migrate enqueued) while the real cmd/worker runs, and
+// time until the last tenant:migrate task finished (its schema created and
+// migrated, the tenant active). Then a second run with nothing pending:
+// tenancy.Service.MigrateAll (what `enqueue migrate --all` does) until the
+// last of its tasks finished.
 //
 // Baselines: schema.Migrate called directly, from as many goroutines as the
 // worker's concurrency, for the same number of fresh schemas in another
@@ -62,6 +63,7 @@ func (b *bench) migrate(ctx context.Context, s *Scenario) error {
 	defer cache.Close()
 	enq, done := b.newEnqueuer()
 	defer done()
+	svc := tenancy.New(tenancy.Config{Catalog: cache, Enqueuer: enq})
 
 	progress("migrate: provisioning %d tenants through tenant:migrate", n)
 	mark := w.tracker.mark()
@@ -71,7 +73,7 @@ func (b *bench) migrate(ctx context.Context, s *Scenario) error {
 	g.SetLimit(provisionParallelism)
 	for i := range n {
 		g.Go(func() error {
-			res, err := httpapi.Provision(gctx, cache, enq, slugFor("fleet", i), fmt.Sprintf("Fleet Tenant %d", i), "pro", "bench")
+			res, err := svc.Provision(gctx, tenancy.NewTenant{Slug: slugFor("fleet", i), Name: fmt.Sprintf("Fleet Tenant %d", i), Plan: "pro"}, "bench")
 			if err != nil {
 				return err
 			}
@@ -122,7 +124,7 @@ func (b *bench) migrate(ctx context.Context, s *Scenario) error {
 	progress("migrate: no-op run (MigrateAll)")
 	mark = w.tracker.mark()
 	start = time.Now()
-	enqueued, err := httpapi.MigrateAll(ctx, cache, enq)
+	enqueued, err := svc.MigrateAll(ctx)
 	if err != nil {
 		return fmt.Errorf("migrate all: %w", err)
 	}

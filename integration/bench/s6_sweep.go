@@ -158,7 +158,7 @@ func (b *bench) bareFanOut(ctx context.Context, tenants []benchTenant, each int)
 				if err != nil {
 					return err
 				}
-				opts := append(tasks.SpecFor(p).Options(), asynq.Queue(queue))
+				opts := append(p.Spec().Options(), asynq.Queue(queue))
 				if _, err := client.EnqueueContext(gctx, asynq.NewTask(p.TypeName(), data, opts...)); err != nil {
 					return fmt.Errorf("bare fan-out: %w", err)
 				}

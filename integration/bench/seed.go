@@ -10,6 +10,7 @@ import (
 	"github.com/shopspring/decimal"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/invoicing/tenantworker/invoice"
 	"github.com/invoicing/tenantworker/pdf"
 	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/storage"
@@ -84,7 +85,8 @@ const (
 )
 
 // seedInvoices inserts s.count invoices with s.lines lines each into every
-// tenant's schema (one transaction per tenant) and records their ids.
+// tenant's schema (one transaction per tenant, through the fixture builder
+// invoice.Create) and records their ids.
 func seedInvoices(ctx context.Context, pool *pgxpool.Pool, tenants []benchTenant, s invoiceSeed) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(seedParallelism)
@@ -92,40 +94,43 @@ func seedInvoices(ctx context.Context, pool *pgxpool.Pool, tenants []benchTenant
 		g.Go(func() error {
 			t := &tenants[i]
 			return schema.InTenant(tenantctx.WithTenant(gctx, t.Tenant), pool, func(ctx context.Context, tx pgx.Tx) error {
-				var customer int64
-				err := tx.QueryRow(ctx,
-					"INSERT INTO customers (name, company, email, address) VALUES ($1, $2, $3, $4) RETURNING id",
-					seedCustomerName, seedCustomerCompany, fmt.Sprintf("ap+%s@kowalska.example", t.Slug), seedCustomerAddress).Scan(&customer)
+				customer, err := invoice.CreateCustomer(ctx, tx, invoice.Customer{Name: seedCustomerName, Company: seedCustomerCompany,
+					Email: fmt.Sprintf("ap+%s@kowalska.example", t.Slug), Address: seedCustomerAddress})
 				if err != nil {
 					return fmt.Errorf("seed customer of %s: %w", t.Slug, err)
 				}
-				rows, err := tx.Query(ctx, `
-INSERT INTO invoices (number, customer_id, status, currency, issued_at, due_date, notes)
-SELECT 'INV-' || lpad(g::text, 6, '0'), $1, $2, 'EUR', now() - interval '40 days', now() + make_interval(days => $3), $4
-  FROM generate_series(1, $5::int) g
-RETURNING id`, customer, s.status, s.dueDays, seedNotes, s.count)
-				if err != nil {
-					return fmt.Errorf("seed invoices of %s: %w", t.Slug, err)
+				now := time.Now()
+				invs := make([]invoice.New, s.count)
+				for n := range invs {
+					invs[n] = invoice.New{
+						Number: fmt.Sprintf("INV-%06d", n+1), Customer: invoice.Customer{ID: customer},
+						Status: s.status, Currency: "EUR", IssuedAt: now.AddDate(0, 0, -40), DueAt: now.AddDate(0, 0, s.dueDays),
+						Notes: seedNotes, Lines: benchLines(s.lines),
+					}
 				}
-				ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+				ids, err := invoice.Create(ctx, tx, invs...)
 				if err != nil {
 					return fmt.Errorf("seed invoices of %s: %w", t.Slug, err)
 				}
 				t.Invoices = append(t.Invoices, ids...)
-				if s.lines > 0 {
-					_, err = tx.Exec(ctx, `
-INSERT INTO line_items (invoice_id, position, description, quantity, unit_price)
-SELECT i.id, p, 'Consulting, work package ' || p || ': implementation and review', p * 0.5, 100 + p * 7.25
-  FROM unnest($1::bigint[]) AS i(id) CROSS JOIN generate_series(1, $2::int) p`, ids, s.lines)
-					if err != nil {
-						return fmt.Errorf("seed lines of %s: %w", t.Slug, err)
-					}
-				}
 				return nil
 			})
 		})
 	}
 	return g.Wait()
+}
+
+// benchLines are the line items of every seeded invoice.
+func benchLines(n int) []invoice.Line {
+	lines := make([]invoice.Line, n)
+	for p := 1; p <= n; p++ {
+		lines[p-1] = invoice.Line{
+			Description: fmt.Sprintf("Consulting, work package %d: implementation and review", p),
+			Quantity:    decimal.New(int64(p)*5, -1),
+			UnitPrice:   decimal.New(10000+int64(p)*725, -2),
+		}
+	}
+	return lines
 }
 
 // benchInvoice is the document seedInvoices' invoices render to, for the
@@ -143,12 +148,8 @@ func benchInvoice(lines int) pdf.Invoice {
 			Email: "ap+core-0001@kowalska.example", Address: seedCustomerAddress},
 		Notes: seedNotes,
 	}
-	for p := 1; p <= lines; p++ {
-		inv.Lines = append(inv.Lines, pdf.Line{
-			Description: fmt.Sprintf("Consulting, work package %d: implementation and review", p),
-			Quantity:    decimal.New(int64(p)*5, -1),
-			UnitPrice:   decimal.New(10000+int64(p)*725, -2),
-		})
+	for _, l := range benchLines(lines) {
+		inv.Lines = append(inv.Lines, pdf.Line{Description: l.Description, Quantity: l.Quantity, UnitPrice: l.UnitPrice})
 	}
 	return inv
 }

@@ -79,12 +79,11 @@ func (b *bench) openDatabase(ctx context.Context, group string) (string, *pgxpoo
 	if err != nil {
 		return "", nil, nil, err
 	}
-	pg, err := storage.NewPostgres(ctx, pool)
-	if err != nil {
+	if err := storage.MigrateCatalog(ctx, pool, nil); err != nil {
 		pool.Close()
 		return "", nil, nil, fmt.Errorf("catalog in %s: %w", group, err)
 	}
-	return url, pool, pg, nil
+	return url, pool, storage.NewPostgres(pool), nil
 }
 
 // close closes the pools.

@@ -1,7 +1,11 @@
 // Package config loads the configuration of both binaries (cmd/worker and
-// cmd/enqueue) from environment variables (DESIGN.md "Configuration").
-// Every field documents its variable and zero value; FromEnv applies the
-// defaults and validates, and every error names the variable at fault.
+// cmd/enqueue) from environment variables (the README's configuration
+// table). Every field documents its variable and zero value. Parse reads
+// the environment; a binary then applies its flag overrides to the Config
+// and calls Resolve once, which applies the defaults and validates, so a
+// default that depends on another field (DB_MAX_CONNS on
+// WORKER_CONCURRENCY) follows the flag too. Every error names the variable
+// at fault. FromEnv is Parse then Resolve, for callers without flags.
 package config
 
 import (
@@ -9,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -97,9 +102,11 @@ type Config struct {
 	// AllowTenantHeader (ALLOW_TENANT_HEADER, default false) lets the
 	// enqueue service take the tenant from X-Tenant: development only.
 	AllowTenantHeader bool
-	// DashboardReadOnly (DASHBOARD_READONLY, default true) serves asynqmon
-	// read-only.
-	DashboardReadOnly bool
+	// DashboardWritable (DASHBOARD_WRITABLE, default false) lets operators
+	// change tasks and queues from asynqmon (run, delete, pause); the zero
+	// value serves it read-only. DASHBOARD_READONLY, its former inverse, is
+	// still read when DASHBOARD_WRITABLE is unset.
+	DashboardWritable bool
 	// TenantCacheTTL (TENANT_CACHE_TTL) is how long a tenant stays in the
 	// shared Redis cache; 0 means the storage package's default.
 	TenantCacheTTL time.Duration
@@ -112,9 +119,22 @@ type Config struct {
 }
 
 // FromEnv reads the configuration through getenv (os.Getenv in the
-// binaries, a map in tests), applies the defaults and validates it. Errors
-// name the variable: `WORKER_CONCURRENCY: must be a positive integer, got "x"`.
+// binaries, a map in tests), applies the defaults and validates it: Parse,
+// then Resolve. Errors name the variable:
+// `WORKER_CONCURRENCY: must be a positive integer, got "x"`.
 func FromEnv(getenv func(string) string) (Config, error) {
+	c, err := Parse(getenv)
+	if err != nil {
+		return Config{}, err
+	}
+	return c.Resolve()
+}
+
+// Parse reads the variables through getenv into a Config without defaults
+// (except the booleans', which an unset variable cannot be told from) and
+// reports every variable that does not parse. Apply flag overrides to the
+// result, then call Resolve.
+func Parse(getenv func(string) string) (Config, error) {
 	p := parser{getenv: getenv}
 	c := Config{
 		DatabaseURL:           p.str("DATABASE_URL"),
@@ -135,24 +155,31 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		LogLevel:              p.level("LOG_LEVEL"),
 		DBMaxConns:            p.positiveInt("DB_MAX_CONNS"),
 		AllowTenantHeader:     p.boolean("ALLOW_TENANT_HEADER", false),
-		DashboardReadOnly:     p.boolean("DASHBOARD_READONLY", true),
+		DashboardWritable:     p.dashboardWritable(),
 		TenantCacheTTL:        p.duration("TENANT_CACHE_TTL"),
 		RedisAutoPipeline:     p.boolean("REDIS_AUTOPIPELINE", true),
 	}
 	if err := errors.Join(p.errs...); err != nil {
 		return Config{}, err
 	}
-	c = c.WithDefaults()
-	if err := c.Validate(); err != nil {
+	return c, nil
+}
+
+// Resolve returns c with every zero field set to its default, after
+// checking the result; every error names its variable. Call it once, after
+// the flag overrides.
+func (c Config) Resolve() (Config, error) {
+	c = c.withDefaults()
+	if err := c.validate(); err != nil {
 		return Config{}, err
 	}
 	return c, nil
 }
 
-// WithDefaults returns c with every zero field set to its default. (It
-// cannot tell an unset boolean from false: FromEnv applies the boolean
+// withDefaults returns c with every zero field set to its default. (It
+// cannot tell an unset boolean from false: Parse applies the boolean
 // defaults.)
-func (c Config) WithDefaults() Config {
+func (c Config) withDefaults() Config {
 	c.MigrationsDatabaseURL = cmp.Or(c.MigrationsDatabaseURL, c.DatabaseURL)
 	c.RedisURL = cmp.Or(c.RedisURL, DefaultRedisURL)
 	c.DomainSuffix = cmp.Or(c.DomainSuffix, DefaultDomainSuffix)
@@ -167,9 +194,9 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
-// Validate checks a configuration with its defaults applied; every error
+// validate checks a configuration with its defaults applied; every error
 // names its variable.
-func (c Config) Validate() error {
+func (c Config) validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if c.DatabaseURL == "" {
@@ -194,6 +221,9 @@ func (c Config) Validate() error {
 	}
 	if c.LogFormat != LogFormatText && c.LogFormat != LogFormatJSON {
 		bad("LOG_FORMAT: must be text or json, got %q", c.LogFormat)
+	}
+	if c.DBMaxConns > math.MaxInt32 {
+		bad("DB_MAX_CONNS: at most %d, got %d", math.MaxInt32, c.DBMaxConns)
 	}
 	if c.DBMaxConns < c.WorkerConcurrency {
 		bad("DB_MAX_CONNS: %d is smaller than WORKER_CONCURRENCY %d: every running task may need a connection", c.DBMaxConns, c.WorkerConcurrency)
@@ -249,6 +279,24 @@ func (p *parser) boolean(name string, def bool) bool {
 		return def
 	}
 	return b
+}
+
+// dashboardWritable reads DASHBOARD_WRITABLE, or else the inverse of the
+// former DASHBOARD_READONLY; both set and disagreeing is an error.
+func (p *parser) dashboardWritable() bool {
+	writable, readonly := p.str("DASHBOARD_WRITABLE"), p.str("DASHBOARD_READONLY")
+	w := p.boolean("DASHBOARD_WRITABLE", false)
+	if readonly == "" {
+		return w
+	}
+	r := p.boolean("DASHBOARD_READONLY", true)
+	if writable == "" {
+		return !r
+	}
+	if w == r {
+		p.errs = append(p.errs, fmt.Errorf("DASHBOARD_WRITABLE %q and DASHBOARD_READONLY %q disagree: set only DASHBOARD_WRITABLE", writable, readonly))
+	}
+	return w
 }
 
 func (p *parser) duration(name string) time.Duration {

@@ -36,7 +36,6 @@ func TestFromEnvDefaults(t *testing.T) {
 		LogFormat:             LogFormatText,
 		LogLevel:              slog.LevelInfo,
 		DBMaxConns:            14,
-		DashboardReadOnly:     true,
 		RedisAutoPipeline:     true,
 	}
 	if c != want {
@@ -80,7 +79,7 @@ func TestFromEnvSet(t *testing.T) {
 	}
 	if c.MigrationsDatabaseURL != "postgres://owner@db/inv" || c.WorkerConcurrency != 20 || c.DBMaxConns != 24 ||
 		c.SchedulerEnabled || c.ShutdownTimeout != 5*time.Second || c.LogFormat != LogFormatJSON ||
-		c.LogLevel != slog.LevelDebug || !c.AllowTenantHeader || c.DashboardReadOnly || c.TenantCacheTTL != 2*time.Minute || c.RedisAutoPipeline ||
+		c.LogLevel != slog.LevelDebug || !c.AllowTenantHeader || !c.DashboardWritable || c.TenantCacheTTL != 2*time.Minute || c.RedisAutoPipeline ||
 		c.HTTPAddrOr(DefaultWorkerHTTPAddr) != "127.0.0.1:7000" || c.OverdueSweepCron != "@every 30s" {
 		t.Errorf("config %+v", c)
 	}
@@ -112,6 +111,8 @@ func TestFromEnvErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"DOMAIN_SUFFIX": "."}, `DOMAIN_SUFFIX: must name a domain`},
 		{map[string]string{"DASHBOARD_READONLY": "maybe"}, `DASHBOARD_READONLY: must be true or false`},
 		{map[string]string{"REDIS_AUTOPIPELINE": "on"}, `REDIS_AUTOPIPELINE: must be true or false`},
+		{map[string]string{"DASHBOARD_WRITABLE": "perhaps"}, `DASHBOARD_WRITABLE: must be true or false`},
+		{map[string]string{"DASHBOARD_WRITABLE": "true", "DASHBOARD_READONLY": "true"}, `DASHBOARD_WRITABLE "true" and DASHBOARD_READONLY "true" disagree`},
 	}
 	for _, c := range cases {
 		m := map[string]string{}
@@ -130,6 +131,58 @@ func TestFromEnvErrorsNameTheVariable(t *testing.T) {
 	_, err := FromEnv(env(map[string]string{"WORKER_CONCURRENCY": "x", "LOG_LEVEL": "loud"}))
 	if err == nil || !strings.Contains(err.Error(), "WORKER_CONCURRENCY") || !strings.Contains(err.Error(), "LOG_LEVEL") {
 		t.Errorf("err = %v, want both variables named", err)
+	}
+}
+
+// TestDashboardWritable: read-only unless asked for; the former
+// DASHBOARD_READONLY still works when DASHBOARD_WRITABLE is unset.
+func TestDashboardWritable(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		writable, readonly string
+		want               bool
+	}{
+		{"", "", false},
+		{"true", "", true},
+		{"false", "", false},
+		{"", "false", true},
+		{"", "true", false},
+		{"true", "false", true},
+	} {
+		got, err := FromEnv(env(map[string]string{"DATABASE_URL": "postgres://db/inv",
+			"DASHBOARD_WRITABLE": c.writable, "DASHBOARD_READONLY": c.readonly}))
+		if err != nil || got.DashboardWritable != c.want {
+			t.Errorf("DASHBOARD_WRITABLE=%q DASHBOARD_READONLY=%q: writable %v, %v; want %v", c.writable, c.readonly, got.DashboardWritable, err, c.want)
+		}
+	}
+}
+
+// TestFlagOverridesBeforeDefaults: a value set between Parse and Resolve
+// (a flag) is checked, and the defaults derived from it follow it.
+func TestFlagOverridesBeforeDefaults(t *testing.T) {
+	t.Parallel()
+	c, err := Parse(env(map[string]string{"DATABASE_URL": "postgres://db/inv"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.WorkerConcurrency = 30 // -concurrency 30
+	if c, err = c.Resolve(); err != nil || c.DBMaxConns != 30+DefaultDBPoolHeadroom {
+		t.Fatalf("Resolve = %d conns, %v; want the default to follow the flag", c.DBMaxConns, err)
+	}
+	c, err = Parse(env(map[string]string{"DATABASE_URL": "postgres://db/inv", "DB_MAX_CONNS": "10"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.WorkerConcurrency = 30
+	if _, err := c.Resolve(); err == nil || !strings.Contains(err.Error(), "DB_MAX_CONNS: 10 is smaller than WORKER_CONCURRENCY 30") {
+		t.Fatalf("Resolve with a set pool below the flag's concurrency = %v", err)
+	}
+	c.WorkerConcurrency = -1
+	if _, err := c.Resolve(); err == nil || !strings.Contains(err.Error(), "WORKER_CONCURRENCY: must be a positive integer") {
+		t.Fatalf("Resolve with a negative concurrency = %v", err)
+	}
+	if _, err := Parse(env(map[string]string{"WORKER_CONCURRENCY": "x"})); err == nil {
+		t.Fatal("Parse accepted an unparseable variable")
 	}
 }
 

@@ -12,13 +12,15 @@
 //     under the data directory, with a database named DatabaseName; or,
 //     when Options.DatabaseURL (DATABASE_URL) is set, that database, of
 //     which nothing is removed;
-//   - the catalog, the worker (workerapp, scheduler on, a sweep every
-//     minute) and the enqueue service with the dashboard (enqueueapp), all
-//     on one pool and one Redis client;
+//   - one backend (package backend: pool, migrated catalog and cache,
+//     documents, enqueuer, tenant lifecycle), shared by the worker
+//     (workerapp, scheduler on, a sweep every minute) and the enqueue
+//     service with a writable dashboard (enqueueapp);
 //   - two demo tenants, acme and globex, provisioned with
-//     httpapi.Provision, the code path of POST /admin/tenants. The worker's
-//     tenant:migrate task creates their schemas and activates them; then
-//     each gets customers and invoices (sent and past due, paid, draft;
+//     tenancy.Service.Provision, the code path of POST /admin/tenants. The
+//     worker's tenant:migrate task creates their schemas and activates
+//     them; then each gets customers and invoices through the fixture
+//     builder invoice.Create (sent and past due, paid, draft;
 //     EUR, USD and JPY; names such as Müller GmbH, Zoë, Łódź, Ωmega). On a
 //     database that already has them (a second run on one DATABASE_URL)
 //     the tenants and their data are reused and each gets a new API key,

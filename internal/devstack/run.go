@@ -10,16 +10,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hibiken/asynq"
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/redis/go-redis/v9"
-
+	"github.com/invoicing/tenantworker/internal/backend"
 	"github.com/invoicing/tenantworker/internal/config"
 	"github.com/invoicing/tenantworker/internal/enqueueapp"
 	"github.com/invoicing/tenantworker/internal/workerapp"
-	"github.com/invoicing/tenantworker/schema"
-	"github.com/invoicing/tenantworker/storage"
-	"github.com/invoicing/tenantworker/tasks"
 )
 
 // Shutdown bounds.
@@ -87,7 +81,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		err = errors.Join(err, db.stop(sctx))
 	}()
 
-	cfg := config.Config{
+	cfg, err := config.Config{
 		DatabaseURL:       db.url,
 		RedisURL:          "redis://" + mr.Addr(),
 		DomainSuffix:      opts.DomainSuffix,
@@ -99,27 +93,20 @@ func Run(ctx context.Context, opts Options) (err error) {
 		OutboxDir:         outboxDir,
 		DocumentsDir:      docsDir,
 		DBMaxConns:        workerConcurrency + poolHeadroom,
-		DashboardReadOnly: false, // dev: retry and delete tasks from the dashboard
-	}.WithDefaults()
-	if err := cfg.Validate(); err != nil {
+		DashboardWritable: true, // dev: retry and delete tasks from the dashboard
+	}.Resolve()
+	if err != nil {
 		return fmt.Errorf("dev configuration: %w", err)
 	}
 
-	pool, err := schema.NewPool(ctx, db.url, schema.PoolOptions{MaxConns: int32(cfg.DBMaxConns), Logger: log})
+	// One backend (pool, migrated catalog and cache, documents, enqueuer,
+	// tenant lifecycle) for the worker, the enqueue service and the demo
+	// tenants alike.
+	b, err := backend.Open(ctx, cfg, log, backend.Options{})
 	if err != nil {
-		return fmt.Errorf("open database: %w", err)
+		return err
 	}
-	defer pool.Close()
-	pg, err := storage.NewPostgres(ctx, pool, storage.WithLogger(log))
-	if err != nil {
-		return fmt.Errorf("open catalog: %w", err)
-	}
-	rc := redis.NewClient(&redis.Options{Addr: mr.Addr()})
-	defer rc.Close()
-	connOpt := asynq.RedisClientOpt{Addr: mr.Addr()}
-	catalog := storage.NewCache(pg, rc, storage.CacheOptions{Logger: log})
-	defer catalog.Close()
-	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rc), asynq.NewInspectorFromRedisClient(rc), log)
+	defer b.Close()
 
 	// The worker and the enqueue service, each until appCtx ends.
 	appCtx, stopApps := context.WithCancel(ctx)
@@ -133,23 +120,17 @@ func Run(ctx context.Context, opts Options) (err error) {
 	workerUp, httpUp := make(chan net.Addr, 1), make(chan net.Addr, 1)
 	apps.Go(func() {
 		err := workerapp.RunWith(appCtx, cfg, log.With("app", "worker"), workerapp.Options{
-			RedisConnOpt: connOpt,
-			Redis:        rc,
-			Pool:         pool,
-			Catalog:      pg,
-			Listener:     workerLn,
-			Ready:        func(a net.Addr) { workerUp <- a },
+			Backend:  b,
+			Listener: workerLn,
+			Ready:    func(a net.Addr) { workerUp <- a },
 		})
 		failed <- appResult(appCtx, "worker", err)
 	})
 	apps.Go(func() {
 		err := enqueueapp.RunWith(appCtx, cfg, log.With("app", "enqueue"), enqueueapp.Options{
-			RedisConnOpt: connOpt,
-			Redis:        rc,
-			Pool:         pool,
-			Catalog:      catalog,
-			Listener:     httpLn,
-			Ready:        func(a net.Addr) { httpUp <- a },
+			Backend:  b,
+			Listener: httpLn,
+			Ready:    func(a net.Addr) { httpUp <- a },
 		})
 		failed <- appResult(appCtx, "enqueue service", err)
 	})
@@ -178,7 +159,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		case <-provDone:
 		}
 	}()
-	info, err := provisionAll(provCtx, opts, pg, catalog, enq, pool)
+	info, err := provisionAll(provCtx, opts, b)
 	close(provDone)
 	<-watcherDone
 	if appErr := context.Cause(provCtx); appErr != nil && !errors.Is(appErr, context.Canceled) {
@@ -241,11 +222,11 @@ func appResult(ctx context.Context, name string, err error) error {
 
 // provisionAll provisions (or reuses) every demo tenant, waits until each
 // is active, seeds it, and returns their details (without URLs).
-func provisionAll(ctx context.Context, opts Options, pg *storage.Postgres, catalog storage.Catalog, enq *tasks.Enqueuer, pool *pgxpool.Pool) (Info, error) {
+func provisionAll(ctx context.Context, opts Options, b *backend.Backend) (Info, error) {
 	info := Info{Tenants: make(map[string]TenantInfo, len(demoTenants))}
 	var all []provisioned
 	for _, d := range demoTenants {
-		p, err := provisionDemo(ctx, catalog, enq, d)
+		p, err := provisionDemo(ctx, b.Tenancy, b.Catalog, d)
 		if err != nil {
 			return info, err
 		}
@@ -257,15 +238,15 @@ func provisionAll(ctx context.Context, opts Options, pg *storage.Postgres, catal
 		// The catalog itself, not the cache: the worker activates the
 		// tenant through its own cache, and this one may hold the
 		// provisioning row for a moment.
-		t, err := waitActive(ctx, pg, p.tenant.ID, opts.ActivateTimeout)
+		t, err := waitActive(ctx, b.Postgres, p.tenant.ID, opts.ActivateTimeout)
 		if err != nil {
 			return info, err
 		}
-		seeded, err := seedTenant(ctx, pool, t, d.data, now)
+		seeded, err := seedTenant(ctx, b.Pool, t, d.data, now)
 		if err != nil {
 			return info, err
 		}
-		inv, err := firstInvoice(ctx, pool, t)
+		inv, err := firstInvoice(ctx, b.Pool, t)
 		if err != nil {
 			return info, err
 		}

@@ -7,7 +7,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/shopspring/decimal"
 
+	"github.com/invoicing/tenantworker/invoice"
 	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
@@ -111,51 +113,53 @@ var demoTenants = []demoTenant{
 	}},
 }
 
-// seedTenant inserts the demo data into the tenant's schema once: a schema
-// that already has invoices (a second run on the same DATABASE_URL) is left
-// as it is. It reports whether it inserted anything.
+// seedTenant inserts the demo data into the tenant's schema once, with the
+// one fixture builder (invoice.Create): a schema that already has invoices
+// (a second run on the same DATABASE_URL) is left as it is. It reports
+// whether it inserted anything.
 func seedTenant(ctx context.Context, pool *pgxpool.Pool, t tenantctx.Tenant, data demoData, now time.Time) (bool, error) {
 	seeded := false
 	err := schema.InTenant(tenantctx.WithTenant(ctx, t), pool, func(ctx context.Context, tx pgx.Tx) error {
-		var n int
-		if err := tx.QueryRow(ctx, "SELECT count(*) FROM invoices").Scan(&n); err != nil {
-			return fmt.Errorf("count invoices: %w", err)
-		}
-		if n > 0 {
-			return nil
+		existing, err := invoice.Page(ctx, tx, 0, 1)
+		if err != nil || len(existing) > 0 {
+			return err
 		}
 		customerIDs := make([]int64, len(data.customers))
 		for i, c := range data.customers {
-			err := tx.QueryRow(ctx,
-				"INSERT INTO customers (name, company, email, address) VALUES ($1, $2, $3, $4) RETURNING id",
-				c.name, c.company, c.email, c.address).Scan(&customerIDs[i])
-			if err != nil {
-				return fmt.Errorf("insert customer %s: %w", c.email, err)
+			customer := invoice.Customer{Name: c.name, Company: c.company, Email: c.email, Address: c.address}
+			if customerIDs[i], err = invoice.CreateCustomer(ctx, tx, customer); err != nil {
+				return err
 			}
 		}
 		day := 24 * time.Hour
+		invs := make([]invoice.New, len(data.invoices))
 		for i, inv := range data.invoices {
-			number := fmt.Sprintf("%s-%d-%04d", data.prefix, now.Year(), i+1)
-			issued := now.Add(-time.Duration(inv.issuedAgo) * day)
-			due := now.Add(time.Duration(inv.dueInDays) * day)
-			var id int64
-			err := tx.QueryRow(ctx,
-				`INSERT INTO invoices (number, customer_id, status, currency, issued_at, due_date, notes)
-				 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`,
-				number, customerIDs[inv.customer], inv.status, inv.currency, issued, due, inv.notes).Scan(&id)
-			if err != nil {
-				return fmt.Errorf("insert invoice %s: %w", number, err)
-			}
-			for pos, l := range inv.lines {
-				// Decimal strings cast in SQL: money never passes through a float.
-				_, err := tx.Exec(ctx,
-					`INSERT INTO line_items (invoice_id, position, description, quantity, unit_price)
-					 VALUES ($1, $2, $3, $4::numeric, $5::numeric)`,
-					id, pos+1, l.description, l.quantity, l.unitPrice)
+			lines := make([]invoice.Line, len(inv.lines))
+			for j, l := range inv.lines {
+				// Decimal strings: money never passes through a float.
+				q, err := decimal.NewFromString(l.quantity)
 				if err != nil {
-					return fmt.Errorf("insert line %d of invoice %s: %w", pos+1, number, err)
+					return fmt.Errorf("demo line %q: quantity: %w", l.description, err)
 				}
+				p, err := decimal.NewFromString(l.unitPrice)
+				if err != nil {
+					return fmt.Errorf("demo line %q: unit price: %w", l.description, err)
+				}
+				lines[j] = invoice.Line{Description: l.description, Quantity: q, UnitPrice: p}
 			}
+			invs[i] = invoice.New{
+				Number:   fmt.Sprintf("%s-%d-%04d", data.prefix, now.Year(), i+1),
+				Customer: invoice.Customer{ID: customerIDs[inv.customer]},
+				Status:   inv.status,
+				Currency: inv.currency,
+				IssuedAt: now.Add(-time.Duration(inv.issuedAgo) * day),
+				DueAt:    now.Add(time.Duration(inv.dueInDays) * day),
+				Notes:    inv.notes,
+				Lines:    lines,
+			}
+		}
+		if _, err := invoice.Create(ctx, tx, invs...); err != nil {
+			return err
 		}
 		seeded = true
 		return nil

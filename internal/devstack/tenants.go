@@ -2,7 +2,6 @@ package devstack
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -10,10 +9,10 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/invoicing/tenantworker/internal/httpapi"
+	"github.com/invoicing/tenantworker/internal/tenancy"
+	"github.com/invoicing/tenantworker/invoice"
 	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/storage"
-	"github.com/invoicing/tenantworker/tasks"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
 
@@ -27,14 +26,16 @@ type provisioned struct {
 	reused bool // it existed before this run
 }
 
-// provisionDemo provisions a demo tenant through httpapi.Provision, the
-// code path of POST /admin/tenants. When the slug is taken (a second run
-// on the same DATABASE_URL) it reuses the tenant: it enqueues tenant:migrate
-// for a provisioning or active tenant (finishing an interrupted provisioning,
-// or applying migrations added since) and creates a new API key, because
-// only hashes of earlier keys are stored.
-func provisionDemo(ctx context.Context, catalog storage.Catalog, enq *tasks.Enqueuer, d demoTenant) (provisioned, error) {
-	res, err := httpapi.Provision(ctx, catalog, enq, d.slug, d.name, "", auditActor)
+// provisionDemo provisions a demo tenant through tenancy.Service.Provision,
+// the code path of POST /admin/tenants. When the slug is taken (a second
+// run on the same DATABASE_URL) it reuses the tenant: unless the status
+// policy refuses a migration (the tenant is being deleted), it enqueues
+// tenant:migrate (finishing an interrupted provisioning, or applying
+// migrations added since; one pending per tenant, so this never doubles
+// one), and it issues a new API key, because only hashes of earlier keys
+// are stored.
+func provisionDemo(ctx context.Context, svc *tenancy.Service, catalog storage.TenantStore, d demoTenant) (provisioned, error) {
+	res, err := svc.Provision(ctx, tenancy.NewTenant{Slug: d.slug, Name: d.name}, auditActor)
 	if err == nil {
 		return provisioned{tenant: res.Tenant, apiKey: res.APIKey}, nil
 	}
@@ -45,27 +46,15 @@ func provisionDemo(ctx context.Context, catalog storage.Catalog, enq *tasks.Enqu
 	if err != nil {
 		return provisioned{}, fmt.Errorf("reuse tenant %s: %w", d.slug, err)
 	}
-	switch t.Status {
-	case tenantctx.StatusDeleting:
+	if t.Status.Decide(tenantctx.Migration) == tenantctx.Refuse {
 		return provisioned{}, fmt.Errorf("reuse tenant %s (%s): it is being deleted; wait for the deletion or use another database", d.slug, t.ID)
-	case tenantctx.StatusProvisioning, tenantctx.StatusActive:
-		// A provisioning tenant: an earlier run stopped before its
-		// migration ran. An active one may lag behind migrations added
-		// since; migrating it is a no-op otherwise. One pending migration
-		// per tenant, so this never doubles one.
-		if _, err := enq.Enqueue(ctx, tasks.TenantMigrate{TenantID: t.ID}); err != nil {
-			return provisioned{}, fmt.Errorf("reuse tenant %s (%s): %w", d.slug, t.ID, err)
-		}
 	}
-	key, err := catalog.CreateAPIKey(ctx, t.ID)
+	if _, err := svc.EnqueueMigration(ctx, t); err != nil {
+		return provisioned{}, fmt.Errorf("reuse tenant %s (%s): %w", d.slug, t.ID, err)
+	}
+	key, _, err := svc.IssueKey(ctx, t.ID, auditActor)
 	if err != nil {
-		return provisioned{}, fmt.Errorf("reuse tenant %s (%s): create api key: %w", d.slug, t.ID, err)
-	}
-	detail, _ := json.Marshal(map[string]string{"slug": t.Slug})
-	if err := catalog.AppendAudit(ctx, storage.AuditEntry{
-		TenantID: t.ID, Actor: auditActor, Action: "tenant.key", Detail: detail,
-	}); err != nil {
-		return provisioned{}, fmt.Errorf("reuse tenant %s (%s): audit: %w", d.slug, t.ID, err)
+		return provisioned{}, fmt.Errorf("reuse tenant %s (%s): %w", d.slug, t.ID, err)
 	}
 	return provisioned{tenant: t, apiKey: key, reused: true}, nil
 }
@@ -79,7 +68,7 @@ func waitActive(ctx context.Context, store storage.TenantStore, id string, timeo
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		t, err := store.Tenant(ctx, id)
+		t, err := store.TenantByID(ctx, id)
 		switch {
 		case err == nil && t.Status == tenantctx.StatusActive:
 			return t, nil
@@ -109,7 +98,15 @@ type sampleInvoice struct {
 func firstInvoice(ctx context.Context, pool *pgxpool.Pool, t tenantctx.Tenant) (sampleInvoice, error) {
 	var inv sampleInvoice
 	err := schema.InTenant(tenantctx.WithTenant(ctx, t), pool, func(ctx context.Context, tx pgx.Tx) error {
-		return tx.QueryRow(ctx, "SELECT id, number FROM invoices ORDER BY id LIMIT 1").Scan(&inv.ID, &inv.Number)
+		first, err := invoice.Page(ctx, tx, 0, 1)
+		if err != nil {
+			return err
+		}
+		if len(first) == 0 {
+			return invoice.ErrNotFound
+		}
+		inv = sampleInvoice{ID: first[0].ID, Number: first[0].Number}
+		return nil
 	})
 	if err != nil {
 		return inv, fmt.Errorf("first invoice of tenant %s: %w", t.Slug, err)

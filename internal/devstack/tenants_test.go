@@ -11,7 +11,8 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/internal/tenancy"
+	"github.com/invoicing/tenantworker/storage/memstore"
 	"github.com/invoicing/tenantworker/tasks"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
@@ -23,10 +24,11 @@ func testContext(t *testing.T) context.Context {
 	return ctx
 }
 
-// provisionSetup is a memory catalog and an enqueuer on miniredis.
+// provisionSetup is a memory catalog, an enqueuer on miniredis and the
+// tenant lifecycle on them.
 type provisionSetup struct {
-	catalog   *storage.Memory
-	enq       *tasks.Enqueuer
+	catalog   *memstore.Catalog
+	svc       *tenancy.Service
 	inspector *asynq.Inspector
 }
 
@@ -36,9 +38,11 @@ func newProvisionSetup(t *testing.T) provisionSetup {
 	rc := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	t.Cleanup(func() { _ = rc.Close() })
 	inspector := asynq.NewInspectorFromRedisClient(rc)
+	catalog := memstore.New()
+	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rc), inspector, nil)
 	return provisionSetup{
-		catalog:   storage.NewMemory(),
-		enq:       tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rc), inspector, nil),
+		catalog:   catalog,
+		svc:       tenancy.New(tenancy.Config{Catalog: catalog, Enqueuer: enq}),
 		inspector: inspector,
 	}
 }
@@ -71,7 +75,7 @@ func TestProvisionDemoNewThenReused(t *testing.T) {
 	s := newProvisionSetup(t)
 	d := demoTenants[0]
 
-	first, err := provisionDemo(ctx, s.catalog, s.enq, d)
+	first, err := provisionDemo(ctx, s.svc, s.catalog, d)
 	if err != nil {
 		t.Fatalf("first provision: %v", err)
 	}
@@ -84,7 +88,7 @@ func TestProvisionDemoNewThenReused(t *testing.T) {
 
 	// Second run while the first migration is still pending: reused, new
 	// key, still one pending migration.
-	second, err := provisionDemo(ctx, s.catalog, s.enq, d)
+	second, err := provisionDemo(ctx, s.svc, s.catalog, d)
 	if err != nil {
 		t.Fatalf("second provision: %v", err)
 	}
@@ -102,7 +106,7 @@ func TestProvisionDemoNewThenReused(t *testing.T) {
 	if _, err := s.catalog.SetStatus(ctx, first.tenant.ID, tenantctx.StatusActive); err != nil {
 		t.Fatal(err)
 	}
-	third, err := provisionDemo(ctx, s.catalog, s.enq, d)
+	third, err := provisionDemo(ctx, s.svc, s.catalog, d)
 	if err != nil || !third.reused {
 		t.Fatalf("third provision = %+v, %v", third, err)
 	}
@@ -123,7 +127,7 @@ func TestProvisionDemoNewThenReused(t *testing.T) {
 	for _, e := range audit {
 		actions = append(actions, e.Action+"/"+e.Actor)
 	}
-	if strings.Join(actions, ",") != "tenant.provision/devstack,tenant.key/devstack,tenant.key/devstack" {
+	if strings.Join(actions, ",") != "tenant.provisioned/devstack,tenant.key_issued/devstack,tenant.key_issued/devstack" {
 		t.Fatalf("audit = %v", actions)
 	}
 }
@@ -133,14 +137,14 @@ func TestProvisionDemoRefusesTenantBeingDeleted(t *testing.T) {
 	ctx := testContext(t)
 	s := newProvisionSetup(t)
 	d := demoTenants[1]
-	p, err := provisionDemo(ctx, s.catalog, s.enq, d)
+	p, err := provisionDemo(ctx, s.svc, s.catalog, d)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.catalog.SetStatus(ctx, p.tenant.ID, tenantctx.StatusDeleting); err != nil {
 		t.Fatal(err)
 	}
-	_, err = provisionDemo(ctx, s.catalog, s.enq, d)
+	_, err = provisionDemo(ctx, s.svc, s.catalog, d)
 	if err == nil || !strings.Contains(err.Error(), "being deleted") {
 		t.Fatalf("provision of a tenant being deleted: %v", err)
 	}

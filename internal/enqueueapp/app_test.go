@@ -16,9 +16,10 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/invoicing/tenantworker/internal/backend"
 	"github.com/invoicing/tenantworker/internal/config"
 	"github.com/invoicing/tenantworker/internal/enqueueapp"
-	"github.com/invoicing/tenantworker/internal/httpapi"
+	"github.com/invoicing/tenantworker/internal/tenancy"
 	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/storage"
@@ -127,11 +128,11 @@ func TestRunBusyPort(t *testing.T) {
 	}
 }
 
-// fixture is a catalog and enqueuer on the test's servers, opened the way
-// the CLI opens them.
+// fixture is a backend on the test's servers, opened the way the CLI opens
+// it.
 type fixture struct {
 	env  map[string]string
-	deps *enqueueapp.Deps
+	deps *backend.Backend
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -141,7 +142,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deps, err := enqueueapp.Open(context.Background(), cfg, quietLogger(), enqueueapp.Options{})
+	deps, err := backend.Open(context.Background(), cfg, quietLogger(), backend.Options{})
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
@@ -151,7 +152,7 @@ func newFixture(t *testing.T) *fixture {
 
 func (f *fixture) provision(t *testing.T, slug string) tenantctx.Tenant {
 	t.Helper()
-	res, err := httpapi.Provision(context.Background(), f.deps.Catalog, f.deps.Enqueuer, slug, "", "", "test")
+	res, err := f.deps.Tenancy.Provision(context.Background(), tenancy.NewTenant{Slug: slug}, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +184,7 @@ func (f *fixture) migrationWorker(t *testing.T, broken map[string]bool) {
 		if err := json.Unmarshal(task.Payload(), &p); err != nil {
 			return err
 		}
-		tn, err := f.deps.Catalog.Tenant(ctx, p.TenantID)
+		tn, err := f.deps.Catalog.TenantByID(ctx, p.TenantID)
 		if err != nil {
 			return err
 		}

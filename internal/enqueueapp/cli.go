@@ -12,7 +12,6 @@ import (
 	"strings"
 
 	"github.com/invoicing/tenantworker/internal/config"
-	"github.com/invoicing/tenantworker/internal/httpapi"
 	"github.com/invoicing/tenantworker/tasks"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
@@ -32,7 +31,7 @@ type IO struct {
 	// Terminal reports whether Stdout is a terminal (progress on one
 	// updating line instead of plain lines).
 	Terminal bool
-	// Options are handed to Run and Open (tests, dev mode).
+	// Options are handed to Run and to the commands (tests, dev mode).
 	Options Options
 }
 
@@ -45,7 +44,7 @@ commands:
 
 Configuration comes from the environment: DATABASE_URL, REDIS_URL,
 DOMAIN_SUFFIX, ADMIN_TOKEN, HTTP_ADDR (default :8080),
-ALLOW_TENANT_HEADER, DASHBOARD_READONLY, DOCUMENTS_DIR, DB_MAX_CONNS,
+ALLOW_TENANT_HEADER, DASHBOARD_WRITABLE, DOCUMENTS_DIR, DB_MAX_CONNS,
 TENANT_CACHE_TTL, SHUTDOWN_TIMEOUT, LOG_FORMAT, LOG_LEVEL.
 Run "enqueue <command> --help" for a command's flags.
 `
@@ -130,12 +129,15 @@ func serveCmd(ctx context.Context, args []string, sio IO) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	cfg, err := config.FromEnv(sio.Getenv)
+	cfg, err := config.Parse(sio.Getenv)
 	if err != nil {
 		return fmt.Errorf("configuration: %w", err)
 	}
 	if *addr != "" {
 		cfg.HTTPAddr = *addr
+	}
+	if cfg, err = cfg.Resolve(); err != nil {
+		return fmt.Errorf("configuration: %w", err)
 	}
 	// The service logs a line per request: lines written under load share
 	// writes (config.NewProcessLogger); closeLog writes the rest.
@@ -162,23 +164,22 @@ func pdfCmd(ctx context.Context, args []string, sio IO) error {
 	if err != nil {
 		return err
 	}
-	deps, err := Open(ctx, cfg, logger, sio.Options)
+	b, closeBackend, err := openBackend(ctx, cfg, logger, sio.Options)
 	if err != nil {
 		return err
 	}
-	defer deps.Close()
-	t, err := deps.Catalog.TenantBySlug(ctx, *slug)
+	defer closeBackend()
+	t, err := b.Catalog.TenantBySlug(ctx, *slug)
 	if err != nil {
 		return fmt.Errorf("tenant %s: %w", *slug, err)
 	}
-	switch t.Status {
-	case tenantctx.StatusDeleting:
+	switch t.Status.Decide(tenantctx.Work) {
+	case tenantctx.Refuse:
 		return fmt.Errorf("tenant %s is being deleted", *slug)
-	case tenantctx.StatusActive:
-	default:
+	case tenantctx.Wait:
 		logger.Warn("tenant is not active: the render waits until it is", "tenant_id", t.ID, "status", t.Status)
 	}
-	res, err := deps.Enqueuer.Enqueue(ctx, tasks.InvoicePDF{TenantID: t.ID, InvoiceID: *invoice})
+	res, err := b.Enqueuer.Enqueue(ctx, tasks.InvoicePDF{TenantID: t.ID, InvoiceID: *invoice})
 	if err != nil {
 		return err
 	}
@@ -208,13 +209,13 @@ func migrateCmd(ctx context.Context, args []string, sio IO) error {
 	if err != nil {
 		return err
 	}
-	deps, err := Open(ctx, cfg, logger, sio.Options)
+	b, closeBackend, err := openBackend(ctx, cfg, logger, sio.Options)
 	if err != nil {
 		return err
 	}
-	defer deps.Close()
+	defer closeBackend()
 
-	enqueued, err := httpapi.MigrateAll(ctx, deps.Catalog, deps.Enqueuer)
+	enqueued, err := b.Tenancy.MigrateAll(ctx)
 	if err != nil {
 		return fmt.Errorf("%w (%d enqueued before the error)", err, len(enqueued))
 	}
@@ -222,7 +223,7 @@ func migrateCmd(ctx context.Context, args []string, sio IO) error {
 	if !*wait {
 		return nil
 	}
-	return waitMigrations(ctx, deps.Enqueuer, enqueued, waitOptions{
+	return waitMigrations(ctx, b.Enqueuer, enqueued, waitOptions{
 		timeout: *timeout, poll: *poll, out: sio.Stdout, terminal: sio.Terminal,
 	})
 }

@@ -1,17 +1,18 @@
 // Package enqueueapp wires and runs the HTTP enqueue service (package
 // httpapi) and its operator CLI.
 //
-// Run builds everything from configuration: the PostgreSQL pool
-// (schema.NewPool), the catalog (storage.NewPostgres, which applies the
-// catalog migrations, behind storage.NewCache), the Redis client, the
-// document store (storage.NewFS), the asynq client and inspector, the one
-// tasks.Enqueuer, and the HTTP server with bounded timeouts; it shuts down
-// gracefully when ctx is cancelled (in-flight requests get SHUTDOWN_TIMEOUT). RunWith takes Options so that a dev mode
-// can hand in connections and a listener it built itself.
+// Run opens the shared backend (package backend: pools, migrated catalog
+// behind its cache, documents, the one tasks.Enqueuer with its enqueues
+// autopipelined unless REDIS_AUTOPIPELINE=false, the tenant lifecycle) and
+// serves the HTTP API (package httpapi) with bounded timeouts; it shuts
+// down gracefully when ctx is cancelled (in-flight requests get
+// SHUTDOWN_TIMEOUT). RunWith takes Options so that a dev mode can hand in a
+// backend and a listener it built itself.
 //
-// Configuration is internal/config's (config.FromEnv); the listen address
-// defaults to config.DefaultEnqueueHTTPAddr. A busy port fails before any
-// connection is made, with one line naming the address.
+// Configuration is internal/config's: the flags are applied between
+// config.Parse and Config.Resolve; the listen address defaults to
+// config.DefaultEnqueueHTTPAddr. A busy port fails before any connection is
+// made, with one line naming the address.
 //
 // Main is the command line of cmd/enqueue:
 //

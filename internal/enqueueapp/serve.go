@@ -10,14 +10,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hibiken/asynq"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 
+	"github.com/invoicing/tenantworker/internal/backend"
 	"github.com/invoicing/tenantworker/internal/config"
 	"github.com/invoicing/tenantworker/internal/httpapi"
-	"github.com/invoicing/tenantworker/storage"
 )
 
 // HTTP server limits.
@@ -30,21 +27,13 @@ const (
 )
 
 // Options lets a caller (the dev mode, tests) hand in what it built itself.
-// Every nil field is built from the configuration; what Options hands in is never
-// closed by Run.
+// Every nil field is built from the configuration; what Options hands in is
+// never closed by Run.
 type Options struct {
-	// RedisConnOpt is the asynq connection (dashboard, and the source of
-	// Redis when Redis is nil).
-	RedisConnOpt asynq.RedisConnOpt
-	// Redis is the client for the enqueuer, the catalog cache and /readyz.
-	Redis redis.UniversalClient
-	// Pool is the PostgreSQL pool; it must come from schema.NewPool (or be
-	// configured with schema.ConfigurePool).
-	Pool *pgxpool.Pool
-	// Catalog replaces the Postgres catalog behind the Redis cache.
-	Catalog storage.Catalog
-	// Documents replaces storage.NewFS(DOCUMENTS_DIR).
-	Documents storage.DocumentStore
+	// Backend replaces the one Run (or a CLI command) would open from the
+	// configuration (the dev stack shares one between the worker and the
+	// enqueue service).
+	Backend *backend.Backend
 	// Listener replaces net.Listen("tcp", HTTP_ADDR); Run closes it.
 	Listener net.Listener
 	// Registry receives the HTTP metrics and is served on /metrics; nil
@@ -55,15 +44,15 @@ type Options struct {
 	Ready func(addr net.Addr)
 }
 
-// Run runs the enqueue service from cfg until ctx is cancelled, then shuts
-// down gracefully. It returns nil after a clean shutdown.
+// Run runs the enqueue service from cfg, which must be resolved
+// (config.Config.Resolve), until ctx is cancelled, then shuts down
+// gracefully. It returns nil after a clean shutdown.
 func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	return RunWith(ctx, cfg, logger, Options{})
 }
 
 // RunWith is Run with connections, stores or a listener handed in.
 func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Options) error {
-	cfg = cfg.WithDefaults()
 	addr := cfg.HTTPAddrOr(config.DefaultEnqueueHTTPAddr)
 	if logger == nil {
 		logger = slog.Default()
@@ -79,35 +68,28 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 	}
 	defer ln.Close()
 
-	deps, err := Open(ctx, cfg, logger, opts)
+	b, closeBackend, err := openBackend(ctx, cfg, logger, opts)
 	if err != nil {
 		return err
 	}
-	defer deps.Close()
+	defer closeBackend()
 
-	docs := opts.Documents
-	if docs == nil {
-		fs, err := storage.NewFS(cfg.DocumentsDir)
-		if err != nil {
-			return fmt.Errorf("open documents: %w", err)
-		}
-		docs = fs
-	}
 	var reg prometheus.Registerer
 	if opts.Registry != nil {
 		reg = opts.Registry
 	}
 	handler := httpapi.New(httpapi.Options{
-		Catalog:           deps.Catalog,
-		Documents:         docs,
-		Pool:              deps.Pool,
-		Enqueuer:          deps.Enqueuer,
-		Redis:             deps.Redis,
-		RedisConnOpt:      deps.RedisConnOpt,
+		Catalog:           b.Catalog,
+		Tenancy:           b.Tenancy,
+		Documents:         b.Documents,
+		Pool:              b.Pool,
+		Enqueuer:          b.Enqueuer,
+		Redis:             b.Redis,
+		RedisConnOpt:      b.RedisConnOpt,
 		DomainSuffix:      cfg.DomainSuffix,
 		AdminToken:        cfg.AdminToken,
 		AllowTenantHeader: cfg.AllowTenantHeader,
-		DashboardReadOnly: cfg.DashboardReadOnly,
+		DashboardWritable: cfg.DashboardWritable,
 		Logger:            logger,
 		Registry:          reg,
 	})
@@ -155,6 +137,20 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 	}
 	logger.Info("enqueue service stopped")
 	return nil
+}
+
+// openBackend returns opts.Backend (closing nothing), or opens one from cfg
+// with the enqueue service's autopipelining (REDIS_AUTOPIPELINE) and
+// returns its Close.
+func openBackend(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Options) (*backend.Backend, func() error, error) {
+	if opts.Backend != nil {
+		return opts.Backend, func() error { return nil }, nil
+	}
+	b, err := backend.Open(ctx, cfg, logger, backend.Options{AutoPipeline: cfg.RedisAutoPipeline})
+	if err != nil {
+		return nil, nil, err
+	}
+	return b, b.Close, nil
 }
 
 // listen opens addr, turning "address already in use" into one clear line.

@@ -11,7 +11,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
-	"github.com/invoicing/tenantworker/internal/httpapi"
+	"github.com/invoicing/tenantworker/internal/tenancy"
 	"github.com/invoicing/tenantworker/tasks"
 )
 
@@ -30,7 +30,7 @@ type waitOptions struct {
 
 // migrationOutcome is where one tenant's migration stands.
 type migrationOutcome struct {
-	task   httpapi.MigrationTask
+	task   tenancy.MigrationTask
 	done   bool
 	failed bool
 	reason string // last error while retrying or why it failed
@@ -41,7 +41,7 @@ type migrationOutcome struct {
 // progress: on one updating line on a terminal, as a plain line per change
 // otherwise. It returns an error listing the failed tenants, and the
 // unfinished ones after the timeout.
-func waitMigrations(ctx context.Context, enq *tasks.Enqueuer, all []httpapi.MigrationTask, o waitOptions) error {
+func waitMigrations(ctx context.Context, enq *tasks.Enqueuer, all []tenancy.MigrationTask, o waitOptions) error {
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	outcomes := make([]*migrationOutcome, len(all))

@@ -1,9 +1,9 @@
 package httpapi
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -12,13 +12,10 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/invoicing/tenantworker/internal/tenancy"
 	"github.com/invoicing/tenantworker/storage"
-	"github.com/invoicing/tenantworker/tasks"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
-
-// adminActor is the audit log's actor for admin API calls.
-const adminActor = "admin"
 
 // digest is the SHA-256 of s; tokens are compared as digests so the
 // comparison takes the same time whatever the presented token's length.
@@ -125,7 +122,7 @@ func (h *Handler) createTenant(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	res, err := Provision(r.Context(), h.opts.Catalog, h.opts.Enqueuer, req.Slug, req.Name, req.Plan, adminActor)
+	res, err := h.opts.Tenancy.Provision(r.Context(), tenancy.NewTenant{Slug: req.Slug, Name: req.Name, Plan: req.Plan}, tenancy.ActorAdmin)
 	switch status := provisionStatus(err); {
 	case err == nil:
 	case status == http.StatusBadRequest:
@@ -143,6 +140,17 @@ func (h *Handler) createTenant(w http.ResponseWriter, r *http.Request) {
 		ID: res.Tenant.ID, Slug: res.Tenant.Slug, Status: res.Tenant.Status,
 		APIKey: res.APIKey, TaskID: res.MigrateTaskID,
 	})
+}
+
+// provisionStatus maps Provision's errors to HTTP statuses.
+func provisionStatus(err error) int {
+	switch {
+	case errors.Is(err, tenantctx.ErrInvalidSlug), errors.Is(err, tenantctx.ErrReservedSlug):
+		return http.StatusBadRequest
+	case errors.Is(err, storage.ErrConflict):
+		return http.StatusConflict
+	}
+	return http.StatusInternalServerError
 }
 
 // slugMessage is the 400 message of an invalid or reserved slug: the
@@ -199,15 +207,25 @@ func (h *Handler) listTenants(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, body)
 }
 
-// pathTenant loads the tenant named by the {id} path value, answering 404
-// when it does not exist (or the id cannot be one).
-func (h *Handler) pathTenant(w http.ResponseWriter, r *http.Request) (tenantctx.Tenant, bool) {
+// pathID returns the {id} path value, answering 404 when it cannot be a
+// tenant id.
+func pathID(w http.ResponseWriter, r *http.Request) (string, bool) {
 	id := r.PathValue("id")
 	if tenantctx.ValidateID(id) != nil {
 		writeError(w, http.StatusNotFound, "unknown tenant")
+		return "", false
+	}
+	return id, true
+}
+
+// pathTenant loads the tenant named by the {id} path value, answering 404
+// when it does not exist (or the id cannot be one).
+func (h *Handler) pathTenant(w http.ResponseWriter, r *http.Request) (tenantctx.Tenant, bool) {
+	id, ok := pathID(w, r)
+	if !ok {
 		return tenantctx.Tenant{}, false
 	}
-	t, err := h.opts.Catalog.Tenant(r.Context(), id)
+	t, err := h.opts.Catalog.TenantByID(r.Context(), id)
 	if errors.Is(err, storage.ErrNotFound) {
 		writeError(w, http.StatusNotFound, "unknown tenant")
 		return tenantctx.Tenant{}, false
@@ -230,76 +248,56 @@ func (h *Handler) getTenant(w http.ResponseWriter, r *http.Request) {
 // suspendTenant is POST /admin/tenants/{id}/suspend: active -> suspended
 // (suspended again is a no-op); any other status is 409.
 func (h *Handler) suspendTenant(w http.ResponseWriter, r *http.Request) {
-	h.changeStatus(w, r, tenantctx.StatusSuspended, tenantctx.StatusActive)
+	h.changeStatus(w, r, tenantctx.StatusSuspended, h.opts.Tenancy.Suspend)
 }
 
 // resumeTenant is POST /admin/tenants/{id}/resume: suspended -> active
 // (active again is a no-op). A provisioning tenant cannot be resumed: it
 // becomes active only when its migrations succeed.
 func (h *Handler) resumeTenant(w http.ResponseWriter, r *http.Request) {
-	h.changeStatus(w, r, tenantctx.StatusActive, tenantctx.StatusSuspended)
+	h.changeStatus(w, r, tenantctx.StatusActive, h.opts.Tenancy.Resume)
 }
 
-// changeStatus moves the tenant from `from` (or `to` already) to `to`.
-func (h *Handler) changeStatus(w http.ResponseWriter, r *http.Request, to, from tenantctx.Status) {
-	t, ok := h.pathTenant(w, r)
+// changeStatus answers a status change made by change.
+func (h *Handler) changeStatus(w http.ResponseWriter, r *http.Request, to tenantctx.Status,
+	change func(ctx context.Context, id, actor string) (tenantctx.Tenant, error)) {
+	id, ok := pathID(w, r)
 	if !ok {
 		return
 	}
-	if t.Status != from && t.Status != to {
-		writeError(w, http.StatusConflict, fmt.Sprintf("cannot move tenant from %s to %s", t.Status, to))
-		return
-	}
-	prev := t.Status
-	t, err := h.opts.Catalog.SetStatus(r.Context(), t.ID, to)
+	info(r.Context()).tenantID = id
+	t, err := change(r.Context(), id, tenancy.ActorAdmin)
 	switch {
-	case errors.Is(err, storage.ErrInvalidTransition):
-		writeError(w, http.StatusConflict, fmt.Sprintf("cannot move tenant to %s", to))
-		return
 	case errors.Is(err, storage.ErrNotFound):
 		writeError(w, http.StatusNotFound, "unknown tenant")
-		return
+	case errors.Is(err, storage.ErrInvalidTransition):
+		writeError(w, http.StatusConflict, fmt.Sprintf("cannot move tenant from %s to %s", t.Status, to))
 	case err != nil:
 		h.internalError(w, r, "set tenant status", err)
-		return
-	}
-	if prev != to {
-		h.audit(r, t.ID, "tenant.status", map[string]string{"from": string(prev), "to": string(to)})
-	}
-	writeJSON(w, http.StatusOK, t)
-}
-
-// audit appends an audit entry; a failure is logged, not answered: the
-// change it records has already happened.
-func (h *Handler) audit(r *http.Request, tenantID, action string, detail any) {
-	b, _ := json.Marshal(detail)
-	err := h.opts.Catalog.AppendAudit(r.Context(), storage.AuditEntry{
-		TenantID: tenantID, Actor: adminActor, Action: action, Detail: b,
-	})
-	if err != nil {
-		h.log.ErrorContext(r.Context(), "append audit entry", "request_id", info(r.Context()).id,
-			"tenant_id", tenantID, "action", action, "error", err)
+	default:
+		writeJSON(w, http.StatusOK, t)
 	}
 }
 
 // createKey is POST /admin/tenants/{id}/keys: 201 {"api_key"}; a tenant
 // being deleted gets no new key (409).
 func (h *Handler) createKey(w http.ResponseWriter, r *http.Request) {
-	t, ok := h.pathTenant(w, r)
+	id, ok := pathID(w, r)
 	if !ok {
 		return
 	}
-	if t.Status == tenantctx.StatusDeleting {
+	info(r.Context()).tenantID = id
+	key, _, err := h.opts.Tenancy.IssueKey(r.Context(), id, tenancy.ActorAdmin)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		writeError(w, http.StatusNotFound, "unknown tenant")
+	case errors.Is(err, tenancy.ErrRefused):
 		writeError(w, http.StatusConflict, "tenant is being deleted")
-		return
-	}
-	key, err := h.opts.Catalog.CreateAPIKey(r.Context(), t.ID)
-	if err != nil {
+	case err != nil:
 		h.internalError(w, r, "create api key", err)
-		return
+	default:
+		writeJSON(w, http.StatusCreated, map[string]string{"api_key": key})
 	}
-	h.audit(r, t.ID, "tenant.key", map[string]string{"slug": t.Slug})
-	writeJSON(w, http.StatusCreated, map[string]string{"api_key": key})
 }
 
 // deleteTenantBody answers DELETE /admin/tenants/{id}.
@@ -311,39 +309,32 @@ type deleteTenantBody struct {
 }
 
 // deleteTenant is DELETE /admin/tenants/{id}: the tenant moves to deleting
-// at once (its routes answer 404 from then on) and tenant:destroy erases
-// schema, documents and catalog row. Deleting a tenant already being
-// deleted enqueues the destroy again (one per tenant).
+// at once (its routes answer 404 from then on), the request is audited,
+// and tenant:destroy erases schema, documents and catalog row and audits
+// the completion. Deleting a tenant already being deleted enqueues the
+// destroy again (one per tenant).
 func (h *Handler) deleteTenant(w http.ResponseWriter, r *http.Request) {
-	t, ok := h.pathTenant(w, r)
+	id, ok := pathID(w, r)
 	if !ok {
 		return
 	}
-	prev := t.Status
-	t, err := h.opts.Catalog.SetStatus(r.Context(), t.ID, tenantctx.StatusDeleting)
+	info(r.Context()).tenantID = id
+	d, err := h.opts.Tenancy.RequestDeletion(r.Context(), id, tenancy.ActorAdmin)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		writeError(w, http.StatusNotFound, "unknown tenant")
-		return
 	case errors.Is(err, storage.ErrInvalidTransition):
 		writeError(w, http.StatusConflict, "tenant cannot be deleted now")
-		return
 	case err != nil:
-		h.internalError(w, r, "set tenant deleting", err)
-		return
+		h.internalError(w, r, "request tenant deletion", err)
+	default:
+		writeJSON(w, http.StatusAccepted, deleteTenantBody{ID: d.Tenant.ID, Slug: d.Tenant.Slug, Status: d.Tenant.Status, TaskID: d.TaskID})
 	}
-	res, err := h.opts.Enqueuer.Enqueue(r.Context(), tasks.TenantDestroy{TenantID: t.ID})
-	if err != nil {
-		h.internalError(w, r, "enqueue tenant destroy", err)
-		return
-	}
-	h.audit(r, t.ID, "tenant.delete", map[string]string{"slug": t.Slug, "from": string(prev), "task_id": res.Info.ID})
-	writeJSON(w, http.StatusAccepted, deleteTenantBody{ID: t.ID, Slug: t.Slug, Status: t.Status, TaskID: res.Info.ID})
 }
 
 // migrateAll is POST /admin/migrations: 202 {"enqueued": N}.
 func (h *Handler) migrateAll(w http.ResponseWriter, r *http.Request) {
-	enq, err := MigrateAll(r.Context(), h.opts.Catalog, h.opts.Enqueuer)
+	enq, err := h.opts.Tenancy.MigrateAll(r.Context())
 	if err != nil {
 		h.internalError(w, r, fmt.Sprintf("migrate all (%d enqueued)", len(enq)), err)
 		return

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/invoicing/tenantworker/internal/httpapi"
+	"github.com/invoicing/tenantworker/internal/tenancy"
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tasks"
 	"github.com/invoicing/tenantworker/tenantctx"
@@ -82,7 +83,7 @@ func TestProvisionFlow(t *testing.T) {
 	}
 
 	// The catalog row, the key, the audit entry and the migration task.
-	tn, err := b.pg.Tenant(ctx, id)
+	tn, err := b.pg.TenantByID(ctx, id)
 	if err != nil || tn.Slug != "acme" || tn.Name != "Acme Corp" || tn.Plan != "pro" || tn.Status != tenantctx.StatusProvisioning {
 		t.Fatalf("catalog row %+v, %v", tn, err)
 	}
@@ -90,7 +91,7 @@ func TestProvisionFlow(t *testing.T) {
 		t.Fatalf("key owner %q, %v", owner, err)
 	}
 	audit, err := b.pg.AuditEntries(ctx, id)
-	if err != nil || len(audit) != 1 || audit[0].Action != "tenant.provision" || audit[0].Actor != "admin" {
+	if err != nil || len(audit) != 1 || audit[0].Action != string(tenancy.ActionProvisioned) || audit[0].Actor != "admin" {
 		t.Fatalf("audit %+v, %v", audit, err)
 	}
 	pending, err := b.inspector.ListPendingTasks(tasks.QueueCritical)
@@ -113,7 +114,7 @@ func TestProvisionFlow(t *testing.T) {
 	// An empty name defaults to the slug, an empty plan to "free".
 	r = b.admin(t, http.MethodPost, "/admin/tenants", `{"slug":"globex"}`)
 	wantStatus(t, r, http.StatusAccepted)
-	if tn, err := b.pg.Tenant(ctx, r.json(t)["id"].(string)); err != nil || tn.Name != "globex" || tn.Plan != "free" {
+	if tn, err := b.pg.TenantByID(ctx, r.json(t)["id"].(string)); err != nil || tn.Name != "globex" || tn.Plan != "free" {
 		t.Fatalf("defaults: %+v, %v", tn, err)
 	}
 }
@@ -280,7 +281,7 @@ func TestSuspendResume(t *testing.T) {
 		wantStatus(t, r, http.StatusConflict)
 		_ = r.errorText(t)
 	}
-	if tn, _ := b.pg.Tenant(ctx, prov.ID); tn.Status != tenantctx.StatusProvisioning {
+	if tn, _ := b.pg.TenantByID(ctx, prov.ID); tn.Status != tenantctx.StatusProvisioning {
 		t.Fatalf("provisioning tenant moved to %s", tn.Status)
 	}
 	wantStatus(t, b.admin(t, http.MethodPost, "/admin/tenants/tn_nosuch/suspend", ""), http.StatusNotFound)
@@ -291,7 +292,7 @@ func TestSuspendResume(t *testing.T) {
 	}
 	var changes []string
 	for _, e := range audit {
-		if e.Action == "tenant.status" {
+		if e.Action == string(tenancy.ActionStatusChanged) {
 			changes = append(changes, string(e.Detail))
 		}
 	}
@@ -342,16 +343,16 @@ func TestDeleteTenant(t *testing.T) {
 	if ti.Type != tasks.TypeTenantDestroy || payloadTenant(t, ti) != acme.ID {
 		t.Fatalf("destroy task %s %s", ti.Type, ti.Payload)
 	}
-	if tn, err := b.pg.Tenant(ctx, acme.ID); err != nil || tn.Status != tenantctx.StatusDeleting {
+	if tn, err := b.pg.TenantByID(ctx, acme.ID); err != nil || tn.Status != tenantctx.StatusDeleting {
 		t.Fatalf("catalog %+v, %v", tn, err)
 	}
 	var deleted bool
 	audit, _ := b.pg.AuditEntries(ctx, acme.ID)
 	for _, e := range audit {
-		deleted = deleted || e.Action == "tenant.delete"
+		deleted = deleted || e.Action == string(tenancy.ActionDeletionRequested)
 	}
 	if !deleted {
-		t.Fatalf("no tenant.delete audit entry in %+v", audit)
+		t.Fatalf("no %s audit entry in %+v", tenancy.ActionDeletionRequested, audit)
 	}
 
 	// Deleting again is accepted (same destroy task), resuming is not.
@@ -362,6 +363,26 @@ func TestDeleteTenant(t *testing.T) {
 	}
 	wantStatus(t, b.admin(t, http.MethodPost, "/admin/tenants/"+acme.ID+"/resume", ""), http.StatusConflict)
 	wantStatus(t, b.admin(t, http.MethodDelete, "/admin/tenants/tn_nosuch", ""), http.StatusNotFound)
+
+	// The destroy the task would run: afterwards the audit log holds
+	// exactly one "deletion requested" (both DELETEs) and one "deletion
+	// completed".
+	deleting, err := b.pg.TenantByID(ctx, acme.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.tenancy.Destroy(ctx, deleting, tenancy.ActorWorker); err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, b.admin(t, http.MethodDelete, "/admin/tenants/"+acme.ID, ""), http.StatusNotFound)
+	audit, _ = b.pg.AuditEntries(ctx, acme.ID)
+	count := map[string]int{}
+	for _, e := range audit {
+		count[e.Action]++
+	}
+	if count[string(tenancy.ActionDeletionRequested)] != 1 || count[string(tenancy.ActionDeletionCompleted)] != 1 {
+		t.Fatalf("audit after DELETE, DELETE and the destroy: %v; want one requested and one completed", count)
+	}
 }
 
 func TestMigrateAll(t *testing.T) {
@@ -403,7 +424,7 @@ func TestMigrateAll(t *testing.T) {
 	}
 
 	// Paging: more tenants than one page holds still all get one task.
-	res, err := httpapi.MigrateAll(ctx, b.catalog, b.enqueuer)
+	res, err := b.tenancy.MigrateAll(ctx)
 	if err != nil || len(res) != 3 {
 		t.Fatalf("MigrateAll again: %d, %v", len(res), err)
 	}
@@ -414,6 +435,7 @@ func TestMigrateAll(t *testing.T) {
 	}
 }
 
+// TestDashboard: the zero Options serve the dashboard read-only.
 func TestDashboard(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -443,7 +465,7 @@ func TestDashboard(t *testing.T) {
 
 func TestDashboardWritable(t *testing.T) {
 	t.Parallel()
-	b := setup(t, func(o *httpapi.Options) { o.DashboardReadOnly = false })
+	b := setup(t, func(o *httpapi.Options) { o.DashboardWritable = true })
 	acme := b.active(t, "acme") // puts a task into the critical queue
 	_ = acme
 	r := b.do(t, request{method: http.MethodPost, path: "/admin/dashboard/api/queues/critical:pause", bearer: adminToken})

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/invoicing/tenantworker/internal/tenancy"
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tasks"
 )
@@ -22,12 +23,15 @@ const MaxBodyBytes = 1 << 20
 // DashboardPath is where the asynq dashboard is mounted.
 const DashboardPath = "/admin/dashboard"
 
-// Options configures New. Catalog, Enqueuer and DomainSuffix are required;
-// the zero value of every other field is documented on it.
+// Options configures New. Catalog, Tenancy and Enqueuer are required; the
+// zero value of every other field is documented on it.
 type Options struct {
 	// Catalog resolves tenants and keys. In production it is the cached
 	// catalog (storage.Cache), which also caches unknown slugs briefly.
 	Catalog storage.Catalog
+	// Tenancy runs every change of the admin routes: provisioning, status
+	// changes, keys, deletion, migrations.
+	Tenancy *tenancy.Service
 	// Documents holds rendered PDFs; nil makes GET /v1/invoices/{id}/pdf
 	// answer 404 for every invoice.
 	Documents storage.DocumentStore
@@ -48,10 +52,9 @@ type Options struct {
 	AdminToken string
 	// AllowTenantHeader enables the X-Tenant fallback (development only).
 	AllowTenantHeader bool
-	// DashboardReadOnly makes the dashboard view-only. Note the zero value
-	// is false; enqueueapp passes the configuration's value, which defaults
-	// to read-only.
-	DashboardReadOnly bool
+	// DashboardWritable lets operators change tasks and queues from the
+	// dashboard (run, delete, pause); the zero value serves it read-only.
+	DashboardWritable bool
 	// Logger receives access logs and errors; nil means slog.Default().
 	Logger *slog.Logger
 	// Registry receives the HTTP metrics; /metrics serves it when it is
@@ -77,8 +80,8 @@ type Handler struct {
 // documentation mounted. It panics when a required option is missing or the
 // metrics cannot be registered: both are programming errors at start-up.
 func New(opts Options) *Handler {
-	if opts.Catalog == nil || opts.Enqueuer == nil {
-		panic("httpapi.New: Catalog and Enqueuer are required")
+	if opts.Catalog == nil || opts.Tenancy == nil || opts.Enqueuer == nil {
+		panic("httpapi.New: Catalog, Tenancy and Enqueuer are required")
 	}
 	opts.DomainSuffix = cmp.Or(opts.DomainSuffix, ".localhost")
 	if opts.Logger == nil {
@@ -125,7 +128,7 @@ func New(opts Options) *Handler {
 		h.dashboard = asynqmon.New(asynqmon.Options{
 			RootPath:     DashboardPath,
 			RedisConnOpt: opts.RedisConnOpt,
-			ReadOnly:     opts.DashboardReadOnly,
+			ReadOnly:     !opts.DashboardWritable,
 		})
 		route(DashboardPath+"/", h.dashboardAuth(h.dashboard))
 	}

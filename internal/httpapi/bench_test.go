@@ -122,7 +122,7 @@ func BenchmarkBareEnqueue(b *testing.B) {
 		if err != nil {
 			return err
 		}
-		_, err = client.Enqueue(asynq.NewTask(p.TypeName(), data, tasks.SpecFor(p).Options()...))
+		_, err = client.Enqueue(asynq.NewTask(p.TypeName(), data, p.Spec().Options()...))
 		return err
 	})
 }

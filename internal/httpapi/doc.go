@@ -1,7 +1,9 @@
-// Package httpapi is the HTTP enqueue service: tenant routes that enqueue
-// invoice work, report task state and serve rendered PDFs; admin routes that
-// provision, suspend, resume and delete tenants and fan out migrations; the
-// asynq dashboard; and health, readiness and metrics endpoints.
+// Package httpapi is the HTTP enqueue service, a thin adapter over the
+// packages that hold the logic: tenant routes that enqueue invoice work
+// (tasks.Enqueuer), report task state and serve rendered PDFs (invoice);
+// admin routes that provision, suspend, resume and delete tenants, issue
+// keys and fan out migrations (tenancy.Service); the asynq dashboard; and
+// health, readiness and metrics endpoints.
 //
 // # Tenant routes
 //
@@ -25,7 +27,8 @@
 //  3. The slug names no tenant, or a tenant being deleted: 404
 //     "unknown tenant" (the catalog cache answers repeated unknown slugs).
 //  4. The key is unknown or revoked: 401; it belongs to another tenant: 403.
-//  5. The tenant is suspended: 403; still provisioning: 409.
+//  5. The tenant is suspended: 403; still provisioning: 409 (the status
+//     policy, tenantctx.Status.Decide, makes its work wait).
 //
 // An invoice id is a positive int64 written in decimal digits only (no sign,
 // exponent or spaces); anything else is 400. A task id of another tenant is
@@ -53,8 +56,8 @@
 // POST /admin/tenants takes {"slug","name","plan"}: unknown fields, a body
 // that is not one JSON object, an invalid or reserved slug are 400; a taken
 // slug is 409. An empty name defaults to the slug and an empty plan to
-// "free". Provision and MigrateAll are exported so the CLI and the dev mode
-// use the same code path.
+// "free". The CLI, the dev stack and the bench provision and migrate
+// through the same tenancy.Service.
 //
 // # Everything else
 //

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/invoicing/tenantworker/invoice"
 	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tasks"
@@ -93,36 +94,20 @@ func (h *Handler) enqueueReminder(w http.ResponseWriter, r *http.Request) {
 	h.enqueue(w, r, tasks.InvoiceReminder{TenantID: t.ID, InvoiceID: id, Day: tasks.DayOf(h.opts.Now())})
 }
 
-// invoiceDocument is the rendered PDF's row in the tenant's schema.
-type invoiceDocument struct {
-	number     string
-	storageKey string
-	sha256     string
-}
-
-// errNotRendered: the invoice has no rendered document (or does not exist).
-var errNotRendered = errors.New("invoice not rendered")
-
 // loadInvoiceDocument reads the document row of one invoice in the schema
-// of the tenant in ctx.
-func (h *Handler) loadInvoiceDocument(ctx context.Context, invoiceID int64) (invoiceDocument, error) {
+// of the tenant in ctx; invoice.ErrNoDocument when there is none (or no
+// invoice, or no pool).
+func (h *Handler) loadInvoiceDocument(ctx context.Context, invoiceID int64) (invoice.Document, error) {
 	if h.opts.Pool == nil {
-		return invoiceDocument{}, errNotRendered
+		return invoice.Document{}, invoice.ErrNoDocument
 	}
-	var doc invoiceDocument
+	var doc invoice.Document
 	err := schema.InTenant(ctx, h.opts.Pool, func(ctx context.Context, tx pgx.Tx) error {
-		return tx.QueryRow(ctx,
-			`SELECT i.number, d.storage_key, d.sha256
-			   FROM invoice_documents d JOIN invoices i ON i.id = d.invoice_id
-			  WHERE d.invoice_id = $1`, invoiceID).Scan(&doc.number, &doc.storageKey, &doc.sha256)
+		var err error
+		doc, err = invoice.LoadDocument(ctx, tx, invoiceID)
+		return err
 	})
-	if errors.Is(err, pgx.ErrNoRows) {
-		return invoiceDocument{}, errNotRendered
-	}
-	if err != nil {
-		return invoiceDocument{}, fmt.Errorf("load document of invoice %d: %w", invoiceID, err)
-	}
-	return doc, nil
+	return doc, err
 }
 
 // downloadPDF is GET /v1/invoices/{id}/pdf.
@@ -134,7 +119,7 @@ func (h *Handler) downloadPDF(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	t := tenantctx.MustFromContext(ctx)
 	doc, err := h.loadInvoiceDocument(ctx, id)
-	if errors.Is(err, errNotRendered) {
+	if errors.Is(err, invoice.ErrNoDocument) {
 		writeError(w, http.StatusNotFound, "invoice PDF not rendered")
 		return
 	}
@@ -142,7 +127,7 @@ func (h *Handler) downloadPDF(w http.ResponseWriter, r *http.Request) {
 		h.internalError(w, r, "load invoice document", err)
 		return
 	}
-	etag := `"` + doc.sha256 + `"`
+	etag := `"` + doc.SHA256 + `"`
 	if etagMatches(r.Header.Get("If-None-Match"), etag) {
 		w.Header().Set("ETag", etag)
 		w.WriteHeader(http.StatusNotModified)
@@ -152,7 +137,7 @@ func (h *Handler) downloadPDF(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "invoice PDF not rendered")
 		return
 	}
-	rc, di, err := h.opts.Documents.Open(ctx, t.ID, doc.storageKey)
+	rc, di, err := h.opts.Documents.Open(ctx, t.ID, doc.StorageKey)
 	if errors.Is(err, storage.ErrNotFound) {
 		writeError(w, http.StatusNotFound, "invoice PDF not rendered")
 		return
@@ -165,7 +150,7 @@ func (h *Handler) downloadPDF(w http.ResponseWriter, r *http.Request) {
 	hdr := w.Header()
 	hdr.Set("Content-Type", "application/pdf")
 	hdr.Set("ETag", etag)
-	hdr.Set("Content-Disposition", `attachment; filename="`+pdfFilename(doc.number, id)+`"`)
+	hdr.Set("Content-Disposition", `attachment; filename="`+pdfFilename(doc.Number, id)+`"`)
 	hdr.Set("Content-Length", strconv.FormatInt(di.Bytes, 10))
 	hdr.Set("Cache-Control", "private, no-cache")
 	hdr.Set("X-Content-Type-Options", "nosniff")

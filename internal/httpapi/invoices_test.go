@@ -16,6 +16,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/invoicing/tenantworker/invoice"
 	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/tasks"
 	"github.com/invoicing/tenantworker/tenantctx"
@@ -215,13 +216,12 @@ func (b *bundle) storeDocument(t *testing.T, tn tenant, number string, content [
 	ctx := tenantctx.WithTenant(context.Background(), tn.Tenant)
 	var id int64
 	err := schema.InTenant(ctx, b.pool, func(ctx context.Context, tx pgx.Tx) error {
-		var cust int64
-		if err := tx.QueryRow(ctx, `INSERT INTO customers (name, email) VALUES ('C', 'c@example.com') RETURNING id`).Scan(&cust); err != nil {
-			return err
+		ids, err := invoice.Create(ctx, tx, invoice.New{Number: number, Status: "sent", Currency: "EUR",
+			Customer: invoice.Customer{Name: "C", Email: "c@example.com"}})
+		if err == nil {
+			id = ids[0]
 		}
-		return tx.QueryRow(ctx,
-			`INSERT INTO invoices (number, customer_id, status, currency, due_date)
-			 VALUES ($1, $2, 'sent', 'EUR', now()) RETURNING id`, number, cust).Scan(&id)
+		return err
 	})
 	if err != nil {
 		t.Fatalf("insert invoice: %v", err)
@@ -229,7 +229,7 @@ func (b *bundle) storeDocument(t *testing.T, tn tenant, number string, content [
 	if content == nil {
 		return id, ""
 	}
-	key := fmt.Sprintf("invoices/%d.pdf", id)
+	key := invoice.DocumentKey(id)
 	di, err := b.docs.Put(ctx, tn.ID, key, bytes.NewReader(content))
 	if err != nil {
 		t.Fatalf("put document: %v", err)
@@ -239,9 +239,7 @@ func (b *bundle) storeDocument(t *testing.T, tn tenant, number string, content [
 		t.Fatalf("document sha %s", di.SHA256)
 	}
 	err = schema.InTenant(ctx, b.pool, func(ctx context.Context, tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `INSERT INTO invoice_documents (invoice_id, storage_key, sha256, bytes) VALUES ($1, $2, $3, $4)`,
-			id, key, di.SHA256, di.Bytes)
-		return err
+		return invoice.RecordDocument(ctx, tx, invoice.Document{InvoiceID: id, StorageKey: key, SHA256: di.SHA256, Bytes: di.Bytes})
 	})
 	if err != nil {
 		t.Fatalf("insert invoice document: %v", err)

@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/invoicing/tenantworker/internal/httpapi"
+	"github.com/invoicing/tenantworker/internal/tenancy"
 	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/storage"
@@ -41,6 +42,7 @@ type bundle struct {
 	redisOpt  asynq.RedisClientOpt
 	inspector *asynq.Inspector
 	enqueuer  *tasks.Enqueuer
+	tenancy   *tenancy.Service
 	handler   *httpapi.Handler
 	srv       *httptest.Server
 	logs      *testenv.LogBuffer
@@ -60,9 +62,10 @@ func setup(t testing.TB, mutate ...func(*httpapi.Options)) *bundle {
 	}
 	t.Cleanup(pool.Close)
 	b.pool = pool
-	if b.pg, err = storage.NewPostgres(ctx, pool); err != nil {
-		t.Fatalf("new postgres catalog: %v", err)
+	if err := storage.MigrateCatalog(ctx, pool, nil); err != nil {
+		t.Fatalf("migrate catalog: %v", err)
 	}
+	b.pg = storage.NewPostgres(pool)
 
 	addr := testenv.Redis(t)
 	b.redisOpt = asynq.RedisClientOpt{Addr: addr}
@@ -80,21 +83,22 @@ func setup(t testing.TB, mutate ...func(*httpapi.Options)) *bundle {
 	t.Cleanup(func() { _ = b.inspector.Close() })
 	logger := slog.New(slog.NewJSONHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	b.enqueuer = tasks.NewEnqueuer(client, b.inspector, logger)
+	b.tenancy = tenancy.New(tenancy.Config{Catalog: b.catalog, Enqueuer: b.enqueuer, Documents: b.docs, SchemaPool: pool, Logger: logger})
 	b.registry = prometheus.NewRegistry()
 
 	opts := httpapi.Options{
-		Catalog:           b.catalog,
-		Documents:         b.docs,
-		Pool:              pool,
-		Enqueuer:          b.enqueuer,
-		Redis:             b.rdb,
-		RedisConnOpt:      b.redisOpt,
-		DomainSuffix:      suffix,
-		AdminToken:        adminToken,
-		DashboardReadOnly: true,
-		Logger:            logger,
-		Registry:          b.registry,
-		Now:               func() time.Time { return b.now },
+		Catalog:      b.catalog,
+		Tenancy:      b.tenancy,
+		Documents:    b.docs,
+		Pool:         pool,
+		Enqueuer:     b.enqueuer,
+		Redis:        b.rdb,
+		RedisConnOpt: b.redisOpt,
+		DomainSuffix: suffix,
+		AdminToken:   adminToken,
+		Logger:       logger,
+		Registry:     b.registry,
+		Now:          func() time.Time { return b.now },
 	}
 	for _, m := range mutate {
 		m(&opts)
@@ -115,11 +119,11 @@ type tenant struct {
 // host is the tenant's Host header.
 func (tn tenant) host() string { return tn.Slug + suffix }
 
-// provisioned provisions slug through httpapi.Provision, leaving it in
-// provisioning.
+// provisioned provisions slug through tenancy.Service.Provision, leaving it
+// in provisioning.
 func (b *bundle) provisioned(t testing.TB, slug string) tenant {
 	t.Helper()
-	res, err := httpapi.Provision(context.Background(), b.catalog, b.enqueuer, slug, "", "", "test")
+	res, err := b.tenancy.Provision(context.Background(), tenancy.NewTenant{Slug: slug}, "test")
 	if err != nil {
 		t.Fatalf("provision %s: %v", slug, err)
 	}

@@ -39,7 +39,8 @@ func (h *Handler) tenantSlug(r *http.Request) (string, error) {
 
 // tenant authenticates a tenant route and puts the tenant into the
 // request's context (tenantctx.WithTenant). The order of checks is in the
-// package documentation.
+// package documentation; which status may be served is the status policy
+// (tenantctx.Status.Decide with tenantctx.Work).
 func (h *Handler) tenant(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		slug, err := h.tenantSlug(r)
@@ -62,7 +63,9 @@ func (h *Handler) tenant(next http.Handler) http.Handler {
 		case err != nil:
 			h.internalError(w, r, "tenant by slug", err)
 			return
-		case t.Status == tenantctx.StatusDeleting:
+		case t.Status.Decide(tenantctx.Work) == tenantctx.Refuse:
+			// Being deleted (or an unknown status): as if it did not
+			// exist, before the key says anything.
 			writeError(w, http.StatusNotFound, "unknown tenant")
 			return
 		}
@@ -80,16 +83,13 @@ func (h *Handler) tenant(next http.Handler) http.Handler {
 			return
 		}
 		info(ctx).tenantID = t.ID
-		switch t.Status {
-		case tenantctx.StatusActive:
-		case tenantctx.StatusSuspended:
-			writeError(w, http.StatusForbidden, "tenant suspended")
-			return
-		case tenantctx.StatusProvisioning:
-			writeError(w, http.StatusConflict, "tenant is still being provisioned")
-			return
-		default:
-			writeError(w, http.StatusNotFound, "unknown tenant")
+		if t.Status.Decide(tenantctx.Work) != tenantctx.Run {
+			// The status policy makes work wait: say what for.
+			if t.Status == tenantctx.StatusSuspended {
+				writeError(w, http.StatusForbidden, "tenant suspended")
+			} else {
+				writeError(w, http.StatusConflict, "tenant is still being provisioned")
+			}
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(tenantctx.WithTenant(ctx, t)))

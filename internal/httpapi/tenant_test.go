@@ -136,7 +136,7 @@ func TestTenantAuth(t *testing.T) {
 	wantStatus(t, r, http.StatusUnauthorized)
 }
 
-// PITFALLS P14: random subdomains must not cost a catalog query each.
+// P14 in docs/architecture.md: random subdomains must not cost a catalog query each.
 func TestUnknownSubdomainsAreCached(t *testing.T) {
 	t.Parallel()
 	b := setup(t)

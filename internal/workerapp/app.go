@@ -1,8 +1,9 @@
-// Package workerapp is the worker application: it wires the database pools,
-// the tenant catalog and its cache, the document store, the mailer, the
-// enqueuer, the task handlers, the asynq server, the sweep scheduler loop
-// and the health/metrics HTTP server, runs them until its context ends, and
-// shuts them down in order. cmd/worker is a thin main around Run.
+// Package workerapp is the worker application: on the shared backend
+// (package backend: pools, catalog and cache, documents, enqueuer, tenant
+// lifecycle) it adds the mailer, the task metrics, the task handlers and
+// mux (package worker), the asynq server, the sweep scheduler loop and the
+// health/metrics HTTP server, runs them until its context ends, and shuts
+// them down in order. cmd/worker is a thin main around Run.
 package workerapp
 
 import (
@@ -17,13 +18,12 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 
+	"github.com/invoicing/tenantworker/internal/backend"
 	"github.com/invoicing/tenantworker/internal/config"
 	"github.com/invoicing/tenantworker/internal/mailer"
-	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/internal/worker"
 	"github.com/invoicing/tenantworker/tasks"
 )
 
@@ -34,22 +34,9 @@ const httpShutdownTimeout = 5 * time.Second
 // Every nil field is built from the Config; what Options hands in is never
 // closed by Run.
 type Options struct {
-	// RedisConnOpt replaces the connection parsed from REDIS_URL; the
-	// Redis client is made from it when Redis is nil.
-	RedisConnOpt asynq.RedisConnOpt
-	// Redis is the client shared by the asynq server, the enqueuer, the
-	// tenant cache and /readyz.
-	Redis redis.UniversalClient
-	// Pool is the application pool; it must come from schema.NewPool.
-	Pool *pgxpool.Pool
-	// MigrationsPool runs schema changes; nil means a pool on
-	// MIGRATIONS_DATABASE_URL when it differs from DATABASE_URL, else Pool.
-	MigrationsPool *pgxpool.Pool
-	// Catalog replaces the Postgres catalog behind the Redis cache (the
-	// cache is still built in front of it).
-	Catalog storage.Catalog
-	// Documents replaces storage.NewFS(DOCUMENTS_DIR).
-	Documents storage.DocumentStore
+	// Backend replaces the one Run would open from the Config (the dev
+	// stack shares one between the worker and the enqueue service).
+	Backend *backend.Backend
 	// Mailer replaces mailer.FromConfig(SMTP_URL, OUTBOX_DIR).
 	Mailer mailer.Mailer
 	// Listener replaces net.Listen("tcp", HTTP_ADDR); Run closes it.
@@ -59,13 +46,14 @@ type Options struct {
 	Registry *prometheus.Registry
 	// Server adjusts the asynq server options after they were derived from
 	// the Config (tests shorten delays).
-	Server func(*tasks.ServerOptions)
+	Server func(*worker.ServerOptions)
 	// Ready is called with the health server's address once the worker
 	// processes tasks and the server accepts connections.
 	Ready func(addr net.Addr)
 }
 
-// Run runs the worker from cfg until ctx is cancelled, then shuts down
+// Run runs the worker from cfg, which must be resolved
+// (config.Config.Resolve), until ctx is cancelled, then shuts down
 // gracefully. It returns nil after a clean shutdown.
 func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	return RunWith(ctx, cfg, logger, Options{})
@@ -87,19 +75,18 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 	}
 	defer func() { err = errors.Join(err, d.close()) }()
 
-	handlers := &tasks.Handlers{
-		Pool:           d.pool,
-		MigrationsPool: d.migrationsPool,
-		Catalog:        d.catalog,
-		Documents:      d.documents,
-		Mailer:         d.mailer,
-		Enqueuer:       d.enqueuer,
-		Logger:         logger,
-		MailFrom:       cfg.MailFrom,
+	handlers := &worker.Handlers{
+		Pool:      d.Pool,
+		Catalog:   d.Catalog,
+		Documents: d.Documents,
+		Mailer:    d.mailer,
+		Enqueuer:  d.Enqueuer,
+		Tenancy:   d.Tenancy,
+		MailFrom:  cfg.MailFrom,
 	}
-	mux := tasks.NewServeMux(handlers, tasks.MuxOptions{Logger: logger, Metrics: d.metrics})
+	mux := worker.NewServeMux(handlers, worker.MuxOptions{Logger: logger, Metrics: d.metrics})
 
-	serverOpts := tasks.ServerOptions{
+	serverOpts := worker.ServerOptions{
 		Concurrency:     cfg.WorkerConcurrency,
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		Logger:          logger,
@@ -107,7 +94,7 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 	if opts.Server != nil {
 		opts.Server(&serverOpts)
 	}
-	srv := asynq.NewServerFromRedisClient(d.redis, tasks.ServerConfig(serverOpts))
+	srv := asynq.NewServerFromRedisClient(d.Redis, worker.ServerConfig(serverOpts))
 	if err := srv.Start(mux); err != nil {
 		return fmt.Errorf("start task server: %w", err)
 	}
@@ -139,7 +126,7 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 	var schedWG sync.WaitGroup
 	if cfg.SchedulerEnabled {
 		schedWG.Go(func() {
-			err := tasks.RunScheduler(schedCtx, d.enqueuer, cfg.OverdueSweepCron, tasks.SchedulerOptions{Logger: logger})
+			err := tasks.RunScheduler(schedCtx, d.Enqueuer, cfg.OverdueSweepCron, tasks.SchedulerOptions{Logger: logger})
 			if err != nil {
 				logger.Error("sweep scheduler", slog.String("error", err.Error()))
 			}

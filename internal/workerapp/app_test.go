@@ -22,8 +22,8 @@ func TestMain(m *testing.M) {
 	os.Exit(testenv.MainLeakCheck(m))
 }
 
-// worker is a running worker of a test.
-type worker struct {
+// runningWorker is a running worker of a test.
+type runningWorker struct {
 	addr string
 	done chan error
 	stop context.CancelFunc
@@ -31,7 +31,7 @@ type worker struct {
 
 // startWorker runs RunWith on a fresh database and the given Redis URL
 // until the test ends.
-func startWorker(t *testing.T, redisURL string, env map[string]string) *worker {
+func startWorker(t *testing.T, redisURL string, env map[string]string) *runningWorker {
 	t.Helper()
 	vars := map[string]string{
 		"DATABASE_URL":       testenv.Postgres(t),
@@ -52,7 +52,7 @@ func startWorker(t *testing.T, redisURL string, env map[string]string) *worker {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan net.Addr, 1)
-	w := &worker{done: make(chan error, 1), stop: cancel}
+	w := &runningWorker{done: make(chan error, 1), stop: cancel}
 	go func() {
 		w.done <- RunWith(ctx, cfg, config.NewLogger(cfg, io.Discard), Options{
 			Ready: func(a net.Addr) { ready <- a },

@@ -54,8 +54,8 @@ func checkReady(ctx context.Context, d *deps, draining *atomic.Bool) map[string]
 			}
 		})
 	}
-	check("redis", func(ctx context.Context) error { return d.redis.Ping(ctx).Err() })
-	check("postgres", d.pool.Ping)
+	check("redis", func(ctx context.Context) error { return d.Redis.Ping(ctx).Err() })
+	check("postgres", d.Pool.Ping)
 	wg.Wait()
 	return failed
 }

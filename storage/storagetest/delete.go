@@ -24,7 +24,7 @@ func testDelete(t *testing.T, c storage.Catalog) {
 	if err := c.DeleteTenant(ctx, doomed.ID); err != nil {
 		t.Fatalf("DeleteTenant(%s): %v", doomed.ID, err)
 	}
-	if _, err := c.Tenant(ctx, doomed.ID); !errors.Is(err, storage.ErrNotFound) {
+	if _, err := c.TenantByID(ctx, doomed.ID); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("Tenant(deleted) error = %v, want ErrNotFound", err)
 	}
 	if _, err := c.TenantBySlug(ctx, doomed.Slug); !errors.Is(err, storage.ErrNotFound) {
@@ -48,7 +48,7 @@ func testDelete(t *testing.T, c storage.Catalog) {
 	}
 
 	// The other tenant is untouched.
-	if got, err := c.Tenant(ctx, kept.ID); err != nil {
+	if got, err := c.TenantByID(ctx, kept.ID); err != nil {
 		t.Errorf("Tenant(kept): %v", err)
 	} else {
 		assertSameTenant(t, got, kept)

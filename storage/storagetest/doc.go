@@ -1,5 +1,5 @@
 // Package storagetest is the conformance suite every storage.Catalog
-// implementation must pass: Postgres, Cache and Memory run the same
+// implementation must pass: Postgres, Cache and memstore run the same
 // subtests, so they cannot drift apart.
 //
 //	func TestCatalogConformance(t *testing.T) {

@@ -37,7 +37,7 @@ func testStatusTransitions(t *testing.T, c storage.Catalog) {
 			if allowed {
 				want = to
 			}
-			stored, err := c.Tenant(ctx, tn.ID)
+			stored, err := c.TenantByID(ctx, tn.ID)
 			if err != nil {
 				t.Fatalf("Tenant(%s): %v", tn.ID, err)
 			}
@@ -59,7 +59,7 @@ func testSetStatusUnknownOrInvalid(t *testing.T, c storage.Catalog) {
 			t.Errorf("SetStatus(%q) = nil error, want rejection", bad)
 		}
 	}
-	stored, err := c.Tenant(ctx, tn.ID)
+	stored, err := c.TenantByID(ctx, tn.ID)
 	if err != nil {
 		t.Fatalf("Tenant(%s): %v", tn.ID, err)
 	}

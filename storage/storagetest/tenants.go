@@ -25,7 +25,7 @@ func testCreateAndGet(t *testing.T, c storage.Catalog) {
 	want.CreatedAt, want.UpdatedAt = created.CreatedAt, created.UpdatedAt
 	assertSameTenant(t, created, want)
 
-	byID, err := c.Tenant(ctx, want.ID)
+	byID, err := c.TenantByID(ctx, want.ID)
 	if err != nil {
 		t.Fatalf("Tenant(%s): %v", want.ID, err)
 	}
@@ -37,7 +37,7 @@ func testCreateAndGet(t *testing.T, c storage.Catalog) {
 	}
 	assertSameTenant(t, bySlug, want)
 
-	if _, err := c.Tenant(ctx, tenantctx.NewID()); !errors.Is(err, storage.ErrNotFound) {
+	if _, err := c.TenantByID(ctx, tenantctx.NewID()); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("Tenant(unknown id) error = %v, want ErrNotFound", err)
 	}
 	if _, err := c.TenantBySlug(ctx, "unknown-"+want.Slug); !errors.Is(err, storage.ErrNotFound) {
@@ -58,12 +58,12 @@ func testConflict(t *testing.T, c storage.Catalog) {
 			t.Errorf("CreateTenant(%s) error = %v, want ErrConflict", name, err)
 		}
 	}
-	got, err := c.Tenant(ctx, first.ID)
+	got, err := c.TenantByID(ctx, first.ID)
 	if err != nil {
 		t.Fatalf("Tenant(%s): %v", first.ID, err)
 	}
 	assertSameTenant(t, got, first)
-	if _, err := c.Tenant(ctx, sameSlug.ID); !errors.Is(err, storage.ErrNotFound) {
+	if _, err := c.TenantByID(ctx, sameSlug.ID); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("Tenant(%s) of a conflicting insert: error = %v, want ErrNotFound", sameSlug.ID, err)
 	}
 }
@@ -151,7 +151,7 @@ func testHostileLookups(t *testing.T, c storage.Catalog) {
 		"", "../x", "a'; drop table tenancy.tenants; --", "a\x00b", "%", "_",
 		strings.Repeat("a", 10<<10), "ACME", " acme",
 	} {
-		if _, err := c.Tenant(ctx, s); !errors.Is(err, storage.ErrNotFound) {
+		if _, err := c.TenantByID(ctx, s); !errors.Is(err, storage.ErrNotFound) {
 			t.Errorf("Tenant(%.20q) error = %v, want ErrNotFound", s, err)
 		}
 		if _, err := c.TenantBySlug(ctx, s); !errors.Is(err, storage.ErrNotFound) {

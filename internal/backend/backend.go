@@ -1,0 +1,201 @@
+// Package backend is the one composition root of both binaries: from a
+// resolved configuration it opens Redis, the PostgreSQL pools, migrates the
+// tenant catalog (once, as its own step), and builds the cached catalog,
+// the document store, the asynq client and inspector, the one
+// tasks.Enqueuer and the tenancy.Service. The worker adds its mailer,
+// metrics and task server on top (internal/workerapp); the enqueue service
+// adds the HTTP API (internal/enqueueapp), with its enqueues autopipelined.
+// The dev stack opens one Backend and hands it to both.
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/invoicing/tenantworker/internal/config"
+	"github.com/invoicing/tenantworker/internal/tenancy"
+	"github.com/invoicing/tenantworker/schema"
+	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/tasks"
+)
+
+// Backend is what both binaries run on. Close releases what Open built.
+type Backend struct {
+	// RedisConnOpt is the parsed REDIS_URL (the dashboard opens its own
+	// connections from it).
+	RedisConnOpt asynq.RedisConnOpt
+	// Redis is the client shared by the enqueuer, the tenant cache, the
+	// worker's task server and the readiness checks.
+	Redis redis.UniversalClient
+	// Pool is the application pool (schema.NewPool: empty search_path,
+	// verified releases), DB_MAX_CONNS connections.
+	Pool *pgxpool.Pool
+	// SchemaPool runs schema changes: a pool on MIGRATIONS_DATABASE_URL when
+	// it differs from DATABASE_URL (its session locks survive a
+	// transaction-pooling PgBouncer), otherwise Pool.
+	SchemaPool *pgxpool.Pool
+	// Postgres is the catalog itself, migrated by Open.
+	Postgres *storage.Postgres
+	// Catalog is Postgres behind the in-process and Redis cache: what
+	// everything else reads through.
+	Catalog *storage.Cache
+	// Documents is the document store in DOCUMENTS_DIR.
+	Documents storage.DocumentStore
+	// Client and Inspector share Redis; with Options.AutoPipeline the
+	// client's commands go through an autopipeliner.
+	Client    *asynq.Client
+	Inspector *asynq.Inspector
+	// Enqueuer is the one enqueuer of the process.
+	Enqueuer *tasks.Enqueuer
+	// Tenancy runs the tenant lifecycle on the above.
+	Tenancy *tenancy.Service
+
+	closers []func() error
+}
+
+// Options are what the binaries differ in.
+type Options struct {
+	// AutoPipeline makes concurrent enqueues share Redis pipelines
+	// (go-redis autopipelining; the enqueue service with
+	// REDIS_AUTOPIPELINE). A lone enqueue is sent at once.
+	AutoPipeline bool
+}
+
+// Open builds a Backend from cfg, which must be resolved
+// (config.Config.Resolve). On error it releases whatever it built. Errors
+// name the variable or the dependency at fault.
+func Open(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Options) (_ *Backend, err error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	b := &Backend{}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, b.Close())
+		}
+	}()
+	if err := b.openRedis(ctx, cfg); err != nil {
+		return nil, err
+	}
+	if err := b.openPools(ctx, cfg, logger); err != nil {
+		return nil, err
+	}
+	if err := storage.MigrateCatalog(ctx, b.SchemaPool, logger); err != nil {
+		return nil, err
+	}
+	b.Postgres = storage.NewPostgres(b.Pool)
+	b.Catalog = storage.NewCache(b.Postgres, b.Redis, storage.CacheOptions{RedisTTL: cfg.TenantCacheTTL, Logger: logger})
+	b.closers = append(b.closers, b.Catalog.Close)
+
+	fs, err := storage.NewFS(cfg.DocumentsDir)
+	if err != nil {
+		return nil, fmt.Errorf("DOCUMENTS_DIR: %w", err)
+	}
+	b.Documents = fs
+
+	enqueueRedis := b.Redis
+	if opts.AutoPipeline {
+		ap, err := autoPipeline(b.Redis)
+		if err != nil {
+			return nil, err
+		}
+		if ap != nil {
+			enqueueRedis = ap
+			b.closers = append(b.closers, ap.Close)
+		}
+	}
+	// The client and inspector share the Redis client and close nothing of
+	// their own.
+	b.Client = asynq.NewClientFromRedisClient(enqueueRedis)
+	b.Inspector = asynq.NewInspectorFromRedisClient(b.Redis)
+	b.Enqueuer = tasks.NewEnqueuer(b.Client, b.Inspector, logger)
+	b.Tenancy = tenancy.New(tenancy.Config{
+		Catalog: b.Catalog, Enqueuer: b.Enqueuer, Documents: b.Documents, SchemaPool: b.SchemaPool, Logger: logger,
+	})
+	return b, nil
+}
+
+// openRedis parses REDIS_URL, makes the client and pings it.
+func (b *Backend) openRedis(ctx context.Context, cfg config.Config) error {
+	connOpt, err := cfg.RedisConnOpt()
+	if err != nil {
+		return err
+	}
+	rc, ok := connOpt.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		return fmt.Errorf("REDIS_URL: unsupported redis connection %T", connOpt)
+	}
+	b.RedisConnOpt, b.Redis = connOpt, rc
+	b.closers = append(b.closers, rc.Close)
+	if err := rc.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("connect to redis: %w", err)
+	}
+	return nil
+}
+
+// openPools opens the application pool and, when MIGRATIONS_DATABASE_URL
+// differs, the schema pool, and checks that the database answers.
+func (b *Backend) openPools(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
+	if cfg.DatabaseURL == "" {
+		return errors.New("DATABASE_URL: required")
+	}
+	pool, err := schema.NewPool(ctx, cfg.DatabaseURL, schema.PoolOptions{MaxConns: int32(cfg.DBMaxConns), Logger: logger})
+	if err != nil {
+		return fmt.Errorf("open database (DATABASE_URL): %w", err)
+	}
+	b.Pool, b.SchemaPool = pool, pool
+	b.closers = append(b.closers, func() error { pool.Close(); return nil })
+	if err := pool.Ping(ctx); err != nil {
+		return fmt.Errorf("connect to database: %w", err)
+	}
+	if cfg.MigrationsDatabaseURL == "" || cfg.MigrationsDatabaseURL == cfg.DatabaseURL {
+		return nil
+	}
+	// tenant:migrate and tenant:destroy tasks hold one connection each.
+	schemaPool, err := schema.NewPool(ctx, cfg.MigrationsDatabaseURL, schema.PoolOptions{MaxConns: int32(cfg.WorkerConcurrency + 1), Logger: logger})
+	if err != nil {
+		return fmt.Errorf("open database (MIGRATIONS_DATABASE_URL): %w", err)
+	}
+	b.SchemaPool = schemaPool
+	b.closers = append(b.closers, func() error { schemaPool.Close(); return nil })
+	return nil
+}
+
+// autoPipeliner is what go-redis clients that can autopipeline have in
+// common (*redis.Client, *redis.ClusterClient, *redis.Ring).
+type autoPipeliner interface {
+	AutoPipeline() (*redis.AutoPipeliner, error)
+}
+
+// autoPipeline returns rc's blocking autopipeliner: a drop-in client whose
+// commands, issued concurrently by many requests, are sent to Redis in
+// shared pipelines (go-redis batches whatever is queued while the previous
+// batch is on the wire, so a lone request is sent at once). It returns nil
+// for a client that cannot autopipeline.
+func autoPipeline(rc redis.UniversalClient) (*redis.AutoPipeliner, error) {
+	c, ok := rc.(autoPipeliner)
+	if !ok {
+		return nil, nil
+	}
+	ap, err := c.AutoPipeline()
+	if err != nil {
+		return nil, fmt.Errorf("redis autopipelining: %w", err)
+	}
+	return ap, nil
+}
+
+// Close releases what Open built, in reverse order.
+func (b *Backend) Close() error {
+	var errs []error
+	for i := len(b.closers) - 1; i >= 0; i-- {
+		errs = append(errs, b.closers[i]())
+	}
+	b.closers = nil
+	return errors.Join(errs...)
+}

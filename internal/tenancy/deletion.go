@@ -1,0 +1,97 @@
+package tenancy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/invoicing/tenantworker/schema"
+	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/tasks"
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// Deletion is a requested erasure.
+type Deletion struct {
+	// Tenant is the catalog row, status deleting.
+	Tenant tenantctx.Tenant
+	// TaskID is the tenant:destroy task that erases it.
+	TaskID string
+}
+
+// RequestDeletion marks the tenant deleting at once (its routes answer 404
+// and its queued tasks are archived from then on), records
+// ActionDeletionRequested {slug, from, task_id} and enqueues tenant:destroy,
+// which erases schema, documents, keys and catalog row (Destroy). Asking
+// again for a tenant being deleted enqueues the destroy again (one per
+// tenant) and writes no second request entry.
+//
+// Errors: storage.ErrNotFound for an unknown id, storage.ErrInvalidTransition
+// when the lifecycle forbids it.
+func (s *Service) RequestDeletion(ctx context.Context, id, actor string) (Deletion, error) {
+	t, err := s.catalog.TenantByID(ctx, id)
+	if err != nil {
+		return Deletion{}, fmt.Errorf("request deletion: %w", err)
+	}
+	prev := t.Status
+	if t, err = s.catalog.SetStatus(ctx, id, tenantctx.StatusDeleting); err != nil {
+		return Deletion{}, fmt.Errorf("request deletion of tenant %s: %w", id, err)
+	}
+	// The request is recorded before the destroy can run, so the two
+	// entries are in order; the task id is the destroy's deterministic one.
+	p := tasks.TenantDestroy{TenantID: id}
+	detail := map[string]string{"slug": t.Slug, "from": string(prev), "task_id": p.Spec().TaskID}
+	s.logFailure(ctx, id, ActionDeletionRequested, s.auditOnce(ctx, id, actor, ActionDeletionRequested, detail))
+	res, err := s.enqueuer.Enqueue(ctx, p)
+	if err != nil {
+		return Deletion{Tenant: t}, fmt.Errorf("request deletion of tenant %s: %w", id, err)
+	}
+	return Deletion{Tenant: t, TaskID: res.Info.ID}, nil
+}
+
+// Erasure is what Destroy removed: the task result of tenant:destroy and
+// the detail of ActionDeletionCompleted. It holds no personal data.
+type Erasure struct {
+	Slug    string   `json:"slug"`
+	Schema  string   `json:"schema"`
+	Removed []string `json:"removed"`
+}
+
+// What Destroy removes, in order.
+var erased = []string{"schema", "documents", "api_keys", "catalog_row"}
+
+// Destroy erases t, a tenant marked deleting, in order: its schema
+// (schema.Drop, idempotent), its documents, its API keys; then it records
+// ActionDeletionCompleted and deletes the catalog row.
+//
+// Every step tolerates having been done before, so it is safe to run twice
+// and after a partial run. The entry is written before the row goes: once
+// the row is gone the worker archives any further run (unknown tenant), so
+// an entry written afterwards could be lost for good; a rerun finds the
+// entry and does not write a second one.
+//
+// Errors: ErrNotReady for a tenant not marked deleting (a live tenant is
+// never erased, whatever the caller checked before), ErrRefused for any
+// other status the policy refuses.
+func (s *Service) Destroy(ctx context.Context, t tenantctx.Tenant, actor string) (Erasure, error) {
+	if err := allowed(t, tenantctx.Destruction); err != nil {
+		return Erasure{}, fmt.Errorf("destroy tenant %s: %w", t.ID, err)
+	}
+	if err := schema.Drop(ctx, s.pool, t.Schema); err != nil {
+		return Erasure{}, fmt.Errorf("destroy tenant %s: %w", t.ID, err)
+	}
+	if err := s.documents.DeleteTenant(ctx, t.ID); err != nil {
+		return Erasure{}, fmt.Errorf("destroy tenant %s: delete documents: %w", t.ID, err)
+	}
+	if err := s.catalog.RevokeAPIKeys(ctx, t.ID); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return Erasure{}, fmt.Errorf("destroy tenant %s: revoke api keys: %w", t.ID, err)
+	}
+	done := Erasure{Slug: t.Slug, Schema: t.Schema, Removed: erased}
+	if err := s.auditOnce(ctx, t.ID, actor, ActionDeletionCompleted, done); err != nil {
+		return Erasure{}, err
+	}
+	if err := s.catalog.DeleteTenant(ctx, t.ID); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return Erasure{}, fmt.Errorf("destroy tenant %s: delete catalog row: %w", t.ID, err)
+	}
+	return done, nil
+}

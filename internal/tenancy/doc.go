@@ -1,0 +1,18 @@
+// Package tenancy is the tenant lifecycle: provisioning, schema
+// migration of one tenant or all of them, suspend and resume, deletion
+// (requested, then completed by tenant:destroy), API keys, and the typed
+// audit actions each step writes. The HTTP API, the operator CLI, the dev
+// stack, the bench and the worker's tenant:migrate and tenant:destroy
+// handlers all go through a Service; none of them writes a status, an
+// audit entry or a key itself.
+//
+// Which status may do what is not decided here but by the one status
+// policy, tenantctx.Status.Decide. The package speaks neither HTTP nor
+// asynq: its refusals are ErrRefused and ErrNotReady, which each adapter
+// turns into its own answer (404/409, an archived or a waiting task).
+//
+// Audit entries hold no personal data (ids, slugs, statuses, counts) and
+// outlive the tenant. A deletion leaves exactly two of them: deletion
+// requested (who, when, from which status) and deletion completed (when,
+// what was removed); see docs/architecture.md.
+package tenancy

@@ -1,0 +1,135 @@
+package tenancy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/invoicing/tenantworker/schema"
+	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/tasks"
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// MigrationTask is one tenant:migrate enqueued by MigrateAll or
+// EnqueueMigration.
+type MigrationTask struct {
+	TenantID string `json:"tenant_id"`
+	Slug     string `json:"slug"`
+	TaskID   string `json:"task_id"`
+	// Existing is true when a migration of the tenant was already pending
+	// and is the one reported.
+	Existing bool `json:"existing"`
+}
+
+// EnqueueMigration enqueues tenant:migrate for t; one pending migration
+// per tenant, so a pending one is reported instead (Existing).
+func (s *Service) EnqueueMigration(ctx context.Context, t tenantctx.Tenant) (MigrationTask, error) {
+	res, err := s.enqueuer.Enqueue(ctx, tasks.TenantMigrate{TenantID: t.ID})
+	if err != nil {
+		return MigrationTask{}, fmt.Errorf("enqueue migration of tenant %s: %w", t.ID, err)
+	}
+	return MigrationTask{TenantID: t.ID, Slug: t.Slug, TaskID: res.Info.ID, Existing: res.Existing}, nil
+}
+
+// MigrateAll pages through every tenant whose status does not refuse a
+// migration (provisioning, active, suspended: not deleting) and enqueues
+// tenant:migrate for each. It returns the tasks enqueued before any error,
+// so a caller can report partial progress.
+func (s *Service) MigrateAll(ctx context.Context) ([]MigrationTask, error) {
+	var out []MigrationTask
+	opts := storage.ListOptions{Limit: storage.MaxPageSize}
+	for {
+		page, err := s.catalog.ListTenants(ctx, opts)
+		if err != nil {
+			return out, fmt.Errorf("migrate all: list tenants after %q: %w", opts.After, err)
+		}
+		for _, t := range page {
+			if t.Status.Decide(tenantctx.Migration) == tenantctx.Refuse {
+				continue
+			}
+			m, err := s.EnqueueMigration(ctx, t)
+			if err != nil {
+				return out, fmt.Errorf("migrate all: %w", err)
+			}
+			out = append(out, m)
+		}
+		if len(page) < opts.PageLimit() {
+			return out, nil
+		}
+		opts.After = page[len(page)-1].ID
+	}
+}
+
+// MigrateResult is what Migrate did: the task result of tenant:migrate and
+// the detail of ActionMigrated.
+type MigrateResult struct {
+	Schema  string `json:"schema"`
+	Created bool   `json:"created"`
+	From    int    `json:"from"`
+	To      int    `json:"to"`
+	Applied []int  `json:"applied"`
+	// Activated is true when this call made a provisioning tenant active.
+	Activated bool `json:"-"`
+}
+
+// Migrate creates t's schema if missing and migrates it to target (0: the
+// latest version) on the schema pool, then activates a provisioning tenant:
+// a new tenant is active only once its migrations succeeded. It writes
+// ActionMigrated when the call changed the schema (a no-op run over every
+// tenant writes nothing) and ActionStatusChanged on activation.
+//
+// Errors: ErrRefused when the status policy refuses a migration for t's
+// status, or when t was deleted (or marked deleting) before it could be
+// activated; ErrInvalidTarget for a target above the latest version. Other
+// errors (the database) are worth retrying.
+func (s *Service) Migrate(ctx context.Context, t tenantctx.Tenant, target int, actor string) (MigrateResult, error) {
+	if err := allowed(t, tenantctx.Migration); err != nil {
+		return MigrateResult{}, fmt.Errorf("migrate tenant %s: %w", t.ID, err)
+	}
+	if target > schema.LatestVersion() {
+		return MigrateResult{}, fmt.Errorf("migrate tenant %s: %w: version %d is above the latest %d", t.ID, ErrInvalidTarget, target, schema.LatestVersion())
+	}
+	r, err := schema.Migrate(ctx, s.pool, t.Schema, target)
+	if err != nil {
+		return MigrateResult{}, fmt.Errorf("migrate tenant %s: %w", t.ID, err)
+	}
+	res := MigrateResult{Schema: r.Schema, Created: r.Created, From: r.From, To: r.To, Applied: r.Applied}
+	if res.Applied == nil {
+		res.Applied = []int{}
+	}
+	if r.Created || len(r.Applied) > 0 {
+		if err := s.audit(ctx, t.ID, actor, ActionMigrated, res); err != nil {
+			return res, err
+		}
+	}
+	if t.Status != tenantctx.StatusProvisioning {
+		return res, nil
+	}
+	_, err = s.catalog.SetStatus(ctx, t.ID, tenantctx.StatusActive)
+	switch {
+	case errors.Is(err, storage.ErrInvalidTransition), errors.Is(err, storage.ErrNotFound):
+		// Deleted or marked deleting while it was being provisioned.
+		return res, fmt.Errorf("activate tenant %s after migrating: %w: %w", t.ID, ErrRefused, err)
+	case err != nil:
+		return res, fmt.Errorf("activate tenant %s: %w", t.ID, err)
+	}
+	detail := map[string]string{"from": string(tenantctx.StatusProvisioning), "to": string(tenantctx.StatusActive)}
+	if err := s.audit(ctx, t.ID, actor, ActionStatusChanged, detail); err != nil {
+		return res, err
+	}
+	res.Activated = true
+	return res, nil
+}
+
+// allowed turns the status policy's verdict on activity a for t into
+// ErrRefused, ErrNotReady or nil.
+func allowed(t tenantctx.Tenant, a tenantctx.Activity) error {
+	switch t.Status.Decide(a) {
+	case tenantctx.Run:
+		return nil
+	case tenantctx.Wait:
+		return fmt.Errorf("%w: %s while %s", ErrNotReady, a, t.Status)
+	}
+	return fmt.Errorf("%w: %s while %.40s", ErrRefused, a, t.Status)
+}

@@ -1,0 +1,72 @@
+package tenancy
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/invoicing/tenantworker/tasks"
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// DefaultPlan is the plan of a tenant provisioned without one.
+const DefaultPlan = "free"
+
+// NewTenant is what Provision creates a tenant from.
+type NewTenant struct {
+	// Slug is the subdomain label; it is validated (tenantctx.New).
+	Slug string
+	// Name is the display name; "" means the slug.
+	Name string
+	// Plan is the commercial plan; "" means DefaultPlan.
+	Plan string
+}
+
+// Provisioned is a newly provisioned tenant.
+type Provisioned struct {
+	// Tenant is the catalog row, status provisioning.
+	Tenant tenantctx.Tenant
+	// APIKey is the tenant's first API key; its plaintext exists only here.
+	APIKey string
+	// MigrateTaskID is the tenant:migrate task that creates the schema and
+	// makes the tenant active.
+	MigrateTaskID string
+}
+
+// Provision creates a tenant: validates the slug, inserts the catalog row
+// in status provisioning, creates its first API key, records
+// ActionProvisioned and enqueues tenant:migrate, which creates the schema
+// and activates the tenant.
+//
+// Errors: tenantctx.ErrInvalidSlug or ErrReservedSlug for a bad slug,
+// storage.ErrConflict for a taken one. A failure after the row was created
+// leaves the tenant in provisioning and says so; MigrateAll (which includes
+// provisioning tenants) and IssueKey finish it.
+func (s *Service) Provision(ctx context.Context, nt NewTenant, actor string) (Provisioned, error) {
+	if nt.Name == "" {
+		nt.Name = nt.Slug
+	}
+	if nt.Plan == "" {
+		nt.Plan = DefaultPlan
+	}
+	t, err := tenantctx.New(nt.Slug, nt.Name, nt.Plan)
+	if err != nil {
+		return Provisioned{}, fmt.Errorf("provision tenant: %w", err)
+	}
+	t, err = s.catalog.CreateTenant(ctx, t)
+	if err != nil {
+		return Provisioned{}, fmt.Errorf("provision tenant %s: %w", nt.Slug, err)
+	}
+	key, err := s.catalog.CreateAPIKey(ctx, t.ID)
+	if err != nil {
+		return Provisioned{}, fmt.Errorf("provision tenant %s (%s created, still provisioning): create api key: %w", nt.Slug, t.ID, err)
+	}
+	detail := map[string]string{"slug": t.Slug, "plan": t.Plan}
+	if err := s.audit(ctx, t.ID, actor, ActionProvisioned, detail); err != nil {
+		return Provisioned{}, fmt.Errorf("provision tenant %s (%s created, still provisioning): %w", nt.Slug, t.ID, err)
+	}
+	res, err := s.enqueuer.Enqueue(ctx, tasks.TenantMigrate{TenantID: t.ID})
+	if err != nil {
+		return Provisioned{}, fmt.Errorf("provision tenant %s (%s created, still provisioning): %w", nt.Slug, t.ID, err)
+	}
+	return Provisioned{Tenant: t, APIKey: key, MigrateTaskID: res.Info.ID}, nil
+}

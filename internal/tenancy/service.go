@@ -1,0 +1,64 @@
+package tenancy
+
+import (
+	"errors"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/tasks"
+)
+
+// Errors of the lifecycle; match them with errors.Is. Catalog errors
+// (storage.ErrNotFound, storage.ErrConflict, storage.ErrInvalidTransition)
+// are returned wrapped as they are.
+var (
+	// ErrRefused: the status policy refuses the operation for the tenant's
+	// status (it is being deleted), or the tenant went away meanwhile.
+	ErrRefused = errors.New("refused for the tenant's status")
+	// ErrNotReady: the status policy makes the operation wait until the
+	// tenant's status changes (destroying a tenant not marked deleting).
+	ErrNotReady = errors.New("not yet allowed for the tenant's status")
+	// ErrInvalidTarget: a migration target above the latest schema version.
+	ErrInvalidTarget = errors.New("invalid migration target")
+)
+
+// Config is what a Service works with. Catalog and Enqueuer are required.
+type Config struct {
+	// Catalog is the tenant catalog (the cached one in the binaries).
+	Catalog storage.Catalog
+	// Enqueuer enqueues tenant:migrate and tenant:destroy.
+	Enqueuer *tasks.Enqueuer
+	// Documents holds the tenants' documents; Destroy removes them. Only
+	// Destroy needs it.
+	Documents storage.DocumentStore
+	// SchemaPool runs schema changes (create, migrate, drop): a pool from
+	// schema.NewPool, possibly on MIGRATIONS_DATABASE_URL. Only Migrate and
+	// Destroy need it.
+	SchemaPool *pgxpool.Pool
+	// Logger receives audit failures that are not returned (the change
+	// they record has already happened); nil discards them.
+	Logger *slog.Logger
+}
+
+// Service runs the tenant lifecycle. It is safe for concurrent use.
+type Service struct {
+	catalog   storage.Catalog
+	enqueuer  *tasks.Enqueuer
+	documents storage.DocumentStore
+	pool      *pgxpool.Pool
+	logger    *slog.Logger
+}
+
+// New returns a Service over c. It panics without a Catalog or an
+// Enqueuer: a wiring mistake at start-up.
+func New(c Config) *Service {
+	if c.Catalog == nil || c.Enqueuer == nil {
+		panic("tenancy: New needs a Catalog and an Enqueuer")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Service{catalog: c.Catalog, enqueuer: c.Enqueuer, documents: c.Documents, pool: c.SchemaPool, logger: c.Logger}
+}

@@ -1,0 +1,45 @@
+package tenancy
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// Suspend moves an active tenant to suspended (suspended again is a
+// no-op): its requests are refused and its tasks wait. Any other status is
+// storage.ErrInvalidTransition; an unknown id storage.ErrNotFound. A change
+// writes ActionStatusChanged.
+func (s *Service) Suspend(ctx context.Context, id, actor string) (tenantctx.Tenant, error) {
+	return s.changeStatus(ctx, id, tenantctx.StatusActive, tenantctx.StatusSuspended, actor)
+}
+
+// Resume moves a suspended tenant back to active (active again is a
+// no-op). A provisioning tenant cannot be resumed: it becomes active only
+// when its migrations succeed (Migrate).
+func (s *Service) Resume(ctx context.Context, id, actor string) (tenantctx.Tenant, error) {
+	return s.changeStatus(ctx, id, tenantctx.StatusSuspended, tenantctx.StatusActive, actor)
+}
+
+// changeStatus moves the tenant from `from` (or `to` already) to `to`. On
+// error the tenant returned is the one found before the change.
+func (s *Service) changeStatus(ctx context.Context, id string, from, to tenantctx.Status, actor string) (tenantctx.Tenant, error) {
+	t, err := s.catalog.TenantByID(ctx, id)
+	if err != nil {
+		return t, fmt.Errorf("move tenant to %s: %w", to, err)
+	}
+	if t.Status != from && t.Status != to {
+		return t, fmt.Errorf("move tenant %s from %s to %s: %w", id, t.Status, to, storage.ErrInvalidTransition)
+	}
+	moved, err := s.catalog.SetStatus(ctx, id, to)
+	if err != nil {
+		return t, fmt.Errorf("move tenant %s to %s: %w", id, to, err)
+	}
+	if t.Status != to {
+		detail := map[string]string{"from": string(t.Status), "to": string(to)}
+		s.logFailure(ctx, id, ActionStatusChanged, s.audit(ctx, id, actor, ActionStatusChanged, detail))
+	}
+	return moved, nil
+}

@@ -1,0 +1,260 @@
+package tenancy_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/invoicing/tenantworker/internal/tenancy"
+	"github.com/invoicing/tenantworker/internal/testenv"
+	"github.com/invoicing/tenantworker/schema"
+	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/tasks"
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+func TestMain(m *testing.M) { os.Exit(testenv.MainLeakCheck(m)) }
+
+// bundle is a Service on a fresh database and Redis.
+type bundle struct {
+	ctx       context.Context
+	catalog   *storage.Postgres
+	docs      *storage.FS
+	inspector *asynq.Inspector
+	svc       *tenancy.Service
+	pool      *pgxpool.Pool
+}
+
+func setup(t *testing.T) *bundle {
+	t.Helper()
+	ctx := t.Context()
+	pool, err := schema.NewPool(ctx, testenv.Postgres(t), schema.PoolOptions{MaxConns: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if err := storage.MigrateCatalog(ctx, pool, nil); err != nil {
+		t.Fatal(err)
+	}
+	catalog := storage.NewPostgres(pool)
+	docs, err := storage.NewFS(filepath.Join(t.TempDir(), "documents"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	redis := asynq.RedisClientOpt{Addr: testenv.Redis(t)}
+	client, inspector := asynq.NewClient(redis), asynq.NewInspector(redis)
+	t.Cleanup(func() { _ = client.Close(); _ = inspector.Close() })
+	enq := tasks.NewEnqueuer(client, inspector, nil)
+	return &bundle{ctx: ctx, catalog: catalog, docs: docs, inspector: inspector, pool: pool,
+		svc: tenancy.New(tenancy.Config{Catalog: catalog, Enqueuer: enq, Documents: docs, SchemaPool: pool})}
+}
+
+// active provisions slug and migrates it, as tenant:migrate would.
+func (b *bundle) active(t *testing.T, slug string) tenantctx.Tenant {
+	t.Helper()
+	p, err := b.svc.Provision(b.ctx, tenancy.NewTenant{Slug: slug}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := b.svc.Migrate(b.ctx, p.Tenant, 0, tenancy.ActorWorker)
+	if err != nil || !res.Activated || !res.Created {
+		t.Fatalf("Migrate of a provisioning tenant = %+v, %v; want it created and activated", res, err)
+	}
+	tn, err := b.catalog.TenantByID(b.ctx, p.Tenant.ID)
+	if err != nil || tn.Status != tenantctx.StatusActive {
+		t.Fatalf("after Migrate: %+v, %v", tn, err)
+	}
+	return tn
+}
+
+// audit returns the tenant's audit entries.
+func (b *bundle) audit(t *testing.T, id string) []storage.AuditEntry {
+	t.Helper()
+	entries, err := b.catalog.AuditEntries(b.ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return entries
+}
+
+// TestDeletionLeavesOneRequestedAndOneCompleted: a deletion asked for twice
+// and a destroy run twice leave exactly one "deletion requested" entry
+// (who, from which status, the destroy task) and one "deletion completed"
+// entry (what was removed), in that order.
+func TestDeletionLeavesOneRequestedAndOneCompleted(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	tn := b.active(t, "doomed")
+	var taskID string
+	for range 2 {
+		d, err := b.svc.RequestDeletion(b.ctx, tn.ID, tenancy.ActorAdmin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Tenant.Status != tenantctx.StatusDeleting || d.TaskID != "tenant:destroy:"+tn.ID || (taskID != "" && d.TaskID != taskID) {
+			t.Fatalf("RequestDeletion = %+v", d)
+		}
+		taskID = d.TaskID
+	}
+	if _, err := b.inspector.GetTaskInfo(tasks.QueueCritical, taskID); err != nil {
+		t.Fatalf("destroy task: %v", err)
+	}
+	deleting, err := b.catalog.TenantByID(b.ctx, tn.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		done, err := b.svc.Destroy(b.ctx, deleting, tenancy.ActorWorker)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if done.Schema != tn.Schema || !slices.Equal(done.Removed, []string{"schema", "documents", "api_keys", "catalog_row"}) {
+			t.Fatalf("Destroy = %+v", done)
+		}
+	}
+	if _, err := b.catalog.TenantByID(b.ctx, tn.ID); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("catalog row after Destroy: %v", err)
+	}
+
+	var requested, completed []storage.AuditEntry
+	var order []string
+	for _, e := range b.audit(t, tn.ID) {
+		switch tenancy.Action(e.Action) {
+		case tenancy.ActionDeletionRequested:
+			requested = append(requested, e)
+			order = append(order, e.Action)
+		case tenancy.ActionDeletionCompleted:
+			completed = append(completed, e)
+			order = append(order, e.Action)
+		}
+	}
+	if len(requested) != 1 || len(completed) != 1 {
+		t.Fatalf("%d requested and %d completed entries, want one each", len(requested), len(completed))
+	}
+	if order[0] != string(tenancy.ActionDeletionRequested) {
+		t.Errorf("entries in the order %v, want requested first", order)
+	}
+	var req map[string]string
+	if err := json.Unmarshal(requested[0].Detail, &req); err != nil {
+		t.Fatal(err)
+	}
+	if requested[0].Actor != tenancy.ActorAdmin || req["slug"] != tn.Slug || req["from"] != "active" || req["task_id"] != taskID {
+		t.Errorf("requested entry %+v, detail %v", requested[0], req)
+	}
+	var done tenancy.Erasure
+	if err := json.Unmarshal(completed[0].Detail, &done); err != nil {
+		t.Fatal(err)
+	}
+	if completed[0].Actor != tenancy.ActorWorker || done.Slug != tn.Slug || done.Schema != tn.Schema || len(done.Removed) != 4 {
+		t.Errorf("completed entry %+v, detail %+v", completed[0], done)
+	}
+	if completed[0].At.Before(requested[0].At) {
+		t.Errorf("completed at %v, before requested at %v", completed[0].At, requested[0].At)
+	}
+}
+
+// TestLifecycleFollowsTheStatusPolicy: what the status policy refuses or
+// makes wait, the lifecycle refuses or makes wait.
+func TestLifecycleFollowsTheStatusPolicy(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	live := b.active(t, "alive")
+	if _, err := b.svc.Destroy(b.ctx, live, tenancy.ActorWorker); !errors.Is(err, tenancy.ErrNotReady) {
+		t.Errorf("Destroy of an active tenant = %v, want ErrNotReady", err)
+	}
+	if ok, err := schema.Exists(b.ctx, b.pool, live.Schema); err != nil || !ok {
+		t.Errorf("schema of an active tenant after a refused Destroy: exists=%v, %v", ok, err)
+	}
+	if _, err := b.svc.Migrate(b.ctx, live, schema.LatestVersion()+1, tenancy.ActorWorker); !errors.Is(err, tenancy.ErrInvalidTarget) {
+		t.Errorf("Migrate above the latest version = %v, want ErrInvalidTarget", err)
+	}
+
+	gone := b.active(t, "going")
+	if _, err := b.svc.RequestDeletion(b.ctx, gone.ID, tenancy.ActorAdmin); err != nil {
+		t.Fatal(err)
+	}
+	gone.Status = tenantctx.StatusDeleting
+	if _, err := b.svc.Migrate(b.ctx, gone, 0, tenancy.ActorWorker); !errors.Is(err, tenancy.ErrRefused) {
+		t.Errorf("Migrate of a deleting tenant = %v, want ErrRefused", err)
+	}
+	if _, _, err := b.svc.IssueKey(b.ctx, gone.ID, tenancy.ActorAdmin); !errors.Is(err, tenancy.ErrRefused) {
+		t.Errorf("IssueKey for a deleting tenant = %v, want ErrRefused", err)
+	}
+
+	// A tenant seen provisioning, then deleted before its activation: the
+	// migration is refused, the tenant stays deleting.
+	p, err := b.svc.Provision(b.ctx, tenancy.NewTenant{Slug: "late"}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.svc.RequestDeletion(b.ctx, p.Tenant.ID, tenancy.ActorAdmin); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.svc.Migrate(b.ctx, p.Tenant, 0, tenancy.ActorWorker); !errors.Is(err, tenancy.ErrRefused) {
+		t.Errorf("activation of a tenant deleted meanwhile = %v, want ErrRefused", err)
+	}
+
+	// MigrateAll skips what the policy refuses a migration.
+	all, err := b.svc.MigrateAll(b.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 1 || all[0].TenantID != live.ID {
+		t.Errorf("MigrateAll = %+v, want only %s", all, live.ID)
+	}
+}
+
+// TestSuspendResumeAndKeys: status changes are audited once per change,
+// not for no-ops; a provisioning tenant cannot be resumed; keys work and
+// are audited.
+func TestSuspendResumeAndKeys(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	tn := b.active(t, "sleepy")
+	for _, step := range []struct {
+		change func(context.Context, string, string) (tenantctx.Tenant, error)
+		want   tenantctx.Status
+	}{
+		{b.svc.Suspend, tenantctx.StatusSuspended},
+		{b.svc.Suspend, tenantctx.StatusSuspended},
+		{b.svc.Resume, tenantctx.StatusActive},
+		{b.svc.Resume, tenantctx.StatusActive},
+	} {
+		got, err := step.change(b.ctx, tn.ID, tenancy.ActorAdmin)
+		if err != nil || got.Status != step.want {
+			t.Fatalf("status change = %s, %v; want %s", got.Status, err, step.want)
+		}
+	}
+	p, err := b.svc.Provision(b.ctx, tenancy.NewTenant{Slug: "fresh"}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.svc.Resume(b.ctx, p.Tenant.ID, tenancy.ActorAdmin); !errors.Is(err, storage.ErrInvalidTransition) || got.Status != tenantctx.StatusProvisioning {
+		t.Errorf("Resume of a provisioning tenant = %s, %v; want ErrInvalidTransition", got.Status, err)
+	}
+	if _, err := b.svc.Suspend(b.ctx, tenantctx.NewID(), tenancy.ActorAdmin); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("Suspend of an unknown tenant = %v, want ErrNotFound", err)
+	}
+	key, _, err := b.svc.IssueKey(b.ctx, tn.ID, tenancy.ActorAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if owner, err := b.catalog.TenantForAPIKey(b.ctx, key); err != nil || owner != tn.ID {
+		t.Errorf("issued key resolves to %q, %v", owner, err)
+	}
+	var actions []string
+	for _, e := range b.audit(t, tn.ID) {
+		actions = append(actions, e.Action)
+	}
+	want := []string{"tenant.provisioned", "tenant.migrated", "tenant.status_changed", "tenant.status_changed", "tenant.status_changed", "tenant.key_issued"}
+	if !slices.Equal(actions, want) {
+		t.Errorf("audit actions %v, want %v", actions, want)
+	}
+}

@@ -1,0 +1,23 @@
+// Package worker holds the executors of the tasks whose contract package
+// tasks defines: the middleware chain, the typed handler adapter, the
+// handlers, the mux, the asynq server configuration, the asynq log adapter
+// and the task metrics. cmd/worker runs them (through internal/workerapp);
+// cmd/enqueue never imports this package, so the enqueue binary links no
+// PDF renderer and no mailer.
+//
+// Every task passes, in this order:
+//
+//	DecodeEnvelope  reads the task's type and tenant_id once, checks them, puts the Envelope into ctx
+//	Recover         turns a panic into a retried error, logged with its stack
+//	Log             one line per attempt with task_id, task_type, tenant_id; the task's logger into ctx
+//	Metrics         attempts and durations by type and outcome (no tenant label)
+//	RefuseInvalid   archives unknown types and tenant tasks without a valid tenant_id
+//	ResolveTenant   looks the tenant up, applies the status policy, puts the tenant into ctx
+//	Handle[P]       decodes the payload into its type P, checks its fields, calls the handler
+//
+// NewServeMux builds exactly that chain over the registered task types
+// (tasks.Types); package workertest runs a payload through it in tests. The
+// invariants it keeps (fail closed, no tenant from anywhere but the
+// payload, tasks of deleted tenants archived after one attempt) and the
+// peer failure modes its tests guard are listed in docs/architecture.md.
+package worker

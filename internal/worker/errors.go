@@ -1,0 +1,71 @@
+package worker
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/hibiken/asynq"
+)
+
+// Errors of the executors; match them with errors.Is.
+var (
+	// ErrTenantNotReady means the task's tenant exists but the status
+	// policy makes this task wait (a provisioning or suspended tenant's
+	// work, a destroy of a tenant not marked deleting). The task is retried
+	// later and the attempt does not count as a failure (see ServerConfig).
+	ErrTenantNotReady = errors.New("tenant not ready")
+	// ErrPanic is wrapped by the error Recover returns for a panicking
+	// handler.
+	ErrPanic = errors.New("task handler panicked")
+	// ErrNoResultWriter is returned by WriteResult outside a task handler.
+	ErrNoResultWriter = errors.New("no task result writer in context")
+)
+
+// Permanent wraps err with asynq.SkipRetry: the task is archived at once,
+// with err's message as its last error, because retrying cannot help (a
+// payload that does not decode, an unknown tenant, a missing invoice).
+func Permanent(err error) error {
+	if err == nil || errors.Is(err, asynq.SkipRetry) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+}
+
+// Permanentf is Permanent(fmt.Errorf(format, args...)).
+func Permanentf(format string, args ...any) error {
+	return Permanent(fmt.Errorf(format, args...))
+}
+
+// IsPermanent reports whether err archives the task without retries.
+func IsPermanent(err error) bool { return errors.Is(err, asynq.SkipRetry) }
+
+// IsFailure is the asynq server's failure predicate: every error except
+// ErrTenantNotReady counts as a failure (increments the retry count and the
+// queue's failed statistics). Waiting for a tenant is not a failure, so a
+// suspended tenant's tasks are never archived for having waited too long.
+func IsFailure(err error) bool { return !errors.Is(err, ErrTenantNotReady) }
+
+// Task outcomes, as logged by Log and counted by Metrics.
+const (
+	OutcomeOK        = "ok"
+	OutcomeError     = "error"
+	OutcomeSkipRetry = "skip_retry"
+	OutcomeNotReady  = "not_ready"
+	OutcomePanic     = "panic"
+)
+
+// Outcome classifies a handler's result: ok, not_ready (ErrTenantNotReady),
+// skip_retry (archived at once), panic (ErrPanic) or error (retried).
+func Outcome(err error) string {
+	switch {
+	case err == nil:
+		return OutcomeOK
+	case errors.Is(err, ErrTenantNotReady):
+		return OutcomeNotReady
+	case errors.Is(err, asynq.SkipRetry):
+		return OutcomeSkipRetry
+	case errors.Is(err, ErrPanic):
+		return OutcomePanic
+	}
+	return OutcomeError
+}

@@ -1,0 +1,157 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/invoicing/tenantworker/invoice"
+	"github.com/invoicing/tenantworker/schema"
+	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/tasks"
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// overduePageSize is how many invoice ids InvoicesOverdue reads at once.
+const overduePageSize = 500
+
+// overdueResult is the task result of invoices:overdue.
+type overdueResult struct {
+	Marked    int64 `json:"marked_overdue"`
+	Reminders int   `json:"reminders_enqueued"`
+	Existing  int   `json:"reminders_existing"`
+}
+
+// InvoicesOverdue handles invoices:overdue for the tenant in ctx: one
+// statement marks every sent invoice past its due date overdue, then it
+// pages through the overdue invoices that have no sent reminder today
+// (tasks.DayOf(h.now())) and enqueues one invoice:reminder per invoice,
+// each payload built fresh (P4 in docs/architecture.md). The reminder's
+// task id dedupes per invoice per day, so a rerun enqueues nothing new. Its
+// task result is {"marked_overdue","reminders_enqueued","reminders_existing"}.
+func (h *Handlers) InvoicesOverdue(ctx context.Context, p tasks.InvoicesOverdue) error {
+	pageSize := h.page(overduePageSize)
+	t, err := taskTenant(ctx, p)
+	if err != nil {
+		return err
+	}
+	if h.Enqueuer == nil {
+		return errors.New("invoices:overdue: no enqueuer configured")
+	}
+	var res overdueResult
+	err = schema.InTenant(ctx, h.Pool, func(ctx context.Context, tx pgx.Tx) error {
+		res.Marked, err = invoice.MarkOverdue(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("mark overdue invoices of tenant %s: %w", t.ID, err)
+	}
+
+	now := h.now()
+	day := tasks.DayOf(now)
+	var after int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("enqueue reminders of tenant %s: %w", t.ID, err)
+		}
+		var ids []int64
+		err := schema.InTenant(ctx, h.Pool, func(ctx context.Context, tx pgx.Tx) error {
+			ids, err = invoice.Unreminded(ctx, tx, now, after, pageSize)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("list overdue invoices of tenant %s: %w", t.ID, err)
+		}
+		for _, id := range ids {
+			r, err := h.Enqueuer.Enqueue(ctx, tasks.InvoiceReminder{TenantID: t.ID, InvoiceID: id, Day: day})
+			if err != nil {
+				return fmt.Errorf("enqueue reminder for invoice %d of tenant %s: %w", id, t.ID, err)
+			}
+			if r.Existing {
+				res.Existing++
+			} else {
+				res.Reminders++
+			}
+		}
+		if len(ids) < pageSize {
+			break
+		}
+		after = ids[len(ids)-1]
+	}
+	LoggerFromContext(ctx).InfoContext(ctx, "overdue invoices processed", slog.Int64("marked_overdue", res.Marked),
+		slog.Int("reminders_enqueued", res.Reminders), slog.Int("reminders_existing", res.Existing))
+	return writeResult(ctx, res)
+}
+
+// sweepPageSize is how many tenants SweepOverdue reads at once.
+const sweepPageSize = storage.DefaultPageSize
+
+// sweepResult is the task result of sweep:overdue.
+type sweepResult struct {
+	Tenants  int `json:"tenants"`
+	Enqueued int `json:"enqueued"`
+	Existing int `json:"existing"`
+}
+
+// SweepOverdue handles sweep:overdue, a system task without a tenant: it
+// pages through the tenants of h.Catalog whose status lets ordinary work
+// run (the status policy: active ones), in id order, and enqueues one
+// invoices:overdue per tenant, each payload built fresh for its tenant (P4
+// in docs/architecture.md). Provisioning, suspended and deleting tenants
+// get none (P6). The task id of invoices:overdue includes p.Tick, so a
+// rerun of the same sweep enqueues nothing new. Its task result is
+// {"tenants","enqueued","existing"}.
+func (h *Handlers) SweepOverdue(ctx context.Context, p tasks.SweepOverdue) error {
+	pageSize := h.page(sweepPageSize)
+	if h.Enqueuer == nil {
+		return errors.New("sweep:overdue: no enqueuer configured")
+	}
+	var res sweepResult
+	for _, status := range tenantctx.Statuses {
+		if status.Decide(tenantctx.Work) != tenantctx.Run {
+			continue
+		}
+		if err := h.sweepStatus(ctx, p, status, pageSize, &res); err != nil {
+			return err
+		}
+	}
+	LoggerFromContext(ctx).InfoContext(ctx, "overdue sweep done", slog.Int64("tick", p.Tick),
+		slog.Int("tenants", res.Tenants), slog.Int("enqueued", res.Enqueued), slog.Int("existing", res.Existing))
+	return writeResult(ctx, res)
+}
+
+// sweepStatus enqueues invoices:overdue for every tenant in status.
+func (h *Handlers) sweepStatus(ctx context.Context, p tasks.SweepOverdue, status tenantctx.Status, pageSize int, res *sweepResult) error {
+	opts := storage.ListOptions{Status: status, Limit: pageSize}
+	for {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("sweep overdue (tick %d): %w", p.Tick, err)
+		}
+		page, err := h.Catalog.ListTenants(ctx, opts)
+		if err != nil {
+			return fmt.Errorf("sweep overdue (tick %d): list tenants after %q: %w", p.Tick, opts.After, err)
+		}
+		for _, t := range page {
+			if t.Status.Decide(tenantctx.Work) != tenantctx.Run {
+				continue // the catalog filters already; never trust a page blindly
+			}
+			res.Tenants++
+			r, err := h.Enqueuer.Enqueue(ctx, tasks.InvoicesOverdue{TenantID: t.ID, Tick: p.Tick})
+			if err != nil {
+				return fmt.Errorf("sweep overdue (tick %d): tenant %s: %w", p.Tick, t.ID, err)
+			}
+			if r.Existing {
+				res.Existing++
+			} else {
+				res.Enqueued++
+			}
+		}
+		if len(page) < opts.PageLimit() {
+			return nil
+		}
+		opts.After = page[len(page)-1].ID
+	}
+}

@@ -1,0 +1,226 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/mail"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/invoicing/tenantworker/internal/mailer"
+	"github.com/invoicing/tenantworker/invoice"
+	"github.com/invoicing/tenantworker/pdf"
+	"github.com/invoicing/tenantworker/schema"
+	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/tasks"
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// reminderFinishTimeout bounds the part of a reminder that must not be
+// interrupted by the task's cancellation: recording the send and
+// committing.
+const reminderFinishTimeout = 2 * time.Minute
+
+// maxAttachmentBytes bounds the PDF attached to a reminder.
+const maxAttachmentBytes = 20 << 20
+
+// InvoiceReminder handles invoice:reminder: it emails the customer of an
+// invoice that is still overdue, at most once per invoice per day (p.Day).
+// An invoice in any other status (paid, cancelled, ...) is skipped without
+// error. The message carries the rendered PDF when invoice_documents has
+// one.
+//
+// The protocol runs in one transaction of the tenant's schema:
+//
+//  1. load the invoice; skip unless it is overdue;
+//  2. claim the (invoice, day) row of invoice_reminders (invoice.ClaimReminder:
+//     inserted as 'pending' unless it exists, then locked FOR UPDATE). The
+//     row lock makes a concurrent run of the same reminder (a task re-queued
+//     by a shutdown while its first run goes on, P11 in
+//     docs/architecture.md) wait here until this run commits, and then see
+//     'sent';
+//  3. status 'sent': done, no email. Otherwise, unless ctx is already
+//     cancelled (a shutdown never starts a send), send through h.Mailer;
+//  4. record the outcome: 'sent' with sent_at, or 'failed' and return the
+//     send error so the task is retried and sends again. Recording and
+//     the commit run on context.WithoutCancel(ctx): a send that succeeded is
+//     recorded even when the task's ctx is cancelled meanwhile.
+//
+// One window remains: if the process dies, or the database fails, after
+// the SMTP server accepted the message and before the commit, the retry
+// sends a second email. Its Message-ID is the same
+// (<reminder-{tenant}-{invoice}-{day}@{domain of MailFrom}>), so receivers
+// that deduplicate on Message-ID drop it.
+func (h *Handlers) InvoiceReminder(ctx context.Context, p tasks.InvoiceReminder) error {
+	t, err := taskTenant(ctx, p)
+	if err != nil {
+		return err
+	}
+	day, err := time.Parse(time.DateOnly, p.Day)
+	if err != nil {
+		return Permanentf("reminder for invoice %d: day %.20q: %w", p.InvoiceID, p.Day, err)
+	}
+	taskCtx := ctx
+	finishCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reminderFinishTimeout)
+	defer cancel()
+
+	var (
+		skipped string // the invoice's status when it is not overdue
+		already bool   // a reminder was sent for this day before
+		sendErr error
+	)
+	err = schema.InTenant(finishCtx, h.Pool, func(finishCtx context.Context, tx pgx.Tx) error {
+		// Until the send, statements run on the task's ctx: a cancelled
+		// task stops here and nothing is sent.
+		inv, err := invoice.Load(taskCtx, tx, p.InvoiceID)
+		if err != nil {
+			return err
+		}
+		if inv.Status != "overdue" {
+			skipped = inv.Status
+			return nil
+		}
+		if strings.TrimSpace(inv.Customer.Email) == "" {
+			return Permanentf("reminder for invoice %d of tenant %s: customer has no email address", p.InvoiceID, t.ID)
+		}
+		status, err := invoice.ClaimReminder(taskCtx, tx, p.InvoiceID, day, inv.Customer.Email)
+		if err != nil {
+			return err
+		}
+		if status == invoice.ReminderSent {
+			already = true
+			return nil
+		}
+		msg, err := h.reminderMessage(taskCtx, tx, t, inv, p)
+		if err != nil {
+			return err
+		}
+		if err := taskCtx.Err(); err != nil {
+			return fmt.Errorf("reminder not sent: %w", err)
+		}
+		outcome := invoice.ReminderSent
+		if sendErr = h.Mailer.Send(taskCtx, msg); sendErr != nil {
+			outcome = invoice.ReminderFailed
+		}
+		// From here on the task's ctx no longer matters: the outcome is
+		// recorded and committed on finishCtx.
+		return invoice.FinishReminder(finishCtx, tx, p.InvoiceID, day, outcome, inv.Customer.Email)
+	})
+	switch {
+	case errors.Is(err, invoice.ErrNotFound):
+		return invoiceNotFound(p.InvoiceID, t.ID)
+	case err != nil:
+		return fmt.Errorf("reminder for invoice %d on %s: %w", p.InvoiceID, p.Day, err)
+	case sendErr != nil:
+		return fmt.Errorf("send reminder for invoice %d on %s: %w", p.InvoiceID, p.Day, sendErr)
+	}
+	log := LoggerFromContext(ctx).With(slog.Int64("invoice_id", p.InvoiceID), slog.String("day", p.Day))
+	switch {
+	case skipped != "":
+		log.InfoContext(ctx, "reminder skipped: invoice is "+skipped)
+	case already:
+		log.InfoContext(ctx, "reminder skipped: already sent today")
+	default:
+		log.InfoContext(ctx, "reminder sent")
+	}
+	return nil
+}
+
+// reminderMessage builds the reminder email, attaching the invoice's PDF
+// when one was rendered. A PDF recorded in invoice_documents but missing
+// from the store is left out (logged), not an error: the reminder matters
+// more than the attachment.
+func (h *Handlers) reminderMessage(ctx context.Context, tx pgx.Tx, t tenantctx.Tenant, inv invoice.Invoice, p tasks.InvoiceReminder) (mailer.Message, error) {
+	doc := document(inv, t.Name)
+	total := pdf.FormatMoney(pdf.Subtotal(doc), doc.Currency)
+	issuer := cmpOr(t.Name, t.Slug)
+	var text strings.Builder
+	fmt.Fprintf(&text, "Dear %s,\n\n", cmpOr(inv.Customer.Name, "customer"))
+	fmt.Fprintf(&text, "invoice %s from %s was due on %s and is overdue.\n\n", inv.Number, issuer, doc.DueAt.Format(time.DateOnly))
+	fmt.Fprintf(&text, "Amount due: %s\n\n", total)
+	msg := mailer.Message{
+		From:      h.MailFrom,
+		To:        inv.Customer.Email,
+		Subject:   fmt.Sprintf("Reminder: invoice %s is overdue", inv.Number),
+		MessageID: reminderMessageID(t.ID, p.InvoiceID, p.Day, h.MailFrom),
+	}
+
+	rendered, err := invoice.LoadDocument(ctx, tx, p.InvoiceID)
+	switch {
+	case errors.Is(err, invoice.ErrNoDocument):
+	case err != nil:
+		return msg, fmt.Errorf("look up pdf of invoice %d: %w", p.InvoiceID, err)
+	default:
+		key := rendered.StorageKey
+		data, err := h.readDocument(ctx, t.ID, key)
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			LoggerFromContext(ctx).WarnContext(ctx, "reminder without attachment: pdf missing from the document store",
+				slog.Int64("invoice_id", p.InvoiceID), slog.String("storage_key", key))
+		case err != nil:
+			return msg, err
+		default:
+			msg.Attachments = []mailer.Attachment{{
+				Name: "invoice-" + fileSafe(inv.Number) + ".pdf", ContentType: "application/pdf", Data: data,
+			}}
+			text.WriteString("The invoice is attached.\n\n")
+		}
+	}
+	text.WriteString("If you have already paid, please disregard this message.\n\n")
+	fmt.Fprintf(&text, "%s\n", issuer)
+	msg.Text = text.String()
+	return msg, nil
+}
+
+// readDocument reads a stored document, at most maxAttachmentBytes.
+func (h *Handlers) readDocument(ctx context.Context, tenantID, key string) ([]byte, error) {
+	rc, _, err := h.Documents.Open(ctx, tenantID, key)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", key, err)
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(io.LimitReader(rc, maxAttachmentBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", key, err)
+	}
+	if len(data) > maxAttachmentBytes {
+		return nil, fmt.Errorf("read %s: larger than %d bytes", key, maxAttachmentBytes)
+	}
+	return data, nil
+}
+
+// reminderMessageID is the deterministic Message-ID of one reminder, so a
+// duplicate send (see InvoiceReminder) can be recognised by receivers.
+func reminderMessageID(tenantID string, invoiceID int64, day, from string) string {
+	domain := "tenantworker.invalid"
+	if a, err := mail.ParseAddress(from); err == nil {
+		if _, d, ok := strings.Cut(a.Address, "@"); ok && d != "" && !strings.ContainsAny(d, "<>[] \t") {
+			domain = d
+		}
+	}
+	return fmt.Sprintf("<reminder-%s-%d-%s@%s>", tenantID, invoiceID, day, domain)
+}
+
+// fileSafe keeps the characters of s that are safe in an attachment name.
+func fileSafe(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
+
+// cmpOr returns s, or def when s is blank.
+func cmpOr(s, def string) string {
+	if strings.TrimSpace(s) == "" {
+		return def
+	}
+	return s
+}

@@ -1,0 +1,68 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/invoicing/tenantworker/internal/tenancy"
+	"github.com/invoicing/tenantworker/tasks"
+)
+
+// TenantMigrate handles tenant:migrate for the tenant in ctx (the status
+// policy lets it run for provisioning, active and suspended tenants):
+// tenancy.Service.Migrate creates the schema if missing, migrates it to
+// p.Target (0: the latest version) and activates a provisioning tenant,
+// writing the audit entries. Its task result is
+// {"schema","created","from","to","applied"}.
+func (h *Handlers) TenantMigrate(ctx context.Context, p tasks.TenantMigrate) error {
+	t, err := taskTenant(ctx, p)
+	if err != nil {
+		return err
+	}
+	res, err := h.Tenancy.Migrate(ctx, t, p.Target, tenancy.ActorWorker)
+	if err != nil {
+		return lifecycleError(err)
+	}
+	log := LoggerFromContext(ctx)
+	if res.Created || len(res.Applied) > 0 {
+		log.InfoContext(ctx, "tenant migrated", slog.String("schema", res.Schema),
+			slog.Int("from", res.From), slog.Int("to", res.To), slog.Any("applied", res.Applied))
+	}
+	if res.Activated {
+		log.InfoContext(ctx, "tenant activated")
+	}
+	return writeResult(ctx, res)
+}
+
+// TenantDestroy handles tenant:destroy for the tenant in ctx (the status
+// policy runs it only for a tenant marked deleting): tenancy.Service.Destroy
+// erases schema, documents, API keys and catalog row and records the
+// deletion's completion. It is safe to run twice. Its task result is
+// {"slug","schema","removed"}.
+func (h *Handlers) TenantDestroy(ctx context.Context, p tasks.TenantDestroy) error {
+	t, err := taskTenant(ctx, p)
+	if err != nil {
+		return err
+	}
+	done, err := h.Tenancy.Destroy(ctx, t, tenancy.ActorWorker)
+	if err != nil {
+		return lifecycleError(err)
+	}
+	LoggerFromContext(ctx).InfoContext(ctx, "tenant destroyed", slog.String("slug", done.Slug), slog.String("schema", done.Schema))
+	return writeResult(ctx, done)
+}
+
+// lifecycleError turns the lifecycle's refusals into the task's fate: a
+// refusal archives the task, a wait retries it without counting a failure,
+// anything else is retried.
+func lifecycleError(err error) error {
+	switch {
+	case errors.Is(err, tenancy.ErrRefused), errors.Is(err, tenancy.ErrInvalidTarget):
+		return Permanent(err)
+	case errors.Is(err, tenancy.ErrNotReady):
+		return fmt.Errorf("%w: %w", err, ErrTenantNotReady)
+	}
+	return err
+}

@@ -1,0 +1,82 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/invoicing/tenantworker/internal/mailer"
+	"github.com/invoicing/tenantworker/internal/tenancy"
+	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/tasks"
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// Handlers holds what the task handlers need. Build one at start-up and
+// register it with NewServeMux. Handlers log through LoggerFromContext,
+// the Log middleware's logger with the task's attributes.
+type Handlers struct {
+	// Pool is the application pool (empty search_path; see package schema).
+	Pool *pgxpool.Pool
+	// Catalog is the (cached) tenant catalog.
+	Catalog storage.Catalog
+	// Documents stores rendered PDFs.
+	Documents storage.DocumentStore
+	// Mailer sends reminders.
+	Mailer mailer.Mailer
+	// Enqueuer enqueues follow-up tasks (sweep fan-out, reminders).
+	Enqueuer *tasks.Enqueuer
+	// Tenancy migrates and destroys tenants (tenant:migrate,
+	// tenant:destroy).
+	Tenancy *tenancy.Service
+	// MailFrom is the From address of reminders.
+	MailFrom string
+	// Now returns the current time; nil means time.Now. Tests set it.
+	Now func() time.Time
+
+	// pageSize, when set (by a test), is how many overdue invoices and
+	// swept tenants are read at once.
+	pageSize int
+}
+
+// page returns h.pageSize, or def.
+func (h *Handlers) page(def int) int {
+	if h.pageSize > 0 {
+		return h.pageSize
+	}
+	return def
+}
+
+// now returns the handlers' current time: h.Now, or time.Now.
+func (h *Handlers) now() time.Time {
+	if h.Now != nil {
+		return h.Now()
+	}
+	return time.Now()
+}
+
+// taskTenant returns the tenant ResolveTenant put into ctx and checks that
+// it is the payload's tenant. Without a tenant, or with another one, the
+// handler was wired wrongly; the task is archived rather than run against
+// the wrong data or retried for nothing.
+func taskTenant(ctx context.Context, p tasks.TenantPayload) (tenantctx.Tenant, error) {
+	t, ok := tenantctx.FromContext(ctx)
+	if !ok {
+		return tenantctx.Tenant{}, Permanentf("%s task for tenant %s: no tenant in context (ResolveTenant missing)", p.TypeName(), p.Owner())
+	}
+	if t.ID != p.Owner() {
+		return tenantctx.Tenant{}, Permanentf("%s task for tenant %s runs with tenant %s in context", p.TypeName(), p.Owner(), t.ID)
+	}
+	return t, nil
+}
+
+// writeResult stores v as the task's result. A task run outside an asynq
+// server (tests, workertest) has no result writer; that is not an error.
+func writeResult(ctx context.Context, v any) error {
+	if err := WriteResult(ctx, v); err != nil && !errors.Is(err, ErrNoResultWriter) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,96 @@
+package worker_test
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/invoicing/tenantworker/internal/testenv"
+	"github.com/invoicing/tenantworker/internal/worker"
+	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/tasks"
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// TestMain is the one TestMain of package worker: testenv stops the
+// PostgreSQL and Redis servers the tests started, then goleak checks that
+// no asynq server, Redis client or pool goroutine outlived its test.
+func TestMain(m *testing.M) {
+	os.Exit(testenv.MainLeakCheck(m))
+}
+
+// testContext returns a context cancelled at the end of the test and after
+// a minute at most.
+func testContext(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// newRedis returns the connection options of a dedicated real redis-server.
+func newRedis(t testing.TB) asynq.RedisClientOpt {
+	return asynq.RedisClientOpt{Addr: testenv.Redis(t)}
+}
+
+// newTestEnqueuer returns an Enqueuer (and its inspector) on redis, closed
+// at the end of the test.
+func newTestEnqueuer(t testing.TB, redis asynq.RedisClientOpt) (*tasks.Enqueuer, *asynq.Inspector) {
+	client := asynq.NewClient(redis)
+	inspector := asynq.NewInspector(redis)
+	t.Cleanup(func() {
+		_ = client.Close()
+		_ = inspector.Close()
+	})
+	return tasks.NewEnqueuer(client, inspector, discardLogger()), inspector
+}
+
+// startServer runs an asynq server with worker.ServerConfig(opts) and
+// handler in-process until the end of the test, and returns it so a test
+// can shut it down earlier.
+func startServer(t testing.TB, redis asynq.RedisClientOpt, handler asynq.Handler, opts worker.ServerOptions) *asynq.Server {
+	if opts.Logger == nil {
+		opts.Logger = discardLogger()
+	}
+	if opts.ShutdownTimeout == 0 {
+		opts.ShutdownTimeout = 5 * time.Second
+	}
+	srv := asynq.NewServer(redis, worker.ServerConfig(opts))
+	if err := srv.Start(handler); err != nil {
+		t.Fatalf("start asynq server: %v", err)
+	}
+	t.Cleanup(srv.Shutdown)
+	return srv
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// addTenant creates a tenant with the given slug in catalog and moves it to
+// status along the lifecycle.
+func addTenant(t testing.TB, catalog storage.Catalog, slug string, status tenantctx.Status) tenantctx.Tenant {
+	t.Helper()
+	ctx := context.Background()
+	tn, err := tenantctx.New(slug, slug, "pro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn, err = catalog.CreateTenant(ctx, tn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := map[tenantctx.Status][]tenantctx.Status{
+		tenantctx.StatusProvisioning: nil,
+		tenantctx.StatusActive:       {tenantctx.StatusActive},
+		tenantctx.StatusSuspended:    {tenantctx.StatusActive, tenantctx.StatusSuspended},
+		tenantctx.StatusDeleting:     {tenantctx.StatusActive, tenantctx.StatusDeleting},
+	}[status]
+	for _, s := range path {
+		if tn, err = catalog.SetStatus(ctx, tn.ID, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return tn
+}

@@ -1,0 +1,140 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/hibiken/asynq/x/metrics"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/invoicing/tenantworker/tasks"
+)
+
+// metricsNamespace prefixes the worker's own metrics. asynq's queue
+// metrics keep their "asynq_" names.
+const metricsNamespace = "tenantworker"
+
+// Metrics are the worker's Prometheus metrics. No metric has a tenant
+// label: the number of tenants is unbounded, the number of series must not
+// be. A nil *Metrics is valid and records nothing.
+type Metrics struct {
+	processed *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+	render    prometheus.Histogram
+}
+
+// NewMetrics creates the worker's metrics and registers them with reg:
+//
+//	tenantworker_tasks_processed_total{type,outcome}
+//	tenantworker_task_duration_seconds{type}
+//	tenantworker_pdf_render_seconds
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		processed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "tasks_processed_total",
+			Help: "Task attempts by type and outcome (ok, error, skip_retry, not_ready, panic).",
+		}, []string{"type", "outcome"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: metricsNamespace, Name: "task_duration_seconds",
+			Help:    "Duration of task attempts by type, middleware included.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+		}, []string{"type"}),
+		render: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: metricsNamespace, Name: "pdf_render_seconds",
+			Help:    "Time to render one invoice PDF.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.processed, m.duration, m.render} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register task metrics: %w", err)
+		}
+	}
+	// Known label values start at zero so rates exist before the first task.
+	for _, p := range tasks.Types() {
+		for _, o := range []string{OutcomeOK, OutcomeError, OutcomeSkipRetry, OutcomeNotReady, OutcomePanic} {
+			m.processed.WithLabelValues(p.TypeName(), o)
+		}
+	}
+	return m, nil
+}
+
+// metricsKey carries *Metrics in a handler's ctx.
+type metricsKey struct{}
+
+// Middleware counts every attempt by type and outcome and observes its
+// duration; it also puts m into ctx for ObserveRender. Unknown task types
+// are counted under type "unknown" so a hostile type name cannot create
+// series.
+func (m *Metrics) Middleware() asynq.MiddlewareFunc {
+	return func(next asynq.Handler) asynq.Handler {
+		if m == nil {
+			return next
+		}
+		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+			typ := metricType(envelopeOf(ctx, t))
+			start := time.Now()
+			outcome := OutcomePanic // unless ProcessTask returns
+			defer func() {
+				m.duration.WithLabelValues(typ).Observe(time.Since(start).Seconds())
+				m.processed.WithLabelValues(typ, outcome).Inc()
+			}()
+			err := next.ProcessTask(context.WithValue(ctx, metricsKey{}, m), t)
+			outcome = Outcome(err)
+			return err
+		})
+	}
+}
+
+// metricType is the type label of a task: its type when registered,
+// "unknown" otherwise.
+func metricType(env Envelope) string {
+	if env.Known {
+		return env.Type
+	}
+	return "unknown"
+}
+
+// ObserveRender records the duration of one PDF render in the metrics the
+// Metrics middleware put into ctx; without them it does nothing. The
+// invoice:pdf handler calls it around pdf rendering.
+func ObserveRender(ctx context.Context, d time.Duration) {
+	if m, ok := ctx.Value(metricsKey{}).(*Metrics); ok && m != nil {
+		m.render.Observe(d.Seconds())
+	}
+}
+
+// RegisterQueueMetrics registers asynq's queue metrics (sizes by state,
+// latency, processed and failed totals, memory) read through inspector on
+// every scrape.
+func RegisterQueueMetrics(reg prometheus.Registerer, inspector *asynq.Inspector) error {
+	if err := reg.Register(metrics.NewQueueMetricsCollector(inspector)); err != nil {
+		return fmt.Errorf("register asynq queue metrics: %w", err)
+	}
+	return nil
+}
+
+// CacheCounters reports the tenant cache's cumulative hits and misses.
+type CacheCounters func() (hits, misses uint64)
+
+// RegisterCacheMetrics registers tenantworker_tenant_cache_hits_total and
+// tenantworker_tenant_cache_misses_total, read from counters on every
+// scrape.
+func RegisterCacheMetrics(reg prometheus.Registerer, counters CacheCounters) error {
+	hits := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: metricsNamespace, Name: "tenant_cache_hits_total",
+		Help: "Tenant look-ups answered by the cache.",
+	}, func() float64 { h, _ := counters(); return float64(h) })
+	misses := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: metricsNamespace, Name: "tenant_cache_misses_total",
+		Help: "Tenant look-ups that went to the catalog.",
+	}, func() float64 { _, m := counters(); return float64(m) })
+	for _, c := range []prometheus.Collector{hits, misses} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("register tenant cache metrics: %w", err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,124 @@
+package worker_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/invoicing/tenantworker/internal/worker"
+	"github.com/invoicing/tenantworker/tasks"
+)
+
+func TestMetricsMiddleware(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewPedanticRegistry()
+	m, err := worker.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	results := []error{nil, nil, worker.Permanentf("gone"), errors.New("db down"), nil}
+	i := 0
+	h := m.Middleware()(asynq.HandlerFunc(func(ctx context.Context, _ *asynq.Task) error {
+		worker.ObserveRender(ctx, 20*time.Millisecond)
+		err := results[i]
+		i++
+		return err
+	}))
+	for range results[:4] {
+		_ = h.ProcessTask(context.Background(), asynq.NewTask(tasks.TypeInvoicePDF, nil))
+	}
+	_ = h.ProcessTask(context.Background(), asynq.NewTask("evil:"+strings.Repeat("x", 100), nil))
+
+	for outcome, want := range map[string]float64{worker.OutcomeOK: 2, worker.OutcomeSkipRetry: 1, worker.OutcomeError: 1, worker.OutcomeNotReady: 0} {
+		if got := m.Processed(tasks.TypeInvoicePDF, outcome); got != want {
+			t.Errorf("processed{invoice:pdf,%s} = %v, want %v", outcome, got, want)
+		}
+	}
+	if got := m.Processed("unknown", worker.OutcomeOK); got != 1 {
+		t.Errorf("processed{unknown,ok} = %v, want 1", got)
+	}
+	if n := m.RenderSeries(); n != 1 {
+		t.Errorf("render histogram series %d", n)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		for _, metric := range f.GetMetric() {
+			for _, l := range metric.GetLabel() {
+				if l.GetName() == "tenant_id" || l.GetName() == "tenant" {
+					t.Errorf("%s has a tenant label", f.GetName())
+				}
+				if strings.HasPrefix(l.GetValue(), "evil:") {
+					t.Errorf("%s has a series for a hostile type name", f.GetName())
+				}
+			}
+		}
+		if f.GetName() == "tenantworker_pdf_render_seconds" && f.GetMetric()[0].GetHistogram().GetSampleCount() != 5 {
+			t.Errorf("render observations %d, want 5", f.GetMetric()[0].GetHistogram().GetSampleCount())
+		}
+	}
+	var nilMetrics *worker.Metrics
+	next := asynq.HandlerFunc(func(context.Context, *asynq.Task) error { return nil })
+	if err := nilMetrics.Middleware()(next).ProcessTask(context.Background(), asynq.NewTask("x", nil)); err != nil {
+		t.Fatal(err)
+	}
+	worker.ObserveRender(context.Background(), time.Second) // no metrics in ctx: no-op
+}
+
+func TestQueueAndCacheMetrics(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	redis := newRedis(t)
+	enq, inspector := newTestEnqueuer(t, redis)
+	if _, err := enq.Enqueue(ctx, tasks.InvoicePDF{TenantID: "tn_a", InvoiceID: 1}); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	if err := worker.RegisterQueueMetrics(reg, inspector); err != nil {
+		t.Fatal(err)
+	}
+	if err := worker.RegisterCacheMetrics(reg, func() (uint64, uint64) { return 7, 3 }); err != nil {
+		t.Fatal(err)
+	}
+	want := `
+# HELP tenantworker_tenant_cache_hits_total Tenant look-ups answered by the cache.
+# TYPE tenantworker_tenant_cache_hits_total counter
+tenantworker_tenant_cache_hits_total 7
+# HELP tenantworker_tenant_cache_misses_total Tenant look-ups that went to the catalog.
+# TYPE tenantworker_tenant_cache_misses_total counter
+tenantworker_tenant_cache_misses_total 3
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "tenantworker_tenant_cache_hits_total", "tenantworker_tenant_cache_misses_total"); err != nil {
+		t.Error(err)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, f := range families {
+		if f.GetName() != "asynq_tasks_enqueued_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["queue"] == tasks.QueueDefault && labels["state"] == "pending" && m.GetGauge().GetValue() == 1 {
+				found = true
+			}
+		}
+	}
+	if !found {
+		t.Errorf("asynq_tasks_enqueued_total{queue=default,state=pending} != 1")
+	}
+}

@@ -1,0 +1,80 @@
+package worker
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/hibiken/asynq"
+)
+
+// loggerKey carries the task's logger in a handler's ctx.
+type loggerKey struct{}
+
+// Log logs one line per task attempt with task_id, task_type, tenant_id
+// (from the envelope, when valid), queue, retry, duration and outcome (ok,
+// error, skip_retry, not_ready, panic); errors carry the error. It puts a
+// logger with the task's attributes into ctx: handlers log through
+// LoggerFromContext, so their lines carry them too. A nil logger means
+// slog.Default().
+//
+// Levels: ok at info, not_ready at warn (the task waits for its tenant),
+// everything else at error.
+func Log(logger *slog.Logger) asynq.MiddlewareFunc {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return func(next asynq.Handler) asynq.Handler {
+		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+			taskID, _ := asynq.GetTaskID(ctx)
+			queue, _ := asynq.GetQueueName(ctx)
+			retry, _ := asynq.GetRetryCount(ctx)
+			attrs := []any{
+				slog.String("task_id", taskID),
+				slog.String("task_type", t.Type()),
+			}
+			if env := envelopeOf(ctx, t); !env.System {
+				attrs = append(attrs, slog.String("tenant_id", env.TenantID))
+			}
+			tl := logger.With(attrs...)
+			ctx = context.WithValue(ctx, loggerKey{}, tl)
+
+			start := time.Now()
+			done := false
+			defer func() {
+				if !done { // a panic is unwinding through here; Recover logs its stack
+					tl.ErrorContext(ctx, "task finished", slog.String("queue", queue), slog.Int("retry", retry),
+						slog.Duration("duration", time.Since(start)), slog.String("outcome", OutcomePanic))
+				}
+			}()
+			err := next.ProcessTask(ctx, t)
+			done = true
+
+			outcome := Outcome(err)
+			level := slog.LevelError
+			switch outcome {
+			case OutcomeOK:
+				level = slog.LevelInfo
+			case OutcomeNotReady:
+				level = slog.LevelWarn
+			}
+			line := []any{slog.String("queue", queue), slog.Int("retry", retry),
+				slog.Duration("duration", time.Since(start)), slog.String("outcome", outcome)}
+			if err != nil {
+				line = append(line, slog.String("error", err.Error()))
+			}
+			tl.Log(ctx, level, "task finished", line...)
+			return err
+		})
+	}
+}
+
+// LoggerFromContext returns the logger Log put into ctx (with task_id,
+// task_type and tenant_id): the logger of every handler. Outside the chain
+// it returns slog.Default().
+func LoggerFromContext(ctx context.Context) *slog.Logger {
+	if l, ok := ctx.Value(loggerKey{}).(*slog.Logger); ok {
+		return l
+	}
+	return slog.Default()
+}

@@ -1,0 +1,104 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// ResolveTenant resolves the task's tenant from the envelope's tenant_id
+// and decides, with the status policy (tenantctx.Status.Decide) on the
+// task type's activity, whether the task runs now. System tasks pass
+// through without a tenant. For every other task (its tenant_id already
+// checked by the envelope):
+//
+//   - a tenant the catalog does not know (storage.ErrNotFound: deleted or
+//     never existed): archived at once (asynq.SkipRetry) with the reason;
+//     the handler never runs;
+//   - the policy says run: the task runs with ctx =
+//     tenantctx.WithTenant(ctx, tenant);
+//   - the policy says wait (a provisioning or suspended tenant's work, a
+//     destroy of a tenant not marked deleting): ErrTenantNotReady, retried
+//     later without counting as a failure;
+//   - the policy refuses (work or a migration of a deleting tenant, an
+//     unknown status): archived with the reason;
+//   - a catalog error (database or Redis down): an ordinary error, retried;
+//   - a task that fails because its tenant was deleted (or marked deleting)
+//     while it ran: archived with that reason, not retried.
+//
+// A task's tenant comes from its payload only, never from a previous task
+// or a default. catalog is the cached catalog in production.
+func ResolveTenant(catalog storage.TenantStore) asynq.MiddlewareFunc {
+	return func(next asynq.Handler) asynq.Handler {
+		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+			env := envelopeOf(ctx, t)
+			if env.System {
+				return next.ProcessTask(ctx, t)
+			}
+			if env.Err != nil {
+				return Permanent(env.Err)
+			}
+			tenant, err := catalog.TenantByID(ctx, env.TenantID)
+			if errors.Is(err, storage.ErrNotFound) {
+				return Permanentf("tenant %s not found (deleted or never existed)", env.TenantID)
+			}
+			if err != nil {
+				return fmt.Errorf("look up tenant %s: %w", env.TenantID, err)
+			}
+			if err := admit(env, tenant); err != nil {
+				return err
+			}
+			err = next.ProcessTask(tenantctx.WithTenant(ctx, tenant), t)
+			if err != nil && !IsPermanent(err) && env.Activity != tenantctx.Destruction {
+				return droppedIfDeleted(ctx, catalog, env, err)
+			}
+			return err
+		})
+	}
+}
+
+// admit turns the status policy's verdict into the task's fate.
+func admit(env Envelope, tenant tenantctx.Tenant) error {
+	switch tenant.Status.Decide(env.Activity) {
+	case tenantctx.Run:
+		return nil
+	case tenantctx.Wait:
+		return fmt.Errorf("tenant %s is %s, %s: %w", tenant.ID, tenant.Status, waitReason(env, tenant.Status), ErrTenantNotReady)
+	}
+	if tenant.Status == tenantctx.StatusDeleting {
+		return Permanentf("tenant %s is being deleted: %s task dropped", tenant.ID, env.Type)
+	}
+	return Permanentf("tenant %s has status %.40q: %s task refused", tenant.ID, tenant.Status, env.Type)
+}
+
+// waitReason says what a waiting task waits for.
+func waitReason(env Envelope, status tenantctx.Status) string {
+	switch {
+	case env.Activity == tenantctx.Destruction:
+		return env.Type + " runs only once the tenant is marked deleting"
+	case status == tenantctx.StatusProvisioning:
+		return "waiting for provisioning to finish"
+	}
+	return "waiting for the tenant to resume"
+}
+
+// droppedIfDeleted turns the failure of a task whose tenant was deleted (or
+// marked deleting) while it ran into a permanent one: its schema or files
+// vanished under it, and a retry could only be archived later (P5 in
+// docs/architecture.md). Any other failure, including a failed re-check,
+// is returned as is.
+func droppedIfDeleted(ctx context.Context, catalog storage.TenantStore, env Envelope, err error) error {
+	cur, lerr := catalog.TenantByID(context.WithoutCancel(ctx), env.TenantID)
+	switch {
+	case errors.Is(lerr, storage.ErrNotFound):
+		return Permanentf("tenant %s was deleted while the %s task ran (%v)", env.TenantID, env.Type, err)
+	case lerr == nil && cur.Status.Decide(env.Activity) == tenantctx.Refuse:
+		return Permanentf("tenant %s is being deleted: %s task dropped (%v)", env.TenantID, env.Type, err)
+	}
+	return err
+}

@@ -1,0 +1,87 @@
+package worker
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/tasks"
+)
+
+// MuxOptions configures NewServeMux and Chain. Catalog is required (in
+// NewServeMux it defaults to the Handlers' catalog).
+type MuxOptions struct {
+	// Logger receives the task log lines and panic stacks, and is the
+	// handlers' logger (LoggerFromContext); nil means slog.Default().
+	Logger *slog.Logger
+	// Metrics, when set, counts attempts and durations (nil records
+	// nothing).
+	Metrics *Metrics
+	// Catalog resolves tenants in ResolveTenant.
+	Catalog storage.TenantStore
+}
+
+// Chain returns the worker's middleware in production order:
+// DecodeEnvelope -> Recover -> Log -> Metrics -> RefuseInvalid ->
+// ResolveTenant (see the package documentation). It panics without a
+// catalog: a wiring mistake fails at start-up.
+func Chain(opts MuxOptions) []asynq.MiddlewareFunc {
+	if opts.Catalog == nil {
+		panic("worker: the middleware chain needs a tenant catalog (MuxOptions.Catalog or Handlers.Catalog)")
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return []asynq.MiddlewareFunc{
+		DecodeEnvelope(), Recover(logger), Log(logger), opts.Metrics.Middleware(), RefuseInvalid(), ResolveTenant(opts.Catalog),
+	}
+}
+
+// NewServeMux returns the worker's mux: every registered task type
+// (tasks.Types), decoded by Handle into its payload and handled by the
+// matching method of h, behind Chain(opts). Registering a type twice
+// panics (asynq.ServeMux), so a wiring mistake fails at start-up.
+func NewServeMux(h *Handlers, opts MuxOptions) *asynq.ServeMux {
+	if opts.Catalog == nil && h.Catalog != nil {
+		opts.Catalog = h.Catalog
+	}
+	return newMux(opts, h.routes()...)
+}
+
+// newMux is the production chain over routes.
+func newMux(opts MuxOptions, routes ...route) *asynq.ServeMux {
+	mux := asynq.NewServeMux()
+	mux.Use(Chain(opts)...)
+	for _, r := range routes {
+		mux.Handle(r.typ, r.handler)
+	}
+	return mux
+}
+
+// route is the handler of one task type.
+type route struct {
+	typ     string
+	handler asynq.Handler
+}
+
+// routeOf is fn's route, under its payload type's wire name.
+func routeOf[P tasks.Payload](fn func(context.Context, P) error) route {
+	var zero P
+	return route{typ: zero.TypeName(), handler: Handle(fn)}
+}
+
+// routes are h's handlers, one per registered task type (a test checks
+// both lists agree).
+func (h *Handlers) routes() []route {
+	return []route{
+		routeOf(h.InvoicePDF),
+		routeOf(h.InvoiceReminder),
+		routeOf(h.InvoicesOverdue),
+		routeOf(h.SweepOverdue),
+		routeOf(h.TenantMigrate),
+		routeOf(h.TenantDestroy),
+	}
+}

@@ -1,0 +1,150 @@
+package worker
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/invoicing/tenantworker/tasks"
+)
+
+// Defaults of ServerOptions.
+const (
+	DefaultConcurrency      = 10
+	DefaultShutdownTimeout  = 25 * time.Second
+	DefaultNotReadyDelayMin = 15 * time.Second
+	DefaultNotReadyDelayMax = 30 * time.Second
+	// DefaultTaskCheckInterval is how long a processor sleeps when every
+	// queue was empty: asynq's own default. Lower values add Redis load
+	// on every idle worker for little latency gain.
+	DefaultTaskCheckInterval = time.Second
+	// DefaultDelayedTaskCheckInterval is how often scheduled and retry
+	// tasks are moved to pending. asynq's default is 5 s; 1 s keeps short
+	// retry delays (a tenant that resumed) close to their due time at the
+	// cost of one small Lua script per queue per second.
+	DefaultDelayedTaskCheckInterval = time.Second
+)
+
+// ServerOptions configures the asynq server. Zero values mean the defaults
+// above.
+type ServerOptions struct {
+	// Concurrency is the number of tasks processed at once.
+	Concurrency int
+	// ShutdownTimeout is how long Shutdown waits for running handlers
+	// before their ctx is cancelled and their tasks are re-queued. Keep it
+	// below the orchestrator's kill grace period (Kubernetes: 30 s).
+	ShutdownTimeout time.Duration
+	// NotReadyDelayMin and NotReadyDelayMax bound the random delay before a
+	// task whose tenant was not ready (ErrTenantNotReady) is tried again.
+	NotReadyDelayMin, NotReadyDelayMax time.Duration
+	// TaskCheckInterval and DelayedTaskCheckInterval: see the defaults.
+	TaskCheckInterval        time.Duration
+	DelayedTaskCheckInterval time.Duration
+	// BaseContext, when set, is the parent of every handler's ctx.
+	BaseContext func() context.Context
+	// Logger receives asynq's logs and task errors; nil means
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// withDefaults returns o with its zero values replaced by defaults.
+func (o ServerOptions) withDefaults() ServerOptions {
+	o.Concurrency = cmp.Or(o.Concurrency, DefaultConcurrency)
+	o.ShutdownTimeout = cmp.Or(o.ShutdownTimeout, DefaultShutdownTimeout)
+	o.NotReadyDelayMin = cmp.Or(o.NotReadyDelayMin, DefaultNotReadyDelayMin)
+	o.NotReadyDelayMax = cmp.Or(o.NotReadyDelayMax, max(DefaultNotReadyDelayMax, o.NotReadyDelayMin))
+	o.TaskCheckInterval = cmp.Or(o.TaskCheckInterval, DefaultTaskCheckInterval)
+	o.DelayedTaskCheckInterval = cmp.Or(o.DelayedTaskCheckInterval, DefaultDelayedTaskCheckInterval)
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
+
+// ServerConfig returns the asynq server configuration of the worker:
+// queues critical/default/low weighted 6/3/1, ErrTenantNotReady retried
+// after NotReadyDelayMin..Max without counting as a failure (IsFailure),
+// other errors retried with asynq's exponential backoff, and asynq's logs
+// and task errors sent to opts.Logger.
+func ServerConfig(opts ServerOptions) asynq.Config {
+	o := opts.withDefaults()
+	queues := make(map[string]int, len(tasks.QueueWeights))
+	for q, w := range tasks.QueueWeights {
+		queues[q] = w
+	}
+	return asynq.Config{
+		Concurrency:              o.Concurrency,
+		BaseContext:              o.BaseContext,
+		Queues:                   queues,
+		IsFailure:                IsFailure,
+		RetryDelayFunc:           retryDelay(o.NotReadyDelayMin, o.NotReadyDelayMax),
+		ShutdownTimeout:          o.ShutdownTimeout,
+		TaskCheckInterval:        o.TaskCheckInterval,
+		DelayedTaskCheckInterval: o.DelayedTaskCheckInterval,
+		ErrorHandler:             errorHandler(o.Logger),
+		Logger:                   NewAsynqLogger(o.Logger),
+		LogLevel:                 asynqLogLevel(o.Logger),
+	}
+}
+
+// leaseExpiredDelay is the retry delay of a task recovered from a crashed
+// worker. asynq already waited for its lease to expire (30 s) and for its
+// recoverer's next run (up to a minute); adding exponential backoff on top
+// would only delay work that never failed.
+const leaseExpiredDelay = time.Second
+
+// retryDelay waits lo..hi for a tenant that is not ready, retries a task
+// orphaned by a crashed worker almost at once, and uses asynq's exponential
+// backoff for everything else.
+func retryDelay(lo, hi time.Duration) asynq.RetryDelayFunc {
+	return func(n int, err error, t *asynq.Task) time.Duration {
+		if errors.Is(err, asynq.ErrLeaseExpired) {
+			return leaseExpiredDelay
+		}
+		if errors.Is(err, ErrTenantNotReady) {
+			if hi <= lo {
+				return lo
+			}
+			return lo + rand.N(hi-lo)
+		}
+		return asynq.DefaultRetryDelayFunc(n, err, t)
+	}
+}
+
+// errorHandler logs what the per-attempt log line cannot know: that this
+// failure archives the task (skip retry, or retries exhausted).
+func errorHandler(logger *slog.Logger) asynq.ErrorHandler {
+	return asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
+		taskID, _ := asynq.GetTaskID(ctx)
+		retried, _ := asynq.GetRetryCount(ctx)
+		maxRetry, _ := asynq.GetMaxRetry(ctx)
+		attrs := []any{
+			slog.String("task_id", taskID),
+			slog.String("task_type", t.Type()),
+			slog.Int("retried", retried),
+			slog.Int("max_retry", maxRetry),
+			slog.String("error", err.Error()),
+		}
+		// The error handler runs outside the middleware chain, so the
+		// envelope is opened again here: only for failed attempts.
+		if env := openEnvelope(t); !env.System {
+			attrs = append(attrs, slog.String("tenant_id", env.TenantID))
+		}
+		switch {
+		case errors.Is(err, ErrTenantNotReady):
+			logger.DebugContext(ctx, "task waits for its tenant", attrs...)
+		case IsPermanent(err):
+			logger.ErrorContext(ctx, "task archived without retry", attrs...)
+		case retried >= maxRetry:
+			logger.ErrorContext(ctx, "task archived: retries exhausted", attrs...)
+		default:
+			// The Log middleware already logged this attempt at error.
+			logger.DebugContext(ctx, "task failed, will retry", attrs...)
+		}
+	})
+}

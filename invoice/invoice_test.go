@@ -1,0 +1,213 @@
+package invoice_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/invoicing/tenantworker/invoice"
+	"github.com/invoicing/tenantworker/schema"
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+func TestCreateAndLoad(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	issued := time.Date(2026, 1, 5, 9, 30, 0, 0, time.UTC)
+	want := invoice.New{
+		Number:   "ACME-0001",
+		Customer: invoice.Customer{Name: "Zoë Müller", Company: "Müller GmbH", Email: "zoe@example.org", Address: "Hauptstraße 5\nMünchen"},
+		Status:   "sent", Currency: "EUR", IssuedAt: issued, DueAt: issued.AddDate(0, 1, 0), Notes: "Payable within 30 days.",
+		Lines: []invoice.Line{
+			{Description: "Consulting", Quantity: dec("12.5"), UnitPrice: dec("96.00")},
+			{Description: "Support hours", Quantity: dec("0.333"), UnitPrice: dec("30.00")},
+			{Description: "Discount", Quantity: dec("1"), UnitPrice: dec("-50.00")},
+		},
+	}
+	b.in(t, b.acme, func(ctx context.Context, tx pgx.Tx) error {
+		ids, err := invoice.Create(ctx, tx, want, invoice.New{ID: 40, Number: "ACME-0040", Customer: invoice.Customer{Name: "Ada", Email: "ada@example.org"}})
+		if err != nil {
+			return err
+		}
+		if len(ids) != 2 || ids[0] != 1 || ids[1] != 40 {
+			t.Fatalf("ids %v, want [1 40]", ids)
+		}
+		got, err := invoice.Load(ctx, tx, 1)
+		if err != nil {
+			return err
+		}
+		if got.Number != want.Number || got.Status != "sent" || got.Currency != "EUR" || !got.IssuedAt.Equal(issued) ||
+			!got.DueAt.Equal(want.DueAt) || got.Notes != want.Notes || got.Customer.Name != want.Customer.Name ||
+			got.Customer.Company != want.Customer.Company || got.Customer.Email != want.Customer.Email ||
+			got.Customer.Address != want.Customer.Address || got.Customer.ID == 0 {
+			t.Errorf("Load = %+v, want %+v", got, want)
+		}
+		if len(got.Lines) != len(want.Lines) {
+			t.Fatalf("lines %+v", got.Lines)
+		}
+		for i, l := range got.Lines {
+			w := want.Lines[i]
+			if l.Description != w.Description || !l.Quantity.Equal(w.Quantity) || !l.UnitPrice.Equal(w.UnitPrice) {
+				t.Errorf("line %d = %+v, want %+v (in order, exact)", i, l, w)
+			}
+		}
+		// Defaults: draft, USD, now(); no lines; no company or address.
+		other, err := invoice.Load(ctx, tx, 40)
+		if err != nil {
+			return err
+		}
+		if other.Status != invoice.DefaultStatus || other.Currency != invoice.DefaultCurrency || other.IssuedAt.IsZero() ||
+			len(other.Lines) != 0 || other.Customer.Company != "" || other.Customer.Address != "" {
+			t.Errorf("defaults: %+v", other)
+		}
+		// An existing customer is billed again, not copied.
+		ids, err = invoice.Create(ctx, tx, invoice.New{Number: "ACME-0041", Customer: invoice.Customer{ID: got.Customer.ID}})
+		if err != nil {
+			return err
+		}
+		again, err := invoice.Load(ctx, tx, ids[0])
+		if err != nil || again.Customer.ID != got.Customer.ID {
+			t.Errorf("second invoice of the customer: %+v, %v", again.Customer, err)
+		}
+		refs, err := invoice.Page(ctx, tx, 0, 2)
+		if err != nil || len(refs) != 2 || refs[0] != (invoice.Ref{ID: 1, Number: "ACME-0001"}) || refs[1] != (invoice.Ref{ID: 2, Number: "ACME-0041"}) {
+			t.Errorf("Page = %+v, %v", refs, err)
+		}
+		return nil
+	})
+	// The other tenant has the same ids free: schemas are apart.
+	b.in(t, b.beta, func(ctx context.Context, tx pgx.Tx) error {
+		if _, err := invoice.Load(ctx, tx, 1); !errors.Is(err, invoice.ErrNotFound) {
+			t.Errorf("Load in another tenant = %v, want ErrNotFound", err)
+		}
+		ok, err := invoice.Exists(ctx, tx, 1)
+		if err != nil || ok {
+			t.Errorf("Exists in another tenant = %v, %v", ok, err)
+		}
+		return nil
+	})
+}
+
+func TestCreateRefusesWhatTheSchemaRefuses(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	err := schema.InTenant(tenantctx.WithTenant(t.Context(), b.acme), b.pool, func(ctx context.Context, tx pgx.Tx) error {
+		_, err := invoice.Create(ctx, tx, invoice.New{Number: "X-1", Status: "lost", Customer: invoice.Customer{Name: "c", Email: "c@x"}})
+		return err
+	})
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "23514" {
+		t.Fatalf("an invoice with status lost: %v, want a check violation", err)
+	}
+}
+
+func TestDocuments(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.in(t, b.acme, func(ctx context.Context, tx pgx.Tx) error {
+		if _, err := invoice.Create(ctx, tx, invoice.New{Number: "D-1", Customer: invoice.Customer{Name: "c", Email: "c@x"}}); err != nil {
+			return err
+		}
+		if _, err := invoice.LoadDocument(ctx, tx, 1); !errors.Is(err, invoice.ErrNoDocument) {
+			t.Errorf("LoadDocument before rendering = %v, want ErrNoDocument", err)
+		}
+		for _, sha := range []string{"aaa", "bbb"} { // a new render replaces the row
+			d := invoice.Document{InvoiceID: 1, StorageKey: invoice.DocumentKey(1), SHA256: sha, Bytes: 42}
+			if err := invoice.RecordDocument(ctx, tx, d); err != nil {
+				return err
+			}
+		}
+		got, err := invoice.LoadDocument(ctx, tx, 1)
+		if err != nil {
+			return err
+		}
+		if got.Number != "D-1" || got.StorageKey != "invoices/1.pdf" || got.SHA256 != "bbb" || got.Bytes != 42 || got.RenderedAt.IsZero() {
+			t.Errorf("LoadDocument = %+v", got)
+		}
+		return nil
+	})
+}
+
+func TestReminderRows(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	d := day(2026, 3, 1)
+	b.in(t, b.acme, func(ctx context.Context, tx pgx.Tx) error {
+		if _, err := invoice.Create(ctx, tx, invoice.New{Number: "R-1", Status: "overdue", Customer: invoice.Customer{Name: "c", Email: "c@x"}}); err != nil {
+			return err
+		}
+		st, err := invoice.ClaimReminder(ctx, tx, 1, d, "c@x")
+		if err != nil || st != invoice.ReminderPending {
+			t.Fatalf("first claim = %s, %v; want pending", st, err)
+		}
+		if err := invoice.FinishReminder(ctx, tx, 1, d, invoice.ReminderSent, "c@x"); err != nil {
+			return err
+		}
+		st, err = invoice.ClaimReminder(ctx, tx, 1, d, "c@x")
+		if err != nil || st != invoice.ReminderSent {
+			t.Fatalf("claim after the send = %s, %v; want sent", st, err)
+		}
+		// A local-time value of the same UTC day is the same reminder.
+		st, err = invoice.ClaimReminder(ctx, tx, 1, d.Add(5*time.Hour).In(time.FixedZone("x", 3600)), "c@x")
+		if err != nil || st != invoice.ReminderSent {
+			t.Fatalf("claim of the same day in another zone = %s, %v; want sent", st, err)
+		}
+		st, err = invoice.ClaimReminder(ctx, tx, 1, d.AddDate(0, 0, 1), "c@x")
+		if err != nil || st != invoice.ReminderPending {
+			t.Fatalf("next day's claim = %s, %v; want pending", st, err)
+		}
+		return nil
+	})
+}
+
+func TestOverdue(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	past, future := time.Now().Add(-72*time.Hour), time.Now().Add(72*time.Hour)
+	today := day(2026, 3, 1)
+	b.in(t, b.acme, func(ctx context.Context, tx pgx.Tx) error {
+		c := invoice.Customer{Name: "c", Email: "c@x"}
+		ids, err := invoice.Create(ctx, tx,
+			invoice.New{Number: "late", Status: "sent", DueAt: past, Customer: c},
+			invoice.New{Number: "on-time", Status: "sent", DueAt: future, Customer: c},
+			invoice.New{Number: "paid", Status: "paid", DueAt: past, Customer: c},
+			invoice.New{Number: "reminded", Status: "overdue", DueAt: past, Customer: c},
+			invoice.New{Number: "reminded-yesterday", Status: "overdue", DueAt: past, Customer: c},
+		)
+		if err != nil {
+			return err
+		}
+		for id, dd := range map[int64]time.Time{ids[3]: today, ids[4]: today.AddDate(0, 0, -1)} {
+			if _, err := invoice.ClaimReminder(ctx, tx, id, dd, "c@x"); err != nil {
+				return err
+			}
+			if err := invoice.FinishReminder(ctx, tx, id, dd, invoice.ReminderSent, "c@x"); err != nil {
+				return err
+			}
+		}
+		n, err := invoice.MarkOverdue(ctx, tx)
+		if err != nil || n != 1 {
+			t.Errorf("MarkOverdue = %d, %v; want 1", n, err)
+		}
+		var all []int64
+		for after := int64(0); ; {
+			page, err := invoice.Unreminded(ctx, tx, today, after, 1)
+			if err != nil {
+				return err
+			}
+			if len(page) == 0 {
+				break
+			}
+			all = append(all, page...)
+			after = page[len(page)-1]
+		}
+		if len(all) != 2 || all[0] != ids[0] || all[1] != ids[4] {
+			t.Errorf("Unreminded = %v, want [%d %d]", all, ids[0], ids[4])
+		}
+		return nil
+	})
+}

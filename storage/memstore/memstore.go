@@ -1,0 +1,269 @@
+// Package memstore is an in-memory storage.Catalog for unit tests and
+// examples. It has the semantics of the Postgres catalog (the conformance
+// suite of storage/storagetest runs against both) and is safe for
+// concurrent use; nothing survives the process. Production code does not
+// import it: the binaries run on storage.Postgres behind storage.Cache.
+package memstore
+
+import (
+	"cmp"
+	"context"
+	"crypto/subtle"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// Catalog is the in-memory catalog: tenants, API key hashes and the audit
+// log in maps.
+type Catalog struct {
+	mu      sync.RWMutex
+	tenants map[string]tenantctx.Tenant // by id
+	slugs   map[string]string           // slug -> id
+	schemas map[string]string           // schema -> id
+	keys    map[string]memoryKey        // key hash -> key
+	audit   []storage.AuditEntry
+
+	queries atomic.Int64
+	now     func() time.Time
+}
+
+// memoryKey is one stored API key: only its hash, never the plaintext.
+type memoryKey struct {
+	hash     string
+	tenantID string
+	revoked  bool
+}
+
+var _ storage.Catalog = (*Catalog)(nil)
+
+// New returns an empty in-memory catalog.
+func New() *Catalog {
+	return &Catalog{
+		tenants: make(map[string]tenantctx.Tenant),
+		slugs:   make(map[string]string),
+		schemas: make(map[string]string),
+		keys:    make(map[string]memoryKey),
+		now:     memoryNow,
+	}
+}
+
+// memoryNow is the catalog clock: UTC with microsecond precision, the
+// precision of a PostgreSQL timestamptz, so both catalogs return equal
+// values.
+func memoryNow() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
+
+// Queries returns the number of read lookups served so far (TenantByID,
+// TenantBySlug and TenantForAPIKey, found or not; malformed input is
+// refused before it counts, as Postgres refuses it before SQL), so tests
+// can count what reaches the backend behind a cache.
+func (m *Catalog) Queries() int64 { return m.queries.Load() }
+
+// TenantByID returns the tenant with the given id, or storage.ErrNotFound.
+func (m *Catalog) TenantByID(_ context.Context, id string) (tenantctx.Tenant, error) {
+	if err := tenantctx.ValidateID(id); err != nil {
+		return tenantctx.Tenant{}, fmt.Errorf("tenant: %w: %w", storage.ErrNotFound, err)
+	}
+	m.queries.Add(1)
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	t, ok := m.tenants[id]
+	if !ok {
+		return tenantctx.Tenant{}, fmt.Errorf("tenant %s: %w", id, storage.ErrNotFound)
+	}
+	return t, nil
+}
+
+// TenantBySlug returns the tenant with the given slug, or storage.ErrNotFound.
+func (m *Catalog) TenantBySlug(_ context.Context, slug string) (tenantctx.Tenant, error) {
+	if err := tenantctx.ValidateSlug(slug); err != nil {
+		return tenantctx.Tenant{}, fmt.Errorf("tenant by slug: %w: %w", storage.ErrNotFound, err)
+	}
+	m.queries.Add(1)
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	id, ok := m.slugs[slug]
+	if !ok {
+		return tenantctx.Tenant{}, fmt.Errorf("tenant by slug %s: %w", slug, storage.ErrNotFound)
+	}
+	return m.tenants[id], nil
+}
+
+// ListTenants returns one page of tenants ordered by id, after opts.After,
+// optionally filtered by status.
+func (m *Catalog) ListTenants(_ context.Context, opts storage.ListOptions) ([]tenantctx.Tenant, error) {
+	if opts.Status != "" && !opts.Status.Valid() {
+		return nil, fmt.Errorf("list tenants: %w: %.40q", tenantctx.ErrInvalidStatus, opts.Status)
+	}
+	m.mu.RLock()
+	page := make([]tenantctx.Tenant, 0, min(len(m.tenants), opts.PageLimit()))
+	for _, t := range m.tenants {
+		if t.ID > opts.After && (opts.Status == "" || t.Status == opts.Status) {
+			page = append(page, t)
+		}
+	}
+	m.mu.RUnlock()
+	slices.SortFunc(page, func(a, b tenantctx.Tenant) int { return cmp.Compare(a.ID, b.ID) })
+	if len(page) > opts.PageLimit() {
+		page = page[:opts.PageLimit()]
+	}
+	return page, nil
+}
+
+// CreateTenant validates and inserts t with its timestamps set; storage.ErrConflict
+// when the id, slug or schema is taken.
+func (m *Catalog) CreateTenant(_ context.Context, t tenantctx.Tenant) (tenantctx.Tenant, error) {
+	if err := t.Validate(); err != nil {
+		return tenantctx.Tenant{}, fmt.Errorf("create tenant: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch {
+	case m.tenants[t.ID].ID != "":
+		return tenantctx.Tenant{}, fmt.Errorf("create tenant %s: id: %w", t.ID, storage.ErrConflict)
+	case m.slugs[t.Slug] != "":
+		return tenantctx.Tenant{}, fmt.Errorf("create tenant %s: slug %s: %w", t.ID, t.Slug, storage.ErrConflict)
+	case m.schemas[t.Schema] != "":
+		return tenantctx.Tenant{}, fmt.Errorf("create tenant %s: schema %s: %w", t.ID, t.Schema, storage.ErrConflict)
+	}
+	now := m.now()
+	t.CreatedAt, t.UpdatedAt = now, now
+	m.tenants[t.ID] = t
+	m.slugs[t.Slug] = t.ID
+	m.schemas[t.Schema] = t.ID
+	return t, nil
+}
+
+// SetStatus moves a tenant to status when the lifecycle allows it. Setting
+// the current status again changes nothing.
+func (m *Catalog) SetStatus(_ context.Context, id string, status tenantctx.Status) (tenantctx.Tenant, error) {
+	if err := tenantctx.ValidateID(id); err != nil {
+		return tenantctx.Tenant{}, fmt.Errorf("set status: %w: %w", storage.ErrNotFound, err)
+	}
+	if !status.Valid() {
+		return tenantctx.Tenant{}, fmt.Errorf("set status of tenant %s: %w: %w: %.40q",
+			id, storage.ErrInvalidTransition, tenantctx.ErrInvalidStatus, status)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t, ok := m.tenants[id]
+	if !ok {
+		return tenantctx.Tenant{}, fmt.Errorf("set status of tenant %s: %w", id, storage.ErrNotFound)
+	}
+	if !t.Status.CanTransition(status) {
+		return tenantctx.Tenant{}, fmt.Errorf("set status of tenant %s from %s to %s: %w", id, t.Status, status, storage.ErrInvalidTransition)
+	}
+	if t.Status == status {
+		return t, nil
+	}
+	t.Status = status
+	t.UpdatedAt = m.now()
+	m.tenants[id] = t
+	return t, nil
+}
+
+// DeleteTenant removes the tenant and its API keys; the audit log stays.
+func (m *Catalog) DeleteTenant(_ context.Context, id string) error {
+	if err := tenantctx.ValidateID(id); err != nil {
+		return fmt.Errorf("delete tenant: %w: %w", storage.ErrNotFound, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t, ok := m.tenants[id]
+	if !ok {
+		return fmt.Errorf("delete tenant %s: %w", id, storage.ErrNotFound)
+	}
+	delete(m.tenants, id)
+	delete(m.slugs, t.Slug)
+	delete(m.schemas, t.Schema)
+	for hash, k := range m.keys {
+		if k.tenantID == id {
+			delete(m.keys, hash)
+		}
+	}
+	return nil
+}
+
+// CreateAPIKey stores the hash of a new key for the tenant and returns the
+// plaintext key, the only time it is ever seen.
+func (m *Catalog) CreateAPIKey(_ context.Context, tenantID string) (string, error) {
+	if err := tenantctx.ValidateID(tenantID); err != nil {
+		return "", fmt.Errorf("create api key: %w: %w", storage.ErrNotFound, err)
+	}
+	key, hash := storage.NewAPIKey()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.tenants[tenantID]; !ok {
+		return "", fmt.Errorf("create api key for tenant %s: %w", tenantID, storage.ErrNotFound)
+	}
+	m.keys[hash] = memoryKey{hash: hash, tenantID: tenantID}
+	return key, nil
+}
+
+// TenantForAPIKey returns the id of the tenant owning key, or storage.ErrNotFound
+// for a malformed, unknown or revoked key.
+//
+// The map is indexed by the key's SHA-256, so lookup timing can at most
+// reveal something about a hash, never about a key; the stored hash is then
+// compared in constant time, as the contract asks.
+func (m *Catalog) TenantForAPIKey(_ context.Context, key string) (string, error) {
+	if err := storage.CheckAPIKeyFormat(key); err != nil {
+		return "", fmt.Errorf("tenant for api key: %w", err)
+	}
+	m.queries.Add(1)
+	hash := storage.HashAPIKey(key)
+	m.mu.RLock()
+	k, ok := m.keys[hash]
+	m.mu.RUnlock()
+	if !ok || subtle.ConstantTimeCompare([]byte(k.hash), []byte(hash)) != 1 || k.revoked {
+		return "", fmt.Errorf("tenant for api key: %w", storage.ErrNotFound)
+	}
+	return k.tenantID, nil
+}
+
+// RevokeAPIKeys revokes every key of the tenant. A tenant without keys (or
+// no such tenant) is not an error, as in Postgres.
+func (m *Catalog) RevokeAPIKeys(_ context.Context, tenantID string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for hash, k := range m.keys {
+		if k.tenantID == tenantID {
+			k.revoked = true
+			m.keys[hash] = k
+		}
+	}
+	return nil
+}
+
+// AppendAudit records e; a zero At means now.
+func (m *Catalog) AppendAudit(_ context.Context, e storage.AuditEntry) error {
+	if e.At.IsZero() {
+		e.At = m.now()
+	}
+	e.Detail = slices.Clone(e.Detail)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.audit = append(m.audit, e)
+	return nil
+}
+
+// AuditEntries returns the entries of one tenant, oldest first. Entries of
+// a deleted tenant are still there.
+func (m *Catalog) AuditEntries(_ context.Context, tenantID string) ([]storage.AuditEntry, error) {
+	m.mu.RLock()
+	var out []storage.AuditEntry
+	for _, e := range m.audit {
+		if e.TenantID == tenantID {
+			e.Detail = slices.Clone(e.Detail)
+			out = append(out, e)
+		}
+	}
+	m.mu.RUnlock()
+	slices.SortStableFunc(out, func(a, b storage.AuditEntry) int { return a.At.Compare(b.At) })
+	return out, nil
+}

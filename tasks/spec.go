@@ -1,0 +1,77 @@
+package tasks
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// Queue names. Do not create a queue per tenant: an asynq server polls every
+// queue it serves and its throughput falls with each one.
+const (
+	QueueCritical = "critical"
+	QueueDefault  = "default"
+	QueueLow      = "low"
+)
+
+// QueueWeights are the asynq server's queue priorities (6/3/1).
+var QueueWeights = map[string]int{QueueCritical: 6, QueueDefault: 3, QueueLow: 1}
+
+// Queues lists the queues in priority order.
+var Queues = []string{QueueCritical, QueueDefault, QueueLow}
+
+// ConflictPolicy says what Enqueue does when a task with the same id already
+// exists.
+type ConflictPolicy int
+
+const (
+	// KeepExisting returns the existing task, whatever its state (one per
+	// invoice per day, one per tick).
+	KeepExisting ConflictPolicy = iota
+	// ReplaceFinished returns the existing task while it is pending, active,
+	// scheduled or waiting to retry, and replaces it with a new one when it
+	// has completed or was archived (a new PDF render after the last one
+	// finished).
+	ReplaceFinished
+)
+
+// Spec is what one task needs besides its payload: queue, id, retries,
+// timeout, retention, what to do on an id conflict, and what it does to
+// its tenant. A payload's Spec method builds a new one for every task.
+type Spec struct {
+	Queue     string
+	TaskID    string
+	MaxRetry  int
+	Timeout   time.Duration
+	Retention time.Duration
+	Conflict  ConflictPolicy
+	// Activity is what the task does to its tenant, as the status policy
+	// (tenantctx.Status.Decide) judges it; the zero value is ordinary
+	// work. System tasks have no tenant and ignore it.
+	Activity tenantctx.Activity
+}
+
+// Options returns s as asynq options.
+func (s Spec) Options() []asynq.Option {
+	opts := []asynq.Option{asynq.Queue(s.Queue), asynq.MaxRetry(s.MaxRetry), asynq.Timeout(s.Timeout)}
+	if s.TaskID != "" {
+		opts = append(opts, asynq.TaskID(s.TaskID))
+	}
+	if s.Retention > 0 {
+		opts = append(opts, asynq.Retention(s.Retention))
+	}
+	return opts
+}
+
+// taskID builds a task id from its parts; ids are unique within a queue and
+// name their type and tenant so operators can read them in the dashboard.
+func taskID(typ string, parts ...any) string {
+	id := typ
+	for _, p := range parts {
+		id += fmt.Sprintf(":%v", p)
+	}
+	return id
+}
