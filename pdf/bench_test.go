@@ -1,6 +1,7 @@
 package pdf
 
 import (
+	"context"
 	"io"
 	"testing"
 )
@@ -10,7 +11,7 @@ func benchmarkRender(b *testing.B, lines int) {
 	inv.Lines = manyLines(lines)
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := Render(io.Discard, inv); err != nil {
+		if _, err := Render(context.Background(), io.Discard, inv); err != nil {
 			b.Fatal(err)
 		}
 	}

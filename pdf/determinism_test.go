@@ -2,6 +2,7 @@ package pdf
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"sync"
 	"testing"
@@ -39,7 +40,7 @@ func TestRenderIsDeterministic(t *testing.T) {
 			for i := range workers {
 				wg.Go(func() {
 					var buf bytes.Buffer
-					if err := tt.r.Render(&buf, tt.inv); err != nil {
+					if _, err := tt.r.Render(context.Background(), &buf, tt.inv); err != nil {
 						t.Errorf("concurrent render %d: %v", i, err)
 						return
 					}

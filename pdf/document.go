@@ -1,6 +1,7 @@
 package pdf
 
 import (
+	"context"
 	"strconv"
 
 	"github.com/go-pdf/fpdf"
@@ -24,17 +25,20 @@ const (
 
 // document lays out one invoice on an fpdf document.
 type document struct {
+	ctx context.Context // checked between pages
 	f   *fpdf.Fpdf
 	inv Invoice
+	enc *encoding // the text encoding of f's fonts
 
 	contentW float64 // width between the margins
 	table    table   // the line-item table
 }
 
-// newDocument prepares inv for rendering on f, whose fonts are registered.
-func newDocument(f *fpdf.Fpdf, inv Invoice) *document {
+// newDocument prepares inv for rendering on f, whose fonts for enc are
+// registered. The layout stops at the next page once ctx is done.
+func newDocument(ctx context.Context, f *fpdf.Fpdf, inv Invoice, enc *encoding) *document {
 	w, _ := f.GetPageSize()
-	d := &document{f: f, inv: inv, contentW: w - 2*marginX}
+	d := &document{ctx: ctx, f: f, inv: inv, enc: enc, contentW: w - 2*marginX}
 	d.table = newTable(d)
 	f.SetMargins(marginX, marginTop, marginX)
 	f.SetAutoPageBreak(false, 0) // page breaks are placed by the layout
@@ -61,18 +65,24 @@ func (d *document) setFont(bold bool, size float64) {
 	d.f.SetFont(fontFamily, style, size)
 }
 
-// pageHeader draws the issuer and the invoice number on top of every page.
+// pageHeader draws the issuer and the invoice number on top of every
+// page. A page is also where a render that ctx ended stops: the error
+// makes fpdf ignore every later call, and the layout's loops end on it.
 func (d *document) pageHeader() {
 	f := d.f
+	if err := d.ctx.Err(); err != nil {
+		f.SetError(err)
+		return
+	}
 	f.SetTextColor(0, 0, 0)
 	f.SetXY(marginX, marginTop)
-	d.fitCell(d.contentW*0.7, 8, cleanText(d.inv.TenantName, false), "L", true, titleSize)
+	d.fitCell(d.contentW*0.7, 8, d.text(d.inv.TenantName, false), "L", true, titleSize)
 	f.SetXY(marginX+d.contentW*0.7, marginTop)
 	d.fitCell(d.contentW*0.3, 8, "INVOICE", "R", true, titleSize)
 
 	f.SetTextColor(80, 80, 80)
 	f.SetXY(marginX+d.contentW*0.3, marginTop+8)
-	d.fitCell(d.contentW*0.7, lineH, cleanText(d.inv.Number, false), "R", false, bodySize)
+	d.fitCell(d.contentW*0.7, lineH, d.text(d.inv.Number, false), "R", false, bodySize)
 	f.SetTextColor(0, 0, 0)
 
 	f.SetDrawColor(160, 160, 160)
@@ -87,7 +97,7 @@ func (d *document) pageFooter() {
 	d.setFont(false, bodySize-1)
 	f.SetTextColor(80, 80, 80)
 	f.SetXY(marginX, footerY)
-	f.CellFormat(d.contentW/2, lineH, cleanText(d.inv.Number, false), "", 0, "L", false, 0, "")
+	f.CellFormat(d.contentW/2, lineH, d.text(d.inv.Number, false), "", 0, "L", false, 0, "")
 
 	// fpdf sizes the text with the alias in it, not with the page count
 	// that replaces it, so a right-aligned cell would drift; start the text
@@ -114,7 +124,10 @@ func (d *document) breakPage(h float64) bool {
 // under the last line at the left margin.
 func (d *document) paragraph(x, w float64, bold bool, text string) {
 	d.setFont(bold, bodySize)
-	for _, line := range d.wrap(cleanText(text, true), w) {
+	for _, line := range d.wrap(d.text(text, true), w) {
+		if d.f.Err() {
+			return
+		}
 		d.breakPage(lineH)
 		y := d.f.GetY()
 		d.f.SetXY(x, y)
@@ -123,13 +136,34 @@ func (d *document) paragraph(x, w float64, bold bool, text string) {
 	}
 }
 
-// wrap splits text into lines no wider than w in the current font. Text
-// without any content gives no lines, and so does a document in error:
-// fpdf's SplitText does not check for an earlier error and would crash
-// without a font.
+// text cleans s (see cleanText) and encodes it for the document's fonts.
+// Every text the layout takes from the invoice goes through here; the
+// fixed labels are printable ASCII, which every encoding keeps as it is.
+func (d *document) text(s string, multiline bool) string {
+	t, ok := d.enc.text(s, multiline)
+	if !ok {
+		// chooseEncoding picked an encoding that holds every character.
+		d.f.SetErrorf("text %q has a character the %s encoding lacks", s, d.enc.path)
+	}
+	return t
+}
+
+// wrap splits text, encoded by d.text, into lines no wider than w in the
+// current font. Text without any content gives no lines, and so does a
+// document in error: fpdf's SplitText does not check for an earlier error
+// and would crash without a font.
 func (d *document) wrap(text string, w float64) []string {
 	if text == "" || d.f.Err() {
 		return nil
 	}
-	return d.f.SplitText(text, w)
+	if d.enc.codes == nil {
+		return d.f.SplitText(text, w)
+	}
+	// A single-byte font: SplitText would read the codes as UTF-8.
+	split := d.f.SplitLines([]byte(text), w)
+	lines := make([]string, len(split))
+	for i, l := range split {
+		lines[i] = string(l)
+	}
+	return lines
 }

@@ -2,6 +2,7 @@ package pdf_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"time"
 
@@ -24,7 +25,7 @@ func ExampleRender() {
 		},
 	}
 	var buf bytes.Buffer
-	if err := pdf.Render(&buf, inv); err != nil {
+	if _, err := pdf.Render(context.Background(), &buf, inv); err != nil {
 		fmt.Println("render:", err)
 		return
 	}

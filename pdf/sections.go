@@ -27,7 +27,7 @@ func (d *document) details() {
 		// A value too wide for its cell is shrunk to fit rather than
 		// wrapped, so the four rows stay one line each.
 		f.SetXY(x+labelW, y)
-		d.fitCell(valueW, lineH, cleanText(r[1], false), "R", false, bodySize)
+		d.fitCell(valueW, lineH, d.text(r[1], false), "R", false, bodySize)
 	}
 	rightBottom := top + float64(len(rows))*lineH
 

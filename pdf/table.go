@@ -24,7 +24,7 @@ type table struct {
 
 // newTable returns the line-item table of d's invoice.
 func newTable(d *document) table {
-	cur := cleanText(d.inv.Currency, false)
+	cur := d.text(d.inv.Currency, false)
 	qtyW, priceW, amountW := 22.0, 35.0, 37.0
 	return table{d: d, f: d.f, cols: []column{
 		{"Description", d.contentW - qtyW - priceW - amountW, "L"},
@@ -47,8 +47,11 @@ func (t *table) render() {
 	}
 	cur := t.d.inv.Currency
 	for _, l := range t.d.inv.Lines {
+		if t.f.Err() {
+			return // canceled, or an error fpdf reports at the end
+		}
 		t.row([]string{
-			cleanText(l.Description, true),
+			t.d.text(l.Description, true),
 			formatQuantity(l.Quantity),
 			formatPrice(l.UnitPrice, cur),
 			formatAmount(LineTotal(l, cur), cur),
@@ -93,7 +96,7 @@ func (t *table) row(cells []string) {
 	if f.GetY()+rowHeight(lines) > contentLimit && rowHeight(lines) <= t.roomOnNewPage() {
 		t.newPage()
 	}
-	for start := 0; start < n; {
+	for start := 0; start < n && !f.Err(); {
 		room := int((contentLimit - f.GetY() - 2*cellPadY) / lineH)
 		if room < 1 {
 			t.newPage()

@@ -59,7 +59,7 @@ func (h *Handlers) InvoicePDF(ctx context.Context, p InvoicePDF) error {
 
 	var buf bytes.Buffer
 	start := time.Now()
-	err = pdf.Render(&buf, inv.document(t.Name))
+	_, err = pdf.Render(ctx, &buf, inv.document(t.Name))
 	ObserveRender(ctx, time.Since(start))
 	if errors.Is(err, pdf.ErrInvalidInvoice) {
 		return Permanentf("render invoice %d of tenant %s: %w", p.InvoiceID, t.ID, err)
