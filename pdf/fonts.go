@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"sync"
 
 	"github.com/go-pdf/fpdf"
@@ -33,8 +34,8 @@ var (
 // AddFontFromBytes: a small JSON definition (256 widths, the encoding's
 // Differences) and a font program already compressed. For the code pages
 // both are made once per process; for a document encoding (FontPathUTF8)
-// the font is subset to the document's characters and compressed with a
-// pooled writer, a fraction of a millisecond.
+// the font is subset to the document's characters, which costs copying a
+// few kilobytes (see subsetter).
 
 // faces returns the parsed regular and bold faces.
 var faces = sync.OnceValues(func() ([2]*face, error) {
@@ -66,25 +67,41 @@ var codePageFonts = sync.OnceValues(func() (map[FontPath][2]fontProgram, error) 
 	for _, enc := range []*encoding{encCP1252, encCP1250} {
 		var ps [2]fontProgram
 		for i, fc := range fs {
-			var z bytes.Buffer
-			zw, _ := zlib.NewWriterLevel(&z, zlib.BestCompression) // the level is valid
-			sub := fc.subset(enc.runes[:])
-			if _, err := zw.Write(sub); err != nil {
-				return nil, err
-			}
-			if err := zw.Close(); err != nil {
-				return nil, err
-			}
-			def, err := fc.definition(enc, len(sub))
+			var sub bytes.Buffer
+			fc.subsetter.subset(&sub, enc.runes[:])
+			z, size, err := recompress(sub.Bytes())
 			if err != nil {
 				return nil, err
 			}
-			ps[i] = fontProgram{def: def, file: z.Bytes()}
+			def, err := fc.definition(enc, size)
+			if err != nil {
+				return nil, err
+			}
+			ps[i] = fontProgram{def: def, file: z}
 		}
 		out[enc.path] = ps
 	}
 	return out, nil
 })
+
+// recompress inflates the zlib stream z and deflates it again at the best
+// compression, for a font made once per process; it returns the stream
+// and its length uncompressed.
+func recompress(z []byte) ([]byte, int, error) {
+	zr, err := zlib.NewReader(bytes.NewReader(z))
+	if err != nil {
+		return nil, 0, err
+	}
+	raw, err := io.ReadAll(zr)
+	if err != nil {
+		return nil, 0, err
+	}
+	var out bytes.Buffer
+	zw, _ := zlib.NewWriterLevel(&out, zlib.BestCompression) // the level is valid
+	zw.Write(raw)                                            // a bytes.Buffer does not fail
+	zw.Close()
+	return out.Bytes(), len(raw), nil
+}
 
 // addFonts registers the regular and bold fonts for enc on f. The
 // returned function releases pooled memory once f has been written out.
@@ -118,13 +135,10 @@ func addFonts(f *fpdf.Fpdf, enc *encoding) (release func(), err error) {
 		}
 	}
 	for i, fc := range fs {
-		sub := fc.subset(enc.runes[:])
 		z := getBuffer()
 		bufs = append(bufs, z)
-		if err := compressTo(z, sub); err != nil {
-			return release, err
-		}
-		def, err := fc.definition(enc, len(sub))
+		size := fc.subsetter.subset(z, enc.extra)
+		def, err := fc.definition(enc, size)
 		if err != nil {
 			return release, err
 		}

@@ -2,7 +2,9 @@ package pdf
 
 import (
 	"bytes"
-	"compress/zlib"
+	"compress/flate"
+	"encoding/binary"
+	"hash/adler32"
 	"io"
 	"sync"
 )
@@ -13,22 +15,31 @@ import (
 // reuses without that cost. BestSpeed keeps Reset cheap (the other
 // levels clear their hash tables on every Reset) and is the level fpdf
 // uses. The output does not depend on what a writer compressed before.
-var zlibWriters = sync.Pool{
+var flateWriters = sync.Pool{
 	New: func() any {
-		w, _ := zlib.NewWriterLevel(io.Discard, zlib.BestSpeed) // the level is valid
+		w, _ := flate.NewWriter(io.Discard, flate.BestSpeed) // the level is valid
 		return w
 	},
 }
 
-// compressTo appends data compressed in the zlib format to dst.
+// zlibHeader starts a zlib stream of deflate data with a 32 KiB window.
+var zlibHeader = []byte{0x78, 0x01}
+
+// compressTo appends data compressed in the zlib format (what PDF's
+// FlateDecode reads) to dst.
 func compressTo(dst *bytes.Buffer, data []byte) error {
-	zw := zlibWriters.Get().(*zlib.Writer)
-	defer zlibWriters.Put(zw)
+	zw := flateWriters.Get().(*flate.Writer)
+	defer flateWriters.Put(zw)
+	dst.Write(zlibHeader)
 	zw.Reset(dst)
 	if _, err := zw.Write(data); err != nil {
 		return err
 	}
-	return zw.Close()
+	if err := zw.Close(); err != nil {
+		return err
+	}
+	dst.Write(binary.BigEndian.AppendUint32(dst.AvailableBuffer(), adler32.Checksum(data)))
+	return nil
 }
 
 // maxPooledBuffer is the largest buffer put back into buffers: a huge

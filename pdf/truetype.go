@@ -30,6 +30,8 @@ type face struct {
 	stemV                      int
 	underlinePos, underlineW   int
 	missingWidth               int // advance of the .notdef glyph
+
+	subsetter *subsetter
 }
 
 // glyph is what a document needs to know of one character of a face.
@@ -117,6 +119,7 @@ func parseFace(ttf []byte, bold bool) (*face, error) {
 			fc.components[uint16(gid)] = c
 		}
 	}
+	fc.subsetter = newSubsetter(fc)
 	return fc, nil
 }
 
@@ -293,130 +296,6 @@ func (fc *face) directComponents(gid uint16) []uint16 {
 		}
 	}
 	return out
-}
-
-// subset returns the font program with the outlines of only the glyphs
-// of runes (and .notdef, and the parts of composite glyphs): the other
-// glyphs keep their ids and metrics but become empty. Keeping the ids
-// keeps the font's cmap, hmtx and post tables valid as they are, so only
-// glyf, loca and the checksums change. Runes the font lacks are ignored.
-func (fc *face) subset(runes []rune) []byte {
-	keep := make([]bool, fc.numGlyphs)
-	keep[0] = true
-	for _, r := range runes {
-		g, ok := fc.glyphs[r]
-		if !ok {
-			continue
-		}
-		keep[g.id] = true
-		for _, c := range fc.components[g.id] {
-			keep[c] = true
-		}
-	}
-
-	glyfLen := 0
-	for gid, k := range keep {
-		if k {
-			glyfLen += pad4(len(fc.glyphData(uint16(gid))))
-		}
-	}
-	locaLong := fc.locaLong || glyfLen/2 > 0xFFFF
-	locaLen := 2 * (fc.numGlyphs + 1)
-	if locaLong {
-		locaLen *= 2
-	}
-
-	n := len(fc.tables)
-	size := 12 + 16*n
-	for _, t := range fc.tables {
-		switch t.tag {
-		case "glyf":
-			size += glyfLen
-		case "loca":
-			size += pad4(locaLen)
-		default:
-			size += pad4(len(t.data))
-		}
-	}
-	out := make([]byte, size)
-
-	// Offset table.
-	binary.BigEndian.PutUint32(out[0:], 0x00010000)
-	binary.BigEndian.PutUint16(out[4:], uint16(n))
-	entrySelector := 0
-	for 1<<(entrySelector+1) <= n {
-		entrySelector++
-	}
-	searchRange := 16 << entrySelector
-	binary.BigEndian.PutUint16(out[6:], uint16(searchRange))
-	binary.BigEndian.PutUint16(out[8:], uint16(entrySelector))
-	binary.BigEndian.PutUint16(out[10:], uint16(16*n-searchRange))
-
-	off := 12 + 16*n
-	headOff := -1
-	for i, t := range fc.tables {
-		var length int
-		switch t.tag {
-		case "glyf":
-			length = fc.writeGlyf(out[off:], keep)
-		case "loca":
-			length = fc.writeLoca(out[off:], keep, locaLong)
-		default:
-			length = copy(out[off:], t.data)
-		}
-		if t.tag == "head" {
-			headOff = off
-			binary.BigEndian.PutUint32(out[off+8:], 0) // checkSumAdjustment
-			if locaLong {
-				binary.BigEndian.PutUint16(out[off+50:], 1)
-			}
-		}
-		rec := out[12+16*i:]
-		copy(rec, t.tag)
-		binary.BigEndian.PutUint32(rec[4:], checksum(out[off:off+pad4(length)]))
-		binary.BigEndian.PutUint32(rec[8:], uint32(off))
-		binary.BigEndian.PutUint32(rec[12:], uint32(length))
-		off += pad4(length)
-	}
-	if headOff >= 0 {
-		binary.BigEndian.PutUint32(out[headOff+8:], 0xB1B0AFBA-checksum(out))
-	}
-	return out
-}
-
-// writeGlyf writes the kept glyphs' outlines to dst, each padded to four
-// bytes, and returns the length written.
-func (fc *face) writeGlyf(dst []byte, keep []bool) int {
-	n := 0
-	for gid, k := range keep {
-		if k {
-			n += pad4(copy(dst[n:], fc.glyphData(uint16(gid))))
-		}
-	}
-	return n
-}
-
-// writeLoca writes the offsets of the glyphs writeGlyf writes and returns
-// the length written.
-func (fc *face) writeLoca(dst []byte, keep []bool, long bool) int {
-	pos, n := 0, 0
-	put := func(v int) {
-		if long {
-			binary.BigEndian.PutUint32(dst[n:], uint32(v))
-			n += 4
-		} else {
-			binary.BigEndian.PutUint16(dst[n:], uint16(v/2))
-			n += 2
-		}
-	}
-	for gid, k := range keep {
-		put(pos)
-		if k {
-			pos += pad4(len(fc.glyphData(uint16(gid))))
-		}
-	}
-	put(pos)
-	return n
 }
 
 // checksum is the TrueType table checksum of b, whose length is a
