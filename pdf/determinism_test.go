@@ -22,6 +22,9 @@ func TestRenderIsDeterministic(t *testing.T) {
 		inv  Invoice
 	}{
 		{"sample", Renderer{}, sampleInvoice()},
+		{"cp1252", Renderer{}, invoiceWith("Acme GmbH", "Zoë Müller", "Größe XL")},
+		{"cp1250", Renderer{}, invoiceWith("Łódź sp. z o.o.", "Zoë Müller", "Usługa")},
+		{"utf8-cid", Renderer{}, invoiceWith("Acme", manyRunes(maxDocumentRunes+1), "ООО")},
 		{"several pages", Renderer{}, big},
 		{"no dates", Renderer{}, undated},
 		{"fixed creation date", Renderer{CreatedAt: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}, sampleInvoice()},

@@ -14,7 +14,8 @@ type FontPath string
 const (
 	// FontPathCP1252 is taken when all text is in Windows-1252 (Western
 	// European: English, German, French, Spanish, Nordic, ...). The fonts
-	// use PDF's WinAnsiEncoding; they are subset and compressed once per
+	// use PDF's WinAnsiEncoding (with the no-break space and the soft
+	// hyphen as themselves); they are subset and compressed once per
 	// process, so a document costs no font work at all.
 	FontPathCP1252 FontPath = "cp1252"
 	// FontPathCP1250 is taken when all text is in Windows-1250 (Central
@@ -113,8 +114,8 @@ func chooseEncoding(inv Invoice) *encoding {
 	set := make(map[rune]struct{})
 	add := func(s string) {
 		for i := range len(s) {
-			if s[i] < 0x80 {
-				continue
+			if c := s[i]; c >= 0x20 && c < 0x7F || c == '\t' || c == '\n' || c == '\r' {
+				continue // stays ASCII
 			}
 			for _, r := range s[i:] {
 				if r = cleanRune(r, false); r >= 0x80 {

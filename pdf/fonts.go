@@ -216,14 +216,14 @@ func (fc *face) definition(enc *encoding, size int) ([]byte, error) {
 
 // differences returns the Differences array (fpdf's syntax, without the
 // brackets) that turns WinAnsiEncoding into enc: glyph names for the
-// codes where enc and Windows-1252 differ. The names are uniXXXX, which
-// every reader maps to the rune without a table of names.
+// codes where the two differ. The names are uniXXXX, which every reader
+// maps to the rune without a table of names.
 func (fc *face) differences(enc *encoding) string {
 	var b []byte
 	next := -1 // the code a name without a number would get
 	for c := 0x80 - 1; c < 256; c++ {
 		r := enc.runes[c]
-		if r == 0 || c >= 0x80 && cp1252[c-0x80] == r {
+		if r == 0 || winAnsi(byte(c)) == r {
 			continue
 		}
 		if c != next {
@@ -233,6 +233,21 @@ func (fc *face) differences(enc *encoding) string {
 		next = c + 1
 	}
 	return string(bytes.TrimSpace(b))
+}
+
+// winAnsi returns the rune of code c (0x7F or more) in PDF's
+// WinAnsiEncoding: Windows-1252, except that it reads the no-break space
+// as a space and the soft hyphen as a hyphen.
+func winAnsi(c byte) rune {
+	switch c {
+	case 0x7F:
+		return 0
+	case 0xA0:
+		return ' '
+	case 0xAD:
+		return '-'
+	}
+	return cp1252[c-0x80]
 }
 
 // subsetTag is the six uppercase letters that name the subset of fc a

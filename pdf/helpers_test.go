@@ -111,3 +111,20 @@ func pageCount(t testing.TB, doc []byte) int {
 func squash(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
+
+// pathIssuers returns an issuer name for each font path that takes the
+// sample invoice (with its customer "Zoë Müller") down that path.
+func pathIssuers() []struct {
+	issuer string
+	path   FontPath
+} {
+	return []struct {
+		issuer string
+		path   FontPath
+	}{
+		{"Acme GmbH", FontPathCP1252},
+		{"Łódź Software", FontPathCP1250},
+		{"Acme Ωmega Łódź", FontPathUTF8},
+		{"Acme " + manyRunes(maxDocumentRunes+1), FontPathUTF8CID},
+	}
+}

@@ -14,7 +14,7 @@ const (
 	// DefaultMaxLines is the most line items an invoice may have.
 	DefaultMaxLines = 5000
 	// DefaultMaxBytes is the largest document, in bytes, Render writes.
-	DefaultMaxBytes = 32 << 20
+	DefaultMaxBytes = 16 << 20
 )
 
 // ErrTooLarge is wrapped by the errors [Render] returns for an invoice

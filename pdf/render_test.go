@@ -215,16 +215,31 @@ func TestRenderPaginates500Lines(t *testing.T) {
 
 func TestRenderRowTallerThanAPage(t *testing.T) {
 	t.Parallel()
+	for _, tt := range pathIssuers() {
+		t.Run(string(tt.path), func(t *testing.T) {
+			t.Parallel()
+			testRowTallerThanAPage(t, tt.issuer, tt.path)
+		})
+	}
+}
+
+// testRowTallerThanAPage checks a row of many lines on an invoice from
+// issuer, which takes path.
+func testRowTallerThanAPage(t *testing.T, issuer string, path FontPath) {
 	var desc strings.Builder
 	for i := range 150 {
 		fmt.Fprintf(&desc, "paragraph %03d\n", i)
 	}
 	inv := sampleInvoice()
+	inv.TenantName = issuer
 	inv.Lines = []Line{
 		{Description: desc.String(), Quantity: dec("1"), UnitPrice: dec("1")},
 		{Description: "Last item", Quantity: dec("2"), UnitPrice: dec("3")},
 	}
-	doc := render(t, Renderer{}, inv)
+	doc, res := renderResult(t, Renderer{}, inv)
+	if res.FontPath != path {
+		t.Fatalf("font path %s, want %s", res.FontPath, path)
+	}
 	pages := pageCount(t, doc)
 	if pages < 3 {
 		t.Fatalf("150-line description on %d pages, want at least 3", pages)

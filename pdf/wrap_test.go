@@ -50,6 +50,17 @@ func pageWords(t *testing.T, doc []byte) []word {
 
 func TestRenderWrapsLongDescription(t *testing.T) {
 	t.Parallel()
+	for _, tt := range pathIssuers() {
+		t.Run(string(tt.path), func(t *testing.T) {
+			t.Parallel()
+			testWrapsLongDescription(t, tt.issuer, tt.path)
+		})
+	}
+}
+
+// testWrapsLongDescription checks the wrapping of a long description on
+// an invoice from issuer, which takes path.
+func testWrapsLongDescription(t *testing.T, issuer string, path FontPath) {
 	// Distinct words, so each can be found; too long for one line.
 	var parts []string
 	for i := range 40 {
@@ -58,12 +69,17 @@ func TestRenderWrapsLongDescription(t *testing.T) {
 	long := strings.Join(parts, " ")
 
 	inv := sampleInvoice()
+	inv.TenantName = issuer
 	inv.Lines = []Line{
 		{Description: "Before", Quantity: dec("1"), UnitPrice: dec("1")},
 		{Description: long, Quantity: dec("7"), UnitPrice: dec("3.21")},
 		{Description: "After", Quantity: dec("1"), UnitPrice: dec("1")},
 	}
-	words := pageWords(t, render(t, Renderer{}, inv))
+	doc, res := renderResult(t, Renderer{}, inv)
+	if res.FontPath != path {
+		t.Fatalf("font path %s, want %s", res.FontPath, path)
+	}
+	words := pageWords(t, doc)
 	find := func(text string) word {
 		t.Helper()
 		for _, w := range words {
