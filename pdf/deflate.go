@@ -87,6 +87,52 @@ func deflateStreams(ctx context.Context, dst *bytes.Buffer, doc []byte, maxBytes
 	return nil
 }
 
+// deflateWriter runs deflateStreams on what fpdf's Output writes to it.
+// fpdf writes its whole document in one Write, which is deflated from
+// fpdf's own buffer; other writes are gathered first.
+type deflateWriter struct {
+	ctx      context.Context
+	dst      *bytes.Buffer
+	maxBytes int64
+	gathered *bytes.Buffer // writes not yet deflated
+	done     bool          // deflateStreams ran
+}
+
+// Write deflates p if it is a whole document, else gathers it.
+func (w *deflateWriter) Write(p []byte) (int, error) {
+	if w.done {
+		return 0, fmt.Errorf("%w: write after the end of the document", errLayout)
+	}
+	if w.gathered == nil && bytes.HasPrefix(p, []byte("%PDF-")) && bytes.HasSuffix(p, []byte("%%EOF\n")) {
+		w.done = true
+		return len(p), deflateStreams(w.ctx, w.dst, p, w.maxBytes)
+	}
+	if w.gathered == nil {
+		w.gathered = getBuffer()
+	}
+	return w.gathered.Write(p)
+}
+
+// flush deflates the gathered writes, if any.
+func (w *deflateWriter) flush() error {
+	if w.done {
+		return nil
+	}
+	w.done = true
+	if w.gathered == nil {
+		return fmt.Errorf("%w: empty document", errLayout)
+	}
+	return deflateStreams(w.ctx, w.dst, w.gathered.Bytes(), w.maxBytes)
+}
+
+// release returns the gathering buffer.
+func (w *deflateWriter) release() {
+	if w.gathered != nil {
+		putBuffer(w.gathered)
+		w.gathered = nil
+	}
+}
+
 // xrefTable is the cross-reference table of a PDF fpdf wrote.
 type xrefTable struct {
 	start   int    // offset of "xref"

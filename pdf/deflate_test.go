@@ -161,3 +161,32 @@ func TestCompressToDoesNotDependOnPool(t *testing.T) {
 		t.Error("compressed data does not inflate to the original")
 	}
 }
+
+func TestDeflateWriter(t *testing.T) {
+	t.Parallel()
+	plain := plainPDF(t, 2)
+	var want bytes.Buffer
+	if err := deflateStreams(context.Background(), &want, plain, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	for _, size := range []int{len(plain), 1000, 1} {
+		var got bytes.Buffer
+		w := &deflateWriter{ctx: context.Background(), dst: &got, maxBytes: 1 << 20}
+		for rest := plain; len(rest) > 0; rest = rest[min(size, len(rest)):] {
+			if _, err := w.Write(rest[:min(size, len(rest))]); err != nil {
+				t.Fatalf("writes of %d bytes: %v", size, err)
+			}
+		}
+		if err := w.flush(); err != nil {
+			t.Fatalf("writes of %d bytes: flush: %v", size, err)
+		}
+		w.release()
+		if !bytes.Equal(got.Bytes(), want.Bytes()) {
+			t.Errorf("writes of %d bytes: output differs from deflateStreams'", size)
+		}
+	}
+	w := &deflateWriter{ctx: context.Background(), dst: &bytes.Buffer{}, maxBytes: 1 << 20}
+	if err := w.flush(); !errors.Is(err, errLayout) {
+		t.Errorf("flush of nothing = %v, want errLayout", err)
+	}
+}

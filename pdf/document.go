@@ -32,6 +32,15 @@ type document struct {
 
 	contentW float64 // width between the margins
 	table    table   // the line-item table
+
+	font docFont // the font selected last, if known
+}
+
+// docFont is a font selection on the page.
+type docFont struct {
+	known bool // false: fpdf may have changed the font since
+	bold  bool
+	size  float64
 }
 
 // newDocument prepares inv for rendering on f, whose fonts for enc are
@@ -57,12 +66,19 @@ func (d *document) render() {
 }
 
 // setFont selects the embedded font, bold or regular, at size points.
+// fpdf writes every selection to the page, and most would repeat the
+// font already selected: only changes are passed on.
 func (d *document) setFont(bold bool, size float64) {
+	want := docFont{known: true, bold: bold, size: size}
+	if d.font == want {
+		return
+	}
 	style := ""
 	if bold {
 		style = "B"
 	}
 	d.f.SetFont(fontFamily, style, size)
+	d.font = want
 }
 
 // pageHeader draws the issuer and the invoice number on top of every
@@ -70,6 +86,10 @@ func (d *document) setFont(bold bool, size float64) {
 // makes fpdf ignore every later call, and the layout's loops end on it.
 func (d *document) pageHeader() {
 	f := d.f
+	// fpdf selects the page's font before the header and again after it
+	// (the one selected before AddPage).
+	d.font.known = false
+	defer func() { d.font.known = false }()
 	if err := d.ctx.Err(); err != nil {
 		f.SetError(err)
 		return
@@ -91,21 +111,21 @@ func (d *document) pageHeader() {
 	f.SetXY(marginX, contentTop)
 }
 
-// pageFooter draws "Page X of Y" at the bottom of every page.
+// pageFooter draws "Page X of Y" and the invoice number at the bottom of
+// every page. fpdf puts the page count in place of its alias only when it
+// writes the document, after it has measured and placed the text with the
+// alias in it: so the label goes on the left, where its width does not
+// matter, and the number of known width on the right, aligned with the
+// amounts above.
 func (d *document) pageFooter() {
 	f := d.f
-	d.setFont(false, bodySize-1)
+	const labelW = 40.0 // "Page 9999 of 9999" needs 25
 	f.SetTextColor(80, 80, 80)
+	d.setFont(false, bodySize-1)
 	f.SetXY(marginX, footerY)
-	f.CellFormat(d.contentW/2, lineH, d.text(d.inv.Number, false), "", 0, "L", false, 0, "")
-
-	// fpdf sizes the text with the alias in it, not with the page count
-	// that replaces it, so a right-aligned cell would drift; start the text
-	// where the widest plausible count would put it instead.
-	widest := "Page 9999 of 9999"
-	label := "Page " + strconv.Itoa(f.PageNo()) + " of " + pageCountAlias
-	f.SetXY(marginX+d.contentW-f.GetStringWidth(widest)-2, footerY)
-	f.CellFormat(0, lineH, label, "", 0, "L", false, 0, "")
+	f.CellFormat(labelW, lineH, "Page "+strconv.Itoa(f.PageNo())+" of "+pageCountAlias, "", 0, "L", false, 0, "")
+	f.SetXY(marginX+labelW, footerY)
+	d.fitCell(d.contentW-labelW, lineH, d.text(d.inv.Number, false), "R", false, bodySize-1)
 	f.SetTextColor(0, 0, 0)
 }
 

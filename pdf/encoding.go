@@ -53,6 +53,9 @@ type encoding struct {
 	runes [256]rune
 	// extra lists the non-ASCII runes, in code order.
 	extra []rune
+	// diff is the Differences array that makes WinAnsiEncoding this
+	// encoding (see differences).
+	diff string
 }
 
 // The code page encodings, read-only after package initialization.
@@ -74,6 +77,7 @@ func codePageEncoding(path FontPath, upper *[128]rune) *encoding {
 			e.extra = append(e.extra, r)
 		}
 	}
+	e.diff = e.differences()
 	return e
 }
 
@@ -87,6 +91,7 @@ func documentEncoding(runes []rune) *encoding {
 		e.codes[r] = byte(firstDocumentCode + i)
 		e.runes[firstDocumentCode+i] = r
 	}
+	e.diff = e.differences()
 	return e
 }
 
@@ -109,8 +114,9 @@ func (e *encoding) has(set map[rune]struct{}) bool {
 
 // chooseEncoding picks the encoding of inv's text: the first code page
 // that holds every character, else a document encoding, else UTF-8. A
-// character is never dropped or replaced to fit a code page.
-func chooseEncoding(inv Invoice) *encoding {
+// character is never dropped or replaced to fit a code page. It also
+// returns the non-ASCII characters the document prints, sorted.
+func chooseEncoding(inv Invoice) (*encoding, []rune) {
 	set := make(map[rune]struct{})
 	add := func(s string) {
 		for i := range len(s) {
@@ -134,20 +140,20 @@ func chooseEncoding(inv Invoice) *encoding {
 		add(l.Description)
 	}
 
+	used := make([]rune, 0, len(set))
+	for r := range set {
+		used = append(used, r)
+	}
+	slices.Sort(used)
 	switch {
 	case encCP1252.has(set):
-		return encCP1252
+		return encCP1252, used
 	case encCP1250.has(set):
-		return encCP1250
+		return encCP1250, used
 	case len(set) <= maxDocumentRunes:
-		runes := make([]rune, 0, len(set))
-		for r := range set {
-			runes = append(runes, r)
-		}
-		slices.Sort(runes)
-		return documentEncoding(runes)
+		return documentEncoding(used), used
 	default:
-		return encCID
+		return encCID, used
 	}
 }
 

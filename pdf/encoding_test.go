@@ -99,7 +99,7 @@ func TestChooseEncoding(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			enc := chooseEncoding(tt.inv)
+			enc, _ := chooseEncoding(tt.inv)
 			if enc.path != tt.want {
 				t.Fatalf("path %s, want %s", enc.path, tt.want)
 			}
@@ -168,7 +168,7 @@ func FuzzEncodingText(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		inv := invoiceWith("Acme", s, "x")
-		enc := chooseEncoding(inv)
+		enc, _ := chooseEncoding(inv)
 		for _, multiline := range []bool{false, true} {
 			got, ok := enc.text(s, multiline)
 			if !ok {

@@ -2,11 +2,9 @@ package pdf
 
 import (
 	"bytes"
-	"compress/zlib"
-	"encoding/json"
 	"fmt"
 	"hash/fnv"
-	"io"
+	"strconv"
 	"sync"
 
 	"github.com/go-pdf/fpdf"
@@ -32,10 +30,9 @@ var (
 // document. So the renderer parses the fonts once per process itself
 // (face) and gives fpdf single-byte TrueType fonts instead, through
 // AddFontFromBytes: a small JSON definition (256 widths, the encoding's
-// Differences) and a font program already compressed. For the code pages
-// both are made once per process; for a document encoding (FontPathUTF8)
-// the font is subset to the document's characters, which costs copying a
-// few kilobytes (see subsetter).
+// Differences) and a compressed font program, subset to the characters
+// the document prints, which costs copying a few kilobytes (see
+// subsetter).
 
 // faces returns the parsed regular and bold faces.
 var faces = sync.OnceValues(func() ([2]*face, error) {
@@ -45,132 +42,48 @@ var faces = sync.OnceValues(func() ([2]*face, error) {
 		if err != nil {
 			return fs, fmt.Errorf("embedded font %d: %w", i, err)
 		}
+		fc.codePageWidths = make(map[*encoding]*[256]int)
+		for _, enc := range []*encoding{encCP1252, encCP1250} {
+			fc.codePageWidths[enc] = fc.widths(enc)
+		}
 		fs[i] = fc
 	}
 	return fs, nil
 })
 
-// fontProgram is one font as fpdf's AddFontFromBytes takes it.
-type fontProgram struct {
-	def  []byte // JSON font definition
-	file []byte // zlib-compressed font program
-}
-
-// codePageFonts returns the regular and bold fonts of the code page
-// encodings, made once per process.
-var codePageFonts = sync.OnceValues(func() (map[FontPath][2]fontProgram, error) {
-	fs, err := faces()
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[FontPath][2]fontProgram)
-	for _, enc := range []*encoding{encCP1252, encCP1250} {
-		var ps [2]fontProgram
-		for i, fc := range fs {
-			var sub bytes.Buffer
-			fc.subsetter.subset(&sub, enc.runes[:])
-			z, size, err := recompress(sub.Bytes())
-			if err != nil {
-				return nil, err
-			}
-			def, err := fc.definition(enc, size)
-			if err != nil {
-				return nil, err
-			}
-			ps[i] = fontProgram{def: def, file: z}
-		}
-		out[enc.path] = ps
-	}
-	return out, nil
-})
-
-// recompress inflates the zlib stream z and deflates it again at the best
-// compression, for a font made once per process; it returns the stream
-// and its length uncompressed.
-func recompress(z []byte) ([]byte, int, error) {
-	zr, err := zlib.NewReader(bytes.NewReader(z))
-	if err != nil {
-		return nil, 0, err
-	}
-	raw, err := io.ReadAll(zr)
-	if err != nil {
-		return nil, 0, err
-	}
-	var out bytes.Buffer
-	zw, _ := zlib.NewWriterLevel(&out, zlib.BestCompression) // the level is valid
-	zw.Write(raw)                                            // a bytes.Buffer does not fail
-	zw.Close()
-	return out.Bytes(), len(raw), nil
-}
-
-// addFonts registers the regular and bold fonts for enc on f. The
-// returned function releases pooled memory once f has been written out.
-func addFonts(f *fpdf.Fpdf, enc *encoding) (release func(), err error) {
+// addFonts registers on f the regular and bold fonts for enc, subset to
+// ASCII and used, the other characters the document prints. The returned
+// function releases pooled memory once f has been written out.
+func addFonts(f *fpdf.Fpdf, enc *encoding, used []rune) (release func(), err error) {
 	release = func() {}
 	styles := [2]string{"", "B"}
-	switch enc.path {
-	case FontPathUTF8CID:
+	if enc.path == FontPathUTF8CID {
 		f.AddUTF8FontFromBytes(fontFamily, styles[0], fontRegular)
 		f.AddUTF8FontFromBytes(fontFamily, styles[1], fontBold)
 		return release, nil
-	case FontPathCP1252, FontPathCP1250:
-		fonts, err := codePageFonts()
-		if err != nil {
-			return release, err
-		}
-		for i, p := range fonts[enc.path] {
-			f.AddFontFromBytes(fontFamily, styles[i], p.def, p.file)
-		}
-		return release, nil
 	}
-
 	fs, err := faces()
 	if err != nil {
 		return release, err
 	}
-	var bufs []*bytes.Buffer
+	var bufs [2]*bytes.Buffer
 	release = func() {
 		for _, b := range bufs {
-			putBuffer(b)
+			if b != nil {
+				putBuffer(b)
+			}
 		}
 	}
+	def := getBuffer()
+	defer putBuffer(def)
 	for i, fc := range fs {
-		z := getBuffer()
-		bufs = append(bufs, z)
-		size := fc.subsetter.subset(z, enc.extra)
-		def, err := fc.definition(enc, size)
-		if err != nil {
-			return release, err
-		}
-		f.AddFontFromBytes(fontFamily, styles[i], def, z.Bytes())
+		bufs[i] = getBuffer()
+		size := fc.subsetter.subset(bufs[i], used)
+		def.Reset()
+		def.Write(fc.definition(def.AvailableBuffer(), enc, used, size))
+		f.AddFontFromBytes(fontFamily, styles[i], def.Bytes(), bufs[i].Bytes())
 	}
 	return release, nil
-}
-
-// fontDef is fpdf's JSON font definition (its unexported fontDefType).
-type fontDef struct {
-	Tp           string
-	Name         string
-	Desc         fontDesc
-	Up           int
-	Ut           int
-	Cw           [256]int
-	Enc          string
-	Diff         string
-	File         string
-	OriginalSize int
-}
-
-// fontDesc is fpdf's FontDescType.
-type fontDesc struct {
-	Ascent       int
-	Descent      int
-	CapHeight    int
-	Flags        int
-	FontBBox     struct{ Xmin, Ymin, Xmax, Ymax int }
-	ItalicAngle  int
-	StemV        int
-	MissingWidth int
 }
 
 // Font descriptor flags (PDF 32000-1:2008, 9.8.2).
@@ -179,55 +92,82 @@ const (
 	flagForceBold   = 1 << 18
 )
 
-// definition returns fpdf's JSON definition of fc as a single-byte
-// TrueType font in enc, whose subset font program is size bytes long.
-func (fc *face) definition(enc *encoding, size int) ([]byte, error) {
-	d := fontDef{
-		Tp:           "TrueType",
-		Name:         fc.subsetTag(enc) + "+" + fc.psName,
-		Up:           fc.underlinePos,
-		Ut:           fc.underlineW,
-		Enc:          string(enc.path),
-		Diff:         fc.differences(enc),
-		File:         fc.psName + "-" + string(enc.path) + ".z", // ".z": compressed
-		OriginalSize: size,
-	}
+// definition appends to b fpdf's JSON definition of fc as a single-byte
+// TrueType font in enc (fpdf's unexported fontDefType), subset to used
+// and size bytes long, and returns the extended slice.
+func (fc *face) definition(b []byte, enc *encoding, used []rune, size int) []byte {
 	// Nonsymbolic: a reader maps each code through the encoding's glyph
 	// name to Unicode and finds the glyph in the font's Unicode cmap.
-	d.Desc = fontDesc{Ascent: fc.ascent, Descent: fc.descent, CapHeight: fc.capHeight,
-		Flags: flagNonsymbolic, ItalicAngle: fc.italicAngle, StemV: fc.stemV, MissingWidth: fc.missingWidth}
+	flags := flagNonsymbolic
 	if fc.bold {
-		d.Desc.Flags |= flagForceBold
+		flags |= flagForceBold
 	}
-	d.Desc.FontBBox.Xmin, d.Desc.FontBBox.Ymin = fc.bbox[0], fc.bbox[1]
-	d.Desc.FontBBox.Xmax, d.Desc.FontBBox.Ymax = fc.bbox[2], fc.bbox[3]
+	b = append(b, `{"Tp":"TrueType","Name":"`...)
+	tag := fc.subsetTag(used)
+	b = append(b, tag[:]...)
+	b = append(b, '+')
+	b = append(b, fc.psName...)
+	b = fmt.Appendf(b, `","Desc":{"Ascent":%d,"Descent":%d,"CapHeight":%d,"Flags":%d,`+
+		`"FontBBox":{"Xmin":%d,"Ymin":%d,"Xmax":%d,"Ymax":%d},"ItalicAngle":%d,"StemV":%d,"MissingWidth":%d},`+
+		`"Up":%d,"Ut":%d,"Cw":[`,
+		fc.ascent, fc.descent, fc.capHeight, flags, fc.bbox[0], fc.bbox[1], fc.bbox[2], fc.bbox[3],
+		fc.italicAngle, fc.stemV, fc.missingWidth, fc.underlinePos, fc.underlineW)
+	widths := fc.widths(enc)
+	for c, w := range widths {
+		if c > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, int64(w), 10)
+	}
+	// The names in Diff and File are printable ASCII without quotes or
+	// backslashes: nothing to escape. File only has to end in ".z" (a
+	// compressed program) and differ between the two weights.
+	b = append(b, `],"Enc":"`...)
+	b = append(b, enc.path...)
+	b = append(b, `","Diff":"`...)
+	b = append(b, enc.diff...)
+	b = append(b, `","File":"`...)
+	b = append(b, fc.psName...)
+	b = append(b, `.z","OriginalSize":`...)
+	b = strconv.AppendInt(b, int64(size), 10)
+	return append(b, '}')
+}
+
+// widths returns the advance of every code of enc in fc, in thousandths
+// of an em: made once for the code pages, per document otherwise.
+func (fc *face) widths(enc *encoding) *[256]int {
+	if w, ok := fc.codePageWidths[enc]; ok {
+		return w
+	}
+	var w [256]int
 	for c, r := range enc.runes {
 		if r == 0 {
 			continue
 		}
 		if g, ok := fc.glyphs[r]; ok {
-			d.Cw[c] = g.width
+			w[c] = g.width
 		} else {
-			d.Cw[c] = fc.missingWidth
+			w[c] = fc.missingWidth
 		}
 	}
-	return json.Marshal(d)
+	return &w
 }
 
 // differences returns the Differences array (fpdf's syntax, without the
-// brackets) that turns WinAnsiEncoding into enc: glyph names for the
-// codes where the two differ. The names are uniXXXX, which every reader
-// maps to the rune without a table of names.
-func (fc *face) differences(enc *encoding) string {
+// brackets) that turns WinAnsiEncoding into e: glyph names for the codes
+// where the two differ. The names are uniXXXX, which every reader maps to
+// the rune without a table of names.
+func (e *encoding) differences() string {
 	var b []byte
 	next := -1 // the code a name without a number would get
 	for c := 0x80 - 1; c < 256; c++ {
-		r := enc.runes[c]
+		r := e.runes[c]
 		if r == 0 || winAnsi(byte(c)) == r {
 			continue
 		}
 		if c != next {
-			b = fmt.Appendf(b, "%d ", c)
+			b = strconv.AppendInt(b, int64(c), 10)
+			b = append(b, ' ')
 		}
 		b = fmt.Appendf(b, "/uni%04X ", r)
 		next = c + 1
@@ -250,19 +190,20 @@ func winAnsi(c byte) rune {
 	return cp1252[c-0x80]
 }
 
-// subsetTag is the six uppercase letters that name the subset of fc a
-// document in enc embeds: the same characters always give the same tag.
-func (fc *face) subsetTag(enc *encoding) string {
+// subsetTag is the six uppercase letters that name the subset of fc
+// with the glyphs of used (and ASCII): the same characters always give
+// the same tag.
+func (fc *face) subsetTag(used []rune) [6]byte {
 	h := fnv.New64a()
 	h.Write([]byte(fc.psName))
-	for _, r := range enc.extra {
+	for _, r := range used {
 		h.Write([]byte{byte(r >> 16), byte(r >> 8), byte(r)})
 	}
 	sum := h.Sum64()
-	tag := make([]byte, 6)
+	var tag [6]byte
 	for i := range tag {
 		tag[i] = 'A' + byte(sum%26)
 		sum /= 26
 	}
-	return string(tag)
+	return tag
 }

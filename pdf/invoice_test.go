@@ -78,7 +78,8 @@ func TestRenderReturnsFpdfError(t *testing.T) {
 	f := fpdf.New("P", "mm", "A4", "")
 	var buf bytes.Buffer
 	inv := sampleInvoice()
-	err := output(context.Background(), &buf, f, inv, chooseEncoding(inv), DefaultMaxBytes)
+	enc, _ := chooseEncoding(inv)
+	err := output(context.Background(), &buf, f, inv, enc, DefaultMaxBytes)
 	if err == nil || !strings.Contains(err.Error(), "undefined font") {
 		t.Fatalf("output = %v, want fpdf's undefined font error", err)
 	}

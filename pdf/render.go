@@ -91,9 +91,9 @@ func (r Renderer) Render(ctx context.Context, w io.Writer, inv Invoice) (Result,
 		return Result{}, fmt.Errorf("render invoice %s: %w", inv.Number, err)
 	}
 
-	enc := chooseEncoding(inv)
+	enc, used := chooseEncoding(inv)
 	f := r.newPDF(inv)
-	release, err := addFonts(f, enc)
+	release, err := addFonts(f, enc, used)
 	defer release()
 	if err != nil {
 		return Result{}, fmt.Errorf("render invoice %s: fonts: %w", inv.Number, err)
@@ -119,14 +119,14 @@ func output(ctx context.Context, dst io.Writer, f *fpdf.Fpdf, inv Invoice, enc *
 	if err := f.Error(); err != nil {
 		return fmt.Errorf("render invoice %s: %w", inv.Number, err)
 	}
-	raw := getBuffer()
-	defer putBuffer(raw)
-	if err := f.Output(raw); err != nil {
-		return fmt.Errorf("render invoice %s: %w", inv.Number, err)
-	}
 	out := getBuffer()
 	defer putBuffer(out)
-	if err := deflateStreams(ctx, out, raw.Bytes(), maxBytes); err != nil {
+	dw := &deflateWriter{ctx: ctx, dst: out, maxBytes: maxBytes}
+	defer dw.release()
+	if err := f.Output(dw); err != nil {
+		return fmt.Errorf("render invoice %s: %w", inv.Number, err)
+	}
+	if err := dw.flush(); err != nil {
 		return fmt.Errorf("render invoice %s: %w", inv.Number, err)
 	}
 	if _, err := dst.Write(out.Bytes()); err != nil {

@@ -31,7 +31,8 @@ type face struct {
 	underlinePos, underlineW   int
 	missingWidth               int // advance of the .notdef glyph
 
-	subsetter *subsetter
+	subsetter      *subsetter
+	codePageWidths map[*encoding]*[256]int // widths of the code pages' codes
 }
 
 // glyph is what a document needs to know of one character of a face.
