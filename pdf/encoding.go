@@ -7,30 +7,31 @@ import (
 )
 
 // FontPath names how a document's text is encoded and which fonts carry
-// it; [Render] reports the one it took in [Result.FontPath]. Every path
-// embeds the same Go fonts, so the documents look the same on all of them.
+// it; [Render] reports the one it took in [Result.FontPath], a short
+// lowercase word fit for a metric label. Every path embeds the same Go
+// fonts, so the documents look the same on all of them.
 type FontPath string
 
 const (
 	// FontPathCP1252 is taken when all text is in Windows-1252 (Western
 	// European: English, German, French, Spanish, Nordic, ...). The fonts
-	// use PDF's WinAnsiEncoding (with the no-break space and the soft
-	// hyphen as themselves); they are subset and compressed once per
-	// process, so a document costs no font work at all.
+	// are single-byte TrueType fonts in PDF's WinAnsiEncoding (with the
+	// no-break space and the soft hyphen as themselves), subset to the
+	// document's characters.
 	FontPathCP1252 FontPath = "cp1252"
 	// FontPathCP1250 is taken when all text is in Windows-1250 (Central
-	// European: Polish, Czech, Hungarian, ...) but not in Windows-1252.
-	// Like FontPathCP1252, with a cp1250 encoding.
+	// European: Polish, Czech, Slovak, Hungarian, Slovenian, Croatian,
+	// and German) but not in Windows-1252. Like FontPathCP1252, in the
+	// cp1250 encoding.
 	FontPathCP1250 FontPath = "cp1250"
-	// FontPathUTF8 is taken for any other text, such as Greek or Cyrillic
-	// mixed with Latin, of at most [maxDocumentRunes] distinct non-ASCII
-	// characters. Each font is subset to the characters the document uses
-	// and gets a single-byte encoding made for the document.
+	// FontPathUTF8 is taken for other text, such as Greek or Cyrillic
+	// mixed with Latin, of at most 129 distinct non-ASCII characters. Like
+	// FontPathCP1252, in a single-byte encoding made for the document.
 	FontPathUTF8 FontPath = "utf8"
 	// FontPathUTF8CID is taken for text of more distinct characters than
 	// FontPathUTF8 holds: fpdf's UTF-8 (CID-keyed) fonts, which fpdf
-	// parses for every document. It is several times slower than the
-	// other paths.
+	// parses again for every document, ten times slower than the other
+	// paths.
 	FontPathUTF8CID FontPath = "utf8-cid"
 )
 
