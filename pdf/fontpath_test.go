@@ -40,6 +40,15 @@ func TestRenderFontPaths(t *testing.T) {
 			font:  "/Differences [",
 		},
 		{
+			// The Go fonts have no CJK glyphs: the characters print as
+			// .notdef boxes, as with fpdf's UTF-8 fonts, but read back.
+			name:  "characters the fonts lack",
+			inv:   invoiceWith("Acme 東京", "山田太郎", "Łódź"),
+			want:  FontPathUTF8,
+			texts: []string{"Acme 東京", "山田太郎", "Łódź"},
+			font:  "/Differences [",
+		},
+		{
 			name:  "more characters than a document encoding holds",
 			inv:   invoiceWith("Acme Ωmega Łódź", manyRunes(maxDocumentRunes+10), "ООО Ромашка"),
 			want:  FontPathUTF8CID,
