@@ -70,7 +70,9 @@ func Render(ctx context.Context, w io.Writer, inv Invoice) (Result, error) {
 // one over the limits with an error wrapping [ErrTooLarge]. Render checks
 // ctx between pages and, once ctx is done, stops and returns an error
 // wrapping ctx.Err(). Errors of fpdf and of w are returned wrapped. On
-// any error but w's, nothing is written.
+// any error but w's, nothing is written. With an error the Result holds
+// what the render got to: the font path, once the invoice has passed
+// validation and the limits on lines.
 func (r Renderer) Render(ctx context.Context, w io.Writer, inv Invoice) (Result, error) {
 	if err := inv.validate(); err != nil {
 		return Result{}, fmt.Errorf("render invoice: %w", err)
@@ -98,41 +100,33 @@ func (r Renderer) Render(ctx context.Context, w io.Writer, inv Invoice) (Result,
 	if err != nil {
 		return Result{}, fmt.Errorf("render invoice %s: fonts: %w", inv.Number, err)
 	}
-	res := Result{FontPath: enc.path}
-	doc := getBuffer()
-	defer putBuffer(doc)
-	if err := output(ctx, doc, f, inv, enc, maxBytes); err != nil {
-		return res, err
-	}
-	res.Pages, res.Bytes = f.PageNo(), int64(doc.Len())
-	if _, err := w.Write(doc.Bytes()); err != nil {
-		return res, fmt.Errorf("write invoice %s pdf: %w", inv.Number, err)
-	}
-	return res, nil
+	size, err := output(ctx, w, f, inv, enc, maxBytes)
+	return Result{FontPath: enc.path, Pages: f.PageNo(), Bytes: size}, err
 }
 
 // output lays inv out on f, a new document with the fonts for enc
-// registered, and writes it to dst unless fpdf or ctx reported an error
-// or the document is larger than maxBytes.
-func output(ctx context.Context, dst io.Writer, f *fpdf.Fpdf, inv Invoice, enc *encoding, maxBytes int64) error {
+// registered, and writes it to w in one Write unless fpdf or ctx reported
+// an error or the document is larger than maxBytes. It returns the size
+// of the document.
+func output(ctx context.Context, w io.Writer, f *fpdf.Fpdf, inv Invoice, enc *encoding, maxBytes int64) (int64, error) {
 	newDocument(ctx, f, inv, enc).render()
 	if err := f.Error(); err != nil {
-		return fmt.Errorf("render invoice %s: %w", inv.Number, err)
+		return 0, fmt.Errorf("render invoice %s: %w", inv.Number, err)
 	}
 	out := getBuffer()
 	defer putBuffer(out)
 	dw := &deflateWriter{ctx: ctx, dst: out, maxBytes: maxBytes}
 	defer dw.release()
 	if err := f.Output(dw); err != nil {
-		return fmt.Errorf("render invoice %s: %w", inv.Number, err)
+		return 0, fmt.Errorf("render invoice %s: %w", inv.Number, err)
 	}
 	if err := dw.flush(); err != nil {
-		return fmt.Errorf("render invoice %s: %w", inv.Number, err)
+		return 0, fmt.Errorf("render invoice %s: %w", inv.Number, err)
 	}
-	if _, err := dst.Write(out.Bytes()); err != nil {
-		return fmt.Errorf("write invoice %s pdf: %w", inv.Number, err)
+	if _, err := w.Write(out.Bytes()); err != nil {
+		return int64(out.Len()), fmt.Errorf("write invoice %s pdf: %w", inv.Number, err)
 	}
-	return nil
+	return int64(out.Len()), nil
 }
 
 // newPDF returns an empty A4 document with every setting that decides the

@@ -32,16 +32,17 @@ type subsetter struct {
 	locaLong bool
 	head     []byte // head with indexToLocFormat set, checkSumAdjustment zero
 
-	// File layout: tables in file order (head, loca, the constant ones,
-	// glyf) and the offset of each; the directory lists them by tag.
-	fileOrder []int // indexes into fc.tables
-	offsets   []int // by index into fc.tables
-	dirLen    int   // offset table and directory
-	constAt   int   // first byte of the part deflated once
-	glyfAt    int   // offset of glyf
+	// File layout: head, loca, the constant tables, glyf. The directory
+	// lists them by tag, as fc.tables does.
+	offsets []int // file offset of each table, by index into fc.tables
+	dirLen  int   // length of the offset table and directory
+	headAt  int   // offset of head
+	constAt int   // first byte of the part deflated once
+	glyfAt  int   // offset of glyf
 
-	// prefixEnd is the first glyph id a subset may leave out or not:
-	// the glyphs below are the same (kept, or never used) in every subset.
+	// prefixEnd splits the glyphs: the outlines of those below it are the
+	// same in every subset (kept, or never used by any character), so
+	// they belong to the constant part.
 	prefixEnd  int
 	prefixLoca []int // glyf offsets of glyphs 0 to prefixEnd
 	prefixSum  uint32
@@ -116,7 +117,6 @@ func newSubsetter(fc *face) *subsetter {
 	s.offsets = make([]int, len(fc.tables))
 	off := s.dirLen
 	place := func(i, length int) {
-		s.fileOrder = append(s.fileOrder, i)
 		s.offsets[i] = off
 		off += pad4(length)
 	}
@@ -128,6 +128,7 @@ func newSubsetter(fc *face) *subsetter {
 			}
 		}
 	}
+	s.headAt = s.dirLen
 	s.constAt = off
 	s.sums = make([]uint32, len(fc.tables))
 	var constRaw []byte
@@ -251,7 +252,7 @@ func (s *subsetter) subset(dst *bytes.Buffer, runes []rune) int {
 		total += sums[i]
 	}
 	total += checksum(front[:s.dirLen])
-	binary.BigEndian.PutUint32(front[s.offsets[s.fileOrder[0]]+8:], 0xB1B0AFBA-total) // head's checkSumAdjustment
+	binary.BigEndian.PutUint32(front[s.headAt+8:], 0xB1B0AFBA-total) // head's checkSumAdjustment
 
 	// zlib: header, the three parts, Adler-32.
 	dst.Write(zlibHeader)

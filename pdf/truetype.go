@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"strings"
 
 	"golang.org/x/image/font/sfnt"
 )
@@ -54,10 +55,15 @@ func parseFace(ttf []byte, bold bool) (*face, error) {
 	if err := fc.readTables(ttf); err != nil {
 		return nil, err
 	}
+	for _, tag := range []string{"cmap", "glyf", "head", "hhea", "hmtx", "loca", "maxp", "post", "OS/2"} {
+		if fc.table(tag) == nil {
+			return nil, fmt.Errorf("truetype: no %s table", tag)
+		}
+	}
 	head, hhea, hmtx := fc.table("head"), fc.table("hhea"), fc.table("hmtx")
 	maxp, post, os2 := fc.table("maxp"), fc.table("post"), fc.table("OS/2")
-	if len(head) < 54 || len(hhea) < 36 || len(maxp) < 6 || len(post) < 16 || len(os2) < 8 {
-		return nil, fmt.Errorf("truetype: missing or short head, hhea, maxp, post or OS/2 table")
+	if len(head) < 54 || len(hhea) < 36 || len(maxp) < 6 || len(post) < 32 || len(os2) < 8 {
+		return nil, fmt.Errorf("truetype: short head, hhea, maxp, post or OS/2 table")
 	}
 	upem := float64(be16(head, 18))
 	if upem == 0 {
@@ -102,6 +108,13 @@ func parseFace(ttf []byte, bold bool) (*face, error) {
 	if fc.psName, err = sf.Name(&buf, sfnt.NameIDPostScript); err != nil {
 		return nil, fmt.Errorf("truetype: postscript name: %w", err)
 	}
+	// The name goes into PDF names and fpdf's JSON as it is.
+	fc.psName = strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' {
+			return r
+		}
+		return -1
+	}, fc.psName)
 	fc.glyphs = make(map[rune]glyph)
 	for r := rune(0x20); r <= 0xFFFF; r++ {
 		if r >= 0xD800 && r <= 0xDFFF {
