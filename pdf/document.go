@@ -20,7 +20,11 @@ const (
 	titleSize  = 15.0
 	minFitSize = 4.0 // smallest size a too-wide one-line value shrinks to
 
-	pageCountAlias = "{nb}"
+	// pageCountAlias stands for the page count until fpdf writes the
+	// document, which replaces it on every page, in any text. Invoice text
+	// cannot hold it: control characters print as U+FFFD. (fpdf's default,
+	// "{nb}", turned a description that said "{nb}" into a number.)
+	pageCountAlias = "\x01nb\x01"
 )
 
 // document lays out one invoice on an fpdf document.

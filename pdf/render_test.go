@@ -99,6 +99,20 @@ func TestRenderText(t *testing.T) {
 			want:        []string{"Party \uFFFD GmbH", "Zoë \uFFFD", "Balloons \uFFFD x10"},
 		},
 		{
+			name:        "the page count alias of fpdf is text",
+			tenant:      "Acme {nb}",
+			customer:    Customer{Name: "Zoë {nb}"},
+			description: "Ωmega {nb} \x01nb\x01",
+			want:        []string{"Acme {nb}", "Zoë {nb}", "Ωmega {nb} \uFFFDnb\uFFFD", "Page 1 of 1"},
+		},
+		{
+			name:        "the page count alias of fpdf is text, single-byte",
+			tenant:      "Acme {nb}",
+			customer:    Customer{Name: "Zoë {nb}"},
+			description: "Order {nb}",
+			want:        []string{"Acme {nb}", "Zoë {nb}", "Order {nb}", "Page 1 of 1"},
+		},
+		{
 			name:        "PDF string syntax is escaped",
 			tenant:      `Back\slash (Paren) Ltd`,
 			customer:    Customer{Name: "O'Brien (Sr.)"},
