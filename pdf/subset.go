@@ -37,6 +37,7 @@ type subsetter struct {
 	offsets []int // file offset of each table, by index into fc.tables
 	dirLen  int   // length of the offset table and directory
 	headAt  int   // offset of head
+	locaAt  int   // offset of loca
 	constAt int   // first byte of the part deflated once
 	glyfAt  int   // offset of glyf
 
@@ -129,6 +130,7 @@ func newSubsetter(fc *face) *subsetter {
 		}
 	}
 	s.headAt = s.dirLen
+	s.locaAt = s.headAt + pad4(len(s.head))
 	s.constAt = off
 	s.sums = make([]uint32, len(fc.tables))
 	var constRaw []byte
@@ -188,25 +190,34 @@ func (s *subsetter) subset(dst *bytes.Buffer, runes []rune) int {
 		}
 	}
 
-	// The rest of glyf, and loca.
+	// The front part (offset table, directory, head, loca) and the rest
+	// of glyf, writing loca on the way.
+	front := make([]byte, s.constAt)
+	loca := front[s.locaAt:]
+	putLoca := func(gid, off int) {
+		if s.locaLong {
+			binary.BigEndian.PutUint32(loca[4*gid:], uint32(off))
+		} else {
+			binary.BigEndian.PutUint16(loca[2*gid:], uint16(off/2))
+		}
+	}
+	for gid, off := range s.prefixLoca {
+		putLoca(gid, off)
+	}
 	rest := getBuffer()
 	defer putBuffer(rest)
 	var pad [3]byte
 	prefixLen := s.prefixLoca[s.prefixEnd]
-	loca := make([]int, fc.numGlyphs+1)
-	copy(loca, s.prefixLoca)
 	for gid := s.prefixEnd; gid < fc.numGlyphs; gid++ {
 		if keep[gid] {
 			data := fc.glyphData(uint16(gid))
 			rest.Write(data)
 			rest.Write(pad[:pad4(len(data))-len(data)])
 		}
-		loca[gid+1] = prefixLen + rest.Len()
+		putLoca(gid+1, prefixLen+rest.Len())
 	}
 	glyfLen := prefixLen + rest.Len()
 
-	// Offset table, directory, head and loca: the front part.
-	front := make([]byte, s.constAt)
 	sums := slices.Clone(s.sums)
 	lengths := make([]int, len(fc.tables))
 	for i, t := range fc.tables {
@@ -217,13 +228,6 @@ func (s *subsetter) subset(dst *bytes.Buffer, runes []rune) int {
 			sums[i] = checksum(front[at : at+pad4(lengths[i])])
 		case "loca":
 			lengths[i] = s.tableLen(i)
-			for gid, off := range loca {
-				if s.locaLong {
-					binary.BigEndian.PutUint32(front[at+4*gid:], uint32(off))
-				} else {
-					binary.BigEndian.PutUint16(front[at+2*gid:], uint16(off/2))
-				}
-			}
 			sums[i] = checksum(front[at : at+pad4(lengths[i])])
 		case "glyf":
 			lengths[i] = glyfLen
