@@ -38,6 +38,26 @@ type document struct {
 	table    table   // the line-item table
 
 	font docFont // the font selected last, if known
+	line docLine // the line style set last, if known
+}
+
+// docLine is the style of the lines drawn on the page.
+type docLine struct {
+	known bool // false: fpdf may have changed the style since
+	gray  int  // draw color, 0 (black) to 255 (white)
+	width float64
+}
+
+// setLine sets the gray level and width of the lines drawn from now on;
+// like setFont, it passes on changes only.
+func (d *document) setLine(gray int, width float64) {
+	want := docLine{known: true, gray: gray, width: width}
+	if d.line == want {
+		return
+	}
+	d.f.SetDrawColor(gray, gray, gray)
+	d.f.SetLineWidth(width)
+	d.line = want
 }
 
 // docFont is a font selection on the page.
@@ -90,10 +110,10 @@ func (d *document) setFont(bold bool, size float64) {
 // makes fpdf ignore every later call, and the layout's loops end on it.
 func (d *document) pageHeader() {
 	f := d.f
-	// fpdf selects the page's font before the header and again after it
-	// (the one selected before AddPage).
-	d.font.known = false
-	defer func() { d.font.known = false }()
+	// fpdf sets the page's font and line style before the header and again
+	// after it (those of before AddPage).
+	d.font.known, d.line.known = false, false
+	defer func() { d.font.known, d.line.known = false, false }()
 	if err := d.ctx.Err(); err != nil {
 		f.SetError(err)
 		return
@@ -109,8 +129,7 @@ func (d *document) pageHeader() {
 	d.fitCell(d.contentW*0.7, lineH, d.text(d.inv.Number, false), "R", false, bodySize)
 	f.SetTextColor(0, 0, 0)
 
-	f.SetDrawColor(160, 160, 160)
-	f.SetLineWidth(0.3)
+	d.setLine(160, 0.3)
 	f.Line(marginX, contentTop-3, marginX+d.contentW, contentTop-3)
 	f.SetXY(marginX, contentTop)
 }

@@ -86,8 +86,7 @@ func (d *document) totals() {
 	for _, r := range rows {
 		y := f.GetY()
 		if r.bold {
-			f.SetDrawColor(0, 0, 0)
-			f.SetLineWidth(0.3)
+			d.setLine(0, 0.3)
 			f.Line(x, y+0.5, marginX+d.contentW, y+0.5)
 			y += 1
 		}

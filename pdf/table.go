@@ -76,6 +76,9 @@ func (t *table) header() {
 	h := rowHeight(lines)
 	f.SetFillColor(232, 232, 232)
 	f.Rect(marginX, y, t.d.contentW, h, "F")
+	// Back to the text's black: while the fill color differs from the
+	// text color, fpdf wraps every text in its own graphics state.
+	f.SetFillColor(0, 0, 0)
 	t.draw(lines, 0, lineCount(lines), y, true)
 	f.SetY(y + h)
 }
@@ -106,8 +109,7 @@ func (t *table) row(cells []string) {
 		y := f.GetY()
 		t.draw(lines, start, end, y, false)
 		y += float64(end-start)*lineH + 2*cellPadY
-		f.SetDrawColor(200, 200, 200)
-		f.SetLineWidth(0.2)
+		t.d.setLine(200, 0.2)
 		f.Line(marginX, y, marginX+t.d.contentW, y)
 		f.SetY(y)
 		start = end
