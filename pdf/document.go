@@ -2,6 +2,7 @@ package pdf
 
 import (
 	"context"
+	"math"
 	"strconv"
 
 	"github.com/go-pdf/fpdf"
@@ -33,6 +34,9 @@ type document struct {
 	f   *fpdf.Fpdf
 	inv Invoice
 	enc *encoding // the text encoding of f's fonts
+	// widths are the advances of the codes of the single-byte fonts,
+	// regular and bold, in thousandths of an em.
+	widths [2]*[256]int
 
 	contentW float64 // width between the margins
 	table    table   // the line-item table
@@ -69,9 +73,9 @@ type docFont struct {
 
 // newDocument prepares inv for rendering on f, whose fonts for enc are
 // registered. The layout stops at the next page once ctx is done.
-func newDocument(ctx context.Context, f *fpdf.Fpdf, inv Invoice, enc *encoding) *document {
+func newDocument(ctx context.Context, f *fpdf.Fpdf, inv Invoice, enc *encoding, fonts *docFonts) *document {
 	w, _ := f.GetPageSize()
-	d := &document{ctx: ctx, f: f, inv: inv, enc: enc, contentW: w - 2*marginX}
+	d := &document{ctx: ctx, f: f, inv: inv, enc: enc, widths: fonts.widths, contentW: w - 2*marginX}
 	d.table = newTable(d)
 	f.SetMargins(marginX, marginTop, marginX)
 	f.SetAutoPageBreak(false, 0) // page breaks are placed by the layout
@@ -167,7 +171,7 @@ func (d *document) breakPage(h float64) bool {
 // under the last line at the left margin.
 func (d *document) paragraph(x, w float64, bold bool, text string) {
 	d.setFont(bold, bodySize)
-	for _, line := range d.wrap(d.text(text, true), w) {
+	for _, line := range d.wrap(d.text(text, true), w, bold, bodySize) {
 		if d.f.Err() {
 			return
 		}
@@ -192,21 +196,66 @@ func (d *document) text(s string, multiline bool) string {
 }
 
 // wrap splits text, encoded by d.text, into lines no wider than w in the
-// current font. Text without any content gives no lines, and so does a
-// document in error: fpdf's SplitText does not check for an earlier error
-// and would crash without a font.
-func (d *document) wrap(text string, w float64) []string {
+// current font, which is bold or not at size points. Text without any
+// content gives no lines, and so does a document in error: fpdf's
+// SplitText does not check for an earlier error and would crash without
+// a font.
+func (d *document) wrap(text string, w float64, bold bool, size float64) []string {
 	if text == "" || d.f.Err() {
 		return nil
 	}
 	if d.enc.codes == nil {
 		return d.f.SplitText(text, w)
 	}
-	// A single-byte font: SplitText would read the codes as UTF-8.
-	split := d.f.SplitLines([]byte(text), w)
-	lines := make([]string, len(split))
-	for i, l := range split {
-		lines[i] = string(l)
+	// A single-byte font: SplitText would read the codes as UTF-8, and
+	// SplitLines copies the text twice. splitLines is SplitLines on the
+	// text itself, with fpdf's arithmetic for the width.
+	cw := d.widths[0]
+	if bold {
+		cw = d.widths[1]
+	}
+	fontSize := size / d.f.GetConversionRatio()
+	wmax := int(math.Ceil((w - 2*d.f.GetCellMargin()) * 1000 / fontSize))
+	return splitLines(text, cw, wmax)
+}
+
+// splitLines splits s into lines of at most wmax thousandths of an em in
+// a font whose codes have the widths cw, breaking after the last space
+// that fits, or inside a word longer than a line, and at every \n. It is
+// fpdf's SplitLines, returning substrings of s.
+func splitLines(s string, cw *[256]int, wmax int) []string {
+	nb := len(s)
+	for nb > 0 && s[nb-1] == '\n' {
+		nb--
+	}
+	s = s[:nb]
+	var lines []string
+	sep, i, j, l := -1, 0, 0, 0
+	for i < nb {
+		c := s[i]
+		l += cw[c]
+		if c == ' ' || c == '\t' || c == '\n' {
+			sep = i
+		}
+		if c == '\n' || l > wmax {
+			if sep == -1 {
+				if i == j {
+					i++
+				}
+				sep = i
+			} else {
+				i = sep + 1
+			}
+			lines = append(lines, s[j:sep])
+			sep = -1
+			j = i
+			l = 0
+		} else {
+			i++
+		}
+	}
+	if i != j {
+		lines = append(lines, s[j:i])
 	}
 	return lines
 }

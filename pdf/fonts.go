@@ -51,39 +51,49 @@ var faces = sync.OnceValues(func() ([2]*face, error) {
 	return fs, nil
 })
 
+// docFonts are the fonts added to one document.
+type docFonts struct {
+	// widths are the advances of the codes of the single-byte fonts,
+	// regular and bold, in thousandths of an em; nil for FontPathUTF8CID.
+	widths [2]*[256]int
+	bufs   [2]*bytes.Buffer // the compressed font programs
+}
+
+// release returns pooled memory once the document has been written out.
+func (d *docFonts) release() {
+	for i, b := range d.bufs {
+		if b != nil {
+			putBuffer(b)
+			d.bufs[i] = nil
+		}
+	}
+}
+
 // addFonts registers on f the regular and bold fonts for enc, subset to
-// ASCII and used, the other characters the document prints. The returned
-// function releases pooled memory once f has been written out.
-func addFonts(f *fpdf.Fpdf, enc *encoding, used []rune) (release func(), err error) {
-	release = func() {}
+// ASCII and used, the other characters the document prints.
+func addFonts(f *fpdf.Fpdf, enc *encoding, used []rune) (*docFonts, error) {
+	d := &docFonts{}
 	styles := [2]string{"", "B"}
 	if enc.path == FontPathUTF8CID {
 		f.AddUTF8FontFromBytes(fontFamily, styles[0], fontRegular)
 		f.AddUTF8FontFromBytes(fontFamily, styles[1], fontBold)
-		return release, nil
+		return d, nil
 	}
 	fs, err := faces()
 	if err != nil {
-		return release, err
-	}
-	var bufs [2]*bytes.Buffer
-	release = func() {
-		for _, b := range bufs {
-			if b != nil {
-				putBuffer(b)
-			}
-		}
+		return d, err
 	}
 	def := getBuffer()
 	defer putBuffer(def)
 	for i, fc := range fs {
-		bufs[i] = getBuffer()
-		size := fc.subsetter.subset(bufs[i], used)
+		d.widths[i] = fc.widths(enc)
+		d.bufs[i] = getBuffer()
+		size := fc.subsetter.subset(d.bufs[i], used)
 		def.Reset()
-		def.Write(fc.definition(def.AvailableBuffer(), enc, used, size))
-		f.AddFontFromBytes(fontFamily, styles[i], def.Bytes(), bufs[i].Bytes())
+		def.Write(fc.definition(def.AvailableBuffer(), enc, d.widths[i], used, size))
+		f.AddFontFromBytes(fontFamily, styles[i], def.Bytes(), d.bufs[i].Bytes())
 	}
-	return release, nil
+	return d, nil
 }
 
 // Font descriptor flags (PDF 32000-1:2008, 9.8.2).
@@ -93,9 +103,10 @@ const (
 )
 
 // definition appends to b fpdf's JSON definition of fc as a single-byte
-// TrueType font in enc (fpdf's unexported fontDefType), subset to used
-// and size bytes long, and returns the extended slice.
-func (fc *face) definition(b []byte, enc *encoding, used []rune, size int) []byte {
+// TrueType font in enc, whose codes have widths, subset to used and size
+// bytes long (fpdf's unexported fontDefType), and returns the extended
+// slice.
+func (fc *face) definition(b []byte, enc *encoding, widths *[256]int, used []rune, size int) []byte {
 	// Nonsymbolic: a reader maps each code through the encoding's glyph
 	// name to Unicode and finds the glyph in the font's Unicode cmap.
 	flags := flagNonsymbolic
@@ -112,7 +123,6 @@ func (fc *face) definition(b []byte, enc *encoding, used []rune, size int) []byt
 		`"Up":%d,"Ut":%d,"Cw":[`,
 		fc.ascent, fc.descent, fc.capHeight, flags, fc.bbox[0], fc.bbox[1], fc.bbox[2], fc.bbox[3],
 		fc.italicAngle, fc.stemV, fc.missingWidth, fc.underlinePos, fc.underlineW)
-	widths := fc.widths(enc)
 	for c, w := range widths {
 		if c > 0 {
 			b = append(b, ',')

@@ -95,21 +95,21 @@ func (r Renderer) Render(ctx context.Context, w io.Writer, inv Invoice) (Result,
 
 	enc, used := chooseEncoding(inv)
 	f := r.newPDF(inv)
-	release, err := addFonts(f, enc, used)
-	defer release()
+	fonts, err := addFonts(f, enc, used)
+	defer fonts.release()
 	if err != nil {
 		return Result{}, fmt.Errorf("render invoice %s: fonts: %w", inv.Number, err)
 	}
-	size, err := output(ctx, w, f, inv, enc, maxBytes)
+	size, err := output(ctx, w, f, inv, enc, fonts, maxBytes)
 	return Result{FontPath: enc.path, Pages: f.PageNo(), Bytes: size}, err
 }
 
-// output lays inv out on f, a new document with the fonts for enc
-// registered, and writes it to w in one Write unless fpdf or ctx reported
-// an error or the document is larger than maxBytes. It returns the size
-// of the document.
-func output(ctx context.Context, w io.Writer, f *fpdf.Fpdf, inv Invoice, enc *encoding, maxBytes int64) (int64, error) {
-	newDocument(ctx, f, inv, enc).render()
+// output lays inv out on f, a new document with fonts for enc registered,
+// and writes it to w in one Write unless fpdf or ctx reported an error or
+// the document is larger than maxBytes. It returns the size of the
+// document.
+func output(ctx context.Context, w io.Writer, f *fpdf.Fpdf, inv Invoice, enc *encoding, fonts *docFonts, maxBytes int64) (int64, error) {
+	newDocument(ctx, f, inv, enc, fonts).render()
 	if err := f.Error(); err != nil {
 		return 0, fmt.Errorf("render invoice %s: %w", inv.Number, err)
 	}

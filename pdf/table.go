@@ -127,7 +127,7 @@ func (t *table) split(cells []string, bold bool) [][]string {
 	t.d.setFont(bold, bodySize)
 	lines := make([][]string, len(cells))
 	for i, c := range cells {
-		lines[i] = t.d.wrap(c, t.cols[i].width)
+		lines[i] = t.d.wrap(c, t.cols[i].width, bold, bodySize)
 		if len(lines[i]) == 0 {
 			lines[i] = []string{""}
 		}
