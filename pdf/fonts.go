@@ -42,6 +42,12 @@ var faces = sync.OnceValues(func() ([2]*face, error) {
 		if err != nil {
 			return fs, fmt.Errorf("embedded font %d: %w", i, err)
 		}
+		for c := 0x20; c < 0x7F; c++ {
+			fc.asciiWidths[c] = fc.missingWidth
+			if g, ok := fc.glyphs[rune(c)]; ok {
+				fc.asciiWidths[c] = g.width
+			}
+		}
 		fc.codePageWidths = make(map[*encoding]*[256]int)
 		for _, enc := range []*encoding{encCP1252, encCP1250} {
 			fc.codePageWidths[enc] = fc.widths(enc)
@@ -149,8 +155,9 @@ func (fc *face) widths(enc *encoding) *[256]int {
 	if w, ok := fc.codePageWidths[enc]; ok {
 		return w
 	}
-	var w [256]int
-	for c, r := range enc.runes {
+	w := fc.asciiWidths // every encoding keeps ASCII's codes
+	for c, r := range enc.runes[0x7F:] {
+		c += 0x7F
 		if r == 0 {
 			continue
 		}
@@ -179,7 +186,9 @@ func (e *encoding) differences() string {
 			b = strconv.AppendInt(b, int64(c), 10)
 			b = append(b, ' ')
 		}
-		b = fmt.Appendf(b, "/uni%04X ", r)
+		const hex = "0123456789ABCDEF"
+		b = append(b, "/uni"...)
+		b = append(b, hex[r>>12&0xF], hex[r>>8&0xF], hex[r>>4&0xF], hex[r&0xF], ' ')
 		next = c + 1
 	}
 	return string(bytes.TrimSpace(b))

@@ -34,6 +34,7 @@ type face struct {
 
 	subsetter      *subsetter
 	codePageWidths map[*encoding]*[256]int // widths of the code pages' codes
+	asciiWidths    [256]int                // widths of printable ASCII, 0 elsewhere
 }
 
 // glyph is what a document needs to know of one character of a face.
