@@ -19,7 +19,7 @@ func TestFontDefinition(t *testing.T) {
 		Cw                        []int
 		Desc                      struct {
 			Ascent, Descent, CapHeight, Flags, ItalicAngle, StemV, MissingWidth int
-			FontBBox                                                          struct{ Xmin, Ymin, Xmax, Ymax int }
+			FontBBox                                                            struct{ Xmin, Ymin, Xmax, Ymax int }
 		}
 	}
 	for _, enc := range []*encoding{encCP1252, encCP1250, documentEncoding([]rune("ΩЖ€"))} {
