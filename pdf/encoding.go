@@ -30,8 +30,8 @@ const (
 	FontPathUTF8 FontPath = "utf8"
 	// FontPathUTF8CID is taken for text of more distinct characters than
 	// FontPathUTF8 holds: fpdf's UTF-8 (CID-keyed) fonts, which fpdf
-	// parses again for every document, ten times slower than the other
-	// paths.
+	// parses again for every document: an order of magnitude slower than the
+	// other paths.
 	FontPathUTF8CID FontPath = "utf8-cid"
 )
 
