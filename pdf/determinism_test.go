@@ -2,6 +2,7 @@ package pdf
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"sync"
 	"testing"
@@ -21,6 +22,9 @@ func TestRenderIsDeterministic(t *testing.T) {
 		inv  Invoice
 	}{
 		{"sample", Renderer{}, sampleInvoice()},
+		{"cp1252", Renderer{}, invoiceWith("Acme GmbH", "Zoë Müller", "Größe XL")},
+		{"cp1250", Renderer{}, invoiceWith("Łódź sp. z o.o.", "Zoë Müller", "Usługa")},
+		{"utf8-cid", Renderer{}, invoiceWith("Acme", manyRunes(maxDocumentRunes+1), "ООО")},
 		{"several pages", Renderer{}, big},
 		{"no dates", Renderer{}, undated},
 		{"fixed creation date", Renderer{CreatedAt: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}, sampleInvoice()},
@@ -39,7 +43,7 @@ func TestRenderIsDeterministic(t *testing.T) {
 			for i := range workers {
 				wg.Go(func() {
 					var buf bytes.Buffer
-					if err := tt.r.Render(&buf, tt.inv); err != nil {
+					if _, err := tt.r.Render(context.Background(), &buf, tt.inv); err != nil {
 						t.Errorf("concurrent render %d: %v", i, err)
 						return
 					}

@@ -1,6 +1,8 @@
 package pdf
 
 import (
+	"context"
+	"math"
 	"strconv"
 
 	"github.com/go-pdf/fpdf"
@@ -19,22 +21,61 @@ const (
 	titleSize  = 15.0
 	minFitSize = 4.0 // smallest size a too-wide one-line value shrinks to
 
-	pageCountAlias = "{nb}"
+	// pageCountAlias stands for the page count until fpdf writes the
+	// document, which replaces it on every page, in any text. Invoice text
+	// cannot hold it: control characters print as U+FFFD. (fpdf's default,
+	// "{nb}", turned a description that said "{nb}" into a number.)
+	pageCountAlias = "\x01nb\x01"
 )
 
 // document lays out one invoice on an fpdf document.
 type document struct {
+	ctx context.Context // checked between pages
 	f   *fpdf.Fpdf
 	inv Invoice
+	enc *encoding // the text encoding of f's fonts
+	// widths are the advances of the codes of the single-byte fonts,
+	// regular and bold, in thousandths of an em.
+	widths [2]*[256]int
 
 	contentW float64 // width between the margins
 	table    table   // the line-item table
+
+	font docFont // the font selected last, if known
+	line docLine // the line style set last, if known
 }
 
-// newDocument prepares inv for rendering on f, whose fonts are registered.
-func newDocument(f *fpdf.Fpdf, inv Invoice) *document {
+// docLine is the style of the lines drawn on the page.
+type docLine struct {
+	known bool // false: fpdf may have changed the style since
+	gray  int  // draw color, 0 (black) to 255 (white)
+	width float64
+}
+
+// setLine sets the gray level and width of the lines drawn from now on;
+// like setFont, it passes on changes only.
+func (d *document) setLine(gray int, width float64) {
+	want := docLine{known: true, gray: gray, width: width}
+	if d.line == want {
+		return
+	}
+	d.f.SetDrawColor(gray, gray, gray)
+	d.f.SetLineWidth(width)
+	d.line = want
+}
+
+// docFont is a font selection on the page.
+type docFont struct {
+	known bool // false: fpdf may have changed the font since
+	bold  bool
+	size  float64
+}
+
+// newDocument prepares inv for rendering on f, whose fonts for enc are
+// registered. The layout stops at the next page once ctx is done.
+func newDocument(ctx context.Context, f *fpdf.Fpdf, inv Invoice, enc *encoding, fonts *docFonts) *document {
 	w, _ := f.GetPageSize()
-	d := &document{f: f, inv: inv, contentW: w - 2*marginX}
+	d := &document{ctx: ctx, f: f, inv: inv, enc: enc, widths: fonts.widths, contentW: w - 2*marginX}
 	d.table = newTable(d)
 	f.SetMargins(marginX, marginTop, marginX)
 	f.SetAutoPageBreak(false, 0) // page breaks are placed by the layout
@@ -53,49 +94,65 @@ func (d *document) render() {
 }
 
 // setFont selects the embedded font, bold or regular, at size points.
+// fpdf writes every selection to the page, and most would repeat the
+// font already selected: only changes are passed on.
 func (d *document) setFont(bold bool, size float64) {
+	want := docFont{known: true, bold: bold, size: size}
+	if d.font == want {
+		return
+	}
 	style := ""
 	if bold {
 		style = "B"
 	}
 	d.f.SetFont(fontFamily, style, size)
+	d.font = want
 }
 
-// pageHeader draws the issuer and the invoice number on top of every page.
+// pageHeader draws the issuer and the invoice number on top of every
+// page. A page is also where a render that ctx ended stops: the error
+// makes fpdf ignore every later call, and the layout's loops end on it.
 func (d *document) pageHeader() {
 	f := d.f
+	// fpdf sets the page's font and line style before the header and again
+	// after it (those of before AddPage).
+	d.font.known, d.line.known = false, false
+	defer func() { d.font.known, d.line.known = false, false }()
+	if err := d.ctx.Err(); err != nil {
+		f.SetError(err)
+		return
+	}
 	f.SetTextColor(0, 0, 0)
 	f.SetXY(marginX, marginTop)
-	d.fitCell(d.contentW*0.7, 8, cleanText(d.inv.TenantName, false), "L", true, titleSize)
+	d.fitCell(d.contentW*0.7, 8, d.text(d.inv.TenantName, false), "L", true, titleSize)
 	f.SetXY(marginX+d.contentW*0.7, marginTop)
 	d.fitCell(d.contentW*0.3, 8, "INVOICE", "R", true, titleSize)
 
 	f.SetTextColor(80, 80, 80)
 	f.SetXY(marginX+d.contentW*0.3, marginTop+8)
-	d.fitCell(d.contentW*0.7, lineH, cleanText(d.inv.Number, false), "R", false, bodySize)
+	d.fitCell(d.contentW*0.7, lineH, d.text(d.inv.Number, false), "R", false, bodySize)
 	f.SetTextColor(0, 0, 0)
 
-	f.SetDrawColor(160, 160, 160)
-	f.SetLineWidth(0.3)
+	d.setLine(160, 0.3)
 	f.Line(marginX, contentTop-3, marginX+d.contentW, contentTop-3)
 	f.SetXY(marginX, contentTop)
 }
 
-// pageFooter draws "Page X of Y" at the bottom of every page.
+// pageFooter draws "Page X of Y" and the invoice number at the bottom of
+// every page. fpdf puts the page count in place of its alias only when it
+// writes the document, after it has measured and placed the text with the
+// alias in it: so the label goes on the left, where its width does not
+// matter, and the number of known width on the right, aligned with the
+// amounts above.
 func (d *document) pageFooter() {
 	f := d.f
-	d.setFont(false, bodySize-1)
+	const labelW = 40.0 // "Page 9999 of 9999" needs 25
 	f.SetTextColor(80, 80, 80)
+	d.setFont(false, bodySize-1)
 	f.SetXY(marginX, footerY)
-	f.CellFormat(d.contentW/2, lineH, cleanText(d.inv.Number, false), "", 0, "L", false, 0, "")
-
-	// fpdf sizes the text with the alias in it, not with the page count
-	// that replaces it, so a right-aligned cell would drift; start the text
-	// where the widest plausible count would put it instead.
-	widest := "Page 9999 of 9999"
-	label := "Page " + strconv.Itoa(f.PageNo()) + " of " + pageCountAlias
-	f.SetXY(marginX+d.contentW-f.GetStringWidth(widest)-2, footerY)
-	f.CellFormat(0, lineH, label, "", 0, "L", false, 0, "")
+	f.CellFormat(labelW, lineH, "Page "+strconv.Itoa(f.PageNo())+" of "+pageCountAlias, "", 0, "L", false, 0, "")
+	f.SetXY(marginX+labelW, footerY)
+	d.fitCell(d.contentW-labelW, lineH, d.text(d.inv.Number, false), "R", false, bodySize-1)
 	f.SetTextColor(0, 0, 0)
 }
 
@@ -114,7 +171,10 @@ func (d *document) breakPage(h float64) bool {
 // under the last line at the left margin.
 func (d *document) paragraph(x, w float64, bold bool, text string) {
 	d.setFont(bold, bodySize)
-	for _, line := range d.wrap(cleanText(text, true), w) {
+	for _, line := range d.wrap(d.text(text, true), w, bold, bodySize) {
+		if d.f.Err() {
+			return
+		}
 		d.breakPage(lineH)
 		y := d.f.GetY()
 		d.f.SetXY(x, y)
@@ -123,13 +183,79 @@ func (d *document) paragraph(x, w float64, bold bool, text string) {
 	}
 }
 
-// wrap splits text into lines no wider than w in the current font. Text
-// without any content gives no lines, and so does a document in error:
-// fpdf's SplitText does not check for an earlier error and would crash
-// without a font.
-func (d *document) wrap(text string, w float64) []string {
+// text cleans s (see cleanText) and encodes it for the document's fonts.
+// Every text the layout takes from the invoice goes through here; the
+// fixed labels are printable ASCII, which every encoding keeps as it is.
+func (d *document) text(s string, multiline bool) string {
+	t, ok := d.enc.text(s, multiline)
+	if !ok {
+		// chooseEncoding picked an encoding that holds every character.
+		d.f.SetErrorf("text %q has a character the %s encoding lacks", s, d.enc.path)
+	}
+	return t
+}
+
+// wrap splits text, encoded by d.text, into lines no wider than w in the
+// current font, which is bold or not at size points. Text without any
+// content gives no lines, and so does a document in error: fpdf's
+// SplitText does not check for an earlier error and would crash without
+// a font.
+func (d *document) wrap(text string, w float64, bold bool, size float64) []string {
 	if text == "" || d.f.Err() {
 		return nil
 	}
-	return d.f.SplitText(text, w)
+	if d.enc.codes == nil {
+		return d.f.SplitText(text, w)
+	}
+	// A single-byte font: SplitText would read the codes as UTF-8, and
+	// SplitLines copies the text twice. splitLines is SplitLines on the
+	// text itself, with fpdf's arithmetic for the width.
+	cw := d.widths[0]
+	if bold {
+		cw = d.widths[1]
+	}
+	fontSize := size / d.f.GetConversionRatio()
+	wmax := int(math.Ceil((w - 2*d.f.GetCellMargin()) * 1000 / fontSize))
+	return splitLines(text, cw, wmax)
+}
+
+// splitLines splits s into lines of at most wmax thousandths of an em in
+// a font whose codes have the widths cw, breaking after the last space
+// that fits, or inside a word longer than a line, and at every \n. It is
+// fpdf's SplitLines, returning substrings of s.
+func splitLines(s string, cw *[256]int, wmax int) []string {
+	nb := len(s)
+	for nb > 0 && s[nb-1] == '\n' {
+		nb--
+	}
+	s = s[:nb]
+	var lines []string
+	sep, i, j, l := -1, 0, 0, 0
+	for i < nb {
+		c := s[i]
+		l += cw[c]
+		if c == ' ' || c == '\t' || c == '\n' {
+			sep = i
+		}
+		if c == '\n' || l > wmax {
+			if sep == -1 {
+				if i == j {
+					i++
+				}
+				sep = i
+			} else {
+				i = sep + 1
+			}
+			lines = append(lines, s[j:sep])
+			sep = -1
+			j = i
+			l = 0
+		} else {
+			i++
+		}
+	}
+	if i != j {
+		lines = append(lines, s[j:i])
+	}
+	return lines
 }

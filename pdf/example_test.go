@@ -2,7 +2,10 @@ package pdf_test
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/invoicing/tenantworker/pdf"
@@ -24,15 +27,39 @@ func ExampleRender() {
 		},
 	}
 	var buf bytes.Buffer
-	if err := pdf.Render(&buf, inv); err != nil {
+	res, err := pdf.Render(context.Background(), &buf, inv)
+	if err != nil {
 		fmt.Println("render:", err)
 		return
 	}
-	fmt.Println(bytes.HasPrefix(buf.Bytes(), []byte("%PDF-")))
+	fmt.Println(bytes.HasPrefix(buf.Bytes(), []byte("%PDF-")), res.Pages, res.Bytes == int64(buf.Len()))
 	fmt.Println(pdf.FormatMoney(pdf.Subtotal(inv), inv.Currency))
+
+	// The font path follows the characters of the invoice.
+	fmt.Println(res.FontPath)
+	inv.Customer.Name = "Łucja Wąs"
+	res, _ = pdf.Render(context.Background(), io.Discard, inv)
+	fmt.Println(res.FontPath)
+	inv.Customer.Name = "Αλέξης Παπαδόπουλος"
+	res, _ = pdf.Render(context.Background(), io.Discard, inv)
+	fmt.Println(res.FontPath)
 	// Output:
-	// true
+	// true 1 true
 	// EUR 1,234.00
+	// cp1252
+	// cp1250
+	// utf8
+}
+
+func ExampleRenderer() {
+	r := pdf.Renderer{MaxLines: 2}
+	inv := pdf.Invoice{Number: "INV-1", Currency: "EUR", Lines: make([]pdf.Line, 3)}
+	_, err := r.Render(context.Background(), io.Discard, inv)
+	fmt.Println(errors.Is(err, pdf.ErrTooLarge), errors.Is(err, pdf.ErrInvalidInvoice))
+	fmt.Println(err)
+	// Output:
+	// true true
+	// render invoice INV-1: invalid invoice: too large: 3 lines, more than the limit of 2
 }
 
 func ExampleFormatMoney() {

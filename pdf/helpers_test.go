@@ -2,6 +2,7 @@ package pdf
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -58,11 +59,23 @@ func dec(s string) decimal.Decimal {
 // render renders inv with r and fails the test on an error.
 func render(t testing.TB, r Renderer, inv Invoice) []byte {
 	t.Helper()
+	doc, _ := renderResult(t, r, inv)
+	return doc
+}
+
+// renderResult renders inv with r, fails the test on an error and
+// returns the document with Render's result, checked against it.
+func renderResult(t testing.TB, r Renderer, inv Invoice) ([]byte, Result) {
+	t.Helper()
 	var buf bytes.Buffer
-	if err := r.Render(&buf, inv); err != nil {
+	res, err := r.Render(context.Background(), &buf, inv)
+	if err != nil {
 		t.Fatalf("render: %v", err)
 	}
-	return buf.Bytes()
+	if res.Bytes != int64(buf.Len()) || res.Pages < 1 {
+		t.Fatalf("render result %+v for a document of %d bytes", res, buf.Len())
+	}
+	return buf.Bytes(), res
 }
 
 // pdfText extracts the text of doc with pdftotext -layout; pages > 0
@@ -97,4 +110,21 @@ func pageCount(t testing.TB, doc []byte) int {
 // squash collapses every run of white space in s to one space.
 func squash(s string) string {
 	return strings.Join(strings.Fields(s), " ")
+}
+
+// pathIssuers returns an issuer name for each font path that takes the
+// sample invoice (with its customer "Zoë Müller") down that path.
+func pathIssuers() []struct {
+	issuer string
+	path   FontPath
+} {
+	return []struct {
+		issuer string
+		path   FontPath
+	}{
+		{"Acme GmbH", FontPathCP1252},
+		{"Łódź Software", FontPathCP1250},
+		{"Acme Ωmega Łódź", FontPathUTF8},
+		{"Acme " + manyRunes(maxDocumentRunes+1), FontPathUTF8CID},
+	}
 }

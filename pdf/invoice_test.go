@@ -2,6 +2,7 @@ package pdf
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -30,7 +31,7 @@ func TestRenderRejectsInvalidInvoice(t *testing.T) {
 			inv := sampleInvoice()
 			tt.modify(&inv)
 			var buf bytes.Buffer
-			err := Render(&buf, inv)
+			_, err := Render(context.Background(), &buf, inv)
 			if !errors.Is(err, ErrInvalidInvoice) {
 				t.Fatalf("Render = %v, want an error wrapping ErrInvalidInvoice", err)
 			}
@@ -46,7 +47,7 @@ func TestRenderAcceptsValidCurrencies(t *testing.T) {
 	for _, cur := range []string{"EUR", "JPY", "KWD", "XYZ"} {
 		inv := sampleInvoice()
 		inv.Currency = cur
-		if err := Render(&bytes.Buffer{}, inv); err != nil {
+		if _, err := Render(context.Background(), &bytes.Buffer{}, inv); err != nil {
 			t.Errorf("Render with currency %s: %v", cur, err)
 		}
 	}
@@ -61,7 +62,7 @@ func (failingWriter) Write([]byte) (int, error) { return 0, errDiskFull }
 
 func TestRenderReturnsWriterError(t *testing.T) {
 	t.Parallel()
-	err := Render(failingWriter{}, sampleInvoice())
+	_, err := Render(context.Background(), failingWriter{}, sampleInvoice())
 	if !errors.Is(err, errDiskFull) {
 		t.Fatalf("Render = %v, want an error wrapping the writer's error", err)
 	}
@@ -76,7 +77,9 @@ func TestRenderReturnsFpdfError(t *testing.T) {
 	// SetFont, and that error must come back instead of a broken PDF.
 	f := fpdf.New("P", "mm", "A4", "")
 	var buf bytes.Buffer
-	err := output(&buf, f, sampleInvoice())
+	inv := sampleInvoice()
+	enc, _ := chooseEncoding(inv)
+	_, err := output(context.Background(), &buf, f, inv, enc, &docFonts{}, DefaultMaxBytes)
 	if err == nil || !strings.Contains(err.Error(), "undefined font") {
 		t.Fatalf("output = %v, want fpdf's undefined font error", err)
 	}

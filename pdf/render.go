@@ -1,12 +1,27 @@
 package pdf
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"time"
 
 	"github.com/go-pdf/fpdf"
 )
+
+// Limits a zero [Renderer] applies.
+const (
+	// DefaultMaxLines is the most line items an invoice may have.
+	DefaultMaxLines = 5000
+	// DefaultMaxBytes is the largest document, in bytes, Render writes.
+	DefaultMaxBytes = 16 << 20
+)
+
+// ErrTooLarge is wrapped by the errors [Render] returns for an invoice
+// with more lines than [Renderer.MaxLines] or whose document would be
+// larger than [Renderer.MaxBytes]. It wraps [ErrInvalidInvoice]: rendering
+// the invoice again cannot succeed.
+var ErrTooLarge = fmt.Errorf("%w: too large", ErrInvalidInvoice)
 
 // fallbackCreatedAt is the creation date of a document whose invoice has no
 // issue date and whose [Renderer] sets none: never the current time, so
@@ -21,40 +36,103 @@ type Renderer struct {
 	// when that is zero as well; the current time is never used, so the
 	// same invoice always renders to the same bytes.
 	CreatedAt time.Time
+	// MaxLines is the most line items an invoice may have; one with more
+	// is refused with [ErrTooLarge] before any work. Zero (or less) means
+	// [DefaultMaxLines].
+	MaxLines int
+	// MaxBytes is the largest document, in bytes, Render writes; a larger
+	// one is refused with [ErrTooLarge] and nothing is written. Zero (or
+	// less) means [DefaultMaxBytes].
+	MaxBytes int64
+}
+
+// Result describes a rendered document.
+type Result struct {
+	// FontPath names how the text was encoded: one of [FontPathCP1252],
+	// [FontPathCP1250], [FontPathUTF8] and [FontPathUTF8CID]. It follows
+	// the characters of the invoice.
+	FontPath FontPath
+	// Pages is the number of pages.
+	Pages int
+	// Bytes is the size of the document written.
+	Bytes int64
 }
 
 // Render renders inv with a zero [Renderer]. See [Renderer.Render].
-func Render(w io.Writer, inv Invoice) error {
-	return Renderer{}.Render(w, inv)
+func Render(ctx context.Context, w io.Writer, inv Invoice) (Result, error) {
+	return Renderer{}.Render(ctx, w, inv)
 }
 
-// Render validates inv, renders it and writes the PDF to w. An invoice
-// with an empty number or a currency that is not three uppercase letters
-// is refused with an error wrapping [ErrInvalidInvoice]; nothing is
-// written then. Errors of fpdf and of w are returned wrapped.
-func (r Renderer) Render(w io.Writer, inv Invoice) error {
+// Render validates inv, renders it and writes the PDF to w in one Write.
+//
+// An invoice with an empty number or a currency that is not three
+// uppercase letters is refused with an error wrapping [ErrInvalidInvoice],
+// one over the limits with an error wrapping [ErrTooLarge]. Render checks
+// ctx between pages and, once ctx is done, stops and returns an error
+// wrapping ctx.Err(). Errors of fpdf and of w are returned wrapped. On
+// any error but w's, nothing is written. With an error the Result holds
+// what the render got to: the font path, once the invoice has passed
+// validation and the limits on lines.
+func (r Renderer) Render(ctx context.Context, w io.Writer, inv Invoice) (Result, error) {
 	if err := inv.validate(); err != nil {
-		return fmt.Errorf("render invoice: %w", err)
+		return Result{}, fmt.Errorf("render invoice: %w", err)
 	}
-	return output(w, r.newPDF(inv), inv)
+	maxLines := r.MaxLines
+	if maxLines <= 0 {
+		maxLines = DefaultMaxLines
+	}
+	if len(inv.Lines) > maxLines {
+		return Result{}, fmt.Errorf("render invoice %s: %w: %d lines, more than the limit of %d",
+			inv.Number, ErrTooLarge, len(inv.Lines), maxLines)
+	}
+	maxBytes := r.MaxBytes
+	if maxBytes <= 0 {
+		maxBytes = DefaultMaxBytes
+	}
+	if err := ctx.Err(); err != nil {
+		return Result{}, fmt.Errorf("render invoice %s: %w", inv.Number, err)
+	}
+
+	enc, used := chooseEncoding(inv)
+	f := r.newPDF(inv)
+	fonts, err := addFonts(f, enc, used)
+	defer fonts.release()
+	if err != nil {
+		return Result{}, fmt.Errorf("render invoice %s: fonts: %w", inv.Number, err)
+	}
+	size, err := output(ctx, w, f, inv, enc, fonts, maxBytes)
+	return Result{FontPath: enc.path, Pages: f.PageNo(), Bytes: size}, err
 }
 
-// output lays inv out on f, a new document with the fonts registered, and
-// writes it to w unless fpdf reported an error.
-func output(w io.Writer, f *fpdf.Fpdf, inv Invoice) error {
-	newDocument(f, inv).render()
+// output lays inv out on f, a new document with fonts for enc registered,
+// and writes it to w in one Write unless fpdf or ctx reported an error or
+// the document is larger than maxBytes. It returns the size of the
+// document.
+func output(ctx context.Context, w io.Writer, f *fpdf.Fpdf, inv Invoice, enc *encoding, fonts *docFonts, maxBytes int64) (int64, error) {
+	newDocument(ctx, f, inv, enc, fonts).render()
 	if err := f.Error(); err != nil {
-		return fmt.Errorf("render invoice %s: %w", inv.Number, err)
+		return 0, fmt.Errorf("render invoice %s: %w", inv.Number, err)
 	}
-	if err := f.Output(w); err != nil {
-		return fmt.Errorf("write invoice %s pdf: %w", inv.Number, err)
+	out := getBuffer()
+	defer putBuffer(out)
+	dw := &deflateWriter{ctx: ctx, dst: out, maxBytes: maxBytes}
+	defer dw.release()
+	if err := f.Output(dw); err != nil {
+		return 0, fmt.Errorf("render invoice %s: %w", inv.Number, err)
 	}
-	return nil
+	if err := dw.flush(); err != nil {
+		return 0, fmt.Errorf("render invoice %s: %w", inv.Number, err)
+	}
+	if _, err := w.Write(out.Bytes()); err != nil {
+		return int64(out.Len()), fmt.Errorf("write invoice %s pdf: %w", inv.Number, err)
+	}
+	return int64(out.Len()), nil
 }
 
-// newPDF returns an empty A4 document with the embedded fonts registered
-// and every setting that decides the output bytes fixed, so that nothing
-// depends on fpdf's package-wide defaults or on the clock.
+// newPDF returns an empty A4 document with every setting that decides the
+// output bytes fixed, so that nothing depends on fpdf's package-wide
+// defaults or on the clock. Its streams are left uncompressed:
+// deflateStreams compresses them.
 func (r Renderer) newPDF(inv Invoice) *fpdf.Fpdf {
 	created := r.CreatedAt
 	if created.IsZero() {
@@ -69,11 +147,10 @@ func (r Renderer) newPDF(inv Invoice) *fpdf.Fpdf {
 	f.SetCreationDate(created)
 	f.SetModificationDate(created)
 	f.SetCatalogSort(true) // fonts are kept in a map: write them in sorted order
-	f.SetCompression(true)
+	f.SetCompression(false)
 	f.SetProducer("tenantworker pdf", false)
 	f.SetTitle(cleanText("Invoice "+inv.Number, false), true)
 	f.SetAuthor(cleanText(inv.TenantName, false), true)
 	f.AliasNbPages(pageCountAlias)
-	registerFonts(f)
 	return f
 }

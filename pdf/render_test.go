@@ -99,6 +99,20 @@ func TestRenderText(t *testing.T) {
 			want:        []string{"Party \uFFFD GmbH", "Zoë \uFFFD", "Balloons \uFFFD x10"},
 		},
 		{
+			name:        "the page count alias of fpdf is text",
+			tenant:      "Acme {nb}",
+			customer:    Customer{Name: "Zoë {nb}"},
+			description: "Ωmega {nb} \x01nb\x01",
+			want:        []string{"Acme {nb}", "Zoë {nb}", "Ωmega {nb} \uFFFDnb\uFFFD", "Page 1 of 1"},
+		},
+		{
+			name:        "the page count alias of fpdf is text, single-byte",
+			tenant:      "Acme {nb}",
+			customer:    Customer{Name: "Zoë {nb}"},
+			description: "Order {nb}",
+			want:        []string{"Acme {nb}", "Zoë {nb}", "Order {nb}", "Page 1 of 1"},
+		},
+		{
 			name:        "PDF string syntax is escaped",
 			tenant:      `Back\slash (Paren) Ltd`,
 			customer:    Customer{Name: "O'Brien (Sr.)"},
@@ -215,16 +229,31 @@ func TestRenderPaginates500Lines(t *testing.T) {
 
 func TestRenderRowTallerThanAPage(t *testing.T) {
 	t.Parallel()
+	for _, tt := range pathIssuers() {
+		t.Run(string(tt.path), func(t *testing.T) {
+			t.Parallel()
+			testRowTallerThanAPage(t, tt.issuer, tt.path)
+		})
+	}
+}
+
+// testRowTallerThanAPage checks a row of many lines on an invoice from
+// issuer, which takes path.
+func testRowTallerThanAPage(t *testing.T, issuer string, path FontPath) {
 	var desc strings.Builder
 	for i := range 150 {
 		fmt.Fprintf(&desc, "paragraph %03d\n", i)
 	}
 	inv := sampleInvoice()
+	inv.TenantName = issuer
 	inv.Lines = []Line{
 		{Description: desc.String(), Quantity: dec("1"), UnitPrice: dec("1")},
 		{Description: "Last item", Quantity: dec("2"), UnitPrice: dec("3")},
 	}
-	doc := render(t, Renderer{}, inv)
+	doc, res := renderResult(t, Renderer{}, inv)
+	if res.FontPath != path {
+		t.Fatalf("font path %s, want %s", res.FontPath, path)
+	}
 	pages := pageCount(t, doc)
 	if pages < 3 {
 		t.Fatalf("150-line description on %d pages, want at least 3", pages)

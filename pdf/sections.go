@@ -27,7 +27,7 @@ func (d *document) details() {
 		// A value too wide for its cell is shrunk to fit rather than
 		// wrapped, so the four rows stay one line each.
 		f.SetXY(x+labelW, y)
-		d.fitCell(valueW, lineH, cleanText(r[1], false), "R", false, bodySize)
+		d.fitCell(valueW, lineH, d.text(r[1], false), "R", false, bodySize)
 	}
 	rightBottom := top + float64(len(rows))*lineH
 
@@ -86,8 +86,7 @@ func (d *document) totals() {
 	for _, r := range rows {
 		y := f.GetY()
 		if r.bold {
-			f.SetDrawColor(0, 0, 0)
-			f.SetLineWidth(0.3)
+			d.setLine(0, 0.3)
 			f.Line(x, y+0.5, marginX+d.contentW, y+0.5)
 			y += 1
 		}

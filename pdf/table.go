@@ -24,7 +24,7 @@ type table struct {
 
 // newTable returns the line-item table of d's invoice.
 func newTable(d *document) table {
-	cur := cleanText(d.inv.Currency, false)
+	cur := d.text(d.inv.Currency, false)
 	qtyW, priceW, amountW := 22.0, 35.0, 37.0
 	return table{d: d, f: d.f, cols: []column{
 		{"Description", d.contentW - qtyW - priceW - amountW, "L"},
@@ -47,8 +47,11 @@ func (t *table) render() {
 	}
 	cur := t.d.inv.Currency
 	for _, l := range t.d.inv.Lines {
+		if t.f.Err() {
+			return // canceled, or an error fpdf reports at the end
+		}
 		t.row([]string{
-			cleanText(l.Description, true),
+			t.d.text(l.Description, true),
 			formatQuantity(l.Quantity),
 			formatPrice(l.UnitPrice, cur),
 			formatAmount(LineTotal(l, cur), cur),
@@ -73,6 +76,9 @@ func (t *table) header() {
 	h := rowHeight(lines)
 	f.SetFillColor(232, 232, 232)
 	f.Rect(marginX, y, t.d.contentW, h, "F")
+	// Back to the text's black: while the fill color differs from the
+	// text color, fpdf wraps every text in its own graphics state.
+	f.SetFillColor(0, 0, 0)
 	t.draw(lines, 0, lineCount(lines), y, true)
 	f.SetY(y + h)
 }
@@ -93,7 +99,7 @@ func (t *table) row(cells []string) {
 	if f.GetY()+rowHeight(lines) > contentLimit && rowHeight(lines) <= t.roomOnNewPage() {
 		t.newPage()
 	}
-	for start := 0; start < n; {
+	for start := 0; start < n && !f.Err(); {
 		room := int((contentLimit - f.GetY() - 2*cellPadY) / lineH)
 		if room < 1 {
 			t.newPage()
@@ -103,8 +109,7 @@ func (t *table) row(cells []string) {
 		y := f.GetY()
 		t.draw(lines, start, end, y, false)
 		y += float64(end-start)*lineH + 2*cellPadY
-		f.SetDrawColor(200, 200, 200)
-		f.SetLineWidth(0.2)
+		t.d.setLine(200, 0.2)
 		f.Line(marginX, y, marginX+t.d.contentW, y)
 		f.SetY(y)
 		start = end
@@ -122,7 +127,7 @@ func (t *table) split(cells []string, bold bool) [][]string {
 	t.d.setFont(bold, bodySize)
 	lines := make([][]string, len(cells))
 	for i, c := range cells {
-		lines[i] = t.d.wrap(c, t.cols[i].width)
+		lines[i] = t.d.wrap(c, t.cols[i].width, bold, bodySize)
 		if len(lines[i]) == 0 {
 			lines[i] = []string{""}
 		}

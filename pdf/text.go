@@ -3,7 +3,6 @@ package pdf
 import (
 	"strings"
 	"time"
-	"unicode"
 )
 
 // cleanText makes s safe for fpdf's UTF-8 fonts: fpdf indexes glyph widths
@@ -13,21 +12,7 @@ import (
 // breaks (\r\n, \r, \n) become \n when multiline is true, spaces otherwise.
 func cleanText(s string, multiline bool) string {
 	s = strings.ReplaceAll(s, "\r\n", "\n")
-	return strings.Map(func(r rune) rune {
-		switch {
-		case r == '\n' || r == '\r':
-			if multiline {
-				return '\n'
-			}
-			return ' '
-		case r == '\t':
-			return ' '
-		case r == unicode.ReplacementChar, r > 0xFFFF, unicode.IsControl(r),
-			r >= 0xD800 && r <= 0xDFFF:
-			return unicode.ReplacementChar
-		}
-		return r
-	}, s)
+	return strings.Map(func(r rune) rune { return cleanRune(r, multiline) }, s)
 }
 
 // formatDate prints t's calendar date in its own location, or "-" when t

@@ -1,11 +1,14 @@
 package pdf
 
 import (
+	"context"
 	"html"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -50,6 +53,17 @@ func pageWords(t *testing.T, doc []byte) []word {
 
 func TestRenderWrapsLongDescription(t *testing.T) {
 	t.Parallel()
+	for _, tt := range pathIssuers() {
+		t.Run(string(tt.path), func(t *testing.T) {
+			t.Parallel()
+			testWrapsLongDescription(t, tt.issuer, tt.path)
+		})
+	}
+}
+
+// testWrapsLongDescription checks the wrapping of a long description on
+// an invoice from issuer, which takes path.
+func testWrapsLongDescription(t *testing.T, issuer string, path FontPath) {
 	// Distinct words, so each can be found; too long for one line.
 	var parts []string
 	for i := range 40 {
@@ -58,12 +72,17 @@ func TestRenderWrapsLongDescription(t *testing.T) {
 	long := strings.Join(parts, " ")
 
 	inv := sampleInvoice()
+	inv.TenantName = issuer
 	inv.Lines = []Line{
 		{Description: "Before", Quantity: dec("1"), UnitPrice: dec("1")},
 		{Description: long, Quantity: dec("7"), UnitPrice: dec("3.21")},
 		{Description: "After", Quantity: dec("1"), UnitPrice: dec("1")},
 	}
-	words := pageWords(t, render(t, Renderer{}, inv))
+	doc, res := renderResult(t, Renderer{}, inv)
+	if res.FontPath != path {
+		t.Fatalf("font path %s, want %s", res.FontPath, path)
+	}
+	words := pageWords(t, doc)
 	find := func(text string) word {
 		t.Helper()
 		for _, w := range words {
@@ -114,5 +133,42 @@ func TestRenderWrapsLongDescription(t *testing.T) {
 	}
 	if before := find("Before"); before.yMax >= first.yMin {
 		t.Errorf("row above ends at y=%.1f, below the long row's start y=%.1f", before.yMax, first.yMin)
+	}
+}
+
+func TestSplitLinesMatchesFpdf(t *testing.T) {
+	t.Parallel()
+	inv := invoiceWith("Acme", "Zoë", "x")
+	enc, used := chooseEncoding(inv)
+	f := Renderer{}.newPDF(inv)
+	fonts, err := addFonts(f, enc, used)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fonts.release()
+	d := newDocument(context.Background(), f, inv, enc, fonts)
+	f.AddPage()
+
+	rng := rand.New(rand.NewPCG(1, 2))
+	words := []string{"a", "Zo\xeb", "M\xfcller", "GmbH", "consulting", "x", "supercalifragilisticexpialidocious", "\n", "  ", "(1)"}
+	for i := range 2000 {
+		var b strings.Builder
+		for range rng.IntN(30) {
+			b.WriteString(words[rng.IntN(len(words))])
+			if rng.IntN(3) > 0 {
+				b.WriteByte(' ')
+			}
+		}
+		s := b.String()
+		w := 5 + rng.Float64()*120
+		bold := i%2 == 1
+		d.setFont(bold, bodySize)
+		var want []string
+		for _, l := range f.SplitLines([]byte(s), w) {
+			want = append(want, string(l))
+		}
+		if got := d.wrap(s, w, bold, bodySize); s != "" && !slices.Equal(got, want) {
+			t.Fatalf("wrap(%q, %.2f, bold %v) = %q, fpdf's SplitLines %q", s, w, bold, got, want)
+		}
 	}
 }

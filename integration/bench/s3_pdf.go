@@ -242,7 +242,7 @@ func (b *bench) pdf(ctx context.Context, s *Scenario) error {
 // a time in the scratch directory's file system, and returns p50 and p99.
 func (b *bench) putBaseline(ctx context.Context) (p50, p99 time.Duration, err error) {
 	var buf bytes.Buffer
-	if err := pdf.Render(&buf, benchInvoice(pdfLines)); err != nil {
+	if _, err := pdf.Render(ctx, &buf, benchInvoice(pdfLines)); err != nil {
 		return 0, 0, fmt.Errorf("put baseline: %w", err)
 	}
 	fs, err := storage.NewFS(filepath.Join(b.env.dir, "put-baseline"))
@@ -268,7 +268,7 @@ func renderParallelism() int { return max(1, int(numCPU())) }
 // renders per second.
 func renderBaseline(ctx context.Context, d time.Duration) (float64, error) {
 	inv := benchInvoice(pdfLines)
-	if err := pdf.Render(io.Discard, inv); err != nil { // warm fonts
+	if _, err := pdf.Render(ctx, io.Discard, inv); err != nil { // warm fonts
 		return 0, fmt.Errorf("render baseline: %w", err)
 	}
 	var n atomic.Int64
@@ -278,7 +278,7 @@ func renderBaseline(ctx context.Context, d time.Duration) (float64, error) {
 	for range renderParallelism() {
 		g.Go(func() error {
 			for time.Now().Before(deadline) && ctx.Err() == nil {
-				if err := pdf.Render(io.Discard, inv); err != nil {
+				if _, err := pdf.Render(ctx, io.Discard, inv); err != nil {
 					return err
 				}
 				n.Add(1)

@@ -46,7 +46,7 @@ func (h *Handlers) InvoicePDF(ctx context.Context, p tasks.InvoicePDF) error {
 
 	var buf bytes.Buffer
 	start := time.Now()
-	err = pdf.Render(&buf, document(inv, t.Name))
+	_, err = pdf.Render(ctx, &buf, document(inv, t.Name))
 	ObserveRender(ctx, time.Since(start))
 	if errors.Is(err, pdf.ErrInvalidInvoice) {
 		return Permanentf("render invoice %d of tenant %s: %w", p.InvoiceID, t.ID, err)
