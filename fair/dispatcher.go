@@ -575,29 +575,46 @@ type WaitingTask struct {
 	Message Message
 }
 
-// Waiting returns the task with id taskID if it waits in a backlog of
-// queue (false otherwise).
-func (d *Dispatcher) Waiting(ctx context.Context, queue, taskID string) (WaitingTask, bool, error) {
-	if err := checkQueue(queue); err != nil {
-		return WaitingTask{}, false, err
+// Waiting returns the task with id taskID if it waits in the backlog of
+// one of queues (false otherwise), looking in all of them in one pipeline.
+func (d *Dispatcher) Waiting(ctx context.Context, taskID string, queues ...string) (WaitingTask, bool, error) {
+	pipe := d.rdb.Pipeline()
+	cmds := make([]*redis.StringCmd, len(queues))
+	for i, q := range queues {
+		if err := checkQueue(q); err != nil {
+			return WaitingTask{}, false, err
+		}
+		cmds[i] = pipe.HGet(ctx, keys(q)[0]+"msg", taskID)
 	}
-	v, err := d.rdb.HGet(ctx, keys(queue)[0]+"msg", taskID).Result()
-	if errors.Is(err, redis.Nil) {
-		return WaitingTask{}, false, nil
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return WaitingTask{}, false, fmt.Errorf("fair: look up waiting task: %w", err)
 	}
-	if err != nil {
-		return WaitingTask{}, false, fmt.Errorf("fair: look up waiting task in %s: %w", queue, err)
+	for i, cmd := range cmds {
+		v, err := cmd.Result()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			return WaitingTask{}, false, fmt.Errorf("fair: look up waiting task in %s: %w", queues[i], err)
+		}
+		w, err := parseWaiting(queues[i], taskID, v)
+		return w, err == nil, err
 	}
+	return WaitingTask{}, false, nil
+}
+
+// parseWaiting reads an entry of a queue's msg hash.
+func parseWaiting(queue, taskID, v string) (WaitingTask, error) {
 	f := strings.SplitN(v, "\t", 4)
 	if len(f) != 4 {
-		return WaitingTask{}, false, fmt.Errorf("fair: waiting task %.70q in %s: malformed entry", taskID, queue)
+		return WaitingTask{}, fmt.Errorf("fair: waiting task %.70q in %s: malformed entry", taskID, queue)
 	}
 	ms, _ := strconv.ParseInt(f[2], 10, 64)
 	msg, err := DecodeMessage([]byte(f[3]))
 	if err != nil {
-		return WaitingTask{}, false, fmt.Errorf("fair: waiting task %.70q in %s: %w", taskID, queue, err)
+		return WaitingTask{}, fmt.Errorf("fair: waiting task %.70q in %s: %w", taskID, queue, err)
 	}
-	return WaitingTask{ID: taskID, Type: f[0], TenantID: f[1], Queue: queue, Enqueued: time.UnixMilli(ms), Message: msg}, true, nil
+	return WaitingTask{ID: taskID, Type: f[0], TenantID: f[1], Queue: queue, Enqueued: time.UnixMilli(ms), Message: msg}, nil
 }
 
 // Depth is one tenant's backlog in a queue.

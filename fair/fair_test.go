@@ -341,14 +341,14 @@ func TestWaitingTaskIsVisible(t *testing.T) {
 	b := setup(t, 1)
 	enqueue(t, b, "tn_vis", fair.Policy{Weight: 1}, 0, 3)
 	ctx := context.Background()
-	w, ok, err := b.d.Waiting(ctx, q, task("tn_vis", 2).Message.ID)
+	w, ok, err := b.d.Waiting(ctx, task("tn_vis", 2).Message.ID, "low", q)
 	if err != nil || !ok {
 		t.Fatalf("Waiting = %v, %v", ok, err)
 	}
 	if w.TenantID != "tn_vis" || w.Type != "invoice:pdf" || w.Message.Queue != q || w.Message.Retry != 3 {
 		t.Fatalf("waiting task = %+v", w)
 	}
-	if _, ok, _ := b.d.Waiting(ctx, q, task("tn_vis", 0).Message.ID); ok {
+	if _, ok, _ := b.d.Waiting(ctx, task("tn_vis", 0).Message.ID, q); ok {
 		t.Fatal("an admitted task is reported as waiting")
 	}
 	s := stats(t, b, "tn_vis")
@@ -477,7 +477,7 @@ func TestDrainDiscardsOnlyThatTenant(t *testing.T) {
 	if s := stats(t, b, "tn_keep"); s.Waiting+s.Admitted != 10 {
 		t.Fatalf("other tenant lost tasks: %+v", s)
 	}
-	if _, ok, _ := b.d.Waiting(ctx, q, task("tn_drain", 9).Message.ID); ok {
+	if _, ok, _ := b.d.Waiting(ctx, task("tn_drain", 9).Message.ID, q); ok {
 		t.Fatal("drained task still visible")
 	}
 }
