@@ -76,9 +76,10 @@ type Policy struct {
 	// MaxRunning caps the tenant's admitted, unfinished tasks in the queue
 	// (pending in asynq or running); 0 means no cap.
 	MaxRunning int
-	// MaxWaiting caps the tenant's backlog in the queue; an enqueue past it
-	// fails with ErrBacklogFull and nothing of it is accepted. 0 means no
-	// cap.
+	// MaxWaiting caps the tenant's backlog in the queue: an enqueue whose
+	// new tasks, all counted as waiting, would take the backlog past it
+	// fails with ErrBacklogFull and nothing of it is accepted (repeats of
+	// existing tasks do not count). 0 means no cap.
 	MaxWaiting int
 }
 
