@@ -486,6 +486,24 @@ func (d *Dispatcher) Drain(ctx context.Context, tenantID string, queues ...strin
 	return out, nil
 }
 
+// Forget removes everything the dispatcher keeps of an erased tenant in
+// each queue (its state, backlog, hold reasons, cost estimates). Tasks of
+// the tenant still in asynq are not touched.
+func (d *Dispatcher) Forget(ctx context.Context, tenantID string, queues ...string) error {
+	if err := checkTenant(tenantID); err != nil {
+		return err
+	}
+	for _, q := range queues {
+		if err := checkQueue(q); err != nil {
+			return err
+		}
+		if err := forgetScript.Run(ctx, d.rdb, keys(q), append(d.common(1), tenantID)...).Err(); err != nil {
+			return fmt.Errorf("fair: forget tenant %s in %s: %w", tenantID, q, err)
+		}
+	}
+	return nil
+}
+
 // QueueStats is one tenant's state in one queue.
 type QueueStats struct {
 	Queue string `json:"queue"`
@@ -501,6 +519,8 @@ type QueueStats struct {
 	WaitingByType map[string]int `json:"waiting_by_type"`
 	// OldestWait is how long the oldest waiting task has waited.
 	OldestWait time.Duration `json:"-"`
+	// OldestWaitSeconds is OldestWait in seconds.
+	OldestWaitSeconds float64 `json:"oldest_wait_seconds"`
 	// Suspended and Paused are the hold reasons in force.
 	Suspended bool `json:"suspended"`
 	Paused    bool `json:"paused"`
@@ -533,6 +553,7 @@ func (d *Dispatcher) Stats(ctx context.Context, tenantID string, queues ...strin
 		s.Parked = asInt(res[3])
 		if oldest := asInt(res[4]); oldest > 0 {
 			s.OldestWait = max(now.Sub(time.UnixMilli(int64(oldest))), 0)
+			s.OldestWaitSeconds = s.OldestWait.Seconds()
 		}
 		h, _ := res[5].(string)
 		s.Suspended = strings.Contains(h, string(Suspended))

@@ -698,3 +698,37 @@ func TestCollectorBoundsCardinality(t *testing.T) {
 		}
 	}
 }
+
+func TestForgetLeavesNothingOfTheTenant(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1)
+	ctx := context.Background()
+	enqueue(t, b, "tn_gone", fair.Policy{Weight: 2, MaxRunning: 1}, 0, 5)
+	enqueue(t, b, "tn_stay", fair.Policy{Weight: 1}, 0, 2)
+	work(t, b, 1, equalCost)
+	if _, err := b.d.Hold(ctx, "tn_gone", fair.Paused, q); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.d.Forget(ctx, "tn_gone", q); err != nil {
+		t.Fatal(err)
+	}
+	// A late report of the erased tenant's last task recreates nothing.
+	if err := b.d.Complete(ctx, q, []fair.Report{{Queue: q, TaskID: "x", TenantID: "tn_gone", Type: "invoice:pdf", Cost: time.Millisecond}}); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := b.rdb.Keys(ctx, "fair:*tn_gone*").Result()
+	if err != nil || len(keys) != 0 {
+		t.Fatalf("keys of the forgotten tenant: %v, %v", keys, err)
+	}
+	for _, k := range []string{"fair:{" + q + "}:hold", "fair:{" + q + "}:adm"} {
+		vals, _ := b.rdb.HGetAll(ctx, k).Result()
+		for f, v := range vals {
+			if strings.Contains(f, "tn_gone") || strings.Contains(v, "tn_gone") {
+				t.Fatalf("%s still holds %s=%s", k, f, v)
+			}
+		}
+	}
+	if s := stats(t, b, "tn_stay"); s.Waiting+s.Admitted != 2 {
+		t.Fatalf("other tenant: %+v", s)
+	}
+}

@@ -25,13 +25,14 @@ import "github.com/redis/go-redis/v9"
 //	P..'vt'          STRING the queue's virtual time (start tag of the last admission)
 //	P..'msg'         HASH task id -> type \t tenant \t enqueued ms \t asynq message (waiting tasks)
 //	P..'b:'..tenant  LIST the tenant's waiting task ids, oldest first
-//	P..'t:'..tenant  HASH w (weight), mr (max running), mw (max waiting), vt (virtual time while not ready), n:<type> (waiting by type)
+//	P..'t:'..tenant  HASH w (weight), mr (max running), mw (max waiting), vt (virtual time while not ready),
+//	                 n:<type> (waiting by type), c:<type> (measured cost EWMA, us)
 //	P..'run:'..tenant SET the tenant's admitted, unfinished task ids
 //	P..'adm'         HASH admitted task id -> tenant \t type \t estimated cost (us)
 //	P..'dl'          ZSET admitted task id -> check-again time (ms)
 //	P..'hold'        HASH tenant -> hold reasons ('s' suspended, 'p' paused)
 //	P..'parked:'..tenant HASH task id -> type: tasks parked in asynq's retry set while held
-//	P..'cost'        HASH tenant \t type (and \t type) -> measured cost EWMA (us)
+//	P..'cost'        HASH type -> measured cost EWMA over all tenants (us)
 //	P..'depth'       ZSET tenant -> waiting tasks (top-K metrics)
 //	P..'workers'     ZSET worker id -> heartbeat expiry (ms); P..'conc' HASH worker id -> concurrency; P..'cap' STRING their sum
 const prelude = `
@@ -117,20 +118,23 @@ local function charge(t, delta)
 end
 
 local function estimate(t, typ)
-  local c = redis.call('HGET', P .. 'cost', t .. SEP .. typ)
-  if not c then c = redis.call('HGET', P .. 'cost', SEP .. typ) end
+  local c = redis.call('HGET', tkey(t), 'c:' .. typ)
+  if not c then c = redis.call('HGET', P .. 'cost', typ) end
   local e = num(c, DEFAULT_COST)
   if e < 1 then e = 1 end
   return e
 end
 
+local function ewma(key, field, cost)
+  local old = tonumber(redis.call('HGET', key, field) or '')
+  local new = cost
+  if old then new = old * 0.8 + cost * 0.2 end
+  redis.call('HSET', key, field, fmt(new))
+end
+local function learnType(typ, cost) ewma(P .. 'cost', typ, cost) end
 local function learn(t, typ, cost)
-  for _, f in ipairs({ t .. SEP .. typ, SEP .. typ }) do
-    local old = tonumber(redis.call('HGET', P .. 'cost', f) or '')
-    local new = cost
-    if old then new = old * 0.8 + cost * 0.2 end
-    redis.call('HSET', P .. 'cost', f, fmt(new))
-  end
+  ewma(tkey(t), 'c:' .. typ, cost)
+  learnType(typ, cost)
 end
 
 local function countWaiting(t, typ, d)
@@ -316,9 +320,15 @@ for i = 0, n - 1 do
     local ft, _, e = finish(id)
     if ft then est = e end
   end
-  charge(t, (cost - est) / weight(t))
-  learn(t, typ, cost)
-  touched[t] = true
+  -- A tenant without state was never admitted here or has been forgotten
+  -- (erased): only the type's cost learns from it.
+  if redis.call('EXISTS', tkey(t)) == 1 then
+    charge(t, (cost - est) / weight(t))
+    learn(t, typ, cost)
+    touched[t] = true
+  else
+    learnType(typ, cost)
+  end
 end
 for t in pairs(touched) do reconsider(t) end
 return admit()
@@ -507,4 +517,20 @@ local h = redis.call('HGET', P .. 'hold', t) or ''
 local tk = tkey(t)
 return { waiting, admitted, running, redis.call('HLEN', P .. 'parked:' .. t), fmt(oldest), h,
   redis.call('HGET', tk, 'w') or '1', redis.call('HGET', tk, 'mr') or '0', redis.call('HGET', tk, 'mw') or '0', types }
+`)
+
+// forgetScript removes what the dispatcher keeps of a tenant in this queue
+// once it is erased: its state, backlog, admitted and parked sets, hold
+// reasons and cost estimates.
+//
+//	ARGV[8] tenant.
+var forgetScript = redis.NewScript(prelude + `
+local t = ARGV[8]
+for _, id in ipairs(redis.call('LRANGE', P .. 'b:' .. t, 0, -1)) do redis.call('HDEL', P .. 'msg', id) end
+for _, id in ipairs(redis.call('SMEMBERS', P .. 'run:' .. t)) do finish(id) end
+redis.call('DEL', tkey(t), P .. 'b:' .. t, P .. 'run:' .. t, P .. 'parked:' .. t)
+redis.call('HDEL', P .. 'hold', t)
+redis.call('ZREM', P .. 'ready', t)
+redis.call('ZREM', P .. 'depth', t)
+return 1
 `)
