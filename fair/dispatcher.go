@@ -18,8 +18,10 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultPendingPerSlot = 1.0
-	DefaultMinPending     = 4
+	DefaultPendingPerSlot    = 1.0
+	DefaultMaxPendingPerSlot = 50
+	DefaultPendingTime       = 20 * time.Millisecond
+	DefaultMinPending        = 4
 	DefaultMaxAdmit       = 64
 	DefaultLease          = 30 * time.Second
 	DefaultCost           = 5 * time.Millisecond
@@ -27,12 +29,17 @@ const (
 
 // Config tunes a Dispatcher. The zero value uses the defaults above.
 type Config struct {
-	// PendingPerSlot is how many admitted tasks may wait in an asynq queue
-	// per worker slot of the live workers (their summed concurrency, from
-	// heartbeats). More keeps workers busier across the gap between a
-	// completion and the refill it triggers; less makes a newly arrived
-	// tenant wait behind fewer tasks. 0 means DefaultPendingPerSlot.
-	PendingPerSlot float64
+	// PendingTime is how much work the dispatcher keeps waiting in an
+	// asynq queue per worker slot of the live workers (their summed
+	// concurrency, from heartbeats), at the queue's measured cost per
+	// task: about what a newly arrived tenant's task waits behind. More
+	// keeps workers busier across the gap between a completion and the
+	// refill it triggers. 0 means DefaultPendingTime.
+	PendingTime time.Duration
+	// PendingPerSlot and MaxPendingPerSlot bound that depth in tasks per
+	// slot; 0 means DefaultPendingPerSlot and DefaultMaxPendingPerSlot.
+	PendingPerSlot    float64
+	MaxPendingPerSlot float64
 	// MinPending is the least depth, also while no worker is alive. 0
 	// means DefaultMinPending.
 	MinPending int
@@ -57,6 +64,11 @@ func (c Config) withDefaults() Config {
 	if c.PendingPerSlot <= 0 {
 		c.PendingPerSlot = DefaultPendingPerSlot
 	}
+	if c.MaxPendingPerSlot <= 0 {
+		c.MaxPendingPerSlot = DefaultMaxPendingPerSlot
+	}
+	c.MaxPendingPerSlot = max(c.MaxPendingPerSlot, c.PendingPerSlot)
+	c.PendingTime = cmp.Or(c.PendingTime, DefaultPendingTime)
 	c.MinPending = cmp.Or(c.MinPending, DefaultMinPending)
 	c.MaxAdmit = cmp.Or(c.MaxAdmit, DefaultMaxAdmit)
 	c.Lease = cmp.Or(c.Lease, DefaultLease)
@@ -165,7 +177,7 @@ func keys(q string) []string {
 // common returns the ARGV every script starts with (see scripts.go).
 func (d *Dispatcher) common(extra int) []any {
 	now := d.cfg.Now()
-	args := make([]any, 0, 7+extra)
+	args := make([]any, 0, 9+extra)
 	return append(args,
 		now.UnixMilli(),
 		strconv.FormatInt(now.UnixNano(), 10),
@@ -174,6 +186,8 @@ func (d *Dispatcher) common(extra int) []any {
 		d.cfg.Lease.Milliseconds(),
 		d.cfg.DefaultCost.Microseconds(),
 		d.cfg.MaxAdmit,
+		d.cfg.PendingTime.Microseconds(),
+		strconv.FormatFloat(d.cfg.MaxPendingPerSlot, 'f', -1, 64),
 	)
 }
 

@@ -47,14 +47,22 @@ func (c *fakeClock) Advance(d time.Duration) {
 }
 
 // setup starts a Redis for the test and a dispatcher that keeps minPending
-// tasks pending in asynq (no worker heartbeats).
+// tasks pending in asynq without worker heartbeats, and one per live slot
+// with them (the time-based depth is tested on its own).
 func setup(t *testing.T, minPending int) bundle {
+	t.Helper()
+	return setupConfig(t, fair.Config{MinPending: minPending, PendingPerSlot: 1, PendingTime: time.Microsecond})
+}
+
+// setupConfig is setup with a dispatcher configured by cfg (its clock is
+// replaced by the test's).
+func setupConfig(t *testing.T, cfg fair.Config) bundle {
 	t.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: testenv.Redis(t)})
 	t.Cleanup(func() { _ = rdb.Close() })
 	clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
-	d := fair.New(rdb, fair.Config{MinPending: minPending, PendingPerSlot: 1, Now: clock.Now})
-	return bundle{rdb: rdb, d: d, clock: clock}
+	cfg.Now = clock.Now
+	return bundle{rdb: rdb, d: fair.New(rdb, cfg), clock: clock}
 }
 
 const q = "default"
@@ -730,5 +738,39 @@ func TestForgetLeavesNothingOfTheTenant(t *testing.T) {
 	}
 	if s := stats(t, b, "tn_stay"); s.Waiting+s.Admitted != 2 {
 		t.Fatalf("other tenant: %+v", s)
+	}
+}
+
+// TestPendingDepthFollowsMeasuredCost: the dispatcher keeps about
+// PendingTime of work pending per live slot, so cheap tasks get a deep
+// list (workers never wait for a refill) and expensive ones a shallow one
+// (a newly arrived tenant waits behind little work), within the per-slot
+// bounds.
+func TestPendingDepthFollowsMeasuredCost(t *testing.T) {
+	t.Parallel()
+	b := setupConfig(t, fair.Config{MinPending: 1, PendingTime: 20 * time.Millisecond, PendingPerSlot: 1, MaxPendingPerSlot: 8})
+	ctx := context.Background()
+	if err := b.d.Heartbeat(ctx, q, "w", 4, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	enqueue(t, b, "tn_depth", fair.Policy{Weight: 1}, 0, 200)
+	// Unmeasured: DefaultCost (5 ms) -> 4 slots x 20 ms / 5 ms = 16.
+	if got := pendingLen(t, b); got != 16 {
+		t.Fatalf("pending %d before any measurement, want 16", got)
+	}
+	// Cheap tasks (0.1 ms): 800 wanted, capped at 8 per slot = 32.
+	for range 20 {
+		work(t, b, 1, func(string) time.Duration { return 100 * time.Microsecond })
+	}
+	if got := pendingLen(t, b); got != 32 {
+		t.Fatalf("pending %d with cheap tasks, want the cap of 32", got)
+	}
+	// Expensive tasks (100 ms): 0.8 wanted, at least 1 per slot = 4 (what
+	// is above it drains without refill).
+	for range 60 {
+		work(t, b, 1, func(string) time.Duration { return 100 * time.Millisecond })
+	}
+	if got := pendingLen(t, b); got != 4 {
+		t.Fatalf("pending %d with expensive tasks, want 4", got)
 	}
 }

@@ -126,7 +126,7 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Opti
 	if cfg.FairDispatch {
 		hist, observe := fair.WaitHistogram()
 		b.AdmissionWait = hist
-		b.Dispatcher = fair.New(enqueueRedis, fair.Config{PendingPerSlot: cfg.FairPendingPerSlot, OnAdmit: observe})
+		b.Dispatcher = fair.New(enqueueRedis, fair.Config{PendingTime: cfg.FairPendingTime, OnAdmit: observe})
 		admission = append(admission, tasks.WithAdmission(tasks.Admission{Dispatcher: b.Dispatcher, Tenants: b.Catalog, Plans: cfg.Plans}))
 	}
 	b.Enqueuer = tasks.NewEnqueuer(b.Client, b.Inspector, logger, admission...)

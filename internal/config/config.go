@@ -132,10 +132,11 @@ type Config struct {
 	PlanLimits string
 	// Plans are PlanLimits parsed (set by Resolve).
 	Plans fair.Plans
-	// FairPendingPerSlot (FAIR_PENDING_PER_SLOT) is how many admitted tasks
-	// the dispatcher keeps waiting in an asynq queue per live worker slot;
-	// 0 means fair.DefaultPendingPerSlot.
-	FairPendingPerSlot float64
+	// FairPendingTime (FAIR_PENDING_TIME) is how much work the dispatcher
+	// keeps waiting in an asynq queue per live worker slot, at the queue's
+	// measured cost per task (between 1 and 50 tasks per slot); 0 means
+	// fair.DefaultPendingTime.
+	FairPendingTime time.Duration
 	// TaskCheckInterval (TASK_CHECK_INTERVAL) is how long an idle worker
 	// waits between polls of its queues; 0 means
 	// DefaultTaskCheckInterval.
@@ -184,7 +185,7 @@ func Parse(getenv func(string) string) (Config, error) {
 		RedisAutoPipeline:     p.boolean("REDIS_AUTOPIPELINE", true),
 		FairDispatch:          p.boolean("FAIR_DISPATCH", true),
 		PlanLimits:            p.str("PLAN_LIMITS"),
-		FairPendingPerSlot:    p.positiveFloat("FAIR_PENDING_PER_SLOT"),
+		FairPendingTime:       p.duration("FAIR_PENDING_TIME"),
 		TaskCheckInterval:     p.duration("TASK_CHECK_INTERVAL"),
 	}
 	if err := errors.Join(p.errs...); err != nil {
@@ -226,9 +227,7 @@ func (c Config) withDefaults() Config {
 	c.LogFormat = cmp.Or(c.LogFormat, LogFormatText)
 	c.DBMaxConns = cmp.Or(c.DBMaxConns, c.WorkerConcurrency+DefaultDBPoolHeadroom)
 	c.TaskCheckInterval = cmp.Or(c.TaskCheckInterval, DefaultTaskCheckInterval)
-	if c.FairPendingPerSlot <= 0 {
-		c.FairPendingPerSlot = fair.DefaultPendingPerSlot
-	}
+	c.FairPendingTime = cmp.Or(c.FairPendingTime, fair.DefaultPendingTime)
 	return c
 }
 
@@ -269,8 +268,8 @@ func (c Config) validate() error {
 	if c.TenantCacheTTL < 0 {
 		bad("TENANT_CACHE_TTL: must not be negative, got %v", c.TenantCacheTTL)
 	}
-	if c.FairPendingPerSlot > 100 {
-		bad("FAIR_PENDING_PER_SLOT: at most 100, got %v", c.FairPendingPerSlot)
+	if c.FairPendingTime > 10*time.Second {
+		bad("FAIR_PENDING_TIME: at most 10s, got %v", c.FairPendingTime)
 	}
 	if c.TaskCheckInterval < time.Millisecond || c.TaskCheckInterval > time.Minute {
 		bad("TASK_CHECK_INTERVAL: must be between 1ms and 1m, got %v", c.TaskCheckInterval)
@@ -298,19 +297,6 @@ type parser struct {
 }
 
 func (p *parser) str(name string) string { return strings.TrimSpace(p.getenv(name)) }
-
-func (p *parser) positiveFloat(name string) float64 {
-	s := p.str(name)
-	if s == "" {
-		return 0
-	}
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || !(f > 0) || math.IsInf(f, 0) {
-		p.errs = append(p.errs, fmt.Errorf("%s: must be a positive number, got %.40q", name, s))
-		return 0
-	}
-	return f
-}
 
 func (p *parser) positiveInt(name string) int {
 	s := p.str(name)

@@ -41,7 +41,7 @@ func TestFromEnvDefaults(t *testing.T) {
 		DBMaxConns:            14,
 		RedisAutoPipeline:     true,
 		FairDispatch:          true,
-		FairPendingPerSlot:    fair.DefaultPendingPerSlot,
+		FairPendingTime:       fair.DefaultPendingTime,
 		TaskCheckInterval:     DefaultTaskCheckInterval,
 	}
 	if c.Plans.String() != fair.DefaultPlans().String() {
@@ -253,15 +253,15 @@ func TestFairSettings(t *testing.T) {
 		}
 		return m
 	}
-	c, err := FromEnv(env(with("FAIR_DISPATCH", "false", "PLAN_LIMITS", "pro=3:6:900", "FAIR_PENDING_PER_SLOT", "0.5", "TASK_CHECK_INTERVAL", "5ms")))
+	c, err := FromEnv(env(with("FAIR_DISPATCH", "false", "PLAN_LIMITS", "pro=3:6:900", "FAIR_PENDING_TIME", "50ms", "TASK_CHECK_INTERVAL", "5ms")))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.FairDispatch || c.Plans["pro"] != (fair.Policy{Weight: 3, MaxRunning: 6, MaxWaiting: 900}) || c.FairPendingPerSlot != 0.5 || c.TaskCheckInterval != 5*time.Millisecond {
+	if c.FairDispatch || c.Plans["pro"] != (fair.Policy{Weight: 3, MaxRunning: 6, MaxWaiting: 900}) || c.FairPendingTime != 50*time.Millisecond || c.TaskCheckInterval != 5*time.Millisecond {
 		t.Fatalf("fair settings: %+v", c)
 	}
 	for _, bad := range [][]string{
-		{"PLAN_LIMITS", "pro=1:2"}, {"FAIR_PENDING_PER_SLOT", "-1"}, {"FAIR_PENDING_PER_SLOT", "x"},
+		{"PLAN_LIMITS", "pro=1:2"}, {"FAIR_PENDING_TIME", "-1s"}, {"FAIR_PENDING_TIME", "x"}, {"FAIR_PENDING_TIME", "1m"},
 		{"TASK_CHECK_INTERVAL", "2m"}, {"FAIR_DISPATCH", "maybe"},
 	} {
 		_, err := FromEnv(env(with(bad...)))
