@@ -22,9 +22,9 @@ const (
 	DefaultMaxPendingPerSlot = 50
 	DefaultPendingTime       = 20 * time.Millisecond
 	DefaultMinPending        = 4
-	DefaultMaxAdmit       = 64
-	DefaultLease          = 30 * time.Second
-	DefaultCost           = 5 * time.Millisecond
+	DefaultMaxAdmit          = 64
+	DefaultLease             = 30 * time.Second
+	DefaultCost              = 5 * time.Millisecond
 )
 
 // Config tunes a Dispatcher. The zero value uses the defaults above.
