@@ -11,7 +11,7 @@ import (
 )
 
 // postgresStartTimeout bounds starting or restarting a PostgreSQL server.
-const postgresStartTimeout = 60 * time.Second
+const postgresStartTimeout = 3 * time.Minute
 
 // postgresMaxConnections lets many parallel tests hold pools on one server.
 const postgresMaxConnections = 300
