@@ -30,7 +30,8 @@ func parseRecipient(addr string) (*mail.Address, error) {
 	}
 	a, err := mail.ParseAddress(addr)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBadRecipient, err)
+		// net/mail's reason may quote part of the address: left out.
+		return nil, fmt.Errorf("%w: not one RFC 5322 address", ErrBadRecipient)
 	}
 	return a, nil
 }
