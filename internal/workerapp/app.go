@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -108,11 +107,7 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 	defer stopServer()
 
 	var draining atomic.Bool
-	health := &http.Server{
-		Handler:           newHealthHandler(d, &draining),
-		ReadHeaderTimeout: 5 * time.Second,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelError),
-	}
+	health := newHealthServer(newHealthHandler(d, &draining), defaultHealthTimeouts, logger)
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- health.Serve(d.listener) }()
 	defer func() {
