@@ -91,7 +91,9 @@ const (
 //
 // What a tenant sees of a failure (GET /v1/tasks/{task_id}: state,
 // last_error) is what operators see in the task's log line and the
-// dashboard: the invoice id and the reason, never the customer's address.
+// dashboard. The errors made here name the invoice and the reason, not the
+// customer's address; a mail server's own reply to a failed send, passed
+// on as it is, may quote it.
 func (h *Handlers) InvoiceReminder(ctx context.Context, p tasks.InvoiceReminder) error {
 	t, err := taskTenant(ctx, p)
 	if err != nil {
