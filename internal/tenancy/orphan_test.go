@@ -220,6 +220,12 @@ func TestProvisionRefusesLeftoverSchema(t *testing.T) {
 			t.Errorf("Provision(%s) refused, but the catalog has the tenant: %v", slug, err)
 		}
 	}
+
+	// The schema of a live tenant is no leftover: its slug is just taken.
+	live := b.active(t, "alive")
+	if _, err := b.svc.Provision(b.ctx, tenancy.NewTenant{Slug: live.Slug}, "test"); !errors.Is(err, storage.ErrConflict) || errors.Is(err, tenancy.ErrSchemaLeftOver) {
+		t.Errorf("Provision of a live tenant's slug = %v, want a conflict, not a leftover schema", err)
+	}
 }
 
 // TestProvisioningMigrationAdoptsNoSchema: a schema that appears under a

@@ -92,8 +92,10 @@ func (s *Service) Provision(ctx context.Context, nt NewTenant, actor string) (Pr
 // drops it. It wraps storage.ErrConflict: the slug cannot be used yet.
 var ErrSchemaLeftOver = fmt.Errorf("schema left over: %w", storage.ErrConflict)
 
-// checkSchemaFree returns ErrSchemaLeftOver when t's schema exists, and
-// logs a warning naming the schema and the tenant it was created for.
+// checkSchemaFree returns ErrSchemaLeftOver when t's schema exists and no
+// tenant of the catalog holds it, and logs a warning naming the schema and
+// the tenant it was created for. A schema of a live tenant with the slug
+// is the ordinary storage.ErrConflict of a taken slug.
 func (s *Service) checkSchemaFree(ctx context.Context, t tenantctx.Tenant) error {
 	if s.pool == nil {
 		return nil
@@ -104,6 +106,14 @@ func (s *Service) checkSchemaFree(ctx context.Context, t tenantctx.Tenant) error
 	}
 	if !exists {
 		return nil
+	}
+	if live, err := s.catalog.TenantBySlug(ctx, t.Slug); err == nil {
+		return fmt.Errorf("slug taken by tenant %s: %w", live.ID, storage.ErrConflict)
+	}
+	if owner != "" {
+		if live, err := s.catalog.TenantByID(ctx, owner); err == nil && live.Schema == t.Schema {
+			return fmt.Errorf("slug taken by tenant %s: %w", live.ID, storage.ErrConflict)
+		}
 	}
 	whose := "records no owner"
 	if owner != "" {
