@@ -85,7 +85,8 @@ func TestMessageDecodesInAsynq(t *testing.T) {
 
 // TestFairWithAsynqServer runs a noisy and a quiet tenant through a real
 // asynq server whose handler reports to the dispatcher: the quiet tenant's
-// task, enqueued behind 300 noisy ones, finishes among the first.
+// task, enqueued behind 300 noisy ones, runs after about the pending depth
+// (20 ms of 2 ms tasks per slot: about 20 tasks), not after the 300.
 func TestFairWithAsynqServer(t *testing.T) {
 	t.Parallel()
 	rdb := redis.NewClient(&redis.Options{Addr: testenv.Redis(t)})
@@ -143,7 +144,7 @@ func TestFairWithAsynqServer(t *testing.T) {
 	defer mu.Unlock()
 	for i, tenant := range order {
 		if tenant == "tn_quiet" {
-			if i > 20 {
+			if i > 60 {
 				t.Fatalf("quiet tenant's task ran %dth of 301", i+1)
 			}
 			return

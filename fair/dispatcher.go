@@ -18,21 +18,28 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultPendingPerSlot = 1.0
-	DefaultMinPending     = 4
-	DefaultMaxAdmit       = 64
-	DefaultLease          = 30 * time.Second
-	DefaultCost           = 5 * time.Millisecond
+	DefaultPendingPerSlot    = 1.0
+	DefaultMaxPendingPerSlot = 50
+	DefaultPendingTime       = 20 * time.Millisecond
+	DefaultMinPending        = 4
+	DefaultMaxAdmit          = 64
+	DefaultLease             = 30 * time.Second
+	DefaultCost              = 5 * time.Millisecond
 )
 
 // Config tunes a Dispatcher. The zero value uses the defaults above.
 type Config struct {
-	// PendingPerSlot is how many admitted tasks may wait in an asynq queue
-	// per worker slot of the live workers (their summed concurrency, from
-	// heartbeats). More keeps workers busier across the gap between a
-	// completion and the refill it triggers; less makes a newly arrived
-	// tenant wait behind fewer tasks. 0 means DefaultPendingPerSlot.
-	PendingPerSlot float64
+	// PendingTime is how much work the dispatcher keeps waiting in an
+	// asynq queue per worker slot of the live workers (their summed
+	// concurrency, from heartbeats), at the queue's measured cost per
+	// task: about what a newly arrived tenant's task waits behind. More
+	// keeps workers busier across the gap between a completion and the
+	// refill it triggers. 0 means DefaultPendingTime.
+	PendingTime time.Duration
+	// PendingPerSlot and MaxPendingPerSlot bound that depth in tasks per
+	// slot; 0 means DefaultPendingPerSlot and DefaultMaxPendingPerSlot.
+	PendingPerSlot    float64
+	MaxPendingPerSlot float64
 	// MinPending is the least depth, also while no worker is alive. 0
 	// means DefaultMinPending.
 	MinPending int
@@ -57,6 +64,11 @@ func (c Config) withDefaults() Config {
 	if c.PendingPerSlot <= 0 {
 		c.PendingPerSlot = DefaultPendingPerSlot
 	}
+	if c.MaxPendingPerSlot <= 0 {
+		c.MaxPendingPerSlot = DefaultMaxPendingPerSlot
+	}
+	c.MaxPendingPerSlot = max(c.MaxPendingPerSlot, c.PendingPerSlot)
+	c.PendingTime = cmp.Or(c.PendingTime, DefaultPendingTime)
 	c.MinPending = cmp.Or(c.MinPending, DefaultMinPending)
 	c.MaxAdmit = cmp.Or(c.MaxAdmit, DefaultMaxAdmit)
 	c.Lease = cmp.Or(c.Lease, DefaultLease)
@@ -76,9 +88,10 @@ type Policy struct {
 	// MaxRunning caps the tenant's admitted, unfinished tasks in the queue
 	// (pending in asynq or running); 0 means no cap.
 	MaxRunning int
-	// MaxWaiting caps the tenant's backlog in the queue; an enqueue past it
-	// fails with ErrBacklogFull and nothing of it is accepted. 0 means no
-	// cap.
+	// MaxWaiting caps the tenant's backlog in the queue: an enqueue whose
+	// new tasks, all counted as waiting, would take the backlog past it
+	// fails with ErrBacklogFull and nothing of it is accepted (repeats of
+	// existing tasks do not count). 0 means no cap.
 	MaxWaiting int
 }
 
@@ -164,7 +177,7 @@ func keys(q string) []string {
 // common returns the ARGV every script starts with (see scripts.go).
 func (d *Dispatcher) common(extra int) []any {
 	now := d.cfg.Now()
-	args := make([]any, 0, 7+extra)
+	args := make([]any, 0, 9+extra)
 	return append(args,
 		now.UnixMilli(),
 		strconv.FormatInt(now.UnixNano(), 10),
@@ -173,6 +186,8 @@ func (d *Dispatcher) common(extra int) []any {
 		d.cfg.Lease.Milliseconds(),
 		d.cfg.DefaultCost.Microseconds(),
 		d.cfg.MaxAdmit,
+		d.cfg.PendingTime.Microseconds(),
+		strconv.FormatFloat(d.cfg.MaxPendingPerSlot, 'f', -1, 64),
 	)
 }
 
@@ -485,6 +500,24 @@ func (d *Dispatcher) Drain(ctx context.Context, tenantID string, queues ...strin
 	return out, nil
 }
 
+// Forget removes everything the dispatcher keeps of an erased tenant in
+// each queue (its state, backlog, hold reasons, cost estimates). Tasks of
+// the tenant still in asynq are not touched.
+func (d *Dispatcher) Forget(ctx context.Context, tenantID string, queues ...string) error {
+	if err := checkTenant(tenantID); err != nil {
+		return err
+	}
+	for _, q := range queues {
+		if err := checkQueue(q); err != nil {
+			return err
+		}
+		if err := forgetScript.Run(ctx, d.rdb, keys(q), append(d.common(1), tenantID)...).Err(); err != nil {
+			return fmt.Errorf("fair: forget tenant %s in %s: %w", tenantID, q, err)
+		}
+	}
+	return nil
+}
+
 // QueueStats is one tenant's state in one queue.
 type QueueStats struct {
 	Queue string `json:"queue"`
@@ -500,6 +533,8 @@ type QueueStats struct {
 	WaitingByType map[string]int `json:"waiting_by_type"`
 	// OldestWait is how long the oldest waiting task has waited.
 	OldestWait time.Duration `json:"-"`
+	// OldestWaitSeconds is OldestWait in seconds.
+	OldestWaitSeconds float64 `json:"oldest_wait_seconds"`
 	// Suspended and Paused are the hold reasons in force.
 	Suspended bool `json:"suspended"`
 	Paused    bool `json:"paused"`
@@ -532,6 +567,7 @@ func (d *Dispatcher) Stats(ctx context.Context, tenantID string, queues ...strin
 		s.Parked = asInt(res[3])
 		if oldest := asInt(res[4]); oldest > 0 {
 			s.OldestWait = max(now.Sub(time.UnixMilli(int64(oldest))), 0)
+			s.OldestWaitSeconds = s.OldestWait.Seconds()
 		}
 		h, _ := res[5].(string)
 		s.Suspended = strings.Contains(h, string(Suspended))
@@ -575,29 +611,46 @@ type WaitingTask struct {
 	Message Message
 }
 
-// Waiting returns the task with id taskID if it waits in a backlog of
-// queue (false otherwise).
-func (d *Dispatcher) Waiting(ctx context.Context, queue, taskID string) (WaitingTask, bool, error) {
-	if err := checkQueue(queue); err != nil {
-		return WaitingTask{}, false, err
+// Waiting returns the task with id taskID if it waits in the backlog of
+// one of queues (false otherwise), looking in all of them in one pipeline.
+func (d *Dispatcher) Waiting(ctx context.Context, taskID string, queues ...string) (WaitingTask, bool, error) {
+	pipe := d.rdb.Pipeline()
+	cmds := make([]*redis.StringCmd, len(queues))
+	for i, q := range queues {
+		if err := checkQueue(q); err != nil {
+			return WaitingTask{}, false, err
+		}
+		cmds[i] = pipe.HGet(ctx, keys(q)[0]+"msg", taskID)
 	}
-	v, err := d.rdb.HGet(ctx, keys(queue)[0]+"msg", taskID).Result()
-	if errors.Is(err, redis.Nil) {
-		return WaitingTask{}, false, nil
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return WaitingTask{}, false, fmt.Errorf("fair: look up waiting task: %w", err)
 	}
-	if err != nil {
-		return WaitingTask{}, false, fmt.Errorf("fair: look up waiting task in %s: %w", queue, err)
+	for i, cmd := range cmds {
+		v, err := cmd.Result()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			return WaitingTask{}, false, fmt.Errorf("fair: look up waiting task in %s: %w", queues[i], err)
+		}
+		w, err := parseWaiting(queues[i], taskID, v)
+		return w, err == nil, err
 	}
+	return WaitingTask{}, false, nil
+}
+
+// parseWaiting reads an entry of a queue's msg hash.
+func parseWaiting(queue, taskID, v string) (WaitingTask, error) {
 	f := strings.SplitN(v, "\t", 4)
 	if len(f) != 4 {
-		return WaitingTask{}, false, fmt.Errorf("fair: waiting task %.70q in %s: malformed entry", taskID, queue)
+		return WaitingTask{}, fmt.Errorf("fair: waiting task %.70q in %s: malformed entry", taskID, queue)
 	}
 	ms, _ := strconv.ParseInt(f[2], 10, 64)
 	msg, err := DecodeMessage([]byte(f[3]))
 	if err != nil {
-		return WaitingTask{}, false, fmt.Errorf("fair: waiting task %.70q in %s: %w", taskID, queue, err)
+		return WaitingTask{}, fmt.Errorf("fair: waiting task %.70q in %s: %w", taskID, queue, err)
 	}
-	return WaitingTask{ID: taskID, Type: f[0], TenantID: f[1], Queue: queue, Enqueued: time.UnixMilli(ms), Message: msg}, true, nil
+	return WaitingTask{ID: taskID, Type: f[0], TenantID: f[1], Queue: queue, Enqueued: time.UnixMilli(ms), Message: msg}, nil
 }
 
 // Depth is one tenant's backlog in a queue.

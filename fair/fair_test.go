@@ -47,14 +47,22 @@ func (c *fakeClock) Advance(d time.Duration) {
 }
 
 // setup starts a Redis for the test and a dispatcher that keeps minPending
-// tasks pending in asynq (no worker heartbeats).
+// tasks pending in asynq without worker heartbeats, and one per live slot
+// with them (the time-based depth is tested on its own).
 func setup(t *testing.T, minPending int) bundle {
+	t.Helper()
+	return setupConfig(t, fair.Config{MinPending: minPending, PendingPerSlot: 1, PendingTime: time.Microsecond})
+}
+
+// setupConfig is setup with a dispatcher configured by cfg (its clock is
+// replaced by the test's).
+func setupConfig(t *testing.T, cfg fair.Config) bundle {
 	t.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: testenv.Redis(t)})
 	t.Cleanup(func() { _ = rdb.Close() })
 	clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
-	d := fair.New(rdb, fair.Config{MinPending: minPending, PendingPerSlot: 1, Now: clock.Now})
-	return bundle{rdb: rdb, d: d, clock: clock}
+	cfg.Now = clock.Now
+	return bundle{rdb: rdb, d: fair.New(rdb, cfg), clock: clock}
 }
 
 const q = "default"
@@ -341,14 +349,14 @@ func TestWaitingTaskIsVisible(t *testing.T) {
 	b := setup(t, 1)
 	enqueue(t, b, "tn_vis", fair.Policy{Weight: 1}, 0, 3)
 	ctx := context.Background()
-	w, ok, err := b.d.Waiting(ctx, q, task("tn_vis", 2).Message.ID)
+	w, ok, err := b.d.Waiting(ctx, task("tn_vis", 2).Message.ID, "low", q)
 	if err != nil || !ok {
 		t.Fatalf("Waiting = %v, %v", ok, err)
 	}
 	if w.TenantID != "tn_vis" || w.Type != "invoice:pdf" || w.Message.Queue != q || w.Message.Retry != 3 {
 		t.Fatalf("waiting task = %+v", w)
 	}
-	if _, ok, _ := b.d.Waiting(ctx, q, task("tn_vis", 0).Message.ID); ok {
+	if _, ok, _ := b.d.Waiting(ctx, task("tn_vis", 0).Message.ID, q); ok {
 		t.Fatal("an admitted task is reported as waiting")
 	}
 	s := stats(t, b, "tn_vis")
@@ -477,7 +485,7 @@ func TestDrainDiscardsOnlyThatTenant(t *testing.T) {
 	if s := stats(t, b, "tn_keep"); s.Waiting+s.Admitted != 10 {
 		t.Fatalf("other tenant lost tasks: %+v", s)
 	}
-	if _, ok, _ := b.d.Waiting(ctx, q, task("tn_drain", 9).Message.ID); ok {
+	if _, ok, _ := b.d.Waiting(ctx, task("tn_drain", 9).Message.ID, q); ok {
 		t.Fatal("drained task still visible")
 	}
 }
@@ -696,5 +704,73 @@ func TestCollectorBoundsCardinality(t *testing.T) {
 		if series[k] != v {
 			t.Fatalf("%s = %v, want %v (all: %v)", k, series[k], v, series)
 		}
+	}
+}
+
+func TestForgetLeavesNothingOfTheTenant(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1)
+	ctx := context.Background()
+	enqueue(t, b, "tn_gone", fair.Policy{Weight: 2, MaxRunning: 1}, 0, 5)
+	enqueue(t, b, "tn_stay", fair.Policy{Weight: 1}, 0, 2)
+	work(t, b, 1, equalCost)
+	if _, err := b.d.Hold(ctx, "tn_gone", fair.Paused, q); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.d.Forget(ctx, "tn_gone", q); err != nil {
+		t.Fatal(err)
+	}
+	// A late report of the erased tenant's last task recreates nothing.
+	if err := b.d.Complete(ctx, q, []fair.Report{{Queue: q, TaskID: "x", TenantID: "tn_gone", Type: "invoice:pdf", Cost: time.Millisecond}}); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := b.rdb.Keys(ctx, "fair:*tn_gone*").Result()
+	if err != nil || len(keys) != 0 {
+		t.Fatalf("keys of the forgotten tenant: %v, %v", keys, err)
+	}
+	for _, k := range []string{"fair:{" + q + "}:hold", "fair:{" + q + "}:adm"} {
+		vals, _ := b.rdb.HGetAll(ctx, k).Result()
+		for f, v := range vals {
+			if strings.Contains(f, "tn_gone") || strings.Contains(v, "tn_gone") {
+				t.Fatalf("%s still holds %s=%s", k, f, v)
+			}
+		}
+	}
+	if s := stats(t, b, "tn_stay"); s.Waiting+s.Admitted != 2 {
+		t.Fatalf("other tenant: %+v", s)
+	}
+}
+
+// TestPendingDepthFollowsMeasuredCost: the dispatcher keeps about
+// PendingTime of work pending per live slot, so cheap tasks get a deep
+// list (workers never wait for a refill) and expensive ones a shallow one
+// (a newly arrived tenant waits behind little work), within the per-slot
+// bounds.
+func TestPendingDepthFollowsMeasuredCost(t *testing.T) {
+	t.Parallel()
+	b := setupConfig(t, fair.Config{MinPending: 1, PendingTime: 20 * time.Millisecond, PendingPerSlot: 1, MaxPendingPerSlot: 8})
+	ctx := context.Background()
+	if err := b.d.Heartbeat(ctx, q, "w", 4, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	enqueue(t, b, "tn_depth", fair.Policy{Weight: 1}, 0, 200)
+	// Unmeasured: DefaultCost (5 ms) -> 4 slots x 20 ms / 5 ms = 16.
+	if got := pendingLen(t, b); got != 16 {
+		t.Fatalf("pending %d before any measurement, want 16", got)
+	}
+	// Cheap tasks (0.1 ms): 800 wanted, capped at 8 per slot = 32.
+	for range 20 {
+		work(t, b, 1, func(string) time.Duration { return 100 * time.Microsecond })
+	}
+	if got := pendingLen(t, b); got != 32 {
+		t.Fatalf("pending %d with cheap tasks, want the cap of 32", got)
+	}
+	// Expensive tasks (100 ms): 0.8 wanted, at least 1 per slot = 4 (what
+	// is above it drains without refill).
+	for range 60 {
+		work(t, b, 1, func(string) time.Duration { return 100 * time.Millisecond })
+	}
+	if got := pendingLen(t, b); got != 4 {
+		t.Fatalf("pending %d with expensive tasks, want 4", got)
 	}
 }

@@ -14,10 +14,12 @@ import "github.com/redis/go-redis/v9"
 //	ARGV[1] now, Unix milliseconds
 //	ARGV[2] now, Unix nanoseconds (asynq's pending_since; a string: it does not fit a Lua number)
 //	ARGV[3] minimum pending depth of the asynq queue
-//	ARGV[4] pending tasks per live worker slot
+//	ARGV[4] least pending tasks per live worker slot
 //	ARGV[5] lease of an admitted task, milliseconds
 //	ARGV[6] estimated cost of a task type never measured, microseconds
 //	ARGV[7] most tasks one call admits
+//	ARGV[8] worker time to keep pending per live slot, microseconds
+//	ARGV[9] most pending tasks per live slot
 //
 // Keys under the prefix P:
 //
@@ -25,13 +27,14 @@ import "github.com/redis/go-redis/v9"
 //	P..'vt'          STRING the queue's virtual time (start tag of the last admission)
 //	P..'msg'         HASH task id -> type \t tenant \t enqueued ms \t asynq message (waiting tasks)
 //	P..'b:'..tenant  LIST the tenant's waiting task ids, oldest first
-//	P..'t:'..tenant  HASH w (weight), mr (max running), mw (max waiting), vt (virtual time while not ready), n:<type> (waiting by type)
+//	P..'t:'..tenant  HASH w (weight), mr (max running), mw (max waiting), vt (virtual time while not ready),
+//	                 n:<type> (waiting by type), c:<type> (measured cost EWMA, us)
 //	P..'run:'..tenant SET the tenant's admitted, unfinished task ids
 //	P..'adm'         HASH admitted task id -> tenant \t type \t estimated cost (us)
 //	P..'dl'          ZSET admitted task id -> check-again time (ms)
 //	P..'hold'        HASH tenant -> hold reasons ('s' suspended, 'p' paused)
 //	P..'parked:'..tenant HASH task id -> type: tasks parked in asynq's retry set while held
-//	P..'cost'        HASH tenant \t type (and \t type) -> measured cost EWMA (us)
+//	P..'cost'        HASH type -> measured cost EWMA over all tenants (us); '*' -> over the queue
 //	P..'depth'       ZSET tenant -> waiting tasks (top-K metrics)
 //	P..'workers'     ZSET worker id -> heartbeat expiry (ms); P..'conc' HASH worker id -> concurrency; P..'cap' STRING their sum
 const prelude = `
@@ -43,6 +46,8 @@ local PER_SLOT = tonumber(ARGV[4])
 local LEASE = tonumber(ARGV[5])
 local DEFAULT_COST = tonumber(ARGV[6])
 local MAX_ADMIT = tonumber(ARGV[7])
+local PENDING_US = tonumber(ARGV[8])
+local MAX_PER_SLOT = tonumber(ARGV[9])
 local SEP = '\t'
 
 local function fmt(x) return string.format('%.17g', x) end
@@ -117,20 +122,26 @@ local function charge(t, delta)
 end
 
 local function estimate(t, typ)
-  local c = redis.call('HGET', P .. 'cost', t .. SEP .. typ)
-  if not c then c = redis.call('HGET', P .. 'cost', SEP .. typ) end
+  local c = redis.call('HGET', tkey(t), 'c:' .. typ)
+  if not c then c = redis.call('HGET', P .. 'cost', typ) end
   local e = num(c, DEFAULT_COST)
   if e < 1 then e = 1 end
   return e
 end
 
+local function ewma(key, field, cost)
+  local old = tonumber(redis.call('HGET', key, field) or '')
+  local new = cost
+  if old then new = old * 0.8 + cost * 0.2 end
+  redis.call('HSET', key, field, fmt(new))
+end
+local function learnType(typ, cost)
+  ewma(P .. 'cost', typ, cost)
+  ewma(P .. 'cost', '*', cost)
+end
 local function learn(t, typ, cost)
-  for _, f in ipairs({ t .. SEP .. typ, SEP .. typ }) do
-    local old = tonumber(redis.call('HGET', P .. 'cost', f) or '')
-    local new = cost
-    if old then new = old * 0.8 + cost * 0.2 end
-    redis.call('HSET', P .. 'cost', f, fmt(new))
-  end
+  ewma(tkey(t), 'c:' .. typ, cost)
+  learnType(typ, cost)
 end
 
 local function countWaiting(t, typ, d)
@@ -175,8 +186,21 @@ local function reap(max)
   end
 end
 
+-- target is how many tasks asynq's pending list should hold: PENDING_US
+-- of work per live worker slot at the queue's measured cost per task, at
+-- least PER_SLOT and at most MAX_PER_SLOT tasks per slot, at least
+-- MIN_PENDING. Cheap tasks get a deeper list (the refill after a completion
+-- must arrive before the list runs dry, or asynq's workers sleep a poll
+-- interval), expensive ones a shallower one (what is pending is what a
+-- newly arrived tenant waits behind).
 local function target()
-  local n = math.ceil(num(redis.call('GET', P .. 'cap'), 0) * PER_SLOT)
+  local cap = num(redis.call('GET', P .. 'cap'), 0)
+  local cost = num(redis.call('HGET', P .. 'cost', '*'), DEFAULT_COST)
+  if cost < 1 then cost = 1 end
+  local n = math.ceil(cap * PENDING_US / cost)
+  local lo, hi = math.ceil(cap * PER_SLOT), math.ceil(cap * MAX_PER_SLOT)
+  if n < lo then n = lo end
+  if n > hi then n = hi end
   if n < MIN_PENDING then n = MIN_PENDING end
   return n
 end
@@ -246,7 +270,7 @@ end
 // enqueueScript adds tasks of one tenant to its backlog and admits what
 // fits.
 //
-//	ARGV[8] tenant, ARGV[9] weight, ARGV[10] max running, ARGV[11] max waiting, ARGV[12] task count,
+//	ARGV[10] tenant, ARGV[11] weight, ARGV[12] max running, ARGV[13] max waiting, ARGV[14] task count,
 //	then per task: id, type, replace finished (1/0), asynq message.
 //
 // It returns {'full', waiting, estimate} when the tasks would take the
@@ -254,13 +278,13 @@ end
 // admitted} where results holds per task 'new', 'waiting' or
 // 'exists:<asynq state>'.
 var enqueueScript = redis.NewScript(prelude + `
-local t = ARGV[8]
-redis.call('HSET', tkey(t), 'w', ARGV[9], 'mr', ARGV[10], 'mw', ARGV[11])
-local mw = num(ARGV[11], 0)
-local n = num(ARGV[12], 0)
+local t = ARGV[10]
+redis.call('HSET', tkey(t), 'w', ARGV[11], 'mr', ARGV[12], 'mw', ARGV[13])
+local mw = num(ARGV[13], 0)
+local n = num(ARGV[14], 0)
 local res, fresh, seen = {}, {}, {}
 for i = 0, n - 1 do
-  local b = 13 + i * 4
+  local b = 15 + i * 4
   local id, replace = ARGV[b], ARGV[b + 2] == '1'
   if seen[id] or redis.call('HEXISTS', P .. 'msg', id) == 1 then
     res[i + 1] = 'waiting'
@@ -277,7 +301,7 @@ for i = 0, n - 1 do
 end
 local waiting = redis.call('LLEN', P .. 'b:' .. t)
 if mw > 0 and #fresh > 0 and waiting + #fresh > mw then
-  return { 'full', waiting, fmt(estimate(t, ARGV[14])) }
+  return { 'full', waiting, fmt(estimate(t, ARGV[16])) }
 end
 for _, b in ipairs(fresh) do
   local id, typ, msg = ARGV[b], ARGV[b + 1], ARGV[b + 3]
@@ -301,24 +325,30 @@ return { 'ok', res, admit() }
 // completeScript records finished attempts reported by workers and admits
 // what their slots make room for.
 //
-//	ARGV[8] report count, then per report: task id, tenant, type, cost (us).
+//	ARGV[10] report count, then per report: task id, tenant, type, cost (us).
 //
 // A task that asynq put back to pending (shutdown) stays admitted; its cost
 // so far is charged all the same. It returns admit()'s list.
 var completeScript = redis.NewScript(prelude + `
-local n = num(ARGV[8], 0)
+local n = num(ARGV[10], 0)
 local touched = {}
 for i = 0, n - 1 do
-  local b = 9 + i * 4
+  local b = 11 + i * 4
   local id, t, typ, cost = ARGV[b], ARGV[b + 1], ARGV[b + 2], num(ARGV[b + 3], 0)
   local est = 0
   if redis.call('HGET', A .. 't:' .. id, 'state') ~= 'pending' then
     local ft, _, e = finish(id)
     if ft then est = e end
   end
-  charge(t, (cost - est) / weight(t))
-  learn(t, typ, cost)
-  touched[t] = true
+  -- A tenant without state was never admitted here or has been forgotten
+  -- (erased): only the type's cost learns from it.
+  if redis.call('EXISTS', tkey(t)) == 1 then
+    charge(t, (cost - est) / weight(t))
+    learn(t, typ, cost)
+    touched[t] = true
+  else
+    learnType(typ, cost)
+  end
 end
 for t in pairs(touched) do reconsider(t) end
 return admit()
@@ -334,9 +364,9 @@ return admit()
 // now + ttl, drops expired workers, stores the sum that sizes the pending
 // depth, and admits what fits.
 //
-//	ARGV[8] worker id, ARGV[9] concurrency (0: leaving), ARGV[10] ttl (ms).
+//	ARGV[10] worker id, ARGV[11] concurrency (0: leaving), ARGV[12] ttl (ms).
 var heartbeatScript = redis.NewScript(prelude + `
-local id, c, ttl = ARGV[8], num(ARGV[9], 0), num(ARGV[10], 0)
+local id, c, ttl = ARGV[10], num(ARGV[11], 0), num(ARGV[12], 0)
 if c > 0 then
   redis.call('ZADD', P .. 'workers', NOW + ttl, id)
   redis.call('HSET', P .. 'conc', id, c)
@@ -357,14 +387,14 @@ return admit()
 // parkScript is run by a worker that dequeued a task of a held tenant
 // (the tenant was suspended or paused after the task was admitted).
 //
-//	ARGV[8] task id, ARGV[9] tenant, ARGV[10] type.
+//	ARGV[10] task id, ARGV[11] tenant, ARGV[12] type.
 //
 // When the tenant is still held, the task leaves the admitted set and is
 // recorded as parked (the worker then returns it to asynq's retry set
 // without counting a failure) and 'parked' is returned; releasing the
 // hold brings it back to the front of the backlog. Otherwise 'free'.
 var parkScript = redis.NewScript(prelude + `
-local id, t, typ = ARGV[8], ARGV[9], ARGV[10]
+local id, t, typ = ARGV[10], ARGV[11], ARGV[12]
 if not held(t) then return 'free' end
 finish(id)
 redis.call('HSET', P .. 'parked:' .. t, id, typ)
@@ -373,7 +403,7 @@ return 'parked'
 
 // holdScript sets or clears one hold reason of a tenant.
 //
-//	ARGV[8] tenant, ARGV[9] reason ('s' or 'p'), ARGV[10] '1' set / '0' clear.
+//	ARGV[10] tenant, ARGV[11] reason ('s' or 'p'), ARGV[12] '1' set / '0' clear.
 //
 // Setting a reason takes the tenant out of the ready set and moves its
 // admitted tasks that asynq has not started back to the front of its
@@ -383,7 +413,7 @@ return 'parked'
 // still active is on its way to the retry set, and the caller releases
 // again shortly.
 var holdScript = redis.NewScript(prelude + `
-local t, r, set = ARGV[8], ARGV[9], ARGV[10] == '1'
+local t, r, set = ARGV[10], ARGV[11], ARGV[12] == '1'
 local h = redis.call('HGET', P .. 'hold', t) or ''
 h = string.gsub(h, r, '')
 if set then h = h .. r end
@@ -438,11 +468,11 @@ return { released, active }
 // backlog, its admitted tasks asynq has not started, and its parked ones.
 // Running tasks finish.
 //
-//	ARGV[8] tenant.
+//	ARGV[10] tenant.
 //
 // It returns {waiting, admitted, parked} counts of what it discarded.
 var drainScript = redis.NewScript(prelude + `
-local t = ARGV[8]
+local t = ARGV[10]
 local ids = redis.call('LRANGE', P .. 'b:' .. t, 0, -1)
 for _, id in ipairs(ids) do redis.call('HDEL', P .. 'msg', id) end
 redis.call('DEL', P .. 'b:' .. t)
@@ -480,9 +510,9 @@ return { #ids, admitted, parked }
 //	{waiting, admitted, running, parked, oldest enqueued ms (0: none), hold reasons,
 //	 weight, max running, max waiting, {type, count, ...}}
 //
-//	ARGV[8] tenant.
+//	ARGV[10] tenant.
 var statsScript = redis.NewScript(prelude + `
-local t = ARGV[8]
+local t = ARGV[10]
 local waiting = redis.call('LLEN', P .. 'b:' .. t)
 local oldest = 0
 local head = redis.call('LINDEX', P .. 'b:' .. t, 0)
@@ -507,4 +537,20 @@ local h = redis.call('HGET', P .. 'hold', t) or ''
 local tk = tkey(t)
 return { waiting, admitted, running, redis.call('HLEN', P .. 'parked:' .. t), fmt(oldest), h,
   redis.call('HGET', tk, 'w') or '1', redis.call('HGET', tk, 'mr') or '0', redis.call('HGET', tk, 'mw') or '0', types }
+`)
+
+// forgetScript removes what the dispatcher keeps of a tenant in this queue
+// once it is erased: its state, backlog, admitted and parked sets, hold
+// reasons and cost estimates.
+//
+//	ARGV[10] tenant.
+var forgetScript = redis.NewScript(prelude + `
+local t = ARGV[10]
+for _, id in ipairs(redis.call('LRANGE', P .. 'b:' .. t, 0, -1)) do redis.call('HDEL', P .. 'msg', id) end
+for _, id in ipairs(redis.call('SMEMBERS', P .. 'run:' .. t)) do finish(id) end
+redis.call('DEL', tkey(t), P .. 'b:' .. t, P .. 'run:' .. t, P .. 'parked:' .. t)
+redis.call('HDEL', P .. 'hold', t)
+redis.call('ZREM', P .. 'ready', t)
+redis.call('ZREM', P .. 'depth', t)
+return 1
 `)

@@ -15,6 +15,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
 	"github.com/shopspring/decimal"
 
 	"github.com/invoicing/tenantworker/internal/testenv"
@@ -340,10 +341,15 @@ func (s *stack) seed(tn tenantRef, sd invoiceSeed) {
 type queueCounts struct {
 	pending, active, scheduled, retry, archived, completed int
 	processedTotal, failedTotal                            int
+	// waiting tasks are in tenants' backlogs (fair dispatch), not yet in
+	// asynq.
+	waiting int
 }
 
 // unfinished is the number of tasks that still have to run.
-func (c queueCounts) unfinished() int { return c.pending + c.active + c.scheduled + c.retry }
+func (c queueCounts) unfinished() int {
+	return c.pending + c.active + c.scheduled + c.retry + c.waiting
+}
 
 // counts sums the queue statistics; a queue that does not exist yet counts
 // as empty.
@@ -365,6 +371,15 @@ func (s *stack) counts() (queueCounts, error) {
 		c.completed += info.Completed
 		c.processedTotal += info.ProcessedTotal
 		c.failedTotal += info.FailedTotal
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: s.redis.Addr()})
+	defer rdb.Close()
+	for _, q := range tasks.Queues {
+		n, err := rdb.HLen(context.Background(), "fair:{"+q+"}:msg").Result()
+		if err != nil {
+			return c, fmt.Errorf("backlogs of %s: %w", q, err)
+		}
+		c.waiting += int(n)
 	}
 	return c, nil
 }

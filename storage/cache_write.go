@@ -62,6 +62,20 @@ func (c *Cache) SetStatus(ctx context.Context, id string, status tenantctx.Statu
 	return t, err
 }
 
+// SetLimits changes the plan and limits in the backend, then invalidates
+// the tenant in every layer and instance.
+func (c *Cache) SetLimits(ctx context.Context, id, plan string, l tenantctx.Limits) (tenantctx.Tenant, error) {
+	if err := tenantctx.ValidateID(id); err != nil {
+		return tenantctx.Tenant{}, fmt.Errorf("set limits: %w: %w", ErrNotFound, err)
+	}
+	t, err := c.backend.SetLimits(ctx, id, plan, l)
+	if err != nil {
+		return t, err
+	}
+	c.invalidate(ctx, tenantCacheKeys(id, t.Slug), "")
+	return t, nil
+}
+
 // DeleteTenant deletes the tenant in the backend, then invalidates it and
 // its API keys in every layer and instance.
 func (c *Cache) DeleteTenant(ctx context.Context, id string) error {

@@ -61,6 +61,9 @@ type TenantStore interface {
 	// SetStatus moves a tenant to status; ErrInvalidTransition when the
 	// lifecycle forbids it, ErrNotFound for an unknown id.
 	SetStatus(ctx context.Context, id string, status tenantctx.Status) (tenantctx.Tenant, error)
+	// SetLimits replaces the tenant's plan (an empty plan keeps it) and its
+	// limits (tenantctx.Limits, validated); ErrNotFound for an unknown id.
+	SetLimits(ctx context.Context, id, plan string, l tenantctx.Limits) (tenantctx.Tenant, error)
 	// DeleteTenant removes the tenant's catalog row and its API keys. The
 	// audit log is kept. Deleting an unknown id returns ErrNotFound.
 	DeleteTenant(ctx context.Context, id string) error

@@ -10,13 +10,14 @@ import (
 )
 
 // tenantColumns are the columns scanned by scanTenant, in its order.
-const tenantColumns = `id, slug, name, status, schema_name, plan, created_at, updated_at`
+const tenantColumns = `id, slug, name, status, schema_name, plan, weight, max_running, max_waiting, created_at, updated_at`
 
 // scanTenant reads one row of tenantColumns.
 func scanTenant(row pgx.Row) (tenantctx.Tenant, error) {
 	var t tenantctx.Tenant
 	var status string
-	if err := row.Scan(&t.ID, &t.Slug, &t.Name, &status, &t.Schema, &t.Plan, &t.CreatedAt, &t.UpdatedAt); err != nil {
+	if err := row.Scan(&t.ID, &t.Slug, &t.Name, &status, &t.Schema, &t.Plan,
+		&t.Limits.Weight, &t.Limits.MaxRunning, &t.Limits.MaxWaiting, &t.CreatedAt, &t.UpdatedAt); err != nil {
 		return tenantctx.Tenant{}, err
 	}
 	t.Status = tenantctx.Status(status)
@@ -90,10 +91,10 @@ func (p *Postgres) CreateTenant(ctx context.Context, t tenantctx.Tenant) (tenant
 		return tenantctx.Tenant{}, fmt.Errorf("create tenant: %w", err)
 	}
 	created, err := scanTenant(p.pool.QueryRow(ctx,
-		`INSERT INTO tenancy.tenants (id, slug, name, status, schema_name, plan)
-		 VALUES ($1, $2, $3, $4, $5, $6)
+		`INSERT INTO tenancy.tenants (id, slug, name, status, schema_name, plan, weight, max_running, max_waiting)
+		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 		 RETURNING `+tenantColumns,
-		t.ID, t.Slug, t.Name, string(t.Status), t.Schema, t.Plan))
+		t.ID, t.Slug, t.Name, string(t.Status), t.Schema, t.Plan, t.Limits.Weight, t.Limits.MaxRunning, t.Limits.MaxWaiting))
 	if err != nil {
 		return tenantctx.Tenant{}, fmt.Errorf("create tenant %s (slug %s): %w", t.ID, t.Slug, translatePgError(err))
 	}
@@ -131,6 +132,26 @@ func (p *Postgres) SetStatus(ctx context.Context, id string, status tenantctx.St
 		return tenantctx.Tenant{}, fmt.Errorf("set status of tenant %s to %s: %w", id, status, err)
 	}
 	return updated, nil
+}
+
+// SetLimits replaces the tenant's plan and limits (an empty plan keeps
+// the current one).
+func (p *Postgres) SetLimits(ctx context.Context, id, plan string, l tenantctx.Limits) (tenantctx.Tenant, error) {
+	if err := tenantctx.ValidateID(id); err != nil {
+		return tenantctx.Tenant{}, fmt.Errorf("set limits of tenant: %w: %w", ErrNotFound, err)
+	}
+	if err := l.Validate(); err != nil {
+		return tenantctx.Tenant{}, fmt.Errorf("set limits of tenant %s: %w", id, err)
+	}
+	t, err := scanTenant(p.pool.QueryRow(ctx,
+		`UPDATE tenancy.tenants
+		    SET plan = COALESCE(NULLIF($2, ''), plan), weight = $3, max_running = $4, max_waiting = $5, updated_at = now()
+		  WHERE id = $1 RETURNING `+tenantColumns,
+		id, plan, l.Weight, l.MaxRunning, l.MaxWaiting))
+	if err != nil {
+		return tenantctx.Tenant{}, fmt.Errorf("set limits of tenant %s: %w", id, translatePgError(err))
+	}
+	return t, nil
 }
 
 // DeleteTenant removes the tenant's row; its API keys go with it (ON DELETE

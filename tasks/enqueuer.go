@@ -7,30 +7,72 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
+
+	"github.com/invoicing/tenantworker/fair"
+	"github.com/invoicing/tenantworker/tenantctx"
 )
 
 // maxTaskIDLen bounds task ids accepted from callers (they come from URLs).
 const maxTaskIDLen = 256
 
-// enqueueAttempts bounds the enqueue/inspect/delete loop of Enqueue when
-// another producer races on the same task id.
+// MaxBatch bounds the payloads of one EnqueueMany call.
+const MaxBatch = 1000
+
+// enqueueAttempts bounds the enqueue/inspect/delete loop of the plain path
+// when another producer races on the same task id.
 const enqueueAttempts = 4
 
 // Enqueuer is the one place producers enqueue tasks: the HTTP API, the
-// scheduler, the sweep fan-out and the CLI. Per-tenant admission (fair
-// dispatch, peer failure mode P13 in docs/architecture.md) will live here.
-// It is safe for concurrent use.
+// scheduler, the sweep fan-out, the lifecycle and the CLI. With admission
+// (WithAdmission) a tenant's tasks wait in its backlog and enter asynq in
+// a fair order (package fair, P13 in docs/architecture.md); without it, or
+// for system tasks, they go straight into asynq's queues. It is safe for
+// concurrent use.
 type Enqueuer struct {
 	client    *asynq.Client
 	inspector *asynq.Inspector
 	logger    *slog.Logger
+	admission *Admission
+}
+
+// TenantLookup finds a tenant by id: the cached catalog.
+type TenantLookup interface {
+	TenantByID(ctx context.Context, id string) (tenantctx.Tenant, error)
+}
+
+// Admission makes an Enqueuer admit tenant tasks fairly.
+type Admission struct {
+	// Dispatcher keeps the backlogs; it must use the same Redis as the
+	// asynq client.
+	Dispatcher *fair.Dispatcher
+	// Tenants resolves a task's tenant for its plan and limits.
+	Tenants TenantLookup
+	// Plans gives a plan's share and caps; nil means fair.DefaultPlans().
+	Plans fair.Plans
+}
+
+// Option configures NewEnqueuer.
+type Option func(*Enqueuer)
+
+// WithAdmission makes the Enqueuer admit tenant tasks through a's
+// dispatcher. It panics without a Dispatcher or Tenants: a wiring mistake.
+func WithAdmission(a Admission) Option {
+	if a.Dispatcher == nil || a.Tenants == nil {
+		panic("tasks: WithAdmission needs a Dispatcher and Tenants")
+	}
+	if a.Plans == nil {
+		a.Plans = fair.DefaultPlans()
+	}
+	return func(e *Enqueuer) { e.admission = &a }
 }
 
 // EnqueueResult is the task an Enqueue call stands for.
 type EnqueueResult struct {
 	// Info describes the task: the new one, or the existing one that made
-	// the enqueue a no-op.
+	// the enqueue a no-op. A task waiting in its tenant's backlog is
+	// "pending", as it is once admitted.
 	Info *asynq.TaskInfo
 	// Existing is true when a task with the same id already existed and
 	// was returned instead of enqueueing a new one (dedupe).
@@ -40,26 +82,152 @@ type EnqueueResult struct {
 // NewEnqueuer returns an Enqueuer over client and inspector, which must use
 // the same Redis. A nil logger means slog.Default(). The caller closes
 // client and inspector.
-func NewEnqueuer(client *asynq.Client, inspector *asynq.Inspector, logger *slog.Logger) *Enqueuer {
+func NewEnqueuer(client *asynq.Client, inspector *asynq.Inspector, logger *slog.Logger, opts ...Option) *Enqueuer {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Enqueuer{client: client, inspector: inspector, logger: logger}
+	e := &Enqueuer{client: client, inspector: inspector, logger: logger}
+	for _, o := range opts {
+		o(e)
+	}
+	return e
 }
+
+// Fair reports whether tenant tasks go through fair admission.
+func (e *Enqueuer) Fair() bool { return e.admission != nil }
 
 // Enqueue validates p (Validate), encodes it and enqueues it with p.Spec(),
 // built fresh for this call (never a shared options value: P4 in
 // docs/architecture.md).
 //
-// When a task with the same id exists, the spec's ConflictPolicy decides:
-// KeepExisting returns the existing task (Existing is true);
-// ReplaceFinished returns it while it is pending, active, scheduled or
-// retrying, and deletes and replaces it once it completed or was archived.
-// Races with other producers on the same id are retried a few times.
+// When a task with the same id exists (waiting in a backlog or in asynq),
+// the spec's ConflictPolicy decides: KeepExisting returns the existing task
+// (Existing is true); ReplaceFinished returns it while it is waiting,
+// pending, active, scheduled or retrying, and replaces it once it completed
+// or was archived.
+//
+// With admission, a tenant task past its tenant's waiting cap fails with
+// an error matching fair.ErrBacklogFull (a *fair.FullError says when to
+// retry); nothing is enqueued.
 func (e *Enqueuer) Enqueue(ctx context.Context, p Payload) (EnqueueResult, error) {
 	if err := Validate(p); err != nil {
 		return EnqueueResult{}, err
 	}
+	tp, isTenant := p.(TenantPayload)
+	if e.admission == nil || !isTenant {
+		return e.enqueuePlain(ctx, p)
+	}
+	res, err := e.enqueueFair(ctx, tp.Owner(), []Payload{p})
+	if err != nil {
+		return EnqueueResult{}, err
+	}
+	return res[0], nil
+}
+
+// EnqueueMany enqueues payloads of one tenant (at most MaxBatch, every one
+// a TenantPayload owned by tenantID). With admission, the payloads of each
+// queue go to the dispatcher in one script call, all or nothing: past the
+// waiting cap none of them is accepted. Results are in payload order.
+func (e *Enqueuer) EnqueueMany(ctx context.Context, tenantID string, payloads []Payload) ([]EnqueueResult, error) {
+	if len(payloads) > MaxBatch {
+		return nil, fmt.Errorf("%w: %d payloads in one batch, at most %d", ErrInvalidPayload, len(payloads), MaxBatch)
+	}
+	for _, p := range payloads {
+		if err := Validate(p); err != nil {
+			return nil, err
+		}
+		if tp, ok := p.(TenantPayload); !ok || tp.Owner() != tenantID {
+			return nil, fmt.Errorf("%w: %s payload in a batch of tenant %s", ErrInvalidPayload, p.TypeName(), tenantID)
+		}
+	}
+	if e.admission != nil {
+		return e.enqueueFair(ctx, tenantID, payloads)
+	}
+	out := make([]EnqueueResult, len(payloads))
+	for i, p := range payloads {
+		res, err := e.enqueuePlain(ctx, p)
+		if err != nil {
+			return out[:i], err
+		}
+		out[i] = res
+	}
+	return out, nil
+}
+
+// enqueueFair hands validated payloads of one tenant to the dispatcher,
+// one call per queue, under the tenant's policy.
+func (e *Enqueuer) enqueueFair(ctx context.Context, tenantID string, payloads []Payload) ([]EnqueueResult, error) {
+	tenant, err := e.admission.Tenants.TenantByID(ctx, tenantID)
+	if err != nil {
+		return nil, fmt.Errorf("enqueue for tenant %s: %w", tenantID, err)
+	}
+	policy := e.admission.Plans.PolicyOf(tenant)
+	byQueue := map[string][]int{}
+	var order []string
+	batch := make([]fair.Task, len(payloads))
+	for i, p := range payloads {
+		data, err := json.Marshal(p)
+		if err != nil {
+			return nil, fmt.Errorf("encode %s payload: %w", p.TypeName(), err)
+		}
+		spec := p.Spec()
+		id := spec.TaskID
+		if id == "" {
+			id = uuid.NewString()
+		}
+		batch[i] = fair.Task{
+			Message: fair.Message{ID: id, Type: p.TypeName(), Queue: spec.Queue, Payload: data,
+				Retry: spec.MaxRetry, Timeout: spec.Timeout, Retention: spec.Retention},
+			ReplaceFinished: spec.Conflict == ReplaceFinished,
+		}
+		if _, ok := byQueue[spec.Queue]; !ok {
+			order = append(order, spec.Queue)
+		}
+		byQueue[spec.Queue] = append(byQueue[spec.Queue], i)
+	}
+	out := make([]EnqueueResult, len(payloads))
+	for _, q := range order {
+		idx := byQueue[q]
+		group := make([]fair.Task, len(idx))
+		for j, i := range idx {
+			group[j] = batch[i]
+		}
+		res, err := e.admission.Dispatcher.Enqueue(ctx, tenantID, policy, group)
+		if err != nil {
+			return nil, fmt.Errorf("enqueue %d tasks of tenant %s in %s: %w", len(group), tenantID, q, err)
+		}
+		for j, i := range idx {
+			m := group[j].Message
+			out[i] = EnqueueResult{Existing: res[j].Existing, Info: &asynq.TaskInfo{
+				ID: m.ID, Queue: q, Type: m.Type, Payload: m.Payload, State: taskState(res[j].State),
+				MaxRetry: m.Retry, Timeout: m.Timeout, Retention: m.Retention,
+			}}
+		}
+	}
+	return out, nil
+}
+
+// taskState maps asynq's state names (as stored in Redis) to TaskState.
+func taskState(s string) asynq.TaskState {
+	switch s {
+	case "active":
+		return asynq.TaskStateActive
+	case "scheduled":
+		return asynq.TaskStateScheduled
+	case "retry":
+		return asynq.TaskStateRetry
+	case "archived":
+		return asynq.TaskStateArchived
+	case "completed":
+		return asynq.TaskStateCompleted
+	case "aggregating":
+		return asynq.TaskStateAggregating
+	}
+	return asynq.TaskStatePending
+}
+
+// enqueuePlain enqueues a validated payload straight into asynq.
+func (e *Enqueuer) enqueuePlain(ctx context.Context, p Payload) (EnqueueResult, error) {
 	data, err := json.Marshal(p)
 	if err != nil {
 		return EnqueueResult{}, fmt.Errorf("encode %s payload: %w", p.TypeName(), err)
@@ -99,13 +267,30 @@ func finished(s asynq.TaskState) bool {
 	return s == asynq.TaskStateCompleted || s == asynq.TaskStateArchived
 }
 
-// TenantTask returns the task with id taskID if it belongs to tenantID. It
-// looks in every queue and returns ErrTaskNotFound when the task does not
-// exist or its payload names another tenant (or none): a tenant never
-// learns whether another tenant's task id exists.
+// TenantTask returns the task with id taskID if it belongs to tenantID. A
+// task waiting in its tenant's backlog is reported as pending; otherwise it
+// looks in every asynq queue. It returns ErrTaskNotFound when the task
+// does not exist or its payload names another tenant (or none): a tenant
+// never learns whether another tenant's task id exists.
 func (e *Enqueuer) TenantTask(ctx context.Context, tenantID, taskID string) (*asynq.TaskInfo, error) {
 	if tenantID == "" || taskID == "" || len(taskID) > maxTaskIDLen {
 		return nil, ErrTaskNotFound
+	}
+	if e.admission != nil {
+		// The backlog first: a task admitted meanwhile is then found in
+		// asynq, never missed between the two.
+		w, ok, err := e.admission.Dispatcher.Waiting(ctx, taskID, Queues...)
+		if err != nil {
+			return nil, fmt.Errorf("look up task %.64q: %w", taskID, err)
+		}
+		if ok {
+			if w.TenantID != tenantID {
+				return nil, ErrTaskNotFound
+			}
+			m := w.Message
+			return &asynq.TaskInfo{ID: w.ID, Queue: w.Queue, Type: w.Type, Payload: m.Payload, State: asynq.TaskStatePending,
+				MaxRetry: m.Retry, Timeout: m.Timeout, Retention: m.Retention}, nil
+		}
 	}
 	for _, q := range Queues {
 		if err := ctx.Err(); err != nil {

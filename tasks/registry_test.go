@@ -122,3 +122,19 @@ func TestOwnerOf(t *testing.T) {
 		}
 	}
 }
+
+// TestWorkQueuesHoldOnlyWork: suspension holds WorkQueues, so every tenant
+// task of ordinary work must be in one and no lifecycle task may be.
+func TestWorkQueuesHoldOnlyWork(t *testing.T) {
+	t.Parallel()
+	for _, p := range Types() {
+		if IsSystemType(p.TypeName()) {
+			continue
+		}
+		spec := p.Spec()
+		inWork := slices.Contains(WorkQueues, spec.Queue)
+		if isWork := spec.Activity == tenantctx.Work; inWork != isWork {
+			t.Errorf("%s: queue %s (work queue: %v) but activity %v", p.TypeName(), spec.Queue, inWork, spec.Activity)
+		}
+	}
+}

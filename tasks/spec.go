@@ -23,6 +23,12 @@ var QueueWeights = map[string]int{QueueCritical: 6, QueueDefault: 3, QueueLow: 1
 // Queues lists the queues in priority order.
 var Queues = []string{QueueCritical, QueueDefault, QueueLow}
 
+// WorkQueues are the queues of ordinary work (tenantctx.Work): the queues
+// in which a suspended tenant's backlog is held. The lifecycle's tasks
+// (migration, destruction) run in QueueCritical, which suspension does not
+// hold, so a suspended tenant is still migrated and can be erased.
+var WorkQueues = []string{QueueDefault, QueueLow}
+
 // ConflictPolicy says what Enqueue does when a task with the same id already
 // exists.
 type ConflictPolicy int

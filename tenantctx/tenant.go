@@ -77,8 +77,11 @@ type Tenant struct {
 	// Schema is the PostgreSQL schema holding the tenant's data; always
 	// SchemaForSlug(Slug).
 	Schema string `json:"schema"`
-	// Plan is the commercial plan (free text, e.g. "free", "pro").
+	// Plan is the commercial plan (free text, e.g. "free", "pro"). It
+	// picks the tenant's share and caps in fair dispatch.
 	Plan string `json:"plan"`
+	// Limits override the plan's share and caps for this tenant.
+	Limits Limits `json:"limits"`
 	// CreatedAt and UpdatedAt are set by the catalog.
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
@@ -100,6 +103,9 @@ func (t Tenant) Validate() error {
 	}
 	if !t.Status.Valid() {
 		return fmt.Errorf("tenant %s: %w: %.40q", t.ID, ErrInvalidStatus, t.Status)
+	}
+	if err := t.Limits.Validate(); err != nil {
+		return fmt.Errorf("tenant %s: %w", t.ID, err)
 	}
 	return nil
 }

@@ -33,6 +33,7 @@ var scenarios = []scenario{
 	{"enqueue", "POST /v1/invoices/{id}/pdf (cmd/enqueue) vs bare asynq.Client.Enqueue", (*bench).enqueue},
 	{"migrate", "provision + migrate tenants through tenant:migrate (cmd/worker), then a no-op migrate --all", (*bench).migrate},
 	{"sweep", "sweep:overdue over tenants with 20 overdue invoices each (cmd/worker, file mailer)", (*bench).sweep},
+	{"fairness", "fair dispatch vs the plain path: a quiet tenant behind a noisy backlog, throughput cost, shares, idle pickup, dispatch scaling", (*bench).fairness},
 }
 
 // sizes are the knobs of a run; -quick and the full run differ only here.
@@ -49,18 +50,30 @@ type sizes struct {
 	FleetTenants   int           `json:"fleet_tenants"`      // scenarios 5 and 6
 	OverdueEach    int           `json:"overdue_per_tenant"` // scenario 6
 	RenderBaseline time.Duration `json:"render_baseline"`    // in-process render measurement
+	// Scenario 7 (fairness).
+	FairBacklog         int           `json:"fair_backlog"`          // the noisy tenant's renders
+	FairQuietSamples    int           `json:"fair_quiet_samples"`    // quiet renders behind it
+	FairPDFBurst        int           `json:"fair_pdf_burst"`        // renders per throughput burst
+	FairShareWindow     time.Duration `json:"fair_share_window"`     // measuring window of the shares
+	FairIdleSamples     int           `json:"fair_idle_samples"`     // idle pickups
+	FairDispatchSamples int           `json:"fair_dispatch_samples"` // dispatch calls timed
+	FairScaleTenants    int           `json:"fair_scale_tenants"`    // tenants with backlogs, vs 10
 }
 
 var quickSizes = sizes{
 	Tenants: 100, MiddlewareN: 3000, Rounds: 2, WarmN: 500, LookupN: 10000,
 	PDFBurst: 300, PDFPaced: 5 * time.Second, EnqueueN: 4000, Clients: 64,
 	FleetTenants: 100, OverdueEach: 20, RenderBaseline: time.Second,
+	FairBacklog: 10000, FairQuietSamples: 40, FairPDFBurst: 1000, FairShareWindow: 3 * time.Second,
+	FairIdleSamples: 40, FairDispatchSamples: 1000, FairScaleTenants: 10000,
 }
 
 var fullSizes = sizes{
 	Tenants: 100, MiddlewareN: 20000, Rounds: 3, WarmN: 2000, LookupN: 200000,
 	PDFBurst: 3000, PDFPaced: 30 * time.Second, EnqueueN: 20000, Clients: 64,
 	FleetTenants: 1000, OverdueEach: 20, RenderBaseline: 3 * time.Second,
+	FairBacklog: 100000, FairQuietSamples: 100, FairPDFBurst: 3000, FairShareWindow: 8 * time.Second,
+	FairIdleSamples: 200, FairDispatchSamples: 5000, FairScaleTenants: 10000,
 }
 
 // bench is one run: its environment, sizes and the state scenarios share.

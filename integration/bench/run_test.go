@@ -17,6 +17,8 @@ var smokeSizes = sizes{
 	Tenants: 10, MiddlewareN: 300, Rounds: 1, WarmN: 50, LookupN: 500,
 	PDFBurst: 20, PDFPaced: 2 * time.Second, EnqueueN: 400, Clients: 8,
 	FleetTenants: 10, OverdueEach: 3, RenderBaseline: 200 * time.Millisecond,
+	FairBacklog: 300, FairQuietSamples: 5, FairPDFBurst: 40, FairShareWindow: 500 * time.Millisecond,
+	FairIdleSamples: 5, FairDispatchSamples: 50, FairScaleTenants: 200,
 }
 
 // TestRunAllScenarios runs the load command's six scenarios at smoke
@@ -72,10 +74,12 @@ func TestRunAllScenarios(t *testing.T) {
 			}
 		}
 	}
-	// The targets: middleware ratio, two lookup p99s, enqueue
-	// ratio, two migration times, the sweep.
-	if targets != 7 {
-		t.Errorf("%d metrics with a target, want 7", targets)
+	// The issues' targets: middleware ratio, two lookup p99s, enqueue
+	// ratio, two migration times, the sweep; fairness: the quiet tenant's
+	// p99, two throughput costs, three shares, two idle pickups, dispatch
+	// scaling.
+	if targets != 16 {
+		t.Errorf("%d metrics with a target, want 16", targets)
 	}
 	mw := rep.Scenarios[0]
 	var cpuNote bool

@@ -16,8 +16,10 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/internal/config"
 	"github.com/invoicing/tenantworker/internal/tenancy"
 	"github.com/invoicing/tenantworker/schema"
@@ -51,6 +53,12 @@ type Backend struct {
 	// client's commands go through an autopipeliner.
 	Client    *asynq.Client
 	Inspector *asynq.Inspector
+	// Dispatcher admits tenant tasks fairly (package fair); nil with
+	// FAIR_DISPATCH=false. It uses the enqueuing Redis client.
+	Dispatcher *fair.Dispatcher
+	// AdmissionWait is the histogram of backlog waits the dispatcher
+	// observes; each binary registers it with its metrics.
+	AdmissionWait *prometheus.HistogramVec
 	// Enqueuer is the one enqueuer of the process.
 	Enqueuer *tasks.Enqueuer
 	// Tenancy runs the tenant lifecycle on the above.
@@ -114,9 +122,17 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Opti
 	// their own.
 	b.Client = asynq.NewClientFromRedisClient(enqueueRedis)
 	b.Inspector = asynq.NewInspectorFromRedisClient(b.Redis)
-	b.Enqueuer = tasks.NewEnqueuer(b.Client, b.Inspector, logger)
+	var admission []tasks.Option
+	if cfg.FairDispatch {
+		hist, observe := fair.WaitHistogram()
+		b.AdmissionWait = hist
+		b.Dispatcher = fair.New(enqueueRedis, fair.Config{PendingTime: cfg.FairPendingTime, OnAdmit: observe})
+		admission = append(admission, tasks.WithAdmission(tasks.Admission{Dispatcher: b.Dispatcher, Tenants: b.Catalog, Plans: cfg.Plans}))
+	}
+	b.Enqueuer = tasks.NewEnqueuer(b.Client, b.Inspector, logger, admission...)
 	b.Tenancy = tenancy.New(tenancy.Config{
 		Catalog: b.Catalog, Enqueuer: b.Enqueuer, Documents: b.Documents, SchemaPool: b.SchemaPool, Logger: logger,
+		Dispatcher: b.Dispatcher, Plans: cfg.Plans,
 	})
 	return b, nil
 }

@@ -20,6 +20,8 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/robfig/cron/v3"
+
+	"github.com/invoicing/tenantworker/fair"
 )
 
 // Defaults.
@@ -36,6 +38,9 @@ const (
 	DefaultMailFrom         = "billing@localhost"
 	DefaultOutboxDir        = "./data/outbox"
 	DefaultDocumentsDir     = "./data/documents"
+	// DefaultTaskCheckInterval is how long an idle worker waits between
+	// polls of its queues (internal/worker explains the choice).
+	DefaultTaskCheckInterval = 20 * time.Millisecond
 	// DefaultDBPoolHeadroom is added to WorkerConcurrency for the default
 	// DB_MAX_CONNS: catalog look-ups, readiness pings and the scheduler.
 	DefaultDBPoolHeadroom = 4
@@ -116,6 +121,26 @@ type Config struct {
 	// requests instead of one each. Set false to send every enqueue on its
 	// own, as the worker does.
 	RedisAutoPipeline bool
+	// FairDispatch (FAIR_DISPATCH, default true) admits tenants' tasks
+	// through per-tenant backlogs in a fair order (package fair); false
+	// enqueues them straight into asynq's queues, first come first served.
+	// Every process sharing a Redis must use the same setting.
+	FairDispatch bool
+	// PlanLimits (PLAN_LIMITS) sets plans' share and caps in fair
+	// dispatch: "plan=weight:max_running:max_waiting,..."; plans it does
+	// not name keep fair.DefaultPlans. Resolve parses it into Plans.
+	PlanLimits string
+	// Plans are PlanLimits parsed (set by Resolve).
+	Plans fair.Plans
+	// FairPendingTime (FAIR_PENDING_TIME) is how much work the dispatcher
+	// keeps waiting in an asynq queue per live worker slot, at the queue's
+	// measured cost per task (between 1 and 50 tasks per slot); 0 means
+	// fair.DefaultPendingTime.
+	FairPendingTime time.Duration
+	// TaskCheckInterval (TASK_CHECK_INTERVAL) is how long an idle worker
+	// waits between polls of its queues; 0 means
+	// DefaultTaskCheckInterval.
+	TaskCheckInterval time.Duration
 }
 
 // FromEnv reads the configuration through getenv (os.Getenv in the
@@ -158,6 +183,10 @@ func Parse(getenv func(string) string) (Config, error) {
 		DashboardWritable:     p.dashboardWritable(),
 		TenantCacheTTL:        p.duration("TENANT_CACHE_TTL"),
 		RedisAutoPipeline:     p.boolean("REDIS_AUTOPIPELINE", true),
+		FairDispatch:          p.boolean("FAIR_DISPATCH", true),
+		PlanLimits:            p.str("PLAN_LIMITS"),
+		FairPendingTime:       p.duration("FAIR_PENDING_TIME"),
+		TaskCheckInterval:     p.duration("TASK_CHECK_INTERVAL"),
 	}
 	if err := errors.Join(p.errs...); err != nil {
 		return Config{}, err
@@ -170,9 +199,15 @@ func Parse(getenv func(string) string) (Config, error) {
 // the flag overrides.
 func (c Config) Resolve() (Config, error) {
 	c = c.withDefaults()
-	if err := c.validate(); err != nil {
+	err := c.validate()
+	plans, perr := fair.ParsePlans(c.PlanLimits)
+	if perr != nil {
+		err = errors.Join(err, fmt.Errorf("PLAN_LIMITS: %w", perr))
+	}
+	if err != nil {
 		return Config{}, err
 	}
+	c.Plans = plans
 	return c, nil
 }
 
@@ -191,6 +226,8 @@ func (c Config) withDefaults() Config {
 	c.DocumentsDir = cmp.Or(c.DocumentsDir, DefaultDocumentsDir)
 	c.LogFormat = cmp.Or(c.LogFormat, LogFormatText)
 	c.DBMaxConns = cmp.Or(c.DBMaxConns, c.WorkerConcurrency+DefaultDBPoolHeadroom)
+	c.TaskCheckInterval = cmp.Or(c.TaskCheckInterval, DefaultTaskCheckInterval)
+	c.FairPendingTime = cmp.Or(c.FairPendingTime, fair.DefaultPendingTime)
 	return c
 }
 
@@ -230,6 +267,12 @@ func (c Config) validate() error {
 	}
 	if c.TenantCacheTTL < 0 {
 		bad("TENANT_CACHE_TTL: must not be negative, got %v", c.TenantCacheTTL)
+	}
+	if c.FairPendingTime > 10*time.Second {
+		bad("FAIR_PENDING_TIME: at most 10s, got %v", c.FairPendingTime)
+	}
+	if c.TaskCheckInterval < time.Millisecond || c.TaskCheckInterval > time.Minute {
+		bad("TASK_CHECK_INTERVAL: must be between 1ms and 1m, got %v", c.TaskCheckInterval)
 	}
 	return errors.Join(errs...)
 }

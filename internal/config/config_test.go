@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"log/slog"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
+
+	"github.com/invoicing/tenantworker/fair"
 )
 
 func env(m map[string]string) func(string) string {
@@ -37,8 +40,15 @@ func TestFromEnvDefaults(t *testing.T) {
 		LogLevel:              slog.LevelInfo,
 		DBMaxConns:            14,
 		RedisAutoPipeline:     true,
+		FairDispatch:          true,
+		FairPendingTime:       fair.DefaultPendingTime,
+		TaskCheckInterval:     DefaultTaskCheckInterval,
 	}
-	if c != want {
+	if c.Plans.String() != fair.DefaultPlans().String() {
+		t.Errorf("plans %v, want the defaults", c.Plans)
+	}
+	c.Plans = nil
+	if !reflect.DeepEqual(c, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", c, want)
 	}
 	if c.HTTPAddrOr(DefaultWorkerHTTPAddr) != ":9090" || c.HTTPAddrOr(DefaultEnqueueHTTPAddr) != ":8080" {
@@ -227,5 +237,36 @@ func TestNewProcessLogger(t *testing.T) {
 	}
 	if strings.Join(msgs, ",") != "one,two,three" {
 		t.Fatalf("messages %q", msgs)
+	}
+}
+
+func TestFairSettings(t *testing.T) {
+	t.Parallel()
+	base := map[string]string{"DATABASE_URL": "postgres://app@db/inv"}
+	with := func(kv ...string) map[string]string {
+		m := map[string]string{}
+		for k, v := range base {
+			m[k] = v
+		}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+	c, err := FromEnv(env(with("FAIR_DISPATCH", "false", "PLAN_LIMITS", "pro=3:6:900", "FAIR_PENDING_TIME", "50ms", "TASK_CHECK_INTERVAL", "5ms")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.FairDispatch || c.Plans["pro"] != (fair.Policy{Weight: 3, MaxRunning: 6, MaxWaiting: 900}) || c.FairPendingTime != 50*time.Millisecond || c.TaskCheckInterval != 5*time.Millisecond {
+		t.Fatalf("fair settings: %+v", c)
+	}
+	for _, bad := range [][]string{
+		{"PLAN_LIMITS", "pro=1:2"}, {"FAIR_PENDING_TIME", "-1s"}, {"FAIR_PENDING_TIME", "x"}, {"FAIR_PENDING_TIME", "1m"},
+		{"TASK_CHECK_INTERVAL", "2m"}, {"FAIR_DISPATCH", "maybe"},
+	} {
+		_, err := FromEnv(env(with(bad...)))
+		if err == nil || !strings.Contains(err.Error(), bad[0]) {
+			t.Errorf("%s=%s: error %v, want one naming the variable", bad[0], bad[1], err)
+		}
 	}
 }

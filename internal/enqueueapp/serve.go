@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/invoicing/tenantworker/internal/backend"
 	"github.com/invoicing/tenantworker/internal/config"
@@ -74,9 +75,15 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 	}
 	defer closeBackend()
 
-	var reg prometheus.Registerer
-	if opts.Registry != nil {
-		reg = opts.Registry
+	reg := opts.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	if b.AdmissionWait != nil {
+		if err := reg.Register(b.AdmissionWait); err != nil {
+			return fmt.Errorf("register fair dispatch metrics: %w", err)
+		}
 	}
 	handler := httpapi.New(httpapi.Options{
 		Catalog:           b.Catalog,

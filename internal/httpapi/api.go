@@ -111,6 +111,7 @@ func New(opts Options) *Handler {
 
 	// Tenant routes.
 	route("POST /v1/invoices/{id}/pdf", h.tenant(http.HandlerFunc(h.enqueuePDF)))
+	route("POST /v1/invoices/pdf", h.tenant(http.HandlerFunc(h.enqueuePDFs)))
 	route("POST /v1/invoices/{id}/reminders", h.tenant(http.HandlerFunc(h.enqueueReminder)))
 	route("GET /v1/invoices/{id}/pdf", h.tenant(http.HandlerFunc(h.downloadPDF)))
 	route("GET /v1/tasks/{task_id}", h.tenant(http.HandlerFunc(h.taskState)))
@@ -123,6 +124,11 @@ func New(opts Options) *Handler {
 	route("POST /admin/tenants/{id}/resume", h.admin(http.HandlerFunc(h.resumeTenant)))
 	route("POST /admin/tenants/{id}/keys", h.admin(http.HandlerFunc(h.createKey)))
 	route("DELETE /admin/tenants/{id}", h.admin(http.HandlerFunc(h.deleteTenant)))
+	route("PUT /admin/tenants/{id}/limits", h.admin(http.HandlerFunc(h.setLimits)))
+	route("GET /admin/tenants/{id}/queue", h.admin(http.HandlerFunc(h.tenantQueue)))
+	route("POST /admin/tenants/{id}/queue/pause", h.admin(http.HandlerFunc(h.pauseQueue)))
+	route("POST /admin/tenants/{id}/queue/resume", h.admin(http.HandlerFunc(h.resumeQueue)))
+	route("POST /admin/tenants/{id}/queue/drain", h.admin(http.HandlerFunc(h.drainQueue)))
 	route("POST /admin/migrations", h.admin(http.HandlerFunc(h.migrateAll)))
 	if opts.RedisConnOpt != nil {
 		h.dashboard = asynqmon.New(asynqmon.Options{

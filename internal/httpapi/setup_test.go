@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/internal/httpapi"
 	"github.com/invoicing/tenantworker/internal/tenancy"
 	"github.com/invoicing/tenantworker/internal/testenv"
@@ -42,16 +43,31 @@ type bundle struct {
 	redisOpt  asynq.RedisClientOpt
 	inspector *asynq.Inspector
 	enqueuer  *tasks.Enqueuer
-	tenancy   *tenancy.Service
-	handler   *httpapi.Handler
-	srv       *httptest.Server
-	logs      *testenv.LogBuffer
-	registry  *prometheus.Registry
-	now       time.Time
+	// dispatcher is set by setupFair.
+	dispatcher *fair.Dispatcher
+	tenancy    *tenancy.Service
+	handler    *httpapi.Handler
+	srv        *httptest.Server
+	logs       *testenv.LogBuffer
+	registry   *prometheus.Registry
+	now        time.Time
 }
 
 // setup starts a bundle; mutate adjusts the handler's options.
 func setup(t testing.TB, mutate ...func(*httpapi.Options)) *bundle {
+	t.Helper()
+	return setupWith(t, false, mutate...)
+}
+
+// setupFair starts a bundle whose enqueuer and lifecycle use fair dispatch
+// (no worker: at most one task per queue is admitted, the rest waits).
+func setupFair(t testing.TB, mutate ...func(*httpapi.Options)) *bundle {
+	t.Helper()
+	return setupWith(t, true, mutate...)
+}
+
+// setupWith starts a bundle, with fair dispatch when withFair.
+func setupWith(t testing.TB, withFair bool, mutate ...func(*httpapi.Options)) *bundle {
 	t.Helper()
 	ctx := context.Background()
 	b := &bundle{logs: &testenv.LogBuffer{}, now: time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC)}
@@ -82,8 +98,14 @@ func setup(t testing.TB, mutate ...func(*httpapi.Options)) *bundle {
 	b.inspector = asynq.NewInspector(b.redisOpt)
 	t.Cleanup(func() { _ = b.inspector.Close() })
 	logger := slog.New(slog.NewJSONHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	b.enqueuer = tasks.NewEnqueuer(client, b.inspector, logger)
-	b.tenancy = tenancy.New(tenancy.Config{Catalog: b.catalog, Enqueuer: b.enqueuer, Documents: b.docs, SchemaPool: pool, Logger: logger})
+	var admission []tasks.Option
+	if withFair {
+		b.dispatcher = fair.New(b.rdb, fair.Config{MinPending: 1})
+		admission = append(admission, tasks.WithAdmission(tasks.Admission{Dispatcher: b.dispatcher, Tenants: b.catalog}))
+	}
+	b.enqueuer = tasks.NewEnqueuer(client, b.inspector, logger, admission...)
+	b.tenancy = tenancy.New(tenancy.Config{Catalog: b.catalog, Enqueuer: b.enqueuer, Documents: b.docs, SchemaPool: pool, Logger: logger,
+		Dispatcher: b.dispatcher, Plans: fair.DefaultPlans()})
 	b.registry = prometheus.NewRegistry()
 
 	opts := httpapi.Options{

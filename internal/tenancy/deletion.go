@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 
+	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tasks"
@@ -20,8 +22,11 @@ type Deletion struct {
 }
 
 // RequestDeletion marks the tenant deleting at once (its routes answer 404
-// and its queued tasks are archived from then on), records
-// ActionDeletionRequested {slug, from, task_id} and enqueues tenant:destroy,
+// and its queued tasks are archived from then on), discards its backlog
+// with fair dispatch (tasks that have not started: there is no tenant to
+// run them for) and lifts its holds so the destroy can run, records
+// ActionDeletionRequested {slug, from, task_id, discarded} and enqueues
+// tenant:destroy,
 // which erases schema, documents, keys and catalog row (Destroy). Asking
 // again for a tenant being deleted enqueues the destroy again (one per
 // tenant) and writes no second request entry.
@@ -37,10 +42,23 @@ func (s *Service) RequestDeletion(ctx context.Context, id, actor string) (Deleti
 	if t, err = s.catalog.SetStatus(ctx, id, tenantctx.StatusDeleting); err != nil {
 		return Deletion{}, fmt.Errorf("request deletion of tenant %s: %w", id, err)
 	}
+	var discarded int
+	if s.fair != nil {
+		drained, err := s.fair.Drain(ctx, id, tasks.Queues...)
+		if err != nil {
+			return Deletion{Tenant: t}, fmt.Errorf("request deletion of tenant %s: discard its backlog: %w", id, err)
+		}
+		discarded = drained.Total()
+		for _, r := range []fair.Reason{fair.Suspended, fair.Paused} {
+			if _, err := s.fair.Release(ctx, id, r, tasks.Queues...); err != nil {
+				return Deletion{Tenant: t}, fmt.Errorf("request deletion of tenant %s: lift its holds: %w", id, err)
+			}
+		}
+	}
 	// The request is recorded before the destroy can run, so the two
 	// entries are in order; the task id is the destroy's deterministic one.
 	p := tasks.TenantDestroy{TenantID: id}
-	detail := map[string]string{"slug": t.Slug, "from": string(prev), "task_id": p.Spec().TaskID}
+	detail := map[string]any{"slug": t.Slug, "from": string(prev), "task_id": p.Spec().TaskID, "discarded": discarded}
 	s.logFailure(ctx, id, ActionDeletionRequested, s.auditOnce(ctx, id, actor, ActionDeletionRequested, detail))
 	res, err := s.enqueuer.Enqueue(ctx, p)
 	if err != nil {
@@ -92,6 +110,13 @@ func (s *Service) Destroy(ctx context.Context, t tenantctx.Tenant, actor string)
 	}
 	if err := s.catalog.DeleteTenant(ctx, t.ID); err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return Erasure{}, fmt.Errorf("destroy tenant %s: delete catalog row: %w", t.ID, err)
+	}
+	if s.fair != nil {
+		// The tenant is gone; what the dispatcher kept of it (a few small
+		// keys) goes too. A failure here leaves only those keys behind.
+		if err := s.fair.Forget(ctx, t.ID, tasks.Queues...); err != nil {
+			s.logger.WarnContext(ctx, "forget erased tenant in the dispatcher", slog.String("tenant_id", t.ID), slog.String("error", err.Error()))
+		}
 	}
 	return done, nil
 }

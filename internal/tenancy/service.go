@@ -6,6 +6,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tasks"
 )
@@ -23,6 +24,9 @@ var (
 	ErrNotReady = errors.New("not yet allowed for the tenant's status")
 	// ErrInvalidTarget: a migration target above the latest schema version.
 	ErrInvalidTarget = errors.New("invalid migration target")
+	// ErrNoDispatch: the operation needs fair dispatch, which is off
+	// (FAIR_DISPATCH=false).
+	ErrNoDispatch = errors.New("fair dispatch is off")
 )
 
 // Config is what a Service works with. Catalog and Enqueuer are required.
@@ -40,6 +44,12 @@ type Config struct {
 	// transaction that creates its schema). Migrate and Destroy need it;
 	// Provision uses it to refuse a schema left over under the slug.
 	SchemaPool *pgxpool.Pool
+	// Dispatcher, when set, holds the backlogs of suspended and paused
+	// tenants, drains them and reports them (package fair); nil when fair
+	// dispatch is off.
+	Dispatcher *fair.Dispatcher
+	// Plans are the plans' policies, for reporting a tenant's policy.
+	Plans fair.Plans
 	// Logger receives audit failures that are not returned (the change
 	// they record has already happened); nil discards them.
 	Logger *slog.Logger
@@ -51,6 +61,8 @@ type Service struct {
 	enqueuer  *tasks.Enqueuer
 	documents storage.DocumentStore
 	pool      *pgxpool.Pool
+	fair      *fair.Dispatcher
+	plans     fair.Plans
 	logger    *slog.Logger
 }
 
@@ -63,5 +75,5 @@ func New(c Config) *Service {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Service{catalog: c.Catalog, enqueuer: c.Enqueuer, documents: c.Documents, pool: c.SchemaPool, logger: c.Logger}
+	return &Service{catalog: c.Catalog, enqueuer: c.Enqueuer, documents: c.Documents, pool: c.SchemaPool, fair: c.Dispatcher, plans: c.Plans, logger: c.Logger}
 }

@@ -4,22 +4,52 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/tasks"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
 
 // Suspend moves an active tenant to suspended (suspended again is a
-// no-op): its requests are refused and its tasks wait. Any other status is
-// storage.ErrInvalidTransition; an unknown id storage.ErrNotFound. A change
-// writes ActionStatusChanged.
+// no-op): its requests are refused and its work waits. With fair dispatch
+// its backlog in the work queues is held: nothing of it is admitted, its
+// admitted tasks that have not started go back to its backlog, and a task
+// a worker dequeued anyway is parked, so a suspended tenant costs no
+// handler runs and no retries. Its migrations still run. Any other status
+// is storage.ErrInvalidTransition; an unknown id storage.ErrNotFound. A
+// change writes ActionStatusChanged.
+//
+// The status changes first: if the hold then fails (Redis unreachable),
+// the error says so, the tenant is suspended and its tasks wait the old
+// way (retried every 15-30 s); suspending again completes the hold.
 func (s *Service) Suspend(ctx context.Context, id, actor string) (tenantctx.Tenant, error) {
-	return s.changeStatus(ctx, id, tenantctx.StatusActive, tenantctx.StatusSuspended, actor)
+	t, err := s.changeStatus(ctx, id, tenantctx.StatusActive, tenantctx.StatusSuspended, actor)
+	if err != nil || s.fair == nil {
+		return t, err
+	}
+	if _, err := s.fair.Hold(ctx, id, fair.Suspended, tasks.WorkQueues...); err != nil {
+		return t, fmt.Errorf("suspend tenant %s: hold its backlog: %w", id, err)
+	}
+	return t, nil
 }
 
 // Resume moves a suspended tenant back to active (active again is a
 // no-op). A provisioning tenant cannot be resumed: it becomes active only
-// when its migrations succeed (Migrate).
+// when its migrations succeed (Migrate). With fair dispatch its backlog is
+// released first, parked tasks at its front, in order; if that fails
+// nothing changed and the error says so.
 func (s *Service) Resume(ctx context.Context, id, actor string) (tenantctx.Tenant, error) {
+	if s.fair != nil {
+		t, err := s.catalog.TenantByID(ctx, id)
+		if err != nil {
+			return t, fmt.Errorf("move tenant to %s: %w", tenantctx.StatusActive, err)
+		}
+		if t.Status == tenantctx.StatusSuspended || t.Status == tenantctx.StatusActive {
+			if _, err := s.fair.Release(ctx, id, fair.Suspended, tasks.WorkQueues...); err != nil {
+				return t, fmt.Errorf("resume tenant %s: release its backlog: %w", id, err)
+			}
+		}
+	}
 	return s.changeStatus(ctx, id, tenantctx.StatusSuspended, tenantctx.StatusActive, actor)
 }
 

@@ -141,7 +141,7 @@ func TestDeletionLeavesOneRequestedAndOneCompleted(t *testing.T) {
 	if order[0] != string(tenancy.ActionDeletionRequested) {
 		t.Errorf("entries in the order %v, want requested first", order)
 	}
-	var req map[string]string
+	var req map[string]any
 	if err := json.Unmarshal(requested[0].Detail, &req); err != nil {
 		t.Fatal(err)
 	}

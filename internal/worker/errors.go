@@ -14,6 +14,12 @@ var (
 	// work, a destroy of a tenant not marked deleting). The task is retried
 	// later and the attempt does not count as a failure (see ServerConfig).
 	ErrTenantNotReady = errors.New("tenant not ready")
+	// ErrTenantHeld wraps ErrTenantNotReady for a task of a suspended
+	// tenant that the fair dispatcher parked: it goes to asynq's retry set
+	// with a long delay and comes back to the front of its tenant's backlog
+	// when the tenant resumes (fair.Dispatcher.Release), without counting
+	// as a failure and without retries meanwhile.
+	ErrTenantHeld = fmt.Errorf("tenant held by the dispatcher: %w", ErrTenantNotReady)
 	// ErrPanic is wrapped by the error Recover returns for a panicking
 	// handler.
 	ErrPanic = errors.New("task handler panicked")

@@ -24,7 +24,9 @@ import (
 //     tenantctx.WithTenant(ctx, tenant);
 //   - the policy says wait (a provisioning or suspended tenant's work, a
 //     destroy of a tenant not marked deleting): ErrTenantNotReady, retried
-//     later without counting as a failure;
+//     later without counting as a failure; a suspended tenant's task that
+//     the fair dispatcher holds is parked instead (ErrTenantHeld: no
+//     retries until the tenant resumes), when parker is set;
 //   - the policy refuses (work or a migration of a deleting tenant, an
 //     unknown status): archived with the reason;
 //   - a catalog error (database or Redis down): an ordinary error, retried;
@@ -33,7 +35,7 @@ import (
 //
 // A task's tenant comes from its payload only, never from a previous task
 // or a default. catalog is the cached catalog in production.
-func ResolveTenant(catalog storage.TenantStore) asynq.MiddlewareFunc {
+func ResolveTenant(catalog storage.TenantStore, parker Parker) asynq.MiddlewareFunc {
 	return func(next asynq.Handler) asynq.Handler {
 		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
 			env := envelopeOf(ctx, t)
@@ -51,6 +53,9 @@ func ResolveTenant(catalog storage.TenantStore) asynq.MiddlewareFunc {
 				return fmt.Errorf("look up tenant %s: %w", env.TenantID, err)
 			}
 			if err := admit(env, tenant); err != nil {
+				if parker != nil && errors.Is(err, ErrTenantNotReady) && tenant.Status == tenantctx.StatusSuspended {
+					return park(ctx, parker, env, err)
+				}
 				return err
 			}
 			err = next.ProcessTask(tenantctx.WithTenant(ctx, tenant), t)

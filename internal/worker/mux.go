@@ -21,11 +21,17 @@ type MuxOptions struct {
 	Metrics *Metrics
 	// Catalog resolves tenants in ResolveTenant.
 	Catalog storage.TenantStore
+	// Reporter, when set, receives every attempt of a tenant task for fair
+	// dispatch (ReportCost).
+	Reporter CostReporter
+	// Parker, when set, parks the tasks of suspended tenants that the fair
+	// dispatcher holds (ResolveTenant).
+	Parker Parker
 }
 
 // Chain returns the worker's middleware in production order:
-// DecodeEnvelope -> Recover -> Log -> Metrics -> RefuseInvalid ->
-// ResolveTenant (see the package documentation). It panics without a
+// DecodeEnvelope -> ReportCost -> Recover -> Log -> Metrics ->
+// RefuseInvalid -> ResolveTenant (see the package documentation). It panics without a
 // catalog: a wiring mistake fails at start-up.
 func Chain(opts MuxOptions) []asynq.MiddlewareFunc {
 	if opts.Catalog == nil {
@@ -36,7 +42,8 @@ func Chain(opts MuxOptions) []asynq.MiddlewareFunc {
 		logger = slog.Default()
 	}
 	return []asynq.MiddlewareFunc{
-		DecodeEnvelope(), Recover(logger), Log(logger), opts.Metrics.Middleware(), RefuseInvalid(), ResolveTenant(opts.Catalog),
+		DecodeEnvelope(), ReportCost(opts.Reporter), Recover(logger), Log(logger), opts.Metrics.Middleware(), RefuseInvalid(),
+		ResolveTenant(opts.Catalog, opts.Parker),
 	}
 }
 

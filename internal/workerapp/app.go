@@ -8,10 +8,12 @@ package workerapp
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +21,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/internal/backend"
 	"github.com/invoicing/tenantworker/internal/config"
 	"github.com/invoicing/tenantworker/internal/mailer"
@@ -83,12 +86,19 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 		Tenancy:   d.Tenancy,
 		MailFrom:  cfg.MailFrom,
 	}
-	mux := worker.NewServeMux(handlers, worker.MuxOptions{Logger: logger, Metrics: d.metrics})
+	muxOpts := worker.MuxOptions{Logger: logger, Metrics: d.metrics}
+	var reporter *fair.Reporter
+	if d.Dispatcher != nil {
+		reporter = d.Dispatcher.NewReporter(logger)
+		muxOpts.Reporter, muxOpts.Parker = reporter, d.Dispatcher
+	}
+	mux := worker.NewServeMux(handlers, muxOpts)
 
 	serverOpts := worker.ServerOptions{
-		Concurrency:     cfg.WorkerConcurrency,
-		ShutdownTimeout: cfg.ShutdownTimeout,
-		Logger:          logger,
+		Concurrency:       cfg.WorkerConcurrency,
+		ShutdownTimeout:   cfg.ShutdownTimeout,
+		TaskCheckInterval: cfg.TaskCheckInterval,
+		Logger:            logger,
 	}
 	if opts.Server != nil {
 		opts.Server(&serverOpts)
@@ -102,9 +112,25 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 		if srvRunning {
 			srvRunning = false
 			srv.Shutdown()
+			if reporter != nil {
+				// The reports of the last tasks, before Redis closes.
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				reporter.Close(rctx)
+				cancel()
+			}
 		}
 	}
 	defer stopServer()
+
+	// Fair dispatch: this worker's slots size how much the dispatcher keeps
+	// pending in asynq's queues; the heartbeat also admits what fits.
+	memberCtx, stopMember := context.WithCancel(context.WithoutCancel(ctx))
+	var memberWG sync.WaitGroup
+	if d.Dispatcher != nil {
+		m := fair.Membership{ID: memberID(), Queues: tasks.Queues, Concurrency: serverOpts.Concurrency}
+		memberWG.Go(func() { d.Dispatcher.Serve(memberCtx, m, logger) })
+	}
+	defer func() { stopMember(); memberWG.Wait() }()
 
 	var draining atomic.Bool
 	health := newHealthServer(newHealthHandler(d, &draining), defaultHealthTimeouts, logger)
@@ -149,6 +175,17 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 	stopScheduler()
 	schedWG.Wait()
 	stopServer()
+	stopMember()
+	memberWG.Wait()
 	logger.Info("worker stopped")
 	return runErr
+}
+
+// memberID names this worker process in the dispatcher's heartbeats.
+func memberID() string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "worker"
+	}
+	return fmt.Sprintf("%s:%d:%s", host, os.Getpid(), rand.Text()[:8])
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/invoicing/tenantworker/internal/config"
 	"github.com/invoicing/tenantworker/internal/mailer"
 	"github.com/invoicing/tenantworker/internal/worker"
+	"github.com/invoicing/tenantworker/tasks"
 )
 
 // deps are what the worker runs on: the shared backend plus what only the
@@ -66,6 +67,14 @@ func open(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Opti
 	}
 	if err := worker.RegisterQueueMetrics(d.registry, d.Inspector); err != nil {
 		return nil, err
+	}
+	if d.Dispatcher != nil {
+		if err := d.registry.Register(d.AdmissionWait); err != nil {
+			return nil, fmt.Errorf("register fair dispatch metrics: %w", err)
+		}
+		if err := d.registry.Register(d.Dispatcher.NewCollector(tasks.Queues, 0, logger)); err != nil {
+			return nil, fmt.Errorf("register fair dispatch metrics: %w", err)
+		}
 	}
 	cache := d.Catalog
 	if err := worker.RegisterCacheMetrics(d.registry, func() (uint64, uint64) {

@@ -167,6 +167,30 @@ func (m *Catalog) SetStatus(_ context.Context, id string, status tenantctx.Statu
 	return t, nil
 }
 
+// SetLimits replaces the tenant's plan (an empty plan keeps it) and
+// limits.
+func (m *Catalog) SetLimits(_ context.Context, id, plan string, l tenantctx.Limits) (tenantctx.Tenant, error) {
+	if err := tenantctx.ValidateID(id); err != nil {
+		return tenantctx.Tenant{}, fmt.Errorf("set limits: %w: %w", storage.ErrNotFound, err)
+	}
+	if err := l.Validate(); err != nil {
+		return tenantctx.Tenant{}, fmt.Errorf("set limits of tenant %s: %w", id, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t, ok := m.tenants[id]
+	if !ok {
+		return tenantctx.Tenant{}, fmt.Errorf("set limits of tenant %s: %w", id, storage.ErrNotFound)
+	}
+	if plan != "" {
+		t.Plan = plan
+	}
+	t.Limits = l
+	t.UpdatedAt = m.now()
+	m.tenants[id] = t
+	return t, nil
+}
+
 // DeleteTenant removes the tenant and its API keys; the audit log stays.
 func (m *Catalog) DeleteTenant(_ context.Context, id string) error {
 	if err := tenantctx.ValidateID(id); err != nil {

@@ -1,0 +1,143 @@
+package httpapi
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/invoicing/tenantworker/fair"
+	"github.com/invoicing/tenantworker/internal/tenancy"
+	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// backlogFull answers 429 with Retry-After when err says a tenant's
+// backlog is full (fair.ErrBacklogFull); it reports whether it answered.
+// Nothing of the request was accepted.
+func backlogFull(w http.ResponseWriter, err error) bool {
+	if !errors.Is(err, fair.ErrBacklogFull) {
+		return false
+	}
+	retry := time.Second
+	var full *fair.FullError
+	if errors.As(err, &full) {
+		retry = max(full.RetryAfter, time.Second)
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(int(retry.Round(time.Second)/time.Second)))
+	writeError(w, http.StatusTooManyRequests, "too many tasks waiting for this tenant; nothing was accepted, retry later")
+	return true
+}
+
+// queueError answers the errors of the tenant queue routes; it reports
+// whether it answered.
+func (h *Handler) queueError(w http.ResponseWriter, r *http.Request, op string, err error) bool {
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, storage.ErrNotFound):
+		writeError(w, http.StatusNotFound, "unknown tenant")
+	case errors.Is(err, tenancy.ErrNoDispatch):
+		writeError(w, http.StatusConflict, "fair dispatch is off (FAIR_DISPATCH=false): tenants have no backlog")
+	default:
+		h.internalError(w, r, op, err)
+	}
+	return true
+}
+
+// tenantQueue is GET /admin/tenants/{id}/queue: the tenant's waiting,
+// admitted and running tasks, by queue and type, and the oldest wait.
+func (h *Handler) tenantQueue(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	info(r.Context()).tenantID = id
+	q, err := h.opts.Tenancy.Queue(r.Context(), id)
+	if h.queueError(w, r, "tenant queue", err) {
+		return
+	}
+	writeJSON(w, http.StatusOK, q)
+}
+
+// pauseQueue is POST /admin/tenants/{id}/queue/pause: 200 {"moved_back": N}.
+func (h *Handler) pauseQueue(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	info(r.Context()).tenantID = id
+	moved, err := h.opts.Tenancy.PauseQueue(r.Context(), id, tenancy.ActorAdmin)
+	if h.queueError(w, r, "pause tenant queue", err) {
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"paused": true, "moved_back": moved})
+}
+
+// resumeQueue is POST /admin/tenants/{id}/queue/resume: 200.
+func (h *Handler) resumeQueue(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	info(r.Context()).tenantID = id
+	err := h.opts.Tenancy.ResumeQueue(r.Context(), id, tenancy.ActorAdmin)
+	if h.queueError(w, r, "resume tenant queue", err) {
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"paused": false})
+}
+
+// drainQueue is POST /admin/tenants/{id}/queue/drain: 200 {"discarded": N,
+// "waiting", "admitted", "parked"}.
+func (h *Handler) drainQueue(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	info(r.Context()).tenantID = id
+	n, err := h.opts.Tenancy.DrainQueue(r.Context(), id, tenancy.ActorAdmin)
+	if h.queueError(w, r, "drain tenant queue", err) {
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]int{"discarded": n.Total(), "waiting": n.Waiting, "admitted": n.Admitted, "parked": n.Parked})
+}
+
+// limitsRequest is PUT /admin/tenants/{id}/limits's body.
+type limitsRequest struct {
+	Plan       string `json:"plan"`
+	Weight     int    `json:"weight"`
+	MaxRunning int    `json:"max_running"`
+	MaxWaiting int    `json:"max_waiting"`
+}
+
+// setLimits is PUT /admin/tenants/{id}/limits: the tenant's plan (empty
+// keeps it) and its overrides of the plan's weight and caps (0: the
+// plan's). 200 with the tenant.
+func (h *Handler) setLimits(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	info(r.Context()).tenantID = id
+	var req limitsRequest
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	if err := checkText("plan", req.Plan, maxPlanLen); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	l := tenantctx.Limits{Weight: req.Weight, MaxRunning: req.MaxRunning, MaxWaiting: req.MaxWaiting}
+	t, err := h.opts.Tenancy.SetLimits(r.Context(), id, req.Plan, l, tenancy.ActorAdmin)
+	switch {
+	case errors.Is(err, tenantctx.ErrInvalidLimits):
+		writeError(w, http.StatusBadRequest, l.Validate().Error())
+	case errors.Is(err, storage.ErrNotFound):
+		writeError(w, http.StatusNotFound, "unknown tenant")
+	case err != nil:
+		h.internalError(w, r, "set tenant limits", err)
+	default:
+		writeJSON(w, http.StatusOK, t)
+	}
+}

@@ -1,0 +1,140 @@
+package httpapi_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/invoicing/tenantworker/tasks"
+)
+
+// TestBacklogFullIs429: past a tenant's waiting cap an enqueue gets 429
+// with Retry-After and a JSON error, nothing is accepted, and another
+// tenant is not affected.
+func TestBacklogFullIs429(t *testing.T) {
+	t.Parallel()
+	b := setupFair(t)
+	tn := b.active(t, "busy")
+	other := b.active(t, "calm")
+	wantStatus(t, b.admin(t, http.MethodPut, "/admin/tenants/"+tn.ID+"/limits", `{"max_waiting":3}`), http.StatusOK)
+	post := func(tn tenant, id int) response {
+		return b.do(t, request{method: http.MethodPost, path: fmt.Sprintf("/v1/invoices/%d/pdf", id), host: tn.host(), bearer: tn.key})
+	}
+	for id := 1; id <= 4; id++ { // one admitted, three waiting
+		wantStatus(t, post(tn, id), http.StatusAccepted)
+	}
+	r := post(tn, 5)
+	wantStatus(t, r, http.StatusTooManyRequests)
+	if s, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || s < 1 {
+		t.Fatalf("Retry-After %q", r.header.Get("Retry-After"))
+	}
+	if msg := r.errorText(t); !strings.Contains(msg, "nothing was accepted") {
+		t.Fatalf("429 error %q", msg)
+	}
+	// A repeat of a waiting task is its existing task, not a 429.
+	r = post(tn, 3)
+	wantStatus(t, r, http.StatusAccepted)
+	if m := r.json(t); m["existing"] != true || m["state"] != "pending" {
+		t.Fatalf("repeat at the cap: %v", m)
+	}
+	wantStatus(t, post(other, 5), http.StatusAccepted)
+	// The waiting task is visible to its tenant as pending.
+	r = b.do(t, request{method: http.MethodGet, path: "/v1/tasks/invoice:pdf:" + tn.ID + ":4", host: tn.host(), bearer: tn.key})
+	wantStatus(t, r, http.StatusOK)
+	if m := r.json(t); m["state"] != "pending" || m["type"] != tasks.TypeInvoicePDF {
+		t.Fatalf("waiting task state: %v", m)
+	}
+}
+
+// TestBulkPDF: one request enqueues up to 1,000 renders, deduplicated per
+// invoice like the single route; malformed batches are 400.
+func TestBulkPDF(t *testing.T) {
+	t.Parallel()
+	b := setupFair(t)
+	tn := b.active(t, "bulk")
+	bulk := func(body string) response {
+		return b.do(t, request{method: http.MethodPost, path: "/v1/invoices/pdf", host: tn.host(), bearer: tn.key, body: strings.NewReader(body)})
+	}
+	var ids []string
+	for i := 1; i <= 300; i++ {
+		ids = append(ids, strconv.Itoa(i))
+	}
+	r := bulk(`{"invoice_ids":[` + strings.Join(ids, ",") + `]}`)
+	wantStatus(t, r, http.StatusAccepted)
+	var got struct {
+		Tasks []struct {
+			InvoiceID int64  `json:"invoice_id"`
+			TaskID    string `json:"task_id"`
+			State     string `json:"state"`
+			Existing  bool   `json:"existing"`
+		} `json:"tasks"`
+	}
+	if err := json.Unmarshal(r.body, &got); err != nil || len(got.Tasks) != 300 {
+		t.Fatalf("bulk answer %s: %v", r.body, err)
+	}
+	for i, task := range got.Tasks {
+		if task.InvoiceID != int64(i+1) || task.TaskID != fmt.Sprintf("invoice:pdf:%s:%d", tn.ID, i+1) || task.State != "pending" || task.Existing {
+			t.Fatalf("task %d: %+v", i, task)
+		}
+	}
+	r = bulk(`{"invoice_ids":[1,2,301]}`)
+	wantStatus(t, r, http.StatusAccepted)
+	if err := json.Unmarshal(r.body, &got); err != nil || !got.Tasks[0].Existing || !got.Tasks[1].Existing || got.Tasks[2].Existing {
+		t.Fatalf("repeat batch: %s", r.body)
+	}
+	many := make([]string, tasks.MaxBatch+1)
+	for i := range many {
+		many[i] = strconv.Itoa(i + 1)
+	}
+	for _, bad := range []string{`{"invoice_ids":[]}`, `{"invoice_ids":[1,0]}`, `{"invoice_ids":[-3]}`, `{"invoice_ids":"1"}`, `{}`,
+		`{"invoice_ids":[` + strings.Join(many, ",") + `]}`} {
+		wantStatus(t, bulk(bad), http.StatusBadRequest)
+	}
+}
+
+// TestTenantQueueRoutes: the operator's view and control of one tenant's
+// backlog.
+func TestTenantQueueRoutes(t *testing.T) {
+	t.Parallel()
+	b := setupFair(t)
+	tn := b.active(t, "ops")
+	for id := 1; id <= 4; id++ {
+		wantStatus(t, b.do(t, request{method: http.MethodPost, path: fmt.Sprintf("/v1/invoices/%d/pdf", id), host: tn.host(), bearer: tn.key}), http.StatusAccepted)
+	}
+	q := b.admin(t, http.MethodGet, "/admin/tenants/"+tn.ID+"/queue", "")
+	wantStatus(t, q, http.StatusOK)
+	m := q.json(t)
+	if m["waiting"].(float64) < 3 || m["waiting_by_type"].(map[string]any)[tasks.TypeInvoicePDF].(float64) < 3 {
+		t.Fatalf("queue view %s", q.body)
+	}
+	r := b.admin(t, http.MethodPost, "/admin/tenants/"+tn.ID+"/queue/pause", "")
+	wantStatus(t, r, http.StatusOK)
+	if r.json(t)["paused"] != true {
+		t.Fatalf("pause answer %s", r.body)
+	}
+	wantStatus(t, b.admin(t, http.MethodPost, "/admin/tenants/"+tn.ID+"/queue/resume", ""), http.StatusOK)
+	r = b.admin(t, http.MethodPost, "/admin/tenants/"+tn.ID+"/queue/drain", "")
+	wantStatus(t, r, http.StatusOK)
+	if r.json(t)["discarded"].(float64) < 4 {
+		t.Fatalf("drain answer %s", r.body)
+	}
+	wantStatus(t, b.admin(t, http.MethodGet, "/admin/tenants/tn_nosuchtenantatallxxxxxxxxx/queue", ""), http.StatusNotFound)
+	wantStatus(t, b.admin(t, http.MethodPut, "/admin/tenants/"+tn.ID+"/limits", `{"weight":-1}`), http.StatusBadRequest)
+	wantStatus(t, b.admin(t, http.MethodPut, "/admin/tenants/"+tn.ID+"/limits", `{"weight":1,"extra":2}`), http.StatusBadRequest)
+	r = b.admin(t, http.MethodPut, "/admin/tenants/"+tn.ID+"/limits", `{"plan":"enterprise","max_running":3}`)
+	wantStatus(t, r, http.StatusOK)
+	if m := r.json(t); m["plan"] != "enterprise" || m["limits"].(map[string]any)["max_running"] != float64(3) {
+		t.Fatalf("limits answer %s", r.body)
+	}
+	// Without fair dispatch the queue routes say so.
+	plain := setup(t)
+	pt := plain.active(t, "plain")
+	r = plain.admin(t, http.MethodGet, "/admin/tenants/"+pt.ID+"/queue", "")
+	wantStatus(t, r, http.StatusConflict)
+	if !strings.Contains(r.errorText(t), "FAIR_DISPATCH") {
+		t.Fatalf("no-dispatch error %s", r.body)
+	}
+}

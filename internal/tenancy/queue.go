@@ -1,0 +1,153 @@
+package tenancy
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/invoicing/tenantworker/fair"
+	"github.com/invoicing/tenantworker/tasks"
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// Audit actions of a tenant's queue and limits.
+const (
+	// ActionQueuePaused: an operator paused the tenant's backlog
+	// {moved_back}.
+	ActionQueuePaused Action = "tenant.queue_paused"
+	// ActionQueueResumed: an operator resumed it.
+	ActionQueueResumed Action = "tenant.queue_resumed"
+	// ActionQueueDrained: an operator discarded it {waiting, admitted,
+	// parked}.
+	ActionQueueDrained Action = "tenant.queue_drained"
+	// ActionLimitsChanged: the tenant's plan or limits changed {plan,
+	// limits}.
+	ActionLimitsChanged Action = "tenant.limits_changed"
+)
+
+// Queue is a tenant's work in fair dispatch.
+type Queue struct {
+	TenantID string `json:"tenant_id"`
+	// Policy is what the tenant's plan and limits give it per queue.
+	Policy fair.Policy `json:"policy"`
+	// Waiting, Admitted, Running and Parked sum the queues.
+	Waiting  int `json:"waiting"`
+	Admitted int `json:"admitted"`
+	Running  int `json:"running"`
+	Parked   int `json:"parked"`
+	// WaitingByType sums the backlog by task type.
+	WaitingByType map[string]int `json:"waiting_by_type"`
+	// OldestWaitSeconds is how long the oldest waiting task has waited.
+	OldestWaitSeconds float64 `json:"oldest_wait_seconds"`
+	// Paused is true while an operator's pause holds the backlog;
+	// Suspended while the tenant's suspension does.
+	Paused    bool `json:"paused"`
+	Suspended bool `json:"suspended"`
+	// Queues are the per-queue figures.
+	Queues []fair.QueueStats `json:"queues"`
+}
+
+// Queue returns the tenant's backlog, admitted and running tasks by queue
+// and type, and the oldest wait. ErrNoDispatch without fair dispatch.
+func (s *Service) Queue(ctx context.Context, id string) (Queue, error) {
+	t, err := s.dispatchTenant(ctx, id)
+	if err != nil {
+		return Queue{}, err
+	}
+	stats, err := s.fair.Stats(ctx, id, tasks.Queues...)
+	if err != nil {
+		return Queue{}, fmt.Errorf("queue of tenant %s: %w", id, err)
+	}
+	q := Queue{TenantID: id, Queues: stats, WaitingByType: map[string]int{}}
+	if s.plans != nil {
+		q.Policy = s.plans.PolicyOf(t)
+	}
+	var oldest time.Duration
+	for _, st := range stats {
+		q.Waiting += st.Waiting
+		q.Admitted += st.Admitted
+		q.Running += st.Running
+		q.Parked += st.Parked
+		for typ, n := range st.WaitingByType {
+			q.WaitingByType[typ] += n
+		}
+		oldest = max(oldest, st.OldestWait)
+		q.Paused = q.Paused || st.Paused
+		q.Suspended = q.Suspended || st.Suspended
+	}
+	q.OldestWaitSeconds = oldest.Seconds()
+	return q, nil
+}
+
+// PauseQueue holds the tenant's backlog in every queue (its migrations
+// too: a paused tenant changes nothing) until ResumeQueue; tasks admitted
+// but not started go back to its backlog, tasks already running finish.
+// It returns how many went back and writes ActionQueuePaused.
+func (s *Service) PauseQueue(ctx context.Context, id, actor string) (int, error) {
+	if _, err := s.dispatchTenant(ctx, id); err != nil {
+		return 0, err
+	}
+	moved, err := s.fair.Hold(ctx, id, fair.Paused, tasks.Queues...)
+	if err != nil {
+		return 0, fmt.Errorf("pause queue of tenant %s: %w", id, err)
+	}
+	s.logFailure(ctx, id, ActionQueuePaused, s.audit(ctx, id, actor, ActionQueuePaused, map[string]int{"moved_back": moved}))
+	return moved, nil
+}
+
+// ResumeQueue lifts an operator's pause: the backlog is admitted again, in
+// order (a suspended tenant's work stays held until it resumes). It writes
+// ActionQueueResumed.
+func (s *Service) ResumeQueue(ctx context.Context, id, actor string) error {
+	if _, err := s.dispatchTenant(ctx, id); err != nil {
+		return err
+	}
+	if _, err := s.fair.Release(ctx, id, fair.Paused, tasks.Queues...); err != nil {
+		return fmt.Errorf("resume queue of tenant %s: %w", id, err)
+	}
+	s.logFailure(ctx, id, ActionQueueResumed, s.audit(ctx, id, actor, ActionQueueResumed, map[string]string{}))
+	return nil
+}
+
+// DrainQueue discards the tenant's tasks that have not started (waiting,
+// admitted but pending, parked) in every queue and returns the counts;
+// running tasks finish. Nothing of another tenant is touched. It writes
+// ActionQueueDrained.
+func (s *Service) DrainQueue(ctx context.Context, id, actor string) (fair.Drained, error) {
+	if _, err := s.dispatchTenant(ctx, id); err != nil {
+		return fair.Drained{}, err
+	}
+	n, err := s.fair.Drain(ctx, id, tasks.Queues...)
+	if err != nil {
+		return n, fmt.Errorf("drain queue of tenant %s: %w", id, err)
+	}
+	s.logFailure(ctx, id, ActionQueueDrained, s.audit(ctx, id, actor, ActionQueueDrained, n))
+	return n, nil
+}
+
+// SetLimits changes the tenant's plan (empty keeps it) and its limits,
+// which override the plan's share and caps (tenantctx.Limits; zero fields
+// mean the plan's). New enqueues use them at once. It writes
+// ActionLimitsChanged. Errors: storage.ErrNotFound, or
+// tenantctx.ErrInvalidLimits.
+func (s *Service) SetLimits(ctx context.Context, id, plan string, l tenantctx.Limits, actor string) (tenantctx.Tenant, error) {
+	t, err := s.catalog.SetLimits(ctx, id, plan, l)
+	if err != nil {
+		return t, fmt.Errorf("set limits of tenant %s: %w", id, err)
+	}
+	detail := map[string]any{"plan": t.Plan, "limits": t.Limits}
+	s.logFailure(ctx, id, ActionLimitsChanged, s.audit(ctx, id, actor, ActionLimitsChanged, detail))
+	return t, nil
+}
+
+// dispatchTenant checks that fair dispatch is on and the tenant exists.
+func (s *Service) dispatchTenant(ctx context.Context, id string) (tenantctx.Tenant, error) {
+	if s.fair == nil {
+		return tenantctx.Tenant{}, ErrNoDispatch
+	}
+	t, err := s.catalog.TenantByID(ctx, id)
+	if err != nil {
+		return t, fmt.Errorf("tenant %s: %w", id, err)
+	}
+	return t, nil
+}

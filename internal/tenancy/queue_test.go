@@ -1,0 +1,217 @@
+package tenancy_test
+
+import (
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/invoicing/tenantworker/fair"
+	"github.com/invoicing/tenantworker/internal/tenancy"
+	"github.com/invoicing/tenantworker/internal/testenv"
+	"github.com/invoicing/tenantworker/schema"
+	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/tasks"
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// fairBundle is a Service with fair dispatch (no worker: at most one task
+// is admitted per queue, the rest waits).
+type fairBundle struct {
+	*bundle
+	d   *fair.Dispatcher
+	enq *tasks.Enqueuer
+}
+
+func setupFair(t *testing.T) *fairBundle {
+	t.Helper()
+	ctx := t.Context()
+	pool, err := schema.NewPool(ctx, testenv.Postgres(t), schema.PoolOptions{MaxConns: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if err := storage.MigrateCatalog(ctx, pool, nil); err != nil {
+		t.Fatal(err)
+	}
+	catalog := storage.NewPostgres(pool)
+	docs, err := storage.NewFS(filepath.Join(t.TempDir(), "documents"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: testenv.Redis(t)})
+	t.Cleanup(func() { _ = rdb.Close() })
+	inspector := asynq.NewInspectorFromRedisClient(rdb)
+	d := fair.New(rdb, fair.Config{MinPending: 1})
+	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), inspector, nil,
+		tasks.WithAdmission(tasks.Admission{Dispatcher: d, Tenants: catalog}))
+	svc := tenancy.New(tenancy.Config{Catalog: catalog, Enqueuer: enq, Documents: docs, SchemaPool: pool,
+		Dispatcher: d, Plans: fair.DefaultPlans()})
+	return &fairBundle{bundle: &bundle{ctx: ctx, catalog: catalog, docs: docs, inspector: inspector, pool: pool, svc: svc}, d: d, enq: enq}
+}
+
+func (b *fairBundle) pdfs(t *testing.T, tn tenantctx.Tenant, n int) {
+	t.Helper()
+	for i := range n {
+		if _, err := b.enq.Enqueue(b.ctx, tasks.InvoicePDF{TenantID: tn.ID, InvoiceID: int64(i + 1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// inDefault returns q's figures of the default queue (provisioning also
+// admitted the tenant's tenant:migrate in the critical queue, which these
+// tests run directly).
+func inDefault(t *testing.T, q tenancy.Queue) fair.QueueStats {
+	t.Helper()
+	for _, s := range q.Queues {
+		if s.Queue == tasks.QueueDefault {
+			return s
+		}
+	}
+	t.Fatalf("no default queue in %+v", q)
+	return fair.QueueStats{}
+}
+
+func (b *fairBundle) queue(t *testing.T, id string) tenancy.Queue {
+	t.Helper()
+	q, err := b.svc.Queue(b.ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q
+}
+
+// TestSuspendHoldsBacklogResumeReleases: suspending holds the backlog
+// (the admitted task that had not started goes back to it), resuming
+// admits it again; migrations still run for a suspended tenant.
+func TestSuspendHoldsBacklogResumeReleases(t *testing.T) {
+	t.Parallel()
+	b := setupFair(t)
+	tn := b.active(t, "held-acme")
+	b.pdfs(t, tn, 4)
+	if q := b.queue(t, tn.ID); inDefault(t, q).Waiting != 3 || inDefault(t, q).Admitted != 1 || q.Policy != fair.DefaultPlans()["free"] {
+		t.Fatalf("before suspend: %+v", q)
+	}
+	if _, err := b.svc.Suspend(b.ctx, tn.ID, tenancy.ActorAdmin); err != nil {
+		t.Fatal(err)
+	}
+	q := b.queue(t, tn.ID)
+	if d := inDefault(t, q); d.Waiting != 4 || d.Admitted != 0 || !q.Suspended || q.WaitingByType[tasks.TypeInvoicePDF] != 4 {
+		t.Fatalf("suspended: %+v", q)
+	}
+	if _, err := b.svc.MigrateAll(b.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.inspector.GetTaskInfo(tasks.QueueCritical, "tenant:migrate:"+tn.ID); err != nil {
+		t.Fatalf("a suspended tenant's migration was not admitted: %v", err)
+	}
+	if _, err := b.svc.Resume(b.ctx, tn.ID, tenancy.ActorAdmin); err != nil {
+		t.Fatal(err)
+	}
+	if q := b.queue(t, tn.ID); q.Suspended || inDefault(t, q).Admitted != 1 || inDefault(t, q).Waiting != 3 {
+		t.Fatalf("resumed: %+v", q)
+	}
+}
+
+// TestPauseResumeDrainQueue: an operator's pause holds everything (also
+// migrations), resume releases, drain discards only this tenant's tasks,
+// and each leaves an audit entry.
+func TestPauseResumeDrainQueue(t *testing.T) {
+	t.Parallel()
+	b := setupFair(t)
+	tn := b.active(t, "paused-acme")
+	other := b.active(t, "other-acme")
+	b.pdfs(t, tn, 5)
+	b.pdfs(t, other, 2)
+	moved, err := b.svc.PauseQueue(b.ctx, tn.ID, tenancy.ActorAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Everything goes back, the tenant's pending tenant:migrate too.
+	if q := b.queue(t, tn.ID); !q.Paused || q.Admitted != 0 || q.Waiting != 6 || moved != 2 {
+		t.Fatalf("paused (moved back %d): %+v", moved, q)
+	}
+	if err := b.svc.ResumeQueue(b.ctx, tn.ID, tenancy.ActorAdmin); err != nil {
+		t.Fatal(err)
+	}
+	if q := b.queue(t, tn.ID); q.Paused {
+		t.Fatalf("resumed: %+v", q)
+	}
+	n, err := b.svc.DrainQueue(b.ctx, tn.ID, tenancy.ActorAdmin)
+	if err != nil || n.Total() != 6 {
+		t.Fatalf("drain = %+v, %v; want 6 discarded (5 renders and the migration)", n, err)
+	}
+	if q := b.queue(t, tn.ID); q.Waiting+q.Admitted != 0 {
+		t.Fatalf("after drain: %+v", q)
+	}
+	if q := inDefault(t, b.queue(t, other.ID)); q.Waiting+q.Admitted != 2 {
+		t.Fatalf("the other tenant lost tasks: %+v", q)
+	}
+	var actions []string
+	for _, e := range b.audit(t, tn.ID) {
+		actions = append(actions, e.Action)
+	}
+	for _, want := range []tenancy.Action{tenancy.ActionQueuePaused, tenancy.ActionQueueResumed, tenancy.ActionQueueDrained} {
+		found := false
+		for _, a := range actions {
+			found = found || a == string(want)
+		}
+		if !found {
+			t.Errorf("audit %v lacks %s", actions, want)
+		}
+	}
+}
+
+// TestDeletionDiscardsBacklog: a deletion request discards the tenant's
+// waiting tasks (and says how many) and lifts its holds, so the destroy is
+// admitted even for a paused tenant.
+func TestDeletionDiscardsBacklog(t *testing.T) {
+	t.Parallel()
+	b := setupFair(t)
+	tn := b.active(t, "gone-acme")
+	b.pdfs(t, tn, 6)
+	if _, err := b.svc.PauseQueue(b.ctx, tn.ID, tenancy.ActorAdmin); err != nil {
+		t.Fatal(err)
+	}
+	d, err := b.svc.RequestDeletion(b.ctx, tn.ID, tenancy.ActorAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.inspector.GetTaskInfo(tasks.QueueCritical, d.TaskID); err != nil {
+		t.Fatalf("destroy not admitted: %v", err)
+	}
+	q := b.queue(t, tn.ID)
+	if q.Waiting != 0 || q.Paused {
+		t.Fatalf("after the deletion request: %+v", q)
+	}
+	for _, e := range b.audit(t, tn.ID) {
+		if e.Action == string(tenancy.ActionDeletionRequested) && string(e.Detail) != "" && !strings.Contains(string(e.Detail), `"discarded": 7`) {
+			t.Fatalf("deletion request detail %s, want 7 discarded (6 renders and the migration)", e.Detail)
+		}
+	}
+}
+
+func TestSetLimitsAndNoDispatch(t *testing.T) {
+	t.Parallel()
+	b := setupFair(t)
+	tn := b.active(t, "limits-acme")
+	got, err := b.svc.SetLimits(b.ctx, tn.ID, "pro", tenantctx.Limits{MaxWaiting: 2}, tenancy.ActorAdmin)
+	if err != nil || got.Plan != "pro" || got.Limits.MaxWaiting != 2 {
+		t.Fatalf("SetLimits = %+v, %v", got, err)
+	}
+	if q := b.queue(t, tn.ID); q.Policy.MaxWaiting != 2 || q.Policy.Weight != fair.DefaultPlans()["pro"].Weight {
+		t.Fatalf("policy after SetLimits: %+v", q.Policy)
+	}
+	if _, err := b.svc.SetLimits(b.ctx, tn.ID, "", tenantctx.Limits{Weight: -1}, tenancy.ActorAdmin); !errors.Is(err, tenantctx.ErrInvalidLimits) {
+		t.Fatalf("invalid limits: %v", err)
+	}
+	plain := setup(t)
+	other := plain.active(t, "nodispatch")
+	if _, err := plain.svc.Queue(plain.ctx, other.ID); !errors.Is(err, tenancy.ErrNoDispatch) {
+		t.Fatalf("Queue without dispatch: %v, want ErrNoDispatch", err)
+	}
+}

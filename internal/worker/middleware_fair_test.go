@@ -1,0 +1,179 @@
+package worker_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/invoicing/tenantworker/fair"
+	"github.com/invoicing/tenantworker/internal/testenv"
+	"github.com/invoicing/tenantworker/internal/worker"
+	"github.com/invoicing/tenantworker/storage/memstore"
+	"github.com/invoicing/tenantworker/tasks"
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// reports collects what ReportCost reports.
+type reports struct {
+	mu   sync.Mutex
+	list []fair.Report
+}
+
+func (r *reports) Report(rep fair.Report) {
+	r.mu.Lock()
+	r.list = append(r.list, rep)
+	r.mu.Unlock()
+}
+
+func (r *reports) all() []fair.Report {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]fair.Report(nil), r.list...)
+}
+
+// TestReportCostReportsTenantAttempts: every attempt of a tenant task is
+// reported with its tenant, type and time, also a failed and a panicking
+// one; system tasks and tasks without a usable tenant are not.
+func TestReportCostReportsTenantAttempts(t *testing.T) {
+	t.Parallel()
+	catalog := memstore.New()
+	tn := addTenant(t, catalog, "cost-acme", tenantctx.StatusActive)
+	rep := &reports{}
+	mux := worker.MuxOf(worker.MuxOptions{Logger: discardLogger(), Catalog: catalog, Reporter: rep}, map[string]asynq.Handler{
+		tasks.TypeInvoicePDF: worker.Handle(func(ctx context.Context, p tasks.InvoicePDF) error {
+			time.Sleep(5 * time.Millisecond)
+			switch p.InvoiceID {
+			case 2:
+				return errors.New("transient")
+			case 3:
+				panic("boom")
+			}
+			return nil
+		}),
+		tasks.TypeSweepOverdue: worker.Handle(func(context.Context, tasks.SweepOverdue) error { return nil }),
+	})
+	ctx := context.Background()
+	for _, id := range []int{1, 2, 3} {
+		_ = mux.ProcessTask(ctx, asynq.NewTask(tasks.TypeInvoicePDF, []byte(`{"tenant_id":"`+tn.ID+`","invoice_id":`+string(rune('0'+id))+`}`)))
+	}
+	_ = mux.ProcessTask(ctx, asynq.NewTask(tasks.TypeSweepOverdue, []byte(`{"tick":1}`)))
+	_ = mux.ProcessTask(ctx, asynq.NewTask(tasks.TypeInvoicePDF, []byte(`{"tenant_id":"../x","invoice_id":1}`)))
+	got := rep.all()
+	if len(got) != 3 {
+		t.Fatalf("%d reports, want 3 (one per tenant task attempt): %+v", len(got), got)
+	}
+	for _, r := range got {
+		if r.TenantID != tn.ID || r.Type != tasks.TypeInvoicePDF || r.Cost < 5*time.Millisecond {
+			t.Errorf("report %+v", r)
+		}
+	}
+}
+
+// fairWorker is a real worker chain on a real Redis with fair dispatch: the
+// enqueuer admits through the dispatcher, the server reports and parks.
+type fairWorker struct {
+	rdb     *redis.Client
+	d       *fair.Dispatcher
+	enq     *tasks.Enqueuer
+	ins     *asynq.Inspector
+	catalog *memstore.Catalog
+	runs    atomic.Int64
+}
+
+func newFairWorker(t *testing.T) *fairWorker {
+	t.Helper()
+	opt := newRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: opt.Addr})
+	t.Cleanup(func() { _ = rdb.Close() })
+	w := &fairWorker{rdb: rdb, catalog: memstore.New(), ins: asynq.NewInspectorFromRedisClient(rdb)}
+	w.d = fair.New(rdb, fair.Config{})
+	w.enq = tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), w.ins, discardLogger(),
+		tasks.WithAdmission(tasks.Admission{Dispatcher: w.d, Tenants: w.catalog}))
+	reporter := w.d.NewReporter(discardLogger())
+	mux := worker.MuxOf(worker.MuxOptions{Logger: discardLogger(), Catalog: w.catalog, Reporter: reporter, Parker: w.d}, map[string]asynq.Handler{
+		tasks.TypeInvoicePDF: worker.Handle(func(context.Context, tasks.InvoicePDF) error {
+			w.runs.Add(1)
+			return nil
+		}),
+	})
+	srv := asynq.NewServerFromRedisClient(rdb, worker.ServerConfig(worker.ServerOptions{Concurrency: 2, Logger: discardLogger(), ShutdownTimeout: 5 * time.Second}))
+	if err := srv.Start(mux); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		srv.Shutdown()
+		reporter.Close(context.Background())
+	})
+	return w
+}
+
+func (w *fairWorker) stats(t *testing.T, tenantID string) fair.QueueStats {
+	t.Helper()
+	s, err := w.d.Stats(context.Background(), tenantID, tasks.QueueDefault)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s[0]
+}
+
+// TestFairChainFreesSlotsAndParksSuspendedTenants runs tasks through the
+// production chain with fair dispatch: finished tasks free their slots
+// (the reports arrive), and a task of a suspended tenant that a worker
+// dequeued anyway is parked without running or counting a failure, then
+// runs once the tenant resumes.
+func TestFairChainFreesSlotsAndParksSuspendedTenants(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	w := newFairWorker(t)
+	tn := addTenant(t, w.catalog, "park-acme", tenantctx.StatusActive)
+	for i := range 5 {
+		if _, err := w.enq.Enqueue(ctx, tasks.InvoicePDF{TenantID: tn.ID, InvoiceID: int64(i + 1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testenv.WaitFor(t, 10*time.Second, "all 5 tasks run and reported", func() bool {
+		s := w.stats(t, tn.ID)
+		return w.runs.Load() == 5 && s.Admitted == 0 && s.Waiting == 0
+	})
+
+	// Suspended in the catalog and held by the dispatcher, but a task
+	// slipped into asynq past the dispatcher (enqueued directly): the
+	// worker parks it instead of running it or retrying it every 15 s.
+	if _, err := w.catalog.SetStatus(ctx, tn.ID, tenantctx.StatusSuspended); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.d.Hold(ctx, tn.ID, fair.Suspended, tasks.WorkQueues...); err != nil {
+		t.Fatal(err)
+	}
+	p := tasks.InvoicePDF{TenantID: tn.ID, InvoiceID: 99}
+	plain := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(w.rdb), w.ins, discardLogger())
+	res, err := plain.Enqueue(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitTaskState(t, w.ins, tasks.QueueDefault, res.Info.ID, asynq.TaskStateRetry)
+	info, err := w.ins.GetTaskInfo(tasks.QueueDefault, res.Info.ID)
+	if err != nil || info.Retried != 0 || time.Until(info.NextProcessAt) < 30*time.Minute {
+		t.Fatalf("parked task %+v, %v: want no retry counted and a long delay", info, err)
+	}
+	if s := w.stats(t, tn.ID); s.Parked != 1 {
+		t.Fatalf("stats while suspended: %+v, want 1 parked", s)
+	}
+	if got := w.runs.Load(); got != 5 {
+		t.Fatalf("handler ran %d times, want 5: the parked task must not run", got)
+	}
+
+	if _, err := w.catalog.SetStatus(ctx, tn.ID, tenantctx.StatusActive); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.d.Release(ctx, tn.ID, fair.Suspended, tasks.WorkQueues...); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 10*time.Second, "the parked task runs after the release", func() bool { return w.runs.Load() == 6 })
+}
