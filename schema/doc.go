@@ -3,9 +3,11 @@
 //
 // Lifecycle: Migrate (creates the schema if missing, then applies the
 // embedded SQL migrations; each tenant schema records its own version,
-// serialized per tenant by a lock keyed by that tenant) and Drop. Every
-// schema name is validated with tenantctx.ValidateSchema and quoted with
-// pgx.Identifier before use.
+// serialized per tenant by a lock keyed by that tenant), MigrateWith (the
+// tenant lifecycle's: creates a schema only when its caller allows it,
+// under that lock, records the tenant that owns it, and never migrates a
+// schema of another owner) and Drop. Every schema name is validated with
+// tenantctx.ValidateSchema and quoted with pgx.Identifier before use.
 //
 // Access: NewPool configures a pool whose connections have an empty
 // search_path and whose AfterRelease proves a connection clean or destroys

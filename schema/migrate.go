@@ -103,7 +103,9 @@ func loadMigrations(fsys fs.FS) ([]Migration, error) {
 
 // Migrate creates the schema if missing and applies pending migrations up
 // to target (0 = LatestVersion()). It never goes down: a schema already at
-// or above target is left alone.
+// or above target is left alone. It creates any missing schema and records
+// no owner: tests and tools use it; the tenant lifecycle uses MigrateWith,
+// which creates a schema only for a tenant allowed to have one.
 //
 // Nothing pending costs one query (the version read), without a lock.
 // Otherwise each step runs in its own transaction that first takes the
@@ -122,6 +124,10 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, schemaName string, target 
 }
 
 func migrate(ctx context.Context, pool *pgxpool.Pool, schemaName string, target int, set []Migration) (MigrateResult, error) {
+	return migrateWith(ctx, pool, schemaName, target, set, createAnything)
+}
+
+func migrateWith(ctx context.Context, pool *pgxpool.Pool, schemaName string, target int, set []Migration, c creation) (MigrateResult, error) {
 	res := MigrateResult{Schema: schemaName}
 	quoted, err := quoteSchema(schemaName)
 	if err != nil {
@@ -138,12 +144,17 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, schemaName string, target 
 		return res, fmt.Errorf("migrate %s: read version: %w", schemaName, err)
 	}
 	res.From, res.To = v, v
+	if v > 0 && c.owner != "" {
+		if err := checkOwner(ctx, pool, schemaName, c.owner); err != nil {
+			return res, fmt.Errorf("migrate %s: %w", schemaName, err)
+		}
+	}
 	if v >= target {
 		return res, nil
 	}
 	ensure := v == 0
 	for _, m := range set[v:target] {
-		applied, created, cur, err := migrateStep(ctx, pool, schemaName, quoted, m, ensure)
+		applied, created, cur, err := migrateStep(ctx, pool, schemaName, quoted, m, ensure, c)
 		if err != nil {
 			return res, fmt.Errorf("migrate %s: version %d (%s): %w", schemaName, m.Version, m.Name, err)
 		}
@@ -162,9 +173,11 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, schemaName string, target 
 const migrationsTableSQL = ".schema_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
 
 // migrateStep applies m in one transaction under the tenant lock if it is
-// still pending there. It returns whether it applied m, whether it created
-// the schema, and the version after the step.
-func migrateStep(ctx context.Context, pool *pgxpool.Pool, schemaName, quoted string, m Migration, ensure bool) (applied, created bool, version int, err error) {
+// still pending there. With ensure (the run found version 0) it first
+// creates the schema if missing and c allows it, or checks c's owner on
+// the existing one. It returns whether it applied m, whether it created the
+// schema, and the version after the step.
+func migrateStep(ctx context.Context, pool *pgxpool.Pool, schemaName, quoted string, m Migration, ensure bool, c creation) (applied, created bool, version int, err error) {
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		applied, created, version = false, false, 0
 		if err := lockTenant(ctx, tx, schemaName); err != nil {
@@ -176,10 +189,14 @@ func migrateStep(ctx context.Context, pool *pgxpool.Pool, schemaName, quoted str
 				return fmt.Errorf("check schema: %w", err)
 			}
 			if !exists {
-				if _, err := tx.Exec(ctx, "CREATE SCHEMA "+quoted); err != nil {
-					return fmt.Errorf("create schema: %w", err)
+				if err := createSchema(ctx, tx, quoted, c); err != nil {
+					return err
 				}
 				created = true
+			} else if c.owner != "" {
+				if err := checkOwner(ctx, tx, schemaName, c.owner); err != nil {
+					return err
+				}
 			}
 			if _, err := tx.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+quoted+migrationsTableSQL); err != nil {
 				return fmt.Errorf("create version table: %w", err)
@@ -192,6 +209,10 @@ func migrateStep(ctx context.Context, pool *pgxpool.Pool, schemaName, quoted str
 		version = cur
 		if cur >= m.Version {
 			return nil // a concurrent Migrate applied it
+		}
+		if cur == 0 && !ensure {
+			// Dropped since this run created or found it: never recreated.
+			return fmt.Errorf("%w (dropped while it was migrated)", ErrNoSchema)
 		}
 		if cur != m.Version-1 {
 			return fmt.Errorf("schema is at version %d", cur)

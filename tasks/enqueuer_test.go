@@ -120,9 +120,11 @@ func TestEnqueuePDFDedupe(t *testing.T) {
 	testenv.WaitTaskState(t, inspector, QueueDefault, first.Info.ID, asynq.TaskStateCompleted)
 }
 
-// TestEnqueueReminderKept: a reminder for the same invoice and day is never
-// enqueued twice, even after the first completed.
-func TestEnqueueReminderKept(t *testing.T) {
+// TestEnqueueReminderOnePendingPerDay: one reminder of an invoice is
+// pending per day; once it finished, the next enqueue replaces it (the
+// worker's reminder row, not the task, keeps it to one email a day); the
+// next day is another task.
+func TestEnqueueReminderOnePendingPerDay(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
 	redis := newRedis(t)
@@ -135,6 +137,10 @@ func TestEnqueueReminderKept(t *testing.T) {
 	if first.Info.Queue != QueueLow {
 		t.Errorf("reminder queue %s, want %s", first.Info.Queue, QueueLow)
 	}
+	pending, err := enq.Enqueue(ctx, p)
+	if err != nil || !pending.Existing || pending.Info.ID != first.Info.ID || pending.Info.State != asynq.TaskStatePending {
+		t.Fatalf("second reminder while the first is pending: %+v, %v; want the pending first one", pending, err)
+	}
 	mux := asynq.NewServeMux()
 	mux.HandleFunc(TypeInvoiceReminder, func(context.Context, *asynq.Task) error { return nil })
 	startServer(t, redis, mux, 1)
@@ -144,8 +150,8 @@ func TestEnqueueReminderKept(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !again.Existing || again.Info.ID != first.Info.ID || again.Info.State != asynq.TaskStateCompleted {
-		t.Fatalf("second reminder: existing=%v id=%s state=%s; want the completed first one", again.Existing, again.Info.ID, again.Info.State)
+	if again.Existing || again.Info.ID != first.Info.ID {
+		t.Fatalf("reminder after the first completed: existing=%v id=%s state=%s; want it replaced under the same id", again.Existing, again.Info.ID, again.Info.State)
 	}
 	next, err := enq.Enqueue(ctx, InvoiceReminder{TenantID: "tn_acme", InvoiceID: 42, Day: "2026-03-02"})
 	if err != nil || next.Existing || next.Info.ID == first.Info.ID {

@@ -35,12 +35,12 @@ type ConflictPolicy int
 
 const (
 	// KeepExisting returns the existing task, whatever its state (one per
-	// invoice per day, one per tick).
+	// tick).
 	KeepExisting ConflictPolicy = iota
 	// ReplaceFinished returns the existing task while it is pending, active,
 	// scheduled or waiting to retry, and replaces it with a new one when it
 	// has completed or was archived (a new PDF render after the last one
-	// finished).
+	// finished; a reminder after one that sent nothing).
 	ReplaceFinished
 )
 

@@ -58,11 +58,15 @@ func (InvoiceReminder) TypeName() string { return TypeInvoiceReminder }
 // Owner implements TenantPayload.
 func (p InvoiceReminder) Owner() string { return p.TenantID }
 
-// Spec implements Payload: one per invoice per day; the id includes the
-// day and the task is kept past the end of that day.
+// Spec implements Payload: one pending reminder per invoice per day (the
+// id includes the day). A finished one is replaced by the next enqueue: a
+// run that sent nothing (the invoice was not overdue yet) must not use up
+// the day, and the worker's invoice_reminders row, not the task, keeps it
+// to one email a day. Finished tasks are kept past the end of the day so
+// their state and result can be polled.
 func (p InvoiceReminder) Spec() Spec {
 	return Spec{Queue: QueueLow, TaskID: taskID(TypeInvoiceReminder, p.TenantID, p.InvoiceID, p.Day),
-		MaxRetry: 10, Timeout: time.Minute, Retention: 48 * time.Hour, Conflict: KeepExisting}
+		MaxRetry: 10, Timeout: time.Minute, Retention: 48 * time.Hour, Conflict: ReplaceFinished}
 }
 
 // Validate implements Payload: a positive invoice id and a YYYY-MM-DD day.

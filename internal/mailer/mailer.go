@@ -13,6 +13,12 @@ type Attachment struct {
 
 // Message is one email. MessageID, when set, is used as the Message-ID
 // header so that a resend of the same reminder can be recognised.
+//
+// Both mailers clean what they send: display names in From and To, the
+// Subject and attachment names are folded to one line without control or
+// bidirectional characters (OneLine), and the body loses its control and
+// bidirectional characters (Text). A caller that puts values into the body
+// folds them with OneLine itself: only it knows where a line ends.
 type Message struct {
 	From        string
 	To          string
@@ -23,7 +29,8 @@ type Message struct {
 }
 
 // Mailer sends messages. Send honours ctx; a nil error means the message was
-// accepted (by the SMTP server, or written durably to the outbox).
+// accepted (by the SMTP server, or written durably to the outbox). An error
+// wrapping ErrBadRecipient means the message can never be sent as it is.
 type Mailer interface {
 	Send(ctx context.Context, m Message) error
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tasks"
@@ -73,16 +75,32 @@ type MigrateResult struct {
 	Activated bool `json:"-"`
 }
 
-// Migrate creates t's schema if missing and migrates it to target (0: the
-// latest version) on the schema pool, then activates a provisioning tenant:
-// a new tenant is active only once its migrations succeeded. It writes
-// ActionMigrated when the call changed the schema (a no-op run over every
-// tenant writes nothing) and ActionStatusChanged on activation.
+// Migrate migrates t's schema to target (0: the latest version) on the
+// schema pool, creating it for a provisioning tenant, then activates a
+// provisioning tenant: a new tenant is active only once its migrations
+// succeeded. It writes ActionMigrated when the call changed the schema (a
+// no-op run over every tenant writes nothing) and ActionStatusChanged on
+// activation.
+//
+// Only a tenant that is still provisioning gets a schema created (P17 in
+// docs/architecture.md): t may be stale (the worker resolved it through a
+// cache, before a deletion), so the catalog is asked again in the very
+// transaction that creates the schema, under the tenant's lock, with the
+// catalog row share-locked until it commits (storage.LockTenantStatus).
+// A deletion marks the tenant deleting first, which waits for that commit
+// or makes the check fail, and only then drops the schema (schema.Drop,
+// under the same tenant lock): a migration racing a deletion either
+// creates the schema before the drop, which removes it, or creates
+// nothing. The schema it creates records t as its owner, and a
+// provisioning tenant never migrates (adopts) a schema that is not its
+// own: one left over from a deleted tenant with the same slug.
 //
 // Errors: ErrRefused when the status policy refuses a migration for t's
-// status, or when t was deleted (or marked deleting) before it could be
-// activated; ErrInvalidTarget for a target above the latest version. Other
-// errors (the database) are worth retrying.
+// status, when t was deleted (or marked deleting) before its schema was
+// created or before it could be activated, when t's schema is missing and
+// t is not provisioning (schema.ErrNoSchema), or when it exists and is not
+// t's (schema.ErrSchemaTaken); ErrInvalidTarget for a target above the
+// latest version. Other errors (the database) are worth retrying.
 func (s *Service) Migrate(ctx context.Context, t tenantctx.Tenant, target int, actor string) (MigrateResult, error) {
 	if err := allowed(t, tenantctx.Migration); err != nil {
 		return MigrateResult{}, fmt.Errorf("migrate tenant %s: %w", t.ID, err)
@@ -90,8 +108,15 @@ func (s *Service) Migrate(ctx context.Context, t tenantctx.Tenant, target int, a
 	if target > schema.LatestVersion() {
 		return MigrateResult{}, fmt.Errorf("migrate tenant %s: %w: version %d is above the latest %d", t.ID, ErrInvalidTarget, target, schema.LatestVersion())
 	}
-	r, err := schema.Migrate(ctx, s.pool, t.Schema, target)
-	if err != nil {
+	opts := schema.MigrateOptions{Target: target}
+	if t.Status == tenantctx.StatusProvisioning {
+		opts.Create = &schema.Creation{Owner: t.ID, Allow: stillProvisioning(t.ID)}
+	}
+	r, err := schema.MigrateWith(ctx, s.pool, t.Schema, opts)
+	switch {
+	case errors.Is(err, schema.ErrNoSchema), errors.Is(err, schema.ErrSchemaTaken):
+		return MigrateResult{}, fmt.Errorf("migrate tenant %s: %w: %w", t.ID, ErrRefused, err)
+	case err != nil:
 		return MigrateResult{}, fmt.Errorf("migrate tenant %s: %w", t.ID, err)
 	}
 	res := MigrateResult{Schema: r.Schema, Created: r.Created, From: r.From, To: r.To, Applied: r.Applied}
@@ -120,6 +145,25 @@ func (s *Service) Migrate(ctx context.Context, t tenantctx.Tenant, target int, a
 	}
 	res.Activated = true
 	return res, nil
+}
+
+// stillProvisioning is the schema.Creation.Allow of a provisioning
+// tenant: in the transaction that creates the schema it reads the tenant's
+// status from the catalog itself and share-locks its row until that
+// transaction ends. ErrRefused unless the tenant is still provisioning.
+func stillProvisioning(id string) func(ctx context.Context, tx pgx.Tx) error {
+	return func(ctx context.Context, tx pgx.Tx) error {
+		status, err := storage.LockTenantStatus(ctx, tx, id)
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			return fmt.Errorf("%w: tenant %s was deleted", ErrRefused, id)
+		case err != nil:
+			return err
+		case status != tenantctx.StatusProvisioning:
+			return fmt.Errorf("%w: tenant %s is %.40s, not provisioning", ErrRefused, id, status)
+		}
+		return nil
+	}
 }
 
 // allowed turns the status policy's verdict on activity a for t into

@@ -3,7 +3,10 @@ package tenancy
 import (
 	"context"
 	"fmt"
+	"log/slog"
 
+	"github.com/invoicing/tenantworker/schema"
+	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tasks"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
@@ -32,15 +35,24 @@ type Provisioned struct {
 	MigrateTaskID string
 }
 
-// Provision creates a tenant: validates the slug, inserts the catalog row
-// in status provisioning, creates its first API key, records
-// ActionProvisioned and enqueues tenant:migrate, which creates the schema
-// and activates the tenant.
+// Provision creates a tenant: validates the slug, checks that its schema
+// does not exist yet, inserts the catalog row in status provisioning,
+// creates its first API key, records ActionProvisioned and enqueues
+// tenant:migrate, which creates the schema and activates the tenant.
+//
+// A new tenant never adopts an existing schema (P17 in
+// docs/architecture.md): one left over from a deleted tenant with the same
+// slug, or made by hand. Provision refuses it before creating anything,
+// and logs (for operators) the schema and the tenant it was created for;
+// its migration refuses it again, under the tenant's lock, should one
+// appear meanwhile (Migrate). The check needs the schema pool; without one
+// only the migration's check applies.
 //
 // Errors: tenantctx.ErrInvalidSlug or ErrReservedSlug for a bad slug,
-// storage.ErrConflict for a taken one. A failure after the row was created
-// leaves the tenant in provisioning and says so; MigrateAll (which includes
-// provisioning tenants) and IssueKey finish it.
+// storage.ErrConflict for a taken one, ErrSchemaLeftOver (which wraps
+// storage.ErrConflict) when the slug's schema exists. A failure after the
+// row was created leaves the tenant in provisioning and says so;
+// MigrateAll (which includes provisioning tenants) and IssueKey finish it.
 func (s *Service) Provision(ctx context.Context, nt NewTenant, actor string) (Provisioned, error) {
 	if nt.Name == "" {
 		nt.Name = nt.Slug
@@ -51,6 +63,9 @@ func (s *Service) Provision(ctx context.Context, nt NewTenant, actor string) (Pr
 	t, err := tenantctx.New(nt.Slug, nt.Name, nt.Plan)
 	if err != nil {
 		return Provisioned{}, fmt.Errorf("provision tenant: %w", err)
+	}
+	if err := s.checkSchemaFree(ctx, t); err != nil {
+		return Provisioned{}, fmt.Errorf("provision tenant %s: %w", nt.Slug, err)
 	}
 	t, err = s.catalog.CreateTenant(ctx, t)
 	if err != nil {
@@ -69,4 +84,42 @@ func (s *Service) Provision(ctx context.Context, nt NewTenant, actor string) (Pr
 		return Provisioned{}, fmt.Errorf("provision tenant %s (%s created, still provisioning): %w", nt.Slug, t.ID, err)
 	}
 	return Provisioned{Tenant: t, APIKey: key, MigrateTaskID: res.Info.ID}, nil
+}
+
+// ErrSchemaLeftOver: the schema a new tenant would get exists already
+// (left over from a deleted tenant with the same slug, or made by hand).
+// Provisioning does not adopt it; an operator checks what it holds and
+// drops it. It wraps storage.ErrConflict: the slug cannot be used yet.
+var ErrSchemaLeftOver = fmt.Errorf("schema left over: %w", storage.ErrConflict)
+
+// checkSchemaFree returns ErrSchemaLeftOver when t's schema exists and no
+// tenant of the catalog holds it, and logs a warning naming the schema and
+// the tenant it was created for. A schema of a live tenant with the slug
+// is the ordinary storage.ErrConflict of a taken slug.
+func (s *Service) checkSchemaFree(ctx context.Context, t tenantctx.Tenant) error {
+	if s.pool == nil {
+		return nil
+	}
+	exists, owner, err := schema.Owner(ctx, s.pool, t.Schema)
+	if err != nil {
+		return err
+	}
+	if !exists {
+		return nil
+	}
+	if live, err := s.catalog.TenantBySlug(ctx, t.Slug); err == nil {
+		return fmt.Errorf("slug taken by tenant %s: %w", live.ID, storage.ErrConflict)
+	}
+	if owner != "" {
+		if live, err := s.catalog.TenantByID(ctx, owner); err == nil && live.Schema == t.Schema {
+			return fmt.Errorf("slug taken by tenant %s: %w", live.ID, storage.ErrConflict)
+		}
+	}
+	whose := "records no owner"
+	if owner != "" {
+		whose = "was created for tenant " + owner
+	}
+	s.logger.WarnContext(ctx, "provisioning refused: the tenant's schema exists already; check what it holds and drop it to use the slug",
+		slog.String("slug", t.Slug), slog.String("schema", t.Schema), slog.String("schema_owner", owner))
+	return fmt.Errorf("%w: schema %s exists (it %s); drop it after checking what it holds, then provision again", ErrSchemaLeftOver, t.Schema, whose)
 }

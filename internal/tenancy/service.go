@@ -16,7 +16,8 @@ import (
 // are returned wrapped as they are.
 var (
 	// ErrRefused: the status policy refuses the operation for the tenant's
-	// status (it is being deleted), or the tenant went away meanwhile.
+	// status (it is being deleted), or the tenant went away meanwhile, or
+	// its schema is missing or not its own (Migrate).
 	ErrRefused = errors.New("refused for the tenant's status")
 	// ErrNotReady: the status policy makes the operation wait until the
 	// tenant's status changes (destroying a tenant not marked deleting).
@@ -38,8 +39,10 @@ type Config struct {
 	// Destroy needs it.
 	Documents storage.DocumentStore
 	// SchemaPool runs schema changes (create, migrate, drop): a pool from
-	// schema.NewPool, possibly on MIGRATIONS_DATABASE_URL. Only Migrate and
-	// Destroy need it.
+	// schema.NewPool, possibly on MIGRATIONS_DATABASE_URL, on the database
+	// that holds the catalog (Migrate reads the tenant's status in the
+	// transaction that creates its schema). Migrate and Destroy need it;
+	// Provision uses it to refuse a schema left over under the slug.
 	SchemaPool *pgxpool.Pool
 	// Dispatcher, when set, holds the backlogs of suspended and paused
 	// tenants, drains them and reports them (package fair); nil when fair

@@ -27,11 +27,15 @@ type overdueResult struct {
 
 // InvoicesOverdue handles invoices:overdue for the tenant in ctx: one
 // statement marks every sent invoice past its due date overdue, then it
-// pages through the overdue invoices that have no sent reminder today
-// (tasks.DayOf(h.now())) and enqueues one invoice:reminder per invoice,
-// each payload built fresh (P4 in docs/architecture.md). The reminder's
-// task id dedupes per invoice per day, so a rerun enqueues nothing new. Its
-// task result is {"marked_overdue","reminders_enqueued","reminders_existing"}.
+// pages through the overdue invoices still due today's reminder
+// (tasks.DayOf(h.now()); invoice.RemindersDue: none sent today, none
+// failed today at the customer's current address) and enqueues one
+// invoice:reminder per invoice, each payload built fresh (P4 in
+// docs/architecture.md). A pending reminder of the same invoice and day is
+// reported, not enqueued again (its task id); a finished one that sent
+// nothing is replaced, so a reminder skipped earlier in the day does not
+// keep this one from being sent. Its task result is
+// {"marked_overdue","reminders_enqueued","reminders_existing"}.
 func (h *Handlers) InvoicesOverdue(ctx context.Context, p tasks.InvoicesOverdue) error {
 	pageSize := h.page(overduePageSize)
 	t, err := taskTenant(ctx, p)
@@ -59,7 +63,7 @@ func (h *Handlers) InvoicesOverdue(ctx context.Context, p tasks.InvoicesOverdue)
 		}
 		var ids []int64
 		err := schema.InTenant(ctx, h.Pool, func(ctx context.Context, tx pgx.Tx) error {
-			ids, err = invoice.Unreminded(ctx, tx, now, after, pageSize)
+			ids, err = invoice.RemindersDue(ctx, tx, now, after, pageSize)
 			return err
 		})
 		if err != nil {

@@ -29,33 +29,71 @@ const reminderFinishTimeout = 2 * time.Minute
 // maxAttachmentBytes bounds the PDF attached to a reminder.
 const maxAttachmentBytes = 20 << 20
 
+// reminderResult is the task result of invoice:reminder: whether this run
+// sent the email, and why not when it did not. Tenants read it through
+// GET /v1/tasks/{task_id}.
+type reminderResult struct {
+	Sent   bool   `json:"sent"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// Reasons a reminder run sends nothing without an error.
+const (
+	reasonAlreadySent = "already sent today"
+	reasonNotOverdue  = ", not overdue" // after "invoice is <status>"
+)
+
 // InvoiceReminder handles invoice:reminder: it emails the customer of an
-// invoice that is still overdue, at most once per invoice per day (p.Day).
-// An invoice in any other status (paid, cancelled, ...) is skipped without
-// error. The message carries the rendered PDF when invoice_documents has
-// one.
+// invoice that is overdue, at most once per invoice per day (p.Day). An
+// invoice in any other status (paid, cancelled, sent and not yet due, ...)
+// is skipped without error. The message carries the rendered PDF when
+// invoice_documents has one. Its task result is {"sent","reason"}.
+//
+// The day's one reminder is the (invoice, day) row of invoice_reminders,
+// not the task: the task id only keeps one reminder of an invoice pending
+// per day, and a finished one is replaced by the next enqueue (the sweep's,
+// or the tenant's POST). So a run that sent nothing (the invoice was not
+// overdue yet, or its address did not parse) does not use up the day, and
+// a run after a sent reminder sends nothing.
 //
 // The protocol runs in one transaction of the tenant's schema:
 //
-//  1. load the invoice; skip unless it is overdue;
+//  1. mark the invoice overdue if it is sent and past its due date (what
+//     the sweep does, for this invoice: a reminder asked for between the
+//     due date and the next sweep is not skipped), then load it; skip
+//     unless it is overdue;
 //  2. claim the (invoice, day) row of invoice_reminders (invoice.ClaimReminder:
 //     inserted as 'pending' unless it exists, then locked FOR UPDATE). The
 //     row lock makes a concurrent run of the same reminder (a task re-queued
 //     by a shutdown while its first run goes on, P11 in
 //     docs/architecture.md) wait here until this run commits, and then see
 //     'sent';
-//  3. status 'sent': done, no email. Otherwise, unless ctx is already
-//     cancelled (a shutdown never starts a send), send through h.Mailer;
+//  3. status 'sent': done, no email. A customer address that can never be
+//     sent to (empty, or not one RFC 5322 address): record 'failed' and
+//     archive the task at once with the reason (Permanent); the sweep does
+//     not try that address again the same day (invoice.RemindersDue).
+//     Otherwise, unless ctx is already cancelled (a shutdown never starts a
+//     send), send through h.Mailer;
 //  4. record the outcome: 'sent' with sent_at, or 'failed' and return the
 //     send error so the task is retried and sends again. Recording and
 //     the commit run on context.WithoutCancel(ctx): a send that succeeded is
 //     recorded even when the task's ctx is cancelled meanwhile.
+//
+// Step 1 keeps the invoice's row locked until the commit, through the
+// send, when it marked it (once in an invoice's life): the sweep's
+// marking and the app's writes to that invoice wait for it.
 //
 // One window remains: if the process dies, or the database fails, after
 // the SMTP server accepted the message and before the commit, the retry
 // sends a second email. Its Message-ID is the same
 // (<reminder-{tenant}-{invoice}-{day}@{domain of MailFrom}>), so receivers
 // that deduplicate on Message-ID drop it.
+//
+// What a tenant sees of a failure (GET /v1/tasks/{task_id}: state,
+// last_error) is what operators see in the task's log line and the
+// dashboard. The errors made here name the invoice and the reason, not the
+// customer's address; a mail server's own reply to a failed send, passed
+// on as it is, may quote it.
 func (h *Handlers) InvoiceReminder(ctx context.Context, p tasks.InvoiceReminder) error {
 	t, err := taskTenant(ctx, p)
 	if err != nil {
@@ -70,31 +108,34 @@ func (h *Handlers) InvoiceReminder(ctx context.Context, p tasks.InvoiceReminder)
 	defer cancel()
 
 	var (
-		skipped string // the invoice's status when it is not overdue
-		already bool   // a reminder was sent for this day before
+		res     reminderResult
+		badAddr error // the customer's address can never be sent to
 		sendErr error
 	)
 	err = schema.InTenant(finishCtx, h.Pool, func(finishCtx context.Context, tx pgx.Tx) error {
 		// Until the send, statements run on the task's ctx: a cancelled
 		// task stops here and nothing is sent.
+		if _, err := invoice.MarkOverdueIfDue(taskCtx, tx, p.InvoiceID); err != nil {
+			return err
+		}
 		inv, err := invoice.Load(taskCtx, tx, p.InvoiceID)
 		if err != nil {
 			return err
 		}
 		if inv.Status != "overdue" {
-			skipped = inv.Status
+			res.Reason = "invoice is " + mailer.OneLine(inv.Status) + reasonNotOverdue
 			return nil
-		}
-		if strings.TrimSpace(inv.Customer.Email) == "" {
-			return Permanentf("reminder for invoice %d of tenant %s: customer has no email address", p.InvoiceID, t.ID)
 		}
 		status, err := invoice.ClaimReminder(taskCtx, tx, p.InvoiceID, day, inv.Customer.Email)
 		if err != nil {
 			return err
 		}
 		if status == invoice.ReminderSent {
-			already = true
+			res.Reason = reasonAlreadySent
 			return nil
+		}
+		if badAddr = recipientError(inv.Customer.Email); badAddr != nil {
+			return invoice.FinishReminder(taskCtx, tx, p.InvoiceID, day, invoice.ReminderFailed, inv.Customer.Email)
 		}
 		msg, err := h.reminderMessage(taskCtx, tx, t, inv, p)
 		if err != nil {
@@ -116,17 +157,31 @@ func (h *Handlers) InvoiceReminder(ctx context.Context, p tasks.InvoiceReminder)
 		return invoiceNotFound(p.InvoiceID, t.ID)
 	case err != nil:
 		return fmt.Errorf("reminder for invoice %d on %s: %w", p.InvoiceID, p.Day, err)
+	case badAddr != nil:
+		return Permanentf("reminder for invoice %d on %s not sent: %w", p.InvoiceID, p.Day, badAddr)
+	case errors.Is(sendErr, mailer.ErrBadRecipient):
+		return Permanentf("reminder for invoice %d on %s not sent: %w", p.InvoiceID, p.Day, sendErr)
 	case sendErr != nil:
 		return fmt.Errorf("send reminder for invoice %d on %s: %w", p.InvoiceID, p.Day, sendErr)
 	}
+	res.Sent = res.Reason == ""
 	log := LoggerFromContext(ctx).With(slog.Int64("invoice_id", p.InvoiceID), slog.String("day", p.Day))
-	switch {
-	case skipped != "":
-		log.InfoContext(ctx, "reminder skipped: invoice is "+skipped)
-	case already:
-		log.InfoContext(ctx, "reminder skipped: already sent today")
-	default:
+	if res.Sent {
 		log.InfoContext(ctx, "reminder sent")
+	} else {
+		log.InfoContext(ctx, "reminder skipped: "+res.Reason)
+	}
+	return writeResult(ctx, res)
+}
+
+// recipientError says why addr, a customer's email field, can never be
+// sent to; nil when it can. The reason does not repeat the address.
+func recipientError(addr string) error {
+	if strings.TrimSpace(addr) == "" {
+		return errors.New("customer has no email address")
+	}
+	if err := mailer.CheckRecipient(addr); err != nil {
+		return fmt.Errorf("customer email address: %w", err)
 	}
 	return nil
 }
@@ -135,18 +190,25 @@ func (h *Handlers) InvoiceReminder(ctx context.Context, p tasks.InvoiceReminder)
 // when one was rendered. A PDF recorded in invoice_documents but missing
 // from the store is left out (logged), not an error: the reminder matters
 // more than the attachment.
+//
+// Every value put into the message comes from tenant data (names, the
+// invoice number, the currency) and is folded to one line without control
+// or bidirectional characters (mailer.OneLine) before it is interpolated:
+// a newline in a customer's name must not start a paragraph of its own.
 func (h *Handlers) reminderMessage(ctx context.Context, tx pgx.Tx, t tenantctx.Tenant, inv invoice.Invoice, p tasks.InvoiceReminder) (mailer.Message, error) {
 	doc := document(inv, t.Name)
-	total := pdf.FormatMoney(pdf.Subtotal(doc), doc.Currency)
-	issuer := cmpOr(t.Name, t.Slug)
+	total := mailer.OneLine(pdf.FormatMoney(pdf.Subtotal(doc), doc.Currency))
+	issuer := cmpOr(mailer.OneLine(t.Name), t.Slug)
+	customer := cmpOr(mailer.OneLine(inv.Customer.Name), "customer")
+	number := mailer.OneLine(inv.Number)
 	var text strings.Builder
-	fmt.Fprintf(&text, "Dear %s,\n\n", cmpOr(inv.Customer.Name, "customer"))
-	fmt.Fprintf(&text, "invoice %s from %s was due on %s and is overdue.\n\n", inv.Number, issuer, doc.DueAt.Format(time.DateOnly))
+	fmt.Fprintf(&text, "Dear %s,\n\n", customer)
+	fmt.Fprintf(&text, "invoice %s from %s was due on %s and is overdue.\n\n", number, issuer, doc.DueAt.Format(time.DateOnly))
 	fmt.Fprintf(&text, "Amount due: %s\n\n", total)
 	msg := mailer.Message{
 		From:      h.MailFrom,
 		To:        inv.Customer.Email,
-		Subject:   fmt.Sprintf("Reminder: invoice %s is overdue", inv.Number),
+		Subject:   fmt.Sprintf("Reminder: invoice %s is overdue", number),
 		MessageID: reminderMessageID(t.ID, p.InvoiceID, p.Day, h.MailFrom),
 	}
 
@@ -166,7 +228,7 @@ func (h *Handlers) reminderMessage(ctx context.Context, tx pgx.Tx, t tenantctx.T
 			return msg, err
 		default:
 			msg.Attachments = []mailer.Attachment{{
-				Name: "invoice-" + fileSafe(inv.Number) + ".pdf", ContentType: "application/pdf", Data: data,
+				Name: "invoice-" + fileSafe(number) + ".pdf", ContentType: "application/pdf", Data: data,
 			}}
 			text.WriteString("The invoice is attached.\n\n")
 		}

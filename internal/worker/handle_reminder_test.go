@@ -199,7 +199,7 @@ func TestInvoiceReminderSkipsAndRefuses(t *testing.T) {
 	acme := e.provision(t, "acme", "Acme")
 	for _, status := range []string{"draft", "sent", "paid", "cancelled"} {
 		inv := overdueInvoice("S-" + status)
-		inv.Status = status
+		inv.Status, inv.DueAt = status, futureDue // a sent invoice past due is overdue
 		id := e.addInvoice(t, acme, acmeCustomer, inv)
 		if err := e.work(tasks.InvoiceReminder{TenantID: acme.ID, InvoiceID: id, Day: "2026-03-01"}); err != nil {
 			t.Errorf("%s invoice: %v, want nil (skipped)", status, err)

@@ -12,10 +12,10 @@ import (
 
 // TenantMigrate handles tenant:migrate for the tenant in ctx (the status
 // policy lets it run for provisioning, active and suspended tenants):
-// tenancy.Service.Migrate creates the schema if missing, migrates it to
-// p.Target (0: the latest version) and activates a provisioning tenant,
-// writing the audit entries. Its task result is
-// {"schema","created","from","to","applied"}.
+// tenancy.Service.Migrate creates the schema of a provisioning tenant if
+// missing (never one of another tenant), migrates it to p.Target (0: the
+// latest version) and activates a provisioning tenant, writing the audit
+// entries. Its task result is {"schema","created","from","to","applied"}.
 func (h *Handlers) TenantMigrate(ctx context.Context, p tasks.TenantMigrate) error {
 	t, err := taskTenant(ctx, p)
 	if err != nil {

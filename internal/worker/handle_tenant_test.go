@@ -86,7 +86,8 @@ func TestTenantMigrateStepwiseTarget(t *testing.T) {
 		t.Fatalf("this test needs at least 2 migrations, have %d", schema.LatestVersion())
 	}
 	e := newHandlerEnv(t, nil)
-	tn := addTenant(t, e.catalog, "stepwise", tenantctx.StatusActive)
+	// Provisioning: only a provisioning tenant's migration creates its schema.
+	tn := addTenant(t, e.catalog, "stepwise", tenantctx.StatusProvisioning)
 	if err := e.work(tasks.TenantMigrate{TenantID: tn.ID, Target: 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -120,6 +121,9 @@ func TestTenantMigrateDoesNotActivateDeletingTenant(t *testing.T) {
 	}
 	if got, _ := e.catalog.TenantByID(e.ctx, tn.ID); got.Status != tenantctx.StatusDeleting {
 		t.Fatalf("status %s, want deleting", got.Status)
+	}
+	if ok, err := schema.Exists(e.ctx, e.pool, tn.Schema); err != nil || ok {
+		t.Fatalf("schema of the deleting tenant exists = %v (%v), want it never created", ok, err)
 	}
 }
 

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -134,11 +133,7 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 	defer func() { stopMember(); memberWG.Wait() }()
 
 	var draining atomic.Bool
-	health := &http.Server{
-		Handler:           newHealthHandler(d, &draining),
-		ReadHeaderTimeout: 5 * time.Second,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelError),
-	}
+	health := newHealthServer(newHealthHandler(d, &draining), defaultHealthTimeouts, logger)
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- health.Serve(d.listener) }()
 	defer func() {

@@ -3,6 +3,7 @@ package workerapp
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -13,6 +14,37 @@ import (
 
 // readyTimeout bounds each dependency ping of /readyz.
 const readyTimeout = 2 * time.Second
+
+// healthTimeouts bound how long the health server gives a client: to send
+// its headers and its whole request, to read the answer, and to send the
+// next request on a kept-alive connection. Without them a client that
+// connects and stalls, or keeps idle connections open, holds a goroutine
+// and a file descriptor each, for ever.
+type healthTimeouts struct {
+	ReadHeader, Read, Write, Idle time.Duration
+}
+
+// defaultHealthTimeouts are the health server's: probes and scrapes are
+// small requests, and /metrics answers in well under a second.
+var defaultHealthTimeouts = healthTimeouts{
+	ReadHeader: 5 * time.Second,
+	Read:       10 * time.Second,
+	Write:      30 * time.Second,
+	Idle:       60 * time.Second,
+}
+
+// newHealthServer returns the health server over h with timeouts to.
+func newHealthServer(h http.Handler, to healthTimeouts, logger *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: to.ReadHeader,
+		ReadTimeout:       to.Read,
+		WriteTimeout:      to.Write,
+		IdleTimeout:       to.Idle,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelError),
+	}
+}
 
 // newHealthHandler serves /healthz (200 while the process runs), /readyz
 // (Redis and PostgreSQL reachable, and not shutting down; otherwise 503

@@ -1,0 +1,347 @@
+package worker_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/invoicing/tenantworker/internal/mailer/smtptest"
+	"github.com/invoicing/tenantworker/internal/testenv"
+	"github.com/invoicing/tenantworker/internal/worker"
+	"github.com/invoicing/tenantworker/invoice"
+	"github.com/invoicing/tenantworker/tasks"
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// reminderOutcome is the task result of invoice:reminder.
+type reminderOutcome struct {
+	Sent   bool   `json:"sent"`
+	Reason string `json:"reason"`
+}
+
+// reminderDay is a worker running the production mux over Redis, an SMTP
+// server, and a tenant, for tests of how reminders of one day add up.
+type reminderDay struct {
+	e    *handlerEnv
+	smtp *smtptest.Server
+	tn   tenantctx.Tenant
+	day  string // today, as the HTTP API and the sweep name it
+}
+
+func newReminderDay(t *testing.T) *reminderDay {
+	t.Helper()
+	srv := smtptest.Start(t, smtptest.Options{})
+	e := newHandlerEnv(t, smtpMailer(t, srv))
+	d := &reminderDay{e: e, smtp: srv, tn: e.provision(t, "acme", "Acme"), day: tasks.DayOf(time.Now())}
+	startWorker(t, e, e.h, worker.ServerOptions{Concurrency: 2})
+	return d
+}
+
+// add inserts an invoice in status with its due date.
+func (d *reminderDay) add(t *testing.T, number, status string, due time.Time) int64 {
+	t.Helper()
+	inv := acmeInvoice
+	inv.Number, inv.Status, inv.DueAt = number, status, due
+	return d.e.addInvoice(t, d.tn, acmeCustomer, inv)
+}
+
+// manual enqueues today's reminder of invoice id as POST
+// /v1/invoices/{id}/reminders does, waits until it finished, and returns
+// its result.
+func (d *reminderDay) manual(t *testing.T, id int64) reminderOutcome {
+	t.Helper()
+	r, err := d.e.enqueuer.Enqueue(d.e.ctx, tasks.InvoiceReminder{TenantID: d.tn.ID, InvoiceID: id, Day: d.day})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := d.finished(t, r.Info.ID)
+	if len(info.Result) == 0 {
+		return reminderOutcome{Reason: fmt.Sprintf("no result (%s, %q)", info.State, info.LastErr)}
+	}
+	var out reminderOutcome
+	if err := json.Unmarshal(info.Result, &out); err != nil {
+		t.Fatalf("reminder %s (%s, %q): result %q: %v", r.Info.ID, info.State, info.LastErr, info.Result, err)
+	}
+	return out
+}
+
+// sweep runs the tenant's invoices:overdue (as the sweep fans it out) and
+// waits until every reminder it enqueued finished.
+func (d *reminderDay) sweep(t *testing.T, tick int64) {
+	t.Helper()
+	if err := d.e.work(tasks.InvoicesOverdue{TenantID: d.tn.ID, Tick: tick}); err != nil {
+		t.Fatalf("invoices:overdue: %v", err)
+	}
+	testenv.WaitFor(t, 15*time.Second, "the sweep's reminders to finish", func() bool {
+		for _, state := range []asynq.TaskState{asynq.TaskStatePending, asynq.TaskStateActive, asynq.TaskStateRetry} {
+			if n := d.count(t, state); n > 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// count returns how many reminder tasks are in state.
+func (d *reminderDay) count(t *testing.T, state asynq.TaskState) int {
+	t.Helper()
+	list := map[asynq.TaskState]func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error){
+		asynq.TaskStatePending: d.e.inspector.ListPendingTasks,
+		asynq.TaskStateActive:  d.e.inspector.ListActiveTasks,
+		asynq.TaskStateRetry:   d.e.inspector.ListRetryTasks,
+	}[state]
+	infos, err := list(tasks.QueueLow)
+	if err != nil && !errors.Is(err, asynq.ErrQueueNotFound) {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, info := range infos {
+		if info.Type == tasks.TypeInvoiceReminder {
+			n++
+		}
+	}
+	return n
+}
+
+// finished waits until task id completed or was archived.
+func (d *reminderDay) finished(t *testing.T, id string) *asynq.TaskInfo {
+	t.Helper()
+	var info *asynq.TaskInfo
+	testenv.WaitFor(t, 15*time.Second, "reminder "+id+" to finish", func() bool {
+		i, err := d.e.inspector.GetTaskInfo(tasks.QueueLow, id)
+		if err != nil {
+			return false
+		}
+		info = i
+		return i.State == asynq.TaskStateCompleted || i.State == asynq.TaskStateArchived
+	})
+	return info
+}
+
+// sentTo returns the invoice ids of the emails the SMTP server received, in
+// order, from their Message-IDs.
+func (d *reminderDay) sentTo(t *testing.T) []int64 {
+	t.Helper()
+	var ids []int64
+	for _, m := range d.smtp.Messages() {
+		mid := parseMail(t, m.Data).Header.Get("Message-Id")
+		var id int64
+		prefix := fmt.Sprintf("<reminder-%s-", d.tn.ID)
+		if _, err := fmt.Sscanf(strings.TrimPrefix(mid, prefix), "%d-", &id); err != nil || !strings.HasPrefix(mid, prefix) {
+			t.Fatalf("Message-ID %q is not a reminder of tenant %s", mid, d.tn.ID)
+		}
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// TestReminderManualThenSweepSendsOnce: a reminder asked for after an
+// invoice's due date but before the sweep marked it overdue is sent (the
+// invoice is marked), and the sweep then sends nothing more that day; a
+// reminder asked for before the due date sends nothing and does not use up
+// the day: the sweep after the due date sends it. Never two emails a day.
+func TestReminderManualThenSweepSendsOnce(t *testing.T) {
+	t.Parallel()
+	d := newReminderDay(t)
+	late := d.add(t, "LATE-1", "sent", pastDue)
+	soon := d.add(t, "SOON-1", "sent", futureDue)
+
+	if got := d.manual(t, late); !got.Sent {
+		t.Fatalf("manual reminder of a sent invoice past its due date: %+v, want sent", got)
+	}
+	if got, want := d.manual(t, soon), (reminderOutcome{Reason: "invoice is sent, not overdue"}); got != want {
+		t.Fatalf("manual reminder of an invoice not due yet: %+v, want %+v", got, want)
+	}
+	if got := d.e.invoiceStatus(t, d.tn, late); got != "overdue" {
+		t.Errorf("invoice reminded past its due date is %s, want overdue", got)
+	}
+	if got := d.sentTo(t); fmt.Sprint(got) != fmt.Sprint([]int64{late}) {
+		t.Fatalf("emails for invoices %v, want [%d]", got, late)
+	}
+
+	// SOON-1 falls due; the sweep marks it and reminds it, not LATE-1.
+	d.e.inTenant(t, d.tn, func(ctx context.Context, tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `UPDATE invoices SET due_date = now() - interval '1 hour' WHERE id = $1`, soon)
+		return err
+	})
+	d.sweep(t, 1)
+	if got := d.sentTo(t); fmt.Sprint(got) != fmt.Sprint([]int64{late, soon}) {
+		t.Fatalf("after the sweep: emails for invoices %v, want [%d %d]", got, late, soon)
+	}
+
+	// Another sweep and more manual reminders the same day send nothing.
+	d.sweep(t, 2)
+	for _, id := range []int64{late, soon} {
+		if got, want := d.manual(t, id), (reminderOutcome{Reason: "already sent today"}); got != want {
+			t.Errorf("second manual reminder of invoice %d: %+v, want %+v", id, got, want)
+		}
+	}
+	if n := len(d.smtp.Messages()); n != 2 {
+		t.Fatalf("%d emails, want 2 (one per invoice)", n)
+	}
+	for _, id := range []int64{late, soon} {
+		if rows := d.e.reminderRows(t, d.tn, id); len(rows) != 1 || rows[0].Status != "sent" || rows[0].Day != d.day {
+			t.Errorf("invoice %d: reminder rows %+v, want one sent row for %s", id, rows, d.day)
+		}
+	}
+}
+
+// TestReminderSweepThenManualSendsOnce: the sweep's reminder is sent; a
+// reminder asked for afterwards the same day runs and sends nothing.
+func TestReminderSweepThenManualSendsOnce(t *testing.T) {
+	t.Parallel()
+	d := newReminderDay(t)
+	id := d.add(t, "LATE-1", "overdue", pastDue)
+	d.sweep(t, 1)
+	if got := d.sentTo(t); fmt.Sprint(got) != fmt.Sprint([]int64{id}) {
+		t.Fatalf("after the sweep: emails for invoices %v, want [%d]", got, id)
+	}
+	for range 2 {
+		if got, want := d.manual(t, id), (reminderOutcome{Reason: "already sent today"}); got != want {
+			t.Errorf("manual reminder after the sweep's: %+v, want %+v", got, want)
+		}
+	}
+	if n := len(d.smtp.Messages()); n != 1 {
+		t.Fatalf("%d emails, want 1", n)
+	}
+}
+
+// TestReminderBadAddressArchivedAtOnce: a customer address that can never
+// parse archives the reminder at once with the reason (not retried 10
+// times), records the day's row failed, and the sweep does not try that
+// address again; once the customer's address is fixed, the next sweep
+// sends.
+func TestReminderBadAddressArchivedAtOnce(t *testing.T) {
+	t.Parallel()
+	d := newReminderDay(t)
+	const bad = "zoe(at)mueller.example"
+	id := d.add(t, "LATE-1", "overdue", pastDue)
+	d.e.inTenant(t, d.tn, func(ctx context.Context, tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `UPDATE customers SET email = $1`, bad)
+		return err
+	})
+	r, err := d.e.enqueuer.Enqueue(d.e.ctx, tasks.InvoiceReminder{TenantID: d.tn.ID, InvoiceID: id, Day: d.day})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := d.finished(t, r.Info.ID)
+	want := fmt.Sprintf("reminder for invoice %d on %s not sent: customer email address: recipient address does not parse", id, d.day)
+	if info.State != asynq.TaskStateArchived || info.Retried != 0 || !strings.Contains(info.LastErr, want) {
+		t.Fatalf("reminder to an address that cannot parse: %s after %d retries, %q; want archived at once with %q",
+			info.State, info.Retried, info.LastErr, want)
+	}
+	if strings.Contains(info.LastErr, "zoe") {
+		t.Errorf("last error %q repeats the customer's address", info.LastErr)
+	}
+	if rows := d.e.reminderRows(t, d.tn, id); len(rows) != 1 || rows[0].Status != "failed" || rows[0].Recipient != bad {
+		t.Fatalf("reminder rows %+v, want one failed row for %s", rows, bad)
+	}
+
+	d.sweep(t, 1)
+	if again, err := d.e.inspector.GetTaskInfo(tasks.QueueLow, r.Info.ID); err != nil || again.State != asynq.TaskStateArchived || again.LastFailedAt != info.LastFailedAt {
+		t.Fatalf("after a sweep: %+v, %v; want the archived task untouched (the address is not tried again)", again, err)
+	}
+
+	d.e.inTenant(t, d.tn, func(ctx context.Context, tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `UPDATE customers SET email = $1`, acmeCustomer.Email)
+		return err
+	})
+	d.sweep(t, 2)
+	if got := d.sentTo(t); fmt.Sprint(got) != fmt.Sprint([]int64{id}) {
+		t.Fatalf("after the address was fixed: emails for invoices %v, want [%d]", got, id)
+	}
+	if rows := d.e.reminderRows(t, d.tn, id); len(rows) != 1 || rows[0].Status != "sent" || rows[0].Recipient != acmeCustomer.Email {
+		t.Fatalf("reminder rows %+v, want one sent row for %s", rows, acmeCustomer.Email)
+	}
+	if a := d.smtp.Attempts(); a != 1 {
+		t.Errorf("SMTP server saw %d attempts, want 1", a)
+	}
+}
+
+// TestReminderWithoutAddressIsPermanent: a customer without an email
+// address is a permanent failure recorded in the day's row.
+func TestReminderWithoutAddressIsPermanent(t *testing.T) {
+	t.Parallel()
+	srv := smtptest.Start(t, smtptest.Options{})
+	e := newHandlerEnv(t, smtpMailer(t, srv))
+	acme := e.provision(t, "acme", "Acme")
+	nobody := acmeCustomer
+	nobody.Email = " "
+	id := e.addInvoice(t, acme, nobody, overdueInvoice("ACME-1"))
+	err := e.work(tasks.InvoiceReminder{TenantID: acme.ID, InvoiceID: id, Day: "2026-03-01"})
+	if !errors.Is(err, asynq.SkipRetry) || !strings.Contains(err.Error(), "customer has no email address") {
+		t.Fatalf("reminder to a customer without address = %v, want a permanent error", err)
+	}
+	if rows := e.reminderRows(t, acme, id); len(rows) != 1 || rows[0].Status != "failed" {
+		t.Fatalf("reminder rows %+v, want one failed row", rows)
+	}
+	if a := srv.Attempts(); a != 0 {
+		t.Fatalf("SMTP server saw %d attempts, want 0", a)
+	}
+}
+
+// TestReminderFoldsTenantText: text the tenant controls reaches the email
+// folded to one line, without control or bidi characters: a newline in a
+// customer's name does not start a paragraph (with a link) of its own, a
+// right-to-left override in an invoice number does not reach the Subject.
+func TestReminderFoldsTenantText(t *testing.T) {
+	t.Parallel()
+	srv := smtptest.Start(t, smtptest.Options{})
+	e := newHandlerEnv(t, smtpMailer(t, srv))
+	acme := e.provision(t, "acme", "Acme\r\n\r\nInvoicing\u202e Ltd")
+	eve := invoice.Customer{
+		Name:  "Eve\n\nPlease pay to IBAN XX00 EVIL instead: https://evil.example/pay\n\nRegards",
+		Email: "=?utf-8?q?Eve=E2=80=AE_=0D=0AFinance?= <eve@example.org>",
+	}
+	inv := overdueInvoice("INV-\u202e7001\u202c\n")
+	id := e.addInvoice(t, acme, eve, inv)
+	if err := e.work(tasks.InvoicePDF{TenantID: acme.ID, InvoiceID: id}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.work(tasks.InvoiceReminder{TenantID: acme.ID, InvoiceID: id, Day: "2026-03-01"}); err != nil {
+		t.Fatal(err)
+	}
+	msgs := srv.Messages()
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages, want 1", len(msgs))
+	}
+	m := parseMail(t, msgs[0].Data)
+	if want := "Reminder: invoice INV-7001 is overdue"; m.Subject != want {
+		t.Errorf("Subject = %q, want %q", m.Subject, want)
+	}
+	to, err := m.Header.AddressList("To")
+	if err != nil || len(to) != 1 || to[0].Name != "Eve Finance" || to[0].Address != "eve@example.org" {
+		t.Errorf("To = %v (%v), want Eve Finance <eve@example.org>", to, err)
+	}
+	lines := strings.Split(strings.TrimRight(m.Text, "\n"), "\n")
+	wantFirst := "Dear Eve Please pay to IBAN XX00 EVIL instead: https://evil.example/pay Regards,"
+	if lines[0] != wantFirst {
+		t.Errorf("first line %q, want %q", lines[0], wantFirst)
+	}
+	for i, l := range lines[1:] {
+		if strings.Contains(l, "evil") || strings.Contains(l, "Regards") {
+			t.Errorf("line %d %q holds text of the customer's name: a paragraph was injected:\n%s", i+2, l, m.Text)
+		}
+	}
+	for _, want := range []string{"invoice INV-7001 from Acme Invoicing Ltd was due on", "\nAcme Invoicing Ltd\n"} {
+		if !strings.Contains(m.Text, want) {
+			t.Errorf("body lacks %q:\n%s", want, m.Text)
+		}
+	}
+	if strings.ContainsAny(m.Text+m.Subject+to[0].Name, bidiControls) || strings.Contains(m.Text, "\r") {
+		t.Errorf("a bidi control or CR reached the message:\n%q", m.Text)
+	}
+	if _, ok := m.Attachments["invoice-INV-7001.pdf"]; !ok || len(m.Attachments) != 1 {
+		t.Errorf("attachments %v, want invoice-INV-7001.pdf", keys(m.Attachments))
+	}
+}
+
+// bidiControls are the Unicode bidirectional formatting characters.
+const bidiControls = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"

@@ -1,0 +1,87 @@
+package workerapp
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"testing"
+	"time"
+)
+
+// TestHealthServerHasTimeouts: the worker's health server bounds how long
+// a client may take to send its request and how long an idle connection
+// stays open.
+func TestHealthServerHasTimeouts(t *testing.T) {
+	t.Parallel()
+	srv := newHealthServer(http.NotFoundHandler(), defaultHealthTimeouts, slog.New(slog.DiscardHandler))
+	for name, d := range map[string]time.Duration{
+		"ReadHeaderTimeout": srv.ReadHeaderTimeout, "ReadTimeout": srv.ReadTimeout,
+		"WriteTimeout": srv.WriteTimeout, "IdleTimeout": srv.IdleTimeout,
+	} {
+		if d <= 0 {
+			t.Errorf("health server %s = %v, want a timeout", name, d)
+		}
+	}
+	if srv.WriteTimeout <= readyTimeout {
+		t.Errorf("WriteTimeout %v leaves /readyz (up to %v) no time to answer", srv.WriteTimeout, readyTimeout)
+	}
+}
+
+// TestHealthServerDropsStalledAndIdleConnections: with short timeouts, a
+// client that stops in the middle of its request body, and a kept-alive
+// connection left idle, are closed by the server.
+func TestHealthServerDropsStalledAndIdleConnections(t *testing.T) {
+	t.Parallel()
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
+	srv := newHealthServer(ok, healthTimeouts{
+		ReadHeader: 200 * time.Millisecond, Read: 300 * time.Millisecond,
+		Write: time.Second, Idle: 300 * time.Millisecond,
+	}, slog.New(slog.DiscardHandler))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		_ = srv.Close()
+		if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+
+	for name, request := range map[string]string{
+		"idle after a request":  "GET /healthz HTTP/1.1\r\nHost: worker\r\n\r\n",
+		"stalled request body":  "GET /healthz HTTP/1.1\r\nHost: worker\r\nContent-Length: 1000\r\n\r\nonly a few bytes",
+		"stalled header (slow)": "GET /healthz HTTP/1.1\r\nHost: worker\r\n",
+	} {
+		conn, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		if _, err := io.WriteString(conn, request); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if err := conn.SetReadDeadline(start.Add(5 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		// The client does nothing more: the server answers (or not) and
+		// closes the connection.
+		_, err = io.Copy(io.Discard, conn)
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Errorf("%s: connection still open after %v", name, time.Since(start).Round(time.Millisecond))
+				continue
+			}
+			t.Errorf("%s: %v", name, err)
+		}
+		if d := time.Since(start); d > 3*time.Second {
+			t.Errorf("%s: closed after %v", name, d)
+		}
+	}
+}

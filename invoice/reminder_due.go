@@ -1,0 +1,59 @@
+package invoice
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// markOverdueIfDueSQL is markOverdueSQL for one invoice. It sets the
+// status only, so it runs on every schema version a tenant may be at.
+const markOverdueIfDueSQL = `
+UPDATE invoices SET status = 'overdue'
+ WHERE id = $1 AND status = 'sent' AND due_date < now()`
+
+// MarkOverdueIfDue marks invoice id overdue when it is sent and past its
+// due date (the database's clock, as MarkOverdue), and reports whether it
+// did. A reminder asked for before the sweep marked the invoice uses it,
+// so that it does not skip an invoice that is overdue in all but name.
+// The marked row stays locked until tx ends.
+func MarkOverdueIfDue(ctx context.Context, tx pgx.Tx, id int64) (bool, error) {
+	tag, err := tx.Exec(ctx, markOverdueIfDueSQL, id)
+	if err != nil {
+		return false, fmt.Errorf("mark invoice %d overdue: %w", id, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// remindersDueSQL pages (keyset on id) through overdue invoices whose
+// reminder of day $2 was neither sent nor failed at the customer's current
+// address.
+const remindersDueSQL = `
+SELECT i.id FROM invoices i
+  JOIN customers c ON c.id = i.customer_id
+ WHERE i.status = 'overdue' AND i.id > $1
+   AND NOT EXISTS (SELECT 1 FROM invoice_reminders r
+                    WHERE r.invoice_id = i.id AND r.sent_on = $2::date
+                      AND (r.status = 'sent' OR (r.status = 'failed' AND r.recipient = c.email)))
+ ORDER BY i.id
+ LIMIT $3`
+
+// RemindersDue returns up to limit ids, above after and in id order, of
+// overdue invoices that still need their reminder of day (its UTC date):
+// none was sent that day, and none failed that day at the customer's
+// current address. A failed send is retried by its own task, and an
+// address that can never work is not tried again the same day; once the
+// customer's address changes, the next sweep tries the new one.
+func RemindersDue(ctx context.Context, tx pgx.Tx, day time.Time, after int64, limit int) ([]int64, error) {
+	rows, err := tx.Query(ctx, remindersDueSQL, after, date(day), limit)
+	if err != nil {
+		return nil, fmt.Errorf("list overdue invoices due a reminder after %d: %w", after, err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, fmt.Errorf("list overdue invoices due a reminder after %d: %w", after, err)
+	}
+	return ids, nil
+}
