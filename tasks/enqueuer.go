@@ -25,6 +25,7 @@ type Enqueuer struct {
 	client    *asynq.Client
 	inspector *asynq.Inspector
 	logger    *slog.Logger
+	records   *TaskRecords // nil: no per-tenant archive records (records.go)
 }
 
 // EnqueueResult is the task an Enqueue call stands for.
@@ -68,6 +69,7 @@ func (e *Enqueuer) Enqueue(ctx context.Context, p Payload) (EnqueueResult, error
 	for range enqueueAttempts {
 		info, err := e.client.EnqueueContext(ctx, asynq.NewTask(p.TypeName(), data, spec.Options()...))
 		if err == nil {
+			e.forgetRecord(ctx, p, info.ID) // task records hook (records.go)
 			return EnqueueResult{Info: info}, nil
 		}
 		if !errors.Is(err, asynq.ErrTaskIDConflict) || spec.TaskID == "" {
@@ -102,7 +104,9 @@ func finished(s asynq.TaskState) bool {
 // TenantTask returns the task with id taskID if it belongs to tenantID. It
 // looks in every queue and returns ErrTaskNotFound when the task does not
 // exist or its payload names another tenant (or none): a tenant never
-// learns whether another tenant's task id exists.
+// learns whether another tenant's task id exists. A task asynq no longer
+// has but the tenant's TaskRecords keep (WithTaskRecords) is returned as
+// archived, from its record.
 func (e *Enqueuer) TenantTask(ctx context.Context, tenantID, taskID string) (*asynq.TaskInfo, error) {
 	if tenantID == "" || taskID == "" || len(taskID) > maxTaskIDLen {
 		return nil, ErrTaskNotFound
@@ -123,5 +127,5 @@ func (e *Enqueuer) TenantTask(ctx context.Context, tenantID, taskID string) (*as
 		}
 		return info, nil
 	}
-	return nil, ErrTaskNotFound
+	return e.archivedRecord(ctx, tenantID, taskID) // task records hook (records.go)
 }
