@@ -157,18 +157,21 @@ func (r *TaskRecords) Get(ctx context.Context, tenantID, taskID string) (TaskRec
 	return rec, nil
 }
 
+// forgetScript drops one record. KEYS[1] index, KEYS[2] records. ARGV[1]
+// task id.
+var forgetScript = redis.NewScript(`
+redis.call('ZREM', KEYS[1], ARGV[1])
+return redis.call('HDEL', KEYS[2], ARGV[1])
+`)
+
 // Forget drops the tenant's record of taskID, if any.
 func (r *TaskRecords) Forget(ctx context.Context, tenantID, taskID string) error {
 	if tenantctx.ValidateID(tenantID) != nil {
 		return nil
 	}
-	keys := r.keys(tenantID)
-	_, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.HDel(ctx, keys[1], taskID)
-		p.ZRem(ctx, keys[0], taskID)
-		return nil
-	})
-	if err != nil {
+	// One command, so that an autopipelining client batches it with the
+	// enqueue's own.
+	if err := forgetScript.Run(ctx, r.rdb, r.keys(tenantID), taskID).Err(); err != nil {
 		return fmt.Errorf("forget task record %.64q of tenant %s: %w", taskID, tenantID, err)
 	}
 	return nil

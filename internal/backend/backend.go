@@ -51,8 +51,11 @@ type Backend struct {
 	// client's commands go through an autopipeliner.
 	Client    *asynq.Client
 	Inspector *asynq.Inspector
-	// Enqueuer is the one enqueuer of the process.
+	// Enqueuer is the one enqueuer of the process, with TaskRecords.
 	Enqueuer *tasks.Enqueuer
+	// TaskRecords keeps each tenant's records of its archived tasks: the
+	// worker writes them, the enqueuer falls back to them.
+	TaskRecords *tasks.TaskRecords
 	// Tenancy runs the tenant lifecycle on the above.
 	Tenancy *tenancy.Service
 
@@ -114,7 +117,8 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Opti
 	// their own.
 	b.Client = asynq.NewClientFromRedisClient(enqueueRedis)
 	b.Inspector = asynq.NewInspectorFromRedisClient(b.Redis)
-	b.Enqueuer = tasks.NewEnqueuer(b.Client, b.Inspector, logger)
+	b.TaskRecords = tasks.NewTaskRecords(enqueueRedis, tasks.TaskRecordsOptions{})
+	b.Enqueuer = tasks.NewEnqueuer(b.Client, b.Inspector, logger).WithTaskRecords(b.TaskRecords)
 	b.Tenancy = tenancy.New(tenancy.Config{
 		Catalog: b.Catalog, Enqueuer: b.Enqueuer, Documents: b.Documents, SchemaPool: b.SchemaPool, Logger: logger,
 	})

@@ -89,6 +89,7 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 	serverOpts := worker.ServerOptions{
 		Concurrency:     cfg.WorkerConcurrency,
 		ShutdownTimeout: cfg.ShutdownTimeout,
+		Records:         d.TaskRecords,
 		Logger:          logger,
 	}
 	if opts.Server != nil {
