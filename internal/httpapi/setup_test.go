@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
@@ -19,6 +21,7 @@ import (
 	"github.com/invoicing/tenantworker/internal/httpapi"
 	"github.com/invoicing/tenantworker/internal/tenancy"
 	"github.com/invoicing/tenantworker/internal/testenv"
+	"github.com/invoicing/tenantworker/invoice"
 	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tasks"
@@ -42,6 +45,7 @@ type bundle struct {
 	redisOpt  asynq.RedisClientOpt
 	inspector *asynq.Inspector
 	enqueuer  *tasks.Enqueuer
+	records   *tasks.TaskRecords
 	tenancy   *tenancy.Service
 	handler   *httpapi.Handler
 	srv       *httptest.Server
@@ -82,7 +86,8 @@ func setup(t testing.TB, mutate ...func(*httpapi.Options)) *bundle {
 	b.inspector = asynq.NewInspector(b.redisOpt)
 	t.Cleanup(func() { _ = b.inspector.Close() })
 	logger := slog.New(slog.NewJSONHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	b.enqueuer = tasks.NewEnqueuer(client, b.inspector, logger)
+	b.records = tasks.NewTaskRecords(b.rdb, tasks.TaskRecordsOptions{KeyPrefix: "test:records:"})
+	b.enqueuer = tasks.NewEnqueuer(client, b.inspector, logger).WithTaskRecords(b.records)
 	b.tenancy = tenancy.New(tenancy.Config{Catalog: b.catalog, Enqueuer: b.enqueuer, Documents: b.docs, SchemaPool: pool, Logger: logger})
 	b.registry = prometheus.NewRegistry()
 
@@ -96,9 +101,13 @@ func setup(t testing.TB, mutate ...func(*httpapi.Options)) *bundle {
 		RedisConnOpt: b.redisOpt,
 		DomainSuffix: suffix,
 		AdminToken:   adminToken,
+		TaskRecords:  b.records,
 		Logger:       logger,
 		Registry:     b.registry,
 		Now:          func() time.Time { return b.now },
+		// Tests send many bad credentials on purpose; the limit has its
+		// own tests (ratelimit_test.go).
+		AuthFailuresPerMinute: -1,
 	}
 	for _, m := range mutate {
 		m(&opts)
@@ -130,14 +139,30 @@ func (b *bundle) provisioned(t testing.TB, slug string) tenant {
 	return tenant{Tenant: res.Tenant, key: res.APIKey}
 }
 
-// active provisions slug, migrates its schema (what tenant:migrate does)
-// and activates it.
+// activeInvoices is how many invoices (ids 1..activeInvoices) every tenant
+// made by active has: the API enqueues work only for invoices that exist.
+const activeInvoices = 50
+
+// active provisions slug, migrates its schema (what tenant:migrate does),
+// gives it invoices 1..activeInvoices and activates it.
 func (b *bundle) active(t testing.TB, slug string) tenant {
 	t.Helper()
 	ctx := context.Background()
 	tn := b.provisioned(t, slug)
 	if _, err := schema.Migrate(ctx, b.pool, tn.Schema, 0); err != nil {
 		t.Fatalf("migrate %s: %v", tn.Schema, err)
+	}
+	invs := make([]invoice.New, activeInvoices)
+	for i := range invs {
+		invs[i] = invoice.New{Number: fmt.Sprintf("%s-%04d", strings.ToUpper(slug), i+1), Status: "sent",
+			Customer: invoice.Customer{Name: "Customer", Email: fmt.Sprintf("c%d@%s.example", i, slug)}}
+	}
+	err := schema.InTenant(tenantctx.WithTenant(ctx, tn.Tenant), b.pool, func(ctx context.Context, tx pgx.Tx) error {
+		_, err := invoice.Create(ctx, tx, invs...)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("invoices of %s: %v", slug, err)
 	}
 	tt, err := b.catalog.SetStatus(ctx, tn.ID, tenantctx.StatusActive)
 	if err != nil {
