@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"encoding/base64"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -15,7 +16,8 @@ import (
 // many queries as the address may fail per minute, not 500 each: past its
 // limit the address gets 429 with Retry-After before any look-up. Other
 // addresses are not affected; a /64 of IPv6 counts as one address; failed
-// admin tokens are limited the same way (P14 in docs/architecture.md).
+// admin tokens and dashboard passwords are limited the same way, sharing
+// one budget per address (P14 in docs/architecture.md).
 func TestFailedAuthIsRateLimited(t *testing.T) {
 	t.Parallel()
 	const perMinute = 10
@@ -102,5 +104,30 @@ func TestFailedAuthIsRateLimited(t *testing.T) {
 	}
 	if got := admin("192.0.2.67", adminToken); got != http.StatusOK {
 		t.Errorf("another address with the admin token: %d, want 200", got)
+	}
+
+	// Dashboard logins (HTTP Basic, the admin token as password): the same
+	// limit, shared with the admin API's bearer tokens of that address.
+	dashboard := func(ip, password string) response {
+		return b.do(t, request{method: http.MethodGet, path: "/admin/dashboard/", header: from(ip),
+			auth: "Basic " + base64.StdEncoding.EncodeToString([]byte("ops:"+password))})
+	}
+	for i := range perMinute {
+		if r := dashboard("192.0.2.77", fmt.Sprintf("guess-%d", i)); r.status != http.StatusUnauthorized {
+			t.Fatalf("wrong dashboard password: %d, want 401", r.status)
+		}
+	}
+	r := dashboard("192.0.2.77", "guess")
+	if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" {
+		t.Errorf("dashboard password guess %d: %d (Retry-After %q), want 429 with Retry-After", perMinute+1, r.status, r.header.Get("Retry-After"))
+	}
+	if r := dashboard("192.0.2.77", adminToken); r.status != http.StatusTooManyRequests {
+		t.Errorf("limited address with the right dashboard password: %d, want 429", r.status)
+	}
+	if got := admin("192.0.2.77", adminToken); got != http.StatusTooManyRequests {
+		t.Errorf("admin API from an address limited on the dashboard: %d, want 429", got)
+	}
+	if r := dashboard("192.0.2.78", adminToken); r.status != http.StatusOK {
+		t.Errorf("another address with the right dashboard password: %d, want 200", r.status)
 	}
 }
