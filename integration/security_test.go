@@ -48,6 +48,21 @@ func authStatus(t *testing.T, p *proc, tn tenantRef, key string) int {
 	return status
 }
 
+// tenantGoneStatus is like authStatus with tn's own key, but answers 404
+// only when the tenant is unknown (deleted), and 0 when the key was
+// accepted (a 404 for the unknown task).
+func tenantGoneStatus(t *testing.T, p *proc, tn tenantRef) int {
+	t.Helper()
+	status, body := call(t, p, http.MethodGet, "/v1/tasks/no-such-task", tn.host(), tn.Key)
+	var e struct {
+		Error string `json:"error"`
+	}
+	if status == http.StatusNotFound && (json.Unmarshal(body, &e) != nil || e.Error != "unknown tenant") {
+		return 0
+	}
+	return status
+}
+
 // issueKey issues a key for tn through p and returns its id and the key.
 func issueKey(t *testing.T, p *proc, tn tenantRef) (int64, string) {
 	t.Helper()
@@ -91,14 +106,15 @@ func untilEveryReplica(t *testing.T, replicas []*proc, start time.Time, within t
 // processes with warm caches; a key revoked through one (DELETE
 // /admin/tenants/{id}/keys/{key_id}, 204) is refused (401) by both within a
 // second, while the tenant's other key keeps working; a suspension through
-// the other is refused (403) by both within a second (P18 in
-// docs/architecture.md).
+// the other is refused (403) by both within a second, and so is a deletion
+// (404 "unknown tenant") (P18 in docs/architecture.md).
 func TestKeyRevokedOnEveryReplicaWithinOneSecond(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, stackOptions{})
 	second := s.addEnqueue("enqueue-2")
 	replicas := []*proc{s.enqueue, second}
-	tn := s.provision([]string{"leaky"}, tenantName)[0]
+	provisioned := s.provision([]string{"leaky", "doomed"}, tenantName)
+	tn, doomed := provisioned[0], provisioned[1]
 	leakedID, leaked := issueKey(t, second, tn)
 
 	// Warm every cache layer of both replicas with both keys, and keep
@@ -144,25 +160,44 @@ func TestKeyRevokedOnEveryReplicaWithinOneSecond(t *testing.T) {
 	}
 	untilEveryReplica(t, replicas, suspended, revocationWithin, "suspended tenant",
 		func(p *proc) int { return authStatus(t, p, tn, tn.Key) }, http.StatusForbidden)
+
+	// A deletion through the first replica, with both caches warm.
+	for _, p := range replicas {
+		if got := authStatus(t, p, doomed, doomed.Key); got != http.StatusNotFound {
+			t.Fatalf("%s: the doomed tenant's key before the deletion: %d, want 404 (authenticated)", p.name, got)
+		}
+	}
+	status, body = call(t, s.enqueue, http.MethodDelete, "/admin/tenants/"+doomed.ID, "", adminToken)
+	deleted := time.Now()
+	if status != http.StatusAccepted {
+		t.Fatalf("delete: %d %s", status, body)
+	}
+	untilEveryReplica(t, replicas, deleted, revocationWithin, "deleted tenant",
+		func(p *proc) int { return tenantGoneStatus(t, p, doomed) }, http.StatusNotFound)
 }
 
-// TestUnpublishedRevocationIs503: when the cache invalidation of a key
+// TestUnpublishedKeyRevocationIs503: when the cache invalidation of a key
 // revocation or a suspension cannot be published (here Redis refuses
 // PUBLISH), the admin call answers 503 with Retry-After instead of success,
 // since the other replicas would go on accepting the key for the Redis
-// cache's TTL; once publishing works, the retried call answers 204 and
-// every replica refuses the key within a second (P18 in
+// cache's TTL; a deletion request likewise. Once publishing works, the
+// retried calls succeed and every replica refuses the key and the tenants
+// within a second (P18 in
 // docs/architecture.md).
-func TestUnpublishedRevocationIs503(t *testing.T) {
+func TestUnpublishedKeyRevocationIs503(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, stackOptions{})
 	second := s.addEnqueue("enqueue-2")
 	replicas := []*proc{s.enqueue, second}
-	tn := s.provision([]string{"partitioned"}, tenantName)[0]
+	provisioned := s.provision([]string{"partitioned", "doomed"}, tenantName)
+	tn, doomed := provisioned[0], provisioned[1]
 	keyID, key := issueKey(t, s.enqueue, tn)
 	for _, p := range replicas {
 		if got := authStatus(t, p, tn, key); got != http.StatusNotFound {
 			t.Fatalf("%s: key before the revocation: %d", p.name, got)
+		}
+		if got := tenantGoneStatus(t, p, doomed); got != 0 {
+			t.Fatalf("%s: the doomed tenant before the deletion: %d, want its key accepted", p.name, got)
 		}
 	}
 
@@ -176,6 +211,7 @@ func TestUnpublishedRevocationIs503(t *testing.T) {
 	for _, c := range []struct{ method, path string }{
 		{http.MethodDelete, revoke},
 		{http.MethodPost, "/admin/tenants/" + tn.ID + "/suspend"},
+		{http.MethodDelete, "/admin/tenants/" + doomed.ID},
 	} {
 		status, body, err := httpDo(ctx, c.method, second.url(c.path), "", adminToken, nil)
 		if err != nil {
@@ -205,6 +241,15 @@ func TestUnpublishedRevocationIs503(t *testing.T) {
 	}
 	untilEveryReplica(t, replicas, time.Now(), revocationWithin, "suspended tenant after the retry",
 		func(p *proc) int { return authStatus(t, p, tn, tn.Key) }, http.StatusForbidden)
+	// The deletion was saved (its destroy may have run since): a retry
+	// answers 202, or 404 once the tenant is gone; either way every replica
+	// refuses the tenant.
+	status, body = call(t, second, http.MethodDelete, "/admin/tenants/"+doomed.ID, "", adminToken)
+	if status != http.StatusAccepted && status != http.StatusNotFound {
+		t.Fatalf("retried deletion: %d %s", status, body)
+	}
+	untilEveryReplica(t, replicas, time.Now(), revocationWithin, "deleted tenant after the retry",
+		func(p *proc) int { return tenantGoneStatus(t, p, doomed) }, http.StatusNotFound)
 }
 
 // TestOneTenantCannotEvictAnothersTaskRecords: asynq keeps 10,000 archived
