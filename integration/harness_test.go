@@ -13,11 +13,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/invoicing/tenantworker/internal/childproc"
 )
 
 // Module paths of the binaries under test.
@@ -86,12 +89,11 @@ func newProc(t testing.TB, name, bin string, env map[string]string, args ...stri
 // freeAddr returns a loopback address whose port was free a moment ago.
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := childproc.FreePort()
 	if err != nil {
-		t.Fatalf("find free port: %v", err)
+		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 }
 
 // environ is the child's whole environment: nothing of the test's own
