@@ -36,11 +36,20 @@ func TestTenantDeletedUnderLoad(t *testing.T) {
 	}
 	victim, others := tenants[0], tenants[1:]
 
+	// The queue is paused while the tasks are enqueued, so that a backlog
+	// builds up whatever the relative speed of enqueueing (each request
+	// checks its invoice in the tenant's schema) and rendering.
+	if err := s.inspector.PauseQueue(tasks.QueueDefault); err != nil {
+		t.Fatal(err)
+	}
 	taskTenant := map[string]string{}
 	for id := 1; id <= nInvoices; id++ {
 		for _, tn := range tenants {
 			taskTenant[s.mustPost(tn, "pdf", id).TaskID] = tn.ID
 		}
+	}
+	if err := s.inspector.UnpauseQueue(tasks.QueueDefault); err != nil {
+		t.Fatal(err)
 	}
 	eventually(t, 60*time.Second, 20*time.Millisecond, "load under way", func() error {
 		info, err := s.inspector.GetQueueInfo(tasks.QueueDefault)

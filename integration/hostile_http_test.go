@@ -107,6 +107,7 @@ func TestHostileHTTPInput(t *testing.T) {
 	bearer := func(k string) string { return "Authorization: Bearer " + k }
 	key := bearer(acme.Key)
 	admin := bearer(adminToken)
+	basic := "Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte("ops:"+adminToken))
 	json := "Content-Type: application/json"
 	unknownKey := "tk_" + strings.Repeat("A", 43)
 	cases := []hostileCase{
@@ -152,7 +153,10 @@ func TestHostileHTTPInput(t *testing.T) {
 		{"id negative", "POST", "/v1/invoices/-1/pdf", ah, []string{key}, "", 400},
 		{"id with exponent", "POST", "/v1/invoices/1e3/pdf", ah, []string{key}, "", 400},
 		{"id hexadecimal", "POST", "/v1/invoices/0x10/pdf", ah, []string{key}, "", 400},
-		{"id max int64", "POST", "/v1/invoices/9223372036854775807/pdf", ah, []string{key}, "", 202},
+		{"id max int64 (no such invoice)", "POST", "/v1/invoices/9223372036854775807/pdf", ah, []string{key}, "", 404},
+		{"render of a missing invoice", "POST", "/v1/invoices/999/pdf", ah, []string{key}, "", 404},
+		{"reminder for a missing invoice", "POST", "/v1/invoices/999/reminders", ah, []string{key}, "", 404},
+		{"invoice id past the tenant's invoices", "POST", "/v1/invoices/4/pdf", ah, []string{key}, "", 404},
 		{"id beyond int64", "POST", "/v1/invoices/9223372036854775808/pdf", ah, []string{key}, "", 400},
 		{"id with SQL", "POST", "/v1/invoices/1%3Bdrop%20table%20invoices/pdf", ah, []string{key}, "", 400},
 		{"id with a space", "POST", "/v1/invoices/%201/pdf", ah, []string{key}, "", 400},
@@ -177,7 +181,21 @@ func TestHostileHTTPInput(t *testing.T) {
 		{"admin with a tenant key", "GET", "/admin/tenants", "example.test", []string{key}, "", 401},
 		{"admin token prefix", "GET", "/admin/tenants", "example.test", []string{bearer(adminToken[:10])}, "", 401},
 		{"dashboard without auth", "GET", "/admin/dashboard/", "example.test", nil, "", 401},
-		{"dashboard with basic auth", "GET", "/admin/dashboard/", "example.test", []string{"Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte("ops:"+adminToken))}, "", 200},
+		{"dashboard with basic auth", "GET", "/admin/dashboard/", "example.test", []string{basic}, "", 200},
+		// Admin: cross-site requests with an operator's cached credentials.
+		{"cross-origin form post to the dashboard", "POST", "/admin/dashboard/api/queues/default:pause", "example.test",
+			[]string{basic, "Origin: https://evil.example", "Content-Type: application/x-www-form-urlencoded"}, "a=b", 403},
+		{"cross-site delete on the dashboard", "DELETE", "/admin/dashboard/api/queues/default/pending_tasks:batch_delete", "example.test",
+			[]string{basic, "Sec-Fetch-Site: cross-site"}, "", 403},
+		{"foreign Referer on the dashboard", "POST", "/admin/dashboard/api/queues/default:pause", "example.test",
+			[]string{basic, "Referer: https://evil.example/page"}, "", 403},
+		{"cross-site write to the admin API", "POST", "/admin/tenants", "example.test", []string{admin, json, "Sec-Fetch-Site: cross-site"}, `{"slug":"initech"}`, 403},
+		// Admin: keys.
+		{"list keys of an unknown tenant", "GET", "/admin/tenants/tn_nobody/keys", "example.test", []string{admin}, "", 404},
+		{"revoke an unknown key", "DELETE", "/admin/tenants/" + acme.ID + "/keys/999999", "example.test", []string{admin}, "", 404},
+		{"revoke a key id with SQL", "DELETE", "/admin/tenants/" + acme.ID + "/keys/1%3Bdrop%20table%20x", "example.test", []string{admin}, "", 404},
+		{"revoke a negative key id", "DELETE", "/admin/tenants/" + acme.ID + "/keys/-1", "example.test", []string{admin}, "", 404},
+		{"revoke a key id beyond int64", "DELETE", "/admin/tenants/" + acme.ID + "/keys/99999999999999999999", "example.test", []string{admin}, "", 404},
 		// Admin: bodies and parameters.
 		{"provision without body", "POST", "/admin/tenants", "example.test", []string{admin, json}, "", 400},
 		{"provision with broken JSON", "POST", "/admin/tenants", "example.test", []string{admin, json}, `{"slug":`, 400},
@@ -258,6 +276,13 @@ func TestHostileHTTPInput(t *testing.T) {
 	}
 	if tenantsN != 2 || schemasN != 2 || invoicesN != 3 {
 		t.Errorf("after the hostile requests: %d tenants, %d tenant schemas, %d acme invoices; want 2, 2, 3", tenantsN, schemasN, invoicesN)
+	}
+	// No cross-site request paused a queue; no key was revoked.
+	if q, err := s.inspector.GetQueueInfo(tasks.QueueDefault); err != nil || q.Paused {
+		t.Errorf("default queue after the hostile requests: %+v, %v", q, err)
+	}
+	if st, _, err := s.post(ctx, acme, "pdf", 1); err != nil || st != http.StatusAccepted {
+		t.Errorf("acme's key after the hostile requests: status %d, %v", st, err)
 	}
 }
 

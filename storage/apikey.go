@@ -12,6 +12,11 @@ import (
 // APIKeyPrefix starts every tenant API key.
 const APIKeyPrefix = "tk_"
 
+// APIKeyDisplayLen is how many leading characters of a key are kept as its
+// APIKey.Prefix: "tk_" and 6 characters (36 of its 256 random bits), enough
+// to tell a tenant's keys apart and far too few to guess the rest.
+const APIKeyDisplayLen = len(APIKeyPrefix) + 6
+
 // apiKeyBytes is the number of random bytes in a key.
 const apiKeyBytes = 32
 
@@ -25,6 +30,15 @@ func NewAPIKey() (key, hash string) {
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+).
 	key = APIKeyPrefix + base64.RawURLEncoding.EncodeToString(b[:])
 	return key, HashAPIKey(key)
+}
+
+// APIKeyDisplayPrefix returns the first APIKeyDisplayLen characters of a
+// key, the part kept as APIKey.Prefix.
+func APIKeyDisplayPrefix(key string) string {
+	if len(key) < APIKeyDisplayLen {
+		return key
+	}
+	return key[:APIKeyDisplayLen]
 }
 
 // HashAPIKey returns the lowercase hex SHA-256 of key, the form stored in

@@ -16,7 +16,7 @@ import (
 
 // Defaults of CacheOptions.
 const (
-	DefaultCacheLocalTTL      = 2 * time.Second
+	DefaultCacheLocalTTL      = time.Second
 	DefaultCacheRedisTTL      = 5 * time.Minute
 	DefaultCacheNegativeTTL   = 5 * time.Second
 	DefaultCacheKeyPrefix     = "tenantcache:"
@@ -32,7 +32,10 @@ const (
 type CacheOptions struct {
 	// LocalTTL is how long an entry lives in the in-process layer; 0 means
 	// DefaultCacheLocalTTL, a negative value turns the layer off. Keep it
-	// short: it bounds how long a missed invalidation message goes unnoticed.
+	// short: it bounds how long a missed invalidation message goes
+	// unnoticed, so with the default a revoked key or a suspended tenant is
+	// refused by every instance within 1 s even then (P18 in
+	// docs/architecture.md).
 	LocalTTL time.Duration
 	// RedisTTL is how long an entry lives in Redis; 0 means
 	// DefaultCacheRedisTTL.
@@ -116,7 +119,11 @@ type cacheCounters struct {
 // invalidate the tenant's id and slug (or its API keys) in Redis and in the
 // local layer, and publish the invalidation so other Cache instances drop
 // their local entries. A Redis failure never fails a lookup: it falls back
-// to the backend.
+// to the backend. It does fail the writes that revoke access (SetStatus,
+// DeleteTenant, RevokeAPIKey, RevokeAPIKeys): when their invalidation
+// cannot be applied in Redis or published, they return an error wrapping
+// ErrInvalidationFailed instead of leaving other instances serving the old
+// answer for up to RedisTTL without anyone knowing.
 //
 // NewCache starts a subscriber goroutine; Close stops it.
 type Cache struct {

@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 
 	"github.com/redis/go-redis/v9"
@@ -19,20 +20,22 @@ type invalidation struct {
 	KeysOfTenant string `json:"keys_of_tenant,omitempty"`
 }
 
-// publish sends msg to the other instances; a failure is logged, and the
-// others heal within their LocalTTL.
-func (c *Cache) publish(ctx context.Context, msg invalidation) {
+// publish sends msg to the other instances and returns what failed (after
+// logging it).
+func (c *Cache) publish(ctx context.Context, msg invalidation) error {
 	if c.rdb == nil {
-		return
+		return nil
 	}
 	raw, err := json.Marshal(msg)
 	if err != nil {
 		c.log.Error("tenant cache: encode invalidation", slog.Any("error", err))
-		return
+		return fmt.Errorf("encode invalidation: %w", err)
 	}
 	if err := c.rdb.Publish(ctx, c.opts.Channel, raw).Err(); err != nil {
 		c.redisWriteFailed("publish", c.opts.Channel, err)
+		return fmt.Errorf("publish invalidation on %s: %w", c.opts.Channel, err)
 	}
+	return nil
 }
 
 // receiveInvalidations applies other instances' invalidations to the local

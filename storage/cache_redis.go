@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -142,11 +143,13 @@ func (c *Cache) redisFill(ctx context.Context, key, guard string, e cacheEntry) 
 }
 
 // redisInvalidate deletes keys and bumps their guards, and drops the cached
-// API keys of keysOfTenant when it is set.
-func (c *Cache) redisInvalidate(ctx context.Context, keys []string, keysOfTenant string) {
+// API keys of keysOfTenant when it is set. It returns what failed (after
+// logging it).
+func (c *Cache) redisInvalidate(ctx context.Context, keys []string, keysOfTenant string) error {
 	if c.rdb == nil {
-		return
+		return nil
 	}
+	var errs []error
 	guardTTL := cacheGuardTTL.Milliseconds()
 	if len(keys) > 0 {
 		pairs := make([]string, 0, 2*len(keys))
@@ -155,14 +158,17 @@ func (c *Cache) redisInvalidate(ctx context.Context, keys []string, keysOfTenant
 		}
 		if err := invalidateScript.Run(ctx, c.rdb, pairs, guardTTL).Err(); err != nil {
 			c.redisWriteFailed("invalidate", strings.Join(keys, ","), err)
+			errs = append(errs, fmt.Errorf("invalidate %s in redis: %w", strings.Join(keys, ","), err))
 		}
 	}
 	if keysOfTenant != "" {
 		keys := []string{c.redisKey(cacheTenantKeys + keysOfTenant), c.opts.KeyPrefix + cacheKeyGen}
 		if err := revokeScript.Run(ctx, c.rdb, keys, c.redisKey(cacheKindAPIKey), guardTTL).Err(); err != nil {
 			c.redisWriteFailed("invalidate api keys", cacheTenantKeys+keysOfTenant, err)
+			errs = append(errs, fmt.Errorf("invalidate api keys of tenant %s in redis: %w", keysOfTenant, err))
 		}
 	}
+	return errors.Join(errs...)
 }
 
 // redisUsable reports whether reads should try Redis: not within

@@ -2,6 +2,7 @@ package storage_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -172,9 +173,12 @@ func TestCacheAnswersWhileRedisIsDown(t *testing.T) {
 		t.Errorf("A's stats %+v count no Redis error", s)
 	}
 
-	// Writes still succeed: the backend decides; the writer sees them at once.
-	if _, err := a.SetStatus(ctx, tn.ID, tenantctx.StatusSuspended); err != nil {
-		t.Fatalf("SetStatus with Redis down: %v", err)
+	// Writes reach the backend, which decides, and the writer sees them at
+	// once; but one that revokes access says that its invalidation did not
+	// reach the other instances (ErrInvalidationFailed), so its caller can
+	// tell the operator instead of reporting success.
+	if got, err := a.SetStatus(ctx, tn.ID, tenantctx.StatusSuspended); !errors.Is(err, storage.ErrInvalidationFailed) || got.Status != tenantctx.StatusSuspended {
+		t.Fatalf("SetStatus with Redis down = %s, %v; want suspended and ErrInvalidationFailed", got.Status, err)
 	}
 	check(a, tenantctx.StatusSuspended)
 	eventually(t, 2*time.Second, "B heals through its local TTL", func() bool {

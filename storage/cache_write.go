@@ -36,13 +36,16 @@ func (c *Cache) CreateTenant(ctx context.Context, t tenantctx.Tenant) (tenantctx
 	if err != nil && unchanged(err) {
 		return created, err
 	}
-	c.invalidate(ctx, tenantCacheKeys(t.ID, t.Slug), "")
+	_ = c.invalidate(ctx, tenantCacheKeys(t.ID, t.Slug), "") // logged; a new tenant revokes nothing
 	return created, err
 }
 
 // SetStatus changes the status in the backend, then invalidates the tenant
 // in every layer and instance; a read through this instance right after
-// sees the new status.
+// sees the new status. When the change is saved but its invalidation could
+// not be applied in Redis or published, it returns the tenant and an error
+// wrapping ErrInvalidationFailed: other instances may serve the old status
+// until their entries expire, and the caller must say so.
 func (c *Cache) SetStatus(ctx context.Context, id string, status tenantctx.Status) (tenantctx.Tenant, error) {
 	if err := tenantctx.ValidateID(id); err != nil {
 		return tenantctx.Tenant{}, fmt.Errorf("set status: %w: %w", ErrNotFound, err)
@@ -58,7 +61,9 @@ func (c *Cache) SetStatus(ctx context.Context, id string, status tenantctx.Statu
 			slug = cur.Slug
 		}
 	}
-	c.invalidate(ctx, tenantCacheKeys(id, slug), "")
+	if ierr := c.invalidate(ctx, tenantCacheKeys(id, slug), ""); ierr != nil && err == nil {
+		return t, fmt.Errorf("set status of tenant %s: %w", id, ierr)
+	}
 	return t, err
 }
 
@@ -77,7 +82,9 @@ func (c *Cache) SetLimits(ctx context.Context, id, plan string, l tenantctx.Limi
 }
 
 // DeleteTenant deletes the tenant in the backend, then invalidates it and
-// its API keys in every layer and instance.
+// its API keys in every layer and instance; an invalidation that could not
+// be applied or published is an error wrapping ErrInvalidationFailed (the
+// row is gone all the same).
 func (c *Cache) DeleteTenant(ctx context.Context, id string) error {
 	if err := tenantctx.ValidateID(id); err != nil {
 		return fmt.Errorf("delete tenant: %w: %w", ErrNotFound, err)
@@ -90,27 +97,27 @@ func (c *Cache) DeleteTenant(ctx context.Context, id string) error {
 	err := c.backend.DeleteTenant(ctx, id)
 	// Always, also after ErrNotFound: the cache may still hold a tenant
 	// deleted behind its back.
-	c.invalidate(ctx, tenantCacheKeys(id, cur.Slug), id)
+	if ierr := c.invalidate(ctx, tenantCacheKeys(id, cur.Slug), id); ierr != nil && err == nil {
+		return fmt.Errorf("delete tenant %s: %w", id, ierr)
+	}
 	return err
 }
 
-// CreateAPIKey creates a key in the backend, then drops any cached "not
-// found" for it.
+// CreateAPIKey is IssueAPIKey returning only the key.
 func (c *Cache) CreateAPIKey(ctx context.Context, tenantID string) (string, error) {
 	if err := tenantctx.ValidateID(tenantID); err != nil {
 		return "", fmt.Errorf("create api key: %w: %w", ErrNotFound, err)
 	}
-	key, err := c.backend.CreateAPIKey(ctx, tenantID)
-	if err != nil {
-		return "", err
-	}
-	c.invalidate(ctx, []string{cacheKindAPIKey + HashAPIKey(key)}, "")
-	return key, nil
+	_, key, err := c.IssueAPIKey(ctx, tenantID)
+	return key, err
 }
 
 // RevokeAPIKeys revokes the tenant's keys in the backend, then drops every
 // cached key of the tenant in every layer and instance, so a revoked key
-// fails at once through this instance.
+// fails at once through this instance, and through the others as soon as
+// they receive the invalidation. When that cannot be applied in Redis or
+// published, the error wraps ErrInvalidationFailed (the keys are revoked
+// in the backend all the same).
 func (c *Cache) RevokeAPIKeys(ctx context.Context, tenantID string) error {
 	if err := tenantctx.ValidateID(tenantID); err != nil {
 		return fmt.Errorf("revoke api keys: %w: %w", ErrNotFound, err)
@@ -119,7 +126,9 @@ func (c *Cache) RevokeAPIKeys(ctx context.Context, tenantID string) error {
 	if err != nil && unchanged(err) {
 		return err
 	}
-	c.invalidate(ctx, nil, tenantID)
+	if ierr := c.invalidate(ctx, nil, tenantID); ierr != nil && err == nil {
+		return fmt.Errorf("revoke api keys of tenant %s: %w", tenantID, ierr)
+	}
 	return err
 }
 
@@ -146,15 +155,21 @@ func unchanged(err error) bool {
 // Redis, then from the local layer, then tells other instances. Redis goes
 // first: a local reader that read Redis before its invalidation noted the
 // local epoch before it, so the local drop makes it discard what it read.
-// Failures are logged; the local layer is dropped regardless.
-func (c *Cache) invalidate(ctx context.Context, keys []string, keysOfTenant string) {
+// The local layer is dropped regardless; what failed in Redis (the
+// invalidation, the publish) is logged and returned wrapping
+// ErrInvalidationFailed, for the writes that revoke access to fail with.
+func (c *Cache) invalidate(ctx context.Context, keys []string, keysOfTenant string) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cacheInvalidateTimeout)
 	defer cancel()
-	c.redisInvalidate(ctx, keys, keysOfTenant)
+	rerr := c.redisInvalidate(ctx, keys, keysOfTenant)
 	var tenants []string
 	if keysOfTenant != "" {
 		tenants = []string{keysOfTenant}
 	}
 	c.local.drop(keys, tenants)
-	c.publish(ctx, invalidation{Source: c.instance, Keys: keys, KeysOfTenant: keysOfTenant})
+	perr := c.publish(ctx, invalidation{Source: c.instance, Keys: keys, KeysOfTenant: keysOfTenant})
+	if err := errors.Join(rerr, perr); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidationFailed, err)
+	}
+	return nil
 }

@@ -17,6 +17,13 @@ var (
 	ErrConflict = errors.New("already exists")
 	// ErrInvalidTransition: the status change is not allowed by the lifecycle.
 	ErrInvalidTransition = errors.New("invalid status transition")
+	// ErrInvalidationFailed: a write that revokes access (a status change,
+	// a deletion, a key revocation) reached the backend, but the cache
+	// could not invalidate it in Redis or publish the invalidation to the
+	// other instances, so they may keep the old answer until their cached
+	// entries expire. The change is saved; the write is safe to retry, and
+	// a retry invalidates again. The HTTP API answers 503.
+	ErrInvalidationFailed = errors.New("cache invalidation not propagated")
 )
 
 // DefaultPageSize and MaxPageSize bound ListTenants.
@@ -69,17 +76,53 @@ type TenantStore interface {
 	DeleteTenant(ctx context.Context, id string) error
 }
 
+// MaxAPIKeysListed bounds ListAPIKeys.
+const MaxAPIKeysListed = 1000
+
+// APIKey describes one stored API key. The key itself is never stored:
+// only its SHA-256 and its first characters (Prefix), so an operator can
+// tell keys apart.
+type APIKey struct {
+	// ID names the key in the admin API (DELETE .../keys/{id}).
+	ID       int64  `json:"id"`
+	TenantID string `json:"tenant_id"`
+	// Prefix is the key's first APIKeyDisplayLen characters ("tk_" and 6
+	// more); empty for keys issued before prefixes were recorded.
+	Prefix    string    `json:"prefix"`
+	CreatedAt time.Time `json:"created_at"`
+	// LastUsedAt is when the key last authenticated a request, as recorded
+	// by KeyUsage (batched, so up to its flush interval late); nil when
+	// never recorded.
+	LastUsedAt *time.Time `json:"last_used_at"`
+	// RevokedAt is when the key was revoked; nil while it is valid.
+	RevokedAt *time.Time `json:"revoked_at"`
+}
+
 // KeyStore manages tenant API keys. Only a SHA-256 of a key is stored.
 type KeyStore interface {
-	// CreateAPIKey returns a new key for the tenant: "tk_" and 32 random
-	// bytes in unpadded base64url. The plaintext is returned only here.
+	// CreateAPIKey is IssueAPIKey returning only the key.
 	CreateAPIKey(ctx context.Context, tenantID string) (string, error)
+	// IssueAPIKey returns a new key for the tenant ("tk_" and 32 random
+	// bytes in unpadded base64url; the plaintext is returned only here) and
+	// its record; ErrNotFound for an unknown tenant.
+	IssueAPIKey(ctx context.Context, tenantID string) (APIKey, string, error)
 	// TenantForAPIKey returns the id of the tenant owning key, or
 	// ErrNotFound for an unknown or revoked key. The comparison of the
 	// stored hash is constant-time.
 	TenantForAPIKey(ctx context.Context, key string) (string, error)
+	// ListAPIKeys returns the tenant's keys, revoked ones included, oldest
+	// first, at most MaxAPIKeysListed; none for an unknown tenant.
+	ListAPIKeys(ctx context.Context, tenantID string) ([]APIKey, error)
+	// RevokeAPIKey revokes one key of the tenant; revoking a revoked key
+	// again is not an error. ErrNotFound when the tenant has no key with
+	// that id (another tenant's key included).
+	RevokeAPIKey(ctx context.Context, tenantID string, keyID int64) error
 	// RevokeAPIKeys revokes every key of the tenant.
 	RevokeAPIKeys(ctx context.Context, tenantID string) error
+	// RecordAPIKeyUse sets the last use of the keys named by their hashes
+	// (HashAPIKey) to the times given, where those are later than what is
+	// recorded. Unknown hashes are ignored.
+	RecordAPIKeyUse(ctx context.Context, uses map[string]time.Time) error
 }
 
 // AuditEntry is one line of the audit log. It outlives a deleted tenant and

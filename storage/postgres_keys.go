@@ -4,6 +4,9 @@ import (
 	"context"
 	"crypto/subtle"
 	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/invoicing/tenantworker/tenantctx"
 )
@@ -11,16 +14,26 @@ import (
 // CreateAPIKey stores the hash of a new key for the tenant and returns the
 // key; ErrNotFound when the tenant does not exist.
 func (p *Postgres) CreateAPIKey(ctx context.Context, tenantID string) (string, error) {
+	_, key, err := p.IssueAPIKey(ctx, tenantID)
+	return key, err
+}
+
+// IssueAPIKey stores the hash and display prefix of a new key for the
+// tenant and returns its record and the key; ErrNotFound when the tenant
+// does not exist.
+func (p *Postgres) IssueAPIKey(ctx context.Context, tenantID string) (APIKey, string, error) {
 	if err := tenantctx.ValidateID(tenantID); err != nil {
-		return "", fmt.Errorf("create api key: %w: %w", ErrNotFound, err)
+		return APIKey{}, "", fmt.Errorf("create api key: %w: %w", ErrNotFound, err)
 	}
 	key, hash := NewAPIKey()
-	if _, err := p.pool.Exec(ctx,
-		`INSERT INTO tenancy.api_keys (tenant_id, key_hash) VALUES ($1, $2)`,
-		tenantID, hash); err != nil {
-		return "", fmt.Errorf("create api key for tenant %s: %w", tenantID, translatePgError(err))
+	k := APIKey{TenantID: tenantID, Prefix: APIKeyDisplayPrefix(key)}
+	if err := p.pool.QueryRow(ctx,
+		`INSERT INTO tenancy.api_keys (tenant_id, key_hash, prefix) VALUES ($1, $2, $3)
+		 RETURNING id, created_at`,
+		tenantID, hash, k.Prefix).Scan(&k.ID, &k.CreatedAt); err != nil {
+		return APIKey{}, "", fmt.Errorf("create api key for tenant %s: %w", tenantID, translatePgError(err))
 	}
-	return key, nil
+	return k, key, nil
 }
 
 // TenantForAPIKey returns the id of the tenant owning an unrevoked key.
@@ -44,6 +57,48 @@ func (p *Postgres) TenantForAPIKey(ctx context.Context, key string) (string, err
 	return tenantID, nil
 }
 
+// ListAPIKeys returns the tenant's keys, revoked ones included, oldest
+// first.
+func (p *Postgres) ListAPIKeys(ctx context.Context, tenantID string) ([]APIKey, error) {
+	if tenantctx.ValidateID(tenantID) != nil {
+		return []APIKey{}, nil
+	}
+	rows, err := p.pool.Query(ctx,
+		`SELECT id, tenant_id, prefix, created_at, last_used_at, revoked_at
+		 FROM tenancy.api_keys WHERE tenant_id = $1 ORDER BY id LIMIT $2`,
+		tenantID, MaxAPIKeysListed)
+	if err != nil {
+		return nil, fmt.Errorf("list api keys of tenant %s: %w", tenantID, err)
+	}
+	keys, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (APIKey, error) {
+		var k APIKey
+		err := row.Scan(&k.ID, &k.TenantID, &k.Prefix, &k.CreatedAt, &k.LastUsedAt, &k.RevokedAt)
+		return k, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list api keys of tenant %s: %w", tenantID, err)
+	}
+	return keys, nil
+}
+
+// RevokeAPIKey revokes one key of the tenant (a revoked key keeps its
+// first revocation time); ErrNotFound when the tenant has no such key.
+func (p *Postgres) RevokeAPIKey(ctx context.Context, tenantID string, keyID int64) error {
+	if err := tenantctx.ValidateID(tenantID); err != nil {
+		return fmt.Errorf("revoke api key %d: %w: %w", keyID, ErrNotFound, err)
+	}
+	tag, err := p.pool.Exec(ctx,
+		`UPDATE tenancy.api_keys SET revoked_at = coalesce(revoked_at, now())
+		 WHERE id = $1 AND tenant_id = $2`, keyID, tenantID)
+	if err != nil {
+		return fmt.Errorf("revoke api key %d of tenant %s: %w", keyID, tenantID, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("revoke api key %d of tenant %s: %w", keyID, tenantID, ErrNotFound)
+	}
+	return nil
+}
+
 // RevokeAPIKeys revokes every unrevoked key of the tenant. A tenant with no
 // keys (or no such tenant) is not an error.
 func (p *Postgres) RevokeAPIKeys(ctx context.Context, tenantID string) error {
@@ -51,6 +106,28 @@ func (p *Postgres) RevokeAPIKeys(ctx context.Context, tenantID string) error {
 		`UPDATE tenancy.api_keys SET revoked_at = now()
 		 WHERE tenant_id = $1 AND revoked_at IS NULL`, tenantID); err != nil {
 		return fmt.Errorf("revoke api keys of tenant %.64q: %w", tenantID, err)
+	}
+	return nil
+}
+
+// RecordAPIKeyUse writes the last use of many keys in one statement,
+// never moving a key's last use backwards.
+func (p *Postgres) RecordAPIKeyUse(ctx context.Context, uses map[string]time.Time) error {
+	if len(uses) == 0 {
+		return nil
+	}
+	hashes := make([]string, 0, len(uses))
+	times := make([]time.Time, 0, len(uses))
+	for h, at := range uses {
+		hashes = append(hashes, h)
+		times = append(times, at)
+	}
+	if _, err := p.pool.Exec(ctx,
+		`UPDATE tenancy.api_keys AS k SET last_used_at = u.at
+		 FROM unnest($1::text[], $2::timestamptz[]) AS u(hash, at)
+		 WHERE k.key_hash = u.hash AND (k.last_used_at IS NULL OR k.last_used_at < u.at)`,
+		hashes, times); err != nil {
+		return fmt.Errorf("record use of %d api keys: %w", len(uses), err)
 	}
 	return nil
 }

@@ -35,6 +35,7 @@ type Enqueuer struct {
 	inspector *asynq.Inspector
 	logger    *slog.Logger
 	admission *Admission
+	records   *TaskRecords // nil: no per-tenant archive records (records.go)
 }
 
 // TenantLookup finds a tenant by id: the cached catalog.
@@ -186,6 +187,7 @@ func (e *Enqueuer) enqueueFair(ctx context.Context, tenantID string, payloads []
 		byQueue[spec.Queue] = append(byQueue[spec.Queue], i)
 	}
 	out := make([]EnqueueResult, len(payloads))
+	var fresh []string // ids of new tasks: an old record of the id goes
 	for _, q := range order {
 		idx := byQueue[q]
 		group := make([]fair.Task, len(idx))
@@ -202,8 +204,12 @@ func (e *Enqueuer) enqueueFair(ctx context.Context, tenantID string, payloads []
 				ID: m.ID, Queue: q, Type: m.Type, Payload: m.Payload, State: taskState(res[j].State),
 				MaxRetry: m.Retry, Timeout: m.Timeout, Retention: m.Retention,
 			}}
+			if !res[j].Existing {
+				fresh = append(fresh, m.ID)
+			}
 		}
 	}
+	e.forgetRecords(ctx, tenantID, fresh) // task records hook (records.go)
 	return out, nil
 }
 
@@ -236,6 +242,7 @@ func (e *Enqueuer) enqueuePlain(ctx context.Context, p Payload) (EnqueueResult, 
 	for range enqueueAttempts {
 		info, err := e.client.EnqueueContext(ctx, asynq.NewTask(p.TypeName(), data, spec.Options()...))
 		if err == nil {
+			e.forgetRecord(ctx, p, info.ID) // task records hook (records.go)
 			return EnqueueResult{Info: info}, nil
 		}
 		if !errors.Is(err, asynq.ErrTaskIDConflict) || spec.TaskID == "" {
@@ -271,7 +278,9 @@ func finished(s asynq.TaskState) bool {
 // task waiting in its tenant's backlog is reported as pending; otherwise it
 // looks in every asynq queue. It returns ErrTaskNotFound when the task
 // does not exist or its payload names another tenant (or none): a tenant
-// never learns whether another tenant's task id exists.
+// never learns whether another tenant's task id exists. A task asynq no
+// longer has but the tenant's TaskRecords keep (WithTaskRecords) is
+// returned as archived, from its record.
 func (e *Enqueuer) TenantTask(ctx context.Context, tenantID, taskID string) (*asynq.TaskInfo, error) {
 	if tenantID == "" || taskID == "" || len(taskID) > maxTaskIDLen {
 		return nil, ErrTaskNotFound
@@ -308,5 +317,5 @@ func (e *Enqueuer) TenantTask(ctx context.Context, tenantID, taskID string) (*as
 		}
 		return info, nil
 	}
-	return nil, ErrTaskNotFound
+	return e.archivedRecord(ctx, tenantID, taskID) // task records hook (records.go)
 }

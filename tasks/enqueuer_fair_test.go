@@ -131,3 +131,57 @@ func TestEnqueueManyRefusesMixedTenants(t *testing.T) {
 		t.Fatalf("oversized batch: %v, want ErrInvalidPayload", err)
 	}
 }
+
+// TestFairEnqueueForgetsOldRecords: with admission, new tasks drop their
+// ids' old archive records (one call per batch), and a task that already
+// exists keeps its record.
+func TestFairEnqueueForgetsOldRecords(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	opt := newRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: opt.Addr})
+	t.Cleanup(func() { _ = rdb.Close() })
+	catalog := memstore.New()
+	tn, err := tenantctx.New("rec-acme", "Acme", "free")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn.Status = tenantctx.StatusActive
+	if tn, err = catalog.CreateTenant(ctx, tn); err != nil {
+		t.Fatal(err)
+	}
+	records := NewTaskRecords(rdb, TaskRecordsOptions{})
+	enq := NewEnqueuer(asynq.NewClientFromRedisClient(rdb), asynq.NewInspectorFromRedisClient(rdb), discardLogger(),
+		WithAdmission(Admission{Dispatcher: fair.New(rdb, fair.Config{MinPending: 1}), Tenants: catalog})).WithTaskRecords(records)
+
+	var batch []Payload
+	for id := int64(1); id <= 3; id++ {
+		p := InvoicePDF{TenantID: tn.ID, InvoiceID: id}
+		batch = append(batch, p)
+		if err := records.Put(ctx, tn.ID, TaskRecord{TaskID: p.Spec().TaskID, Type: TypeInvoicePDF, Queue: QueueDefault, Reason: "invoice not found"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := enq.EnqueueMany(ctx, tn.ID, batch[:2]); err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range batch {
+		_, err := records.Get(ctx, tn.ID, p.Spec().TaskID)
+		if gone := errors.Is(err, ErrTaskNotFound); gone != (i < 2) {
+			t.Errorf("record of task %d after enqueueing tasks 1-2: gone = %v (%v)", i+1, gone, err)
+		}
+	}
+	// A repeat of a waiting task is Existing: the record a later archive
+	// writes for it is not the repeat's to drop.
+	id := batch[1].(InvoicePDF).Spec().TaskID
+	if err := records.Put(ctx, tn.ID, TaskRecord{TaskID: id, Type: TypeInvoicePDF, Queue: QueueDefault, Reason: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := enq.Enqueue(ctx, batch[1])
+	if err != nil || !res.Existing {
+		t.Fatalf("repeat = %+v, %v; want the existing task", res, err)
+	}
+	if _, err := records.Get(ctx, tn.ID, id); err != nil {
+		t.Errorf("the repeat of an existing task dropped its record: %v", err)
+	}
+}

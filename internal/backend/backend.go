@@ -59,8 +59,11 @@ type Backend struct {
 	// AdmissionWait is the histogram of backlog waits the dispatcher
 	// observes; each binary registers it with its metrics.
 	AdmissionWait *prometheus.HistogramVec
-	// Enqueuer is the one enqueuer of the process.
+	// Enqueuer is the one enqueuer of the process, with TaskRecords.
 	Enqueuer *tasks.Enqueuer
+	// TaskRecords keeps each tenant's records of its archived tasks: the
+	// worker writes them, the enqueuer falls back to them.
+	TaskRecords *tasks.TaskRecords
 	// Tenancy runs the tenant lifecycle on the above.
 	Tenancy *tenancy.Service
 
@@ -122,6 +125,7 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Opti
 	// their own.
 	b.Client = asynq.NewClientFromRedisClient(enqueueRedis)
 	b.Inspector = asynq.NewInspectorFromRedisClient(b.Redis)
+	b.TaskRecords = tasks.NewTaskRecords(enqueueRedis, tasks.TaskRecordsOptions{})
 	var admission []tasks.Option
 	if cfg.FairDispatch {
 		hist, observe := fair.WaitHistogram()
@@ -129,7 +133,7 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Opti
 		b.Dispatcher = fair.New(enqueueRedis, fair.Config{PendingTime: cfg.FairPendingTime, OnAdmit: observe})
 		admission = append(admission, tasks.WithAdmission(tasks.Admission{Dispatcher: b.Dispatcher, Tenants: b.Catalog, Plans: cfg.Plans}))
 	}
-	b.Enqueuer = tasks.NewEnqueuer(b.Client, b.Inspector, logger, admission...)
+	b.Enqueuer = tasks.NewEnqueuer(b.Client, b.Inspector, logger, admission...).WithTaskRecords(b.TaskRecords)
 	b.Tenancy = tenancy.New(tenancy.Config{
 		Catalog: b.Catalog, Enqueuer: b.Enqueuer, Documents: b.Documents, SchemaPool: b.SchemaPool, Logger: logger,
 		Dispatcher: b.Dispatcher, Plans: cfg.Plans,

@@ -44,6 +44,9 @@ const (
 	// DefaultDBPoolHeadroom is added to WorkerConcurrency for the default
 	// DB_MAX_CONNS: catalog look-ups, readiness pings and the scheduler.
 	DefaultDBPoolHeadroom = 4
+	// MinAdminTokenLen is the shortest ADMIN_TOKEN accepted outside the dev
+	// stack: 32 characters (`openssl rand -hex 32` gives 64).
+	MinAdminTokenLen = 32
 )
 
 // Log formats.
@@ -68,7 +71,23 @@ type Config struct {
 	// (acme + ".example.com"); "" means DefaultDomainSuffix.
 	DomainSuffix string
 	// AdminToken (ADMIN_TOKEN) guards the admin routes; "" disables them.
+	// It must have at least MinAdminTokenLen characters unless Dev.
 	AdminToken string
+	// Dev is set by the dev stack (`worker -dev`), never by the
+	// environment: it accepts an ADMIN_TOKEN shorter than MinAdminTokenLen
+	// (the dev stack generates a long one unless told otherwise).
+	Dev bool
+	// AuthFailuresPerMinute (AUTH_FAILURES_PER_MINUTE) is how many failed
+	// authentications one client address may make per minute (and in a
+	// burst) before the enqueue service answers it 429; 0 means the HTTP
+	// API's default (20).
+	AuthFailuresPerMinute int
+	// ClientIPHeader (CLIENT_IP_HEADER) names the header a trusted reverse
+	// proxy sets to the client's address (X-Real-IP, X-Forwarded-For: its
+	// last address); failed authentications are counted per that address.
+	// "" counts per peer address. Set it only behind a proxy that
+	// overwrites the header.
+	ClientIPHeader string
 	// HTTPAddr (HTTP_ADDR) is the process's own listen address; "" means
 	// the binary's default (HTTPAddrOr).
 	HTTPAddr string
@@ -167,6 +186,8 @@ func Parse(getenv func(string) string) (Config, error) {
 		RedisURL:              p.str("REDIS_URL"),
 		DomainSuffix:          p.str("DOMAIN_SUFFIX"),
 		AdminToken:            p.str("ADMIN_TOKEN"),
+		AuthFailuresPerMinute: p.positiveInt("AUTH_FAILURES_PER_MINUTE"),
+		ClientIPHeader:        p.str("CLIENT_IP_HEADER"),
 		HTTPAddr:              p.str("HTTP_ADDR"),
 		WorkerConcurrency:     p.positiveInt("WORKER_CONCURRENCY"),
 		OverdueSweepCron:      p.str("OVERDUE_SWEEP_CRON"),
@@ -264,6 +285,13 @@ func (c Config) validate() error {
 	}
 	if c.DBMaxConns < c.WorkerConcurrency {
 		bad("DB_MAX_CONNS: %d is smaller than WORKER_CONCURRENCY %d: every running task may need a connection", c.DBMaxConns, c.WorkerConcurrency)
+	}
+	if n := len(c.AdminToken); n > 0 && n < MinAdminTokenLen && !c.Dev {
+		// The token itself is never part of the message.
+		bad("ADMIN_TOKEN: must have at least %d characters, got %d (generate one: openssl rand -hex 32)", MinAdminTokenLen, n)
+	}
+	if c.ClientIPHeader != "" && !validHeaderName(c.ClientIPHeader) {
+		bad("CLIENT_IP_HEADER: not a header name: %.40q", c.ClientIPHeader)
 	}
 	if c.TenantCacheTTL < 0 {
 		bad("TENANT_CACHE_TTL: must not be negative, got %v", c.TenantCacheTTL)
@@ -366,4 +394,16 @@ func (p *parser) level(name string) slog.Level {
 		return slog.LevelInfo
 	}
 	return l
+}
+
+// validHeaderName reports whether s is an HTTP header name (an RFC 9110
+// token).
+func validHeaderName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return s != ""
 }

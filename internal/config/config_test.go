@@ -63,26 +63,28 @@ func TestFromEnvDefaults(t *testing.T) {
 func TestFromEnvSet(t *testing.T) {
 	t.Parallel()
 	c, err := FromEnv(env(map[string]string{
-		"DATABASE_URL":            "postgres://app@pgbouncer/inv?default_query_exec_mode=exec",
-		"MIGRATIONS_DATABASE_URL": "postgres://owner@db/inv",
-		"REDIS_URL":               "redis-sentinel://:pw@s1:26379,s2:26379?master=mymaster",
-		"DOMAIN_SUFFIX":           ".example.com",
-		"ADMIN_TOKEN":             "secret",
-		"HTTP_ADDR":               "127.0.0.1:7000",
-		"WORKER_CONCURRENCY":      " 20 ",
-		"OVERDUE_SWEEP_CRON":      "@every 30s",
-		"SCHEDULER_ENABLED":       "false",
-		"SHUTDOWN_TIMEOUT":        "5s",
-		"SMTP_URL":                "smtp://u:p@mail:587",
-		"MAIL_FROM":               "ar@example.com",
-		"OUTBOX_DIR":              "/var/outbox",
-		"DOCUMENTS_DIR":           "/var/docs",
-		"LOG_FORMAT":              "JSON",
-		"LOG_LEVEL":               "debug",
-		"ALLOW_TENANT_HEADER":     "true",
-		"DASHBOARD_READONLY":      "0",
-		"TENANT_CACHE_TTL":        "2m",
-		"REDIS_AUTOPIPELINE":      "false",
+		"DATABASE_URL":             "postgres://app@pgbouncer/inv?default_query_exec_mode=exec",
+		"MIGRATIONS_DATABASE_URL":  "postgres://owner@db/inv",
+		"REDIS_URL":                "redis-sentinel://:pw@s1:26379,s2:26379?master=mymaster",
+		"DOMAIN_SUFFIX":            ".example.com",
+		"ADMIN_TOKEN":              "an-admin-token-of-32-characters!",
+		"AUTH_FAILURES_PER_MINUTE": "50",
+		"CLIENT_IP_HEADER":         "X-Real-IP",
+		"HTTP_ADDR":                "127.0.0.1:7000",
+		"WORKER_CONCURRENCY":       " 20 ",
+		"OVERDUE_SWEEP_CRON":       "@every 30s",
+		"SCHEDULER_ENABLED":        "false",
+		"SHUTDOWN_TIMEOUT":         "5s",
+		"SMTP_URL":                 "smtp://u:p@mail:587",
+		"MAIL_FROM":                "ar@example.com",
+		"OUTBOX_DIR":               "/var/outbox",
+		"DOCUMENTS_DIR":            "/var/docs",
+		"LOG_FORMAT":               "JSON",
+		"LOG_LEVEL":                "debug",
+		"ALLOW_TENANT_HEADER":      "true",
+		"DASHBOARD_READONLY":       "0",
+		"TENANT_CACHE_TTL":         "2m",
+		"REDIS_AUTOPIPELINE":       "false",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +92,8 @@ func TestFromEnvSet(t *testing.T) {
 	if c.MigrationsDatabaseURL != "postgres://owner@db/inv" || c.WorkerConcurrency != 20 || c.DBMaxConns != 24 ||
 		c.SchedulerEnabled || c.ShutdownTimeout != 5*time.Second || c.LogFormat != LogFormatJSON ||
 		c.LogLevel != slog.LevelDebug || !c.AllowTenantHeader || !c.DashboardWritable || c.TenantCacheTTL != 2*time.Minute || c.RedisAutoPipeline ||
-		c.HTTPAddrOr(DefaultWorkerHTTPAddr) != "127.0.0.1:7000" || c.OverdueSweepCron != "@every 30s" {
+		c.HTTPAddrOr(DefaultWorkerHTTPAddr) != "127.0.0.1:7000" || c.OverdueSweepCron != "@every 30s" ||
+		c.AuthFailuresPerMinute != 50 || c.ClientIPHeader != "X-Real-IP" {
 		t.Errorf("config %+v", c)
 	}
 	if _, err := c.RedisConnOpt(); err != nil {
@@ -123,6 +126,9 @@ func TestFromEnvErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"REDIS_AUTOPIPELINE": "on"}, `REDIS_AUTOPIPELINE: must be true or false`},
 		{map[string]string{"DASHBOARD_WRITABLE": "perhaps"}, `DASHBOARD_WRITABLE: must be true or false`},
 		{map[string]string{"DASHBOARD_WRITABLE": "true", "DASHBOARD_READONLY": "true"}, `DASHBOARD_WRITABLE "true" and DASHBOARD_READONLY "true" disagree`},
+		{map[string]string{"ADMIN_TOKEN": "secret"}, `ADMIN_TOKEN: must have at least 32 characters, got 6`},
+		{map[string]string{"AUTH_FAILURES_PER_MINUTE": "0"}, `AUTH_FAILURES_PER_MINUTE: must be a positive integer`},
+		{map[string]string{"CLIENT_IP_HEADER": "X Real IP"}, `CLIENT_IP_HEADER: not a header name`},
 	}
 	for _, c := range cases {
 		m := map[string]string{}
@@ -141,6 +147,38 @@ func TestFromEnvErrorsNameTheVariable(t *testing.T) {
 	_, err := FromEnv(env(map[string]string{"WORKER_CONCURRENCY": "x", "LOG_LEVEL": "loud"}))
 	if err == nil || !strings.Contains(err.Error(), "WORKER_CONCURRENCY") || !strings.Contains(err.Error(), "LOG_LEVEL") {
 		t.Errorf("err = %v, want both variables named", err)
+	}
+}
+
+// TestAdminTokenMinimumLength: outside the dev stack an ADMIN_TOKEN needs
+// 32 characters, and the error never shows the token; the dev stack (Dev)
+// accepts a shorter one; no token at all disables the admin routes and is
+// accepted.
+func TestAdminTokenMinimumLength(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		token string
+		dev   bool
+		ok    bool
+	}{
+		{"", false, true},
+		{"short-but-secret", false, false},
+		{strings.Repeat("x", MinAdminTokenLen-1), false, false},
+		{strings.Repeat("x", MinAdminTokenLen), false, true},
+		{"short-but-secret", true, true},
+	} {
+		c, err := Parse(env(map[string]string{"DATABASE_URL": "postgres://db/inv", "ADMIN_TOKEN": tc.token}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Dev = tc.dev
+		_, err = c.Resolve()
+		if (err == nil) != tc.ok {
+			t.Errorf("ADMIN_TOKEN of %d characters, dev %v: %v; want ok=%v", len(tc.token), tc.dev, err, tc.ok)
+		}
+		if err != nil && tc.token != "" && strings.Contains(err.Error(), tc.token) {
+			t.Errorf("the error shows the token: %v", err)
+		}
 	}
 }
 

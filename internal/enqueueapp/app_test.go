@@ -34,7 +34,7 @@ func env(t *testing.T) map[string]string {
 		"DATABASE_URL":  testenv.Postgres(t),
 		"REDIS_URL":     testenv.RedisURL(t),
 		"DOMAIN_SUFFIX": ".example.com",
-		"ADMIN_TOKEN":   "admin-secret",
+		"ADMIN_TOKEN":   "admin-secret-of-at-least-32-characters",
 		"DOCUMENTS_DIR": t.TempDir(),
 	}
 }
@@ -73,7 +73,7 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	defer client.CloseIdleConnections()
 	call := func(method, path, body string) (int, []byte) {
 		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer admin-secret")
+		req.Header.Set("Authorization", "Bearer admin-secret-of-at-least-32-characters")
 		resp, err := client.Do(req)
 		if err != nil {
 			t.Fatalf("%s %s: %v", method, path, err)

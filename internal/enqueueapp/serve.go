@@ -16,6 +16,7 @@ import (
 	"github.com/invoicing/tenantworker/internal/backend"
 	"github.com/invoicing/tenantworker/internal/config"
 	"github.com/invoicing/tenantworker/internal/httpapi"
+	"github.com/invoicing/tenantworker/storage"
 )
 
 // HTTP server limits.
@@ -85,20 +86,28 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 			return fmt.Errorf("register fair dispatch metrics: %w", err)
 		}
 	}
+	// The keys' last use, written in batches; Close (after the server has
+	// stopped) writes the last batch.
+	keyUsage := storage.NewKeyUsage(b.Catalog, storage.KeyUsageOptions{Logger: logger})
+	defer keyUsage.Close()
 	handler := httpapi.New(httpapi.Options{
-		Catalog:           b.Catalog,
-		Tenancy:           b.Tenancy,
-		Documents:         b.Documents,
-		Pool:              b.Pool,
-		Enqueuer:          b.Enqueuer,
-		Redis:             b.Redis,
-		RedisConnOpt:      b.RedisConnOpt,
-		DomainSuffix:      cfg.DomainSuffix,
-		AdminToken:        cfg.AdminToken,
-		AllowTenantHeader: cfg.AllowTenantHeader,
-		DashboardWritable: cfg.DashboardWritable,
-		Logger:            logger,
-		Registry:          reg,
+		Catalog:               b.Catalog,
+		Tenancy:               b.Tenancy,
+		Documents:             b.Documents,
+		Pool:                  b.Pool,
+		Enqueuer:              b.Enqueuer,
+		TaskRecords:           b.TaskRecords,
+		KeyUsage:              keyUsage,
+		Redis:                 b.Redis,
+		RedisConnOpt:          b.RedisConnOpt,
+		DomainSuffix:          cfg.DomainSuffix,
+		AdminToken:            cfg.AdminToken,
+		AuthFailuresPerMinute: cfg.AuthFailuresPerMinute,
+		ClientIPHeader:        cfg.ClientIPHeader,
+		AllowTenantHeader:     cfg.AllowTenantHeader,
+		DashboardWritable:     cfg.DashboardWritable,
+		Logger:                logger,
+		Registry:              reg,
 	})
 	defer handler.Close()
 

@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -28,30 +29,46 @@ func (h *Handler) adminTokenOK(token string) bool {
 }
 
 // admin guards an admin route: 404 when no admin token is configured
-// (disabled), 401 without the right bearer token.
+// (disabled); otherwise the admin protections (protectAdmin: anti-framing
+// headers, cross-origin writes refused), 429 for a client address that
+// failed too often, 401 without the right bearer token (a wrong one counts
+// as a failure).
 func (h *Handler) admin(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return h.protectAdmin(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if h.opts.AdminToken == "" {
 			writeError(w, http.StatusNotFound, "not found")
 			return
 		}
+		addr := h.clientAddr(r)
+		if refuseIfLimited(w, h.adminFails, addr) {
+			return
+		}
 		token, ok := bearerToken(r)
 		if !ok || !h.adminTokenOK(token) {
+			if ok {
+				h.adminFails.fail(addr)
+			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="admin"`)
 			writeError(w, http.StatusUnauthorized, "admin token required")
 			return
 		}
 		next.ServeHTTP(w, r)
-	})
+	}))
 }
 
 // dashboardAuth guards the dashboard like admin, but also accepts HTTP
 // Basic authentication (any user name, the admin token as password) and
-// asks for it, so that a browser prompts.
+// asks for it, so that a browser prompts. Because a browser then attaches
+// those credentials to every request, also to one another site makes it
+// send, protectAdmin's cross-origin check matters most here.
 func (h *Handler) dashboardAuth(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return h.protectAdmin(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if h.opts.AdminToken == "" {
 			writeError(w, http.StatusNotFound, "not found")
+			return
+		}
+		addr := h.clientAddr(r)
+		if refuseIfLimited(w, h.adminFails, addr) {
 			return
 		}
 		token, ok := bearerToken(r)
@@ -59,12 +76,33 @@ func (h *Handler) dashboardAuth(next http.Handler) http.Handler {
 			_, token, ok = r.BasicAuth()
 		}
 		if !ok || !h.adminTokenOK(token) {
+			if ok {
+				h.adminFails.fail(addr)
+			}
 			w.Header().Set("WWW-Authenticate", `Basic realm="asynq", charset="UTF-8"`)
 			writeError(w, http.StatusUnauthorized, "admin credentials required")
 			return
 		}
 		next.ServeHTTP(w, r)
-	})
+	}))
+}
+
+// notPropagated answers 503 with Retry-After when err says a change was
+// saved but its cache invalidation did not reach the other replicas
+// (storage.ErrInvalidationFailed): they may still accept a revoked key or a
+// suspended tenant, so the operator must not be told it worked. Retrying
+// the call is safe and propagates again. It returns false for other
+// errors.
+func (h *Handler) notPropagated(w http.ResponseWriter, r *http.Request, op string, err error) bool {
+	if !errors.Is(err, storage.ErrInvalidationFailed) {
+		return false
+	}
+	h.log.LogAttrs(r.Context(), slog.LevelError, "admin change not propagated to every replica",
+		slog.String("request_id", info(r.Context()).id), slog.String("op", op),
+		slog.String("tenant_id", info(r.Context()).tenantID), slog.Any("error", err))
+	w.Header().Set("Retry-After", "1")
+	writeError(w, http.StatusServiceUnavailable, "the change is saved but could not be propagated to every replica; retry the request")
+	return true
 }
 
 // Bounds of the free-text tenant fields.
@@ -268,6 +306,7 @@ func (h *Handler) changeStatus(w http.ResponseWriter, r *http.Request, to tenant
 	info(r.Context()).tenantID = id
 	t, err := change(r.Context(), id, tenancy.ActorAdmin)
 	switch {
+	case h.notPropagated(w, r, "set tenant status", err):
 	case errors.Is(err, storage.ErrNotFound):
 		writeError(w, http.StatusNotFound, "unknown tenant")
 	case errors.Is(err, storage.ErrInvalidTransition):
@@ -276,27 +315,6 @@ func (h *Handler) changeStatus(w http.ResponseWriter, r *http.Request, to tenant
 		h.internalError(w, r, "set tenant status", err)
 	default:
 		writeJSON(w, http.StatusOK, t)
-	}
-}
-
-// createKey is POST /admin/tenants/{id}/keys: 201 {"api_key"}; a tenant
-// being deleted gets no new key (409).
-func (h *Handler) createKey(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathID(w, r)
-	if !ok {
-		return
-	}
-	info(r.Context()).tenantID = id
-	key, _, err := h.opts.Tenancy.IssueKey(r.Context(), id, tenancy.ActorAdmin)
-	switch {
-	case errors.Is(err, storage.ErrNotFound):
-		writeError(w, http.StatusNotFound, "unknown tenant")
-	case errors.Is(err, tenancy.ErrRefused):
-		writeError(w, http.StatusConflict, "tenant is being deleted")
-	case err != nil:
-		h.internalError(w, r, "create api key", err)
-	default:
-		writeJSON(w, http.StatusCreated, map[string]string{"api_key": key})
 	}
 }
 
@@ -321,6 +339,7 @@ func (h *Handler) deleteTenant(w http.ResponseWriter, r *http.Request) {
 	info(r.Context()).tenantID = id
 	d, err := h.opts.Tenancy.RequestDeletion(r.Context(), id, tenancy.ActorAdmin)
 	switch {
+	case h.notPropagated(w, r, "request tenant deletion", err):
 	case errors.Is(err, storage.ErrNotFound):
 		writeError(w, http.StatusNotFound, "unknown tenant")
 	case errors.Is(err, storage.ErrInvalidTransition):

@@ -55,6 +55,25 @@ type Options struct {
 	// DashboardWritable lets operators change tasks and queues from the
 	// dashboard (run, delete, pause); the zero value serves it read-only.
 	DashboardWritable bool
+	// TaskRecords gives the reason a tenant is shown for an archived task
+	// (GET /v1/tasks/{id} "last_error"); nil shows a generic one.
+	TaskRecords *tasks.TaskRecords
+	// KeyUsage is told every API key that authenticated a request, for the
+	// keys' last use (storage.KeyUsage batches the writes); nil records
+	// nothing.
+	KeyUsage KeyUsageRecorder
+	// AuthFailuresPerMinute is how many failed authentications (tenant key
+	// or admin token) one client address may make per minute, and in a
+	// burst, before it is answered 429 with Retry-After without any
+	// look-up; 0 means DefaultAuthFailuresPerMinute, negative turns the
+	// limit off.
+	AuthFailuresPerMinute int
+	// ClientIPHeader names a header that a trusted reverse proxy sets to
+	// the client's address (e.g. X-Real-IP; for X-Forwarded-For the last
+	// address is used); failed authentications are counted per that
+	// address. Empty counts per peer address. Set it only behind a proxy
+	// that overwrites the header: clients can send anything.
+	ClientIPHeader string
 	// Logger receives access logs and errors; nil means slog.Default().
 	Logger *slog.Logger
 	// Registry receives the HTTP metrics; /metrics serves it when it is
@@ -65,15 +84,24 @@ type Options struct {
 	Now func() time.Time
 }
 
+// KeyUsageRecorder is told which API key authenticated a request
+// (storage.KeyUsage implements it).
+type KeyUsageRecorder interface {
+	Touch(key string)
+}
+
 // Handler is the enqueue service's http.Handler. Close releases the
 // dashboard's Redis connections.
 type Handler struct {
-	opts      Options
-	log       *slog.Logger
-	root      http.Handler
-	metrics   *metrics
-	dashboard *asynqmon.HTTPHandler
-	adminHash [32]byte
+	opts        Options
+	log         *slog.Logger
+	root        http.Handler
+	metrics     *metrics
+	dashboard   *asynqmon.HTTPHandler
+	adminHash   [32]byte
+	tenantFails *failureLimiter // failed tenant authentications per address
+	adminFails  *failureLimiter // failed admin authentications per address
+	crossOrigin *http.CrossOriginProtection
 }
 
 // New returns the enqueue service's handler with every route of the package
@@ -94,6 +122,9 @@ func New(opts Options) *Handler {
 	if opts.AdminToken != "" {
 		h.adminHash = digest(opts.AdminToken)
 	}
+	h.tenantFails = newFailureLimiter(opts.AuthFailuresPerMinute, time.Now)
+	h.adminFails = newFailureLimiter(opts.AuthFailuresPerMinute, time.Now)
+	h.crossOrigin = newCrossOriginProtection()
 	var gatherer prometheus.Gatherer
 	if opts.Registry == nil {
 		reg := prometheus.NewRegistry()
@@ -122,7 +153,9 @@ func New(opts Options) *Handler {
 	route("GET /admin/tenants/{id}", h.admin(http.HandlerFunc(h.getTenant)))
 	route("POST /admin/tenants/{id}/suspend", h.admin(http.HandlerFunc(h.suspendTenant)))
 	route("POST /admin/tenants/{id}/resume", h.admin(http.HandlerFunc(h.resumeTenant)))
+	route("GET /admin/tenants/{id}/keys", h.admin(http.HandlerFunc(h.listKeys)))
 	route("POST /admin/tenants/{id}/keys", h.admin(http.HandlerFunc(h.createKey)))
+	route("DELETE /admin/tenants/{id}/keys/{key_id}", h.admin(http.HandlerFunc(h.revokeKey)))
 	route("DELETE /admin/tenants/{id}", h.admin(http.HandlerFunc(h.deleteTenant)))
 	route("PUT /admin/tenants/{id}/limits", h.admin(http.HandlerFunc(h.setLimits)))
 	route("GET /admin/tenants/{id}/queue", h.admin(http.HandlerFunc(h.tenantQueue)))

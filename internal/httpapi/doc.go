@@ -19,6 +19,8 @@
 // order, so that nothing about a tenant is revealed before the caller proves
 // a key, and random subdomains without a key never reach the catalog:
 //
+//  0. The client address has used up its failed authentications (see
+//     below): 429 with Retry-After, before anything is looked up.
 //  1. Host (or X-Tenant) is not exactly one valid slug label under the
 //     suffix (other domains, nested labels, IP literals, paths, NUL, empty):
 //     400 "invalid tenant host".
@@ -30,10 +32,29 @@
 //  5. The tenant is suspended: 403; still provisioning: 409 (the status
 //     policy, tenantctx.Status.Decide, makes its work wait).
 //
+// Every failure of steps 2 to 4 with a key presented counts against the
+// client address (the peer, or Options.ClientIPHeader behind a proxy; IPv6
+// per /64): Options.AuthFailuresPerMinute of them per minute, in a burst
+// or spread out, then 429 until a token refills. So 500 requests with
+// random keys or random subdomains cost about 20 catalog queries, not 500.
+// A key that authenticates is handed to Options.KeyUsage (its last use,
+// written in batches).
+//
 // An invoice id is a positive int64 written in decimal digits only (no sign,
-// exponent or spaces); anything else is 400. A task id of another tenant is
-// 404, exactly like an unknown one. Enqueueing does not check that the
-// invoice exists: the worker archives a task whose invoice does not exist.
+// exponent or spaces); anything else is 400. An invoice the tenant does not
+// have is 404 "invoice not found", checked in the tenant's own schema
+// before anything is enqueued. A task id of another tenant is 404, exactly
+// like an unknown one. A task asynq no longer has (its archive is capped
+// per queue) is answered from the tenant's own records of archived tasks
+// (tasks.TaskRecords).
+//
+// What a tenant sees of a task's error is a stable, safe reason, never the
+// error message (which may hold SQL, paths, the mail server's user and
+// host): for an archived task the reason the worker recorded
+// (worker.PublicReason: "invoice not found", "invoice cannot be rendered",
+// "invalid task", "timed out", "task refused", "failed after retries"; or
+// "failed" without a record), "temporary failure, will be retried"
+// otherwise. Operators see the message in the logs and the dashboard.
 //
 // # Admin routes
 //
@@ -41,17 +62,39 @@
 // <ADMIN_TOKEN>" (compared in constant time over SHA-256 digests, so the
 // token's length does not leak either). With an empty Options.AdminToken
 // every admin route, the dashboard included, answers 404: disabled, not
-// open. A missing or wrong token is 401.
+// open. A missing or wrong token is 401; wrong tokens count against the
+// client address like failed tenant keys (429 past the limit, also for the
+// right token).
 //
-//	POST   /admin/tenants              202 {"id","slug","status":"provisioning","api_key"}
-//	GET    /admin/tenants              200 {"tenants":[...],"next_after":"..."} (?status=&after=&limit=)
-//	GET    /admin/tenants/{id}         200 tenant
-//	POST   /admin/tenants/{id}/suspend 200 tenant (409 when not active or suspended)
-//	POST   /admin/tenants/{id}/resume  200 tenant (409 when not suspended or active)
-//	POST   /admin/tenants/{id}/keys    201 {"api_key"}
-//	DELETE /admin/tenants/{id}         202 {"id","slug","status":"deleting","task_id"}
-//	POST   /admin/migrations           202 {"enqueued": N}
-//	       /admin/dashboard/           asynqmon (Bearer, or Basic with the token as password)
+//	POST   /admin/tenants                     202 {"id","slug","status":"provisioning","api_key"}
+//	GET    /admin/tenants                     200 {"tenants":[...],"next_after":"..."} (?status=&after=&limit=)
+//	GET    /admin/tenants/{id}                200 tenant
+//	POST   /admin/tenants/{id}/suspend        200 tenant (409 when not active or suspended)
+//	POST   /admin/tenants/{id}/resume         200 tenant (409 when not suspended or active)
+//	GET    /admin/tenants/{id}/keys           200 {"keys":[{"id","prefix","created_at","last_used_at","revoked_at"}]}
+//	POST   /admin/tenants/{id}/keys           201 {"id","api_key"} (409 while being deleted)
+//	DELETE /admin/tenants/{id}/keys/{key_id}  204 (404 for a key the tenant does not have)
+//	DELETE /admin/tenants/{id}                202 {"id","slug","status":"deleting","task_id"}
+//	POST   /admin/migrations                  202 {"enqueued": N}
+//	       /admin/dashboard/                  asynqmon (Bearer, or Basic with the token as password)
+//
+// A key is never listed, only its first characters. A revoked key, a
+// suspended or a deleted tenant is refused by every replica within a
+// second: the catalog cache publishes the invalidation to every replica's
+// in-process layer (which keeps entries 1 s at most in any case). When the
+// change is saved but the invalidation cannot be applied in Redis or
+// published (storage.ErrInvalidationFailed), the suspend, resume, delete or
+// revoke call answers 503 with Retry-After instead of success: other
+// replicas could otherwise accept the key for the Redis TTL. Retrying is
+// safe and propagates again.
+//
+// Every admin answer, the dashboard's included, carries X-Frame-Options:
+// DENY and Content-Security-Policy: frame-ancestors 'none'. Writes (any
+// method but GET, HEAD, OPTIONS) from another origin are refused with 403:
+// Sec-Fetch-Site other than same-origin or none, an Origin that is not the
+// Host, or (without either) a Referer naming another host. A browser holding
+// the dashboard's Basic credentials would otherwise post another site's
+// forms with them.
 //
 // POST /admin/tenants takes {"slug","name","plan"}: unknown fields, a body
 // that is not one JSON object, an invalid or reserved slug are 400; a taken
@@ -63,7 +106,8 @@
 //
 // GET /healthz is liveness (200 while the process serves), GET /readyz pings
 // Redis and PostgreSQL (2 s each) and answers 503 naming the failing
-// dependency, GET /metrics is Prometheus. Every error, including the mux's
+// dependency but not its error (logged instead), GET /metrics is
+// Prometheus. Every error, including the mux's
 // own 404 and 405, is JSON {"error":"..."}. Bodies are limited to 1 MiB
 // (413 beyond). Every response carries X-Request-Id (a sane incoming one is
 // kept, otherwise one is generated); every request is logged once with its

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"sync"
 	"time"
@@ -23,7 +24,9 @@ type readyBody struct {
 }
 
 // readyz is GET /readyz: Redis PING and PostgreSQL ping, concurrently, 2 s
-// each; 503 names every failing dependency.
+// each; 503 names every failing dependency, but not its error: the route
+// is unauthenticated, and errors name hosts, users and databases. The
+// errors are logged.
 func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) {
 	checks := map[string]func(context.Context) error{}
 	if h.opts.Redis != nil {
@@ -46,7 +49,9 @@ func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) {
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
-				body.Checks[name] = err.Error()
+				h.log.LogAttrs(r.Context(), slog.LevelWarn, "readiness check failed",
+					slog.String("request_id", info(r.Context()).id), slog.String("check", name), slog.Any("error", err))
+				body.Checks[name] = "unavailable"
 				failed = append(failed, name)
 				return
 			}

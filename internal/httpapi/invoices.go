@@ -76,10 +76,36 @@ func (h *Handler) enqueue(w http.ResponseWriter, r *http.Request, p tasks.Payloa
 	})
 }
 
+// invoiceExists answers 404 and returns false when the tenant in the
+// request's ctx has no invoice id (checked in its pinned transaction), so
+// no task is enqueued for it: a task of a missing invoice would only be
+// archived, and archives are shared, capped storage (P15 in
+// docs/architecture.md). Without a Pool there is nothing to check.
+func (h *Handler) invoiceExists(w http.ResponseWriter, r *http.Request, id int64) bool {
+	if h.opts.Pool == nil {
+		return true
+	}
+	var exists bool
+	err := schema.InTenant(r.Context(), h.opts.Pool, func(ctx context.Context, tx pgx.Tx) error {
+		var err error
+		exists, err = invoice.Exists(ctx, tx, id)
+		return err
+	})
+	switch {
+	case err != nil:
+		h.internalError(w, r, "check invoice", err)
+		return false
+	case !exists:
+		writeError(w, http.StatusNotFound, "invoice not found")
+		return false
+	}
+	return true
+}
+
 // enqueuePDF is POST /v1/invoices/{id}/pdf.
 func (h *Handler) enqueuePDF(w http.ResponseWriter, r *http.Request) {
 	id, ok := invoiceID(w, r)
-	if !ok {
+	if !ok || !h.invoiceExists(w, r, id) {
 		return
 	}
 	t := tenantctx.MustFromContext(r.Context())
@@ -146,7 +172,7 @@ func (h *Handler) enqueuePDFs(w http.ResponseWriter, r *http.Request) {
 // UTC day (the day is part of the task id).
 func (h *Handler) enqueueReminder(w http.ResponseWriter, r *http.Request) {
 	id, ok := invoiceID(w, r)
-	if !ok {
+	if !ok || !h.invoiceExists(w, r, id) {
 		return
 	}
 	t := tenantctx.MustFromContext(r.Context())

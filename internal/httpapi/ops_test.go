@@ -67,6 +67,36 @@ func TestReadinessNamesFailingDependency(t *testing.T) {
 	wantStatus(t, b2.do(t, request{method: http.MethodGet, path: "/healthz"}), http.StatusOK)
 }
 
+// TestReadinessHidesErrors: the unauthenticated /readyz names a failing
+// dependency but not its error (hosts, ports, users, databases); the
+// error goes to the log.
+func TestReadinessHidesErrors(t *testing.T) {
+	t.Parallel()
+	deadAddr := closedAddr(t)
+	deadRedis := redis.NewClient(&redis.Options{Addr: deadAddr, MaxRetries: -1})
+	t.Cleanup(func() { _ = deadRedis.Close() })
+	deadPG, err := pgxpool.New(context.Background(), "postgres://billing_app@"+closedAddr(t)+"/invoicing_prod?sslmode=disable&connect_timeout=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(deadPG.Close)
+	b := setup(t, func(o *httpapi.Options) { o.Pool = deadPG; o.Redis = deadRedis })
+	r := b.do(t, request{method: http.MethodGet, path: "/readyz"})
+	wantStatus(t, r, http.StatusServiceUnavailable)
+	checks, _ := r.json(t)["checks"].(map[string]any)
+	if checks["redis"] != "unavailable" || checks["postgres"] != "unavailable" {
+		t.Errorf("checks %v", checks)
+	}
+	for _, secret := range []string{deadAddr, "127.0.0.1", "billing_app", "invoicing_prod", "dial", "connect"} {
+		if strings.Contains(string(r.body), secret) {
+			t.Errorf("/readyz shows %q: %s", secret, r.body)
+		}
+	}
+	if logs := b.logs.String(); !strings.Contains(logs, "readiness check failed") || !strings.Contains(logs, deadAddr) {
+		t.Errorf("the errors are not logged:\n%s", logs)
+	}
+}
+
 func TestMuxErrorsAreJSON(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -117,7 +147,7 @@ func TestAccessLogAndMetrics(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	acme := b.active(t, "acme")
-	r := b.do(t, request{method: http.MethodPost, host: acme.host(), path: "/v1/invoices/77/pdf", bearer: acme.key,
+	r := b.do(t, request{method: http.MethodPost, host: acme.host(), path: "/v1/invoices/37/pdf", bearer: acme.key,
 		header: http.Header{"X-Request-Id": {"req-77"}}})
 	wantStatus(t, r, http.StatusAccepted)
 	wantStatus(t, b.do(t, request{method: http.MethodPost, host: acme.host(), path: "/v1/invoices/x/pdf", bearer: acme.key}), http.StatusBadRequest)

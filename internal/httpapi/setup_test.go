@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
@@ -20,6 +22,7 @@ import (
 	"github.com/invoicing/tenantworker/internal/httpapi"
 	"github.com/invoicing/tenantworker/internal/tenancy"
 	"github.com/invoicing/tenantworker/internal/testenv"
+	"github.com/invoicing/tenantworker/invoice"
 	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tasks"
@@ -45,6 +48,7 @@ type bundle struct {
 	enqueuer  *tasks.Enqueuer
 	// dispatcher is set by setupFair.
 	dispatcher *fair.Dispatcher
+	records    *tasks.TaskRecords
 	tenancy    *tenancy.Service
 	handler    *httpapi.Handler
 	srv        *httptest.Server
@@ -98,12 +102,13 @@ func setupWith(t testing.TB, withFair bool, mutate ...func(*httpapi.Options)) *b
 	b.inspector = asynq.NewInspector(b.redisOpt)
 	t.Cleanup(func() { _ = b.inspector.Close() })
 	logger := slog.New(slog.NewJSONHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	b.records = tasks.NewTaskRecords(b.rdb, tasks.TaskRecordsOptions{KeyPrefix: "test:records:"})
 	var admission []tasks.Option
 	if withFair {
 		b.dispatcher = fair.New(b.rdb, fair.Config{MinPending: 1})
 		admission = append(admission, tasks.WithAdmission(tasks.Admission{Dispatcher: b.dispatcher, Tenants: b.catalog}))
 	}
-	b.enqueuer = tasks.NewEnqueuer(client, b.inspector, logger, admission...)
+	b.enqueuer = tasks.NewEnqueuer(client, b.inspector, logger, admission...).WithTaskRecords(b.records)
 	b.tenancy = tenancy.New(tenancy.Config{Catalog: b.catalog, Enqueuer: b.enqueuer, Documents: b.docs, SchemaPool: pool, Logger: logger,
 		Dispatcher: b.dispatcher, Plans: fair.DefaultPlans()})
 	b.registry = prometheus.NewRegistry()
@@ -118,9 +123,13 @@ func setupWith(t testing.TB, withFair bool, mutate ...func(*httpapi.Options)) *b
 		RedisConnOpt: b.redisOpt,
 		DomainSuffix: suffix,
 		AdminToken:   adminToken,
+		TaskRecords:  b.records,
 		Logger:       logger,
 		Registry:     b.registry,
 		Now:          func() time.Time { return b.now },
+		// Tests send many bad credentials on purpose; the limit has its
+		// own tests (ratelimit_test.go).
+		AuthFailuresPerMinute: -1,
 	}
 	for _, m := range mutate {
 		m(&opts)
@@ -152,14 +161,30 @@ func (b *bundle) provisioned(t testing.TB, slug string) tenant {
 	return tenant{Tenant: res.Tenant, key: res.APIKey}
 }
 
-// active provisions slug, migrates its schema (what tenant:migrate does)
-// and activates it.
+// activeInvoices is how many invoices (ids 1..activeInvoices) every tenant
+// made by active has: the API enqueues work only for invoices that exist.
+const activeInvoices = 50
+
+// active provisions slug, migrates its schema (what tenant:migrate does),
+// gives it invoices 1..activeInvoices and activates it.
 func (b *bundle) active(t testing.TB, slug string) tenant {
 	t.Helper()
 	ctx := context.Background()
 	tn := b.provisioned(t, slug)
 	if _, err := schema.Migrate(ctx, b.pool, tn.Schema, 0); err != nil {
 		t.Fatalf("migrate %s: %v", tn.Schema, err)
+	}
+	invs := make([]invoice.New, activeInvoices)
+	for i := range invs {
+		invs[i] = invoice.New{Number: fmt.Sprintf("%s-%04d", strings.ToUpper(slug), i+1), Status: "sent",
+			Customer: invoice.Customer{Name: "Customer", Email: fmt.Sprintf("c%d@%s.example", i, slug)}}
+	}
+	err := schema.InTenant(tenantctx.WithTenant(ctx, tn.Tenant), b.pool, func(ctx context.Context, tx pgx.Tx) error {
+		_, err := invoice.Create(ctx, tx, invs...)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("invoices of %s: %v", slug, err)
 	}
 	tt, err := b.catalog.SetStatus(ctx, tn.ID, tenantctx.StatusActive)
 	if err != nil {

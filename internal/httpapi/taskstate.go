@@ -1,9 +1,12 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
+
+	"github.com/hibiken/asynq"
 
 	"github.com/invoicing/tenantworker/tasks"
 	"github.com/invoicing/tenantworker/tenantctx"
@@ -11,18 +14,31 @@ import (
 
 // taskBody answers GET /v1/tasks/{task_id}.
 type taskBody struct {
-	TaskID    string `json:"task_id"`
-	Type      string `json:"type"`
-	State     string `json:"state"`
-	Retried   int    `json:"retried"`
+	TaskID  string `json:"task_id"`
+	Type    string `json:"type"`
+	State   string `json:"state"`
+	Retried int    `json:"retried"`
+	// LastError is a stable, safe reason (publicLastError), never the
+	// task's error message.
 	LastError string `json:"last_error"`
 	// Result is the task's result: raw JSON when it is JSON, a string
 	// otherwise, null when there is none.
 	Result any `json:"result"`
 }
 
+// What a tenant is shown of a task's last error, besides the reasons the
+// worker records for archived tasks (worker.PublicReason).
+const (
+	// reasonRetrying: the last attempt failed and the task will run again.
+	reasonRetrying = "temporary failure, will be retried"
+	// reasonFailed: archived, with no record of why (written before
+	// records existed, or the record could not be read).
+	reasonFailed = "failed"
+)
+
 // taskState is GET /v1/tasks/{task_id}: only the tenant's own tasks; every
-// other id, existing or not, is 404.
+// other id, existing or not, is 404. A task asynq no longer has is found
+// in the tenant's own records of archived tasks (tasks.TaskRecords).
 func (h *Handler) taskState(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	t := tenantctx.MustFromContext(ctx)
@@ -37,7 +53,7 @@ func (h *Handler) taskState(w http.ResponseWriter, r *http.Request) {
 	}
 	body := taskBody{
 		TaskID: ti.ID, Type: ti.Type, State: ti.State.String(),
-		Retried: ti.Retried, LastError: ti.LastErr,
+		Retried: ti.Retried, LastError: h.publicLastError(ctx, t.ID, ti),
 	}
 	switch {
 	case len(ti.Result) == 0:
@@ -47,4 +63,25 @@ func (h *Handler) taskState(w http.ResponseWriter, r *http.Request) {
 		body.Result = string(ti.Result)
 	}
 	writeJSON(w, http.StatusOK, body)
+}
+
+// publicLastError is what the tenant sees of ti's last error: nothing when
+// there is none or the task completed; for an archived task, the reason the
+// worker recorded; otherwise that it will be retried. The error itself
+// (which may hold SQL errors, file paths, the mail server's user and host)
+// stays in the logs and the dashboard.
+func (h *Handler) publicLastError(ctx context.Context, tenantID string, ti *asynq.TaskInfo) string {
+	switch {
+	case ti.LastErr == "", ti.State == asynq.TaskStateCompleted:
+		return ""
+	case ti.State != asynq.TaskStateArchived:
+		return reasonRetrying
+	case h.opts.TaskRecords == nil:
+		return reasonFailed
+	}
+	rec, err := h.opts.TaskRecords.Get(ctx, tenantID, ti.ID)
+	if err != nil || rec.Reason == "" {
+		return reasonFailed
+	}
+	return rec.Reason
 }

@@ -40,9 +40,15 @@ func (h *Handler) tenantSlug(r *http.Request) (string, error) {
 // tenant authenticates a tenant route and puts the tenant into the
 // request's context (tenantctx.WithTenant). The order of checks is in the
 // package documentation; which status may be served is the status policy
-// (tenantctx.Status.Decide with tenantctx.Work).
+// (tenantctx.Status.Decide with tenantctx.Work). Every failure with a
+// presented key counts against the client address (failureLimiter); an
+// address out of attempts gets 429 before anything is looked up.
 func (h *Handler) tenant(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		addr := h.clientAddr(r)
+		if refuseIfLimited(w, h.tenantFails, addr) {
+			return
+		}
 		slug, err := h.tenantSlug(r)
 		if err != nil {
 			writeError(w, http.StatusBadRequest, "invalid tenant host")
@@ -50,6 +56,9 @@ func (h *Handler) tenant(next http.Handler) http.Handler {
 		}
 		key, ok := bearerToken(r)
 		if !ok || storage.CheckAPIKeyFormat(key) != nil {
+			if ok {
+				h.tenantFails.fail(addr)
+			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="api"`)
 			writeError(w, http.StatusUnauthorized, "missing or malformed API key")
 			return
@@ -58,6 +67,7 @@ func (h *Handler) tenant(next http.Handler) http.Handler {
 		t, err := h.opts.Catalog.TenantBySlug(ctx, slug)
 		switch {
 		case errors.Is(err, storage.ErrNotFound):
+			h.tenantFails.fail(addr)
 			writeError(w, http.StatusNotFound, "unknown tenant")
 			return
 		case err != nil:
@@ -66,12 +76,14 @@ func (h *Handler) tenant(next http.Handler) http.Handler {
 		case t.Status.Decide(tenantctx.Work) == tenantctx.Refuse:
 			// Being deleted (or an unknown status): as if it did not
 			// exist, before the key says anything.
+			h.tenantFails.fail(addr)
 			writeError(w, http.StatusNotFound, "unknown tenant")
 			return
 		}
 		owner, err := h.opts.Catalog.TenantForAPIKey(ctx, key)
 		switch {
 		case errors.Is(err, storage.ErrNotFound):
+			h.tenantFails.fail(addr)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="api", error="invalid_token"`)
 			writeError(w, http.StatusUnauthorized, "invalid API key")
 			return
@@ -79,8 +91,12 @@ func (h *Handler) tenant(next http.Handler) http.Handler {
 			h.internalError(w, r, "tenant for api key", err)
 			return
 		case owner != t.ID:
+			h.tenantFails.fail(addr)
 			writeError(w, http.StatusForbidden, "API key does not belong to this tenant")
 			return
+		}
+		if h.opts.KeyUsage != nil {
+			h.opts.KeyUsage.Touch(key)
 		}
 		info(ctx).tenantID = t.ID
 		if t.Status.Decide(tenantctx.Work) != tenantctx.Run {

@@ -21,9 +21,12 @@ const (
 	ActionMigrated Action = "tenant.migrated"
 	// ActionStatusChanged: the tenant's status changed {from, to}.
 	ActionStatusChanged Action = "tenant.status_changed"
-	// ActionKeyIssued: a new API key was issued {slug}; the key is never
-	// recorded.
+	// ActionKeyIssued: a new API key was issued {slug, key_id, prefix}; the
+	// key is never recorded.
 	ActionKeyIssued Action = "tenant.key_issued"
+	// ActionKeyRevoked: an API key was revoked {slug, key_id, prefix};
+	// written once per key.
+	ActionKeyRevoked Action = "tenant.key_revoked"
 	// ActionDeletionRequested: an operator asked for the tenant's erasure
 	// {slug, from, task_id}; written once per tenant.
 	ActionDeletionRequested Action = "tenant.deletion_requested"

@@ -32,14 +32,21 @@ type Deletion struct {
 // tenant) and writes no second request entry.
 //
 // Errors: storage.ErrNotFound for an unknown id, storage.ErrInvalidTransition
-// when the lifecycle forbids it.
+// when the lifecycle forbids it; storage.ErrInvalidationFailed (with the
+// Deletion filled in) when the tenant was marked deleting and its destroy
+// enqueued but the cache invalidation could not be published.
 func (s *Service) RequestDeletion(ctx context.Context, id, actor string) (Deletion, error) {
 	t, err := s.catalog.TenantByID(ctx, id)
 	if err != nil {
 		return Deletion{}, fmt.Errorf("request deletion: %w", err)
 	}
 	prev := t.Status
-	if t, err = s.catalog.SetStatus(ctx, id, tenantctx.StatusDeleting); err != nil {
+	t, err = s.catalog.SetStatus(ctx, id, tenantctx.StatusDeleting)
+	// Marked deleting but not propagated (storage.ErrInvalidationFailed):
+	// the deletion goes on and the error is returned at the end, because
+	// other processes may still serve the tenant (docs/architecture.md, P18).
+	notPropagated := err
+	if err != nil && !errors.Is(err, storage.ErrInvalidationFailed) {
 		return Deletion{}, fmt.Errorf("request deletion of tenant %s: %w", id, err)
 	}
 	var discarded int
@@ -63,6 +70,9 @@ func (s *Service) RequestDeletion(ctx context.Context, id, actor string) (Deleti
 	res, err := s.enqueuer.Enqueue(ctx, p)
 	if err != nil {
 		return Deletion{Tenant: t}, fmt.Errorf("request deletion of tenant %s: %w", id, err)
+	}
+	if notPropagated != nil {
+		return Deletion{Tenant: t, TaskID: res.Info.ID}, fmt.Errorf("request deletion of tenant %s: %w", id, notPropagated)
 	}
 	return Deletion{Tenant: t, TaskID: res.Info.ID}, nil
 }
@@ -108,7 +118,16 @@ func (s *Service) Destroy(ctx context.Context, t tenantctx.Tenant, actor string)
 	if err := s.auditOnce(ctx, t.ID, actor, ActionDeletionCompleted, done); err != nil {
 		return Erasure{}, err
 	}
-	if err := s.catalog.DeleteTenant(ctx, t.ID); err != nil && !errors.Is(err, storage.ErrNotFound) {
+	// A row deleted whose invalidation was not propagated is only logged:
+	// the tenant has been refused everywhere since it was marked deleting,
+	// and a retry would find no tenant to run for.
+	err := s.catalog.DeleteTenant(ctx, t.ID)
+	if errors.Is(err, storage.ErrInvalidationFailed) {
+		s.logger.WarnContext(ctx, "destroy tenant: catalog row deleted, cache invalidation not propagated",
+			slog.String("tenant_id", t.ID), slog.String("error", err.Error()))
+		err = nil
+	}
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return Erasure{}, fmt.Errorf("destroy tenant %s: delete catalog row: %w", t.ID, err)
 	}
 	if s.fair != nil {

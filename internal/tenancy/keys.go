@@ -2,26 +2,90 @@ package tenancy
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 
+	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
 
 // IssueKey creates a new API key for the tenant and writes
-// ActionKeyIssued; the key's plaintext exists only in the return value. A
-// tenant whose status refuses work (being deleted) gets none: ErrRefused.
-func (s *Service) IssueKey(ctx context.Context, id, actor string) (string, tenantctx.Tenant, error) {
+// ActionKeyIssued {slug, key_id, prefix}; the key's plaintext exists only
+// in the return value, next to its record. A tenant whose status refuses
+// work (being deleted) gets none: ErrRefused. An unknown tenant is
+// storage.ErrNotFound.
+func (s *Service) IssueKey(ctx context.Context, id, actor string) (string, storage.APIKey, error) {
 	t, err := s.catalog.TenantByID(ctx, id)
 	if err != nil {
-		return "", t, fmt.Errorf("issue api key: %w", err)
+		return "", storage.APIKey{}, fmt.Errorf("issue api key: %w", err)
 	}
 	if t.Status.Decide(tenantctx.Work) == tenantctx.Refuse {
-		return "", t, fmt.Errorf("issue api key for tenant %s: %w: tenant is %s", id, ErrRefused, t.Status)
+		return "", storage.APIKey{}, fmt.Errorf("issue api key for tenant %s: %w: tenant is %s", id, ErrRefused, t.Status)
 	}
-	key, err := s.catalog.CreateAPIKey(ctx, id)
+	k, key, err := s.catalog.IssueAPIKey(ctx, id)
 	if err != nil {
-		return "", t, fmt.Errorf("issue api key for tenant %s: %w", id, err)
+		return "", storage.APIKey{}, fmt.Errorf("issue api key for tenant %s: %w", id, err)
 	}
-	s.logFailure(ctx, id, ActionKeyIssued, s.audit(ctx, id, actor, ActionKeyIssued, map[string]string{"slug": t.Slug}))
-	return key, t, nil
+	s.logFailure(ctx, id, ActionKeyIssued, s.audit(ctx, id, actor, ActionKeyIssued, keyDetail(t, k)))
+	return key, k, nil
+}
+
+// ListKeys returns the tenant's API keys, revoked ones included, oldest
+// first: ids, display prefixes and times, never a key. An unknown tenant
+// is storage.ErrNotFound.
+func (s *Service) ListKeys(ctx context.Context, id string) ([]storage.APIKey, error) {
+	if _, err := s.catalog.TenantByID(ctx, id); err != nil {
+		return nil, fmt.Errorf("list api keys: %w", err)
+	}
+	keys, err := s.catalog.ListAPIKeys(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("list api keys of tenant %s: %w", id, err)
+	}
+	return keys, nil
+}
+
+// RevokeKey revokes one API key of the tenant and writes ActionKeyRevoked
+// {slug, key_id, prefix} the first time; revoking it again changes and
+// records nothing. From its return on, the key is refused by this process,
+// and by every other process as soon as the cache's invalidation reaches
+// it (docs/architecture.md, P18).
+//
+// Errors: storage.ErrNotFound for an unknown tenant or a key id the tenant
+// does not have; an error wrapping storage.ErrInvalidationFailed when the
+// key is revoked but the invalidation could not be published, so other
+// processes may still accept it: the caller must report a failure (the
+// HTTP API answers 503), and a retry publishes again.
+func (s *Service) RevokeKey(ctx context.Context, id string, keyID int64, actor string) error {
+	t, err := s.catalog.TenantByID(ctx, id)
+	if err != nil {
+		return fmt.Errorf("revoke api key %d: %w", keyID, err)
+	}
+	// What the key was before, for the audit entry; the catalog is the
+	// judge of whether it exists.
+	keys, err := s.catalog.ListAPIKeys(ctx, id)
+	if err != nil {
+		return fmt.Errorf("revoke api key %d of tenant %s: %w", keyID, id, err)
+	}
+	before := storage.APIKey{ID: keyID}
+	if i := slices.IndexFunc(keys, func(k storage.APIKey) bool { return k.ID == keyID }); i >= 0 {
+		before = keys[i]
+	}
+	err = s.catalog.RevokeAPIKey(ctx, id, keyID)
+	if err != nil && !errors.Is(err, storage.ErrInvalidationFailed) {
+		return fmt.Errorf("revoke api key %d of tenant %s: %w", keyID, id, err)
+	}
+	if before.RevokedAt == nil {
+		// Revoked in the catalog, propagated or not: record it.
+		s.logFailure(ctx, id, ActionKeyRevoked, s.audit(ctx, id, actor, ActionKeyRevoked, keyDetail(t, before)))
+	}
+	if err != nil {
+		return fmt.Errorf("revoke api key %d of tenant %s: %w", keyID, id, err)
+	}
+	return nil
+}
+
+// keyDetail is the audit detail of a key: never the key, only which one.
+func keyDetail(t tenantctx.Tenant, k storage.APIKey) map[string]any {
+	return map[string]any{"slug": t.Slug, "key_id": k.ID, "prefix": k.Prefix}
 }

@@ -2,6 +2,7 @@ package tenancy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/invoicing/tenantworker/fair"
@@ -21,7 +22,10 @@ import (
 //
 // The status changes first: if the hold then fails (Redis unreachable),
 // the error says so, the tenant is suspended and its tasks wait the old
-// way (retried every 15-30 s); suspending again completes the hold.
+// way (retried every 15-30 s); suspending again completes the hold. A
+// change saved whose cache invalidation could not be published returns
+// the tenant and an error wrapping storage.ErrInvalidationFailed (so does
+// Resume).
 func (s *Service) Suspend(ctx context.Context, id, actor string) (tenantctx.Tenant, error) {
 	t, err := s.changeStatus(ctx, id, tenantctx.StatusActive, tenantctx.StatusSuspended, actor)
 	if err != nil || s.fair == nil {
@@ -64,12 +68,19 @@ func (s *Service) changeStatus(ctx context.Context, id string, from, to tenantct
 		return t, fmt.Errorf("move tenant %s from %s to %s: %w", id, t.Status, to, storage.ErrInvalidTransition)
 	}
 	moved, err := s.catalog.SetStatus(ctx, id, to)
-	if err != nil {
+	// Saved but not propagated (storage.ErrInvalidationFailed): the change
+	// happened and is audited, and the error is returned, because other
+	// processes may still serve the old status (docs/architecture.md, P18).
+	notPropagated := errors.Is(err, storage.ErrInvalidationFailed)
+	if err != nil && !notPropagated {
 		return t, fmt.Errorf("move tenant %s to %s: %w", id, to, err)
 	}
 	if t.Status != to {
 		detail := map[string]string{"from": string(t.Status), "to": string(to)}
 		s.logFailure(ctx, id, ActionStatusChanged, s.audit(ctx, id, actor, ActionStatusChanged, detail))
+	}
+	if notPropagated {
+		return moved, fmt.Errorf("move tenant %s to %s: %w", id, to, err)
 	}
 	return moved, nil
 }

@@ -28,6 +28,7 @@ type bundle struct {
 	catalog   *storage.Postgres
 	docs      *storage.FS
 	inspector *asynq.Inspector
+	enqueuer  *tasks.Enqueuer
 	svc       *tenancy.Service
 	pool      *pgxpool.Pool
 }
@@ -52,7 +53,7 @@ func setup(t *testing.T) *bundle {
 	client, inspector := asynq.NewClient(redis), asynq.NewInspector(redis)
 	t.Cleanup(func() { _ = client.Close(); _ = inspector.Close() })
 	enq := tasks.NewEnqueuer(client, inspector, nil)
-	return &bundle{ctx: ctx, catalog: catalog, docs: docs, inspector: inspector, pool: pool,
+	return &bundle{ctx: ctx, catalog: catalog, docs: docs, inspector: inspector, pool: pool, enqueuer: enq,
 		svc: tenancy.New(tenancy.Config{Catalog: catalog, Enqueuer: enq, Documents: docs, SchemaPool: pool})}
 }
 

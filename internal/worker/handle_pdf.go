@@ -118,5 +118,5 @@ func document(inv invoice.Invoice, tenantName string) pdf.Invoice {
 // invoiceNotFound is the permanent error of a task whose invoice does not
 // exist: retrying cannot make it appear.
 func invoiceNotFound(id int64, tenantID string) error {
-	return Permanentf("invoice %d not found in tenant %s", id, tenantID)
+	return Permanentf("invoice %d not found in tenant %s: %w", id, tenantID, invoice.ErrNotFound)
 }

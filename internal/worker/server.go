@@ -55,6 +55,9 @@ type ServerOptions struct {
 	DelayedTaskCheckInterval time.Duration
 	// BaseContext, when set, is the parent of every handler's ctx.
 	BaseContext func() context.Context
+	// Records, when set, receives a per-tenant record of every tenant task
+	// archived (records.go); nil records nothing.
+	Records *tasks.TaskRecords
 	// Logger receives asynq's logs and task errors; nil means
 	// slog.Default().
 	Logger *slog.Logger
@@ -94,7 +97,7 @@ func ServerConfig(opts ServerOptions) asynq.Config {
 		ShutdownTimeout:          o.ShutdownTimeout,
 		TaskCheckInterval:        o.TaskCheckInterval,
 		DelayedTaskCheckInterval: o.DelayedTaskCheckInterval,
-		ErrorHandler:             errorHandler(o.Logger),
+		ErrorHandler:             errorHandler(o.Logger, o.Records),
 		Logger:                   NewAsynqLogger(o.Logger),
 		LogLevel:                 asynqLogLevel(o.Logger),
 	}
@@ -128,8 +131,9 @@ func retryDelay(lo, hi time.Duration) asynq.RetryDelayFunc {
 }
 
 // errorHandler logs what the per-attempt log line cannot know: that this
-// failure archives the task (skip retry, or retries exhausted).
-func errorHandler(logger *slog.Logger) asynq.ErrorHandler {
+// failure archives the task (skip retry, or retries exhausted); and then
+// writes the tenant's record of the archived task when records is set.
+func errorHandler(logger *slog.Logger, records *tasks.TaskRecords) asynq.ErrorHandler {
 	return asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
 		taskID, _ := asynq.GetTaskID(ctx)
 		retried, _ := asynq.GetRetryCount(ctx)
@@ -143,8 +147,12 @@ func errorHandler(logger *slog.Logger) asynq.ErrorHandler {
 		}
 		// The error handler runs outside the middleware chain, so the
 		// envelope is opened again here: only for failed attempts.
-		if env := openEnvelope(t); !env.System {
+		env := openEnvelope(t)
+		if !env.System {
 			attrs = append(attrs, slog.String("tenant_id", env.TenantID))
+		}
+		if archives(err, retried, maxRetry) {
+			recordArchive(ctx, records, logger, env, t, err, retried) // task records hook (records.go)
 		}
 		switch {
 		case errors.Is(err, ErrTenantNotReady):

@@ -98,6 +98,7 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 		Concurrency:       cfg.WorkerConcurrency,
 		ShutdownTimeout:   cfg.ShutdownTimeout,
 		TaskCheckInterval: cfg.TaskCheckInterval,
+		Records:           d.TaskRecords,
 		Logger:            logger,
 	}
 	if opts.Server != nil {

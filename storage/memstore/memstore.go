@@ -27,6 +27,7 @@ type Catalog struct {
 	slugs   map[string]string           // slug -> id
 	schemas map[string]string           // schema -> id
 	keys    map[string]memoryKey        // key hash -> key
+	keySeq  int64                       // the last key id handed out
 	audit   []storage.AuditEntry
 
 	queries atomic.Int64
@@ -35,9 +36,8 @@ type Catalog struct {
 
 // memoryKey is one stored API key: only its hash, never the plaintext.
 type memoryKey struct {
-	hash     string
-	tenantID string
-	revoked  bool
+	hash string
+	storage.APIKey
 }
 
 var _ storage.Catalog = (*Catalog)(nil)
@@ -206,7 +206,7 @@ func (m *Catalog) DeleteTenant(_ context.Context, id string) error {
 	delete(m.slugs, t.Slug)
 	delete(m.schemas, t.Schema)
 	for hash, k := range m.keys {
-		if k.tenantID == id {
+		if k.TenantID == id {
 			delete(m.keys, hash)
 		}
 	}
@@ -215,18 +215,9 @@ func (m *Catalog) DeleteTenant(_ context.Context, id string) error {
 
 // CreateAPIKey stores the hash of a new key for the tenant and returns the
 // plaintext key, the only time it is ever seen.
-func (m *Catalog) CreateAPIKey(_ context.Context, tenantID string) (string, error) {
-	if err := tenantctx.ValidateID(tenantID); err != nil {
-		return "", fmt.Errorf("create api key: %w: %w", storage.ErrNotFound, err)
-	}
-	key, hash := storage.NewAPIKey()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, ok := m.tenants[tenantID]; !ok {
-		return "", fmt.Errorf("create api key for tenant %s: %w", tenantID, storage.ErrNotFound)
-	}
-	m.keys[hash] = memoryKey{hash: hash, tenantID: tenantID}
-	return key, nil
+func (m *Catalog) CreateAPIKey(ctx context.Context, tenantID string) (string, error) {
+	_, key, err := m.IssueAPIKey(ctx, tenantID)
+	return key, err
 }
 
 // TenantForAPIKey returns the id of the tenant owning key, or storage.ErrNotFound
@@ -244,10 +235,10 @@ func (m *Catalog) TenantForAPIKey(_ context.Context, key string) (string, error)
 	m.mu.RLock()
 	k, ok := m.keys[hash]
 	m.mu.RUnlock()
-	if !ok || subtle.ConstantTimeCompare([]byte(k.hash), []byte(hash)) != 1 || k.revoked {
+	if !ok || subtle.ConstantTimeCompare([]byte(k.hash), []byte(hash)) != 1 || k.RevokedAt != nil {
 		return "", fmt.Errorf("tenant for api key: %w", storage.ErrNotFound)
 	}
-	return k.tenantID, nil
+	return k.TenantID, nil
 }
 
 // RevokeAPIKeys revokes every key of the tenant. A tenant without keys (or
@@ -255,9 +246,10 @@ func (m *Catalog) TenantForAPIKey(_ context.Context, key string) (string, error)
 func (m *Catalog) RevokeAPIKeys(_ context.Context, tenantID string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	now := m.now()
 	for hash, k := range m.keys {
-		if k.tenantID == tenantID {
-			k.revoked = true
+		if k.TenantID == tenantID && k.RevokedAt == nil {
+			k.RevokedAt = &now
 			m.keys[hash] = k
 		}
 	}

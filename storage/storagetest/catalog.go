@@ -35,6 +35,7 @@ func TestCatalog(t *testing.T, newCatalog NewCatalogFunc) {
 		{"Delete", testDelete},
 		{"APIKeys", testAPIKeys},
 		{"APIKeysRejected", testAPIKeysRejected},
+		{"APIKeyLifecycle", testAPIKeyLifecycle},
 		{"Audit", testAudit},
 	}
 	for _, tt := range tests {

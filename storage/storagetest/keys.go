@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tenantctx"
@@ -96,5 +97,95 @@ func testAPIKeysRejected(t *testing.T, c storage.Catalog) {
 	}
 	if got, err := c.TenantForAPIKey(ctx, key); err != nil || got != tn.ID {
 		t.Errorf("TenantForAPIKey(valid key) = %q, %v; want %s", got, err, tn.ID)
+	}
+}
+
+func testAPIKeyLifecycle(t *testing.T, c storage.Catalog) {
+	ctx := testContext(t)
+	a := mustCreate(t, ctx, c, tenantctx.StatusActive)
+	b := mustCreate(t, ctx, c, tenantctx.StatusActive)
+	issue := func(tenantID string) (storage.APIKey, string) {
+		t.Helper()
+		k, key, err := c.IssueAPIKey(ctx, tenantID)
+		if err != nil {
+			t.Fatalf("IssueAPIKey(%s): %v", tenantID, err)
+		}
+		if k.ID <= 0 || k.TenantID != tenantID || k.Prefix != storage.APIKeyDisplayPrefix(key) ||
+			len(k.Prefix) != storage.APIKeyDisplayLen || k.CreatedAt.IsZero() || k.LastUsedAt != nil || k.RevokedAt != nil {
+			t.Fatalf("IssueAPIKey(%s) = %+v for key %s...", tenantID, k, k.Prefix)
+		}
+		return k, key
+	}
+	a1, keyA1 := issue(a.ID)
+	a2, keyA2 := issue(a.ID)
+	b1, keyB1 := issue(b.ID)
+	if a1.ID == a2.ID || a2.ID == b1.ID {
+		t.Fatalf("key ids %d, %d, %d are not distinct", a1.ID, a2.ID, b1.ID)
+	}
+	if _, _, err := c.IssueAPIKey(ctx, tenantctx.NewID()); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("IssueAPIKey(unknown tenant) = %v, want ErrNotFound", err)
+	}
+
+	list := func(tenantID string) []storage.APIKey {
+		t.Helper()
+		keys, err := c.ListAPIKeys(ctx, tenantID)
+		if err != nil {
+			t.Fatalf("ListAPIKeys(%s): %v", tenantID, err)
+		}
+		return keys
+	}
+	if got := list(a.ID); len(got) != 2 || got[0].ID != a1.ID || got[1].ID != a2.ID || got[0].Prefix != a1.Prefix {
+		t.Fatalf("ListAPIKeys(a) = %+v, want keys %d and %d in that order", got, a1.ID, a2.ID)
+	}
+	if got := list(tenantctx.NewID()); len(got) != 0 {
+		t.Errorf("ListAPIKeys(unknown tenant) = %+v, want none", got)
+	}
+
+	// Revoking one key leaves the tenant's other keys and other tenants'
+	// keys valid; another tenant's key id is not found.
+	if err := c.RevokeAPIKey(ctx, b.ID, a1.ID); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("RevokeAPIKey(b, key of a) = %v, want ErrNotFound", err)
+	}
+	if err := c.RevokeAPIKey(ctx, a.ID, b1.ID+a2.ID+1000); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("RevokeAPIKey(unknown id) = %v, want ErrNotFound", err)
+	}
+	if err := c.RevokeAPIKey(ctx, a.ID, a1.ID); err != nil {
+		t.Fatalf("RevokeAPIKey(a, %d): %v", a1.ID, err)
+	}
+	if err := c.RevokeAPIKey(ctx, a.ID, a1.ID); err != nil {
+		t.Errorf("RevokeAPIKey again: %v", err)
+	}
+	if _, err := c.TenantForAPIKey(ctx, keyA1); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("revoked key: %v, want ErrNotFound", err)
+	}
+	for key, want := range map[string]string{keyA2: a.ID, keyB1: b.ID} {
+		if got, err := c.TenantForAPIKey(ctx, key); err != nil || got != want {
+			t.Errorf("unrevoked key = %q, %v; want %s", got, err, want)
+		}
+	}
+	got := list(a.ID)
+	if got[0].RevokedAt == nil || got[1].RevokedAt != nil {
+		t.Errorf("after revoking key %d: %+v", a1.ID, got)
+	}
+
+	// Last use: set by hash, never moved back, unknown hashes ignored.
+	t1 := time.Now().UTC().Add(-time.Minute).Truncate(time.Microsecond)
+	t2 := t1.Add(30 * time.Second)
+	uses := map[string]time.Time{storage.HashAPIKey(keyA2): t2, storage.HashAPIKey("tk_unknown"): t2}
+	if err := c.RecordAPIKeyUse(ctx, uses); err != nil {
+		t.Fatalf("RecordAPIKeyUse: %v", err)
+	}
+	if err := c.RecordAPIKeyUse(ctx, map[string]time.Time{storage.HashAPIKey(keyA2): t1}); err != nil {
+		t.Fatalf("RecordAPIKeyUse (older): %v", err)
+	}
+	if err := c.RecordAPIKeyUse(ctx, nil); err != nil {
+		t.Errorf("RecordAPIKeyUse(nil): %v", err)
+	}
+	got = list(a.ID)
+	if got[1].LastUsedAt == nil || !got[1].LastUsedAt.Equal(t2) || got[0].LastUsedAt != nil {
+		t.Errorf("last use after recording %v then %v: %+v", t2, t1, got)
+	}
+	if got := list(b.ID); got[0].LastUsedAt != nil {
+		t.Errorf("another tenant's key got a last use: %+v", got)
 	}
 }

@@ -1,0 +1,158 @@
+package httpapi
+
+import (
+	"math"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// DefaultAuthFailuresPerMinute is how many failed authentications one
+// client address may make per minute (and in a burst) before it gets 429.
+const DefaultAuthFailuresPerMinute = 20
+
+// maxLimiterEntries bounds the addresses a failureLimiter remembers.
+const maxLimiterEntries = 100_000
+
+// failureLimiter rate-limits failed authentication per client address
+// with a token bucket: each failure takes a token, perMinute tokens refill
+// per minute up to perMinute. An address without a token is refused (429
+// with Retry-After) before its request costs a catalog look-up, so random
+// keys or random subdomains cannot hammer the catalog (P14 in
+// docs/architecture.md), nor guess the admin token. Successful requests
+// take nothing. It is safe for concurrent use.
+type failureLimiter struct {
+	rate     float64 // tokens per second
+	capacity float64
+	now      func() time.Time
+
+	mu      sync.Mutex
+	buckets map[string]limiterBucket
+}
+
+// limiterBucket is one address's tokens at a time.
+type limiterBucket struct {
+	tokens float64
+	at     time.Time
+}
+
+// newFailureLimiter returns a limiter allowing perMinute failures per
+// minute per address; nil (no limit) when perMinute is negative.
+func newFailureLimiter(perMinute int, now func() time.Time) *failureLimiter {
+	if perMinute < 0 {
+		return nil
+	}
+	if perMinute == 0 {
+		perMinute = DefaultAuthFailuresPerMinute
+	}
+	return &failureLimiter{
+		rate: float64(perMinute) / 60, capacity: float64(perMinute), now: now,
+		buckets: make(map[string]limiterBucket),
+	}
+}
+
+// tokensLocked returns addr's tokens now.
+func (l *failureLimiter) tokensLocked(addr string, now time.Time) float64 {
+	b, ok := l.buckets[addr]
+	if !ok {
+		return l.capacity
+	}
+	return min(l.capacity, b.tokens+now.Sub(b.at).Seconds()*l.rate)
+}
+
+// retryAfter returns how long addr must wait before its next attempt, or
+// 0 when it may try now.
+func (l *failureLimiter) retryAfter(addr string) time.Duration {
+	if l == nil {
+		return 0
+	}
+	now := l.now()
+	l.mu.Lock()
+	tokens := l.tokensLocked(addr, now)
+	l.mu.Unlock()
+	if tokens >= 1 {
+		return 0
+	}
+	return time.Duration((1 - tokens) / l.rate * float64(time.Second))
+}
+
+// fail takes a token from addr.
+func (l *failureLimiter) fail(addr string) {
+	if l == nil {
+		return
+	}
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	tokens := l.tokensLocked(addr, now)
+	if _, ok := l.buckets[addr]; !ok && len(l.buckets) >= maxLimiterEntries {
+		l.evictLocked(now)
+	}
+	l.buckets[addr] = limiterBucket{tokens: max(tokens-1, 0), at: now}
+}
+
+// evictLocked forgets addresses whose bucket has refilled (they are as if
+// never seen) and, if that is not enough, arbitrary ones down to 90%.
+func (l *failureLimiter) evictLocked(now time.Time) {
+	for addr := range l.buckets {
+		if l.tokensLocked(addr, now) >= l.capacity {
+			delete(l.buckets, addr)
+		}
+	}
+	for addr := range l.buckets {
+		if len(l.buckets) < maxLimiterEntries-maxLimiterEntries/10 {
+			break
+		}
+		delete(l.buckets, addr)
+	}
+}
+
+// refuseIfLimited answers 429 with Retry-After (whole seconds, at least 1)
+// and returns true when addr has used up its failed attempts.
+func refuseIfLimited(w http.ResponseWriter, l *failureLimiter, addr string) bool {
+	wait := l.retryAfter(addr)
+	if wait <= 0 {
+		return false
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(wait.Seconds())))))
+	writeError(w, http.StatusTooManyRequests, "too many failed authentication attempts, retry later")
+	return true
+}
+
+// clientAddr returns the address failed authentications are counted by:
+// the peer's IP, or, when Options.ClientIPHeader names a header set by a
+// trusted proxy, the last address in it. IPv6 addresses count per /64,
+// the block one client usually holds.
+func (h *Handler) clientAddr(r *http.Request) string {
+	var ip netip.Addr
+	if hdr := h.opts.ClientIPHeader; hdr != "" {
+		if v := r.Header.Values(hdr); len(v) > 0 {
+			last := v[len(v)-1]
+			if i := strings.LastIndexByte(last, ','); i >= 0 {
+				last = last[i+1:]
+			}
+			ip, _ = netip.ParseAddr(strings.TrimSpace(last))
+		}
+	}
+	if !ip.IsValid() {
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		if err != nil {
+			host = r.RemoteAddr
+		}
+		ip, _ = netip.ParseAddr(host)
+	}
+	if !ip.IsValid() {
+		return "unknown"
+	}
+	ip = ip.Unmap()
+	if ip.Is6() {
+		if p, err := ip.Prefix(64); err == nil {
+			return p.String()
+		}
+	}
+	return ip.String()
+}

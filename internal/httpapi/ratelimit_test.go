@@ -1,0 +1,133 @@
+package httpapi_test
+
+import (
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"strconv"
+	"testing"
+
+	"github.com/invoicing/tenantworker/internal/httpapi"
+	"github.com/invoicing/tenantworker/storage"
+)
+
+// TestFailedAuthIsRateLimited: 500 requests with random keys, then 500 with
+// random subdomains, from one client address cost the catalog about as
+// many queries as the address may fail per minute, not 500 each: past its
+// limit the address gets 429 with Retry-After before any look-up. Other
+// addresses are not affected; a /64 of IPv6 counts as one address; failed
+// admin tokens and dashboard passwords are limited the same way, sharing
+// one budget per address (P14 in docs/architecture.md).
+func TestFailedAuthIsRateLimited(t *testing.T) {
+	t.Parallel()
+	const perMinute = 10
+	b := setup(t, func(o *httpapi.Options) {
+		o.AuthFailuresPerMinute = perMinute
+		o.ClientIPHeader = "X-Real-IP"
+	})
+	acme := b.active(t, "acme")
+	from := func(ip string) http.Header { return http.Header{"X-Real-Ip": {ip}} }
+	call := func(ip, host, key string) response {
+		return b.do(t, request{method: http.MethodPost, host: host, path: "/v1/invoices/1/pdf", bearer: key, header: from(ip)})
+	}
+	randomKey := func() string { k, _ := storage.NewAPIKey(); return k }
+
+	for i, attack := range []struct {
+		name, ip string
+		host     func(int) string
+		key      func() string
+		first    int
+	}{
+		{"random keys", "198.51.100.7", func(int) string { return acme.host() }, randomKey, http.StatusUnauthorized},
+		{"random subdomains", "203.0.113.9", func(i int) string { return fmt.Sprintf("guess-%d%s", i, suffix) }, randomKey, http.StatusNotFound},
+	} {
+		before := b.pg.Queries()
+		counts := map[int]int{}
+		for j := range 500 {
+			r := call(attack.ip, attack.host(i*1000+j), attack.key())
+			counts[r.status]++
+			if r.status == http.StatusTooManyRequests {
+				if s, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || s < 1 {
+					t.Fatalf("%s: 429 with Retry-After %q", attack.name, r.header.Get("Retry-After"))
+				}
+			}
+		}
+		queries := b.pg.Queries() - before
+		t.Logf("%s: 500 requests from one address: %v, %d catalog queries", attack.name, counts, queries)
+		if counts[attack.first] != perMinute || counts[http.StatusTooManyRequests] != 500-perMinute {
+			t.Errorf("%s: statuses %v, want %d times %d then 429", attack.name, counts, perMinute, attack.first)
+		}
+		if queries > perMinute+2 {
+			t.Errorf("%s: 500 requests cost %d catalog queries, want at most %d", attack.name, queries, perMinute+2)
+		}
+	}
+
+	// The limited address is refused even with a good key; others are not.
+	if r := call("198.51.100.7", acme.host(), acme.key); r.status != http.StatusTooManyRequests {
+		t.Errorf("limited address with a good key: %d, want 429", r.status)
+	}
+	if r := call("198.51.100.8", acme.host(), acme.key); r.status != http.StatusAccepted {
+		t.Errorf("another address with a good key: %d, want 202", r.status)
+	}
+	// IPv6: one /64 is one client.
+	for i := range perMinute {
+		call(fmt.Sprintf("2001:db8:1:2::%x", i+1), acme.host(), randomKey())
+	}
+	if r := call("2001:db8:1:2::ffff", acme.host(), acme.key); r.status != http.StatusTooManyRequests {
+		t.Errorf("the same /64 after %d failures: %d, want 429", perMinute, r.status)
+	}
+	if r := call("2001:db8:1:3::1", acme.host(), acme.key); r.status != http.StatusAccepted {
+		t.Errorf("another /64: %d, want 202", r.status)
+	}
+	// No key at all costs nothing and counts nothing.
+	for range 2 * perMinute {
+		call("192.0.2.50", acme.host(), "")
+	}
+	if r := call("192.0.2.50", acme.host(), acme.key); r.status != http.StatusAccepted {
+		t.Errorf("after requests without a key: %d, want 202", r.status)
+	}
+
+	// Admin tokens: the same limit, the right token refused while limited.
+	admin := func(ip, token string) int {
+		return b.do(t, request{method: http.MethodGet, path: "/admin/tenants", bearer: token, header: from(ip)}).status
+	}
+	for range perMinute {
+		if got := admin("192.0.2.66", "guess"); got != http.StatusUnauthorized {
+			t.Fatalf("wrong admin token: %d, want 401", got)
+		}
+	}
+	if got := admin("192.0.2.66", "guess"); got != http.StatusTooManyRequests {
+		t.Errorf("admin token guess %d: %d, want 429", perMinute+1, got)
+	}
+	if got := admin("192.0.2.66", adminToken); got != http.StatusTooManyRequests {
+		t.Errorf("limited address with the admin token: %d, want 429", got)
+	}
+	if got := admin("192.0.2.67", adminToken); got != http.StatusOK {
+		t.Errorf("another address with the admin token: %d, want 200", got)
+	}
+
+	// Dashboard logins (HTTP Basic, the admin token as password): the same
+	// limit, shared with the admin API's bearer tokens of that address.
+	dashboard := func(ip, password string) response {
+		return b.do(t, request{method: http.MethodGet, path: "/admin/dashboard/", header: from(ip),
+			auth: "Basic " + base64.StdEncoding.EncodeToString([]byte("ops:"+password))})
+	}
+	for i := range perMinute {
+		if r := dashboard("192.0.2.77", fmt.Sprintf("guess-%d", i)); r.status != http.StatusUnauthorized {
+			t.Fatalf("wrong dashboard password: %d, want 401", r.status)
+		}
+	}
+	r := dashboard("192.0.2.77", "guess")
+	if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" {
+		t.Errorf("dashboard password guess %d: %d (Retry-After %q), want 429 with Retry-After", perMinute+1, r.status, r.header.Get("Retry-After"))
+	}
+	if r := dashboard("192.0.2.77", adminToken); r.status != http.StatusTooManyRequests {
+		t.Errorf("limited address with the right dashboard password: %d, want 429", r.status)
+	}
+	if got := admin("192.0.2.77", adminToken); got != http.StatusTooManyRequests {
+		t.Errorf("admin API from an address limited on the dashboard: %d, want 429", got)
+	}
+	if r := dashboard("192.0.2.78", adminToken); r.status != http.StatusOK {
+		t.Errorf("another address with the right dashboard password: %d, want 200", r.status)
+	}
+}

@@ -1,0 +1,75 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/invoicing/tenantworker/invoice"
+	"github.com/invoicing/tenantworker/pdf"
+	"github.com/invoicing/tenantworker/tasks"
+)
+
+// The reasons a tenant is shown for an archived task (GET /v1/tasks/{id}
+// "last_error"): a fixed set of stable texts. A task's error message stays
+// with the operators (logs, dashboard): it may hold SQL errors, file paths
+// or the mail server's user and host.
+const (
+	ReasonInvoiceNotFound  = "invoice not found"
+	ReasonInvoiceInvalid   = "invoice cannot be rendered"
+	ReasonInvalidTask      = "invalid task"
+	ReasonTimedOut         = "timed out"
+	ReasonRefused          = "task refused"
+	ReasonRetriesExhausted = "failed after retries"
+)
+
+// recordArchiveTimeout bounds writing a task record; it runs detached from
+// the task's ctx, which may be done (a timeout, a shutdown).
+const recordArchiveTimeout = 2 * time.Second
+
+// PublicReason returns the reason a tenant is shown for a task archived
+// with err: one of the Reason constants, never err's text.
+func PublicReason(err error) string {
+	switch {
+	case errors.Is(err, invoice.ErrNotFound):
+		return ReasonInvoiceNotFound
+	case errors.Is(err, pdf.ErrInvalidInvoice):
+		return ReasonInvoiceInvalid
+	case errors.Is(err, tasks.ErrInvalidPayload):
+		return ReasonInvalidTask
+	case errors.Is(err, context.DeadlineExceeded):
+		return ReasonTimedOut
+	case IsPermanent(err):
+		return ReasonRefused
+	}
+	return ReasonRetriesExhausted
+}
+
+// archives reports whether asynq archives a task that failed with err
+// after retried retries of maxRetry (asynq's processor decides the same
+// way, after the error handler ran).
+func archives(err error, retried, maxRetry int) bool {
+	return !errors.Is(err, asynq.RevokeTask) && (IsPermanent(err) || retried >= maxRetry)
+}
+
+// recordArchive writes the tenant's record of a task being archived
+// (tasks.TaskRecords, P15 in docs/architecture.md), so that another tenant's
+// volume can never evict or hide it. A failure is logged: the task is
+// archived in asynq all the same.
+func recordArchive(ctx context.Context, records *tasks.TaskRecords, logger *slog.Logger, env Envelope, t *asynq.Task, err error, retried int) {
+	if records == nil || env.System || env.TenantID == "" {
+		return
+	}
+	taskID, _ := asynq.GetTaskID(ctx)
+	queue, _ := asynq.GetQueueName(ctx)
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordArchiveTimeout)
+	defer cancel()
+	rec := tasks.TaskRecord{TaskID: taskID, Type: t.Type(), Queue: queue, Retried: retried, Reason: PublicReason(err)}
+	if perr := records.Put(rctx, env.TenantID, rec); perr != nil {
+		logger.WarnContext(ctx, "record archived task", slog.String("task_id", taskID),
+			slog.String("tenant_id", env.TenantID), slog.String("error", perr.Error()))
+	}
+}

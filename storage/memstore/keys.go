@@ -1,0 +1,98 @@
+package memstore
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// IssueAPIKey stores the hash and display prefix of a new key for the
+// tenant and returns its record and the plaintext key, the only time it is
+// ever seen.
+func (m *Catalog) IssueAPIKey(_ context.Context, tenantID string) (storage.APIKey, string, error) {
+	if err := tenantctx.ValidateID(tenantID); err != nil {
+		return storage.APIKey{}, "", fmt.Errorf("create api key: %w: %w", storage.ErrNotFound, err)
+	}
+	key, hash := storage.NewAPIKey()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.tenants[tenantID]; !ok {
+		return storage.APIKey{}, "", fmt.Errorf("create api key for tenant %s: %w", tenantID, storage.ErrNotFound)
+	}
+	m.keySeq++
+	k := storage.APIKey{ID: m.keySeq, TenantID: tenantID, Prefix: storage.APIKeyDisplayPrefix(key), CreatedAt: m.now()}
+	m.keys[hash] = memoryKey{hash: hash, APIKey: k}
+	return k, key, nil
+}
+
+// ListAPIKeys returns the tenant's keys, revoked ones included, oldest
+// first.
+func (m *Catalog) ListAPIKeys(_ context.Context, tenantID string) ([]storage.APIKey, error) {
+	m.mu.RLock()
+	out := []storage.APIKey{}
+	for _, k := range m.keys {
+		if k.TenantID == tenantID {
+			out = append(out, copyKey(k.APIKey))
+		}
+	}
+	m.mu.RUnlock()
+	slices.SortFunc(out, func(a, b storage.APIKey) int { return cmp.Compare(a.ID, b.ID) })
+	if len(out) > storage.MaxAPIKeysListed {
+		out = out[:storage.MaxAPIKeysListed]
+	}
+	return out, nil
+}
+
+// RevokeAPIKey revokes one key of the tenant; storage.ErrNotFound when the
+// tenant has no key with that id.
+func (m *Catalog) RevokeAPIKey(_ context.Context, tenantID string, keyID int64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for hash, k := range m.keys {
+		if k.ID != keyID || k.TenantID != tenantID {
+			continue
+		}
+		if k.RevokedAt == nil {
+			now := m.now()
+			k.RevokedAt = &now
+			m.keys[hash] = k
+		}
+		return nil
+	}
+	return fmt.Errorf("revoke api key %d of tenant %.64q: %w", keyID, tenantID, storage.ErrNotFound)
+}
+
+// RecordAPIKeyUse sets the last use of the keys named by their hashes,
+// never moving it backwards.
+func (m *Catalog) RecordAPIKeyUse(_ context.Context, uses map[string]time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for hash, at := range uses {
+		k, ok := m.keys[hash]
+		if !ok || (k.LastUsedAt != nil && !k.LastUsedAt.Before(at)) {
+			continue
+		}
+		at := at.UTC().Truncate(time.Microsecond)
+		k.LastUsedAt = &at
+		m.keys[hash] = k
+	}
+	return nil
+}
+
+// copyKey returns k with its own copies of the time pointers.
+func copyKey(k storage.APIKey) storage.APIKey {
+	if k.LastUsedAt != nil {
+		t := *k.LastUsedAt
+		k.LastUsedAt = &t
+	}
+	if k.RevokedAt != nil {
+		t := *k.RevokedAt
+		k.RevokedAt = &t
+	}
+	return k
+}

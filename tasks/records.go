@@ -1,0 +1,233 @@
+package tasks
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// Defaults of TaskRecordsOptions.
+const (
+	DefaultTaskRecordsPrefix    = "tenantworker:taskrecords:"
+	DefaultTaskRecordsPerTenant = 1000
+	// DefaultTaskRecordsTTL is how long asynq keeps an archived task.
+	DefaultTaskRecordsTTL = 90 * 24 * time.Hour
+)
+
+// TaskRecordsOptions configures TaskRecords. The zero value is usable.
+type TaskRecordsOptions struct {
+	// KeyPrefix starts every Redis key; "" means DefaultTaskRecordsPrefix.
+	// The tenant id is a hash tag, so one tenant's keys share a Redis
+	// Cluster slot.
+	KeyPrefix string
+	// PerTenant is how many records one tenant keeps; its oldest go first.
+	// 0 means DefaultTaskRecordsPerTenant.
+	PerTenant int
+	// TTL is how long a record is kept; 0 means DefaultTaskRecordsTTL.
+	TTL time.Duration
+}
+
+// TaskRecord is what is kept of an archived task for its tenant.
+type TaskRecord struct {
+	TaskID  string `json:"task_id"`
+	Type    string `json:"type"`
+	Queue   string `json:"queue"`
+	Retried int    `json:"retried"`
+	// Reason is what the tenant is shown as the task's last error: one of
+	// a fixed set of stable texts chosen by the worker (worker.PublicReason),
+	// never an error message, which may hold SQL or mail server details.
+	Reason string `json:"reason"`
+	// ArchivedAt is when the task was archived.
+	ArchivedAt time.Time `json:"archived_at"`
+}
+
+// TaskRecords keeps, per tenant, a record of each task archived for good,
+// in a capped structure of that tenant's own in Redis: asynq keeps at most
+// 10,000 archived tasks per queue for all tenants together, so one tenant's
+// failures could evict another tenant's; here a tenant's volume evicts only
+// its own records (P15 in docs/architecture.md). The worker writes a record
+// when it archives a task (Put); Enqueuer.TenantTask falls back to it when
+// asynq no longer has the task, and the API takes the reason a tenant sees
+// from it (Get). A new task with the same id drops the old record
+// (Forget, called by Enqueuer.Enqueue).
+//
+// Layout, under KeyPrefix (P) and the tenant id (T):
+//
+//	P{T}:index    sorted set: task id scored by archive time (ms)
+//	P{T}:records  hash: task id -> JSON TaskRecord
+//
+// It is safe for concurrent use.
+type TaskRecords struct {
+	rdb  redis.UniversalClient
+	opts TaskRecordsOptions
+}
+
+// NewTaskRecords returns the records on rdb.
+func NewTaskRecords(rdb redis.UniversalClient, opts TaskRecordsOptions) *TaskRecords {
+	opts.KeyPrefix = cmp.Or(opts.KeyPrefix, DefaultTaskRecordsPrefix)
+	opts.PerTenant = cmp.Or(max(opts.PerTenant, 0), DefaultTaskRecordsPerTenant)
+	opts.TTL = cmp.Or(max(opts.TTL, 0), DefaultTaskRecordsTTL)
+	return &TaskRecords{rdb: rdb, opts: opts}
+}
+
+// keys returns the index and record keys of a tenant.
+func (r *TaskRecords) keys(tenantID string) []string {
+	base := r.opts.KeyPrefix + "{" + tenantID + "}:"
+	return []string{base + "index", base + "records"}
+}
+
+// putScript stores a record and trims the tenant's records to the cap and
+// the TTL. KEYS[1] index, KEYS[2] records. ARGV[1] task id, ARGV[2] JSON,
+// ARGV[3] now (ms), ARGV[4] cap, ARGV[5] TTL (ms).
+var putScript = redis.NewScript(`
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[4])
+while excess > 0 do
+  local n = math.min(excess, 500)
+  local old = redis.call('ZRANGE', KEYS[1], 0, n - 1)
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, n - 1)
+  redis.call('HDEL', KEYS[2], unpack(old))
+  excess = excess - n
+end
+local cutoff = tonumber(ARGV[3]) - tonumber(ARGV[5])
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', cutoff, 'LIMIT', 0, 500)
+if #expired > 0 then
+  redis.call('ZREM', KEYS[1], unpack(expired))
+  redis.call('HDEL', KEYS[2], unpack(expired))
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+return 1
+`)
+
+// Put stores rec for tenantID, replacing any record of the same task, and
+// drops the tenant's oldest records past the cap.
+func (r *TaskRecords) Put(ctx context.Context, tenantID string, rec TaskRecord) error {
+	if err := tenantctx.ValidateID(tenantID); err != nil {
+		return fmt.Errorf("put task record: %w", err)
+	}
+	if rec.TaskID == "" || len(rec.TaskID) > maxTaskIDLen {
+		return fmt.Errorf("put task record: task id of %d bytes", len(rec.TaskID))
+	}
+	if rec.ArchivedAt.IsZero() {
+		rec.ArchivedAt = time.Now()
+	}
+	raw, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("put task record %s: %w", rec.TaskID, err)
+	}
+	err = putScript.Run(ctx, r.rdb, r.keys(tenantID),
+		rec.TaskID, raw, rec.ArchivedAt.UnixMilli(), r.opts.PerTenant, r.opts.TTL.Milliseconds()).Err()
+	if err != nil {
+		return fmt.Errorf("put task record %s of tenant %s: %w", rec.TaskID, tenantID, err)
+	}
+	return nil
+}
+
+// Get returns the tenant's record of taskID, or ErrTaskNotFound. Another
+// tenant's record is never found: each tenant has its own keys.
+func (r *TaskRecords) Get(ctx context.Context, tenantID, taskID string) (TaskRecord, error) {
+	if tenantctx.ValidateID(tenantID) != nil || taskID == "" || len(taskID) > maxTaskIDLen {
+		return TaskRecord{}, ErrTaskNotFound
+	}
+	raw, err := r.rdb.HGet(ctx, r.keys(tenantID)[1], taskID).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return TaskRecord{}, ErrTaskNotFound
+	}
+	if err != nil {
+		return TaskRecord{}, fmt.Errorf("get task record %.64q: %w", taskID, err)
+	}
+	var rec TaskRecord
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		return TaskRecord{}, fmt.Errorf("decode task record %.64q: %w", taskID, err)
+	}
+	if time.Since(rec.ArchivedAt) > r.opts.TTL {
+		return TaskRecord{}, ErrTaskNotFound
+	}
+	return rec, nil
+}
+
+// forgetScript drops one record. KEYS[1] index, KEYS[2] records. ARGV[1]
+// task id.
+var forgetScript = redis.NewScript(`
+redis.call('ZREM', KEYS[1], unpack(ARGV))
+return redis.call('HDEL', KEYS[2], unpack(ARGV))
+`)
+
+// Forget drops the tenant's records of taskIDs (at most a batch,
+// MaxBatch), if any.
+func (r *TaskRecords) Forget(ctx context.Context, tenantID string, taskIDs ...string) error {
+	if tenantctx.ValidateID(tenantID) != nil || len(taskIDs) == 0 {
+		return nil
+	}
+	args := make([]any, len(taskIDs))
+	for i, id := range taskIDs {
+		args[i] = id
+	}
+	// One command, so that an autopipelining client batches it with the
+	// enqueue's own.
+	if err := forgetScript.Run(ctx, r.rdb, r.keys(tenantID), args...).Err(); err != nil {
+		return fmt.Errorf("forget %d task records of tenant %s (first %.64q): %w", len(taskIDs), tenantID, taskIDs[0], err)
+	}
+	return nil
+}
+
+// TaskInfo returns rec as the TaskInfo of an archived task: no payload,
+// the reason as its last error.
+func (rec TaskRecord) TaskInfo() *asynq.TaskInfo {
+	return &asynq.TaskInfo{
+		ID: rec.TaskID, Queue: rec.Queue, Type: rec.Type, State: asynq.TaskStateArchived,
+		Retried: rec.Retried, LastErr: rec.Reason, LastFailedAt: rec.ArchivedAt,
+	}
+}
+
+// WithTaskRecords returns a copy of e that falls back to records in
+// TenantTask when asynq no longer has a task, and forgets a task's old
+// record when Enqueue enqueues a new task with its id.
+func (e *Enqueuer) WithTaskRecords(records *TaskRecords) *Enqueuer {
+	c := *e
+	c.records = records
+	return &c
+}
+
+// archivedRecord is TenantTask's fallback: the tenant's record of a task
+// asynq no longer has, or ErrTaskNotFound.
+func (e *Enqueuer) archivedRecord(ctx context.Context, tenantID, taskID string) (*asynq.TaskInfo, error) {
+	if e.records == nil {
+		return nil, ErrTaskNotFound
+	}
+	rec, err := e.records.Get(ctx, tenantID, taskID)
+	if err != nil {
+		return nil, err
+	}
+	return rec.TaskInfo(), nil
+}
+
+// forgetRecord drops the old record of a task id Enqueue just used for a
+// new task; a failure is logged: the enqueue itself succeeded.
+func (e *Enqueuer) forgetRecord(ctx context.Context, p Payload, taskID string) {
+	if tp, ok := p.(TenantPayload); ok {
+		e.forgetRecords(ctx, tp.Owner(), []string{taskID})
+	}
+}
+
+// forgetRecords drops tenantID's old records of the ids of tasks just
+// enqueued, in one Redis call.
+func (e *Enqueuer) forgetRecords(ctx context.Context, tenantID string, taskIDs []string) {
+	if e.records == nil || len(taskIDs) == 0 {
+		return
+	}
+	if err := e.records.Forget(ctx, tenantID, taskIDs...); err != nil {
+		e.logger.WarnContext(ctx, "forget task records", slog.String("tenant_id", tenantID), slog.Int("tasks", len(taskIDs)), slog.Any("error", err))
+	}
+}
