@@ -83,6 +83,9 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 		Enqueuer:  d.Enqueuer,
 		Tenancy:   d.Tenancy,
 		MailFrom:  cfg.MailFrom,
+
+		PDFMaxLines: cfg.PDFMaxLines,
+		PDFMaxBytes: int64(cfg.PDFMaxBytes),
 	}
 	mux := worker.NewServeMux(handlers, worker.MuxOptions{Logger: logger, Metrics: d.metrics})
 
