@@ -74,6 +74,9 @@ type bench struct {
 	inProcess bool
 	// bareDrain is scenario 1's bare-asynq drain rate, when it ran.
 	bareDrain float64
+	// workerProfile, when set, makes each cmd/worker write a CPU profile
+	// to workerProfile.worker-<name>.
+	workerProfile string
 }
 
 func main() { os.Exit(run()) }
@@ -85,9 +88,10 @@ func run() int {
 	workerBin := flag.String("worker-bin", "", "use this cmd/worker binary instead of building one")
 	enqueueBin := flag.String("enqueue-bin", "", "use this cmd/enqueue binary instead of building one")
 	tenants := flag.Int("tenants", 0, "override the fleet size of scenarios 5 and 6")
+	pdfBurst := flag.Int("pdf-burst", 0, "override the pdf scenario's burst size (tasks per kind)")
 	verbose := flag.Bool("v", false, "log set-up steps")
 	inProcess := flag.Bool("inprocess", false, "run the enqueue service inside the bench (enqueueapp.RunWith) instead of as cmd/enqueue, so -cpuprofile covers it")
-	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the bench process (its clients, and scenarios 1-2 in full) to this file")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the bench process (its clients, and scenarios 1-2 in full) to this file, and one of each cmd/worker it starts to FILE.worker-<scenario>")
 	flag.Parse()
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -111,6 +115,9 @@ func run() int {
 	if *tenants > 0 {
 		sz.FleetTenants = *tenants
 	}
+	if *pdfBurst > 0 {
+		sz.PDFBurst = *pdfBurst
+	}
 	selected, err := selectScenarios(*only)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -132,7 +139,7 @@ func run() int {
 
 	rep, err := runBench(ctx, options{
 		sizes: sz, mode: mode, selected: selected, logger: logger,
-		workerBin: *workerBin, enqueueBin: *enqueueBin, inProcess: *inProcess,
+		workerBin: *workerBin, enqueueBin: *enqueueBin, inProcess: *inProcess, workerProfile: *cpuProfile,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -174,6 +181,7 @@ type options struct {
 	logger                *slog.Logger
 	workerBin, enqueueBin string // prebuilt binaries; built from source when empty
 	inProcess             bool
+	workerProfile         string // -cpuprofile: workers write FILE.worker-<name>
 }
 
 // runBench starts (or connects to) Redis and PostgreSQL, runs the selected
@@ -194,7 +202,7 @@ func runBench(ctx context.Context, o options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &bench{env: e, sz: sz, logger: o.logger, inProcess: o.inProcess}
+	b := &bench{env: e, sz: sz, logger: o.logger, inProcess: o.inProcess, workerProfile: o.workerProfile}
 	rep.RedisVersion, rep.PostgresVersion = e.redisVersion, e.postgresVersion
 	if os.Getenv("REDIS_URL") == "" {
 		rep.Notes = append(rep.Notes, "redis: own redis-server on loopback, --save '' --appendonly no")

@@ -128,5 +128,9 @@ func (b *bench) startWorker(ctx context.Context, databaseURL, name string) (*pro
 	if err != nil {
 		return nil, skipError{reason: "cmd/worker does not build: " + err.Error()}
 	}
-	return startProc(ctx, "worker", bin, b.workerEnv(databaseURL, name))
+	var args []string
+	if b.workerProfile != "" {
+		args = append(args, "-cpuprofile", b.workerProfile+".worker-"+name)
+	}
+	return startProc(ctx, "worker", bin, b.workerEnv(databaseURL, name), args...)
 }
