@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -65,7 +66,7 @@ func (b *bench) pdf(ctx context.Context, s *Scenario) error {
 	s.Sizes["lines_per_invoice"] = pdfLines
 	s.Sizes["burst_tasks"] = b.sz.PDFBurst
 	s.Sizes["paced_seconds"] = b.sz.PDFPaced.Seconds()
-	s.Sizes["worker_concurrency"] = config.DefaultWorkerConcurrency
+	s.Sizes["worker_concurrency"] = cmp.Or(b.pdfConcurrency, config.DefaultWorkerConcurrency)
 
 	type kindRun struct {
 		pdfKind
@@ -115,7 +116,7 @@ func (b *bench) pdf(ctx context.Context, s *Scenario) error {
 			return err
 		}
 	}
-	w, err := b.startWorker(ctx, c.url, "pdf")
+	w, err := b.startWorkerWith(ctx, c.url, "pdf", b.pdfConcurrency)
 	if err != nil {
 		return err
 	}
