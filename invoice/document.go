@@ -96,13 +96,29 @@ SELECT i.number, d.storage_key, d.sha256, d.bytes, d.rendered_at,
 // LoadDocument returns invoice id's document, or an error wrapping
 // ErrNoDocument when it has none.
 func LoadDocument(ctx context.Context, tx pgx.Tx, id int64) (Document, error) {
-	d := Document{InvoiceID: id}
-	err := tx.QueryRow(ctx, loadDocumentSQL, id).Scan(&d.Number, &d.StorageKey, &d.SHA256, &d.Bytes, &d.RenderedAt, &d.InputsSHA256, &d.FontPath)
+	var d Document
+	err := scanDocument(tx.QueryRow(ctx, loadDocumentSQL, id), id, &d)
+	return d, err
+}
+
+// QueueLoadDocument queues LoadDocument's query into b: when the batch has
+// run, dst holds the document, and the batch reports an error wrapping
+// ErrNoDocument when there is none (see schema.InTenantBatch).
+func QueueLoadDocument(b *pgx.Batch, id int64, dst *Document) {
+	b.Queue(loadDocumentSQL, id).QueryRow(func(row pgx.Row) error {
+		return scanDocument(row, id, dst)
+	})
+}
+
+// scanDocument scans one row of loadDocumentSQL into d.
+func scanDocument(row pgx.Row, id int64, d *Document) error {
+	*d = Document{InvoiceID: id}
+	err := row.Scan(&d.Number, &d.StorageKey, &d.SHA256, &d.Bytes, &d.RenderedAt, &d.InputsSHA256, &d.FontPath)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return d, fmt.Errorf("load document of invoice %d: %w", id, ErrNoDocument)
+		return fmt.Errorf("load document of invoice %d: %w", id, ErrNoDocument)
 	}
 	if err != nil {
-		return d, fmt.Errorf("load document of invoice %d: %w", id, err)
+		return fmt.Errorf("load document of invoice %d: %w", id, err)
 	}
-	return d, nil
+	return nil
 }

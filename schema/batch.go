@@ -44,6 +44,8 @@ import (
 // after it still run and commit. Use callbacks to read, and let a
 // statement fail (a constraint, a check in SQL) to stop a write. The error
 // returned is the first one: a statement's, a callback's or the commit's.
+// After any error pgx forgets the statements it prepared for the batch, so
+// the next unit on that connection prepares them again (see begin).
 // b must not be used again.
 func InTenantBatch(ctx context.Context, pool *pgxpool.Pool, b *pgx.Batch) error {
 	return InTenantBatches(ctx, pool, b, nil)

@@ -102,11 +102,9 @@ func (h *Handler) loadInvoiceDocument(ctx context.Context, invoiceID int64) (inv
 		return invoice.Document{}, invoice.ErrNoDocument
 	}
 	var doc invoice.Document
-	err := schema.InTenant(ctx, h.opts.Pool, func(ctx context.Context, tx pgx.Tx) error {
-		var err error
-		doc, err = invoice.LoadDocument(ctx, tx, invoiceID)
-		return err
-	})
+	var b pgx.Batch
+	invoice.QueueLoadDocument(&b, invoiceID, &doc)
+	err := schema.InTenantBatch(ctx, h.opts.Pool, &b) // one round trip
 	return doc, err
 }
 
