@@ -152,9 +152,12 @@ func (b *bench) middleware(ctx context.Context, s *Scenario) error {
 	}
 	b.bareDrain = median(bareRounds)
 	st := cache.Stats()
-	s.add("drain", median(chainRounds), "tasks/s").withRounds(chainRounds).
+	drain := s.add("drain", median(chainRounds), "tasks/s").withRounds(chainRounds).
 		against("bare asynq, no-op handler", b.bareDrain, "tasks/s", bareRounds).
 		target(">=", 0.85, true, "ratio >= 0.85")
+	if drain.Ratio != nil {
+		b.pinnedRatio = *drain.Ratio
+	}
 	s.add("diagnostic: middleware only (no DB)", median(noDBRounds), "tasks/s").withRounds(noDBRounds).
 		against("bare asynq, no-op handler", b.bareDrain, "tasks/s", nil)
 	s.add("diagnostic: middleware + unpinned SELECT 1", median(unpinnedRounds), "tasks/s").withRounds(unpinnedRounds).

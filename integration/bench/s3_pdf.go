@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -71,6 +72,7 @@ func (b *bench) pdf(ctx context.Context, s *Scenario) error {
 	type kindRun struct {
 		pdfKind
 		render      []float64 // renders/s, before and after the load
+		cpu         float64   // CPU seconds per render, one goroutine
 		allocBytes  float64   // per render
 		allocs      float64   // per render
 		invoices    [][]int64 // per tenant
@@ -92,7 +94,7 @@ func (b *bench) pdf(ctx context.Context, s *Scenario) error {
 			return fmt.Errorf("the %s bench invoice takes font path %s, want %s", k.text.kind, path, k.fontPath)
 		}
 		r.render = append(r.render, rate)
-		if r.allocBytes, r.allocs, err = renderAllocs(ctx, k.text); err != nil {
+		if r.cpu, r.allocBytes, r.allocs, err = renderCost(ctx, k.text); err != nil {
 			return err
 		}
 	}
@@ -327,8 +329,14 @@ func (b *bench) pdf(ctx context.Context, s *Scenario) error {
 	s.add("throughput (burst), single-byte again, unchanged (no render)", unchangedRate, "tasks/s").
 		against("the same invoices' first render (burst above)", first.throughput, "tasks/s", nil)
 	for _, r := range runs {
-		s.add(fmt.Sprintf("allocated per render, %s", r.text.kind), r.allocBytes/1024, "KiB")
+		s.add(fmt.Sprintf("pdf.Render CPU per %d-line invoice, %s", pdfLines, r.text.kind), r.cpu*1e3, "ms").
+			target("<=", 0.4, false, "<= 0.4 ms")
+		s.add(fmt.Sprintf("allocated per render, %s", r.text.kind), r.allocBytes/1024, "KiB").
+			target("<=", 1024, false, "<= 1 MiB")
 		s.add(fmt.Sprintf("allocations per render, %s", r.text.kind), r.allocs, "allocs")
+	}
+	if mw := b.pinnedRatio; mw > 0 {
+		s.note("middleware + one pinned query (InTenantBatch) in this run: %.2f of bare asynq's no-op drain (%.0f tasks/s); target >= 0.85, see the middleware scenario", mw, b.bareDrain)
 	}
 	s.add("latency p50 at half load", millis(percentile(lat, 50)), "ms")
 	s.add("latency p99 at half load", millis(percentile(lat, 99)), "ms")
@@ -389,25 +397,38 @@ func (p *proc) counters(name string) (map[string]float64, error) {
 	return out, nil
 }
 
-// renderAllocs renders the bench invoice of a kind 200 times in this
-// goroutine and returns the bytes and allocations per render.
-func renderAllocs(ctx context.Context, text seedText) (bytesPer, allocsPer float64, err error) {
+// renderCost renders the bench invoice of a kind 200 times in this
+// goroutine and returns the CPU seconds (the bench process's user +
+// system time, garbage collection included; nothing else runs in it
+// then), the bytes and the allocations per render.
+func renderCost(ctx context.Context, text seedText) (cpuPer, bytesPer, allocsPer float64, err error) {
 	inv := benchInvoice(text, pdfLines)
 	var buf bytes.Buffer
 	if _, err := pdf.Render(ctx, &buf, inv); err != nil { // warm fonts and pools
-		return 0, 0, fmt.Errorf("render allocations: %w", err)
+		return 0, 0, 0, fmt.Errorf("render cost: %w", err)
 	}
 	const n = 200
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
+	cpu0 := processCPU()
 	for range n {
 		buf.Reset()
 		if _, err := pdf.Render(ctx, &buf, inv); err != nil {
-			return 0, 0, fmt.Errorf("render allocations: %w", err)
+			return 0, 0, 0, fmt.Errorf("render cost: %w", err)
 		}
 	}
+	cpu := processCPU() - cpu0
 	runtime.ReadMemStats(&after)
-	return float64(after.TotalAlloc-before.TotalAlloc) / n, float64(after.Mallocs-before.Mallocs) / n, nil
+	return cpu.Seconds() / n, float64(after.TotalAlloc-before.TotalAlloc) / n, float64(after.Mallocs-before.Mallocs) / n, nil
+}
+
+// processCPU is the bench process's user + system CPU time so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // putBaseline stores the bench invoice's PDF 50 times with storage.FS,
