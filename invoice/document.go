@@ -101,12 +101,20 @@ func LoadDocument(ctx context.Context, tx pgx.Tx, id int64) (Document, error) {
 	return d, err
 }
 
-// QueueLoadDocument queues LoadDocument's query into b: when the batch has
-// run, dst holds the document, and the batch reports an error wrapping
-// ErrNoDocument when there is none (see schema.InTenantBatch).
-func QueueLoadDocument(b *pgx.Batch, id int64, dst *Document) {
+// QueueLoadDocument queues LoadDocument's query into b (for
+// schema.InTenantBatch): when the batch has run, *found says whether invoice
+// id has a document, and dst holds it. An invoice without one is no error of
+// the batch: the unit commits as usual and pgx keeps the statements it
+// prepared (a failed batch makes it forget them, and the connection's next
+// unit prepares them again, two round trips more).
+func QueueLoadDocument(b *pgx.Batch, id int64, dst *Document, found *bool) {
 	b.Queue(loadDocumentSQL, id).QueryRow(func(row pgx.Row) error {
-		return scanDocument(row, id, dst)
+		err := scanDocument(row, id, dst)
+		*found = err == nil
+		if errors.Is(err, ErrNoDocument) {
+			return nil
+		}
+		return err
 	})
 }
 

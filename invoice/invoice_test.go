@@ -234,3 +234,40 @@ func TestOverdue(t *testing.T) {
 		return nil
 	})
 }
+
+// TestQueueLoadDocument: through schema.InTenantBatch, an invoice without a
+// document is found == false and no error (the unit commits), and one with
+// a document loads it.
+func TestQueueLoadDocument(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := tenantctx.WithTenant(t.Context(), b.acme)
+	b.in(t, b.acme, func(ctx context.Context, tx pgx.Tx) error {
+		_, err := invoice.Create(ctx, tx, invoice.New{Number: "Q-1", Customer: invoice.Customer{Name: "c", Email: "c@x"}})
+		return err
+	})
+	load := func(id int64) (invoice.Document, bool) {
+		t.Helper()
+		var doc invoice.Document
+		found := true
+		var batch pgx.Batch
+		invoice.QueueLoadDocument(&batch, id, &doc, &found)
+		if err := schema.InTenantBatch(ctx, b.pool, &batch); err != nil {
+			t.Fatalf("InTenantBatch(QueueLoadDocument(%d)) = %v", id, err)
+		}
+		return doc, found
+	}
+	if _, found := load(1); found {
+		t.Error("an invoice without a document: found")
+	}
+	if _, found := load(99); found {
+		t.Error("a missing invoice: found")
+	}
+	b.in(t, b.acme, func(ctx context.Context, tx pgx.Tx) error {
+		return invoice.RecordDocument(ctx, tx, invoice.Document{InvoiceID: 1, StorageKey: invoice.DocumentKey(1), SHA256: "abc", Bytes: 7, InputsSHA256: "in", FontPath: "utf8"})
+	})
+	doc, found := load(1)
+	if !found || doc.InvoiceID != 1 || doc.Number != "Q-1" || doc.SHA256 != "abc" || doc.Bytes != 7 || doc.FontPath != "utf8" || doc.InputsSHA256 != "in" {
+		t.Errorf("QueueLoadDocument = %+v, found %v", doc, found)
+	}
+}
