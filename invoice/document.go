@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // ErrNoDocument is returned by LoadDocument for an invoice without a
@@ -27,6 +28,12 @@ type Document struct {
 	Bytes int64
 	// RenderedAt is when it was recorded (set by the database).
 	RenderedAt time.Time
+	// InputsSHA256 identifies what the document was rendered from (see
+	// pdf.InputsHash); empty for documents recorded before it was kept.
+	InputsSHA256 string
+	// FontPath is the renderer's font path (pdf.Result.FontPath); empty
+	// for documents recorded before it was kept.
+	FontPath string
 }
 
 // DocumentKey is the document store key of invoice id's PDF within its
@@ -36,24 +43,52 @@ func DocumentKey(id int64) string {
 }
 
 // recordDocumentSQL records a stored PDF; a new render replaces the row.
+// It inserts nothing for an invoice that does not exist (or no longer
+// does): the row count tells.
 const recordDocumentSQL = `
-INSERT INTO invoice_documents (invoice_id, storage_key, sha256, bytes, rendered_at)
-VALUES ($1, $2, $3, $4, now())
+INSERT INTO invoice_documents (invoice_id, storage_key, sha256, bytes, rendered_at, inputs_sha256, font_path)
+SELECT i.id, $2, $3, $4, now(), NULLIF($5, ''), NULLIF($6, '')
+  FROM invoices i WHERE i.id = $1
 ON CONFLICT (invoice_id) DO UPDATE
    SET storage_key = EXCLUDED.storage_key, sha256 = EXCLUDED.sha256,
-       bytes = EXCLUDED.bytes, rendered_at = EXCLUDED.rendered_at`
+       bytes = EXCLUDED.bytes, rendered_at = EXCLUDED.rendered_at,
+       inputs_sha256 = EXCLUDED.inputs_sha256, font_path = EXCLUDED.font_path`
 
-// RecordDocument records d as the invoice's current document.
+// recordArgs are recordDocumentSQL's parameters.
+func recordArgs(d Document) []any {
+	return []any{d.InvoiceID, d.StorageKey, d.SHA256, d.Bytes, d.InputsSHA256, d.FontPath}
+}
+
+// RecordDocument records d as the invoice's current document. It returns
+// an error wrapping ErrNotFound when the invoice does not exist.
 func RecordDocument(ctx context.Context, tx pgx.Tx, d Document) error {
-	if _, err := tx.Exec(ctx, recordDocumentSQL, d.InvoiceID, d.StorageKey, d.SHA256, d.Bytes); err != nil {
-		return fmt.Errorf("record document of invoice %d: %w", d.InvoiceID, err)
+	tag, err := tx.Exec(ctx, recordDocumentSQL, recordArgs(d)...)
+	return recorded(d.InvoiceID, tag, err)
+}
+
+// QueueRecordDocument queues RecordDocument's statement into b, so that it
+// travels with the statements around it (see schema.InTenantBatch).
+func QueueRecordDocument(b *pgx.Batch, d Document) {
+	b.Queue(recordDocumentSQL, recordArgs(d)...).Exec(func(tag pgconn.CommandTag) error {
+		return recorded(d.InvoiceID, tag, nil)
+	})
+}
+
+// recorded is the outcome of recordDocumentSQL.
+func recorded(id int64, tag pgconn.CommandTag, err error) error {
+	if err != nil {
+		return fmt.Errorf("record document of invoice %d: %w", id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("record document of invoice %d: %w", id, ErrNotFound)
 	}
 	return nil
 }
 
 // loadDocumentSQL reads an invoice's document with the invoice's number.
 const loadDocumentSQL = `
-SELECT i.number, d.storage_key, d.sha256, d.bytes, d.rendered_at
+SELECT i.number, d.storage_key, d.sha256, d.bytes, d.rendered_at,
+       coalesce(d.inputs_sha256, ''), coalesce(d.font_path, '')
   FROM invoice_documents d
   JOIN invoices i ON i.id = d.invoice_id
  WHERE d.invoice_id = $1`
@@ -61,13 +96,37 @@ SELECT i.number, d.storage_key, d.sha256, d.bytes, d.rendered_at
 // LoadDocument returns invoice id's document, or an error wrapping
 // ErrNoDocument when it has none.
 func LoadDocument(ctx context.Context, tx pgx.Tx, id int64) (Document, error) {
-	d := Document{InvoiceID: id}
-	err := tx.QueryRow(ctx, loadDocumentSQL, id).Scan(&d.Number, &d.StorageKey, &d.SHA256, &d.Bytes, &d.RenderedAt)
+	var d Document
+	err := scanDocument(tx.QueryRow(ctx, loadDocumentSQL, id), id, &d)
+	return d, err
+}
+
+// QueueLoadDocument queues LoadDocument's query into b (for
+// schema.InTenantBatch): when the batch has run, *found says whether invoice
+// id has a document, and dst holds it. An invoice without one is no error of
+// the batch: the unit commits as usual and pgx keeps the statements it
+// prepared (a failed batch makes it forget them, and the connection's next
+// unit prepares them again, two round trips more).
+func QueueLoadDocument(b *pgx.Batch, id int64, dst *Document, found *bool) {
+	b.Queue(loadDocumentSQL, id).QueryRow(func(row pgx.Row) error {
+		err := scanDocument(row, id, dst)
+		*found = err == nil
+		if errors.Is(err, ErrNoDocument) {
+			return nil
+		}
+		return err
+	})
+}
+
+// scanDocument scans one row of loadDocumentSQL into d.
+func scanDocument(row pgx.Row, id int64, d *Document) error {
+	*d = Document{InvoiceID: id}
+	err := row.Scan(&d.Number, &d.StorageKey, &d.SHA256, &d.Bytes, &d.RenderedAt, &d.InputsSHA256, &d.FontPath)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return d, fmt.Errorf("load document of invoice %d: %w", id, ErrNoDocument)
+		return fmt.Errorf("load document of invoice %d: %w", id, ErrNoDocument)
 	}
 	if err != nil {
-		return d, fmt.Errorf("load document of invoice %d: %w", id, err)
+		return fmt.Errorf("load document of invoice %d: %w", id, err)
 	}
-	return d, nil
+	return nil
 }

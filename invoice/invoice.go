@@ -15,18 +15,30 @@ import (
 // hold.
 var ErrNotFound = errors.New("invoice not found")
 
-// Invoice is one invoice as stored in a tenant schema, with its customer
-// and line items.
+// Invoice is one invoice as stored in a tenant schema, with its customer,
+// its line items and its current document.
 type Invoice struct {
 	ID       int64
 	Number   string
 	Status   string
 	Currency string
+	// Amount is the total due as the app stores it (invoices.amount,
+	// numeric(12,2)). It may differ from the sum of the lines; which one a
+	// document shows is the worker's rule (docs/architecture.md, "Tenant
+	// tables").
+	Amount   decimal.Decimal
 	IssuedAt time.Time
+	// DueAt is the due date; zero when the invoice has none (such an
+	// invoice is never overdue).
 	DueAt    time.Time
 	Notes    string
 	Customer Customer
-	Lines    []Line
+	// Lines are the line items in print order: by position, then id (rows
+	// the app inserts have position 0 and print in insertion order).
+	Lines []Line
+	// Document is the invoice's current rendered document; its StorageKey
+	// is empty when there is none.
+	Document Document
 }
 
 // Customer is the party an invoice is billed to. Company and Address may be
@@ -47,58 +59,96 @@ type Line struct {
 	UnitPrice   decimal.Decimal
 }
 
-// loadSQL reads an invoice and its customer.
+// loadSQL reads an invoice with its customer, its lines (as arrays in
+// print order) and its current document in one statement. Money is read
+// as text and parsed into exact decimals; the columns only the worker
+// writes are read with their defaults, so rows the app inserted load too.
 const loadSQL = `
-SELECT i.number, i.status, i.currency, i.issued_at, i.due_date, i.notes,
-       c.id, c.name, COALESCE(c.company, ''), c.email, COALESCE(c.address, '')
+SELECT i.number, i.status, i.currency, i.amount::text, i.issued_at, i.due_date, i.notes,
+       c.id, c.name, coalesce(c.company, ''), c.email, coalesce(c.address, ''),
+       l.descriptions, l.quantities, l.unit_prices,
+       coalesce(d.storage_key, ''), coalesce(d.sha256, ''), coalesce(d.bytes, 0),
+       d.rendered_at, coalesce(d.inputs_sha256, ''), coalesce(d.font_path, '')
   FROM invoices i
   JOIN customers c ON c.id = i.customer_id
+  LEFT JOIN LATERAL (
+        SELECT array_agg(li.description ORDER BY li.position, li.id) AS descriptions,
+               array_agg(li.quantity::text ORDER BY li.position, li.id) AS quantities,
+               array_agg(li.unit_price::text ORDER BY li.position, li.id) AS unit_prices
+          FROM line_items li
+         WHERE li.invoice_id = i.id) l ON true
+  LEFT JOIN invoice_documents d ON d.invoice_id = i.id
  WHERE i.id = $1`
 
-// linesSQL reads the line items in print order. Money is read as text and
-// parsed into exact decimals.
-const linesSQL = `
-SELECT description, quantity::text, unit_price::text
-  FROM line_items
- WHERE invoice_id = $1
- ORDER BY position, id`
-
-// Load reads invoice id with its customer and line items. It returns an
-// error wrapping ErrNotFound when there is no such invoice.
+// Load reads invoice id with its customer, line items and current
+// document, in one query. It returns an error wrapping ErrNotFound when
+// there is no such invoice.
 func Load(ctx context.Context, tx pgx.Tx, id int64) (Invoice, error) {
-	inv := Invoice{ID: id}
-	c := &inv.Customer
-	err := tx.QueryRow(ctx, loadSQL, id).Scan(
-		&inv.Number, &inv.Status, &inv.Currency, &inv.IssuedAt, &inv.DueAt, &inv.Notes,
-		&c.ID, &c.Name, &c.Company, &c.Email, &c.Address)
+	var inv Invoice
+	err := scanInvoice(tx.QueryRow(ctx, loadSQL, id), id, &inv)
+	return inv, err
+}
+
+// QueueLoad queues Load's query into b: when the batch has run, dst holds
+// the invoice, and the batch reports an error wrapping ErrNotFound when
+// there is no such invoice. It lets the load travel in one round trip with
+// the statements around it (see schema.InTenantBatch).
+func QueueLoad(b *pgx.Batch, id int64, dst *Invoice) {
+	b.Queue(loadSQL, id).QueryRow(func(row pgx.Row) error {
+		return scanInvoice(row, id, dst)
+	})
+}
+
+// scanInvoice scans one row of loadSQL into inv.
+func scanInvoice(row pgx.Row, id int64, inv *Invoice) error {
+	*inv = Invoice{ID: id}
+	c, d := &inv.Customer, &inv.Document
+	var (
+		amount              string
+		due, renderedAt     *time.Time
+		descs, qtys, prices []string
+	)
+	err := row.Scan(
+		&inv.Number, &inv.Status, &inv.Currency, &amount, &inv.IssuedAt, &due, &inv.Notes,
+		&c.ID, &c.Name, &c.Company, &c.Email, &c.Address,
+		&descs, &qtys, &prices,
+		&d.StorageKey, &d.SHA256, &d.Bytes, &renderedAt, &d.InputsSHA256, &d.FontPath)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return inv, fmt.Errorf("load invoice %d: %w", id, ErrNotFound)
+		return fmt.Errorf("load invoice %d: %w", id, ErrNotFound)
 	}
 	if err != nil {
-		return inv, fmt.Errorf("load invoice %d: %w", id, err)
+		return fmt.Errorf("load invoice %d: %w", id, err)
 	}
 	inv.Currency = strings.TrimSpace(inv.Currency) // char(3) pads
-	rows, err := tx.Query(ctx, linesSQL, id)
-	if err != nil {
-		return inv, fmt.Errorf("load line items of invoice %d: %w", id, err)
+	if inv.Amount, err = decimal.NewFromString(amount); err != nil {
+		return fmt.Errorf("load invoice %d: amount %q: %w", id, amount, err)
 	}
-	var desc, qty, price string
-	_, err = pgx.ForEachRow(rows, []any{&desc, &qty, &price}, func() error {
-		l := Line{Description: desc}
-		var err error
-		if l.Quantity, err = decimal.NewFromString(qty); err != nil {
-			return fmt.Errorf("quantity %q: %w", qty, err)
-		}
-		if l.UnitPrice, err = decimal.NewFromString(price); err != nil {
-			return fmt.Errorf("unit price %q: %w", price, err)
-		}
-		inv.Lines = append(inv.Lines, l)
-		return nil
-	})
-	if err != nil {
-		return inv, fmt.Errorf("load line items of invoice %d: %w", id, err)
+	if due != nil {
+		inv.DueAt = *due
 	}
-	return inv, nil
+	if d.StorageKey != "" {
+		d.InvoiceID, d.Number = id, inv.Number
+		if renderedAt != nil {
+			d.RenderedAt = *renderedAt
+		}
+	}
+	if len(qtys) != len(descs) || len(prices) != len(descs) {
+		return fmt.Errorf("load line items of invoice %d: %d descriptions, %d quantities, %d prices", id, len(descs), len(qtys), len(prices))
+	}
+	if len(descs) > 0 {
+		inv.Lines = make([]Line, len(descs))
+	}
+	for i := range descs {
+		l := &inv.Lines[i]
+		l.Description = descs[i]
+		if l.Quantity, err = decimal.NewFromString(qtys[i]); err != nil {
+			return fmt.Errorf("load line items of invoice %d: quantity %q: %w", id, qtys[i], err)
+		}
+		if l.UnitPrice, err = decimal.NewFromString(prices[i]); err != nil {
+			return fmt.Errorf("load line items of invoice %d: unit price %q: %w", id, prices[i], err)
+		}
+	}
+	return nil
 }
 
 // Exists reports whether invoice id exists.

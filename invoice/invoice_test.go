@@ -40,6 +40,9 @@ func TestCreateAndLoad(t *testing.T) {
 		if err != nil {
 			return err
 		}
+		if !got.Amount.Equal(dec("1159.99")) {
+			t.Errorf("amount = %s, want the lines' sum 1159.99", got.Amount)
+		}
 		if got.Number != want.Number || got.Status != "sent" || got.Currency != "EUR" || !got.IssuedAt.Equal(issued) ||
 			!got.DueAt.Equal(want.DueAt) || got.Notes != want.Notes || got.Customer.Name != want.Customer.Name ||
 			got.Customer.Company != want.Customer.Company || got.Customer.Email != want.Customer.Email ||
@@ -55,12 +58,14 @@ func TestCreateAndLoad(t *testing.T) {
 				t.Errorf("line %d = %+v, want %+v (in order, exact)", i, l, w)
 			}
 		}
-		// Defaults: draft, USD, now(); no lines; no company or address.
+		// Defaults: draft, USD, now(), no due date, amount 0; no lines; no
+		// company or address.
 		other, err := invoice.Load(ctx, tx, 40)
 		if err != nil {
 			return err
 		}
 		if other.Status != invoice.DefaultStatus || other.Currency != invoice.DefaultCurrency || other.IssuedAt.IsZero() ||
+			!other.DueAt.IsZero() || !other.Amount.IsZero() ||
 			len(other.Lines) != 0 || other.Customer.Company != "" || other.Customer.Address != "" {
 			t.Errorf("defaults: %+v", other)
 		}
@@ -127,6 +132,24 @@ func TestDocuments(t *testing.T) {
 		}
 		if got.Number != "D-1" || got.StorageKey != "invoices/1.pdf" || got.SHA256 != "bbb" || got.Bytes != 42 || got.RenderedAt.IsZero() {
 			t.Errorf("LoadDocument = %+v", got)
+		}
+		// The inputs hash and font path are kept, and Load reads them with
+		// the invoice.
+		d := invoice.Document{InvoiceID: 1, StorageKey: invoice.DocumentKey(1), SHA256: "ccc", Bytes: 43, InputsSHA256: "in", FontPath: "cp1252"}
+		if err := invoice.RecordDocument(ctx, tx, d); err != nil {
+			return err
+		}
+		inv, err := invoice.Load(ctx, tx, 1)
+		if err != nil {
+			return err
+		}
+		if doc := inv.Document; doc.SHA256 != "ccc" || doc.InputsSHA256 != "in" || doc.FontPath != "cp1252" || doc.Bytes != 43 || doc.StorageKey != "invoices/1.pdf" {
+			t.Errorf("Load's document = %+v", doc)
+		}
+		// A document of a missing invoice is not recorded.
+		d.InvoiceID = 99
+		if err := invoice.RecordDocument(ctx, tx, d); !errors.Is(err, invoice.ErrNotFound) {
+			t.Errorf("RecordDocument of a missing invoice = %v, want ErrNotFound", err)
 		}
 		return nil
 	})
@@ -210,4 +233,41 @@ func TestOverdue(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestQueueLoadDocument: through schema.InTenantBatch, an invoice without a
+// document is found == false and no error (the unit commits), and one with
+// a document loads it.
+func TestQueueLoadDocument(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := tenantctx.WithTenant(t.Context(), b.acme)
+	b.in(t, b.acme, func(ctx context.Context, tx pgx.Tx) error {
+		_, err := invoice.Create(ctx, tx, invoice.New{Number: "Q-1", Customer: invoice.Customer{Name: "c", Email: "c@x"}})
+		return err
+	})
+	load := func(id int64) (invoice.Document, bool) {
+		t.Helper()
+		var doc invoice.Document
+		found := true
+		var batch pgx.Batch
+		invoice.QueueLoadDocument(&batch, id, &doc, &found)
+		if err := schema.InTenantBatch(ctx, b.pool, &batch); err != nil {
+			t.Fatalf("InTenantBatch(QueueLoadDocument(%d)) = %v", id, err)
+		}
+		return doc, found
+	}
+	if _, found := load(1); found {
+		t.Error("an invoice without a document: found")
+	}
+	if _, found := load(99); found {
+		t.Error("a missing invoice: found")
+	}
+	b.in(t, b.acme, func(ctx context.Context, tx pgx.Tx) error {
+		return invoice.RecordDocument(ctx, tx, invoice.Document{InvoiceID: 1, StorageKey: invoice.DocumentKey(1), SHA256: "abc", Bytes: 7, InputsSHA256: "in", FontPath: "utf8"})
+	})
+	doc, found := load(1)
+	if !found || doc.InvoiceID != 1 || doc.Number != "Q-1" || doc.SHA256 != "abc" || doc.Bytes != 7 || doc.FontPath != "utf8" || doc.InputsSHA256 != "in" {
+		t.Errorf("QueueLoadDocument = %+v, found %v", doc, found)
+	}
 }

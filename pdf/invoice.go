@@ -38,6 +38,11 @@ type Invoice struct {
 	Lines []Line
 	// Notes is free text printed under the totals; it may span lines.
 	Notes string
+	// Amount is the total due as the invoice records it. It is printed
+	// only for an invoice without lines (as its subtotal and total): with
+	// lines the document prints their sum, so that what it shows adds up
+	// (see [Subtotal]).
+	Amount decimal.NullDecimal
 }
 
 // Customer is the party an invoice is billed to. Empty fields are left out.

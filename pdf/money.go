@@ -37,8 +37,13 @@ func LineTotal(l Line, currency string) decimal.Decimal {
 
 // Subtotal returns the sum of the invoice's line totals, each rounded as
 // [LineTotal] rounds it, so the printed lines add up to the printed sum.
-// It is also the invoice's total: an [Invoice] carries no taxes.
+// It is also the invoice's total: an [Invoice] carries no taxes. An
+// invoice without lines whose Amount is set has that amount as its
+// subtotal and total.
 func Subtotal(inv Invoice) decimal.Decimal {
+	if len(inv.Lines) == 0 && inv.Amount.Valid {
+		return inv.Amount.Decimal
+	}
 	sum := decimal.Zero
 	for _, l := range inv.Lines {
 		sum = sum.Add(LineTotal(l, inv.Currency))

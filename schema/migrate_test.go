@@ -21,14 +21,16 @@ func TestMigrationsEmbedded(t *testing.T) {
 	if len(ms) != LatestVersion() || LatestVersion() < 2 {
 		t.Fatalf("Migrations() = %d, LatestVersion() = %d", len(ms), LatestVersion())
 	}
-	want := []string{"init", "invoices_customer_idx"}
+	want := []string{"init", "invoices_customer_idx", "invoicer_app_model", "customers_email_unique"}
 	for i, m := range ms {
 		if m.Version != i+1 || m.Name != want[i] || m.sql != "" {
 			t.Errorf("migration %d = %+v", i, m)
 		}
 	}
-	if strings.Contains(embedded[0].sql, "tenant_") {
-		t.Error("migration 1 names a schema; migrations must use unqualified names")
+	for _, m := range embedded {
+		if strings.Contains(m.sql, "tenant_") {
+			t.Errorf("migration %d names a schema; migrations must use unqualified names", m.Version)
+		}
 	}
 }
 
@@ -48,7 +50,7 @@ func TestMigrateFreshThenNoop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Created || res.From != 1 || res.To != LatestVersion() || !slices.Equal(res.Applied, []int{2}) {
+	if res.Created || res.From != 1 || res.To != LatestVersion() || !slices.Equal(res.Applied, []int{2, 3, 4}) {
 		t.Errorf("to latest: %+v", res)
 	}
 	// No-op: one query, no lock, nothing applied; a lower target does not go down.
@@ -61,7 +63,7 @@ func TestMigrateFreshThenNoop(t *testing.T) {
 		if n := b.count.queries.Load() - before; n != 1 {
 			t.Errorf("no-op migrate to %d sent %d queries, want 1", target, n)
 		}
-		if res.Applied != nil || res.From != 2 || res.To != 2 || res.Created {
+		if res.Applied != nil || res.From != LatestVersion() || res.To != LatestVersion() || res.Created {
 			t.Errorf("no-op to %d: %+v", target, res)
 		}
 	}
@@ -166,7 +168,11 @@ func TestMigrateSameTenantConcurrently(t *testing.T) {
 		}
 	}
 	slices.Sort(applied)
-	if want := []int{1, 2, 3}; !slices.Equal(applied, want) {
+	var want []int
+	for _, m := range set {
+		want = append(want, m.Version)
+	}
+	if !slices.Equal(applied, want) {
 		t.Errorf("applied across goroutines = %v, want each of %v once", applied, want)
 	}
 	if created != 1 {

@@ -226,12 +226,5 @@ func checkVerifyResult(results []*pgconn.Result) error {
 	if len(r.Rows) != 1 || len(r.Rows[0]) != 2 {
 		return fmt.Errorf("%w: unexpected verification result shape", errNotClean)
 	}
-	path, noTemp := string(r.Rows[0][0]), string(r.Rows[0][1])
-	if path != "" && path != `""` {
-		return fmt.Errorf("%w: search_path is %.100q", errNotClean, path)
-	}
-	if noTemp != "t" {
-		return fmt.Errorf("%w: session has a temporary schema", errNotClean)
-	}
-	return nil
+	return cleanSession(string(r.Rows[0][0]), string(r.Rows[0][1]) == "t")
 }

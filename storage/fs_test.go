@@ -160,6 +160,12 @@ func TestFSOpenMissing(t *testing.T) {
 		if _, _, err := readDoc(t, b.store, tt.tenant, tt.key); !errors.Is(err, storage.ErrNotFound) {
 			t.Errorf("Open(%s, %s) error = %v, want ErrNotFound", tt.tenant, tt.key, err)
 		}
+		if _, err := b.store.Stat(t.Context(), tt.tenant, tt.key); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("Stat(%s, %s) error = %v, want ErrNotFound", tt.tenant, tt.key, err)
+		}
+	}
+	if n, err := b.store.Stat(t.Context(), "tn_a", "invoices/42.pdf"); n != 1 || err != nil {
+		t.Errorf("Stat of a stored document = %d, %v; want 1", n, err)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/invoicing/tenantworker/internal/config"
@@ -33,7 +34,19 @@ func run() error {
 	// -dev (PostgreSQL, Redis, enqueue service and demo tenants in one
 	// process) is handled in main by package devstack; listed for -h.
 	flag.Bool("dev", false, `run the embedded development stack (see "worker -dev -h")`)
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the worker to this file until it exits (go tool pprof; used by the load command)")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("-cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("-cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

@@ -63,7 +63,7 @@ type Baseline struct {
 	Rounds []float64 `json:"rounds,omitempty"`
 }
 
-// Target is a goal from the issue: Value compared with Op ("<" or ">=")
+// Target is a goal from the issue: Value compared with Op ("<", "<=" or ">=")
 // on the metric's value, or on its ratio when OnRatio.
 type Target struct {
 	Op      string  `json:"op"`
@@ -108,6 +108,8 @@ func (m *Metric) target(op string, value float64, onRatio bool, text string) *Me
 	switch op {
 	case "<":
 		met = v < value
+	case "<=":
+		met = v <= value
 	case ">=":
 		met = v >= value
 	}

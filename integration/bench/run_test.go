@@ -74,12 +74,13 @@ func TestRunAllScenarios(t *testing.T) {
 			}
 		}
 	}
-	// The issues' targets: middleware ratio, two lookup p99s, enqueue
-	// ratio, two migration times, the sweep; fairness: the quiet tenant's
-	// p99, two throughput costs, three shares, two idle pickups, dispatch
-	// scaling.
-	if targets != 16 {
-		t.Errorf("%d metrics with a target, want 16", targets)
+	// The issues' targets: middleware ratio, two lookup p99s, for each of
+	// the pdf scenario's two kinds of invoice the end-to-end rate and
+	// pdf.Render's CPU and allocation, enqueue ratio, two migration times,
+	// the sweep; fairness: the quiet tenant's p99, two throughput costs,
+	// three shares, two idle pickups, dispatch scaling.
+	if targets != 22 {
+		t.Errorf("%d metrics with a target, want 22", targets)
 	}
 	mw := rep.Scenarios[0]
 	var cpuNote bool
@@ -109,5 +110,25 @@ func TestRunAllScenarios(t *testing.T) {
 		if !strings.Contains(table.String(), s.Name+"|") {
 			t.Errorf("table has no rows for %s:\n%s", s.Name, table.String())
 		}
+	}
+}
+
+// TestSelectPDFRunsMiddleware: -scenarios pdf runs the middleware
+// scenario too, whose bare asynq drain and pinned-query ratio the pdf
+// scenario reports beside its own numbers.
+func TestSelectPDFRunsMiddleware(t *testing.T) {
+	sel, err := selectScenarios("pdf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sel["pdf"] || !sel["middleware"] || len(sel) != 2 {
+		t.Errorf("selectScenarios(pdf) = %v, want pdf and middleware", sel)
+	}
+	sel, err = selectScenarios("lookup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sel) != 1 || !sel["lookup"] {
+		t.Errorf("selectScenarios(lookup) = %v", sel)
 	}
 }

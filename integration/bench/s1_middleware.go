@@ -27,10 +27,12 @@ import (
 // and no middleware, once through the worker's production chain
 // (worker.Chain: envelope, recover, log, metrics, refusal, tenant
 // resolution on the cached Postgres catalog) and the decoding adapter into
-// a handler that runs SELECT 1 in the tenant's pinned transaction
-// (schema.InTenant).
-// Two diagnostic variants run in every round too: the chain with a no-op
-// handler, and with one unpinned SELECT 1. Rounds alternate so drift on a noisy machine hits both alike.
+// a handler that runs SELECT 1 as a unit of work pinned to the tenant in
+// one round trip (schema.InTenantBatch).
+// Three diagnostic variants run in every round too: the chain with a no-op
+// handler, with one unpinned SELECT 1, and with SELECT 1 pinned by
+// schema.InTenant (three round trips). Rounds alternate so drift on a
+// noisy machine hits all alike.
 func (b *bench) middleware(ctx context.Context, s *Scenario) error {
 	c, err := b.openCore(ctx)
 	if err != nil {
@@ -84,9 +86,23 @@ func (b *bench) middleware(ctx context.Context, s *Scenario) error {
 		d.finished()
 		return nil
 	}))
+	// The pinned unit of work: one round trip (schema.InTenantBatch).
 	mux := asynq.NewServeMux()
 	mux.Use(chain...)
 	mux.Handle(tasks.TypeInvoicePDF, worker.Handle(func(ctx context.Context, _ tasks.InvoicePDF) error {
+		var b pgx.Batch
+		var one int
+		b.Queue("SELECT 1").QueryRow(func(row pgx.Row) error { return row.Scan(&one) })
+		if err := schema.InTenantBatch(ctx, c.pool, &b); err != nil {
+			return err
+		}
+		d.finished()
+		return nil
+	}))
+	// The same with schema.InTenant: three round trips.
+	inTenant := asynq.NewServeMux()
+	inTenant.Use(chain...)
+	inTenant.Handle(tasks.TypeInvoicePDF, worker.Handle(func(ctx context.Context, _ tasks.InvoicePDF) error {
 		err := schema.InTenant(ctx, c.pool, func(ctx context.Context, tx pgx.Tx) error {
 			var one int
 			return tx.QueryRow(ctx, "SELECT 1").Scan(&one)
@@ -99,13 +115,13 @@ func (b *bench) middleware(ctx context.Context, s *Scenario) error {
 	}))
 
 	progress("middleware: warm-up (%d tasks each)", b.sz.WarmN)
-	for _, h := range []asynq.Handler{bare, chainOnly, unpinned, mux} {
+	for _, h := range []asynq.Handler{bare, chainOnly, unpinned, inTenant, mux} {
 		if _, _, err := d.drain(ctx, h, b.sz.WarmN); err != nil {
 			return fmt.Errorf("warm-up: %w", err)
 		}
 	}
-	var bareRounds, chainRounds, noDBRounds, unpinnedRounds []float64
-	var bareCPU, chainCPU, noDBCPU, unpinnedCPU cpuUse
+	var bareRounds, chainRounds, noDBRounds, unpinnedRounds, inTenantRounds []float64
+	var bareCPU, chainCPU, noDBCPU, unpinnedCPU, inTenantCPU cpuUse
 	for r := range b.sz.Rounds {
 		rate, use, err := d.drain(ctx, bare, n)
 		if err != nil {
@@ -122,32 +138,44 @@ func (b *bench) middleware(ctx context.Context, s *Scenario) error {
 			return fmt.Errorf("unpinned round %d: %w", r+1, err)
 		}
 		unpinnedRounds, unpinnedCPU = append(unpinnedRounds, rate), unpinnedCPU.add(use)
+		rate, use, err = d.drain(ctx, inTenant, n)
+		if err != nil {
+			return fmt.Errorf("InTenant round %d: %w", r+1, err)
+		}
+		inTenantRounds, inTenantCPU = append(inTenantRounds, rate), inTenantCPU.add(use)
 		rate, use, err = d.drain(ctx, mux, n)
 		if err != nil {
 			return fmt.Errorf("middleware round %d: %w", r+1, err)
 		}
 		chainRounds, chainCPU = append(chainRounds, rate), chainCPU.add(use)
-		progress("middleware: round %d: bare %.0f tasks/s, middleware only %.0f, + unpinned SELECT 1 %.0f, + pinned SELECT 1 %.0f", r+1, bareRounds[r], noDBRounds[r], unpinnedRounds[r], chainRounds[r])
+		progress("middleware: round %d: bare %.0f tasks/s, middleware only %.0f, + unpinned SELECT 1 %.0f, + InTenant SELECT 1 %.0f, + InTenantBatch SELECT 1 %.0f", r+1, bareRounds[r], noDBRounds[r], unpinnedRounds[r], inTenantRounds[r], chainRounds[r])
 	}
 	b.bareDrain = median(bareRounds)
 	st := cache.Stats()
-	s.add("drain", median(chainRounds), "tasks/s").withRounds(chainRounds).
+	drain := s.add("drain", median(chainRounds), "tasks/s").withRounds(chainRounds).
 		against("bare asynq, no-op handler", b.bareDrain, "tasks/s", bareRounds).
 		target(">=", 0.85, true, "ratio >= 0.85")
+	if drain.Ratio != nil {
+		b.pinnedRatio = *drain.Ratio
+	}
 	s.add("diagnostic: middleware only (no DB)", median(noDBRounds), "tasks/s").withRounds(noDBRounds).
 		against("bare asynq, no-op handler", b.bareDrain, "tasks/s", nil)
 	s.add("diagnostic: middleware + unpinned SELECT 1", median(unpinnedRounds), "tasks/s").withRounds(unpinnedRounds).
+		against("bare asynq, no-op handler", b.bareDrain, "tasks/s", nil)
+	s.add("diagnostic: middleware + SELECT 1 pinned by schema.InTenant (3 round trips)", median(inTenantRounds), "tasks/s").withRounds(inTenantRounds).
 		against("bare asynq, no-op handler", b.bareDrain, "tasks/s", nil)
 	total := n * b.sz.Rounds
 	perTaskAll := func(u cpuUse) float64 { return perTask(u.total(), total) }
 	s.add("diagnostic: CPU per task, bare asynq (bench + redis + postgres)", perTaskAll(bareCPU), "µs")
 	s.add("diagnostic: CPU per task, + pinned SELECT 1", perTaskAll(chainCPU), "µs").
 		against("bare asynq, no-op handler", perTaskAll(bareCPU), "µs", nil)
+	s.add("diagnostic: CPU per task, + SELECT 1 pinned by InTenant", perTaskAll(inTenantCPU), "µs").
+		against("bare asynq, no-op handler", perTaskAll(bareCPU), "µs", nil)
 	if chainCPU.postgresMeasured {
 		s.add("diagnostic: of which PostgreSQL server", perTask(chainCPU.postgres, total), "µs")
 	}
-	s.note("CPU per task over all rounds (bench process from getrusage: it runs the asynq server and the handlers; servers from /proc/<pid>/stat, PostgreSQL including every backend): bare: %s; middleware only: %s; + unpinned SELECT 1: %s; + pinned SELECT 1: %s",
-		bareCPU.summary(total), noDBCPU.summary(total), unpinnedCPU.summary(total), chainCPU.summary(total))
+	s.note("CPU per task over all rounds (bench process from getrusage: it runs the asynq server and the handlers; servers from /proc/<pid>/stat, PostgreSQL including every backend): bare: %s; middleware only: %s; + unpinned SELECT 1: %s; + InTenant SELECT 1: %s; + InTenantBatch SELECT 1: %s",
+		bareCPU.summary(total), noDBCPU.summary(total), unpinnedCPU.summary(total), inTenantCPU.summary(total), chainCPU.summary(total))
 	if pinnedCPU := perTaskAll(chainCPU); pinnedCPU > 0 {
 		atTarget := 0.85 * b.bareDrain // tasks/s
 		need := atTarget * pinnedCPU / 1e6 / float64(runtime.NumCPU())

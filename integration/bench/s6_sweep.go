@@ -53,7 +53,7 @@ func (b *bench) sweep(ctx context.Context, s *Scenario) error {
 	s.Sizes["worker_concurrency"] = config.DefaultWorkerConcurrency
 
 	progress("sweep: seeding %d overdue invoices", reminders)
-	if err := seedInvoices(ctx, fleet.pool, fleet.tenants, invoiceSeed{count: each, lines: 1, status: "sent", dueDays: -10}); err != nil {
+	if _, err := seedInvoices(ctx, fleet.pool, fleet.tenants, invoiceSeed{count: each, lines: 1, status: "sent", dueDays: -10, text: singleByte}); err != nil {
 		return err
 	}
 

@@ -791,8 +791,8 @@ func seedTenantInvoices(ctx context.Context, pool *pgxpool.Pool, t tenantctx.Ten
 	for lo := 0; lo < n; lo += 5000 {
 		hi := min(lo+5000, n)
 		err := schema.InTenant(ctx, pool, func(ctx context.Context, tx pgx.Tx) error {
-			customer, err := invoice.CreateCustomer(ctx, tx, invoice.Customer{Name: seedCustomerName, Company: seedCustomerCompany,
-				Email: fmt.Sprintf("fair+%s-%d@kowalska.example", prefix, lo), Address: seedCustomerAddress})
+			customer, err := invoice.CreateCustomer(ctx, tx, invoice.Customer{Name: singleByte.name, Company: singleByte.company,
+				Email: fmt.Sprintf("fair+%s-%d@kowalska.example", prefix, lo), Address: singleByte.address})
 			if err != nil {
 				return err
 			}
@@ -801,7 +801,7 @@ func seedTenantInvoices(ctx context.Context, pool *pgxpool.Pool, t tenantctx.Ten
 				invs = append(invs, invoice.New{
 					Number: fmt.Sprintf("%s-%07d", prefix, k+1), Customer: invoice.Customer{ID: customer},
 					Status: "sent", Currency: "EUR", IssuedAt: now.AddDate(0, 0, -40), DueAt: now.AddDate(0, 0, 10),
-					Notes: seedNotes, Lines: benchLines(lines),
+					Notes: singleByte.notes, Lines: benchLines(singleByte, lines),
 				})
 			}
 			ids, err := invoice.Create(ctx, tx, invs...)

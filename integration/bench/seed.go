@@ -23,8 +23,7 @@ const seedParallelism = 8
 // benchTenant is a seeded tenant and, when asked for, its API key.
 type benchTenant struct {
 	tenantctx.Tenant
-	APIKey   string
-	Invoices []int64
+	APIKey string
 }
 
 // slugFor names tenant i of a group: "core-0042".
@@ -74,28 +73,56 @@ type invoiceSeed struct {
 	lines   int    // line items per invoice
 	status  string // e.g. "sent"
 	dueDays int    // due date relative to now; negative is past due
+	text    seedText
 }
 
-// Seeded customer and line data; benchInvoice renders the same document.
-const (
-	seedCustomerName    = "Zoë Kowalska"
-	seedCustomerCompany = "Kowalska & Córki sp. z o.o."
-	seedCustomerAddress = "ul. Piotrkowska 104\n90-001 Łódź\nPoland"
-	seedNotes           = "Payable within 30 days. Thank you for your business."
+// seedText is the text of seeded invoices: it decides the renderer's font
+// path.
+type seedText struct {
+	kind     string // names the kind in reports
+	name     string
+	company  string
+	address  string
+	notes    string
+	lineText string // a fmt format with one %d, the line's number
+}
+
+// The seeded invoices' text. singleByte is Polish and German text that
+// Windows-1250 holds (pdf.FontPathCP1250, a single-byte code page: the
+// same cost as cp1252); anyScript mixes Greek, Cyrillic and Polish, which
+// no single-byte code page holds (pdf.FontPathUTF8).
+var (
+	singleByte = seedText{
+		kind:     "single-byte",
+		name:     "Zoë Kowalska",
+		company:  "Kowalska & Córki sp. z o.o.",
+		address:  "ul. Piotrkowska 104\n90-001 Łódź\nPoland",
+		notes:    "Payable within 30 days. Thank you for your business.",
+		lineText: "Consulting, work package %d: implementation and review",
+	}
+	anyScript = seedText{
+		kind:     "any-script",
+		name:     "Ζωή Παπαδοπούλου / Зоя Ковальская",
+		company:  "Ωmega Ελλάς Α.Ε. и ООО «Ромашка», Łódź",
+		address:  "Λεωφόρος Κηφισίας 12\nΑθήνα 115 26\nул. Тверская 7, Москва",
+		notes:    "Πληρωτέο εντός 30 ημερών. Оплата в течение 30 дней. Dziękujemy.",
+		lineText: "Консультации, пакет %d: υλοποίηση και έλεγχος (wdrożenie)",
+	}
 )
 
 // seedInvoices inserts s.count invoices with s.lines lines each into every
 // tenant's schema (one transaction per tenant, through the fixture builder
-// invoice.Create) and records their ids.
-func seedInvoices(ctx context.Context, pool *pgxpool.Pool, tenants []benchTenant, s invoiceSeed) error {
+// invoice.Create) and returns their ids per tenant.
+func seedInvoices(ctx context.Context, pool *pgxpool.Pool, tenants []benchTenant, s invoiceSeed) ([][]int64, error) {
+	out := make([][]int64, len(tenants))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(seedParallelism)
 	for i := range tenants {
 		g.Go(func() error {
 			t := &tenants[i]
 			return schema.InTenant(tenantctx.WithTenant(gctx, t.Tenant), pool, func(ctx context.Context, tx pgx.Tx) error {
-				customer, err := invoice.CreateCustomer(ctx, tx, invoice.Customer{Name: seedCustomerName, Company: seedCustomerCompany,
-					Email: fmt.Sprintf("ap+%s@kowalska.example", t.Slug), Address: seedCustomerAddress})
+				customer, err := invoice.CreateCustomer(ctx, tx, invoice.Customer{Name: s.text.name, Company: s.text.company,
+					Email: fmt.Sprintf("ap+%s-%s@kowalska.example", s.text.kind, t.Slug), Address: s.text.address})
 				if err != nil {
 					return fmt.Errorf("seed customer of %s: %w", t.Slug, err)
 				}
@@ -103,29 +130,29 @@ func seedInvoices(ctx context.Context, pool *pgxpool.Pool, tenants []benchTenant
 				invs := make([]invoice.New, s.count)
 				for n := range invs {
 					invs[n] = invoice.New{
-						Number: fmt.Sprintf("INV-%06d", n+1), Customer: invoice.Customer{ID: customer},
+						Number: fmt.Sprintf("INV-%s-%06d", s.text.kind, n+1), Customer: invoice.Customer{ID: customer},
 						Status: s.status, Currency: "EUR", IssuedAt: now.AddDate(0, 0, -40), DueAt: now.AddDate(0, 0, s.dueDays),
-						Notes: seedNotes, Lines: benchLines(s.lines),
+						Notes: s.text.notes, Lines: benchLines(s.text, s.lines),
 					}
 				}
 				ids, err := invoice.Create(ctx, tx, invs...)
 				if err != nil {
 					return fmt.Errorf("seed invoices of %s: %w", t.Slug, err)
 				}
-				t.Invoices = append(t.Invoices, ids...)
+				out[i] = ids
 				return nil
 			})
 		})
 	}
-	return g.Wait()
+	return out, g.Wait()
 }
 
-// benchLines are the line items of every seeded invoice.
-func benchLines(n int) []invoice.Line {
+// benchLines are the line items of every seeded invoice of a kind.
+func benchLines(text seedText, n int) []invoice.Line {
 	lines := make([]invoice.Line, n)
 	for p := 1; p <= n; p++ {
 		lines[p-1] = invoice.Line{
-			Description: fmt.Sprintf("Consulting, work package %d: implementation and review", p),
+			Description: fmt.Sprintf(text.lineText, p),
 			Quantity:    decimal.New(int64(p)*5, -1),
 			UnitPrice:   decimal.New(10000+int64(p)*725, -2),
 		}
@@ -133,22 +160,22 @@ func benchLines(n int) []invoice.Line {
 	return lines
 }
 
-// benchInvoice is the document seedInvoices' invoices render to, for the
-// in-process render baseline.
-func benchInvoice(lines int) pdf.Invoice {
+// benchInvoice is the document seedInvoices' invoices of a kind render
+// to, for the in-process render baseline.
+func benchInvoice(text seedText, lines int) pdf.Invoice {
 	now := time.Now()
 	inv := pdf.Invoice{
 		TenantName: "Bench Tenant 1 GmbH",
-		Number:     "INV-000001",
+		Number:     "INV-" + text.kind + "-000001",
 		IssuedAt:   now.AddDate(0, 0, -40),
 		DueAt:      now.AddDate(0, 0, 10),
 		Status:     "sent",
 		Currency:   "EUR",
-		Customer: pdf.Customer{Name: seedCustomerName, Company: seedCustomerCompany,
-			Email: "ap+core-0001@kowalska.example", Address: seedCustomerAddress},
-		Notes: seedNotes,
+		Customer: pdf.Customer{Name: text.name, Company: text.company,
+			Email: "ap+" + text.kind + "-core-0001@kowalska.example", Address: text.address},
+		Notes: text.notes,
 	}
-	for _, l := range benchLines(lines) {
+	for _, l := range benchLines(text, lines) {
 		inv.Lines = append(inv.Lines, pdf.Line{Description: l.Description, Quantity: l.Quantity, UnitPrice: l.UnitPrice})
 	}
 	return inv

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -124,9 +125,23 @@ func (b *bench) workerEnv(databaseURL, name string) map[string]string {
 // startWorker builds (once) and starts cmd/worker; a build failure skips
 // the scenario with the compiler's message.
 func (b *bench) startWorker(ctx context.Context, databaseURL, name string) (*proc, error) {
+	return b.startWorkerWith(ctx, databaseURL, name, 0)
+}
+
+// startWorkerWith is startWorker with WORKER_CONCURRENCY set to
+// concurrency when it is positive.
+func (b *bench) startWorkerWith(ctx context.Context, databaseURL, name string, concurrency int) (*proc, error) {
 	bin, err := b.env.binary(ctx, workerPkg)
 	if err != nil {
 		return nil, skipError{reason: "cmd/worker does not build: " + err.Error()}
 	}
-	return startProc(ctx, "worker", bin, b.workerEnv(databaseURL, name))
+	var args []string
+	if b.workerProfile != "" {
+		args = append(args, "-cpuprofile", b.workerProfile+".worker-"+name)
+	}
+	env := b.workerEnv(databaseURL, name)
+	if concurrency > 0 {
+		env["WORKER_CONCURRENCY"] = strconv.Itoa(concurrency)
+	}
+	return startProc(ctx, "worker", bin, env, args...)
 }

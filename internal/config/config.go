@@ -115,6 +115,14 @@ type Config struct {
 	// DocumentsDir (DOCUMENTS_DIR) holds rendered PDFs; "" means
 	// DefaultDocumentsDir.
 	DocumentsDir string
+	// PDFMaxLines (PDF_MAX_LINES) is the most line items an invoice may
+	// have to be rendered; one with more is archived with the reason. 0
+	// means the renderer's default (5,000).
+	PDFMaxLines int
+	// PDFMaxBytes (PDF_MAX_BYTES) is the largest PDF the worker stores; an
+	// invoice whose document is larger is archived with the reason. 0 means
+	// the renderer's default (16 MiB).
+	PDFMaxBytes int
 	// LogFormat (LOG_FORMAT): "text" (default) or "json".
 	LogFormat string
 	// LogLevel (LOG_LEVEL): debug, info (default), warn or error.
@@ -197,6 +205,8 @@ func Parse(getenv func(string) string) (Config, error) {
 		MailFrom:              p.str("MAIL_FROM"),
 		OutboxDir:             p.str("OUTBOX_DIR"),
 		DocumentsDir:          p.str("DOCUMENTS_DIR"),
+		PDFMaxLines:           p.positiveInt("PDF_MAX_LINES"),
+		PDFMaxBytes:           p.positiveInt("PDF_MAX_BYTES"),
 		LogFormat:             strings.ToLower(p.str("LOG_FORMAT")),
 		LogLevel:              p.level("LOG_LEVEL"),
 		DBMaxConns:            p.positiveInt("DB_MAX_CONNS"),

@@ -79,6 +79,8 @@ func TestFromEnvSet(t *testing.T) {
 		"MAIL_FROM":                "ar@example.com",
 		"OUTBOX_DIR":               "/var/outbox",
 		"DOCUMENTS_DIR":            "/var/docs",
+		"PDF_MAX_LINES":            "200",
+		"PDF_MAX_BYTES":            "1048576",
 		"LOG_FORMAT":               "JSON",
 		"LOG_LEVEL":                "debug",
 		"ALLOW_TENANT_HEADER":      "true",
@@ -93,7 +95,8 @@ func TestFromEnvSet(t *testing.T) {
 		c.SchedulerEnabled || c.ShutdownTimeout != 5*time.Second || c.LogFormat != LogFormatJSON ||
 		c.LogLevel != slog.LevelDebug || !c.AllowTenantHeader || !c.DashboardWritable || c.TenantCacheTTL != 2*time.Minute || c.RedisAutoPipeline ||
 		c.HTTPAddrOr(DefaultWorkerHTTPAddr) != "127.0.0.1:7000" || c.OverdueSweepCron != "@every 30s" ||
-		c.AuthFailuresPerMinute != 50 || c.ClientIPHeader != "X-Real-IP" {
+		c.AuthFailuresPerMinute != 50 || c.ClientIPHeader != "X-Real-IP" ||
+		c.PDFMaxLines != 200 || c.PDFMaxBytes != 1<<20 {
 		t.Errorf("config %+v", c)
 	}
 	if _, err := c.RedisConnOpt(); err != nil {
@@ -112,6 +115,8 @@ func TestFromEnvErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"WORKER_CONCURRENCY": "x"}, `WORKER_CONCURRENCY: must be a positive integer, got "x"`},
 		{map[string]string{"WORKER_CONCURRENCY": "-1"}, `WORKER_CONCURRENCY: must be a positive integer, got "-1"`},
 		{map[string]string{"DB_MAX_CONNS": "0"}, "DB_MAX_CONNS: must be a positive integer"},
+		{map[string]string{"PDF_MAX_LINES": "0"}, "PDF_MAX_LINES: must be a positive integer"},
+		{map[string]string{"PDF_MAX_BYTES": "1MB"}, "PDF_MAX_BYTES: must be a positive integer"},
 		{map[string]string{"WORKER_CONCURRENCY": "20", "DB_MAX_CONNS": "10"}, "DB_MAX_CONNS: 10 is smaller than WORKER_CONCURRENCY 20"},
 		{map[string]string{"OVERDUE_SWEEP_CRON": "every hour"}, "OVERDUE_SWEEP_CRON: invalid schedule"},
 		{map[string]string{"OVERDUE_SWEEP_CRON": "@every 1x"}, "OVERDUE_SWEEP_CRON: invalid schedule"},

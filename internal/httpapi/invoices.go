@@ -187,12 +187,16 @@ func (h *Handler) loadInvoiceDocument(ctx context.Context, invoiceID int64) (inv
 		return invoice.Document{}, invoice.ErrNoDocument
 	}
 	var doc invoice.Document
-	err := schema.InTenant(ctx, h.opts.Pool, func(ctx context.Context, tx pgx.Tx) error {
-		var err error
-		doc, err = invoice.LoadDocument(ctx, tx, invoiceID)
-		return err
-	})
-	return doc, err
+	var found bool
+	var b pgx.Batch
+	invoice.QueueLoadDocument(&b, invoiceID, &doc, &found)
+	if err := schema.InTenantBatch(ctx, h.opts.Pool, &b); err != nil { // one round trip
+		return invoice.Document{}, err
+	}
+	if !found {
+		return invoice.Document{}, fmt.Errorf("load document of invoice %d: %w", invoiceID, invoice.ErrNoDocument)
+	}
+	return doc, nil
 }
 
 // downloadPDF is GET /v1/invoices/{id}/pdf.

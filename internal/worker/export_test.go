@@ -1,6 +1,9 @@
 package worker
 
 import (
+	"context"
+	"io"
+
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -45,3 +48,22 @@ func (m *Metrics) Processed(typ, outcome string) float64 {
 
 // RenderSeries returns how many series the render histogram has.
 func (m *Metrics) RenderSeries() int { return testutil.CollectAndCount(m.render) }
+
+// RecordResults returns ctx carrying w as the result writer, so that a
+// task run through workertest (which has none) records its result there.
+func RecordResults(ctx context.Context, w io.Writer) context.Context {
+	return context.WithValue(ctx, resultWriterKey{}, w)
+}
+
+// SetBeforeRender makes h call fn with the task's ctx right before it
+// renders a PDF.
+func SetBeforeRender(h *Handlers, fn func(ctx context.Context)) { h.beforeRender = fn }
+
+// PDFRenders returns the renders m counted for a font path.
+func (m *Metrics) PDFRenders(fontPath string) float64 {
+	return testutil.ToFloat64(m.pdfRenders.WithLabelValues(fontPath))
+}
+
+// PDFUnchanged returns the invoice:pdf tasks m counted that kept an
+// unchanged document.
+func (m *Metrics) PDFUnchanged() float64 { return testutil.ToFloat64(m.pdfUnchanged) }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -17,102 +18,190 @@ import (
 	"github.com/invoicing/tenantworker/tasks"
 )
 
-// InvoicePDF handles invoice:pdf: it loads the invoice of the tenant in ctx
-// (with its customer and line items), renders it, stores the PDF under
+// pdfResult is the task result of invoice:pdf.
+type pdfResult struct {
+	storage.DocumentInfo // storage_key, sha256, bytes
+	// FontPath is the renderer's font path of the stored document.
+	FontPath string `json:"font_path"`
+	// Unchanged reports that the stored document was kept: the invoice
+	// (and the renderer) had not changed since it was rendered.
+	Unchanged bool `json:"unchanged"`
+	// AmountDiffers reports that the invoice's stored amount is not the sum
+	// of its lines; the document shows the lines' sum.
+	AmountDiffers bool `json:"amount_differs,omitempty"`
+}
+
+// InvoicePDF handles invoice:pdf: it renders the invoice of the tenant in
+// ctx (with its customer and line items), stores the PDF under
 // invoice.DocumentKey in h.Documents and records it in invoice_documents.
-// Its task result is {"storage_key","sha256","bytes"}.
+// Its task result is {"storage_key","sha256","bytes","font_path",
+// "unchanged"} (and "amount_differs" when true).
 //
-// It is idempotent: the renderer is deterministic, so running it again
-// stores the same bytes and the same SHA-256. A missing invoice archives
-// the task (asynq.SkipRetry); a database or storage error is returned as is
-// and retried. The invoice is read in one transaction and the document
-// stored and recorded in another, so no connection is held while rendering.
+// One transaction, two round trips (schema.InTenantBatches): the first
+// takes the tenant's shared lock and loads the invoice, its lines and its
+// current document in one query; the PDF is rendered and written to the
+// store while the transaction stays open; the second records the document
+// and commits. Holding the shared lock from before the load until the
+// commit keeps docs/architecture.md's I13: a tenant:destroy (schema.Drop)
+// waits for this task, then removes its file with the tenant's documents;
+// a destroy that came first leaves no tables, so the load fails before a
+// file is written. The connection is held while rendering (about a
+// millisecond for a 10-line invoice on the single-byte font paths, bounded
+// by the line limit and the task's deadline, which the renderer checks
+// between pages).
+//
+// An invoice whose render inputs (pdf.InputsHash: the invoice, the
+// tenant's name, the renderer's layout version) equal those recorded with
+// its stored document, and whose file is still in the store with its
+// recorded size, is not rendered again: the task completes with the stored
+// document and says so ("unchanged": true).
+//
+// Money: the document prints the lines' sum as the total; an invoice
+// without lines prints its stored amount. When the stored amount differs
+// from the lines' sum, a warning names the tenant and the invoice and the
+// result says "amount_differs" (docs/architecture.md, "Tenant tables").
+//
+// It is idempotent: the renderer is deterministic. A missing invoice, an
+// invoice the renderer refuses (over PDFMaxLines, a document over
+// PDFMaxBytes, an invalid currency) archive the task with the reason
+// (asynq.SkipRetry); a database or storage error, or the task's deadline,
+// is returned as is and retried.
 func (h *Handlers) InvoicePDF(ctx context.Context, p tasks.InvoicePDF) error {
 	t, err := taskTenant(ctx, p)
 	if err != nil {
 		return err
 	}
-	var inv invoice.Invoice
-	err = schema.InTenant(ctx, h.Pool, func(ctx context.Context, tx pgx.Tx) error {
-		inv, err = invoice.Load(ctx, tx, p.InvoiceID)
+	r := pdf.Renderer{MaxLines: h.PDFMaxLines, MaxBytes: h.PDFMaxBytes}
+	key := invoice.DocumentKey(p.InvoiceID)
+	first := &pgx.Batch{}
+	if err := schema.QueueLockShared(ctx, first); err != nil {
 		return err
-	})
-	if errors.Is(err, invoice.ErrNotFound) {
-		return invoiceNotFound(p.InvoiceID, t.ID)
 	}
-	if err != nil {
-		return fmt.Errorf("render invoice %d: %w", p.InvoiceID, err)
-	}
+	var inv invoice.Invoice
+	invoice.QueueLoad(first, p.InvoiceID, &inv)
+	var res pdfResult
+	err = schema.InTenantBatches(ctx, h.Pool, first, func(ctx context.Context) (*pgx.Batch, error) {
+		doc := document(inv, t.Name)
+		if len(inv.Lines) > 0 {
+			if sum := pdf.Subtotal(doc); !sum.Equal(inv.Amount) {
+				res.AmountDiffers = true
+				LoggerFromContext(ctx).WarnContext(ctx, "invoice amount differs from the sum of its lines; the document shows the lines' sum",
+					slog.String("tenant_id", t.ID), slog.Int64("invoice_id", p.InvoiceID),
+					slog.String("amount", inv.Amount.String()), slog.String("lines_total", sum.String()))
+			}
+		}
+		inputs := pdf.InputsHash(r, doc)
+		if stored := inv.Document; stored.InputsSHA256 == inputs && stored.StorageKey == key && h.stored(ctx, t.ID, stored) {
+			res.DocumentInfo = storage.DocumentInfo{Key: stored.StorageKey, SHA256: stored.SHA256, Bytes: stored.Bytes}
+			res.FontPath, res.Unchanged = stored.FontPath, true
+			return nil, nil // nothing to write: COMMIT
+		}
 
-	var buf bytes.Buffer
-	start := time.Now()
-	_, err = pdf.Render(ctx, &buf, document(inv, t.Name))
-	ObserveRender(ctx, time.Since(start))
-	if errors.Is(err, pdf.ErrInvalidInvoice) {
-		return Permanentf("render invoice %d of tenant %s: %w", p.InvoiceID, t.ID, err)
-	}
-	if err != nil {
-		return fmt.Errorf("render invoice %d: %w", p.InvoiceID, err)
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("render invoice %d: %w", p.InvoiceID, err)
-	}
-
-	// Store and record under the tenant's shared lock: a tenant:destroy
-	// (schema.Drop) waits for this write and then removes the file with the
-	// tenant's documents; one that came first leaves no tables, and the
-	// check below fails before a file is written.
-	var info storage.DocumentInfo
-	err = schema.InTenant(ctx, h.Pool, func(ctx context.Context, tx pgx.Tx) error {
-		if err := schema.LockShared(ctx, tx); err != nil {
-			return err
+		buf := renderBuffers.Get().(*bytes.Buffer)
+		defer func() {
+			if buf.Cap() <= maxPooledRenderBuffer {
+				buf.Reset()
+				renderBuffers.Put(buf)
+			}
+		}()
+		if h.beforeRender != nil {
+			h.beforeRender(ctx)
 		}
-		exists, err := invoice.Exists(ctx, tx, p.InvoiceID)
+		start := time.Now()
+		out, err := r.Render(ctx, buf, doc)
+		ObserveRender(ctx, time.Since(start))
+		if errors.Is(err, pdf.ErrInvalidInvoice) { // ErrTooLarge included
+			return nil, Permanentf("render invoice %d of tenant %s: %w", p.InvoiceID, t.ID, err)
+		}
 		if err != nil {
-			return err
+			return nil, fmt.Errorf("render invoice %d: %w", p.InvoiceID, err)
 		}
-		if !exists {
-			return invoice.ErrNotFound
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("render invoice %d: %w", p.InvoiceID, err)
 		}
-		info, err = h.Documents.Put(ctx, t.ID, invoice.DocumentKey(p.InvoiceID), &buf)
+		info, err := h.Documents.Put(ctx, t.ID, key, buf)
 		if err != nil {
-			return fmt.Errorf("store pdf: %w", err)
+			return nil, fmt.Errorf("store pdf: %w", err)
 		}
-		return invoice.RecordDocument(ctx, tx, invoice.Document{
+		res.DocumentInfo, res.FontPath = info, string(out.FontPath)
+		last := &pgx.Batch{}
+		invoice.QueueRecordDocument(last, invoice.Document{
 			InvoiceID: p.InvoiceID, StorageKey: info.Key, SHA256: info.SHA256, Bytes: info.Bytes,
+			InputsSHA256: inputs, FontPath: res.FontPath,
 		})
+		return last, nil
 	})
 	if errors.Is(err, invoice.ErrNotFound) {
 		return invoiceNotFound(p.InvoiceID, t.ID)
 	}
 	if err != nil {
-		return fmt.Errorf("record pdf of invoice %d: %w", p.InvoiceID, err)
+		if IsPermanent(err) {
+			return err
+		}
+		return fmt.Errorf("render invoice %d: %w", p.InvoiceID, err)
+	}
+	if res.Unchanged {
+		ObservePDF(ctx, "")
+	} else {
+		ObservePDF(ctx, res.FontPath)
 	}
 	LoggerFromContext(ctx).DebugContext(ctx, "invoice rendered", slog.Int64("invoice_id", p.InvoiceID),
-		slog.String("storage_key", info.Key), slog.Int64("bytes", info.Bytes), slog.String("sha256", info.SHA256))
-	return writeResult(ctx, info) // {"storage_key","sha256","bytes"}
+		slog.String("storage_key", res.Key), slog.Int64("bytes", res.Bytes), slog.String("sha256", res.SHA256),
+		slog.String("font_path", res.FontPath), slog.Bool("unchanged", res.Unchanged))
+	return writeResult(ctx, res)
+}
+
+// renderBuffers recycles the buffers PDFs are rendered into (tens of KiB
+// each for a typical invoice).
+var renderBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledRenderBuffer is the largest buffer kept for reuse: the buffer
+// of a rare large document goes to the garbage collector.
+const maxPooledRenderBuffer = 1 << 20
+
+// documentStatter is a document store that can tell a document's size
+// without reading it (storage.FS).
+type documentStatter interface {
+	Stat(ctx context.Context, tenantID, key string) (int64, error)
+}
+
+// stored reports whether the document d records is in the store with its
+// recorded size. A store that cannot tell says no: the invoice is then
+// rendered again, which is always safe.
+func (h *Handlers) stored(ctx context.Context, tenantID string, d invoice.Document) bool {
+	s, ok := h.Documents.(documentStatter)
+	if !ok {
+		return false
+	}
+	n, err := s.Stat(ctx, tenantID, d.StorageKey)
+	return err == nil && n == d.Bytes
 }
 
 // document returns inv as the pdf package's Invoice, issued by tenantName.
 // Dates are in UTC so that every worker renders the same bytes whatever its
-// time zone.
+// time zone; a missing due date stays zero (printed as "-"). The stored
+// amount goes with it: the renderer prints it for an invoice without lines.
 func document(inv invoice.Invoice, tenantName string) pdf.Invoice {
 	lines := make([]pdf.Line, len(inv.Lines))
 	for i, l := range inv.Lines {
 		lines[i] = pdf.Line{Description: l.Description, Quantity: l.Quantity, UnitPrice: l.UnitPrice}
 	}
 	c := inv.Customer
-	return pdf.Invoice{
+	doc := pdf.Invoice{
 		TenantName: tenantName,
 		Number:     inv.Number,
 		IssuedAt:   inv.IssuedAt.UTC(),
-		DueAt:      inv.DueAt.UTC(),
 		Status:     inv.Status,
 		Currency:   inv.Currency,
 		Customer:   pdf.Customer{Name: c.Name, Company: c.Company, Email: c.Email, Address: c.Address},
 		Lines:      lines,
 		Notes:      inv.Notes,
 	}
+	doc.Amount.Decimal, doc.Amount.Valid = inv.Amount, true
+	if !inv.DueAt.IsZero() {
+		doc.DueAt = inv.DueAt.UTC()
+	}
+	return doc
 }
 
 // invoiceNotFound is the permanent error of a task whose invoice does not

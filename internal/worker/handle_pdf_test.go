@@ -1,15 +1,27 @@
 package worker_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/shopspring/decimal"
+
+	"github.com/invoicing/tenantworker/internal/worker"
+	"github.com/invoicing/tenantworker/internal/worker/workertest"
+	"github.com/invoicing/tenantworker/pdf"
 
 	"github.com/invoicing/tenantworker/invoice"
 	"github.com/invoicing/tenantworker/storage"
@@ -66,18 +78,40 @@ func TestInvoicePDFRendersStoresAndRecords(t *testing.T) {
 		}
 	}
 
-	// A second render is the same document: same bytes, same SHA-256.
+	// Run again with nothing changed: the stored document is kept, not
+	// rendered again, and the result says so.
 	time.Sleep(10 * time.Millisecond)
-	if err := e.work(tasks.InvoicePDF{TenantID: acme.ID, InvoiceID: id}); err != nil {
-		t.Fatalf("second InvoicePDF: %v", err)
+	result := e.workResult(t, tasks.InvoicePDF{TenantID: acme.ID, InvoiceID: id})
+	if !result.Unchanged || result.SHA256 != row.SHA256 || result.Bytes != row.Bytes || result.Key != row.StorageKey || result.FontPath != "cp1252" {
+		t.Errorf("second run's result %+v, want the stored document, unchanged, font path cp1252", result)
 	}
 	row2, _ := e.documentRow(t, acme, id)
-	if row2.SHA256 != row.SHA256 || row2.Bytes != row.Bytes || row2.StorageKey != row.StorageKey {
-		t.Errorf("second render changed the document: %+v, was %+v", row2, row)
+	if row2 != row {
+		t.Errorf("an unchanged invoice's document row changed: %+v, was %+v", row2, row)
 	}
-	if !row2.RenderedAt.After(row.RenderedAt) {
-		t.Errorf("rendered_at not updated by the second render: %v, was %v", row2.RenderedAt, row.RenderedAt)
+
+	// A changed invoice is rendered again.
+	e.inTenant(t, acme, func(ctx context.Context, tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, "UPDATE invoices SET notes = 'Payable within 14 days.' WHERE id = $1", id)
+		return err
+	})
+	result = e.workResult(t, tasks.InvoicePDF{TenantID: acme.ID, InvoiceID: id})
+	row3, _ := e.documentRow(t, acme, id)
+	if result.Unchanged || row3.SHA256 == row.SHA256 || result.SHA256 != row3.SHA256 || !row3.RenderedAt.After(row.RenderedAt) {
+		t.Errorf("changed invoice: result %+v, row %+v (was %+v); want a new render", result, row3, row)
 	}
+	if text := pdfToText(t, e.readDocument(t, acme, row3.StorageKey)); !strings.Contains(text, "Payable within 14 days.") {
+		t.Errorf("re-rendered PDF lacks the new notes:\n%s", text)
+	}
+
+	// A document missing from the store is rendered again.
+	if err := e.docs.DeleteTenant(e.ctx, acme.ID); err != nil {
+		t.Fatal(err)
+	}
+	if result = e.workResult(t, tasks.InvoicePDF{TenantID: acme.ID, InvoiceID: id}); result.Unchanged || result.SHA256 != row3.SHA256 {
+		t.Errorf("after the file was lost: %+v, want the same document rendered again", result)
+	}
+	e.readDocument(t, acme, row3.StorageKey)
 }
 
 func TestInvoicePDFSameIDInTwoTenants(t *testing.T) {
@@ -180,5 +214,217 @@ func TestInvoicePDFHonoursCancelledContext(t *testing.T) {
 	}
 	if _, ok := e.documentRow(t, acme, id); ok {
 		t.Error("a cancelled render recorded a document")
+	}
+}
+
+// pdfResult is invoice:pdf's task result.
+type pdfResult struct {
+	Key           string `json:"storage_key"`
+	SHA256        string `json:"sha256"`
+	Bytes         int64  `json:"bytes"`
+	FontPath      string `json:"font_path"`
+	Unchanged     bool   `json:"unchanged"`
+	AmountDiffers bool   `json:"amount_differs"`
+}
+
+// workResult runs an invoice:pdf task through the chain and returns its
+// result.
+func (e *handlerEnv) workResult(t *testing.T, p tasks.InvoicePDF) pdfResult {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := e.w.Work(worker.RecordResults(e.ctx, &buf), p); err != nil {
+		t.Fatalf("InvoicePDF %d: %v", p.InvoiceID, err)
+	}
+	var r pdfResult
+	if err := json.Unmarshal(buf.Bytes(), &r); err != nil {
+		t.Fatalf("result %q: %v", buf.String(), err)
+	}
+	return r
+}
+
+// Rows inserted exactly as the Invoicer app's model writes them (its
+// columns only, no line positions, no due date) render: lines in insertion
+// order, the stored amount as the total, "-" as the due date.
+func TestInvoicePDFOfAppRows(t *testing.T) {
+	t.Parallel()
+	e := newHandlerEnv(t, nil)
+	acme := e.provision(t, "acme", "Acme Ωmega Łódź")
+	var id, empty int64
+	e.inTenant(t, acme, func(ctx context.Context, tx pgx.Tx) error {
+		var cust int64
+		if err := tx.QueryRow(ctx, `INSERT INTO customers (name, email, company) VALUES ($1, $2, $3) RETURNING id`,
+			"Zoë Müller", "zoe@mueller.example", "Müller GmbH").Scan(&cust); err != nil {
+			return err
+		}
+		if err := tx.QueryRow(ctx, `INSERT INTO invoices (customer_id, number, status, amount, currency) VALUES ($1, 'APP-1', 'sent', 1321.75, 'EUR') RETURNING id`,
+			cust).Scan(&id); err != nil {
+			return err
+		}
+		for _, l := range [][]any{{"Consulting, January", "12.50", "96.00"}, {"Travel expenses", "1", "171.75"}, {"Loyalty discount", "1", "-50.00"}} {
+			if _, err := tx.Exec(ctx, `INSERT INTO line_items (invoice_id, description, quantity, unit_price) VALUES ($1, $2, $3, $4)`, id, l[0], l[1], l[2]); err != nil {
+				return err
+			}
+		}
+		return tx.QueryRow(ctx, `INSERT INTO invoices (customer_id, number, amount) VALUES ($1, 'APP-2', 99.95) RETURNING id`, cust).Scan(&empty)
+	})
+	r := e.workResult(t, tasks.InvoicePDF{TenantID: acme.ID, InvoiceID: id})
+	if r.AmountDiffers || r.Unchanged {
+		t.Errorf("result %+v", r)
+	}
+	text := pdfToText(t, e.readDocument(t, acme, r.Key))
+	for _, want := range []string{"Acme Ωmega Łódź", "Zoë Müller", "Müller GmbH", "APP-1", "EUR 1,321.75"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("PDF of the app's invoice lacks %q:\n%s", want, text)
+		}
+	}
+	if i, j, k := strings.Index(text, "Consulting"), strings.Index(text, "Travel"), strings.Index(text, "Loyalty"); !(i < j && j < k) {
+		t.Errorf("lines not in insertion order:\n%s", text)
+	}
+	if !regexp.MustCompile(`Due date\s+-`).MatchString(text) {
+		t.Errorf("no due date should print as -:\n%s", text)
+	}
+	// An invoice without lines shows its stored amount.
+	r = e.workResult(t, tasks.InvoicePDF{TenantID: acme.ID, InvoiceID: empty})
+	if text := pdfToText(t, e.readDocument(t, acme, r.Key)); !strings.Contains(text, "USD 99.95") {
+		t.Errorf("PDF of an invoice without lines lacks its amount USD 99.95:\n%s", text)
+	}
+}
+
+// When the stored amount is not the lines' sum, the document shows the
+// lines' sum (what it prints adds up), a warning names tenant and invoice,
+// and the result says so.
+func TestInvoicePDFAmountDiffersFromLines(t *testing.T) {
+	t.Parallel()
+	e := newHandlerEnv(t, nil)
+	acme := e.provision(t, "acme", "Acme")
+	inv := acmeInvoice
+	inv.Amount = decimal.NewNullDecimal(decimal.RequireFromString("1000.00"))
+	id := e.addInvoice(t, acme, acmeCustomer, inv)
+	var logs bytes.Buffer
+	w := workertest.New(e.h, worker.MuxOptions{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	var res bytes.Buffer
+	if err := w.Work(worker.RecordResults(e.ctx, &res), tasks.InvoicePDF{TenantID: acme.ID, InvoiceID: id}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(res.String(), `"amount_differs":true`) {
+		t.Errorf("result %s lacks amount_differs", res.String())
+	}
+	text := pdfToText(t, e.readDocument(t, acme, invoice.DocumentKey(id)))
+	if !strings.Contains(text, acmeTotal) || strings.Contains(text, "1,000.00") {
+		t.Errorf("PDF should show the lines' sum %s, not the stored 1,000.00:\n%s", acmeTotal, text)
+	}
+	var warned bool
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(l, `"level":"WARN"`) && strings.Contains(l, "amount differs") &&
+			strings.Contains(l, `"tenant_id":"`+acme.ID+`"`) && strings.Contains(l, fmt.Sprintf(`"invoice_id":%d`, id)) &&
+			strings.Contains(l, `"amount":"1000"`) && strings.Contains(l, `"lines_total":"1331.74"`) {
+			warned = true
+		}
+	}
+	if !warned {
+		t.Errorf("no warning naming tenant, invoice, amount and lines' total:\n%s", logs.String())
+	}
+}
+
+// Which font path a document took shows in the result and the metrics;
+// an unchanged document is counted apart.
+func TestInvoicePDFFontPathVisible(t *testing.T) {
+	t.Parallel()
+	e := newHandlerEnv(t, nil)
+	acme := e.provision(t, "acme", "Acme")
+	m, err := worker.NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := workertest.New(e.h, worker.MuxOptions{Logger: discardLogger(), Metrics: m})
+	cases := []struct {
+		customer, want string
+	}{
+		{"Zoë Müller", "cp1252"},
+		{"Łukasz Żółć", "cp1250"},
+		{"Ωmega Ψ Σ и Ж", "utf8"},
+	}
+	for i, c := range cases {
+		inv := acmeInvoice
+		inv.Number = fmt.Sprintf("F-%d", i)
+		id := e.addInvoice(t, acme, invoice.Customer{Name: c.customer, Email: fmt.Sprintf("c%d@x", i)}, inv)
+		var res bytes.Buffer
+		if err := w.Work(worker.RecordResults(e.ctx, &res), tasks.InvoicePDF{TenantID: acme.ID, InvoiceID: id}); err != nil {
+			t.Fatal(err)
+		}
+		if want := `"font_path":"` + c.want + `"`; !strings.Contains(res.String(), want) {
+			t.Errorf("%s: result %s lacks %s", c.customer, res.String(), want)
+		}
+		if got := m.PDFRenders(c.want); got != 1 {
+			t.Errorf("%s: pdf_renders_total{font_path=%q} = %v, want 1", c.customer, c.want, got)
+		}
+		if !strings.Contains(pdfToText(t, e.readDocument(t, acme, invoice.DocumentKey(id))), c.customer) {
+			t.Errorf("%s: not in the PDF's text", c.customer)
+		}
+		if err := w.Work(e.ctx, tasks.InvoicePDF{TenantID: acme.ID, InvoiceID: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := m.PDFUnchanged(); got != float64(len(cases)) {
+		t.Errorf("pdf_unchanged_total = %v, want %d", got, len(cases))
+	}
+}
+
+// An invoice over the line limit, or whose document is over the size
+// limit, is archived at once with the reason, and nothing is stored.
+func TestInvoicePDFLimitsArchive(t *testing.T) {
+	t.Parallel()
+	e := newHandlerEnv(t, nil)
+	acme := e.provision(t, "acme", "Acme")
+	id := e.addInvoice(t, acme, acmeCustomer, acmeInvoice) // 4 lines
+	for _, tt := range []struct {
+		lines int
+		bytes int64
+		want  string
+	}{
+		{3, 0, "4 lines, more than the limit of 3"},
+		{0, 2000, "bytes"},
+	} {
+		e.h.PDFMaxLines, e.h.PDFMaxBytes = tt.lines, tt.bytes
+		err := e.work(tasks.InvoicePDF{TenantID: acme.ID, InvoiceID: id})
+		if !errors.Is(err, asynq.SkipRetry) || !errors.Is(err, pdf.ErrTooLarge) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("limits %d lines, %d bytes: %v; want archived with a reason about %s", tt.lines, tt.bytes, err, tt.want)
+		}
+		if _, ok := e.documentRow(t, acme, id); ok {
+			t.Error("a document was recorded over the limit")
+		}
+		if _, _, err := e.docs.Open(e.ctx, acme.ID, invoice.DocumentKey(id)); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("a document was stored over the limit: %v", err)
+		}
+	}
+	e.h.PDFMaxLines, e.h.PDFMaxBytes = 4, 1<<20
+	if err := e.work(tasks.InvoicePDF{TenantID: acme.ID, InvoiceID: id}); err != nil {
+		t.Errorf("at the limits: %v", err)
+	}
+}
+
+// A render whose task deadline passes stops, is retried (not archived),
+// and stores nothing.
+func TestInvoicePDFHonoursTaskDeadline(t *testing.T) {
+	t.Parallel()
+	e := newHandlerEnv(t, nil)
+	acme := e.provision(t, "acme", "Acme")
+	inv := acmeInvoice
+	for i := range 300 { // several pages
+		inv.Lines = append(inv.Lines, line(fmt.Sprintf("Item %d", i), "1", "1.00"))
+	}
+	id := e.addInvoice(t, acme, acmeCustomer, inv)
+	ctx, cancel := context.WithTimeout(e.ctx, time.Minute)
+	defer cancel()
+	worker.SetBeforeRender(e.h, func(context.Context) { cancel() }) // the deadline passes as the render starts
+	err := e.w.Work(ctx, tasks.InvoicePDF{TenantID: acme.ID, InvoiceID: id})
+	if err == nil || errors.Is(err, asynq.SkipRetry) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("InvoicePDF past its deadline = %v, want an ordinary (retried) error wrapping the cancellation", err)
+	}
+	if _, ok := e.documentRow(t, acme, id); ok {
+		t.Error("a cancelled render recorded a document")
+	}
+	if _, _, err := e.docs.Open(e.ctx, acme.ID, invoice.DocumentKey(id)); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("a cancelled render stored a document: %v", err)
 	}
 }

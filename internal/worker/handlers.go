@@ -33,12 +33,20 @@ type Handlers struct {
 	Tenancy *tenancy.Service
 	// MailFrom is the From address of reminders.
 	MailFrom string
+	// PDFMaxLines and PDFMaxBytes limit invoice:pdf (pdf.Renderer's
+	// MaxLines and MaxBytes): an invoice over either is archived with the
+	// reason. 0 means the renderer's defaults.
+	PDFMaxLines int
+	PDFMaxBytes int64
 	// Now returns the current time; nil means time.Now. Tests set it.
 	Now func() time.Time
 
 	// pageSize, when set (by a test), is how many overdue invoices and
 	// swept tenants are read at once.
 	pageSize int
+	// beforeRender, when set (by a test), is called with the task's ctx
+	// right before a PDF is rendered.
+	beforeRender func(ctx context.Context)
 }
 
 // page returns h.pageSize, or def.

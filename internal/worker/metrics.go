@@ -20,16 +20,24 @@ const metricsNamespace = "tenantworker"
 // label: the number of tenants is unbounded, the number of series must not
 // be. A nil *Metrics is valid and records nothing.
 type Metrics struct {
-	processed *prometheus.CounterVec
-	duration  *prometheus.HistogramVec
-	render    prometheus.Histogram
+	processed    *prometheus.CounterVec
+	duration     *prometheus.HistogramVec
+	render       prometheus.Histogram
+	pdfRenders   *prometheus.CounterVec
+	pdfUnchanged prometheus.Counter
 }
+
+// pdfFontPaths are the label values of tenantworker_pdf_renders_total: the
+// renderer's font paths (pdf.FontPath).
+var pdfFontPaths = []string{"cp1252", "cp1250", "utf8", "utf8-cid"}
 
 // NewMetrics creates the worker's metrics and registers them with reg:
 //
 //	tenantworker_tasks_processed_total{type,outcome}
 //	tenantworker_task_duration_seconds{type}
 //	tenantworker_pdf_render_seconds
+//	tenantworker_pdf_renders_total{font_path}
+//	tenantworker_pdf_unchanged_total
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		processed: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -44,10 +52,18 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		render: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: metricsNamespace, Name: "pdf_render_seconds",
 			Help:    "Time to render one invoice PDF.",
-			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}),
+		pdfRenders: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "pdf_renders_total",
+			Help: "Invoice PDFs rendered, by the renderer's font path (cp1252, cp1250, utf8: single-byte fonts subset per document; utf8-cid: fpdf's UTF-8 fonts, several times slower).",
+		}, []string{"font_path"}),
+		pdfUnchanged: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "pdf_unchanged_total",
+			Help: "invoice:pdf tasks that kept the stored document because the invoice had not changed since it was rendered.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.processed, m.duration, m.render} {
+	for _, c := range []prometheus.Collector{m.processed, m.duration, m.render, m.pdfRenders, m.pdfUnchanged} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register task metrics: %w", err)
 		}
@@ -57,6 +73,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		for _, o := range []string{OutcomeOK, OutcomeError, OutcomeSkipRetry, OutcomeNotReady, OutcomePanic} {
 			m.processed.WithLabelValues(p.TypeName(), o)
 		}
+	}
+	for _, f := range pdfFontPaths {
+		m.pdfRenders.WithLabelValues(f)
 	}
 	return m, nil
 }
@@ -104,6 +123,29 @@ func ObserveRender(ctx context.Context, d time.Duration) {
 	if m, ok := ctx.Value(metricsKey{}).(*Metrics); ok && m != nil {
 		m.render.Observe(d.Seconds())
 	}
+}
+
+// ObservePDF records one invoice:pdf outcome in the metrics the Metrics
+// middleware put into ctx: a render by its font path, or, with fontPath
+// "", a stored document kept unchanged. Without metrics it does nothing. A
+// font path the renderer does not name is counted as "other", so the label
+// stays bounded.
+func ObservePDF(ctx context.Context, fontPath string) {
+	m, ok := ctx.Value(metricsKey{}).(*Metrics)
+	if !ok || m == nil {
+		return
+	}
+	if fontPath == "" {
+		m.pdfUnchanged.Inc()
+		return
+	}
+	for _, f := range pdfFontPaths {
+		if f == fontPath {
+			m.pdfRenders.WithLabelValues(f).Inc()
+			return
+		}
+	}
+	m.pdfRenders.WithLabelValues("other").Inc()
 }
 
 // RegisterQueueMetrics registers asynq's queue metrics (sizes by state,

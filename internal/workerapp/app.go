@@ -85,6 +85,9 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 		Enqueuer:  d.Enqueuer,
 		Tenancy:   d.Tenancy,
 		MailFrom:  cfg.MailFrom,
+
+		PDFMaxLines: cfg.PDFMaxLines,
+		PDFMaxBytes: int64(cfg.PDFMaxBytes),
 	}
 	muxOpts := worker.MuxOptions{Logger: logger, Metrics: d.metrics}
 	var reporter *fair.Reporter

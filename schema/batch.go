@@ -1,0 +1,270 @@
+package schema
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// InTenantBatch runs the statements queued in b as one unit of work
+// pinned to the schema of the tenant in ctx, in one round trip: BEGIN, the
+// pin (set_config('search_path', $1, true), the quoted schema a bind
+// parameter), b's statements, COMMIT and the clean-connection check are
+// written as one pipeline that ends with a single Sync, and their results
+// read back in order, running b's callbacks (pgx.QueuedQuery.QueryRow,
+// Query, Exec). It is InTenant for work whose statements are known before
+// the first result comes back (a load, an upsert), and keeps InTenant's
+// guarantees (docs/architecture.md, I1-I3):
+//
+//   - without a tenant it returns ErrNoTenant before touching the pool;
+//   - the pin is SET LOCAL inside an explicit transaction, never a session
+//     setting, and everything up to the Sync runs on one server
+//     connection, also behind PgBouncer in transaction mode (which hands a
+//     server connection back only at a ReadyForQuery outside a
+//     transaction): with default_query_exec_mode=exec, pgx sends the
+//     statements unnamed, as PgBouncer needs;
+//   - the check (search_path empty again, no temporary schema) runs after
+//     COMMIT on the same connection, and a connection it proves clean is
+//     handed back without AfterRelease's query, exactly as InTenant's
+//     "COMMIT; verify" does;
+//   - when a statement fails, PostgreSQL skips the rest up to the Sync
+//     (COMMIT included) and the transaction is still open: it is rolled
+//     back with the check in one more round trip ("ROLLBACK; verify") on
+//     a context that outlives ctx's cancellation, and a connection that
+//     cannot be proven clean is closed.
+//
+// Because every statement is sent before any result is read, a callback
+// that returns an error cannot stop what the server does: the statements
+// after it still run and commit. Use callbacks to read, and let a
+// statement fail (a constraint, a check in SQL) to stop a write. The error
+// returned is the first one: a statement's, a callback's or the commit's.
+// After any error pgx forgets the statements it prepared for the batch, so
+// the next unit on that connection prepares them again (see begin).
+// b must not be used again.
+func InTenantBatch(ctx context.Context, pool *pgxpool.Pool, b *pgx.Batch) error {
+	return InTenantBatches(ctx, pool, b, nil)
+}
+
+// InTenantBatches runs a unit of work pinned like InTenantBatch in two
+// round trips, with work of the caller in between, the transaction open:
+// the first carries BEGIN, the pin and first's statements; then next runs
+// (it sends nothing itself) and returns the statements that end the unit,
+// which travel with COMMIT and the check (a nil batch: COMMIT and the check
+// alone). A read, work outside the database, then a write, in one
+// transaction and two round trips: the tenant's shared lock (QueueLockShared)
+// taken in first is held until the write commits.
+//
+// An error of first's statements or callbacks rolls back without calling
+// next. An error from next (or a panic, re-raised after) rolls back. The
+// rollback and the check then cost one more round trip, as in
+// InTenantBatch. A nil next is InTenantBatch.
+func InTenantBatches(ctx context.Context, pool *pgxpool.Pool, first *pgx.Batch, next func(ctx context.Context) (*pgx.Batch, error)) (err error) {
+	t, ok := tenantctx.FromContext(ctx)
+	if !ok {
+		return ErrNoTenant
+	}
+	if err := tenantctx.ValidateSchema(t.Schema); err != nil {
+		return fmt.Errorf("in tenant %s: %w", t.ID, err)
+	}
+	quoted := pgx.Identifier{t.Schema}.Sanitize()
+
+	pc, err := pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("in tenant %s: acquire: %w", t.ID, err)
+	}
+	defer pc.Release()
+	u := &batchUnit{conn: pc.Conn()}
+	defer func() {
+		if p := recover(); p != nil {
+			u.rollback(ctx)
+			panic(p)
+		}
+	}()
+
+	if next == nil {
+		return u.begin(ctx, t.ID, quoted, first, true)
+	}
+	if err := u.begin(ctx, t.ID, quoted, first, false); err != nil {
+		return err
+	}
+	last, err := next(ctx)
+	if err != nil {
+		u.rollback(ctx)
+		return err
+	}
+	b := &pgx.Batch{}
+	if last != nil {
+		b.QueuedQueries = append(b.QueuedQueries, last.QueuedQueries...)
+	}
+	return u.end(ctx, t.ID, b)
+}
+
+// begin sends BEGIN, the pin and first's statements, and with end also
+// COMMIT and the check, in one round trip.
+//
+// pgx prepares (or describes) a statement new to the connection in a round
+// trip of its own before it sends the batch (default_query_exec_mode
+// cache_statement, cache_describe, describe_exec; never in exec or
+// simple_protocol). That round trip comes before BEGIN and the pin, so an
+// unqualified name in it does not resolve ("relation does not exist"):
+// pgx then reports the error before sending a single statement, and the
+// session is still idle. begin then opens and pins the transaction in a
+// round trip of its own ("BEGIN; SET LOCAL search_path", as InTenant does)
+// and sends the statements again, now prepared inside the pin. That costs
+// two round trips more, once per statement and connection (and after pgx
+// evicted or invalidated a cached statement). A statement prepared outside
+// the pin can only have resolved names in pg_catalog, which resolve the
+// same inside it, and PostgreSQL re-plans a cached statement when
+// search_path changes, so it never reads another schema.
+func (u *batchUnit) begin(ctx context.Context, tenantID, quoted string, first *pgx.Batch, end bool) error {
+	b := &pgx.Batch{}
+	b.Queue(beginSQL)
+	b.Queue(pinSQL, quoted)
+	queueCopies(b, first)
+	var err error
+	if end {
+		err = u.end(ctx, tenantID, b)
+	} else if err = u.conn.SendBatch(ctx, b).Close(); err != nil {
+		err = fmt.Errorf("in tenant %s: %w", tenantID, err)
+	}
+	pc := u.conn.PgConn()
+	if err == nil || !errors.As(err, new(pgx.ErrPreprocessingBatch)) || pc.IsClosed() || pc.TxStatus() != 'I' {
+		if err != nil && !end {
+			u.rollback(ctx)
+		}
+		return err
+	}
+	if _, err := pc.Exec(ctx, beginPinnedSQL(quoted)).ReadAll(); err != nil {
+		u.rollback(ctx)
+		return fmt.Errorf("in tenant %s: begin and pin search_path: %w", tenantID, err)
+	}
+	b = &pgx.Batch{}
+	queueCopies(b, first)
+	if end {
+		return u.end(ctx, tenantID, b)
+	}
+	if err := u.conn.SendBatch(ctx, b).Close(); err != nil {
+		u.rollback(ctx)
+		return fmt.Errorf("in tenant %s: %w", tenantID, err)
+	}
+	return nil
+}
+
+// queueCopies queues copies of src's statements into b: pgx keeps what it
+// learned about a statement (its prepared description) in the queued
+// statement, and a statement is sent again after a failed prepare.
+func queueCopies(b *pgx.Batch, src *pgx.Batch) {
+	if src == nil {
+		return
+	}
+	for _, q := range src.QueuedQueries {
+		b.QueuedQueries = append(b.QueuedQueries, &pgx.QueuedQuery{SQL: q.SQL, Arguments: q.Arguments, Fn: q.Fn})
+	}
+}
+
+// beginSQL opens the unit's transaction. It is sent in the extended
+// protocol like every statement of a batch, so it is a statement of its
+// own; the pin follows it with the schema as a bind parameter.
+const beginSQL = "BEGIN"
+
+// batchUnit is one InTenantBatches call's connection.
+type batchUnit struct {
+	conn *pgx.Conn
+}
+
+// end sends b followed by COMMIT and the check, and reads the results.
+func (u *batchUnit) end(ctx context.Context, tenantID string, b *pgx.Batch) error {
+	var checkErr error
+	checked := false
+	b.Queue("COMMIT")
+	b.Queue(verifySQL).QueryRow(func(row pgx.Row) error {
+		var path string
+		var noTemp bool
+		if err := row.Scan(&path, &noTemp); err != nil {
+			return fmt.Errorf("verify search_path: %w", err)
+		}
+		checked, checkErr = true, cleanSession(path, noTemp)
+		return nil
+	})
+	err := u.conn.SendBatch(ctx, b).Close()
+	if err != nil {
+		u.rollback(ctx)
+		return fmt.Errorf("in tenant %s: %w", tenantID, err)
+	}
+	if !checked || checkErr != nil {
+		// Committed, but the session is not provably clean (a statement
+		// set search_path for the session, created a temporary table): the
+		// connection must not be reused. The data is committed, so this is
+		// no error of the unit of work.
+		u.close(ctx)
+		return nil
+	}
+	markVerified(u.conn)
+	return nil
+}
+
+// rollback ends a transaction left open by an error (or a panic) with
+// "ROLLBACK; verify" on a context that outlives ctx's cancellation, and
+// marks the connection verified when the check proves it clean; otherwise
+// it closes the connection (AfterRelease then destroys it).
+func (u *batchUnit) rollback(ctx context.Context) {
+	pc := u.conn.PgConn()
+	if pc.IsClosed() {
+		return
+	}
+	rbCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), verifyTimeout)
+	defer cancel()
+	sql := rollbackSQL
+	if pc.TxStatus() == 'I' {
+		sql = verifySQL // the transaction already ended (a callback failed after COMMIT)
+	}
+	results, err := pc.Exec(rbCtx, sql).ReadAll()
+	if err == nil {
+		err = checkVerifyResult(results)
+	}
+	if err != nil || pc.TxStatus() != 'I' {
+		_ = u.conn.Close(rbCtx)
+		return
+	}
+	markVerified(u.conn)
+}
+
+// close closes the connection; AfterRelease then destroys it.
+func (u *batchUnit) close(ctx context.Context) {
+	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), verifyTimeout)
+	_ = u.conn.Close(closeCtx)
+	cancel()
+}
+
+// cleanSession checks the two values of verifySQL.
+func cleanSession(path string, noTemp bool) error {
+	if path != "" && path != `""` {
+		return fmt.Errorf("%w: search_path is %.100q", errNotClean, path)
+	}
+	if !noTemp {
+		return fmt.Errorf("%w: session has a temporary schema", errNotClean)
+	}
+	return nil
+}
+
+// QueueLockShared queues the tenant's shared lock (see LockShared) into b,
+// for a unit of InTenantBatch or InTenantBatches: held from there until the
+// unit ends. The schema comes from the tenant in ctx; without one it
+// returns ErrNoTenant and queues nothing.
+func QueueLockShared(ctx context.Context, b *pgx.Batch) error {
+	t, ok := tenantctx.FromContext(ctx)
+	if !ok {
+		return ErrNoTenant
+	}
+	if err := tenantctx.ValidateSchema(t.Schema); err != nil {
+		return fmt.Errorf("lock tenant %s: %w", t.ID, err)
+	}
+	b.Queue(sharedLockSQL, lockNamespace, t.Schema).Exec(func(pgconn.CommandTag) error { return nil })
+	return nil
+}

@@ -1,0 +1,316 @@
+package schema
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// P1 + P3 for the pipelined units: one connection, two tenants with
+// identical tables, interleaved units of InTenantBatch and InTenantBatches
+// in random order, many ending badly, in the default and in PgBouncer's
+// exec mode. Every read sees only its own tenant's row, nothing of a failed
+// unit is committed, and after every unit a fresh acquire shows an empty
+// search_path.
+func TestInTenantBatchIsolationOnOneConnection(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 0)
+	tenants := []string{"tenant_acme", "tenant_globex"}
+	for _, s := range tenants {
+		migrateTenant(t, b.pool, s)
+	}
+	type kind int
+	const (
+		read       kind = iota // one round trip
+		readTwice              // InTenantBatches, a read in each batch
+		panics                 // next inserts nothing, panics
+		timeout                // pg_sleep past ctx's deadline
+		divZero                // a failing statement after an insert
+		syntax                 // a failing statement in the last batch, after an insert in the first
+		nextFails              // insert in the first batch, next returns an error
+		sessionSet             // a session-level set_config: committed, connection destroyed
+		numKinds
+	)
+	errFn := errors.New("unit failed on purpose")
+	insert := "INSERT INTO customers (name, email) VALUES ('intruder', 'x' || pg_catalog.random() || '@x')"
+	for _, mode := range []string{"cache_statement", "exec"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			sep := "?"
+			if strings.Contains(b.url, "?") {
+				sep = "&"
+			}
+			pool, _ := newTestPool(t, b.url+sep+"default_query_exec_mode="+mode, 1, nil)
+			const units = 400
+			work := make([]kind, units)
+			for i := range work {
+				work[i] = kind(i % int(numKinds))
+			}
+			rand.Shuffle(len(work), func(i, j int) { work[i], work[j] = work[j], work[i] })
+			var mu sync.Mutex
+			var failed []string
+			fail := func(format string, args ...any) {
+				mu.Lock()
+				defer mu.Unlock()
+				if len(failed) < 20 {
+					failed = append(failed, fmt.Sprintf(format, args...))
+				}
+			}
+			run := func(i int, k kind, schemaName, other string) {
+				ctx := tenantCtx(context.Background(), schemaName)
+				var cancel context.CancelFunc = func() {}
+				if k == timeout {
+					ctx, cancel = context.WithTimeout(ctx, 20*time.Millisecond)
+				}
+				defer cancel()
+				var names, names2 []string
+				readInto := func(b *pgx.Batch, dst *[]string) {
+					b.Queue("SELECT name FROM customers ORDER BY id").Query(func(rows pgx.Rows) error {
+						var err error
+						*dst, err = pgx.CollectRows(rows, pgx.RowTo[string])
+						return err
+					})
+				}
+				var err error
+				func() {
+					defer func() {
+						if p := recover(); p != nil {
+							if k != panics || p != "unit panics" {
+								panic(p)
+							}
+							err = errFn
+						}
+					}()
+					first := &pgx.Batch{}
+					switch k {
+					case read:
+						readInto(first, &names)
+						err = InTenantBatch(ctx, pool, first)
+					case readTwice:
+						readInto(first, &names)
+						err = InTenantBatches(ctx, pool, first, func(context.Context) (*pgx.Batch, error) {
+							last := &pgx.Batch{}
+							readInto(last, &names2)
+							return last, nil
+						})
+					case panics:
+						first.Queue(insert)
+						err = InTenantBatches(ctx, pool, first, func(context.Context) (*pgx.Batch, error) { panic("unit panics") })
+					case timeout:
+						first.Queue(insert)
+						first.Queue("SELECT pg_sleep(5)")
+						err = InTenantBatch(ctx, pool, first)
+					case divZero:
+						first.Queue(insert)
+						first.Queue("SELECT 1/0")
+						err = InTenantBatch(ctx, pool, first)
+					case syntax:
+						first.Queue(insert)
+						err = InTenantBatches(ctx, pool, first, func(context.Context) (*pgx.Batch, error) {
+							last := &pgx.Batch{}
+							last.Queue("SELEC name FROM customers")
+							return last, nil
+						})
+					case nextFails:
+						first.Queue(insert)
+						err = InTenantBatches(ctx, pool, first, func(context.Context) (*pgx.Batch, error) { return nil, errFn })
+					case sessionSet:
+						first.Queue("SELECT pg_catalog.set_config('search_path', $1, false)", other)
+						err = InTenantBatch(ctx, pool, first)
+					}
+				}()
+				switch k {
+				case read, readTwice:
+					if err != nil || !slices.Equal(names, []string{schemaName}) {
+						fail("unit %d: read in %s saw %v (err %v), want only [%s]", i, schemaName, names, err, schemaName)
+					}
+					if k == readTwice && !slices.Equal(names2, names) {
+						fail("unit %d: second read saw %v", i, names2)
+					}
+				case sessionSet:
+					if err != nil {
+						fail("unit %d: session set: %v", i, err)
+					}
+				case timeout:
+					if !errors.Is(err, context.DeadlineExceeded) && pgCode(err) != "57014" {
+						fail("unit %d: timeout unit: err = %v", i, err)
+					}
+				default:
+					if err == nil {
+						fail("unit %d: kind %d succeeded", i, k)
+					}
+				}
+				if path, _ := sessionSearchPath(t, pool); !isEmptyPath(path) {
+					fail("unit %d (kind %d): fresh acquire has search_path %q", i, k, path)
+				}
+			}
+			next := make(chan int)
+			var wg sync.WaitGroup
+			for range 6 {
+				wg.Go(func() {
+					for i := range next {
+						s, other := tenants[0], tenants[1]
+						if rand.IntN(2) == 1 {
+							s, other = other, s
+						}
+						run(i, work[i], s, other)
+					}
+				})
+			}
+			for i := range work {
+				next <- i
+			}
+			close(next)
+			wg.Wait()
+			for _, f := range failed {
+				t.Error(f)
+			}
+		})
+	}
+	t.Cleanup(func() {
+		// Nothing from the failed units was committed anywhere.
+		var n int
+		if err := b.pool.QueryRow(context.Background(),
+			"SELECT (SELECT count(*) FROM tenant_acme.customers) + (SELECT count(*) FROM tenant_globex.customers)").Scan(&n); err != nil || n != 2 {
+			t.Errorf("customers in both tenants: %d (err %v), want 2", n, err)
+		}
+	})
+}
+
+func TestInTenantBatchNoTenantSendsNothing(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1)
+	for name, ctx := range map[string]context.Context{
+		"no tenant":   context.Background(),
+		"zero tenant": tenantctx.WithTenant(context.Background(), tenantctx.Tenant{}),
+	} {
+		batch := &pgx.Batch{}
+		batch.Queue("SELECT 1")
+		if err := InTenantBatch(ctx, b.pool, batch); !errors.Is(err, ErrNoTenant) {
+			t.Errorf("%s: InTenantBatch = %v, want ErrNoTenant", name, err)
+		}
+		called := false
+		err := InTenantBatches(ctx, b.pool, batch, func(context.Context) (*pgx.Batch, error) { called = true; return nil, nil })
+		if !errors.Is(err, ErrNoTenant) || called {
+			t.Errorf("%s: InTenantBatches = %v (next called: %v), want ErrNoTenant", name, err, called)
+		}
+		if err := QueueLockShared(ctx, batch); !errors.Is(err, ErrNoTenant) || batch.Len() != 1 {
+			t.Errorf("%s: QueueLockShared = %v, %d queued; want ErrNoTenant, nothing queued", name, err, batch.Len())
+		}
+	}
+	if n := b.count.total(); n != 0 {
+		t.Errorf("%d queries/acquires sent without a tenant, want 0", n)
+	}
+}
+
+// The point of InTenantBatch: BEGIN, the pin, the statements, COMMIT and
+// the clean-connection check are one write to the server (one round trip),
+// and the release needs no query of its own. InTenantBatches is two.
+func TestInTenantBatchIsOneRoundTrip(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 0)
+	migrateTenant(t, b.pool, "tenant_acme")
+	for _, mode := range []string{"cache_statement", "exec"} {
+		sep := "?"
+		if strings.Contains(b.url, "?") {
+			sep = "&"
+		}
+		var writes atomic.Int64
+		pool, _ := newTestPool(t, b.url+sep+"default_query_exec_mode="+mode, 1, func(cfg *pgxpool.Config) {
+			dial := cfg.ConnConfig.DialFunc
+			cfg.ConnConfig.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+				c, err := dial(ctx, network, addr)
+				return writeCounter{Conn: c, n: &writes}, err
+			}
+		})
+		ctx := tenantCtx(context.Background(), "tenant_acme")
+		unit := func() ([]string, error) {
+			var names []string
+			batch := &pgx.Batch{}
+			batch.Queue("SELECT name FROM customers WHERE id > $1 ORDER BY id", 0).Query(func(rows pgx.Rows) error {
+				var err error
+				names, err = pgx.CollectRows(rows, pgx.RowTo[string])
+				return err
+			})
+			return names, InTenantBatch(ctx, pool, batch)
+		}
+		// Connect, and in cache_statement mode prepare: the unit's own
+		// statements in its first run, BEGIN and the pin in the second
+		// (pgx forgets every statement of a batch whose prepare failed).
+		for range 2 {
+			if _, err := unit(); err != nil {
+				t.Fatalf("%s: %v", mode, err)
+			}
+		}
+		before := writes.Load()
+		names, err := unit()
+		if err != nil || !slices.Equal(names, []string{"tenant_acme"}) {
+			t.Fatalf("%s: %v, %v", mode, names, err)
+		}
+		if n := writes.Load() - before; n != 1 {
+			t.Errorf("%s: InTenantBatch wrote %d times to the server, want 1 (one round trip, release included)", mode, n)
+		}
+		before = writes.Load()
+		err = InTenantBatches(ctx, pool, &pgx.Batch{}, func(context.Context) (*pgx.Batch, error) { return nil, nil })
+		if n := writes.Load() - before; err != nil || n != 2 {
+			t.Errorf("%s: InTenantBatches wrote %d times (err %v), want 2", mode, n, err)
+		}
+	}
+}
+
+// writeCounter counts writes to a connection.
+type writeCounter struct {
+	net.Conn
+	n *atomic.Int64
+}
+
+func (w writeCounter) Write(p []byte) (int, error) {
+	w.n.Add(1)
+	return w.Conn.Write(p)
+}
+
+// The shared lock queued into a unit holds off Drop until the unit ends.
+func TestQueueLockSharedHoldsOffDrop(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 0)
+	migrateTenant(t, b.pool, "tenant_acme")
+	ctx := tenantCtx(context.Background(), "tenant_acme")
+	first := &pgx.Batch{}
+	if err := QueueLockShared(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	dropped := make(chan error, 1)
+	err := InTenantBatches(ctx, b.pool, first, func(context.Context) (*pgx.Batch, error) {
+		go func() { dropped <- Drop(context.Background(), b.pool, "tenant_acme") }()
+		select {
+		case err := <-dropped:
+			return nil, fmt.Errorf("Drop finished while the unit held the shared lock: %v", err)
+		case <-time.After(300 * time.Millisecond):
+		}
+		last := &pgx.Batch{}
+		last.Queue("INSERT INTO customers (name, email) VALUES ('late', 'late@x')")
+		return last, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-dropped; err != nil {
+		t.Fatalf("Drop after the unit: %v", err)
+	}
+	if ok, _ := Exists(context.Background(), b.pool, "tenant_acme"); ok {
+		t.Error("schema still exists after Drop")
+	}
+}
