@@ -160,6 +160,40 @@ func Exists(ctx context.Context, tx pgx.Tx, id int64) (bool, error) {
 	return ok, nil
 }
 
+// QueueExists queues Exists's query into b (for schema.InTenantBatch):
+// when the batch has run, *exists says whether invoice id exists.
+func QueueExists(b *pgx.Batch, id int64, exists *bool) {
+	b.Queue(`SELECT EXISTS (SELECT 1 FROM invoices WHERE id = $1)`, id).QueryRow(func(row pgx.Row) error {
+		if err := row.Scan(exists); err != nil {
+			return fmt.Errorf("check invoice %d: %w", id, err)
+		}
+		return nil
+	})
+}
+
+// QueueMissing queues a query into b (for schema.InTenantBatch) that sets
+// *missing to the ids of ids that name no invoice, in the order given (one
+// statement for any number of ids).
+func QueueMissing(b *pgx.Batch, ids []int64, missing *[]int64) {
+	b.Queue(`SELECT id FROM invoices WHERE id = ANY($1)`, ids).Query(func(rows pgx.Rows) error {
+		found, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil {
+			return fmt.Errorf("check %d invoices: %w", len(ids), err)
+		}
+		have := make(map[int64]bool, len(found))
+		for _, id := range found {
+			have[id] = true
+		}
+		*missing = nil
+		for _, id := range ids {
+			if !have[id] {
+				*missing = append(*missing, id)
+			}
+		}
+		return nil
+	})
+}
+
 // Ref names one invoice.
 type Ref struct {
 	ID     int64

@@ -76,11 +76,12 @@ func TestRunAllScenarios(t *testing.T) {
 	}
 	// The issues' targets: middleware ratio, two lookup p99s, for each of
 	// the pdf scenario's two kinds of invoice the end-to-end rate and
-	// pdf.Render's CPU and allocation, enqueue ratio, two migration times,
+	// pdf.Render's CPU and allocation, enqueue ratio, bulk enqueue ratio,
+	// two migration times,
 	// the sweep; fairness: the quiet tenant's p99, two throughput costs,
 	// three shares, two idle pickups, dispatch scaling.
-	if targets != 22 {
-		t.Errorf("%d metrics with a target, want 22", targets)
+	if targets != 23 {
+		t.Errorf("%d metrics with a target, want 23", targets)
 	}
 	mw := rep.Scenarios[0]
 	var cpuNote bool

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -24,7 +25,12 @@ import (
 // net/http's client, whose own per-request cost lands on the same CPUs.
 // Rounds alternate. A last round repeats the ids of an earlier one: each
 // request then finds its task pending and returns it (the dedupe path),
-// reported without target.
+// reported without target. Every request names an invoice the tenant has
+// (the service answers 404 for others): the scenario seeds them first.
+//
+// Bulk rounds send the same number of tasks as POST /v1/invoices/pdf
+// requests of bulkBatch ids each (net/http clients: the body needs it),
+// against the bare Client.Enqueue rate of single tasks.
 func (b *bench) enqueue(ctx context.Context, s *Scenario) error {
 	c, err := b.openCore(ctx)
 	if err != nil {
@@ -40,6 +46,31 @@ func (b *bench) enqueue(ctx context.Context, s *Scenario) error {
 	s.Sizes["rounds"] = b.sz.Rounds
 	s.Sizes["clients"] = clients
 	s.Sizes["warmup_requests"] = b.sz.WarmN
+	s.Sizes["bulk_batch"] = bulkBatch
+
+	// Invoices for every HTTP request: warm-up and rounds of the lean and
+	// net/http clients, and the bulk rounds.
+	T := len(c.tenants)
+	perRound := func(count int) int { return (count + T - 1) / T }
+	bulkReqs := max(n/bulkBatch, 1)
+	perTenant := 2*perRound(b.sz.WarmN) + b.sz.Rounds*2*perRound(n) + (b.sz.Rounds+1)*perRound(bulkReqs)*bulkBatch
+	progress("enqueue: seeding %d invoices in each of %d tenants", perTenant, T)
+	seedStart := time.Now()
+	ids, err := seedInvoices(ctx, c.pool, c.tenants, invoiceSeed{count: perTenant, lines: 1, status: "sent", dueDays: 10, text: enqueueText})
+	if err != nil {
+		return err
+	}
+	s.Sizes["invoices_per_tenant"] = perTenant
+	progress("enqueue: seeded in %.1fs", time.Since(seedStart).Seconds())
+	cursor := 0 // the next unused index into each tenant's ids
+	take := func(k int) (int, error) {
+		if cursor+k > perTenant {
+			return 0, fmt.Errorf("enqueue scenario: %d invoices per tenant are not enough", perTenant)
+		}
+		at := cursor
+		cursor += k
+		return at, nil
+	}
 
 	svcEnv := map[string]string{
 		"DATABASE_URL":  c.url,
@@ -71,6 +102,8 @@ func (b *bench) enqueue(ctx context.Context, s *Scenario) error {
 	}, Timeout: 30 * time.Second}
 	defer httpc.CloseIdleConnections()
 	base := "http://" + svcAddr + "/v1/invoices/"
+	// invoiceAt is request i's invoice in a round starting at offset.
+	invoiceAt := func(offset, i int) int64 { return ids[i%T][offset+i/T] }
 	post := func(ctx context.Context, invoice int64, i int) error {
 		t := c.tenants[i%len(c.tenants)]
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+strconv.FormatInt(invoice, 10)+"/pdf", nil)
@@ -114,28 +147,76 @@ func (b *bench) enqueue(ctx context.Context, s *Scenario) error {
 		_, err = client.EnqueueContext(ctx, asynq.NewTask(p.TypeName(), data, p.Spec().Options()...))
 		return err
 	}
-	// Invoice ids: a block of n per round, so every request is a new task.
+	postBulk := func(ctx context.Context, offset, j int) error {
+		t := c.tenants[j%T]
+		batch := ids[j%T][offset+(j/T)*bulkBatch : offset+(j/T+1)*bulkBatch]
+		body, _ := json.Marshal(map[string][]int64{"invoice_ids": batch})
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"pdf", bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Host = t.Slug + ".localhost"
+		req.Header.Set("Authorization", "Bearer "+t.APIKey)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := httpc.Do(req)
+		if err != nil {
+			return err
+		}
+		out, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			return fmt.Errorf("POST %s (%d ids): %d %.300s", req.URL.Path, len(batch), resp.StatusCode, out)
+		}
+		return nil
+	}
+	// Invoice ids: the bare rounds use a block of n made-up ids per round
+	// (asynq does not check them); the HTTP rounds take n seeded invoices,
+	// so every request is a new task.
 	block := int64(0)
-	round := func(fn func(context.Context, int64, int) error, count int) (loadResult, int64, error) {
+	round := func(fn func(context.Context, int64, int) error, count int) (loadResult, int, error) {
+		offset, err := take(perRound(count))
+		if err != nil {
+			return loadResult{}, 0, err
+		}
+		r, err := runClosedLoop(ctx, clients, count, func(ctx context.Context, i int) error {
+			return fn(ctx, invoiceAt(offset, i), i)
+		})
+		return r, offset, err
+	}
+	bareRound := func(count int) (loadResult, error) {
 		block++
 		first := block * 10_000_000
-		r, err := runClosedLoop(ctx, clients, count, func(ctx context.Context, i int) error {
-			return fn(ctx, first+int64(i), i)
+		return runClosedLoop(ctx, clients, count, func(ctx context.Context, i int) error {
+			return bare(ctx, first+int64(i), i)
 		})
-		return r, first, err
+	}
+	bulkRound := func() (loadResult, error) {
+		offset, err := take(perRound(bulkReqs) * bulkBatch)
+		if err != nil {
+			return loadResult{}, err
+		}
+		return runClosedLoop(ctx, clients, bulkReqs, func(ctx context.Context, j int) error {
+			return postBulk(ctx, offset, j)
+		})
 	}
 
 	progress("enqueue: warm-up (%d requests each)", b.sz.WarmN)
-	for _, fn := range []func(context.Context, int64, int) error{postLean, post, bare} {
+	for _, fn := range []func(context.Context, int64, int) error{postLean, post} {
 		if _, _, err := round(fn, b.sz.WarmN); err != nil {
 			return fmt.Errorf("warm-up: %w", err)
 		}
 	}
-	var bareRates, httpRates, netHTTPRates []float64
-	var bareP99, httpP99, bareP50, httpP50 []float64
-	var lastHTTPBlock int64
+	if _, err := bareRound(b.sz.WarmN); err != nil {
+		return fmt.Errorf("warm-up: %w", err)
+	}
+	if _, err := bulkRound(); err != nil {
+		return fmt.Errorf("bulk warm-up: %w", err)
+	}
+	var bareRates, httpRates, netHTTPRates, bulkTaskRates, bulkReqRates []float64
+	var bareP99, httpP99, bareP50, httpP50, bulkP99 []float64
+	var lastHTTPBlock int
 	for r := range b.sz.Rounds {
-		br, _, err := round(bare, n)
+		br, err := bareRound(n)
 		if err != nil {
 			return fmt.Errorf("bare round %d: %w", r+1, err)
 		}
@@ -148,15 +229,22 @@ func (b *bench) enqueue(ctx context.Context, s *Scenario) error {
 		if err != nil {
 			return fmt.Errorf("net/http client round %d: %w", r+1, err)
 		}
+		bk, err := bulkRound()
+		if err != nil {
+			return fmt.Errorf("bulk round %d: %w", r+1, err)
+		}
+		bulkReqRates = append(bulkReqRates, bk.rate())
+		bulkTaskRates = append(bulkTaskRates, bk.rate()*bulkBatch)
+		bulkP99 = append(bulkP99, millis(percentile(bk.lat, 99)))
 		bareRates, httpRates = append(bareRates, br.rate()), append(httpRates, hr.rate())
 		netHTTPRates = append(netHTTPRates, nr.rate())
 		bareP50, httpP50 = append(bareP50, millis(percentile(br.lat, 50))), append(httpP50, millis(percentile(hr.lat, 50)))
 		bareP99, httpP99 = append(bareP99, millis(percentile(br.lat, 99))), append(httpP99, millis(percentile(hr.lat, 99)))
-		progress("enqueue: round %d: bare %.0f/s, http %.0f/s (net/http client %.0f/s)", r+1, br.rate(), hr.rate(), nr.rate())
+		progress("enqueue: round %d: bare %.0f/s, http %.0f/s (net/http client %.0f/s), bulk %.0f tasks/s", r+1, br.rate(), hr.rate(), nr.rate(), bk.rate()*bulkBatch)
 	}
 	// Dedupe: the same ids as the last HTTP round, all still pending.
 	dr, err := runClosedLoop(ctx, clients, n, func(ctx context.Context, i int) error {
-		return postLean(ctx, lastHTTPBlock+int64(i), i)
+		return postLean(ctx, invoiceAt(lastHTTPBlock, i), i)
 	})
 	if err != nil {
 		return fmt.Errorf("dedupe round: %w", err)
@@ -172,10 +260,27 @@ func (b *bench) enqueue(ctx context.Context, s *Scenario) error {
 	s.add("request p99", median(httpP99), "ms").withRounds(httpP99).against("bare Enqueue p99", median(bareP99), "ms", bareP99)
 	s.add("repeat requests (dedupe hit)", dr.rate(), "req/s").against("bare Client.Enqueue", median(bareRates), "enqueues/s", nil)
 	s.add("repeat request p99", millis(percentile(dr.lat, 99)), "ms")
+	s.add(fmt.Sprintf("bulk POST /v1/invoices/pdf, %d ids per request: tasks enqueued", bulkBatch), median(bulkTaskRates), "tasks/s").withRounds(bulkTaskRates).
+		against("bare Client.Enqueue, one task per call", median(bareRates), "enqueues/s", bareRates).
+		target(">=", 2, true, "ratio >= 2")
+	s.add("bulk requests", median(bulkReqRates), "req/s").withRounds(bulkReqRates)
+	s.add("bulk request p99", median(bulkP99), "ms").withRounds(bulkP99)
 	s.add("enqueue service peak RSS", float64(hwm)/(1<<20), "MiB")
 	s.note("the 64 HTTP clients run in the bench process and the service in its own; both share the machine's CPUs with Redis (bare Enqueue has no HTTP client or server to pay for)")
 	s.note("requests: the bench's lean HTTP/1.1 client (keep-alive, one write and one buffered read per request, as wrk does); the diagnostic row sends the same requests with net/http's client, which spends more CPU per request on the machine the service shares")
-	s.note("the service runs with its defaults, REDIS_AUTOPIPELINE=true included: concurrent requests' enqueues share Redis pipelines")
+	s.note("the service runs with its defaults, REDIS_AUTOPIPELINE=true and FAIR_DISPATCH=true included: concurrent requests' enqueues share Redis pipelines, and tenant tasks go into their tenants' backlogs (no worker runs, so they stay there)")
+	s.note("every request checks its invoice(s) in the tenant's schema before enqueueing (404 otherwise): one pinned PostgreSQL query per request, single or bulk")
 	s.Bound = "bare: one Redis round trip (enqueue script) per task from 64 goroutines, bounded by Redis's single thread; HTTP: the same enqueue, coalesced with other requests' into Redis pipelines, plus HTTP parsing and the JSON response, two cached lookups (tenant by slug, API key by SHA-256: in-process hits) and the access log line; per request about four syscalls in the service (read, the server's background read, write, the log line) and two in the client, on the 2 CPUs that Redis and the bare loop use"
 	return nil
 }
+
+// bulkBatch is the number of invoice ids per bulk request of scenario 4.
+const bulkBatch = 100
+
+// enqueueText is the seeded invoices' text of scenario 4 (its own kind, so
+// its customers do not collide with other scenarios' in the same tenants).
+var enqueueText = func() seedText {
+	t := singleByte
+	t.kind = "enqueue"
+	return t
+}()

@@ -86,17 +86,41 @@ func (h *Handler) invoiceExists(w http.ResponseWriter, r *http.Request, id int64
 		return true
 	}
 	var exists bool
-	err := schema.InTenant(r.Context(), h.opts.Pool, func(ctx context.Context, tx pgx.Tx) error {
-		var err error
-		exists, err = invoice.Exists(ctx, tx, id)
-		return err
-	})
+	var b pgx.Batch
+	invoice.QueueExists(&b, id, &exists)
+	err := schema.InTenantBatch(r.Context(), h.opts.Pool, &b) // one round trip
 	switch {
 	case err != nil:
 		h.internalError(w, r, "check invoice", err)
 		return false
 	case !exists:
 		writeError(w, http.StatusNotFound, "invoice not found")
+		return false
+	}
+	return true
+}
+
+// invoicesExist is invoiceExists for a bulk request, in one query: when
+// any id names no invoice of the tenant it answers 404 with the missing
+// ids (at most 100 of them, and their count) and nothing is enqueued.
+func (h *Handler) invoicesExist(w http.ResponseWriter, r *http.Request, ids []int64) bool {
+	if h.opts.Pool == nil {
+		return true
+	}
+	var missing []int64
+	var b pgx.Batch
+	invoice.QueueMissing(&b, ids, &missing)
+	err := schema.InTenantBatch(r.Context(), h.opts.Pool, &b) // one round trip
+	switch {
+	case err != nil:
+		h.internalError(w, r, "check invoices", err)
+		return false
+	case len(missing) > 0:
+		writeJSON(w, http.StatusNotFound, map[string]any{
+			"error":         fmt.Sprintf("%d of %d invoices not found; nothing was enqueued", len(missing), len(ids)),
+			"missing":       missing[:min(len(missing), 100)],
+			"missing_count": len(missing),
+		})
 		return false
 	}
 	return true
@@ -148,6 +172,9 @@ func (h *Handler) enqueuePDFs(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		payloads[i] = tasks.InvoicePDF{TenantID: t.ID, InvoiceID: id}
+	}
+	if !h.invoicesExist(w, r, req.InvoiceIDs) {
+		return
 	}
 	res, err := h.opts.Enqueuer.EnqueueMany(r.Context(), t.ID, payloads)
 	if errors.Is(err, tasks.ErrInvalidPayload) {

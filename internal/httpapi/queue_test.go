@@ -50,7 +50,9 @@ func TestBacklogFullIs429(t *testing.T) {
 }
 
 // TestBulkPDF: one request enqueues up to 1,000 renders, deduplicated per
-// invoice like the single route; malformed batches are 400.
+// invoice like the single route; malformed batches are 400; a batch naming
+// an invoice the tenant does not have is 404 with the missing ids, and
+// enqueues nothing.
 func TestBulkPDF(t *testing.T) {
 	t.Parallel()
 	b := setupFair(t)
@@ -59,7 +61,7 @@ func TestBulkPDF(t *testing.T) {
 		return b.do(t, request{method: http.MethodPost, path: "/v1/invoices/pdf", host: tn.host(), bearer: tn.key, body: strings.NewReader(body)})
 	}
 	var ids []string
-	for i := 1; i <= 300; i++ {
+	for i := 1; i <= 40; i++ {
 		ids = append(ids, strconv.Itoa(i))
 	}
 	r := bulk(`{"invoice_ids":[` + strings.Join(ids, ",") + `]}`)
@@ -72,7 +74,7 @@ func TestBulkPDF(t *testing.T) {
 			Existing  bool   `json:"existing"`
 		} `json:"tasks"`
 	}
-	if err := json.Unmarshal(r.body, &got); err != nil || len(got.Tasks) != 300 {
+	if err := json.Unmarshal(r.body, &got); err != nil || len(got.Tasks) != 40 {
 		t.Fatalf("bulk answer %s: %v", r.body, err)
 	}
 	for i, task := range got.Tasks {
@@ -80,10 +82,26 @@ func TestBulkPDF(t *testing.T) {
 			t.Fatalf("task %d: %+v", i, task)
 		}
 	}
-	r = bulk(`{"invoice_ids":[1,2,301]}`)
+	r = bulk(`{"invoice_ids":[1,2,41]}`)
 	wantStatus(t, r, http.StatusAccepted)
 	if err := json.Unmarshal(r.body, &got); err != nil || !got.Tasks[0].Existing || !got.Tasks[1].Existing || got.Tasks[2].Existing {
 		t.Fatalf("repeat batch: %s", r.body)
+	}
+
+	// Missing invoices: 404, the missing ids named, nothing enqueued.
+	before := b.queue(t, tn)
+	r = bulk(`{"invoice_ids":[42,9001,43,9002]}`)
+	wantStatus(t, r, http.StatusNotFound)
+	var missing struct {
+		Error   string  `json:"error"`
+		Missing []int64 `json:"missing"`
+		Count   int     `json:"missing_count"`
+	}
+	if err := json.Unmarshal(r.body, &missing); err != nil || len(missing.Missing) != 2 || missing.Missing[0] != 9001 || missing.Missing[1] != 9002 || missing.Count != 2 {
+		t.Fatalf("missing invoices answer %s (%v)", r.body, err)
+	}
+	if after := b.queue(t, tn); after != before {
+		t.Errorf("a batch with missing invoices changed the tenant's queue: %d -> %d tasks", before, after)
 	}
 	many := make([]string, tasks.MaxBatch+1)
 	for i := range many {
@@ -137,4 +155,14 @@ func TestTenantQueueRoutes(t *testing.T) {
 	if !strings.Contains(r.errorText(t), "FAIR_DISPATCH") {
 		t.Fatalf("no-dispatch error %s", r.body)
 	}
+}
+
+// queue is the number of tn's tasks waiting or admitted, from the admin
+// route GET /admin/tenants/{id}/queue.
+func (b *bundle) queue(t *testing.T, tn tenant) int {
+	t.Helper()
+	r := b.admin(t, http.MethodGet, "/admin/tenants/"+tn.ID+"/queue", "")
+	wantStatus(t, r, http.StatusOK)
+	m := r.json(t)
+	return int(m["waiting"].(float64) + m["admitted"].(float64))
 }
