@@ -238,7 +238,9 @@ func TestRedisRestartedMidLoad(t *testing.T) {
 // service serves a PDF from the database.
 func TestPostgresRestartedMidLoad(t *testing.T) {
 	t.Parallel()
-	const nInvoices, nAfter = 600, 100
+	// Enough renders that the workers are still busy when PostgreSQL has
+	// stopped, however fast they render and however slowly it stops.
+	const nInvoices, nAfter = 1500, 100
 	pg := testenv.StartPostgres(t)
 	s := newStack(t, stackOptions{workers: 2, concurrency: 4, postgres: pg})
 	tn := s.provision(tenantSlugs("pgfault", 1), tenantName)[0]
