@@ -7,8 +7,10 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 )
 
 // RedisClusterScheme is the REDIS_URL scheme of a Redis Cluster:
@@ -68,13 +70,47 @@ func ParseRedisURL(raw string) (asynq.RedisConnOpt, error) {
 	if len(opt.Addrs) == 0 {
 		return nil, errors.New("redis-cluster: no node: use redis-cluster://host:port,host:port,...")
 	}
-	return opt, nil
+	return RedisClusterOpt{RedisClusterClientOpt: opt, StateReloadInterval: DefaultClusterStateReloadInterval}, nil
+}
+
+// DefaultClusterStateReloadInterval is RedisClusterOpt.StateReloadInterval
+// of a parsed redis-cluster:// URL.
+const DefaultClusterStateReloadInterval = time.Second
+
+// RedisClusterOpt is asynq.RedisClusterClientOpt plus what a failover
+// needs. go-redis learns a new slot map on its own only from a MOVED or
+// ASK reply; a master that died answers nothing, so without a periodic
+// reload the client keeps sending that master's slots to the dead address
+// until its ClusterStateReloadInterval (60 s by default) passes, long after
+// the cluster promoted a replica. Every client made from this option
+// reloads the slot map (one CLUSTER SLOTS) when it is used and its map is
+// older than StateReloadInterval.
+type RedisClusterOpt struct {
+	asynq.RedisClusterClientOpt
+	// StateReloadInterval is go-redis's ClusterStateReloadInterval; 0
+	// means go-redis's default (60 s).
+	StateReloadInterval time.Duration
+}
+
+// MakeRedisClient returns a *redis.ClusterClient (asynq.RedisConnOpt).
+func (o RedisClusterOpt) MakeRedisClient() any {
+	return redis.NewClusterClient(&redis.ClusterOptions{
+		Addrs:                      o.Addrs,
+		MaxRedirects:               o.MaxRedirects,
+		Username:                   o.Username,
+		Password:                   o.Password,
+		DialTimeout:                o.DialTimeout,
+		ReadTimeout:                o.ReadTimeout,
+		WriteTimeout:               o.WriteTimeout,
+		TLSConfig:                  o.TLSConfig,
+		ClusterStateReloadInterval: o.StateReloadInterval,
+	})
 }
 
 // IsRedisCluster reports whether opt connects to a Redis Cluster.
 func IsRedisCluster(opt asynq.RedisConnOpt) bool {
 	switch opt.(type) {
-	case asynq.RedisClusterClientOpt, *asynq.RedisClusterClientOpt:
+	case RedisClusterOpt, *RedisClusterOpt, asynq.RedisClusterClientOpt, *asynq.RedisClusterClientOpt:
 		return true
 	}
 	return false

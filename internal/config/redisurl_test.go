@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 )
 
 func TestParseRedisURLCluster(t *testing.T) {
@@ -23,12 +24,20 @@ func TestParseRedisURLCluster(t *testing.T) {
 			t.Errorf("ParseRedisURL(%q): %v", tc.raw, err)
 			continue
 		}
-		if !reflect.DeepEqual(opt, tc.want) {
+		if !reflect.DeepEqual(opt, RedisClusterOpt{RedisClusterClientOpt: tc.want, StateReloadInterval: DefaultClusterStateReloadInterval}) {
 			t.Errorf("ParseRedisURL(%q) = %#v, want %#v", tc.raw, opt, tc.want)
 		}
 		if !IsRedisCluster(opt) {
 			t.Errorf("IsRedisCluster(%q) = false", tc.raw)
 		}
+		rc, ok := opt.MakeRedisClient().(*redis.ClusterClient)
+		if !ok {
+			t.Fatalf("MakeRedisClient of %q = %T, want *redis.ClusterClient", tc.raw, opt.MakeRedisClient())
+		}
+		if got := rc.Options(); got.ClusterStateReloadInterval != DefaultClusterStateReloadInterval || len(got.Addrs) != len(tc.want.Addrs) || got.Password != tc.want.Password {
+			t.Errorf("cluster client options of %q = %+v", tc.raw, got)
+		}
+		_ = rc.Close()
 	}
 }
 
