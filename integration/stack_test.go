@@ -70,8 +70,8 @@ type stackOptions struct {
 type stack struct {
 	t         testing.TB
 	opts      stackOptions
-	directURL string // superuser URL of the app database, direct
-	appURL    string // DATABASE_URL of the processes
+	directURL string               // superuser URL of the app database, direct
+	appURL    string               // DATABASE_URL of the processes
 	redis     *testenv.RedisServer // nil on a cluster
 	redisURL  string
 	rdb       redis.UniversalClient // the test's own client

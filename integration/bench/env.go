@@ -43,7 +43,7 @@ type env struct {
 	redisURL string
 	redisOpt asynq.RedisConnOpt
 	rdb      redis.UniversalClient // *redis.ClusterClient with a redis-cluster:// REDIS_URL
-	redis    *redisserver.Server // nil with REDIS_URL
+	redis    *redisserver.Server   // nil with REDIS_URL
 
 	pg       *pgserver.Server // nil with DATABASE_URL
 	adminURL string           // where CREATE DATABASE runs
