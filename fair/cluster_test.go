@@ -41,6 +41,14 @@ func TestEveryScriptOnCluster(t *testing.T) {
 	if len(masters) < 2 {
 		t.Errorf("the three queues share one master: the test would not cross masters")
 	}
+	// The control: the cluster refuses a script that builds a key of
+	// another slot, so a script of the dispatcher that did would fail here.
+	bad := redis.NewScript(`return redis.call('GET', ARGV[1])`)
+	if err := bad.Run(ctx, rdb, []string{"fair:{default}:vt"}, "fair:{low}:vt").Err(); err == nil || errors.Is(err, redis.Nil) {
+		t.Fatalf("a script reading a key of another slot: %v, want the cluster to refuse it", err)
+	} else {
+		t.Logf("control: a cross-slot key inside a script is refused: %v", err)
+	}
 	clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
 	d := fair.New(rdb, fair.Config{MinPending: 2, PendingPerSlot: 1, PendingTime: time.Microsecond, Now: clock.Now})
 	const tenant, other = "tn_cluster_a", "tn_cluster_b"
