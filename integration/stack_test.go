@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/shopspring/decimal"
 
+	"github.com/invoicing/tenantworker/internal/config"
 	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/invoice"
 	"github.com/invoicing/tenantworker/schema"
@@ -48,6 +49,9 @@ type stackOptions struct {
 	postgres *testenv.PostgresServer
 	// redis is a dedicated server; nil starts one without persistence.
 	redis *testenv.RedisServer
+	// cluster, when set, is the Redis of the stack instead (REDIS_URL
+	// redis-cluster://...).
+	cluster *testenv.RedisCluster
 	// sweepCron is OVERDUE_SWEEP_CRON; "" disables the scheduler.
 	sweepCron string
 	// shutdownTimeout is SHUTDOWN_TIMEOUT (default 10s).
@@ -66,9 +70,11 @@ type stackOptions struct {
 type stack struct {
 	t         testing.TB
 	opts      stackOptions
-	directURL string // superuser URL of the app database, direct
-	appURL    string // DATABASE_URL of the processes
-	redis     *testenv.RedisServer
+	directURL string               // superuser URL of the app database, direct
+	appURL    string               // DATABASE_URL of the processes
+	redis     *testenv.RedisServer // nil on a cluster
+	redisURL  string
+	rdb       redis.UniversalClient // the test's own client
 	bouncer   *pgBouncer
 	docsDir   string
 	db        *pgxpool.Pool // the test's own direct pool
@@ -117,10 +123,21 @@ func newStack(t testing.TB, opts stackOptions) *stack {
 		s.bouncer = startPgBouncer(t, s.directURL, opts.bouncerPool)
 		s.appURL = s.bouncer.url(databaseName(t, s.directURL))
 	}
-	s.redis = opts.redis
-	if s.redis == nil {
-		s.redis = testenv.StartRedis(t, testenv.RedisOptions{})
+	if opts.cluster != nil {
+		s.redisURL = opts.cluster.URL()
+	} else {
+		s.redis = opts.redis
+		if s.redis == nil {
+			s.redis = testenv.StartRedis(t, testenv.RedisOptions{})
+		}
+		s.redisURL = s.redis.URL()
 	}
+	redisOpt, err := config.ParseRedisURL(s.redisURL)
+	if err != nil {
+		t.Fatalf("parse REDIS_URL %s: %v", s.redisURL, err)
+	}
+	s.rdb = redisOpt.MakeRedisClient().(redis.UniversalClient)
+	t.Cleanup(func() { _ = s.rdb.Close() })
 
 	ctx := context.Background()
 	cfg, err := pgxpool.ParseConfig(s.directURL)
@@ -132,7 +149,7 @@ func newStack(t testing.TB, opts stackOptions) *stack {
 		t.Fatalf("test pool: %v", err)
 	}
 	t.Cleanup(s.db.Close)
-	s.inspector = asynq.NewInspector(asynq.RedisClientOpt{Addr: s.redis.Addr()})
+	s.inspector = asynq.NewInspectorFromRedisClient(s.rdb)
 	t.Cleanup(func() { _ = s.inspector.Close() })
 
 	s.docsDir = fastDir(t, "documents")
@@ -156,7 +173,7 @@ func (s *stack) env(extra map[string]string) map[string]string {
 	e := map[string]string{
 		"DATABASE_URL":            s.appURL,
 		"MIGRATIONS_DATABASE_URL": s.directURL,
-		"REDIS_URL":               s.redis.URL(),
+		"REDIS_URL":               s.redisURL,
 		"DOMAIN_SUFFIX":           domainSuffix,
 		"ADMIN_TOKEN":             adminToken,
 		"DOCUMENTS_DIR":           s.docsDir,
@@ -372,10 +389,8 @@ func (s *stack) counts() (queueCounts, error) {
 		c.processedTotal += info.ProcessedTotal
 		c.failedTotal += info.FailedTotal
 	}
-	rdb := redis.NewClient(&redis.Options{Addr: s.redis.Addr()})
-	defer rdb.Close()
 	for _, q := range tasks.Queues {
-		n, err := rdb.HLen(context.Background(), "fair:{"+q+"}:msg").Result()
+		n, err := s.rdb.HLen(context.Background(), "fair:{"+q+"}:msg").Result()
 		if err != nil {
 			return c, fmt.Errorf("backlogs of %s: %w", q, err)
 		}

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,8 +46,12 @@ type CacheOptions struct {
 	// LocalTTL); 0 means DefaultCacheNegativeTTL.
 	NegativeTTL time.Duration
 	// KeyPrefix starts every Redis key; "" means DefaultCacheKeyPrefix.
-	// Tests use a unique prefix each. With Redis Cluster, give it a hash tag
-	// ("{tenantcache}:"): the cache's scripts touch several keys at once.
+	// Tests use a unique prefix each. The cache's reads and scripts touch
+	// several keys at once, so on Redis Cluster they must share a hash
+	// slot: when rdb is a *redis.ClusterClient and KeyPrefix has no hash
+	// tag, NewCache makes the prefix one ("tenantcache:" becomes
+	// "{tenantcache}:"), which puts the whole cache on one slot. On a
+	// single server the prefix is kept as given.
 	KeyPrefix string
 	// Channel is the pub/sub channel of invalidation messages; "" means
 	// KeyPrefix + "invalidate".
@@ -153,6 +158,9 @@ var _ Catalog = (*Cache)(nil)
 // does not close backend or rdb.
 func NewCache(backend Catalog, rdb redis.UniversalClient, opts CacheOptions) *Cache {
 	opts = opts.withDefaults()
+	if _, cluster := rdb.(*redis.ClusterClient); cluster {
+		opts.KeyPrefix = clusterKeyPrefix(opts.KeyPrefix)
+	}
 	var id [8]byte
 	_, _ = rand.Read(id[:]) // crypto/rand.Read never fails (Go 1.24+).
 	c := &Cache{
@@ -178,6 +186,19 @@ func NewCache(backend Catalog, rdb redis.UniversalClient, opts CacheOptions) *Ca
 	ps := rdb.Subscribe(ctx, opts.Channel)
 	go c.receiveInvalidations(ctx, ps)
 	return c
+}
+
+// clusterKeyPrefix returns prefix with a hash tag: prefix itself when it
+// has one ("{...}" with something between the braces, where Redis Cluster
+// looks for it), else the prefix without its trailing colon in braces,
+// plus the colon.
+func clusterKeyPrefix(prefix string) string {
+	if open := strings.IndexByte(prefix, '{'); open >= 0 {
+		if end := strings.IndexByte(prefix[open+1:], '}'); end > 0 {
+			return prefix
+		}
+	}
+	return "{" + strings.TrimSuffix(prefix, ":") + "}:"
 }
 
 // Close stops the invalidation subscriber and waits for it. It is safe to

@@ -28,7 +28,7 @@ var prefixSeq atomic.Int64
 // cacheEnv is one test's Redis client, key prefix and backend: every Cache
 // it makes shares them, as processes of one deployment do.
 type cacheEnv struct {
-	rdb     *redis.Client
+	rdb     redis.UniversalClient
 	prefix  string
 	backend *memstore.Catalog
 }
@@ -39,6 +39,12 @@ func newCacheEnv(t testing.TB, addr string) cacheEnv {
 	t.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: addr})
 	t.Cleanup(func() { _ = rdb.Close() })
+	return newCacheEnvOn(rdb)
+}
+
+// newCacheEnvOn is newCacheEnv on a client of the caller's (a cluster
+// client, say).
+func newCacheEnvOn(rdb redis.UniversalClient) cacheEnv {
 	return cacheEnv{
 		rdb:     rdb,
 		prefix:  fmt.Sprintf("tc%d:", prefixSeq.Add(1)),

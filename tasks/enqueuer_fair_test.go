@@ -18,10 +18,16 @@ import (
 // a catalog with two active tenants.
 func fairSetup(t *testing.T, minPending int) (*Enqueuer, *asynq.Inspector, *memstore.Catalog, [2]tenantctx.Tenant) {
 	t.Helper()
-	ctx := testContext(t)
 	opt := newRedis(t)
 	rdb := redis.NewClient(&redis.Options{Addr: opt.Addr})
 	t.Cleanup(func() { _ = rdb.Close() })
+	return fairSetupOn(t, rdb, minPending)
+}
+
+// fairSetupOn is fairSetup on the caller's Redis client.
+func fairSetupOn(t *testing.T, rdb redis.UniversalClient, minPending int) (*Enqueuer, *asynq.Inspector, *memstore.Catalog, [2]tenantctx.Tenant) {
+	t.Helper()
+	ctx := testContext(t)
 	catalog := memstore.New()
 	var tenants [2]tenantctx.Tenant
 	for i, slug := range []string{"fair-acme", "fair-globex"} {
@@ -43,8 +49,12 @@ func fairSetup(t *testing.T, minPending int) (*Enqueuer, *asynq.Inspector, *mems
 
 func TestFairEnqueueWaitsAndDedupes(t *testing.T) {
 	t.Parallel()
-	ctx := testContext(t)
 	enq, inspector, _, tn := fairSetup(t, 1)
+	testFairEnqueueWaitsAndDedupes(t, enq, inspector, tn)
+}
+
+func testFairEnqueueWaitsAndDedupes(t *testing.T, enq *Enqueuer, inspector *asynq.Inspector, tn [2]tenantctx.Tenant) {
+	ctx := testContext(t)
 	first, err := enq.Enqueue(ctx, InvoicePDF{TenantID: tn[0].ID, InvoiceID: 1})
 	if err != nil || first.Existing || first.Info.State != asynq.TaskStatePending || first.Info.Queue != QueueDefault {
 		t.Fatalf("first = %+v, %v", first, err)

@@ -8,8 +8,10 @@
 //
 // It starts its own redis-server (no RDB snapshots, no AOF) and a
 // throwaway PostgreSQL (internal/pgserver) on loopback, or uses REDIS_URL
-// and DATABASE_URL when they are set (the Redis database must be empty: it
-// is flushed between scenarios; on the PostgreSQL server it creates, and
+// and DATABASE_URL when they are set (REDIS_URL may be a
+// redis-cluster:// URL; the Redis database must be empty: it is flushed,
+// on every master of a cluster, between scenarios; Redis command and
+// memory counters are summed over the masters; on the PostgreSQL server it creates, and
 // drops at the end, databases named bench_*). Everything it starts is
 // stopped when it ends, also on Ctrl-C.
 //

@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/invoicing/tenantworker/internal/config"
 	"github.com/invoicing/tenantworker/internal/pgserver"
 	"github.com/invoicing/tenantworker/internal/redisserver"
 )
@@ -41,8 +42,8 @@ type env struct {
 	logger   *slog.Logger
 	redisURL string
 	redisOpt asynq.RedisConnOpt
-	rdb      *redis.Client
-	redis    *redisserver.Server // nil with REDIS_URL
+	rdb      redis.UniversalClient // *redis.ClusterClient with a redis-cluster:// REDIS_URL
+	redis    *redisserver.Server   // nil with REDIS_URL
 
 	pg       *pgserver.Server // nil with DATABASE_URL
 	adminURL string           // where CREATE DATABASE runs
@@ -93,12 +94,12 @@ func openEnv(ctx context.Context, logger *slog.Logger, workerBin, enqueueBin str
 		}
 		e.redisURL = e.redis.URL()
 	}
-	if e.redisOpt, err = asynq.ParseRedisURI(e.redisURL); err != nil {
+	if e.redisOpt, err = config.ParseRedisURL(e.redisURL); err != nil {
 		return nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
-	rc, ok := e.redisOpt.MakeRedisClient().(*redis.Client)
+	rc, ok := e.redisOpt.MakeRedisClient().(redis.UniversalClient)
 	if !ok {
-		return nil, fmt.Errorf("REDIS_URL: the benchmark needs a single Redis server, not %T", e.redisOpt)
+		return nil, fmt.Errorf("REDIS_URL: unsupported redis connection %T", e.redisOpt)
 	}
 	e.rdb = rc
 	if err := e.rdb.Ping(ctx).Err(); err != nil {
@@ -171,10 +172,18 @@ func (e *env) createDatabase(ctx context.Context, group string) (string, error) 
 
 // flushRedis empties the Redis database between scenarios.
 func (e *env) flushRedis(ctx context.Context) error {
-	if err := e.rdb.FlushDB(ctx).Err(); err != nil {
+	if err := flushDB(ctx, e.rdb); err != nil {
 		return fmt.Errorf("flush redis: %w", err)
 	}
 	return nil
+}
+
+// flushDB empties the database: every master's on a cluster.
+func flushDB(ctx context.Context, rdb redis.UniversalClient) error {
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		return cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error { return m.FlushDB(ctx).Err() })
+	}
+	return rdb.FlushDB(ctx).Err()
 }
 
 // binary returns the path of the built main package pkg, building it the
@@ -208,7 +217,7 @@ func (e *env) close() {
 	defer cancel()
 	if e.rdb != nil {
 		if e.redis == nil {
-			_ = e.rdb.FlushDB(ctx).Err() // external Redis: leave it empty as found
+			_ = flushDB(ctx, e.rdb) // external Redis: leave it empty as found
 		}
 		_ = e.rdb.Close()
 	}

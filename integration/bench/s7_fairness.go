@@ -668,32 +668,47 @@ func (b *bench) fairIdle(ctx context.Context, s *Scenario, c *coreDB, cache *sto
 	return nil
 }
 
-// commandsProcessed reads total_commands_processed from INFO stats.
+// commandsProcessed reads total_commands_processed from INFO stats (the
+// sum over the masters on a cluster).
 func commandsProcessed(ctx context.Context, rdb redis.UniversalClient) (int64, error) {
-	info, err := rdb.Info(ctx, "stats").Result()
-	if err != nil {
-		return 0, err
-	}
-	for line := range strings.SplitSeq(info, "\r\n") {
-		if v, ok := strings.CutPrefix(line, "total_commands_processed:"); ok {
-			return strconv.ParseInt(v, 10, 64)
-		}
-	}
-	return 0, fmt.Errorf("no total_commands_processed in INFO stats")
+	return infoSum(ctx, rdb, "stats", "total_commands_processed")
 }
 
-// usedMemory reads used_memory from INFO memory.
+// usedMemory reads used_memory from INFO memory (the sum over the masters
+// on a cluster).
 func usedMemory(ctx context.Context, rdb redis.UniversalClient) (int64, error) {
-	info, err := rdb.Info(ctx, "memory").Result()
-	if err != nil {
-		return 0, err
-	}
-	for line := range strings.SplitSeq(info, "\r\n") {
-		if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
-			return strconv.ParseInt(v, 10, 64)
+	return infoSum(ctx, rdb, "memory", "used_memory")
+}
+
+// infoSum reads one numeric field of an INFO section: of the server, or
+// summed over every master of a cluster.
+func infoSum(ctx context.Context, rdb redis.UniversalClient, section, field string) (int64, error) {
+	one := func(ctx context.Context, c redis.UniversalClient) (int64, error) {
+		info, err := c.Info(ctx, section).Result()
+		if err != nil {
+			return 0, err
 		}
+		for line := range strings.SplitSeq(info, "\r\n") {
+			if v, ok := strings.CutPrefix(line, field+":"); ok {
+				return strconv.ParseInt(v, 10, 64)
+			}
+		}
+		return 0, fmt.Errorf("no %s in INFO %s", field, section)
 	}
-	return 0, fmt.Errorf("no used_memory in INFO memory")
+	cc, ok := rdb.(*redis.ClusterClient)
+	if !ok {
+		return one(ctx, rdb)
+	}
+	var mu sync.Mutex
+	var sum int64
+	err := cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+		n, err := one(ctx, m)
+		mu.Lock()
+		sum += n
+		mu.Unlock()
+		return err
+	})
+	return sum, err
 }
 
 // fairDispatchScaling is part 5: one dispatcher, no worker process; tenant

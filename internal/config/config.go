@@ -65,7 +65,9 @@ type Config struct {
 	// possibly over a direct connection; "" means DatabaseURL.
 	MigrationsDatabaseURL string
 	// RedisURL (REDIS_URL) in asynq's URI forms: redis://, rediss://,
-	// redis-socket://, redis-sentinel://; "" means DefaultRedisURL.
+	// redis-socket://, redis-sentinel://, or a Redis Cluster as
+	// redis-cluster://[user:password@]host:port,host:port,...
+	// (ParseRedisURL); "" means DefaultRedisURL.
 	RedisURL string
 	// DomainSuffix (DOMAIN_SUFFIX) is the tenants' host suffix
 	// (acme + ".example.com"); "" means DefaultDomainSuffix.
@@ -270,7 +272,7 @@ func (c Config) validate() error {
 	if c.DatabaseURL == "" {
 		bad("DATABASE_URL: required")
 	}
-	if _, err := asynq.ParseRedisURI(c.RedisURL); err != nil {
+	if _, err := ParseRedisURL(c.RedisURL); err != nil {
 		bad("REDIS_URL: %v", err)
 	}
 	if strings.Trim(c.DomainSuffix, ".") == "" {
@@ -321,7 +323,7 @@ func (c Config) HTTPAddrOr(def string) string { return cmp.Or(c.HTTPAddr, def) }
 
 // RedisConnOpt parses RedisURL into asynq's connection options.
 func (c Config) RedisConnOpt() (asynq.RedisConnOpt, error) {
-	opt, err := asynq.ParseRedisURI(cmp.Or(c.RedisURL, DefaultRedisURL))
+	opt, err := ParseRedisURL(cmp.Or(c.RedisURL, DefaultRedisURL))
 	if err != nil {
 		return nil, fmt.Errorf("REDIS_URL: %w", err)
 	}

@@ -8,4 +8,9 @@
 // childproc). Stop sends SIGTERM (which writes the append-only file when
 // enabled), then kills the process group after five seconds or when ctx
 // ends; Start and Restart bring it back on the same port and directory.
+//
+// StartCluster starts a Redis Cluster of such servers (by default three
+// masters with one replica each, cluster-node-timeout 1.5 s), joined with
+// redis-cli --cluster create; Cluster.MasterOf and Server.Kill kill the
+// master of a key's slot, and Cluster.WaitHealthy waits for the failover.
 package redisserver

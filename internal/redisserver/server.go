@@ -37,6 +37,9 @@ type Options struct {
 	AppendOnly bool
 	// Bin is the redis-server binary. Empty: FindBinary.
 	Bin string
+	// ExtraArgs are appended to the command line (e.g. the cluster
+	// settings StartCluster passes).
+	ExtraArgs []string
 }
 
 // Server is a redis-server started by Start. Stop, Start and Restart keep
@@ -109,6 +112,7 @@ func (s *Server) startLocked(ctx context.Context) error {
 		"--daemonize", "no",
 		"--logfile", "", // to stdout, which goes to redis.log
 	}
+	args = append(args, s.opts.ExtraArgs...)
 	proc, err := childproc.Start(s.bin, args, childproc.Options{
 		Dir:        s.opts.Dir,
 		LogPath:    s.logPath,
@@ -220,6 +224,28 @@ func (s *Server) Stop(ctx context.Context) error {
 		return fmt.Errorf("stop redis-server on port %d: %w", s.port, err)
 	}
 	return nil
+}
+
+// Kill kills the server at once (SIGKILL to its process group: no
+// shutdown, nothing written) and waits for it to exit, as a crashed host
+// would. Killing a stopped server does nothing; Start brings it back.
+func (s *Server) Kill() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		return
+	}
+	s.proc.Kill()
+	s.proc = nil
+}
+
+// Running reports whether the server was started and not stopped or
+// killed since (a server that crashed on its own still counts as
+// running).
+func (s *Server) Running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.proc != nil
 }
 
 // Start starts a stopped server again on the same port and directory and

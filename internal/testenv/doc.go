@@ -53,6 +53,12 @@
 // through RedisURL (an address cannot name a DB index) and only for up to 15
 // tests at a time. StartRedis always starts its own server.
 //
+// StartRedisCluster(t, RedisClusterOptions{}) starts a real Redis Cluster
+// for one test: three masters and three replicas on free loopback ports
+// (redisserver.StartCluster), stopped in t.Cleanup; URL gives its
+// redis-cluster:// REDIS_URL, KillMasterOf and WaitHealthyT a failover. A
+// cluster that cannot be made fails the test with the reason.
+//
 // # Binaries
 //
 // BuildBinary(t, "github.com/invoicing/tenantworker/cmd/worker") runs go build

@@ -1,0 +1,117 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisClusterScheme is the REDIS_URL scheme of a Redis Cluster:
+//
+//	redis-cluster://host1:port,host2:port,...
+//	redis-cluster://:password@host1:port,host2:port
+//	redis-cluster://user:password@host1:port,host2:port
+//
+// The hosts are seeds: the client asks any of them for the cluster's
+// slot map and follows it (and its changes after a failover). User and
+// password are percent-decoded and used on every node. A path, query or
+// fragment is refused. asynq's own ParseRedisURI has no cluster form.
+const RedisClusterScheme = "redis-cluster"
+
+// ParseRedisURL parses a REDIS_URL: redis-cluster:// (RedisClusterScheme)
+// into asynq.RedisClusterClientOpt, everything else with
+// asynq.ParseRedisURI (redis://, rediss://, redis-socket://,
+// redis-sentinel://).
+func ParseRedisURL(raw string) (asynq.RedisConnOpt, error) {
+	rest, ok := strings.CutPrefix(raw, RedisClusterScheme+"://")
+	if !ok {
+		return asynq.ParseRedisURI(raw)
+	}
+	if strings.ContainsAny(rest, "/?#") {
+		return nil, errors.New("redis-cluster: a path, query or fragment is not supported: use redis-cluster://[user:password@]host:port,host:port,...")
+	}
+	var opt asynq.RedisClusterClientOpt
+	if i := strings.LastIndex(rest, "@"); i >= 0 {
+		userinfo := rest[:i]
+		rest = rest[i+1:]
+		user, password, hasPassword := strings.Cut(userinfo, ":")
+		var err error
+		if opt.Username, err = url.PathUnescape(user); err != nil {
+			return nil, fmt.Errorf("redis-cluster: user: %w", err)
+		}
+		if hasPassword {
+			if opt.Password, err = url.PathUnescape(password); err != nil {
+				// The error would quote the password.
+				return nil, errors.New("redis-cluster: password: invalid percent-encoding")
+			}
+		}
+	}
+	for _, a := range strings.Split(rest, ",") {
+		a = strings.TrimSpace(a)
+		if a == "" {
+			continue
+		}
+		host, port, err := net.SplitHostPort(a)
+		if err != nil {
+			return nil, fmt.Errorf("redis-cluster: node %q: %w", a, err)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 || host == "" {
+			return nil, fmt.Errorf("redis-cluster: node %q: want host:port", a)
+		}
+		opt.Addrs = append(opt.Addrs, net.JoinHostPort(host, port))
+	}
+	if len(opt.Addrs) == 0 {
+		return nil, errors.New("redis-cluster: no node: use redis-cluster://host:port,host:port,...")
+	}
+	return RedisClusterOpt{RedisClusterClientOpt: opt, StateReloadInterval: DefaultClusterStateReloadInterval}, nil
+}
+
+// DefaultClusterStateReloadInterval is RedisClusterOpt.StateReloadInterval
+// of a parsed redis-cluster:// URL.
+const DefaultClusterStateReloadInterval = time.Second
+
+// RedisClusterOpt is asynq.RedisClusterClientOpt plus what a failover
+// needs. go-redis learns a new slot map on its own only from a MOVED or
+// ASK reply; a master that died answers nothing, so without a periodic
+// reload the client keeps sending that master's slots to the dead address
+// until its ClusterStateReloadInterval (60 s by default) passes, long after
+// the cluster promoted a replica. Every client made from this option
+// reloads the slot map (one CLUSTER SLOTS) when it is used and its map is
+// older than StateReloadInterval.
+type RedisClusterOpt struct {
+	asynq.RedisClusterClientOpt
+	// StateReloadInterval is go-redis's ClusterStateReloadInterval; 0
+	// means go-redis's default (60 s).
+	StateReloadInterval time.Duration
+}
+
+// MakeRedisClient returns a *redis.ClusterClient (asynq.RedisConnOpt).
+func (o RedisClusterOpt) MakeRedisClient() any {
+	return redis.NewClusterClient(&redis.ClusterOptions{
+		Addrs:                      o.Addrs,
+		MaxRedirects:               o.MaxRedirects,
+		Username:                   o.Username,
+		Password:                   o.Password,
+		DialTimeout:                o.DialTimeout,
+		ReadTimeout:                o.ReadTimeout,
+		WriteTimeout:               o.WriteTimeout,
+		TLSConfig:                  o.TLSConfig,
+		ClusterStateReloadInterval: o.StateReloadInterval,
+	})
+}
+
+// IsRedisCluster reports whether opt connects to a Redis Cluster.
+func IsRedisCluster(opt asynq.RedisConnOpt) bool {
+	switch opt.(type) {
+	case RedisClusterOpt, *RedisClusterOpt, asynq.RedisClusterClientOpt, *asynq.RedisClusterClientOpt:
+		return true
+	}
+	return false
+}

@@ -1,0 +1,75 @@
+package config
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+)
+
+func TestParseRedisURLCluster(t *testing.T) {
+	for _, tc := range []struct {
+		raw  string
+		want asynq.RedisClusterClientOpt
+	}{
+		{"redis-cluster://127.0.0.1:7000,127.0.0.1:7001", asynq.RedisClusterClientOpt{Addrs: []string{"127.0.0.1:7000", "127.0.0.1:7001"}}},
+		{"redis-cluster://redis-a:6379", asynq.RedisClusterClientOpt{Addrs: []string{"redis-a:6379"}}},
+		{"redis-cluster://:s3cret@a:1,b:2", asynq.RedisClusterClientOpt{Addrs: []string{"a:1", "b:2"}, Password: "s3cret"}},
+		{"redis-cluster://app:p%40ss%3Aw@a:1,[::1]:2,", asynq.RedisClusterClientOpt{Addrs: []string{"a:1", "[::1]:2"}, Username: "app", Password: "p@ss:w"}},
+	} {
+		opt, err := ParseRedisURL(tc.raw)
+		if err != nil {
+			t.Errorf("ParseRedisURL(%q): %v", tc.raw, err)
+			continue
+		}
+		if !reflect.DeepEqual(opt, RedisClusterOpt{RedisClusterClientOpt: tc.want, StateReloadInterval: DefaultClusterStateReloadInterval}) {
+			t.Errorf("ParseRedisURL(%q) = %#v, want %#v", tc.raw, opt, tc.want)
+		}
+		if !IsRedisCluster(opt) {
+			t.Errorf("IsRedisCluster(%q) = false", tc.raw)
+		}
+		rc, ok := opt.MakeRedisClient().(*redis.ClusterClient)
+		if !ok {
+			t.Fatalf("MakeRedisClient of %q = %T, want *redis.ClusterClient", tc.raw, opt.MakeRedisClient())
+		}
+		if got := rc.Options(); got.ClusterStateReloadInterval != DefaultClusterStateReloadInterval || len(got.Addrs) != len(tc.want.Addrs) || got.Password != tc.want.Password {
+			t.Errorf("cluster client options of %q = %+v", tc.raw, got)
+		}
+		_ = rc.Close()
+	}
+}
+
+func TestParseRedisURLClusterRejects(t *testing.T) {
+	for _, raw := range []string{
+		"redis-cluster://",
+		"redis-cluster://a",
+		"redis-cluster://a:0",
+		"redis-cluster://a:port",
+		"redis-cluster://:1",
+		"redis-cluster://a:1/0",
+		"redis-cluster://a:1?x=y",
+		"redis-cluster://:%zz@a:1",
+	} {
+		if opt, err := ParseRedisURL(raw); err == nil {
+			t.Errorf("ParseRedisURL(%q) = %#v, want an error", raw, opt)
+		} else if strings.Contains(err.Error(), "%zz") {
+			t.Errorf("ParseRedisURL(%q): error quotes the password: %v", raw, err)
+		}
+	}
+	c := Config{DatabaseURL: "postgres://x", RedisURL: "redis-cluster://"}
+	if _, err := c.Resolve(); err == nil || !strings.Contains(err.Error(), "REDIS_URL") {
+		t.Errorf("Resolve with a bad cluster URL: %v, want a REDIS_URL error", err)
+	}
+}
+
+func TestParseRedisURLSingle(t *testing.T) {
+	opt, err := ParseRedisURL("redis://127.0.0.1:6380/2")
+	if err != nil || IsRedisCluster(opt) {
+		t.Fatalf("ParseRedisURL(redis://...) = %#v, %v", opt, err)
+	}
+	if o := opt.(asynq.RedisClientOpt); o.Addr != "127.0.0.1:6380" || o.DB != 2 {
+		t.Errorf("ParseRedisURL(redis://...) = %#v", o)
+	}
+}
