@@ -36,6 +36,7 @@ func TestCatalog(t *testing.T, newCatalog NewCatalogFunc) {
 		{"APIKeys", testAPIKeys},
 		{"APIKeysRejected", testAPIKeysRejected},
 		{"Audit", testAudit},
+		{"Placement", testPlacement},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -84,7 +85,8 @@ func mustCreate(t *testing.T, ctx context.Context, c storage.Catalog, status ten
 func assertSameTenant(t *testing.T, got, want tenantctx.Tenant) {
 	t.Helper()
 	if got.ID != want.ID || got.Slug != want.Slug || got.Name != want.Name ||
-		got.Status != want.Status || got.Schema != want.Schema || got.Plan != want.Plan {
+		got.Status != want.Status || got.Schema != want.Schema || got.Plan != want.Plan ||
+		got.DatabaseName() != want.DatabaseName() {
 		t.Errorf("tenant = %+v, want %+v", got, want)
 	}
 	if !got.CreatedAt.Equal(want.CreatedAt) || !got.UpdatedAt.Equal(want.UpdatedAt) {
