@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/invoicing/tenantworker/internal/placement"
 	"github.com/invoicing/tenantworker/invoice"
 	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/storage"
@@ -157,11 +158,15 @@ func (h *Handler) enqueueReminder(w http.ResponseWriter, r *http.Request) {
 // of the tenant in ctx; invoice.ErrNoDocument when there is none (or no
 // invoice, or no pool).
 func (h *Handler) loadInvoiceDocument(ctx context.Context, invoiceID int64) (invoice.Document, error) {
-	if h.opts.Pool == nil {
+	if h.opts.Pool == nil && h.opts.Pools == nil {
 		return invoice.Document{}, invoice.ErrNoDocument
 	}
+	pool, err := placement.PoolFor(ctx, h.opts.Pools, h.opts.Pool, tenantctx.MustFromContext(ctx))
+	if err != nil {
+		return invoice.Document{}, err
+	}
 	var doc invoice.Document
-	err := schema.InTenant(ctx, h.opts.Pool, func(ctx context.Context, tx pgx.Tx) error {
+	err = schema.InTenant(ctx, pool, func(ctx context.Context, tx pgx.Tx) error {
 		var err error
 		doc, err = invoice.LoadDocument(ctx, tx, invoiceID)
 		return err

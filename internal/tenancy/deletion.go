@@ -95,7 +95,11 @@ func (s *Service) Destroy(ctx context.Context, t tenantctx.Tenant, actor string)
 	if err := allowed(t, tenantctx.Destruction); err != nil {
 		return Erasure{}, fmt.Errorf("destroy tenant %s: %w", t.ID, err)
 	}
-	if err := schema.Drop(ctx, s.pool, t.Schema); err != nil {
+	pool, err := s.schemaPool(ctx, t)
+	if err != nil {
+		return Erasure{}, fmt.Errorf("destroy tenant %s: %w", t.ID, err)
+	}
+	if err := schema.Drop(ctx, pool, t.Schema); err != nil {
 		return Erasure{}, fmt.Errorf("destroy tenant %s: %w", t.ID, err)
 	}
 	if err := s.documents.DeleteTenant(ctx, t.ID); err != nil {

@@ -90,7 +90,11 @@ func (s *Service) Migrate(ctx context.Context, t tenantctx.Tenant, target int, a
 	if target > schema.LatestVersion() {
 		return MigrateResult{}, fmt.Errorf("migrate tenant %s: %w: version %d is above the latest %d", t.ID, ErrInvalidTarget, target, schema.LatestVersion())
 	}
-	r, err := schema.Migrate(ctx, s.pool, t.Schema, target)
+	pool, err := s.schemaPool(ctx, t)
+	if err != nil {
+		return MigrateResult{}, fmt.Errorf("migrate tenant %s: %w", t.ID, err)
+	}
+	r, err := schema.Migrate(ctx, pool, t.Schema, target)
 	if err != nil {
 		return MigrateResult{}, fmt.Errorf("migrate tenant %s: %w", t.ID, err)
 	}

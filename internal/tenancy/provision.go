@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/invoicing/tenantworker/internal/placement"
 	"github.com/invoicing/tenantworker/tasks"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
@@ -19,6 +20,9 @@ type NewTenant struct {
 	Name string
 	// Plan is the commercial plan; "" means DefaultPlan.
 	Plan string
+	// Database is the tenant database to place it on; "" means the
+	// registered database with the fewest tenants (placement.Choose).
+	Database string
 }
 
 // Provisioned is a newly provisioned tenant.
@@ -52,6 +56,9 @@ func (s *Service) Provision(ctx context.Context, nt NewTenant, actor string) (Pr
 	if err != nil {
 		return Provisioned{}, fmt.Errorf("provision tenant: %w", err)
 	}
+	if t.Database, err = s.chooseDatabase(ctx, nt.Database); err != nil {
+		return Provisioned{}, fmt.Errorf("provision tenant %s: %w", nt.Slug, err)
+	}
 	t, err = s.catalog.CreateTenant(ctx, t)
 	if err != nil {
 		return Provisioned{}, fmt.Errorf("provision tenant %s: %w", nt.Slug, err)
@@ -60,7 +67,7 @@ func (s *Service) Provision(ctx context.Context, nt NewTenant, actor string) (Pr
 	if err != nil {
 		return Provisioned{}, fmt.Errorf("provision tenant %s (%s created, still provisioning): create api key: %w", nt.Slug, t.ID, err)
 	}
-	detail := map[string]string{"slug": t.Slug, "plan": t.Plan}
+	detail := map[string]string{"slug": t.Slug, "plan": t.Plan, "database": t.DatabaseName()}
 	if err := s.audit(ctx, t.ID, actor, ActionProvisioned, detail); err != nil {
 		return Provisioned{}, fmt.Errorf("provision tenant %s (%s created, still provisioning): %w", nt.Slug, t.ID, err)
 	}
@@ -69,4 +76,21 @@ func (s *Service) Provision(ctx context.Context, nt NewTenant, actor string) (Pr
 		return Provisioned{}, fmt.Errorf("provision tenant %s (%s created, still provisioning): %w", nt.Slug, t.ID, err)
 	}
 	return Provisioned{Tenant: t, APIKey: key, MigrateTaskID: res.Info.ID}, nil
+}
+
+// chooseDatabase places a new tenant: want when set (registered, with a
+// known URL), else the least loaded database; "main" without a registry.
+func (s *Service) chooseDatabase(ctx context.Context, want string) (string, error) {
+	if want != "" {
+		if err := tenantctx.ValidateDatabaseName(want); err != nil {
+			return "", err
+		}
+	}
+	if s.pools == nil {
+		if want != "" && want != tenantctx.DefaultDatabase {
+			return "", fmt.Errorf("%w: %s (no pool registry)", placement.ErrUnknownDatabase, want)
+		}
+		return tenantctx.DefaultDatabase, nil
+	}
+	return s.pools.Choose(ctx, want)
 }

@@ -32,8 +32,12 @@ func (h *Handlers) InvoicePDF(ctx context.Context, p tasks.InvoicePDF) error {
 	if err != nil {
 		return err
 	}
+	pool, err := h.tenantPool(ctx, t)
+	if err != nil {
+		return err
+	}
 	var inv invoice.Invoice
-	err = schema.InTenant(ctx, h.Pool, func(ctx context.Context, tx pgx.Tx) error {
+	err = schema.InTenant(ctx, pool, func(ctx context.Context, tx pgx.Tx) error {
 		inv, err = invoice.Load(ctx, tx, p.InvoiceID)
 		return err
 	})
@@ -63,7 +67,7 @@ func (h *Handlers) InvoicePDF(ctx context.Context, p tasks.InvoicePDF) error {
 	// tenant's documents; one that came first leaves no tables, and the
 	// check below fails before a file is written.
 	var info storage.DocumentInfo
-	err = schema.InTenant(ctx, h.Pool, func(ctx context.Context, tx pgx.Tx) error {
+	err = schema.InTenant(ctx, pool, func(ctx context.Context, tx pgx.Tx) error {
 		if err := schema.LockShared(ctx, tx); err != nil {
 			return err
 		}
