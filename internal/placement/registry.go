@@ -276,3 +276,28 @@ func PoolFor(ctx context.Context, r *Registry, fallback *pgxpool.Pool, t tenantc
 	}
 	return fallback, nil
 }
+
+// Add registers database name with its URL in the catalog (`enqueue db
+// add`), after checking that the URL parses and the server answers with an
+// empty search_path (schema.NewPool's check). ErrConflict (storage) when
+// the name is taken.
+func (r *Registry) Add(ctx context.Context, name, dsn string) (storage.Database, error) {
+	if err := tenantctx.ValidateDatabaseName(name); err != nil {
+		return storage.Database{}, err
+	}
+	if name == tenantctx.DefaultDatabase {
+		return storage.Database{}, fmt.Errorf("add database: %w: %q is DATABASE_URL's database", storage.ErrConflict, name)
+	}
+	if r.opts.Catalog == nil {
+		return storage.Database{}, errors.New("add database: no catalog")
+	}
+	p, err := schema.NewPool(ctx, dsn, schema.PoolOptions{MaxConns: 1, Logger: r.log})
+	if err != nil {
+		return storage.Database{}, fmt.Errorf("add database %s: %w", name, err)
+	}
+	defer p.Close()
+	if err := p.Ping(ctx); err != nil {
+		return storage.Database{}, fmt.Errorf("add database %s: connect: %w", name, err)
+	}
+	return r.opts.Catalog.AddDatabase(ctx, name, dsn)
+}
