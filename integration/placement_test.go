@@ -1,0 +1,206 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/invoicing/tenantworker/internal/testenv"
+	"github.com/invoicing/tenantworker/schema"
+	"github.com/invoicing/tenantworker/tasks"
+)
+
+// placed is a tenant of the placement test with the database it is on.
+type placed struct {
+	tenantRef
+	db string
+}
+
+// TestTenantsAcrossServers runs the binaries with two PostgreSQL servers
+// ("main" and "second", TENANT_DATABASES): tenants placed on both (by the
+// operator's choice and by load) get their PDFs rendered and their overdue
+// invoices swept and reminded, each from its own server, with the same
+// invoice ids on both and only its own data in every PDF and email; then
+// `enqueue tenant move` moves a tenant from main to second while its
+// renders are queued: nothing is lost, the tasks run on the new server,
+// the old schema is gone.
+func TestTenantsAcrossServers(t *testing.T) {
+	t.Parallel()
+	const overdue, sent = 4, 4
+	secondURL := testenv.StartPostgres(t).CreateDatabase(t)
+	s := newStack(t, stackOptions{workers: 2, concurrency: 4, sweepCron: "@every 2s",
+		env: map[string]string{"TENANT_DATABASES": "second=" + secondURL, "TENANT_DB_MAX_CONNS": "4"}})
+	ctx := context.Background()
+	second, err := pgxpool.New(ctx, secondURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(second.Close)
+	poolOf := func(db string) *pgxpool.Pool {
+		if db == "second" {
+			return second
+		}
+		return s.db
+	}
+
+	// firma-00 on main and firma-01 on second by choice; firma-02 and
+	// firma-03 by load (one each).
+	var tenants []placed
+	for i, want := range []string{"main", "second", "", ""} {
+		slug := fmt.Sprintf("firma-%02d", i)
+		status, body := s.api(http.MethodPost, "/admin/tenants", "", adminToken,
+			map[string]string{"slug": slug, "name": tenantName(i), "database": want})
+		var r struct {
+			ID, Slug, Database string
+			APIKey             string `json:"api_key"`
+		}
+		if status != http.StatusAccepted || json.Unmarshal(body, &r) != nil {
+			t.Fatalf("provision %s on %q: status %d, body %s", slug, want, status, body)
+		}
+		if want != "" && r.Database != want {
+			t.Fatalf("provision %s: placed on %q, want %q", slug, r.Database, want)
+		}
+		tenants = append(tenants, placed{tenantRef{ID: r.ID, Slug: slug, Schema: "tenant_" + strings.ReplaceAll(slug, "-", "_"), Name: tenantName(i), Key: r.APIKey, N: i}, r.Database})
+	}
+	if tenants[2].db == tenants[3].db {
+		t.Errorf("placement by load put firma-02 and firma-03 both on %s", tenants[2].db)
+	}
+	ids := make([]string, len(tenants))
+	for i, tn := range tenants {
+		ids[i] = tn.ID
+	}
+	s.waitStatus(ids, "active", 120*time.Second)
+	for _, tn := range tenants {
+		s.seedIn(poolOf(tn.db), tn.tenantRef, invoiceSeed{overdue: overdue, sent: sent, lines: 2})
+		other := map[string]string{"main": "second", "second": "main"}[tn.db]
+		if ok, err := schema.Exists(ctx, poolOf(other), tn.Schema); err != nil || ok {
+			t.Errorf("%s has a schema on %s too (%v)", tn.Slug, other, err)
+		}
+	}
+
+	// PDFs for the same invoice ids on every tenant.
+	var pdfTasks []string
+	for _, tn := range tenants {
+		for id := 1; id <= overdue; id++ {
+			pdfTasks = append(pdfTasks, s.mustPost(tn.tenantRef, "pdf", id).TaskID)
+		}
+	}
+	s.waitCompleted(tasks.QueueDefault, pdfTasks, 120*time.Second)
+	for _, tn := range tenants {
+		checkPDFText(t, s, tn)
+	}
+
+	// The sweep marks the sent invoices overdue and reminds every overdue
+	// invoice, tenant by tenant, each on its own server.
+	eventually(t, 120*time.Second, 500*time.Millisecond, "every invoice reminded", func() error {
+		for _, tn := range tenants {
+			var n int
+			err := poolOf(tn.db).QueryRow(ctx, `SELECT count(*) FROM `+pgx.Identifier{tn.Schema, "invoice_reminders"}.Sanitize()+` WHERE status = 'sent'`).Scan(&n)
+			if err != nil {
+				return err
+			}
+			if n < overdue+sent {
+				return fmt.Errorf("%s: %d of %d reminders sent", tn.Slug, n, overdue+sent)
+			}
+		}
+		return nil
+	})
+	mails, err := readOutboxes(s.outboxes...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perTenant := map[string]int{}
+	for _, m := range mails {
+		for _, tn := range tenants {
+			if m.tenantID != tn.ID {
+				continue
+			}
+			perTenant[tn.ID]++
+			if got := markerTenants(m.text + " " + m.to); !slices.Equal(got, []int{tn.N}) {
+				t.Errorf("reminder %s for %s names tenants %v", m.path, tn.Slug, got)
+			}
+		}
+	}
+	for _, tn := range tenants {
+		if perTenant[tn.ID] != overdue+sent {
+			t.Errorf("%s: %d reminder emails, want %d", tn.Slug, perTenant[tn.ID], overdue+sent)
+		}
+	}
+
+	// Move firma-00 from main to second while renders of all its invoices
+	// wait in its queue.
+	mover := tenants[0]
+	var queued []string
+	for id := 1; id <= overdue+sent; id++ {
+		queued = append(queued, s.mustPost(mover.tenantRef, "pdf", id).TaskID)
+	}
+	cmd := exec.Command(testenv.BuildBinary(t, enqueuePkg), "tenant", "move", mover.Slug, "--to", "second", "--grace", "1s")
+	for k, v := range s.env(nil) {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("enqueue tenant move: %v\nstdout %s\nstderr %s", err, out.String(), errOut.String())
+	}
+	var moved struct {
+		From, To         string
+		Rows             int64
+		OldSchemaDropped bool `json:"old_schema_dropped"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &moved); err != nil || moved.From != "main" || moved.To != "second" || !moved.OldSchemaDropped || moved.Rows == 0 {
+		t.Fatalf("enqueue tenant move printed %s (%v)", out.String(), err)
+	}
+	mover.db = "second"
+	for id, ti := range s.waitCompleted(tasks.QueueDefault, queued, 120*time.Second) {
+		if ti.Retried != 0 {
+			t.Logf("task %s retried %d times after the move (last error %q)", id, ti.Retried, ti.LastErr)
+		}
+	}
+	if ok, err := schema.Exists(ctx, s.db, mover.Schema); err != nil || ok {
+		t.Errorf("the old schema of %s is still on main (%v)", mover.Slug, err)
+	}
+	var rows, distinct int
+	err = second.QueryRow(ctx, `SELECT count(*), count(DISTINCT invoice_id) FROM `+pgx.Identifier{mover.Schema, "invoice_documents"}.Sanitize()).Scan(&rows, &distinct)
+	if err != nil || distinct != overdue+sent {
+		t.Errorf("after the move %s has %d documents for %d invoices on second (%v), want %d invoices", mover.Slug, rows, distinct, err, overdue+sent)
+	}
+	var reminders int
+	if err := second.QueryRow(ctx, `SELECT count(*) FROM `+pgx.Identifier{mover.Schema, "invoice_reminders"}.Sanitize()+` WHERE status = 'sent'`).Scan(&reminders); err != nil || reminders != overdue+sent {
+		t.Errorf("after the move %s has %d sent reminders on second (%v), want %d", mover.Slug, reminders, err, overdue+sent)
+	}
+	checkPDFText(t, s, mover)
+	counts := s.waitDrained(120 * time.Second)
+	if counts.archived != 0 {
+		t.Errorf("%d tasks archived: %v", counts.archived, s.archivedErrors())
+	}
+}
+
+// checkPDFText downloads invoice 1 of tn through the enqueue service and
+// checks with pdftotext that it names tn only.
+func checkPDFText(t *testing.T, s *stack, tn placed) {
+	t.Helper()
+	status, body, err := httpDo(context.Background(), http.MethodGet, s.enqueue.url("/v1/invoices/1/pdf"), tn.host(), tn.Key, nil)
+	if err != nil || status != http.StatusOK || !bytes.HasPrefix(body, []byte("%PDF")) {
+		t.Fatalf("download %s/1 (on %s): status %d, %v", tn.Slug, tn.db, status, err)
+	}
+	cmd := exec.Command("pdftotext", "-enc", "UTF-8", "-", "-")
+	cmd.Stdin = bytes.NewReader(body)
+	text, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("pdftotext (apt-get install poppler-utils): %v", err)
+	}
+	if got := markerTenants(string(text)); !slices.Equal(got, []int{tn.N}) {
+		t.Errorf("PDF of %s/1 (on %s) names tenants %v, want [%d]", tn.Slug, tn.db, got, tn.N)
+	}
+}
