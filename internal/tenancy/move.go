@@ -20,7 +20,7 @@ const (
 	// {from, to, schema, version, tables, rows, old_schema_dropped}.
 	ActionMoved Action = "tenant.moved"
 	// ActionMoveFailed: a move failed and the tenant stayed where it was
-	// {from, to, step}.
+	// {from, to, step}; the error goes to the log only.
 	ActionMoveFailed Action = "tenant.move_failed"
 )
 
@@ -116,8 +116,12 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 
 	s.logFailure(ctx, id, ActionMoveStarted, s.audit(ctx, id, actor, ActionMoveStarted, map[string]string{"from": from, "to": to}))
 	fail := func(step string, err error) (Moved, error) {
+		// The error stays out of the audit entry: a database error may
+		// quote row data.
+		s.logger.WarnContext(ctx, "tenant move failed; the tenant stays where it was", slog.String("tenant_id", id),
+			slog.String("from", from), slog.String("to", to), slog.String("step", step), slog.String("error", err.Error()))
 		s.logFailure(ctx, id, ActionMoveFailed, s.audit(context.WithoutCancel(ctx), id, actor, ActionMoveFailed,
-			map[string]string{"from": from, "to": to, "step": step, "error": err.Error()}))
+			map[string]string{"from": from, "to": to, "step": step}))
 		return m, fmt.Errorf("move tenant %s from %s to %s: %s: %w", id, from, to, step, err)
 	}
 
