@@ -204,3 +204,94 @@ func checkPDFText(t *testing.T, s *stack, tn placed) {
 		t.Errorf("PDF of %s/1 (on %s) names tenants %v, want [%d]", tn.Slug, tn.db, got, tn.N)
 	}
 }
+
+// TestTenantServerStoppedMidLoad stops the second PostgreSQL server while
+// renders of a tenant on each server run: only the second server's
+// tenant's tasks fail (the other tenant's all complete on their first
+// attempt meanwhile, and the processes stay ready: their catalog is on
+// main), and they are retried and complete once the server is back.
+func TestTenantServerStoppedMidLoad(t *testing.T) {
+	t.Parallel()
+	const n = 150
+	pg := testenv.StartPostgres(t)
+	secondURL := pg.CreateDatabase(t)
+	s := newStack(t, stackOptions{workers: 2, concurrency: 4,
+		env: map[string]string{"TENANT_DATABASES": "second=" + secondURL}})
+	ctx := context.Background()
+	second, err := pgxpool.New(ctx, secondURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(second.Close)
+	var tenants []placed
+	for i, db := range []string{"main", "second"} {
+		slug := fmt.Sprintf("firma-%02d", i)
+		status, body := s.api(http.MethodPost, "/admin/tenants", "", adminToken,
+			map[string]string{"slug": slug, "name": tenantName(i), "database": db})
+		var r struct {
+			ID     string
+			APIKey string `json:"api_key"`
+		}
+		if status != http.StatusAccepted || json.Unmarshal(body, &r) != nil {
+			t.Fatalf("provision %s: status %d, body %s", slug, status, body)
+		}
+		tenants = append(tenants, placed{tenantRef{ID: r.ID, Slug: slug, Schema: "tenant_" + strings.ReplaceAll(slug, "-", "_"), Name: tenantName(i), Key: r.APIKey, N: i}, db})
+	}
+	s.waitStatus([]string{tenants[0].ID, tenants[1].ID}, "active", 120*time.Second)
+	s.seedIn(s.db, tenants[0].tenantRef, invoiceSeed{overdue: n, lines: 20})
+	s.seedIn(second, tenants[1].tenantRef, invoiceSeed{overdue: n, lines: 20})
+	second.Close()
+
+	// The second tenant's renders first, so that the fault hits them.
+	var onSecond, onMain []string
+	for id := 1; id <= n; id++ {
+		onSecond = append(onSecond, s.mustPost(tenants[1].tenantRef, "pdf", id).TaskID)
+	}
+	eventually(t, 60*time.Second, 20*time.Millisecond, "first renders on second done", func() error {
+		_, states, err := s.taskStates(tasks.QueueDefault, onSecond)
+		if err != nil {
+			return err
+		}
+		if states["completed"] < 10 {
+			return fmt.Errorf("%d completed", states["completed"])
+		}
+		return nil
+	})
+	pg.Stop(t)
+	for id := 1; id <= n; id++ {
+		onMain = append(onMain, s.mustPost(tenants[0].tenantRef, "pdf", id).TaskID)
+	}
+	// While the second server is down: every render of the first tenant
+	// completes, first time.
+	for id, ti := range s.waitCompleted(tasks.QueueDefault, onMain, 180*time.Second) {
+		if ti.Retried != 0 {
+			t.Errorf("task %s of the tenant on main retried %d times (last error %q) while only the second server was down", id, ti.Retried, ti.LastErr)
+		}
+	}
+	for _, p := range append([]*proc{s.enqueue}, s.workers...) {
+		if err := p.waitStatus("/readyz", http.StatusOK, 10*time.Second); err != nil {
+			t.Errorf("%s not ready while only a tenant database is down: %v", p.name, err)
+		}
+	}
+	pg.Start(t)
+	retried := 0
+	for _, ti := range s.waitCompleted(tasks.QueueDefault, onSecond, 300*time.Second) {
+		if ti.Retried > 0 {
+			retried++
+		}
+	}
+	if retried == 0 {
+		t.Error("no render of the tenant on second failed: the fault did not hit the load")
+	}
+	second, err = pgxpool.New(ctx, secondURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(second.Close)
+	var rows int
+	if err := second.QueryRow(ctx, `SELECT count(DISTINCT invoice_id) FROM `+pgx.Identifier{tenants[1].Schema, "invoice_documents"}.Sanitize()).Scan(&rows); err != nil || rows != n {
+		t.Errorf("%s has documents for %d invoices on second (%v), want %d", tenants[1].Slug, rows, err, n)
+	}
+	checkPDFText(t, s, tenants[1])
+	t.Logf("second server down: %d of %d renders of its tenant retried, all completed; %d renders of the tenant on main completed meanwhile, none retried", retried, n, n)
+}
