@@ -295,3 +295,86 @@ func TestTenantServerStoppedMidLoad(t *testing.T) {
 	checkPDFText(t, s, tenants[1])
 	t.Logf("second server down: %d of %d renders of its tenant retried, all completed; %d renders of the tenant on main completed meanwhile, none retried", retried, n, n)
 }
+
+// TestMoveUnderLoad moves a tenant from main to second while hundreds of
+// its renders are queued and running, and another tenant's run
+// alongside: the move waits for the running ones, holds the rest, and
+// afterwards every render completes (on the new server: a document per
+// invoice there) and nothing is archived; the other tenant is not
+// affected.
+func TestMoveUnderLoad(t *testing.T) {
+	t.Parallel()
+	const n = 200
+	secondURL := testenv.StartPostgres(t).CreateDatabase(t)
+	s := newStack(t, stackOptions{workers: 2, concurrency: 4,
+		env: map[string]string{"TENANT_DATABASES": "second=" + secondURL}})
+	ctx := context.Background()
+	second, err := pgxpool.New(ctx, secondURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(second.Close)
+	var tenants []placed
+	for i := range 2 {
+		slug := fmt.Sprintf("firma-%02d", i)
+		status, body := s.api(http.MethodPost, "/admin/tenants", "", adminToken,
+			map[string]string{"slug": slug, "name": tenantName(i), "database": "main"})
+		var r struct {
+			ID     string
+			APIKey string `json:"api_key"`
+		}
+		if status != http.StatusAccepted || json.Unmarshal(body, &r) != nil {
+			t.Fatalf("provision %s: status %d, body %s", slug, status, body)
+		}
+		tenants = append(tenants, placed{tenantRef{ID: r.ID, Slug: slug, Schema: "tenant_" + strings.ReplaceAll(slug, "-", "_"), Name: tenantName(i), Key: r.APIKey, N: i}, "main"})
+	}
+	s.waitStatus([]string{tenants[0].ID, tenants[1].ID}, "active", 120*time.Second)
+	for _, tn := range tenants {
+		s.seedIn(s.db, tn.tenantRef, invoiceSeed{overdue: n, lines: 20})
+	}
+	var mover, other []string
+	for id := 1; id <= n; id++ {
+		mover = append(mover, s.mustPost(tenants[0].tenantRef, "pdf", id).TaskID)
+		other = append(other, s.mustPost(tenants[1].tenantRef, "pdf", id).TaskID)
+	}
+	eventually(t, 60*time.Second, 20*time.Millisecond, "the mover's first renders done", func() error {
+		_, states, err := s.taskStates(tasks.QueueDefault, mover)
+		if err != nil {
+			return err
+		}
+		if states["completed"] < 5 {
+			return fmt.Errorf("%d completed", states["completed"])
+		}
+		return nil
+	})
+	_, before, _ := s.taskStates(tasks.QueueDefault, mover)
+	cmd := exec.Command(testenv.BuildBinary(t, enqueuePkg), "tenant", "move", tenants[0].Slug, "--to", "second", "--grace", "1s")
+	for k, v := range s.env(nil) {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("enqueue tenant move: %v\nstdout %s\nstderr %s", err, out.String(), errOut.String())
+	}
+	tenants[0].db = "second"
+	s.waitCompleted(tasks.QueueDefault, mover, 240*time.Second)
+	s.waitCompleted(tasks.QueueDefault, other, 240*time.Second)
+	var docs int
+	if err := second.QueryRow(ctx, `SELECT count(DISTINCT invoice_id) FROM `+pgx.Identifier{tenants[0].Schema, "invoice_documents"}.Sanitize()).Scan(&docs); err != nil || docs != n {
+		t.Errorf("after the move the mover has documents for %d invoices on second (%v), want %d", docs, err, n)
+	}
+	if ok, err := schema.Exists(ctx, s.db, tenants[0].Schema); err != nil || ok {
+		t.Errorf("the mover's old schema is still on main (%v)", err)
+	}
+	if ok, err := schema.Exists(ctx, second, tenants[1].Schema); err != nil || ok {
+		t.Errorf("the other tenant has a schema on second (%v)", err)
+	}
+	checkPDFText(t, s, tenants[0])
+	checkPDFText(t, s, tenants[1])
+	counts := s.waitDrained(120 * time.Second)
+	if counts.archived != 0 {
+		t.Errorf("%d tasks archived: %v", counts.archived, s.archivedErrors())
+	}
+	t.Logf("moved with %d of %d renders completed before the move (%v); all %d completed after it", before["completed"], n, before, n)
+}
