@@ -162,7 +162,17 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 		}
 	}
 
-	// 3. Switch.
+	// 3. Switch, unless the tenant's deletion was requested meanwhile
+	// (its destroy then runs where it is; the copy goes).
+	cur, err := s.catalog.TenantByID(ctx, id)
+	switch {
+	case err != nil:
+		return fail("switch", dropCopy(err))
+	case cur.Status != tenantctx.StatusActive && cur.Status != tenantctx.StatusSuspended:
+		return fail("switch", dropCopy(fmt.Errorf("%w: the tenant became %s during the move", ErrMoveRefused, cur.Status)))
+	case cur.DatabaseName() != from:
+		return fail("switch", dropCopy(fmt.Errorf("%w: the tenant was moved to %s meanwhile", ErrMoveRefused, cur.DatabaseName())))
+	}
 	moved, err := s.catalog.SetPlacement(ctx, id, to)
 	if err != nil {
 		return fail("switch", dropCopy(err))
