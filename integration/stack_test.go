@@ -312,10 +312,17 @@ const customersPerTenant = 3
 // data, through schema.InTenant and the fixture builder invoice.Create.
 func (s *stack) seed(tn tenantRef, sd invoiceSeed) {
 	s.t.Helper()
+	s.seedIn(s.db, tn, sd)
+}
+
+// seedIn is seed into the tenant's schema on pool's database (a tenant
+// placed on another server).
+func (s *stack) seedIn(pool *pgxpool.Pool, tn tenantRef, sd invoiceSeed) {
+	s.t.Helper()
 	ctx := tenantctx.WithTenant(context.Background(), tenantctx.Tenant{ID: tn.ID, Slug: tn.Slug, Schema: tn.Schema})
 	currency := []string{"EUR", "USD", "JPY"}[tn.N%3]
 	issued := time.Date(2026, 1, 15, 10, 0, 0, 0, time.UTC)
-	err := schema.InTenant(ctx, s.db, func(ctx context.Context, tx pgx.Tx) error {
+	err := schema.InTenant(ctx, pool, func(ctx context.Context, tx pgx.Tx) error {
 		custIDs := make([]int64, customersPerTenant)
 		for c := range customersPerTenant {
 			id, err := invoice.CreateCustomer(ctx, tx, invoice.Customer{

@@ -173,3 +173,29 @@ func (c *Cache) invalidate(ctx context.Context, keys []string, keysOfTenant stri
 	}
 	return nil
 }
+
+// AddDatabase registers a tenant database in the backend (nothing of it
+// is cached).
+func (c *Cache) AddDatabase(ctx context.Context, name, url string) (Database, error) {
+	return c.backend.AddDatabase(ctx, name, url)
+}
+
+// Databases lists the registered databases from the backend, uncached.
+func (c *Cache) Databases(ctx context.Context) ([]Database, error) {
+	return c.backend.Databases(ctx)
+}
+
+// SetPlacement changes the tenant's database in the backend, then
+// invalidates the tenant in every layer and instance, so every process
+// reaches its schema where it now lives.
+func (c *Cache) SetPlacement(ctx context.Context, id, database string) (tenantctx.Tenant, error) {
+	if err := tenantctx.ValidateID(id); err != nil {
+		return tenantctx.Tenant{}, fmt.Errorf("set placement: %w: %w", ErrNotFound, err)
+	}
+	t, err := c.backend.SetPlacement(ctx, id, database)
+	if err != nil {
+		return t, err
+	}
+	c.invalidate(ctx, tenantCacheKeys(id, t.Slug), "")
+	return t, nil
+}

@@ -143,9 +143,40 @@ type AuditLog interface {
 	AuditEntries(ctx context.Context, tenantID string) ([]AuditEntry, error)
 }
 
-// Catalog is the whole tenant catalog: tenants, keys and audit log.
+// Database is a tenant database registered in the catalog: a PostgreSQL
+// database holding tenant schemas. tenantctx.DefaultDatabase ("main") is
+// the one DATABASE_URL points to and is always registered.
+type Database struct {
+	// Name is the catalog's name for it (tenantctx.ValidateDatabaseName).
+	Name string `json:"name"`
+	// URL is the connection URL stored by `enqueue db add`; empty for
+	// "main" and for databases configured in TENANT_DATABASES. It may hold
+	// a password: never log or print it unredacted.
+	URL string `json:"-"`
+	// Tenants counts the tenants placed there, whatever their status.
+	Tenants   int       `json:"tenants"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// PlacementStore registers tenant databases and records which one holds
+// each tenant's schema.
+type PlacementStore interface {
+	// AddDatabase registers a tenant database (name validated, url stored
+	// as given, possibly empty); ErrConflict when the name is taken.
+	AddDatabase(ctx context.Context, name, url string) (Database, error)
+	// Databases lists the registered databases in name order, each with
+	// its tenant count.
+	Databases(ctx context.Context) ([]Database, error)
+	// SetPlacement records that the tenant's schema now lives in database;
+	// ErrNotFound for an unknown tenant or an unregistered database.
+	SetPlacement(ctx context.Context, id, database string) (tenantctx.Tenant, error)
+}
+
+// Catalog is the whole tenant catalog: tenants, keys, audit log and
+// placement.
 type Catalog interface {
 	TenantStore
 	KeyStore
 	AuditLog
+	PlacementStore
 }

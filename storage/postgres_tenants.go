@@ -10,14 +10,14 @@ import (
 )
 
 // tenantColumns are the columns scanned by scanTenant, in its order.
-const tenantColumns = `id, slug, name, status, schema_name, plan, weight, max_running, max_waiting, created_at, updated_at`
+const tenantColumns = `id, slug, name, status, schema_name, plan, weight, max_running, max_waiting, database, created_at, updated_at`
 
 // scanTenant reads one row of tenantColumns.
 func scanTenant(row pgx.Row) (tenantctx.Tenant, error) {
 	var t tenantctx.Tenant
 	var status string
 	if err := row.Scan(&t.ID, &t.Slug, &t.Name, &status, &t.Schema, &t.Plan,
-		&t.Limits.Weight, &t.Limits.MaxRunning, &t.Limits.MaxWaiting, &t.CreatedAt, &t.UpdatedAt); err != nil {
+		&t.Limits.Weight, &t.Limits.MaxRunning, &t.Limits.MaxWaiting, &t.Database, &t.CreatedAt, &t.UpdatedAt); err != nil {
 		return tenantctx.Tenant{}, err
 	}
 	t.Status = tenantctx.Status(status)
@@ -91,10 +91,10 @@ func (p *Postgres) CreateTenant(ctx context.Context, t tenantctx.Tenant) (tenant
 		return tenantctx.Tenant{}, fmt.Errorf("create tenant: %w", err)
 	}
 	created, err := scanTenant(p.pool.QueryRow(ctx,
-		`INSERT INTO tenancy.tenants (id, slug, name, status, schema_name, plan, weight, max_running, max_waiting)
-		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+		`INSERT INTO tenancy.tenants (id, slug, name, status, schema_name, plan, weight, max_running, max_waiting, database)
+		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 		 RETURNING `+tenantColumns,
-		t.ID, t.Slug, t.Name, string(t.Status), t.Schema, t.Plan, t.Limits.Weight, t.Limits.MaxRunning, t.Limits.MaxWaiting))
+		t.ID, t.Slug, t.Name, string(t.Status), t.Schema, t.Plan, t.Limits.Weight, t.Limits.MaxRunning, t.Limits.MaxWaiting, t.DatabaseName()))
 	if err != nil {
 		return tenantctx.Tenant{}, fmt.Errorf("create tenant %s (slug %s): %w", t.ID, t.Slug, translatePgError(err))
 	}

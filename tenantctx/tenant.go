@@ -82,6 +82,10 @@ type Tenant struct {
 	Plan string `json:"plan"`
 	// Limits override the plan's share and caps for this tenant.
 	Limits Limits `json:"limits"`
+	// Database names the tenant database (a PostgreSQL database registered
+	// in the catalog) holding Schema; "" or DefaultDatabase is the one
+	// DATABASE_URL points to.
+	Database string `json:"database"`
 	// CreatedAt and UpdatedAt are set by the catalog.
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
@@ -107,7 +111,21 @@ func (t Tenant) Validate() error {
 	if err := t.Limits.Validate(); err != nil {
 		return fmt.Errorf("tenant %s: %w", t.ID, err)
 	}
+	if t.Database != "" {
+		if err := ValidateDatabaseName(t.Database); err != nil {
+			return fmt.Errorf("tenant %s: %w", t.ID, err)
+		}
+	}
 	return nil
+}
+
+// DatabaseName returns the tenant's placement: Database, or
+// DefaultDatabase when it is empty.
+func (t Tenant) DatabaseName() string {
+	if t.Database == "" {
+		return DefaultDatabase
+	}
+	return t.Database
 }
 
 // New returns a provisioning tenant with a fresh id and the schema derived
@@ -117,11 +135,12 @@ func New(slug, name, plan string) (Tenant, error) {
 		return Tenant{}, err
 	}
 	return Tenant{
-		ID:     NewID(),
-		Slug:   slug,
-		Name:   name,
-		Status: StatusProvisioning,
-		Schema: SchemaForSlug(slug),
-		Plan:   plan,
+		ID:       NewID(),
+		Slug:     slug,
+		Name:     name,
+		Status:   StatusProvisioning,
+		Schema:   SchemaForSlug(slug),
+		Plan:     plan,
+		Database: DefaultDatabase,
 	}, nil
 }

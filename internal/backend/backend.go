@@ -21,6 +21,7 @@ import (
 
 	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/internal/config"
+	"github.com/invoicing/tenantworker/internal/placement"
 	"github.com/invoicing/tenantworker/internal/tenancy"
 	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/storage"
@@ -47,6 +48,11 @@ type Backend struct {
 	// Catalog is Postgres behind the in-process and Redis cache: what
 	// everything else reads through.
 	Catalog *storage.Cache
+	// Pools maps tenant databases to pools ("main" is Pool and SchemaPool;
+	// the others, from TENANT_DATABASES or `enqueue db add`, are opened on
+	// first use with TENANT_DB_MAX_CONNS connections each). Reach a
+	// tenant's schema through Pools.ForTenant.
+	Pools *placement.Registry
 	// Documents is the document store in DOCUMENTS_DIR.
 	Documents storage.DocumentStore
 	// Client and Inspector share Redis; with Options.AutoPipeline the
@@ -103,6 +109,14 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Opti
 	b.Postgres = storage.NewPostgres(b.Pool)
 	b.Catalog = storage.NewCache(b.Postgres, b.Redis, storage.CacheOptions{RedisTTL: cfg.TenantCacheTTL, Logger: logger})
 	b.closers = append(b.closers, b.Catalog.Close)
+	b.Pools = placement.New(placement.Options{
+		MainPool: b.Pool, MainSchemaPool: b.SchemaPool, URLs: cfg.TenantDatabases,
+		Catalog: b.Catalog, MaxConns: int32(cfg.TenantDBMaxConns), Logger: logger,
+	})
+	b.closers = append(b.closers, b.Pools.Close)
+	if err := b.Pools.Register(ctx); err != nil {
+		return nil, err
+	}
 
 	fs, err := storage.NewFS(cfg.DocumentsDir)
 	if err != nil {
@@ -135,7 +149,7 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Opti
 	}
 	b.Enqueuer = tasks.NewEnqueuer(b.Client, b.Inspector, logger, admission...).WithTaskRecords(b.TaskRecords)
 	b.Tenancy = tenancy.New(tenancy.Config{
-		Catalog: b.Catalog, Enqueuer: b.Enqueuer, Documents: b.Documents, SchemaPool: b.SchemaPool, Logger: logger,
+		Catalog: b.Catalog, Enqueuer: b.Enqueuer, Documents: b.Documents, SchemaPool: b.SchemaPool, Pools: b.Pools, Logger: logger,
 		Dispatcher: b.Dispatcher, Plans: cfg.Plans,
 	})
 	return b, nil

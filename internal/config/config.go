@@ -22,6 +22,7 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/invoicing/tenantworker/fair"
+	"github.com/invoicing/tenantworker/tenantctx"
 )
 
 // Defaults.
@@ -133,6 +134,14 @@ type Config struct {
 	// WorkerConcurrency + DefaultDBPoolHeadroom. It must be at least
 	// WorkerConcurrency.
 	DBMaxConns int
+	// TenantDatabases (TENANT_DATABASES, "name=url,name2=url2") are the
+	// URLs of tenant databases other than "main" (DATABASE_URL), by the
+	// name the catalog places tenants on; each is registered in the catalog
+	// at start. A URL given here wins over one stored by `enqueue db add`.
+	TenantDatabases map[string]string
+	// TenantDBMaxConns (TENANT_DB_MAX_CONNS) is the size of each other
+	// tenant database's pool, opened on first use; 0 means DBMaxConns.
+	TenantDBMaxConns int
 	// AllowTenantHeader (ALLOW_TENANT_HEADER, default false) lets the
 	// enqueue service take the tenant from X-Tenant: development only.
 	AllowTenantHeader bool
@@ -212,6 +221,8 @@ func Parse(getenv func(string) string) (Config, error) {
 		LogFormat:             strings.ToLower(p.str("LOG_FORMAT")),
 		LogLevel:              p.level("LOG_LEVEL"),
 		DBMaxConns:            p.positiveInt("DB_MAX_CONNS"),
+		TenantDatabases:       p.databases("TENANT_DATABASES"),
+		TenantDBMaxConns:      p.positiveInt("TENANT_DB_MAX_CONNS"),
 		AllowTenantHeader:     p.boolean("ALLOW_TENANT_HEADER", false),
 		DashboardWritable:     p.dashboardWritable(),
 		TenantCacheTTL:        p.duration("TENANT_CACHE_TTL"),
@@ -259,6 +270,7 @@ func (c Config) withDefaults() Config {
 	c.DocumentsDir = cmp.Or(c.DocumentsDir, DefaultDocumentsDir)
 	c.LogFormat = cmp.Or(c.LogFormat, LogFormatText)
 	c.DBMaxConns = cmp.Or(c.DBMaxConns, c.WorkerConcurrency+DefaultDBPoolHeadroom)
+	c.TenantDBMaxConns = cmp.Or(c.TenantDBMaxConns, c.DBMaxConns)
 	c.TaskCheckInterval = cmp.Or(c.TaskCheckInterval, DefaultTaskCheckInterval)
 	c.FairPendingTime = cmp.Or(c.FairPendingTime, fair.DefaultPendingTime)
 	return c
@@ -294,6 +306,9 @@ func (c Config) validate() error {
 	}
 	if c.DBMaxConns > math.MaxInt32 {
 		bad("DB_MAX_CONNS: at most %d, got %d", math.MaxInt32, c.DBMaxConns)
+	}
+	if c.TenantDBMaxConns > math.MaxInt32 {
+		bad("TENANT_DB_MAX_CONNS: at most %d, got %d", math.MaxInt32, c.TenantDBMaxConns)
 	}
 	if c.DBMaxConns < c.WorkerConcurrency {
 		bad("DB_MAX_CONNS: %d is smaller than WORKER_CONCURRENCY %d: every running task may need a connection", c.DBMaxConns, c.WorkerConcurrency)
@@ -349,6 +364,39 @@ func (p *parser) positiveInt(name string) int {
 		return 0
 	}
 	return n
+}
+
+// databases parses "name=url,name2=url2" (TENANT_DATABASES): names as
+// tenantctx.ValidateDatabaseName, each once, "main" excluded (it is
+// DATABASE_URL), every URL non-empty. Errors never echo a URL (it may hold
+// a password).
+func (p *parser) databases(name string) map[string]string {
+	s := p.str(name)
+	if s == "" {
+		return nil
+	}
+	out := map[string]string{}
+	for _, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		db, url, ok := strings.Cut(item, "=")
+		db, url = strings.TrimSpace(db), strings.TrimSpace(url)
+		switch {
+		case !ok || url == "":
+			p.errs = append(p.errs, fmt.Errorf("%s: want name=url, got an entry without a URL (name %.40q)", name, db))
+		case tenantctx.ValidateDatabaseName(db) != nil:
+			p.errs = append(p.errs, fmt.Errorf("%s: %w", name, tenantctx.ValidateDatabaseName(db)))
+		case db == tenantctx.DefaultDatabase:
+			p.errs = append(p.errs, fmt.Errorf("%s: %q is DATABASE_URL's database and cannot be set here", name, db))
+		case out[db] != "":
+			p.errs = append(p.errs, fmt.Errorf("%s: database %q named twice", name, db))
+		default:
+			out[db] = url
+		}
+	}
+	return out
 }
 
 func (p *parser) boolean(name string, def bool) bool {

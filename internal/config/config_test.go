@@ -39,6 +39,7 @@ func TestFromEnvDefaults(t *testing.T) {
 		LogFormat:             LogFormatText,
 		LogLevel:              slog.LevelInfo,
 		DBMaxConns:            14,
+		TenantDBMaxConns:      14,
 		RedisAutoPipeline:     true,
 		FairDispatch:          true,
 		FairPendingTime:       fair.DefaultPendingTime,
@@ -310,6 +311,29 @@ func TestFairSettings(t *testing.T) {
 		_, err := FromEnv(env(with(bad...)))
 		if err == nil || !strings.Contains(err.Error(), bad[0]) {
 			t.Errorf("%s=%s: error %v, want one naming the variable", bad[0], bad[1], err)
+		}
+	}
+}
+
+func TestTenantDatabases(t *testing.T) {
+	env := map[string]string{"DATABASE_URL": "postgres://app@db/inv",
+		"TENANT_DATABASES": " eu-2=postgres://u:secret@db2/inv?sslmode=disable , us_1=postgres://db3/inv", "TENANT_DB_MAX_CONNS": "6"}
+	c, err := FromEnv(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"eu-2": "postgres://u:secret@db2/inv?sslmode=disable", "us_1": "postgres://db3/inv"}
+	if !reflect.DeepEqual(c.TenantDatabases, want) || c.TenantDBMaxConns != 6 {
+		t.Errorf("TENANT_DATABASES = %v, TENANT_DB_MAX_CONNS = %d; want %v, 6", c.TenantDatabases, c.TenantDBMaxConns, want)
+	}
+	for _, bad := range []string{"main=postgres://x/y", "eu=", "Bad=postgres://x/y", "a=postgres://x/y,a=postgres://x/z", "noequals"} {
+		env["TENANT_DATABASES"] = bad
+		_, err := FromEnv(func(k string) string { return env[k] })
+		if err == nil || !strings.Contains(err.Error(), "TENANT_DATABASES") {
+			t.Errorf("TENANT_DATABASES=%q: error %v, want one naming the variable", bad, err)
+		}
+		if err != nil && strings.Contains(err.Error(), "secret") {
+			t.Errorf("error %v echoes a URL", err)
 		}
 	}
 }

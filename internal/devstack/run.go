@@ -243,11 +243,17 @@ func provisionAll(ctx context.Context, opts Options, b *backend.Backend) (Info, 
 		if err != nil {
 			return info, err
 		}
-		seeded, err := seedTenant(ctx, b.Pool, t, d.data, now)
+		// Where the tenant is placed (main, unless TENANT_DATABASES or the
+		// catalog name other databases).
+		pool, err := b.Pools.ForTenant(ctx, t)
 		if err != nil {
 			return info, err
 		}
-		inv, err := firstInvoice(ctx, b.Pool, t)
+		seeded, err := seedTenant(ctx, pool, t, d.data, now)
+		if err != nil {
+			return info, err
+		}
+		inv, err := firstInvoice(ctx, pool, t)
 		if err != nil {
 			return info, err
 		}

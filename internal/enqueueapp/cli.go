@@ -41,12 +41,16 @@ commands:
   serve      run the HTTP enqueue service (the default without a command)
   migrate    enqueue tenant schema migrations: migrate --all [--wait] [--timeout 10m]
   pdf        enqueue an invoice PDF render: pdf --tenant SLUG --invoice ID
+  db         tenant databases: db list | db add NAME URL
+  tenant     tenants: tenant add SLUG [--name N] [--plan P] [--database DB]
+             | tenant move SLUG --to DB
 
 Configuration comes from the environment: DATABASE_URL, REDIS_URL,
 DOMAIN_SUFFIX, ADMIN_TOKEN (at least 32 characters), HTTP_ADDR (default
-:8080), ALLOW_TENANT_HEADER, DASHBOARD_WRITABLE, AUTH_FAILURES_PER_MINUTE,
-CLIENT_IP_HEADER, DOCUMENTS_DIR, DB_MAX_CONNS, TENANT_CACHE_TTL,
-SHUTDOWN_TIMEOUT, LOG_FORMAT, LOG_LEVEL.
+:8080), TENANT_DATABASES, TENANT_DB_MAX_CONNS, ALLOW_TENANT_HEADER,
+DASHBOARD_WRITABLE, AUTH_FAILURES_PER_MINUTE, CLIENT_IP_HEADER,
+DOCUMENTS_DIR, DB_MAX_CONNS, TENANT_CACHE_TTL, SHUTDOWN_TIMEOUT,
+LOG_FORMAT, LOG_LEVEL.
 Run "enqueue <command> --help" for a command's flags.
 `
 
@@ -64,6 +68,10 @@ func Main(ctx context.Context, args []string, sio IO) int {
 		run = migrateCmd
 	case "pdf":
 		run = pdfCmd
+	case "db":
+		run = dbCmd
+	case "tenant":
+		run = tenantCmd
 	case "help":
 		fmt.Fprint(sio.Stdout, usage)
 		return ExitOK

@@ -95,6 +95,7 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 		Tenancy:               b.Tenancy,
 		Documents:             b.Documents,
 		Pool:                  b.Pool,
+		Pools:                 b.Pools,
 		Enqueuer:              b.Enqueuer,
 		TaskRecords:           b.TaskRecords,
 		KeyUsage:              keyUsage,

@@ -13,6 +13,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/invoicing/tenantworker/internal/placement"
 	"github.com/invoicing/tenantworker/internal/tenancy"
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tenantctx"
@@ -116,15 +117,19 @@ type createTenantRequest struct {
 	Slug string `json:"slug"`
 	Name string `json:"name"`
 	Plan string `json:"plan"`
+	// Database places the tenant on a registered tenant database; empty
+	// means the least loaded one.
+	Database string `json:"database"`
 }
 
 // createTenantBody answers POST /admin/tenants.
 type createTenantBody struct {
-	ID     string           `json:"id"`
-	Slug   string           `json:"slug"`
-	Status tenantctx.Status `json:"status"`
-	APIKey string           `json:"api_key"`
-	TaskID string           `json:"task_id"`
+	ID       string           `json:"id"`
+	Slug     string           `json:"slug"`
+	Status   tenantctx.Status `json:"status"`
+	APIKey   string           `json:"api_key"`
+	TaskID   string           `json:"task_id"`
+	Database string           `json:"database"`
 }
 
 // checkText validates a free-text field: valid UTF-8, no control
@@ -160,9 +165,12 @@ func (h *Handler) createTenant(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	res, err := h.opts.Tenancy.Provision(r.Context(), tenancy.NewTenant{Slug: req.Slug, Name: req.Name, Plan: req.Plan}, tenancy.ActorAdmin)
+	res, err := h.opts.Tenancy.Provision(r.Context(), tenancy.NewTenant{Slug: req.Slug, Name: req.Name, Plan: req.Plan, Database: req.Database}, tenancy.ActorAdmin)
 	switch status := provisionStatus(err); {
 	case err == nil:
+	case errors.Is(err, tenantctx.ErrInvalidDatabase), errors.Is(err, placement.ErrUnknownDatabase):
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("database %.70q is not a registered tenant database", req.Database))
+		return
 	case status == http.StatusBadRequest:
 		writeError(w, status, slugMessage(err))
 		return
@@ -176,7 +184,7 @@ func (h *Handler) createTenant(w http.ResponseWriter, r *http.Request) {
 	info(r.Context()).tenantID = res.Tenant.ID
 	writeJSON(w, http.StatusAccepted, createTenantBody{
 		ID: res.Tenant.ID, Slug: res.Tenant.Slug, Status: res.Tenant.Status,
-		APIKey: res.APIKey, TaskID: res.MigrateTaskID,
+		APIKey: res.APIKey, TaskID: res.MigrateTaskID, Database: res.Tenant.DatabaseName(),
 	})
 }
 

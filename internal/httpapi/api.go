@@ -9,6 +9,8 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/hibiken/asynqmon"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/invoicing/tenantworker/internal/placement"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
@@ -38,6 +40,9 @@ type Options struct {
 	// Pool reads invoice documents in the tenant's schema (schema.InTenant)
 	// and is pinged by /readyz; nil skips both (PDF downloads answer 404).
 	Pool *pgxpool.Pool
+	// Pools reaches tenants on every database (package placement); nil
+	// serves only tenants on "main", through Pool.
+	Pools *placement.Registry
 	// Enqueuer enqueues every task and looks up task state.
 	Enqueuer *tasks.Enqueuer
 	// Redis is pinged by /readyz; nil skips that check.

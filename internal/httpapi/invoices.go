@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/invoicing/tenantworker/internal/placement"
 	"github.com/invoicing/tenantworker/invoice"
 	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/storage"
@@ -82,13 +83,16 @@ func (h *Handler) enqueue(w http.ResponseWriter, r *http.Request, p tasks.Payloa
 // archived, and archives are shared, capped storage (P15 in
 // docs/architecture.md). Without a Pool there is nothing to check.
 func (h *Handler) invoiceExists(w http.ResponseWriter, r *http.Request, id int64) bool {
-	if h.opts.Pool == nil {
+	if h.opts.Pool == nil && h.opts.Pools == nil {
 		return true
 	}
+	pool, err := placement.PoolFor(r.Context(), h.opts.Pools, h.opts.Pool, tenantctx.MustFromContext(r.Context()))
 	var exists bool
-	var b pgx.Batch
-	invoice.QueueExists(&b, id, &exists)
-	err := schema.InTenantBatch(r.Context(), h.opts.Pool, &b) // one round trip
+	if err == nil {
+		var b pgx.Batch
+		invoice.QueueExists(&b, id, &exists)
+		err = schema.InTenantBatch(r.Context(), pool, &b) // one round trip
+	}
 	switch {
 	case err != nil:
 		h.internalError(w, r, "check invoice", err)
@@ -104,13 +108,16 @@ func (h *Handler) invoiceExists(w http.ResponseWriter, r *http.Request, id int64
 // any id names no invoice of the tenant it answers 404 with the missing
 // ids (at most 100 of them, and their count) and nothing is enqueued.
 func (h *Handler) invoicesExist(w http.ResponseWriter, r *http.Request, ids []int64) bool {
-	if h.opts.Pool == nil {
+	if h.opts.Pool == nil && h.opts.Pools == nil {
 		return true
 	}
+	pool, err := placement.PoolFor(r.Context(), h.opts.Pools, h.opts.Pool, tenantctx.MustFromContext(r.Context()))
 	var missing []int64
-	var b pgx.Batch
-	invoice.QueueMissing(&b, ids, &missing)
-	err := schema.InTenantBatch(r.Context(), h.opts.Pool, &b) // one round trip
+	if err == nil {
+		var b pgx.Batch
+		invoice.QueueMissing(&b, ids, &missing)
+		err = schema.InTenantBatch(r.Context(), pool, &b) // one round trip
+	}
 	switch {
 	case err != nil:
 		h.internalError(w, r, "check invoices", err)
@@ -210,14 +217,18 @@ func (h *Handler) enqueueReminder(w http.ResponseWriter, r *http.Request) {
 // of the tenant in ctx; invoice.ErrNoDocument when there is none (or no
 // invoice, or no pool).
 func (h *Handler) loadInvoiceDocument(ctx context.Context, invoiceID int64) (invoice.Document, error) {
-	if h.opts.Pool == nil {
+	if h.opts.Pool == nil && h.opts.Pools == nil {
 		return invoice.Document{}, invoice.ErrNoDocument
+	}
+	pool, err := placement.PoolFor(ctx, h.opts.Pools, h.opts.Pool, tenantctx.MustFromContext(ctx))
+	if err != nil {
+		return invoice.Document{}, err
 	}
 	var doc invoice.Document
 	var found bool
 	var b pgx.Batch
 	invoice.QueueLoadDocument(&b, invoiceID, &doc, &found)
-	if err := schema.InTenantBatch(ctx, h.opts.Pool, &b); err != nil { // one round trip
+	if err := schema.InTenantBatch(ctx, pool, &b); err != nil { // one round trip
 		return invoice.Document{}, err
 	}
 	if !found {

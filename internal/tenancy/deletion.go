@@ -105,7 +105,11 @@ func (s *Service) Destroy(ctx context.Context, t tenantctx.Tenant, actor string)
 	if err := allowed(t, tenantctx.Destruction); err != nil {
 		return Erasure{}, fmt.Errorf("destroy tenant %s: %w", t.ID, err)
 	}
-	if err := schema.Drop(ctx, s.pool, t.Schema); err != nil {
+	pool, err := s.schemaPool(ctx, t)
+	if err != nil {
+		return Erasure{}, fmt.Errorf("destroy tenant %s: %w", t.ID, err)
+	}
+	if err := schema.Drop(ctx, pool, t.Schema); err != nil {
 		return Erasure{}, fmt.Errorf("destroy tenant %s: %w", t.ID, err)
 	}
 	if err := s.documents.DeleteTenant(ctx, t.ID); err != nil {
@@ -121,7 +125,7 @@ func (s *Service) Destroy(ctx context.Context, t tenantctx.Tenant, actor string)
 	// A row deleted whose invalidation was not propagated is only logged:
 	// the tenant has been refused everywhere since it was marked deleting,
 	// and a retry would find no tenant to run for.
-	err := s.catalog.DeleteTenant(ctx, t.ID)
+	err = s.catalog.DeleteTenant(ctx, t.ID)
 	if errors.Is(err, storage.ErrInvalidationFailed) {
 		s.logger.WarnContext(ctx, "destroy tenant: catalog row deleted, cache invalidation not propagated",
 			slog.String("tenant_id", t.ID), slog.String("error", err.Error()))

@@ -108,11 +108,15 @@ func (s *Service) Migrate(ctx context.Context, t tenantctx.Tenant, target int, a
 	if target > schema.LatestVersion() {
 		return MigrateResult{}, fmt.Errorf("migrate tenant %s: %w: version %d is above the latest %d", t.ID, ErrInvalidTarget, target, schema.LatestVersion())
 	}
+	pool, err := s.schemaPool(ctx, t)
+	if err != nil {
+		return MigrateResult{}, fmt.Errorf("migrate tenant %s: %w", t.ID, err)
+	}
 	opts := schema.MigrateOptions{Target: target}
 	if t.Status == tenantctx.StatusProvisioning {
 		opts.Create = &schema.Creation{Owner: t.ID, Allow: stillProvisioning(t.ID)}
 	}
-	r, err := schema.MigrateWith(ctx, s.pool, t.Schema, opts)
+	r, err := schema.MigrateWith(ctx, pool, t.Schema, opts)
 	switch {
 	case errors.Is(err, schema.ErrNoSchema), errors.Is(err, schema.ErrSchemaTaken):
 		return MigrateResult{}, fmt.Errorf("migrate tenant %s: %w: %w", t.ID, ErrRefused, err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/invoicing/tenantworker/internal/placement"
 	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tasks"
@@ -22,6 +23,9 @@ type NewTenant struct {
 	Name string
 	// Plan is the commercial plan; "" means DefaultPlan.
 	Plan string
+	// Database is the tenant database to place it on; "" means the
+	// registered database with the fewest tenants (placement.Choose).
+	Database string
 }
 
 // Provisioned is a newly provisioned tenant.
@@ -64,6 +68,9 @@ func (s *Service) Provision(ctx context.Context, nt NewTenant, actor string) (Pr
 	if err != nil {
 		return Provisioned{}, fmt.Errorf("provision tenant: %w", err)
 	}
+	if t.Database, err = s.chooseDatabase(ctx, nt.Database); err != nil {
+		return Provisioned{}, err
+	}
 	if err := s.checkSchemaFree(ctx, t); err != nil {
 		return Provisioned{}, fmt.Errorf("provision tenant %s: %w", nt.Slug, err)
 	}
@@ -75,7 +82,7 @@ func (s *Service) Provision(ctx context.Context, nt NewTenant, actor string) (Pr
 	if err != nil {
 		return Provisioned{}, fmt.Errorf("provision tenant %s (%s created, still provisioning): create api key: %w", nt.Slug, t.ID, err)
 	}
-	detail := map[string]string{"slug": t.Slug, "plan": t.Plan}
+	detail := map[string]string{"slug": t.Slug, "plan": t.Plan, "database": t.DatabaseName()}
 	if err := s.audit(ctx, t.ID, actor, ActionProvisioned, detail); err != nil {
 		return Provisioned{}, fmt.Errorf("provision tenant %s (%s created, still provisioning): %w", nt.Slug, t.ID, err)
 	}
@@ -97,10 +104,14 @@ var ErrSchemaLeftOver = fmt.Errorf("schema left over: %w", storage.ErrConflict)
 // the tenant it was created for. A schema of a live tenant with the slug
 // is the ordinary storage.ErrConflict of a taken slug.
 func (s *Service) checkSchemaFree(ctx context.Context, t tenantctx.Tenant) error {
-	if s.pool == nil {
+	if s.pool == nil && s.pools == nil {
 		return nil
 	}
-	exists, owner, err := schema.Owner(ctx, s.pool, t.Schema)
+	pool, err := s.schemaPool(ctx, t)
+	if err != nil {
+		return err
+	}
+	exists, owner, err := schema.Owner(ctx, pool, t.Schema)
 	if err != nil {
 		return err
 	}
@@ -122,4 +133,21 @@ func (s *Service) checkSchemaFree(ctx context.Context, t tenantctx.Tenant) error
 	s.logger.WarnContext(ctx, "provisioning refused: the tenant's schema exists already; check what it holds and drop it to use the slug",
 		slog.String("slug", t.Slug), slog.String("schema", t.Schema), slog.String("schema_owner", owner))
 	return fmt.Errorf("%w: schema %s exists (it %s); drop it after checking what it holds, then provision again", ErrSchemaLeftOver, t.Schema, whose)
+}
+
+// chooseDatabase places a new tenant: want when set (registered, with a
+// known URL), else the least loaded database; "main" without a registry.
+func (s *Service) chooseDatabase(ctx context.Context, want string) (string, error) {
+	if want != "" {
+		if err := tenantctx.ValidateDatabaseName(want); err != nil {
+			return "", err
+		}
+	}
+	if s.pools == nil {
+		if want != "" && want != tenantctx.DefaultDatabase {
+			return "", fmt.Errorf("%w: %s (no pool registry)", placement.ErrUnknownDatabase, want)
+		}
+		return tenantctx.DefaultDatabase, nil
+	}
+	return s.pools.Choose(ctx, want)
 }

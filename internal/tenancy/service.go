@@ -1,14 +1,18 @@
 package tenancy
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/invoicing/tenantworker/fair"
+	"github.com/invoicing/tenantworker/internal/placement"
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tasks"
+	"github.com/invoicing/tenantworker/tenantctx"
 )
 
 // Errors of the lifecycle; match them with errors.Is. Catalog errors
@@ -44,6 +48,11 @@ type Config struct {
 	// transaction that creates its schema). Migrate and Destroy need it;
 	// Provision uses it to refuse a schema left over under the slug.
 	SchemaPool *pgxpool.Pool
+	// Pools, when set, reaches each tenant's database (package placement):
+	// schema changes run on the database holding the tenant, new tenants
+	// are placed by it, and Move needs it. Without it every tenant is on
+	// SchemaPool's database ("main").
+	Pools *placement.Registry
 	// Dispatcher, when set, holds the backlogs of suspended and paused
 	// tenants, drains them and reports them (package fair); nil when fair
 	// dispatch is off.
@@ -61,6 +70,7 @@ type Service struct {
 	enqueuer  *tasks.Enqueuer
 	documents storage.DocumentStore
 	pool      *pgxpool.Pool
+	pools     *placement.Registry
 	fair      *fair.Dispatcher
 	plans     fair.Plans
 	logger    *slog.Logger
@@ -75,5 +85,21 @@ func New(c Config) *Service {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Service{catalog: c.Catalog, enqueuer: c.Enqueuer, documents: c.Documents, pool: c.SchemaPool, fair: c.Dispatcher, plans: c.Plans, logger: c.Logger}
+	return &Service{catalog: c.Catalog, enqueuer: c.Enqueuer, documents: c.Documents, pool: c.SchemaPool, pools: c.Pools, fair: c.Dispatcher, plans: c.Plans, logger: c.Logger}
+}
+
+// schemaPool returns the pool running schema changes on the database
+// holding t: through Pools when set; otherwise SchemaPool, which serves
+// only tenants placed on "main" (anything else fails closed).
+func (s *Service) schemaPool(ctx context.Context, t tenantctx.Tenant) (*pgxpool.Pool, error) {
+	if s.pools != nil {
+		return s.pools.SchemaForTenant(ctx, t)
+	}
+	if t.DatabaseName() != tenantctx.DefaultDatabase {
+		return nil, fmt.Errorf("tenant %s is placed on database %s: %w (no pool registry)", t.ID, t.DatabaseName(), placement.ErrUnknownDatabase)
+	}
+	if s.pool == nil {
+		return nil, errors.New("tenancy: no schema pool configured")
+	}
+	return s.pool, nil
 }

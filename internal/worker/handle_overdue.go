@@ -42,11 +42,15 @@ func (h *Handlers) InvoicesOverdue(ctx context.Context, p tasks.InvoicesOverdue)
 	if err != nil {
 		return err
 	}
+	pool, err := h.tenantPool(ctx, t)
+	if err != nil {
+		return err
+	}
 	if h.Enqueuer == nil {
 		return errors.New("invoices:overdue: no enqueuer configured")
 	}
 	var res overdueResult
-	err = schema.InTenant(ctx, h.Pool, func(ctx context.Context, tx pgx.Tx) error {
+	err = schema.InTenant(ctx, pool, func(ctx context.Context, tx pgx.Tx) error {
 		res.Marked, err = invoice.MarkOverdue(ctx, tx)
 		return err
 	})
@@ -62,7 +66,7 @@ func (h *Handlers) InvoicesOverdue(ctx context.Context, p tasks.InvoicesOverdue)
 			return fmt.Errorf("enqueue reminders of tenant %s: %w", t.ID, err)
 		}
 		var ids []int64
-		err := schema.InTenant(ctx, h.Pool, func(ctx context.Context, tx pgx.Tx) error {
+		err := schema.InTenant(ctx, pool, func(ctx context.Context, tx pgx.Tx) error {
 			ids, err = invoice.RemindersDue(ctx, tx, now, after, pageSize)
 			return err
 		})

@@ -71,6 +71,10 @@ func (h *Handlers) InvoicePDF(ctx context.Context, p tasks.InvoicePDF) error {
 	if err != nil {
 		return err
 	}
+	pool, err := h.tenantPool(ctx, t)
+	if err != nil {
+		return err
+	}
 	r := pdf.Renderer{MaxLines: h.PDFMaxLines, MaxBytes: h.PDFMaxBytes}
 	key := invoice.DocumentKey(p.InvoiceID)
 	first := &pgx.Batch{}
@@ -80,7 +84,7 @@ func (h *Handlers) InvoicePDF(ctx context.Context, p tasks.InvoicePDF) error {
 	var inv invoice.Invoice
 	invoice.QueueLoad(first, p.InvoiceID, &inv)
 	var res pdfResult
-	err = schema.InTenantBatches(ctx, h.Pool, first, func(ctx context.Context) (*pgx.Batch, error) {
+	err = schema.InTenantBatches(ctx, pool, first, func(ctx context.Context) (*pgx.Batch, error) {
 		doc := document(inv, t.Name)
 		if len(inv.Lines) > 0 {
 			if sum := pdf.Subtotal(doc); !sum.Equal(inv.Amount) {

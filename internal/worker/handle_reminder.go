@@ -99,6 +99,10 @@ func (h *Handlers) InvoiceReminder(ctx context.Context, p tasks.InvoiceReminder)
 	if err != nil {
 		return err
 	}
+	pool, err := h.tenantPool(ctx, t)
+	if err != nil {
+		return err
+	}
 	day, err := time.Parse(time.DateOnly, p.Day)
 	if err != nil {
 		return Permanentf("reminder for invoice %d: day %.20q: %w", p.InvoiceID, p.Day, err)
@@ -112,7 +116,7 @@ func (h *Handlers) InvoiceReminder(ctx context.Context, p tasks.InvoiceReminder)
 		badAddr error // the customer's address can never be sent to
 		sendErr error
 	)
-	err = schema.InTenant(finishCtx, h.Pool, func(finishCtx context.Context, tx pgx.Tx) error {
+	err = schema.InTenant(finishCtx, pool, func(finishCtx context.Context, tx pgx.Tx) error {
 		// Until the send, statements run on the task's ctx: a cancelled
 		// task stops here and nothing is sent.
 		if _, err := invoice.MarkOverdueIfDue(taskCtx, tx, p.InvoiceID); err != nil {

@@ -3,11 +3,13 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/invoicing/tenantworker/internal/mailer"
+	"github.com/invoicing/tenantworker/internal/placement"
 	"github.com/invoicing/tenantworker/internal/tenancy"
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tasks"
@@ -18,8 +20,12 @@ import (
 // register it with NewServeMux. Handlers log through LoggerFromContext,
 // the Log middleware's logger with the task's attributes.
 type Handlers struct {
-	// Pool is the application pool (empty search_path; see package schema).
+	// Pool is the application pool of "main" (empty search_path; see
+	// package schema); it serves tenants placed there when Pools is nil.
 	Pool *pgxpool.Pool
+	// Pools reaches each tenant's database (package placement); the
+	// binaries set it.
+	Pools *placement.Registry
 	// Catalog is the (cached) tenant catalog.
 	Catalog storage.Catalog
 	// Documents stores rendered PDFs.
@@ -78,6 +84,17 @@ func taskTenant(ctx context.Context, p tasks.TenantPayload) (tenantctx.Tenant, e
 		return tenantctx.Tenant{}, Permanentf("%s task for tenant %s runs with tenant %s in context", p.TypeName(), p.Owner(), t.ID)
 	}
 	return t, nil
+}
+
+// tenantPool returns the pool of the database holding t (Pools, or Pool
+// for a tenant on "main" without a registry). A database that cannot be
+// opened is an ordinary error: the task is retried.
+func (h *Handlers) tenantPool(ctx context.Context, t tenantctx.Tenant) (*pgxpool.Pool, error) {
+	pool, err := placement.PoolFor(ctx, h.Pools, h.Pool, t)
+	if err != nil {
+		return nil, fmt.Errorf("reach the database of tenant %s: %w", t.ID, err)
+	}
+	return pool, nil
 }
 
 // writeResult stores v as the task's result. A task run outside an asynq

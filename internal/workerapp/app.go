@@ -79,6 +79,7 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 
 	handlers := &worker.Handlers{
 		Pool:      d.Pool,
+		Pools:     d.Pools,
 		Catalog:   d.Catalog,
 		Documents: d.Documents,
 		Mailer:    d.mailer,

@@ -11,6 +11,7 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +30,7 @@ type Catalog struct {
 	keys    map[string]memoryKey        // key hash -> key
 	keySeq  int64                       // the last key id handed out
 	audit   []storage.AuditEntry
+	dbs     map[string]storage.Database // registered tenant databases by name
 
 	queries atomic.Int64
 	now     func() time.Time
@@ -48,6 +50,7 @@ func New() *Catalog {
 		tenants: make(map[string]tenantctx.Tenant),
 		slugs:   make(map[string]string),
 		schemas: make(map[string]string),
+		dbs:     map[string]storage.Database{tenantctx.DefaultDatabase: {Name: tenantctx.DefaultDatabase, CreatedAt: time.Now()}},
 		keys:    make(map[string]memoryKey),
 		now:     memoryNow,
 	}
@@ -130,7 +133,10 @@ func (m *Catalog) CreateTenant(_ context.Context, t tenantctx.Tenant) (tenantctx
 		return tenantctx.Tenant{}, fmt.Errorf("create tenant %s: slug %s: %w", t.ID, t.Slug, storage.ErrConflict)
 	case m.schemas[t.Schema] != "":
 		return tenantctx.Tenant{}, fmt.Errorf("create tenant %s: schema %s: %w", t.ID, t.Schema, storage.ErrConflict)
+	case m.dbs[t.DatabaseName()].Name == "":
+		return tenantctx.Tenant{}, fmt.Errorf("create tenant %s: database %s: %w", t.ID, t.DatabaseName(), storage.ErrNotFound)
 	}
+	t.Database = t.DatabaseName()
 	now := m.now()
 	t.CreatedAt, t.UpdatedAt = now, now
 	m.tenants[t.ID] = t
@@ -282,4 +288,58 @@ func (m *Catalog) AuditEntries(_ context.Context, tenantID string) ([]storage.Au
 	m.mu.RUnlock()
 	slices.SortStableFunc(out, func(a, b storage.AuditEntry) int { return a.At.Compare(b.At) })
 	return out, nil
+}
+
+// AddDatabase registers a tenant database.
+func (m *Catalog) AddDatabase(_ context.Context, name, url string) (storage.Database, error) {
+	if err := tenantctx.ValidateDatabaseName(name); err != nil {
+		return storage.Database{}, fmt.Errorf("add database: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.dbs[name]; ok {
+		return storage.Database{}, fmt.Errorf("add database %s: %w", name, storage.ErrConflict)
+	}
+	d := storage.Database{Name: name, URL: url, CreatedAt: m.now()}
+	m.dbs[name] = d
+	return d, nil
+}
+
+// Databases lists the registered databases in name order with their
+// tenant counts.
+func (m *Catalog) Databases(_ context.Context) ([]storage.Database, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make([]storage.Database, 0, len(m.dbs))
+	for _, d := range m.dbs {
+		d.Tenants = 0
+		for _, t := range m.tenants {
+			if t.DatabaseName() == d.Name {
+				d.Tenants++
+			}
+		}
+		out = append(out, d)
+	}
+	slices.SortFunc(out, func(a, b storage.Database) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// SetPlacement records the tenant's database.
+func (m *Catalog) SetPlacement(_ context.Context, id, database string) (tenantctx.Tenant, error) {
+	if err := tenantctx.ValidateID(id); err != nil {
+		return tenantctx.Tenant{}, fmt.Errorf("set placement: %w: %w", storage.ErrNotFound, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t, ok := m.tenants[id]
+	if !ok {
+		return tenantctx.Tenant{}, fmt.Errorf("set placement of tenant %s: %w", id, storage.ErrNotFound)
+	}
+	if _, ok := m.dbs[database]; !ok {
+		return tenantctx.Tenant{}, fmt.Errorf("set placement of tenant %s: database %.70q: %w", id, database, storage.ErrNotFound)
+	}
+	t.Database = database
+	t.UpdatedAt = m.now()
+	m.tenants[id] = t
+	return t, nil
 }

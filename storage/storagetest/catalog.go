@@ -37,6 +37,7 @@ func TestCatalog(t *testing.T, newCatalog NewCatalogFunc) {
 		{"APIKeysRejected", testAPIKeysRejected},
 		{"APIKeyLifecycle", testAPIKeyLifecycle},
 		{"Audit", testAudit},
+		{"Placement", testPlacement},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -85,7 +86,8 @@ func mustCreate(t *testing.T, ctx context.Context, c storage.Catalog, status ten
 func assertSameTenant(t *testing.T, got, want tenantctx.Tenant) {
 	t.Helper()
 	if got.ID != want.ID || got.Slug != want.Slug || got.Name != want.Name ||
-		got.Status != want.Status || got.Schema != want.Schema || got.Plan != want.Plan {
+		got.Status != want.Status || got.Schema != want.Schema || got.Plan != want.Plan ||
+		got.DatabaseName() != want.DatabaseName() {
 		t.Errorf("tenant = %+v, want %+v", got, want)
 	}
 	if !got.CreatedAt.Equal(want.CreatedAt) || !got.UpdatedAt.Equal(want.UpdatedAt) {

@@ -1,0 +1,158 @@
+package enqueueapp
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/invoicing/tenantworker/internal/placement"
+	"github.com/invoicing/tenantworker/internal/tenancy"
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// ActorCLI is the audit actor of the operator CLI.
+const ActorCLI = "cli"
+
+// dbCmd is "enqueue db list" and "enqueue db add NAME URL".
+func dbCmd(ctx context.Context, args []string, sio IO) error {
+	if len(args) == 0 {
+		return fmt.Errorf("%w: want db list or db add NAME URL", errUsage)
+	}
+	sub, rest := args[0], args[1:]
+	fs := flagSet("db "+sub, "db list | db add NAME URL", sio)
+	if err := fs.Parse(rest); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	switch {
+	case sub == "list" && fs.NArg() == 0:
+	case sub == "add" && fs.NArg() == 2:
+	default:
+		return fmt.Errorf("%w: want db list or db add NAME URL", errUsage)
+	}
+	cfg, logger, err := loadConfig(sio)
+	if err != nil {
+		return err
+	}
+	b, closeBackend, err := openBackend(ctx, cfg, logger, sio.Options)
+	if err != nil {
+		return err
+	}
+	defer closeBackend()
+	if sub == "add" {
+		d, err := b.Pools.Add(ctx, fs.Arg(0), fs.Arg(1))
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(sio.Stdout, "registered tenant database %s (%s)\n", d.Name, placement.Redact(d.URL))
+		return nil
+	}
+	ds, err := b.Catalog.Databases(ctx)
+	if err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(sio.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "NAME\tTENANTS\tURL")
+	for _, d := range ds {
+		u := placement.Redact(d.URL)
+		switch {
+		case d.Name == tenantctx.DefaultDatabase:
+			u = "(DATABASE_URL)"
+		case cfg.TenantDatabases[d.Name] != "":
+			u = placement.Redact(cfg.TenantDatabases[d.Name]) + " (TENANT_DATABASES)"
+		case u == "":
+			u = "(no URL: set it in TENANT_DATABASES)"
+		}
+		fmt.Fprintf(w, "%s\t%d\t%s\n", d.Name, d.Tenants, u)
+	}
+	return w.Flush()
+}
+
+// tenantCmd is "enqueue tenant add SLUG ..." and "enqueue tenant move SLUG
+// --to DB".
+func tenantCmd(ctx context.Context, args []string, sio IO) error {
+	if len(args) < 2 {
+		return fmt.Errorf("%w: want tenant add SLUG [flags] or tenant move SLUG --to DB", errUsage)
+	}
+	sub, slug, rest := args[0], args[1], args[2:]
+	if err := tenantctx.ValidateSlug(slug); err != nil {
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	switch sub {
+	case "add":
+		return tenantAdd(ctx, slug, rest, sio)
+	case "move":
+		return tenantMove(ctx, slug, rest, sio)
+	}
+	return fmt.Errorf("%w: unknown tenant command %q", errUsage, sub)
+}
+
+// tenantAdd provisions a tenant (as POST /admin/tenants) and prints its id,
+// database and first API key.
+func tenantAdd(ctx context.Context, slug string, args []string, sio IO) error {
+	fs := flagSet("tenant add", "tenant add SLUG [--name NAME] [--plan PLAN] [--database DB]", sio)
+	name := fs.String("name", "", "display name (default: the slug)")
+	plan := fs.String("plan", "", "plan (default: "+tenancy.DefaultPlan+")")
+	db := fs.String("database", "", "tenant database to place it on (default: the one with the fewest tenants)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg, logger, err := loadConfig(sio)
+	if err != nil {
+		return err
+	}
+	b, closeBackend, err := openBackend(ctx, cfg, logger, sio.Options)
+	if err != nil {
+		return err
+	}
+	defer closeBackend()
+	p, err := b.Tenancy.Provision(ctx, tenancy.NewTenant{Slug: slug, Name: *name, Plan: *plan, Database: *db}, ActorCLI)
+	if err != nil {
+		return err
+	}
+	return json.NewEncoder(sio.Stdout).Encode(map[string]any{
+		"id": p.Tenant.ID, "slug": p.Tenant.Slug, "status": p.Tenant.Status, "database": p.Tenant.DatabaseName(),
+		"api_key": p.APIKey, "task_id": p.MigrateTaskID,
+	})
+}
+
+// tenantMove is "enqueue tenant move SLUG --to DB".
+func tenantMove(ctx context.Context, slug string, args []string, sio IO) error {
+	fs := flagSet("tenant move", "tenant move SLUG --to DB [--drain-timeout 5m] [--grace 3s]", sio)
+	to := fs.String("to", "", "target tenant database (required)")
+	drain := fs.Duration("drain-timeout", 5*time.Minute, "how long to wait for the tenant's running tasks")
+	grace := fs.Duration("grace", 3*time.Second, "how long the old schema stays after the switch")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *to == "" {
+		return fmt.Errorf("%w: --to is required", errUsage)
+	}
+	cfg, logger, err := loadConfig(sio)
+	if err != nil {
+		return err
+	}
+	b, closeBackend, err := openBackend(ctx, cfg, logger, sio.Options)
+	if err != nil {
+		return err
+	}
+	defer closeBackend()
+	t, err := b.Catalog.TenantBySlug(ctx, slug)
+	if err != nil {
+		return fmt.Errorf("tenant %s: %w", slug, err)
+	}
+	m, err := b.Tenancy.Move(ctx, t.ID, *to, ActorCLI, tenancy.MoveOptions{DrainTimeout: *drain, Grace: *grace})
+	if err != nil {
+		return err
+	}
+	if !m.OldSchemaDropped {
+		fmt.Fprintf(sio.Stderr, "warning: the old schema %s on %s could not be dropped; drop it by hand\n", m.Schema, m.From)
+	}
+	return json.NewEncoder(sio.Stdout).Encode(m)
+}

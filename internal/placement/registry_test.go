@@ -1,0 +1,145 @@
+package placement_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/invoicing/tenantworker/internal/placement"
+	"github.com/invoicing/tenantworker/internal/testenv"
+	"github.com/invoicing/tenantworker/schema"
+	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+func TestMain(m *testing.M) { os.Exit(testenv.MainLeakCheck(m)) }
+
+// TestRegistryAcrossServers: "main" is the main pool; another database's
+// pool is opened once, on first use, from TENANT_DATABASES or from the URL
+// stored in the catalog, bounded by MaxConns and hardened like the main
+// pool (empty search_path); unknown databases fail closed; Close closes
+// what it opened.
+func TestRegistryAcrossServers(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	main, err := schema.NewPool(ctx, testenv.Postgres(t), schema.PoolOptions{MaxConns: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(main.Close)
+	if err := storage.MigrateCatalog(ctx, main, nil); err != nil {
+		t.Fatal(err)
+	}
+	srv := testenv.StartPostgres(t)
+	envURL, storedURL := srv.CreateDatabase(t), srv.CreateDatabase(t)
+	catalog := storage.NewPostgres(main)
+	r := placement.New(placement.Options{MainPool: main, URLs: map[string]string{"second": envURL}, Catalog: catalog, MaxConns: 3})
+	if err := r.Register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Register(ctx); err != nil {
+		t.Fatalf("Register twice: %v", err)
+	}
+	if _, err := r.Add(ctx, "third", storedURL); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Add(ctx, "broken", "postgres://nobody@127.0.0.1:1/none?connect_timeout=2"); err == nil {
+		t.Error("Add of an unreachable database succeeded")
+	}
+	if _, err := r.Add(ctx, "main", envURL); !errors.Is(err, storage.ErrConflict) {
+		t.Errorf("Add(main) = %v, want ErrConflict", err)
+	}
+
+	if p, err := r.ForTenant(ctx, tenantctx.Tenant{ID: tenantctx.NewID()}); err != nil || p != main {
+		t.Errorf("ForTenant(no placement) = %p, %v; want the main pool", p, err)
+	}
+	if got := r.Open(); len(got) != 1 {
+		t.Errorf("pools open before any use: %v, want main only", got)
+	}
+	var wg sync.WaitGroup
+	pools := make([]any, 8)
+	for i := range pools {
+		wg.Go(func() {
+			p, err := r.ForTenant(ctx, tenantctx.Tenant{ID: tenantctx.NewID(), Database: "second"})
+			if err != nil {
+				t.Error(err)
+			}
+			pools[i] = p
+		})
+	}
+	wg.Wait()
+	for _, p := range pools[1:] {
+		if p != pools[0] {
+			t.Fatal("concurrent first uses opened more than one pool")
+		}
+	}
+	second, _ := r.Pool(ctx, "second")
+	if second == main || second.Config().MaxConns != 3 {
+		t.Errorf("second pool: main %v, max conns %d; want its own pool of 3", second == main, second.Config().MaxConns)
+	}
+	var path, db string
+	if err := second.QueryRow(ctx, "SELECT current_setting('search_path'), current_database()").Scan(&path, &db); err != nil {
+		t.Fatal(err)
+	}
+	if (path != "" && path != `""`) || !strings.Contains(envURL, "/"+db) {
+		t.Errorf("second pool: search_path %q on database %q; want empty, on %s", path, db, envURL)
+	}
+	third, err := r.Pool(ctx, "third")
+	if err != nil {
+		t.Fatalf("Pool(third, stored URL): %v", err)
+	}
+	if err := third.QueryRow(ctx, "SELECT current_database()").Scan(&db); err != nil || !strings.Contains(storedURL, "/"+db) {
+		t.Errorf("third pool on %q (%v), want %s", db, err, storedURL)
+	}
+	if got := r.Open(); len(got) != 3 {
+		t.Errorf("pools open: %v, want main, second, third", got)
+	}
+	for _, name := range []string{"nowhere", "Bad Name"} {
+		tn := tenantctx.Tenant{ID: tenantctx.NewID(), Database: name}
+		if _, err := r.ForTenant(ctx, tn); !errors.Is(err, placement.ErrUnknownDatabase) {
+			t.Errorf("ForTenant(database %q) = %v, want ErrUnknownDatabase", name, err)
+		}
+	}
+
+	// Least loaded: "broken" was never registered; second and third are
+	// empty, main has a tenant.
+	tn, _ := tenantctx.New("acme", "Acme", "free")
+	if _, err := catalog.CreateTenant(ctx, tn); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := r.Choose(ctx, ""); err != nil || got != "second" {
+		t.Errorf("Choose() = %q, %v; want second (empty, first by name)", got, err)
+	}
+	if got, err := r.Choose(ctx, "third"); err != nil || got != "third" {
+		t.Errorf("Choose(third) = %q, %v", got, err)
+	}
+	if _, err := r.Choose(ctx, "nowhere"); !errors.Is(err, placement.ErrUnknownDatabase) {
+		t.Errorf("Choose(nowhere) = %v, want ErrUnknownDatabase", err)
+	}
+
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Ping(context.Background()); err == nil {
+		t.Error("second pool still open after Close")
+	}
+	if _, err := r.Pool(ctx, "second"); !errors.Is(err, placement.ErrClosed) {
+		t.Errorf("Pool after Close = %v, want ErrClosed", err)
+	}
+	if err := main.Ping(ctx); err != nil {
+		t.Errorf("Close closed the main pool: %v", err)
+	}
+}
+
+func TestRedact(t *testing.T) {
+	t.Parallel()
+	if got := placement.Redact("postgres://app:s3cret@db2:5432/inv"); strings.Contains(got, "s3cret") {
+		t.Errorf("Redact kept the password: %s", got)
+	}
+	if got := placement.Redact("host=db2 password=s3cret"); strings.Contains(got, "s3cret") {
+		t.Errorf("Redact kept the password of a DSN: %s", got)
+	}
+}

@@ -1,0 +1,231 @@
+package tenancy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/invoicing/tenantworker/schema"
+	"github.com/invoicing/tenantworker/tasks"
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// Audit actions of a move between tenant databases.
+const (
+	// ActionMoveStarted: a move began {from, to}.
+	ActionMoveStarted Action = "tenant.move_started"
+	// ActionMoved: the tenant's schema now lives in another database
+	// {from, to, schema, version, tables, rows, old_schema_dropped}.
+	ActionMoved Action = "tenant.moved"
+	// ActionMoveFailed: a move failed and the tenant stayed where it was
+	// {from, to, step}; the error goes to the log only.
+	ActionMoveFailed Action = "tenant.move_failed"
+)
+
+// ErrMoveRefused: the tenant cannot be moved now (its status, the same
+// database, no pool registry).
+var ErrMoveRefused = errors.New("move refused")
+
+// MoveOptions tune Move; the zero value is usable.
+type MoveOptions struct {
+	// DrainTimeout bounds the wait for the tenant's running tasks after
+	// its queue is paused; 0 means 5 minutes.
+	DrainTimeout time.Duration
+	// Grace is how long the old schema stays after the catalog switched,
+	// for readers that still hold the old placement (other processes'
+	// in-process cache); 0 means 3 s.
+	Grace time.Duration
+	// Poll is how often the running tasks are counted; 0 means 100 ms.
+	Poll time.Duration
+
+	// beforeSwitch, set by tests, runs after the copy was verified and
+	// before the catalog switches; an error fails the move there.
+	beforeSwitch func(context.Context) error
+}
+
+// Moved is what Move did.
+type Moved struct {
+	TenantID string            `json:"tenant_id"`
+	Slug     string            `json:"slug"`
+	From     string            `json:"from"`
+	To       string            `json:"to"`
+	Schema   string            `json:"schema"`
+	Version  int               `json:"version"`
+	Tables   []schema.TableSum `json:"tables"`
+	Rows     int64             `json:"rows"`
+	Tenant   tenantctx.Tenant  `json:"-"`
+	// OldSchemaDropped is false when dropping the source schema failed
+	// after the switch: the tenant works on its new database, and the
+	// old schema must be dropped by hand (the error is in the log).
+	OldSchemaDropped bool `json:"old_schema_dropped"`
+}
+
+// Move moves tenant id's schema with its rows to the tenant database to:
+//
+//  1. pause the tenant's queue (PauseQueue; with fair dispatch only) and
+//     wait until none of its tasks is running or admitted;
+//  2. copy the schema into the target database (schema.Copy: created by
+//     the migrations at the source's version, tables copied with COPY,
+//     sequences set, row counts and checksums verified);
+//  3. switch the tenant's placement in the catalog (the cache drops the
+//     tenant everywhere);
+//  4. after Grace, drop the old schema;
+//  5. resume the queue (unless an operator had paused it before).
+//
+// A failure in steps 1-3 leaves the tenant on its database, working: the
+// partial copy is dropped and the queue resumed. It writes
+// ActionMoveStarted, then ActionMoved or ActionMoveFailed. Errors:
+// ErrMoveRefused, ErrNoDispatch, placement.ErrUnknownDatabase for a target
+// that is not registered, schema.ErrSchemaExists when the target holds the
+// schema already.
+func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptions) (Moved, error) {
+	opts.DrainTimeout = cmpOr(opts.DrainTimeout, 5*time.Minute)
+	opts.Grace = cmpOr(opts.Grace, 3*time.Second)
+	opts.Poll = cmpOr(opts.Poll, 100*time.Millisecond)
+	if s.pools == nil {
+		return Moved{}, fmt.Errorf("move tenant %s: %w: no pool registry", id, ErrMoveRefused)
+	}
+	t, err := s.dispatchTenant(ctx, id)
+	if err != nil {
+		return Moved{}, fmt.Errorf("move tenant: %w", err)
+	}
+	from := t.DatabaseName()
+	m := Moved{TenantID: t.ID, Slug: t.Slug, From: from, To: to, Schema: t.Schema, Tenant: t}
+	switch {
+	case t.Status != tenantctx.StatusActive && t.Status != tenantctx.StatusSuspended:
+		return m, fmt.Errorf("move tenant %s: %w: status %s", id, ErrMoveRefused, t.Status)
+	case to == from:
+		return m, fmt.Errorf("move tenant %s: %w: it is on %s already", id, ErrMoveRefused, to)
+	}
+	if err := tenantctx.ValidateDatabaseName(to); err != nil {
+		return m, fmt.Errorf("move tenant %s: %w", id, err)
+	}
+	src, err := s.pools.SchemaPool(ctx, from)
+	if err != nil {
+		return m, fmt.Errorf("move tenant %s: source: %w", id, err)
+	}
+	dst, err := s.pools.SchemaPool(ctx, to)
+	if err != nil {
+		return m, fmt.Errorf("move tenant %s: target: %w", id, err)
+	}
+	if err := dst.Ping(ctx); err != nil {
+		return m, fmt.Errorf("move tenant %s: target database %s: %w", id, to, err)
+	}
+
+	s.logFailure(ctx, id, ActionMoveStarted, s.audit(ctx, id, actor, ActionMoveStarted, map[string]string{"from": from, "to": to}))
+	fail := func(step string, err error) (Moved, error) {
+		// The error stays out of the audit entry: a database error may
+		// quote row data.
+		s.logger.WarnContext(ctx, "tenant move failed; the tenant stays where it was", slog.String("tenant_id", id),
+			slog.String("from", from), slog.String("to", to), slog.String("step", step), slog.String("error", err.Error()))
+		s.logFailure(ctx, id, ActionMoveFailed, s.audit(context.WithoutCancel(ctx), id, actor, ActionMoveFailed,
+			map[string]string{"from": from, "to": to, "step": step}))
+		return m, fmt.Errorf("move tenant %s from %s to %s: %s: %w", id, from, to, step, err)
+	}
+
+	// 1. Quiesce the tenant.
+	q, err := s.Queue(ctx, id)
+	if err != nil {
+		return fail("pause", err)
+	}
+	if !q.Paused {
+		if _, err := s.PauseQueue(ctx, id, actor); err != nil {
+			return fail("pause", err)
+		}
+		defer func() {
+			if err := s.ResumeQueue(context.WithoutCancel(ctx), id, actor); err != nil {
+				s.logger.ErrorContext(ctx, "resume the queue after a move", slog.String("tenant_id", id), slog.String("error", err.Error()))
+			}
+		}()
+	}
+	if err := s.waitIdle(ctx, id, opts); err != nil {
+		return fail("wait for running tasks", err)
+	}
+
+	// 2. Copy and verify.
+	res, err := schema.Copy(ctx, src, dst, t.Schema)
+	if err != nil {
+		return fail("copy", err)
+	}
+	m.Version, m.Tables, m.Rows = res.Version, res.Tables, res.Rows()
+	dropCopy := func(err error) error {
+		if derr := schema.Drop(context.WithoutCancel(ctx), dst, t.Schema); derr != nil {
+			return errors.Join(err, fmt.Errorf("drop the copy in %s: %w", to, derr))
+		}
+		return err
+	}
+	if opts.beforeSwitch != nil {
+		if err := opts.beforeSwitch(ctx); err != nil {
+			return fail("switch", dropCopy(err))
+		}
+	}
+
+	// 3. Switch, unless the tenant's deletion was requested meanwhile
+	// (its destroy then runs where it is; the copy goes).
+	cur, err := s.catalog.TenantByID(ctx, id)
+	switch {
+	case err != nil:
+		return fail("switch", dropCopy(err))
+	case cur.Status != tenantctx.StatusActive && cur.Status != tenantctx.StatusSuspended:
+		return fail("switch", dropCopy(fmt.Errorf("%w: the tenant became %s during the move", ErrMoveRefused, cur.Status)))
+	case cur.DatabaseName() != from:
+		return fail("switch", dropCopy(fmt.Errorf("%w: the tenant was moved to %s meanwhile", ErrMoveRefused, cur.DatabaseName())))
+	}
+	moved, err := s.catalog.SetPlacement(ctx, id, to)
+	if err != nil {
+		return fail("switch", dropCopy(err))
+	}
+	m.Tenant = moved
+
+	// 4. Drop the old schema, after the grace period.
+	select {
+	case <-time.After(opts.Grace):
+	case <-ctx.Done():
+	}
+	if err := schema.Drop(context.WithoutCancel(ctx), src, t.Schema); err != nil {
+		s.logger.ErrorContext(ctx, "drop the old schema after a move: drop it by hand",
+			slog.String("tenant_id", id), slog.String("database", from), slog.String("schema", t.Schema), slog.String("error", err.Error()))
+	} else {
+		m.OldSchemaDropped = true
+	}
+	detail := map[string]any{"from": from, "to": to, "schema": t.Schema, "version": m.Version,
+		"tables": len(m.Tables), "rows": m.Rows, "old_schema_dropped": m.OldSchemaDropped}
+	s.logFailure(ctx, id, ActionMoved, s.audit(context.WithoutCancel(ctx), id, actor, ActionMoved, detail))
+	return m, nil
+}
+
+// waitIdle waits until none of the tenant's tasks is running or admitted
+// (its queue is paused, so none starts).
+func (s *Service) waitIdle(ctx context.Context, id string, opts MoveOptions) error {
+	deadline := time.Now().Add(opts.DrainTimeout)
+	for {
+		stats, err := s.fair.Stats(ctx, id, tasks.Queues...)
+		if err != nil {
+			return err
+		}
+		busy := 0
+		for _, st := range stats {
+			busy += max(st.Running, st.Admitted) // admitted tasks include the running ones
+		}
+		if busy == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d tasks still running after %v", busy, opts.DrainTimeout)
+		}
+		select {
+		case <-time.After(opts.Poll):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func cmpOr(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}

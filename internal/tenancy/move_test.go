@@ -1,0 +1,305 @@
+package tenancy_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+	"github.com/shopspring/decimal"
+
+	"github.com/invoicing/tenantworker/fair"
+	"github.com/invoicing/tenantworker/internal/placement"
+	"github.com/invoicing/tenantworker/internal/tenancy"
+	"github.com/invoicing/tenantworker/internal/testenv"
+	"github.com/invoicing/tenantworker/invoice"
+	"github.com/invoicing/tenantworker/schema"
+	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/tasks"
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// twoServers is a Service over two PostgreSQL servers: the catalog and
+// "main" on the shared one, "second" on a server of its own.
+type twoServers struct {
+	*fairBundle
+	pools  *placement.Registry
+	second *pgxpool.Pool // a direct pool on "second", for checks
+}
+
+func setupTwoServers(t *testing.T) *twoServers {
+	t.Helper()
+	ctx := t.Context()
+	pool, err := schema.NewPool(ctx, testenv.Postgres(t), schema.PoolOptions{MaxConns: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if err := storage.MigrateCatalog(ctx, pool, nil); err != nil {
+		t.Fatal(err)
+	}
+	secondURL := testenv.StartPostgres(t).CreateDatabase(t)
+	second, err := schema.NewPool(ctx, secondURL, schema.PoolOptions{MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(second.Close)
+	catalog := storage.NewPostgres(pool)
+	pools := placement.New(placement.Options{MainPool: pool, URLs: map[string]string{"second": secondURL}, Catalog: catalog, MaxConns: 4})
+	t.Cleanup(func() { _ = pools.Close() })
+	if err := pools.Register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	docs, err := storage.NewFS(filepath.Join(t.TempDir(), "documents"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: testenv.Redis(t)})
+	t.Cleanup(func() { _ = rdb.Close() })
+	inspector := asynq.NewInspectorFromRedisClient(rdb)
+	d := fair.New(rdb, fair.Config{MinPending: 1})
+	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), inspector, nil,
+		tasks.WithAdmission(tasks.Admission{Dispatcher: d, Tenants: catalog}))
+	svc := tenancy.New(tenancy.Config{Catalog: catalog, Enqueuer: enq, Documents: docs, SchemaPool: pool,
+		Pools: pools, Dispatcher: d, Plans: fair.DefaultPlans()})
+	return &twoServers{
+		fairBundle: &fairBundle{bundle: &bundle{ctx: ctx, catalog: catalog, docs: docs, inspector: inspector, pool: pool, svc: svc}, d: d, enq: enq},
+		pools:      pools, second: second,
+	}
+}
+
+// provision creates an active tenant on database db ("" lets placement
+// choose) with invoices 1 and 2 from its identity sequence (and their
+// customers and lines).
+func (b *twoServers) provision(t *testing.T, slug, db string) tenantctx.Tenant {
+	t.Helper()
+	p, err := b.svc.Provision(b.ctx, tenancy.NewTenant{Slug: slug, Database: db}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.svc.Migrate(b.ctx, p.Tenant, 0, tenancy.ActorWorker); err != nil {
+		t.Fatal(err)
+	}
+	tn, err := b.catalog.TenantByID(b.ctx, p.Tenant.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.inTenant(t, tn, func(ctx context.Context, tx pgx.Tx) error {
+		_, err := invoice.Create(ctx, tx,
+			invoice.New{Number: slug + "-1", Status: "sent", Currency: "EUR", Customer: invoice.Customer{Name: "Müller GmbH " + slug, Email: "a@" + slug + ".example"},
+				Lines: []invoice.Line{{Description: "Łódź " + slug, Quantity: decimal.RequireFromString("2"), UnitPrice: decimal.RequireFromString("10.50")}}},
+			invoice.New{Number: slug + "-2", Customer: invoice.Customer{Name: "Ada " + slug, Email: "ada@" + slug + ".example"}})
+		return err
+	})
+	return tn
+}
+
+func (b *twoServers) inTenant(t *testing.T, tn tenantctx.Tenant, fn func(context.Context, pgx.Tx) error) {
+	t.Helper()
+	pool, err := b.pools.ForTenant(b.ctx, tn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := schema.InTenant(tenantctx.WithTenant(b.ctx, tn), pool, fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// numbers returns the tenant's invoice numbers, by id, read where the
+// catalog places it now.
+func (b *twoServers) numbers(t *testing.T, id string) []string {
+	t.Helper()
+	tn, err := b.catalog.TenantByID(b.ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	b.inTenant(t, tn, func(ctx context.Context, tx pgx.Tx) error {
+		for _, n := range []int64{1, 2} {
+			inv, err := invoice.Load(ctx, tx, n)
+			if err != nil {
+				return err
+			}
+			out = append(out, inv.Number)
+		}
+		return nil
+	})
+	return out
+}
+
+func exists(t *testing.T, ctx context.Context, pool *pgxpool.Pool, name string) bool {
+	t.Helper()
+	ok, err := schema.Exists(ctx, pool, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ok
+}
+
+func actions(entries []storage.AuditEntry) []string {
+	var out []string
+	for _, e := range entries {
+		out = append(out, e.Action)
+	}
+	return out
+}
+
+// TestPlacementAcrossServers: new tenants go to the least-loaded database
+// or the one asked for, each schema is created on its own server, and the
+// same invoice ids on both servers stay each tenant's own.
+func TestPlacementAcrossServers(t *testing.T) {
+	t.Parallel()
+	b := setupTwoServers(t)
+	acme := b.provision(t, "acme", "main")
+	globex := b.provision(t, "globex", "") // main has 1 tenant, second 0
+	if acme.Database != "main" || globex.Database != "second" {
+		t.Fatalf("placements acme %q, globex %q; want main, second", acme.Database, globex.Database)
+	}
+	if !exists(t, b.ctx, b.pool, acme.Schema) || exists(t, b.ctx, b.pool, globex.Schema) ||
+		!exists(t, b.ctx, b.second, globex.Schema) || exists(t, b.ctx, b.second, acme.Schema) {
+		t.Fatal("schemas are not where their tenants are placed")
+	}
+	if got := b.numbers(t, acme.ID); !slices.Equal(got, []string{"acme-1", "acme-2"}) {
+		t.Errorf("acme sees %v", got)
+	}
+	if got := b.numbers(t, globex.ID); !slices.Equal(got, []string{"globex-1", "globex-2"}) {
+		t.Errorf("globex sees %v", got)
+	}
+	if _, err := b.svc.Provision(b.ctx, tenancy.NewTenant{Slug: "nowhere", Database: "third"}, "test"); !errors.Is(err, placement.ErrUnknownDatabase) {
+		t.Errorf("Provision on an unregistered database: %v, want ErrUnknownDatabase", err)
+	}
+	// A tenant on a database without a registry pool fails closed.
+	if _, err := placement.PoolFor(b.ctx, nil, b.pool, globex); !errors.Is(err, placement.ErrUnknownDatabase) {
+		t.Errorf("PoolFor(no registry, tenant on second) = %v, want ErrUnknownDatabase", err)
+	}
+	// Destroy drops the schema where it lives.
+	if _, err := b.svc.RequestDeletion(b.ctx, globex.ID, "test"); err != nil {
+		t.Fatal(err)
+	}
+	gone, err := b.catalog.TenantByID(b.ctx, globex.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.svc.Destroy(b.ctx, gone, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if exists(t, b.ctx, b.second, globex.Schema) {
+		t.Error("Destroy left the schema on the second server")
+	}
+}
+
+// TestMoveTenant: a move copies every row to the other server, verifies
+// it, switches the placement, drops the old schema and resumes the queue;
+// sequences go on where they were.
+func TestMoveTenant(t *testing.T) {
+	t.Parallel()
+	b := setupTwoServers(t)
+	acme := b.provision(t, "acme", "main")
+	b.pdfs(t, acme, 3) // a backlog that waits through the move
+	before, err := schema.Checksums(b.ctx, b.pool, acme.Schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := b.svc.Move(b.ctx, acme.ID, "second", "test", tenancy.MoveOptions{Grace: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.From != "main" || m.To != "second" || !m.OldSchemaDropped || m.Rows == 0 {
+		t.Errorf("Move = %+v", m)
+	}
+	after, err := schema.Checksums(b.ctx, b.second, acme.Schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(before, after) {
+		t.Errorf("checksums after the move %v, before %v", after, before)
+	}
+	if exists(t, b.ctx, b.pool, acme.Schema) {
+		t.Error("the old schema is still on main")
+	}
+	moved, err := b.catalog.TenantByID(b.ctx, acme.ID)
+	if err != nil || moved.Database != "second" {
+		t.Fatalf("placement after the move: %+v, %v", moved, err)
+	}
+	if got := b.numbers(t, acme.ID); !slices.Equal(got, []string{"acme-1", "acme-2"}) {
+		t.Errorf("acme sees %v after the move", got)
+	}
+	// The identity sequence continues: a new invoice gets id 3.
+	b.inTenant(t, moved, func(ctx context.Context, tx pgx.Tx) error {
+		ids, err := invoice.Create(ctx, tx, invoice.New{Number: "acme-3", Customer: invoice.Customer{Name: "New", Email: "n@acme.example"}})
+		if err == nil && ids[0] != 3 {
+			t.Errorf("next invoice id after the move = %d, want 3", ids[0])
+		}
+		return err
+	})
+	q := inDefault(t, b.queue(t, acme.ID))
+	if q.Paused || q.Waiting+q.Admitted != 3 {
+		t.Errorf("queue after the move: %+v; want resumed with its 3 tasks", q)
+	}
+	got := actions(b.audit(t, acme.ID))
+	if !slices.Contains(got, string(tenancy.ActionMoveStarted)) || !slices.Contains(got, string(tenancy.ActionMoved)) ||
+		slices.Contains(got, string(tenancy.ActionMoveFailed)) {
+		t.Errorf("audit actions %v", got)
+	}
+	if _, err := b.svc.Move(b.ctx, acme.ID, "second", "test", tenancy.MoveOptions{}); !errors.Is(err, tenancy.ErrMoveRefused) {
+		t.Errorf("a move to the same database: %v, want ErrMoveRefused", err)
+	}
+}
+
+// TestMoveFailureLeavesTenantWhereItWas: a failure after the copy (before
+// the switch) and a target that holds the schema already both leave the
+// tenant on its database with its data and its queue running; the
+// partial copy is dropped, a schema the move did not create is not.
+func TestMoveFailureLeavesTenantWhereItWas(t *testing.T) {
+	t.Parallel()
+	b := setupTwoServers(t)
+	acme := b.provision(t, "acme", "main")
+	opts := tenancy.WithBeforeSwitch(tenancy.MoveOptions{Grace: time.Millisecond}, func(ctx context.Context) error {
+		if !exists(t, ctx, b.second, acme.Schema) {
+			t.Error("no copy on the target before the switch")
+		}
+		return errors.New("injected failure")
+	})
+	if _, err := b.svc.Move(b.ctx, acme.ID, "second", "test", opts); err == nil {
+		t.Fatal("Move with a failure before the switch succeeded")
+	}
+	if exists(t, b.ctx, b.second, acme.Schema) {
+		t.Error("the partial copy is still on the target")
+	}
+	if tn, err := b.catalog.TenantByID(b.ctx, acme.ID); err != nil || tn.Database != "main" {
+		t.Errorf("placement after a failed move: %+v, %v", tn, err)
+	}
+	if got := b.numbers(t, acme.ID); !slices.Equal(got, []string{"acme-1", "acme-2"}) {
+		t.Errorf("acme sees %v after a failed move", got)
+	}
+	if q := inDefault(t, b.queue(t, acme.ID)); q.Paused {
+		t.Error("queue still paused after a failed move")
+	}
+	if got := actions(b.audit(t, acme.ID)); !slices.Contains(got, string(tenancy.ActionMoveFailed)) {
+		t.Errorf("audit actions %v, want a move_failed", got)
+	}
+
+	// A leftover schema of the same name on the target: refused, kept.
+	if _, err := b.second.Exec(b.ctx, `CREATE SCHEMA tenant_acme; CREATE TABLE tenant_acme.keep (x int)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.svc.Move(b.ctx, acme.ID, "second", "test", tenancy.MoveOptions{Grace: time.Millisecond}); !errors.Is(err, schema.ErrSchemaExists) {
+		t.Fatalf("Move onto an existing schema: %v, want ErrSchemaExists", err)
+	}
+	var n int
+	if err := b.second.QueryRow(b.ctx, `SELECT count(*) FROM tenant_acme.keep`).Scan(&n); err != nil {
+		t.Errorf("the target's own schema was touched: %v", err)
+	}
+	if got := b.numbers(t, acme.ID); !slices.Equal(got, []string{"acme-1", "acme-2"}) {
+		t.Errorf("acme sees %v after a refused move", got)
+	}
+	if _, err := b.svc.Move(b.ctx, acme.ID, "third", "test", tenancy.MoveOptions{}); !errors.Is(err, placement.ErrUnknownDatabase) {
+		t.Errorf("a move to an unregistered database: %v, want ErrUnknownDatabase", err)
+	}
+}

@@ -1,0 +1,64 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// AddDatabase registers a tenant database.
+func (p *Postgres) AddDatabase(ctx context.Context, name, url string) (Database, error) {
+	if err := tenantctx.ValidateDatabaseName(name); err != nil {
+		return Database{}, fmt.Errorf("add database: %w", err)
+	}
+	d := Database{Name: name, URL: url}
+	err := p.pool.QueryRow(ctx,
+		`INSERT INTO tenancy.databases (name, url) VALUES ($1, $2) RETURNING created_at`,
+		name, url).Scan(&d.CreatedAt)
+	if err != nil {
+		return Database{}, fmt.Errorf("add database %s: %w", name, translatePgError(err))
+	}
+	return d, nil
+}
+
+// Databases lists the registered databases with their tenant counts.
+func (p *Postgres) Databases(ctx context.Context) ([]Database, error) {
+	rows, err := p.pool.Query(ctx,
+		`SELECT d.name, d.url, d.created_at, count(t.id)
+		   FROM tenancy.databases d LEFT JOIN tenancy.tenants t ON t.database = d.name
+		  GROUP BY d.name, d.url, d.created_at ORDER BY d.name`)
+	if err != nil {
+		return nil, fmt.Errorf("list databases: %w", err)
+	}
+	ds, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Database, error) {
+		var d Database
+		var n int64
+		err := r.Scan(&d.Name, &d.URL, &d.CreatedAt, &n)
+		d.Tenants = int(n)
+		return d, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list databases: %w", err)
+	}
+	return ds, nil
+}
+
+// SetPlacement records the tenant's database.
+func (p *Postgres) SetPlacement(ctx context.Context, id, database string) (tenantctx.Tenant, error) {
+	if err := tenantctx.ValidateID(id); err != nil {
+		return tenantctx.Tenant{}, fmt.Errorf("set placement of tenant: %w: %w", ErrNotFound, err)
+	}
+	if err := tenantctx.ValidateDatabaseName(database); err != nil {
+		return tenantctx.Tenant{}, fmt.Errorf("set placement of tenant %s: %w: %w", id, ErrNotFound, err)
+	}
+	t, err := scanTenant(p.pool.QueryRow(ctx,
+		`UPDATE tenancy.tenants SET database = $2, updated_at = now()
+		  WHERE id = $1 RETURNING `+tenantColumns, id, database))
+	if err != nil {
+		return tenantctx.Tenant{}, fmt.Errorf("set placement of tenant %s to %s: %w", id, database, translatePgError(err))
+	}
+	return t, nil
+}

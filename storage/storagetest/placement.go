@@ -1,0 +1,83 @@
+package storagetest
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// testPlacement: "main" is registered from the start, databases are added
+// once, tenants are placed on registered databases only (main by
+// default), counts follow placements, and SetPlacement moves a tenant.
+func testPlacement(t *testing.T, c storage.Catalog) {
+	ctx := testContext(t)
+	counts := func() map[string]int {
+		t.Helper()
+		ds, err := c.Databases(ctx)
+		if err != nil {
+			t.Fatalf("Databases: %v", err)
+		}
+		m := map[string]int{}
+		for i, d := range ds {
+			if i > 0 && ds[i-1].Name >= d.Name {
+				t.Errorf("Databases not in name order: %q before %q", ds[i-1].Name, d.Name)
+			}
+			m[d.Name] = d.Tenants
+		}
+		return m
+	}
+	if got := counts(); len(got) != 1 || got[tenantctx.DefaultDatabase] != 0 {
+		t.Fatalf("databases of an empty catalog = %v, want main only, no tenants", got)
+	}
+	d, err := c.AddDatabase(ctx, "eu-2", "postgres://u:p@db2/invoicing")
+	if err != nil || d.Name != "eu-2" || d.URL != "postgres://u:p@db2/invoicing" {
+		t.Fatalf("AddDatabase = %+v, %v", d, err)
+	}
+	if _, err := c.AddDatabase(ctx, "eu-2", ""); !errors.Is(err, storage.ErrConflict) {
+		t.Errorf("AddDatabase(taken name) error = %v, want ErrConflict", err)
+	}
+	if _, err := c.AddDatabase(ctx, "Bad Name", ""); err == nil || !errors.Is(err, tenantctx.ErrInvalidDatabase) {
+		t.Errorf("AddDatabase(bad name) error = %v, want ErrInvalidDatabase", err)
+	}
+
+	onMain := mustCreate(t, ctx, c, tenantctx.StatusActive)
+	if onMain.Database != tenantctx.DefaultDatabase {
+		t.Errorf("new tenant placed on %q, want main", onMain.Database)
+	}
+	tn := newTenant(t, tenantctx.StatusActive)
+	tn.Database = "eu-2"
+	onEU, err := c.CreateTenant(ctx, tn)
+	if err != nil || onEU.Database != "eu-2" {
+		t.Fatalf("CreateTenant on eu-2 = %+v, %v", onEU, err)
+	}
+	nowhere := newTenant(t, tenantctx.StatusActive)
+	nowhere.Database = "nowhere"
+	if _, err := c.CreateTenant(ctx, nowhere); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("CreateTenant on an unregistered database error = %v, want ErrNotFound", err)
+	}
+	if got := counts(); got["main"] != 1 || got["eu-2"] != 1 {
+		t.Errorf("tenant counts = %v, want main 1, eu-2 1", got)
+	}
+
+	moved, err := c.SetPlacement(ctx, onMain.ID, "eu-2")
+	if err != nil || moved.Database != "eu-2" || moved.Status != onMain.Status {
+		t.Fatalf("SetPlacement = %+v, %v", moved, err)
+	}
+	if got, err := c.TenantByID(ctx, onMain.ID); err != nil || got.Database != "eu-2" {
+		t.Errorf("TenantByID after SetPlacement = %+v, %v; want database eu-2", got, err)
+	}
+	if got, err := c.TenantBySlug(ctx, onMain.Slug); err != nil || got.Database != "eu-2" {
+		t.Errorf("TenantBySlug after SetPlacement = %+v, %v; want database eu-2", got, err)
+	}
+	if got := counts(); got["main"] != 0 || got["eu-2"] != 2 {
+		t.Errorf("tenant counts after the move = %v, want main 0, eu-2 2", got)
+	}
+	if _, err := c.SetPlacement(ctx, onMain.ID, "nowhere"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("SetPlacement(unregistered database) error = %v, want ErrNotFound", err)
+	}
+	if _, err := c.SetPlacement(ctx, tenantctx.NewID(), "main"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("SetPlacement(unknown tenant) error = %v, want ErrNotFound", err)
+	}
+}
