@@ -77,23 +77,33 @@ func (h *Handler) enqueue(w http.ResponseWriter, r *http.Request, p tasks.Payloa
 	})
 }
 
+// hasDatabase reports whether the handler reaches tenant schemas (tests
+// of routing alone run without).
+func (h *Handler) hasDatabase() bool { return h.opts.Pool != nil || h.opts.Pools != nil }
+
+// inTenantBatch runs b in the schema of the tenant in ctx, on the database
+// that holds it: one round trip (schema.InTenantBatch).
+func (h *Handler) inTenantBatch(ctx context.Context, b *pgx.Batch) error {
+	pool, err := placement.PoolFor(ctx, h.opts.Pools, h.opts.Pool, tenantctx.MustFromContext(ctx))
+	if err != nil {
+		return err
+	}
+	return schema.InTenantBatch(ctx, pool, b)
+}
+
 // invoiceExists answers 404 and returns false when the tenant in the
 // request's ctx has no invoice id (checked in its pinned transaction), so
 // no task is enqueued for it: a task of a missing invoice would only be
 // archived, and archives are shared, capped storage (P15 in
 // docs/architecture.md). Without a Pool there is nothing to check.
 func (h *Handler) invoiceExists(w http.ResponseWriter, r *http.Request, id int64) bool {
-	if h.opts.Pool == nil && h.opts.Pools == nil {
+	if !h.hasDatabase() {
 		return true
 	}
-	pool, err := placement.PoolFor(r.Context(), h.opts.Pools, h.opts.Pool, tenantctx.MustFromContext(r.Context()))
 	var exists bool
-	if err == nil {
-		var b pgx.Batch
-		invoice.QueueExists(&b, id, &exists)
-		err = schema.InTenantBatch(r.Context(), pool, &b) // one round trip
-	}
-	switch {
+	var b pgx.Batch
+	invoice.QueueExists(&b, id, &exists)
+	switch err := h.inTenantBatch(r.Context(), &b); {
 	case err != nil:
 		h.internalError(w, r, "check invoice", err)
 		return false
@@ -108,17 +118,13 @@ func (h *Handler) invoiceExists(w http.ResponseWriter, r *http.Request, id int64
 // any id names no invoice of the tenant it answers 404 with the missing
 // ids (at most 100 of them, and their count) and nothing is enqueued.
 func (h *Handler) invoicesExist(w http.ResponseWriter, r *http.Request, ids []int64) bool {
-	if h.opts.Pool == nil && h.opts.Pools == nil {
+	if !h.hasDatabase() {
 		return true
 	}
-	pool, err := placement.PoolFor(r.Context(), h.opts.Pools, h.opts.Pool, tenantctx.MustFromContext(r.Context()))
 	var missing []int64
-	if err == nil {
-		var b pgx.Batch
-		invoice.QueueMissing(&b, ids, &missing)
-		err = schema.InTenantBatch(r.Context(), pool, &b) // one round trip
-	}
-	switch {
+	var b pgx.Batch
+	invoice.QueueMissing(&b, ids, &missing)
+	switch err := h.inTenantBatch(r.Context(), &b); {
 	case err != nil:
 		h.internalError(w, r, "check invoices", err)
 		return false
@@ -217,18 +223,14 @@ func (h *Handler) enqueueReminder(w http.ResponseWriter, r *http.Request) {
 // of the tenant in ctx; invoice.ErrNoDocument when there is none (or no
 // invoice, or no pool).
 func (h *Handler) loadInvoiceDocument(ctx context.Context, invoiceID int64) (invoice.Document, error) {
-	if h.opts.Pool == nil && h.opts.Pools == nil {
+	if !h.hasDatabase() {
 		return invoice.Document{}, invoice.ErrNoDocument
-	}
-	pool, err := placement.PoolFor(ctx, h.opts.Pools, h.opts.Pool, tenantctx.MustFromContext(ctx))
-	if err != nil {
-		return invoice.Document{}, err
 	}
 	var doc invoice.Document
 	var found bool
 	var b pgx.Batch
 	invoice.QueueLoadDocument(&b, invoiceID, &doc, &found)
-	if err := schema.InTenantBatch(ctx, pool, &b); err != nil { // one round trip
+	if err := h.inTenantBatch(ctx, &b); err != nil {
 		return invoice.Document{}, err
 	}
 	if !found {
