@@ -114,7 +114,7 @@ func (s *Service) Migrate(ctx context.Context, t tenantctx.Tenant, target int, a
 	}
 	opts := schema.MigrateOptions{Target: target}
 	if t.Status == tenantctx.StatusProvisioning {
-		opts.Create = &schema.Creation{Owner: t.ID, Allow: stillProvisioning(t.ID)}
+		opts.Create = &schema.Creation{Owner: t.ID, Allow: s.stillProvisioning(t)}
 	}
 	r, err := schema.MigrateWith(ctx, pool, t.Schema, opts)
 	switch {
@@ -151,11 +151,29 @@ func (s *Service) Migrate(ctx context.Context, t tenantctx.Tenant, target int, a
 	return res, nil
 }
 
-// stillProvisioning is the schema.Creation.Allow of a provisioning
-// tenant: in the transaction that creates the schema it reads the tenant's
-// status from the catalog itself and share-locks its row until that
-// transaction ends. ErrRefused unless the tenant is still provisioning.
-func stillProvisioning(id string) func(ctx context.Context, tx pgx.Tx) error {
+// stillProvisioning is the schema.Creation.Allow of provisioning tenant
+// t. On the catalog's database it reads the tenant's status in the
+// transaction that creates the schema and share-locks its row until that
+// transaction ends (lockStillProvisioning). A tenant placed on another
+// database has no catalog there: its status is read, locked, in a
+// transaction of its own on the catalog's database that ends before the
+// schema is created, so a deletion requested in that gap (milliseconds)
+// is not held off; its destroy task then drops the new schema. ErrRefused
+// unless the tenant is still provisioning.
+func (s *Service) stillProvisioning(t tenantctx.Tenant) func(ctx context.Context, tx pgx.Tx) error {
+	if t.DatabaseName() == tenantctx.DefaultDatabase || s.pool == nil {
+		return lockStillProvisioning(t.ID)
+	}
+	return func(ctx context.Context, _ pgx.Tx) error {
+		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			return lockStillProvisioning(t.ID)(ctx, tx)
+		})
+	}
+}
+
+// lockStillProvisioning reads tenant id's status in tx, a transaction on
+// the catalog's database, and share-locks its row until tx ends.
+func lockStillProvisioning(id string) func(ctx context.Context, tx pgx.Tx) error {
 	return func(ctx context.Context, tx pgx.Tx) error {
 		status, err := storage.LockTenantStatus(ctx, tx, id)
 		switch {
