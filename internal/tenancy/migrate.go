@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/storage"
@@ -113,10 +114,42 @@ func (s *Service) Migrate(ctx context.Context, t tenantctx.Tenant, target int, a
 		return MigrateResult{}, fmt.Errorf("migrate tenant %s: %w", t.ID, err)
 	}
 	opts := schema.MigrateOptions{Target: target}
+	var catalogTx pgx.Tx
 	if t.Status == tenantctx.StatusProvisioning {
-		opts.Create = &schema.Creation{Owner: t.ID, Allow: stillProvisioning(t.ID)}
+		allow := stillProvisioning(t.ID)
+		if t.DatabaseName() != tenantctx.DefaultDatabase {
+			// The catalog is not on the tenant's database: read and
+			// share-lock the tenant's row in a transaction on the
+			// catalog's database, kept open until the transaction that
+			// creates the schema has ended (below), so that a deletion
+			// (which marks the row deleting first) still waits for the
+			// creation to commit.
+			catalogPool, err := s.catalogPool(ctx)
+			if err != nil {
+				return MigrateResult{}, fmt.Errorf("migrate tenant %s: %w", t.ID, err)
+			}
+			check := allow
+			allow = func(ctx context.Context, _ pgx.Tx) error {
+				if catalogTx == nil {
+					tx, err := catalogPool.Begin(ctx)
+					if err != nil {
+						return fmt.Errorf("catalog transaction: %w", err)
+					}
+					catalogTx = tx
+				}
+				return check(ctx, catalogTx)
+			}
+		}
+		opts.Create = &schema.Creation{Owner: t.ID, Allow: allow}
 	}
 	r, err := schema.MigrateWith(ctx, pool, t.Schema, opts)
+	if catalogTx != nil {
+		// After the schema's transaction ended, and before SetStatus
+		// (which locks the row for update) below.
+		if cerr := catalogTx.Commit(ctx); cerr != nil && err == nil {
+			err = fmt.Errorf("catalog transaction: %w", cerr)
+		}
+	}
 	switch {
 	case errors.Is(err, schema.ErrNoSchema), errors.Is(err, schema.ErrSchemaTaken):
 		return MigrateResult{}, fmt.Errorf("migrate tenant %s: %w: %w", t.ID, ErrRefused, err)
@@ -149,6 +182,17 @@ func (s *Service) Migrate(ctx context.Context, t tenantctx.Tenant, target int, a
 	}
 	res.Activated = true
 	return res, nil
+}
+
+// catalogPool returns a pool on the catalog's database ("main").
+func (s *Service) catalogPool(ctx context.Context) (*pgxpool.Pool, error) {
+	if s.pools != nil {
+		return s.pools.SchemaPool(ctx, tenantctx.DefaultDatabase)
+	}
+	if s.pool == nil {
+		return nil, errors.New("tenancy: no schema pool configured")
+	}
+	return s.pool, nil
 }
 
 // stillProvisioning is the schema.Creation.Allow of a provisioning
