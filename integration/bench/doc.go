@@ -37,6 +37,14 @@
 //  6. sweep: one sweep:overdue over tenants with 20 overdue invoices each:
 //     seconds until every reminder task is enqueued, and until every
 //     reminder is written by the file mailer.
+//  7. fairness: fair dispatch vs the plain path (a quiet tenant behind a
+//     noisy backlog, throughput cost, shares, idle pickup, dispatch
+//     scaling).
+//  8. scaleout: tenants provisioned and migrated through the real worker
+//     over two PostgreSQL servers (a second throwaway server registered
+//     as TENANT_DATABASES "second") vs all on one, with the tenants each
+//     database got; no-op tasks enqueued and run on a 6-node Redis
+//     Cluster (3 masters) vs one redis-server.
 //
 // The command is a measuring tool, not part of any shipped binary.
 package main

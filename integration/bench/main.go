@@ -34,6 +34,7 @@ var scenarios = []scenario{
 	{"migrate", "provision + migrate tenants through tenant:migrate (cmd/worker), then a no-op migrate --all", (*bench).migrate},
 	{"sweep", "sweep:overdue over tenants with 20 overdue invoices each (cmd/worker, file mailer)", (*bench).sweep},
 	{"fairness", "fair dispatch vs the plain path: a quiet tenant behind a noisy backlog, throughput cost, shares, idle pickup, dispatch scaling", (*bench).fairness},
+	{"scaleout", "tenants provisioned + migrated over two PostgreSQL servers vs one; no-op tasks on a 3-master Redis Cluster vs one redis-server", (*bench).scaleout},
 }
 
 // sizes are the knobs of a run; -quick and the full run differ only here.
@@ -58,6 +59,8 @@ type sizes struct {
 	FairIdleSamples     int           `json:"fair_idle_samples"`     // idle pickups
 	FairDispatchSamples int           `json:"fair_dispatch_samples"` // dispatch calls timed
 	FairScaleTenants    int           `json:"fair_scale_tenants"`    // tenants with backlogs, vs 10
+	// Scenario 8 (scaleout).
+	ScaleTenants int `json:"scale_tenants"` // provisioned once on one database, once over two
 }
 
 var quickSizes = sizes{
@@ -66,6 +69,7 @@ var quickSizes = sizes{
 	FleetTenants: 100, OverdueEach: 20, RenderBaseline: time.Second,
 	FairBacklog: 10000, FairQuietSamples: 40, FairPDFBurst: 1000, FairShareWindow: 3 * time.Second,
 	FairIdleSamples: 40, FairDispatchSamples: 1000, FairScaleTenants: 10000,
+	ScaleTenants: 1000,
 }
 
 var fullSizes = sizes{
@@ -74,6 +78,7 @@ var fullSizes = sizes{
 	FleetTenants: 1000, OverdueEach: 20, RenderBaseline: 3 * time.Second,
 	FairBacklog: 100000, FairQuietSamples: 100, FairPDFBurst: 3000, FairShareWindow: 8 * time.Second,
 	FairIdleSamples: 200, FairDispatchSamples: 5000, FairScaleTenants: 10000,
+	ScaleTenants: 10000,
 }
 
 // bench is one run: its environment, sizes and the state scenarios share.

@@ -19,6 +19,7 @@ var smokeSizes = sizes{
 	FleetTenants: 10, OverdueEach: 3, RenderBaseline: 200 * time.Millisecond,
 	FairBacklog: 300, FairQuietSamples: 5, FairPDFBurst: 40, FairShareWindow: 500 * time.Millisecond,
 	FairIdleSamples: 5, FairDispatchSamples: 50, FairScaleTenants: 200,
+	ScaleTenants: 10,
 }
 
 // TestRunAllScenarios runs the load command's six scenarios at smoke
@@ -79,9 +80,10 @@ func TestRunAllScenarios(t *testing.T) {
 	// pdf.Render's CPU and allocation, enqueue ratio, bulk enqueue ratio,
 	// two migration times,
 	// the sweep; fairness: the quiet tenant's p99, two throughput costs,
-	// three shares, two idle pickups, dispatch scaling.
-	if targets != 23 {
-		t.Errorf("%d metrics with a target, want 23", targets)
+	// three shares, two idle pickups, dispatch scaling; scaleout: the
+	// tenants' balance over two databases.
+	if targets != 24 {
+		t.Errorf("%d metrics with a target, want 24", targets)
 	}
 	mw := rep.Scenarios[0]
 	var cpuNote bool

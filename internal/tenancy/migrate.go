@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/storage"
@@ -113,10 +114,42 @@ func (s *Service) Migrate(ctx context.Context, t tenantctx.Tenant, target int, a
 		return MigrateResult{}, fmt.Errorf("migrate tenant %s: %w", t.ID, err)
 	}
 	opts := schema.MigrateOptions{Target: target}
+	var catalogTx pgx.Tx
 	if t.Status == tenantctx.StatusProvisioning {
-		opts.Create = &schema.Creation{Owner: t.ID, Allow: s.stillProvisioning(t)}
+		allow := stillProvisioning(t.ID)
+		if t.DatabaseName() != tenantctx.DefaultDatabase {
+			// The catalog is not on the tenant's database: read and
+			// share-lock the tenant's row in a transaction on the
+			// catalog's database, kept open until the transaction that
+			// creates the schema has ended (below), so that a deletion
+			// (which marks the row deleting first) still waits for the
+			// creation to commit.
+			catalogPool, err := s.catalogPool(ctx)
+			if err != nil {
+				return MigrateResult{}, fmt.Errorf("migrate tenant %s: %w", t.ID, err)
+			}
+			check := allow
+			allow = func(ctx context.Context, _ pgx.Tx) error {
+				if catalogTx == nil {
+					tx, err := catalogPool.Begin(ctx)
+					if err != nil {
+						return fmt.Errorf("catalog transaction: %w", err)
+					}
+					catalogTx = tx
+				}
+				return check(ctx, catalogTx)
+			}
+		}
+		opts.Create = &schema.Creation{Owner: t.ID, Allow: allow}
 	}
 	r, err := schema.MigrateWith(ctx, pool, t.Schema, opts)
+	if catalogTx != nil {
+		// After the schema's transaction ended, and before SetStatus
+		// (which locks the row for update) below.
+		if cerr := catalogTx.Commit(ctx); cerr != nil && err == nil {
+			err = fmt.Errorf("catalog transaction: %w", cerr)
+		}
+	}
 	switch {
 	case errors.Is(err, schema.ErrNoSchema), errors.Is(err, schema.ErrSchemaTaken):
 		return MigrateResult{}, fmt.Errorf("migrate tenant %s: %w: %w", t.ID, ErrRefused, err)
@@ -151,29 +184,22 @@ func (s *Service) Migrate(ctx context.Context, t tenantctx.Tenant, target int, a
 	return res, nil
 }
 
-// stillProvisioning is the schema.Creation.Allow of provisioning tenant
-// t. On the catalog's database it reads the tenant's status in the
-// transaction that creates the schema and share-locks its row until that
-// transaction ends (lockStillProvisioning). A tenant placed on another
-// database has no catalog there: its status is read, locked, in a
-// transaction of its own on the catalog's database that ends before the
-// schema is created, so a deletion requested in that gap (milliseconds)
-// is not held off; its destroy task then drops the new schema. ErrRefused
-// unless the tenant is still provisioning.
-func (s *Service) stillProvisioning(t tenantctx.Tenant) func(ctx context.Context, tx pgx.Tx) error {
-	if t.DatabaseName() == tenantctx.DefaultDatabase || s.pool == nil {
-		return lockStillProvisioning(t.ID)
+// catalogPool returns a pool on the catalog's database ("main").
+func (s *Service) catalogPool(ctx context.Context) (*pgxpool.Pool, error) {
+	if s.pools != nil {
+		return s.pools.SchemaPool(ctx, tenantctx.DefaultDatabase)
 	}
-	return func(ctx context.Context, _ pgx.Tx) error {
-		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-			return lockStillProvisioning(t.ID)(ctx, tx)
-		})
+	if s.pool == nil {
+		return nil, errors.New("tenancy: no schema pool configured")
 	}
+	return s.pool, nil
 }
 
-// lockStillProvisioning reads tenant id's status in tx, a transaction on
-// the catalog's database, and share-locks its row until tx ends.
-func lockStillProvisioning(id string) func(ctx context.Context, tx pgx.Tx) error {
+// stillProvisioning is the schema.Creation.Allow of a provisioning
+// tenant: in the transaction that creates the schema it reads the tenant's
+// status from the catalog itself and share-locks its row until that
+// transaction ends. ErrRefused unless the tenant is still provisioning.
+func stillProvisioning(id string) func(ctx context.Context, tx pgx.Tx) error {
 	return func(ctx context.Context, tx pgx.Tx) error {
 		status, err := storage.LockTenantStatus(ctx, tx, id)
 		switch {
