@@ -247,7 +247,7 @@ func TestPostgresRestartedMidLoad(t *testing.T) {
 	s.seed(tn, invoiceSeed{overdue: nInvoices + nAfter, lines: 30})
 
 	var ids []string
-	for id := 1; id <= nInvoices; id++ {
+	for id := 1; id <= 200; id++ {
 		ids = append(ids, s.mustPost(tn, "pdf", id).TaskID)
 	}
 	eventually(t, 60*time.Second, 20*time.Millisecond, "first PDFs done", func() error {
@@ -260,15 +260,38 @@ func TestPostgresRestartedMidLoad(t *testing.T) {
 		}
 		return nil
 	})
+	// The workers take no new task while the rest is enqueued and
+	// PostgreSQL stops (the queue is paused in Redis), and take them again
+	// once it is down: however fast they render, the outage finds work to
+	// fail.
+	if err := s.inspector.PauseQueue(tasks.QueueDefault); err != nil {
+		t.Fatal(err)
+	}
+	for id := 201; id <= nInvoices; id++ {
+		ids = append(ids, s.mustPost(tn, "pdf", id).TaskID)
+	}
 	s.db.Reset() // the test's own pool must not keep dead connections either
 	pg.Stop(t)
 	stoppedAt := time.Now()
+	if err := s.inspector.UnpauseQueue(tasks.QueueDefault); err != nil {
+		t.Fatal(err)
+	}
 	for _, p := range append([]*proc{s.enqueue}, s.workers...) {
 		if err := p.waitStatus("/readyz", http.StatusServiceUnavailable, 30*time.Second); err != nil {
 			t.Fatalf("%s during the PostgreSQL outage: %v", p.name, err)
 		}
 	}
-	time.Sleep(3 * time.Second)
+	eventually(t, 60*time.Second, 20*time.Millisecond, "renders failing during the outage", func() error {
+		info, err := s.inspector.GetQueueInfo(tasks.QueueDefault)
+		if err != nil {
+			return err
+		}
+		if info.Retry == 0 {
+			return errNotYet
+		}
+		return nil
+	})
+	time.Sleep(time.Second)
 	pg.Start(t)
 	downFor := time.Since(stoppedAt)
 	for _, p := range append([]*proc{s.enqueue}, s.workers...) {

@@ -212,7 +212,9 @@ func checkPDFText(t *testing.T, s *stack, tn placed) {
 // main), and they are retried and complete once the server is back.
 func TestTenantServerStoppedMidLoad(t *testing.T) {
 	t.Parallel()
-	const n = 150
+	// The second tenant has more renders than the workers finish while
+	// its server is being stopped, however fast they render.
+	const n, nSecond = 150, 1000
 	pg := testenv.StartPostgres(t)
 	secondURL := pg.CreateDatabase(t)
 	s := newStack(t, stackOptions{workers: 2, concurrency: 4,
@@ -239,12 +241,12 @@ func TestTenantServerStoppedMidLoad(t *testing.T) {
 	}
 	s.waitStatus([]string{tenants[0].ID, tenants[1].ID}, "active", 120*time.Second)
 	s.seedIn(s.db, tenants[0].tenantRef, invoiceSeed{overdue: n, lines: 20})
-	s.seedIn(second, tenants[1].tenantRef, invoiceSeed{overdue: n, lines: 20})
+	s.seedIn(second, tenants[1].tenantRef, invoiceSeed{overdue: nSecond, lines: 20})
 	second.Close()
 
 	// The second tenant's renders first, so that the fault hits them.
 	var onSecond, onMain []string
-	for id := 1; id <= n; id++ {
+	for id := 1; id <= 200; id++ {
 		onSecond = append(onSecond, s.mustPost(tenants[1].tenantRef, "pdf", id).TaskID)
 	}
 	eventually(t, 60*time.Second, 20*time.Millisecond, "first renders on second done", func() error {
@@ -257,7 +259,29 @@ func TestTenantServerStoppedMidLoad(t *testing.T) {
 		}
 		return nil
 	})
+	// No new task starts while the rest is enqueued and the second server
+	// stops (the queue is paused in Redis); once it is down, the second
+	// tenant's renders fail, however fast the workers render.
+	if err := s.inspector.PauseQueue(tasks.QueueDefault); err != nil {
+		t.Fatal(err)
+	}
+	for id := 201; id <= nSecond; id++ {
+		onSecond = append(onSecond, s.mustPost(tenants[1].tenantRef, "pdf", id).TaskID)
+	}
 	pg.Stop(t)
+	if err := s.inspector.UnpauseQueue(tasks.QueueDefault); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 60*time.Second, 20*time.Millisecond, "renders on second failing", func() error {
+		info, err := s.inspector.GetQueueInfo(tasks.QueueDefault)
+		if err != nil {
+			return err
+		}
+		if info.Retry == 0 {
+			return errNotYet
+		}
+		return nil
+	})
 	for id := 1; id <= n; id++ {
 		onMain = append(onMain, s.mustPost(tenants[0].tenantRef, "pdf", id).TaskID)
 	}
@@ -289,11 +313,11 @@ func TestTenantServerStoppedMidLoad(t *testing.T) {
 	}
 	t.Cleanup(second.Close)
 	var rows int
-	if err := second.QueryRow(ctx, `SELECT count(DISTINCT invoice_id) FROM `+pgx.Identifier{tenants[1].Schema, "invoice_documents"}.Sanitize()).Scan(&rows); err != nil || rows != n {
-		t.Errorf("%s has documents for %d invoices on second (%v), want %d", tenants[1].Slug, rows, err, n)
+	if err := second.QueryRow(ctx, `SELECT count(DISTINCT invoice_id) FROM `+pgx.Identifier{tenants[1].Schema, "invoice_documents"}.Sanitize()).Scan(&rows); err != nil || rows != nSecond {
+		t.Errorf("%s has documents for %d invoices on second (%v), want %d", tenants[1].Slug, rows, err, nSecond)
 	}
 	checkPDFText(t, s, tenants[1])
-	t.Logf("second server down: %d of %d renders of its tenant retried, all completed; %d renders of the tenant on main completed meanwhile, none retried", retried, n, n)
+	t.Logf("second server down: %d of %d renders of its tenant retried, all completed; %d renders of the tenant on main completed meanwhile, none retried", retried, nSecond, n)
 }
 
 // TestMoveUnderLoad moves a tenant from main to second while hundreds of
