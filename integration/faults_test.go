@@ -33,11 +33,14 @@ func TestWorkerKilledMidTask(t *testing.T) {
 	}
 
 	var ids []string
-	for id := 1; id <= nInvoices; id++ {
-		for _, tn := range tenants {
-			ids = append(ids, s.mustPost(tn, "pdf", id).TaskID)
+	renew := func() {
+		for id := 1; id <= nInvoices; id++ {
+			for _, tn := range tenants {
+				ids = append(ids, s.mustPost(tn, "pdf", id).TaskID)
+			}
 		}
 	}
+	renew()
 	// Kill worker-0 once the load is well under way.
 	eventually(t, 60*time.Second, 20*time.Millisecond, "first PDFs done", func() error {
 		info, err := s.inspector.GetQueueInfo(tasks.QueueDefault)
@@ -60,12 +63,18 @@ func TestWorkerKilledMidTask(t *testing.T) {
 		// Kill the victim while it is working: its count of finished tasks
 		// is still rising.
 		before := finished()
-		eventually(t, 60*time.Second, 5*time.Millisecond, victim.name+" working", func() error {
-			if finished() <= before {
-				return errNotYet
+		renewed := time.Now()
+		for deadline := time.Now().Add(60 * time.Second); finished() <= before; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s finished no task in 60s", victim.name)
 			}
-			return nil
-		})
+			if time.Since(renewed) > 3*time.Second {
+				// The load ran out before the victim was caught working:
+				// renew it (a finished render is replaced by a new one).
+				renew()
+				renewed = time.Now()
+			}
+		}
 		killedAt = time.Now()
 		victim.kill()
 		active, err := s.inspector.ListActiveTasks(tasks.QueueDefault)
@@ -90,13 +99,9 @@ func TestWorkerKilledMidTask(t *testing.T) {
 		if attempt == killAttempts {
 			t.Fatalf("no task was orphaned by %d kills (active at the last: %d): the kills hit no running task", killAttempts, len(active))
 		}
-		// The kill found the victim between tasks: renew the load (a
-		// finished render is replaced by a new one) and try again.
-		for id := 1; id <= nInvoices; id++ {
-			for _, tn := range tenants {
-				ids = append(ids, s.mustPost(tn, "pdf", id).TaskID)
-			}
-		}
+		// The kill found the victim between tasks: renew the load and try
+		// again.
+		renew()
 	}
 
 	s.waitCompleted(tasks.QueueDefault, ids, 240*time.Second)
