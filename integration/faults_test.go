@@ -365,23 +365,38 @@ func TestShutdownUnderLoad(t *testing.T) {
 		}
 	}
 	enqueueAll(1, nInvoices/2)
+	// renew replaces finished renders by new ones, when the load ran out
+	// before a SIGTERM caught the worker working.
+	renew := func() {
+		for id := 1; id <= nInvoices/2; id++ {
+			for _, tn := range tenants {
+				pdfIDs = append(pdfIDs, s.mustPost(tn, "pdf", id).TaskID)
+			}
+		}
+	}
 
 	// sigterm waits until tasks are running, sends SIGTERM to w and checks
 	// it exits 0 within its shutdown timeout; it returns how many running
 	// tasks w has pushed back to the queue so far (its log spans restarts).
 	sigterm := func(w *proc, timeout time.Duration) int {
-		eventually(t, 60*time.Second, 10*time.Millisecond, "tasks running on "+w.name, func() error {
+		running := func() bool {
 			for _, q := range []string{tasks.QueueLow, tasks.QueueDefault} {
-				active, err := s.inspector.ListActiveTasks(q)
-				if err != nil {
-					return err
-				}
-				if len(active) > 0 {
-					return nil
+				if active, err := s.inspector.ListActiveTasks(q); err == nil && len(active) > 0 {
+					return true
 				}
 			}
-			return errNotYet
-		})
+			return false
+		}
+		renewed := time.Now()
+		for deadline := time.Now().Add(60 * time.Second); !running(); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no task running on %s within 60s", w.name)
+			}
+			if time.Since(renewed) > 3*time.Second {
+				renew()
+				renewed = time.Now()
+			}
+		}
 		exitErr, took, exited := w.signal(syscall.SIGTERM, timeout+15*time.Second)
 		if !exited {
 			t.Fatalf("%s still running %s after SIGTERM (shutdown timeout %s)", w.name, took, timeout)
@@ -398,7 +413,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 	// tasks seen before the SIGTERM may be on the other worker, so a SIGTERM
 	// that found worker-0 between tasks is repeated (a few times at most).
 	w0 := s.workers[0]
-	const sigtermAttempts = 5
+	const sigtermAttempts = 10
 	for attempt := 1; ; attempt++ {
 		pushedBack := sigterm(w0, time.Millisecond)
 		w0.start()
@@ -410,13 +425,9 @@ func TestShutdownUnderLoad(t *testing.T) {
 			t.Errorf("%s with a 1 ms shutdown timeout pushed no running task back to the queue in %d SIGTERMs", w0.name, sigtermAttempts)
 			break
 		}
-		// The SIGTERM found worker-0 between tasks: renew the load (a
-		// finished render is replaced by a new one) and try again.
-		for id := 1; id <= nInvoices/2; id++ {
-			for _, tn := range tenants {
-				pdfIDs = append(pdfIDs, s.mustPost(tn, "pdf", id).TaskID)
-			}
-		}
+		// The SIGTERM found worker-0 between tasks: renew the load and
+		// try again.
+		renew()
 	}
 	enqueueAll(nInvoices/2+1, nInvoices)
 
