@@ -29,7 +29,7 @@ func TestWorkerKilledMidTask(t *testing.T) {
 	s := newStack(t, stackOptions{workers: 2, concurrency: 4})
 	tenants := s.provision(tenantSlugs("kill", 2), tenantName)
 	for _, tn := range tenants {
-		s.seed(tn, invoiceSeed{overdue: nInvoices, lines: 40})
+		s.seed(tn, invoiceSeed{overdue: nInvoices, lines: 200})
 	}
 
 	var ids []string
@@ -58,7 +58,7 @@ func TestWorkerKilledMidTask(t *testing.T) {
 		orphans  []string
 		killedAt time.Time
 	)
-	const killAttempts = 3
+	const killAttempts = 10
 	for attempt := 1; ; attempt++ {
 		// Kill the victim while it is working: its count of finished tasks
 		// is still rising.
