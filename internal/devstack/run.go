@@ -94,6 +94,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		DocumentsDir:      docsDir,
 		DBMaxConns:        workerConcurrency + poolHeadroom,
 		DashboardWritable: true, // dev: retry and delete tasks from the dashboard
+		FairDispatch:      true, // as the binaries' default (FAIR_DISPATCH)
 		Dev:               true, // an ADMIN_TOKEN of any length
 	}.Resolve()
 	if err != nil {
