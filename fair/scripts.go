@@ -237,8 +237,8 @@ local function admit()
     local h = redis.call('HMGET', tkey(t), 'w', 'mr')
     local w = num(h[1], 1)
     if w < 1 then w = 1 end
-    i = { w = w, mr = num(h[2], 0), run = redis.call('SCARD', P .. 'run:' .. t),
-          left = redis.call('LLEN', P .. 'b:' .. t), held = held(t), est = {}, taken = {} }
+    i = { w = w, mr = num(h[2], 0), run = 0, left = redis.call('LLEN', P .. 'b:' .. t), held = held(t), est = {}, taken = {} }
+    if i.mr > 0 then i.run = redis.call('SCARD', P .. 'run:' .. t) end
     info[t] = i
     return i
   end
@@ -432,9 +432,10 @@ for i = 0, n - 1 do
   end
   local s = tenants[t]
   if s == nil then
-    -- A tenant without state was never admitted here or has been
-    -- forgotten (erased): only the type's cost learns from it.
-    s = redis.call('EXISTS', tkey(t)) == 1 and { delta = 0, costs = {} }
+    -- A tenant without state (no weight) was never admitted here or has
+    -- been forgotten (erased): only the type's cost learns from it.
+    local h = redis.call('HMGET', tkey(t), 'w', 'vt')
+    s = h[1] and { w = math.max(num(h[1], 1), 1), vt = num(h[2], 0), delta = 0, costs = {} } or false
     tenants[t] = s
   end
   if s then
@@ -453,15 +454,22 @@ end
 for t, ids in pairs(runs) do many('SREM', P .. 'run:' .. t, ids) end
 for t, s in pairs(tenants) do
   if s then
-    charge(t, s.delta / weight(t))
+    -- Charge the difference to the estimate. A tenant in the ready set
+    -- stays there (finished tasks only free its slots); one outside it may
+    -- have become eligible by the slots freed here.
+    local d = s.delta / s.w
+    local r = redis.call('ZSCORE', P .. 'ready', t)
+    if r then
+      if d ~= 0 then redis.call('ZADD', P .. 'ready', fmt(tonumber(r) + d), t) end
+    else
+      if d ~= 0 then redis.call('HSET', tkey(t), 'vt', fmt(s.vt + d)) end
+      reconsider(t)
+    end
     for typ, costs in pairs(s.costs) do ewmaAll(tkey(t), 'c:' .. typ, costs) end
   end
 end
 for typ, costs in pairs(byType) do ewmaAll(P .. 'cost', typ, costs) end
 if #all > 0 then ewmaAll(P .. 'cost', '*', all) end
-for t, s in pairs(tenants) do
-  if s then reconsider(t) end
-end
 return admit()
 `)
 
