@@ -98,6 +98,19 @@ func TestRunInProcessStopsCleanly(t *testing.T) {
 		t.Fatalf("acme route with globex key = %d, want 403", resp.StatusCode)
 	}
 
+	// Fair dispatch is on, as in the binaries by default: a tenant's queue
+	// is there to see (with it off the route answers 409).
+	req, _ = http.NewRequest(http.MethodGet, "http://"+info.HTTPAddr+"/admin/tenants/"+info.Tenants["acme"].ID+"/queue", nil)
+	req.Header.Set("Authorization", "Bearer "+info.AdminToken)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET tenant queue = %d, want 200 (fair dispatch on)", resp.StatusCode)
+	}
+
 	begin := time.Now()
 	if err := stop(); err != nil {
 		t.Fatalf("Run after cancel: %v", err)
