@@ -2,7 +2,6 @@ package tenancy_test
 
 import (
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -12,7 +11,6 @@ import (
 	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/internal/tenancy"
 	"github.com/invoicing/tenantworker/internal/testenv"
-	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tasks"
 	"github.com/invoicing/tenantworker/tenantctx"
@@ -28,29 +26,24 @@ type fairBundle struct {
 
 func setupFair(t *testing.T) *fairBundle {
 	t.Helper()
-	ctx := t.Context()
-	pool, err := schema.NewPool(ctx, testenv.Postgres(t), schema.PoolOptions{MaxConns: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if err := storage.MigrateCatalog(ctx, pool, nil); err != nil {
-		t.Fatal(err)
-	}
-	catalog := storage.NewPostgres(pool)
-	docs, err := storage.NewFS(filepath.Join(t.TempDir(), "documents"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool, catalog, docs := catalogOn(t)
+	d, enq, inspector := fairOn(t, catalog)
+	svc := tenancy.New(tenancy.Config{Catalog: catalog, Enqueuer: enq, Documents: docs, SchemaPool: pool,
+		Dispatcher: d, Plans: fair.DefaultPlans()})
+	return &fairBundle{bundle: &bundle{ctx: t.Context(), catalog: catalog, docs: docs, inspector: inspector, pool: pool, svc: svc}, d: d, enq: enq}
+}
+
+// fairOn returns a dispatcher, an enqueuer admitting the tenants of
+// catalog through it, and an inspector, on a fresh Redis.
+func fairOn(t *testing.T, catalog *storage.Postgres) (*fair.Dispatcher, *tasks.Enqueuer, *asynq.Inspector) {
+	t.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: testenv.Redis(t)})
 	t.Cleanup(func() { _ = rdb.Close() })
 	inspector := asynq.NewInspectorFromRedisClient(rdb)
 	d := fair.New(rdb, fair.Config{MinPending: 1})
 	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), inspector, nil,
 		tasks.WithAdmission(tasks.Admission{Dispatcher: d, Tenants: catalog}))
-	svc := tenancy.New(tenancy.Config{Catalog: catalog, Enqueuer: enq, Documents: docs, SchemaPool: pool,
-		Dispatcher: d, Plans: fair.DefaultPlans()})
-	return &fairBundle{bundle: &bundle{ctx: ctx, catalog: catalog, docs: docs, inspector: inspector, pool: pool, svc: svc}, d: d, enq: enq}
+	return d, enq, inspector
 }
 
 func (b *fairBundle) pdfs(t *testing.T, tn tenantctx.Tenant, n int) {
