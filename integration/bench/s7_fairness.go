@@ -127,15 +127,9 @@ func (b *bench) fairQuietLatency(ctx context.Context, s *Scenario, c *coreDB) er
 		if err != nil {
 			return err
 		}
-		client := asynq.NewClientFromRedisClient(b.env.rdb)
 		inspector := asynq.NewInspectorFromRedisClient(b.env.rdb)
-		var opts []tasks.Option
-		if mode == "fair" {
-			cache := storage.NewCache(c.pg, b.env.rdb, storage.CacheOptions{})
-			defer cache.Close()
-			opts = append(opts, tasks.WithAdmission(tasks.Admission{Dispatcher: fair.New(b.env.rdb, fair.Config{}), Tenants: cache}))
-		}
-		enq := tasks.NewEnqueuer(client, inspector, quietLogger(), opts...)
+		enq, closeEnq := b.modeEnqueuer(c, mode == "fair")
+		defer closeEnq()
 		progress("fairness: %s: noisy backlog of %d renders", mode, n)
 		if err := enqueueBulk(ctx, enq, noisy.ID, ids); err != nil {
 			w.stop()
@@ -223,6 +217,18 @@ func enqueueBulk(ctx context.Context, enq *tasks.Enqueuer, tenantID string, ids 
 	return g.Wait()
 }
 
+// modeEnqueuer returns the plain Enqueuer, or with fairMode an Enqueuer with
+// fair admission (default configuration) that resolves tenants through a
+// cache over c's catalog, and what closes it.
+func (b *bench) modeEnqueuer(c *coreDB, fairMode bool) (*tasks.Enqueuer, func()) {
+	if !fairMode {
+		return b.newEnqueuer()
+	}
+	cache := storage.NewCache(c.pg, b.env.rdb, storage.CacheOptions{})
+	enq, _ := b.fairEnqueuer(cache, fair.Config{})
+	return enq, func() { _ = cache.Close() }
+}
+
 // fairPDFThroughput is part 2 on PDFs: bursts through cmd/worker, fair
 // and plain alternating.
 func (b *bench) fairPDFThroughput(ctx context.Context, s *Scenario, c *coreDB) error {
@@ -249,15 +255,8 @@ func (b *bench) fairPDFThroughput(ctx context.Context, s *Scenario, c *coreDB) e
 			if err != nil {
 				return err
 			}
-			client := asynq.NewClientFromRedisClient(b.env.rdb)
-			inspector := asynq.NewInspectorFromRedisClient(b.env.rdb)
-			var opts []tasks.Option
-			if mode == "fair" {
-				cache := storage.NewCache(c.pg, b.env.rdb, storage.CacheOptions{})
-				defer cache.Close()
-				opts = append(opts, tasks.WithAdmission(tasks.Admission{Dispatcher: fair.New(b.env.rdb, fair.Config{}), Tenants: cache}))
-			}
-			enq := tasks.NewEnqueuer(client, inspector, quietLogger(), opts...)
+			enq, closeEnq := b.modeEnqueuer(c, mode == "fair")
+			defer closeEnq()
 			mark := w.tracker.mark()
 			start := time.Now()
 			g, gctx := errgroup.WithContext(ctx)
