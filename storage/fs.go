@@ -79,6 +79,17 @@ func docPath(tenantID, key string) (string, error) {
 
 // Put writes r to a temporary file next to the document while hashing it,
 // fsyncs it, renames it over the key and fsyncs the directory.
+//
+// Durability: when Put returns without error the document is on stable
+// storage under its key. The file's data is fsynced before the rename
+// (a crash never leaves a short or empty file under the key), the
+// directory after it (the new entry survives a crash). The caller records
+// the document (invoice_documents) only after Put returned, so a recorded
+// document is always durable. A directory Put had to create (a tenant's
+// first document) is made durable as well: each directory it created, and
+// the one that holds it, is fsynced before the document is written into
+// it. A directory that already exists costs nothing extra: the temporary
+// file is created first and the directories only when that fails.
 func (s *FS) Put(ctx context.Context, tenantID, key string, r io.Reader) (DocumentInfo, error) {
 	if err := ctx.Err(); err != nil {
 		return DocumentInfo{}, fmt.Errorf("put document %q: %w", key, err)
@@ -101,41 +112,76 @@ func (s *FS) put(ctx context.Context, rel, key string, r io.Reader) (info Docume
 	}
 	defer root.Close()
 	dir := filepath.Dir(rel)
-	if err := root.MkdirAll(dir, fsDirPerm); err != nil {
-		return DocumentInfo{}, err
-	}
-	tmp := filepath.Join(dir, tempMarker+filepath.Base(rel)+"."+rand.Text())
-	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fsFilePerm)
-	if err != nil {
-		return DocumentInfo{}, err
-	}
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = root.Remove(tmp)
+	d, err := root.Open(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := makeDirs(root, dir); err != nil {
+			return DocumentInfo{}, err
 		}
-	}()
-	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(f, h), ctxReader{ctx, r})
+		d, err = root.Open(dir)
+	}
 	if err != nil {
-		return DocumentInfo{}, fmt.Errorf("write: %w", err)
-	}
-	if err := f.Sync(); err != nil {
 		return DocumentInfo{}, err
 	}
-	if err := f.Close(); err != nil {
-		return DocumentInfo{}, err
-	}
-	if err := ctx.Err(); err != nil {
-		return DocumentInfo{}, err // cancelled: keep the previous version
-	}
-	if err := root.Rename(tmp, rel); err != nil {
-		return DocumentInfo{}, err
-	}
-	if err := syncDir(root, dir); err != nil {
+	defer d.Close()
+	h := sha256.New()
+	n, err := writeAtomic(ctx, root, dir, d, filepath.Base(rel), h, r)
+	if err != nil {
 		return DocumentInfo{}, err
 	}
 	return DocumentInfo{Key: key, SHA256: hexSum(h), Bytes: n}, nil
+}
+
+// tempName is the name of a new temporary file for the document name.
+func tempName(name string) string { return tempMarker + name + "." + rand.Text() }
+
+// copyHashed writes what r holds to w and h. A reader that holds its
+// bytes (a *bytes.Buffer, a *bytes.Reader: io.WriterTo) is written with
+// one write; any other is copied in chunks, checking ctx between them.
+func copyHashed(ctx context.Context, w io.Writer, h hash.Hash, r io.Reader) (int64, error) {
+	if wt, ok := r.(io.WriterTo); ok {
+		return wt.WriteTo(hashingWriter{w: w, h: h})
+	}
+	return io.Copy(io.MultiWriter(w, h), ctxReader{ctx, r})
+}
+
+// hashingWriter writes to a file and a hash, in that order: a short write
+// to the file is not hashed.
+type hashingWriter struct {
+	w io.Writer
+	h hash.Hash
+}
+
+func (w hashingWriter) Write(p []byte) (int, error) {
+	n, err := w.w.Write(p)
+	w.h.Write(p[:n]) // a hash.Hash never fails
+	return n, err
+}
+
+// makeDirs creates dir and its missing parents under root, and makes
+// each new entry durable: every directory it created, and the directory
+// that holds each one, is fsynced.
+func makeDirs(root *os.Root, dir string) error {
+	var created []string
+	for d := dir; d != "." && d != string(filepath.Separator); d = filepath.Dir(d) {
+		if _, err := root.Stat(d); err == nil {
+			break
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		created = append(created, d)
+	}
+	if err := root.MkdirAll(dir, fsDirPerm); err != nil {
+		return err
+	}
+	for _, d := range created {
+		if err := syncDir(root, d); err != nil {
+			return err
+		}
+		if err := syncDir(root, filepath.Dir(d)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // syncDir fsyncs a directory, making a rename in it durable.

@@ -81,6 +81,7 @@ func (b *bench) pdf(ctx context.Context, s *Scenario) error {
 		burstLat    []time.Duration
 		enqueueTime time.Duration
 		wait        time.Duration // first enqueue to first handler start
+		burstCPU    burstCPU      // CPU per task of the burst, by process
 	}
 	runs := make([]*kindRun, len(pdfKinds))
 	for i, k := range pdfKinds {
@@ -123,6 +124,10 @@ func (b *bench) pdf(ctx context.Context, s *Scenario) error {
 		return err
 	}
 	defer w.stop()
+	probe, err := b.newCPUProbe(ctx, c)
+	if err != nil {
+		return fmt.Errorf("cpu probe: %w", err)
+	}
 	_, idleRSS, _ := w.memory()
 	enq, done := b.newEnqueuer()
 	defer done()
@@ -185,11 +190,16 @@ func (b *bench) pdf(ctx context.Context, s *Scenario) error {
 	}
 	// burst enqueues the payloads next gives (from 16 goroutines) and
 	// returns the throughput from the first handler start to the last
-	// finish, the latencies, the enqueue time and the wait before the
-	// first handler started.
-	burst := func(what string, n int, next func(ctx context.Context) error) (float64, []time.Duration, time.Duration, time.Duration, error) {
+	// finish, the latencies, the enqueue time, the wait before the
+	// first handler started and the CPU each process spent per task from
+	// the first enqueue to the last completion.
+	burst := func(what string, n int, next func(ctx context.Context) error) (float64, []time.Duration, time.Duration, time.Duration, burstCPU, error) {
 		progress("pdf: %s burst of %d", what, n)
 		mark := w.tracker.mark()
+		cpu0, err := sampleBurstCPU(probe, w)
+		if err != nil {
+			return 0, nil, 0, 0, burstCPU{}, err
+		}
 		start := time.Now()
 		g, gctx := errgroup.WithContext(ctx)
 		var claimed atomic.Int64
@@ -204,12 +214,16 @@ func (b *bench) pdf(ctx context.Context, s *Scenario) error {
 			})
 		}
 		if err := g.Wait(); err != nil {
-			return 0, nil, 0, 0, fmt.Errorf("%s burst enqueue: %w", what, err)
+			return 0, nil, 0, 0, burstCPU{}, fmt.Errorf("%s burst enqueue: %w", what, err)
 		}
 		enqueueTime := time.Since(start)
 		events, err := waitDone(mark, n, "pdf "+what+" burst")
 		if err != nil {
-			return 0, nil, 0, 0, err
+			return 0, nil, 0, 0, burstCPU{}, err
+		}
+		cpu1, err := sampleBurstCPU(probe, w)
+		if err != nil {
+			return 0, nil, 0, 0, burstCPU{}, err
 		}
 		last, firstStart := events[0].At, events[0].At.Add(-events[0].Duration)
 		for _, e := range events {
@@ -222,7 +236,7 @@ func (b *bench) pdf(ctx context.Context, s *Scenario) error {
 		}
 		// From the first handler start: an idle worker first sleeps out
 		// its TaskCheckInterval, which is latency, not throughput.
-		return float64(len(events)) / last.Sub(firstStart).Seconds(), latencies(events), enqueueTime, firstStart.Sub(start), nil
+		return float64(len(events)) / last.Sub(firstStart).Seconds(), latencies(events), enqueueTime, firstStart.Sub(start), cpu1.since(cpu0, len(events)), nil
 	}
 
 	// Warm-up: one invoice of each kind per tenant (fills the worker's
@@ -242,7 +256,7 @@ func (b *bench) pdf(ctx context.Context, s *Scenario) error {
 	var repeat []tasks.InvoicePDF // the first burst's invoices, rendered once more
 	var repeatMu sync.Mutex
 	for i, r := range runs {
-		r.throughput, r.burstLat, r.enqueueTime, r.wait, err = burst(r.text.kind, b.sz.PDFBurst, func(ctx context.Context) error {
+		r.throughput, r.burstLat, r.enqueueTime, r.wait, r.burstCPU, err = burst(r.text.kind, b.sz.PDFBurst, func(ctx context.Context) error {
 			p, err := submit(ctx, r)
 			if err == nil && i == 0 {
 				repeatMu.Lock()
@@ -256,7 +270,7 @@ func (b *bench) pdf(ctx context.Context, s *Scenario) error {
 		}
 	}
 	var repeated atomic.Int64
-	unchangedRate, _, _, _, err := burst("unchanged", len(repeat), func(ctx context.Context) error {
+	unchangedRate, _, _, _, unchangedCPU, err := burst("unchanged", len(repeat), func(ctx context.Context) error {
 		return submitPayload(ctx, repeat[repeated.Add(1)-1])
 	})
 	if err != nil {
@@ -329,6 +343,11 @@ func (b *bench) pdf(ctx context.Context, s *Scenario) error {
 	s.add("throughput (burst), single-byte again, unchanged (no render)", unchangedRate, "tasks/s").
 		against("the same invoices' first render (burst above)", first.throughput, "tasks/s", nil)
 	for _, r := range runs {
+		s.add(fmt.Sprintf("diagnostic: CPU per task in the %s burst, worker + redis + postgres", r.text.kind), r.burstCPU.total(), "µs")
+		s.note("%s burst CPU per task: %s", r.text.kind, r.burstCPU)
+	}
+	s.note("unchanged burst CPU per task: %s", unchangedCPU)
+	for _, r := range runs {
 		s.add(fmt.Sprintf("pdf.Render CPU per %d-line invoice, %s", pdfLines, r.text.kind), r.cpu*1e3, "ms").
 			target("<=", 0.4, false, "<= 0.4 ms")
 		s.add(fmt.Sprintf("allocated per render, %s", r.text.kind), r.allocBytes/1024, "KiB").
@@ -355,7 +374,7 @@ func (b *bench) pdf(ctx context.Context, s *Scenario) error {
 	s.note("worker's tenantworker_pdf_renders_total by font path: %v; tenantworker_pdf_unchanged_total: %v (warm-up, bursts and paced phase)", renders, unchanged[""])
 	s.note("latency minus handler time is queue wait: with the queue empty, asynq's processor sleeps TaskCheckInterval (tasks.DefaultTaskCheckInterval = 1 s) before it looks again, so at low load a task waits up to 1 s (about 0.5 s on average) before it starts")
 	s.note("RSS is the cmd/worker child process's, from /proc/<pid>/status; allocation per render from runtime.MemStats around renders in the bench process")
-	s.Bound = "CPU and the machine's share of it. Per task: the render (single-byte paths about 0.4-0.6 ms of CPU, utf8 more), asynq's Redis round trips (dequeue, result write, done), the worker's two PostgreSQL round trips (lock + load; record + commit + check) and the backend's work for them, and the atomic file write with two fsyncs. Profiles of the worker on a loaded machine put its own CPU at 1.6-2.6 ms per task (render 0.7-0.8 ms, store syscalls 0.2 ms on tmpfs and 1 ms on disk, Redis 0.2 ms); the fsyncs also wait on the disk. The in-process render rate on all CPUs is the ceiling; see README's PDF section"
+	s.Bound = "CPU and the machine's share of it. Per task: the render (single-byte paths about 0.4-0.6 ms of CPU, utf8 more), asynq's Redis round trips (dequeue, result write, done), the worker's two PostgreSQL round trips (lock + load; record + commit + check) and the backend's work for them (planning, and its caches of each tenant's tables, built once per connection and tenant), and the atomic file write with two fsyncs. The burst CPU notes give each process's share per task (2026-12-02: worker 2.7-3.2 ms, redis 0.4-0.5 ms, PostgreSQL 3.1-4.4 ms for a first render on disk); the fsyncs also wait on the disk. The in-process render rate on all CPUs is the ceiling; see README's PDF section"
 	return nil
 }
 
@@ -485,4 +504,55 @@ func renderBaseline(ctx context.Context, text seedText, d time.Duration) (float6
 		return 0, "", fmt.Errorf("render baseline: %w", err)
 	}
 	return float64(n.Load()) / time.Since(start).Seconds(), res.FontPath, nil
+}
+
+// burstSample is one reading of the CPU the processes of a burst spent.
+type burstSample struct {
+	servers cpuSample
+	worker  time.Duration
+}
+
+// sampleBurstCPU reads the bench's, the servers' and the worker's CPU.
+func sampleBurstCPU(probe *cpuProbe, w *proc) (burstSample, error) {
+	s, err := probe.sample()
+	if err != nil {
+		return burstSample{}, err
+	}
+	st, err := readProcStat(w.proc.Pid())
+	if err != nil {
+		return burstSample{}, fmt.Errorf("worker cpu: %w", err)
+	}
+	return burstSample{servers: s, worker: st.cpu}, nil
+}
+
+// burstCPU is the CPU each process spent per task of a burst, in
+// microseconds (the servers' only when they are local).
+type burstCPU struct {
+	worker, redis, postgres, bench float64
+	busy                           float64 // share of the machine's CPUs
+}
+
+// since returns the CPU per task spent from an earlier sample to s over
+// tasks tasks.
+func (s burstSample) since(from burstSample, tasks int) burstCPU {
+	u := s.servers.since(from.servers)
+	worker := s.worker - from.worker
+	c := burstCPU{
+		worker: perTask(worker, tasks), redis: perTask(u.redis, tasks),
+		postgres: perTask(u.postgres, tasks), bench: perTask(u.self, tasks),
+	}
+	if u.wall > 0 {
+		c.busy = float64(u.total()+worker) / (float64(u.wall) * float64(runtime.NumCPU()))
+	}
+	return c
+}
+
+// total is the CPU per task of the worker and the servers (the bench's
+// enqueuing and log reading left out).
+func (c burstCPU) total() float64 { return c.worker + c.redis + c.postgres }
+
+// String is the breakdown, for a note.
+func (c burstCPU) String() string {
+	return fmt.Sprintf("worker %.0f µs, redis-server %.0f µs, postgres %.0f µs (sum %.0f µs); bench process (enqueue, log reading) %.0f µs; %.0f%% of %d CPUs busy",
+		c.worker, c.redis, c.postgres, c.total(), c.bench, 100*c.busy, runtime.NumCPU())
 }
