@@ -120,7 +120,7 @@ func TestLayoutShards(t *testing.T) {
 func TestShardOfStable(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
-		id        string
+		id          string
 		n2, n3, n16 int
 	}{
 		{"tn_acme", 0, 0, 4}, {"tn_globex", 0, 0, 11}, {"tn_initech", 1, 2, 11}, {"tn_umbrella", 1, 1, 13}, {"tn_0001", 1, 1, 13},
