@@ -58,6 +58,14 @@ local function num(v, def)
 end
 local function tkey(t) return P .. 't:' .. t end
 
+-- many runs cmd on key with the arguments in list, 1,000 at a time (Lua
+-- unpacks a bounded number of values; 1,000 keeps field-value pairs whole).
+local function many(cmd, key, list)
+  for i = 1, #list, 1000 do
+    redis.call(cmd, key, unpack(list, i, math.min(i + 999, #list)))
+  end
+end
+
 -- fields splits s at the first k separators: k fields and the rest.
 local function fields(s, k)
   local out, pos = {}, 1
@@ -129,21 +137,15 @@ local function estimate(t, typ)
   return e
 end
 
-local function ewma(key, field, cost)
-  local old = tonumber(redis.call('HGET', key, field) or '')
-  local new = cost
-  if old then new = old * 0.8 + cost * 0.2 end
-  redis.call('HSET', key, field, fmt(new))
+-- ewmaAll folds costs into the moving average at key's field in order,
+-- with one read and one write.
+local function ewmaAll(key, field, costs)
+  local v = tonumber(redis.call('HGET', key, field) or '')
+  for _, c in ipairs(costs) do
+    if v then v = v * 0.8 + c * 0.2 else v = c end
+  end
+  redis.call('HSET', key, field, fmt(v))
 end
-local function learnType(typ, cost)
-  ewma(P .. 'cost', typ, cost)
-  ewma(P .. 'cost', '*', cost)
-end
-local function learn(t, typ, cost)
-  ewma(tkey(t), 'c:' .. typ, cost)
-  learnType(typ, cost)
-end
-
 local function countWaiting(t, typ, d)
   redis.call('HINCRBY', tkey(t), 'n:' .. typ, d)
   if tonumber(redis.call('ZINCRBY', P .. 'depth', d, t)) <= 0 then
@@ -210,24 +212,85 @@ end
 -- lowest virtual time and advancing that tenant by the task's estimated
 -- cost over its weight. It returns {id, waited ms, ...} of what it
 -- admitted.
+--
+-- The choice runs over a window of the ready set held in Lua: the room+1
+-- lowest tenants are read once, each admission moves its tenant's virtual
+-- time in the window, and the window is written back (and read again)
+-- only when its lowest tenant is no longer below the first tenant outside
+-- it. A tenant's weight, cap, backlog length and admitted count are read
+-- once per call, and the writes that do not depend on order (the task ids
+-- in the dispatcher's hashes and sets, the waiting counters) are made once
+-- per call. So an admission costs four Redis calls (pop the id, read its
+-- message, check and write asynq's task hash) and one push at the end,
+-- whatever the number of tenants.
 local function admit()
   reap(16)
   local room = target() - redis.call('LLEN', A .. 'pending')
   if room > MAX_ADMIT then room = MAX_ADMIT end
   local out = {}
+  if room <= 0 then return out end
+
+  local info = {}   -- tenant -> {w, mr, run, left}
+  local function about(t)
+    local i = info[t]
+    if i then return i end
+    local h = redis.call('HMGET', tkey(t), 'w', 'mr')
+    local w = num(h[1], 1)
+    if w < 1 then w = 1 end
+    i = { w = w, mr = num(h[2], 0), run = 0, left = redis.call('LLEN', P .. 'b:' .. t), held = held(t), est = {}, taken = {} }
+    if i.mr > 0 then i.run = redis.call('SCARD', P .. 'run:' .. t) end
+    info[t] = i
+    return i
+  end
+  local function ok(i) return i.left > 0 and not i.held and (i.mr == 0 or i.run < i.mr) end
+
+  local win, edge = {}, nil  -- window {t, vt, out}; edge: score of the first tenant outside it
+  local function load()
+    win, edge = {}, nil
+    local r = redis.call('ZRANGE', P .. 'ready', 0, room, 'WITHSCORES')
+    local n = #r / 2
+    if n > room then edge = tonumber(r[2 * n]); n = room end
+    for k = 1, n do win[k] = { t = r[2 * k - 1], vt = tonumber(r[2 * k]) } end
+  end
+  local function store()
+    for _, e in ipairs(win) do
+      if e.out then
+        redis.call('ZREM', P .. 'ready', e.t)
+        redis.call('HSET', tkey(e.t), 'vt', fmt(e.vt))
+      elseif e.moved then
+        redis.call('ZADD', P .. 'ready', fmt(e.vt), e.t)
+      end
+    end
+  end
+
+  local pushed, adm, dl, waited = {}, {}, {}, {}
   local last = nil
+  load()
   while room > 0 do
-    local top = redis.call('ZRANGE', P .. 'ready', 0, 0, 'WITHSCORES')
-    if #top == 0 then break end
-    local t, vt = top[1], tonumber(top[2])
-    local id = redis.call('LPOP', P .. 'b:' .. t)
+    local best = nil
+    for _, e in ipairs(win) do
+      if not e.out and (best == nil or e.vt < best.vt) then best = e end
+    end
+    if best == nil and edge == nil then break end
+    if best == nil or (edge ~= nil and best.vt > edge) then
+      -- Tenants outside the window may come first now: start over from Redis.
+      store()
+      load()
+      best = win[1]
+      if best == nil then break end
+    end
+    local t = best.t
+    local i = about(t)
+    local id = nil
+    if ok(i) then id = redis.call('LPOP', P .. 'b:' .. t) end
     if id then
+      i.left = i.left - 1
       local w = redis.call('HGET', P .. 'msg', id)
-      redis.call('HDEL', P .. 'msg', id)
+      waited[#waited + 1] = id
       if w then
         local f = fields(w, 3)
         local typ, enq, msg = f[1], num(f[3], NOW), f[4]
-        countWaiting(t, typ, -1)
+        i.taken[typ] = (i.taken[typ] or 0) - 1
         local key = A .. 't:' .. id
         local st = redis.call('HGET', key, 'state')
         if st == 'completed' then
@@ -242,25 +305,39 @@ local function admit()
           out[#out + 1] = -1
         else
           redis.call('HSET', key, 'msg', msg, 'state', 'pending', 'pending_since', NOW_NS)
-          redis.call('LPUSH', A .. 'pending', id)
-          local est = estimate(t, typ)
-          redis.call('HSET', P .. 'adm', id, t .. SEP .. typ .. SEP .. fmt(est))
-          redis.call('ZADD', P .. 'dl', NOW + LEASE, id)
-          redis.call('SADD', P .. 'run:' .. t, id)
+          pushed[#pushed + 1] = id
+          local est = i.est[typ]
+          if not est then est = estimate(t, typ); i.est[typ] = est end
+          adm[#adm + 1] = id
+          adm[#adm + 1] = t .. SEP .. typ .. SEP .. fmt(est)
+          dl[#dl + 1] = NOW + LEASE
+          dl[#dl + 1] = id
+          i.run = i.run + 1
+          i.added = i.added or {}
+          i.added[#i.added + 1] = id
           out[#out + 1] = id
           out[#out + 1] = NOW - enq
           room = room - 1
-          last = vt
-          vt = vt + est / weight(t)
+          last = best.vt
+          best.vt = best.vt + est / i.w
+          best.moved = true
         end
       end
-    end
-    if eligible(t) then
-      redis.call('ZADD', P .. 'ready', fmt(vt), t)
     else
-      redis.call('ZREM', P .. 'ready', t)
-      redis.call('HSET', tkey(t), 'vt', fmt(vt))
+      i.left = 0
     end
+    if not ok(i) then best.out = true end
+  end
+  store()
+  if #waited > 0 then many('HDEL', P .. 'msg', waited) end
+  if #pushed > 0 then many('LPUSH', A .. 'pending', pushed) end
+  if #adm > 0 then
+    many('HSET', P .. 'adm', adm)
+    many('ZADD', P .. 'dl', dl)
+  end
+  for t, i in pairs(info) do
+    if i.added then many('SADD', P .. 'run:' .. t, i.added) end
+    for typ, d in pairs(i.taken) do countWaiting(t, typ, d) end
   end
   if last then redis.call('SET', P .. 'vt', fmt(last)) end
   return out
@@ -282,7 +359,7 @@ local t = ARGV[10]
 redis.call('HSET', tkey(t), 'w', ARGV[11], 'mr', ARGV[12], 'mw', ARGV[13])
 local mw = num(ARGV[13], 0)
 local n = num(ARGV[14], 0)
-local res, fresh, seen = {}, {}, {}
+local res, fresh, seen, states = {}, {}, {}, {}
 for i = 0, n - 1 do
   local b = 15 + i * 4
   local id, replace = ARGV[b], ARGV[b + 2] == '1'
@@ -295,6 +372,7 @@ for i = 0, n - 1 do
     else
       res[i + 1] = 'new'
       fresh[#fresh + 1] = b
+      states[b] = st
     end
   end
   seen[id] = true
@@ -303,20 +381,23 @@ local waiting = redis.call('LLEN', P .. 'b:' .. t)
 if mw > 0 and #fresh > 0 and waiting + #fresh > mw then
   return { 'full', waiting, fmt(estimate(t, ARGV[16])) }
 end
+local ids, msgs, added = {}, {}, {}
 for _, b in ipairs(fresh) do
   local id, typ, msg = ARGV[b], ARGV[b + 1], ARGV[b + 3]
-  local key = A .. 't:' .. id
-  local st = redis.call('HGET', key, 'state')
-  if st == 'completed' then
-    redis.call('ZREM', A .. 'completed', id)
-    redis.call('DEL', key)
-  elseif st == 'archived' then
-    redis.call('ZREM', A .. 'archived', id)
-    redis.call('DEL', key)
+  local st = states[b]
+  if st == 'completed' or st == 'archived' then
+    redis.call('ZREM', A .. st, id)
+    redis.call('DEL', A .. 't:' .. id)
   end
-  redis.call('HSET', P .. 'msg', id, typ .. SEP .. t .. SEP .. NOW .. SEP .. msg)
-  redis.call('RPUSH', P .. 'b:' .. t, id)
-  countWaiting(t, typ, 1)
+  ids[#ids + 1] = id
+  msgs[#msgs + 1] = id
+  msgs[#msgs + 1] = typ .. SEP .. t .. SEP .. NOW .. SEP .. msg
+  added[typ] = (added[typ] or 0) + 1
+end
+if #ids > 0 then
+  many('HSET', P .. 'msg', msgs)
+  many('RPUSH', P .. 'b:' .. t, ids)
+  for typ, k in pairs(added) do countWaiting(t, typ, k) end
 end
 reconsider(t)
 return { 'ok', res, admit() }
@@ -331,26 +412,64 @@ return { 'ok', res, admit() }
 // so far is charged all the same. It returns admit()'s list.
 var completeScript = redis.NewScript(prelude + `
 local n = num(ARGV[10], 0)
-local touched = {}
+local seen, done, runs = {}, {}, {}
+local tenants = {}      -- tenant -> {delta = cost - estimate, summed; costs = {type -> {cost, ...}}} or false
+local byType, all = {}, {}
 for i = 0, n - 1 do
   local b = 11 + i * 4
   local id, t, typ, cost = ARGV[b], ARGV[b + 1], ARGV[b + 2], num(ARGV[b + 3], 0)
   local est = 0
-  if redis.call('HGET', A .. 't:' .. id, 'state') ~= 'pending' then
-    local ft, _, e = finish(id)
-    if ft then est = e end
+  if not seen[id] and redis.call('HGET', A .. 't:' .. id, 'state') ~= 'pending' then
+    local meta = redis.call('HGET', P .. 'adm', id)
+    if meta then
+      local f = fields(meta, 2)
+      done[#done + 1] = id
+      runs[f[1]] = runs[f[1]] or {}
+      table.insert(runs[f[1]], id)
+      est = num(f[3], 0)
+    end
+    seen[id] = true
   end
-  -- A tenant without state was never admitted here or has been forgotten
-  -- (erased): only the type's cost learns from it.
-  if redis.call('EXISTS', tkey(t)) == 1 then
-    charge(t, (cost - est) / weight(t))
-    learn(t, typ, cost)
-    touched[t] = true
-  else
-    learnType(typ, cost)
+  local s = tenants[t]
+  if s == nil then
+    -- A tenant without state (no weight) was never admitted here or has
+    -- been forgotten (erased): only the type's cost learns from it.
+    local h = redis.call('HMGET', tkey(t), 'w', 'vt')
+    s = h[1] and { w = math.max(num(h[1], 1), 1), vt = num(h[2], 0), delta = 0, costs = {} } or false
+    tenants[t] = s
+  end
+  if s then
+    s.delta = s.delta + cost - est
+    s.costs[typ] = s.costs[typ] or {}
+    table.insert(s.costs[typ], cost)
+  end
+  byType[typ] = byType[typ] or {}
+  table.insert(byType[typ], cost)
+  all[#all + 1] = cost
+end
+if #done > 0 then
+  many('HDEL', P .. 'adm', done)
+  many('ZREM', P .. 'dl', done)
+end
+for t, ids in pairs(runs) do many('SREM', P .. 'run:' .. t, ids) end
+for t, s in pairs(tenants) do
+  if s then
+    -- Charge the difference to the estimate. A tenant in the ready set
+    -- stays there (finished tasks only free its slots); one outside it may
+    -- have become eligible by the slots freed here.
+    local d = s.delta / s.w
+    local r = redis.call('ZSCORE', P .. 'ready', t)
+    if r then
+      if d ~= 0 then redis.call('ZADD', P .. 'ready', fmt(tonumber(r) + d), t) end
+    else
+      if d ~= 0 then redis.call('HSET', tkey(t), 'vt', fmt(s.vt + d)) end
+      reconsider(t)
+    end
+    for typ, costs in pairs(s.costs) do ewmaAll(tkey(t), 'c:' .. typ, costs) end
   end
 end
-for t in pairs(touched) do reconsider(t) end
+for typ, costs in pairs(byType) do ewmaAll(P .. 'cost', typ, costs) end
+if #all > 0 then ewmaAll(P .. 'cost', '*', all) end
 return admit()
 `)
 

@@ -11,6 +11,16 @@ import (
 // reportBatch bounds the reports sent in one script call.
 const reportBatch = 256
 
+// reportLinger is how long a Reporter lets reports gather after the first
+// one of a batch arrived. A completion report frees a slot and refills
+// asynq's pending list; that list holds about DefaultPendingTime of work
+// per worker slot, so a refill that comes a few milliseconds later leaves no
+// worker idle, while a batch of many reports costs Redis about as much as
+// one report: the dispatcher's script has a fixed cost per call (the
+// lease check, the queue's depth, the ready window) besides its cost per
+// task.
+const reportLinger = 2 * time.Millisecond
+
 // maxUnsent bounds the reports a Reporter keeps while Redis is
 // unreachable. Past it the oldest are dropped (and logged): their slots
 // are freed by the lease check instead, only their cost is lost.
@@ -18,9 +28,9 @@ const maxUnsent = 100_000
 
 // Reporter sends workers' completion reports to the dispatcher in
 // batches: one script call per queue carries every report that arrived
-// while the previous call was on the wire, so a busy worker adds far less
-// than one Redis round trip per task, and an idle one sends each report at
-// once. Report never blocks on Redis.
+// within reportLinger of the first one of the batch, or while the previous
+// call was on the wire, so a busy worker adds far less than one Redis
+// round trip per task. Report never blocks on Redis.
 type Reporter struct {
 	d      *Dispatcher
 	logger *slog.Logger
@@ -82,6 +92,7 @@ func (r *Reporter) run() {
 			return
 		case <-r.wake:
 		}
+		r.linger()
 		if r.flush(ctx) {
 			backoff = 10 * time.Millisecond
 			continue
@@ -97,6 +108,23 @@ func (r *Reporter) run() {
 		case r.wake <- struct{}{}:
 		default:
 		}
+	}
+}
+
+// linger waits up to reportLinger for more reports, unless a full batch is
+// already queued or the Reporter is stopping.
+func (r *Reporter) linger() {
+	r.mu.Lock()
+	n := len(r.pending)
+	r.mu.Unlock()
+	if n >= reportBatch {
+		return
+	}
+	t := time.NewTimer(reportLinger)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-r.stop:
 	}
 }
 

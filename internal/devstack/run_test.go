@@ -58,6 +58,26 @@ func runStack(t *testing.T, opts Options) (Info, func() error, *bytes.Buffer) {
 	return Info{}, nil, nil
 }
 
+// getStatus GETs url (with Host host when set) with a bearer token and
+// returns the status code.
+func getStatus(t *testing.T, url, host, token string) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if host != "" {
+		req.Host = host
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
 func TestRunInProcessStopsCleanly(t *testing.T) {
 	t.Parallel()
 	dataDir := testenv.SharedTempDir(t, "devstack-unit")
@@ -76,26 +96,19 @@ func TestRunInProcessStopsCleanly(t *testing.T) {
 		}
 	}
 	// The enqueue service answers for a demo tenant with its key.
-	req, _ := http.NewRequest(http.MethodGet, "http://"+info.HTTPAddr+"/v1/invoices/1/pdf", nil)
-	req.Host = "acme.localhost"
-	req.Header.Set("Authorization", "Bearer "+info.Tenants["acme"].APIKey)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNotFound { // authenticated; not rendered yet
-		t.Fatalf("GET unrendered PDF = %d, want 404", resp.StatusCode)
+	pdf := "http://" + info.HTTPAddr + "/v1/invoices/1/pdf"
+	if got := getStatus(t, pdf, "acme.localhost", info.Tenants["acme"].APIKey); got != http.StatusNotFound { // authenticated; not rendered yet
+		t.Fatalf("GET unrendered PDF = %d, want 404", got)
 	}
 	// Another tenant's key is refused.
-	req.Header.Set("Authorization", "Bearer "+info.Tenants["globex"].APIKey)
-	resp, err = http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	if got := getStatus(t, pdf, "acme.localhost", info.Tenants["globex"].APIKey); got != http.StatusForbidden {
+		t.Fatalf("acme route with globex key = %d, want 403", got)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusForbidden {
-		t.Fatalf("acme route with globex key = %d, want 403", resp.StatusCode)
+	// Fair dispatch is on, as in the binaries by default: a tenant's queue
+	// is there to see (with it off the route answers 409).
+	queue := "http://" + info.HTTPAddr + "/admin/tenants/" + info.Tenants["acme"].ID + "/queue"
+	if got := getStatus(t, queue, "", info.AdminToken); got != http.StatusOK {
+		t.Fatalf("GET tenant queue = %d, want 200 (fair dispatch on)", got)
 	}
 
 	begin := time.Now()

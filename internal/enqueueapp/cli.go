@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/invoicing/tenantworker/internal/backend"
 	"github.com/invoicing/tenantworker/internal/config"
 	"github.com/invoicing/tenantworker/tasks"
 	"github.com/invoicing/tenantworker/tenantctx"
@@ -131,6 +132,29 @@ func loadConfig(sio IO) (config.Config, *slog.Logger, error) {
 	return cfg, config.NewLogger(cfg, sio.Stderr), nil
 }
 
+// cliBackend is what a one-shot CLI command works with: the configuration,
+// a logger and an open backend.
+type cliBackend struct {
+	*backend.Backend
+	cfg    config.Config
+	logger *slog.Logger
+	close  func() error
+}
+
+// openCLI loads the configuration and opens the backend for a one-shot
+// command; the caller defers close.
+func openCLI(ctx context.Context, sio IO) (cliBackend, error) {
+	cfg, logger, err := loadConfig(sio)
+	if err != nil {
+		return cliBackend{}, err
+	}
+	b, closeBackend, err := openBackend(ctx, cfg, logger, sio.Options)
+	if err != nil {
+		return cliBackend{}, err
+	}
+	return cliBackend{Backend: b, cfg: cfg, logger: logger, close: closeBackend}, nil
+}
+
 // serveCmd is "enqueue serve".
 func serveCmd(ctx context.Context, args []string, sio IO) error {
 	fs := flagSet("serve", "serve [--addr ADDR]", sio)
@@ -169,15 +193,11 @@ func pdfCmd(ctx context.Context, args []string, sio IO) error {
 	if *invoice <= 0 {
 		return fmt.Errorf("%w: --invoice must be a positive integer", errUsage)
 	}
-	cfg, logger, err := loadConfig(sio)
+	b, err := openCLI(ctx, sio)
 	if err != nil {
 		return err
 	}
-	b, closeBackend, err := openBackend(ctx, cfg, logger, sio.Options)
-	if err != nil {
-		return err
-	}
-	defer closeBackend()
+	defer b.close()
 	t, err := b.Catalog.TenantBySlug(ctx, *slug)
 	if err != nil {
 		return fmt.Errorf("tenant %s: %w", *slug, err)
@@ -186,7 +206,7 @@ func pdfCmd(ctx context.Context, args []string, sio IO) error {
 	case tenantctx.Refuse:
 		return fmt.Errorf("tenant %s is being deleted", *slug)
 	case tenantctx.Wait:
-		logger.Warn("tenant is not active: the render waits until it is", "tenant_id", t.ID, "status", t.Status)
+		b.logger.Warn("tenant is not active: the render waits until it is", "tenant_id", t.ID, "status", t.Status)
 	}
 	res, err := b.Enqueuer.Enqueue(ctx, tasks.InvoicePDF{TenantID: t.ID, InvoiceID: *invoice})
 	if err != nil {
@@ -214,15 +234,11 @@ func migrateCmd(ctx context.Context, args []string, sio IO) error {
 	if *timeout <= 0 || *poll <= 0 {
 		return fmt.Errorf("%w: --timeout and --poll must be positive", errUsage)
 	}
-	cfg, logger, err := loadConfig(sio)
+	b, err := openCLI(ctx, sio)
 	if err != nil {
 		return err
 	}
-	b, closeBackend, err := openBackend(ctx, cfg, logger, sio.Options)
-	if err != nil {
-		return err
-	}
-	defer closeBackend()
+	defer b.close()
 
 	enqueued, err := b.Tenancy.MigrateAll(ctx)
 	if err != nil {

@@ -36,15 +36,11 @@ func dbCmd(ctx context.Context, args []string, sio IO) error {
 	default:
 		return fmt.Errorf("%w: want db list or db add NAME URL", errUsage)
 	}
-	cfg, logger, err := loadConfig(sio)
+	b, err := openCLI(ctx, sio)
 	if err != nil {
 		return err
 	}
-	b, closeBackend, err := openBackend(ctx, cfg, logger, sio.Options)
-	if err != nil {
-		return err
-	}
-	defer closeBackend()
+	defer b.close()
 	if sub == "add" {
 		d, err := b.Pools.Add(ctx, fs.Arg(0), fs.Arg(1))
 		if err != nil {
@@ -64,8 +60,8 @@ func dbCmd(ctx context.Context, args []string, sio IO) error {
 		switch {
 		case d.Name == tenantctx.DefaultDatabase:
 			u = "(DATABASE_URL)"
-		case cfg.TenantDatabases[d.Name] != "":
-			u = placement.Redact(cfg.TenantDatabases[d.Name]) + " (TENANT_DATABASES)"
+		case b.cfg.TenantDatabases[d.Name] != "":
+			u = placement.Redact(b.cfg.TenantDatabases[d.Name]) + " (TENANT_DATABASES)"
 		case u == "":
 			u = "(no URL: set it in TENANT_DATABASES)"
 		}
@@ -103,15 +99,11 @@ func tenantAdd(ctx context.Context, slug string, args []string, sio IO) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	cfg, logger, err := loadConfig(sio)
+	b, err := openCLI(ctx, sio)
 	if err != nil {
 		return err
 	}
-	b, closeBackend, err := openBackend(ctx, cfg, logger, sio.Options)
-	if err != nil {
-		return err
-	}
-	defer closeBackend()
+	defer b.close()
 	p, err := b.Tenancy.Provision(ctx, tenancy.NewTenant{Slug: slug, Name: *name, Plan: *plan, Database: *db}, ActorCLI)
 	if err != nil {
 		return err
@@ -134,15 +126,11 @@ func tenantMove(ctx context.Context, slug string, args []string, sio IO) error {
 	if *to == "" {
 		return fmt.Errorf("%w: --to is required", errUsage)
 	}
-	cfg, logger, err := loadConfig(sio)
+	b, err := openCLI(ctx, sio)
 	if err != nil {
 		return err
 	}
-	b, closeBackend, err := openBackend(ctx, cfg, logger, sio.Options)
-	if err != nil {
-		return err
-	}
-	defer closeBackend()
+	defer b.close()
 	t, err := b.Catalog.TenantBySlug(ctx, slug)
 	if err != nil {
 		return fmt.Errorf("tenant %s: %w", slug, err)

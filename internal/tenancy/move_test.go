@@ -3,15 +3,12 @@ package tenancy_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/redis/go-redis/v9"
 	"github.com/shopspring/decimal"
 
 	"github.com/invoicing/tenantworker/fair"
@@ -21,7 +18,6 @@ import (
 	"github.com/invoicing/tenantworker/invoice"
 	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/storage"
-	"github.com/invoicing/tenantworker/tasks"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
 
@@ -36,36 +32,19 @@ type twoServers struct {
 func setupTwoServers(t *testing.T) *twoServers {
 	t.Helper()
 	ctx := t.Context()
-	pool, err := schema.NewPool(ctx, testenv.Postgres(t), schema.PoolOptions{MaxConns: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if err := storage.MigrateCatalog(ctx, pool, nil); err != nil {
-		t.Fatal(err)
-	}
+	pool, catalog, docs := catalogOn(t)
 	secondURL := testenv.StartPostgres(t).CreateDatabase(t)
 	second, err := schema.NewPool(ctx, secondURL, schema.PoolOptions{MaxConns: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(second.Close)
-	catalog := storage.NewPostgres(pool)
 	pools := placement.New(placement.Options{MainPool: pool, URLs: map[string]string{"second": secondURL}, Catalog: catalog, MaxConns: 4})
 	t.Cleanup(func() { _ = pools.Close() })
 	if err := pools.Register(ctx); err != nil {
 		t.Fatal(err)
 	}
-	docs, err := storage.NewFS(filepath.Join(t.TempDir(), "documents"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(&redis.Options{Addr: testenv.Redis(t)})
-	t.Cleanup(func() { _ = rdb.Close() })
-	inspector := asynq.NewInspectorFromRedisClient(rdb)
-	d := fair.New(rdb, fair.Config{MinPending: 1})
-	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), inspector, nil,
-		tasks.WithAdmission(tasks.Admission{Dispatcher: d, Tenants: catalog}))
+	d, enq, inspector := fairOn(t, catalog)
 	svc := tenancy.New(tenancy.Config{Catalog: catalog, Enqueuer: enq, Documents: docs, SchemaPool: pool,
 		Pools: pools, Dispatcher: d, Plans: fair.DefaultPlans()})
 	return &twoServers{

@@ -3,7 +3,6 @@ package tenancy_test
 import (
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -13,7 +12,6 @@ import (
 	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/internal/tenancy"
 	"github.com/invoicing/tenantworker/internal/testenv"
-	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tasks"
 	"github.com/invoicing/tenantworker/tenantctx"
@@ -35,29 +33,24 @@ func setupFair(t *testing.T) *fairBundle {
 // setupFairWith is setupFair with the queue layout l.
 func setupFairWith(t *testing.T, l tasks.Layout) *fairBundle {
 	t.Helper()
-	ctx := t.Context()
-	pool, err := schema.NewPool(ctx, testenv.Postgres(t), schema.PoolOptions{MaxConns: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if err := storage.MigrateCatalog(ctx, pool, nil); err != nil {
-		t.Fatal(err)
-	}
-	catalog := storage.NewPostgres(pool)
-	docs, err := storage.NewFS(filepath.Join(t.TempDir(), "documents"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool, catalog, docs := catalogOn(t)
+	d, enq, inspector := fairOn(t, catalog, tasks.WithLayout(l))
+	svc := tenancy.New(tenancy.Config{Catalog: catalog, Enqueuer: enq, Documents: docs, SchemaPool: pool,
+		Dispatcher: d, Plans: fair.DefaultPlans()})
+	return &fairBundle{bundle: &bundle{ctx: t.Context(), catalog: catalog, docs: docs, inspector: inspector, pool: pool, svc: svc}, d: d, enq: enq}
+}
+
+// fairOn returns a dispatcher, an enqueuer admitting the tenants of
+// catalog through it (with opts), and an inspector, on a fresh Redis.
+func fairOn(t *testing.T, catalog *storage.Postgres, opts ...tasks.Option) (*fair.Dispatcher, *tasks.Enqueuer, *asynq.Inspector) {
+	t.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: testenv.Redis(t)})
 	t.Cleanup(func() { _ = rdb.Close() })
 	inspector := asynq.NewInspectorFromRedisClient(rdb)
 	d := fair.New(rdb, fair.Config{MinPending: 1})
 	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), inspector, nil,
-		tasks.WithAdmission(tasks.Admission{Dispatcher: d, Tenants: catalog}), tasks.WithLayout(l))
-	svc := tenancy.New(tenancy.Config{Catalog: catalog, Enqueuer: enq, Documents: docs, SchemaPool: pool,
-		Dispatcher: d, Plans: fair.DefaultPlans()})
-	return &fairBundle{bundle: &bundle{ctx: ctx, catalog: catalog, docs: docs, inspector: inspector, pool: pool, svc: svc}, d: d, enq: enq}
+		append([]tasks.Option{tasks.WithAdmission(tasks.Admission{Dispatcher: d, Tenants: catalog})}, opts...)...)
+	return d, enq, inspector
 }
 
 func (b *fairBundle) pdfs(t *testing.T, tn tenantctx.Tenant, n int) {

@@ -33,27 +33,33 @@ type bundle struct {
 	pool      *pgxpool.Pool
 }
 
-func setup(t *testing.T) *bundle {
+// catalogOn opens a pool on a fresh test database, migrates the catalog
+// there and makes a document store in a temporary directory.
+func catalogOn(t *testing.T) (*pgxpool.Pool, *storage.Postgres, *storage.FS) {
 	t.Helper()
-	ctx := t.Context()
-	pool, err := schema.NewPool(ctx, testenv.Postgres(t), schema.PoolOptions{MaxConns: 4})
+	pool, err := schema.NewPool(t.Context(), testenv.Postgres(t), schema.PoolOptions{MaxConns: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	if err := storage.MigrateCatalog(ctx, pool, nil); err != nil {
+	if err := storage.MigrateCatalog(t.Context(), pool, nil); err != nil {
 		t.Fatal(err)
 	}
-	catalog := storage.NewPostgres(pool)
 	docs, err := storage.NewFS(filepath.Join(t.TempDir(), "documents"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return pool, storage.NewPostgres(pool), docs
+}
+
+func setup(t *testing.T) *bundle {
+	t.Helper()
+	pool, catalog, docs := catalogOn(t)
 	redis := asynq.RedisClientOpt{Addr: testenv.Redis(t)}
 	client, inspector := asynq.NewClient(redis), asynq.NewInspector(redis)
 	t.Cleanup(func() { _ = client.Close(); _ = inspector.Close() })
 	enq := tasks.NewEnqueuer(client, inspector, nil)
-	return &bundle{ctx: ctx, catalog: catalog, docs: docs, inspector: inspector, pool: pool, enqueuer: enq,
+	return &bundle{ctx: t.Context(), catalog: catalog, docs: docs, inspector: inspector, pool: pool, enqueuer: enq,
 		svc: tenancy.New(tenancy.Config{Catalog: catalog, Enqueuer: enq, Documents: docs, SchemaPool: pool})}
 }
 

@@ -1,0 +1,172 @@
+package fair_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/invoicing/tenantworker/fair"
+	"github.com/invoicing/tenantworker/internal/testenv"
+)
+
+// BenchmarkDrain drains no-op tasks of ten tenants through a real asynq
+// server (concurrency 10, 20 ms idle poll) on a real redis-server, plain
+// (enqueued with asynq.Client) and fair (enqueued into the backlogs,
+// admitted by completion reports and heartbeats). It reports tasks/s and,
+// per task, the CPU time of redis-server and of this process and the
+// commands Redis ran (those inside scripts included), which is where the
+// dispatcher's cost shows.
+func BenchmarkDrain(b *testing.B) {
+	const tasksPerOp = 3000
+	for _, mode := range []string{"plain", "fair"} {
+		b.Run(mode, func(b *testing.B) {
+			rdb := redis.NewClient(&redis.Options{Addr: testenv.Redis(b), PoolSize: 40})
+			b.Cleanup(func() { _ = rdb.Close() })
+			ctx := context.Background()
+			var elapsed, redisCPU, selfCPU time.Duration
+			var cmds int64
+			for range b.N {
+				if err := rdb.FlushAll(ctx).Err(); err != nil {
+					b.Fatal(err)
+				}
+				d := fair.New(rdb, fair.Config{})
+				if mode == "plain" {
+					cl := asynq.NewClientFromRedisClient(rdb)
+					for i := range tasksPerOp {
+						if _, err := cl.Enqueue(asynq.NewTask("invoice:pdf", []byte(`{}`)), asynq.TaskID(fmt.Sprintf("t%d", i)), asynq.Retention(time.Hour)); err != nil {
+							b.Fatal(err)
+						}
+					}
+				} else {
+					const nt = 10
+					for tn := range nt {
+						tenant := fmt.Sprintf("tn_b%d", tn)
+						for i := 0; i < tasksPerOp/nt; i += 50 {
+							batch := make([]fair.Task, 0, 50)
+							for j := i; j < i+50; j++ {
+								tk := task(tenant, j)
+								tk.Message.Queue = "default"
+								batch = append(batch, tk)
+							}
+							if _, err := d.Enqueue(ctx, tenant, fair.Policy{Weight: 1}, batch); err != nil {
+								b.Fatal(err)
+							}
+						}
+					}
+				}
+				r0, c0, s0 := redisStats(b, rdb), commandCount(b, rdb), processCPU()
+				e, err := drain(ctx, rdb, d, mode == "fair", tasksPerOp)
+				if err != nil {
+					b.Fatal(err)
+				}
+				elapsed += e
+				redisCPU += redisStats(b, rdb) - r0
+				cmds += commandCount(b, rdb) - c0
+				selfCPU += processCPU() - s0
+			}
+			n := float64(b.N * tasksPerOp)
+			b.ReportMetric(n/elapsed.Seconds(), "tasks/s")
+			b.ReportMetric(float64(redisCPU.Microseconds())/n, "redis-µs/task")
+			b.ReportMetric(float64(selfCPU.Microseconds())/n, "go-µs/task")
+			b.ReportMetric(float64(cmds)/n, "cmds/task")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
+
+// drain runs an asynq server until n tasks were handled.
+func drain(ctx context.Context, rdb *redis.Client, d *fair.Dispatcher, useFair bool, n int) (time.Duration, error) {
+	var left atomic.Int64
+	left.Store(int64(n))
+	done := make(chan struct{})
+	var rep *fair.Reporter
+	mctx, stop := context.WithCancel(ctx)
+	var member sync.WaitGroup
+	if useFair {
+		rep = d.NewReporter(nil)
+		member.Go(func() {
+			d.Serve(mctx, fair.Membership{ID: "bench", Queues: []string{"default"}, Concurrency: 10, Interval: 200 * time.Millisecond}, nil)
+		})
+	}
+	mux := asynq.NewServeMux()
+	mux.HandleFunc("invoice:pdf", func(ctx context.Context, t *asynq.Task) error {
+		start := time.Now()
+		if rep != nil {
+			id, _ := asynq.GetTaskID(ctx)
+			rep.Report(fair.Report{Queue: "default", TaskID: id, TenantID: tenantOf(id), Type: t.Type(), Cost: time.Since(start)})
+		}
+		if left.Add(-1) == 0 {
+			close(done)
+		}
+		return nil
+	})
+	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{Concurrency: 10, Queues: map[string]int{"default": 1},
+		TaskCheckInterval: 20 * time.Millisecond, LogLevel: asynq.FatalLevel})
+	start := time.Now()
+	if err := srv.Start(mux); err != nil {
+		stop()
+		return 0, err
+	}
+	var err error
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		err = fmt.Errorf("%d of %d tasks not handled", left.Load(), n)
+	}
+	elapsed := time.Since(start)
+	srv.Shutdown()
+	stop()
+	member.Wait()
+	if rep != nil {
+		rep.Close(ctx)
+	}
+	return elapsed, err
+}
+
+// redisStats is the CPU time redis-server has used.
+func redisStats(b *testing.B, rdb *redis.Client) time.Duration {
+	info, err := rdb.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var sum float64
+	for _, f := range []string{"used_cpu_user:", "used_cpu_sys:"} {
+		sum += infoField(info, f)
+	}
+	return time.Duration(sum * float64(time.Second))
+}
+
+// commandCount is how many commands Redis has run (those in scripts too).
+func commandCount(b *testing.B, rdb *redis.Client) int64 {
+	info, err := rdb.Info(context.Background(), "stats").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return int64(infoField(info, "total_commands_processed:"))
+}
+
+func infoField(info, field string) float64 {
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), field); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return 0
+}
+
+// processCPU is the CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
