@@ -251,7 +251,7 @@ func (s *stack) completedResults(queue string) map[string][]byte {
 // failure messages).
 func (s *stack) archivedErrors() []string {
 	var out []string
-	for _, q := range tasks.Queues {
+	for _, q := range s.layout().Queues() {
 		infos, err := s.inspector.ListArchivedTasks(q, asynq.PageSize(20))
 		if err != nil {
 			continue

@@ -375,11 +375,25 @@ func (c queueCounts) unfinished() int {
 	return c.pending + c.active + c.scheduled + c.retry + c.waiting
 }
 
-// counts sums the queue statistics; a queue that does not exist yet counts
-// as empty.
+// layout is the queue layout of the stack's processes (QUEUE_SHARDS and
+// QUEUE_SHARDS_SERVED of opts.env; one queue per class without them).
+func (s *stack) layout() tasks.Layout {
+	s.t.Helper()
+	shards, _ := strconv.Atoi(s.opts.env["QUEUE_SHARDS"])
+	served, _ := strconv.Atoi(s.opts.env["QUEUE_SHARDS_SERVED"])
+	l, err := tasks.NewLayout(max(shards, 1), served)
+	if err != nil {
+		s.t.Fatalf("queue layout of the stack: %v", err)
+	}
+	return l
+}
+
+// counts sums the queue statistics over every queue of the stack's
+// layout; a queue that does not exist yet counts as empty.
 func (s *stack) counts() (queueCounts, error) {
 	var c queueCounts
-	for _, q := range tasks.Queues {
+	queues := s.layout().Queues()
+	for _, q := range queues {
 		info, err := s.inspector.GetQueueInfo(q)
 		if err != nil {
 			if strings.Contains(err.Error(), "does not exist") || strings.Contains(err.Error(), "not found") {
@@ -396,7 +410,7 @@ func (s *stack) counts() (queueCounts, error) {
 		c.processedTotal += info.ProcessedTotal
 		c.failedTotal += info.FailedTotal
 	}
-	for _, q := range tasks.Queues {
+	for _, q := range queues {
 		n, err := s.rdb.HLen(context.Background(), "fair:{"+q+"}:msg").Result()
 		if err != nil {
 			return c, fmt.Errorf("backlogs of %s: %w", q, err)

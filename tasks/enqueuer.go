@@ -36,6 +36,7 @@ type Enqueuer struct {
 	logger    *slog.Logger
 	admission *Admission
 	records   *TaskRecords // nil: no per-tenant archive records (records.go)
+	layout    Layout       // queue classes to queues (shards.go)
 }
 
 // TenantLookup finds a tenant by id: the cached catalog.
@@ -69,6 +70,28 @@ func WithAdmission(a Admission) Option {
 	return func(e *Enqueuer) { e.admission = &a }
 }
 
+// WithLayout makes the Enqueuer put tasks in the queues of l (shards per
+// queue class); without it every class is one queue. Every process
+// sharing a Redis must use the same layout (QUEUE_SHARDS).
+func WithLayout(l Layout) Option {
+	return func(e *Enqueuer) { e.layout = l }
+}
+
+// Layout returns the queue layout the Enqueuer enqueues into and searches.
+func (e *Enqueuer) Layout() Layout { return e.layout }
+
+// spec returns p's Spec with its queue class replaced by the queue of p's
+// tenant (shard 0 for a system task).
+func (e *Enqueuer) spec(p Payload) Spec {
+	spec := p.Spec()
+	owner := ""
+	if tp, ok := p.(TenantPayload); ok {
+		owner = tp.Owner()
+	}
+	spec.Queue = e.layout.Queue(spec.Queue, owner)
+	return spec
+}
+
 // EnqueueResult is the task an Enqueue call stands for.
 type EnqueueResult struct {
 	// Info describes the task: the new one, or the existing one that made
@@ -99,7 +122,8 @@ func (e *Enqueuer) Fair() bool { return e.admission != nil }
 
 // Enqueue validates p (Validate), encodes it and enqueues it with p.Spec(),
 // built fresh for this call (never a shared options value: P4 in
-// docs/architecture.md).
+// docs/architecture.md), in the queue of its class for its tenant (the
+// Layout; I26 in docs/architecture.md).
 //
 // When a task with the same id exists (waiting in a backlog or in asynq),
 // the spec's ConflictPolicy decides: KeepExisting returns the existing task
@@ -171,7 +195,7 @@ func (e *Enqueuer) enqueueFair(ctx context.Context, tenantID string, payloads []
 		if err != nil {
 			return nil, fmt.Errorf("encode %s payload: %w", p.TypeName(), err)
 		}
-		spec := p.Spec()
+		spec := e.spec(p)
 		id := spec.TaskID
 		if id == "" {
 			id = uuid.NewString()
@@ -238,7 +262,7 @@ func (e *Enqueuer) enqueuePlain(ctx context.Context, p Payload) (EnqueueResult, 
 	if err != nil {
 		return EnqueueResult{}, fmt.Errorf("encode %s payload: %w", p.TypeName(), err)
 	}
-	spec := p.Spec()
+	spec := e.spec(p)
 	for range enqueueAttempts {
 		info, err := e.client.EnqueueContext(ctx, asynq.NewTask(p.TypeName(), data, spec.Options()...))
 		if err == nil {
@@ -276,7 +300,8 @@ func finished(s asynq.TaskState) bool {
 
 // TenantTask returns the task with id taskID if it belongs to tenantID. A
 // task waiting in its tenant's backlog is reported as pending; otherwise it
-// looks in every asynq queue. It returns ErrTaskNotFound when the task
+// looks in the tenant's asynq queues (Layout.TenantQueues: its shard of
+// each class, and its shards under the other served counts). It returns ErrTaskNotFound when the task
 // does not exist or its payload names another tenant (or none): a tenant
 // never learns whether another tenant's task id exists. A task asynq no
 // longer has but the tenant's TaskRecords keep (WithTaskRecords) is
@@ -285,10 +310,11 @@ func (e *Enqueuer) TenantTask(ctx context.Context, tenantID, taskID string) (*as
 	if tenantID == "" || taskID == "" || len(taskID) > maxTaskIDLen {
 		return nil, ErrTaskNotFound
 	}
+	queues := e.layout.TenantQueues(tenantID)
 	if e.admission != nil {
 		// The backlog first: a task admitted meanwhile is then found in
 		// asynq, never missed between the two.
-		w, ok, err := e.admission.Dispatcher.Waiting(ctx, taskID, Queues...)
+		w, ok, err := e.admission.Dispatcher.Waiting(ctx, taskID, queues...)
 		if err != nil {
 			return nil, fmt.Errorf("look up task %.64q: %w", taskID, err)
 		}
@@ -301,7 +327,7 @@ func (e *Enqueuer) TenantTask(ctx context.Context, tenantID, taskID string) (*as
 				MaxRetry: m.Retry, Timeout: m.Timeout, Retention: m.Retention}, nil
 		}
 	}
-	for _, q := range Queues {
+	for _, q := range queues {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}

@@ -9,24 +9,30 @@ import (
 	"github.com/invoicing/tenantworker/tenantctx"
 )
 
-// Queue names. Do not create a queue per tenant: an asynq server polls every
-// queue it serves and its throughput falls with each one.
+// Queue classes. A payload's Spec names its class; the Enqueuer puts the
+// task in the class's queue for its tenant (Layout: with one shard, the
+// default, the class is the queue). Do not create a queue per tenant: an
+// asynq server polls every queue it serves and its throughput falls with
+// each one.
 const (
 	QueueCritical = "critical"
 	QueueDefault  = "default"
 	QueueLow      = "low"
 )
 
-// QueueWeights are the asynq server's queue priorities (6/3/1).
+// QueueWeights are the classes' priorities (6/3/1); Layout.Weights gives
+// each shard of a class its class's weight.
 var QueueWeights = map[string]int{QueueCritical: 6, QueueDefault: 3, QueueLow: 1}
 
-// Queues lists the queues in priority order.
+// Queues lists the queue classes in priority order. With more than one
+// shard they are not all the queues: serve, search and hold Layout.Queues.
 var Queues = []string{QueueCritical, QueueDefault, QueueLow}
 
-// WorkQueues are the queues of ordinary work (tenantctx.Work): the queues
-// in which a suspended tenant's backlog is held. The lifecycle's tasks
-// (migration, destruction) run in QueueCritical, which suspension does not
-// hold, so a suspended tenant is still migrated and can be erased.
+// WorkQueues are the classes of ordinary work (tenantctx.Work): the queues
+// in which a suspended tenant's backlog is held (Layout.WorkQueues, every
+// shard of them). The lifecycle's tasks (migration, destruction) run in
+// QueueCritical, which suspension does not hold, so a suspended tenant is
+// still migrated and can be erased.
 var WorkQueues = []string{QueueDefault, QueueLow}
 
 // ConflictPolicy says what Enqueue does when a task with the same id already
@@ -44,10 +50,13 @@ const (
 	ReplaceFinished
 )
 
-// Spec is what one task needs besides its payload: queue, id, retries,
+// Spec is what one task needs besides its payload: queue class, id, retries,
 // timeout, retention, what to do on an id conflict, and what it does to
 // its tenant. A payload's Spec method builds a new one for every task.
 type Spec struct {
+	// Queue is the task's queue class (QueueCritical, QueueDefault,
+	// QueueLow); the Enqueuer replaces it by the tenant's shard of the
+	// class (Layout.Queue) before the task is enqueued.
 	Queue     string
 	TaskID    string
 	MaxRetry  int

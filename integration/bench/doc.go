@@ -44,7 +44,8 @@
 //     over two PostgreSQL servers (a second throwaway server registered
 //     as TENANT_DATABASES "second") vs all on one, with the tenants each
 //     database got; no-op tasks enqueued and run on a 6-node Redis
-//     Cluster (3 masters) vs one redis-server.
+//     Cluster (3 masters), with one queue per class and with
+//     QUEUE_SHARDS=3, vs one redis-server.
 //
 // The command is a measuring tool, not part of any shipped binary.
 package main

@@ -34,7 +34,7 @@ var scenarios = []scenario{
 	{"migrate", "provision + migrate tenants through tenant:migrate (cmd/worker), then a no-op migrate --all", (*bench).migrate},
 	{"sweep", "sweep:overdue over tenants with 20 overdue invoices each (cmd/worker, file mailer)", (*bench).sweep},
 	{"fairness", "fair dispatch vs the plain path: a quiet tenant behind a noisy backlog, throughput cost, shares, idle pickup, dispatch scaling", (*bench).fairness},
-	{"scaleout", "tenants provisioned + migrated over two PostgreSQL servers vs one; no-op tasks on a 3-master Redis Cluster vs one redis-server", (*bench).scaleout},
+	{"scaleout", "tenants provisioned + migrated over two PostgreSQL servers vs one; no-op tasks on a 3-master Redis Cluster (one queue per class, and QUEUE_SHARDS=3) vs one redis-server", (*bench).scaleout},
 }
 
 // sizes are the knobs of a run; -quick and the full run differ only here.

@@ -85,6 +85,27 @@ func TestRunAllScenarios(t *testing.T) {
 	if targets != 24 {
 		t.Errorf("%d metrics with a target, want 24", targets)
 	}
+	// scaleout, part 2: one redis-server, the cluster with one queue per
+	// class, the cluster with QUEUE_SHARDS=3 (two rows: against the
+	// single server and against one queue per class), each with its
+	// baseline.
+	for _, s := range rep.Scenarios {
+		if s.Name != "scaleout" {
+			continue
+		}
+		sharded := 0
+		for _, m := range s.Metrics {
+			if strings.Contains(m.Name, "QUEUE_SHARDS=3") {
+				sharded++
+				if m.Baseline == nil || m.Ratio == nil {
+					t.Errorf("scaleout / %s has no baseline", m.Name)
+				}
+			}
+		}
+		if sharded != 2 {
+			t.Errorf("scaleout: %d QUEUE_SHARDS=3 rows, want 2", sharded)
+		}
+	}
 	mw := rep.Scenarios[0]
 	var cpuNote bool
 	for _, n := range mw.Notes {

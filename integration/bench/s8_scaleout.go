@@ -42,7 +42,10 @@ const scaleSecondDB = "second"
 //
 // Part 2: no-op tasks enqueued and run (bare asynq, the worker's server
 // config, a no-op handler) on the bench's single redis-server and on a
-// 6-node Redis Cluster (3 masters, 3 replicas) started for the scenario.
+// 6-node Redis Cluster (3 masters, 3 replicas) started for the scenario,
+// there once with one queue per class and once with QUEUE_SHARDS=3 (the
+// tasks of 48 tenants spread over default's three shards, one per
+// master).
 func (b *bench) scaleout(ctx context.Context, s *Scenario) error {
 	if err := b.scaleoutPlacement(ctx, s); err != nil {
 		return fmt.Errorf("part 1 (two databases): %w", err)
@@ -51,7 +54,7 @@ func (b *bench) scaleout(ctx context.Context, s *Scenario) error {
 		return fmt.Errorf("part 2 (redis cluster): %w", err)
 	}
 	s.Bound = "part 1: PostgreSQL DDL run by one cmd/worker, 10 tenant:migrate tasks at a time (worker concurrency) whichever database holds the tenant; a second server adds no CPU here (every process shares the same 2 CPUs), so it spreads data, not work. " +
-		"Part 2: asynq's per-task Redis round trips; every queue's keys share one hash slot, so the default queue lives on one master of the cluster and a cluster adds a redirect-aware client and more processes, not throughput"
+		"Part 2: asynq's per-task Redis round trips; with one queue per class every queue's keys share one hash slot, so the default queue lives on one master of the cluster and a cluster adds a redirect-aware client and more processes, not throughput; QUEUE_SHARDS=3 spreads default over the three masters, which here share the same 2 CPUs with everything else"
 	return nil
 }
 
@@ -308,11 +311,25 @@ func (b *bench) scaleoutRedis(ctx context.Context, s *Scenario) error {
 	if err != nil {
 		return err
 	}
+	sharded, err := tasks.NewLayout(3, 0)
+	if err != nil {
+		return err
+	}
+	var placed []string
+	for i := range sharded.Shards() {
+		q := tasks.ShardQueue(tasks.QueueDefault, i)
+		m, slot, err := cl.MasterOf(ctx, "asynq:{"+q+"}:pending")
+		if err != nil {
+			return err
+		}
+		placed = append(placed, fmt.Sprintf("%s slot %d on %s", q, slot, m.Addr()))
+	}
 
 	targets := []struct {
-		name string
-		rdb  redis.UniversalClient
-	}{{"single", single}, {"cluster", cluster}}
+		name   string
+		rdb    redis.UniversalClient
+		layout tasks.Layout
+	}{{"single", single, tasks.Layout{}}, {"cluster", cluster, tasks.Layout{}}, {"sharded", cluster, sharded}}
 	rounds := map[string][]float64{}
 	for r := range b.sz.Rounds + 1 { // round 0 warms up
 		for _, t := range targets {
@@ -323,13 +340,13 @@ func (b *bench) scaleoutRedis(ctx context.Context, s *Scenario) error {
 			if r == 0 {
 				m = b.sz.WarmN
 			}
-			rate, err := noopEndToEnd(ctx, t.rdb, m)
+			rate, err := noopEndToEnd(ctx, t.rdb, m, t.layout)
 			if err != nil {
 				return fmt.Errorf("%s: %w", t.name, err)
 			}
 			if r > 0 {
 				rounds[t.name] = append(rounds[t.name], rate)
-				progress("scaleout: round %d: no-op enqueue+run on %s redis %.0f tasks/s", r, t.name, rate)
+				progress("scaleout: round %d: no-op enqueue+run on %s redis (%s queue shards) %.0f tasks/s", r, t.name, t.layout, rate)
 			}
 		}
 	}
@@ -338,15 +355,38 @@ func (b *bench) scaleoutRedis(ctx context.Context, s *Scenario) error {
 	}
 	s.add("no-op tasks enqueued + run, Redis Cluster (3 masters + 3 replicas)", median(rounds["cluster"]), "tasks/s").withRounds(rounds["cluster"]).
 		against("single redis-server", median(rounds["single"]), "tasks/s", rounds["single"])
-	s.note("part 2: %d no-op invoice:pdf-shaped tasks per round on queue default, enqueued by 16 producers while an in-process asynq server (worker.ServerConfig, concurrency %d, no middleware) runs them, timed from the first enqueue to the last handler return; rounds alternate single/cluster after a warm-up of %d each", n, worker.DefaultConcurrency, b.sz.WarmN)
+	s.add("no-op tasks enqueued + run, same cluster, QUEUE_SHARDS=3 (default on 3 masters)", median(rounds["sharded"]), "tasks/s").withRounds(rounds["sharded"]).
+		against("single redis-server", median(rounds["single"]), "tasks/s", rounds["single"])
+	s.add("  QUEUE_SHARDS=3 against one queue per class, same cluster", median(rounds["sharded"]), "tasks/s").
+		against("cluster, one queue per class", median(rounds["cluster"]), "tasks/s", rounds["cluster"])
+	s.note("part 2: %d no-op invoice:pdf-shaped tasks per round on queue default, enqueued by 16 producers while an in-process asynq server (worker.ServerConfig, concurrency %d, no middleware) runs them, timed from the first enqueue to the last handler return; rounds alternate single/cluster/sharded cluster after a warm-up of %d each", n, worker.DefaultConcurrency, b.sz.WarmN)
 	s.note("part 2: asynq tags every key of a queue with the queue's name, so each queue hashes to one slot and lives on one master: queue default is slot %d on master %s of %d here (README: critical and default on the 2nd master, low on the 3rd); the cluster run also pays the cluster client and 6 redis-server processes (replication included) on the same CPUs", slot, master.Addr(), len(masters))
+	s.note("part 2, QUEUE_SHARDS=3: the tasks name 48 tenants in turn, picked so that each of default's shards gets 16 of them and a third of the tasks (%s); the server serves all 9 queues (each shard with its class's weight), so an idle poll costs 9 dequeue scripts instead of 3", strings.Join(placed, ", "))
 	return nil
 }
 
+// balancedTenants returns n tenant ids (n a multiple of the shard count)
+// of which each shard of layout gets the same number.
+func balancedTenants(layout tasks.Layout, n int) []string {
+	per := n / layout.Shards()
+	count := make([]int, layout.Shards())
+	var out []string
+	for i := 0; len(out) < n; i++ {
+		id := fmt.Sprintf("tn_bench%03d", i)
+		if s := tasks.ShardOf(id, layout.Shards()); count[s] < per {
+			count[s]++
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
 // noopEndToEnd runs an asynq server configured like the worker with a
-// no-op handler on rdb, enqueues n tasks from 16 producers while it runs,
-// and returns tasks/s from the first enqueue to the n-th completion.
-func noopEndToEnd(ctx context.Context, rdb redis.UniversalClient, n int) (float64, error) {
+// no-op handler on rdb, serving layout's queues, enqueues n tasks of 48
+// tenants from 16 producers while it runs, each in its tenant's queue of
+// default, and returns tasks/s from the first enqueue to the n-th
+// completion.
+func noopEndToEnd(ctx context.Context, rdb redis.UniversalClient, n int, layout tasks.Layout) (float64, error) {
 	var left atomic.Int64
 	left.Store(int64(n))
 	done := make(chan struct{})
@@ -357,20 +397,22 @@ func noopEndToEnd(ctx context.Context, rdb redis.UniversalClient, n int) (float6
 		return nil
 	})
 	errs := &errorLog{}
-	srv := asynq.NewServerFromRedisClient(rdb, worker.ServerConfig(worker.ServerOptions{Logger: slog.New(errs)}))
+	srv := asynq.NewServerFromRedisClient(rdb, worker.ServerConfig(worker.ServerOptions{Layout: layout, Logger: slog.New(errs)}))
 	if err := srv.Start(h); err != nil {
 		return 0, fmt.Errorf("start server: %w", err)
 	}
 	client := asynq.NewClientFromRedisClient(rdb)
+	tenants := balancedTenants(layout, 48)
 	start := time.Now()
 	g, gctx := errgroup.WithContext(ctx)
 	const producers = 16
 	for w := range producers {
 		g.Go(func() error {
 			for i := w; i < n; i += producers {
-				payload := fmt.Appendf(nil, `{"tenant_id":"tn_bench","invoice_id":%d}`, i)
+				tenant := tenants[i%len(tenants)]
+				payload := fmt.Appendf(nil, `{"tenant_id":%q,"invoice_id":%d}`, tenant, i)
 				if _, err := client.EnqueueContext(gctx, asynq.NewTask(tasks.TypeInvoicePDF, payload),
-					asynq.Queue(tasks.QueueDefault), asynq.MaxRetry(1)); err != nil {
+					asynq.Queue(layout.Queue(tasks.QueueDefault, tenant)), asynq.MaxRetry(1)); err != nil {
 					return fmt.Errorf("enqueue: %w", err)
 				}
 			}

@@ -65,7 +65,12 @@ type Backend struct {
 	// AdmissionWait is the histogram of backlog waits the dispatcher
 	// observes; each binary registers it with its metrics.
 	AdmissionWait *prometheus.HistogramVec
-	// Enqueuer is the one enqueuer of the process, with TaskRecords.
+	// Layout maps queue classes to queues (QUEUE_SHARDS,
+	// QUEUE_SHARDS_SERVED); the Enqueuer, and through it the Tenancy
+	// service, uses it, and the worker serves its queues.
+	Layout tasks.Layout
+	// Enqueuer is the one enqueuer of the process, with TaskRecords and
+	// Layout.
 	Enqueuer *tasks.Enqueuer
 	// TaskRecords keeps each tenant's records of its archived tasks: the
 	// worker writes them, the enqueuer falls back to them.
@@ -91,7 +96,13 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Opti
 	if logger == nil {
 		logger = slog.Default()
 	}
-	b := &Backend{}
+	// 0 means one shard (config.Config documents it), as in a config
+	// built as a literal.
+	layout, err := tasks.NewLayout(max(cfg.QueueShards, 1), cfg.QueueShardsServed)
+	if err != nil {
+		return nil, fmt.Errorf("QUEUE_SHARDS: %w", err)
+	}
+	b := &Backend{Layout: layout}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, b.Close())
@@ -140,14 +151,14 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Opti
 	b.Client = asynq.NewClientFromRedisClient(enqueueRedis)
 	b.Inspector = asynq.NewInspectorFromRedisClient(b.Redis)
 	b.TaskRecords = tasks.NewTaskRecords(enqueueRedis, tasks.TaskRecordsOptions{})
-	var admission []tasks.Option
+	enqOpts := []tasks.Option{tasks.WithLayout(b.Layout)}
 	if cfg.FairDispatch {
 		hist, observe := fair.WaitHistogram()
 		b.AdmissionWait = hist
 		b.Dispatcher = fair.New(enqueueRedis, fair.Config{PendingTime: cfg.FairPendingTime, OnAdmit: observe})
-		admission = append(admission, tasks.WithAdmission(tasks.Admission{Dispatcher: b.Dispatcher, Tenants: b.Catalog, Plans: cfg.Plans}))
+		enqOpts = append(enqOpts, tasks.WithAdmission(tasks.Admission{Dispatcher: b.Dispatcher, Tenants: b.Catalog, Plans: cfg.Plans}))
 	}
-	b.Enqueuer = tasks.NewEnqueuer(b.Client, b.Inspector, logger, admission...).WithTaskRecords(b.TaskRecords)
+	b.Enqueuer = tasks.NewEnqueuer(b.Client, b.Inspector, logger, enqOpts...).WithTaskRecords(b.TaskRecords)
 	b.Tenancy = tenancy.New(tenancy.Config{
 		Catalog: b.Catalog, Enqueuer: b.Enqueuer, Documents: b.Documents, SchemaPool: b.SchemaPool, Pools: b.Pools, Logger: logger,
 		Dispatcher: b.Dispatcher, Plans: cfg.Plans,

@@ -45,6 +45,9 @@ const (
 	// DefaultDBPoolHeadroom is added to WorkerConcurrency for the default
 	// DB_MAX_CONNS: catalog look-ups, readiness pings and the scheduler.
 	DefaultDBPoolHeadroom = 4
+	// MaxQueueShards bounds QUEUE_SHARDS and QUEUE_SHARDS_SERVED (the
+	// same bound as tasks.MaxQueueShards; config does not import tasks).
+	MaxQueueShards = 16
 	// MinAdminTokenLen is the shortest ADMIN_TOKEN accepted outside the dev
 	// stack: 32 characters (`openssl rand -hex 32` gives 64).
 	MinAdminTokenLen = 32
@@ -179,6 +182,19 @@ type Config struct {
 	// waits between polls of its queues; 0 means
 	// DefaultTaskCheckInterval.
 	TaskCheckInterval time.Duration
+	// QueueShards (QUEUE_SHARDS, 1 to MaxQueueShards) is how many asynq
+	// queues each queue class (critical, default, low) has, so that a
+	// Redis Cluster's masters share a class (tasks.Layout); a tenant's
+	// tasks of one class always go to the same one. 0 means 1: one queue
+	// per class, named after it. Every process sharing a Redis must use
+	// the same value.
+	QueueShards int
+	// QueueShardsServed (QUEUE_SHARDS_SERVED, QueueShards to
+	// MaxQueueShards) is how many queues per class workers serve and task
+	// look-ups and tenant operations cover: set it to the larger count on
+	// every process while QUEUE_SHARDS changes, so tasks in the other
+	// count's queues are still run and found. 0 means QueueShards.
+	QueueShardsServed int
 }
 
 // FromEnv reads the configuration through getenv (os.Getenv in the
@@ -231,6 +247,8 @@ func Parse(getenv func(string) string) (Config, error) {
 		PlanLimits:            p.str("PLAN_LIMITS"),
 		FairPendingTime:       p.duration("FAIR_PENDING_TIME"),
 		TaskCheckInterval:     p.duration("TASK_CHECK_INTERVAL"),
+		QueueShards:           p.positiveInt("QUEUE_SHARDS"),
+		QueueShardsServed:     p.positiveInt("QUEUE_SHARDS_SERVED"),
 	}
 	if err := errors.Join(p.errs...); err != nil {
 		return Config{}, err
@@ -273,6 +291,8 @@ func (c Config) withDefaults() Config {
 	c.TenantDBMaxConns = cmp.Or(c.TenantDBMaxConns, c.DBMaxConns)
 	c.TaskCheckInterval = cmp.Or(c.TaskCheckInterval, DefaultTaskCheckInterval)
 	c.FairPendingTime = cmp.Or(c.FairPendingTime, fair.DefaultPendingTime)
+	c.QueueShards = cmp.Or(c.QueueShards, 1)
+	c.QueueShardsServed = cmp.Or(c.QueueShardsServed, c.QueueShards)
 	return c
 }
 
@@ -328,6 +348,11 @@ func (c Config) validate() error {
 	}
 	if c.TaskCheckInterval < time.Millisecond || c.TaskCheckInterval > time.Minute {
 		bad("TASK_CHECK_INTERVAL: must be between 1ms and 1m, got %v", c.TaskCheckInterval)
+	}
+	if c.QueueShards < 1 || c.QueueShards > MaxQueueShards {
+		bad("QUEUE_SHARDS: must be between 1 and %d, got %d", MaxQueueShards, c.QueueShards)
+	} else if c.QueueShardsServed < c.QueueShards || c.QueueShardsServed > MaxQueueShards {
+		bad("QUEUE_SHARDS_SERVED: must be between QUEUE_SHARDS (%d) and %d, got %d", c.QueueShards, MaxQueueShards, c.QueueShardsServed)
 	}
 	return errors.Join(errs...)
 }

@@ -44,6 +44,8 @@ func TestFromEnvDefaults(t *testing.T) {
 		FairDispatch:          true,
 		FairPendingTime:       fair.DefaultPendingTime,
 		TaskCheckInterval:     DefaultTaskCheckInterval,
+		QueueShards:           1,
+		QueueShardsServed:     1,
 	}
 	if c.Plans.String() != fair.DefaultPlans().String() {
 		t.Errorf("plans %v, want the defaults", c.Plans)
@@ -334,6 +336,45 @@ func TestTenantDatabases(t *testing.T) {
 		}
 		if err != nil && strings.Contains(err.Error(), "secret") {
 			t.Errorf("error %v echoes a URL", err)
+		}
+	}
+}
+
+func TestQueueShards(t *testing.T) {
+	t.Parallel()
+	base := map[string]string{"DATABASE_URL": "postgres://app@db/inv"}
+	with := func(kv ...string) func(string) string {
+		m := map[string]string{}
+		for k, v := range base {
+			m[k] = v
+		}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return env(m)
+	}
+	for _, tt := range []struct {
+		env            []string
+		shards, served int
+	}{
+		{nil, 1, 1},
+		{[]string{"QUEUE_SHARDS", "3"}, 3, 3},
+		{[]string{"QUEUE_SHARDS", "16"}, 16, 16},
+		{[]string{"QUEUE_SHARDS", "1", "QUEUE_SHARDS_SERVED", "3"}, 1, 3},
+		{[]string{"QUEUE_SHARDS", "3", "QUEUE_SHARDS_SERVED", "3"}, 3, 3},
+	} {
+		c, err := FromEnv(with(tt.env...))
+		if err != nil || c.QueueShards != tt.shards || c.QueueShardsServed != tt.served {
+			t.Errorf("%v: shards %d served %d, %v; want %d %d", tt.env, c.QueueShards, c.QueueShardsServed, err, tt.shards, tt.served)
+		}
+	}
+	for _, bad := range [][]string{
+		{"QUEUE_SHARDS", "0"}, {"QUEUE_SHARDS", "17"}, {"QUEUE_SHARDS", "-1"}, {"QUEUE_SHARDS", "x"},
+		{"QUEUE_SHARDS_SERVED", "17"}, {"QUEUE_SHARDS_SERVED", "2", "QUEUE_SHARDS", "3"},
+	} {
+		_, err := FromEnv(with(bad...))
+		if err == nil || !strings.Contains(err.Error(), bad[0]) {
+			t.Errorf("%v: error %v, want one naming %s", bad, err, bad[0])
 		}
 	}
 }

@@ -51,13 +51,13 @@ func (s *Service) RequestDeletion(ctx context.Context, id, actor string) (Deleti
 	}
 	var discarded int
 	if s.fair != nil {
-		drained, err := s.fair.Drain(ctx, id, tasks.Queues...)
+		drained, err := s.fair.Drain(ctx, id, s.layout().Queues()...)
 		if err != nil {
 			return Deletion{Tenant: t}, fmt.Errorf("request deletion of tenant %s: discard its backlog: %w", id, err)
 		}
 		discarded = drained.Total()
 		for _, r := range []fair.Reason{fair.Suspended, fair.Paused} {
-			if _, err := s.fair.Release(ctx, id, r, tasks.Queues...); err != nil {
+			if _, err := s.fair.Release(ctx, id, r, s.layout().Queues()...); err != nil {
 				return Deletion{Tenant: t}, fmt.Errorf("request deletion of tenant %s: lift its holds: %w", id, err)
 			}
 		}
@@ -137,7 +137,7 @@ func (s *Service) Destroy(ctx context.Context, t tenantctx.Tenant, actor string)
 	if s.fair != nil {
 		// The tenant is gone; what the dispatcher kept of it (a few small
 		// keys) goes too. A failure here leaves only those keys behind.
-		if err := s.fair.Forget(ctx, t.ID, tasks.Queues...); err != nil {
+		if err := s.fair.Forget(ctx, t.ID, s.layout().Queues()...); err != nil {
 			s.logger.WarnContext(ctx, "forget erased tenant in the dispatcher", slog.String("tenant_id", t.ID), slog.String("error", err.Error()))
 		}
 	}

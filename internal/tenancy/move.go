@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/invoicing/tenantworker/schema"
-	"github.com/invoicing/tenantworker/tasks"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
 
@@ -201,7 +200,7 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 func (s *Service) waitIdle(ctx context.Context, id string, opts MoveOptions) error {
 	deadline := time.Now().Add(opts.DrainTimeout)
 	for {
-		stats, err := s.fair.Stats(ctx, id, tasks.Queues...)
+		stats, err := s.fair.Stats(ctx, id, s.layout().TenantQueues(id)...)
 		if err != nil {
 			return err
 		}

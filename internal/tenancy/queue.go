@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/invoicing/tenantworker/fair"
-	"github.com/invoicing/tenantworker/tasks"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
 
@@ -43,18 +42,20 @@ type Queue struct {
 	// Suspended while the tenant's suspension does.
 	Paused    bool `json:"paused"`
 	Suspended bool `json:"suspended"`
-	// Queues are the per-queue figures.
+	// Queues are the per-queue figures of the queues the tenant's tasks
+	// can be in (with queue shards, its shard of each class).
 	Queues []fair.QueueStats `json:"queues"`
 }
 
 // Queue returns the tenant's backlog, admitted and running tasks by queue
-// and type, and the oldest wait. ErrNoDispatch without fair dispatch.
+// (the tenant's queues: tasks.Layout.TenantQueues) and type, and the
+// oldest wait. ErrNoDispatch without fair dispatch.
 func (s *Service) Queue(ctx context.Context, id string) (Queue, error) {
 	t, err := s.dispatchTenant(ctx, id)
 	if err != nil {
 		return Queue{}, err
 	}
-	stats, err := s.fair.Stats(ctx, id, tasks.Queues...)
+	stats, err := s.fair.Stats(ctx, id, s.layout().TenantQueues(id)...)
 	if err != nil {
 		return Queue{}, fmt.Errorf("queue of tenant %s: %w", id, err)
 	}
@@ -79,7 +80,7 @@ func (s *Service) Queue(ctx context.Context, id string) (Queue, error) {
 	return q, nil
 }
 
-// PauseQueue holds the tenant's backlog in every queue (its migrations
+// PauseQueue holds the tenant's backlog in every queue (every shard) (its migrations
 // too: a paused tenant changes nothing) until ResumeQueue; tasks admitted
 // but not started go back to its backlog, tasks already running finish.
 // It returns how many went back and writes ActionQueuePaused.
@@ -87,7 +88,7 @@ func (s *Service) PauseQueue(ctx context.Context, id, actor string) (int, error)
 	if _, err := s.dispatchTenant(ctx, id); err != nil {
 		return 0, err
 	}
-	moved, err := s.fair.Hold(ctx, id, fair.Paused, tasks.Queues...)
+	moved, err := s.fair.Hold(ctx, id, fair.Paused, s.layout().Queues()...)
 	if err != nil {
 		return 0, fmt.Errorf("pause queue of tenant %s: %w", id, err)
 	}
@@ -102,7 +103,7 @@ func (s *Service) ResumeQueue(ctx context.Context, id, actor string) error {
 	if _, err := s.dispatchTenant(ctx, id); err != nil {
 		return err
 	}
-	if _, err := s.fair.Release(ctx, id, fair.Paused, tasks.Queues...); err != nil {
+	if _, err := s.fair.Release(ctx, id, fair.Paused, s.layout().Queues()...); err != nil {
 		return fmt.Errorf("resume queue of tenant %s: %w", id, err)
 	}
 	s.logFailure(ctx, id, ActionQueueResumed, s.audit(ctx, id, actor, ActionQueueResumed, map[string]string{}))
@@ -117,7 +118,7 @@ func (s *Service) DrainQueue(ctx context.Context, id, actor string) (fair.Draine
 	if _, err := s.dispatchTenant(ctx, id); err != nil {
 		return fair.Drained{}, err
 	}
-	n, err := s.fair.Drain(ctx, id, tasks.Queues...)
+	n, err := s.fair.Drain(ctx, id, s.layout().Queues()...)
 	if err != nil {
 		return n, fmt.Errorf("drain queue of tenant %s: %w", id, err)
 	}

@@ -2,6 +2,7 @@ package tenancy_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -26,23 +27,29 @@ type fairBundle struct {
 
 func setupFair(t *testing.T) *fairBundle {
 	t.Helper()
+	return setupFairWith(t, tasks.Layout{})
+}
+
+// setupFairWith is setupFair with the queue layout l.
+func setupFairWith(t *testing.T, l tasks.Layout) *fairBundle {
+	t.Helper()
 	pool, catalog, docs := catalogOn(t)
-	d, enq, inspector := fairOn(t, catalog)
+	d, enq, inspector := fairOn(t, catalog, tasks.WithLayout(l))
 	svc := tenancy.New(tenancy.Config{Catalog: catalog, Enqueuer: enq, Documents: docs, SchemaPool: pool,
 		Dispatcher: d, Plans: fair.DefaultPlans()})
 	return &fairBundle{bundle: &bundle{ctx: t.Context(), catalog: catalog, docs: docs, inspector: inspector, pool: pool, svc: svc}, d: d, enq: enq}
 }
 
 // fairOn returns a dispatcher, an enqueuer admitting the tenants of
-// catalog through it, and an inspector, on a fresh Redis.
-func fairOn(t *testing.T, catalog *storage.Postgres) (*fair.Dispatcher, *tasks.Enqueuer, *asynq.Inspector) {
+// catalog through it (with opts), and an inspector, on a fresh Redis.
+func fairOn(t *testing.T, catalog *storage.Postgres, opts ...tasks.Option) (*fair.Dispatcher, *tasks.Enqueuer, *asynq.Inspector) {
 	t.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: testenv.Redis(t)})
 	t.Cleanup(func() { _ = rdb.Close() })
 	inspector := asynq.NewInspectorFromRedisClient(rdb)
 	d := fair.New(rdb, fair.Config{MinPending: 1})
 	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), inspector, nil,
-		tasks.WithAdmission(tasks.Admission{Dispatcher: d, Tenants: catalog}))
+		append([]tasks.Option{tasks.WithAdmission(tasks.Admission{Dispatcher: d, Tenants: catalog})}, opts...)...)
 	return d, enq, inspector
 }
 
@@ -206,5 +213,99 @@ func TestSetLimitsAndNoDispatch(t *testing.T) {
 	other := plain.active(t, "nodispatch")
 	if _, err := plain.svc.Queue(plain.ctx, other.ID); !errors.Is(err, tenancy.ErrNoDispatch) {
 		t.Fatalf("Queue without dispatch: %v, want ErrNoDispatch", err)
+	}
+}
+
+// TestQueueOperationsOverShards: with three queue shards, tenants on
+// different shards of the default class are each reported, paused,
+// resumed, suspended and drained in their own shard, and no other
+// tenant's tasks move.
+func TestQueueOperationsOverShards(t *testing.T) {
+	t.Parallel()
+	l, err := tasks.NewLayout(3, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := setupFairWith(t, l)
+	// One tenant per shard of default, until two shards are covered.
+	byShard := map[string]tenantctx.Tenant{}
+	for i := 0; len(byShard) < 2; i++ {
+		if i == 40 {
+			t.Fatalf("40 tenants all hashed to %v", byShard)
+		}
+		tn := b.active(t, fmt.Sprintf("shard-%d", i))
+		if q := l.Queue(tasks.QueueDefault, tn.ID); byShard[q].ID == "" {
+			byShard[q] = tn
+		}
+	}
+	inShard := func(q tenancy.Queue, queue string) fair.QueueStats {
+		t.Helper()
+		for _, s := range q.Queues {
+			if s.Queue == queue {
+				return s
+			}
+		}
+		t.Fatalf("no queue %s in %+v", queue, q)
+		return fair.QueueStats{}
+	}
+	for queue, tn := range byShard {
+		b.pdfs(t, tn, 3)
+		q := b.queue(t, tn.ID)
+		if s := inShard(q, queue); s.Waiting != 2 || s.Admitted != 1 || q.Waiting != 2 {
+			t.Fatalf("%s in %s: %+v", tn.ID, queue, q)
+		}
+		if len(q.Queues) != len(l.TenantQueues(tn.ID)) {
+			t.Errorf("%s: %d queues reported, want its %v", tn.ID, len(q.Queues), l.TenantQueues(tn.ID))
+		}
+		if info, err := b.inspector.GetTaskInfo(queue, fmt.Sprintf("invoice:pdf:%s:1", tn.ID)); err != nil || info.State != asynq.TaskStatePending {
+			t.Fatalf("%s: admitted task not in %s: %+v, %v", tn.ID, queue, info, err)
+		}
+	}
+	var first, second tenantctx.Tenant
+	var firstQ, secondQ string
+	for queue, tn := range byShard {
+		if first.ID == "" {
+			first, firstQ = tn, queue
+		} else if second.ID == "" {
+			second, secondQ = tn, queue
+		}
+	}
+	if _, err := b.svc.PauseQueue(b.ctx, first.ID, tenancy.ActorAdmin); err != nil {
+		t.Fatal(err)
+	}
+	if q := b.queue(t, first.ID); !q.Paused || inShard(q, firstQ).Waiting != 3 || inShard(q, firstQ).Admitted != 0 {
+		t.Fatalf("paused %s: %+v", first.ID, q)
+	}
+	if q := b.queue(t, second.ID); q.Paused || inShard(q, secondQ).Admitted != 1 {
+		t.Fatalf("pausing %s touched %s: %+v", first.ID, second.ID, q)
+	}
+	if err := b.svc.ResumeQueue(b.ctx, first.ID, tenancy.ActorAdmin); err != nil {
+		t.Fatal(err)
+	}
+	if q := b.queue(t, first.ID); q.Paused || inShard(q, firstQ).Admitted != 1 {
+		t.Fatalf("resumed %s: %+v", first.ID, q)
+	}
+	if _, err := b.svc.Suspend(b.ctx, second.ID, tenancy.ActorAdmin); err != nil {
+		t.Fatal(err)
+	}
+	if q := b.queue(t, second.ID); !q.Suspended || inShard(q, secondQ).Waiting != 3 {
+		t.Fatalf("suspended %s: %+v", second.ID, q)
+	}
+	if _, err := b.svc.Resume(b.ctx, second.ID, tenancy.ActorAdmin); err != nil {
+		t.Fatal(err)
+	}
+	if q := b.queue(t, second.ID); q.Suspended || inShard(q, secondQ).Admitted != 1 {
+		t.Fatalf("resumed %s: %+v", second.ID, q)
+	}
+	before := b.queue(t, first.ID) // admitted: its PDF, and its provisioning's tenant:migrate
+	n, err := b.svc.DrainQueue(b.ctx, first.ID, tenancy.ActorAdmin)
+	if err != nil || n.Waiting != 2 || n.Admitted != before.Admitted || inShard(before, firstQ).Admitted != 1 {
+		t.Fatalf("drain %s = %+v, %v; want 2 waiting and the %d admitted of %+v", first.ID, n, err, before.Admitted, before)
+	}
+	if q := b.queue(t, first.ID); q.Waiting != 0 || q.Admitted != 0 {
+		t.Fatalf("drained %s: %+v", first.ID, q)
+	}
+	if q := b.queue(t, second.ID); inShard(q, secondQ).Waiting != 2 || inShard(q, secondQ).Admitted != 1 {
+		t.Fatalf("draining %s touched %s: %+v", first.ID, second.ID, q)
 	}
 }

@@ -88,6 +88,11 @@ func New(c Config) *Service {
 	return &Service{catalog: c.Catalog, enqueuer: c.Enqueuer, documents: c.Documents, pool: c.SchemaPool, pools: c.Pools, fair: c.Dispatcher, plans: c.Plans, logger: c.Logger}
 }
 
+// layout returns the queue layout of the Enqueuer: the queues the
+// tenant operations hold, drain, forget and read cover the shards it
+// serves (tasks.Layout).
+func (s *Service) layout() tasks.Layout { return s.enqueuer.Layout() }
+
 // schemaPool returns the pool running schema changes on the database
 // holding t: through Pools when set; otherwise SchemaPool, which serves
 // only tenants placed on "main" (anything else fails closed).

@@ -7,7 +7,6 @@ import (
 
 	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/storage"
-	"github.com/invoicing/tenantworker/tasks"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
 
@@ -31,7 +30,7 @@ func (s *Service) Suspend(ctx context.Context, id, actor string) (tenantctx.Tena
 	if err != nil || s.fair == nil {
 		return t, err
 	}
-	if _, err := s.fair.Hold(ctx, id, fair.Suspended, tasks.WorkQueues...); err != nil {
+	if _, err := s.fair.Hold(ctx, id, fair.Suspended, s.layout().WorkQueues()...); err != nil {
 		return t, fmt.Errorf("suspend tenant %s: hold its backlog: %w", id, err)
 	}
 	return t, nil
@@ -49,7 +48,7 @@ func (s *Service) Resume(ctx context.Context, id, actor string) (tenantctx.Tenan
 			return t, fmt.Errorf("move tenant to %s: %w", tenantctx.StatusActive, err)
 		}
 		if t.Status == tenantctx.StatusSuspended || t.Status == tenantctx.StatusActive {
-			if _, err := s.fair.Release(ctx, id, fair.Suspended, tasks.WorkQueues...); err != nil {
+			if _, err := s.fair.Release(ctx, id, fair.Suspended, s.layout().WorkQueues()...); err != nil {
 				return t, fmt.Errorf("resume tenant %s: release its backlog: %w", id, err)
 			}
 		}

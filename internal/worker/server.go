@@ -55,6 +55,9 @@ type ServerOptions struct {
 	DelayedTaskCheckInterval time.Duration
 	// BaseContext, when set, is the parent of every handler's ctx.
 	BaseContext func() context.Context
+	// Layout is the queue layout served: every served shard of every
+	// class (tasks.Layout.Weights). The zero value is one queue per class.
+	Layout tasks.Layout
 	// Records, when set, receives a per-tenant record of every tenant task
 	// archived (records.go); nil records nothing.
 	Records *tasks.TaskRecords
@@ -78,16 +81,14 @@ func (o ServerOptions) withDefaults() ServerOptions {
 }
 
 // ServerConfig returns the asynq server configuration of the worker:
-// queues critical/default/low weighted 6/3/1, ErrTenantNotReady retried
+// queues critical/default/low weighted 6/3/1 (each shard of a class with
+// its class's weight, so the classes keep that proportion), ErrTenantNotReady retried
 // after NotReadyDelayMin..Max without counting as a failure (IsFailure),
 // other errors retried with asynq's exponential backoff, and asynq's logs
 // and task errors sent to opts.Logger.
 func ServerConfig(opts ServerOptions) asynq.Config {
 	o := opts.withDefaults()
-	queues := make(map[string]int, len(tasks.QueueWeights))
-	for q, w := range tasks.QueueWeights {
-		queues[q] = w
-	}
+	queues := o.Layout.Weights()
 	return asynq.Config{
 		Concurrency:              o.Concurrency,
 		BaseContext:              o.BaseContext,

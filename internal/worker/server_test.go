@@ -30,6 +30,20 @@ func TestServerConfig(t *testing.T) {
 	if tasks.QueueWeights[tasks.QueueLow] != 1 {
 		t.Errorf("worker.ServerConfig shares tasks.QueueWeights with the caller")
 	}
+	layout, err := tasks.NewLayout(3, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sharded := worker.ServerConfig(worker.ServerOptions{Layout: layout, Logger: discardLogger()})
+	sums := map[string]int{}
+	for q, w := range sharded.Queues {
+		c, _ := tasks.ClassOf(q)
+		sums[c] += w
+	}
+	// Every served shard (4 per class), each with its class's weight.
+	if len(sharded.Queues) != 12 || sums[tasks.QueueCritical] != 24 || sums[tasks.QueueDefault] != 12 || sums[tasks.QueueLow] != 4 {
+		t.Errorf("sharded queues %v: class sums %v", sharded.Queues, sums)
+	}
 	if cfg.IsFailure(fmt.Errorf("tenant x is suspended: %w", worker.ErrTenantNotReady)) {
 		t.Errorf("not ready counted as a failure")
 	}

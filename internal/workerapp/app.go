@@ -102,6 +102,7 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 		Concurrency:       cfg.WorkerConcurrency,
 		ShutdownTimeout:   cfg.ShutdownTimeout,
 		TaskCheckInterval: cfg.TaskCheckInterval,
+		Layout:            d.Layout,
 		Records:           d.TaskRecords,
 		Logger:            logger,
 	}
@@ -132,7 +133,7 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 	memberCtx, stopMember := context.WithCancel(context.WithoutCancel(ctx))
 	var memberWG sync.WaitGroup
 	if d.Dispatcher != nil {
-		m := fair.Membership{ID: memberID(), Queues: tasks.Queues, Concurrency: serverOpts.Concurrency}
+		m := membership(memberID(), serverOpts.Layout, serverOpts.Concurrency)
 		memberWG.Go(func() { d.Dispatcher.Serve(memberCtx, m, logger) })
 	}
 	defer func() { stopMember(); memberWG.Wait() }()
@@ -162,6 +163,7 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 	logger.Info("worker started",
 		slog.String("http_addr", d.listener.Addr().String()),
 		slog.Int("concurrency", serverOpts.Concurrency),
+		slog.String("queue_shards", serverOpts.Layout.String()),
 		slog.Bool("scheduler", cfg.SchedulerEnabled),
 		slog.String("sweep_schedule", cfg.OverdueSweepCron))
 	if opts.Ready != nil {
@@ -184,6 +186,19 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 	memberWG.Wait()
 	logger.Info("worker stopped")
 	return runErr
+}
+
+// membership is how a worker of concurrency slots registers with the fair
+// dispatcher under layout: in every served queue, with its slots divided
+// by the shards of a class (rounded up). The dispatcher keeps about one
+// pending task per registered slot in each queue, and a quiet tenant's
+// task waits behind that depth; registering every slot in each of N
+// shards would make the depth, summed over a class, N times the
+// worker's concurrency. Divided, a class keeps about the depth of one
+// queue.
+func membership(id string, layout tasks.Layout, concurrency int) fair.Membership {
+	n := layout.Served()
+	return fair.Membership{ID: id, Queues: layout.Queues(), Concurrency: (concurrency + n - 1) / n}
 }
 
 // memberID names this worker process in the dispatcher's heartbeats.

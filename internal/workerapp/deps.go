@@ -14,7 +14,6 @@ import (
 	"github.com/invoicing/tenantworker/internal/config"
 	"github.com/invoicing/tenantworker/internal/mailer"
 	"github.com/invoicing/tenantworker/internal/worker"
-	"github.com/invoicing/tenantworker/tasks"
 )
 
 // deps are what the worker runs on: the shared backend plus what only the
@@ -72,7 +71,7 @@ func open(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Opti
 		if err := d.registry.Register(d.AdmissionWait); err != nil {
 			return nil, fmt.Errorf("register fair dispatch metrics: %w", err)
 		}
-		if err := d.registry.Register(d.Dispatcher.NewCollector(tasks.Queues, 0, logger)); err != nil {
+		if err := d.registry.Register(d.Dispatcher.NewCollector(d.Layout.Queues(), 0, logger)); err != nil {
 			return nil, fmt.Errorf("register fair dispatch metrics: %w", err)
 		}
 	}
