@@ -2,6 +2,8 @@ package childproc
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -102,17 +104,26 @@ func TestStartMissingBinary(t *testing.T) {
 	}
 }
 
+// TestFreePort binds a port FreePort hands out. Other test processes pick
+// ports at the same time, so, as FreePort's callers do, it tries again
+// with a new port when one was taken in between; three taken in a row
+// would mean FreePort hands out ports that are not free.
 func TestFreePort(t *testing.T) {
 	t.Parallel()
-	port, err := FreePort()
-	if err != nil {
-		t.Fatal(err)
+	var errs []error
+	for range 3 {
+		port, err := FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err == nil {
+			l.Close()
+			return
+		}
+		errs = append(errs, fmt.Errorf("port %d: %w", port, err))
 	}
-	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-	if err != nil {
-		t.Fatalf("listen on the free port %d: %v", port, err)
-	}
-	l.Close()
+	t.Fatalf("no port FreePort handed out could be bound: %v", errors.Join(errs...))
 }
 
 func TestReadLogSince(t *testing.T) {
