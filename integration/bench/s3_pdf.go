@@ -372,7 +372,7 @@ func (b *bench) pdf(ctx context.Context, s *Scenario) error {
 	}
 	s.note("paced: %d single-byte tasks at %.0f/s", len(lat), rate)
 	s.note("worker's tenantworker_pdf_renders_total by font path: %v; tenantworker_pdf_unchanged_total: %v (warm-up, bursts and paced phase)", renders, unchanged[""])
-	s.note("latency minus handler time is queue wait: with the queue empty, asynq's processor sleeps TaskCheckInterval (tasks.DefaultTaskCheckInterval = 1 s) before it looks again, so at low load a task waits up to 1 s (about 0.5 s on average) before it starts")
+	s.note("latency minus handler time is queue wait: with the queue empty, asynq's processor sleeps TASK_CHECK_INTERVAL (%s by default) before it looks again, so at low load a task waits up to that long before it starts", config.DefaultTaskCheckInterval)
 	s.note("RSS is the cmd/worker child process's, from /proc/<pid>/status; allocation per render from runtime.MemStats around renders in the bench process")
 	s.Bound = "CPU and the machine's share of it. Per task: the render (single-byte paths about 0.4-0.6 ms of CPU, utf8 more), asynq's Redis round trips (dequeue, result write, done), the worker's two PostgreSQL round trips (lock + load; record + commit + check) and the backend's work for them (planning, and its caches of each tenant's tables, built once per connection and tenant), and the atomic file write with two fsyncs. The burst CPU notes give each process's share per task (2026-12-02: worker 2.7-3.2 ms, redis 0.4-0.5 ms, PostgreSQL 3.1-4.4 ms for a first render on disk); the fsyncs also wait on the disk. The in-process render rate on all CPUs is the ceiling; see README's PDF section"
 	return nil
