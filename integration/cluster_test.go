@@ -8,8 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -149,51 +147,8 @@ func TestClusterMasterKilledMidLoad(t *testing.T) {
 	tn := s.provision(tenantSlugs("failover", 1), tenantName)[0]
 	s.seed(tn, invoiceSeed{overdue: nInvoices, lines: 1})
 
-	type ack struct {
-		id string
-		at time.Time
-	}
-	ctx, stopLoad := context.WithCancel(context.Background())
-	defer stopLoad()
-	var (
-		mu       sync.Mutex
-		accepted []ack
-		refused  = map[int]int{}
-		next     atomic.Int64
-		loadWG   sync.WaitGroup
-	)
-	loadWG.Go(func() {
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-			id := int(next.Add(1))
-			if id > nInvoices {
-				return
-			}
-			rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			status, e, err := s.post(rctx, tn, "pdf", id)
-			cancel()
-			mu.Lock()
-			if err == nil && status == http.StatusAccepted {
-				accepted = append(accepted, ack{e.TaskID, time.Now()})
-			} else {
-				refused[status]++
-			}
-			mu.Unlock()
-		}
-	})
-	acceptedCount := func() int { mu.Lock(); defer mu.Unlock(); return len(accepted) }
-	eventually(t, 60*time.Second, 50*time.Millisecond, "load under way", func() error {
-		if n := acceptedCount(); n < 300 {
-			return fmt.Errorf("%d accepted", n)
-		}
-		return nil
-	})
+	load := startPacedLoad(t, s, tn, nInvoices)
+	load.waitAccepted(t, 300, 60*time.Second, "load under way")
 
 	victim := c.KillMasterOf(t, "asynq:{"+tasks.QueueDefault+"}:pending")
 	killedAt := time.Now()
@@ -201,30 +156,12 @@ func TestClusterMasterKilledMidLoad(t *testing.T) {
 	failedOver := time.Since(killedAt)
 	t.Logf("replica promoted: cluster healthy again %.1fs after master %s was killed", failedOver.Seconds(), victim.Addr())
 
-	for _, p := range append([]*proc{s.enqueue}, s.workers...) {
-		if err := p.waitStatus("/readyz", http.StatusOK, 90*time.Second); err != nil {
-			t.Fatalf("%s after the failover: %v", p.name, err)
-		}
-		if !p.running() {
-			t.Fatalf("%s exited during the failover", p.name)
-		}
-	}
+	s.waitRecovered(t, 90*time.Second, "the failover")
 	ready := time.Since(killedAt)
-	before := acceptedCount()
-	eventually(t, 90*time.Second, 50*time.Millisecond, "enqueues accepted again", func() error {
-		if n := acceptedCount(); n < before+200 {
-			return fmt.Errorf("%d accepted since the failover", n-before)
-		}
-		return nil
-	})
+	load.waitAccepted(t, 200, 90*time.Second, "enqueues accepted again")
 	acceptingAgain := time.Since(killedAt)
-	stopLoad()
-	loadWG.Wait()
-
-	mu.Lock()
-	acks := append([]ack(nil), accepted...)
+	acks, refused := load.finish()
 	refusedCopy := fmt.Sprint(refused)
-	mu.Unlock()
 	healedAt := killedAt.Add(failedOver)
 	var ids, afterIDs []string
 	for _, a := range acks {

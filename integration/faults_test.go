@@ -6,8 +6,6 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -143,49 +141,8 @@ func TestRedisRestartedMidLoad(t *testing.T) {
 	tn := s.provision(tenantSlugs("redis", 1), tenantName)[0]
 	s.seed(tn, invoiceSeed{overdue: nInvoices, lines: 1})
 
-	// The load: one new invoice after the other, about 100 requests/s, as
-	// long as it is asked to.
-	ctx, stopLoad := context.WithCancel(context.Background())
-	defer stopLoad()
-	var (
-		mu       sync.Mutex
-		accepted []string
-		refused  = map[int]int{}
-		next     atomic.Int64
-		loadWG   sync.WaitGroup
-	)
-	loadWG.Go(func() {
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-			id := int(next.Add(1))
-			if id > nInvoices {
-				return
-			}
-			rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			status, e, err := s.post(rctx, tn, "pdf", id)
-			cancel()
-			mu.Lock()
-			if err == nil && status == http.StatusAccepted {
-				accepted = append(accepted, e.TaskID)
-			} else {
-				refused[status]++
-			}
-			mu.Unlock()
-		}
-	})
-	acceptedCount := func() int { mu.Lock(); defer mu.Unlock(); return len(accepted) }
-	eventually(t, 60*time.Second, 50*time.Millisecond, "load under way", func() error {
-		if n := acceptedCount(); n < 300 {
-			return fmt.Errorf("%d accepted", n)
-		}
-		return nil
-	})
+	load := startPacedLoad(t, s, tn, nInvoices)
+	load.waitAccepted(t, 300, 60*time.Second, "load under way")
 
 	rs.Stop(t)
 	stoppedAt := time.Now()
@@ -200,28 +157,11 @@ func TestRedisRestartedMidLoad(t *testing.T) {
 	defer func() {
 		t.Logf("every acknowledged task completed %.1fs after Redis was back", time.Since(restartedAt).Seconds())
 	}()
-	for _, p := range append([]*proc{s.enqueue}, s.workers...) {
-		if err := p.waitStatus("/readyz", http.StatusOK, 60*time.Second); err != nil {
-			t.Fatalf("%s after Redis came back: %v", p.name, err)
-		}
-		if !p.running() {
-			t.Fatalf("%s exited during the Redis outage", p.name)
-		}
-	}
+	s.waitRecovered(t, 60*time.Second, "the Redis outage")
 	ready := time.Since(restartedAt)
-	before := acceptedCount()
-	eventually(t, 60*time.Second, 50*time.Millisecond, "enqueues accepted again", func() error {
-		if n := acceptedCount(); n < before+200 {
-			return fmt.Errorf("%d accepted since the restart", n-before)
-		}
-		return nil
-	})
-	stopLoad()
-	loadWG.Wait()
-
-	mu.Lock()
-	ids := append([]string(nil), accepted...)
-	mu.Unlock()
+	load.waitAccepted(t, 200, 60*time.Second, "enqueues accepted again")
+	acks, refused := load.finish()
+	ids := ackIDs(acks)
 	s.waitCompleted(tasks.QueueDefault, ids, 240*time.Second)
 	rows, distinct, files := s.documentCounts(tn)
 	if rows != distinct || files != rows || rows < len(ids) {
