@@ -60,6 +60,12 @@ func (h *Handler) internalError(w http.ResponseWriter, r *http.Request, op strin
 	writeError(w, http.StatusInternalServerError, "internal error")
 }
 
+// transientRedis are the replies with which Redis refuses commands for a
+// moment: loading its data after a restart, a script running too long, a
+// replica whose master is down, a cluster slot without a master or in the
+// middle of a failover, a demoted master.
+var transientRedis = []string{"LOADING ", "BUSY ", "MASTERDOWN ", "CLUSTERDOWN ", "TRYAGAIN ", "READONLY "}
+
 // dependencyUnavailable reports whether err says Redis or PostgreSQL could
 // not be reached (refused or reset connections, timeouts, a server going
 // away), as opposed to a bug or a bad answer.
@@ -72,6 +78,11 @@ func dependencyUnavailable(err error) bool {
 		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
 		errors.Is(err, context.DeadlineExceeded), errors.Is(err, redis.ErrClosed), errors.Is(err, puddle.ErrClosedPool):
 		return true
+	}
+	for _, prefix := range transientRedis {
+		if redis.HasErrorPrefix(err, prefix) {
+			return true
+		}
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {

@@ -12,6 +12,12 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
+// redisReply is an error reply of Redis, as go-redis returns it.
+type redisReply string
+
+func (e redisReply) Error() string { return string(e) }
+func (redisReply) RedisError()     {}
+
 func TestDependencyUnavailable(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -25,6 +31,10 @@ func TestDependencyUnavailable(t *testing.T) {
 		{&pgconn.PgError{Code: "57P01"}, true},
 		{&pgconn.PgError{Code: "08006"}, true},
 		{&pgconn.PgError{Code: "23505"}, false},
+		{fmt.Errorf("fair: enqueue: %w", redisReply("LOADING Redis is loading the dataset in memory")), true},
+		{redisReply("CLUSTERDOWN The cluster is down"), true},
+		{redisReply("READONLY You can't write against a read only replica."), true},
+		{redisReply("ERR Error running script"), false},
 		{errors.New("boom"), false},
 		{context.Canceled, false},
 	}
