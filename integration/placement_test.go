@@ -27,7 +27,9 @@ type placed struct {
 }
 
 // TestTenantsAcrossServers runs the binaries with two PostgreSQL servers
-// ("main" and "second", TENANT_DATABASES): tenants placed on both (by the
+// ("main" and "second", TENANT_DATABASES) and a Redis Cluster (3 masters,
+// 3 replicas) for the queues, both ways of scaling out at once: tenants
+// placed on both (by the
 // operator's choice and by load) get their PDFs rendered and their overdue
 // invoices swept and reminded, each from its own server, with the same
 // invoice ids on both and only its own data in every PDF and email; then
@@ -38,7 +40,8 @@ func TestTenantsAcrossServers(t *testing.T) {
 	t.Parallel()
 	const overdue, sent = 4, 4
 	secondURL := testenv.StartPostgres(t).CreateDatabase(t)
-	s := newStack(t, stackOptions{workers: 2, concurrency: 4, sweepCron: "@every 2s",
+	c := testenv.StartRedisCluster(t, testenv.RedisClusterOptions{})
+	s := newStack(t, stackOptions{workers: 2, concurrency: 4, sweepCron: "@every 2s", cluster: c,
 		env: map[string]string{"TENANT_DATABASES": "second=" + secondURL, "TENANT_DB_MAX_CONNS": "4"}})
 	ctx := context.Background()
 	second, err := pgxpool.New(ctx, secondURL)
