@@ -88,8 +88,8 @@ func docPath(tenantID, key string) (string, error) {
 // document is always durable. A directory Put had to create (a tenant's
 // first document) is made durable as well: each directory it created, and
 // the one that holds it, is fsynced before the document is written into
-// it. A directory that already exists costs nothing extra: the temporary
-// file is created first and the directories only when that fails.
+// it. A directory that already exists costs nothing extra: Put opens it
+// and creates directories only when that open finds none.
 func (s *FS) Put(ctx context.Context, tenantID, key string, r io.Reader) (DocumentInfo, error) {
 	if err := ctx.Err(); err != nil {
 		return DocumentInfo{}, fmt.Errorf("put document %q: %w", key, err)

@@ -301,11 +301,11 @@ func finished(s asynq.TaskState) bool {
 // TenantTask returns the task with id taskID if it belongs to tenantID. A
 // task waiting in its tenant's backlog is reported as pending; otherwise it
 // looks in the tenant's asynq queues (Layout.TenantQueues: its shard of
-// each class, and its shards under the other served counts). It returns ErrTaskNotFound when the task
-// does not exist or its payload names another tenant (or none): a tenant
-// never learns whether another tenant's task id exists. A task asynq no
-// longer has but the tenant's TaskRecords keep (WithTaskRecords) is
-// returned as archived, from its record.
+// each class, and its shards under the other served counts). It returns
+// ErrTaskNotFound when the task does not exist or its payload names
+// another tenant (or none): a tenant never learns whether another tenant's
+// task id exists. A task asynq no longer has but the tenant's TaskRecords
+// keep (WithTaskRecords) is returned as archived, from its record.
 func (e *Enqueuer) TenantTask(ctx context.Context, tenantID, taskID string) (*asynq.TaskInfo, error) {
 	if tenantID == "" || taskID == "" || len(taskID) > maxTaskIDLen {
 		return nil, ErrTaskNotFound

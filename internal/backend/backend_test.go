@@ -188,3 +188,17 @@ func TestOpenErrorsName(t *testing.T) {
 		t.Fatalf("Open with Redis down = %v, want a redis connection error", err)
 	}
 }
+
+// TestQueueShardBoundsAgree: config validates QUEUE_SHARDS against its own
+// copy of the bound (it does not import tasks), and Open builds the layout
+// with tasks.NewLayout; the two bounds must be one number, or a value
+// config accepts would stop Open (or the other way round).
+func TestQueueShardBoundsAgree(t *testing.T) {
+	t.Parallel()
+	if config.MaxQueueShards != tasks.MaxQueueShards {
+		t.Fatalf("config.MaxQueueShards %d, tasks.MaxQueueShards %d", config.MaxQueueShards, tasks.MaxQueueShards)
+	}
+	if _, err := tasks.NewLayout(config.MaxQueueShards, 0); err != nil {
+		t.Fatalf("the largest count config accepts: %v", err)
+	}
+}

@@ -80,7 +80,7 @@ func (s *Service) Queue(ctx context.Context, id string) (Queue, error) {
 	return q, nil
 }
 
-// PauseQueue holds the tenant's backlog in every queue (every shard) (its migrations
+// PauseQueue holds the tenant's backlog in every queue, every shard (its migrations
 // too: a paused tenant changes nothing) until ResumeQueue; tasks admitted
 // but not started go back to its backlog, tasks already running finish.
 // It returns how many went back and writes ActionQueuePaused.
