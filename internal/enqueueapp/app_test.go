@@ -16,6 +16,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/internal/backend"
 	"github.com/invoicing/tenantworker/internal/config"
 	"github.com/invoicing/tenantworker/internal/enqueueapp"
@@ -171,15 +172,37 @@ func (f *fixture) run(t *testing.T, terminal bool, args ...string) (int, string,
 
 // migrationWorker stands in for cmd/worker's tenant:migrate handler: it
 // migrates the tenant's schema and activates it, except for the slugs in
-// broken, whose migrations fail for good.
+// broken, whose migrations fail for good. Like cmd/worker it registers with
+// the fair dispatcher (heartbeats) and reports every finished attempt, which
+// is what admits the tasks that wait in the tenants' backlogs.
 func (f *fixture) migrationWorker(t *testing.T, broken map[string]bool) {
 	t.Helper()
+	const concurrency = 4
 	srv := asynq.NewServer(f.deps.RedisConnOpt, asynq.Config{
-		Queues: map[string]int{tasks.QueueCritical: 1}, Concurrency: 4, LogLevel: asynq.FatalLevel,
+		Queues: map[string]int{tasks.QueueCritical: 1}, Concurrency: concurrency, LogLevel: asynq.FatalLevel,
 	})
+	report := func(context.Context, *asynq.Task, time.Duration) {}
+	if d := f.deps.Dispatcher; d != nil {
+		rep := d.NewReporter(quietLogger())
+		ctx, stop := context.WithCancel(context.Background())
+		var member sync.WaitGroup
+		member.Go(func() {
+			d.Serve(ctx, fair.Membership{ID: "test-migrations", Queues: []string{tasks.QueueCritical}, Concurrency: concurrency,
+				Interval: 100 * time.Millisecond}, quietLogger())
+		})
+		t.Cleanup(func() { stop(); member.Wait(); rep.Close(context.Background()) })
+		report = func(ctx context.Context, task *asynq.Task, cost time.Duration) {
+			id, _ := asynq.GetTaskID(ctx)
+			var p tasks.TenantMigrate
+			if json.Unmarshal(task.Payload(), &p) == nil {
+				rep.Report(fair.Report{Queue: tasks.QueueCritical, TaskID: id, TenantID: p.TenantID, Type: task.Type(), Cost: cost})
+			}
+		}
+	}
 	var mu sync.Mutex
 	mux := asynq.NewServeMux()
 	mux.HandleFunc(tasks.TypeTenantMigrate, func(ctx context.Context, task *asynq.Task) error {
+		defer func(start time.Time) { report(ctx, task, time.Since(start)) }(time.Now())
 		var p tasks.TenantMigrate
 		if err := json.Unmarshal(task.Payload(), &p); err != nil {
 			return err
