@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/tasks"
@@ -31,10 +33,38 @@ func TestWorkerKilledMidTask(t *testing.T) {
 	}
 
 	var ids []string
+	round := 0
 	renew := func() {
-		for id := 1; id <= nInvoices; id++ {
+		// A task for an unchanged invoice completes without rendering:
+		// change every invoice first so each renewed task renders again.
+		if round++; round > 1 {
 			for _, tn := range tenants {
-				ids = append(ids, s.mustPost(tn, "pdf", id).TaskID)
+				_, err := s.db.Exec(context.Background(), `UPDATE `+pgx.Identifier{tn.Schema, "invoices"}.Sanitize()+` SET notes = $1`,
+					fmt.Sprintf("Notiz%02d round %d", tn.N, round))
+				if err != nil {
+					t.Fatalf("change the invoices of %s: %v", tn.Slug, err)
+				}
+			}
+		}
+		// One bulk request per tenant: the workers render faster than
+		// single requests arrive, and the kills need a backlog.
+		all := make([]int, nInvoices)
+		for i := range all {
+			all[i] = i + 1
+		}
+		for _, tn := range tenants {
+			status, body, err := bulkPDF(context.Background(), s.enqueue, tn, all)
+			var res struct {
+				Tasks []enqueued `json:"tasks"`
+			}
+			if err == nil && status == http.StatusAccepted {
+				err = json.Unmarshal(body, &res)
+			}
+			if err != nil || status != http.StatusAccepted || len(res.Tasks) != nInvoices {
+				t.Fatalf("bulk render of %s: %d %s %v", tn.Slug, status, body, err)
+			}
+			for _, e := range res.Tasks {
+				ids = append(ids, e.TaskID)
 			}
 		}
 	}
@@ -58,19 +88,28 @@ func TestWorkerKilledMidTask(t *testing.T) {
 	)
 	const killAttempts = 10
 	for attempt := 1; ; attempt++ {
-		// Kill the victim while it is working: its count of finished tasks
-		// is still rising.
-		before := finished()
-		renewed := time.Now()
-		for deadline := time.Now().Add(60 * time.Second); finished() <= before; time.Sleep(5 * time.Millisecond) {
+		// Kill the victim while it is working: enough tasks are left that
+		// every slot of both workers is busy, and the victim's count of
+		// finished tasks is still rising.
+		for deadline := time.Now().Add(90 * time.Second); ; {
 			if time.Now().After(deadline) {
-				t.Fatalf("%s finished no task in 60s", victim.name)
+				t.Fatalf("%s was not caught working in 90s", victim.name)
 			}
-			if time.Since(renewed) > 3*time.Second {
-				// The load ran out before the victim was caught working:
-				// renew it (a finished render is replaced by a new one).
+			c, err := s.counts()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.unfinished() < 40 {
+				// The load ran low: renew it.
 				renew()
-				renewed = time.Now()
+				continue
+			}
+			before, rising := finished(), false
+			for wait := time.Now().Add(time.Second); !rising && time.Now().Before(wait); time.Sleep(5 * time.Millisecond) {
+				rising = finished() > before
+			}
+			if rising {
+				break
 			}
 		}
 		killedAt = time.Now()
@@ -97,9 +136,8 @@ func TestWorkerKilledMidTask(t *testing.T) {
 		if attempt == killAttempts {
 			t.Fatalf("no task was orphaned by %d kills (active at the last: %d): the kills hit no running task", killAttempts, len(active))
 		}
-		// The kill found the victim between tasks: renew the load and try
-		// again.
-		renew()
+		// The kill found the victim between tasks: try again (the load is
+		// renewed when it runs low).
 	}
 
 	s.waitCompleted(tasks.QueueDefault, ids, 240*time.Second)
