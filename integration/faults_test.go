@@ -2,7 +2,6 @@ package integration
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/tasks"
@@ -32,43 +30,11 @@ func TestWorkerKilledMidTask(t *testing.T) {
 		s.seed(tn, invoiceSeed{overdue: nInvoices, lines: 200})
 	}
 
-	var ids []string
-	round := 0
-	renew := func() {
-		// A task for an unchanged invoice completes without rendering:
-		// change every invoice first so each renewed task renders again.
-		if round++; round > 1 {
-			for _, tn := range tenants {
-				_, err := s.db.Exec(context.Background(), `UPDATE `+pgx.Identifier{tn.Schema, "invoices"}.Sanitize()+` SET notes = $1`,
-					fmt.Sprintf("Notiz%02d round %d", tn.N, round))
-				if err != nil {
-					t.Fatalf("change the invoices of %s: %v", tn.Slug, err)
-				}
-			}
-		}
-		// One bulk request per tenant: the workers render faster than
-		// single requests arrive, and the kills need a backlog.
-		all := make([]int, nInvoices)
-		for i := range all {
-			all[i] = i + 1
-		}
-		for _, tn := range tenants {
-			status, body, err := bulkPDF(context.Background(), s.enqueue, tn, all)
-			var res struct {
-				Tasks []enqueued `json:"tasks"`
-			}
-			if err == nil && status == http.StatusAccepted {
-				err = json.Unmarshal(body, &res)
-			}
-			if err != nil || status != http.StatusAccepted || len(res.Tasks) != nInvoices {
-				t.Fatalf("bulk render of %s: %d %s %v", tn.Slug, status, body, err)
-			}
-			for _, e := range res.Tasks {
-				ids = append(ids, e.TaskID)
-			}
-		}
-	}
-	renew()
+	// The load is renewed when it runs low, with bulk requests (the
+	// workers render faster than single requests arrive) for changed
+	// invoices.
+	ids := s.rerender(tenants, nInvoices, false)
+	renew := func() { ids = append(ids, s.rerender(tenants, nInvoices, true)...) }
 	// Kill worker-0 once the load is well under way.
 	eventually(t, 60*time.Second, 20*time.Millisecond, "first PDFs done", func() error {
 		info, err := s.inspector.GetQueueInfo(tasks.QueueDefault)
@@ -346,36 +312,30 @@ func TestShutdownUnderLoad(t *testing.T) {
 		}
 	}
 	enqueueAll(1, nInvoices/2)
-	// renew replaces finished renders by new ones, when the load ran out
-	// before a SIGTERM caught the worker working.
-	renew := func() {
-		for id := 1; id <= nInvoices/2; id++ {
-			for _, tn := range tenants {
-				pdfIDs = append(pdfIDs, s.mustPost(tn, "pdf", id).TaskID)
-			}
-		}
-	}
+	// renew replaces finished renders by new ones, of changed invoices,
+	// when the load ran out before a SIGTERM caught the worker working.
+	renew := func() { pdfIDs = append(pdfIDs, s.rerender(tenants, nInvoices/2, true)...) }
 
-	// sigterm waits until tasks are running, sends SIGTERM to w and checks
-	// it exits 0 within its shutdown timeout; it returns how many running
-	// tasks w has pushed back to the queue so far (its log spans restarts).
+	// sigterm waits until tasks are running and enough are left that every
+	// slot of both workers is busy (renewing the load when it runs low),
+	// sends SIGTERM to w and checks it exits 0 within its shutdown timeout;
+	// it returns how many running tasks w has pushed back to the queue so
+	// far (its log spans restarts).
 	sigterm := func(w *proc, timeout time.Duration) int {
-		running := func() bool {
-			for _, q := range []string{tasks.QueueLow, tasks.QueueDefault} {
-				if active, err := s.inspector.ListActiveTasks(q); err == nil && len(active) > 0 {
-					return true
-				}
-			}
-			return false
-		}
-		renewed := time.Now()
-		for deadline := time.Now().Add(60 * time.Second); !running(); time.Sleep(10 * time.Millisecond) {
+		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 			if time.Now().After(deadline) {
 				t.Fatalf("no task running on %s within 60s", w.name)
 			}
-			if time.Since(renewed) > 3*time.Second {
+			c, err := s.counts()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.unfinished() < 40 {
 				renew()
-				renewed = time.Now()
+				continue
+			}
+			if c.active > 0 {
+				break
 			}
 		}
 		exitErr, took, exited := w.signal(syscall.SIGTERM, timeout+15*time.Second)
@@ -406,9 +366,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 			t.Errorf("%s with a 1 ms shutdown timeout pushed no running task back to the queue in %d SIGTERMs", w0.name, sigtermAttempts)
 			break
 		}
-		// The SIGTERM found worker-0 between tasks: renew the load and
-		// try again.
-		renew()
+		// The SIGTERM found worker-0 between tasks: try again.
 	}
 	enqueueAll(nInvoices/2+1, nInvoices)
 

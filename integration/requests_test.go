@@ -47,6 +47,44 @@ func (s *stack) mustPost(tn tenantRef, kind string, id int) enqueued {
 	return e
 }
 
+// rerender asks for the renders of invoices 1..n of each tenant, one bulk
+// request per tenant, and returns the task ids. With change it first
+// changes every invoice of the tenants (their notes), so that each task
+// renders again: a task for an unchanged invoice completes without a
+// render, too quickly for a test that needs the workers busy.
+func (s *stack) rerender(tenants []tenantRef, n int, change bool) []string {
+	s.t.Helper()
+	ctx := context.Background()
+	ids := make([]int, n)
+	for i := range ids {
+		ids[i] = i + 1
+	}
+	var out []string
+	for _, tn := range tenants {
+		if change {
+			_, err := s.db.Exec(ctx, `UPDATE `+pgx.Identifier{tn.Schema, "invoices"}.Sanitize()+` SET notes = $1`,
+				fmt.Sprintf("Notiz%02d %d", tn.N, time.Now().UnixNano()))
+			if err != nil {
+				s.t.Fatalf("change the invoices of %s: %v", tn.Slug, err)
+			}
+		}
+		status, body, err := bulkPDF(ctx, s.enqueue, tn, ids)
+		var res struct {
+			Tasks []enqueued `json:"tasks"`
+		}
+		if err == nil && status == http.StatusAccepted {
+			err = json.Unmarshal(body, &res)
+		}
+		if err != nil || status != http.StatusAccepted || len(res.Tasks) != n {
+			s.t.Fatalf("bulk render of %s: %d %s %v", tn.Slug, status, body, err)
+		}
+		for _, e := range res.Tasks {
+			out = append(out, e.TaskID)
+		}
+	}
+	return out
+}
+
 // taskStates returns the state of each task (queue/id), "missing" for a
 // task that does not exist.
 func (s *stack) taskStates(queue string, ids []string) (map[string]*asynq.TaskInfo, map[string]int, error) {
