@@ -173,13 +173,16 @@ func makeDirs(root *os.Root, dir string) error {
 	if err := root.MkdirAll(dir, fsDirPerm); err != nil {
 		return err
 	}
+	// created runs deepest first: each one's entry lives in the next one,
+	// fsynced here too, and the last one's in the directory that already
+	// existed above them all.
 	for _, d := range created {
 		if err := syncDir(root, d); err != nil {
 			return err
 		}
-		if err := syncDir(root, filepath.Dir(d)); err != nil {
-			return err
-		}
+	}
+	if len(created) > 0 {
+		return syncDir(root, filepath.Dir(created[len(created)-1]))
 	}
 	return nil
 }
