@@ -39,6 +39,9 @@ type Backend struct {
 	// Pool is the application pool (schema.NewPool: empty search_path,
 	// verified releases), DB_MAX_CONNS connections.
 	Pool *pgxpool.Pool
+	// Lanes serve tenants' units of work on "main" (DB_POOL_LANES > 1,
+	// through Pools.ForTenant); nil when lanes are off.
+	Lanes *schema.Lanes
 	// SchemaPool runs schema changes: a pool on MIGRATIONS_DATABASE_URL when
 	// it differs from DATABASE_URL (its session locks survive a
 	// transaction-pooling PgBouncer), otherwise Pool.
@@ -122,7 +125,8 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Opti
 	b.closers = append(b.closers, b.Catalog.Close)
 	b.Pools = placement.New(placement.Options{
 		MainPool: b.Pool, MainSchemaPool: b.SchemaPool, URLs: cfg.TenantDatabases,
-		Catalog: b.Catalog, MaxConns: int32(cfg.TenantDBMaxConns), Logger: logger,
+		Catalog: b.Catalog, MaxConns: int32(cfg.TenantDBMaxConns), Lanes: cfg.DBPoolLanes, Logger: logger,
+		MainLanes: b.Lanes,
 	})
 	b.closers = append(b.closers, b.Pools.Close)
 	if err := b.Pools.Register(ctx); err != nil {
@@ -198,6 +202,14 @@ func (b *Backend) openPools(ctx context.Context, cfg config.Config, logger *slog
 	b.closers = append(b.closers, func() error { pool.Close(); return nil })
 	if err := pool.Ping(ctx); err != nil {
 		return fmt.Errorf("connect to database: %w", err)
+	}
+	if cfg.DBPoolLanes > 1 {
+		lanes, err := schema.NewLanes(ctx, cfg.DatabaseURL, cfg.DBPoolLanes, schema.PoolOptions{MaxConns: int32(cfg.DBMaxConns), Logger: logger})
+		if err != nil {
+			return fmt.Errorf("open database lanes (DATABASE_URL, DB_POOL_LANES): %w", err)
+		}
+		b.Lanes = lanes
+		b.closers = append(b.closers, func() error { lanes.Close(); return nil })
 	}
 	if cfg.MigrationsDatabaseURL == "" || cfg.MigrationsDatabaseURL == cfg.DatabaseURL {
 		return nil

@@ -137,6 +137,14 @@ type Config struct {
 	// WorkerConcurrency + DefaultDBPoolHeadroom. It must be at least
 	// WorkerConcurrency.
 	DBMaxConns int
+	// DBPoolLanes (DB_POOL_LANES) splits the connections that serve
+	// tenants' units of work on each database (DBMaxConns on "main",
+	// TenantDBMaxConns elsewhere) into this many lanes (schema.Lanes), so
+	// that each PostgreSQL backend serves a few tenants; 0 means one lane per
+	// connection, 1 turns lanes off (one pool). On "main" the lanes are
+	// opened beside the application pool, which keeps the catalog and the
+	// operators' work.
+	DBPoolLanes int
 	// TenantDatabases (TENANT_DATABASES, "name=url,name2=url2") are the
 	// URLs of tenant databases other than "main" (DATABASE_URL), by the
 	// name the catalog places tenants on; each is registered in the catalog
@@ -237,6 +245,7 @@ func Parse(getenv func(string) string) (Config, error) {
 		LogFormat:             strings.ToLower(p.str("LOG_FORMAT")),
 		LogLevel:              p.level("LOG_LEVEL"),
 		DBMaxConns:            p.positiveInt("DB_MAX_CONNS"),
+		DBPoolLanes:           p.positiveInt("DB_POOL_LANES"),
 		TenantDatabases:       p.databases("TENANT_DATABASES"),
 		TenantDBMaxConns:      p.positiveInt("TENANT_DB_MAX_CONNS"),
 		AllowTenantHeader:     p.boolean("ALLOW_TENANT_HEADER", false),
@@ -289,6 +298,7 @@ func (c Config) withDefaults() Config {
 	c.LogFormat = cmp.Or(c.LogFormat, LogFormatText)
 	c.DBMaxConns = cmp.Or(c.DBMaxConns, c.WorkerConcurrency+DefaultDBPoolHeadroom)
 	c.TenantDBMaxConns = cmp.Or(c.TenantDBMaxConns, c.DBMaxConns)
+	c.DBPoolLanes = cmp.Or(c.DBPoolLanes, c.DBMaxConns)
 	c.TaskCheckInterval = cmp.Or(c.TaskCheckInterval, DefaultTaskCheckInterval)
 	c.FairPendingTime = cmp.Or(c.FairPendingTime, fair.DefaultPendingTime)
 	c.QueueShards = cmp.Or(c.QueueShards, 1)

@@ -29,6 +29,10 @@ type Options struct {
 	// MainPool is the application pool of "main" (DATABASE_URL); owned by
 	// the caller.
 	MainPool *pgxpool.Pool
+	// MainLanes, when set, serve the tenants on "main" (ForTenant) in lanes
+	// (schema.Lanes, DB_POOL_LANES); owned by the caller. nil: MainPool
+	// serves them.
+	MainLanes *schema.Lanes
 	// MainSchemaPool runs schema changes on "main"
 	// (MIGRATIONS_DATABASE_URL); nil means MainPool. Owned by the caller.
 	MainSchemaPool *pgxpool.Pool
@@ -38,9 +42,12 @@ type Options struct {
 	// Catalog resolves databases registered with a stored URL and counts
 	// tenants per database. nil: only URLs.
 	Catalog storage.PlacementStore
-	// MaxConns bounds each pool the registry opens (TENANT_DB_MAX_CONNS);
-	// 0 keeps pgx's default.
+	// MaxConns bounds the connections the registry opens to each other
+	// database (TENANT_DB_MAX_CONNS); 0 keeps pgx's default.
 	MaxConns int32
+	// Lanes is the number of lanes (schema.Lanes) each of those databases'
+	// connections are split into (DB_POOL_LANES); 0 or 1: one pool.
+	Lanes int
 	// Logger receives the pools' warnings and a line per pool opened.
 	Logger *slog.Logger
 }
@@ -53,7 +60,7 @@ type Registry struct {
 	log  *slog.Logger
 
 	mu     sync.Mutex
-	pools  map[string]*pgxpool.Pool
+	pools  map[string]*schema.Lanes
 	closed bool
 }
 
@@ -66,24 +73,37 @@ func New(o Options) *Registry {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Registry{opts: o, log: o.Logger, pools: map[string]*pgxpool.Pool{}}
+	return &Registry{opts: o, log: o.Logger, pools: map[string]*schema.Lanes{}}
 }
 
 // ForTenant returns the application pool of the database holding t's
-// schema. Use it with schema.InTenant.
+// schema, for a unit of work (schema.InTenant, InTenantBatch): t's lane of
+// that database's lanes (schema.Lanes.For), or its only pool. Call it for
+// each unit: the lane it returns depends on the lanes' load at the time.
 func (r *Registry) ForTenant(ctx context.Context, t tenantctx.Tenant) (*pgxpool.Pool, error) {
-	p, err := r.Pool(ctx, t.DatabaseName())
+	name := t.DatabaseName()
+	if name == tenantctx.DefaultDatabase || name == "" {
+		if r.opts.MainLanes != nil {
+			return r.opts.MainLanes.For(t.Schema), nil
+		}
+		return r.opts.MainPool, nil
+	}
+	l, err := r.lanes(ctx, name)
 	if err != nil {
 		return nil, fmt.Errorf("tenant %s: %w", t.ID, err)
 	}
-	return p, nil
+	return l.For(t.Schema), nil
 }
 
 // SchemaForTenant returns the pool that runs schema changes on t's
-// database: MIGRATIONS_DATABASE_URL's pool for "main", the application
-// pool elsewhere.
+// database: MIGRATIONS_DATABASE_URL's pool for "main", t's lane of the
+// application pool elsewhere.
 func (r *Registry) SchemaForTenant(ctx context.Context, t tenantctx.Tenant) (*pgxpool.Pool, error) {
-	return r.SchemaPool(ctx, t.DatabaseName())
+	name := t.DatabaseName()
+	if name == tenantctx.DefaultDatabase || name == "" {
+		return r.opts.MainSchemaPool, nil
+	}
+	return r.ForTenant(ctx, t)
 }
 
 // SchemaPool is SchemaForTenant by database name.
@@ -94,14 +114,26 @@ func (r *Registry) SchemaPool(ctx context.Context, name string) (*pgxpool.Pool, 
 	return r.Pool(ctx, name)
 }
 
-// Pool returns the application pool of database name, opening it on first
-// use (a failed open is not remembered: the next call tries again). The
-// pool connects lazily, so an unreachable server shows in the first query,
-// as an ordinary, retryable error.
+// Pool returns the application pool of database name for work that
+// belongs to no one tenant: MainPool for "main"; elsewhere the lane with
+// the most free connections. It opens the database's lanes on first use (a
+// failed open is not remembered: the next call tries again). The pools
+// connect lazily, so an unreachable server shows in the first query, as an
+// ordinary, retryable error.
 func (r *Registry) Pool(ctx context.Context, name string) (*pgxpool.Pool, error) {
 	if name == tenantctx.DefaultDatabase || name == "" {
 		return r.opts.MainPool, nil
 	}
+	l, err := r.lanes(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return l.Any(), nil
+}
+
+// lanes returns the lanes of database name (not "main"), opening them on
+// first use.
+func (r *Registry) lanes(ctx context.Context, name string) (*schema.Lanes, error) {
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
@@ -126,13 +158,14 @@ func (r *Registry) Pool(ctx context.Context, name string) (*pgxpool.Pool, error)
 	if p := r.pools[name]; p != nil {
 		return p, nil
 	}
-	p, err := schema.NewPool(ctx, dsn, schema.PoolOptions{MaxConns: r.opts.MaxConns, Logger: r.log})
+	l, err := schema.NewLanes(ctx, dsn, r.opts.Lanes, schema.PoolOptions{MaxConns: r.opts.MaxConns, Logger: r.log})
 	if err != nil {
 		return nil, fmt.Errorf("open tenant database %s: %w", name, err)
 	}
-	r.pools[name] = p
-	r.log.InfoContext(ctx, "opened tenant database pool", slog.String("database", name), slog.Int("max_conns", int(p.Config().MaxConns)))
-	return p, nil
+	r.pools[name] = l
+	r.log.InfoContext(ctx, "opened tenant database pool", slog.String("database", name),
+		slog.Int("max_conns", int(l.MaxConns())), slog.Int("lanes", len(l.Pools())))
+	return l, nil
 }
 
 // url resolves name: TENANT_DATABASES first, then the catalog's stored URL.
@@ -239,10 +272,10 @@ func (r *Registry) Open() []string {
 func (r *Registry) Close() error {
 	r.mu.Lock()
 	pools := r.pools
-	r.pools, r.closed = map[string]*pgxpool.Pool{}, true
+	r.pools, r.closed = map[string]*schema.Lanes{}, true
 	r.mu.Unlock()
-	for _, p := range pools {
-		p.Close()
+	for _, l := range pools {
+		l.Close()
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package placement_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"sync"
@@ -141,5 +142,68 @@ func TestRedact(t *testing.T) {
 	}
 	if got := placement.Redact("host=db2 password=s3cret"); strings.Contains(got, "s3cret") {
 		t.Errorf("Redact kept the password of a DSN: %s", got)
+	}
+}
+
+// TestRegistryLanes: with MainLanes, tenants on "main" get their lane of
+// it (the same lane while it has a free connection) and MainPool stays
+// the pool for everything else; another database is opened as Lanes lanes
+// sharing MaxConns, and its tenants get their lanes of it.
+func TestRegistryLanes(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	url := testenv.Postgres(t)
+	main, err := schema.NewPool(ctx, url, schema.PoolOptions{MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(main.Close)
+	lanes, err := schema.NewLanes(ctx, url, 4, schema.PoolOptions{MaxConns: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(lanes.Close)
+	second := testenv.StartPostgres(t).CreateDatabase(t)
+	r := placement.New(placement.Options{MainPool: main, MainLanes: lanes, URLs: map[string]string{"second": second}, MaxConns: 6, Lanes: 3})
+	defer r.Close()
+
+	for i := range 20 {
+		tn := tenantctx.Tenant{ID: tenantctx.NewID(), Schema: fmt.Sprintf("tenant_r%02d", i)}
+		p, err := r.ForTenant(ctx, tn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p != lanes.For(tn.Schema) || p == main {
+			t.Fatalf("ForTenant(%s on main) is not its lane", tn.Schema)
+		}
+		if sp, _ := r.SchemaForTenant(ctx, tn); sp != main {
+			t.Errorf("SchemaForTenant(%s on main) is not MainSchemaPool", tn.Schema)
+		}
+		tn.Database = "second"
+		p2, err := r.ForTenant(ctx, tn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, _ := r.ForTenant(ctx, tn)
+		if again != p2 {
+			t.Errorf("ForTenant(%s on second): two lanes while idle", tn.Schema)
+		}
+		if p2.Config().MaxConns != 2 {
+			t.Errorf("a lane of second has %d connections, want 6/3 = 2", p2.Config().MaxConns)
+		}
+		if sp, _ := r.SchemaForTenant(ctx, tn); sp != p2 {
+			t.Errorf("SchemaForTenant(%s on second) is not its lane", tn.Schema)
+		}
+	}
+	if p, _ := r.Pool(ctx, tenantctx.DefaultDatabase); p != main {
+		t.Error("Pool(main) is not MainPool")
+	}
+	var db string
+	p, err := r.Pool(ctx, "second")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.QueryRow(ctx, "SELECT current_database()").Scan(&db); err != nil || !strings.Contains(second, "/"+db) {
+		t.Errorf("Pool(second) on %q (%v), want %s", db, err, second)
 	}
 }

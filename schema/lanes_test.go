@@ -1,0 +1,232 @@
+package schema
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/invoicing/tenantworker/internal/testenv"
+)
+
+// openLanes opens lanes on url and closes them with the test.
+func openLanes(t *testing.T, url string, n int, maxConns int32) *Lanes {
+	t.Helper()
+	l, err := NewLanes(context.Background(), url, n, PoolOptions{MaxConns: maxConns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	return l
+}
+
+func caps(l *Lanes) []int32 {
+	var c []int32
+	for _, p := range l.Pools() {
+		c = append(c, p.Config().MaxConns)
+	}
+	return c
+}
+
+// TestNewLanesSplitsTheTotal: the lanes' caps add up to MaxConns and differ
+// by at most one; more lanes than connections gives one connection per
+// lane; 0 or 1 lane is a single pool; negative numbers are refused.
+func TestNewLanesSplitsTheTotal(t *testing.T) {
+	url := testenv.Postgres(t)
+	for _, tc := range []struct {
+		n     int
+		total int32
+		want  []int32
+	}{
+		{4, 10, []int32{3, 3, 2, 2}},
+		{14, 14, slices.Repeat([]int32{1}, 14)},
+		{8, 3, []int32{1, 1, 1}},
+		{1, 5, []int32{5}},
+		{0, 5, []int32{5}},
+	} {
+		l := openLanes(t, url, tc.n, tc.total)
+		if got := caps(l); !slices.Equal(got, tc.want) {
+			t.Errorf("NewLanes(%d lanes, %d conns): caps %v, want %v", tc.n, tc.total, got, tc.want)
+		}
+		if got := l.MaxConns(); got != tc.total {
+			t.Errorf("NewLanes(%d lanes, %d conns): MaxConns %d", tc.n, tc.total, got)
+		}
+	}
+	if _, err := NewLanes(context.Background(), url, -1, PoolOptions{}); err == nil {
+		t.Error("NewLanes with -1 lanes: no error")
+	}
+	if _, err := NewLanes(context.Background(), url, 2, PoolOptions{MaxConns: -1}); err == nil {
+		t.Error("NewLanes with MaxConns -1: no error")
+	}
+	if _, err := NewLanes(context.Background(), "postgres://%zz", 2, PoolOptions{}); err == nil {
+		t.Error("NewLanes with a bad URL: no error")
+	}
+}
+
+// index returns the position of p among l's lanes, or -1.
+func index(l *Lanes, p *pgxpool.Pool) int {
+	return slices.Index(l.Pools(), p)
+}
+
+// TestLanesForIsStableAndSpreads: an idle tenant always gets the same
+// lane, and many tenants use every lane.
+func TestLanesForIsStableAndSpreads(t *testing.T) {
+	l := openLanes(t, testenv.Postgres(t), 4, 8)
+	used := map[int]int{}
+	for i := range 200 {
+		s := fmt.Sprintf("tenant_t%03d", i)
+		first := index(l, l.For(s))
+		for range 3 {
+			if got := index(l, l.For(s)); got != first {
+				t.Fatalf("For(%s): lane %d, then %d", s, first, got)
+			}
+		}
+		used[first]++
+	}
+	for i := range 4 {
+		if used[i] < 25 { // 50 expected of 200
+			t.Errorf("lane %d is the first lane of %d of 200 tenants: %v", i, used[i], used)
+		}
+	}
+}
+
+// TestLanesForGivesWayToLoad: with its first lane's connections all taken a
+// tenant gets its second lane, then the lane with the most free
+// connections, and with every connection taken its first lane again, where
+// Acquire waits until a connection of that lane is released.
+func TestLanesForGivesWayToLoad(t *testing.T) {
+	ctx := context.Background()
+	l := openLanes(t, testenv.Postgres(t), 4, 8) // 2 connections per lane
+	const s = "tenant_acme"
+	first := l.For(s)
+
+	var held []*pgxpool.Conn
+	hold := func(p *pgxpool.Pool, n int) {
+		t.Helper()
+		for range n {
+			c, err := p.Acquire(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			held = append(held, c)
+		}
+	}
+	defer func() {
+		for _, c := range held {
+			c.Release()
+		}
+	}()
+
+	hold(first, 1)
+	if got := l.For(s); got != first {
+		t.Fatalf("first lane with a free connection: For gave lane %d, want %d", index(l, got), index(l, first))
+	}
+	hold(first, 1)
+	second := l.For(s)
+	if second == first {
+		t.Fatal("first lane full: For still gave it")
+	}
+	if got := l.For(s); got != second {
+		t.Fatal("second choice is not stable")
+	}
+	hold(second, 2)
+	third := l.For(s)
+	if third == first || third == second {
+		t.Fatalf("both lanes full: For gave lane %d", index(l, third))
+	}
+	// Take one connection of the third lane: the fourth now has more free.
+	hold(third, 1)
+	var fourth *pgxpool.Pool
+	for _, p := range l.Pools() {
+		if p != first && p != second && p != third {
+			fourth = p
+		}
+	}
+	if got := l.For(s); got != fourth {
+		t.Fatalf("For gave lane %d, want the one with the most free connections (%d)", index(l, got), index(l, fourth))
+	}
+	if got := l.Any(); got != fourth {
+		t.Fatalf("Any gave lane %d, want %d", index(l, got), index(l, fourth))
+	}
+	hold(third, 1)
+	hold(fourth, 2)
+	if got := l.For(s); got != first {
+		t.Fatalf("all full: For gave lane %d, want the first lane %d", index(l, got), index(l, first))
+	}
+
+	// A unit on the full first lane waits for that lane's connection.
+	done := make(chan error, 1)
+	go func() {
+		done <- InTenant(tenantCtx(ctx, "tenant_lanes"), l.For(s), func(ctx context.Context, tx pgx.Tx) error {
+			return nil // the schema need not exist for an empty unit
+		})
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("unit ran with every connection taken: %v", err)
+	default:
+	}
+	// Release one of the first lane's connections (the first two held).
+	held[0].Release()
+	held = held[1:]
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLanesKeepTenantsOnTheirBackends: one tenant's sequential units run
+// on the backends of its two lanes only (the second when the first's
+// connection is still being handed back: pgxpool runs AfterRelease in a
+// goroutine), so each backend serves a part of the tenants; and each unit
+// is pinned to its own tenant's schema whatever lane it ran on (the lanes
+// are NewPool's pools).
+func TestLanesKeepTenantsOnTheirBackends(t *testing.T) {
+	ctx := context.Background()
+	url := testenv.Postgres(t)
+	admin, _ := newTestPool(t, url, 2, nil)
+	var tenants []string
+	for i := range 12 {
+		s := fmt.Sprintf("tenant_lane%02d", i)
+		migrateTenant(t, admin, s)
+		tenants = append(tenants, s)
+	}
+	l := openLanes(t, url, 6, 6)
+	backends := map[string]map[uint32]bool{} // tenant -> backend pids
+	served := map[uint32]map[string]bool{}   // backend pid -> tenants
+	for range 20 {
+		for _, s := range tenants {
+			var pid uint32
+			var name string
+			err := InTenant(tenantCtx(ctx, s), l.For(s), func(ctx context.Context, tx pgx.Tx) error {
+				return tx.QueryRow(ctx, "SELECT pg_backend_pid(), (SELECT name FROM customers)").Scan(&pid, &name)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if name != s {
+				t.Fatalf("unit of %s read customer %q", s, name)
+			}
+			if backends[s] == nil {
+				backends[s] = map[uint32]bool{}
+			}
+			if served[pid] == nil {
+				served[pid] = map[string]bool{}
+			}
+			backends[s][pid], served[pid][s] = true, true
+		}
+	}
+	for s, p := range backends {
+		if len(p) > 2 {
+			t.Errorf("%s's sequential units ran on %d backends, want at most its 2 lanes'", s, len(p))
+		}
+	}
+	for pid, ts := range served {
+		if len(ts) == len(tenants) {
+			t.Errorf("backend %d served all %d tenants", pid, len(ts))
+		}
+		t.Logf("backend %d served %d of %d tenants", pid, len(ts), len(tenants))
+	}
+}
