@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"runtime"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -37,6 +38,38 @@ import (
 type Lanes struct {
 	pools []*pgxpool.Pool
 	caps  []int32
+	// chose counts For's answers by LaneChoice.
+	chose [laneChoices]atomic.Uint64
+}
+
+// LaneChoice is which of a tenant's lanes For gave it.
+type LaneChoice int
+
+const (
+	// LaneFirst: the tenant's first lane, which had a free connection.
+	LaneFirst LaneChoice = iota
+	// LaneSecond: its second lane; the first had none free.
+	LaneSecond
+	// LaneOther: neither of its lanes had a free connection; another did.
+	LaneOther
+	// LaneFull: no lane had a free connection; the unit waits on its first.
+	LaneFull
+	laneChoices
+)
+
+// String is the choice's name in metrics: first, second, other, full.
+func (c LaneChoice) String() string {
+	switch c {
+	case LaneFirst:
+		return "first"
+	case LaneSecond:
+		return "second"
+	case LaneOther:
+		return "other"
+	case LaneFull:
+		return "full"
+	}
+	return "unknown"
 }
 
 // NewLanes opens n lanes on databaseURL that together hold at most
@@ -86,25 +119,45 @@ func NewLanes(ctx context.Context, databaseURL string, n int, opts PoolOptions) 
 // second, then the lane with the most free connections; with none free,
 // its first lane (Acquire then waits there).
 func (l *Lanes) For(schemaName string) *pgxpool.Pool {
+	p, c := l.choose(schemaName)
+	l.chose[c].Add(1)
+	return p
+}
+
+// choose is For without the count.
+func (l *Lanes) choose(schemaName string) (*pgxpool.Pool, LaneChoice) {
 	n := len(l.pools)
 	if n == 1 {
-		return l.pools[0]
+		if l.free(0) > 0 {
+			return l.pools[0], LaneFirst
+		}
+		return l.pools[0], LaneFull
 	}
 	h := fnv.New64a()
 	h.Write([]byte(schemaName))
 	sum := h.Sum64()
 	first := int(sum % uint64(n))
 	if l.free(first) > 0 {
-		return l.pools[first]
+		return l.pools[first], LaneFirst
 	}
 	second := (first + 1 + int((sum>>32)%uint64(n-1))) % n
 	if l.free(second) > 0 {
-		return l.pools[second]
+		return l.pools[second], LaneSecond
 	}
 	if i, f := l.mostFree(); f > 0 {
-		return l.pools[i]
+		return l.pools[i], LaneOther
 	}
-	return l.pools[first]
+	return l.pools[first], LaneFull
+}
+
+// Chosen returns how many times For gave a tenant the lane of choice c.
+// A rising share of LaneOther and LaneFull says the lanes are too busy to
+// keep tenants on their backends (or the pool is too small).
+func (l *Lanes) Chosen(c LaneChoice) uint64 {
+	if c < 0 || c >= laneChoices {
+		return 0
+	}
+	return l.chose[c].Load()
 }
 
 // Any returns the lane with the most free connections (ties: the first),

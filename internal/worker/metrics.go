@@ -9,6 +9,7 @@ import (
 	"github.com/hibiken/asynq/x/metrics"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/tasks"
 )
 
@@ -176,6 +177,27 @@ func RegisterCacheMetrics(reg prometheus.Registerer, counters CacheCounters) err
 	for _, c := range []prometheus.Collector{hits, misses} {
 		if err := reg.Register(c); err != nil {
 			return fmt.Errorf("register tenant cache metrics: %w", err)
+		}
+	}
+	return nil
+}
+
+// RegisterLaneMetrics registers tenantworker_db_lane_choices_total{choice},
+// read from lanes on every scrape: how often a tenant's unit of work got
+// its first lane, its second, another one, or waited with all taken
+// (schema.LaneChoice). nil lanes (DB_POOL_LANES=1) registers nothing.
+func RegisterLaneMetrics(reg prometheus.Registerer, lanes *schema.Lanes) error {
+	if lanes == nil {
+		return nil
+	}
+	for _, c := range []schema.LaneChoice{schema.LaneFirst, schema.LaneSecond, schema.LaneOther, schema.LaneFull} {
+		m := prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "db_lane_choices_total",
+			Help:        "Tenants' units of work on the main database by the lane they got: first, second (the first was busy), other (both were), full (all were: it waited on its first).",
+			ConstLabels: prometheus.Labels{"choice": c.String()},
+		}, func() float64 { return float64(lanes.Chosen(c)) })
+		if err := reg.Register(m); err != nil {
+			return fmt.Errorf("register lane metrics: %w", err)
 		}
 	}
 	return nil

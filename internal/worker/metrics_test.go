@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/invoicing/tenantworker/internal/worker"
+	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/tasks"
 )
 
@@ -120,5 +121,40 @@ tenantworker_tenant_cache_misses_total 3
 	}
 	if !found {
 		t.Errorf("asynq_tasks_enqueued_total{queue=default,state=pending} != 1")
+	}
+}
+
+// TestLaneMetrics: tenantworker_db_lane_choices_total counts the lanes'
+// choices by name; without lanes nothing is registered. (The lanes connect
+// lazily: choosing one needs no server.)
+func TestLaneMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	if err := worker.RegisterLaneMetrics(reg, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := testutil.GatherAndCount(reg); err != nil || n != 0 {
+		t.Fatalf("without lanes: %d metrics, %v", n, err)
+	}
+	lanes, err := schema.NewLanes(t.Context(), "postgres://nobody@127.0.0.1:1/none", 2, schema.PoolOptions{MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lanes.Close()
+	if err := worker.RegisterLaneMetrics(reg, lanes); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		lanes.For("tenant_acme")
+	}
+	want := `
+# HELP tenantworker_db_lane_choices_total Tenants' units of work on the main database by the lane they got: first, second (the first was busy), other (both were), full (all were: it waited on its first).
+# TYPE tenantworker_db_lane_choices_total counter
+tenantworker_db_lane_choices_total{choice="first"} 3
+tenantworker_db_lane_choices_total{choice="full"} 0
+tenantworker_db_lane_choices_total{choice="other"} 0
+tenantworker_db_lane_choices_total{choice="second"} 0
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "tenantworker_db_lane_choices_total"); err != nil {
+		t.Error(err)
 	}
 }

@@ -75,6 +75,9 @@ func open(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Opti
 			return nil, fmt.Errorf("register fair dispatch metrics: %w", err)
 		}
 	}
+	if err := worker.RegisterLaneMetrics(d.registry, d.Lanes); err != nil {
+		return nil, err
+	}
 	cache := d.Catalog
 	if err := worker.RegisterCacheMetrics(d.registry, func() (uint64, uint64) {
 		s := cache.Stats()
