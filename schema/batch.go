@@ -138,7 +138,7 @@ func (u *batchUnit) begin(ctx context.Context, tenantID, quoted string, first *p
 		if err != nil && !end {
 			u.rollback(ctx)
 		}
-		return err
+		return causedByDone(ctx, err)
 	}
 	if _, err := pc.Exec(ctx, beginPinnedSQL(quoted)).ReadAll(); err != nil {
 		u.rollback(ctx)
@@ -154,6 +154,19 @@ func (u *batchUnit) begin(ctx context.Context, tenantID, quoted string, first *p
 		return fmt.Errorf("in tenant %s: %w", tenantID, err)
 	}
 	return nil
+}
+
+// causedByDone returns err, marked with ctx's error when ctx is done and
+// err does not say so already. A deadline that passes during pgx's prepare
+// round trip closes the connection while the server's answer to the
+// prepare (outside the pin: "relation ... does not exist") is the error pgx
+// reports; the unit failed because its time was up, and callers that check
+// errors.Is(err, context.DeadlineExceeded) must see that.
+func causedByDone(ctx context.Context, err error) error {
+	if err == nil || ctx.Err() == nil || errors.Is(err, ctx.Err()) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ctx.Err(), err)
 }
 
 // queueCopies queues copies of src's statements into b: pgx keeps what it

@@ -314,3 +314,24 @@ func TestQueueLockSharedHoldsOffDrop(t *testing.T) {
 		t.Error("schema still exists after Drop")
 	}
 }
+
+// TestCausedByDone: an error that comes with a done context says so; one
+// that already does, or comes with a live context, is kept as it is.
+func TestCausedByDone(t *testing.T) {
+	prep := errors.New("error preprocessing batch (prepare): relation \"customers\" does not exist")
+	done, cancel := context.WithTimeout(context.Background(), -time.Second)
+	defer cancel()
+	if err := causedByDone(done, prep); !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, prep) {
+		t.Errorf("done context: %v, want both the deadline and the error", err)
+	}
+	if err := causedByDone(context.Background(), prep); err != prep {
+		t.Errorf("live context: %v, want the error as is", err)
+	}
+	wrapped := fmt.Errorf("in tenant x: %w", context.DeadlineExceeded)
+	if err := causedByDone(done, wrapped); err != wrapped {
+		t.Errorf("error that says so already: %v", err)
+	}
+	if err := causedByDone(done, nil); err != nil {
+		t.Errorf("nil error: %v", err)
+	}
+}
