@@ -281,3 +281,21 @@ func QueueLockShared(ctx context.Context, b *pgx.Batch) error {
 	b.Queue(sharedLockSQL, lockNamespace, t.Schema).Exec(func(pgconn.CommandTag) error { return nil })
 	return nil
 }
+
+// genericPlansSQL makes the statements after it in the transaction use
+// their generic plan (plan_cache_mode, SET LOCAL: it ends with the
+// transaction).
+const genericPlansSQL = "SELECT set_config('plan_cache_mode', 'force_generic_plan', true)"
+
+// QueueGenericPlans queues, into b, a transaction-local setting that makes
+// the prepared statements after it run their generic plan, built once per
+// statement and connection, instead of planning a custom plan for each of
+// their first five executions (PostgreSQL's plan_cache_mode=auto). It
+// suits statements whose best plan does not depend on the parameter
+// values (a lookup by primary key) and whose text is the tenant's own
+// (invoice.QueueLoadFor), so that the plan is kept from one task to the
+// next. Like the pin it is SET LOCAL: COMMIT or ROLLBACK ends it, and the
+// next unit on the connection starts from the server's default.
+func QueueGenericPlans(b *pgx.Batch) {
+	b.Queue(genericPlansSQL).Exec(func(pgconn.CommandTag) error { return nil })
+}

@@ -39,7 +39,10 @@ type pdfResult struct {
 //
 // One transaction, two round trips (schema.InTenantBatches): the first
 // takes the tenant's shared lock and loads the invoice, its lines and its
-// current document in one query; the PDF is rendered and written to the
+// current document in one query (written for the tenant's schema and run
+// with its generic plan, so that a connection plans it once per tenant,
+// not once per task: invoice.QueueLoadFor, schema.QueueGenericPlans; the
+// record too); the PDF is rendered and written to the
 // store while the transaction stays open; the second records the document
 // and commits. Holding the shared lock from before the load until the
 // commit keeps docs/architecture.md's I13: a tenant:destroy (schema.Drop)
@@ -81,8 +84,11 @@ func (h *Handlers) InvoicePDF(ctx context.Context, p tasks.InvoicePDF) error {
 	if err := schema.QueueLockShared(ctx, first); err != nil {
 		return err
 	}
+	schema.QueueGenericPlans(first)
 	var inv invoice.Invoice
-	invoice.QueueLoad(first, p.InvoiceID, &inv)
+	if err := invoice.QueueLoadFor(first, t.Schema, p.InvoiceID, &inv); err != nil {
+		return Permanent(err) // QueueLockShared validated the schema: not reached
+	}
 	var res pdfResult
 	err = schema.InTenantBatches(ctx, pool, first, func(ctx context.Context) (*pgx.Batch, error) {
 		doc := document(inv, t.Name)
@@ -129,11 +135,11 @@ func (h *Handlers) InvoicePDF(ctx context.Context, p tasks.InvoicePDF) error {
 		}
 		res.DocumentInfo, res.FontPath = info, string(out.FontPath)
 		last := &pgx.Batch{}
-		invoice.QueueRecordDocument(last, invoice.Document{
+		err = invoice.QueueRecordDocumentFor(last, t.Schema, invoice.Document{
 			InvoiceID: p.InvoiceID, StorageKey: info.Key, SHA256: info.SHA256, Bytes: info.Bytes,
 			InputsSHA256: inputs, FontPath: res.FontPath,
 		})
-		return last, nil
+		return last, err
 	})
 	if errors.Is(err, invoice.ErrNotFound) {
 		return invoiceNotFound(p.InvoiceID, t.ID)

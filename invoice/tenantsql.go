@@ -1,0 +1,115 @@
+package invoice
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// Statements written for one tenant schema.
+//
+// A statement prepared on a connection keeps its plan only while the
+// search_path it runs under is the one it was planned under: PostgreSQL
+// parses, analyses and plans a cached statement again whenever the
+// search_path differs (plancache.c, RevalidateCachedQuery). The pin
+// (schema.InTenantBatch) changes search_path with every tenant, so a
+// statement whose text all tenants share is planned again on almost
+// every execution: for the PDF load (four tables, a lateral aggregate)
+// that was most of the query's server CPU (about 420 µs against 160 µs
+// with a plan kept, 30 tenants on one connection).
+//
+// QueueLoadFor and QueueRecordDocumentFor therefore write the statement
+// for the tenant's schema: the same text with every table qualified by
+// the schema (validated by tenantctx.ValidateSchema, quoted with
+// pgx.Identifier, I8). Each tenant's statement is its own entry in pgx's
+// statement cache and always runs under the same pin, so its plan stays
+// valid. The qualified names resolve to the schema the pin names (both
+// come from the same tenant), so the pin still decides nothing else; they
+// also let pgx prepare a statement new to the connection before the pin
+// is sent (an unqualified one fails there and costs schema.InTenantBatch
+// two more round trips). A statement is prepared once per connection and
+// tenant. With schema.Lanes (DB_POOL_LANES) a connection serves about 2/N
+// of the tenants, so prepares stay rare; pgx's statement cache (512
+// statements per connection by default, statement_cache_capacity in the
+// database URL) evicts the least recently used once a connection serves
+// more than about 250 tenants at once, and an evicted tenant's next task
+// prepares again: one round trip more, and the planning a shared text pays
+// on every task anyway. Behind PgBouncer (default_query_exec_mode=exec)
+// nothing is prepared and each statement is planned as it runs.
+//
+// The per-schema texts are kept here, up to maxTenantSQL schemas, so
+// building them costs nothing per task.
+type tenantSQL struct {
+	load   string
+	record string
+}
+
+// maxTenantSQL bounds the schemas whose statements are kept; past it the
+// cache starts over (a few KiB per schema).
+const maxTenantSQL = 4096
+
+var (
+	tenantSQLMu    sync.Mutex
+	tenantSQLCache = map[string]*tenantSQL{}
+)
+
+// statementsFor returns the statements of schemaName, which must be a
+// valid tenant schema.
+func statementsFor(schemaName string) (*tenantSQL, error) {
+	tenantSQLMu.Lock()
+	defer tenantSQLMu.Unlock()
+	if s, ok := tenantSQLCache[schemaName]; ok {
+		return s, nil
+	}
+	if err := tenantctx.ValidateSchema(schemaName); err != nil {
+		return nil, err
+	}
+	q := pgx.Identifier{schemaName}.Sanitize() + "."
+	qualify := strings.NewReplacer(
+		"FROM invoices ", "FROM "+q+"invoices ",
+		"JOIN customers ", "JOIN "+q+"customers ",
+		"FROM line_items ", "FROM "+q+"line_items ",
+		"JOIN invoice_documents ", "JOIN "+q+"invoice_documents ",
+		"INTO invoice_documents ", "INTO "+q+"invoice_documents ",
+	)
+	s := &tenantSQL{load: qualify.Replace(loadSQL), record: qualify.Replace(recordDocumentSQL)}
+	if len(tenantSQLCache) >= maxTenantSQL {
+		clear(tenantSQLCache)
+	}
+	tenantSQLCache[schemaName] = s
+	return s, nil
+}
+
+// QueueLoadFor is QueueLoad with the statement written for schemaName, the
+// schema the unit of work is pinned to (see tenantSQL): its plan is kept
+// from one task of the tenant to the next on a connection. An invalid
+// schema name queues nothing and is an error.
+func QueueLoadFor(b *pgx.Batch, schemaName string, id int64, dst *Invoice) error {
+	s, err := statementsFor(schemaName)
+	if err != nil {
+		return fmt.Errorf("load invoice %d: %w", id, err)
+	}
+	b.Queue(s.load, id).QueryRow(func(row pgx.Row) error {
+		return scanInvoice(row, id, dst)
+	})
+	return nil
+}
+
+// QueueRecordDocumentFor is QueueRecordDocument with the statement written
+// for schemaName, the schema the unit of work is pinned to (see
+// tenantSQL). An invalid schema name queues nothing and is an error.
+func QueueRecordDocumentFor(b *pgx.Batch, schemaName string, d Document) error {
+	s, err := statementsFor(schemaName)
+	if err != nil {
+		return fmt.Errorf("record document of invoice %d: %w", d.InvoiceID, err)
+	}
+	b.Queue(s.record, recordArgs(d)...).Exec(func(tag pgconn.CommandTag) error {
+		return recorded(d.InvoiceID, tag, nil)
+	})
+	return nil
+}
