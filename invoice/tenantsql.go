@@ -3,7 +3,6 @@ package invoice
 import (
 	"fmt"
 	"strings"
-	"sync"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -42,47 +41,36 @@ import (
 // on every task anyway. Behind PgBouncer (default_query_exec_mode=exec)
 // nothing is prepared and each statement is planned as it runs.
 //
-// The per-schema texts are kept here, up to maxTenantSQL schemas, so
-// building them costs nothing per task.
+// A tenant's texts are the shared texts cut where each table name starts
+// (once, at start), joined with the tenant's quoted schema and a dot.
 type tenantSQL struct {
 	load   string
 	record string
 }
 
-// maxTenantSQL bounds the schemas whose statements are kept; past it the
-// cache starts over (a few KiB per schema).
-const maxTenantSQL = 4096
+// tableMark marks where a table name starts in the shared texts.
+const tableMark = "\x00"
 
 var (
-	tenantSQLMu    sync.Mutex
-	tenantSQLCache = map[string]*tenantSQL{}
+	markTables = strings.NewReplacer(
+		"FROM invoices ", "FROM "+tableMark+"invoices ",
+		"JOIN customers ", "JOIN "+tableMark+"customers ",
+		"FROM line_items ", "FROM "+tableMark+"line_items ",
+		"JOIN invoice_documents ", "JOIN "+tableMark+"invoice_documents ",
+		"INTO invoice_documents ", "INTO "+tableMark+"invoice_documents ",
+	)
+	loadParts   = strings.Split(markTables.Replace(loadSQL), tableMark)
+	recordParts = strings.Split(markTables.Replace(recordDocumentSQL), tableMark)
 )
 
 // statementsFor returns the statements of schemaName, which must be a
 // valid tenant schema.
 func statementsFor(schemaName string) (*tenantSQL, error) {
-	tenantSQLMu.Lock()
-	defer tenantSQLMu.Unlock()
-	if s, ok := tenantSQLCache[schemaName]; ok {
-		return s, nil
-	}
 	if err := tenantctx.ValidateSchema(schemaName); err != nil {
 		return nil, err
 	}
 	q := pgx.Identifier{schemaName}.Sanitize() + "."
-	qualify := strings.NewReplacer(
-		"FROM invoices ", "FROM "+q+"invoices ",
-		"JOIN customers ", "JOIN "+q+"customers ",
-		"FROM line_items ", "FROM "+q+"line_items ",
-		"JOIN invoice_documents ", "JOIN "+q+"invoice_documents ",
-		"INTO invoice_documents ", "INTO "+q+"invoice_documents ",
-	)
-	s := &tenantSQL{load: qualify.Replace(loadSQL), record: qualify.Replace(recordDocumentSQL)}
-	if len(tenantSQLCache) >= maxTenantSQL {
-		clear(tenantSQLCache)
-	}
-	tenantSQLCache[schemaName] = s
-	return s, nil
+	return &tenantSQL{load: strings.Join(loadParts, q), record: strings.Join(recordParts, q)}, nil
 }
 
 // QueueLoadFor is QueueLoad with the statement written for schemaName, the
