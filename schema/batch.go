@@ -39,6 +39,10 @@ import (
 //     a context that outlives ctx's cancellation, and a connection that
 //     cannot be proven clean is closed.
 //
+// The set-up statements queued at the start of b by QueueLockShared and
+// QueueGenericPlans travel as further columns of the pin's statement
+// (pinStatement): the same effects, one statement instead of three.
+//
 // Because every statement is sent before any result is read, a callback
 // that returns an error cannot stop what the server does: the statements
 // after it still run and commit. Use callbacks to read, and let a
@@ -125,8 +129,11 @@ func InTenantBatches(ctx context.Context, pool *pgxpool.Pool, first *pgx.Batch, 
 func (u *batchUnit) begin(ctx context.Context, tenantID, quoted string, first *pgx.Batch, end bool) error {
 	b := &pgx.Batch{}
 	b.Queue(beginSQL)
-	b.Queue(pinSQL, quoted)
-	queueCopies(b, first)
+	pin, args, folded := pinStatement(quoted, first)
+	b.Queue(pin, args...)
+	if first != nil {
+		queueCopies(b, first.QueuedQueries[folded:])
+	}
 	var err error
 	if end {
 		err = u.end(ctx, tenantID, b)
@@ -145,7 +152,9 @@ func (u *batchUnit) begin(ctx context.Context, tenantID, quoted string, first *p
 		return fmt.Errorf("in tenant %s: begin and pin search_path: %w", tenantID, err)
 	}
 	b = &pgx.Batch{}
-	queueCopies(b, first)
+	if first != nil {
+		queueCopies(b, first.QueuedQueries)
+	}
 	if end {
 		return u.end(ctx, tenantID, b)
 	}
@@ -169,14 +178,54 @@ func causedByDone(ctx context.Context, err error) error {
 	return fmt.Errorf("%w: %w", ctx.Err(), err)
 }
 
-// queueCopies queues copies of src's statements into b: pgx keeps what it
-// learned about a statement (its prepared description) in the queued
-// statement, and a statement is sent again after a failed prepare.
-func queueCopies(b *pgx.Batch, src *pgx.Batch) {
-	if src == nil {
-		return
+// pinStatement returns the statement that pins search_path to quoted,
+// with its arguments, and the number of first's leading statements folded
+// into it. The statements that only set the unit up, queued first by
+// QueueLockShared (the tenant's shared lock) and QueueGenericPlans, become
+// further columns of the pin's SELECT: one statement instead of up to
+// three, and one that PostgreSQL never analyzes again. A cached statement
+// is analyzed and planned again whenever search_path differs from the one
+// it was last analyzed under; the pin runs before it takes effect, under
+// the empty search_path every unit starts from, whereas a statement after
+// it runs under the search_path of whichever tenant the connection served
+// last. The columns are evaluated in order, the pin first; neither folded
+// function depends on search_path (pg_catalog is named), and a failure of
+// either fails the pin's statement, as it failed its own before.
+func pinStatement(quoted string, first *pgx.Batch) (sql string, args []any, folded int) {
+	sql, args = pinSQL, []any{quoted}
+	if first == nil {
+		return sql, args, 0
 	}
-	for _, q := range src.QueuedQueries {
+	lock, generic := false, false
+	for _, q := range first.QueuedQueries {
+		switch {
+		case q.SQL == sharedLockSQL && !lock && len(q.Arguments) == 2:
+			lock = true
+			sql += ", " + pinnedLockColumn
+			args = append(args, q.Arguments...)
+		case q.SQL == genericPlansSQL && !generic:
+			generic = true
+			sql += ", " + genericPlansColumn
+		default:
+			return sql, args, folded
+		}
+		folded++
+	}
+	return sql, args, folded
+}
+
+// The columns pinStatement adds to pinSQL: sharedLockSQL's call with its
+// parameters renumbered after the pin's, and genericPlansSQL's.
+const (
+	pinnedLockColumn   = "pg_catalog.pg_advisory_xact_lock_shared($2::int4, pg_catalog.hashtext($3))"
+	genericPlansColumn = "pg_catalog.set_config('plan_cache_mode', 'force_generic_plan', true)"
+)
+
+// queueCopies queues copies of the statements src into b: pgx keeps what
+// it learned about a statement (its prepared description) in the queued
+// statement, and a statement is sent again after a failed prepare.
+func queueCopies(b *pgx.Batch, src []*pgx.QueuedQuery) {
+	for _, q := range src {
 		b.QueuedQueries = append(b.QueuedQueries, &pgx.QueuedQuery{SQL: q.SQL, Arguments: q.Arguments, Fn: q.Fn})
 	}
 }
@@ -268,7 +317,8 @@ func cleanSession(path string, noTemp bool) error {
 
 // QueueLockShared queues the tenant's shared lock (see LockShared) into b,
 // for a unit of InTenantBatch or InTenantBatches: held from there until the
-// unit ends. The schema comes from the tenant in ctx; without one it
+// unit ends. Queued before any other statement of the unit's first batch
+// (or after QueueGenericPlans only), it is taken by the pin's statement. The schema comes from the tenant in ctx; without one it
 // returns ErrNoTenant and queues nothing.
 func QueueLockShared(ctx context.Context, b *pgx.Batch) error {
 	t, ok := tenantctx.FromContext(ctx)
@@ -295,7 +345,9 @@ const genericPlansSQL = "SELECT set_config('plan_cache_mode', 'force_generic_pla
 // values (a lookup by primary key) and whose text is the tenant's own
 // (invoice.QueueLoadFor), so that the plan is kept from one task to the
 // next. Like the pin it is SET LOCAL: COMMIT or ROLLBACK ends it, and the
-// next unit on the connection starts from the server's default.
+// next unit on the connection starts from the server's default. Queued
+// first in a unit's first batch (or after QueueLockShared only), it is set
+// by the pin's statement.
 func QueueGenericPlans(b *pgx.Batch) {
 	b.Queue(genericPlansSQL).Exec(func(pgconn.CommandTag) error { return nil })
 }

@@ -335,3 +335,63 @@ func TestCausedByDone(t *testing.T) {
 		t.Errorf("nil error: %v", err)
 	}
 }
+
+// The statements that set a unit up (the shared lock, generic plans),
+// queued first, are folded into the pin's statement: the unit still holds
+// the lock in shared mode and uses generic plans, pinned to its schema.
+func TestPinStatementFoldsSetUp(t *testing.T) {
+	t.Parallel()
+	ctx := tenantCtx(context.Background(), "tenant_acme")
+	queue := func(steps ...string) *pgx.Batch {
+		b := &pgx.Batch{}
+		for _, s := range steps {
+			switch s {
+			case "lock":
+				if err := QueueLockShared(ctx, b); err != nil {
+					t.Fatal(err)
+				}
+			case "generic":
+				QueueGenericPlans(b)
+			default:
+				b.Queue(s)
+			}
+		}
+		return b
+	}
+	for _, c := range []struct {
+		steps  []string
+		folded int
+		sql    string
+		args   int
+	}{
+		{nil, 0, pinSQL, 1},
+		{[]string{"SELECT 1"}, 0, pinSQL, 1},
+		{[]string{"lock", "generic", "SELECT 1"}, 2, pinSQL + ", " + pinnedLockColumn + ", " + genericPlansColumn, 3},
+		{[]string{"generic", "lock"}, 2, pinSQL + ", " + genericPlansColumn + ", " + pinnedLockColumn, 3},
+		{[]string{"generic", "SELECT 1", "lock"}, 1, pinSQL + ", " + genericPlansColumn, 1},
+		{[]string{"lock", "lock"}, 1, pinSQL + ", " + pinnedLockColumn, 3},
+	} {
+		sql, args, folded := pinStatement(`"tenant_acme"`, queue(c.steps...))
+		if sql != c.sql || len(args) != c.args || folded != c.folded || args[0] != `"tenant_acme"` {
+			t.Errorf("%v: %q %v, %d folded; want %q with %d arguments, %d folded", c.steps, sql, args, folded, c.sql, c.args, c.folded)
+		}
+	}
+	if _, _, folded := pinStatement(`"tenant_acme"`, nil); folded != 0 {
+		t.Errorf("nil batch: %d folded", folded)
+	}
+
+	b := setup(t, 0)
+	migrateTenant(t, b.pool, "tenant_acme")
+	first := queue("lock", "generic")
+	var path, mode string
+	var locks int
+	first.Queue(`SELECT current_setting('search_path'), current_setting('plan_cache_mode'),
+	                    (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND mode = 'ShareLock' AND granted)`).
+		QueryRow(func(row pgx.Row) error { return row.Scan(&path, &mode, &locks) })
+	if err := InTenantBatch(ctx, b.pool, first); err != nil {
+		t.Fatal(err)
+	}
+	if path != `"tenant_acme"` || mode != "force_generic_plan" || locks != 1 {
+		t.Errorf("in the unit: search_path %q, plan_cache_mode %q, %d shared advisory locks; want the tenant's, force_generic_plan, 1", path, mode, locks)
+	}
+}

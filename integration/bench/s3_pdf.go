@@ -320,6 +320,10 @@ func (b *bench) pdf(ctx context.Context, s *Scenario) error {
 	if err != nil {
 		return fmt.Errorf("worker metrics: %w", err)
 	}
+	lanes, err := w.counters("tenantworker_db_lane_choices_total")
+	if err != nil {
+		return fmt.Errorf("worker metrics: %w", err)
+	}
 	// The render ceiling again, after the load: on a shared machine one
 	// short sample can be far off; the mean of both is the baseline.
 	for _, r := range runs {
@@ -372,6 +376,7 @@ func (b *bench) pdf(ctx context.Context, s *Scenario) error {
 	}
 	s.note("paced: %d single-byte tasks at %.0f/s", len(lat), rate)
 	s.note("worker's tenantworker_pdf_renders_total by font path: %v; tenantworker_pdf_unchanged_total: %v (warm-up, bursts and paced phase)", renders, unchanged[""])
+	s.note("worker's tenantworker_db_lane_choices_total (which lane each tenant unit of work took, DB_POOL_LANES): %v", lanes)
 	s.note("latency minus handler time is queue wait: with the queue empty, asynq's processor sleeps TASK_CHECK_INTERVAL (%s by default) before it looks again, so at low load a task waits up to that long before it starts", config.DefaultTaskCheckInterval)
 	s.note("RSS is the cmd/worker child process's, from /proc/<pid>/status; allocation per render from runtime.MemStats around renders in the bench process")
 	s.Bound = "CPU and the machine's share of it. Per task: the render (single-byte paths about 0.4-0.6 ms of CPU, utf8 more), asynq's Redis round trips (dequeue, result write, done), the worker's two PostgreSQL round trips (lock + load; record + commit + check) and the backend's work for them (planning, and its caches of each tenant's tables, built once per connection and tenant), and the atomic file write with two fsyncs. The burst CPU notes give each process's share per task (2026-12-02: worker 2.4-3.2 ms, redis 0.4-0.5 ms, PostgreSQL 1.5-1.8 ms with DB_POOL_LANES' lanes and the statements written per tenant, 2.3-2.9 ms with the lanes alone, 3.1-4.4 ms with one pool, for a first render on disk); the fsyncs also wait on the disk. The in-process render rate on all CPUs is the ceiling; see README's PDF section"

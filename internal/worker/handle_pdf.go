@@ -38,7 +38,8 @@ type pdfResult struct {
 // "unchanged"} (and "amount_differs" when true).
 //
 // One transaction, two round trips (schema.InTenantBatches): the first
-// takes the tenant's shared lock and loads the invoice, its lines and its
+// takes the tenant's shared lock (in the pin's statement, with the plan
+// setting) and loads the invoice, its lines and its
 // current document in one query (written for the tenant's schema and run
 // with its generic plan, so that a connection plans it once per tenant,
 // not once per task: invoice.QueueLoadFor, schema.QueueGenericPlans; the
