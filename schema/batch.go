@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -42,6 +45,16 @@ import (
 // The set-up statements queued at the start of b by QueueLockShared and
 // QueueGenericPlans travel as further columns of the pin's statement
 // (pinStatement): the same effects, one statement instead of three.
+//
+// COMMIT is sent before the first result comes back, so the caller's
+// deadline has to reach the server: with a deadline on ctx, the pin's
+// statement also sets statement_timeout (SET LOCAL) to the time left when
+// the unit begins, and the server cancels any statement of the unit that
+// runs longer, which rolls the unit back. What no client can know is the
+// outcome of a unit whose statements all finished on the server after ctx
+// ended but before the server learned of it: it may have committed, and
+// the caller gets ctx's error. Work retried after such an error must be
+// idempotent, as every task handler is.
 //
 // Because every statement is sent before any result is read, a callback
 // that returns an error cannot stop what the server does: the statements
@@ -129,7 +142,11 @@ func InTenantBatches(ctx context.Context, pool *pgxpool.Pool, first *pgx.Batch, 
 func (u *batchUnit) begin(ctx context.Context, tenantID, quoted string, first *pgx.Batch, end bool) error {
 	b := &pgx.Batch{}
 	b.Queue(beginSQL)
-	pin, args, folded := pinStatement(quoted, first)
+	var timeout time.Duration
+	if deadline, ok := ctx.Deadline(); ok {
+		timeout = max(time.Until(deadline), time.Millisecond)
+	}
+	pin, args, folded := pinStatement(quoted, first, timeout)
 	b.Queue(pin, args...)
 	if first != nil {
 		queueCopies(b, first.QueuedQueries[folded:])
@@ -180,46 +197,59 @@ func causedByDone(ctx context.Context, err error) error {
 
 // pinStatement returns the statement that pins search_path to quoted,
 // with its arguments, and the number of first's leading statements folded
-// into it. The statements that only set the unit up, queued first by
+// into it.
+//
+// With a timeout (the time left before the caller's deadline, rounded up
+// to a millisecond), the statement also sets statement_timeout for the
+// rest of the transaction (SET LOCAL). The unit's COMMIT travels in the
+// same pipeline as its statements, so a server that never heard of the
+// caller's deadline would run a long statement to its end and commit
+// after the caller gave up: pgx's cancel request on the deadline is
+// ignored by a backend that is between two messages of the pipeline. With
+// the setting, the server itself cancels a statement that outlives the
+// deadline, and the transaction rolls back.
+//
+// The statements that only set the unit up, queued first by
 // QueueLockShared (the tenant's shared lock) and QueueGenericPlans, become
 // further columns of the pin's SELECT: one statement instead of up to
-// three, and one that PostgreSQL never analyzes again. A cached statement
-// is analyzed and planned again whenever search_path differs from the one
-// it was last analyzed under; the pin runs before it takes effect, under
-// the empty search_path every unit starts from, whereas a statement after
-// it runs under the search_path of whichever tenant the connection served
-// last. The columns are evaluated in order, the pin first; neither folded
-// function depends on search_path (pg_catalog is named), and a failure of
-// either fails the pin's statement, as it failed its own before.
-func pinStatement(quoted string, first *pgx.Batch) (sql string, args []any, folded int) {
-	sql, args = pinSQL, []any{quoted}
+// three, and one that PostgreSQL does not analyze again. A cached
+// statement is analyzed and planned again whenever search_path differs
+// from the one it was last analyzed under; the pin runs before it takes
+// effect, under the empty search_path every unit starts from, whereas a
+// statement after it runs under the search_path of whichever tenant the
+// connection served last. The columns are evaluated in order, the pin
+// first; none of the folded functions depends on search_path (pg_catalog
+// is named), and a failure of any fails the pin's statement, as it failed
+// its own before.
+func pinStatement(quoted string, first *pgx.Batch, timeout time.Duration) (sql string, args []any, folded int) {
+	var b strings.Builder
+	b.WriteString(pinSQL)
+	args = []any{quoted}
+	if timeout > 0 {
+		ms := (timeout + time.Millisecond - 1) / time.Millisecond
+		args = append(args, strconv.FormatInt(int64(ms), 10))
+		fmt.Fprintf(&b, ", pg_catalog.set_config('statement_timeout', $%d, true)", len(args))
+	}
 	if first == nil {
-		return sql, args, 0
+		return b.String(), args, 0
 	}
 	lock, generic := false, false
 	for _, q := range first.QueuedQueries {
 		switch {
 		case q.SQL == sharedLockSQL && !lock && len(q.Arguments) == 2:
 			lock = true
-			sql += ", " + pinnedLockColumn
 			args = append(args, q.Arguments...)
+			fmt.Fprintf(&b, ", pg_catalog.pg_advisory_xact_lock_shared($%d::int4, pg_catalog.hashtext($%d))", len(args)-1, len(args))
 		case q.SQL == genericPlansSQL && !generic:
 			generic = true
-			sql += ", " + genericPlansColumn
+			b.WriteString(", pg_catalog.set_config('plan_cache_mode', 'force_generic_plan', true)")
 		default:
-			return sql, args, folded
+			return b.String(), args, folded
 		}
 		folded++
 	}
-	return sql, args, folded
+	return b.String(), args, folded
 }
-
-// The columns pinStatement adds to pinSQL: sharedLockSQL's call with its
-// parameters renumbered after the pin's, and genericPlansSQL's.
-const (
-	pinnedLockColumn   = "pg_catalog.pg_advisory_xact_lock_shared($2::int4, pg_catalog.hashtext($3))"
-	genericPlansColumn = "pg_catalog.set_config('plan_cache_mode', 'force_generic_plan', true)"
-)
 
 // queueCopies queues copies of the statements src into b: pgx keeps what
 // it learned about a statement (its prepared description) in the queued

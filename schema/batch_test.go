@@ -358,25 +358,33 @@ func TestPinStatementFoldsSetUp(t *testing.T) {
 		}
 		return b
 	}
+	const (
+		lockCol    = "pg_catalog.pg_advisory_xact_lock_shared($%d::int4, pg_catalog.hashtext($%d))"
+		genericCol = "pg_catalog.set_config('plan_cache_mode', 'force_generic_plan', true)"
+		timeoutCol = "pg_catalog.set_config('statement_timeout', $2, true)"
+	)
 	for _, c := range []struct {
-		steps  []string
-		folded int
-		sql    string
-		args   int
+		steps   []string
+		timeout time.Duration
+		folded  int
+		sql     string
+		args    []any
 	}{
-		{nil, 0, pinSQL, 1},
-		{[]string{"SELECT 1"}, 0, pinSQL, 1},
-		{[]string{"lock", "generic", "SELECT 1"}, 2, pinSQL + ", " + pinnedLockColumn + ", " + genericPlansColumn, 3},
-		{[]string{"generic", "lock"}, 2, pinSQL + ", " + genericPlansColumn + ", " + pinnedLockColumn, 3},
-		{[]string{"generic", "SELECT 1", "lock"}, 1, pinSQL + ", " + genericPlansColumn, 1},
-		{[]string{"lock", "lock"}, 1, pinSQL + ", " + pinnedLockColumn, 3},
+		{nil, 0, 0, pinSQL, []any{`"tenant_acme"`}},
+		{[]string{"SELECT 1"}, 0, 0, pinSQL, []any{`"tenant_acme"`}},
+		{[]string{"lock", "generic", "SELECT 1"}, 0, 2, pinSQL + ", " + fmt.Sprintf(lockCol, 2, 3) + ", " + genericCol, []any{`"tenant_acme"`, lockNamespace, "tenant_acme"}},
+		{[]string{"generic", "lock"}, 0, 2, pinSQL + ", " + genericCol + ", " + fmt.Sprintf(lockCol, 2, 3), []any{`"tenant_acme"`, lockNamespace, "tenant_acme"}},
+		{[]string{"generic", "SELECT 1", "lock"}, 0, 1, pinSQL + ", " + genericCol, []any{`"tenant_acme"`}},
+		{[]string{"lock", "lock"}, 0, 1, pinSQL + ", " + fmt.Sprintf(lockCol, 2, 3), []any{`"tenant_acme"`, lockNamespace, "tenant_acme"}},
+		{nil, 1500 * time.Microsecond, 0, pinSQL + ", " + timeoutCol, []any{`"tenant_acme"`, "2"}},
+		{[]string{"lock", "generic"}, 3 * time.Second, 2, pinSQL + ", " + timeoutCol + ", " + fmt.Sprintf(lockCol, 3, 4) + ", " + genericCol, []any{`"tenant_acme"`, "3000", lockNamespace, "tenant_acme"}},
 	} {
-		sql, args, folded := pinStatement(`"tenant_acme"`, queue(c.steps...))
-		if sql != c.sql || len(args) != c.args || folded != c.folded || args[0] != `"tenant_acme"` {
-			t.Errorf("%v: %q %v, %d folded; want %q with %d arguments, %d folded", c.steps, sql, args, folded, c.sql, c.args, c.folded)
+		sql, args, folded := pinStatement(`"tenant_acme"`, queue(c.steps...), c.timeout)
+		if sql != c.sql || !slices.Equal(args, c.args) || folded != c.folded {
+			t.Errorf("%v, timeout %s: %q %v, %d folded; want %q %v, %d folded", c.steps, c.timeout, sql, args, folded, c.sql, c.args, c.folded)
 		}
 	}
-	if _, _, folded := pinStatement(`"tenant_acme"`, nil); folded != 0 {
+	if _, _, folded := pinStatement(`"tenant_acme"`, nil, 0); folded != 0 {
 		t.Errorf("nil batch: %d folded", folded)
 	}
 
@@ -393,5 +401,57 @@ func TestPinStatementFoldsSetUp(t *testing.T) {
 	}
 	if path != `"tenant_acme"` || mode != "force_generic_plan" || locks != 1 {
 		t.Errorf("in the unit: search_path %q, plan_cache_mode %q, %d shared advisory locks; want the tenant's, force_generic_plan, 1", path, mode, locks)
+	}
+}
+
+// A unit whose context has a deadline runs with statement_timeout set to
+// the time left (SET LOCAL), so the server cancels a statement that
+// outlives the deadline even when pgx's cancel request comes too early to
+// count, and the unit's COMMIT, already sent, does not commit; a unit
+// without a deadline keeps the server's setting.
+func TestInTenantBatchDeadlineReachesServer(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 0)
+	migrateTenant(t, b.pool, "tenant_acme")
+	timeoutIn := func(ctx context.Context) string {
+		t.Helper()
+		var v string
+		first := &pgx.Batch{}
+		first.Queue("SELECT current_setting('statement_timeout')").QueryRow(func(row pgx.Row) error { return row.Scan(&v) })
+		if err := InTenantBatch(ctx, b.pool, first); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	ctx := tenantCtx(context.Background(), "tenant_acme")
+	if v := timeoutIn(ctx); v != "0" {
+		t.Errorf("statement_timeout without a deadline = %q, want 0", v)
+	}
+	dctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	v := timeoutIn(dctx)
+	if d, err := time.ParseDuration(strings.Replace(v, "min", "m", 1)); err != nil || d <= 50*time.Second || d > time.Minute {
+		t.Errorf("statement_timeout with a minute left = %q, want about a minute", v)
+	}
+	if v := timeoutIn(ctx); v != "0" {
+		t.Errorf("statement_timeout in the next unit = %q, want 0 again", v)
+	}
+
+	short, cancel2 := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel2()
+	first := &pgx.Batch{}
+	first.Queue("INSERT INTO customers (name, email) VALUES ('late', 'late@x')")
+	first.Queue("SELECT pg_sleep(3)")
+	start := time.Now()
+	err := InTenantBatch(short, b.pool, first)
+	if !errors.Is(err, context.DeadlineExceeded) && pgCode(err) != "57014" {
+		t.Fatalf("unit past its deadline: %v, want the deadline or 57014", err)
+	}
+	// The backend of the unit would have run pg_sleep to its end and
+	// committed 3 s after it started; wait past that.
+	time.Sleep(time.Until(start.Add(3500 * time.Millisecond)))
+	var n int
+	if err := b.pool.QueryRow(context.Background(), "SELECT count(*) FROM tenant_acme.customers WHERE name = 'late'").Scan(&n); err != nil || n != 0 {
+		t.Errorf("rows of the unit past its deadline: %d (err %v), want 0", n, err)
 	}
 }
