@@ -164,7 +164,11 @@ func (u *batchUnit) begin(ctx context.Context, tenantID, quoted string, first *p
 		}
 		return causedByDone(ctx, err)
 	}
-	if _, err := pc.Exec(ctx, beginPinnedSQL(quoted)).ReadAll(); err != nil {
+	begin := beginPinnedSQL(quoted)
+	if timeout > 0 {
+		begin += "; SET LOCAL statement_timeout = " + strconv.FormatInt(timeoutMillis(timeout), 10)
+	}
+	if _, err := pc.Exec(ctx, begin).ReadAll(); err != nil {
 		u.rollback(ctx)
 		return fmt.Errorf("in tenant %s: begin and pin search_path: %w", tenantID, err)
 	}
@@ -226,8 +230,7 @@ func pinStatement(quoted string, first *pgx.Batch, timeout time.Duration) (sql s
 	b.WriteString(pinSQL)
 	args = []any{quoted}
 	if timeout > 0 {
-		ms := (timeout + time.Millisecond - 1) / time.Millisecond
-		args = append(args, strconv.FormatInt(int64(ms), 10))
+		args = append(args, strconv.FormatInt(timeoutMillis(timeout), 10))
 		fmt.Fprintf(&b, ", pg_catalog.set_config('statement_timeout', $%d, true)", len(args))
 	}
 	if first == nil {
@@ -249,6 +252,12 @@ func pinStatement(quoted string, first *pgx.Batch, timeout time.Duration) (sql s
 		folded++
 	}
 	return b.String(), args, folded
+}
+
+// timeoutMillis is d in whole milliseconds, rounded up: statement_timeout's
+// unit, where 0 would mean no timeout at all.
+func timeoutMillis(d time.Duration) int64 {
+	return int64((d + time.Millisecond - 1) / time.Millisecond)
 }
 
 // queueCopies queues copies of the statements src into b: pgx keeps what
@@ -348,8 +357,9 @@ func cleanSession(path string, noTemp bool) error {
 // QueueLockShared queues the tenant's shared lock (see LockShared) into b,
 // for a unit of InTenantBatch or InTenantBatches: held from there until the
 // unit ends. Queued before any other statement of the unit's first batch
-// (or after QueueGenericPlans only), it is taken by the pin's statement. The schema comes from the tenant in ctx; without one it
-// returns ErrNoTenant and queues nothing.
+// (or after QueueGenericPlans only), it is taken by the pin's statement.
+// The schema comes from the tenant in ctx; without one it returns
+// ErrNoTenant and queues nothing.
 func QueueLockShared(ctx context.Context, b *pgx.Batch) error {
 	t, ok := tenantctx.FromContext(ctx)
 	if !ok {

@@ -436,10 +436,24 @@ func TestInTenantBatchDeadlineReachesServer(t *testing.T) {
 	if v := timeoutIn(ctx); v != "0" {
 		t.Errorf("statement_timeout in the next unit = %q, want 0 again", v)
 	}
+	// A statement pgx cannot prepare outside the pin (an unqualified
+	// table) takes begin's other way in, "BEGIN; SET LOCAL ...": the
+	// deadline goes along there too.
+	var fallback string
+	var customers int
+	first := &pgx.Batch{}
+	first.Queue("SELECT current_setting('statement_timeout'), (SELECT count(*) FROM customers)").
+		QueryRow(func(row pgx.Row) error { return row.Scan(&fallback, &customers) })
+	if err := InTenantBatch(dctx, b.pool, first); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := time.ParseDuration(strings.Replace(fallback, "min", "m", 1)); err != nil || d <= 50*time.Second || d > time.Minute {
+		t.Errorf("statement_timeout after a failed prepare, with a minute left = %q, want about a minute", fallback)
+	}
 
 	short, cancel2 := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel2()
-	first := &pgx.Batch{}
+	first = &pgx.Batch{}
 	first.Queue("INSERT INTO customers (name, email) VALUES ('late', 'late@x')")
 	first.Queue("SELECT pg_sleep(3)")
 	start := time.Now()
