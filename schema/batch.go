@@ -142,10 +142,7 @@ func InTenantBatches(ctx context.Context, pool *pgxpool.Pool, first *pgx.Batch, 
 func (u *batchUnit) begin(ctx context.Context, tenantID, quoted string, first *pgx.Batch, end bool) error {
 	b := &pgx.Batch{}
 	b.Queue(beginSQL)
-	var timeout time.Duration
-	if deadline, ok := ctx.Deadline(); ok {
-		timeout = max(time.Until(deadline), time.Millisecond)
-	}
+	timeout := deadlineTimeout(ctx)
 	pin, args, folded := pinStatement(quoted, first, timeout)
 	b.Queue(pin, args...)
 	if first != nil {
@@ -252,6 +249,25 @@ func pinStatement(quoted string, first *pgx.Batch, timeout time.Duration) (sql s
 		folded++
 	}
 	return b.String(), args, folded
+}
+
+// maxStatementTimeout is the largest statement_timeout PostgreSQL accepts
+// (INT_MAX milliseconds, about 24.8 days).
+const maxStatementTimeout = (1<<31 - 1) * time.Millisecond
+
+// deadlineTimeout is the time left before ctx's deadline, at least a
+// millisecond, for statement_timeout; 0 (no setting) without a deadline or
+// with one further away than statement_timeout can express.
+func deadlineTimeout(ctx context.Context) time.Duration {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return 0
+	}
+	left := max(time.Until(deadline), time.Millisecond)
+	if left > maxStatementTimeout {
+		return 0
+	}
+	return left
 }
 
 // timeoutMillis is d in whole milliseconds, rounded up: statement_timeout's

@@ -436,6 +436,21 @@ func TestInTenantBatchDeadlineReachesServer(t *testing.T) {
 	if v := timeoutIn(ctx); v != "0" {
 		t.Errorf("statement_timeout in the next unit = %q, want 0 again", v)
 	}
+	// A deadline further away than statement_timeout can say sets nothing
+	// (PostgreSQL would refuse the value, and the unit with it).
+	far, cancelFar := context.WithTimeout(ctx, 30*24*time.Hour)
+	defer cancelFar()
+	if v := timeoutIn(far); v != "0" {
+		t.Errorf("statement_timeout with 30 days left = %q, want 0", v)
+	}
+	if d := deadlineTimeout(far); d != 0 {
+		t.Errorf("deadlineTimeout with 30 days left = %s, want 0", d)
+	}
+	edge, cancelEdge := context.WithTimeout(ctx, maxStatementTimeout-time.Minute)
+	defer cancelEdge()
+	if v := timeoutIn(edge); v == "0" {
+		t.Errorf("statement_timeout with %s left = %q, want it set", maxStatementTimeout-time.Minute, v)
+	}
 	// A statement pgx cannot prepare outside the pin (an unqualified
 	// table) takes begin's other way in, "BEGIN; SET LOCAL ...": the
 	// deadline goes along there too.
