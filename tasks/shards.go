@@ -128,15 +128,31 @@ func (l Layout) queuesOf(classes []string) []string {
 	return out
 }
 
+// ClassQueues returns the served queues of the given queue classes, class
+// by class in the order given, shard 0 first within a class: the queues of
+// a worker that serves only those classes. A name that is not a queue
+// class is left out.
+func (l Layout) ClassQueues(classes []string) []string {
+	return l.queuesOf(slices.DeleteFunc(slices.Clone(classes), func(c string) bool { return !slices.Contains(Queues, c) }))
+}
+
 // Weights returns the asynq server's queue priorities: every served shard
 // of a class with the class's weight (QueueWeights), so the classes keep
 // their 6/3/1 proportion whatever the shard count. The map is new on
 // every call.
-func (l Layout) Weights() map[string]int {
-	out := make(map[string]int, len(QueueWeights)*l.Served())
-	for _, c := range Queues {
+func (l Layout) Weights() map[string]int { return l.ClassWeights(Queues) }
+
+// ClassWeights is Weights for a worker that serves only the given queue
+// classes (names that are not queue classes are left out).
+func (l Layout) ClassWeights(classes []string) map[string]int {
+	out := make(map[string]int, len(classes)*l.Served())
+	for _, c := range classes {
+		w, ok := QueueWeights[c]
+		if !ok {
+			continue
+		}
 		for i := range l.Served() {
-			out[ShardQueue(c, i)] = QueueWeights[c]
+			out[ShardQueue(c, i)] = w
 		}
 	}
 	return out

@@ -361,3 +361,30 @@ func TestEnqueueIntoShards(t *testing.T) {
 		}
 	}
 }
+
+// A worker dedicated to some classes serves every served shard of those
+// only, in the order given, each with its class's weight; names that are
+// not classes are left out.
+func TestLayoutClassQueues(t *testing.T) {
+	t.Parallel()
+	l, err := NewLayout(2, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	classes := []string{QueueDefault, "pdf", QueueCritical}
+	want := []string{ShardQueue("default", 0), ShardQueue("default", 1), ShardQueue("default", 2),
+		ShardQueue("critical", 0), ShardQueue("critical", 1), ShardQueue("critical", 2)}
+	if got := l.ClassQueues(classes); !slices.Equal(got, want) {
+		t.Errorf("ClassQueues = %v, want %v", got, want)
+	}
+	if !slices.Equal(classes, []string{QueueDefault, "pdf", QueueCritical}) {
+		t.Errorf("ClassQueues changed its argument: %v", classes)
+	}
+	w := l.ClassWeights(classes)
+	if len(w) != 6 || w[want[1]] != 3 || w[want[4]] != 6 {
+		t.Errorf("ClassWeights = %v", w)
+	}
+	if !slices.Equal(l.ClassQueues(Queues), l.Queues()) || !maps.Equal(l.ClassWeights(Queues), l.Weights()) {
+		t.Error("every class is not the whole layout")
+	}
+}

@@ -100,6 +100,8 @@ type bench struct {
 	workerProfile string
 	// pdfConcurrency, when set, is the pdf scenario's WORKER_CONCURRENCY.
 	pdfConcurrency int
+	// pdfQueueClasses, when set, is the pdf scenario's WORKER_QUEUE_CLASSES.
+	pdfQueueClasses string
 }
 
 func main() { os.Exit(run()) }
@@ -113,6 +115,7 @@ func run() int {
 	tenants := flag.Int("tenants", 0, "override the fleet size of scenarios 5 and 6")
 	pdfBurst := flag.Int("pdf-burst", 0, "override the pdf scenario's burst size (tasks per kind)")
 	workerConcurrency := flag.Int("worker-concurrency", 0, "WORKER_CONCURRENCY of the cmd/worker processes of the pdf scenario (default: the worker's default)")
+	workerQueueClasses := flag.String("worker-queue-classes", "", "WORKER_QUEUE_CLASSES of the pdf scenario's cmd/worker, e.g. default (default: every class)")
 	verbose := flag.Bool("v", false, "log set-up steps")
 	inProcess := flag.Bool("inprocess", false, "run the enqueue service inside the bench (enqueueapp.RunWith) instead of as cmd/enqueue, so -cpuprofile covers it")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the bench process (its clients, and scenarios 1-2 in full) to this file, and one of each cmd/worker it starts to FILE.worker-<scenario>")
@@ -164,7 +167,8 @@ func run() int {
 	rep, err := runBench(ctx, options{
 		sizes: sz, mode: mode, selected: selected, logger: logger,
 		workerBin: *workerBin, enqueueBin: *enqueueBin, inProcess: *inProcess, workerProfile: *cpuProfile,
-		workerConcurrency: *workerConcurrency,
+		workerConcurrency:  *workerConcurrency,
+		workerQueueClasses: *workerQueueClasses,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -208,6 +212,7 @@ type options struct {
 	inProcess             bool
 	workerProfile         string // -cpuprofile: workers write FILE.worker-<name>
 	workerConcurrency     int    // -worker-concurrency: the pdf scenario's worker
+	workerQueueClasses    string // -worker-queue-classes: the pdf scenario's worker
 }
 
 // runBench starts (or connects to) Redis and PostgreSQL, runs the selected
@@ -228,7 +233,7 @@ func runBench(ctx context.Context, o options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &bench{env: e, sz: sz, logger: o.logger, inProcess: o.inProcess, workerProfile: o.workerProfile, pdfConcurrency: o.workerConcurrency}
+	b := &bench{env: e, sz: sz, logger: o.logger, inProcess: o.inProcess, workerProfile: o.workerProfile, pdfConcurrency: o.workerConcurrency, pdfQueueClasses: o.workerQueueClasses}
 	rep.RedisVersion, rep.PostgresVersion = e.redisVersion, e.postgresVersion
 	if os.Getenv("REDIS_URL") == "" {
 		rep.Notes = append(rep.Notes, "redis: own redis-server on loopback, --save '' --appendonly no")

@@ -68,6 +68,9 @@ func (b *bench) pdf(ctx context.Context, s *Scenario) error {
 	s.Sizes["burst_tasks"] = b.sz.PDFBurst
 	s.Sizes["paced_seconds"] = b.sz.PDFPaced.Seconds()
 	s.Sizes["worker_concurrency"] = cmp.Or(b.pdfConcurrency, config.DefaultWorkerConcurrency)
+	if b.pdfQueueClasses != "" {
+		s.note("the worker serves the queue classes %s only (-worker-queue-classes)", b.pdfQueueClasses)
+	}
 
 	type kindRun struct {
 		pdfKind
@@ -119,7 +122,7 @@ func (b *bench) pdf(ctx context.Context, s *Scenario) error {
 			return err
 		}
 	}
-	w, err := b.startWorkerWith(ctx, c.url, "pdf", b.pdfConcurrency)
+	w, err := b.startWorkerWith(ctx, c.url, "pdf", b.pdfConcurrency, b.pdfQueueClasses)
 	if err != nil {
 		return err
 	}

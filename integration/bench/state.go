@@ -125,12 +125,13 @@ func (b *bench) workerEnv(databaseURL, name string) map[string]string {
 // startWorker builds (once) and starts cmd/worker; a build failure skips
 // the scenario with the compiler's message.
 func (b *bench) startWorker(ctx context.Context, databaseURL, name string) (*proc, error) {
-	return b.startWorkerWith(ctx, databaseURL, name, 0)
+	return b.startWorkerWith(ctx, databaseURL, name, 0, "")
 }
 
 // startWorkerWith is startWorker with WORKER_CONCURRENCY set to
-// concurrency when it is positive.
-func (b *bench) startWorkerWith(ctx context.Context, databaseURL, name string, concurrency int) (*proc, error) {
+// concurrency when it is positive and WORKER_QUEUE_CLASSES to classes
+// when it is set.
+func (b *bench) startWorkerWith(ctx context.Context, databaseURL, name string, concurrency int, classes string) (*proc, error) {
 	bin, err := b.env.binary(ctx, workerPkg)
 	if err != nil {
 		return nil, skipError{reason: "cmd/worker does not build: " + err.Error()}
@@ -142,6 +143,9 @@ func (b *bench) startWorkerWith(ctx context.Context, databaseURL, name string, c
 	env := b.workerEnv(databaseURL, name)
 	if concurrency > 0 {
 		env["WORKER_CONCURRENCY"] = strconv.Itoa(concurrency)
+	}
+	if classes != "" {
+		env["WORKER_QUEUE_CLASSES"] = classes
 	}
 	return startProc(ctx, "worker", bin, env, args...)
 }

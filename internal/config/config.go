@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -203,7 +204,20 @@ type Config struct {
 	// every process while QUEUE_SHARDS changes, so tasks in the other
 	// count's queues are still run and found. 0 means QueueShards.
 	QueueShardsServed int
+	// WorkerQueueClasses (WORKER_QUEUE_CLASSES: a comma-separated list of
+	// critical, default and low) are the queue classes a worker serves,
+	// every shard of each; nil means all three. asynq polls the queues a
+	// worker serves one script at a time until one has a task, so a worker
+	// that serves classes with no work pays an empty poll for most tasks;
+	// workers dedicated to a class avoid it. Every class must be served by
+	// some worker, or its tasks wait.
+	WorkerQueueClasses []string
 }
+
+// QueueClasses are the queue classes WORKER_QUEUE_CLASSES may name, in
+// priority order: tasks.Queues (config does not import tasks; a test
+// checks that the two agree).
+var QueueClasses = []string{"critical", "default", "low"}
 
 // FromEnv reads the configuration through getenv (os.Getenv in the
 // binaries, a map in tests), applies the defaults and validates it: Parse,
@@ -258,6 +272,7 @@ func Parse(getenv func(string) string) (Config, error) {
 		TaskCheckInterval:     p.duration("TASK_CHECK_INTERVAL"),
 		QueueShards:           p.positiveInt("QUEUE_SHARDS"),
 		QueueShardsServed:     p.positiveInt("QUEUE_SHARDS_SERVED"),
+		WorkerQueueClasses:    p.queueClasses("WORKER_QUEUE_CLASSES"),
 	}
 	if err := errors.Join(p.errs...); err != nil {
 		return Config{}, err
@@ -303,6 +318,9 @@ func (c Config) withDefaults() Config {
 	c.FairPendingTime = cmp.Or(c.FairPendingTime, fair.DefaultPendingTime)
 	c.QueueShards = cmp.Or(c.QueueShards, 1)
 	c.QueueShardsServed = cmp.Or(c.QueueShardsServed, c.QueueShards)
+	if len(c.WorkerQueueClasses) == 0 {
+		c.WorkerQueueClasses = slices.Clone(QueueClasses)
+	}
 	return c
 }
 
@@ -430,6 +448,37 @@ func (p *parser) databases(name string) map[string]string {
 		default:
 			out[db] = url
 		}
+	}
+	return out
+}
+
+// queueClasses parses a comma-separated list of queue classes
+// (WORKER_QUEUE_CLASSES): each one of QueueClasses, each once, at least
+// one. Unset gives nil.
+func (p *parser) queueClasses(name string) []string {
+	s := p.str(name)
+	if s == "" {
+		return nil
+	}
+	var out []string
+	bad := false
+	for _, item := range strings.Split(s, ",") {
+		c := strings.ToLower(strings.TrimSpace(item))
+		switch {
+		case c == "":
+			continue
+		case !slices.Contains(QueueClasses, c):
+			bad = true
+			p.errs = append(p.errs, fmt.Errorf("%s: %.40q is not a queue class (%s)", name, c, strings.Join(QueueClasses, ", ")))
+		case slices.Contains(out, c):
+			bad = true
+			p.errs = append(p.errs, fmt.Errorf("%s: %q named twice", name, c))
+		default:
+			out = append(out, c)
+		}
+	}
+	if len(out) == 0 && !bad {
+		p.errs = append(p.errs, fmt.Errorf("%s: names no queue class, got %.40q", name, s))
 	}
 	return out
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/invoicing/tenantworker/fair"
+	"github.com/invoicing/tenantworker/tasks"
 )
 
 func env(m map[string]string) func(string) string {
@@ -47,6 +49,7 @@ func TestFromEnvDefaults(t *testing.T) {
 		TaskCheckInterval:     DefaultTaskCheckInterval,
 		QueueShards:           1,
 		QueueShardsServed:     1,
+		WorkerQueueClasses:    []string{"critical", "default", "low"},
 	}
 	if c.Plans.String() != fair.DefaultPlans().String() {
 		t.Errorf("plans %v, want the defaults", c.Plans)
@@ -377,6 +380,42 @@ func TestQueueShards(t *testing.T) {
 		_, err := FromEnv(with(bad...))
 		if err == nil || !strings.Contains(err.Error(), bad[0]) {
 			t.Errorf("%v: error %v, want one naming %s", bad, err, bad[0])
+		}
+	}
+}
+
+func TestWorkerQueueClasses(t *testing.T) {
+	t.Parallel()
+	if !slices.Equal(QueueClasses, tasks.Queues) {
+		t.Fatalf("QueueClasses %v, tasks.Queues %v: they must agree", QueueClasses, tasks.Queues)
+	}
+	with := func(v string) func(string) string {
+		return env(map[string]string{"DATABASE_URL": "postgres://app@db/inv", "WORKER_QUEUE_CLASSES": v})
+	}
+	for v, want := range map[string][]string{
+		"":                      tasks.Queues,
+		"default":               {"default"},
+		" Default , low ":       {"default", "low"},
+		"low,critical":          {"low", "critical"},
+		"critical,default,low,": {"critical", "default", "low"},
+	} {
+		c, err := FromEnv(with(v))
+		if err != nil || !slices.Equal(c.WorkerQueueClasses, want) {
+			t.Errorf("WORKER_QUEUE_CLASSES=%q: %v, %v; want %v", v, c.WorkerQueueClasses, err, want)
+		}
+	}
+	c, err := FromEnv(with(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.WorkerQueueClasses[0] = "changed"
+	if QueueClasses[0] != "critical" {
+		t.Error("the default list shares QueueClasses' array")
+	}
+	for _, bad := range []string{"pdf", "default,default", ",", "default,urgent", "critical low"} {
+		_, err := FromEnv(with(bad))
+		if err == nil || !strings.Contains(err.Error(), "WORKER_QUEUE_CLASSES") {
+			t.Errorf("WORKER_QUEUE_CLASSES=%q: error %v, want one naming the variable", bad, err)
 		}
 	}
 }

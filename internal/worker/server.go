@@ -58,6 +58,10 @@ type ServerOptions struct {
 	// Layout is the queue layout served: every served shard of every
 	// class (tasks.Layout.Weights). The zero value is one queue per class.
 	Layout tasks.Layout
+	// Classes, when set, are the queue classes served (of tasks.Queues),
+	// every served shard of each with its class's weight: a worker
+	// dedicated to some classes (WORKER_QUEUE_CLASSES). nil serves all.
+	Classes []string
 	// Records, when set, receives a per-tenant record of every tenant task
 	// archived (records.go); nil records nothing.
 	Records *tasks.TaskRecords
@@ -80,6 +84,19 @@ func (o ServerOptions) withDefaults() ServerOptions {
 	return o
 }
 
+// classes are the queue classes served: Classes, or every class.
+func (o ServerOptions) classes() []string {
+	if o.Classes == nil {
+		return tasks.Queues
+	}
+	return o.Classes
+}
+
+// ServedQueues returns the asynq queues a server of opts serves, class by
+// class in priority order as given, shard 0 first: what the worker
+// registers with the fair dispatcher.
+func (o ServerOptions) ServedQueues() []string { return o.Layout.ClassQueues(o.classes()) }
+
 // ServerConfig returns the asynq server configuration of the worker:
 // queues critical/default/low weighted 6/3/1 (each shard of a class with
 // its class's weight, so the classes keep that proportion), ErrTenantNotReady retried
@@ -88,7 +105,7 @@ func (o ServerOptions) withDefaults() ServerOptions {
 // and task errors sent to opts.Logger.
 func ServerConfig(opts ServerOptions) asynq.Config {
 	o := opts.withDefaults()
-	queues := o.Layout.Weights()
+	queues := o.Layout.ClassWeights(o.classes())
 	return asynq.Config{
 		Concurrency:              o.Concurrency,
 		BaseContext:              o.BaseContext,

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -43,6 +45,26 @@ func TestServerConfig(t *testing.T) {
 	// Every served shard (4 per class), each with its class's weight.
 	if len(sharded.Queues) != 12 || sums[tasks.QueueCritical] != 24 || sums[tasks.QueueDefault] != 12 || sums[tasks.QueueLow] != 4 {
 		t.Errorf("sharded queues %v: class sums %v", sharded.Queues, sums)
+	}
+	// A worker dedicated to some classes serves every shard of those only,
+	// with their weights, and registers those with the dispatcher.
+	dedicated := worker.ServerOptions{Layout: layout, Classes: []string{tasks.QueueLow, tasks.QueueDefault}, Logger: discardLogger()}
+	var want []string
+	wantWeights := map[string]int{}
+	for _, c := range []string{tasks.QueueLow, tasks.QueueDefault} {
+		for i := range 4 {
+			want = append(want, tasks.ShardQueue(c, i))
+			wantWeights[tasks.ShardQueue(c, i)] = tasks.QueueWeights[c]
+		}
+	}
+	if dq := worker.ServerConfig(dedicated).Queues; !maps.Equal(dq, wantWeights) {
+		t.Errorf("queues of a worker serving low and default: %v, want %v", dq, wantWeights)
+	}
+	if got := dedicated.ServedQueues(); !slices.Equal(got, want) {
+		t.Errorf("ServedQueues = %v, want %v", got, want)
+	}
+	if got := (worker.ServerOptions{}).ServedQueues(); !slices.Equal(got, tasks.Queues) {
+		t.Errorf("ServedQueues without classes = %v, want every class", got)
 	}
 	if cfg.IsFailure(fmt.Errorf("tenant x is suspended: %w", worker.ErrTenantNotReady)) {
 		t.Errorf("not ready counted as a failure")

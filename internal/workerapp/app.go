@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -103,6 +104,7 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 		ShutdownTimeout:   cfg.ShutdownTimeout,
 		TaskCheckInterval: cfg.TaskCheckInterval,
 		Layout:            d.Layout,
+		Classes:           cfg.WorkerQueueClasses,
 		Records:           d.TaskRecords,
 		Logger:            logger,
 	}
@@ -133,7 +135,7 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 	memberCtx, stopMember := context.WithCancel(context.WithoutCancel(ctx))
 	var memberWG sync.WaitGroup
 	if d.Dispatcher != nil {
-		m := membership(memberID(), serverOpts.Layout, serverOpts.Concurrency)
+		m := membership(memberID(), serverOpts.Layout, serverOpts.ServedQueues(), serverOpts.Concurrency)
 		memberWG.Go(func() { d.Dispatcher.Serve(memberCtx, m, logger) })
 	}
 	defer func() { stopMember(); memberWG.Wait() }()
@@ -164,6 +166,7 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 		slog.String("http_addr", d.listener.Addr().String()),
 		slog.Int("concurrency", serverOpts.Concurrency),
 		slog.String("queue_shards", serverOpts.Layout.String()),
+		slog.String("queues", strings.Join(serverOpts.ServedQueues(), ",")),
 		slog.Bool("scheduler", cfg.SchedulerEnabled),
 		slog.String("sweep_schedule", cfg.OverdueSweepCron))
 	if opts.Ready != nil {
@@ -189,16 +192,16 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 }
 
 // membership is how a worker of concurrency slots registers with the fair
-// dispatcher under layout: in every served queue, with its slots divided
-// by the shards of a class (rounded up). The dispatcher keeps about one
+// dispatcher under layout: in each of queues (those it serves), with its
+// slots divided by the shards of a class (rounded up). The dispatcher keeps about one
 // pending task per registered slot in each queue, and a quiet tenant's
 // task waits behind that depth; registering every slot in each of N
 // shards would make the depth, summed over a class, N times the
 // worker's concurrency. Divided, a class keeps about the depth of one
 // queue.
-func membership(id string, layout tasks.Layout, concurrency int) fair.Membership {
+func membership(id string, layout tasks.Layout, queues []string, concurrency int) fair.Membership {
 	n := layout.Served()
-	return fair.Membership{ID: id, Queues: layout.Queues(), Concurrency: (concurrency + n - 1) / n}
+	return fair.Membership{ID: id, Queues: queues, Concurrency: (concurrency + n - 1) / n}
 }
 
 // memberID names this worker process in the dispatcher's heartbeats.

@@ -157,6 +157,51 @@ func TestRunServesHealthMetricsAndSweeps(t *testing.T) {
 	}
 }
 
+// TestRunServesOnlyItsQueueClasses: a worker with WORKER_QUEUE_CLASSES
+// serves those classes only: asynq's server record lists their queues,
+// and the sweeps its scheduler puts in the low class stay pending.
+func TestRunServesOnlyItsQueueClasses(t *testing.T) {
+	t.Parallel()
+	redisURL := testenv.RedisURL(t)
+	startWorker(t, redisURL, map[string]string{"WORKER_QUEUE_CLASSES": "default,critical"})
+	opt, err := asynq.ParseRedisURI(redisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inspector := asynq.NewInspector(opt)
+	defer inspector.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	var pending, servers int
+	for {
+		list, err := inspector.Servers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if servers = len(list); servers > 1 {
+			t.Fatalf("%d asynq servers, want 1", servers)
+		}
+		if servers == 1 {
+			if q := list[0].Queues; len(q) != 2 || q[tasks.QueueDefault] != 3 || q[tasks.QueueCritical] != 6 {
+				t.Fatalf("the server serves %v, want default and critical only", q)
+			}
+		}
+		info, err := inspector.GetQueueInfo(tasks.QueueLow)
+		if err == nil {
+			pending = info.Pending
+			if info.Completed > 0 || info.Active > 0 {
+				t.Fatalf("a task of the low class ran on a worker that does not serve it: %+v", info)
+			}
+		}
+		if pending >= 2 && servers == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 20 s: %d asynq servers, %d sweeps pending in low (err %v); want 1 server and the sweeps waiting", servers, pending, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // TestReadyzNamesFailedDependency: with Redis down, /readyz is 503 and
 // names redis, while /healthz stays 200.
 func TestReadyzNamesFailedDependency(t *testing.T) {

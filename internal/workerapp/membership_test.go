@@ -13,7 +13,7 @@ import (
 // concurrency; one shard registers every slot in the three queues.
 func TestMembership(t *testing.T) {
 	t.Parallel()
-	m := membership("w1", tasks.Layout{}, 10)
+	m := membership("w1", tasks.Layout{}, tasks.Layout{}.Queues(), 10)
 	if m.ID != "w1" || m.Concurrency != 10 || !slices.Equal(m.Queues, tasks.Queues) {
 		t.Errorf("one shard: %+v", m)
 	}
@@ -24,7 +24,7 @@ func TestMembership(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		m := membership("w", l, tt.concurrency)
+		m := membership("w", l, l.Queues(), tt.concurrency)
 		if m.Concurrency != tt.want || !slices.Equal(m.Queues, l.Queues()) {
 			t.Errorf("%d shards (serving %d), concurrency %d: %d slots in %v, want %d in every served queue",
 				tt.shards, tt.served, tt.concurrency, m.Concurrency, m.Queues, tt.want)
