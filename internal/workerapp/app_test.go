@@ -79,6 +79,19 @@ func startWorker(t *testing.T, redisURL string, env map[string]string) *runningW
 	return w
 }
 
+// newInspector returns an asynq inspector of the Redis at redisURL,
+// closed when the test ends.
+func newInspector(t *testing.T, redisURL string) *asynq.Inspector {
+	t.Helper()
+	opt, err := asynq.ParseRedisURI(redisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inspector := asynq.NewInspector(opt)
+	t.Cleanup(func() { _ = inspector.Close() })
+	return inspector
+}
+
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()
 	resp, err := http.Get(url)
@@ -105,12 +118,7 @@ func TestRunServesHealthMetricsAndSweeps(t *testing.T) {
 		t.Errorf("/readyz = %d %s", code, body)
 	}
 
-	opt, err := asynq.ParseRedisURI(redisURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	inspector := asynq.NewInspector(opt)
-	defer inspector.Close()
+	inspector := newInspector(t, redisURL)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		done, err := inspector.ListCompletedTasks(tasks.QueueLow)
@@ -164,12 +172,7 @@ func TestRunServesOnlyItsQueueClasses(t *testing.T) {
 	t.Parallel()
 	redisURL := testenv.RedisURL(t)
 	startWorker(t, redisURL, map[string]string{"WORKER_QUEUE_CLASSES": "default,critical"})
-	opt, err := asynq.ParseRedisURI(redisURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	inspector := asynq.NewInspector(opt)
-	defer inspector.Close()
+	inspector := newInspector(t, redisURL)
 	deadline := time.Now().Add(20 * time.Second)
 	var pending, servers int
 	for {
