@@ -74,8 +74,10 @@ func InTenantBatch(ctx context.Context, pool *pgxpool.Pool, b *pgx.Batch) error 
 // (it sends nothing itself) and returns the statements that end the unit,
 // which travel with COMMIT and the check (a nil batch: COMMIT and the check
 // alone). A read, work outside the database, then a write, in one
-// transaction and two round trips: the tenant's shared lock (QueueLockShared)
-// taken in first is held until the write commits.
+// transaction and two round trips: the tenant's shared lock
+// (QueueLockShared) taken in first is held until the write commits. With a
+// deadline on ctx, when next took longer than 10 ms, the second round trip
+// starts by setting statement_timeout again, to the time left.
 //
 // An error of first's statements or callbacks rolls back without calling
 // next. An error from next (or a panic, re-raised after) rolls back. The
@@ -116,11 +118,26 @@ func InTenantBatches(ctx context.Context, pool *pgxpool.Pool, first *pgx.Batch, 
 		return err
 	}
 	b := &pgx.Batch{}
+	if timeout := deadlineTimeout(ctx); u.timed && time.Since(u.timedAt) > retimeAfter && timeout > 0 {
+		// next took some of the time: the second round trip's statements
+		// get only what is left.
+		b.Queue(statementTimeoutSQL, strconv.FormatInt(timeoutMillis(timeout), 10)).Exec(func(pgconn.CommandTag) error { return nil })
+	}
 	if last != nil {
 		b.QueuedQueries = append(b.QueuedQueries, last.QueuedQueries...)
 	}
 	return u.end(ctx, t.ID, b)
 }
+
+// retimeAfter is how long next may take before the second round trip of
+// InTenantBatches sets statement_timeout again: the setting of the first
+// lets a statement outlive the deadline by the time next took, and one
+// more statement for less than this is not worth its cost.
+const retimeAfter = 10 * time.Millisecond
+
+// statementTimeoutSQL sets statement_timeout (milliseconds, $1) for the
+// rest of the transaction.
+const statementTimeoutSQL = "SELECT pg_catalog.set_config('statement_timeout', $1, true)"
 
 // begin sends BEGIN, the pin and first's statements, and with end also
 // COMMIT and the check, in one round trip.
@@ -143,6 +160,7 @@ func (u *batchUnit) begin(ctx context.Context, tenantID, quoted string, first *p
 	b := &pgx.Batch{}
 	b.Queue(beginSQL)
 	timeout := deadlineTimeout(ctx)
+	u.timed, u.timedAt = timeout > 0, time.Now()
 	pin, args, folded := pinStatement(quoted, first, timeout)
 	b.Queue(pin, args...)
 	if first != nil {
@@ -293,6 +311,9 @@ const beginSQL = "BEGIN"
 // batchUnit is one InTenantBatches call's connection.
 type batchUnit struct {
 	conn *pgx.Conn
+	// timed says begin set statement_timeout, computed at timedAt.
+	timed   bool
+	timedAt time.Time
 }
 
 // end sends b followed by COMMIT and the check, and reads the results.

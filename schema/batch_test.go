@@ -466,6 +466,41 @@ func TestInTenantBatchDeadlineReachesServer(t *testing.T) {
 		t.Errorf("statement_timeout after a failed prepare, with a minute left = %q, want about a minute", fallback)
 	}
 
+	// Two round trips: the second sets statement_timeout again when next
+	// took a while, to the time left, and leaves it otherwise.
+	twoTrips := func(pause time.Duration) (before, after time.Duration) {
+		t.Helper()
+		var v1, v2 string
+		first := &pgx.Batch{}
+		first.Queue("SELECT current_setting('statement_timeout')").QueryRow(func(row pgx.Row) error { return row.Scan(&v1) })
+		err := InTenantBatches(dctx, b.pool, first, func(context.Context) (*pgx.Batch, error) {
+			time.Sleep(pause)
+			last := &pgx.Batch{}
+			last.Queue("SELECT current_setting('statement_timeout')").QueryRow(func(row pgx.Row) error { return row.Scan(&v2) })
+			return last, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range []struct {
+			v string
+			d *time.Duration
+		}{{v1, &before}, {v2, &after}} {
+			d, err := time.ParseDuration(strings.Replace(p.v, "min", "m", 1))
+			if err != nil {
+				t.Fatalf("statement_timeout %q: %v", p.v, err)
+			}
+			*p.d = d
+		}
+		return before, after
+	}
+	if before, after := twoTrips(300 * time.Millisecond); after > before-250*time.Millisecond {
+		t.Errorf("statement_timeout after next took 300 ms: %s, then %s; want it set again to the time left", before, after)
+	}
+	if before, after := twoTrips(0); after != before {
+		t.Errorf("statement_timeout after a quick next: %s, then %s; want it left as it was", before, after)
+	}
+
 	short, cancel2 := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel2()
 	first = &pgx.Batch{}
