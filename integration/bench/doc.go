@@ -2,7 +2,7 @@
 // baselines taken in the same run on the same machine, and prints one JSON
 // document (stdout, or -json FILE) and an aligned table (stderr).
 //
-//	go run ./integration/bench -quick            # about a minute
+//	go run ./integration/bench -quick            # about 3.5 minutes on 2 CPUs
 //	go run ./integration/bench                   # about ten minutes
 //	go run ./integration/bench -scenarios middleware,lookup -json out.json
 //

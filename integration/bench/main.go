@@ -107,7 +107,7 @@ type bench struct {
 func main() { os.Exit(run()) }
 
 func run() int {
-	quick := flag.Bool("quick", false, "small sizes: the whole run fits in about a minute")
+	quick := flag.Bool("quick", false, "small sizes: the whole run takes about 3.5 minutes on 2 CPUs (one scenario well under one)")
 	only := flag.String("scenarios", "", "comma-separated scenarios to run (default all): "+names())
 	jsonOut := flag.String("json", "", "write the JSON document to this file instead of stdout")
 	workerBin := flag.String("worker-bin", "", "use this cmd/worker binary instead of building one")
