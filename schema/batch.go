@@ -11,8 +11,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/invoicing/tenantworker/tenantctx"
 )
 
 // InTenantBatch runs the statements queued in b as one unit of work
@@ -84,18 +82,9 @@ func InTenantBatch(ctx context.Context, pool *pgxpool.Pool, b *pgx.Batch) error 
 // rollback and the check then cost one more round trip, as in
 // InTenantBatch. A nil next is InTenantBatch.
 func InTenantBatches(ctx context.Context, pool *pgxpool.Pool, first *pgx.Batch, next func(ctx context.Context) (*pgx.Batch, error)) (err error) {
-	t, ok := tenantctx.FromContext(ctx)
-	if !ok {
-		return ErrNoTenant
-	}
-	if err := tenantctx.ValidateSchema(t.Schema); err != nil {
-		return fmt.Errorf("in tenant %s: %w", t.ID, err)
-	}
-	quoted := pgx.Identifier{t.Schema}.Sanitize()
-
-	pc, err := pool.Acquire(ctx)
+	t, quoted, pc, err := acquireTenant(ctx, pool)
 	if err != nil {
-		return fmt.Errorf("in tenant %s: acquire: %w", t.ID, err)
+		return err
 	}
 	defer pc.Release()
 	u := &batchUnit{conn: pc.Conn()}
@@ -398,12 +387,9 @@ func cleanSession(path string, noTemp bool) error {
 // The schema comes from the tenant in ctx; without one it returns
 // ErrNoTenant and queues nothing.
 func QueueLockShared(ctx context.Context, b *pgx.Batch) error {
-	t, ok := tenantctx.FromContext(ctx)
-	if !ok {
-		return ErrNoTenant
-	}
-	if err := tenantctx.ValidateSchema(t.Schema); err != nil {
-		return fmt.Errorf("lock tenant %s: %w", t.ID, err)
+	t, _, err := tenantFrom(ctx, "lock tenant")
+	if err != nil {
+		return err
 	}
 	b.Queue(sharedLockSQL, lockNamespace, t.Schema).Exec(func(pgconn.CommandTag) error { return nil })
 	return nil

@@ -60,18 +60,9 @@ const (
 // context.WithoutCancel(ctx) with a timeout; if it fails, pgx closes the
 // connection and the pool destroys it.
 func InTenant(ctx context.Context, pool *pgxpool.Pool, fn func(ctx context.Context, tx pgx.Tx) error) (err error) {
-	t, ok := tenantctx.FromContext(ctx)
-	if !ok {
-		return ErrNoTenant
-	}
-	if err := tenantctx.ValidateSchema(t.Schema); err != nil {
-		return fmt.Errorf("in tenant %s: %w", t.ID, err)
-	}
-	quoted := pgx.Identifier{t.Schema}.Sanitize()
-
-	pc, err := pool.Acquire(ctx)
+	t, quoted, pc, err := acquireTenant(ctx, pool)
 	if err != nil {
-		return fmt.Errorf("in tenant %s: acquire: %w", t.ID, err)
+		return err
 	}
 	defer pc.Release()
 	conn := pc.Conn()
@@ -246,4 +237,33 @@ func (t *pinnedTx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Ro
 		return closedRows{}
 	}
 	return t.Tx.QueryRow(ctx, sql, args...)
+}
+
+// tenantFrom returns the tenant in ctx and its schema, validated and
+// quoted for SQL; op names the caller's step in the error. Without a
+// tenant it returns ErrNoTenant.
+func tenantFrom(ctx context.Context, op string) (tenantctx.Tenant, string, error) {
+	t, ok := tenantctx.FromContext(ctx)
+	if !ok {
+		return t, "", ErrNoTenant
+	}
+	quoted, err := quoteSchema(t.Schema)
+	if err != nil {
+		return t, "", fmt.Errorf("%s %s: %w", op, t.ID, err)
+	}
+	return t, quoted, nil
+}
+
+// acquireTenant is tenantFrom, then a connection from pool: the start of
+// every pinned unit of work. The caller releases the connection.
+func acquireTenant(ctx context.Context, pool *pgxpool.Pool) (tenantctx.Tenant, string, *pgxpool.Conn, error) {
+	t, quoted, err := tenantFrom(ctx, "in tenant")
+	if err != nil {
+		return t, "", nil, err
+	}
+	pc, err := pool.Acquire(ctx)
+	if err != nil {
+		return t, "", nil, fmt.Errorf("in tenant %s: acquire: %w", t.ID, err)
+	}
+	return t, quoted, pc, nil
 }

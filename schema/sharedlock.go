@@ -5,8 +5,6 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/invoicing/tenantworker/tenantctx"
 )
 
 // sharedLockSQL takes the tenant's lock in shared mode: any number of
@@ -22,12 +20,9 @@ const sharedLockSQL = "SELECT pg_catalog.pg_advisory_xact_lock_shared($1::int4, 
 // Drop finds its tables gone ("relation does not exist") before it writes
 // anything. The schema comes from the tenant in ctx.
 func LockShared(ctx context.Context, tx pgx.Tx) error {
-	t, ok := tenantctx.FromContext(ctx)
-	if !ok {
-		return ErrNoTenant
-	}
-	if err := tenantctx.ValidateSchema(t.Schema); err != nil {
-		return fmt.Errorf("lock tenant %s: %w", t.ID, err)
+	t, _, err := tenantFrom(ctx, "lock tenant")
+	if err != nil {
+		return err
 	}
 	if _, err := tx.Exec(ctx, sharedLockSQL, lockNamespace, t.Schema); err != nil {
 		return fmt.Errorf("lock tenant %s shared: %w", t.ID, err)
