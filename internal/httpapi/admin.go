@@ -35,26 +35,7 @@ func (h *Handler) adminTokenOK(token string) bool {
 // failed too often, 401 without the right bearer token (a wrong one counts
 // as a failure).
 func (h *Handler) admin(next http.Handler) http.Handler {
-	return h.protectAdmin(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if h.opts.AdminToken == "" {
-			writeError(w, http.StatusNotFound, "not found")
-			return
-		}
-		addr := h.clientAddr(r)
-		if refuseIfLimited(w, h.adminFails, addr) {
-			return
-		}
-		token, ok := bearerToken(r)
-		if !ok || !h.adminTokenOK(token) {
-			if ok {
-				h.adminFails.fail(addr)
-			}
-			w.Header().Set("WWW-Authenticate", `Bearer realm="admin"`)
-			writeError(w, http.StatusUnauthorized, "admin token required")
-			return
-		}
-		next.ServeHTTP(w, r)
-	}))
+	return h.guardAdmin(next, adminBearer)
 }
 
 // dashboardAuth guards the dashboard like admin, but also accepts HTTP
@@ -63,6 +44,23 @@ func (h *Handler) admin(next http.Handler) http.Handler {
 // those credentials to every request, also to one another site makes it
 // send, protectAdmin's cross-origin check matters most here.
 func (h *Handler) dashboardAuth(next http.Handler) http.Handler {
+	return h.guardAdmin(next, adminBasic)
+}
+
+// adminChallenge is how an admin guard asks for the token: the schemes it
+// accepts, and its 401's WWW-Authenticate header and message.
+type adminChallenge struct {
+	basic           bool // HTTP Basic, the token as password, besides a bearer token
+	header, message string
+}
+
+var (
+	adminBearer = adminChallenge{header: `Bearer realm="admin"`, message: "admin token required"}
+	adminBasic  = adminChallenge{basic: true, header: `Basic realm="asynq", charset="UTF-8"`, message: "admin credentials required"}
+)
+
+// guardAdmin is admin and dashboardAuth, by their challenge.
+func (h *Handler) guardAdmin(next http.Handler, c adminChallenge) http.Handler {
 	return h.protectAdmin(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if h.opts.AdminToken == "" {
 			writeError(w, http.StatusNotFound, "not found")
@@ -73,15 +71,15 @@ func (h *Handler) dashboardAuth(next http.Handler) http.Handler {
 			return
 		}
 		token, ok := bearerToken(r)
-		if !ok {
+		if !ok && c.basic {
 			_, token, ok = r.BasicAuth()
 		}
 		if !ok || !h.adminTokenOK(token) {
 			if ok {
 				h.adminFails.fail(addr)
 			}
-			w.Header().Set("WWW-Authenticate", `Basic realm="asynq", charset="UTF-8"`)
-			writeError(w, http.StatusUnauthorized, "admin credentials required")
+			w.Header().Set("WWW-Authenticate", c.header)
+			writeError(w, http.StatusUnauthorized, c.message)
 			return
 		}
 		next.ServeHTTP(w, r)
