@@ -84,15 +84,15 @@ type Policy struct {
 	// Weight is the tenant's share relative to other tenants with waiting
 	// work (>= 1): a tenant of weight 4 gets four times the worker time of
 	// one of weight 1 while both have a backlog.
-	Weight int
+	Weight int `json:"weight"`
 	// MaxRunning caps the tenant's admitted, unfinished tasks in the queue
 	// (pending in asynq or running); 0 means no cap.
-	MaxRunning int
+	MaxRunning int `json:"max_running"`
 	// MaxWaiting caps the tenant's backlog in the queue: an enqueue whose
 	// new tasks, all counted as waiting, would take the backlog past it
 	// fails with ErrBacklogFull and nothing of it is accepted (repeats of
 	// existing tasks do not count). 0 means no cap.
-	MaxWaiting int
+	MaxWaiting int `json:"max_waiting"`
 }
 
 // Task is one task to enqueue through the dispatcher.

@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"strconv"
 	"strings"
@@ -146,6 +147,22 @@ func TestTenantQueueRoutes(t *testing.T) {
 	wantStatus(t, r, http.StatusOK)
 	if m := r.json(t); m["plan"] != "enterprise" || m["limits"].(map[string]any)["max_running"] != float64(3) {
 		t.Fatalf("limits answer %s", r.body)
+	}
+	// The queue view names the policy's fields as the limits route does:
+	// now the enterprise plan's weight and backlog cap and the override's
+	// cap; in each queue, the policy its last enqueue carried (the free
+	// plan's).
+	q = b.admin(t, http.MethodGet, "/admin/tenants/"+tn.ID+"/queue", "")
+	wantStatus(t, q, http.StatusOK)
+	view := q.json(t)
+	if p, want := view["policy"], map[string]any{"weight": float64(4), "max_running": float64(3), "max_waiting": float64(200_000)}; !maps.Equal(p.(map[string]any), want) {
+		t.Fatalf("queue view's policy %v, want %v", p, want)
+	}
+	for _, qs := range view["queues"].([]any) {
+		p := qs.(map[string]any)["policy"].(map[string]any)
+		if want := map[string]any{"weight": float64(1), "max_running": float64(10), "max_waiting": float64(10_000)}; qs.(map[string]any)["queue"] == tasks.QueueDefault && !maps.Equal(p, want) {
+			t.Fatalf("policy of queue %v: %v, want %v", qs.(map[string]any)["queue"], p, want)
+		}
 	}
 	// Without fair dispatch the queue routes say so.
 	plain := setup(t)
