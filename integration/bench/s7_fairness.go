@@ -331,7 +331,7 @@ func (b *bench) fairNoopThroughput(ctx context.Context, s *Scenario, c *coreDB, 
 	noop := func(context.Context, tasks.InvoicePDF) error { return nil }
 	rounds := map[string][]float64{}
 	for r := range b.sz.Rounds + 1 { // the first round warms up
-		for _, mode := range []string{"plain", "fair", "plain-drain", "fair-drain"} {
+		for _, mode := range []string{"plain", "fair", "plain-drain", "fair-drain", "plain-dedicated", "fair-dedicated"} {
 			if err := b.env.flushRedis(ctx); err != nil {
 				return err
 			}
@@ -342,14 +342,20 @@ func (b *bench) fairNoopThroughput(ctx context.Context, s *Scenario, c *coreDB, 
 			} else {
 				enq, _ = b.newEnqueuer()
 			}
+			// A dedicated worker serves only the class with the work
+			// (WORKER_QUEUE_CLASSES=default): no polls of empty queues.
+			var classes []string
+			if strings.HasSuffix(mode, "-dedicated") {
+				classes = []string{tasks.QueueDefault}
+			}
 			var rate float64
 			var err error
 			if strings.HasSuffix(mode, "-drain") {
 				if err = enqueueAll(ctx, enq); err == nil {
-					rate, err = b.drainChain(ctx, cache, d, per*len(tenants), nil, noop)
+					rate, err = b.drainChain(ctx, cache, d, classes, per*len(tenants), nil, noop)
 				}
 			} else {
-				rate, err = b.drainChain(ctx, cache, d, per*len(tenants), func(ctx context.Context) error { return enqueueAll(ctx, enq) }, noop)
+				rate, err = b.drainChain(ctx, cache, d, classes, per*len(tenants), func(ctx context.Context) error { return enqueueAll(ctx, enq) }, noop)
 			}
 			if err != nil {
 				return fmt.Errorf("%s: %w", mode, err)
@@ -365,14 +371,19 @@ func (b *bench) fairNoopThroughput(ctx context.Context, s *Scenario, c *coreDB, 
 		target(">=", 0.97, true, "cost <= 3%")
 	s.add("diagnostic: no-op drain of tasks enqueued beforehand, fair dispatch", median(rounds["fair-drain"]), "tasks/s").withRounds(rounds["fair-drain"]).
 		against("plain path (its enqueue not timed)", median(rounds["plain-drain"]), "tasks/s", rounds["plain-drain"])
+	s.add("diagnostic: no-op tasks end to end, a worker serving the default class only, fair dispatch", median(rounds["fair-dedicated"]), "tasks/s").withRounds(rounds["fair-dedicated"]).
+		against("plain path, the same worker", median(rounds["plain-dedicated"]), "tasks/s", rounds["plain-dedicated"])
+	s.add("diagnostic: the same, plain path, against a worker serving every class", median(rounds["plain-dedicated"]), "tasks/s").
+		against("plain path, every class", median(rounds["plain"]), "tasks/s", nil)
 	s.note("part 2 (no-op): %d tasks over %d tenants per round (producers enqueue batches of 50 per tenant), in process: worker.Chain (envelope, cost report, recover, log to /dev/null, tenant resolution over the cached catalog) and a no-op handler, concurrency %d", per*len(tenants), len(tenants), worker.DefaultConcurrency)
 	return nil
 }
 
 // drainChain runs an in-process asynq server with the worker's chain
-// (with d's reporter, parking and heartbeat when d is set) and handler
+// (with d's reporter, parking and heartbeat when d is set) and handler,
+// serving classes (nil: every class, as worker.ServerOptions.Classes),
 // until n tasks were handled, and returns tasks/s from its start.
-func (b *bench) drainChain(ctx context.Context, cache *storage.Cache, d *fair.Dispatcher, n int, produce func(context.Context) error, handler func(context.Context, tasks.InvoicePDF) error) (float64, error) {
+func (b *bench) drainChain(ctx context.Context, cache *storage.Cache, d *fair.Dispatcher, classes []string, n int, produce func(context.Context) error, handler func(context.Context, tasks.InvoicePDF) error) (float64, error) {
 	var left atomic.Int64
 	left.Store(int64(n))
 	done := make(chan struct{})
@@ -393,13 +404,14 @@ func (b *bench) drainChain(ctx context.Context, cache *storage.Cache, d *fair.Di
 		return err
 	}))
 	errs := &errorLog{}
-	srv := asynq.NewServerFromRedisClient(b.env.rdb, worker.ServerConfig(worker.ServerOptions{Logger: slog.New(errs)}))
+	sopts := worker.ServerOptions{Logger: slog.New(errs), Classes: classes}
+	srv := asynq.NewServerFromRedisClient(b.env.rdb, worker.ServerConfig(sopts))
 	mctx, stopMember := context.WithCancel(ctx)
 	var member sync.WaitGroup
 	start := time.Now()
 	if d != nil {
 		member.Go(func() {
-			d.Serve(mctx, fair.Membership{ID: "bench", Queues: tasks.Queues, Concurrency: worker.DefaultConcurrency, Interval: 200 * time.Millisecond}, log)
+			d.Serve(mctx, fair.Membership{ID: "bench", Queues: sopts.ServedQueues(), Concurrency: worker.DefaultConcurrency, Interval: 200 * time.Millisecond}, log)
 		})
 	}
 	if err := srv.Start(mux); err != nil {
