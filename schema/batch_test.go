@@ -468,11 +468,13 @@ func TestInTenantBatchDeadlineReachesServer(t *testing.T) {
 
 	// Two round trips: the second sets statement_timeout again when next
 	// took a while, to the time left, and leaves it otherwise.
-	twoTrips := func(pause time.Duration) (before, after time.Duration) {
+	twoTrips := func(pause time.Duration) (before, after, took time.Duration) {
 		t.Helper()
 		var v1, v2 string
 		first := &pgx.Batch{}
 		first.Queue("SELECT current_setting('statement_timeout')").QueryRow(func(row pgx.Row) error { return row.Scan(&v1) })
+		start := time.Now()
+		defer func() { took = time.Since(start) }()
 		err := InTenantBatches(dctx, b.pool, first, func(context.Context) (*pgx.Batch, error) {
 			time.Sleep(pause)
 			last := &pgx.Batch{}
@@ -492,13 +494,16 @@ func TestInTenantBatchDeadlineReachesServer(t *testing.T) {
 			}
 			*p.d = d
 		}
-		return before, after
+		return before, after, 0
 	}
-	if before, after := twoTrips(300 * time.Millisecond); after > before-250*time.Millisecond {
+	if before, after, _ := twoTrips(300 * time.Millisecond); after > before-250*time.Millisecond {
 		t.Errorf("statement_timeout after next took 300 ms: %s, then %s; want it set again to the time left", before, after)
 	}
-	if before, after := twoTrips(0); after != before {
-		t.Errorf("statement_timeout after a quick next: %s, then %s; want it left as it was", before, after)
+	// A unit whose first round trip and next took under retimeAfter keeps
+	// the setting (on a loaded machine the round trip alone may take
+	// longer; then the setting may be renewed, never raised).
+	if before, after, took := twoTrips(0); after > before || (took < retimeAfter && after != before) {
+		t.Errorf("statement_timeout after a quick next (the unit took %s): %s, then %s; want it left as it was", took, before, after)
 	}
 
 	short, cancel2 := context.WithTimeout(ctx, 300*time.Millisecond)
