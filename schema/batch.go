@@ -74,8 +74,9 @@ func InTenantBatch(ctx context.Context, pool *pgxpool.Pool, b *pgx.Batch) error 
 // alone). A read, work outside the database, then a write, in one
 // transaction and two round trips: the tenant's shared lock
 // (QueueLockShared) taken in first is held until the write commits. With a
-// deadline on ctx, when next took longer than 10 ms, the second round trip
-// starts by setting statement_timeout again, to the time left.
+// deadline on ctx, when the first round trip and next took longer than 10
+// ms, the second round trip starts by setting statement_timeout again, to
+// the time left.
 //
 // An error of first's statements or callbacks rolls back without calling
 // next. An error from next (or a panic, re-raised after) rolls back. The
@@ -118,10 +119,10 @@ func InTenantBatches(ctx context.Context, pool *pgxpool.Pool, first *pgx.Batch, 
 	return u.end(ctx, t.ID, b)
 }
 
-// retimeAfter is how long next may take before the second round trip of
-// InTenantBatches sets statement_timeout again: the setting of the first
-// lets a statement outlive the deadline by the time next took, and one
-// more statement for less than this is not worth its cost.
+// retimeAfter is how long the first round trip of InTenantBatches and next
+// may take before the second round trip sets statement_timeout again: the
+// first's setting lets a statement outlive the deadline by the time they
+// took, and one more statement for less than this is not worth its cost.
 const retimeAfter = 10 * time.Millisecond
 
 // statementTimeoutSQL sets statement_timeout (milliseconds, $1) for the
