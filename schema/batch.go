@@ -108,10 +108,12 @@ func InTenantBatches(ctx context.Context, pool *pgxpool.Pool, first *pgx.Batch, 
 		return err
 	}
 	b := &pgx.Batch{}
-	if timeout := deadlineTimeout(ctx); u.timed && time.Since(u.timedAt) > retimeAfter && timeout > 0 {
-		// next took some of the time: the second round trip's statements
-		// get only what is left.
-		b.Queue(statementTimeoutSQL, strconv.FormatInt(timeoutMillis(timeout), 10)).Exec(func(pgconn.CommandTag) error { return nil })
+	if u.timed && time.Since(u.timedAt) > retimeAfter {
+		// The first round trip and next took some of the time: the second
+		// round trip's statements get only what is left.
+		if timeout := deadlineTimeout(ctx); timeout > 0 {
+			b.Queue(statementTimeoutSQL, strconv.FormatInt(timeoutMillis(timeout), 10)).Exec(func(pgconn.CommandTag) error { return nil })
+		}
 	}
 	if last != nil {
 		b.QueuedQueries = append(b.QueuedQueries, last.QueuedQueries...)
@@ -150,7 +152,9 @@ func (u *batchUnit) begin(ctx context.Context, tenantID, quoted string, first *p
 	b := &pgx.Batch{}
 	b.Queue(beginSQL)
 	timeout := deadlineTimeout(ctx)
-	u.timed, u.timedAt = timeout > 0, time.Now()
+	if u.timed = timeout > 0; u.timed {
+		u.timedAt = time.Now()
+	}
 	pin, args, folded := pinStatement(quoted, first, timeout)
 	b.Queue(pin, args...)
 	if first != nil {
@@ -388,7 +392,7 @@ func cleanSession(path string, noTemp bool) error {
 // The schema comes from the tenant in ctx; without one it returns
 // ErrNoTenant and queues nothing.
 func QueueLockShared(ctx context.Context, b *pgx.Batch) error {
-	t, _, err := tenantFrom(ctx, "lock tenant")
+	t, err := tenantFrom(ctx, "lock tenant")
 	if err != nil {
 		return err
 	}

@@ -239,25 +239,24 @@ func (t *pinnedTx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Ro
 	return t.Tx.QueryRow(ctx, sql, args...)
 }
 
-// tenantFrom returns the tenant in ctx and its schema, validated and
-// quoted for SQL; op names the caller's step in the error. Without a
-// tenant it returns ErrNoTenant.
-func tenantFrom(ctx context.Context, op string) (tenantctx.Tenant, string, error) {
+// tenantFrom returns the tenant in ctx with its schema validated; op names
+// the caller's step in the error. Without a tenant it returns ErrNoTenant.
+func tenantFrom(ctx context.Context, op string) (tenantctx.Tenant, error) {
 	t, ok := tenantctx.FromContext(ctx)
 	if !ok {
-		return t, "", ErrNoTenant
+		return t, ErrNoTenant
 	}
-	quoted, err := quoteSchema(t.Schema)
-	if err != nil {
-		return t, "", fmt.Errorf("%s %s: %w", op, t.ID, err)
+	if err := tenantctx.ValidateSchema(t.Schema); err != nil {
+		return t, fmt.Errorf("%s %s: %w", op, t.ID, err)
 	}
-	return t, quoted, nil
+	return t, nil
 }
 
-// acquireTenant is tenantFrom, then a connection from pool: the start of
-// every pinned unit of work. The caller releases the connection.
+// acquireTenant is tenantFrom, the schema quoted for SQL, and a connection
+// from pool: the start of every pinned unit of work. The caller releases
+// the connection.
 func acquireTenant(ctx context.Context, pool *pgxpool.Pool) (tenantctx.Tenant, string, *pgxpool.Conn, error) {
-	t, quoted, err := tenantFrom(ctx, "in tenant")
+	t, err := tenantFrom(ctx, "in tenant")
 	if err != nil {
 		return t, "", nil, err
 	}
@@ -265,5 +264,5 @@ func acquireTenant(ctx context.Context, pool *pgxpool.Pool) (tenantctx.Tenant, s
 	if err != nil {
 		return t, "", nil, fmt.Errorf("in tenant %s: acquire: %w", t.ID, err)
 	}
-	return t, quoted, pc, nil
+	return t, pgx.Identifier{t.Schema}.Sanitize(), pc, nil
 }

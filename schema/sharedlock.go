@@ -20,7 +20,7 @@ const sharedLockSQL = "SELECT pg_catalog.pg_advisory_xact_lock_shared($1::int4, 
 // Drop finds its tables gone ("relation does not exist") before it writes
 // anything. The schema comes from the tenant in ctx.
 func LockShared(ctx context.Context, tx pgx.Tx) error {
-	t, _, err := tenantFrom(ctx, "lock tenant")
+	t, err := tenantFrom(ctx, "lock tenant")
 	if err != nil {
 		return err
 	}
