@@ -329,40 +329,49 @@ func (b *bench) fairNoopThroughput(ctx context.Context, s *Scenario, c *coreDB, 
 		return g.Wait()
 	}
 	noop := func(context.Context, tasks.InvoicePDF) error { return nil }
+	// The modes, run in turn in every round. A drain mode enqueues
+	// everything before the worker starts (its enqueue not timed); a
+	// dedicated worker serves only the class with the work
+	// (WORKER_QUEUE_CLASSES=default): no polls of empty queues.
+	dedicated := []string{tasks.QueueDefault}
+	modes := []struct {
+		name    string
+		fair    bool
+		drain   bool
+		classes []string
+	}{
+		{name: "plain"}, {name: "fair", fair: true},
+		{name: "plain-drain", drain: true}, {name: "fair-drain", fair: true, drain: true},
+		{name: "plain-dedicated", classes: dedicated}, {name: "fair-dedicated", fair: true, classes: dedicated},
+	}
 	rounds := map[string][]float64{}
 	for r := range b.sz.Rounds + 1 { // the first round warms up
-		for _, mode := range []string{"plain", "fair", "plain-drain", "fair-drain", "plain-dedicated", "fair-dedicated"} {
+		for _, m := range modes {
 			if err := b.env.flushRedis(ctx); err != nil {
 				return err
 			}
 			var enq *tasks.Enqueuer
 			var d *fair.Dispatcher
-			if strings.HasPrefix(mode, "fair") {
+			if m.fair {
 				enq, d = b.fairEnqueuer(cache, fair.Config{})
 			} else {
 				enq, _ = b.newEnqueuer()
 			}
-			// A dedicated worker serves only the class with the work
-			// (WORKER_QUEUE_CLASSES=default): no polls of empty queues.
-			var classes []string
-			if strings.HasSuffix(mode, "-dedicated") {
-				classes = []string{tasks.QueueDefault}
-			}
 			var rate float64
 			var err error
-			if strings.HasSuffix(mode, "-drain") {
+			if m.drain {
 				if err = enqueueAll(ctx, enq); err == nil {
-					rate, err = b.drainChain(ctx, cache, d, classes, per*len(tenants), nil, noop)
+					rate, err = b.drainChain(ctx, cache, d, m.classes, per*len(tenants), nil, noop)
 				}
 			} else {
-				rate, err = b.drainChain(ctx, cache, d, classes, per*len(tenants), func(ctx context.Context) error { return enqueueAll(ctx, enq) }, noop)
+				rate, err = b.drainChain(ctx, cache, d, m.classes, per*len(tenants), func(ctx context.Context) error { return enqueueAll(ctx, enq) }, noop)
 			}
 			if err != nil {
-				return fmt.Errorf("%s: %w", mode, err)
+				return fmt.Errorf("%s: %w", m.name, err)
 			}
 			if r > 0 {
-				rounds[mode] = append(rounds[mode], rate)
-				progress("fairness: round %d: no-op %s %.0f/s", r, mode, rate)
+				rounds[m.name] = append(rounds[m.name], rate)
+				progress("fairness: round %d: no-op %s %.0f/s", r, m.name, rate)
 			}
 		}
 	}
