@@ -3,17 +3,15 @@ package invoice_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/invoicing/tenantworker/internal/procstat"
 	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/invoice"
 	"github.com/invoicing/tenantworker/schema"
@@ -137,7 +135,7 @@ func BenchmarkPDFUnit(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
-				cpu0, ok := backendsCPU(pids)
+				cpu0, err0 := procstat.CPU(pids) // fails when PostgreSQL runs on another machine
 				if mode.conns == 1 {
 					for b.Loop() {
 						if err := unit(pool, record); err != nil {
@@ -162,7 +160,7 @@ func BenchmarkPDFUnit(b *testing.B) {
 					wg.Wait()
 				}
 				b.StopTimer()
-				if cpu1, ok1 := backendsCPU(pids); ok && ok1 {
+				if cpu1, err1 := procstat.CPU(pids); err0 == nil && err1 == nil {
 					b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(b.N), "pg-us/op")
 				}
 			})
@@ -192,29 +190,4 @@ func backendPIDs(b *testing.B, pool *pgxpool.Pool, n int) []int {
 		c.Release()
 	}
 	return pids
-}
-
-// backendsCPU is the user + system CPU time of the processes pids so far,
-// read from /proc; false when one is not readable (PostgreSQL on another
-// machine).
-func backendsCPU(pids []int) (time.Duration, bool) {
-	var total time.Duration
-	for _, pid := range pids {
-		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			return 0, false
-		}
-		s := string(raw)
-		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-		if len(fields) < 13 {
-			return 0, false
-		}
-		utime, err1 := strconv.ParseInt(fields[11], 10, 64)
-		stime, err2 := strconv.ParseInt(fields[12], 10, 64)
-		if err1 != nil || err2 != nil {
-			return 0, false
-		}
-		total += time.Duration(utime+stime) * time.Second / 100 // USER_HZ, 100 on Linux
-	}
-	return total, true
 }

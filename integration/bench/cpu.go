@@ -1,22 +1,17 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
-)
 
-// userHZ is the unit of the CPU times in /proc (USER_HZ). It is 100 on
-// every Linux architecture Go runs on.
-const userHZ = 100
+	"github.com/invoicing/tenantworker/internal/procstat"
+)
 
 // cpuProbe reads the CPU time spent by the bench process, the Redis server
 // and the PostgreSQL server (the postmaster and all its backends), so a
@@ -74,11 +69,11 @@ func (b *bench) newCPUProbe(ctx context.Context, c *coreDB) (*cpuProbe, error) {
 		if err := c.pool.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&backend); err != nil {
 			return nil, fmt.Errorf("postgres backend pid: %w", err)
 		}
-		st, err := readProcStat(backend)
+		st, err := procstat.Read(backend)
 		if err != nil {
 			return nil, fmt.Errorf("postgres backend %d: %w", backend, err)
 		}
-		p.postmasterPID = st.ppid
+		p.postmasterPID = st.PPID
 	}
 	return p, nil
 }
@@ -92,14 +87,14 @@ func (p *cpuProbe) sample() (cpuSample, error) {
 	}
 	s.self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	if p.redisPID != 0 {
-		st, err := readProcStat(p.redisPID)
+		st, err := procstat.Read(p.redisPID)
 		if err != nil {
 			return s, fmt.Errorf("redis-server: %w", err)
 		}
-		s.redis, s.redisOK = st.cpu, true
+		s.redis, s.redisOK = st.CPU, true
 	}
 	if p.postmasterPID != 0 {
-		cpu, err := treeCPU(p.postmasterPID)
+		cpu, err := procstat.TreeCPU(p.postmasterPID)
 		if err != nil {
 			return s, fmt.Errorf("postgres: %w", err)
 		}
@@ -163,78 +158,4 @@ func (u cpuUse) summary(tasks int) string {
 	}
 	fmt.Fprintf(&b, " per task (%.0f%% of %d CPUs busy)", 100*u.busyShare(), runtime.NumCPU())
 	return b.String()
-}
-
-// procStat is what the bench reads from /proc/<pid>/stat.
-type procStat struct {
-	ppid   int
-	cpu    time.Duration // utime + stime
-	reaped time.Duration // cutime + cstime: children waited for
-}
-
-// readProcStat parses /proc/<pid>/stat (proc(5)). The command name, which
-// may hold spaces and parentheses, ends at the last ')'.
-func readProcStat(pid int) (procStat, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return procStat{}, err
-	}
-	return parseProcStat(data)
-}
-
-// parseProcStat parses the contents of a /proc/<pid>/stat file.
-func parseProcStat(data []byte) (procStat, error) {
-	i := bytes.LastIndexByte(data, ')')
-	if i < 0 {
-		return procStat{}, errors.New("malformed stat: no ')'")
-	}
-	// After "pid (comm) ": state(3) ppid(4) ... utime(14) stime(15)
-	// cutime(16) cstime(17); fields[0] is the state.
-	f := strings.Fields(string(data[i+1:]))
-	if len(f) < 15 {
-		return procStat{}, fmt.Errorf("malformed stat: %d fields after comm", len(f))
-	}
-	n := make([]int64, 0, 5)
-	for _, idx := range []int{1, 11, 12, 13, 14} {
-		v, err := strconv.ParseInt(f[idx], 10, 64)
-		if err != nil {
-			return procStat{}, fmt.Errorf("malformed stat field %d: %w", idx+3, err)
-		}
-		n = append(n, v)
-	}
-	tick := time.Second / userHZ
-	return procStat{
-		ppid:   int(n[0]),
-		cpu:    time.Duration(n[1]+n[2]) * tick,
-		reaped: time.Duration(n[3]+n[4]) * tick,
-	}, nil
-}
-
-// treeCPU is the CPU time of pid, of its children that have exited and
-// been reaped, and of its live children (one level: PostgreSQL's backends
-// and auxiliary processes are the postmaster's children).
-func treeCPU(pid int) (time.Duration, error) {
-	root, err := readProcStat(pid)
-	if err != nil {
-		return 0, err
-	}
-	total := root.cpu + root.reaped
-	dirs, err := filepath.Glob("/proc/[0-9]*")
-	if err != nil {
-		return 0, err
-	}
-	for _, d := range dirs {
-		child, err := strconv.Atoi(filepath.Base(d))
-		if err != nil || child == pid {
-			continue
-		}
-		st, err := readProcStat(child)
-		if err != nil {
-			continue // exited meanwhile: counted in reaped next time
-		}
-		if st.ppid == pid {
-			total += st.cpu
-		}
-	}
-	return total, nil
 }

@@ -23,6 +23,8 @@ import (
 	"github.com/invoicing/tenantworker/pdf"
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tasks"
+
+	"github.com/invoicing/tenantworker/internal/procstat"
 )
 
 // pdfLines is the number of line items of the rendered invoices.
@@ -545,11 +547,11 @@ func sampleBurstCPU(probe *cpuProbe, w *proc) (burstSample, error) {
 	if err != nil {
 		return burstSample{}, err
 	}
-	st, err := readProcStat(w.proc.Pid())
+	st, err := procstat.Read(w.proc.Pid())
 	if err != nil {
 		return burstSample{}, fmt.Errorf("worker cpu: %w", err)
 	}
-	return burstSample{servers: s, worker: st.cpu}, nil
+	return burstSample{servers: s, worker: st.CPU}, nil
 }
 
 // burstCPU is the CPU each process spent per task of a burst, in

@@ -109,6 +109,8 @@ func TestImportRules(t *testing.T) {
 				t.Errorf("%s imports internal/httpapi; only internal/enqueueapp may", me)
 			case slices.Contains(testSupport, dep) && !slices.Contains(testSupport, me):
 				t.Errorf("%s imports the test support package %s", me, dep)
+			case dep == "internal/procstat" && !strings.HasPrefix(me, "integration"):
+				t.Errorf("%s imports internal/procstat; only the load command and tests may", me)
 			}
 		}
 		banned := map[string][]string{

@@ -1,4 +1,4 @@
-package main
+package procstat
 
 import (
 	"os"
@@ -7,36 +7,36 @@ import (
 	"time"
 )
 
-func TestParseProcStat(t *testing.T) {
+func TestParse(t *testing.T) {
 	// A command name with spaces and parentheses, as proc(5) allows.
 	line := "4242 (post (gres) x) S 77 4242 4242 0 -1 4194560 100 0 0 0 250 31 7 3 20 0 1 0 123 4096 10 18446744073709551615\n"
-	st, err := parseProcStat([]byte(line))
+	st, err := Parse([]byte(line))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.ppid != 77 {
-		t.Errorf("ppid = %d, want 77", st.ppid)
+	if st.PPID != 77 {
+		t.Errorf("ppid = %d, want 77", st.PPID)
 	}
-	if want := 281 * (time.Second / userHZ); st.cpu != want {
-		t.Errorf("cpu = %s, want %s", st.cpu, want)
+	if want := 281 * (time.Second / UserHZ); st.CPU != want {
+		t.Errorf("cpu = %s, want %s", st.CPU, want)
 	}
-	if want := 10 * (time.Second / userHZ); st.reaped != want {
-		t.Errorf("reaped = %s, want %s", st.reaped, want)
+	if want := 10 * (time.Second / UserHZ); st.Reaped != want {
+		t.Errorf("reaped = %s, want %s", st.Reaped, want)
 	}
 	for _, bad := range []string{"", "12 (x S 1", "12 (x) S 1 2 3", "12 (x) S p 1 1 0 -1 0 0 0 0 0 1 1 0 0 20 0 1 0"} {
-		if _, err := parseProcStat([]byte(bad)); err == nil {
-			t.Errorf("parseProcStat(%q) succeeded", bad)
+		if _, err := Parse([]byte(bad)); err == nil {
+			t.Errorf("Parse(%q) succeeded", bad)
 		}
 	}
 }
 
-func TestReadProcStatSelf(t *testing.T) {
-	st, err := readProcStat(os.Getpid())
+func TestReadSelf(t *testing.T) {
+	st, err := Read(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.ppid != os.Getppid() {
-		t.Errorf("ppid = %d, want %d", st.ppid, os.Getppid())
+	if st.PPID != os.Getppid() {
+		t.Errorf("ppid = %d, want %d", st.PPID, os.Getppid())
 	}
 }
 
@@ -44,7 +44,7 @@ func TestReadProcStatSelf(t *testing.T) {
 // runs and after it has exited and been reaped, as PostgreSQL's backends
 // are under the postmaster.
 func TestTreeCPUCountsChildren(t *testing.T) {
-	before, err := treeCPU(os.Getpid())
+	before, err := TreeCPU(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,12 +56,29 @@ func TestTreeCPUCountsChildren(t *testing.T) {
 	if child < 50*time.Millisecond {
 		t.Fatalf("the child used only %s of CPU; the loop is too short to measure", child)
 	}
-	after, err := treeCPU(os.Getpid())
+	after, err := TreeCPU(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
 	// /proc counts in ticks of 10 ms, rounded down per process.
-	if got := after - before; got < child-2*(time.Second/userHZ) {
+	if got := after - before; got < child-2*(time.Second/UserHZ) {
 		t.Errorf("tree CPU grew by %s, the reaped child alone used %s", got, child)
+	}
+}
+
+func TestCPU(t *testing.T) {
+	self, err := Read(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	both, err := CPU([]int{os.Getpid(), os.Getpid()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if both < 2*self.CPU {
+		t.Errorf("CPU of this process twice = %s, less than twice %s", both, self.CPU)
+	}
+	if _, err := CPU([]int{os.Getpid(), -1}); err == nil {
+		t.Error("CPU of a process that does not exist succeeded")
 	}
 }

@@ -1,0 +1,110 @@
+// Package procstat reads a process's CPU time from Linux's /proc, for the
+// benchmarks that say where the CPU of a task went: the load command's
+// per-process CPU notes and the backend CPU of invoice's BenchmarkPDFUnit.
+// It reads /proc/<pid>/stat only, so it works for any process of the same
+// machine that the caller may see (PostgreSQL's backends, redis-server).
+package procstat
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// UserHZ is the unit of the CPU times in /proc (USER_HZ). It is 100 on
+// every Linux architecture Go runs on.
+const UserHZ = 100
+
+// Stat is what this package reads from /proc/<pid>/stat.
+type Stat struct {
+	PPID   int
+	CPU    time.Duration // utime + stime
+	Reaped time.Duration // cutime + cstime: children waited for
+}
+
+// Read parses /proc/<pid>/stat (proc(5)).
+func Read(pid int) (Stat, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return Stat{}, err
+	}
+	return Parse(data)
+}
+
+// Parse parses the contents of a /proc/<pid>/stat file. The command name,
+// which may hold spaces and parentheses, ends at the last ')'.
+func Parse(data []byte) (Stat, error) {
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return Stat{}, errors.New("malformed stat: no ')'")
+	}
+	// After "pid (comm) ": state(3) ppid(4) ... utime(14) stime(15)
+	// cutime(16) cstime(17); f[0] is the state.
+	f := strings.Fields(string(data[i+1:]))
+	if len(f) < 15 {
+		return Stat{}, fmt.Errorf("malformed stat: %d fields after comm", len(f))
+	}
+	n := make([]int64, 0, 5)
+	for _, idx := range []int{1, 11, 12, 13, 14} {
+		v, err := strconv.ParseInt(f[idx], 10, 64)
+		if err != nil {
+			return Stat{}, fmt.Errorf("malformed stat field %d: %w", idx+3, err)
+		}
+		n = append(n, v)
+	}
+	tick := time.Second / UserHZ
+	return Stat{
+		PPID:   int(n[0]),
+		CPU:    time.Duration(n[1]+n[2]) * tick,
+		Reaped: time.Duration(n[3]+n[4]) * tick,
+	}, nil
+}
+
+// CPU is the summed CPU time (user + system) of the processes pids so
+// far; an error when one of them cannot be read (it exited, or runs on
+// another machine).
+func CPU(pids []int) (time.Duration, error) {
+	var total time.Duration
+	for _, pid := range pids {
+		st, err := Read(pid)
+		if err != nil {
+			return 0, err
+		}
+		total += st.CPU
+	}
+	return total, nil
+}
+
+// TreeCPU is the CPU time of pid, of its children that have exited and
+// been reaped, and of its live children (one level: PostgreSQL's backends
+// and auxiliary processes are the postmaster's children).
+func TreeCPU(pid int) (time.Duration, error) {
+	root, err := Read(pid)
+	if err != nil {
+		return 0, err
+	}
+	total := root.CPU + root.Reaped
+	dirs, err := filepath.Glob("/proc/[0-9]*")
+	if err != nil {
+		return 0, err
+	}
+	for _, d := range dirs {
+		child, err := strconv.Atoi(filepath.Base(d))
+		if err != nil || child == pid {
+			continue
+		}
+		st, err := Read(child)
+		if err != nil {
+			continue // exited meanwhile: counted in Reaped next time
+		}
+		if st.PPID == pid {
+			total += st.CPU
+		}
+	}
+	return total, nil
+}
