@@ -655,8 +655,18 @@ func parseWaiting(queue, taskID, v string) (WaitingTask, error) {
 
 // Depth is one tenant's backlog in a queue.
 type Depth struct {
-	TenantID string
-	Waiting  int
+	TenantID string `json:"tenant_id"`
+	Waiting  int    `json:"waiting"`
+}
+
+// depths reads a depth sorted set's members with their scores.
+func depths(zs []redis.Z) []Depth {
+	out := make([]Depth, 0, len(zs))
+	for _, z := range zs {
+		id, _ := z.Member.(string)
+		out = append(out, Depth{TenantID: id, Waiting: int(z.Score)})
+	}
+	return out
 }
 
 // Top returns the k tenants with the most waiting tasks in queue, largest
@@ -672,10 +682,66 @@ func (d *Dispatcher) Top(ctx context.Context, queue string, k int) ([]Depth, int
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, 0, fmt.Errorf("fair: top tenants of %s: %w", queue, err)
 	}
-	out := make([]Depth, 0, len(top.Val()))
-	for _, z := range top.Val() {
-		id, _ := z.Member.(string)
-		out = append(out, Depth{TenantID: id, Waiting: int(z.Score)})
+	return depths(top.Val()), int(total.Val()), nil
+}
+
+// Overview is one queue of fair dispatch across all its tenants: what an
+// operator looks at first to see whether work waits, for whom, and
+// whether workers serve it.
+type Overview struct {
+	Queue string `json:"queue"`
+	// Waiting is the tasks in all tenants' backlogs, BacklogTenants the
+	// number of tenants with at least one.
+	Waiting        int `json:"waiting"`
+	BacklogTenants int `json:"backlog_tenants"`
+	// Admitted is the tasks admitted to asynq and not reported finished:
+	// Pending of them wait in asynq's pending list for a worker.
+	Admitted int `json:"admitted"`
+	Pending  int `json:"pending"`
+	// Workers and WorkerSlots are the workers serving the queue whose
+	// heartbeat is current, and their summed concurrency. No workers with
+	// tasks waiting means nothing runs.
+	Workers     int `json:"workers"`
+	WorkerSlots int `json:"worker_slots"`
+	// HeldTenants is the number of tenants held (suspended or paused).
+	HeldTenants int `json:"held_tenants"`
+	// Top is the tenants with the most waiting tasks, largest first.
+	Top []Depth `json:"top"`
+}
+
+// Overview returns queue's Overview with its k largest backlogs (at
+// least one), in two round trips.
+func (d *Dispatcher) Overview(ctx context.Context, queue string, k int) (Overview, error) {
+	if err := checkQueue(queue); err != nil {
+		return Overview{}, err
 	}
-	return out, int(total.Val()), nil
+	ks := keys(queue)
+	p := ks[0]
+	now := strconv.FormatInt(d.cfg.Now().UnixMilli(), 10)
+	pipe := d.rdb.Pipeline()
+	top := pipe.ZRevRangeWithScores(ctx, p+"depth", 0, int64(max(k, 1)-1))
+	tenants := pipe.ZCard(ctx, p+"depth")
+	waiting := pipe.HLen(ctx, p+"msg")
+	admitted := pipe.HLen(ctx, p+"adm")
+	pending := pipe.LLen(ctx, ks[1]+"pending")
+	held := pipe.HLen(ctx, p+"hold")
+	workers := pipe.ZRangeByScore(ctx, p+"workers", &redis.ZRangeBy{Min: "(" + now, Max: "+inf"})
+	if _, err := pipe.Exec(ctx); err != nil {
+		return Overview{}, fmt.Errorf("fair: overview of %s: %w", queue, err)
+	}
+	o := Overview{
+		Queue: queue, Waiting: int(waiting.Val()), BacklogTenants: int(tenants.Val()),
+		Admitted: int(admitted.Val()), Pending: int(pending.Val()), HeldTenants: int(held.Val()),
+		Workers: len(workers.Val()), Top: depths(top.Val()),
+	}
+	if o.Workers > 0 {
+		conc, err := d.rdb.HMGet(ctx, p+"conc", workers.Val()...).Result()
+		if err != nil {
+			return Overview{}, fmt.Errorf("fair: overview of %s: worker slots: %w", queue, err)
+		}
+		for _, c := range conc {
+			o.WorkerSlots += asInt(c)
+		}
+	}
+	return o, nil
 }

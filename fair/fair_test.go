@@ -1,11 +1,14 @@
 package fair_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -772,5 +775,73 @@ func TestPendingDepthFollowsMeasuredCost(t *testing.T) {
 	}
 	if got := pendingLen(t, b); got != 4 {
 		t.Fatalf("pending %d with expensive tasks, want 4", got)
+	}
+}
+
+// TestOverview: the queue's overview agrees with what was enqueued,
+// admitted, held and heartbeaten, and names the largest backlogs first.
+func TestOverview(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1)
+	ctx := context.Background()
+	empty, err := b.d.Overview(ctx, q, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (fair.Overview{Queue: q, Top: []fair.Depth{}}); !reflect.DeepEqual(empty, want) {
+		t.Fatalf("overview of an empty queue %+v, want %+v", empty, want)
+	}
+
+	if err := b.d.Heartbeat(ctx, q, "w1", 3, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.d.Heartbeat(ctx, q, "w2", 2, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	sizes := map[string]int{"tn_ov_a": 4, "tn_ov_b": 9, "tn_ov_c": 6, "tn_ov_d": 1}
+	total := 0
+	for _, tn := range []string{"tn_ov_a", "tn_ov_b", "tn_ov_c", "tn_ov_d"} {
+		enqueue(t, b, tn, fair.Policy{Weight: 1}, 0, sizes[tn])
+		total += sizes[tn]
+	}
+	if _, err := b.d.Hold(ctx, "tn_ov_c", fair.Paused, q); err != nil {
+		t.Fatal(err)
+	}
+	id := dequeue(t, b) // one admitted task starts
+	if id == "" {
+		t.Fatal("nothing was admitted")
+	}
+	b.clock.Advance(10 * time.Second) // w1's heartbeat runs out
+
+	o, err := b.d.Overview(ctx, q, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Queue != q || o.Workers != 1 || o.WorkerSlots != 2 || o.HeldTenants != 1 {
+		t.Errorf("overview %+v: want queue %s, one live worker with 2 slots, one held tenant", o, q)
+	}
+	if o.Waiting+o.Admitted != total || o.Admitted < 1 || o.Pending != o.Admitted-1 {
+		t.Errorf("overview %+v: waiting + admitted should be the %d enqueued, pending all admitted but the one started", o, total)
+	}
+	// Each tenant's waiting tasks as its own Stats say; the top three in
+	// order, and every tenant with a backlog counted.
+	var want []fair.Depth
+	sum := 0
+	for tn := range sizes {
+		st := stats(t, b, tn)
+		sum += st.Waiting
+		if st.Waiting > 0 {
+			want = append(want, fair.Depth{TenantID: tn, Waiting: st.Waiting})
+		}
+	}
+	// Redis orders equal backlogs by tenant id, descending.
+	slices.SortFunc(want, func(x, y fair.Depth) int {
+		return cmp.Or(cmp.Compare(y.Waiting, x.Waiting), cmp.Compare(y.TenantID, x.TenantID))
+	})
+	if sum != o.Waiting || o.BacklogTenants != len(want) || !reflect.DeepEqual(o.Top, want[:3]) {
+		t.Errorf("overview %+v: want waiting %d over %d tenants, top %+v", o, sum, len(want), want[:3])
+	}
+	if _, err := b.d.Overview(ctx, "bad{queue}", 3); err == nil {
+		t.Error("overview of an invalid queue name succeeded")
 	}
 }

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -58,6 +59,32 @@ func (h *Handler) tenantQueue(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, q)
+}
+
+// Bounds of GET /admin/queues's top parameter.
+const (
+	defaultQueuesTop = 10
+	maxQueuesTop     = 100
+)
+
+// queues is GET /admin/queues?top=K: every queue's backlogs across its
+// tenants, with the K tenants with the most waiting tasks (default 10, at
+// most 100), and its live workers.
+func (h *Handler) queues(w http.ResponseWriter, r *http.Request) {
+	k := defaultQueuesTop
+	if v := r.URL.Query().Get("top"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxQueuesTop {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("top must be a number from 1 to %d", maxQueuesTop))
+			return
+		}
+		k = n
+	}
+	qs, err := h.opts.Tenancy.Queues(r.Context(), k)
+	if h.queueError(w, r, "queues", err) {
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"queues": qs})
 }
 
 // pauseQueue is POST /admin/tenants/{id}/queue/pause: 200 {"moved_back": N}.

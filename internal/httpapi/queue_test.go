@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/tasks"
 )
 
@@ -182,4 +184,62 @@ func (b *bundle) queue(t *testing.T, tn tenant) int {
 	wantStatus(t, r, http.StatusOK)
 	m := r.json(t)
 	return int(m["waiting"].(float64) + m["admitted"].(float64))
+}
+
+// TestQueuesRoute: GET /admin/queues sums every tenant's work per queue
+// and names the largest backlogs, agreeing with each tenant's own view;
+// it needs the admin token, checks top, and says when fair dispatch is
+// off.
+func TestQueuesRoute(t *testing.T) {
+	t.Parallel()
+	b := setupFair(t)
+	big, small := b.active(t, "busy"), b.active(t, "calm")
+	for tn, n := range map[tenant]int{big: 9, small: 2} {
+		for id := 1; id <= n; id++ {
+			wantStatus(t, b.do(t, request{method: http.MethodPost, path: fmt.Sprintf("/v1/invoices/%d/pdf", id), host: tn.host(), bearer: tn.key}), http.StatusAccepted)
+		}
+	}
+	r := b.admin(t, http.MethodGet, "/admin/queues?top=1", "")
+	wantStatus(t, r, http.StatusOK)
+	var got struct {
+		Queues []fair.Overview `json:"queues"`
+	}
+	if err := json.Unmarshal(r.body, &got); err != nil {
+		t.Fatalf("%s: %v", r.body, err)
+	}
+	var names []string
+	for _, o := range got.Queues {
+		names = append(names, o.Queue)
+		named := 0
+		for _, d := range o.Top {
+			named += d.Waiting
+		}
+		if named > o.Waiting || len(o.Top) > o.BacklogTenants || o.Pending > o.Admitted || o.Workers != 0 {
+			t.Errorf("queue %s: inconsistent overview %+v (no worker runs here)", o.Queue, o)
+		}
+		if o.Queue != tasks.QueueDefault { // critical holds the tenants' migrations
+			continue
+		}
+		if o.Waiting+o.Admitted != 11 {
+			t.Errorf("default: %d waiting and %d admitted, want the 11 renders", o.Waiting, o.Admitted)
+		}
+		view := b.admin(t, http.MethodGet, "/admin/tenants/"+big.ID+"/queue", "").json(t)
+		if len(o.Top) != 1 || o.Top[0].TenantID != big.ID || float64(o.Top[0].Waiting) != view["waiting"] {
+			t.Errorf("default's top %+v, want only %s with the %v waiting its own view shows", o.Top, big.ID, view["waiting"])
+		}
+	}
+	if !slices.Equal(names, tasks.Queues) {
+		t.Errorf("queues %v, want every class %v", names, tasks.Queues)
+	}
+
+	for _, top := range []string{"0", "101", "x", "-1"} {
+		wantStatus(t, b.admin(t, http.MethodGet, "/admin/queues?top="+top, ""), http.StatusBadRequest)
+	}
+	wantStatus(t, b.do(t, request{method: http.MethodGet, path: "/admin/queues"}), http.StatusUnauthorized)
+	wantStatus(t, b.do(t, request{method: http.MethodGet, path: "/admin/queues", host: small.host(), bearer: small.key}), http.StatusUnauthorized)
+	r = setup(t).admin(t, http.MethodGet, "/admin/queues", "")
+	wantStatus(t, r, http.StatusConflict)
+	if !strings.Contains(r.errorText(t), "FAIR_DISPATCH") {
+		t.Fatalf("no-dispatch error %s", r.body)
+	}
 }

@@ -80,6 +80,25 @@ func (s *Service) Queue(ctx context.Context, id string) (Queue, error) {
 	return q, nil
 }
 
+// Queues returns the overview of every served queue (tasks.Layout.Queues:
+// every shard of every class), each with its k largest tenant backlogs.
+// ErrNoDispatch without fair dispatch.
+func (s *Service) Queues(ctx context.Context, k int) ([]fair.Overview, error) {
+	if s.fair == nil {
+		return nil, ErrNoDispatch
+	}
+	queues := s.layout().Queues()
+	out := make([]fair.Overview, 0, len(queues))
+	for _, q := range queues {
+		o, err := s.fair.Overview(ctx, q, k)
+		if err != nil {
+			return nil, fmt.Errorf("queues: %w", err)
+		}
+		out = append(out, o)
+	}
+	return out, nil
+}
+
 // PauseQueue holds the tenant's backlog in every queue, every shard (its migrations
 // too: a paused tenant changes nothing) until ResumeQueue; tasks admitted
 // but not started go back to its backlog, tasks already running finish.
