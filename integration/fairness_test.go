@@ -14,6 +14,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/tasks"
 	"github.com/invoicing/tenantworker/tenantctx"
@@ -237,6 +238,23 @@ func TestFairnessControls(t *testing.T) {
 	if !v.Suspended || v.Waiting+v.Parked == 0 {
 		t.Fatalf("suspended tenant's queue %+v", v)
 	}
+	// The operators' overview: the held backlog, and the one live worker
+	// with its slots (from its heartbeats).
+	status, body := s.api(http.MethodGet, "/admin/queues", "", adminToken, nil)
+	var overview struct {
+		Queues []fair.Overview `json:"queues"`
+	}
+	if err := json.Unmarshal(body, &overview); status != http.StatusOK || err != nil {
+		t.Fatalf("GET /admin/queues: %d %s %v", status, body, err)
+	}
+	for _, o := range overview.Queues {
+		if o.Workers != 1 || o.WorkerSlots != 2 {
+			t.Errorf("queue %s: %d workers with %d slots, want the one worker of concurrency 2", o.Queue, o.Workers, o.WorkerSlots)
+		}
+		if o.Queue == tasks.QueueDefault && (o.HeldTenants != 1 || o.Waiting < v.Waiting || len(o.Top) == 0 || o.Top[0].TenantID != held.ID) {
+			t.Errorf("default's overview %+v: want the suspended tenant held, its %d waiting renders on top", o, v.Waiting)
+		}
+	}
 	if status, body := s.api(http.MethodPost, "/admin/tenants/"+held.ID+"/resume", "", adminToken, nil); status != http.StatusOK {
 		t.Fatalf("resume: %d %s", status, body)
 	}
@@ -248,7 +266,7 @@ func TestFairnessControls(t *testing.T) {
 			t.Fatalf("%s bulk: %d %s %v", tn.Slug, status, body, err)
 		}
 	}
-	status, body := s.api(http.MethodPost, "/admin/tenants/"+drained.ID+"/queue/drain", "", adminToken, nil)
+	status, body = s.api(http.MethodPost, "/admin/tenants/"+drained.ID+"/queue/drain", "", adminToken, nil)
 	if status != http.StatusOK {
 		t.Fatalf("drain: %d %s", status, body)
 	}
