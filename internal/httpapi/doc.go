@@ -75,8 +75,17 @@
 //	POST   /admin/tenants/{id}/keys           201 {"id","api_key"} (409 while being deleted)
 //	DELETE /admin/tenants/{id}/keys/{key_id}  204 (404 for a key the tenant does not have)
 //	DELETE /admin/tenants/{id}                202 {"id","slug","status":"deleting","task_id"}
+//	PUT    /admin/tenants/{id}/limits         200 tenant ({"plan","weight","max_running","max_waiting"}; 0: the plan's)
+//	GET    /admin/tenants/{id}/queue          200 the tenant's backlog, admitted and running tasks (fair dispatch)
+//	POST   /admin/tenants/{id}/queue/pause    200 {"paused":true,"moved_back":N}
+//	POST   /admin/tenants/{id}/queue/resume   200 {"paused":false}
+//	POST   /admin/tenants/{id}/queue/drain    200 {"discarded","waiting","admitted","parked"}
+//	GET    /admin/queues                      200 {"queues":[fair.Overview...]} (?top=1..100, default 10)
 //	POST   /admin/migrations                  202 {"enqueued": N}
 //	       /admin/dashboard/                  asynqmon (Bearer, or Basic with the token as password)
+//
+// The queue routes answer 409 without fair dispatch (FAIR_DISPATCH=false):
+// there are no backlogs then.
 //
 // A key is never listed, only its first characters. A revoked key, a
 // suspended or a deleted tenant is refused by every replica within a
