@@ -45,6 +45,8 @@ commands:
   db         tenant databases: db list | db add NAME URL
   tenant     tenants: tenant add SLUG [--name N] [--plan P] [--database DB]
              | tenant move SLUG --to DB
+  queues     fair dispatch's backlogs per queue, the largest by tenant, and
+             the live workers: queues [--top N] [--json]
 
 Configuration comes from the environment: DATABASE_URL, REDIS_URL,
 DOMAIN_SUFFIX, ADMIN_TOKEN (at least 32 characters), HTTP_ADDR (default
@@ -73,6 +75,8 @@ func Main(ctx context.Context, args []string, sio IO) int {
 		run = dbCmd
 	case "tenant":
 		run = tenantCmd
+	case "queues":
+		run = queuesCmd
 	case "help":
 		fmt.Fprint(sio.Stdout, usage)
 		return ExitOK

@@ -1,12 +1,18 @@
 package enqueueapp_test
 
 import (
+	"context"
 	"encoding/json"
+	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/internal/enqueueapp"
 	"github.com/invoicing/tenantworker/internal/testenv"
+	"github.com/invoicing/tenantworker/tasks"
+	"github.com/invoicing/tenantworker/tenantctx"
 )
 
 // TestDBAndTenantCommands: db add checks and registers a database, db
@@ -66,5 +72,80 @@ func TestDBAndTenantCommands(t *testing.T) {
 	// Moving needs an active tenant.
 	if code, _, stderr := f.run(t, false, "tenant", "move", "globex", "--to", "eu2"); code != enqueueapp.ExitFailure || !strings.Contains(stderr, "provisioning") {
 		t.Errorf("tenant move of a provisioning tenant: exit %d stderr %q", code, stderr)
+	}
+}
+
+// TestQueuesCommand: "enqueue queues" prints every queue's backlogs with
+// the largest by tenant slug, as a table and as the admin route's JSON;
+// mistakes are usage errors.
+func TestQueuesCommand(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	acme, globex := f.provision(t, "acme"), f.provision(t, "globex")
+	for _, tn := range []tenantctx.Tenant{acme, globex} {
+		if _, err := f.deps.Catalog.SetStatus(ctx, tn.ID, tenantctx.StatusActive); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ps []tasks.Payload
+	for i := range 12 {
+		ps = append(ps, tasks.InvoicePDF{TenantID: acme.ID, InvoiceID: int64(i + 1)})
+	}
+	if _, err := f.deps.Enqueuer.EnqueueMany(ctx, acme.ID, ps); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.deps.Enqueuer.Enqueue(ctx, tasks.InvoicePDF{TenantID: globex.ID, InvoiceID: 1}); err != nil {
+		t.Fatal(err)
+	}
+
+	code, stdout, stderr := f.run(t, false, "queues", "--json", "--top", "1")
+	if code != enqueueapp.ExitOK {
+		t.Fatalf("queues --json: exit %d stderr %q", code, stderr)
+	}
+	var got struct {
+		Queues []fair.Overview `json:"queues"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &got); err != nil {
+		t.Fatalf("queues --json: %q: %v", stdout, err)
+	}
+	want, err := f.deps.Tenancy.Queues(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got.Queues, want) {
+		t.Fatalf("queues --json %+v, want %+v", got.Queues, want)
+	}
+	var def fair.Overview
+	for _, o := range want {
+		if o.Queue == tasks.QueueDefault {
+			def = o
+		}
+	}
+	if def.Waiting+def.Admitted != 13 || len(def.Top) != 1 || def.Top[0].TenantID != acme.ID {
+		t.Fatalf("default's overview %+v: want the 13 renders, acme's backlog the largest", def)
+	}
+
+	code, stdout, stderr = f.run(t, false, "queues")
+	if code != enqueueapp.ExitOK {
+		t.Fatalf("queues: exit %d stderr %q", code, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	if len(lines) != 1+len(tasks.Queues) || !strings.HasPrefix(lines[0], "QUEUE") {
+		t.Fatalf("queues table:\n%s", stdout)
+	}
+	for _, line := range lines[1:] {
+		f := strings.Fields(line)
+		if f[0] != tasks.QueueDefault {
+			continue
+		}
+		if f[1] != strconv.Itoa(def.Waiting) || f[3] != strconv.Itoa(def.Admitted) || !strings.Contains(line, "acme "+strconv.Itoa(def.Top[0].Waiting)) {
+			t.Errorf("default's row %q: want %d waiting, %d admitted, acme's backlog by slug", line, def.Waiting, def.Admitted)
+		}
+	}
+	for _, args := range [][]string{{"queues", "--top", "0"}, {"queues", "--top", "101"}, {"queues", "extra"}} {
+		if code, _, _ := f.run(t, false, args...); code != enqueueapp.ExitUsage {
+			t.Errorf("%q: exit %d, want %d", args, code, enqueueapp.ExitUsage)
+		}
 	}
 }
