@@ -25,6 +25,7 @@ const (
 	DefaultMaxAdmit          = 64
 	DefaultLease             = 30 * time.Second
 	DefaultCost              = 5 * time.Millisecond
+	DefaultMaxWaitingTotal   = 1_000_000
 )
 
 // Config tunes a Dispatcher. The zero value uses the defaults above.
@@ -53,6 +54,14 @@ type Config struct {
 	// DefaultCost is the estimated cost of a task type before one was
 	// measured. 0 means DefaultCost.
 	DefaultCost time.Duration
+	// MaxWaitingTotal caps the tasks waiting in all tenants' backlogs of
+	// one queue, whatever each tenant's own cap: past it an enqueue fails
+	// with a *QueueFullError and nothing of it is accepted. It bounds the
+	// Redis memory the backlogs take (about 550 bytes per small task), so
+	// that many tenants filling their backlogs at once cannot run Redis
+	// out of memory, which would stop asynq's own scripts too. 0 means
+	// DefaultMaxWaitingTotal; a negative value means no cap.
+	MaxWaitingTotal int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// OnAdmit, when set, is called with the queue and how long each task
@@ -73,6 +82,7 @@ func (c Config) withDefaults() Config {
 	c.MaxAdmit = cmp.Or(c.MaxAdmit, DefaultMaxAdmit)
 	c.Lease = cmp.Or(c.Lease, DefaultLease)
 	c.DefaultCost = cmp.Or(c.DefaultCost, DefaultCost)
+	c.MaxWaitingTotal = cmp.Or(c.MaxWaitingTotal, DefaultMaxWaitingTotal)
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -136,6 +146,26 @@ func (e *FullError) Error() string {
 
 // Is makes errors.Is(err, ErrBacklogFull) true.
 func (e *FullError) Is(target error) bool { return target == ErrBacklogFull }
+
+// ErrQueueFull is matched (errors.Is) by a *QueueFullError.
+var ErrQueueFull = errors.New("queue backlog full")
+
+// QueueFullError says an enqueue would take the backlogs of a queue, all
+// tenants together, past Config.MaxWaitingTotal; nothing of it was
+// accepted. It is the system's limit, not the tenant's.
+type QueueFullError struct {
+	Queue   string
+	Waiting int
+	// RetryAfter estimates when room frees up.
+	RetryAfter time.Duration
+}
+
+func (e *QueueFullError) Error() string {
+	return fmt.Sprintf("queue backlog full: %d tasks waiting in queue %s", e.Waiting, e.Queue)
+}
+
+// Is makes errors.Is(err, ErrQueueFull) true.
+func (e *QueueFullError) Is(target error) bool { return target == ErrQueueFull }
 
 // Dispatcher admits tenants' tasks into asynq queues fairly. Any number of
 // processes may use dispatchers on the same Redis at once: every step is
@@ -211,7 +241,8 @@ func checkQueue(q string) error {
 // backlog in one script call, with dedupe by task id against both the
 // backlog and asynq, and admits whatever the queue has room for (the
 // tenant's own tasks only if it is its turn). Results are in the order of
-// tasks. Past p.MaxWaiting it returns a *FullError and accepts nothing.
+// tasks. Past p.MaxWaiting it returns a *FullError, past the queue's
+// Config.MaxWaitingTotal a *QueueFullError, and accepts nothing.
 func (d *Dispatcher) Enqueue(ctx context.Context, tenantID string, p Policy, tasks []Task) ([]Result, error) {
 	if len(tasks) == 0 {
 		return nil, nil
@@ -226,8 +257,8 @@ func (d *Dispatcher) Enqueue(ctx context.Context, tenantID string, p Policy, tas
 	if err := d.publish(ctx, q); err != nil {
 		return nil, err
 	}
-	args := d.common(5 + 4*len(tasks))
-	args = append(args, tenantID, max(p.Weight, 1), max(p.MaxRunning, 0), max(p.MaxWaiting, 0), len(tasks))
+	args := d.common(6 + 4*len(tasks))
+	args = append(args, tenantID, max(p.Weight, 1), max(p.MaxRunning, 0), max(p.MaxWaiting, 0), len(tasks), max(d.cfg.MaxWaitingTotal, 0))
 	for _, t := range tasks {
 		m := t.Message
 		switch {
@@ -247,6 +278,12 @@ func (d *Dispatcher) Enqueue(ctx context.Context, tenantID string, p Policy, tas
 	raw, err := enqueueScript.Run(ctx, d.rdb, keys(q), args...).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("fair: enqueue %d tasks of tenant %s in %s: %w", len(tasks), tenantID, q, err)
+	}
+	if len(raw) == 4 && raw[0] == "queue_full" {
+		waiting, _ := raw[1].(int64)
+		cost, _ := strconv.ParseFloat(fmt.Sprint(raw[2]), 64)
+		slots, _ := raw[3].(int64)
+		return nil, &QueueFullError{Queue: q, Waiting: int(waiting), RetryAfter: retryAfter(int(waiting)+len(tasks)-d.cfg.MaxWaitingTotal, cost, int(slots))}
 	}
 	if len(raw) == 3 && raw[0] == "full" {
 		waiting, _ := raw[1].(int64)
@@ -276,9 +313,9 @@ func (d *Dispatcher) Enqueue(ctx context.Context, tenantID string, p Policy, tas
 	return out, nil
 }
 
-// retryAfter estimates how long until excess waiting tasks of a tenant
-// have been admitted: their estimated cost spread over its running cap,
-// between 1 s and a minute.
+// retryAfter estimates how long until excess waiting tasks have been
+// admitted: their estimated cost spread over a parallelism (a tenant's
+// running cap, or the queue's live worker slots), between 1 s and a minute.
 func retryAfter(excess int, estimateUS float64, maxRunning int) time.Duration {
 	par := max(maxRunning, 1)
 	d := time.Duration(float64(max(excess, 1)) * estimateUS / float64(par) * float64(time.Microsecond))

@@ -20,7 +20,9 @@
 //     gets a tenth of the tasks and the same worker time.
 //   - A cap on a tenant's admitted, unfinished tasks (MaxRunning) and on
 //     its backlog (MaxWaiting: past it an enqueue fails with
-//     ErrBacklogFull and nothing is accepted).
+//     ErrBacklogFull and nothing is accepted), and one on all tenants'
+//     backlogs of a queue together (Config.MaxWaitingTotal, ErrQueueFull),
+//     which bounds the Redis memory they take.
 //   - Holds: a suspended or paused tenant's backlog stays where it is, its
 //     admitted tasks that asynq has not started go back to the front of
 //     its backlog, and a task a worker dequeued anyway is parked in asynq's

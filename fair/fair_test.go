@@ -309,6 +309,44 @@ func TestMaxWaitingRefusesWholeBatch(t *testing.T) {
 	}
 }
 
+// TestMaxWaitingTotalCapsTheQueue: the tenants' backlogs of a queue
+// together stop at MaxWaitingTotal, whatever each tenant's own cap; past
+// it a batch is refused whole with a QueueFullError (not a tenant's
+// FullError), repeats still answer, and room frees up as tasks are
+// admitted. A negative cap is no cap.
+func TestMaxWaitingTotalCapsTheQueue(t *testing.T) {
+	t.Parallel()
+	b := setupConfig(t, fair.Config{MinPending: 1, PendingPerSlot: 1, PendingTime: time.Microsecond, MaxWaitingTotal: 10})
+	ctx := context.Background()
+	p := fair.Policy{Weight: 1, MaxWaiting: 100}
+	enqueue(t, b, "tn_qa", p, 0, 6) // 1 admitted, 5 waiting
+	enqueue(t, b, "tn_qb", p, 0, 5) // 10 waiting in all
+	_, err := b.d.Enqueue(ctx, "tn_qc", p, []fair.Task{task("tn_qc", 0)})
+	var full *fair.QueueFullError
+	if !errors.As(err, &full) || !errors.Is(err, fair.ErrQueueFull) || errors.Is(err, fair.ErrBacklogFull) || full.Waiting != 10 || full.RetryAfter < time.Second {
+		t.Fatalf("err = %v, want a QueueFullError with 10 waiting and a Retry-After", err)
+	}
+	if s := stats(t, b, "tn_qc"); s.Waiting != 0 {
+		t.Fatalf("tn_qc waits %d after its refused enqueue, want 0", s.Waiting)
+	}
+	for _, r := range enqueue(t, b, "tn_qb", p, 0, 5) {
+		if !r.Existing {
+			t.Fatalf("repeat of %s past the queue's cap: not reported as existing", r.ID)
+		}
+	}
+	work(t, b, 2, equalCost) // two admitted and run: two waiting tasks admitted
+	enqueue(t, b, "tn_qc", p, 0, 2)
+	if _, err := b.d.Enqueue(ctx, "tn_qc", p, []fair.Task{task("tn_qc", 2)}); !errors.Is(err, fair.ErrQueueFull) {
+		t.Fatalf("err = %v past the cap again, want ErrQueueFull", err)
+	}
+
+	unlimited := setupConfig(t, fair.Config{MinPending: 1, MaxWaitingTotal: -1})
+	enqueue(t, unlimited, "tn_qd", p, 0, 50)
+	if s := stats(t, unlimited, "tn_qd"); s.Waiting+s.Admitted != 50 {
+		t.Fatalf("without a queue cap: %+v, want all 50 accepted", s)
+	}
+}
+
 func TestDedupeWaitingAndAdmitted(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 1)

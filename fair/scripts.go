@@ -348,20 +348,24 @@ end
 // fits.
 //
 //	ARGV[10] tenant, ARGV[11] weight, ARGV[12] max running, ARGV[13] max waiting, ARGV[14] task count,
+//	ARGV[15] most tasks waiting in all the queue's backlogs (0: no cap),
 //	then per task: id, type, replace finished (1/0), asynq message.
 //
 // It returns {'full', waiting, estimate} when the tasks would take the
-// backlog past max waiting (nothing is added), else {'ok', results,
-// admitted} where results holds per task 'new', 'waiting' or
-// 'exists:<asynq state>'.
+// tenant's backlog past max waiting, {'queue_full', waiting in the queue,
+// the queue's cost per task, live worker slots} when they would take the
+// queue's backlogs past their cap (nothing is added either way), else
+// {'ok', results, admitted} where results holds per task 'new', 'waiting'
+// or 'exists:<asynq state>'.
 var enqueueScript = redis.NewScript(prelude + `
 local t = ARGV[10]
 redis.call('HSET', tkey(t), 'w', ARGV[11], 'mr', ARGV[12], 'mw', ARGV[13])
 local mw = num(ARGV[13], 0)
 local n = num(ARGV[14], 0)
+local mt = num(ARGV[15], 0)
 local res, fresh, seen, states = {}, {}, {}, {}
 for i = 0, n - 1 do
-  local b = 15 + i * 4
+  local b = 16 + i * 4
   local id, replace = ARGV[b], ARGV[b + 2] == '1'
   if seen[id] or redis.call('HEXISTS', P .. 'msg', id) == 1 then
     res[i + 1] = 'waiting'
@@ -379,7 +383,13 @@ for i = 0, n - 1 do
 end
 local waiting = redis.call('LLEN', P .. 'b:' .. t)
 if mw > 0 and #fresh > 0 and waiting + #fresh > mw then
-  return { 'full', waiting, fmt(estimate(t, ARGV[16])) }
+  return { 'full', waiting, fmt(estimate(t, ARGV[17])) }
+end
+if mt > 0 and #fresh > 0 then
+  local total = redis.call('HLEN', P .. 'msg')
+  if total + #fresh > mt then
+    return { 'queue_full', total, fmt(num(redis.call('HGET', P .. 'cost', '*'), DEFAULT_COST)), num(redis.call('GET', P .. 'cap'), 0) }
+  end
 end
 local ids, msgs, added = {}, {}, {}
 for _, b in ipairs(fresh) do

@@ -187,6 +187,11 @@ type Config struct {
 	// measured cost per task (between 1 and 50 tasks per slot); 0 means
 	// fair.DefaultPendingTime.
 	FairPendingTime time.Duration
+	// FairMaxWaitingTotal (FAIR_MAX_WAITING_TOTAL) caps the tasks waiting
+	// in all tenants' backlogs of one queue (fair.Config.MaxWaitingTotal:
+	// it bounds the Redis memory they take); 0 means
+	// fair.DefaultMaxWaitingTotal.
+	FairMaxWaitingTotal int
 	// TaskCheckInterval (TASK_CHECK_INTERVAL) is how long an idle worker
 	// waits between polls of its queues; 0 means
 	// DefaultTaskCheckInterval.
@@ -269,6 +274,7 @@ func Parse(getenv func(string) string) (Config, error) {
 		FairDispatch:          p.boolean("FAIR_DISPATCH", true),
 		PlanLimits:            p.str("PLAN_LIMITS"),
 		FairPendingTime:       p.duration("FAIR_PENDING_TIME"),
+		FairMaxWaitingTotal:   p.positiveInt("FAIR_MAX_WAITING_TOTAL"),
 		TaskCheckInterval:     p.duration("TASK_CHECK_INTERVAL"),
 		QueueShards:           p.positiveInt("QUEUE_SHARDS"),
 		QueueShardsServed:     p.positiveInt("QUEUE_SHARDS_SERVED"),

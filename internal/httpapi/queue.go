@@ -13,20 +13,33 @@ import (
 	"github.com/invoicing/tenantworker/tenantctx"
 )
 
-// backlogFull answers 429 with Retry-After when err says a tenant's
-// backlog is full (fair.ErrBacklogFull); it reports whether it answered.
-// Nothing of the request was accepted.
+// backlogFull answers when err says a backlog is full; it reports whether
+// it answered. Nothing of the request was accepted either way:
+//   - the tenant's own backlog (fair.ErrBacklogFull): 429, the tenant's
+//     limit;
+//   - the queue's backlogs of all tenants together (fair.ErrQueueFull):
+//     503, the system's limit, not the tenant's doing.
+//
+// Both carry Retry-After, the dispatcher's estimate of when room frees up.
 func backlogFull(w http.ResponseWriter, err error) bool {
-	if !errors.Is(err, fair.ErrBacklogFull) {
+	var full *fair.FullError
+	var queueFull *fair.QueueFullError
+	status, text, retry := 0, "", time.Second
+	switch {
+	case errors.As(err, &queueFull):
+		status, retry = http.StatusServiceUnavailable, queueFull.RetryAfter
+		text = "too many tasks waiting in the service; nothing was accepted, retry later"
+	case errors.As(err, &full):
+		status, retry = http.StatusTooManyRequests, full.RetryAfter
+		text = "too many tasks waiting for this tenant; nothing was accepted, retry later"
+	case errors.Is(err, fair.ErrBacklogFull):
+		status, text = http.StatusTooManyRequests, "too many tasks waiting for this tenant; nothing was accepted, retry later"
+	default:
 		return false
 	}
-	retry := time.Second
-	var full *fair.FullError
-	if errors.As(err, &full) {
-		retry = max(full.RetryAfter, time.Second)
-	}
+	retry = max(retry, time.Second)
 	w.Header().Set("Retry-After", strconv.Itoa(int(retry.Round(time.Second)/time.Second)))
-	writeError(w, http.StatusTooManyRequests, "too many tasks waiting for this tenant; nothing was accepted, retry later")
+	writeError(w, status, text)
 	return true
 }
 

@@ -52,6 +52,39 @@ func TestBacklogFullIs429(t *testing.T) {
 	}
 }
 
+// TestQueueFullIs503: past the cap on all tenants' backlogs of a queue
+// (FAIR_MAX_WAITING_TOTAL) a render is answered 503 with Retry-After and a
+// JSON error that blames the service, not the tenant; nothing of the
+// request is accepted, single or bulk, and repeats still answer 202.
+func TestQueueFullIs503(t *testing.T) {
+	t.Parallel()
+	b := setupFairConfig(t, fair.Config{MinPending: 1, MaxWaitingTotal: 4})
+	one, two := b.active(t, "one"), b.active(t, "two")
+	post := func(tn tenant, id int) response {
+		return b.do(t, request{method: http.MethodPost, path: fmt.Sprintf("/v1/invoices/%d/pdf", id), host: tn.host(), bearer: tn.key})
+	}
+	for id := 1; id <= 3; id++ { // one admitted, two waiting
+		wantStatus(t, post(one, id), http.StatusAccepted)
+	}
+	wantStatus(t, post(two, 1), http.StatusAccepted)
+	wantStatus(t, post(two, 2), http.StatusAccepted) // four waiting in all
+	before := b.queue(t, one) + b.queue(t, two)
+	r := post(two, 3)
+	wantStatus(t, r, http.StatusServiceUnavailable)
+	if s, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || s < 1 {
+		t.Fatalf("Retry-After %q", r.header.Get("Retry-After"))
+	}
+	if msg := r.errorText(t); !strings.Contains(msg, "nothing was accepted") || strings.Contains(msg, "tenant") {
+		t.Fatalf("503 error %q", msg)
+	}
+	r = b.do(t, request{method: http.MethodPost, path: "/v1/invoices/pdf", host: one.host(), bearer: one.key, body: strings.NewReader(`{"invoice_ids":[2,4]}`)})
+	wantStatus(t, r, http.StatusServiceUnavailable)
+	wantStatus(t, post(one, 2), http.StatusAccepted) // a repeat of a waiting task
+	if n := b.queue(t, one) + b.queue(t, two); n != before {
+		t.Fatalf("%d tasks waiting or admitted after the refused requests, %d before", n, before)
+	}
+}
+
 // TestBulkPDF: one request enqueues up to 1,000 renders, deduplicated per
 // invoice like the single route; malformed batches are 400; a batch naming
 // an invoice the tenant does not have is 404 with the missing ids, and

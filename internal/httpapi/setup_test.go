@@ -60,18 +60,25 @@ type bundle struct {
 // setup starts a bundle; mutate adjusts the handler's options.
 func setup(t testing.TB, mutate ...func(*httpapi.Options)) *bundle {
 	t.Helper()
-	return setupWith(t, false, mutate...)
+	return setupWith(t, nil, mutate...)
 }
 
 // setupFair starts a bundle whose enqueuer and lifecycle use fair dispatch
 // (no worker: at most one task per queue is admitted, the rest waits).
 func setupFair(t testing.TB, mutate ...func(*httpapi.Options)) *bundle {
 	t.Helper()
-	return setupWith(t, true, mutate...)
+	return setupWith(t, &fair.Config{MinPending: 1}, mutate...)
 }
 
-// setupWith starts a bundle, with fair dispatch when withFair.
-func setupWith(t testing.TB, withFair bool, mutate ...func(*httpapi.Options)) *bundle {
+// setupFairConfig is setupFair with the dispatcher configured by cfg.
+func setupFairConfig(t testing.TB, cfg fair.Config, mutate ...func(*httpapi.Options)) *bundle {
+	t.Helper()
+	return setupWith(t, &cfg, mutate...)
+}
+
+// setupWith starts a bundle, with fair dispatch configured by fairCfg
+// unless it is nil.
+func setupWith(t testing.TB, fairCfg *fair.Config, mutate ...func(*httpapi.Options)) *bundle {
 	t.Helper()
 	ctx := context.Background()
 	b := &bundle{logs: &testenv.LogBuffer{}, now: time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC)}
@@ -104,8 +111,8 @@ func setupWith(t testing.TB, withFair bool, mutate ...func(*httpapi.Options)) *b
 	logger := slog.New(slog.NewJSONHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	b.records = tasks.NewTaskRecords(b.rdb, tasks.TaskRecordsOptions{KeyPrefix: "test:records:"})
 	var admission []tasks.Option
-	if withFair {
-		b.dispatcher = fair.New(b.rdb, fair.Config{MinPending: 1})
+	if fairCfg != nil {
+		b.dispatcher = fair.New(b.rdb, *fairCfg)
 		admission = append(admission, tasks.WithAdmission(tasks.Admission{Dispatcher: b.dispatcher, Tenants: b.catalog}))
 	}
 	b.enqueuer = tasks.NewEnqueuer(client, b.inspector, logger, admission...).WithTaskRecords(b.records)
