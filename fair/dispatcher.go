@@ -59,7 +59,8 @@ type Config struct {
 	// with a *QueueFullError and nothing of it is accepted. It bounds the
 	// Redis memory the backlogs take (about 550 bytes per small task), so
 	// that many tenants filling their backlogs at once cannot run Redis
-	// out of memory, which would stop asynq's own scripts too. 0 means
+	// out of memory: at maxmemory Redis refuses the writes of asynq's own
+	// scripts (its dequeue's RPOPLPUSH), and every worker stops. 0 means
 	// DefaultMaxWaitingTotal; a negative value means no cap.
 	MaxWaitingTotal int
 	// Now is the clock; nil means time.Now.
