@@ -374,3 +374,46 @@ func checkFairKeys(t *testing.T, s *stack) {
 		}
 	}
 }
+
+// TestQueueWideBacklogCap: with FAIR_MAX_WAITING_TOTAL=6 on the built
+// binaries, a paused tenant's waiting renders fill the default queue's
+// backlogs, and another tenant's render is then refused with 503 and
+// Retry-After; once the paused tenant resumes and its renders run, the
+// other tenant's render is accepted and runs.
+func TestQueueWideBacklogCap(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, stackOptions{concurrency: 2, env: map[string]string{"FAIR_MAX_WAITING_TOTAL": "6"}})
+	tns := s.provision([]string{"filler", "latecomer"}, tenantName)
+	filler, late := tns[0], tns[1]
+	for _, tn := range tns {
+		s.seed(tn, invoiceSeed{sent: 8, lines: 1})
+	}
+	if status, body := s.api(http.MethodPost, "/admin/tenants/"+filler.ID+"/queue/pause", "", adminToken, nil); status != http.StatusOK {
+		t.Fatalf("pause: %d %s", status, body)
+	}
+	for id := 1; id <= 6; id++ {
+		s.mustPost(filler, "pdf", id)
+	}
+	resp, err := http.DefaultClient.Do(mustRequest(t, http.MethodPost, s.enqueue.url("/v1/invoices/1/pdf"), late))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if retry, _ := strconv.Atoi(resp.Header.Get("Retry-After")); resp.StatusCode != http.StatusServiceUnavailable || retry < 1 {
+		t.Fatalf("past the queue's cap: %d, Retry-After %q; want 503 with a Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if v := s.queue(s.enqueue, late); v.Waiting+v.Admitted != 0 {
+		t.Fatalf("the refused tenant's queue %+v, want nothing accepted", v)
+	}
+	if status, body := s.api(http.MethodPost, "/admin/tenants/"+filler.ID+"/queue/resume", "", adminToken, nil); status != http.StatusOK {
+		t.Fatalf("resume: %d %s", status, body)
+	}
+	s.waitDrained(60 * time.Second)
+	task := s.mustPost(late, "pdf", 1)
+	eventually(t, 60*time.Second, 100*time.Millisecond, "the latecomer's render", func() error {
+		if st := s.taskState(late, task.TaskID); st != "completed" {
+			return fmt.Errorf("state %s", st)
+		}
+		return nil
+	})
+}
