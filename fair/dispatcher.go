@@ -748,7 +748,7 @@ type Overview struct {
 }
 
 // Overview returns queue's Overview with its k largest backlogs (at
-// least one), in two round trips.
+// least one), in one round trip, two when workers are alive.
 func (d *Dispatcher) Overview(ctx context.Context, queue string, k int) (Overview, error) {
 	if err := checkQueue(queue); err != nil {
 		return Overview{}, err

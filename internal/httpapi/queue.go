@@ -22,19 +22,17 @@ import (
 //
 // Both carry Retry-After, the dispatcher's estimate of when room frees up.
 func backlogFull(w http.ResponseWriter, err error) bool {
+	status, text := http.StatusTooManyRequests, "too many tasks waiting for this tenant; nothing was accepted, retry later"
+	retry := time.Second
 	var full *fair.FullError
 	var queueFull *fair.QueueFullError
-	status, text, retry := 0, "", time.Second
 	switch {
 	case errors.As(err, &queueFull):
-		status, retry = http.StatusServiceUnavailable, queueFull.RetryAfter
-		text = "too many tasks waiting in the service; nothing was accepted, retry later"
+		status, text = http.StatusServiceUnavailable, "too many tasks waiting in the service; nothing was accepted, retry later"
+		retry = queueFull.RetryAfter
 	case errors.As(err, &full):
-		status, retry = http.StatusTooManyRequests, full.RetryAfter
-		text = "too many tasks waiting for this tenant; nothing was accepted, retry later"
-	case errors.Is(err, fair.ErrBacklogFull):
-		status, text = http.StatusTooManyRequests, "too many tasks waiting for this tenant; nothing was accepted, retry later"
-	default:
+		retry = full.RetryAfter
+	case !errors.Is(err, fair.ErrBacklogFull):
 		return false
 	}
 	retry = max(retry, time.Second)
