@@ -56,7 +56,8 @@ type Config struct {
 	DefaultCost time.Duration
 	// MaxWaitingTotal caps the tasks waiting in all tenants' backlogs of
 	// one queue, whatever each tenant's own cap: past it an enqueue fails
-	// with a *QueueFullError and nothing of it is accepted. It bounds the
+	// with a *FullError (QueueWide, ErrQueueFull) and nothing of it is
+	// accepted. It bounds the
 	// Redis memory the backlogs take (about 550 bytes per small task), so
 	// that many tenants filling their backlogs at once cannot run Redis
 	// out of memory: at maxmemory Redis refuses the writes of asynq's own
@@ -129,44 +130,42 @@ type Result struct {
 	Existing bool
 }
 
-// ErrBacklogFull is matched (errors.Is) by a *FullError.
-var ErrBacklogFull = errors.New("tenant backlog full")
+// ErrBacklogFull is matched (errors.Is) by a *FullError of a tenant's
+// backlog, ErrQueueFull by one of a queue's backlogs together.
+var (
+	ErrBacklogFull = errors.New("tenant backlog full")
+	ErrQueueFull   = errors.New("queue backlog full")
+)
 
-// FullError says an enqueue would take a tenant's backlog past its
-// MaxWaiting; nothing of it was accepted.
+// FullError says an enqueue would take a backlog past its cap; nothing of
+// it was accepted. The cap is the tenant's MaxWaiting, or with QueueWide
+// the queue's Config.MaxWaitingTotal over all tenants: the system's limit,
+// not the tenant's.
 type FullError struct {
-	Queue   string
-	Waiting int
+	Queue string
+	// Waiting is the tasks waiting in the tenant's backlog, or with
+	// QueueWide in all the queue's backlogs.
+	Waiting   int
+	QueueWide bool
 	// RetryAfter estimates when room frees up.
 	RetryAfter time.Duration
 }
 
 func (e *FullError) Error() string {
+	if e.QueueWide {
+		return fmt.Sprintf("queue backlog full: %d tasks waiting in queue %s", e.Waiting, e.Queue)
+	}
 	return fmt.Sprintf("tenant backlog full: %d tasks waiting in queue %s", e.Waiting, e.Queue)
 }
 
-// Is makes errors.Is(err, ErrBacklogFull) true.
-func (e *FullError) Is(target error) bool { return target == ErrBacklogFull }
-
-// ErrQueueFull is matched (errors.Is) by a *QueueFullError.
-var ErrQueueFull = errors.New("queue backlog full")
-
-// QueueFullError says an enqueue would take the backlogs of a queue, all
-// tenants together, past Config.MaxWaitingTotal; nothing of it was
-// accepted. It is the system's limit, not the tenant's.
-type QueueFullError struct {
-	Queue   string
-	Waiting int
-	// RetryAfter estimates when room frees up.
-	RetryAfter time.Duration
+// Is makes errors.Is(err, ErrQueueFull) true with QueueWide, else
+// errors.Is(err, ErrBacklogFull).
+func (e *FullError) Is(target error) bool {
+	if e.QueueWide {
+		return target == ErrQueueFull
+	}
+	return target == ErrBacklogFull
 }
-
-func (e *QueueFullError) Error() string {
-	return fmt.Sprintf("queue backlog full: %d tasks waiting in queue %s", e.Waiting, e.Queue)
-}
-
-// Is makes errors.Is(err, ErrQueueFull) true.
-func (e *QueueFullError) Is(target error) bool { return target == ErrQueueFull }
 
 // Dispatcher admits tenants' tasks into asynq queues fairly. Any number of
 // processes may use dispatchers on the same Redis at once: every step is
@@ -242,8 +241,8 @@ func checkQueue(q string) error {
 // backlog in one script call, with dedupe by task id against both the
 // backlog and asynq, and admits whatever the queue has room for (the
 // tenant's own tasks only if it is its turn). Results are in the order of
-// tasks. Past p.MaxWaiting it returns a *FullError, past the queue's
-// Config.MaxWaitingTotal a *QueueFullError, and accepts nothing.
+// tasks. Past p.MaxWaiting, or past the queue's Config.MaxWaitingTotal, it
+// returns a *FullError and accepts nothing.
 func (d *Dispatcher) Enqueue(ctx context.Context, tenantID string, p Policy, tasks []Task) ([]Result, error) {
 	if len(tasks) == 0 {
 		return nil, nil
@@ -284,7 +283,7 @@ func (d *Dispatcher) Enqueue(ctx context.Context, tenantID string, p Policy, tas
 		waiting, _ := raw[1].(int64)
 		cost, _ := strconv.ParseFloat(fmt.Sprint(raw[2]), 64)
 		slots, _ := raw[3].(int64)
-		return nil, &QueueFullError{Queue: q, Waiting: int(waiting), RetryAfter: retryAfter(int(waiting)+len(tasks)-d.cfg.MaxWaitingTotal, cost, int(slots))}
+		return nil, &FullError{Queue: q, Waiting: int(waiting), QueueWide: true, RetryAfter: retryAfter(int(waiting)+len(tasks)-d.cfg.MaxWaitingTotal, cost, int(slots))}
 	}
 	if len(raw) == 3 && raw[0] == "full" {
 		waiting, _ := raw[1].(int64)

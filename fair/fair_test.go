@@ -311,8 +311,8 @@ func TestMaxWaitingRefusesWholeBatch(t *testing.T) {
 
 // TestMaxWaitingTotalCapsTheQueue: the tenants' backlogs of a queue
 // together stop at MaxWaitingTotal, whatever each tenant's own cap; past
-// it a batch is refused whole with a QueueFullError (not a tenant's
-// FullError), repeats still answer, and room frees up as tasks are
+// it a batch is refused whole with a queue-wide FullError (ErrQueueFull,
+// not a tenant's ErrBacklogFull), repeats still answer, and room frees up as tasks are
 // admitted. A negative cap is no cap.
 func TestMaxWaitingTotalCapsTheQueue(t *testing.T) {
 	t.Parallel()
@@ -322,9 +322,9 @@ func TestMaxWaitingTotalCapsTheQueue(t *testing.T) {
 	enqueue(t, b, "tn_qa", p, 0, 6) // 1 admitted, 5 waiting
 	enqueue(t, b, "tn_qb", p, 0, 5) // 10 waiting in all
 	_, err := b.d.Enqueue(ctx, "tn_qc", p, []fair.Task{task("tn_qc", 0)})
-	var full *fair.QueueFullError
-	if !errors.As(err, &full) || !errors.Is(err, fair.ErrQueueFull) || errors.Is(err, fair.ErrBacklogFull) || full.Waiting != 10 || full.RetryAfter < time.Second {
-		t.Fatalf("err = %v, want a QueueFullError with 10 waiting and a Retry-After", err)
+	var full *fair.FullError
+	if !errors.As(err, &full) || !full.QueueWide || !errors.Is(err, fair.ErrQueueFull) || errors.Is(err, fair.ErrBacklogFull) || full.Waiting != 10 || full.RetryAfter < time.Second {
+		t.Fatalf("err = %v, want a queue-wide FullError with 10 waiting and a Retry-After", err)
 	}
 	if s := stats(t, b, "tn_qc"); s.Waiting != 0 {
 		t.Fatalf("tn_qc waits %d after its refused enqueue, want 0", s.Waiting)

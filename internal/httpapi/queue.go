@@ -25,11 +25,10 @@ func backlogFull(w http.ResponseWriter, err error) bool {
 	status, text := http.StatusTooManyRequests, "too many tasks waiting for this tenant; nothing was accepted, retry later"
 	retry := time.Second
 	var full *fair.FullError
-	var queueFull *fair.QueueFullError
 	switch {
-	case errors.As(err, &queueFull):
+	case errors.As(err, &full) && full.QueueWide:
 		status, text = http.StatusServiceUnavailable, "too many tasks waiting in the service; nothing was accepted, retry later"
-		retry = queueFull.RetryAfter
+		retry = full.RetryAfter
 	case errors.As(err, &full):
 		retry = full.RetryAfter
 	case !errors.Is(err, fair.ErrBacklogFull):
