@@ -175,15 +175,53 @@ func TestQuietTenantGoesFirst(t *testing.T) {
 		t.Fatalf("asynq pending = %d, want 2 (the rest waits in the backlog)", got)
 	}
 	enqueue(t, b, "tn_quiet", p, 0, 1)
-	// The two admitted noisy tasks run; the quiet tenant's task is admitted
-	// at the first completion, so it is the third to run, not the 501st.
+	// The quiet tenant's task is admitted at the first completion, ahead
+	// of the noisy task admitted before it (a tenant with nothing admitted
+	// gets the head of asynq's list): it runs second, not 501st.
 	order := work(t, b, 4, equalCost)
-	if order[2] != "tn_quiet" {
-		t.Fatalf("run order %v: want the quiet tenant third", order)
+	if order[1] != "tn_quiet" {
+		t.Fatalf("run order %v: want the quiet tenant second", order)
 	}
 	// Three noisy tasks ran and two more are pending: 495 still wait.
 	if s := stats(t, b, "tn_noisy"); s.Waiting != 495 || s.Admitted != 2 {
 		t.Fatalf("noisy tenant: %d waiting, %d admitted; want 495 and 2", s.Waiting, s.Admitted)
+	}
+}
+
+// TestQuietTenantsGoToTheHead: the first task of a tenant with nothing
+// admitted goes ahead of what asynq's list holds, several such tenants in
+// the order they were admitted; a task of a tenant with one admitted
+// queues behind.
+func TestQuietTenantsGoToTheHead(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 3)
+	ctx := context.Background()
+	p := fair.Policy{Weight: 1}
+	enqueue(t, b, "tn_hn", p, 0, 100) // three admitted: 0, 1, 2
+	enqueue(t, b, "tn_ha", p, 0, 2)   // the list is full: both wait
+	enqueue(t, b, "tn_hb", p, 0, 1)
+	// Room for four more: tn_ha and tn_hb come first in the fair order,
+	// then tn_hn, then tn_ha again.
+	if err := b.d.Heartbeat(ctx, q, "w1", 7, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for {
+		id := dequeue(t, b)
+		if id == "" {
+			break
+		}
+		got = append(got, id)
+	}
+	want := []string{
+		"invoice:pdf:tn_ha:0", "invoice:pdf:tn_hb:0", // quiet tenants' first tasks: the head
+		"invoice:pdf:tn_hn:0", "invoice:pdf:tn_hn:1", "invoice:pdf:tn_hn:2", // admitted before them
+	}
+	if len(got) != 7 || !slices.Equal(got[:5], want) {
+		t.Fatalf("asynq ran %v; want %v first, then tn_hn:3 and tn_ha:1 in either order", got, want)
+	}
+	if rest := []string{got[5], got[6]}; !slices.Contains(rest, "invoice:pdf:tn_hn:3") || !slices.Contains(rest, "invoice:pdf:tn_ha:1") {
+		t.Fatalf("asynq ran %v; the last two should be tn_hn:3 and tn_ha:1 (tenants with a task admitted queue behind)", got)
 	}
 }
 

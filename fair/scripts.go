@@ -211,7 +211,10 @@ end
 -- list holds target() tasks, taking each from the ready tenant with the
 -- lowest virtual time and advancing that tenant by the task's estimated
 -- cost over its weight. It returns {id, waited ms, ...} of what it
--- admitted.
+-- admitted. A tenant with nothing admitted or running gets its first task
+-- to the head of asynq's pending list (the end asynq takes from), the rest
+-- go to the tail: what asynq already holds is other tenants' work, and a
+-- quiet tenant's task would otherwise wait behind all of it.
 --
 -- The choice runs over a window of the ready set held in Lua: the room+1
 -- lowest tenants are read once, each admission moves its tenant's virtual
@@ -237,8 +240,7 @@ local function admit()
     local h = redis.call('HMGET', tkey(t), 'w', 'mr')
     local w = num(h[1], 1)
     if w < 1 then w = 1 end
-    i = { w = w, mr = num(h[2], 0), run = 0, left = redis.call('LLEN', P .. 'b:' .. t), held = held(t), est = {}, taken = {} }
-    if i.mr > 0 then i.run = redis.call('SCARD', P .. 'run:' .. t) end
+    i = { w = w, mr = num(h[2], 0), run = redis.call('SCARD', P .. 'run:' .. t), left = redis.call('LLEN', P .. 'b:' .. t), held = held(t), est = {}, taken = {} }
     info[t] = i
     return i
   end
@@ -263,7 +265,7 @@ local function admit()
     end
   end
 
-  local pushed, adm, dl, waited = {}, {}, {}, {}
+  local pushed, head, adm, dl, waited = {}, {}, {}, {}, {}
   local last = nil
   load()
   while room > 0 do
@@ -305,7 +307,14 @@ local function admit()
           out[#out + 1] = -1
         else
           redis.call('HSET', key, 'msg', msg, 'state', 'pending', 'pending_since', NOW_NS)
-          pushed[#pushed + 1] = id
+          if i.run == 0 then
+            -- A tenant with nothing admitted or running (a quiet one)
+            -- gets its first task to the head of asynq's list, ahead of
+            -- the tasks other tenants were admitted earlier.
+            head[#head + 1] = id
+          else
+            pushed[#pushed + 1] = id
+          end
           local est = i.est[typ]
           if not est then est = estimate(t, typ); i.est[typ] = est end
           adm[#adm + 1] = id
@@ -331,6 +340,12 @@ local function admit()
   store()
   if #waited > 0 then many('HDEL', P .. 'msg', waited) end
   if #pushed > 0 then many('LPUSH', A .. 'pending', pushed) end
+  if #head > 0 then
+    -- asynq takes from the right: the first of them is pushed last.
+    local rev = {}
+    for k = #head, 1, -1 do rev[#rev + 1] = head[k] end
+    many('RPUSH', A .. 'pending', rev)
+  end
   if #adm > 0 then
     many('HSET', P .. 'adm', adm)
     many('ZADD', P .. 'dl', dl)
