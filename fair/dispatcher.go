@@ -33,7 +33,8 @@ type Config struct {
 	// PendingTime is how much work the dispatcher keeps waiting in an
 	// asynq queue per worker slot of the live workers (their summed
 	// concurrency, from heartbeats), at the queue's measured cost per
-	// task: about what a newly arrived tenant's task waits behind. More
+	// task: about what a task of a tenant with work in flight waits
+	// behind (a quiet tenant's first task goes ahead of it). More
 	// keeps workers busier across the gap between a completion and the
 	// refill it triggers. 0 means DefaultPendingTime.
 	PendingTime time.Duration

@@ -194,7 +194,7 @@ end
 -- MIN_PENDING. Cheap tasks get a deeper list (the refill after a completion
 -- must arrive before the list runs dry, or asynq's workers sleep a poll
 -- interval), expensive ones a shallower one (what is pending is what a
--- newly arrived tenant waits behind).
+-- task of a tenant with work in flight waits behind).
 local function target()
   local cap = num(redis.call('GET', P .. 'cap'), 0)
   local cost = num(redis.call('HGET', P .. 'cost', '*'), DEFAULT_COST)
