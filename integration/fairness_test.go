@@ -286,14 +286,7 @@ func TestFairnessControls(t *testing.T) {
 	for id := 1; id <= 5; id++ {
 		s.mustPost(capped, "pdf", id)
 	}
-	resp, err := http.DefaultClient.Do(mustRequest(t, http.MethodPost, s.enqueue.url("/v1/invoices/6/pdf"), capped))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if retry, _ := strconv.Atoi(resp.Header.Get("Retry-After")); resp.StatusCode != http.StatusTooManyRequests || retry < 1 {
-		t.Fatalf("past the cap: %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
-	}
+	wantRefused(t, s, capped, 6, http.StatusTooManyRequests, "past the tenant's cap")
 	if v := s.queue(s.enqueue, capped); v.Waiting != 5 || !v.Paused {
 		t.Fatalf("capped tenant's queue %+v, want the 5 accepted waiting", v)
 	}
@@ -341,16 +334,24 @@ func TestFairnessControls(t *testing.T) {
 	checkFairKeys(t, s)
 }
 
-// mustRequest is a tenant's POST without a body.
-func mustRequest(t *testing.T, method, url string, tn tenantRef) *http.Request {
+// wantRefused posts tn's render of invoice id and fails unless it is
+// answered with status and a Retry-After of at least a second.
+func wantRefused(t *testing.T, s *stack, tn tenantRef, id, status int, what string) {
 	t.Helper()
-	req, err := http.NewRequest(method, url, nil)
+	req, err := http.NewRequest(http.MethodPost, s.enqueue.url(fmt.Sprintf("/v1/invoices/%d/pdf", id)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	req.Host = tn.host()
 	req.Header.Set("Authorization", "Bearer "+tn.Key)
-	return req
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if retry, _ := strconv.Atoi(resp.Header.Get("Retry-After")); resp.StatusCode != status || retry < 1 {
+		t.Fatalf("%s: %d, Retry-After %q; want %d with a Retry-After", what, resp.StatusCode, resp.Header.Get("Retry-After"), status)
+	}
 }
 
 // checkFairKeys: every dispatcher key that names a tenant names a valid
@@ -394,14 +395,7 @@ func TestQueueWideBacklogCap(t *testing.T) {
 	for id := 1; id <= 6; id++ {
 		s.mustPost(filler, "pdf", id)
 	}
-	resp, err := http.DefaultClient.Do(mustRequest(t, http.MethodPost, s.enqueue.url("/v1/invoices/1/pdf"), late))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if retry, _ := strconv.Atoi(resp.Header.Get("Retry-After")); resp.StatusCode != http.StatusServiceUnavailable || retry < 1 {
-		t.Fatalf("past the queue's cap: %d, Retry-After %q; want 503 with a Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
-	}
+	wantRefused(t, s, late, 1, http.StatusServiceUnavailable, "past the queue's cap")
 	if v := s.queue(s.enqueue, late); v.Waiting+v.Admitted != 0 {
 		t.Fatalf("the refused tenant's queue %+v, want nothing accepted", v)
 	}
