@@ -11,21 +11,18 @@ import (
 	"github.com/invoicing/tenantworker/internal/tenancy"
 )
 
-// Bounds of "enqueue queues --top".
-const maxQueuesTop = 100
-
 // queuesCmd is "enqueue queues [--top N] [--json]": every queue's backlogs
 // across its tenants, its largest ones by tenant slug, and its live
 // workers, as GET /admin/queues answers them, without the HTTP service.
 func queuesCmd(ctx context.Context, args []string, sio IO) error {
 	fs := flagSet("queues", "queues [--top N] [--json]", sio)
-	top := fs.Int("top", 5, fmt.Sprintf("tenants with the largest backlogs named per queue (1 to %d)", maxQueuesTop))
+	top := fs.Int("top", 5, fmt.Sprintf("tenants with the largest backlogs named per queue (1 to %d)", tenancy.MaxQueuesTop))
 	asJSON := fs.Bool("json", false, "print what GET /admin/queues answers instead of a table")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *top < 1 || *top > maxQueuesTop {
-		return fmt.Errorf("%w: --top must be from 1 to %d", errUsage, maxQueuesTop)
+	if *top < 1 || *top > tenancy.MaxQueuesTop {
+		return fmt.Errorf("%w: --top must be from 1 to %d", errUsage, tenancy.MaxQueuesTop)
 	}
 	b, err := openCLI(ctx, sio)
 	if err != nil {

@@ -71,11 +71,8 @@ func (h *Handler) tenantQueue(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, q)
 }
 
-// Bounds of GET /admin/queues's top parameter.
-const (
-	defaultQueuesTop = 10
-	maxQueuesTop     = 100
-)
+// defaultQueuesTop is GET /admin/queues's top parameter when absent.
+const defaultQueuesTop = 10
 
 // queues is GET /admin/queues?top=K: every queue's backlogs across its
 // tenants, with the K tenants with the most waiting tasks (default 10, at
@@ -84,8 +81,8 @@ func (h *Handler) queues(w http.ResponseWriter, r *http.Request) {
 	k := defaultQueuesTop
 	if v := r.URL.Query().Get("top"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxQueuesTop {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("top must be a number from 1 to %d", maxQueuesTop))
+		if err != nil || n < 1 || n > tenancy.MaxQueuesTop {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("top must be a number from 1 to %d", tenancy.MaxQueuesTop))
 			return
 		}
 		k = n

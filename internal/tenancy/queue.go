@@ -80,9 +80,12 @@ func (s *Service) Queue(ctx context.Context, id string) (Queue, error) {
 	return q, nil
 }
 
+// MaxQueuesTop bounds how many of a queue's largest backlogs Queues names.
+const MaxQueuesTop = 100
+
 // Queues returns the overview of every served queue (tasks.Layout.Queues:
-// every shard of every class), each with its k largest tenant backlogs.
-// ErrNoDispatch without fair dispatch.
+// every shard of every class), each with its k largest tenant backlogs (k
+// from 1 to MaxQueuesTop). ErrNoDispatch without fair dispatch.
 func (s *Service) Queues(ctx context.Context, k int) ([]fair.Overview, error) {
 	if s.fair == nil {
 		return nil, ErrNoDispatch
