@@ -68,7 +68,10 @@ func (c *Cache) SetStatus(ctx context.Context, id string, status tenantctx.Statu
 }
 
 // SetLimits changes the plan and limits in the backend, then invalidates
-// the tenant in every layer and instance.
+// the tenant in every layer and instance; an invalidation that could not
+// be applied or published is an error wrapping ErrInvalidationFailed (the
+// limits are saved all the same; other instances may use the old ones
+// until their cache entry expires).
 func (c *Cache) SetLimits(ctx context.Context, id, plan string, l tenantctx.Limits) (tenantctx.Tenant, error) {
 	if err := tenantctx.ValidateID(id); err != nil {
 		return tenantctx.Tenant{}, fmt.Errorf("set limits: %w: %w", ErrNotFound, err)
@@ -77,7 +80,9 @@ func (c *Cache) SetLimits(ctx context.Context, id, plan string, l tenantctx.Limi
 	if err != nil {
 		return t, err
 	}
-	c.invalidate(ctx, tenantCacheKeys(id, t.Slug), "")
+	if ierr := c.invalidate(ctx, tenantCacheKeys(id, t.Slug), ""); ierr != nil {
+		return t, fmt.Errorf("set limits of tenant %s: %w", id, ierr)
+	}
 	return t, nil
 }
 

@@ -175,6 +175,12 @@ func (h *Handler) createTenant(w http.ResponseWriter, r *http.Request) {
 	case status == http.StatusConflict:
 		writeError(w, status, fmt.Sprintf("slug %q is taken", req.Slug))
 		return
+	case errors.Is(err, tenancy.ErrUnknownPlan):
+		writeError(w, http.StatusBadRequest, planMessage(err))
+		return
+	case backlogFull(w, err):
+		// Its migration could not be queued; nothing was kept (Provision).
+		return
 	default:
 		h.internalError(w, r, "provision tenant", err)
 		return
@@ -195,6 +201,16 @@ func provisionStatus(err error) int {
 		return http.StatusConflict
 	}
 	return http.StatusInternalServerError
+}
+
+// planMessage is the 400 message of tenancy.ErrUnknownPlan: the plan and
+// the known ones, without the operation's prefix.
+func planMessage(err error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, tenancy.ErrUnknownPlan.Error()); i >= 0 {
+		return msg[i:]
+	}
+	return tenancy.ErrUnknownPlan.Error()
 }
 
 // slugMessage is the 400 message of an invalid or reserved slug: the

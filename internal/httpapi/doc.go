@@ -92,8 +92,8 @@
 // second: the catalog cache publishes the invalidation to every replica's
 // in-process layer (which keeps entries 1 s at most in any case). When the
 // change is saved but the invalidation cannot be applied in Redis or
-// published (storage.ErrInvalidationFailed), the suspend, resume, delete or
-// revoke call answers 503 with Retry-After instead of success: other
+// published (storage.ErrInvalidationFailed), the suspend, resume, delete,
+// limits or revoke call answers 503 with Retry-After instead of success: other
 // replicas could otherwise accept the key for the Redis TTL. Retrying is
 // safe and propagates again.
 //

@@ -50,6 +50,8 @@ func (h *Handler) queueError(w http.ResponseWriter, r *http.Request, op string, 
 		writeError(w, http.StatusNotFound, "unknown tenant")
 	case errors.Is(err, tenancy.ErrNoDispatch):
 		writeError(w, http.StatusConflict, "fair dispatch is off (FAIR_DISPATCH=false): tenants have no backlog")
+	case errors.Is(err, tenancy.ErrRefused):
+		writeError(w, http.StatusConflict, "tenant is being deleted")
 	default:
 		h.internalError(w, r, op, err)
 	}
@@ -167,8 +169,13 @@ func (h *Handler) setLimits(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, tenantctx.ErrInvalidLimits):
 		writeError(w, http.StatusBadRequest, l.Validate().Error())
+	case errors.Is(err, tenancy.ErrUnknownPlan):
+		writeError(w, http.StatusBadRequest, planMessage(err))
 	case errors.Is(err, storage.ErrNotFound):
 		writeError(w, http.StatusNotFound, "unknown tenant")
+	case errors.Is(err, tenancy.ErrRefused):
+		writeError(w, http.StatusConflict, "tenant is being deleted")
+	case h.notPropagated(w, r, "set tenant limits", err):
 	case err != nil:
 		h.internalError(w, r, "set tenant limits", err)
 	default:

@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/invoicing/tenantworker/fair"
+	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tasks"
 )
 
@@ -275,4 +277,55 @@ func TestQueuesRoute(t *testing.T) {
 	if !strings.Contains(r.errorText(t), "FAIR_DISPATCH") {
 		t.Fatalf("no-dispatch error %s", r.body)
 	}
+}
+
+// TestQueueRoutesOfDeletingTenant: pause, drain and limits of a tenant
+// being deleted answer 409 (they would stop or discard the destroy that
+// erases it), and its destroy stays in asynq; an unknown plan is 400.
+func TestQueueRoutesOfDeletingTenant(t *testing.T) {
+	t.Parallel()
+	b := setupFair(t)
+	tn := b.active(t, "leaving")
+	wantStatus(t, b.admin(t, http.MethodPut, "/admin/tenants/"+tn.ID+"/limits", `{"plan":"enterprize"}`), http.StatusBadRequest)
+	wantStatus(t, b.admin(t, http.MethodDelete, "/admin/tenants/"+tn.ID, ""), http.StatusAccepted)
+	for _, c := range []struct{ method, path, body string }{
+		{http.MethodPost, "/queue/pause", ""},
+		{http.MethodPost, "/queue/drain", ""},
+		{http.MethodPut, "/limits", `{"max_running":1}`},
+	} {
+		r := b.admin(t, c.method, "/admin/tenants/"+tn.ID+c.path, c.body)
+		wantStatus(t, r, http.StatusConflict)
+		if msg := r.errorText(t); !strings.Contains(msg, "being deleted") {
+			t.Fatalf("%s %s: error %q", c.method, c.path, msg)
+		}
+	}
+	if _, err := b.inspector.GetTaskInfo(tasks.QueueCritical, tasks.TenantDestroy{TenantID: tn.ID}.Spec().TaskID); err != nil {
+		t.Fatalf("destroy after the refused routes: %v", err)
+	}
+}
+
+// TestProvisionRefusedWhenQueueFull: when the tenant's migration cannot
+// be queued (the critical queue's backlogs at FAIR_MAX_WAITING_TOTAL),
+// POST /admin/tenants answers 503 with Retry-After, keeps nothing, and the
+// slug can be provisioned once there is room.
+func TestProvisionRefusedWhenQueueFull(t *testing.T) {
+	t.Parallel()
+	b := setupFairConfig(t, fair.Config{MinPending: 1, MaxWaitingTotal: 1})
+	b.provisioned(t, "first")            // its migration admitted to asynq
+	second := b.provisioned(t, "second") // its migration waits: the queue is full
+	create := func() response {
+		return b.admin(t, http.MethodPost, "/admin/tenants", `{"slug":"third"}`)
+	}
+	r := create()
+	wantStatus(t, r, http.StatusServiceUnavailable)
+	if s, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || s < 1 {
+		t.Fatalf("Retry-After %q", r.header.Get("Retry-After"))
+	}
+	if _, err := b.pg.TenantBySlug(t.Context(), "third"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("tenant of the refused provisioning: %v, want none", err)
+	}
+	if n, err := b.dispatcher.Drain(t.Context(), second.ID, tasks.QueueCritical); err != nil || n.Total() != 1 {
+		t.Fatalf("drain second: %+v, %v", n, err)
+	}
+	wantStatus(t, create(), http.StatusAccepted)
 }

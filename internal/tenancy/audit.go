@@ -16,6 +16,9 @@ type Action string
 const (
 	// ActionProvisioned: a tenant was created {slug, plan}.
 	ActionProvisioned Action = "tenant.provisioned"
+	// ActionProvisionAborted: a provisioning failed after the catalog row
+	// was created; the row and its key were deleted again {slug}.
+	ActionProvisionAborted Action = "tenant.provision_aborted"
 	// ActionMigrated: a migration changed the tenant's schema
 	// {schema, created, from, to, applied}.
 	ActionMigrated Action = "tenant.migrated"

@@ -2,8 +2,10 @@ package tenancy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/invoicing/tenantworker/internal/placement"
 	"github.com/invoicing/tenantworker/schema"
@@ -53,16 +55,26 @@ type Provisioned struct {
 // only the migration's check applies.
 //
 // Errors: tenantctx.ErrInvalidSlug or ErrReservedSlug for a bad slug,
-// storage.ErrConflict for a taken one, ErrSchemaLeftOver (which wraps
-// storage.ErrConflict) when the slug's schema exists. A failure after the
-// row was created leaves the tenant in provisioning and says so;
-// MigrateAll (which includes provisioning tenants) and IssueKey finish it.
-func (s *Service) Provision(ctx context.Context, nt NewTenant, actor string) (Provisioned, error) {
+// ErrUnknownPlan for a plan without a policy, storage.ErrConflict for a
+// taken one, ErrSchemaLeftOver (which wraps storage.ErrConflict) when the
+// slug's schema exists.
+//
+// It is all or nothing for the caller: when a step after the catalog row
+// fails (the key, the audit entry, or the enqueue of tenant:migrate, for
+// example refused with a fair.ErrQueueFull), the row and its key are
+// deleted again and ActionProvisionAborted is recorded, so a retry can
+// take the slug. Only if that clean-up fails too is the tenant left in
+// provisioning, and the error says so; MigrateAll (which includes
+// provisioning tenants) and IssueKey finish it then.
+func (s *Service) Provision(ctx context.Context, nt NewTenant, actor string) (p Provisioned, err error) {
 	if nt.Name == "" {
 		nt.Name = nt.Slug
 	}
 	if nt.Plan == "" {
 		nt.Plan = DefaultPlan
+	}
+	if err := s.checkPlan(nt.Plan); err != nil {
+		return Provisioned{}, fmt.Errorf("provision tenant: %w", err)
 	}
 	t, err := tenantctx.New(nt.Slug, nt.Name, nt.Plan)
 	if err != nil {
@@ -78,19 +90,47 @@ func (s *Service) Provision(ctx context.Context, nt NewTenant, actor string) (Pr
 	if err != nil {
 		return Provisioned{}, fmt.Errorf("provision tenant %s: %w", nt.Slug, err)
 	}
+	defer func() {
+		if err != nil {
+			err = s.abortProvision(ctx, t, actor, err)
+		}
+	}()
 	key, err := s.catalog.CreateAPIKey(ctx, t.ID)
 	if err != nil {
-		return Provisioned{}, fmt.Errorf("provision tenant %s (%s created, still provisioning): create api key: %w", nt.Slug, t.ID, err)
+		return Provisioned{}, fmt.Errorf("provision tenant %s: create api key: %w", nt.Slug, err)
 	}
 	detail := map[string]string{"slug": t.Slug, "plan": t.Plan, "database": t.DatabaseName()}
 	if err := s.audit(ctx, t.ID, actor, ActionProvisioned, detail); err != nil {
-		return Provisioned{}, fmt.Errorf("provision tenant %s (%s created, still provisioning): %w", nt.Slug, t.ID, err)
+		return Provisioned{}, fmt.Errorf("provision tenant %s: %w", nt.Slug, err)
 	}
 	res, err := s.enqueuer.Enqueue(ctx, tasks.TenantMigrate{TenantID: t.ID})
 	if err != nil {
-		return Provisioned{}, fmt.Errorf("provision tenant %s (%s created, still provisioning): %w", nt.Slug, t.ID, err)
+		return Provisioned{}, fmt.Errorf("provision tenant %s: enqueue its migration: %w", nt.Slug, err)
 	}
 	return Provisioned{Tenant: t, APIKey: key, MigrateTaskID: res.Info.ID}, nil
+}
+
+// abortTimeout bounds the clean-up of a provisioning that failed.
+const abortTimeout = 10 * time.Second
+
+// abortProvision undoes a provisioning that failed with cause after t's
+// catalog row was created: it deletes the row and its keys (a
+// tenant:migrate that was enqueued after all finds no tenant and is
+// archived) and records ActionProvisionAborted. It returns cause, or,
+// when the clean-up fails, cause with what was left behind. The clean-up
+// runs even when ctx was cancelled (the client went away).
+func (s *Service) abortProvision(ctx context.Context, t tenantctx.Tenant, actor string, cause error) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
+	defer cancel()
+	err := s.catalog.DeleteTenant(ctx, t.ID)
+	if errors.Is(err, storage.ErrInvalidationFailed) || errors.Is(err, storage.ErrNotFound) {
+		err = nil // nothing served it yet: no replica caches a tenant in provisioning for long
+	}
+	if err != nil {
+		return fmt.Errorf("%w (tenant %s created and left in provisioning: %v)", cause, t.ID, err)
+	}
+	s.logFailure(ctx, t.ID, ActionProvisionAborted, s.audit(ctx, t.ID, actor, ActionProvisionAborted, map[string]string{"slug": t.Slug}))
+	return fmt.Errorf("%w (nothing was kept)", cause)
 }
 
 // ErrSchemaLeftOver: the schema a new tenant would get exists already

@@ -2,10 +2,13 @@ package tenancy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/invoicing/tenantworker/fair"
+	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/tasks"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
 
@@ -106,13 +109,23 @@ func (s *Service) Queues(ctx context.Context, k int) ([]fair.Overview, error) {
 // too: a paused tenant changes nothing) until ResumeQueue; tasks admitted
 // but not started go back to its backlog, tasks already running finish.
 // It returns how many went back and writes ActionQueuePaused.
+//
+// A tenant being deleted is refused (ErrRefused): a pause would hold its
+// tenant:destroy. Should the deletion be requested while the pause is
+// being made, the pause is lifted again, so the destroy runs either way.
 func (s *Service) PauseQueue(ctx context.Context, id, actor string) (int, error) {
-	if _, err := s.dispatchTenant(ctx, id); err != nil {
+	if _, err := s.liveDispatchTenant(ctx, id, "pause"); err != nil {
 		return 0, err
 	}
 	moved, err := s.fair.Hold(ctx, id, fair.Paused, s.layout().Queues()...)
 	if err != nil {
 		return 0, fmt.Errorf("pause queue of tenant %s: %w", id, err)
+	}
+	if err := s.deletedMeanwhile(ctx, id, "pause"); err != nil {
+		if _, rerr := s.fair.Release(ctx, id, fair.Paused, s.layout().Queues()...); rerr != nil {
+			return 0, fmt.Errorf("pause queue of tenant %s: lift the pause again: %w", id, rerr)
+		}
+		return 0, err
 	}
 	s.logFailure(ctx, id, ActionQueuePaused, s.audit(ctx, id, actor, ActionQueuePaused, map[string]int{"moved_back": moved}))
 	return moved, nil
@@ -136,13 +149,24 @@ func (s *Service) ResumeQueue(ctx context.Context, id, actor string) error {
 // admitted but pending, parked) in every queue and returns the counts;
 // running tasks finish. Nothing of another tenant is touched. It writes
 // ActionQueueDrained.
+//
+// A tenant being deleted is refused (ErrRefused): its backlog holds the
+// tenant:destroy that erases it. Should the deletion be requested while
+// the drain runs, the destroy is enqueued again (its task id is the
+// tenant's, so it is never there twice).
 func (s *Service) DrainQueue(ctx context.Context, id, actor string) (fair.Drained, error) {
-	if _, err := s.dispatchTenant(ctx, id); err != nil {
+	if _, err := s.liveDispatchTenant(ctx, id, "drain"); err != nil {
 		return fair.Drained{}, err
 	}
 	n, err := s.fair.Drain(ctx, id, s.layout().Queues()...)
 	if err != nil {
 		return n, fmt.Errorf("drain queue of tenant %s: %w", id, err)
+	}
+	if err := s.deletedMeanwhile(ctx, id, "drain"); err != nil {
+		if _, eerr := s.enqueuer.Enqueue(ctx, tasks.TenantDestroy{TenantID: id}); eerr != nil {
+			return n, fmt.Errorf("drain queue of tenant %s: enqueue its destroy again: %w", id, eerr)
+		}
+		return n, err
 	}
 	s.logFailure(ctx, id, ActionQueueDrained, s.audit(ctx, id, actor, ActionQueueDrained, n))
 	return n, nil
@@ -151,16 +175,62 @@ func (s *Service) DrainQueue(ctx context.Context, id, actor string) (fair.Draine
 // SetLimits changes the tenant's plan (empty keeps it) and its limits,
 // which override the plan's share and caps (tenantctx.Limits; zero fields
 // mean the plan's). New enqueues use them at once. It writes
-// ActionLimitsChanged. Errors: storage.ErrNotFound, or
-// tenantctx.ErrInvalidLimits.
+// ActionLimitsChanged. Errors: storage.ErrNotFound, ErrUnknownPlan for a
+// plan this process has no policy for, ErrRefused for a tenant being
+// deleted, tenantctx.ErrInvalidLimits, or storage.ErrInvalidationFailed
+// (with the tenant) when the change is saved but other processes may use
+// the old limits until their cache entry expires.
 func (s *Service) SetLimits(ctx context.Context, id, plan string, l tenantctx.Limits, actor string) (tenantctx.Tenant, error) {
-	t, err := s.catalog.SetLimits(ctx, id, plan, l)
+	if err := s.checkPlan(plan); err != nil {
+		return tenantctx.Tenant{}, fmt.Errorf("set limits of tenant %s: %w", id, err)
+	}
+	t, err := s.catalog.TenantByID(ctx, id)
 	if err != nil {
 		return t, fmt.Errorf("set limits of tenant %s: %w", id, err)
 	}
+	if t.Status.Decide(tenantctx.Work) == tenantctx.Refuse {
+		return t, fmt.Errorf("set limits of tenant %s: %w: tenant is %.40s", id, ErrRefused, t.Status)
+	}
+	t, err = s.catalog.SetLimits(ctx, id, plan, l)
+	if err != nil && !errors.Is(err, storage.ErrInvalidationFailed) {
+		return t, fmt.Errorf("set limits of tenant %s: %w", id, err)
+	}
+	// Saved (perhaps not yet propagated: the error says so after the entry).
 	detail := map[string]any{"plan": t.Plan, "limits": t.Limits}
 	s.logFailure(ctx, id, ActionLimitsChanged, s.audit(ctx, id, actor, ActionLimitsChanged, detail))
+	if err != nil {
+		return t, fmt.Errorf("set limits of tenant %s: %w", id, err)
+	}
 	return t, nil
+}
+
+// liveDispatchTenant is dispatchTenant for an operation a tenant being
+// deleted must not get (op names it in the error): ErrRefused for one.
+func (s *Service) liveDispatchTenant(ctx context.Context, id, op string) (tenantctx.Tenant, error) {
+	t, err := s.dispatchTenant(ctx, id)
+	if err != nil {
+		return t, err
+	}
+	if t.Status.Decide(tenantctx.Work) == tenantctx.Refuse {
+		return t, fmt.Errorf("%s queue of tenant %s: %w: tenant is %.40s", op, id, ErrRefused, t.Status)
+	}
+	return t, nil
+}
+
+// deletedMeanwhile returns ErrRefused when the tenant is now being deleted
+// (or gone): an operation checked by liveDispatchTenant raced with a
+// deletion request and must undo what would stop the destroy.
+func (s *Service) deletedMeanwhile(ctx context.Context, id, op string) error {
+	t, err := s.catalog.TenantByID(ctx, id)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return fmt.Errorf("%s queue of tenant %s: %w: tenant deleted meanwhile", op, id, ErrRefused)
+	case err != nil:
+		return nil // the check before passed; a read error is no evidence of a deletion
+	case t.Status.Decide(tenantctx.Work) == tenantctx.Refuse:
+		return fmt.Errorf("%s queue of tenant %s: %w: tenant is %.40s", op, id, ErrRefused, t.Status)
+	}
+	return nil
 }
 
 // dispatchTenant checks that fair dispatch is on and the tenant exists.

@@ -313,3 +313,125 @@ func TestQueueOperationsOverShards(t *testing.T) {
 		t.Fatalf("draining %s touched %s: %+v", first.ID, second.ID, q)
 	}
 }
+
+// TestQueueOperationsOnDeletingTenant: a tenant being deleted cannot be
+// paused, drained or given new limits (each would stop or discard the
+// tenant:destroy that erases it); its destroy stays admitted, and resume
+// (a no-op: the deletion lifted the holds) is allowed.
+func TestQueueOperationsOnDeletingTenant(t *testing.T) {
+	t.Parallel()
+	b := setupFair(t)
+	tn := b.active(t, "leaving-acme")
+	b.pdfs(t, tn, 3)
+	d, err := b.svc.RequestDeletion(b.ctx, tn.ID, tenancy.ActorAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.svc.PauseQueue(b.ctx, tn.ID, tenancy.ActorAdmin); !errors.Is(err, tenancy.ErrRefused) {
+		t.Fatalf("PauseQueue of a deleting tenant: %v, want ErrRefused", err)
+	}
+	if n, err := b.svc.DrainQueue(b.ctx, tn.ID, tenancy.ActorAdmin); !errors.Is(err, tenancy.ErrRefused) || n.Total() != 0 {
+		t.Fatalf("DrainQueue of a deleting tenant: %+v, %v, want nothing and ErrRefused", n, err)
+	}
+	if _, err := b.svc.SetLimits(b.ctx, tn.ID, "pro", tenantctx.Limits{}, tenancy.ActorAdmin); !errors.Is(err, tenancy.ErrRefused) {
+		t.Fatalf("SetLimits of a deleting tenant: %v, want ErrRefused", err)
+	}
+	if err := b.svc.ResumeQueue(b.ctx, tn.ID, tenancy.ActorAdmin); err != nil {
+		t.Fatalf("ResumeQueue of a deleting tenant: %v", err)
+	}
+	info, err := b.inspector.GetTaskInfo(tasks.QueueCritical, d.TaskID)
+	if err != nil || info.State != asynq.TaskStatePending {
+		t.Fatalf("destroy after the refused operations: %+v, %v; want it pending in asynq", info, err)
+	}
+	if q := b.queue(t, tn.ID); q.Paused {
+		t.Fatalf("deleting tenant paused: %+v", q)
+	}
+}
+
+// TestSetLimitsUnknownPlan: a plan without a policy is refused (its
+// tenants would silently get the default plan's), and nothing changes.
+func TestSetLimitsUnknownPlan(t *testing.T) {
+	t.Parallel()
+	b := setupFair(t)
+	tn := b.active(t, "typo-acme")
+	if _, err := b.svc.SetLimits(b.ctx, tn.ID, "enterprize", tenantctx.Limits{}, tenancy.ActorAdmin); !errors.Is(err, tenancy.ErrUnknownPlan) {
+		t.Fatalf("SetLimits with an unknown plan: %v, want ErrUnknownPlan", err)
+	}
+	got, err := b.catalog.TenantByID(b.ctx, tn.ID)
+	if err != nil || got.Plan != tn.Plan {
+		t.Fatalf("plan after the refused change: %q, %v; want %q", got.Plan, err, tn.Plan)
+	}
+	if _, err := b.svc.Provision(b.ctx, tenancy.NewTenant{Slug: "typo-two", Plan: "enterprize"}, tenancy.ActorAdmin); !errors.Is(err, tenancy.ErrUnknownPlan) {
+		t.Fatalf("Provision with an unknown plan: %v, want ErrUnknownPlan", err)
+	}
+	if _, err := b.catalog.TenantBySlug(b.ctx, "typo-two"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("tenant of the refused provisioning: %v, want ErrNotFound", err)
+	}
+}
+
+// TestProvisionAbortedWhenMigrationRefused: when the tenant's migration
+// cannot be queued (here: the critical queue's backlogs are at
+// MaxWaitingTotal), Provision returns the dispatcher's error and keeps
+// nothing: no catalog row, no key, an audit entry saying so, and the
+// slug can be taken again once there is room.
+func TestProvisionAbortedWhenMigrationRefused(t *testing.T) {
+	t.Parallel()
+	pool, catalog, docs := catalogOn(t)
+	rdb := redis.NewClient(&redis.Options{Addr: testenv.Redis(t)})
+	t.Cleanup(func() { _ = rdb.Close() })
+	inspector := asynq.NewInspectorFromRedisClient(rdb)
+	// No worker: the first migration is admitted to asynq, the next waits
+	// in the backlogs, and then the queue is full.
+	d := fair.New(rdb, fair.Config{MinPending: 1, MaxWaitingTotal: 1})
+	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), inspector, nil,
+		tasks.WithAdmission(tasks.Admission{Dispatcher: d, Tenants: catalog}))
+	svc := tenancy.New(tenancy.Config{Catalog: catalog, Enqueuer: enq, Documents: docs, SchemaPool: pool,
+		Dispatcher: d, Plans: fair.DefaultPlans()})
+	ctx := t.Context()
+	for _, slug := range []string{"first-in", "second-in"} {
+		if _, err := svc.Provision(ctx, tenancy.NewTenant{Slug: slug}, tenancy.ActorAdmin); err != nil {
+			t.Fatalf("provision %s: %v", slug, err)
+		}
+	}
+	_, err := svc.Provision(ctx, tenancy.NewTenant{Slug: "third-in"}, tenancy.ActorAdmin)
+	if !errors.Is(err, fair.ErrQueueFull) {
+		t.Fatalf("provision past the queue's cap: %v, want fair.ErrQueueFull", err)
+	}
+	if _, err := catalog.TenantBySlug(ctx, "third-in"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("tenant of the aborted provisioning: %v, want ErrNotFound", err)
+	}
+	var aborted []string
+	rows, err := pool.Query(ctx, `SELECT detail::text FROM tenancy.audit_log WHERE action = $1`, string(tenancy.ActionProvisionAborted))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var d string
+		if err := rows.Scan(&d); err != nil {
+			t.Fatal(err)
+		}
+		aborted = append(aborted, d)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(aborted) != 1 || !strings.Contains(aborted[0], "third-in") {
+		t.Fatalf("provision_aborted entries %v, want one for third-in", aborted)
+	}
+	// Room again (the waiting migration discarded): the slug is free.
+	if n, err := d.Drain(ctx, mustSlug(t, catalog, "second-in").ID, tasks.QueueCritical); err != nil || n.Total() != 1 {
+		t.Fatalf("drain second-in: %+v, %v", n, err)
+	}
+	if _, err := svc.Provision(ctx, tenancy.NewTenant{Slug: "third-in"}, tenancy.ActorAdmin); err != nil {
+		t.Fatalf("provision again after the abort: %v", err)
+	}
+}
+
+func mustSlug(t *testing.T, c *storage.Postgres, slug string) tenantctx.Tenant {
+	t.Helper()
+	tn, err := c.TenantBySlug(t.Context(), slug)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tn
+}

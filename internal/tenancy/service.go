@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -31,7 +34,22 @@ var (
 	// ErrNoDispatch: the operation needs fair dispatch, which is off
 	// (FAIR_DISPATCH=false).
 	ErrNoDispatch = errors.New("fair dispatch is off")
+	// ErrUnknownPlan: a plan this process has no policy for (Config.Plans,
+	// PLAN_LIMITS); its tenants would silently get the default plan's.
+	ErrUnknownPlan = errors.New("unknown plan")
 )
+
+// checkPlan returns ErrUnknownPlan when plan is not empty and not one of
+// the configured plans. Without plans configured every plan is accepted.
+func (s *Service) checkPlan(plan string) error {
+	if plan == "" || s.plans == nil {
+		return nil
+	}
+	if _, ok := s.plans[plan]; !ok {
+		return fmt.Errorf("%w %.40q (known: %s)", ErrUnknownPlan, plan, strings.Join(slices.Sorted(maps.Keys(s.plans)), ", "))
+	}
+	return nil
+}
 
 // Config is what a Service works with. Catalog and Enqueuer are required.
 type Config struct {
