@@ -37,9 +37,12 @@ const (
 	// setups use "@every 1m".
 	DefaultOverdueSweepCron = "0 * * * *"
 	DefaultShutdownTimeout  = 25 * time.Second
-	DefaultMailFrom         = "billing@localhost"
-	DefaultOutboxDir        = "./data/outbox"
-	DefaultDocumentsDir     = "./data/documents"
+	// DefaultRequestTimeout bounds a tenant request's work in the enqueue
+	// service (its look-ups, the database and Redis).
+	DefaultRequestTimeout = 10 * time.Second
+	DefaultMailFrom       = "billing@localhost"
+	DefaultOutboxDir      = "./data/outbox"
+	DefaultDocumentsDir   = "./data/documents"
 	// DefaultTaskCheckInterval is how long an idle worker waits between
 	// polls of its queues (internal/worker explains the choice).
 	DefaultTaskCheckInterval = 20 * time.Millisecond
@@ -108,6 +111,10 @@ type Config struct {
 	// SchedulerEnabled (SCHEDULER_ENABLED, default true) runs the sweep
 	// scheduler loop in this worker. Any number of replicas may run it.
 	SchedulerEnabled bool
+	// RequestTimeout (REQUEST_TIMEOUT) bounds a tenant request's work in the
+	// enqueue service; past it the request answers 503. 0 means
+	// DefaultRequestTimeout.
+	RequestTimeout time.Duration
 	// ShutdownTimeout (SHUTDOWN_TIMEOUT) is how long running tasks get to
 	// finish on shutdown; 0 means DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
@@ -255,6 +262,7 @@ func Parse(getenv func(string) string) (Config, error) {
 		OverdueSweepCron:      p.str("OVERDUE_SWEEP_CRON"),
 		SchedulerEnabled:      p.boolean("SCHEDULER_ENABLED", true),
 		ShutdownTimeout:       p.duration("SHUTDOWN_TIMEOUT"),
+		RequestTimeout:        p.duration("REQUEST_TIMEOUT"),
 		SMTPURL:               p.str("SMTP_URL"),
 		MailFrom:              p.str("MAIL_FROM"),
 		OutboxDir:             p.str("OUTBOX_DIR"),
@@ -313,6 +321,7 @@ func (c Config) withDefaults() Config {
 	c.WorkerConcurrency = cmp.Or(c.WorkerConcurrency, DefaultWorkerConcurrency)
 	c.OverdueSweepCron = cmp.Or(c.OverdueSweepCron, DefaultOverdueSweepCron)
 	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, DefaultShutdownTimeout)
+	c.RequestTimeout = cmp.Or(c.RequestTimeout, DefaultRequestTimeout)
 	c.MailFrom = cmp.Or(c.MailFrom, DefaultMailFrom)
 	c.OutboxDir = cmp.Or(c.OutboxDir, DefaultOutboxDir)
 	c.DocumentsDir = cmp.Or(c.DocumentsDir, DefaultDocumentsDir)
@@ -354,6 +363,9 @@ func (c Config) validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("SHUTDOWN_TIMEOUT: must be positive, got %v", c.ShutdownTimeout)
+	}
+	if c.RequestTimeout <= 0 {
+		bad("REQUEST_TIMEOUT: must be positive, got %v", c.RequestTimeout)
 	}
 	if c.LogFormat != LogFormatText && c.LogFormat != LogFormatJSON {
 		bad("LOG_FORMAT: must be text or json, got %q", c.LogFormat)

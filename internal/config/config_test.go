@@ -35,6 +35,7 @@ func TestFromEnvDefaults(t *testing.T) {
 		OverdueSweepCron:      "0 * * * *",
 		SchedulerEnabled:      true,
 		ShutdownTimeout:       25 * time.Second,
+		RequestTimeout:        10 * time.Second,
 		MailFrom:              DefaultMailFrom,
 		OutboxDir:             DefaultOutboxDir,
 		DocumentsDir:          DefaultDocumentsDir,
@@ -82,6 +83,7 @@ func TestFromEnvSet(t *testing.T) {
 		"OVERDUE_SWEEP_CRON":       "@every 30s",
 		"SCHEDULER_ENABLED":        "false",
 		"SHUTDOWN_TIMEOUT":         "5s",
+		"REQUEST_TIMEOUT":          "3s",
 		"SMTP_URL":                 "smtp://u:p@mail:587",
 		"MAIL_FROM":                "ar@example.com",
 		"OUTBOX_DIR":               "/var/outbox",
@@ -99,7 +101,7 @@ func TestFromEnvSet(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.MigrationsDatabaseURL != "postgres://owner@db/inv" || c.WorkerConcurrency != 20 || c.DBMaxConns != 24 ||
-		c.SchedulerEnabled || c.ShutdownTimeout != 5*time.Second || c.LogFormat != LogFormatJSON ||
+		c.SchedulerEnabled || c.ShutdownTimeout != 5*time.Second || c.RequestTimeout != 3*time.Second || c.LogFormat != LogFormatJSON ||
 		c.LogLevel != slog.LevelDebug || !c.AllowTenantHeader || !c.DashboardWritable || c.TenantCacheTTL != 2*time.Minute || c.RedisAutoPipeline ||
 		c.HTTPAddrOr(DefaultWorkerHTTPAddr) != "127.0.0.1:7000" || c.OverdueSweepCron != "@every 30s" ||
 		c.AuthFailuresPerMinute != 50 || c.ClientIPHeader != "X-Real-IP" ||

@@ -104,6 +104,7 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 		DomainSuffix:          cfg.DomainSuffix,
 		AdminToken:            cfg.AdminToken,
 		AuthFailuresPerMinute: cfg.AuthFailuresPerMinute,
+		RequestTimeout:        cfg.RequestTimeout,
 		ClientIPHeader:        cfg.ClientIPHeader,
 		AllowTenantHeader:     cfg.AllowTenantHeader,
 		DashboardWritable:     cfg.DashboardWritable,

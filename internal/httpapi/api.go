@@ -22,6 +22,9 @@ import (
 // MaxBodyBytes is the largest request body accepted; larger ones get 413.
 const MaxBodyBytes = 1 << 20
 
+// DefaultRequestTimeout is Options.RequestTimeout's default.
+const DefaultRequestTimeout = 10 * time.Second
+
 // DashboardPath is where the asynq dashboard is mounted.
 const DashboardPath = "/admin/dashboard"
 
@@ -79,6 +82,14 @@ type Options struct {
 	// address. Empty counts per peer address. Set it only behind a proxy
 	// that overwrites the header: clients can send anything.
 	ClientIPHeader string
+	// RequestTimeout bounds a tenant route's work: the tenant and key
+	// look-ups, the database (schema.InTenantBatch passes what is left to
+	// PostgreSQL as statement_timeout, so a statement waiting for a lock
+	// gives up too) and Redis. Past it the request answers 503 with
+	// Retry-After, and its connection goes back to the pool: a tenant
+	// whose tables are locked cannot hold every connection and stall the
+	// others. 0 means DefaultRequestTimeout.
+	RequestTimeout time.Duration
 	// Logger receives access logs and errors; nil means slog.Default().
 	Logger *slog.Logger
 	// Registry receives the HTTP metrics; /metrics serves it when it is
@@ -123,6 +134,7 @@ func New(opts Options) *Handler {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	opts.RequestTimeout = cmp.Or(opts.RequestTimeout, DefaultRequestTimeout)
 	h := &Handler{opts: opts, log: opts.Logger}
 	if opts.AdminToken != "" {
 		h.adminHash = digest(opts.AdminToken)

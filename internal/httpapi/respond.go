@@ -86,9 +86,10 @@ func dependencyUnavailable(err error) bool {
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
-		// Class 08 (connection exception), 57P01..57P03 (admin shutdown,
-		// crash shutdown, cannot connect now).
-		return strings.HasPrefix(pgErr.Code, "08") || pgErr.Code == "57P01" || pgErr.Code == "57P02" || pgErr.Code == "57P03"
+		// Class 08 (connection exception), 57014 (statement cancelled: the
+		// request's time ran out on the server, Options.RequestTimeout),
+		// 57P01..57P03 (admin shutdown, crash shutdown, cannot connect now).
+		return strings.HasPrefix(pgErr.Code, "08") || pgErr.Code == "57014" || pgErr.Code == "57P01" || pgErr.Code == "57P02" || pgErr.Code == "57P03"
 	}
 	return false
 }

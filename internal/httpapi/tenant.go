@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strings"
@@ -49,6 +50,9 @@ func (h *Handler) tenant(next http.Handler) http.Handler {
 		if refuseIfLimited(w, h.tenantFails, addr) {
 			return
 		}
+		ctx, cancel := context.WithTimeout(r.Context(), h.opts.RequestTimeout)
+		defer cancel()
+		r = r.WithContext(ctx)
 		slug, err := h.tenantSlug(r)
 		if err != nil {
 			writeError(w, http.StatusBadRequest, "invalid tenant host")
@@ -63,7 +67,6 @@ func (h *Handler) tenant(next http.Handler) http.Handler {
 			writeError(w, http.StatusUnauthorized, "missing or malformed API key")
 			return
 		}
-		ctx := r.Context()
 		t, err := h.opts.Catalog.TenantBySlug(ctx, slug)
 		switch {
 		case errors.Is(err, storage.ErrNotFound):
