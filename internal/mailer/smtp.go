@@ -107,10 +107,11 @@ func (s *SMTP) client() (*mail.Client, error) {
 
 // Send submits m. It dials with ctx, so a cancelled ctx stops a send that
 // has not connected yet. A nil error means the server accepted the message
-// (its reply to the end of DATA): an error while closing the connection
-// afterwards (QUIT) is ignored, because reporting it would make the caller
-// send the accepted message again. This is go-mail's
-// DialAndSendWithContext without that one error.
+// (its reply to the end of DATA): an error after that (the RSET go-mail
+// sends after each message, the QUIT that closes the connection) is
+// ignored, because reporting it would make the caller send the accepted
+// message again. This is go-mail's DialAndSendWithContext without those
+// errors.
 func (s *SMTP) Send(ctx context.Context, m Message) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("send message to %s: %w", s, err)
@@ -128,7 +129,7 @@ func (s *SMTP) Send(ctx context.Context, m Message) error {
 		return fmt.Errorf("send message to %s: dial: %w", s, err)
 	}
 	defer func() { _ = c.CloseWithSMTPClient(conn) }()
-	if err := c.SendWithSMTPClient(conn, msg); err != nil {
+	if err := c.SendWithSMTPClient(conn, msg); err != nil && !msg.IsDelivered() {
 		return fmt.Errorf("send message to %s: %w", s, err)
 	}
 	return nil

@@ -152,3 +152,30 @@ func TestSMTPUnreachableServer(t *testing.T) {
 		t.Fatal("Send to a closed port succeeded")
 	}
 }
+
+// TestSMTPAcceptedIsSentEvenIfTheConnectionDrops: a message the server
+// accepted is reported sent although the connection failed right after
+// (at go-mail's RSET): an error would make the reminder be sent again.
+func TestSMTPAcceptedIsSentEvenIfTheConnectionDrops(t *testing.T) {
+	t.Parallel()
+	srv := smtptest.Start(t, smtptest.Options{DropAfterAccept: true})
+	s, err := mailer.NewSMTP(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Send(context.Background(), testMessage()); err != nil {
+		t.Fatalf("Send of an accepted message: %v", err)
+	}
+	if n := len(srv.Messages()); n != 1 {
+		t.Fatalf("server accepted %d messages, want 1", n)
+	}
+	// A message the server refuses is still an error on such a server.
+	refusing := smtptest.Start(t, smtptest.Options{DropAfterAccept: true, Reject: func(int) error { return smtptest.ErrTemporary }})
+	s, err = mailer.NewSMTP(refusing.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Send(context.Background(), testMessage()); err == nil {
+		t.Fatal("Send of a refused message succeeded")
+	}
+}

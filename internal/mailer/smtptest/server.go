@@ -28,6 +28,11 @@ type Options struct {
 	// Reject, when set, is called with the 1-based number of each DATA
 	// attempt; a non-nil result refuses that message (it is not recorded).
 	Reject func(attempt int) error
+	// DropAfterAccept closes the connection right after a message was
+	// accepted (the 250 reply to its end of DATA is sent), as a relay or
+	// network failing at that moment does: the client's next command
+	// (RSET, QUIT) fails.
+	DropAfterAccept bool
 }
 
 // ErrTemporary is a 451 reply, the usual "try again later".
@@ -56,8 +61,8 @@ type Server struct {
 func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
 	s := &Server{opts: opts}
-	s.srv = smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) {
-		return &session{s: s}, nil
+	s.srv = smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		return &session{s: s, conn: c}, nil
 	}))
 	s.srv.Domain = "localhost"
 	s.srv.AllowInsecureAuth = true
@@ -120,10 +125,12 @@ func (s *Server) Attempts() int {
 
 // session is one SMTP connection.
 type session struct {
-	s      *Server
-	authed bool
-	from   string
-	to     []string
+	s        *Server
+	conn     *smtp.Conn
+	authed   bool
+	from     string
+	to       []string
+	accepted bool // a message was accepted since the last Reset
 }
 
 var errBadCredentials = errors.New("invalid username or password")
@@ -181,11 +188,20 @@ func (ss *session) Data(r io.Reader) error {
 		}
 	}
 	ss.s.messages = append(ss.s.messages, Message{From: ss.from, To: append([]string(nil), ss.to...), Data: data})
+	ss.accepted = true
 	return nil
 }
 
-// Reset implements smtp.Session.
-func (ss *session) Reset() { ss.from, ss.to = "", nil }
+// Reset implements smtp.Session; the server calls it after every message
+// too, once its reply is sent, which is where Options.DropAfterAccept
+// drops the connection.
+func (ss *session) Reset() {
+	ss.from, ss.to = "", nil
+	if ss.accepted && ss.s.opts.DropAfterAccept {
+		_ = ss.conn.Conn().Close() // not Conn.Close: it waits for the lock this call runs under
+	}
+	ss.accepted = false
+}
 
 // Logout implements smtp.Session.
 func (ss *session) Logout() error { return nil }
