@@ -13,11 +13,12 @@
 //     task's cost divided by the tenant's weight. A tenant that becomes
 //     ready again starts at the queue's current virtual time: idle time
 //     earns no credit.
-//   - A tenant with nothing admitted or running gets its first admitted
+//   - A tenant with nothing else admitted, running or waiting gets its
 //     task to the head of asynq's pending list (the end workers take
 //     from): what asynq holds is other tenants' work, already charged, and
-//     the quiet tenant has the lowest virtual time. Its further tasks
-//     queue at the tail, like everyone's.
+//     the quiet tenant has the lowest virtual time. A tenant with a
+//     backlog queues at the tail, like everyone, also when its running cap
+//     leaves it nothing in flight at the moment.
 //   - Cost is worker time, not task count. A task is charged an estimate
 //     when it is admitted (a moving average per tenant and type); when the
 //     worker reports the attempt, the difference to the measured time is

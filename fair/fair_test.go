@@ -188,20 +188,22 @@ func TestQuietTenantGoesFirst(t *testing.T) {
 	}
 }
 
-// TestQuietTenantsGoToTheHead: the first task of a tenant with nothing
-// admitted goes ahead of what asynq's list holds, several such tenants in
-// the order they were admitted; a task of a tenant with one admitted
-// queues behind.
+// TestQuietTenantsGoToTheHead: the task of a tenant with nothing else
+// admitted, running or waiting goes ahead of what asynq's list holds,
+// several such tenants in the order they were admitted; a tenant with a
+// backlog queues behind, also with nothing admitted yet (as a tenant
+// held to one running task by its cap is at each admission).
 func TestQuietTenantsGoToTheHead(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 3)
 	ctx := context.Background()
 	p := fair.Policy{Weight: 1}
 	enqueue(t, b, "tn_hn", p, 0, 100) // three admitted: 0, 1, 2
-	enqueue(t, b, "tn_ha", p, 0, 2)   // the list is full: both wait
+	enqueue(t, b, "tn_ha", p, 0, 1)   // the list is full: these wait
 	enqueue(t, b, "tn_hb", p, 0, 1)
-	// Room for four more: tn_ha and tn_hb come first in the fair order,
-	// then tn_hn, then tn_ha again.
+	enqueue(t, b, "tn_hc", fair.Policy{Weight: 1, MaxRunning: 1}, 0, 3)
+	// Room for four more: tn_ha, tn_hb and tn_hc come first in the fair
+	// order (tn_hc with one task: its cap), then tn_hn.
 	if err := b.d.Heartbeat(ctx, q, "w1", 7, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -214,14 +216,14 @@ func TestQuietTenantsGoToTheHead(t *testing.T) {
 		got = append(got, id)
 	}
 	want := []string{
-		"invoice:pdf:tn_ha:0", "invoice:pdf:tn_hb:0", // quiet tenants' first tasks: the head
+		"invoice:pdf:tn_ha:0", "invoice:pdf:tn_hb:0", // quiet tenants' tasks: the head
 		"invoice:pdf:tn_hn:0", "invoice:pdf:tn_hn:1", "invoice:pdf:tn_hn:2", // admitted before them
 	}
 	if len(got) != 7 || !slices.Equal(got[:5], want) {
-		t.Fatalf("asynq ran %v; want %v first, then tn_hn:3 and tn_ha:1 in either order", got, want)
+		t.Fatalf("asynq ran %v; want %v first, then tn_hc:0 and tn_hn:3 in either order", got, want)
 	}
-	if rest := []string{got[5], got[6]}; !slices.Contains(rest, "invoice:pdf:tn_hn:3") || !slices.Contains(rest, "invoice:pdf:tn_ha:1") {
-		t.Fatalf("asynq ran %v; the last two should be tn_hn:3 and tn_ha:1 (tenants with a task admitted queue behind)", got)
+	if rest := []string{got[5], got[6]}; !slices.Contains(rest, "invoice:pdf:tn_hc:0") || !slices.Contains(rest, "invoice:pdf:tn_hn:3") {
+		t.Fatalf("asynq ran %v; the last two should be tn_hc:0 (a tenant with a backlog) and tn_hn:3, queued behind", got)
 	}
 }
 

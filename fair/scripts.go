@@ -307,10 +307,12 @@ local function admit()
           out[#out + 1] = -1
         else
           redis.call('HSET', key, 'msg', msg, 'state', 'pending', 'pending_since', NOW_NS)
-          if i.run == 0 then
-            -- A tenant with nothing admitted or running (a quiet one)
-            -- gets its first task to the head of asynq's list, ahead of
-            -- the tasks other tenants were admitted earlier.
+          if i.run == 0 and i.left == 0 then
+            -- A tenant with nothing else admitted, running or waiting (a
+            -- quiet one) gets its task to the head of asynq's list, ahead
+            -- of the tasks other tenants were admitted earlier. A tenant
+            -- with a backlog does not, even when its running cap lets it
+            -- have nothing in flight at the moment.
             head[#head + 1] = id
           else
             pushed[#pushed + 1] = id
