@@ -923,3 +923,23 @@ func TestOverview(t *testing.T) {
 		t.Error("overview of an invalid queue name succeeded")
 	}
 }
+
+// TestReporterDropsInvalidReport: a report Complete would refuse (an
+// invalid tenant id) is dropped by the Reporter, so it cannot fail its
+// batch again and again and hold back the valid reports sent with it.
+func TestReporterDropsInvalidReport(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1)
+	enqueue(t, b, "tn_ok", fair.Policy{Weight: 1, MaxRunning: 1}, 0, 2)
+	id := dequeue(t, b)
+	done(t, b, id)
+	r := b.d.NewReporter(nil)
+	r.Report(fair.Report{Queue: q, TaskID: "x", TenantID: "BAD TENANT", Type: "invoice:pdf", Cost: time.Millisecond})
+	r.Report(fair.Report{Queue: q, TaskID: id, TenantID: "tn_ok", Type: "invoice:pdf", Cost: time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r.Close(ctx) // sends what is queued
+	if s := stats(t, b, "tn_ok"); s.Waiting != 0 || s.Admitted != 1 {
+		t.Fatalf("after the reports: %d waiting, %d admitted; want the finished task's slot given to the second (0 and 1)", s.Waiting, s.Admitted)
+	}
+}

@@ -3,6 +3,7 @@ package fair
 import (
 	"cmp"
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -56,8 +57,15 @@ func (d *Dispatcher) NewReporter(logger *slog.Logger) *Reporter {
 	return r
 }
 
-// Report queues rep for the next batch.
+// Report queues rep for the next batch. A report Complete would refuse
+// (an invalid tenant id or queue name) is logged and dropped here: queued,
+// it would fail its whole batch again and again, and hold every other
+// report of its queue back.
 func (r *Reporter) Report(rep Report) {
+	if err := errors.Join(checkQueue(rep.Queue), checkTenant(rep.TenantID)); err != nil {
+		r.logger.Error("fair: completion report dropped", slog.String("task_id", rep.TaskID), slog.String("error", err.Error()))
+		return
+	}
 	r.mu.Lock()
 	if len(r.pending) >= maxUnsent {
 		r.logger.Warn("fair: completion reports piling up, dropping the oldest", slog.Int("pending", len(r.pending)))
