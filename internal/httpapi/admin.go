@@ -74,10 +74,16 @@ func (h *Handler) guardAdmin(next http.Handler, c adminChallenge) http.Handler {
 		if !ok && c.basic {
 			_, token, ok = r.BasicAuth()
 		}
-		if !ok || !h.adminTokenOK(token) {
-			if ok {
-				h.adminFails.fail(addr)
-			}
+		release, admitted := startAuth(w, r, h.adminFails, addr)
+		if !admitted {
+			return
+		}
+		good := ok && h.adminTokenOK(token)
+		if !good && ok {
+			h.adminFails.fail(addr)
+		}
+		release()
+		if !good {
 			w.Header().Set("WWW-Authenticate", c.header)
 			writeError(w, http.StatusUnauthorized, c.message)
 			return

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"math"
 	"net"
 	"net/http"
@@ -24,14 +25,24 @@ const maxLimiterEntries = 100_000
 // with Retry-After) before its request costs a catalog look-up, so random
 // keys or random subdomains cannot hammer the catalog (P14 in
 // docs/architecture.md), nor guess the admin token. Successful requests
-// take nothing. It is safe for concurrent use.
+// take nothing.
+//
+// An authentication in progress holds one of its address's tokens
+// (admit): an address has at most as many in progress as it has tokens,
+// and the others wait for them. Otherwise every request of a concurrent
+// burst would pass the check before the first of them failed. Waiting
+// costs a client that authenticates correctly a few microseconds at most
+// (its look-ups are cached); a burst of bad keys is refused once the
+// tokens are spent. It is safe for concurrent use.
 type failureLimiter struct {
 	rate     float64 // tokens per second
 	capacity float64
 	now      func() time.Time
 
-	mu      sync.Mutex
-	buckets map[string]limiterBucket
+	mu       sync.Mutex
+	buckets  map[string]limiterBucket
+	inflight map[string]int           // authentications in progress per address
+	changed  map[string]chan struct{} // closed when one of them ends
 }
 
 // limiterBucket is one address's tokens at a time.
@@ -51,7 +62,64 @@ func newFailureLimiter(perMinute int, now func() time.Time) *failureLimiter {
 	}
 	return &failureLimiter{
 		rate: float64(perMinute) / 60, capacity: float64(perMinute), now: now,
-		buckets: make(map[string]limiterBucket),
+		buckets: make(map[string]limiterBucket), inflight: make(map[string]int), changed: make(map[string]chan struct{}),
+	}
+}
+
+// admit starts an authentication of addr: it returns a release func to
+// call when the outcome is known (after fail, for a failure), once fewer
+// of addr's authentications are in progress than it has tokens. It
+// returns a positive wait instead when addr has no token left, and ctx's
+// error when ctx ends first.
+func (l *failureLimiter) admit(ctx context.Context, addr string) (release func(), wait time.Duration, err error) {
+	if l == nil {
+		return func() {}, 0, nil
+	}
+	for {
+		now := l.now()
+		l.mu.Lock()
+		tokens := l.tokensLocked(addr, now)
+		if tokens < 1 {
+			l.mu.Unlock()
+			return nil, time.Duration((1 - tokens) / l.rate * float64(time.Second)), nil
+		}
+		if float64(l.inflight[addr]) < math.Floor(tokens) {
+			l.inflight[addr]++
+			l.mu.Unlock()
+			var once sync.Once
+			return func() { once.Do(func() { l.done(addr) }) }, 0, nil
+		}
+		ch, ok := l.changed[addr]
+		if !ok {
+			ch = make(chan struct{})
+			l.changed[addr] = ch
+		}
+		l.mu.Unlock()
+		// Wait for one in progress to end; tokens also refill with time.
+		next := time.Duration((math.Floor(tokens) + 1 - tokens) / l.rate * float64(time.Second))
+		t := time.NewTimer(next)
+		select {
+		case <-ch:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, 0, ctx.Err()
+		}
+		t.Stop()
+	}
+}
+
+// done ends one of addr's authentications in progress and wakes those
+// waiting for it.
+func (l *failureLimiter) done(addr string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.inflight[addr]--; l.inflight[addr] <= 0 {
+		delete(l.inflight, addr)
+	}
+	if ch, ok := l.changed[addr]; ok {
+		close(ch)
+		delete(l.changed, addr)
 	}
 }
 
@@ -118,9 +186,32 @@ func refuseIfLimited(w http.ResponseWriter, l *failureLimiter, addr string) bool
 	if wait <= 0 {
 		return false
 	}
+	refuseTooMany(w, wait)
+	return true
+}
+
+// refuseTooMany answers 429 with Retry-After: wait in whole seconds, at
+// least 1.
+func refuseTooMany(w http.ResponseWriter, wait time.Duration) {
 	w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(wait.Seconds())))))
 	writeError(w, http.StatusTooManyRequests, "too many failed authentication attempts, retry later")
-	return true
+}
+
+// startAuth admits an authentication of addr (failureLimiter.admit): it
+// answers 429 when addr has no attempt left, or 503 when the request's
+// time ran out while waiting, and returns false then.
+func startAuth(w http.ResponseWriter, r *http.Request, l *failureLimiter, addr string) (release func(), ok bool) {
+	release, wait, err := l.admit(r.Context(), addr)
+	switch {
+	case err != nil:
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "service temporarily unavailable, retry later")
+		return nil, false
+	case wait > 0:
+		refuseTooMany(w, wait)
+		return nil, false
+	}
+	return release, true
 }
 
 // clientAddr returns the address failed authentications are counted by:

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
 	"testing"
 
 	"github.com/invoicing/tenantworker/internal/httpapi"
@@ -129,5 +130,59 @@ func TestFailedAuthIsRateLimited(t *testing.T) {
 	}
 	if r := dashboard("192.0.2.78", adminToken); r.status != http.StatusOK {
 		t.Errorf("another address with the right dashboard password: %d, want 200", r.status)
+	}
+}
+
+// TestFailedAuthLimitHoldsUnderConcurrency: 300 requests with random keys
+// sent at once from one address fail authentication about as many times
+// as the address may per minute (its catalog look-ups likewise), not once
+// each: an authentication in progress holds one of the address's
+// attempts, so a burst cannot pass the check before the first failures
+// are counted. A client with a valid key sending as many at once from one
+// address is served in full.
+func TestFailedAuthLimitHoldsUnderConcurrency(t *testing.T) {
+	t.Parallel()
+	const perMinute, burst = 5, 300
+	b := setup(t, func(o *httpapi.Options) {
+		o.AuthFailuresPerMinute = perMinute
+		o.ClientIPHeader = "X-Real-IP"
+	})
+	acme := b.active(t, "acme")
+	send := func(ip, key string) map[int]int {
+		var mu sync.Mutex
+		counts := map[int]int{}
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for range burst {
+			k := key
+			if k == "" {
+				k, _ = storage.NewAPIKey()
+			}
+			wg.Go(func() {
+				<-start
+				r := b.do(t, request{method: http.MethodGet, host: acme.host(), path: "/v1/tasks/none", bearer: k,
+					header: http.Header{"X-Real-Ip": {ip}}})
+				mu.Lock()
+				counts[r.status]++
+				mu.Unlock()
+			})
+		}
+		close(start)
+		wg.Wait()
+		return counts
+	}
+	before := b.pg.Queries()
+	counts := send("198.51.100.8", "")
+	queries := b.pg.Queries() - before
+	t.Logf("%d random keys at once: %v, %d catalog queries", burst, counts, queries)
+	// One token may refill while the burst runs (one every 12 s).
+	if n := counts[http.StatusUnauthorized]; n < perMinute || n > perMinute+1 || counts[http.StatusTooManyRequests] != burst-n {
+		t.Errorf("statuses %v, want %d (or one more) times 401, the rest 429", counts, perMinute)
+	}
+	if queries > perMinute+3 {
+		t.Errorf("%d catalog queries for the burst, want about %d", queries, perMinute)
+	}
+	if counts := send("198.51.100.9", acme.key); counts[http.StatusNotFound] != burst {
+		t.Errorf("a valid key %d times at once: %v, want every one answered (404: no such task)", burst, counts)
 	}
 }

@@ -67,6 +67,13 @@ func (h *Handler) tenant(next http.Handler) http.Handler {
 			writeError(w, http.StatusUnauthorized, "missing or malformed API key")
 			return
 		}
+		// The look-ups below cost the catalog: at most as many of this
+		// address's run at once as it has attempts left.
+		release, ok := startAuth(w, r, h.tenantFails, addr)
+		if !ok {
+			return
+		}
+		defer release() // also released below, once authenticated
 		t, err := h.opts.Catalog.TenantBySlug(ctx, slug)
 		switch {
 		case errors.Is(err, storage.ErrNotFound):
@@ -98,6 +105,7 @@ func (h *Handler) tenant(next http.Handler) http.Handler {
 			writeError(w, http.StatusForbidden, "API key does not belong to this tenant")
 			return
 		}
+		release()
 		if h.opts.KeyUsage != nil {
 			h.opts.KeyUsage.Touch(key)
 		}
