@@ -279,6 +279,37 @@ func (s *FS) open(ctx context.Context, rel, key string) (_ *os.File, _ DocumentI
 	return f, DocumentInfo{Key: key, SHA256: hexSum(h), Bytes: n}, nil
 }
 
+// Delete removes the document under key; one that is not there is not an
+// error.
+func (s *FS) Delete(ctx context.Context, tenantID, key string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("delete document %q: %w", key, err)
+	}
+	rel, err := docPath(tenantID, key)
+	if err != nil {
+		return fmt.Errorf("delete document: %w", err)
+	}
+	root, err := os.OpenRoot(s.root)
+	if err != nil {
+		return fmt.Errorf("delete document %s of tenant %s: %w", key, tenantID, err)
+	}
+	defer root.Close()
+	st, err := root.Lstat(rel)
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+		return nil
+	}
+	if err == nil && !st.Mode().IsRegular() {
+		return fmt.Errorf("delete document %s of tenant %s: not a document", key, tenantID)
+	}
+	if err == nil {
+		err = root.Remove(rel)
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("delete document %s of tenant %s: %w", key, tenantID, err)
+	}
+	return nil
+}
+
 // DeleteTenant removes the tenant's directory and everything in it; a
 // tenant without documents is not an error.
 func (s *FS) DeleteTenant(ctx context.Context, tenantID string) error {

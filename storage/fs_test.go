@@ -416,3 +416,41 @@ func TestValidateDocumentKey(t *testing.T) {
 		}
 	}
 }
+
+// TestFSDelete: Delete removes one document of one tenant and nothing
+// else; a missing one is not an error; a hostile key or a directory is
+// refused and changes nothing.
+func TestFSDelete(t *testing.T) {
+	t.Parallel()
+	b := setupFS(t)
+	ctx := testContext(t)
+	mustPut(t, b.store, "tn_a", "invoices/1.pdf", []byte("a1"))
+	mustPut(t, b.store, "tn_a", "invoices/2.pdf", []byte("a2"))
+	mustPut(t, b.store, "tn_b", "invoices/1.pdf", []byte("b1"))
+	if err := b.store.Delete(ctx, "tn_a", "invoices/1.pdf"); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	if _, err := b.store.Stat(ctx, "tn_a", "invoices/1.pdf"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("Stat after Delete: %v, want ErrNotFound", err)
+	}
+	for _, d := range []struct{ tenant, key, want string }{{"tn_a", "invoices/2.pdf", "a2"}, {"tn_b", "invoices/1.pdf", "b1"}} {
+		if got, _, err := readDoc(t, b.store, d.tenant, d.key); err != nil || string(got) != d.want {
+			t.Errorf("Open(%s, %s) after Delete = %q, %v; want %q", d.tenant, d.key, got, err, d.want)
+		}
+	}
+	if err := b.store.Delete(ctx, "tn_a", "invoices/1.pdf"); err != nil {
+		t.Errorf("Delete again: %v, want nil", err)
+	}
+	before := files(t, b.parent)
+	for _, key := range []string{"invoices", "../tn_b/invoices/1.pdf", "/etc/passwd", ""} {
+		if err := b.store.Delete(ctx, "tn_a", key); err == nil {
+			t.Errorf("Delete(%q) succeeded", key)
+		}
+	}
+	if err := b.store.Delete(ctx, "../tn_b", "invoices/1.pdf"); err == nil {
+		t.Error("Delete with a hostile tenant id succeeded")
+	}
+	if after := files(t, b.parent); !slices.Equal(after, before) {
+		t.Errorf("refused deletes changed the tree:\nbefore %q\nafter  %q", before, after)
+	}
+}

@@ -256,12 +256,6 @@ func (h *Handler) downloadPDF(w http.ResponseWriter, r *http.Request) {
 		h.internalError(w, r, "load invoice document", err)
 		return
 	}
-	etag := `"` + doc.SHA256 + `"`
-	if etagMatches(r.Header.Get("If-None-Match"), etag) {
-		w.Header().Set("ETag", etag)
-		w.WriteHeader(http.StatusNotModified)
-		return
-	}
 	if h.opts.Documents == nil {
 		writeError(w, http.StatusNotFound, "invoice PDF not rendered")
 		return
@@ -276,6 +270,15 @@ func (h *Handler) downloadPDF(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer rc.Close()
+	// The ETag is the hash of the bytes served (Open hashes what it
+	// opened), not the row's: a render replaces the file before it records
+	// the new row, and a download in between gets the new bytes.
+	etag := `"` + di.SHA256 + `"`
+	if etagMatches(r.Header.Get("If-None-Match"), etag) {
+		w.Header().Set("ETag", etag)
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
 	hdr := w.Header()
 	hdr.Set("Content-Type", "application/pdf")
 	hdr.Set("ETag", etag)

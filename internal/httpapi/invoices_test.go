@@ -325,10 +325,24 @@ func TestDownloadPDF(t *testing.T) {
 	// are its own).
 	wantStatus(t, get(globex, id, nil), http.StatusNotFound)
 
-	// A row whose file went missing is 404, not 500.
+	// A render replaces the file before it records the new row: the ETag
+	// is the hash of the bytes served, and the old one no longer matches.
+	newer := []byte("%PDF-1.7\nrendered again\n%%EOF\n")
+	di, err := b.docs.Put(context.Background(), acme.ID, invoice.DocumentKey(id), bytes.NewReader(newer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = get(acme, id, http.Header{"If-None-Match": {`"` + sum + `"`}})
+	wantStatus(t, r, http.StatusOK)
+	if !bytes.Equal(r.body, newer) || r.header.Get("Etag") != `"`+di.SHA256+`"` {
+		t.Fatalf("after the file changed: body %q, ETag %q; want the new bytes with ETag %q", r.body, r.header.Get("Etag"), di.SHA256)
+	}
+
+	// A row whose file went missing is 404, not 500, also to If-None-Match.
 	if err := b.docs.DeleteTenant(context.Background(), acme.ID); err != nil {
 		t.Fatal(err)
 	}
 	wantStatus(t, get(acme, id, nil), http.StatusNotFound)
+	wantStatus(t, get(acme, id, http.Header{"If-None-Match": {"*"}}), http.StatusNotFound)
 	wantStatus(t, get(acme, 0, nil), http.StatusBadRequest)
 }

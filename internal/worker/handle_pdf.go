@@ -65,6 +65,10 @@ type pdfResult struct {
 // from the lines' sum, a warning names the tenant and the invoice and the
 // result says "amount_differs" (docs/architecture.md, "Tenant tables").
 //
+// An invoice deleted while it was rendered (the record finds no row)
+// leaves no file behind: the one written is removed, and the task is
+// archived as not found.
+//
 // It is idempotent: the renderer is deterministic. A missing invoice, an
 // invoice the renderer refuses (over PDFMaxLines, a document over
 // PDFMaxBytes, an invalid currency) archive the task with the reason
@@ -143,6 +147,11 @@ func (h *Handlers) InvoicePDF(ctx context.Context, p tasks.InvoicePDF) error {
 		return last, err
 	})
 	if errors.Is(err, invoice.ErrNotFound) {
+		if res.DocumentInfo.Key != "" && !res.Unchanged {
+			// Deleted while it was rendered: the record found no invoice,
+			// and the file written for it would stay behind, unreferenced.
+			h.deleteDocument(ctx, t.ID, key)
+		}
 		return invoiceNotFound(p.InvoiceID, t.ID)
 	}
 	if err != nil {
@@ -186,6 +195,25 @@ func (h *Handlers) stored(ctx context.Context, tenantID string, d invoice.Docume
 	}
 	n, err := s.Stat(ctx, tenantID, d.StorageKey)
 	return err == nil && n == d.Bytes
+}
+
+// documentDeleter is a document store that can delete one document
+// (storage.FS).
+type documentDeleter interface {
+	Delete(ctx context.Context, tenantID, key string) error
+}
+
+// deleteDocument removes the document under key; a failure is logged (the
+// file then stays until its tenant's documents are deleted).
+func (h *Handlers) deleteDocument(ctx context.Context, tenantID, key string) {
+	d, ok := h.Documents.(documentDeleter)
+	if !ok {
+		return
+	}
+	if err := d.Delete(context.WithoutCancel(ctx), tenantID, key); err != nil {
+		LoggerFromContext(ctx).WarnContext(ctx, "remove the document of a deleted invoice",
+			slog.String("tenant_id", tenantID), slog.String("storage_key", key), slog.String("error", err.Error()))
+	}
 }
 
 // document returns inv as the pdf package's Invoice, issued by tenantName.

@@ -24,6 +24,7 @@ import (
 	"github.com/invoicing/tenantworker/pdf"
 
 	"github.com/invoicing/tenantworker/invoice"
+	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tasks"
 	"github.com/invoicing/tenantworker/tenantctx"
@@ -426,5 +427,33 @@ func TestInvoicePDFHonoursTaskDeadline(t *testing.T) {
 	}
 	if _, _, err := e.docs.Open(e.ctx, acme.ID, invoice.DocumentKey(id)); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("a cancelled render stored a document: %v", err)
+	}
+}
+
+// TestPDFOfInvoiceDeletedWhileRenderingLeavesNoFile: the app deletes the
+// invoice while its PDF renders; the record then finds no invoice, the
+// task is archived as not found, and the file written for it is removed
+// (nothing in the tenant's tables would point to it).
+func TestPDFOfInvoiceDeletedWhileRenderingLeavesNoFile(t *testing.T) {
+	t.Parallel()
+	e := newHandlerEnv(t, nil)
+	a := e.provision(t, "vanishing", "Vanishing Tools")
+	id := e.addInvoice(t, a, acmeCustomer, acmeInvoice)
+	h := *e.h
+	worker.SetBeforeRender(&h, func(context.Context) {
+		// Another connection: the render's own transaction stays open.
+		if err := schema.InTenant(e.tenantCtx(a), e.pool, func(ctx context.Context, tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, `DELETE FROM invoices WHERE id = $1`, id)
+			return err
+		}); err != nil {
+			t.Errorf("delete the invoice: %v", err)
+		}
+	})
+	w := workertest.New(&h, worker.MuxOptions{Logger: discardLogger()})
+	if err := w.Work(e.ctx, tasks.InvoicePDF{TenantID: a.ID, InvoiceID: id}); !errors.Is(err, invoice.ErrNotFound) {
+		t.Fatalf("PDF task of an invoice deleted meanwhile: %v, want invoice.ErrNotFound", err)
+	}
+	if n, err := e.docs.Stat(e.ctx, a.ID, invoice.DocumentKey(id)); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("document of the deleted invoice: %d bytes, %v; want none", n, err)
 	}
 }
