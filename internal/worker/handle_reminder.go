@@ -110,11 +110,17 @@ func (h *Handlers) InvoiceReminder(ctx context.Context, p tasks.InvoiceReminder)
 	taskCtx := ctx
 	finishCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reminderFinishTimeout)
 	defer cancel()
+	// Until the send, the task's end ends the unit too: waiting for a
+	// connection and BEGIN run on finishCtx, and a task past its deadline
+	// (or cancelled at shutdown) must not go on waiting. At the send,
+	// finishCtx is cut loose from the task (keepFinishing).
+	keepFinishing := context.AfterFunc(taskCtx, cancel)
 
 	var (
-		res     reminderResult
-		badAddr error // the customer's address can never be sent to
-		sendErr error
+		res      reminderResult
+		badAddr  error // the customer's address can never be sent to
+		sendErr  error
+		detached bool // finishCtx no longer ends with the task: the send began
 	)
 	err = schema.InTenant(finishCtx, pool, func(finishCtx context.Context, tx pgx.Tx) error {
 		// Until the send, statements run on the task's ctx: a cancelled
@@ -148,6 +154,10 @@ func (h *Handlers) InvoiceReminder(ctx context.Context, p tasks.InvoiceReminder)
 		if err := taskCtx.Err(); err != nil {
 			return fmt.Errorf("reminder not sent: %w", err)
 		}
+		if !keepFinishing() {
+			return fmt.Errorf("reminder not sent: %w", taskCtx.Err())
+		}
+		detached = true
 		outcome := invoice.ReminderSent
 		if sendErr = h.Mailer.Send(taskCtx, msg); sendErr != nil {
 			outcome = invoice.ReminderFailed
@@ -159,6 +169,9 @@ func (h *Handlers) InvoiceReminder(ctx context.Context, p tasks.InvoiceReminder)
 	switch {
 	case errors.Is(err, invoice.ErrNotFound):
 		return invoiceNotFound(p.InvoiceID, t.ID)
+	case err != nil && !detached && taskCtx.Err() != nil:
+		// The task ended before the send (finishCtx ended with it).
+		return fmt.Errorf("reminder for invoice %d on %s not sent: %w: %w", p.InvoiceID, p.Day, taskCtx.Err(), err)
 	case err != nil:
 		return fmt.Errorf("reminder for invoice %d on %s: %w", p.InvoiceID, p.Day, err)
 	case badAddr != nil:

@@ -8,12 +8,14 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hibiken/asynq"
 
 	"github.com/invoicing/tenantworker/internal/mailer"
 	"github.com/invoicing/tenantworker/internal/mailer/smtptest"
 	"github.com/invoicing/tenantworker/invoice"
+	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/tasks"
 )
 
@@ -221,4 +223,45 @@ func keys[V any](m map[string]V) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// TestReminderWaitingForConnectionHonoursDeadline: with every connection
+// of the pool taken, a reminder task whose deadline passes while it waits
+// for one returns with the deadline's error and sends nothing, instead of
+// waiting (up to two minutes) on the context that only finishes a send.
+func TestReminderWaitingForConnectionHonoursDeadline(t *testing.T) {
+	t.Parallel()
+	srv := smtptest.Start(t, smtptest.Options{})
+	e := newHandlerEnv(t, smtpMailer(t, srv))
+	acme := e.provision(t, "waiting", "Waiting Ltd")
+	id := e.addInvoice(t, acme, acmeCustomer, overdueInvoice("WAIT-1"))
+	one, err := schema.NewPool(e.ctx, e.pool.Config().ConnString(), schema.PoolOptions{MaxConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(one.Close)
+	held, err := one.Acquire(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Release() // only once the handler returned
+	h := *e.h
+	h.Pool = one
+	ctx, cancel := context.WithTimeout(e.tenantCtx(acme), 300*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- h.InvoiceReminder(ctx, tasks.InvoiceReminder{TenantID: acme.ID, InvoiceID: id, Day: "2026-03-01"})
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("reminder past its deadline: %v, want context.DeadlineExceeded", err)
+		}
+	case <-time.After(time.Minute): // a bound for the failure message, not a measurement
+		t.Fatal("reminder still waiting for a connection a minute after its 300ms deadline")
+	}
+	if n := len(srv.Messages()); n != 0 {
+		t.Fatalf("%d messages sent", n)
+	}
 }
