@@ -2,6 +2,7 @@ package invoice
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -85,6 +86,25 @@ func QueueLoadFor(b *pgx.Batch, schemaName string, id int64, dst *Invoice) error
 	b.Queue(s.load, id).QueryRow(func(row pgx.Row) error {
 		return scanInvoice(row, id, dst)
 	})
+	return nil
+}
+
+// renderLockSQL takes the transaction-scoped advisory lock of one
+// invoice's render, keyed by one bigint (a key space apart from the
+// tenant locks' two int4 keys).
+const renderLockSQL = "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended($1, 0))"
+
+// QueueLockRender queues the lock of invoice id's render in schemaName,
+// held until the unit of work ends. Queued before the load, it serializes
+// renders of one invoice: a render that waited for another loads the
+// invoice after that one committed, so the last render to finish is the
+// one that loaded the newest invoice (a follow-up render asked for while
+// one was running, tasks.ReplaceFinishedFollowRunning).
+func QueueLockRender(b *pgx.Batch, schemaName string, id int64) error {
+	if err := tenantctx.ValidateSchema(schemaName); err != nil {
+		return fmt.Errorf("lock render of invoice %d: %w", id, err)
+	}
+	b.Queue(renderLockSQL, "invoice-pdf:"+schemaName+":"+strconv.FormatInt(id, 10))
 	return nil
 }
 

@@ -129,7 +129,8 @@ func (e *Enqueuer) Fair() bool { return e.admission != nil }
 // the spec's ConflictPolicy decides: KeepExisting returns the existing task
 // (Existing is true); ReplaceFinished returns it while it is waiting,
 // pending, active, scheduled or retrying, and replaces it once it completed
-// or was archived.
+// or was archived; ReplaceFinishedFollowRunning returns a follow-up task
+// (FollowUpID) instead of a running one.
 //
 // With admission, a tenant task past its tenant's waiting cap fails with
 // an error matching fair.ErrBacklogFull (a *fair.FullError says when to
@@ -139,15 +140,82 @@ func (e *Enqueuer) Enqueue(ctx context.Context, p Payload) (EnqueueResult, error
 		return EnqueueResult{}, err
 	}
 	tp, isTenant := p.(TenantPayload)
-	if e.admission == nil || !isTenant {
+	if !isTenant {
 		return e.enqueuePlain(ctx, p)
+	}
+	if e.admission == nil {
+		res := []EnqueueResult{{}}
+		var err error
+		if res[0], err = e.enqueuePlain(ctx, p); err != nil {
+			return EnqueueResult{}, err
+		}
+		if err := e.followRunning(ctx, tp.Owner(), []Payload{p}, res); err != nil {
+			return EnqueueResult{}, err
+		}
+		return res[0], nil
 	}
 	res, err := e.enqueueFair(ctx, tp.Owner(), []Payload{p})
 	if err != nil {
 		return EnqueueResult{}, err
 	}
+	if err := e.followRunning(ctx, tp.Owner(), []Payload{p}, res); err != nil {
+		return EnqueueResult{}, err
+	}
 	return res[0], nil
 }
+
+// followRunning enqueues the follow-up of every payload whose policy is
+// ReplaceFinishedFollowRunning and whose existing task res reports
+// running, and puts the follow-up's result in its place (new, or the
+// follow-up already waiting). A follow-up that is itself running is
+// returned as it is.
+func (e *Enqueuer) followRunning(ctx context.Context, tenantID string, payloads []Payload, res []EnqueueResult) error {
+	var idx []int
+	var ups []Payload
+	for i, p := range payloads {
+		r := res[i]
+		if r.Existing && r.Info != nil && r.Info.State == asynq.TaskStateActive && p.Spec().Conflict == ReplaceFinishedFollowRunning {
+			idx = append(idx, i)
+			ups = append(ups, followUp{p.(TenantPayload)})
+		}
+	}
+	if len(ups) == 0 {
+		return nil
+	}
+	var out []EnqueueResult
+	var err error
+	if e.admission != nil {
+		out, err = e.enqueueFair(ctx, tenantID, ups)
+	} else {
+		out = make([]EnqueueResult, len(ups))
+		for j, p := range ups {
+			if out[j], err = e.enqueuePlain(ctx, p); err != nil {
+				break
+			}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("enqueue follow-up of running task: %w", err)
+	}
+	for j, i := range idx {
+		res[i] = out[j]
+	}
+	return nil
+}
+
+// followUp is the follow-up of a payload's running task: the same payload
+// under FollowUpID, ReplaceFinished.
+type followUp struct{ TenantPayload }
+
+// Spec implements Payload.
+func (f followUp) Spec() Spec {
+	s := f.TenantPayload.Spec()
+	s.TaskID, s.Conflict = FollowUpID(s.TaskID), ReplaceFinished
+	return s
+}
+
+// MarshalJSON encodes the payload itself.
+func (f followUp) MarshalJSON() ([]byte, error) { return json.Marshal(f.TenantPayload) }
 
 // EnqueueMany enqueues payloads of one tenant (at most MaxBatch, every one
 // a TenantPayload owned by tenantID). With admission, the payloads of each
@@ -166,7 +234,11 @@ func (e *Enqueuer) EnqueueMany(ctx context.Context, tenantID string, payloads []
 		}
 	}
 	if e.admission != nil {
-		return e.enqueueFair(ctx, tenantID, payloads)
+		out, err := e.enqueueFair(ctx, tenantID, payloads)
+		if err != nil {
+			return nil, err
+		}
+		return out, e.followRunning(ctx, tenantID, payloads, out)
 	}
 	out := make([]EnqueueResult, len(payloads))
 	for i, p := range payloads {
@@ -176,7 +248,7 @@ func (e *Enqueuer) EnqueueMany(ctx context.Context, tenantID string, payloads []
 		}
 		out[i] = res
 	}
-	return out, nil
+	return out, e.followRunning(ctx, tenantID, payloads, out)
 }
 
 // enqueueFair hands validated payloads of one tenant to the dispatcher,
@@ -203,7 +275,7 @@ func (e *Enqueuer) enqueueFair(ctx context.Context, tenantID string, payloads []
 		batch[i] = fair.Task{
 			Message: fair.Message{ID: id, Type: p.TypeName(), Queue: spec.Queue, Payload: data,
 				Retry: spec.MaxRetry, Timeout: spec.Timeout, Retention: spec.Retention},
-			ReplaceFinished: spec.Conflict == ReplaceFinished,
+			ReplaceFinished: spec.Conflict != KeepExisting,
 		}
 		if _, ok := byQueue[spec.Queue]; !ok {
 			order = append(order, spec.Queue)

@@ -83,7 +83,7 @@ func TestSpecs(t *testing.T) {
 		conflict ConflictPolicy
 		activity tenantctx.Activity
 	}{
-		{InvoicePDF{TenantID: "tn_a", InvoiceID: 42}, QueueDefault, "invoice:pdf:tn_a:42", 10, 2 * time.Minute, ReplaceFinished, tenantctx.Work},
+		{InvoicePDF{TenantID: "tn_a", InvoiceID: 42}, QueueDefault, "invoice:pdf:tn_a:42", 10, 2 * time.Minute, ReplaceFinishedFollowRunning, tenantctx.Work},
 		{InvoiceReminder{TenantID: "tn_a", InvoiceID: 42, Day: "2026-03-01"}, QueueLow, "invoice:reminder:tn_a:42:2026-03-01", 10, time.Minute, ReplaceFinished, tenantctx.Work},
 		{InvoicesOverdue{TenantID: "tn_a", Tick: 7}, QueueLow, "invoices:overdue:tn_a:7", 10, 5 * time.Minute, KeepExisting, tenantctx.Work},
 		{SweepOverdue{Tick: 7}, QueueLow, "sweep:overdue:7", 5, 30 * time.Minute, KeepExisting, tenantctx.Work},

@@ -48,7 +48,20 @@ const (
 	// has completed or was archived (a new PDF render after the last one
 	// finished; a reminder after one that sent nothing).
 	ReplaceFinished
+	// ReplaceFinishedFollowRunning is ReplaceFinished, except while the
+	// existing task is running: it may have read its inputs before the
+	// change that asked for the task again, so a follow-up task
+	// (FollowUpID, itself ReplaceFinished) is enqueued to run once more,
+	// or the one already waiting is returned. The task's handler must
+	// serialize runs of the same work, so that the follow-up reads its
+	// inputs after the running one is done (a PDF render of an invoice the
+	// app edited while the previous render ran).
+	ReplaceFinishedFollowRunning
 )
+
+// FollowUpID is the id of the follow-up of the task with id taskID
+// (ReplaceFinishedFollowRunning).
+func FollowUpID(taskID string) string { return taskID + ":again" }
 
 // Spec is what one task needs besides its payload: queue class, id, retries,
 // timeout, retention, what to do on an id conflict, and what it does to

@@ -33,10 +33,12 @@ func (p InvoicePDF) Owner() string { return p.TenantID }
 
 // Spec implements Payload: one pending render per invoice; a finished one
 // is kept for an hour so its state and result can be polled, then replaced
-// by the next request.
+// by the next request. A request while the render runs gets a follow-up
+// render (ReplaceFinishedFollowRunning): the running one may have loaded
+// the invoice before the edit the request is for.
 func (p InvoicePDF) Spec() Spec {
 	return Spec{Queue: QueueDefault, TaskID: taskID(TypeInvoicePDF, p.TenantID, p.InvoiceID),
-		MaxRetry: 10, Timeout: 2 * time.Minute, Retention: time.Hour, Conflict: ReplaceFinished}
+		MaxRetry: 10, Timeout: 2 * time.Minute, Retention: time.Hour, Conflict: ReplaceFinishedFollowRunning}
 }
 
 // Validate implements Payload: a positive invoice id.

@@ -39,7 +39,9 @@ type pdfResult struct {
 //
 // One transaction, two round trips (schema.InTenantBatches): the first
 // takes the tenant's shared lock (in the pin's statement, with the plan
-// setting) and loads the invoice, its lines and its
+// setting) and the invoice's render lock (invoice.QueueLockRender: two
+// renders of one invoice run one after the other, the later one loading
+// the invoice after the earlier one committed), and loads the invoice, its lines and its
 // current document in one query (written for the tenant's schema and run
 // with its generic plan, so that a connection plans it once per tenant,
 // not once per task: invoice.QueueLoadFor, schema.QueueGenericPlans; the
@@ -90,6 +92,9 @@ func (h *Handlers) InvoicePDF(ctx context.Context, p tasks.InvoicePDF) error {
 		return err
 	}
 	schema.QueueGenericPlans(first)
+	if err := invoice.QueueLockRender(first, t.Schema, p.InvoiceID); err != nil {
+		return Permanent(err) // QueueLockShared validated the schema: not reached
+	}
 	var inv invoice.Invoice
 	if err := invoice.QueueLoadFor(first, t.Schema, p.InvoiceID, &inv); err != nil {
 		return Permanent(err) // QueueLockShared validated the schema: not reached

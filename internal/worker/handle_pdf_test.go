@@ -457,3 +457,58 @@ func TestPDFOfInvoiceDeletedWhileRenderingLeavesNoFile(t *testing.T) {
 		t.Fatalf("document of the deleted invoice: %d bytes, %v; want none", n, err)
 	}
 }
+
+// TestRendersOfOneInvoiceRunInTurn: a second render of an invoice (the
+// follow-up asked for while the first ran, after an edit) waits for the
+// first one's render lock and then loads the edited invoice, so the stored
+// document is the edited one whichever started first: a third run finds
+// it unchanged.
+func TestRendersOfOneInvoiceRunInTurn(t *testing.T) {
+	t.Parallel()
+	e := newHandlerEnv(t, nil)
+	acme := e.provision(t, "turns", "Turns Ltd")
+	id := e.addInvoice(t, acme, acmeCustomer, acmeInvoice)
+	inRender, resume := make(chan struct{}), make(chan struct{})
+	slow := *e.h
+	worker.SetBeforeRender(&slow, func(context.Context) {
+		close(inRender)
+		<-resume
+	})
+	p := tasks.InvoicePDF{TenantID: acme.ID, InvoiceID: id}
+	first := make(chan error, 1)
+	go func() { first <- workertest.New(&slow, worker.MuxOptions{Logger: discardLogger()}).Work(e.ctx, p) }()
+	<-inRender // the first render loaded the invoice and holds its render lock
+	e.inTenant(t, acme, func(ctx context.Context, tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, "UPDATE invoices SET notes = 'Edited during the render.' WHERE id = $1", id)
+		return err
+	})
+	second := make(chan error, 1)
+	go func() { second <- e.w.Work(e.ctx, p) }()
+	// The second waits for the lock (seen in pg_locks: a render lock is
+	// the only advisory lock with one bigint key, objsubid 1).
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		var waiting int
+		if err := e.pool.QueryRow(e.ctx, `SELECT count(*) FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND objsubid = 1 AND NOT granted`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the second render did not wait for the first one's lock")
+		}
+	}
+	close(resume)
+	for _, ch := range []chan error{first, second} {
+		if err := <-ch; err != nil {
+			t.Fatalf("render: %v", err)
+		}
+	}
+	if r := e.workResult(t, p); !r.Unchanged {
+		t.Fatalf("third run %+v: want unchanged (the stored document is the edited invoice's)", r)
+	}
+	row, _ := e.documentRow(t, acme, id)
+	if text := pdfToText(t, e.readDocument(t, acme, row.StorageKey)); !strings.Contains(text, "Edited during the render.") {
+		t.Errorf("stored PDF lacks the edit:\n%s", text)
+	}
+}

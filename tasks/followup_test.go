@@ -1,0 +1,92 @@
+package tasks
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// TestFollowUpOfRunningRender: a render asked for while the invoice's
+// render runs gets a follow-up task (FollowUpID), new the first time and
+// the same one while it waits, and the follow-up runs after the running
+// one; with fair dispatch and without.
+func TestFollowUpOfRunningRender(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []string{"plain", "fair"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			ctx := testContext(t)
+			opt := newRedis(t)
+			var enq *Enqueuer
+			var tenantID string
+			if mode == "plain" {
+				enq, _ = newTestEnqueuer(t, opt)
+				tn, err := tenantctx.New("follow-acme", "Follow", "free")
+				if err != nil {
+					t.Fatal(err)
+				}
+				tenantID = tn.ID
+			} else {
+				rdb := redis.NewClient(&redis.Options{Addr: opt.Addr})
+				t.Cleanup(func() { _ = rdb.Close() })
+				var tenants [2]tenantctx.Tenant
+				enq, _, _, tenants = fairSetupOn(t, rdb, 2)
+				tenantID = tenants[0].ID
+			}
+			started := make(chan string, 4)
+			release := make(chan struct{})
+			startServer(t, opt, asynq.HandlerFunc(func(ctx context.Context, _ *asynq.Task) error {
+				id, _ := asynq.GetTaskID(ctx)
+				started <- id
+				select {
+				case <-release:
+				case <-ctx.Done():
+				}
+				return nil
+			}), 1)
+
+			p := InvoicePDF{TenantID: tenantID, InvoiceID: 7}
+			first, err := enq.Enqueue(ctx, p)
+			if err != nil || first.Existing {
+				t.Fatalf("first request: %+v, %v", first, err)
+			}
+			if id := receive(t, started); id != first.Info.ID {
+				t.Fatalf("running %s, want %s", id, first.Info.ID)
+			}
+			again, err := enq.Enqueue(ctx, p)
+			if err != nil || again.Existing || again.Info.ID != FollowUpID(first.Info.ID) {
+				t.Fatalf("request while it runs: %+v, %v; want a new follow-up %s", again, err, FollowUpID(first.Info.ID))
+			}
+			dup, err := enq.Enqueue(ctx, p)
+			if err != nil || !dup.Existing || dup.Info.ID != again.Info.ID {
+				t.Fatalf("request again: %+v, %v; want the waiting follow-up", dup, err)
+			}
+			many, err := enq.EnqueueMany(ctx, tenantID, []Payload{p, InvoicePDF{TenantID: tenantID, InvoiceID: 8}})
+			if err != nil || many[0].Info.ID != again.Info.ID || !many[0].Existing || many[1].Info.ID != (InvoicePDF{TenantID: tenantID, InvoiceID: 8}).Spec().TaskID {
+				t.Fatalf("bulk request: %+v, %v", many, err)
+			}
+			close(release)
+			ran := map[string]bool{receive(t, started): true, receive(t, started): true}
+			if !ran[again.Info.ID] || !ran[many[1].Info.ID] {
+				t.Fatalf("after the running render %v ran, want the follow-up and invoice 8's render", ran)
+			}
+		})
+	}
+}
+
+// receive returns the next id from ch, failing the test after a minute.
+func receive(t *testing.T, ch <-chan string) string {
+	t.Helper()
+	select {
+	case id := <-ch:
+		return id
+	case <-time.After(time.Minute): // a bound for the failure message, not a measurement
+		t.Fatal("no task started within a minute")
+		return ""
+	}
+}
