@@ -525,18 +525,37 @@ func (d *Dispatcher) Drain(ctx context.Context, tenantID string, queues ...strin
 		if err := checkQueue(q); err != nil {
 			return out, err
 		}
-		res, err := drainScript.Run(ctx, d.rdb, keys(q), append(d.common(1), tenantID)...).Int64Slice()
-		if err != nil {
-			return out, fmt.Errorf("fair: drain tenant %s in %s: %w", tenantID, q, err)
-		}
-		if len(res) == 3 {
+		// In steps of drainStep waiting tasks, at most what waited at the
+		// first step: tasks enqueued while it drains may stay.
+		first, budget := "1", -1
+		for budget != 0 {
+			res, err := drainScript.Run(ctx, d.rdb, keys(q), append(d.common(3), tenantID, drainStep, first)...).Int64Slice()
+			if err != nil {
+				return out, fmt.Errorf("fair: drain tenant %s in %s: %w", tenantID, q, err)
+			}
+			if len(res) != 4 {
+				return out, fmt.Errorf("fair: drain tenant %s in %s: unexpected reply %v", tenantID, q, res)
+			}
 			out.Waiting += int(res[0])
 			out.Admitted += int(res[1])
 			out.Parked += int(res[2])
+			if first == "1" {
+				budget = int(res[0] + res[3])
+			}
+			budget = max(budget-int(res[0]), 0)
+			if res[3] == 0 || res[0] == 0 {
+				break
+			}
+			first = "0"
 		}
 	}
 	return out, nil
 }
+
+// drainStep is the most waiting tasks one drain or forget script removes:
+// about 10 ms of Redis at a time, so a tenant with a million waiting
+// tasks does not stop every worker's dequeue for seconds.
+const drainStep = 5000
 
 // Forget removes everything the dispatcher keeps of an erased tenant in
 // each queue (its state, backlog, hold reasons, cost estimates). Tasks of
@@ -549,8 +568,14 @@ func (d *Dispatcher) Forget(ctx context.Context, tenantID string, queues ...stri
 		if err := checkQueue(q); err != nil {
 			return err
 		}
-		if err := forgetScript.Run(ctx, d.rdb, keys(q), append(d.common(1), tenantID)...).Err(); err != nil {
-			return fmt.Errorf("fair: forget tenant %s in %s: %w", tenantID, q, err)
+		for {
+			done, err := forgetScript.Run(ctx, d.rdb, keys(q), append(d.common(2), tenantID, drainStep)...).Int()
+			if err != nil {
+				return fmt.Errorf("fair: forget tenant %s in %s: %w", tenantID, q, err)
+			}
+			if done == 1 {
+				break
+			}
 		}
 	}
 	return nil

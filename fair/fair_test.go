@@ -9,6 +9,7 @@ import (
 	"os"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -941,5 +942,63 @@ func TestReporterDropsInvalidReport(t *testing.T) {
 	r.Close(ctx) // sends what is queued
 	if s := stats(t, b, "tn_ok"); s.Waiting != 0 || s.Admitted != 1 {
 		t.Fatalf("after the reports: %d waiting, %d admitted; want the finished task's slot given to the second (0 and 1)", s.Waiting, s.Admitted)
+	}
+}
+
+// TestDrainLargeBacklogInSteps: a backlog larger than one step is drained
+// by several script calls (each removes at most 5,000 waiting tasks, so
+// Redis is never held for long), completely, with the tenant's counters
+// and its place among the largest backlogs cleared, and nothing of
+// another tenant touched.
+func TestDrainLargeBacklogInSteps(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1)
+	ctx := context.Background()
+	const big = 12_000
+	for from := 0; from < big; from += 1000 {
+		enqueue(t, b, "tn_big", fair.Policy{Weight: 1}, from, 1000)
+	}
+	enqueue(t, b, "tn_small", fair.Policy{Weight: 1}, 0, 10)
+	before := stats(t, b, "tn_small")
+	calls := func() int {
+		info, err := b.rdb.Info(ctx, "commandstats").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, line := range strings.Split(info, "\r\n") {
+			if strings.HasPrefix(line, "cmdstat_evalsha:calls=") || strings.HasPrefix(line, "cmdstat_eval:calls=") {
+				v, _, _ := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(line, "cmdstat_evalsha:calls="), "cmdstat_eval:calls="), ",")
+				k, err := strconv.Atoi(v)
+				if err != nil {
+					t.Fatalf("commandstats line %q", line)
+				}
+				n += k
+			}
+		}
+		return n
+	}
+	was := calls()
+	n, err := b.d.Drain(ctx, "tn_big", q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if scripts := calls() - was; scripts < 3 {
+		t.Errorf("drained %d waiting tasks in %d script calls, want at least 3 (5,000 at a time)", n.Waiting, scripts)
+	}
+	if s := stats(t, b, "tn_big"); n.Waiting+n.Admitted != big || s.Waiting != 0 || s.Admitted != 0 {
+		t.Fatalf("drained %+v, then %+v; want all %d gone", n, s, big)
+	}
+	top, _, err := b.d.Top(ctx, q, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range top {
+		if d.TenantID == "tn_big" {
+			t.Fatalf("drained tenant still among the largest backlogs: %+v", top)
+		}
+	}
+	if after := stats(t, b, "tn_small"); after.Waiting+after.Admitted != before.Waiting+before.Admitted {
+		t.Fatalf("the other tenant: %+v, was %+v", after, before)
 	}
 }

@@ -612,43 +612,68 @@ return { released, active }
 
 // drainScript discards a tenant's waiting tasks in this queue: its
 // backlog, its admitted tasks asynq has not started, and its parked ones.
-// Running tasks finish.
+// Running tasks finish. It discards at most ARGV[11] waiting tasks per
+// call, so that a large backlog does not hold Redis (every worker's
+// dequeue waits behind a script) for long: Dispatcher.Drain calls it again
+// while waiting tasks remain.
 //
-//	ARGV[10] tenant.
+//	ARGV[10] tenant, ARGV[11] most waiting tasks to discard, ARGV[12] "1"
+//	on the first call (the admitted and parked tasks go then).
 //
-// It returns {waiting, admitted, parked} counts of what it discarded.
+// It returns {waiting, admitted, parked, remaining} counts: what it
+// discarded, and what still waits in the backlog.
 var drainScript = redis.NewScript(prelude + `
 local t = ARGV[10]
-local ids = redis.call('LRANGE', P .. 'b:' .. t, 0, -1)
-for _, id in ipairs(ids) do redis.call('HDEL', P .. 'msg', id) end
-redis.call('DEL', P .. 'b:' .. t)
-for _, f in ipairs(redis.call('HKEYS', tkey(t))) do
-  if string.sub(f, 1, 2) == 'n:' then redis.call('HDEL', tkey(t), f) end
-end
-redis.call('ZREM', P .. 'depth', t)
-local admitted = 0
-for _, id in ipairs(redis.call('SMEMBERS', P .. 'run:' .. t)) do
-  local key = A .. 't:' .. id
-  if redis.call('HGET', key, 'state') == 'pending' then
-    redis.call('LREM', A .. 'pending', 1, id)
-    redis.call('DEL', key)
-    finish(id)
-    admitted = admitted + 1
+local limit = tonumber(ARGV[11])
+local b = P .. 'b:' .. t
+local ids = redis.call('LRANGE', b, 0, limit - 1)
+if #ids > 0 then
+  local taken = {}
+  for i = 1, #ids, 1000 do
+    local ws = redis.call('HMGET', P .. 'msg', unpack(ids, i, math.min(i + 999, #ids)))
+    for _, w in ipairs(ws) do
+      if w then
+        local typ = fields(w, 1)[1]
+        taken[typ] = (taken[typ] or 0) + 1
+      end
+    end
   end
+  many('HDEL', P .. 'msg', ids)
+  redis.call('LTRIM', b, #ids, -1)
+  for typ, n in pairs(taken) do countWaiting(t, typ, -n) end
 end
-local parked = 0
-for _, id in ipairs(redis.call('HKEYS', P .. 'parked:' .. t)) do
-  local key = A .. 't:' .. id
-  if redis.call('HGET', key, 'state') == 'retry' then
-    redis.call('ZREM', A .. 'retry', id)
-    redis.call('DEL', key)
-    parked = parked + 1
+local remaining = redis.call('LLEN', b)
+if remaining == 0 then
+  -- Nothing waits: what the counters still say is drift.
+  for _, f in ipairs(redis.call('HKEYS', tkey(t))) do
+    if string.sub(f, 1, 2) == 'n:' then redis.call('HDEL', tkey(t), f) end
   end
+  redis.call('ZREM', P .. 'depth', t)
 end
-redis.call('DEL', P .. 'parked:' .. t)
+local admitted, parked = 0, 0
+if ARGV[12] == '1' then
+  for _, id in ipairs(redis.call('SMEMBERS', P .. 'run:' .. t)) do
+    local key = A .. 't:' .. id
+    if redis.call('HGET', key, 'state') == 'pending' then
+      redis.call('LREM', A .. 'pending', 1, id)
+      redis.call('DEL', key)
+      finish(id)
+      admitted = admitted + 1
+    end
+  end
+  for _, id in ipairs(redis.call('HKEYS', P .. 'parked:' .. t)) do
+    local key = A .. 't:' .. id
+    if redis.call('HGET', key, 'state') == 'retry' then
+      redis.call('ZREM', A .. 'retry', id)
+      redis.call('DEL', key)
+      parked = parked + 1
+    end
+  end
+  redis.call('DEL', P .. 'parked:' .. t)
+end
 reconsider(t)
 admit()
-return { #ids, admitted, parked }
+return { #ids, admitted, parked, remaining }
 `)
 
 // statsScript reports one tenant's state in this queue:
@@ -687,14 +712,22 @@ return { waiting, admitted, running, redis.call('HLEN', P .. 'parked:' .. t), fm
 
 // forgetScript removes what the dispatcher keeps of a tenant in this queue
 // once it is erased: its state, backlog, admitted and parked sets, hold
-// reasons and cost estimates.
+// reasons and cost estimates. Like drainScript it removes at most ARGV[11]
+// waiting tasks per call; it returns 0 while some remain (call again), 1
+// once everything is gone.
 //
-//	ARGV[10] tenant.
+//	ARGV[10] tenant, ARGV[11] most waiting tasks to remove.
 var forgetScript = redis.NewScript(prelude + `
 local t = ARGV[10]
-for _, id in ipairs(redis.call('LRANGE', P .. 'b:' .. t, 0, -1)) do redis.call('HDEL', P .. 'msg', id) end
+local b = P .. 'b:' .. t
+local ids = redis.call('LRANGE', b, 0, tonumber(ARGV[11]) - 1)
+if #ids > 0 then
+  many('HDEL', P .. 'msg', ids)
+  redis.call('LTRIM', b, #ids, -1)
+end
+if redis.call('LLEN', b) > 0 then return 0 end
 for _, id in ipairs(redis.call('SMEMBERS', P .. 'run:' .. t)) do finish(id) end
-redis.call('DEL', tkey(t), P .. 'b:' .. t, P .. 'run:' .. t, P .. 'parked:' .. t)
+redis.call('DEL', tkey(t), b, P .. 'run:' .. t, P .. 'parked:' .. t)
 redis.call('HDEL', P .. 'hold', t)
 redis.call('ZREM', P .. 'ready', t)
 redis.call('ZREM', P .. 'depth', t)
