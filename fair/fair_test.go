@@ -415,6 +415,11 @@ func TestDedupeWaitingAndAdmitted(t *testing.T) {
 	if err != nil || !keep[0].Existing || keep[0].State != "completed" {
 		t.Fatalf("keep-existing enqueue of completed task = %+v, %v", keep, err)
 	}
+	// Reported by its worker (until then it counts as running:
+	// TestReplaceWaitsForTheReport).
+	if err := b.d.Complete(ctx, q, []fair.Report{{TaskID: id, TenantID: "tn_dup", Type: "invoice:pdf", Cost: time.Millisecond}}); err != nil {
+		t.Fatal(err)
+	}
 	replace := task("tn_dup", 0)
 	replace.ReplaceFinished = true
 	res, err := b.d.Enqueue(ctx, "tn_dup", p, []fair.Task{replace})
@@ -1000,5 +1005,45 @@ func TestDrainLargeBacklogInSteps(t *testing.T) {
 	}
 	if after := stats(t, b, "tn_small"); after.Waiting+after.Admitted != before.Waiting+before.Admitted {
 		t.Fatalf("the other tenant: %+v, was %+v", after, before)
+	}
+}
+
+// TestReplaceWaitsForTheReport: a finished task whose worker has not yet
+// reported it is not replaced (the enqueue answers it running): the late
+// report would otherwise free the new run's slot, and the tenant could run
+// more than its cap. Once reported, it is replaced.
+func TestReplaceWaitsForTheReport(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1)
+	ctx := context.Background()
+	p := fair.Policy{Weight: 1, MaxRunning: 1}
+	replace := func() fair.Result {
+		tk := task("tn_rp", 0)
+		tk.ReplaceFinished = true
+		res, err := b.d.Enqueue(ctx, "tn_rp", p, []fair.Task{tk})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res[0]
+	}
+	if r := replace(); r.Existing {
+		t.Fatalf("first enqueue: %+v", r)
+	}
+	id := dequeue(t, b)
+	// asynq's done script with a retention: the task is kept, completed.
+	b.rdb.LRem(ctx, "asynq:{"+q+"}:active", 0, id)
+	b.rdb.HSet(ctx, "asynq:{"+q+"}:t:"+id, "state", "completed")
+	b.rdb.ZAdd(ctx, "asynq:{"+q+"}:completed", redis.Z{Score: float64(time.Now().Add(time.Hour).Unix()), Member: id})
+	if r := replace(); !r.Existing || r.State != "active" {
+		t.Fatalf("replace before the report: %+v; want the task, still running", r)
+	}
+	if err := b.d.Complete(ctx, q, []fair.Report{{TaskID: id, TenantID: "tn_rp", Type: "invoice:pdf", Cost: time.Millisecond}}); err != nil {
+		t.Fatal(err)
+	}
+	if r := replace(); r.Existing {
+		t.Fatalf("replace after the report: %+v; want a new task", r)
+	}
+	if s := stats(t, b, "tn_rp"); s.Admitted+s.Waiting != 1 {
+		t.Fatalf("after the replace: %+v; want the one new run", s)
 	}
 }

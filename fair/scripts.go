@@ -373,7 +373,8 @@ end
 // the queue's cost per task, live worker slots} when they would take the
 // queue's backlogs past their cap (nothing is added either way), else
 // {'ok', results, admitted} where results holds per task 'new', 'waiting'
-// or 'exists:<asynq state>'.
+// or 'exists:<asynq state>'. A finished task whose worker has not reported
+// it yet is 'exists:active', also to a replacing enqueue.
 var enqueueScript = redis.NewScript(prelude + `
 local t = ARGV[10]
 redis.call('HSET', tkey(t), 'w', ARGV[11], 'mr', ARGV[12], 'mw', ARGV[13])
@@ -388,7 +389,13 @@ for i = 0, n - 1 do
     res[i + 1] = 'waiting'
   else
     local st = redis.call('HGET', A .. 't:' .. id, 'state')
-    if st and not (replace and (st == 'completed' or st == 'archived')) then
+    local finished = st == 'completed' or st == 'archived'
+    if replace and finished and redis.call('HEXISTS', P .. 'adm', id) == 1 then
+      -- Finished, but its worker's report has not come in: a new run
+      -- under the id now would have its slot freed by that report. It
+      -- counts as running until the report (or its lease) ends it.
+      res[i + 1] = 'exists:active'
+    elseif st and not (replace and finished) then
       res[i + 1] = 'exists:' .. st
     else
       res[i + 1] = 'new'
