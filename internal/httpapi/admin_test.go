@@ -129,10 +129,13 @@ func TestProvisionRejects(t *testing.T) {
 	}{
 		{"empty body", "", http.StatusBadRequest, "empty body"},
 		{"not json", "slug=acme", http.StatusBadRequest, "invalid request body"},
-		{"array", `["acme"]`, http.StatusBadRequest, "invalid request body"},
+		{"array", `["acme"]`, http.StatusBadRequest, "invalid request body: the body must be an object"},
 		{"unknown field", `{"slug":"acme","schema":"pg_catalog"}`, http.StatusBadRequest, "unknown field"},
+		{"field in another case", `{"SLUG":"acme"}`, http.StatusBadRequest, `unknown field "SLUG"`},
 		{"trailing data", `{"slug":"acme"} {"slug":"b"}`, http.StatusBadRequest, "trailing"},
-		{"wrong type", `{"slug":1}`, http.StatusBadRequest, "invalid request body"},
+		{"wrong type", `{"slug":1}`, http.StatusBadRequest, "invalid request body: slug must be a string"},
+		{"cut short", `{"slug":"acme"`, http.StatusBadRequest, "not valid JSON"},
+		{"unknown plan", `{"slug":"acme","plan":"enterprize"}`, http.StatusBadRequest, `unknown plan "enterprize"`},
 		{"no slug", `{"name":"x"}`, http.StatusBadRequest, "slug is required"},
 		{"uppercase", `{"slug":"Acme"}`, http.StatusBadRequest, "invalid tenant slug"},
 		{"too short", `{"slug":"ab"}`, http.StatusBadRequest, "invalid tenant slug"},
@@ -148,8 +151,12 @@ func TestProvisionRejects(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := b.admin(t, http.MethodPost, "/admin/tenants", tc.body)
 			wantStatus(t, r, tc.want)
-			if got := r.errorText(t); !strings.Contains(got, tc.errHas) {
+			got := r.errorText(t)
+			if !strings.Contains(got, tc.errHas) {
 				t.Fatalf("error %q, want it to mention %q", got, tc.errHas)
+			}
+			if strings.Contains(got, "Go") || strings.Contains(got, "struct") || strings.Contains(got, "json:") {
+				t.Fatalf("error %q names Go's types or package", got)
 			}
 		})
 	}

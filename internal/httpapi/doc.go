@@ -26,9 +26,11 @@
 //     400 "invalid tenant host".
 //  2. No "Authorization: Bearer <key>" or a key that cannot be a key:
 //     401 with WWW-Authenticate: Bearer.
-//  3. The slug names no tenant, or a tenant being deleted: 404
-//     "unknown tenant" (the catalog cache answers repeated unknown slugs).
-//  4. The key is unknown or revoked: 401; it belongs to another tenant: 403.
+//  3. The key is unknown or revoked: 401 "invalid API key", whatever the
+//     subdomain (a caller without a valid key cannot tell which exist).
+//  4. The slug names no tenant, or a tenant being deleted: 404
+//     "unknown tenant" (the catalog cache answers repeated unknown slugs);
+//     the key belongs to another tenant: 403.
 //  5. The tenant is suspended: 403; still provisioning: 409 (the status
 //     policy, tenantctx.Status.Decide, makes its work wait).
 //

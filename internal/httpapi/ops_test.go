@@ -203,8 +203,8 @@ func (panicCatalog) TenantBySlug(context.Context, string) (tenantctx.Tenant, err
 func TestPanicRecovery(t *testing.T) {
 	t.Parallel()
 	b := setup(t, func(o *httpapi.Options) { o.Catalog = panicCatalog{o.Catalog} })
-	key, _ := storage.NewAPIKey()
-	r := b.do(t, request{method: http.MethodPost, host: "acme.example.com", path: "/v1/invoices/1/pdf", bearer: key})
+	acme := b.provisioned(t, "acme") // its key is looked up first, then the slug
+	r := b.do(t, request{method: http.MethodPost, host: acme.host(), path: "/v1/invoices/1/pdf", bearer: acme.key})
 	wantStatus(t, r, http.StatusInternalServerError)
 	if got := r.errorText(t); got != "internal error" {
 		t.Fatalf("error %q", got)

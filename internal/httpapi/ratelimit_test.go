@@ -40,7 +40,9 @@ func TestFailedAuthIsRateLimited(t *testing.T) {
 		first    int
 	}{
 		{"random keys", "198.51.100.7", func(int) string { return acme.host() }, randomKey, http.StatusUnauthorized},
-		{"random subdomains", "203.0.113.9", func(i int) string { return fmt.Sprintf("guess-%d%s", i, suffix) }, randomKey, http.StatusNotFound},
+		// A random key is refused before the subdomain is looked up: the
+		// caller learns nothing about which subdomains exist.
+		{"random subdomains", "203.0.113.9", func(i int) string { return fmt.Sprintf("guess-%d%s", i, suffix) }, randomKey, http.StatusUnauthorized},
 	} {
 		before := b.pg.Queries()
 		counts := map[int]int{}

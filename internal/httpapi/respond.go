@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"reflect"
 	"slices"
 	"strings"
 	"syscall"
@@ -98,13 +100,18 @@ func dependencyUnavailable(err error) bool {
 // JSON object of the expected shape.
 var errBadBody = errors.New("invalid request body")
 
-// decodeJSON decodes exactly one JSON object into dst, refusing unknown
-// fields and trailing data. It answers the error itself (400 or 413) and
-// returns false when the body is unusable.
+// decodeJSON decodes exactly one JSON object into dst (a pointer to a
+// struct), refusing unknown fields (names match exactly, not in any case
+// as encoding/json would) and trailing data. It answers the error itself
+// (400 or 413, saying what is wrong in the JSON's own terms, never Go's)
+// and returns false when the body is unusable.
 func decodeJSON(w http.ResponseWriter, r *http.Request, dst any) bool {
 	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	err := dec.Decode(dst)
+	var raw json.RawMessage
+	err := dec.Decode(&raw)
+	if err == nil {
+		err = decodeExact(raw, dst)
+	}
 	if err == nil {
 		// Exactly one value: anything but EOF after it is an error.
 		if _, terr := dec.Token(); terr != io.EOF {
@@ -122,9 +129,63 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, dst any) bool {
 	case errors.Is(err, io.EOF):
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("%v: empty body", errBadBody))
 	default:
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("%v: %v", errBadBody, err))
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("%v: %s", errBadBody, bodyProblem(err)))
 	}
 	return false
+}
+
+// decodeExact decodes the JSON object raw into dst, a pointer to a struct
+// whose fields carry json tags: a member whose name is not exactly one of
+// the tags is an unknown field.
+func decodeExact(raw json.RawMessage, dst any) error {
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &members); err != nil {
+		return err
+	}
+	st := reflect.TypeOf(dst).Elem()
+	known := make(map[string]bool, st.NumField())
+	for i := range st.NumField() {
+		name, _, _ := strings.Cut(st.Field(i).Tag.Get("json"), ",")
+		known[name] = true
+	}
+	for name := range members {
+		if !known[name] {
+			return fmt.Errorf("unknown field %.60q", name)
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	return dec.Decode(dst)
+}
+
+// bodyProblem says what is wrong with a request body in JSON's terms:
+// encoding/json's own messages name Go types and struct fields.
+func bodyProblem(err error) string {
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	switch {
+	case errors.As(err, &typeErr):
+		want := "a number"
+		switch typeErr.Type.Kind() {
+		case reflect.String:
+			want = "a string"
+		case reflect.Bool:
+			want = "true or false"
+		case reflect.Slice, reflect.Array:
+			want = "an array"
+		case reflect.Struct, reflect.Map:
+			want = "an object"
+		}
+		if typeErr.Field == "" {
+			return "the body must be " + want
+		}
+		return fmt.Sprintf("%.60s must be %s", typeErr.Field, want)
+	case errors.As(err, &syntaxErr):
+		return fmt.Sprintf("not valid JSON (at byte %d)", syntaxErr.Offset)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "not valid JSON (it ends too early)"
+	}
+	return err.Error()
 }
 
 // joinSorted joins names in sorted order with ", ".

@@ -74,6 +74,19 @@ func (h *Handler) tenant(next http.Handler) http.Handler {
 			return
 		}
 		defer release() // also released below, once authenticated
+		// The key first: a caller without a valid key learns nothing about
+		// the subdomain, not even whether a tenant has it.
+		owner, err := h.opts.Catalog.TenantForAPIKey(ctx, key)
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			h.tenantFails.fail(addr)
+			w.Header().Set("WWW-Authenticate", `Bearer realm="api", error="invalid_token"`)
+			writeError(w, http.StatusUnauthorized, "invalid API key")
+			return
+		case err != nil:
+			h.internalError(w, r, "tenant for api key", err)
+			return
+		}
 		t, err := h.opts.Catalog.TenantBySlug(ctx, slug)
 		switch {
 		case errors.Is(err, storage.ErrNotFound):
@@ -84,21 +97,9 @@ func (h *Handler) tenant(next http.Handler) http.Handler {
 			h.internalError(w, r, "tenant by slug", err)
 			return
 		case t.Status.Decide(tenantctx.Work) == tenantctx.Refuse:
-			// Being deleted (or an unknown status): as if it did not
-			// exist, before the key says anything.
+			// Being deleted (or an unknown status): as if it did not exist.
 			h.tenantFails.fail(addr)
 			writeError(w, http.StatusNotFound, "unknown tenant")
-			return
-		}
-		owner, err := h.opts.Catalog.TenantForAPIKey(ctx, key)
-		switch {
-		case errors.Is(err, storage.ErrNotFound):
-			h.tenantFails.fail(addr)
-			w.Header().Set("WWW-Authenticate", `Bearer realm="api", error="invalid_token"`)
-			writeError(w, http.StatusUnauthorized, "invalid API key")
-			return
-		case err != nil:
-			h.internalError(w, r, "tenant for api key", err)
 			return
 		case owner != t.ID:
 			h.tenantFails.fail(addr)
