@@ -120,8 +120,10 @@
 // dependency but not its error (logged instead), GET /metrics is
 // Prometheus. Every error, including the mux's
 // own 404 and 405, is JSON {"error":"..."}. Bodies are limited to 1 MiB
-// (413 beyond). Every response carries X-Request-Id (a sane incoming one is
-// kept, otherwise one is generated); every request is logged once with its
+// (413 beyond: at once when Content-Length says so, else when a route that
+// takes a body reads past it; routes without a body never read one).
+// Every response carries X-Request-Id (a sane incoming one is kept,
+// otherwise one is generated); every request is logged once with its
 // route pattern, status, duration, request id and tenant id when known, and
 // counted by route pattern and status (never by tenant: unbounded labels).
 // A panic in a handler is logged with its stack and answered 500.
