@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Status is a tenant's lifecycle state. The lifecycle is
@@ -128,10 +130,45 @@ func (t Tenant) DatabaseName() string {
 	return t.Database
 }
 
+// Bounds of a tenant's free-text fields.
+const (
+	// MaxNameLen bounds a tenant's name, in bytes (it is printed on its
+	// invoices).
+	MaxNameLen = 200
+	// MaxPlanLen bounds a plan's name, in bytes.
+	MaxPlanLen = 40
+)
+
+// ErrInvalidText: a tenant's name or plan is too long, not valid UTF-8,
+// or holds control characters.
+var ErrInvalidText = errors.New("invalid tenant text")
+
+// ValidateText checks a free-text field of a tenant named field: at most
+// max bytes of valid UTF-8 without control characters. The error wraps
+// ErrInvalidText and says what is wrong with which field, not the value.
+func ValidateText(field, s string, max int) error {
+	if len(s) > max {
+		return fmt.Errorf("%w: %s longer than %d bytes", ErrInvalidText, field, max)
+	}
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("%w: %s is not valid UTF-8", ErrInvalidText, field)
+	}
+	for _, c := range s {
+		if unicode.IsControl(c) {
+			return fmt.Errorf("%w: %s contains control characters", ErrInvalidText, field)
+		}
+	}
+	return nil
+}
+
 // New returns a provisioning tenant with a fresh id and the schema derived
-// from slug, after validating the slug.
+// from slug, after validating the slug, the name and the plan
+// (ValidateText).
 func New(slug, name, plan string) (Tenant, error) {
 	if err := ValidateSlug(slug); err != nil {
+		return Tenant{}, err
+	}
+	if err := errors.Join(ValidateText("name", name, MaxNameLen), ValidateText("plan", plan, MaxPlanLen)); err != nil {
 		return Tenant{}, err
 	}
 	return Tenant{

@@ -10,8 +10,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/invoicing/tenantworker/internal/placement"
 	"github.com/invoicing/tenantworker/internal/tenancy"
@@ -112,8 +110,8 @@ func (h *Handler) notPropagated(w http.ResponseWriter, r *http.Request, op strin
 
 // Bounds of the free-text tenant fields.
 const (
-	maxNameLen = 200
-	maxPlanLen = 40
+	maxNameLen = tenantctx.MaxNameLen
+	maxPlanLen = tenantctx.MaxPlanLen
 )
 
 // createTenantRequest is POST /admin/tenants's body.
@@ -136,19 +134,11 @@ type createTenantBody struct {
 	Database string           `json:"database"`
 }
 
-// checkText validates a free-text field: valid UTF-8, no control
-// characters, at most max bytes.
-func checkText(field, s string, max int) error {
-	if len(s) > max {
-		return fmt.Errorf("%s longer than %d bytes", field, max)
-	}
-	if !utf8.ValidString(s) {
-		return fmt.Errorf("%s is not valid UTF-8", field)
-	}
-	for _, c := range s {
-		if unicode.IsControl(c) {
-			return fmt.Errorf("%s contains control characters", field)
-		}
+// checkText validates a free-text field (tenantctx.ValidateText) and
+// returns the error without its sentinel's prefix, for a 400 message.
+func checkText(field, v string, max int) error {
+	if err := tenantctx.ValidateText(field, v, max); err != nil {
+		return errors.New(strings.TrimPrefix(err.Error(), tenantctx.ErrInvalidText.Error()+": "))
 	}
 	return nil
 }
