@@ -453,8 +453,9 @@ func (d *Dispatcher) Hold(ctx context.Context, tenantID string, reason Reason, q
 // reason is left, tasks parked while it was held go back to the front of
 // its backlog and admission resumes. A parked task that a worker is still
 // handing back to asynq is released by retrying for up to a second; the
-// count of those that could not be released yet (they are released by the
-// next Release) is returned.
+// count of those that could not be released yet is returned (once asynq
+// holds them for their retry, any worker's next heartbeat, Serve, puts
+// them back in the backlog).
 func (d *Dispatcher) Release(ctx context.Context, tenantID string, reason Reason, queues ...string) (int, error) {
 	var stuck int
 	var err error

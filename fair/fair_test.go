@@ -1047,3 +1047,39 @@ func TestReplaceWaitsForTheReport(t *testing.T) {
 		t.Fatalf("after the replace: %+v; want the one new run", s)
 	}
 }
+
+// TestParkedTaskStillRunningAtReleaseComesBack: a parked task whose
+// worker had not handed it back to asynq when the hold was lifted (Release
+// reports it stuck) comes back to its backlog at the next heartbeat after
+// asynq put it in its retry set, instead of waiting there an hour.
+func TestParkedTaskStillRunningAtReleaseComesBack(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 2)
+	ctx := context.Background()
+	enqueue(t, b, "tn_late", fair.Policy{Weight: 1}, 0, 3)
+	id := dequeue(t, b)
+	if _, err := b.d.Hold(ctx, "tn_late", fair.Suspended, q); err != nil {
+		t.Fatal(err)
+	}
+	if parked, err := b.d.Park(ctx, q, id, "tn_late", "invoice:pdf"); err != nil || !parked {
+		t.Fatalf("Park = %v, %v", parked, err)
+	}
+	// Released while the worker still has it (asynq: active).
+	stuck, err := b.d.Release(ctx, "tn_late", fair.Suspended, q)
+	if err != nil || stuck != 1 {
+		t.Fatalf("Release = %d stuck, %v; want the running one stuck", stuck, err)
+	}
+	// Now asynq handles the worker's error: to retry, an hour later.
+	b.rdb.LRem(ctx, "asynq:{"+q+"}:active", 0, id)
+	b.rdb.HSet(ctx, "asynq:{"+q+"}:t:"+id, "state", "retry")
+	b.rdb.ZAdd(ctx, "asynq:{"+q+"}:retry", redis.Z{Score: float64(time.Now().Add(time.Hour).Unix()), Member: id})
+	if err := b.d.Heartbeat(ctx, q, "w1", 2, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := b.rdb.ZCard(ctx, "asynq:{"+q+"}:retry").Result(); n != 0 {
+		t.Fatal("parked task still in asynq's retry set after the heartbeat")
+	}
+	if s := stats(t, b, "tn_late"); s.Parked != 0 || s.Waiting+s.Admitted != 3 {
+		t.Fatalf("after the heartbeat: %+v; want the three tasks back, none parked", s)
+	}
+}

@@ -172,6 +172,35 @@ local function wait(t, id, typ, msg, enq)
   countWaiting(t, typ, 1)
 end
 
+-- releaseParked puts t's parked tasks that asynq holds for their retry
+-- back at the front of its backlog; a parked task still running (its
+-- worker has not handed it back yet) stays parked. It returns how many
+-- went back and how many are still running. A tenant with nothing parked
+-- any more leaves the set of tenants with parked tasks.
+local function releaseParked(t)
+  local released, active = 0, 0
+  local parked = redis.call('HGETALL', P .. 'parked:' .. t)
+  for i = #parked - 1, 1, -2 do
+    local id, typ = parked[i], parked[i + 1]
+    local key = A .. 't:' .. id
+    local st = redis.call('HGET', key, 'state')
+    if st == 'retry' then
+      local msg = redis.call('HGET', key, 'msg')
+      redis.call('ZREM', A .. 'retry', id)
+      redis.call('DEL', key)
+      redis.call('HDEL', P .. 'parked:' .. t, id)
+      wait(t, id, typ, msg, NOW)
+      released = released + 1
+    elseif st == 'active' then
+      active = active + 1
+    else
+      redis.call('HDEL', P .. 'parked:' .. t, id)
+    end
+  end
+  if active == 0 then redis.call('SREM', P .. 'parkedt', t) end
+  return released, active
+end
+
 -- reap checks admitted tasks whose lease ran out: still pending or active
 -- in asynq, they get another lease; otherwise (finished, retrying, deleted
 -- without a report from a worker, e.g. after kill -9) their slot is freed.
@@ -534,6 +563,15 @@ end
 local sum = 0
 for _, v in ipairs(redis.call('HVALS', P .. 'conc')) do sum = sum + num(v, 0) end
 redis.call('SET', P .. 'cap', sum)
+-- Parked tasks of tenants no longer held that were still running when
+-- their hold was lifted: asynq has them in its retry set now (for an
+-- hour); they go back to their backlog. At most 20 tenants a beat.
+for _, t in ipairs(redis.call('SRANDMEMBER', P .. 'parkedt', 20)) do
+  if not held(t) then
+    releaseParked(t)
+    reconsider(t)
+  end
+end
 return admit()
 `)
 
@@ -551,6 +589,7 @@ local id, t, typ = ARGV[10], ARGV[11], ARGV[12]
 if not held(t) then return 'free' end
 finish(id)
 redis.call('HSET', P .. 'parked:' .. t, id, typ)
+redis.call('SADD', P .. 'parkedt', t)
 return 'parked'
 `)
 
@@ -593,25 +632,7 @@ if set then
   return { moved, 0 }
 end
 if h ~= '' then return { 0, 0 } end
-local released, active = 0, 0
-local parked = redis.call('HGETALL', P .. 'parked:' .. t)
-for i = #parked - 1, 1, -2 do
-  local id, typ = parked[i], parked[i + 1]
-  local key = A .. 't:' .. id
-  local st = redis.call('HGET', key, 'state')
-  if st == 'retry' then
-    local msg = redis.call('HGET', key, 'msg')
-    redis.call('ZREM', A .. 'retry', id)
-    redis.call('DEL', key)
-    redis.call('HDEL', P .. 'parked:' .. t, id)
-    wait(t, id, typ, msg, NOW)
-    released = released + 1
-  elseif st == 'active' then
-    active = active + 1
-  else
-    redis.call('HDEL', P .. 'parked:' .. t, id)
-  end
-end
+local released, active = releaseParked(t)
 reconsider(t)
 admit()
 return { released, active }
