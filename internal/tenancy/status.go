@@ -39,21 +39,21 @@ func (s *Service) Suspend(ctx context.Context, id, actor string) (tenantctx.Tena
 // Resume moves a suspended tenant back to active (active again is a
 // no-op). A provisioning tenant cannot be resumed: it becomes active only
 // when its migrations succeed (Migrate). With fair dispatch its backlog is
-// released first, parked tasks at its front, in order; if that fails
-// nothing changed and the error says so.
+// then released, parked tasks at its front, in order. The status changes
+// first, so that the released tasks find their tenant active when a
+// worker takes them (released first, they would meet the old status and
+// wait another 15-30 s). If the release fails, the tenant is active, its
+// backlog still held, and the error says so; resuming again (a no-op for
+// the status) releases it.
 func (s *Service) Resume(ctx context.Context, id, actor string) (tenantctx.Tenant, error) {
-	if s.fair != nil {
-		t, err := s.catalog.TenantByID(ctx, id)
-		if err != nil {
-			return t, fmt.Errorf("move tenant to %s: %w", tenantctx.StatusActive, err)
-		}
-		if t.Status == tenantctx.StatusSuspended || t.Status == tenantctx.StatusActive {
-			if _, err := s.fair.Release(ctx, id, fair.Suspended, s.layout().WorkQueues()...); err != nil {
-				return t, fmt.Errorf("resume tenant %s: release its backlog: %w", id, err)
-			}
-		}
+	t, err := s.changeStatus(ctx, id, tenantctx.StatusSuspended, tenantctx.StatusActive, actor)
+	if s.fair == nil || (err != nil && !errors.Is(err, storage.ErrInvalidationFailed)) {
+		return t, err
 	}
-	return s.changeStatus(ctx, id, tenantctx.StatusSuspended, tenantctx.StatusActive, actor)
+	if _, rerr := s.fair.Release(ctx, id, fair.Suspended, s.layout().WorkQueues()...); rerr != nil {
+		return t, fmt.Errorf("resume tenant %s: active, but its backlog is still held (resume again): %w", id, rerr)
+	}
+	return t, err
 }
 
 // changeStatus moves the tenant from `from` (or `to` already) to `to`. On
