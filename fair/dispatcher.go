@@ -530,7 +530,7 @@ func (d *Dispatcher) Drain(ctx context.Context, tenantID string, queues ...strin
 		// first step: tasks enqueued while it drains may stay.
 		first, budget := "1", -1
 		for budget != 0 {
-			res, err := drainScript.Run(ctx, d.rdb, keys(q), append(d.common(3), tenantID, drainStep, first)...).Int64Slice()
+			res, err := drainScript.Run(ctx, d.rdb, keys(q), append(d.common(4), tenantID, drainStep, first, budget)...).Int64Slice()
 			if err != nil {
 				return out, fmt.Errorf("fair: drain tenant %s in %s: %w", tenantID, q, err)
 			}

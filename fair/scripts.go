@@ -92,9 +92,16 @@ local function held(t)
   return h and h ~= ''
 end
 
+-- draining reports whether a Drain of t is under way (Dispatcher.Drain
+-- works in steps; between them t's backlog must not be admitted). The
+-- mark expires a minute after the last step, should its caller be gone.
+local function draining(t)
+  return num(redis.call('HGET', tkey(t), 'drain'), 0) > NOW
+end
+
 local function eligible(t)
   if redis.call('LLEN', P .. 'b:' .. t) == 0 then return false end
-  if held(t) then return false end
+  if held(t) or draining(t) then return false end
   local mr = num(redis.call('HGET', tkey(t), 'mr'), 0)
   if mr > 0 and redis.call('SCARD', P .. 'run:' .. t) >= mr then return false end
   return true
@@ -269,7 +276,7 @@ local function admit()
     local h = redis.call('HMGET', tkey(t), 'w', 'mr')
     local w = num(h[1], 1)
     if w < 1 then w = 1 end
-    i = { w = w, mr = num(h[2], 0), run = redis.call('SCARD', P .. 'run:' .. t), left = redis.call('LLEN', P .. 'b:' .. t), held = held(t), est = {}, taken = {} }
+    i = { w = w, mr = num(h[2], 0), run = redis.call('SCARD', P .. 'run:' .. t), left = redis.call('LLEN', P .. 'b:' .. t), held = held(t) or draining(t), est = {}, taken = {} }
     info[t] = i
     return i
   end
@@ -572,6 +579,14 @@ for _, t in ipairs(redis.call('SRANDMEMBER', P .. 'parkedt', 20)) do
     reconsider(t)
   end
 end
+-- A drain whose caller went away between its steps: its mark expired.
+for _, t in ipairs(redis.call('SRANDMEMBER', P .. 'draining', 20)) do
+  if not draining(t) then
+    redis.call('HDEL', tkey(t), 'drain')
+    redis.call('SREM', P .. 'draining', t)
+    reconsider(t)
+  end
+end
 return admit()
 `)
 
@@ -587,7 +602,9 @@ return admit()
 var parkScript = redis.NewScript(prelude + `
 local id, t, typ = ARGV[10], ARGV[11], ARGV[12]
 if not held(t) then return 'free' end
-finish(id)
+-- It will be admitted (and charged) again on release: refund this time.
+local ft, _, est = finish(id)
+if ft then charge(ft, -est / weight(ft)) end
 redis.call('HSET', P .. 'parked:' .. t, id, typ)
 redis.call('SADD', P .. 'parkedt', t)
 return 'parked'
@@ -646,7 +663,12 @@ return { released, active }
 // while waiting tasks remain.
 //
 //	ARGV[10] tenant, ARGV[11] most waiting tasks to discard, ARGV[12] "1"
-//	on the first call (the admitted and parked tasks go then).
+//	on the first call (the admitted and parked tasks go then), ARGV[13]
+//	how many waiting tasks the drain still means to discard (-1: all
+//	there are; the call that reaches it is the last step).
+//
+// Between steps the tenant is marked draining: admission skips it, so
+// its backlog does not trickle into asynq while it is being discarded.
 //
 // It returns {waiting, admitted, parked, remaining} counts: what it
 // discarded, and what still waits in the backlog.
@@ -671,6 +693,15 @@ if #ids > 0 then
   for typ, n in pairs(taken) do countWaiting(t, typ, -n) end
 end
 local remaining = redis.call('LLEN', b)
+local budget = tonumber(ARGV[13])
+if remaining == 0 or (budget >= 0 and #ids >= budget) then
+  -- The last step: admission may take the tenant's tasks again.
+  redis.call('HDEL', tkey(t), 'drain')
+  redis.call('SREM', P .. 'draining', t)
+else
+  redis.call('HSET', tkey(t), 'drain', NOW + 60000)
+  redis.call('SADD', P .. 'draining', t)
+end
 if remaining == 0 then
   -- Nothing waits: what the counters still say is drift.
   for _, f in ipairs(redis.call('HKEYS', tkey(t))) do
@@ -685,7 +716,8 @@ if ARGV[12] == '1' then
     if redis.call('HGET', key, 'state') == 'pending' then
       redis.call('LREM', A .. 'pending', 1, id)
       redis.call('DEL', key)
-      finish(id)
+      local ft, _, est = finish(id)
+      if ft then charge(ft, -est / weight(ft)) end -- it never runs
       admitted = admitted + 1
     end
   end
