@@ -49,8 +49,9 @@ func authStatus(t *testing.T, p *proc, tn tenantRef, key string) int {
 }
 
 // tenantGoneStatus is like authStatus with tn's own key, but answers 404
-// only when the tenant is unknown (deleted), and 0 when the key was
-// accepted (a 404 for the unknown task).
+// only when the tenant is gone (404 "unknown tenant" while it is being
+// deleted, or 401 once its destroy revoked the key), and 0 when the key
+// was accepted (a 404 for the unknown task).
 func tenantGoneStatus(t *testing.T, p *proc, tn tenantRef) int {
 	t.Helper()
 	status, body := call(t, p, http.MethodGet, "/v1/tasks/no-such-task", tn.host(), tn.Key)
@@ -59,6 +60,11 @@ func tenantGoneStatus(t *testing.T, p *proc, tn tenantRef) int {
 	}
 	if status == http.StatusNotFound && (json.Unmarshal(body, &e) != nil || e.Error != "unknown tenant") {
 		return 0
+	}
+	if status == http.StatusUnauthorized && json.Unmarshal(body, &e) == nil && e.Error == "invalid API key" {
+		// Its destroy has run and revoked its keys: gone as well (the key
+		// is checked before the subdomain).
+		return http.StatusNotFound
 	}
 	return status
 }

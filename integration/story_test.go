@@ -509,8 +509,9 @@ func (s *story) deleteTenant(t *testing.T, tn *storyTenant, taskID string) {
 		t.Errorf("DELETE /admin/tenants/%s: %s; want id %s, status deleting", tn.ID, r, tn.ID)
 	}
 
-	// At once: every tenant route of the deleted tenant is 404, with its
-	// own still-valid key.
+	// At once: every tenant route of the deleted tenant is refused with its
+	// own key: 404 "unknown tenant" while it is being deleted, 401 once its
+	// destroy (which may already have run) revoked the key.
 	key := storyBearer(tn.key)
 	for _, rt := range [][2]string{
 		{"GET", "/v1/invoices/1/pdf"},
@@ -518,7 +519,10 @@ func (s *story) deleteTenant(t *testing.T, tn *storyTenant, taskID string) {
 		{"POST", "/v1/invoices/1/reminders"},
 		{"GET", "/v1/tasks/" + taskID},
 	} {
-		s.client.expect(t, http.StatusNotFound, rt[0], rt[1], tn.host, key, nil)
+		r := s.client.do(t, rt[0], rt[1], tn.host, key, nil)
+		if r.status != http.StatusNotFound && r.status != http.StatusUnauthorized {
+			t.Fatalf("%s %s of the deleted tenant: got %s, want 404 (being deleted) or 401 (destroyed: key revoked)", rt[0], rt[1], r)
+		}
 	}
 
 	// Eventually: tenant:destroy erased the schema, the documents and the
@@ -554,8 +558,9 @@ func (s *story) deleteTenant(t *testing.T, tn *storyTenant, taskID string) {
 	if rows != 0 || keys != 0 {
 		t.Errorf("after destroy: %d tenancy.tenants rows and %d tenancy.api_keys rows of %s remain, want 0 and 0", rows, keys, tn.ID)
 	}
-	// Its routes stay 404 once the row is gone.
-	s.client.expect(t, http.StatusNotFound, "GET", "/v1/invoices/1/pdf", tn.host, key, nil)
+	// Once the row and its keys are gone, its old key is refused as any
+	// unknown key is (401), before the subdomain says anything.
+	s.client.expect(t, http.StatusUnauthorized, "GET", "/v1/invoices/1/pdf", tn.host, key, nil)
 
 	// The audit log keeps the deletion, and no personal data.
 	qrows, err := s.pool.Query(ctx,
