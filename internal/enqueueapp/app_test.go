@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/internal/backend"
@@ -22,6 +24,7 @@ import (
 	"github.com/invoicing/tenantworker/internal/enqueueapp"
 	"github.com/invoicing/tenantworker/internal/tenancy"
 	"github.com/invoicing/tenantworker/internal/testenv"
+	"github.com/invoicing/tenantworker/invoice"
 	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tasks"
@@ -299,8 +302,31 @@ func TestPDFCommand(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	tn := f.provision(t, "acme")
+	if _, err := schema.Migrate(ctx, f.deps.SchemaPool, tn.Schema, 0); err != nil {
+		t.Fatal(err)
+	}
+	err := schema.InTenant(tenantctx.WithTenant(ctx, tn), f.deps.Pool, func(ctx context.Context, tx pgx.Tx) error {
+		news := make([]invoice.New, 9)
+		for i := range news {
+			news[i] = invoice.New{Number: fmt.Sprintf("ACME-%d", i+1), Status: "sent", Customer: invoice.Customer{Name: "C", Email: "c@example.org"}}
+		}
+		_, err := invoice.Create(ctx, tx, news...)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := f.deps.Catalog.SetStatus(ctx, tn.ID, tenantctx.StatusActive); err != nil {
 		t.Fatal(err)
+	}
+	// An invoice the tenant does not have: nothing enqueued, as over HTTP.
+	code, _, stderr := f.run(t, false, "pdf", "--tenant", "acme", "--invoice", "10")
+	if code != enqueueapp.ExitFailure || !strings.Contains(stderr, "invoice 10 not found") {
+		t.Fatalf("missing invoice: exit %d stderr %q", code, stderr)
+	}
+	missing := tasks.InvoicePDF{TenantID: tn.ID, InvoiceID: 10}.Spec().TaskID
+	if ti, err := f.deps.Enqueuer.TenantTask(ctx, tn.ID, missing); !errors.Is(err, tasks.ErrTaskNotFound) {
+		t.Fatalf("task of the missing invoice: %+v, %v; want none", ti, err)
 	}
 	code, stdout, stderr := f.run(t, false, "pdf", "--tenant", "acme", "--invoice", "9")
 	if code != enqueueapp.ExitOK {

@@ -11,8 +11,12 @@ import (
 	"os"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/invoicing/tenantworker/internal/backend"
 	"github.com/invoicing/tenantworker/internal/config"
+	"github.com/invoicing/tenantworker/internal/placement"
+	"github.com/invoicing/tenantworker/invoice"
 	"github.com/invoicing/tenantworker/tasks"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
@@ -187,14 +191,14 @@ func serveCmd(ctx context.Context, args []string, sio IO) error {
 func pdfCmd(ctx context.Context, args []string, sio IO) error {
 	fs := flagSet("pdf", "pdf --tenant SLUG --invoice ID", sio)
 	slug := fs.String("tenant", "", "tenant slug (required)")
-	invoice := fs.Int64("invoice", 0, "invoice id, a positive integer (required)")
+	invoiceID := fs.Int64("invoice", 0, "invoice id, a positive integer (required)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if err := tenantctx.ValidateSlug(*slug); err != nil {
 		return fmt.Errorf("%w: --tenant: %w", errUsage, err)
 	}
-	if *invoice <= 0 {
+	if *invoiceID <= 0 {
 		return fmt.Errorf("%w: --invoice must be a positive integer", errUsage)
 	}
 	b, err := openCLI(ctx, sio)
@@ -212,7 +216,18 @@ func pdfCmd(ctx context.Context, args []string, sio IO) error {
 	case tenantctx.Wait:
 		b.logger.Warn("tenant is not active: the render waits until it is", "tenant_id", t.ID, "status", t.Status)
 	}
-	res, err := b.Enqueuer.Enqueue(ctx, tasks.InvoicePDF{TenantID: t.ID, InvoiceID: *invoice})
+	// As the HTTP route does: no task for an invoice the tenant does not
+	// have (it would only be archived).
+	var exists bool
+	var check pgx.Batch
+	invoice.QueueExists(&check, *invoiceID, &exists)
+	if err := placement.InTenantBatch(tenantctx.WithTenant(ctx, t), b.Pools, b.Pool, &check); err != nil {
+		return fmt.Errorf("check invoice %d of tenant %s: %w", *invoiceID, *slug, err)
+	}
+	if !exists {
+		return fmt.Errorf("invoice %d not found in tenant %s: nothing enqueued", *invoiceID, *slug)
+	}
+	res, err := b.Enqueuer.Enqueue(ctx, tasks.InvoicePDF{TenantID: t.ID, InvoiceID: *invoiceID})
 	if err != nil {
 		return err
 	}

@@ -13,7 +13,6 @@ import (
 
 	"github.com/invoicing/tenantworker/internal/placement"
 	"github.com/invoicing/tenantworker/invoice"
-	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tasks"
 	"github.com/invoicing/tenantworker/tenantctx"
@@ -84,11 +83,7 @@ func (h *Handler) hasDatabase() bool { return h.opts.Pool != nil || h.opts.Pools
 // inTenantBatch runs b in the schema of the tenant in ctx, on the database
 // that holds it: one round trip (schema.InTenantBatch).
 func (h *Handler) inTenantBatch(ctx context.Context, b *pgx.Batch) error {
-	pool, err := placement.PoolFor(ctx, h.opts.Pools, h.opts.Pool, tenantctx.MustFromContext(ctx))
-	if err != nil {
-		return err
-	}
-	return schema.InTenantBatch(ctx, pool, b)
+	return placement.InTenantBatch(ctx, h.opts.Pools, h.opts.Pool, b)
 }
 
 // invoiceExists answers 404 and returns false when the tenant in the

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/invoicing/tenantworker/schema"
@@ -308,6 +309,21 @@ func PoolFor(ctx context.Context, r *Registry, fallback *pgxpool.Pool, t tenantc
 		return nil, fmt.Errorf("tenant %s: no database pool configured", t.ID)
 	}
 	return fallback, nil
+}
+
+// InTenantBatch runs b as one unit of work pinned to the tenant in ctx
+// (schema.InTenantBatch: one round trip) on the pool of its database
+// (PoolFor).
+func InTenantBatch(ctx context.Context, r *Registry, fallback *pgxpool.Pool, b *pgx.Batch) error {
+	t, ok := tenantctx.FromContext(ctx)
+	if !ok {
+		return fmt.Errorf("in tenant batch: %w", schema.ErrNoTenant)
+	}
+	pool, err := PoolFor(ctx, r, fallback, t)
+	if err != nil {
+		return err
+	}
+	return schema.InTenantBatch(ctx, pool, b)
 }
 
 // Add registers database name with its URL in the catalog (`enqueue db
