@@ -1083,3 +1083,36 @@ func TestParkedTaskStillRunningAtReleaseComesBack(t *testing.T) {
 		t.Fatalf("after the heartbeat: %+v; want the three tasks back, none parked", s)
 	}
 }
+
+// TestHoldKeepsEnqueueTime: a task a hold moves back to the backlog, and a
+// parked one released, keep the time they were enqueued: the tenant's
+// oldest wait counts from then, not from the hold.
+func TestHoldKeepsEnqueueTime(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 2)
+	ctx := context.Background()
+	enqueue(t, b, "tn_old", fair.Policy{Weight: 1}, 0, 3) // two admitted, one waits
+	running := dequeue(t, b)
+	b.clock.Advance(10 * time.Second)
+	if _, err := b.d.Hold(ctx, "tn_old", fair.Suspended, q); err != nil {
+		t.Fatal(err)
+	}
+	if parked, err := b.d.Park(ctx, q, running, "tn_old", "invoice:pdf"); err != nil || !parked {
+		t.Fatalf("Park = %v, %v", parked, err)
+	}
+	b.rdb.LRem(ctx, "asynq:{"+q+"}:active", 0, running)
+	b.rdb.HSet(ctx, "asynq:{"+q+"}:t:"+running, "state", "retry")
+	b.rdb.ZAdd(ctx, "asynq:{"+q+"}:retry", redis.Z{Score: float64(time.Now().Add(time.Hour).Unix()), Member: running})
+	if s := stats(t, b, "tn_old"); s.OldestWait < 10*time.Second {
+		t.Fatalf("oldest wait after the hold moved a task back: %v, want at least 10s", s.OldestWait)
+	}
+	b.clock.Advance(5 * time.Second)
+	if _, err := b.d.Release(ctx, "tn_old", fair.Suspended, q); err != nil {
+		t.Fatal(err)
+	}
+	// Release admitted what fits (two); what still waits counts from its
+	// enqueue 15 s ago.
+	if s := stats(t, b, "tn_old"); s.Waiting != 1 || s.OldestWait < 15*time.Second {
+		t.Fatalf("after the release: %d waiting, oldest %v; want one, waiting at least 15s", s.Waiting, s.OldestWait)
+	}
+}

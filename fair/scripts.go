@@ -30,10 +30,12 @@ import "github.com/redis/go-redis/v9"
 //	P..'t:'..tenant  HASH w (weight), mr (max running), mw (max waiting), vt (virtual time while not ready),
 //	                 n:<type> (waiting by type), c:<type> (measured cost EWMA, us)
 //	P..'run:'..tenant SET the tenant's admitted, unfinished task ids
-//	P..'adm'         HASH admitted task id -> tenant \t type \t estimated cost (us)
+//	P..'adm'         HASH admitted task id -> tenant \t type \t estimated cost (us) \t enqueue time (ms)
 //	P..'dl'          ZSET admitted task id -> check-again time (ms)
 //	P..'hold'        HASH tenant -> hold reasons ('s' suspended, 'p' paused)
-//	P..'parked:'..tenant HASH task id -> type: tasks parked in asynq's retry set while held
+//	P..'parked:'..tenant HASH task id -> type \t enqueue time (ms): tasks parked in asynq's retry set while held
+//	P..'parkedt'     SET tenants with parked tasks (the heartbeat releases those no longer held)
+//	P..'draining'    SET tenants a stepwise Drain is working through (their t: hash's 'drain': until when, ms)
 //	P..'cost'        HASH type -> measured cost EWMA over all tenants (us); '*' -> over the queue
 //	P..'depth'       ZSET tenant -> waiting tasks (top-K metrics)
 //	P..'workers'     ZSET worker id -> heartbeat expiry (ms); P..'conc' HASH worker id -> concurrency; P..'cap' STRING their sum
@@ -160,16 +162,17 @@ local function countWaiting(t, typ, d)
   end
 end
 
--- finish drops an admitted task's accounting; it returns its tenant, type
--- and estimated cost, or nil when the task was not admitted (any more).
+-- finish drops an admitted task's accounting; it returns its tenant, type,
+-- estimated cost and enqueue time (ms; nil when not recorded), or nil when
+-- the task was not admitted (any more).
 local function finish(id)
   local meta = redis.call('HGET', P .. 'adm', id)
   if not meta then return nil end
   redis.call('HDEL', P .. 'adm', id)
   redis.call('ZREM', P .. 'dl', id)
-  local f = fields(meta, 2)
+  local f = fields(meta, 3)
   redis.call('SREM', P .. 'run:' .. f[1], id)
-  return f[1], f[2], num(f[3], 0)
+  return f[1], f[2], num(f[3], 0), num(f[4], nil)
 end
 
 -- wait puts a task back at the front of its tenant's backlog.
@@ -188,7 +191,8 @@ local function releaseParked(t)
   local released, active = 0, 0
   local parked = redis.call('HGETALL', P .. 'parked:' .. t)
   for i = #parked - 1, 1, -2 do
-    local id, typ = parked[i], parked[i + 1]
+    local id, pf = parked[i], fields(parked[i + 1], 1)
+    local typ, enq = pf[1], num(pf[2], NOW)
     local key = A .. 't:' .. id
     local st = redis.call('HGET', key, 'state')
     if st == 'retry' then
@@ -196,7 +200,7 @@ local function releaseParked(t)
       redis.call('ZREM', A .. 'retry', id)
       redis.call('DEL', key)
       redis.call('HDEL', P .. 'parked:' .. t, id)
-      wait(t, id, typ, msg, NOW)
+      wait(t, id, typ, msg, enq)
       released = released + 1
     elseif st == 'active' then
       active = active + 1
@@ -356,7 +360,7 @@ local function admit()
           local est = i.est[typ]
           if not est then est = estimate(t, typ); i.est[typ] = est end
           adm[#adm + 1] = id
-          adm[#adm + 1] = t .. SEP .. typ .. SEP .. fmt(est)
+          adm[#adm + 1] = t .. SEP .. typ .. SEP .. fmt(est) .. SEP .. fmt(enq)
           dl[#dl + 1] = NOW + LEASE
           dl[#dl + 1] = id
           i.run = i.run + 1
@@ -492,7 +496,7 @@ for i = 0, n - 1 do
   if not seen[id] and redis.call('HGET', A .. 't:' .. id, 'state') ~= 'pending' then
     local meta = redis.call('HGET', P .. 'adm', id)
     if meta then
-      local f = fields(meta, 2)
+      local f = fields(meta, 3)
       done[#done + 1] = id
       runs[f[1]] = runs[f[1]] or {}
       table.insert(runs[f[1]], id)
@@ -603,9 +607,9 @@ var parkScript = redis.NewScript(prelude + `
 local id, t, typ = ARGV[10], ARGV[11], ARGV[12]
 if not held(t) then return 'free' end
 -- It will be admitted (and charged) again on release: refund this time.
-local ft, _, est = finish(id)
+local ft, _, est, enq = finish(id)
 if ft then charge(ft, -est / weight(ft)) end
-redis.call('HSET', P .. 'parked:' .. t, id, typ)
+redis.call('HSET', P .. 'parked:' .. t, id, typ .. SEP .. fmt(enq or NOW))
 redis.call('SADD', P .. 'parkedt', t)
 return 'parked'
 `)
@@ -637,11 +641,11 @@ if set then
       local key = A .. 't:' .. id
       if redis.call('HGET', key, 'state') == 'pending' then
         local msg = redis.call('HGET', key, 'msg')
-        local _, typ, est = finish(id)
+        local _, typ, est, enq = finish(id)
         redis.call('LREM', A .. 'pending', 1, id)
         redis.call('DEL', key)
         charge(t, -est / weight(t))
-        wait(t, id, typ, msg, NOW)
+        wait(t, id, typ, msg, enq or NOW)
         moved = moved + 1
       end
     end
