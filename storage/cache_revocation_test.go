@@ -162,6 +162,12 @@ func TestCacheRevocationFailsWhenInvalidationFails(t *testing.T) {
 		if got, err := broken.SetStatus(ctx, tn.ID, tenantctx.StatusSuspended); !errors.Is(err, storage.ErrInvalidationFailed) || got.Status != tenantctx.StatusSuspended {
 			t.Errorf("SetStatus with %v failing: %s, %v; want suspended and ErrInvalidationFailed", failing, got.Status, err)
 		}
+		if got, err := broken.SetLimits(ctx, tn.ID, "pro", tenantctx.Limits{MaxRunning: 3}); !errors.Is(err, storage.ErrInvalidationFailed) || got.Plan != "pro" {
+			t.Errorf("SetLimits with %v failing: %+v, %v; want saved and ErrInvalidationFailed", failing, got, err)
+		}
+		if got, err := broken.SetPlacement(ctx, tn.ID, tenantctx.DefaultDatabase); !errors.Is(err, storage.ErrInvalidationFailed) || got.ID != tn.ID {
+			t.Errorf("SetPlacement with %v failing: %+v, %v; want saved and ErrInvalidationFailed", failing, got, err)
+		}
 		if _, err := broken.TenantByID(ctx, tn.ID); err != nil {
 			t.Errorf("a lookup with %v failing: %v", failing, err)
 		}

@@ -192,7 +192,10 @@ func (c *Cache) Databases(ctx context.Context) ([]Database, error) {
 
 // SetPlacement changes the tenant's database in the backend, then
 // invalidates the tenant in every layer and instance, so every process
-// reaches its schema where it now lives.
+// reaches its schema where it now lives. An invalidation that could not be
+// applied or published is an error wrapping ErrInvalidationFailed, with
+// the tenant: the placement is saved, but other instances may reach the
+// old database until their cache entry expires.
 func (c *Cache) SetPlacement(ctx context.Context, id, database string) (tenantctx.Tenant, error) {
 	if err := tenantctx.ValidateID(id); err != nil {
 		return tenantctx.Tenant{}, fmt.Errorf("set placement: %w: %w", ErrNotFound, err)
@@ -201,6 +204,8 @@ func (c *Cache) SetPlacement(ctx context.Context, id, database string) (tenantct
 	if err != nil {
 		return t, err
 	}
-	c.invalidate(ctx, tenantCacheKeys(id, t.Slug), "")
+	if ierr := c.invalidate(ctx, tenantCacheKeys(id, t.Slug), ""); ierr != nil {
+		return t, fmt.Errorf("set placement of tenant %s: %w", id, ierr)
+	}
 	return t, nil
 }

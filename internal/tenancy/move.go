@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/invoicing/tenantworker/schema"
+	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
 
@@ -129,11 +130,15 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 	if err != nil {
 		return fail("pause", err)
 	}
+	keepPaused := false // the switch was not propagated: resuming would run tasks on the old database
 	if !q.Paused {
 		if _, err := s.PauseQueue(ctx, id, actor); err != nil {
 			return fail("pause", err)
 		}
 		defer func() {
+			if keepPaused {
+				return
+			}
 			if err := s.ResumeQueue(context.WithoutCancel(ctx), id, actor); err != nil {
 				s.logger.ErrorContext(ctx, "resume the queue after a move", slog.String("tenant_id", id), slog.String("error", err.Error()))
 			}
@@ -173,6 +178,20 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 		return fail("switch", dropCopy(fmt.Errorf("%w: the tenant was moved to %s meanwhile", ErrMoveRefused, cur.DatabaseName())))
 	}
 	moved, err := s.catalog.SetPlacement(ctx, id, to)
+	if errors.Is(err, storage.ErrInvalidationFailed) {
+		// Switched, but other processes may still reach the old database
+		// from their caches: try to publish it again while nothing runs.
+		err = s.propagatePlacement(ctx, id, to, opts)
+		if err != nil {
+			keepPaused = true
+			m.Tenant = moved
+			s.logger.ErrorContext(ctx, "tenant moved but the switch was not propagated: its queue stays paused and the old schema is kept",
+				slog.String("tenant_id", id), slog.String("from", from), slog.String("to", to), slog.String("error", err.Error()))
+			return m, fmt.Errorf("move tenant %s from %s to %s: switched, but not propagated to every process (%w): "+
+				"its queue stays paused and the old schema is kept; once Redis works, resume the queue after the tenant cache's Redis TTL, then drop schema %s in %s",
+				id, from, to, err, t.Schema, from)
+		}
+	}
 	if err != nil {
 		return fail("switch", dropCopy(err))
 	}
@@ -193,6 +212,24 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 		"tables": len(m.Tables), "rows": m.Rows, "old_schema_dropped": m.OldSchemaDropped}
 	s.logFailure(ctx, id, ActionMoved, s.audit(context.WithoutCancel(ctx), id, actor, ActionMoved, detail))
 	return m, nil
+}
+
+// propagatePlacement saves the tenant's placement again (the same value)
+// until its cache invalidation is published, for up to opts.DrainTimeout
+// or 30 s, whichever is shorter.
+func (s *Service) propagatePlacement(ctx context.Context, id, to string, opts MoveOptions) error {
+	deadline := time.Now().Add(min(opts.DrainTimeout, 30*time.Second))
+	for {
+		_, err := s.catalog.SetPlacement(ctx, id, to)
+		if err == nil || !errors.Is(err, storage.ErrInvalidationFailed) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return errors.Join(err, ctx.Err())
+		case <-time.After(opts.Poll * 5):
+		}
+	}
 }
 
 // waitIdle waits until none of the tenant's tasks is running or admitted

@@ -3,7 +3,9 @@ package tenancy_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -280,5 +282,42 @@ func TestMoveFailureLeavesTenantWhereItWas(t *testing.T) {
 	}
 	if _, err := b.svc.Move(b.ctx, acme.ID, "third", "test", tenancy.MoveOptions{}); !errors.Is(err, placement.ErrUnknownDatabase) {
 		t.Errorf("a move to an unregistered database: %v, want ErrUnknownDatabase", err)
+	}
+}
+
+// unpropagatedPlacement is a catalog whose placement changes are saved but
+// whose cache invalidation is never published.
+type unpropagatedPlacement struct{ storage.Catalog }
+
+func (c unpropagatedPlacement) SetPlacement(ctx context.Context, id, database string) (tenantctx.Tenant, error) {
+	t, err := c.Catalog.SetPlacement(ctx, id, database)
+	if err != nil {
+		return t, err
+	}
+	return t, fmt.Errorf("%w: injected", storage.ErrInvalidationFailed)
+}
+
+// TestMoveNotPropagatedKeepsQueuePausedAndOldSchema: a move whose switch
+// cannot be published to the other processes' caches says so, and keeps
+// the tenant's queue paused and its old schema, since other processes may
+// still run its tasks against the old database.
+func TestMoveNotPropagatedKeepsQueuePausedAndOldSchema(t *testing.T) {
+	t.Parallel()
+	b := setupTwoServers(t)
+	acme := b.provision(t, "acme", "main")
+	svc := tenancy.New(tenancy.Config{Catalog: unpropagatedPlacement{b.catalog}, Enqueuer: b.enq, Documents: b.docs,
+		SchemaPool: b.pool, Pools: b.pools, Dispatcher: b.d, Plans: fair.DefaultPlans()})
+	_, err := svc.Move(b.ctx, acme.ID, "second", "test", tenancy.MoveOptions{Grace: time.Millisecond, DrainTimeout: 300 * time.Millisecond, Poll: 10 * time.Millisecond})
+	if !errors.Is(err, storage.ErrInvalidationFailed) || !strings.Contains(err.Error(), "queue stays paused") {
+		t.Fatalf("Move without propagation: %v, want ErrInvalidationFailed saying the queue stays paused", err)
+	}
+	if tn, err := b.catalog.TenantByID(b.ctx, acme.ID); err != nil || tn.Database != "second" {
+		t.Fatalf("placement: %+v, %v; want the switch saved", tn, err)
+	}
+	if !exists(t, b.ctx, b.pool, acme.Schema) {
+		t.Error("the old schema was dropped although other processes may still use it")
+	}
+	if q := inDefault(t, b.queue(t, acme.ID)); !q.Paused {
+		t.Error("the queue was resumed although other processes may still reach the old database")
 	}
 }
