@@ -52,6 +52,11 @@ func ParseSchedule(spec string) (cron.Schedule, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: invalid schedule %.80q: %w", SweepCronVar, spec, err)
 	}
+	if NextTick(s, time.Now()).IsZero() {
+		// A date that never comes (30 February): robfig/cron's Next gives
+		// up and returns the zero time.
+		return nil, fmt.Errorf("%s: schedule %.80q never fires", SweepCronVar, spec)
+	}
 	return s, nil
 }
 
@@ -73,7 +78,8 @@ func NextTick(s cron.Schedule, t time.Time) time.Time {
 // produce one sweep per tick (P10 in docs/architecture.md). A failed enqueue is retried
 // until the next tick is due; ticks missed while the process was busy or
 // asleep are skipped, not caught up. It returns an error only for an
-// invalid spec.
+// invalid spec, or one whose ticks end (robfig/cron finds none within
+// five years).
 func RunScheduler(ctx context.Context, enq *Enqueuer, spec string, opts SchedulerOptions) error {
 	sched, err := ParseSchedule(spec)
 	if err != nil {
@@ -120,8 +126,11 @@ func RunScheduler(ctx context.Context, enq *Enqueuer, spec string, opts Schedule
 		}
 		// Skip ticks that passed while we slept or retried.
 		now := clock.Now()
-		for !next.After(now) {
+		for !next.IsZero() && !next.After(now) {
 			next = NextTick(sched, next)
+		}
+		if next.IsZero() {
+			return fmt.Errorf("%s: schedule %.80q has no tick after %s", SweepCronVar, spec, now.UTC().Format(time.RFC3339))
 		}
 		tick = next
 	}

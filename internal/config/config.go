@@ -358,8 +358,10 @@ func (c Config) validate() error {
 	}
 	// The same parser as tasks.ParseSchedule (config does not import
 	// tasks, so it builds even while task code is changing).
-	if _, err := cron.ParseStandard(c.OverdueSweepCron); err != nil {
+	if sched, err := cron.ParseStandard(c.OverdueSweepCron); err != nil {
 		bad("OVERDUE_SWEEP_CRON: invalid schedule %.80q: %v", c.OverdueSweepCron, err)
+	} else if sched.Next(time.Now()).IsZero() {
+		bad("OVERDUE_SWEEP_CRON: schedule %.80q never fires", c.OverdueSweepCron)
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("SHUTDOWN_TIMEOUT: must be positive, got %v", c.ShutdownTimeout)

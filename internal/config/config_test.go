@@ -130,6 +130,7 @@ func TestFromEnvErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"WORKER_CONCURRENCY": "20", "DB_MAX_CONNS": "10"}, "DB_MAX_CONNS: 10 is smaller than WORKER_CONCURRENCY 20"},
 		{map[string]string{"OVERDUE_SWEEP_CRON": "every hour"}, "OVERDUE_SWEEP_CRON: invalid schedule"},
 		{map[string]string{"OVERDUE_SWEEP_CRON": "@every 1x"}, "OVERDUE_SWEEP_CRON: invalid schedule"},
+		{map[string]string{"OVERDUE_SWEEP_CRON": "0 0 30 2 *"}, "OVERDUE_SWEEP_CRON: schedule \"0 0 30 2 *\" never fires"},
 		{map[string]string{"REDIS_URL": "http://localhost"}, "REDIS_URL: "},
 		{map[string]string{"SCHEDULER_ENABLED": "yes please"}, `SCHEDULER_ENABLED: must be true or false`},
 		{map[string]string{"SHUTDOWN_TIMEOUT": "25"}, `SHUTDOWN_TIMEOUT: must be a positive duration such as 30s, got "25"`},

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/invoice"
 	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/storage"
@@ -102,6 +103,9 @@ type sweepResult struct {
 	Tenants  int `json:"tenants"`
 	Enqueued int `json:"enqueued"`
 	Existing int `json:"existing"`
+	// Skipped counts tenants whose backlog was full (fair.ErrBacklogFull):
+	// they get their invoices:overdue at the next tick.
+	Skipped int `json:"skipped,omitempty"`
 }
 
 // SweepOverdue handles sweep:overdue, a system task without a tenant: it
@@ -110,8 +114,11 @@ type sweepResult struct {
 // invoices:overdue per tenant, each payload built fresh for its tenant (P4
 // in docs/architecture.md). Provisioning, suspended and deleting tenants
 // get none (P6). The task id of invoices:overdue includes p.Tick, so a
-// rerun of the same sweep enqueues nothing new. Its task result is
-// {"tenants","enqueued","existing"}.
+// rerun of the same sweep enqueues nothing new. A tenant whose own backlog
+// is full (fair.ErrBacklogFull) is skipped, logged and counted, and gets
+// its invoices:overdue at the next tick: one tenant's backlog never stops
+// the sweep of the others. Its task result is
+// {"tenants","enqueued","existing"} and "skipped" when some were.
 func (h *Handlers) SweepOverdue(ctx context.Context, p tasks.SweepOverdue) error {
 	pageSize := h.page(sweepPageSize)
 	if h.Enqueuer == nil {
@@ -127,7 +134,7 @@ func (h *Handlers) SweepOverdue(ctx context.Context, p tasks.SweepOverdue) error
 		}
 	}
 	LoggerFromContext(ctx).InfoContext(ctx, "overdue sweep done", slog.Int64("tick", p.Tick),
-		slog.Int("tenants", res.Tenants), slog.Int("enqueued", res.Enqueued), slog.Int("existing", res.Existing))
+		slog.Int("tenants", res.Tenants), slog.Int("enqueued", res.Enqueued), slog.Int("existing", res.Existing), slog.Int("skipped", res.Skipped))
 	return writeResult(ctx, res)
 }
 
@@ -148,6 +155,14 @@ func (h *Handlers) sweepStatus(ctx context.Context, p tasks.SweepOverdue, status
 			}
 			res.Tenants++
 			r, err := h.Enqueuer.Enqueue(ctx, tasks.InvoicesOverdue{TenantID: t.ID, Tick: p.Tick})
+			if errors.Is(err, fair.ErrBacklogFull) {
+				// That tenant's own backlog is full (its reminders, say):
+				// it waits for the next tick; the others must not.
+				res.Skipped++
+				LoggerFromContext(ctx).WarnContext(ctx, "overdue sweep skipped a tenant: its backlog is full",
+					slog.String("tenant_id", t.ID), slog.Int64("tick", p.Tick))
+				continue
+			}
 			if err != nil {
 				return fmt.Errorf("sweep overdue (tick %d): tenant %s: %w", p.Tick, t.ID, err)
 			}

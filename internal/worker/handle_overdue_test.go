@@ -1,17 +1,23 @@
 package worker_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
 
+	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/internal/worker"
+	"github.com/invoicing/tenantworker/internal/worker/workertest"
 	"github.com/invoicing/tenantworker/invoice"
 	"github.com/invoicing/tenantworker/tasks"
 	"github.com/invoicing/tenantworker/tenantctx"
@@ -238,5 +244,51 @@ func TestSweepOverdueHonoursCancelledContext(t *testing.T) {
 	}
 	if n := len(pendingOfType(t, e.inspector, tasks.QueueLow, tasks.TypeInvoicesOverdue)); n != 0 {
 		t.Fatalf("cancelled sweep enqueued %d tasks", n)
+	}
+}
+
+// TestSweepSkipsTenantWithFullBacklog: with fair dispatch, a tenant whose
+// own backlog is full (at its max_waiting, with reminders say) is skipped
+// by the sweep, which says so in its result; every other tenant still gets
+// its invoices:overdue for the tick.
+func TestSweepSkipsTenantWithFullBacklog(t *testing.T) {
+	t.Parallel()
+	e := newHandlerEnv(t, nil)
+	rdb := redis.NewClient(&redis.Options{Addr: e.redis.Addr})
+	t.Cleanup(func() { _ = rdb.Close() })
+	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), asynq.NewInspectorFromRedisClient(rdb), discardLogger(),
+		tasks.WithAdmission(tasks.Admission{Dispatcher: fair.New(rdb, fair.Config{}), Tenants: e.catalog}))
+	h := *e.h
+	h.Enqueuer = enq
+	w := workertest.New(&h, worker.MuxOptions{Logger: discardLogger()})
+
+	var ts []tenantctx.Tenant
+	for i := range 5 {
+		ts = append(ts, e.provision(t, fmt.Sprintf("sweep-%d", i), fmt.Sprintf("Sweep %d", i)))
+	}
+	slices.SortFunc(ts, func(a, b tenantctx.Tenant) int { return strings.Compare(a.ID, b.ID) })
+	full := ts[0] // the first the sweep reaches
+	if _, err := e.catalog.SetLimits(e.ctx, full.ID, "", tenantctx.Limits{MaxRunning: 1, MaxWaiting: 1}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 { // one admitted, one waiting: the backlog is full
+		if _, err := enq.Enqueue(e.ctx, tasks.InvoiceReminder{TenantID: full.ID, InvoiceID: int64(i + 1), Day: "2026-01-01"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const tick = 1767225600
+	var buf bytes.Buffer
+	if err := w.Work(worker.RecordResults(e.ctx, &buf), tasks.SweepOverdue{Tick: tick}); err != nil {
+		t.Fatalf("sweep with one full tenant: %v", err)
+	}
+	var res struct{ Tenants, Enqueued, Skipped int }
+	if err := json.Unmarshal(buf.Bytes(), &res); err != nil || res.Skipped != 1 || res.Enqueued != len(ts)-1 {
+		t.Fatalf("sweep result %s (%v); want the full tenant skipped and the %d others enqueued", buf.Bytes(), err, len(ts)-1)
+	}
+	for _, tn := range ts[1:] {
+		id := tasks.InvoicesOverdue{TenantID: tn.ID, Tick: tick}.Spec().TaskID
+		if _, err := enq.TenantTask(e.ctx, tn.ID, id); err != nil {
+			t.Errorf("tenant %s got no invoices:overdue for the tick: %v", tn.ID, err)
+		}
 	}
 }
