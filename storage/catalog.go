@@ -168,7 +168,9 @@ type PlacementStore interface {
 	// its tenant count.
 	Databases(ctx context.Context) ([]Database, error)
 	// SetPlacement records that the tenant's schema now lives in database;
-	// ErrNotFound for an unknown tenant or an unregistered database.
+	// ErrNotFound for an unknown tenant or an unregistered database,
+	// ErrInvalidTransition for a tenant that is not active or suspended
+	// (one being deleted keeps its placement for its destroy).
 	SetPlacement(ctx context.Context, id, database string) (tenantctx.Tenant, error)
 }
 

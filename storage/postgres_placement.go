@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -54,9 +55,21 @@ func (p *Postgres) SetPlacement(ctx context.Context, id, database string) (tenan
 	if err := tenantctx.ValidateDatabaseName(database); err != nil {
 		return tenantctx.Tenant{}, fmt.Errorf("set placement of tenant %s: %w: %w", id, ErrNotFound, err)
 	}
+	// Only a tenant that runs (active or suspended) moves: one being
+	// deleted meanwhile keeps its placement, so its destroy erases where
+	// its schema is, and the move drops its copy.
 	t, err := scanTenant(p.pool.QueryRow(ctx,
 		`UPDATE tenancy.tenants SET database = $2, updated_at = now()
-		  WHERE id = $1 RETURNING `+tenantColumns, id, database))
+		  WHERE id = $1 AND status IN ('active', 'suspended') RETURNING `+tenantColumns, id, database))
+	if errors.Is(err, pgx.ErrNoRows) {
+		var status string
+		switch serr := p.pool.QueryRow(ctx, `SELECT status FROM tenancy.tenants WHERE id = $1`, id).Scan(&status); {
+		case serr == nil:
+			return tenantctx.Tenant{}, fmt.Errorf("set placement of tenant %s (%.40s): %w", id, status, ErrInvalidTransition)
+		case !errors.Is(serr, pgx.ErrNoRows):
+			return tenantctx.Tenant{}, fmt.Errorf("set placement of tenant %s to %s: %w", id, database, translatePgError(serr))
+		}
+	}
 	if err != nil {
 		return tenantctx.Tenant{}, fmt.Errorf("set placement of tenant %s to %s: %w", id, database, translatePgError(err))
 	}

@@ -338,6 +338,9 @@ func (m *Catalog) SetPlacement(_ context.Context, id, database string) (tenantct
 	if _, ok := m.dbs[database]; !ok {
 		return tenantctx.Tenant{}, fmt.Errorf("set placement of tenant %s: database %.70q: %w", id, database, storage.ErrNotFound)
 	}
+	if t.Status != tenantctx.StatusActive && t.Status != tenantctx.StatusSuspended {
+		return tenantctx.Tenant{}, fmt.Errorf("set placement of tenant %s (%s): %w", id, t.Status, storage.ErrInvalidTransition)
+	}
 	t.Database = database
 	t.UpdatedAt = m.now()
 	m.tenants[id] = t

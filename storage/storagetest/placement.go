@@ -80,4 +80,13 @@ func testPlacement(t *testing.T, c storage.Catalog) {
 	if _, err := c.SetPlacement(ctx, tenantctx.NewID(), "main"); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("SetPlacement(unknown tenant) error = %v, want ErrNotFound", err)
 	}
+	// A tenant being deleted (or still provisioning) keeps its placement:
+	// its destroy erases where its schema is.
+	leaving := mustCreate(t, ctx, c, tenantctx.StatusDeleting)
+	if _, err := c.SetPlacement(ctx, leaving.ID, "eu-2"); !errors.Is(err, storage.ErrInvalidTransition) {
+		t.Errorf("SetPlacement(deleting tenant) error = %v, want ErrInvalidTransition", err)
+	}
+	if got, err := c.TenantByID(ctx, leaving.ID); err != nil || got.Database != tenantctx.DefaultDatabase {
+		t.Errorf("placement of the deleting tenant after a refused move = %+v, %v; want main", got, err)
+	}
 }
