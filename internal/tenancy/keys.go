@@ -20,8 +20,8 @@ func (s *Service) IssueKey(ctx context.Context, id, actor string) (string, stora
 	if err != nil {
 		return "", storage.APIKey{}, fmt.Errorf("issue api key: %w", err)
 	}
-	if t.Status.Decide(tenantctx.Work) == tenantctx.Refuse {
-		return "", storage.APIKey{}, fmt.Errorf("issue api key for tenant %s: %w: tenant is %s", id, ErrRefused, t.Status)
+	if err := refuseDeleting(t, "issue api key for"); err != nil {
+		return "", storage.APIKey{}, err
 	}
 	k, key, err := s.catalog.IssueAPIKey(ctx, id)
 	if err != nil {

@@ -188,8 +188,8 @@ func (s *Service) SetLimits(ctx context.Context, id, plan string, l tenantctx.Li
 	if err != nil {
 		return t, fmt.Errorf("set limits of tenant %s: %w", id, err)
 	}
-	if t.Status.Decide(tenantctx.Work) == tenantctx.Refuse {
-		return t, fmt.Errorf("set limits of tenant %s: %w: tenant is %.40s", id, ErrRefused, t.Status)
+	if err := refuseDeleting(t, "set limits of"); err != nil {
+		return t, err
 	}
 	t, err = s.catalog.SetLimits(ctx, id, plan, l)
 	if err != nil && !errors.Is(err, storage.ErrInvalidationFailed) {
@@ -211,10 +211,7 @@ func (s *Service) liveDispatchTenant(ctx context.Context, id, op string) (tenant
 	if err != nil {
 		return t, err
 	}
-	if t.Status.Decide(tenantctx.Work) == tenantctx.Refuse {
-		return t, fmt.Errorf("%s queue of tenant %s: %w: tenant is %.40s", op, id, ErrRefused, t.Status)
-	}
-	return t, nil
+	return t, refuseDeleting(t, op+" queue of")
 }
 
 // deletedMeanwhile returns ErrRefused when the tenant is now being deleted
@@ -227,8 +224,16 @@ func (s *Service) deletedMeanwhile(ctx context.Context, id, op string) error {
 		return fmt.Errorf("%s queue of tenant %s: %w: tenant deleted meanwhile", op, id, ErrRefused)
 	case err != nil:
 		return nil // the check before passed; a read error is no evidence of a deletion
-	case t.Status.Decide(tenantctx.Work) == tenantctx.Refuse:
-		return fmt.Errorf("%s queue of tenant %s: %w: tenant is %.40s", op, id, ErrRefused, t.Status)
+	}
+	return refuseDeleting(t, op+" queue of")
+}
+
+// refuseDeleting returns ErrRefused, saying what (op) and why, when the
+// status policy refuses t any work (it is being deleted): an operation
+// that would stop, discard or change its tenant:destroy, or give it a key.
+func refuseDeleting(t tenantctx.Tenant, op string) error {
+	if t.Status.Decide(tenantctx.Work) == tenantctx.Refuse {
+		return fmt.Errorf("%s tenant %s: %w: tenant is %.40s", op, t.ID, ErrRefused, t.Status)
 	}
 	return nil
 }
