@@ -163,6 +163,9 @@ func (s *Service) DrainQueue(ctx context.Context, id, actor string) (fair.Draine
 		return n, fmt.Errorf("drain queue of tenant %s: %w", id, err)
 	}
 	if err := s.deletedMeanwhile(ctx, id, "drain"); err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return n, err // erased already: no destroy to bring back
+		}
 		if _, eerr := s.enqueuer.Enqueue(ctx, tasks.TenantDestroy{TenantID: id}); eerr != nil {
 			return n, fmt.Errorf("drain queue of tenant %s: enqueue its destroy again: %w", id, eerr)
 		}
@@ -215,13 +218,14 @@ func (s *Service) liveDispatchTenant(ctx context.Context, id, op string) (tenant
 }
 
 // deletedMeanwhile returns ErrRefused when the tenant is now being deleted
-// (or gone): an operation checked by liveDispatchTenant raced with a
-// deletion request and must undo what would stop the destroy.
+// (or gone: then it wraps storage.ErrNotFound too): an operation checked
+// by liveDispatchTenant raced with a deletion request and must undo what
+// would stop the destroy.
 func (s *Service) deletedMeanwhile(ctx context.Context, id, op string) error {
 	t, err := s.catalog.TenantByID(ctx, id)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
-		return fmt.Errorf("%s queue of tenant %s: %w: tenant deleted meanwhile", op, id, ErrRefused)
+		return fmt.Errorf("%s queue of tenant %s: %w: tenant deleted meanwhile: %w", op, id, ErrRefused, err)
 	case err != nil:
 		return nil // the check before passed; a read error is no evidence of a deletion
 	}
