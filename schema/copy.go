@@ -50,92 +50,240 @@ func (r CopyResult) Rows() int64 {
 const migrationsTable = "schema_migrations"
 
 // Copy copies schemaName with its rows from the database of src into the
-// database of dst (typically another server): it creates the schema in dst
-// by the normal migrations, to the source's version (Migrate), then copies
-// each table in foreign-key order with COPY ... TO STDOUT streamed into
-// COPY ... FROM STDIN (pgx's CopyFrom, text format: every type round-trips
-// exactly), all in one target transaction, sets the sequences to the
-// source's positions, and verifies each table's row count and checksum
-// (Checksums) against the source.
+// database of dst and leaves the source as it was: BeginCopy, then
+// Release. A move uses BeginCopy itself, to keep the source locked until
+// its switch.
+func Copy(ctx context.Context, src, dst *pgxpool.Pool, schemaName string) (CopyResult, error) {
+	c, err := BeginCopy(ctx, src, dst, schemaName)
+	if err != nil {
+		return c.resultOrEmpty(schemaName), err
+	}
+	if err := c.Release(ctx); err != nil {
+		return c.Result, err
+	}
+	return c.Result, nil
+}
+
+// Copied is a verified copy of a schema whose source is still locked
+// against writes: the source's transaction stays open until DropSource,
+// Release or Abort ends it, and exactly one of them must be called.
+type Copied struct {
+	// Result is what was copied: the version, the tables' row counts and
+	// checksums (equal in the source and the copy).
+	Result CopyResult
+
+	src    pgx.Tx // holds the source's locks
+	dst    *pgxpool.Pool
+	schema string
+	quoted string
+	ended  bool
+}
+
+// BeginCopy copies schemaName with its rows from the database of src into
+// the database of dst (typically another server), and returns with the
+// source still locked, so that what was copied is what the source holds
+// until the caller switches to the copy (Copied.DropSource) or gives up
+// (Copied.Abort, Copied.Release).
 //
-// The source is read in one REPEATABLE READ transaction holding the
-// tenant's lock in shared mode (a Migrate or Drop of the source waits);
-// the caller keeps writers away (the tenant's queue paused). Statements are
-// schema-qualified: no search_path is set on either side.
+// In one transaction on the source, it takes the tenant's lock in shared
+// mode (a Migrate or Drop of the source waits; units of work, which take
+// it shared too, do not) and every table of the schema in EXCLUSIVE mode:
+// reads go on, but writes, by this service or by the application that
+// owns the tables, wait until the transaction ends; then it reads the
+// version. It creates the schema in dst by the normal migrations at that
+// version, refusing a schema that is there already (ErrSchemaExists: left
+// alone, also when a concurrent copy made it a moment earlier), and
+// records the source's owner on it. Then it copies each table in
+// foreign-key order with COPY ... TO STDOUT streamed into COPY ... FROM
+// STDIN (pgx's CopyFrom, text format: every type round-trips exactly), in
+// one target transaction, sets the sequences to the source's positions,
+// and verifies each table's row count and checksum (Checksums) against
+// the source. Statements are schema-qualified: no search_path is set on
+// either side.
 //
-// A schema already in dst is ErrSchemaExists and left alone. On any other
-// failure the partial copy in dst is dropped, and the source is untouched.
-func Copy(ctx context.Context, src, dst *pgxpool.Pool, schemaName string) (res CopyResult, err error) {
-	res.Schema = schemaName
-	quoted, err := quoteSchema(schemaName)
-	if err != nil {
-		return res, fmt.Errorf("copy schema: %w", err)
+// On failure the source's transaction is rolled back (nothing changed
+// there) and the copy this call created is dropped.
+func BeginCopy(ctx context.Context, src, dst *pgxpool.Pool, schemaName string) (c *Copied, err error) {
+	c = &Copied{dst: dst, schema: schemaName, Result: CopyResult{Schema: schemaName}}
+	if c.quoted, err = quoteSchema(schemaName); err != nil {
+		return c, fmt.Errorf("copy schema: %w", err)
 	}
-	exists, err := Exists(ctx, dst, schemaName)
-	if err != nil {
-		return res, fmt.Errorf("copy schema %s: %w", schemaName, err)
+	if c.src, err = src.Begin(ctx); err != nil {
+		return c, fmt.Errorf("copy schema %s: begin on the source: %w", schemaName, err)
 	}
-	if exists {
-		return res, fmt.Errorf("copy schema %s: %w", schemaName, ErrSchemaExists)
-	}
-	version, err := Version(ctx, src, schemaName)
-	if err != nil {
-		return res, fmt.Errorf("copy schema %s: %w", schemaName, err)
-	}
-	if version == 0 {
-		return res, fmt.Errorf("copy schema %s: the source schema does not exist", schemaName)
-	}
-	res.Version = version
+	created := false
 	defer func() {
-		if err != nil {
+		if err == nil {
+			return
+		}
+		c.ended = true
+		_ = c.src.Rollback(context.WithoutCancel(ctx))
+		if created {
 			if derr := Drop(context.WithoutCancel(ctx), dst, schemaName); derr != nil {
 				err = errors.Join(err, fmt.Errorf("drop the partial copy: %w", derr))
 			}
 		}
 	}()
-	if _, err := Migrate(ctx, dst, schemaName, version); err != nil {
-		return res, fmt.Errorf("copy schema %s: create it in the target: %w", schemaName, err)
+	if _, err := c.src.Exec(ctx, sharedLockSQL, lockNamespace, schemaName); err != nil {
+		return c, fmt.Errorf("copy schema %s: lock the source: %w", schemaName, err)
+	}
+	exists, owner, err := readOwner(ctx, c.src, schemaName)
+	if err != nil {
+		return c, fmt.Errorf("copy schema %s: read the source's owner: %w", schemaName, err)
+	}
+	if !exists {
+		return c, fmt.Errorf("copy schema %s: the source schema does not exist", schemaName)
+	}
+	if err := lockTables(ctx, c.src, c.quoted, schemaName); err != nil {
+		return c, fmt.Errorf("copy schema %s: lock the source's tables: %w", schemaName, err)
+	}
+	version, err := readVersion(ctx, c.src, c.quoted)
+	if err != nil {
+		return c, fmt.Errorf("copy schema %s: read the source's version: %w", schemaName, err)
+	}
+	if version == 0 {
+		return c, fmt.Errorf("copy schema %s: the source schema has no version", schemaName)
+	}
+	c.Result.Version = version
+
+	mres, err := migrateWith(ctx, dst, schemaName, version, embedded, creation{allowed: true, owner: owner, fresh: true})
+	// A failure after the step that created the schema committed leaves a
+	// schema that is this call's (Created): the deferred drop removes it.
+	created = mres.Created
+	if errors.Is(err, ErrSchemaExists) {
+		return c, fmt.Errorf("copy schema %s: %w", schemaName, ErrSchemaExists)
+	}
+	if err != nil {
+		return c, fmt.Errorf("copy schema %s: create it in the target: %w", schemaName, err)
 	}
 
-	srcTx, err := src.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	tables, err := copyOrder(ctx, c.src, schemaName)
 	if err != nil {
-		return res, fmt.Errorf("copy schema %s: begin on the source: %w", schemaName, err)
-	}
-	defer srcTx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only; the result does not matter
-	if _, err := srcTx.Exec(ctx, sharedLockSQL, lockNamespace, schemaName); err != nil {
-		return res, fmt.Errorf("copy schema %s: lock the source: %w", schemaName, err)
-	}
-	tables, err := copyOrder(ctx, srcTx, schemaName)
-	if err != nil {
-		return res, fmt.Errorf("copy schema %s: %w", schemaName, err)
+		return c, fmt.Errorf("copy schema %s: %w", schemaName, err)
 	}
 	err = pgx.BeginFunc(ctx, dst, func(dstTx pgx.Tx) error {
 		if _, err := dstTx.Exec(ctx, lockSQL, lockNamespace, schemaName); err != nil {
 			return fmt.Errorf("lock the target: %w", err)
 		}
 		for _, tbl := range tables {
-			if err := copyTable(ctx, srcTx, dstTx, quoted, schemaName, tbl); err != nil {
+			if err := copyTable(ctx, c.src, dstTx, c.quoted, schemaName, tbl); err != nil {
 				return err
 			}
 		}
-		return copySequences(ctx, srcTx, dstTx, quoted, schemaName)
+		return copySequences(ctx, c.src, dstTx, c.quoted, schemaName)
 	})
 	if err != nil {
-		return res, fmt.Errorf("copy schema %s: %w", schemaName, err)
+		return c, fmt.Errorf("copy schema %s: %w", schemaName, err)
 	}
-	srcSums, err := checksums(ctx, srcTx, schemaName)
+	srcSums, err := checksums(ctx, c.src, schemaName)
 	if err != nil {
-		return res, fmt.Errorf("copy schema %s: checksum the source: %w", schemaName, err)
+		return c, fmt.Errorf("copy schema %s: checksum the source: %w", schemaName, err)
 	}
 	dstSums, err := Checksums(ctx, dst, schemaName)
 	if err != nil {
-		return res, fmt.Errorf("copy schema %s: checksum the copy: %w", schemaName, err)
+		return c, fmt.Errorf("copy schema %s: checksum the copy: %w", schemaName, err)
 	}
 	if !slices.Equal(srcSums, dstSums) {
-		return res, fmt.Errorf("copy schema %s: %w: source %v, copy %v", schemaName, ErrCopyMismatch, srcSums, dstSums)
+		return c, fmt.Errorf("copy schema %s: %w: source %v, copy %v", schemaName, ErrCopyMismatch, srcSums, dstSums)
 	}
-	res.Tables = srcSums
-	return res, nil
+	c.Result.Tables = srcSums
+	return c, nil
+}
+
+// resultOrEmpty is c's result, for a c that may be nil.
+func (c *Copied) resultOrEmpty(schemaName string) CopyResult {
+	if c == nil {
+		return CopyResult{Schema: schemaName}
+	}
+	return c.Result
+}
+
+// DropSource drops the source schema in the transaction that has held it
+// locked since the copy and commits. The DROP waits for readers of the
+// tables still at work; the tenant's lock, held shared since the copy,
+// keeps a Migrate or Drop from elsewhere out (it is not taken exclusively:
+// a second copy of the tenant, waiting for the tables with the tenant's
+// lock held shared, would deadlock with it). Writes that waited on the
+// source's tables, and such a second copy, then fail (the tables are
+// gone) instead of landing in, or reading, a schema nobody reads any more.
+func (c *Copied) DropSource(ctx context.Context) error {
+	if err := c.end(); err != nil {
+		return err
+	}
+	err := func() error {
+		if _, err := c.src.Exec(ctx, "DROP SCHEMA IF EXISTS "+c.quoted+" CASCADE"); err != nil {
+			return err
+		}
+		return c.src.Commit(ctx)
+	}()
+	if err != nil {
+		_ = c.src.Rollback(context.WithoutCancel(ctx))
+		return fmt.Errorf("drop source schema %s: %w", c.schema, err)
+	}
+	return nil
+}
+
+// Release ends the source's transaction without changing anything:
+// writes that waited go on, into the source. The copy stays.
+func (c *Copied) Release(ctx context.Context) error {
+	if err := c.end(); err != nil {
+		return err
+	}
+	if err := c.src.Rollback(ctx); err != nil {
+		return fmt.Errorf("release source schema %s: %w", c.schema, err)
+	}
+	return nil
+}
+
+// Abort drops the copy and ends the source's transaction without
+// changing anything there.
+func (c *Copied) Abort(ctx context.Context) error {
+	if err := c.end(); err != nil {
+		return err
+	}
+	rerr := c.src.Rollback(context.WithoutCancel(ctx))
+	if err := Drop(context.WithoutCancel(ctx), c.dst, c.schema); err != nil {
+		return errors.Join(fmt.Errorf("drop the copy of %s: %w", c.schema, err), rerr)
+	}
+	if rerr != nil && !errors.Is(rerr, pgx.ErrTxClosed) {
+		return fmt.Errorf("release source schema %s: %w", c.schema, rerr)
+	}
+	return nil
+}
+
+// end marks the copy ended, once.
+func (c *Copied) end() error {
+	if c.ended {
+		return errors.New("schema copy already ended")
+	}
+	c.ended = true
+	return nil
+}
+
+// lockTables locks every table of the schema (its version table too) in
+// EXCLUSIVE mode in tx: reads go on, writes wait until tx ends.
+func lockTables(ctx context.Context, tx pgx.Tx, quoted, schemaName string) error {
+	rows, err := tx.Query(ctx, `
+		SELECT c.relname FROM pg_catalog.pg_class c
+		  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		 WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')
+		 ORDER BY c.relname COLLATE "C"`, schemaName)
+	if err != nil {
+		return fmt.Errorf("list tables: %w", err)
+	}
+	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("list tables: %w", err)
+	}
+	if len(tables) == 0 {
+		return nil
+	}
+	names := make([]string, len(tables))
+	for i, t := range tables {
+		names[i] = quoted + "." + pgx.Identifier{t}.Sanitize()
+	}
+	_, err = tx.Exec(ctx, "LOCK TABLE "+strings.Join(names, ", ")+" IN EXCLUSIVE MODE")
+	return err
 }
 
 // copyOrder lists the schema's tables (but the version table) so that a

@@ -60,6 +60,9 @@ type creation struct {
 	allowed bool   // a missing schema may be created
 	owner   string // recorded on a created schema, required of an existing one
 	allow   func(ctx context.Context, tx pgx.Tx) error
+	// fresh: the schema must not exist yet (ErrSchemaExists), as a copy's
+	// target: the call creates it, or fails without touching what is there.
+	fresh bool
 }
 
 // createAnything is Migrate's creation: any missing schema, no owner.

@@ -144,6 +144,9 @@ func migrateWith(ctx context.Context, pool *pgxpool.Pool, schemaName string, tar
 		return res, fmt.Errorf("migrate %s: read version: %w", schemaName, err)
 	}
 	res.From, res.To = v, v
+	if v > 0 && c.fresh {
+		return res, fmt.Errorf("migrate %s: %w", schemaName, ErrSchemaExists)
+	}
 	if v > 0 && c.owner != "" {
 		if err := checkOwner(ctx, pool, schemaName, c.owner); err != nil {
 			return res, fmt.Errorf("migrate %s: %w", schemaName, err)
@@ -193,6 +196,8 @@ func migrateStep(ctx context.Context, pool *pgxpool.Pool, schemaName, quoted str
 					return err
 				}
 				created = true
+			} else if c.fresh {
+				return ErrSchemaExists
 			} else if c.owner != "" {
 				if err := checkOwner(ctx, tx, schemaName, c.owner); err != nil {
 					return err

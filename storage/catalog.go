@@ -24,6 +24,9 @@ var (
 	// entries expire. The change is saved; the write is safe to retry, and
 	// a retry invalidates again. The HTTP API answers 503.
 	ErrInvalidationFailed = errors.New("cache invalidation not propagated")
+	// ErrPlacementChanged: the tenant is not on the database the caller
+	// expected (SetPlacement's from): another move switched it meanwhile.
+	ErrPlacementChanged = errors.New("placement changed meanwhile")
 )
 
 // DefaultPageSize and MaxPageSize bound ListTenants.
@@ -167,11 +170,14 @@ type PlacementStore interface {
 	// Databases lists the registered databases in name order, each with
 	// its tenant count.
 	Databases(ctx context.Context) ([]Database, error)
-	// SetPlacement records that the tenant's schema now lives in database;
-	// ErrNotFound for an unknown tenant or an unregistered database,
-	// ErrInvalidTransition for a tenant that is not active or suspended
-	// (one being deleted keeps its placement for its destroy).
-	SetPlacement(ctx context.Context, id, database string) (tenantctx.Tenant, error)
+	// SetPlacement records that the tenant's schema now lives in database
+	// to, if it is placed on from (a compare-and-set: of two moves started
+	// from the same placement, only the first switch succeeds; from == to
+	// saves the placement again). Errors: ErrNotFound for an unknown tenant
+	// or an unregistered database, ErrPlacementChanged when the tenant is
+	// not on from, ErrInvalidTransition for a tenant that is not active or
+	// suspended (one being deleted keeps its placement for its destroy).
+	SetPlacement(ctx context.Context, id, from, to string) (tenantctx.Tenant, error)
 }
 
 // Catalog is the whole tenant catalog: tenants, keys, audit log and

@@ -47,31 +47,34 @@ func (p *Postgres) Databases(ctx context.Context) ([]Database, error) {
 	return ds, nil
 }
 
-// SetPlacement records the tenant's database.
-func (p *Postgres) SetPlacement(ctx context.Context, id, database string) (tenantctx.Tenant, error) {
+// SetPlacement records the tenant's database, if it is on from.
+func (p *Postgres) SetPlacement(ctx context.Context, id, from, to string) (tenantctx.Tenant, error) {
 	if err := tenantctx.ValidateID(id); err != nil {
 		return tenantctx.Tenant{}, fmt.Errorf("set placement of tenant: %w: %w", ErrNotFound, err)
 	}
-	if err := tenantctx.ValidateDatabaseName(database); err != nil {
+	if err := tenantctx.ValidateDatabaseName(to); err != nil {
 		return tenantctx.Tenant{}, fmt.Errorf("set placement of tenant %s: %w: %w", id, ErrNotFound, err)
 	}
-	// Only a tenant that runs (active or suspended) moves: one being
-	// deleted meanwhile keeps its placement, so its destroy erases where
-	// its schema is, and the move drops its copy.
+	// Only a tenant that runs (active or suspended) and is still where the
+	// caller found it moves: one being deleted meanwhile keeps its
+	// placement, so its destroy erases where its schema is, and a second
+	// move started from the same placement loses to the first.
 	t, err := scanTenant(p.pool.QueryRow(ctx,
 		`UPDATE tenancy.tenants SET database = $2, updated_at = now()
-		  WHERE id = $1 AND status IN ('active', 'suspended') RETURNING `+tenantColumns, id, database))
+		  WHERE id = $1 AND database = $3 AND status IN ('active', 'suspended') RETURNING `+tenantColumns, id, to, from))
 	if errors.Is(err, pgx.ErrNoRows) {
-		var status string
-		switch serr := p.pool.QueryRow(ctx, `SELECT status FROM tenancy.tenants WHERE id = $1`, id).Scan(&status); {
+		var status, database string
+		switch serr := p.pool.QueryRow(ctx, `SELECT status, database FROM tenancy.tenants WHERE id = $1`, id).Scan(&status, &database); {
+		case serr == nil && database != from:
+			return tenantctx.Tenant{}, fmt.Errorf("set placement of tenant %s: on %.70s, not %.70s: %w", id, database, from, ErrPlacementChanged)
 		case serr == nil:
 			return tenantctx.Tenant{}, fmt.Errorf("set placement of tenant %s (%.40s): %w", id, status, ErrInvalidTransition)
 		case !errors.Is(serr, pgx.ErrNoRows):
-			return tenantctx.Tenant{}, fmt.Errorf("set placement of tenant %s to %s: %w", id, database, translatePgError(serr))
+			return tenantctx.Tenant{}, fmt.Errorf("set placement of tenant %s to %s: %w", id, to, translatePgError(serr))
 		}
 	}
 	if err != nil {
-		return tenantctx.Tenant{}, fmt.Errorf("set placement of tenant %s to %s: %w", id, database, translatePgError(err))
+		return tenantctx.Tenant{}, fmt.Errorf("set placement of tenant %s to %s: %w", id, to, translatePgError(err))
 	}
 	return t, nil
 }

@@ -178,7 +178,10 @@ func (f *fixture) run(t *testing.T, terminal bool, args ...string) (int, string,
 // broken, whose migrations fail for good. Like cmd/worker it registers with
 // the fair dispatcher (heartbeats) and reports every finished attempt, which
 // is what admits the tasks that wait in the tenants' backlogs.
-func (f *fixture) migrationWorker(t *testing.T, broken map[string]bool) {
+// migrationWorker runs tenant:migrate as the worker does, writing its
+// result; the tenants in broken fail, those in behind are migrated by an
+// older release (to the version before the latest).
+func (f *fixture) migrationWorker(t *testing.T, broken, behind map[string]bool) {
 	t.Helper()
 	const concurrency = 4
 	srv := asynq.NewServer(f.deps.RedisConnOpt, asynq.Config{
@@ -219,12 +222,24 @@ func (f *fixture) migrationWorker(t *testing.T, broken map[string]bool) {
 		}
 		mu.Lock() // keep the test's tiny pool calm
 		defer mu.Unlock()
-		if _, err := schema.Migrate(ctx, f.deps.Pool, tn.Schema, 0); err != nil {
+		target := 0
+		if behind[tn.Slug] {
+			target = schema.LatestVersion() - 1
+		}
+		res, err := schema.Migrate(ctx, f.deps.Pool, tn.Schema, target)
+		if err != nil {
 			return err
 		}
 		if tn.Status == tenantctx.StatusProvisioning {
-			_, err = f.deps.Catalog.SetStatus(ctx, tn.ID, tenantctx.StatusActive)
+			if _, err := f.deps.Catalog.SetStatus(ctx, tn.ID, tenantctx.StatusActive); err != nil {
+				return err
+			}
 		}
+		out, err := json.Marshal(map[string]any{"schema": res.Schema, "from": res.From, "to": res.To})
+		if err != nil {
+			return err
+		}
+		_, err = task.ResultWriter().Write(out)
 		return err
 	})
 	if err := srv.Start(mux); err != nil {
@@ -244,20 +259,26 @@ func TestMigrateWait(t *testing.T) {
 	if _, err := f.deps.Catalog.SetStatus(context.Background(), gone.ID, tenantctx.StatusDeleting); err != nil {
 		t.Fatal(err)
 	}
-	f.migrationWorker(t, map[string]bool{"broken": true})
+	old := f.provision(t, "old")
+	f.migrationWorker(t, map[string]bool{"broken": true}, map[string]bool{"old": true})
 
 	code, stdout, stderr := f.run(t, false, "migrate", "--all", "--wait", "--timeout", "60s", "--poll", "50ms")
 	if code != enqueueapp.ExitFailure {
 		t.Fatalf("exit %d, stdout %q stderr %q", code, stdout, stderr)
 	}
 	lines := strings.Split(strings.TrimSpace(stdout), "\n")
-	if lines[0] != "enqueued 4 tenant migrations" || lines[len(lines)-1] != "migrations: 3/1/4 done/failed/total" {
+	if lines[0] != "enqueued 5 tenant migrations" || lines[len(lines)-1] != "migrations: 3/2/5 done/failed/total" {
 		t.Fatalf("stdout:\n%s", stdout)
+	}
+	// A worker of an older release ran one: done, but not to this release's
+	// version.
+	if !strings.Contains(stderr, "old ("+old.ID+")") || !strings.Contains(stderr, fmt.Sprintf("migrated to version %d, not %d", schema.LatestVersion()-1, schema.LatestVersion())) {
+		t.Fatalf("stderr:\n%s", stderr)
 	}
 	if strings.Contains(stdout, "\r") {
 		t.Fatal("progress drawn with carriage returns on a non-terminal")
 	}
-	if !strings.Contains(stderr, "1 tenant migrations failed") || !strings.Contains(stderr, "broken ("+broken.ID+")") ||
+	if !strings.Contains(stderr, "2 tenant migrations failed") || !strings.Contains(stderr, "broken ("+broken.ID+")") ||
 		!strings.Contains(stderr, `syntax error at or near "oops"`) || strings.Contains(stderr, "acme") {
 		t.Fatalf("stderr:\n%s", stderr)
 	}
@@ -267,10 +288,12 @@ func TestMigrateWait(t *testing.T) {
 		}
 	}
 
-	// Without the broken tenant every migration succeeds; on a terminal the
-	// progress line is redrawn in place.
-	if _, err := f.deps.Catalog.SetStatus(context.Background(), broken.ID, tenantctx.StatusDeleting); err != nil {
-		t.Fatal(err)
+	// Without the broken tenant and the old release's, every migration
+	// succeeds; on a terminal the progress line is redrawn in place.
+	for _, id := range []string{broken.ID, old.ID} {
+		if _, err := f.deps.Catalog.SetStatus(context.Background(), id, tenantctx.StatusDeleting); err != nil {
+			t.Fatal(err)
+		}
 	}
 	code, stdout, stderr = f.run(t, true, "migrate", "--all", "--wait", "--poll", "50ms")
 	if code != enqueueapp.ExitOK {
@@ -366,7 +389,9 @@ func TestPDFCommand(t *testing.T) {
 			t.Errorf("%q: exit %d, want %d", args, code, enqueueapp.ExitUsage)
 		}
 	}
-	for _, args := range [][]string{{"help"}, {"--help"}, {"serve", "--help"}, {"migrate", "--help"}, {"pdf", "-h"}} {
+	for _, args := range [][]string{{"help"}, {"--help"}, {"serve", "--help"}, {"migrate", "--help"}, {"pdf", "-h"},
+		{"tenant", "--help"}, {"tenant", "add", "--help"}, {"tenant", "move", "-h"}, {"tenant", "add", "acme", "--help"},
+		{"db", "--help"}, {"db", "list", "--help"}, {"queues", "--help"}} {
 		code, stdout, _ := f.run(t, false, args...)
 		if code != enqueueapp.ExitOK || !strings.Contains(stdout, "usage: enqueue") {
 			t.Errorf("%q: exit %d stdout %q", args, code, stdout)

@@ -23,6 +23,10 @@ func dbCmd(ctx context.Context, args []string, sio IO) error {
 		return fmt.Errorf("%w: want db list or db add NAME URL", errUsage)
 	}
 	sub, rest := args[0], args[1:]
+	if isHelp(sub) {
+		fmt.Fprint(sio.Stdout, "usage: enqueue db list | db add NAME URL\n")
+		return flag.ErrHelp
+	}
 	fs := flagSet("db "+sub, "db list | db add NAME URL", sio)
 	if err := fs.Parse(rest); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -71,22 +75,41 @@ func dbCmd(ctx context.Context, args []string, sio IO) error {
 }
 
 // tenantCmd is "enqueue tenant add SLUG ..." and "enqueue tenant move SLUG
-// --to DB".
+// --to DB". Each answers --help, with or without a slug.
 func tenantCmd(ctx context.Context, args []string, sio IO) error {
-	if len(args) < 2 {
-		return fmt.Errorf("%w: want tenant add SLUG [flags] or tenant move SLUG --to DB", errUsage)
+	const want = "want tenant add SLUG [flags] or tenant move SLUG --to DB"
+	if len(args) == 0 {
+		return fmt.Errorf("%w: %s", errUsage, want)
 	}
-	sub, slug, rest := args[0], args[1], args[2:]
-	if err := tenantctx.ValidateSlug(slug); err != nil {
-		return fmt.Errorf("%w: %w", errUsage, err)
+	sub, rest := args[0], args[1:]
+	if isHelp(sub) {
+		fmt.Fprint(sio.Stdout, "usage: enqueue tenant add SLUG [flags] | tenant move SLUG --to DB [flags]\n(tenant add --help, tenant move --help: the flags)\n")
+		return flag.ErrHelp
 	}
+	var run func(context.Context, string, []string, IO) error
 	switch sub {
 	case "add":
-		return tenantAdd(ctx, slug, rest, sio)
+		run = tenantAdd
 	case "move":
-		return tenantMove(ctx, slug, rest, sio)
+		run = tenantMove
+	default:
+		return fmt.Errorf("%w: unknown tenant command %q (%s)", errUsage, sub, want)
 	}
-	return fmt.Errorf("%w: unknown tenant command %q", errUsage, sub)
+	if len(rest) == 0 {
+		return fmt.Errorf("%w: %s", errUsage, want)
+	}
+	if isHelp(rest[0]) {
+		return run(ctx, "", rest, sio) // prints the flags
+	}
+	if err := tenantctx.ValidateSlug(rest[0]); err != nil {
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	return run(ctx, rest[0], rest[1:], sio)
+}
+
+// isHelp reports whether arg asks for help.
+func isHelp(arg string) bool {
+	return arg == "-h" || arg == "-help" || arg == "--help"
 }
 
 // tenantAdd provisions a tenant (as POST /admin/tenants) and prints its id,

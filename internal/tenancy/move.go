@@ -66,12 +66,15 @@ type Moved struct {
 //
 //  1. pause the tenant's queue (PauseQueue; with fair dispatch only) and
 //     wait until none of its tasks is running or admitted;
-//  2. copy the schema into the target database (schema.Copy: created by
-//     the migrations at the source's version, tables copied with COPY,
-//     sequences set, row counts and checksums verified);
+//  2. copy the schema into the target database (schema.BeginCopy: the
+//     source's tables locked against writes, which wait, from here to the
+//     end; created by the migrations at the source's version, tables
+//     copied with COPY, sequences set, row counts and checksums verified);
 //  3. switch the tenant's placement in the catalog (the cache drops the
-//     tenant everywhere);
-//  4. after Grace, drop the old schema;
+//     tenant everywhere), only from the database copied (a concurrent
+//     move that switched first wins);
+//  4. after Grace, drop the old schema in the transaction that locked it:
+//     writes that waited fail instead of landing in it;
 //  5. resume the queue (unless an operator had paused it before).
 //
 // A failure in steps 1-3 leaves the tenant on its database, working: the
@@ -148,15 +151,17 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 		return fail("wait for running tasks", err)
 	}
 
-	// 2. Copy and verify.
-	res, err := schema.Copy(ctx, src, dst, t.Schema)
+	// 2. Copy and verify. From here until the copy ends, the source's
+	// tables take no writes (they wait): what was copied stays what the
+	// source holds.
+	c, err := schema.BeginCopy(ctx, src, dst, t.Schema)
 	if err != nil {
 		return fail("copy", err)
 	}
-	m.Version, m.Tables, m.Rows = res.Version, res.Tables, res.Rows()
+	m.Version, m.Tables, m.Rows = c.Result.Version, c.Result.Tables, c.Result.Rows()
 	dropCopy := func(err error) error {
-		if derr := schema.Drop(context.WithoutCancel(ctx), dst, t.Schema); derr != nil {
-			return errors.Join(err, fmt.Errorf("drop the copy in %s: %w", to, derr))
+		if aerr := c.Abort(context.WithoutCancel(ctx)); aerr != nil {
+			return errors.Join(err, fmt.Errorf("drop the copy in %s: %w", to, aerr))
 		}
 		return err
 	}
@@ -166,18 +171,14 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 		}
 	}
 
-	// 3. Switch, unless the tenant's deletion was requested meanwhile
-	// (its destroy then runs where it is; the copy goes).
-	cur, err := s.catalog.TenantByID(ctx, id)
-	switch {
-	case err != nil:
-		return fail("switch", dropCopy(err))
-	case cur.Status != tenantctx.StatusActive && cur.Status != tenantctx.StatusSuspended:
-		return fail("switch", dropCopy(fmt.Errorf("%w: the tenant became %s during the move", ErrMoveRefused, cur.Status)))
-	case cur.DatabaseName() != from:
-		return fail("switch", dropCopy(fmt.Errorf("%w: the tenant was moved to %s meanwhile", ErrMoveRefused, cur.DatabaseName())))
+	// 3. Switch, unless the tenant's deletion was requested meanwhile (its
+	// destroy then runs where it is) or another move switched it first:
+	// SetPlacement changes only a running tenant still on from. Either
+	// way the copy goes.
+	moved, err := s.catalog.SetPlacement(ctx, id, from, to)
+	if errors.Is(err, storage.ErrInvalidTransition) || errors.Is(err, storage.ErrPlacementChanged) {
+		err = fmt.Errorf("%w: %w", ErrMoveRefused, err)
 	}
-	moved, err := s.catalog.SetPlacement(ctx, id, to)
 	if errors.Is(err, storage.ErrInvalidationFailed) {
 		// Switched, but other processes may still reach the old database
 		// from their caches: try to publish it again while nothing runs.
@@ -185,6 +186,9 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 		if err != nil {
 			keepPaused = true
 			m.Tenant = moved
+			if rerr := c.Release(context.WithoutCancel(ctx)); rerr != nil {
+				s.logger.ErrorContext(ctx, "release the old schema after a move", slog.String("tenant_id", id), slog.String("error", rerr.Error()))
+			}
 			s.logger.ErrorContext(ctx, "tenant moved but the switch was not propagated: its queue stays paused and the old schema is kept",
 				slog.String("tenant_id", id), slog.String("from", from), slog.String("to", to), slog.String("error", err.Error()))
 			return m, fmt.Errorf("move tenant %s from %s to %s: switched, but not propagated to every process (%w): "+
@@ -197,12 +201,14 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 	}
 	m.Tenant = moved
 
-	// 4. Drop the old schema, after the grace period.
+	// 4. Drop the old schema, after the grace period, in the transaction
+	// that kept its tables from taking writes: a write that waited fails
+	// then (its tables are gone) rather than landing where nobody reads.
 	select {
 	case <-time.After(opts.Grace):
 	case <-ctx.Done():
 	}
-	if err := schema.Drop(context.WithoutCancel(ctx), src, t.Schema); err != nil {
+	if err := c.DropSource(context.WithoutCancel(ctx)); err != nil {
 		s.logger.ErrorContext(ctx, "drop the old schema after a move: drop it by hand",
 			slog.String("tenant_id", id), slog.String("database", from), slog.String("schema", t.Schema), slog.String("error", err.Error()))
 	} else {
@@ -220,7 +226,7 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 func (s *Service) propagatePlacement(ctx context.Context, id, to string, opts MoveOptions) error {
 	deadline := time.Now().Add(min(opts.DrainTimeout, 30*time.Second))
 	for {
-		_, err := s.catalog.SetPlacement(ctx, id, to)
+		_, err := s.catalog.SetPlacement(ctx, id, to, to)
 		if err == nil || !errors.Is(err, storage.ErrInvalidationFailed) || time.Now().After(deadline) {
 			return err
 		}

@@ -33,15 +33,27 @@ type twoServers struct {
 
 func setupTwoServers(t *testing.T) *twoServers {
 	t.Helper()
+	return setupServers(t, false)
+}
+
+// setupServers is setupTwoServers, with a third database ("third", on the
+// second server) when third is set.
+func setupServers(t *testing.T, third bool) *twoServers {
+	t.Helper()
 	ctx := t.Context()
 	pool, catalog, docs := catalogOn(t)
-	secondURL := testenv.StartPostgres(t).CreateDatabase(t)
+	server := testenv.StartPostgres(t)
+	secondURL := server.CreateDatabase(t)
 	second, err := schema.NewPool(ctx, secondURL, schema.PoolOptions{MaxConns: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(second.Close)
-	pools := placement.New(placement.Options{MainPool: pool, URLs: map[string]string{"second": secondURL}, Catalog: catalog, MaxConns: 4})
+	urls := map[string]string{"second": secondURL}
+	if third {
+		urls["third"] = server.CreateDatabase(t)
+	}
+	pools := placement.New(placement.Options{MainPool: pool, URLs: urls, Catalog: catalog, MaxConns: 4})
 	t.Cleanup(func() { _ = pools.Close() })
 	if err := pools.Register(ctx); err != nil {
 		t.Fatal(err)
@@ -285,12 +297,104 @@ func TestMoveFailureLeavesTenantWhereItWas(t *testing.T) {
 	}
 }
 
+// TestConcurrentMovesOneWins: a second move of a tenant started while the
+// first holds its copy waits for the source's tables; once the first
+// switched and dropped the old schema, the second fails, having created
+// nothing. The tenant is where the first put it, with its rows, and its
+// queue is resumed.
+func TestConcurrentMovesOneWins(t *testing.T) {
+	t.Parallel()
+	b := setupServers(t, true)
+	acme := b.provision(t, "acme", "main")
+	fast := tenancy.MoveOptions{Grace: time.Millisecond, Poll: 10 * time.Millisecond}
+	second := make(chan error, 1)
+	opts := tenancy.WithBeforeSwitch(fast, func(ctx context.Context) error {
+		go func() {
+			_, err := b.svc.Move(context.WithoutCancel(ctx), acme.ID, "third", "test", fast)
+			second <- err
+		}()
+		// Wait until the other move waits for the source's tables.
+		testenv.WaitFor(t, 30*time.Second, "the second move to wait for the source's tables", func() bool {
+			var n int
+			err := b.pool.QueryRow(ctx, `SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+				JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND NOT l.granted`, acme.Schema).Scan(&n)
+			return err == nil && n > 0
+		})
+		return nil
+	})
+	first, err := b.svc.Move(b.ctx, acme.ID, "second", "test", opts)
+	if err != nil || first.To != "second" || !first.OldSchemaDropped {
+		t.Fatalf("the first move: %+v, %v", first, err)
+	}
+	if err := <-second; err == nil {
+		t.Fatal("the second move, started from the same database, succeeded")
+	} else {
+		t.Logf("the second move: %v", err)
+	}
+	if tn, err := b.catalog.TenantByID(b.ctx, acme.ID); err != nil || tn.Database != "second" {
+		t.Fatalf("placement: %+v, %v; want second", tn, err)
+	}
+	third, err := b.pools.SchemaPool(b.ctx, "third")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if exists(t, b.ctx, third, acme.Schema) {
+		t.Error("the losing move left a copy on third")
+	}
+	if exists(t, b.ctx, b.pool, acme.Schema) {
+		t.Error("the old schema on main was not dropped")
+	}
+	if got := b.numbers(t, acme.ID); !slices.Equal(got, []string{"acme-1", "acme-2"}) {
+		t.Errorf("acme sees %v after the moves", got)
+	}
+	if q := inDefault(t, b.queue(t, acme.ID)); q.Paused {
+		t.Error("queue still paused after the moves")
+	}
+}
+
+// TestMoveWriteDuringCopyIsNotLost: a write to the tenant's tables that
+// the application makes while a move copies them waits, and fails once
+// the old schema is dropped: it is never committed where nobody reads it.
+func TestMoveWriteDuringCopyIsNotLost(t *testing.T) {
+	t.Parallel()
+	b := setupTwoServers(t)
+	acme := b.provision(t, "acme", "main")
+	wrote := make(chan error, 1)
+	opts := tenancy.WithBeforeSwitch(tenancy.MoveOptions{Grace: time.Millisecond}, func(ctx context.Context) error {
+		go func() {
+			// The application writes as it does: straight to its tables.
+			_, err := b.pool.Exec(context.WithoutCancel(ctx), `INSERT INTO tenant_acme.customers (name, email) VALUES ('late', 'late@acme.example')`)
+			wrote <- err
+		}()
+		testenv.WaitFor(t, 30*time.Second, "the write to wait for the copy's lock", func() bool {
+			var n int
+			err := b.pool.QueryRow(ctx, `SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+				WHERE c.relname = 'customers' AND l.mode = 'RowExclusiveLock' AND NOT l.granted`).Scan(&n)
+			return err == nil && n > 0
+		})
+		return nil
+	})
+	if _, err := b.svc.Move(b.ctx, acme.ID, "second", "test", opts); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-wrote; err == nil {
+		t.Fatal("a write made during the copy was committed into the old schema, which is gone")
+	}
+	var n int
+	if err := b.second.QueryRow(b.ctx, `SELECT count(*) FROM tenant_acme.customers WHERE name = 'late'`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("late rows on the new database: %d, %v", n, err)
+	}
+	if got := b.numbers(t, acme.ID); !slices.Equal(got, []string{"acme-1", "acme-2"}) {
+		t.Errorf("acme sees %v after the move", got)
+	}
+}
+
 // unpropagatedPlacement is a catalog whose placement changes are saved but
 // whose cache invalidation is never published.
 type unpropagatedPlacement struct{ storage.Catalog }
 
-func (c unpropagatedPlacement) SetPlacement(ctx context.Context, id, database string) (tenantctx.Tenant, error) {
-	t, err := c.Catalog.SetPlacement(ctx, id, database)
+func (c unpropagatedPlacement) SetPlacement(ctx context.Context, id, from, to string) (tenantctx.Tenant, error) {
+	t, err := c.Catalog.SetPlacement(ctx, id, from, to)
 	if err != nil {
 		return t, err
 	}

@@ -324,8 +324,8 @@ func (m *Catalog) Databases(_ context.Context) ([]storage.Database, error) {
 	return out, nil
 }
 
-// SetPlacement records the tenant's database.
-func (m *Catalog) SetPlacement(_ context.Context, id, database string) (tenantctx.Tenant, error) {
+// SetPlacement records the tenant's database, if it is on from.
+func (m *Catalog) SetPlacement(_ context.Context, id, from, to string) (tenantctx.Tenant, error) {
 	if err := tenantctx.ValidateID(id); err != nil {
 		return tenantctx.Tenant{}, fmt.Errorf("set placement: %w: %w", storage.ErrNotFound, err)
 	}
@@ -335,13 +335,16 @@ func (m *Catalog) SetPlacement(_ context.Context, id, database string) (tenantct
 	if !ok {
 		return tenantctx.Tenant{}, fmt.Errorf("set placement of tenant %s: %w", id, storage.ErrNotFound)
 	}
-	if _, ok := m.dbs[database]; !ok {
-		return tenantctx.Tenant{}, fmt.Errorf("set placement of tenant %s: database %.70q: %w", id, database, storage.ErrNotFound)
+	if _, ok := m.dbs[to]; !ok {
+		return tenantctx.Tenant{}, fmt.Errorf("set placement of tenant %s: database %.70q: %w", id, to, storage.ErrNotFound)
+	}
+	if t.DatabaseName() != from {
+		return tenantctx.Tenant{}, fmt.Errorf("set placement of tenant %s: on %s, not %.70s: %w", id, t.DatabaseName(), from, storage.ErrPlacementChanged)
 	}
 	if t.Status != tenantctx.StatusActive && t.Status != tenantctx.StatusSuspended {
 		return tenantctx.Tenant{}, fmt.Errorf("set placement of tenant %s (%s): %w", id, t.Status, storage.ErrInvalidTransition)
 	}
-	t.Database = database
+	t.Database = to
 	t.UpdatedAt = m.now()
 	m.tenants[id] = t
 	return t, nil

@@ -61,7 +61,7 @@ func testPlacement(t *testing.T, c storage.Catalog) {
 		t.Errorf("tenant counts = %v, want main 1, eu-2 1", got)
 	}
 
-	moved, err := c.SetPlacement(ctx, onMain.ID, "eu-2")
+	moved, err := c.SetPlacement(ctx, onMain.ID, "main", "eu-2")
 	if err != nil || moved.Database != "eu-2" || moved.Status != onMain.Status {
 		t.Fatalf("SetPlacement = %+v, %v", moved, err)
 	}
@@ -74,16 +74,26 @@ func testPlacement(t *testing.T, c storage.Catalog) {
 	if got := counts(); got["main"] != 0 || got["eu-2"] != 2 {
 		t.Errorf("tenant counts after the move = %v, want main 0, eu-2 2", got)
 	}
-	if _, err := c.SetPlacement(ctx, onMain.ID, "nowhere"); !errors.Is(err, storage.ErrNotFound) {
+	// A second move started from main loses: the tenant is on eu-2 now.
+	if _, err := c.SetPlacement(ctx, onMain.ID, "main", "main"); !errors.Is(err, storage.ErrPlacementChanged) {
+		t.Errorf("SetPlacement from a stale placement error = %v, want ErrPlacementChanged", err)
+	}
+	if got, err := c.TenantByID(ctx, onMain.ID); err != nil || got.Database != "eu-2" {
+		t.Errorf("placement after a stale SetPlacement = %+v, %v; want eu-2 kept", got, err)
+	}
+	if again, err := c.SetPlacement(ctx, onMain.ID, "eu-2", "eu-2"); err != nil || again.Database != "eu-2" {
+		t.Errorf("SetPlacement of the same placement again = %+v, %v", again, err)
+	}
+	if _, err := c.SetPlacement(ctx, onMain.ID, "eu-2", "nowhere"); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("SetPlacement(unregistered database) error = %v, want ErrNotFound", err)
 	}
-	if _, err := c.SetPlacement(ctx, tenantctx.NewID(), "main"); !errors.Is(err, storage.ErrNotFound) {
+	if _, err := c.SetPlacement(ctx, tenantctx.NewID(), "main", "eu-2"); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("SetPlacement(unknown tenant) error = %v, want ErrNotFound", err)
 	}
 	// A tenant being deleted (or still provisioning) keeps its placement:
 	// its destroy erases where its schema is.
 	leaving := mustCreate(t, ctx, c, tenantctx.StatusDeleting)
-	if _, err := c.SetPlacement(ctx, leaving.ID, "eu-2"); !errors.Is(err, storage.ErrInvalidTransition) {
+	if _, err := c.SetPlacement(ctx, leaving.ID, "main", "eu-2"); !errors.Is(err, storage.ErrInvalidTransition) {
 		t.Errorf("SetPlacement(deleting tenant) error = %v, want ErrInvalidTransition", err)
 	}
 	if got, err := c.TenantByID(ctx, leaving.ID); err != nil || got.Database != tenantctx.DefaultDatabase {
