@@ -163,25 +163,49 @@ func TestReminderRows(t *testing.T) {
 		if _, err := invoice.Create(ctx, tx, invoice.New{Number: "R-1", Status: "overdue", Customer: invoice.Customer{Name: "c", Email: "c@x"}}); err != nil {
 			return err
 		}
-		st, err := invoice.ClaimReminder(ctx, tx, 1, d, "c@x")
-		if err != nil || st != invoice.ReminderPending {
-			t.Fatalf("first claim = %s, %v; want pending", st, err)
+		c, err := invoice.ClaimReminder(ctx, tx, 1, "c@x", d)
+		if err != nil || c.Status != invoice.ReminderPending {
+			t.Fatalf("first claim = %+v, %v; want pending", c, err)
 		}
-		if err := invoice.FinishReminder(ctx, tx, 1, d, invoice.ReminderSent, "c@x"); err != nil {
+		if err := invoice.FinishReminder(ctx, tx, 1, invoice.ReminderSent, "c@x", d); err != nil {
 			return err
 		}
-		st, err = invoice.ClaimReminder(ctx, tx, 1, d, "c@x")
-		if err != nil || st != invoice.ReminderSent {
-			t.Fatalf("claim after the send = %s, %v; want sent", st, err)
+		c, err = invoice.ClaimReminder(ctx, tx, 1, "c@x", d)
+		if err != nil || c != (invoice.Claim{Status: invoice.ReminderSent, SentOn: "2026-03-01"}) {
+			t.Fatalf("claim after the send = %+v, %v; want sent on 2026-03-01", c, err)
 		}
 		// A local-time value of the same UTC day is the same reminder.
-		st, err = invoice.ClaimReminder(ctx, tx, 1, d.Add(5*time.Hour).In(time.FixedZone("x", 3600)), "c@x")
-		if err != nil || st != invoice.ReminderSent {
-			t.Fatalf("claim of the same day in another zone = %s, %v; want sent", st, err)
+		c, err = invoice.ClaimReminder(ctx, tx, 1, "c@x", d.Add(5*time.Hour).In(time.FixedZone("x", 3600)))
+		if err != nil || c.Status != invoice.ReminderSent {
+			t.Fatalf("claim of the same day in another zone = %+v, %v; want sent", c, err)
 		}
-		st, err = invoice.ClaimReminder(ctx, tx, 1, d.AddDate(0, 0, 1), "c@x")
-		if err != nil || st != invoice.ReminderPending {
-			t.Fatalf("next day's claim = %s, %v; want pending", st, err)
+		next := d.AddDate(0, 0, 1)
+		c, err = invoice.ClaimReminder(ctx, tx, 1, "c@x", next)
+		if err != nil || c.Status != invoice.ReminderPending {
+			t.Fatalf("next day's claim = %+v, %v; want pending", c, err)
+		}
+		// A late run of day 1 on day 2 sees day 1's reminder and claims
+		// nothing more.
+		c, err = invoice.ClaimReminder(ctx, tx, 1, "c@x", d.AddDate(0, 0, 2), d)
+		if err != nil || c != (invoice.Claim{Status: invoice.ReminderSent, SentOn: "2026-03-01"}) {
+			t.Fatalf("claim of days 1 and 3 = %+v, %v; want sent on 2026-03-01", c, err)
+		}
+		// Day 2's run, late on day 3, claims and finishes both.
+		later := d.AddDate(0, 0, 2)
+		if c, err = invoice.ClaimReminder(ctx, tx, 1, "c@x", next, later); err != nil || c.Status != invoice.ReminderPending {
+			t.Fatalf("claim of days 2 and 3 = %+v, %v; want pending", c, err)
+		}
+		if err := invoice.FinishReminder(ctx, tx, 1, invoice.ReminderSent, "c@x", later, next); err != nil {
+			return err
+		}
+		for _, dd := range []time.Time{next, later} {
+			if c, err := invoice.ClaimReminder(ctx, tx, 1, "c@x", dd); err != nil || c.Status != invoice.ReminderSent {
+				t.Errorf("claim of %s after the late send = %+v, %v; want sent", dd.Format(time.DateOnly), c, err)
+			}
+		}
+		var rows int
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM invoice_reminders WHERE invoice_id = 1`).Scan(&rows); err != nil || rows != 3 {
+			t.Errorf("%d reminder rows, %v; want 3 (days 1, 2 and 3)", rows, err)
 		}
 		return nil
 	})
@@ -205,10 +229,10 @@ func TestOverdue(t *testing.T) {
 			return err
 		}
 		for id, dd := range map[int64]time.Time{ids[3]: today, ids[4]: today.AddDate(0, 0, -1)} {
-			if _, err := invoice.ClaimReminder(ctx, tx, id, dd, "c@x"); err != nil {
+			if _, err := invoice.ClaimReminder(ctx, tx, id, "c@x", dd); err != nil {
 				return err
 			}
-			if err := invoice.FinishReminder(ctx, tx, id, dd, invoice.ReminderSent, "c@x"); err != nil {
+			if err := invoice.FinishReminder(ctx, tx, id, invoice.ReminderSent, "c@x", dd); err != nil {
 				return err
 			}
 		}

@@ -31,6 +31,16 @@ func TestValidate(t *testing.T) {
 		{InvoiceReminder{TenantID: "tn_a", InvoiceID: 1, Day: ""}, "day"},
 		{InvoiceReminder{TenantID: "tn_a", InvoiceID: 1, Day: "2026-3-1"}, "day"},
 		{InvoiceReminder{TenantID: "tn_a", InvoiceID: 1, Day: "2026-02-30"}, "day"},
+		// Year 0 parses in Go; PostgreSQL's date has no year 0.
+		{InvoiceReminder{TenantID: "tn_a", InvoiceID: 1, Day: "0000-01-01"}, "day"},
+		{InvoiceReminder{TenantID: "tn_a", InvoiceID: 1, Day: "0000-02-29"}, "day"},
+		{InvoiceReminder{TenantID: "tn_a", InvoiceID: 1, Day: "0000-12-31"}, "day"},
+		{InvoiceReminder{TenantID: "tn_a", InvoiceID: 1, Day: "1500-02-29"}, "day"}, // not a leap year (Gregorian)
+		{InvoiceReminder{TenantID: "tn_a", InvoiceID: 1, Day: "-001-01-01"}, "day"},
+		{InvoiceReminder{TenantID: "tn_a", InvoiceID: 1, Day: "10000-01-01"}, "day"},
+		{InvoiceReminder{TenantID: "tn_a", InvoiceID: 1, Day: "0001-01-01"}, ""}, // both ends of what both take
+		{InvoiceReminder{TenantID: "tn_a", InvoiceID: 1, Day: "9999-12-31"}, ""},
+		{InvoiceReminder{TenantID: "tn_a", InvoiceID: 1, Day: "2024-02-29"}, ""},
 		{InvoiceReminder{TenantID: "tn_a", InvoiceID: 0, Day: "2026-03-01"}, "invoice_id"},
 		{InvoicesOverdue{TenantID: "tn_a", Tick: 1}, ""},
 		{InvoicesOverdue{TenantID: "tn_a", Tick: -1}, "tick"},

@@ -50,7 +50,8 @@ type InvoiceReminder struct {
 	TenantID  string `json:"tenant_id"`
 	InvoiceID int64  `json:"invoice_id"`
 	// Day is the reminder's calendar day (UTC, YYYY-MM-DD); it is part of the
-	// task id and of the invoice_reminders unique key.
+	// task id and of the invoice_reminders unique key. A run on a later day
+	// claims that day's row too.
 	Day string `json:"day"`
 }
 
@@ -71,7 +72,11 @@ func (p InvoiceReminder) Spec() Spec {
 		MaxRetry: 10, Timeout: time.Minute, Retention: 48 * time.Hour, Conflict: ReplaceFinished}
 }
 
-// Validate implements Payload: a positive invoice id and a YYYY-MM-DD day.
+// Validate implements Payload: a positive invoice id and a YYYY-MM-DD day
+// that PostgreSQL's date type takes. Go parses year 0000, which PostgreSQL
+// refuses (there is no year 0): such a day is refused here, not retried
+// on every run. For years 0001-9999 both take the same days (the
+// proleptic Gregorian calendar).
 func (p InvoiceReminder) Validate() error {
 	if err := positiveInvoice(p.InvoiceID); err != nil {
 		return err
@@ -79,6 +84,9 @@ func (p InvoiceReminder) Validate() error {
 	d, err := time.Parse(time.DateOnly, p.Day)
 	if err != nil || d.Format(time.DateOnly) != p.Day {
 		return fmt.Errorf("day must be YYYY-MM-DD, got %.20q", p.Day)
+	}
+	if d.Year() < 1 {
+		return fmt.Errorf("day must be in year 0001 or later, got %.20q", p.Day)
 	}
 	return nil
 }

@@ -53,6 +53,14 @@ func TestHandleRejectsPermanently(t *testing.T) {
 			t.Errorf("%s: ran=%v err=%v; want SkipRetry mentioning %q", c.name, ran, err, c.want)
 		}
 	}
+	// A reminder queued for year 0, which Go parses and PostgreSQL refuses,
+	// is refused at once rather than failing in SQL on every retry.
+	ran := false
+	h := handle(func(context.Context, tasks.InvoiceReminder) error { ran = true; return nil })
+	err := h.ProcessTask(context.Background(), asynq.NewTask(tasks.TypeInvoiceReminder, []byte(`{"tenant_id":"tn_a","invoice_id":7,"day":"0000-01-01"}`)))
+	if ran || !errors.Is(err, asynq.SkipRetry) || !strings.Contains(err.Error(), "day must be in year 0001 or later") {
+		t.Errorf("reminder for day 0000-01-01: ran=%v err=%v; want SkipRetry", ran, err)
+	}
 }
 
 func TestWriteResultOutsideHandler(t *testing.T) {

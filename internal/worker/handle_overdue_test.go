@@ -81,10 +81,10 @@ func TestInvoicesOverdueMarksAndEnqueuesReminders(t *testing.T) {
 	remindedYesterday := add("reminded-yesterday", "overdue", pastDue)
 	e.inTenant(t, acme, func(ctx context.Context, tx pgx.Tx) error {
 		for id, day := range map[int64]time.Time{remindedToday: now, remindedYesterday: now.AddDate(0, 0, -1)} {
-			if _, err := invoice.ClaimReminder(ctx, tx, id, day, "x@example.org"); err != nil {
+			if _, err := invoice.ClaimReminder(ctx, tx, id, "x@example.org", day); err != nil {
 				return err
 			}
-			if err := invoice.FinishReminder(ctx, tx, id, day, invoice.ReminderSent, "x@example.org"); err != nil {
+			if err := invoice.FinishReminder(ctx, tx, id, invoice.ReminderSent, "x@example.org", day); err != nil {
 				return err
 			}
 		}

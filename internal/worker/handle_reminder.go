@@ -43,6 +43,15 @@ const (
 	reasonNotOverdue  = ", not overdue" // after "invoice is <status>"
 )
 
+// alreadySent is the reason of a run that found the reminder of day sent
+// (a date), today being today's date.
+func alreadySent(day, today string) string {
+	if day == today {
+		return reasonAlreadySent
+	}
+	return "already sent on " + day
+}
+
 // InvoiceReminder handles invoice:reminder: it emails the customer of an
 // invoice that is overdue, at most once per invoice per day (p.Day). An
 // invoice in any other status (paid, cancelled, sent and not yet due, ...)
@@ -63,18 +72,21 @@ const (
 //     due date and the next sweep is not skipped), then load it; skip
 //     unless it is overdue;
 //  2. claim the (invoice, day) row of invoice_reminders (invoice.ClaimReminder:
-//     inserted as 'pending' unless it exists, then locked FOR UPDATE). The
-//     row lock makes a concurrent run of the same reminder (a task re-queued
-//     by a shutdown while its first run goes on, P11 in
-//     docs/architecture.md) wait here until this run commits, and then see
-//     'sent';
-//  3. status 'sent': done, no email. A customer address that can never be
+//     inserted as 'pending' unless it exists, then locked FOR UPDATE), and,
+//     when the run is later than its day (a retry, or a wait in a backlog,
+//     past midnight UTC), today's row too: the reminder then counts for
+//     today, and today's sweep sends no second email. The row locks make a
+//     concurrent run of the same reminder (a task re-queued by a shutdown
+//     while its first run goes on, P11 in docs/architecture.md), or today's
+//     own reminder, wait here until this run commits, and then see 'sent';
+//  3. one of those rows 'sent': done, no email. A customer address that can never be
 //     sent to (empty, or not one RFC 5322 address): record 'failed' and
 //     archive the task at once with the reason (Permanent); the sweep does
 //     not try that address again the same day (invoice.RemindersDue).
 //     Otherwise, unless ctx is already cancelled (a shutdown never starts a
 //     send), send through h.Mailer;
-//  4. record the outcome: 'sent' with sent_at, or 'failed' and return the
+//  4. record the outcome on the claimed rows: 'sent' with sent_at, or
+//     'failed' and return the
 //     send error so the task is retried and sends again. Recording and
 //     the commit run on context.WithoutCancel(ctx): a send that succeeded is
 //     recorded even when the task's ctx is cancelled meanwhile.
@@ -107,6 +119,14 @@ func (h *Handlers) InvoiceReminder(ctx context.Context, p tasks.InvoiceReminder)
 	if err != nil {
 		return Permanentf("reminder for invoice %d: day %.20q: %w", p.InvoiceID, p.Day, err)
 	}
+	// A reminder that runs after its day (a retry, or a wait in a backlog,
+	// past midnight UTC) is also today's: the sweep must not send another.
+	now := h.now()
+	today := tasks.DayOf(now)
+	days := []time.Time{day}
+	if today > p.Day {
+		days = append(days, now)
+	}
 	taskCtx := ctx
 	finishCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reminderFinishTimeout)
 	defer cancel()
@@ -136,16 +156,16 @@ func (h *Handlers) InvoiceReminder(ctx context.Context, p tasks.InvoiceReminder)
 			res.Reason = "invoice is " + mailer.OneLine(inv.Status) + reasonNotOverdue
 			return nil
 		}
-		status, err := invoice.ClaimReminder(taskCtx, tx, p.InvoiceID, day, inv.Customer.Email)
+		claim, err := invoice.ClaimReminder(taskCtx, tx, p.InvoiceID, inv.Customer.Email, days...)
 		if err != nil {
 			return err
 		}
-		if status == invoice.ReminderSent {
-			res.Reason = reasonAlreadySent
+		if claim.Status == invoice.ReminderSent {
+			res.Reason = alreadySent(claim.SentOn, today)
 			return nil
 		}
 		if badAddr = recipientError(inv.Customer.Email); badAddr != nil {
-			return invoice.FinishReminder(taskCtx, tx, p.InvoiceID, day, invoice.ReminderFailed, inv.Customer.Email)
+			return invoice.FinishReminder(taskCtx, tx, p.InvoiceID, invoice.ReminderFailed, inv.Customer.Email, days...)
 		}
 		msg, err := h.reminderMessage(taskCtx, tx, t, inv, p)
 		if err != nil {
@@ -164,7 +184,7 @@ func (h *Handlers) InvoiceReminder(ctx context.Context, p tasks.InvoiceReminder)
 		}
 		// From here on the task's ctx no longer matters: the outcome is
 		// recorded and committed on finishCtx.
-		return invoice.FinishReminder(finishCtx, tx, p.InvoiceID, day, outcome, inv.Customer.Email)
+		return invoice.FinishReminder(finishCtx, tx, p.InvoiceID, outcome, inv.Customer.Email, days...)
 	})
 	switch {
 	case errors.Is(err, invoice.ErrNotFound):
@@ -220,7 +240,12 @@ func (h *Handlers) reminderMessage(ctx context.Context, tx pgx.Tx, t tenantctx.T
 	number := mailer.OneLine(inv.Number)
 	var text strings.Builder
 	fmt.Fprintf(&text, "Dear %s,\n\n", customer)
-	fmt.Fprintf(&text, "invoice %s from %s was due on %s and is overdue.\n\n", number, issuer, doc.DueAt.Format(time.DateOnly))
+	if doc.DueAt.IsZero() {
+		// No due date (NULL): the app set the invoice overdue itself.
+		fmt.Fprintf(&text, "invoice %s from %s is overdue.\n\n", number, issuer)
+	} else {
+		fmt.Fprintf(&text, "invoice %s from %s was due on %s and is overdue.\n\n", number, issuer, doc.DueAt.Format(time.DateOnly))
+	}
 	fmt.Fprintf(&text, "Amount due: %s\n\n", total)
 	msg := mailer.Message{
 		From:      h.MailFrom,

@@ -57,7 +57,14 @@ func (d *reminderDay) add(t *testing.T, number, status string, due time.Time) in
 // its result.
 func (d *reminderDay) manual(t *testing.T, id int64) reminderOutcome {
 	t.Helper()
-	r, err := d.e.enqueuer.Enqueue(d.e.ctx, tasks.InvoiceReminder{TenantID: d.tn.ID, InvoiceID: id, Day: d.day})
+	return d.remind(t, id, d.day)
+}
+
+// remind enqueues the reminder of invoice id for day, waits until it
+// finished, and returns its result.
+func (d *reminderDay) remind(t *testing.T, id int64, day string) reminderOutcome {
+	t.Helper()
+	r, err := d.e.enqueuer.Enqueue(d.e.ctx, tasks.InvoiceReminder{TenantID: d.tn.ID, InvoiceID: id, Day: day})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,15 +220,58 @@ func TestReminderSweepThenManualSendsOnce(t *testing.T) {
 	}
 }
 
-// TestReminderBadAddressArchivedAtOnce: a customer address that can never
-// parse archives the reminder at once with the reason (not retried 10
-// times), records the day's row failed, and the sweep does not try that
-// address again; once the customer's address is fixed, the next sweep
-// sends.
-func TestReminderBadAddressArchivedAtOnce(t *testing.T) {
+// TestLateReminderCountsForToday: yesterday's reminder that runs today
+// (a retry, or a wait in a backlog, past midnight UTC) is sent and counts
+// for today too: today's sweep and a reminder asked for today send no
+// second email. Yesterday's reminder sent yesterday, run again today,
+// sends nothing and does not use up today: the sweep sends today's.
+func TestLateReminderCountsForToday(t *testing.T) {
 	t.Parallel()
 	d := newReminderDay(t)
-	const bad = "zoe(at)mueller.example"
+	yesterday := tasks.DayOf(time.Now().AddDate(0, 0, -1))
+	late := d.add(t, "LATE-1", "overdue", pastDue)
+	if got := d.remind(t, late, yesterday); !got.Sent {
+		t.Fatalf("yesterday's reminder run today: %+v, want sent", got)
+	}
+	d.sweep(t, 1)
+	if got, want := d.manual(t, late), (reminderOutcome{Reason: "already sent today"}); got != want {
+		t.Errorf("today's reminder after yesterday's ran today: %+v, want %+v", got, want)
+	}
+	if got := d.sentTo(t); fmt.Sprint(got) != fmt.Sprint([]int64{late}) {
+		t.Fatalf("emails for invoices %v, want one for %d", got, late)
+	}
+	rows := d.e.reminderRows(t, d.tn, late)
+	if len(rows) != 2 || rows[0].Day != yesterday || rows[1].Day != d.day || rows[0].Status != "sent" || rows[1].Status != "sent" {
+		t.Errorf("reminder rows %+v, want %s and %s sent", rows, yesterday, d.day)
+	}
+
+	// Sent yesterday (its row says so), run again today: nothing sent,
+	// nothing claimed for today; today's sweep sends today's.
+	again := d.add(t, "LATE-2", "overdue", pastDue)
+	d.e.inTenant(t, d.tn, func(ctx context.Context, tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO invoice_reminders (invoice_id, sent_on, recipient, status, sent_at)
+			VALUES ($1, $2::date, 'x@example.org', 'sent', now() - interval '1 day')`, again, yesterday)
+		return err
+	})
+	if got, want := d.remind(t, again, yesterday), (reminderOutcome{Reason: "already sent on " + yesterday}); got != want {
+		t.Errorf("yesterday's sent reminder run again today: %+v, want %+v", got, want)
+	}
+	if rows := d.e.reminderRows(t, d.tn, again); len(rows) != 1 {
+		t.Errorf("reminder rows %+v, want only yesterday's", rows)
+	}
+	d.sweep(t, 2)
+	if got := d.sentTo(t); fmt.Sprint(got) != fmt.Sprint([]int64{late, again}) {
+		t.Fatalf("emails for invoices %v, want [%d %d]", got, late, again)
+	}
+}
+
+// archivedForAddress gives the customer of a new overdue invoice the
+// address bad, runs the invoice's reminder of today and checks that it was
+// archived at once with the reason (not the address: leak must not be in
+// the error) and recorded failed for bad. It returns the invoice, the
+// enqueue result and the finished task.
+func (d *reminderDay) archivedForAddress(t *testing.T, bad, leak string) (int64, tasks.EnqueueResult, *asynq.TaskInfo) {
+	t.Helper()
 	id := d.add(t, "LATE-1", "overdue", pastDue)
 	d.e.inTenant(t, d.tn, func(ctx context.Context, tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `UPDATE customers SET email = $1`, bad)
@@ -234,15 +284,28 @@ func TestReminderBadAddressArchivedAtOnce(t *testing.T) {
 	info := d.finished(t, r.Info.ID)
 	want := fmt.Sprintf("reminder for invoice %d on %s not sent: customer email address: recipient address does not parse", id, d.day)
 	if info.State != asynq.TaskStateArchived || info.Retried != 0 || !strings.Contains(info.LastErr, want) {
-		t.Fatalf("reminder to an address that cannot parse: %s after %d retries, %q; want archived at once with %q",
-			info.State, info.Retried, info.LastErr, want)
+		t.Fatalf("reminder to %q: %s after %d retries, %q; want archived at once with %q",
+			bad, info.State, info.Retried, info.LastErr, want)
 	}
-	if strings.Contains(info.LastErr, "zoe") {
+	if strings.Contains(info.LastErr, leak) {
 		t.Errorf("last error %q repeats the customer's address", info.LastErr)
 	}
 	if rows := d.e.reminderRows(t, d.tn, id); len(rows) != 1 || rows[0].Status != "failed" || rows[0].Recipient != bad {
 		t.Fatalf("reminder rows %+v, want one failed row for %s", rows, bad)
 	}
+	return id, r, info
+}
+
+// TestReminderBadAddressArchivedAtOnce: a customer address that can never
+// parse archives the reminder at once with the reason (not retried 10
+// times), records the day's row failed, and the sweep does not try that
+// address again; once the customer's address is fixed, the next sweep
+// sends.
+func TestReminderBadAddressArchivedAtOnce(t *testing.T) {
+	t.Parallel()
+	d := newReminderDay(t)
+	const bad = "zoe(at)mueller.example"
+	id, r, info := d.archivedForAddress(t, bad, "zoe")
 
 	d.sweep(t, 1)
 	if again, err := d.e.inspector.GetTaskInfo(tasks.QueueLow, r.Info.ID); err != nil || again.State != asynq.TaskStateArchived || again.LastFailedAt != info.LastFailedAt {
@@ -265,6 +328,21 @@ func TestReminderBadAddressArchivedAtOnce(t *testing.T) {
 	}
 }
 
+// TestReminderQuotedLocalPartArchivedAtOnce: a customer address whose
+// local part needs quoting (go-mail would send RCPT
+// TO:<victim@evil.example> x@example.org>, which a lenient server delivers
+// to victim@evil.example and a strict one refuses on every retry) is
+// treated as one that does not parse: archived at once, the day's row
+// failed, nothing offered to the mail server.
+func TestReminderQuotedLocalPartArchivedAtOnce(t *testing.T) {
+	t.Parallel()
+	d := newReminderDay(t)
+	d.archivedForAddress(t, `"victim@evil.example> x"@example.org`, "victim")
+	if a := d.smtp.Attempts(); a != 0 {
+		t.Errorf("SMTP server saw %d attempts, want 0", a)
+	}
+}
+
 // TestReminderWithoutAddressIsPermanent: a customer without an email
 // address is a permanent failure recorded in the day's row.
 func TestReminderWithoutAddressIsPermanent(t *testing.T) {
@@ -275,6 +353,7 @@ func TestReminderWithoutAddressIsPermanent(t *testing.T) {
 	nobody := acmeCustomer
 	nobody.Email = " "
 	id := e.addInvoice(t, acme, nobody, overdueInvoice("ACME-1"))
+	e.setToday(t, "2026-03-01")
 	err := e.work(tasks.InvoiceReminder{TenantID: acme.ID, InvoiceID: id, Day: "2026-03-01"})
 	if !errors.Is(err, asynq.SkipRetry) || !strings.Contains(err.Error(), "customer has no email address") {
 		t.Fatalf("reminder to a customer without address = %v, want a permanent error", err)
@@ -340,6 +419,38 @@ func TestReminderFoldsTenantText(t *testing.T) {
 	}
 	if _, ok := m.Attachments["invoice-INV-7001.pdf"]; !ok || len(m.Attachments) != 1 {
 		t.Errorf("attachments %v, want invoice-INV-7001.pdf", keys(m.Attachments))
+	}
+}
+
+// TestReminderSubjectKeepsEncodedWordLiteral: an invoice number holding an
+// RFC 2047 encoded word (which OneLine leaves alone: its text has no
+// control character) reaches the Subject as the text itself, not as an
+// encoded word the reader decodes into a right-to-left override; a
+// customer's display name holding one is left out of To.
+func TestReminderSubjectKeepsEncodedWordLiteral(t *testing.T) {
+	t.Parallel()
+	srv := smtptest.Start(t, smtptest.Options{})
+	e := newHandlerEnv(t, smtpMailer(t, srv))
+	acme := e.provision(t, "acme", "Acme")
+	eve := invoice.Customer{Name: "Eve", Email: `"=?utf-8?q?Eve=E2=80=AE?=" <eve@example.org>`}
+	id := e.addInvoice(t, acme, eve, overdueInvoice("=?utf-8?q?=E2=80=AE1007-VNI?="))
+	if err := e.work(tasks.InvoiceReminder{TenantID: acme.ID, InvoiceID: id, Day: "2026-03-01"}); err != nil {
+		t.Fatal(err)
+	}
+	msgs := srv.Messages()
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages, want 1", len(msgs))
+	}
+	m := parseMail(t, msgs[0].Data)
+	if want := "Reminder: invoice =?utf-8?q?=E2=80=AE1007-VNI?= is overdue"; m.Subject != want {
+		t.Errorf("decoded Subject = %q (raw %q), want %q", m.Subject, m.Header.Get("Subject"), want)
+	}
+	to, err := m.Header.AddressList("To")
+	if err != nil || len(to) != 1 || to[0].Name != "" || to[0].Address != "eve@example.org" {
+		t.Errorf("To = %v (%v), want <eve@example.org> without the display name", to, err)
+	}
+	if raw := m.Header.Get("To"); strings.Contains(raw, "=?") {
+		t.Errorf("raw To %q holds an encoded word", raw)
 	}
 }
 

@@ -51,6 +51,7 @@ func TestInvoiceReminderSendsOncePerDay(t *testing.T) {
 	}
 
 	p := tasks.InvoiceReminder{TenantID: acme.ID, InvoiceID: overdue, Day: "2026-03-01"}
+	e.setToday(t, p.Day)
 	for i := range 3 {
 		if err := e.work(p); err != nil {
 			t.Fatalf("run %d: %v", i+1, err)
@@ -92,6 +93,7 @@ func TestInvoiceReminderSendsOncePerDay(t *testing.T) {
 	}
 
 	// The next day is another reminder.
+	e.setToday(t, "2026-03-02")
 	if err := e.work(tasks.InvoiceReminder{TenantID: acme.ID, InvoiceID: overdue, Day: "2026-03-02"}); err != nil {
 		t.Fatal(err)
 	}
@@ -118,6 +120,37 @@ func TestInvoiceReminderWithoutPDFHasNoAttachment(t *testing.T) {
 	}
 }
 
+// TestInvoiceReminderWithoutDueDateNamesNoDate: an invoice without a due
+// date (NULL), which the app set overdue itself, is reminded of without a
+// date, not as "was due on 0001-01-01".
+func TestInvoiceReminderWithoutDueDateNamesNoDate(t *testing.T) {
+	t.Parallel()
+	srv := smtptest.Start(t, smtptest.Options{})
+	e := newHandlerEnv(t, smtpMailer(t, srv))
+	acme := e.provision(t, "acme", "Acme")
+	inv := overdueInvoice("NODUE-1")
+	inv.DueAt = time.Time{} // NULL due_date
+	id := e.addInvoice(t, acme, acmeCustomer, inv)
+	dated := e.addInvoice(t, acme, acmeCustomer, overdueInvoice("DUE-1"))
+	for _, id := range []int64{id, dated} {
+		if err := e.work(tasks.InvoiceReminder{TenantID: acme.ID, InvoiceID: id, Day: "2026-03-01"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	msgs := srv.Messages()
+	if len(msgs) != 2 {
+		t.Fatalf("%d messages, want 2", len(msgs))
+	}
+	for i, want := range []string{
+		"\ninvoice NODUE-1 from Acme is overdue.\n",
+		"\ninvoice DUE-1 from Acme was due on 2026-02-04 and is overdue.\n",
+	} {
+		if m := parseMail(t, msgs[i].Data); !strings.Contains(m.Text, want) || strings.Contains(m.Text, "0001-01-01") {
+			t.Errorf("reminder %d body lacks %q (or names year 1):\n%s", i+1, want, m.Text)
+		}
+	}
+}
+
 func TestInvoiceReminderRetryAfterFailedSendSendsOnce(t *testing.T) {
 	t.Parallel()
 	srv := smtptest.Start(t, smtptest.Options{Reject: func(attempt int) error {
@@ -130,6 +163,7 @@ func TestInvoiceReminderRetryAfterFailedSendSendsOnce(t *testing.T) {
 	acme := e.provision(t, "acme", "Acme")
 	id := e.addInvoice(t, acme, acmeCustomer, overdueInvoice("ACME-1"))
 	p := tasks.InvoiceReminder{TenantID: acme.ID, InvoiceID: id, Day: "2026-03-01"}
+	e.setToday(t, p.Day)
 
 	err := e.work(p)
 	if err == nil || errors.Is(err, asynq.SkipRetry) {

@@ -150,6 +150,7 @@ func TestServerShutdownDuringReminderSendsOneEmail(t *testing.T) {
 			e := newHandlerEnv(t, blocking)
 			acme := e.provision(t, "acme", "Acme")
 			id := e.addInvoice(t, acme, acmeCustomer, overdueInvoice("ACME-1"))
+			e.setToday(t, "2026-03-01")
 
 			first := startWorker(t, e, e.h, worker.ServerOptions{Concurrency: 2, ShutdownTimeout: 300 * time.Millisecond})
 			r, err := e.enqueuer.Enqueue(e.ctx, tasks.InvoiceReminder{TenantID: acme.ID, InvoiceID: id, Day: "2026-03-01"})

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -41,6 +42,27 @@ type handlerEnv struct {
 	inspector *asynq.Inspector
 	h         *worker.Handlers
 	w         *workertest.Worker
+	clock     atomic.Pointer[time.Time] // the handlers' now when set (setToday)
+}
+
+// setToday makes the handlers' clock read noon UTC of day (YYYY-MM-DD),
+// as if the tasks ran that day.
+func (e *handlerEnv) setToday(t *testing.T, day string) {
+	t.Helper()
+	d, err := time.Parse(time.DateOnly, day)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noon := d.Add(12 * time.Hour)
+	e.clock.Store(&noon)
+}
+
+// now is the handlers' clock: the day setToday set, or time.Now.
+func (e *handlerEnv) now() time.Time {
+	if c := e.clock.Load(); c != nil {
+		return *c
+	}
+	return time.Now()
 }
 
 // testMailFrom is the From address of reminders in tests.
@@ -74,6 +96,7 @@ func newHandlerEnv(t *testing.T, m mailer.Mailer) *handlerEnv {
 		Enqueuer:  enq,
 		Tenancy:   tenancy.New(tenancy.Config{Catalog: catalog, Enqueuer: enq, Documents: docs, SchemaPool: pool}),
 		MailFrom:  testMailFrom,
+		Now:       e.now,
 	}
 	e.w = workertest.New(e.h, worker.MuxOptions{Logger: discardLogger()})
 	return e
