@@ -427,6 +427,27 @@ func (d *Dispatcher) Park(ctx context.Context, queue, taskID, tenantID, typ stri
 	return s == "parked", nil
 }
 
+// Gate is called by a worker about to run a task that asynq retried: such
+// a task comes back from asynq's retry set into its pending list, past
+// admission. An admitted task, or one the tenant's running cap has room
+// for (it is then counted as running until its report), may run: Gate
+// returns false. Otherwise (the tenant is at its cap, held, or being
+// drained) the task is recorded as parked and Gate returns true: the
+// worker hands it back to asynq's retry set without counting a failure,
+// and the next heartbeat puts it at the front of the tenant's backlog,
+// from where admission runs it in turn.
+func (d *Dispatcher) Gate(ctx context.Context, queue, taskID, tenantID, typ string) (parked bool, err error) {
+	if err := errors.Join(checkQueue(queue), checkTenant(tenantID)); err != nil {
+		return false, err
+	}
+	args := append(d.common(3), taskID, tenantID, typ)
+	s, err := gateScript.Run(ctx, d.rdb, keys(queue), args...).Text()
+	if err != nil {
+		return false, fmt.Errorf("fair: gate retried task %s of tenant %s: %w", taskID, tenantID, err)
+	}
+	return s == "parked", nil
+}
+
 // Reason is why a tenant's backlog is held.
 type Reason string
 

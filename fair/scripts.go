@@ -182,6 +182,14 @@ local function wait(t, id, typ, msg, enq)
   countWaiting(t, typ, 1)
 end
 
+-- parkedSince is the enqueue time recorded when task id of t was parked
+-- before (a task parked again keeps it), or nil.
+local function parkedSince(t, id)
+  local old = redis.call('HGET', P .. 'parked:' .. t, id)
+  if not old then return nil end
+  return num(fields(old, 1)[2], nil)
+end
+
 -- releaseParked puts t's parked tasks that asynq holds for their retry
 -- back at the front of its backlog; a parked task still running (its
 -- worker has not handed it back yet) stays parked. It returns how many
@@ -609,7 +617,37 @@ if not held(t) then return 'free' end
 -- It will be admitted (and charged) again on release: refund this time.
 local ft, _, est, enq = finish(id)
 if ft then charge(ft, -est / weight(ft)) end
+enq = enq or parkedSince(t, id)
 redis.call('HSET', P .. 'parked:' .. t, id, typ .. SEP .. fmt(enq or NOW))
+redis.call('SADD', P .. 'parkedt', t)
+return 'parked'
+`)
+
+// gateScript is run by a worker about to run a task asynq retried (it came
+// back from asynq's retry set, not through admission).
+//
+//	ARGV[10] task id, ARGV[11] tenant, ARGV[12] type.
+//
+// An admitted task returns 'admitted'. Otherwise, when the tenant is
+// neither held nor at its running cap, the task is counted as running
+// (admitted, with no estimate: its report charges its whole cost) and
+// 'run' is returned. Else it is recorded as parked, 'parked' is returned
+// (the worker hands it back to asynq's retry set without counting a
+// failure), and the next heartbeat of any worker (or the tenant's
+// release) puts it at the front of the tenant's backlog, from where it is
+// admitted in turn, under the cap.
+var gateScript = redis.NewScript(prelude + `
+local id, t, typ = ARGV[10], ARGV[11], ARGV[12]
+if redis.call('HEXISTS', P .. 'adm', id) == 1 then return 'admitted' end
+local mr = num(redis.call('HGET', tkey(t), 'mr'), 0)
+if not held(t) and not draining(t) and (mr == 0 or redis.call('SCARD', P .. 'run:' .. t) < mr) then
+  redis.call('HSET', P .. 'adm', id, t .. SEP .. typ .. SEP .. '0' .. SEP .. fmt(NOW))
+  redis.call('ZADD', P .. 'dl', NOW + LEASE, id)
+  redis.call('SADD', P .. 'run:' .. t, id)
+  reconsider(t)
+  return 'run'
+end
+redis.call('HSET', P .. 'parked:' .. t, id, typ .. SEP .. fmt(parkedSince(t, id) or NOW))
 redis.call('SADD', P .. 'parkedt', t)
 return 'parked'
 `)
@@ -679,8 +717,13 @@ return { released, active }
 var drainScript = redis.NewScript(prelude + `
 local t = ARGV[10]
 local limit = tonumber(ARGV[11])
+local budget = tonumber(ARGV[13])
+-- Never past what waited at the first step: tasks enqueued since (at the
+-- backlog's end) stay.
+if budget >= 0 and budget < limit then limit = budget end
 local b = P .. 'b:' .. t
-local ids = redis.call('LRANGE', b, 0, limit - 1)
+local ids = {}
+if limit > 0 then ids = redis.call('LRANGE', b, 0, limit - 1) end
 if #ids > 0 then
   local taken = {}
   for i = 1, #ids, 1000 do
@@ -697,7 +740,6 @@ if #ids > 0 then
   for typ, n in pairs(taken) do countWaiting(t, typ, -n) end
 end
 local remaining = redis.call('LLEN', b)
-local budget = tonumber(ARGV[13])
 if remaining == 0 or (budget >= 0 and #ids >= budget) then
   -- The last step: admission may take the tenant's tasks again.
   redis.call('HDEL', tkey(t), 'drain')

@@ -20,6 +20,12 @@ var (
 	// when the tenant resumes (fair.Dispatcher.Release), without counting
 	// as a failure and without retries meanwhile.
 	ErrTenantHeld = fmt.Errorf("tenant held by the dispatcher: %w", ErrTenantNotReady)
+	// ErrRetryParked wraps ErrTenantHeld for a retried task that the fair
+	// dispatcher parked because its tenant was at its running cap (or
+	// held): it waits in asynq's retry set until a worker's heartbeat puts
+	// it back into its tenant's backlog, from where it is admitted in turn,
+	// under the cap (fair.Dispatcher.Gate).
+	ErrRetryParked = fmt.Errorf("retry waits for a running slot of its tenant: %w", ErrTenantHeld)
 	// ErrPanic is wrapped by the error Recover returns for a panicking
 	// handler.
 	ErrPanic = errors.New("task handler panicked")

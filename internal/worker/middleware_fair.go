@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -16,9 +17,12 @@ type CostReporter interface {
 	Report(fair.Report)
 }
 
-// Parker parks a dequeued task of a held tenant (fair.Dispatcher.Park).
+// Parker parks a dequeued task of a held tenant (fair.Dispatcher.Park),
+// and a retried task its tenant's running cap has no room for
+// (fair.Dispatcher.Gate).
 type Parker interface {
 	Park(ctx context.Context, queue, taskID, tenantID, typ string) (bool, error)
+	Gate(ctx context.Context, queue, taskID, tenantID, typ string) (bool, error)
 }
 
 // ReportCost reports every attempt of a tenant task to the fair
@@ -65,4 +69,32 @@ func park(ctx context.Context, p Parker, env Envelope, notReady error) error {
 		return notReady
 	}
 	return ErrTenantHeld
+}
+
+// gateRetry asks the dispatcher whether a task asynq retried may run now:
+// a retry comes back from asynq's retry set past admission, so without
+// this a tenant whose tasks keep failing would run more at once than its
+// running cap. It returns ErrRetryParked when the dispatcher parked the
+// task, nil when it may run: a first attempt, one admitted, one the cap
+// has room for (now counted as running), and a last attempt (asynq
+// archives a task handed back on its last attempt, whatever the error).
+// A dispatcher that cannot be reached lets the task run: the cap is a
+// matter of sharing, not of correctness.
+func gateRetry(ctx context.Context, p Parker, env Envelope) error {
+	n, _ := asynq.GetRetryCount(ctx)
+	maxRetry, _ := asynq.GetMaxRetry(ctx)
+	if n == 0 || n >= maxRetry {
+		return nil
+	}
+	id, _ := asynq.GetTaskID(ctx)
+	queue, _ := asynq.GetQueueName(ctx)
+	parked, err := p.Gate(ctx, queue, id, env.TenantID, env.Type)
+	if err != nil {
+		LoggerFromContext(ctx).WarnContext(ctx, "fair dispatch: could not gate a retried task; it runs", slog.String("error", err.Error()))
+		return nil
+	}
+	if parked {
+		return ErrRetryParked
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/internal/testenv"
@@ -176,4 +178,103 @@ func TestFairChainFreesSlotsAndParksSuspendedTenants(t *testing.T) {
 		t.Fatal(err)
 	}
 	testenv.WaitFor(t, 10*time.Second, "the parked task runs after the release", func() bool { return w.runs.Load() == 6 })
+}
+
+// TestRetryWaitsForARunningSlot: a task asynq retries comes back past
+// admission; when its tenant is at its running cap, the worker parks it
+// (no handler run, no retry counted) and it runs once a slot is free,
+// through the tenant's backlog: the cap holds for retries too.
+func TestRetryWaitsForARunningSlot(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	opt := newRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: opt.Addr})
+	t.Cleanup(func() { _ = rdb.Close() })
+	catalog := memstore.New()
+	ins := asynq.NewInspectorFromRedisClient(rdb)
+	d := fair.New(rdb, fair.Config{})
+	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), ins, discardLogger(),
+		tasks.WithAdmission(tasks.Admission{Dispatcher: d, Tenants: catalog}))
+	tn := addTenant(t, catalog, "retry-acme", tenantctx.StatusActive)
+	if _, err := catalog.SetLimits(ctx, tn.ID, "", tenantctx.Limits{MaxRunning: 1}); err != nil {
+		t.Fatal(err)
+	}
+
+	release := make(chan struct{})
+	var running, most atomic.Int64
+	ran := make(chan int64, 10)
+	reporter := d.NewReporter(discardLogger())
+	mux := worker.MuxOf(worker.MuxOptions{Logger: discardLogger(), Catalog: catalog, Reporter: reporter, Parker: d}, map[string]asynq.Handler{
+		tasks.TypeInvoicePDF: worker.Handle(func(_ context.Context, p tasks.InvoicePDF) error {
+			n := running.Add(1)
+			defer running.Add(-1)
+			for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+			}
+			ran <- p.InvoiceID
+			if p.InvoiceID == 1 {
+				<-release
+			}
+			return nil
+		}),
+	})
+	srv := asynq.NewServerFromRedisClient(rdb, worker.ServerConfig(worker.ServerOptions{Concurrency: 4, Logger: discardLogger(), ShutdownTimeout: 5 * time.Second}))
+	if err := srv.Start(mux); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		srv.Shutdown()
+		reporter.Close(context.Background())
+	})
+
+	if _, err := enq.Enqueue(ctx, tasks.InvoicePDF{TenantID: tn.ID, InvoiceID: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-ran; got != 1 {
+		t.Fatalf("ran invoice %d first", got)
+	}
+	// Invoice 2's task failed twice before: asynq's forwarder puts it back
+	// into the pending list, past the dispatcher.
+	p := tasks.InvoicePDF{TenantID: tn.ID, InvoiceID: 2}
+	payload, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := "invoice:pdf:" + tn.ID + ":2"
+	msg := fair.Message{ID: id, Type: tasks.TypeInvoicePDF, Queue: tasks.QueueDefault, Payload: payload, Retry: 10, Timeout: time.Minute}.Encode()
+	msg = protowire.AppendVarint(protowire.AppendTag(msg, 6, protowire.VarintType), 2) // retried: 2
+	A := "asynq:{" + tasks.QueueDefault + "}:"
+	rdb.HSet(ctx, A+"t:"+id, "msg", msg, "state", "pending", "pending_since", time.Now().UnixNano())
+	rdb.LPush(ctx, A+"pending", id)
+
+	testenv.WaitTaskState(t, ins, tasks.QueueDefault, id, asynq.TaskStateRetry)
+	info, err := ins.GetTaskInfo(tasks.QueueDefault, id)
+	if err != nil || info.Retried != 2 || time.Until(info.NextProcessAt) < 30*time.Minute {
+		t.Fatalf("the retry while the cap was full: %+v, %v; want parked (retried still 2, a long delay)", info, err)
+	}
+	select {
+	case got := <-ran:
+		t.Fatalf("invoice %d ran while its tenant's only slot was taken", got)
+	default:
+	}
+
+	close(release)
+	testenv.WaitFor(t, 10*time.Second, "invoice 1's report", func() bool {
+		s, err := d.Stats(ctx, tn.ID, tasks.QueueDefault)
+		return err == nil && s[0].Admitted == 0
+	})
+	// Any worker's heartbeat puts the parked retry back into the backlog.
+	if err := d.Heartbeat(ctx, tasks.QueueDefault, "test-worker", 4, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-ran:
+		if got != 2 {
+			t.Fatalf("ran invoice %d, want the retry of invoice 2", got)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the parked retry did not run once the slot was free")
+	}
+	if m := most.Load(); m > 1 {
+		t.Fatalf("%d tasks of the tenant ran at once, cap 1", m)
+	}
 }

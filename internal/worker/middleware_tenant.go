@@ -21,7 +21,9 @@ import (
 //     never existed): archived at once (asynq.SkipRetry) with the reason;
 //     the handler never runs;
 //   - the policy says run: the task runs with ctx =
-//     tenantctx.WithTenant(ctx, tenant);
+//     tenantctx.WithTenant(ctx, tenant); but a task asynq retried, with
+//     parker set, first asks the fair dispatcher for a running slot
+//     (gateRetry), and is parked (ErrRetryParked) when its tenant has none;
 //   - the policy says wait (a provisioning or suspended tenant's work, a
 //     destroy of a tenant not marked deleting): ErrTenantNotReady, retried
 //     later without counting as a failure; a suspended tenant's task that
@@ -57,6 +59,11 @@ func ResolveTenant(catalog storage.TenantStore, parker Parker) asynq.MiddlewareF
 					return park(ctx, parker, env, err)
 				}
 				return err
+			}
+			if parker != nil {
+				if err := gateRetry(ctx, parker, env); err != nil {
+					return err
+				}
 			}
 			err = next.ProcessTask(tenantctx.WithTenant(ctx, tenant), t)
 			if err != nil && !IsPermanent(err) && env.Activity != tenantctx.Destruction {
