@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/invoicing/tenantworker/tenantctx"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -97,9 +98,9 @@ func InTenantBatches(ctx context.Context, pool *pgxpool.Pool, first *pgx.Batch, 
 	}()
 
 	if next == nil {
-		return u.begin(ctx, t.ID, quoted, first, true)
+		return u.begin(ctx, t, quoted, first, true)
 	}
-	if err := u.begin(ctx, t.ID, quoted, first, false); err != nil {
+	if err := u.begin(ctx, t, quoted, first, false); err != nil {
 		return err
 	}
 	last, err := next(ctx)
@@ -148,14 +149,15 @@ const statementTimeoutSQL = "SELECT pg_catalog.set_config('statement_timeout', $
 // the pin can only have resolved names in pg_catalog, which resolve the
 // same inside it, and PostgreSQL re-plans a cached statement when
 // search_path changes, so it never reads another schema.
-func (u *batchUnit) begin(ctx context.Context, tenantID, quoted string, first *pgx.Batch, end bool) error {
+func (u *batchUnit) begin(ctx context.Context, t tenantctx.Tenant, quoted string, first *pgx.Batch, end bool) error {
+	tenantID := t.ID
 	b := &pgx.Batch{}
 	b.Queue(beginSQL)
 	timeout := deadlineTimeout(ctx)
 	if u.timed = timeout > 0; u.timed {
 		u.timedAt = time.Now()
 	}
-	pin, args, folded := pinStatement(quoted, first, timeout)
+	pin, args, folded := pinStatement(t, quoted, first, timeout)
 	b.Queue(pin, args...)
 	if first != nil {
 		queueCopies(b, first.QueuedQueries[folded:])
@@ -173,7 +175,7 @@ func (u *batchUnit) begin(ctx context.Context, tenantID, quoted string, first *p
 		}
 		return causedByDone(ctx, err)
 	}
-	begin := beginPinnedSQL(quoted)
+	begin := beginPinnedSQL(t, quoted)
 	if timeout > 0 {
 		begin += "; SET LOCAL statement_timeout = " + strconv.FormatInt(timeoutMillis(timeout), 10)
 	}
@@ -234,10 +236,10 @@ func causedByDone(ctx context.Context, err error) error {
 // first; none of the folded functions depends on search_path (pg_catalog
 // is named), and a failure of any fails the pin's statement, as it failed
 // its own before.
-func pinStatement(quoted string, first *pgx.Batch, timeout time.Duration) (sql string, args []any, folded int) {
+func pinStatement(t tenantctx.Tenant, quoted string, first *pgx.Batch, timeout time.Duration) (sql string, args []any, folded int) {
 	var b strings.Builder
-	b.WriteString(pinSQL)
-	args = []any{quoted}
+	b.WriteString(ownedPinSQL)
+	args = []any{quoted, t.Schema, ownerComment(t)}
 	if timeout > 0 {
 		args = append(args, strconv.FormatInt(timeoutMillis(timeout), 10))
 		fmt.Fprintf(&b, ", pg_catalog.set_config('statement_timeout', $%d, true)", len(args))
@@ -374,13 +376,14 @@ func (u *batchUnit) close(ctx context.Context) {
 	cancel()
 }
 
-// cleanSession checks the two values of verifySQL.
+// cleanSession checks the two values of verifySQL: search_path, and
+// whether the rest of the session is clean.
 func cleanSession(path string, noTemp bool) error {
 	if path != "" && path != `""` {
 		return fmt.Errorf("%w: search_path is %.100q", errNotClean, path)
 	}
 	if !noTemp {
-		return fmt.Errorf("%w: session has a temporary schema", errNotClean)
+		return fmt.Errorf("%w: session has a temporary schema, another role or an open cursor", errNotClean)
 	}
 	return nil
 }

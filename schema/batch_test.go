@@ -361,8 +361,11 @@ func TestPinStatementFoldsSetUp(t *testing.T) {
 	const (
 		lockCol    = "pg_catalog.pg_advisory_xact_lock_shared($%d::int4, pg_catalog.hashtext($%d))"
 		genericCol = "pg_catalog.set_config('plan_cache_mode', 'force_generic_plan', true)"
-		timeoutCol = "pg_catalog.set_config('statement_timeout', $2, true)"
+		timeoutCol = "pg_catalog.set_config('statement_timeout', $4, true)"
 	)
+	acme := tenantctx.Tenant{ID: "tn_acme", Schema: "tenant_acme"}
+	pin := []any{`"tenant_acme"`, "tenant_acme", ownerPrefix + "tn_acme"}
+	with := func(extra ...any) []any { return append(slices.Clone(pin), extra...) }
 	for _, c := range []struct {
 		steps   []string
 		timeout time.Duration
@@ -370,21 +373,21 @@ func TestPinStatementFoldsSetUp(t *testing.T) {
 		sql     string
 		args    []any
 	}{
-		{nil, 0, 0, pinSQL, []any{`"tenant_acme"`}},
-		{[]string{"SELECT 1"}, 0, 0, pinSQL, []any{`"tenant_acme"`}},
-		{[]string{"lock", "generic", "SELECT 1"}, 0, 2, pinSQL + ", " + fmt.Sprintf(lockCol, 2, 3) + ", " + genericCol, []any{`"tenant_acme"`, lockNamespace, "tenant_acme"}},
-		{[]string{"generic", "lock"}, 0, 2, pinSQL + ", " + genericCol + ", " + fmt.Sprintf(lockCol, 2, 3), []any{`"tenant_acme"`, lockNamespace, "tenant_acme"}},
-		{[]string{"generic", "SELECT 1", "lock"}, 0, 1, pinSQL + ", " + genericCol, []any{`"tenant_acme"`}},
-		{[]string{"lock", "lock"}, 0, 1, pinSQL + ", " + fmt.Sprintf(lockCol, 2, 3), []any{`"tenant_acme"`, lockNamespace, "tenant_acme"}},
-		{nil, 1500 * time.Microsecond, 0, pinSQL + ", " + timeoutCol, []any{`"tenant_acme"`, "2"}},
-		{[]string{"lock", "generic"}, 3 * time.Second, 2, pinSQL + ", " + timeoutCol + ", " + fmt.Sprintf(lockCol, 3, 4) + ", " + genericCol, []any{`"tenant_acme"`, "3000", lockNamespace, "tenant_acme"}},
+		{nil, 0, 0, ownedPinSQL, pin},
+		{[]string{"SELECT 1"}, 0, 0, ownedPinSQL, pin},
+		{[]string{"lock", "generic", "SELECT 1"}, 0, 2, ownedPinSQL + ", " + fmt.Sprintf(lockCol, 4, 5) + ", " + genericCol, with(lockNamespace, "tenant_acme")},
+		{[]string{"generic", "lock"}, 0, 2, ownedPinSQL + ", " + genericCol + ", " + fmt.Sprintf(lockCol, 4, 5), with(lockNamespace, "tenant_acme")},
+		{[]string{"generic", "SELECT 1", "lock"}, 0, 1, ownedPinSQL + ", " + genericCol, pin},
+		{[]string{"lock", "lock"}, 0, 1, ownedPinSQL + ", " + fmt.Sprintf(lockCol, 4, 5), with(lockNamespace, "tenant_acme")},
+		{nil, 1500 * time.Microsecond, 0, ownedPinSQL + ", " + timeoutCol, with("2")},
+		{[]string{"lock", "generic"}, 3 * time.Second, 2, ownedPinSQL + ", " + timeoutCol + ", " + fmt.Sprintf(lockCol, 5, 6) + ", " + genericCol, with("3000", lockNamespace, "tenant_acme")},
 	} {
-		sql, args, folded := pinStatement(`"tenant_acme"`, queue(c.steps...), c.timeout)
+		sql, args, folded := pinStatement(acme, `"tenant_acme"`, queue(c.steps...), c.timeout)
 		if sql != c.sql || !slices.Equal(args, c.args) || folded != c.folded {
 			t.Errorf("%v, timeout %s: %q %v, %d folded; want %q %v, %d folded", c.steps, c.timeout, sql, args, folded, c.sql, c.args, c.folded)
 		}
 	}
-	if _, _, folded := pinStatement(`"tenant_acme"`, nil, 0); folded != 0 {
+	if _, _, folded := pinStatement(acme, `"tenant_acme"`, nil, 0); folded != 0 {
 		t.Errorf("nil batch: %d folded", folded)
 	}
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/invoicing/tenantworker/tenantctx"
 	"github.com/jackc/pgx/v5"
@@ -20,12 +21,35 @@ var ErrNoTenant = errors.New("schema: no tenant in context")
 // already open (migrations). The quoted schema is a bind parameter.
 const pinSQL = "SELECT pg_catalog.set_config('search_path', $1, true)"
 
-// beginPinnedSQL begins a transaction and pins search_path to one schema
-// until its end (SET LOCAL, the same as set_config(..., true)), in one
-// round trip. quoted must be a schema name that passed
-// tenantctx.ValidateSchema, quoted with pgx.Identifier.Sanitize.
-func beginPinnedSQL(quoted string) string {
-	return "BEGIN; SET LOCAL search_path TO " + quoted
+// ownedPinSQL pins search_path to the schema quoted in $1 until the end of
+// the transaction, unless the schema named $2 records an owner other than
+// the tenant whose owner comment is $3 (a new tenant given a deleted
+// tenant's slug: the deleted tenant's late work must not reach it). Then it
+// pins the empty search_path, and every tenant table of the unit fails to
+// resolve ("relation does not exist"). A schema that records no owner
+// (made before owners were recorded, or by Migrate) is pinned. The lookup
+// reads pg_namespace by name and pg_description by its key.
+const ownedPinSQL = "SELECT pg_catalog.set_config('search_path', CASE WHEN NOT EXISTS (" +
+	"SELECT FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_description d ON d.objoid = n.oid " +
+	"AND d.classoid = 'pg_catalog.pg_namespace'::pg_catalog.regclass AND d.objsubid = 0 " +
+	"WHERE n.nspname = $2 AND d.description LIKE '" + ownerPrefix + "%' AND d.description <> $3" +
+	") THEN $1 ELSE '' END, true)"
+
+// ownerComment is the owner comment of t's schema (ownerPrefix and its id),
+// as ownedPinSQL compares it.
+func ownerComment(t tenantctx.Tenant) string { return ownerPrefix + t.ID }
+
+// sqlLiteral quotes s as an SQL string literal (standard_conforming_strings).
+func sqlLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// beginPinnedSQL begins a transaction and pins search_path to t's schema
+// until its end (ownedPinSQL, the same as SET LOCAL), in one round trip of
+// the simple protocol, which takes no bind parameters: quoted is the
+// schema name, which passed tenantctx.ValidateSchema, quoted with
+// pgx.Identifier.Sanitize, and the rest are literals.
+func beginPinnedSQL(t tenantctx.Tenant, quoted string) string {
+	r := strings.NewReplacer("$1", sqlLiteral(quoted), "$2", sqlLiteral(t.Schema), "$3", sqlLiteral(ownerComment(t)))
+	return "BEGIN; " + r.Replace(ownedPinSQL)
 }
 
 // End-of-transaction round trips: one simple-protocol query string that
@@ -71,7 +95,7 @@ func InTenant(ctx context.Context, pool *pgxpool.Pool, fn func(ctx context.Conte
 	// schema is in the SQL text here, as SET takes no bind parameters:
 	// it passed tenantctx.ValidateSchema above and is quoted with
 	// pgx.Identifier.Sanitize.
-	inner, err := conn.BeginTx(ctx, pgx.TxOptions{BeginQuery: beginPinnedSQL(quoted)})
+	inner, err := conn.BeginTx(ctx, pgx.TxOptions{BeginQuery: beginPinnedSQL(t, quoted)})
 	if err != nil {
 		if !conn.PgConn().IsClosed() && conn.PgConn().TxStatus() != 'I' {
 			// BEGIN ran but the pin failed: end the transaction.

@@ -178,10 +178,15 @@ func (l *Lanes) Close() {
 	}
 }
 
-// free is the number of lane i's connections not acquired now (open idle
-// ones and ones it may still open).
+// free is the number of lane i's connections neither acquired nor being
+// opened for an Acquire now (open idle ones and ones it may still open).
+// A connection being opened is already promised to a unit: counting it as
+// free would send a burst of one tenant's units, while the lane's
+// connections are still being opened (at start-up, after an idle spell),
+// all onto its first lane, to wait there while other lanes sit idle.
 func (l *Lanes) free(i int) int32 {
-	return l.caps[i] - l.pools[i].Stat().AcquiredConns()
+	st := l.pools[i].Stat()
+	return l.caps[i] - st.AcquiredConns() - st.ConstructingConns()
 }
 
 // mostFree returns the lane with the most free connections and that number.

@@ -3,7 +3,9 @@ package schema
 import (
 	"context"
 	"fmt"
+	"net"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -185,6 +187,67 @@ func TestLanesForGivesWayToLoad(t *testing.T) {
 	held = held[1:]
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestLanesCountConnectionsBeingOpened: a connection being opened for a
+// unit is taken: while a lane's only connection is being opened (here it
+// never opens: the server accepts and says nothing), the next unit of the
+// tenant goes to its second lane instead of waiting behind it.
+func TestLanesCountConnectionsBeingOpened(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	var conns []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c) // held open, never answered
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	})
+	l := openLanes(t, fmt.Sprintf("postgres://nobody@%s/silent?sslmode=disable&connect_timeout=10", ln.Addr()), 2, 2) // 1 connection per lane
+	const s = "tenant_acme"
+	first := l.For(s)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	acquired := make(chan error, 1)
+	go func() {
+		c, err := first.Acquire(ctx)
+		if err == nil {
+			c.Release()
+		}
+		acquired <- err
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for first.Stat().ConstructingConns() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the first lane never began opening its connection")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if got := l.For(s); got == first {
+		t.Errorf("For gave the first lane, whose only connection is being opened for another unit")
+	}
+	cancel()
+	if err := <-acquired; err == nil {
+		t.Error("a connection to a server that never answers was acquired")
 	}
 }
 

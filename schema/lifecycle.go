@@ -59,6 +59,41 @@ func Drop(ctx context.Context, pool *pgxpool.Pool, schemaName string) error {
 	return nil
 }
 
+// DropOwned is Drop for the tenant owner: under the tenant lock it drops
+// the schema only when it records owner, or no owner (created before
+// owners were recorded, or by Migrate). A schema recorded for another
+// tenant (a new tenant given the same slug since) is left alone: it
+// returns false and no error. It reports whether it dropped a schema;
+// a missing schema is not an error.
+func DropOwned(ctx context.Context, pool *pgxpool.Pool, schemaName, owner string) (bool, error) {
+	quoted, err := quoteSchema(schemaName)
+	if err != nil {
+		return false, fmt.Errorf("drop schema: %w", err)
+	}
+	dropped := false
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if err := lockTenant(ctx, tx, schemaName); err != nil {
+			return err
+		}
+		exists, got, err := readOwner(ctx, tx, schemaName)
+		if err != nil {
+			return fmt.Errorf("read owner: %w", err)
+		}
+		if !exists || (got != "" && got != owner) {
+			return nil
+		}
+		if _, err := tx.Exec(ctx, "DROP SCHEMA "+quoted+" CASCADE"); err != nil {
+			return err
+		}
+		dropped = true
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("drop schema %s of %s: %w", schemaName, owner, err)
+	}
+	return dropped, nil
+}
+
 // Exists reports whether the schema exists.
 func Exists(ctx context.Context, pool *pgxpool.Pool, schemaName string) (bool, error) {
 	if _, err := quoteSchema(schemaName); err != nil {

@@ -27,11 +27,18 @@ type PoolOptions struct {
 // context of its own) and the rollback of a cancelled transaction.
 const verifyTimeout = 5 * time.Second
 
-// verifySQL reads the session's search_path and whether the session ever
-// created a temporary schema. A temporary table would be searched before
-// any schema for unqualified names, so a connection that has one is not
-// clean either, whatever its search_path says.
-const verifySQL = "SELECT pg_catalog.current_setting('search_path'), pg_catalog.pg_my_temp_schema() = 0"
+// verifySQL reads the session's search_path, and whether the rest of the
+// session is as a unit found it: the session never created a temporary
+// schema (a temporary table would be searched before any schema for
+// unqualified names, so a connection that has one is not clean either,
+// whatever its search_path says), its role is the login role (a SET ROLE
+// left behind would run the next tenant's units with another role's
+// rights), and no cursor is open (a WITH HOLD cursor outlives its
+// transaction). Other session settings are not checked (reading them all
+// costs the server more than the unit); units change them only with SET
+// LOCAL.
+const verifySQL = "SELECT pg_catalog.current_setting('search_path'), pg_catalog.pg_my_temp_schema() = 0" +
+	" AND current_user = session_user AND NOT EXISTS (SELECT FROM pg_catalog.pg_cursors WHERE name <> '')"
 
 // NewPool parses databaseURL, forces an empty search_path (RuntimeParams)
 // and installs the release checks of ConfigurePool. Like pgxpool.New it
@@ -62,9 +69,15 @@ func NewPool(ctx context.Context, databaseURL string, opts PoolOptions) (*pgxpoo
 	return pool, nil
 }
 
+// DefaultConnectTimeout bounds opening one connection (TCP, TLS and the
+// start-up exchange) when the database URL sets no connect_timeout.
+const DefaultConnectTimeout = 10 * time.Second
+
 // ConfigurePool applies NewPool's hardening to a config built elsewhere
 // (hooks already in cfg are kept and run first):
 //
+//   - ConnConfig.ConnectTimeout = DefaultConnectTimeout unless the URL set
+//     connect_timeout.
 //   - RuntimeParams["search_path"] = "": PostgreSQL applies the empty
 //     string from the startup packet as an empty list, so SHOW search_path
 //     is empty and an unqualified table name fails with "relation ... does
@@ -90,6 +103,11 @@ func NewPool(ctx context.Context, databaseURL string, opts PoolOptions) (*pgxpoo
 func ConfigurePool(cfg *pgxpool.Config, logger *slog.Logger) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		// Without one, a server (or pooler) that accepts the connection and
+		// never answers holds every caller, the start-up check too, for ever.
+		cfg.ConnConfig.ConnectTimeout = DefaultConnectTimeout
 	}
 	if cfg.ConnConfig.RuntimeParams == nil {
 		cfg.ConnConfig.RuntimeParams = make(map[string]string)

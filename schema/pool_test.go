@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/invoicing/tenantworker/tenantctx"
 	"github.com/jackc/pgx/v5"
@@ -286,5 +287,26 @@ func TestInTenantTxLifecycle(t *testing.T) {
 	})
 	if err != nil || len(names) != 1 || names[0] != "tenant_acme" {
 		t.Errorf("after early rollback, swallowed error and savepoint rollback: names %v, err %v; want only tenant_acme", names, err)
+	}
+}
+
+// TestConfigurePoolBoundsConnecting: without connect_timeout in the URL a
+// pool gives up opening a connection after DefaultConnectTimeout (a server
+// that accepts and never answers would otherwise hold its callers for
+// ever); a connect_timeout in the URL is kept.
+func TestConfigurePoolBoundsConnecting(t *testing.T) {
+	t.Parallel()
+	for url, want := range map[string]time.Duration{
+		"postgres://u@127.0.0.1:1/db":                   DefaultConnectTimeout,
+		"postgres://u@127.0.0.1:1/db?connect_timeout=3": 3 * time.Second,
+	} {
+		cfg, err := pgxpool.ParseConfig(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ConfigurePool(cfg, nil)
+		if got := cfg.ConnConfig.ConnectTimeout; got != want {
+			t.Errorf("%s: ConnectTimeout %v, want %v", url, got, want)
+		}
 	}
 }

@@ -89,7 +89,8 @@ type Erasure struct {
 var erased = []string{"schema", "documents", "api_keys", "catalog_row"}
 
 // Destroy erases t, a tenant marked deleting, in order: its schema
-// (schema.Drop, idempotent), its documents, its API keys; then it records
+// (schema.DropOwned: idempotent, and never another tenant's schema of the
+// same name), its documents, its API keys; then it records
 // ActionDeletionCompleted and deletes the catalog row.
 //
 // Every step tolerates having been done before, so it is safe to run twice
@@ -109,7 +110,9 @@ func (s *Service) Destroy(ctx context.Context, t tenantctx.Tenant, actor string)
 	if err != nil {
 		return Erasure{}, fmt.Errorf("destroy tenant %s: %w", t.ID, err)
 	}
-	if err := schema.Drop(ctx, pool, t.Schema); err != nil {
+	// Only its own schema: a destroy run again after the slug was given to
+	// a new tenant (whose schema has the same name) leaves that one alone.
+	if _, err := schema.DropOwned(ctx, pool, t.Schema, t.ID); err != nil {
 		return Erasure{}, fmt.Errorf("destroy tenant %s: %w", t.ID, err)
 	}
 	if err := s.documents.DeleteTenant(ctx, t.ID); err != nil {

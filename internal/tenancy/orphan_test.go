@@ -293,3 +293,32 @@ func (b *bundle) inTenantSchema(t *testing.T, name, sql string) {
 		t.Fatal(err)
 	}
 }
+
+// TestDestroyAgainSparesTheSlugsNewTenant: tenant:destroy is safe to run
+// again, also after the slug went to a new tenant (whose schema has the
+// same name): the rerun of the old tenant's destroy leaves the new
+// tenant's schema alone.
+func TestDestroyAgainSparesTheSlugsNewTenant(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	old := b.active(t, "reused")
+	d, err := b.svc.RequestDeletion(b.ctx, old.ID, tenancy.ActorAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.svc.Destroy(b.ctx, d.Tenant, tenancy.ActorWorker); err != nil {
+		t.Fatal(err)
+	}
+	fresh := b.active(t, "reused")
+	if _, owner, _ := schema.Owner(b.ctx, b.pool, fresh.Schema); owner != fresh.ID {
+		t.Fatalf("the new tenant's schema records owner %q, want %s", owner, fresh.ID)
+	}
+	// The old tenant's destroy runs again (a re-delivered task, with the
+	// tenant the worker resolved before).
+	if _, err := b.svc.Destroy(b.ctx, d.Tenant, tenancy.ActorWorker); err != nil {
+		t.Fatal(err)
+	}
+	if !b.schemaExists(t, fresh.Schema) {
+		t.Fatalf("old tenant %s's destroy dropped schema %s of the new tenant %s", old.ID, fresh.Schema, fresh.ID)
+	}
+}

@@ -1,0 +1,109 @@
+package schema
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// TestSessionStateDoesNotReachTheNextTenant: a unit that leaves a role
+// (SET ROLE) or a WITH HOLD cursor on its session gets its connection
+// closed, not reused: the next tenant's unit runs as the login role, on a
+// session without the cursor.
+func TestSessionStateDoesNotReachTheNextTenant(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1)
+	ctx := context.Background()
+	migrateTenant(t, b.pool, "tenant_acme")
+	migrateTenant(t, b.pool, "tenant_globex")
+	var login string
+	if err := b.pool.QueryRow(ctx, "SELECT session_user::text").Scan(&login); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.pool.Exec(ctx, `CREATE ROLE acme_role_session_test; GRANT USAGE ON SCHEMA tenant_acme TO acme_role_session_test`); err != nil {
+		t.Fatal(err)
+	}
+	for name, stmt := range map[string]string{
+		"a role":   "SET ROLE acme_role_session_test",
+		"a cursor": "DECLARE left_open CURSOR WITH HOLD FOR SELECT 1",
+	} {
+		for _, run := range []struct {
+			name string
+			run  func(ctx context.Context) error
+		}{
+			{"InTenant", func(ctx context.Context) error {
+				return InTenant(ctx, b.pool, func(ctx context.Context, tx pgx.Tx) error {
+					_, err := tx.Exec(ctx, stmt)
+					return err
+				})
+			}},
+			{"InTenantBatch", func(ctx context.Context) error {
+				var batch pgx.Batch
+				batch.Queue(stmt)
+				return InTenantBatch(ctx, b.pool, &batch)
+			}},
+		} {
+			if err := run.run(tenantCtx(ctx, "tenant_acme")); err != nil {
+				t.Fatalf("%s leaving %s: %v", run.name, name, err)
+			}
+			var user string
+			var cursors int
+			err := InTenant(tenantCtx(ctx, "tenant_globex"), b.pool, func(ctx context.Context, tx pgx.Tx) error {
+				return tx.QueryRow(ctx, "SELECT current_user::text, (SELECT count(*) FROM pg_catalog.pg_cursors WHERE name <> '')").Scan(&user, &cursors)
+			})
+			if err != nil || user != login || cursors != 0 {
+				t.Fatalf("after %s left %s: the next tenant's unit ran as %q with %d cursors open (%v); want %q and none",
+					run.name, name, user, cursors, err, login)
+			}
+		}
+	}
+}
+
+// TestUnitOfAnotherOwnerReachesNoTable: a schema records the tenant it
+// was created for; a unit of another tenant with the same schema name (a
+// deleted tenant's late work after its slug went to a new tenant) is
+// pinned to nothing, so its statements find no table, through InTenant and
+// InTenantBatch alike. The owner's units, and any tenant's units on a
+// schema that records no owner, run as before.
+func TestUnitOfAnotherOwnerReachesNoTable(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 2)
+	ctx := context.Background()
+	const owner, other = "tn_ownerxxxxxxxxxxxxxxxxxxxxx", "tn_otherxxxxxxxxxxxxxxxxxxxxx"
+	if _, err := MigrateWith(ctx, b.pool, "tenant_reused", MigrateOptions{Create: &Creation{Owner: owner}}); err != nil {
+		t.Fatal(err)
+	}
+	migrateTenant(t, b.pool, "tenant_legacy") // records no owner
+	as := func(id, schemaName string) context.Context {
+		return tenantctx.WithTenant(ctx, tenantctx.Tenant{ID: id, Slug: "s", Schema: schemaName, Status: tenantctx.StatusActive})
+	}
+	count := func(ctx context.Context) (n int, err error) {
+		err = InTenant(ctx, b.pool, func(ctx context.Context, tx pgx.Tx) error {
+			return tx.QueryRow(ctx, "SELECT count(*) FROM customers").Scan(&n)
+		})
+		return n, err
+	}
+	countBatch := func(ctx context.Context) (n int, err error) {
+		var batch pgx.Batch
+		batch.Queue("SELECT count(*) FROM customers").QueryRow(func(row pgx.Row) error { return row.Scan(&n) })
+		return n, InTenantBatch(ctx, b.pool, &batch)
+	}
+	for name, run := range map[string]func(context.Context) (int, error){"InTenant": count, "InTenantBatch": countBatch} {
+		if _, err := run(as(owner, "tenant_reused")); err != nil {
+			t.Errorf("%s: the owner's unit: %v", name, err)
+		}
+		if _, err := run(as(other, "tenant_legacy")); err != nil {
+			t.Errorf("%s: a unit on a schema without owner: %v", name, err)
+		}
+		_, err := run(as(other, "tenant_reused"))
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "42P01" {
+			t.Errorf("%s: another tenant's unit on the owner's schema: %v, want relation does not exist", name, err)
+		}
+	}
+}
