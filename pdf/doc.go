@@ -39,7 +39,9 @@
 // A4 portrait. Every page carries the issuer (tenant) header and a
 // "Page X of Y" footer. Line items form a table whose header is repeated on
 // every page it continues on; long descriptions wrap inside their row and a
-// row is kept on one page unless it is taller than a whole page.
+// row is kept on one page unless it is taller than a whole page. Numbers
+// (quantities, prices, amounts, totals) are never wrapped or cut off: one
+// too wide for its cell prints whole on one line in a smaller size.
 //
 // # Limits and cancellation
 //

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/go-pdf/fpdf"
 )
@@ -35,8 +36,11 @@ type document struct {
 	inv Invoice
 	enc *encoding // the text encoding of f's fonts
 	// widths are the advances of the codes of the single-byte fonts,
-	// regular and bold, in thousandths of an em.
+	// regular and bold, in thousandths of an em; nil for FontPathUTF8CID.
 	widths [2]*[256]int
+	// faces are the parsed regular and bold fonts, which give the widths
+	// of FontPathUTF8CID's characters; nil on the other paths.
+	faces [2]*face
 
 	contentW float64 // width between the margins
 	table    table   // the line-item table
@@ -75,7 +79,7 @@ type docFont struct {
 // registered. The layout stops at the next page once ctx is done.
 func newDocument(ctx context.Context, f *fpdf.Fpdf, inv Invoice, enc *encoding, fonts *docFonts) *document {
 	w, _ := f.GetPageSize()
-	d := &document{ctx: ctx, f: f, inv: inv, enc: enc, widths: fonts.widths, contentW: w - 2*marginX}
+	d := &document{ctx: ctx, f: f, inv: inv, enc: enc, widths: fonts.widths, faces: fonts.faces, contentW: w - 2*marginX}
 	d.table = newTable(d)
 	f.SetMargins(marginX, marginTop, marginX)
 	f.SetAutoPageBreak(false, 0) // page breaks are placed by the layout
@@ -197,26 +201,29 @@ func (d *document) text(s string, multiline bool) string {
 
 // wrap splits text, encoded by d.text, into lines no wider than w in the
 // current font, which is bold or not at size points. Text without any
-// content gives no lines, and so does a document in error: fpdf's
-// SplitText does not check for an earlier error and would crash without
-// a font.
+// content gives no lines, and so does a document in error.
 func (d *document) wrap(text string, w float64, bold bool, size float64) []string {
 	if text == "" || d.f.Err() {
 		return nil
 	}
+	b := 0
+	if bold {
+		b = 1
+	}
+	// fpdf's arithmetic for the width.
+	fontSize := size / d.f.GetConversionRatio()
+	wmax := int(math.Ceil((w - 2*d.f.GetCellMargin()) * 1000 / fontSize))
 	if d.enc.codes == nil {
-		return d.f.SplitText(text, w)
+		// fpdf's UTF-8 fonts. Not fpdf's SplitText: it drops the character
+		// at a break in CJK text and breaks at a no-break space (dropping
+		// it too), and it counts a character the font lacks as no width,
+		// though it is drawn as wide as the .notdef glyph.
+		return splitRunes(text, d.faces[b], wmax)
 	}
 	// A single-byte font: SplitText would read the codes as UTF-8, and
 	// SplitLines copies the text twice. splitLines is SplitLines on the
-	// text itself, with fpdf's arithmetic for the width.
-	cw := d.widths[0]
-	if bold {
-		cw = d.widths[1]
-	}
-	fontSize := size / d.f.GetConversionRatio()
-	wmax := int(math.Ceil((w - 2*d.f.GetCellMargin()) * 1000 / fontSize))
-	return splitLines(text, cw, wmax)
+	// text itself.
+	return splitLines(text, d.widths[b], wmax)
 }
 
 // splitLines splits s into lines of at most wmax thousandths of an em in
@@ -252,6 +259,53 @@ func splitLines(s string, cw *[256]int, wmax int) []string {
 			l = 0
 		} else {
 			i++
+		}
+	}
+	if i != j {
+		lines = append(lines, s[j:i])
+	}
+	return lines
+}
+
+// splitRunes is splitLines for UTF-8 text in the face fc (fpdf's UTF-8
+// fonts): it splits s into lines of at most wmax thousandths of an em,
+// breaking after the last space that fits, or between two characters of a
+// word longer than a line, and at every \n. Only ' ' and '\n' break a
+// line, and only they are dropped at a break: no other character is lost,
+// and a no-break space keeps its words together. It returns substrings of
+// s.
+func splitRunes(s string, fc *face, wmax int) []string {
+	nb := len(s)
+	for nb > 0 && s[nb-1] == '\n' {
+		nb--
+	}
+	s = s[:nb]
+	var lines []string
+	sep, i, j, l := -1, 0, 0, 0
+	for i < nb {
+		r, size := rune(s[i]), 1
+		if r >= utf8.RuneSelf {
+			r, size = utf8.DecodeRuneInString(s[i:])
+		}
+		l += fc.runeWidth(r)
+		if r == ' ' || r == '\n' {
+			sep = i
+		}
+		if r == '\n' || l > wmax {
+			if sep == -1 {
+				if i == j {
+					i += size // a line holds at least one character
+				}
+				sep = i
+			} else {
+				i = sep + 1 // past the one-byte space or \n
+			}
+			lines = append(lines, s[j:sep])
+			sep = -1
+			j = i
+			l = 0
+		} else {
+			i += size
 		}
 	}
 	if i != j {

@@ -62,7 +62,10 @@ type docFonts struct {
 	// widths are the advances of the codes of the single-byte fonts,
 	// regular and bold, in thousandths of an em; nil for FontPathUTF8CID.
 	widths [2]*[256]int
-	bufs   [2]*bytes.Buffer // the compressed font programs
+	// faces are the parsed regular and bold faces for FontPathUTF8CID,
+	// whose text wrap measures with them; nil on the other paths.
+	faces [2]*face
+	bufs  [2]*bytes.Buffer // the compressed font programs
 }
 
 // release returns pooled memory once the document has been written out.
@@ -80,14 +83,15 @@ func (d *docFonts) release() {
 func addFonts(f *fpdf.Fpdf, enc *encoding, used []rune) (*docFonts, error) {
 	d := &docFonts{}
 	styles := [2]string{"", "B"}
-	if enc.path == FontPathUTF8CID {
-		f.AddUTF8FontFromBytes(fontFamily, styles[0], fontRegular)
-		f.AddUTF8FontFromBytes(fontFamily, styles[1], fontBold)
-		return d, nil
-	}
 	fs, err := faces()
 	if err != nil {
 		return d, err
+	}
+	if enc.path == FontPathUTF8CID {
+		f.AddUTF8FontFromBytes(fontFamily, styles[0], fontRegular)
+		f.AddUTF8FontFromBytes(fontFamily, styles[1], fontBold)
+		d.faces = fs
+		return d, nil
 	}
 	def := getBuffer()
 	defer putBuffer(def)

@@ -12,10 +12,14 @@ type column struct {
 	title string
 	width float64
 	align string // fpdf alignment: "L" or "R"
+	// fit marks a column of numbers: its cells print whole on the row's
+	// first line, shrunk to fit (see fitCell), and are never wrapped, which
+	// would break a number apart. The column's title wraps.
+	fit bool
 }
 
 // table draws the line items: one row per line, wrapped descriptions,
-// the header row repeated on every page the table continues on.
+// numbers on one line, the header row repeated on every page the table continues on.
 type table struct {
 	d    *document
 	f    *fpdf.Fpdf
@@ -27,10 +31,10 @@ func newTable(d *document) table {
 	cur := d.text(d.inv.Currency, false)
 	qtyW, priceW, amountW := 22.0, 35.0, 37.0
 	return table{d: d, f: d.f, cols: []column{
-		{"Description", d.contentW - qtyW - priceW - amountW, "L"},
-		{"Quantity", qtyW, "R"},
-		{"Unit price (" + cur + ")", priceW, "R"},
-		{"Amount (" + cur + ")", amountW, "R"},
+		{"Description", d.contentW - qtyW - priceW - amountW, "L", false},
+		{"Quantity", qtyW, "R", true},
+		{"Unit price (" + cur + ")", priceW, "R", true},
+		{"Amount (" + cur + ")", amountW, "R", true},
 	}}
 }
 
@@ -121,12 +125,18 @@ func (t *table) roomOnNewPage() float64 {
 	return contentLimit - contentTop - rowHeight(t.split(t.titles(), true))
 }
 
-// split wraps each cell to its column's width in the given weight. Every
+// split wraps each cell to its column's width, in bold for the header
+// row. A body cell of a fit column stays one line, however wide. Every
 // cell gets at least one (possibly empty) line.
-func (t *table) split(cells []string, bold bool) [][]string {
+func (t *table) split(cells []string, header bool) [][]string {
+	bold := header
 	t.d.setFont(bold, bodySize)
 	lines := make([][]string, len(cells))
 	for i, c := range cells {
+		if t.cols[i].fit && !header {
+			lines[i] = []string{c}
+			continue
+		}
 		lines[i] = t.d.wrap(c, t.cols[i].width, bold, bodySize)
 		if len(lines[i]) == 0 {
 			lines[i] = []string{""}
@@ -136,13 +146,19 @@ func (t *table) split(cells []string, bold bool) [][]string {
 }
 
 // draw writes lines start to end (exclusive) of every cell in a row band
-// whose top is at y, bold or regular as split wrapped them.
-func (t *table) draw(lines [][]string, start, end int, y float64, bold bool) {
-	t.d.setFont(bold, bodySize)
+// whose top is at y, of the header row or a body row as split made them.
+// A body cell of a fit column is shrunk to fit its one line.
+func (t *table) draw(lines [][]string, start, end int, y float64, header bool) {
+	bold := header
 	x := marginX
 	for i, col := range t.cols {
 		for k := start; k < end && k < len(lines[i]); k++ {
 			t.f.SetXY(x, y+cellPadY+float64(k-start)*lineH)
+			if col.fit && !header {
+				t.d.fitCell(col.width, lineH, lines[i][k], col.align, bold, bodySize)
+				continue
+			}
+			t.d.setFont(bold, bodySize)
 			t.f.CellFormat(col.width, lineH, lines[i][k], "", 0, col.align, false, 0, "")
 		}
 		x += col.width

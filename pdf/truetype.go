@@ -328,3 +328,13 @@ func pad4(n int) int { return (n + 3) &^ 3 }
 func be16(b []byte, i int) uint16 { return binary.BigEndian.Uint16(b[i:]) }
 
 func be32(b []byte, i int) uint32 { return binary.BigEndian.Uint32(b[i:]) }
+
+// runeWidth returns the advance of r in fc, in thousandths of an em: that
+// of its glyph or, for a rune fc lacks, of the .notdef glyph, which fpdf's
+// UTF-8 fonts draw it with.
+func (fc *face) runeWidth(r rune) int {
+	if g, ok := fc.glyphs[r]; ok {
+		return g.width
+	}
+	return fc.missingWidth
+}
