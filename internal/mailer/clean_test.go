@@ -1,11 +1,13 @@
 package mailer_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"mime"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"unicode"
@@ -134,7 +136,13 @@ func TestBadRecipientIsPermanent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, to := range []string{"", "  ", "not an address", "zoe@", "a@example.org, b@example.org", "zoe@example.org\r\nBcc: x@y"} {
+	for _, to := range []string{
+		"", "  ", "not an address", "zoe@", "a@example.org, b@example.org", "zoe@example.org\r\nBcc: x@y",
+		// Local parts that need quoting: go-mail would send them unquoted in RCPT TO.
+		`"zoe@evil.example> x"@example.org`, `Zoë <"zoe@evil.example> x"@example.org>`,
+		`"zoe mueller"@example.org`, `".zoe"@example.org`, `"zoe."@example.org`, `"zoe..m"@example.org`,
+		`"zoe\"m"@example.org`, `"zoe,m"@example.org`, `""@example.org`,
+	} {
 		if err := mailer.CheckRecipient(to); !errors.Is(err, mailer.ErrBadRecipient) {
 			t.Errorf("CheckRecipient(%q) = %v, want ErrBadRecipient", to, err)
 		}
@@ -148,9 +156,141 @@ func TestBadRecipientIsPermanent(t *testing.T) {
 			t.Errorf("Send error %q repeats the address", err)
 		}
 	}
-	for _, to := range []string{"zoe@example.org", "Zoë Müller <zoe@example.org>"} {
+	for _, to := range []string{
+		"zoe@example.org", "Zoë Müller <zoe@example.org>", "o'brien+tag.x@example.org", "{zoe}=#!@example.org",
+		`"zoe.mueller"@example.org`, // quoted, but a dot-atom: sent as zoe.mueller@example.org
+	} {
 		if err := mailer.CheckRecipient(to); err != nil {
 			t.Errorf("CheckRecipient(%q) = %v", to, err)
 		}
 	}
+}
+
+// TestHeadersPassNoEncodedWordFromData: text holding an RFC 2047 encoded
+// word reaches no header as one a reader would decode. The Subject is sent
+// as forced encoded words that decode to the text itself (word by word on
+// rune boundaries, within RFC 2047's line lengths); a display name holding
+// "=?" is left out, because net/mail writes an ASCII display name as a
+// quoted string, which lenient readers decode anyway; go-mail turns the
+// '?' of an attachment name into '_'. decodeLenient, which decodes encoded
+// words inside quoted strings too, stands for those readers.
+func TestHeadersPassNoEncodedWordFromData(t *testing.T) {
+	t.Parallel()
+	long := "=?utf-8?q?=0D=0ABcc=3A_x?= " + strings.Repeat("é€😀x", 60)
+	for _, tt := range []struct {
+		name, subject string
+	}{
+		{"bidi", "Reminder: invoice =?utf-8?q?=E2=80=AE1007-VNI?= is overdue"},
+		{"crlf", "=?utf-8?b?DQpCY2M6IHhAZXZpbC5leGFtcGxl?="},
+		{"non-ASCII", "Zoë: =?utf-8?q?=E2=80=AE?="},
+		{"long", long},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f, err := mailer.NewFile(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := testMessage()
+			m.Subject = tt.subject
+			m.From = `"=?utf-8?q?Billing=E2=80=AE?=" <billing@example.com>`
+			// An encoded word that net/mail decodes to one (in an atom).
+			m.To = "=?utf-8?q?=3D=3Futf-8=3Fq=3F=3DE2=3D80=3DAE=3F=3D?= <zoe@example.org>"
+			m.Attachments[0].Name = "=?utf-8?q?=E2=80=AE?=.pdf"
+			if err := f.Send(context.Background(), m); err != nil {
+				t.Fatalf("Send: %v", err)
+			}
+			raw := readOutbox(t, f)
+			p := parseMessage(t, raw)
+
+			want := mailer.OneLine(tt.subject)
+			subject, err := new(mime.WordDecoder).DecodeHeader(p.header.Get("Subject"))
+			if err != nil || subject != want {
+				t.Errorf("Subject decodes to %q (%v), want the text itself %q", subject, err, want)
+			}
+			lines := rawHeader(t, raw, "Subject")
+			for i, l := range lines {
+				if len(l) > 76 {
+					t.Errorf("Subject line %d is %d characters long, more than RFC 2047's 76: %q", i, len(l), l)
+				}
+				for w := range strings.FieldsSeq(strings.TrimPrefix(l, "Subject:")) {
+					if !strings.HasPrefix(w, "=?utf-8?b?") || !strings.HasSuffix(w, "?=") || len(w) > 75 {
+						t.Errorf("Subject word %q: want a base64 encoded word of at most 75 characters", w)
+					}
+					if dec, err := new(mime.WordDecoder).Decode(w); err != nil || !utf8.ValidString(dec) {
+						t.Errorf("Subject word %q decodes to %q (%v): want whole runes", w, dec, err)
+					}
+				}
+			}
+
+			for _, h := range []string{"From", "To"} {
+				addrs, err := p.header.AddressList(h)
+				if err != nil || len(addrs) != 1 || addrs[0].Name != "" {
+					t.Errorf("%s = %v (%v), want the address without its display name", h, addrs, err)
+				}
+			}
+			if _, ok := p.attachments["=_utf-8_q_=E2=80=AE_=.pdf"]; !ok || len(p.attachments) != 1 {
+				t.Errorf("attachments %v, want =_utf-8_q_=E2=80=AE_=.pdf", p.attachments)
+			}
+			headers, _, _ := bytes.Cut(raw, []byte("\r\n\r\n"))
+			if got := decodeLenient(string(headers)); strings.ContainsAny(got, bidiControls) || strings.Contains(got, "\nBcc") {
+				t.Errorf("the headers, decoded as a lenient reader does, hold a bidi control or a line break:\n%s", got)
+			}
+		})
+	}
+}
+
+// readOutbox returns the one message in f's outbox.
+func readOutbox(t *testing.T, f *mailer.File) []byte {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(f.Dir(), "*.eml"))
+	if len(files) != 1 {
+		t.Fatalf("outbox holds %v, want one message", files)
+	}
+	raw, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+// rawHeader returns the lines of the header field key in raw as sent, its
+// continuation lines included.
+func rawHeader(t *testing.T, raw []byte, key string) []string {
+	t.Helper()
+	headers, _, _ := strings.Cut(string(raw), "\r\n\r\n")
+	var lines []string
+	in := false
+	for l := range strings.SplitSeq(headers, "\r\n") {
+		switch {
+		case strings.HasPrefix(l, " ") || strings.HasPrefix(l, "\t"):
+			if in {
+				lines = append(lines, l)
+			}
+		default:
+			in = strings.HasPrefix(strings.ToLower(l), strings.ToLower(key)+":")
+			if in {
+				lines = append(lines, l)
+			}
+		}
+	}
+	if len(lines) == 0 {
+		t.Fatalf("no %s header in\n%s", key, raw)
+	}
+	return lines
+}
+
+// encodedWord matches an RFC 2047 encoded word.
+var encodedWord = regexp.MustCompile(`=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=`)
+
+// decodeLenient decodes every encoded word in s, wherever it stands
+// (inside quoted strings too), as lenient mail readers do.
+func decodeLenient(s string) string {
+	dec := new(mime.WordDecoder)
+	return encodedWord.ReplaceAllStringFunc(s, func(w string) string {
+		if d, err := dec.Decode(w); err == nil {
+			return d
+		}
+		return w
+	})
 }

@@ -17,8 +17,11 @@ type Attachment struct {
 // Both mailers clean what they send: display names in From and To, the
 // Subject and attachment names are folded to one line without control or
 // bidirectional characters (OneLine), and the body loses its control and
-// bidirectional characters (Text). A caller that puts values into the body
-// folds them with OneLine itself: only it knows where a line ends.
+// bidirectional characters (Text). Text holding "=?" cannot pass an RFC
+// 2047 encoded word to the reader: such a Subject is sent as encoded words
+// that decode to the text itself, such a display name is left out. A
+// caller that puts values into the body folds them with OneLine itself:
+// only it knows where a line ends.
 type Message struct {
 	From        string
 	To          string

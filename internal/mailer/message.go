@@ -2,18 +2,21 @@ package mailer
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/mail"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	gomail "github.com/wneessen/go-mail"
 )
 
 // ErrBadRecipient is wrapped by the error of a message whose To address
-// does not parse (RFC 5322, one address): sending it again cannot succeed.
-// The error does not repeat the address, which is personal data.
+// does not parse (RFC 5322, one address) or whose local part is not a
+// dot-atom: sending it again cannot succeed. The error does not repeat the
+// address, which is personal data.
 var ErrBadRecipient = errors.New("recipient address does not parse")
 
 // CheckRecipient returns nil when addr is an address Send accepts as To,
@@ -23,7 +26,12 @@ func CheckRecipient(addr string) error {
 	return err
 }
 
-// parseRecipient parses a To address.
+// parseRecipient parses a To address. Its local part must be a dot-atom:
+// one that needs quoting ("victim@evil.example> x"@example.org) is
+// refused, because go-mail puts it unquoted into RCPT TO
+// (<victim@evil.example> x@example.org>), which a lenient server reads as
+// another recipient than the one in To and a strict one refuses, each
+// time.
 func parseRecipient(addr string) (*mail.Address, error) {
 	if strings.TrimSpace(addr) == "" {
 		return nil, fmt.Errorf("%w: empty", ErrBadRecipient)
@@ -33,14 +41,95 @@ func parseRecipient(addr string) (*mail.Address, error) {
 		// net/mail's reason may quote part of the address: left out.
 		return nil, fmt.Errorf("%w: not one RFC 5322 address", ErrBadRecipient)
 	}
+	at := strings.LastIndex(a.Address, "@")
+	if at < 0 || !dotAtom(a.Address[:at]) {
+		return nil, fmt.Errorf("%w: local part needs quoting", ErrBadRecipient)
+	}
 	return a, nil
+}
+
+// dotAtom reports whether s is an RFC 5322 dot-atom: atext runs joined by
+// single dots. Like net/mail, it counts non-ASCII characters as atext
+// (RFC 6532).
+func dotAtom(s string) bool {
+	for part := range strings.SplitSeq(s, ".") {
+		if part == "" {
+			return false
+		}
+		for _, r := range part {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' ||
+				strings.ContainsRune("!#$%&'*+-/=?^_`{|}~", r) || r >= utf8.RuneSelf) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // cleanAddress returns a with its display name passed through OneLine: a
 // display name comes from data (a customer's email field may hold
 // "Name <addr>", and RFC 2047 encoded words decode to any character).
+//
+// A display name that still holds "=?" is left out: it may be (or hold)
+// an encoded word, and go-mail writes an ASCII display name as a quoted
+// string (net/mail's Address.String), inside which RFC 2047 forbids
+// decoding but lenient readers (Thunderbird, Python's email package)
+// decode anyway, so "=?utf-8?q?=E2=80=AE?=" would show as a right-to-left
+// override. go-mail writes the From header from its address list, so the
+// header cannot be written as forced encoded words as the Subject is.
 func cleanAddress(a *mail.Address) *mail.Address {
-	return &mail.Address{Name: OneLine(a.Name), Address: a.Address}
+	name := OneLine(a.Name)
+	if strings.Contains(name, "=?") {
+		name = ""
+	}
+	return &mail.Address{Name: name, Address: a.Address}
+}
+
+// RFC 2047 limits: an encoded word is at most 75 characters, a header line
+// holding one at most 76.
+const (
+	maxEncodedWord = 75
+	maxEncodedLine = 76
+)
+
+// encodedWords returns s (valid UTF-8) as RFC 2047 base64 encoded words
+// ("=?utf-8?b?...?="), one per folded line, each holding whole runes and
+// fitting maxEncodedWord and maxEncodedLine; lead is the length of what
+// precedes the value on its first line ("Subject: "). A reader decodes
+// them to exactly s.
+func encodedWords(s string, lead int) string {
+	const prefix, suffix = "=?utf-8?b?", "?="
+	var words []string
+	for s != "" {
+		room := min(maxEncodedWord, maxEncodedLine-lead) - len(prefix) - len(suffix)
+		maxBytes := max(room/4*3, utf8.UTFMax)
+		n := 0
+		for n < len(s) {
+			_, size := utf8.DecodeRuneInString(s[n:])
+			if n+size > maxBytes {
+				break
+			}
+			n += size
+		}
+		words = append(words, prefix+base64.StdEncoding.EncodeToString([]byte(s[:n]))+suffix)
+		s = s[n:]
+		lead = 1 // a folded line starts with a space
+	}
+	return strings.Join(words, "\r\n ")
+}
+
+// setSubject sets the Subject to subj (OneLine'd). go-mail leaves an ASCII
+// subject as it is, and a reader decodes any encoded word in it: a
+// subject from data holding "=?" (an invoice number
+// "=?utf-8?q?=E2=80=AE1007?=" would show as a right-to-left override, or
+// a line break) is written as forced encoded words instead, which decode
+// to the text itself.
+func setSubject(msg *gomail.Msg, subj string) {
+	if strings.Contains(subj, "=?") {
+		msg.SetGenHeaderPreformatted(gomail.HeaderSubject, encodedWords(subj, len(gomail.HeaderSubject)+len(": ")))
+		return
+	}
+	msg.Subject(subj)
 }
 
 // attachmentName returns name as a safe file name: one line (OneLine),
@@ -59,7 +148,10 @@ func attachmentName(name string) string {
 //
 // Every header value that can come from data is made safe here, whoever
 // built m: display names, the Subject and attachment names pass through
-// OneLine, the body through Text. A To address that does not parse is
+// OneLine, the body through Text. Text that holds "=?" cannot smuggle an
+// RFC 2047 encoded word in: such a Subject is written as forced encoded
+// words, such a display name is left out, and go-mail turns the '?' of an
+// attachment name into '_'. A To address that does not parse is
 // ErrBadRecipient.
 func buildMsg(m Message, now time.Time) (*gomail.Msg, error) {
 	msg := gomail.NewMsg()
@@ -73,7 +165,7 @@ func buildMsg(m Message, now time.Time) (*gomail.Msg, error) {
 		return nil, fmt.Errorf("to: %w", err)
 	}
 	msg.ToMailAddress(cleanAddress(to))
-	msg.Subject(OneLine(m.Subject))
+	setSubject(msg, OneLine(m.Subject))
 	msg.SetDateWithValue(now)
 	if id := strings.Trim(strings.TrimSpace(m.MessageID), "<>"); id != "" {
 		if strings.ContainsFunc(id, func(r rune) bool { return r <= ' ' || r > '~' || r == '<' || r == '>' }) || !strings.Contains(id, "@") {

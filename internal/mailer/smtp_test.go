@@ -2,6 +2,8 @@ package mailer_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -77,6 +79,34 @@ func TestSMTPSendsWithAuth(t *testing.T) {
 		t.Fatalf("server received %d messages, want 1", len(msgs))
 	}
 	checkReminder(t, parseMessage(t, msgs[0].Data))
+}
+
+// TestSMTPRefusesQuotedLocalPart: an address whose local part needs
+// quoting is ErrBadRecipient before the server is contacted: go-mail
+// would send it unquoted, RCPT TO:<zoe@evil.example> x@example.org>,
+// which a lenient server delivers to zoe@evil.example.
+func TestSMTPRefusesQuotedLocalPart(t *testing.T) {
+	t.Parallel()
+	srv := smtptest.Start(t, smtptest.Options{})
+	s, err := mailer.NewSMTP(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := testMessage()
+	m.To = `"zoe@evil.example> x"@example.org`
+	if err := s.Send(context.Background(), m); !errors.Is(err, mailer.ErrBadRecipient) {
+		t.Fatalf("Send to a quoted local part = %v, want ErrBadRecipient", err)
+	}
+	if a := srv.Attempts(); a != 0 {
+		t.Fatalf("server saw %d attempts, want 0", a)
+	}
+	m.To = `"zoe.mueller"@example.org` // quoting not needed: the same mailbox
+	if err := s.Send(context.Background(), m); err != nil {
+		t.Fatalf("Send to a quoted dot-atom: %v", err)
+	}
+	if msgs := srv.Messages(); len(msgs) != 1 || fmt.Sprint(msgs[0].To) != "[zoe.mueller@example.org]" {
+		t.Fatalf("envelope recipients %v, want [zoe.mueller@example.org]", msgs)
+	}
 }
 
 func TestSMTPAuthFailures(t *testing.T) {
