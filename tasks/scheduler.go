@@ -42,8 +42,10 @@ type SchedulerOptions struct {
 // ParseSchedule parses a sweep schedule: a standard 5-field cron spec
 // ("0 * * * *"), a descriptor ("@hourly", "@every 30s"), optionally
 // prefixed with CRON_TZ=Zone. Specs without a zone run in UTC, so that
-// replicas in different time zones agree on the ticks. Errors name
-// OVERDUE_SWEEP_CRON.
+// replicas in different time zones agree on the ticks. With a zone that
+// has daylight saving time, a tick at a wall time that does not exist that
+// day fires after the gap, and one at a wall time that occurs twice fires
+// once (wallSchedule). Errors name OVERDUE_SWEEP_CRON.
 func ParseSchedule(spec string) (cron.Schedule, error) {
 	if spec == "" {
 		return nil, fmt.Errorf("%s: empty schedule", SweepCronVar)
@@ -52,12 +54,79 @@ func ParseSchedule(spec string) (cron.Schedule, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: invalid schedule %.80q: %w", SweepCronVar, spec, err)
 	}
+	if sp, ok := s.(*cron.SpecSchedule); ok && sp.Location != time.Local && sp.Location != time.UTC {
+		s = wallClock(sp)
+	}
 	if NextTick(s, time.Now()).IsZero() {
 		// A date that never comes (30 February): robfig/cron's Next gives
 		// up and returns the zero time.
 		return nil, fmt.Errorf("%s: schedule %.80q never fires", SweepCronVar, spec)
 	}
 	return s, nil
+}
+
+// wallSchedule runs a cron spec on the wall clock of a zone with daylight
+// saving time as cron(8) does, where robfig/cron skips or repeats: a tick
+// at a wall time the spring-forward gap skips ("30 2 * * *" on that day)
+// fires at the same offset after the gap (03:30), instead of not at all,
+// and a tick at a wall time the fall-back hour repeats ("30 1 * * *")
+// fires once, at its first occurrence, instead of twice.
+type wallSchedule struct {
+	wall *cron.SpecSchedule // the spec, read in UTC: a clock without gaps or repeats
+	loc  *time.Location
+}
+
+// wallClock returns sp as a wallSchedule.
+func wallClock(sp *cron.SpecSchedule) wallSchedule {
+	wall := *sp
+	wall.Location = time.UTC
+	return wallSchedule{wall: &wall, loc: sp.Location}
+}
+
+// Next returns the first tick strictly after t: the next wall-clock match
+// of the spec after t's wall time in the zone, at its first instant there
+// (after the gap for a wall time that does not exist), skipping a wall
+// time whose first instant is not after t (it repeats: it fired already).
+func (w wallSchedule) Next(t time.Time) time.Time {
+	lt := t.In(w.loc)
+	wall := time.Date(lt.Year(), lt.Month(), lt.Day(), lt.Hour(), lt.Minute(), lt.Second(), lt.Nanosecond(), time.UTC)
+	for range 4 {
+		n := w.wall.Next(wall)
+		if n.IsZero() {
+			return n
+		}
+		if at := w.firstInstant(n); at.After(t) {
+			return at
+		}
+		wall = n
+	}
+	return time.Time{}
+}
+
+// firstInstant returns the first instant at which the zone's clock reads
+// wall (a UTC-labelled wall time); for a wall time inside a gap, the
+// instant as far after the gap's start as wall is (02:30 in a 02:00-03:00
+// gap is 03:30). The zone's offsets a day before and after are taken as
+// the two a transition between them can give.
+func (w wallSchedule) firstInstant(wall time.Time) time.Time {
+	_, offA := wall.Add(-24 * time.Hour).In(w.loc).Zone()
+	_, offB := wall.Add(24 * time.Hour).In(w.loc).Zone()
+	a := wall.Add(-time.Duration(offA) * time.Second)
+	b := wall.Add(-time.Duration(offB) * time.Second)
+	if b.Before(a) {
+		a, b = b, a
+	}
+	reads := func(at time.Time) bool {
+		l := at.In(w.loc)
+		return l.Hour() == wall.Hour() && l.Minute() == wall.Minute() && l.Day() == wall.Day()
+	}
+	switch {
+	case reads(a):
+		return a
+	case reads(b):
+		return b
+	}
+	return b // in the gap: the later reading, past it
 }
 
 // NextTick returns the first tick of s strictly after t. Every replica

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	_ "time/tzdata" // the zones of TestScheduleAcrossDaylightSaving, on machines without tzdata
 
 	"github.com/invoicing/tenantworker/internal/testenv"
 )
@@ -108,6 +109,53 @@ func TestNextTick(t *testing.T) {
 		}
 		if got := NextTick(s, c.from); !got.Equal(c.want) {
 			t.Errorf("NextTick(%s, %s) = %s, want %s", c.spec, c.from, got, c.want)
+		}
+	}
+}
+
+// TestScheduleAcrossDaylightSaving: with CRON_TZ in a zone with daylight
+// saving time, a daily tick at a wall time the spring-forward gap skips
+// fires after the gap that day, and one at a wall time the fall-back hour
+// repeats fires once (robfig/cron alone skips the first and repeats the
+// second). Other days are unchanged.
+func TestScheduleAcrossDaylightSaving(t *testing.T) {
+	t.Parallel()
+	utc := func(s string) time.Time {
+		tm, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tm
+	}
+	for _, c := range []struct {
+		spec, from string
+		want       []string
+	}{
+		// New York springs forward at 02:00 on 8 March 2026: 02:30 does
+		// not exist that day.
+		{"CRON_TZ=America/New_York 30 2 * * *", "2026-03-07T12:00:00Z",
+			[]string{"2026-03-08T07:30:00Z", "2026-03-09T06:30:00Z", "2026-03-10T06:30:00Z"}},
+		// It falls back at 02:00 on 1 November 2026: 01:30 occurs twice.
+		{"CRON_TZ=America/New_York 30 1 * * *", "2026-10-31T12:00:00Z",
+			[]string{"2026-11-01T05:30:00Z", "2026-11-02T06:30:00Z"}},
+		// Started during the repeated hour, after the first 01:30: the next
+		// day's.
+		{"CRON_TZ=America/New_York 30 1 * * *", "2026-11-01T06:10:00Z",
+			[]string{"2026-11-02T06:30:00Z"}},
+		{"CRON_TZ=Europe/Berlin 0 * * * *", "2026-03-29T00:30:00Z",
+			[]string{"2026-03-29T01:00:00Z", "2026-03-29T02:00:00Z"}},
+	} {
+		s, err := ParseSchedule(c.spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := utc(c.from)
+		for i, w := range c.want {
+			at = NextTick(s, at)
+			if !at.Equal(utc(w)) {
+				t.Errorf("%s from %s: tick %d at %s, want %s", c.spec, c.from, i+1, at.UTC().Format(time.RFC3339), w)
+				break
+			}
 		}
 	}
 }

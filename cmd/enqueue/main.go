@@ -15,6 +15,9 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// The first signal starts the shutdown; a second one ends the process
+	// at once (the default action, once stop unregisters the handler).
+	context.AfterFunc(ctx, stop)
 	code := enqueueapp.Main(ctx, os.Args[1:], enqueueapp.IO{
 		Stdout:   os.Stdout,
 		Stderr:   os.Stderr,

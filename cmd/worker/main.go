@@ -50,6 +50,9 @@ func run() error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	// The first signal starts the shutdown; a second one ends the process
+	// at once (the default action, once stop unregisters the handler).
+	context.AfterFunc(ctx, stop)
 
 	// Flags override the environment before defaults and validation, so
 	// DB_MAX_CONNS's default follows -concurrency.

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -170,6 +171,11 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Opti
 	return b, nil
 }
 
+// startupPingTimeout bounds each start-up check that Redis and PostgreSQL
+// answer: a server that accepts connections and never answers makes the
+// process fail with the reason instead of hanging without a word.
+const startupPingTimeout = 30 * time.Second
+
 // openRedis parses REDIS_URL, makes the client and pings it.
 func (b *Backend) openRedis(ctx context.Context, cfg config.Config) error {
 	connOpt, err := cfg.RedisConnOpt()
@@ -182,7 +188,9 @@ func (b *Backend) openRedis(ctx context.Context, cfg config.Config) error {
 	}
 	b.RedisConnOpt, b.Redis = connOpt, rc
 	b.closers = append(b.closers, rc.Close)
-	if err := rc.Ping(ctx).Err(); err != nil {
+	pctx, cancel := context.WithTimeout(ctx, startupPingTimeout)
+	defer cancel()
+	if err := rc.Ping(pctx).Err(); err != nil {
 		return fmt.Errorf("connect to redis: %w", err)
 	}
 	return nil
@@ -200,7 +208,9 @@ func (b *Backend) openPools(ctx context.Context, cfg config.Config, logger *slog
 	}
 	b.Pool, b.SchemaPool = pool, pool
 	b.closers = append(b.closers, func() error { pool.Close(); return nil })
-	if err := pool.Ping(ctx); err != nil {
+	pctx, cancel := context.WithTimeout(ctx, startupPingTimeout)
+	defer cancel()
+	if err := pool.Ping(pctx); err != nil {
 		return fmt.Errorf("connect to database: %w", err)
 	}
 	if cfg.DBPoolLanes > 1 {

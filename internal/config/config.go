@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -49,6 +48,9 @@ const (
 	// DefaultDBPoolHeadroom is added to WorkerConcurrency for the default
 	// DB_MAX_CONNS: catalog look-ups, readiness pings and the scheduler.
 	DefaultDBPoolHeadroom = 4
+	// MaxDBConns bounds DB_MAX_CONNS and TENANT_DB_MAX_CONNS (and so
+	// WORKER_CONCURRENCY, which DB_MAX_CONNS must cover).
+	MaxDBConns = 10_000
 	// MaxQueueShards bounds QUEUE_SHARDS and QUEUE_SHARDS_SERVED (the
 	// same bound as tasks.MaxQueueShards; config does not import tasks).
 	MaxQueueShards = 16
@@ -372,11 +374,14 @@ func (c Config) validate() error {
 	if c.LogFormat != LogFormatText && c.LogFormat != LogFormatJSON {
 		bad("LOG_FORMAT: must be text or json, got %q", c.LogFormat)
 	}
-	if c.DBMaxConns > math.MaxInt32 {
-		bad("DB_MAX_CONNS: at most %d, got %d", math.MaxInt32, c.DBMaxConns)
+	// A bound well above any PostgreSQL's max_connections: each connection
+	// may be a lane (DB_POOL_LANES defaults to DB_MAX_CONNS), a pool of
+	// its own made at start-up.
+	if c.DBMaxConns > MaxDBConns {
+		bad("DB_MAX_CONNS: at most %d, got %d", MaxDBConns, c.DBMaxConns)
 	}
-	if c.TenantDBMaxConns > math.MaxInt32 {
-		bad("TENANT_DB_MAX_CONNS: at most %d, got %d", math.MaxInt32, c.TenantDBMaxConns)
+	if c.TenantDBMaxConns > MaxDBConns {
+		bad("TENANT_DB_MAX_CONNS: at most %d, got %d", MaxDBConns, c.TenantDBMaxConns)
 	}
 	if c.DBMaxConns < c.WorkerConcurrency {
 		bad("DB_MAX_CONNS: %d is smaller than WORKER_CONCURRENCY %d: every running task may need a connection", c.DBMaxConns, c.WorkerConcurrency)
@@ -390,6 +395,10 @@ func (c Config) validate() error {
 	}
 	if c.TenantCacheTTL < 0 {
 		bad("TENANT_CACHE_TTL: must not be negative, got %v", c.TenantCacheTTL)
+	}
+	if c.TenantCacheTTL > 0 && c.TenantCacheTTL < time.Millisecond {
+		// Redis keeps keys for whole milliseconds: PX 0 is refused.
+		bad("TENANT_CACHE_TTL: at least 1ms, got %v", c.TenantCacheTTL)
 	}
 	if c.FairPendingTime > 10*time.Second {
 		bad("FAIR_PENDING_TIME: at most 10s, got %v", c.FairPendingTime)

@@ -2,6 +2,7 @@ package enqueueapp
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/invoicing/tenantworker/internal/tenancy"
+	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/tasks"
 )
 
@@ -122,6 +124,16 @@ func check(ctx context.Context, enq *tasks.Enqueuer, m *migrationOutcome) error 
 	}
 	switch ti.State {
 	case asynq.TaskStateCompleted:
+		// A worker of an older release (a rolling deploy) completes the
+		// task at its own latest version: not done for this release.
+		var res struct {
+			To int `json:"to"`
+		}
+		if json.Unmarshal(ti.Result, &res) == nil && res.To > 0 && res.To < schema.LatestVersion() {
+			m.failed, m.reason = true, fmt.Sprintf("migrated to version %d, not %d: a worker of an older release ran it; run migrate --all again once every worker runs this release",
+				res.To, schema.LatestVersion())
+			return nil
+		}
 		m.done = true
 	case asynq.TaskStateArchived:
 		m.failed, m.reason = true, ti.LastErr

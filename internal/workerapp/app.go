@@ -141,7 +141,7 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 	defer func() { stopMember(); memberWG.Wait() }()
 
 	var draining atomic.Bool
-	health := newHealthServer(newHealthHandler(d, &draining), defaultHealthTimeouts, logger)
+	health := newHealthServer(newHealthHandler(d, &draining, logger), defaultHealthTimeouts, logger)
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- health.Serve(d.listener) }()
 	defer func() {

@@ -49,47 +49,53 @@ func newHealthServer(h http.Handler, to healthTimeouts, logger *slog.Logger) *ht
 // newHealthHandler serves /healthz (200 while the process runs), /readyz
 // (Redis and PostgreSQL reachable, and not shutting down; otherwise 503
 // with JSON naming what failed) and /metrics.
-func newHealthHandler(d *deps, draining *atomic.Bool) http.Handler {
+func newHealthHandler(d *deps, draining *atomic.Bool, logger *slog.Logger) http.Handler {
+	checks := map[string]func(context.Context) error{
+		"redis":    func(ctx context.Context) error { return d.Redis.Ping(ctx).Err() },
+		"postgres": d.Pool.Ping,
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		failed := checkReady(r.Context(), d, draining)
+	mux.Handle("GET /readyz", readyHandler(checks, draining, logger))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(d.registry, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// readyHandler runs checks concurrently, each bounded by readyTimeout, and
+// answers 200, or 503 naming what failed ("worker" while shutting down).
+// A check's error goes to the log (readiness check failed), never into the
+// answer: it may hold an address, a user or a database name, and /readyz
+// answers anyone who reaches the port.
+func readyHandler(checks map[string]func(context.Context) error, draining *atomic.Bool, logger *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		failed := map[string]string{}
+		if draining.Load() {
+			failed["worker"] = "shutting down"
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+		defer cancel()
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for name, check := range checks {
+			wg.Go(func() {
+				if err := check(ctx); err != nil {
+					logger.LogAttrs(r.Context(), slog.LevelWarn, "readiness check failed",
+						slog.String("check", name), slog.String("error", err.Error()))
+					mu.Lock()
+					failed[name] = "unavailable"
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
 		if len(failed) > 0 {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "failed": failed})
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(d.registry, promhttp.HandlerOpts{}))
-	return mux
-}
-
-// checkReady pings Redis and PostgreSQL concurrently and returns what
-// failed, by name.
-func checkReady(ctx context.Context, d *deps, draining *atomic.Bool) map[string]string {
-	failed := map[string]string{}
-	if draining.Load() {
-		failed["worker"] = "shutting down"
-	}
-	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
-	defer cancel()
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	check := func(name string, ping func(context.Context) error) {
-		wg.Go(func() {
-			if err := ping(ctx); err != nil {
-				mu.Lock()
-				failed[name] = err.Error()
-				mu.Unlock()
-			}
-		})
-	}
-	check("redis", func(ctx context.Context) error { return d.Redis.Ping(ctx).Err() })
-	check("postgres", d.Pool.Ping)
-	wg.Wait()
-	return failed
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

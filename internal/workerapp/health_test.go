@@ -1,12 +1,17 @@
 package workerapp
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -83,5 +88,42 @@ func TestHealthServerDropsStalledAndIdleConnections(t *testing.T) {
 		if d := time.Since(start); d > 3*time.Second {
 			t.Errorf("%s: closed after %v", name, d)
 		}
+	}
+}
+
+// TestReadyzNamesFailuresWithoutErrors: /readyz answers 503 naming the
+// check that failed, never its error (an address, a user, a database),
+// which goes to the log; shutting down is named too.
+func TestReadyzNamesFailuresWithoutErrors(t *testing.T) {
+	t.Parallel()
+	secret := errors.New(`dial tcp 10.1.2.3:6379: connect: connection refused (user "billing", database "invoicing")`)
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewJSONHandler(&logs, nil))
+	var draining atomic.Bool
+	h := readyHandler(map[string]func(context.Context) error{
+		"redis":    func(context.Context) error { return secret },
+		"postgres": func(context.Context) error { return nil },
+	}, &draining, logger)
+
+	get := func() (int, string) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+		return rec.Code, rec.Body.String()
+	}
+	code, body := get()
+	if code != http.StatusServiceUnavailable || body != `{"failed":{"redis":"unavailable"},"status":"unavailable"}`+"\n" {
+		t.Errorf("/readyz with Redis down = %d %s", code, body)
+	}
+	for _, leak := range []string{"10.1.2.3", "billing", "invoicing", "refused"} {
+		if strings.Contains(body, leak) {
+			t.Errorf("/readyz answer holds %q: %s", leak, body)
+		}
+	}
+	if !strings.Contains(logs.String(), "readiness check failed") || !strings.Contains(logs.String(), "10.1.2.3:6379") {
+		t.Errorf("the error is not in the log: %s", logs.String())
+	}
+	draining.Store(true)
+	if code, body := get(); code != http.StatusServiceUnavailable || !strings.Contains(body, `"worker":"shutting down"`) {
+		t.Errorf("/readyz while shutting down = %d %s", code, body)
 	}
 }

@@ -1,0 +1,72 @@
+package workerapp
+
+import (
+	"context"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/invoicing/tenantworker/internal/config"
+	"github.com/invoicing/tenantworker/internal/testenv"
+	"github.com/invoicing/tenantworker/schema"
+)
+
+// TestRunFailsOnUnresponsivePostgres: a PostgreSQL that accepts TCP
+// connections but never answers (hung server, saturated pooler, half-open
+// network path) makes start-up fail with the reason once the connect
+// timeout is over (schema.DefaultConnectTimeout), instead of hanging
+// without a word.
+func TestRunFailsOnUnresponsivePostgres(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []net.Conn
+	acceptDone := make(chan struct{})
+	go func() {
+		defer close(acceptDone)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c) // never read, never answered
+		}
+	}()
+	defer func() {
+		ln.Close()
+		<-acceptDone
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	redisURL := testenv.RedisURL(t)
+	vars := map[string]string{
+		"DATABASE_URL":  "postgres://postgres@" + ln.Addr().String() + "/x?sslmode=disable",
+		"REDIS_URL":     redisURL,
+		"HTTP_ADDR":     "127.0.0.1:0",
+		"DOCUMENTS_DIR": t.TempDir(),
+		"OUTBOX_DIR":    t.TempDir(),
+	}
+	cfg, err := config.FromEnv(func(k string) string { return vars[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, cfg, config.NewLogger(cfg, io.Discard)) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "connect to database") || !strings.Contains(err.Error(), "timeout") {
+			t.Fatalf("Run against a PostgreSQL that never answers = %v, want a connect timeout", err)
+		}
+	case <-time.After(schema.DefaultConnectTimeout + 30*time.Second):
+		cancel()
+		err := <-done
+		t.Fatalf("Run still starting against a PostgreSQL that never answers; after cancel: %v", err)
+	}
+}
