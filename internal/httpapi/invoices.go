@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -192,15 +193,39 @@ func (h *Handler) enqueuePDFs(w http.ResponseWriter, r *http.Request) {
 	if backlogFull(w, err) {
 		return
 	}
-	if err != nil {
-		h.internalError(w, r, "enqueue invoice:pdf batch", err)
-		return
-	}
 	out := make([]bulkTask, len(res))
 	for i, rr := range res {
 		out[i] = bulkTask{InvoiceID: req.InvoiceIDs[i], TaskID: rr.Info.ID, State: rr.Info.State.String(), Existing: rr.Existing}
 	}
-	writeJSON(w, http.StatusAccepted, map[string][]bulkTask{"tasks": out})
+	switch {
+	case err != nil && len(out) == 0:
+		h.internalError(w, r, "enqueue invoice:pdf batch", err)
+	case err != nil:
+		h.partialBatch(w, r, out, len(req.InvoiceIDs), err)
+	default:
+		writeJSON(w, http.StatusAccepted, map[string][]bulkTask{"tasks": out})
+	}
+}
+
+// partialBatch answers a batch that failed after some of its tasks were
+// enqueued (one by one, without fair dispatch): 503 with Retry-After when
+// a dependency is unreachable, 500 otherwise, naming the tasks enqueued
+// before the error. Sending the batch again is safe: each invoice's task
+// is deduplicated.
+func (h *Handler) partialBatch(w http.ResponseWriter, r *http.Request, done []bulkTask, of int, err error) {
+	ri := info(r.Context())
+	h.log.LogAttrs(r.Context(), slog.LevelError, "http handler error", slog.String("request_id", ri.id),
+		slog.String("op", "enqueue invoice:pdf batch"), slog.String("tenant_id", ri.tenantID),
+		slog.Int("enqueued", len(done)), slog.Int("batch", of), slog.Any("error", err))
+	status := http.StatusInternalServerError
+	if dependencyUnavailable(err) {
+		status = http.StatusServiceUnavailable
+		w.Header().Set("Retry-After", "1")
+	}
+	writeJSON(w, status, map[string]any{
+		"error": fmt.Sprintf("enqueue failed after %d of %d tasks; sending the batch again is safe (each invoice's task is deduplicated)", len(done), of),
+		"tasks": done,
+	})
 }
 
 // enqueueReminder is POST /v1/invoices/{id}/reminders: one per invoice per

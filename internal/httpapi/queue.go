@@ -147,9 +147,16 @@ type limitsRequest struct {
 	MaxWaiting int    `json:"max_waiting"`
 }
 
+// limitsAnswer is PUT /admin/tenants/{id}/limits's answer: the tenant
+// (its plan and stored overrides) and the policy they give it now.
+type limitsAnswer struct {
+	tenantctx.Tenant
+	Policy fair.Policy `json:"policy"`
+}
+
 // setLimits is PUT /admin/tenants/{id}/limits: the tenant's plan (empty
 // keeps it) and its overrides of the plan's weight and caps (0: the
-// plan's). 200 with the tenant.
+// plan's). 200 with the tenant and its effective limits ("policy").
 func (h *Handler) setLimits(w http.ResponseWriter, r *http.Request) {
 	id, ok := pathID(w, r)
 	if !ok {
@@ -179,6 +186,6 @@ func (h *Handler) setLimits(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		h.internalError(w, r, "set tenant limits", err)
 	default:
-		writeJSON(w, http.StatusOK, t)
+		writeJSON(w, http.StatusOK, limitsAnswer{Tenant: t, Policy: h.opts.Tenancy.Policy(t)})
 	}
 }

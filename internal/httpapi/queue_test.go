@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,9 +10,14 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
 	"github.com/invoicing/tenantworker/fair"
+	"github.com/invoicing/tenantworker/internal/httpapi"
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tasks"
 )
@@ -151,6 +157,102 @@ func TestBulkPDF(t *testing.T) {
 	}
 }
 
+// TestBulkPDFPartWayWithoutFairDispatch: without fair dispatch a batch is
+// enqueued one task at a time; when Redis fails part-way, the answer names
+// the tasks enqueued before the error, and the same batch sent again once
+// Redis works is answered in full, the earlier tasks as existing.
+func TestBulkPDFPartWayWithoutFairDispatch(t *testing.T) {
+	t.Parallel()
+	const before = 10 // enqueue scripts that succeed before the failure
+	var scripts atomic.Int64
+	var failing atomic.Bool
+	b := setup(t, func(o *httpapi.Options) {
+		rdb := redis.NewClient(&redis.Options{Addr: o.RedisConnOpt.(asynq.RedisClientOpt).Addr})
+		rdb.AddHook(failAfter{n: before, count: &scripts, on: &failing})
+		client := asynq.NewClientFromRedisClient(rdb)
+		t.Cleanup(func() { _ = rdb.Close() })
+		o.Enqueuer = tasks.NewEnqueuer(client, asynq.NewInspectorFromRedisClient(rdb), nil)
+	})
+	tn := b.active(t, "partial")
+	ids := make([]string, activeInvoices)
+	for i := range ids {
+		ids[i] = strconv.Itoa(i + 1)
+	}
+	body := `{"invoice_ids":[` + strings.Join(ids, ",") + `]}`
+	bulk := func() response {
+		return b.do(t, request{method: http.MethodPost, path: "/v1/invoices/pdf", host: tn.host(), bearer: tn.key, body: strings.NewReader(body)})
+	}
+
+	failing.Store(true)
+	r := bulk()
+	if r.status != http.StatusInternalServerError {
+		t.Fatalf("batch with Redis failing part-way: %d %s, want 500", r.status, r.body)
+	}
+	var got struct {
+		Error string `json:"error"`
+		Tasks []struct {
+			InvoiceID int64  `json:"invoice_id"`
+			TaskID    string `json:"task_id"`
+		} `json:"tasks"`
+	}
+	if err := json.Unmarshal(r.body, &got); err != nil || len(got.Tasks) != before {
+		t.Fatalf("part-way answer %s (%v): want the %d tasks enqueued before the error", r.body, err, before)
+	}
+	for i, task := range got.Tasks {
+		if task.InvoiceID != int64(i+1) || task.TaskID != fmt.Sprintf("invoice:pdf:%s:%d", tn.ID, i+1) {
+			t.Fatalf("task %d of the part-way answer: %+v", i, task)
+		}
+		if _, err := b.inspector.GetTaskInfo(tasks.QueueDefault, task.TaskID); err != nil {
+			t.Errorf("task %s named as enqueued is not in Redis: %v", task.TaskID, err)
+		}
+	}
+	if !strings.Contains(got.Error, fmt.Sprintf("after %d of %d tasks", before, activeInvoices)) {
+		t.Errorf("error %q does not say how far the batch got", got.Error)
+	}
+
+	failing.Store(false)
+	r = bulk()
+	wantStatus(t, r, http.StatusAccepted)
+	var again struct {
+		Tasks []struct {
+			Existing bool `json:"existing"`
+		} `json:"tasks"`
+	}
+	if err := json.Unmarshal(r.body, &again); err != nil || len(again.Tasks) != activeInvoices {
+		t.Fatalf("batch again: %s (%v)", r.body, err)
+	}
+	for i, task := range again.Tasks {
+		if task.Existing != (i < before) {
+			t.Errorf("task %d existing = %v after %d were enqueued part-way", i, task.Existing, before)
+		}
+	}
+}
+
+// failAfter is a go-redis hook failing every script call after the first
+// n while on is set.
+type failAfter struct {
+	n     int64
+	count *atomic.Int64
+	on    *atomic.Bool
+}
+
+func (failAfter) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (f failAfter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if name := cmd.Name(); f.on.Load() && (name == "evalsha" || name == "eval") && f.count.Add(1) > f.n {
+			err := errors.New("injected failure")
+			cmd.SetErr(err)
+			return err
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (failAfter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
 // TestTenantQueueRoutes: the operator's view and control of one tenant's
 // backlog.
 func TestTenantQueueRoutes(t *testing.T) {
@@ -182,8 +284,13 @@ func TestTenantQueueRoutes(t *testing.T) {
 	wantStatus(t, b.admin(t, http.MethodPut, "/admin/tenants/"+tn.ID+"/limits", `{"weight":1,"extra":2}`), http.StatusBadRequest)
 	r = b.admin(t, http.MethodPut, "/admin/tenants/"+tn.ID+"/limits", `{"plan":"enterprise","max_running":3}`)
 	wantStatus(t, r, http.StatusOK)
-	if m := r.json(t); m["plan"] != "enterprise" || m["limits"].(map[string]any)["max_running"] != float64(3) {
+	if m := r.json(t); m["plan"] != "enterprise" || m["limits"].(map[string]any)["max_running"] != float64(3) || m["id"] != tn.ID {
 		t.Fatalf("limits answer %s", r.body)
+	}
+	// It names the effective limits too: the enterprise plan's weight and
+	// backlog cap, the override's running cap.
+	if p, want := r.json(t)["policy"], map[string]any{"weight": float64(4), "max_running": float64(3), "max_waiting": float64(200_000)}; !maps.Equal(p.(map[string]any), want) {
+		t.Fatalf("limits answer's policy %v, want %v", p, want)
 	}
 	// The queue view names the policy's fields as the limits route does:
 	// now the enterprise plan's weight and backlog cap and the override's

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 
 	"github.com/invoicing/tenantworker/storage"
@@ -26,6 +27,19 @@ func (s *Service) IssueKey(ctx context.Context, id, actor string) (string, stora
 	k, key, err := s.catalog.IssueAPIKey(ctx, id)
 	if err != nil {
 		return "", storage.APIKey{}, fmt.Errorf("issue api key for tenant %s: %w", id, err)
+	}
+	// A deletion requested between the check and the insert: the new key
+	// goes again, and the answer is the refusal the check would have given.
+	now, err := s.catalog.TenantByID(ctx, id)
+	if err == nil {
+		err = refuseDeleting(now, "issue api key for")
+	}
+	if errors.Is(err, ErrRefused) || errors.Is(err, storage.ErrNotFound) {
+		if rerr := s.catalog.RevokeAPIKey(context.WithoutCancel(ctx), id, k.ID); rerr != nil && !errors.Is(rerr, storage.ErrNotFound) {
+			s.logger.ErrorContext(ctx, "revoke a key issued while the tenant's deletion was requested",
+				slog.String("tenant_id", id), slog.Int64("key_id", k.ID), slog.String("error", rerr.Error()))
+		}
+		return "", storage.APIKey{}, fmt.Errorf("issue api key for tenant %s: %w: deletion requested meanwhile: %w", id, ErrRefused, err)
 	}
 	s.logFailure(ctx, id, ActionKeyIssued, s.audit(ctx, id, actor, ActionKeyIssued, keyDetail(t, k)))
 	return key, k, nil

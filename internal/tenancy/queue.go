@@ -63,9 +63,7 @@ func (s *Service) Queue(ctx context.Context, id string) (Queue, error) {
 		return Queue{}, fmt.Errorf("queue of tenant %s: %w", id, err)
 	}
 	q := Queue{TenantID: id, Queues: stats, WaitingByType: map[string]int{}}
-	if s.plans != nil {
-		q.Policy = s.plans.PolicyOf(t)
-	}
+	q.Policy = s.Policy(t)
 	var oldest time.Duration
 	for _, st := range stats {
 		q.Waiting += st.Waiting
@@ -205,6 +203,15 @@ func (s *Service) SetLimits(ctx context.Context, id, plan string, l tenantctx.Li
 		return t, fmt.Errorf("set limits of tenant %s: %w", id, err)
 	}
 	return t, nil
+}
+
+// Policy returns what t's plan and limits give it per queue (the
+// configured plans'); the zero Policy without plans configured.
+func (s *Service) Policy(t tenantctx.Tenant) fair.Policy {
+	if s.plans == nil {
+		return fair.Policy{}
+	}
+	return s.plans.PolicyOf(t)
 }
 
 // liveDispatchTenant is dispatchTenant for an operation a tenant being
