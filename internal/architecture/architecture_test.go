@@ -207,6 +207,40 @@ func TestCitedTestsExist(t *testing.T) {
 	}
 }
 
+// TestAuditActionsDocumented: every audit action internal/tenancy writes
+// is in docs/architecture.md's table of actions.
+func TestAuditActionsDocumented(t *testing.T) {
+	t.Parallel()
+	doc, err := os.ReadFile(filepath.Join(root(t), "docs", "architecture.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	decl := regexp.MustCompile(`Action = "([a-z_.]+)"`)
+	files, err := filepath.Glob(filepath.Join(root(t), "internal", "tenancy", "*.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		src, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range decl.FindAllStringSubmatch(string(src), -1) {
+			n++
+			if !bytes.Contains(doc, []byte("| `"+m[1]+"` |")) {
+				t.Errorf("audit action %s (%s) is not in docs/architecture.md's table", m[1], filepath.Base(name))
+			}
+		}
+	}
+	if n < 10 {
+		t.Fatalf("found %d audit actions in internal/tenancy; the declarations seem to have moved", n)
+	}
+}
+
 // TestNoOutsideDocuments: nothing in the repository points at documents
 // that are not in it; comments cite docs/architecture.md instead.
 func TestNoOutsideDocuments(t *testing.T) {
