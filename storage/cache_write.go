@@ -24,6 +24,11 @@ func (c *Cache) AppendAudit(ctx context.Context, e AuditEntry) error {
 	return c.backend.AppendAudit(ctx, e)
 }
 
+// AppendAuditOnce passes through to the backend.
+func (c *Cache) AppendAuditOnce(ctx context.Context, e AuditEntry) (bool, error) {
+	return c.backend.AppendAuditOnce(ctx, e)
+}
+
 // AuditEntries passes through to the backend.
 func (c *Cache) AuditEntries(ctx context.Context, tenantID string) ([]AuditEntry, error) {
 	return c.backend.AuditEntries(ctx, tenantID)

@@ -142,6 +142,10 @@ type AuditEntry struct {
 type AuditLog interface {
 	// AppendAudit records e; a zero At means now.
 	AppendAudit(ctx context.Context, e AuditEntry) error
+	// AppendAuditOnce records e unless the tenant's log already holds an
+	// entry of e.Action, and reports whether it did; of concurrent calls
+	// for one tenant and action, one appends.
+	AppendAuditOnce(ctx context.Context, e AuditEntry) (bool, error)
 	// AuditEntries returns the entries of one tenant, oldest first.
 	AuditEntries(ctx context.Context, tenantID string) ([]AuditEntry, error)
 }

@@ -13,8 +13,54 @@ import (
 // now(). e.Detail, when set, must be a JSON value; it is stored as jsonb, so
 // it reads back normalized (whitespace and key order may change).
 func (p *Postgres) AppendAudit(ctx context.Context, e AuditEntry) error {
+	at, detail, err := auditArgs(e)
+	if err != nil {
+		return err
+	}
+	if _, err := p.pool.Exec(ctx, insertAuditSQL, at, e.TenantID, e.Actor, e.Action, detail); err != nil {
+		return fmt.Errorf("append audit %s for tenant %.64q: %w", e.Action, e.TenantID, err)
+	}
+	return nil
+}
+
+// AppendAuditOnce records e unless the tenant's audit log already holds an
+// entry of e.Action, and reports whether it did. Concurrent calls for one
+// tenant and action append one entry between them: each takes a
+// transaction-scoped advisory lock on the pair, then checks and inserts in
+// statements that see what the one before it committed.
+func (p *Postgres) AppendAuditOnce(ctx context.Context, e AuditEntry) (bool, error) {
+	at, detail, err := auditArgs(e)
+	if err != nil {
+		return false, err
+	}
+	var appended bool
+	err = pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`,
+			"tenancy.audit_log:"+e.TenantID+":"+e.Action); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, insertAuditSQL+
+			` WHERE NOT EXISTS (SELECT 1 FROM tenancy.audit_log WHERE tenant_id = $2 AND action = $4)`,
+			at, e.TenantID, e.Actor, e.Action, detail)
+		appended = tag.RowsAffected() == 1
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("append audit %s once for tenant %.64q: %w", e.Action, e.TenantID, err)
+	}
+	return appended, nil
+}
+
+// insertAuditSQL inserts one entry ($1 at or NULL for now, $2 tenant id, $3
+// actor, $4 action, $5 detail or NULL); a WHERE clause may follow.
+const insertAuditSQL = `INSERT INTO tenancy.audit_log (at, tenant_id, actor, action, detail)
+	 SELECT coalesce($1::timestamptz, now()), $2, $3, $4, $5::jsonb`
+
+// auditArgs checks e and returns its time and detail as query arguments
+// (nil for the database's now() and for no detail).
+func auditArgs(e AuditEntry) (*time.Time, *string, error) {
 	if e.TenantID == "" || e.Action == "" {
-		return fmt.Errorf("append audit %q for tenant %.64q: tenant id and action are required", e.Action, e.TenantID)
+		return nil, nil, fmt.Errorf("append audit %q for tenant %.64q: tenant id and action are required", e.Action, e.TenantID)
 	}
 	var at *time.Time
 	if !e.At.IsZero() {
@@ -23,18 +69,12 @@ func (p *Postgres) AppendAudit(ctx context.Context, e AuditEntry) error {
 	var detail *string
 	if len(e.Detail) > 0 {
 		if !json.Valid(e.Detail) {
-			return fmt.Errorf("append audit %s for tenant %.64q: detail is not valid JSON", e.Action, e.TenantID)
+			return nil, nil, fmt.Errorf("append audit %s for tenant %.64q: detail is not valid JSON", e.Action, e.TenantID)
 		}
 		s := string(e.Detail)
 		detail = &s
 	}
-	if _, err := p.pool.Exec(ctx,
-		`INSERT INTO tenancy.audit_log (at, tenant_id, actor, action, detail)
-		 VALUES (coalesce($1::timestamptz, now()), $2, $3, $4, $5::jsonb)`,
-		at, e.TenantID, e.Actor, e.Action, detail); err != nil {
-		return fmt.Errorf("append audit %s for tenant %.64q: %w", e.Action, e.TenantID, err)
-	}
-	return nil
+	return at, detail, nil
 }
 
 // AuditEntries returns the tenant's audit entries, oldest first (ties in

@@ -46,11 +46,10 @@ const (
 
 // audit appends one entry to the audit log.
 func (s *Service) audit(ctx context.Context, tenantID, actor string, action Action, detail any) error {
-	data, err := json.Marshal(detail)
+	e, err := auditEntry(tenantID, actor, action, detail)
 	if err != nil {
-		return fmt.Errorf("audit %s: %w", action, err)
+		return err
 	}
-	e := storage.AuditEntry{TenantID: tenantID, Actor: actor, Action: string(action), Detail: data}
 	if err := s.catalog.AppendAudit(ctx, e); err != nil {
 		return fmt.Errorf("audit %s of tenant %s: %w", action, tenantID, err)
 	}
@@ -58,18 +57,26 @@ func (s *Service) audit(ctx context.Context, tenantID, actor string, action Acti
 }
 
 // auditOnce appends the entry unless the tenant's audit log already holds
-// one with this action (a rerun of an idempotent step).
+// one of the same action; of concurrent calls, one appends
+// (storage.AuditLog.AppendAuditOnce).
 func (s *Service) auditOnce(ctx context.Context, tenantID, actor string, action Action, detail any) error {
-	entries, err := s.catalog.AuditEntries(ctx, tenantID)
+	e, err := auditEntry(tenantID, actor, action, detail)
 	if err != nil {
-		return fmt.Errorf("read audit log of tenant %s: %w", tenantID, err)
+		return err
 	}
-	for _, e := range entries {
-		if e.Action == string(action) {
-			return nil
-		}
+	if _, err := s.catalog.AppendAuditOnce(ctx, e); err != nil {
+		return fmt.Errorf("audit %s of tenant %s: %w", action, tenantID, err)
 	}
-	return s.audit(ctx, tenantID, actor, action, detail)
+	return nil
+}
+
+// auditEntry makes the entry, its detail encoded as JSON.
+func auditEntry(tenantID, actor string, action Action, detail any) (storage.AuditEntry, error) {
+	data, err := json.Marshal(detail)
+	if err != nil {
+		return storage.AuditEntry{}, fmt.Errorf("audit %s: %w", action, err)
+	}
+	return storage.AuditEntry{TenantID: tenantID, Actor: actor, Action: string(action), Detail: data}, nil
 }
 
 // logFailure logs an audit failure after a change that has already

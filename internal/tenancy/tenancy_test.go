@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/hibiken/asynq"
@@ -164,6 +165,39 @@ func TestDeletionLeavesOneRequestedAndOneCompleted(t *testing.T) {
 	}
 	if completed[0].At.Before(requested[0].At) {
 		t.Errorf("completed at %v, before requested at %v", completed[0].At, requested[0].At)
+	}
+}
+
+// TestConcurrentDeletionRequestsLeaveOneEntry: deletion requests that
+// arrive together (an operator's double click, two retrying clients) leave
+// one "deletion requested" entry between them.
+func TestConcurrentDeletionRequestsLeaveOneEntry(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	tn := b.active(t, "twice")
+	const requests = 8
+	var wg sync.WaitGroup
+	errs := make(chan error, requests)
+	for range requests {
+		wg.Go(func() {
+			if _, err := b.svc.RequestDeletion(b.ctx, tn.ID, tenancy.ActorAdmin); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("RequestDeletion: %v", err)
+	}
+	var requested int
+	for _, e := range b.audit(t, tn.ID) {
+		if tenancy.Action(e.Action) == tenancy.ActionDeletionRequested {
+			requested++
+		}
+	}
+	if requested != 1 {
+		t.Errorf("%d concurrent deletion requests left %d requested entries, want 1", requests, requested)
 	}
 }
 

@@ -264,6 +264,9 @@ func (m *Catalog) RevokeAPIKeys(_ context.Context, tenantID string) error {
 
 // AppendAudit records e; a zero At means now.
 func (m *Catalog) AppendAudit(_ context.Context, e storage.AuditEntry) error {
+	if err := checkAudit(e); err != nil {
+		return err
+	}
 	if e.At.IsZero() {
 		e.At = m.now()
 	}
@@ -271,6 +274,36 @@ func (m *Catalog) AppendAudit(_ context.Context, e storage.AuditEntry) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.audit = append(m.audit, e)
+	return nil
+}
+
+// AppendAuditOnce records e unless the tenant's entries hold one of
+// e.Action, and reports whether it did.
+func (m *Catalog) AppendAuditOnce(_ context.Context, e storage.AuditEntry) (bool, error) {
+	if err := checkAudit(e); err != nil {
+		return false, err
+	}
+	if e.At.IsZero() {
+		e.At = m.now()
+	}
+	e.Detail = slices.Clone(e.Detail)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, old := range m.audit {
+		if old.TenantID == e.TenantID && old.Action == e.Action {
+			return false, nil
+		}
+	}
+	m.audit = append(m.audit, e)
+	return true, nil
+}
+
+// checkAudit refuses an entry without tenant id or action, as the
+// PostgreSQL catalog does.
+func checkAudit(e storage.AuditEntry) error {
+	if e.TenantID == "" || e.Action == "" {
+		return fmt.Errorf("append audit %q for tenant %.64q: tenant id and action are required", e.Action, e.TenantID)
+	}
 	return nil
 }
 

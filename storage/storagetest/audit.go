@@ -2,7 +2,10 @@ package storagetest
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -94,4 +97,70 @@ func sameJSON(t *testing.T, a, b json.RawMessage) bool {
 		return false
 	}
 	return reflect.DeepEqual(va, vb)
+}
+
+// testAuditOnce: AppendAuditOnce appends an action's first entry only, and
+// of concurrent calls for one tenant and action exactly one appends.
+func testAuditOnce(t *testing.T, c storage.Catalog) {
+	ctx := testContext(t)
+	a := mustCreate(t, ctx, c, tenantctx.StatusActive)
+	b := mustCreate(t, ctx, c, tenantctx.StatusActive)
+	const calls = 16
+	var appended atomic.Int32
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*calls)
+	for i := range 2 * calls {
+		wg.Go(func() {
+			tenant := a.ID
+			if i%2 == 1 {
+				tenant = b.ID
+			}
+			ok, err := c.AppendAuditOnce(ctx, storage.AuditEntry{TenantID: tenant, Actor: "admin",
+				Action: "tenant.deletion_requested", Detail: json.RawMessage(fmt.Sprintf(`{"call":%d}`, i))})
+			if err != nil {
+				errs <- err
+			}
+			if ok {
+				appended.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("AppendAuditOnce: %v", err)
+	}
+	if n := appended.Load(); n != 2 {
+		t.Errorf("%d concurrent calls per tenant: %d reported appending, want 1 per tenant", calls, n)
+	}
+	for _, id := range []string{a.ID, b.ID} {
+		got, err := c.AuditEntries(ctx, id)
+		if err != nil {
+			t.Fatalf("AuditEntries(%s): %v", id, err)
+		}
+		if len(got) != 1 {
+			t.Fatalf("AuditEntries(%s) after %d concurrent AppendAuditOnce: %d entries, want 1: %+v", id, calls, len(got), got)
+		}
+	}
+
+	// Another action appends; the same one again does not; AppendAudit
+	// always does.
+	if ok, err := c.AppendAuditOnce(ctx, storage.AuditEntry{TenantID: a.ID, Actor: "worker", Action: "tenant.deletion_completed"}); err != nil || !ok {
+		t.Errorf("AppendAuditOnce(another action) = %v, %v; want true", ok, err)
+	}
+	if ok, err := c.AppendAuditOnce(ctx, storage.AuditEntry{TenantID: a.ID, Actor: "worker", Action: "tenant.deletion_completed"}); err != nil || ok {
+		t.Errorf("AppendAuditOnce(same action again) = %v, %v; want false", ok, err)
+	}
+	if err := c.AppendAudit(ctx, storage.AuditEntry{TenantID: a.ID, Actor: "admin", Action: "tenant.deletion_completed"}); err != nil {
+		t.Fatalf("AppendAudit: %v", err)
+	}
+	if got, err := c.AuditEntries(ctx, a.ID); err != nil || len(got) != 3 {
+		t.Errorf("AuditEntries(%s) = %d entries, %v; want 3", a.ID, len(got), err)
+	}
+	if _, err := c.AppendAuditOnce(ctx, storage.AuditEntry{TenantID: a.ID, Actor: "admin"}); err == nil {
+		t.Error("AppendAuditOnce without an action: no error")
+	}
+	if err := c.AppendAudit(ctx, storage.AuditEntry{Actor: "admin", Action: "tenant.status"}); err == nil {
+		t.Error("AppendAudit without a tenant id: no error")
+	}
 }

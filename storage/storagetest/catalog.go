@@ -37,6 +37,7 @@ func TestCatalog(t *testing.T, newCatalog NewCatalogFunc) {
 		{"APIKeysRejected", testAPIKeysRejected},
 		{"APIKeyLifecycle", testAPIKeyLifecycle},
 		{"Audit", testAudit},
+		{"AuditOnce", testAuditOnce},
 		{"Placement", testPlacement},
 	}
 	for _, tt := range tests {
