@@ -25,6 +25,11 @@ import (
 // change saved whose cache invalidation could not be published returns
 // the tenant and an error wrapping storage.ErrInvalidationFailed (so does
 // Resume).
+//
+// A Resume or a deletion request that changed the status between this
+// status change and the hold would leave an active (or deleted) tenant's
+// work held: after the hold, the status is read again and the hold lifted
+// if the tenant is no longer suspended (Resume does the converse).
 func (s *Service) Suspend(ctx context.Context, id, actor string) (tenantctx.Tenant, error) {
 	t, err := s.changeStatus(ctx, id, tenantctx.StatusActive, tenantctx.StatusSuspended, actor)
 	if err != nil || s.fair == nil {
@@ -32,6 +37,9 @@ func (s *Service) Suspend(ctx context.Context, id, actor string) (tenantctx.Tena
 	}
 	if _, err := s.fair.Hold(ctx, id, fair.Suspended, s.layout().WorkQueues()...); err != nil {
 		return t, fmt.Errorf("suspend tenant %s: hold its backlog: %w", id, err)
+	}
+	if err := s.settleSuspendedHold(ctx, id, true); err != nil {
+		return t, fmt.Errorf("suspend tenant %s: %w", id, err)
 	}
 	return t, nil
 }
@@ -53,7 +61,40 @@ func (s *Service) Resume(ctx context.Context, id, actor string) (tenantctx.Tenan
 	if _, rerr := s.fair.Release(ctx, id, fair.Suspended, s.layout().WorkQueues()...); rerr != nil {
 		return t, fmt.Errorf("resume tenant %s: active, but its backlog is still held (resume again): %w", id, rerr)
 	}
+	if serr := s.settleSuspendedHold(ctx, id, false); serr != nil {
+		return t, fmt.Errorf("resume tenant %s: %w", id, serr)
+	}
 	return t, err
+}
+
+// settleSuspendedHold makes the suspension's hold follow the tenant's
+// status as it is now, after the caller held (held) or released the
+// tenant's backlog: held while suspended, lifted otherwise (active, being
+// deleted, gone). Of a Suspend and a Resume that race, the one that reads
+// the status last leaves the hold matching it. A failed read changes
+// nothing: the caller's own change matched the status it wrote.
+func (s *Service) settleSuspendedHold(ctx context.Context, id string, held bool) error {
+	t, err := s.catalog.TenantByID(ctx, id)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		t.Status = tenantctx.StatusDeleting // gone: nothing of it may stay held
+	case err != nil:
+		return nil
+	}
+	suspended := t.Status == tenantctx.StatusSuspended
+	switch {
+	case suspended == held:
+		return nil
+	case suspended:
+		if _, err := s.fair.Hold(ctx, id, fair.Suspended, s.layout().WorkQueues()...); err != nil {
+			return fmt.Errorf("suspended meanwhile, hold its backlog again: %w", err)
+		}
+	default:
+		if _, err := s.fair.Release(ctx, id, fair.Suspended, s.layout().WorkQueues()...); err != nil {
+			return fmt.Errorf("%s meanwhile, lift the hold again: %w", t.Status, err)
+		}
+	}
+	return nil
 }
 
 // changeStatus moves the tenant from `from` (or `to` already) to `to`. On
