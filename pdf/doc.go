@@ -22,7 +22,11 @@
 // regular and bold, so names such as "Müller GmbH", "Zoë", "Ωmega" or "Łódź"
 // print as written and can be searched and copied. Characters outside the
 // Basic Multilingual Plane (emoji, for instance) and control characters are
-// replaced by U+FFFD; no other character is ever replaced or dropped.
+// replaced by U+FFFD; no other character is ever replaced or dropped. The
+// fonts have no glyphs for some scripts (Chinese, Japanese, Arabic, Hebrew,
+// for instance): such characters print as empty boxes, still extract as
+// written, and are listed in [Result.Missing]. Text is laid out left to
+// right, right-to-left scripts included.
 //
 // How the text is encoded follows its characters, and [Result.FontPath]
 // reports it: [FontPathCP1252] when Windows-1252 holds them all,

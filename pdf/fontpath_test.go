@@ -12,11 +12,12 @@ import (
 func TestRenderFontPaths(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name  string
-		inv   Invoice
-		want  FontPath
-		texts []string // printed, each as written
-		font  string   // what the PDF's font dictionaries say
+		name    string
+		inv     Invoice
+		want    FontPath
+		texts   []string // printed, each as written
+		font    string   // what the PDF's font dictionaries say
+		missing []rune   // Result.Missing
 	}{
 		{
 			name:  "Western European",
@@ -42,18 +43,20 @@ func TestRenderFontPaths(t *testing.T) {
 		{
 			// The Go fonts have no CJK glyphs: the characters print as
 			// .notdef boxes, as with fpdf's UTF-8 fonts, but read back.
-			name:  "characters the fonts lack",
-			inv:   invoiceWith("Acme 東京", "山田太郎", "Łódź"),
-			want:  FontPathUTF8,
-			texts: []string{"Acme 東京", "山田太郎", "Łódź"},
-			font:  "/Differences [",
+			name:    "characters the fonts lack",
+			inv:     invoiceWith("Acme 東京", "山田太郎", "Łódź"),
+			want:    FontPathUTF8,
+			texts:   []string{"Acme 東京", "山田太郎", "Łódź"},
+			font:    "/Differences [",
+			missing: []rune("京太山東田郎"), // in code point order
 		},
 		{
-			name:  "more characters than a document encoding holds",
-			inv:   invoiceWith("Acme Ωmega Łódź", manyRunes(maxDocumentRunes+10), "ООО Ромашка"),
-			want:  FontPathUTF8CID,
-			texts: []string{"Acme Ωmega Łódź", "ООО Ромашка"},
-			font:  "/Subtype /Type0",
+			name:    "more characters than a document encoding holds",
+			inv:     invoiceWith("Acme Ωmega Łódź", manyRunes(maxDocumentRunes+10), "ООО Ромашка"),
+			want:    FontPathUTF8CID,
+			texts:   []string{"Acme Ωmega Łódź", "ООО Ромашка"},
+			font:    "/Subtype /Type0",
+			missing: []rune("ѠѡѢ"), // historic Cyrillic: not in the Go fonts
 		},
 	}
 	for _, tt := range tests {
@@ -62,6 +65,9 @@ func TestRenderFontPaths(t *testing.T) {
 			doc, res := renderResult(t, Renderer{}, tt.inv)
 			if res.FontPath != tt.want {
 				t.Fatalf("font path %s, want %s", res.FontPath, tt.want)
+			}
+			if !slices.Equal(res.Missing, tt.missing) || res.MissingCount != len(tt.missing) {
+				t.Errorf("missing glyphs %q (%d), want %q", res.Missing, res.MissingCount, tt.missing)
 			}
 			if !bytes.Contains(doc, []byte(tt.font)) || !bytes.Contains(doc, []byte("/FontFile2")) {
 				t.Errorf("document lacks %q or an embedded TrueType font", tt.font)
@@ -137,6 +143,9 @@ func TestRenderEveryCharacter(t *testing.T) {
 			if res.FontPath != c.want && !(c.want == FontPathCP1250 && res.FontPath == FontPathCP1252) {
 				t.Fatalf("font path %s, want %s", res.FontPath, c.want)
 			}
+			if res.MissingCount != 0 {
+				t.Errorf("characters the fonts map reported missing: %q (%d)", res.Missing, res.MissingCount)
+			}
 			text := squash(pdfText(t, render(t, Renderer{}, inv), 0))
 			for _, w := range words {
 				if !strings.Contains(text, w) {
@@ -144,6 +153,27 @@ func TestRenderEveryCharacter(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRenderReportsMissingGlyphs: the characters the fonts lack are
+// reported, the first MaxReportedMissing of them and their count.
+func TestRenderReportsMissingGlyphs(t *testing.T) {
+	t.Parallel()
+	var lacking []rune
+	for r := rune(0x4E00); len(lacking) < MaxReportedMissing+5; r++ {
+		lacking = append(lacking, r)
+	}
+	inv := invoiceWith("Acme", "שלום עולם", "x")
+	inv.Notes = string(lacking)
+	_, res := renderResult(t, Renderer{}, inv)
+	hebrew := []rune("ולםעש") // שלום עולם's letters, in code point order
+	if res.MissingCount != len(lacking)+len(hebrew) {
+		t.Errorf("MissingCount = %d, want %d", res.MissingCount, len(lacking)+len(hebrew))
+	}
+	want := append(hebrew, lacking[:MaxReportedMissing-len(hebrew)]...)
+	if !slices.Equal(res.Missing, want) {
+		t.Errorf("Missing = %q, want the first %d in code point order, %q", res.Missing, MaxReportedMissing, want)
 	}
 }
 

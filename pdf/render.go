@@ -56,7 +56,17 @@ type Result struct {
 	Pages int
 	// Bytes is the size of the document written.
 	Bytes int64
+	// Missing lists, in order, the characters of the invoice the embedded
+	// fonts have no glyph for (Chinese, Japanese, Arabic or Hebrew text,
+	// for instance): the document draws each as an empty box, though its
+	// text still extracts as written. At most [MaxReportedMissing] are
+	// listed; MissingCount counts them all.
+	Missing      []rune
+	MissingCount int
 }
+
+// MaxReportedMissing is the most characters [Result.Missing] lists.
+const MaxReportedMissing = 20
 
 // Render renders inv with a zero [Renderer]. See [Renderer.Render].
 func Render(ctx context.Context, w io.Writer, inv Invoice) (Result, error) {
@@ -101,7 +111,31 @@ func (r Renderer) Render(ctx context.Context, w io.Writer, inv Invoice) (Result,
 		return Result{}, fmt.Errorf("render invoice %s: fonts: %w", inv.Number, err)
 	}
 	size, err := output(ctx, w, f, inv, enc, fonts, maxBytes)
-	return Result{FontPath: enc.path, Pages: f.PageNo(), Bytes: size}, err
+	res := Result{FontPath: enc.path, Pages: f.PageNo(), Bytes: size}
+	res.Missing, res.MissingCount = missingGlyphs(used)
+	return res, err
+}
+
+// missingGlyphs returns the first MaxReportedMissing of used (sorted) that
+// the regular or the bold face lacks, and how many it lacks in all.
+func missingGlyphs(used []rune) ([]rune, int) {
+	fs, err := faces()
+	if err != nil {
+		return nil, 0 // addFonts reported it
+	}
+	var missing []rune
+	n := 0
+	for _, r := range used {
+		_, regular := fs[0].glyphs[r]
+		_, bold := fs[1].glyphs[r]
+		if regular && bold {
+			continue
+		}
+		if n++; len(missing) < MaxReportedMissing {
+			missing = append(missing, r)
+		}
+	}
+	return missing, n
 }
 
 // output lays inv out on f, a new document with fonts for enc registered,

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,13 +30,21 @@ type pdfResult struct {
 	// AmountDiffers reports that the invoice's stored amount is not the sum
 	// of its lines; the document shows the lines' sum.
 	AmountDiffers bool `json:"amount_differs,omitempty"`
+	// MissingGlyphs lists ("U+4E2D") the first characters of the invoice
+	// the fonts have no glyph for, which the document prints as empty
+	// boxes (pdf.Result.Missing); MissingGlyphCount counts them all. Only
+	// the render that wrote the document reports them.
+	MissingGlyphs     []string `json:"missing_glyphs,omitempty"`
+	MissingGlyphCount int      `json:"missing_glyph_count,omitempty"`
 }
 
 // InvoicePDF handles invoice:pdf: it renders the invoice of the tenant in
 // ctx (with its customer and line items), stores the PDF under
 // invoice.DocumentKey in h.Documents and records it in invoice_documents.
 // Its task result is {"storage_key","sha256","bytes","font_path",
-// "unchanged"} (and "amount_differs" when true).
+// "unchanged"} (and "amount_differs" when true, "missing_glyphs" and
+// "missing_glyph_count" when the fonts lack characters of the invoice:
+// the document then prints those as empty boxes, and a warning says so).
 //
 // One transaction, two round trips (schema.InTenantBatches): the first
 // takes the tenant's shared lock (in the pin's statement, with the plan
@@ -144,6 +153,15 @@ func (h *Handlers) InvoicePDF(ctx context.Context, p tasks.InvoicePDF) error {
 			return nil, fmt.Errorf("store pdf: %w", err)
 		}
 		res.DocumentInfo, res.FontPath = info, string(out.FontPath)
+		if out.MissingCount > 0 {
+			res.MissingGlyphCount = out.MissingCount
+			for _, r := range out.Missing {
+				res.MissingGlyphs = append(res.MissingGlyphs, fmt.Sprintf("%U", r))
+			}
+			LoggerFromContext(ctx).WarnContext(ctx, "invoice has characters the PDF fonts lack; the document prints them as empty boxes",
+				slog.String("tenant_id", t.ID), slog.Int64("invoice_id", p.InvoiceID),
+				slog.Int("missing_glyphs", out.MissingCount), slog.String("first", strings.Join(res.MissingGlyphs, " ")))
+		}
 		last := &pgx.Batch{}
 		err = invoice.QueueRecordDocumentFor(last, t.Schema, invoice.Document{
 			InvoiceID: p.InvoiceID, StorageKey: info.Key, SHA256: info.SHA256, Bytes: info.Bytes,

@@ -345,6 +345,7 @@ func TestInvoicePDFFontPathVisible(t *testing.T) {
 		{"Łukasz Żółć", "cp1250"},
 		{"Ωmega Ψ Σ и Ж", "utf8"},
 	}
+	var results []string
 	for i, c := range cases {
 		inv := acmeInvoice
 		inv.Number = fmt.Sprintf("F-%d", i)
@@ -353,6 +354,7 @@ func TestInvoicePDFFontPathVisible(t *testing.T) {
 		if err := w.Work(worker.RecordResults(e.ctx, &res), tasks.InvoicePDF{TenantID: acme.ID, InvoiceID: id}); err != nil {
 			t.Fatal(err)
 		}
+		results = append(results, res.String())
 		if want := `"font_path":"` + c.want + `"`; !strings.Contains(res.String(), want) {
 			t.Errorf("%s: result %s lacks %s", c.customer, res.String(), want)
 		}
@@ -368,6 +370,33 @@ func TestInvoicePDFFontPathVisible(t *testing.T) {
 	}
 	if got := m.PDFUnchanged(); got != float64(len(cases)) {
 		t.Errorf("pdf_unchanged_total = %v, want %d", got, len(cases))
+	}
+	for _, r := range results {
+		if strings.Contains(r, "missing_glyph") {
+			t.Errorf("result of a document the fonts cover mentions missing glyphs: %s", r)
+		}
+	}
+}
+
+// TestInvoicePDFReportsMissingGlyphs: characters the fonts lack (here
+// Japanese) are named in the task result, and a warning says so.
+func TestInvoicePDFReportsMissingGlyphs(t *testing.T) {
+	t.Parallel()
+	e := newHandlerEnv(t, nil)
+	acme := e.provision(t, "acme", "Acme")
+	var logs bytes.Buffer
+	w := workertest.New(e.h, worker.MuxOptions{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	id := e.addInvoice(t, acme, invoice.Customer{Name: "山田 Zoë", Email: "y@x"}, acmeInvoice)
+	var res bytes.Buffer
+	if err := w.Work(worker.RecordResults(e.ctx, &res), tasks.InvoicePDF{TenantID: acme.ID, InvoiceID: id}); err != nil {
+		t.Fatal(err)
+	}
+	if want := `"missing_glyphs":["U+5C71","U+7530"],"missing_glyph_count":2`; !strings.Contains(res.String(), want) {
+		t.Errorf("result %s lacks %s", res.String(), want)
+	}
+	if !strings.Contains(logs.String(), `"msg":"invoice has characters the PDF fonts lack; the document prints them as empty boxes"`) ||
+		!strings.Contains(logs.String(), `"first":"U+5C71 U+7530"`) || !strings.Contains(logs.String(), `"tenant_id":"`+acme.ID+`"`) {
+		t.Errorf("no warning naming the tenant and the characters in the log:\n%s", logs.String())
 	}
 }
 
