@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/invoicing/tenantworker/tenantctx"
 )
@@ -42,6 +43,10 @@ func TestSlugFromHost(t *testing.T) {
 		{"ac\x00me.example.com", ""},
 		{"ac_me.example.com", ""},
 		{"zoë.example.com", ""},
+		// Unicode case folding must not turn a non-ASCII host into a
+		// tenant's: U+212A KELVIN SIGN lowercases to an ASCII "k".
+		{"\u212Acme.example.com", ""},
+		{"\u212A\u212A\u212A.example.com", ""},
 		{strings.Repeat("a", 64) + ".example.com", ""},
 		{strings.Repeat("a.", 200) + "example.com", ""},
 	}
@@ -73,11 +78,15 @@ func TestSlugFromHostSuffixForms(t *testing.T) {
 	if _, err := tenantctx.SlugFromHost("acme.localhost", ""); err == nil {
 		t.Error("empty suffix accepted")
 	}
+	// A suffix is matched byte for byte after ASCII lowercasing only.
+	if got, err := tenantctx.SlugFromHost("acme.\u212Aiwi.test", ".kiwi.test"); err == nil {
+		t.Errorf("non-ASCII suffix accepted: %q", got)
+	}
 }
 
 func FuzzSlugFromHost(f *testing.F) {
 	for _, h := range []string{"acme.example.com", "acme.example.com:80", "a.b.example.com", "[::1]:1", "1.2.3.4",
-		"acme.example.com.evil.com", "ACME.example.com", "x\x00.example.com"} {
+		"acme.example.com.evil.com", "ACME.example.com", "x\x00.example.com", "\u212Acme.example.com"} {
 		f.Add(h)
 	}
 	f.Fuzz(func(t *testing.T, host string) {
@@ -87,6 +96,11 @@ func FuzzSlugFromHost(f *testing.F) {
 		}
 		if tenantctx.ValidateSlug(slug) != nil || !slugRule.MatchString(slug) {
 			t.Fatalf("SlugFromHost(%q) accepted invalid slug %q", host, slug)
+		}
+		for i := 0; i < len(host); i++ {
+			if host[i] >= utf8.RuneSelf {
+				t.Fatalf("SlugFromHost(%q) = %q, but the host is not ASCII", host, slug)
+			}
 		}
 		// The accepted host must really be <slug>.example.com with an optional
 		// port and trailing dot.

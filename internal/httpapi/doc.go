@@ -13,7 +13,8 @@
 //	GET  /v1/invoices/{id}/pdf        200 application/pdf (ETag, If-None-Match -> 304)
 //
 // The tenant comes from the Host header ({slug}{DomainSuffix}, port ignored,
-// case-insensitive). When Options.AllowTenantHeader is set (development
+// ASCII letters case-insensitive; a Host with any byte outside ASCII names
+// no tenant, also when it comes from an absolute-form request target). When Options.AllowTenantHeader is set (development
 // only), a Host that names no tenant falls back to the X-Tenant header; a
 // Host that names a tenant always wins. A request passes these checks in
 // order, so that nothing about a tenant is revealed before the caller proves
@@ -22,7 +23,8 @@
 //  0. The client address has used up its failed authentications (see
 //     below): 429 with Retry-After, before anything is looked up.
 //  1. Host (or X-Tenant) is not exactly one valid slug label under the
-//     suffix (other domains, nested labels, IP literals, paths, NUL, empty):
+//     suffix (other domains, nested labels, IP literals, paths, NUL, empty,
+//     bytes outside ASCII):
 //     400 "invalid tenant host".
 //  2. No "Authorization: Bearer <key>" or a key that cannot be a key:
 //     401 with WWW-Authenticate: Bearer.

@@ -1,8 +1,11 @@
 package httpapi_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -63,6 +66,37 @@ func TestTenantHostResolution(t *testing.T) {
 			t.Errorf("over HTTP, Host %q: status %d, want %d; body %s", host, r.status, want, r.body)
 		}
 	}
+}
+
+// TestTenantHostNotASCII: a Host that is not ASCII names no tenant, even
+// when Unicode lowercasing would make it one (U+212A KELVIN SIGN lowercases
+// to "k"). net/http refuses such a Host header, but not the host of an
+// absolute-form request target, which becomes the request's Host.
+func TestTenantHostNotASCII(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	kcme := b.active(t, "kcme")
+
+	for _, target := range []string{"http://\u212Acme.example.com/v1/invoices/7/pdf", "http://%E2%84%AAcme.example.com/v1/invoices/7/pdf"} {
+		conn, err := net.Dial("tcp", b.srv.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: kcme.example.com\r\nAuthorization: Bearer %s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", target, kcme.key)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			_ = conn.Close()
+			t.Fatalf("%s: %v", target, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		_ = conn.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("target %q: status %d, want 400; body %s", target, resp.StatusCode, body)
+		}
+	}
+	// The tenant's own ASCII host still works.
+	wantStatus(t, b.do(t, request{method: http.MethodPost, host: kcme.host(), path: "/v1/invoices/7/pdf", bearer: kcme.key}), http.StatusAccepted)
 }
 
 func TestTenantHeaderFallback(t *testing.T) {
