@@ -482,3 +482,39 @@ func TestDashboardWritable(t *testing.T) {
 		t.Fatalf("queue %+v, %v: not paused", q, err)
 	}
 }
+
+// TestJSONAnswersAreNotStored: answers that carry an API key (provisioning,
+// a new key), a tenant's data (task state) or an error must not be kept by
+// a browser or an intermediary cache, nor sniffed as another type: every
+// JSON answer says Cache-Control: no-store and X-Content-Type-Options:
+// nosniff.
+func TestJSONAnswersAreNotStored(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	acme := b.active(t, "acme")
+	enq := b.do(t, request{method: http.MethodPost, host: acme.host(), path: "/v1/invoices/1/pdf", bearer: acme.key})
+	wantStatus(t, enq, http.StatusAccepted)
+	taskID, _ := enq.json(t)["task_id"].(string)
+
+	answers := map[string]response{
+		"provision":       b.admin(t, http.MethodPost, "/admin/tenants", `{"slug":"initech"}`),
+		"new key":         b.admin(t, http.MethodPost, "/admin/tenants/"+acme.ID+"/keys", ""),
+		"list keys":       b.admin(t, http.MethodGet, "/admin/tenants/"+acme.ID+"/keys", ""),
+		"enqueue":         enq,
+		"task state":      b.do(t, request{method: http.MethodGet, host: acme.host(), path: "/v1/tasks/" + taskID, bearer: acme.key}),
+		"tenant 401":      b.do(t, request{method: http.MethodGet, host: acme.host(), path: "/v1/tasks/" + taskID}),
+		"admin 401":       b.do(t, request{method: http.MethodGet, path: "/admin/tenants"}),
+		"unmatched route": b.do(t, request{method: http.MethodGet, path: "/nowhere"}),
+	}
+	for name, r := range answers {
+		if r.header.Get("Content-Type") != "application/json" {
+			t.Errorf("%s: status %d, Content-Type %q", name, r.status, r.header.Get("Content-Type"))
+		}
+		if cc := r.header.Get("Cache-Control"); cc != "no-store" {
+			t.Errorf("%s: status %d, Cache-Control %q, want no-store", name, r.status, cc)
+		}
+		if got := r.header.Get("X-Content-Type-Options"); got != "nosniff" {
+			t.Errorf("%s: status %d, X-Content-Type-Options %q, want nosniff", name, r.status, got)
+		}
+	}
+}

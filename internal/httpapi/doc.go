@@ -121,7 +121,9 @@
 // Redis and PostgreSQL (2 s each) and answers 503 naming the failing
 // dependency but not its error (logged instead), GET /metrics is
 // Prometheus. Every error, including the mux's
-// own 404 and 405, is JSON {"error":"..."}. Bodies are limited to 1 MiB
+// own 404 and 405, is JSON {"error":"..."}. Every JSON answer carries
+// Cache-Control: no-store (some show an API key once, others a tenant's
+// data) and X-Content-Type-Options: nosniff. Bodies are limited to 1 MiB
 // (413 beyond: at once when Content-Length says so, else when a route that
 // takes a body reads past it; routes without a body never read one).
 // Every response carries X-Request-Id (a sane incoming one is kept,

@@ -181,7 +181,6 @@ func (w *muxErrorWriter) WriteHeader(code int) {
 		if code == http.StatusMethodNotAllowed {
 			msg = "method not allowed"
 		}
-		w.ResponseWriter.Header().Del("X-Content-Type-Options")
 		writeError(w.ResponseWriter, code, msg)
 		return
 	}

@@ -25,15 +25,22 @@ type errorBody struct {
 	Error string `json:"error"`
 }
 
-// writeJSON answers status with v as JSON.
+// writeJSON answers status with v as JSON. No JSON answer may be stored by
+// a browser or an intermediary cache (some carry an API key shown once,
+// others a tenant's data or an authentication failure), nor be sniffed as
+// another type: every one says Cache-Control: no-store and
+// X-Content-Type-Options: nosniff.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		status = http.StatusInternalServerError
 		b = []byte(`{"error":"internal error"}`)
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Del("Content-Length")
+	hdr := w.Header()
+	hdr.Set("Content-Type", "application/json")
+	hdr.Set("Cache-Control", "no-store")
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	hdr.Del("Content-Length")
 	w.WriteHeader(status)
 	_, _ = w.Write(append(b, '\n'))
 }
