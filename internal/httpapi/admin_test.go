@@ -133,6 +133,12 @@ func TestProvisionRejects(t *testing.T) {
 		{"unknown field", `{"slug":"acme","schema":"pg_catalog"}`, http.StatusBadRequest, "unknown field"},
 		{"field in another case", `{"SLUG":"acme"}`, http.StatusBadRequest, `unknown field "SLUG"`},
 		{"trailing data", `{"slug":"acme"} {"slug":"b"}`, http.StatusBadRequest, "trailing"},
+		// Parsers disagree on which of two members of one name counts (a
+		// proxy or an audit log may read the first, encoding/json takes the
+		// last): such a body is refused.
+		{"duplicate member", `{"slug":"acme","slug":"evil-corp"}`, http.StatusBadRequest, `duplicate field "slug"`},
+		{"duplicate member escaped", `{"slug":"acme","\u0073lug":"evil-corp"}`, http.StatusBadRequest, `duplicate field "slug"`},
+		{"duplicate member apart", `{"slug":"acme","name":"A","plan":"free","slug":"acme"}`, http.StatusBadRequest, `duplicate field "slug"`},
 		{"wrong type", `{"slug":1}`, http.StatusBadRequest, "invalid request body: slug must be a string"},
 		{"cut short", `{"slug":"acme"`, http.StatusBadRequest, "not valid JSON"},
 		{"unknown plan", `{"slug":"acme","plan":"enterprize"}`, http.StatusBadRequest, `unknown plan "enterprize"`},

@@ -109,8 +109,10 @@
 // the dashboard's Basic credentials would otherwise post another site's
 // forms with them.
 //
-// POST /admin/tenants takes {"slug","name","plan"}: unknown fields, a body
-// that is not one JSON object, an invalid or reserved slug are 400; a taken
+// POST /admin/tenants takes {"slug","name","plan"}: unknown fields, a field
+// given twice (parsers disagree on which counts; every JSON body is
+// checked so), a body that is not one JSON object, an invalid or reserved
+// slug are 400; a taken
 // slug is 409. An empty name defaults to the slug and an empty plan to
 // "free". The CLI, the dev stack and the bench provision and migrate
 // through the same tenancy.Service.

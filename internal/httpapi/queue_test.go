@@ -151,7 +151,7 @@ func TestBulkPDF(t *testing.T) {
 	for i := range many {
 		many[i] = strconv.Itoa(i + 1)
 	}
-	for _, bad := range []string{`{"invoice_ids":[]}`, `{"invoice_ids":[1,0]}`, `{"invoice_ids":[-3]}`, `{"invoice_ids":"1"}`, `{}`,
+	for _, bad := range []string{`{"invoice_ids":[]}`, `{"invoice_ids":[1,0]}`, `{"invoice_ids":[1],"invoice_ids":[2]}`, `{"invoice_ids":[-3]}`, `{"invoice_ids":"1"}`, `{}`,
 		`{"invoice_ids":[` + strings.Join(many, ",") + `]}`} {
 		wantStatus(t, bulk(bad), http.StatusBadRequest)
 	}

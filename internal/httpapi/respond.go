@@ -109,7 +109,7 @@ var errBadBody = errors.New("invalid request body")
 
 // decodeJSON decodes exactly one JSON object into dst (a pointer to a
 // struct), refusing unknown fields (names match exactly, not in any case
-// as encoding/json would) and trailing data. It answers the error itself
+// as encoding/json would), a member name given twice and trailing data. It answers the error itself
 // (400 or 413, saying what is wrong in the JSON's own terms, never Go's)
 // and returns false when the body is unusable.
 func decodeJSON(w http.ResponseWriter, r *http.Request, dst any) bool {
@@ -143,11 +143,16 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, dst any) bool {
 
 // decodeExact decodes the JSON object raw into dst, a pointer to a struct
 // whose fields carry json tags: a member whose name is not exactly one of
-// the tags is an unknown field.
+// the tags is an unknown field, and a name given twice is refused, since
+// parsers disagree on which of the two counts (encoding/json takes the
+// last; a proxy, a firewall rule or an audit reader may take the first).
 func decodeExact(raw json.RawMessage, dst any) error {
 	var members map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &members); err != nil {
 		return err
+	}
+	if name, ok := duplicateMember(raw); ok {
+		return fmt.Errorf("duplicate field %.60q", name)
 	}
 	st := reflect.TypeOf(dst).Elem()
 	known := make(map[string]bool, st.NumField())
@@ -163,6 +168,32 @@ func decodeExact(raw json.RawMessage, dst any) error {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	return dec.Decode(dst)
+}
+
+// duplicateMember returns the first member name that occurs twice in the
+// JSON object raw (already known to be valid), if any.
+func duplicateMember(raw json.RawMessage) (string, bool) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return "", false
+	}
+	seen := make(map[string]bool)
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", false
+		}
+		name, _ := tok.(string)
+		if seen[name] {
+			return name, true
+		}
+		seen[name] = true
+		var value json.RawMessage
+		if err := dec.Decode(&value); err != nil {
+			return "", false
+		}
+	}
+	return "", false
 }
 
 // bodyProblem says what is wrong with a request body in JSON's terms:
