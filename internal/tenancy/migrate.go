@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -37,8 +38,11 @@ func (s *Service) EnqueueMigration(ctx context.Context, t tenantctx.Tenant) (Mig
 
 // MigrateAll pages through every tenant whose status does not refuse a
 // migration (provisioning, active, suspended: not deleting) and enqueues
-// tenant:migrate for each. It returns the tasks enqueued before any error,
-// so a caller can report partial progress.
+// tenant:migrate for each. A tenant erased after its page was read (the
+// enqueue finds no tenant: storage.ErrNotFound) is skipped and logged, not
+// an error: a deletion completing during the walk must not stop the
+// migration of the tenants after it. It returns the tasks enqueued before
+// any error, so a caller can report partial progress.
 func (s *Service) MigrateAll(ctx context.Context) ([]MigrationTask, error) {
 	var out []MigrationTask
 	opts := storage.ListOptions{Limit: storage.MaxPageSize}
@@ -52,6 +56,14 @@ func (s *Service) MigrateAll(ctx context.Context) ([]MigrationTask, error) {
 				continue
 			}
 			m, err := s.EnqueueMigration(ctx, t)
+			if errors.Is(err, storage.ErrNotFound) {
+				// Erased since the page was read (its tenant:destroy
+				// completed): there is nothing left to migrate, and the
+				// tenants after it must still get theirs.
+				s.logger.InfoContext(ctx, "migrate all: tenant erased during the walk, skipped",
+					slog.String("tenant_id", t.ID))
+				continue
+			}
 			if err != nil {
 				return out, fmt.Errorf("migrate all: %w", err)
 			}
