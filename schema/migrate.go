@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -118,7 +119,11 @@ func loadMigrations(fsys fs.FS) ([]Migration, error) {
 // works behind PgBouncer in transaction mode. The first step of a run that
 // found version 0 also creates the schema and the version table, so a
 // failed first migration leaves no half-made schema behind. Steps run in a
-// transaction: no CREATE INDEX CONCURRENTLY.
+// transaction: no CREATE INDEX CONCURRENTLY. A step's statements wait at
+// most stepLockTimeout (5 s) for a lock on the tenant's tables: a step
+// that cannot get one (a long transaction of the app holds the table)
+// fails with lock_not_available and changes nothing, rather than
+// queueing the tenant's traffic behind its DDL.
 func Migrate(ctx context.Context, pool *pgxpool.Pool, schemaName string, target int) (MigrateResult, error) {
 	return migrate(ctx, pool, schemaName, target, embedded)
 }
@@ -170,6 +175,20 @@ func migrateWith(ctx context.Context, pool *pgxpool.Pool, schemaName string, tar
 	}
 	return res, nil
 }
+
+// stepLockTimeout bounds how long a step's statements wait for a lock on
+// the tenant's tables (lock_timeout, SET LOCAL). DDL such as ALTER TABLE
+// needs an ACCESS EXCLUSIVE lock, and while it waits for one (behind a
+// long transaction of the app, say) every later statement on that table,
+// the tenant's reads included, queues behind it: without a bound the
+// tenant's traffic would stop until the task's deadline. Past it the step
+// fails with lock_not_available (SQLSTATE 55P03), is rolled back whole,
+// and the task is retried later.
+const stepLockTimeout = 5 * time.Second
+
+// lockTimeoutSQL sets lock_timeout (milliseconds, $1) until the end of the
+// transaction.
+const lockTimeoutSQL = "SELECT pg_catalog.set_config('lock_timeout', $1, true)"
 
 // migrationsTableSQL is the per-tenant version table (schema-qualified
 // by the caller).
@@ -224,6 +243,11 @@ func migrateStep(ctx context.Context, pool *pgxpool.Pool, schemaName, quoted str
 		}
 		if _, err := tx.Exec(ctx, pinSQL, quoted); err != nil {
 			return fmt.Errorf("pin search_path: %w", err)
+		}
+		// Only now, holding the tenant's lock: a concurrent Migrate of
+		// the tenant still waits for that lock as long as it takes.
+		if _, err := tx.Exec(ctx, lockTimeoutSQL, strconv.FormatInt(stepLockTimeout.Milliseconds(), 10)); err != nil {
+			return fmt.Errorf("set lock_timeout: %w", err)
 		}
 		if m.sql != "" {
 			if _, err := tx.Exec(ctx, m.sql); err != nil {

@@ -223,3 +223,60 @@ func TestMigrateTenantsInParallel(t *testing.T) {
 		}
 	}
 }
+
+// A step whose DDL cannot get its table lock (a long transaction of the
+// app reads the table) gives up after stepLockTimeout, rolled back whole,
+// instead of waiting in the lock queue, where every later statement of the
+// tenant on that table would queue behind it until the task's deadline.
+func TestMigrateStepGivesUpWaitingForATableLock(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 4)
+	ctx := context.Background()
+	if _, err := Migrate(ctx, b.pool, "tenant_acme", 2); err != nil {
+		t.Fatal(err)
+	}
+	// The app's long transaction: it holds an ACCESS SHARE lock on
+	// invoices, which version 3's ALTER TABLE invoices must wait for.
+	app, err := pgx.Connect(ctx, b.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer app.Close(ctx)
+	appTx, err := app.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer appTx.Rollback(ctx) //nolint:errcheck
+	if _, err := appTx.Exec(ctx, "SELECT count(*) FROM tenant_acme.invoices"); err != nil {
+		t.Fatal(err)
+	}
+
+	// The bound is far beyond stepLockTimeout: without a lock timeout the
+	// step waits for it and fails with the context's error instead.
+	mctx, cancel := context.WithTimeout(ctx, stepLockTimeout+time.Minute)
+	defer cancel()
+	res, err := Migrate(mctx, b.pool, "tenant_acme", 0)
+	if pgCode(err) != "55P03" {
+		t.Fatalf("migrate with invoices locked: %+v, %v; want lock_not_available (55P03)", res, err)
+	}
+	if res.To != 2 || res.Applied != nil {
+		t.Errorf("result = %+v, want nothing applied, still at 2", res)
+	}
+	if v, err := Version(ctx, b.pool, "tenant_acme"); v != 2 || err != nil {
+		t.Errorf("version after the failed step = %d, %v; want 2 (the step is all or nothing)", v, err)
+	}
+	var amount bool
+	if err := b.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM information_schema.columns
+		WHERE table_schema = 'tenant_acme' AND table_name = 'invoices' AND column_name = 'amount')`).Scan(&amount); err != nil || amount {
+		t.Errorf("invoices.amount exists after the failed step: %v, %v", amount, err)
+	}
+
+	// Once the app's transaction ends, the migration goes through.
+	if err := appTx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	res, err = Migrate(ctx, b.pool, "tenant_acme", 0)
+	if err != nil || res.To != LatestVersion() || !slices.Equal(res.Applied, []int{3, 4}) {
+		t.Errorf("migrate after the lock went: %+v, %v", res, err)
+	}
+}
