@@ -117,7 +117,8 @@ type sweepResult struct {
 // rerun of the same sweep enqueues nothing new. A tenant whose own backlog
 // is full (fair.ErrBacklogFull) is skipped, logged and counted, and gets
 // its invoices:overdue at the next tick: one tenant's backlog never stops
-// the sweep of the others. Its task result is
+// the sweep of the others. A tenant erased after its page was read
+// (storage.ErrNotFound) is skipped and logged, not counted. Its task result is
 // {"tenants","enqueued","existing"} and "skipped" when some were.
 func (h *Handlers) SweepOverdue(ctx context.Context, p tasks.SweepOverdue) error {
 	pageSize := h.page(sweepPageSize)
@@ -153,8 +154,16 @@ func (h *Handlers) sweepStatus(ctx context.Context, p tasks.SweepOverdue, status
 			if t.Status.Decide(tenantctx.Work) != tenantctx.Run {
 				continue // the catalog filters already; never trust a page blindly
 			}
-			res.Tenants++
 			r, err := h.Enqueuer.Enqueue(ctx, tasks.InvoicesOverdue{TenantID: t.ID, Tick: p.Tick})
+			if errors.Is(err, storage.ErrNotFound) {
+				// Erased since the page was read (fair dispatch looks the
+				// tenant up): nothing left to sweep, and the tenants after
+				// it must not wait for a retry of the whole sweep.
+				LoggerFromContext(ctx).InfoContext(ctx, "overdue sweep skipped a tenant erased since it was listed",
+					slog.String("tenant_id", t.ID), slog.Int64("tick", p.Tick))
+				continue
+			}
+			res.Tenants++
 			if errors.Is(err, fair.ErrBacklogFull) {
 				// That tenant's own backlog is full (its reminders, say):
 				// it waits for the next tick; the others must not.
