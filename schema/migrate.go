@@ -3,15 +3,18 @@ package schema
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"path"
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -190,6 +193,25 @@ const stepLockTimeout = 5 * time.Second
 // transaction.
 const lockTimeoutSQL = "SELECT pg_catalog.set_config('lock_timeout', $1, true)"
 
+// ErrRefusedByData: a step's own SQL failed on the tenant's rows (a data
+// exception, an integrity violation, or an error the step raised, such as
+// version 4's check for customers sharing an email address). Run again,
+// it fails the same way until someone changes the data; match it with
+// errors.Is.
+var ErrRefusedByData = errors.New("the tenant's data refuses the step")
+
+// refusedByData reports whether err, from a step's SQL, is one the
+// tenant's data causes: SQLSTATE class 22 (data exception), class 23
+// (integrity constraint violation) or P0001 (raise_exception). Lock
+// timeouts, deadlocks, lost connections and cancellations are not.
+func refusedByData(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	return strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "23") || pgErr.Code == "P0001"
+}
+
 // migrationsTableSQL is the per-tenant version table (schema-qualified
 // by the caller).
 const migrationsTableSQL = ".schema_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
@@ -251,6 +273,9 @@ func migrateStep(ctx context.Context, pool *pgxpool.Pool, schemaName, quoted str
 		}
 		if m.sql != "" {
 			if _, err := tx.Exec(ctx, m.sql); err != nil {
+				if refusedByData(err) {
+					return fmt.Errorf("%w: %w", ErrRefusedByData, err)
+				}
 				return err
 			}
 		}

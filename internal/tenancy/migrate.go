@@ -113,7 +113,9 @@ type MigrateResult struct {
 // created or before it could be activated, when t's schema is missing and
 // t is not provisioning (schema.ErrNoSchema), or when it exists and is not
 // t's (schema.ErrSchemaTaken); ErrInvalidTarget for a target above the
-// latest version. Other errors (the database) are worth retrying.
+// latest version; ErrBlockedByData when a step fails on t's own rows
+// (schema.ErrRefusedByData: the steps before it stay applied). Other
+// errors (the database) are worth retrying.
 func (s *Service) Migrate(ctx context.Context, t tenantctx.Tenant, target int, actor string) (MigrateResult, error) {
 	if err := allowed(t, tenantctx.Migration); err != nil {
 		return MigrateResult{}, fmt.Errorf("migrate tenant %s: %w", t.ID, err)
@@ -165,6 +167,8 @@ func (s *Service) Migrate(ctx context.Context, t tenantctx.Tenant, target int, a
 	switch {
 	case errors.Is(err, schema.ErrNoSchema), errors.Is(err, schema.ErrSchemaTaken):
 		return MigrateResult{}, fmt.Errorf("migrate tenant %s: %w: %w", t.ID, ErrRefused, err)
+	case errors.Is(err, schema.ErrRefusedByData):
+		return MigrateResult{}, fmt.Errorf("migrate tenant %s: %w: %w", t.ID, ErrBlockedByData, err)
 	case err != nil:
 		return MigrateResult{}, fmt.Errorf("migrate tenant %s: %w", t.ID, err)
 	}

@@ -31,6 +31,10 @@ var (
 	ErrNotReady = errors.New("not yet allowed for the tenant's status")
 	// ErrInvalidTarget: a migration target above the latest schema version.
 	ErrInvalidTarget = errors.New("invalid migration target")
+	// ErrBlockedByData: a migration step failed on the tenant's own rows
+	// (schema.ErrRefusedByData, such as customers sharing an email
+	// address); it fails the same way until an operator changes the data.
+	ErrBlockedByData = errors.New("migration blocked by the tenant's data")
 	// ErrNoDispatch: the operation needs fair dispatch, which is off
 	// (FAIR_DISPATCH=false).
 	ErrNoDispatch = errors.New("fair dispatch is off")

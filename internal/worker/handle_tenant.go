@@ -55,11 +55,13 @@ func (h *Handlers) TenantDestroy(ctx context.Context, p tasks.TenantDestroy) err
 }
 
 // lifecycleError turns the lifecycle's refusals into the task's fate: a
-// refusal archives the task, a wait retries it without counting a failure,
-// anything else is retried.
+// refusal, or a migration the tenant's data blocks (retried it would fail
+// the same way until an operator changes the data), archives the task
+// with its reason; a wait retries it without counting a failure; anything
+// else is retried.
 func lifecycleError(err error) error {
 	switch {
-	case errors.Is(err, tenancy.ErrRefused), errors.Is(err, tenancy.ErrInvalidTarget):
+	case errors.Is(err, tenancy.ErrRefused), errors.Is(err, tenancy.ErrInvalidTarget), errors.Is(err, tenancy.ErrBlockedByData):
 		return Permanent(err)
 	case errors.Is(err, tenancy.ErrNotReady):
 		return fmt.Errorf("%w: %w", err, ErrTenantNotReady)

@@ -1,6 +1,7 @@
 package worker_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/invoicing/tenantworker/internal/tenancy"
 	"github.com/invoicing/tenantworker/internal/worker"
@@ -226,5 +228,46 @@ func TestTenantDestroyRefusesLiveTenant(t *testing.T) {
 	}
 	if ok, _ := schema.Exists(e.ctx, e.pool, tn.Schema); !ok {
 		t.Fatal("schema of an active tenant dropped")
+	}
+}
+
+// TestTenantMigrateBlockedByDataIsArchivedAtOnce: a step that the
+// tenant's own data refuses (version 4 over customers sharing an email
+// address) fails the same way on every retry until an operator changes
+// the data, so the task is archived at once with the step's reason
+// instead of being retried for hours; the schema stays at version 3.
+func TestTenantMigrateBlockedByDataIsArchivedAtOnce(t *testing.T) {
+	t.Parallel()
+	e := newHandlerEnv(t, nil)
+	tn := addTenant(t, e.catalog, "dupes", tenantctx.StatusProvisioning)
+	if err := e.work(tasks.TenantMigrate{TenantID: tn.ID, Target: 3}); err != nil {
+		t.Fatal(err)
+	}
+	tn, err := e.catalog.TenantByID(e.ctx, tn.ID)
+	if err != nil || tn.Status != tenantctx.StatusActive {
+		t.Fatalf("tenant after migrating to 3: %+v, %v", tn, err)
+	}
+	e.inTenant(t, tn, func(ctx context.Context, tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO customers (name, email) VALUES ('A', 'same@example.org'), ('B', 'same@example.org')`)
+		return err
+	})
+	err = e.work(tasks.TenantMigrate{TenantID: tn.ID})
+	if !errors.Is(err, asynq.SkipRetry) || !strings.Contains(err.Error(), "customers.email must be unique: 1 email addresses") {
+		t.Fatalf("TenantMigrate over duplicate emails = %v; want it archived at once with the step's reason", err)
+	}
+	if v, err := schema.Version(e.ctx, e.pool, tn.Schema); err != nil || v != 3 {
+		t.Fatalf("version %d (%v), want 3", v, err)
+	}
+
+	// Merged by an operator: the next migration goes through.
+	e.inTenant(t, tn, func(ctx context.Context, tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `DELETE FROM customers WHERE name = 'B'`)
+		return err
+	})
+	if err := e.work(tasks.TenantMigrate{TenantID: tn.ID}); err != nil {
+		t.Fatalf("TenantMigrate after the merge: %v", err)
+	}
+	if v, err := schema.Version(e.ctx, e.pool, tn.Schema); err != nil || v != schema.LatestVersion() {
+		t.Fatalf("version %d (%v), want %d", v, err, schema.LatestVersion())
 	}
 }
