@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 
 	"github.com/invoicing/tenantworker/internal/pgserver"
 )
@@ -38,14 +39,21 @@ func (d *database) stop(ctx context.Context) error {
 // under the system temp directory when the postgres system user cannot
 // reach dataDir, which happens for root under /root) and creates
 // DatabaseName on it. Directories left by earlier runs that were killed are
-// removed first.
+// removed first, from both places: a killed run that fell back leaves its
+// directory in the temp directory.
 func openDatabase(ctx context.Context, externalURL, dataDir string, logger *slog.Logger) (*database, error) {
 	if externalURL != "" {
 		logger.Info("using the database at DATABASE_URL; nothing will be removed at the end")
 		return &database{url: externalURL}, nil
 	}
-	for _, dir := range pgserver.RemoveStale(dataDir) {
-		logger.Info("removed a database directory left by an earlier run", "dir", dir)
+	roots := []string{dataDir}
+	if tmp, err := filepath.Abs(os.TempDir()); err == nil && tmp != dataDir {
+		roots = append(roots, tmp)
+	}
+	for _, root := range roots {
+		for _, dir := range pgserver.RemoveStale(root) {
+			logger.Info("removed a database directory left by an earlier run", "dir", dir)
+		}
 	}
 	opts := pgserver.Options{TempRoot: dataDir, Logger: logger}
 	srv, err := pgserver.Start(ctx, opts)

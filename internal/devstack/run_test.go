@@ -226,3 +226,32 @@ func TestRunInterruptedWhileStartingIsNotAFailure(t *testing.T) {
 		}
 	}
 }
+
+// A run killed after falling back to the system temp directory (root with
+// a data directory the postgres user cannot reach) leaves its database
+// directory there; the next start removes it as it does in the data
+// directory. Not parallel: it sets TMPDIR.
+func TestOpenDatabaseRemovesStaleDirsInTempDir(t *testing.T) {
+	ctx := testContext(t)
+	tmp := testenv.SharedTempDir(t, "devstack-tmp")
+	t.Setenv("TMPDIR", tmp)
+	// PID 2^22+1 is above Linux's pid_max limit, so no process has it.
+	stale := filepath.Join(tmp, "pgserver-4194305-1")
+	if err := os.MkdirAll(filepath.Join(stale, "data"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	private := filepath.Join(testenv.SharedTempDir(t, "devstack-unit"), "private")
+	if err := os.Mkdir(private, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	db, err := openDatabase(ctx, "", private, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("openDatabase: %v", err)
+	}
+	if err := db.stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("stale directory in the temp directory after start: %v, want removed", err)
+	}
+}
