@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/mail"
 	"slices"
 	"strconv"
 	"strings"
@@ -123,8 +124,9 @@ type Config struct {
 	// SMTPURL (SMTP_URL, smtp://user:pass@host:port); "" writes reminders
 	// as .eml files to OutboxDir.
 	SMTPURL string
-	// MailFrom (MAIL_FROM) is the From address of reminders; "" means
-	// DefaultMailFrom.
+	// MailFrom (MAIL_FROM) is the From address of reminders, an address
+	// net/mail parses (billing@example.com, Billing <billing@example.com>);
+	// "" means DefaultMailFrom.
 	MailFrom string
 	// OutboxDir (OUTBOX_DIR); "" means DefaultOutboxDir.
 	OutboxDir string
@@ -389,6 +391,11 @@ func (c Config) validate() error {
 	if n := len(c.AdminToken); n > 0 && n < MinAdminTokenLen && !c.Dev {
 		// The token itself is never part of the message.
 		bad("ADMIN_TOKEN: must have at least %d characters, got %d (generate one: openssl rand -hex 32)", MinAdminTokenLen, n)
+	}
+	// The worker parses it for every reminder: a From that does not parse
+	// would fail them all, one retry after another, long after the start.
+	if _, err := mail.ParseAddress(c.MailFrom); err != nil {
+		bad("MAIL_FROM: not an email address: %.80q (%v)", c.MailFrom, err)
 	}
 	if c.ClientIPHeader != "" && !validHeaderName(c.ClientIPHeader) {
 		bad("CLIENT_IP_HEADER: not a header name: %.40q", c.ClientIPHeader)

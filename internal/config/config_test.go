@@ -148,6 +148,8 @@ func TestFromEnvErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"ADMIN_TOKEN": "secret"}, `ADMIN_TOKEN: must have at least 32 characters, got 6`},
 		{map[string]string{"AUTH_FAILURES_PER_MINUTE": "0"}, `AUTH_FAILURES_PER_MINUTE: must be a positive integer`},
 		{map[string]string{"CLIENT_IP_HEADER": "X Real IP"}, `CLIENT_IP_HEADER: not a header name`},
+		{map[string]string{"MAIL_FROM": "billing"}, `MAIL_FROM: not an email address: "billing"`},
+		{map[string]string{"MAIL_FROM": "Billing <billing@example.com"}, `MAIL_FROM: not an email address`},
 	}
 	for _, c := range cases {
 		m := map[string]string{}
@@ -423,6 +425,17 @@ func TestWorkerQueueClasses(t *testing.T) {
 		_, err := FromEnv(with(bad))
 		if err == nil || !strings.Contains(err.Error(), "WORKER_QUEUE_CLASSES") {
 			t.Errorf("WORKER_QUEUE_CLASSES=%q: error %v, want one naming the variable", bad, err)
+		}
+	}
+}
+
+// TestMailFromAcceptsDisplayName: MAIL_FROM may carry a display name.
+func TestMailFromAcceptsDisplayName(t *testing.T) {
+	t.Parallel()
+	for _, from := range []string{"billing@example.com", "ACME Billing <billing@example.com>"} {
+		c, err := FromEnv(env(map[string]string{"DATABASE_URL": "postgres://db/inv", "MAIL_FROM": from}))
+		if err != nil || c.MailFrom != from {
+			t.Errorf("MAIL_FROM %q: %q, %v", from, c.MailFrom, err)
 		}
 	}
 }
