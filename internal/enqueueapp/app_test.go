@@ -398,3 +398,24 @@ func TestPDFCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestHelpWithoutCommandListsCommands: "enqueue --help" (and -h) shows
+// every command, not only serve's flags, as "enqueue help" does.
+func TestHelpWithoutCommandListsCommands(t *testing.T) {
+	t.Parallel()
+	for _, arg := range []string{"-h", "-help", "--help"} {
+		var stdout, stderr bytes.Buffer
+		code := enqueueapp.Main(context.Background(), []string{arg}, enqueueapp.IO{
+			Stdout: &stdout, Stderr: &stderr, Getenv: func(string) string { return "" },
+		})
+		out := stdout.String()
+		if code != enqueueapp.ExitOK || !strings.Contains(out, "commands:") || !strings.Contains(out, "serve [--addr ADDR]") {
+			t.Errorf("enqueue %s: exit %d stdout %q stderr %q, want the command list with serve's flag", arg, code, out, stderr.String())
+		}
+		for _, cmd := range []string{"migrate", "pdf", "db", "tenant", "queues"} {
+			if !strings.Contains(out, "\n  "+cmd+" ") {
+				t.Errorf("enqueue %s: command %s not listed:\n%s", arg, cmd, out)
+			}
+		}
+	}
+}

@@ -43,21 +43,26 @@ type IO struct {
 const usage = `usage: enqueue <command> [flags]
 
 commands:
-  serve      run the HTTP enqueue service (the default without a command)
-  migrate    enqueue tenant schema migrations: migrate --all [--wait] [--timeout 10m]
+  serve      run the HTTP enqueue service (the default without a command):
+             serve [--addr ADDR]
+  migrate    enqueue tenant schema migrations:
+             migrate --all [--wait] [--timeout 10m] [--poll 500ms]
   pdf        enqueue an invoice PDF render: pdf --tenant SLUG --invoice ID
   db         tenant databases: db list | db add NAME URL
   tenant     tenants: tenant add SLUG [--name N] [--plan P] [--database DB]
-             | tenant move SLUG --to DB
+             | tenant move SLUG --to DB [--grace 3s] [--drain-timeout 5m]
   queues     fair dispatch's backlogs per queue, the largest by tenant, and
              the live workers: queues [--top N] [--json]
 
-Configuration comes from the environment: DATABASE_URL, REDIS_URL,
-DOMAIN_SUFFIX, ADMIN_TOKEN (at least 32 characters), HTTP_ADDR (default
-:8080), TENANT_DATABASES, TENANT_DB_MAX_CONNS, ALLOW_TENANT_HEADER,
-DASHBOARD_WRITABLE, AUTH_FAILURES_PER_MINUTE, CLIENT_IP_HEADER,
-DOCUMENTS_DIR, DB_MAX_CONNS, DB_POOL_LANES, TENANT_CACHE_TTL, SHUTDOWN_TIMEOUT,
-LOG_FORMAT, LOG_LEVEL.
+Configuration comes from the environment: DATABASE_URL,
+MIGRATIONS_DATABASE_URL, REDIS_URL, DOMAIN_SUFFIX, ADMIN_TOKEN (at least 32
+characters), HTTP_ADDR (default :8080), TENANT_DATABASES,
+TENANT_DB_MAX_CONNS, ALLOW_TENANT_HEADER, DASHBOARD_WRITABLE,
+AUTH_FAILURES_PER_MINUTE, CLIENT_IP_HEADER, DOCUMENTS_DIR, DB_MAX_CONNS,
+DB_POOL_LANES, TENANT_CACHE_TTL, REQUEST_TIMEOUT, SHUTDOWN_TIMEOUT,
+REDIS_AUTOPIPELINE, FAIR_DISPATCH, PLAN_LIMITS, FAIR_MAX_WAITING_TOTAL,
+QUEUE_SHARDS, QUEUE_SHARDS_SERVED, LOG_FORMAT, LOG_LEVEL (the README's
+Configuration table has each one's default and meaning).
 Run "enqueue <command> --help" for a command's flags.
 `
 
@@ -66,6 +71,10 @@ func Main(ctx context.Context, args []string, sio IO) int {
 	cmd, rest := "serve", args
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, rest = args[0], args[1:]
+	}
+	if len(args) > 0 && isHelpFlag(args[0]) {
+		// "enqueue --help" asks about the command, not about serve alone.
+		cmd = "help"
 	}
 	var run func(context.Context, []string, IO) error
 	switch cmd {
@@ -100,6 +109,16 @@ func Main(ctx context.Context, args []string, sio IO) int {
 	}
 	fmt.Fprintf(sio.Stderr, "enqueue %s: %v\n", cmd, err)
 	return ExitFailure
+}
+
+// isHelpFlag reports whether arg asks for help as the flag package
+// understands it (-h, -help, --h, --help).
+func isHelpFlag(arg string) bool {
+	switch arg {
+	case "-h", "-help", "--h", "--help":
+		return true
+	}
+	return false
 }
 
 // errUsage marks command-line mistakes (exit code 2).
