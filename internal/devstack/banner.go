@@ -72,7 +72,11 @@ func writeBanner(w io.Writer, info Info, order []string) error {
 	var b strings.Builder
 	line := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	line("")
-	line("tenantworker dev stack is ready (Ctrl-C stops it and removes the throwaway database)")
+	if info.PGDir != "" {
+		line("tenantworker dev stack is ready (Ctrl-C stops it and removes the throwaway database)")
+	} else {
+		line("tenantworker dev stack is ready (Ctrl-C stops it; the database at DATABASE_URL is kept)")
+	}
 	line("")
 	line("  API (tenant acme):  %s", info.API)
 	line("  dashboard:          %s  (basic auth: any user, the admin token as password)", info.Dashboard)

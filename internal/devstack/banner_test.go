@@ -58,3 +58,17 @@ func TestBanner(t *testing.T) {
 		t.Fatalf("DEV_READY round trip: %+v", back)
 	}
 }
+
+// TestBannerWithDatabaseURL: on the database at DATABASE_URL, which the
+// stack keeps, the banner does not promise to remove a database.
+func TestBannerWithDatabaseURL(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	if err := writeBanner(&buf, Info{DatabaseURL: "postgres://app@db/inv"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	if strings.Contains(out, "removes the throwaway database") || !strings.Contains(out, "DATABASE_URL (kept)") {
+		t.Fatalf("banner for DATABASE_URL:\n%s", out)
+	}
+}
