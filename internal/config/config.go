@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/robfig/cron/v3"
 
 	"github.com/invoicing/tenantworker/fair"
@@ -457,7 +458,7 @@ func (p *parser) positiveInt(name string) int {
 
 // databases parses "name=url,name2=url2" (TENANT_DATABASES): names as
 // tenantctx.ValidateDatabaseName, each once, "main" excluded (it is
-// DATABASE_URL), every URL non-empty. Errors never echo a URL (it may hold
+// DATABASE_URL), every URL non-empty and parseable. Errors never echo a URL (it may hold
 // a password).
 func (p *parser) databases(name string) map[string]string {
 	s := p.str(name)
@@ -481,11 +482,23 @@ func (p *parser) databases(name string) map[string]string {
 			p.errs = append(p.errs, fmt.Errorf("%s: %q is DATABASE_URL's database and cannot be set here", name, db))
 		case out[db] != "":
 			p.errs = append(p.errs, fmt.Errorf("%s: database %q named twice", name, db))
+		case !validDatabaseURL(url):
+			// The pools open on first use: checked here, a typo fails the
+			// start instead of every tenant placed on the database.
+			p.errs = append(p.errs, fmt.Errorf("%s: database %q: the URL does not parse as a PostgreSQL connection string", name, db))
 		default:
 			out[db] = url
 		}
 	}
 	return out
+}
+
+// validDatabaseURL reports whether url parses as the pools parse it
+// (pgxpool.ParseConfig). The parser's error is not passed on: it quotes
+// the URL, and its redaction of the password is best effort.
+func validDatabaseURL(url string) bool {
+	_, err := pgxpool.ParseConfig(url)
+	return err == nil
 }
 
 // queueClasses parses a comma-separated list of queue classes

@@ -342,7 +342,10 @@ func TestTenantDatabases(t *testing.T) {
 	if !reflect.DeepEqual(c.TenantDatabases, want) || c.TenantDBMaxConns != 6 {
 		t.Errorf("TENANT_DATABASES = %v, TENANT_DB_MAX_CONNS = %d; want %v, 6", c.TenantDatabases, c.TenantDBMaxConns, want)
 	}
-	for _, bad := range []string{"main=postgres://x/y", "eu=", "Bad=postgres://x/y", "a=postgres://x/y,a=postgres://x/z", "noequals"} {
+	// A URL that does not parse is refused at start: the pools open lazily,
+	// so it would otherwise fail every tenant placed there, long after.
+	for _, bad := range []string{"main=postgres://x/y", "eu=", "Bad=postgres://x/y", "a=postgres://x/y,a=postgres://x/z", "noequals",
+		"eu2=garbage", "eu2=postgres://u:secret@db2:notaport/inv", "eu2=postgres://u:secret@db2/inv?sslmode=sometimes"} {
 		env["TENANT_DATABASES"] = bad
 		_, err := FromEnv(func(k string) string { return env[k] })
 		if err == nil || !strings.Contains(err.Error(), "TENANT_DATABASES") {
