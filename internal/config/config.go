@@ -331,7 +331,9 @@ func (c Config) withDefaults() Config {
 	c.OutboxDir = cmp.Or(c.OutboxDir, DefaultOutboxDir)
 	c.DocumentsDir = cmp.Or(c.DocumentsDir, DefaultDocumentsDir)
 	c.LogFormat = cmp.Or(c.LogFormat, LogFormatText)
-	c.DBMaxConns = cmp.Or(c.DBMaxConns, c.WorkerConcurrency+DefaultDBPoolHeadroom)
+	// Saturating: a WORKER_CONCURRENCY near the largest int must not wrap
+	// the default around (validate refuses it).
+	c.DBMaxConns = cmp.Or(c.DBMaxConns, max(c.WorkerConcurrency, c.WorkerConcurrency+DefaultDBPoolHeadroom))
 	c.TenantDBMaxConns = cmp.Or(c.TenantDBMaxConns, c.DBMaxConns)
 	c.DBPoolLanes = cmp.Or(c.DBPoolLanes, c.DBMaxConns)
 	c.TaskCheckInterval = cmp.Or(c.TaskCheckInterval, DefaultTaskCheckInterval)
@@ -360,6 +362,10 @@ func (c Config) validate() error {
 	}
 	if c.WorkerConcurrency <= 0 {
 		bad("WORKER_CONCURRENCY: must be a positive integer, got %d", c.WorkerConcurrency)
+	}
+	if c.WorkerConcurrency > MaxDBConns {
+		// DB_MAX_CONNS must cover it; say which variable to lower.
+		bad("WORKER_CONCURRENCY: at most %d, got %d", MaxDBConns, c.WorkerConcurrency)
 	}
 	// The same parser as tasks.ParseSchedule (config does not import
 	// tasks, so it builds even while task code is changing).

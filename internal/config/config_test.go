@@ -138,6 +138,8 @@ func TestFromEnvErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"TENANT_CACHE_TTL": "500us"}, `TENANT_CACHE_TTL: at least 1ms, got 500µs`},
 		{map[string]string{"DB_MAX_CONNS": "100000"}, `DB_MAX_CONNS: at most 10000, got 100000`},
 		{map[string]string{"WORKER_CONCURRENCY": "20000"}, `DB_MAX_CONNS: at most 10000, got 20004`},
+		{map[string]string{"WORKER_CONCURRENCY": "20000"}, `WORKER_CONCURRENCY: at most 10000, got 20000`},
+		{map[string]string{"WORKER_CONCURRENCY": "9223372036854775807"}, `WORKER_CONCURRENCY: at most 10000, got 9223372036854775807`},
 		{map[string]string{"LOG_FORMAT": "xml"}, `LOG_FORMAT: must be text or json, got "xml"`},
 		{map[string]string{"LOG_LEVEL": "loud"}, `LOG_LEVEL: must be debug, info, warn or error`},
 		{map[string]string{"DOMAIN_SUFFIX": "."}, `DOMAIN_SUFFIX: must name a domain`},
@@ -164,8 +166,13 @@ func TestFromEnvErrorsNameTheVariable(t *testing.T) {
 			t.Errorf("FromEnv(%v) = %v, want an error containing %q", c.set, err, c.want)
 		}
 	}
+	// The largest integer does not wrap DB_MAX_CONNS's default around.
+	_, err := FromEnv(env(map[string]string{"DATABASE_URL": "postgres://db/inv", "WORKER_CONCURRENCY": "9223372036854775807"}))
+	if err == nil || strings.Contains(err.Error(), "-9") {
+		t.Errorf("WORKER_CONCURRENCY=MaxInt64: %v, want no negative DB_MAX_CONNS", err)
+	}
 	// Several bad variables are all reported at once.
-	_, err := FromEnv(env(map[string]string{"WORKER_CONCURRENCY": "x", "LOG_LEVEL": "loud"}))
+	_, err = FromEnv(env(map[string]string{"WORKER_CONCURRENCY": "x", "LOG_LEVEL": "loud"}))
 	if err == nil || !strings.Contains(err.Error(), "WORKER_CONCURRENCY") || !strings.Contains(err.Error(), "LOG_LEVEL") {
 		t.Errorf("err = %v, want both variables named", err)
 	}
