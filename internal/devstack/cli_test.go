@@ -2,6 +2,9 @@ package devstack
 
 import (
 	"bytes"
+	"context"
+	"io"
+	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -79,5 +82,20 @@ func TestMainBusyPortIsOneLine(t *testing.T) {
 		if code != 1 || stderr.String() != want {
 			t.Fatalf("busy -%s: Main = %d, stderr %q; want 1 and %q", flagName, code, stderr.String(), want)
 		}
+	}
+}
+
+// TestNewLoggerTrimsLikeTheBinaries: LOG_LEVEL and LOG_FORMAT with
+// surrounding spaces are read as the binaries read them (internal/config
+// trims every variable), not refused.
+func TestNewLoggerTrimsLikeTheBinaries(t *testing.T) {
+	t.Parallel()
+	vars := map[string]string{"LOG_LEVEL": " debug ", "LOG_FORMAT": "json\n"}
+	logger, err := newLogger(io.Discard, func(k string) string { return vars[k] })
+	if err != nil {
+		t.Fatalf("newLogger: %v", err)
+	}
+	if !logger.Enabled(context.Background(), slog.LevelDebug) {
+		t.Fatal("LOG_LEVEL \" debug \": debug not enabled")
 	}
 }

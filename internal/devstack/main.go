@@ -99,21 +99,23 @@ func Main(args []string, stdout, stderr io.Writer, getenv func(string) string) i
 	return 0
 }
 
-// newLogger returns a text (or LOG_FORMAT=json) logger at LOG_LEVEL.
+// newLogger returns a text (or LOG_FORMAT=json) logger at LOG_LEVEL,
+// reading both as the binaries do (surrounding spaces ignored).
 func newLogger(w io.Writer, getenv func(string) string) (*slog.Logger, error) {
 	var level slog.Level
-	if v := getenv("LOG_LEVEL"); v != "" {
+	if v := strings.TrimSpace(getenv("LOG_LEVEL")); v != "" {
 		if err := level.UnmarshalText([]byte(v)); err != nil {
 			return nil, fmt.Errorf("LOG_LEVEL: must be debug, info, warn or error, got %.40q", v)
 		}
 	}
 	opts := &slog.HandlerOptions{Level: level}
-	switch strings.ToLower(getenv("LOG_FORMAT")) {
+	format := strings.TrimSpace(getenv("LOG_FORMAT"))
+	switch strings.ToLower(format) {
 	case "", "text":
 		return slog.New(slog.NewTextHandler(w, opts)), nil
 	case "json":
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	default:
-		return nil, fmt.Errorf("LOG_FORMAT: must be text or json, got %.40q", getenv("LOG_FORMAT"))
+		return nil, fmt.Errorf("LOG_FORMAT: must be text or json, got %.40q", format)
 	}
 }
