@@ -52,10 +52,22 @@ func (c *Cache) CreateTenant(ctx context.Context, t tenantctx.Tenant) (tenantctx
 // wrapping ErrInvalidationFailed: other instances may serve the old status
 // until their entries expire, and the caller must say so.
 func (c *Cache) SetStatus(ctx context.Context, id string, status tenantctx.Status) (tenantctx.Tenant, error) {
+	return c.setStatus(ctx, id, status, func() (tenantctx.Tenant, error) { return c.backend.SetStatus(ctx, id, status) })
+}
+
+// SetStatusFrom is SetStatus through the backend's SetStatusFrom: a status
+// that was not from changes nothing and invalidates nothing.
+func (c *Cache) SetStatusFrom(ctx context.Context, id string, from, status tenantctx.Status) (tenantctx.Tenant, error) {
+	return c.setStatus(ctx, id, status, func() (tenantctx.Tenant, error) { return c.backend.SetStatusFrom(ctx, id, from, status) })
+}
+
+// setStatus runs set, the backend's change, then invalidates the tenant
+// unless the change certainly did not happen.
+func (c *Cache) setStatus(ctx context.Context, id string, status tenantctx.Status, set func() (tenantctx.Tenant, error)) (tenantctx.Tenant, error) {
 	if err := tenantctx.ValidateID(id); err != nil {
 		return tenantctx.Tenant{}, fmt.Errorf("set status: %w: %w", ErrNotFound, err)
 	}
-	t, err := c.backend.SetStatus(ctx, id, status)
+	t, err := set()
 	if err != nil && unchanged(err) {
 		return t, err
 	}
@@ -67,7 +79,7 @@ func (c *Cache) SetStatus(ctx context.Context, id string, status tenantctx.Statu
 		}
 	}
 	if ierr := c.invalidate(ctx, tenantCacheKeys(id, slug), ""); ierr != nil && err == nil {
-		return t, fmt.Errorf("set status of tenant %s: %w", id, ierr)
+		return t, fmt.Errorf("set status of tenant %s to %s: %w", id, status, ierr)
 	}
 	return t, err
 }
@@ -155,7 +167,7 @@ func tenantCacheKeys(id, slug string) []string {
 // unchanged reports whether a backend write error means that nothing
 // changed, so there is nothing to invalidate.
 func unchanged(err error) bool {
-	return errors.Is(err, ErrNotFound) || errors.Is(err, ErrConflict) || errors.Is(err, ErrInvalidTransition) ||
+	return errors.Is(err, ErrNotFound) || errors.Is(err, ErrConflict) || errors.Is(err, ErrInvalidTransition) || errors.Is(err, ErrStatusChanged) ||
 		errors.Is(err, tenantctx.ErrInvalidID) || errors.Is(err, tenantctx.ErrInvalidSlug) ||
 		errors.Is(err, tenantctx.ErrReservedSlug) || errors.Is(err, tenantctx.ErrInvalidSchema) ||
 		errors.Is(err, tenantctx.ErrInvalidStatus)

@@ -27,6 +27,9 @@ var (
 	// ErrPlacementChanged: the tenant is not on the database the caller
 	// expected (SetPlacement's from): another move switched it meanwhile.
 	ErrPlacementChanged = errors.New("placement changed meanwhile")
+	// ErrStatusChanged: the tenant's status is not the one the caller
+	// expected (SetStatusFrom's from): another change came first.
+	ErrStatusChanged = errors.New("status changed meanwhile")
 )
 
 // DefaultPageSize and MaxPageSize bound ListTenants.
@@ -71,6 +74,10 @@ type TenantStore interface {
 	// SetStatus moves a tenant to status; ErrInvalidTransition when the
 	// lifecycle forbids it, ErrNotFound for an unknown id.
 	SetStatus(ctx context.Context, id string, status tenantctx.Status) (tenantctx.Tenant, error)
+	// SetStatusFrom is SetStatus only while the tenant's status is from:
+	// otherwise it changes nothing and returns the tenant as it is with an
+	// error wrapping ErrStatusChanged.
+	SetStatusFrom(ctx context.Context, id string, from, to tenantctx.Status) (tenantctx.Tenant, error)
 	// SetLimits replaces the tenant's plan (an empty plan keeps it) and its
 	// limits (tenantctx.Limits, validated); ErrNotFound for an unknown id.
 	SetLimits(ctx context.Context, id, plan string, l tenantctx.Limits) (tenantctx.Tenant, error)

@@ -104,6 +104,22 @@ func (p *Postgres) CreateTenant(ctx context.Context, t tenantctx.Tenant) (tenant
 // SetStatus moves the tenant to status inside a transaction that locks its
 // row, so concurrent changes are checked against the lifecycle one by one.
 func (p *Postgres) SetStatus(ctx context.Context, id string, status tenantctx.Status) (tenantctx.Tenant, error) {
+	return p.setStatus(ctx, id, "", status)
+}
+
+// SetStatusFrom moves the tenant to status only while its status is from;
+// otherwise it returns the tenant as it is and an error wrapping
+// ErrStatusChanged. The row is locked while it decides.
+func (p *Postgres) SetStatusFrom(ctx context.Context, id string, from, status tenantctx.Status) (tenantctx.Tenant, error) {
+	if !from.Valid() {
+		return tenantctx.Tenant{}, fmt.Errorf("set status of tenant %s: %w: %w: from %.40q",
+			id, ErrInvalidTransition, tenantctx.ErrInvalidStatus, from)
+	}
+	return p.setStatus(ctx, id, from, status)
+}
+
+// setStatus is SetStatus, and SetStatusFrom when from is set.
+func (p *Postgres) setStatus(ctx context.Context, id string, from, status tenantctx.Status) (tenantctx.Tenant, error) {
 	if err := tenantctx.ValidateID(id); err != nil {
 		return tenantctx.Tenant{}, fmt.Errorf("set status of tenant: %w: %w", ErrNotFound, err)
 	}
@@ -113,15 +129,18 @@ func (p *Postgres) SetStatus(ctx context.Context, id string, status tenantctx.St
 	}
 	var updated tenantctx.Tenant
 	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		var current string
-		if err := tx.QueryRow(ctx,
-			`SELECT status FROM tenancy.tenants WHERE id = $1 FOR UPDATE`, id).Scan(&current); err != nil {
+		current, err := scanTenant(tx.QueryRow(ctx,
+			`SELECT `+tenantColumns+` FROM tenancy.tenants WHERE id = $1 FOR UPDATE`, id))
+		if err != nil {
 			return translatePgError(err)
 		}
-		if from := tenantctx.Status(current); !from.CanTransition(status) {
-			return fmt.Errorf("%w from %s to %s", ErrInvalidTransition, from, status)
+		if from != "" && current.Status != from {
+			updated = current
+			return fmt.Errorf("%w: it is %s, not %s", ErrStatusChanged, current.Status, from)
 		}
-		var err error
+		if !current.Status.CanTransition(status) {
+			return fmt.Errorf("%w from %s to %s", ErrInvalidTransition, current.Status, status)
+		}
 		updated, err = scanTenant(tx.QueryRow(ctx,
 			`UPDATE tenancy.tenants SET status = $2, updated_at = now()
 			 WHERE id = $1 RETURNING `+tenantColumns,
@@ -129,7 +148,7 @@ func (p *Postgres) SetStatus(ctx context.Context, id string, status tenantctx.St
 		return translatePgError(err)
 	})
 	if err != nil {
-		return tenantctx.Tenant{}, fmt.Errorf("set status of tenant %s to %s: %w", id, status, err)
+		return updated, fmt.Errorf("set status of tenant %s to %s: %w", id, status, err)
 	}
 	return updated, nil
 }

@@ -91,7 +91,10 @@ type MigrateResult struct {
 // Migrate migrates t's schema to target (0: the latest version) on the
 // schema pool, creating it for a provisioning tenant, then activates a
 // provisioning tenant: a new tenant is active only once its migrations
-// succeeded. It writes ActionMigrated when the call changed the schema (a
+// succeeded. The activation is a compare-and-set from provisioning
+// (storage.TenantStore.SetStatusFrom): a late run with a stale t, whose
+// tenant another run activated (and an operator perhaps suspended since),
+// leaves the status as it is. It writes ActionMigrated when the call changed the schema (a
 // no-op run over every tenant writes nothing) and ActionStatusChanged on
 // activation.
 //
@@ -184,9 +187,14 @@ func (s *Service) Migrate(ctx context.Context, t tenantctx.Tenant, target int, a
 	if t.Status != tenantctx.StatusProvisioning {
 		return res, nil
 	}
-	_, err = s.catalog.SetStatus(ctx, t.ID, tenantctx.StatusActive)
+	// Only from provisioning: another run of the migration may have
+	// activated the tenant meanwhile, and an operator suspended it since;
+	// this late run must not make it active again.
+	cur, err := s.catalog.SetStatusFrom(ctx, t.ID, tenantctx.StatusProvisioning, tenantctx.StatusActive)
 	switch {
-	case errors.Is(err, storage.ErrInvalidTransition), errors.Is(err, storage.ErrNotFound):
+	case errors.Is(err, storage.ErrStatusChanged) && cur.Status.Decide(tenantctx.Migration) != tenantctx.Refuse:
+		return res, nil // activated by another run: nothing left to do
+	case errors.Is(err, storage.ErrStatusChanged), errors.Is(err, storage.ErrInvalidTransition), errors.Is(err, storage.ErrNotFound):
 		// Deleted or marked deleting while it was being provisioned.
 		return res, fmt.Errorf("activate tenant %s after migrating: %w: %w", t.ID, ErrRefused, err)
 	case err != nil:

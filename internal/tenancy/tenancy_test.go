@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -297,5 +298,41 @@ func TestSuspendResumeAndKeys(t *testing.T) {
 	want := []string{"tenant.provisioned", "tenant.migrated", "tenant.status_changed", "tenant.status_changed", "tenant.status_changed", "tenant.key_issued"}
 	if !slices.Equal(actions, want) {
 		t.Errorf("audit actions %v, want %v", actions, want)
+	}
+}
+
+// TestLateMigrationLeavesSuspendedTenantSuspended: a migration run that
+// resolved the tenant while it was still provisioning, and finishes after
+// another run activated it and an operator suspended it, neither makes it
+// active again nor records a second activation.
+func TestLateMigrationLeavesSuspendedTenantSuspended(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	p, err := b.svc.Provision(b.ctx, tenancy.NewTenant{Slug: "late"}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := p.Tenant // provisioning, as the late run resolved it
+	if res, err := b.svc.Migrate(b.ctx, stale, 0, tenancy.ActorWorker); err != nil || !res.Activated {
+		t.Fatalf("first Migrate = %+v, %v; want it activated", res, err)
+	}
+	if _, err := b.svc.Suspend(b.ctx, stale.ID, tenancy.ActorAdmin); err != nil {
+		t.Fatal(err)
+	}
+	res, err := b.svc.Migrate(b.ctx, stale, 0, tenancy.ActorWorker)
+	if err != nil || res.Activated {
+		t.Errorf("late Migrate = %+v, %v; want no error and no activation", res, err)
+	}
+	if got, err := b.catalog.TenantByID(b.ctx, stale.ID); err != nil || got.Status != tenantctx.StatusSuspended {
+		t.Errorf("after the late Migrate the tenant is %s, %v; want suspended", got.Status, err)
+	}
+	activations := 0
+	for _, e := range b.audit(t, stale.ID) {
+		if tenancy.Action(e.Action) == tenancy.ActionStatusChanged && strings.Contains(string(e.Detail), `"to": "active"`) {
+			activations++
+		}
+	}
+	if activations != 1 {
+		t.Errorf("%d activations in the audit log, want 1", activations)
 	}
 }

@@ -148,6 +148,20 @@ func (m *Catalog) CreateTenant(_ context.Context, t tenantctx.Tenant) (tenantctx
 // SetStatus moves a tenant to status when the lifecycle allows it. Setting
 // the current status again changes nothing.
 func (m *Catalog) SetStatus(_ context.Context, id string, status tenantctx.Status) (tenantctx.Tenant, error) {
+	return m.setStatus(id, "", status)
+}
+
+// SetStatusFrom moves a tenant to status only while its status is from.
+func (m *Catalog) SetStatusFrom(_ context.Context, id string, from, status tenantctx.Status) (tenantctx.Tenant, error) {
+	if !from.Valid() {
+		return tenantctx.Tenant{}, fmt.Errorf("set status of tenant %s: %w: %w: from %.40q",
+			id, storage.ErrInvalidTransition, tenantctx.ErrInvalidStatus, from)
+	}
+	return m.setStatus(id, from, status)
+}
+
+// setStatus is SetStatus, and SetStatusFrom when from is set.
+func (m *Catalog) setStatus(id string, from, status tenantctx.Status) (tenantctx.Tenant, error) {
 	if err := tenantctx.ValidateID(id); err != nil {
 		return tenantctx.Tenant{}, fmt.Errorf("set status: %w: %w", storage.ErrNotFound, err)
 	}
@@ -160,6 +174,9 @@ func (m *Catalog) SetStatus(_ context.Context, id string, status tenantctx.Statu
 	t, ok := m.tenants[id]
 	if !ok {
 		return tenantctx.Tenant{}, fmt.Errorf("set status of tenant %s: %w", id, storage.ErrNotFound)
+	}
+	if from != "" && t.Status != from {
+		return t, fmt.Errorf("set status of tenant %s to %s: %w: it is %s, not %s", id, status, storage.ErrStatusChanged, t.Status, from)
 	}
 	if !t.Status.CanTransition(status) {
 		return tenantctx.Tenant{}, fmt.Errorf("set status of tenant %s from %s to %s: %w", id, t.Status, status, storage.ErrInvalidTransition)

@@ -31,6 +31,7 @@ func TestCatalog(t *testing.T, newCatalog NewCatalogFunc) {
 		{"ListPaging", testListPaging},
 		{"StatusTransitions", testStatusTransitions},
 		{"SetStatusUnknownOrInvalid", testSetStatusUnknownOrInvalid},
+		{"SetStatusFrom", testSetStatusFrom},
 		{"SetLimits", testSetLimits},
 		{"Delete", testDelete},
 		{"APIKeys", testAPIKeys},

@@ -67,3 +67,36 @@ func testSetStatusUnknownOrInvalid(t *testing.T, c storage.Catalog) {
 		t.Errorf("after invalid SetStatus calls the status is %q, want active", stored.Status)
 	}
 }
+
+// testSetStatusFrom: SetStatusFrom changes the status only from the
+// expected one; otherwise it returns the tenant as it is and
+// ErrStatusChanged, and changes nothing.
+func testSetStatusFrom(t *testing.T, c storage.Catalog) {
+	ctx := testContext(t)
+	tn := mustCreate(t, ctx, c, tenantctx.StatusProvisioning)
+	got, err := c.SetStatusFrom(ctx, tn.ID, tenantctx.StatusProvisioning, tenantctx.StatusActive)
+	if err != nil || got.Status != tenantctx.StatusActive {
+		t.Fatalf("SetStatusFrom(provisioning -> active) = %s, %v", got.Status, err)
+	}
+	if _, err := c.SetStatus(ctx, tn.ID, tenantctx.StatusSuspended); err != nil {
+		t.Fatal(err)
+	}
+	// A late activation finds the tenant suspended and leaves it so.
+	got, err = c.SetStatusFrom(ctx, tn.ID, tenantctx.StatusProvisioning, tenantctx.StatusActive)
+	if !errors.Is(err, storage.ErrStatusChanged) || got.Status != tenantctx.StatusSuspended || got.ID != tn.ID {
+		t.Errorf("SetStatusFrom(provisioning -> active) of a suspended tenant = %+v, %v; want it as it is and ErrStatusChanged", got, err)
+	}
+	if stored, err := c.TenantByID(ctx, tn.ID); err != nil || stored.Status != tenantctx.StatusSuspended {
+		t.Errorf("after a refused SetStatusFrom: %s, %v; want suspended", stored.Status, err)
+	}
+	// The lifecycle still applies from the expected status.
+	if _, err := c.SetStatusFrom(ctx, tn.ID, tenantctx.StatusSuspended, tenantctx.StatusProvisioning); !errors.Is(err, storage.ErrInvalidTransition) {
+		t.Errorf("SetStatusFrom(suspended -> provisioning) = %v, want ErrInvalidTransition", err)
+	}
+	if _, err := c.SetStatusFrom(ctx, tenantctx.NewID(), tenantctx.StatusActive, tenantctx.StatusSuspended); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("SetStatusFrom(unknown id) = %v, want ErrNotFound", err)
+	}
+	if _, err := c.SetStatusFrom(ctx, tn.ID, "bogus", tenantctx.StatusActive); err == nil {
+		t.Error("SetStatusFrom(from an invalid status) = nil error")
+	}
+}
