@@ -95,8 +95,9 @@ func MigrateCatalog(ctx context.Context, pool *pgxpool.Pool, logger *slog.Logger
 	if err != nil {
 		return fmt.Errorf("migrate catalog: %w", err)
 	}
+	warnForeignMigrations(ctx, logger, ms, applied)
 	for _, m := range ms {
-		if applied[m.version] {
+		if _, ok := applied[m.version]; ok {
 			continue
 		}
 		done, err := applyMigration(ctx, pool, m)
@@ -111,29 +112,65 @@ func MigrateCatalog(ctx context.Context, pool *pgxpool.Pool, logger *slog.Logger
 }
 
 // appliedVersions returns the versions recorded in
-// tenancy.schema_migrations; none when the table does not exist yet.
-func appliedVersions(ctx context.Context, pool *pgxpool.Pool) (map[int]bool, error) {
+// tenancy.schema_migrations, with their names; none when the table does
+// not exist yet.
+func appliedVersions(ctx context.Context, pool *pgxpool.Pool) (map[int]string, error) {
 	var exists bool
 	if err := pool.QueryRow(ctx,
 		`SELECT pg_catalog.to_regclass('tenancy.schema_migrations') IS NOT NULL`).Scan(&exists); err != nil {
 		return nil, fmt.Errorf("read catalog version: %w", err)
 	}
-	applied := make(map[int]bool)
+	applied := make(map[int]string)
 	if !exists {
 		return applied, nil
 	}
-	rows, err := pool.Query(ctx, `SELECT version FROM tenancy.schema_migrations`)
+	rows, err := pool.Query(ctx, `SELECT version, name FROM tenancy.schema_migrations`)
 	if err != nil {
 		return nil, fmt.Errorf("read catalog version: %w", err)
 	}
-	versions, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	type row struct {
+		Version int32
+		Name    string
+	}
+	recorded, err := pgx.CollectRows(rows, pgx.RowToStructByPos[row])
 	if err != nil {
 		return nil, fmt.Errorf("read catalog version: %w", err)
 	}
-	for _, v := range versions {
-		applied[int(v)] = true
+	for _, r := range recorded {
+		applied[int(r.Version)] = r.Name
 	}
 	return applied, nil
+}
+
+// warnForeignMigrations logs what the catalog records that this build
+// does not know: versions it has no migration for (a newer release
+// migrated the catalog, and this older binary starts on it: during a
+// rolling deploy or after a rollback), and versions recorded under
+// another name (a migration renumbered between releases, whose own
+// migration this build would then never apply). The process starts all
+// the same: catalog migrations only add, so an older release keeps
+// working on a newer catalog, but an operator should know.
+func warnForeignMigrations(ctx context.Context, logger *slog.Logger, ms []catalogMigration, applied map[int]string) {
+	known := make(map[int]string, len(ms))
+	for _, m := range ms {
+		known[m.version] = m.name
+	}
+	var newer []int
+	for v, name := range applied {
+		own, ok := known[v]
+		switch {
+		case !ok:
+			newer = append(newer, v)
+		case name != own:
+			logger.WarnContext(ctx, "catalog migration recorded under another name: this release's migration of that version is not applied",
+				slog.Int("version", v), slog.String("recorded", name), slog.String("this_release", own))
+		}
+	}
+	if len(newer) > 0 {
+		slices.Sort(newer)
+		logger.WarnContext(ctx, "the catalog has migrations this release does not know: a newer release migrated it",
+			slog.Any("versions", newer), slog.Int("this_release_version", CatalogVersion()))
+	}
 }
 
 // applyMigration applies m in one transaction unless it is recorded

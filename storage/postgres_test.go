@@ -1,8 +1,10 @@
 package storage_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -282,5 +284,38 @@ func TestPostgresQueriesCountsLookups(t *testing.T) {
 	_, _ = b.catalog.TenantForAPIKey(ctx, "not-a-key")
 	if got := b.catalog.Queries() - before; got != 0 {
 		t.Errorf("3 malformed look-ups counted %d queries, want 0 (refused before SQL)", got)
+	}
+}
+
+// TestMigrateCatalogWarnsOfForeignMigrations: an older binary starting on
+// a catalog a newer release migrated, or one whose recorded migration has
+// another name, starts and says so.
+func TestMigrateCatalogWarnsOfForeignMigrations(t *testing.T) {
+	t.Parallel()
+	b := setupPostgres(t)
+	ctx := testContext(t)
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewJSONHandler(&logs, nil))
+	if err := storage.MigrateCatalog(ctx, b.pool, logger); err != nil {
+		t.Fatal(err)
+	}
+	if logs.Len() != 0 {
+		t.Errorf("a catalog this release migrated logged:\n%s", logs.String())
+	}
+	if _, err := b.pool.Exec(ctx, `
+		INSERT INTO tenancy.schema_migrations (version, name) VALUES (9998, '9998_later.sql'), (9999, '9999_latest.sql');
+		UPDATE tenancy.schema_migrations SET name = '0002_renamed.sql' WHERE version = 2`); err != nil {
+		t.Fatal(err)
+	}
+	if err := storage.MigrateCatalog(ctx, b.pool, logger); err != nil {
+		t.Fatalf("MigrateCatalog on a newer catalog: %v", err)
+	}
+	for _, want := range []string{
+		`"msg":"the catalog has migrations this release does not know: a newer release migrated it","versions":[9998,9999]`,
+		`"msg":"catalog migration recorded under another name: this release's migration of that version is not applied","version":2,"recorded":"0002_renamed.sql","this_release":"0002_tenant_limits.sql"`,
+	} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log lacks %s:\n%s", want, logs.String())
+		}
 	}
 }
