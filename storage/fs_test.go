@@ -15,6 +15,7 @@ import (
 	"sync"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tenantctx"
@@ -452,5 +453,57 @@ func TestFSDelete(t *testing.T) {
 	}
 	if after := files(t, b.parent); !slices.Equal(after, before) {
 		t.Errorf("refused deletes changed the tree:\nbefore %q\nafter  %q", before, after)
+	}
+}
+
+// TestFSRemoveStaleTemp: the temporary files of writes a killed process
+// left behind (older than the cutoff) are removed; documents, younger
+// temporary files (another process's write in progress) and a temporary
+// name on a directory are kept.
+func TestFSRemoveStaleTemp(t *testing.T) {
+	t.Parallel()
+	b := setupFS(t)
+	ctx := context.Background()
+	if _, err := b.store.Put(ctx, "tn_a", "invoices/1.pdf", strings.NewReader("doc")); err != nil {
+		t.Fatal(err)
+	}
+	root := b.store.Root()
+	old := time.Now().Add(-2 * storage.StaleTempAge)
+	write := func(rel string, mtime time.Time) {
+		t.Helper()
+		p := filepath.Join(root, filepath.FromSlash(rel))
+		if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("partial"), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("tn_a/invoices/.put~1.pdf.STALE1", old)
+	write("tn_b/invoices/deep/.put~2.pdf.STALE2", old)
+	write("tn_a/invoices/.put~3.pdf.FRESH", time.Now())
+	if err := os.Mkdir(filepath.Join(root, "tn_a", ".put~dir"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+
+	n, err := b.store.RemoveStaleTemp(ctx, time.Now().Add(-storage.StaleTempAge))
+	if err != nil {
+		t.Fatalf("RemoveStaleTemp: %v", err)
+	}
+	if n != 2 {
+		t.Errorf("removed %d, want 2", n)
+	}
+	want := []string{".", "tn_a/", "tn_a/.put~dir/", "tn_a/invoices/", "tn_a/invoices/.put~3.pdf.FRESH", "tn_a/invoices/1.pdf",
+		"tn_b/", "tn_b/invoices/", "tn_b/invoices/deep/"}
+	got := files(t, root)
+	for i := range got {
+		got[i] = filepath.ToSlash(got[i])
+	}
+	want[0] = "./"
+	if !slices.Equal(got, want) {
+		t.Errorf("left %q, want %q", got, want)
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/invoicing/tenantworker/internal/config"
 	"github.com/invoicing/tenantworker/internal/mailer"
 	"github.com/invoicing/tenantworker/internal/worker"
+	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tasks"
 )
 
@@ -77,6 +78,14 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 		return err
 	}
 	defer func() { err = errors.Join(err, d.close()) }()
+
+	// Temporary files of document writes that a killed worker left behind.
+	cleanCtx, stopClean := context.WithCancel(ctx)
+	var cleanWG sync.WaitGroup
+	if s, ok := d.Documents.(staleTempRemover); ok {
+		cleanWG.Go(func() { removeStaleTemp(cleanCtx, s, logger) })
+	}
+	defer func() { stopClean(); cleanWG.Wait() }()
 
 	handlers := &worker.Handlers{
 		Pool:      d.Pool,
@@ -189,6 +198,26 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 	memberWG.Wait()
 	logger.Info("worker stopped")
 	return runErr
+}
+
+// staleTempRemover is a document store that can remove the temporary
+// files of writes a killed process left behind (storage.FS).
+type staleTempRemover interface {
+	RemoveStaleTemp(ctx context.Context, cutoff time.Time) (int, error)
+}
+
+// removeStaleTemp removes the temporary files of document writes older
+// than storage.StaleTempAge (a younger one may be another process's write
+// in progress: DOCUMENTS_DIR is shared) and logs what it did. It runs
+// beside the task server at start-up: a large store takes a while to walk.
+func removeStaleTemp(ctx context.Context, s staleTempRemover, logger *slog.Logger) {
+	n, err := s.RemoveStaleTemp(ctx, time.Now().Add(-storage.StaleTempAge))
+	if n > 0 {
+		logger.InfoContext(ctx, "removed stale temporary documents", slog.Int("removed", n))
+	}
+	if err != nil && ctx.Err() == nil {
+		logger.WarnContext(ctx, "remove stale temporary documents", slog.String("error", err.Error()))
+	}
 }
 
 // membership is how a worker of concurrency slots registers with the fair

@@ -2,8 +2,12 @@ package workerapp
 
 import (
 	"context"
+	"errors"
 	"io"
+	"io/fs"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -68,5 +72,50 @@ func TestRunFailsOnUnresponsivePostgres(t *testing.T) {
 		cancel()
 		err := <-done
 		t.Fatalf("Run still starting against a PostgreSQL that never answers; after cancel: %v", err)
+	}
+}
+
+// TestRunRemovesStaleTempDocuments: a worker killed while it wrote a
+// document leaves the write's temporary file in DOCUMENTS_DIR; the next
+// worker to start removes such a file once it is old enough to be nobody's
+// write in progress, and keeps the documents and a young temporary file.
+func TestRunRemovesStaleTempDocuments(t *testing.T) {
+	t.Parallel()
+	docs := t.TempDir()
+	old := time.Now().Add(-2 * time.Hour)
+	mk := func(rel string, mtime time.Time) string {
+		t.Helper()
+		p := filepath.Join(docs, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("%PDF-partial"), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	stale := mk("tn_killed/invoices/.put~7.pdf.ABCDEFGH", old)
+	doc := mk("tn_killed/invoices/7.pdf", old)
+	young := mk("tn_killed/invoices/.put~8.pdf.IJKLMNOP", time.Now())
+
+	startWorker(t, testenv.RedisURL(t), map[string]string{"DOCUMENTS_DIR": docs})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		if _, err := os.Stat(stale); errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("stale temporary file %s still there after the worker started", stale)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, p := range []string{doc, young} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("%s: %v (kept files must stay)", p, err)
+		}
 	}
 }
