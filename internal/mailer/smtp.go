@@ -2,6 +2,7 @@ package mailer
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -90,10 +91,13 @@ func (s *SMTP) String() string {
 	return u.String()
 }
 
-// client returns a new go-mail client for one message.
-func (s *SMTP) client() (*mail.Client, error) {
-	opts := []mail.Option{mail.WithPort(s.port), mail.WithTimeout(s.timeout)}
+// client returns a new go-mail client for one message, whose connection
+// ends with ctx (ctxConn).
+func (s *SMTP) client(ctx context.Context) (*mail.Client, error) {
+	opts := []mail.Option{mail.WithPort(s.port), mail.WithTimeout(s.timeout), mail.WithDialContextFunc(s.dial(ctx))}
 	if s.implicit {
+		// go-mail dials TLS itself only without a dial function: s.dial
+		// does the handshake, and go-mail sees a *tls.Conn.
 		opts = append(opts, mail.WithSSL())
 	} else {
 		opts = append(opts, mail.WithTLSPolicy(mail.TLSOpportunistic))
@@ -105,8 +109,14 @@ func (s *SMTP) client() (*mail.Client, error) {
 	return mail.NewClient(s.host, opts...)
 }
 
-// Send submits m. It dials with ctx, so a cancelled ctx stops a send that
-// has not connected yet. A nil error means the server accepted the message
+// Send submits m. It stops when ctx ends: a cancelled ctx stops a send
+// that has not connected yet, and the connection's deadlines never reach
+// past ctx's (a server that hangs, before its greeting or before its
+// verdict on the message, holds Send until ctx's deadline or cancellation,
+// not for go-mail's timeouts of 30 s per phase). A send cut short after
+// the end of DATA reports an error although the server may have accepted
+// the message: the caller sends again, with the same Message-ID. A nil
+// error means the server accepted the message
 // (its reply to the end of DATA): an error after that (the RSET go-mail
 // sends after each message, the QUIT that closes the connection) is
 // ignored, because reporting it would make the caller send the accepted
@@ -120,17 +130,95 @@ func (s *SMTP) Send(ctx context.Context, m Message) error {
 	if err != nil {
 		return fmt.Errorf("send message to %s: %w", s, err)
 	}
-	c, err := s.client()
+	c, err := s.client(ctx)
 	if err != nil {
 		return fmt.Errorf("send message to %s: %w", s, err)
 	}
 	conn, err := c.DialToSMTPClientWithContext(ctx)
 	if err != nil {
-		return fmt.Errorf("send message to %s: dial: %w", s, err)
+		return fmt.Errorf("send message to %s: dial: %w", s, ctxErr(ctx, err))
 	}
 	defer func() { _ = c.CloseWithSMTPClient(conn) }()
 	if err := c.SendWithSMTPClient(conn, msg); err != nil && !msg.IsDelivered() {
-		return fmt.Errorf("send message to %s: %w", s, err)
+		return fmt.Errorf("send message to %s: %w", s, ctxErr(ctx, err))
 	}
 	return nil
+}
+
+// ctxErr adds ctx's error to err when ctx ended: an I/O timeout that
+// ctxConn caused is then seen as the context's deadline or cancellation.
+func ctxErr(ctx context.Context, err error) error {
+	cerr := ctx.Err()
+	if dl, ok := ctx.Deadline(); ok && cerr == nil && !time.Now().Before(dl) {
+		cerr = context.DeadlineExceeded // the connection's deadline fired first
+	}
+	if cerr != nil && !errors.Is(err, cerr) {
+		return fmt.Errorf("%w: %w", cerr, err)
+	}
+	return err
+}
+
+// dial returns the dial function of a client for one message: it connects
+// (and, for smtps://, does the TLS handshake) with the dial's context, and
+// wraps the connection so that it ends with ctx, the message's.
+func (s *SMTP) dial(ctx context.Context) mail.DialContextFunc {
+	return func(dctx context.Context, network, addr string) (net.Conn, error) {
+		var d net.Dialer
+		raw, err := d.DialContext(dctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		c := newCtxConn(ctx, raw)
+		if !s.implicit {
+			return c, nil
+		}
+		tc := tls.Client(c, &tls.Config{ServerName: s.host, MinVersion: mail.DefaultTLSMinVersion})
+		if err := tc.HandshakeContext(dctx); err != nil {
+			_ = c.Close()
+			return nil, err
+		}
+		return tc, nil
+	}
+}
+
+// ctxConn is a connection that ends with a context: a deadline set on it
+// (go-mail sets one per phase from its timeout) is cut to the context's,
+// and the context's end (its deadline or its cancellation) makes every
+// pending and later read and write fail at once. go-mail reads and writes
+// without a context of its own once connected.
+type ctxConn struct {
+	net.Conn
+	ctx  context.Context
+	stop func() bool
+}
+
+// pastDeadline is a deadline already over: I/O fails at once.
+var pastDeadline = time.Unix(1, 0)
+
+func newCtxConn(ctx context.Context, conn net.Conn) *ctxConn {
+	c := &ctxConn{Conn: conn, ctx: ctx}
+	c.stop = context.AfterFunc(ctx, func() { _ = conn.SetDeadline(pastDeadline) })
+	return c
+}
+
+// clamp returns t, or ctx's deadline when that comes first, or a past
+// deadline once ctx ended (so a deadline set after the end cannot undo
+// it). The zero t (no deadline) becomes ctx's deadline.
+func (c *ctxConn) clamp(t time.Time) time.Time {
+	if c.ctx.Err() != nil {
+		return pastDeadline
+	}
+	if dl, ok := c.ctx.Deadline(); ok && (t.IsZero() || dl.Before(t)) {
+		return dl
+	}
+	return t
+}
+
+func (c *ctxConn) SetDeadline(t time.Time) error      { return c.Conn.SetDeadline(c.clamp(t)) }
+func (c *ctxConn) SetReadDeadline(t time.Time) error  { return c.Conn.SetReadDeadline(c.clamp(t)) }
+func (c *ctxConn) SetWriteDeadline(t time.Time) error { return c.Conn.SetWriteDeadline(c.clamp(t)) }
+
+func (c *ctxConn) Close() error {
+	c.stop()
+	return c.Conn.Close()
 }

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/invoicing/tenantworker/internal/mailer"
 	"github.com/invoicing/tenantworker/internal/mailer/smtptest"
@@ -207,5 +210,89 @@ func TestSMTPAcceptedIsSentEvenIfTheConnectionDrops(t *testing.T) {
 	}
 	if err := s.Send(context.Background(), testMessage()); err == nil {
 		t.Fatal("Send of a refused message succeeded")
+	}
+}
+
+// TestSMTPHungServerHonoursContext: a mail server that accepts the
+// connection and then hangs (no greeting; or no reply to the end of DATA)
+// holds Send only until ctx ends, its deadline or its cancellation, not
+// for the mailer's own timeouts (30 s per phase): a reminder's send must
+// not outlive its task. Each case must end well before those 30 s.
+func TestSMTPHungServerHonoursContext(t *testing.T) {
+	t.Parallel()
+	// No greeting: TCP accepted, nothing ever written.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	acceptDone := make(chan struct{})
+	go func() {
+		defer close(acceptDone)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-acceptDone
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	silent := "smtp://" + ln.Addr().String()
+
+	// No reply to the end of DATA.
+	stall := make(chan struct{})
+	stalling := smtptest.Start(t, smtptest.Options{Stall: stall})
+	t.Cleanup(func() { close(stall) })
+
+	for _, tc := range []struct {
+		name, url string
+		cancel    bool // cancel ctx instead of a deadline
+	}{
+		{"no greeting, deadline", silent, false},
+		{"no greeting, cancelled", silent, true},
+		{"no reply to DATA, deadline", stalling.URL(), false},
+		{"no reply to DATA, cancelled", stalling.URL(), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := mailer.NewSMTP(tc.url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+			if tc.cancel {
+				ctx, cancel = context.WithCancel(context.Background())
+				time.AfterFunc(500*time.Millisecond, cancel)
+			}
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- s.Send(ctx, testMessage()) }()
+			select {
+			case err := <-done:
+				if err == nil {
+					t.Fatal("Send to a hung server succeeded")
+				}
+				want := context.Canceled
+				if !tc.cancel {
+					want = context.DeadlineExceeded
+				}
+				if !errors.Is(err, want) {
+					t.Errorf("Send: %v, want it to wrap %v", err, want)
+				}
+			case <-time.After(15 * time.Second):
+				t.Fatal("Send still waiting on a hung server 15 s after its context ended")
+			}
+		})
 	}
 }

@@ -33,6 +33,11 @@ type Options struct {
 	// network failing at that moment does: the client's next command
 	// (RSET, QUIT) fails.
 	DropAfterAccept bool
+	// Stall, when set, holds every message's end of DATA without a reply
+	// until it is closed, as a slow or hung relay does: the client waits
+	// for the verdict on a message the server has. Close it before the
+	// test ends (a t.Cleanup registered after Start runs first).
+	Stall <-chan struct{}
 }
 
 // ErrTemporary is a 451 reply, the usual "try again later".
@@ -178,6 +183,9 @@ func (ss *session) Data(r io.Reader) error {
 	data, err := io.ReadAll(r)
 	if err != nil {
 		return err
+	}
+	if ss.s.opts.Stall != nil {
+		<-ss.s.opts.Stall
 	}
 	ss.s.mu.Lock()
 	defer ss.s.mu.Unlock()
