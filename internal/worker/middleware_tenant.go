@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/hibiken/asynq"
 
@@ -99,13 +100,22 @@ func waitReason(env Envelope, status tenantctx.Status) string {
 	return "waiting for the tenant to resume"
 }
 
+// recheckTimeout bounds droppedIfDeleted's look-up. It runs without the
+// task's cancellation (a task often fails because its deadline passed),
+// so without a bound of its own a look-up that waits (an exhausted pool, a
+// hung PostgreSQL) would hold the chain, and the attempt's report to the
+// fair dispatcher, for ever.
+const recheckTimeout = 5 * time.Second
+
 // droppedIfDeleted turns the failure of a task whose tenant was deleted (or
 // marked deleting) while it ran into a permanent one: its schema or files
 // vanished under it, and a retry could only be archived later (P5 in
-// docs/architecture.md). Any other failure, including a failed re-check,
-// is returned as is.
+// docs/architecture.md). Any other failure, including a failed or timed-out
+// re-check (recheckTimeout), is returned as is.
 func droppedIfDeleted(ctx context.Context, catalog storage.TenantStore, env Envelope, err error) error {
-	cur, lerr := catalog.TenantByID(context.WithoutCancel(ctx), env.TenantID)
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recheckTimeout)
+	defer cancel()
+	cur, lerr := catalog.TenantByID(rctx, env.TenantID)
 	switch {
 	case errors.Is(lerr, storage.ErrNotFound):
 		return Permanentf("tenant %s was deleted while the %s task ran (%v)", env.TenantID, env.Type, err)

@@ -331,3 +331,52 @@ func TestTenantDeletedWhileRunning(t *testing.T) {
 		t.Errorf("active tenant's failure: %v, want the ordinary error back", err)
 	}
 }
+
+// stallingCatalog answers its first look-ups from the catalog it wraps,
+// then waits on every later one until its ctx ends, as a catalog look-up
+// on an exhausted pool or a hung PostgreSQL does.
+type stallingCatalog struct {
+	storage.Catalog
+	answered atomic.Int32
+	answers  int32
+}
+
+func (c *stallingCatalog) TenantByID(ctx context.Context, id string) (tenantctx.Tenant, error) {
+	if c.answered.Add(1) <= c.answers {
+		return c.Catalog.TenantByID(ctx, id)
+	}
+	<-ctx.Done()
+	return tenantctx.Tenant{}, fmt.Errorf("look up tenant %s: %w", id, ctx.Err())
+}
+
+// TestFailedTaskRecheckIsBounded: a task that failed (here: past its
+// deadline, its database unreachable) is checked against the catalog again
+// in case its tenant was deleted meanwhile. When that look-up hangs too
+// (an exhausted pool, a hung PostgreSQL), the check gives up and the
+// task's own error comes back, retried: the chain ends, and its attempt is
+// reported and logged, instead of waiting for ever.
+func TestFailedTaskRecheckIsBounded(t *testing.T) {
+	t.Parallel()
+	catalog := &stallingCatalog{Catalog: memstore.New(), answers: 1}
+	tn := addTenant(t, catalog.Catalog, "hung-co", tenantctx.StatusActive)
+	h := worker.MuxOf(worker.MuxOptions{Logger: discardLogger(), Catalog: catalog}, map[string]asynq.Handler{
+		tasks.TypeInvoicePDF: asynq.HandlerFunc(func(ctx context.Context, task *asynq.Task) error {
+			<-ctx.Done() // waiting for a connection until the task's deadline
+			return fmt.Errorf("in tenant: acquire: %w", ctx.Err())
+		}),
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- h.ProcessTask(ctx, asynq.NewTask(tasks.TypeInvoicePDF, []byte(`{"tenant_id":"`+tn.ID+`","invoice_id":1}`)))
+	}()
+	select {
+	case err := <-done:
+		if worker.IsPermanent(err) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("ProcessTask = %v, want the task's own deadline error, retried", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the chain still waits for the catalog 30 s after the task's deadline")
+	}
+}
