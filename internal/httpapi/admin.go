@@ -163,7 +163,7 @@ func (h *Handler) createTenant(w http.ResponseWriter, r *http.Request) {
 	switch status := provisionStatus(err); {
 	case err == nil:
 	case errors.Is(err, tenantctx.ErrInvalidDatabase), errors.Is(err, placement.ErrUnknownDatabase):
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("database %.70q is not a registered tenant database", req.Database))
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("database %.70q is not a tenant database this service can reach: not registered, or registered without a URL here (see enqueue db list)", req.Database))
 		return
 	case status == http.StatusBadRequest:
 		writeError(w, status, slugMessage(err))

@@ -152,6 +152,8 @@ func TestProvisionRejects(t *testing.T) {
 		{"reserved", `{"slug":"admin"}`, http.StatusBadRequest, "reserved"},
 		{"control in name", `{"slug":"acme","name":"a\u0000b"}`, http.StatusBadRequest, "control"},
 		{"long plan", `{"slug":"acme","plan":"` + strings.Repeat("p", 41) + `"}`, http.StatusBadRequest, "plan"},
+		{"unknown database", `{"slug":"acme","database":"nowhere"}`, http.StatusBadRequest, `database "nowhere" is not a tenant database this service can reach`},
+		{"invalid database", `{"slug":"acme","database":"No Where"}`, http.StatusBadRequest, `database "No Where" is not a tenant database this service can reach`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
