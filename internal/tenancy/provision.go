@@ -116,7 +116,8 @@ const abortTimeout = 10 * time.Second
 // abortProvision undoes a provisioning that failed with cause after t's
 // catalog row was created: it deletes the row and its keys (a
 // tenant:migrate that was enqueued after all finds no tenant and is
-// archived) and records ActionProvisionAborted. It returns cause, or,
+// archived), forgets the tenant in the fair dispatcher (a refused enqueue
+// still stored its policy there) and records ActionProvisionAborted. It returns cause, or,
 // when the clean-up fails, cause with what was left behind. The clean-up
 // runs even when ctx was cancelled (the client went away).
 func (s *Service) abortProvision(ctx context.Context, t tenantctx.Tenant, actor string, cause error) error {
@@ -128,6 +129,15 @@ func (s *Service) abortProvision(ctx context.Context, t tenantctx.Tenant, actor 
 	}
 	if err != nil {
 		return fmt.Errorf("%w (tenant %s created and left in provisioning: %v)", cause, t.ID, err)
+	}
+	if s.fair != nil {
+		// The dispatcher keeps the tenant's policy from its refused (or
+		// failed) tenant:migrate enqueue, and its task if the enqueue got
+		// through after all; no deletion will ever forget a tenant that
+		// never was. A failure leaves only those few small keys behind.
+		if ferr := s.fair.Forget(ctx, t.ID, s.layout().Queues()...); ferr != nil {
+			s.logger.WarnContext(ctx, "forget aborted tenant in the dispatcher", slog.String("tenant_id", t.ID), slog.String("error", ferr.Error()))
+		}
 	}
 	s.logFailure(ctx, t.ID, ActionProvisionAborted, s.audit(ctx, t.ID, actor, ActionProvisionAborted, map[string]string{"slug": t.Slug}))
 	return fmt.Errorf("%w (nothing was kept)", cause)

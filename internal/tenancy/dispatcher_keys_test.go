@@ -1,0 +1,98 @@
+package tenancy_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/invoicing/tenantworker/fair"
+	"github.com/invoicing/tenantworker/internal/tenancy"
+	"github.com/invoicing/tenantworker/internal/testenv"
+	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/tasks"
+)
+
+// dispatcherTenants returns every tenant id the dispatcher keeps anything
+// of on rdb: in a per-tenant key (t:, b:, run:, parked:) or as a member or
+// field of a queue-wide key that is keyed by tenant.
+func dispatcherTenants(t *testing.T, ctx context.Context, rdb *redis.Client) map[string][]string {
+	t.Helper()
+	keys, err := rdb.Keys(ctx, "fair:*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]string{}
+	for _, k := range keys {
+		_, rest, _ := strings.Cut(k, "}:")
+		for _, prefix := range []string{"t:", "b:", "run:", "parked:"} {
+			if id, ok := strings.CutPrefix(rest, prefix); ok {
+				out[id] = append(out[id], k)
+			}
+		}
+		switch rest {
+		case "ready", "depth":
+			members, err := rdb.ZRange(ctx, k, 0, -1).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, id := range members {
+				out[id] = append(out[id], k)
+			}
+		case "hold":
+			fields, err := rdb.HKeys(ctx, k).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, id := range fields {
+				out[id] = append(out[id], k)
+			}
+		}
+	}
+	return out
+}
+
+// TestAbortedProvisionLeavesNoDispatcherState: a provisioning aborted
+// because its tenant:migrate was refused (the critical queue's backlogs
+// at MaxWaitingTotal) deletes the tenant's catalog row; nothing of the
+// tenant that never was may stay in the dispatcher's keys either, since
+// no deletion will ever come to forget it.
+func TestAbortedProvisionLeavesNoDispatcherState(t *testing.T) {
+	t.Parallel()
+	pool, catalog, docs := catalogOn(t)
+	rdb := redis.NewClient(&redis.Options{Addr: testenv.Redis(t)})
+	t.Cleanup(func() { _ = rdb.Close() })
+	inspector := asynq.NewInspectorFromRedisClient(rdb)
+	// No worker: the first migration is admitted to asynq, the second
+	// waits in the backlogs, and then the queue is full.
+	d := fair.New(rdb, fair.Config{MinPending: 1, MaxWaitingTotal: 1})
+	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), inspector, nil,
+		tasks.WithAdmission(tasks.Admission{Dispatcher: d, Tenants: catalog}))
+	svc := tenancy.New(tenancy.Config{Catalog: catalog, Enqueuer: enq, Documents: docs, SchemaPool: pool,
+		Dispatcher: d, Plans: fair.DefaultPlans()})
+	ctx := t.Context()
+	for _, slug := range []string{"kept-one", "kept-two"} {
+		if _, err := svc.Provision(ctx, tenancy.NewTenant{Slug: slug}, tenancy.ActorAdmin); err != nil {
+			t.Fatalf("provision %s: %v", slug, err)
+		}
+	}
+	for _, slug := range []string{"refused-one", "refused-two", "refused-three"} {
+		if _, err := svc.Provision(ctx, tenancy.NewTenant{Slug: slug}, tenancy.ActorAdmin); !errors.Is(err, fair.ErrQueueFull) {
+			t.Fatalf("provision %s past the queue's cap: %v, want fair.ErrQueueFull", slug, err)
+		}
+	}
+	held := dispatcherTenants(t, ctx, rdb)
+	for id, keys := range held {
+		if _, err := catalog.TenantByID(ctx, id); errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("the dispatcher keeps state of tenant %s, which does not exist: %v", id, keys)
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(held) != 2 {
+		t.Errorf("the dispatcher holds state of %d tenants, want the 2 provisioned: %v", len(held), held)
+	}
+}
