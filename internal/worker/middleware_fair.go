@@ -32,7 +32,10 @@ type Parker interface {
 // the attempt actually cost, and refills the queue. A task the dispatcher
 // parked (ErrTenantHeld) is not reported: parking let it go already.
 // System tasks and tasks without a usable tenant id are not the
-// dispatcher's. A nil reporter reports nothing.
+// dispatcher's. A task of a type no handler knows is reported under the
+// type "unknown" (as the metrics count it): the dispatcher keeps a cost
+// estimate per reported type and never drops one, so hostile type names
+// must not reach it. A nil reporter reports nothing.
 func ReportCost(r CostReporter) asynq.MiddlewareFunc {
 	return func(next asynq.Handler) asynq.Handler {
 		if r == nil {
@@ -50,7 +53,7 @@ func ReportCost(r CostReporter) asynq.MiddlewareFunc {
 				}
 				id, _ := asynq.GetTaskID(ctx)
 				queue, _ := asynq.GetQueueName(ctx)
-				r.Report(fair.Report{Queue: queue, TaskID: id, TenantID: env.TenantID, Type: env.Type, Cost: time.Since(start)})
+				r.Report(fair.Report{Queue: queue, TaskID: id, TenantID: env.TenantID, Type: metricType(env), Cost: time.Since(start)})
 			}()
 			return next.ProcessTask(ctx, t)
 		})
