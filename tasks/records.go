@@ -182,6 +182,19 @@ func (r *TaskRecords) Forget(ctx context.Context, tenantID string, taskIDs ...st
 	return nil
 }
 
+// DeleteTenant drops every record of tenantID, for a tenant that is
+// erased: nobody can read them any more.
+func (r *TaskRecords) DeleteTenant(ctx context.Context, tenantID string) error {
+	if err := tenantctx.ValidateID(tenantID); err != nil {
+		return fmt.Errorf("delete task records: %w", err)
+	}
+	// Both keys carry the tenant's hash tag: one command on a cluster too.
+	if err := r.rdb.Del(ctx, r.keys(tenantID)...).Err(); err != nil {
+		return fmt.Errorf("delete task records of tenant %s: %w", tenantID, err)
+	}
+	return nil
+}
+
 // TaskInfo returns rec as the TaskInfo of an archived task: no payload,
 // the reason as its last error.
 func (rec TaskRecord) TaskInfo() *asynq.TaskInfo {
@@ -198,6 +211,15 @@ func (e *Enqueuer) WithTaskRecords(records *TaskRecords) *Enqueuer {
 	c := *e
 	c.records = records
 	return &c
+}
+
+// DeleteTaskRecords drops every record of tenantID's archived tasks (an
+// erased tenant's); without records it does nothing.
+func (e *Enqueuer) DeleteTaskRecords(ctx context.Context, tenantID string) error {
+	if e.records == nil {
+		return nil
+	}
+	return e.records.DeleteTenant(ctx, tenantID)
 }
 
 // archivedRecord is TenantTask's fallback: the tenant's record of a task

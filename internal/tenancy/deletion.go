@@ -91,7 +91,9 @@ var erased = []string{"schema", "documents", "api_keys", "catalog_row"}
 // Destroy erases t, a tenant marked deleting, in order: its schema
 // (schema.DropOwned: idempotent, and never another tenant's schema of the
 // same name), its documents, its API keys; then it records
-// ActionDeletionCompleted and deletes the catalog row.
+// ActionDeletionCompleted and deletes the catalog row; last, what Redis
+// keeps of it (the fair dispatcher's state, the records of its archived
+// tasks), where a failure is only logged.
 //
 // Every step tolerates having been done before, so it is safe to run twice
 // and after a partial run. The entry is written before the row goes: once
@@ -143,6 +145,11 @@ func (s *Service) Destroy(ctx context.Context, t tenantctx.Tenant, actor string)
 		if err := s.fair.Forget(ctx, t.ID, s.layout().Queues()...); err != nil {
 			s.logger.WarnContext(ctx, "forget erased tenant in the dispatcher", slog.String("tenant_id", t.ID), slog.String("error", err.Error()))
 		}
+	}
+	// Likewise the records of its archived tasks: nobody can read them any
+	// more (the worker records nothing for a tenant that is gone).
+	if err := s.enqueuer.DeleteTaskRecords(ctx, t.ID); err != nil {
+		s.logger.WarnContext(ctx, "delete erased tenant's task records", slog.String("tenant_id", t.ID), slog.String("error", err.Error()))
 	}
 	return done, nil
 }

@@ -3,6 +3,7 @@ package tenancy_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -94,5 +95,49 @@ func TestAbortedProvisionLeavesNoDispatcherState(t *testing.T) {
 	}
 	if len(held) != 2 {
 		t.Errorf("the dispatcher holds state of %d tenants, want the 2 provisioned: %v", len(held), held)
+	}
+}
+
+// TestDestroyRemovesTaskRecords: the records of a tenant's archived tasks
+// (tasks.TaskRecords, kept for the tenant's GET /v1/tasks) go with the
+// tenant when it is destroyed: nobody can read them any more, and they
+// would otherwise stay in Redis for the records' TTL, 90 days.
+func TestDestroyRemovesTaskRecords(t *testing.T) {
+	t.Parallel()
+	pool, catalog, docs := catalogOn(t)
+	rdb := redis.NewClient(&redis.Options{Addr: testenv.Redis(t)})
+	t.Cleanup(func() { _ = rdb.Close() })
+	records := tasks.NewTaskRecords(rdb, tasks.TaskRecordsOptions{})
+	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), asynq.NewInspectorFromRedisClient(rdb), nil).WithTaskRecords(records)
+	svc := tenancy.New(tenancy.Config{Catalog: catalog, Enqueuer: enq, Documents: docs, SchemaPool: pool})
+	b := &bundle{ctx: t.Context(), catalog: catalog, docs: docs, pool: pool, enqueuer: enq, svc: svc}
+	stay := b.active(t, "records-stay")
+	gone := b.active(t, "records-gone")
+	for _, tn := range []string{stay.ID, gone.ID} {
+		for i := range 3 {
+			rec := tasks.TaskRecord{TaskID: fmt.Sprintf("invoice:pdf:%s:%d", tn, i), Type: tasks.TypeInvoicePDF, Queue: tasks.QueueDefault, Reason: "task refused"}
+			if err := records.Put(b.ctx, tn, rec); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	d, err := svc.RequestDeletion(b.ctx, gone.ID, tenancy.ActorAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Destroy(b.ctx, d.Tenant, tenancy.ActorWorker); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := rdb.Keys(b.ctx, tasks.DefaultTaskRecordsPrefix+"*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if strings.Contains(k, gone.ID) {
+			t.Errorf("task records of the destroyed tenant remain: %s", k)
+		}
+	}
+	if _, err := records.Get(b.ctx, stay.ID, "invoice:pdf:"+stay.ID+":0"); err != nil {
+		t.Fatalf("the other tenant's record: %v", err)
 	}
 }

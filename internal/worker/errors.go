@@ -48,6 +48,25 @@ func Permanentf(format string, args ...any) error {
 	return Permanent(fmt.Errorf(format, args...))
 }
 
+// goneError is the error of a task whose tenant the catalog does not have
+// (deleted, or never there). Such a task is archived like any refused
+// one, but no record of it is written for the tenant (recordArchive):
+// nobody can read one, and it would outlive the deletion in Redis.
+type goneError struct{ msg string }
+
+func (e *goneError) Error() string { return e.msg }
+
+// tenantGone is Permanentf for a task whose tenant does not exist.
+func tenantGone(format string, args ...any) error {
+	return Permanent(&goneError{msg: fmt.Sprintf(format, args...)})
+}
+
+// isTenantGone reports whether err was made by tenantGone.
+func isTenantGone(err error) bool {
+	var g *goneError
+	return errors.As(err, &g)
+}
+
 // IsPermanent reports whether err archives the task without retries.
 func IsPermanent(err error) bool { return errors.Is(err, asynq.SkipRetry) }
 

@@ -50,7 +50,7 @@ func ResolveTenant(catalog storage.TenantStore, parker Parker) asynq.MiddlewareF
 			}
 			tenant, err := catalog.TenantByID(ctx, env.TenantID)
 			if errors.Is(err, storage.ErrNotFound) {
-				return Permanentf("tenant %s not found (deleted or never existed)", env.TenantID)
+				return tenantGone("tenant %s not found (deleted or never existed)", env.TenantID)
 			}
 			if err != nil {
 				return fmt.Errorf("look up tenant %s: %w", env.TenantID, err)
@@ -118,7 +118,7 @@ func droppedIfDeleted(ctx context.Context, catalog storage.TenantStore, env Enve
 	cur, lerr := catalog.TenantByID(rctx, env.TenantID)
 	switch {
 	case errors.Is(lerr, storage.ErrNotFound):
-		return Permanentf("tenant %s was deleted while the %s task ran (%v)", env.TenantID, env.Type, err)
+		return tenantGone("tenant %s was deleted while the %s task ran (%v)", env.TenantID, env.Type, err)
 	case lerr == nil && cur.Status.Decide(env.Activity) == tenantctx.Refuse:
 		return Permanentf("tenant %s is being deleted: %s task dropped (%v)", env.TenantID, env.Type, err)
 	}

@@ -58,9 +58,12 @@ func archives(err error, retried, maxRetry int) bool {
 // recordArchive writes the tenant's record of a task being archived
 // (tasks.TaskRecords, P15 in docs/architecture.md), so that another tenant's
 // volume can never evict or hide it. A failure is logged: the task is
-// archived in asynq all the same.
+// archived in asynq all the same. A task whose tenant does not exist
+// (deleted, or never there) gets no record: no one can read it, and its
+// keys would stay in Redis for the records' TTL after the tenant's
+// deletion removed everything else of it.
 func recordArchive(ctx context.Context, records *tasks.TaskRecords, logger *slog.Logger, env Envelope, t *asynq.Task, err error, retried int) {
-	if records == nil || env.System || env.TenantID == "" {
+	if records == nil || env.System || env.TenantID == "" || isTenantGone(err) {
 		return
 	}
 	taskID, _ := asynq.GetTaskID(ctx)
