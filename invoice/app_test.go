@@ -299,3 +299,53 @@ func asPDF(inv invoice.Invoice) pdf.Invoice {
 	}
 	return out
 }
+
+// A currency code the app stores in lower case or padded ("jpy", "kwd")
+// loads as its ISO 4217 code, so the document rounds lines to the same
+// minor units as the schema's minor_units (which ignores case and
+// padding) did for the stored amount: a JPY invoice has no cents, and a
+// KWD line keeps its third decimal.
+func TestLoadNormalizesCurrency(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.in(t, b.acme, func(ctx context.Context, tx pgx.Tx) error {
+		var cust int64
+		if err := tx.QueryRow(ctx, appCustomerSQL, "c", "c@x", nil).Scan(&cust); err != nil {
+			return err
+		}
+		for _, tc := range []struct {
+			stored, want, sum string
+			lines             [][2]string // quantity, unit price
+		}{
+			{"jpy", "JPY", "37037", [][2]string{{"3", "12345.50"}}},
+			{"kwd", "KWD", "0.416", [][2]string{{"0.333", "1.25"}}},
+			{"Eur", "EUR", "1.50", [][2]string{{"1", "1.50"}}},
+		} {
+			var id int64
+			if err := tx.QueryRow(ctx, appInvoiceFullSQL, cust, "N-"+tc.stored, "sent", "0", tc.stored, nil, "").Scan(&id); err != nil {
+				return err
+			}
+			for _, l := range tc.lines {
+				if _, err := tx.Exec(ctx, appLineFullSQL, id, "x", l[0], l[1]); err != nil {
+					return err
+				}
+			}
+			got, err := invoice.Load(ctx, tx, id)
+			if err != nil {
+				return err
+			}
+			if got.Currency != tc.want {
+				t.Errorf("currency stored as %q loads as %q, want %q", tc.stored, got.Currency, tc.want)
+			}
+			var sqlSum string
+			if err := tx.QueryRow(ctx, `SELECT sum(round(quantity * unit_price, minor_units($2)))::text FROM line_items WHERE invoice_id = $1`,
+				id, tc.stored).Scan(&sqlSum); err != nil {
+				return err
+			}
+			if sum := pdf.Subtotal(asPDF(got)); !sum.Equal(dec(tc.sum)) || !sum.Equal(dec(sqlSum)) {
+				t.Errorf("%s: the document's sum is %s, want %s (minor_units in SQL gives %s)", tc.stored, sum, tc.sum, sqlSum)
+			}
+		}
+		return nil
+	})
+}

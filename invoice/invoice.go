@@ -18,9 +18,11 @@ var ErrNotFound = errors.New("invoice not found")
 // Invoice is one invoice as stored in a tenant schema, with its customer,
 // its line items and its current document.
 type Invoice struct {
-	ID       int64
-	Number   string
-	Status   string
+	ID     int64
+	Number string
+	Status string
+	// Currency is the ISO 4217 code in upper case, without the column's
+	// padding, whatever case the app stored it in.
 	Currency string
 	// Amount is the total due as the app stores it (invoices.amount,
 	// numeric(12,2)). It may differ from the sum of the lines; which one a
@@ -119,7 +121,10 @@ func scanInvoice(row pgx.Row, id int64, inv *Invoice) error {
 	if err != nil {
 		return fmt.Errorf("load invoice %d: %w", id, err)
 	}
-	inv.Currency = strings.TrimSpace(inv.Currency) // char(3) pads
+	// char(3) pads, and the app may store the code in any case: the
+	// document must round to the minor units the schema's minor_units
+	// (upper(btrim(currency))) gave the stored amount.
+	inv.Currency = strings.ToUpper(strings.TrimSpace(inv.Currency))
 	if inv.Amount, err = decimal.NewFromString(amount); err != nil {
 		return fmt.Errorf("load invoice %d: amount %q: %w", id, amount, err)
 	}
