@@ -295,3 +295,40 @@ func TestQueueLoadDocument(t *testing.T) {
 		t.Errorf("QueueLoadDocument = %+v, found %v", doc, found)
 	}
 }
+
+// TestMarkOverdueIfDueTouchesUpdatedAt: an invoice a reminder marks overdue
+// records the change in updated_at, as one the sweep marks does (the app
+// reads updated_at to see which invoices changed); one it does not mark
+// keeps its updated_at.
+func TestMarkOverdueIfDueTouchesUpdatedAt(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	old := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+	b.in(t, b.acme, func(ctx context.Context, tx pgx.Tx) error {
+		c := invoice.Customer{Name: "c", Email: "c@x"}
+		ids, err := invoice.Create(ctx, tx,
+			invoice.New{Number: "late", Status: "sent", DueAt: time.Now().Add(-72 * time.Hour), Customer: c},
+			invoice.New{Number: "paid", Status: "paid", DueAt: time.Now().Add(-72 * time.Hour), Customer: c},
+		)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE invoices SET updated_at = $1`, old); err != nil {
+			return err
+		}
+		for i, want := range []bool{true, false} {
+			marked, err := invoice.MarkOverdueIfDue(ctx, tx, ids[i])
+			if err != nil || marked != want {
+				t.Errorf("MarkOverdueIfDue(%d) = %v, %v; want %v", ids[i], marked, err, want)
+			}
+			var updated time.Time
+			if err := tx.QueryRow(ctx, `SELECT updated_at FROM invoices WHERE id = $1`, ids[i]).Scan(&updated); err != nil {
+				return err
+			}
+			if touched := !updated.Equal(old); touched != want {
+				t.Errorf("invoice %d (marked %v): updated_at %s", ids[i], want, updated)
+			}
+		}
+		return nil
+	})
+}

@@ -8,10 +8,11 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// markOverdueIfDueSQL is markOverdueSQL for one invoice. It sets the
-// status only, so it runs on every schema version a tenant may be at.
+// markOverdueIfDueSQL is markOverdueSQL for one invoice: it sets
+// updated_at as the sweep does (the column exists since schema version 1),
+// so the app sees the change whichever of the two made it.
 const markOverdueIfDueSQL = `
-UPDATE invoices SET status = 'overdue'
+UPDATE invoices SET status = 'overdue', updated_at = now()
  WHERE id = $1 AND status = 'sent' AND due_date < now()`
 
 // MarkOverdueIfDue marks invoice id overdue when it is sent and past its
