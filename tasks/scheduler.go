@@ -83,14 +83,21 @@ func wallClock(sp *cron.SpecSchedule) wallSchedule {
 	return wallSchedule{wall: &wall, loc: sp.Location}
 }
 
+// maxRepeatedTicks bounds the wall times wallSchedule.Next skips because
+// they fired already in a repeated hour: one a minute (the finest a
+// 5-field spec has) for a day, far more than any zone repeats.
+const maxRepeatedTicks = 24*60 + 1
+
 // Next returns the first tick strictly after t: the next wall-clock match
 // of the spec after t's wall time in the zone, at its first instant there
-// (after the gap for a wall time that does not exist), skipping a wall
+// (after the gap for a wall time that does not exist), skipping every wall
 // time whose first instant is not after t (it repeats: it fired already).
+// From inside a repeated hour a spec may have a tick each minute of it to
+// skip ("* * * * *", "*/10 * * * *").
 func (w wallSchedule) Next(t time.Time) time.Time {
 	lt := t.In(w.loc)
 	wall := time.Date(lt.Year(), lt.Month(), lt.Day(), lt.Hour(), lt.Minute(), lt.Second(), lt.Nanosecond(), time.UTC)
-	for range 4 {
+	for range maxRepeatedTicks {
 		n := w.wall.Next(wall)
 		if n.IsZero() {
 			return n

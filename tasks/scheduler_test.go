@@ -144,6 +144,18 @@ func TestScheduleAcrossDaylightSaving(t *testing.T) {
 			[]string{"2026-11-02T06:30:00Z"}},
 		{"CRON_TZ=Europe/Berlin 0 * * * *", "2026-03-29T00:30:00Z",
 			[]string{"2026-03-29T01:00:00Z", "2026-03-29T02:00:00Z"}},
+		// A frequent spec started during the repeated hour (01:05 EST, its
+		// every minute fired already in the first 01:xx): the hour's
+		// minutes are skipped, the next tick is 02:00 EST; it never runs out
+		// of ticks.
+		{"CRON_TZ=America/New_York * * * * *", "2026-11-01T06:05:00Z",
+			[]string{"2026-11-01T07:00:00Z", "2026-11-01T07:01:00Z"}},
+		{"CRON_TZ=America/New_York */10 * * * *", "2026-11-01T06:05:00Z",
+			[]string{"2026-11-01T07:00:00Z", "2026-11-01T07:10:00Z"}},
+		// From the first pass of the repeated hour: on to its minutes, then
+		// past the second pass.
+		{"CRON_TZ=America/New_York */20 * * * *", "2026-11-01T05:30:00Z",
+			[]string{"2026-11-01T05:40:00Z", "2026-11-01T07:00:00Z"}},
 	} {
 		s, err := ParseSchedule(c.spec)
 		if err != nil {
