@@ -73,8 +73,9 @@ func alreadySent(day, today string) string {
 //     unless it is overdue;
 //  2. claim the (invoice, day) row of invoice_reminders (invoice.ClaimReminder:
 //     inserted as 'pending' unless it exists, then locked FOR UPDATE), and,
-//     when the run is later than its day (a retry, or a wait in a backlog,
-//     past midnight UTC), today's row too: the reminder then counts for
+//     when the run is on another day than its own (later: a retry, or a
+//     wait in a backlog, past midnight UTC; earlier: an enqueuer whose
+//     clock runs ahead), today's row too: the reminder then counts for
 //     today, and today's sweep sends no second email. The row locks make a
 //     concurrent run of the same reminder (a task re-queued by a shutdown
 //     while its first run goes on, P11 in docs/architecture.md), or today's
@@ -119,12 +120,14 @@ func (h *Handlers) InvoiceReminder(ctx context.Context, p tasks.InvoiceReminder)
 	if err != nil {
 		return Permanentf("reminder for invoice %d: day %.20q: %w", p.InvoiceID, p.Day, err)
 	}
-	// A reminder that runs after its day (a retry, or a wait in a backlog,
-	// past midnight UTC) is also today's: the sweep must not send another.
+	// A reminder that runs on another day than its own is also today's:
+	// after it (a retry, or a wait in a backlog, past midnight UTC), or
+	// before it (an enqueuer whose clock runs ahead, near midnight). The
+	// sweep must not send another today.
 	now := h.now()
 	today := tasks.DayOf(now)
 	days := []time.Time{day}
-	if today > p.Day {
+	if today != p.Day {
 		days = append(days, now)
 	}
 	taskCtx := ctx

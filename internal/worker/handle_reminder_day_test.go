@@ -265,6 +265,30 @@ func TestLateReminderCountsForToday(t *testing.T) {
 	}
 }
 
+// TestEarlyReminderCountsForToday: a reminder for tomorrow that runs
+// today (its enqueuer's clock ran ahead, near midnight) claims today's row
+// too, so today's own reminder sends no second email.
+func TestEarlyReminderCountsForToday(t *testing.T) {
+	t.Parallel()
+	d := newReminderDay(t)
+	tomorrow := tasks.DayOf(time.Now().AddDate(0, 0, 1))
+	early := d.add(t, "EARLY-1", "overdue", pastDue)
+	if got := d.remind(t, early, tomorrow); !got.Sent {
+		t.Fatalf("tomorrow's reminder run today: %+v, want sent", got)
+	}
+	if got, want := d.manual(t, early), (reminderOutcome{Reason: "already sent today"}); got != want {
+		t.Errorf("today's reminder after tomorrow's ran today: %+v, want %+v", got, want)
+	}
+	d.sweep(t, 1)
+	if got := d.sentTo(t); fmt.Sprint(got) != fmt.Sprint([]int64{early}) {
+		t.Fatalf("emails for invoices %v, want one for %d", got, early)
+	}
+	rows := d.e.reminderRows(t, d.tn, early)
+	if len(rows) != 2 || rows[0].Day != d.day || rows[1].Day != tomorrow || rows[0].Status != "sent" || rows[1].Status != "sent" {
+		t.Errorf("reminder rows %+v, want %s and %s sent", rows, d.day, tomorrow)
+	}
+}
+
 // archivedForAddress gives the customer of a new overdue invoice the
 // address bad, runs the invoice's reminder of today and checks that it was
 // archived at once with the reason (not the address: leak must not be in
