@@ -349,3 +349,34 @@ func TestLoadNormalizesCurrency(t *testing.T) {
 		return nil
 	})
 }
+
+// TestLoadRefusesNaN: PostgreSQL's numeric takes 'NaN'; an invoice holding
+// one as its amount, a quantity or a unit price loads with ErrInvalidData,
+// which the worker archives at once instead of retrying.
+func TestLoadRefusesNaN(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.in(t, b.acme, func(ctx context.Context, tx pgx.Tx) error {
+		var cust int64
+		if err := tx.QueryRow(ctx, appCustomerSQL, "c", "c@x", nil).Scan(&cust); err != nil {
+			return err
+		}
+		for _, tc := range []struct{ name, amount, quantity, price string }{
+			{"amount", "NaN", "1", "1.00"},
+			{"quantity", "1.00", "NaN", "1.00"},
+			{"unit price", "1.00", "1", "NaN"},
+		} {
+			var id int64
+			if err := tx.QueryRow(ctx, appInvoiceFullSQL, cust, "NAN-"+tc.name, "sent", tc.amount, "EUR", nil, "").Scan(&id); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, appLineFullSQL, id, "x", tc.quantity, tc.price); err != nil {
+				return err
+			}
+			if _, err := invoice.Load(ctx, tx, id); !errors.Is(err, invoice.ErrInvalidData) || !strings.Contains(err.Error(), "NaN") {
+				t.Errorf("NaN %s: Load error = %v, want ErrInvalidData naming the value", tc.name, err)
+			}
+		}
+		return nil
+	})
+}

@@ -15,6 +15,12 @@ import (
 // hold.
 var ErrNotFound = errors.New("invoice not found")
 
+// ErrInvalidData is returned for an invoice whose stored values the worker
+// cannot use: a NaN amount, quantity or unit price (PostgreSQL's numeric
+// takes 'NaN'). Every attempt would fail the same way until the app
+// changes the row, so the worker archives such a task at once.
+var ErrInvalidData = errors.New("invoice holds values the worker cannot use")
+
 // Invoice is one invoice as stored in a tenant schema, with its customer,
 // its line items and its current document.
 type Invoice struct {
@@ -126,7 +132,7 @@ func scanInvoice(row pgx.Row, id int64, inv *Invoice) error {
 	// (upper(btrim(currency))) gave the stored amount.
 	inv.Currency = strings.ToUpper(strings.TrimSpace(inv.Currency))
 	if inv.Amount, err = decimal.NewFromString(amount); err != nil {
-		return fmt.Errorf("load invoice %d: amount %q: %w", id, amount, err)
+		return fmt.Errorf("load invoice %d: %w: amount %.40q: %w", id, ErrInvalidData, amount, err)
 	}
 	if due != nil {
 		inv.DueAt = *due
@@ -147,10 +153,10 @@ func scanInvoice(row pgx.Row, id int64, inv *Invoice) error {
 		l := &inv.Lines[i]
 		l.Description = descs[i]
 		if l.Quantity, err = decimal.NewFromString(qtys[i]); err != nil {
-			return fmt.Errorf("load line items of invoice %d: quantity %q: %w", id, qtys[i], err)
+			return fmt.Errorf("load line items of invoice %d: %w: quantity %.40q: %w", id, ErrInvalidData, qtys[i], err)
 		}
 		if l.UnitPrice, err = decimal.NewFromString(prices[i]); err != nil {
-			return fmt.Errorf("load line items of invoice %d: unit price %q: %w", id, prices[i], err)
+			return fmt.Errorf("load line items of invoice %d: %w: unit price %.40q: %w", id, ErrInvalidData, prices[i], err)
 		}
 	}
 	return nil

@@ -81,7 +81,8 @@ type pdfResult struct {
 // archived as not found.
 //
 // It is idempotent: the renderer is deterministic. A missing invoice, an
-// invoice the renderer refuses (over PDFMaxLines, a document over
+// invoice whose stored values cannot be used (invoice.ErrInvalidData: a
+// NaN amount), an invoice the renderer refuses (over PDFMaxLines, a document over
 // PDFMaxBytes, an invalid currency) archive the task with the reason
 // (asynq.SkipRetry); a database or storage error, or the task's deadline,
 // is returned as is and retried.
@@ -176,6 +177,9 @@ func (h *Handlers) InvoicePDF(ctx context.Context, p tasks.InvoicePDF) error {
 			h.deleteDocument(ctx, t.ID, key)
 		}
 		return invoiceNotFound(p.InvoiceID, t.ID)
+	}
+	if errors.Is(err, invoice.ErrInvalidData) {
+		return Permanentf("render invoice %d of tenant %s: %w", p.InvoiceID, t.ID, err)
 	}
 	if err != nil {
 		if IsPermanent(err) {

@@ -541,3 +541,33 @@ func TestRendersOfOneInvoiceRunInTurn(t *testing.T) {
 		t.Errorf("stored PDF lacks the edit:\n%s", text)
 	}
 }
+
+// TestNaNInvoiceIsArchivedAtOnce: an invoice whose stored amount is NaN
+// (PostgreSQL's numeric takes it) fails the same way on every attempt: its
+// render and its reminder are archived at once, with the public reason
+// that it cannot be rendered, and no document is written.
+func TestNaNInvoiceIsArchivedAtOnce(t *testing.T) {
+	t.Parallel()
+	e := newHandlerEnv(t, nil)
+	acme := e.provision(t, "acme", "Acme")
+	id := e.addInvoice(t, acme, acmeCustomer, overdueInvoice("NAN-1"))
+	e.inTenant(t, acme, func(ctx context.Context, tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `UPDATE invoices SET amount = 'NaN' WHERE id = $1`, id)
+		return err
+	})
+	for _, p := range []tasks.Payload{
+		tasks.InvoicePDF{TenantID: acme.ID, InvoiceID: id},
+		tasks.InvoiceReminder{TenantID: acme.ID, InvoiceID: id, Day: tasks.DayOf(time.Now())},
+	} {
+		err := e.work(p)
+		if !errors.Is(err, asynq.SkipRetry) || !errors.Is(err, invoice.ErrInvalidData) {
+			t.Errorf("%T of a NaN invoice = %v, want asynq.SkipRetry wrapping invoice.ErrInvalidData", p, err)
+		}
+		if got := worker.PublicReason(err); got != worker.ReasonInvoiceInvalid {
+			t.Errorf("%T: public reason %q, want %q", p, got, worker.ReasonInvoiceInvalid)
+		}
+	}
+	if _, _, err := e.docs.Open(e.ctx, acme.ID, invoice.DocumentKey(id)); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("document of a NaN invoice: %v, want ErrNotFound", err)
+	}
+}

@@ -192,6 +192,8 @@ func (h *Handlers) InvoiceReminder(ctx context.Context, p tasks.InvoiceReminder)
 	switch {
 	case errors.Is(err, invoice.ErrNotFound):
 		return invoiceNotFound(p.InvoiceID, t.ID)
+	case errors.Is(err, invoice.ErrInvalidData):
+		return Permanentf("reminder for invoice %d on %s: %w", p.InvoiceID, p.Day, err)
 	case err != nil && !detached && taskCtx.Err() != nil:
 		// The task ended before the send (finishCtx ended with it).
 		return fmt.Errorf("reminder for invoice %d on %s not sent: %w: %w", p.InvoiceID, p.Day, taskCtx.Err(), err)

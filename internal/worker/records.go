@@ -36,7 +36,7 @@ func PublicReason(err error) string {
 	switch {
 	case errors.Is(err, invoice.ErrNotFound):
 		return ReasonInvoiceNotFound
-	case errors.Is(err, pdf.ErrInvalidInvoice):
+	case errors.Is(err, pdf.ErrInvalidInvoice), errors.Is(err, invoice.ErrInvalidData):
 		return ReasonInvoiceInvalid
 	case errors.Is(err, tasks.ErrInvalidPayload):
 		return ReasonInvalidTask
