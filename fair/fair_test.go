@@ -1116,3 +1116,40 @@ func TestHoldKeepsEnqueueTime(t *testing.T) {
 		t.Fatalf("after the release: %d waiting, oldest %v; want one, waiting at least 15s", s.Waiting, s.OldestWait)
 	}
 }
+
+// TestAdmissionOverAFinishedTaskStartsAFreshRecord: a waiting task whose id
+// asynq holds as finished by the time it is admitted (a task of that id
+// enqueued past the dispatcher, and completed meanwhile) is admitted with a
+// fresh asynq record: the finished run's result and completion time do not
+// show on the new pending task.
+func TestAdmissionOverAFinishedTaskStartsAFreshRecord(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1)
+	ctx := context.Background()
+	p := fair.Policy{Weight: 1}
+	res := enqueue(t, b, "tn_fresh", p, 0, 2) // #0 admitted, #1 waiting
+	waiting := res[1].ID
+	key := "asynq:{" + q + "}:t:" + waiting
+	if err := b.rdb.HSet(ctx, key, "state", "completed", "result", `{"old":true}`, "completed_at", 1).Err(); err != nil {
+		t.Fatal(err)
+	}
+	b.rdb.ZAdd(ctx, "asynq:{"+q+"}:completed", redis.Z{Score: 1, Member: waiting})
+
+	first := dequeue(t, b)
+	done(t, b, first)
+	if err := b.d.Complete(ctx, q, []fair.Report{{TaskID: first, TenantID: "tn_fresh", Type: "invoice:pdf", Cost: time.Millisecond}}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.rdb.HGetAll(ctx, key).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got["state"] != "pending" || got["msg"] == "" {
+		t.Fatalf("admitted task's record %v, want pending with its message", got)
+	}
+	for _, stale := range []string{"result", "completed_at"} {
+		if v, ok := got[stale]; ok {
+			t.Errorf("admitted task's record keeps the finished run's %s = %q", stale, v)
+		}
+	}
+}

@@ -343,10 +343,11 @@ local function admit()
         i.taken[typ] = (i.taken[typ] or 0) - 1
         local key = A .. 't:' .. id
         local st = redis.call('HGET', key, 'state')
-        if st == 'completed' then
-          redis.call('ZREM', A .. 'completed', id)
-        elseif st == 'archived' then
-          redis.call('ZREM', A .. 'archived', id)
+        if st == 'completed' or st == 'archived' then
+          -- A finished run of the id (enqueued past the dispatcher): the
+          -- new task starts a fresh record, without its result or times.
+          redis.call('ZREM', A .. st, id)
+          redis.call('DEL', key)
         end
         if st and st ~= 'completed' and st ~= 'archived' then
           -- The id is live in asynq already (enqueued past the dispatcher):
