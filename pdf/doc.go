@@ -22,7 +22,10 @@
 // regular and bold, so names such as "Müller GmbH", "Zoë", "Ωmega" or "Łódź"
 // print as written and can be searched and copied. Characters outside the
 // Basic Multilingual Plane (emoji, for instance) and control characters are
-// replaced by U+FFFD; no other character is ever replaced or dropped. The
+// replaced by U+FFFD, and invisible format characters (zero-width spaces
+// and joiners, bidirectional marks and overrides, byte-order marks: all of
+// Unicode's Cf but the soft hyphen) are left out, since the fonts have no
+// glyph for them; no other character is ever replaced or dropped. The
 // fonts have no glyphs for some scripts (Chinese, Japanese, Arabic, Hebrew,
 // for instance): such characters print as empty boxes, still extract as
 // written, and are listed in [Result.Missing]. Text is laid out left to

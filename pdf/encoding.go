@@ -171,6 +171,8 @@ func (e *encoding) text(s string, multiline bool) (string, bool) {
 			continue // \r\n is one line break
 		}
 		switch r = cleanRune(r, multiline); {
+		case r < 0:
+			// left out
 		case r < 0x80:
 			b.WriteByte(byte(r))
 		case e.codes == nil:
@@ -197,7 +199,8 @@ func printableASCII(s string) bool {
 	return true
 }
 
-// cleanRune is the rune cleanText writes for r (see there); \r\n has been
+// cleanRune is the rune cleanText writes for r (see there), negative for
+// one it leaves out; \r\n has been
 // made one \n before.
 func cleanRune(r rune, multiline bool) rune {
 	switch {
@@ -211,6 +214,12 @@ func cleanRune(r rune, multiline bool) rune {
 	case r == unicode.ReplacementChar, r > 0xFFFF, unicode.IsControl(r),
 		r >= 0xD800 && r <= 0xDFFF:
 		return unicode.ReplacementChar
+	case r != softHyphen && unicode.Is(unicode.Cf, r):
+		return -1 // invisible: left out
 	}
 	return r
 }
+
+// softHyphen is the one format character the fonts draw (where a line
+// breaks inside a word); the others are left out of the document.
+const softHyphen = '\u00AD'

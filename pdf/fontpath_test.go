@@ -156,6 +156,28 @@ func TestRenderEveryCharacter(t *testing.T) {
 	}
 }
 
+// TestRenderLeavesOutFormatCharacters: invisible format characters
+// (zero-width spaces and joiners, bidirectional marks and overrides, a
+// byte-order mark), common in pasted text, are left out rather than drawn
+// as boxes; the soft hyphen stays. The text stays on its single-byte path.
+func TestRenderLeavesOutFormatCharacters(t *testing.T) {
+	t.Parallel()
+	inv := invoiceWith("\uFEFFAcme\u200B GmbH", "Zo\u200Dë\u200E Mü\u202Eller\u202C", "Kaffee\u2060bohnen \u2066x\u2069")
+	doc, res := renderResult(t, Renderer{}, inv)
+	if res.FontPath != FontPathCP1252 || res.MissingCount != 0 {
+		t.Errorf("font path %s, %d missing (%q); want cp1252 and none", res.FontPath, res.MissingCount, res.Missing)
+	}
+	text := pdfText(t, doc, 0)
+	for _, want := range []string{"Acme GmbH", "Zoë Müller", "Kaffeebohnen x"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("PDF text lacks %q:\n%s", want, text)
+		}
+	}
+	if got := cleanText("a\u00ADb\u200Bc\u202Ed", false); got != "a\u00ADbcd" {
+		t.Errorf("cleanText kept %+q, want the soft hyphen only", got)
+	}
+}
+
 // TestRenderReportsMissingGlyphs: the characters the fonts lack are
 // reported, the first MaxReportedMissing of them and their count.
 func TestRenderReportsMissingGlyphs(t *testing.T) {
