@@ -202,6 +202,11 @@ func (c *Cache) AddDatabase(ctx context.Context, name, url string) (Database, er
 	return c.backend.AddDatabase(ctx, name, url)
 }
 
+// RemoveDatabase passes through to the backend (nothing of it is cached).
+func (c *Cache) RemoveDatabase(ctx context.Context, name string) error {
+	return c.backend.RemoveDatabase(ctx, name)
+}
+
 // Databases lists the registered databases from the backend, uncached.
 func (c *Cache) Databases(ctx context.Context) ([]Database, error) {
 	return c.backend.Databases(ctx)

@@ -181,6 +181,11 @@ type PlacementStore interface {
 	// Databases lists the registered databases in name order, each with
 	// its tenant count.
 	Databases(ctx context.Context) ([]Database, error)
+	// RemoveDatabase unregisters a tenant database that holds no tenant.
+	// Errors: ErrNotFound for a name not registered, ErrConflict for
+	// tenantctx.DefaultDatabase (the catalog's own) or a database that
+	// holds tenants (also one placed there while the removal ran).
+	RemoveDatabase(ctx context.Context, name string) error
 	// SetPlacement records that the tenant's schema now lives in database
 	// to, if it is placed on from (a compare-and-set: of two moves started
 	// from the same placement, only the first switch succeeds; from == to

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/invoicing/tenantworker/tenantctx"
 )
@@ -23,6 +24,41 @@ func (p *Postgres) AddDatabase(ctx context.Context, name, url string) (Database,
 		return Database{}, fmt.Errorf("add database %s: %w", name, translatePgError(err))
 	}
 	return d, nil
+}
+
+// RemoveDatabase unregisters a database that holds no tenant. The
+// tenants' foreign key to tenancy.databases refuses the delete when a
+// tenant is placed there, also one a concurrent provisioning or move is
+// placing there.
+func (p *Postgres) RemoveDatabase(ctx context.Context, name string) error {
+	if err := tenantctx.ValidateDatabaseName(name); err != nil {
+		return fmt.Errorf("remove database: %w: %w", ErrNotFound, err)
+	}
+	if name == tenantctx.DefaultDatabase {
+		return fmt.Errorf("remove database %s: %w: it is the catalog's own database", name, ErrConflict)
+	}
+	var tenants int64
+	err := p.pool.QueryRow(ctx, `
+		WITH removed AS (
+			DELETE FROM tenancy.databases d WHERE d.name = $1
+			   AND NOT EXISTS (SELECT 1 FROM tenancy.tenants t WHERE t.database = d.name)
+			RETURNING d.name)
+		-- -1: removed; otherwise the tenants placed there (none: it was not
+		-- registered).
+		SELECT CASE WHEN EXISTS (SELECT 1 FROM removed) THEN -1
+		            ELSE (SELECT count(*) FROM tenancy.tenants WHERE database = $1) END`, name).Scan(&tenants)
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.As(err, &pgErr) && pgErr.Code == "23503": // a tenant was placed there meanwhile
+		return fmt.Errorf("remove database %s: %w: a tenant was placed there meanwhile", name, ErrConflict)
+	case err != nil:
+		return fmt.Errorf("remove database %s: %w", name, err)
+	case tenants > 0:
+		return fmt.Errorf("remove database %s: %w: %d tenants are placed there (move them first)", name, ErrConflict, tenants)
+	case tenants == 0:
+		return fmt.Errorf("remove database %s: %w", name, ErrNotFound)
+	}
+	return nil
 }
 
 // Databases lists the registered databases with their tenant counts.

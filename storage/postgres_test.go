@@ -319,3 +319,44 @@ func TestMigrateCatalogWarnsOfForeignMigrations(t *testing.T) {
 		}
 	}
 }
+
+// TestRemoveDatabaseRacingAPlacement: a database being removed while a
+// tenant is placed there (its row inserted, not yet committed) is not
+// removed: the removal waits for the placement, then answers ErrConflict.
+func TestRemoveDatabaseRacingAPlacement(t *testing.T) {
+	t.Parallel()
+	b := setupPostgres(t)
+	ctx := testContext(t)
+	if _, err := b.catalog.AddDatabase(ctx, "eu-3", ""); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := b.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.Exec(ctx, `INSERT INTO tenancy.tenants (id, slug, status, schema_name, database)
+		VALUES ('tn_racer', 'racer', 'active', 'tenant_racer', 'eu-3')`); err != nil {
+		t.Fatal(err)
+	}
+	removed := make(chan error, 1)
+	go func() { removed <- b.catalog.RemoveDatabase(ctx, "eu-3") }()
+	testenv.WaitFor(t, 30*time.Second, "the removal to wait for the placement", func() bool {
+		var n int
+		err := b.pool.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE NOT granted`).Scan(&n)
+		return err == nil && n > 0
+	})
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-removed; !errors.Is(err, storage.ErrConflict) {
+		t.Errorf("RemoveDatabase racing a placement = %v, want ErrConflict", err)
+	}
+	ds, err := b.catalog.Databases(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ds) != 2 || ds[0].Name != "eu-3" || ds[0].Tenants != 1 {
+		t.Errorf("databases %+v, want eu-3 kept with its tenant", ds)
+	}
+}

@@ -48,7 +48,7 @@ commands:
   migrate    enqueue tenant schema migrations:
              migrate --all [--wait] [--timeout 10m] [--poll 500ms]
   pdf        enqueue an invoice PDF render: pdf --tenant SLUG --invoice ID
-  db         tenant databases: db list | db add NAME URL
+  db         tenant databases: db list | db add NAME URL | db remove NAME
   tenant     tenants: tenant add SLUG [--name N] [--plan P] [--database DB]
              | tenant move SLUG --to DB [--grace 3s] [--drain-timeout 5m]
   queues     fair dispatch's backlogs per queue, the largest by tenant, and

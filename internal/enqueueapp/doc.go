@@ -19,7 +19,7 @@
 //	enqueue [serve] [--addr ADDR]
 //	enqueue migrate --all [--wait] [--timeout 10m]
 //	enqueue pdf --tenant SLUG --invoice ID
-//	enqueue db list | db add NAME URL
+//	enqueue db list | db add NAME URL | db remove NAME
 //	enqueue tenant add SLUG [--name N] [--plan P] [--database DB] | tenant move SLUG --to DB
 //	enqueue queues [--top N] [--json]
 package enqueueapp

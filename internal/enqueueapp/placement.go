@@ -17,17 +17,18 @@ import (
 // ActorCLI is the audit actor of the operator CLI.
 const ActorCLI = "cli"
 
-// dbCmd is "enqueue db list" and "enqueue db add NAME URL".
+// dbCmd is "enqueue db list", "enqueue db add NAME URL" and "enqueue db
+// remove NAME".
 func dbCmd(ctx context.Context, args []string, sio IO) error {
 	if len(args) == 0 {
-		return fmt.Errorf("%w: want db list or db add NAME URL", errUsage)
+		return fmt.Errorf("%w: want db list, db add NAME URL or db remove NAME", errUsage)
 	}
 	sub, rest := args[0], args[1:]
 	if isHelp(sub) {
-		fmt.Fprint(sio.Stdout, "usage: enqueue db list | db add NAME URL\n")
+		fmt.Fprint(sio.Stdout, "usage: enqueue db list | db add NAME URL | db remove NAME\n")
 		return flag.ErrHelp
 	}
-	fs := flagSet("db "+sub, "db list | db add NAME URL", sio)
+	fs := flagSet("db "+sub, "db list | db add NAME URL | db remove NAME", sio)
 	if err := fs.Parse(rest); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -37,14 +38,22 @@ func dbCmd(ctx context.Context, args []string, sio IO) error {
 	switch {
 	case sub == "list" && fs.NArg() == 0:
 	case sub == "add" && fs.NArg() == 2:
+	case sub == "remove" && fs.NArg() == 1:
 	default:
-		return fmt.Errorf("%w: want db list or db add NAME URL", errUsage)
+		return fmt.Errorf("%w: want db list, db add NAME URL or db remove NAME", errUsage)
 	}
 	b, err := openCLI(ctx, sio)
 	if err != nil {
 		return err
 	}
 	defer b.close()
+	if sub == "remove" {
+		if err := b.Pools.Remove(ctx, fs.Arg(0)); err != nil {
+			return err
+		}
+		fmt.Fprintf(sio.Stdout, "removed tenant database %s\n", fs.Arg(0))
+		return nil
+	}
 	if sub == "add" {
 		d, err := b.Pools.Add(ctx, fs.Arg(0), fs.Arg(1))
 		if err != nil {

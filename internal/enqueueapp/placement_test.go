@@ -73,6 +73,31 @@ func TestDBAndTenantCommands(t *testing.T) {
 	if code, _, stderr := f.run(t, false, "tenant", "move", "globex", "--to", "eu2"); code != enqueueapp.ExitFailure || !strings.Contains(stderr, "provisioning") {
 		t.Errorf("tenant move of a provisioning tenant: exit %d stderr %q", code, stderr)
 	}
+
+	// db remove: refused for a database holding tenants, main and an
+	// unknown name; an empty one goes, and leaves db list.
+	if code, _, stderr := f.run(t, false, "db", "add", "eu9", url); code != enqueueapp.ExitOK {
+		t.Fatalf("db add eu9: exit %d stderr %q", code, stderr)
+	}
+	for _, name := range []string{"eu2", "main", "nowhere"} {
+		if code, _, stderr := f.run(t, false, "db", "remove", name); code != enqueueapp.ExitFailure {
+			t.Errorf("db remove %s: exit %d stderr %q, want failure", name, code, stderr)
+		}
+	}
+	if code, _, stderr := f.run(t, false, "db", "remove", "eu2"); !strings.Contains(stderr, "1 tenants are placed there") {
+		t.Errorf("db remove of a database holding a tenant: exit %d stderr %q, want the count", code, stderr)
+	}
+	if code, stdout, stderr := f.run(t, false, "db", "remove", "eu9"); code != enqueueapp.ExitOK || !strings.Contains(stdout, "removed tenant database eu9") {
+		t.Fatalf("db remove eu9: exit %d stdout %q stderr %q", code, stdout, stderr)
+	}
+	if _, stdout, _ := f.run(t, false, "db", "list"); strings.Contains(stdout, "eu9") {
+		t.Errorf("db list after the removal still shows eu9:\n%s", stdout)
+	}
+	for _, args := range [][]string{{"db", "remove"}, {"db", "remove", "a", "b"}} {
+		if code, _, _ := f.run(t, false, args...); code != enqueueapp.ExitUsage {
+			t.Errorf("%q: exit %d, want %d", args, code, enqueueapp.ExitUsage)
+		}
+	}
 }
 
 // TestQueuesCommand: "enqueue queues" prints every queue's backlogs with

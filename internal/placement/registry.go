@@ -350,3 +350,30 @@ func (r *Registry) Add(ctx context.Context, name, dsn string) (storage.Database,
 	}
 	return r.opts.Catalog.AddDatabase(ctx, name, dsn)
 }
+
+// Remove unregisters database name (`enqueue db remove`): one that holds
+// no tenant and whose URL is not configured here (TENANT_DATABASES would
+// register it again at the next start). Its pool, when this registry
+// opened one, is closed; other processes keep theirs until they restart,
+// unused, since no tenant is placed there. Errors: storage.ErrNotFound for
+// a name not registered, storage.ErrConflict for "main", a configured
+// database or one holding tenants.
+func (r *Registry) Remove(ctx context.Context, name string) error {
+	if _, ok := r.opts.URLs[name]; ok {
+		return fmt.Errorf("remove database %s: %w: it is in TENANT_DATABASES (remove it there first, on every process)", name, storage.ErrConflict)
+	}
+	if r.opts.Catalog == nil {
+		return errors.New("remove database: no catalog")
+	}
+	if err := r.opts.Catalog.RemoveDatabase(ctx, name); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	l := r.pools[name]
+	delete(r.pools, name)
+	r.mu.Unlock()
+	if l != nil {
+		l.Close()
+	}
+	return nil
+}

@@ -121,6 +121,25 @@ func TestRegistryAcrossServers(t *testing.T) {
 		t.Errorf("Choose(nowhere) = %v, want ErrUnknownDatabase", err)
 	}
 
+	// Remove: a database configured in TENANT_DATABASES is refused (the
+	// next start would register it again); a registered one without
+	// tenants goes, and the pool opened for it is closed.
+	if err := r.Remove(ctx, "second"); !errors.Is(err, storage.ErrConflict) || !strings.Contains(err.Error(), "TENANT_DATABASES") {
+		t.Errorf("Remove(second, configured) = %v, want ErrConflict naming TENANT_DATABASES", err)
+	}
+	if err := r.Remove(ctx, "third"); err != nil {
+		t.Fatalf("Remove(third): %v", err)
+	}
+	if err := third.Ping(ctx); err == nil {
+		t.Error("third pool still open after Remove")
+	}
+	if _, err := r.Pool(ctx, "third"); !errors.Is(err, placement.ErrUnknownDatabase) {
+		t.Errorf("Pool(third) after Remove = %v, want ErrUnknownDatabase", err)
+	}
+	if got := r.Open(); len(got) != 2 {
+		t.Errorf("pools open after Remove: %v, want main and second", got)
+	}
+
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -355,6 +355,29 @@ func (m *Catalog) AddDatabase(_ context.Context, name, url string) (storage.Data
 	return d, nil
 }
 
+// RemoveDatabase unregisters a database that holds no tenant.
+func (m *Catalog) RemoveDatabase(_ context.Context, name string) error {
+	if name == tenantctx.DefaultDatabase {
+		return fmt.Errorf("remove database %s: %w: it is the catalog's own database", name, storage.ErrConflict)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.dbs[name]; !ok {
+		return fmt.Errorf("remove database %.70q: %w", name, storage.ErrNotFound)
+	}
+	n := 0
+	for _, t := range m.tenants {
+		if t.DatabaseName() == name {
+			n++
+		}
+	}
+	if n > 0 {
+		return fmt.Errorf("remove database %s: %w: %d tenants are placed there (move them first)", name, storage.ErrConflict, n)
+	}
+	delete(m.dbs, name)
+	return nil
+}
+
 // Databases lists the registered databases in name order with their
 // tenant counts.
 func (m *Catalog) Databases(_ context.Context) ([]storage.Database, error) {

@@ -40,6 +40,7 @@ func TestCatalog(t *testing.T, newCatalog NewCatalogFunc) {
 		{"Audit", testAudit},
 		{"AuditOnce", testAuditOnce},
 		{"Placement", testPlacement},
+		{"RemoveDatabase", testRemoveDatabase},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -100,3 +100,53 @@ func testPlacement(t *testing.T, c storage.Catalog) {
 		t.Errorf("placement of the deleting tenant after a refused move = %+v, %v; want main", got, err)
 	}
 }
+
+// testRemoveDatabase: a registered database without tenants is removed;
+// one holding tenants, the catalog's own, and an unknown name are refused.
+func testRemoveDatabase(t *testing.T, c storage.Catalog) {
+	ctx := testContext(t)
+	for _, name := range []string{"eu-2", "eu-3"} {
+		if _, err := c.AddDatabase(ctx, name, ""); err != nil {
+			t.Fatalf("AddDatabase(%s): %v", name, err)
+		}
+	}
+	tn := newTenant(t, tenantctx.StatusActive)
+	tn.Database = "eu-2"
+	if _, err := c.CreateTenant(ctx, tn); err != nil {
+		t.Fatalf("CreateTenant on eu-2: %v", err)
+	}
+	if err := c.RemoveDatabase(ctx, "eu-2"); !errors.Is(err, storage.ErrConflict) {
+		t.Errorf("RemoveDatabase(a database holding a tenant) = %v, want ErrConflict", err)
+	}
+	if err := c.RemoveDatabase(ctx, tenantctx.DefaultDatabase); !errors.Is(err, storage.ErrConflict) {
+		t.Errorf("RemoveDatabase(main) = %v, want ErrConflict", err)
+	}
+	for _, name := range []string{"nowhere", "No Where"} {
+		if err := c.RemoveDatabase(ctx, name); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("RemoveDatabase(%q) = %v, want ErrNotFound", name, err)
+		}
+	}
+	if err := c.RemoveDatabase(ctx, "eu-3"); err != nil {
+		t.Fatalf("RemoveDatabase(an empty database): %v", err)
+	}
+	if err := c.RemoveDatabase(ctx, "eu-3"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("RemoveDatabase(eu-3) again = %v, want ErrNotFound", err)
+	}
+	ds, err := c.Databases(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, d := range ds {
+		names = append(names, d.Name)
+	}
+	if len(names) != 2 || names[0] != "eu-2" || names[1] != tenantctx.DefaultDatabase {
+		t.Errorf("databases after the removal = %v, want [eu-2 main]", names)
+	}
+	// A new tenant can no longer be placed on the removed database.
+	gone := newTenant(t, tenantctx.StatusActive)
+	gone.Database = "eu-3"
+	if _, err := c.CreateTenant(ctx, gone); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("CreateTenant on a removed database = %v, want ErrNotFound", err)
+	}
+}
