@@ -380,6 +380,30 @@ func (d *Dispatcher) Complete(ctx context.Context, queue string, reports []Repor
 	return nil
 }
 
+// SetPolicy applies p to the tenant in each of queues where the
+// dispatcher keeps state of it (Enqueue stores the policy it is given, so
+// without this a changed policy would reach a queue only with the
+// tenant's next enqueue there): a raised running cap or weight takes
+// effect on the tenant's backlog at once, a lowered cap stops admissions
+// past it. Queues where the tenant has no state are left alone.
+func (d *Dispatcher) SetPolicy(ctx context.Context, tenantID string, p Policy, queues ...string) error {
+	if err := checkTenant(tenantID); err != nil {
+		return err
+	}
+	for _, q := range queues {
+		if err := checkQueue(q); err != nil {
+			return err
+		}
+		args := append(d.common(4), tenantID, max(p.Weight, 1), max(p.MaxRunning, 0), max(p.MaxWaiting, 0))
+		reply, err := policyScript.Run(ctx, d.rdb, keys(q), args...).Result()
+		if err != nil {
+			return fmt.Errorf("fair: set policy of tenant %s in %s: %w", tenantID, q, err)
+		}
+		d.observe(q, reply)
+	}
+	return nil
+}
+
 // Pump admits whatever queue has room for and returns how many tasks it
 // admitted.
 func (d *Dispatcher) Pump(ctx context.Context, queue string) (int, error) {

@@ -556,6 +556,23 @@ if #all > 0 then ewmaAll(P .. 'cost', '*', all) end
 return admit()
 `)
 
+// policyScript applies a tenant's changed policy in this queue at once,
+// not at its next enqueue: a tenant with a backlog that enqueues nothing
+// more would otherwise keep its old weight and caps until the backlog is
+// gone. A tenant without state here (it never enqueued in this queue, or
+// was forgotten) gets none: its next enqueue brings the policy.
+//
+//	ARGV[10] tenant, ARGV[11] weight, ARGV[12] max running, ARGV[13] max waiting.
+//
+// It returns admit()'s list.
+var policyScript = redis.NewScript(prelude + `
+local t = ARGV[10]
+if redis.call('EXISTS', tkey(t)) == 0 then return {} end
+redis.call('HSET', tkey(t), 'w', ARGV[11], 'mr', ARGV[12], 'mw', ARGV[13])
+reconsider(t)
+return admit()
+`)
+
 // pumpScript admits what fits; workers run it periodically as a safety
 // net (enqueues and completions admit on their own).
 var pumpScript = redis.NewScript(prelude + `

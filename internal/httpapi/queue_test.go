@@ -294,8 +294,8 @@ func TestTenantQueueRoutes(t *testing.T) {
 	}
 	// The queue view names the policy's fields as the limits route does:
 	// now the enterprise plan's weight and backlog cap and the override's
-	// cap; in each queue, the policy its last enqueue carried (the free
-	// plan's).
+	// cap, in each queue the tenant has a backlog in too (PUT limits
+	// reaches them at once, not with the next enqueue).
 	q = b.admin(t, http.MethodGet, "/admin/tenants/"+tn.ID+"/queue", "")
 	wantStatus(t, q, http.StatusOK)
 	view := q.json(t)
@@ -304,7 +304,7 @@ func TestTenantQueueRoutes(t *testing.T) {
 	}
 	for _, qs := range view["queues"].([]any) {
 		p := qs.(map[string]any)["policy"].(map[string]any)
-		if want := map[string]any{"weight": float64(1), "max_running": float64(10), "max_waiting": float64(10_000)}; qs.(map[string]any)["queue"] == tasks.QueueDefault && !maps.Equal(p, want) {
+		if want := map[string]any{"weight": float64(4), "max_running": float64(3), "max_waiting": float64(200_000)}; qs.(map[string]any)["queue"] == tasks.QueueDefault && !maps.Equal(p, want) {
 			t.Fatalf("policy of queue %v: %v, want %v", qs.(map[string]any)["queue"], p, want)
 		}
 	}

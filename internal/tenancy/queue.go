@@ -175,12 +175,15 @@ func (s *Service) DrainQueue(ctx context.Context, id, actor string) (fair.Draine
 
 // SetLimits changes the tenant's plan (empty keeps it) and its limits,
 // which override the plan's share and caps (tenantctx.Limits; zero fields
-// mean the plan's). New enqueues use them at once. It writes
-// ActionLimitsChanged. Errors: storage.ErrNotFound, ErrUnknownPlan for a
-// plan this process has no policy for, ErrRefused for a tenant being
-// deleted, tenantctx.ErrInvalidLimits, or storage.ErrInvalidationFailed
-// (with the tenant) when the change is saved but other processes may use
-// the old limits until their cache entry expires.
+// mean the plan's). New enqueues use them at once, and so does the
+// tenant's backlog in every queue where it has one (fair.Dispatcher.SetPolicy).
+// It writes ActionLimitsChanged. Errors: storage.ErrNotFound,
+// ErrUnknownPlan for a plan this process has no policy for, ErrRefused
+// for a tenant being deleted, tenantctx.ErrInvalidLimits, or
+// storage.ErrInvalidationFailed (with the tenant) when the change is saved
+// but other processes may use the old limits until their cache entry
+// expires, or the dispatcher could not be told (its queues keep the old
+// policy until the tenant's next enqueue); repeating the call is safe.
 func (s *Service) SetLimits(ctx context.Context, id, plan string, l tenantctx.Limits, actor string) (tenantctx.Tenant, error) {
 	if err := s.checkPlan(plan); err != nil {
 		return tenantctx.Tenant{}, fmt.Errorf("set limits of tenant %s: %w", id, err)
@@ -199,6 +202,14 @@ func (s *Service) SetLimits(ctx context.Context, id, plan string, l tenantctx.Li
 	// Saved (perhaps not yet propagated: the error says so after the entry).
 	detail := map[string]any{"plan": t.Plan, "limits": t.Limits}
 	s.logFailure(ctx, id, ActionLimitsChanged, s.audit(ctx, id, actor, ActionLimitsChanged, detail))
+	// The dispatcher keeps the policy of a tenant's last enqueue: without
+	// this, a tenant with a backlog that enqueues nothing more would keep
+	// its old weight and caps until the backlog is gone.
+	if s.fair != nil && s.plans != nil {
+		if perr := s.fair.SetPolicy(ctx, id, s.plans.PolicyOf(t), s.layout().Queues()...); perr != nil && err == nil {
+			err = fmt.Errorf("%w: the tenant's queues keep the old policy: %w", storage.ErrInvalidationFailed, perr)
+		}
+	}
 	if err != nil {
 		return t, fmt.Errorf("set limits of tenant %s: %w", id, err)
 	}

@@ -216,6 +216,23 @@ func TestSetLimitsAndNoDispatch(t *testing.T) {
 	}
 }
 
+// TestSetLimitsReachTheBacklog: limits set while the tenant has a backlog
+// apply to it at once, not only once the tenant enqueues again (the
+// dispatcher kept the policy of the last enqueue).
+func TestSetLimitsReachTheBacklog(t *testing.T) {
+	t.Parallel()
+	b := setupFair(t)
+	tn := b.active(t, "limits-backlog")
+	b.pdfs(t, tn, 3)
+	if _, err := b.svc.SetLimits(b.ctx, tn.ID, "", tenantctx.Limits{Weight: 3, MaxRunning: 1, MaxWaiting: 7}, tenancy.ActorAdmin); err != nil {
+		t.Fatal(err)
+	}
+	want := fair.Policy{Weight: 3, MaxRunning: 1, MaxWaiting: 7}
+	if d := inDefault(t, b.queue(t, tn.ID)); d.Policy != want || d.Waiting != 2 || d.Admitted != 1 {
+		t.Fatalf("default queue after SetLimits: %+v, want policy %+v", d, want)
+	}
+}
+
 // TestQueueOperationsOverShards: with three queue shards, tenants on
 // different shards of the default class are each reported, paused,
 // resumed, suspended and drained in their own shard, and no other
