@@ -47,3 +47,63 @@ func TestSetPolicyAppliesToBacklog(t *testing.T) {
 		t.Fatalf("a tenant without state got some: %d, %v", n, err)
 	}
 }
+
+// tenantVT is the tenant's virtual time: its score in the ready set, or
+// the one kept in its state while it is not ready.
+func tenantVT(t *testing.T, b bundle, tenant string) float64 {
+	t.Helper()
+	ctx := context.Background()
+	if s, err := b.rdb.ZScore(ctx, "fair:{"+q+"}:ready", tenant).Result(); err == nil {
+		return s
+	}
+	v, err := b.rdb.HGet(ctx, "fair:{"+q+"}:t:"+tenant, "vt").Float64()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// TestWeightChangeKeepsChargesConsistent: a task is charged its estimate
+// over the weight its tenant had when it was admitted; a weight changed
+// while it is admitted must not change what its refund (a hold moves it
+// back) or its correction (its report) takes off again, or the tenant
+// gains or loses virtual time it never used.
+func TestWeightChangeKeepsChargesConsistent(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	// DefaultCost (5 ms) is the estimate: admitted at weight 4, a task is
+	// charged 1250 us of virtual time.
+	t.Run("refund", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, 50)
+		enqueue(t, b, "tn_w", fair.Policy{Weight: 4}, 0, 1)
+		if v := tenantVT(t, b, "tn_w"); v != 1250 {
+			t.Fatalf("virtual time after admission %v, want 1250", v)
+		}
+		if err := b.d.SetPolicy(ctx, "tn_w", fair.Policy{Weight: 1}, q); err != nil {
+			t.Fatal(err)
+		}
+		if moved, err := b.d.Hold(ctx, "tn_w", fair.Paused, q); err != nil || moved != 1 {
+			t.Fatalf("hold moved %d, %v; want 1", moved, err)
+		}
+		if v := tenantVT(t, b, "tn_w"); v != 0 {
+			t.Fatalf("virtual time after the refund %v, want 0 (what it was before the admission)", v)
+		}
+	})
+	t.Run("report", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, 50)
+		enqueue(t, b, "tn_w", fair.Policy{Weight: 4}, 0, 1)
+		if err := b.d.SetPolicy(ctx, "tn_w", fair.Policy{Weight: 1}, q); err != nil {
+			t.Fatal(err)
+		}
+		id := dequeue(t, b)
+		if err := b.d.Complete(ctx, q, []fair.Report{{Queue: q, TaskID: id, TenantID: "tn_w", Type: "invoice:pdf", Cost: 1000 * 1000}}); err != nil {
+			t.Fatal(err)
+		}
+		// 1 ms of worker time at the weight it was admitted with.
+		if v := tenantVT(t, b, "tn_w"); v != 250 {
+			t.Fatalf("virtual time after the report %v, want 250 (1000 us over weight 4)", v)
+		}
+	})
+}

@@ -30,7 +30,8 @@ import "github.com/redis/go-redis/v9"
 //	P..'t:'..tenant  HASH w (weight), mr (max running), mw (max waiting), vt (virtual time while not ready),
 //	                 n:<type> (waiting by type), c:<type> (measured cost EWMA, us)
 //	P..'run:'..tenant SET the tenant's admitted, unfinished task ids
-//	P..'adm'         HASH admitted task id -> tenant \t type \t estimated cost (us) \t enqueue time (ms)
+//	P..'adm'         HASH admitted task id -> tenant \t type \t estimated cost (us) \t enqueue time (ms) \t weight charged at
+//	                 (the estimate was charged over it; absent: the tenant's weight now)
 //	P..'dl'          ZSET admitted task id -> check-again time (ms)
 //	P..'hold'        HASH tenant -> hold reasons ('s' suspended, 'p' paused)
 //	P..'parked:'..tenant HASH task id -> type \t enqueue time (ms): tasks parked in asynq's retry set while held
@@ -162,17 +163,27 @@ local function countWaiting(t, typ, d)
   end
 end
 
+-- chargedWeight is the weight an admission record's estimate was charged
+-- over (field 5), or the tenant's weight now for a record without it.
+local function chargedWeight(f, t)
+  local w = num(f[5], nil)
+  if w == nil then return weight(t) end
+  if w < 1 then w = 1 end
+  return w
+end
+
 -- finish drops an admitted task's accounting; it returns its tenant, type,
--- estimated cost and enqueue time (ms; nil when not recorded), or nil when
--- the task was not admitted (any more).
+-- estimated cost, enqueue time (ms; nil when not recorded) and the weight
+-- the estimate was charged over, or nil when the task was not admitted
+-- (any more).
 local function finish(id)
   local meta = redis.call('HGET', P .. 'adm', id)
   if not meta then return nil end
   redis.call('HDEL', P .. 'adm', id)
   redis.call('ZREM', P .. 'dl', id)
-  local f = fields(meta, 3)
+  local f = fields(meta, 4)
   redis.call('SREM', P .. 'run:' .. f[1], id)
-  return f[1], f[2], num(f[3], 0), num(f[4], nil)
+  return f[1], f[2], num(f[3], 0), num(f[4], nil), chargedWeight(f, f[1])
 end
 
 -- wait puts a task back at the front of its tenant's backlog.
@@ -369,7 +380,7 @@ local function admit()
           local est = i.est[typ]
           if not est then est = estimate(t, typ); i.est[typ] = est end
           adm[#adm + 1] = id
-          adm[#adm + 1] = t .. SEP .. typ .. SEP .. fmt(est) .. SEP .. fmt(enq)
+          adm[#adm + 1] = t .. SEP .. typ .. SEP .. fmt(est) .. SEP .. fmt(enq) .. SEP .. fmt(i.w)
           dl[#dl + 1] = NOW + LEASE
           dl[#dl + 1] = id
           i.run = i.run + 1
@@ -496,20 +507,24 @@ return { 'ok', res, admit() }
 var completeScript = redis.NewScript(prelude + `
 local n = num(ARGV[10], 0)
 local seen, done, runs = {}, {}, {}
-local tenants = {}      -- tenant -> {delta = cost - estimate, summed; costs = {type -> {cost, ...}}} or false
+local tenants = {}      -- tenant -> {delta = (cost - estimate) / weight, summed; costs = {type -> {cost, ...}}} or false
 local byType, all = {}, {}
 for i = 0, n - 1 do
   local b = 11 + i * 4
   local id, t, typ, cost = ARGV[b], ARGV[b + 1], ARGV[b + 2], num(ARGV[b + 3], 0)
-  local est = 0
+  local est, w = 0, nil
   if not seen[id] and redis.call('HGET', A .. 't:' .. id, 'state') ~= 'pending' then
     local meta = redis.call('HGET', P .. 'adm', id)
     if meta then
-      local f = fields(meta, 3)
+      local f = fields(meta, 4)
       done[#done + 1] = id
       runs[f[1]] = runs[f[1]] or {}
       table.insert(runs[f[1]], id)
       est = num(f[3], 0)
+      -- The correction goes over the weight the estimate was charged
+      -- over: a weight changed meanwhile must not turn it into a gain.
+      w = num(f[5], nil)
+      if w and w < 1 then w = 1 end
     end
     seen[id] = true
   end
@@ -522,7 +537,7 @@ for i = 0, n - 1 do
     tenants[t] = s
   end
   if s then
-    s.delta = s.delta + cost - est
+    s.delta = s.delta + (cost - est) / (w or s.w)
     s.costs[typ] = s.costs[typ] or {}
     table.insert(s.costs[typ], cost)
   end
@@ -540,7 +555,7 @@ for t, s in pairs(tenants) do
     -- Charge the difference to the estimate. A tenant in the ready set
     -- stays there (finished tasks only free its slots); one outside it may
     -- have become eligible by the slots freed here.
-    local d = s.delta / s.w
+    local d = s.delta
     local r = redis.call('ZSCORE', P .. 'ready', t)
     if r then
       if d ~= 0 then redis.call('ZADD', P .. 'ready', fmt(tonumber(r) + d), t) end
@@ -633,8 +648,8 @@ var parkScript = redis.NewScript(prelude + `
 local id, t, typ = ARGV[10], ARGV[11], ARGV[12]
 if not held(t) then return 'free' end
 -- It will be admitted (and charged) again on release: refund this time.
-local ft, _, est, enq = finish(id)
-if ft then charge(ft, -est / weight(ft)) end
+local ft, _, est, enq, w = finish(id)
+if ft then charge(ft, -est / w) end
 enq = enq or parkedSince(t, id)
 redis.call('HSET', P .. 'parked:' .. t, id, typ .. SEP .. fmt(enq or NOW))
 redis.call('SADD', P .. 'parkedt', t)
@@ -697,10 +712,10 @@ if set then
       local key = A .. 't:' .. id
       if redis.call('HGET', key, 'state') == 'pending' then
         local msg = redis.call('HGET', key, 'msg')
-        local _, typ, est, enq = finish(id)
+        local _, typ, est, enq, w = finish(id)
         redis.call('LREM', A .. 'pending', 1, id)
         redis.call('DEL', key)
-        charge(t, -est / weight(t))
+        charge(t, -est / w)
         wait(t, id, typ, msg, enq or NOW)
         moved = moved + 1
       end
@@ -780,8 +795,8 @@ if ARGV[12] == '1' then
     if redis.call('HGET', key, 'state') == 'pending' then
       redis.call('LREM', A .. 'pending', 1, id)
       redis.call('DEL', key)
-      local ft, _, est = finish(id)
-      if ft then charge(ft, -est / weight(ft)) end -- it never runs
+      local ft, _, est, _, w = finish(id)
+      if ft then charge(ft, -est / w) end -- it never runs
       admitted = admitted + 1
     end
   end
