@@ -342,7 +342,7 @@ func (e *Enqueuer) enqueuePlain(ctx context.Context, p Payload) (EnqueueResult, 
 			return EnqueueResult{Info: info}, nil
 		}
 		if !errors.Is(err, asynq.ErrTaskIDConflict) || spec.TaskID == "" {
-			return EnqueueResult{}, fmt.Errorf("enqueue %s %s: %w", p.TypeName(), spec.TaskID, err)
+			return EnqueueResult{}, e.enqueueFailed(p, spec.TaskID, err)
 		}
 		existing, err := e.inspector.GetTaskInfo(spec.Queue, spec.TaskID)
 		if errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound) {
@@ -363,6 +363,18 @@ func (e *Enqueuer) enqueuePlain(ctx context.Context, p Payload) (EnqueueResult, 
 			slog.String("previous_state", existing.State.String()))
 	}
 	return EnqueueResult{}, fmt.Errorf("enqueue %s %s: task id still conflicting after %d attempts", p.TypeName(), spec.TaskID, enqueueAttempts)
+}
+
+// enqueueFailed wraps err, the asynq client's failure to enqueue p. asynq
+// reports a failed script call as text only ("redis eval error: ..."),
+// dropping the error that says Redis could not be reached, so callers
+// could not tell an outage (the HTTP API's 503 with Retry-After) from a
+// bug (500). A ping tells: when it fails too, its error joins the chain.
+func (e *Enqueuer) enqueueFailed(p Payload, taskID string, err error) error {
+	if perr := e.client.Ping(); perr != nil {
+		return fmt.Errorf("enqueue %s %s: %w (redis ping: %w)", p.TypeName(), taskID, err, perr)
+	}
+	return fmt.Errorf("enqueue %s %s: %w", p.TypeName(), taskID, err)
 }
 
 // finished reports whether a task in state s is done for good.

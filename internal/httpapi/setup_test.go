@@ -80,6 +80,13 @@ func setupFairConfig(t testing.TB, cfg fair.Config, mutate ...func(*httpapi.Opti
 // unless it is nil.
 func setupWith(t testing.TB, fairCfg *fair.Config, mutate ...func(*httpapi.Options)) *bundle {
 	t.Helper()
+	return setupOn(t, testenv.Redis(t), fairCfg, mutate...)
+}
+
+// setupOn is setupWith on the Redis at addr (a test's own redis-server,
+// which it may stop).
+func setupOn(t testing.TB, addr string, fairCfg *fair.Config, mutate ...func(*httpapi.Options)) *bundle {
+	t.Helper()
 	ctx := context.Background()
 	b := &bundle{logs: &testenv.LogBuffer{}, now: time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC)}
 
@@ -94,7 +101,6 @@ func setupWith(t testing.TB, fairCfg *fair.Config, mutate ...func(*httpapi.Optio
 	}
 	b.pg = storage.NewPostgres(pool)
 
-	addr := testenv.Redis(t)
 	b.redisOpt = asynq.RedisClientOpt{Addr: addr}
 	b.rdb = redis.NewClient(&redis.Options{Addr: addr})
 	t.Cleanup(func() { _ = b.rdb.Close() })
