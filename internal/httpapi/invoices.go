@@ -294,17 +294,18 @@ func (h *Handler) downloadPDF(w http.ResponseWriter, r *http.Request) {
 	// opened), not the row's: a render replaces the file before it records
 	// the new row, and a download in between gets the new bytes.
 	etag := `"` + di.SHA256 + `"`
+	hdr := w.Header()
+	// A 304 carries the ETag and Cache-Control a 200 would (RFC 9110
+	// 15.4.5): a cache updates its stored copy's headers from it.
+	hdr.Set("ETag", etag)
+	hdr.Set("Cache-Control", "private, no-cache")
 	if etagMatches(r.Header.Get("If-None-Match"), etag) {
-		w.Header().Set("ETag", etag)
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	hdr := w.Header()
 	hdr.Set("Content-Type", "application/pdf")
-	hdr.Set("ETag", etag)
 	hdr.Set("Content-Disposition", `attachment; filename="`+pdfFilename(doc.Number, id)+`"`)
 	hdr.Set("Content-Length", strconv.FormatInt(di.Bytes, 10))
-	hdr.Set("Cache-Control", "private, no-cache")
 	hdr.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(http.StatusOK)
 	if _, err := io.Copy(w, rc); err != nil {

@@ -346,3 +346,24 @@ func TestDownloadPDF(t *testing.T) {
 	wantStatus(t, get(acme, id, http.Header{"If-None-Match": {"*"}}), http.StatusNotFound)
 	wantStatus(t, get(acme, 0, nil), http.StatusBadRequest)
 }
+
+// TestNotModifiedKeepsCacheControl: a 304 must carry the Cache-Control a
+// 200 would have (RFC 9110 15.4.5); it carried only the ETag, so a cache
+// revalidating its copy lost "private, no-cache" from it.
+func TestNotModifiedKeepsCacheControl(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	acme := b.active(t, "acme")
+	id, sum := b.storeDocument(t, acme, "INV-304", []byte("%PDF-1.7\nnot modified\n%%EOF\n"))
+	path := fmt.Sprintf("/v1/invoices/%d/pdf", id)
+	full := b.do(t, request{method: http.MethodGet, host: acme.host(), path: path, bearer: acme.key})
+	wantStatus(t, full, http.StatusOK)
+	r := b.do(t, request{method: http.MethodGet, host: acme.host(), path: path, bearer: acme.key,
+		header: http.Header{"If-None-Match": {`"` + sum + `"`}}})
+	wantStatus(t, r, http.StatusNotModified)
+	for _, k := range []string{"Etag", "Cache-Control"} {
+		if got, want := r.header.Get(k), full.header.Get(k); got != want || want == "" {
+			t.Errorf("304 %s %q, 200 %s %q", k, got, k, want)
+		}
+	}
+}
