@@ -299,7 +299,7 @@ func (h *Handler) downloadPDF(w http.ResponseWriter, r *http.Request) {
 	// 15.4.5): a cache updates its stored copy's headers from it.
 	hdr.Set("ETag", etag)
 	hdr.Set("Cache-Control", "private, no-cache")
-	if etagMatches(r.Header.Get("If-None-Match"), etag) {
+	if etagMatches(r.Header.Values("If-None-Match"), etag) {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
@@ -314,13 +314,16 @@ func (h *Handler) downloadPDF(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// etagMatches reports whether an If-None-Match header matches etag (weak
-// comparison, as RFC 9110 asks for If-None-Match).
-func etagMatches(header, etag string) bool {
-	for _, part := range strings.Split(header, ",") {
-		part = strings.TrimSpace(part)
-		if part == "*" || strings.TrimPrefix(part, "W/") == etag {
-			return true
+// etagMatches reports whether the If-None-Match header lines match etag
+// (weak comparison, as RFC 9110 asks for If-None-Match). The header is a
+// list, and a list may be split over several lines: every line counts.
+func etagMatches(lines []string, etag string) bool {
+	for _, line := range lines {
+		for part := range strings.SplitSeq(line, ",") {
+			part = strings.TrimSpace(part)
+			if part == "*" || strings.TrimPrefix(part, "W/") == etag {
+				return true
+			}
 		}
 	}
 	return false

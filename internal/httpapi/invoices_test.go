@@ -367,3 +367,29 @@ func TestNotModifiedKeepsCacheControl(t *testing.T) {
 		}
 	}
 }
+
+// TestIfNoneMatchOverSeveralHeaderLines: If-None-Match is a list, and a
+// list may come as several header lines (RFC 9110 5.3); only the first
+// line was read, so a client naming its current tag on a later line got
+// the whole PDF again.
+func TestIfNoneMatchOverSeveralHeaderLines(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	acme := b.active(t, "acme")
+	id, sum := b.storeDocument(t, acme, "INV-LIST", []byte("%PDF-1.7\nlisted\n%%EOF\n"))
+	path := fmt.Sprintf("/v1/invoices/%d/pdf", id)
+	for _, lines := range [][]string{
+		{`"old"`, `"` + sum + `"`},
+		{`"old", "older"`, `W/"` + sum + `"`},
+		{`"old"`, `*`},
+	} {
+		r := b.do(t, request{method: http.MethodGet, host: acme.host(), path: path, bearer: acme.key,
+			header: http.Header{"If-None-Match": lines}})
+		if r.status != http.StatusNotModified {
+			t.Errorf("If-None-Match lines %q: status %d, want 304", lines, r.status)
+		}
+	}
+	r := b.do(t, request{method: http.MethodGet, host: acme.host(), path: path, bearer: acme.key,
+		header: http.Header{"If-None-Match": {`"old"`, `"older"`}}})
+	wantStatus(t, r, http.StatusOK)
+}
