@@ -116,6 +116,11 @@ type Task struct {
 	// ReplaceFinished replaces a completed or archived task with the same
 	// id by this one; otherwise such a task is returned as existing.
 	ReplaceFinished bool
+	// FollowUp, when set, is enqueued instead of the task when a task with
+	// its id is running: the follow-up (its own id, in the same queue) is
+	// added like a replacing task, in the same call and under the same
+	// caps, and the Result is the follow-up's.
+	FollowUp *Message
 }
 
 // Result is what became of one enqueued task.
@@ -129,6 +134,9 @@ type Result struct {
 	// Existing is true when a task with this id existed (dedupe): nothing
 	// was enqueued.
 	Existing bool
+	// FollowUp is true when the task's own id was running and the result
+	// (ID, State, Existing) is its Task.FollowUp's.
+	FollowUp bool
 }
 
 // ErrBacklogFull is matched (errors.Is) by a *FullError of a tenant's
@@ -242,8 +250,10 @@ func checkQueue(q string) error {
 // backlog in one script call, with dedupe by task id against both the
 // backlog and asynq, and admits whatever the queue has room for (the
 // tenant's own tasks only if it is its turn). Results are in the order of
-// tasks. Past p.MaxWaiting, or past the queue's Config.MaxWaitingTotal, it
-// returns a *FullError and accepts nothing.
+// tasks. A task with a FollowUp whose own id is running gets its follow-up
+// enqueued instead (Result.FollowUp). Past p.MaxWaiting, or past the
+// queue's Config.MaxWaitingTotal, counting the follow-ups, it returns a
+// *FullError and accepts nothing.
 func (d *Dispatcher) Enqueue(ctx context.Context, tenantID string, p Policy, tasks []Task) ([]Result, error) {
 	if len(tasks) == 0 {
 		return nil, nil
@@ -258,7 +268,7 @@ func (d *Dispatcher) Enqueue(ctx context.Context, tenantID string, p Policy, tas
 	if err := d.publish(ctx, q); err != nil {
 		return nil, err
 	}
-	args := d.common(6 + 4*len(tasks))
+	args := d.common(6 + 6*len(tasks))
 	args = append(args, tenantID, max(p.Weight, 1), max(p.MaxRunning, 0), max(p.MaxWaiting, 0), len(tasks), max(d.cfg.MaxWaitingTotal, 0))
 	for _, t := range tasks {
 		m := t.Message
@@ -274,7 +284,15 @@ func (d *Dispatcher) Enqueue(ctx context.Context, tenantID string, p Policy, tas
 		if t.ReplaceFinished {
 			replace = "1"
 		}
-		args = append(args, m.ID, m.Type, replace, m.Encode())
+		var followID string
+		var followMsg []byte
+		if f := t.FollowUp; f != nil {
+			if f.Queue != q || f.Type != m.Type || f.ID == "" || f.ID == m.ID {
+				return nil, fmt.Errorf("fair: follow-up %.70q of task %.70q: want its own id, the same type and queue", f.ID, m.ID)
+			}
+			followID, followMsg = f.ID, f.Encode()
+		}
+		args = append(args, m.ID, m.Type, replace, m.Encode(), followID, followMsg)
 	}
 	raw, err := enqueueScript.Run(ctx, d.rdb, keys(q), args...).Slice()
 	if err != nil {
@@ -302,6 +320,9 @@ func (d *Dispatcher) Enqueue(ctx context.Context, tenantID string, p Policy, tas
 	for i, s := range states {
 		st, _ := s.(string)
 		r := Result{ID: tasks[i].Message.ID, State: "pending"}
+		if f, ok := strings.CutPrefix(st, "follow:"); ok && tasks[i].FollowUp != nil {
+			st, r.ID, r.FollowUp = f, tasks[i].FollowUp.ID, true
+		}
 		switch {
 		case st == "waiting":
 			r.Existing = true

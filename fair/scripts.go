@@ -426,7 +426,8 @@ end
 //
 //	ARGV[10] tenant, ARGV[11] weight, ARGV[12] max running, ARGV[13] max waiting, ARGV[14] task count,
 //	ARGV[15] most tasks waiting in all the queue's backlogs (0: no cap),
-//	then per task: id, type, replace finished (1/0), asynq message.
+//	then per task: id, type, replace finished (1/0), asynq message,
+//	follow-up id ('' for none), the follow-up's asynq message.
 //
 // It returns {'full', waiting, estimate} when the tasks would take the
 // tenant's backlog past max waiting, {'queue_full', waiting in the queue,
@@ -434,36 +435,49 @@ end
 // queue's backlogs past their cap (nothing is added either way), else
 // {'ok', results, admitted} where results holds per task 'new', 'waiting'
 // or 'exists:<asynq state>'. A finished task whose worker has not reported
-// it yet is 'exists:active', also to a replacing enqueue.
+// it yet is 'exists:active', also to a replacing enqueue. A task with a
+// follow-up whose own id is running ('exists:active') gets its follow-up
+// instead, in the same call and under the same caps, as if replacing:
+// its result is the follow-up's, prefixed 'follow:'.
 var enqueueScript = redis.NewScript(prelude + `
 local t = ARGV[10]
 redis.call('HSET', tkey(t), 'w', ARGV[11], 'mr', ARGV[12], 'mw', ARGV[13])
 local mw = num(ARGV[13], 0)
 local n = num(ARGV[14], 0)
 local mt = num(ARGV[15], 0)
-local res, fresh, seen, states = {}, {}, {}, {}
-for i = 0, n - 1 do
-  local b = 16 + i * 4
-  local id, replace = ARGV[b], ARGV[b + 2] == '1'
+local res, fresh, seen = {}, {}, {}
+-- classify says what an enqueue of id finds: 'waiting', 'exists:<state>',
+-- or 'new' with the finished asynq state to clear (or nil).
+local function classify(id, replace)
   if seen[id] or redis.call('HEXISTS', P .. 'msg', id) == 1 then
-    res[i + 1] = 'waiting'
-  else
-    local st = redis.call('HGET', A .. 't:' .. id, 'state')
-    local finished = st == 'completed' or st == 'archived'
-    if replace and finished and redis.call('HEXISTS', P .. 'adm', id) == 1 then
-      -- Finished, but its worker's report has not come in: a new run
-      -- under the id now would have its slot freed by that report. It
-      -- counts as running until the report (or its lease) ends it.
-      res[i + 1] = 'exists:active'
-    elseif st and not (replace and finished) then
-      res[i + 1] = 'exists:' .. st
-    else
-      res[i + 1] = 'new'
-      fresh[#fresh + 1] = b
-      states[b] = st
-    end
+    return 'waiting'
   end
+  local st = redis.call('HGET', A .. 't:' .. id, 'state')
+  local finished = st == 'completed' or st == 'archived'
+  if replace and finished and redis.call('HEXISTS', P .. 'adm', id) == 1 then
+    -- Finished, but its worker's report has not come in: a new run
+    -- under the id now would have its slot freed by that report. It
+    -- counts as running until the report (or its lease) ends it.
+    return 'exists:active'
+  elseif st and not (replace and finished) then
+    return 'exists:' .. st
+  end
+  return 'new', st
+end
+for i = 0, n - 1 do
+  local b = 16 + i * 6
+  local id, typ, fid = ARGV[b], ARGV[b + 1], ARGV[b + 4]
+  local r, st = classify(id, ARGV[b + 2] == '1')
   seen[id] = true
+  if r == 'exists:active' and fid ~= '' then
+    r, st = classify(fid, true)
+    seen[fid] = true
+    if r == 'new' then fresh[#fresh + 1] = { fid, typ, ARGV[b + 5], st } end
+    r = 'follow:' .. r
+  elseif r == 'new' then
+    fresh[#fresh + 1] = { id, typ, ARGV[b + 3], st }
+  end
+  res[i + 1] = r
 end
 local waiting = redis.call('LLEN', P .. 'b:' .. t)
 if mw > 0 and #fresh > 0 and waiting + #fresh > mw then
@@ -476,9 +490,8 @@ if mt > 0 and #fresh > 0 then
   end
 end
 local ids, msgs, added = {}, {}, {}
-for _, b in ipairs(fresh) do
-  local id, typ, msg = ARGV[b], ARGV[b + 1], ARGV[b + 3]
-  local st = states[b]
+for _, f in ipairs(fresh) do
+  local id, typ, msg, st = f[1], f[2], f[3], f[4]
   if st == 'completed' or st == 'archived' then
     redis.call('ZREM', A .. st, id)
     redis.call('DEL', A .. 't:' .. id)

@@ -149,7 +149,7 @@ func (e *Enqueuer) Enqueue(ctx context.Context, p Payload) (EnqueueResult, error
 		if res[0], err = e.enqueuePlain(ctx, p); err != nil {
 			return EnqueueResult{}, err
 		}
-		if err := e.followRunning(ctx, tp.Owner(), []Payload{p}, res); err != nil {
+		if err := e.followRunning(ctx, []Payload{p}, res); err != nil {
 			return EnqueueResult{}, err
 		}
 		return res[0], nil
@@ -158,18 +158,16 @@ func (e *Enqueuer) Enqueue(ctx context.Context, p Payload) (EnqueueResult, error
 	if err != nil {
 		return EnqueueResult{}, err
 	}
-	if err := e.followRunning(ctx, tp.Owner(), []Payload{p}, res); err != nil {
-		return EnqueueResult{}, err
-	}
 	return res[0], nil
 }
 
-// followRunning enqueues the follow-up of every payload whose policy is
-// ReplaceFinishedFollowRunning and whose existing task res reports
-// running, and puts the follow-up's result in its place (new, or the
-// follow-up already waiting). A follow-up that is itself running is
-// returned as it is.
-func (e *Enqueuer) followRunning(ctx context.Context, tenantID string, payloads []Payload, res []EnqueueResult) error {
+// followRunning enqueues, without admission, the follow-up of every
+// payload whose policy is ReplaceFinishedFollowRunning and whose existing
+// task res reports running, and puts the follow-up's result in its place
+// (new, or the follow-up already waiting). A follow-up that is itself
+// running is returned as it is. With admission the dispatcher does this
+// in the enqueue's own script call (fair.Task.FollowUp).
+func (e *Enqueuer) followRunning(ctx context.Context, payloads []Payload, res []EnqueueResult) error {
 	var idx []int
 	var ups []Payload
 	for i, p := range payloads {
@@ -182,20 +180,12 @@ func (e *Enqueuer) followRunning(ctx context.Context, tenantID string, payloads 
 	if len(ups) == 0 {
 		return nil
 	}
-	var out []EnqueueResult
-	var err error
-	if e.admission != nil {
-		out, err = e.enqueueFair(ctx, tenantID, ups)
-	} else {
-		out = make([]EnqueueResult, len(ups))
-		for j, p := range ups {
-			if out[j], err = e.enqueuePlain(ctx, p); err != nil {
-				break
-			}
+	out := make([]EnqueueResult, len(ups))
+	for j, p := range ups {
+		var err error
+		if out[j], err = e.enqueuePlain(ctx, p); err != nil {
+			return fmt.Errorf("enqueue follow-up of running task: %w", err)
 		}
-	}
-	if err != nil {
-		return fmt.Errorf("enqueue follow-up of running task: %w", err)
 	}
 	for j, i := range idx {
 		res[i] = out[j]
@@ -234,11 +224,9 @@ func (e *Enqueuer) EnqueueMany(ctx context.Context, tenantID string, payloads []
 		}
 	}
 	if e.admission != nil {
-		out, err := e.enqueueFair(ctx, tenantID, payloads)
-		if err != nil {
-			return nil, err
-		}
-		return out, e.followRunning(ctx, tenantID, payloads, out)
+		// The dispatcher follows running tasks in the same call (all or
+		// nothing against the caps, follow-ups included).
+		return e.enqueueFair(ctx, tenantID, payloads)
 	}
 	out := make([]EnqueueResult, len(payloads))
 	for i, p := range payloads {
@@ -248,7 +236,7 @@ func (e *Enqueuer) EnqueueMany(ctx context.Context, tenantID string, payloads []
 		}
 		out[i] = res
 	}
-	return out, e.followRunning(ctx, tenantID, payloads, out)
+	return out, e.followRunning(ctx, payloads, out)
 }
 
 // enqueueFair hands validated payloads of one tenant to the dispatcher,
@@ -277,6 +265,13 @@ func (e *Enqueuer) enqueueFair(ctx context.Context, tenantID string, payloads []
 				Retry: spec.MaxRetry, Timeout: spec.Timeout, Retention: spec.Retention},
 			ReplaceFinished: spec.Conflict != KeepExisting,
 		}
+		if spec.Conflict == ReplaceFinishedFollowRunning {
+			// The follow-up of a running task goes in the same script
+			// call: all or nothing against the caps, with the rest.
+			f := batch[i].Message
+			f.ID = FollowUpID(id)
+			batch[i].FollowUp = &f
+		}
 		if _, ok := byQueue[spec.Queue]; !ok {
 			order = append(order, spec.Queue)
 		}
@@ -296,6 +291,9 @@ func (e *Enqueuer) enqueueFair(ctx context.Context, tenantID string, payloads []
 		}
 		for j, i := range idx {
 			m := group[j].Message
+			if res[j].FollowUp {
+				m = *group[j].FollowUp
+			}
 			out[i] = EnqueueResult{Existing: res[j].Existing, Info: &asynq.TaskInfo{
 				ID: m.ID, Queue: q, Type: m.Type, Payload: m.Payload, State: taskState(res[j].State),
 				MaxRetry: m.Retry, Timeout: m.Timeout, Retention: m.Retention,

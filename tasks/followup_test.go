@@ -2,12 +2,14 @@ package tasks
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
 
@@ -89,4 +91,62 @@ func receive(t *testing.T, ch <-chan string) string {
 		t.Fatal("no task started within a minute")
 		return ""
 	}
+}
+
+// TestBulkAtTheCapAcceptsNothingFollowUpsIncluded: with fair dispatch a
+// bulk request whose follow-ups (of renders running now) would take the
+// tenant past its waiting cap is refused whole: neither the follow-ups nor
+// the other new tasks are accepted. Within the cap, the follow-up and the
+// new tasks go in together.
+func TestBulkAtTheCapAcceptsNothingFollowUpsIncluded(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	opt := newRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: opt.Addr})
+	t.Cleanup(func() { _ = rdb.Close() })
+	enq, inspector, catalog, tenants := fairSetupOn(t, rdb, 1)
+	tn := tenants[0]
+	if _, err := catalog.SetLimits(ctx, tn.ID, "", tenantctx.Limits{MaxWaiting: 2}); err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan string, 4)
+	release := make(chan struct{})
+	startServer(t, opt, asynq.HandlerFunc(func(ctx context.Context, _ *asynq.Task) error {
+		id, _ := asynq.GetTaskID(ctx)
+		started <- id
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil
+	}), 1)
+	pdf := func(id int64) Payload { return InvoicePDF{TenantID: tn.ID, InvoiceID: id} }
+	first, err := enq.Enqueue(ctx, pdf(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id := receive(t, started); id != first.Info.ID {
+		t.Fatalf("running %s, want %s", id, first.Info.ID)
+	}
+
+	// Invoice 1's follow-up and invoices 2 and 3: three new tasks, past
+	// the cap of 2.
+	if _, err := enq.EnqueueMany(ctx, tn.ID, []Payload{pdf(1), pdf(2), pdf(3)}); !errors.Is(err, fair.ErrBacklogFull) {
+		t.Fatalf("bulk past the cap: %v, want ErrBacklogFull", err)
+	}
+	d := enq.admission.Dispatcher
+	for _, id := range []string{FollowUpID(first.Info.ID), pdf(2).Spec().TaskID, pdf(3).Spec().TaskID} {
+		if w, ok, err := d.Waiting(ctx, id, QueueDefault); err != nil || ok {
+			t.Errorf("the refused bulk left %s waiting: %+v, %v", id, w, err)
+		}
+		if info, err := inspector.GetTaskInfo(QueueDefault, id); err == nil {
+			t.Errorf("the refused bulk left %s in asynq: %+v", id, info)
+		}
+	}
+	// Within the cap: the follow-up and invoice 2, together.
+	got, err := enq.EnqueueMany(ctx, tn.ID, []Payload{pdf(1), pdf(2)})
+	if err != nil || got[0].Existing || got[0].Info.ID != FollowUpID(first.Info.ID) || got[1].Existing || got[1].Info.ID != pdf(2).Spec().TaskID {
+		t.Fatalf("bulk within the cap: %+v, %v; want the follow-up and invoice 2, both new", got, err)
+	}
+	close(release)
 }
