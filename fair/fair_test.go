@@ -1153,3 +1153,30 @@ func TestAdmissionOverAFinishedTaskStartsAFreshRecord(t *testing.T) {
 		}
 	}
 }
+
+// TestIdleQueueForgivesDebt: a tenant whose task cost far more than its
+// estimate while it ran alone (no other tenant wanted the worker) owes
+// nothing once the queue has gone idle: when tenants come back together,
+// its tasks run beside theirs, not after an hour of theirs.
+func TestIdleQueueForgivesDebt(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1)
+	p := fair.Policy{Weight: 1}
+	enqueue(t, b, "tn_night", p, 0, 1)
+	if got := work(t, b, 1, func(string) time.Duration { return time.Hour }); len(got) != 1 {
+		t.Fatalf("the night's task did not run: %v", got)
+	}
+	// Morning: another tenant's five tasks, then five of the night's.
+	enqueue(t, b, "tn_morning", p, 0, 5)
+	enqueue(t, b, "tn_night", p, 1, 5)
+	order := work(t, b, 10, equalCost)
+	night := 0
+	for _, tenant := range order[:6] {
+		if tenant == "tn_night" {
+			night++
+		}
+	}
+	if night < 2 {
+		t.Errorf("order %v: the night's tenant ran %d of the first 6 tasks, want its share (its idle-time debt forgiven)", order, night)
+	}
+}

@@ -579,6 +579,22 @@ for t, s in pairs(tenants) do
     for typ, costs in pairs(s.costs) do ewmaAll(tkey(t), 'c:' .. typ, costs) end
   end
 end
+-- The queue gone idle (no tenant ready, nothing admitted): its virtual
+-- time moves up to the latest a tenant reported here reached, as start-time
+-- fair queueing does when the server idles. What a tenant's tasks cost
+-- beyond their estimates while no other tenant wanted the workers is then
+-- not owed when tenants come back; while others wait, it is.
+if next(tenants) ~= nil and redis.call('ZCARD', P .. 'ready') == 0 and redis.call('HLEN', P .. 'adm') == 0 then
+  local v = vnow()
+  local top = v
+  for t, s in pairs(tenants) do
+    if s then
+      local vt = num(redis.call('HGET', tkey(t), 'vt'), 0)
+      if vt > top then top = vt end
+    end
+  end
+  if top > v then redis.call('SET', P .. 'vt', fmt(top)) end
+end
 for typ, costs in pairs(byType) do ewmaAll(P .. 'cost', typ, costs) end
 if #all > 0 then ewmaAll(P .. 'cost', '*', all) end
 return admit()
