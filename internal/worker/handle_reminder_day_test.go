@@ -35,11 +35,25 @@ type reminderDay struct {
 	day  string // today, as the HTTP API and the sweep name it
 }
 
+// dayAfter returns the day n days after day (YYYY-MM-DD).
+func dayAfter(t *testing.T, day string, n int) string {
+	t.Helper()
+	d, err := time.Parse(time.DateOnly, day)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tasks.DayOf(d.AddDate(0, 0, n))
+}
+
 func newReminderDay(t *testing.T) *reminderDay {
 	t.Helper()
 	srv := smtptest.Start(t, smtptest.Options{})
 	e := newHandlerEnv(t, smtpMailer(t, srv))
+	// Today is read once and the handlers' clock is pinned to it: a test
+	// that runs across midnight UTC must not see the worker's today differ
+	// from d.day. (Due dates are compared with the database's clock.)
 	d := &reminderDay{e: e, smtp: srv, tn: e.provision(t, "acme", "Acme"), day: tasks.DayOf(time.Now())}
+	e.setToday(t, d.day)
 	startWorker(t, e, e.h, worker.ServerOptions{Concurrency: 2})
 	return d
 }
@@ -228,7 +242,7 @@ func TestReminderSweepThenManualSendsOnce(t *testing.T) {
 func TestLateReminderCountsForToday(t *testing.T) {
 	t.Parallel()
 	d := newReminderDay(t)
-	yesterday := tasks.DayOf(time.Now().AddDate(0, 0, -1))
+	yesterday := dayAfter(t, d.day, -1)
 	late := d.add(t, "LATE-1", "overdue", pastDue)
 	if got := d.remind(t, late, yesterday); !got.Sent {
 		t.Fatalf("yesterday's reminder run today: %+v, want sent", got)
@@ -271,7 +285,7 @@ func TestLateReminderCountsForToday(t *testing.T) {
 func TestEarlyReminderCountsForToday(t *testing.T) {
 	t.Parallel()
 	d := newReminderDay(t)
-	tomorrow := tasks.DayOf(time.Now().AddDate(0, 0, 1))
+	tomorrow := dayAfter(t, d.day, 1)
 	early := d.add(t, "EARLY-1", "overdue", pastDue)
 	if got := d.remind(t, early, tomorrow); !got.Sent {
 		t.Fatalf("tomorrow's reminder run today: %+v, want sent", got)
