@@ -41,17 +41,33 @@ func TestStartLogsAndExits(t *testing.T) {
 	}
 }
 
+// waitForFile waits until path exists: a child's sign that it is ready.
+// It polls rather than sleeping a fixed time, so a slow machine only makes
+// it wait longer.
+func waitForFile(t *testing.T, path string) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not created within 30 s", path)
+		}
+	}
+}
+
 func TestStopSendsSignalToGroup(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	// The shell traps the stop signal, writes a marker and exits; its
 	// child sleep is in the same group and gets the signal too.
-	script := `trap 'echo stopped > ` + filepath.Join(dir, "marker") + `; exit 0' INT; sleep 60 & wait`
+	// It creates "trapped" once the trap is in place.
+	script := `trap 'echo stopped > ` + filepath.Join(dir, "marker") + `; exit 0' INT; : > ` + filepath.Join(dir, "trapped") + `; sleep 60 & wait`
 	p, err := Start("/bin/sh", []string{"-c", script}, Options{Dir: dir, StopSignal: syscall.SIGINT})
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(100 * time.Millisecond) // let the shell install its trap
+	waitForFile(t, filepath.Join(dir, "trapped")) // the shell installed its trap
 	if err := p.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -65,11 +81,12 @@ func TestStopSendsSignalToGroup(t *testing.T) {
 
 func TestStopKillsAfterGrace(t *testing.T) {
 	t.Parallel()
-	p, err := Start("/bin/sh", []string{"-c", `trap '' TERM; sleep 60 & wait`}, Options{StopGrace: 100 * time.Millisecond})
+	trapped := filepath.Join(t.TempDir(), "trapped")
+	p, err := Start("/bin/sh", []string{"-c", `trap '' TERM; : > ` + trapped + `; sleep 60 & wait`}, Options{StopGrace: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(100 * time.Millisecond)
+	waitForFile(t, trapped) // the shell ignores TERM from now on
 	begin := time.Now()
 	if err := p.Stop(context.Background()); err != nil {
 		t.Fatal(err)
