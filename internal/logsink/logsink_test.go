@@ -137,7 +137,12 @@ func TestBackpressure(t *testing.T) {
 	w := New(out)
 	line := []byte(strings.Repeat("y", 1023) + "\n")
 	fmt.Fprintln(w, "first") // taken by the goroutine, which then blocks in out.Write
-	time.Sleep(20 * time.Millisecond)
+	pendingBytes := func() int {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return len(w.pending)
+	}
+	testenv.WaitFor(t, 30*time.Second, "the goroutine to take the first line", func() bool { return pendingBytes() == 0 })
 	wrote := make(chan int)
 	go func() {
 		n := 0
@@ -147,10 +152,9 @@ func TestBackpressure(t *testing.T) {
 		}
 		wrote <- n
 	}()
-	time.Sleep(100 * time.Millisecond)
-	w.mu.Lock()
-	pending := len(w.pending)
-	w.mu.Unlock()
+	testenv.WaitFor(t, 30*time.Second, "the writes to fill MaxPending", func() bool { return pendingBytes() >= MaxPending })
+	time.Sleep(100 * time.Millisecond) // a Write that does not wait would go on past MaxPending
+	pending := pendingBytes()
 	if pending > MaxPending+len(line) {
 		t.Fatalf("%d bytes pending with the output stuck, want at most %d", pending, MaxPending+len(line))
 	}
