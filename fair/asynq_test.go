@@ -104,10 +104,20 @@ func TestFairWithAsynqServer(t *testing.T) {
 
 	var mu sync.Mutex
 	var order []string
+	// No task runs until the quiet tenant's task was enqueued: what ran
+	// before it must not depend on how long this goroutine took to get
+	// there on a loaded machine.
+	gate := make(chan struct{})
+	var openGate sync.Once
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{Concurrency: 2, Queues: map[string]int{"default": 1},
 		TaskCheckInterval: 5 * time.Millisecond, LogLevel: asynq.FatalLevel})
 	mux := asynq.NewServeMux()
 	mux.HandleFunc("invoice:pdf", func(ctx context.Context, task *asynq.Task) error {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 		start := time.Now()
 		id, _ := asynq.GetTaskID(ctx)
 		time.Sleep(2 * time.Millisecond)
@@ -122,11 +132,13 @@ func TestFairWithAsynqServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Shutdown()
+	defer openGate.Do(func() { close(gate) }) // before Shutdown, should the test stop early
 
 	b := bundle{rdb: rdb, d: d}
 	enqueue(t, b, "tn_noisy", fair.Policy{Weight: 1}, 0, 300)
 	time.Sleep(20 * time.Millisecond)
 	enqueue(t, b, "tn_quiet", fair.Policy{Weight: 1}, 0, 1)
+	openGate.Do(func() { close(gate) })
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		mu.Lock()
