@@ -222,7 +222,18 @@ func TestFairnessControls(t *testing.T) {
 	if status, body := s.api(http.MethodPost, "/admin/tenants/"+held.ID+"/suspend", "", adminToken, nil); status != http.StatusOK {
 		t.Fatalf("suspend: %d %s", status, body)
 	}
-	time.Sleep(time.Second) // tasks that had started finish
+	// Tasks that had started finish: wait until none is active, however
+	// long a render takes on a loaded machine.
+	eventually(t, 60*time.Second, 50*time.Millisecond, "the tasks that had started to finish", func() error {
+		c, err := s.counts()
+		if err != nil {
+			return err
+		}
+		if c.active != 0 {
+			return fmt.Errorf("%d tasks active", c.active)
+		}
+		return nil
+	})
 	attempts := func() int {
 		if st := s.workers[0].taskSummary()[tasks.TypeInvoicePDF]; st != nil {
 			return st.n
