@@ -15,10 +15,11 @@
 // ctx, opens a transaction and pins search_path to the tenant's schema with
 // set_config(..., true), the same as SET LOCAL (sent with BEGIN in one round
 // trip), so the pin ends with the transaction, also behind PgBouncer in
-// transaction pooling mode. The pin takes the schema only when it records
-// no owner or the tenant in ctx (MigrateWith records it); a schema of
-// another tenant with the same name (a deleted tenant's slug given to a new
-// one) leaves search_path empty, and the unit finds no table.
+// transaction pooling mode. The pin takes the schema only when it exists
+// and records no owner or the tenant in ctx (MigrateWith records it); a
+// schema of another tenant with the same name (a deleted tenant's slug
+// given to a new one), or none at all (one created after the pin could be
+// that new tenant's), leaves search_path empty, and the unit finds no table.
 //
 // Cost, measured on 2 cores against a local PostgreSQL 15
 // (BenchmarkInTenantSelect1, BenchmarkMigrate*): InTenant around SELECT 1

@@ -22,17 +22,22 @@ var ErrNoTenant = errors.New("schema: no tenant in context")
 const pinSQL = "SELECT pg_catalog.set_config('search_path', $1, true)"
 
 // ownedPinSQL pins search_path to the schema quoted in $1 until the end of
-// the transaction, unless the schema named $2 records an owner other than
-// the tenant whose owner comment is $3 (a new tenant given a deleted
-// tenant's slug: the deleted tenant's late work must not reach it). Then it
-// pins the empty search_path, and every tenant table of the unit fails to
-// resolve ("relation does not exist"). A schema that records no owner
-// (made before owners were recorded, or by Migrate) is pinned. The lookup
-// reads pg_namespace by name and pg_description by its key.
-const ownedPinSQL = "SELECT pg_catalog.set_config('search_path', CASE WHEN NOT EXISTS (" +
-	"SELECT FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_description d ON d.objoid = n.oid " +
+// the transaction when the schema named $2 exists and records no owner
+// other than the tenant whose owner comment is $3. Otherwise it pins the
+// empty search_path, and every tenant table of the unit fails to resolve
+// ("relation does not exist"): a schema of another owner is a new tenant
+// given a deleted tenant's slug, whose tables the deleted tenant's late work
+// must not reach; and a missing schema (dropped with its tenant, or whose
+// creation has not committed yet) is not pinned by name, because a schema
+// of that name created after the pin, for another owner, would be the one
+// the unit's statements find. A schema that records no owner (made before
+// owners were recorded, or by Migrate) is pinned. The lookup reads
+// pg_namespace by name and pg_description by its key.
+const ownedPinSQL = "SELECT pg_catalog.set_config('search_path', CASE WHEN EXISTS (" +
+	"SELECT FROM pg_catalog.pg_namespace n WHERE n.nspname = $2 AND NOT EXISTS (" +
+	"SELECT FROM pg_catalog.pg_description d WHERE d.objoid = n.oid " +
 	"AND d.classoid = 'pg_catalog.pg_namespace'::pg_catalog.regclass AND d.objsubid = 0 " +
-	"WHERE n.nspname = $2 AND d.description LIKE '" + ownerPrefix + "%' AND d.description <> $3" +
+	"AND d.description LIKE '" + ownerPrefix + "%' AND d.description <> $3)" +
 	") THEN $1 ELSE '' END, true)"
 
 // ownerComment is the owner comment of t's schema (ownerPrefix and its id),

@@ -3,6 +3,7 @@ package schema
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -106,4 +107,111 @@ func TestUnitOfAnotherOwnerReachesNoTable(t *testing.T) {
 			t.Errorf("%s: another tenant's unit on the owner's schema: %v, want relation does not exist", name, err)
 		}
 	}
+}
+
+// TestUnitPinnedOnAMissingSchemaReachesNoTable: a unit pinned while its
+// schema does not exist (dropped with its tenant) pins nothing, so a
+// schema of that name created after the pin for a new owner (the slug's
+// next tenant) stays out of its reach: its statements find no table,
+// through InTenant, InTenantBatches and a unit whose pin waits for the
+// tenant's shared lock while the new owner's creation holds it.
+func TestUnitPinnedOnAMissingSchemaReachesNoTable(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 4)
+	ctx := context.Background()
+	const late, owner = "tn_latexxxxxxxxxxxxxxxxxxxxxx", "tn_newownerxxxxxxxxxxxxxxxxxx"
+	as := func(id string) context.Context {
+		return tenantctx.WithTenant(ctx, tenantctx.Tenant{ID: id, Slug: "s", Schema: "tenant_reused", Status: tenantctx.StatusActive})
+	}
+	// create gives the schema to the new owner, with one customer.
+	create := func() {
+		t.Helper()
+		if err := Drop(ctx, b.pool, "tenant_reused"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := MigrateWith(ctx, b.pool, "tenant_reused", MigrateOptions{Create: &Creation{Owner: owner}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.pool.Exec(ctx, "INSERT INTO tenant_reused.customers (name, email) VALUES ('new owner', 'new@example.com')"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	drop := func() {
+		t.Helper()
+		if err := Drop(ctx, b.pool, "tenant_reused"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want42P01 := func(name string, n int, err error) {
+		t.Helper()
+		if pgCode(err) != "42P01" {
+			t.Errorf("%s: the late unit read %d customers of the new owner (err %v), want relation does not exist", name, n, err)
+		}
+	}
+
+	drop()
+	var n int
+	err := InTenant(as(late), b.pool, func(ctx context.Context, tx pgx.Tx) error {
+		create()
+		return tx.QueryRow(ctx, "SELECT count(*) FROM customers").Scan(&n)
+	})
+	want42P01("InTenant", n, err)
+
+	drop()
+	n = 0
+	err = InTenantBatches(as(late), b.pool, nil, func(ctx context.Context) (*pgx.Batch, error) {
+		create()
+		var last pgx.Batch
+		last.Queue("SELECT count(*) FROM customers").QueryRow(func(row pgx.Row) error { return row.Scan(&n) })
+		return &last, nil
+	})
+	want42P01("InTenantBatches", n, err)
+
+	// The new owner's creation holds the tenant's lock, uncommitted, when
+	// the late unit's pin (with QueueLockShared folded in) runs. In exec
+	// mode (as behind PgBouncer) nothing is prepared before the pipeline.
+	sep := "?"
+	if strings.Contains(b.url, "?") {
+		sep = "&"
+	}
+	execPool, _ := newTestPool(t, b.url+sep+"default_query_exec_mode=exec", 1, nil)
+	drop()
+	creating, err := b.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer creating.Rollback(ctx)
+	if _, err := creating.Exec(ctx, lockSQL, lockNamespace, "tenant_reused"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := creating.Exec(ctx, "CREATE SCHEMA tenant_reused; COMMENT ON SCHEMA tenant_reused IS '"+ownerPrefix+owner+"'; "+
+		"CREATE TABLE tenant_reused.customers (name text); INSERT INTO tenant_reused.customers VALUES ('new owner')"); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	n = 0
+	go func() {
+		ctx := as(late)
+		var batch pgx.Batch
+		if err := QueueLockShared(ctx, &batch); err != nil {
+			done <- err
+			return
+		}
+		batch.Queue("SELECT count(*) FROM customers").QueryRow(func(row pgx.Row) error { return row.Scan(&n) })
+		done <- InTenantBatch(ctx, execPool, &batch)
+	}()
+	for waiting := false; !waiting; {
+		select {
+		case err := <-done:
+			t.Fatalf("late unit ended early: %v", err)
+		default:
+		}
+		if err := b.pool.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND NOT granted)").Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := creating.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want42P01("InTenantBatch waiting for the lock", n, <-done)
 }
