@@ -318,12 +318,12 @@ func (u *batchUnit) end(ctx context.Context, tenantID string, b *pgx.Batch) erro
 	checked := false
 	b.Queue("COMMIT")
 	b.Queue(verifySQL).QueryRow(func(row pgx.Row) error {
-		var path string
+		var path, user string
 		var noTemp bool
-		if err := row.Scan(&path, &noTemp); err != nil {
+		if err := row.Scan(&path, &noTemp, &user); err != nil {
 			return fmt.Errorf("verify search_path: %w", err)
 		}
-		checked, checkErr = true, cleanSession(path, noTemp)
+		checked, checkErr = true, cleanSession(path, noTemp, user, loginOf(u.conn))
 		return nil
 	})
 	err := u.conn.SendBatch(ctx, b).Close()
@@ -360,7 +360,7 @@ func (u *batchUnit) rollback(ctx context.Context) {
 	}
 	results, err := pc.Exec(rbCtx, sql).ReadAll()
 	if err == nil {
-		err = checkVerifyResult(results)
+		_, err = checkVerifyResult(results, loginOf(u.conn))
 	}
 	if err != nil || pc.TxStatus() != 'I' {
 		_ = u.conn.Close(rbCtx)
@@ -376,14 +376,18 @@ func (u *batchUnit) close(ctx context.Context) {
 	cancel()
 }
 
-// cleanSession checks the two values of verifySQL: search_path, and
-// whether the rest of the session is clean.
-func cleanSession(path string, noTemp bool) error {
+// cleanSession checks the values of verifySQL: search_path, whether the
+// rest of the session is clean, and the session user, which must be login
+// (unless login is "": a connection of a pool without ConfigurePool).
+func cleanSession(path string, noTemp bool, user, login string) error {
 	if path != "" && path != `""` {
 		return fmt.Errorf("%w: search_path is %.100q", errNotClean, path)
 	}
 	if !noTemp {
 		return fmt.Errorf("%w: session has a temporary schema, another role or an open cursor", errNotClean)
+	}
+	if login != "" && user != login {
+		return fmt.Errorf("%w: session user is %.100q, not the login %.100q", errNotClean, user, login)
 	}
 	return nil
 }

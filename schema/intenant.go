@@ -171,7 +171,7 @@ func (t *pinnedTx) finish(ctx context.Context, commit bool) error {
 
 	results, err := pc.Exec(ctx, sql).ReadAll()
 	if err == nil {
-		err = checkVerifyResult(results)
+		_, err = checkVerifyResult(results, loginOf(t.conn))
 		if err == nil {
 			// A no-op for a pool without ConfigurePool: no AfterRelease
 			// would consume the mark, and none is needed.

@@ -27,18 +27,21 @@ type PoolOptions struct {
 // context of its own) and the rollback of a cancelled transaction.
 const verifyTimeout = 5 * time.Second
 
-// verifySQL reads the session's search_path, and whether the rest of the
-// session is as a unit found it: the session never created a temporary
-// schema (a temporary table would be searched before any schema for
-// unqualified names, so a connection that has one is not clean either,
-// whatever its search_path says), its role is the login role (a SET ROLE
-// left behind would run the next tenant's units with another role's
-// rights), and no cursor is open (a WITH HOLD cursor outlives its
-// transaction). Other session settings are not checked (reading them all
-// costs the server more than the unit); units change them only with SET
-// LOCAL.
+// verifySQL reads the session's search_path, whether the rest of the
+// session is as a unit found it, and the session user: the session never
+// created a temporary schema (a temporary table would be searched before
+// any schema for unqualified names, so a connection that has one is not
+// clean either, whatever its search_path says), its role is the session
+// user (a SET ROLE left behind would run the next tenant's units with
+// another role's rights), no cursor is open (a WITH HOLD cursor outlives
+// its transaction), and the session user is still the one the connection
+// logged in as (SET SESSION AUTHORIZATION changes session_user and
+// current_user alike; the login is read by AfterConnect). Other session
+// settings are not checked (reading them all costs the server more than
+// the unit); units change them only with SET LOCAL.
 const verifySQL = "SELECT pg_catalog.current_setting('search_path'), pg_catalog.pg_my_temp_schema() = 0" +
-	" AND current_user = session_user AND NOT EXISTS (SELECT FROM pg_catalog.pg_cursors WHERE name <> '')"
+	" AND current_user = session_user AND NOT EXISTS (SELECT FROM pg_catalog.pg_cursors WHERE name <> '')," +
+	" session_user"
 
 // NewPool parses databaseURL, forces an empty search_path (RuntimeParams)
 // and installs the release checks of ConfigurePool. Like pgxpool.New it
@@ -121,10 +124,11 @@ func ConfigurePool(cfg *pgxpool.Config, logger *slog.Logger) {
 				return err
 			}
 		}
-		if err := verifyClean(ctx, conn.PgConn()); err != nil {
+		login, err := verifyClean(ctx, conn)
+		if err != nil {
 			return fmt.Errorf("new connection is not unpinned: %w", err)
 		}
-		conns.Store(conn, &connState{logger: logger})
+		conns.Store(conn, &connState{logger: logger, login: login})
 		return nil
 	}
 
@@ -149,6 +153,9 @@ func ConfigurePool(cfg *pgxpool.Config, logger *slog.Logger) {
 // pool.
 type connState struct {
 	logger *slog.Logger
+	// login is the session user the connection started with (read by
+	// AfterConnect); verification fails when the session user changed.
+	login string
 	// verified is set by InTenant when its final round trip proved the
 	// connection clean, and consumed by the next AfterRelease. Only the
 	// goroutine holding the connection sets it; AfterRelease runs after that
@@ -167,6 +174,16 @@ func stateOf(conn *pgx.Conn) (*connState, bool) {
 		return nil, false
 	}
 	return v.(*connState), true
+}
+
+// loginOf returns the session user conn started with, or "" for a
+// connection of a pool that ConfigurePool did not configure (not checked).
+func loginOf(conn *pgx.Conn) string {
+	st, ok := stateOf(conn)
+	if !ok {
+		return ""
+	}
+	return st.login
 }
 
 // markVerified records that conn was proven clean just now by its owner.
@@ -210,7 +227,7 @@ func afterRelease(conn *pgx.Conn, logger *slog.Logger) bool {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), verifyTimeout)
 	defer cancel()
-	if err := verifyClean(ctx, pc); err != nil {
+	if _, err := verifyClean(ctx, conn); err != nil {
 		logger.Warn("schema: destroying released connection that could not be proven clean",
 			slog.String("error", err.Error()))
 		return false
@@ -221,28 +238,32 @@ func afterRelease(conn *pgx.Conn, logger *slog.Logger) bool {
 // errNotClean reports a connection whose session state failed verification.
 var errNotClean = errors.New("connection not clean")
 
-// verifyClean runs verifySQL and checks its answer.
-func verifyClean(ctx context.Context, pc *pgconn.PgConn) error {
-	results, err := pc.Exec(ctx, verifySQL).ReadAll()
+// verifyClean runs verifySQL on conn and checks its answer; it returns
+// the session user.
+func verifyClean(ctx context.Context, conn *pgx.Conn) (string, error) {
+	results, err := conn.PgConn().Exec(ctx, verifySQL).ReadAll()
 	if err != nil {
-		return fmt.Errorf("verify search_path: %w", err)
+		return "", fmt.Errorf("verify search_path: %w", err)
 	}
-	return checkVerifyResult(results)
+	return checkVerifyResult(results, loginOf(conn))
 }
 
 // checkVerifyResult checks the last result of a round trip that ended with
 // verifySQL: search_path empty ("" or the quoted empty identifier `""`
-// that SET of an empty string stores), no temporary schema.
-func checkVerifyResult(results []*pgconn.Result) error {
+// that SET of an empty string stores), no temporary schema, no other role,
+// no open cursor, and the session user login (unless login is ""). It
+// returns the session user.
+func checkVerifyResult(results []*pgconn.Result, login string) (string, error) {
 	if len(results) == 0 {
-		return fmt.Errorf("%w: no verification result", errNotClean)
+		return "", fmt.Errorf("%w: no verification result", errNotClean)
 	}
 	r := results[len(results)-1]
 	if r.Err != nil {
-		return fmt.Errorf("verify search_path: %w", r.Err)
+		return "", fmt.Errorf("verify search_path: %w", r.Err)
 	}
-	if len(r.Rows) != 1 || len(r.Rows[0]) != 2 {
-		return fmt.Errorf("%w: unexpected verification result shape", errNotClean)
+	if len(r.Rows) != 1 || len(r.Rows[0]) != 3 {
+		return "", fmt.Errorf("%w: unexpected verification result shape", errNotClean)
 	}
-	return cleanSession(string(r.Rows[0][0]), string(r.Rows[0][1]) == "t")
+	user := string(r.Rows[0][2])
+	return user, cleanSession(string(r.Rows[0][0]), string(r.Rows[0][1]) == "t", user, login)
 }

@@ -13,9 +13,9 @@ import (
 )
 
 // TestSessionStateDoesNotReachTheNextTenant: a unit that leaves a role
-// (SET ROLE) or a WITH HOLD cursor on its session gets its connection
-// closed, not reused: the next tenant's unit runs as the login role, on a
-// session without the cursor.
+// (SET ROLE, SET SESSION AUTHORIZATION) or a WITH HOLD cursor on its
+// session gets its connection closed, not reused: the next tenant's unit
+// runs as the login role, on a session without the cursor.
 func TestSessionStateDoesNotReachTheNextTenant(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 1)
@@ -32,6 +32,8 @@ func TestSessionStateDoesNotReachTheNextTenant(t *testing.T) {
 	for name, stmt := range map[string]string{
 		"a role":   "SET ROLE acme_role_session_test",
 		"a cursor": "DECLARE left_open CURSOR WITH HOLD FOR SELECT 1",
+		// Changes session_user and current_user alike (a superuser login).
+		"a session authorization": "SET SESSION AUTHORIZATION acme_role_session_test",
 	} {
 		for _, run := range []struct {
 			name string
