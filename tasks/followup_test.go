@@ -40,17 +40,7 @@ func TestFollowUpOfRunningRender(t *testing.T) {
 				enq, _, _, tenants = fairSetupOn(t, rdb, 2)
 				tenantID = tenants[0].ID
 			}
-			started := make(chan string, 4)
-			release := make(chan struct{})
-			startServer(t, opt, asynq.HandlerFunc(func(ctx context.Context, _ *asynq.Task) error {
-				id, _ := asynq.GetTaskID(ctx)
-				started <- id
-				select {
-				case <-release:
-				case <-ctx.Done():
-				}
-				return nil
-			}), 1)
+			started, release := startBlockingServer(t, opt)
 
 			p := InvoicePDF{TenantID: tenantID, InvoiceID: 7}
 			first, err := enq.Enqueue(ctx, p)
@@ -81,6 +71,24 @@ func TestFollowUpOfRunningRender(t *testing.T) {
 	}
 }
 
+// startBlockingServer starts an asynq server of concurrency 1 whose
+// handler sends each task's id to started, then holds it until release is
+// closed (or the task's context ends).
+func startBlockingServer(t *testing.T, opt asynq.RedisClientOpt) (started chan string, release chan struct{}) {
+	t.Helper()
+	started, release = make(chan string, 4), make(chan struct{})
+	startServer(t, opt, asynq.HandlerFunc(func(ctx context.Context, _ *asynq.Task) error {
+		id, _ := asynq.GetTaskID(ctx)
+		started <- id
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil
+	}), 1)
+	return started, release
+}
+
 // receive returns the next id from ch, failing the test after a minute.
 func receive(t *testing.T, ch <-chan string) string {
 	t.Helper()
@@ -109,17 +117,7 @@ func TestBulkAtTheCapAcceptsNothingFollowUpsIncluded(t *testing.T) {
 	if _, err := catalog.SetLimits(ctx, tn.ID, "", tenantctx.Limits{MaxWaiting: 2}); err != nil {
 		t.Fatal(err)
 	}
-	started := make(chan string, 4)
-	release := make(chan struct{})
-	startServer(t, opt, asynq.HandlerFunc(func(ctx context.Context, _ *asynq.Task) error {
-		id, _ := asynq.GetTaskID(ctx)
-		started <- id
-		select {
-		case <-release:
-		case <-ctx.Done():
-		}
-		return nil
-	}), 1)
+	started, release := startBlockingServer(t, opt)
 	pdf := func(id int64) Payload { return InvoicePDF{TenantID: tn.ID, InvoiceID: id} }
 	first, err := enq.Enqueue(ctx, pdf(1))
 	if err != nil {
