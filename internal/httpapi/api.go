@@ -96,7 +96,8 @@ type Options struct {
 	// also a prometheus.Gatherer (a *prometheus.Registry is). Nil means a
 	// fresh registry with the Go and process collectors.
 	Registry prometheus.Registerer
-	// Now returns the current time (reminder day); nil means time.Now.
+	// Now returns the current time: the day a reminder is for, and the
+	// refill of failed-authentication limits. Nil means time.Now.
 	Now func() time.Time
 }
 
@@ -139,8 +140,8 @@ func New(opts Options) *Handler {
 	if opts.AdminToken != "" {
 		h.adminHash = digest(opts.AdminToken)
 	}
-	h.tenantFails = newFailureLimiter(opts.AuthFailuresPerMinute, time.Now)
-	h.adminFails = newFailureLimiter(opts.AuthFailuresPerMinute, time.Now)
+	h.tenantFails = newFailureLimiter(opts.AuthFailuresPerMinute, opts.Now)
+	h.adminFails = newFailureLimiter(opts.AuthFailuresPerMinute, opts.Now)
 	h.crossOrigin = newCrossOriginProtection()
 	var gatherer prometheus.Gatherer
 	if opts.Registry == nil {

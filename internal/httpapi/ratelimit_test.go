@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/invoicing/tenantworker/internal/httpapi"
 	"github.com/invoicing/tenantworker/storage"
@@ -18,13 +19,17 @@ import (
 // limit the address gets 429 with Retry-After before any look-up. Other
 // addresses are not affected; a /64 of IPv6 counts as one address; failed
 // admin tokens and dashboard passwords are limited the same way, sharing
-// one budget per address (P14 in docs/architecture.md).
+// one budget per address (P14 in docs/architecture.md). The limiter's
+// clock is the test's: it moves only when the test moves it, so a slow
+// machine cannot refill a token in the middle.
 func TestFailedAuthIsRateLimited(t *testing.T) {
 	t.Parallel()
 	const perMinute = 10
+	clock := newManualClock(time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC))
 	b := setup(t, func(o *httpapi.Options) {
 		o.AuthFailuresPerMinute = perMinute
 		o.ClientIPHeader = "X-Real-IP"
+		o.Now = clock.Now
 	})
 	acme := b.active(t, "acme")
 	from := func(ip string) http.Header { return http.Header{"X-Real-Ip": {ip}} }
@@ -50,8 +55,9 @@ func TestFailedAuthIsRateLimited(t *testing.T) {
 			r := call(attack.ip, attack.host(i*1000+j), attack.key())
 			counts[r.status]++
 			if r.status == http.StatusTooManyRequests {
-				if s, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || s < 1 {
-					t.Fatalf("%s: 429 with Retry-After %q", attack.name, r.header.Get("Retry-After"))
+				// No token left, one refills every 60/perMinute seconds.
+				if s, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || s != 60/perMinute {
+					t.Fatalf("%s: 429 with Retry-After %q, want %d", attack.name, r.header.Get("Retry-After"), 60/perMinute)
 				}
 			}
 		}
@@ -71,6 +77,21 @@ func TestFailedAuthIsRateLimited(t *testing.T) {
 	}
 	if r := call("198.51.100.8", acme.host(), acme.key); r.status != http.StatusAccepted {
 		t.Errorf("another address with a good key: %d, want 202", r.status)
+	}
+	// Tokens refill with time: one every 60/perMinute seconds.
+	clock.Advance(60 * time.Second / perMinute / 2)
+	if r := call("198.51.100.7", acme.host(), acme.key); r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") != "3" {
+		t.Errorf("half a refill later with a good key: %d (Retry-After %q), want 429 (Retry-After 3)", r.status, r.header.Get("Retry-After"))
+	}
+	clock.Advance(60 * time.Second / perMinute / 2)
+	if r := call("198.51.100.7", acme.host(), acme.key); r.status != http.StatusAccepted {
+		t.Errorf("a refill later with a good key: %d, want 202", r.status)
+	}
+	if r := call("198.51.100.7", acme.host(), randomKey()); r.status != http.StatusUnauthorized {
+		t.Errorf("a refill later with a bad key: %d, want 401 (a success takes no token)", r.status)
+	}
+	if r := call("198.51.100.7", acme.host(), acme.key); r.status != http.StatusTooManyRequests {
+		t.Errorf("after the refilled token was spent: %d, want 429", r.status)
 	}
 	// IPv6: one /64 is one client.
 	for i := range perMinute {
@@ -145,9 +166,12 @@ func TestFailedAuthIsRateLimited(t *testing.T) {
 func TestFailedAuthLimitHoldsUnderConcurrency(t *testing.T) {
 	t.Parallel()
 	const perMinute, burst = 5, 300
+	// The clock stands still: no token refills while the burst runs.
+	clock := newManualClock(time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC))
 	b := setup(t, func(o *httpapi.Options) {
 		o.AuthFailuresPerMinute = perMinute
 		o.ClientIPHeader = "X-Real-IP"
+		o.Now = clock.Now
 	})
 	acme := b.active(t, "acme")
 	send := func(ip, key string) map[int]int {
@@ -177,9 +201,8 @@ func TestFailedAuthLimitHoldsUnderConcurrency(t *testing.T) {
 	counts := send("198.51.100.8", "")
 	queries := b.pg.Queries() - before
 	t.Logf("%d random keys at once: %v, %d catalog queries", burst, counts, queries)
-	// One token may refill while the burst runs (one every 12 s).
-	if n := counts[http.StatusUnauthorized]; n < perMinute || n > perMinute+1 || counts[http.StatusTooManyRequests] != burst-n {
-		t.Errorf("statuses %v, want %d (or one more) times 401, the rest 429", counts, perMinute)
+	if counts[http.StatusUnauthorized] != perMinute || counts[http.StatusTooManyRequests] != burst-perMinute {
+		t.Errorf("statuses %v, want %d times 401, the rest 429", counts, perMinute)
 	}
 	if queries > perMinute+3 {
 		t.Errorf("%d catalog queries for the burst, want about %d", queries, perMinute)
@@ -187,4 +210,27 @@ func TestFailedAuthLimitHoldsUnderConcurrency(t *testing.T) {
 	if counts := send("198.51.100.9", acme.key); counts[http.StatusNotFound] != burst {
 		t.Errorf("a valid key %d times at once: %v, want every one answered (404: no such task)", burst, counts)
 	}
+}
+
+// manualClock is a clock that moves only when Advance is called; it is
+// safe for concurrent use (the handler reads it from its goroutines).
+type manualClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newManualClock(t time.Time) *manualClock { return &manualClock{now: t} }
+
+// Now returns the clock's time.
+func (c *manualClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Advance moves the clock forward by d.
+func (c *manualClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
 }
