@@ -380,6 +380,72 @@ func (p *proc) taskSummary() map[string]*taskStat {
 	return out
 }
 
+// taskRun is one handler run of a task attempt, from a "task finished"
+// line of a worker's log.
+type taskRun struct {
+	id         string
+	retry      int
+	start, end time.Time
+}
+
+// taskRuns reads the worker's JSON log and returns the handler runs of
+// the tenant's tasks. A run's end is the line's time and its start that
+// minus the logged duration: both lie within the time the handler ran (the
+// duration is measured before the line's time is taken), and so within
+// the time the fair dispatcher counted the task as admitted and
+// unfinished (its completion report is sent after the line is logged).
+// The worker processes share the machine's clock, so runs of several
+// workers can be compared.
+func (p *proc) taskRuns(tenantID string) []taskRun {
+	var out []taskRun
+	for _, line := range strings.Split(p.logText(), "\n") {
+		if !strings.Contains(line, `"task finished"`) || !strings.Contains(line, tenantID) {
+			continue
+		}
+		var rec struct {
+			Time     time.Time `json:"time"`
+			TaskID   string    `json:"task_id"`
+			TenantID string    `json:"tenant_id"`
+			Retry    int       `json:"retry"`
+			Duration int64     `json:"duration"`
+		}
+		if json.Unmarshal([]byte(line), &rec) != nil || rec.TenantID != tenantID || rec.Time.IsZero() {
+			continue
+		}
+		out = append(out, taskRun{id: rec.TaskID, retry: rec.Retry, start: rec.Time.Add(-time.Duration(rec.Duration)), end: rec.Time})
+	}
+	return out
+}
+
+// maxOverlap returns the most runs that overlap at one instant, and that
+// instant. Runs that merely touch (one ends when the next starts) do not
+// overlap.
+func maxOverlap(runs []taskRun) (int, time.Time) {
+	type event struct {
+		at    time.Time
+		delta int
+	}
+	events := make([]event, 0, 2*len(runs))
+	for _, r := range runs {
+		events = append(events, event{r.start, +1}, event{r.end, -1})
+	}
+	sort.Slice(events, func(i, j int) bool {
+		if !events[i].at.Equal(events[j].at) {
+			return events[i].at.Before(events[j].at)
+		}
+		return events[i].delta < events[j].delta // ends first
+	})
+	n, most := 0, 0
+	var at time.Time
+	for _, e := range events {
+		n += e.delta
+		if n > most {
+			most, at = n, e.at
+		}
+	}
+	return most, at
+}
+
 // summaryText formats taskSummary for the test log.
 func summaryText(m map[string]*taskStat) string {
 	types := make([]string, 0, len(m))
