@@ -11,10 +11,11 @@ import (
 	"time"
 )
 
-// ack is one request the enqueue service acknowledged (202).
+// ack is one request the enqueue service acknowledged (202): when it was
+// sent and when its answer came.
 type ack struct {
-	id string
-	at time.Time
+	id       string
+	sent, at time.Time
 }
 
 // pacedLoad asks for the PDF of one invoice after the other of a tenant,
@@ -51,11 +52,12 @@ func startPacedLoad(t *testing.T, s *stack, tn tenantRef, n int) *pacedLoad {
 				return
 			}
 			rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			sent := time.Now()
 			status, e, err := s.post(rctx, tn, "pdf", id)
 			cancel()
 			l.mu.Lock()
 			if err == nil && status == http.StatusAccepted {
-				l.accepted = append(l.accepted, ack{e.TaskID, time.Now()})
+				l.accepted = append(l.accepted, ack{e.TaskID, sent, time.Now()})
 			} else {
 				l.refused[status]++
 			}
