@@ -46,7 +46,7 @@ func TestWorkerKilledMidTask(t *testing.T) {
 		}
 		return nil
 	})
-	victim := s.workers[0]
+	victim, survivor := s.workers[0], s.workers[1]
 	finished := func() int { return strings.Count(victim.logText(), `"msg":"task finished"`) }
 	var (
 		orphans  []string
@@ -87,12 +87,39 @@ func TestWorkerKilledMidTask(t *testing.T) {
 		victim.start()
 		victim.waitReady()
 
-		// The tasks the dead worker held stay active until their lease
-		// expires; the surviving worker's own finish within seconds.
-		time.Sleep(5 * time.Second)
+		// Which of the attempts active at the kill the dead worker held:
+		// not those the surviving worker finished (its log says so,
+		// whatever the outcome), however long a render takes on a loaded
+		// machine. The dead worker's stay active until asynq's
+		// recoverer finds their lease expired and retries them; wait until
+		// every one is accounted for either way.
+		type try struct {
+			id    string
+			retry int
+		}
+		finishedBySurvivor := func() map[try]bool {
+			done := map[try]bool{}
+			for _, r := range survivor.taskRuns("") {
+				done[try{r.id, r.retry}] = true
+			}
+			return done
+		}
+		var bySurvivor map[try]bool
+		eventually(t, 240*time.Second, 100*time.Millisecond, "the attempts active at the kill finished or retried", func() error {
+			bySurvivor = finishedBySurvivor()
+			for _, ti := range active {
+				if bySurvivor[try{ti.ID, ti.Retried}] {
+					continue
+				}
+				cur, err := s.inspector.GetTaskInfo(tasks.QueueDefault, ti.ID)
+				if err == nil && cur.State == asynq.TaskStateActive && cur.Retried == ti.Retried {
+					return fmt.Errorf("%s still active", ti.ID)
+				}
+			}
+			return nil
+		})
 		for _, ti := range active {
-			cur, err := s.inspector.GetTaskInfo(tasks.QueueDefault, ti.ID)
-			if err == nil && cur.State == asynq.TaskStateActive {
+			if !bySurvivor[try{ti.ID, ti.Retried}] {
 				orphans = append(orphans, ti.ID)
 			}
 		}
