@@ -503,7 +503,11 @@ func (b *bench) fairShares(ctx context.Context, s *Scenario, c *coreDB, cache *s
 		var mu sync.Mutex
 		spent := map[string]time.Duration{}
 		var measuring atomic.Bool
+		var measured atomic.Int64
+		firstRun := make(chan struct{})
+		var firstOnce sync.Once
 		handler := func(ctx context.Context, p tasks.InvoicePDF) error {
+			firstOnce.Do(func() { close(firstRun) })
 			// The worker time a task took, as the dispatcher measures it:
 			// on a loaded machine a sleep overruns its nominal length.
 			start := time.Now()
@@ -513,18 +517,36 @@ func (b *bench) fairShares(ctx context.Context, s *Scenario, c *coreDB, cache *s
 				mu.Lock()
 				spent[p.TenantID] += d
 				mu.Unlock()
+				measured.Add(1)
 			}
 			return nil
 		}
+		// The window opens window/5 after the first task started (past the
+		// start-up, however long that took) and closes after window, once
+		// at least one task was measured in it: on a loaded machine a short
+		// window can otherwise pass with none, and the shares are 0/0. The
+		// server runs until the window closed.
+		wctx, closeWindow := context.WithCancel(ctx)
+		closed := make(chan struct{})
 		go func() {
-			time.Sleep(window / 5) // past the start-up
+			defer close(closed)
+			select {
+			case <-firstRun:
+			case <-wctx.Done():
+				return
+			}
+			time.Sleep(window / 5)
 			measuring.Store(true)
 			time.Sleep(window)
+			for measured.Load() == 0 && wctx.Err() == nil {
+				time.Sleep(time.Millisecond)
+			}
 			measuring.Store(false)
 		}()
-		// n larger than what the window can run: drainChain stops at its
-		// timeout otherwise, so run it for the window explicitly.
-		if err := b.runFor(ctx, cache, d, window+window/5, handler); err != nil {
+		err := b.runFor(ctx, cache, d, closed, handler)
+		closeWindow()
+		<-closed
+		if err != nil {
 			return err
 		}
 		mu.Lock()
@@ -566,7 +588,7 @@ func (b *bench) fairShares(ctx context.Context, s *Scenario, c *coreDB, cache *s
 			}
 		}
 	}
-	s.note("part 3: in process, the worker's chain and heartbeat, concurrency %d, handlers that take %v (the slow tenant's %v); shares counted over %v after %v of start-up",
+	s.note("part 3: in process, the worker's chain and heartbeat, concurrency %d, handlers that take %v (the slow tenant's %v); shares counted over %v (or until a task ended in it) from %v after the first task started",
 		worker.DefaultConcurrency, base, 10*base, window, window/5)
 	return nil
 }
@@ -579,8 +601,8 @@ func repeatDur(d time.Duration, n int) []time.Duration {
 	return out
 }
 
-// runFor runs the in-process chain with handler for d.
-func (b *bench) runFor(ctx context.Context, cache *storage.Cache, disp *fair.Dispatcher, d time.Duration, handler func(context.Context, tasks.InvoicePDF) error) error {
+// runFor runs the in-process chain with handler until until is closed.
+func (b *bench) runFor(ctx context.Context, cache *storage.Cache, disp *fair.Dispatcher, until <-chan struct{}, handler func(context.Context, tasks.InvoicePDF) error) error {
 	log := slog.New(slog.DiscardHandler)
 	rep := disp.NewReporter(log)
 	mux := asynq.NewServeMux()
@@ -597,7 +619,7 @@ func (b *bench) runFor(ctx context.Context, cache *storage.Cache, disp *fair.Dis
 		return err
 	}
 	select {
-	case <-time.After(d):
+	case <-until:
 	case <-ctx.Done():
 	}
 	srv.Shutdown()
@@ -667,7 +689,16 @@ func (b *bench) fairIdle(ctx context.Context, s *Scenario, c *coreDB, cache *sto
 		// Let the system go idle again: past the worker's idle poll.
 		time.Sleep(150*time.Millisecond + time.Duration(i%7)*10*time.Millisecond)
 	}
-	time.Sleep(200 * time.Millisecond)
+	// Wait for the last ones to start: on a loaded machine that can take
+	// longer than any fixed pause.
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		mu.Lock()
+		n := len(started)
+		mu.Unlock()
+		if n >= len(sent) {
+			break
+		}
+	}
 	mu.Lock()
 	var lat []time.Duration
 	for id, at := range sent {
