@@ -20,7 +20,11 @@ import (
 
 // Timeouts of the story.
 const (
-	storyEventually   = 60 * time.Second // any "eventually" condition
+	// storyEventually bounds any "eventually" condition. Some include a
+	// task retried after a tenant was not ready (15 to 30 s by default),
+	// e.g. a destroy whose worker still had the tenant cached as active,
+	// besides the work itself on a loaded machine.
+	storyEventually   = 120 * time.Second
 	storyPollInterval = 200 * time.Millisecond
 	storyStopTimeout  = 40 * time.Second // SIGTERM to exit (SHUTDOWN_TIMEOUT is 10s)
 )
