@@ -296,7 +296,7 @@ func TestTenantServerStoppedMidLoad(t *testing.T) {
 		}
 	}
 	for _, p := range append([]*proc{s.enqueue}, s.workers...) {
-		if err := p.waitStatus("/readyz", http.StatusOK, 10*time.Second); err != nil {
+		if err := p.waitStatus("/readyz", http.StatusOK, 60*time.Second); err != nil {
 			t.Errorf("%s not ready while only a tenant database is down: %v", p.name, err)
 		}
 	}
