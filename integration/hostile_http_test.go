@@ -253,7 +253,7 @@ func TestHostileHTTPInput(t *testing.T) {
 	if !s.enqueue.running() {
 		t.Fatalf("the enqueue service exited")
 	}
-	if err := s.enqueue.waitStatus("/readyz", http.StatusOK, 10*time.Second); err != nil {
+	if err := s.enqueue.waitStatus("/readyz", http.StatusOK, 60*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if st, _, err := s.post(ctx, acme, "pdf", 3); err != nil || st != http.StatusAccepted {
