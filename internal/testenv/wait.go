@@ -21,12 +21,15 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-// WaitTaskState waits up to 15 s until the asynq task id in queue reaches
-// state, and returns its info.
+// WaitTaskState waits up to a minute until the asynq task id in queue
+// reaches state, and returns its info. The bound is for the failure
+// message, not a measurement: getting there takes asynq's polling, a
+// handler's real PostgreSQL and Redis work and, for a retry, its delayed
+// task check, which on a loaded machine under -race can take many seconds.
 func WaitTaskState(t testing.TB, inspector *asynq.Inspector, queue, id string, state asynq.TaskState) *asynq.TaskInfo {
 	t.Helper()
 	var info *asynq.TaskInfo
-	WaitFor(t, 15*time.Second, fmt.Sprintf("task %s to be %s", id, state), func() bool {
+	WaitFor(t, time.Minute, fmt.Sprintf("task %s to be %s", id, state), func() bool {
 		var err error
 		info, err = inspector.GetTaskInfo(queue, id)
 		return err == nil && info.State == state
