@@ -28,7 +28,7 @@ func TestUnknownTaskTypesAddNoCostFields(t *testing.T) {
 	if _, err := w.enq.Enqueue(ctx, tasks.InvoicePDF{TenantID: tn.ID, InvoiceID: 1}); err != nil {
 		t.Fatal(err)
 	}
-	testenv.WaitFor(t, 10*time.Second, "the first task runs and is reported", func() bool {
+	testenv.WaitFor(t, time.Minute, "the first task runs and is reported", func() bool {
 		s := w.stats(t, tn.ID)
 		return w.runs.Load() == 1 && s.Admitted == 0
 	})
@@ -47,7 +47,7 @@ func TestUnknownTaskTypesAddNoCostFields(t *testing.T) {
 	if _, err := w.enq.Enqueue(ctx, tasks.InvoicePDF{TenantID: tn.ID, InvoiceID: 2}); err != nil {
 		t.Fatal(err)
 	}
-	testenv.WaitFor(t, 10*time.Second, "the second task runs and is reported", func() bool {
+	testenv.WaitFor(t, time.Minute, "the second task runs and is reported", func() bool {
 		s := w.stats(t, tn.ID)
 		return w.runs.Load() == 2 && s.Admitted == 0
 	})

@@ -100,7 +100,7 @@ func (d *reminderDay) sweep(t *testing.T, tick int64) {
 	if err := d.e.work(tasks.InvoicesOverdue{TenantID: d.tn.ID, Tick: tick}); err != nil {
 		t.Fatalf("invoices:overdue: %v", err)
 	}
-	testenv.WaitFor(t, 15*time.Second, "the sweep's reminders to finish", func() bool {
+	testenv.WaitFor(t, time.Minute, "the sweep's reminders to finish", func() bool {
 		for _, state := range []asynq.TaskState{asynq.TaskStatePending, asynq.TaskStateActive, asynq.TaskStateRetry} {
 			if n := d.count(t, state); n > 0 {
 				return false
@@ -135,7 +135,7 @@ func (d *reminderDay) count(t *testing.T, state asynq.TaskState) int {
 func (d *reminderDay) finished(t *testing.T, id string) *asynq.TaskInfo {
 	t.Helper()
 	var info *asynq.TaskInfo
-	testenv.WaitFor(t, 15*time.Second, "reminder "+id+" to finish", func() bool {
+	testenv.WaitFor(t, time.Minute, "reminder "+id+" to finish", func() bool {
 		i, err := d.e.inspector.GetTaskInfo(tasks.QueueLow, id)
 		if err != nil {
 			return false

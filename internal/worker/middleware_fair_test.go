@@ -139,7 +139,7 @@ func TestFairChainFreesSlotsAndParksSuspendedTenants(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	testenv.WaitFor(t, 10*time.Second, "all 5 tasks run and reported", func() bool {
+	testenv.WaitFor(t, time.Minute, "all 5 tasks run and reported", func() bool {
 		s := w.stats(t, tn.ID)
 		return w.runs.Load() == 5 && s.Admitted == 0 && s.Waiting == 0
 	})
@@ -177,7 +177,7 @@ func TestFairChainFreesSlotsAndParksSuspendedTenants(t *testing.T) {
 	if _, err := w.d.Release(ctx, tn.ID, fair.Suspended, tasks.WorkQueues...); err != nil {
 		t.Fatal(err)
 	}
-	testenv.WaitFor(t, 10*time.Second, "the parked task runs after the release", func() bool { return w.runs.Load() == 6 })
+	testenv.WaitFor(t, time.Minute, "the parked task runs after the release", func() bool { return w.runs.Load() == 6 })
 }
 
 // TestRetryWaitsForARunningSlot: a task asynq retries comes back past
@@ -258,7 +258,7 @@ func TestRetryWaitsForARunningSlot(t *testing.T) {
 	}
 
 	close(release)
-	testenv.WaitFor(t, 10*time.Second, "invoice 1's report", func() bool {
+	testenv.WaitFor(t, time.Minute, "invoice 1's report", func() bool {
 		s, err := d.Stats(ctx, tn.ID, tasks.QueueDefault)
 		return err == nil && s[0].Admitted == 0
 	})
@@ -271,7 +271,7 @@ func TestRetryWaitsForARunningSlot(t *testing.T) {
 		if got != 2 {
 			t.Fatalf("ran invoice %d, want the retry of invoice 2", got)
 		}
-	case <-time.After(15 * time.Second):
+	case <-time.After(time.Minute): // a bound for the failure message, not a measurement
 		t.Fatal("the parked retry did not run once the slot was free")
 	}
 	if m := most.Load(); m > 1 {

@@ -160,7 +160,7 @@ func TestResolveTenantSuspendedTenantWaits(t *testing.T) {
 		DelayedTaskCheckInterval: 200 * time.Millisecond,
 	})
 
-	testenv.WaitFor(t, 15*time.Second, "three attempts of the suspended tenant's task", func() bool { return attempts.Load() >= 3 })
+	testenv.WaitFor(t, time.Minute, "three attempts of the suspended tenant's task", func() bool { return attempts.Load() >= 3 })
 	info, err := inspector.GetTaskInfo(tasks.QueueDefault, res.Info.ID)
 	if err != nil {
 		t.Fatal(err)

@@ -60,7 +60,7 @@ func TestArchivedTaskIsRecordedForItsTenant(t *testing.T) {
 	}
 	info := testenv.WaitTaskState(t, e.inspector, tasks.QueueDefault, r.Info.ID, asynq.TaskStateArchived)
 	var rec tasks.TaskRecord
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for {
 		if rec, err = records.Get(e.ctx, a.ID, r.Info.ID); err == nil || time.Now().After(deadline) {
 			break
