@@ -99,7 +99,7 @@ func testCacheWrites(t *testing.T, newEnv func(t *testing.T) cacheEnv, track ...
 			// The key's creation is published; on a cluster the message
 			// may reach B after it warmed, dropping its key entry, so
 			// warm again until B answers everything from its local layer.
-			eventually(t, 5*time.Second, "instance B answers from its local layer", func() bool {
+			eventually(t, 30*time.Second, "instance B answers from its local layer", func() bool {
 				before := b.Stats().LocalHits
 				if ok, _ := sees(ctx, b, tn, key, tt.from); !ok {
 					return false

@@ -184,14 +184,17 @@ func TestCacheAnswersWhileRedisIsDown(t *testing.T) {
 		t.Fatalf("SetStatus with Redis down = %s, %v; want suspended and ErrInvalidationFailed", got.Status, err)
 	}
 	check(a, tenantctx.StatusSuspended)
-	eventually(t, 2*time.Second, "B heals through its local TTL", func() bool {
+	// Only B's 100 ms local TTL can heal it (Redis is down, the
+	// invalidation failed); the bound names the failure, it measures
+	// nothing.
+	eventually(t, 30*time.Second, "B heals through its local TTL", func() bool {
 		got, err := b.TenantByID(ctx, tn.ID)
 		return err == nil && got.Status == tenantctx.StatusSuspended
 	})
 
 	server.Start(t)
 	hits := a.Stats().RedisHits
-	eventually(t, 10*time.Second, "A uses Redis again", func() bool {
+	eventually(t, time.Minute, "A uses Redis again", func() bool {
 		_, _ = a.TenantByID(ctx, tn.ID)
 		return a.Stats().RedisHits > hits
 	})

@@ -19,8 +19,13 @@ import (
 	"github.com/invoicing/tenantworker/tenantctx"
 )
 
-// propagation is how long another instance may take to notice a write.
-const propagation = time.Second
+// propagation is how long the tests wait for another instance to notice a
+// write. Invalidation messages normally arrive within milliseconds; the
+// bound only names the failure, and is generous because on a loaded
+// machine under -race pub/sub delivery can take seconds. It stays well
+// under longLocal's minute, so an instance that sees the write in time
+// saw it through an invalidation, not through its local entry expiring.
+const propagation = 20 * time.Second
 
 // prefixSeq makes Redis key prefixes unique within the test binary.
 var prefixSeq atomic.Int64
@@ -201,7 +206,9 @@ func TestCacheStoresNoPlaintextKey(t *testing.T) {
 func TestCacheNegativeEntryTTL(t *testing.T) {
 	t.Parallel()
 	env := newCacheEnv(t, testenv.Redis(t))
-	c := env.cache(t, storage.CacheOptions{NegativeTTL: 3 * time.Second, RedisTTL: time.Hour})
+	// A negative TTL long enough that a slow machine cannot eat into the
+	// window below, far from RedisTTL so the two cannot be mixed up.
+	c := env.cache(t, storage.CacheOptions{NegativeTTL: 5 * time.Minute, RedisTTL: time.Hour})
 	ctx := t.Context()
 	tn := mustCreateTenant(t, ctx, c, "present", tenantctx.StatusActive)
 	if _, err := c.TenantBySlug(ctx, "absent"); !isNotFound(err) {
@@ -214,7 +221,7 @@ func TestCacheNegativeEntryTTL(t *testing.T) {
 		key      string
 		min, max time.Duration
 	}{
-		{c.RedisKeyForSlug("absent"), time.Second, 3 * time.Second},
+		{c.RedisKeyForSlug("absent"), 4 * time.Minute, 5 * time.Minute},
 		{c.RedisKeyForSlug(tn.Slug), 59 * time.Minute, time.Hour},
 	}
 	for _, tt := range tests {
