@@ -19,7 +19,10 @@ import (
 // connection until the lock goes; another tenant is served meanwhile.
 func TestLockedTenantDoesNotStallOthers(t *testing.T) {
 	t.Parallel()
-	b := setup(t, func(o *httpapi.Options) { o.RequestTimeout = time.Second })
+	// RequestTimeout bounds the served requests too (the warm-ups below
+	// and the other tenant's): short enough for the locked ones to give
+	// up soon, long enough for a served request on a loaded machine.
+	b := setup(t, func(o *httpapi.Options) { o.RequestTimeout = 5 * time.Second })
 	locked, other := b.active(t, "locked"), b.active(t, "unlocked")
 	post := func(tn tenant, id int) response {
 		return b.do(t, request{method: http.MethodPost, path: "/v1/invoices/" + strconv.Itoa(id) + "/pdf", host: tn.host(), bearer: tn.key})
@@ -51,7 +54,7 @@ func TestLockedTenantDoesNotStallOthers(t *testing.T) {
 	select {
 	case <-done:
 	case <-time.After(time.Minute): // a bound for the failure message, not a measurement
-		t.Fatal("requests of the locked tenant still waiting after a minute, RequestTimeout 1s")
+		t.Fatal("requests of the locked tenant still waiting after a minute, RequestTimeout 5s")
 	}
 	close(answers)
 	for r := range answers {
