@@ -126,7 +126,7 @@ func TestEnqueuePDFDedupe(t *testing.T) {
 		t.Fatalf("enqueue after completion: existing=%v id=%s; want a fresh task with the same id", third.Existing, third.Info.ID)
 	}
 	// The replacement runs too.
-	testenv.WaitFor(t, 15*time.Second, "the replacement to run", func() bool { return runs.Load() == 2 })
+	testenv.WaitFor(t, time.Minute, "the replacement to run", func() bool { return runs.Load() == 2 })
 	testenv.WaitTaskState(t, inspector, QueueDefault, first.Info.ID, asynq.TaskStateCompleted)
 }
 

@@ -221,11 +221,11 @@ func TestSchedulerOneSweepPerTickAcrossReplicas(t *testing.T) {
 	var want []string
 	for i := 1; i <= ticks; i++ {
 		tick := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC).Add(time.Duration(i) * 30 * time.Second)
-		testenv.WaitFor(t, 5*time.Second, "both loops to wait for the next tick", func() bool { return clockA.waiting() == 1 && clockB.waiting() == 1 })
+		testenv.WaitFor(t, 30*time.Second, "both loops to wait for the next tick", func() bool { return clockA.waiting() == 1 && clockB.waiting() == 1 })
 		// The replicas' clocks disagree by a few hundred milliseconds.
 		clockA.set(tick.Add(150 * time.Millisecond))
 		clockB.set(tick.Add(400 * time.Millisecond))
-		testenv.WaitFor(t, 5*time.Second, fmt.Sprintf("tick %d to fire on both loops", i), func() bool { return log.count(tick.Unix()) == 2 })
+		testenv.WaitFor(t, 30*time.Second, fmt.Sprintf("tick %d to fire on both loops", i), func() bool { return log.count(tick.Unix()) == 2 })
 		log.mu.Lock()
 		res := slices.Clone(log.calls[tick.Unix()])
 		log.mu.Unlock()
@@ -324,13 +324,13 @@ func TestSchedulerRetriesFailedEnqueue(t *testing.T) {
 	go func() {
 		done <- RunScheduler(ctx, enq, "@every 10s", SchedulerOptions{Clock: clock, Logger: discardLogger(), OnTick: log.onTick, RetryInterval: 4 * time.Second})
 	}()
-	testenv.WaitFor(t, 5*time.Second, "the loop to wait", func() bool { return clock.waiting() == 1 })
+	testenv.WaitFor(t, 30*time.Second, "the loop to wait", func() bool { return clock.waiting() == 1 })
 	clock.set(time.Date(2026, 3, 1, 10, 0, 10, 0, time.UTC)) // tick: first attempt fails
-	testenv.WaitFor(t, 5*time.Second, "a retry wait", func() bool { return clock.waiting() == 1 })
+	testenv.WaitFor(t, 30*time.Second, "a retry wait", func() bool { return clock.waiting() == 1 })
 	clock.set(time.Date(2026, 3, 1, 10, 0, 14, 0, time.UTC)) // second attempt fails; 18 s < 20 s: one more
-	testenv.WaitFor(t, 5*time.Second, "another retry wait", func() bool { return clock.waiting() == 1 })
+	testenv.WaitFor(t, 30*time.Second, "another retry wait", func() bool { return clock.waiting() == 1 })
 	clock.set(time.Date(2026, 3, 1, 10, 0, 18, 0, time.UTC)) // third fails; 22 s is past the next tick: give up
-	testenv.WaitFor(t, 5*time.Second, "the wait for the next tick", func() bool { return clock.waiting() == 1 })
+	testenv.WaitFor(t, 30*time.Second, "the wait for the next tick", func() bool { return clock.waiting() == 1 })
 	log.mu.Lock()
 	n := len(log.errs)
 	log.mu.Unlock()
