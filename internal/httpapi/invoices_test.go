@@ -200,7 +200,7 @@ func TestTaskState(t *testing.T) {
 
 	runWorker(t, b)
 	final := func(id string) map[string]any {
-		deadline := time.Now().Add(20 * time.Second)
+		deadline := time.Now().Add(time.Minute)
 		for {
 			r := state(acme, id)
 			wantStatus(t, r, http.StatusOK)

@@ -64,7 +64,7 @@ func TestTaskStateShowsSafeReasons(t *testing.T) {
 		return b.do(t, request{method: http.MethodGet, host: tn.host(), path: "/v1/tasks/" + id, bearer: tn.key})
 	}
 	waitFor := func(id, want string) map[string]any {
-		deadline := time.Now().Add(20 * time.Second)
+		deadline := time.Now().Add(time.Minute)
 		for {
 			r := state(acme, id)
 			wantStatus(t, r, http.StatusOK)
