@@ -178,7 +178,7 @@ func TestMigrationWaitsForNoDeletionItRaces(t *testing.T) {
 // for the tenant lock of schemaName.
 func waitForLockWaiters(t *testing.T, b *bundle, schemaName string, n int) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for {
 		var waiting int
 		err := b.pool.QueryRow(b.ctx, `SELECT count(*) FROM pg_catalog.pg_locks
@@ -192,7 +192,7 @@ func waitForLockWaiters(t *testing.T, b *bundle, schemaName string, n int) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d sessions wait for the lock of %s after 15 s, want %d", waiting, schemaName, n)
+			t.Fatalf("%d sessions wait for the lock of %s after a minute, want %d", waiting, schemaName, n)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
