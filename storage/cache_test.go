@@ -71,7 +71,9 @@ func (e cacheEnv) cache(t testing.TB, opts storage.CacheOptions) *storage.Cache 
 	}
 	c := storage.NewCache(e.backend, rdb, opts)
 	t.Cleanup(func() { _ = c.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// A bound for the failure message: subscribing takes a round trip,
+	// which on a loaded machine (or a Redis Cluster) can take seconds.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := c.WaitSubscribed(ctx); err != nil {
 		t.Fatalf("cache did not subscribe to invalidations: %v", err)
