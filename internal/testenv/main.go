@@ -66,10 +66,11 @@ func MainLeakCheck(m *testing.M, opts ...goleak.Option) int {
 	// between attempts and sees its pool closed only when it wakes: after a
 	// test stopped a Redis under a client, that goroutine ends up to a
 	// second after the client's Close, later on a loaded machine. goleak
-	// waits about a second by default; give such goroutines a few seconds
-	// (a real leak stays and is reported all the same).
+	// waits about a second by default; give such goroutines half a minute,
+	// since a slow shared machine under -race can hold them back for
+	// seconds (a real leak stays and is reported all the same, only later).
 	err := goleak.Find(opts...)
-	for deadline := time.Now().Add(5 * time.Second); err != nil && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(30 * time.Second); err != nil && time.Now().Before(deadline); {
 		err = goleak.Find(opts...)
 	}
 	if err != nil {
