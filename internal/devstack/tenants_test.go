@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/invoicing/tenantworker/internal/tenancy"
+	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/storage/memstore"
 	"github.com/invoicing/tenantworker/tasks"
 	"github.com/invoicing/tenantworker/tenantctx"
@@ -169,11 +171,20 @@ func TestWaitActive(t *testing.T) {
 	t.Run("becomes active", func(t *testing.T) {
 		t.Parallel()
 		tn := newTenant("wait-active")
+		// The tenant turns active once waitActive has seen it
+		// provisioning, not after a fixed sleep that a slow machine may
+		// stretch past the timeout.
+		store := &firstLookup{TenantStore: s.catalog, seen: make(chan struct{})}
+		activated := make(chan error, 1)
 		go func() {
-			time.Sleep(300 * time.Millisecond)
-			_, _ = s.catalog.SetStatus(context.Background(), tn.ID, tenantctx.StatusActive)
+			<-store.seen
+			_, err := s.catalog.SetStatus(context.Background(), tn.ID, tenantctx.StatusActive)
+			activated <- err
 		}()
-		got, err := waitActive(ctx, s.catalog, tn.ID, 10*time.Second)
+		got, err := waitActive(ctx, store, tn.ID, 30*time.Second)
+		if aerr := <-activated; aerr != nil {
+			t.Fatalf("SetStatus active: %v", aerr)
+		}
 		if err != nil || got.Status != tenantctx.StatusActive {
 			t.Fatalf("waitActive = %+v, %v", got, err)
 		}
@@ -216,4 +227,19 @@ func TestWaitActive(t *testing.T) {
 			t.Fatalf("waitActive on an unknown tenant: %v", err)
 		}
 	})
+}
+
+// firstLookup is a TenantStore that closes seen once its first TenantByID
+// has returned.
+type firstLookup struct {
+	storage.TenantStore
+	seen chan struct{}
+	once sync.Once
+}
+
+// TenantByID is the store's, and then closes seen (once).
+func (f *firstLookup) TenantByID(ctx context.Context, id string) (tenantctx.Tenant, error) {
+	t, err := f.TenantStore.TenantByID(ctx, id)
+	f.once.Do(func() { close(f.seen) })
+	return t, err
 }
