@@ -24,6 +24,11 @@ func runStack(t *testing.T, opts Options) (Info, func() error, *bytes.Buffer) {
 	var stdout bytes.Buffer
 	opts.Stdout = &stdout
 	opts.HTTPAddr = "127.0.0.1:0"
+	if opts.ActivateTimeout == 0 {
+		// Longer than the default: on a slow shared machine under -race
+		// the demo tenants' migrations can take minutes.
+		opts.ActivateTimeout = 4 * time.Minute
+	}
 	ready := make(chan Info, 1)
 	opts.Ready = func(i Info) { ready <- i }
 	ctx, cancel := context.WithCancel(context.Background())
@@ -52,8 +57,8 @@ func runStack(t *testing.T, opts Options) (Info, func() error, *bytes.Buffer) {
 	case err := <-done:
 		once.Do(func() { runErr = err })
 		t.Fatalf("Run returned before ready: %v", err)
-	case <-time.After(90 * time.Second):
-		t.Fatalf("Run not ready within 90s")
+	case <-time.After(5 * time.Minute): // a bound for the failure message, not a measurement
+		t.Fatalf("Run not ready within 5 minutes")
 	}
 	return Info{}, nil, nil
 }
