@@ -104,7 +104,11 @@ func setupOn(t testing.TB, addr string, fairCfg *fair.Config, mutate ...func(*ht
 	b.redisOpt = asynq.RedisClientOpt{Addr: addr}
 	b.rdb = redis.NewClient(&redis.Options{Addr: addr})
 	t.Cleanup(func() { _ = b.rdb.Close() })
-	b.catalog = storage.NewCache(b.pg, b.rdb, storage.CacheOptions{KeyPrefix: "test:"})
+	// Negative entries live for the whole test (the default is 5 s): a
+	// test that counts catalog queries must not see one expire because a
+	// slow machine took seconds over its requests. Writes through the
+	// cache still drop them at once.
+	b.catalog = storage.NewCache(b.pg, b.rdb, storage.CacheOptions{KeyPrefix: "test:", NegativeTTL: time.Hour})
 	t.Cleanup(func() { _ = b.catalog.Close() })
 
 	if b.docs, err = storage.NewFS(t.TempDir()); err != nil {
