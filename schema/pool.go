@@ -34,13 +34,16 @@ const verifyTimeout = 5 * time.Second
 // clean either, whatever its search_path says), its role is the session
 // user (a SET ROLE left behind would run the next tenant's units with
 // another role's rights), no cursor is open (a WITH HOLD cursor outlives
-// its transaction), and the session user is still the one the connection
+// its transaction), the session listens on no channel (a LISTEN would
+// deliver one tenant's notifications to the next tenant's units), and the
+// session user is still the one the connection
 // logged in as (SET SESSION AUTHORIZATION changes session_user and
 // current_user alike; the login is read by AfterConnect). Other session
 // settings are not checked (reading them all costs the server more than
 // the unit); units change them only with SET LOCAL.
 const verifySQL = "SELECT pg_catalog.current_setting('search_path'), pg_catalog.pg_my_temp_schema() = 0" +
-	" AND current_user = session_user AND NOT EXISTS (SELECT FROM pg_catalog.pg_cursors WHERE name <> '')," +
+	" AND current_user = session_user AND NOT EXISTS (SELECT FROM pg_catalog.pg_cursors WHERE name <> '')" +
+	" AND NOT EXISTS (SELECT FROM pg_catalog.pg_listening_channels())," +
 	" session_user"
 
 // NewPool parses databaseURL, forces an empty search_path (RuntimeParams)

@@ -13,9 +13,10 @@ import (
 )
 
 // TestSessionStateDoesNotReachTheNextTenant: a unit that leaves a role
-// (SET ROLE, SET SESSION AUTHORIZATION) or a WITH HOLD cursor on its
-// session gets its connection closed, not reused: the next tenant's unit
-// runs as the login role, on a session without the cursor.
+// (SET ROLE, SET SESSION AUTHORIZATION), a WITH HOLD cursor or a LISTEN on
+// its session gets its connection closed, not reused: the next tenant's
+// unit runs as the login role, on a session without the cursor that
+// listens on nothing.
 func TestSessionStateDoesNotReachTheNextTenant(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 1)
@@ -32,6 +33,7 @@ func TestSessionStateDoesNotReachTheNextTenant(t *testing.T) {
 	for name, stmt := range map[string]string{
 		"a role":   "SET ROLE acme_role_session_test",
 		"a cursor": "DECLARE left_open CURSOR WITH HOLD FOR SELECT 1",
+		"a listen": "LISTEN acme_events",
 		// Changes session_user and current_user alike (a superuser login).
 		"a session authorization": "SET SESSION AUTHORIZATION acme_role_session_test",
 	} {
@@ -55,13 +57,14 @@ func TestSessionStateDoesNotReachTheNextTenant(t *testing.T) {
 				t.Fatalf("%s leaving %s: %v", run.name, name, err)
 			}
 			var user string
-			var cursors int
+			var cursors, channels int
 			err := InTenant(tenantCtx(ctx, "tenant_globex"), b.pool, func(ctx context.Context, tx pgx.Tx) error {
-				return tx.QueryRow(ctx, "SELECT current_user::text, (SELECT count(*) FROM pg_catalog.pg_cursors WHERE name <> '')").Scan(&user, &cursors)
+				return tx.QueryRow(ctx, "SELECT current_user::text, (SELECT count(*) FROM pg_catalog.pg_cursors WHERE name <> '')"+
+					", (SELECT count(*) FROM pg_catalog.pg_listening_channels())").Scan(&user, &cursors, &channels)
 			})
-			if err != nil || user != login || cursors != 0 {
-				t.Fatalf("after %s left %s: the next tenant's unit ran as %q with %d cursors open (%v); want %q and none",
-					run.name, name, user, cursors, err, login)
+			if err != nil || user != login || cursors != 0 || channels != 0 {
+				t.Fatalf("after %s left %s: the next tenant's unit ran as %q with %d cursors open, listening on %d channels (%v); want %q and none",
+					run.name, name, user, cursors, channels, err, login)
 			}
 		}
 	}
