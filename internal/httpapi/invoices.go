@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
@@ -304,7 +306,7 @@ func (h *Handler) downloadPDF(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	hdr.Set("Content-Type", "application/pdf")
-	hdr.Set("Content-Disposition", `attachment; filename="`+pdfFilename(doc.Number, id)+`"`)
+	hdr.Set("Content-Disposition", contentDisposition(doc.Number, id))
 	hdr.Set("Content-Length", strconv.FormatInt(di.Bytes, 10))
 	hdr.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(http.StatusOK)
@@ -329,23 +331,44 @@ func etagMatches(lines []string, etag string) bool {
 	return false
 }
 
-// maxFilenameLen bounds the download file name.
+// maxFilenameLen bounds the download file name, in characters.
 const maxFilenameLen = 100
+
+// contentDisposition returns the Content-Disposition of an invoice's PDF:
+// "attachment" with filename, an ASCII name every client understands
+// (pdfFilename), and, when the invoice number has letters outside ASCII
+// ("Rechnung-Müller-7"), also filename* (RFC 6266, RFC 8187) with those
+// letters kept, which current browsers prefer.
+func contentDisposition(number string, id int64) string {
+	ascii := pdfFilename(number, id, false)
+	v := `attachment; filename="` + ascii + `"`
+	if full := pdfFilename(number, id, true); full != ascii {
+		v += "; filename*=UTF-8''" + percentEncode(full)
+	}
+	return v
+}
 
 // pdfFilename returns "<number>.pdf" with every character outside
 // [A-Za-z0-9._-] replaced by '_', so the Content-Disposition header cannot
 // be broken out of (quotes, CR/LF, slashes); an empty result falls back to
-// "invoice-<id>.pdf".
-func pdfFilename(number string, id int64) string {
+// "invoice-<id>.pdf". With unicode, letters, digits and combining marks of
+// any script are kept too (format characters such as bidi overrides are
+// not: they could disguise the name's extension).
+func pdfFilename(number string, id int64, unicodeLetters bool) string {
 	var b strings.Builder
+	n := 0
 	for _, c := range number {
-		if b.Len() >= maxFilenameLen {
+		if n >= maxFilenameLen {
 			break
 		}
+		n++
 		switch {
 		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
 			b.WriteRune(c)
 		case c == '.' && b.Len() > 0:
+			b.WriteRune(c)
+		case unicodeLetters && c > unicode.MaxASCII && c != utf8.RuneError &&
+			(unicode.IsLetter(c) || unicode.IsDigit(c) || unicode.IsMark(c) && b.Len() > 0):
 			b.WriteRune(c)
 		default:
 			b.WriteByte('_')
@@ -356,4 +379,23 @@ func pdfFilename(number string, id int64) string {
 		name = "invoice-" + strconv.FormatInt(id, 10)
 	}
 	return name + ".pdf"
+}
+
+// percentEncode encodes s for an RFC 8187 ext-value: the bytes of
+// [A-Za-z0-9._-] stay as they are, every other byte becomes %XX.
+func percentEncode(s string) string {
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_', c == '.':
+			b.WriteByte(c)
+		default:
+			b.WriteByte('%')
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&15])
+		}
+	}
+	return b.String()
 }

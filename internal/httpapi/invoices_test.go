@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -310,6 +311,26 @@ func TestDownloadPDF(t *testing.T) {
 	}
 	if r.header.Get("X-Evil") != "" {
 		t.Fatal("header injection through the invoice number")
+	}
+
+	// Letters outside ASCII: an ASCII filename for every client, and
+	// filename* (RFC 6266) with the letters kept; a bidi override, which
+	// could disguise the extension, is not kept in either.
+	for number, want := range map[string]struct{ header, parsed string }{
+		"Rechnung-Müller/7":  {`attachment; filename="Rechnung-M_ller_7.pdf"; filename*=UTF-8''Rechnung-M%C3%BCller_7.pdf`, "Rechnung-Müller_7.pdf"},
+		"Łódź 12":            {`attachment; filename="d__12.pdf"; filename*=UTF-8''%C5%81%C3%B3d%C5%BA_12.pdf`, "Łódź_12.pdf"},
+		"INV-1\u202efdp.exe": {`attachment; filename="INV-1_fdp.exe.pdf"`, "INV-1_fdp.exe.pdf"},
+	} {
+		nid, _ := b.storeDocument(t, acme, number, content)
+		r := get(acme, nid, nil)
+		wantStatus(t, r, http.StatusOK)
+		cd := r.header.Get("Content-Disposition")
+		if cd != want.header {
+			t.Errorf("number %q: Content-Disposition %q, want %q", number, cd, want.header)
+		}
+		if _, params, err := mime.ParseMediaType(cd); err != nil || params["filename"] != want.parsed {
+			t.Errorf("number %q: Content-Disposition parses to %q (%v), want %q", number, params["filename"], err, want.parsed)
+		}
 	}
 
 	for _, inm := range []string{`"` + sum + `"`, `W/"` + sum + `"`, `"other", "` + sum + `"`, "*"} {
