@@ -99,7 +99,7 @@ func alreadySent(day, today string) string {
 // One window remains: if the process dies, or the database fails, after
 // the SMTP server accepted the message and before the commit, the retry
 // sends a second email. Its Message-ID is the same
-// (<reminder-{tenant}-{invoice}-{day}@{domain of MailFrom}>), so receivers
+// (<reminder-{tenant}-{invoice}-{day}@{domain of MailFrom}>, reminderMessageID), so receivers
 // that deduplicate on Message-ID drop it.
 //
 // What a tenant sees of a failure (GET /v1/tasks/{task_id}: state,
@@ -304,15 +304,31 @@ func (h *Handlers) readDocument(ctx context.Context, tenantID, key string) ([]by
 }
 
 // reminderMessageID is the deterministic Message-ID of one reminder, so a
-// duplicate send (see InvoiceReminder) can be recognised by receivers.
+// duplicate send (see InvoiceReminder) can be recognised by receivers. Its
+// right part is the domain of from when that is printable ASCII (a
+// Message-ID is ASCII, and the mailer refuses any other), else
+// "tenantworker.invalid": an internationalized domain written as such
+// (billing@müller.example, which MAIL_FROM accepts) must not make every
+// reminder fail.
 func reminderMessageID(tenantID string, invoiceID int64, day, from string) string {
 	domain := "tenantworker.invalid"
 	if a, err := mail.ParseAddress(from); err == nil {
-		if _, d, ok := strings.Cut(a.Address, "@"); ok && d != "" && !strings.ContainsAny(d, "<>[] \t") {
+		if _, d, ok := strings.Cut(a.Address, "@"); ok && d != "" && msgIDDomain(d) {
 			domain = d
 		}
 	}
 	return fmt.Sprintf("<reminder-%s-%d-%s@%s>", tenantID, invoiceID, day, domain)
+}
+
+// msgIDDomain reports whether d can be the right part of a Message-ID as
+// it is: printable ASCII without space, angle or square brackets.
+func msgIDDomain(d string) bool {
+	for i := 0; i < len(d); i++ {
+		if c := d[i]; c <= ' ' || c > '~' || strings.IndexByte("<>[]", c) >= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // fileSafe keeps the characters of s that are safe in an attachment name.

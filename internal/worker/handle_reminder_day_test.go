@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/invoicing/tenantworker/internal/mailer"
 	"github.com/invoicing/tenantworker/internal/mailer/smtptest"
 	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/internal/worker"
@@ -494,3 +497,42 @@ func TestReminderSubjectKeepsEncodedWordLiteral(t *testing.T) {
 
 // bidiControls are the Unicode bidirectional formatting characters.
 const bidiControls = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+
+// TestReminderFromNonASCIIDomainIsSent: a MAIL_FROM whose domain is not
+// ASCII (an internationalized domain written as such, which the
+// configuration accepts) still gives reminders a Message-ID the mailer
+// takes. The Message-ID used to carry that domain, which the mailer
+// refuses as not id-left@id-right: every reminder failed with an ordinary
+// error, was retried ten times and archived, every day.
+func TestReminderFromNonASCIIDomainIsSent(t *testing.T) {
+	t.Parallel()
+	outbox := t.TempDir()
+	m, err := mailer.NewFile(outbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newHandlerEnv(t, m)
+	e.h.MailFrom = "Rechnungen <rechnungen@müller.example>"
+	acme := e.provision(t, "acme", "Acme")
+	id := e.addInvoice(t, acme, acmeCustomer, overdueInvoice("ACME-1"))
+	e.setToday(t, "2026-03-01")
+	p := tasks.InvoiceReminder{TenantID: acme.ID, InvoiceID: id, Day: "2026-03-01"}
+	if err := e.work(p); err != nil {
+		t.Fatalf("reminder from a non-ASCII domain: %v", err)
+	}
+	files, err := filepath.Glob(filepath.Join(outbox, "*.eml"))
+	if err != nil || len(files) != 1 {
+		t.Fatalf("outbox holds %v (%v), want one message", files, err)
+	}
+	raw, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := parseMail(t, raw).Header.Get("Message-Id")
+	if want := fmt.Sprintf("<reminder-%s-%d-2026-03-01@", acme.ID, id); !strings.HasPrefix(got, want) {
+		t.Errorf("Message-ID = %q, want it to start with %q", got, want)
+	}
+	if rows := e.reminderRows(t, acme, id); len(rows) != 1 || rows[0].Status != "sent" {
+		t.Errorf("reminder rows %+v, want one sent row", rows)
+	}
+}
