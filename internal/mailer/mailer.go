@@ -33,7 +33,8 @@ type Message struct {
 
 // Mailer sends messages. Send honours ctx; a nil error means the message was
 // accepted (by the SMTP server, or written durably to the outbox). An error
-// wrapping ErrBadRecipient means the message can never be sent as it is.
+// wrapping ErrBadRecipient or ErrRecipientRefused means the message can
+// never be sent as it is.
 type Mailer interface {
 	Send(ctx context.Context, m Message) error
 }

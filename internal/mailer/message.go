@@ -19,6 +19,12 @@ import (
 // address, which is personal data.
 var ErrBadRecipient = errors.New("recipient address does not parse")
 
+// ErrRecipientRefused is wrapped by the error of a message whose recipient
+// the mail server refused for good (SMTP: a 5xx reply to RCPT TO, such as
+// 550 no such mailbox): sending it again to that address fails the same
+// way.
+var ErrRecipientRefused = errors.New("recipient refused by the mail server")
+
 // CheckRecipient returns nil when addr is an address Send accepts as To,
 // and an error wrapping ErrBadRecipient otherwise.
 func CheckRecipient(addr string) error {

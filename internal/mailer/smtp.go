@@ -120,8 +120,9 @@ func (s *SMTP) client(ctx context.Context) (*mail.Client, error) {
 // (its reply to the end of DATA): an error after that (the RSET go-mail
 // sends after each message, the QUIT that closes the connection) is
 // ignored, because reporting it would make the caller send the accepted
-// message again. This is go-mail's DialAndSendWithContext without those
-// errors.
+// message again. A permanent refusal of the recipient (a 5xx reply to
+// RCPT TO, but 552) wraps ErrRecipientRefused. This is go-mail's
+// DialAndSendWithContext without those errors.
 func (s *SMTP) Send(ctx context.Context, m Message) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("send message to %s: %w", s, err)
@@ -140,9 +141,26 @@ func (s *SMTP) Send(ctx context.Context, m Message) error {
 	}
 	defer func() { _ = c.CloseWithSMTPClient(conn) }()
 	if err := c.SendWithSMTPClient(conn, msg); err != nil && !msg.IsDelivered() {
+		if refusedForGood(err) {
+			return fmt.Errorf("send message to %s: %w: %w", s, ErrRecipientRefused, err)
+		}
 		return fmt.Errorf("send message to %s: %w", s, ctxErr(ctx, err))
 	}
 	return nil
+}
+
+// refusedForGood reports whether err is the server's permanent refusal of
+// the recipient: a 5xx reply to RCPT TO (550 no such mailbox, 553 mailbox
+// name not allowed), except 552, which RFC 5321 (4.5.3.1.10) asks clients
+// to treat as the temporary 452. A connection that failed during RCPT TO
+// has no reply code and is not a refusal.
+func refusedForGood(err error) bool {
+	var se *mail.SendError
+	if !errors.As(err, &se) || se.Reason != mail.ErrSMTPRcptTo {
+		return false
+	}
+	code := se.ErrorCode()
+	return code >= 500 && code <= 599 && code != 552
 }
 
 // ctxErr adds ctx's error to err when ctx ended: an I/O timeout that

@@ -88,7 +88,10 @@ func alreadySent(day, today string) string {
 //     send), send through h.Mailer;
 //  4. record the outcome on the claimed rows: 'sent' with sent_at, or
 //     'failed' and return the
-//     send error so the task is retried and sends again. Recording and
+//     send error so the task is retried and sends again; unless the mail
+//     server refused the recipient for good (mailer.ErrRecipientRefused:
+//     550 no such mailbox), which archives the task at once like an
+//     address that does not parse. Recording and
 //     the commit run on context.WithoutCancel(ctx): a send that succeeded is
 //     recorded even when the task's ctx is cancelled meanwhile.
 //
@@ -201,7 +204,7 @@ func (h *Handlers) InvoiceReminder(ctx context.Context, p tasks.InvoiceReminder)
 		return fmt.Errorf("reminder for invoice %d on %s: %w", p.InvoiceID, p.Day, err)
 	case badAddr != nil:
 		return Permanentf("reminder for invoice %d on %s not sent: %w", p.InvoiceID, p.Day, badAddr)
-	case errors.Is(sendErr, mailer.ErrBadRecipient):
+	case errors.Is(sendErr, mailer.ErrBadRecipient), errors.Is(sendErr, mailer.ErrRecipientRefused):
 		return Permanentf("reminder for invoice %d on %s not sent: %w", p.InvoiceID, p.Day, sendErr)
 	case sendErr != nil:
 		return fmt.Errorf("send reminder for invoice %d on %s: %w", p.InvoiceID, p.Day, sendErr)

@@ -536,3 +536,38 @@ func TestReminderFromNonASCIIDomainIsSent(t *testing.T) {
 		t.Errorf("reminder rows %+v, want one sent row", rows)
 	}
 }
+
+// TestReminderRefusedRecipientArchivedAtOnce: a mail server that refuses
+// the customer's address for good (550 to RCPT TO: no such mailbox)
+// archives the reminder at once, with the day's row failed so that the
+// sweep does not try that address again the same day. It used to be an
+// ordinary error: ten retries over hours, each refused the same way. A
+// 552 (mailbox full), which RFC 5321 asks clients to treat as temporary,
+// is still retried.
+func TestReminderRefusedRecipientArchivedAtOnce(t *testing.T) {
+	t.Parallel()
+	refused := map[string]error{"gone@example.org": smtptest.ErrNoMailbox, "full@example.org": smtptest.ErrMailboxFull}
+	srv := smtptest.Start(t, smtptest.Options{RejectRcpt: func(to string) error { return refused[to] }})
+	e := newHandlerEnv(t, smtpMailer(t, srv))
+	acme := e.provision(t, "acme", "Acme")
+	gone, full := acmeCustomer, acmeCustomer
+	gone.Email, full.Email = "gone@example.org", "full@example.org"
+	goneID := e.addInvoice(t, acme, gone, overdueInvoice("ACME-1"))
+	fullID := e.addInvoice(t, acme, full, overdueInvoice("ACME-2"))
+	e.setToday(t, "2026-03-01")
+
+	err := e.work(tasks.InvoiceReminder{TenantID: acme.ID, InvoiceID: goneID, Day: "2026-03-01"})
+	if !errors.Is(err, asynq.SkipRetry) {
+		t.Fatalf("reminder to a refused mailbox = %v, want a permanent error", err)
+	}
+	if rows := e.reminderRows(t, acme, goneID); len(rows) != 1 || rows[0].Status != "failed" {
+		t.Fatalf("reminder rows %+v, want one failed row", rows)
+	}
+	err = e.work(tasks.InvoiceReminder{TenantID: acme.ID, InvoiceID: fullID, Day: "2026-03-01"})
+	if err == nil || errors.Is(err, asynq.SkipRetry) {
+		t.Fatalf("reminder to a full mailbox = %v, want an error that is retried", err)
+	}
+	if n := len(srv.Messages()); n != 0 {
+		t.Fatalf("SMTP server accepted %d messages, want 0", n)
+	}
+}

@@ -28,6 +28,10 @@ type Options struct {
 	// Reject, when set, is called with the 1-based number of each DATA
 	// attempt; a non-nil result refuses that message (it is not recorded).
 	Reject func(attempt int) error
+	// RejectRcpt, when set, is called with each RCPT TO address; a
+	// non-nil result (an *smtp.SMTPError: its code is the reply) refuses
+	// that recipient.
+	RejectRcpt func(to string) error
 	// DropAfterAccept closes the connection right after a message was
 	// accepted (the 250 reply to its end of DATA is sent), as a relay or
 	// network failing at that moment does: the client's next command
@@ -42,6 +46,13 @@ type Options struct {
 
 // ErrTemporary is a 451 reply, the usual "try again later".
 var ErrTemporary = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "temporary failure, try again"}
+
+// ErrNoMailbox is a 550 reply to RCPT TO: the recipient does not exist.
+var ErrNoMailbox = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user here"}
+
+// ErrMailboxFull is a 552 reply to RCPT TO, which RFC 5321 (4.5.3.1.10)
+// asks clients to treat as the temporary 452.
+var ErrMailboxFull = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 2, 2}, Message: "mailbox full"}
 
 // Message is one accepted message.
 type Message struct {
@@ -171,8 +182,13 @@ func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
 	return nil
 }
 
-// Rcpt implements smtp.Session.
+// Rcpt implements smtp.Session; it applies Options.RejectRcpt.
 func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if ss.s.opts.RejectRcpt != nil {
+		if err := ss.s.opts.RejectRcpt(to); err != nil {
+			return err
+		}
+	}
 	ss.to = append(ss.to, to)
 	return nil
 }
