@@ -99,3 +99,22 @@ func TestNewLoggerTrimsLikeTheBinaries(t *testing.T) {
 		t.Fatal("LOG_LEVEL \" debug \": debug not enabled")
 	}
 }
+
+// TestEnvOptionsTrimLikeTheBinaries: DATABASE_URL and ADMIN_TOKEN with
+// surrounding spaces (a newline from $(cat file)) are read as the binaries
+// read them: a token with a trailing newline would otherwise never match
+// what an operator types.
+func TestEnvOptionsTrimLikeTheBinaries(t *testing.T) {
+	t.Parallel()
+	vars := map[string]string{
+		"DATABASE_URL": " postgres://app@127.0.0.1:5432/app\n",
+		"ADMIN_TOKEN":  "s3cret\n",
+	}
+	opts := envOptions(func(k string) string { return vars[k] })
+	if opts.DatabaseURL != "postgres://app@127.0.0.1:5432/app" || opts.AdminToken != "s3cret" {
+		t.Fatalf("envOptions: DatabaseURL %q, AdminToken %q; want both without surrounding spaces", opts.DatabaseURL, opts.AdminToken)
+	}
+	if opts := envOptions(func(string) string { return "" }); opts.DatabaseURL != "" || opts.AdminToken != "" {
+		t.Fatalf("envOptions with nothing set: %+v", opts)
+	}
+}

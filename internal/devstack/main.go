@@ -82,21 +82,26 @@ func Main(args []string, stdout, stderr io.Writer, getenv func(string) string) i
 		<-ctx.Done()
 		stop() // a second signal gets the default behaviour: exit at once
 	}()
-	err = Run(ctx, Options{
-		HTTPAddr:    *httpAddr,
-		WorkerAddr:  *workerAddr,
-		DataDir:     *dataDir,
-		DatabaseURL: getenv("DATABASE_URL"),
-		AdminToken:  getenv("ADMIN_TOKEN"),
-		Stdout:      stdout,
-		Logger:      logger,
-	})
+	opts := envOptions(getenv)
+	opts.HTTPAddr, opts.WorkerAddr, opts.DataDir = *httpAddr, *workerAddr, *dataDir
+	opts.Stdout, opts.Logger = stdout, logger
+	err = Run(ctx, opts)
 	stop()
 	if err != nil {
 		fmt.Fprintf(stderr, "worker -dev: %v\n", err)
 		return 1
 	}
 	return 0
+}
+
+// envOptions returns the Options the environment sets (DATABASE_URL,
+// ADMIN_TOKEN), read as the binaries read them: surrounding spaces, such
+// as a newline left by $(cat file), are ignored.
+func envOptions(getenv func(string) string) Options {
+	return Options{
+		DatabaseURL: strings.TrimSpace(getenv("DATABASE_URL")),
+		AdminToken:  strings.TrimSpace(getenv("ADMIN_TOKEN")),
+	}
 }
 
 // newLogger returns a text (or LOG_FORMAT=json) logger at LOG_LEVEL,
