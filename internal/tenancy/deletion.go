@@ -49,6 +49,10 @@ func (s *Service) RequestDeletion(ctx context.Context, id, actor string) (Deleti
 	if err != nil && !errors.Is(err, storage.ErrInvalidationFailed) {
 		return Deletion{}, fmt.Errorf("request deletion of tenant %s: %w", id, err)
 	}
+	// Marked deleting: the drain, the record and the destroy must follow,
+	// or the tenant stays deleting with its data and no destroy queued.
+	ctx, cancel := completing(ctx)
+	defer cancel()
 	var discarded int
 	if s.fair != nil {
 		drained, err := s.fair.Drain(ctx, id, s.layout().Queues()...)

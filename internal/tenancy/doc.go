@@ -15,4 +15,10 @@
 // outlive the tenant. A deletion leaves exactly two of them: deletion
 // requested (who, when, from which status) and deletion completed (when,
 // what was removed); see docs/architecture.md.
+//
+// Once a change is saved in the catalog, what completes it (its audit
+// entry, the holds, drains and releases of the tenant's backlog, the
+// tenant:destroy of a deletion) runs detached from the caller's
+// cancellation, for up to 30 s: an HTTP client that disconnects as its
+// change is saved does not leave it half done.
 package tenancy

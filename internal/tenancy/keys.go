@@ -28,6 +28,8 @@ func (s *Service) IssueKey(ctx context.Context, id, actor string) (string, stora
 	if err != nil {
 		return "", storage.APIKey{}, fmt.Errorf("issue api key for tenant %s: %w", id, err)
 	}
+	ctx, cancel := completing(ctx) // issued: check and record it
+	defer cancel()
 	// A deletion requested between the check and the insert: the new key
 	// goes again, and the answer is the refusal the check would have given.
 	now, err := s.catalog.TenantByID(ctx, id)
@@ -35,7 +37,7 @@ func (s *Service) IssueKey(ctx context.Context, id, actor string) (string, stora
 		err = refuseDeleting(now, "issue api key for")
 	}
 	if errors.Is(err, ErrRefused) || errors.Is(err, storage.ErrNotFound) {
-		if rerr := s.catalog.RevokeAPIKey(context.WithoutCancel(ctx), id, k.ID); rerr != nil && !errors.Is(rerr, storage.ErrNotFound) {
+		if rerr := s.catalog.RevokeAPIKey(ctx, id, k.ID); rerr != nil && !errors.Is(rerr, storage.ErrNotFound) {
 			s.logger.ErrorContext(ctx, "revoke a key issued while the tenant's deletion was requested",
 				slog.String("tenant_id", id), slog.Int64("key_id", k.ID), slog.String("error", rerr.Error()))
 		}
@@ -89,6 +91,8 @@ func (s *Service) RevokeKey(ctx context.Context, id string, keyID int64, actor s
 	if err != nil && !errors.Is(err, storage.ErrInvalidationFailed) {
 		return fmt.Errorf("revoke api key %d of tenant %s: %w", keyID, id, err)
 	}
+	ctx, cancel := completing(ctx) // revoked: record it
+	defer cancel()
 	if before.RevokedAt == nil {
 		// Revoked in the catalog, propagated or not: record it.
 		s.logFailure(ctx, id, ActionKeyRevoked, s.audit(ctx, id, actor, ActionKeyRevoked, keyDetail(t, before)))

@@ -119,6 +119,8 @@ func (s *Service) PauseQueue(ctx context.Context, id, actor string) (int, error)
 	if err != nil {
 		return 0, fmt.Errorf("pause queue of tenant %s: %w", id, err)
 	}
+	ctx, cancel := completing(ctx) // held: check and record it
+	defer cancel()
 	if err := s.deletedMeanwhile(ctx, id, "pause"); err != nil {
 		if _, rerr := s.fair.Release(ctx, id, fair.Paused, s.layout().Queues()...); rerr != nil {
 			return 0, fmt.Errorf("pause queue of tenant %s: lift the pause again: %w", id, rerr)
@@ -139,6 +141,8 @@ func (s *Service) ResumeQueue(ctx context.Context, id, actor string) error {
 	if _, err := s.fair.Release(ctx, id, fair.Paused, s.layout().Queues()...); err != nil {
 		return fmt.Errorf("resume queue of tenant %s: %w", id, err)
 	}
+	ctx, cancel := completing(ctx) // released: record it
+	defer cancel()
 	s.logFailure(ctx, id, ActionQueueResumed, s.audit(ctx, id, actor, ActionQueueResumed, map[string]string{}))
 	return nil
 }
@@ -160,6 +164,8 @@ func (s *Service) DrainQueue(ctx context.Context, id, actor string) (fair.Draine
 	if err != nil {
 		return n, fmt.Errorf("drain queue of tenant %s: %w", id, err)
 	}
+	ctx, cancel := completing(ctx) // discarded: check and record it
+	defer cancel()
 	if err := s.deletedMeanwhile(ctx, id, "drain"); err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
 			return n, err // erased already: no destroy to bring back
@@ -199,6 +205,8 @@ func (s *Service) SetLimits(ctx context.Context, id, plan string, l tenantctx.Li
 	if err != nil && !errors.Is(err, storage.ErrInvalidationFailed) {
 		return t, fmt.Errorf("set limits of tenant %s: %w", id, err)
 	}
+	ctx, cancel := completing(ctx) // saved: record it, tell the dispatcher
+	defer cancel()
 	// Saved (perhaps not yet propagated: the error says so after the entry).
 	detail := map[string]any{"plan": t.Plan, "limits": t.Limits}
 	s.logFailure(ctx, id, ActionLimitsChanged, s.audit(ctx, id, actor, ActionLimitsChanged, detail))

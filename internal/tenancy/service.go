@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -53,6 +54,21 @@ func (s *Service) checkPlan(plan string) error {
 		return fmt.Errorf("%w %.40q (known: %s)", ErrUnknownPlan, plan, strings.Join(slices.Sorted(maps.Keys(s.plans)), ", "))
 	}
 	return nil
+}
+
+// completeTimeout bounds what completes a change once it is saved
+// (completing).
+const completeTimeout = 30 * time.Second
+
+// completing returns ctx without its cancellation, bounded by
+// completeTimeout, for what completes a change that is saved in the
+// catalog: its audit entry, the holds, drains and releases of its backlog,
+// the tenant:destroy of a deletion. A caller that goes away right after the
+// write (an HTTP client that disconnected, a proxy that gave up) must not
+// leave the change half done: a second call finds nothing to change and
+// would not record or finish it.
+func completing(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), completeTimeout)
 }
 
 // Config is what a Service works with. Catalog and Enqueuer are required.

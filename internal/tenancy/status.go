@@ -35,6 +35,8 @@ func (s *Service) Suspend(ctx context.Context, id, actor string) (tenantctx.Tena
 	if err != nil || s.fair == nil {
 		return t, err
 	}
+	ctx, cancel := completing(ctx) // suspended: the hold must follow
+	defer cancel()
 	if _, err := s.fair.Hold(ctx, id, fair.Suspended, s.layout().WorkQueues()...); err != nil {
 		return t, fmt.Errorf("suspend tenant %s: hold its backlog: %w", id, err)
 	}
@@ -58,6 +60,8 @@ func (s *Service) Resume(ctx context.Context, id, actor string) (tenantctx.Tenan
 	if s.fair == nil || (err != nil && !errors.Is(err, storage.ErrInvalidationFailed)) {
 		return t, err
 	}
+	ctx, cancel := completing(ctx) // active: the release must follow
+	defer cancel()
 	if _, rerr := s.fair.Release(ctx, id, fair.Suspended, s.layout().WorkQueues()...); rerr != nil {
 		return t, fmt.Errorf("resume tenant %s: active, but its backlog is still held (resume again): %w", id, rerr)
 	}
@@ -115,6 +119,8 @@ func (s *Service) changeStatus(ctx context.Context, id string, from, to tenantct
 	if err != nil && !notPropagated {
 		return t, fmt.Errorf("move tenant %s to %s: %w", id, to, err)
 	}
+	ctx, cancel := completing(ctx) // saved: record it
+	defer cancel()
 	if t.Status != to {
 		detail := map[string]string{"from": string(t.Status), "to": string(to)}
 		s.logFailure(ctx, id, ActionStatusChanged, s.audit(ctx, id, actor, ActionStatusChanged, detail))
