@@ -130,6 +130,8 @@ func TestProvisionRejects(t *testing.T) {
 		{"empty body", "", http.StatusBadRequest, "empty body"},
 		{"not json", "slug=acme", http.StatusBadRequest, "invalid request body"},
 		{"array", `["acme"]`, http.StatusBadRequest, "invalid request body: the body must be an object"},
+		{"null", `null`, http.StatusBadRequest, "invalid request body: the body must be an object"},
+		{"null padded", " null\n", http.StatusBadRequest, "invalid request body: the body must be an object"},
 		{"unknown field", `{"slug":"acme","schema":"pg_catalog"}`, http.StatusBadRequest, "unknown field"},
 		{"field in another case", `{"SLUG":"acme"}`, http.StatusBadRequest, `unknown field "SLUG"`},
 		{"trailing data", `{"slug":"acme"} {"slug":"b"}`, http.StatusBadRequest, "trailing"},

@@ -436,3 +436,22 @@ func TestProvisionRefusedWhenQueueFull(t *testing.T) {
 	}
 	wantStatus(t, create(), http.StatusAccepted)
 }
+
+// TestLimitsBodyNullIsRefused: a PUT /admin/tenants/{id}/limits body of
+// JSON null is not an object and is refused (400), like any other body
+// that is not one; before, encoding/json read it as an empty object and
+// the call reset every limit of the tenant to its plan's.
+func TestLimitsBodyNullIsRefused(t *testing.T) {
+	t.Parallel()
+	b := setupFair(t)
+	tn := b.active(t, "nullish")
+	wantStatus(t, b.admin(t, http.MethodPut, "/admin/tenants/"+tn.ID+"/limits", `{"max_running":3}`), http.StatusOK)
+	r := b.admin(t, http.MethodPut, "/admin/tenants/"+tn.ID+"/limits", `null`)
+	wantStatus(t, r, http.StatusBadRequest)
+	if got := r.errorText(t); !strings.Contains(got, "the body must be an object") {
+		t.Fatalf("error %q", got)
+	}
+	if cur, err := b.pg.TenantByID(t.Context(), tn.ID); err != nil || cur.Limits.MaxRunning != 3 {
+		t.Fatalf("limits after a null body: %+v, %v; want max_running 3 kept", cur.Limits, err)
+	}
+}

@@ -103,6 +103,9 @@ func dependencyUnavailable(err error) bool {
 	return false
 }
 
+// errNotObject is decodeExact's error for a body of JSON null.
+var errNotObject = errors.New("the body must be an object")
+
 // errBadBody is wrapped by decodeJSON for every body that is not one valid
 // JSON object of the expected shape.
 var errBadBody = errors.New("invalid request body")
@@ -150,6 +153,12 @@ func decodeExact(raw json.RawMessage, dst any) error {
 	var members map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &members); err != nil {
 		return err
+	}
+	if members == nil {
+		// JSON null, which encoding/json reads into a map or a struct as
+		// nothing at all: it is not an object, and taken for an empty one
+		// it would reset every field (PUT .../limits).
+		return errNotObject
 	}
 	if name, ok := duplicateMember(raw); ok {
 		return fmt.Errorf("duplicate field %.60q", name)
