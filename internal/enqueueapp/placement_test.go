@@ -98,6 +98,20 @@ func TestDBAndTenantCommands(t *testing.T) {
 			t.Errorf("%q: exit %d, want %d", args, code, enqueueapp.ExitUsage)
 		}
 	}
+
+	// A password given as a query parameter (as libpq and pgx read it) is
+	// a password too: neither db add nor db list prints it.
+	sep := "?"
+	if strings.Contains(url, "?") {
+		sep = "&"
+	}
+	code, stdout, stderr = f.run(t, false, "db", "add", "eu5", url+sep+"password=qu3ry")
+	if code != enqueueapp.ExitOK || strings.Contains(stdout+stderr, "qu3ry") {
+		t.Errorf("db add with the password in the query: exit %d stdout %q stderr %q", code, stdout, stderr)
+	}
+	if code, stdout, _ := f.run(t, false, "db", "list"); code != enqueueapp.ExitOK || !strings.Contains(stdout, "eu5") || strings.Contains(stdout, "qu3ry") {
+		t.Errorf("db list: exit %d stdout %q", code, stdout)
+	}
 }
 
 // TestQueuesCommand: "enqueue queues" prints every queue's backlogs with

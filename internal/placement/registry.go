@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/jackc/pgx/v5"
@@ -281,8 +282,11 @@ func (r *Registry) Close() error {
 	return nil
 }
 
-// Redact returns u with its password replaced, for printing a database's
-// URL; a string that does not parse as a URL is replaced whole.
+// Redact returns u with its passwords replaced, for printing a database's
+// URL: the one of the user information, and the query parameters that
+// carry one ("password", "sslpassword": libpq and pgx read them as the
+// user information's, and the client key's); a string that does not parse
+// as a URL is replaced whole.
 func Redact(u string) string {
 	if u == "" {
 		return ""
@@ -291,7 +295,27 @@ func Redact(u string) string {
 	if err != nil || parsed.Scheme == "" {
 		return "(unprintable: not a URL)"
 	}
+	if parsed.RawQuery != "" {
+		params := strings.Split(parsed.RawQuery, "&")
+		for i, p := range params {
+			name, _, _ := strings.Cut(p, "=")
+			if n, err := url.QueryUnescape(name); err != nil || secretParam(n) {
+				params[i] = name + "=xxxxx"
+			}
+		}
+		parsed.RawQuery = strings.Join(params, "&")
+	}
 	return parsed.Redacted()
+}
+
+// secretParam reports whether a URL query parameter of a PostgreSQL
+// connection string holds a password.
+func secretParam(name string) bool {
+	switch strings.ToLower(name) {
+	case "password", "sslpassword":
+		return true
+	}
+	return false
 }
 
 // PoolFor returns the application pool of t's database: from r, or, when r

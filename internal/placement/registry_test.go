@@ -162,6 +162,26 @@ func TestRedact(t *testing.T) {
 	if got := placement.Redact("host=db2 password=s3cret"); strings.Contains(got, "s3cret") {
 		t.Errorf("Redact kept the password of a DSN: %s", got)
 	}
+	// PostgreSQL URLs may carry the password as a query parameter
+	// (libpq's and pgx's "password", and "sslpassword" of the client key).
+	for _, u := range []string{
+		"postgres://app@db2:5432/inv?sslmode=require&password=s3cret",
+		"postgres://app@db2:5432/inv?PASSWORD=s3cret",
+		"postgres://app@db2:5432/inv?pass%77ord=s3cret",
+		"postgres://app@db2:5432/inv?sslpassword=s3cret&sslmode=verify-full",
+		"postgres://app:x@db2:5432/inv?password=s3cret",
+	} {
+		got := placement.Redact(u)
+		if strings.Contains(got, "s3cret") {
+			t.Errorf("Redact(%q) = %q: the password in the query is kept", u, got)
+		}
+		if !strings.Contains(got, "db2:5432/inv") {
+			t.Errorf("Redact(%q) = %q: the host and database are gone", u, got)
+		}
+	}
+	if got := placement.Redact("postgres://app@db2/inv?sslmode=require&application_name=w"); got != "postgres://app@db2/inv?sslmode=require&application_name=w" {
+		t.Errorf("Redact changed a URL without a password: %q", got)
+	}
 }
 
 // TestRegistryLanes: with MainLanes, tenants on "main" get their lane of
