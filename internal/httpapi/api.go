@@ -78,8 +78,8 @@ type Options struct {
 	AuthFailuresPerMinute int
 	// ClientIPHeader names a header that a trusted reverse proxy sets to
 	// the client's address (e.g. X-Real-IP; for X-Forwarded-For the last
-	// address is used); failed authentications are counted per that
-	// address. Empty counts per peer address. Set it only behind a proxy
+	// address is used; a port after it is ignored); failed
+	// authentications are counted per that address. Empty counts per peer address. Set it only behind a proxy
 	// that overwrites the header: clients can send anything.
 	ClientIPHeader string
 	// RequestTimeout bounds a tenant route's work: the tenant and key

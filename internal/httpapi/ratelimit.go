@@ -214,10 +214,24 @@ func startAuth(w http.ResponseWriter, r *http.Request, l *failureLimiter, addr s
 	return release, true
 }
 
+// parseClientIP reads an address a proxy wrote into the client address
+// header: an IP, or an IP with a port ("198.51.100.7:50123",
+// "[2001:db8::1]:443"), as some load balancers write it. The invalid
+// Addr when it is neither.
+func parseClientIP(s string) netip.Addr {
+	if ip, err := netip.ParseAddr(s); err == nil {
+		return ip
+	}
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr()
+	}
+	return netip.Addr{}
+}
+
 // clientAddr returns the address failed authentications are counted by:
 // the peer's IP, or, when Options.ClientIPHeader names a header set by a
-// trusted proxy, the last address in it. IPv6 addresses count per /64,
-// the block one client usually holds.
+// trusted proxy, the last address in it (with or without a port). IPv6
+// addresses count per /64, the block one client usually holds.
 func (h *Handler) clientAddr(r *http.Request) string {
 	var ip netip.Addr
 	if hdr := h.opts.ClientIPHeader; hdr != "" {
@@ -226,7 +240,7 @@ func (h *Handler) clientAddr(r *http.Request) string {
 			if i := strings.LastIndexByte(last, ','); i >= 0 {
 				last = last[i+1:]
 			}
-			ip, _ = netip.ParseAddr(strings.TrimSpace(last))
+			ip = parseClientIP(strings.TrimSpace(last))
 		}
 	}
 	if !ip.IsValid() {
