@@ -122,6 +122,15 @@ func TestEveryScriptOnCluster(t *testing.T) {
 				must("done", rdb.Del(ctx, "asynq:{"+queue+"}:t:"+id).Err())
 				must("Complete", d.Complete(ctx, queue, []fair.Report{{Queue: queue, TaskID: id, TenantID: tenantOfCluster(id), Type: "invoice:pdf", Cost: time.Millisecond}}))
 			}
+			// A Reporter's batch also records its sequence number in the
+			// queue's slot.
+			var logs strings.Builder
+			rep := d.NewReporter(slog.New(slog.NewTextHandler(&logs, nil)))
+			rep.Report(fair.Report{Queue: queue, TaskID: id, TenantID: tn, Type: "invoice:pdf", Cost: time.Millisecond})
+			rep.Close(ctx)
+			if strings.Contains(logs.String(), "send completion reports") {
+				t.Errorf("Reporter on queue %s: %s", queue, logs.String())
+			}
 			// The lease check asks asynq's state of vanished tasks.
 			clock.Advance(2 * fair.DefaultLease)
 			_, err = d.Pump(ctx, queue)

@@ -378,15 +378,32 @@ type Report struct {
 // (correcting the estimate charged at admission), the cost estimates learn
 // from them, and the queue is refilled. Reports of tasks the dispatcher
 // did not admit (asynq retries) are charged in full.
+//
+// Each call is applied as it comes: a caller that calls again after an
+// error (the first call may have been applied, its reply lost) may end a
+// later run of the same task id. A Reporter does not: it sends each batch
+// under a sequence number the dispatcher applies at most once.
 func (d *Dispatcher) Complete(ctx context.Context, queue string, reports []Report) error {
+	return d.complete(ctx, queue, "", 0, reports)
+}
+
+// reporterTTL is how long the dispatcher keeps the highest batch sequence
+// number of a Reporter it applied in a queue (see completeScript): a
+// Reporter sends a failed batch again only within reporterResendFor, well
+// inside it.
+const reporterTTL = time.Hour
+
+// complete is Complete for the batch seq of reporter ("": no reporter,
+// applied as it comes).
+func (d *Dispatcher) complete(ctx context.Context, queue, reporter string, seq uint64, reports []Report) error {
 	if len(reports) == 0 {
 		return nil
 	}
 	if err := checkQueue(queue); err != nil {
 		return err
 	}
-	args := d.common(1 + 4*len(reports))
-	args = append(args, len(reports))
+	args := d.common(4 + 4*len(reports))
+	args = append(args, len(reports), reporter, seq, reporterTTL.Milliseconds())
 	for _, r := range reports {
 		if err := checkTenant(r.TenantID); err != nil {
 			return err

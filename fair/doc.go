@@ -46,7 +46,10 @@
 // slot.
 //
 // Admission happens when a task is enqueued, when a worker reports
-// finished tasks (Reporter batches those reports), and on each worker's
+// finished tasks (Reporter batches those reports; a batch it sends again
+// after an ambiguous Redis error is applied at most once, by its sequence
+// number, so it cannot free the slot of a newer run of the same task id:
+// a retry or a replacement admitted in between), and on each worker's
 // heartbeat (Serve), which also tells the dispatcher how many worker slots
 // are alive. The dispatcher writes admitted tasks into asynq's keys in
 // asynq's own format (Message), so asynq's workers, inspector and

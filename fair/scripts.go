@@ -40,6 +40,7 @@ import "github.com/redis/go-redis/v9"
 //	P..'cost'        HASH type -> measured cost EWMA over all tenants (us); '*' -> over the queue
 //	P..'depth'       ZSET tenant -> waiting tasks (top-K metrics)
 //	P..'workers'     ZSET worker id -> heartbeat expiry (ms); P..'conc' HASH worker id -> concurrency; P..'cap' STRING their sum
+//	P..'rep:'..reporter STRING the highest batch sequence number of a Reporter applied (expires; see completeScript)
 const prelude = `
 local P, A = KEYS[1], KEYS[2]
 local NOW = tonumber(ARGV[1])
@@ -513,17 +514,38 @@ return { 'ok', res, admit() }
 // completeScript records finished attempts reported by workers and admits
 // what their slots make room for.
 //
-//	ARGV[10] report count, then per report: task id, tenant, type, cost (us).
+//	ARGV[10] report count, ARGV[11] reporter id ('' for none), ARGV[12] the
+//	batch's sequence number from that reporter, ARGV[13] how long to keep
+//	the reporter's record (ms), then per report: task id, tenant, type,
+//	cost (us).
 //
 // A task that asynq put back to pending (shutdown) stays admitted; its cost
-// so far is charged all the same. It returns admit()'s list.
+// so far is charged all the same.
+//
+// A batch from a Reporter is applied at most once: P..'rep:'..reporter
+// holds the highest sequence number of that reporter's batches applied in
+// this queue, and a batch at or below it (a batch the Reporter sent again
+// after an ambiguous error, its first send applied) is skipped. Applied
+// twice, its reports would end whatever run of their task ids was admitted
+// in between (a retry, a replacement): a slot of a task still running
+// would be freed, and its tenant could run past its cap. A Reporter sends
+// the batches of a queue in order and sends a failed batch again whole,
+// before any later one, so a sequence number at or below the record was
+// applied. A call without a reporter id (Dispatcher.Complete, a worker of
+// a release before this record) is applied as it comes, as before.
+//
+// It returns admit()'s list.
 var completeScript = redis.NewScript(prelude + `
 local n = num(ARGV[10], 0)
+local rid, rseq = ARGV[11], num(ARGV[12], 0)
+if rid ~= '' and num(redis.call('GET', P .. 'rep:' .. rid), -1) >= rseq then
+  return admit()
+end
 local seen, done, runs = {}, {}, {}
 local tenants = {}      -- tenant -> {delta = (cost - estimate) / weight, summed; costs = {type -> {cost, ...}}} or false
 local byType, all = {}, {}
 for i = 0, n - 1 do
-  local b = 11 + i * 4
+  local b = 14 + i * 4
   local id, t, typ, cost = ARGV[b], ARGV[b + 1], ARGV[b + 2], num(ARGV[b + 3], 0)
   local est, w = 0, nil
   if not seen[id] and redis.call('HGET', A .. 't:' .. id, 'state') ~= 'pending' then
@@ -597,6 +619,7 @@ if next(tenants) ~= nil and redis.call('ZCARD', P .. 'ready') == 0 and redis.cal
 end
 for typ, costs in pairs(byType) do ewmaAll(P .. 'cost', typ, costs) end
 if #all > 0 then ewmaAll(P .. 'cost', '*', all) end
+if rid ~= '' then redis.call('SET', P .. 'rep:' .. rid, ARGV[12], 'PX', ARGV[13]) end
 return admit()
 `)
 

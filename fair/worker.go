@@ -3,6 +3,8 @@ package fair
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"log/slog"
 	"sync"
@@ -27,28 +29,64 @@ const reportLinger = 2 * time.Millisecond
 // are freed by the lease check instead, only their cost is lost.
 const maxUnsent = 100_000
 
+// reporterResendFor is how long after its first send a Reporter sends a
+// failed batch again. Past it the batch is dropped (and logged): the
+// dispatcher's record that the batch was applied (kept reporterTTL) could
+// be gone, and a batch applied twice ends runs admitted in between. The
+// lease check has freed the batch's slots long before.
+const reporterResendFor = reporterTTL / 2
+
 // Reporter sends workers' completion reports to the dispatcher in
 // batches: one script call per queue carries every report that arrived
 // within reportLinger of the first one of the batch, or while the previous
 // call was on the wire, so a busy worker adds far less than one Redis
 // round trip per task. Report never blocks on Redis.
+//
+// A batch whose call failed is sent again, whole and before any later
+// batch of its queue, under the sequence number of its first send: the
+// failed call may have been applied (a timeout, a connection lost after
+// the script ran), and the dispatcher skips a batch of this Reporter it
+// applied already. Applied twice, its reports would end the runs of their
+// task ids admitted in between (a retry, a replacement) while those run,
+// and their tenants could run past their caps.
 type Reporter struct {
 	d      *Dispatcher
 	logger *slog.Logger
+	// id names the Reporter in the dispatcher's record of applied batches.
+	id string
 
 	mu      sync.Mutex
 	pending []Report
-	wake    chan struct{}
-	stop    chan struct{}
-	done    chan struct{}
+	// held are batches whose send failed, oldest first, to be sent again
+	// as they are; heldN counts their reports.
+	held  []batch
+	heldN int
+	// seq numbers the batches (only flush, which never runs twice at
+	// once, reads and writes it).
+	seq  uint64
+	wake chan struct{}
+	stop chan struct{}
+	done chan struct{}
+}
+
+// batch is one script call's reports.
+type batch struct {
+	queue string
+	seq   uint64
+	reps  []Report
+	// first is when it was first sent.
+	first time.Time
 }
 
 // NewReporter starts a Reporter; Close stops it. A nil logger means
 // slog.Default().
 func (d *Dispatcher) NewReporter(logger *slog.Logger) *Reporter {
+	var id [8]byte
+	_, _ = rand.Read(id[:]) // never fails (crypto/rand)
 	r := &Reporter{
 		d:      d,
 		logger: cmp.Or(logger, slog.Default()),
+		id:     hex.EncodeToString(id[:]),
 		wake:   make(chan struct{}, 1),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
@@ -67,9 +105,9 @@ func (r *Reporter) Report(rep Report) {
 		return
 	}
 	r.mu.Lock()
-	if len(r.pending) >= maxUnsent {
-		r.logger.Warn("fair: completion reports piling up, dropping the oldest", slog.Int("pending", len(r.pending)))
-		r.pending = r.pending[len(r.pending)/2:]
+	if n := len(r.pending) + r.heldN; n >= maxUnsent {
+		r.logger.Warn("fair: completion reports piling up, dropping the oldest", slog.Int("pending", n))
+		r.dropOldest(n / 2)
 	}
 	r.pending = append(r.pending, rep)
 	r.mu.Unlock()
@@ -77,6 +115,22 @@ func (r *Reporter) Report(rep Report) {
 	case r.wake <- struct{}{}:
 	default:
 	}
+}
+
+// dropOldest drops n of the oldest unsent reports: those of failed
+// batches first, then queued ones. r.mu is held.
+func (r *Reporter) dropOldest(n int) {
+	for n > 0 && len(r.held) > 0 {
+		b := &r.held[0]
+		k := min(n, len(b.reps))
+		b.reps = b.reps[k:]
+		r.heldN -= k
+		n -= k
+		if len(b.reps) == 0 {
+			r.held = r.held[1:]
+		}
+	}
+	r.pending = r.pending[min(n, len(r.pending)):]
 }
 
 // Close sends what is queued (bounded by ctx) and stops the Reporter.
@@ -136,36 +190,62 @@ func (r *Reporter) linger() {
 	}
 }
 
-// flush sends every queued report; it reports whether all were sent.
+// flush sends the failed batches again, then every queued report; it
+// reports whether all were sent. After a failed batch, the later batches
+// of its queue are kept, unsent, behind it: the dispatcher skips a batch
+// whose sequence number is not above the highest it applied.
 func (r *Reporter) flush(ctx context.Context) bool {
 	r.mu.Lock()
-	batch := r.pending
-	r.pending = nil
+	batches := r.held
+	fresh := r.pending
+	r.held, r.heldN, r.pending = nil, 0, nil
 	r.mu.Unlock()
-	if len(batch) == 0 {
+	if len(batches) == 0 && len(fresh) == 0 {
 		return true
 	}
 	byQueue := map[string][]Report{}
-	for _, rep := range batch {
+	var queues []string
+	for _, rep := range fresh {
+		if _, ok := byQueue[rep.Queue]; !ok {
+			queues = append(queues, rep.Queue)
+		}
 		byQueue[rep.Queue] = append(byQueue[rep.Queue], rep)
 	}
-	var failed []Report
-	for q, reps := range byQueue {
+	for _, q := range queues {
+		reps := byQueue[q]
 		for len(reps) > 0 {
 			n := min(len(reps), reportBatch)
-			if err := r.d.Complete(ctx, q, reps[:n]); err != nil {
-				r.logger.Error("fair: send completion reports", slog.String("queue", q), slog.Int("reports", n), slog.String("error", err.Error()))
-				failed = append(failed, reps...)
-				break
-			}
+			r.seq++
+			batches = append(batches, batch{queue: q, seq: r.seq, reps: reps[:n:n]})
 			reps = reps[n:]
 		}
 	}
-	if len(failed) == 0 {
+	var kept []batch
+	keptN := 0
+	failed := map[string]bool{}
+	for _, b := range batches {
+		if !failed[b.queue] {
+			if b.first.IsZero() {
+				b.first = time.Now()
+			} else if time.Since(b.first) > reporterResendFor {
+				r.logger.Error("fair: completion reports dropped, unsent for too long", slog.String("queue", b.queue), slog.Int("reports", len(b.reps)))
+				continue
+			}
+			err := r.d.complete(ctx, b.queue, r.id, b.seq, b.reps)
+			if err == nil {
+				continue
+			}
+			r.logger.Error("fair: send completion reports", slog.String("queue", b.queue), slog.Int("reports", len(b.reps)), slog.String("error", err.Error()))
+			failed[b.queue] = true
+		}
+		kept = append(kept, b)
+		keptN += len(b.reps)
+	}
+	if len(kept) == 0 {
 		return true
 	}
 	r.mu.Lock()
-	r.pending = append(failed, r.pending...)
+	r.held, r.heldN = kept, keptN
 	r.mu.Unlock()
 	return false
 }
