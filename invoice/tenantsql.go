@@ -28,9 +28,9 @@ import (
 // the schema (validated by tenantctx.ValidateSchema, quoted with
 // pgx.Identifier, I8). Each tenant's statement is its own entry in pgx's
 // statement cache and always runs under the same pin, so its plan stays
-// valid. The qualified names resolve to the schema the pin names (both
-// come from the same tenant), so the pin still decides nothing else; they
-// also let pgx prepare a statement new to the connection before the pin
+// valid. The qualified names name the schema the pin names when the pin
+// pinned the tenant's schema (both come from the same tenant), and find
+// no row otherwise (see below); they also let pgx prepare a statement new to the connection before the pin
 // is sent (an unqualified one fails there and costs schema.InTenantBatch
 // two more round trips). A statement is prepared once per connection and
 // tenant. With schema.Lanes (DB_POOL_LANES) a connection serves about 2/N
@@ -44,6 +44,17 @@ import (
 //
 // A tenant's texts are the shared texts cut where each table name starts
 // (once, at start), joined with the tenant's quoted schema and a dot.
+//
+// A qualified name finds its table whatever the pin did, and the pin
+// pins no schema for a unit whose tenant the schema does not belong to
+// (a schema that records another owner: the slug's next tenant, after
+// this one was deleted; or a missing one: see schema.InTenant, P17 in
+// docs/architecture.md). So each text also requires, where it selects
+// the invoice, that the transaction's search_path is the tenant's
+// schema, as the pin set it: under any other pin the load finds no
+// invoice and the record writes nothing (ErrNotFound), as the shared
+// texts, which find no table, write nothing either. The condition is
+// evaluated once per execution and keeps the plan.
 type tenantSQL struct {
 	load   string
 	record string
@@ -52,6 +63,13 @@ type tenantSQL struct {
 // tableMark marks where a table name starts in the shared texts.
 const tableMark = "\x00"
 
+// pinMark marks where the condition on the pin goes in the shared texts
+// (see tenantSQL): right after the selection of the invoice.
+const pinMark = "\x01"
+
+// invoiceWhere selects the invoice in both shared texts.
+const invoiceWhere = "WHERE i.id = $1"
+
 var (
 	markTables = strings.NewReplacer(
 		"FROM invoices ", "FROM "+tableMark+"invoices ",
@@ -59,10 +77,23 @@ var (
 		"FROM line_items ", "FROM "+tableMark+"line_items ",
 		"JOIN invoice_documents ", "JOIN "+tableMark+"invoice_documents ",
 		"INTO invoice_documents ", "INTO "+tableMark+"invoice_documents ",
+		invoiceWhere, invoiceWhere+pinMark,
 	)
 	loadParts   = strings.Split(markTables.Replace(loadSQL), tableMark)
 	recordParts = strings.Split(markTables.Replace(recordDocumentSQL), tableMark)
 )
+
+// pinnedCondition is the condition that the transaction's search_path is
+// quoted, the tenant's quoted schema, exactly as the pin sets it.
+func pinnedCondition(quoted string) string {
+	return " AND pg_catalog.current_setting('search_path') = '" + strings.ReplaceAll(quoted, "'", "''") + "'"
+}
+
+// writeFor joins parts with the qualification q and puts cond where the
+// pin's condition goes.
+func writeFor(parts []string, q, cond string) string {
+	return strings.ReplaceAll(strings.Join(parts, q), pinMark, cond)
+}
 
 // statementsFor returns the statements of schemaName, which must be a
 // valid tenant schema.
@@ -70,8 +101,9 @@ func statementsFor(schemaName string) (*tenantSQL, error) {
 	if err := tenantctx.ValidateSchema(schemaName); err != nil {
 		return nil, err
 	}
-	q := pgx.Identifier{schemaName}.Sanitize() + "."
-	return &tenantSQL{load: strings.Join(loadParts, q), record: strings.Join(recordParts, q)}, nil
+	quoted := pgx.Identifier{schemaName}.Sanitize()
+	q, cond := quoted+".", pinnedCondition(quoted)
+	return &tenantSQL{load: writeFor(loadParts, q, cond), record: writeFor(recordParts, q, cond)}, nil
 }
 
 // QueueLoadFor is QueueLoad with the statement written for schemaName, the

@@ -7,8 +7,8 @@ import (
 )
 
 // TestStatementsForQualifyEveryTable: every table the tenant-written
-// statements name is qualified by the tenant's schema, and nothing else
-// changed.
+// statements name is qualified by the tenant's schema, each requires the
+// pin to be the tenant's schema once, and nothing else changed.
 func TestStatementsForQualifyEveryTable(t *testing.T) {
 	s, err := statementsFor("tenant_acme")
 	if err != nil {
@@ -30,7 +30,11 @@ func TestStatementsForQualifyEveryTable(t *testing.T) {
 		if n == 0 {
 			t.Errorf("%s: no table found", name)
 		}
-		if got := strings.ReplaceAll(written, `"tenant_acme".`, ""); got != plain {
+		cond := ` AND pg_catalog.current_setting('search_path') = '"tenant_acme"'`
+		if strings.Count(written, cond) != 1 {
+			t.Errorf("%s: want the condition on the pin once:\n%s", name, written)
+		}
+		if got := strings.ReplaceAll(strings.ReplaceAll(written, cond, ""), `"tenant_acme".`, ""); got != plain {
 			t.Errorf("%s: the text differs beyond the qualification:\n%s", name, got)
 		}
 	}

@@ -102,3 +102,71 @@ func TestQueueLoadForRefusesBadSchemas(t *testing.T) {
 		}
 	}
 }
+
+// TestTenantWrittenStatementsReachNoOtherOwnersTables: the statements
+// written for a schema name its tables, so they do not depend on the pin
+// to find them. A unit of a tenant whose schema now records another owner
+// (the slug's next tenant, after the first one was deleted: P17) is pinned
+// to no schema; its tenant-written load and record must then reach none of
+// the new owner's rows either, as an unqualified statement would not.
+func TestTenantWrittenStatementsReachNoOtherOwnersTables(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := t.Context()
+	owner, err := tenantctx.New("reused", "New owner", "pro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	late, err := tenantctx.New("reused", "Deleted tenant", "pro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if owner.ID == late.ID || owner.Schema != late.Schema {
+		t.Fatalf("tenants %+v and %+v: want two ids, one schema", owner, late)
+	}
+	if _, err := schema.MigrateWith(ctx, b.pool, owner.Schema, schema.MigrateOptions{Create: &schema.Creation{Owner: owner.ID}}); err != nil {
+		t.Fatal(err)
+	}
+	b.in(t, owner, func(ctx context.Context, tx pgx.Tx) error {
+		_, err := invoice.Create(ctx, tx, invoice.New{Number: "N-owner",
+			Customer: invoice.Customer{Name: "Customer of the new owner", Email: "c@x"},
+			Lines:    []invoice.Line{{Description: "line", Quantity: dec("1"), UnitPrice: dec("2.50")}}})
+		return err
+	})
+
+	lateCtx := tenantctx.WithTenant(ctx, late)
+	var first pgx.Batch
+	var inv invoice.Invoice
+	if err := invoice.QueueLoadFor(&first, late.Schema, 1, &inv); err != nil {
+		t.Fatal(err)
+	}
+	if err := schema.InTenantBatch(lateCtx, b.pool, &first); err == nil || inv.Number != "" {
+		t.Errorf("the late tenant's load = %v, loaded %q: it reached the new owner's invoice", err, inv.Number)
+	}
+	var rec pgx.Batch
+	if err := invoice.QueueRecordDocumentFor(&rec, late.Schema, invoice.Document{InvoiceID: 1, StorageKey: invoice.DocumentKey(1), SHA256: "sha-late"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := schema.InTenantBatch(lateCtx, b.pool, &rec); err == nil {
+		t.Errorf("the late tenant's record = nil error, want one")
+	}
+	b.in(t, owner, func(ctx context.Context, tx pgx.Tx) error {
+		var n int
+		if err := tx.QueryRow(ctx, "SELECT count(*) FROM invoice_documents").Scan(&n); err != nil {
+			return err
+		}
+		if n != 0 {
+			t.Errorf("the new owner's schema holds %d documents the late tenant recorded", n)
+		}
+		return nil
+	})
+	// The owner's own units still reach its tables.
+	ownerCtx := tenantctx.WithTenant(ctx, owner)
+	var own pgx.Batch
+	if err := invoice.QueueLoadFor(&own, owner.Schema, 1, &inv); err != nil {
+		t.Fatal(err)
+	}
+	if err := schema.InTenantBatch(ownerCtx, b.pool, &own); err != nil || inv.Number != "N-owner" {
+		t.Errorf("the owner's load = %v, loaded %q", err, inv.Number)
+	}
+}
