@@ -1,0 +1,243 @@
+package architecture
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/invoicing/tenantworker/internal/config"
+	"github.com/invoicing/tenantworker/internal/enqueueapp"
+)
+
+// readDoc returns a file of the repository as text.
+func readDoc(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root(t), name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// section returns the text of the markdown section headed "## title" (up
+// to the next "## " heading).
+func section(t *testing.T, doc, title string) string {
+	t.Helper()
+	_, rest, ok := strings.Cut(doc, "\n## "+title+"\n")
+	if !ok {
+		t.Fatalf("no section %q", title)
+	}
+	if i := strings.Index(rest, "\n## "); i >= 0 {
+		rest = rest[:i]
+	}
+	return rest
+}
+
+// envRead returns the environment variables config.Parse reads.
+func envRead(t *testing.T) []string {
+	t.Helper()
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	if _, err := config.Parse(func(name string) string {
+		mu.Lock()
+		defer mu.Unlock()
+		seen[name] = true
+		return ""
+	}); err != nil {
+		t.Fatalf("config.Parse of an empty environment: %v", err)
+	}
+	var names []string
+	for n := range seen {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	if len(names) < 20 {
+		t.Fatalf("config.Parse reads %d variables; the recording getenv seems broken", len(names))
+	}
+	return names
+}
+
+// configRow matches a row of the README's configuration table and
+// captures its variable.
+var configRow = regexp.MustCompile("(?m)^\\| `([A-Z][A-Z0-9_]*)` \\|")
+
+// TestReadmeConfigurationTable: every variable the binaries read
+// (config.Parse) is in the README's configuration table, and every row of
+// the table is a variable they read. A variable kept only for
+// compatibility may be named in another variable's row instead.
+func TestReadmeConfigurationTable(t *testing.T) {
+	t.Parallel()
+	sec := section(t, readDoc(t, "README.md"), "Configuration")
+	read := envRead(t)
+	var rows []string
+	for _, m := range configRow.FindAllStringSubmatch(sec, -1) {
+		rows = append(rows, m[1])
+	}
+	if len(rows) < 20 {
+		t.Fatalf("the README's configuration table has %d rows; the table seems to be gone", len(rows))
+	}
+	for _, name := range read {
+		if !slices.Contains(rows, name) && !strings.Contains(sec, "`"+name+"`") {
+			t.Errorf("config.Parse reads %s, which the README's configuration table does not name", name)
+		}
+	}
+	for _, name := range rows {
+		if !slices.Contains(read, name) {
+			t.Errorf("the README's configuration table has a row for %s, which config.Parse does not read", name)
+		}
+	}
+}
+
+// TestEnqueueHelpNamesReadVariables: the environment variables `enqueue
+// help` lists are ones the binaries read.
+func TestEnqueueHelpNamesReadVariables(t *testing.T) {
+	t.Parallel()
+	read := envRead(t)
+	help := enqueueHelp(t, "help")
+	_, env, ok := strings.Cut(help, "Configuration comes from the environment:")
+	if !ok {
+		t.Fatalf("enqueue help lists no environment:\n%s", help)
+	}
+	names := regexp.MustCompile(`\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b`).FindAllString(env, -1)
+	if len(names) < 5 {
+		t.Fatalf("enqueue help names %d variables:\n%s", len(names), env)
+	}
+	for _, n := range names {
+		if !slices.Contains(read, n) {
+			t.Errorf("enqueue help names %s, which config.Parse does not read", n)
+		}
+	}
+}
+
+// enqueueHelp runs the enqueue command line with args and returns what it
+// printed on stdout; it must exit 0 (as for --help).
+func enqueueHelp(t *testing.T, args ...string) string {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := enqueueapp.Main(context.Background(), args, enqueueapp.IO{
+		Stdout: &stdout, Stderr: &stderr, Getenv: func(string) string { return "" },
+	})
+	if code != enqueueapp.ExitOK {
+		t.Fatalf("enqueue %s: exit %d\n%s%s", strings.Join(args, " "), code, stdout.String(), stderr.String())
+	}
+	return stdout.String()
+}
+
+// helpFlag matches a flag in the flag package's PrintDefaults output.
+var helpFlag = regexp.MustCompile(`(?m)^  -([a-z][a-z0-9-]*)`)
+
+// TestReadmeEnqueueCommands: every command and subcommand of the enqueue
+// CLI is shown in the README (a code span starting "enqueue <command>"),
+// with every flag its --help lists; and every flag the README shows for a
+// command is one the command has.
+func TestReadmeEnqueueCommands(t *testing.T) {
+	t.Parallel()
+	readme := readDoc(t, "README.md")
+	var spans []string
+	for _, m := range regexp.MustCompile("`(enqueue [^`]*)`").FindAllStringSubmatch(readme, -1) {
+		spans = append(spans, strings.Join(strings.Fields(m[1]), " "))
+	}
+	// The commands `enqueue help` lists.
+	var commands []string
+	_, list, _ := strings.Cut(enqueueHelp(t, "help"), "commands:\n")
+	list, _, _ = strings.Cut(list, "\n\n")
+	for _, m := range regexp.MustCompile(`(?m)^  ([a-z]+) `).FindAllStringSubmatch(list, -1) {
+		commands = append(commands, m[1])
+	}
+	if len(commands) < 5 {
+		t.Fatalf("enqueue help lists %d commands:\n%s", len(commands), list)
+	}
+	subcommands := map[string][]string{"db": {"list", "add", "remove"}, "tenant": {"add", "move"}}
+	for _, c := range commands {
+		names := []string{c}
+		if subs, ok := subcommands[c]; ok {
+			names = nil
+			for _, s := range subs {
+				names = append(names, c+" "+s)
+			}
+		}
+		for _, name := range names {
+			var shown []string
+			for _, s := range spans {
+				if s == "enqueue "+name || strings.HasPrefix(s, "enqueue "+name+" ") {
+					shown = append(shown, s)
+				}
+			}
+			if len(shown) == 0 {
+				t.Errorf("the README shows no `enqueue %s`", name)
+				continue
+			}
+			var flags []string
+			for _, m := range helpFlag.FindAllStringSubmatch(enqueueHelp(t, append(strings.Fields(name), "--help")...), -1) {
+				flags = append(flags, m[1])
+			}
+			all := strings.Join(shown, " ")
+			for _, f := range flags {
+				if !regexp.MustCompile(`--` + regexp.QuoteMeta(f) + `\b`).MatchString(all) {
+					t.Errorf("the README shows `enqueue %s` without its flag --%s", name, f)
+				}
+			}
+			for _, m := range regexp.MustCompile(`--([a-z][a-z0-9-]*)`).FindAllStringSubmatch(all, -1) {
+				if !slices.Contains(flags, m[1]) {
+					t.Errorf("the README shows `enqueue %s` with --%s, which it does not have", name, m[1])
+				}
+			}
+		}
+	}
+}
+
+// TestPackageTableImports: the "imports (inside the module)" column of
+// docs/architecture.md's package table is what each package imports.
+func TestPackageTableImports(t *testing.T) {
+	t.Parallel()
+	sec := section(t, readDoc(t, "docs/architecture.md"), "Packages")
+	documented := map[string][]string{} // package -> its row's imports cell
+	for _, line := range strings.Split(sec, "\n") {
+		cells := strings.Split(line, "|")
+		if len(cells) != 6 || !strings.HasPrefix(strings.TrimSpace(cells[1]), "`") {
+			continue
+		}
+		pkgs := regexp.MustCompile("`([a-z][a-z0-9/_]*)`").FindAllStringSubmatch(cells[1], -1)
+		if len(pkgs) == 1 { // a row of several packages describes them together
+			documented[pkgs[0][1]] = append(documented[pkgs[0][1]], cells[3])
+		}
+	}
+	if len(documented) < 15 {
+		t.Fatalf("found %d packages in docs/architecture.md's table", len(documented))
+	}
+	for _, p := range goList(t, "./...") {
+		me := rel(p.ImportPath)
+		cellsOf, ok := documented[me]
+		if !ok || len(cellsOf) != 1 {
+			continue // rows of several packages; TestDocsNameEveryPackage checks each is named
+		}
+		cell := strings.TrimSpace(cellsOf[0])
+		if strings.HasPrefix(cell, "(") || strings.HasPrefix(cell, "their ") || cell == "" {
+			continue // "(tests only)", the mains' description
+		}
+		var want []string
+		for _, imp := range p.Imports {
+			if d := rel(imp); d != "" {
+				want = append(want, d)
+			}
+		}
+		var got []string
+		if cell != "nothing" {
+			for _, m := range regexp.MustCompile("`([a-z][a-z0-9/_]*)`").FindAllStringSubmatch(cell, -1) {
+				got = append(got, m[1])
+			}
+		}
+		slices.Sort(want)
+		slices.Sort(got)
+		if !slices.Equal(want, got) {
+			t.Errorf("docs/architecture.md: %s imports %v, its row says %v", me, want, got)
+		}
+	}
+}
