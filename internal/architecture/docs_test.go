@@ -241,3 +241,31 @@ func TestPackageTableImports(t *testing.T) {
 		}
 	}
 }
+
+// TestDocTablesWellFormed: every row of a table in the README and
+// docs/architecture.md has as many cells as its header, so that no cell
+// (such as the tests guarding an invariant) is dropped when it renders.
+func TestDocTablesWellFormed(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"README.md", "docs/architecture.md"} {
+		header := -1
+		fenced := false
+		for i, line := range strings.Split(readDoc(t, name), "\n") {
+			if strings.HasPrefix(line, "```") {
+				fenced = !fenced
+			}
+			if fenced || !strings.HasPrefix(line, "|") {
+				header = -1
+				continue
+			}
+			n := strings.Count(line, "|") - strings.Count(line, `\|`)
+			if header < 0 {
+				header = n
+				continue
+			}
+			if n != header {
+				t.Errorf("%s:%d: a table row with %d cells under a header of %d", name, i+1, n-1, header-1)
+			}
+		}
+	}
+}
