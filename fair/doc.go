@@ -32,7 +32,9 @@
 //   - Holds: a suspended or paused tenant's backlog stays where it is, its
 //     admitted tasks that asynq has not started go back to the front of
 //     its backlog, and a task a worker dequeued anyway is parked in asynq's
-//     retry set until the hold is released; Drain discards a backlog.
+//     retry set until the hold is released (also when asynq made it
+//     pending again meanwhile: the release takes it back from asynq's
+//     list, so it is admitted under the caps); Drain discards a backlog.
 //
 // Every step is one Lua script on the keys of one queue, so any number of
 // enqueue services and workers dispatch at once without a leader, and a

@@ -203,10 +203,14 @@ local function parkedSince(t, id)
 end
 
 -- releaseParked puts t's parked tasks that asynq holds for their retry
--- back at the front of its backlog; a parked task still running (its
--- worker has not handed it back yet) stays parked. It returns how many
--- went back and how many are still running. A tenant with nothing parked
--- any more leaves the set of tenants with parked tasks.
+-- back at the front of its backlog, also one asynq's forwarder has made
+-- pending again (its hour in the retry set ran out during the hold): left
+-- in asynq's list it would run unadmitted, past the tenant's running cap
+-- (its retry count of 0 takes it past the worker's gate). A parked task
+-- still running (its worker has not handed it back yet) stays parked. It
+-- returns how many went back and how many are still running. A tenant
+-- with nothing parked any more leaves the set of tenants with parked
+-- tasks.
 local function releaseParked(t)
   local released, active = 0, 0
   local parked = redis.call('HGETALL', P .. 'parked:' .. t)
@@ -215,9 +219,13 @@ local function releaseParked(t)
     local typ, enq = pf[1], num(pf[2], NOW)
     local key = A .. 't:' .. id
     local st = redis.call('HGET', key, 'state')
-    if st == 'retry' then
+    if st == 'retry' or st == 'pending' then
       local msg = redis.call('HGET', key, 'msg')
-      redis.call('ZREM', A .. 'retry', id)
+      if st == 'retry' then
+        redis.call('ZREM', A .. 'retry', id)
+      else
+        redis.call('LREM', A .. 'pending', 1, id)
+      end
       redis.call('DEL', key)
       redis.call('HDEL', P .. 'parked:' .. t, id)
       wait(t, id, typ, msg, enq)

@@ -1,0 +1,69 @@
+package fair_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/invoicing/tenantworker/fair"
+)
+
+// parkForwarded parks the dequeued task id of held tenant tn, hands it to
+// asynq's retry set as a worker does with ErrTenantHeld, and then does what
+// asynq's forwarder does once the task's hour there (worker.HeldDelay) is
+// up: the task is pending again in asynq's list, not admitted.
+func parkForwarded(t *testing.T, b bundle, tn, id string) {
+	t.Helper()
+	ctx := context.Background()
+	A := "asynq:{" + q + "}:"
+	if ok, err := b.d.Park(ctx, q, id, tn, "invoice:pdf"); err != nil || !ok {
+		t.Fatalf("Park = %v, %v", ok, err)
+	}
+	b.rdb.LRem(ctx, A+"active", 0, id)
+	b.rdb.HSet(ctx, A+"t:"+id, "state", "retry")
+	b.rdb.ZAdd(ctx, A+"retry", redis.Z{Score: float64(b.clock.Now().Add(time.Hour).Unix()), Member: id})
+	b.clock.Advance(time.Hour + time.Minute)
+	b.rdb.ZRem(ctx, A+"retry", id)
+	b.rdb.LPush(ctx, A+"pending", id)
+	b.rdb.HSet(ctx, A+"t:"+id, "state", "pending")
+}
+
+// TestReleasedParkedTaskForwardedToPendingIsAdmitted: a task parked for
+// longer than its hour in asynq's retry set is pending in asynq again when
+// the hold is released. It goes back to its tenant's backlog like any
+// parked task and is admitted in turn, under the running cap, instead of
+// being run by asynq unaccounted (a retry count of 0 passes the worker's
+// gate) next to the tasks admitted up to the cap.
+func TestReleasedParkedTaskForwardedToPendingIsAdmitted(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 4)
+	ctx := context.Background()
+	const tn = "tn_fwd"
+	A := "asynq:{" + q + "}:"
+	enqueue(t, b, tn, fair.Policy{Weight: 1, MaxRunning: 1}, 0, 3)
+	id := dequeue(t, b)
+	if _, err := b.d.Hold(ctx, tn, fair.Suspended, q); err != nil {
+		t.Fatal(err)
+	}
+	parkForwarded(t, b, tn, id)
+	if _, err := b.d.Release(ctx, tn, fair.Suspended, q); err != nil {
+		t.Fatal(err)
+	}
+	pending, err := b.rdb.LRange(ctx, A+"pending", 0, -1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pending {
+		if ok, _ := b.rdb.HExists(ctx, "fair:{"+q+"}:adm", p).Result(); !ok {
+			t.Errorf("task %s is pending in asynq but not admitted: it runs past the running cap", p)
+		}
+	}
+	if len(pending) != 1 || pending[0] != id {
+		t.Errorf("asynq pending = %v, want only the released %s (running cap 1)", pending, id)
+	}
+	if s := stats(t, b, tn); s.Parked != 0 || s.Admitted != 1 || s.Waiting != 2 {
+		t.Errorf("after release: %+v; want 1 admitted, 2 waiting, none parked", s)
+	}
+}
