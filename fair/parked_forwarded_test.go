@@ -67,3 +67,34 @@ func TestReleasedParkedTaskForwardedToPendingIsAdmitted(t *testing.T) {
 		t.Errorf("after release: %+v; want 1 admitted, 2 waiting, none parked", s)
 	}
 }
+
+// TestDrainDiscardsParkedTaskForwardedToPending: Drain discards a parked
+// task that asynq's forwarder has already made pending again, like one
+// still in the retry set; it used to forget the parked record and leave
+// the task in asynq's list, to run after the drain.
+func TestDrainDiscardsParkedTaskForwardedToPending(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 4)
+	ctx := context.Background()
+	const tn = "tn_fwddrain"
+	A := "asynq:{" + q + "}:"
+	enqueue(t, b, tn, fair.Policy{Weight: 1}, 0, 2)
+	id := dequeue(t, b)
+	if _, err := b.d.Hold(ctx, tn, fair.Suspended, q); err != nil {
+		t.Fatal(err)
+	}
+	parkForwarded(t, b, tn, id)
+	n, err := b.d.Drain(ctx, tn, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Total() != 2 || n.Parked != 1 {
+		t.Errorf("Drain = %+v, want the waiting task and the parked one", n)
+	}
+	if l, _ := b.rdb.LLen(ctx, A+"pending").Result(); l != 0 {
+		t.Errorf("asynq pending holds %d tasks after the drain, want none", l)
+	}
+	if ok, _ := b.rdb.Exists(ctx, A+"t:"+id).Result(); ok != 0 {
+		t.Errorf("drained task %s still in asynq", id)
+	}
+}

@@ -861,9 +861,17 @@ if ARGV[12] == '1' then
     end
   end
   for _, id in ipairs(redis.call('HKEYS', P .. 'parked:' .. t)) do
+    -- Parked tasks are in asynq's retry set, or pending again when their
+    -- hour there ran out during the hold (asynq's forwarder): either way
+    -- they have not started, and left in asynq they would run.
     local key = A .. 't:' .. id
-    if redis.call('HGET', key, 'state') == 'retry' then
-      redis.call('ZREM', A .. 'retry', id)
+    local st = redis.call('HGET', key, 'state')
+    if st == 'retry' or st == 'pending' then
+      if st == 'retry' then
+        redis.call('ZREM', A .. 'retry', id)
+      else
+        redis.call('LREM', A .. 'pending', 1, id)
+      end
       redis.call('DEL', key)
       parked = parked + 1
     end
