@@ -238,6 +238,15 @@ func checkTenant(id string) error {
 	return nil
 }
 
+// checkType refuses task types that would break the tab-separated records
+// a type is stored in.
+func checkType(typ string) error {
+	if typ == "" || strings.Contains(typ, "\t") {
+		return fmt.Errorf("fair: invalid task type %.70q", typ)
+	}
+	return nil
+}
+
 // checkQueue refuses queue names that would break the key layout.
 func checkQueue(q string) error {
 	if q == "" || len(q) > 64 || strings.ContainsAny(q, "{}\t\r\n ") {
@@ -277,8 +286,8 @@ func (d *Dispatcher) Enqueue(ctx context.Context, tenantID string, p Policy, tas
 			return nil, fmt.Errorf("fair: one enqueue spans queues %s and %s", q, m.Queue)
 		case m.ID == "" || m.Type == "":
 			return nil, errors.New("fair: task without id or type")
-		case strings.Contains(m.Type, "\t"):
-			return nil, fmt.Errorf("fair: invalid task type %.70q", m.Type)
+		case checkType(m.Type) != nil:
+			return nil, checkType(m.Type)
 		}
 		replace := "0"
 		if t.ReplaceFinished {
@@ -478,7 +487,7 @@ func (d *Dispatcher) Heartbeat(ctx context.Context, queue, workerID string, conc
 // tenant is not held here (it was resumed since): the caller retries the
 // task soon instead.
 func (d *Dispatcher) Park(ctx context.Context, queue, taskID, tenantID, typ string) (bool, error) {
-	if err := errors.Join(checkQueue(queue), checkTenant(tenantID)); err != nil {
+	if err := errors.Join(checkQueue(queue), checkTenant(tenantID), checkType(typ)); err != nil {
 		return false, err
 	}
 	args := append(d.common(3), taskID, tenantID, typ)
@@ -499,7 +508,7 @@ func (d *Dispatcher) Park(ctx context.Context, queue, taskID, tenantID, typ stri
 // and the next heartbeat puts it at the front of the tenant's backlog,
 // from where admission runs it in turn.
 func (d *Dispatcher) Gate(ctx context.Context, queue, taskID, tenantID, typ string) (parked bool, err error) {
-	if err := errors.Join(checkQueue(queue), checkTenant(tenantID)); err != nil {
+	if err := errors.Join(checkQueue(queue), checkTenant(tenantID), checkType(typ)); err != nil {
 		return false, err
 	}
 	args := append(d.common(3), taskID, tenantID, typ)

@@ -98,3 +98,25 @@ func TestDrainDiscardsParkedTaskForwardedToPending(t *testing.T) {
 		t.Errorf("drained task %s still in asynq", id)
 	}
 }
+
+// TestParkAndGateRefuseATypeWithATab: the type a worker hands Park and
+// Gate is stored tab-separated in the parked and admitted records; a tab
+// in it would shift their fields (Gate's record would read a time as the
+// weight its estimate was charged over, and the task's cost would charge
+// its tenant next to nothing). Both refuse it, as Enqueue does.
+func TestParkAndGateRefuseATypeWithATab(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1)
+	ctx := context.Background()
+	const tn = "tn_tabtype"
+	enqueue(t, b, tn, fair.Policy{Weight: 1}, 0, 1)
+	if _, err := b.d.Gate(ctx, q, "x:1", tn, "invoice:pdf\t0"); err == nil {
+		t.Error("Gate accepted a type with a tab")
+	}
+	if _, err := b.d.Hold(ctx, tn, fair.Paused, q); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.d.Park(ctx, q, "x:2", tn, "invoice:pdf\t0"); err == nil {
+		t.Error("Park accepted a type with a tab")
+	}
+}
