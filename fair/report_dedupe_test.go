@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/invoicing/tenantworker/fair"
+	"github.com/invoicing/tenantworker/internal/testenv"
 )
 
 // ambiguousFirstScript makes the first script call of its client that
@@ -153,5 +155,23 @@ func TestResentReportsDoNotEndANewRun(t *testing.T) {
 				t.Fatalf("the next task: %+v; want it waiting behind the running cap of 1 (1 admitted, 1 waiting)", s)
 			}
 		})
+	}
+}
+
+// TestReporterClosedTwiceAndReportsAfterClose: closing a Reporter again
+// does not panic, and a report made after Close is dropped with a warning
+// instead of waiting, unsent, in a queue nothing reads.
+func TestReporterClosedTwiceAndReportsAfterClose(t *testing.T) {
+	t.Parallel()
+	rdb := redis.NewClient(&redis.Options{Addr: testenv.Redis(t)})
+	t.Cleanup(func() { _ = rdb.Close() })
+	var logs testenv.LogBuffer
+	rep := fair.New(rdb, fair.Config{}).NewReporter(slog.New(slog.NewTextHandler(&logs, nil)))
+	ctx := context.Background()
+	rep.Close(ctx)
+	rep.Close(ctx)
+	rep.Report(fair.Report{Queue: "default", TaskID: "late-1", TenantID: "tn_late", Type: "invoice:pdf", Cost: time.Millisecond})
+	if !strings.Contains(logs.String(), "after the reporter was closed") || !strings.Contains(logs.String(), "late-1") {
+		t.Fatalf("a report after Close: want it dropped with a warning naming it; log:\n%s", logs.String())
 	}
 }

@@ -63,10 +63,13 @@ type Reporter struct {
 	heldN int
 	// seq numbers the batches (only flush, which never runs twice at
 	// once, reads and writes it).
-	seq  uint64
-	wake chan struct{}
-	stop chan struct{}
-	done chan struct{}
+	seq uint64
+	// closed is set by Close: later reports are dropped (and logged).
+	closed   bool
+	stopOnce sync.Once
+	wake     chan struct{}
+	stop     chan struct{}
+	done     chan struct{}
 }
 
 // batch is one script call's reports.
@@ -105,6 +108,12 @@ func (r *Reporter) Report(rep Report) {
 		return
 	}
 	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		// Nothing would send it: its slot is freed by the lease check.
+		r.logger.Warn("fair: completion report after the reporter was closed, dropped", slog.String("task_id", rep.TaskID))
+		return
+	}
 	if n := len(r.pending) + r.heldN; n >= maxUnsent {
 		r.logger.Warn("fair: completion reports piling up, dropping the oldest", slog.Int("pending", n))
 		r.dropOldest(n / 2)
@@ -133,9 +142,14 @@ func (r *Reporter) dropOldest(n int) {
 	r.pending = r.pending[min(n, len(r.pending)):]
 }
 
-// Close sends what is queued (bounded by ctx) and stops the Reporter.
+// Close sends what is queued (bounded by ctx) and stops the Reporter. A
+// report made after Close is dropped and logged (the lease check frees its
+// slot). Closing again sends what an earlier Close left unsent.
 func (r *Reporter) Close(ctx context.Context) {
-	close(r.stop)
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	r.stopOnce.Do(func() { close(r.stop) })
 	select {
 	case <-r.done:
 	case <-ctx.Done():
