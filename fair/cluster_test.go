@@ -49,7 +49,7 @@ func TestEveryScriptOnCluster(t *testing.T) {
 	} else {
 		t.Logf("control: a cross-slot key inside a script is refused: %v", err)
 	}
-	clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
+	clock := testenv.NewManualClock(time.Unix(1_700_000_000, 0))
 	d := fair.New(rdb, fair.Config{MinPending: 2, PendingPerSlot: 1, PendingTime: time.Microsecond, Now: clock.Now})
 	const tenant, other = "tn_cluster_a", "tn_cluster_b"
 	pol := fair.Policy{Weight: 1, MaxRunning: 3, MaxWaiting: 100}

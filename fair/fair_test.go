@@ -30,24 +30,7 @@ func TestMain(m *testing.M) {
 type bundle struct {
 	rdb   *redis.Client
 	d     *fair.Dispatcher
-	clock *fakeClock
-}
-
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
+	clock *testenv.ManualClock
 }
 
 // setup starts a Redis for the test and a dispatcher that keeps minPending
@@ -64,7 +47,7 @@ func setupConfig(t *testing.T, cfg fair.Config) bundle {
 	t.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: testenv.Redis(t)})
 	t.Cleanup(func() { _ = rdb.Close() })
-	clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
+	clock := testenv.NewManualClock(time.Unix(1_700_000_000, 0))
 	cfg.Now = clock.Now
 	return bundle{rdb: rdb, d: fair.New(rdb, cfg), clock: clock}
 }

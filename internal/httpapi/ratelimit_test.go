@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/invoicing/tenantworker/internal/httpapi"
+	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/storage"
 )
 
@@ -25,7 +26,7 @@ import (
 func TestFailedAuthIsRateLimited(t *testing.T) {
 	t.Parallel()
 	const perMinute = 10
-	clock := newManualClock(time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC))
+	clock := testenv.NewManualClock(time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC))
 	b := setup(t, func(o *httpapi.Options) {
 		o.AuthFailuresPerMinute = perMinute
 		o.ClientIPHeader = "X-Real-IP"
@@ -167,7 +168,7 @@ func TestFailedAuthLimitHoldsUnderConcurrency(t *testing.T) {
 	t.Parallel()
 	const perMinute, burst = 5, 300
 	// The clock stands still: no token refills while the burst runs.
-	clock := newManualClock(time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC))
+	clock := testenv.NewManualClock(time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC))
 	b := setup(t, func(o *httpapi.Options) {
 		o.AuthFailuresPerMinute = perMinute
 		o.ClientIPHeader = "X-Real-IP"
@@ -213,67 +214,5 @@ func TestFailedAuthLimitHoldsUnderConcurrency(t *testing.T) {
 	}
 	if counts := send("198.51.100.9", acme.key); counts[http.StatusNotFound] != burst {
 		t.Errorf("a valid key %d times at once: %v, want every one answered (404: no such task)", burst, counts)
-	}
-}
-
-// manualClock is a clock that moves only when Advance is called; it is
-// safe for concurrent use (the handler reads it from its goroutines).
-type manualClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newManualClock(t time.Time) *manualClock { return &manualClock{now: t} }
-
-// Now returns the clock's time.
-func (c *manualClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-// Advance moves the clock forward by d.
-func (c *manualClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-// TestClientIPHeaderWithPort: a proxy that writes the client's address
-// with its port into Options.ClientIPHeader ("198.51.100.7:50123",
-// "[2001:db8::1]:443", as some load balancers do in X-Forwarded-For)
-// still has its clients counted one by one. Before, such a value did not
-// parse and every client counted as the proxy's own address: one client's
-// bad keys got every other client 429.
-func TestClientIPHeaderWithPort(t *testing.T) {
-	t.Parallel()
-	const perMinute = 3
-	clock := newManualClock(time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC))
-	b := setup(t, func(o *httpapi.Options) {
-		o.AuthFailuresPerMinute = perMinute
-		o.ClientIPHeader = "X-Forwarded-For"
-		o.Now = clock.Now
-	})
-	acme := b.active(t, "acme")
-	call := func(xff, key string) int {
-		return b.do(t, request{method: http.MethodPost, host: acme.host(), path: "/v1/invoices/1/pdf", bearer: key,
-			header: http.Header{"X-Forwarded-For": {xff}}}).status
-	}
-	for _, c := range []struct{ attacker, other string }{
-		{"10.0.0.1, 198.51.100.7:50123", "10.0.0.1, 198.51.100.8:50124"},
-		{"[2001:db8:1:2::1]:443", "[2001:db8:1:3::1]:443"},
-	} {
-		for range perMinute {
-			k, _ := storage.NewAPIKey()
-			if got := call(c.attacker, k); got != http.StatusUnauthorized {
-				t.Fatalf("bad key from %q: %d, want 401", c.attacker, got)
-			}
-		}
-		if got := call(c.attacker, acme.key); got != http.StatusTooManyRequests {
-			t.Errorf("good key from %q after %d failures: %d, want 429", c.attacker, perMinute, got)
-		}
-		if got := call(c.other, acme.key); got != http.StatusAccepted {
-			t.Errorf("good key from another client %q behind the same proxy: %d, want 202", c.other, got)
-		}
 	}
 }
