@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"io"
+	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -67,3 +68,7 @@ func (m *Metrics) PDFRenders(fontPath string) float64 {
 // PDFUnchanged returns the invoice:pdf tasks m counted that kept an
 // unchanged document.
 func (m *Metrics) PDFUnchanged() float64 { return testutil.ToFloat64(m.pdfUnchanged) }
+
+// SetFinishReserve makes h end a reminder's send d (at most half the
+// task's time) before the task's deadline, instead of reminderFinishReserve.
+func SetFinishReserve(h *Handlers, d time.Duration) { h.finishReserve = d }

@@ -26,6 +26,29 @@ import (
 // committing.
 const reminderFinishTimeout = 2 * time.Minute
 
+// reminderFinishReserve is how long before the task's deadline a send
+// must end (half the time left when the task starts, if that is less): the
+// time kept for recording the send, committing and writing the task's
+// result. asynq settles a task the moment its deadline passes, whatever
+// its handler does next (on the last attempt: archived, "timed out"), so a
+// send that went out must be recorded, and the handler return, before it.
+const reminderFinishReserve = 10 * time.Second
+
+// sendContext returns the context of a reminder's send: taskCtx, ending
+// h's finish reserve (reminderFinishReserve) before taskCtx's deadline.
+func (h *Handlers) sendContext(taskCtx context.Context) (context.Context, context.CancelFunc) {
+	deadline, ok := taskCtx.Deadline()
+	if !ok {
+		return context.WithCancel(taskCtx)
+	}
+	reserve := reminderFinishReserve
+	if h.finishReserve > 0 {
+		reserve = h.finishReserve
+	}
+	reserve = min(reserve, time.Until(deadline)/2)
+	return context.WithDeadline(taskCtx, deadline.Add(-reserve))
+}
+
 // maxAttachmentBytes bounds the PDF attached to a reminder.
 const maxAttachmentBytes = 20 << 20
 
@@ -85,7 +108,11 @@ func alreadySent(day, today string) string {
 //     archive the task at once with the reason (Permanent); the sweep does
 //     not try that address again the same day (invoice.RemindersDue).
 //     Otherwise, unless ctx is already cancelled (a shutdown never starts a
-//     send), send through h.Mailer;
+//     send), send through h.Mailer. The send ends reminderFinishReserve
+//     before the task's deadline (sendContext), not at it: asynq settles a
+//     task as soon as its deadline passes, without waiting for the handler,
+//     so a send still going on then would be recorded 'sent' by a task
+//     already retried, or archived as "timed out" on its last attempt;
 //  4. record the outcome on the claimed rows: 'sent' with sent_at, or
 //     'failed' and return the
 //     send error so the task is retried and sends again; unless the mail
@@ -93,7 +120,9 @@ func alreadySent(day, today string) string {
 //     550 no such mailbox), which archives the task at once like an
 //     address that does not parse. Recording and
 //     the commit run on context.WithoutCancel(ctx): a send that succeeded is
-//     recorded even when the task's ctx is cancelled meanwhile.
+//     recorded even when the task's ctx is cancelled meanwhile (a
+//     shutdown), and normally within the reserve before its deadline, so
+//     the task completes with {"sent":true}.
 //
 // Step 1 keeps the invoice's row locked until the commit, through the
 // send, when it marked it (once in an invoice's life): the sweep's
@@ -177,7 +206,10 @@ func (h *Handlers) InvoiceReminder(ctx context.Context, p tasks.InvoiceReminder)
 		if err != nil {
 			return err
 		}
-		if err := taskCtx.Err(); err != nil {
+		sendCtx, cancelSend := h.sendContext(taskCtx)
+		defer cancelSend()
+		if err := sendCtx.Err(); err != nil {
+			// The task ended, or what is left of it is the finish reserve.
 			return fmt.Errorf("reminder not sent: %w", err)
 		}
 		if !keepFinishing() {
@@ -185,7 +217,7 @@ func (h *Handlers) InvoiceReminder(ctx context.Context, p tasks.InvoiceReminder)
 		}
 		detached = true
 		outcome := invoice.ReminderSent
-		if sendErr = h.Mailer.Send(taskCtx, msg); sendErr != nil {
+		if sendErr = h.Mailer.Send(sendCtx, msg); sendErr != nil {
 			outcome = invoice.ReminderFailed
 		}
 		// From here on the task's ctx no longer matters: the outcome is

@@ -182,3 +182,60 @@ func TestServerShutdownDuringReminderSendsOneEmail(t *testing.T) {
 		})
 	}
 }
+
+// TestServerReminderSentAtItsDeadlineCompletes: on a reminder task's last
+// attempt, a mail server that accepts the message and then hangs (no
+// reply to the next command) must not leave the task archived as "timed
+// out": the email went out, so the row says sent and the task completes
+// with {"sent":true}. asynq settles a task the moment its deadline
+// passes, whatever its handler does next; the send therefore ends the
+// finish reserve before the deadline (here 5 s of a 10 s task), and the
+// handler records the send and returns within the reserve.
+func TestServerReminderSentAtItsDeadlineCompletes(t *testing.T) {
+	t.Parallel()
+	hang := make(chan struct{})
+	smtpSrv := smtptest.Start(t, smtptest.Options{StallAfterAccept: hang})
+	t.Cleanup(func() { close(hang) }) // runs before the server's cleanup
+	e := newHandlerEnv(t, smtpMailer(t, smtpSrv))
+	worker.SetFinishReserve(e.h, 5*time.Second)
+	acme := e.provision(t, "acme", "Acme")
+	id := e.addInvoice(t, acme, acmeCustomer, overdueInvoice("ACME-1"))
+	e.setToday(t, "2026-03-01")
+	startWorker(t, e, e.h, worker.ServerOptions{Concurrency: 2})
+
+	// The reminder's own spec, on its last attempt (no retry left) and
+	// with a deadline the hanging server outlasts.
+	p := tasks.InvoiceReminder{TenantID: acme.ID, InvoiceID: id, Day: "2026-03-01"}
+	payload, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := asynq.NewClient(e.redis)
+	t.Cleanup(func() { _ = client.Close() })
+	opts := append(p.Spec().Options(), asynq.MaxRetry(0), asynq.Timeout(10*time.Second))
+	info, err := client.EnqueueContext(e.ctx, asynq.NewTask(p.TypeName(), payload), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	testenv.WaitFor(t, time.Minute, "the reminder task to complete or be archived", func() bool {
+		info, err = e.inspector.GetTaskInfo(info.Queue, info.ID)
+		return err == nil && (info.State == asynq.TaskStateCompleted || info.State == asynq.TaskStateArchived)
+	})
+	if info.State != asynq.TaskStateCompleted {
+		t.Fatalf("task %s is %s (last error %q), want completed: the reminder was sent", info.ID, info.State, info.LastErr)
+	}
+	var res struct {
+		Sent   bool   `json:"sent"`
+		Reason string `json:"reason"`
+	}
+	if err := json.Unmarshal(info.Result, &res); err != nil || !res.Sent {
+		t.Fatalf("task result %q (%v), want {\"sent\":true}", info.Result, err)
+	}
+	if n := len(smtpSrv.Messages()); n != 1 {
+		t.Fatalf("%d emails sent, want exactly 1", n)
+	}
+	if rows := e.reminderRows(t, acme, id); len(rows) != 1 || rows[0].Status != "sent" {
+		t.Fatalf("reminder rows %+v, want one sent row", rows)
+	}
+}

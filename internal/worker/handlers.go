@@ -53,6 +53,9 @@ type Handlers struct {
 	// beforeRender, when set (by a test), is called with the task's ctx
 	// right before a PDF is rendered.
 	beforeRender func(ctx context.Context)
+	// finishReserve, when set (by a test), replaces
+	// reminderFinishReserve.
+	finishReserve time.Duration
 }
 
 // page returns h.pageSize, or def.

@@ -42,6 +42,12 @@ type Options struct {
 	// for the verdict on a message the server has. Close it before the
 	// test ends (a t.Cleanup registered after Start runs first).
 	Stall <-chan struct{}
+	// StallAfterAccept, when set, holds the connection after a message
+	// was accepted (the 250 reply to its end of DATA is sent) until it is
+	// closed, as a relay that hangs right after taking a message does: the
+	// client's next command (RSET, QUIT) gets no reply. Close it before
+	// the test ends (a t.Cleanup registered after Start runs first).
+	StallAfterAccept <-chan struct{}
 }
 
 // ErrTemporary is a 451 reply, the usual "try again later".
@@ -218,9 +224,12 @@ func (ss *session) Data(r io.Reader) error {
 
 // Reset implements smtp.Session; the server calls it after every message
 // too, once its reply is sent, which is where Options.DropAfterAccept
-// drops the connection.
+// drops the connection and Options.StallAfterAccept holds it.
 func (ss *session) Reset() {
 	ss.from, ss.to = "", nil
+	if ss.accepted && ss.s.opts.StallAfterAccept != nil {
+		<-ss.s.opts.StallAfterAccept
+	}
 	if ss.accepted && ss.s.opts.DropAfterAccept {
 		_ = ss.conn.Conn().Close() // not Conn.Close: it waits for the lock this call runs under
 	}
