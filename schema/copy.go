@@ -21,7 +21,7 @@ var ErrSchemaExists = errors.New("schema already exists in the target database")
 var ErrCopyMismatch = errors.New("copied schema differs from its source")
 
 // TableSum is a table's row count and checksum: md5 over the sorted md5s
-// of its rows' text, read with fixed output settings (UTC, ISO dates), so
+// of its rows' text, read with fixed output settings (textSettings), so
 // equal contents give equal sums on any server.
 type TableSum struct {
 	Table string `json:"table"`
@@ -96,14 +96,22 @@ type Copied struct {
 // records the source's owner on it. Then it copies each table in
 // foreign-key order with COPY ... TO STDOUT streamed into COPY ... FROM
 // STDIN (pgx's CopyFrom, text format: every type round-trips exactly), in
-// one target transaction, sets the sequences to the source's positions,
-// and verifies each table's row count and checksum (Checksums) against
-// the source. Statements are schema-qualified: no search_path is set on
+// one target transaction, both sides with the same fixed text settings
+// (textSettings: ISO dates, UTC, the postgres interval style, every float
+// digit, hex bytea; SET LOCAL) whatever each server's defaults are, sets
+// the sequences to the source's positions, and verifies each table's row
+// count and checksum (Checksums) against the source. Statements are schema-qualified: no search_path is set on
 // either side.
 //
 // On failure the source's transaction is rolled back (nothing changed
 // there) and the copy this call created is dropped.
 func BeginCopy(ctx context.Context, src, dst *pgxpool.Pool, schemaName string) (c *Copied, err error) {
+	return beginCopy(ctx, src, dst, schemaName, embedded)
+}
+
+// beginCopy is BeginCopy building the target with the migrations set
+// (tests copy tables of their own).
+func beginCopy(ctx context.Context, src, dst *pgxpool.Pool, schemaName string, set []Migration) (c *Copied, err error) {
 	c = &Copied{dst: dst, schema: schemaName, Result: CopyResult{Schema: schemaName}}
 	if c.quoted, err = quoteSchema(schemaName); err != nil {
 		return c, fmt.Errorf("copy schema: %w", err)
@@ -124,6 +132,13 @@ func BeginCopy(ctx context.Context, src, dst *pgxpool.Pool, schemaName string) (
 			}
 		}
 	}()
+	// Both sides write and read values as text (COPY): with their own
+	// defaults, a date the source writes as 01/03/2026 (DateStyle 'SQL,
+	// DMY') would be read on a target with 'Postgres, MDY' as January 3rd,
+	// or not at all.
+	if _, err := c.src.Exec(ctx, textSettings); err != nil {
+		return c, fmt.Errorf("copy schema %s: settings on the source: %w", schemaName, err)
+	}
 	if _, err := c.src.Exec(ctx, sharedLockSQL, lockNamespace, schemaName); err != nil {
 		return c, fmt.Errorf("copy schema %s: lock the source: %w", schemaName, err)
 	}
@@ -146,7 +161,7 @@ func BeginCopy(ctx context.Context, src, dst *pgxpool.Pool, schemaName string) (
 	}
 	c.Result.Version = version
 
-	mres, err := migrateWith(ctx, dst, schemaName, version, embedded, creation{allowed: true, owner: owner, fresh: true})
+	mres, err := migrateWith(ctx, dst, schemaName, version, set, creation{allowed: true, owner: owner, fresh: true})
 	// A failure after the step that created the schema committed leaves a
 	// schema that is this call's (Created): the deferred drop removes it.
 	created = mres.Created
@@ -162,6 +177,9 @@ func BeginCopy(ctx context.Context, src, dst *pgxpool.Pool, schemaName string) (
 		return c, fmt.Errorf("copy schema %s: %w", schemaName, err)
 	}
 	err = pgx.BeginFunc(ctx, dst, func(dstTx pgx.Tx) error {
+		if _, err := dstTx.Exec(ctx, textSettings); err != nil {
+			return fmt.Errorf("settings on the target: %w", err)
+		}
 		if _, err := dstTx.Exec(ctx, lockSQL, lockNamespace, schemaName); err != nil {
 			return fmt.Errorf("lock the target: %w", err)
 		}
@@ -432,9 +450,14 @@ func copySequences(ctx context.Context, srcTx, dstTx pgx.Tx, quoted, schemaName 
 	return nil
 }
 
-// checksumSettings fix the text form of rows for checksums, whatever the
-// server's or role's defaults (SET LOCAL: they end with the transaction).
-const checksumSettings = `SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, MDY'; SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 3; SET LOCAL bytea_output = 'hex'`
+// textSettings fix the text form of values, whatever the server's,
+// database's or role's defaults (SET LOCAL: they end with the
+// transaction): how COPY writes them on the source and reads them on the
+// target, and the text of rows for checksums. ISO dates and times with a
+// numeric offset, read the same under any DateStyle field order; the
+// interval style whose text every server reads back exactly; floats with
+// every digit; bytea in hex; money in the C locale.
+const textSettings = `SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 3; SET LOCAL bytea_output = 'hex'; SET LOCAL lc_monetary = 'C'`
 
 // Checksums returns every table's row count and checksum (TableSum) in
 // table name order, the version table excluded.
@@ -453,7 +476,7 @@ func Checksums(ctx context.Context, pool *pgxpool.Pool, schemaName string) ([]Ta
 
 // checksums is Checksums inside tx.
 func checksums(ctx context.Context, tx pgx.Tx, schemaName string) ([]TableSum, error) {
-	if _, err := tx.Exec(ctx, checksumSettings); err != nil {
+	if _, err := tx.Exec(ctx, textSettings); err != nil {
 		return nil, fmt.Errorf("checksum settings: %w", err)
 	}
 	tables, err := listTables(ctx, tx, schemaName)
