@@ -112,6 +112,13 @@ func (p *Postgres) RevokeAPIKeys(ctx context.Context, tenantID string) error {
 
 // RecordAPIKeyUse writes the last use of many keys in one statement,
 // never moving a key's last use backwards.
+//
+// Replicas flush overlapping keys at the same time, so the statement first
+// locks the rows it will change in key id order (FOR NO KEY UPDATE above a
+// sort: PostgreSQL takes the locks in the sorted order) and only then
+// updates them: two flushes wait for each other instead of deadlocking,
+// whatever order the map yields and whatever plan the update gets. A key
+// whose recorded use is already as late is neither locked nor written.
 func (p *Postgres) RecordAPIKeyUse(ctx context.Context, uses map[string]time.Time) error {
 	if len(uses) == 0 {
 		return nil
@@ -122,12 +129,25 @@ func (p *Postgres) RecordAPIKeyUse(ctx context.Context, uses map[string]time.Tim
 		hashes = append(hashes, h)
 		times = append(times, at)
 	}
-	if _, err := p.pool.Exec(ctx,
-		`UPDATE tenancy.api_keys AS k SET last_used_at = u.at
-		 FROM unnest($1::text[], $2::timestamptz[]) AS u(hash, at)
-		 WHERE k.key_hash = u.hash AND (k.last_used_at IS NULL OR k.last_used_at < u.at)`,
-		hashes, times); err != nil {
+	if _, err := p.pool.Exec(ctx, recordAPIKeyUseSQL, hashes, times); err != nil {
 		return fmt.Errorf("record use of %d api keys: %w", len(uses), err)
 	}
 	return nil
 }
+
+// recordAPIKeyUseSQL is RecordAPIKeyUse's statement. The locking CTE is
+// MATERIALIZED so that it runs as written (sort, then lock), not folded
+// into the update's join; a row changed by a concurrent flush while this
+// one waited for it is re-checked against the newer time, and the update
+// re-checks the condition on the row it locked.
+const recordAPIKeyUseSQL = `
+WITH locked AS MATERIALIZED (
+	SELECT k.id, u.at
+	  FROM tenancy.api_keys AS k
+	  JOIN unnest($1::text[], $2::timestamptz[]) AS u(hash, at) ON k.key_hash = u.hash
+	 WHERE k.last_used_at IS NULL OR k.last_used_at < u.at
+	 ORDER BY k.id
+	   FOR NO KEY UPDATE OF k)
+UPDATE tenancy.api_keys AS k SET last_used_at = l.at
+  FROM locked AS l
+ WHERE k.id = l.id AND (k.last_used_at IS NULL OR k.last_used_at < l.at)`
