@@ -170,13 +170,18 @@ type Database struct {
 	// Tenants counts the tenants placed there, whatever their status.
 	Tenants   int       `json:"tenants"`
 	CreatedAt time.Time `json:"created_at"`
+	// Generation numbers this registration of Name: a database removed
+	// and registered again under the same name gets a new, larger one.
+	// Tenants carry it (tenantctx.Tenant.DatabaseGeneration).
+	Generation int64 `json:"generation"`
 }
 
 // PlacementStore registers tenant databases and records which one holds
 // each tenant's schema.
 type PlacementStore interface {
 	// AddDatabase registers a tenant database (name validated, url stored
-	// as given, possibly empty); ErrConflict when the name is taken.
+	// as given, possibly empty) with a Generation larger than any before;
+	// ErrConflict when the name is taken.
 	AddDatabase(ctx context.Context, name, url string) (Database, error)
 	// Databases lists the registered databases in name order, each with
 	// its tenant count.

@@ -18,8 +18,8 @@ func (p *Postgres) AddDatabase(ctx context.Context, name, url string) (Database,
 	}
 	d := Database{Name: name, URL: url}
 	err := p.pool.QueryRow(ctx,
-		`INSERT INTO tenancy.databases (name, url) VALUES ($1, $2) RETURNING created_at`,
-		name, url).Scan(&d.CreatedAt)
+		`INSERT INTO tenancy.databases (name, url) VALUES ($1, $2) RETURNING created_at, generation`,
+		name, url).Scan(&d.CreatedAt, &d.Generation)
 	if err != nil {
 		return Database{}, fmt.Errorf("add database %s: %w", name, translatePgError(err))
 	}
@@ -64,16 +64,16 @@ func (p *Postgres) RemoveDatabase(ctx context.Context, name string) error {
 // Databases lists the registered databases with their tenant counts.
 func (p *Postgres) Databases(ctx context.Context) ([]Database, error) {
 	rows, err := p.pool.Query(ctx,
-		`SELECT d.name, d.url, d.created_at, count(t.id)
+		`SELECT d.name, d.url, d.created_at, d.generation, count(t.id)
 		   FROM tenancy.databases d LEFT JOIN tenancy.tenants t ON t.database = d.name
-		  GROUP BY d.name, d.url, d.created_at ORDER BY d.name`)
+		  GROUP BY d.name ORDER BY d.name`)
 	if err != nil {
 		return nil, fmt.Errorf("list databases: %w", err)
 	}
 	ds, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Database, error) {
 		var d Database
 		var n int64
-		err := r.Scan(&d.Name, &d.URL, &d.CreatedAt, &n)
+		err := r.Scan(&d.Name, &d.URL, &d.CreatedAt, &d.Generation, &n)
 		d.Tenants = int(n)
 		return d, err
 	})

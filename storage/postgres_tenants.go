@@ -9,15 +9,20 @@ import (
 	"github.com/invoicing/tenantworker/tenantctx"
 )
 
-// tenantColumns are the columns scanned by scanTenant, in its order.
-const tenantColumns = `id, slug, name, status, schema_name, plan, weight, max_running, max_waiting, database, created_at, updated_at`
+// tenantColumns are the columns scanned by scanTenant, in its order, for a
+// query on tenancy.tenants without an alias (SELECT, or RETURNING): the
+// last is the generation of the tenant's database's registration (0 when
+// this statement's snapshot does not see it yet, a registration committed
+// while the statement ran).
+const tenantColumns = `id, slug, name, status, schema_name, plan, weight, max_running, max_waiting, database, created_at, updated_at,
+	COALESCE((SELECT d.generation FROM tenancy.databases AS d WHERE d.name = tenants.database), 0)`
 
 // scanTenant reads one row of tenantColumns.
 func scanTenant(row pgx.Row) (tenantctx.Tenant, error) {
 	var t tenantctx.Tenant
 	var status string
 	if err := row.Scan(&t.ID, &t.Slug, &t.Name, &status, &t.Schema, &t.Plan,
-		&t.Limits.Weight, &t.Limits.MaxRunning, &t.Limits.MaxWaiting, &t.Database, &t.CreatedAt, &t.UpdatedAt); err != nil {
+		&t.Limits.Weight, &t.Limits.MaxRunning, &t.Limits.MaxWaiting, &t.Database, &t.CreatedAt, &t.UpdatedAt, &t.DatabaseGeneration); err != nil {
 		return tenantctx.Tenant{}, err
 	}
 	t.Status = tenantctx.Status(status)

@@ -88,6 +88,13 @@ type Tenant struct {
 	// in the catalog) holding Schema; "" or DefaultDatabase is the one
 	// DATABASE_URL points to.
 	Database string `json:"database"`
+	// DatabaseGeneration is the catalog's number of the registration of
+	// Database the tenant was read with (storage.Database.Generation): a
+	// database removed and registered again under the same name gets a new,
+	// larger one, so a process holding a pool opened for an older
+	// registration opens the new one. 0 means unknown (a tenant built in
+	// code, or cached by an older release): any pool of that name serves.
+	DatabaseGeneration int64 `json:"database_generation,omitempty"`
 	// CreatedAt and UpdatedAt are set by the catalog.
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`

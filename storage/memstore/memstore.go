@@ -31,6 +31,7 @@ type Catalog struct {
 	keySeq  int64                       // the last key id handed out
 	audit   []storage.AuditEntry
 	dbs     map[string]storage.Database // registered tenant databases by name
+	dbGen   int64                       // the last database generation handed out
 
 	queries atomic.Int64
 	now     func() time.Time
@@ -50,7 +51,8 @@ func New() *Catalog {
 		tenants: make(map[string]tenantctx.Tenant),
 		slugs:   make(map[string]string),
 		schemas: make(map[string]string),
-		dbs:     map[string]storage.Database{tenantctx.DefaultDatabase: {Name: tenantctx.DefaultDatabase, CreatedAt: time.Now()}},
+		dbs:     map[string]storage.Database{tenantctx.DefaultDatabase: {Name: tenantctx.DefaultDatabase, CreatedAt: time.Now(), Generation: 1}},
+		dbGen:   1,
 		keys:    make(map[string]memoryKey),
 		now:     memoryNow,
 	}
@@ -137,6 +139,7 @@ func (m *Catalog) CreateTenant(_ context.Context, t tenantctx.Tenant) (tenantctx
 		return tenantctx.Tenant{}, fmt.Errorf("create tenant %s: database %s: %w", t.ID, t.DatabaseName(), storage.ErrNotFound)
 	}
 	t.Database = t.DatabaseName()
+	t.DatabaseGeneration = m.dbs[t.Database].Generation
 	now := m.now()
 	t.CreatedAt, t.UpdatedAt = now, now
 	m.tenants[t.ID] = t
@@ -350,7 +353,8 @@ func (m *Catalog) AddDatabase(_ context.Context, name, url string) (storage.Data
 	if _, ok := m.dbs[name]; ok {
 		return storage.Database{}, fmt.Errorf("add database %s: %w", name, storage.ErrConflict)
 	}
-	d := storage.Database{Name: name, URL: url, CreatedAt: m.now()}
+	m.dbGen++
+	d := storage.Database{Name: name, URL: url, CreatedAt: m.now(), Generation: m.dbGen}
 	m.dbs[name] = d
 	return d, nil
 }
@@ -418,6 +422,7 @@ func (m *Catalog) SetPlacement(_ context.Context, id, from, to string) (tenantct
 		return tenantctx.Tenant{}, fmt.Errorf("set placement of tenant %s (%s): %w", id, t.Status, storage.ErrInvalidTransition)
 	}
 	t.Database = to
+	t.DatabaseGeneration = m.dbs[to].Generation
 	t.UpdatedAt = m.now()
 	m.tenants[id] = t
 	return t, nil

@@ -52,6 +52,18 @@ func testPlacement(t *testing.T, c storage.Catalog) {
 	if err != nil || onEU.Database != "eu-2" {
 		t.Fatalf("CreateTenant on eu-2 = %+v, %v", onEU, err)
 	}
+	// Tenants carry the generation of their database's registration.
+	gens := generations(t, c)
+	if d.Generation == 0 || d.Generation != gens["eu-2"] || gens["main"] == 0 || gens["main"] == d.Generation {
+		t.Errorf("generations: AddDatabase %d, Databases %v; want eu-2's the same, main's another, none 0", d.Generation, gens)
+	}
+	if onMain.DatabaseGeneration != gens["main"] || onEU.DatabaseGeneration != gens["eu-2"] {
+		t.Errorf("created tenants carry generations %d (main) and %d (eu-2), want %v",
+			onMain.DatabaseGeneration, onEU.DatabaseGeneration, gens)
+	}
+	if got, err := c.TenantByID(ctx, onEU.ID); err != nil || got.DatabaseGeneration != gens["eu-2"] {
+		t.Errorf("TenantByID(tenant on eu-2) = %+v, %v; want database generation %d", got, err, gens["eu-2"])
+	}
 	nowhere := newTenant(t, tenantctx.StatusActive)
 	nowhere.Database = "nowhere"
 	if _, err := c.CreateTenant(ctx, nowhere); !errors.Is(err, storage.ErrNotFound) {
@@ -62,13 +74,13 @@ func testPlacement(t *testing.T, c storage.Catalog) {
 	}
 
 	moved, err := c.SetPlacement(ctx, onMain.ID, "main", "eu-2")
-	if err != nil || moved.Database != "eu-2" || moved.Status != onMain.Status {
-		t.Fatalf("SetPlacement = %+v, %v", moved, err)
+	if err != nil || moved.Database != "eu-2" || moved.Status != onMain.Status || moved.DatabaseGeneration != gens["eu-2"] {
+		t.Fatalf("SetPlacement = %+v, %v; want on eu-2 (generation %d)", moved, err, gens["eu-2"])
 	}
-	if got, err := c.TenantByID(ctx, onMain.ID); err != nil || got.Database != "eu-2" {
+	if got, err := c.TenantByID(ctx, onMain.ID); err != nil || got.Database != "eu-2" || got.DatabaseGeneration != gens["eu-2"] {
 		t.Errorf("TenantByID after SetPlacement = %+v, %v; want database eu-2", got, err)
 	}
-	if got, err := c.TenantBySlug(ctx, onMain.Slug); err != nil || got.Database != "eu-2" {
+	if got, err := c.TenantBySlug(ctx, onMain.Slug); err != nil || got.Database != "eu-2" || got.DatabaseGeneration != gens["eu-2"] {
 		t.Errorf("TenantBySlug after SetPlacement = %+v, %v; want database eu-2", got, err)
 	}
 	if got := counts(); got["main"] != 0 || got["eu-2"] != 2 {
@@ -149,4 +161,38 @@ func testRemoveDatabase(t *testing.T, c storage.Catalog) {
 	if _, err := c.CreateTenant(ctx, gone); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("CreateTenant on a removed database = %v, want ErrNotFound", err)
 	}
+
+	// Registered again under the same name, it is a new registration: a
+	// larger generation than any before, which its tenants carry.
+	before := generations(t, c)
+	again, err := c.AddDatabase(ctx, "eu-3", "postgres://elsewhere/invoicing")
+	if err != nil {
+		t.Fatalf("AddDatabase(eu-3) again: %v", err)
+	}
+	for name, g := range before {
+		if again.Generation <= g {
+			t.Errorf("eu-3 registered again: generation %d, not larger than %s's %d", again.Generation, name, g)
+		}
+	}
+	if got := generations(t, c)["eu-3"]; got != again.Generation {
+		t.Errorf("Databases: eu-3 generation %d, want %d", got, again.Generation)
+	}
+	back, err := c.CreateTenant(ctx, gone)
+	if err != nil || back.DatabaseGeneration != again.Generation {
+		t.Errorf("CreateTenant on eu-3 registered again = %+v, %v; want database generation %d", back, err, again.Generation)
+	}
+}
+
+// generations returns the registered databases' generations by name.
+func generations(t *testing.T, c storage.Catalog) map[string]int64 {
+	t.Helper()
+	ds, err := c.Databases(testContext(t))
+	if err != nil {
+		t.Fatalf("Databases: %v", err)
+	}
+	m := map[string]int64{}
+	for _, d := range ds {
+		m[d.Name] = d.Generation
+	}
+	return m
 }
