@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -25,6 +26,14 @@ var ErrUnknownDatabase = fmt.Errorf("unknown tenant database: %w", storage.ErrNo
 
 // ErrClosed: the registry was closed.
 var ErrClosed = errors.New("placement: registry closed")
+
+// DefaultRefreshInterval is how often a registry with a catalog checks the
+// pools it opened from the catalog's registrations against the catalog
+// (Registry.Refresh; Options.RefreshInterval).
+const DefaultRefreshInterval = time.Minute
+
+// refreshTimeout bounds one background refresh.
+const refreshTimeout = 30 * time.Second
 
 // Options configure a Registry. MainPool is required.
 type Options struct {
@@ -50,23 +59,58 @@ type Options struct {
 	// Lanes is the number of lanes (schema.Lanes) each of those databases'
 	// connections are split into (DB_POOL_LANES); 0 or 1: one pool.
 	Lanes int
-	// Logger receives the pools' warnings and a line per pool opened.
+	// Logger receives the pools' warnings and a line per pool opened or
+	// closed.
 	Logger *slog.Logger
+	// RefreshInterval is how often, with a Catalog, the pools opened from
+	// the catalog's registrations are checked against it (Refresh): the
+	// pool of a database removed, or removed and registered again, is
+	// closed once its connections are back. 0 means
+	// DefaultRefreshInterval; a negative value turns the check off (Close
+	// still closes every pool).
+	RefreshInterval time.Duration
 }
 
 // Registry maps tenant databases to pools. The pools it opens (every
-// database but "main") are opened on first use and closed by Close. It is
-// safe for concurrent use.
+// database but "main") are opened on first use and closed by Close. A
+// database of the catalog removed and registered again under the same name
+// is a new registration (storage.Database.Generation): a tenant read from
+// the catalog carries its database's (tenantctx.Tenant.DatabaseGeneration),
+// so ForTenant opens the new registration's pool when the one it holds is
+// older, and closes the old one once its connections are back (a caller
+// still holding the old pool without a connection gets an ordinary error
+// from it); Refresh closes the pools of removed databases. It is safe for
+// concurrent use.
 type Registry struct {
 	opts Options
 	log  *slog.Logger
 
 	mu     sync.Mutex
-	pools  map[string]*schema.Lanes
+	pools  map[string]openDatabase
+	opened uint64 // opens so far; openDatabase.seq
 	closed bool
+
+	retiring sync.WaitGroup // pools being closed once their connections are back
+	stop     chan struct{}  // closed by Close; nil without a refresh loop
+	done     chan struct{}  // closed when the refresh loop returns
+	stopOnce sync.Once
+}
+
+// openDatabase is the pool of one tenant database (not "main").
+type openDatabase struct {
+	lanes *schema.Lanes
+	// generation is the catalog registration the pool was opened for
+	// (storage.Database.Generation); 0 for a database of Options.URLs,
+	// whose URL the catalog does not change.
+	generation int64
+	// seq orders opens (Registry.opened): Refresh leaves alone a pool
+	// opened after it read the catalog.
+	seq uint64
 }
 
 // New returns a registry. It panics without a MainPool: a wiring mistake.
+// With a Catalog and a RefreshInterval that is not negative it starts the
+// refresh loop, which Close stops.
 func New(o Options) *Registry {
 	if o.MainPool == nil {
 		panic("placement: New needs a MainPool")
@@ -75,7 +119,12 @@ func New(o Options) *Registry {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Registry{opts: o, log: o.Logger, pools: map[string]*schema.Lanes{}}
+	r := &Registry{opts: o, log: o.Logger, pools: map[string]openDatabase{}}
+	if o.Catalog != nil && o.RefreshInterval >= 0 {
+		r.stop, r.done = make(chan struct{}), make(chan struct{})
+		go r.refreshLoop(cmp.Or(o.RefreshInterval, DefaultRefreshInterval))
+	}
+	return r
 }
 
 // ForTenant returns the application pool of the database holding t's
@@ -90,7 +139,7 @@ func (r *Registry) ForTenant(ctx context.Context, t tenantctx.Tenant) (*pgxpool.
 		}
 		return r.opts.MainPool, nil
 	}
-	l, err := r.lanes(ctx, name)
+	l, err := r.lanes(ctx, name, t.DatabaseGeneration, false)
 	if err != nil {
 		return nil, fmt.Errorf("tenant %s: %w", t.ID, err)
 	}
@@ -119,36 +168,51 @@ func (r *Registry) SchemaPool(ctx context.Context, name string) (*pgxpool.Pool, 
 // Pool returns the application pool of database name for work that
 // belongs to no one tenant: MainPool for "main"; elsewhere the lane with
 // the most free connections. It opens the database's lanes on first use (a
-// failed open is not remembered: the next call tries again). The pools
-// connect lazily, so an unreachable server shows in the first query, as an
+// failed open is not remembered: the next call tries again). A database
+// registered in the catalog (not in Options.URLs) is looked up there on
+// every call, so a pool of a registration that was removed, or replaced by
+// a new one under the same name, before the call is not returned. The pools connect
+// lazily, so an unreachable server shows in the first query, as an
 // ordinary, retryable error.
 func (r *Registry) Pool(ctx context.Context, name string) (*pgxpool.Pool, error) {
 	if name == tenantctx.DefaultDatabase || name == "" {
 		return r.opts.MainPool, nil
 	}
-	l, err := r.lanes(ctx, name)
+	l, err := r.lanes(ctx, name, 0, true)
 	if err != nil {
 		return nil, err
 	}
 	return l.Any(), nil
 }
 
+// configured reports whether name's URL comes from Options.URLs
+// (TENANT_DATABASES), which the catalog does not change.
+func (r *Registry) configured(name string) bool { return r.opts.URLs[name] != "" }
+
 // lanes returns the lanes of database name (not "main"), opening them on
-// first use.
-func (r *Registry) lanes(ctx context.Context, name string) (*schema.Lanes, error) {
+// first use. The lanes open for a catalog registration serve a caller
+// that wants generation want or an older one (0: any) without a query,
+// unless fresh; otherwise name is resolved in the catalog, and lanes of an
+// older registration are replaced by the current one's and closed once
+// their connections are back (those of a removed database too).
+func (r *Registry) lanes(ctx context.Context, name string, want int64, fresh bool) (*schema.Lanes, error) {
+	configured := r.configured(name)
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
 		return nil, ErrClosed
 	}
-	if p := r.pools[name]; p != nil {
+	if e, ok := r.pools[name]; ok && (configured || (!fresh && want <= e.generation)) {
 		r.mu.Unlock()
-		return p, nil
+		return e.lanes, nil
 	}
 	r.mu.Unlock()
 
 	// Resolve outside the lock: it may ask the catalog.
-	dsn, err := r.url(ctx, name)
+	dsn, generation, err := r.resolve(ctx, name)
+	if errors.Is(err, ErrUnknownDatabase) && !configured {
+		r.retire(ctx, name, func(openDatabase) bool { return true }, "removed from the catalog")
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -157,44 +221,139 @@ func (r *Registry) lanes(ctx context.Context, name string) (*schema.Lanes, error
 	if r.closed {
 		return nil, ErrClosed
 	}
-	if p := r.pools[name]; p != nil {
-		return p, nil
+	old, had := r.pools[name]
+	if had && (configured || old.generation >= generation) {
+		return old.lanes, nil
 	}
 	l, err := schema.NewLanes(ctx, dsn, r.opts.Lanes, schema.PoolOptions{MaxConns: r.opts.MaxConns, Logger: r.log})
 	if err != nil {
 		return nil, fmt.Errorf("open tenant database %s: %w", name, err)
 	}
-	r.pools[name] = l
+	r.opened++
+	r.pools[name] = openDatabase{lanes: l, generation: generation, seq: r.opened}
+	if had {
+		r.closeLater(ctx, name, old, "registered again")
+	}
 	r.log.InfoContext(ctx, "opened tenant database pool", slog.String("database", name),
+		slog.Int64("generation", generation),
 		slog.Int("max_conns", int(l.MaxConns())), slog.Int("lanes", len(l.Pools())))
 	return l, nil
 }
 
-// url resolves name: TENANT_DATABASES first, then the catalog's stored URL.
-func (r *Registry) url(ctx context.Context, name string) (string, error) {
+// resolve returns name's URL and the generation of its catalog
+// registration: TENANT_DATABASES first (generation 0), then the catalog's
+// stored URL.
+func (r *Registry) resolve(ctx context.Context, name string) (string, int64, error) {
 	if err := tenantctx.ValidateDatabaseName(name); err != nil {
-		return "", fmt.Errorf("%w: %w", ErrUnknownDatabase, err)
+		return "", 0, fmt.Errorf("%w: %w", ErrUnknownDatabase, err)
 	}
 	if u := r.opts.URLs[name]; u != "" {
-		return u, nil
+		return u, 0, nil
 	}
 	if r.opts.Catalog == nil {
-		return "", fmt.Errorf("%w: %s", ErrUnknownDatabase, name)
+		return "", 0, fmt.Errorf("%w: %s", ErrUnknownDatabase, name)
 	}
 	ds, err := r.opts.Catalog.Databases(ctx)
 	if err != nil {
-		return "", fmt.Errorf("resolve tenant database %s: %w", name, err)
+		return "", 0, fmt.Errorf("resolve tenant database %s: %w", name, err)
 	}
 	for _, d := range ds {
 		if d.Name != name {
 			continue
 		}
 		if d.URL == "" {
-			return "", fmt.Errorf("%w: %s is registered without a URL: set it in TENANT_DATABASES", ErrUnknownDatabase, name)
+			return "", 0, fmt.Errorf("%w: %s is registered without a URL: set it in TENANT_DATABASES", ErrUnknownDatabase, name)
 		}
-		return d.URL, nil
+		return d.URL, d.Generation, nil
 	}
-	return "", fmt.Errorf("%w: %s", ErrUnknownDatabase, name)
+	return "", 0, fmt.Errorf("%w: %s", ErrUnknownDatabase, name)
+}
+
+// retire forgets name's pool when stale says so and closes it once its
+// connections are back.
+func (r *Registry) retire(ctx context.Context, name string, stale func(openDatabase) bool, why string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e, ok := r.pools[name]; ok && stale(e) {
+		delete(r.pools, name)
+		r.closeLater(ctx, name, e, why)
+	}
+}
+
+// closeLater closes e's lanes in the background: pgxpool's Close waits
+// until the connections in use are released, and refuses new acquires.
+// Close waits for it. The caller holds r.mu.
+func (r *Registry) closeLater(ctx context.Context, name string, e openDatabase, why string) {
+	r.log.InfoContext(ctx, "closing tenant database pool", slog.String("database", name),
+		slog.Int64("generation", e.generation), slog.String("reason", why))
+	r.retiring.Go(e.lanes.Close)
+}
+
+// Refresh checks the pools opened from the catalog's registrations
+// against the catalog: the pool of a database that was removed, or
+// removed and registered again (a newer generation), is forgotten and
+// closed once its connections are back; the next use opens the current
+// registration's. Pools of Options.URLs are kept. It asks the catalog only
+// when such a pool is open. The refresh loop calls it every
+// Options.RefreshInterval.
+func (r *Registry) Refresh(ctx context.Context) error {
+	if r.opts.Catalog == nil {
+		return nil
+	}
+	r.mu.Lock()
+	seen, fromCatalog := r.opened, false
+	for name := range r.pools {
+		fromCatalog = fromCatalog || !r.configured(name)
+	}
+	r.mu.Unlock()
+	if !fromCatalog {
+		return nil
+	}
+	ds, err := r.opts.Catalog.Databases(ctx)
+	if err != nil {
+		return fmt.Errorf("refresh tenant database pools: %w", err)
+	}
+	current := make(map[string]int64, len(ds))
+	for _, d := range ds {
+		current[d.Name] = d.Generation
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for name, e := range r.pools {
+		// A pool opened after the catalog was read may be of a newer
+		// registration than the one read: the next refresh checks it.
+		if r.configured(name) || e.seq > seen {
+			continue
+		}
+		switch g, ok := current[name]; {
+		case !ok:
+			delete(r.pools, name)
+			r.closeLater(ctx, name, e, "removed from the catalog")
+		case g > e.generation:
+			delete(r.pools, name)
+			r.closeLater(ctx, name, e, "registered again")
+		}
+	}
+	return nil
+}
+
+// refreshLoop calls Refresh every interval until Close.
+func (r *Registry) refreshLoop(every time.Duration) {
+	defer close(r.done)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-tick.C:
+			ctx, cancel := context.WithTimeout(context.Background(), refreshTimeout)
+			if err := r.Refresh(ctx); err != nil {
+				r.log.WarnContext(ctx, "refresh tenant database pools", slog.Any("error", err))
+			}
+			cancel()
+		}
+	}
 }
 
 // Register records every database of Options.URLs in the catalog (without
@@ -269,16 +428,22 @@ func (r *Registry) Open() []string {
 	return names
 }
 
-// Close closes the pools the registry opened (not the main pools) and
-// refuses further opens.
+// Close stops the refresh loop, closes the pools the registry opened (not
+// the main pools), waits for those it was closing, and refuses further
+// opens. It is safe to call more than once.
 func (r *Registry) Close() error {
+	if r.stop != nil {
+		r.stopOnce.Do(func() { close(r.stop) })
+		<-r.done
+	}
 	r.mu.Lock()
 	pools := r.pools
-	r.pools, r.closed = map[string]*schema.Lanes{}, true
+	r.pools, r.closed = map[string]openDatabase{}, true
 	r.mu.Unlock()
-	for _, l := range pools {
-		l.Close()
+	for _, e := range pools {
+		e.lanes.Close()
 	}
+	r.retiring.Wait()
 	return nil
 }
 
@@ -378,10 +543,11 @@ func (r *Registry) Add(ctx context.Context, name, dsn string) (storage.Database,
 // Remove unregisters database name (`enqueue db remove`): one that holds
 // no tenant and whose URL is not configured here (TENANT_DATABASES would
 // register it again at the next start). Its pool, when this registry
-// opened one, is closed; other processes keep theirs until they restart,
-// unused, since no tenant is placed there. Errors: storage.ErrNotFound for
-// a name not registered, storage.ErrConflict for "main", a configured
-// database or one holding tenants.
+// opened one, is closed; other processes close theirs at their next
+// Refresh, or sooner when they look the name up in the catalog again (a
+// tenant of a newer registration of that name, Pool). Errors:
+// storage.ErrNotFound for a name not registered, storage.ErrConflict for
+// "main", a configured database or one holding tenants.
 func (r *Registry) Remove(ctx context.Context, name string) error {
 	if _, ok := r.opts.URLs[name]; ok {
 		return fmt.Errorf("remove database %s: %w: it is in TENANT_DATABASES (remove it there first, on every process)", name, storage.ErrConflict)
@@ -393,11 +559,11 @@ func (r *Registry) Remove(ctx context.Context, name string) error {
 		return err
 	}
 	r.mu.Lock()
-	l := r.pools[name]
+	e, ok := r.pools[name]
 	delete(r.pools, name)
 	r.mu.Unlock()
-	if l != nil {
-		l.Close()
+	if ok {
+		e.lanes.Close()
 	}
 	return nil
 }
