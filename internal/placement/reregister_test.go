@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
@@ -113,6 +114,25 @@ func serverOf(t *testing.T, url string) string {
 	return server(t, p)
 }
 
+// otherBackends counts the sessions on url's database other than the one
+// asking (on a connection of its own); -1 when it cannot ask.
+func otherBackends(t *testing.T, url string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return -1
+	}
+	defer conn.Close(ctx)
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+		WHERE datname = current_database() AND pid <> pg_backend_pid()`).Scan(&n); err != nil {
+		return -1
+	}
+	return n
+}
+
 // waitClosed waits until p refuses to hand out a connection (closed).
 func waitClosed(t *testing.T, p *pgxpool.Pool, what string) {
 	t.Helper()
@@ -195,6 +215,9 @@ func TestRegistryDatabaseRegisteredAgain(t *testing.T) {
 	busy.Release()
 	busy = nil
 	waitClosed(t, oldPool, "the old registration's pool to close")
+	testenv.WaitFor(t, waitDeadline, "the old server to have no connection from the process left", func() bool {
+		return otherBackends(t, e.urlA) == 0
+	})
 	if got := server(t, newPool); got != onB {
 		t.Errorf("after the old pool closed, the new one reaches %s, want %s", got, onB)
 	}
