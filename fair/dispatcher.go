@@ -481,9 +481,11 @@ func (d *Dispatcher) Heartbeat(ctx context.Context, queue, workerID string, conc
 
 // Park is called by a worker that dequeued a task of a tenant it may not
 // run (suspended). When the tenant is held in queue, the task is recorded
-// as parked and Park returns true: the worker hands the task back to
-// asynq's retry set without counting a failure, and releasing the hold
-// moves it back to the front of the tenant's backlog. False means the
+// as parked, with its message as asynq holds it, and Park returns true:
+// the worker hands the task back with asynq.RevokeTask (asynq lets it go
+// without archiving it or counting a retry, also on its last attempt),
+// and releasing the hold moves it back to the front of the tenant's
+// backlog, retry count and enqueue time kept. False means the
 // tenant is not held here (it was resumed since): the caller retries the
 // task soon instead.
 func (d *Dispatcher) Park(ctx context.Context, queue, taskID, tenantID, typ string) (bool, error) {
@@ -503,10 +505,11 @@ func (d *Dispatcher) Park(ctx context.Context, queue, taskID, tenantID, typ stri
 // admission. An admitted task, or one the tenant's running cap has room
 // for (it is then counted as running until its report), may run: Gate
 // returns false. Otherwise (the tenant is at its cap, held, or being
-// drained) the task is recorded as parked and Gate returns true: the
-// worker hands it back to asynq's retry set without counting a failure,
-// and the next heartbeat puts it at the front of the tenant's backlog,
-// from where admission runs it in turn.
+// drained) the task is recorded as parked, with its message, and Gate
+// returns true: the worker hands it back with asynq.RevokeTask (no retry
+// counted, not archived on its last attempt), and the next heartbeat puts
+// it at the front of the tenant's backlog, from where admission runs it
+// in turn.
 func (d *Dispatcher) Gate(ctx context.Context, queue, taskID, tenantID, typ string) (parked bool, err error) {
 	if err := errors.Join(checkQueue(queue), checkTenant(tenantID), checkType(typ)); err != nil {
 		return false, err
@@ -546,8 +549,8 @@ func (d *Dispatcher) Hold(ctx context.Context, tenantID string, reason Reason, q
 // its backlog and admission resumes. A parked task that a worker is still
 // handing back to asynq is released by retrying for up to a second; the
 // count of those that could not be released yet is returned (once asynq
-// holds them for their retry, any worker's next heartbeat, Serve, puts
-// them back in the backlog).
+// has let them go, any worker's next heartbeat, Serve, puts them back in
+// the backlog).
 func (d *Dispatcher) Release(ctx context.Context, tenantID string, reason Reason, queues ...string) (int, error) {
 	var stuck int
 	var err error

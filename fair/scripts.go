@@ -34,7 +34,8 @@ import "github.com/redis/go-redis/v9"
 //	                 (the estimate was charged over it; absent: the tenant's weight now)
 //	P..'dl'          ZSET admitted task id -> check-again time (ms)
 //	P..'hold'        HASH tenant -> hold reasons ('s' suspended, 'p' paused)
-//	P..'parked:'..tenant HASH task id -> type \t enqueue time (ms): tasks parked in asynq's retry set while held
+//	P..'parked:'..tenant HASH task id -> type \t enqueue time (ms) [\t asynq message]: tasks parked while held or
+//	                 at the running cap (with the message: kept here, asynq let the task go; without: in asynq's retry set)
 //	P..'parkedt'     SET tenants with parked tasks (the heartbeat releases those no longer held)
 //	P..'draining'    SET tenants a stepwise Drain is working through (their t: hash's 'drain': until when, ms)
 //	P..'cost'        HASH type -> measured cost EWMA over all tenants (us); '*' -> over the queue
@@ -199,7 +200,23 @@ end
 local function parkedSince(t, id)
   local old = redis.call('HGET', P .. 'parked:' .. t, id)
   if not old then return nil end
-  return num(fields(old, 1)[2], nil)
+  return num(fields(old, 2)[2], nil)
+end
+
+-- parkRecord is the parked record of task id: its type, its enqueue time
+-- and, when asynq holds it as active (a worker is about to hand it back),
+-- its message as asynq has it, retry count included. The worker hands such
+-- a task back with asynq.RevokeTask: asynq deletes its own record of it
+-- without archiving it or counting a retry, and the release takes the
+-- message from here (releaseParked).
+local function parkRecord(id, typ, enq)
+  local rec = typ .. SEP .. fmt(enq)
+  local key = A .. 't:' .. id
+  if redis.call('HGET', key, 'state') == 'active' then
+    local msg = redis.call('HGET', key, 'msg')
+    if msg then rec = rec .. SEP .. msg end
+  end
+  return rec
 end
 
 -- releaseParked puts t's parked tasks that asynq holds for their retry
@@ -208,15 +225,22 @@ end
 -- in asynq's list it would run unadmitted, past the tenant's running cap
 -- (its retry count of 0 takes it past the worker's gate). A parked task
 -- still running (its worker has not handed it back yet) stays parked. It
--- returns how many went back and how many are still running. A tenant
--- with nothing parked any more leaves the set of tenants with parked
--- tasks.
+-- returns how many went back and how many are still running. A task
+-- parked with its message (parkRecord) goes back with that message once
+-- asynq has let it go (its record deleted by the worker's hand-back), or
+-- once asynq archived it (its worker was killed after parking it, and
+-- asynq's recoverer archived its last attempt): never while asynq still
+-- holds it as active, so asynq's own script that ends the attempt cannot
+-- delete a run of the id admitted meanwhile. One whose id lives again in
+-- the dispatcher (enqueued anew while parked) is dropped: that task
+-- stands for it. A tenant with nothing parked any more leaves the set of
+-- tenants with parked tasks.
 local function releaseParked(t)
   local released, active = 0, 0
   local parked = redis.call('HGETALL', P .. 'parked:' .. t)
   for i = #parked - 1, 1, -2 do
-    local id, pf = parked[i], fields(parked[i + 1], 1)
-    local typ, enq = pf[1], num(pf[2], NOW)
+    local id, pf = parked[i], fields(parked[i + 1], 2)
+    local typ, enq, kept = pf[1], num(pf[2], NOW), pf[3]
     local key = A .. 't:' .. id
     local st = redis.call('HGET', key, 'state')
     if st == 'retry' or st == 'pending' then
@@ -232,6 +256,15 @@ local function releaseParked(t)
       released = released + 1
     elseif st == 'active' then
       active = active + 1
+    elseif kept and (not st or st == 'archived') and redis.call('HEXISTS', P .. 'msg', id) == 0
+        and redis.call('HEXISTS', P .. 'adm', id) == 0 then
+      if st then
+        redis.call('ZREM', A .. 'archived', id)
+        redis.call('DEL', key)
+      end
+      redis.call('HDEL', P .. 'parked:' .. t, id)
+      wait(t, id, typ, kept, enq)
+      released = released + 1
     else
       redis.call('HDEL', P .. 'parked:' .. t, id)
     end
@@ -701,9 +734,11 @@ return admit()
 //	ARGV[10] task id, ARGV[11] tenant, ARGV[12] type.
 //
 // When the tenant is still held, the task leaves the admitted set and is
-// recorded as parked (the worker then returns it to asynq's retry set
-// without counting a failure) and 'parked' is returned; releasing the
-// hold brings it back to the front of the backlog. Otherwise 'free'.
+// recorded as parked with its message (parkRecord: the worker then hands
+// it back with asynq.RevokeTask, and asynq lets it go without archiving it
+// or counting a retry, also on its last attempt) and 'parked' is returned;
+// releasing the hold brings it back to the front of the backlog once
+// asynq has let it go. Otherwise 'free'.
 var parkScript = redis.NewScript(prelude + `
 local id, t, typ = ARGV[10], ARGV[11], ARGV[12]
 if not held(t) then return 'free' end
@@ -711,7 +746,7 @@ if not held(t) then return 'free' end
 local ft, _, est, enq, w = finish(id)
 if ft then charge(ft, -est / w) end
 enq = enq or parkedSince(t, id)
-redis.call('HSET', P .. 'parked:' .. t, id, typ .. SEP .. fmt(enq or NOW))
+redis.call('HSET', P .. 'parked:' .. t, id, parkRecord(id, typ, enq or NOW))
 redis.call('SADD', P .. 'parkedt', t)
 return 'parked'
 `)
@@ -724,11 +759,12 @@ return 'parked'
 // An admitted task returns 'admitted'. Otherwise, when the tenant is
 // neither held nor at its running cap, the task is counted as running
 // (admitted, with no estimate: its report charges its whole cost) and
-// 'run' is returned. Else it is recorded as parked, 'parked' is returned
-// (the worker hands it back to asynq's retry set without counting a
-// failure), and the next heartbeat of any worker (or the tenant's
-// release) puts it at the front of the tenant's backlog, from where it is
-// admitted in turn, under the cap.
+// 'run' is returned. Else it is recorded as parked with its message
+// (parkRecord), 'parked' is returned (the worker hands it back with
+// asynq.RevokeTask: no retry counted, not archived on its last attempt),
+// and the next heartbeat of any worker (or the tenant's release) puts it
+// at the front of the tenant's backlog once asynq has let it go, from
+// where it is admitted in turn, under the cap.
 var gateScript = redis.NewScript(prelude + `
 local id, t, typ = ARGV[10], ARGV[11], ARGV[12]
 if redis.call('HEXISTS', P .. 'adm', id) == 1 then return 'admitted' end
@@ -740,7 +776,7 @@ if not held(t) and not draining(t) and (mr == 0 or redis.call('SCARD', P .. 'run
   reconsider(t)
   return 'run'
 end
-redis.call('HSET', P .. 'parked:' .. t, id, typ .. SEP .. fmt(parkedSince(t, id) or NOW))
+redis.call('HSET', P .. 'parked:' .. t, id, parkRecord(id, typ, parkedSince(t, id) or NOW))
 redis.call('SADD', P .. 'parkedt', t)
 return 'parked'
 `)
