@@ -14,16 +14,17 @@ var (
 	// work, a destroy of a tenant not marked deleting). The task is retried
 	// later and the attempt does not count as a failure (see ServerConfig).
 	ErrTenantNotReady = errors.New("tenant not ready")
-	// ErrTenantHeld wraps ErrTenantNotReady for a task of a suspended
-	// tenant that the fair dispatcher parked: it goes to asynq's retry set
-	// with a long delay and comes back to the front of its tenant's backlog
-	// when the tenant resumes (fair.Dispatcher.Release), without counting
-	// as a failure and without retries meanwhile.
-	ErrTenantHeld = fmt.Errorf("tenant held by the dispatcher: %w", ErrTenantNotReady)
+	// ErrTenantHeld wraps ErrTenantNotReady and asynq.RevokeTask for a
+	// task of a suspended tenant that the fair dispatcher parked: the
+	// dispatcher keeps its message, asynq lets it go (RevokeTask: neither
+	// retried nor archived, no failure counted, also on its last attempt),
+	// and it comes back to the front of its tenant's backlog, retry count
+	// kept, when the tenant resumes (fair.Dispatcher.Release).
+	ErrTenantHeld = fmt.Errorf("tenant held by the dispatcher: %w: %w", ErrTenantNotReady, asynq.RevokeTask)
 	// ErrRetryParked wraps ErrTenantHeld for a retried task that the fair
 	// dispatcher parked because its tenant was at its running cap (or
-	// held): it waits in asynq's retry set until a worker's heartbeat puts
-	// it back into its tenant's backlog, from where it is admitted in turn,
+	// held): the dispatcher keeps it until a worker's heartbeat puts it
+	// back into its tenant's backlog, from where it is admitted in turn,
 	// under the cap (fair.Dispatcher.Gate).
 	ErrRetryParked = fmt.Errorf("retry waits for a running slot of its tenant: %w", ErrTenantHeld)
 	// ErrPanic is wrapped by the error Recover returns for a panicking

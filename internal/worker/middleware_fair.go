@@ -61,8 +61,9 @@ func ReportCost(r CostReporter) asynq.MiddlewareFunc {
 }
 
 // park asks the dispatcher to park a waiting task of a suspended tenant.
-// Parked, the task waits in asynq's retry set without retries until the
-// tenant resumes (ErrTenantHeld); otherwise (the tenant was resumed
+// Parked, the task waits in the dispatcher until the tenant resumes and
+// asynq lets it go (ErrTenantHeld wraps asynq.RevokeTask: not retried, not
+// archived, also on its last attempt); otherwise (the tenant was resumed
 // meanwhile, or Redis failed) it is retried soon like any waiting task.
 func park(ctx context.Context, p Parker, env Envelope, notReady error) error {
 	id, _ := asynq.GetTaskID(ctx)
@@ -78,15 +79,15 @@ func park(ctx context.Context, p Parker, env Envelope, notReady error) error {
 // a retry comes back from asynq's retry set past admission, so without
 // this a tenant whose tasks keep failing would run more at once than its
 // running cap. It returns ErrRetryParked when the dispatcher parked the
-// task, nil when it may run: a first attempt, one admitted, one the cap
-// has room for (now counted as running), and a last attempt (asynq
-// archives a task handed back on its last attempt, whatever the error).
-// A dispatcher that cannot be reached lets the task run: the cap is a
+// task (its last attempt too: the dispatcher keeps the task, and asynq
+// lets it go without archiving it), nil when it may run: a first attempt
+// (admitted: a task parked here is kept by the dispatcher, not in asynq's
+// retry set, so it cannot come back from there with a retry count of 0),
+// one admitted, one the cap has room for (now counted as running). A
+// dispatcher that cannot be reached lets the task run: the cap is a
 // matter of sharing, not of correctness.
 func gateRetry(ctx context.Context, p Parker, env Envelope) error {
-	n, _ := asynq.GetRetryCount(ctx)
-	maxRetry, _ := asynq.GetMaxRetry(ctx)
-	if n == 0 || n >= maxRetry {
+	if n, _ := asynq.GetRetryCount(ctx); n == 0 {
 		return nil
 	}
 	id, _ := asynq.GetTaskID(ctx)

@@ -28,8 +28,9 @@ import (
 //   - the policy says wait (a provisioning or suspended tenant's work, a
 //     destroy of a tenant not marked deleting): ErrTenantNotReady, retried
 //     later without counting as a failure; a suspended tenant's task that
-//     the fair dispatcher holds is parked instead (ErrTenantHeld: no
-//     retries until the tenant resumes), when parker is set;
+//     the fair dispatcher holds is parked instead (ErrTenantHeld: asynq
+//     lets it go, also on its last attempt, and the dispatcher keeps it
+//     until the tenant resumes), when parker is set;
 //   - the policy refuses (work or a migration of a deleting tenant, an
 //     unknown status): archived with the reason;
 //   - a catalog error (database or Redis down): an ordinary error, retried;

@@ -26,11 +26,6 @@ const (
 	// idle worker runs about 50 polls of 3 queues a second (about 150
 	// cheap Lua calls), and pickup stays within tens of milliseconds.
 	DefaultTaskCheckInterval = 20 * time.Millisecond
-	// HeldDelay is how long asynq keeps a parked task (ErrTenantHeld) in
-	// its retry set. Resuming the tenant brings it back at once; the delay
-	// only matters if that release never comes (the task is then checked
-	// again, parked again while the tenant is still suspended).
-	HeldDelay = time.Hour
 	// DefaultDelayedTaskCheckInterval is how often scheduled and retry
 	// tasks are moved to pending. asynq's default is 5 s; 1 s keeps short
 	// retry delays (a tenant that resumed) close to their due time at the
@@ -134,9 +129,6 @@ func retryDelay(lo, hi time.Duration) asynq.RetryDelayFunc {
 	return func(n int, err error, t *asynq.Task) time.Duration {
 		if errors.Is(err, asynq.ErrLeaseExpired) {
 			return leaseExpiredDelay
-		}
-		if errors.Is(err, ErrTenantHeld) {
-			return HeldDelay
 		}
 		if errors.Is(err, ErrTenantNotReady) {
 			if hi <= lo {
