@@ -31,10 +31,14 @@
 //     which bounds the Redis memory they take.
 //   - Holds: a suspended or paused tenant's backlog stays where it is, its
 //     admitted tasks that asynq has not started go back to the front of
-//     its backlog, and a task a worker dequeued anyway is parked in asynq's
-//     retry set until the hold is released (also when asynq made it
-//     pending again meanwhile: the release takes it back from asynq's
-//     list, so it is admitted under the caps); Drain discards a backlog.
+//     its backlog, and a task a worker dequeued anyway is parked until the
+//     hold is released: the dispatcher keeps its message, the worker hands
+//     it back with asynq.RevokeTask (neither retried nor archived, also on
+//     its last attempt), and the release puts it back at the front of the
+//     backlog once asynq has let it go (a task parked in asynq's retry set
+//     by an earlier release is taken back from there, or from asynq's
+//     pending list, so it is admitted under the caps); Drain discards a
+//     backlog.
 //
 // Every step is one Lua script on the keys of one queue, so any number of
 // enqueue services and workers dispatch at once without a leader, and a
