@@ -476,7 +476,8 @@ end
 // the queue's cost per task, live worker slots} when they would take the
 // queue's backlogs past their cap (nothing is added either way), else
 // {'ok', results, admitted} where results holds per task 'new', 'waiting'
-// or 'exists:<asynq state>'. A finished task whose worker has not reported
+// (also a task parked with its message kept here, that asynq let go) or
+// 'exists:<asynq state>'. A finished task whose worker has not reported
 // it yet is 'exists:active', also to a replacing enqueue. A task with a
 // follow-up whose own id is running ('exists:active') gets its follow-up
 // instead, in the same call and under the same caps, as if replacing:
@@ -495,6 +496,12 @@ local function classify(id, replace)
     return 'waiting'
   end
   local st = redis.call('HGET', A .. 't:' .. id, 'state')
+  if not st then
+    -- Parked with its message kept here (parkRecord), asynq done with it:
+    -- it waits for its release to the backlog.
+    local pr = redis.call('HGET', P .. 'parked:' .. t, id)
+    if pr and fields(pr, 2)[3] then return 'waiting' end
+  end
   local finished = st == 'completed' or st == 'archived'
   if replace and finished and redis.call('HEXISTS', P .. 'adm', id) == 1 then
     -- Finished, but its worker's report has not come in: a new run

@@ -408,6 +408,15 @@ func (e *Enqueuer) TenantTask(ctx context.Context, tenantID, taskID string) (*as
 			return &asynq.TaskInfo{ID: w.ID, Queue: w.Queue, Type: w.Type, Payload: m.Payload, State: asynq.TaskStatePending,
 				MaxRetry: m.Retry, Timeout: m.Timeout, Retention: m.Retention}, nil
 		}
+		// Parked while its tenant is held (or at its running cap): the
+		// dispatcher keeps it, asynq has let it go. It waits: pending.
+		if w, ok, err := e.admission.Dispatcher.Parked(ctx, tenantID, taskID, queues...); err != nil {
+			return nil, fmt.Errorf("look up task %.64q: %w", taskID, err)
+		} else if ok {
+			m := w.Message
+			return &asynq.TaskInfo{ID: w.ID, Queue: w.Queue, Type: w.Type, Payload: m.Payload, State: asynq.TaskStatePending,
+				MaxRetry: m.Retry, Timeout: m.Timeout, Retention: m.Retention}, nil
+		}
 	}
 	for _, q := range queues {
 		if err := ctx.Err(); err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -32,11 +31,12 @@ const lastRetry = 10
 func injectRetry(t *testing.T, rdb *redis.Client, tenantID string, invoiceID int64, retried int) string {
 	t.Helper()
 	ctx := context.Background()
-	payload, err := json.Marshal(tasks.InvoicePDF{TenantID: tenantID, InvoiceID: invoiceID})
+	p := tasks.InvoicePDF{TenantID: tenantID, InvoiceID: invoiceID}
+	payload, err := json.Marshal(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := "invoice:pdf:" + tenantID + ":" + strconv.FormatInt(invoiceID, 10)
+	id := p.Spec().TaskID
 	msg := fair.Message{ID: id, Type: tasks.TypeInvoicePDF, Queue: tasks.QueueDefault, Payload: payload, Retry: lastRetry, Timeout: time.Minute}.Encode()
 	msg = protowire.AppendVarint(protowire.AppendTag(msg, 6, protowire.VarintType), uint64(retried))
 	A := "asynq:{" + tasks.QueueDefault + "}:"
@@ -139,6 +139,48 @@ func TestLastAttemptOfPausedTenantWaits(t *testing.T) {
 	testenv.WaitFor(t, time.Minute, "the parked last attempt runs after the release", func() bool { return w.runs.Load() == 1 })
 	if n := w.retried.Load(); n != lastRetry {
 		t.Fatalf("ran with retry count %d, want %d (kept)", n, lastRetry)
+	}
+}
+
+// TestParkedTaskIsFoundByItsID: a parked task asynq has let go is still
+// the tenant's task: its status reads pending, and an enqueue of its id
+// finds it (Existing) instead of adding a fresh copy; it runs once, as it
+// was (its retry count kept), after the release.
+func TestParkedTaskIsFoundByItsID(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	w := newFairWorker(t)
+	tn := addTenant(t, w.catalog, "park-find", tenantctx.StatusActive)
+	if _, err := w.d.Hold(ctx, tn.ID, fair.Paused, tasks.QueueDefault); err != nil {
+		t.Fatal(err)
+	}
+	id := injectRetry(t, w.rdb, tn.ID, 1, lastRetry)
+	testenv.WaitFor(t, time.Minute, "the task parked", func() bool { return handedBack(t, w.rdb, w.d, tn.ID, id) })
+	info, err := w.enq.TenantTask(ctx, tn.ID, id)
+	if err != nil || info.State != asynq.TaskStatePending || info.ID != id {
+		t.Fatalf("TenantTask of the parked task = %+v, %v; want it pending", info, err)
+	}
+	if _, err := w.enq.TenantTask(ctx, "tn_someoneelse", id); !errors.Is(err, tasks.ErrTaskNotFound) {
+		t.Fatalf("another tenant's TenantTask of the parked task: %v, want ErrTaskNotFound", err)
+	}
+	r, err := w.enq.Enqueue(ctx, tasks.InvoicePDF{TenantID: tn.ID, InvoiceID: 1})
+	if err != nil || !r.Existing {
+		t.Fatalf("enqueue of the parked task's id = %+v, %v; want the parked task (Existing)", r, err)
+	}
+
+	if _, err := w.d.Release(ctx, tn.ID, fair.Paused, tasks.QueueDefault); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, time.Minute, "the parked task runs after the release", func() bool { return w.runs.Load() == 1 })
+	if n := w.retried.Load(); n != lastRetry {
+		t.Fatalf("ran with retry count %d, want %d: the parked task, not a fresh copy", n, lastRetry)
+	}
+	testenv.WaitFor(t, time.Minute, "nothing left of the tenant in the dispatcher", func() bool {
+		s := w.stats(t, tn.ID)
+		return s.Parked == 0 && s.Waiting == 0 && s.Admitted == 0
+	})
+	if n := w.runs.Load(); n != 1 {
+		t.Fatalf("handler ran %d times, want 1", n)
 	}
 }
 
