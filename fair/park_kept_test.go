@@ -142,3 +142,31 @@ func TestParkedTaskWaitsForAsynqToLetGo(t *testing.T) {
 		t.Fatalf("stats after the heartbeat: %+v", s)
 	}
 }
+
+// TestDrainCountsParkedTaskKeptHere: a drain discards a parked task whose
+// message the dispatcher keeps (asynq let it go) and counts it as parked.
+func TestDrainCountsParkedTaskKeptHere(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1)
+	ctx := context.Background()
+	const tn = "tn_drainkept"
+	enqueue(t, b, tn, fair.Policy{Weight: 1}, 0, 1)
+	id := dequeue(t, b)
+	if _, err := b.d.Hold(ctx, tn, fair.Suspended, q); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := b.d.Park(ctx, q, id, tn, "invoice:pdf"); err != nil || !ok {
+		t.Fatalf("Park = %v, %v", ok, err)
+	}
+	done(t, b, id) // asynq.RevokeTask: asynq deletes the task
+	n, err := b.d.Drain(ctx, tn, q)
+	if err != nil || n.Parked != 1 || n.Total() != 1 {
+		t.Fatalf("Drain = %+v, %v; want the parked task discarded and counted", n, err)
+	}
+	if _, err := b.d.Release(ctx, tn, fair.Suspended, q); err != nil {
+		t.Fatal(err)
+	}
+	if s := stats(t, b, tn); s.Parked != 0 || s.Waiting != 0 || s.Admitted != 0 {
+		t.Fatalf("after the drain and the release: %+v; want nothing left", s)
+	}
+}

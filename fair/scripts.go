@@ -917,6 +917,9 @@ if ARGV[12] == '1' then
       end
       redis.call('DEL', key)
       parked = parked + 1
+    elseif not st and fields(redis.call('HGET', P .. 'parked:' .. t, id), 2)[3] then
+      -- Kept here with its message (parkRecord), asynq done with it.
+      parked = parked + 1
     end
   end
   redis.call('DEL', P .. 'parked:' .. t)
