@@ -3,6 +3,8 @@ package fair
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -612,37 +614,44 @@ func (d Drained) Total() int { return d.Waiting + d.Admitted + d.Parked }
 // Drain discards the tenant's tasks that have not started, in each queue:
 // its backlog, its admitted tasks still pending in asynq and its parked
 // tasks. Running tasks finish. Nothing of another tenant is touched.
+//
+// In a queue it discards what waited when it began, all of it, in steps
+// of drainStep tasks: tasks enqueued meanwhile, and tasks a hold or
+// release puts back into the backlog between its steps, stay (drains of
+// one tenant running at once share the work).
 func (d *Dispatcher) Drain(ctx context.Context, tenantID string, queues ...string) (Drained, error) {
 	var out Drained
 	if err := checkTenant(tenantID); err != nil {
 		return out, err
 	}
+	var tok [8]byte
+	_, _ = rand.Read(tok[:]) // never fails (crypto/rand)
+	token := hex.EncodeToString(tok[:])
+	// step runs one drain step in q; it returns whether the drain's list
+	// still holds tasks.
+	step := func(q, first string) (more bool, err error) {
+		res, err := drainScript.Run(ctx, d.rdb, keys(q), append(d.common(4), tenantID, drainStep, first, token)...).Int64Slice()
+		if err != nil {
+			return false, fmt.Errorf("fair: drain tenant %s in %s: %w", tenantID, q, err)
+		}
+		if len(res) != 4 {
+			return false, fmt.Errorf("fair: drain tenant %s in %s: unexpected reply %v", tenantID, q, res)
+		}
+		out.Waiting += int(res[0])
+		out.Admitted += int(res[1])
+		out.Parked += int(res[2])
+		return res[3] > 0 && res[0] > 0, nil
+	}
 	for _, q := range queues {
 		if err := checkQueue(q); err != nil {
 			return out, err
 		}
-		// In steps of drainStep waiting tasks, at most what waited at the
-		// first step: tasks enqueued while it drains may stay.
-		first, budget := "1", -1
-		for budget != 0 {
-			res, err := drainScript.Run(ctx, d.rdb, keys(q), append(d.common(4), tenantID, drainStep, first, budget)...).Int64Slice()
-			if err != nil {
-				return out, fmt.Errorf("fair: drain tenant %s in %s: %w", tenantID, q, err)
-			}
-			if len(res) != 4 {
-				return out, fmt.Errorf("fair: drain tenant %s in %s: unexpected reply %v", tenantID, q, res)
-			}
-			out.Waiting += int(res[0])
-			out.Admitted += int(res[1])
-			out.Parked += int(res[2])
-			if first == "1" {
-				budget = int(res[0] + res[3])
-			}
-			budget = max(budget-int(res[0]), 0)
-			if res[3] == 0 || res[0] == 0 {
-				break
-			}
-			first = "0"
+		more, err := step(q, "1")
+		for err == nil && more {
+			more, err = step(q, "0")
+		}
+		if err != nil {
+			return out, err
 		}
 	}
 	return out, nil

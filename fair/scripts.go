@@ -38,6 +38,9 @@ import "github.com/redis/go-redis/v9"
 //	                 at the running cap (with the message: kept here, asynq let the task go; without: in asynq's retry set)
 //	P..'parkedt'     SET tenants with parked tasks (the heartbeat releases those no longer held)
 //	P..'draining'    SET tenants a stepwise Drain is working through (their t: hash's 'drain': until when, ms)
+//	P..'dr:'..tenant ZSET token -> sequence number (P..'drseq') of the tenant's drains under way;
+//	                 P..'dr:'..tenant..':'..token LIST the task ids that waited in its backlog when that drain
+//	                 began, not discarded yet (see drainPrelude)
 //	P..'cost'        HASH type -> measured cost EWMA over all tenants (us); '*' -> over the queue
 //	P..'depth'       ZSET tenant -> waiting tasks (top-K metrics)
 //	P..'workers'     ZSET worker id -> heartbeat expiry (ms); P..'conc' HASH worker id -> concurrency; P..'cap' STRING their sum
@@ -699,7 +702,7 @@ return admit()
 // depth, and admits what fits.
 //
 //	ARGV[10] worker id, ARGV[11] concurrency (0: leaving), ARGV[12] ttl (ms).
-var heartbeatScript = redis.NewScript(prelude + `
+var heartbeatScript = redis.NewScript(prelude + drainPrelude + `
 local id, c, ttl = ARGV[10], num(ARGV[11], 0), num(ARGV[12], 0)
 if c > 0 then
   redis.call('ZADD', P .. 'workers', NOW + ttl, id)
@@ -725,10 +728,17 @@ for _, t in ipairs(redis.call('SRANDMEMBER', P .. 'parkedt', 20)) do
   end
 end
 -- A drain whose caller went away between its steps: its mark expired.
+-- What its steps did not discard goes back to the backlog, 5,000 tasks a
+-- beat.
+local back = 5000
 for _, t in ipairs(redis.call('SRANDMEMBER', P .. 'draining', 20)) do
   if not draining(t) then
-    redis.call('HDEL', tkey(t), 'drain')
-    redis.call('SREM', P .. 'draining', t)
+    local moved, over = undrain(t, back)
+    back = back - moved
+    if over then
+      redis.call('HDEL', tkey(t), 'drain')
+      redis.call('SREM', P .. 'draining', t)
+    end
     reconsider(t)
   end
 end
@@ -833,6 +843,42 @@ admit()
 return { released, active }
 `)
 
+// drainPrelude is what drainScript and heartbeatScript add to the prelude.
+//
+// A drain sets the tenant's backlog aside at its first step, as a list of
+// its own; its steps discard from that list. P..'dr:'..tenant orders the
+// drains under way by a sequence number (P..'drseq'): a drain also works
+// through the lists of the drains that began before it (one whose caller
+// went away, or one still running), never through a later one's.
+const drainPrelude = `
+local function drainList(t, tok) return P .. 'dr:' .. t .. ':' .. tok end
+
+-- undrain puts back at the front of t's backlog, in order, up to max
+-- tasks of its drains' lists, once their callers went away between steps
+-- (the tenant's drain mark expired): an interrupted drain discards what
+-- its steps discarded and nothing more. It returns how many it moved and
+-- whether no drain of t is left.
+local function undrain(t, max)
+  local moved = 0
+  -- The latest drain's list first: an earlier one's goes in front of it.
+  for _, tok in ipairs(redis.call('ZREVRANGE', P .. 'dr:' .. t, 0, -1)) do
+    local l = drainList(t, tok)
+    if moved < max then
+      local ids = redis.call('LRANGE', l, -(max - moved), -1)
+      if #ids > 0 then
+        redis.call('LTRIM', l, 0, -(#ids + 1))
+        local rev = {}
+        for k = #ids, 1, -1 do rev[#rev + 1] = ids[k] end
+        many('LPUSH', P .. 'b:' .. t, rev)
+        moved = moved + #ids
+      end
+    end
+    if redis.call('LLEN', l) == 0 then redis.call('ZREM', P .. 'dr:' .. t, tok) end
+  end
+  return moved, redis.call('ZCARD', P .. 'dr:' .. t) == 0
+end
+`
+
 // drainScript discards a tenant's waiting tasks in this queue: its
 // backlog, its admitted tasks asynq has not started, and its parked ones.
 // Running tasks finish. It discards at most ARGV[11] waiting tasks per
@@ -841,58 +887,32 @@ return { released, active }
 // while waiting tasks remain.
 //
 //	ARGV[10] tenant, ARGV[11] most waiting tasks to discard, ARGV[12] "1"
-//	on the first call (the admitted and parked tasks go then), ARGV[13]
-//	how many waiting tasks the drain still means to discard (-1: all
-//	there are; the call that reaches it is the last step).
+//	on the first call (the backlog is set aside, the admitted and parked
+//	tasks go), ARGV[13] the drain's token (unique per Dispatcher.Drain).
 //
-// Between steps the tenant is marked draining: admission skips it, so
-// its backlog does not trickle into asynq while it is being discarded.
+// The first call moves the backlog whole (RENAME, constant time) to the
+// drain's own list (see drainPrelude); the steps discard from it, and
+// from the lists of drains that began earlier and are not done. So a
+// drain discards what waited when it began, all of it, whatever happens
+// between its steps: tasks enqueued meanwhile, and tasks a hold or release
+// puts back at the front of the backlog (they were admitted, running or
+// parked when it began), go to the backlog and stay.
 //
-// It returns {waiting, admitted, parked, remaining} counts: what it
-// discarded, and what still waits in the backlog.
-var drainScript = redis.NewScript(prelude + `
-local t = ARGV[10]
-local limit = tonumber(ARGV[11])
-local budget = tonumber(ARGV[13])
--- Never past what waited at the first step: tasks enqueued since (at the
--- backlog's end) stay.
-if budget >= 0 and budget < limit then limit = budget end
+// Between steps the tenant is marked draining: admission skips it. The
+// mark expires a minute after the last step; a drain whose caller went
+// away then has the rest of its list put back at the front of the backlog
+// by the heartbeat (undrain).
+//
+// It returns {waiting, admitted, parked, remaining}: what it discarded,
+// and what is left in the lists it works through.
+var drainScript = redis.NewScript(prelude + drainPrelude + `
+local t, limit, tok = ARGV[10], tonumber(ARGV[11]), ARGV[13]
 local b = P .. 'b:' .. t
-local ids = {}
-if limit > 0 then ids = redis.call('LRANGE', b, 0, limit - 1) end
-if #ids > 0 then
-  local taken = {}
-  for i = 1, #ids, 1000 do
-    local ws = redis.call('HMGET', P .. 'msg', unpack(ids, i, math.min(i + 999, #ids)))
-    for _, w in ipairs(ws) do
-      if w then
-        local typ = fields(w, 1)[1]
-        taken[typ] = (taken[typ] or 0) + 1
-      end
-    end
-  end
-  many('HDEL', P .. 'msg', ids)
-  redis.call('LTRIM', b, #ids, -1)
-  for typ, n in pairs(taken) do countWaiting(t, typ, -n) end
-end
-local remaining = redis.call('LLEN', b)
-if remaining == 0 or (budget >= 0 and #ids >= budget) then
-  -- The last step: admission may take the tenant's tasks again.
-  redis.call('HDEL', tkey(t), 'drain')
-  redis.call('SREM', P .. 'draining', t)
-else
-  redis.call('HSET', tkey(t), 'drain', NOW + 60000)
-  redis.call('SADD', P .. 'draining', t)
-end
-if remaining == 0 then
-  -- Nothing waits: what the counters still say is drift.
-  for _, f in ipairs(redis.call('HKEYS', tkey(t))) do
-    if string.sub(f, 1, 2) == 'n:' then redis.call('HDEL', tkey(t), f) end
-  end
-  redis.call('ZREM', P .. 'depth', t)
-end
+local drains = P .. 'dr:' .. t
 local admitted, parked = 0, 0
 if ARGV[12] == '1' then
+  if redis.call('EXISTS', b) == 1 then redis.call('RENAME', b, drainList(t, tok)) end
+  redis.call('ZADD', drains, redis.call('INCR', P .. 'drseq'), tok)
   for _, id in ipairs(redis.call('SMEMBERS', P .. 'run:' .. t)) do
     local key = A .. 't:' .. id
     if redis.call('HGET', key, 'state') == 'pending' then
@@ -923,6 +943,57 @@ if ARGV[12] == '1' then
     end
   end
   redis.call('DEL', P .. 'parked:' .. t)
+end
+-- This drain's list and those of the drains before it, oldest first (none
+-- when this drain is over: a later one finished its work, or the
+-- heartbeat put it back).
+local lists = {}
+local seq = redis.call('ZSCORE', drains, tok)
+if seq then lists = redis.call('ZRANGEBYSCORE', drains, '-inf', seq) end
+local ids, remaining = {}, 0
+for _, other in ipairs(lists) do
+  local l = drainList(t, other)
+  if #ids < limit then
+    local some = redis.call('LRANGE', l, 0, limit - #ids - 1)
+    if #some > 0 then
+      redis.call('LTRIM', l, #some, -1)
+      for _, id in ipairs(some) do ids[#ids + 1] = id end
+    end
+  end
+  local n = redis.call('LLEN', l)
+  if n == 0 and other ~= tok then redis.call('ZREM', drains, other) end
+  remaining = remaining + n
+end
+if seq and remaining == 0 then redis.call('ZREM', drains, tok) end
+if #ids > 0 then
+  local taken = {}
+  for i = 1, #ids, 1000 do
+    local ws = redis.call('HMGET', P .. 'msg', unpack(ids, i, math.min(i + 999, #ids)))
+    for _, w in ipairs(ws) do
+      if w then
+        local typ = fields(w, 1)[1]
+        taken[typ] = (taken[typ] or 0) + 1
+      end
+    end
+  end
+  many('HDEL', P .. 'msg', ids)
+  for typ, n in pairs(taken) do countWaiting(t, typ, -n) end
+end
+if redis.call('ZCARD', drains) == 0 then
+  -- The last step (of every drain of t): admission may take the tenant's
+  -- tasks again.
+  redis.call('HDEL', tkey(t), 'drain')
+  redis.call('SREM', P .. 'draining', t)
+  if redis.call('LLEN', b) == 0 then
+    -- Nothing waits: what the counters still say is drift.
+    for _, f in ipairs(redis.call('HKEYS', tkey(t))) do
+      if string.sub(f, 1, 2) == 'n:' then redis.call('HDEL', tkey(t), f) end
+    end
+    redis.call('ZREM', P .. 'depth', t)
+  end
+else
+  redis.call('HSET', tkey(t), 'drain', NOW + 60000)
+  redis.call('SADD', P .. 'draining', t)
 end
 reconsider(t)
 admit()
@@ -964,14 +1035,26 @@ return { waiting, admitted, running, redis.call('HLEN', P .. 'parked:' .. t), fm
 `)
 
 // forgetScript removes what the dispatcher keeps of a tenant in this queue
-// once it is erased: its state, backlog, admitted and parked sets, hold
-// reasons and cost estimates. Like drainScript it removes at most ARGV[11]
-// waiting tasks per call; it returns 0 while some remain (call again), 1
-// once everything is gone.
+// once it is erased: its state, backlog (also what a drain set aside and
+// has not discarded), admitted and parked sets, hold reasons and cost
+// estimates. Like drainScript it removes at most ARGV[11] waiting tasks
+// per call; it returns 0 while some remain (call again), 1 once
+// everything is gone.
 //
 //	ARGV[10] tenant, ARGV[11] most waiting tasks to remove.
 var forgetScript = redis.NewScript(prelude + `
 local t = ARGV[10]
+for _, tok in ipairs(redis.call('ZRANGE', P .. 'dr:' .. t, 0, -1)) do
+  local l = P .. 'dr:' .. t .. ':' .. tok
+  local ids = redis.call('LRANGE', l, 0, tonumber(ARGV[11]) - 1)
+  if #ids > 0 then
+    many('HDEL', P .. 'msg', ids)
+    redis.call('LTRIM', l, #ids, -1)
+    return 0
+  end
+  redis.call('ZREM', P .. 'dr:' .. t, tok)
+end
+redis.call('SREM', P .. 'draining', t)
 local b = P .. 'b:' .. t
 local ids = redis.call('LRANGE', b, 0, tonumber(ARGV[11]) - 1)
 if #ids > 0 then
