@@ -374,6 +374,10 @@ func (d *Dispatcher) observe(q string, reply any) int {
 	return n
 }
 
+// RunHeader is the asynq task header in which admission names the run it
+// starts (asynq.Task.Headers): a token the task's Report carries as Run.
+const RunHeader = "fair-run"
+
 // Report is one finished attempt of an admitted task, as a worker saw it.
 type Report struct {
 	Queue    string
@@ -382,6 +386,15 @@ type Report struct {
 	Type     string
 	// Cost is the worker time the attempt took.
 	Cost time.Duration
+	// Run is the run token the attempt ran under: the task's RunHeader,
+	// or the token GateRun gave a retry. A report with one frees the
+	// task's running slot only when the task id's admission is that run:
+	// a report of an earlier run of the id, delivered after the id was
+	// admitted again (its lease ran out, a retry, a replacement), is
+	// charged but leaves the new run's slot taken. Empty (a task admitted
+	// by an earlier release, a caller that does not know it) ends whatever
+	// run of the id is admitted.
+	Run string
 }
 
 // Complete records finished attempts of tasks of one queue: their slots
@@ -390,7 +403,8 @@ type Report struct {
 // from them, and the queue is refilled. Reports of tasks the dispatcher
 // did not admit (asynq retries) are charged in full.
 //
-// Each call is applied as it comes: a caller that calls again after an
+// A report that names its run (Report.Run) ends that run only. Otherwise
+// each call is applied as it comes: a caller that calls again after an
 // error (the first call may have been applied, its reply lost) may end a
 // later run of the same task id. A Reporter does not: it sends each batch
 // under a sequence number the dispatcher applies at most once.
@@ -413,13 +427,13 @@ func (d *Dispatcher) complete(ctx context.Context, queue, reporter string, seq u
 	if err := checkQueue(queue); err != nil {
 		return err
 	}
-	args := d.common(4 + 4*len(reports))
+	args := d.common(4 + 5*len(reports))
 	args = append(args, len(reports), reporter, seq, reporterTTL.Milliseconds())
 	for _, r := range reports {
 		if err := checkTenant(r.TenantID); err != nil {
 			return err
 		}
-		args = append(args, r.TaskID, r.TenantID, r.Type, max(r.Cost.Microseconds(), 1))
+		args = append(args, r.TaskID, r.TenantID, r.Type, max(r.Cost.Microseconds(), 1), r.Run)
 	}
 	reply, err := completeScript.Run(ctx, d.rdb, keys(queue), args...).Result()
 	if err != nil {
@@ -513,15 +527,24 @@ func (d *Dispatcher) Park(ctx context.Context, queue, taskID, tenantID, typ stri
 // it at the front of the tenant's backlog, from where admission runs it
 // in turn.
 func (d *Dispatcher) Gate(ctx context.Context, queue, taskID, tenantID, typ string) (parked bool, err error) {
+	parked, _, err = d.GateRun(ctx, queue, taskID, tenantID, typ)
+	return parked, err
+}
+
+// GateRun is Gate, and for a task that may run also the run token its
+// report carries (Report.Run): the attempt runs as a run of its own, which
+// a late report of the attempt before it cannot end.
+func (d *Dispatcher) GateRun(ctx context.Context, queue, taskID, tenantID, typ string) (parked bool, run string, err error) {
 	if err := errors.Join(checkQueue(queue), checkTenant(tenantID), checkType(typ)); err != nil {
-		return false, err
+		return false, "", err
 	}
 	args := append(d.common(3), taskID, tenantID, typ)
 	s, err := gateScript.Run(ctx, d.rdb, keys(queue), args...).Text()
 	if err != nil {
-		return false, fmt.Errorf("fair: gate retried task %s of tenant %s: %w", taskID, tenantID, err)
+		return false, "", fmt.Errorf("fair: gate retried task %s of tenant %s: %w", taskID, tenantID, err)
 	}
-	return s == "parked", nil
+	s, run, _ = strings.Cut(s, "\t")
+	return s == "parked", run, nil
 }
 
 // Reason is why a tenant's backlog is held.

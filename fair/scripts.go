@@ -31,7 +31,9 @@ import "github.com/redis/go-redis/v9"
 //	                 n:<type> (waiting by type), c:<type> (measured cost EWMA, us)
 //	P..'run:'..tenant SET the tenant's admitted, unfinished task ids
 //	P..'adm'         HASH admitted task id -> tenant \t type \t estimated cost (us) \t enqueue time (ms) \t weight charged at
-//	                 (the estimate was charged over it; absent: the tenant's weight now)
+//	                 (the estimate was charged over it; absent: the tenant's weight now) \t run token
+//	                 (absent: a record of an earlier release, ended by any report of the id)
+//	P..'gen'         STRING the last run token handed out (admit() and gateScript take the next ones)
 //	P..'dl'          ZSET admitted task id -> check-again time (ms)
 //	P..'hold'        HASH tenant -> hold reasons ('s' suspended, 'p' paused)
 //	P..'parked:'..tenant HASH task id -> type \t enqueue time (ms) [\t asynq message]: tasks parked while held or
@@ -57,6 +59,10 @@ local MAX_ADMIT = tonumber(ARGV[7])
 local PENDING_US = tonumber(ARGV[8])
 local MAX_PER_SLOT = tonumber(ARGV[9])
 local SEP = '\t'
+-- RUN_ENTRY starts the map entry {1: 'fair-run', 2: token} of asynq's
+-- message headers (field 15) that names the run an admission starts
+-- (RunHeader in dispatcher.go).
+local RUN_ENTRY = '\10\8fair-run\18'
 
 local function fmt(x) return string.format('%.17g', x) end
 local function num(v, def)
@@ -65,6 +71,31 @@ local function num(v, def)
   return n
 end
 local function tkey(t) return P .. 't:' .. t end
+
+-- withRun appends the header naming run tok to an asynq message. Protobuf
+-- merges an appended field into the message, and a map entry appended
+-- replaces one of the same key: the last one wins.
+local function withRun(msg, tok)
+  return msg .. 'z' .. string.char(#RUN_ENTRY + 1 + #tok) .. RUN_ENTRY .. string.char(#tok) .. tok
+end
+
+-- withoutRun drops the run header withRun appended last, so that a message
+-- admitted again (held back to its backlog) does not grow by one header
+-- each time (asynq drops the spare ones when it rewrites a message, as it
+-- does for a retry).
+local function withoutRun(msg)
+  local from = #msg - #RUN_ENTRY - 40
+  if from < 3 then from = 3 end
+  local p = string.find(msg, RUN_ENTRY, from, true)
+  while p do
+    local vl = string.byte(msg, p + #RUN_ENTRY)
+    if vl and p + #RUN_ENTRY + vl == #msg and string.byte(msg, p - 1) == #RUN_ENTRY + 1 + vl and string.byte(msg, p - 2) == 122 then
+      return string.sub(msg, 1, p - 3)
+    end
+    p = string.find(msg, RUN_ENTRY, p + 1, true)
+  end
+  return msg
+end
 
 -- many runs cmd on key with the arguments in list, 1,000 at a time (Lua
 -- unpacks a bounded number of values; 1,000 keeps field-value pairs whole).
@@ -186,14 +217,14 @@ local function finish(id)
   if not meta then return nil end
   redis.call('HDEL', P .. 'adm', id)
   redis.call('ZREM', P .. 'dl', id)
-  local f = fields(meta, 4)
+  local f = fields(meta, 5)
   redis.call('SREM', P .. 'run:' .. f[1], id)
   return f[1], f[2], num(f[3], 0), num(f[4], nil), chargedWeight(f, f[1])
 end
 
 -- wait puts a task back at the front of its tenant's backlog.
 local function wait(t, id, typ, msg, enq)
-  redis.call('HSET', P .. 'msg', id, typ .. SEP .. t .. SEP .. enq .. SEP .. msg)
+  redis.call('HSET', P .. 'msg', id, typ .. SEP .. t .. SEP .. enq .. SEP .. withoutRun(msg))
   redis.call('LPUSH', P .. 'b:' .. t, id)
   countWaiting(t, typ, 1)
 end
@@ -330,6 +361,13 @@ end
 -- per call. So an admission costs four Redis calls (pop the id, read its
 -- message, check and write asynq's task hash) and one push at the end,
 -- whatever the number of tenants.
+--
+-- Each admission starts a run of its task id, named by a run token: the
+-- admission record keeps it, and asynq's message carries it in its
+-- headers (withRun), so the worker that runs the task reports it and
+-- completeScript ends this run only, not a later one of the same id. The
+-- call takes the tokens it may need from P..'gen' at its first
+-- admission, in one call.
 local function admit()
   reap(16)
   local room = target() - redis.call('LLEN', A .. 'pending')
@@ -371,6 +409,7 @@ local function admit()
 
   local pushed, head, adm, dl, waited = {}, {}, {}, {}, {}
   local last = nil
+  local gen = nil -- the last token taken, once tokens were taken
   load()
   while room > 0 do
     local best = nil
@@ -411,7 +450,10 @@ local function admit()
           out[#out + 1] = id
           out[#out + 1] = -1
         else
-          redis.call('HSET', key, 'msg', msg, 'state', 'pending', 'pending_since', NOW_NS)
+          if not gen then gen = redis.call('INCRBY', P .. 'gen', room) - room end
+          gen = gen + 1
+          local tok = fmt(gen)
+          redis.call('HSET', key, 'msg', withRun(msg, tok), 'state', 'pending', 'pending_since', NOW_NS)
           if i.run == 0 and i.left == 0 then
             -- A tenant with nothing else admitted, running or waiting (a
             -- quiet one) gets its task to the head of asynq's list, ahead
@@ -425,7 +467,7 @@ local function admit()
           local est = i.est[typ]
           if not est then est = estimate(t, typ); i.est[typ] = est end
           adm[#adm + 1] = id
-          adm[#adm + 1] = t .. SEP .. typ .. SEP .. fmt(est) .. SEP .. fmt(enq) .. SEP .. fmt(i.w)
+          adm[#adm + 1] = t .. SEP .. typ .. SEP .. fmt(est) .. SEP .. fmt(enq) .. SEP .. fmt(i.w) .. SEP .. tok
           dl[#dl + 1] = NOW + LEASE
           dl[#dl + 1] = id
           i.run = i.run + 1
@@ -568,10 +610,19 @@ return { 'ok', res, admit() }
 //	ARGV[10] report count, ARGV[11] reporter id ('' for none), ARGV[12] the
 //	batch's sequence number from that reporter, ARGV[13] how long to keep
 //	the reporter's record (ms), then per report: task id, tenant, type,
-//	cost (us).
+//	cost (us), run token ('' for none).
 //
 // A task that asynq put back to pending (shutdown) stays admitted; its cost
 // so far is charged all the same.
+//
+// A report with a run token ends the task's admission only when the
+// record is of that run: a report of an earlier run of the id (sent late,
+// after its lease ran out and the id was admitted again, or after asynq's
+// retry of it took a slot at the gate) leaves the run admitted since in
+// place, and is charged in full like a report of a task not admitted. A
+// report without a token (Dispatcher.Complete, a worker of a release
+// before run tokens) and a record without one (admitted by such a
+// release) end whatever run of the id is admitted, as before.
 //
 // A batch from a Reporter is applied at most once: P..'rep:'..reporter
 // holds the highest sequence number of that reporter's batches applied in
@@ -596,13 +647,15 @@ local seen, done, runs = {}, {}, {}
 local tenants = {}      -- tenant -> {delta = (cost - estimate) / weight, summed; costs = {type -> {cost, ...}}} or false
 local byType, all = {}, {}
 for i = 0, n - 1 do
-  local b = 14 + i * 4
-  local id, t, typ, cost = ARGV[b], ARGV[b + 1], ARGV[b + 2], num(ARGV[b + 3], 0)
+  local b = 14 + i * 5
+  local id, t, typ, cost, run = ARGV[b], ARGV[b + 1], ARGV[b + 2], num(ARGV[b + 3], 0), ARGV[b + 4]
   local est, w = 0, nil
   if not seen[id] and redis.call('HGET', A .. 't:' .. id, 'state') ~= 'pending' then
     local meta = redis.call('HGET', P .. 'adm', id)
-    if meta then
-      local f = fields(meta, 4)
+    local f = meta and fields(meta, 5)
+    if f and run ~= '' and (f[6] or '') ~= '' and f[6] ~= run then f = nil end
+    if f then
+      seen[id] = true
       done[#done + 1] = id
       runs[f[1]] = runs[f[1]] or {}
       table.insert(runs[f[1]], id)
@@ -612,7 +665,6 @@ for i = 0, n - 1 do
       w = num(f[5], nil)
       if w and w < 1 then w = 1 end
     end
-    seen[id] = true
   end
   local s = tenants[t]
   if s == nil then
@@ -776,22 +828,33 @@ return 'parked'
 // An admitted task returns 'admitted'. Otherwise, when the tenant is
 // neither held nor at its running cap, the task is counted as running
 // (admitted, with no estimate: its report charges its whole cost) and
-// 'run' is returned. Else it is recorded as parked with its message
-// (parkRecord), 'parked' is returned (the worker hands it back with
-// asynq.RevokeTask: no retry counted, not archived on its last attempt),
-// and the next heartbeat of any worker (or the tenant's release) puts it
-// at the front of the tenant's backlog once asynq has let it go, from
-// where it is admitted in turn, under the cap.
+// 'run' is returned. Either way the attempt gets a run token of its own,
+// returned after a tab, which its report names: an admitted task's
+// record takes it in place of the admission's, so that the late report of
+// the attempt before (under the admission's token, which asynq's message
+// still carries) does not end this one. Else it is recorded as parked
+// with its message (parkRecord), 'parked' is returned (the worker hands it
+// back with asynq.RevokeTask: no retry counted, not archived on its last
+// attempt), and the next heartbeat of any worker (or the tenant's release)
+// puts it at the front of the tenant's backlog once asynq has let it go,
+// from where it is admitted in turn, under the cap.
 var gateScript = redis.NewScript(prelude + `
 local id, t, typ = ARGV[10], ARGV[11], ARGV[12]
-if redis.call('HEXISTS', P .. 'adm', id) == 1 then return 'admitted' end
+local meta = redis.call('HGET', P .. 'adm', id)
+if meta then
+  local f = fields(meta, 5)
+  local tok = fmt(redis.call('INCR', P .. 'gen'))
+  redis.call('HSET', P .. 'adm', id, f[1] .. SEP .. (f[2] or '') .. SEP .. (f[3] or '0') .. SEP .. (f[4] or '') .. SEP .. (f[5] or '') .. SEP .. tok)
+  return 'admitted' .. SEP .. tok
+end
 local mr = num(redis.call('HGET', tkey(t), 'mr'), 0)
 if not held(t) and not draining(t) and (mr == 0 or redis.call('SCARD', P .. 'run:' .. t) < mr) then
-  redis.call('HSET', P .. 'adm', id, t .. SEP .. typ .. SEP .. '0' .. SEP .. fmt(NOW))
+  local tok = fmt(redis.call('INCR', P .. 'gen'))
+  redis.call('HSET', P .. 'adm', id, t .. SEP .. typ .. SEP .. '0' .. SEP .. fmt(NOW) .. SEP .. SEP .. tok)
   redis.call('ZADD', P .. 'dl', NOW + LEASE, id)
   redis.call('SADD', P .. 'run:' .. t, id)
   reconsider(t)
-  return 'run'
+  return 'run' .. SEP .. tok
 end
 redis.call('HSET', P .. 'parked:' .. t, id, parkRecord(id, typ, parkedSince(t, id) or NOW))
 redis.call('SADD', P .. 'parkedt', t)
