@@ -19,11 +19,16 @@ type CostReporter interface {
 
 // Parker parks a dequeued task of a held tenant (fair.Dispatcher.Park),
 // and a retried task its tenant's running cap has no room for
-// (fair.Dispatcher.Gate).
+// (fair.Dispatcher.GateRun, which names the run of a retry it lets run).
 type Parker interface {
 	Park(ctx context.Context, queue, taskID, tenantID, typ string) (bool, error)
-	Gate(ctx context.Context, queue, taskID, tenantID, typ string) (bool, error)
+	GateRun(ctx context.Context, queue, taskID, tenantID, typ string) (parked bool, run string, err error)
 }
+
+// runKey carries, in a tenant task's ctx, where ReportCost keeps the run
+// token the attempt reports: the one its admission put into the task's
+// headers, or the one gateRetry got for a retry.
+type runKey struct{}
 
 // ReportCost reports every attempt of a tenant task to the fair
 // dispatcher when it ends, whatever its outcome (a panic too): which
@@ -35,7 +40,9 @@ type Parker interface {
 // dispatcher's. A task of a type no handler knows is reported under the
 // type "unknown" (as the metrics count it): the dispatcher keeps a cost
 // estimate per reported type and never drops one, so hostile type names
-// must not reach it. A nil reporter reports nothing.
+// must not reach it. The report names the run the attempt ran under
+// (fair.Report.Run), so that a report delivered late cannot free the slot
+// of a later run of the same task id. A nil reporter reports nothing.
 func ReportCost(r CostReporter) asynq.MiddlewareFunc {
 	return func(next asynq.Handler) asynq.Handler {
 		if r == nil {
@@ -47,13 +54,15 @@ func ReportCost(r CostReporter) asynq.MiddlewareFunc {
 				return next.ProcessTask(ctx, t)
 			}
 			start := time.Now()
+			run := t.Headers()[fair.RunHeader]
+			ctx = context.WithValue(ctx, runKey{}, &run)
 			defer func() {
 				if errors.Is(err, ErrTenantHeld) {
 					return
 				}
 				id, _ := asynq.GetTaskID(ctx)
 				queue, _ := asynq.GetQueueName(ctx)
-				r.Report(fair.Report{Queue: queue, TaskID: id, TenantID: env.TenantID, Type: metricType(env), Cost: time.Since(start)})
+				r.Report(fair.Report{Queue: queue, TaskID: id, TenantID: env.TenantID, Type: metricType(env), Cost: time.Since(start), Run: run})
 			}()
 			return next.ProcessTask(ctx, t)
 		})
@@ -86,19 +95,24 @@ func park(ctx context.Context, p Parker, env Envelope, notReady error) error {
 // one admitted, one the cap has room for (now counted as running). A
 // dispatcher that cannot be reached lets the task run: the cap is a
 // matter of sharing, not of correctness.
+// A retry let through runs under a run token of its own, which its
+// report names (ReportCost).
 func gateRetry(ctx context.Context, p Parker, env Envelope) error {
 	if n, _ := asynq.GetRetryCount(ctx); n == 0 {
 		return nil
 	}
 	id, _ := asynq.GetTaskID(ctx)
 	queue, _ := asynq.GetQueueName(ctx)
-	parked, err := p.Gate(ctx, queue, id, env.TenantID, env.Type)
+	parked, run, err := p.GateRun(ctx, queue, id, env.TenantID, env.Type)
 	if err != nil {
 		LoggerFromContext(ctx).WarnContext(ctx, "fair dispatch: could not gate a retried task; it runs", slog.String("error", err.Error()))
 		return nil
 	}
 	if parked {
 		return ErrRetryParked
+	}
+	if to, ok := ctx.Value(runKey{}).(*string); ok && run != "" {
+		*to = run
 	}
 	return nil
 }
