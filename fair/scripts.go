@@ -828,16 +828,18 @@ return 'parked'
 // An admitted task returns 'admitted'. Otherwise, when the tenant is
 // neither held nor at its running cap, the task is counted as running
 // (admitted, with no estimate: its report charges its whole cost) and
-// 'run' is returned. Either way the attempt gets a run token of its own,
-// returned after a tab, which its report names: an admitted task's
-// record takes it in place of the admission's, so that the late report of
-// the attempt before (under the admission's token, which asynq's message
-// still carries) does not end this one. Else it is recorded as parked
-// with its message (parkRecord), 'parked' is returned (the worker hands it
-// back with asynq.RevokeTask: no retry counted, not archived on its last
-// attempt), and the next heartbeat of any worker (or the tenant's release)
-// puts it at the front of the tenant's backlog once asynq has let it go,
-// from where it is admitted in turn, under the cap.
+// 'run' is returned. Else it is recorded as parked with its message
+// (parkRecord), 'parked' is returned (the worker hands it back with
+// asynq.RevokeTask: no retry counted, not archived on its last attempt),
+// and the next heartbeat of any worker (or the tenant's release) puts it
+// at the front of the tenant's backlog once asynq has let it go, from
+// where it is admitted in turn, under the cap.
+//
+// A task that may run ('admitted' or 'run') gets a run token of its own,
+// returned after a tab, which its report names. An admitted task's record
+// takes it in place of the admission's, so that the late report of the
+// attempt before (under the admission's token, which asynq's message
+// still carries) does not end this one.
 var gateScript = redis.NewScript(prelude + `
 local id, t, typ = ARGV[10], ARGV[11], ARGV[12]
 local meta = redis.call('HGET', P .. 'adm', id)
