@@ -835,29 +835,34 @@ func (d *Dispatcher) Waiting(ctx context.Context, taskID string, queues ...strin
 // letting it go, and the tenant's release or a heartbeat puts it back into
 // the backlog), looking in all of them in one pipeline. Its Enqueued is
 // its enqueue time as recorded when it was parked. A task parked in
-// asynq's retry set by an earlier release is asynq's to report: false.
+// asynq's retry set (by the previous release, or when asynq did not hold
+// it as active) is asynq's to report: false.
 func (d *Dispatcher) Parked(ctx context.Context, tenantID, taskID string, queues ...string) (WaitingTask, bool, error) {
 	if checkTenant(tenantID) != nil {
 		return WaitingTask{}, false, nil // no key of it: nothing parked
 	}
 	pipe := d.rdb.Pipeline()
-	cmds := make([]*redis.StringCmd, len(queues))
-	for i, q := range queues {
+	// Per queue: the record with its message (kept:), then one of an
+	// earlier build that kept it in parked: too.
+	cmds := make([]*redis.StringCmd, 0, 2*len(queues))
+	for _, q := range queues {
 		if err := checkQueue(q); err != nil {
 			return WaitingTask{}, false, err
 		}
-		cmds[i] = pipe.HGet(ctx, keys(q)[0]+"parked:"+tenantID, taskID)
+		p := keys(q)[0]
+		cmds = append(cmds, pipe.HGet(ctx, p+"kept:"+tenantID, taskID), pipe.HGet(ctx, p+"parked:"+tenantID, taskID))
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return WaitingTask{}, false, fmt.Errorf("fair: look up parked task: %w", err)
 	}
 	for i, cmd := range cmds {
+		queue := queues[i/2]
 		v, err := cmd.Result()
 		if errors.Is(err, redis.Nil) {
 			continue
 		}
 		if err != nil {
-			return WaitingTask{}, false, fmt.Errorf("fair: look up parked task in %s: %w", queues[i], err)
+			return WaitingTask{}, false, fmt.Errorf("fair: look up parked task in %s: %w", queue, err)
 		}
 		f := strings.SplitN(v, "\t", 3)
 		if len(f) != 3 {
@@ -866,9 +871,9 @@ func (d *Dispatcher) Parked(ctx context.Context, tenantID, taskID string, queues
 		ms, _ := strconv.ParseFloat(f[1], 64)
 		msg, err := DecodeMessage([]byte(f[2]))
 		if err != nil {
-			return WaitingTask{}, false, fmt.Errorf("fair: parked task %.70q in %s: %w", taskID, queues[i], err)
+			return WaitingTask{}, false, fmt.Errorf("fair: parked task %.70q in %s: %w", taskID, queue, err)
 		}
-		return WaitingTask{ID: taskID, Type: f[0], TenantID: tenantID, Queue: queues[i], Enqueued: time.UnixMilli(int64(ms)), Message: msg}, true, nil
+		return WaitingTask{ID: taskID, Type: f[0], TenantID: tenantID, Queue: queue, Enqueued: time.UnixMilli(int64(ms)), Message: msg}, true, nil
 	}
 	return WaitingTask{}, false, nil
 }

@@ -36,9 +36,14 @@ import "github.com/redis/go-redis/v9"
 //	P..'gen'         STRING the last run token handed out (admit() and gateScript take the next ones)
 //	P..'dl'          ZSET admitted task id -> check-again time (ms)
 //	P..'hold'        HASH tenant -> hold reasons ('s' suspended, 'p' paused)
-//	P..'parked:'..tenant HASH task id -> type \t enqueue time (ms) [\t asynq message]: tasks parked while held or
-//	                 at the running cap (with the message: kept here, asynq let the task go; without: in asynq's retry set)
-//	P..'parkedt'     SET tenants with parked tasks (the heartbeat releases those no longer held)
+//	P..'kept:'..tenant HASH task id -> type \t enqueue time (ms) \t asynq message: tasks parked while held or at
+//	                 the running cap whose message is kept here (asynq let the task go, or is letting it go)
+//	P..'keptt'       SET tenants with records in kept: (the heartbeat releases those no longer held)
+//	P..'parked:'..tenant HASH task id -> type \t enqueue time (ms): tasks parked in asynq's retry set (by the
+//	                 previous release, or parked when asynq did not hold them as active); the previous
+//	                 release's scripts read only these, and drop a record whose task asynq no longer has,
+//	                 so a record with a kept message never goes here
+//	P..'parkedt'     SET tenants with records in parked: (the heartbeat releases those no longer held)
 //	P..'draining'    SET tenants a stepwise Drain is working through (their t: hash's 'drain': until when, ms)
 //	P..'dr:'..tenant ZSET token -> sequence number (P..'drseq') of the tenant's drains under way;
 //	                 P..'dr:'..tenant..':'..token LIST the task ids that waited in its backlog when that drain
@@ -229,10 +234,24 @@ local function wait(t, id, typ, msg, enq)
   countWaiting(t, typ, 1)
 end
 
+-- A parked task's record is in one of two hashes of its tenant: kept:
+-- when it holds the task's message (asynq let the task go), parked: when
+-- it does not (the task is in asynq's retry set). The previous release's
+-- scripts read parked: only, and drop a record whose task asynq does not
+-- have: a record with its message must not be where they look.
+local function keptKey(t) return P .. 'kept:' .. t end
+local function parkedKey(t) return P .. 'parked:' .. t end
+
+-- parkedRecord is the record of task id parked for t, from either hash,
+-- or nil.
+local function parkedRecord(t, id)
+  return redis.call('HGET', keptKey(t), id) or redis.call('HGET', parkedKey(t), id)
+end
+
 -- parkedSince is the enqueue time recorded when task id of t was parked
 -- before (a task parked again keeps it), or nil.
 local function parkedSince(t, id)
-  local old = redis.call('HGET', P .. 'parked:' .. t, id)
+  local old = parkedRecord(t, id)
   if not old then return nil end
   return num(fields(old, 2)[2], nil)
 end
@@ -248,9 +267,26 @@ local function parkRecord(id, typ, enq)
   local key = A .. 't:' .. id
   if redis.call('HGET', key, 'state') == 'active' then
     local msg = redis.call('HGET', key, 'msg')
-    if msg then rec = rec .. SEP .. msg end
+    if msg then return rec .. SEP .. msg, true end
   end
-  return rec
+  return rec, false
+end
+
+-- park records task id of t as parked (parkRecord): with its message in
+-- kept: (listed in keptt), without it in parked: (listed in parkedt). A
+-- task parked again is taken out of the other hash, so that it is never
+-- in both.
+local function park(t, id, typ, enq)
+  local rec, kept = parkRecord(id, typ, enq)
+  if kept then
+    redis.call('HDEL', parkedKey(t), id)
+    redis.call('HSET', keptKey(t), id, rec)
+    redis.call('SADD', P .. 'keptt', t)
+  else
+    redis.call('HDEL', keptKey(t), id)
+    redis.call('HSET', parkedKey(t), id, rec)
+    redis.call('SADD', P .. 'parkedt', t)
+  end
 end
 
 -- releaseParked puts t's parked tasks that asynq holds for their retry
@@ -267,43 +303,48 @@ end
 -- holds it as active, so asynq's own script that ends the attempt cannot
 -- delete a run of the id admitted meanwhile. One whose id lives again in
 -- the dispatcher (enqueued anew while parked) is dropped: that task
--- stands for it. A tenant with nothing parked any more leaves the set of
--- tenants with parked tasks.
+-- stands for it. Both hashes of parked records are worked through
+-- (kept: and parked:, see park); a tenant with nothing left in one
+-- leaves its set of tenants (keptt, parkedt).
 local function releaseParked(t)
   local released, active = 0, 0
-  local parked = redis.call('HGETALL', P .. 'parked:' .. t)
-  for i = #parked - 1, 1, -2 do
-    local id, pf = parked[i], fields(parked[i + 1], 2)
-    local typ, enq, kept = pf[1], num(pf[2], NOW), pf[3]
-    local key = A .. 't:' .. id
-    local st = redis.call('HGET', key, 'state')
-    if st == 'retry' or st == 'pending' then
-      local msg = redis.call('HGET', key, 'msg')
-      if st == 'retry' then
-        redis.call('ZREM', A .. 'retry', id)
-      else
-        redis.call('LREM', A .. 'pending', 1, id)
-      end
-      redis.call('DEL', key)
-      redis.call('HDEL', P .. 'parked:' .. t, id)
-      wait(t, id, typ, msg, enq)
-      released = released + 1
-    elseif st == 'active' then
-      active = active + 1
-    elseif kept and (not st or st == 'archived') and redis.call('HEXISTS', P .. 'msg', id) == 0
-        and redis.call('HEXISTS', P .. 'adm', id) == 0 then
-      if st then
-        redis.call('ZREM', A .. 'archived', id)
+  for _, h in ipairs({ { keptKey(t), P .. 'keptt' }, { parkedKey(t), P .. 'parkedt' } }) do
+    local hk, set, stuck = h[1], h[2], 0
+    local parked = redis.call('HGETALL', hk)
+    for i = #parked - 1, 1, -2 do
+      local id, pf = parked[i], fields(parked[i + 1], 2)
+      local typ, enq, kept = pf[1], num(pf[2], NOW), pf[3]
+      local key = A .. 't:' .. id
+      local st = redis.call('HGET', key, 'state')
+      if st == 'retry' or st == 'pending' then
+        local msg = redis.call('HGET', key, 'msg')
+        if st == 'retry' then
+          redis.call('ZREM', A .. 'retry', id)
+        else
+          redis.call('LREM', A .. 'pending', 1, id)
+        end
         redis.call('DEL', key)
+        redis.call('HDEL', hk, id)
+        wait(t, id, typ, msg, enq)
+        released = released + 1
+      elseif st == 'active' then
+        stuck = stuck + 1
+      elseif kept and (not st or st == 'archived') and redis.call('HEXISTS', P .. 'msg', id) == 0
+          and redis.call('HEXISTS', P .. 'adm', id) == 0 then
+        if st then
+          redis.call('ZREM', A .. 'archived', id)
+          redis.call('DEL', key)
+        end
+        redis.call('HDEL', hk, id)
+        wait(t, id, typ, kept, enq)
+        released = released + 1
+      else
+        redis.call('HDEL', hk, id)
       end
-      redis.call('HDEL', P .. 'parked:' .. t, id)
-      wait(t, id, typ, kept, enq)
-      released = released + 1
-    else
-      redis.call('HDEL', P .. 'parked:' .. t, id)
     end
+    if stuck == 0 then redis.call('SREM', set, t) end
+    active = active + stuck
   end
-  if active == 0 then redis.call('SREM', P .. 'parkedt', t) end
   return released, active
 end
 
@@ -544,7 +585,7 @@ local function classify(id, replace)
   if not st then
     -- Parked with its message kept here (parkRecord), asynq done with it:
     -- it waits for its release to the backlog.
-    local pr = redis.call('HGET', P .. 'parked:' .. t, id)
+    local pr = parkedRecord(t, id)
     if pr and fields(pr, 2)[3] then return 'waiting' end
   end
   local finished = st == 'completed' or st == 'archived'
@@ -770,13 +811,20 @@ end
 local sum = 0
 for _, v in ipairs(redis.call('HVALS', P .. 'conc')) do sum = sum + num(v, 0) end
 redis.call('SET', P .. 'cap', sum)
--- Parked tasks of tenants no longer held that were still running when
--- their hold was lifted: asynq has them in its retry set now (for an
--- hour); they go back to their backlog. At most 20 tenants a beat.
-for _, t in ipairs(redis.call('SRANDMEMBER', P .. 'parkedt', 20)) do
-  if not held(t) then
-    releaseParked(t)
-    reconsider(t)
+-- Parked tasks of tenants no longer held that asynq still held as active
+-- when their hold was lifted, and retries parked at the running cap: once
+-- asynq let them go (or has them in its retry set) they go back to their
+-- backlog. At most 20 tenants of each set (keptt, parkedt) a beat; the
+-- previous release's heartbeat walks parkedt only, so what is kept here
+-- is released by this release's workers only.
+local walked = {}
+for _, set in ipairs({ 'keptt', 'parkedt' }) do
+  for _, t in ipairs(redis.call('SRANDMEMBER', P .. set, 20)) do
+    if not walked[t] and not held(t) then
+      walked[t] = true
+      releaseParked(t)
+      reconsider(t)
+    end
   end
 end
 -- A drain whose caller went away between its steps: its mark expired.
@@ -815,8 +863,7 @@ if not held(t) then return 'free' end
 local ft, _, est, enq, w = finish(id)
 if ft then charge(ft, -est / w) end
 enq = enq or parkedSince(t, id)
-redis.call('HSET', P .. 'parked:' .. t, id, parkRecord(id, typ, enq or NOW))
-redis.call('SADD', P .. 'parkedt', t)
+park(t, id, typ, enq or NOW)
 return 'parked'
 `)
 
@@ -858,8 +905,7 @@ if not held(t) and not draining(t) and (mr == 0 or redis.call('SCARD', P .. 'run
   reconsider(t)
   return 'run' .. SEP .. tok
 end
-redis.call('HSET', P .. 'parked:' .. t, id, parkRecord(id, typ, parkedSince(t, id) or NOW))
-redis.call('SADD', P .. 'parkedt', t)
+park(t, id, typ, parkedSince(t, id) or NOW)
 return 'parked'
 `)
 
@@ -988,26 +1034,32 @@ if ARGV[12] == '1' then
       admitted = admitted + 1
     end
   end
-  for _, id in ipairs(redis.call('HKEYS', P .. 'parked:' .. t)) do
-    -- Parked tasks are in asynq's retry set, or pending again when their
-    -- hour there ran out during the hold (asynq's forwarder): either way
-    -- they have not started, and left in asynq they would run.
-    local key = A .. 't:' .. id
-    local st = redis.call('HGET', key, 'state')
-    if st == 'retry' or st == 'pending' then
-      if st == 'retry' then
-        redis.call('ZREM', A .. 'retry', id)
-      else
-        redis.call('LREM', A .. 'pending', 1, id)
+  for _, hk in ipairs({ keptKey(t), parkedKey(t) }) do
+    local recs = redis.call('HGETALL', hk)
+    for i = 1, #recs, 2 do
+      -- Parked tasks are in asynq's retry set, or pending again when their
+      -- hour there ran out during the hold (asynq's forwarder): either way
+      -- they have not started, and left in asynq they would run.
+      local id = recs[i]
+      local key = A .. 't:' .. id
+      local st = redis.call('HGET', key, 'state')
+      if st == 'retry' or st == 'pending' then
+        if st == 'retry' then
+          redis.call('ZREM', A .. 'retry', id)
+        else
+          redis.call('LREM', A .. 'pending', 1, id)
+        end
+        redis.call('DEL', key)
+        parked = parked + 1
+      elseif not st and fields(recs[i + 1], 2)[3] then
+        -- Kept here with its message (parkRecord), asynq done with it.
+        parked = parked + 1
       end
-      redis.call('DEL', key)
-      parked = parked + 1
-    elseif not st and fields(redis.call('HGET', P .. 'parked:' .. t, id), 2)[3] then
-      -- Kept here with its message (parkRecord), asynq done with it.
-      parked = parked + 1
     end
   end
-  redis.call('DEL', P .. 'parked:' .. t)
+  redis.call('DEL', keptKey(t), parkedKey(t))
+  redis.call('SREM', P .. 'keptt', t)
+  redis.call('SREM', P .. 'parkedt', t)
 end
 -- This drain's list and those of the drains before it, oldest first (none
 -- when this drain is over: a later one finished its work, or the
@@ -1095,7 +1147,7 @@ for i = 1, #all, 2 do
 end
 local h = redis.call('HGET', P .. 'hold', t) or ''
 local tk = tkey(t)
-return { waiting, admitted, running, redis.call('HLEN', P .. 'parked:' .. t), fmt(oldest), h,
+return { waiting, admitted, running, redis.call('HLEN', keptKey(t)) + redis.call('HLEN', parkedKey(t)), fmt(oldest), h,
   redis.call('HGET', tk, 'w') or '1', redis.call('HGET', tk, 'mr') or '0', redis.call('HGET', tk, 'mw') or '0', types }
 `)
 
@@ -1128,7 +1180,9 @@ if #ids > 0 then
 end
 if redis.call('LLEN', b) > 0 then return 0 end
 for _, id in ipairs(redis.call('SMEMBERS', P .. 'run:' .. t)) do finish(id) end
-redis.call('DEL', tkey(t), b, P .. 'run:' .. t, P .. 'parked:' .. t)
+redis.call('DEL', tkey(t), b, P .. 'run:' .. t, keptKey(t), parkedKey(t))
+redis.call('SREM', P .. 'keptt', t)
+redis.call('SREM', P .. 'parkedt', t)
 redis.call('HDEL', P .. 'hold', t)
 redis.call('ZREM', P .. 'ready', t)
 redis.call('ZREM', P .. 'depth', t)
