@@ -37,8 +37,11 @@
 //     its last attempt), and the release puts it back at the front of the
 //     backlog once asynq has let it go (a task parked in asynq's retry set
 //     by an earlier release is taken back from there, or from asynq's
-//     pending list, so it is admitted under the caps); Drain discards a
-//     backlog.
+//     pending list, so it is admitted under the caps). A parked task with
+//     its message is recorded under keys (kept:) that the previous
+//     release never reads: its scripts drop a parked record whose task
+//     asynq no longer has, so during a rolling upgrade only processes of
+//     this release release such a task. Drain discards a backlog.
 //
 // Every step is one Lua script on the keys of one queue, so any number of
 // enqueue services and workers dispatch at once without a leader, and a
