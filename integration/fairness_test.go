@@ -371,7 +371,7 @@ func checkFairKeys(t *testing.T, s *stack) {
 	}
 	for _, k := range keys {
 		_, rest, _ := strings.Cut(k, "}:")
-		for _, prefix := range []string{"t:", "b:", "run:", "parked:"} {
+		for _, prefix := range []string{"t:", "b:", "run:", "parked:", "kept:"} {
 			if id, ok := strings.CutPrefix(rest, prefix); ok {
 				if err := tenantctx.ValidateID(id); err != nil {
 					t.Errorf("dispatcher key %q names an invalid tenant id: %v", k, err)

@@ -18,7 +18,7 @@ import (
 )
 
 // dispatcherTenants returns every tenant id the dispatcher keeps anything
-// of on rdb: in a per-tenant key (t:, b:, run:, parked:) or as a member or
+// of on rdb: in a per-tenant key (t:, b:, run:, parked:, kept:) or as a member or
 // field of a queue-wide key that is keyed by tenant.
 func dispatcherTenants(t *testing.T, ctx context.Context, rdb *redis.Client) map[string][]string {
 	t.Helper()
@@ -29,7 +29,7 @@ func dispatcherTenants(t *testing.T, ctx context.Context, rdb *redis.Client) map
 	out := map[string][]string{}
 	for _, k := range keys {
 		_, rest, _ := strings.Cut(k, "}:")
-		for _, prefix := range []string{"t:", "b:", "run:", "parked:"} {
+		for _, prefix := range []string{"t:", "b:", "run:", "parked:", "kept:"} {
 			if id, ok := strings.CutPrefix(rest, prefix); ok {
 				out[id] = append(out[id], k)
 			}
