@@ -11,9 +11,10 @@ import (
 	"github.com/invoicing/tenantworker/fair"
 )
 
-// handBack does what asynq does with a task its worker parked
-// (ErrTenantHeld): the task moves from the active list to the retry set,
-// for worker.HeldDelay.
+// handBack does what asynq did with a task a worker of the previous
+// release parked (its ErrTenantHeld was retried an hour later): the task
+// moves from the active list to the retry set. Such records, without a
+// kept message, are still handled.
 func handBack(t *testing.T, b bundle, id string) {
 	t.Helper()
 	ctx := context.Background()

@@ -105,7 +105,8 @@ func TestParkedAgainKeepsEnqueueTime(t *testing.T) {
 	}
 	toRetry()
 	// An hour later, still suspended: asynq's forwarder makes it pending, a
-	// worker dequeues it and parks it again (worker.HeldDelay).
+	// worker dequeues it and parks it again (as with the previous release's
+	// workers, which left parked tasks in the retry set for an hour).
 	b.clock.Advance(time.Hour + time.Minute)
 	b.rdb.ZRem(ctx, A+"retry", id)
 	b.rdb.LPush(ctx, A+"active", id)
