@@ -11,9 +11,10 @@ import (
 )
 
 // parkForwarded parks the dequeued task id of held tenant tn, hands it to
-// asynq's retry set as a worker does with ErrTenantHeld, and then does what
-// asynq's forwarder does once the task's hour there (the previous
-// release's retry delay for a parked task) is up: the task is pending again in asynq's list, not admitted.
+// asynq's retry set as a worker of the previous release did with
+// ErrTenantHeld, and then does what asynq's forwarder does once the task's
+// hour there (that release's retry delay for a parked task) is up: the
+// task is pending again in asynq's list, not admitted.
 func parkForwarded(t *testing.T, b bundle, tn, id string) {
 	t.Helper()
 	ctx := context.Background()
