@@ -889,8 +889,17 @@ return 'parked'
 // still carries) does not end this one.
 var gateScript = redis.NewScript(prelude + `
 local id, t, typ = ARGV[10], ARGV[11], ARGV[12]
+-- unpark drops a parked record of the task, which runs now: asynq did not
+-- let it go (its worker lost its lease before handing it back, and asynq's
+-- recoverer retried it), and released once the run is over it would run
+-- again.
+local function unpark()
+  redis.call('HDEL', keptKey(t), id)
+  redis.call('HDEL', parkedKey(t), id)
+end
 local meta = redis.call('HGET', P .. 'adm', id)
 if meta then
+  unpark()
   local f = fields(meta, 5)
   local tok = fmt(redis.call('INCR', P .. 'gen'))
   redis.call('HSET', P .. 'adm', id, f[1] .. SEP .. (f[2] or '') .. SEP .. (f[3] or '0') .. SEP .. (f[4] or '') .. SEP .. (f[5] or '') .. SEP .. tok)
@@ -898,6 +907,7 @@ if meta then
 end
 local mr = num(redis.call('HGET', tkey(t), 'mr'), 0)
 if not held(t) and not draining(t) and (mr == 0 or redis.call('SCARD', P .. 'run:' .. t) < mr) then
+  unpark()
   local tok = fmt(redis.call('INCR', P .. 'gen'))
   redis.call('HSET', P .. 'adm', id, t .. SEP .. typ .. SEP .. '0' .. SEP .. fmt(NOW) .. SEP .. SEP .. tok)
   redis.call('ZADD', P .. 'dl', NOW + LEASE, id)

@@ -1,0 +1,70 @@
+package fair_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/invoicing/tenantworker/fair"
+)
+
+// TestGateLetsRunAParkedTaskAsynqRetried: a retry Gate parked at its
+// tenant's running cap (its message kept) whose worker lost its lease
+// before handing it back is retried by asynq's recoverer instead of let
+// go. When that retry comes back and Gate lets it run, the kept record is
+// of this very task, which asynq did not let go: it must not be released
+// into the backlog once the run is over, or the task runs a second time.
+func TestGateLetsRunAParkedTaskAsynqRetried(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1)
+	ctx := context.Background()
+	A := "asynq:{" + q + "}:"
+	const tn = "tn_gate_rerun"
+	pol := fair.Policy{Weight: 1, MaxRunning: 1}
+	enqueue(t, b, tn, pol, 0, 2)
+	id := dequeue(t, b)
+	// Its first attempt fails: reported, asynq retries it; the other task
+	// takes the slot.
+	if err := b.d.Complete(ctx, q, []fair.Report{{Queue: q, TaskID: id, TenantID: tn, Type: "invoice:pdf", Cost: time.Millisecond}}); err != nil {
+		t.Fatal(err)
+	}
+	other := dequeue(t, b)
+	if other == "" || other == id {
+		t.Fatalf("dequeued %q, want the other task admitted in the freed slot", other)
+	}
+	// The retry comes back at the cap: parked, its message kept.
+	if parked, _, err := b.d.GateRun(ctx, q, id, tn, "invoice:pdf"); err != nil || !parked {
+		t.Fatalf("GateRun at the cap = %v, %v; want parked", parked, err)
+	}
+	// The worker's lease ran out before it handed the task back
+	// (asynq's markAsDone writes nothing then): the recoverer retries it,
+	// and the forwarder makes it pending again.
+	b.rdb.LRem(ctx, A+"active", 0, id)
+	b.rdb.HSet(ctx, A+"t:"+id, "state", "pending")
+	b.rdb.LPush(ctx, A+"pending", id)
+	// The other task finishes; the slot is free.
+	if err := b.d.Complete(ctx, q, []fair.Report{{Queue: q, TaskID: other, TenantID: tn, Type: "invoice:pdf", Cost: time.Millisecond}}); err != nil {
+		t.Fatal(err)
+	}
+	done(t, b, other)
+	if got := dequeue(t, b); got != id {
+		t.Fatalf("dequeued %q, want the retried %s", got, id)
+	}
+	parked, run, err := b.d.GateRun(ctx, q, id, tn, "invoice:pdf")
+	if err != nil || parked {
+		t.Fatalf("GateRun with the slot free = %v, %v; want it to run", parked, err)
+	}
+	if err := b.d.Complete(ctx, q, []fair.Report{{Queue: q, TaskID: id, TenantID: tn, Type: "invoice:pdf", Cost: time.Millisecond, Run: run}}); err != nil {
+		t.Fatal(err)
+	}
+	done(t, b, id)
+	if err := b.d.Heartbeat(ctx, q, "w1", 1, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if got := dequeue(t, b); got != "" {
+		t.Fatalf("dequeued %q after its run was over: the task ran twice", got)
+	}
+	if s := stats(t, b, tn); s.Parked != 0 || s.Waiting != 0 || s.Admitted != 0 {
+		t.Fatalf("stats after the run: %+v; want nothing left", s)
+	}
+}
