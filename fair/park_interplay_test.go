@@ -68,3 +68,39 @@ func TestGateLetsRunAParkedTaskAsynqRetried(t *testing.T) {
 		t.Fatalf("stats after the run: %+v; want nothing left", s)
 	}
 }
+
+// TestDrainCountsParkedTaskBeingHandedBack: a drain while the worker of a
+// task parked with its message is still handing it back (asynq holds it
+// as active) discards it: its record goes, and asynq lets it go. The
+// drain counts it, and the release brings nothing back.
+func TestDrainCountsParkedTaskBeingHandedBack(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1)
+	ctx := context.Background()
+	const tn = "tn_drain_handback"
+	enqueue(t, b, tn, fair.Policy{Weight: 1}, 0, 1)
+	id := dequeue(t, b)
+	if _, err := b.d.Hold(ctx, tn, fair.Suspended, q); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := b.d.Park(ctx, q, id, tn, "invoice:pdf"); err != nil || !ok {
+		t.Fatalf("Park = %v, %v", ok, err)
+	}
+	n, err := b.d.Drain(ctx, tn, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done(t, b, id) // asynq.RevokeTask: asynq deletes the task
+	if _, err := b.d.Release(ctx, tn, fair.Suspended, q); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.d.Heartbeat(ctx, q, "w1", 1, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if got := dequeue(t, b); got != "" {
+		t.Fatalf("dequeued %q: a drained task came back", got)
+	}
+	if n.Parked != 1 || n.Total() != 1 {
+		t.Fatalf("Drain = %+v; want the parked task it discarded counted", n)
+	}
+}

@@ -1061,8 +1061,9 @@ if ARGV[12] == '1' then
         end
         redis.call('DEL', key)
         parked = parked + 1
-      elseif not st and fields(recs[i + 1], 2)[3] then
-        -- Kept here with its message (parkRecord), asynq done with it.
+      elseif (not st or st == 'active') and fields(recs[i + 1], 2)[3] then
+        -- Kept here with its message (parkRecord), asynq done with it or
+        -- letting it go (its worker is handing it back).
         parked = parked + 1
       end
     end
