@@ -104,3 +104,111 @@ func TestDrainCountsParkedTaskBeingHandedBack(t *testing.T) {
 		t.Fatalf("Drain = %+v; want the parked task it discarded counted", n)
 	}
 }
+
+// TestKeptTaskAdmittedAgainRunsUnderItsNewRun: a parked task's kept
+// message carries the run header of the admission it was parked from.
+// Admitted again, asynq's message names the new run only; a late report
+// naming the parked run leaves the new run's slot taken (the tenant
+// stays under its running cap of 1), and the new run's report frees it.
+func TestKeptTaskAdmittedAgainRunsUnderItsNewRun(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1)
+	ctx := context.Background()
+	const tn = "tn_kept_run"
+	pol := fair.Policy{Weight: 1, MaxRunning: 1}
+	enqueue(t, b, tn, pol, 0, 2)
+	id := dequeue(t, b)
+	parkedRun, _ := runHeaderOf(t, b, id)
+	if _, err := b.d.Hold(ctx, tn, fair.Suspended, q); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := b.d.Park(ctx, q, id, tn, "invoice:pdf"); err != nil || !ok {
+		t.Fatalf("Park = %v, %v", ok, err)
+	}
+	done(t, b, id) // asynq.RevokeTask: asynq deletes the task
+	if n, err := b.d.Release(ctx, tn, fair.Suspended, q); err != nil || n != 0 {
+		t.Fatalf("Release = %d, %v", n, err)
+	}
+	if got := dequeue(t, b); got != id {
+		t.Fatalf("dequeued %q, want the released %s", got, id)
+	}
+	run, _ := runHeaderOf(t, b, id)
+	if run == "" || run == parkedRun || run != recordedRun(t, b, id) {
+		t.Fatalf("run header %q (parked under %q, recorded %q): want the new admission's", run, parkedRun, recordedRun(t, b, id))
+	}
+	late := fair.Report{Queue: q, TaskID: id, TenantID: tn, Type: "invoice:pdf", Cost: time.Millisecond, Run: parkedRun}
+	if err := b.d.Complete(ctx, q, []fair.Report{late}); err != nil {
+		t.Fatal(err)
+	}
+	if s := stats(t, b, tn); s.Admitted != 1 || s.Waiting != 1 {
+		t.Fatalf("after a report of the parked run: %+v; want the new run admitted, the other task waiting", s)
+	}
+	late.Run = run
+	if err := b.d.Complete(ctx, q, []fair.Report{late}); err != nil {
+		t.Fatal(err)
+	}
+	done(t, b, id)
+	if got := dequeue(t, b); got == "" || got == id {
+		t.Fatalf("dequeued %q after the new run's report, want the other task", got)
+	}
+}
+
+// TestInterruptedDrainHeldTenantAndKeptTask: a task parked with its
+// message while a drain of its held tenant is cut off between steps
+// stays parked (it was running when the drain began); the heartbeat puts
+// what the drain set aside back while the tenant is held, without
+// admitting it; the release brings the parked task back too. Every task
+// then runs once.
+func TestInterruptedDrainHeldTenantAndKeptTask(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1)
+	ctx := context.Background()
+	const tn = "tn_dr_kept_held"
+	const total = 6002
+	for from := 0; from < total; from += 1000 {
+		enqueue(t, b, tn, fair.Policy{Weight: 1}, from, min(1000, total-from))
+	}
+	id := dequeue(t, b)
+	if _, err := b.d.Hold(ctx, tn, fair.Suspended, q); err != nil {
+		t.Fatal(err)
+	}
+	n := cutDrain(t, b, tn)
+	if ok, err := b.d.Park(ctx, q, id, tn, "invoice:pdf"); err != nil || !ok {
+		t.Fatalf("Park = %v, %v", ok, err)
+	}
+	done(t, b, id) // asynq.RevokeTask
+	b.clock.Advance(61 * time.Second)
+	if err := b.d.Heartbeat(ctx, q, "w1", 1, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if got := dequeue(t, b); got != "" {
+		t.Fatalf("dequeued %q of a held tenant", got)
+	}
+	if s := stats(t, b, tn); s.Parked != 1 || s.Waiting != total-1-n.Total() {
+		t.Fatalf("after the heartbeat: %+v; want 1 parked, %d waiting (drained %+v)", s, total-1-n.Total(), n)
+	}
+	if _, err := b.d.Release(ctx, tn, fair.Suspended, q); err != nil {
+		t.Fatal(err)
+	}
+	ran := map[string]int{}
+	for {
+		got := dequeue(t, b)
+		if got == "" {
+			break
+		}
+		ran[got]++
+		if ran[got] > 1 {
+			t.Fatalf("%s ran twice", got)
+		}
+		if err := b.d.Complete(ctx, q, []fair.Report{{Queue: q, TaskID: got, TenantID: tn, Type: "invoice:pdf", Cost: time.Millisecond}}); err != nil {
+			t.Fatal(err)
+		}
+		done(t, b, got)
+	}
+	if ran[id] != 1 || len(ran) != total-n.Total() {
+		t.Fatalf("%d tasks ran (the parked one %d times); want %d: the parked one and what the drain did not discard", len(ran), ran[id], total-n.Total())
+	}
+	if s := stats(t, b, tn); s.Parked != 0 || s.Waiting != 0 || s.Admitted != 0 {
+		t.Fatalf("at the end: %+v; want nothing left", s)
+	}
+}
