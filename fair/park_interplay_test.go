@@ -2,6 +2,7 @@ package fair_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -210,5 +211,44 @@ func TestInterruptedDrainHeldTenantAndKeptTask(t *testing.T) {
 	}
 	if s := stats(t, b, tn); s.Parked != 0 || s.Waiting != 0 || s.Admitted != 0 {
 		t.Fatalf("at the end: %+v; want nothing left", s)
+	}
+}
+
+// TestInterruptedDrainKeepsTheBacklogUnderMaxWaiting: what a drain set
+// aside and did not discard counts as waiting until it is discarded: a
+// drain cut off between its steps puts it back into the backlog, and the
+// tasks enqueued meanwhile must not take the backlog past max waiting
+// then.
+func TestInterruptedDrainKeepsTheBacklogUnderMaxWaiting(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1)
+	ctx := context.Background()
+	const tn = "tn_dr_maxwaiting"
+	const mw = 6000
+	pol := fair.Policy{Weight: 1, MaxWaiting: mw}
+	for from := 0; from < mw; from += 1000 {
+		enqueue(t, b, tn, pol, from, 1000)
+	}
+	n := cutDrain(t, b, tn)
+	refused := false
+	for from := 10_000; from < 10_000+mw && !refused; from += 1000 {
+		var tasks []fair.Task
+		for i := from; i < from+1000; i++ {
+			tasks = append(tasks, task(tn, i))
+		}
+		_, err := b.d.Enqueue(ctx, tn, pol, tasks)
+		switch {
+		case errors.Is(err, fair.ErrBacklogFull):
+			refused = true
+		case err != nil:
+			t.Fatal(err)
+		}
+	}
+	b.clock.Advance(61 * time.Second)
+	if err := b.d.Heartbeat(ctx, q, "w1", 1, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if s := stats(t, b, tn); s.Waiting > mw || !refused {
+		t.Fatalf("after the cut drain (%+v) was put back: %d waiting, an enqueue refused: %v; want at most %d waiting", n, s.Waiting, refused, mw)
 	}
 }

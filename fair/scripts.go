@@ -615,6 +615,11 @@ for i = 0, n - 1 do
   res[i + 1] = r
 end
 local waiting = redis.call('LLEN', P .. 'b:' .. t)
+-- What a drain set aside and has not discarded waits too: a drain cut off
+-- between its steps puts it back into the backlog (undrain).
+for _, tok in ipairs(redis.call('ZRANGE', P .. 'dr:' .. t, 0, -1)) do
+  waiting = waiting + redis.call('LLEN', P .. 'dr:' .. t .. ':' .. tok)
+end
 if mw > 0 and #fresh > 0 and waiting + #fresh > mw then
   return { 'full', waiting, fmt(estimate(t, ARGV[17])) }
 end
