@@ -101,14 +101,33 @@ func (p *Postgres) RevokeAPIKey(ctx context.Context, tenantID string, keyID int6
 
 // RevokeAPIKeys revokes every unrevoked key of the tenant. A tenant with no
 // keys (or no such tenant) is not an error.
+//
+// Like RecordAPIKeyUse, with which it runs concurrently, the statement
+// first locks the keys it will change in key id order, then updates them:
+// see revokeAPIKeysSQL.
 func (p *Postgres) RevokeAPIKeys(ctx context.Context, tenantID string) error {
-	if _, err := p.pool.Exec(ctx,
-		`UPDATE tenancy.api_keys SET revoked_at = now()
-		 WHERE tenant_id = $1 AND revoked_at IS NULL`, tenantID); err != nil {
+	if _, err := p.pool.Exec(ctx, revokeAPIKeysSQL, tenantID); err != nil {
 		return fmt.Errorf("revoke api keys of tenant %.64q: %w", tenantID, err)
 	}
 	return nil
 }
+
+// revokeAPIKeysSQL is RevokeAPIKeys' statement: the keys of tenant $1 not
+// yet revoked are locked in id order (a MATERIALIZED CTE, as in
+// recordAPIKeyUseSQL), then revoked; a key revoked meanwhile by another
+// statement keeps its revocation time. Without the ordered lock the update
+// locked the keys in the order of its plan (the table's or the index's,
+// not the ids'), and deadlocked (40P01) with a flush of overlapping keys.
+const revokeAPIKeysSQL = `
+WITH locked AS MATERIALIZED (
+	SELECT k.id
+	  FROM tenancy.api_keys AS k
+	 WHERE k.tenant_id = $1 AND k.revoked_at IS NULL
+	 ORDER BY k.id
+	   FOR NO KEY UPDATE OF k)
+UPDATE tenancy.api_keys AS k SET revoked_at = now()
+  FROM locked AS l
+ WHERE k.id = l.id AND k.revoked_at IS NULL`
 
 // RecordAPIKeyUse writes the last use of many keys in one statement,
 // never moving a key's last use backwards.

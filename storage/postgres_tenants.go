@@ -180,11 +180,15 @@ func (p *Postgres) SetLimits(ctx context.Context, id, plan string, l tenantctx.L
 
 // DeleteTenant removes the tenant's row; its API keys go with it (ON DELETE
 // CASCADE), its audit entries stay.
+//
+// The cascade deletes the keys in the order of its plan, so the statement
+// first locks them in key id order, the order RecordAPIKeyUse and
+// RevokeAPIKeys lock keys in: see deleteTenantSQL.
 func (p *Postgres) DeleteTenant(ctx context.Context, id string) error {
 	if err := tenantctx.ValidateID(id); err != nil {
 		return fmt.Errorf("delete tenant: %w: %w", ErrNotFound, err)
 	}
-	tag, err := p.pool.Exec(ctx, `DELETE FROM tenancy.tenants WHERE id = $1`, id)
+	tag, err := p.pool.Exec(ctx, deleteTenantSQL, id)
 	if err != nil {
 		return fmt.Errorf("delete tenant %s: %w", id, err)
 	}
@@ -193,3 +197,21 @@ func (p *Postgres) DeleteTenant(ctx context.Context, id string) error {
 	}
 	return nil
 }
+
+// deleteTenantSQL is DeleteTenant's statement. The CTE locks the tenant's
+// keys in id order (MATERIALIZED, as in recordAPIKeyUseSQL); the condition
+// on its count refers to no row of tenants, so it is checked once, before
+// the tenant's row is read and deleted, and the keys are locked before the
+// cascade deletes them. Without it the cascade deadlocked (40P01) with a
+// flush of overlapping keys. A key issued after the locks were taken (only
+// by a concurrent IssueAPIKey) is not among them, and the cascade deletes
+// it as before.
+const deleteTenantSQL = `
+WITH locked AS MATERIALIZED (
+	SELECT k.id
+	  FROM tenancy.api_keys AS k
+	 WHERE k.tenant_id = $1
+	 ORDER BY k.id
+	   FOR UPDATE OF k)
+DELETE FROM tenancy.tenants
+ WHERE id = $1 AND (SELECT count(*) FROM locked) >= 0`
