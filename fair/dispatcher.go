@@ -712,7 +712,8 @@ func (d *Dispatcher) Forget(ctx context.Context, tenantID string, queues ...stri
 // QueueStats is one tenant's state in one queue.
 type QueueStats struct {
 	Queue string `json:"queue"`
-	// Waiting tasks are in the tenant's backlog.
+	// Waiting tasks are in the tenant's backlog, or set aside by a drain
+	// that has not discarded them yet.
 	Waiting int `json:"waiting"`
 	// Admitted tasks are in asynq, pending or running.
 	Admitted int `json:"admitted"`

@@ -301,3 +301,27 @@ func TestForgetRemovesWhatAnInterruptedDrainSetAside(t *testing.T) {
 		t.Errorf("forgotten tenant: %+v; want nothing waiting", s)
 	}
 }
+
+// TestStatsCountWhatADrainSetAside: the tasks a drain cut off between its
+// steps set aside still wait (the next heartbeat after its mark puts them
+// back), so Stats counts them as waiting, and the oldest of them sets the
+// oldest wait, not the newer backlog.
+func TestStatsCountWhatADrainSetAside(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1)
+	const tn = "tn_dr_stats"
+	const old = 6002
+	for from := 0; from < old; from += 1000 {
+		enqueue(t, b, tn, fair.Policy{Weight: 1}, from, min(1000, old-from))
+	}
+	n := cutDrain(t, b, tn)
+	b.clock.Advance(30 * time.Second)
+	enqueue(t, b, tn, fair.Policy{Weight: 1}, 10_000, 10)
+	s := stats(t, b, tn)
+	if want := old - n.Total() + 10; s.Waiting != want {
+		t.Fatalf("stats while a drain's rest is set aside: %d waiting, want %d (the %d it did not discard and the 10 enqueued since)", s.Waiting, want, old-n.Total())
+	}
+	if s.OldestWait < 30*time.Second {
+		t.Fatalf("oldest wait %v; want at least 30s, the set-aside tasks'", s.OldestWait)
+	}
+}

@@ -143,6 +143,17 @@ local function draining(t)
   return num(redis.call('HGET', tkey(t), 'drain'), 0) > NOW
 end
 
+-- setAside is how many of t's tasks drains set aside and have not
+-- discarded yet (P..'dr:'..t lists): they wait until then, and a drain cut
+-- off between its steps puts the rest back into the backlog (undrain).
+local function setAside(t)
+  local n = 0
+  for _, tok in ipairs(redis.call('ZRANGE', P .. 'dr:' .. t, 0, -1)) do
+    n = n + redis.call('LLEN', P .. 'dr:' .. t .. ':' .. tok)
+  end
+  return n
+end
+
 local function eligible(t)
   if redis.call('LLEN', P .. 'b:' .. t) == 0 then return false end
   if held(t) or draining(t) then return false end
@@ -289,6 +300,18 @@ local function park(t, id, typ, enq)
   end
 end
 
+-- unqueue takes task id, which asynq holds in state st ('retry' or
+-- 'pending': not started), out of asynq: out of its retry set or pending
+-- list, and its record deleted.
+local function unqueue(id, st)
+  if st == 'retry' then
+    redis.call('ZREM', A .. 'retry', id)
+  else
+    redis.call('LREM', A .. 'pending', 1, id)
+  end
+  redis.call('DEL', A .. 't:' .. id)
+end
+
 -- releaseParked puts t's parked tasks that asynq holds for their retry
 -- back at the front of its backlog, also one asynq's forwarder has made
 -- pending again (its hour in the retry set ran out during the hold): left
@@ -318,12 +341,7 @@ local function releaseParked(t)
       local st = redis.call('HGET', key, 'state')
       if st == 'retry' or st == 'pending' then
         local msg = redis.call('HGET', key, 'msg')
-        if st == 'retry' then
-          redis.call('ZREM', A .. 'retry', id)
-        else
-          redis.call('LREM', A .. 'pending', 1, id)
-        end
-        redis.call('DEL', key)
+        unqueue(id, st)
         redis.call('HDEL', hk, id)
         wait(t, id, typ, msg, enq)
         released = released + 1
@@ -614,12 +632,8 @@ for i = 0, n - 1 do
   end
   res[i + 1] = r
 end
-local waiting = redis.call('LLEN', P .. 'b:' .. t)
--- What a drain set aside and has not discarded waits too: a drain cut off
--- between its steps puts it back into the backlog (undrain).
-for _, tok in ipairs(redis.call('ZRANGE', P .. 'dr:' .. t, 0, -1)) do
-  waiting = waiting + redis.call('LLEN', P .. 'dr:' .. t .. ':' .. tok)
-end
+-- What a drain set aside and has not discarded waits too (setAside).
+local waiting = redis.call('LLEN', P .. 'b:' .. t) + setAside(t)
 if mw > 0 and #fresh > 0 and waiting + #fresh > mw then
   return { 'full', waiting, fmt(estimate(t, ARGV[17])) }
 end
@@ -1059,12 +1073,7 @@ if ARGV[12] == '1' then
       local key = A .. 't:' .. id
       local st = redis.call('HGET', key, 'state')
       if st == 'retry' or st == 'pending' then
-        if st == 'retry' then
-          redis.call('ZREM', A .. 'retry', id)
-        else
-          redis.call('LREM', A .. 'pending', 1, id)
-        end
-        redis.call('DEL', key)
+        unqueue(id, st)
         parked = parked + 1
       elseif (not st or st == 'active') and fields(recs[i + 1], 2)[3] then
         -- Kept here with its message (parkRecord), asynq done with it or
@@ -1141,12 +1150,19 @@ return { #ids, admitted, parked, remaining }
 //	ARGV[10] tenant.
 var statsScript = redis.NewScript(prelude + `
 local t = ARGV[10]
-local waiting = redis.call('LLEN', P .. 'b:' .. t)
+local waiting = redis.call('LLEN', P .. 'b:' .. t) + setAside(t)
+-- The oldest is at the front of the backlog, or of a list a drain set
+-- aside (those waited before it).
 local oldest = 0
-local head = redis.call('LINDEX', P .. 'b:' .. t, 0)
-if head then
-  local w = redis.call('HGET', P .. 'msg', head)
-  if w then oldest = num(fields(w, 3)[3], 0) end
+local fronts = { P .. 'b:' .. t }
+for _, tok in ipairs(redis.call('ZRANGE', P .. 'dr:' .. t, 0, -1)) do
+  fronts[#fronts + 1] = P .. 'dr:' .. t .. ':' .. tok
+end
+for _, l in ipairs(fronts) do
+  local head = redis.call('LINDEX', l, 0)
+  local w = head and redis.call('HGET', P .. 'msg', head)
+  local at = w and num(fields(w, 3)[3], 0) or 0
+  if at > 0 and (oldest == 0 or at < oldest) then oldest = at end
 end
 local admitted, running = 0, 0
 for _, id in ipairs(redis.call('SMEMBERS', P .. 'run:' .. t)) do
