@@ -2,6 +2,7 @@ package fair_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -200,5 +201,56 @@ func TestDrainCountsParkedTaskKeptHere(t *testing.T) {
 	}
 	if s := stats(t, b, tn); s.Parked != 0 || s.Waiting != 0 || s.Admitted != 0 {
 		t.Fatalf("after the drain and the release: %+v; want nothing left", s)
+	}
+}
+
+// TestEnqueueFindsAKeptTaskAsynqArchived: a worker killed between parking
+// a task on its last attempt and handing it back leaves it to asynq's
+// recoverer, which archives it; the dispatcher still keeps it and the next
+// heartbeat brings it back. An enqueue of its id meanwhile, replacing or
+// not, finds it waiting (pending, nothing added) instead of answering
+// "archived" or adding a second copy, and it runs once.
+func TestEnqueueFindsAKeptTaskAsynqArchived(t *testing.T) {
+	t.Parallel()
+	for _, replace := range []bool{false, true} {
+		t.Run(fmt.Sprintf("replace=%v", replace), func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, 1)
+			ctx := context.Background()
+			A := "asynq:{" + q + "}:"
+			tn := fmt.Sprintf("tn_arch_%v", replace)
+			enqueue(t, b, tn, fair.Policy{Weight: 1}, 0, 1)
+			id := dequeue(t, b)
+			lastAttempt(t, b, id)
+			if _, err := b.d.Hold(ctx, tn, fair.Paused, q); err != nil {
+				t.Fatal(err)
+			}
+			if ok, err := b.d.Park(ctx, q, id, tn, "invoice:pdf"); err != nil || !ok {
+				t.Fatalf("Park = %v, %v", ok, err)
+			}
+			// kill -9 of the worker; asynq's recoverer archives the last attempt.
+			b.rdb.LRem(ctx, A+"active", 0, id)
+			b.rdb.HSet(ctx, A+"t:"+id, "state", "archived")
+			b.rdb.ZAdd(ctx, A+"archived", redis.Z{Score: float64(b.clock.Now().Unix()), Member: id})
+
+			again := task(tn, 0)
+			again.ReplaceFinished = replace
+			res, err := b.d.Enqueue(ctx, tn, fair.Policy{Weight: 1}, []fair.Task{again})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r := res[0]; r.State != "pending" || !r.Existing {
+				t.Fatalf("enqueue of the kept task's id = %+v; want it found waiting (pending, existing)", r)
+			}
+			if _, err := b.d.Release(ctx, tn, fair.Paused, q); err != nil {
+				t.Fatal(err)
+			}
+			if got := dequeue(t, b); got != id {
+				t.Fatalf("dequeued %q, want the kept %s", got, id)
+			}
+			if s := stats(t, b, tn); s.Waiting != 0 || s.Parked != 0 || s.Admitted != 1 {
+				t.Fatalf("stats after the release: %+v; want the one task admitted, nothing else", s)
+			}
+		})
 	}
 }

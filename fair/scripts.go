@@ -600,9 +600,10 @@ local function classify(id, replace)
     return 'waiting'
   end
   local st = redis.call('HGET', A .. 't:' .. id, 'state')
-  if not st then
-    -- Parked with its message kept here (parkRecord), asynq done with it:
-    -- it waits for its release to the backlog.
+  if not st or st == 'archived' then
+    -- Parked with its message kept here (parkRecord), asynq done with it
+    -- (or its recoverer archived the last attempt of a worker killed
+    -- before the hand-back): it waits for its release to the backlog.
     local pr = parkedRecord(t, id)
     if pr and fields(pr, 2)[3] then return 'waiting' end
   end
