@@ -49,9 +49,7 @@ func TestDrainStepsDiscardWhatWaitedNotHowMany(t *testing.T) {
 	ctx := context.Background()
 	const tn = "tn_dr_which"
 	const old = 6002
-	for from := 0; from < old; from += 1000 {
-		enqueue(t, b, tn, fair.Policy{Weight: 1}, from, min(1000, old-from))
-	}
+	enqueueBacklog(t, b, tn, old)
 	running := dequeue(t, b)
 	if _, err := b.d.Hold(ctx, tn, fair.Paused, q); err != nil {
 		t.Fatal(err)
@@ -122,9 +120,7 @@ func TestDrainStepsKeepWhatWasEnqueuedAfterIt(t *testing.T) {
 	ctx := context.Background()
 	const tn = "tn_dr_overlap"
 	const old = 6002
-	for from := 0; from < old; from += 1000 {
-		enqueue(t, b, tn, fair.Policy{Weight: 1}, from, min(1000, old-from))
-	}
+	enqueueBacklog(t, b, tn, old)
 	before := stats(t, b, tn)
 	other := redis.NewClient(&redis.Options{Addr: b.rdb.Options().Addr})
 	t.Cleanup(func() { _ = other.Close() })
@@ -188,9 +184,7 @@ func TestDrainInterruptedBetweenStepsPutsTheRestBack(t *testing.T) {
 	ctx := context.Background()
 	const tn = "tn_dr_killed"
 	const old = 6002
-	for from := 0; from < old; from += 1000 {
-		enqueue(t, b, tn, fair.Policy{Weight: 1}, from, min(1000, old-from))
-	}
+	enqueueBacklog(t, b, tn, old)
 	n := cutDrain(t, b, tn)
 	enqueue(t, b, tn, fair.Policy{Weight: 1}, 10_000, 10)
 	// The drain's mark runs out a minute after its last step.
@@ -247,9 +241,7 @@ func TestDrainAfterAnInterruptedDrainTakesItsRest(t *testing.T) {
 	ctx := context.Background()
 	const tn = "tn_dr_again"
 	const old = 6002
-	for from := 0; from < old; from += 1000 {
-		enqueue(t, b, tn, fair.Policy{Weight: 1}, from, min(1000, old-from))
-	}
+	enqueueBacklog(t, b, tn, old)
 	first := cutDrain(t, b, tn)
 	enqueue(t, b, tn, fair.Policy{Weight: 1}, 10_000, 10)
 	other := redis.NewClient(&redis.Options{Addr: b.rdb.Options().Addr})
@@ -283,9 +275,7 @@ func TestForgetRemovesWhatAnInterruptedDrainSetAside(t *testing.T) {
 	ctx := context.Background()
 	const tn = "tn_dr_forget"
 	const old = 6002
-	for from := 0; from < old; from += 1000 {
-		enqueue(t, b, tn, fair.Policy{Weight: 1}, from, min(1000, old-from))
-	}
+	enqueueBacklog(t, b, tn, old)
 	cutDrain(t, b, tn)
 	if err := b.d.Forget(ctx, tn, q); err != nil {
 		t.Fatal(err)
@@ -311,9 +301,7 @@ func TestStatsCountWhatADrainSetAside(t *testing.T) {
 	b := setup(t, 1)
 	const tn = "tn_dr_stats"
 	const old = 6002
-	for from := 0; from < old; from += 1000 {
-		enqueue(t, b, tn, fair.Policy{Weight: 1}, from, min(1000, old-from))
-	}
+	enqueueBacklog(t, b, tn, old)
 	n := cutDrain(t, b, tn)
 	b.clock.Advance(30 * time.Second)
 	enqueue(t, b, tn, fair.Policy{Weight: 1}, 10_000, 10)

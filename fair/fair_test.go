@@ -1165,3 +1165,25 @@ func TestIdleQueueForgivesDebt(t *testing.T) {
 		t.Errorf("order %v: the night's tenant ran %d of the first 6 tasks, want its share (its idle-time debt forgiven)", order, night)
 	}
 }
+
+// enqueueBacklog enqueues tasks 0..n-1 of tenant in batches of 1,000 (an
+// enqueue call's bound), weight 1.
+func enqueueBacklog(t *testing.T, b bundle, tenant string, n int) {
+	t.Helper()
+	for from := 0; from < n; from += 1000 {
+		enqueue(t, b, tenant, fair.Policy{Weight: 1}, from, min(1000, n-from))
+	}
+}
+
+// holdAndPark holds tenant for reason and parks its dequeued task id, as
+// a worker does that dequeued it while the hold was being made.
+func holdAndPark(t *testing.T, b bundle, tenant, id string, reason fair.Reason) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := b.d.Hold(ctx, tenant, reason, q); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := b.d.Park(ctx, q, id, tenant, "invoice:pdf"); err != nil || !ok {
+		t.Fatalf("Park = %v, %v", ok, err)
+	}
+}

@@ -81,12 +81,7 @@ func TestDrainCountsParkedTaskBeingHandedBack(t *testing.T) {
 	const tn = "tn_drain_handback"
 	enqueue(t, b, tn, fair.Policy{Weight: 1}, 0, 1)
 	id := dequeue(t, b)
-	if _, err := b.d.Hold(ctx, tn, fair.Suspended, q); err != nil {
-		t.Fatal(err)
-	}
-	if ok, err := b.d.Park(ctx, q, id, tn, "invoice:pdf"); err != nil || !ok {
-		t.Fatalf("Park = %v, %v", ok, err)
-	}
+	holdAndPark(t, b, tn, id, fair.Suspended)
 	n, err := b.d.Drain(ctx, tn, q)
 	if err != nil {
 		t.Fatal(err)
@@ -120,12 +115,7 @@ func TestKeptTaskAdmittedAgainRunsUnderItsNewRun(t *testing.T) {
 	enqueue(t, b, tn, pol, 0, 2)
 	id := dequeue(t, b)
 	parkedRun, _ := runHeaderOf(t, b, id)
-	if _, err := b.d.Hold(ctx, tn, fair.Suspended, q); err != nil {
-		t.Fatal(err)
-	}
-	if ok, err := b.d.Park(ctx, q, id, tn, "invoice:pdf"); err != nil || !ok {
-		t.Fatalf("Park = %v, %v", ok, err)
-	}
+	holdAndPark(t, b, tn, id, fair.Suspended)
 	done(t, b, id) // asynq.RevokeTask: asynq deletes the task
 	if n, err := b.d.Release(ctx, tn, fair.Suspended, q); err != nil || n != 0 {
 		t.Fatalf("Release = %d, %v", n, err)

@@ -79,12 +79,7 @@ func TestParkedTaskKeepsItsMessage(t *testing.T) {
 	enqueue(t, b, "tn_other", fair.Policy{Weight: 1}, 0, 1) // keeps asynq's list full (MinPending 1)
 	b.clock.Advance(10 * time.Second)
 	enqueue(t, b, tn, fair.Policy{Weight: 1}, 1, 1) // waits behind the other tenant's task
-	if _, err := b.d.Hold(ctx, tn, fair.Suspended, q); err != nil {
-		t.Fatal(err)
-	}
-	if ok, err := b.d.Park(ctx, q, id, tn, "invoice:pdf"); err != nil || !ok {
-		t.Fatalf("Park = %v, %v", ok, err)
-	}
+	holdAndPark(t, b, tn, id, fair.Suspended)
 	done(t, b, id) // asynq.RevokeTask: asynq deletes the task
 	if s := stats(t, b, tn); s.Parked != 1 || s.Admitted != 0 || s.Waiting != 1 {
 		t.Fatalf("stats while held: %+v; want 1 parked, 1 waiting", s)
@@ -139,12 +134,7 @@ func TestParkedTaskWaitsForAsynqToLetGo(t *testing.T) {
 	enqueue(t, b, tn, fair.Policy{Weight: 1}, 0, 1)
 	id := dequeue(t, b)
 	msg := lastAttempt(t, b, id)
-	if _, err := b.d.Hold(ctx, tn, fair.Paused, q); err != nil {
-		t.Fatal(err)
-	}
-	if ok, err := b.d.Park(ctx, q, id, tn, "invoice:pdf"); err != nil || !ok {
-		t.Fatalf("Park = %v, %v", ok, err)
-	}
+	holdAndPark(t, b, tn, id, fair.Paused)
 	if n, err := b.d.Release(ctx, tn, fair.Paused, q); err != nil || n != 1 {
 		t.Fatalf("Release with the parked task still active = %d, %v; want 1 not released", n, err)
 	}
@@ -185,12 +175,7 @@ func TestDrainCountsParkedTaskKeptHere(t *testing.T) {
 	const tn = "tn_drainkept"
 	enqueue(t, b, tn, fair.Policy{Weight: 1}, 0, 1)
 	id := dequeue(t, b)
-	if _, err := b.d.Hold(ctx, tn, fair.Suspended, q); err != nil {
-		t.Fatal(err)
-	}
-	if ok, err := b.d.Park(ctx, q, id, tn, "invoice:pdf"); err != nil || !ok {
-		t.Fatalf("Park = %v, %v", ok, err)
-	}
+	holdAndPark(t, b, tn, id, fair.Suspended)
 	done(t, b, id) // asynq.RevokeTask: asynq deletes the task
 	n, err := b.d.Drain(ctx, tn, q)
 	if err != nil || n.Parked != 1 || n.Total() != 1 {
@@ -222,12 +207,7 @@ func TestEnqueueFindsAKeptTaskAsynqArchived(t *testing.T) {
 			enqueue(t, b, tn, fair.Policy{Weight: 1}, 0, 1)
 			id := dequeue(t, b)
 			lastAttempt(t, b, id)
-			if _, err := b.d.Hold(ctx, tn, fair.Paused, q); err != nil {
-				t.Fatal(err)
-			}
-			if ok, err := b.d.Park(ctx, q, id, tn, "invoice:pdf"); err != nil || !ok {
-				t.Fatalf("Park = %v, %v", ok, err)
-			}
+			holdAndPark(t, b, tn, id, fair.Paused)
 			// kill -9 of the worker; asynq's recoverer archives the last attempt.
 			b.rdb.LRem(ctx, A+"active", 0, id)
 			b.rdb.HSet(ctx, A+"t:"+id, "state", "archived")

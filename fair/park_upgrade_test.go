@@ -134,19 +134,13 @@ func requireKeptOnly(t *testing.T, b bundle, tn, id string) {
 // asynq deletes it). It returns the task's id.
 func parkHeld(t *testing.T, b bundle, tn string) string {
 	t.Helper()
-	ctx := context.Background()
 	enqueue(t, b, tn, fair.Policy{Weight: 1}, 0, 1)
 	id := dequeue(t, b)
 	if id == "" || tenantOf(id) != tn {
 		t.Fatalf("dequeued %q, want the task of %s", id, tn)
 	}
 	lastAttempt(t, b, id)
-	if _, err := b.d.Hold(ctx, tn, fair.Suspended, q); err != nil {
-		t.Fatal(err)
-	}
-	if ok, err := b.d.Park(ctx, q, id, tn, "invoice:pdf"); err != nil || !ok {
-		t.Fatalf("Park = %v, %v", ok, err)
-	}
+	holdAndPark(t, b, tn, id, fair.Suspended)
 	done(t, b, id)
 	return id
 }
