@@ -525,7 +525,10 @@ func (d *Dispatcher) Park(ctx context.Context, queue, taskID, tenantID, typ stri
 // returns true: the worker hands it back with asynq.RevokeTask (no retry
 // counted, not archived on its last attempt), and the next heartbeat puts
 // it at the front of the tenant's backlog, from where admission runs it
-// in turn.
+// in turn. A worker also asks it about a first attempt whose message
+// names no run (RunHeader): a task parked here that asynq put back into
+// its pending list instead of letting it go, which would otherwise run
+// past the gate and again once released.
 func (d *Dispatcher) Gate(ctx context.Context, queue, taskID, tenantID, typ string) (parked bool, err error) {
 	parked, _, err = d.GateRun(ctx, queue, taskID, tenantID, typ)
 	return parked, err

@@ -273,12 +273,24 @@ end
 -- a task back with asynq.RevokeTask: asynq deletes its own record of it
 -- without archiving it or counting a retry, and the release takes the
 -- message from here (releaseParked).
+--
+-- asynq's own copy of the message then names no run (an empty run
+-- header): the attempt's admission is over. Should asynq put this attempt
+-- back into its pending list instead of letting it go (a shutdown that
+-- stops waiting for the handler requeues it, whatever the handler
+-- returns later), the worker that takes it finds no run named and asks
+-- the gate, which parks it again or lets it run once and drops this
+-- record; without that it would run as a first attempt past the gate
+-- (held or not), and run again once released from this record.
 local function parkRecord(id, typ, enq)
   local rec = typ .. SEP .. fmt(enq)
   local key = A .. 't:' .. id
   if redis.call('HGET', key, 'state') == 'active' then
     local msg = redis.call('HGET', key, 'msg')
-    if msg then return rec .. SEP .. msg, true end
+    if msg then
+      redis.call('HSET', key, 'msg', withRun(withoutRun(msg), ''))
+      return rec .. SEP .. msg, true
+    end
   end
   return rec, false
 end
@@ -907,6 +919,11 @@ return 'parked'
 // takes it in place of the admission's, so that the late report of the
 // attempt before (under the admission's token, which asynq's message
 // still carries) does not end this one.
+//
+// Workers also ask it for a first attempt whose message names no run: one
+// parked here that asynq put back into its pending list instead of
+// letting it go (parkRecord), one admitted by the previous release, or
+// one that reached asynq past the dispatcher.
 var gateScript = redis.NewScript(prelude + `
 local id, t, typ = ARGV[10], ARGV[11], ARGV[12]
 -- unpark drops a parked record of the task, which runs now: asynq did not

@@ -84,21 +84,29 @@ func park(ctx context.Context, p Parker, env Envelope, notReady error) error {
 	return ErrTenantHeld
 }
 
-// gateRetry asks the dispatcher whether a task asynq retried may run now:
-// a retry comes back from asynq's retry set past admission, so without
-// this a tenant whose tasks keep failing would run more at once than its
-// running cap. It returns ErrRetryParked when the dispatcher parked the
-// task (its last attempt too: the dispatcher keeps the task, and asynq
-// lets it go without archiving it), nil when it may run: a first attempt
-// (admitted: a task parked here is kept by the dispatcher, not in asynq's
-// retry set, so it cannot come back from there with a retry count of 0),
-// one admitted, one the cap has room for (now counted as running). A
-// dispatcher that cannot be reached lets the task run: the cap is a
-// matter of sharing, not of correctness.
-// A retry let through runs under a run token of its own, which its
+// gateRetry asks the dispatcher whether a task that came to this worker
+// past admission may run now. That is a task asynq retried: a retry comes
+// back from asynq's retry set past admission, so without this a tenant
+// whose tasks keep failing would run more at once than its running cap.
+// It is also a first attempt whose message names no run (no
+// fair.RunHeader): one the dispatcher parked that asynq put back into its
+// pending list instead of letting it go (a shutdown that stopped waiting
+// for its handler: the dispatcher blanked the run in asynq's copy of the
+// message when it parked it), which would otherwise run while its tenant
+// is held, and again once released; one admitted by the previous release;
+// one that reached asynq past the dispatcher. An admitted first attempt
+// (its message names its run) is not asked about: the common path costs
+// no Redis call.
+//
+// It returns ErrRetryParked when the dispatcher parked the task (its last
+// attempt too: the dispatcher keeps the task, and asynq lets it go without
+// archiving it), nil when it may run: one admitted, one the cap has room
+// for (now counted as running). A dispatcher that cannot be reached lets
+// the task run: the cap is a matter of sharing, not of correctness.
+// A task let through runs under a run token of its own, which its
 // report names (ReportCost).
-func gateRetry(ctx context.Context, p Parker, env Envelope) error {
-	if n, _ := asynq.GetRetryCount(ctx); n == 0 {
+func gateRetry(ctx context.Context, p Parker, env Envelope, t *asynq.Task) error {
+	if n, _ := asynq.GetRetryCount(ctx); n == 0 && t.Headers()[fair.RunHeader] != "" {
 		return nil
 	}
 	id, _ := asynq.GetTaskID(ctx)

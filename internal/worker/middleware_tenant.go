@@ -22,9 +22,10 @@ import (
 //     never existed): archived at once (asynq.SkipRetry) with the reason;
 //     the handler never runs;
 //   - the policy says run: the task runs with ctx =
-//     tenantctx.WithTenant(ctx, tenant); but a task asynq retried, with
-//     parker set, first asks the fair dispatcher for a running slot
-//     (gateRetry), and is parked (ErrRetryParked) when its tenant has none;
+//     tenantctx.WithTenant(ctx, tenant); but a task asynq retried, or a
+//     first attempt whose message names no fair-dispatch run, with parker
+//     set, first asks the fair dispatcher for a running slot (gateRetry),
+//     and is parked (ErrRetryParked) when its tenant has none;
 //   - the policy says wait (a provisioning or suspended tenant's work, a
 //     destroy of a tenant not marked deleting): ErrTenantNotReady, retried
 //     later without counting as a failure; a suspended tenant's task that
@@ -63,7 +64,7 @@ func ResolveTenant(catalog storage.TenantStore, parker Parker) asynq.MiddlewareF
 				return err
 			}
 			if parker != nil {
-				if err := gateRetry(ctx, parker, env); err != nil {
+				if err := gateRetry(ctx, parker, env, t); err != nil {
 					return err
 				}
 			}
