@@ -495,6 +495,23 @@ func (d *Dispatcher) Heartbeat(ctx context.Context, queue, workerID string, conc
 	return nil
 }
 
+// ErrDrained is returned (wrapped) by Park, Gate and GateRun for a task
+// that a drain of its tenant discarded while its worker was still handing
+// it back, and that asynq brought back to a worker all the same (the
+// hand-back lost its lease and asynq's recoverer retried the task, or a
+// shutdown put it back into the pending list). The drain counted it as
+// discarded: it must not run. The worker hands it back with
+// asynq.RevokeTask and does not report it.
+var ErrDrained = errors.New("task discarded by a drain of its tenant")
+
+// drainedFor is how long a drain keeps the mark of a task it discarded
+// while its worker was handing it back (ErrDrained): well past asynq's
+// lease (30 s), its recoverer's cutoff (30 s) and period (1 min) and the
+// retry delay of a recovered task, by which asynq has let the task go or
+// brought it back. A worker's heartbeat drops the mark earlier, once asynq
+// has let the task go, and an enqueue that adds the id anew ends it.
+const drainedFor = 10 * time.Minute
+
 // Park is called by a worker that dequeued a task of a tenant it may not
 // run (suspended). When the tenant is held in queue, the task is recorded
 // as parked, with its message as asynq holds it, and Park returns true:
@@ -503,7 +520,7 @@ func (d *Dispatcher) Heartbeat(ctx context.Context, queue, workerID string, conc
 // and releasing the hold moves it back to the front of the tenant's
 // backlog, retry count and enqueue time kept. False means the
 // tenant is not held here (it was resumed since): the caller retries the
-// task soon instead.
+// task soon instead. A task a drain discarded (ErrDrained) is neither.
 func (d *Dispatcher) Park(ctx context.Context, queue, taskID, tenantID, typ string) (bool, error) {
 	if err := errors.Join(checkQueue(queue), checkTenant(tenantID), checkType(typ)); err != nil {
 		return false, err
@@ -512,6 +529,9 @@ func (d *Dispatcher) Park(ctx context.Context, queue, taskID, tenantID, typ stri
 	s, err := parkScript.Run(ctx, d.rdb, keys(queue), args...).Text()
 	if err != nil {
 		return false, fmt.Errorf("fair: park task %s of tenant %s: %w", taskID, tenantID, err)
+	}
+	if s == "drained" {
+		return false, fmt.Errorf("fair: park task %s of tenant %s: %w", taskID, tenantID, ErrDrained)
 	}
 	return s == "parked", nil
 }
@@ -528,7 +548,8 @@ func (d *Dispatcher) Park(ctx context.Context, queue, taskID, tenantID, typ stri
 // in turn. A worker also asks it about a first attempt whose message
 // names no run (RunHeader): a task parked here that asynq put back into
 // its pending list instead of letting it go, which would otherwise run
-// past the gate and again once released.
+// past the gate and again once released. A task a drain discarded fails
+// with ErrDrained.
 func (d *Dispatcher) Gate(ctx context.Context, queue, taskID, tenantID, typ string) (parked bool, err error) {
 	parked, _, err = d.GateRun(ctx, queue, taskID, tenantID, typ)
 	return parked, err
@@ -545,6 +566,9 @@ func (d *Dispatcher) GateRun(ctx context.Context, queue, taskID, tenantID, typ s
 	s, err := gateScript.Run(ctx, d.rdb, keys(queue), args...).Text()
 	if err != nil {
 		return false, "", fmt.Errorf("fair: gate retried task %s of tenant %s: %w", taskID, tenantID, err)
+	}
+	if s == "drained" {
+		return false, "", fmt.Errorf("fair: gate task %s of tenant %s: %w", taskID, tenantID, ErrDrained)
 	}
 	s, run, _ = strings.Cut(s, "\t")
 	return s == "parked", run, nil
@@ -639,7 +663,9 @@ func (d Drained) Total() int { return d.Waiting + d.Admitted + d.Parked }
 
 // Drain discards the tenant's tasks that have not started, in each queue:
 // its backlog, its admitted tasks still pending in asynq and its parked
-// tasks. Running tasks finish. Nothing of another tenant is touched.
+// tasks, also one its worker is still handing back to asynq (should asynq
+// bring that one back to a worker, it is handed back again unrun:
+// ErrDrained). Running tasks finish. Nothing of another tenant is touched.
 //
 // In a queue it discards what waited when it began, all of it, in steps
 // of drainStep tasks: tasks enqueued meanwhile, and tasks a hold or
@@ -656,7 +682,7 @@ func (d *Dispatcher) Drain(ctx context.Context, tenantID string, queues ...strin
 	// step runs one drain step in q; it returns whether the drain's list
 	// still holds tasks.
 	step := func(q, first string) (more bool, err error) {
-		res, err := drainScript.Run(ctx, d.rdb, keys(q), append(d.common(4), tenantID, drainStep, first, token)...).Int64Slice()
+		res, err := drainScript.Run(ctx, d.rdb, keys(q), append(d.common(5), tenantID, drainStep, first, token, drainedFor.Milliseconds())...).Int64Slice()
 		if err != nil {
 			return false, fmt.Errorf("fair: drain tenant %s in %s: %w", tenantID, q, err)
 		}

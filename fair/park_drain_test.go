@@ -27,9 +27,10 @@ func (h afterDrainStep) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		err := next(ctx, cmd)
 		args := cmd.Args()
-		// drainScript's ARGV ends with tenant, step (5000), first, token.
-		if n := len(args); err == nil && n > 4 && (cmd.Name() == "evalsha" || cmd.Name() == "eval") &&
-			args[n-4] == h.tenant && args[n-2] == "1" && h.fired.CompareAndSwap(false, true) {
+		// drainScript's ARGV ends with tenant, step (5000), first, token,
+		// and how long its marks of discarded tasks last.
+		if n := len(args); err == nil && n > 5 && (cmd.Name() == "evalsha" || cmd.Name() == "eval") &&
+			args[n-5] == h.tenant && args[n-3] == "1" && h.fired.CompareAndSwap(false, true) {
 			h.fn()
 		}
 		return err

@@ -44,6 +44,10 @@ import "github.com/redis/go-redis/v9"
 //	                 release's scripts read only these, and drop a record whose task asynq no longer has,
 //	                 so a record with a kept message never goes here
 //	P..'parkedt'     SET tenants with records in parked: (the heartbeat releases those no longer held)
+//	P..'drained'     ZSET task id -> until when (ms): tasks a drain discarded while their workers were still
+//	                 handing them back (asynq held them as active); should asynq bring one back to a
+//	                 worker (the hand-back lost its lease, or a shutdown put it back to pending), the
+//	                 gate and the park script hand it back again instead of running it (see drainScript)
 //	P..'draining'    SET tenants a stepwise Drain is working through (their t: hash's 'drain': until when, ms)
 //	P..'dr:'..tenant ZSET token -> sequence number (P..'drseq') of the tenant's drains under way;
 //	                 P..'dr:'..tenant..':'..token LIST the task ids that waited in its backlog when that drain
@@ -257,6 +261,14 @@ local function parkedKey(t) return P .. 'parked:' .. t end
 -- or nil.
 local function parkedRecord(t, id)
   return redis.call('HGET', keptKey(t), id) or redis.call('HGET', parkedKey(t), id)
+end
+
+-- discarded reports whether a drain discarded task id while its worker
+-- was still handing it back (P..'drained', see drainScript): asynq may
+-- bring that attempt back to a worker, which must not run it.
+local function discarded(id)
+  local s = redis.call('ZSCORE', P .. 'drained', id)
+  return s and tonumber(s) > NOW
 end
 
 -- parkedSince is the enqueue time recorded when task id of t was parked
@@ -597,7 +609,10 @@ end
 // it yet is 'exists:active', also to a replacing enqueue. A task with a
 // follow-up whose own id is running ('exists:active') gets its follow-up
 // instead, in the same call and under the same caps, as if replacing:
-// its result is the follow-up's, prefixed 'follow:'.
+// its result is the follow-up's, prefixed 'follow:'. An attempt a drain
+// discarded that asynq brought back (pending or in its retry set, see
+// drainScript) does not count as the task: it is taken out of asynq, and
+// the task is 'new'.
 var enqueueScript = redis.NewScript(prelude + `
 local t = ARGV[10]
 redis.call('HSET', tkey(t), 'w', ARGV[11], 'mr', ARGV[12], 'mw', ARGV[13])
@@ -605,6 +620,9 @@ local mw = num(ARGV[13], 0)
 local n = num(ARGV[14], 0)
 local mt = num(ARGV[15], 0)
 local res, fresh, seen = {}, {}, {}
+-- Tasks a drain discarded while their workers were handing them back
+-- (drainScript), if any.
+local drained = redis.call('EXISTS', P .. 'drained') == 1
 -- classify says what an enqueue of id finds: 'waiting', 'exists:<state>',
 -- or 'new' with the finished asynq state to clear (or nil).
 local function classify(id, replace)
@@ -612,6 +630,13 @@ local function classify(id, replace)
     return 'waiting'
   end
   local st = redis.call('HGET', A .. 't:' .. id, 'state')
+  if drained and (st == 'retry' or st == 'pending') and discarded(id) then
+    -- A discarded attempt asynq brought back (its hand-back lost its
+    -- lease): it never runs, so it is not what this enqueue asks for. It
+    -- leaves asynq, and the task is added anew.
+    unqueue(id, st)
+    st = nil
+  end
   if not st or st == 'archived' then
     -- Parked with its message kept here (parkRecord), asynq done with it
     -- (or its recoverer archived the last attempt of a worker killed
@@ -663,6 +688,8 @@ for _, f in ipairs(fresh) do
     redis.call('ZREM', A .. st, id)
     redis.call('DEL', A .. 't:' .. id)
   end
+  -- A new task of the id: a discarded attempt's mark must not hand it back.
+  if drained then redis.call('ZREM', P .. 'drained', id) end
   ids[#ids + 1] = id
   msgs[#msgs + 1] = id
   msgs[#msgs + 1] = typ .. SEP .. t .. SEP .. NOW .. SEP .. msg
@@ -874,6 +901,16 @@ for _, t in ipairs(redis.call('SRANDMEMBER', P .. 'draining', 20)) do
     reconsider(t)
   end
 end
+-- Tasks a drain discarded while their workers were handing them back
+-- (drainScript): a mark has done its work once asynq let the task go; a
+-- task asynq brought back instead (pending, or in its retry set) is taken
+-- out of asynq here, before a worker takes it. Marks end at their expiry.
+redis.call('ZREMRANGEBYSCORE', P .. 'drained', '-inf', NOW)
+for _, id in ipairs(redis.call('ZRANGE', P .. 'drained', 0, 19)) do
+  local st = redis.call('HGET', A .. 't:' .. id, 'state')
+  if st == 'retry' or st == 'pending' then unqueue(id, st) end
+  if st ~= 'active' then redis.call('ZREM', P .. 'drained', id) end
+end
 return admit()
 `)
 
@@ -888,8 +925,13 @@ return admit()
 // or counting a retry, also on its last attempt) and 'parked' is returned;
 // releasing the hold brings it back to the front of the backlog once
 // asynq has let it go. Otherwise 'free'.
+//
+// A task a drain discarded while its worker was handing it back, which
+// asynq brought back to a worker all the same (P..'drained'), is neither
+// parked nor run: 'drained' is returned, and the worker hands it back.
 var parkScript = redis.NewScript(prelude + `
 local id, t, typ = ARGV[10], ARGV[11], ARGV[12]
+if discarded(id) and redis.call('HEXISTS', P .. 'adm', id) == 0 then return 'drained' end
 if not held(t) then return 'free' end
 -- It will be admitted (and charged) again on release: refund this time.
 local ft, _, est, enq, w = finish(id)
@@ -923,7 +965,10 @@ return 'parked'
 // Workers also ask it for a first attempt whose message names no run: one
 // parked here that asynq put back into its pending list instead of
 // letting it go (parkRecord), one admitted by the previous release, or
-// one that reached asynq past the dispatcher.
+// one that reached asynq past the dispatcher. A task a drain discarded
+// while its worker was handing it back, which asynq brought back to a
+// worker all the same (its lease lost, or put back by a shutdown), gets
+// 'drained': it is not run, and the worker hands it back.
 var gateScript = redis.NewScript(prelude + `
 local id, t, typ = ARGV[10], ARGV[11], ARGV[12]
 -- unpark drops a parked record of the task, which runs now: asynq did not
@@ -942,6 +987,7 @@ if meta then
   redis.call('HSET', P .. 'adm', id, f[1] .. SEP .. (f[2] or '') .. SEP .. (f[3] or '0') .. SEP .. (f[4] or '') .. SEP .. (f[5] or '') .. SEP .. tok)
   return 'admitted' .. SEP .. tok
 end
+if discarded(id) then return 'drained' end
 local mr = num(redis.call('HGET', tkey(t), 'mr'), 0)
 if not held(t) and not draining(t) and (mr == 0 or redis.call('SCARD', P .. 'run:' .. t) < mr) then
   unpark()
@@ -1046,7 +1092,19 @@ end
 //
 //	ARGV[10] tenant, ARGV[11] most waiting tasks to discard, ARGV[12] "1"
 //	on the first call (the backlog is set aside, the admitted and parked
-//	tasks go), ARGV[13] the drain's token (unique per Dispatcher.Drain).
+//	tasks go), ARGV[13] the drain's token (unique per Dispatcher.Drain),
+//	ARGV[14] how long a discarded task's mark in P..'drained' lasts (ms).
+//
+// A parked task whose worker is still handing it back (asynq holds it as
+// active) is discarded and counted, and marked in P..'drained': should the
+// hand-back not reach asynq (the worker's lease ran out first, and asynq's
+// recoverer retries the task; or a shutdown put it back to pending),
+// asynq brings the attempt back to a worker, and the gate and the park
+// script answer 'drained' for it, so it never runs. The mark outlasts
+// asynq's lease and its recoverer's period; the heartbeat drops it once
+// asynq has let the task go, or takes the task out of asynq if asynq holds
+// it pending or in its retry set; an enqueue of the id that adds a new
+// task ends it.
 //
 // The first call moves the backlog whole (RENAME, constant time) to the
 // drain's own list (see drainPrelude); the steps discard from it, and
@@ -1097,6 +1155,9 @@ if ARGV[12] == '1' then
         -- Kept here with its message (parkRecord), asynq done with it or
         -- letting it go (its worker is handing it back).
         parked = parked + 1
+        if st == 'active' then
+          redis.call('ZADD', P .. 'drained', NOW + tonumber(ARGV[14]), id)
+        end
       end
     end
   end

@@ -27,6 +27,12 @@ var (
 	// back into its tenant's backlog, from where it is admitted in turn,
 	// under the cap (fair.Dispatcher.Gate).
 	ErrRetryParked = fmt.Errorf("retry waits for a running slot of its tenant: %w", ErrTenantHeld)
+	// ErrTaskDrained wraps ErrTenantHeld for a task that a drain of its
+	// tenant discarded while its worker was handing it back, and that
+	// asynq brought back to a worker all the same (fair.ErrDrained): asynq
+	// lets it go (RevokeTask) without running it, counting a failure or
+	// archiving it, and it is not reported to the dispatcher.
+	ErrTaskDrained = fmt.Errorf("task discarded by a drain of its tenant: %w", ErrTenantHeld)
 	// ErrPanic is wrapped by the error Recover returns for a panicking
 	// handler.
 	ErrPanic = errors.New("task handler panicked")

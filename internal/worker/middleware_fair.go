@@ -35,7 +35,9 @@ type runKey struct{}
 // tenant, which type, and the worker time it took from here on. The
 // dispatcher frees the task's running slot, charges the tenant the time
 // the attempt actually cost, and refills the queue. A task the dispatcher
-// parked (ErrTenantHeld) is not reported: parking let it go already.
+// parked (ErrTenantHeld), or handed back as one a drain discarded
+// (ErrTaskDrained, which wraps it), is not reported: parking let it go
+// already, and a drained task did not run.
 // System tasks and tasks without a usable tenant id are not the
 // dispatcher's. A task of a type no handler knows is reported under the
 // type "unknown" (as the metrics count it): the dispatcher keeps a cost
@@ -73,11 +75,16 @@ func ReportCost(r CostReporter) asynq.MiddlewareFunc {
 // Parked, the task waits in the dispatcher until the tenant resumes and
 // asynq lets it go (ErrTenantHeld wraps asynq.RevokeTask: not retried, not
 // archived, also on its last attempt); otherwise (the tenant was resumed
-// meanwhile, or Redis failed) it is retried soon like any waiting task.
+// meanwhile, or Redis failed) it is retried soon like any waiting task. A
+// task a drain discarded (fair.ErrDrained) is handed back unrun
+// (ErrTaskDrained).
 func park(ctx context.Context, p Parker, env Envelope, notReady error) error {
 	id, _ := asynq.GetTaskID(ctx)
 	queue, _ := asynq.GetQueueName(ctx)
 	parked, err := p.Park(ctx, queue, id, env.TenantID, env.Type)
+	if errors.Is(err, fair.ErrDrained) {
+		return ErrTaskDrained
+	}
 	if err != nil || !parked {
 		return notReady
 	}
@@ -100,7 +107,8 @@ func park(ctx context.Context, p Parker, env Envelope, notReady error) error {
 //
 // It returns ErrRetryParked when the dispatcher parked the task (its last
 // attempt too: the dispatcher keeps the task, and asynq lets it go without
-// archiving it), nil when it may run: one admitted, one the cap has room
+// archiving it), ErrTaskDrained for a task a drain discarded (asynq lets
+// it go unrun), nil when it may run: one admitted, one the cap has room
 // for (now counted as running). A dispatcher that cannot be reached lets
 // the task run: the cap is a matter of sharing, not of correctness.
 // A task let through runs under a run token of its own, which its
@@ -112,6 +120,9 @@ func gateRetry(ctx context.Context, p Parker, env Envelope, t *asynq.Task) error
 	id, _ := asynq.GetTaskID(ctx)
 	queue, _ := asynq.GetQueueName(ctx)
 	parked, run, err := p.GateRun(ctx, queue, id, env.TenantID, env.Type)
+	if errors.Is(err, fair.ErrDrained) {
+		return ErrTaskDrained
+	}
 	if err != nil {
 		LoggerFromContext(ctx).WarnContext(ctx, "fair dispatch: could not gate a retried task; it runs", slog.String("error", err.Error()))
 		return nil

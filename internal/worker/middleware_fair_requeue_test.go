@@ -62,8 +62,9 @@ type requeueRig struct {
 // stays in its handler until the worker's server shutdown has given up on
 // it: asynq puts the task back into its pending list (its Requeue), and
 // the hand-back the handler returns afterwards (asynq.RevokeTask) never
-// reaches asynq.
-func parkedThenRequeued(t *testing.T, slug string) *requeueRig {
+// reaches asynq. during, when set, runs while the worker is still in the
+// handler, the task parked (asynq holds it as active).
+func parkedThenRequeued(t *testing.T, slug string, during func(r *requeueRig)) *requeueRig {
 	t.Helper()
 	ctx := testContext(t)
 	r := &requeueRig{redis: newRedis(t), catalog: memstore.New()}
@@ -110,6 +111,9 @@ func parkedThenRequeued(t *testing.T, slug string) *requeueRig {
 		}
 	case <-time.After(time.Minute): // a bound for the failure message, not a measurement
 		t.Fatal("the worker did not park the suspended tenant's render")
+	}
+	if during != nil {
+		during(r)
 	}
 	stopped := make(chan struct{})
 	go func() {
@@ -162,7 +166,7 @@ func (r *requeueRig) stats(t *testing.T) fair.QueueStats {
 func TestShutdownRequeuedParkedTaskRunsOnce(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	r := parkedThenRequeued(t, "requeue-once")
+	r := parkedThenRequeued(t, "requeue-once", nil)
 	if s := r.stats(t); s.Parked != 1 {
 		t.Fatalf("stats after the shutdown: %+v; want the render parked", s)
 	}
@@ -204,5 +208,47 @@ func TestShutdownRequeuedParkedTaskRunsOnce(t *testing.T) {
 	})
 	if n := r.runs.Load(); n != 1 {
 		t.Fatalf("the render ran %d times, want once", n)
+	}
+}
+
+// TestDrainedTaskRequeuedByShutdownNeverRuns: a drain while a worker is
+// handing a parked task back discards it and counts it. If the worker's
+// shutdown then gives up on the handler, asynq puts the task back into its
+// pending list instead of letting it go; the worker that takes it, its
+// tenant running again, must hand it back unrun: the drain said it was
+// discarded.
+func TestDrainedTaskRequeuedByShutdownNeverRuns(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	var n fair.Drained
+	r := parkedThenRequeued(t, "requeue-drained", func(r *requeueRig) {
+		var err error
+		if n, err = r.d.Drain(ctx, r.tenant.ID, tasks.WorkQueues...); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if n.Parked != 1 || n.Total() != 1 {
+		t.Fatalf("Drain = %+v; want the render being handed back discarded and counted", n)
+	}
+
+	// The tenant resumes.
+	if _, err := r.catalog.SetStatus(ctx, r.tenant.ID, tenantctx.StatusActive); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.d.Release(ctx, r.tenant.ID, fair.Suspended, tasks.WorkQueues...); err != nil {
+		t.Fatal(err)
+	}
+	r.startSecond(t)
+	testenv.WaitFor(t, time.Minute, "the drained render handed back (or run)", func() bool {
+		return r.runs.Load() > 0 || state(t, r.rdb, r.id) != "pending" && state(t, r.rdb, r.id) != "active"
+	})
+	if n := r.runs.Load(); n != 0 {
+		t.Fatalf("the drained render ran %d times", n)
+	}
+	if st := state(t, r.rdb, r.id); st != "gone" {
+		t.Fatalf("the drained render is %s in asynq, want gone", st)
+	}
+	if s := r.stats(t); s.Admitted != 0 || s.Parked != 0 || s.Waiting != 0 {
+		t.Fatalf("stats after the hand-back: %+v; want nothing of the drained render", s)
 	}
 }

@@ -25,7 +25,8 @@ import (
 //     tenantctx.WithTenant(ctx, tenant); but a task asynq retried, or a
 //     first attempt whose message names no fair-dispatch run, with parker
 //     set, first asks the fair dispatcher for a running slot (gateRetry),
-//     and is parked (ErrRetryParked) when its tenant has none;
+//     and is parked (ErrRetryParked) when its tenant has none, or handed
+//     back unrun (ErrTaskDrained) when a drain discarded it;
 //   - the policy says wait (a provisioning or suspended tenant's work, a
 //     destroy of a tenant not marked deleting): ErrTenantNotReady, retried
 //     later without counting as a failure; a suspended tenant's task that
