@@ -115,6 +115,15 @@ func (c *Cache) redisRead(ctx context.Context, key string) (e cacheEntry, hit bo
 		c.log.Warn("tenant cache: undecodable redis entry", slog.String("key", key), slog.Any("error", err))
 		return cacheEntry{}, false, guard, true
 	}
+	if e.lacksGeneration() {
+		// Written by the previous release, whose tenants did not carry
+		// their database's registration: with it, a process would use
+		// whichever pool of that name it has open. Treated as a miss; the
+		// fill replaces it with the catalog's answer, which carries it.
+		c.log.Debug("tenant cache: redis entry without the database's registration, reading the catalog",
+			slog.String("key", key))
+		return cacheEntry{}, false, guard, true
+	}
 	return e, true, guard, true
 }
 
@@ -198,4 +207,15 @@ func (c *Cache) redisWriteFailed(op, key string, err error) {
 // valid reports whether a decoded entry is complete.
 func (e cacheEntry) valid() bool {
 	return !e.Found || e.Tenant != nil || e.TenantID != ""
+}
+
+// lacksGeneration reports whether e holds a tenant without the number of
+// its database's registration (tenantctx.Tenant.DatabaseGeneration, 0):
+// an entry the previous release wrote, before tenants carried it. The
+// catalog gives every tenant its database's number (at least 1), except
+// for a registration its statement did not see yet; such an answer is
+// cached all the same, and read again from the catalog on its next Redis
+// hit.
+func (e cacheEntry) lacksGeneration() bool {
+	return e.Found && e.Tenant != nil && e.Tenant.DatabaseGeneration == 0
 }

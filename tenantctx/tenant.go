@@ -93,7 +93,9 @@ type Tenant struct {
 	// database removed and registered again under the same name gets a new,
 	// larger one, so a process holding a pool opened for an older
 	// registration opens the new one. 0 means unknown (a tenant built in
-	// code, or cached by an older release): any pool of that name serves.
+	// code): any pool of that name serves. The tenant cache serves no
+	// tenant without it from Redis (an entry of the previous release): it
+	// reads the catalog again.
 	DatabaseGeneration int64 `json:"database_generation,omitempty"`
 	// CreatedAt and UpdatedAt are set by the catalog.
 	CreatedAt time.Time `json:"created_at"`

@@ -2,6 +2,7 @@ package placement_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"testing"
@@ -29,6 +30,7 @@ type reregisterEnv struct {
 	main     *pgxpool.Pool
 	catalog  *storage.Postgres
 	cache    *storage.Cache
+	rdb      *redis.Client // the cache's Redis
 	operator *placement.Registry
 	process  *placement.Registry
 	urlA     string // a database on server A
@@ -54,6 +56,7 @@ func newReregisterEnv(t *testing.T) *reregisterEnv {
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: testenv.Redis(t)})
 	t.Cleanup(func() { _ = rdb.Close() })
+	e.rdb = rdb
 	e.cache = storage.NewCache(e.catalog, rdb, storage.CacheOptions{})
 	t.Cleanup(func() { _ = e.cache.Close() })
 	// No refresh loop: the tests call Refresh where they mean it.
@@ -307,5 +310,85 @@ func TestRegistryRefreshClosesPoolsOfRemovedDatabases(t *testing.T) {
 	}
 	if got := server(t, eu4); got != onA {
 		t.Errorf("the configured database's pool reaches %s after a refresh, want %s", got, onA)
+	}
+}
+
+// TestRegistryTenantCachedByThePreviousRelease: a tenant that a process of
+// the previous release cached in Redis carries no registration number of
+// its database. A running process that reads it must still reach the
+// current registration of its database, not the pool it holds open for
+// an older one: the cache reads such an entry from the catalog again.
+func TestRegistryTenantCachedByThePreviousRelease(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	e := newReregisterEnv(t)
+	onA, onB := serverOf(t, e.urlA), serverOf(t, e.urlB)
+
+	if _, err := e.operator.Add(ctx, "eu2", e.urlA); err != nil {
+		t.Fatal(err)
+	}
+	first := e.placeTenant(t, "first", "eu2")
+	oldPool, err := e.process.ForTenant(ctx, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := server(t, oldPool); got != onA {
+		t.Fatalf("tenant on eu2 reached %s, want %s", got, onA)
+	}
+	e.leave(t, first)
+	if err := e.operator.Remove(ctx, "eu2"); err != nil {
+		t.Fatalf("Remove(eu2): %v", err)
+	}
+	if _, err := e.operator.Add(ctx, "eu2", e.urlB); err != nil {
+		t.Fatalf("Add(eu2) again: %v", err)
+	}
+
+	// A tenant placed on the new eu2, which a process of the previous
+	// release read and cached: its entry in Redis has no
+	// database_generation.
+	tn, err := tenantctx.New("cached", "cached", "free")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn.Status, tn.Database = tenantctx.StatusActive, "eu2"
+	if tn, err = e.catalog.CreateTenant(ctx, tn); err != nil {
+		t.Fatal(err)
+	}
+	previous := map[string]any{"found": true, "tenant": map[string]any{
+		"id": tn.ID, "slug": tn.Slug, "name": tn.Name, "status": tn.Status, "schema": tn.Schema,
+		"plan": tn.Plan, "limits": tn.Limits, "database": tn.Database,
+		"created_at": tn.CreatedAt, "updated_at": tn.UpdatedAt,
+	}}
+	raw, err := json.Marshal(previous)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The cache's Redis layout (storage/cache_redis.go) under its default
+	// prefix: "id:" and "slug:" entries.
+	for _, key := range []string{storage.DefaultCacheKeyPrefix + "id:" + tn.ID, storage.DefaultCacheKeyPrefix + "slug:" + tn.Slug} {
+		if err := e.rdb.Set(ctx, key, raw, time.Hour).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	for _, read := range []struct {
+		how string
+		get func() (tenantctx.Tenant, error)
+	}{
+		{"by id", func() (tenantctx.Tenant, error) { return e.cache.TenantByID(ctx, tn.ID) }},
+		{"by slug", func() (tenantctx.Tenant, error) { return e.cache.TenantBySlug(ctx, tn.Slug) }},
+	} {
+		got, err := read.get()
+		if err != nil {
+			t.Fatalf("read %s: %v", read.how, err)
+		}
+		p, err := e.process.ForTenant(ctx, got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := server(t, p); s != onB {
+			t.Errorf("tenant cached by the previous release, read %s (database generation %d), reached %s through the process's open pool; want %s (eu2's current registration)",
+				read.how, got.DatabaseGeneration, s, onB)
+		}
 	}
 }
