@@ -165,7 +165,7 @@ func TestCacheRevocationFailsWhenInvalidationFails(t *testing.T) {
 		if got, err := broken.SetLimits(ctx, tn.ID, "pro", tenantctx.Limits{MaxRunning: 3}); !errors.Is(err, storage.ErrInvalidationFailed) || got.Plan != "pro" {
 			t.Errorf("SetLimits with %v failing: %+v, %v; want saved and ErrInvalidationFailed", failing, got, err)
 		}
-		if got, err := broken.SetPlacement(ctx, tn.ID, tenantctx.DefaultDatabase, tenantctx.DefaultDatabase); !errors.Is(err, storage.ErrInvalidationFailed) || got.ID != tn.ID {
+		if got, err := broken.SetPlacement(ctx, tn.ID, tenantctx.DefaultDatabase, tenantctx.DefaultDatabase, 0); !errors.Is(err, storage.ErrInvalidationFailed) || got.ID != tn.ID {
 			t.Errorf("SetPlacement with %v failing: %+v, %v; want saved and ErrInvalidationFailed", failing, got, err)
 		}
 		if _, err := broken.TenantByID(ctx, tn.ID); err != nil {

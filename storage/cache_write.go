@@ -218,11 +218,11 @@ func (c *Cache) Databases(ctx context.Context) ([]Database, error) {
 // applied or published is an error wrapping ErrInvalidationFailed, with
 // the tenant: the placement is saved, but other instances may reach the
 // old database until their cache entry expires.
-func (c *Cache) SetPlacement(ctx context.Context, id, from, to string) (tenantctx.Tenant, error) {
+func (c *Cache) SetPlacement(ctx context.Context, id, from, to string, generation int64) (tenantctx.Tenant, error) {
 	if err := tenantctx.ValidateID(id); err != nil {
 		return tenantctx.Tenant{}, fmt.Errorf("set placement: %w: %w", ErrNotFound, err)
 	}
-	t, err := c.backend.SetPlacement(ctx, id, from, to)
+	t, err := c.backend.SetPlacement(ctx, id, from, to, generation)
 	if err != nil {
 		return t, err
 	}

@@ -27,6 +27,11 @@ var (
 	// ErrPlacementChanged: the tenant is not on the database the caller
 	// expected (SetPlacement's from): another move switched it meanwhile.
 	ErrPlacementChanged = errors.New("placement changed meanwhile")
+	// ErrRegistrationChanged: the database is not the registration the
+	// caller expected (SetPlacement's generation, Database.Generation): it
+	// was removed, or removed and registered again (possibly on another
+	// server), meanwhile.
+	ErrRegistrationChanged = errors.New("database registration changed meanwhile")
 	// ErrStatusChanged: the tenant's status is not the one the caller
 	// expected (SetStatusFrom's from): another change came first.
 	ErrStatusChanged = errors.New("status changed meanwhile")
@@ -194,11 +199,16 @@ type PlacementStore interface {
 	// SetPlacement records that the tenant's schema now lives in database
 	// to, if it is placed on from (a compare-and-set: of two moves started
 	// from the same placement, only the first switch succeeds; from == to
-	// saves the placement again). Errors: ErrNotFound for an unknown tenant
-	// or an unregistered database, ErrPlacementChanged when the tenant is
-	// not on from, ErrInvalidTransition for a tenant that is not active or
-	// suspended (one being deleted keeps its placement for its destroy).
-	SetPlacement(ctx context.Context, id, from, to string) (tenantctx.Tenant, error)
+	// saves the placement again) and, when generation is not 0, if to is
+	// still that registration (Database.Generation: the one a move copied
+	// the schema to). Errors: ErrNotFound for an unknown tenant or an
+	// unregistered database, ErrPlacementChanged when the tenant is not on
+	// from, ErrInvalidTransition for a tenant that is not active or
+	// suspended (one being deleted keeps its placement for its destroy),
+	// ErrRegistrationChanged when to was removed, or removed and
+	// registered again, since the caller read generation. Nothing changes
+	// on an error.
+	SetPlacement(ctx context.Context, id, from, to string, generation int64) (tenantctx.Tenant, error)
 }
 
 // Catalog is the whole tenant catalog: tenants, keys, audit log and

@@ -83,8 +83,9 @@ func (p *Postgres) Databases(ctx context.Context) ([]Database, error) {
 	return ds, nil
 }
 
-// SetPlacement records the tenant's database, if it is on from.
-func (p *Postgres) SetPlacement(ctx context.Context, id, from, to string) (tenantctx.Tenant, error) {
+// SetPlacement records the tenant's database, if it is on from (and, when
+// generation is not 0, to's registration is that one).
+func (p *Postgres) SetPlacement(ctx context.Context, id, from, to string, generation int64) (tenantctx.Tenant, error) {
 	if err := tenantctx.ValidateID(id); err != nil {
 		return tenantctx.Tenant{}, fmt.Errorf("set placement of tenant: %w: %w", ErrNotFound, err)
 	}
@@ -94,15 +95,18 @@ func (p *Postgres) SetPlacement(ctx context.Context, id, from, to string) (tenan
 	// Only a tenant that runs (active or suspended) and is still where the
 	// caller found it moves: one being deleted meanwhile keeps its
 	// placement, so its destroy erases where its schema is, and a second
-	// move started from the same placement loses to the first.
-	t, err := scanTenant(p.pool.QueryRow(ctx,
-		`UPDATE tenancy.tenants SET database = $2, updated_at = now()
-		  WHERE id = $1 AND database = $3 AND status IN ('active', 'suspended') RETURNING `+tenantColumns, id, to, from))
+	// move started from the same placement loses to the first. With a
+	// generation, only onto that registration of to: see setPlacementSQL.
+	t, err := scanTenant(p.pool.QueryRow(ctx, setPlacementSQL, id, to, from, generation))
 	if errors.Is(err, pgx.ErrNoRows) {
 		var status, database string
 		switch serr := p.pool.QueryRow(ctx, `SELECT status, database FROM tenancy.tenants WHERE id = $1`, id).Scan(&status, &database); {
 		case serr == nil && database != from:
 			return tenantctx.Tenant{}, fmt.Errorf("set placement of tenant %s: on %.70s, not %.70s: %w", id, database, from, ErrPlacementChanged)
+		case serr == nil && status != string(tenantctx.StatusActive) && status != string(tenantctx.StatusSuspended):
+			return tenantctx.Tenant{}, fmt.Errorf("set placement of tenant %s (%.40s): %w", id, status, ErrInvalidTransition)
+		case serr == nil && generation != 0:
+			return tenantctx.Tenant{}, p.registrationChanged(ctx, id, to, generation)
 		case serr == nil:
 			return tenantctx.Tenant{}, fmt.Errorf("set placement of tenant %s (%.40s): %w", id, status, ErrInvalidTransition)
 		case !errors.Is(serr, pgx.ErrNoRows):
@@ -113,4 +117,38 @@ func (p *Postgres) SetPlacement(ctx context.Context, id, from, to string) (tenan
 		return tenantctx.Tenant{}, fmt.Errorf("set placement of tenant %s to %s: %w", id, to, translatePgError(err))
 	}
 	return t, nil
+}
+
+// setPlacementSQL is SetPlacement's statement: $1 tenant id, $2 to, $3
+// from, $4 to's registration (0: any). The registration is compared on its
+// row locked FOR KEY SHARE (target): a registration removed after the
+// statement's snapshot is not locked (the row is skipped) and the
+// comparison fails, and the one locked stays until the switch commits (a
+// removal waits, then finds the tenant placed there), so the tenant's
+// foreign key binds it to the registration compared, never to one added
+// again under the name while the statement ran.
+const setPlacementSQL = `
+WITH target AS MATERIALIZED (
+	SELECT d.generation
+	  FROM tenancy.databases AS d
+	 WHERE d.name = $2
+	   FOR KEY SHARE OF d)
+UPDATE tenancy.tenants SET database = $2, updated_at = now()
+ WHERE id = $1 AND database = $3 AND status IN ('active', 'suspended')
+   AND ($4::bigint = 0 OR (SELECT generation FROM target) = $4::bigint)
+RETURNING ` + tenantColumns
+
+// registrationChanged is SetPlacement's error for a tenant that did not
+// move because to is no longer registration generation.
+func (p *Postgres) registrationChanged(ctx context.Context, id, to string, generation int64) error {
+	var now int64
+	switch err := p.pool.QueryRow(ctx, `SELECT generation FROM tenancy.databases WHERE name = $1`, to).Scan(&now); {
+	case errors.Is(err, pgx.ErrNoRows):
+		return fmt.Errorf("set placement of tenant %s: database %s (registration %d) is no longer registered: %w",
+			id, to, generation, ErrRegistrationChanged)
+	case err != nil:
+		return fmt.Errorf("set placement of tenant %s: database %s: %w", id, to, err)
+	}
+	return fmt.Errorf("set placement of tenant %s: database %s is registration %d, not %d (removed and registered again): %w",
+		id, to, now, generation, ErrRegistrationChanged)
 }

@@ -139,11 +139,11 @@ func (r *Registry) ForTenant(ctx context.Context, t tenantctx.Tenant) (*pgxpool.
 		}
 		return r.opts.MainPool, nil
 	}
-	l, err := r.lanes(ctx, name, t.DatabaseGeneration, false)
+	e, err := r.lanes(ctx, name, t.DatabaseGeneration, false)
 	if err != nil {
 		return nil, fmt.Errorf("tenant %s: %w", t.ID, err)
 	}
-	return l.For(t.Schema), nil
+	return e.lanes.For(t.Schema), nil
 }
 
 // SchemaForTenant returns the pool that runs schema changes on t's
@@ -159,10 +159,26 @@ func (r *Registry) SchemaForTenant(ctx context.Context, t tenantctx.Tenant) (*pg
 
 // SchemaPool is SchemaForTenant by database name.
 func (r *Registry) SchemaPool(ctx context.Context, name string) (*pgxpool.Pool, error) {
+	p, _, err := r.SchemaPoolRegistration(ctx, name)
+	return p, err
+}
+
+// SchemaPoolRegistration is SchemaPool with the catalog registration the
+// pool reaches (storage.Database.Generation), looked up in the catalog
+// with the pool, as Pool does: a move copies a schema through the pool and
+// switches the placement only while the name is still that registration
+// (storage.PlacementStore.SetPlacement). It is 0 for "main" and the
+// databases of Options.URLs, whose URL the catalog does not give: a
+// registration of their name added again reaches the same server.
+func (r *Registry) SchemaPoolRegistration(ctx context.Context, name string) (*pgxpool.Pool, int64, error) {
 	if name == tenantctx.DefaultDatabase || name == "" {
-		return r.opts.MainSchemaPool, nil
+		return r.opts.MainSchemaPool, 0, nil
 	}
-	return r.Pool(ctx, name)
+	e, err := r.lanes(ctx, name, 0, true)
+	if err != nil {
+		return nil, 0, err
+	}
+	return e.lanes.Any(), e.generation, nil
 }
 
 // Pool returns the application pool of database name for work that
@@ -178,11 +194,11 @@ func (r *Registry) Pool(ctx context.Context, name string) (*pgxpool.Pool, error)
 	if name == tenantctx.DefaultDatabase || name == "" {
 		return r.opts.MainPool, nil
 	}
-	l, err := r.lanes(ctx, name, 0, true)
+	e, err := r.lanes(ctx, name, 0, true)
 	if err != nil {
 		return nil, err
 	}
-	return l.Any(), nil
+	return e.lanes.Any(), nil
 }
 
 // configured reports whether name's URL comes from Options.URLs
@@ -190,21 +206,21 @@ func (r *Registry) Pool(ctx context.Context, name string) (*pgxpool.Pool, error)
 func (r *Registry) configured(name string) bool { return r.opts.URLs[name] != "" }
 
 // lanes returns the lanes of database name (not "main"), opening them on
-// first use. The lanes open for a catalog registration serve a caller
+// first use, with the registration they were opened for. The lanes open for a catalog registration serve a caller
 // that wants generation want or an older one (0: any) without a query,
 // unless fresh; otherwise name is resolved in the catalog, and lanes of an
 // older registration are replaced by the current one's and closed once
 // their connections are back (those of a removed database too).
-func (r *Registry) lanes(ctx context.Context, name string, want int64, fresh bool) (*schema.Lanes, error) {
+func (r *Registry) lanes(ctx context.Context, name string, want int64, fresh bool) (openDatabase, error) {
 	configured := r.configured(name)
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
-		return nil, ErrClosed
+		return openDatabase{}, ErrClosed
 	}
 	if e, ok := r.pools[name]; ok && (configured || (!fresh && want <= e.generation)) {
 		r.mu.Unlock()
-		return e.lanes, nil
+		return e, nil
 	}
 	r.mu.Unlock()
 
@@ -214,30 +230,31 @@ func (r *Registry) lanes(ctx context.Context, name string, want int64, fresh boo
 		r.retire(ctx, name, func(openDatabase) bool { return true }, "removed from the catalog")
 	}
 	if err != nil {
-		return nil, err
+		return openDatabase{}, err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
-		return nil, ErrClosed
+		return openDatabase{}, ErrClosed
 	}
 	old, had := r.pools[name]
 	if had && (configured || old.generation >= generation) {
-		return old.lanes, nil
+		return old, nil
 	}
 	l, err := schema.NewLanes(ctx, dsn, r.opts.Lanes, schema.PoolOptions{MaxConns: r.opts.MaxConns, Logger: r.log})
 	if err != nil {
-		return nil, fmt.Errorf("open tenant database %s: %w", name, err)
+		return openDatabase{}, fmt.Errorf("open tenant database %s: %w", name, err)
 	}
 	r.opened++
-	r.pools[name] = openDatabase{lanes: l, generation: generation, seq: r.opened}
+	e := openDatabase{lanes: l, generation: generation, seq: r.opened}
+	r.pools[name] = e
 	if had {
 		r.closeLater(ctx, name, old, "registered again")
 	}
 	r.log.InfoContext(ctx, "opened tenant database pool", slog.String("database", name),
 		slog.Int64("generation", generation),
 		slog.Int("max_conns", int(l.MaxConns())), slog.Int("lanes", len(l.Pools())))
-	return l, nil
+	return e, nil
 }
 
 // resolve returns name's URL and the generation of its catalog

@@ -90,7 +90,7 @@ func (e *reregisterEnv) placeTenant(t *testing.T, slug, db string) tenantctx.Ten
 // removed.
 func (e *reregisterEnv) leave(t *testing.T, tn tenantctx.Tenant) {
 	t.Helper()
-	if _, err := e.cache.SetPlacement(t.Context(), tn.ID, tn.DatabaseName(), tenantctx.DefaultDatabase); err != nil {
+	if _, err := e.cache.SetPlacement(t.Context(), tn.ID, tn.DatabaseName(), tenantctx.DefaultDatabase, 0); err != nil {
 		t.Fatalf("SetPlacement(%s to main): %v", tn.Slug, err)
 	}
 }

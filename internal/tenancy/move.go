@@ -72,7 +72,9 @@ type Moved struct {
 //     copied with COPY, sequences set, row counts and checksums verified);
 //  3. switch the tenant's placement in the catalog (the cache drops the
 //     tenant everywhere), only from the database copied (a concurrent
-//     move that switched first wins);
+//     move that switched first wins) and only onto the registration of
+//     the target copied to (one removed, or removed and registered again
+//     under its name, during the move is refused);
 //  4. after Grace, drop the old schema in the transaction that locked it:
 //     writes that waited fail instead of landing in it;
 //  5. resume the queue (unless an operator had paused it before).
@@ -80,9 +82,10 @@ type Moved struct {
 // A failure in steps 1-3 leaves the tenant on its database, working: the
 // partial copy is dropped and the queue resumed. It writes
 // ActionMoveStarted, then ActionMoved or ActionMoveFailed. Errors:
-// ErrMoveRefused, ErrNoDispatch, placement.ErrUnknownDatabase for a target
-// that is not registered, schema.ErrSchemaExists when the target holds the
-// schema already.
+// ErrMoveRefused (wrapping storage.ErrRegistrationChanged for a target
+// registered again during the move), ErrNoDispatch,
+// placement.ErrUnknownDatabase for a target that is not registered,
+// schema.ErrSchemaExists when the target holds the schema already.
 func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptions) (Moved, error) {
 	opts.DrainTimeout = cmpOr(opts.DrainTimeout, 5*time.Minute)
 	opts.Grace = cmpOr(opts.Grace, 3*time.Second)
@@ -109,7 +112,11 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 	if err != nil {
 		return m, fmt.Errorf("move tenant %s: source: %w", id, err)
 	}
-	dst, err := s.pools.SchemaPool(ctx, to)
+	// The target's registration is recorded with its pool: the switch
+	// happens only while to is still the registration copied to. (The
+	// source's cannot change: a database holding a tenant cannot be
+	// removed, and the switch happens only from it.)
+	dst, toGeneration, err := s.pools.SchemaPoolRegistration(ctx, to)
 	if err != nil {
 		return m, fmt.Errorf("move tenant %s: target: %w", id, err)
 	}
@@ -172,17 +179,20 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 	}
 
 	// 3. Switch, unless the tenant's deletion was requested meanwhile (its
-	// destroy then runs where it is) or another move switched it first:
-	// SetPlacement changes only a running tenant still on from. Either
-	// way the copy goes.
-	moved, err := s.catalog.SetPlacement(ctx, id, from, to)
-	if errors.Is(err, storage.ErrInvalidTransition) || errors.Is(err, storage.ErrPlacementChanged) {
+	// destroy then runs where it is), another move switched it first, or
+	// the target was removed, or removed and registered again (on another
+	// server, say), since its pool was resolved: SetPlacement changes only
+	// a running tenant still on from, onto the registration copied to.
+	// Either way the copy goes.
+	moved, err := s.catalog.SetPlacement(ctx, id, from, to, toGeneration)
+	if errors.Is(err, storage.ErrInvalidTransition) || errors.Is(err, storage.ErrPlacementChanged) ||
+		errors.Is(err, storage.ErrRegistrationChanged) {
 		err = fmt.Errorf("%w: %w", ErrMoveRefused, err)
 	}
 	if errors.Is(err, storage.ErrInvalidationFailed) {
 		// Switched, but other processes may still reach the old database
 		// from their caches: try to publish it again while nothing runs.
-		err = s.propagatePlacement(ctx, id, to, opts)
+		err = s.propagatePlacement(ctx, id, to, toGeneration, opts)
 		if err != nil {
 			keepPaused = true
 			m.Tenant = moved
@@ -223,10 +233,10 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 // propagatePlacement saves the tenant's placement again (the same value)
 // until its cache invalidation is published, for up to opts.DrainTimeout
 // or 30 s, whichever is shorter.
-func (s *Service) propagatePlacement(ctx context.Context, id, to string, opts MoveOptions) error {
+func (s *Service) propagatePlacement(ctx context.Context, id, to string, generation int64, opts MoveOptions) error {
 	deadline := time.Now().Add(min(opts.DrainTimeout, 30*time.Second))
 	for {
-		_, err := s.catalog.SetPlacement(ctx, id, to, to)
+		_, err := s.catalog.SetPlacement(ctx, id, to, to, generation)
 		if err == nil || !errors.Is(err, storage.ErrInvalidationFailed) || time.Now().After(deadline) {
 			return err
 		}

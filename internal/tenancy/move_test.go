@@ -393,8 +393,8 @@ func TestMoveWriteDuringCopyIsNotLost(t *testing.T) {
 // whose cache invalidation is never published.
 type unpropagatedPlacement struct{ storage.Catalog }
 
-func (c unpropagatedPlacement) SetPlacement(ctx context.Context, id, from, to string) (tenantctx.Tenant, error) {
-	t, err := c.Catalog.SetPlacement(ctx, id, from, to)
+func (c unpropagatedPlacement) SetPlacement(ctx context.Context, id, from, to string, generation int64) (tenantctx.Tenant, error) {
+	t, err := c.Catalog.SetPlacement(ctx, id, from, to, generation)
 	if err != nil {
 		return t, err
 	}

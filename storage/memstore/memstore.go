@@ -401,8 +401,9 @@ func (m *Catalog) Databases(_ context.Context) ([]storage.Database, error) {
 	return out, nil
 }
 
-// SetPlacement records the tenant's database, if it is on from.
-func (m *Catalog) SetPlacement(_ context.Context, id, from, to string) (tenantctx.Tenant, error) {
+// SetPlacement records the tenant's database, if it is on from (and, when
+// generation is not 0, to's registration is that one).
+func (m *Catalog) SetPlacement(_ context.Context, id, from, to string, generation int64) (tenantctx.Tenant, error) {
 	if err := tenantctx.ValidateID(id); err != nil {
 		return tenantctx.Tenant{}, fmt.Errorf("set placement: %w: %w", storage.ErrNotFound, err)
 	}
@@ -412,7 +413,8 @@ func (m *Catalog) SetPlacement(_ context.Context, id, from, to string) (tenantct
 	if !ok {
 		return tenantctx.Tenant{}, fmt.Errorf("set placement of tenant %s: %w", id, storage.ErrNotFound)
 	}
-	if _, ok := m.dbs[to]; !ok {
+	d, registered := m.dbs[to]
+	if !registered && generation == 0 {
 		return tenantctx.Tenant{}, fmt.Errorf("set placement of tenant %s: database %.70q: %w", id, to, storage.ErrNotFound)
 	}
 	if t.DatabaseName() != from {
@@ -420,6 +422,10 @@ func (m *Catalog) SetPlacement(_ context.Context, id, from, to string) (tenantct
 	}
 	if t.Status != tenantctx.StatusActive && t.Status != tenantctx.StatusSuspended {
 		return tenantctx.Tenant{}, fmt.Errorf("set placement of tenant %s (%s): %w", id, t.Status, storage.ErrInvalidTransition)
+	}
+	if generation != 0 && d.Generation != generation {
+		return tenantctx.Tenant{}, fmt.Errorf("set placement of tenant %s: database %.70q is registration %d, not %d: %w",
+			id, to, d.Generation, generation, storage.ErrRegistrationChanged)
 	}
 	t.Database = to
 	t.DatabaseGeneration = m.dbs[to].Generation

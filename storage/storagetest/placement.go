@@ -73,7 +73,7 @@ func testPlacement(t *testing.T, c storage.Catalog) {
 		t.Errorf("tenant counts = %v, want main 1, eu-2 1", got)
 	}
 
-	moved, err := c.SetPlacement(ctx, onMain.ID, "main", "eu-2")
+	moved, err := c.SetPlacement(ctx, onMain.ID, "main", "eu-2", gens["eu-2"])
 	if err != nil || moved.Database != "eu-2" || moved.Status != onMain.Status || moved.DatabaseGeneration != gens["eu-2"] {
 		t.Fatalf("SetPlacement = %+v, %v; want on eu-2 (generation %d)", moved, err, gens["eu-2"])
 	}
@@ -87,25 +87,25 @@ func testPlacement(t *testing.T, c storage.Catalog) {
 		t.Errorf("tenant counts after the move = %v, want main 0, eu-2 2", got)
 	}
 	// A second move started from main loses: the tenant is on eu-2 now.
-	if _, err := c.SetPlacement(ctx, onMain.ID, "main", "main"); !errors.Is(err, storage.ErrPlacementChanged) {
+	if _, err := c.SetPlacement(ctx, onMain.ID, "main", "main", 0); !errors.Is(err, storage.ErrPlacementChanged) {
 		t.Errorf("SetPlacement from a stale placement error = %v, want ErrPlacementChanged", err)
 	}
 	if got, err := c.TenantByID(ctx, onMain.ID); err != nil || got.Database != "eu-2" {
 		t.Errorf("placement after a stale SetPlacement = %+v, %v; want eu-2 kept", got, err)
 	}
-	if again, err := c.SetPlacement(ctx, onMain.ID, "eu-2", "eu-2"); err != nil || again.Database != "eu-2" {
+	if again, err := c.SetPlacement(ctx, onMain.ID, "eu-2", "eu-2", 0); err != nil || again.Database != "eu-2" {
 		t.Errorf("SetPlacement of the same placement again = %+v, %v", again, err)
 	}
-	if _, err := c.SetPlacement(ctx, onMain.ID, "eu-2", "nowhere"); !errors.Is(err, storage.ErrNotFound) {
+	if _, err := c.SetPlacement(ctx, onMain.ID, "eu-2", "nowhere", 0); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("SetPlacement(unregistered database) error = %v, want ErrNotFound", err)
 	}
-	if _, err := c.SetPlacement(ctx, tenantctx.NewID(), "main", "eu-2"); !errors.Is(err, storage.ErrNotFound) {
+	if _, err := c.SetPlacement(ctx, tenantctx.NewID(), "main", "eu-2", 0); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("SetPlacement(unknown tenant) error = %v, want ErrNotFound", err)
 	}
 	// A tenant being deleted (or still provisioning) keeps its placement:
 	// its destroy erases where its schema is.
 	leaving := mustCreate(t, ctx, c, tenantctx.StatusDeleting)
-	if _, err := c.SetPlacement(ctx, leaving.ID, "main", "eu-2"); !errors.Is(err, storage.ErrInvalidTransition) {
+	if _, err := c.SetPlacement(ctx, leaving.ID, "main", "eu-2", 0); !errors.Is(err, storage.ErrInvalidTransition) {
 		t.Errorf("SetPlacement(deleting tenant) error = %v, want ErrInvalidTransition", err)
 	}
 	if got, err := c.TenantByID(ctx, leaving.ID); err != nil || got.Database != tenantctx.DefaultDatabase {
@@ -117,10 +117,13 @@ func testPlacement(t *testing.T, c storage.Catalog) {
 // one holding tenants, the catalog's own, and an unknown name are refused.
 func testRemoveDatabase(t *testing.T, c storage.Catalog) {
 	ctx := testContext(t)
+	registered := map[string]storage.Database{}
 	for _, name := range []string{"eu-2", "eu-3"} {
-		if _, err := c.AddDatabase(ctx, name, ""); err != nil {
+		d, err := c.AddDatabase(ctx, name, "")
+		if err != nil {
 			t.Fatalf("AddDatabase(%s): %v", name, err)
 		}
+		registered[name] = d
 	}
 	tn := newTenant(t, tenantctx.StatusActive)
 	tn.Database = "eu-2"
@@ -161,6 +164,12 @@ func testRemoveDatabase(t *testing.T, c storage.Catalog) {
 	if _, err := c.CreateTenant(ctx, gone); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("CreateTenant on a removed database = %v, want ErrNotFound", err)
 	}
+	// Nor moved onto the registration it had (a move that copied a schema
+	// there before the removal).
+	staying := mustCreate(t, ctx, c, tenantctx.StatusActive)
+	if _, err := c.SetPlacement(ctx, staying.ID, tenantctx.DefaultDatabase, "eu-3", registered["eu-3"].Generation); !errors.Is(err, storage.ErrRegistrationChanged) {
+		t.Errorf("SetPlacement onto removed eu-3's registration = %v, want ErrRegistrationChanged", err)
+	}
 
 	// Registered again under the same name, it is a new registration: a
 	// larger generation than any before, which its tenants carry.
@@ -180,6 +189,21 @@ func testRemoveDatabase(t *testing.T, c storage.Catalog) {
 	back, err := c.CreateTenant(ctx, gone)
 	if err != nil || back.DatabaseGeneration != again.Generation {
 		t.Errorf("CreateTenant on eu-3 registered again = %+v, %v; want database generation %d", back, err, again.Generation)
+	}
+	// A switch onto the old registration is refused and changes nothing;
+	// onto the new one, or any (0), it is made.
+	if _, err := c.SetPlacement(ctx, staying.ID, tenantctx.DefaultDatabase, "eu-3", registered["eu-3"].Generation); !errors.Is(err, storage.ErrRegistrationChanged) {
+		t.Errorf("SetPlacement onto eu-3's old registration after it was registered again = %v, want ErrRegistrationChanged", err)
+	}
+	if got, err := c.TenantByID(ctx, staying.ID); err != nil || got.Database != tenantctx.DefaultDatabase {
+		t.Errorf("placement after a refused SetPlacement = %+v, %v; want main kept", got, err)
+	}
+	if moved, err := c.SetPlacement(ctx, staying.ID, tenantctx.DefaultDatabase, "eu-3", again.Generation); err != nil ||
+		moved.Database != "eu-3" || moved.DatabaseGeneration != again.Generation {
+		t.Errorf("SetPlacement onto eu-3's current registration = %+v, %v; want on eu-3 (generation %d)", moved, err, again.Generation)
+	}
+	if moved, err := c.SetPlacement(ctx, staying.ID, "eu-3", tenantctx.DefaultDatabase, 0); err != nil || moved.Database != tenantctx.DefaultDatabase {
+		t.Errorf("SetPlacement onto main, any registration = %+v, %v", moved, err)
 	}
 }
 
