@@ -84,10 +84,21 @@ func testCacheWrites(t *testing.T, newEnv func(t *testing.T) cacheEnv, track ...
 			for _, f := range track {
 				f(a, b)
 			}
-			tn := mustCreateTenant(t, ctx, a, "writes-"+tt.name, tt.from)
+			// A tenant being deleted gets no new key: its key was issued
+			// before its deletion was requested.
+			created := tt.from
+			if created == tenantctx.StatusDeleting {
+				created = tenantctx.StatusActive
+			}
+			tn := mustCreateTenant(t, ctx, a, "writes-"+tt.name, created)
 			key, err := a.CreateAPIKey(ctx, tn.ID)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if created != tt.from {
+				if tn, err = a.SetStatus(ctx, tn.ID, tt.from); err != nil {
+					t.Fatal(err)
+				}
 			}
 			for _, c := range []*storage.Cache{a, b} { // warm both layers of both
 				for range 2 {

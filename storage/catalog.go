@@ -35,6 +35,9 @@ var (
 	// ErrStatusChanged: the tenant's status is not the one the caller
 	// expected (SetStatusFrom's from): another change came first.
 	ErrStatusChanged = errors.New("status changed meanwhile")
+	// ErrTenantDeleting: the tenant is being deleted (its status is
+	// deleting), so it gets no new API key (IssueAPIKey).
+	ErrTenantDeleting = errors.New("tenant is being deleted")
 )
 
 // DefaultPageSize and MaxPageSize bound ListTenants.
@@ -119,7 +122,10 @@ type KeyStore interface {
 	CreateAPIKey(ctx context.Context, tenantID string) (string, error)
 	// IssueAPIKey returns a new key for the tenant ("tk_" and 32 random
 	// bytes in unpadded base64url; the plaintext is returned only here) and
-	// its record; ErrNotFound for an unknown tenant.
+	// its record; ErrNotFound for an unknown tenant, ErrTenantDeleting for
+	// one being deleted. A key is issued either before the tenant's
+	// deletion is requested (its status set to deleting) or not at all,
+	// and DeleteTenant waits for an issuance in progress.
 	IssueAPIKey(ctx context.Context, tenantID string) (APIKey, string, error)
 	// TenantForAPIKey returns the id of the tenant owning key, or
 	// ErrNotFound for an unknown or revoked key. The comparison of the

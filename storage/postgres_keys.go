@@ -20,21 +20,58 @@ func (p *Postgres) CreateAPIKey(ctx context.Context, tenantID string) (string, e
 
 // IssueAPIKey stores the hash and display prefix of a new key for the
 // tenant and returns its record and the key; ErrNotFound when the tenant
-// does not exist.
+// does not exist, ErrTenantDeleting when it is being deleted. See
+// issueAPIKeySQL for how it takes turns with a deletion.
 func (p *Postgres) IssueAPIKey(ctx context.Context, tenantID string) (APIKey, string, error) {
 	if err := tenantctx.ValidateID(tenantID); err != nil {
 		return APIKey{}, "", fmt.Errorf("create api key: %w: %w", ErrNotFound, err)
 	}
 	key, hash := NewAPIKey()
 	k := APIKey{TenantID: tenantID, Prefix: APIKeyDisplayPrefix(key)}
-	if err := p.pool.QueryRow(ctx,
-		`INSERT INTO tenancy.api_keys (tenant_id, key_hash, prefix) VALUES ($1, $2, $3)
-		 RETURNING id, created_at`,
-		tenantID, hash, k.Prefix).Scan(&k.ID, &k.CreatedAt); err != nil {
+	var (
+		status    string
+		id        *int64
+		createdAt *time.Time
+	)
+	if err := p.pool.QueryRow(ctx, issueAPIKeySQL, tenantID, hash, k.Prefix).Scan(&status, &id, &createdAt); err != nil {
 		return APIKey{}, "", fmt.Errorf("create api key for tenant %s: %w", tenantID, translatePgError(err))
 	}
+	if id == nil || createdAt == nil {
+		return APIKey{}, "", fmt.Errorf("create api key for tenant %s (%.40s): %w", tenantID, status, ErrTenantDeleting)
+	}
+	k.ID, k.CreatedAt = *id, *createdAt
 	return k, key, nil
 }
+
+// issueAPIKeySQL is IssueAPIKey's statement: $1 tenant id, $2 key hash, $3
+// display prefix. It share-locks the tenant's row (FOR SHARE) and inserts
+// the key only when the tenant is not being deleted; no row when there is
+// no such tenant, a row without a key when it is being deleted.
+//
+// The lock makes issuance and deletion take turns on the tenant's row. A
+// status change to deleting (SetStatus: FOR NO KEY UPDATE) that came first
+// is waited for, and the status is then read from the changed row, so no
+// key is issued to a tenant whose deletion was requested; one that comes
+// after waits for the key's commit. DeleteTenant locks the row FOR UPDATE
+// before it locks any key: it waits for an issuance in progress, whose key
+// it then locks with the others in id order, and an issuance after it
+// finds no tenant. (The insert's foreign key check alone takes FOR KEY
+// SHARE, which neither waits for a status change nor, before DeleteTenant
+// locked the row first, kept a key out of the keys a deletion had locked:
+// its cascade then deleted that key in the order of its plan, and
+// deadlocked with a flush of it, RecordAPIKeyUse.)
+const issueAPIKeySQL = `
+WITH tenant AS MATERIALIZED (
+	SELECT t.id, t.status
+	  FROM tenancy.tenants AS t
+	 WHERE t.id = $1
+	   FOR SHARE OF t),
+issued AS (
+	INSERT INTO tenancy.api_keys (tenant_id, key_hash, prefix)
+	SELECT tenant.id, $2, $3 FROM tenant WHERE tenant.status <> 'deleting'
+	RETURNING id, created_at)
+SELECT tenant.status, issued.id, issued.created_at
+  FROM tenant LEFT JOIN issued ON true`
 
 // TenantForAPIKey returns the id of the tenant owning an unrevoked key.
 // Malformed keys are refused before any query; the stored hash is compared

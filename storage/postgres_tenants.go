@@ -178,40 +178,45 @@ func (p *Postgres) SetLimits(ctx context.Context, id, plan string, l tenantctx.L
 	return t, nil
 }
 
-// DeleteTenant removes the tenant's row; its API keys go with it (ON DELETE
-// CASCADE), its audit entries stay.
+// DeleteTenant removes the tenant's catalog row and, by the foreign key's
+// cascade, its API keys (the audit log is kept); ErrNotFound for an
+// unknown id.
 //
-// The cascade deletes the keys in the order of its plan, so the statement
-// first locks them in key id order, the order RecordAPIKeyUse and
-// RevokeAPIKeys lock keys in: see deleteTenantSQL.
+// In one transaction, one statement after the other: the tenant's row is
+// locked (FOR UPDATE), which waits for an IssueAPIKey in progress (it holds
+// the row share-locked until its key commits) and makes any later one wait
+// and then find no tenant; then every key of the tenant, the one just
+// issued included, is locked in id order (a statement of its own, so that
+// it sees the keys committed while the first waited), as RecordAPIKeyUse
+// and RevokeAPIKeys lock them; then the row is deleted, and the cascade
+// deletes only keys already locked. Without the ordered lock the cascade
+// locked the keys in the order of its plan and deadlocked (40P01) with a
+// flush of overlapping keys; without the row locked first, a key issued
+// while the keys were being locked escaped them and the cascade deadlocked
+// on it.
 func (p *Postgres) DeleteTenant(ctx context.Context, id string) error {
 	if err := tenantctx.ValidateID(id); err != nil {
 		return fmt.Errorf("delete tenant: %w: %w", ErrNotFound, err)
 	}
-	tag, err := p.pool.Exec(ctx, deleteTenantSQL, id)
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		var one int
+		if err := tx.QueryRow(ctx, `SELECT 1 FROM tenancy.tenants WHERE id = $1 FOR UPDATE`, id).Scan(&one); err != nil {
+			return translatePgError(err)
+		}
+		if _, err := tx.Exec(ctx, `SELECT k.id FROM tenancy.api_keys AS k WHERE k.tenant_id = $1 ORDER BY k.id FOR UPDATE OF k`, id); err != nil {
+			return fmt.Errorf("lock api keys: %w", err)
+		}
+		tag, err := tx.Exec(ctx, `DELETE FROM tenancy.tenants WHERE id = $1`, id)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return ErrNotFound
+		}
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("delete tenant %s: %w", id, err)
 	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("delete tenant %s: %w", id, ErrNotFound)
-	}
 	return nil
 }
-
-// deleteTenantSQL is DeleteTenant's statement. The CTE locks the tenant's
-// keys in id order (MATERIALIZED, as in recordAPIKeyUseSQL); the condition
-// on its count refers to no row of tenants, so it is checked once, before
-// the tenant's row is read and deleted, and the keys are locked before the
-// cascade deletes them. Without it the cascade deadlocked (40P01) with a
-// flush of overlapping keys. A key issued after the locks were taken (only
-// by a concurrent IssueAPIKey) is not among them, and the cascade deletes
-// it as before.
-const deleteTenantSQL = `
-WITH locked AS MATERIALIZED (
-	SELECT k.id
-	  FROM tenancy.api_keys AS k
-	 WHERE k.tenant_id = $1
-	 ORDER BY k.id
-	   FOR UPDATE OF k)
-DELETE FROM tenancy.tenants
- WHERE id = $1 AND (SELECT count(*) FROM locked) >= 0`

@@ -14,8 +14,9 @@ import (
 // IssueKey creates a new API key for the tenant and writes
 // ActionKeyIssued {slug, key_id, prefix}; the key's plaintext exists only
 // in the return value, next to its record. A tenant whose status refuses
-// work (being deleted) gets none: ErrRefused. An unknown tenant is
-// storage.ErrNotFound.
+// work (being deleted) gets none: ErrRefused, also when its deletion is
+// requested while the key is being issued (the catalog refuses it,
+// storage.ErrTenantDeleting). An unknown tenant is storage.ErrNotFound.
 func (s *Service) IssueKey(ctx context.Context, id, actor string) (string, storage.APIKey, error) {
 	t, err := s.catalog.TenantByID(ctx, id)
 	if err != nil {
@@ -25,13 +26,19 @@ func (s *Service) IssueKey(ctx context.Context, id, actor string) (string, stora
 		return "", storage.APIKey{}, err
 	}
 	k, key, err := s.catalog.IssueAPIKey(ctx, id)
+	if errors.Is(err, storage.ErrTenantDeleting) {
+		// The deletion was requested after the check above: the catalog
+		// made no key.
+		return "", storage.APIKey{}, fmt.Errorf("issue api key for tenant %s: %w: %w", id, ErrRefused, err)
+	}
 	if err != nil {
 		return "", storage.APIKey{}, fmt.Errorf("issue api key for tenant %s: %w", id, err)
 	}
 	ctx, cancel := completing(ctx) // issued: check and record it
 	defer cancel()
-	// A deletion requested between the check and the insert: the new key
-	// goes again, and the answer is the refusal the check would have given.
+	// A deletion requested right after the key was made (the catalog
+	// issues none once it is requested): the new key goes again, and the
+	// answer is the refusal a later call would have given.
 	now, err := s.catalog.TenantByID(ctx, id)
 	if err == nil {
 		err = refuseDeleting(now, "issue api key for")

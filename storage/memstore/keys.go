@@ -13,7 +13,7 @@ import (
 
 // IssueAPIKey stores the hash and display prefix of a new key for the
 // tenant and returns its record and the plaintext key, the only time it is
-// ever seen.
+// ever seen; storage.ErrTenantDeleting for a tenant being deleted.
 func (m *Catalog) IssueAPIKey(_ context.Context, tenantID string) (storage.APIKey, string, error) {
 	if err := tenantctx.ValidateID(tenantID); err != nil {
 		return storage.APIKey{}, "", fmt.Errorf("create api key: %w: %w", storage.ErrNotFound, err)
@@ -21,8 +21,12 @@ func (m *Catalog) IssueAPIKey(_ context.Context, tenantID string) (storage.APIKe
 	key, hash := storage.NewAPIKey()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, ok := m.tenants[tenantID]; !ok {
+	t, ok := m.tenants[tenantID]
+	if !ok {
 		return storage.APIKey{}, "", fmt.Errorf("create api key for tenant %s: %w", tenantID, storage.ErrNotFound)
+	}
+	if t.Status == tenantctx.StatusDeleting {
+		return storage.APIKey{}, "", fmt.Errorf("create api key for tenant %s (%s): %w", tenantID, t.Status, storage.ErrTenantDeleting)
 	}
 	m.keySeq++
 	k := storage.APIKey{ID: m.keySeq, TenantID: tenantID, Prefix: storage.APIKeyDisplayPrefix(key), CreatedAt: m.now()}

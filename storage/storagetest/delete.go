@@ -10,11 +10,16 @@ import (
 
 func testDelete(t *testing.T, c storage.Catalog) {
 	ctx := testContext(t)
-	doomed := mustCreate(t, ctx, c, tenantctx.StatusDeleting)
+	// The doomed tenant's key was issued before its deletion was
+	// requested: a tenant being deleted gets no new one.
+	doomed := mustCreate(t, ctx, c, tenantctx.StatusActive)
 	kept := mustCreate(t, ctx, c, tenantctx.StatusActive)
 	doomedKey, err := c.CreateAPIKey(ctx, doomed.ID)
 	if err != nil {
 		t.Fatalf("CreateAPIKey(%s): %v", doomed.ID, err)
+	}
+	if doomed, err = c.SetStatus(ctx, doomed.ID, tenantctx.StatusDeleting); err != nil {
+		t.Fatalf("SetStatus(%s, deleting): %v", doomed.ID, err)
 	}
 	keptKey, err := c.CreateAPIKey(ctx, kept.ID)
 	if err != nil {

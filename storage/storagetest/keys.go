@@ -125,6 +125,15 @@ func testAPIKeyLifecycle(t *testing.T, c storage.Catalog) {
 	if _, _, err := c.IssueAPIKey(ctx, tenantctx.NewID()); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("IssueAPIKey(unknown tenant) = %v, want ErrNotFound", err)
 	}
+	// A tenant being deleted gets no new key: its deletion locked the keys
+	// it has, and a key issued now would escape that.
+	leaving := mustCreate(t, ctx, c, tenantctx.StatusDeleting)
+	if _, _, err := c.IssueAPIKey(ctx, leaving.ID); !errors.Is(err, storage.ErrTenantDeleting) {
+		t.Errorf("IssueAPIKey(deleting tenant) = %v, want ErrTenantDeleting", err)
+	}
+	if keys, err := c.ListAPIKeys(ctx, leaving.ID); err != nil || len(keys) != 0 {
+		t.Errorf("keys of the deleting tenant after a refused IssueAPIKey: %+v, %v; want none", keys, err)
+	}
 
 	list := func(tenantID string) []storage.APIKey {
 		t.Helper()
