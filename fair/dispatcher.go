@@ -512,20 +512,36 @@ var ErrDrained = errors.New("task discarded by a drain of its tenant")
 // has let the task go, and an enqueue that adds the id anew ends it.
 const drainedFor = 10 * time.Minute
 
-// Park is called by a worker that dequeued a task of a tenant it may not
-// run (suspended). When the tenant is held in queue, the task is recorded
-// as parked, with its message as asynq holds it, and Park returns true:
-// the worker hands the task back with asynq.RevokeTask (asynq lets it go
-// without archiving it or counting a retry, also on its last attempt),
-// and releasing the hold moves it back to the front of the tenant's
-// backlog, retry count and enqueue time kept. False means the
-// tenant is not held here (it was resumed since): the caller retries the
-// task soon instead. A task a drain discarded (ErrDrained) is neither.
+// Park is ParkRun without a run token, as a worker of the release before
+// run tokens parks: it ends whatever run of the task id is admitted.
 func (d *Dispatcher) Park(ctx context.Context, queue, taskID, tenantID, typ string) (bool, error) {
+	return d.ParkRun(ctx, queue, taskID, tenantID, typ, "")
+}
+
+// ParkRun is called by a worker that dequeued a task of a tenant it may
+// not run (suspended). When the tenant is held in queue, the task is
+// recorded as parked, with its message as asynq holds it, and ParkRun
+// returns true: the worker hands the task back with asynq.RevokeTask
+// (asynq lets it go without archiving it or counting a retry, also on its
+// last attempt), and releasing the hold moves it back to the front of
+// the tenant's backlog, retry count and enqueue time kept.
+//
+// run names the run the worker's attempt runs under: the task's
+// RunHeader on a first attempt, the token GateRun gave a retry; "" when
+// it knows none. ParkRun then ends that run only: when the dispatcher has
+// admitted a later run of the task id (this attempt's lease ran out and
+// the id came back, so the call is late), it changes nothing and returns
+// false, and the worker lets the attempt end as it would for a tenant not
+// held (asynq ignores the end of an attempt whose lease ran out).
+//
+// False also means the tenant is not held here (it was resumed since):
+// the caller retries the task soon instead. A task a drain discarded
+// (ErrDrained) is neither.
+func (d *Dispatcher) ParkRun(ctx context.Context, queue, taskID, tenantID, typ, run string) (bool, error) {
 	if err := errors.Join(checkQueue(queue), checkTenant(tenantID), checkType(typ)); err != nil {
 		return false, err
 	}
-	args := append(d.common(3), taskID, tenantID, typ)
+	args := append(d.common(4), taskID, tenantID, typ, run)
 	s, err := parkScript.Run(ctx, d.rdb, keys(queue), args...).Text()
 	if err != nil {
 		return false, fmt.Errorf("fair: park task %s of tenant %s: %w", taskID, tenantID, err)

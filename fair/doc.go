@@ -67,7 +67,7 @@
 // Each admission of a task id, and each retry GateRun lets run, is a run
 // with a token of its own: admission puts it into the task's asynq headers
 // (RunHeader), GateRun returns it, and the worker's Report names it
-// (Report.Run). A report frees the slot of the run it names only, so a
-// report delivered late, after the id was admitted again, cannot end the
-// newer run and let its tenant run past MaxRunning.
+// (Report.Run), as does a park (ParkRun). A report or park ends the run it
+// names only, so one delivered late, after the id was admitted again,
+// cannot end the newer run and let its tenant run past MaxRunning.
 package fair

@@ -917,7 +917,8 @@ return admit()
 // parkScript is run by a worker that dequeued a task of a held tenant
 // (the tenant was suspended or paused after the task was admitted).
 //
-//	ARGV[10] task id, ARGV[11] tenant, ARGV[12] type.
+//	ARGV[10] task id, ARGV[11] tenant, ARGV[12] type, ARGV[13] the run
+//	token the worker's attempt runs under ('' or absent: none known).
 //
 // When the tenant is still held, the task leaves the admitted set and is
 // recorded as parked with its message (parkRecord: the worker then hands
@@ -926,13 +927,27 @@ return admit()
 // releasing the hold brings it back to the front of the backlog once
 // asynq has let it go. Otherwise 'free'.
 //
+// With a run token, the call ends only that run: when the admission
+// record names another run (the id was admitted again, or a retry of it
+// let run at the gate, after this attempt's lease ran out: the call came
+// late), nothing changes and 'stale' is returned. Ending that run would
+// free its slot while it runs, and parking the task would record the new
+// run's message, which the release would then run a second time. Without
+// a token (a worker of an earlier release) whatever run of the id is
+// admitted is ended, as before.
+//
 // A task a drain discarded while its worker was handing it back, which
 // asynq brought back to a worker all the same (P..'drained'), is neither
 // parked nor run: 'drained' is returned, and the worker hands it back.
 var parkScript = redis.NewScript(prelude + `
-local id, t, typ = ARGV[10], ARGV[11], ARGV[12]
+local id, t, typ, run = ARGV[10], ARGV[11], ARGV[12], ARGV[13] or ''
 if discarded(id) and redis.call('HEXISTS', P .. 'adm', id) == 0 then return 'drained' end
 if not held(t) then return 'free' end
+local meta = redis.call('HGET', P .. 'adm', id)
+if meta and run ~= '' then
+  local tok = fields(meta, 5)[6] or ''
+  if tok ~= '' and tok ~= run then return 'stale' end
+end
 -- It will be admitted (and charged) again on release: refund this time.
 local ft, _, est, enq, w = finish(id)
 if ft then charge(ft, -est / w) end

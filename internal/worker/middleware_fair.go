@@ -17,11 +17,12 @@ type CostReporter interface {
 	Report(fair.Report)
 }
 
-// Parker parks a dequeued task of a held tenant (fair.Dispatcher.Park),
-// and a retried task its tenant's running cap has no room for
-// (fair.Dispatcher.GateRun, which names the run of a retry it lets run).
+// Parker parks a dequeued task of a held tenant (fair.Dispatcher.ParkRun,
+// which ends only the run it names), and a retried task its tenant's
+// running cap has no room for (fair.Dispatcher.GateRun, which names the
+// run of a retry it lets run).
 type Parker interface {
-	Park(ctx context.Context, queue, taskID, tenantID, typ string) (bool, error)
+	ParkRun(ctx context.Context, queue, taskID, tenantID, typ, run string) (bool, error)
 	GateRun(ctx context.Context, queue, taskID, tenantID, typ string) (parked bool, run string, err error)
 }
 
@@ -75,13 +76,39 @@ func ReportCost(r CostReporter) asynq.MiddlewareFunc {
 // Parked, the task waits in the dispatcher until the tenant resumes and
 // asynq lets it go (ErrTenantHeld wraps asynq.RevokeTask: not retried, not
 // archived, also on its last attempt); otherwise (the tenant was resumed
-// meanwhile, or Redis failed) it is retried soon like any waiting task. A
-// task a drain discarded (fair.ErrDrained) is handed back unrun
-// (ErrTaskDrained).
-func park(ctx context.Context, p Parker, env Envelope, notReady error) error {
+// meanwhile, the call came after a later run of the task id was admitted,
+// or Redis failed) it is retried soon like any waiting task. A task a
+// drain discarded (fair.ErrDrained) is handed back unrun (ErrTaskDrained).
+//
+// The park names the run the attempt runs under, so that a late call
+// cannot end a later run of the task id: on a first attempt the run its
+// admission wrote into the task's headers; a retry's is the gate's, so a
+// retry (and a first attempt whose message names no run: see gateRetry)
+// asks the gate first (which parks it itself when it was not
+// admitted), and its report names the gate's run too. A retry whose gate
+// fails parks without a run, as before run tokens.
+func park(ctx context.Context, p Parker, t *asynq.Task, env Envelope, notReady error) error {
 	id, _ := asynq.GetTaskID(ctx)
 	queue, _ := asynq.GetQueueName(ctx)
-	parked, err := p.Park(ctx, queue, id, env.TenantID, env.Type)
+	run := t.Headers()[fair.RunHeader]
+	if n, _ := asynq.GetRetryCount(ctx); n > 0 || run == "" {
+		parked, gated, err := p.GateRun(ctx, queue, id, env.TenantID, env.Type)
+		switch {
+		case errors.Is(err, fair.ErrDrained):
+			return ErrTaskDrained
+		case err != nil:
+			LoggerFromContext(ctx).WarnContext(ctx, "fair dispatch: could not gate a retried task of a suspended tenant; parking it without its run", slog.String("error", err.Error()))
+			run = ""
+		case parked:
+			return ErrTenantHeld
+		default:
+			run = gated
+			if to, ok := ctx.Value(runKey{}).(*string); ok && run != "" {
+				*to = run
+			}
+		}
+	}
+	parked, err := p.ParkRun(ctx, queue, id, env.TenantID, env.Type, run)
 	if errors.Is(err, fair.ErrDrained) {
 		return ErrTaskDrained
 	}

@@ -29,11 +29,11 @@ type slowParker struct {
 	unblock chan struct{}
 }
 
-func (p *slowParker) Park(ctx context.Context, queue, taskID, tenantID, typ string) (bool, error) {
+func (p *slowParker) ParkRun(ctx context.Context, queue, taskID, tenantID, typ, run string) (bool, error) {
 	if _, err := p.d.Hold(ctx, tenantID, fair.Suspended, queue); err != nil {
 		return false, err
 	}
-	ok, err := p.d.Park(ctx, queue, taskID, tenantID, typ)
+	ok, err := p.d.ParkRun(ctx, queue, taskID, tenantID, typ, run)
 	p.parked <- taskID
 	<-p.unblock
 	return ok, err

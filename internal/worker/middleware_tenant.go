@@ -60,7 +60,7 @@ func ResolveTenant(catalog storage.TenantStore, parker Parker) asynq.MiddlewareF
 			}
 			if err := admit(env, tenant); err != nil {
 				if parker != nil && errors.Is(err, ErrTenantNotReady) && tenant.Status == tenantctx.StatusSuspended {
-					return park(ctx, parker, env, err)
+					return park(ctx, parker, t, env, err)
 				}
 				return err
 			}
