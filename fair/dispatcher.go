@@ -50,9 +50,13 @@ type Config struct {
 	// MaxAdmit bounds the tasks one script call moves into asynq. 0 means
 	// DefaultMaxAdmit.
 	MaxAdmit int
-	// Lease is how long an admitted task counts against its tenant before
-	// the dispatcher checks asynq's state of it again (a worker killed
-	// before it reported the task). 0 means DefaultLease.
+	// Lease is asynq's lease of a running task as the dispatcher assumes
+	// it: how long an admitted task counts against its tenant before the
+	// dispatcher checks asynq's state of it again (a worker killed before
+	// it reported the task), and, with half as much again, how long after
+	// a park the worker's hand-back of the task may still reach Redis
+	// (ParkRun): a parked task is not released before. It must not be
+	// shorter than asynq's (30 s). 0 means DefaultLease.
 	Lease time.Duration
 	// DefaultCost is the estimated cost of a task type before one was
 	// measured. 0 means DefaultCost.
@@ -524,7 +528,13 @@ func (d *Dispatcher) Park(ctx context.Context, queue, taskID, tenantID, typ stri
 // returns true: the worker hands the task back with asynq.RevokeTask
 // (asynq lets it go without archiving it or counting a retry, also on its
 // last attempt), and releasing the hold moves it back to the front of
-// the tenant's backlog, retry count and enqueue time kept.
+// the tenant's backlog, retry count and enqueue time kept. It comes back
+// only once the hand-back can no longer arrive: asynq sends a hand-back
+// whose Redis call failed again until the attempt's lease runs out, and
+// applied after a new run of the id was admitted and taken, it would
+// delete that run from asynq's lists. So a task asynq let go is released
+// no earlier than one and a half leases (Config.Lease: 45 s) after the
+// park, by the first heartbeat or release after that.
 //
 // run names the run the worker's attempt runs under: the task's
 // RunHeader on a first attempt, the token GateRun gave a retry; "" when
@@ -559,13 +569,13 @@ func (d *Dispatcher) ParkRun(ctx context.Context, queue, taskID, tenantID, typ, 
 // returns false. Otherwise (the tenant is at its cap, held, or being
 // drained) the task is recorded as parked, with its message, and Gate
 // returns true: the worker hands it back with asynq.RevokeTask (no retry
-// counted, not archived on its last attempt), and the next heartbeat puts
-// it at the front of the tenant's backlog, from where admission runs it
-// in turn. A worker also asks it about a first attempt whose message
-// names no run (RunHeader): a task parked here that asynq put back into
-// its pending list instead of letting it go, which would otherwise run
-// past the gate and again once released. A task a drain discarded fails
-// with ErrDrained.
+// counted, not archived on its last attempt), and a heartbeat puts it at
+// the front of the tenant's backlog (as for ParkRun, once its hand-back can
+// no longer arrive), from where admission runs it in turn. A worker also
+// asks it about a first attempt whose message names no run (RunHeader): a
+// task parked here that asynq put back into its pending list instead of
+// letting it go, which would otherwise run past the gate and again once
+// released. A task a drain discarded fails with ErrDrained.
 func (d *Dispatcher) Gate(ctx context.Context, queue, taskID, tenantID, typ string) (parked bool, err error) {
 	parked, _, err = d.GateRun(ctx, queue, taskID, tenantID, typ)
 	return parked, err
@@ -618,7 +628,8 @@ func (d *Dispatcher) Hold(ctx context.Context, tenantID string, reason Reason, q
 // handing back to asynq is released by retrying for up to a second; the
 // count of those that could not be released yet is returned (once asynq
 // has let them go, any worker's next heartbeat, Serve, puts them back in
-// the backlog).
+// the backlog). A task parked less than ParkRun's hand-back time ago is
+// not counted: the first heartbeat after that time releases it.
 func (d *Dispatcher) Release(ctx context.Context, tenantID string, reason Reason, queues ...string) (int, error) {
 	var stuck int
 	var err error

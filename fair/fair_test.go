@@ -1175,6 +1175,14 @@ func enqueueBacklog(t *testing.T, b bundle, tenant string, n int) {
 	}
 }
 
+// afterHandBack lets pass the time after a park within which the worker's
+// hand-back of the task to asynq may still arrive (one and a half leases,
+// ParkRun): only after it does a release or heartbeat bring back a parked
+// task asynq has let go.
+func afterHandBack(b bundle) {
+	b.clock.Advance(fair.DefaultLease*3/2 + time.Second)
+}
+
 // holdAndPark holds tenant for reason and parks its dequeued task id, as
 // a worker does that dequeued it while the hold was being made.
 func holdAndPark(t *testing.T, b bundle, tenant, id string, reason fair.Reason) {

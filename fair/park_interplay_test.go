@@ -117,6 +117,7 @@ func TestKeptTaskAdmittedAgainRunsUnderItsNewRun(t *testing.T) {
 	parkedRun, _ := runHeaderOf(t, b, id)
 	holdAndPark(t, b, tn, id, fair.Suspended)
 	done(t, b, id) // asynq.RevokeTask: asynq deletes the task
+	afterHandBack(b)
 	if n, err := b.d.Release(ctx, tn, fair.Suspended, q); err != nil || n != 0 {
 		t.Fatalf("Release = %d, %v", n, err)
 	}

@@ -90,6 +90,7 @@ func TestParkedTaskKeepsItsMessage(t *testing.T) {
 	if s := stats(t, b, tn); s.Parked != 1 {
 		t.Fatalf("a heartbeat released a held tenant's parked task: %+v", s)
 	}
+	afterHandBack(b)
 	if n, err := b.d.Release(ctx, tn, fair.Suspended, q); err != nil || n != 0 {
 		t.Fatalf("Release = %d, %v", n, err)
 	}

@@ -181,6 +181,7 @@ func TestKeptParkedTaskIsOutOfThePreviousReleasesSight(t *testing.T) {
 	if !res[0].Existing || res[0].State != "pending" {
 		t.Fatalf("enqueue of the parked task's id: %+v; want it found waiting", res[0])
 	}
+	afterHandBack(b)
 	if n, err := b.d.Release(ctx, held, fair.Suspended, q); err != nil || n != 0 {
 		t.Fatalf("Release = %d, %v", n, err)
 	}
@@ -222,6 +223,7 @@ func TestKeptParkedTaskIsOutOfThePreviousReleasesSight(t *testing.T) {
 	requireKeptOnly(t, b, busy, r)
 	oldHeartbeat(t, b)
 	requireKeptOnly(t, b, busy, r)
+	afterHandBack(b)
 	if err := b.d.Heartbeat(ctx, q, "w1", 1, time.Minute); err != nil {
 		t.Fatal(err)
 	}
@@ -360,6 +362,7 @@ func TestOldFormatParkedRecordIsStillReleased(t *testing.T) {
 	if !kept || !keptT || parked {
 		t.Fatalf("parked again with its message: in kept: %v, keptt %v, parked: %v; want only in kept:", kept, keptT, parked)
 	}
+	afterHandBack(b)
 	if _, err := b.d.Release(ctx, again, fair.Suspended, q); err != nil {
 		t.Fatal(err)
 	}

@@ -39,6 +39,8 @@ import "github.com/redis/go-redis/v9"
 //	P..'kept:'..tenant HASH task id -> type \t enqueue time (ms) \t asynq message: tasks parked while held or at
 //	                 the running cap whose message is kept here (asynq let the task go, or is letting it go)
 //	P..'keptt'       SET tenants with records in kept: (the heartbeat releases those no longer held)
+//	P..'hb'          ZSET task id parked with its message -> until when (ms) the worker's hand-back of it
+//	                 to asynq may still arrive (see HANDBACK); the heartbeat trims what is past
 //	P..'parked:'..tenant HASH task id -> type \t enqueue time (ms): tasks parked in asynq's retry set (by the
 //	                 previous release, or parked when asynq did not hold them as active); the previous
 //	                 release's scripts read only these, and drop a record whose task asynq no longer has,
@@ -68,6 +70,16 @@ local MAX_ADMIT = tonumber(ARGV[7])
 local PENDING_US = tonumber(ARGV[8])
 local MAX_PER_SLOT = tonumber(ARGV[9])
 local SEP = '\t'
+-- HANDBACK is how long after a worker parked a task with its message
+-- (park) asynq may still send the worker's hand-back of it: asynq retries
+-- a hand-back whose Redis call failed (go-redis sends a timed-out script
+-- again) until the attempt's lease runs out, and the lease (asynq's 30 s,
+-- LEASE) may have been extended just before the hand-back began. Half as
+-- much again covers the park call's own latency and the clocks of the
+-- processes that park and release. Applied after the task was released,
+-- admitted and taken by a worker again, that hand-back would delete the
+-- new run from asynq's lists: releaseParked waits it out.
+local HANDBACK = LEASE + math.floor(LEASE / 2)
 -- RUN_ENTRY starts the map entry {1: 'fair-run', 2: token} of asynq's
 -- message headers (field 15) that names the run an admission starts
 -- (RunHeader in dispatcher.go).
@@ -317,6 +329,7 @@ local function park(t, id, typ, enq)
     redis.call('HDEL', parkedKey(t), id)
     redis.call('HSET', keptKey(t), id, rec)
     redis.call('SADD', P .. 'keptt', t)
+    redis.call('ZADD', P .. 'hb', NOW + HANDBACK, id)
   else
     redis.call('HDEL', keptKey(t), id)
     redis.call('HSET', parkedKey(t), id, rec)
@@ -350,13 +363,17 @@ end
 -- holds it as active, so asynq's own script that ends the attempt cannot
 -- delete a run of the id admitted meanwhile. One whose id lives again in
 -- the dispatcher (enqueued anew while parked) is dropped: that task
--- stands for it. Both hashes of parked records are worked through
--- (kept: and parked:, see park); a tenant with nothing left in one
--- leaves its set of tenants (keptt, parkedt).
+-- stands for it. A task asynq let go within HANDBACK of its park stays
+-- parked until then (not counted as still running): the worker's
+-- hand-back, applied already, may still come again and would delete a
+-- run of the id admitted meanwhile; the heartbeat releases it after. Both
+-- hashes of parked records are worked through (kept: and parked:, see
+-- park); a tenant with nothing left in one leaves its set of tenants
+-- (keptt, parkedt).
 local function releaseParked(t)
   local released, active = 0, 0
   for _, h in ipairs({ { keptKey(t), P .. 'keptt' }, { parkedKey(t), P .. 'parkedt' } }) do
-    local hk, set, stuck = h[1], h[2], 0
+    local hk, set, stuck, later = h[1], h[2], 0, 0
     local parked = redis.call('HGETALL', hk)
     for i = #parked - 1, 1, -2 do
       local id, pf = parked[i], fields(parked[i + 1], 2)
@@ -371,6 +388,8 @@ local function releaseParked(t)
         released = released + 1
       elseif st == 'active' then
         stuck = stuck + 1
+      elseif kept and not st and num(redis.call('ZSCORE', P .. 'hb', id), 0) > NOW then
+        later = later + 1
       elseif kept and (not st or st == 'archived') and redis.call('HEXISTS', P .. 'msg', id) == 0
           and redis.call('HEXISTS', P .. 'adm', id) == 0 then
         if st then
@@ -378,13 +397,14 @@ local function releaseParked(t)
           redis.call('DEL', key)
         end
         redis.call('HDEL', hk, id)
+        redis.call('ZREM', P .. 'hb', id)
         wait(t, id, typ, kept, enq)
         released = released + 1
       else
         redis.call('HDEL', hk, id)
       end
     end
-    if stuck == 0 then redis.call('SREM', set, t) end
+    if stuck + later == 0 then redis.call('SREM', set, t) end
     active = active + stuck
   end
   return released, active
@@ -870,6 +890,7 @@ end
 local sum = 0
 for _, v in ipairs(redis.call('HVALS', P .. 'conc')) do sum = sum + num(v, 0) end
 redis.call('SET', P .. 'cap', sum)
+redis.call('ZREMRANGEBYSCORE', P .. 'hb', '-inf', NOW)
 -- Parked tasks of tenants no longer held that asynq still held as active
 -- when their hold was lifted, and retries parked at the running cap: once
 -- asynq let them go (or has them in its retry set) they go back to their
@@ -925,7 +946,8 @@ return admit()
 // it back with asynq.RevokeTask, and asynq lets it go without archiving it
 // or counting a retry, also on its last attempt) and 'parked' is returned;
 // releasing the hold brings it back to the front of the backlog once
-// asynq has let it go. Otherwise 'free'.
+// asynq has let it go (and its hand-back can no longer come again,
+// releaseParked). Otherwise 'free'.
 //
 // With a run token, the call ends only that run: when the admission
 // record names another run (the id was admitted again, or a retry of it
@@ -968,8 +990,9 @@ return 'parked'
 // (parkRecord), 'parked' is returned (the worker hands it back with
 // asynq.RevokeTask: no retry counted, not archived on its last attempt),
 // and the next heartbeat of any worker (or the tenant's release) puts it
-// at the front of the tenant's backlog once asynq has let it go, from
-// where it is admitted in turn, under the cap.
+// at the front of the tenant's backlog once asynq has let it go (and its
+// hand-back can no longer come again, releaseParked), from where it is
+// admitted in turn, under the cap.
 //
 // A task that may run ('admitted' or 'run') gets a run token of its own,
 // returned after a tab, which its report names. An admitted task's record

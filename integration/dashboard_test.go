@@ -140,7 +140,9 @@ func TestDashboardRunsTaskInItsOwnTenant(t *testing.T) {
 	if status, body := s.api(http.MethodPost, "/admin/tenants/"+held.ID+"/resume", "", adminToken, nil); status != http.StatusOK {
 		t.Fatalf("resume %s: %d %s", held.Slug, status, body)
 	}
-	eventually(t, 30*time.Second, 100*time.Millisecond, held.Slug+"'s tasks run after it resumed", completed(held))
+	// A parked task comes back once its hand-back to asynq can no longer
+	// arrive, 45 s after it was parked (README, "Parking").
+	eventually(t, 90*time.Second, 100*time.Millisecond, held.Slug+"'s tasks run after it resumed", completed(held))
 	for _, a := range all {
 		foreign := tns[1-a.tn.N]
 		status, pdf := s.api(http.MethodGet, fmt.Sprintf("/v1/invoices/%d/pdf", a.invoice), a.tn.host(), a.tn.Key, nil)
