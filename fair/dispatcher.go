@@ -405,7 +405,10 @@ type Report struct {
 // are freed, their tenants are charged what the attempts actually cost
 // (correcting the estimate charged at admission), the cost estimates learn
 // from them, and the queue is refilled. Reports of tasks the dispatcher
-// did not admit (asynq retries) are charged in full.
+// did not admit (asynq retries) are charged in full. A report of a run the
+// lease check ended before it came (Report.Run) corrects that run's
+// estimate like any other: the tenant pays the run once, its measured
+// cost.
 //
 // A report that names its run (Report.Run) ends that run only. Otherwise
 // each call is applied as it comes: a caller that calls again after an
@@ -743,7 +746,10 @@ const drainStep = 5000
 
 // Forget removes everything the dispatcher keeps of an erased tenant in
 // each queue (its state, backlog, hold reasons, cost estimates). Tasks of
-// the tenant still in asynq are not touched.
+// the tenant still in asynq are not touched. What the dispatcher keeps by
+// task id or run rather than by tenant (a parked task's hand-back time, the
+// estimate of a run the lease check ended, for its late report) expires on
+// its own, within the hour.
 func (d *Dispatcher) Forget(ctx context.Context, tenantID string, queues ...string) error {
 	if err := checkTenant(tenantID); err != nil {
 		return err

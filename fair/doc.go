@@ -70,5 +70,7 @@
 // (RunHeader), GateRun returns it, and the worker's Report names it
 // (Report.Run), as does a park (ParkRun). A report or park ends the run it
 // names only, so one delivered late, after the id was admitted again,
-// cannot end the newer run and let its tenant run past MaxRunning.
+// cannot end the newer run and let its tenant run past MaxRunning. A late
+// report of a run the lease check ended corrects that run's estimate:
+// the tenant pays each run once.
 package fair

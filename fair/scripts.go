@@ -34,6 +34,8 @@ import "github.com/redis/go-redis/v9"
 //	                 (the estimate was charged over it; absent: the tenant's weight now) \t run token
 //	                 (absent: a record of an earlier release, ended by any report of the id)
 //	P..'gen'         STRING the last run token handed out (admit() and gateScript take the next ones)
+//	P..'lr:'..token  STRING task id \t estimate (us) \t weight charged at, of the run the lease check ended
+//	                 before its report came (expires after LATE_MS; see reap)
 //	P..'dl'          ZSET admitted task id -> check-again time (ms)
 //	P..'hold'        HASH tenant -> hold reasons ('s' suspended, 'p' paused)
 //	P..'kept:'..tenant HASH task id -> type \t enqueue time (ms) \t asynq message: tasks parked while held or at
@@ -80,6 +82,10 @@ local SEP = '\t'
 -- admitted and taken by a worker again, that hand-back would delete the
 -- new run from asynq's lists: releaseParked waits it out.
 local HANDBACK = LEASE + math.floor(LEASE / 2)
+-- LATE_MS is how long the estimate of a run the lease check ended is kept
+-- for its late report (reporterTTL in dispatcher.go: a Reporter gives up
+-- on a batch well before).
+local LATE_MS = 3600000
 -- RUN_ENTRY starts the map entry {1: 'fair-run', 2: token} of asynq's
 -- message headers (field 15) that names the run an admission starts
 -- (RunHeader in dispatcher.go).
@@ -241,9 +247,9 @@ local function chargedWeight(f, t)
 end
 
 -- finish drops an admitted task's accounting; it returns its tenant, type,
--- estimated cost, enqueue time (ms; nil when not recorded) and the weight
--- the estimate was charged over, or nil when the task was not admitted
--- (any more).
+-- estimated cost, enqueue time (ms; nil when not recorded), the weight
+-- the estimate was charged over and its run token (nil when not
+-- recorded), or nil when the task was not admitted (any more).
 local function finish(id)
   local meta = redis.call('HGET', P .. 'adm', id)
   if not meta then return nil end
@@ -251,7 +257,7 @@ local function finish(id)
   redis.call('ZREM', P .. 'dl', id)
   local f = fields(meta, 5)
   redis.call('SREM', P .. 'run:' .. f[1], id)
-  return f[1], f[2], num(f[3], 0), num(f[4], nil), chargedWeight(f, f[1])
+  return f[1], f[2], num(f[3], 0), num(f[4], nil), chargedWeight(f, f[1]), f[6]
 end
 
 -- wait puts a task back at the front of its tenant's backlog.
@@ -413,6 +419,12 @@ end
 -- reap checks admitted tasks whose lease ran out: still pending or active
 -- in asynq, they get another lease; otherwise (finished, retrying, deleted
 -- without a report from a worker, e.g. after kill -9) their slot is freed.
+-- The estimate charged at admission stays charged: the run's cost is not
+-- known. Its report may still come (late: sent again after a Redis
+-- error, or the attempt ended just before the lease ran out); P..'lr:'
+-- keeps the estimate under the run's token for it, so that the report
+-- charges the difference to its measured cost (completeScript), not the
+-- whole cost on top.
 local function reap(max)
   local ids = redis.call('ZRANGEBYSCORE', P .. 'dl', '-inf', NOW, 'LIMIT', 0, max)
   for _, id in ipairs(ids) do
@@ -420,8 +432,13 @@ local function reap(max)
     if st == 'pending' or st == 'active' then
       redis.call('ZADD', P .. 'dl', NOW + LEASE, id)
     else
-      local t = finish(id)
-      if t then reconsider(t) end
+      local t, _, est, _, w, tok = finish(id)
+      if t then
+        if tok and tok ~= '' and est > 0 then
+          redis.call('SET', P .. 'lr:' .. tok, id .. SEP .. fmt(est) .. SEP .. fmt(w), 'PX', LATE_MS)
+        end
+        reconsider(t)
+      end
     end
   end
 end
@@ -739,10 +756,17 @@ return { 'ok', res, admit() }
 // record is of that run: a report of an earlier run of the id (sent late,
 // after its lease ran out and the id was admitted again, or after asynq's
 // retry of it took a slot at the gate) leaves the run admitted since in
-// place, and is charged in full like a report of a task not admitted. A
-// report without a token (Dispatcher.Complete, a worker of a release
-// before run tokens) and a record without one (admitted by such a
+// place. A report without a token (Dispatcher.Complete, a worker of a
+// release before run tokens) and a record without one (admitted by such a
 // release) end whatever run of the id is admitted, as before.
+//
+// The tenant pays each run once, its measured cost when it is reported:
+// the estimate charged at admission is corrected by the report of that
+// run, also when the lease check ended the run before the report came
+// (reap kept the estimate under the run's token, P..'lr:'). A report of a
+// run whose estimate is known to no one (a retry the gate let run, a
+// report without a token whose run the lease check ended) is charged in
+// full.
 //
 // A batch from a Reporter is applied at most once: P..'rep:'..reporter
 // holds the highest sequence number of that reporter's batches applied in
@@ -769,12 +793,13 @@ local byType, all = {}, {}
 for i = 0, n - 1 do
   local b = 14 + i * 5
   local id, t, typ, cost, run = ARGV[b], ARGV[b + 1], ARGV[b + 2], num(ARGV[b + 3], 0), ARGV[b + 4]
-  local est, w = 0, nil
+  local est, w, ended = 0, nil, false
   if not seen[id] and redis.call('HGET', A .. 't:' .. id, 'state') ~= 'pending' then
     local meta = redis.call('HGET', P .. 'adm', id)
     local f = meta and fields(meta, 5)
     if f and run ~= '' and (f[6] or '') ~= '' and f[6] ~= run then f = nil end
     if f then
+      ended = true
       seen[id] = true
       done[#done + 1] = id
       runs[f[1]] = runs[f[1]] or {}
@@ -783,6 +808,18 @@ for i = 0, n - 1 do
       -- The correction goes over the weight the estimate was charged
       -- over: a weight changed meanwhile must not turn it into a gain.
       w = num(f[5], nil)
+      if w and w < 1 then w = 1 end
+    end
+  end
+  if not ended and run ~= '' then
+    -- A run the lease check ended before this report came: its estimate
+    -- was charged at admission, and this report corrects it (once).
+    local late = redis.call('GET', P .. 'lr:' .. run)
+    local lf = late and fields(late, 2)
+    if lf and lf[1] == id then
+      redis.call('DEL', P .. 'lr:' .. run)
+      est = num(lf[2], 0)
+      w = num(lf[3], nil)
       if w and w < 1 then w = 1 end
     end
   end
