@@ -2,6 +2,7 @@ package fair_test
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -196,5 +197,42 @@ func TestScriptsRunOnMiniredis(t *testing.T) {
 	}
 	if n, err := b.d.Drain(ctx, "tn_mini", q); err != nil || n.Total() != 3 {
 		t.Fatalf("drain = %+v, %v", n, err)
+	}
+
+	// A park under a run, its release once the hand-back time is over (a
+	// lease of 100 ms: 150 ms), back between an older and a newer waiting
+	// task (enqueued by clocks a minute and two ahead).
+	lease := fair.Config{MinPending: 1, Lease: 100 * time.Millisecond}
+	ahead := func(d time.Duration) *fair.Dispatcher {
+		c := lease
+		c.Now = func() time.Time { return time.Now().Add(d) }
+		return fair.New(rdb, c)
+	}
+	b = bundle{rdb: rdb, d: fair.New(rdb, lease)}
+	const tn = "tn_mini_park"
+	p := fair.Policy{Weight: 1, MaxRunning: 1}
+	if _, err := ahead(time.Minute).Enqueue(ctx, tn, p, []fair.Task{task(tn, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	id := dequeue(t, b)
+	enqueue(t, b, tn, p, 0, 1)
+	if _, err := ahead(2*time.Minute).Enqueue(ctx, tn, p, []fair.Task{task(tn, 2)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.d.Hold(ctx, tn, fair.Paused, q); err != nil {
+		t.Fatal(err)
+	}
+	run, _ := runHeaderOf(t, b, id)
+	if ok, err := b.d.ParkRun(ctx, q, id, tn, "invoice:pdf", run); err != nil || !ok || run == "" {
+		t.Fatalf("ParkRun(%q) = %v, %v", run, ok, err)
+	}
+	done(t, b, id)
+	time.Sleep(200 * time.Millisecond)
+	if _, err := b.d.Release(ctx, tn, fair.Paused, q); err != nil {
+		t.Fatal(err)
+	}
+	order := runAll(t, b, tn)
+	if want := []string{task(tn, 0).Message.ID, id, task(tn, 2).Message.ID}; !slices.Equal(order, want) {
+		t.Fatalf("ran %v, want %v", order, want)
 	}
 }

@@ -530,14 +530,14 @@ func (d *Dispatcher) Park(ctx context.Context, queue, taskID, tenantID, typ stri
 // recorded as parked, with its message as asynq holds it, and ParkRun
 // returns true: the worker hands the task back with asynq.RevokeTask
 // (asynq lets it go without archiving it or counting a retry, also on its
-// last attempt), and releasing the hold moves it back to the front of
-// the tenant's backlog, retry count and enqueue time kept. It comes back
-// only once the hand-back can no longer arrive: asynq sends a hand-back
-// whose Redis call failed again until the attempt's lease runs out, and
-// applied after a new run of the id was admitted and taken, it would
-// delete that run from asynq's lists. So a task asynq let go is released
-// no earlier than one and a half leases (Config.Lease: 45 s) after the
-// park, by the first heartbeat or release after that.
+// last attempt), and releasing the hold moves it back into the tenant's
+// backlog, at its place by enqueue time, retry count and enqueue time
+// kept. It comes back only once the hand-back can no longer arrive: asynq
+// sends a hand-back whose Redis call failed again until the attempt's
+// lease runs out, and applied after a new run of the id was admitted and
+// taken, it would delete that run from asynq's lists. So a task asynq let
+// go is released no earlier than one and a half leases (Config.Lease:
+// 45 s) after the park, by the first heartbeat or release after that.
 //
 // run names the run the worker's attempt runs under: the task's
 // RunHeader on a first attempt, the token GateRun gave a retry; "" when
@@ -572,13 +572,14 @@ func (d *Dispatcher) ParkRun(ctx context.Context, queue, taskID, tenantID, typ, 
 // returns false. Otherwise (the tenant is at its cap, held, or being
 // drained) the task is recorded as parked, with its message, and Gate
 // returns true: the worker hands it back with asynq.RevokeTask (no retry
-// counted, not archived on its last attempt), and a heartbeat puts it at
-// the front of the tenant's backlog (as for ParkRun, once its hand-back can
-// no longer arrive), from where admission runs it in turn. A worker also
-// asks it about a first attempt whose message names no run (RunHeader): a
-// task parked here that asynq put back into its pending list instead of
-// letting it go, which would otherwise run past the gate and again once
-// released. A task a drain discarded fails with ErrDrained.
+// counted, not archived on its last attempt), and a heartbeat puts it back
+// into the tenant's backlog, in front of the tasks waiting when it was
+// parked (as for ParkRun, once its hand-back can no longer arrive), from
+// where admission runs it in turn. A worker also asks it about a first
+// attempt whose message names no run (RunHeader): a task parked here that
+// asynq put back into its pending list instead of letting it go, which
+// would otherwise run past the gate and again once released. A task a
+// drain discarded fails with ErrDrained.
 func (d *Dispatcher) Gate(ctx context.Context, queue, taskID, tenantID, typ string) (parked bool, err error) {
 	parked, _, err = d.GateRun(ctx, queue, taskID, tenantID, typ)
 	return parked, err
@@ -626,13 +627,14 @@ func (d *Dispatcher) Hold(ctx context.Context, tenantID string, reason Reason, q
 }
 
 // Release removes reason from the tenant's hold in each queue. Once no
-// reason is left, tasks parked while it was held go back to the front of
-// its backlog and admission resumes. A parked task that a worker is still
-// handing back to asynq is released by retrying for up to a second; the
-// count of those that could not be released yet is returned (once asynq
-// has let them go, any worker's next heartbeat, Serve, puts them back in
-// the backlog). A task parked less than ParkRun's hand-back time ago is
-// not counted: the first heartbeat after that time releases it.
+// reason is left, tasks parked while it was held go back into its backlog
+// (in enqueue-time order, ahead of the tasks enqueued after them) and
+// admission resumes. A parked task that a worker is still handing back to
+// asynq is released by retrying for up to a second; the count of those
+// that could not be released yet is returned (once asynq has let them go,
+// any worker's next heartbeat, Serve, puts them back in the backlog). A
+// task parked less than ParkRun's hand-back time ago is not counted: the
+// first heartbeat after that time releases it.
 func (d *Dispatcher) Release(ctx context.Context, tenantID string, reason Reason, queues ...string) (int, error) {
 	var stuck int
 	var err error

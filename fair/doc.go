@@ -34,15 +34,17 @@
 //     its backlog, and a task a worker dequeued anyway is parked until the
 //     hold is released: the dispatcher keeps its message, the worker hands
 //     it back with asynq.RevokeTask (neither retried nor archived, also on
-//     its last attempt), and the release puts it back at the front of the
-//     backlog once asynq has let it go and its hand-back can no longer
-//     arrive again (ParkRun; a task parked in asynq's retry set by an
-//     earlier release is taken back from there, or from asynq's pending
-//     list, so it is admitted under the caps). A parked task with
+//     its last attempt), and the release puts it back into the backlog
+//     once asynq has let it go and its hand-back can no longer arrive
+//     again (ParkRun; a task parked in asynq's retry set by an earlier
+//     release is taken back from there, or from asynq's pending list, so
+//     it is admitted under the caps). A parked task with
 //     its message is recorded under keys (kept:) that the previous
 //     release never reads: its scripts drop a parked record whose task
 //     asynq no longer has, so during a rolling upgrade only processes of
-//     this release release such a task. Drain discards a backlog.
+//     this release release such a task. Drain discards a backlog. What
+//     goes back into a backlog (held back, released, set aside by a drain
+//     cut off between its steps) goes in enqueue-time order.
 //
 // Every step is one Lua script on the keys of one queue, so any number of
 // enqueue services and workers dispatch at once without a leader, and a

@@ -260,10 +260,110 @@ local function finish(id)
   return f[1], f[2], num(f[3], 0), num(f[4], nil), chargedWeight(f, f[1]), f[6]
 end
 
--- wait puts a task back at the front of its tenant's backlog.
+-- enqAt is the enqueue time (ms) of the task at index i of list l (a
+-- backlog, or a list a drain set aside), or 0 when there is none.
+local function enqAt(l, i)
+  local id = redis.call('LINDEX', l, i)
+  local w = id and redis.call('HGET', P .. 'msg', id)
+  if not w then return 0 end
+  return num(fields(w, 3)[3], 0)
+end
+
+-- olderIn counts the tasks at the front of list l (n long) enqueued
+-- before enq, by binary search: a backlog is in enqueue order (tasks join
+-- it at the back as they are enqueued, and go back into it at their place,
+-- restore).
+local function olderIn(l, n, enq)
+  local lo, hi = 0, n
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if enqAt(l, mid) < enq then lo = mid + 1 else hi = mid end
+  end
+  return lo
+end
+
+-- restore puts tasks of t back into its backlog (their P..'msg' records
+-- written), each before the first task enqueued after it: a task a hold
+-- moved back, a parked one released, what an interrupted drain set aside,
+-- whichever comes back first, all go back in enqueue-time order. ids are
+-- in enqueue order; enqs are their enqueue times (nil: read from their
+-- records). Almost always they are older than every task of the backlog
+-- (a tenant's tasks leave it in order), and go to its front in one push;
+-- otherwise one goes in by LINSERT, several are merged with the older
+-- tasks at the front.
+local function restore(t, ids, enqs)
+  local k = #ids
+  if k == 0 then return end
+  local l = P .. 'b:' .. t
+  local n = redis.call('LLEN', l)
+  if n > 0 and not enqs then
+    enqs = {}
+    for i = 1, k, 1000 do
+      local ws = redis.call('HMGET', P .. 'msg', unpack(ids, i, math.min(i + 999, k)))
+      for j = 1, #ws do enqs[#enqs + 1] = ws[j] and num(fields(ws[j], 3)[3], 0) or 0 end
+    end
+  end
+  local lo = 0
+  if n > 0 then lo = olderIn(l, n, enqs[k]) end
+  if lo == 0 then
+    local rev = {}
+    for i = k, 1, -1 do rev[#rev + 1] = ids[i] end
+    many('LPUSH', l, rev)
+  elseif k == 1 then
+    if lo == n then
+      redis.call('RPUSH', l, ids[1])
+    else
+      redis.call('LINSERT', l, 'BEFORE', redis.call('LINDEX', l, lo), ids[1])
+    end
+  else
+    local front = redis.call('LRANGE', l, 0, lo - 1)
+    local fenq = {}
+    for i = 1, #front, 1000 do
+      local ws = redis.call('HMGET', P .. 'msg', unpack(front, i, math.min(i + 999, #front)))
+      for j = 1, #ws do fenq[#fenq + 1] = ws[j] and num(fields(ws[j], 3)[3], 0) or 0 end
+    end
+    local merged, a, b = {}, 1, 1
+    while a <= k or b <= #front do
+      if b > #front or (a <= k and enqs[a] <= fenq[b]) then
+        merged[#merged + 1] = ids[a]
+        a = a + 1
+      else
+        merged[#merged + 1] = front[b]
+        b = b + 1
+      end
+    end
+    redis.call('LTRIM', l, lo, -1)
+    local rev = {}
+    for i = #merged, 1, -1 do rev[#rev + 1] = merged[i] end
+    many('LPUSH', l, rev)
+  end
+end
+
+-- unknownEnq is the enqueue time recorded for a task parked without one
+-- (a retry asynq brought back, a task enqueued past the dispatcher): the
+-- oldest of t's waiting tasks' (its backlog's, and what drains set aside),
+-- or NOW when none waits. A retry's task was admitted before every task
+-- of t still waiting (a tenant's tasks leave its backlog in order), so it
+-- is no later than theirs; recorded so, it goes back in front of them
+-- (at NOW it would go behind them).
+local function unknownEnq(t)
+  local e = NOW
+  local lists = { P .. 'b:' .. t }
+  for _, tok in ipairs(redis.call('ZRANGE', P .. 'dr:' .. t, 0, -1)) do
+    lists[#lists + 1] = P .. 'dr:' .. t .. ':' .. tok
+  end
+  for _, l in ipairs(lists) do
+    local at = enqAt(l, 0)
+    if at > 0 and at < e then e = at end
+  end
+  return e
+end
+
+-- wait puts a task back into its tenant's backlog, at its place by
+-- enqueue time (restore).
 local function wait(t, id, typ, msg, enq)
   redis.call('HSET', P .. 'msg', id, typ .. SEP .. t .. SEP .. enq .. SEP .. withoutRun(msg))
-  redis.call('LPUSH', P .. 'b:' .. t, id)
+  restore(t, { id }, { num(enq, 0) })
   countWaiting(t, typ, 1)
 end
 
@@ -356,12 +456,13 @@ local function unqueue(id, st)
 end
 
 -- releaseParked puts t's parked tasks that asynq holds for their retry
--- back at the front of its backlog, also one asynq's forwarder has made
--- pending again (its hour in the retry set ran out during the hold): left
--- in asynq's list it would run unadmitted, past the tenant's running cap
--- (its retry count of 0 takes it past the worker's gate). A parked task
--- still running (its worker has not handed it back yet) stays parked. It
--- returns how many went back and how many are still running. A task
+-- back into its backlog (wait: at their place by enqueue time), also one
+-- asynq's forwarder has made pending again (its hour in the retry set ran
+-- out during the hold): left in asynq's list it would run unadmitted,
+-- past the tenant's running cap (its retry count of 0 takes it past the
+-- worker's gate). A parked task still running (its worker has not handed
+-- it back yet) stays parked. It returns how many went back and how many
+-- are still running. A task
 -- parked with its message (parkRecord) goes back with that message once
 -- asynq has let it go (its record deleted by the worker's hand-back), or
 -- once asynq archived it (its worker was killed after parking it, and
@@ -982,9 +1083,9 @@ return admit()
 // recorded as parked with its message (parkRecord: the worker then hands
 // it back with asynq.RevokeTask, and asynq lets it go without archiving it
 // or counting a retry, also on its last attempt) and 'parked' is returned;
-// releasing the hold brings it back to the front of the backlog once
-// asynq has let it go (and its hand-back can no longer come again,
-// releaseParked). Otherwise 'free'.
+// releasing the hold brings it back into the backlog once asynq has let
+// it go (and its hand-back can no longer come again, releaseParked).
+// Otherwise 'free'.
 //
 // With a run token, the call ends only that run: when the admission
 // record names another run (the id was admitted again, or a retry of it
@@ -1011,7 +1112,7 @@ end
 local ft, _, est, enq, w = finish(id)
 if ft then charge(ft, -est / w) end
 enq = enq or parkedSince(t, id)
-park(t, id, typ, enq or NOW)
+park(t, id, typ, enq or unknownEnq(t))
 return 'parked'
 `)
 
@@ -1027,8 +1128,9 @@ return 'parked'
 // (parkRecord), 'parked' is returned (the worker hands it back with
 // asynq.RevokeTask: no retry counted, not archived on its last attempt),
 // and the next heartbeat of any worker (or the tenant's release) puts it
-// at the front of the tenant's backlog once asynq has let it go (and its
-// hand-back can no longer come again, releaseParked), from where it is
+// back into the tenant's backlog once asynq has let it go (and its
+// hand-back can no longer come again, releaseParked), in front of the
+// tasks that waited when it was parked (unknownEnq), from where it is
 // admitted in turn, under the cap.
 //
 // A task that may run ('admitted' or 'run') gets a run token of its own,
@@ -1073,7 +1175,7 @@ if not held(t) and not draining(t) and (mr == 0 or redis.call('SCARD', P .. 'run
   reconsider(t)
   return 'run' .. SEP .. tok
 end
-park(t, id, typ, parkedSince(t, id) or NOW)
+park(t, id, typ, parkedSince(t, id) or unknownEnq(t))
 return 'parked'
 `)
 
@@ -1082,10 +1184,10 @@ return 'parked'
 //	ARGV[10] tenant, ARGV[11] reason ('s' or 'p'), ARGV[12] '1' set / '0' clear.
 //
 // Setting a reason takes the tenant out of the ready set and moves its
-// admitted tasks that asynq has not started back to the front of its
-// backlog, in order; it returns {moved back, 0}. Clearing the last reason
-// brings parked tasks back from asynq's retry set to the front of the
-// backlog and admits; it returns {released, still active}: a parked task
+// admitted tasks that asynq has not started back into its backlog, at
+// their place by enqueue time (restore); it returns {moved back, 0}.
+// Clearing the last reason brings parked tasks back into the backlog the
+// same way (releaseParked) and admits; it returns {released, still active}: a parked task
 // still active is on its way to the retry set, and the caller releases
 // again shortly.
 var holdScript = redis.NewScript(prelude + `
@@ -1097,8 +1199,8 @@ if h == '' then redis.call('HDEL', P .. 'hold', t) else redis.call('HSET', P .. 
 if set then
   reconsider(t)
   local moved = 0
-  -- asynq's pending list is newest first: pushing to the backlog's front
-  -- in this order leaves the oldest task first.
+  -- asynq's pending list is newest first: in this order each task goes
+  -- back in front of the one before (restore), in one push.
   for _, id in ipairs(redis.call('LRANGE', A .. 'pending', 0, -1)) do
     if redis.call('SISMEMBER', P .. 'run:' .. t, id) == 1 then
       local key = A .. 't:' .. id
@@ -1132,23 +1234,22 @@ return { released, active }
 const drainPrelude = `
 local function drainList(t, tok) return P .. 'dr:' .. t .. ':' .. tok end
 
--- undrain puts back at the front of t's backlog, in order, up to max
--- tasks of its drains' lists, once their callers went away between steps
--- (the tenant's drain mark expired): an interrupted drain discards what
--- its steps discarded and nothing more. It returns how many it moved and
--- whether no drain of t is left.
+-- undrain puts back into t's backlog, in enqueue-time order (restore),
+-- up to max tasks of its drains' lists, once their callers went away
+-- between steps (the tenant's drain mark expired): an interrupted drain
+-- discards what its steps discarded and nothing more. It returns how many
+-- it moved and whether no drain of t is left.
 local function undrain(t, max)
   local moved = 0
-  -- The latest drain's list first: an earlier one's goes in front of it.
+  -- The latest drain's list first, from its end: what comes back later
+  -- is older, and goes in front of it.
   for _, tok in ipairs(redis.call('ZREVRANGE', P .. 'dr:' .. t, 0, -1)) do
     local l = drainList(t, tok)
     if moved < max then
       local ids = redis.call('LRANGE', l, -(max - moved), -1)
       if #ids > 0 then
         redis.call('LTRIM', l, 0, -(#ids + 1))
-        local rev = {}
-        for k = #ids, 1, -1 do rev[#rev + 1] = ids[k] end
-        many('LPUSH', P .. 'b:' .. t, rev)
+        restore(t, ids, nil)
         moved = moved + #ids
       end
     end
@@ -1191,8 +1292,9 @@ end
 //
 // Between steps the tenant is marked draining: admission skips it. The
 // mark expires a minute after the last step; a drain whose caller went
-// away then has the rest of its list put back at the front of the backlog
-// by the heartbeat (undrain).
+// away then has the rest of its list put back into the backlog, in
+// enqueue-time order with what went back there meanwhile, by the heartbeat
+// (undrain).
 //
 // It returns {waiting, admitted, parked, remaining}: what it discarded,
 // and what is left in the lists it works through.
