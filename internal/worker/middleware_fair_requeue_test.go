@@ -70,7 +70,7 @@ func parkedThenRequeued(t *testing.T, slug string, during func(r *requeueRig)) *
 	r := &requeueRig{redis: newRedis(t), catalog: memstore.New()}
 	r.rdb = redis.NewClient(&redis.Options{Addr: r.redis.Addr})
 	t.Cleanup(func() { _ = r.rdb.Close() })
-	r.d = fair.New(r.rdb, fair.Config{})
+	r.d = fair.New(r.rdb, fair.Config{Lease: fairLease})
 	r.tenant = addTenant(t, r.catalog, slug, tenantctx.StatusActive)
 	ins := asynq.NewInspectorFromRedisClient(r.rdb)
 	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(r.rdb), ins, discardLogger(),
@@ -193,6 +193,11 @@ func TestShutdownRequeuedParkedTaskRunsOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	testenv.WaitFor(t, time.Minute, "the render runs after the release and is reported", func() bool {
+		// The parked task comes back at a heartbeat once its hand-back can
+		// no longer arrive (one and a half leases after its park).
+		if err := r.d.Heartbeat(ctx, tasks.QueueDefault, "test-worker", 2, time.Minute); err != nil {
+			t.Fatal(err)
+		}
 		s := r.stats(t)
 		return r.runs.Load() >= 1 && s.Admitted == 0 && s.Parked == 0 && s.Waiting == 0
 	})
