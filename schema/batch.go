@@ -90,6 +90,7 @@ func InTenantBatches(ctx context.Context, pool *pgxpool.Pool, first *pgx.Batch, 
 	}
 	defer pc.Release()
 	u := &batchUnit{conn: pc.Conn()}
+	u.note(first)
 	defer func() {
 		if p := recover(); p != nil {
 			u.rollback(ctx)
@@ -117,6 +118,7 @@ func InTenantBatches(ctx context.Context, pool *pgxpool.Pool, first *pgx.Batch, 
 		}
 	}
 	if last != nil {
+		u.note(last)
 		b.QueuedQueries = append(b.QueuedQueries, last.QueuedQueries...)
 	}
 	return u.end(ctx, t.ID, b)
@@ -310,6 +312,22 @@ type batchUnit struct {
 	// timed says begin set statement_timeout, computed at timedAt.
 	timed   bool
 	timedAt time.Time
+	// full says a statement of the unit may leave session state that only
+	// the full check sees (mayLeaveSessionState).
+	full bool
+}
+
+// note sets full when a statement queued in b may leave session state.
+func (u *batchUnit) note(b *pgx.Batch) {
+	if b == nil || u.full {
+		return
+	}
+	for _, q := range b.QueuedQueries {
+		if mayLeaveSessionState(q.SQL) {
+			u.full = true
+			return
+		}
+	}
 }
 
 // end sends b followed by COMMIT and the check, and reads the results.
@@ -317,7 +335,7 @@ func (u *batchUnit) end(ctx context.Context, tenantID string, b *pgx.Batch) erro
 	var checkErr error
 	checked := false
 	b.Queue("COMMIT")
-	b.Queue(verifySQL).QueryRow(func(row pgx.Row) error {
+	b.Queue(verifyFor(u.full)).QueryRow(func(row pgx.Row) error {
 		var path, user string
 		var noTemp bool
 		if err := row.Scan(&path, &noTemp, &user); err != nil {
@@ -354,9 +372,9 @@ func (u *batchUnit) rollback(ctx context.Context) {
 	}
 	rbCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), verifyTimeout)
 	defer cancel()
-	sql := rollbackSQL
+	sql := endSQL(false, u.full)
 	if pc.TxStatus() == 'I' {
-		sql = verifySQL // the transaction already ended (a callback failed after COMMIT)
+		sql = verifyFor(u.full) // the transaction already ended (a callback failed after COMMIT)
 	}
 	results, err := pc.Exec(rbCtx, sql).ReadAll()
 	if err == nil {
@@ -376,15 +394,16 @@ func (u *batchUnit) close(ctx context.Context) {
 	cancel()
 }
 
-// cleanSession checks the values of verifySQL: search_path, whether the
-// rest of the session is clean, and the session user, which must be login
-// (unless login is "": a connection of a pool without ConfigurePool).
+// cleanSession checks the values of verifySQL (or verifyUnitSQL):
+// search_path, whether the rest of the session is clean, and the session
+// user, which must be login (unless login is "": a connection of a pool
+// without ConfigurePool).
 func cleanSession(path string, noTemp bool, user, login string) error {
 	if path != "" && path != `""` {
 		return fmt.Errorf("%w: search_path is %.100q", errNotClean, path)
 	}
 	if !noTemp {
-		return fmt.Errorf("%w: session has a temporary schema, another role or an open cursor", errNotClean)
+		return fmt.Errorf("%w: session has a temporary schema, another role, an open cursor, a LISTEN, an SQL prepared statement or an advisory lock", errNotClean)
 	}
 	if login != "" && user != login {
 		return fmt.Errorf("%w: session user is %.100q, not the login %.100q", errNotClean, user, login)

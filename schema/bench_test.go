@@ -3,6 +3,7 @@ package schema
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -82,6 +83,68 @@ func BenchmarkInTenantSelect1(b *testing.B) {
 				}
 			})
 		})
+	}
+
+	// The clean-connection check reads the session's prepared statements
+	// and the server's lock table, so its cost grows with both:
+	// full-cache runs InTenant on a connection whose pgx statement cache
+	// holds 500 protocol-level statements of about 1 KB (a connection that
+	// served many tenants' PDF statements), busy-server while 8 other
+	// sessions hold 100 locks each.
+	b.Run("serial/InTenant-full-cache", func(b *testing.B) {
+		pool, _ := newTestPool(b, bn.url, 1, nil)
+		fillStatementCache(b, pool, 500)
+		for b.Loop() {
+			if err := InTenant(ctx, pool, selectOne); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("serial/InTenant-busy-server", func(b *testing.B) {
+		pool, _ := newTestPool(b, bn.url, 1, nil)
+		holdLocks(b, bn.url, 8, 100)
+		for b.Loop() {
+			if err := InTenant(ctx, pool, selectOne); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// fillStatementCache has pgx prepare n distinct statements of about 1 KB
+// on the connection of pool (a pool of one).
+func fillStatementCache(b *testing.B, pool *pgxpool.Pool, n int) {
+	b.Helper()
+	ctx := context.Background()
+	pad := strings.Repeat("x", 1000)
+	for i := range n {
+		var got int
+		sql := fmt.Sprintf("SELECT $1::int + %d /* %s */", i, pad)
+		if err := pool.QueryRow(ctx, sql, 1).Scan(&got); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// holdLocks opens sessions connections to url, each holding locks
+// transaction-level advisory locks in an open transaction until the
+// benchmark ends.
+func holdLocks(b *testing.B, url string, sessions, locks int) {
+	b.Helper()
+	ctx := context.Background()
+	for i := range sessions {
+		conn, err := pgx.Connect(ctx, url)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = conn.Close(context.Background()) })
+		if _, err := conn.Exec(ctx, "BEGIN"); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := conn.Exec(ctx, "SELECT pg_catalog.pg_advisory_xact_lock(g) FROM pg_catalog.generate_series($1::bigint, $2::bigint) g",
+			i*1000, i*1000+locks-1); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 

@@ -57,15 +57,18 @@ func beginPinnedSQL(t tenantctx.Tenant, quoted string) string {
 	return "BEGIN; " + r.Replace(ownedPinSQL)
 }
 
-// End-of-transaction round trips: one simple-protocol query string that
-// ends the transaction and then proves the session clean (see
-// ConfigurePool). The simple protocol is used whatever the pool's
+// endSQL is an end-of-transaction round trip: one simple-protocol query
+// string that commits (commit true) or rolls back and then proves the
+// session clean (see ConfigurePool), with the full check when full (see
+// verifySQL). The simple protocol is used whatever the pool's
 // default_query_exec_mode, so this works behind PgBouncer in transaction
 // mode too.
-const (
-	commitSQL   = "COMMIT; " + verifySQL
-	rollbackSQL = "ROLLBACK; " + verifySQL
-)
+func endSQL(commit, full bool) string {
+	if commit {
+		return "COMMIT; " + verifyFor(full)
+	}
+	return "ROLLBACK; " + verifyFor(full)
+}
 
 // InTenant runs fn in a transaction pinned to the schema of the tenant in
 // ctx (tenantctx.FromContext). Without a tenant it returns ErrNoTenant
@@ -112,7 +115,7 @@ func InTenant(ctx context.Context, pool *pgxpool.Pool, fn func(ctx context.Conte
 		}
 		return fmt.Errorf("in tenant %s: begin and pin search_path: %w", t.ID, err)
 	}
-	tx := &pinnedTx{Tx: inner, conn: conn}
+	tx := &pinnedTx{scannedTx: scannedTx{Tx: inner, full: new(bool)}, conn: conn}
 	defer func() {
 		if p := recover(); p != nil {
 			_ = tx.finish(ctx, false)
@@ -137,9 +140,82 @@ func InTenant(ctx context.Context, pool *pgxpool.Pool, fn func(ctx context.Conte
 // method that sends SQL checks closed first. LargeObjects and Conn are
 // pgx's own and unguarded: like the tx itself, do not keep them past fn.
 type pinnedTx struct {
-	pgx.Tx
+	scannedTx
 	conn   *pgx.Conn
 	closed bool
+}
+
+// scannedTx is a pgx.Tx whose statements are read for what may leave
+// session state (mayLeaveSessionState) before they are sent; full is set
+// when one may, and the unit then ends with the full check. Savepoints
+// (Begin) are scanned into the same flag; the raw connection (Conn) may
+// run anything, so asking for it sets the flag.
+type scannedTx struct {
+	pgx.Tx
+	full *bool
+}
+
+// note sets the flag when sql may leave session state.
+func (t scannedTx) note(sql string) {
+	if !*t.full && mayLeaveSessionState(sql) {
+		*t.full = true
+	}
+}
+
+// noteBatch notes every statement queued in b.
+func (t scannedTx) noteBatch(b *pgx.Batch) {
+	if b == nil {
+		return
+	}
+	for _, q := range b.QueuedQueries {
+		t.note(q.SQL)
+	}
+}
+
+// Begin starts a savepoint (pseudo nested transaction), scanned like t.
+func (t scannedTx) Begin(ctx context.Context) (pgx.Tx, error) {
+	sp, err := t.Tx.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return scannedTx{Tx: sp, full: t.full}, nil
+}
+
+// Conn returns the underlying connection; what runs on it is not scanned,
+// so the unit ends with the full check.
+func (t scannedTx) Conn() *pgx.Conn {
+	*t.full = true
+	return t.Tx.Conn()
+}
+
+// SendBatch sends a batch in the transaction.
+func (t scannedTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	t.noteBatch(b)
+	return t.Tx.SendBatch(ctx, b)
+}
+
+// Prepare prepares a statement on the transaction's connection.
+func (t scannedTx) Prepare(ctx context.Context, name, sql string) (*pgconn.StatementDescription, error) {
+	t.note(sql)
+	return t.Tx.Prepare(ctx, name, sql)
+}
+
+// Exec runs sql in the transaction.
+func (t scannedTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	t.note(sql)
+	return t.Tx.Exec(ctx, sql, args...)
+}
+
+// Query runs sql in the transaction.
+func (t scannedTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	t.note(sql)
+	return t.Tx.Query(ctx, sql, args...)
+}
+
+// QueryRow runs sql in the transaction.
+func (t scannedTx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	t.note(sql)
+	return t.Tx.QueryRow(ctx, sql, args...)
 }
 
 // finish commits (commit true) or rolls back, verifies the session in the
@@ -154,13 +230,13 @@ func (t *pinnedTx) finish(ctx context.Context, commit bool) error {
 	pc := t.conn.PgConn()
 
 	var commitRolledBack bool
-	sql := rollbackSQL
+	sql := endSQL(false, *t.full)
 	if commit {
 		if pc.TxStatus() == 'E' {
 			// fn swallowed a failed statement: COMMIT would answer ROLLBACK.
 			commitRolledBack = true
 		} else {
-			sql = commitSQL
+			sql = endSQL(true, *t.full)
 		}
 	}
 	if !commit || commitRolledBack {
@@ -211,7 +287,7 @@ func (t *pinnedTx) Begin(ctx context.Context) (pgx.Tx, error) {
 	if t.closed {
 		return nil, pgx.ErrTxClosed
 	}
-	return t.Tx.Begin(ctx)
+	return t.scannedTx.Begin(ctx)
 }
 
 // Commit ends the InTenant transaction early (see InTenant).
@@ -233,7 +309,7 @@ func (t *pinnedTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 	if t.closed {
 		return closedBatch{}
 	}
-	return t.Tx.SendBatch(ctx, b)
+	return t.scannedTx.SendBatch(ctx, b)
 }
 
 // Prepare prepares a statement on the transaction's connection.
@@ -241,7 +317,7 @@ func (t *pinnedTx) Prepare(ctx context.Context, name, sql string) (*pgconn.State
 	if t.closed {
 		return nil, pgx.ErrTxClosed
 	}
-	return t.Tx.Prepare(ctx, name, sql)
+	return t.scannedTx.Prepare(ctx, name, sql)
 }
 
 // Exec runs sql in the transaction.
@@ -249,7 +325,7 @@ func (t *pinnedTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.Co
 	if t.closed {
 		return pgconn.CommandTag{}, pgx.ErrTxClosed
 	}
-	return t.Tx.Exec(ctx, sql, args...)
+	return t.scannedTx.Exec(ctx, sql, args...)
 }
 
 // Query runs sql in the transaction.
@@ -257,7 +333,7 @@ func (t *pinnedTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows
 	if t.closed {
 		return closedRows{}, pgx.ErrTxClosed
 	}
-	return t.Tx.Query(ctx, sql, args...)
+	return t.scannedTx.Query(ctx, sql, args...)
 }
 
 // QueryRow runs sql in the transaction.
@@ -265,7 +341,7 @@ func (t *pinnedTx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Ro
 	if t.closed {
 		return closedRows{}
 	}
-	return t.Tx.QueryRow(ctx, sql, args...)
+	return t.scannedTx.QueryRow(ctx, sql, args...)
 }
 
 // tenantFrom returns the tenant in ctx with its schema validated; op names

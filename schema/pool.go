@@ -35,16 +35,93 @@ const verifyTimeout = 5 * time.Second
 // user (a SET ROLE left behind would run the next tenant's units with
 // another role's rights), no cursor is open (a WITH HOLD cursor outlives
 // its transaction), the session listens on no channel (a LISTEN would
-// deliver one tenant's notifications to the next tenant's units), and the
-// session user is still the one the connection
-// logged in as (SET SESSION AUTHORIZATION changes session_user and
-// current_user alike; the login is read by AfterConnect). Other session
-// settings are not checked (reading them all costs the server more than
-// the unit); units change them only with SET LOCAL.
-const verifySQL = "SELECT pg_catalog.current_setting('search_path'), pg_catalog.pg_my_temp_schema() = 0" +
-	" AND current_user = session_user AND NOT EXISTS (SELECT FROM pg_catalog.pg_cursors WHERE name <> '')" +
-	" AND NOT EXISTS (SELECT FROM pg_catalog.pg_listening_channels())," +
-	" session_user"
+// deliver one tenant's notifications to the next tenant's units), holds
+// no SQL prepared statement (a PREPARE outlives its transaction: the next
+// tenant's units would find its name taken, and could EXECUTE it; pgx's
+// own protocol-level statements, from_sql false, are its statement cache
+// and do not count), holds no advisory lock (after COMMIT or ROLLBACK only
+// a session-level one such as pg_advisory_lock's is left, which would stay
+// with the next tenant's units and hold off whoever waits for it), and
+// the session user is still the one the connection logged in as (SET
+// SESSION AUTHORIZATION changes session_user and current_user alike; the
+// login is read by AfterConnect). Other session settings are not checked
+// (reading them all costs the server more than the unit); units change
+// them only with SET LOCAL.
+//
+// The last two cost the server more than the rest together, and grow
+// with what this package has no say over: pg_prepared_statements builds a
+// row, with its text, for every statement pgx keeps prepared on the
+// connection (up to 512, two per tenant on the PDF path: 0.4 to 6 ms with
+// 40 to 500 statements of 1.5 KB), and pg_locks reads every lock of the
+// server under all its lock partitions (50 to 115 us with max_connections
+// 300; docs/performance.md). So AfterConnect and AfterRelease, which know
+// nothing of what ran, run verifySQL, while a unit of work (InTenant,
+// InTenantBatch, InTenantBatches) ends with verifyUnitSQL, the rest of
+// the check, unless one of its statements names a PREPARE or a
+// session-level advisory lock (mayLeaveSessionState).
+const verifySQL = verifyHead + verifySessionExtras + verifyTail
+
+// verifyUnitSQL is verifySQL without its checks of SQL prepared
+// statements and advisory locks, for a unit of work whose statements name
+// neither (see verifySQL). It returns the same columns.
+const verifyUnitSQL = verifyHead + verifyTail
+
+// The parts of verifySQL and verifyUnitSQL.
+const (
+	verifyHead = "SELECT pg_catalog.current_setting('search_path'), pg_catalog.pg_my_temp_schema() = 0" +
+		" AND current_user = session_user AND NOT EXISTS (SELECT FROM pg_catalog.pg_cursors WHERE name <> '')" +
+		" AND NOT EXISTS (SELECT FROM pg_catalog.pg_listening_channels())"
+	verifySessionExtras = " AND NOT EXISTS (SELECT FROM pg_catalog.pg_prepared_statements WHERE from_sql)" +
+		" AND NOT EXISTS (SELECT FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid())"
+	verifyTail = ", session_user"
+)
+
+// verifyFor is the check a unit of work ends with: verifySQL when full
+// (one of its statements may have left a prepared statement or a
+// session-level advisory lock), otherwise verifyUnitSQL.
+func verifyFor(full bool) string {
+	if full {
+		return verifySQL
+	}
+	return verifyUnitSQL
+}
+
+// mayLeaveSessionState reports whether sql names what may leave state on
+// the session that only verifySQL's full check sees: PREPARE (an SQL
+// prepared statement) or a session-level advisory lock function
+// (pg_advisory_lock, pg_try_advisory_lock and their _shared forms; the
+// transaction-level ones, pg_advisory_xact_lock..., do not match). It
+// reads the text only, ASCII letters in any case: a statement that merely
+// mentions one (a column prepared_at) costs its unit the full check, not
+// its connection. What server-side code does (a function, SQL a DO block
+// assembles from pieces) is not in the text: a unit's statements must not
+// call code that takes session-level advisory locks or prepares
+// statements.
+func mayLeaveSessionState(sql string) bool {
+	return containsFold(sql, "prepare") || containsFold(sql, "advisory_lock")
+}
+
+// containsFold reports whether s contains word, a lower-case ASCII word,
+// in any case, without allocating.
+func containsFold(s, word string) bool {
+	for i := 0; i+len(word) <= len(s); i++ {
+		j := 0
+		for j < len(word) {
+			c := s[i+j]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if c != word[j] {
+				break
+			}
+			j++
+		}
+		if j == len(word) {
+			return true
+		}
+	}
+	return false
+}
 
 // NewPool parses databaseURL, forces an empty search_path (RuntimeParams)
 // and installs the release checks of ConfigurePool. Like pgxpool.New it
@@ -93,7 +170,8 @@ const DefaultConnectTimeout = 10 * time.Second
 //     setting, or a pooler, replaced it.
 //   - AfterRelease destroys a connection that is closed, busy or not idle
 //     (TxStatus != 'I'). Otherwise it runs one verification query (search_path
-//     still empty, no temporary schema) and destroys the connection on any
+//     still empty, no temporary schema, and the rest of verifySQL's
+//     checks) and destroys the connection on any
 //     doubt: an error, a timeout, an unexpected value. It verifies rather
 //     than resets: behind a transaction-pooling PgBouncer a session-level
 //     reset would land on some server connection that other clients share.
@@ -254,8 +332,9 @@ func verifyClean(ctx context.Context, conn *pgx.Conn) (string, error) {
 // checkVerifyResult checks the last result of a round trip that ended with
 // verifySQL: search_path empty ("" or the quoted empty identifier `""`
 // that SET of an empty string stores), no temporary schema, no other role,
-// no open cursor, and the session user login (unless login is ""). It
-// returns the session user.
+// no open cursor, no LISTEN, no SQL prepared statement, no advisory lock,
+// and the session user login (unless login is ""). It returns the session
+// user.
 func checkVerifyResult(results []*pgconn.Result, login string) (string, error) {
 	if len(results) == 0 {
 		return "", fmt.Errorf("%w: no verification result", errNotClean)

@@ -105,6 +105,8 @@ func TestAfterReleaseDestroysDirtyConnections(t *testing.T) {
 		{"session set_config", "SELECT pg_catalog.set_config('search_path', 'tenant_acme', false)"},
 		{"temporary table", "CREATE TEMP TABLE invoices (id int)"},
 		{"open transaction", "BEGIN"},
+		{"SQL prepared statement", "PREPARE leftover AS SELECT 1"},
+		{"session advisory lock", "SELECT pg_catalog.pg_advisory_lock(4243)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, pidBefore := sessionSearchPath(t, b.pool)

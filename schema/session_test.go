@@ -13,10 +13,14 @@ import (
 )
 
 // TestSessionStateDoesNotReachTheNextTenant: a unit that leaves a role
-// (SET ROLE, SET SESSION AUTHORIZATION), a WITH HOLD cursor or a LISTEN on
-// its session gets its connection closed, not reused: the next tenant's
-// unit runs as the login role, on a session without the cursor that
-// listens on nothing.
+// (SET ROLE, SET SESSION AUTHORIZATION), a WITH HOLD cursor, a LISTEN, an
+// SQL prepared statement or a session-level advisory lock on its session
+// gets its connection closed, not reused: the next tenant's unit runs as
+// the login role, on a session without the cursor that listens on
+// nothing, holds no statement it could EXECUTE and no advisory lock. So
+// does a unit that sends the statement in a savepoint, on the raw
+// connection of its transaction, or in the second round trip of
+// InTenantBatches, whatever the case of its letters.
 func TestSessionStateDoesNotReachTheNextTenant(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 1)
@@ -30,13 +34,20 @@ func TestSessionStateDoesNotReachTheNextTenant(t *testing.T) {
 	if _, err := b.pool.Exec(ctx, `CREATE ROLE acme_role_session_test; GRANT USAGE ON SCHEMA tenant_acme TO acme_role_session_test`); err != nil {
 		t.Fatal(err)
 	}
-	for name, stmt := range map[string]string{
-		"a role":   "SET ROLE acme_role_session_test",
-		"a cursor": "DECLARE left_open CURSOR WITH HOLD FOR SELECT 1",
-		"a listen": "LISTEN acme_events",
+	statements := []struct{ name, sql string }{
+		{"a role", "SET ROLE acme_role_session_test"},
+		{"a cursor", "DECLARE left_open CURSOR WITH HOLD FOR SELECT 1"},
+		{"a listen", "LISTEN acme_events"},
+		{"a prepared statement", "PREPARE acme_customers AS SELECT name FROM customers"},
+		{"a prepared statement in upper case", "PREPARE ACME_UPPER AS SELECT 1"},
+		{"a prepared statement of a DO block", "DO $$ BEGIN EXECUTE 'prepare acme_do AS SELECT 1'; END $$"},
+		{"an advisory lock", "SELECT pg_catalog.pg_advisory_lock(4242)"},
+		{"a shared advisory lock tried in upper case", "SELECT PG_TRY_ADVISORY_LOCK_SHARED(4243::bigint)"},
 		// Changes session_user and current_user alike (a superuser login).
-		"a session authorization": "SET SESSION AUTHORIZATION acme_role_session_test",
-	} {
+		{"a session authorization", "SET SESSION AUTHORIZATION acme_role_session_test"},
+	}
+	for _, st := range statements {
+		stmt := st.sql
 		for _, run := range []struct {
 			name string
 			run  func(ctx context.Context) error
@@ -47,26 +58,134 @@ func TestSessionStateDoesNotReachTheNextTenant(t *testing.T) {
 					return err
 				})
 			}},
+			{"InTenant in a savepoint", func(ctx context.Context) error {
+				return InTenant(ctx, b.pool, func(ctx context.Context, tx pgx.Tx) error {
+					sp, err := tx.Begin(ctx)
+					if err != nil {
+						return err
+					}
+					nested, err := sp.Begin(ctx)
+					if err != nil {
+						return err
+					}
+					if _, err := nested.Exec(ctx, stmt); err != nil {
+						return err
+					}
+					if err := nested.Commit(ctx); err != nil {
+						return err
+					}
+					return sp.Commit(ctx)
+				})
+			}},
+			{"InTenant on the raw connection", func(ctx context.Context) error {
+				return InTenant(ctx, b.pool, func(ctx context.Context, tx pgx.Tx) error {
+					_, err := tx.Conn().Exec(ctx, stmt)
+					return err
+				})
+			}},
 			{"InTenantBatch", func(ctx context.Context) error {
 				var batch pgx.Batch
 				batch.Queue(stmt)
 				return InTenantBatch(ctx, b.pool, &batch)
 			}},
+			{"InTenantBatches' second round trip", func(ctx context.Context) error {
+				var first pgx.Batch
+				first.Queue("SELECT 1")
+				return InTenantBatches(ctx, b.pool, &first, func(context.Context) (*pgx.Batch, error) {
+					var last pgx.Batch
+					last.Queue(stmt)
+					return &last, nil
+				})
+			}},
 		} {
 			if err := run.run(tenantCtx(ctx, "tenant_acme")); err != nil {
-				t.Fatalf("%s leaving %s: %v", run.name, name, err)
+				t.Fatalf("%s leaving %s: %v", run.name, st.name, err)
 			}
 			var user string
-			var cursors, channels int
+			var cursors, channels, prepared, locks int
 			err := InTenant(tenantCtx(ctx, "tenant_globex"), b.pool, func(ctx context.Context, tx pgx.Tx) error {
 				return tx.QueryRow(ctx, "SELECT current_user::text, (SELECT count(*) FROM pg_catalog.pg_cursors WHERE name <> '')"+
-					", (SELECT count(*) FROM pg_catalog.pg_listening_channels())").Scan(&user, &cursors, &channels)
+					", (SELECT count(*) FROM pg_catalog.pg_listening_channels())"+
+					", (SELECT count(*) FROM pg_catalog.pg_prepared_statements WHERE from_sql)"+
+					", (SELECT count(*) FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid())").
+					Scan(&user, &cursors, &channels, &prepared, &locks)
 			})
-			if err != nil || user != login || cursors != 0 || channels != 0 {
-				t.Fatalf("after %s left %s: the next tenant's unit ran as %q with %d cursors open, listening on %d channels (%v); want %q and none",
-					run.name, name, user, cursors, channels, err, login)
+			if err != nil || user != login || cursors != 0 || channels != 0 || prepared != 0 || locks != 0 {
+				t.Errorf("after %s left %s: the next tenant's unit ran as %q with %d cursors open, listening on %d channels, "+
+					"with %d SQL prepared statements and %d advisory locks (%v); want %q and none",
+					run.name, st.name, user, cursors, channels, prepared, locks, err, login)
 			}
 		}
+	}
+}
+
+// TestMayLeaveSessionState: the statements that may leave a prepared
+// statement or a session-level advisory lock get the full check; the
+// transaction-level locks and the statements of this module's units do
+// not pay for it.
+func TestMayLeaveSessionState(t *testing.T) {
+	t.Parallel()
+	for _, sql := range []string{
+		"PREPARE x AS SELECT 1", "prepare x AS SELECT 1", "pRePaRe x (int) AS SELECT $1",
+		"DO $$ BEGIN EXECUTE 'PREPARE y AS SELECT 1'; END $$",
+		"SELECT pg_advisory_lock(1)", "SELECT pg_catalog.pg_advisory_lock_shared(1, 2)",
+		"SELECT pg_try_advisory_lock(1)", "SELECT PG_TRY_ADVISORY_LOCK_SHARED(1)",
+		"SELECT prepared_at FROM t", // a false match costs the full check only
+	} {
+		if !mayLeaveSessionState(sql) {
+			t.Errorf("mayLeaveSessionState(%q) = false, want true", sql)
+		}
+	}
+	for _, sql := range []string{
+		"", "SELECT 1", sharedLockSQL, lockSQL, genericPlansSQL, pinSQL, ownedPinSQL, statementTimeoutSQL,
+		"SELECT pg_advisory_xact_lock(1)", "SELECT pg_try_advisory_xact_lock_shared(1)",
+		"SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended($1, 0))",
+		"SELECT pg_advisory_unlock(1)", "PREPAR", "ADVISORY_LOC",
+	} {
+		if mayLeaveSessionState(sql) {
+			t.Errorf("mayLeaveSessionState(%q) = true, want false", sql)
+		}
+	}
+}
+
+// TestProtocolPreparedStatementsKeepTheConnection: the statements pgx
+// prepares itself (its statement cache, from_sql false in
+// pg_prepared_statements) are no session state of a unit: units of
+// InTenant and InTenantBatch with parameters, and a transaction-level
+// advisory lock, keep their connection.
+func TestProtocolPreparedStatementsKeepTheConnection(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1)
+	ctx := context.Background()
+	migrateTenant(t, b.pool, "tenant_acme")
+	migrateTenant(t, b.pool, "tenant_globex")
+	var pids []uint32
+	var cached int
+	for i, schemaName := range []string{"tenant_acme", "tenant_globex", "tenant_acme"} {
+		var pid uint32
+		var batch pgx.Batch
+		batch.Queue("SELECT pg_catalog.pg_advisory_xact_lock($1::bigint)", int64(4244+i))
+		batch.Queue("SELECT count(*) FROM customers WHERE name <> $1", "nobody").QueryRow(func(row pgx.Row) error {
+			var n int
+			return row.Scan(&n)
+		})
+		if err := InTenantBatch(tenantCtx(ctx, schemaName), b.pool, &batch); err != nil {
+			t.Fatal(err)
+		}
+		err := InTenant(tenantCtx(ctx, schemaName), b.pool, func(ctx context.Context, tx pgx.Tx) error {
+			return tx.QueryRow(ctx, "SELECT pg_catalog.pg_backend_pid(), (SELECT count(*) FROM pg_catalog.pg_prepared_statements"+
+				" WHERE NOT from_sql AND $1::int > 0)", 1).Scan(&pid, &cached)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pids = append(pids, pid)
+	}
+	if cached == 0 {
+		t.Fatalf("pgx prepared no statement on the connection: the test checks nothing")
+	}
+	if pids[0] != pids[1] || pids[1] != pids[2] {
+		t.Errorf("backend pids %v: a connection holding only pgx's own %d prepared statements was replaced", pids, cached)
 	}
 }
 
