@@ -41,6 +41,15 @@ const (
 // which no key may, so a temporary file never shadows a document.
 const tempMarker = ".put~"
 
+// tempDirName is the directory in each tenant's directory where Put
+// writes its temporary files (<root>/<tenantID>/.tmp~), renaming each
+// into its document's directory when it is complete. No key may contain
+// '~', so it is never a document's directory; it lies in the tenant's
+// directory, so it goes with the tenant's documents (DeleteTenant); and
+// RemoveStaleTemp finds every temporary file by listing these directories
+// only, not the documents.
+const tempDirName = ".tmp~"
+
 // NewFS returns a document store under root, creating it (mode 0750) if
 // needed.
 func NewFS(root string) (*FS, error) {
@@ -77,8 +86,9 @@ func docPath(tenantID, key string) (string, error) {
 	return rel, nil
 }
 
-// Put writes r to a temporary file next to the document while hashing it,
-// fsyncs it, renames it over the key and fsyncs the directory.
+// Put writes r to a temporary file in the tenant's temporary directory
+// while hashing it, fsyncs it, renames it over the key and fsyncs the
+// document's directory.
 //
 // Durability: when Put returns without error the document is on stable
 // storage under its key. The file's data is fsynced before the rename
@@ -98,14 +108,14 @@ func (s *FS) Put(ctx context.Context, tenantID, key string, r io.Reader) (Docume
 	if err != nil {
 		return DocumentInfo{}, fmt.Errorf("put document: %w", err)
 	}
-	info, err := s.put(ctx, rel, key, r)
+	info, err := s.put(ctx, tenantID, rel, key, r)
 	if err != nil {
 		return DocumentInfo{}, fmt.Errorf("put document %s of tenant %s: %w", key, tenantID, err)
 	}
 	return info, nil
 }
 
-func (s *FS) put(ctx context.Context, rel, key string, r io.Reader) (info DocumentInfo, err error) {
+func (s *FS) put(ctx context.Context, tenantID, rel, key string, r io.Reader) (info DocumentInfo, err error) {
 	root, err := os.OpenRoot(s.root)
 	if err != nil {
 		return DocumentInfo{}, err
@@ -123,12 +133,44 @@ func (s *FS) put(ctx context.Context, rel, key string, r io.Reader) (info Docume
 		return DocumentInfo{}, err
 	}
 	defer d.Close()
+	tempDir := filepath.Join(tenantID, tempDirName)
+	td, err := openTempDir(root, tempDir)
+	if err != nil {
+		return DocumentInfo{}, err
+	}
+	defer td.Close()
 	h := sha256.New()
-	n, err := writeAtomic(ctx, root, dir, d, filepath.Base(rel), h, r)
+	n, err := writeAtomic(ctx, root, atomicDirs{dir: dir, d: d, tempDir: tempDir, td: td}, filepath.Base(rel), h, r)
 	if err != nil {
 		return DocumentInfo{}, err
 	}
 	return DocumentInfo{Key: key, SHA256: hexSum(h), Bytes: n}, nil
+}
+
+// atomicDirs are the two directories of a write, each as a path under
+// the store's root and opened through it: dir, where the document goes,
+// and tempDir, the tenant's temporary directory, where it is written.
+type atomicDirs struct {
+	dir     string
+	d       *os.File
+	tempDir string
+	td      *os.File
+}
+
+// openTempDir opens the tenant's temporary directory tempDir, creating
+// it when it is missing. Its creation is not fsynced: a document written
+// through it is durable by the fsync of its own directory after the
+// rename, and a temporary directory a crash loses held nothing but
+// temporary files.
+func openTempDir(root *os.Root, tempDir string) (*os.File, error) {
+	td, err := root.Open(tempDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := root.Mkdir(tempDir, fsDirPerm); err != nil && !errors.Is(err, fs.ErrExist) {
+			return nil, err
+		}
+		td, err = root.Open(tempDir)
+	}
+	return td, err
 }
 
 // tempName is the name of a new temporary file for the document name.

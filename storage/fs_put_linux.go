@@ -11,22 +11,25 @@ import (
 )
 
 // writeAtomic writes r (hashed into h) to a new temporary file in the
-// directory d (dir under root, opened through it), fsyncs it, renames it
-// to name and fsyncs d, and returns the bytes written. On any error the
-// temporary file is removed and name keeps its previous document.
+// tenant's temporary directory (dirs.td), fsyncs it, renames it to name in
+// the document's directory (dirs.d) and fsyncs that directory, and
+// returns the bytes written. On any error the temporary file is removed
+// and name keeps its previous document.
 //
-// On Linux it works on d's descriptor with the *at system calls: every
-// name it passes is one component in d (no path to walk, no symbolic
-// link followed: O_NOFOLLOW and O_EXCL for the new file, and renameat
-// replaces a planted link itself), so it stays as confined as os.Root,
-// with about a dozen system calls per document instead of the 35 that
-// os.Root's path walks, descriptor checks and reopenings cost.
-func writeAtomic(ctx context.Context, _ *os.Root, _ string, d *os.File, name string, h hash.Hash, r io.Reader) (n int64, err error) {
-	defer runtime.KeepAlive(d)
-	dfd := int(d.Fd())
+// On Linux it works on the directories' descriptors with the *at system
+// calls: every name it passes is one component in one of them (no path to
+// walk, no symbolic link followed: O_NOFOLLOW and O_EXCL for the new
+// file, and renameat replaces a planted link itself), so it stays as
+// confined as os.Root, with about a dozen system calls per document
+// instead of the 35 that os.Root's path walks, descriptor checks and
+// reopenings cost.
+func writeAtomic(ctx context.Context, _ *os.Root, dirs atomicDirs, name string, h hash.Hash, r io.Reader) (n int64, err error) {
+	defer runtime.KeepAlive(dirs.d)
+	defer runtime.KeepAlive(dirs.td)
+	dfd, tfd := int(dirs.d.Fd()), int(dirs.td.Fd())
 	tmp := tempName(name)
 	fd, err := ignoringEINTR2(func() (int, error) {
-		return syscall.Openat(dfd, tmp, syscall.O_WRONLY|syscall.O_CREAT|syscall.O_EXCL|syscall.O_CLOEXEC|syscall.O_NOFOLLOW, fsFilePerm)
+		return syscall.Openat(tfd, tmp, syscall.O_WRONLY|syscall.O_CREAT|syscall.O_EXCL|syscall.O_CLOEXEC|syscall.O_NOFOLLOW, fsFilePerm)
 	})
 	if err != nil {
 		return 0, &os.PathError{Op: "openat", Path: tmp, Err: err}
@@ -37,7 +40,7 @@ func writeAtomic(ctx context.Context, _ *os.Root, _ string, d *os.File, name str
 			if open {
 				_ = syscall.Close(fd)
 			}
-			_ = syscall.Unlinkat(dfd, tmp)
+			_ = syscall.Unlinkat(tfd, tmp)
 		}
 	}()
 	n, err = copyHashed(ctx, fdWriter(fd), h, r)
@@ -54,7 +57,7 @@ func writeAtomic(ctx context.Context, _ *os.Root, _ string, d *os.File, name str
 	if err := ctx.Err(); err != nil {
 		return 0, err // cancelled: keep the previous version
 	}
-	if err := syscall.Renameat(dfd, tmp, dfd, name); err != nil {
+	if err := syscall.Renameat(tfd, tmp, dfd, name); err != nil {
 		return 0, &os.LinkError{Op: "renameat", Old: tmp, New: name, Err: err}
 	}
 	if err := ignoringEINTR(func() error { return syscall.Fsync(dfd) }); err != nil {

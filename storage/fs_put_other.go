@@ -11,12 +11,13 @@ import (
 	"path/filepath"
 )
 
-// writeAtomic writes r (hashed into h) to a new temporary file in dir
-// under root, fsyncs it, renames it to name and fsyncs the directory d,
-// and returns the bytes written. On any error the temporary file is
-// removed and name keeps its previous document.
-func writeAtomic(ctx context.Context, root *os.Root, dir string, d *os.File, name string, h hash.Hash, r io.Reader) (n int64, err error) {
-	tmp := filepath.Join(dir, tempName(name))
+// writeAtomic writes r (hashed into h) to a new temporary file in the
+// tenant's temporary directory (dirs.tempDir under root), fsyncs it,
+// renames it to name in the document's directory (dirs.dir) and fsyncs
+// that directory (dirs.d), and returns the bytes written. On any error the
+// temporary file is removed and name keeps its previous document.
+func writeAtomic(ctx context.Context, root *os.Root, dirs atomicDirs, name string, h hash.Hash, r io.Reader) (n int64, err error) {
+	tmp := filepath.Join(dirs.tempDir, tempName(name))
 	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fsFilePerm)
 	if err != nil {
 		return 0, err
@@ -40,11 +41,11 @@ func writeAtomic(ctx context.Context, root *os.Root, dir string, d *os.File, nam
 	if err := ctx.Err(); err != nil {
 		return 0, err // cancelled: keep the previous version
 	}
-	if err := root.Rename(tmp, filepath.Join(dir, name)); err != nil {
+	if err := root.Rename(tmp, filepath.Join(dirs.dir, name)); err != nil {
 		return 0, err
 	}
-	if err := d.Sync(); err != nil {
-		return 0, fmt.Errorf("sync directory %s: %w", dir, err)
+	if err := dirs.d.Sync(); err != nil {
+		return 0, fmt.Errorf("sync directory %s: %w", dirs.dir, err)
 	}
 	return n, nil
 }

@@ -9,10 +9,12 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"testing/iotest"
 	"time"
@@ -134,7 +136,7 @@ func TestFSRoundTripAndReplace(t *testing.T) {
 			t.Errorf("Open info after Put #%d = %+v, want %+v", i, openInfo, want)
 		}
 	}
-	want := []string{"./", "tn_a/", "tn_a/invoices/", "tn_a/invoices/42.pdf"}
+	want := []string{"./", "tn_a/", "tn_a/.tmp~/", "tn_a/invoices/", "tn_a/invoices/42.pdf"}
 	if got := files(t, b.store.Root()); !slices.Equal(got, want) {
 		t.Errorf("store holds %q, want %q (no temporary files)", got, want)
 	}
@@ -280,7 +282,7 @@ func TestFSConcurrentPutSameKey(t *testing.T) {
 	if info.SHA256 != sha(got) || info.Bytes != int64(len(got)) {
 		t.Errorf("Open info %+v does not describe the content read", info)
 	}
-	want := []string{"./", "tn_a/", "tn_a/invoices/", "tn_a/invoices/1.pdf"}
+	want := []string{"./", "tn_a/", "tn_a/.tmp~/", "tn_a/invoices/", "tn_a/invoices/1.pdf"}
 	if got := files(t, b.store.Root()); !slices.Equal(got, want) {
 		t.Errorf("store holds %q, want %q (no temporary files)", got, want)
 	}
@@ -314,7 +316,7 @@ func TestFSFailedPutKeepsPreviousVersion(t *testing.T) {
 			if err != nil || string(got) != "old" {
 				t.Errorf("after a failed Put the document is %q, %v; want the old version", got, err)
 			}
-			want := []string{"./", "tn_a/", "tn_a/doc.pdf"}
+			want := []string{"./", "tn_a/", "tn_a/.tmp~/", "tn_a/doc.pdf"}
 			if got := files(t, b.store.Root()); !slices.Equal(got, want) {
 				t.Errorf("store holds %q, want %q (no temporary files)", got, want)
 			}
@@ -457,9 +459,11 @@ func TestFSDelete(t *testing.T) {
 }
 
 // TestFSRemoveStaleTemp: the temporary files of writes a killed process
-// left behind (older than the cutoff) are removed; documents, younger
-// temporary files (another process's write in progress) and a temporary
-// name on a directory are kept.
+// left behind (older than the cutoff) are removed from the tenants'
+// temporary directories, and, in a store an older release wrote them to,
+// from next to the documents; documents, younger temporary files (another
+// process's write in progress) and a temporary name on a directory are
+// kept.
 func TestFSRemoveStaleTemp(t *testing.T) {
 	t.Parallel()
 	b := setupFS(t)
@@ -469,22 +473,10 @@ func TestFSRemoveStaleTemp(t *testing.T) {
 	}
 	root := b.store.Root()
 	old := time.Now().Add(-2 * storage.StaleTempAge)
-	write := func(rel string, mtime time.Time) {
-		t.Helper()
-		p := filepath.Join(root, filepath.FromSlash(rel))
-		if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte("partial"), 0o640); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chtimes(p, mtime, mtime); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write("tn_a/invoices/.put~1.pdf.STALE1", old)
-	write("tn_b/invoices/deep/.put~2.pdf.STALE2", old)
-	write("tn_a/invoices/.put~3.pdf.FRESH", time.Now())
+	writeFile(t, root, "tn_a/.tmp~/.put~1.pdf.STALE1", old)
+	writeFile(t, root, "tn_c/.tmp~/.put~4.pdf.STALE4", old)
+	writeFile(t, root, "tn_a/.tmp~/.put~3.pdf.FRESH", time.Now())
+	writeFile(t, root, "tn_b/invoices/deep/.put~2.pdf.STALE2", old) // an older release's
 	if err := os.Mkdir(filepath.Join(root, "tn_a", ".put~dir"), 0o750); err != nil {
 		t.Fatal(err)
 	}
@@ -493,17 +485,254 @@ func TestFSRemoveStaleTemp(t *testing.T) {
 	if err != nil {
 		t.Fatalf("RemoveStaleTemp: %v", err)
 	}
-	if n != 2 {
-		t.Errorf("removed %d, want 2", n)
+	if n != 3 {
+		t.Errorf("removed %d, want 3", n)
 	}
-	want := []string{".", "tn_a/", "tn_a/.put~dir/", "tn_a/invoices/", "tn_a/invoices/.put~3.pdf.FRESH", "tn_a/invoices/1.pdf",
-		"tn_b/", "tn_b/invoices/", "tn_b/invoices/deep/"}
+	want := []string{"./", walkedStamp, "tn_a/", "tn_a/.put~dir/", "tn_a/.tmp~/", "tn_a/.tmp~/.put~3.pdf.FRESH", "tn_a/invoices/",
+		"tn_a/invoices/1.pdf", "tn_b/", "tn_b/invoices/", "tn_b/invoices/deep/", "tn_c/", "tn_c/.tmp~/"}
 	got := files(t, root)
 	for i := range got {
 		got[i] = filepath.ToSlash(got[i])
 	}
-	want[0] = "./"
 	if !slices.Equal(got, want) {
 		t.Errorf("left %q, want %q", got, want)
+	}
+}
+
+// walkedStamp is the file in the store's root that says a walk of the
+// whole tree left no temporary file next to a document.
+const walkedStamp = ".stale-walked~"
+
+// writeFile writes a file at rel under root, modified at mtime, creating
+// its directories.
+func writeFile(t *testing.T, root, rel string, mtime time.Time) string {
+	t.Helper()
+	p := filepath.Join(root, filepath.FromSlash(rel))
+	if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte("partial"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(p, mtime, mtime); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestFSRemoveStaleTempWalksTheTreeUntilClean: in a store where an older
+// release wrote temporary files next to the documents, every call walks
+// the whole tree until a walk leaves none there (a young one is such a
+// release's write in progress, and may be left by a kill); from then on it
+// lists the tenants' temporary directories only, so a file next to a
+// document stays, until the stamp is removed.
+func TestFSRemoveStaleTempWalksTheTreeUntilClean(t *testing.T) {
+	t.Parallel()
+	b := setupFS(t)
+	ctx := context.Background()
+	root := b.store.Root()
+	old := time.Now().Add(-2 * storage.StaleTempAge)
+	remove := func(want int) {
+		t.Helper()
+		n, err := b.store.RemoveStaleTemp(ctx, time.Now().Add(-storage.StaleTempAge))
+		if err != nil || n != want {
+			t.Fatalf("RemoveStaleTemp = %d, %v; want %d", n, err, want)
+		}
+	}
+	stamped := func() bool {
+		t.Helper()
+		_, err := os.Stat(filepath.Join(root, walkedStamp))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Fatal(err)
+		}
+		return err == nil
+	}
+	exists := func(p string) bool {
+		t.Helper()
+		_, err := os.Stat(p)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Fatal(err)
+		}
+		return err == nil
+	}
+
+	young := writeFile(t, root, "tn_a/invoices/.put~1.pdf.YOUNG", time.Now())
+	remove(0)
+	if !exists(young) || stamped() {
+		t.Fatalf("after a walk that met a write in progress next to its document: file kept %v (want true), stamp %v (want false)",
+			exists(young), stamped())
+	}
+	if err := os.Chtimes(young, old, old); err != nil {
+		t.Fatal(err)
+	}
+	remove(1)
+	if exists(young) || !stamped() {
+		t.Fatalf("after a walk that removed the last file next to a document: file kept %v, stamp %v; want false, true",
+			exists(young), stamped())
+	}
+
+	late := writeFile(t, root, "tn_b/invoices/.put~2.pdf.LATE", old)
+	writeFile(t, root, "tn_b/.tmp~/.put~3.pdf.STALE", old)
+	remove(1)
+	if !exists(late) {
+		t.Fatalf("%s removed although the store was stamped: the whole tree was walked again", late)
+	}
+	if err := os.Remove(filepath.Join(root, walkedStamp)); err != nil {
+		t.Fatal(err)
+	}
+	remove(1)
+	if exists(late) || !stamped() {
+		t.Fatalf("after the stamp was removed: %s kept %v, stamp %v; want false, true", late, exists(late), stamped())
+	}
+}
+
+// writerChildEnv holds the store's root when this test binary runs again
+// as TestFSWriterChild's process.
+const writerChildEnv = "STORAGE_TEST_WRITER_ROOT"
+
+// writerChildContent is what the child writes before it blocks.
+const writerChildContent = "%PDF-partial"
+
+// TestFSWriterChild is not a test on its own: TestFSKilledWriterLeftover
+// runs this test binary again with writerChildEnv set, and this function
+// then writes a document of tenant tn_killed whose content stops after
+// writerChildContent, blocked on reading its standard input until the
+// parent kills the process. In a normal run it does nothing.
+func TestFSWriterChild(t *testing.T) {
+	root := os.Getenv(writerChildEnv)
+	if root == "" {
+		return
+	}
+	store, err := storage.NewFS(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = store.Put(context.Background(), "tn_killed", "invoices/7.pdf", io.MultiReader(strings.NewReader(writerChildContent), os.Stdin))
+	t.Fatalf("Put returned (%v) before the process was killed", err)
+}
+
+// TestFSKilledWriterLeftover: a process killed (SIGKILL) in the middle of
+// a Put leaves its temporary file in the tenant's temporary directory and
+// nothing under the key. RemoveStaleTemp keeps that file while it is
+// younger than the cutoff (it could be a write in progress) and removes it
+// once older; a write in progress in this process meanwhile is never
+// removed, and completes.
+func TestFSKilledWriterLeftover(t *testing.T) {
+	t.Parallel()
+	b := setupFS(t)
+	ctx := testContext(t)
+	root := b.store.Root()
+	tempDir := filepath.Join(root, "tn_killed", ".tmp~")
+
+	cmd := exec.Command(os.Args[0], "-test.run=^TestFSWriterChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), writerChildEnv+"="+root)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		_ = cmd.Process.Kill()
+		<-exited
+		_ = stdin.Close()
+	}()
+
+	// leftovers returns the temporary files of key name in tempDir.
+	leftovers := func(name string) []string {
+		t.Helper()
+		entries, err := os.ReadDir(tempDir)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), ".put~"+name+".") {
+				out = append(out, filepath.Join(tempDir, e.Name()))
+			}
+		}
+		return out
+	}
+	var leftover string
+	for deadline := time.Now().Add(30 * time.Second); leftover == ""; {
+		select {
+		case err := <-exited:
+			exited <- err
+			t.Fatalf("the writer exited (%v) before it was killed:\n%s", err, out.String())
+		default:
+		}
+		if l := leftovers("7.pdf"); len(l) == 1 {
+			if content, err := os.ReadFile(l[0]); err == nil && string(content) == writerChildContent {
+				leftover = l[0]
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no temporary file of the writer's with its content in %s; its output:\n%s", tempDir, out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-exited; err == nil {
+		t.Fatal("the killed writer exited cleanly")
+	}
+	exited <- nil // for the deferred clean-up
+	if _, err := b.store.Stat(ctx, "tn_killed", "invoices/7.pdf"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("Stat of the killed write's key: %v, want ErrNotFound", err)
+	}
+
+	// A write of this process in progress, its temporary file in the same
+	// directory.
+	pr, pw := io.Pipe()
+	liveDone := make(chan error, 1)
+	go func() {
+		_, err := b.store.Put(ctx, "tn_killed", "invoices/8.pdf", pr)
+		liveDone <- err
+	}()
+	if _, err := pw.Write([]byte("%PDF-live")); err != nil {
+		t.Fatal(err)
+	}
+	if l := leftovers("8.pdf"); len(l) != 1 {
+		t.Fatalf("the write in progress has %d temporary files, want 1", len(l))
+	}
+
+	cutoff := func() time.Time { return time.Now().Add(-storage.StaleTempAge) }
+	if n, err := b.store.RemoveStaleTemp(ctx, cutoff()); err != nil || n != 0 {
+		t.Fatalf("RemoveStaleTemp while the leftover is young = %d, %v; want 0", n, err)
+	}
+	if _, err := os.Stat(leftover); err != nil {
+		t.Fatalf("the young leftover (could be a write in progress) was removed: %v", err)
+	}
+	old := time.Now().Add(-2 * storage.StaleTempAge) // the leftover an hour later
+	if err := os.Chtimes(leftover, old, old); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := b.store.RemoveStaleTemp(ctx, cutoff()); err != nil || n != 1 {
+		t.Fatalf("RemoveStaleTemp of the old leftover = %d, %v; want 1", n, err)
+	}
+	if _, err := os.Stat(leftover); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the old leftover is still there: %v", err)
+	}
+	if l := leftovers("8.pdf"); len(l) != 1 {
+		t.Fatalf("the write in progress has %d temporary files after RemoveStaleTemp, want 1", len(l))
+	}
+	if err := pw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-liveDone; err != nil {
+		t.Fatalf("the write in progress: %v", err)
+	}
+	if got, _, err := readDoc(t, b.store, "tn_killed", "invoices/8.pdf"); err != nil || string(got) != "%PDF-live" {
+		t.Fatalf("the document of the write in progress: %q, %v", got, err)
+	}
+	if l := leftovers(""); len(l) != 0 {
+		t.Fatalf("temporary files left: %q", l)
 	}
 }

@@ -209,7 +209,9 @@ type staleTempRemover interface {
 // removeStaleTemp removes the temporary files of document writes older
 // than storage.StaleTempAge (a younger one may be another process's write
 // in progress: DOCUMENTS_DIR is shared) and logs what it did. It runs
-// beside the task server at start-up: a large store takes a while to walk.
+// beside the task server at start-up: it lists every tenant's temporary
+// directory, and a store an older release wrote is walked whole until a
+// walk finds none of its temporary files left (storage.FS.RemoveStaleTemp).
 func removeStaleTemp(ctx context.Context, s staleTempRemover, logger *slog.Logger) {
 	n, err := s.RemoveStaleTemp(ctx, time.Now().Add(-storage.StaleTempAge))
 	if n > 0 {

@@ -76,9 +76,11 @@ func TestRunFailsOnUnresponsivePostgres(t *testing.T) {
 }
 
 // TestRunRemovesStaleTempDocuments: a worker killed while it wrote a
-// document leaves the write's temporary file in DOCUMENTS_DIR; the next
-// worker to start removes such a file once it is old enough to be nobody's
-// write in progress, and keeps the documents and a young temporary file.
+// document leaves the write's temporary file in DOCUMENTS_DIR (in the
+// tenant's .tmp~ directory, or next to the document for an older release);
+// the next worker to start removes such a file once it is old enough to be
+// nobody's write in progress, and keeps the documents and a young
+// temporary file.
 func TestRunRemovesStaleTempDocuments(t *testing.T) {
 	t.Parallel()
 	docs := t.TempDir()
@@ -97,21 +99,24 @@ func TestRunRemovesStaleTempDocuments(t *testing.T) {
 		}
 		return p
 	}
-	stale := mk("tn_killed/invoices/.put~7.pdf.ABCDEFGH", old)
+	staleOlder := mk("tn_killed/invoices/.put~7.pdf.ABCDEFGH", old)
+	stale := mk("tn_killed/.tmp~/.put~9.pdf.QRSTUVWX", old)
 	doc := mk("tn_killed/invoices/7.pdf", old)
-	young := mk("tn_killed/invoices/.put~8.pdf.IJKLMNOP", time.Now())
+	young := mk("tn_killed/.tmp~/.put~8.pdf.IJKLMNOP", time.Now())
 
 	startWorker(t, testenv.RedisURL(t), map[string]string{"DOCUMENTS_DIR": docs})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for {
-		if _, err := os.Stat(stale); errors.Is(err, fs.ErrNotExist) {
-			break
+	for _, p := range []string{stale, staleOlder} {
+		for {
+			if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("stale temporary file %s still there after the worker started", p)
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
-		if ctx.Err() != nil {
-			t.Fatalf("stale temporary file %s still there after the worker started", stale)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 	for _, p := range []string{doc, young} {
 		if _, err := os.Stat(p); err != nil {
