@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
@@ -37,7 +38,16 @@ type Enqueuer struct {
 	admission *Admission
 	records   *TaskRecords // nil: no per-tenant archive records (records.go)
 	layout    Layout       // queue classes to queues (shards.go)
+	// lookups holds a token for each TenantTask look-up running, those
+	// whose callers gave up included (see TenantTask).
+	lookups chan struct{}
 }
+
+// maxLookups bounds the TenantTask look-ups that run at once, the ones
+// whose callers stopped waiting included: as many as go-redis's default
+// pool has connections (10 per CPU), which a look-up each holds while
+// Redis does not answer.
+var maxLookups = 10 * runtime.GOMAXPROCS(0)
 
 // TenantLookup finds a tenant by id: the cached catalog.
 type TenantLookup interface {
@@ -110,7 +120,7 @@ func NewEnqueuer(client *asynq.Client, inspector *asynq.Inspector, logger *slog.
 	if logger == nil {
 		logger = slog.Default()
 	}
-	e := &Enqueuer{client: client, inspector: inspector, logger: logger}
+	e := &Enqueuer{client: client, inspector: inspector, logger: logger, lookups: make(chan struct{}, maxLookups)}
 	for _, o := range opts {
 		o(e)
 	}
@@ -388,10 +398,49 @@ func finished(s asynq.TaskState) bool {
 // another tenant (or none): a tenant never learns whether another tenant's
 // task id exists. A task asynq no longer has but the tenant's TaskRecords
 // keep (WithTaskRecords) is returned as archived, from its record.
+//
+// It returns when ctx ends, with an error matching ctx's, also while Redis
+// does not answer: asynq's Inspector takes no context, and the Redis
+// client bounds a command by its own read timeout (3 s a try), not by
+// ctx. So the look-up runs in a goroutine of its own, which the caller
+// stops waiting for; it ends when Redis answers or the client gives up.
+// At most maxLookups look-ups run at once, those whose callers gave up
+// included: a caller that finds them all running waits for one to end, or
+// for ctx, and starts nothing.
 func (e *Enqueuer) TenantTask(ctx context.Context, tenantID, taskID string) (*asynq.TaskInfo, error) {
 	if tenantID == "" || taskID == "" || len(taskID) > maxTaskIDLen {
 		return nil, ErrTaskNotFound
 	}
+	select {
+	case e.lookups <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("look up task %.64q: waiting for a look-up to end: %w", taskID, ctx.Err())
+	}
+	type answer struct {
+		info *asynq.TaskInfo
+		err  error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		defer func() { <-e.lookups }()
+		defer func() {
+			if p := recover(); p != nil {
+				done <- answer{err: fmt.Errorf("look up task %.64q: panic: %v", taskID, p)}
+			}
+		}()
+		info, err := e.tenantTask(ctx, tenantID, taskID)
+		done <- answer{info, err}
+	}()
+	select {
+	case a := <-done:
+		return a.info, a.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("look up task %.64q: %w", taskID, ctx.Err())
+	}
+}
+
+// tenantTask is TenantTask's look-up, run in a goroutine of its own.
+func (e *Enqueuer) tenantTask(ctx context.Context, tenantID, taskID string) (*asynq.TaskInfo, error) {
 	queues := e.layout.TenantQueues(tenantID)
 	if e.admission != nil {
 		// The backlog first: a task admitted meanwhile is then found in

@@ -1,0 +1,193 @@
+package tasks
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"net"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/invoicing/tenantworker/internal/testenv"
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// commandCounter is a go-redis hook counting the commands a client sends.
+type commandCounter struct{ sent atomic.Int64 }
+
+func (c *commandCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (c *commandCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		c.sent.Add(1)
+		return next(ctx, cmd)
+	}
+}
+
+func (c *commandCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		c.sent.Add(int64(len(cmds)))
+		return next(ctx, cmds)
+	}
+}
+
+// stopRedis stops the redis-server behind rdb (SIGSTOP: it keeps its
+// connections and answers nothing) until the returned function, also run
+// at the end of the test, resumes it (SIGCONT).
+func stopRedis(t *testing.T, rdb *redis.Client) (resume func()) {
+	t.Helper()
+	info, err := rdb.Info(testContext(t), "server").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := 0
+	for line := range strings.SplitSeq(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "process_id:"); ok {
+			pid, _ = strconv.Atoi(v)
+		}
+	}
+	if pid <= 0 {
+		t.Fatalf("no process_id in INFO server:\n%s", info)
+	}
+	var resumed atomic.Bool
+	resume = func() {
+		if resumed.CompareAndSwap(false, true) {
+			if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+				t.Errorf("resume redis-server %d: %v", pid, err)
+			}
+		}
+	}
+	t.Cleanup(resume)
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatalf("stop redis-server %d: %v", pid, err)
+	}
+	return resume
+}
+
+// answered starts a PING on a connection of its own to addr and returns a
+// channel closed once the server has answered it.
+func answered(t *testing.T, addr string) <-chan struct{} {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = bufio.NewReader(conn).ReadString('\n')
+	}()
+	return done
+}
+
+// TestTenantTaskReturnsWhenCtxEnds: while Redis answers nothing (its
+// process stopped), a task look-up returns as soon as its ctx ends, with
+// ctx's error, whether its deadline passed or it was cancelled (a client
+// that went away), through asynq's inspector (no fair dispatch) and the
+// dispatcher's backlog (fair dispatch); when Redis answers again the
+// look-ups left behind end, and a look-up finds the task. The look-ups
+// running at once are bounded: with every one taken, a further look-up
+// sends nothing and returns at its ctx's end.
+func TestTenantTaskReturnsWhenCtxEnds(t *testing.T) {
+	t.Parallel()
+	for _, withFair := range []bool{false, true} {
+		t.Run("fair="+strconv.FormatBool(withFair), func(t *testing.T) {
+			t.Parallel()
+			srv := testenv.StartRedis(t, testenv.RedisOptions{})
+			rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+			t.Cleanup(func() { _ = rdb.Close() })
+			counter := &commandCounter{}
+			rdb.AddHook(counter)
+			var enq *Enqueuer
+			tenantID := "tn_acme"
+			if withFair {
+				var tn [2]tenantctx.Tenant
+				enq, _, _, tn = fairSetupOn(t, rdb, 0)
+				tenantID = tn[0].ID
+			} else {
+				enq = NewEnqueuer(asynq.NewClientFromRedisClient(rdb), asynq.NewInspectorFromRedisClient(rdb), discardLogger())
+			}
+			const bound = 2
+			enq.lookups = make(chan struct{}, bound)
+			ctx := testContext(t)
+			res, err := enq.Enqueue(ctx, InvoicePDF{TenantID: tenantID, InvoiceID: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			taskID := res.Info.ID
+			if _, err := enq.TenantTask(ctx, tenantID, taskID); err != nil {
+				t.Fatalf("look-up while Redis runs: %v", err)
+			}
+
+			// Every look-up taken (as by look-ups still waiting for Redis):
+			// a further one starts nothing.
+			for range bound {
+				enq.lookups <- struct{}{}
+			}
+			sent := counter.sent.Load()
+			dctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+			_, err = enq.TenantTask(dctx, tenantID, taskID)
+			cancel()
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("look-up past its deadline with every look-up taken: %v, want context.DeadlineExceeded", err)
+			}
+			if n := counter.sent.Load() - sent; n != 0 {
+				t.Fatalf("a look-up beyond the bound sent %d commands", n)
+			}
+			for range bound {
+				<-enq.lookups
+			}
+
+			resume := stopRedis(t, rdb)
+			probe := answered(t, srv.Addr())
+			// A request's deadline.
+			dctx, cancel = context.WithTimeout(ctx, 200*time.Millisecond)
+			_, err = enq.TenantTask(dctx, tenantID, taskID)
+			cancel()
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("look-up past its deadline: %v, want context.DeadlineExceeded", err)
+			}
+			// A client that went away once its look-up started.
+			running := len(enq.lookups)
+			cctx, cancel := context.WithCancel(ctx)
+			go func() {
+				for len(enq.lookups) == running && cctx.Err() == nil {
+					time.Sleep(time.Millisecond)
+				}
+				cancel()
+			}()
+			_, err = enq.TenantTask(cctx, tenantID, taskID)
+			cancel()
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("look-up of a cancelled request: %v, want context.Canceled", err)
+			}
+			select {
+			case <-probe:
+				t.Fatal("Redis answered before the look-ups returned: it was not stopped")
+			default:
+			}
+
+			resume()
+			<-probe
+			for deadline := time.Now().Add(time.Minute); len(enq.lookups) > 0; time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("%d look-ups still running a minute after Redis answered again", len(enq.lookups))
+				}
+			}
+			if info, err := enq.TenantTask(ctx, tenantID, taskID); err != nil || info.ID != taskID {
+				t.Fatalf("look-up once Redis answers again: %v, %v", info, err)
+			}
+		})
+	}
+}
