@@ -75,6 +75,7 @@ func TestParkedTaskRequeuedNamesNoRun(t *testing.T) {
 		t.Fatalf("stats after the second park: %+v; want the task parked", s)
 	}
 
+	afterHandBack(b)
 	if _, err := b.d.Release(ctx, tn, fair.Paused, q); err != nil {
 		t.Fatal(err)
 	}
