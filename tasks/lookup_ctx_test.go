@@ -6,9 +6,7 @@ import (
 	"errors"
 	"net"
 	"strconv"
-	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -36,39 +34,6 @@ func (c *commandCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) red
 		c.sent.Add(int64(len(cmds)))
 		return next(ctx, cmds)
 	}
-}
-
-// stopRedis stops the redis-server behind rdb (SIGSTOP: it keeps its
-// connections and answers nothing) until the returned function, also run
-// at the end of the test, resumes it (SIGCONT).
-func stopRedis(t *testing.T, rdb *redis.Client) (resume func()) {
-	t.Helper()
-	info, err := rdb.Info(testContext(t), "server").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid := 0
-	for line := range strings.SplitSeq(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "process_id:"); ok {
-			pid, _ = strconv.Atoi(v)
-		}
-	}
-	if pid <= 0 {
-		t.Fatalf("no process_id in INFO server:\n%s", info)
-	}
-	var resumed atomic.Bool
-	resume = func() {
-		if resumed.CompareAndSwap(false, true) {
-			if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
-				t.Errorf("resume redis-server %d: %v", pid, err)
-			}
-		}
-	}
-	t.Cleanup(resume)
-	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
-		t.Fatalf("stop redis-server %d: %v", pid, err)
-	}
-	return resume
 }
 
 // answered starts a PING on a connection of its own to addr and returns a
@@ -149,7 +114,7 @@ func TestTenantTaskReturnsWhenCtxEnds(t *testing.T) {
 				<-enq.lookups
 			}
 
-			resume := stopRedis(t, rdb)
+			resume := testenv.StopRedis(t, rdb)
 			probe := answered(t, srv.Addr())
 			// A request's deadline.
 			dctx, cancel = context.WithTimeout(ctx, 200*time.Millisecond)

@@ -8,9 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -98,23 +96,7 @@ func TestTaskStateWhileRedisAnswersNothing(t *testing.T) {
 			get := request{method: http.MethodGet, path: "/v1/tasks/" + r.json(t)["task_id"].(string), host: acme.host(), bearer: acme.key}
 			wantStatus(t, b.do(t, get), http.StatusOK)
 
-			info, err := rdb.Info(t.Context(), "server").Result()
-			if err != nil {
-				t.Fatal(err)
-			}
-			pid := 0
-			for line := range strings.SplitSeq(info, "\n") {
-				if v, ok := strings.CutPrefix(strings.TrimSpace(line), "process_id:"); ok {
-					pid, _ = strconv.Atoi(v)
-				}
-			}
-			if pid <= 0 {
-				t.Fatalf("no process_id in INFO server:\n%s", info)
-			}
-			t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
-			if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
-				t.Fatal(err)
-			}
+			resume := testenv.StopRedis(t, rdb)
 			// A PING of its own: answered once the server runs again.
 			conn, err := net.Dial("tcp", srv.Addr())
 			if err != nil {
@@ -169,9 +151,7 @@ func TestTaskStateWhileRedisAnswersNothing(t *testing.T) {
 			if s, err := strconv.Atoi(a.resp.Header.Get("Retry-After")); err != nil || s < 1 {
 				t.Fatalf("Retry-After %q", a.resp.Header.Get("Retry-After"))
 			}
-			if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
-				t.Fatal(err)
-			}
+			resume()
 			<-pong
 		})
 	}
