@@ -2,7 +2,6 @@ package worker_test
 
 import (
 	"context"
-	"encoding/json"
 	"strings"
 	"sync"
 	"testing"
@@ -10,7 +9,6 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
-	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/internal/testenv"
@@ -75,20 +73,7 @@ func TestParkNamesTheRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	admitted := res.Info.ID
-	payload, err := json.Marshal(tasks.InvoicePDF{TenantID: tn.ID, InvoiceID: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	retried := "invoice:pdf:" + tn.ID + ":2"
-	msg := fair.Message{ID: retried, Type: tasks.TypeInvoicePDF, Queue: tasks.QueueDefault, Payload: payload, Retry: 10, Timeout: time.Minute}.Encode()
-	msg = protowire.AppendVarint(protowire.AppendTag(msg, 6, protowire.VarintType), 2) // retried: 2
-	var entry []byte
-	entry = protowire.AppendString(protowire.AppendTag(entry, 1, protowire.BytesType), fair.RunHeader)
-	entry = protowire.AppendString(protowire.AppendTag(entry, 2, protowire.BytesType), "stale")
-	msg = protowire.AppendBytes(protowire.AppendTag(msg, 15, protowire.BytesType), entry) // headers: fair-run = stale
-	A := "asynq:{" + tasks.QueueDefault + "}:"
-	rdb.HSet(ctx, A+"t:"+retried, "msg", msg, "state", "pending", "pending_since", time.Now().UnixNano())
-	rdb.LPush(ctx, A+"pending", retried)
+	retried := pushRetriedRender(t, rdb, tn.ID, 2)
 
 	// The tenant is suspended before a worker takes them: both are parked
 	// (the dispatcher does not hold the tenant here, so each park answers

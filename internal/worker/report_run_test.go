@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -87,20 +88,7 @@ func TestReportCostNamesTheRun(t *testing.T) {
 	// Invoice 2's task failed twice before, under a run its message still
 	// names; asynq's forwarder puts it back into the pending list, past
 	// the dispatcher.
-	payload, err := json.Marshal(tasks.InvoicePDF{TenantID: tn.ID, InvoiceID: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	retried := "invoice:pdf:" + tn.ID + ":2"
-	msg := fair.Message{ID: retried, Type: tasks.TypeInvoicePDF, Queue: tasks.QueueDefault, Payload: payload, Retry: 10, Timeout: time.Minute}.Encode()
-	msg = protowire.AppendVarint(protowire.AppendTag(msg, 6, protowire.VarintType), 2) // retried: 2
-	var entry []byte
-	entry = protowire.AppendString(protowire.AppendTag(entry, 1, protowire.BytesType), fair.RunHeader)
-	entry = protowire.AppendString(protowire.AppendTag(entry, 2, protowire.BytesType), "stale")
-	msg = protowire.AppendBytes(protowire.AppendTag(msg, 15, protowire.BytesType), entry) // headers: fair-run = stale
-	A := "asynq:{" + tasks.QueueDefault + "}:"
-	rdb.HSet(ctx, A+"t:"+retried, "msg", msg, "state", "pending", "pending_since", time.Now().UnixNano())
-	rdb.LPush(ctx, A+"pending", retried)
+	retried := pushRetriedRender(t, rdb, tn.ID, 2)
 
 	testenv.WaitFor(t, time.Minute, "both tasks run and reported", func() bool { return len(rep.all()) == 2 })
 	mu.Lock()
@@ -117,4 +105,32 @@ func TestReportCostNamesTheRun(t *testing.T) {
 		s, err := d.Stats(ctx, tn.ID, tasks.QueueDefault)
 		return err == nil && s[0].Admitted == 0
 	})
+}
+
+// pushRetriedRender puts the render of invoiceID of tenantID into asynq's
+// pending list of the default queue as asynq's forwarder does with a retry,
+// past the dispatcher: retried twice before, under a run ("stale") its
+// message still names. It returns the task id.
+func pushRetriedRender(t *testing.T, rdb *redis.Client, tenantID string, invoiceID int64) string {
+	t.Helper()
+	ctx := t.Context()
+	payload, err := json.Marshal(tasks.InvoicePDF{TenantID: tenantID, InvoiceID: invoiceID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := fmt.Sprintf("invoice:pdf:%s:%d", tenantID, invoiceID)
+	msg := fair.Message{ID: id, Type: tasks.TypeInvoicePDF, Queue: tasks.QueueDefault, Payload: payload, Retry: 10, Timeout: time.Minute}.Encode()
+	msg = protowire.AppendVarint(protowire.AppendTag(msg, 6, protowire.VarintType), 2) // retried: 2
+	var entry []byte
+	entry = protowire.AppendString(protowire.AppendTag(entry, 1, protowire.BytesType), fair.RunHeader)
+	entry = protowire.AppendString(protowire.AppendTag(entry, 2, protowire.BytesType), "stale")
+	msg = protowire.AppendBytes(protowire.AppendTag(msg, 15, protowire.BytesType), entry) // headers: fair-run = stale
+	A := "asynq:{" + tasks.QueueDefault + "}:"
+	if err := rdb.HSet(ctx, A+"t:"+id, "msg", msg, "state", "pending", "pending_since", time.Now().UnixNano()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.LPush(ctx, A+"pending", id).Err(); err != nil {
+		t.Fatal(err)
+	}
+	return id
 }
