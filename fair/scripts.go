@@ -60,6 +60,8 @@ import "github.com/redis/go-redis/v9"
 //	P..'depth'       ZSET tenant -> waiting tasks (top-K metrics)
 //	P..'workers'     ZSET worker id -> heartbeat expiry (ms); P..'conc' HASH worker id -> concurrency; P..'cap' STRING their sum
 //	P..'rep:'..reporter STRING the highest batch sequence number of a Reporter applied (expires; see completeScript)
+//	P..'wake'        Pub/Sub channel (not a key): admit() publishes when it fills asynq's empty pending list
+//	                 (WakeChannel; idle workers wait for it, IdleWaiter)
 const prelude = `
 local P, A = KEYS[1], KEYS[2]
 local NOW = tonumber(ARGV[1])
@@ -591,7 +593,8 @@ end
 -- admission, in one call.
 local function admit()
   reap(16)
-  local room = target() - redis.call('LLEN', A .. 'pending')
+  local queued = redis.call('LLEN', A .. 'pending')
+  local room = target() - queued
   if room > MAX_ADMIT then room = MAX_ADMIT end
   local out = {}
   if room <= 0 then return out end
@@ -715,6 +718,10 @@ local function admit()
     local rev = {}
     for k = #head, 1, -1 do rev[#rev + 1] = head[k] end
     many('RPUSH', A .. 'pending', rev)
+  end
+  if queued == 0 and #pushed + #head > 0 then
+    -- Idle workers wait for this (IdleWaiter); busy ones look anyway.
+    redis.call('PUBLISH', P .. 'wake', '')
   end
   if #adm > 0 then
     many('HSET', P .. 'adm', adm)

@@ -205,9 +205,15 @@ type Config struct {
 	// fair.DefaultMaxWaitingTotal.
 	FairMaxWaitingTotal int
 	// TaskCheckInterval (TASK_CHECK_INTERVAL) is how long an idle worker
-	// waits between polls of its queues; 0 means
+	// waits between polls of its queues without fair dispatch, or while
+	// its subscription to the dispatcher's announcements is down; 0 means
 	// DefaultTaskCheckInterval.
 	TaskCheckInterval time.Duration
+	// IdleRecheckInterval (IDLE_RECHECK_INTERVAL) is, with fair dispatch,
+	// how long an idle worker waits for the dispatcher to announce work
+	// before it looks at its queues all the same (fair.IdleWaiter); 0
+	// means fair.DefaultIdleRecheck.
+	IdleRecheckInterval time.Duration
 	// QueueShards (QUEUE_SHARDS, 1 to MaxQueueShards) is how many asynq
 	// queues each queue class (critical, default, low) has, so that a
 	// Redis Cluster's masters share a class (tasks.Layout); a tenant's
@@ -289,6 +295,7 @@ func Parse(getenv func(string) string) (Config, error) {
 		FairPendingTime:       p.duration("FAIR_PENDING_TIME"),
 		FairMaxWaitingTotal:   p.positiveInt("FAIR_MAX_WAITING_TOTAL"),
 		TaskCheckInterval:     p.duration("TASK_CHECK_INTERVAL"),
+		IdleRecheckInterval:   p.duration("IDLE_RECHECK_INTERVAL"),
 		QueueShards:           p.positiveInt("QUEUE_SHARDS"),
 		QueueShardsServed:     p.positiveInt("QUEUE_SHARDS_SERVED"),
 		WorkerQueueClasses:    p.queueClasses("WORKER_QUEUE_CLASSES"),
@@ -337,6 +344,7 @@ func (c Config) withDefaults() Config {
 	c.TenantDBMaxConns = cmp.Or(c.TenantDBMaxConns, c.DBMaxConns)
 	c.DBPoolLanes = cmp.Or(c.DBPoolLanes, c.DBMaxConns)
 	c.TaskCheckInterval = cmp.Or(c.TaskCheckInterval, DefaultTaskCheckInterval)
+	c.IdleRecheckInterval = cmp.Or(c.IdleRecheckInterval, fair.DefaultIdleRecheck)
 	c.FairPendingTime = cmp.Or(c.FairPendingTime, fair.DefaultPendingTime)
 	c.QueueShards = cmp.Or(c.QueueShards, 1)
 	c.QueueShardsServed = cmp.Or(c.QueueShardsServed, c.QueueShards)
@@ -419,6 +427,9 @@ func (c Config) validate() error {
 	}
 	if c.TaskCheckInterval < time.Millisecond || c.TaskCheckInterval > time.Minute {
 		bad("TASK_CHECK_INTERVAL: must be between 1ms and 1m, got %v", c.TaskCheckInterval)
+	}
+	if c.IdleRecheckInterval < time.Millisecond || c.IdleRecheckInterval > time.Minute {
+		bad("IDLE_RECHECK_INTERVAL: must be between 1ms and 1m, got %v", c.IdleRecheckInterval)
 	}
 	if c.QueueShards < 1 || c.QueueShards > MaxQueueShards {
 		bad("QUEUE_SHARDS: must be between 1 and %d, got %d", MaxQueueShards, c.QueueShards)

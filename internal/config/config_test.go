@@ -48,6 +48,7 @@ func TestFromEnvDefaults(t *testing.T) {
 		FairDispatch:          true,
 		FairPendingTime:       fair.DefaultPendingTime,
 		TaskCheckInterval:     DefaultTaskCheckInterval,
+		IdleRecheckInterval:   fair.DefaultIdleRecheck,
 		QueueShards:           1,
 		QueueShardsServed:     1,
 		WorkerQueueClasses:    []string{"critical", "default", "low"},
@@ -319,16 +320,16 @@ func TestFairSettings(t *testing.T) {
 		}
 		return m
 	}
-	c, err := FromEnv(env(with("FAIR_DISPATCH", "false", "PLAN_LIMITS", "pro=3:6:900", "FAIR_PENDING_TIME", "50ms", "TASK_CHECK_INTERVAL", "5ms", "FAIR_MAX_WAITING_TOTAL", "250000")))
+	c, err := FromEnv(env(with("FAIR_DISPATCH", "false", "PLAN_LIMITS", "pro=3:6:900", "FAIR_PENDING_TIME", "50ms", "TASK_CHECK_INTERVAL", "5ms", "IDLE_RECHECK_INTERVAL", "300ms", "FAIR_MAX_WAITING_TOTAL", "250000")))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.FairDispatch || c.Plans["pro"] != (fair.Policy{Weight: 3, MaxRunning: 6, MaxWaiting: 900}) || c.FairPendingTime != 50*time.Millisecond || c.TaskCheckInterval != 5*time.Millisecond || c.FairMaxWaitingTotal != 250_000 {
+	if c.FairDispatch || c.Plans["pro"] != (fair.Policy{Weight: 3, MaxRunning: 6, MaxWaiting: 900}) || c.FairPendingTime != 50*time.Millisecond || c.TaskCheckInterval != 5*time.Millisecond || c.IdleRecheckInterval != 300*time.Millisecond || c.FairMaxWaitingTotal != 250_000 {
 		t.Fatalf("fair settings: %+v", c)
 	}
 	for _, bad := range [][]string{
 		{"PLAN_LIMITS", "pro=1:2"}, {"FAIR_PENDING_TIME", "-1s"}, {"FAIR_PENDING_TIME", "x"}, {"FAIR_PENDING_TIME", "1m"},
-		{"TASK_CHECK_INTERVAL", "2m"}, {"FAIR_DISPATCH", "maybe"},
+		{"TASK_CHECK_INTERVAL", "2m"}, {"IDLE_RECHECK_INTERVAL", "0.5us"}, {"IDLE_RECHECK_INTERVAL", "2m"}, {"FAIR_DISPATCH", "maybe"},
 		{"FAIR_MAX_WAITING_TOTAL", "0"}, {"FAIR_MAX_WAITING_TOTAL", "-5"}, {"FAIR_MAX_WAITING_TOTAL", "many"},
 	} {
 		_, err := FromEnv(env(with(bad...)))

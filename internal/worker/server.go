@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
+	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/tasks"
 )
 
@@ -25,6 +27,8 @@ const (
 	// idle system half a second away from a worker on average; at 20 ms an
 	// idle worker runs about 50 polls of 3 queues a second (about 150
 	// cheap Lua calls), and pickup stays within tens of milliseconds.
+	// With fair dispatch it is only the poll while the worker's
+	// subscription to the dispatcher's announcements is down (IdleWait).
 	DefaultTaskCheckInterval = 20 * time.Millisecond
 	// DefaultDelayedTaskCheckInterval is how often scheduled and retry
 	// tasks are moved to pending. asynq's default is 5 s; 1 s keeps short
@@ -64,6 +68,38 @@ type ServerOptions struct {
 	// slog.Default().
 	Logger *slog.Logger
 }
+
+// IdleWait makes the asynq server that o configures, on rdb, wait while
+// idle for the fair dispatcher to announce work in the queues it serves
+// (fair.IdleWaiter), instead of polling them every TaskCheckInterval: it
+// adds the waiter's hook to rdb and subscribes. It returns o with
+// TaskCheckInterval set to idleSpacing (asynq's sleep after a wait; o's
+// interval becomes the poll while the subscription is down), and stop,
+// which ends the subscription: call it before the server's Shutdown, so
+// that its processor is not held until the next recheck. recheck bounds a
+// wait (0: fair.DefaultIdleRecheck).
+func IdleWait(rdb redis.UniversalClient, o ServerOptions, recheck time.Duration) (ServerOptions, func()) {
+	o = o.withDefaults()
+	w := fair.NewIdleWaiter(rdb, o.ServedQueues(), fair.IdleOptions{Recheck: recheck, Poll: o.TaskCheckInterval, Logger: o.Logger})
+	rdb.AddHook(w.Hook())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.Run(ctx)
+	}()
+	o.TaskCheckInterval = idleSpacing
+	return o, func() {
+		cancel()
+		<-done
+	}
+}
+
+// idleSpacing is asynq's TaskCheckInterval under IdleWait: it sleeps half
+// of it to one and a half times it after every look that found nothing,
+// which under IdleWait always follows a wait, so it only delays the look
+// that an announcement started.
+const idleSpacing = time.Millisecond
 
 // withDefaults returns o with its zero values replaced by defaults.
 func (o ServerOptions) withDefaults() ServerOptions {

@@ -120,14 +120,22 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 	if opts.Server != nil {
 		opts.Server(&serverOpts)
 	}
+	// With fair dispatch an idle worker waits for the dispatcher's
+	// announcements instead of polling every TASK_CHECK_INTERVAL.
+	stopIdle := func() {}
+	if d.Dispatcher != nil {
+		serverOpts, stopIdle = worker.IdleWait(d.Redis, serverOpts, cfg.IdleRecheckInterval)
+	}
 	srv := asynq.NewServerFromRedisClient(d.Redis, worker.ServerConfig(serverOpts))
 	if err := srv.Start(mux); err != nil {
+		stopIdle()
 		return fmt.Errorf("start task server: %w", err)
 	}
 	srvRunning := true
 	stopServer := func() {
 		if srvRunning {
 			srvRunning = false
+			stopIdle()
 			srv.Shutdown()
 			if reporter != nil {
 				// The reports of the last tasks, before Redis closes.

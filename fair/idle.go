@@ -1,0 +1,380 @@
+package fair
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// WakeChannel is the Redis Pub/Sub channel on which the dispatcher
+// announces work in queue: an admission that puts tasks into asynq's
+// pending list of the queue while it was empty publishes an empty message
+// there. A list that already held tasks needs no announcement: a worker
+// that is idle found it empty, so it heard of whatever made it non-empty.
+func WakeChannel(queue string) string { return "fair:{" + queue + "}:wake" }
+
+// Defaults of IdleOptions.
+const (
+	// DefaultIdleRecheck is how long an idle worker waits for an
+	// announcement before it looks at its queues again all the same: what
+	// tasks that reach asynq's lists unannounced wait at most (see
+	// IdleWaiter). It is asynq's own default poll interval.
+	DefaultIdleRecheck = time.Second
+	// DefaultIdlePoll is how long an idle worker waits between looks while
+	// its subscription is down.
+	DefaultIdlePoll = 20 * time.Millisecond
+)
+
+// idlePing is how long a quiet subscription goes before the waiter checks
+// it with a PING; a PING unanswered for as long again counts as a lost
+// connection.
+const idlePing = 5 * time.Second
+
+// IdleOptions configure an IdleWaiter.
+type IdleOptions struct {
+	// Recheck bounds the wait for an announcement; 0 means
+	// DefaultIdleRecheck.
+	Recheck time.Duration
+	// Poll is the wait while the subscription is down (the worker then
+	// polls as asynq does); 0 means DefaultIdlePoll.
+	Poll time.Duration
+	// Logger receives a line when the subscription is lost and when it is
+	// back; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// IdleWaiter lets an idle asynq server wait for work to be announced
+// instead of polling its queues. asynq's processor looks for a task with
+// one dequeue script per queue it serves and, when all are empty, sleeps
+// Config.TaskCheckInterval before it looks again: about 150 scripts a second
+// per worker at a 20 ms interval, all of them answered "nothing". Installed
+// as a go-redis hook on the client the asynq server uses (Hook), the waiter
+// notices a look that found every served queue empty and holds the
+// processor there until the dispatcher announces an admission into one of
+// those queues (WakeChannel, to which Run subscribes) or Recheck passes.
+// The server's own TaskCheckInterval then only spaces the looks that follow
+// a wait, so it can be a millisecond: a task admitted into an idle queue
+// starts within about a millisecond of its announcement, and an idle
+// worker looks at its queues once per Recheck.
+//
+// What reaches asynq's lists without an announcement is found at the next
+// recheck at the latest: tasks that bypass the dispatcher (system tasks,
+// an enqueue service running without fair dispatch), tasks a shutdown put
+// back, and tasks asynq's forwarder moves from its scheduled and retry sets
+// (a forward by this server wakes this server at once; other idle servers
+// find the tasks at their recheck). While the subscription is down (Redis
+// unreachable, the connection lost), the waiter waits Poll instead of
+// Recheck, so the worker polls as it would without it, and once it is
+// subscribed again it wakes the processor: an announcement may have been
+// missed.
+//
+// Only asynq's dequeue and forward scripts are looked at (by their keys);
+// every other command passes through untouched. The waiter assumes one
+// asynq server on the client, whose processor is the only caller of the
+// dequeue script.
+type IdleWaiter struct {
+	rdb      redis.UniversalClient
+	served   map[string]bool
+	channels []string
+	recheck  time.Duration
+	poll     time.Duration
+	logger   *slog.Logger
+
+	mu sync.Mutex
+	// gen counts announcements (and resubscriptions); woke is closed and
+	// replaced at each.
+	gen  uint64
+	woke chan struct{}
+	// live says the subscription to every channel is confirmed; closed
+	// that Run returned (waits are then Poll long).
+	live, closed bool
+	// empty holds the served queues found empty since the processor's
+	// current look began, and lookGen is gen when it began.
+	empty   map[string]bool
+	lookGen uint64
+}
+
+// NewIdleWaiter returns a waiter for an asynq server serving queues on
+// rdb. It waits Poll until Run has subscribed.
+func NewIdleWaiter(rdb redis.UniversalClient, queues []string, opts IdleOptions) *IdleWaiter {
+	w := &IdleWaiter{
+		rdb:     rdb,
+		served:  make(map[string]bool, len(queues)),
+		recheck: opts.Recheck,
+		poll:    opts.Poll,
+		logger:  opts.Logger,
+		woke:    make(chan struct{}),
+		empty:   make(map[string]bool, len(queues)),
+	}
+	if w.recheck <= 0 {
+		w.recheck = DefaultIdleRecheck
+	}
+	if w.poll <= 0 {
+		w.poll = DefaultIdlePoll
+	}
+	if w.logger == nil {
+		w.logger = slog.Default()
+	}
+	for _, q := range queues {
+		if !w.served[q] {
+			w.served[q] = true
+			w.channels = append(w.channels, WakeChannel(q))
+		}
+	}
+	return w
+}
+
+// Run subscribes to the served queues' announcements and wakes the waiting
+// processor at each, until ctx is done; it resubscribes after a lost
+// connection. Once it returns, the waiter waits Poll: cancel ctx before
+// shutting the asynq server down, so that its processor is not held for a
+// Recheck.
+func (w *IdleWaiter) Run(ctx context.Context) {
+	stop := context.AfterFunc(ctx, w.shut)
+	defer func() {
+		stop()
+		w.shut()
+	}()
+	lost := false
+	for ctx.Err() == nil {
+		err := w.listen(ctx, &lost)
+		w.setLive(false)
+		if ctx.Err() != nil {
+			return
+		}
+		if !lost {
+			lost = true
+			w.logger.Warn("fair dispatch: lost the subscription to work announcements; idle workers poll until it is back",
+				slog.String("error", err.Error()), slog.Duration("poll", w.poll))
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// shut makes every wait from now on Poll long, and ends the current one.
+func (w *IdleWaiter) shut() {
+	w.mu.Lock()
+	w.live, w.closed = false, true
+	w.mu.Unlock()
+	w.wake()
+}
+
+// listen holds one subscription until it fails or ctx is done. lost says
+// the previous one failed (logged); listen logs when it is back.
+func (w *IdleWaiter) listen(ctx context.Context, lost *bool) error {
+	ps := w.rdb.Subscribe(ctx, w.channels...)
+	// go-redis reads without watching ctx: closing the subscription ends a
+	// read at once.
+	stop := context.AfterFunc(ctx, func() { _ = ps.Close() })
+	defer func() {
+		stop()
+		_ = ps.Close()
+	}()
+	pinged := false
+	for {
+		msg, err := ps.ReceiveTimeout(ctx, idlePing)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() && !pinged {
+				// Quiet for a while: is the subscription still there?
+				if err := ps.Ping(ctx); err != nil {
+					return err
+				}
+				pinged = true
+				continue
+			}
+			return err
+		}
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			if m.Kind == "subscribe" && m.Count == len(w.channels) {
+				if *lost {
+					*lost = false
+					w.logger.Info("fair dispatch: subscribed to work announcements again")
+				}
+				w.setLive(true)
+				// Announcements made before it was confirmed are lost:
+				// look again.
+				w.wake()
+			}
+		case *redis.Message:
+			w.wake()
+		case *redis.Pong:
+			pinged = false
+		}
+	}
+}
+
+func (w *IdleWaiter) setLive(live bool) {
+	w.mu.Lock()
+	w.live = live && !w.closed
+	w.mu.Unlock()
+}
+
+// wake ends the current wait, and the next one if it has not begun yet.
+func (w *IdleWaiter) wake() {
+	w.mu.Lock()
+	w.gen++
+	close(w.woke)
+	w.woke = make(chan struct{})
+	w.mu.Unlock()
+}
+
+// Hook returns the go-redis hook to add to the asynq server's client
+// (AddHook) before the server starts.
+func (w *IdleWaiter) Hook() redis.Hook { return idleHook{w} }
+
+type idleHook struct{ w *IdleWaiter }
+
+func (h idleHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h idleHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+func (h idleHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	w := h.w
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		kind, queue := asynqScript(cmd.Args())
+		if kind == notAsynq || !w.served[queue] {
+			return next(ctx, cmd)
+		}
+		if kind == dequeueScript {
+			w.beginLook()
+		}
+		err := next(ctx, cmd)
+		switch {
+		case kind == forwardScript:
+			if c, ok := cmd.(*redis.Cmd); ok {
+				if n, ferr := c.Int(); ferr == nil && n > 0 {
+					w.wake()
+				}
+			}
+		case errors.Is(err, redis.Nil):
+			w.foundEmpty(queue)
+		case err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT"):
+			// go-redis loads the script and sends it again: same look.
+		default:
+			w.endLook()
+		}
+		return err
+	}
+}
+
+// beginLook notes gen when the processor starts a look at its queues: an
+// announcement after it makes the wait at its end return at once, since
+// the look may have missed what was announced.
+func (w *IdleWaiter) beginLook() {
+	w.mu.Lock()
+	if len(w.empty) == 0 {
+		w.lookGen = w.gen
+	}
+	w.mu.Unlock()
+}
+
+// endLook forgets the current look (a task was found, or an error ended it).
+func (w *IdleWaiter) endLook() {
+	w.mu.Lock()
+	clear(w.empty)
+	w.mu.Unlock()
+}
+
+// foundEmpty notes queue found empty; once every served queue was, the look
+// is over and foundEmpty waits.
+func (w *IdleWaiter) foundEmpty(queue string) {
+	w.mu.Lock()
+	w.empty[queue] = true
+	if len(w.empty) < len(w.served) {
+		w.mu.Unlock()
+		return
+	}
+	clear(w.empty)
+	if w.gen != w.lookGen {
+		w.mu.Unlock()
+		return
+	}
+	d, woke := w.poll, w.woke
+	if w.live {
+		d = w.recheck
+	}
+	w.mu.Unlock()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-woke:
+	case <-t.C:
+	}
+}
+
+// The asynq scripts the waiter looks at.
+const (
+	notAsynq = iota
+	dequeueScript
+	forwardScript
+)
+
+// asynqScript recognizes asynq's dequeue script (KEYS pending, paused,
+// active, lease of one queue) and forward script (KEYS scheduled or retry,
+// pending) in a command's arguments, and names the queue.
+func asynqScript(args []any) (kind int, queue string) {
+	if len(args) < 5 {
+		return notAsynq, ""
+	}
+	name, _ := args[0].(string)
+	if name != "evalsha" && name != "eval" && name != "EVALSHA" && name != "EVAL" {
+		return notAsynq, ""
+	}
+	k1, _ := args[3].(string)
+	k2, _ := args[4].(string)
+	switch nkeys(args[2]) {
+	case 4:
+		if q, ok := asynqKey(k1, "pending"); ok && k2 == "asynq:{"+q+"}:paused" {
+			return dequeueScript, q
+		}
+	case 2:
+		q, ok := asynqKey(k2, "pending")
+		if ok && (k1 == "asynq:{"+q+"}:scheduled" || k1 == "asynq:{"+q+"}:retry") {
+			return forwardScript, q
+		}
+	}
+	return notAsynq, ""
+}
+
+func nkeys(v any) int {
+	switch n := v.(type) {
+	case int:
+		return n
+	case int64:
+		return int(n)
+	case string:
+		switch n {
+		case "2":
+			return 2
+		case "4":
+			return 4
+		}
+	}
+	return 0
+}
+
+// asynqKey returns q of a key "asynq:{q}:suffix".
+func asynqKey(key, suffix string) (string, bool) {
+	rest, ok := strings.CutPrefix(key, "asynq:{")
+	if !ok {
+		return "", false
+	}
+	q, ok := strings.CutSuffix(rest, "}:"+suffix)
+	return q, ok && q != ""
+}

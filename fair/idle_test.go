@@ -1,0 +1,270 @@
+package fair_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/invoicing/tenantworker/fair"
+	"github.com/invoicing/tenantworker/internal/testenv"
+)
+
+// dequeueCounter counts asynq's dequeue scripts sent on a client.
+type dequeueCounter struct{ n atomic.Int64 }
+
+func (c *dequeueCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (c *dequeueCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+func (c *dequeueCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		args := cmd.Args()
+		if len(args) > 4 && fmt.Sprint(args[2]) == "4" && strings.HasSuffix(fmt.Sprint(args[3]), "}:pending") {
+			c.n.Add(1)
+		}
+		return next(ctx, cmd)
+	}
+}
+
+// idleRig is an asynq server whose client carries an IdleWaiter, and the
+// ids of the tasks its handler ran.
+type idleRig struct {
+	rdb     *redis.Client
+	d       *fair.Dispatcher
+	looks   *dequeueCounter
+	handled chan string
+	stop    func()
+}
+
+var idleQueues = map[string]int{"critical": 6, "default": 3, "low": 1}
+
+// startIdleRig starts the server on Redis addr serving idleQueues at a
+// TaskCheckInterval of a millisecond, its waiter subscribed through sub
+// (nil: the server's own client).
+func startIdleRig(t *testing.T, addr string, sub *redis.Client, opts fair.IdleOptions) idleRig {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	if sub == nil {
+		sub = rdb
+	}
+	queues := make([]string, 0, len(idleQueues))
+	for q := range idleQueues {
+		queues = append(queues, q)
+	}
+	w := fair.NewIdleWaiter(sub, queues, opts)
+	looks := &dequeueCounter{}
+	rdb.AddHook(looks)
+	rdb.AddHook(w.Hook())
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { w.Run(ctx) })
+
+	handled := make(chan string, 16)
+	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{Concurrency: 2, Queues: idleQueues,
+		TaskCheckInterval: time.Millisecond, DelayedTaskCheckInterval: 100 * time.Millisecond, LogLevel: asynq.FatalLevel})
+	mux := asynq.NewServeMux()
+	mux.HandleFunc("invoice:pdf", func(ctx context.Context, task *asynq.Task) error {
+		id, _ := asynq.GetTaskID(ctx)
+		handled <- id
+		return nil
+	})
+	if err := srv.Start(mux); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			// The waiter first, so that the processor is not held for a
+			// recheck; then the server must stop at once.
+			cancel()
+			wg.Wait()
+			done := make(chan struct{})
+			go func() { srv.Shutdown(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				t.Error("the asynq server did not shut down: its processor is still held by the waiter")
+			}
+			_ = rdb.Close()
+		})
+	}
+	t.Cleanup(stop)
+	return idleRig{rdb: rdb, d: fair.New(rdb, fair.Config{MinPending: 10}), looks: looks, handled: handled, stop: stop}
+}
+
+// waitSubscribed waits until the waiter's subscription to queue's
+// announcements is on the server.
+func waitSubscribed(t *testing.T, rdb *redis.Client, queue string) {
+	t.Helper()
+	ch := fair.WakeChannel(queue)
+	testenv.WaitFor(t, 30*time.Second, "a subscription to "+ch, func() bool {
+		n, err := rdb.PubSubNumSub(context.Background(), ch).Result()
+		return err == nil && n[ch] > 0
+	})
+}
+
+// waitHandled waits for the handler to run id; what explains it within the
+// wait is named by why.
+func waitHandled(t *testing.T, r idleRig, id, why string) {
+	t.Helper()
+	select {
+	case got := <-r.handled:
+		if got != id {
+			t.Fatalf("handler ran %s, want %s", got, id)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("task %s did not run: %s", id, why)
+	}
+}
+
+// TestAdmissionIntoEmptyQueueIsAnnounced: the dispatcher publishes on the
+// queue's wake channel when it puts work into asynq's empty pending list,
+// and not when the list held tasks already.
+func TestAdmissionIntoEmptyQueueIsAnnounced(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 10)
+	ctx := context.Background()
+	ps := b.rdb.Subscribe(ctx, fair.WakeChannel(q))
+	t.Cleanup(func() { _ = ps.Close() })
+	if _, err := ps.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	next := func() string {
+		t.Helper()
+		m, err := ps.ReceiveMessage(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.Payload
+	}
+	// mark publishes a message of the test's own: what next returns before
+	// it is what the dispatcher published in between.
+	mark := func(s string) {
+		t.Helper()
+		if err := b.rdb.Publish(ctx, fair.WakeChannel(q), s).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	enqueue(t, b, "tn_wake", fair.Policy{Weight: 1}, 0, 1)
+	mark("one")
+	if got := next(); got != "" {
+		t.Fatalf("admission into an empty list published nothing before %q", got)
+	}
+	if got := next(); got != "one" {
+		t.Fatalf("got %q", got)
+	}
+
+	enqueue(t, b, "tn_wake", fair.Policy{Weight: 1}, 1, 3)
+	mark("two")
+	if got := next(); got != "two" {
+		t.Fatalf("admission into a list that held a task published %q", got)
+	}
+
+	// The workers took everything: the next admission is announced again.
+	for pendingLen(t, b) > 0 {
+		dequeue(t, b)
+	}
+	enqueue(t, b, "tn_wake", fair.Policy{Weight: 1}, 4, 1)
+	if got := next(); got != "" {
+		t.Fatalf("admission into the emptied list: got %q", got)
+	}
+}
+
+// TestIdleWorkerWaitsForAnnouncedWork: an idle asynq server with the
+// waiter looks at its three queues once and then waits; an admission
+// wakes it (the recheck is ten minutes away, so nothing else can explain
+// the run).
+func TestIdleWorkerWaitsForAnnouncedWork(t *testing.T) {
+	t.Parallel()
+	addr := testenv.Redis(t)
+	r := startIdleRig(t, addr, nil, fair.IdleOptions{Recheck: 10 * time.Minute})
+	waitSubscribed(t, r.rdb, "default")
+	time.Sleep(200 * time.Millisecond)
+	before := r.looks.n.Load()
+	time.Sleep(500 * time.Millisecond)
+	// Polling at asynq's TaskCheckInterval of 1 ms would have sent
+	// hundreds; the waiter allows the look its subscription's wake-up
+	// starts, and one more if that wake-up came between the samples.
+	if n := r.looks.n.Load() - before; n > 2*int64(len(idleQueues)) {
+		t.Fatalf("an idle server sent %d dequeue scripts in 500 ms; want at most %d", n, 2*len(idleQueues))
+	}
+
+	ctx := context.Background()
+	msg := fair.Message{ID: "invoice:pdf:tn_idle:1", Type: "invoice:pdf", Queue: "default", Payload: []byte(`{"tenant_id":"tn_idle"}`), Retry: 3, Timeout: time.Minute}
+	if _, err := r.d.Enqueue(ctx, "tn_idle", fair.Policy{Weight: 1}, []fair.Task{{Message: msg}}); err != nil {
+		t.Fatal(err)
+	}
+	waitHandled(t, r, msg.ID, "the admission's announcement did not wake the idle server")
+
+	// Again, now that the server has been woken once.
+	msg.ID = "invoice:pdf:tn_idle:2"
+	if _, err := r.d.Enqueue(ctx, "tn_idle", fair.Policy{Weight: 1}, []fair.Task{{Message: msg}}); err != nil {
+		t.Fatal(err)
+	}
+	waitHandled(t, r, msg.ID, "the second announcement did not wake the idle server")
+}
+
+// TestForwardWakesTheIdleWorker: a task asynq's own forwarder moves into
+// the pending list (a scheduled task, a retry) is not announced by the
+// dispatcher; the server whose forwarder moved it is woken by the hook.
+func TestForwardWakesTheIdleWorker(t *testing.T) {
+	t.Parallel()
+	addr := testenv.Redis(t)
+	r := startIdleRig(t, addr, nil, fair.IdleOptions{Recheck: 10 * time.Minute})
+	waitSubscribed(t, r.rdb, "default")
+	c := asynq.NewClientFromRedisClient(r.rdb)
+	if _, err := c.Enqueue(asynq.NewTask("invoice:pdf", nil), asynq.TaskID("scheduled"), asynq.Queue("low"), asynq.ProcessIn(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	waitHandled(t, r, "scheduled", "the forward into the pending list did not wake the idle server")
+}
+
+// TestResubscribedWaiterLooksAgain: announcements made while the
+// subscription was down are lost, so a waiter that subscribes again wakes
+// the server; a task that reached the queue unannounced is found then.
+func TestResubscribedWaiterLooksAgain(t *testing.T) {
+	t.Parallel()
+	addr := testenv.Redis(t)
+	r := startIdleRig(t, addr, nil, fair.IdleOptions{Recheck: 10 * time.Minute, Poll: 10 * time.Minute})
+	waitSubscribed(t, r.rdb, "default")
+	time.Sleep(100 * time.Millisecond)
+	c := asynq.NewClientFromRedisClient(r.rdb)
+	if _, err := c.Enqueue(asynq.NewTask("invoice:pdf", nil), asynq.TaskID("unannounced"), asynq.Queue("default")); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.rdb.ClientKillByFilter(context.Background(), "TYPE", "pubsub").Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitHandled(t, r, "unannounced", "the waiter did not wake the server after subscribing again")
+}
+
+// TestWaiterPollsWhileUnsubscribed: while the waiter cannot subscribe
+// (here its Redis is gone for good), the server polls every Poll, as it
+// would without the waiter.
+func TestWaiterPollsWhileUnsubscribed(t *testing.T) {
+	t.Parallel()
+	addr := testenv.Redis(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := l.Addr().String()
+	_ = l.Close()
+	dead := redis.NewClient(&redis.Options{Addr: closed, MaxRetries: -1})
+	t.Cleanup(func() { _ = dead.Close() })
+	r := startIdleRig(t, addr, dead, fair.IdleOptions{Recheck: 10 * time.Minute, Poll: 10 * time.Millisecond})
+	c := asynq.NewClientFromRedisClient(r.rdb)
+	if _, err := c.Enqueue(asynq.NewTask("invoice:pdf", nil), asynq.TaskID("polled"), asynq.Queue("critical")); err != nil {
+		t.Fatal(err)
+	}
+	waitHandled(t, r, "polled", "the server did not poll while its waiter had no subscription")
+}
