@@ -81,7 +81,7 @@ func (b *bench) fairness(ctx context.Context, s *Scenario) error {
 		return fmt.Errorf("dispatch scaling: %w", err)
 	}
 	s.Bound = "fair dispatch adds Redis work per task (the backlog push at enqueue, the admission into asynq's pending list, and a batched completion report that frees the slot, charges the measured cost and refills), all in Lua scripts on the queue's keys; " +
-		"asynq's own dequeue loop stays serial, so the added work costs throughput mainly where Redis or the CPUs are the bottleneck. A quiet tenant's wait is bounded by the pending depth the dispatcher keeps (about one task per live worker slot) and the worker's idle poll (TASK_CHECK_INTERVAL 20 ms)"
+		"asynq's own dequeue loop stays serial, so the added work costs throughput mainly where Redis or the CPUs are the bottleneck. A quiet tenant's wait is bounded by the pending depth the dispatcher keeps (about one task per live worker slot) and, for an idle worker, how soon the dispatcher's announcement wakes it (worker.IdleWait)"
 	return nil
 }
 
@@ -629,11 +629,48 @@ func (b *bench) runFor(ctx context.Context, cache *storage.Cache, disp *fair.Dis
 	return ctx.Err()
 }
 
-// fairIdle is part 4.
+// fairIdle is part 4: the worker's idle cost and pickup latency, first
+// polling every TASK_CHECK_INTERVAL (the worker without fair dispatch, or
+// with its subscription down), then waiting for the dispatcher's
+// announcements (worker.IdleWait, as cmd/worker runs with fair dispatch).
 func (b *bench) fairIdle(ctx context.Context, s *Scenario, c *coreDB, cache *storage.Cache) error {
-	if err := b.env.flushRedis(ctx); err != nil {
-		return err
+	type result struct {
+		rate     float64
+		p50, p99 time.Duration
 	}
+	var got [2]result
+	idleFor := 5 * time.Second
+	for k, announced := range []bool{false, true} {
+		rate, lat, err := b.fairIdleRound(ctx, c, cache, announced, idleFor)
+		if err != nil {
+			return err
+		}
+		got[k] = result{rate: rate, p50: percentile(lat, 50), p99: percentile(lat, 99)}
+	}
+	poll, wait := got[0], got[1]
+	s.add("idle pickup p50 (enqueue to handler start)", millis(wait.p50), "ms").target("<", 20, false, "p50 < 20 ms")
+	s.add("idle pickup p99", millis(wait.p99), "ms").target("<", 100, false, "p99 < 100 ms")
+	s.add("Redis commands per second, one idle worker", wait.rate, "commands/s")
+	s.add("idle pickup p50, polling (diagnostic)", millis(poll.p50), "ms")
+	s.add("idle pickup p99, polling (diagnostic)", millis(poll.p99), "ms")
+	s.add("Redis commands per second, one idle worker polling (diagnostic)", poll.rate, "commands/s")
+	s.note("part 4: in process with worker.ServerConfig and the worker's chain, twice: polling every TASK_CHECK_INTERVAL (%v: the worker without fair dispatch), then with worker.IdleWait (cmd/worker with fair dispatch: it waits for the dispatcher's announcement, rechecking every %v); %d tasks each enqueued one at a time into an idle system through the fair enqueuer; idle commands counted by redis-server (INFO stats) over %v, including the dispatcher's heartbeat (1/s per queue)",
+		worker.DefaultTaskCheckInterval, fair.DefaultIdleRecheck, b.sz.FairIdleSamples, idleFor)
+	return nil
+}
+
+// fairIdleRound runs one way of part 4 on a Redis client of its own (the
+// waiter's hook stays on the client it is added to) and returns the idle
+// commands per second and the pickup latencies.
+func (b *bench) fairIdleRound(ctx context.Context, c *coreDB, cache *storage.Cache, announced bool, idleFor time.Duration) (float64, []time.Duration, error) {
+	if err := b.env.flushRedis(ctx); err != nil {
+		return 0, nil, err
+	}
+	rdb, ok := b.env.redisOpt.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		return 0, nil, fmt.Errorf("unsupported redis connection %T", b.env.redisOpt)
+	}
+	defer func() { _ = rdb.Close() }()
 	enq, d := b.fairEnqueuer(cache, fair.Config{})
 	t := c.tenants[27]
 	var mu sync.Mutex
@@ -649,32 +686,37 @@ func (b *bench) fairIdle(ctx context.Context, s *Scenario, c *coreDB, cache *sto
 	mux := asynq.NewServeMux()
 	mux.Use(worker.Chain(worker.MuxOptions{Logger: log, Catalog: cache, Reporter: rep, Parker: d})...)
 	mux.Handle(tasks.TypeInvoicePDF, worker.Handle(handler))
-	srv := asynq.NewServerFromRedisClient(b.env.rdb, worker.ServerConfig(worker.ServerOptions{Logger: log}))
+	opts := worker.ServerOptions{Logger: log}
+	stopIdle := func() {}
+	if announced {
+		opts, stopIdle = worker.IdleWait(rdb, opts, 0)
+	}
+	srv := asynq.NewServerFromRedisClient(rdb, worker.ServerConfig(opts))
 	mctx, stop := context.WithCancel(ctx)
 	var member sync.WaitGroup
 	member.Go(func() {
 		d.Serve(mctx, fair.Membership{ID: "bench-idle", Queues: tasks.Queues, Concurrency: worker.DefaultConcurrency}, log)
 	})
 	defer func() {
+		stopIdle()
 		srv.Shutdown()
 		stop()
 		member.Wait()
 		rep.Close(context.WithoutCancel(ctx))
 	}()
 	if err := srv.Start(mux); err != nil {
-		return err
+		return 0, nil, err
 	}
 	time.Sleep(time.Second)
-	// Redis commands an idle worker costs: the server's count over 5 s.
+	// Redis commands an idle worker costs: the server's count over idleFor.
 	before, err := commandsProcessed(ctx, b.env.rdb)
 	if err != nil {
-		return err
+		return 0, nil, err
 	}
-	idleFor := 5 * time.Second
 	time.Sleep(idleFor)
 	after, err := commandsProcessed(ctx, b.env.rdb)
 	if err != nil {
-		return err
+		return 0, nil, err
 	}
 	idleRate := float64(after-before) / idleFor.Seconds()
 
@@ -683,7 +725,7 @@ func (b *bench) fairIdle(ctx context.Context, s *Scenario, c *coreDB, cache *sto
 		id := int64(1_000_000 + i)
 		at := time.Now()
 		if _, err := enq.Enqueue(ctx, tasks.InvoicePDF{TenantID: t.ID, InvoiceID: id}); err != nil {
-			return err
+			return 0, nil, err
 		}
 		sent[id] = at
 		// Let the system go idle again: past the worker's idle poll.
@@ -708,15 +750,10 @@ func (b *bench) fairIdle(ctx context.Context, s *Scenario, c *coreDB, cache *sto
 	}
 	mu.Unlock()
 	if len(lat) < len(sent) {
-		return fmt.Errorf("%d of %d idle-pickup tasks started", len(lat), len(sent))
+		return 0, nil, fmt.Errorf("%d of %d idle-pickup tasks started", len(lat), len(sent))
 	}
 	slices.Sort(lat)
-	s.add("idle pickup p50 (enqueue to handler start)", millis(percentile(lat, 50)), "ms").target("<", 20, false, "p50 < 20 ms")
-	s.add("idle pickup p99", millis(percentile(lat, 99)), "ms").target("<", 100, false, "p99 < 100 ms")
-	s.add("Redis commands per second, one idle worker", idleRate, "commands/s")
-	s.note("part 4: in process with worker.ServerConfig (TASK_CHECK_INTERVAL %v) and the worker's chain; %d tasks enqueued one at a time into an idle system through the fair enqueuer; idle commands counted by redis-server (INFO stats) over %v, including the dispatcher's heartbeat (1/s per queue)",
-		worker.DefaultTaskCheckInterval, len(lat), idleFor)
-	return nil
+	return idleRate, lat, nil
 }
 
 // commandsProcessed reads total_commands_processed from INFO stats (the
