@@ -42,7 +42,9 @@ type IdleOptions struct {
 	// DefaultIdleRecheck.
 	Recheck time.Duration
 	// Poll is the wait while the subscription is down (the worker then
-	// polls as asynq does); 0 means DefaultIdlePoll.
+	// polls as asynq does), and how long after a look found a queue empty
+	// the waiter answers for it without asking Redis; 0 means
+	// DefaultIdlePoll.
 	Poll time.Duration
 	// Logger receives a line when the subscription is lost and when it is
 	// back; nil means slog.Default().
@@ -74,21 +76,30 @@ type IdleOptions struct {
 // subscribed again it wakes the processor: an announcement may have been
 // missed.
 //
+// A busy worker gains too: asynq's dequeue tries the served queues one
+// script at a time, in a random order by weight, so with work in one class
+// every task also pays a round trip to each empty class it tries first.
+// While subscribed, the waiter answers for a queue a look found empty
+// itself ("nothing", without asking Redis) until an announcement or a
+// forward for that queue comes, or Poll passes since that look: what
+// reaches the queue unannounced waits at most that long more.
+//
 // Only asynq's dequeue and forward scripts are looked at (by their keys);
 // every other command passes through untouched. The waiter assumes one
 // asynq server on the client, whose processor is the only caller of the
 // dequeue script.
 type IdleWaiter struct {
-	rdb      redis.UniversalClient
-	served   map[string]bool
-	channels []string
-	recheck  time.Duration
-	poll     time.Duration
-	logger   *slog.Logger
+	rdb       redis.UniversalClient
+	served    map[string]*queueState
+	byChannel map[string]*queueState
+	channels  []string
+	recheck   time.Duration
+	poll      time.Duration
+	logger    *slog.Logger
 
 	mu sync.Mutex
-	// gen counts announcements (and resubscriptions); woke is closed and
-	// replaced at each.
+	// gen counts announcements, forwards and resubscriptions; woke is
+	// closed and replaced at each.
 	gen  uint64
 	woke chan struct{}
 	// live says the subscription to every channel is confirmed; closed
@@ -100,17 +111,29 @@ type IdleWaiter struct {
 	lookGen uint64
 }
 
+// queueState is what the waiter knows of one served queue.
+type queueState struct {
+	// gen counts the announcements, forwards and resubscriptions that
+	// concern the queue.
+	gen uint64
+	// emptyAt is when a look that Redis answered found the queue empty
+	// (zero: it did not), and emptyGen gen when that look was sent.
+	emptyAt  time.Time
+	emptyGen uint64
+}
+
 // NewIdleWaiter returns a waiter for an asynq server serving queues on
 // rdb. It waits Poll until Run has subscribed.
 func NewIdleWaiter(rdb redis.UniversalClient, queues []string, opts IdleOptions) *IdleWaiter {
 	w := &IdleWaiter{
-		rdb:     rdb,
-		served:  make(map[string]bool, len(queues)),
-		recheck: opts.Recheck,
-		poll:    opts.Poll,
-		logger:  opts.Logger,
-		woke:    make(chan struct{}),
-		empty:   make(map[string]bool, len(queues)),
+		rdb:       rdb,
+		served:    make(map[string]*queueState, len(queues)),
+		byChannel: make(map[string]*queueState, len(queues)),
+		recheck:   opts.Recheck,
+		poll:      opts.Poll,
+		logger:    opts.Logger,
+		woke:      make(chan struct{}),
+		empty:     make(map[string]bool, len(queues)),
 	}
 	if w.recheck <= 0 {
 		w.recheck = DefaultIdleRecheck
@@ -122,8 +145,10 @@ func NewIdleWaiter(rdb redis.UniversalClient, queues []string, opts IdleOptions)
 		w.logger = slog.Default()
 	}
 	for _, q := range queues {
-		if !w.served[q] {
-			w.served[q] = true
+		if w.served[q] == nil {
+			st := &queueState{}
+			w.served[q] = st
+			w.byChannel[WakeChannel(q)] = st
 			w.channels = append(w.channels, WakeChannel(q))
 		}
 	}
@@ -165,7 +190,7 @@ func (w *IdleWaiter) shut() {
 	w.mu.Lock()
 	w.live, w.closed = false, true
 	w.mu.Unlock()
-	w.wake()
+	w.wake(nil)
 }
 
 // listen holds one subscription until it fails or ctx is done. lost says
@@ -207,10 +232,12 @@ func (w *IdleWaiter) listen(ctx context.Context, lost *bool) error {
 				w.setLive(true)
 				// Announcements made before it was confirmed are lost:
 				// look again.
-				w.wake()
+				w.wake(nil)
 			}
 		case *redis.Message:
-			w.wake()
+			if st := w.byChannel[m.Channel]; st != nil {
+				w.wake(st)
+			}
 		case *redis.Pong:
 			pinged = false
 		}
@@ -223,10 +250,18 @@ func (w *IdleWaiter) setLive(live bool) {
 	w.mu.Unlock()
 }
 
-// wake ends the current wait, and the next one if it has not begun yet.
-func (w *IdleWaiter) wake() {
+// wake ends the current wait, and the next one if it has not begun yet,
+// and makes the next look at st's queue (nil: every queue) ask Redis.
+func (w *IdleWaiter) wake(st *queueState) {
 	w.mu.Lock()
 	w.gen++
+	if st != nil {
+		st.gen++
+	} else {
+		for _, st := range w.served {
+			st.gen++
+		}
+	}
 	close(w.woke)
 	w.woke = make(chan struct{})
 	w.mu.Unlock()
@@ -248,46 +283,70 @@ func (h idleHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	w := h.w
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		kind, queue := asynqScript(cmd.Args())
-		if kind == notAsynq || !w.served[queue] {
+		st := w.served[queue]
+		if kind == notAsynq || st == nil {
 			return next(ctx, cmd)
 		}
+		var sent uint64
 		if kind == dequeueScript {
-			w.beginLook()
+			var known bool
+			if sent, known = w.beginLook(st); known {
+				cmd.SetErr(redis.Nil)
+				w.foundEmpty(queue)
+				return redis.Nil
+			}
 		}
 		err := next(ctx, cmd)
 		switch {
 		case kind == forwardScript:
 			if c, ok := cmd.(*redis.Cmd); ok {
 				if n, ferr := c.Int(); ferr == nil && n > 0 {
-					w.wake()
+					w.wake(st)
 				}
 			}
 		case errors.Is(err, redis.Nil):
+			w.noteEmpty(st, sent)
 			w.foundEmpty(queue)
 		case err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT"):
 			// go-redis loads the script and sends it again: same look.
 		default:
-			w.endLook()
+			w.endLook(st)
 		}
 		return err
 	}
 }
 
-// beginLook notes gen when the processor starts a look at its queues: an
-// announcement after it makes the wait at its end return at once, since
-// the look may have missed what was announced.
-func (w *IdleWaiter) beginLook() {
+// beginLook is called as the processor asks for a task of st's queue. It
+// notes gen when a look at the queues starts: an announcement after it
+// makes the wait at the look's end return at once, since the look may have
+// missed what was announced. It returns st's gen as the request goes out,
+// and whether the queue is known to be empty: found empty by a look Redis
+// answered less than Poll ago, with no announcement, forward or
+// resubscription for it since that look was sent, while subscribed.
+func (w *IdleWaiter) beginLook(st *queueState) (gen uint64, knownEmpty bool) {
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	if len(w.empty) == 0 {
 		w.lookGen = w.gen
 	}
+	known := w.live && !st.emptyAt.IsZero() && st.gen == st.emptyGen && time.Since(st.emptyAt) < w.poll
+	return st.gen, known
+}
+
+// noteEmpty records that Redis found st's queue empty, for a request sent
+// at st's gen sent.
+func (w *IdleWaiter) noteEmpty(st *queueState, sent uint64) {
+	w.mu.Lock()
+	st.emptyAt, st.emptyGen = time.Now(), sent
 	w.mu.Unlock()
 }
 
-// endLook forgets the current look (a task was found, or an error ended it).
-func (w *IdleWaiter) endLook() {
+// endLook forgets the current look: st's queue had a task, or an error
+// ended the look. The queue is not known to be empty either.
+func (w *IdleWaiter) endLook(st *queueState) {
 	w.mu.Lock()
 	clear(w.empty)
+	st.emptyAt = time.Time{}
 	w.mu.Unlock()
 }
 

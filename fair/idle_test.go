@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,8 +18,14 @@ import (
 	"github.com/invoicing/tenantworker/internal/testenv"
 )
 
-// dequeueCounter counts asynq's dequeue scripts sent on a client.
-type dequeueCounter struct{ n atomic.Int64 }
+// dequeueCounter counts asynq's dequeue scripts that reach Redis, in all
+// and for the queues in others.
+type dequeueCounter struct {
+	n, others atomic.Int64
+}
+
+// others are the queues of idleQueues the tests leave empty.
+var others = []string{"asynq:{critical}:pending", "asynq:{low}:pending"}
 
 func (c *dequeueCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (c *dequeueCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
@@ -29,6 +36,9 @@ func (c *dequeueCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		args := cmd.Args()
 		if len(args) > 4 && fmt.Sprint(args[2]) == "4" && strings.HasSuffix(fmt.Sprint(args[3]), "}:pending") {
 			c.n.Add(1)
+			if slices.Contains(others, fmt.Sprint(args[3])) {
+				c.others.Add(1)
+			}
 		}
 		return next(ctx, cmd)
 	}
@@ -61,18 +71,22 @@ func startIdleRig(t *testing.T, addr string, sub *redis.Client, opts fair.IdleOp
 	}
 	w := fair.NewIdleWaiter(sub, queues, opts)
 	looks := &dequeueCounter{}
-	rdb.AddHook(looks)
+	// The counter inside the waiter's hook sees what reaches Redis.
 	rdb.AddHook(w.Hook())
+	rdb.AddHook(looks)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { w.Run(ctx) })
 
-	handled := make(chan string, 16)
+	handled := make(chan string, 4096)
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{Concurrency: 2, Queues: idleQueues,
 		TaskCheckInterval: time.Millisecond, DelayedTaskCheckInterval: 100 * time.Millisecond, LogLevel: asynq.FatalLevel})
 	mux := asynq.NewServeMux()
 	mux.HandleFunc("invoice:pdf", func(ctx context.Context, task *asynq.Task) error {
 		id, _ := asynq.GetTaskID(ctx)
+		if d, err := time.ParseDuration(string(task.Payload())); err == nil {
+			time.Sleep(d)
+		}
 		handled <- id
 		return nil
 	})
@@ -97,7 +111,7 @@ func startIdleRig(t *testing.T, addr string, sub *redis.Client, opts fair.IdleOp
 		})
 	}
 	t.Cleanup(stop)
-	return idleRig{rdb: rdb, d: fair.New(rdb, fair.Config{MinPending: 10}), looks: looks, handled: handled, stop: stop}
+	return idleRig{rdb: rdb, d: fair.New(rdb, fair.Config{MinPending: 5000, MaxAdmit: 5000}), looks: looks, handled: handled, stop: stop}
 }
 
 // waitSubscribed waits until the waiter's subscription to queue's
@@ -267,4 +281,82 @@ func TestWaiterPollsWhileUnsubscribed(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitHandled(t, r, "polled", "the server did not poll while its waiter had no subscription")
+}
+
+// admitMany admits n tasks of one tenant into default at once (one
+// announcement), each handled after sleeping for the payload's duration.
+func admitMany(t *testing.T, r idleRig, n int, payload string) {
+	t.Helper()
+	ts := make([]fair.Task, n)
+	for i := range ts {
+		ts[i] = fair.Task{Message: fair.Message{ID: fmt.Sprintf("busy:%d", i), Type: "invoice:pdf", Queue: "default",
+			Payload: []byte(payload), Retry: 3, Timeout: time.Minute}}
+	}
+	if _, err := r.d.Enqueue(context.Background(), "tn_busy", fair.Policy{Weight: 1}, ts); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBusyWorkerSkipsKnownEmptyQueues: with work in default only, asynq
+// tries critical and low before it two times in three; a queue a look
+// found empty is answered by the waiter, without a round trip, until an
+// announcement for it or Poll (ten minutes here).
+func TestBusyWorkerSkipsKnownEmptyQueues(t *testing.T) {
+	t.Parallel()
+	addr := testenv.Redis(t)
+	r := startIdleRig(t, addr, nil, fair.IdleOptions{Recheck: 10 * time.Minute, Poll: 10 * time.Minute})
+	waitSubscribed(t, r.rdb, "default")
+	time.Sleep(100 * time.Millisecond)
+	before := r.looks.others.Load()
+	const n = 300
+	admitMany(t, r, n, "")
+	for range n {
+		select {
+		case <-r.handled:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the admitted tasks did not all run")
+		}
+	}
+	// Asking Redis each time would be about 1.6 scripts per task; the
+	// subscription's first look and one after the announcement may ask.
+	if got := r.looks.others.Load() - before; got > 4 {
+		t.Fatalf("%d dequeue scripts for the empty queues reached Redis while %d tasks of default ran; want at most 4", got, n)
+	}
+}
+
+// TestBusyWorkerFindsUnannouncedWorkWithinPoll: a task that reaches a queue
+// the waiter knows to be empty without an announcement (a system task
+// here) is looked for again Poll after that queue was found empty, while
+// the worker is busy with another queue: it runs long before that queue's
+// work is done.
+func TestBusyWorkerFindsUnannouncedWorkWithinPoll(t *testing.T) {
+	t.Parallel()
+	addr := testenv.Redis(t)
+	r := startIdleRig(t, addr, nil, fair.IdleOptions{Recheck: 10 * time.Minute, Poll: 20 * time.Millisecond})
+	waitSubscribed(t, r.rdb, "default")
+	time.Sleep(100 * time.Millisecond)
+	// 1,000 tasks of 2 ms on two slots: at least a second of work.
+	const n = 1000
+	admitMany(t, r, n, "2ms")
+	for range 10 {
+		<-r.handled
+	}
+	c := asynq.NewClientFromRedisClient(r.rdb)
+	if _, err := c.Enqueue(asynq.NewTask("invoice:pdf", nil), asynq.TaskID("system"), asynq.Queue("critical")); err != nil {
+		t.Fatal(err)
+	}
+	for i := 10; i < n+1; i++ {
+		select {
+		case id := <-r.handled:
+			if id == "system" {
+				if i > n-100 {
+					t.Fatalf("the unannounced task ran only after %d of default's %d tasks", i, n)
+				}
+				return
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("tasks stopped running")
+		}
+	}
+	t.Fatal("the unannounced task in critical never ran")
 }

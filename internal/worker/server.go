@@ -74,7 +74,8 @@ type ServerOptions struct {
 // (fair.IdleWaiter), instead of polling them every TaskCheckInterval: it
 // adds the waiter's hook to rdb and subscribes. It returns o with
 // TaskCheckInterval set to idleSpacing (asynq's sleep after a wait; o's
-// interval becomes the poll while the subscription is down), and stop,
+// interval becomes the poll while the subscription is down, and how long
+// a queue found empty is not asked about again unless announced), and stop,
 // which ends the subscription: call it before the server's Shutdown, so
 // that its processor is not held until the next recheck. recheck bounds a
 // wait (0: fair.DefaultIdleRecheck).
