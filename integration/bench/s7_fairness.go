@@ -384,7 +384,7 @@ func (b *bench) fairNoopThroughput(ctx context.Context, s *Scenario, c *coreDB, 
 		against("plain path, the same worker", median(rounds["plain-dedicated"]), "tasks/s", rounds["plain-dedicated"])
 	s.add("diagnostic: the same, plain path, against a worker serving every class", median(rounds["plain-dedicated"]), "tasks/s").
 		against("plain path, every class", median(rounds["plain"]), "tasks/s", nil)
-	s.note("part 2 (no-op): %d tasks over %d tenants per round (producers enqueue batches of 50 per tenant), in process: worker.Chain (envelope, cost report, recover, log to /dev/null, tenant resolution over the cached catalog) and a no-op handler, concurrency %d", per*len(tenants), len(tenants), worker.DefaultConcurrency)
+	s.note("part 2 (no-op): %d tasks over %d tenants per round (producers enqueue batches of 50 per tenant), in process: worker.Chain (envelope, cost report, recover, log to /dev/null, tenant resolution over the cached catalog) and a no-op handler, concurrency %d; the fair modes' server runs as cmd/worker does with fair dispatch (worker.IdleWait: it waits for announcements when idle, and a queue it found empty is not asked again for TASK_CHECK_INTERVAL unless work is announced there), the plain modes' as without it (asking every queue in turn); the dedicated modes serve only default, so they compare the dispatcher's own cost without empty queues", per*len(tenants), len(tenants), worker.DefaultConcurrency)
 	return nil
 }
 
@@ -414,7 +414,10 @@ func (b *bench) drainChain(ctx context.Context, cache *storage.Cache, d *fair.Di
 	}))
 	errs := &errorLog{}
 	sopts := worker.ServerOptions{Logger: slog.New(errs), Classes: classes}
-	srv := asynq.NewServerFromRedisClient(b.env.rdb, worker.ServerConfig(sopts))
+	srv, stopServer, err := b.asynqServer(sopts, d != nil)
+	if err != nil {
+		return 0, err
+	}
 	mctx, stopMember := context.WithCancel(ctx)
 	var member sync.WaitGroup
 	start := time.Now()
@@ -425,6 +428,7 @@ func (b *bench) drainChain(ctx context.Context, cache *storage.Cache, d *fair.Di
 	}
 	if err := srv.Start(mux); err != nil {
 		stopMember()
+		stopServer()
 		return 0, err
 	}
 	produced := make(chan error, 1)
@@ -441,7 +445,7 @@ func (b *bench) drainChain(ctx context.Context, cache *storage.Cache, d *fair.Di
 	case <-time.After(2*time.Minute + time.Duration(n)*time.Millisecond):
 	case <-ctx.Done():
 	}
-	srv.Shutdown()
+	stopServer()
 	stopMember()
 	member.Wait()
 	if rep != nil {
@@ -454,6 +458,29 @@ func (b *bench) drainChain(ctx context.Context, cache *storage.Cache, d *fair.Di
 		return 0, fmt.Errorf("%d of %d tasks not done; errors: %s", left.Load(), n, errs.summary())
 	}
 	return float64(n) / elapsed.Seconds(), nil
+}
+
+// asynqServer returns an in-process asynq server configured by opts as
+// cmd/worker runs it: announced (fair dispatch), it waits for the
+// dispatcher's announcements (worker.IdleWait), on a Redis client of its
+// own since the waiter's hook stays on the client it is added to;
+// otherwise it polls, on the bench's client. stop shuts it down.
+func (b *bench) asynqServer(opts worker.ServerOptions, announced bool) (srv *asynq.Server, stop func(), err error) {
+	if !announced {
+		srv = asynq.NewServerFromRedisClient(b.env.rdb, worker.ServerConfig(opts))
+		return srv, srv.Shutdown, nil
+	}
+	rdb, ok := b.env.redisOpt.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		return nil, nil, fmt.Errorf("unsupported redis connection %T", b.env.redisOpt)
+	}
+	opts, stopIdle := worker.IdleWait(rdb, opts, 0)
+	srv = asynq.NewServerFromRedisClient(rdb, worker.ServerConfig(opts))
+	return srv, func() {
+		stopIdle()
+		srv.Shutdown()
+		_ = rdb.Close()
+	}, nil
 }
 
 // fairShares is part 3.
@@ -608,7 +635,10 @@ func (b *bench) runFor(ctx context.Context, cache *storage.Cache, disp *fair.Dis
 	mux := asynq.NewServeMux()
 	mux.Use(worker.Chain(worker.MuxOptions{Logger: log, Catalog: cache, Reporter: rep, Parker: disp})...)
 	mux.Handle(tasks.TypeInvoicePDF, worker.Handle(handler))
-	srv := asynq.NewServerFromRedisClient(b.env.rdb, worker.ServerConfig(worker.ServerOptions{Logger: log}))
+	srv, stopServer, err := b.asynqServer(worker.ServerOptions{Logger: log}, true)
+	if err != nil {
+		return err
+	}
 	mctx, stop := context.WithCancel(ctx)
 	var member sync.WaitGroup
 	member.Go(func() {
@@ -616,13 +646,14 @@ func (b *bench) runFor(ctx context.Context, cache *storage.Cache, disp *fair.Dis
 	})
 	if err := srv.Start(mux); err != nil {
 		stop()
+		stopServer()
 		return err
 	}
 	select {
 	case <-until:
 	case <-ctx.Done():
 	}
-	srv.Shutdown()
+	stopServer()
 	stop()
 	member.Wait()
 	rep.Close(context.WithoutCancel(ctx))
@@ -659,18 +690,12 @@ func (b *bench) fairIdle(ctx context.Context, s *Scenario, c *coreDB, cache *sto
 	return nil
 }
 
-// fairIdleRound runs one way of part 4 on a Redis client of its own (the
-// waiter's hook stays on the client it is added to) and returns the idle
-// commands per second and the pickup latencies.
+// fairIdleRound runs one way of part 4 and returns the idle commands per
+// second and the pickup latencies.
 func (b *bench) fairIdleRound(ctx context.Context, c *coreDB, cache *storage.Cache, announced bool, idleFor time.Duration) (float64, []time.Duration, error) {
 	if err := b.env.flushRedis(ctx); err != nil {
 		return 0, nil, err
 	}
-	rdb, ok := b.env.redisOpt.MakeRedisClient().(redis.UniversalClient)
-	if !ok {
-		return 0, nil, fmt.Errorf("unsupported redis connection %T", b.env.redisOpt)
-	}
-	defer func() { _ = rdb.Close() }()
 	enq, d := b.fairEnqueuer(cache, fair.Config{})
 	t := c.tenants[27]
 	var mu sync.Mutex
@@ -686,20 +711,17 @@ func (b *bench) fairIdleRound(ctx context.Context, c *coreDB, cache *storage.Cac
 	mux := asynq.NewServeMux()
 	mux.Use(worker.Chain(worker.MuxOptions{Logger: log, Catalog: cache, Reporter: rep, Parker: d})...)
 	mux.Handle(tasks.TypeInvoicePDF, worker.Handle(handler))
-	opts := worker.ServerOptions{Logger: log}
-	stopIdle := func() {}
-	if announced {
-		opts, stopIdle = worker.IdleWait(rdb, opts, 0)
+	srv, stopServer, err := b.asynqServer(worker.ServerOptions{Logger: log}, announced)
+	if err != nil {
+		return 0, nil, err
 	}
-	srv := asynq.NewServerFromRedisClient(rdb, worker.ServerConfig(opts))
 	mctx, stop := context.WithCancel(ctx)
 	var member sync.WaitGroup
 	member.Go(func() {
 		d.Serve(mctx, fair.Membership{ID: "bench-idle", Queues: tasks.Queues, Concurrency: worker.DefaultConcurrency}, log)
 	})
 	defer func() {
-		stopIdle()
-		srv.Shutdown()
+		stopServer()
 		stop()
 		member.Wait()
 		rep.Close(context.WithoutCancel(ctx))
