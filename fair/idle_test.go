@@ -360,3 +360,18 @@ func TestBusyWorkerFindsUnannouncedWorkWithinPoll(t *testing.T) {
 	}
 	t.Fatal("the unannounced task in critical never ran")
 }
+
+// TestRefusedAnnouncementKeepsTheAdmission: an announcement is a hint. A
+// Redis whose ACL refuses PUBLISH still takes the task into the backlog
+// and admits it (idle workers find it at their next recheck).
+func TestRefusedAnnouncementKeepsTheAdmission(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 10)
+	if err := b.rdb.Do(context.Background(), "ACL", "SETUSER", "default", "-publish").Err(); err != nil {
+		t.Fatal(err)
+	}
+	enqueue(t, b, "tn_acl", fair.Policy{Weight: 1}, 0, 1)
+	if n := pendingLen(t, b); n != 1 {
+		t.Fatalf("%d tasks admitted while PUBLISH is refused; want 1", n)
+	}
+}

@@ -720,8 +720,10 @@ local function admit()
     many('RPUSH', A .. 'pending', rev)
   end
   if queued == 0 and #pushed + #head > 0 then
-    -- Idle workers wait for this (IdleWaiter); busy ones look anyway.
-    redis.call('PUBLISH', P .. 'wake', '')
+    -- Idle workers wait for this (IdleWaiter). A refused publish (an ACL
+    -- without PUBLISH) must not undo the admission: they look again at
+    -- their next recheck.
+    redis.pcall('PUBLISH', P .. 'wake', '')
   end
   if #adm > 0 then
     many('HSET', P .. 'adm', adm)
