@@ -317,7 +317,8 @@ func TestBusyWorkerSkipsKnownEmptyQueues(t *testing.T) {
 			t.Fatal("the admitted tasks did not all run")
 		}
 	}
-	// Asking Redis each time would be about 1.6 scripts per task; the
+	// Asking Redis each time would be about one script per task (288 for
+	// 300 when this was written); the
 	// subscription's first look and one after the announcement may ask.
 	if got := r.looks.others.Load() - before; got > 4 {
 		t.Fatalf("%d dequeue scripts for the empty queues reached Redis while %d tasks of default ran; want at most 4", got, n)
