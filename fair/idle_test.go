@@ -318,8 +318,8 @@ func TestBusyWorkerSkipsKnownEmptyQueues(t *testing.T) {
 		}
 	}
 	// Asking Redis each time would be about one script per task (288 for
-	// 300 when this was written); the
-	// subscription's first look and one after the announcement may ask.
+	// 300 when this was written); the subscription's first look and one
+	// after the announcement may ask.
 	if got := r.looks.others.Load() - before; got > 4 {
 		t.Fatalf("%d dequeue scripts for the empty queues reached Redis while %d tasks of default ran; want at most 4", got, n)
 	}
