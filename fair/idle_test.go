@@ -114,6 +114,16 @@ func startIdleRig(t *testing.T, addr string, sub *redis.Client, opts fair.IdleOp
 	return idleRig{rdb: rdb, d: fair.New(rdb, fair.Config{MinPending: 5000, MaxAdmit: 5000}), looks: looks, handled: handled, stop: stop}
 }
 
+// startSubscribedRig starts an idleRig on a Redis of its own and returns
+// once its waiter is subscribed and the server has had its first look.
+func startSubscribedRig(t *testing.T, opts fair.IdleOptions) idleRig {
+	t.Helper()
+	r := startIdleRig(t, testenv.Redis(t), nil, opts)
+	waitSubscribed(t, r.rdb, "default")
+	time.Sleep(100 * time.Millisecond)
+	return r
+}
+
 // waitSubscribed waits until the waiter's subscription to queue's
 // announcements is on the server.
 func waitSubscribed(t *testing.T, rdb *redis.Client, queue string) {
@@ -199,10 +209,7 @@ func TestAdmissionIntoEmptyQueueIsAnnounced(t *testing.T) {
 // the run).
 func TestIdleWorkerWaitsForAnnouncedWork(t *testing.T) {
 	t.Parallel()
-	addr := testenv.Redis(t)
-	r := startIdleRig(t, addr, nil, fair.IdleOptions{Recheck: 10 * time.Minute})
-	waitSubscribed(t, r.rdb, "default")
-	time.Sleep(200 * time.Millisecond)
+	r := startSubscribedRig(t, fair.IdleOptions{Recheck: 10 * time.Minute})
 	before := r.looks.n.Load()
 	time.Sleep(500 * time.Millisecond)
 	// Polling at asynq's TaskCheckInterval of 1 ms would have sent
@@ -232,9 +239,7 @@ func TestIdleWorkerWaitsForAnnouncedWork(t *testing.T) {
 // dispatcher; the server whose forwarder moved it is woken by the hook.
 func TestForwardWakesTheIdleWorker(t *testing.T) {
 	t.Parallel()
-	addr := testenv.Redis(t)
-	r := startIdleRig(t, addr, nil, fair.IdleOptions{Recheck: 10 * time.Minute})
-	waitSubscribed(t, r.rdb, "default")
+	r := startSubscribedRig(t, fair.IdleOptions{Recheck: 10 * time.Minute})
 	c := asynq.NewClientFromRedisClient(r.rdb)
 	if _, err := c.Enqueue(asynq.NewTask("invoice:pdf", nil), asynq.TaskID("scheduled"), asynq.Queue("low"), asynq.ProcessIn(time.Second)); err != nil {
 		t.Fatal(err)
@@ -247,10 +252,7 @@ func TestForwardWakesTheIdleWorker(t *testing.T) {
 // the server; a task that reached the queue unannounced is found then.
 func TestResubscribedWaiterLooksAgain(t *testing.T) {
 	t.Parallel()
-	addr := testenv.Redis(t)
-	r := startIdleRig(t, addr, nil, fair.IdleOptions{Recheck: 10 * time.Minute, Poll: 10 * time.Minute})
-	waitSubscribed(t, r.rdb, "default")
-	time.Sleep(100 * time.Millisecond)
+	r := startSubscribedRig(t, fair.IdleOptions{Recheck: 10 * time.Minute, Poll: 10 * time.Minute})
 	c := asynq.NewClientFromRedisClient(r.rdb)
 	if _, err := c.Enqueue(asynq.NewTask("invoice:pdf", nil), asynq.TaskID("unannounced"), asynq.Queue("default")); err != nil {
 		t.Fatal(err)
@@ -303,10 +305,7 @@ func admitMany(t *testing.T, r idleRig, n int, payload string) {
 // announcement for it or Poll (ten minutes here).
 func TestBusyWorkerSkipsKnownEmptyQueues(t *testing.T) {
 	t.Parallel()
-	addr := testenv.Redis(t)
-	r := startIdleRig(t, addr, nil, fair.IdleOptions{Recheck: 10 * time.Minute, Poll: 10 * time.Minute})
-	waitSubscribed(t, r.rdb, "default")
-	time.Sleep(100 * time.Millisecond)
+	r := startSubscribedRig(t, fair.IdleOptions{Recheck: 10 * time.Minute, Poll: 10 * time.Minute})
 	before := r.looks.others.Load()
 	const n = 300
 	admitMany(t, r, n, "")
@@ -332,10 +331,7 @@ func TestBusyWorkerSkipsKnownEmptyQueues(t *testing.T) {
 // work is done.
 func TestBusyWorkerFindsUnannouncedWorkWithinPoll(t *testing.T) {
 	t.Parallel()
-	addr := testenv.Redis(t)
-	r := startIdleRig(t, addr, nil, fair.IdleOptions{Recheck: 10 * time.Minute, Poll: 20 * time.Millisecond})
-	waitSubscribed(t, r.rdb, "default")
-	time.Sleep(100 * time.Millisecond)
+	r := startSubscribedRig(t, fair.IdleOptions{Recheck: 10 * time.Minute, Poll: 20 * time.Millisecond})
 	// 1,000 tasks of 2 ms on two slots: at least a second of work.
 	const n = 1000
 	admitMany(t, r, n, "2ms")
