@@ -109,6 +109,31 @@ type IdleWaiter struct {
 	// current look began, and lookGen is gen when it began.
 	empty   map[string]bool
 	lookGen uint64
+	// stats counts what IdleStats reports.
+	stats IdleStats
+}
+
+// IdleStats counts what an IdleWaiter did since it was made.
+type IdleStats struct {
+	// Subscribed says the subscription to every served queue's
+	// announcements is confirmed now.
+	Subscribed bool
+	// Woken counts waits an announcement, a forward or a new subscription
+	// ended; Rechecked those that ran their full length (Recheck, or Poll
+	// while unsubscribed).
+	Woken, Rechecked uint64
+	// Skipped counts dequeue scripts the waiter answered itself for a queue
+	// known to be empty, without a round trip.
+	Skipped uint64
+}
+
+// Stats returns the waiter's counts.
+func (w *IdleWaiter) Stats() IdleStats {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	st := w.stats
+	st.Subscribed = w.live
+	return st
 }
 
 // queueState is what the waiter knows of one served queue.
@@ -330,6 +355,9 @@ func (w *IdleWaiter) beginLook(st *queueState) (gen uint64, knownEmpty bool) {
 		w.lookGen = w.gen
 	}
 	known := w.live && !st.emptyAt.IsZero() && st.gen == st.emptyGen && time.Since(st.emptyAt) < w.poll
+	if known {
+		w.stats.Skipped++
+	}
 	return st.gen, known
 }
 
@@ -371,10 +399,19 @@ func (w *IdleWaiter) foundEmpty(queue string) {
 	w.mu.Unlock()
 	t := time.NewTimer(d)
 	defer t.Stop()
+	woken := false
 	select {
 	case <-woke:
+		woken = true
 	case <-t.C:
 	}
+	w.mu.Lock()
+	if woken {
+		w.stats.Woken++
+	} else {
+		w.stats.Rechecked++
+	}
+	w.mu.Unlock()
 }
 
 // The asynq scripts the waiter looks at.

@@ -48,6 +48,7 @@ func (c *dequeueCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 // ids of the tasks its handler ran.
 type idleRig struct {
 	rdb     *redis.Client
+	w       *fair.IdleWaiter
 	d       *fair.Dispatcher
 	looks   *dequeueCounter
 	handled chan string
@@ -111,7 +112,7 @@ func startIdleRig(t *testing.T, addr string, sub *redis.Client, opts fair.IdleOp
 		})
 	}
 	t.Cleanup(stop)
-	return idleRig{rdb: rdb, d: fair.New(rdb, fair.Config{MinPending: 5000, MaxAdmit: 5000}), looks: looks, handled: handled, stop: stop}
+	return idleRig{rdb: rdb, w: w, d: fair.New(rdb, fair.Config{MinPending: 5000, MaxAdmit: 5000}), looks: looks, handled: handled, stop: stop}
 }
 
 // startSubscribedRig starts an idleRig on a Redis of its own and returns
@@ -232,6 +233,10 @@ func TestIdleWorkerWaitsForAnnouncedWork(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitHandled(t, r, msg.ID, "the second announcement did not wake the idle server")
+	// The second announcement may come before the server waits again.
+	if st := r.w.Stats(); !st.Subscribed || st.Woken == 0 || st.Rechecked != 0 {
+		t.Errorf("stats %+v: want subscribed, woken, never rechecked", st)
+	}
 }
 
 // TestForwardWakesTheIdleWorker: a task asynq's own forwarder moves into
@@ -283,6 +288,9 @@ func TestWaiterPollsWhileUnsubscribed(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitHandled(t, r, "polled", "the server did not poll while its waiter had no subscription")
+	if st := r.w.Stats(); st.Subscribed || st.Rechecked == 0 || st.Skipped != 0 {
+		t.Errorf("stats %+v: want unsubscribed, polling, nothing skipped", st)
+	}
 }
 
 // admitMany admits n tasks of one tenant into default at once (one
@@ -321,6 +329,9 @@ func TestBusyWorkerSkipsKnownEmptyQueues(t *testing.T) {
 	// after the announcement may ask.
 	if got := r.looks.others.Load() - before; got > 4 {
 		t.Fatalf("%d dequeue scripts for the empty queues reached Redis while %d tasks of default ran; want at most 4", got, n)
+	}
+	if st := r.w.Stats(); st.Skipped < n/4 {
+		t.Errorf("stats %+v: want the skipped dequeues counted", st)
 	}
 }
 

@@ -474,7 +474,7 @@ func (b *bench) asynqServer(opts worker.ServerOptions, announced bool) (srv *asy
 	if !ok {
 		return nil, nil, fmt.Errorf("unsupported redis connection %T", b.env.redisOpt)
 	}
-	opts, stopIdle := worker.IdleWait(rdb, opts, 0)
+	opts, _, stopIdle := worker.IdleWait(rdb, opts, 0)
 	srv = asynq.NewServerFromRedisClient(rdb, worker.ServerConfig(opts))
 	return srv, func() {
 		stopIdle()

@@ -9,6 +9,7 @@ import (
 	"github.com/hibiken/asynq/x/metrics"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/tasks"
 )
@@ -177,6 +178,46 @@ func RegisterCacheMetrics(reg prometheus.Registerer, counters CacheCounters) err
 	for _, c := range []prometheus.Collector{hits, misses} {
 		if err := reg.Register(c); err != nil {
 			return fmt.Errorf("register tenant cache metrics: %w", err)
+		}
+	}
+	return nil
+}
+
+// RegisterIdleMetrics registers what an idle worker's waiter (IdleWait)
+// did, read from stats on every scrape:
+// tenantworker_idle_subscribed (1 while subscribed to the dispatcher's
+// announcements, 0 while the worker polls), tenantworker_idle_waits_total
+// {ended="woken"|"recheck"} and tenantworker_idle_skipped_dequeues_total
+// (queues known to be empty answered without Redis).
+func RegisterIdleMetrics(reg prometheus.Registerer, stats func() fair.IdleStats) error {
+	cs := []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: metricsNamespace, Name: "idle_subscribed",
+			Help: "1 while the worker is subscribed to the fair dispatcher's announcements of work, 0 while it polls its queues.",
+		}, func() float64 {
+			if stats().Subscribed {
+				return 1
+			}
+			return 0
+		}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "idle_waits_total",
+			Help:        "Waits of the idle worker for work, by how they ended: woken (an announcement, a forward, a new subscription) or recheck (the wait ran out).",
+			ConstLabels: prometheus.Labels{"ended": "woken"},
+		}, func() float64 { return float64(stats().Woken) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "idle_waits_total",
+			Help:        "Waits of the idle worker for work, by how they ended: woken (an announcement, a forward, a new subscription) or recheck (the wait ran out).",
+			ConstLabels: prometheus.Labels{"ended": "recheck"},
+		}, func() float64 { return float64(stats().Rechecked) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "idle_skipped_dequeues_total",
+			Help: "Dequeue scripts of queues known to be empty that the worker answered itself, without a round trip to Redis.",
+		}, func() float64 { return float64(stats().Skipped) }),
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("register idle metrics: %w", err)
 		}
 	}
 	return nil

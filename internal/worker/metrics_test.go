@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/internal/worker"
 	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/tasks"
@@ -156,5 +157,35 @@ tenantworker_db_lane_choices_total{choice="second"} 0
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "tenantworker_db_lane_choices_total"); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestIdleMetrics: the idle waiter's state and counts, read on every
+// scrape.
+func TestIdleMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	stats := fair.IdleStats{Subscribed: true, Woken: 7, Rechecked: 2, Skipped: 40}
+	if err := worker.RegisterIdleMetrics(reg, func() fair.IdleStats { return stats }); err != nil {
+		t.Fatal(err)
+	}
+	want := `
+# HELP tenantworker_idle_skipped_dequeues_total Dequeue scripts of queues known to be empty that the worker answered itself, without a round trip to Redis.
+# TYPE tenantworker_idle_skipped_dequeues_total counter
+tenantworker_idle_skipped_dequeues_total 40
+# HELP tenantworker_idle_subscribed 1 while the worker is subscribed to the fair dispatcher's announcements of work, 0 while it polls its queues.
+# TYPE tenantworker_idle_subscribed gauge
+tenantworker_idle_subscribed 1
+# HELP tenantworker_idle_waits_total Waits of the idle worker for work, by how they ended: woken (an announcement, a forward, a new subscription) or recheck (the wait ran out).
+# TYPE tenantworker_idle_waits_total counter
+tenantworker_idle_waits_total{ended="recheck"} 2
+tenantworker_idle_waits_total{ended="woken"} 7
+`
+	names := []string{"tenantworker_idle_skipped_dequeues_total", "tenantworker_idle_subscribed", "tenantworker_idle_waits_total"}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), names...); err != nil {
+		t.Error(err)
+	}
+	stats.Subscribed = false
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(strings.Replace(want, "\ntenantworker_idle_subscribed 1\n", "\ntenantworker_idle_subscribed 0\n", 1)), names...); err != nil {
+		t.Errorf("after the subscription was lost: %v", err)
 	}
 }

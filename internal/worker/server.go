@@ -76,10 +76,11 @@ type ServerOptions struct {
 // TaskCheckInterval set to idleSpacing (asynq's sleep after a wait; o's
 // interval becomes the poll while the subscription is down, and how long
 // a queue found empty is not asked about again unless announced), and stop,
-// which ends the subscription: call it before the server's Shutdown, so
+// which ends the subscription (the waiter itself is for its Stats: call
+// RegisterIdleMetrics): call stop before the server's Shutdown, so
 // that its processor is not held until the next recheck. recheck bounds a
 // wait (0: fair.DefaultIdleRecheck).
-func IdleWait(rdb redis.UniversalClient, o ServerOptions, recheck time.Duration) (ServerOptions, func()) {
+func IdleWait(rdb redis.UniversalClient, o ServerOptions, recheck time.Duration) (ServerOptions, *fair.IdleWaiter, func()) {
 	o = o.withDefaults()
 	w := fair.NewIdleWaiter(rdb, o.ServedQueues(), fair.IdleOptions{Recheck: recheck, Poll: o.TaskCheckInterval, Logger: o.Logger})
 	rdb.AddHook(w.Hook())
@@ -90,7 +91,7 @@ func IdleWait(rdb redis.UniversalClient, o ServerOptions, recheck time.Duration)
 		w.Run(ctx)
 	}()
 	o.TaskCheckInterval = idleSpacing
-	return o, func() {
+	return o, w, func() {
 		cancel()
 		<-done
 	}

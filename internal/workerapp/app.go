@@ -124,7 +124,12 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 	// announcements instead of polling every TASK_CHECK_INTERVAL.
 	stopIdle := func() {}
 	if d.Dispatcher != nil {
-		serverOpts, stopIdle = worker.IdleWait(d.Redis, serverOpts, cfg.IdleRecheckInterval)
+		var waiter *fair.IdleWaiter
+		serverOpts, waiter, stopIdle = worker.IdleWait(d.Redis, serverOpts, cfg.IdleRecheckInterval)
+		if err := worker.RegisterIdleMetrics(d.registry, waiter.Stats); err != nil {
+			stopIdle()
+			return err
+		}
 	}
 	srv := asynq.NewServerFromRedisClient(d.Redis, worker.ServerConfig(serverOpts))
 	if err := srv.Start(mux); err != nil {

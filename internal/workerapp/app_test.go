@@ -139,6 +139,10 @@ func TestRunServesHealthMetricsAndSweeps(t *testing.T) {
 		`tenantworker_tasks_processed_total{outcome="ok",type="sweep:overdue"}`,
 		"tenantworker_task_duration_seconds_bucket",
 		"tenantworker_tenant_cache_hits_total",
+		// Fair dispatch is on by default: the idle worker waits for its
+		// announcements, subscribed.
+		"tenantworker_idle_subscribed 1",
+		`tenantworker_idle_waits_total{ended="woken"}`,
 		"asynq_tasks_processed_total",
 		"go_goroutines",
 	} {
