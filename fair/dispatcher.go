@@ -512,12 +512,16 @@ func (d *Dispatcher) Heartbeat(ctx context.Context, queue, workerID string, conc
 var ErrDrained = errors.New("task discarded by a drain of its tenant")
 
 // drainedFor is how long a drain keeps the mark of a task it discarded
-// while its worker was handing it back (ErrDrained): well past asynq's
-// lease (30 s), its recoverer's cutoff (30 s) and period (1 min) and the
-// retry delay of a recovered task, by which asynq has let the task go or
-// brought it back. A worker's heartbeat drops the mark earlier, once asynq
-// has let the task go, and an enqueue that adds the id anew ends it.
-const drainedFor = 10 * time.Minute
+// while its worker was handing it back (ErrDrained). asynq lets such a
+// task go or brings it back within its lease (30 s), its recoverer's
+// cutoff (30 s) and period (1 min) and the retry delay of a recovered
+// task, but only while some worker runs asynq's recoverer: a task left
+// active by workers that all stopped comes back whenever one starts, and
+// its mark must still be there then. So a mark lasts a day, which only
+// bounds the marks of tasks asynq never lets go; a worker's heartbeat drops
+// it as soon as asynq has let the task go (a few per heartbeat), and an
+// enqueue that adds the id anew ends it.
+const drainedFor = 24 * time.Hour
 
 // Park is ParkRun without a run token, as a worker of the release before
 // run tokens parks: it ends whatever run of the task id is admitted.

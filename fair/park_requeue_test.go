@@ -213,6 +213,22 @@ func TestDrainMarkEndsWithTheDiscardedAttempt(t *testing.T) {
 		}
 	})
 
+	t.Run("after hours without a worker", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, 1)
+		id := drained(t, b, "tn_mark_outage")
+		// Every worker stopped with the attempt active; asynq's recoverer,
+		// which runs on workers only, takes it back when one starts.
+		b.clock.Advance(3 * time.Hour)
+		recovered(t, b, id)
+		if err := b.d.Heartbeat(context.Background(), q, "w1", 1, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if st := inAsynq(t, b, id); st != "" {
+			t.Fatalf("the discarded attempt is %s in asynq after the heartbeat, want gone", st)
+		}
+	})
+
 	t.Run("expiry", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t, 1)
@@ -221,7 +237,7 @@ func TestDrainMarkEndsWithTheDiscardedAttempt(t *testing.T) {
 		if n, _ := b.rdb.ZCard(ctx, "fair:{"+q+"}:drained").Result(); n != 1 {
 			t.Fatalf("%d drain marks, want 1", n)
 		}
-		b.clock.Advance(11 * time.Minute) // past asynq's lease and recoverer many times over
+		b.clock.Advance(25 * time.Hour) // past the mark's day
 		if err := b.d.Heartbeat(ctx, q, "w1", 1, time.Minute); err != nil {
 			t.Fatal(err)
 		}
