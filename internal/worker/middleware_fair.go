@@ -92,7 +92,7 @@ func park(ctx context.Context, p Parker, t *asynq.Task, env Envelope, notReady e
 	queue, _ := asynq.GetQueueName(ctx)
 	run := t.Headers()[fair.RunHeader]
 	if n, _ := asynq.GetRetryCount(ctx); n > 0 || run == "" {
-		parked, gated, err := p.GateRun(ctx, queue, id, env.TenantID, env.Type)
+		parked, gated, err := gate(ctx, p, queue, id, env.TenantID, env.Type)
 		switch {
 		case errors.Is(err, fair.ErrDrained):
 			return ErrTaskDrained
@@ -118,6 +118,37 @@ func park(ctx context.Context, p Parker, t *asynq.Task, env Envelope, notReady e
 	return ErrTenantHeld
 }
 
+// gate asks the dispatcher's gate about an attempt (Parker.GateRun), and
+// asks again, up to gateAttempts times in all, when no answer came: the
+// call may have been applied all the same (its answer lost to a timeout),
+// parking the task or counting it as running. Asked again about the same
+// attempt, the gate answers as it did: a task it parked is parked again
+// (still held or at the cap) or let run with its parked record dropped
+// (room now), and a task it counted as running answers admitted, under a
+// new run token, without counting it twice. Running the attempt after a
+// lost "parked" instead would run it a second time once the parked record
+// is released.
+func gate(ctx context.Context, p Parker, queue, id, tenantID, typ string) (parked bool, run string, err error) {
+	for attempt := 1; ; attempt++ {
+		parked, run, err = p.GateRun(ctx, queue, id, tenantID, typ)
+		if err == nil || errors.Is(err, fair.ErrDrained) || attempt == gateAttempts {
+			return parked, run, err
+		}
+		select {
+		case <-ctx.Done():
+			return parked, run, err
+		case <-time.After(time.Duration(attempt) * gatePause):
+		}
+	}
+}
+
+// gateAttempts and gatePause bound how gate asks again: three calls, 50 and
+// 100 ms apart.
+const (
+	gateAttempts = 3
+	gatePause    = 50 * time.Millisecond
+)
+
 // gateRetry asks the dispatcher whether a task that came to this worker
 // past admission may run now. That is a task asynq retried: a retry comes
 // back from asynq's retry set past admission, so without this a tenant
@@ -136,8 +167,9 @@ func park(ctx context.Context, p Parker, t *asynq.Task, env Envelope, notReady e
 // attempt too: the dispatcher keeps the task, and asynq lets it go without
 // archiving it), ErrTaskDrained for a task a drain discarded (asynq lets
 // it go unrun), nil when it may run: one admitted, one the cap has room
-// for (now counted as running). A dispatcher that cannot be reached lets
-// the task run: the cap is a matter of sharing, not of correctness.
+// for (now counted as running). A dispatcher that cannot be reached (gate
+// asked three times) lets the task run: the cap is a matter of sharing, not
+// of correctness.
 // A task let through runs under a run token of its own, which its
 // report names (ReportCost).
 func gateRetry(ctx context.Context, p Parker, env Envelope, t *asynq.Task) error {
@@ -146,7 +178,7 @@ func gateRetry(ctx context.Context, p Parker, env Envelope, t *asynq.Task) error
 	}
 	id, _ := asynq.GetTaskID(ctx)
 	queue, _ := asynq.GetQueueName(ctx)
-	parked, run, err := p.GateRun(ctx, queue, id, env.TenantID, env.Type)
+	parked, run, err := gate(ctx, p, queue, id, env.TenantID, env.Type)
 	if errors.Is(err, fair.ErrDrained) {
 		return ErrTaskDrained
 	}

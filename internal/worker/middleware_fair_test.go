@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -205,8 +206,33 @@ func TestFairChainFreesSlotsAndParksSuspendedTenants(t *testing.T) {
 // (no handler run, no retry counted: the dispatcher keeps it, asynq lets
 // it go) and it runs once a slot is free, through the tenant's backlog:
 // the cap holds for retries too.
+//
+// The second variant loses the gate's first answer after Redis applied the
+// call (a timeout): the worker asks again and gets the same answer,
+// instead of running the task while the dispatcher keeps it parked (it
+// would then run again once released).
 func TestRetryWaitsForARunningSlot(t *testing.T) {
 	t.Parallel()
+	t.Run("answered", func(t *testing.T) { t.Parallel(); retryWaitsForARunningSlot(t, false) })
+	t.Run("first gate answer lost", func(t *testing.T) { t.Parallel(); retryWaitsForARunningSlot(t, true) })
+}
+
+// lostGateAnswer is the dispatcher with the answer of its first GateRun
+// call lost: the call is applied in Redis, and the caller gets a timeout.
+type lostGateAnswer struct {
+	*fair.Dispatcher
+	calls atomic.Int64
+}
+
+func (p *lostGateAnswer) GateRun(ctx context.Context, queue, taskID, tenantID, typ string) (bool, string, error) {
+	parked, run, err := p.Dispatcher.GateRun(ctx, queue, taskID, tenantID, typ)
+	if p.calls.Add(1) == 1 && err == nil {
+		return false, "", fmt.Errorf("fair: gate retried task %s: read tcp: i/o timeout", taskID)
+	}
+	return parked, run, err
+}
+
+func retryWaitsForARunningSlot(t *testing.T, lose bool) {
 	ctx := testContext(t)
 	opt := newRedis(t)
 	rdb := redis.NewClient(&redis.Options{Addr: opt.Addr})
@@ -225,7 +251,12 @@ func TestRetryWaitsForARunningSlot(t *testing.T) {
 	var running, most atomic.Int64
 	ran := make(chan int64, 10)
 	reporter := d.NewReporter(discardLogger())
-	mux := worker.MuxOf(worker.MuxOptions{Logger: discardLogger(), Catalog: catalog, Reporter: reporter, Parker: d}, map[string]asynq.Handler{
+	var parker worker.Parker = d
+	lossy := &lostGateAnswer{Dispatcher: d}
+	if lose {
+		parker = lossy
+	}
+	mux := worker.MuxOf(worker.MuxOptions{Logger: discardLogger(), Catalog: catalog, Reporter: reporter, Parker: parker}, map[string]asynq.Handler{
 		tasks.TypeInvoicePDF: worker.Handle(func(_ context.Context, p tasks.InvoicePDF) error {
 			n := running.Add(1)
 			defer running.Add(-1)
@@ -294,5 +325,20 @@ func TestRetryWaitsForARunningSlot(t *testing.T) {
 	}
 	if m := most.Load(); m > 1 {
 		t.Fatalf("%d tasks of the tenant ran at once, cap 1", m)
+	}
+	if lose && lossy.calls.Load() < 2 {
+		t.Fatalf("the gate was asked %d times; want again after the lost answer", lossy.calls.Load())
+	}
+	// Once: the parked record the lost answer left does not bring it back.
+	for range 3 {
+		if err := d.Heartbeat(ctx, tasks.QueueDefault, "test-worker", 4, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	select {
+	case got := <-ran:
+		t.Fatalf("invoice %d ran a second time", got)
+	default:
 	}
 }
