@@ -190,6 +190,7 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 		slog.String("queue_shards", serverOpts.Layout.String()),
 		slog.String("queues", strings.Join(serverOpts.ServedQueues(), ",")),
 		slog.Bool("scheduler", cfg.SchedulerEnabled),
+		slog.Bool("idle_waits_for_announcements", d.Dispatcher != nil),
 		slog.String("sweep_schedule", cfg.OverdueSweepCron))
 	if opts.Ready != nil {
 		opts.Ready(d.listener.Addr())
