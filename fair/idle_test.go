@@ -166,9 +166,13 @@ func TestAdmissionIntoEmptyQueueIsAnnounced(t *testing.T) {
 	}
 	next := func() string {
 		t.Helper()
-		m, err := ps.ReceiveMessage(ctx)
+		// Every call has a message coming (the test's own mark at least);
+		// the bound only turns a missing one into a failure, not a hang.
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		m, err := ps.ReceiveMessage(rctx)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("no message on the wake channel: %v", err)
 		}
 		return m.Payload
 	}
