@@ -49,6 +49,27 @@ func TestEveryScriptOnCluster(t *testing.T) {
 	} else {
 		t.Logf("control: a cross-slot key inside a script is refused: %v", err)
 	}
+	// The admissions' announcements (a PUBLISH inside the script, which
+	// a refusal would not fail: redis.pcall) reach a subscriber on the
+	// cluster, for every queue.
+	channels := make([]string, len(queues))
+	for i, queue := range queues {
+		channels[i] = fair.WakeChannel(queue)
+	}
+	ps := rdb.Subscribe(ctx, channels...)
+	t.Cleanup(func() { _ = ps.Close() })
+	for range channels {
+		if _, err := ps.Receive(ctx); err != nil {
+			t.Fatalf("subscribe to the wake channels: %v", err)
+		}
+	}
+	announced := make(map[string]bool)
+	announcements := make(chan string, 1000)
+	go func() {
+		for m := range ps.Channel() {
+			announcements <- m.Channel
+		}
+	}()
 	clock := testenv.NewManualClock(time.Unix(1_700_000_000, 0))
 	d := fair.New(rdb, fair.Config{MinPending: 2, PendingPerSlot: 1, PendingTime: time.Microsecond, Now: clock.Now})
 	const tenant, other = "tn_cluster_a", "tn_cluster_b"
@@ -155,6 +176,15 @@ func TestEveryScriptOnCluster(t *testing.T) {
 	}
 	if _, err := d.Stats(ctx, tenant, queues...); err != nil {
 		t.Errorf("Stats over three queues: %v", err)
+	}
+	wait := time.After(30 * time.Second)
+	for len(announced) < len(channels) {
+		select {
+		case ch := <-announcements:
+			announced[ch] = true
+		case <-wait:
+			t.Fatalf("announcements received on %v; want every queue's of %v", announced, channels)
+		}
 	}
 }
 
