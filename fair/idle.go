@@ -85,7 +85,12 @@ type IdleOptions struct {
 // reaches the queue unannounced waits at most that long more.
 //
 // Only asynq's dequeue and forward scripts are looked at (by their keys);
-// every other command passes through untouched. The waiter assumes one
+// every other command passes through untouched. The keys are asynq
+// v0.26's: an asynq whose dequeue script took other keys would go
+// unrecognized, and its server, its TaskCheckInterval lowered by
+// worker.IdleWait, would poll every millisecond while idle.
+// TestIdleWorkerWaitsForAnnouncedWork counts an idle server's dequeue
+// scripts and fails then, so an upgrade of asynq shows it. The waiter assumes one
 // asynq server on the client, whose processor is the only caller of the
 // dequeue script.
 type IdleWaiter struct {
