@@ -187,9 +187,9 @@ func NewIdleWaiter(rdb redis.UniversalClient, queues []string, opts IdleOptions)
 
 // Run subscribes to the served queues' announcements and wakes the waiting
 // processor at each, until ctx is done; it resubscribes after a lost
-// connection. Once it returns, the waiter waits Poll: cancel ctx before
-// shutting the asynq server down, so that its processor is not held for a
-// Recheck.
+// connection. Once it returns, the waiter waits Poll, DefaultIdlePoll at
+// most: cancel ctx before shutting the asynq server down, so that its
+// processor is not held for a Recheck.
 func (w *IdleWaiter) Run(ctx context.Context) {
 	stop := context.AfterFunc(ctx, w.shut)
 	defer func() {
@@ -398,8 +398,13 @@ func (w *IdleWaiter) foundEmpty(queue string) {
 		return
 	}
 	d, woke := w.poll, w.woke
-	if w.live {
+	switch {
+	case w.live:
 		d = w.recheck
+	case w.closed:
+		// Run returned: the server is shutting down, and asynq waits for
+		// this look to end. A long Poll must not hold it.
+		d = min(d, DefaultIdlePoll)
 	}
 	w.mu.Unlock()
 	t := time.NewTimer(d)
