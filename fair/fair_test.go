@@ -1195,3 +1195,92 @@ func holdAndPark(t *testing.T, b bundle, tenant, id string, reason fair.Reason) 
 		t.Fatalf("Park = %v, %v", ok, err)
 	}
 }
+
+// TestAdmissionTakesBacklogsInChunks: one admission call reads each
+// backlog ahead a chunk at a time and trims it once at the end. A tenant
+// owed more than its first chunk (weight 4 of 1/2/4) reads more, one held
+// to a running cap reads no further than the cap, and every tenant's tasks
+// still leave in enqueue order, each once, with the rest left waiting in
+// order.
+func TestAdmissionTakesBacklogsInChunks(t *testing.T) {
+	t.Parallel()
+	b := setupConfig(t, fair.Config{MinPending: 70, MaxAdmit: 100, PendingPerSlot: 1, PendingTime: time.Microsecond})
+	ctx := context.Background()
+	pending := "asynq:{" + q + "}:pending"
+	// Fill asynq's list so that the enqueues admit nothing, then empty it
+	// and let one call admit 70.
+	filler := make([]any, 70)
+	for i := range filler {
+		filler[i] = fmt.Sprintf("filler-%d", i)
+	}
+	if err := b.rdb.LPush(ctx, pending, filler...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	policies := map[string]fair.Policy{
+		"tn_one":    {Weight: 1},
+		"tn_two":    {Weight: 2},
+		"tn_four":   {Weight: 4},
+		"tn_capped": {Weight: 4, MaxRunning: 5},
+	}
+	for tenant, p := range policies {
+		enqueue(t, b, tenant, p, 0, 100)
+	}
+	if err := b.rdb.Del(ctx, pending).Err(); err != nil {
+		t.Fatal(err)
+	}
+	n, err := b.d.Pump(ctx, q)
+	if err != nil || n != 70 {
+		t.Fatalf("pump admitted %d (%v), want 70", n, err)
+	}
+	ids, err := b.rdb.LRange(ctx, pending, 0, -1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := map[string]int{}
+	for k := len(ids) - 1; k >= 0; k-- { // asynq takes from the right: admission order
+		tenant := tenantOf(ids[k])
+		if want := fmt.Sprintf("invoice:pdf:%s:%d", tenant, next[tenant]); ids[k] != want {
+			t.Fatalf("admitted %s, want %s next of its tenant", ids[k], want)
+		}
+		next[tenant]++
+	}
+	t.Logf("admitted per tenant: %v", next)
+	// Shares of 70 over weights 1/2/4/4 with tn_capped held to 5: about
+	// 6, 13 and 26 of the 65 left, after the 5.
+	if next["tn_capped"] != 5 || next["tn_four"] < 30 || next["tn_one"] < 5 || next["tn_two"] < 12 {
+		t.Fatalf("admitted per tenant %v, want tn_capped 5 and the rest by weight", next)
+	}
+	for tenant := range policies {
+		s := stats(t, b, tenant)
+		if s.Admitted != next[tenant] || s.Waiting != 100-next[tenant] || s.WaitingByType["invoice:pdf"] != 100-next[tenant] {
+			t.Fatalf("%s: admitted %d waiting %d (%v), want %d and %d", tenant, s.Admitted, s.Waiting, s.WaitingByType, next[tenant], 100-next[tenant])
+		}
+		front, err := b.rdb.LIndex(ctx, "fair:{"+q+"}:b:"+tenant, 0).Result()
+		if err != nil || front != fmt.Sprintf("invoice:pdf:%s:%d", tenant, next[tenant]) {
+			t.Fatalf("%s: backlog front %q (%v), want its task %d", tenant, front, err, next[tenant])
+		}
+	}
+	// Then everything runs, each task once and every tenant's in order.
+	ran := map[string]int{}
+	for {
+		id := dequeue(t, b)
+		if id == "" {
+			break
+		}
+		tenant := tenantOf(id)
+		if want := fmt.Sprintf("invoice:pdf:%s:%d", tenant, ran[tenant]); id != want {
+			t.Fatalf("ran %s, want %s next of its tenant", id, want)
+		}
+		ran[tenant]++
+		rep := fair.Report{Queue: q, TaskID: id, TenantID: tenant, Type: "invoice:pdf", Cost: time.Millisecond}
+		if err := b.d.Complete(ctx, q, []fair.Report{rep}); err != nil {
+			t.Fatal(err)
+		}
+		done(t, b, id)
+	}
+	for tenant := range policies {
+		if ran[tenant] != 100 {
+			t.Fatalf("ran %v, want 100 tasks of each tenant", ran)
+		}
+	}
+}
