@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"sync"
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
@@ -41,6 +42,11 @@ type Enqueuer struct {
 	// lookups holds a token for each TenantTask look-up running, those
 	// whose callers gave up included (see TenantTask).
 	lookups chan struct{}
+	// enqueues holds a token for each Enqueue and EnqueueMany call
+	// running, those whose callers gave up included, and running counts
+	// them for Wait (detach.go).
+	enqueues chan struct{}
+	running  *sync.WaitGroup
 }
 
 // maxLookups bounds the TenantTask look-ups that run at once, the ones
@@ -120,7 +126,7 @@ func NewEnqueuer(client *asynq.Client, inspector *asynq.Inspector, logger *slog.
 	if logger == nil {
 		logger = slog.Default()
 	}
-	e := &Enqueuer{client: client, inspector: inspector, logger: logger, lookups: make(chan struct{}, maxLookups)}
+	e := &Enqueuer{client: client, inspector: inspector, logger: logger, lookups: make(chan struct{}, maxLookups), enqueues: make(chan struct{}, maxEnqueues), running: new(sync.WaitGroup)}
 	for _, o := range opts {
 		o(e)
 	}
@@ -149,6 +155,21 @@ func (e *Enqueuer) Enqueue(ctx context.Context, p Payload) (EnqueueResult, error
 	if err := Validate(p); err != nil {
 		return EnqueueResult{}, err
 	}
+	res, err := e.detached(ctx, "enqueue "+p.TypeName(), func(ctx context.Context) ([]EnqueueResult, error) {
+		r, err := e.enqueue(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		return []EnqueueResult{r}, nil
+	})
+	if err != nil {
+		return EnqueueResult{}, err
+	}
+	return res[0], nil
+}
+
+// enqueue is Enqueue's work, on a validated payload.
+func (e *Enqueuer) enqueue(ctx context.Context, p Payload) (EnqueueResult, error) {
 	tp, isTenant := p.(TenantPayload)
 	if !isTenant {
 		return e.enqueuePlain(ctx, p)
@@ -233,6 +254,13 @@ func (e *Enqueuer) EnqueueMany(ctx context.Context, tenantID string, payloads []
 			return nil, fmt.Errorf("%w: %s payload in a batch of tenant %s", ErrInvalidPayload, p.TypeName(), tenantID)
 		}
 	}
+	return e.detached(ctx, fmt.Sprintf("enqueue %d tasks of tenant %s", len(payloads), tenantID), func(ctx context.Context) ([]EnqueueResult, error) {
+		return e.enqueueMany(ctx, tenantID, payloads)
+	})
+}
+
+// enqueueMany is EnqueueMany's work, on validated payloads.
+func (e *Enqueuer) enqueueMany(ctx context.Context, tenantID string, payloads []Payload) ([]EnqueueResult, error) {
 	if e.admission != nil {
 		// The dispatcher follows running tasks in the same call (all or
 		// nothing against the caps, follow-ups included).

@@ -164,12 +164,25 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Opti
 		enqOpts = append(enqOpts, tasks.WithAdmission(tasks.Admission{Dispatcher: b.Dispatcher, Tenants: b.Catalog, Plans: cfg.Plans}))
 	}
 	b.Enqueuer = tasks.NewEnqueuer(b.Client, b.Inspector, logger, enqOpts...).WithTaskRecords(b.TaskRecords)
+	// Closed first (closers run last to first): enqueues whose callers
+	// gave up (an HTTP request past REQUEST_TIMEOUT) end with Redis's
+	// answer before the clients they use are closed.
+	b.closers = append(b.closers, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), enqueueWaitTimeout)
+		defer cancel()
+		return b.Enqueuer.Wait(ctx)
+	})
 	b.Tenancy = tenancy.New(tenancy.Config{
 		Catalog: b.Catalog, Enqueuer: b.Enqueuer, Documents: b.Documents, SchemaPool: b.SchemaPool, Pools: b.Pools, Logger: logger,
 		Dispatcher: b.Dispatcher, Plans: cfg.Plans,
 	})
 	return b, nil
 }
+
+// enqueueWaitTimeout bounds how long Close waits for enqueues whose
+// callers gave up: longer than the Redis client's own timeouts and retries
+// of one enqueue (3 s a try).
+const enqueueWaitTimeout = 15 * time.Second
 
 // startupPingTimeout bounds each start-up check that Redis and PostgreSQL
 // answer: a server that accepts connections and never answers makes the

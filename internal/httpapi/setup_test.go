@@ -253,9 +253,43 @@ func (r response) errorText(t testing.TB) string {
 
 func (b *bundle) do(t testing.TB, rq request) response {
 	t.Helper()
+	r, err := b.try(rq)
+	if err != nil {
+		t.Fatalf("%s %s: %v", rq.method, rq.path, err)
+	}
+	return r
+}
+
+// doWithin is do for a request that might hang: past a minute (a bound
+// for the failure message, not a measurement) the test fails.
+func (b *bundle) doWithin(t testing.TB, rq request) response {
+	t.Helper()
+	type answer struct {
+		r   response
+		err error
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		r, err := b.try(rq)
+		answered <- answer{r, err}
+	}()
+	select {
+	case a := <-answered:
+		if a.err != nil {
+			t.Fatalf("%s %s: %v", rq.method, rq.path, a.err)
+		}
+		return a.r
+	case <-time.After(time.Minute):
+		t.Fatalf("%s %s: no answer in a minute", rq.method, rq.path)
+		return response{}
+	}
+}
+
+// try sends rq and reads the whole answer.
+func (b *bundle) try(rq request) (response, error) {
 	req, err := http.NewRequest(rq.method, b.srv.URL+rq.path, rq.body)
 	if err != nil {
-		t.Fatal(err)
+		return response{}, err
 	}
 	if rq.host != "" {
 		req.Host = rq.host
@@ -271,14 +305,14 @@ func (b *bundle) do(t testing.TB, rq request) response {
 	}
 	resp, err := b.srv.Client().Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", rq.method, rq.path, err)
+		return response{}, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatalf("read body: %v", err)
+		return response{}, fmt.Errorf("read body: %w", err)
 	}
-	return response{status: resp.StatusCode, header: resp.Header, body: body}
+	return response{status: resp.StatusCode, header: resp.Header, body: body}, nil
 }
 
 // serve calls the handler directly, for Host values an HTTP client refuses

@@ -1,0 +1,118 @@
+package tasks
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+)
+
+// maxEnqueues bounds the enqueue calls that run at once, those whose
+// callers stopped waiting included. It is far above what a healthy Redis
+// keeps in flight (a call takes a round trip or two), so it only bites
+// while Redis does not answer: then it bounds the goroutines waiting for
+// it, and callers past it wait for one to end, or for their ctx.
+var maxEnqueues = 4096
+
+// enqueueCall is the state of one detached enqueue call: running, ended
+// (its caller takes the result) or abandoned (its caller stopped waiting).
+const (
+	callRunning int32 = iota
+	callEnded
+	callAbandoned
+)
+
+// detached runs f, the Redis work of an enqueue, so that the caller stops
+// waiting when ctx ends, also while Redis does not answer: the Redis
+// client bounds a command by its own timeouts (seconds, retried), not by
+// ctx, and asynq's client takes no deadline of its own. The HTTP API
+// answers 503 at REQUEST_TIMEOUT that way instead of seconds later.
+//
+// f runs on ctx without its cancellation: an enqueue is a sequence of
+// calls (look up the tenant, the script, a replace's look-up, delete and
+// enqueue again), and cut between two of them it could leave a finished
+// task deleted and its replacement not enqueued. So f goes on after its
+// caller gave up, and ends when Redis answers or the client gives up;
+// what it did is logged then (task ids and outcome), since no caller sees
+// it. That is safe to retry: every enqueue the API makes has a task id, so
+// a retry of one that was applied meanwhile finds its task (dedupe), and
+// one that was not is applied by the retry. Wait waits for such calls.
+func (e *Enqueuer) detached(ctx context.Context, op string, f func(context.Context) ([]EnqueueResult, error)) ([]EnqueueResult, error) {
+	select {
+	case e.enqueues <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%s: waiting for a running enqueue to end: %w", op, ctx.Err())
+	}
+	type answer struct {
+		res []EnqueueResult
+		err error
+	}
+	var state atomic.Int32
+	done := make(chan answer, 1)
+	e.running.Add(1)
+	go func() {
+		defer e.running.Done()
+		defer func() { <-e.enqueues }()
+		var a answer
+		func() {
+			defer func() {
+				if p := recover(); p != nil {
+					a.err = fmt.Errorf("%s: panic: %v", op, p)
+				}
+			}()
+			a.res, a.err = f(context.WithoutCancel(ctx))
+		}()
+		if state.CompareAndSwap(callRunning, callEnded) {
+			done <- a
+			return
+		}
+		e.logAbandoned(ctx, op, a.res, a.err)
+	}()
+	select {
+	case a := <-done:
+		return a.res, a.err
+	case <-ctx.Done():
+		if state.CompareAndSwap(callRunning, callAbandoned) {
+			return nil, fmt.Errorf("%s: %w", op, ctx.Err())
+		}
+		a := <-done // it ended just now: its caller takes the result
+		return a.res, a.err
+	}
+}
+
+// logAbandoned logs what an enqueue did after its caller stopped waiting:
+// the caller answered an error, so this line is the only trace of the
+// tasks it did enqueue (a retry finds them by their ids).
+func (e *Enqueuer) logAbandoned(ctx context.Context, op string, res []EnqueueResult, err error) {
+	if err != nil {
+		e.logger.WarnContext(ctx, "enqueue ended after its caller gave up: failed",
+			slog.String("op", op), slog.Any("error", err))
+		return
+	}
+	for _, r := range res {
+		if r.Info == nil {
+			continue
+		}
+		e.logger.InfoContext(ctx, "enqueue ended after its caller gave up: applied",
+			slog.String("op", op), slog.String("task_id", r.Info.ID), slog.String("task_type", r.Info.Type),
+			slog.String("queue", r.Info.Queue), slog.Bool("existing", r.Existing))
+	}
+}
+
+// Wait waits until the enqueue calls whose callers stopped waiting have
+// ended, or ctx ends (its error, then). A process calls it before it
+// closes the Redis client those calls use, so that they end with Redis's
+// answer, not with a closed client.
+func (e *Enqueuer) Wait(ctx context.Context) error {
+	ended := make(chan struct{})
+	go func() {
+		e.running.Wait()
+		close(ended)
+	}()
+	select {
+	case <-ended:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wait for running enqueues: %d still running: %w", len(e.enqueues), ctx.Err())
+	}
+}
