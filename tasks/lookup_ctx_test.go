@@ -1,10 +1,8 @@
 package tasks
 
 import (
-	"bufio"
 	"context"
 	"errors"
-	"net"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -34,26 +32,6 @@ func (c *commandCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) red
 		c.sent.Add(int64(len(cmds)))
 		return next(ctx, cmds)
 	}
-}
-
-// answered starts a PING on a connection of its own to addr and returns a
-// channel closed once the server has answered it.
-func answered(t *testing.T, addr string) <-chan struct{} {
-	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_, _ = bufio.NewReader(conn).ReadString('\n')
-	}()
-	return done
 }
 
 // TestTenantTaskReturnsWhenCtxEnds: while Redis answers nothing (its
@@ -115,7 +93,7 @@ func TestTenantTaskReturnsWhenCtxEnds(t *testing.T) {
 			}
 
 			resume := testenv.StopRedis(t, rdb)
-			probe := answered(t, srv.Addr())
+			probe := testenv.Pinged(t, srv.Addr())
 			// A request's deadline.
 			dctx, cancel = context.WithTimeout(ctx, 200*time.Millisecond)
 			_, err = enq.TenantTask(dctx, tenantID, taskID)

@@ -1,12 +1,10 @@
 package httpapi_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -74,19 +72,7 @@ func (c *stickyCatalog) TenantBySlug(ctx context.Context, slug string) (tenantct
 func stopRedis(t *testing.T, rdb redis.UniversalClient, addr string) (answered func() bool, resume func()) {
 	t.Helper()
 	cont := testenv.StopRedis(t, rdb)
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
-		t.Fatal(err)
-	}
-	pong := make(chan struct{})
-	go func() {
-		defer close(pong)
-		_, _ = bufio.NewReader(conn).ReadString('\n')
-	}()
+	pong := testenv.Pinged(t, addr)
 	answered = func() bool {
 		select {
 		case <-pong:

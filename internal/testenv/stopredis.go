@@ -1,6 +1,8 @@
 package testenv
 
 import (
+	"bufio"
+	"net"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -43,4 +45,26 @@ func StopRedis(t testing.TB, rdb redis.UniversalClient) (resume func()) {
 		t.Fatalf("stop redis-server %d: %v", pid, err)
 	}
 	return resume
+}
+
+// Pinged sends a PING to the Redis server at addr on a connection of its
+// own and returns a channel closed once the server has answered it: with
+// StopRedis, a test learns whether the server was still stopped when
+// something else answered.
+func Pinged(t testing.TB, addr string) <-chan struct{} {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = bufio.NewReader(conn).ReadString('\n')
+	}()
+	return done
 }
