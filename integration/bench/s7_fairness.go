@@ -384,6 +384,17 @@ func (b *bench) fairNoopThroughput(ctx context.Context, s *Scenario, c *coreDB, 
 		against("plain path, the same worker", median(rounds["plain-dedicated"]), "tasks/s", rounds["plain-dedicated"])
 	s.add("diagnostic: the same, plain path, against a worker serving every class", median(rounds["plain-dedicated"]), "tasks/s").
 		against("plain path, every class", median(rounds["plain"]), "tasks/s", nil)
+	// The machine's speed drifts between rounds by more than the
+	// dispatcher's cost; the two dedicated modes run back to back in every
+	// round, so the ratio of each round's pair drifts less than the ratio
+	// of the medians above.
+	var paired []float64
+	for i, f := range rounds["fair-dedicated"] {
+		if p := rounds["plain-dedicated"]; i < len(p) && p[i] > 0 {
+			paired = append(paired, f/p[i])
+		}
+	}
+	s.add("diagnostic: fair over plain, both serving the default class only, median of the rounds' back-to-back pairs", median(paired), "ratio").withRounds(paired)
 	s.note("part 2 (no-op): %d tasks over %d tenants per round (producers enqueue batches of 50 per tenant), in process: worker.Chain (envelope, cost report, recover, log to /dev/null, tenant resolution over the cached catalog) and a no-op handler, concurrency %d; the fair modes' server runs as cmd/worker does with fair dispatch (worker.IdleWait: it waits for announcements when idle, and a queue it found empty is not asked again for TASK_CHECK_INTERVAL unless work is announced there), the plain modes' as without it (asking every queue in turn); the dedicated modes serve only default, so they compare the dispatcher's own cost without empty queues", per*len(tenants), len(tenants), worker.DefaultConcurrency)
 	return nil
 }
