@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 )
 
@@ -49,9 +50,9 @@ func (e *Enqueuer) detached(ctx context.Context, op string, f func(context.Conte
 	}
 	var state atomic.Int32
 	done := make(chan answer, 1)
-	e.running.Add(1)
+	e.running.add()
 	go func() {
-		defer e.running.Done()
+		defer e.running.done()
 		defer func() { <-e.enqueues }()
 		var a answer
 		func() {
@@ -104,15 +105,51 @@ func (e *Enqueuer) logAbandoned(ctx context.Context, op string, res []EnqueueRes
 // closes the Redis client those calls use, so that they end with Redis's
 // answer, not with a closed client.
 func (e *Enqueuer) Wait(ctx context.Context) error {
-	ended := make(chan struct{})
-	go func() {
-		e.running.Wait()
-		close(ended)
-	}()
+	idle, n := e.running.idle()
+	if n == 0 {
+		return nil
+	}
 	select {
-	case <-ended:
+	case <-idle:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("wait for running enqueues: %d still running: %w", len(e.enqueues), ctx.Err())
+		_, n = e.running.idle()
+		return fmt.Errorf("wait for running enqueues: %d still running: %w", n, ctx.Err())
 	}
+}
+
+// calls counts the running enqueue calls for Wait. Unlike a
+// sync.WaitGroup, it may be waited on while calls start and end: Wait runs
+// at shutdown, while the scheduler may still enqueue.
+type calls struct {
+	mu sync.Mutex
+	n  int
+	// ended is closed when n drops to 0; a new one is made when n leaves 0.
+	ended chan struct{}
+}
+
+func (c *calls) add() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == 0 {
+		c.ended = make(chan struct{})
+	}
+	c.n++
+}
+
+func (c *calls) done() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n--
+	if c.n == 0 {
+		close(c.ended)
+	}
+}
+
+// idle returns a channel closed once no call runs (nil when none runs
+// now) and how many run now.
+func (c *calls) idle() (<-chan struct{}, int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ended, c.n
 }

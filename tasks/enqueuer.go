@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
-	"sync"
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
@@ -46,7 +45,7 @@ type Enqueuer struct {
 	// running, those whose callers gave up included, and running counts
 	// them for Wait (detach.go).
 	enqueues chan struct{}
-	running  *sync.WaitGroup
+	running  *calls
 }
 
 // maxLookups bounds the TenantTask look-ups that run at once, the ones
@@ -126,7 +125,7 @@ func NewEnqueuer(client *asynq.Client, inspector *asynq.Inspector, logger *slog.
 	if logger == nil {
 		logger = slog.Default()
 	}
-	e := &Enqueuer{client: client, inspector: inspector, logger: logger, lookups: make(chan struct{}, maxLookups), enqueues: make(chan struct{}, maxEnqueues), running: new(sync.WaitGroup)}
+	e := &Enqueuer{client: client, inspector: inspector, logger: logger, lookups: make(chan struct{}, maxLookups), enqueues: make(chan struct{}, maxEnqueues), running: new(calls)}
 	for _, o := range opts {
 		o(e)
 	}
