@@ -7,11 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/invoicing/tenantworker/internal/testenv"
-	"github.com/invoicing/tenantworker/tenantctx"
 )
 
 // TestEnqueueReturnsWhenCtxEnds: while Redis answers nothing (its process
@@ -25,50 +23,24 @@ func TestEnqueueReturnsWhenCtxEnds(t *testing.T) {
 	for _, withFair := range []bool{false, true} {
 		t.Run("fair="+strconv.FormatBool(withFair), func(t *testing.T) {
 			t.Parallel()
-			srv := testenv.StartRedis(t, testenv.RedisOptions{})
-			rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), ReadTimeout: -1})
-			t.Cleanup(func() { _ = rdb.Close() })
-			counter := &commandCounter{}
-			rdb.AddHook(counter)
-			var enq *Enqueuer
-			tenantID := "tn_acme"
-			if withFair {
-				var tn [2]tenantctx.Tenant
-				enq, _, _, tn = fairSetupOn(t, rdb, 0)
-				tenantID = tn[0].ID
-			} else {
-				enq = NewEnqueuer(asynq.NewClientFromRedisClient(rdb), asynq.NewInspectorFromRedisClient(rdb), discardLogger())
-			}
-			const bound = 2
-			enq.enqueues = make(chan struct{}, bound)
+			r := newOutageRig(t, withFair, redis.Options{ReadTimeout: -1})
+			enq, tenantID := r.enq, r.tenantID
+			enq.enqueues = make(chan struct{}, 2)
 			ctx := testContext(t)
 			// The tenant's look-up answered once (the catalog keeps it).
 			if _, err := enq.Enqueue(ctx, InvoicePDF{TenantID: tenantID, InvoiceID: 1}); err != nil {
 				t.Fatal(err)
 			}
-
 			// Every enqueue taken: a further one starts nothing.
-			for range bound {
-				enq.enqueues <- struct{}{}
-			}
-			sent := counter.sent.Load()
-			dctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-			_, err := enq.Enqueue(dctx, InvoicePDF{TenantID: tenantID, InvoiceID: 2})
-			cancel()
-			if !errors.Is(err, context.DeadlineExceeded) {
-				t.Fatalf("enqueue past its deadline with every enqueue taken: %v, want context.DeadlineExceeded", err)
-			}
-			if n := counter.sent.Load() - sent; n != 0 {
-				t.Fatalf("an enqueue beyond the bound sent %d commands", n)
-			}
-			for range bound {
-				<-enq.enqueues
-			}
+			r.beyondBound(t, enq.enqueues, "enqueue", func(ctx context.Context) error {
+				_, err := enq.Enqueue(ctx, InvoicePDF{TenantID: tenantID, InvoiceID: 2})
+				return err
+			})
 
-			resume := testenv.StopRedis(t, rdb)
-			probe := testenv.Pinged(t, srv.Addr())
-			dctx, cancel = context.WithTimeout(ctx, 200*time.Millisecond)
-			_, err = enq.EnqueueMany(dctx, tenantID, []Payload{InvoicePDF{TenantID: tenantID, InvoiceID: 2}, InvoicePDF{TenantID: tenantID, InvoiceID: 3}})
+			resume := testenv.StopRedis(t, r.rdb)
+			probe := testenv.Pinged(t, r.srv.Addr())
+			dctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+			_, err := enq.EnqueueMany(dctx, tenantID, []Payload{InvoicePDF{TenantID: tenantID, InvoiceID: 2}, InvoicePDF{TenantID: tenantID, InvoiceID: 3}})
 			cancel()
 			if !errors.Is(err, context.DeadlineExceeded) {
 				t.Fatalf("enqueue past its deadline: %v, want context.DeadlineExceeded", err)

@@ -34,6 +34,59 @@ func (c *commandCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) red
 	}
 }
 
+// outageRig is an Enqueuer, with fair dispatch or without, over a
+// redis-server of its own, whose client counts the commands it sends.
+type outageRig struct {
+	srv      *testenv.RedisServer
+	rdb      *redis.Client
+	enq      *Enqueuer
+	sent     *commandCounter
+	tenantID string
+}
+
+// newOutageRig starts the rig; opts (its Addr set here) configures the
+// client.
+func newOutageRig(t *testing.T, withFair bool, opts redis.Options) outageRig {
+	t.Helper()
+	r := outageRig{srv: testenv.StartRedis(t, testenv.RedisOptions{}), sent: &commandCounter{}, tenantID: "tn_acme"}
+	opts.Addr = r.srv.Addr()
+	r.rdb = redis.NewClient(&opts)
+	t.Cleanup(func() { _ = r.rdb.Close() })
+	r.rdb.AddHook(r.sent)
+	if withFair {
+		var tn [2]tenantctx.Tenant
+		r.enq, _, _, tn = fairSetupOn(t, r.rdb, 0)
+		r.tenantID = tn[0].ID
+	} else {
+		r.enq = NewEnqueuer(asynq.NewClientFromRedisClient(r.rdb), asynq.NewInspectorFromRedisClient(r.rdb), discardLogger())
+	}
+	return r
+}
+
+// beyondBound takes every token of slots (as calls still waiting for
+// Redis hold them), then checks that call, given a 200 ms deadline,
+// returns context.DeadlineExceeded without sending a command; it gives the
+// tokens back.
+func (r outageRig) beyondBound(t *testing.T, slots chan struct{}, what string, call func(context.Context) error) {
+	t.Helper()
+	for range cap(slots) {
+		slots <- struct{}{}
+	}
+	sent := r.sent.sent.Load()
+	ctx, cancel := context.WithTimeout(testContext(t), 200*time.Millisecond)
+	err := call(ctx)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("%s past its deadline with every slot taken: %v, want context.DeadlineExceeded", what, err)
+	}
+	if n := r.sent.sent.Load() - sent; n != 0 {
+		t.Fatalf("a %s beyond the bound sent %d commands", what, n)
+	}
+	for range cap(slots) {
+		<-slots
+	}
+}
+
 // TestTenantTaskReturnsWhenCtxEnds: while Redis answers nothing (its
 // process stopped), a task look-up returns as soon as its ctx ends, with
 // ctx's error, whether its deadline passed or it was cancelled (a client
@@ -47,22 +100,9 @@ func TestTenantTaskReturnsWhenCtxEnds(t *testing.T) {
 	for _, withFair := range []bool{false, true} {
 		t.Run("fair="+strconv.FormatBool(withFair), func(t *testing.T) {
 			t.Parallel()
-			srv := testenv.StartRedis(t, testenv.RedisOptions{})
-			rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
-			t.Cleanup(func() { _ = rdb.Close() })
-			counter := &commandCounter{}
-			rdb.AddHook(counter)
-			var enq *Enqueuer
-			tenantID := "tn_acme"
-			if withFair {
-				var tn [2]tenantctx.Tenant
-				enq, _, _, tn = fairSetupOn(t, rdb, 0)
-				tenantID = tn[0].ID
-			} else {
-				enq = NewEnqueuer(asynq.NewClientFromRedisClient(rdb), asynq.NewInspectorFromRedisClient(rdb), discardLogger())
-			}
-			const bound = 2
-			enq.lookups = make(chan struct{}, bound)
+			r := newOutageRig(t, withFair, redis.Options{})
+			enq, rdb, tenantID := r.enq, r.rdb, r.tenantID
+			enq.lookups = make(chan struct{}, 2)
 			ctx := testContext(t)
 			res, err := enq.Enqueue(ctx, InvoicePDF{TenantID: tenantID, InvoiceID: 1})
 			if err != nil {
@@ -72,30 +112,17 @@ func TestTenantTaskReturnsWhenCtxEnds(t *testing.T) {
 			if _, err := enq.TenantTask(ctx, tenantID, taskID); err != nil {
 				t.Fatalf("look-up while Redis runs: %v", err)
 			}
-
 			// Every look-up taken (as by look-ups still waiting for Redis):
 			// a further one starts nothing.
-			for range bound {
-				enq.lookups <- struct{}{}
-			}
-			sent := counter.sent.Load()
-			dctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-			_, err = enq.TenantTask(dctx, tenantID, taskID)
-			cancel()
-			if !errors.Is(err, context.DeadlineExceeded) {
-				t.Fatalf("look-up past its deadline with every look-up taken: %v, want context.DeadlineExceeded", err)
-			}
-			if n := counter.sent.Load() - sent; n != 0 {
-				t.Fatalf("a look-up beyond the bound sent %d commands", n)
-			}
-			for range bound {
-				<-enq.lookups
-			}
+			r.beyondBound(t, enq.lookups, "look-up", func(ctx context.Context) error {
+				_, err := enq.TenantTask(ctx, tenantID, taskID)
+				return err
+			})
 
 			resume := testenv.StopRedis(t, rdb)
-			probe := testenv.Pinged(t, srv.Addr())
+			probe := testenv.Pinged(t, r.srv.Addr())
 			// A request's deadline.
-			dctx, cancel = context.WithTimeout(ctx, 200*time.Millisecond)
+			dctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 			_, err = enq.TenantTask(dctx, tenantID, taskID)
 			cancel()
 			if !errors.Is(err, context.DeadlineExceeded) {
