@@ -77,7 +77,9 @@ func (c LaneChoice) String() string {
 // opts.MaxConns connections (0: pgx's default, max(4, NumCPU), or the URL's
 // pool_max_conns). The caps differ by at most one; n is lowered to the
 // total when the total is smaller, so no lane is empty. n <= 1 gives one
-// lane: a single pool, with no affinity. Like NewPool it connects lazily.
+// lane: a single pool, with no affinity. opts.MinConns, split over the
+// lanes the same way, is how many connections they keep open; 0 connects
+// lazily, as NewPool does.
 func NewLanes(ctx context.Context, databaseURL string, n int, opts PoolOptions) (*Lanes, error) {
 	if n < 0 {
 		return nil, fmt.Errorf("new lanes: %d lanes is negative", n)
@@ -99,12 +101,10 @@ func NewLanes(ctx context.Context, databaseURL string, n int, opts PoolOptions) 
 	n = max(1, min(n, int(total)))
 	l := &Lanes{}
 	for i := range n {
-		c := total / int32(n)
-		if int32(i) < total%int32(n) {
-			c++
-		}
+		c := share(total, n, i)
 		o := opts
 		o.MaxConns = c
+		o.MinConns = share(min(opts.MinConns, total), n, i)
 		p, err := NewPool(ctx, databaseURL, o)
 		if err != nil {
 			l.Close()
@@ -113,6 +113,16 @@ func NewLanes(ctx context.Context, databaseURL string, n int, opts PoolOptions) 
 		l.pools, l.caps = append(l.pools, p), append(l.caps, c)
 	}
 	return l, nil
+}
+
+// share is lane i's part of total split over n lanes as NewLanes splits
+// the connections: the parts differ by at most one, the larger first.
+func share(total int32, n, i int) int32 {
+	c := total / int32(n)
+	if int32(i) < total%int32(n) {
+		c++
+	}
+	return c
 }
 
 // For returns the lane for the tenant whose schema is schemaName: its

@@ -69,6 +69,65 @@ func TestNewLanesSplitsTheTotal(t *testing.T) {
 	}
 }
 
+// TestLanesKeepMinConnsOpen: MinConns is split over the lanes as the caps
+// are, and each lane opens its part in the background, without a unit of
+// work asking, and opens it again when a connection closes; 0 opens
+// nothing; a pool's MinConns above its MaxConns is its MaxConns, and a
+// negative one is refused.
+func TestLanesKeepMinConnsOpen(t *testing.T) {
+	url := testenv.Postgres(t)
+	open := func(l *Lanes) []int32 {
+		var n []int32
+		for _, p := range l.Pools() {
+			n = append(n, p.Stat().TotalConns())
+		}
+		return n
+	}
+	waitOpen := func(l *Lanes, want []int32) {
+		t.Helper()
+		for deadline := time.Now().Add(time.Minute); !slices.Equal(open(l), want); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("connections open per lane %v a minute on, want %v", open(l), want)
+			}
+		}
+	}
+	for _, tc := range []struct {
+		n         int
+		max, keep int32
+		want      []int32
+	}{
+		{3, 7, 7, []int32{3, 2, 2}},
+		{3, 7, 4, []int32{2, 1, 1}},
+		{2, 2, 9, []int32{1, 1}},
+	} {
+		l, err := NewLanes(context.Background(), url, tc.n, PoolOptions{MaxConns: tc.max, MinConns: tc.keep})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitOpen(l, tc.want)
+		if tc.keep == tc.max {
+			// A connection closed (its backend ended) is opened again.
+			p := l.Pools()[0]
+			c, err := p.Acquire(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = c.Conn().Close(context.Background())
+			c.Release()
+			waitOpen(l, tc.want)
+		}
+		l.Close()
+	}
+	lazy := openLanes(t, url, 2, 4)
+	time.Sleep(200 * time.Millisecond)
+	if got := open(lazy); !slices.Equal(got, []int32{0, 0}) {
+		t.Fatalf("lanes without MinConns opened %v connections unasked", got)
+	}
+	if _, err := NewPool(context.Background(), url, PoolOptions{MinConns: -1}); err == nil {
+		t.Error("NewPool with MinConns -1: no error")
+	}
+}
+
 // index returns the position of p among l's lanes, or -1.
 func index(l *Lanes, p *pgxpool.Pool) int {
 	return slices.Index(l.Pools(), p)

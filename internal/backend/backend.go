@@ -126,7 +126,7 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Opti
 	b.closers = append(b.closers, b.Catalog.Close)
 	b.Pools = placement.New(placement.Options{
 		MainPool: b.Pool, MainSchemaPool: b.SchemaPool, URLs: cfg.TenantDatabases,
-		Catalog: b.Catalog, MaxConns: int32(cfg.TenantDBMaxConns), Lanes: cfg.DBPoolLanes, Logger: logger,
+		Catalog: b.Catalog, MaxConns: int32(cfg.TenantDBMaxConns), Lanes: cfg.DBPoolLanes, KeepConns: cfg.DBKeepConns, Logger: logger,
 		MainLanes: b.Lanes,
 	})
 	b.closers = append(b.closers, b.Pools.Close)
@@ -215,7 +215,17 @@ func (b *Backend) openPools(ctx context.Context, cfg config.Config, logger *slog
 	if cfg.DatabaseURL == "" {
 		return errors.New("DATABASE_URL: required")
 	}
-	pool, err := schema.NewPool(ctx, cfg.DatabaseURL, schema.PoolOptions{MaxConns: int32(cfg.DBMaxConns), Logger: logger})
+	// The connections that run tenants' units of work (the lanes, or this
+	// pool without them) stay open with DB_KEEP_CONNS.
+	var keep int32
+	if cfg.DBKeepConns {
+		keep = int32(cfg.DBMaxConns)
+	}
+	mainOpts := schema.PoolOptions{MaxConns: int32(cfg.DBMaxConns), Logger: logger}
+	if cfg.DBPoolLanes <= 1 {
+		mainOpts.MinConns = keep
+	}
+	pool, err := schema.NewPool(ctx, cfg.DatabaseURL, mainOpts)
 	if err != nil {
 		return fmt.Errorf("open database (DATABASE_URL): %w", err)
 	}
@@ -227,7 +237,7 @@ func (b *Backend) openPools(ctx context.Context, cfg config.Config, logger *slog
 		return fmt.Errorf("connect to database: %w", err)
 	}
 	if cfg.DBPoolLanes > 1 {
-		lanes, err := schema.NewLanes(ctx, cfg.DatabaseURL, cfg.DBPoolLanes, schema.PoolOptions{MaxConns: int32(cfg.DBMaxConns), Logger: logger})
+		lanes, err := schema.NewLanes(ctx, cfg.DatabaseURL, cfg.DBPoolLanes, schema.PoolOptions{MaxConns: int32(cfg.DBMaxConns), MinConns: keep, Logger: logger})
 		if err != nil {
 			return fmt.Errorf("open database lanes (DATABASE_URL, DB_POOL_LANES): %w", err)
 		}

@@ -158,6 +158,14 @@ type Config struct {
 	// opened beside the application pool, which keeps the catalog and the
 	// operators' work.
 	DBPoolLanes int
+	// DBKeepConns (DB_KEEP_CONNS, default true) keeps every connection
+	// that runs tenants' units of work open (the lanes, or the application
+	// pool without lanes; TenantDBMaxConns on other tenant databases once
+	// used): opened in the background at start, reopened when one closes,
+	// so a burst after a start or a quiet spell does not wait for new
+	// PostgreSQL backends. false opens them on first use and closes idle
+	// ones (pgx's default).
+	DBKeepConns bool
 	// TenantDatabases (TENANT_DATABASES, "name=url,name2=url2") are the
 	// URLs of tenant databases other than "main" (DATABASE_URL), by the
 	// name the catalog places tenants on; each is registered in the catalog
@@ -284,6 +292,7 @@ func Parse(getenv func(string) string) (Config, error) {
 		LogLevel:              p.level("LOG_LEVEL"),
 		DBMaxConns:            p.positiveInt("DB_MAX_CONNS"),
 		DBPoolLanes:           p.positiveInt("DB_POOL_LANES"),
+		DBKeepConns:           p.boolean("DB_KEEP_CONNS", true),
 		TenantDatabases:       p.databases("TENANT_DATABASES"),
 		TenantDBMaxConns:      p.positiveInt("TENANT_DB_MAX_CONNS"),
 		AllowTenantHeader:     p.boolean("ALLOW_TENANT_HEADER", false),

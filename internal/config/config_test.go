@@ -43,6 +43,7 @@ func TestFromEnvDefaults(t *testing.T) {
 		LogLevel:              slog.LevelInfo,
 		DBMaxConns:            14,
 		DBPoolLanes:           14,
+		DBKeepConns:           true,
 		TenantDBMaxConns:      14,
 		RedisAutoPipeline:     true,
 		FairDispatch:          true,
@@ -97,6 +98,7 @@ func TestFromEnvSet(t *testing.T) {
 		"DASHBOARD_READONLY":       "0",
 		"TENANT_CACHE_TTL":         "2m",
 		"REDIS_AUTOPIPELINE":       "false",
+		"DB_KEEP_CONNS":            "false",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -106,7 +108,7 @@ func TestFromEnvSet(t *testing.T) {
 		c.LogLevel != slog.LevelDebug || !c.AllowTenantHeader || !c.DashboardWritable || c.TenantCacheTTL != 2*time.Minute || c.RedisAutoPipeline ||
 		c.HTTPAddrOr(DefaultWorkerHTTPAddr) != "127.0.0.1:7000" || c.OverdueSweepCron != "@every 30s" ||
 		c.AuthFailuresPerMinute != 50 || c.ClientIPHeader != "X-Real-IP" ||
-		c.PDFMaxLines != 200 || c.PDFMaxBytes != 1<<20 {
+		c.PDFMaxLines != 200 || c.PDFMaxBytes != 1<<20 || c.DBKeepConns {
 		t.Errorf("config %+v", c)
 	}
 	if _, err := c.RedisConnOpt(); err != nil {

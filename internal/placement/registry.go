@@ -59,6 +59,9 @@ type Options struct {
 	// Lanes is the number of lanes (schema.Lanes) each of those databases'
 	// connections are split into (DB_POOL_LANES); 0 or 1: one pool.
 	Lanes int
+	// KeepConns keeps all MaxConns connections of each of those databases
+	// open once it is first used (schema.PoolOptions.MinConns).
+	KeepConns bool
 	// Logger receives the pools' warnings and a line per pool opened or
 	// closed.
 	Logger *slog.Logger
@@ -241,7 +244,11 @@ func (r *Registry) lanes(ctx context.Context, name string, want int64, fresh boo
 	if had && (configured || old.generation >= generation) {
 		return old, nil
 	}
-	l, err := schema.NewLanes(ctx, dsn, r.opts.Lanes, schema.PoolOptions{MaxConns: r.opts.MaxConns, Logger: r.log})
+	opts := schema.PoolOptions{MaxConns: r.opts.MaxConns, Logger: r.log}
+	if r.opts.KeepConns {
+		opts.MinConns = r.opts.MaxConns
+	}
+	l, err := schema.NewLanes(ctx, dsn, r.opts.Lanes, opts)
 	if err != nil {
 		return openDatabase{}, fmt.Errorf("open tenant database %s: %w", name, err)
 	}
