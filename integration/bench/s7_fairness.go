@@ -115,7 +115,8 @@ func (b *bench) fairQuietLatency(ctx context.Context, s *Scenario, c *coreDB) er
 		return err
 	}
 	samples := b.sz.FairQuietSamples
-	var fairLat, fifoLat []time.Duration
+	var fairLat, fifoLat, fairLater []time.Duration
+	var fairFirst time.Duration
 	var fifoBacklog int
 	for _, mode := range []string{"fair", "fifo"} {
 		if err := b.env.flushRedis(ctx); err != nil {
@@ -146,6 +147,7 @@ func (b *bench) fairQuietLatency(ctx context.Context, s *Scenario, c *coreDB) er
 		}
 		mark := w.tracker.mark()
 		sent := map[string]time.Time{}
+		var firstID string
 		for i := range k {
 			p := tasks.InvoicePDF{TenantID: quiet.ID, InvoiceID: quietIDs[i%len(quietIDs)]}
 			if mode == "fifo" {
@@ -158,6 +160,9 @@ func (b *bench) fairQuietLatency(ctx context.Context, s *Scenario, c *coreDB) er
 				return err
 			}
 			sent[res.Info.ID] = at
+			if i == 0 {
+				firstID = res.Info.ID
+			}
 			time.Sleep(100 * time.Millisecond)
 		}
 		timeout := time.Minute + time.Duration(n)*5*time.Millisecond
@@ -171,15 +176,22 @@ func (b *bench) fairQuietLatency(ctx context.Context, s *Scenario, c *coreDB) er
 			return done >= len(sent), nil
 		})
 		if err == nil {
-			var lat []time.Duration
+			var lat, later []time.Duration
+			var first time.Duration
 			for _, f := range w.tracker.since(mark) {
 				if at, ok := sent[f.TaskID]; ok {
 					lat = append(lat, f.At.Sub(at))
+					if f.TaskID == firstID {
+						first = f.At.Sub(at)
+					} else {
+						later = append(later, f.At.Sub(at))
+					}
 				}
 			}
 			slices.Sort(lat)
+			slices.Sort(later)
 			if mode == "fair" {
-				fairLat = lat
+				fairLat, fairLater, fairFirst = lat, later, first
 			} else {
 				fifoLat = lat
 			}
@@ -193,6 +205,11 @@ func (b *bench) fairQuietLatency(ctx context.Context, s *Scenario, c *coreDB) er
 		against("FIFO (FAIR_DISPATCH=false), same backlog, p50", millis(percentile(fifoLat, 50)), "ms", nil)
 	s.add("quiet tenant PDF wait p99, noisy backlog (fair)", millis(percentile(fairLat, 99)), "ms").
 		target("<", 250, false, "p99 < 250 ms")
+	// The quiet tenant's first task on the worker pays what is per tenant
+	// and not there yet (its document directories, each backend's first
+	// touch of its tables): with few samples it is the p99 above.
+	s.add("diagnostic: quiet tenant's first PDF wait (its first task on the worker)", millis(fairFirst), "ms")
+	s.add("diagnostic: quiet tenant PDF wait p99 of the later samples", millis(percentile(fairLater, 99)), "ms")
 	s.note("part 1: the noisy tenant's %d renders (one-line invoices) were enqueued in batches of %d before the quiet tenant's; %d quiet renders (10 lines) 100 ms apart; wait = enqueue to the worker's \"task finished\" line; FIFO: %d quiet renders behind %d pending",
 		n, tasks.MaxBatch, len(fairLat), len(fifoLat), fifoBacklog)
 	return nil
