@@ -15,8 +15,8 @@ import (
 // it, and callers past it wait for one to end, or for their ctx.
 var maxEnqueues = 4096
 
-// enqueueCall is the state of one detached enqueue call: running, ended
-// (its caller takes the result) or abandoned (its caller stopped waiting).
+// The states of one detached enqueue call: running, ended (its caller
+// takes the result) or abandoned (its caller stopped waiting).
 const (
 	callRunning int32 = iota
 	callEnded
@@ -100,8 +100,8 @@ func (e *Enqueuer) logAbandoned(ctx context.Context, op string, res []EnqueueRes
 	}
 }
 
-// Wait waits until the enqueue calls whose callers stopped waiting have
-// ended, or ctx ends (its error, then). A process calls it before it
+// Wait waits until no enqueue call runs (those whose callers stopped
+// waiting included), or ctx ends (its error, then). A process calls it before it
 // closes the Redis client those calls use, so that they end with Redis's
 // answer, not with a closed client.
 func (e *Enqueuer) Wait(ctx context.Context) error {
