@@ -67,6 +67,11 @@ func (e *Enqueuer) detached(ctx context.Context, op string, f func(context.Conte
 			done <- a
 			return
 		}
+		if a.err != nil {
+			e.late.failed.Add(1)
+		} else {
+			e.late.applied.Add(1)
+		}
 		e.logAbandoned(ctx, op, a.res, a.err)
 	}()
 	select {
@@ -98,6 +103,18 @@ func (e *Enqueuer) logAbandoned(ctx context.Context, op string, res []EnqueueRes
 			slog.String("op", op), slog.String("task_id", r.Info.ID), slog.String("task_type", r.Info.Type),
 			slog.String("queue", r.Info.Queue), slog.Bool("existing", r.Existing))
 	}
+}
+
+// lateCalls counts the enqueue calls that ended after their callers gave
+// up, by outcome.
+type lateCalls struct{ applied, failed atomic.Uint64 }
+
+// EndedLate returns how many Enqueue and EnqueueMany calls ended after
+// their callers had stopped waiting (their context ended first), applied
+// and failed: the callers answered an error, so these are the enqueues
+// only the log (and a client's retry) knows the outcome of.
+func (e *Enqueuer) EndedLate() (applied, failed uint64) {
+	return e.late.applied.Load(), e.late.failed.Load()
 }
 
 // Wait waits until no enqueue call runs (those whose callers stopped

@@ -65,6 +65,9 @@ func TestEnqueueReturnsWhenCtxEnds(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Wait once Redis answers again: %v", err)
 			}
+			if applied, failed := enq.EndedLate(); applied != 1 || failed != 0 {
+				t.Fatalf("EndedLate %d applied, %d failed; want the one cut-off call applied", applied, failed)
+			}
 			for _, id := range []int64{2, 3} {
 				res, err := enq.Enqueue(ctx, InvoicePDF{TenantID: tenantID, InvoiceID: id})
 				if err != nil || !res.Existing {

@@ -46,6 +46,7 @@ type Enqueuer struct {
 	// them for Wait (detach.go).
 	enqueues chan struct{}
 	running  *calls
+	late     *lateCalls
 }
 
 // maxLookups bounds the TenantTask look-ups that run at once, the ones
@@ -125,7 +126,7 @@ func NewEnqueuer(client *asynq.Client, inspector *asynq.Inspector, logger *slog.
 	if logger == nil {
 		logger = slog.Default()
 	}
-	e := &Enqueuer{client: client, inspector: inspector, logger: logger, lookups: make(chan struct{}, maxLookups), enqueues: make(chan struct{}, maxEnqueues), running: new(calls)}
+	e := &Enqueuer{client: client, inspector: inspector, logger: logger, lookups: make(chan struct{}, maxLookups), enqueues: make(chan struct{}, maxEnqueues), running: new(calls), late: new(lateCalls)}
 	for _, o := range opts {
 		o(e)
 	}

@@ -153,7 +153,11 @@ func New(opts Options) *Handler {
 	} else {
 		gatherer = prometheus.DefaultGatherer
 	}
-	h.metrics = newMetrics(opts.Registry)
+	var late lateEnqueues
+	if opts.Enqueuer != nil {
+		late = opts.Enqueuer
+	}
+	h.metrics = newMetrics(opts.Registry, late)
 
 	mux := http.NewServeMux()
 	route := func(pattern string, fn http.Handler) { mux.Handle(pattern, named(pattern, fn)) }

@@ -16,7 +16,12 @@ type metrics struct {
 	duration *prometheus.HistogramVec
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+// lateEnqueues is the part of tasks.Enqueuer the metrics read.
+type lateEnqueues interface {
+	EndedLate() (applied, failed uint64)
+}
+
+func newMetrics(reg prometheus.Registerer, enq lateEnqueues) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "enqueue",
@@ -31,6 +36,22 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"route"}),
 	}
 	reg.MustRegister(m.requests, m.duration)
+	if enq != nil {
+		for _, outcome := range []string{"applied", "failed"} {
+			reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Namespace:   "enqueue",
+				Name:        "enqueues_after_deadline_total",
+				Help:        "Enqueues that ended after their request had answered (503 at REQUEST_TIMEOUT while Redis did not answer), by outcome; a retry of an applied one finds its task.",
+				ConstLabels: prometheus.Labels{"outcome": outcome},
+			}, func() float64 {
+				applied, failed := enq.EndedLate()
+				if outcome == "applied" {
+					return float64(applied)
+				}
+				return float64(failed)
+			}))
+		}
+	}
 	return m
 }
 

@@ -205,6 +205,13 @@ func TestEnqueueWhileRedisAnswersNothing(t *testing.T) {
 			if n := strings.Count(logs.String(), "enqueue ended after its caller gave up: applied"); n != 3 {
 				t.Fatalf("%d log lines of enqueues applied after their callers gave up, want 3 (one task, then two):\n%s", n, logs)
 			}
+			// Two calls (one Enqueue, one EnqueueMany) ended after their requests.
+			m := b.do(t, request{method: http.MethodGet, path: "/metrics"})
+			for _, want := range []string{`enqueue_enqueues_after_deadline_total{outcome="applied"} 2`, `enqueue_enqueues_after_deadline_total{outcome="failed"} 0`} {
+				if !strings.Contains(string(m.body), want) {
+					t.Fatalf("metrics lack %q:\n%s", want, m.body)
+				}
+			}
 		})
 	}
 }
