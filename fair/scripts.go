@@ -141,6 +141,17 @@ local function many(cmd, key, list)
   end
 end
 
+-- hashFields reads the fields ids of hash key, 1,000 at a time, and
+-- returns field -> value (false for a missing field).
+local function hashFields(key, ids)
+  local out = {}
+  for i = 1, #ids, 1000 do
+    local vs = redis.call('HMGET', key, unpack(ids, i, math.min(i + 999, #ids)))
+    for j = 1, #vs do out[ids[i + j - 1]] = vs[j] end
+  end
+  return out
+end
+
 -- fields splits s at the first k separators: k fields and the rest.
 local function fields(s, k)
   local out, pos = {}, 1
@@ -821,17 +832,14 @@ local drained = redis.call('EXISTS', P .. 'drained') == 1
 -- one call, and whether t has parked records at all (almost never): the
 -- loop below changes neither before it is over.
 local waits = {}
-if n > 0 then
+do
   local ids = {}
   for i = 0, n - 1 do
     local b = 16 + i * 6
     ids[#ids + 1] = ARGV[b]
     if ARGV[b + 4] ~= '' then ids[#ids + 1] = ARGV[b + 4] end
   end
-  for i = 1, #ids, 1000 do
-    local ms = redis.call('HMGET', P .. 'msg', unpack(ids, i, math.min(i + 999, #ids)))
-    for j = 1, #ms do if ms[j] then waits[ids[i + j - 1]] = true end end
-  end
+  waits = hashFields(P .. 'msg', ids)
 end
 local anyParked = redis.call('EXISTS', keptKey(t), parkedKey(t)) > 0
 -- classify says what an enqueue of id finds: 'waiting', 'exists:<state>',
@@ -967,13 +975,10 @@ local byType, all = {}, {}
 -- The admission records of the batch, read in one call (nothing below
 -- changes them before the loop is over).
 local recs = {}
-if n > 0 then
+do
   local ids = {}
   for i = 0, n - 1 do ids[#ids + 1] = ARGV[14 + i * 5] end
-  for i = 1, #ids, 1000 do
-    local ms = redis.call('HMGET', P .. 'adm', unpack(ids, i, math.min(i + 999, #ids)))
-    for j = 1, #ms do recs[ids[i + j - 1]] = ms[j] end
-  end
+  recs = hashFields(P .. 'adm', ids)
 end
 for i = 0, n - 1 do
   local b = 14 + i * 5
