@@ -138,7 +138,7 @@ func (b *bench) pdf(ctx context.Context, s *Scenario) error {
 		return fmt.Errorf("cpu probe: %w", err)
 	}
 	_, idleRSS, _ := w.memory()
-	enq, done := b.newEnqueuer()
+	enq, done := b.workerEnqueuer(c.pg)
 	defer done()
 
 	// Invoices of a kind are handed out round-robin over tenants, never
@@ -381,13 +381,13 @@ func (b *bench) pdf(ctx context.Context, s *Scenario) error {
 	s.add("document store Put p99 (fsync file + dir)", millis(putP99), "ms")
 	s.add("worker peak RSS (VmHWM)", float64(hwm)/(1<<20), "MiB").against("worker RSS when ready", float64(idleRSS)/(1<<20), "MiB", nil)
 	for _, r := range runs {
-		s.note("%s burst: %d tasks enqueued in %.3f s by 16 goroutines through tasks.Enqueuer while the worker ran; throughput counted from the first handler start (%.2f s after the first enqueue) to the last finish",
+		s.note("%s burst: %d tasks enqueued in %.3f s by 16 goroutines through tasks.Enqueuer (fair admission) while the worker ran; throughput counted from the first handler start (%.2f s after the first enqueue) to the last finish",
 			r.text.kind, b.sz.PDFBurst, r.enqueueTime.Seconds(), r.wait.Seconds())
 	}
 	s.note("paced: %d single-byte tasks at %.0f/s", len(lat), rate)
 	s.note("worker's tenantworker_pdf_renders_total by font path: %v; tenantworker_pdf_unchanged_total: %v (warm-up, bursts and paced phase)", renders, unchanged[""])
 	s.note("worker's tenantworker_db_lane_choices_total (which lane each tenant unit of work took, DB_POOL_LANES): %v", lanes)
-	s.note("latency minus handler time is queue wait: with the queue empty, asynq's processor sleeps TASK_CHECK_INTERVAL (%s by default) before it looks again, so at low load a task waits up to that long before it starts", config.DefaultTaskCheckInterval)
+	s.note("the bench enqueues as cmd/enqueue does by default (fair admission, which matches cmd/worker's default FAIR_DISPATCH): an idle worker starts a task when the dispatcher's announcement wakes it; latency minus handler time is the wait in the tenant's backlog and asynq's pending list")
 	s.note("RSS is the cmd/worker child process's, from /proc/<pid>/status; allocation per render from runtime.MemStats around renders in the bench process")
 	s.Bound = "CPU and the machine's share of it. Per task: the render (single-byte paths about 0.4-0.6 ms of CPU, utf8 more), asynq's Redis round trips (dequeue, result write, done), the worker's two PostgreSQL round trips (lock + load; record + commit + check) and the backend's work for them (planning, and its caches of each tenant's tables, built once per connection and tenant), and the atomic file write with two fsyncs. The burst CPU notes give each process's share per task (2026-12-02: worker 2.4-3.2 ms, redis 0.4-0.5 ms, PostgreSQL 1.5-1.8 ms with DB_POOL_LANES' lanes and the statements written per tenant, 2.3-2.9 ms with the lanes alone, 3.1-4.4 ms with one pool, for a first render on disk; the same unit alone on one connection costs the server 0.19-0.25 ms, invoice's BenchmarkPDFUnit, and the rest is processes waking each other across the shared CPUs); the fsyncs also wait on the disk. The in-process render rate on all CPUs is the ceiling; see docs/performance.md"
 	return nil

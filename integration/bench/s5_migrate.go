@@ -61,7 +61,7 @@ func (b *bench) migrate(ctx context.Context, s *Scenario) error {
 	defer w.stop()
 	cache := storage.NewCache(fleet.pg, b.env.rdb, storage.CacheOptions{})
 	defer cache.Close()
-	enq, done := b.newEnqueuer()
+	enq, done := b.workerEnqueuer(fleet.pg)
 	defer done()
 	svc := tenancy.New(tenancy.Config{Catalog: cache, Enqueuer: enq})
 

@@ -68,7 +68,7 @@ func (b *bench) sweep(ctx context.Context, s *Scenario) error {
 		return err
 	}
 	defer w.stop()
-	enq, done := b.newEnqueuer()
+	enq, done := b.workerEnqueuer(fleet.pg)
 	defer done()
 
 	progress("sweep: tick")

@@ -239,11 +239,9 @@ func enqueueBulk(ctx context.Context, enq *tasks.Enqueuer, tenantID string, ids 
 // cache over c's catalog, and what closes it.
 func (b *bench) modeEnqueuer(c *coreDB, fairMode bool) (*tasks.Enqueuer, func()) {
 	if !fairMode {
-		return b.newEnqueuer()
+		return b.plainEnqueuer()
 	}
-	cache := storage.NewCache(c.pg, b.env.rdb, storage.CacheOptions{})
-	enq, _ := b.fairEnqueuer(cache, fair.Config{})
-	return enq, func() { _ = cache.Close() }
+	return b.workerEnqueuer(c.pg)
 }
 
 // fairPDFThroughput is part 2 on PDFs: bursts through cmd/worker, fair
@@ -372,7 +370,7 @@ func (b *bench) fairNoopThroughput(ctx context.Context, s *Scenario, c *coreDB, 
 			if m.fair {
 				enq, d = b.fairEnqueuer(cache, fair.Config{})
 			} else {
-				enq, _ = b.newEnqueuer()
+				enq, _ = b.plainEnqueuer()
 			}
 			var rate float64
 			var err error

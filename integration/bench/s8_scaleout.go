@@ -182,7 +182,7 @@ func (b *bench) provisionPlaced(ctx context.Context, group string, n int, urls m
 		return 0, nil, err
 	}
 	defer w.stop()
-	enq, done := b.newEnqueuer()
+	enq, done := b.workerEnqueuer(pg)
 	defer done()
 	svc := tenancy.New(tenancy.Config{Catalog: cache, Enqueuer: enq, SchemaPool: pool, Pools: reg})
 

@@ -10,6 +10,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/internal/config"
 	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/storage"
@@ -100,14 +101,27 @@ func (b *bench) close() {
 // quietLogger discards everything.
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-// newEnqueuer returns the production Enqueuer over the bench's Redis, and
-// a function that closes it.
-func (b *bench) newEnqueuer() (*tasks.Enqueuer, func()) {
+// plainEnqueuer returns an Enqueuer without fair admission (what
+// FAIR_DISPATCH=false builds) over the bench's Redis, and a function that
+// closes it. Only a scenario whose workers also run without fair dispatch,
+// or that measures the plain path itself, uses it: a worker with fair
+// dispatch looks for unannounced tasks only every IDLE_RECHECK_INTERVAL.
+func (b *bench) plainEnqueuer() (*tasks.Enqueuer, func()) {
 	client := asynq.NewClientFromRedisClient(b.env.rdb)
 	inspector := asynq.NewInspectorFromRedisClient(b.env.rdb)
 	return tasks.NewEnqueuer(client, inspector, quietLogger()), func() {
 		// Closing either would close the shared Redis client.
 	}
+}
+
+// workerEnqueuer returns the Enqueuer cmd/enqueue builds by default (fair
+// admission, the default dispatcher configuration, tenants resolved
+// through a cache over catalog), the one that matches cmd/worker's default
+// FAIR_DISPATCH, and a function that closes it.
+func (b *bench) workerEnqueuer(catalog *storage.Postgres) (*tasks.Enqueuer, func()) {
+	cache := storage.NewCache(catalog, b.env.rdb, storage.CacheOptions{})
+	enq, _ := b.fairEnqueuer(cache, fair.Config{})
+	return enq, func() { _ = cache.Close() }
 }
 
 // workerEnv is the environment of a cmd/worker child process.
