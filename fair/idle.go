@@ -67,7 +67,7 @@ type IdleOptions struct {
 //
 // What reaches asynq's lists without an announcement is found at the next
 // recheck at the latest: tasks that bypass the dispatcher (system tasks,
-// an enqueue service running without fair dispatch), tasks a shutdown put
+// tasks enqueued before a switch from plain dispatch, see SwitchMode), tasks a shutdown put
 // back, and tasks asynq's forwarder moves from its scheduled and retry sets
 // (a forward by this server wakes this server at once; other idle servers
 // find the tasks at their recheck). While the subscription is down (Redis

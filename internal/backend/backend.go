@@ -189,7 +189,10 @@ const enqueueWaitTimeout = 15 * time.Second
 // process fail with the reason instead of hanging without a word.
 const startupPingTimeout = 30 * time.Second
 
-// openRedis parses REDIS_URL, makes the client and pings it.
+// openRedis parses REDIS_URL, makes the client, pings it and checks that
+// the processes sharing the Redis dispatch as cfg does (fair.ClaimMode:
+// the first process records its FAIR_DISPATCH, later ones with the other
+// setting refuse to start).
 func (b *Backend) openRedis(ctx context.Context, cfg config.Config) error {
 	connOpt, err := cfg.RedisConnOpt()
 	if err != nil {
@@ -205,6 +208,12 @@ func (b *Backend) openRedis(ctx context.Context, cfg config.Config) error {
 	defer cancel()
 	if err := rc.Ping(pctx).Err(); err != nil {
 		return fmt.Errorf("connect to redis: %w", err)
+	}
+	if err := fair.ClaimMode(pctx, rc, fair.ModeOf(cfg.FairDispatch)); err != nil {
+		if errors.Is(err, fair.ErrModeMismatch) {
+			return fmt.Errorf("FAIR_DISPATCH: %w; every process sharing a Redis must use the same setting: use theirs, or stop them all and switch with \"enqueue dispatch-mode\" (README, \"Fair dispatch\")", err)
+		}
+		return err
 	}
 	return nil
 }

@@ -53,6 +53,10 @@ commands:
              | tenant move SLUG --to DB [--grace 3s] [--drain-timeout 5m]
   queues     fair dispatch's backlogs per queue, the largest by tenant, and
              the live workers: queues [--top N] [--json]
+  dispatch-mode
+             the dispatch mode the Redis records (FAIR_DISPATCH of the
+             processes sharing it), or switch it with every process
+             stopped: dispatch-mode [fair|plain]
 
 Configuration comes from the environment: DATABASE_URL,
 MIGRATIONS_DATABASE_URL, REDIS_URL, DOMAIN_SUFFIX, ADMIN_TOKEN (at least 32
@@ -92,6 +96,8 @@ func Main(ctx context.Context, args []string, sio IO) int {
 		run = tenantCmd
 	case "queues":
 		run = queuesCmd
+	case "dispatch-mode":
+		run = dispatchModeCmd
 	case "help":
 		fmt.Fprint(sio.Stdout, usage)
 		return ExitOK

@@ -1,0 +1,169 @@
+package fair
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Mode is how the processes sharing a Redis put tenants' tasks into
+// asynq's queues. All of them must use the same one: an enqueue service
+// without fair dispatch puts tasks where a fair worker finds them only at
+// its idle recheck (and none of them counts against a tenant's caps), and
+// a worker without it runs admitted tasks without reporting them, so their
+// tenants' slots are freed only when the leases run out, and nothing
+// admits the tasks waiting in the backlogs once the pending lists empty.
+type Mode string
+
+const (
+	// ModeFair admits tenants' tasks through their backlogs
+	// (FAIR_DISPATCH=true).
+	ModeFair Mode = "fair"
+	// ModePlain enqueues them straight into asynq's queues
+	// (FAIR_DISPATCH=false).
+	ModePlain Mode = "plain"
+)
+
+// ModeOf returns the Mode of a FAIR_DISPATCH setting.
+func ModeOf(fairDispatch bool) Mode {
+	if fairDispatch {
+		return ModeFair
+	}
+	return ModePlain
+}
+
+// Setting is the FAIR_DISPATCH value of m.
+func (m Mode) Setting() string {
+	if m == ModeFair {
+		return "FAIR_DISPATCH=true"
+	}
+	return "FAIR_DISPATCH=false"
+}
+
+// ParseMode parses "fair" or "plain".
+func ParseMode(s string) (Mode, error) {
+	switch m := Mode(strings.TrimSpace(s)); m {
+	case ModeFair, ModePlain:
+		return m, nil
+	}
+	return "", fmt.Errorf("fair: dispatch mode %q: want fair or plain", s)
+}
+
+// modeKey records the dispatch mode of the processes sharing a Redis: the
+// first process to start records its own, and every later one checks
+// against it (ClaimMode). Only SwitchMode changes it.
+const modeKey = "fair:mode"
+
+// ErrModeMismatch is returned by ClaimMode when Redis records another
+// dispatch mode than the process's.
+var ErrModeMismatch = errors.New("dispatch mode differs from the one its Redis records")
+
+// ErrSwitchRefused is returned by SwitchMode when switching would strand
+// tasks or leave a worker of the old mode running.
+var ErrSwitchRefused = errors.New("dispatch mode switch refused")
+
+// claimModeScript records ARGV[1] unless a mode is recorded, and returns
+// the recorded mode.
+var claimModeScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if v then return v end
+redis.call('SET', KEYS[1], ARGV[1])
+return ARGV[1]
+`)
+
+// ClaimMode records mode as the dispatch mode of rdb's processes unless
+// one is recorded already, in one atomic step. It returns an error
+// wrapping ErrModeMismatch, naming both modes, when the recorded mode is
+// another: the process must not run with it (see Mode). A Redis flushed
+// (or replaced) records nothing, and the next process to start records
+// its mode again.
+func ClaimMode(ctx context.Context, rdb redis.Scripter, mode Mode) error {
+	if _, err := ParseMode(string(mode)); err != nil {
+		return err
+	}
+	got, err := claimModeScript.Run(ctx, rdb, []string{modeKey}, string(mode)).Text()
+	if err != nil {
+		return fmt.Errorf("fair: record the dispatch mode: %w", err)
+	}
+	if Mode(got) != mode {
+		return fmt.Errorf("%w: this process runs with %s (%s), and the processes sharing its Redis with %s (%s)",
+			ErrModeMismatch, mode.Setting(), mode, Mode(got).Setting(), got)
+	}
+	return nil
+}
+
+// RecordedMode returns the dispatch mode rdb records, "" when it records
+// none (no process has started on it since it was last flushed).
+func RecordedMode(ctx context.Context, rdb redis.Cmdable) (Mode, error) {
+	got, err := rdb.Get(ctx, modeKey).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("fair: read the dispatch mode: %w", err)
+	}
+	return Mode(got), nil
+}
+
+// SwitchMode records to as the dispatch mode of the dispatcher's Redis
+// and returns the mode recorded before ("" when none was). Every process
+// must be stopped first and started again with to's setting: the others
+// check the mode only when they start.
+//
+// Switching to ModePlain is refused (ErrSwitchRefused, with what is left
+// in each of queues) while a queue still has a task waiting in a tenant's
+// backlog, admitted to asynq and not reported finished, or parked for a
+// held tenant, or a fair worker's heartbeat is current: nothing would ever
+// admit, report or release those tasks. Let the workers finish the
+// backlogs (or resume or drain held tenants), then stop them. Switching to
+// ModeFair is always safe: fair workers run the tasks already in asynq's
+// queues like any task that reaches them unannounced.
+func (d *Dispatcher) SwitchMode(ctx context.Context, to Mode, queues ...string) (Mode, error) {
+	if _, err := ParseMode(string(to)); err != nil {
+		return "", err
+	}
+	from, err := RecordedMode(ctx, d.rdb)
+	if err != nil {
+		return "", err
+	}
+	if to == ModePlain {
+		var left []string
+		for _, q := range queues {
+			o, err := d.Overview(ctx, q, 1)
+			if err != nil {
+				return from, err
+			}
+			p := keys(q)[0]
+			parked, err := d.parkedTenants(ctx, p)
+			if err != nil {
+				return from, fmt.Errorf("fair: parked tasks of %s: %w", q, err)
+			}
+			if o.Waiting+o.Admitted+o.Workers+parked == 0 {
+				continue
+			}
+			left = append(left, fmt.Sprintf("%s: %d waiting, %d admitted and not finished, %d tenants with parked tasks, %d live fair workers",
+				q, o.Waiting, o.Admitted, parked, o.Workers))
+		}
+		if len(left) > 0 {
+			return from, fmt.Errorf("%w: fair dispatch still holds work or runs (%s); let the workers finish the backlogs (resume or drain held tenants), stop every process, then switch",
+				ErrSwitchRefused, strings.Join(left, "; "))
+		}
+	}
+	if err := d.rdb.Set(ctx, modeKey, string(to), 0).Err(); err != nil {
+		return from, fmt.Errorf("fair: record the dispatch mode: %w", err)
+	}
+	return from, nil
+}
+
+// parkedTenants counts the tenants of the queue with key prefix p that
+// have parked or kept tasks.
+func (d *Dispatcher) parkedTenants(ctx context.Context, p string) (int, error) {
+	tenants, err := d.rdb.SUnion(ctx, p+"keptt", p+"parkedt").Result()
+	if err != nil {
+		return 0, err
+	}
+	return len(tenants), nil
+}
