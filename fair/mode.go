@@ -14,8 +14,8 @@ import (
 // without fair dispatch puts tasks where a fair worker finds them only at
 // its idle recheck (and none of them counts against a tenant's caps), and
 // a worker without it runs admitted tasks without reporting them, so their
-// tenants' slots are freed only when the leases run out, and nothing
-// admits the tasks waiting in the backlogs once the pending lists empty.
+// tenants' slots are freed only when the leases run out, and only the next
+// enqueue admits more of the tasks waiting in the backlogs.
 type Mode string
 
 const (
