@@ -209,6 +209,22 @@ func (d *Dispatcher) publish(ctx context.Context, q string) error {
 	return nil
 }
 
+// Announce tells the workers waiting idle on queue (IdleWaiter) that
+// work is there, as an admission into an empty pending list does: for a
+// task put into asynq's lists without admission (a system task), which
+// they would otherwise find only at their next recheck. A refused publish
+// (an ACL without PUBLISH) loses nothing but that: the caller may ignore
+// the error.
+func (d *Dispatcher) Announce(ctx context.Context, queue string) error {
+	if err := checkQueue(queue); err != nil {
+		return err
+	}
+	if err := d.rdb.Publish(ctx, WakeChannel(queue), "").Err(); err != nil {
+		return fmt.Errorf("fair: announce work in %s: %w", queue, err)
+	}
+	return nil
+}
+
 // New returns a Dispatcher over rdb, the Redis client asynq uses.
 func New(rdb redis.UniversalClient, cfg Config) *Dispatcher {
 	return &Dispatcher{rdb: rdb, cfg: cfg.withDefaults()}

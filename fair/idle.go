@@ -66,11 +66,12 @@ type IdleOptions struct {
 // worker looks at its queues once per Recheck.
 //
 // What reaches asynq's lists without an announcement is found at the next
-// recheck at the latest: tasks that bypass the dispatcher (system tasks,
-// tasks enqueued before a switch from plain dispatch, see SwitchMode), tasks a shutdown put
-// back, and tasks asynq's forwarder moves from its scheduled and retry sets
-// (a forward by this server wakes this server at once; other idle servers
-// find the tasks at their recheck). While the subscription is down (Redis
+// recheck at the latest: tasks enqueued before a switch from plain
+// dispatch (see SwitchMode), tasks a shutdown put back, and tasks asynq's
+// forwarder moves from its scheduled and retry sets (a forward by this
+// server wakes this server at once; other idle servers find the tasks at
+// their recheck). System tasks, which bypass admission, are announced by
+// whoever enqueues them (Dispatcher.Announce). While the subscription is down (Redis
 // unreachable, the connection lost), the waiter waits Poll instead of
 // Recheck, so the worker polls as it would without it, and once it is
 // subscribed again it wakes the processor: an announcement may have been

@@ -172,7 +172,11 @@ func (e *Enqueuer) Enqueue(ctx context.Context, p Payload) (EnqueueResult, error
 func (e *Enqueuer) enqueue(ctx context.Context, p Payload) (EnqueueResult, error) {
 	tp, isTenant := p.(TenantPayload)
 	if !isTenant {
-		return e.enqueuePlain(ctx, p)
+		res, err := e.enqueuePlain(ctx, p)
+		if err == nil && !res.Existing && e.admission != nil && res.Info.State == asynq.TaskStatePending {
+			e.announce(ctx, p, res.Info)
+		}
+		return res, err
 	}
 	if e.admission == nil {
 		res := []EnqueueResult{{}}
@@ -362,6 +366,17 @@ func taskState(s string) asynq.TaskState {
 		return asynq.TaskStateAggregating
 	}
 	return asynq.TaskStatePending
+}
+
+// announce wakes the workers waiting idle on info's queue for a system
+// task, which bypasses admission: without it they would find the task at
+// their next IDLE_RECHECK_INTERVAL, not at once. A failed announcement
+// only costs that wait, so it is logged, not returned.
+func (e *Enqueuer) announce(ctx context.Context, p Payload, info *asynq.TaskInfo) {
+	if err := e.admission.Dispatcher.Announce(ctx, info.Queue); err != nil {
+		e.logger.WarnContext(ctx, "could not announce a system task to idle workers; they find it at their next recheck",
+			slog.String("task_id", info.ID), slog.String("task_type", p.TypeName()), slog.String("error", err.Error()))
+	}
 }
 
 // enqueuePlain enqueues a validated payload straight into asynq.

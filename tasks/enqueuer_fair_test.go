@@ -195,3 +195,42 @@ func TestFairEnqueueForgetsOldRecords(t *testing.T) {
 		t.Errorf("the repeat of an existing task dropped its record: %v", err)
 	}
 }
+
+// TestSystemTaskIsAnnounced: a system task bypasses admission, so the
+// Enqueuer announces it on its queue's wake channel itself, as an
+// admission into an empty pending list does: idle workers start it at
+// once instead of at their next recheck. A duplicate (the same sweep tick
+// again) is not announced.
+func TestSystemTaskIsAnnounced(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	rdb := redis.NewClient(&redis.Options{Addr: newRedis(t).Addr})
+	t.Cleanup(func() { _ = rdb.Close() })
+	enq, _, _, _ := fairSetupOn(t, rdb, 1)
+	sub := rdb.PSubscribe(ctx, "fair:{*}:wake")
+	t.Cleanup(func() { _ = sub.Close() })
+	if _, err := sub.Receive(ctx); err != nil { // the subscription's confirmation
+		t.Fatal(err)
+	}
+	res, err := enq.Enqueue(ctx, SweepOverdue{Tick: 1_700_000_000})
+	if err != nil || res.Existing || res.Info.State != asynq.TaskStatePending {
+		t.Fatalf("enqueue sweep = %+v, %v", res, err)
+	}
+	select {
+	case m := <-sub.Channel():
+		if m.Channel != fair.WakeChannel(res.Info.Queue) {
+			t.Fatalf("announced on %s, want %s", m.Channel, fair.WakeChannel(res.Info.Queue))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the system task was not announced")
+	}
+	again, err := enq.Enqueue(ctx, SweepOverdue{Tick: 1_700_000_000})
+	if err != nil || !again.Existing {
+		t.Fatalf("the same tick again = %+v, %v; want the existing task", again, err)
+	}
+	select {
+	case m := <-sub.Channel():
+		t.Fatalf("a duplicate was announced on %s", m.Channel)
+	case <-time.After(200 * time.Millisecond):
+	}
+}
