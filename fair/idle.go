@@ -68,9 +68,9 @@ type IdleOptions struct {
 // What reaches asynq's lists without an announcement is found at the next
 // recheck at the latest: tasks enqueued before a switch from plain
 // dispatch (see SwitchMode), tasks a shutdown put back, and tasks asynq's
-// forwarder moves from its scheduled and retry sets (a forward by this
-// server wakes this server at once; other idle servers find the tasks at
-// their recheck). System tasks, which bypass admission, are announced by
+// forwarder moves from its scheduled and retry sets when the forwarding
+// server could not announce them (a forward by a server with a waiter wakes
+// it at once, and it announces the tasks to the others). System tasks, which bypass admission, are announced by
 // whoever enqueues them (Dispatcher.Announce). While the subscription is down (Redis
 // unreachable, the connection lost), the waiter waits Poll instead of
 // Recheck, so the worker polls as it would without it, and once it is
@@ -333,6 +333,7 @@ func (h idleHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 			if c, ok := cmd.(*redis.Cmd); ok {
 				if n, ferr := c.Int(); ferr == nil && n > 0 {
 					w.wake(st)
+					w.announceForward(ctx, queue)
 				}
 			}
 		case errors.Is(err, redis.Nil):
@@ -344,6 +345,18 @@ func (h idleHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 			w.endLook(st)
 		}
 		return err
+	}
+}
+
+// announceForward tells the other servers waiting idle on queue that
+// this server's forwarder moved tasks (a retry or scheduled task that came
+// due) into its pending list: asynq runs a forwarder in every server, so
+// without it they would find the tasks at their next recheck, while this
+// server may be busy. A failed publish costs only that wait.
+func (w *IdleWaiter) announceForward(ctx context.Context, queue string) {
+	if err := w.rdb.Publish(ctx, WakeChannel(queue), "").Err(); err != nil {
+		w.logger.DebugContext(ctx, "could not announce forwarded tasks to idle workers; they find them at their next recheck",
+			slog.String("queue", queue), slog.String("error", err.Error()))
 	}
 }
 

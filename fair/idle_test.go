@@ -261,6 +261,32 @@ func TestForwardWakesTheIdleWorker(t *testing.T) {
 	waitHandled(t, r, "scheduled", "the forward into the pending list did not wake the idle server")
 }
 
+// TestForwardIsAnnouncedToOtherServers: asynq runs a forwarder in every
+// server, and the one that moves a due task into the pending list may be
+// busy; its hook announces the forward on the queue's wake channel, so
+// that the other idle servers look at once, not at their next recheck.
+func TestForwardIsAnnouncedToOtherServers(t *testing.T) {
+	t.Parallel()
+	r := startSubscribedRig(t, fair.IdleOptions{Recheck: 10 * time.Minute})
+	ctx := context.Background()
+	sub := r.rdb.Subscribe(ctx, fair.WakeChannel("low"))
+	t.Cleanup(func() { _ = sub.Close() })
+	if _, err := sub.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c := asynq.NewClientFromRedisClient(r.rdb)
+	// Straight into asynq's scheduled set: no admission announces it.
+	if _, err := c.Enqueue(asynq.NewTask("invoice:pdf", nil), asynq.TaskID("due"), asynq.Queue("low"), asynq.ProcessIn(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-sub.Channel():
+	case <-time.After(30 * time.Second):
+		t.Fatal("the forward of a due task was not announced to the other servers")
+	}
+	waitHandled(t, r, "due", "the forward did not wake the idle server")
+}
+
 // TestResubscribedWaiterLooksAgain: announcements made while the
 // subscription was down are lost, so a waiter that subscribes again wakes
 // the server; a task that reached the queue unannounced is found then.
