@@ -499,23 +499,25 @@ func TestHoldMovesBackAndReleaseKeepsOrder(t *testing.T) {
 	}
 }
 
+// toRetry does what asynq does with the parking worker's error for task
+// id: it leaves the active list for the retry set, due an hour later.
+func toRetry(t *testing.T, b bundle, id string) {
+	t.Helper()
+	ctx := context.Background()
+	b.rdb.LRem(ctx, "asynq:{"+q+"}:active", 0, id)
+	b.rdb.HSet(ctx, "asynq:{"+q+"}:t:"+id, "state", "retry")
+	b.rdb.ZAdd(ctx, "asynq:{"+q+"}:retry", redis.Z{Score: float64(time.Now().Add(time.Hour).Unix()), Member: id})
+}
+
 func TestParkedTaskComesBackOnRelease(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 2)
 	ctx := context.Background()
 	enqueue(t, b, "tn_park", fair.Policy{Weight: 1}, 0, 3)
 	id := dequeue(t, b) // a worker got it just before the suspension
-	if _, err := b.d.Hold(ctx, "tn_park", fair.Suspended, q); err != nil {
-		t.Fatal(err)
-	}
-	parked, err := b.d.Park(ctx, q, id, "tn_park", "invoice:pdf")
-	if err != nil || !parked {
-		t.Fatalf("Park = %v, %v", parked, err)
-	}
+	holdAndPark(t, b, "tn_park", id, fair.Suspended)
 	// What asynq does with the worker's not-a-failure error: to retry.
-	b.rdb.LRem(ctx, "asynq:{"+q+"}:active", 0, id)
-	b.rdb.HSet(ctx, "asynq:{"+q+"}:t:"+id, "state", "retry")
-	b.rdb.ZAdd(ctx, "asynq:{"+q+"}:retry", redis.Z{Score: float64(time.Now().Add(time.Hour).Unix()), Member: id})
+	toRetry(t, b, id)
 	if s := stats(t, b, "tn_park"); s.Parked != 1 || s.Waiting != 2 || s.Admitted != 0 {
 		t.Fatalf("stats while held = %+v", s)
 	}
@@ -529,7 +531,7 @@ func TestParkedTaskComesBackOnRelease(t *testing.T) {
 		t.Fatalf("first task after release = %s, want the parked %s", first, id)
 	}
 	// Not held: Park says so and records nothing.
-	parked, err = b.d.Park(ctx, q, id, "tn_park", "invoice:pdf")
+	parked, err := b.d.Park(ctx, q, id, "tn_park", "invoice:pdf")
 	if err != nil || parked {
 		t.Fatalf("Park of a free tenant = %v, %v", parked, err)
 	}
@@ -1043,21 +1045,14 @@ func TestParkedTaskStillRunningAtReleaseComesBack(t *testing.T) {
 	ctx := context.Background()
 	enqueue(t, b, "tn_late", fair.Policy{Weight: 1}, 0, 3)
 	id := dequeue(t, b)
-	if _, err := b.d.Hold(ctx, "tn_late", fair.Suspended, q); err != nil {
-		t.Fatal(err)
-	}
-	if parked, err := b.d.Park(ctx, q, id, "tn_late", "invoice:pdf"); err != nil || !parked {
-		t.Fatalf("Park = %v, %v", parked, err)
-	}
+	holdAndPark(t, b, "tn_late", id, fair.Suspended)
 	// Released while the worker still has it (asynq: active).
 	stuck, err := b.d.Release(ctx, "tn_late", fair.Suspended, q)
 	if err != nil || stuck != 1 {
 		t.Fatalf("Release = %d stuck, %v; want the running one stuck", stuck, err)
 	}
 	// Now asynq handles the worker's error: to retry, an hour later.
-	b.rdb.LRem(ctx, "asynq:{"+q+"}:active", 0, id)
-	b.rdb.HSet(ctx, "asynq:{"+q+"}:t:"+id, "state", "retry")
-	b.rdb.ZAdd(ctx, "asynq:{"+q+"}:retry", redis.Z{Score: float64(time.Now().Add(time.Hour).Unix()), Member: id})
+	toRetry(t, b, id)
 	if err := b.d.Heartbeat(ctx, q, "w1", 2, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -1079,15 +1074,8 @@ func TestHoldKeepsEnqueueTime(t *testing.T) {
 	enqueue(t, b, "tn_old", fair.Policy{Weight: 1}, 0, 3) // two admitted, one waits
 	running := dequeue(t, b)
 	b.clock.Advance(10 * time.Second)
-	if _, err := b.d.Hold(ctx, "tn_old", fair.Suspended, q); err != nil {
-		t.Fatal(err)
-	}
-	if parked, err := b.d.Park(ctx, q, running, "tn_old", "invoice:pdf"); err != nil || !parked {
-		t.Fatalf("Park = %v, %v", parked, err)
-	}
-	b.rdb.LRem(ctx, "asynq:{"+q+"}:active", 0, running)
-	b.rdb.HSet(ctx, "asynq:{"+q+"}:t:"+running, "state", "retry")
-	b.rdb.ZAdd(ctx, "asynq:{"+q+"}:retry", redis.Z{Score: float64(time.Now().Add(time.Hour).Unix()), Member: running})
+	holdAndPark(t, b, "tn_old", running, fair.Suspended)
+	toRetry(t, b, running)
 	if s := stats(t, b, "tn_old"); s.OldestWait < 10*time.Second {
 		t.Fatalf("oldest wait after the hold moved a task back: %v, want at least 10s", s.OldestWait)
 	}

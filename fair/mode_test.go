@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/invoicing/tenantworker/fair"
 )
 
@@ -105,15 +103,8 @@ func TestSwitchToPlainWaitsUntilFairDispatchHoldsNothing(t *testing.T) {
 	// A task parked while its tenant is held.
 	enqueue(t, b, "tn_park", fair.Policy{Weight: 1}, 0, 1)
 	id := dequeue(t, b)
-	if _, err := b.d.Hold(ctx, "tn_park", fair.Suspended, q); err != nil {
-		t.Fatal(err)
-	}
-	if parked, err := b.d.Park(ctx, q, id, "tn_park", "invoice:pdf"); err != nil || !parked {
-		t.Fatalf("Park = %v, %v", parked, err)
-	}
-	b.rdb.LRem(ctx, "asynq:{"+q+"}:active", 0, id)
-	b.rdb.HSet(ctx, "asynq:{"+q+"}:t:"+id, "state", "retry")
-	b.rdb.ZAdd(ctx, "asynq:{"+q+"}:retry", redis.Z{Score: float64(time.Now().Add(time.Hour).Unix()), Member: id})
+	holdAndPark(t, b, "tn_park", id, fair.Suspended)
+	toRetry(t, b, id)
 	if s := stats(t, b, "tn_park"); s.Parked != 1 || s.Waiting != 0 || s.Admitted != 0 {
 		t.Fatalf("stats while held = %+v, want only the parked task", s)
 	}

@@ -189,26 +189,19 @@ const enqueueWaitTimeout = 15 * time.Second
 // process fail with the reason instead of hanging without a word.
 const startupPingTimeout = 30 * time.Second
 
-// openRedis parses REDIS_URL, makes the client, pings it and checks that
-// the processes sharing the Redis dispatch as cfg does (fair.ClaimMode:
-// the first process records its FAIR_DISPATCH, later ones with the other
-// setting refuse to start).
+// openRedis opens REDIS_URL (OpenRedis) and checks that the processes
+// sharing the Redis dispatch as cfg does (fair.ClaimMode: the first process
+// records its FAIR_DISPATCH, later ones with the other setting refuse to
+// start).
 func (b *Backend) openRedis(ctx context.Context, cfg config.Config) error {
-	connOpt, err := cfg.RedisConnOpt()
+	connOpt, rc, err := OpenRedis(ctx, cfg)
 	if err != nil {
 		return err
-	}
-	rc, ok := connOpt.MakeRedisClient().(redis.UniversalClient)
-	if !ok {
-		return fmt.Errorf("REDIS_URL: unsupported redis connection %T", connOpt)
 	}
 	b.RedisConnOpt, b.Redis = connOpt, rc
 	b.closers = append(b.closers, rc.Close)
 	pctx, cancel := context.WithTimeout(ctx, startupPingTimeout)
 	defer cancel()
-	if err := rc.Ping(pctx).Err(); err != nil {
-		return fmt.Errorf("connect to redis: %w", err)
-	}
 	if err := fair.ClaimMode(pctx, rc, fair.ModeOf(cfg.FairDispatch)); err != nil {
 		if errors.Is(err, fair.ErrModeMismatch) {
 			return fmt.Errorf("FAIR_DISPATCH: %w; every process sharing a Redis must use the same setting: use theirs, or stop them all and switch with \"enqueue dispatch-mode\" (README, \"Fair dispatch\")", err)
@@ -216,6 +209,27 @@ func (b *Backend) openRedis(ctx context.Context, cfg config.Config) error {
 		return err
 	}
 	return nil
+}
+
+// OpenRedis parses REDIS_URL, makes the client and pings it, for Open and
+// for a command that needs Redis alone. The caller closes the client; on
+// error nothing is left open.
+func OpenRedis(ctx context.Context, cfg config.Config) (asynq.RedisConnOpt, redis.UniversalClient, error) {
+	connOpt, err := cfg.RedisConnOpt()
+	if err != nil {
+		return nil, nil, err
+	}
+	rc, ok := connOpt.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		return nil, nil, fmt.Errorf("REDIS_URL: unsupported redis connection %T", connOpt)
+	}
+	pctx, cancel := context.WithTimeout(ctx, startupPingTimeout)
+	defer cancel()
+	if err := rc.Ping(pctx).Err(); err != nil {
+		_ = rc.Close()
+		return nil, nil, fmt.Errorf("connect to redis: %w", err)
+	}
+	return connOpt, rc, nil
 }
 
 // openPools opens the application pool and, when MIGRATIONS_DATABASE_URL

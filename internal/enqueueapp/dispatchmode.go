@@ -8,6 +8,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/invoicing/tenantworker/fair"
+	"github.com/invoicing/tenantworker/internal/backend"
 	"github.com/invoicing/tenantworker/internal/config"
 	"github.com/invoicing/tenantworker/tasks"
 )
@@ -74,22 +75,14 @@ func dispatchModeCmd(ctx context.Context, args []string, sio IO) error {
 }
 
 // cliRedis opens REDIS_URL (or the test backend's Redis) for a command
-// that needs nothing else, and checks that it answers.
+// that needs nothing else.
 func cliRedis(ctx context.Context, cfg config.Config, sio IO) (redis.UniversalClient, func(), error) {
 	if b := sio.Options.Backend; b != nil {
 		return b.Redis, func() {}, nil
 	}
-	opt, err := cfg.RedisConnOpt()
+	_, rdb, err := backend.OpenRedis(ctx, cfg)
 	if err != nil {
 		return nil, nil, err
-	}
-	rdb, ok := opt.MakeRedisClient().(redis.UniversalClient)
-	if !ok {
-		return nil, nil, fmt.Errorf("REDIS_URL: unsupported redis connection %T", opt)
-	}
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		_ = rdb.Close()
-		return nil, nil, fmt.Errorf("connect to redis: %w", err)
 	}
 	return rdb, func() { _ = rdb.Close() }, nil
 }
