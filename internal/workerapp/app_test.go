@@ -253,3 +253,33 @@ func TestRunFailsOnUnreachableRedis(t *testing.T) {
 		t.Fatalf("Run = %v, want a redis connection error", err)
 	}
 }
+
+// TestRunRefusesTheOtherDispatchMode: a worker started with
+// FAIR_DISPATCH=false on a Redis whose processes dispatch fairly (the
+// first worker recorded it) does not start: it would run admitted tasks
+// without reporting them. Its error names the setting and how to switch.
+func TestRunRefusesTheOtherDispatchMode(t *testing.T) {
+	t.Parallel()
+	redisURL := testenv.RedisURL(t)
+	startWorker(t, redisURL, nil) // FAIR_DISPATCH defaults to true
+	cfg, err := config.FromEnv(func(k string) string {
+		return map[string]string{
+			"DATABASE_URL": testenv.Postgres(t), "REDIS_URL": redisURL, "HTTP_ADDR": "127.0.0.1:0",
+			"DOCUMENTS_DIR": t.TempDir(), "OUTBOX_DIR": t.TempDir(), "FAIR_DISPATCH": "false",
+		}[k]
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	err = RunWith(ctx, cfg, config.NewLogger(cfg, io.Discard), Options{
+		Ready: func(net.Addr) {
+			t.Error("a plain worker became ready beside a fair one")
+			cancel()
+		},
+	})
+	if err == nil || !strings.Contains(err.Error(), "FAIR_DISPATCH") || !strings.Contains(err.Error(), "enqueue dispatch-mode") {
+		t.Fatalf("RunWith = %v, want the dispatch mode refused", err)
+	}
+}
