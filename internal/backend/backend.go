@@ -100,11 +100,9 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Opti
 	if logger == nil {
 		logger = slog.Default()
 	}
-	// 0 means one shard (config.Config documents it), as in a config
-	// built as a literal.
-	layout, err := tasks.NewLayout(max(cfg.QueueShards, 1), cfg.QueueShardsServed)
+	layout, err := Layout(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("QUEUE_SHARDS: %w", err)
+		return nil, err
 	}
 	b := &Backend{Layout: layout}
 	defer func() {
@@ -209,6 +207,18 @@ func (b *Backend) openRedis(ctx context.Context, cfg config.Config) error {
 		return err
 	}
 	return nil
+}
+
+// Layout is the queue layout of cfg (QUEUE_SHARDS, QUEUE_SHARDS_SERVED),
+// for Open and for a command that needs the queues without a backend.
+func Layout(cfg config.Config) (tasks.Layout, error) {
+	// 0 means one shard (config.Config documents it), as in a config
+	// built as a literal.
+	layout, err := tasks.NewLayout(max(cfg.QueueShards, 1), cfg.QueueShardsServed)
+	if err != nil {
+		return tasks.Layout{}, fmt.Errorf("QUEUE_SHARDS: %w", err)
+	}
+	return layout, nil
 }
 
 // OpenRedis parses REDIS_URL, makes the client and pings it, for Open and

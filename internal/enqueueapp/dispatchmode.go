@@ -10,7 +10,6 @@ import (
 	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/internal/backend"
 	"github.com/invoicing/tenantworker/internal/config"
-	"github.com/invoicing/tenantworker/tasks"
 )
 
 // dispatchModeCmd is "enqueue dispatch-mode [fair|plain]": without an
@@ -37,9 +36,9 @@ func dispatchModeCmd(ctx context.Context, args []string, sio IO) error {
 	if err != nil {
 		return err
 	}
-	layout, err := tasks.NewLayout(max(cfg.QueueShards, 1), cfg.QueueShardsServed)
+	layout, err := backend.Layout(cfg)
 	if err != nil {
-		return fmt.Errorf("QUEUE_SHARDS: %w", err)
+		return err
 	}
 	rdb, closeRedis, err := cliRedis(ctx, cfg, sio)
 	if err != nil {
