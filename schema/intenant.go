@@ -33,10 +33,7 @@ const pinSQL = "SELECT pg_catalog.set_config('search_path', $1, true)"
 // the unit's statements find. A schema that records no owner (made before
 // owners were recorded, or by Migrate) is pinned. The lookup reads
 // pg_namespace by name and pg_description by its key.
-const ownedPinSQL = "SELECT " + ownedPinExpr
-
-// ownedPinExpr is ownedPinSQL's expression.
-const ownedPinExpr = "pg_catalog.set_config('search_path', CASE WHEN EXISTS (" +
+const ownedPinSQL = "SELECT pg_catalog.set_config('search_path', CASE WHEN EXISTS (" +
 	"SELECT FROM pg_catalog.pg_namespace n WHERE n.nspname = $2 AND NOT EXISTS (" +
 	"SELECT FROM pg_catalog.pg_description d WHERE d.objoid = n.oid " +
 	"AND d.classoid = 'pg_catalog.pg_namespace'::pg_catalog.regclass AND d.objsubid = 0 " +

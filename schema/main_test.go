@@ -2,6 +2,7 @@ package schema
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/tenantctx"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -121,6 +123,15 @@ func sessionSearchPath(t testing.TB, pool *pgxpool.Pool) (string, uint32) {
 
 // isEmptyPath reports whether a SHOW search_path answer is the empty list.
 func isEmptyPath(p string) bool { return p == "" || p == `""` }
+
+// pgCode returns the SQLSTATE of err, or "".
+func pgCode(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code
+	}
+	return ""
+}
 
 // customerNames reads every customer name of the tenant in ctx.
 func customerNames(ctx context.Context, tx pgx.Tx) ([]string, error) {

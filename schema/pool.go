@@ -256,9 +256,6 @@ type connState struct {
 	// goroutine released it, so the mutex only guards the hand-over.
 	mu       sync.Mutex
 	verified bool
-	// units is what a Coalescer prepared on the connection; only the
-	// goroutine holding the connection uses it.
-	units *unitStatements
 }
 
 // conns maps each live *pgx.Conn of a configured pool to its state: added

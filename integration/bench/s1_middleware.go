@@ -29,11 +29,10 @@ import (
 // resolution on the cached Postgres catalog) and the decoding adapter into
 // a handler that runs SELECT 1 as a unit of work pinned to the tenant in
 // one round trip (schema.InTenantBatch).
-// Four diagnostic variants run in every round too: the chain with a no-op
-// handler, with one unpinned SELECT 1, with SELECT 1 pinned by
-// schema.InTenant (three round trips), and with the pinned SELECT 1 run
-// through a schema.Coalescer (the concurrent handlers' units share round
-// trips). Rounds alternate so drift on a noisy machine hits all alike.
+// Three diagnostic variants run in every round too: the chain with a no-op
+// handler, with one unpinned SELECT 1, and with SELECT 1 pinned by
+// schema.InTenant (three round trips). Rounds alternate so drift on a
+// noisy machine hits all alike.
 func (b *bench) middleware(ctx context.Context, s *Scenario) error {
 	c, err := b.openCore(ctx)
 	if err != nil {
@@ -100,21 +99,6 @@ func (b *bench) middleware(ctx context.Context, s *Scenario) error {
 		d.finished()
 		return nil
 	}))
-	// The same unit through a schema.Coalescer: concurrent handlers' units
-	// share round trips.
-	units := schema.NewCoalescer(schema.CoalescerOptions{})
-	coalesced := asynq.NewServeMux()
-	coalesced.Use(chain...)
-	coalesced.Handle(tasks.TypeInvoicePDF, worker.Handle(func(ctx context.Context, _ tasks.InvoicePDF) error {
-		var b pgx.Batch
-		var one int
-		b.Queue("SELECT 1").QueryRow(func(row pgx.Row) error { return row.Scan(&one) })
-		if err := units.InTenantBatch(ctx, c.pool, &b); err != nil {
-			return err
-		}
-		d.finished()
-		return nil
-	}))
 	// The same with schema.InTenant: three round trips.
 	inTenant := asynq.NewServeMux()
 	inTenant.Use(chain...)
@@ -131,13 +115,13 @@ func (b *bench) middleware(ctx context.Context, s *Scenario) error {
 	}))
 
 	progress("middleware: warm-up (%d tasks each)", b.sz.WarmN)
-	for _, h := range []asynq.Handler{bare, chainOnly, unpinned, inTenant, coalesced, mux} {
+	for _, h := range []asynq.Handler{bare, chainOnly, unpinned, inTenant, mux} {
 		if _, _, err := d.drain(ctx, h, b.sz.WarmN); err != nil {
 			return fmt.Errorf("warm-up: %w", err)
 		}
 	}
-	var bareRounds, chainRounds, noDBRounds, unpinnedRounds, inTenantRounds, coalescedRounds []float64
-	var bareCPU, chainCPU, noDBCPU, unpinnedCPU, inTenantCPU, coalescedCPU cpuUse
+	var bareRounds, chainRounds, noDBRounds, unpinnedRounds, inTenantRounds []float64
+	var bareCPU, chainCPU, noDBCPU, unpinnedCPU, inTenantCPU cpuUse
 	for r := range b.sz.Rounds {
 		rate, use, err := d.drain(ctx, bare, n)
 		if err != nil {
@@ -164,12 +148,7 @@ func (b *bench) middleware(ctx context.Context, s *Scenario) error {
 			return fmt.Errorf("middleware round %d: %w", r+1, err)
 		}
 		chainRounds, chainCPU = append(chainRounds, rate), chainCPU.add(use)
-		rate, use, err = d.drain(ctx, coalesced, n)
-		if err != nil {
-			return fmt.Errorf("coalesced round %d: %w", r+1, err)
-		}
-		coalescedRounds, coalescedCPU = append(coalescedRounds, rate), coalescedCPU.add(use)
-		progress("middleware: round %d: bare %.0f tasks/s, middleware only %.0f, + unpinned SELECT 1 %.0f, + InTenant SELECT 1 %.0f, + InTenantBatch SELECT 1 %.0f, + Coalescer SELECT 1 %.0f", r+1, bareRounds[r], noDBRounds[r], unpinnedRounds[r], inTenantRounds[r], chainRounds[r], coalescedRounds[r])
+		progress("middleware: round %d: bare %.0f tasks/s, middleware only %.0f, + unpinned SELECT 1 %.0f, + InTenant SELECT 1 %.0f, + InTenantBatch SELECT 1 %.0f", r+1, bareRounds[r], noDBRounds[r], unpinnedRounds[r], inTenantRounds[r], chainRounds[r])
 	}
 	b.bareDrain = median(bareRounds)
 	st := cache.Stats()
@@ -185,8 +164,6 @@ func (b *bench) middleware(ctx context.Context, s *Scenario) error {
 		against("bare asynq, no-op handler", b.bareDrain, "tasks/s", nil)
 	s.add("diagnostic: middleware + SELECT 1 pinned by schema.InTenant (3 round trips)", median(inTenantRounds), "tasks/s").withRounds(inTenantRounds).
 		against("bare asynq, no-op handler", b.bareDrain, "tasks/s", nil)
-	s.add("diagnostic: middleware + pinned SELECT 1 through schema.Coalescer (round trips shared by concurrent handlers)", median(coalescedRounds), "tasks/s").withRounds(coalescedRounds).
-		against("bare asynq, no-op handler", b.bareDrain, "tasks/s", nil)
 	total := n * b.sz.Rounds
 	perTaskAll := func(u cpuUse) float64 { return perTask(u.total(), total) }
 	s.add("diagnostic: CPU per task, bare asynq (bench + redis + postgres)", perTaskAll(bareCPU), "µs")
@@ -194,14 +171,11 @@ func (b *bench) middleware(ctx context.Context, s *Scenario) error {
 		against("bare asynq, no-op handler", perTaskAll(bareCPU), "µs", nil)
 	s.add("diagnostic: CPU per task, + SELECT 1 pinned by InTenant", perTaskAll(inTenantCPU), "µs").
 		against("bare asynq, no-op handler", perTaskAll(bareCPU), "µs", nil)
-	s.add("diagnostic: CPU per task, + pinned SELECT 1 through schema.Coalescer", perTaskAll(coalescedCPU), "µs").
-		against("bare asynq, no-op handler", perTaskAll(bareCPU), "µs", nil)
 	if chainCPU.postgresMeasured {
 		s.add("diagnostic: of which PostgreSQL server", perTask(chainCPU.postgres, total), "µs")
-		s.add("diagnostic: of which PostgreSQL server, through schema.Coalescer", perTask(coalescedCPU.postgres, total), "µs")
 	}
-	s.note("CPU per task over all rounds (bench process from getrusage: it runs the asynq server and the handlers; servers from /proc/<pid>/stat, PostgreSQL including every backend): bare: %s; middleware only: %s; + unpinned SELECT 1: %s; + InTenant SELECT 1: %s; + InTenantBatch SELECT 1: %s; + Coalescer SELECT 1: %s",
-		bareCPU.summary(total), noDBCPU.summary(total), unpinnedCPU.summary(total), inTenantCPU.summary(total), chainCPU.summary(total), coalescedCPU.summary(total))
+	s.note("CPU per task over all rounds (bench process from getrusage: it runs the asynq server and the handlers; servers from /proc/<pid>/stat, PostgreSQL including every backend): bare: %s; middleware only: %s; + unpinned SELECT 1: %s; + InTenant SELECT 1: %s; + InTenantBatch SELECT 1: %s",
+		bareCPU.summary(total), noDBCPU.summary(total), unpinnedCPU.summary(total), inTenantCPU.summary(total), chainCPU.summary(total))
 	if pinnedCPU := perTaskAll(chainCPU); pinnedCPU > 0 {
 		atTarget := 0.85 * b.bareDrain // tasks/s
 		need := atTarget * pinnedCPU / 1e6 / float64(runtime.NumCPU())

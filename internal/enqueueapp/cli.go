@@ -248,7 +248,7 @@ func pdfCmd(ctx context.Context, args []string, sio IO) error {
 	var exists bool
 	var check pgx.Batch
 	invoice.QueueExists(&check, *invoiceID, &exists)
-	if err := placement.InTenantBatch(tenantctx.WithTenant(ctx, t), nil, b.Pools, b.Pool, &check); err != nil {
+	if err := placement.InTenantBatch(tenantctx.WithTenant(ctx, t), b.Pools, b.Pool, &check); err != nil {
 		return fmt.Errorf("check invoice %d of tenant %s: %w", *invoiceID, *slug, err)
 	}
 	if !exists {

@@ -15,7 +15,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/invoicing/tenantworker/internal/tenancy"
-	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tasks"
 )
@@ -120,10 +119,6 @@ type Handler struct {
 	tenantFails *failureLimiter // failed tenant authentications per address
 	adminFails  *failureLimiter // failed admin authentications per address
 	crossOrigin *http.CrossOriginProtection
-	// units shares round trips between concurrent requests' one-statement
-	// units of work in tenant schemas (the invoice checks, the document
-	// look-up).
-	units *schema.Coalescer
 }
 
 // New returns the enqueue service's handler with every route of the package
@@ -141,7 +136,7 @@ func New(opts Options) *Handler {
 		opts.Now = time.Now
 	}
 	opts.RequestTimeout = cmp.Or(opts.RequestTimeout, DefaultRequestTimeout)
-	h := &Handler{opts: opts, log: opts.Logger, units: schema.NewCoalescer(schema.CoalescerOptions{})}
+	h := &Handler{opts: opts, log: opts.Logger}
 	if opts.AdminToken != "" {
 		h.adminHash = digest(opts.AdminToken)
 	}

@@ -84,10 +84,9 @@ func (h *Handler) enqueue(w http.ResponseWriter, r *http.Request, p tasks.Payloa
 func (h *Handler) hasDatabase() bool { return h.opts.Pool != nil || h.opts.Pools != nil }
 
 // inTenantBatch runs b in the schema of the tenant in ctx, on the database
-// that holds it: one round trip (schema.InTenantBatch), shared with
-// concurrent requests' units when b is one statement (schema.Coalescer).
+// that holds it: one round trip (schema.InTenantBatch).
 func (h *Handler) inTenantBatch(ctx context.Context, b *pgx.Batch) error {
-	return placement.InTenantBatch(ctx, h.units, h.opts.Pools, h.opts.Pool, b)
+	return placement.InTenantBatch(ctx, h.opts.Pools, h.opts.Pool, b)
 }
 
 // invoiceExists answers 404 and returns false when the tenant in the

@@ -526,9 +526,8 @@ func PoolFor(ctx context.Context, r *Registry, fallback *pgxpool.Pool, t tenantc
 
 // InTenantBatch runs b as one unit of work pinned to the tenant in ctx
 // (schema.InTenantBatch: one round trip) on the pool of its database
-// (PoolFor), through c (a round trip shared with other callers' units;
-// nil: one of its own).
-func InTenantBatch(ctx context.Context, c *schema.Coalescer, r *Registry, fallback *pgxpool.Pool, b *pgx.Batch) error {
+// (PoolFor).
+func InTenantBatch(ctx context.Context, r *Registry, fallback *pgxpool.Pool, b *pgx.Batch) error {
 	t, ok := tenantctx.FromContext(ctx)
 	if !ok {
 		return fmt.Errorf("in tenant batch: %w", schema.ErrNoTenant)
@@ -537,7 +536,7 @@ func InTenantBatch(ctx context.Context, c *schema.Coalescer, r *Registry, fallba
 	if err != nil {
 		return err
 	}
-	return c.InTenantBatch(ctx, pool, b)
+	return schema.InTenantBatch(ctx, pool, b)
 }
 
 // Add registers database name with its URL in the catalog (`enqueue db
