@@ -332,6 +332,17 @@ func (u *batchUnit) note(b *pgx.Batch) {
 
 // end sends b followed by COMMIT and the check, and reads the results.
 func (u *batchUnit) end(ctx context.Context, tenantID string, b *pgx.Batch) error {
+	if err := u.commit(ctx, b); err != nil {
+		return fmt.Errorf("in tenant %s: %w", tenantID, err)
+	}
+	return nil
+}
+
+// commit sends b followed by COMMIT and the check, and reads the results.
+// A failure is rolled back (rollback); a commit whose session the check
+// cannot prove clean closes the connection and is no error of the unit;
+// a clean one is marked verified for AfterRelease.
+func (u *batchUnit) commit(ctx context.Context, b *pgx.Batch) error {
 	var checkErr error
 	checked := false
 	b.Queue("COMMIT")
@@ -347,7 +358,7 @@ func (u *batchUnit) end(ctx context.Context, tenantID string, b *pgx.Batch) erro
 	err := u.conn.SendBatch(ctx, b).Close()
 	if err != nil {
 		u.rollback(ctx)
-		return fmt.Errorf("in tenant %s: %w", tenantID, err)
+		return err
 	}
 	if !checked || checkErr != nil {
 		// Committed, but the session is not provably clean (a statement

@@ -76,10 +76,15 @@ func endSQL(commit, full bool) string {
 // when fn returns an error or panics (the panic is re-raised after the
 // rollback).
 //
-// Round trips: "BEGIN; SET LOCAL search_path" (one simple-protocol query,
-// through pgx's TxOptions.BeginQuery so fn still gets pgx's own pgx.Tx with
-// savepoints, CopyFrom and LargeObjects), fn's own queries, and one
-// "COMMIT; verify" (or "ROLLBACK; verify").
+// Round trips: BEGIN and the pin (one batch that begins pgx's own
+// transaction, pgx.Batch.BeginTx, so fn gets pgx's pgx.Tx with savepoints,
+// CopyFrom and LargeObjects), fn's own queries, and COMMIT with the check
+// (one batch; "ROLLBACK; verify" as one simple-protocol query when the
+// unit rolls back). With pgx's statement cache (its default query exec
+// mode) the pin and the check are prepared statements, planned once per
+// connection; behind PgBouncer in transaction mode (exec or
+// simple_protocol) each batch is still one round trip within one
+// transaction.
 //
 // The tx given to fn is valid only until fn returns. Calling its Commit or
 // Rollback inside fn ends the transaction early, and InTenant then reports
@@ -99,11 +104,12 @@ func InTenant(ctx context.Context, pool *pgxpool.Pool, fn func(ctx context.Conte
 	defer pc.Release()
 	conn := pc.Conn()
 
-	// BEGIN and the pin travel in one simple-protocol round trip. The
-	// schema is in the SQL text here, as SET takes no bind parameters:
-	// it passed tenantctx.ValidateSchema above and is quoted with
-	// pgx.Identifier.Sanitize.
-	inner, err := conn.BeginTx(ctx, pgx.TxOptions{BeginQuery: beginPinnedSQL(t, quoted)})
+	// BEGIN and the pin travel in one round trip, as a batch that begins
+	// pgx's own transaction (pgx.Batch.BeginTx): with pgx's statement
+	// cache the pin is a prepared statement, which the server plans once
+	// per connection instead of on every unit (about 250 us of its CPU
+	// per unit on this project's test machine; docs/performance.md).
+	inner, err := beginPinned(ctx, conn, t, quoted)
 	if err != nil {
 		if !conn.PgConn().IsClosed() && conn.PgConn().TxStatus() != 'I' {
 			// BEGIN ran but the pin failed: end the transaction.
@@ -132,6 +138,21 @@ func InTenant(ctx context.Context, pool *pgxpool.Pool, fn func(ctx context.Conte
 		return fmt.Errorf("in tenant %s: commit: %w", t.ID, err)
 	}
 	return nil
+}
+
+// beginPinned begins a transaction on conn and pins search_path to t's
+// schema (ownedPinSQL, the schema quoted as quoted) in one round trip, and
+// returns pgx's transaction.
+func beginPinned(ctx context.Context, conn *pgx.Conn, t tenantctx.Tenant, quoted string) (pgx.Tx, error) {
+	b := &pgx.Batch{}
+	b.BeginTx(pgx.TxOptions{})
+	b.Queue(ownedPinSQL, quoted, t.Schema, ownerComment(t))
+	br := conn.SendBatch(ctx, b)
+	inner := br.Tx()
+	if err := br.Close(); err != nil {
+		return nil, err
+	}
+	return inner, nil
 }
 
 // pinnedTx is the pgx.Tx given to InTenant's fn. It wraps pgx's own
@@ -229,54 +250,41 @@ func (t *pinnedTx) finish(ctx context.Context, commit bool) error {
 	t.closed = true
 	pc := t.conn.PgConn()
 
-	var commitRolledBack bool
-	sql := endSQL(false, *t.full)
-	if commit {
-		if pc.TxStatus() == 'E' {
-			// fn swallowed a failed statement: COMMIT would answer ROLLBACK.
-			commitRolledBack = true
-		} else {
-			sql = endSQL(true, *t.full)
-		}
+	if commit && pc.TxStatus() != 'E' {
+		// COMMIT and the check as a batch: with pgx's statement cache the
+		// check is a prepared statement, planned once per connection.
+		u := &batchUnit{conn: t.conn, full: *t.full}
+		return u.commit(ctx, &pgx.Batch{})
 	}
-	if !commit || commitRolledBack {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), verifyTimeout)
-		defer cancel()
-	}
-
-	results, err := pc.Exec(ctx, sql).ReadAll()
+	// fn swallowed a failed statement (COMMIT would answer ROLLBACK), or
+	// the unit rolls back: ROLLBACK and the check in one simple-protocol
+	// query, which an aborted transaction accepts (a statement pgx would
+	// prepare first is refused there), on a context that outlives ctx's
+	// cancellation.
+	rbCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), verifyTimeout)
+	defer cancel()
+	results, err := pc.Exec(rbCtx, endSQL(false, *t.full)).ReadAll()
 	if err == nil {
 		_, err = checkVerifyResult(results, loginOf(t.conn))
-		if err == nil {
-			// A no-op for a pool without ConfigurePool: no AfterRelease
-			// would consume the mark, and none is needed.
-			markVerified(t.conn)
-		}
-		if err != nil && errors.Is(err, errNotClean) {
-			// Committed, but fn left session state behind (a session-level
-			// SET search_path, a temporary table): the connection must
-			// not be reused. The data is committed, so this is no error
-			// of the unit of work.
-			closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), verifyTimeout)
-			_ = t.conn.Close(closeCtx)
-			cancel()
+	}
+	switch {
+	case err == nil:
+		// A no-op for a pool without ConfigurePool: no AfterRelease would
+		// consume the mark, and none is needed.
+		markVerified(t.conn)
+	case errors.Is(err, errNotClean), pc.IsClosed() || pc.TxStatus() != 'I':
+		// Rolled back, but fn left session state behind (a session-level
+		// SET search_path, a temporary table), or the rollback did not
+		// run: the connection must not be reused.
+		_ = t.conn.Close(rbCtx)
+		if errors.Is(err, errNotClean) {
 			err = nil
 		}
 	}
 	if err != nil {
-		if !pc.IsClosed() && pc.TxStatus() != 'I' {
-			// The end statement never ran (e.g. ctx already done before
-			// COMMIT): roll back without ctx's cancellation.
-			rbCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), verifyTimeout)
-			if _, rbErr := pc.Exec(rbCtx, "ROLLBACK").ReadAll(); rbErr != nil {
-				_ = t.conn.Close(rbCtx)
-			}
-			cancel()
-		}
 		return err
 	}
-	if commitRolledBack {
+	if commit {
 		return pgx.ErrTxCommitRollback
 	}
 	return nil

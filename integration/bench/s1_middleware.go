@@ -12,6 +12,7 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
@@ -29,10 +30,11 @@ import (
 // resolution on the cached Postgres catalog) and the decoding adapter into
 // a handler that runs SELECT 1 as a unit of work pinned to the tenant in
 // one round trip (schema.InTenantBatch).
-// Three diagnostic variants run in every round too: the chain with a no-op
-// handler, with one unpinned SELECT 1, and with SELECT 1 pinned by
-// schema.InTenant (three round trips). Rounds alternate so drift on a
-// noisy machine hits all alike.
+// Four diagnostic variants run in every round too: the chain with a no-op
+// handler, with one unpinned SELECT 1 (on a plain pgx pool, and on the
+// hardened pool, whose release then runs the full clean-connection check),
+// and with SELECT 1 pinned by schema.InTenant (three round trips). Rounds
+// alternate so drift on a noisy machine hits all alike.
 func (b *bench) middleware(ctx context.Context, s *Scenario) error {
 	c, err := b.openCore(ctx)
 	if err != nil {
@@ -76,16 +78,35 @@ func (b *bench) middleware(ctx context.Context, s *Scenario) error {
 		d.finished()
 		return nil
 	}))
-	unpinned := asynq.NewServeMux()
-	unpinned.Use(chain...)
-	unpinned.Handle(tasks.TypeInvoicePDF, worker.Handle(func(ctx context.Context, _ tasks.InvoicePDF) error {
-		var one int
-		if err := c.pool.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil {
-			return err
-		}
-		d.finished()
-		return nil
-	}))
+	// The unpinned SELECT 1 runs on a plain pgx pool: one round trip and
+	// nothing else. On the hardened pool (schema.NewPool) a bare query's
+	// release runs the full clean-connection check (a second round trip,
+	// reading the session's prepared statements and the server's lock
+	// table), which a unit of work does not pay; that is the second row.
+	rawCfg, err := pgxpool.ParseConfig(c.url)
+	if err != nil {
+		return err
+	}
+	rawCfg.MaxConns = benchPoolConns
+	rawPool, err := pgxpool.NewWithConfig(ctx, rawCfg)
+	if err != nil {
+		return err
+	}
+	defer rawPool.Close()
+	selectOne := func(pool *pgxpool.Pool) asynq.Handler {
+		mux := asynq.NewServeMux()
+		mux.Use(chain...)
+		mux.Handle(tasks.TypeInvoicePDF, worker.Handle(func(ctx context.Context, _ tasks.InvoicePDF) error {
+			var one int
+			if err := pool.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil {
+				return err
+			}
+			d.finished()
+			return nil
+		}))
+		return mux
+	}
+	unpinned, unpinnedHardened := selectOne(rawPool), selectOne(c.pool)
 	// The pinned unit of work: one round trip (schema.InTenantBatch).
 	mux := asynq.NewServeMux()
 	mux.Use(chain...)
@@ -115,13 +136,13 @@ func (b *bench) middleware(ctx context.Context, s *Scenario) error {
 	}))
 
 	progress("middleware: warm-up (%d tasks each)", b.sz.WarmN)
-	for _, h := range []asynq.Handler{bare, chainOnly, unpinned, inTenant, mux} {
+	for _, h := range []asynq.Handler{bare, chainOnly, unpinned, unpinnedHardened, inTenant, mux} {
 		if _, _, err := d.drain(ctx, h, b.sz.WarmN); err != nil {
 			return fmt.Errorf("warm-up: %w", err)
 		}
 	}
-	var bareRounds, chainRounds, noDBRounds, unpinnedRounds, inTenantRounds []float64
-	var bareCPU, chainCPU, noDBCPU, unpinnedCPU, inTenantCPU cpuUse
+	var bareRounds, chainRounds, noDBRounds, unpinnedRounds, hardenedRounds, inTenantRounds []float64
+	var bareCPU, chainCPU, noDBCPU, unpinnedCPU, hardenedCPU, inTenantCPU cpuUse
 	for r := range b.sz.Rounds {
 		rate, use, err := d.drain(ctx, bare, n)
 		if err != nil {
@@ -138,6 +159,11 @@ func (b *bench) middleware(ctx context.Context, s *Scenario) error {
 			return fmt.Errorf("unpinned round %d: %w", r+1, err)
 		}
 		unpinnedRounds, unpinnedCPU = append(unpinnedRounds, rate), unpinnedCPU.add(use)
+		rate, use, err = d.drain(ctx, unpinnedHardened, n)
+		if err != nil {
+			return fmt.Errorf("unpinned on the hardened pool round %d: %w", r+1, err)
+		}
+		hardenedRounds, hardenedCPU = append(hardenedRounds, rate), hardenedCPU.add(use)
 		rate, use, err = d.drain(ctx, inTenant, n)
 		if err != nil {
 			return fmt.Errorf("InTenant round %d: %w", r+1, err)
@@ -148,7 +174,7 @@ func (b *bench) middleware(ctx context.Context, s *Scenario) error {
 			return fmt.Errorf("middleware round %d: %w", r+1, err)
 		}
 		chainRounds, chainCPU = append(chainRounds, rate), chainCPU.add(use)
-		progress("middleware: round %d: bare %.0f tasks/s, middleware only %.0f, + unpinned SELECT 1 %.0f, + InTenant SELECT 1 %.0f, + InTenantBatch SELECT 1 %.0f", r+1, bareRounds[r], noDBRounds[r], unpinnedRounds[r], inTenantRounds[r], chainRounds[r])
+		progress("middleware: round %d: bare %.0f tasks/s, middleware only %.0f, + unpinned SELECT 1 %.0f (on the hardened pool %.0f), + InTenant SELECT 1 %.0f, + InTenantBatch SELECT 1 %.0f", r+1, bareRounds[r], noDBRounds[r], unpinnedRounds[r], hardenedRounds[r], inTenantRounds[r], chainRounds[r])
 	}
 	b.bareDrain = median(bareRounds)
 	st := cache.Stats()
@@ -162,6 +188,8 @@ func (b *bench) middleware(ctx context.Context, s *Scenario) error {
 		against("bare asynq, no-op handler", b.bareDrain, "tasks/s", nil)
 	s.add("diagnostic: middleware + unpinned SELECT 1", median(unpinnedRounds), "tasks/s").withRounds(unpinnedRounds).
 		against("bare asynq, no-op handler", b.bareDrain, "tasks/s", nil)
+	s.add("diagnostic: middleware + unpinned SELECT 1 on the hardened pool (its release runs the full clean-connection check)", median(hardenedRounds), "tasks/s").withRounds(hardenedRounds).
+		against("bare asynq, no-op handler", b.bareDrain, "tasks/s", nil)
 	s.add("diagnostic: middleware + SELECT 1 pinned by schema.InTenant (3 round trips)", median(inTenantRounds), "tasks/s").withRounds(inTenantRounds).
 		against("bare asynq, no-op handler", b.bareDrain, "tasks/s", nil)
 	total := n * b.sz.Rounds
@@ -174,15 +202,15 @@ func (b *bench) middleware(ctx context.Context, s *Scenario) error {
 	if chainCPU.postgresMeasured {
 		s.add("diagnostic: of which PostgreSQL server", perTask(chainCPU.postgres, total), "µs")
 	}
-	s.note("CPU per task over all rounds (bench process from getrusage: it runs the asynq server and the handlers; servers from /proc/<pid>/stat, PostgreSQL including every backend): bare: %s; middleware only: %s; + unpinned SELECT 1: %s; + InTenant SELECT 1: %s; + InTenantBatch SELECT 1: %s",
-		bareCPU.summary(total), noDBCPU.summary(total), unpinnedCPU.summary(total), inTenantCPU.summary(total), chainCPU.summary(total))
+	s.note("CPU per task over all rounds (bench process from getrusage: it runs the asynq server and the handlers; servers from /proc/<pid>/stat, PostgreSQL including every backend): bare: %s; middleware only: %s; + unpinned SELECT 1: %s; + unpinned SELECT 1 on the hardened pool: %s; + InTenant SELECT 1: %s; + InTenantBatch SELECT 1: %s",
+		bareCPU.summary(total), noDBCPU.summary(total), unpinnedCPU.summary(total), hardenedCPU.summary(total), inTenantCPU.summary(total), chainCPU.summary(total))
 	if pinnedCPU := perTaskAll(chainCPU); pinnedCPU > 0 {
 		atTarget := 0.85 * b.bareDrain // tasks/s
 		need := atTarget * pinnedCPU / 1e6 / float64(runtime.NumCPU())
 		s.note("at 0.85 of bare (%.0f tasks/s) the pinned chain's %.0f µs of CPU per task would keep %.0f%% of the %d CPUs busy; the measured rounds kept %.0f%% busy",
 			atTarget, pinnedCPU, 100*need, runtime.NumCPU(), 100*chainCPU.busyShare())
 	}
-	s.note("diagnostics: the same chain with a handler that does nothing, and with a plain pool.QueryRow(\"SELECT 1\") (one round trip, no transaction, no pin): they separate the middleware's cost from the database's and the pinning protocol's")
+	s.note("diagnostics: the same chain with a handler that does nothing, and with a plain pool.QueryRow(\"SELECT 1\") (one round trip, no transaction, no pin, on a pgx pool without release checks): they separate the middleware's cost from the database's and the pinning protocol's; the same query on the hardened pool adds the release's full clean-connection check that units of work replace with their own")
 	s.note("tenant cache during the run: %d local hits, %d Redis hits, %d catalog queries", st.LocalHits, st.RedisHits, st.Misses)
 	s.note("chain is worker.Chain, the worker's own (metrics included), with the JSON task log written to /dev/null; drain timed from Server.Start to the last handler return")
 	s.Bound = "bare asynq: 2 Redis round trips per task (dequeue script, done script) issued by one serial dequeue loop, so it is bound by round-trip latency and leaves about a third of the CPUs idle (CPU note). " +
