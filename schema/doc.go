@@ -28,12 +28,12 @@
 // a separate query took 590 µs there (the next acquire waits for it), and a
 // pool with no check at all 120 µs. InTenant therefore folds the
 // verification into its COMMIT round trip (see ConfigurePool). The pin's
-// owner check costs InTenant about 120 µs more (306 against 188 µs serial,
-// the same run, 2026-12-03): its pin is sent in the simple protocol and
-// planned each time. The units on hot paths (the PDF task, the HTTP API)
-// use InTenantBatch, whose pin is a prepared statement: no measurable
-// change there (PostgreSQL's CPU per pinned SELECT 1 in the load command's
-// middleware scenario: 80 µs, 82 before). Migrating a
+// owner check cost InTenant about 120 µs more (306 against 188 µs serial,
+// the same run, 2026-12-03) while its pin and check were simple-protocol
+// queries, planned on every unit; since 2026-12-04 they are batches whose
+// statements pgx prepares once per connection, as InTenantBatch's are
+// (PostgreSQL's CPU per InTenant SELECT 1 in the load command's middleware
+// scenario: 145 µs, 390 before; InTenantBatch's 90 µs). Migrating a
 // fresh schema costs about 5.6 ms (8 at a time), a no-op re-run about
 // 55 µs per schema: 1,000 tenants in about 6 s and 0.06 s.
 //

@@ -214,9 +214,11 @@ func (b *bench) middleware(ctx context.Context, s *Scenario) error {
 	s.note("tenant cache during the run: %d local hits, %d Redis hits, %d catalog queries", st.LocalHits, st.RedisHits, st.Misses)
 	s.note("chain is worker.Chain, the worker's own (metrics included), with the JSON task log written to /dev/null; drain timed from Server.Start to the last handler return")
 	s.Bound = "bare asynq: 2 Redis round trips per task (dequeue script, done script) issued by one serial dequeue loop, so it is bound by round-trip latency and leaves about a third of the CPUs idle (CPU note). " +
-		"The middleware alone (recover, JSON log line, metrics, in-process tenant lookup) adds about 15 µs of CPU per task and stays close to bare. " +
-		"A PostgreSQL query per task adds CPU in the worker (pgx, the wake-up after the reply), in the backend, and slower Redis replies on the same CPUs: the unpinned SELECT 1 row already shows most of the gap. " +
-		"Pinning (schema.InTenant) makes it 3 round trips (BEGIN with SET LOCAL search_path as one simple query, the query, COMMIT with the clean-connection check as one simple query) and adds about 20 µs of PostgreSQL CPU over the unpinned query"
+		"The middleware alone (recover, JSON log line, metrics, in-process tenant lookup) adds about 20 µs of CPU per task and stays close to bare. " +
+		"One PostgreSQL round trip per task and nothing else (the unpinned SELECT 1 on a plain pool) adds CPU in the worker (pgx, the wake-up after the reply), in the backend and in slower Redis replies on the same CPUs: it is the ceiling for any handler that queries the database once per task. " +
+		"The pinned unit (schema.InTenantBatch) is one round trip too, with five statements (BEGIN, the pin with its owner check and the deadline, the query, COMMIT, the clean-connection check) and about 55 µs more of PostgreSQL CPU. " +
+		"schema.InTenant takes three round trips (BEGIN with the pin, the query, COMMIT with the check), its pin and check prepared like InTenantBatch's. " +
+		"On the hardened pool a bare query's release runs the full clean-connection check (the session's prepared statements and the server's lock table), which units of work replace with their own"
 	return nil
 }
 
