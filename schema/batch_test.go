@@ -218,7 +218,9 @@ func TestInTenantBatchNoTenantSendsNothing(t *testing.T) {
 
 // The point of InTenantBatch: BEGIN, the pin, the statements, COMMIT and
 // the clean-connection check are one write to the server (one round trip),
-// and the release needs no query of its own. InTenantBatches is two.
+// and the release needs no query of its own. InTenantBatches is two, and
+// InTenant around one query three, its pin and check prepared statements
+// (planned once per connection) where pgx caches statements.
 func TestInTenantBatchIsOneRoundTrip(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 0)
@@ -267,6 +269,35 @@ func TestInTenantBatchIsOneRoundTrip(t *testing.T) {
 		err = InTenantBatches(ctx, pool, &pgx.Batch{}, func(context.Context) (*pgx.Batch, error) { return nil, nil })
 		if n := writes.Load() - before; err != nil || n != 2 {
 			t.Errorf("%s: InTenantBatches wrote %d times (err %v), want 2", mode, n, err)
+		}
+		inTenant := func() ([]string, error) {
+			var names []string
+			err := InTenant(ctx, pool, func(ctx context.Context, tx pgx.Tx) error {
+				var err error
+				names, err = customerNames(ctx, tx)
+				return err
+			})
+			return names, err
+		}
+		for range 2 { // pgx prepares the begin and end statements in the first
+			if _, err := inTenant(); err != nil {
+				t.Fatalf("%s: InTenant: %v", mode, err)
+			}
+		}
+		before = writes.Load()
+		names, err = inTenant()
+		if n := writes.Load() - before; err != nil || n != 3 || !slices.Equal(names, []string{"tenant_acme"}) {
+			t.Errorf("%s: InTenant read %v and wrote %d times (err %v), want [tenant_acme] and 3", mode, names, n, err)
+		}
+		if mode == "cache_statement" {
+			// The pin and the check are protocol-level prepared statements of
+			// the connection, not simple-protocol text planned every time.
+			var prepared int
+			err := pool.QueryRow(context.Background(), "SELECT count(*) FROM pg_catalog.pg_prepared_statements WHERE NOT from_sql AND statement = ANY($1)",
+				[]string{ownedPinSQL, verifyUnitSQL}).Scan(&prepared)
+			if err != nil || prepared != 2 {
+				t.Errorf("pin and check prepared on the connection: %d of 2 (err %v)", prepared, err)
+			}
 		}
 	}
 }
