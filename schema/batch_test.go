@@ -270,6 +270,16 @@ func TestInTenantBatchIsOneRoundTrip(t *testing.T) {
 		if n := writes.Load() - before; err != nil || n != 2 {
 			t.Errorf("%s: InTenantBatches wrote %d times (err %v), want 2", mode, n, err)
 		}
+		// InTenant on a connection of its own, which no InTenantBatch
+		// prepared statements on.
+		var inTenantWrites atomic.Int64
+		pool, _ = newTestPool(t, b.url+sep+"default_query_exec_mode="+mode, 1, func(cfg *pgxpool.Config) {
+			dial := cfg.ConnConfig.DialFunc
+			cfg.ConnConfig.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+				c, err := dial(ctx, network, addr)
+				return writeCounter{Conn: c, n: &inTenantWrites}, err
+			}
+		})
 		inTenant := func() ([]string, error) {
 			var names []string
 			err := InTenant(ctx, pool, func(ctx context.Context, tx pgx.Tx) error {
@@ -284,9 +294,9 @@ func TestInTenantBatchIsOneRoundTrip(t *testing.T) {
 				t.Fatalf("%s: InTenant: %v", mode, err)
 			}
 		}
-		before = writes.Load()
+		before = inTenantWrites.Load()
 		names, err = inTenant()
-		if n := writes.Load() - before; err != nil || n != 3 || !slices.Equal(names, []string{"tenant_acme"}) {
+		if n := inTenantWrites.Load() - before; err != nil || n != 3 || !slices.Equal(names, []string{"tenant_acme"}) {
 			t.Errorf("%s: InTenant read %v and wrote %d times (err %v), want [tenant_acme] and 3", mode, names, n, err)
 		}
 		if mode == "cache_statement" {
