@@ -189,11 +189,12 @@ const DefaultConnectTimeout = 10 * time.Second
 //     than resets: behind a transaction-pooling PgBouncer a session-level
 //     reset would land on some server connection that other clients share.
 //
-// The verification query is skipped for a connection whose last use was an
-// InTenant transaction: InTenant ends its transaction with a single
-// simple-protocol round trip "COMMIT; <verification>" (or ROLLBACK), so the
-// proof arrives with the commit at no extra cost, and InTenant marks the
-// connection verified only when that proof succeeded. The mark is consumed
+// The verification query is skipped for a connection whose last use was a
+// unit of work (InTenant, InTenantBatch, InTenantBatches): a unit ends its
+// transaction with COMMIT and the verification in a single round trip (or
+// ROLLBACK and it), so the proof arrives with the commit at no extra cost,
+// and the unit marks the connection verified only when that proof
+// succeeded. The mark is consumed
 // by the very next AfterRelease, so a connection later acquired by other
 // code (pool.Acquire, pool.Exec, pool.Begin) is never trusted: its release
 // is verified by a query.
