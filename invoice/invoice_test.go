@@ -309,6 +309,8 @@ func TestMarkOverdueIfDueTouchesUpdatedAt(t *testing.T) {
 		ids, err := invoice.Create(ctx, tx,
 			invoice.New{Number: "late", Status: "sent", DueAt: time.Now().Add(-72 * time.Hour), Customer: c},
 			invoice.New{Number: "paid", Status: "paid", DueAt: time.Now().Add(-72 * time.Hour), Customer: c},
+			invoice.New{Number: "late-queued", Status: "sent", DueAt: time.Now().Add(-72 * time.Hour), Customer: c},
+			invoice.New{Number: "paid-queued", Status: "paid", DueAt: time.Now().Add(-72 * time.Hour), Customer: c},
 		)
 		if err != nil {
 			return err
@@ -316,8 +318,23 @@ func TestMarkOverdueIfDueTouchesUpdatedAt(t *testing.T) {
 		if _, err := tx.Exec(ctx, `UPDATE invoices SET updated_at = $1`, old); err != nil {
 			return err
 		}
-		for i, want := range []bool{true, false} {
-			marked, err := invoice.MarkOverdueIfDue(ctx, tx, ids[i])
+		for i, want := range []bool{true, false, true, false} {
+			var marked bool
+			var err error
+			if i < 2 {
+				marked, err = invoice.MarkOverdueIfDue(ctx, tx, ids[i])
+			} else {
+				// QueueMarkOverdueIfDue, with the load that reads the mark
+				// in the same batch.
+				var inv invoice.Invoice
+				b := &pgx.Batch{}
+				invoice.QueueMarkOverdueIfDue(b, ids[i], &marked)
+				invoice.QueueLoad(b, ids[i], &inv)
+				err = tx.SendBatch(ctx, b).Close()
+				if wantStatus := map[bool]string{true: "overdue", false: "paid"}[want]; err == nil && inv.Status != wantStatus {
+					t.Errorf("invoice %d loaded after the queued mark: status %q, want %q", ids[i], inv.Status, wantStatus)
+				}
+			}
 			if err != nil || marked != want {
 				t.Errorf("MarkOverdueIfDue(%d) = %v, %v; want %v", ids[i], marked, err, want)
 			}

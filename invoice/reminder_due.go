@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // markOverdueIfDueSQL is markOverdueSQL for one invoice: it sets
@@ -26,6 +27,19 @@ func MarkOverdueIfDue(ctx context.Context, tx pgx.Tx, id int64) (bool, error) {
 		return false, fmt.Errorf("mark invoice %d overdue: %w", id, err)
 	}
 	return tag.RowsAffected() == 1, nil
+}
+
+// QueueMarkOverdueIfDue queues MarkOverdueIfDue's statement into b, for a
+// batch sent in the reminder's transaction (pgx.Tx.SendBatch) with the
+// reads that follow it: when the batch has run, *marked (when not nil)
+// says whether it marked the invoice.
+func QueueMarkOverdueIfDue(b *pgx.Batch, id int64, marked *bool) {
+	b.Queue(markOverdueIfDueSQL, id).Exec(func(tag pgconn.CommandTag) error {
+		if marked != nil {
+			*marked = tag.RowsAffected() == 1
+		}
+		return nil
+	})
 }
 
 // remindersDueSQL pages (keyset on id) through overdue invoices whose

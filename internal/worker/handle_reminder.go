@@ -179,13 +179,19 @@ func (h *Handlers) InvoiceReminder(ctx context.Context, p tasks.InvoiceReminder)
 	)
 	err = schema.InTenant(finishCtx, pool, func(finishCtx context.Context, tx pgx.Tx) error {
 		// Until the send, statements run on the task's ctx: a cancelled
-		// task stops here and nothing is sent.
-		if _, err := invoice.MarkOverdueIfDue(taskCtx, tx, p.InvoiceID); err != nil {
-			return err
-		}
-		inv, err := invoice.Load(taskCtx, tx, p.InvoiceID)
-		if err != nil {
-			return err
+		// task stops here and nothing is sent. The mark, the invoice and
+		// its document travel in one round trip: the reads see the mark.
+		var (
+			inv      invoice.Invoice
+			rendered invoice.Document
+			hasPDF   bool
+		)
+		b := &pgx.Batch{}
+		invoice.QueueMarkOverdueIfDue(b, p.InvoiceID, nil)
+		invoice.QueueLoad(b, p.InvoiceID, &inv)
+		invoice.QueueLoadDocument(b, p.InvoiceID, &rendered, &hasPDF)
+		if err := tx.SendBatch(taskCtx, b).Close(); err != nil {
+			return fmt.Errorf("mark and load invoice %d: %w", p.InvoiceID, err)
 		}
 		if inv.Status != "overdue" {
 			res.Reason = "invoice is " + mailer.OneLine(inv.Status) + reasonNotOverdue
@@ -202,7 +208,7 @@ func (h *Handlers) InvoiceReminder(ctx context.Context, p tasks.InvoiceReminder)
 		if badAddr = recipientError(inv.Customer.Email); badAddr != nil {
 			return invoice.FinishReminder(taskCtx, tx, p.InvoiceID, invoice.ReminderFailed, inv.Customer.Email, days...)
 		}
-		msg, err := h.reminderMessage(taskCtx, tx, t, inv, p)
+		msg, err := h.reminderMessage(taskCtx, t, inv, rendered, hasPDF, p)
 		if err != nil {
 			return err
 		}
@@ -264,15 +270,15 @@ func recipientError(addr string) error {
 }
 
 // reminderMessage builds the reminder email, attaching the invoice's PDF
-// when one was rendered. A PDF recorded in invoice_documents but missing
-// from the store is left out (logged), not an error: the reminder matters
-// more than the attachment.
+// when one was rendered (hasPDF: rendered is its invoice_documents row). A
+// PDF recorded in invoice_documents but missing from the store is left out
+// (logged), not an error: the reminder matters more than the attachment.
 //
 // Every value put into the message comes from tenant data (names, the
 // invoice number, the currency) and is folded to one line without control
 // or bidirectional characters (mailer.OneLine) before it is interpolated:
 // a newline in a customer's name must not start a paragraph of its own.
-func (h *Handlers) reminderMessage(ctx context.Context, tx pgx.Tx, t tenantctx.Tenant, inv invoice.Invoice, p tasks.InvoiceReminder) (mailer.Message, error) {
+func (h *Handlers) reminderMessage(ctx context.Context, t tenantctx.Tenant, inv invoice.Invoice, rendered invoice.Document, hasPDF bool, p tasks.InvoiceReminder) (mailer.Message, error) {
 	doc := document(inv, t.Name)
 	total := mailer.OneLine(pdf.FormatMoney(pdf.Subtotal(doc), doc.Currency))
 	issuer := cmpOr(mailer.OneLine(t.Name), t.Slug)
@@ -294,12 +300,7 @@ func (h *Handlers) reminderMessage(ctx context.Context, tx pgx.Tx, t tenantctx.T
 		MessageID: reminderMessageID(t.ID, p.InvoiceID, p.Day, h.MailFrom),
 	}
 
-	rendered, err := invoice.LoadDocument(ctx, tx, p.InvoiceID)
-	switch {
-	case errors.Is(err, invoice.ErrNoDocument):
-	case err != nil:
-		return msg, fmt.Errorf("look up pdf of invoice %d: %w", p.InvoiceID, err)
-	default:
+	if hasPDF {
 		key := rendered.StorageKey
 		data, err := h.readDocument(ctx, t.ID, key)
 		switch {
