@@ -33,7 +33,7 @@
 // queries, planned on every unit; since 2026-12-04 they are batches whose
 // statements pgx prepares once per connection, as InTenantBatch's are
 // (PostgreSQL's CPU per InTenant SELECT 1 in the load command's middleware
-// scenario: 145 µs, 390 before; InTenantBatch's 90 µs). Migrating a
+// scenario: 145-210 µs, 390-488 before; InTenantBatch's 90-142 µs). Migrating a
 // fresh schema costs about 5.6 ms (8 at a time), a no-op re-run about
 // 55 µs per schema: 1,000 tenants in about 6 s and 0.06 s.
 //
