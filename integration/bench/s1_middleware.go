@@ -216,7 +216,7 @@ func (b *bench) middleware(ctx context.Context, s *Scenario) error {
 	s.Bound = "bare asynq: 2 Redis round trips per task (dequeue script, done script) issued by one serial dequeue loop, so it is bound by round-trip latency and leaves about a third of the CPUs idle (CPU note). " +
 		"The middleware alone (recover, JSON log line, metrics, in-process tenant lookup) adds about 20 µs of CPU per task and stays close to bare. " +
 		"One PostgreSQL round trip per task and nothing else (the unpinned SELECT 1 on a plain pool) adds CPU in the worker (pgx, the wake-up after the reply), in the backend and in slower Redis replies on the same CPUs: it is the ceiling for any handler that queries the database once per task. " +
-		"The pinned unit (schema.InTenantBatch) is one round trip too, with five statements (BEGIN, the pin with its owner check and the deadline, the query, COMMIT, the clean-connection check) and about 55 µs more of PostgreSQL CPU. " +
+		"The pinned unit (schema.InTenantBatch) is one round trip too, with five statements (BEGIN, the pin with its owner check and the deadline, the query, COMMIT, the clean-connection check) and 55-90 µs more of PostgreSQL CPU per task in four runs. " +
 		"schema.InTenant takes three round trips (BEGIN with the pin, the query, COMMIT with the check), its pin and check prepared like InTenantBatch's. " +
 		"On the hardened pool a bare query's release runs the full clean-connection check (the session's prepared statements and the server's lock table), which units of work replace with their own"
 	return nil
