@@ -55,11 +55,8 @@ func TestDrainStepsDiscardWhatWaitedNotHowMany(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := stats(t, b, tn) // 6,001 waiting, 1 running
-	other := redis.NewClient(&redis.Options{Addr: b.rdb.Options().Addr})
-	t.Cleanup(func() { _ = other.Close() })
-	d2 := fair.New(other, fair.Config{MinPending: 1, PendingPerSlot: 1, PendingTime: time.Microsecond, Now: b.clock.Now})
-	var fired atomic.Bool
-	b.rdb.AddHook(afterDrainStep{tenant: tn, fired: &fired, fn: func() {
+	d2 := otherProcess(t, b)
+	n := drainAround(t, b, tn, func() {
 		// Between the steps: the running task is parked (the tenant is
 		// paused) and released to the front of the backlog, and the
 		// tenant enqueues more.
@@ -70,21 +67,8 @@ func TestDrainStepsDiscardWhatWaitedNotHowMany(t *testing.T) {
 		if _, err := d2.Release(ctx, tn, fair.Paused, q); err != nil {
 			t.Errorf("release during the drain: %v", err)
 		}
-		var tasks []fair.Task
-		for i := 10_000; i < 10_100; i++ {
-			tasks = append(tasks, task(tn, i))
-		}
-		if _, err := d2.Enqueue(ctx, tn, fair.Policy{Weight: 1}, tasks); err != nil {
-			t.Errorf("enqueue during the drain: %v", err)
-		}
-	}})
-	n, err := b.d.Drain(ctx, tn, q)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !fired.Load() {
-		t.Fatal("the hook never ran")
-	}
+		enqueueThrough(t, d2, tn, 10_000, 100)
+	})
 	after := stats(t, b, tn)
 	t.Logf("before: %d waiting; drained %+v; after: %d waiting, %d admitted", before.Waiting, n, after.Waiting, after.Admitted)
 	if n.Waiting != before.Waiting {
@@ -122,35 +106,16 @@ func TestDrainStepsKeepWhatWasEnqueuedAfterIt(t *testing.T) {
 	const old = 6002
 	enqueueBacklog(t, b, tn, old)
 	before := stats(t, b, tn)
-	other := redis.NewClient(&redis.Options{Addr: b.rdb.Options().Addr})
-	t.Cleanup(func() { _ = other.Close() })
-	d2 := fair.New(other, fair.Config{MinPending: 1, PendingPerSlot: 1, PendingTime: time.Microsecond, Now: b.clock.Now})
-	more := func(from int) {
-		var tasks []fair.Task
-		for i := from; i < from+100; i++ {
-			tasks = append(tasks, task(tn, i))
-		}
-		if _, err := d2.Enqueue(ctx, tn, fair.Policy{Weight: 1}, tasks); err != nil {
-			t.Errorf("enqueue during the drain: %v", err)
-		}
-	}
+	d2 := otherProcess(t, b)
 	var second fair.Drained
-	var fired atomic.Bool
-	b.rdb.AddHook(afterDrainStep{tenant: tn, fired: &fired, fn: func() {
-		more(10_000)
+	first := drainAround(t, b, tn, func() {
+		enqueueThrough(t, d2, tn, 10_000, 100)
 		var err error
 		if second, err = d2.Drain(ctx, tn, q); err != nil {
 			t.Errorf("second drain: %v", err)
 		}
-		more(20_000)
-	}})
-	first, err := b.d.Drain(ctx, tn, q)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !fired.Load() {
-		t.Fatal("the hook never ran")
-	}
+		enqueueThrough(t, d2, tn, 20_000, 100)
+	})
 	after := stats(t, b, tn)
 	t.Logf("before: %d waiting %d admitted; drained %+v and %+v; after: %d waiting, %d admitted", before.Waiting, before.Admitted, first, second, after.Waiting, after.Admitted)
 	// The second drain finishes what the first had set aside, as the
@@ -244,10 +209,7 @@ func TestDrainAfterAnInterruptedDrainTakesItsRest(t *testing.T) {
 	enqueueBacklog(t, b, tn, old)
 	first := cutDrain(t, b, tn)
 	enqueue(t, b, tn, fair.Policy{Weight: 1}, 10_000, 10)
-	other := redis.NewClient(&redis.Options{Addr: b.rdb.Options().Addr})
-	t.Cleanup(func() { _ = other.Close() })
-	d2 := fair.New(other, fair.Config{MinPending: 1, PendingPerSlot: 1, PendingTime: time.Microsecond, Now: b.clock.Now})
-	second, err := d2.Drain(ctx, tn, q)
+	second, err := otherProcess(t, b).Drain(ctx, tn, q)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,39 +37,57 @@ func (h afterDrainStep) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	}
 }
 
-// TestDrainKeepsTasksEnqueuedWhileDraining: a drain in steps discards at
-// most what waited at its first step: tasks the tenant enqueued (and got
-// accepted) between its steps stay.
-func TestDrainKeepsTasksEnqueuedWhileDraining(t *testing.T) {
-	t.Parallel()
-	b := setup(t, 1)
-	ctx := context.Background()
-	const tn = "tn_drainrace"
-	for from := 0; from < 5002; from += 1000 {
-		enqueue(t, b, tn, fair.Policy{Weight: 1}, from, min(1000, 5002-from))
-	}
-	before := stats(t, b, tn) // 1 admitted, 5001 waiting
-	// A second client (another enqueue service) enqueues between steps.
+// otherProcess returns a dispatcher on a Redis client of its own, as
+// another process (an enqueue service, an operator) runs one: the hooks of
+// b's client do not see its commands.
+func otherProcess(t *testing.T, b bundle) *fair.Dispatcher {
+	t.Helper()
 	other := redis.NewClient(&redis.Options{Addr: b.rdb.Options().Addr})
 	t.Cleanup(func() { _ = other.Close() })
-	d2 := fair.New(other, fair.Config{MinPending: 1, PendingPerSlot: 1, PendingTime: time.Microsecond, Now: b.clock.Now})
+	return fair.New(other, fair.Config{MinPending: 1, PendingPerSlot: 1, PendingTime: time.Microsecond, Now: b.clock.Now})
+}
+
+// enqueueThrough enqueues tasks from to from+n-1 of tenant through d,
+// reporting a failure without stopping (it runs inside a drain's step).
+func enqueueThrough(t *testing.T, d *fair.Dispatcher, tenant string, from, n int) {
+	t.Helper()
+	var tasks []fair.Task
+	for i := from; i < from+n; i++ {
+		tasks = append(tasks, task(tenant, i))
+	}
+	if _, err := d.Enqueue(context.Background(), tenant, fair.Policy{Weight: 1}, tasks); err != nil {
+		t.Errorf("enqueue during the drain: %v", err)
+	}
+}
+
+// drainAround drains tenant through b's dispatcher with fn run once after
+// the drain's first step, and fails the test unless fn ran.
+func drainAround(t *testing.T, b bundle, tenant string, fn func()) fair.Drained {
+	t.Helper()
 	var fired atomic.Bool
-	b.rdb.AddHook(afterDrainStep{tenant: tn, fired: &fired, fn: func() {
-		var tasks []fair.Task
-		for i := 10_000; i < 10_100; i++ {
-			tasks = append(tasks, task(tn, i))
-		}
-		if _, err := d2.Enqueue(ctx, tn, fair.Policy{Weight: 1}, tasks); err != nil {
-			t.Errorf("enqueue during the drain: %v", err)
-		}
-	}})
-	n, err := b.d.Drain(ctx, tn, q)
+	b.rdb.AddHook(afterDrainStep{tenant: tenant, fired: &fired, fn: fn})
+	n, err := b.d.Drain(context.Background(), tenant, q)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !fired.Load() {
 		t.Fatal("the hook never ran")
 	}
+	return n
+}
+
+// TestDrainKeepsTasksEnqueuedWhileDraining: a drain in steps discards at
+// most what waited at its first step: tasks the tenant enqueued (and got
+// accepted) between its steps stay.
+func TestDrainKeepsTasksEnqueuedWhileDraining(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1)
+	const tn = "tn_drainrace"
+	enqueueBacklog(t, b, tn, 5002)
+	before := stats(t, b, tn) // 1 admitted, 5001 waiting
+	// A second client (another enqueue service) enqueues between steps.
+	d2 := otherProcess(t, b)
+	n := drainAround(t, b, tn, func() { enqueueThrough(t, d2, tn, 10_000, 100) })
 	after := stats(t, b, tn)
 	t.Logf("before: waiting %d admitted %d; drained %+v; after: waiting %d admitted %d", before.Waiting, before.Admitted, n, after.Waiting, after.Admitted)
 	if n.Waiting > before.Waiting {
