@@ -36,10 +36,15 @@ type Document struct {
 	FontPath string
 }
 
+// DocumentDir is the directory of the document store keys of invoice
+// PDFs within a tenant (DocumentKey): a new tenant's document store has it
+// prepared when its schema is created (storage.TenantPreparer).
+const DocumentDir = "invoices"
+
 // DocumentKey is the document store key of invoice id's PDF within its
 // tenant.
 func DocumentKey(id int64) string {
-	return fmt.Sprintf("invoices/%d.pdf", id)
+	return fmt.Sprintf(DocumentDir+"/%d.pdf", id)
 }
 
 // recordDocumentSQL records a stored PDF; a new render replaces the row.

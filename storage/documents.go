@@ -29,3 +29,15 @@ type DocumentStore interface {
 	// error when there are none.
 	DeleteTenant(ctx context.Context, tenantID string) error
 }
+
+// TenantPreparer is implemented by a DocumentStore that can make a new
+// tenant's storage ready before its first document, so that the first
+// Put into each of its directories does not pay for creating them (FS: a
+// directory made durable costs fsyncs of it and its parent).
+type TenantPreparer interface {
+	// PrepareTenant makes ready what the tenant's documents with keys
+	// under dirs (key prefixes such as "invoices") need. It is idempotent,
+	// leaves existing documents alone and validates tenantID and dirs as
+	// Put validates its arguments.
+	PrepareTenant(ctx context.Context, tenantID string, dirs ...string) error
+}

@@ -242,6 +242,49 @@ func syncDir(root *os.Root, dir string) error {
 	return d.Close()
 }
 
+// FS implements TenantPreparer.
+var _ TenantPreparer = (*FS)(nil)
+
+// PrepareTenant creates the tenant's directory, the directories dirs in it
+// (key prefixes such as "invoices") and its temporary directory, each new
+// one made durable as Put makes the directories it creates (the directory
+// and the one holding it fsynced), so that the tenant's first documents
+// are written into directories that exist. Directories that exist already
+// are left as they are, and nothing else is touched: calling it again, or
+// for a tenant with documents, changes nothing.
+func (s *FS) PrepareTenant(ctx context.Context, tenantID string, dirs ...string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("prepare documents of tenant %.64q: %w", tenantID, err)
+	}
+	if err := tenantctx.ValidateID(tenantID); err != nil {
+		return fmt.Errorf("prepare documents: %w", err)
+	}
+	rels := make([]string, 0, len(dirs)+1)
+	rels = append(rels, tenantID)
+	for _, dir := range dirs {
+		rel, err := docPath(tenantID, dir)
+		if err != nil {
+			return fmt.Errorf("prepare documents of tenant %s: %w", tenantID, err)
+		}
+		rels = append(rels, rel)
+	}
+	root, err := os.OpenRoot(s.root)
+	if err != nil {
+		return fmt.Errorf("prepare documents of tenant %s: %w", tenantID, err)
+	}
+	defer root.Close()
+	for _, rel := range rels {
+		if err := makeDirs(root, rel); err != nil {
+			return fmt.Errorf("prepare documents of tenant %s: %w", tenantID, err)
+		}
+	}
+	td, err := openTempDir(root, filepath.Join(tenantID, tempDirName))
+	if err != nil {
+		return fmt.Errorf("prepare documents of tenant %s: %w", tenantID, err)
+	}
+	return td.Close()
+}
+
 // Stat returns the size of the document under key without reading it;
 // ErrNotFound when there is none.
 func (s *FS) Stat(ctx context.Context, tenantID, key string) (int64, error) {

@@ -80,3 +80,35 @@ func BenchmarkFSPut(b *testing.B) {
 		i++
 	}
 }
+
+// BenchmarkFSFirstPut measures a tenant's first document: Put into a new
+// tenant, whose directories it makes durable first, against Put into one
+// whose directories PrepareTenant made when it was provisioned (not
+// timed), as the worker's tenant:migrate does.
+func BenchmarkFSFirstPut(b *testing.B) {
+	content := bytes.Repeat([]byte("%PDF-1.7 "), 30000/9)
+	for _, prepared := range []bool{false, true} {
+		b.Run(fmt.Sprintf("prepared=%v", prepared), func(b *testing.B) {
+			store, err := storage.NewFS(filepath.Join(b.TempDir(), "docs"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			i := 0
+			for b.Loop() {
+				tenant := fmt.Sprintf("tn_%06d", i)
+				i++
+				if prepared {
+					b.StopTimer()
+					if err := store.PrepareTenant(ctx, tenant, "invoices"); err != nil {
+						b.Fatal(err)
+					}
+					b.StartTimer()
+				}
+				if _, err := store.Put(ctx, tenant, "invoices/1.pdf", bytes.NewReader(content)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -189,6 +189,9 @@ func TestFSHostileKeys(t *testing.T) {
 		if _, _, err := readDoc(t, b.store, "tn_a", key); !errors.Is(err, storage.ErrNotFound) {
 			t.Errorf("Open(%.30q) error = %v, want ErrNotFound", key, err)
 		}
+		if err := b.store.PrepareTenant(testContext(t), "tn_new", "invoices", key); !errors.Is(err, storage.ErrInvalidDocumentKey) {
+			t.Errorf("PrepareTenant(dir %.30q) error = %v, want ErrInvalidDocumentKey", key, err)
+		}
 	}
 	if after := files(t, b.parent); !slices.Equal(after, before) {
 		t.Errorf("hostile keys changed the tree:\nbefore %q\nafter  %q", before, after)
@@ -213,6 +216,9 @@ func TestFSHostileTenantIDs(t *testing.T) {
 		}
 		if err := b.store.DeleteTenant(ctx, id); !errors.Is(err, tenantctx.ErrInvalidID) {
 			t.Errorf("DeleteTenant(%.30q) error = %v, want ErrInvalidID", id, err)
+		}
+		if err := b.store.PrepareTenant(ctx, id, "invoices"); !errors.Is(err, tenantctx.ErrInvalidID) {
+			t.Errorf("PrepareTenant(%.30q) error = %v, want ErrInvalidID", id, err)
 		}
 	}
 	if after := files(t, b.parent); !slices.Equal(after, before) {
@@ -379,6 +385,51 @@ func TestFSDeleteTenant(t *testing.T) {
 	}
 	if err := b.store.DeleteTenant(ctx, "tn_never"); err != nil {
 		t.Errorf("DeleteTenant(tenant without documents): %v, want nil", err)
+	}
+}
+
+// TestFSPrepareTenant: a prepared tenant has its directories before its
+// first document, the documents then go into them, and preparing again
+// (or a tenant that has documents) changes nothing.
+func TestFSPrepareTenant(t *testing.T) {
+	t.Parallel()
+	b := setupFS(t)
+	ctx := testContext(t)
+	mustPut(t, b.store, "tn_b", "invoices/1.pdf", []byte("b1"))
+	before := files(t, filepath.Join(b.store.Root(), "tn_b"))
+
+	if err := b.store.PrepareTenant(ctx, "tn_a", "invoices", "exports/2026"); err != nil {
+		t.Fatalf("PrepareTenant: %v", err)
+	}
+	want := []string{"./", ".tmp~/", "exports/", "exports/2026/", "invoices/"}
+	if got := files(t, filepath.Join(b.store.Root(), "tn_a")); !slices.Equal(got, want) {
+		t.Fatalf("prepared tenant holds %q, want %q", got, want)
+	}
+	mustPut(t, b.store, "tn_a", "invoices/1.pdf", []byte("a1"))
+	for _, id := range []string{"tn_a", "tn_b"} {
+		if err := b.store.PrepareTenant(ctx, id, "invoices"); err != nil {
+			t.Fatalf("PrepareTenant(%s) again: %v", id, err)
+		}
+	}
+	if got, _, err := readDoc(t, b.store, "tn_a", "invoices/1.pdf"); err != nil || string(got) != "a1" {
+		t.Errorf("document after preparing again = %q, %v", got, err)
+	}
+	if after := files(t, filepath.Join(b.store.Root(), "tn_b")); !slices.Equal(after, before) {
+		t.Errorf("preparing a tenant with documents changed it:\nbefore %q\nafter  %q", before, after)
+	}
+	if err := b.store.PrepareTenant(ctx, "tn_c"); err != nil {
+		t.Fatalf("PrepareTenant without dirs: %v", err)
+	}
+	if got := files(t, filepath.Join(b.store.Root(), "tn_c")); !slices.Equal(got, []string{"./", ".tmp~/"}) {
+		t.Errorf("tenant prepared without dirs holds %q", got)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := b.store.PrepareTenant(cancelled, "tn_d", "invoices"); !errors.Is(err, context.Canceled) {
+		t.Errorf("PrepareTenant with a cancelled context: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(b.store.Root(), "tn_d")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a cancelled PrepareTenant made the tenant's directory: %v", err)
 	}
 }
 

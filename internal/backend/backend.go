@@ -24,6 +24,7 @@ import (
 	"github.com/invoicing/tenantworker/internal/config"
 	"github.com/invoicing/tenantworker/internal/placement"
 	"github.com/invoicing/tenantworker/internal/tenancy"
+	"github.com/invoicing/tenantworker/invoice"
 	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tasks"
@@ -171,7 +172,8 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Opti
 		return b.Enqueuer.Wait(ctx)
 	})
 	b.Tenancy = tenancy.New(tenancy.Config{
-		Catalog: b.Catalog, Enqueuer: b.Enqueuer, Documents: b.Documents, SchemaPool: b.SchemaPool, Pools: b.Pools, Logger: logger,
+		Catalog: b.Catalog, Enqueuer: b.Enqueuer, Documents: b.Documents, DocumentDirs: []string{invoice.DocumentDir},
+		SchemaPool: b.SchemaPool, Pools: b.Pools, Logger: logger,
 		Dispatcher: b.Dispatcher, Plans: cfg.Plans,
 	})
 	return b, nil

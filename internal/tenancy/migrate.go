@@ -157,7 +157,7 @@ func (s *Service) Migrate(ctx context.Context, t tenantctx.Tenant, target int, a
 				return check(ctx, catalogTx)
 			}
 		}
-		opts.Create = &schema.Creation{Owner: t.ID, Allow: allow}
+		opts.Create = &schema.Creation{Owner: t.ID, Allow: s.preparingDocuments(t.ID, allow)}
 	}
 	r, err := schema.MigrateWith(ctx, pool, t.Schema, opts)
 	if catalogTx != nil {
@@ -206,6 +206,33 @@ func (s *Service) Migrate(ctx context.Context, t tenantctx.Tenant, target int, a
 	}
 	res.Activated = true
 	return res, nil
+}
+
+// preparingDocuments returns allow followed, once it lets the schema be
+// created, by the preparation of the tenant's document directories
+// (Config.DocumentDirs), when the document store can prepare them. It runs
+// in the transaction that creates the schema, holding the tenant's lock
+// and share-locking its catalog row: a deletion, which marks the row
+// first and erases the documents after dropping the schema under that
+// lock, comes after it and removes what it made, and a tenant already
+// marked deleting (or erased) is refused by allow before anything is made.
+// A preparation that fails is logged and does not stop the provisioning:
+// the tenant's first document makes what is missing, as before.
+func (s *Service) preparingDocuments(id string, allow func(context.Context, pgx.Tx) error) func(context.Context, pgx.Tx) error {
+	p, ok := s.documents.(storage.TenantPreparer)
+	if !ok {
+		return allow
+	}
+	return func(ctx context.Context, tx pgx.Tx) error {
+		if err := allow(ctx, tx); err != nil {
+			return err
+		}
+		if err := p.PrepareTenant(ctx, id, s.docDirs...); err != nil {
+			s.logger.WarnContext(ctx, "provisioning: document directories not prepared, the first document will make them",
+				slog.String("tenant_id", id), slog.Any("error", err))
+		}
+		return nil
+	}
 }
 
 // catalogPool returns a pool on the catalog's database ("main").

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/invoicing/tenantworker/internal/tenancy"
+	"github.com/invoicing/tenantworker/invoice"
 	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tenantctx"
@@ -67,12 +68,16 @@ func TestMigrationAfterDeletionCreatesNoSchema(t *testing.T) {
 		if b.schemaExists(t, stale.Schema) {
 			t.Fatalf("destroyed=%v: the migration created schema %s for a tenant being deleted", destroyed, stale.Schema)
 		}
+		if b.documentsExist(t, stale.ID) {
+			t.Errorf("destroyed=%v: the migration made document directories for a tenant being deleted", destroyed)
+		}
 	}
 
 	// The slug is free again: a new tenant gets a schema of its own.
 	b.deleteAndDestroy(t, mustTenantBySlug(t, b, "gone-false").ID)
 	for _, slug := range []string{"gone-false", "gone-true"} {
 		tn := b.active(t, slug) // fails unless the schema was created by this migration
+		b.mustHaveDocumentDir(t, tn.ID, invoice.DocumentDir)
 		if _, owner, err := schema.Owner(b.ctx, b.pool, tn.Schema); err != nil || owner != tn.ID {
 			t.Errorf("schema %s records owner %q (%v), want %s", tn.Schema, owner, err, tn.ID)
 		}
@@ -120,6 +125,9 @@ func TestMigrateRacingDeletionLeavesNoSchema(t *testing.T) {
 		}
 		if b.schemaExists(t, p.Tenant.Schema) {
 			t.Errorf("tenant %d: schema %s left over after its deletion (migration: %v)", i, p.Tenant.Schema, migErr)
+		}
+		if b.documentsExist(t, p.Tenant.ID) {
+			t.Errorf("tenant %d: document directories left over after its deletion (migration: %v)", i, migErr)
 		}
 	}
 }

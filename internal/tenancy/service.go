@@ -77,9 +77,15 @@ type Config struct {
 	Catalog storage.Catalog
 	// Enqueuer enqueues tenant:migrate and tenant:destroy.
 	Enqueuer *tasks.Enqueuer
-	// Documents holds the tenants' documents; Destroy removes them. Only
-	// Destroy needs it.
+	// Documents holds the tenants' documents; Destroy removes them, and
+	// Migrate prepares a new tenant's DocumentDirs in it when the store
+	// can (storage.TenantPreparer).
 	Documents storage.DocumentStore
+	// DocumentDirs are the key prefixes of the documents tenants get
+	// ("invoices"): made in Documents when Migrate creates a tenant's
+	// schema, so that the tenant's first document does not wait for its
+	// directories. Without them only the tenant's own directories are.
+	DocumentDirs []string
 	// SchemaPool runs schema changes (create, migrate, drop): a pool from
 	// schema.NewPool, possibly on MIGRATIONS_DATABASE_URL, on the database
 	// that holds the catalog (Migrate reads the tenant's status in the
@@ -107,6 +113,7 @@ type Service struct {
 	catalog   storage.Catalog
 	enqueuer  *tasks.Enqueuer
 	documents storage.DocumentStore
+	docDirs   []string
 	pool      *pgxpool.Pool
 	pools     *placement.Registry
 	fair      *fair.Dispatcher
@@ -123,7 +130,7 @@ func New(c Config) *Service {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Service{catalog: c.Catalog, enqueuer: c.Enqueuer, documents: c.Documents, pool: c.SchemaPool, pools: c.Pools, fair: c.Dispatcher, plans: c.Plans, logger: c.Logger}
+	return &Service{catalog: c.Catalog, enqueuer: c.Enqueuer, documents: c.Documents, docDirs: c.DocumentDirs, pool: c.SchemaPool, pools: c.Pools, fair: c.Dispatcher, plans: c.Plans, logger: c.Logger}
 }
 
 // layout returns the queue layout of the Enqueuer: the queues the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/invoicing/tenantworker/internal/tenancy"
 	"github.com/invoicing/tenantworker/internal/testenv"
+	"github.com/invoicing/tenantworker/invoice"
 	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tasks"
@@ -62,7 +64,7 @@ func setup(t *testing.T) *bundle {
 	t.Cleanup(func() { _ = client.Close(); _ = inspector.Close() })
 	enq := tasks.NewEnqueuer(client, inspector, nil)
 	return &bundle{ctx: t.Context(), catalog: catalog, docs: docs, inspector: inspector, pool: pool, enqueuer: enq,
-		svc: tenancy.New(tenancy.Config{Catalog: catalog, Enqueuer: enq, Documents: docs, SchemaPool: pool})}
+		svc: tenancy.New(tenancy.Config{Catalog: catalog, Enqueuer: enq, Documents: docs, DocumentDirs: []string{invoice.DocumentDir}, SchemaPool: pool})}
 }
 
 // active provisions slug and migrates it, as tenant:migrate would.
@@ -80,7 +82,30 @@ func (b *bundle) active(t *testing.T, slug string) tenantctx.Tenant {
 	if err != nil || tn.Status != tenantctx.StatusActive {
 		t.Fatalf("after Migrate: %+v, %v", tn, err)
 	}
+	// Its document directories were prepared with its schema (the
+	// temporary one whatever Config.DocumentDirs says).
+	b.mustHaveDocumentDir(t, tn.ID, ".tmp~")
 	return tn
+}
+
+// mustHaveDocumentDir fails t unless the document store has the directory
+// dir of tenant id.
+func (b *bundle) mustHaveDocumentDir(t *testing.T, id, dir string) {
+	t.Helper()
+	if fi, err := os.Stat(filepath.Join(b.docs.Root(), id, dir)); err != nil || !fi.IsDir() {
+		t.Fatalf("document directory %s of %s: %v", dir, id, err)
+	}
+}
+
+// documentsExist reports whether the document store holds anything of
+// tenant id, its directories included.
+func (b *bundle) documentsExist(t *testing.T, id string) bool {
+	t.Helper()
+	_, err := os.Stat(filepath.Join(b.docs.Root(), id))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
+	return err == nil
 }
 
 // audit returns the tenant's audit entries.
