@@ -67,6 +67,22 @@ func seedActiveTenants(ctx context.Context, pool *pgxpool.Pool, catalog storage.
 	return out, nil
 }
 
+// prepareDocuments makes the document directories of the tenants ids in
+// the document store at dir, as provisioning (tenant:migrate) makes them
+// for a new tenant: seeded tenants skip it.
+func prepareDocuments(ctx context.Context, dir string, ids ...string) error {
+	docs, err := storage.NewFS(dir)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if err := docs.PrepareTenant(ctx, id, invoice.DocumentDir); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // invoiceSeed says what invoices each tenant gets.
 type invoiceSeed struct {
 	count   int    // invoices per tenant
