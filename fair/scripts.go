@@ -814,7 +814,9 @@ end
 // it yet is 'exists:active', also to a replacing enqueue. A task with a
 // follow-up whose own id is running ('exists:active') gets its follow-up
 // instead, in the same call and under the same caps, as if replacing:
-// its result is the follow-up's, prefixed 'follow:'. An attempt a drain
+// its result is the follow-up's, prefixed 'follow:'. An id named again in
+// the same call gets its first copy's result ('new' turned 'waiting': the
+// task is in the backlog then), so that one task answers for both. An attempt a drain
 // discarded that asynq brought back (pending or in its retry set, see
 // drainScript) does not count as the task: it is taken out of asynq, and
 // the task is 'new'.
@@ -874,18 +876,26 @@ local function classify(id, replace)
   end
   return 'new', st
 end
+-- An id named again in the same call gets what its first copy got (a task
+-- added by it is waiting now), follow-up included: one answer per task.
+local again = {}
 for i = 0, n - 1 do
   local b = 16 + i * 6
   local id, typ, fid = ARGV[b], ARGV[b + 1], ARGV[b + 4]
-  local r, st = classify(id, ARGV[b + 2] == '1')
-  seen[id] = true
-  if r == 'exists:active' and fid ~= '' then
-    r, st = classify(fid, true)
-    seen[fid] = true
-    if r == 'new' then fresh[#fresh + 1] = { fid, typ, ARGV[b + 5], st } end
-    r = 'follow:' .. r
-  elseif r == 'new' then
-    fresh[#fresh + 1] = { id, typ, ARGV[b + 3], st }
+  local r = again[id]
+  if not r then
+    local st
+    r, st = classify(id, ARGV[b + 2] == '1')
+    seen[id] = true
+    if r == 'exists:active' and fid ~= '' then
+      r, st = classify(fid, true)
+      seen[fid] = true
+      if r == 'new' then fresh[#fresh + 1] = { fid, typ, ARGV[b + 5], st } end
+      r = 'follow:' .. r
+    elseif r == 'new' then
+      fresh[#fresh + 1] = { id, typ, ARGV[b + 3], st }
+    end
+    again[id] = string.gsub(r, 'new$', 'waiting')
   end
   res[i + 1] = r
 end

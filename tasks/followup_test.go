@@ -71,6 +71,64 @@ func TestFollowUpOfRunningRender(t *testing.T) {
 	}
 }
 
+// TestBulkNamingATaskTwice: a bulk request that names an invoice twice
+// gets one task for both copies, the first answer new and the second the
+// same task as existing, also when the invoice's render runs (both copies
+// answer its follow-up); with fair dispatch and without.
+func TestBulkNamingATaskTwice(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []string{"plain", "fair"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			ctx := testContext(t)
+			opt := newRedis(t)
+			var enq *Enqueuer
+			var tenantID string
+			if mode == "plain" {
+				enq, _ = newTestEnqueuer(t, opt)
+				tn, err := tenantctx.New("twice-acme", "Twice", "free")
+				if err != nil {
+					t.Fatal(err)
+				}
+				tenantID = tn.ID
+			} else {
+				rdb := redis.NewClient(&redis.Options{Addr: opt.Addr})
+				t.Cleanup(func() { _ = rdb.Close() })
+				var tenants [2]tenantctx.Tenant
+				enq, _, _, tenants = fairSetupOn(t, rdb, 2)
+				tenantID = tenants[0].ID
+			}
+			started, release := startBlockingServer(t, opt)
+			defer close(release)
+			running := InvoicePDF{TenantID: tenantID, InvoiceID: 7}
+			first, err := enq.Enqueue(ctx, running)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if id := receive(t, started); id != first.Info.ID {
+				t.Fatalf("running %s, want %s", id, first.Info.ID)
+			}
+			other := InvoicePDF{TenantID: tenantID, InvoiceID: 9}
+			got, err := enq.EnqueueMany(ctx, tenantID, []Payload{running, other, running, other})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := []struct {
+				id       string
+				existing bool
+			}{
+				{FollowUpID(first.Info.ID), false}, {other.Spec().TaskID, false},
+				{FollowUpID(first.Info.ID), true}, {other.Spec().TaskID, true},
+			}
+			for i, w := range want {
+				if got[i].Info.ID != w.id || got[i].Existing != w.existing || got[i].Info.State != asynq.TaskStatePending {
+					t.Errorf("copy %d: %s %v existing=%v; want %s pending existing=%v", i, got[i].Info.ID, got[i].Info.State, got[i].Existing, w.id, w.existing)
+				}
+			}
+		})
+	}
+}
+
 // startBlockingServer starts an asynq server of concurrency 1 whose
 // handler sends each task's id to started, then holds it until release is
 // closed (or the task's context ends).
