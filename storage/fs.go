@@ -285,31 +285,6 @@ func (s *FS) PrepareTenant(ctx context.Context, tenantID string, dirs ...string)
 	return td.Close()
 }
 
-// Stat returns the size of the document under key without reading it;
-// ErrNotFound when there is none.
-func (s *FS) Stat(ctx context.Context, tenantID, key string) (int64, error) {
-	if err := ctx.Err(); err != nil {
-		return 0, fmt.Errorf("stat document %q: %w", key, err)
-	}
-	rel, err := docPath(tenantID, key)
-	if err != nil {
-		return 0, fmt.Errorf("stat document: %w: %w", ErrNotFound, err)
-	}
-	root, err := os.OpenRoot(s.root)
-	if err != nil {
-		return 0, fmt.Errorf("stat document %s of tenant %s: %w", key, tenantID, err)
-	}
-	defer root.Close()
-	st, err := root.Stat(rel)
-	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) || (err == nil && !st.Mode().IsRegular()) {
-		return 0, fmt.Errorf("stat document %s of tenant %s: %w", key, tenantID, ErrNotFound)
-	}
-	if err != nil {
-		return 0, fmt.Errorf("stat document %s of tenant %s: %w", key, tenantID, err)
-	}
-	return st.Size(), nil
-}
-
 // Open opens the document and hashes it through the open file, so the
 // returned DocumentInfo describes exactly the content the caller reads even
 // when a concurrent Put replaces the key.

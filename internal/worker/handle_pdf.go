@@ -206,22 +206,22 @@ var renderBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 // of a rare large document goes to the garbage collector.
 const maxPooledRenderBuffer = 1 << 20
 
-// documentStatter is a document store that can tell a document's size
-// without reading it (storage.FS).
-type documentStatter interface {
-	Stat(ctx context.Context, tenantID, key string) (int64, error)
-}
-
-// stored reports whether the document d records is in the store with its
-// recorded size. A store that cannot tell says no: the invoice is then
-// rendered again, which is always safe.
+// stored reports whether the store holds the very document d records: its
+// content hashes to d's SHA-256. The size alone is not enough: a render
+// whose unit of work failed after its file was written (a deadline, the
+// database, a kill between the write and the commit) leaves another
+// version of the invoice under the key beside the earlier version's row,
+// and an edit undone since would make that row's inputs match again. Any
+// doubt (the file missing or unreadable) says no: the invoice is then
+// rendered again, which is always safe. It reads the document once
+// (tens of KiB; the store hashes it as it opens it).
 func (h *Handlers) stored(ctx context.Context, tenantID string, d invoice.Document) bool {
-	s, ok := h.Documents.(documentStatter)
-	if !ok {
+	f, info, err := h.Documents.Open(ctx, tenantID, d.StorageKey)
+	if err != nil {
 		return false
 	}
-	n, err := s.Stat(ctx, tenantID, d.StorageKey)
-	return err == nil && n == d.Bytes
+	_ = f.Close()
+	return info.Bytes == d.Bytes && info.SHA256 == d.SHA256
 }
 
 // documentDeleter is a document store that can delete one document

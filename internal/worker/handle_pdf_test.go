@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"regexp"
 	"strings"
@@ -482,8 +483,8 @@ func TestPDFOfInvoiceDeletedWhileRenderingLeavesNoFile(t *testing.T) {
 	if err := w.Work(e.ctx, tasks.InvoicePDF{TenantID: a.ID, InvoiceID: id}); !errors.Is(err, invoice.ErrNotFound) {
 		t.Fatalf("PDF task of an invoice deleted meanwhile: %v, want invoice.ErrNotFound", err)
 	}
-	if n, err := e.docs.Stat(e.ctx, a.ID, invoice.DocumentKey(id)); !errors.Is(err, storage.ErrNotFound) {
-		t.Fatalf("document of the deleted invoice: %d bytes, %v; want none", n, err)
+	if _, info, err := e.docs.Open(e.ctx, a.ID, invoice.DocumentKey(id)); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("document of the deleted invoice: %d bytes, %v; want none", info.Bytes, err)
 	}
 }
 
@@ -569,5 +570,70 @@ func TestNaNInvoiceIsArchivedAtOnce(t *testing.T) {
 	}
 	if _, _, err := e.docs.Open(e.ctx, acme.ID, invoice.DocumentKey(id)); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("document of a NaN invoice: %v, want ErrNotFound", err)
+	}
+}
+
+// failAfterPut is a document store whose Put writes the document and then
+// cancels the task's context, so that the render's unit of work cannot
+// commit: what a deadline, a database failure or a kill between the file
+// write and the commit leaves.
+type failAfterPut struct {
+	*storage.FS
+	cancel context.CancelFunc
+}
+
+func (s failAfterPut) Put(ctx context.Context, tenantID, key string, r io.Reader) (storage.DocumentInfo, error) {
+	info, err := s.FS.Put(ctx, tenantID, key, r)
+	s.cancel()
+	return info, err
+}
+
+// TestUnchangedNeedsTheRecordedFile: a render whose unit of work failed
+// after its file was written leaves that version of the invoice under the
+// key beside the earlier version's row. When the edit is undone, the
+// row's inputs match the invoice again, but the file is not the one the
+// row records (here it even has the same size): the next run renders
+// again instead of keeping it, so the stored PDF says what the invoice
+// says and the result's hash is the file's.
+func TestUnchangedNeedsTheRecordedFile(t *testing.T) {
+	t.Parallel()
+	e := newHandlerEnv(t, nil)
+	acme := e.provision(t, "acme", "Acme")
+	id := e.addInvoice(t, acme, acmeCustomer, acmeInvoice) // "Payable within 30 days."
+	p := tasks.InvoicePDF{TenantID: acme.ID, InvoiceID: id}
+	setNotes := func(notes string) {
+		e.inTenant(t, acme, func(ctx context.Context, tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, "UPDATE invoices SET notes = $2 WHERE id = $1", id, notes)
+			return err
+		})
+	}
+	first := e.workResult(t, p)
+
+	setNotes("Payable within 03 days.")
+	ctx, cancel := context.WithCancel(e.tenantCtx(acme))
+	docs := e.h.Documents
+	e.h.Documents = failAfterPut{FS: e.docs, cancel: cancel}
+	err := e.h.InvoicePDF(ctx, p)
+	e.h.Documents = docs
+	cancel()
+	if err == nil {
+		t.Fatal("the render whose commit was cut off succeeded")
+	}
+	left := e.readDocument(t, acme, invoice.DocumentKey(id))
+	if !strings.Contains(pdfToText(t, left), "Payable within 03 days.") || int64(len(left)) != first.Bytes {
+		t.Fatalf("the failed render left %d bytes (the first render %d), want the edited invoice's PDF of the same size", len(left), first.Bytes)
+	}
+
+	setNotes("Payable within 30 days.") // the edit undone
+	r := e.workResult(t, p)
+	stored := e.readDocument(t, acme, invoice.DocumentKey(id))
+	if r.Unchanged || !strings.Contains(pdfToText(t, stored), "Payable within 30 days.") {
+		t.Fatalf("after the edit was undone: %+v; the stored PDF says:\n%s", r, pdfToText(t, stored))
+	}
+	if sum := sha256.Sum256(stored); r.SHA256 != hex.EncodeToString(sum[:]) || r.SHA256 != first.SHA256 {
+		t.Errorf("result's sha256 %s, the file's %x, the first render's %s", r.SHA256, sum, first.SHA256)
+	}
+	if again := e.workResult(t, p); !again.Unchanged || again.SHA256 != first.SHA256 {
+		t.Errorf("the next run: %+v, want the recorded document kept", again)
 	}
 }
