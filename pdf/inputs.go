@@ -18,8 +18,9 @@ const LayoutVersion = "2026-12-3.2"
 
 // InputsHash returns a hex SHA-256 of everything the bytes of r's render
 // of inv depend on: [LayoutVersion], the creation date r would write and
-// every field of inv (decimals with their exponent, times to the
-// nanosecond with their offset). Equal hashes mean equal documents, so a
+// every field of inv that the document shows (decimals with their
+// exponent, times to the nanosecond with their offset; Amount only for an
+// invoice without lines). Equal hashes mean equal documents, so a
 // caller that kept the hash of a stored document can skip rendering it
 // again. Limits are not part of it: they decide whether a document is
 // written, not what it holds.
@@ -45,10 +46,15 @@ func InputsHash(r Renderer, inv Invoice) string {
 		h.dec(l.UnitPrice)
 	}
 	h.str(inv.Notes)
-	if inv.Amount.Valid {
+	// The stored amount is printed only for an invoice without lines
+	// (Subtotal): with lines the document shows their sum, whatever the
+	// amount says, so an edit of the amount alone renders nothing new.
+	switch {
+	case len(inv.Lines) > 0:
+	case inv.Amount.Valid:
 		h.int(1)
 		h.dec(inv.Amount.Decimal)
-	} else {
+	default:
 		h.int(0)
 	}
 	return hex.EncodeToString(h.h.Sum(nil))

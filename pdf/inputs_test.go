@@ -61,8 +61,12 @@ func TestInputsHash(t *testing.T) {
 		"fields shifted": func(i *Invoice, _ *Renderer) {
 			i.Customer.Name, i.Customer.Company = i.Customer.Name+i.Customer.Company, ""
 		},
-		"amount":  func(i *Invoice, _ *Renderer) { i.Amount = decimal.NewNullDecimal(dec("1")) },
-		"created": func(_ *Invoice, r *Renderer) { r.CreatedAt = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC) },
+		"amount, no lines": func(i *Invoice, _ *Renderer) { i.Lines, i.Amount = nil, decimal.NewNullDecimal(dec("1")) },
+		"another amount, no lines": func(i *Invoice, _ *Renderer) {
+			i.Lines, i.Amount = nil, decimal.NewNullDecimal(dec("1.0"))
+		},
+		"no amount, no lines": func(i *Invoice, _ *Renderer) { i.Lines, i.Amount = nil, decimal.NullDecimal{} },
+		"created":             func(_ *Invoice, r *Renderer) { r.CreatedAt = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC) },
 	}
 	seen := map[string]string{h: "base"}
 	for name, change := range changes {
@@ -73,6 +77,22 @@ func TestInputsHash(t *testing.T) {
 			t.Errorf("%s: same inputs hash as %s", name, other)
 		}
 		seen[got] = name
+	}
+}
+
+// TestInputsHashIgnoresAmountWithLines: with lines the stored amount is
+// not printed, so changing it keeps both the hash and the bytes (a render
+// would be for nothing).
+func TestInputsHashIgnoresAmountWithLines(t *testing.T) {
+	t.Parallel()
+	inv := sampleInvoice()
+	other := sampleInvoice()
+	other.Amount = decimal.NewNullDecimal(dec("1.00"))
+	if InputsHash(Renderer{}, inv) != InputsHash(Renderer{}, other) {
+		t.Error("an amount that is not printed changed the inputs hash")
+	}
+	if a, b := render(t, Renderer{}, inv), render(t, Renderer{}, other); sha256.Sum256(a) != sha256.Sum256(b) {
+		t.Error("an invoice with lines rendered differently with another stored amount: the hash must include it")
 	}
 }
 

@@ -637,3 +637,23 @@ func TestUnchangedNeedsTheRecordedFile(t *testing.T) {
 		t.Errorf("the next run: %+v, want the recorded document kept", again)
 	}
 }
+
+// TestAmountOnlyEditKeepsTheDocument: the stored amount of an invoice with
+// lines is not printed (the document shows the lines' sum), so an edit of
+// the amount alone keeps the stored document instead of rendering the
+// same bytes again.
+func TestAmountOnlyEditKeepsTheDocument(t *testing.T) {
+	t.Parallel()
+	e := newHandlerEnv(t, nil)
+	acme := e.provision(t, "acme", "Acme")
+	id := e.addInvoice(t, acme, acmeCustomer, acmeInvoice)
+	p := tasks.InvoicePDF{TenantID: acme.ID, InvoiceID: id}
+	first := e.workResult(t, p)
+	e.inTenant(t, acme, func(ctx context.Context, tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, "UPDATE invoices SET amount = amount + 1 WHERE id = $1", id)
+		return err
+	})
+	if second := e.workResult(t, p); !second.Unchanged || second.SHA256 != first.SHA256 || !second.AmountDiffers {
+		t.Errorf("after an edit of the amount alone: %+v, want the stored document kept (and the difference reported)", second)
+	}
+}
