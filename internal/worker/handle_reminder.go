@@ -307,6 +307,10 @@ func (h *Handlers) reminderMessage(ctx context.Context, t tenantctx.Tenant, inv 
 		case errors.Is(err, storage.ErrNotFound):
 			LoggerFromContext(ctx).WarnContext(ctx, "reminder without attachment: pdf missing from the document store",
 				slog.Int64("invoice_id", p.InvoiceID), slog.String("storage_key", key))
+		case errors.Is(err, errAttachmentTooLarge):
+			// Retried it would be as large: the reminder goes without it.
+			LoggerFromContext(ctx).WarnContext(ctx, "reminder without attachment: pdf larger than an attachment may be",
+				slog.Int64("invoice_id", p.InvoiceID), slog.String("storage_key", key), slog.String("error", err.Error()))
 		case err != nil:
 			return msg, err
 		default:
@@ -322,19 +326,27 @@ func (h *Handlers) reminderMessage(ctx context.Context, t tenantctx.Tenant, inv 
 	return msg, nil
 }
 
-// readDocument reads a stored document, at most maxAttachmentBytes.
+// errAttachmentTooLarge: the stored document is larger than
+// maxAttachmentBytes (PDF_MAX_BYTES may allow larger PDFs).
+var errAttachmentTooLarge = errors.New("larger than an attachment may be")
+
+// readDocument reads a stored document of at most maxAttachmentBytes;
+// errAttachmentTooLarge for a larger one.
 func (h *Handlers) readDocument(ctx context.Context, tenantID, key string) ([]byte, error) {
-	rc, _, err := h.Documents.Open(ctx, tenantID, key)
+	rc, info, err := h.Documents.Open(ctx, tenantID, key)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", key, err)
 	}
 	defer rc.Close()
+	if info.Bytes > maxAttachmentBytes {
+		return nil, fmt.Errorf("read %s: %d bytes: %w (%d bytes)", key, info.Bytes, errAttachmentTooLarge, maxAttachmentBytes)
+	}
 	data, err := io.ReadAll(io.LimitReader(rc, maxAttachmentBytes+1))
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", key, err)
 	}
 	if len(data) > maxAttachmentBytes {
-		return nil, fmt.Errorf("read %s: larger than %d bytes", key, maxAttachmentBytes)
+		return nil, fmt.Errorf("read %s: %w (%d bytes)", key, errAttachmentTooLarge, maxAttachmentBytes)
 	}
 	return data, nil
 }

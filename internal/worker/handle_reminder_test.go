@@ -102,21 +102,43 @@ func TestInvoiceReminderSendsOncePerDay(t *testing.T) {
 	}
 }
 
+// TestInvoiceReminderWithoutPDFHasNoAttachment: a reminder of an invoice
+// that has no PDF, or whose stored PDF is larger than an attachment may be
+// (PDF_MAX_BYTES can allow that), is sent without one, at the first
+// attempt: retried, it would be the same.
 func TestInvoiceReminderWithoutPDFHasNoAttachment(t *testing.T) {
 	t.Parallel()
-	srv := smtptest.Start(t, smtptest.Options{})
-	e := newHandlerEnv(t, smtpMailer(t, srv))
-	acme := e.provision(t, "acme", "Acme")
-	id := e.addInvoice(t, acme, acmeCustomer, overdueInvoice("ACME-9"))
-	if err := e.work(tasks.InvoiceReminder{TenantID: acme.ID, InvoiceID: id, Day: "2026-03-01"}); err != nil {
-		t.Fatal(err)
-	}
-	msgs := srv.Messages()
-	if len(msgs) != 1 {
-		t.Fatalf("%d messages, want 1", len(msgs))
-	}
-	if m := parseMail(t, msgs[0].Data); len(m.Attachments) != 0 || !strings.Contains(m.Text, acmeTotal) {
-		t.Errorf("attachments %v (want none), text:\n%s", keys(m.Attachments), m.Text)
+	for _, oversized := range []bool{false, true} {
+		t.Run(fmt.Sprintf("oversized=%v", oversized), func(t *testing.T) {
+			t.Parallel()
+			srv := smtptest.Start(t, smtptest.Options{})
+			e := newHandlerEnv(t, smtpMailer(t, srv))
+			acme := e.provision(t, "acme", "Acme")
+			id := e.addInvoice(t, acme, acmeCustomer, overdueInvoice("ACME-9"))
+			if oversized {
+				if err := e.work(tasks.InvoicePDF{TenantID: acme.ID, InvoiceID: id}); err != nil {
+					t.Fatal(err)
+				}
+				// Stands in for a PDF of 21 MiB that PDF_MAX_BYTES allowed.
+				if _, err := e.docs.Put(e.ctx, acme.ID, invoice.DocumentKey(id), bytes.NewReader(make([]byte, 21<<20))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e.setToday(t, "2026-03-01")
+			if err := e.work(tasks.InvoiceReminder{TenantID: acme.ID, InvoiceID: id, Day: "2026-03-01"}); err != nil {
+				t.Fatal(err)
+			}
+			msgs := srv.Messages()
+			if len(msgs) != 1 {
+				t.Fatalf("%d messages, want 1", len(msgs))
+			}
+			if m := parseMail(t, msgs[0].Data); len(m.Attachments) != 0 || !strings.Contains(m.Text, acmeTotal) || strings.Contains(m.Text, "attached") {
+				t.Errorf("attachments %v (want none), text:\n%s", keys(m.Attachments), m.Text)
+			}
+			if rows := e.reminderRows(t, acme, id); len(rows) != 1 || rows[0].Status != "sent" {
+				t.Errorf("reminder rows %+v, want one sent", rows)
+			}
+		})
 	}
 }
 
