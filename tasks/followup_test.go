@@ -24,22 +24,7 @@ func TestFollowUpOfRunningRender(t *testing.T) {
 			t.Parallel()
 			ctx := testContext(t)
 			opt := newRedis(t)
-			var enq *Enqueuer
-			var tenantID string
-			if mode == "plain" {
-				enq, _ = newTestEnqueuer(t, opt)
-				tn, err := tenantctx.New("follow-acme", "Follow", "free")
-				if err != nil {
-					t.Fatal(err)
-				}
-				tenantID = tn.ID
-			} else {
-				rdb := redis.NewClient(&redis.Options{Addr: opt.Addr})
-				t.Cleanup(func() { _ = rdb.Close() })
-				var tenants [2]tenantctx.Tenant
-				enq, _, _, tenants = fairSetupOn(t, rdb, 2)
-				tenantID = tenants[0].ID
-			}
+			enq, tenantID := enqueuerFor(t, opt, mode)
 			started, release := startBlockingServer(t, opt)
 
 			p := InvoicePDF{TenantID: tenantID, InvoiceID: 7}
@@ -82,22 +67,7 @@ func TestBulkNamingATaskTwice(t *testing.T) {
 			t.Parallel()
 			ctx := testContext(t)
 			opt := newRedis(t)
-			var enq *Enqueuer
-			var tenantID string
-			if mode == "plain" {
-				enq, _ = newTestEnqueuer(t, opt)
-				tn, err := tenantctx.New("twice-acme", "Twice", "free")
-				if err != nil {
-					t.Fatal(err)
-				}
-				tenantID = tn.ID
-			} else {
-				rdb := redis.NewClient(&redis.Options{Addr: opt.Addr})
-				t.Cleanup(func() { _ = rdb.Close() })
-				var tenants [2]tenantctx.Tenant
-				enq, _, _, tenants = fairSetupOn(t, rdb, 2)
-				tenantID = tenants[0].ID
-			}
+			enq, tenantID := enqueuerFor(t, opt, mode)
 			started, release := startBlockingServer(t, opt)
 			defer close(release)
 			running := InvoicePDF{TenantID: tenantID, InvoiceID: 7}
@@ -127,6 +97,24 @@ func TestBulkNamingATaskTwice(t *testing.T) {
 			}
 		})
 	}
+}
+
+// enqueuerFor returns an Enqueuer on opt's Redis, with fair admission
+// (mode "fair") or without ("plain"), and a tenant's id to enqueue for.
+func enqueuerFor(t *testing.T, opt asynq.RedisClientOpt, mode string) (*Enqueuer, string) {
+	t.Helper()
+	if mode == "plain" {
+		enq, _ := newTestEnqueuer(t, opt)
+		tn, err := tenantctx.New("plain-acme", "Plain", "free")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return enq, tn.ID
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: opt.Addr})
+	t.Cleanup(func() { _ = rdb.Close() })
+	enq, _, _, tenants := fairSetupOn(t, rdb, 2)
+	return enq, tenants[0].ID
 }
 
 // startBlockingServer starts an asynq server of concurrency 1 whose
