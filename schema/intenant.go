@@ -88,7 +88,10 @@ func endSQL(commit, full bool) string {
 //
 // The tx given to fn is valid only until fn returns. Calling its Commit or
 // Rollback inside fn ends the transaction early, and InTenant then reports
-// pgx.ErrTxClosed, as pgx.BeginFunc does. Statements prepared or cached on
+// pgx.ErrTxClosed, as pgx.BeginFunc does; whatever fn ran after that (on
+// Conn, or a savepoint begun before) ran outside the transaction, so the
+// release checks the connection in full (ConfigurePool) and destroys it
+// unless it is clean. Statements prepared or cached on
 // the connection stay safe across tenants: PostgreSQL re-plans a cached
 // statement when search_path differs from the one it was planned under
 // (name columns, never SELECT *: see docs/architecture.md).
@@ -124,15 +127,33 @@ func InTenant(ctx context.Context, pool *pgxpool.Pool, fn func(ctx context.Conte
 	tx := &pinnedTx{scannedTx: scannedTx{Tx: inner, full: new(bool)}, conn: conn}
 	defer func() {
 		if p := recover(); p != nil {
-			_ = tx.finish(ctx, false)
+			if tx.closed {
+				takeVerified(conn) // fn ended the transaction: see below
+			} else {
+				_ = tx.finish(ctx, false)
+			}
 			panic(p)
 		}
 	}()
-	if err := fn(ctx, tx); err != nil {
-		if rbErr := tx.finish(ctx, false); rbErr != nil && !errors.Is(rbErr, pgx.ErrTxClosed) {
-			return errors.Join(err, fmt.Errorf("in tenant %s: rollback: %w", t.ID, rbErr))
+	fnErr := fn(ctx, tx)
+	if tx.closed {
+		// fn ended the transaction itself (its Commit or Rollback), and that
+		// end proved the session clean; but fn went on, and what it ran on
+		// the connection since (through Conn, or a savepoint begun before)
+		// ran outside any transaction, checked by nothing. The end's mark is
+		// dropped: the release proves the connection clean (AfterRelease's
+		// full check) or destroys it.
+		takeVerified(conn)
+		if fnErr != nil {
+			return fnErr
 		}
-		return err
+		return fmt.Errorf("in tenant %s: commit: %w", t.ID, pgx.ErrTxClosed)
+	}
+	if fnErr != nil {
+		if rbErr := tx.finish(ctx, false); rbErr != nil && !errors.Is(rbErr, pgx.ErrTxClosed) {
+			return errors.Join(fnErr, fmt.Errorf("in tenant %s: rollback: %w", t.ID, rbErr))
+		}
+		return fnErr
 	}
 	if err := tx.finish(ctx, true); err != nil {
 		return fmt.Errorf("in tenant %s: commit: %w", t.ID, err)

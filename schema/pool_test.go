@@ -214,6 +214,62 @@ func TestInTenantExecMode(t *testing.T) {
 	}
 }
 
+// TestInTenantEarlyEndThenConnIsChecked: fn that ends its transaction
+// itself (tx.Commit) and then goes on running statements, through the raw
+// connection or a savepoint begun before, runs them outside any
+// transaction. The check of that early end does not vouch for them: the
+// release checks the connection again and destroys it, so the next user
+// of the pool never gets a session search_path pinned to a tenant.
+func TestInTenantEarlyEndThenConnIsChecked(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		fn   func(ctx context.Context, tx pgx.Tx) error
+	}{
+		{"raw connection", func(ctx context.Context, tx pgx.Tx) error {
+			if err := tx.Commit(ctx); err != nil {
+				return err
+			}
+			_, err := tx.Conn().Exec(ctx, "SET search_path TO tenant_globex")
+			return err
+		}},
+		{"savepoint", func(ctx context.Context, tx pgx.Tx) error {
+			sp, err := tx.Begin(ctx)
+			if err != nil {
+				return err
+			}
+			if err := tx.Commit(ctx); err != nil {
+				return err
+			}
+			_, err = sp.Exec(ctx, "SET search_path TO tenant_globex")
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, 1)
+			ctx := context.Background()
+			migrateTenant(t, b.pool, "tenant_acme")
+			migrateTenant(t, b.pool, "tenant_globex")
+			if err := InTenant(tenantCtx(ctx, "tenant_acme"), b.pool, tc.fn); !errors.Is(err, pgx.ErrTxClosed) {
+				t.Errorf("InTenant = %v, want ErrTxClosed (fn ended the transaction)", err)
+			}
+			c, err := b.pool.Acquire(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Release()
+			var path string
+			if err := c.QueryRow(ctx, "SHOW search_path").Scan(&path); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Exec(ctx, "SELECT name FROM customers"); !isEmptyPath(path) || err == nil {
+				t.Errorf("the next user of the pool got search_path %q, and an unpinned query ran (%v)", path, err)
+			}
+		})
+	}
+}
+
 func TestInTenantTxLifecycle(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 1)
