@@ -43,15 +43,21 @@ const (
 // fillScript stores an entry if its guard is unchanged.
 // KEYS[1] entry, KEYS[2] guard, KEYS[3] (optional) the tenant's key set.
 // ARGV[1] guard value seen ("" when absent), ARGV[2] entry JSON, ARGV[3]
-// TTL in ms, ARGV[4] member to add to KEYS[3].
+// TTL in ms, ARGV[4] member to add to KEYS[3]. The key set's TTL only
+// grows, so that processes with different TTLs (TENANT_CACHE_TTL changed
+// in a rolling deploy) never let it expire before an entry it lists.
 var fillScript = redis.NewScript(`
 local g = redis.call('GET', KEYS[2])
 if not g then g = '' end
 if g ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 if #KEYS >= 3 then
+  -- The set must outlive every entry it lists, or a revocation would miss
+  -- one: a process with a shorter TTL never shortens it.
   redis.call('SADD', KEYS[3], ARGV[4])
-  redis.call('PEXPIRE', KEYS[3], ARGV[3])
+  if redis.call('PTTL', KEYS[3]) < tonumber(ARGV[3]) then
+    redis.call('PEXPIRE', KEYS[3], ARGV[3])
+  end
 end
 return 1
 `)

@@ -116,6 +116,46 @@ func (f *failingCommands) ProcessPipelineHook(next redis.ProcessPipelineHook) re
 	}
 }
 
+// TestCacheRevocationWithMixedTTLs: processes whose TENANT_CACHE_TTL
+// differ (the setting changed in a rolling deploy) share the Redis layer.
+// A fill by the one with the shorter TTL must not shorten the tenant's set
+// of cached key hashes below an entry the other filled: once the set had
+// expired, a revocation would find nothing to delete, and the revoked key
+// would be served from Redis for the rest of that entry's TTL.
+func TestCacheRevocationWithMixedTTLs(t *testing.T) {
+	t.Parallel()
+	env := newCacheEnv(t, testenv.Redis(t))
+	ctx := t.Context()
+	long := env.cache(t, storage.CacheOptions{RedisTTL: time.Hour, LocalTTL: 50 * time.Millisecond})
+	short := env.cache(t, storage.CacheOptions{RedisTTL: 300 * time.Millisecond, LocalTTL: 50 * time.Millisecond})
+	tn := mustCreateTenant(t, ctx, long, "skewed", tenantctx.StatusActive)
+	revoked, revokedKey, err := long.IssueAPIKey(ctx, tn.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, otherKey, err := long.IssueAPIKey(ctx, tn.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := long.TenantForAPIKey(ctx, revokedKey); err != nil { // cached in Redis for an hour
+		t.Fatal(err)
+	}
+	if _, err := short.TenantForAPIKey(ctx, otherKey); err != nil { // a fill with 300 ms
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // past the short TTL: its entry is gone
+
+	if err := long.RevokeAPIKey(ctx, tn.ID, revoked.ID); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // past both local TTLs
+	for name, c := range map[string]*storage.Cache{"long": long, "short": short} {
+		if id, err := c.TenantForAPIKey(ctx, revokedKey); !isNotFound(err) {
+			t.Errorf("process with the %s TTL: the revoked key still names tenant %q (%v); want ErrNotFound", name, id, err)
+		}
+	}
+}
+
 // TestCacheRevocationFailsWhenInvalidationFails: when the invalidation of
 // a write that revokes access cannot be published to the other instances,
 // or cannot be applied in Redis, the write returns ErrInvalidationFailed
