@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -53,6 +54,15 @@ func ParseSchedule(spec string) (cron.Schedule, error) {
 	s, err := cron.ParseStandard(spec)
 	if err != nil {
 		return nil, fmt.Errorf("%s: invalid schedule %.80q: %w", SweepCronVar, spec, err)
+	}
+	if d, ok := s.(cron.ConstantDelaySchedule); ok {
+		// robfig/cron turns any "@every" under a second (negative and zero
+		// included) into one second, and drops fractions of a second: a
+		// typo ("@every -30m") would sweep every second on every replica.
+		every, err := time.ParseDuration(strings.TrimSpace(strings.TrimPrefix(spec, "@every")))
+		if err != nil || every < time.Second || every != d.Delay {
+			return nil, fmt.Errorf("%s: invalid schedule %.80q: @every needs a whole number of seconds, at least 1s", SweepCronVar, spec)
+		}
 	}
 	if sp, ok := s.(*cron.SpecSchedule); ok && sp.Location != time.Local && sp.Location != time.UTC {
 		s = wallClock(sp)

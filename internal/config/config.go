@@ -21,9 +21,9 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/robfig/cron/v3"
 
 	"github.com/invoicing/tenantworker/fair"
+	"github.com/invoicing/tenantworker/tasks"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
 
@@ -349,7 +349,9 @@ func (c Config) withDefaults() Config {
 	c.LogFormat = cmp.Or(c.LogFormat, LogFormatText)
 	// Saturating: a WORKER_CONCURRENCY near the largest int must not wrap
 	// the default around (validate refuses it).
-	c.DBMaxConns = cmp.Or(c.DBMaxConns, max(c.WorkerConcurrency, c.WorkerConcurrency+DefaultDBPoolHeadroom))
+	// The headroom stops at MaxDBConns: a WORKER_CONCURRENCY up to it
+	// starts with the default pool.
+	c.DBMaxConns = cmp.Or(c.DBMaxConns, max(c.WorkerConcurrency, min(MaxDBConns, c.WorkerConcurrency+DefaultDBPoolHeadroom)))
 	c.TenantDBMaxConns = cmp.Or(c.TenantDBMaxConns, c.DBMaxConns)
 	c.DBPoolLanes = cmp.Or(c.DBPoolLanes, c.DBMaxConns)
 	c.TaskCheckInterval = cmp.Or(c.TaskCheckInterval, DefaultTaskCheckInterval)
@@ -384,12 +386,9 @@ func (c Config) validate() error {
 		// DB_MAX_CONNS must cover it; say which variable to lower.
 		bad("WORKER_CONCURRENCY: at most %d, got %d", MaxDBConns, c.WorkerConcurrency)
 	}
-	// The same parser as tasks.ParseSchedule (config does not import
-	// tasks, so it builds even while task code is changing).
-	if sched, err := cron.ParseStandard(c.OverdueSweepCron); err != nil {
-		bad("OVERDUE_SWEEP_CRON: invalid schedule %.80q: %v", c.OverdueSweepCron, err)
-	} else if sched.Next(time.Now()).IsZero() {
-		bad("OVERDUE_SWEEP_CRON: schedule %.80q never fires", c.OverdueSweepCron)
+	// The scheduler's own parser: what starts here is what it runs.
+	if _, err := tasks.ParseSchedule(c.OverdueSweepCron); err != nil {
+		bad("%v", err)
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("SHUTDOWN_TIMEOUT: must be positive, got %v", c.ShutdownTimeout)

@@ -140,7 +140,10 @@ func TestFromEnvErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"TENANT_CACHE_TTL": "-1s"}, `TENANT_CACHE_TTL: must be a positive duration`},
 		{map[string]string{"TENANT_CACHE_TTL": "500us"}, `TENANT_CACHE_TTL: at least 1ms, got 500µs`},
 		{map[string]string{"DB_MAX_CONNS": "100000"}, `DB_MAX_CONNS: at most 10000, got 100000`},
-		{map[string]string{"WORKER_CONCURRENCY": "20000"}, `DB_MAX_CONNS: at most 10000, got 20004`},
+		{map[string]string{"OVERDUE_SWEEP_CRON": "@every -30m"}, "OVERDUE_SWEEP_CRON: invalid schedule"},
+		{map[string]string{"OVERDUE_SWEEP_CRON": "@every 0s"}, "OVERDUE_SWEEP_CRON: invalid schedule"},
+		{map[string]string{"OVERDUE_SWEEP_CRON": "@every 500ms"}, "OVERDUE_SWEEP_CRON: invalid schedule"},
+		{map[string]string{"OVERDUE_SWEEP_CRON": "@every 1.5s"}, "OVERDUE_SWEEP_CRON: invalid schedule"},
 		{map[string]string{"WORKER_CONCURRENCY": "20000"}, `WORKER_CONCURRENCY: at most 10000, got 20000`},
 		{map[string]string{"WORKER_CONCURRENCY": "9223372036854775807"}, `WORKER_CONCURRENCY: at most 10000, got 9223372036854775807`},
 		{map[string]string{"LOG_FORMAT": "xml"}, `LOG_FORMAT: must be text or json, got "xml"`},
@@ -169,8 +172,14 @@ func TestFromEnvErrorsNameTheVariable(t *testing.T) {
 			t.Errorf("FromEnv(%v) = %v, want an error containing %q", c.set, err, c.want)
 		}
 	}
+	// The largest WORKER_CONCURRENCY allowed starts with the default pool,
+	// whose headroom stops at the pool's own limit.
+	c, err := FromEnv(env(map[string]string{"DATABASE_URL": "postgres://db/inv", "WORKER_CONCURRENCY": "10000"}))
+	if err != nil || c.DBMaxConns != MaxDBConns || c.TenantDBMaxConns != MaxDBConns {
+		t.Errorf("WORKER_CONCURRENCY=10000: %+v, %v; want DB_MAX_CONNS and TENANT_DB_MAX_CONNS %d", c, err, MaxDBConns)
+	}
 	// The largest integer does not wrap DB_MAX_CONNS's default around.
-	_, err := FromEnv(env(map[string]string{"DATABASE_URL": "postgres://db/inv", "WORKER_CONCURRENCY": "9223372036854775807"}))
+	_, err = FromEnv(env(map[string]string{"DATABASE_URL": "postgres://db/inv", "WORKER_CONCURRENCY": "9223372036854775807"}))
 	if err == nil || strings.Contains(err.Error(), "-9") {
 		t.Errorf("WORKER_CONCURRENCY=MaxInt64: %v, want no negative DB_MAX_CONNS", err)
 	}
