@@ -84,6 +84,9 @@ type MigrateResult struct {
 	From    int    `json:"from"`
 	To      int    `json:"to"`
 	Applied []int  `json:"applied"`
+	// Failed is the error that stopped a run after the steps in Applied
+	// (its audit entry only: such a run's task fails).
+	Failed string `json:"failed,omitempty"`
 	// Activated is true when this call made a provisioning tenant active.
 	Activated bool `json:"-"`
 }
@@ -167,6 +170,15 @@ func (s *Service) Migrate(ctx context.Context, t tenantctx.Tenant, target int, a
 			err = fmt.Errorf("catalog transaction: %w", cerr)
 		}
 	}
+	if err != nil && (r.Created || len(r.Applied) > 0) {
+		// The steps before the failure committed, each on its own, and no
+		// later run applies them again: record them now, with what
+		// stopped the run.
+		partial := MigrateResult{Schema: r.Schema, Created: r.Created, From: r.From, To: r.To, Applied: r.Applied, Failed: err.Error()}
+		actx, cancel := completing(ctx)
+		s.logFailure(actx, t.ID, ActionMigrated, s.audit(actx, t.ID, actor, ActionMigrated, partial))
+		cancel()
+	}
 	switch {
 	case errors.Is(err, schema.ErrNoSchema), errors.Is(err, schema.ErrSchemaTaken):
 		return MigrateResult{}, fmt.Errorf("migrate tenant %s: %w: %w", t.ID, ErrRefused, err)
@@ -191,7 +203,13 @@ func (s *Service) Migrate(ctx context.Context, t tenantctx.Tenant, target int, a
 	// activated the tenant meanwhile, and an operator suspended it since;
 	// this late run must not make it active again.
 	cur, err := s.catalog.SetStatusFrom(ctx, t.ID, tenantctx.StatusProvisioning, tenantctx.StatusActive)
+	// Saved but not propagated (storage.ErrInvalidationFailed): the tenant
+	// is active, and a retry would find nothing to activate, so it is
+	// recorded now, and the error returned (other processes may still see
+	// it provisioning for a while), as changeStatus does.
+	notPropagated := errors.Is(err, storage.ErrInvalidationFailed)
 	switch {
+	case notPropagated:
 	case errors.Is(err, storage.ErrStatusChanged) && cur.Status.Decide(tenantctx.Migration) != tenantctx.Refuse:
 		return res, nil // activated by another run: nothing left to do
 	case errors.Is(err, storage.ErrStatusChanged), errors.Is(err, storage.ErrInvalidTransition), errors.Is(err, storage.ErrNotFound):
@@ -201,6 +219,13 @@ func (s *Service) Migrate(ctx context.Context, t tenantctx.Tenant, target int, a
 		return res, fmt.Errorf("activate tenant %s: %w", t.ID, err)
 	}
 	detail := map[string]string{"from": string(tenantctx.StatusProvisioning), "to": string(tenantctx.StatusActive)}
+	if notPropagated {
+		actx, cancel := completing(ctx)
+		defer cancel()
+		s.logFailure(actx, t.ID, ActionStatusChanged, s.audit(actx, t.ID, actor, ActionStatusChanged, detail))
+		res.Activated = true
+		return res, fmt.Errorf("activate tenant %s: %w", t.ID, err)
+	}
 	if err := s.audit(ctx, t.ID, actor, ActionStatusChanged, detail); err != nil {
 		return res, err
 	}

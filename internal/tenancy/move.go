@@ -201,6 +201,11 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 			}
 			s.logger.ErrorContext(ctx, "tenant moved but the switch was not propagated: its queue stays paused and the old schema is kept",
 				slog.String("tenant_id", id), slog.String("from", from), slog.String("to", to), slog.String("error", err.Error()))
+			// The tenant lives on to now: the move's closing entry says so,
+			// and what is left for the operator.
+			detail := map[string]any{"from": from, "to": to, "schema": t.Schema, "version": m.Version,
+				"tables": len(m.Tables), "rows": m.Rows, "old_schema_dropped": false, "propagated": false}
+			s.logFailure(ctx, id, ActionMoved, s.audit(context.WithoutCancel(ctx), id, actor, ActionMoved, detail))
 			return m, fmt.Errorf("move tenant %s from %s to %s: switched, but not propagated to every process (%w): "+
 				"its queue stays paused and the old schema is kept; once Redis works, resume the queue after the tenant cache's Redis TTL, then drop schema %s in %s",
 				id, from, to, err, t.Schema, from)

@@ -2,6 +2,7 @@ package tenancy_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -423,5 +424,22 @@ func TestMoveNotPropagatedKeepsQueuePausedAndOldSchema(t *testing.T) {
 	}
 	if q := inDefault(t, b.queue(t, acme.ID)); !q.Paused {
 		t.Error("the queue was resumed although other processes may still reach the old database")
+	}
+	// The audit log closes the move: the tenant lives on "second" now.
+	var actions []string
+	var detail map[string]any
+	for _, e := range b.audit(t, acme.ID) {
+		if strings.HasPrefix(e.Action, "tenant.move") {
+			actions = append(actions, e.Action)
+			if e.Action == string(tenancy.ActionMoved) {
+				if err := json.Unmarshal(e.Detail, &detail); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	if !slices.Equal(actions, []string{string(tenancy.ActionMoveStarted), string(tenancy.ActionMoved)}) ||
+		detail["to"] != "second" || detail["propagated"] != false || detail["old_schema_dropped"] != false {
+		t.Errorf("move audit entries %v, tenant.moved detail %v; want started then moved, not propagated, old schema kept", actions, detail)
 	}
 }

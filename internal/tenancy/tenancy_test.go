@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/invoicing/tenantworker/internal/tenancy"
@@ -359,5 +361,109 @@ func TestLateMigrationLeavesSuspendedTenantSuspended(t *testing.T) {
 	}
 	if activations != 1 {
 		t.Errorf("%d activations in the audit log, want 1", activations)
+	}
+}
+
+// TestMigrationThatFailsPartwayIsAudited: a migration that applies a step
+// and is then blocked by the tenant's data at the next one committed the
+// first (each step commits on its own) and no later run applies it again:
+// its tenant.migrated entry records it, with what stopped the run, so that
+// the entries name every version the schema went through.
+func TestMigrationThatFailsPartwayIsAudited(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	p, err := b.svc.Provision(b.ctx, tenancy.NewTenant{Slug: "halfway"}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.svc.Migrate(b.ctx, p.Tenant, 2, tenancy.ActorWorker); err != nil {
+		t.Fatal(err)
+	}
+	tn, err := b.catalog.TenantByID(b.ctx, p.Tenant.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := pgx.Identifier{tn.Schema}.Sanitize()
+	// Version 4 makes customers' emails unique (schema/migrations).
+	if _, err := b.pool.Exec(b.ctx, `INSERT INTO `+q+`.customers (name, email) VALUES ('A', 'same@example.org'), ('B', 'same@example.org')`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.svc.Migrate(b.ctx, tn, 0, tenancy.ActorWorker); !errors.Is(err, tenancy.ErrBlockedByData) {
+		t.Fatalf("Migrate = %v, want ErrBlockedByData", err)
+	}
+	if v, _ := schema.Version(b.ctx, b.pool, tn.Schema); v != 3 {
+		t.Fatalf("version %d, want 3 (step 3 applied by the blocked run)", v)
+	}
+	if _, err := b.pool.Exec(b.ctx, `DELETE FROM `+q+`.customers WHERE name = 'B'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.svc.Migrate(b.ctx, tn, 0, tenancy.ActorWorker); err != nil {
+		t.Fatal(err)
+	}
+	var applied []int
+	var failed []string
+	for _, e := range b.audit(t, tn.ID) {
+		if e.Action != string(tenancy.ActionMigrated) {
+			continue
+		}
+		var r tenancy.MigrateResult
+		if err := json.Unmarshal(e.Detail, &r); err != nil {
+			t.Fatal(err)
+		}
+		applied = append(applied, r.Applied...)
+		if r.Failed != "" {
+			failed = append(failed, r.Failed)
+		}
+	}
+	slices.Sort(applied)
+	if want := []int{1, 2, 3, 4}; !slices.Equal(applied, want) || len(failed) != 1 || !strings.Contains(failed[0], "version 4") {
+		t.Errorf("versions in tenant.migrated entries %v, failed runs %q; want %v and one failed run at version 4", applied, failed, want)
+	}
+}
+
+// unpropagatedActivation saves SetStatusFrom but reports its cache
+// invalidation as not published, as storage.Cache does when Redis refuses.
+type unpropagatedActivation struct{ storage.Catalog }
+
+func (c unpropagatedActivation) SetStatusFrom(ctx context.Context, id string, from, to tenantctx.Status) (tenantctx.Tenant, error) {
+	t, err := c.Catalog.SetStatusFrom(ctx, id, from, to)
+	if err != nil {
+		return t, err
+	}
+	return t, fmt.Errorf("%w: injected", storage.ErrInvalidationFailed)
+}
+
+// TestActivationNotPropagatedIsAudited: an activation saved in the catalog
+// whose cache invalidation was not published fails the migration (other
+// processes may still see the tenant provisioning) but is recorded: the
+// retry finds the tenant active and has nothing left to record.
+func TestActivationNotPropagatedIsAudited(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	svc := tenancy.New(tenancy.Config{Catalog: unpropagatedActivation{b.catalog}, Enqueuer: b.enqueuer, Documents: b.docs, SchemaPool: b.pool})
+	p, err := svc.Provision(b.ctx, tenancy.NewTenant{Slug: "lateaudit"}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Migrate(b.ctx, p.Tenant, 0, tenancy.ActorWorker); !errors.Is(err, storage.ErrInvalidationFailed) {
+		t.Fatalf("Migrate, activation not propagated = %v, want ErrInvalidationFailed", err)
+	}
+	tn, err := b.catalog.TenantByID(b.ctx, p.Tenant.ID)
+	if err != nil || tn.Status != tenantctx.StatusActive {
+		t.Fatalf("after Migrate: %+v, %v; want active (the activation was saved)", tn, err)
+	}
+	for _, retry := range []tenantctx.Tenant{p.Tenant, tn} { // the task's retry, stale or not
+		if _, err := svc.Migrate(b.ctx, retry, 0, tenancy.ActorWorker); err != nil {
+			t.Fatalf("retried Migrate: %v", err)
+		}
+	}
+	var changes []string
+	for _, e := range b.audit(t, tn.ID) {
+		if e.Action == string(tenancy.ActionStatusChanged) {
+			changes = append(changes, string(e.Detail))
+		}
+	}
+	if len(changes) != 1 || !strings.Contains(strings.ReplaceAll(changes[0], " ", ""), `"to":"active"`) {
+		t.Errorf("tenant.status_changed entries %q, want one provisioning -> active", changes)
 	}
 }
