@@ -43,16 +43,20 @@ func (c *Cache) RecordAPIKeyUse(ctx context.Context, uses map[string]time.Time) 
 // Redis or published, the error wraps ErrInvalidationFailed: the key is
 // revoked in the backend, but other instances may accept it until their
 // Redis entry expires (RedisTTL), so the caller must not report success.
-func (c *Cache) RevokeAPIKey(ctx context.Context, tenantID string, keyID int64) error {
+//
+// It reports whether this call revoked the key (the backend's answer); a
+// key revoked already is invalidated again all the same, so that a retry
+// after ErrInvalidationFailed publishes it.
+func (c *Cache) RevokeAPIKey(ctx context.Context, tenantID string, keyID int64) (bool, error) {
 	if err := tenantctx.ValidateID(tenantID); err != nil {
-		return fmt.Errorf("revoke api key %d: %w: %w", keyID, ErrNotFound, err)
+		return false, fmt.Errorf("revoke api key %d: %w: %w", keyID, ErrNotFound, err)
 	}
-	err := c.backend.RevokeAPIKey(ctx, tenantID, keyID)
+	revoked, err := c.backend.RevokeAPIKey(ctx, tenantID, keyID)
 	if err != nil && unchanged(err) {
-		return err
+		return revoked, err
 	}
 	if ierr := c.invalidate(ctx, nil, tenantID); ierr != nil && err == nil {
-		return fmt.Errorf("revoke api key %d of tenant %s: %w", keyID, tenantID, ierr)
+		return revoked, fmt.Errorf("revoke api key %d of tenant %s: %w", keyID, tenantID, ierr)
 	}
-	return err
+	return revoked, err
 }

@@ -43,7 +43,7 @@ func TestCacheRevokeOneKeyEveryInstance(t *testing.T) {
 		}
 	}
 
-	if err := a.RevokeAPIKey(ctx, tn.ID, leaked.ID); err != nil {
+	if _, err := a.RevokeAPIKey(ctx, tn.ID, leaked.ID); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := a.TenantForAPIKey(ctx, leakedKey); !isNotFound(err) {
@@ -63,7 +63,7 @@ func TestCacheRevokeOneKeyEveryInstance(t *testing.T) {
 			t.Errorf("another tenant's key: %q, %v", id, err)
 		}
 	}
-	if err := a.RevokeAPIKey(ctx, other.ID, leaked.ID); !isNotFound(err) {
+	if _, err := a.RevokeAPIKey(ctx, other.ID, leaked.ID); !isNotFound(err) {
 		t.Errorf("revoking a key through another tenant: %v, want ErrNotFound", err)
 	}
 }
@@ -145,7 +145,7 @@ func TestCacheRevocationWithMixedTTLs(t *testing.T) {
 	}
 	time.Sleep(500 * time.Millisecond) // past the short TTL: its entry is gone
 
-	if err := long.RevokeAPIKey(ctx, tn.ID, revoked.ID); err != nil {
+	if _, err := long.RevokeAPIKey(ctx, tn.ID, revoked.ID); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(100 * time.Millisecond) // past both local TTLs
@@ -190,7 +190,7 @@ func TestCacheRevocationFailsWhenInvalidationFails(t *testing.T) {
 		}
 		hook.set(failing...)
 
-		if err := broken.RevokeAPIKey(ctx, tn.ID, k.ID); !errors.Is(err, storage.ErrInvalidationFailed) {
+		if _, err := broken.RevokeAPIKey(ctx, tn.ID, k.ID); !errors.Is(err, storage.ErrInvalidationFailed) {
 			t.Errorf("RevokeAPIKey with %v failing: %v, want ErrInvalidationFailed", failing, err)
 		}
 		if _, err := env.backend.TenantForAPIKey(ctx, key); !isNotFound(err) {
@@ -216,7 +216,7 @@ func TestCacheRevocationFailsWhenInvalidationFails(t *testing.T) {
 		}
 
 		// Refusals that change nothing are not invalidation failures.
-		if err := broken.RevokeAPIKey(ctx, tn.ID, k.ID+1000); !isNotFound(err) {
+		if _, err := broken.RevokeAPIKey(ctx, tn.ID, k.ID+1000); !isNotFound(err) {
 			t.Errorf("RevokeAPIKey of an unknown key with %v failing: %v, want ErrNotFound", failing, err)
 		}
 

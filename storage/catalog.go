@@ -134,10 +134,11 @@ type KeyStore interface {
 	// ListAPIKeys returns the tenant's keys, revoked ones included, oldest
 	// first, at most MaxAPIKeysListed; none for an unknown tenant.
 	ListAPIKeys(ctx context.Context, tenantID string) ([]APIKey, error)
-	// RevokeAPIKey revokes one key of the tenant; revoking a revoked key
-	// again is not an error. ErrNotFound when the tenant has no key with
-	// that id (another tenant's key included).
-	RevokeAPIKey(ctx context.Context, tenantID string, keyID int64) error
+	// RevokeAPIKey revokes one key of the tenant and reports whether this
+	// call revoked it: revoking a revoked key again is not an error, and of
+	// concurrent calls exactly one reports true. ErrNotFound when the
+	// tenant has no key with that id (another tenant's key included).
+	RevokeAPIKey(ctx context.Context, tenantID string, keyID int64) (revoked bool, err error)
 	// RevokeAPIKeys revokes every key of the tenant.
 	RevokeAPIKeys(ctx context.Context, tenantID string) error
 	// RecordAPIKeyUse sets the last use of the keys named by their hashes

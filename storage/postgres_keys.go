@@ -119,21 +119,32 @@ func (p *Postgres) ListAPIKeys(ctx context.Context, tenantID string) ([]APIKey, 
 }
 
 // RevokeAPIKey revokes one key of the tenant (a revoked key keeps its
-// first revocation time); ErrNotFound when the tenant has no such key.
-func (p *Postgres) RevokeAPIKey(ctx context.Context, tenantID string, keyID int64) error {
+// first revocation time) and reports whether this call revoked it;
+// ErrNotFound when the tenant has no such key. Of concurrent calls, the
+// UPDATE of the one that waited for the other's row lock finds the key
+// revoked and changes nothing.
+func (p *Postgres) RevokeAPIKey(ctx context.Context, tenantID string, keyID int64) (bool, error) {
 	if err := tenantctx.ValidateID(tenantID); err != nil {
-		return fmt.Errorf("revoke api key %d: %w: %w", keyID, ErrNotFound, err)
+		return false, fmt.Errorf("revoke api key %d: %w: %w", keyID, ErrNotFound, err)
 	}
 	tag, err := p.pool.Exec(ctx,
-		`UPDATE tenancy.api_keys SET revoked_at = coalesce(revoked_at, now())
-		 WHERE id = $1 AND tenant_id = $2`, keyID, tenantID)
+		`UPDATE tenancy.api_keys SET revoked_at = now()
+		 WHERE id = $1 AND tenant_id = $2 AND revoked_at IS NULL`, keyID, tenantID)
 	if err != nil {
-		return fmt.Errorf("revoke api key %d of tenant %s: %w", keyID, tenantID, err)
+		return false, fmt.Errorf("revoke api key %d of tenant %s: %w", keyID, tenantID, err)
 	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("revoke api key %d of tenant %s: %w", keyID, tenantID, ErrNotFound)
+	if tag.RowsAffected() == 1 {
+		return true, nil
 	}
-	return nil
+	var exists bool
+	if err := p.pool.QueryRow(ctx,
+		`SELECT EXISTS (SELECT FROM tenancy.api_keys WHERE id = $1 AND tenant_id = $2)`, keyID, tenantID).Scan(&exists); err != nil {
+		return false, fmt.Errorf("revoke api key %d of tenant %s: %w", keyID, tenantID, err)
+	}
+	if !exists {
+		return false, fmt.Errorf("revoke api key %d of tenant %s: %w", keyID, tenantID, ErrNotFound)
+	}
+	return false, nil
 }
 
 // RevokeAPIKeys revokes every unrevoked key of the tenant. A tenant with no

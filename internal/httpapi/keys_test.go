@@ -145,11 +145,12 @@ func (u unpropagated) SetStatus(ctx context.Context, id string, s tenantctx.Stat
 	return t, storage.ErrInvalidationFailed
 }
 
-func (u unpropagated) RevokeAPIKey(ctx context.Context, id string, keyID int64) error {
-	if err := u.Catalog.RevokeAPIKey(ctx, id, keyID); err != nil {
-		return err
+func (u unpropagated) RevokeAPIKey(ctx context.Context, id string, keyID int64) (bool, error) {
+	revoked, err := u.Catalog.RevokeAPIKey(ctx, id, keyID)
+	if err != nil {
+		return revoked, err
 	}
-	return storage.ErrInvalidationFailed
+	return revoked, storage.ErrInvalidationFailed
 }
 
 // TestNotPropagatedAdminChangesAre503: a key revocation, a suspension or a

@@ -25,10 +25,10 @@ func (c goneAfterWrite) SetStatus(ctx context.Context, id string, st tenantctx.S
 	return t, err
 }
 
-func (c goneAfterWrite) RevokeAPIKey(ctx context.Context, id string, keyID int64) error {
-	err := c.Catalog.RevokeAPIKey(ctx, id, keyID)
+func (c goneAfterWrite) RevokeAPIKey(ctx context.Context, id string, keyID int64) (bool, error) {
+	revoked, err := c.Catalog.RevokeAPIKey(ctx, id, keyID)
 	c.cancel()
-	return err
+	return revoked, err
 }
 
 // TestSavedChangeCompletesWhenTheCallerGoesAway: once a key revocation, a

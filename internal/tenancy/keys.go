@@ -44,7 +44,7 @@ func (s *Service) IssueKey(ctx context.Context, id, actor string) (string, stora
 		err = refuseDeleting(now, "issue api key for")
 	}
 	if errors.Is(err, ErrRefused) || errors.Is(err, storage.ErrNotFound) {
-		if rerr := s.catalog.RevokeAPIKey(ctx, id, k.ID); rerr != nil && !errors.Is(rerr, storage.ErrNotFound) {
+		if _, rerr := s.catalog.RevokeAPIKey(ctx, id, k.ID); rerr != nil && !errors.Is(rerr, storage.ErrNotFound) {
 			s.logger.ErrorContext(ctx, "revoke a key issued while the tenant's deletion was requested",
 				slog.String("tenant_id", id), slog.Int64("key_id", k.ID), slog.String("error", rerr.Error()))
 		}
@@ -70,7 +70,8 @@ func (s *Service) ListKeys(ctx context.Context, id string) ([]storage.APIKey, er
 
 // RevokeKey revokes one API key of the tenant and writes ActionKeyRevoked
 // {slug, key_id, prefix} the first time; revoking it again changes and
-// records nothing. From its return on, the key is refused by this process,
+// records nothing, also when two calls overlap (the catalog says which one
+// revoked it). From its return on, the key is refused by this process,
 // and by every other process as soon as the cache's invalidation reaches
 // it (docs/architecture.md, P18).
 //
@@ -84,8 +85,8 @@ func (s *Service) RevokeKey(ctx context.Context, id string, keyID int64, actor s
 	if err != nil {
 		return fmt.Errorf("revoke api key %d: %w", keyID, err)
 	}
-	// What the key was before, for the audit entry; the catalog is the
-	// judge of whether it exists.
+	// Which key it is, for the audit entry; the catalog is the judge of
+	// whether it exists and of who revoked it.
 	keys, err := s.catalog.ListAPIKeys(ctx, id)
 	if err != nil {
 		return fmt.Errorf("revoke api key %d of tenant %s: %w", keyID, id, err)
@@ -94,13 +95,13 @@ func (s *Service) RevokeKey(ctx context.Context, id string, keyID int64, actor s
 	if i := slices.IndexFunc(keys, func(k storage.APIKey) bool { return k.ID == keyID }); i >= 0 {
 		before = keys[i]
 	}
-	err = s.catalog.RevokeAPIKey(ctx, id, keyID)
+	revoked, err := s.catalog.RevokeAPIKey(ctx, id, keyID)
 	if err != nil && !errors.Is(err, storage.ErrInvalidationFailed) {
 		return fmt.Errorf("revoke api key %d of tenant %s: %w", keyID, id, err)
 	}
 	ctx, cancel := completing(ctx) // revoked: record it
 	defer cancel()
-	if before.RevokedAt == nil {
+	if revoked {
 		// Revoked in the catalog, propagated or not: record it.
 		s.logFailure(ctx, id, ActionKeyRevoked, s.audit(ctx, id, actor, ActionKeyRevoked, keyDetail(t, before)))
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/invoicing/tenantworker/internal/tenancy"
@@ -103,11 +104,12 @@ func (u unpropagated) SetStatus(ctx context.Context, id string, s tenantctx.Stat
 	return t, notPropagated("set status")
 }
 
-func (u unpropagated) RevokeAPIKey(ctx context.Context, id string, keyID int64) error {
-	if err := u.Catalog.RevokeAPIKey(ctx, id, keyID); err != nil {
-		return err
+func (u unpropagated) RevokeAPIKey(ctx context.Context, id string, keyID int64) (bool, error) {
+	revoked, err := u.Catalog.RevokeAPIKey(ctx, id, keyID)
+	if err != nil {
+		return revoked, err
 	}
-	return notPropagated("revoke api key")
+	return revoked, notPropagated("revoke api key")
 }
 
 // TestNotPropagatedChangesFailTheCall: a key revocation, a suspension or a
@@ -152,5 +154,51 @@ func TestNotPropagatedChangesFailTheCall(t *testing.T) {
 		if !slices.Contains(actions, string(want)) {
 			t.Errorf("audit actions %v: no %s for a change that was saved", actions, want)
 		}
+	}
+}
+
+// revokingMeanwhile runs revoke once, right after a ListAPIKeys returned:
+// another revocation of the same key landing between RevokeKey's read of
+// the key and its own revocation.
+type revokingMeanwhile struct {
+	storage.Catalog
+	once   sync.Once
+	revoke func()
+}
+
+func (c *revokingMeanwhile) ListAPIKeys(ctx context.Context, id string) ([]storage.APIKey, error) {
+	keys, err := c.Catalog.ListAPIKeys(ctx, id)
+	c.once.Do(c.revoke)
+	return keys, err
+}
+
+// TestOverlappingRevocationsAuditOnce: two revocations of one key that
+// overlap (two operators, a double click) both saw the key unrevoked; only
+// the one that revoked it in the catalog records tenant.key_revoked.
+func TestOverlappingRevocationsAuditOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	tn := b.active(t, "revoketwice")
+	_, k, err := b.svc.IssueKey(b.ctx, tn.ID, tenancy.ActorAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := &revokingMeanwhile{Catalog: b.catalog, revoke: func() {
+		if err := b.svc.RevokeKey(b.ctx, tn.ID, k.ID, tenancy.ActorAdmin); err != nil {
+			t.Error(err)
+		}
+	}}
+	svc := tenancy.New(tenancy.Config{Catalog: rc, Enqueuer: b.enqueuer, Documents: b.docs, SchemaPool: b.pool})
+	if err := svc.RevokeKey(b.ctx, tn.ID, k.ID, tenancy.ActorAdmin); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range b.audit(t, tn.ID) {
+		if e.Action == string(tenancy.ActionKeyRevoked) {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d tenant.key_revoked entries for one key, want 1", n)
 	}
 }

@@ -52,23 +52,24 @@ func (m *Catalog) ListAPIKeys(_ context.Context, tenantID string) ([]storage.API
 	return out, nil
 }
 
-// RevokeAPIKey revokes one key of the tenant; storage.ErrNotFound when the
-// tenant has no key with that id.
-func (m *Catalog) RevokeAPIKey(_ context.Context, tenantID string, keyID int64) error {
+// RevokeAPIKey revokes one key of the tenant and reports whether this call
+// revoked it; storage.ErrNotFound when the tenant has no key with that id.
+func (m *Catalog) RevokeAPIKey(_ context.Context, tenantID string, keyID int64) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for hash, k := range m.keys {
 		if k.ID != keyID || k.TenantID != tenantID {
 			continue
 		}
-		if k.RevokedAt == nil {
-			now := m.now()
-			k.RevokedAt = &now
-			m.keys[hash] = k
+		if k.RevokedAt != nil {
+			return false, nil
 		}
-		return nil
+		now := m.now()
+		k.RevokedAt = &now
+		m.keys[hash] = k
+		return true, nil
 	}
-	return fmt.Errorf("revoke api key %d of tenant %.64q: %w", keyID, tenantID, storage.ErrNotFound)
+	return false, fmt.Errorf("revoke api key %d of tenant %.64q: %w", keyID, tenantID, storage.ErrNotFound)
 }
 
 // RecordAPIKeyUse sets the last use of the keys named by their hashes,

@@ -3,6 +3,8 @@ package storagetest
 import (
 	"errors"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -152,17 +154,33 @@ func testAPIKeyLifecycle(t *testing.T, c storage.Catalog) {
 
 	// Revoking one key leaves the tenant's other keys and other tenants'
 	// keys valid; another tenant's key id is not found.
-	if err := c.RevokeAPIKey(ctx, b.ID, a1.ID); !errors.Is(err, storage.ErrNotFound) {
+	if _, err := c.RevokeAPIKey(ctx, b.ID, a1.ID); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("RevokeAPIKey(b, key of a) = %v, want ErrNotFound", err)
 	}
-	if err := c.RevokeAPIKey(ctx, a.ID, b1.ID+a2.ID+1000); !errors.Is(err, storage.ErrNotFound) {
+	if _, err := c.RevokeAPIKey(ctx, a.ID, b1.ID+a2.ID+1000); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("RevokeAPIKey(unknown id) = %v, want ErrNotFound", err)
 	}
-	if err := c.RevokeAPIKey(ctx, a.ID, a1.ID); err != nil {
-		t.Fatalf("RevokeAPIKey(a, %d): %v", a1.ID, err)
+	// Of calls that overlap, exactly one revokes the key; a later one finds
+	// it revoked, without an error.
+	var wg sync.WaitGroup
+	var revokedBy atomic.Int32
+	for range 8 {
+		wg.Go(func() {
+			revoked, err := c.RevokeAPIKey(ctx, a.ID, a1.ID)
+			if err != nil {
+				t.Errorf("RevokeAPIKey(a, %d): %v", a1.ID, err)
+			}
+			if revoked {
+				revokedBy.Add(1)
+			}
+		})
 	}
-	if err := c.RevokeAPIKey(ctx, a.ID, a1.ID); err != nil {
-		t.Errorf("RevokeAPIKey again: %v", err)
+	wg.Wait()
+	if n := revokedBy.Load(); n != 1 {
+		t.Errorf("%d of 8 concurrent RevokeAPIKey calls reported revoking the key, want 1", n)
+	}
+	if revoked, err := c.RevokeAPIKey(ctx, a.ID, a1.ID); err != nil || revoked {
+		t.Errorf("RevokeAPIKey again = %v, %v; want false, nil", revoked, err)
 	}
 	if _, err := c.TenantForAPIKey(ctx, keyA1); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("revoked key: %v, want ErrNotFound", err)
