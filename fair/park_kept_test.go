@@ -190,6 +190,52 @@ func TestDrainCountsParkedTaskKeptHere(t *testing.T) {
 	}
 }
 
+// keptThenArchived enqueues a task of tenant tn, dequeues it on its last
+// attempt and parks it with its message for a pause, then does what asynq's
+// recoverer does when the worker was killed before the hand-back: archives
+// the attempt. It returns the task's id.
+func keptThenArchived(t *testing.T, b bundle, tn string) string {
+	t.Helper()
+	ctx := context.Background()
+	A := "asynq:{" + q + "}:"
+	enqueue(t, b, tn, fair.Policy{Weight: 1}, 0, 1)
+	id := dequeue(t, b)
+	lastAttempt(t, b, id)
+	holdAndPark(t, b, tn, id, fair.Paused)
+	b.rdb.LRem(ctx, A+"active", 0, id)
+	b.rdb.HSet(ctx, A+"t:"+id, "state", "archived")
+	b.rdb.ZAdd(ctx, A+"archived", redis.Z{Score: float64(b.clock.Now().Unix()), Member: id})
+	return id
+}
+
+// TestDrainDiscardsAKeptTaskAsynqArchived: a task kept parked whose
+// attempt asynq archived (its worker killed before the hand-back) is
+// waiting, not failed: release and enqueue treat it so. A drain discards
+// and counts it like any parked task, and takes asynq's archived copy
+// away, so the tenant does not see it as a failed task.
+func TestDrainDiscardsAKeptTaskAsynqArchived(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1)
+	const tn = "tn_drain_arch"
+	id := keptThenArchived(t, b, tn)
+	if s := stats(t, b, tn); s.Parked != 1 {
+		t.Fatalf("before the drain: %+v; want the kept task parked", s)
+	}
+	n, err := b.d.Drain(context.Background(), tn, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Parked != 1 || n.Total() != 1 {
+		t.Errorf("Drain = %+v; want the parked task discarded and counted", n)
+	}
+	if st := inAsynq(t, b, id); st != "" {
+		t.Errorf("after the drain asynq still has the discarded task, as %q", st)
+	}
+	if s := stats(t, b, tn); s.Parked != 0 || s.Waiting != 0 || s.Admitted != 0 {
+		t.Errorf("stats after the drain: %+v; want nothing", s)
+	}
+}
+
 // TestEnqueueFindsAKeptTaskAsynqArchived: a worker killed between parking
 // a task on its last attempt and handing it back leaves it to asynq's
 // recoverer, which archives it; the dispatcher still keeps it and the next
@@ -203,16 +249,8 @@ func TestEnqueueFindsAKeptTaskAsynqArchived(t *testing.T) {
 			t.Parallel()
 			b := setup(t, 1)
 			ctx := context.Background()
-			A := "asynq:{" + q + "}:"
 			tn := fmt.Sprintf("tn_arch_%v", replace)
-			enqueue(t, b, tn, fair.Policy{Weight: 1}, 0, 1)
-			id := dequeue(t, b)
-			lastAttempt(t, b, id)
-			holdAndPark(t, b, tn, id, fair.Paused)
-			// kill -9 of the worker; asynq's recoverer archives the last attempt.
-			b.rdb.LRem(ctx, A+"active", 0, id)
-			b.rdb.HSet(ctx, A+"t:"+id, "state", "archived")
-			b.rdb.ZAdd(ctx, A+"archived", redis.Z{Score: float64(b.clock.Now().Unix()), Member: id})
+			id := keptThenArchived(t, b, tn)
 
 			again := task(tn, 0)
 			again.ReplaceFinished = replace

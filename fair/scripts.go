@@ -1427,12 +1427,18 @@ if ARGV[12] == '1' then
       if st == 'retry' or st == 'pending' then
         unqueue(id, st)
         parked = parked + 1
-      elseif (not st or st == 'active') and fields(recs[i + 1], 2)[3] then
+      elseif (not st or st == 'active' or (st == 'archived' and redis.call('HEXISTS', P .. 'msg', id) == 0
+          and redis.call('HEXISTS', P .. 'adm', id) == 0)) and fields(recs[i + 1], 2)[3] then
         -- Kept here with its message (parkRecord), asynq done with it or
-        -- letting it go (its worker is handing it back).
+        -- letting it go (its worker is handing it back), or its recoverer
+        -- archived the attempt of a worker killed before the hand-back
+        -- (releaseParked would release it: it is waiting, not failed).
         parked = parked + 1
         if st == 'active' then
           redis.call('ZADD', P .. 'drained', NOW + tonumber(ARGV[14]), id)
+        elseif st == 'archived' then
+          redis.call('ZREM', A .. 'archived', id)
+          redis.call('DEL', key)
         end
       end
     end
