@@ -19,41 +19,33 @@ import (
 // one; with fair dispatch and without.
 func TestFollowUpOfRunningRender(t *testing.T) {
 	t.Parallel()
-	for _, mode := range []string{"plain", "fair"} {
-		t.Run(mode, func(t *testing.T) {
-			t.Parallel()
-			ctx := testContext(t)
-			opt := newRedis(t)
-			enq, tenantID := enqueuerFor(t, opt, mode)
-			started, release := startBlockingServer(t, opt)
-
-			p := InvoicePDF{TenantID: tenantID, InvoiceID: 7}
-			first, err := enq.Enqueue(ctx, p)
-			if err != nil || first.Existing {
-				t.Fatalf("first request: %+v, %v", first, err)
-			}
-			if id := receive(t, started); id != first.Info.ID {
-				t.Fatalf("running %s, want %s", id, first.Info.ID)
-			}
-			again, err := enq.Enqueue(ctx, p)
-			if err != nil || again.Existing || again.Info.ID != FollowUpID(first.Info.ID) {
-				t.Fatalf("request while it runs: %+v, %v; want a new follow-up %s", again, err, FollowUpID(first.Info.ID))
-			}
-			dup, err := enq.Enqueue(ctx, p)
-			if err != nil || !dup.Existing || dup.Info.ID != again.Info.ID {
-				t.Fatalf("request again: %+v, %v; want the waiting follow-up", dup, err)
-			}
-			many, err := enq.EnqueueMany(ctx, tenantID, []Payload{p, InvoicePDF{TenantID: tenantID, InvoiceID: 8}})
-			if err != nil || many[0].Info.ID != again.Info.ID || !many[0].Existing || many[1].Info.ID != (InvoicePDF{TenantID: tenantID, InvoiceID: 8}).Spec().TaskID {
-				t.Fatalf("bulk request: %+v, %v", many, err)
-			}
-			close(release)
-			ran := map[string]bool{receive(t, started): true, receive(t, started): true}
-			if !ran[again.Info.ID] || !ran[many[1].Info.ID] {
-				t.Fatalf("after the running render %v ran, want the follow-up and invoice 8's render", ran)
-			}
-		})
-	}
+	eachMode(t, func(t *testing.T, ctx context.Context, enq *Enqueuer, tenantID string, started chan string, release chan struct{}) {
+		p := InvoicePDF{TenantID: tenantID, InvoiceID: 7}
+		first, err := enq.Enqueue(ctx, p)
+		if err != nil || first.Existing {
+			t.Fatalf("first request: %+v, %v", first, err)
+		}
+		if id := receive(t, started); id != first.Info.ID {
+			t.Fatalf("running %s, want %s", id, first.Info.ID)
+		}
+		again, err := enq.Enqueue(ctx, p)
+		if err != nil || again.Existing || again.Info.ID != FollowUpID(first.Info.ID) {
+			t.Fatalf("request while it runs: %+v, %v; want a new follow-up %s", again, err, FollowUpID(first.Info.ID))
+		}
+		dup, err := enq.Enqueue(ctx, p)
+		if err != nil || !dup.Existing || dup.Info.ID != again.Info.ID {
+			t.Fatalf("request again: %+v, %v; want the waiting follow-up", dup, err)
+		}
+		many, err := enq.EnqueueMany(ctx, tenantID, []Payload{p, InvoicePDF{TenantID: tenantID, InvoiceID: 8}})
+		if err != nil || many[0].Info.ID != again.Info.ID || !many[0].Existing || many[1].Info.ID != (InvoicePDF{TenantID: tenantID, InvoiceID: 8}).Spec().TaskID {
+			t.Fatalf("bulk request: %+v, %v", many, err)
+		}
+		close(release)
+		ran := map[string]bool{receive(t, started): true, receive(t, started): true}
+		if !ran[again.Info.ID] || !ran[many[1].Info.ID] {
+			t.Fatalf("after the running render %v ran, want the follow-up and invoice 8's render", ran)
+		}
+	})
 }
 
 // TestBulkNamingATaskTwice: a bulk request that names an invoice twice
@@ -62,39 +54,48 @@ func TestFollowUpOfRunningRender(t *testing.T) {
 // answer its follow-up); with fair dispatch and without.
 func TestBulkNamingATaskTwice(t *testing.T) {
 	t.Parallel()
+	eachMode(t, func(t *testing.T, ctx context.Context, enq *Enqueuer, tenantID string, started chan string, release chan struct{}) {
+		defer close(release)
+		running := InvoicePDF{TenantID: tenantID, InvoiceID: 7}
+		first, err := enq.Enqueue(ctx, running)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id := receive(t, started); id != first.Info.ID {
+			t.Fatalf("running %s, want %s", id, first.Info.ID)
+		}
+		other := InvoicePDF{TenantID: tenantID, InvoiceID: 9}
+		got, err := enq.EnqueueMany(ctx, tenantID, []Payload{running, other, running, other})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []struct {
+			id       string
+			existing bool
+		}{
+			{FollowUpID(first.Info.ID), false}, {other.Spec().TaskID, false},
+			{FollowUpID(first.Info.ID), true}, {other.Spec().TaskID, true},
+		}
+		for i, w := range want {
+			if got[i].Info.ID != w.id || got[i].Existing != w.existing || got[i].Info.State != asynq.TaskStatePending {
+				t.Errorf("copy %d: %s %v existing=%v; want %s pending existing=%v", i, got[i].Info.ID, got[i].Info.State, got[i].Existing, w.id, w.existing)
+			}
+		}
+	})
+}
+
+// eachMode runs fn as a parallel subtest per dispatch mode ("plain",
+// "fair"), on a Redis of its own with an asynq server of concurrency 1
+// that reports each task it starts on started and holds it until release
+// is closed (startBlockingServer).
+func eachMode(t *testing.T, fn func(t *testing.T, ctx context.Context, enq *Enqueuer, tenantID string, started chan string, release chan struct{})) {
 	for _, mode := range []string{"plain", "fair"} {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
-			ctx := testContext(t)
 			opt := newRedis(t)
 			enq, tenantID := enqueuerFor(t, opt, mode)
 			started, release := startBlockingServer(t, opt)
-			defer close(release)
-			running := InvoicePDF{TenantID: tenantID, InvoiceID: 7}
-			first, err := enq.Enqueue(ctx, running)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if id := receive(t, started); id != first.Info.ID {
-				t.Fatalf("running %s, want %s", id, first.Info.ID)
-			}
-			other := InvoicePDF{TenantID: tenantID, InvoiceID: 9}
-			got, err := enq.EnqueueMany(ctx, tenantID, []Payload{running, other, running, other})
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := []struct {
-				id       string
-				existing bool
-			}{
-				{FollowUpID(first.Info.ID), false}, {other.Spec().TaskID, false},
-				{FollowUpID(first.Info.ID), true}, {other.Spec().TaskID, true},
-			}
-			for i, w := range want {
-				if got[i].Info.ID != w.id || got[i].Existing != w.existing || got[i].Info.State != asynq.TaskStatePending {
-					t.Errorf("copy %d: %s %v existing=%v; want %s pending existing=%v", i, got[i].Info.ID, got[i].Info.State, got[i].Existing, w.id, w.existing)
-				}
-			}
+			fn(t, testContext(t), enq, tenantID, started, release)
 		})
 	}
 }
