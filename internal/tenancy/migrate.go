@@ -175,6 +175,9 @@ func (s *Service) Migrate(ctx context.Context, t tenantctx.Tenant, target int, a
 		// later run applies them again: record them now, with what
 		// stopped the run.
 		partial := MigrateResult{Schema: r.Schema, Created: r.Created, From: r.From, To: r.To, Applied: r.Applied, Failed: err.Error()}
+		if partial.Applied == nil {
+			partial.Applied = []int{} // created, nothing applied yet
+		}
 		actx, cancel := completing(ctx)
 		s.logFailure(actx, t.ID, ActionMigrated, s.audit(actx, t.ID, actor, ActionMigrated, partial))
 		cancel()
