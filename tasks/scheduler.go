@@ -59,7 +59,8 @@ func ParseSchedule(spec string) (cron.Schedule, error) {
 		// robfig/cron turns any "@every" under a second (negative and zero
 		// included) into one second, and drops fractions of a second: a
 		// typo ("@every -30m") would sweep every second on every replica.
-		every, err := time.ParseDuration(strings.TrimSpace(strings.TrimPrefix(spec, "@every")))
+		_, after, _ := strings.Cut(spec, "@every") // after a CRON_TZ= prefix too
+		every, err := time.ParseDuration(strings.TrimSpace(after))
 		if err != nil || every < time.Second || every != d.Delay {
 			return nil, fmt.Errorf("%s: invalid schedule %.80q: @every needs a whole number of seconds, at least 1s", SweepCronVar, spec)
 		}

@@ -66,13 +66,17 @@ func TestParseScheduleNamesVariable(t *testing.T) {
 	t.Parallel()
 	// "0 0 30 2 *" parses but never fires (30 February): refused, not a
 	// scheduler that spins (robfig/cron's Next returns the zero time).
-	for _, spec := range []string{"", "every minute", "61 * * * *", "@every 1x", "* * * *", "0 0 30 2 *"} {
+	// An @every under a second or not in whole seconds would run every
+	// second (robfig/cron rounds it up to one): refused.
+	for _, spec := range []string{"", "every minute", "61 * * * *", "@every 1x", "* * * *", "0 0 30 2 *",
+		"@every -30m", "@every 0s", "@every 999ms", "@every 1.5s", "CRON_TZ=UTC @every -1h"} {
 		_, err := ParseSchedule(spec)
 		if err == nil || !strings.HasPrefix(err.Error(), "OVERDUE_SWEEP_CRON: ") {
 			t.Errorf("ParseSchedule(%q) = %v, want an error naming OVERDUE_SWEEP_CRON", spec, err)
 		}
 	}
-	for _, spec := range []string{"0 * * * *", "@hourly", "@every 30s", "*/5 * * * *", "CRON_TZ=Europe/Paris 0 6 * * *"} {
+	for _, spec := range []string{"0 * * * *", "@hourly", "@every 30s", "@every 1s", "@every 1h30m", "CRON_TZ=UTC @every 1m",
+		"*/5 * * * *", "CRON_TZ=Europe/Paris 0 6 * * *"} {
 		if _, err := ParseSchedule(spec); err != nil {
 			t.Errorf("ParseSchedule(%q) = %v", spec, err)
 		}

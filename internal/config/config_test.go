@@ -144,6 +144,7 @@ func TestFromEnvErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"OVERDUE_SWEEP_CRON": "@every 0s"}, "OVERDUE_SWEEP_CRON: invalid schedule"},
 		{map[string]string{"OVERDUE_SWEEP_CRON": "@every 500ms"}, "OVERDUE_SWEEP_CRON: invalid schedule"},
 		{map[string]string{"OVERDUE_SWEEP_CRON": "@every 1.5s"}, "OVERDUE_SWEEP_CRON: invalid schedule"},
+		{map[string]string{"OVERDUE_SWEEP_CRON": "CRON_TZ=Europe/Berlin @every -1m"}, "OVERDUE_SWEEP_CRON: invalid schedule"},
 		{map[string]string{"WORKER_CONCURRENCY": "20000"}, `WORKER_CONCURRENCY: at most 10000, got 20000`},
 		{map[string]string{"WORKER_CONCURRENCY": "9223372036854775807"}, `WORKER_CONCURRENCY: at most 10000, got 9223372036854775807`},
 		{map[string]string{"LOG_FORMAT": "xml"}, `LOG_FORMAT: must be text or json, got "xml"`},
