@@ -480,6 +480,7 @@ func Redact(u string) string {
 	if u == "" {
 		return ""
 	}
+	u = maskUserPassword(u)
 	parsed, err := url.Parse(u)
 	if err != nil || parsed.Scheme == "" {
 		return "(unprintable: not a URL)"
@@ -495,6 +496,28 @@ func Redact(u string) string {
 		parsed.RawQuery = strings.Join(params, "&")
 	}
 	return parsed.Redacted()
+}
+
+// maskUserPassword replaces the password of a postgres:// or
+// postgresql:// URL's user information as pgx (like libpq) finds it: the
+// text up to the first '@' that comes before any '/', whatever it holds.
+// Go's url.Parse ends the user information at '?' or '#' too, so a
+// password holding one of them ("app:?s3cret@db") would otherwise reach
+// the output as a host, a query or a fragment.
+func maskUserPassword(u string) string {
+	scheme, rest, ok := strings.Cut(u, "://")
+	if !ok || (scheme != "postgres" && scheme != "postgresql") {
+		return u
+	}
+	i := strings.IndexAny(rest, "@/")
+	if i < 0 || rest[i] != '@' {
+		return u
+	}
+	user, _, hasPassword := strings.Cut(rest[:i], ":")
+	if !hasPassword {
+		return u
+	}
+	return scheme + "://" + user + ":xxxxx" + rest[i:]
 }
 
 // secretParam reports whether a URL query parameter of a PostgreSQL

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/invoicing/tenantworker/internal/placement"
 	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/schema"
@@ -177,6 +179,24 @@ func TestRedact(t *testing.T) {
 		}
 		if !strings.Contains(got, "db2:5432/inv") {
 			t.Errorf("Redact(%q) = %q: the host and database are gone", u, got)
+		}
+	}
+	// The user information ends where pgx (and libpq) end it, at the
+	// first '@' before any '/': a password holding '?' or '#', which Go's
+	// URL parser would take for a query or a fragment, is masked too.
+	for _, u := range []string{
+		"postgres://app:?s3cret@db2:5432/inv",
+		"postgres://app:#s3cret@db2:5432/inv",
+		"postgresql://app:2024?s3cret@db2:5432/inv?sslmode=require",
+		"postgres://app:2024#s3cret@db2/inv",
+		"postgres://app:a/s3cret@db2/inv",
+	} {
+		cfg, err := pgconn.ParseConfig(u)
+		if err == nil && !strings.Contains(cfg.Password, "s3cret") {
+			t.Fatalf("pgx reads the password of %q as %q: the case tests nothing", u, cfg.Password)
+		}
+		if got := placement.Redact(u); strings.Contains(got, "s3cret") {
+			t.Errorf("Redact(%q) = %q: the password is kept", u, got)
 		}
 	}
 	if got := placement.Redact("postgres://app@db2/inv?sslmode=require&application_name=w"); got != "postgres://app@db2/inv?sslmode=require&application_name=w" {
