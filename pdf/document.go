@@ -23,10 +23,16 @@ const (
 	minFitSize = 4.0 // smallest size a too-wide one-line value shrinks to
 
 	// pageCountAlias stands for the page count until fpdf writes the
-	// document, which replaces it on every page, in any text. Invoice text
-	// cannot hold it: control characters print as U+FFFD. (fpdf's default,
-	// "{nb}", turned a description that said "{nb}" into a number.)
-	pageCountAlias = "\x01nb\x01"
+	// document, which replaces it on every page, in any text: first its
+	// bytes, then its UTF-16BE form. No invoice text holds either, whatever
+	// the font path: text has no U+0000 or U+0001 (control characters
+	// print as U+FFFD), so neither a single-byte NUL nor, in the UTF-16BE
+	// text of the utf8-cid path, the unit 0000 (its first two bytes, at an
+	// even offset) or 0001 (its middle two, at an odd one). Nor does its
+	// UTF-16BE form hold its bytes. (fpdf's default, "{nb}", turned a
+	// description that said "{nb}" into a number; "\x01nb\x01" matched the
+	// UTF-16BE of text such as "Ů戁", U+016E U+6201, on the utf8-cid path.)
+	pageCountAlias = "\x00\x00\x01\x01"
 )
 
 // document lays out one invoice on an fpdf document.

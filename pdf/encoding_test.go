@@ -183,3 +183,23 @@ func FuzzEncodingText(f *testing.F) {
 		}
 	})
 }
+
+// TestPageCountAliasNeverMatchesText: fpdf replaces the page-count alias
+// in every page's content, text included. On the utf8-cid path that text
+// is UTF-16BE, whose bytes held the alias of old ("\x01nb\x01") for text
+// such as "Ů戁" (U+016E U+6201) or, at an odd offset, "丁湢ǎ": the page
+// count went into the middle of the string and the rest of it was read a
+// byte off. Such text now extracts as written.
+func TestPageCountAliasNeverMatchesText(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{"Kůň Ů戁 end", "丁湢ǎ Zoë", "\u0100\u0100 \u4e00\u0100\u0100"} {
+		inv := invoiceWith("Acme "+manyRunes(maxDocumentRunes+1), "Zoe", s)
+		doc, res := renderResult(t, Renderer{}, inv)
+		if res.FontPath != FontPathUTF8CID {
+			t.Fatalf("font path %s, want %s", res.FontPath, FontPathUTF8CID)
+		}
+		if text := pdfText(t, doc, 0); !strings.Contains(text, s) || !strings.Contains(text, "Page 1 of 1") {
+			t.Errorf("PDF text lacks %q or its page count:\n%s", s, text)
+		}
+	}
+}
