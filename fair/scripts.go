@@ -811,7 +811,12 @@ end
 // {'ok', results, admitted} where results holds per task 'new', 'waiting'
 // (also a task parked with its message kept here, that asynq let go) or
 // 'exists:<asynq state>'. A finished task whose worker has not reported
-// it yet is 'exists:active', also to a replacing enqueue. A task with a
+// it yet is 'exists:active', also to a replacing enqueue, while asynq keeps
+// it (Message.Retention, which every task of package tasks sets): one
+// asynq deleted at once is 'new' in the milliseconds before its report,
+// and its run is then charged its estimate in full (the report names the
+// older run). That state cannot be told from an admitted task deleted by
+// hand, whose id must be enqueued again. A task with a
 // follow-up whose own id is running ('exists:active') gets its follow-up
 // instead, in the same call and under the same caps, as if replacing:
 // its result is the follow-up's, prefixed 'follow:'. An id named again in
