@@ -93,8 +93,8 @@ func (s *SMTP) String() string {
 
 // client returns a new go-mail client for one message, whose connection
 // ends with ctx (ctxConn).
-func (s *SMTP) client(ctx context.Context) (*mail.Client, error) {
-	opts := []mail.Option{mail.WithPort(s.port), mail.WithTimeout(s.timeout), mail.WithDialContextFunc(s.dial(ctx))}
+func (s *SMTP) client(ctx context.Context, dialed *net.Conn) (*mail.Client, error) {
+	opts := []mail.Option{mail.WithPort(s.port), mail.WithTimeout(s.timeout), mail.WithDialContextFunc(s.dial(ctx, dialed))}
 	if s.implicit {
 		// go-mail dials TLS itself only without a dial function: s.dial
 		// does the handshake, and go-mail sees a *tls.Conn.
@@ -131,12 +131,19 @@ func (s *SMTP) Send(ctx context.Context, m Message) error {
 	if err != nil {
 		return fmt.Errorf("send message to %s: %w", s, err)
 	}
-	c, err := s.client(ctx)
+	var dialed net.Conn
+	c, err := s.client(ctx, &dialed)
 	if err != nil {
 		return fmt.Errorf("send message to %s: %w", s, err)
 	}
 	conn, err := c.DialToSMTPClientWithContext(ctx)
 	if err != nil {
+		if dialed != nil {
+			// go-mail leaves the connection open when the exchange after
+			// the greeting fails (EHLO and HELO refused, STARTTLS refused
+			// or failed).
+			_ = dialed.Close()
+		}
 		return fmt.Errorf("send message to %s: dial: %w", s, ctxErr(ctx, err))
 	}
 	defer func() { _ = c.CloseWithSMTPClient(conn) }()
@@ -178,8 +185,9 @@ func ctxErr(ctx context.Context, err error) error {
 
 // dial returns the dial function of a client for one message: it connects
 // (and, for smtps://, does the TLS handshake) with the dial's context, and
-// wraps the connection so that it ends with ctx, the message's.
-func (s *SMTP) dial(ctx context.Context) mail.DialContextFunc {
+// wraps the connection so that it ends with ctx, the message's; it records
+// the connection in *dialed, for Send to close when go-mail does not.
+func (s *SMTP) dial(ctx context.Context, dialed *net.Conn) mail.DialContextFunc {
 	return func(dctx context.Context, network, addr string) (net.Conn, error) {
 		var d net.Dialer
 		raw, err := d.DialContext(dctx, network, addr)
@@ -188,6 +196,7 @@ func (s *SMTP) dial(ctx context.Context) mail.DialContextFunc {
 		}
 		c := newCtxConn(ctx, raw)
 		if !s.implicit {
+			*dialed = c
 			return c, nil
 		}
 		tc := tls.Client(c, &tls.Config{ServerName: s.host, MinVersion: mail.DefaultTLSMinVersion})
@@ -195,6 +204,7 @@ func (s *SMTP) dial(ctx context.Context) mail.DialContextFunc {
 			_ = c.Close()
 			return nil, err
 		}
+		*dialed = tc
 		return tc, nil
 	}
 }
