@@ -339,6 +339,12 @@ func (c Config) withDefaults() Config {
 	c.MigrationsDatabaseURL = cmp.Or(c.MigrationsDatabaseURL, c.DatabaseURL)
 	c.RedisURL = cmp.Or(c.RedisURL, DefaultRedisURL)
 	c.DomainSuffix = cmp.Or(c.DomainSuffix, DefaultDomainSuffix)
+	// A fully qualified suffix ("example.com.") names the same hosts:
+	// tenantctx.SlugFromHost drops the root dot of the Host, so the
+	// suffix must not keep it.
+	if s := strings.TrimRight(c.DomainSuffix, "."); s != "" {
+		c.DomainSuffix = s
+	}
 	c.WorkerConcurrency = cmp.Or(c.WorkerConcurrency, DefaultWorkerConcurrency)
 	c.OverdueSweepCron = cmp.Or(c.OverdueSweepCron, DefaultOverdueSweepCron)
 	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, DefaultShutdownTimeout)
@@ -378,6 +384,10 @@ func (c Config) validate() error {
 	}
 	if strings.Trim(c.DomainSuffix, ".") == "" {
 		bad("DOMAIN_SUFFIX: must name a domain, got %q", c.DomainSuffix)
+	} else if !validDomainSuffix(c.DomainSuffix) {
+		// A Host never ends in a port, scheme or path given here: every
+		// tenant request would be refused as a malformed Host.
+		bad("DOMAIN_SUFFIX: must be DNS labels such as .example.com (no scheme, port or path), got %.80q", c.DomainSuffix)
 	}
 	if c.WorkerConcurrency <= 0 {
 		bad("WORKER_CONCURRENCY: must be a positive integer, got %d", c.WorkerConcurrency)
@@ -612,6 +622,23 @@ func (p *parser) level(name string) slog.Level {
 		return slog.LevelInfo
 	}
 	return l
+}
+
+// validDomainSuffix reports whether s, without its leading dot, is
+// dot-separated DNS labels (letters, digits, '-', '_').
+func validDomainSuffix(s string) bool {
+	for label := range strings.SplitSeq(strings.TrimPrefix(s, "."), ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // validHeaderName reports whether s is an HTTP header name (an RFC 9110

@@ -32,6 +32,15 @@ const RedisClusterScheme = "redis-cluster"
 func ParseRedisURL(raw string) (asynq.RedisConnOpt, error) {
 	rest, ok := strings.CutPrefix(raw, RedisClusterScheme+"://")
 	if !ok {
+		// asynq passes url.Parse's error on, which quotes the whole URL,
+		// password included: parse it first and keep only the reason.
+		if _, err := url.Parse(raw); err != nil {
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err
+			}
+			return nil, fmt.Errorf("could not parse redis uri: %w", err)
+		}
 		return asynq.ParseRedisURI(raw)
 	}
 	if strings.ContainsAny(rest, "/?#") {

@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"strings"
+
+	"github.com/invoicing/tenantworker/internal/placement"
 )
 
 // ReadyPrefix starts the machine-readable line of the banner; the rest of
@@ -107,6 +109,11 @@ func writeBanner(w io.Writer, info Info, order []string) error {
 		line(`  curl -H "Authorization: Bearer $KEY" %s/v1/invoices/%d/pdf -o invoice.pdf`, t.API, id)
 	}
 	line("")
+	if info.PGDir == "" {
+		// DATABASE_URL is the developer's own database, whose URL may hold
+		// a password: this line goes to stdout, terminals and CI logs.
+		info.DatabaseURL = placement.Redact(info.DatabaseURL)
+	}
 	j, err := json.Marshal(info)
 	if err != nil {
 		return fmt.Errorf("banner: %w", err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/mail"
+	"path"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -139,14 +140,26 @@ func setSubject(msg *gomail.Msg, subj string) {
 }
 
 // attachmentName returns name as a safe file name: one line (OneLine),
-// without path separators, never empty.
+// without path separators, never empty. A name cut for length keeps its
+// extension (up to maxExtRunes), by which readers open the file.
 func attachmentName(name string) string {
-	name = strings.NewReplacer("/", "_", `\`, "_").Replace(OneLine(name))
+	ext := path.Ext(name)
+	if OneLine(ext) != ext || strings.ContainsRune(ext, '\\') || utf8.RuneCountInString(ext) > maxExtRunes {
+		ext = ""
+	}
+	stem := []rune(OneLine(strings.TrimSuffix(name, ext)))
+	if keep := MaxLineRunes - utf8.RuneCountInString(ext); len(stem) > keep {
+		stem = append(stem[:keep-1], '…')
+	}
+	name = strings.NewReplacer("/", "_", `\`, "_").Replace(string(stem) + ext)
 	if strings.Trim(name, ". ") == "" {
 		return "attachment"
 	}
 	return name
 }
+
+// maxExtRunes bounds the extension attachmentName keeps of a long name.
+const maxExtRunes = 16
 
 // buildMsg turns m into a go-mail message: From, To, Subject, Date, the
 // Message-ID (m.MessageID when set, angle brackets optional, else a random

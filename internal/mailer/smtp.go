@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	mail "github.com/wneessen/go-mail"
@@ -67,8 +68,13 @@ func NewSMTP(smtpURL string) (*SMTP, error) {
 		}
 		s.port = n
 	}
+	// Neither is quoted: an unencoded '/', '?' or '#' in the password
+	// puts the rest of it there.
 	if u.Path != "" && u.Path != "/" {
-		return nil, fmt.Errorf("new smtp mailer: unexpected path %q in SMTP URL", u.Path)
+		return nil, errors.New("new smtp mailer: unexpected path in SMTP URL (percent-encode '/', '?' and '#' in user and password)")
+	}
+	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.RawFragment != "" || strings.HasSuffix(smtpURL, "#") {
+		return nil, errors.New("new smtp mailer: unexpected query or fragment in SMTP URL (percent-encode '/', '?' and '#' in user and password)")
 	}
 	if u.User != nil {
 		s.user = u.User.Username()
