@@ -14,24 +14,25 @@ import (
 // whenever the same [Invoice] would render to different bytes (layout,
 // fonts, encodings, the PDF writer), so that [InputsHash] changes with it;
 // a test pins the bytes of a sample document to it.
-const LayoutVersion = "2026-12-4.1"
+const LayoutVersion = "2026-12-4.2"
 
 // InputsHash returns a hex SHA-256 of everything the bytes of r's render
 // of inv depend on: [LayoutVersion], the creation date r would write and
 // every field of inv that the document shows (decimals with their
-// exponent, times to the nanosecond with their offset; Amount only for an
-// invoice without lines). Equal hashes mean equal documents, so a
+// exponent, dates as printed; Amount only for an invoice without lines). Equal hashes mean equal documents, so a
 // caller that kept the hash of a stored document can skip rendering it
 // again. Limits are not part of it: they decide whether a document is
 // written, not what it holds.
 func InputsHash(r Renderer, inv Invoice) string {
 	h := inputsHasher{h: sha256.New()}
 	h.str(LayoutVersion)
-	h.time(r.CreatedAt)
+	// The dates as the document writes them: the creation date to the
+	// second in UTC (newPDF), the issue and due dates as printed.
+	h.time(r.createdAt(inv).Truncate(time.Second))
 	h.str(inv.TenantName)
 	h.str(inv.Number)
-	h.time(inv.IssuedAt)
-	h.time(inv.DueAt)
+	h.str(formatDate(inv.IssuedAt))
+	h.str(formatDate(inv.DueAt))
 	h.str(inv.Status)
 	h.str(inv.Currency)
 	c := inv.Customer

@@ -3,10 +3,13 @@ package pdf
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/shopspring/decimal"
+	"golang.org/x/text/unicode/norm"
 )
 
 // ErrInvalidInvoice is wrapped by the errors [Render] returns for an
@@ -90,4 +93,52 @@ func validCurrency(code string) bool {
 		}
 	}
 	return true
+}
+
+// composed returns inv with every base letter followed by combining marks
+// in its composed form (NFC): decomposed text ("e" + U+0308) then prints
+// with the fonts' precomposed letters, which they have, instead of
+// combining marks, which they lack. Text without combining marks is kept
+// as it is (NFC would also turn U+2126 OHM SIGN into U+03A9, for instance).
+func (inv Invoice) composed() Invoice {
+	for _, s := range []*string{&inv.TenantName, &inv.Number, &inv.Status, &inv.Notes,
+		&inv.Customer.Name, &inv.Customer.Company, &inv.Customer.Email, &inv.Customer.Address} {
+		*s = composeMarks(*s)
+	}
+	for i, l := range inv.Lines {
+		if c := composeMarks(l.Description); c != l.Description {
+			inv.Lines = slices.Clone(inv.Lines) // the caller's lines stay as they are
+			inv.Lines[i].Description = c
+			for j := i + 1; j < len(inv.Lines); j++ {
+				inv.Lines[j].Description = composeMarks(inv.Lines[j].Description)
+			}
+			break
+		}
+	}
+	return inv
+}
+
+// composeMarks returns s with each of its segments (a character and the
+// combining marks after it) that holds a nonspacing mark in NFC.
+func composeMarks(s string) string {
+	if printableASCII(s) {
+		return s
+	}
+	var b strings.Builder
+	for len(s) > 0 {
+		n := norm.NFC.NextBoundaryInString(s, true)
+		if n <= 0 {
+			n = len(s)
+		}
+		seg := s[:n]
+		s = s[n:]
+		if strings.IndexFunc(seg, func(r rune) bool { return unicode.Is(unicode.Mn, r) }) >= 0 {
+			if c := norm.NFC.String(seg); c != seg {
+				b.WriteString(c)
+				continue
+			}
+		}
+		b.WriteString(seg)
+	}
+	return b.String()
 }

@@ -103,6 +103,7 @@ func (r Renderer) Render(ctx context.Context, w io.Writer, inv Invoice) (Result,
 		return Result{}, fmt.Errorf("render invoice %s: %w", inv.Number, err)
 	}
 
+	inv = inv.composed()
 	enc, used := chooseEncoding(inv)
 	f := r.newPDF(inv)
 	fonts, err := addFonts(f, enc, used)
@@ -163,11 +164,8 @@ func output(ctx context.Context, w io.Writer, f *fpdf.Fpdf, inv Invoice, enc *en
 	return int64(out.Len()), nil
 }
 
-// newPDF returns an empty A4 document with every setting that decides the
-// output bytes fixed, so that nothing depends on fpdf's package-wide
-// defaults or on the clock. Its streams are left uncompressed:
-// deflateStreams compresses them.
-func (r Renderer) newPDF(inv Invoice) *fpdf.Fpdf {
+// createdAt is the creation date r writes into inv's document, in UTC.
+func (r Renderer) createdAt(inv Invoice) time.Time {
 	created := r.CreatedAt
 	if created.IsZero() {
 		created = inv.IssuedAt
@@ -175,7 +173,15 @@ func (r Renderer) newPDF(inv Invoice) *fpdf.Fpdf {
 	if created.IsZero() {
 		created = fallbackCreatedAt
 	}
-	created = created.UTC()
+	return created.UTC()
+}
+
+// newPDF returns an empty A4 document with every setting that decides the
+// output bytes fixed, so that nothing depends on fpdf's package-wide
+// defaults or on the clock. Its streams are left uncompressed:
+// deflateStreams compresses them.
+func (r Renderer) newPDF(inv Invoice) *fpdf.Fpdf {
+	created := r.createdAt(inv)
 
 	f := fpdf.New("P", "mm", "A4", "")
 	f.SetCreationDate(created)

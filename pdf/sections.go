@@ -1,6 +1,7 @@
 package pdf
 
 import (
+	"math"
 	"strings"
 )
 
@@ -61,6 +62,12 @@ func (d *document) fitCell(w, h float64, s, align string, bold bool, size float6
 	for size > minFitSize && d.f.GetStringWidth(s) > limit {
 		size -= 0.5
 		d.setFont(bold, size)
+	}
+	if w := d.f.GetStringWidth(s); w > limit && limit > 0 {
+		// Still too wide at the smallest step: the size at which it
+		// fits exactly (widths scale with the size), so that it never
+		// runs over the cells beside it or off the page.
+		d.setFont(bold, math.Floor(size*limit/w*100)/100)
 	}
 	d.f.CellFormat(w, h, s, "", 0, align, false, 0, "")
 }

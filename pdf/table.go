@@ -104,7 +104,12 @@ func (t *table) row(cells []string) {
 		t.newPage()
 	}
 	for start := 0; start < n && !f.Err(); {
-		room := int((contentLimit - f.GetY() - 2*cellPadY) / lineH)
+		// As many lines as fit by rowHeight's arithmetic: dividing instead
+		// rounds an exact fit down (float error) and splits a row that fits.
+		room := 0
+		for start+room < n && f.GetY()+(float64(room+1)*lineH+2*cellPadY) <= contentLimit {
+			room++
+		}
 		if room < 1 {
 			t.newPage()
 			continue
