@@ -42,7 +42,16 @@ func (h *Handler) admin(next http.Handler) http.Handler {
 // those credentials to every request, also to one another site makes it
 // send, protectAdmin's cross-origin check matters most here.
 func (h *Handler) dashboardAuth(next http.Handler) http.Handler {
-	return h.guardAdmin(next, adminBasic)
+	return h.guardAdmin(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, DashboardPath+"/api/") {
+			// The dashboard's JSON answers hold tenants' task payloads and
+			// results: like every JSON answer, not stored nor sniffed.
+			hdr := w.Header()
+			hdr.Set("Cache-Control", "no-store")
+			hdr.Set("X-Content-Type-Options", "nosniff")
+		}
+		next.ServeHTTP(w, r)
+	}), adminBasic)
 }
 
 // adminChallenge is how an admin guard asks for the token: the schemes it

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"net/http"
 	"net/url"
+	"strings"
 )
 
 // newCrossOriginProtection returns the check of the admin routes and the
@@ -59,4 +60,23 @@ func crossSiteReferer(r *http.Request) bool {
 	}
 	u, err := url.Parse(ref)
 	return err != nil || u.Host != r.Host
+}
+
+// adminSubtree covers the answers under /admin that no admin route gives
+// (the mux's 404 for an unknown path, its 405 for a wrong method): they
+// carry the anti-framing headers as well, and with the admin routes
+// disabled (no token) everything under /admin is 404, whatever the method.
+func (h *Handler) adminSubtree(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p := r.URL.Path; p == "/admin" || strings.HasPrefix(p, "/admin/") {
+			hdr := w.Header()
+			hdr.Set("X-Frame-Options", "DENY")
+			hdr.Set("Content-Security-Policy", "frame-ancestors 'none'")
+			if h.opts.AdminToken == "" {
+				writeError(w, http.StatusNotFound, "not found")
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }

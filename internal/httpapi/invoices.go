@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -127,6 +128,13 @@ func (h *Handler) invoicesExist(w http.ResponseWriter, r *http.Request, ids []in
 		h.internalError(w, r, "check invoices", err)
 		return false
 	case len(missing) > 0:
+		// An id named several times is one missing invoice.
+		seen := make(map[int64]bool, len(missing))
+		missing = slices.DeleteFunc(missing, func(id int64) bool {
+			dup := seen[id]
+			seen[id] = true
+			return dup
+		})
 		writeJSON(w, http.StatusNotFound, map[string]any{
 			"error":         fmt.Sprintf("%d of %d invoices not found; nothing was enqueued", len(missing), len(ids)),
 			"missing":       missing[:min(len(missing), 100)],

@@ -218,6 +218,9 @@ func bodyProblem(err error) string {
 			want = "a string"
 		case reflect.Bool:
 			want = "true or false"
+		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+			reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+			want = "an integer"
 		case reflect.Slice, reflect.Array:
 			want = "an array"
 		case reflect.Struct, reflect.Map:
