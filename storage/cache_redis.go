@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
+	"strconv"
 	"strings"
 	"time"
 
@@ -63,10 +65,15 @@ return 1
 `)
 
 // invalidateScript deletes entries and bumps their guards.
-// KEYS are pairs: entry, guard. ARGV[1] guard TTL in ms.
+// KEYS are pairs: entry, guard. ARGV[1] guard TTL in ms, ARGV[2] a random
+// integer a missing guard starts from (not 0: a guard that expired, or
+// that Redis lost, must not come back to a value a reader saw before).
 var invalidateScript = redis.NewScript(`
 for i = 1, #KEYS, 2 do
   redis.call('DEL', KEYS[i])
+  if redis.call('EXISTS', KEYS[i+1]) == 0 then
+    redis.call('SET', KEYS[i+1], ARGV[2])
+  end
   redis.call('INCR', KEYS[i+1])
   redis.call('PEXPIRE', KEYS[i+1], ARGV[1])
 end
@@ -75,8 +82,12 @@ return 1
 
 // revokeScript drops every cached API key entry of one tenant.
 // KEYS[1] the tenant's key set, KEYS[2] the keygen guard. ARGV[1] the
-// prefix of key entries, ARGV[2] guard TTL in ms.
+// prefix of key entries, ARGV[2] guard TTL in ms, ARGV[3] the random start
+// of a missing guard (see invalidateScript).
 var revokeScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  redis.call('SET', KEYS[2], ARGV[3])
+end
 redis.call('INCR', KEYS[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 local hashes = redis.call('SMEMBERS', KEYS[1])
@@ -171,20 +182,26 @@ func (c *Cache) redisInvalidate(ctx context.Context, keys []string, keysOfTenant
 		for _, k := range keys {
 			pairs = append(pairs, c.redisKey(k), c.guardKey(k))
 		}
-		if err := invalidateScript.Run(ctx, c.rdb, pairs, guardTTL).Err(); err != nil {
+		if err := invalidateScript.Run(ctx, c.rdb, pairs, guardTTL, guardSeed()).Err(); err != nil {
 			c.redisWriteFailed("invalidate", strings.Join(keys, ","), err)
 			errs = append(errs, fmt.Errorf("invalidate %s in redis: %w", strings.Join(keys, ","), err))
 		}
 	}
 	if keysOfTenant != "" {
 		keys := []string{c.redisKey(cacheTenantKeys + keysOfTenant), c.opts.KeyPrefix + cacheKeyGen}
-		if err := revokeScript.Run(ctx, c.rdb, keys, c.redisKey(cacheKindAPIKey), guardTTL).Err(); err != nil {
+		if err := revokeScript.Run(ctx, c.rdb, keys, c.redisKey(cacheKindAPIKey), guardTTL, guardSeed()).Err(); err != nil {
 			c.redisWriteFailed("invalidate api keys", cacheTenantKeys+keysOfTenant, err)
 			errs = append(errs, fmt.Errorf("invalidate api keys of tenant %s in redis: %w", keysOfTenant, err))
 		}
 	}
 	return errors.Join(errs...)
 }
+
+// guardSeed returns the random value a missing guard starts from: a
+// decimal integer below 2^62, so INCR (of this and older releases) never
+// overflows it, and a guard reset by its expiry or a Redis that lost it
+// never comes back to a value an in-flight reader saw.
+func guardSeed() string { return strconv.FormatUint(mrand.Uint64()>>2, 10) }
 
 // redisUsable reports whether reads should try Redis: not within
 // RedisBackoff of a failed read.

@@ -94,13 +94,26 @@ func (c *Cache) SetLimits(ctx context.Context, id, plan string, l tenantctx.Limi
 		return tenantctx.Tenant{}, fmt.Errorf("set limits: %w: %w", ErrNotFound, err)
 	}
 	t, err := c.backend.SetLimits(ctx, id, plan, l)
-	if err != nil {
+	if err != nil && unchanged(err) {
 		return t, err
 	}
-	if ierr := c.invalidate(ctx, tenantCacheKeys(id, t.Slug), ""); ierr != nil {
+	if ierr := c.invalidate(ctx, tenantCacheKeys(id, c.slugAfter(ctx, id, t, err)), ""); ierr != nil && err == nil {
 		return t, fmt.Errorf("set limits of tenant %s: %w", id, ierr)
 	}
-	return t, nil
+	return t, err
+}
+
+// slugAfter returns the slug of tenant id after a write that returned t
+// and err: t's, or, when the write's outcome is unknown (err), the
+// backend's, so that the invalidation covers the slug too.
+func (c *Cache) slugAfter(ctx context.Context, id string, t tenantctx.Tenant, err error) string {
+	if err == nil || t.Slug != "" {
+		return t.Slug
+	}
+	if cur, lerr := c.backend.TenantByID(context.WithoutCancel(ctx), id); lerr == nil {
+		return cur.Slug
+	}
+	return ""
 }
 
 // DeleteTenant deletes the tenant in the backend, then invalidates it and
@@ -223,11 +236,12 @@ func (c *Cache) SetPlacement(ctx context.Context, id, from, to string, generatio
 		return tenantctx.Tenant{}, fmt.Errorf("set placement: %w: %w", ErrNotFound, err)
 	}
 	t, err := c.backend.SetPlacement(ctx, id, from, to, generation)
-	if err != nil {
+	if err != nil && (unchanged(err) || errors.Is(err, ErrPlacementChanged) || errors.Is(err, ErrRegistrationChanged)) {
 		return t, err
 	}
-	if ierr := c.invalidate(ctx, tenantCacheKeys(id, t.Slug), ""); ierr != nil {
+	// Also when the outcome is unknown (err): the switch may be saved.
+	if ierr := c.invalidate(ctx, tenantCacheKeys(id, c.slugAfter(ctx, id, t, err)), ""); ierr != nil && err == nil {
 		return t, fmt.Errorf("set placement of tenant %s: %w", id, ierr)
 	}
-	return t, nil
+	return t, err
 }

@@ -174,8 +174,15 @@ func openTempDir(root *os.Root, tempDir string) (*os.File, error) {
 	return td, err
 }
 
+// tempNameMax is how much of a document's name its temporary file's name
+// keeps: with tempMarker, a dot and rand.Text's 26 characters it stays
+// within the 255 bytes of a file name (NAME_MAX), for every valid key.
+const tempNameMax = 200
+
 // tempName is the name of a new temporary file for the document name.
-func tempName(name string) string { return tempMarker + name + "." + rand.Text() }
+func tempName(name string) string {
+	return tempMarker + name[:min(len(name), tempNameMax)] + "." + rand.Text()
+}
 
 // copyHashed writes what r holds to w and h. A reader that holds its
 // bytes (a *bytes.Buffer, a *bytes.Reader: io.WriterTo) is written with

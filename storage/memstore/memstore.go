@@ -413,19 +413,21 @@ func (m *Catalog) SetPlacement(_ context.Context, id, from, to string, generatio
 	if !ok {
 		return tenantctx.Tenant{}, fmt.Errorf("set placement of tenant %s: %w", id, storage.ErrNotFound)
 	}
-	d, registered := m.dbs[to]
-	if !registered && generation == 0 {
-		return tenantctx.Tenant{}, fmt.Errorf("set placement of tenant %s: database %.70q: %w", id, to, storage.ErrNotFound)
-	}
+	// In Postgres' order: the placement and the status first (the
+	// statement's WHERE), then the registration.
 	if t.DatabaseName() != from {
 		return tenantctx.Tenant{}, fmt.Errorf("set placement of tenant %s: on %s, not %.70s: %w", id, t.DatabaseName(), from, storage.ErrPlacementChanged)
 	}
 	if t.Status != tenantctx.StatusActive && t.Status != tenantctx.StatusSuspended {
 		return tenantctx.Tenant{}, fmt.Errorf("set placement of tenant %s (%s): %w", id, t.Status, storage.ErrInvalidTransition)
 	}
+	d, registered := m.dbs[to]
 	if generation != 0 && d.Generation != generation {
 		return tenantctx.Tenant{}, fmt.Errorf("set placement of tenant %s: database %.70q is registration %d, not %d: %w",
 			id, to, d.Generation, generation, storage.ErrRegistrationChanged)
+	}
+	if !registered {
+		return tenantctx.Tenant{}, fmt.Errorf("set placement of tenant %s: database %.70q: %w", id, to, storage.ErrNotFound)
 	}
 	t.Database = to
 	t.DatabaseGeneration = m.dbs[to].Generation
