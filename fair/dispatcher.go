@@ -633,9 +633,12 @@ const (
 	Suspended Reason = "s"
 	// Paused: an operator paused the tenant's queue.
 	Paused Reason = "p"
+	// Moving: a move of the tenant between databases holds its work; an
+	// operator's pause and resume meanwhile are Paused, apart from it.
+	Moving Reason = "m"
 )
 
-func (r Reason) valid() bool { return r == Suspended || r == Paused }
+func (r Reason) valid() bool { return r == Suspended || r == Paused || r == Moving }
 
 // Hold adds reason to the tenant's hold in each queue: nothing of its
 // backlog is admitted until every reason is released, and its admitted
@@ -847,7 +850,7 @@ func (d *Dispatcher) Stats(ctx context.Context, tenantID string, queues ...strin
 		}
 		h, _ := res[5].(string)
 		s.Suspended = strings.Contains(h, string(Suspended))
-		s.Paused = strings.Contains(h, string(Paused))
+		s.Paused = strings.Contains(h, string(Paused)) || strings.Contains(h, string(Moving))
 		s.Policy = Policy{Weight: asInt(res[6]), MaxRunning: asInt(res[7]), MaxWaiting: asInt(res[8])}
 		types, _ := res[9].([]any)
 		for i := 0; i+1 < len(types); i += 2 {

@@ -53,24 +53,31 @@ func (s *Service) RequestDeletion(ctx context.Context, id, actor string) (Deleti
 	// or the tenant stays deleting with its data and no destroy queued.
 	ctx, cancel := completing(ctx)
 	defer cancel()
+	// The request is recorded before the destroy can run, so the two
+	// entries are in order; the task id is the destroy's deterministic one.
+	// It is recorded also when what follows fails: a retry finds the
+	// tenant deleting already and could no longer say where it came from.
+	p := tasks.TenantDestroy{TenantID: id}
+	record := func(discarded any) {
+		detail := map[string]any{"slug": t.Slug, "from": string(prev), "task_id": p.Spec().TaskID, "discarded": discarded}
+		s.logFailure(ctx, id, ActionDeletionRequested, s.auditOnce(ctx, id, actor, ActionDeletionRequested, detail))
+	}
 	var discarded int
 	if s.fair != nil {
 		drained, err := s.fair.Drain(ctx, id, s.layout().Queues()...)
 		if err != nil {
+			record(nil)
 			return Deletion{Tenant: t}, fmt.Errorf("request deletion of tenant %s: discard its backlog: %w", id, err)
 		}
 		discarded = drained.Total()
-		for _, r := range []fair.Reason{fair.Suspended, fair.Paused} {
+		for _, r := range []fair.Reason{fair.Suspended, fair.Paused, fair.Moving} {
 			if _, err := s.fair.Release(ctx, id, r, s.layout().Queues()...); err != nil {
+				record(discarded)
 				return Deletion{Tenant: t}, fmt.Errorf("request deletion of tenant %s: lift its holds: %w", id, err)
 			}
 		}
 	}
-	// The request is recorded before the destroy can run, so the two
-	// entries are in order; the task id is the destroy's deterministic one.
-	p := tasks.TenantDestroy{TenantID: id}
-	detail := map[string]any{"slug": t.Slug, "from": string(prev), "task_id": p.Spec().TaskID, "discarded": discarded}
-	s.logFailure(ctx, id, ActionDeletionRequested, s.auditOnce(ctx, id, actor, ActionDeletionRequested, detail))
+	record(discarded)
 	res, err := s.enqueuer.Enqueue(ctx, p)
 	if err != nil {
 		return Deletion{Tenant: t}, fmt.Errorf("request deletion of tenant %s: %w", id, err)

@@ -25,6 +25,12 @@ func (c goneAfterWrite) SetStatus(ctx context.Context, id string, st tenantctx.S
 	return t, err
 }
 
+func (c goneAfterWrite) SetStatusFrom(ctx context.Context, id string, from, st tenantctx.Status) (tenantctx.Tenant, error) {
+	t, err := c.Catalog.SetStatusFrom(ctx, id, from, st)
+	c.cancel()
+	return t, err
+}
+
 func (c goneAfterWrite) RevokeAPIKey(ctx context.Context, id string, keyID int64) (bool, error) {
 	revoked, err := c.Catalog.RevokeAPIKey(ctx, id, keyID)
 	c.cancel()

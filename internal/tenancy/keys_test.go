@@ -104,6 +104,14 @@ func (u unpropagated) SetStatus(ctx context.Context, id string, s tenantctx.Stat
 	return t, notPropagated("set status")
 }
 
+func (u unpropagated) SetStatusFrom(ctx context.Context, id string, from, s tenantctx.Status) (tenantctx.Tenant, error) {
+	t, err := u.Catalog.SetStatusFrom(ctx, id, from, s)
+	if err != nil {
+		return t, err
+	}
+	return t, notPropagated("set status")
+}
+
 func (u unpropagated) RevokeAPIKey(ctx context.Context, id string, keyID int64) (bool, error) {
 	revoked, err := u.Catalog.RevokeAPIKey(ctx, id, keyID)
 	if err != nil {

@@ -194,8 +194,12 @@ func (s *Service) Migrate(ctx context.Context, t tenantctx.Tenant, target int, a
 	if res.Applied == nil {
 		res.Applied = []int{}
 	}
+	// Committed: record it even if the caller goes away now (a retry
+	// finds nothing to do and would record nothing).
+	actx, cancel := completing(ctx)
+	defer cancel()
 	if r.Created || len(r.Applied) > 0 {
-		if err := s.audit(ctx, t.ID, actor, ActionMigrated, res); err != nil {
+		if err := s.audit(actx, t.ID, actor, ActionMigrated, res); err != nil {
 			return res, err
 		}
 	}
@@ -223,13 +227,11 @@ func (s *Service) Migrate(ctx context.Context, t tenantctx.Tenant, target int, a
 	}
 	detail := map[string]string{"from": string(tenantctx.StatusProvisioning), "to": string(tenantctx.StatusActive)}
 	if notPropagated {
-		actx, cancel := completing(ctx)
-		defer cancel()
 		s.logFailure(actx, t.ID, ActionStatusChanged, s.audit(actx, t.ID, actor, ActionStatusChanged, detail))
 		res.Activated = true
 		return res, fmt.Errorf("activate tenant %s: %w", t.ID, err)
 	}
-	if err := s.audit(ctx, t.ID, actor, ActionStatusChanged, detail); err != nil {
+	if err := s.audit(actx, t.ID, actor, ActionStatusChanged, detail); err != nil {
 		return res, err
 	}
 	res.Activated = true

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tenantctx"
@@ -135,25 +136,38 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 		return m, fmt.Errorf("move tenant %s from %s to %s: %s: %w", id, from, to, step, err)
 	}
 
-	// 1. Quiesce the tenant.
-	q, err := s.Queue(ctx, id)
+	// 1. Quiesce the tenant: a hold of its own (fair.Moving), apart from
+	// an operator's pause, which a pause or resume during the move neither
+	// lifts nor is lifted by.
+	keepPaused := false // the switch was not propagated: resuming would run tasks on the old database
+	if _, err := s.liveDispatchTenant(ctx, id, "pause"); err != nil {
+		return fail("pause", err)
+	}
+	movedBack, err := s.fair.Hold(ctx, id, fair.Moving, s.layout().Queues()...)
 	if err != nil {
 		return fail("pause", err)
 	}
-	keepPaused := false // the switch was not propagated: resuming would run tasks on the old database
-	if !q.Paused {
-		if _, err := s.PauseQueue(ctx, id, actor); err != nil {
-			return fail("pause", err)
-		}
-		defer func() {
-			if keepPaused {
+	defer func() {
+		rctx := context.WithoutCancel(ctx)
+		if keepPaused {
+			// Handed over to an operator's pause, which ResumeQueue lifts.
+			if _, err := s.fair.Hold(rctx, id, fair.Paused, s.layout().Queues()...); err != nil {
+				s.logger.ErrorContext(ctx, "keep the queue paused after a move", slog.String("tenant_id", id), slog.String("error", err.Error()))
 				return
 			}
-			if err := s.ResumeQueue(context.WithoutCancel(ctx), id, actor); err != nil {
-				s.logger.ErrorContext(ctx, "resume the queue after a move", slog.String("tenant_id", id), slog.String("error", err.Error()))
-			}
-		}()
+		}
+		if _, err := s.fair.Release(rctx, id, fair.Moving, s.layout().Queues()...); err != nil {
+			s.logger.ErrorContext(ctx, "resume the queue after a move", slog.String("tenant_id", id), slog.String("error", err.Error()))
+			return
+		}
+		if !keepPaused {
+			s.logFailure(rctx, id, ActionQueueResumed, s.audit(rctx, id, actor, ActionQueueResumed, map[string]string{}))
+		}
+	}()
+	if err := s.deletedMeanwhile(ctx, id, "pause"); err != nil {
+		return fail("pause", err)
 	}
+	s.logFailure(ctx, id, ActionQueuePaused, s.audit(ctx, id, actor, ActionQueuePaused, map[string]int{"moved_back": movedBack}))
 	if err := s.waitIdle(ctx, id, opts); err != nil {
 		return fail("wait for running tasks", err)
 	}
@@ -185,6 +199,26 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 	// a running tenant still on from, onto the registration copied to.
 	// Either way the copy goes.
 	moved, err := s.catalog.SetPlacement(ctx, id, from, to, toGeneration)
+	if err != nil && !placementAnswered(err) {
+		// The answer was lost (a broken connection, the context's end
+		// after the commit): the switch may be saved, and dropping the
+		// copy would leave the tenant placed on a database without its
+		// schema. Ask the catalog until it answers.
+		moved, err = s.settlePlacement(ctx, id, from, to, toGeneration, opts, err)
+		if errors.Is(err, errPlacementUnknown) {
+			keepPaused = true
+			if rerr := c.Release(context.WithoutCancel(ctx)); rerr != nil {
+				s.logger.ErrorContext(ctx, "release the old schema after a move", slog.String("tenant_id", id), slog.String("error", rerr.Error()))
+			}
+			s.logger.ErrorContext(ctx, "tenant move: the catalog did not say whether the switch was saved; its queue stays paused and both schemas are kept",
+				slog.String("tenant_id", id), slog.String("from", from), slog.String("to", to), slog.String("error", err.Error()))
+			s.logFailure(ctx, id, ActionMoveFailed, s.audit(context.WithoutCancel(ctx), id, actor, ActionMoveFailed,
+				map[string]string{"from": from, "to": to, "step": "switch (outcome unknown)"}))
+			return m, fmt.Errorf("move tenant %s from %s to %s: %w: its queue stays paused and the schema is kept in both databases; "+
+				"once the catalog answers, see where it places the tenant (enqueue db list, GET /admin/tenants/%s), drop the schema %s in the other database, then resume the queue",
+				id, from, to, err, id, t.Schema)
+		}
+	}
 	if errors.Is(err, storage.ErrInvalidTransition) || errors.Is(err, storage.ErrPlacementChanged) ||
 		errors.Is(err, storage.ErrRegistrationChanged) {
 		err = fmt.Errorf("%w: %w", ErrMoveRefused, err)
@@ -233,6 +267,57 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 		"tables": len(m.Tables), "rows": m.Rows, "old_schema_dropped": m.OldSchemaDropped}
 	s.logFailure(ctx, id, ActionMoved, s.audit(context.WithoutCancel(ctx), id, actor, ActionMoved, detail))
 	return m, nil
+}
+
+// errPlacementUnknown: the catalog did not say whether a move's switch
+// was saved.
+var errPlacementUnknown = errors.New("the switch's outcome is unknown")
+
+// placementAnswered reports whether err, returned by SetPlacement, says
+// what the catalog holds: the switch saved (ErrInvalidationFailed) or not
+// made (a refusal). Any other error may have come after the commit.
+func placementAnswered(err error) bool {
+	for _, known := range []error{storage.ErrInvalidationFailed, storage.ErrInvalidTransition,
+		storage.ErrPlacementChanged, storage.ErrRegistrationChanged, storage.ErrNotFound} {
+		if errors.Is(err, known) {
+			return true
+		}
+	}
+	return false
+}
+
+// settlePlacement finds out whether a switch of tenant id from from to to
+// whose answer was lost (lost) was saved, and makes it if not: the
+// tenant's placement saved again on to (nothing changes if it is there,
+// and the change is published), or, if it is not on to, the switch tried
+// again. It asks until the catalog answers, for up to opts.DrainTimeout or
+// 30 s, whichever is shorter, then returns errPlacementUnknown.
+func (s *Service) settlePlacement(ctx context.Context, id, from, to string, generation int64, opts MoveOptions, lost error) (tenantctx.Tenant, error) {
+	ctx = context.WithoutCancel(ctx)
+	deadline := time.Now().Add(min(opts.DrainTimeout, 30*time.Second))
+	for {
+		t, err := s.catalog.SetPlacement(ctx, id, to, to, generation)
+		if errors.Is(err, storage.ErrInvalidTransition) {
+			// On to (the placement is compared first), but its deletion
+			// was requested since: the switch was saved, and the destroy
+			// runs there.
+			if cur, lerr := s.catalog.TenantByID(ctx, id); lerr == nil && cur.DatabaseName() == to {
+				return cur, nil
+			}
+		}
+		if errors.Is(err, storage.ErrPlacementChanged) {
+			// Not on to: the first attempt changed nothing.
+			t, err = s.catalog.SetPlacement(ctx, id, from, to, generation)
+		}
+		if err == nil || placementAnswered(err) {
+			return t, err
+		}
+		lost = err
+		if time.Now().After(deadline) {
+			return t, fmt.Errorf("%w: %w", errPlacementUnknown, lost)
+		}
+		time.Sleep(opts.Poll * 5)
+	}
 }
 
 // propagatePlacement saves the tenant's placement again (the same value)

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/invoicing/tenantworker/internal/placement"
 	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/storage"
@@ -157,7 +159,16 @@ func (s *Service) checkSchemaFree(ctx context.Context, t tenantctx.Tenant) error
 	if s.pool == nil && s.pools == nil {
 		return nil
 	}
-	pool, err := s.schemaPool(ctx, t)
+	// The database's current registration, looked up afresh: t carries no
+	// registration yet, and a pool this process holds may be of one removed
+	// (and registered again elsewhere) since.
+	var pool *pgxpool.Pool
+	var err error
+	if s.pools != nil {
+		pool, err = s.pools.SchemaPool(ctx, t.DatabaseName())
+	} else {
+		pool, err = s.schemaPool(ctx, t)
+	}
 	if err != nil {
 		return err
 	}

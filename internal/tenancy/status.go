@@ -32,18 +32,18 @@ import (
 // if the tenant is no longer suspended (Resume does the converse).
 func (s *Service) Suspend(ctx context.Context, id, actor string) (tenantctx.Tenant, error) {
 	t, err := s.changeStatus(ctx, id, tenantctx.StatusActive, tenantctx.StatusSuspended, actor)
-	if err != nil || s.fair == nil {
+	if s.fair == nil || (err != nil && !errors.Is(err, storage.ErrInvalidationFailed)) {
 		return t, err
 	}
-	ctx, cancel := completing(ctx) // suspended: the hold must follow
+	ctx, cancel := completing(ctx) // suspended (propagated or not): the hold must follow
 	defer cancel()
-	if _, err := s.fair.Hold(ctx, id, fair.Suspended, s.layout().WorkQueues()...); err != nil {
-		return t, fmt.Errorf("suspend tenant %s: hold its backlog: %w", id, err)
+	if _, herr := s.fair.Hold(ctx, id, fair.Suspended, s.layout().WorkQueues()...); herr != nil {
+		return t, fmt.Errorf("suspend tenant %s: hold its backlog: %w", id, herr)
 	}
-	if err := s.settleSuspendedHold(ctx, id, true); err != nil {
-		return t, fmt.Errorf("suspend tenant %s: %w", id, err)
+	if serr := s.settleSuspendedHold(ctx, id, true); serr != nil {
+		return t, fmt.Errorf("suspend tenant %s: %w", id, serr)
 	}
-	return t, nil
+	return t, err
 }
 
 // Resume moves a suspended tenant back to active (active again is a
@@ -111,7 +111,20 @@ func (s *Service) changeStatus(ctx context.Context, id string, from, to tenantct
 	if t.Status != from && t.Status != to {
 		return t, fmt.Errorf("move tenant %s from %s to %s: %w", id, t.Status, to, storage.ErrInvalidTransition)
 	}
-	moved, err := s.catalog.SetStatus(ctx, id, to)
+	var moved tenantctx.Tenant
+	if t.Status == to {
+		moved, err = s.catalog.SetStatus(ctx, id, to) // no change: saved again, propagated again
+	} else {
+		// Only from the status read: of two calls that read the same
+		// status, one changes it and records the change.
+		moved, err = s.catalog.SetStatusFrom(ctx, id, t.Status, to)
+		if errors.Is(err, storage.ErrStatusChanged) {
+			if moved.Status == to {
+				return moved, nil // another call made this change and recorded it
+			}
+			return t, fmt.Errorf("move tenant %s from %s to %s: %w: %w", id, moved.Status, to, storage.ErrInvalidTransition, err)
+		}
+	}
 	// Saved but not propagated (storage.ErrInvalidationFailed): the change
 	// happened and is audited, and the error is returned, because other
 	// processes may still serve the old status (docs/architecture.md, P18).

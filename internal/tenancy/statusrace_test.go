@@ -32,6 +32,18 @@ func (r *racingStatus) SetStatus(ctx context.Context, id string, to tenantctx.St
 	return t, err
 }
 
+func (r *racingStatus) SetStatusFrom(ctx context.Context, id string, from, to tenantctx.Status) (tenantctx.Tenant, error) {
+	t, err := r.Catalog.SetStatusFrom(ctx, id, from, to)
+	r.mu.Lock()
+	hook := r.after
+	r.after = nil
+	r.mu.Unlock()
+	if hook != nil {
+		hook(to)
+	}
+	return t, err
+}
+
 // TestSuspensionHoldFollowsRacingStatusChanges: a Suspend whose hold lands
 // after a Resume (or a deletion request) that came in between leaves no
 // hold on an active (or deleted) tenant's work, and a Resume whose release
