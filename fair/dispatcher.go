@@ -662,7 +662,11 @@ func (d *Dispatcher) Release(ctx context.Context, tenantID string, reason Reason
 	var stuck int
 	var err error
 	for attempt := 0; attempt < 20; attempt++ {
-		_, stuck, err = d.hold(ctx, tenantID, reason, false, queues)
+		flag := "0"
+		if attempt > 0 {
+			flag = "2" // release parked tasks only: a Hold made since stands
+		}
+		_, stuck, err = d.holdFlag(ctx, tenantID, reason, flag, queues)
 		if err != nil || stuck == 0 {
 			return 0, err
 		}
@@ -676,15 +680,21 @@ func (d *Dispatcher) Release(ctx context.Context, tenantID string, reason Reason
 }
 
 func (d *Dispatcher) hold(ctx context.Context, tenantID string, reason Reason, set bool, queues []string) (moved, stuck int, err error) {
+	flag := "0"
+	if set {
+		flag = "1"
+	}
+	return d.holdFlag(ctx, tenantID, reason, flag, queues)
+}
+
+// holdFlag runs holdScript with ARGV[12] flag: "1" set, "0" clear, "2"
+// release parked tasks only if no reason is left (Release's retries).
+func (d *Dispatcher) holdFlag(ctx context.Context, tenantID string, reason Reason, flag string, queues []string) (moved, stuck int, err error) {
 	if err := checkTenant(tenantID); err != nil {
 		return 0, 0, err
 	}
 	if !reason.valid() {
 		return 0, 0, fmt.Errorf("fair: invalid hold reason %q", reason)
-	}
-	flag := "0"
-	if set {
-		flag = "1"
 	}
 	for _, q := range queues {
 		if err := checkQueue(q); err != nil {

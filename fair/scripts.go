@@ -1285,7 +1285,8 @@ return 'parked'
 
 // holdScript sets or clears one hold reason of a tenant.
 //
-//	ARGV[10] tenant, ARGV[11] reason ('s' or 'p'), ARGV[12] '1' set / '0' clear.
+//	ARGV[10] tenant, ARGV[11] reason ('s', 'p' or 'm'), ARGV[12] '1' set / '0' clear /
+//	'2' leave the reasons as they are (a Release's retry for parked tasks).
 //
 // Setting a reason takes the tenant out of the ready set and moves its
 // admitted tasks that asynq has not started back into its backlog, at
@@ -1297,9 +1298,13 @@ return 'parked'
 var holdScript = redis.NewScript(prelude + `
 local t, r, set = ARGV[10], ARGV[11], ARGV[12] == '1'
 local h = redis.call('HGET', P .. 'hold', t) or ''
-h = string.gsub(h, r, '')
-if set then h = h .. r end
-if h == '' then redis.call('HDEL', P .. 'hold', t) else redis.call('HSET', P .. 'hold', t, h) end
+if ARGV[12] ~= '2' then
+  -- '2': a Release retrying for parked tasks still handed back leaves
+  -- the reasons as they are now (a Hold made since stands).
+  h = string.gsub(h, r, '')
+  if set then h = h .. r end
+  if h == '' then redis.call('HDEL', P .. 'hold', t) else redis.call('HSET', P .. 'hold', t, h) end
+end
 if set then
   reconsider(t)
   local moved = 0
