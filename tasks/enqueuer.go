@@ -320,7 +320,17 @@ func (e *Enqueuer) enqueueFair(ctx context.Context, tenantID string, payloads []
 		byQueue[spec.Queue] = append(byQueue[spec.Queue], i)
 	}
 	out := make([]EnqueueResult, len(payloads))
-	var fresh []string // ids of new tasks: an old record of the id goes
+	// The old records of the ids a task may replace go before the enqueue:
+	// a worker may archive the new task (writing its record) before a
+	// forget sent after the enqueue lands.
+	var replaced []string
+	for _, t := range batch {
+		if t.ReplaceFinished {
+			replaced = append(replaced, t.Message.ID)
+		}
+	}
+	e.forgetRecords(ctx, tenantID, replaced) // task records hook (records.go)
+	var fresh []string                       // ids of new follow-ups: an old record of the id goes
 	for _, q := range order {
 		idx := byQueue[q]
 		group := make([]fair.Task, len(idx))
@@ -340,7 +350,7 @@ func (e *Enqueuer) enqueueFair(ctx context.Context, tenantID string, payloads []
 				ID: m.ID, Queue: q, Type: m.Type, Payload: m.Payload, State: taskState(res[j].State),
 				MaxRetry: m.Retry, Timeout: m.Timeout, Retention: m.Retention,
 			}}
-			if !res[j].Existing {
+			if !res[j].Existing && res[j].FollowUp {
 				fresh = append(fresh, m.ID)
 			}
 		}
@@ -386,10 +396,15 @@ func (e *Enqueuer) enqueuePlain(ctx context.Context, p Payload) (EnqueueResult, 
 		return EnqueueResult{}, fmt.Errorf("encode %s payload: %w", p.TypeName(), err)
 	}
 	spec := e.spec(p)
+	if spec.Conflict != KeepExisting && spec.TaskID != "" {
+		// Before the enqueue, not after it: a worker may take the new
+		// task and archive it (writing its record) before a forget sent
+		// after the enqueue lands, which would delete the new record.
+		e.forgetRecord(ctx, p, spec.TaskID) // task records hook (records.go)
+	}
 	for range enqueueAttempts {
 		info, err := e.client.EnqueueContext(ctx, asynq.NewTask(p.TypeName(), data, spec.Options()...))
 		if err == nil {
-			e.forgetRecord(ctx, p, info.ID) // task records hook (records.go)
 			return EnqueueResult{Info: info}, nil
 		}
 		if !errors.Is(err, asynq.ErrTaskIDConflict) || spec.TaskID == "" {

@@ -184,12 +184,12 @@ func TestFairEnqueueForgetsOldRecords(t *testing.T) {
 	// A repeat of a waiting task is Existing: the record a later archive
 	// writes for it is not the repeat's to drop.
 	id := batch[1].(InvoicePDF).Spec().TaskID
-	if err := records.Put(ctx, tn.ID, TaskRecord{TaskID: id, Type: TypeInvoicePDF, Queue: QueueDefault, Reason: "x"}); err != nil {
-		t.Fatal(err)
-	}
 	res, err := enq.Enqueue(ctx, batch[1])
 	if err != nil || !res.Existing {
 		t.Fatalf("repeat = %+v, %v; want the existing task", res, err)
+	}
+	if err := records.Put(ctx, tn.ID, TaskRecord{TaskID: id, Type: TypeInvoicePDF, Queue: QueueDefault, Reason: "x"}); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := records.Get(ctx, tn.ID, id); err != nil {
 		t.Errorf("the repeat of an existing task dropped its record: %v", err)

@@ -213,6 +213,9 @@ func (e *Enqueuer) WithTaskRecords(records *TaskRecords) *Enqueuer {
 	return &c
 }
 
+// TaskRecords returns the records e falls back to (WithTaskRecords), or nil.
+func (e *Enqueuer) TaskRecords() *TaskRecords { return e.records }
+
 // DeleteTaskRecords drops every record of tenantID's archived tasks (an
 // erased tenant's); without records it does nothing.
 func (e *Enqueuer) DeleteTaskRecords(ctx context.Context, tenantID string) error {

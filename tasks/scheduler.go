@@ -106,19 +106,31 @@ const maxRepeatedTicks = 24*60 + 1
 // From inside a repeated hour a spec may have a tick each minute of it to
 // skip ("* * * * *", "*/10 * * * *").
 func (w wallSchedule) Next(t time.Time) time.Time {
-	lt := t.In(w.loc)
-	wall := time.Date(lt.Year(), lt.Month(), lt.Day(), lt.Hour(), lt.Minute(), lt.Second(), lt.Nanosecond(), time.UTC)
+	// A wall time in a spring-forward gap fires after the gap, at an
+	// instant whose own wall reading is later than the wall time itself
+	// (02:30 fires at 03:30): the search starts from t's wall reading
+	// under the smallest offset in effect around t, and, since gap ticks
+	// and ticks after the gap do not keep their order, takes the earliest
+	// instant among the wall times within the offsets' spread of the
+	// first one found.
+	_, offA := t.Add(-24 * time.Hour).In(w.loc).Zone()
+	_, offB := t.Add(24 * time.Hour).In(w.loc).Zone()
+	_, offT := t.In(w.loc).Zone()
+	lo, hi := min(offA, offB, offT), max(offA, offB, offT)
+	wall := t.UTC().Add(time.Duration(lo) * time.Second)
+	spread := time.Duration(hi-lo) * time.Second
+	var best, bestWall time.Time
 	for range maxRepeatedTicks {
 		n := w.wall.Next(wall)
-		if n.IsZero() {
-			return n
+		if n.IsZero() || (!best.IsZero() && n.After(bestWall.Add(spread))) {
+			break
 		}
-		if at := w.firstInstant(n); at.After(t) {
-			return at
+		if at := w.firstInstant(n); at.After(t) && (best.IsZero() || at.Before(best)) {
+			best, bestWall = at, n
 		}
 		wall = n
 	}
-	return time.Time{}
+	return best
 }
 
 // firstInstant returns the first instant at which the zone's clock reads
