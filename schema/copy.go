@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -229,8 +230,35 @@ func (c *Copied) DropSource(ctx context.Context) error {
 		return err
 	}
 	err := func() error {
-		if _, err := c.src.Exec(ctx, "DROP SCHEMA IF EXISTS "+c.quoted+" CASCADE"); err != nil {
-			return err
+		// A transaction that read a table and then waited to write it
+		// deadlocks with the DROP, and PostgreSQL reports it to the DROP at
+		// once: rolling the source back would let that write commit into
+		// the old schema. The DROP runs in a savepoint instead (the tables
+		// stay locked), the transactions waiting for this one are
+		// cancelled, and the DROP runs again.
+		for attempt := 0; ; attempt++ {
+			sp, err := c.src.Begin(ctx)
+			if err != nil {
+				return err
+			}
+			_, err = sp.Exec(ctx, "DROP SCHEMA IF EXISTS "+c.quoted+" CASCADE")
+			if err == nil {
+				if err := sp.Commit(ctx); err != nil {
+					return err
+				}
+				break
+			}
+			var pgErr *pgconn.PgError
+			if attempt >= 10 || !errors.As(err, &pgErr) || pgErr.Code != "40P01" {
+				return err
+			}
+			if rerr := sp.Rollback(ctx); rerr != nil {
+				return errors.Join(err, rerr)
+			}
+			if _, cerr := c.src.Exec(ctx, `SELECT pg_catalog.pg_cancel_backend(a.pid) FROM pg_catalog.pg_stat_activity a
+				WHERE pg_catalog.pg_backend_pid() = ANY (pg_catalog.pg_blocking_pids(a.pid))`); cerr != nil {
+				return errors.Join(err, cerr)
+			}
 		}
 		return c.src.Commit(ctx)
 	}()
