@@ -438,7 +438,7 @@ func TestPinStatementFoldsSetUp(t *testing.T) {
 	var path, mode string
 	var locks int
 	first.Queue(`SELECT current_setting('search_path'), current_setting('plan_cache_mode'),
-	                    (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND mode = 'ShareLock' AND granted)`).
+	                    (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND mode = 'ShareLock' AND granted AND classid::bigint = $1)`, int64(lockNamespace)).
 		QueryRow(func(row pgx.Row) error { return row.Scan(&path, &mode, &locks) })
 	if err := InTenantBatch(ctx, b.pool, first); err != nil {
 		t.Fatal(err)

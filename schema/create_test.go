@@ -130,8 +130,8 @@ func waitLockWaiter(ctx context.Context, tx pgx.Tx, schemaName string) error {
 		err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks
 			WHERE locktype = 'advisory' AND NOT granted
 			  AND database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
-			  AND classid::bigint = $1 AND objid::int4 = pg_catalog.hashtext($2))`,
-			int64(lockNamespace), schemaName).Scan(&waiting)
+			  AND classid::bigint IN ($1, $3) AND objid::int4 = pg_catalog.hashtext($2))`,
+			int64(lockNamespace), schemaName, int64(existenceLockNamespace)).Scan(&waiting)
 		if err != nil || waiting {
 			return err
 		}

@@ -38,7 +38,19 @@ const ownedPinSQL = "SELECT pg_catalog.set_config('search_path', CASE WHEN EXIST
 	"SELECT FROM pg_catalog.pg_description d WHERE d.objoid = n.oid " +
 	"AND d.classoid = 'pg_catalog.pg_namespace'::pg_catalog.regclass AND d.objsubid = 0 " +
 	"AND d.description LIKE '" + ownerPrefix + "%' AND d.description <> $3)" +
-	") THEN $1 ELSE '' END, true)"
+	") THEN (SELECT $1::text FROM pg_catalog.pg_advisory_xact_lock_shared(" + existenceLockKey + ", pg_catalog.hashtext($2))) ELSE '' END, true)"
+
+// existenceLockKey is existenceLockNamespace as SQL text: the first key of
+// the lock a pin holds shared while it pins a schema by name (until the
+// unit ends), and that Drop, DropOwned and the creation of a schema take
+// exclusively. A schema pinned by name can then be neither dropped nor
+// replaced by another owner's schema of the same name while the unit runs:
+// search_path names a schema, and a schema of that name created after the
+// pin would be the one the unit's statements find.
+const existenceLockKey = "1952804453"
+
+// existenceLockNamespace is the first key of the existence lock ("tene").
+const existenceLockNamespace int32 = 0x74656e65
 
 // ownerComment is the owner comment of t's schema (ownerPrefix and its id),
 // as ownedPinSQL compares it.

@@ -30,6 +30,16 @@ func quoteSchema(schemaName string) (string, error) {
 	return pgx.Identifier{schemaName}.Sanitize(), nil
 }
 
+// lockExistence takes the schema's existence lock exclusively inside tx
+// (see existenceLockKey): it waits for every unit pinned to the schema by
+// name. Taken before the tenant lock, as the units take it.
+func lockExistence(ctx context.Context, tx pgx.Tx, schemaName string) error {
+	if _, err := tx.Exec(ctx, lockSQL, existenceLockNamespace, schemaName); err != nil {
+		return fmt.Errorf("lock schema %s: %w", schemaName, err)
+	}
+	return nil
+}
+
 // lockTenant takes the per-tenant lock inside tx.
 func lockTenant(ctx context.Context, tx pgx.Tx, schemaName string) error {
 	if _, err := tx.Exec(ctx, lockSQL, lockNamespace, schemaName); err != nil {
@@ -47,6 +57,9 @@ func Drop(ctx context.Context, pool *pgxpool.Pool, schemaName string) error {
 		return fmt.Errorf("drop schema: %w", err)
 	}
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if err := lockExistence(ctx, tx, schemaName); err != nil {
+			return err
+		}
 		if err := lockTenant(ctx, tx, schemaName); err != nil {
 			return err
 		}
@@ -72,6 +85,9 @@ func DropOwned(ctx context.Context, pool *pgxpool.Pool, schemaName, owner string
 	}
 	dropped := false
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if err := lockExistence(ctx, tx, schemaName); err != nil {
+			return err
+		}
 		if err := lockTenant(ctx, tx, schemaName); err != nil {
 			return err
 		}

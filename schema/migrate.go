@@ -224,6 +224,13 @@ const migrationsTableSQL = ".schema_migrations (version int PRIMARY KEY, applied
 func migrateStep(ctx context.Context, pool *pgxpool.Pool, schemaName, quoted string, m Migration, ensure bool, c creation) (applied, created bool, version int, err error) {
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		applied, created, version = false, false, 0
+		if ensure {
+			// It may create the schema: not while a unit is pinned to a
+			// schema of that name (see existenceLockKey).
+			if err := lockExistence(ctx, tx, schemaName); err != nil {
+				return err
+			}
+		}
 		if err := lockTenant(ctx, tx, schemaName); err != nil {
 			return err
 		}
