@@ -27,10 +27,14 @@ type MuxOptions struct {
 	// Parker, when set, parks the tasks of suspended tenants that the fair
 	// dispatcher holds (ResolveTenant).
 	Parker Parker
+	// Records, when set, are the tenants' records of archived tasks
+	// (ServerOptions.Records): a tenant task that completes drops its
+	// record (ForgetRecordOnSuccess).
+	Records *tasks.TaskRecords
 }
 
 // Chain returns the worker's middleware in production order:
-// DecodeEnvelope -> ReportCost -> Recover -> Log -> Metrics ->
+// DecodeEnvelope -> ReportCost -> ForgetRecordOnSuccess -> Recover -> Log -> Metrics ->
 // RefuseInvalid -> ResolveTenant (see the package documentation). It panics without a
 // catalog: a wiring mistake fails at start-up.
 func Chain(opts MuxOptions) []asynq.MiddlewareFunc {
@@ -42,7 +46,7 @@ func Chain(opts MuxOptions) []asynq.MiddlewareFunc {
 		logger = slog.Default()
 	}
 	return []asynq.MiddlewareFunc{
-		DecodeEnvelope(), ReportCost(opts.Reporter), Recover(logger), Log(logger), opts.Metrics.Middleware(), RefuseInvalid(),
+		DecodeEnvelope(), ReportCost(opts.Reporter), ForgetRecordOnSuccess(opts.Records, logger), Recover(logger), Log(logger), opts.Metrics.Middleware(), RefuseInvalid(),
 		ResolveTenant(opts.Catalog, opts.Parker),
 	}
 }
@@ -54,6 +58,9 @@ func Chain(opts MuxOptions) []asynq.MiddlewareFunc {
 func NewServeMux(h *Handlers, opts MuxOptions) *asynq.ServeMux {
 	if opts.Catalog == nil && h.Catalog != nil {
 		opts.Catalog = h.Catalog
+	}
+	if opts.Records == nil && h.Enqueuer != nil {
+		opts.Records = h.Enqueuer.TaskRecords()
 	}
 	return newMux(opts, h.routes()...)
 }

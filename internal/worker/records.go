@@ -76,3 +76,32 @@ func recordArchive(ctx context.Context, records *tasks.TaskRecords, logger *slog
 			slog.String("tenant_id", env.TenantID), slog.String("error", perr.Error()))
 	}
 }
+
+// ForgetRecordOnSuccess drops the tenant's record of a task that completed:
+// an archived task run again from the dashboard (asynq's "run") is not
+// enqueued anew, so nothing else forgets its record, and once asynq drops
+// the completed task (its retention) GET /v1/tasks/{id} would fall back to
+// the record and report it archived. A nil records does nothing.
+func ForgetRecordOnSuccess(records *tasks.TaskRecords, logger *slog.Logger) asynq.MiddlewareFunc {
+	return func(next asynq.Handler) asynq.Handler {
+		if records == nil {
+			return next
+		}
+		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+			err := next.ProcessTask(ctx, t)
+			if err != nil {
+				return err
+			}
+			if env := envelopeOf(ctx, t); !env.System && env.TenantID != "" {
+				id, _ := asynq.GetTaskID(ctx)
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordArchiveTimeout)
+				defer cancel()
+				if ferr := records.Forget(rctx, env.TenantID, id); ferr != nil && logger != nil {
+					logger.WarnContext(ctx, "forget record of a completed task", slog.String("task_id", id),
+						slog.String("tenant_id", env.TenantID), slog.String("error", ferr.Error()))
+				}
+			}
+			return nil
+		})
+	}
+}
