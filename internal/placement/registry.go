@@ -225,12 +225,15 @@ func (r *Registry) lanes(ctx context.Context, name string, want int64, fresh boo
 		r.mu.Unlock()
 		return e, nil
 	}
+	seen := r.opened
 	r.mu.Unlock()
 
 	// Resolve outside the lock: it may ask the catalog.
 	dsn, generation, err := r.resolve(ctx, name)
 	if errors.Is(err, ErrUnknownDatabase) && !configured {
-		r.retire(ctx, name, func(openDatabase) bool { return true }, "removed from the catalog")
+		// Only a pool opened before the catalog was read: one opened since
+		// may be of a registration of name added after that read.
+		r.retire(ctx, name, func(e openDatabase) bool { return e.seq <= seen }, "removed from the catalog")
 	}
 	if err != nil {
 		return openDatabase{}, err
@@ -602,12 +605,20 @@ func (r *Registry) Remove(ctx context.Context, name string) error {
 	if r.opts.Catalog == nil {
 		return errors.New("remove database: no catalog")
 	}
+	r.mu.Lock()
+	seen := r.opened
+	r.mu.Unlock()
 	if err := r.opts.Catalog.RemoveDatabase(ctx, name); err != nil {
 		return err
 	}
+	// Only a pool opened before the removal: one opened since is of a
+	// registration of name added after it (Refresh closes any other).
 	r.mu.Lock()
 	e, ok := r.pools[name]
-	delete(r.pools, name)
+	ok = ok && e.seq <= seen
+	if ok {
+		delete(r.pools, name)
+	}
 	r.mu.Unlock()
 	if ok {
 		e.lanes.Close()
