@@ -66,11 +66,11 @@ func (c *gatedCatalog) SetPlacement(context.Context, string, string, string, int
 	return tenantctx.Tenant{}, errors.New("not implemented")
 }
 
-// TestRetireClosesNewerRegistration: a lookup that read the catalog
+// TestStaleLookupSparesANewerRegistration: a lookup that read the catalog
 // while the name was removed must not close the pool another goroutine
 // opened meanwhile for the name's new registration (e.g. a move's
 // destination pool).
-func TestRetireClosesNewerRegistration(t *testing.T) {
+func TestStaleLookupSparesANewerRegistration(t *testing.T) {
 	ctx := t.Context()
 	main, err := schema.NewPool(ctx, testenv.Postgres(t), schema.PoolOptions{MaxConns: 2})
 	if err != nil {
@@ -115,10 +115,10 @@ func TestRetireClosesNewerRegistration(t *testing.T) {
 	}
 }
 
-// TestRemoveClosesNewerRegistration: Remove must close the pool of
+// TestRemoveSparesANewerRegistration: Remove must close the pool of
 // the registration it removed, not one of a registration of the same name
 // added (by another process) and opened here right after the removal.
-func TestRemoveClosesNewerRegistration(t *testing.T) {
+func TestRemoveSparesANewerRegistration(t *testing.T) {
 	ctx := t.Context()
 	main, err := schema.NewPool(ctx, testenv.Postgres(t), schema.PoolOptions{MaxConns: 2})
 	if err != nil {
