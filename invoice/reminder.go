@@ -27,7 +27,7 @@ const (
 // SQL of the reminder protocol.
 const (
 	anySentSQL = `
-SELECT sent_on::text FROM invoice_reminders
+SELECT to_char(sent_on, 'YYYY-MM-DD') FROM invoice_reminders
  WHERE invoice_id = $1 AND sent_on = ANY($2::date[]) AND status = 'sent'
  ORDER BY sent_on
  LIMIT 1`

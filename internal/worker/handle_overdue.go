@@ -106,6 +106,9 @@ type sweepResult struct {
 	// Skipped counts tenants whose backlog was full (fair.ErrBacklogFull):
 	// they get their invoices:overdue at the next tick.
 	Skipped int `json:"skipped,omitempty"`
+	// queueFull is the first fair.ErrQueueFull met: a queue (shard) at its
+	// queue-wide cap; its tenants were skipped, the others swept.
+	queueFull error
 }
 
 // SweepOverdue handles sweep:overdue, a system task without a tenant: it
@@ -133,6 +136,11 @@ func (h *Handlers) SweepOverdue(ctx context.Context, p tasks.SweepOverdue) error
 		if err := h.sweepStatus(ctx, p, status, pageSize, &res); err != nil {
 			return err
 		}
+	}
+	if res.queueFull != nil {
+		// Every other tenant was swept; a retry of the sweep enqueues only
+		// what the full queues refused (the rest is existing).
+		return fmt.Errorf("sweep overdue (tick %d): %d tenants skipped: %w", p.Tick, res.Skipped, res.queueFull)
 	}
 	LoggerFromContext(ctx).InfoContext(ctx, "overdue sweep done", slog.Int64("tick", p.Tick),
 		slog.Int("tenants", res.Tenants), slog.Int("enqueued", res.Enqueued), slog.Int("existing", res.Existing), slog.Int("skipped", res.Skipped))
@@ -169,6 +177,17 @@ func (h *Handlers) sweepStatus(ctx context.Context, p tasks.SweepOverdue, status
 				// it waits for the next tick; the others must not.
 				res.Skipped++
 				LoggerFromContext(ctx).WarnContext(ctx, "overdue sweep skipped a tenant: its backlog is full",
+					slog.String("tenant_id", t.ID), slog.Int64("tick", p.Tick))
+				continue
+			}
+			if errors.Is(err, fair.ErrQueueFull) {
+				// The tenant's queue (shard) is at its queue-wide cap: the
+				// tenants of the other shards must not wait for it.
+				res.Skipped++
+				if res.queueFull == nil {
+					res.queueFull = fmt.Errorf("tenant %s: %w", t.ID, err)
+				}
+				LoggerFromContext(ctx).WarnContext(ctx, "overdue sweep skipped a tenant: its queue is full",
 					slog.String("tenant_id", t.ID), slog.Int64("tick", p.Tick))
 				continue
 			}
