@@ -1261,6 +1261,17 @@ local function unpark()
   redis.call('HDEL', parkedKey(t), id)
 end
 local meta = redis.call('HGET', P .. 'adm', id)
+if meta and held(t) then
+  -- An admitted task of a held tenant that reached a worker past the
+  -- hold: a shutdown put it back into asynq's pending list while it ran
+  -- when the hold came (the hold blanked its run header), or asynq retried
+  -- it (its worker killed, its lease lost). It must not run while held: it
+  -- is parked as parkScript parks it.
+  local ft, _, est, enq, w = finish(id)
+  if ft then charge(ft, -est / w) end
+  park(t, id, typ, enq or parkedSince(t, id) or unknownEnq(t))
+  return 'parked'
+end
 if meta then
   unpark()
   local f = fields(meta, 5)
@@ -1322,6 +1333,17 @@ if set then
         wait(t, id, typ, msg, enq or NOW)
         moved = moved + 1
       end
+    end
+  end
+  -- Its tasks running now name their run in asynq's copy of their
+  -- message no more: should a shutdown put one back into asynq's pending
+  -- list, the worker that takes it asks the gate (which parks it while the
+  -- tenant is held) instead of running it as an admitted first attempt.
+  for _, id in ipairs(redis.call('SMEMBERS', P .. 'run:' .. t)) do
+    local key = A .. 't:' .. id
+    if redis.call('HGET', key, 'state') == 'active' then
+      local msg = redis.call('HGET', key, 'msg')
+      if msg then redis.call('HSET', key, 'msg', withRun(withoutRun(msg), '')) end
     end
   end
   return { moved, 0 }

@@ -63,6 +63,16 @@ func ReportCost(r CostReporter) asynq.MiddlewareFunc {
 				if errors.Is(err, ErrTenantHeld) {
 					return
 				}
+				// asynq cancelled the attempt under the handler: a shutdown
+				// that stopped waiting for it (asynq put the task back into
+				// its pending list, message and run unchanged, and another
+				// worker may be running that run already), or its lease
+				// lost. The attempt's run goes on, or the lease check ends
+				// it: reported now, it would free the slot of a run in
+				// progress.
+				if errors.Is(ctx.Err(), context.Canceled) {
+					return
+				}
 				id, _ := asynq.GetTaskID(ctx)
 				queue, _ := asynq.GetQueueName(ctx)
 				r.Report(fair.Report{Queue: queue, TaskID: id, TenantID: env.TenantID, Type: metricType(env), Cost: time.Since(start), Run: run})
