@@ -201,7 +201,7 @@ func New(opts Options) *Handler {
 	route("GET /metrics", metricsHandler(gatherer))
 
 	h.opts = opts
-	h.root = h.observe(h.adminSubtree(jsonMuxErrors(mux)))
+	h.root = h.observe(h.adminSubtree(limitBody(jsonMuxErrors(mux))))
 	return h
 }
 

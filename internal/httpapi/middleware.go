@@ -65,14 +65,24 @@ func (h *Handler) observe(next http.Handler) http.Handler {
 			h.record(r, ri, sw, time.Since(start))
 		}()
 
+		next.ServeHTTP(sw, r)
+	})
+}
+
+// limitBody answers 413 for a body announced over MaxBodyBytes and limits
+// the body a route reads. It runs inside adminSubtree, so that a 413 under
+// /admin carries the anti-framing headers (and is 404 while the admin
+// routes are disabled).
+func limitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength > MaxBodyBytes {
-			writeError(sw, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", MaxBodyBytes))
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", MaxBodyBytes))
 			return
 		}
 		if r.Body != nil {
-			r.Body = http.MaxBytesReader(sw, r.Body, MaxBodyBytes)
+			r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
 		}
-		next.ServeHTTP(sw, r)
+		next.ServeHTTP(w, r)
 	})
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/hibiken/asynq"
@@ -51,9 +52,14 @@ func (h *Handler) taskState(w http.ResponseWriter, r *http.Request) {
 		h.internalError(w, r, "tenant task", err)
 		return
 	}
+	lastError, err := h.publicLastError(ctx, t.ID, ti)
+	if err != nil {
+		h.internalError(w, r, "tenant task record", err)
+		return
+	}
 	body := taskBody{
 		TaskID: ti.ID, Type: ti.Type, State: ti.State.String(),
-		Retried: ti.Retried, LastError: h.publicLastError(ctx, t.ID, ti),
+		Retried: ti.Retried, LastError: lastError,
 	}
 	switch {
 	case len(ti.Result) == 0:
@@ -70,18 +76,33 @@ func (h *Handler) taskState(w http.ResponseWriter, r *http.Request) {
 // worker recorded; otherwise that it will be retried. The error itself
 // (which may hold SQL errors, file paths, the mail server's user and host)
 // stays in the logs and the dashboard.
-func (h *Handler) publicLastError(ctx context.Context, tenantID string, ti *asynq.TaskInfo) string {
+func (h *Handler) publicLastError(ctx context.Context, tenantID string, ti *asynq.TaskInfo) (string, error) {
 	switch {
 	case ti.LastErr == "", ti.State == asynq.TaskStateCompleted:
-		return ""
+		return "", nil
 	case ti.State != asynq.TaskStateArchived:
-		return reasonRetrying
+		return reasonRetrying, nil
 	case h.opts.TaskRecords == nil:
-		return reasonFailed
+		return reasonFailed, nil
 	}
-	rec, err := h.opts.TaskRecords.Get(ctx, tenantID, ti.ID)
-	if err != nil || rec.Reason == "" {
-		return reasonFailed
+	// Bounded by ctx (REQUEST_TIMEOUT) like the task look-up itself: the
+	// Redis client does not end a stalled read at ctx's deadline.
+	type answer struct {
+		rec tasks.TaskRecord
+		err error
 	}
-	return rec.Reason
+	done := make(chan answer, 1)
+	go func() {
+		rec, err := h.opts.TaskRecords.Get(context.WithoutCancel(ctx), tenantID, ti.ID)
+		done <- answer{rec, err}
+	}()
+	select {
+	case a := <-done:
+		if a.err != nil || a.rec.Reason == "" {
+			return reasonFailed, nil
+		}
+		return a.rec.Reason, nil
+	case <-ctx.Done():
+		return "", fmt.Errorf("task record %.64q: %w", ti.ID, context.Cause(ctx))
+	}
 }
