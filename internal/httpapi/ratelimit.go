@@ -215,10 +215,18 @@ func startAuth(w http.ResponseWriter, r *http.Request, l *failureLimiter, addr s
 }
 
 // parseClientIP reads an address a proxy wrote into the client address
-// header: an IP, or an IP with a port ("198.51.100.7:50123",
+// header: an IP, an IPv6 address in brackets ("[2001:db8::1]", as
+// RFC 7239 writes it), or an IP with a port ("198.51.100.7:50123",
 // "[2001:db8::1]:443"), as some load balancers write it. The invalid
-// Addr when it is neither.
+// Addr when it is none of these.
 func parseClientIP(s string) netip.Addr {
+	if inner, ok := strings.CutPrefix(s, "["); ok && strings.HasSuffix(inner, "]") {
+		s = strings.TrimSuffix(inner, "]")
+		if ip, err := netip.ParseAddr(s); err == nil && ip.Is6() {
+			return ip
+		}
+		return netip.Addr{}
+	}
 	if ip, err := netip.ParseAddr(s); err == nil {
 		return ip
 	}
