@@ -51,6 +51,11 @@ func ParseSchedule(spec string) (cron.Schedule, error) {
 	if spec == "" {
 		return nil, fmt.Errorf("%s: empty schedule", SweepCronVar)
 	}
+	if zone, ok := cronZone(spec); ok && zone == "Local" {
+		// robfig/cron would read it as UTC here; read as the machine's
+		// zone, replicas in different zones would sweep at different ticks.
+		return nil, fmt.Errorf("%s: invalid schedule %.80q: name the zone (CRON_TZ=Europe/Berlin), not Local", SweepCronVar, spec)
+	}
 	s, err := cron.ParseStandard(spec)
 	if err != nil {
 		return nil, fmt.Errorf("%s: invalid schedule %.80q: %w", SweepCronVar, spec, err)
@@ -74,6 +79,18 @@ func ParseSchedule(spec string) (cron.Schedule, error) {
 		return nil, fmt.Errorf("%s: schedule %.80q never fires", SweepCronVar, spec)
 	}
 	return s, nil
+}
+
+// cronZone returns the zone a spec's CRON_TZ= (or TZ=) prefix names, as
+// robfig/cron reads it, and whether it has one.
+func cronZone(spec string) (string, bool) {
+	for _, prefix := range []string{"CRON_TZ=", "TZ="} {
+		if rest, ok := strings.CutPrefix(spec, prefix); ok {
+			zone, _, _ := strings.Cut(rest, " ")
+			return zone, true
+		}
+	}
+	return "", false
 }
 
 // wallSchedule runs a cron spec on the wall clock of a zone with daylight

@@ -67,9 +67,12 @@ func TestParseScheduleNamesVariable(t *testing.T) {
 	// "0 0 30 2 *" parses but never fires (30 February): refused, not a
 	// scheduler that spins (robfig/cron's Next returns the zero time).
 	// An @every under a second or not in whole seconds would run every
-	// second (robfig/cron rounds it up to one): refused.
+	// second (robfig/cron rounds it up to one): refused. CRON_TZ=Local,
+	// which robfig/cron would read as UTC here, and which would differ
+	// between replicas if read as the machine's zone: refused.
 	for _, spec := range []string{"", "every minute", "61 * * * *", "@every 1x", "* * * *", "0 0 30 2 *",
-		"@every -30m", "@every 0s", "@every 999ms", "@every 1.5s", "CRON_TZ=UTC @every -1h"} {
+		"@every -30m", "@every 0s", "@every 999ms", "@every 1.5s", "CRON_TZ=UTC @every -1h",
+		"CRON_TZ=Local 0 6 * * *", "TZ=Local 0 6 * * *"} {
 		_, err := ParseSchedule(spec)
 		if err == nil || !strings.HasPrefix(err.Error(), "OVERDUE_SWEEP_CRON: ") {
 			t.Errorf("ParseSchedule(%q) = %v, want an error naming OVERDUE_SWEEP_CRON", spec, err)
