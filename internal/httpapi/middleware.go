@@ -40,8 +40,8 @@ func named(pattern string, next http.Handler) http.Handler {
 	})
 }
 
-// observe is the outermost middleware: request id, body limit, panic
-// recovery, access log and metrics.
+// observe is the outermost middleware: request id, panic recovery,
+// access log and metrics.
 func (h *Handler) observe(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -53,6 +53,10 @@ func (h *Handler) observe(next http.Handler) http.Handler {
 		defer func() {
 			if p := recover(); p != nil {
 				if p == http.ErrAbortHandler { //nolint:errorlint // sentinel compared as net/http does
+					// The handler aborts the answer on purpose: net/http
+					// drops the connection. The request is still logged
+					// and counted.
+					h.record(r, ri, sw, time.Since(start))
 					panic(p)
 				}
 				h.log.LogAttrs(r.Context(), slog.LevelError, "http handler panic",

@@ -215,3 +215,26 @@ func TestPanicRecovery(t *testing.T) {
 	// The server still serves.
 	wantStatus(t, b.do(t, request{method: http.MethodGet, path: "/healthz"}), http.StatusOK)
 }
+
+type abortCatalog struct{ storage.Catalog }
+
+func (abortCatalog) TenantBySlug(context.Context, string) (tenantctx.Tenant, error) {
+	panic(http.ErrAbortHandler)
+}
+
+// TestAbortedRequestIsLogged: a handler that aborts its answer
+// (http.ErrAbortHandler: net/http drops the connection without logging)
+// still gets its access log line: every request is logged once.
+func TestAbortedRequestIsLogged(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(o *httpapi.Options) { o.Catalog = abortCatalog{o.Catalog} })
+	acme := b.provisioned(t, "acme")
+	b.logs.Reset()
+	if _, err := b.try(request{method: http.MethodPost, host: acme.host(), path: "/v1/invoices/1/pdf", bearer: acme.key}); err == nil {
+		t.Fatal("the aborted request got an answer")
+	}
+	if logs := b.logs.String(); strings.Count(logs, "http request") != 1 || !strings.Contains(logs, "/v1/invoices/{id}/pdf") {
+		t.Fatalf("aborted request: want one access log line naming its route:\n%s", logs)
+	}
+	wantStatus(t, b.do(t, request{method: http.MethodGet, path: "/healthz"}), http.StatusOK)
+}
