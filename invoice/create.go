@@ -87,7 +87,7 @@ LIMIT 1`
 // rounds them (minor_units is the tenant schema's copy of pdf.MinorUnits).
 const createSQL = `
 WITH l AS (
-    SELECT d.description, d.quantity::numeric AS quantity, d.unit_price::numeric AS unit_price, d.position
+    SELECT d.description, d.quantity::numeric(12,3) AS quantity, d.unit_price::numeric(12,2) AS unit_price, d.position
       FROM unnest($9::text[], $10::text[], $11::text[]) WITH ORDINALITY
            AS d (description, quantity, unit_price, position)
 ), inv AS (
@@ -249,7 +249,7 @@ func appInsert(inv New, customer int64) (string, []any) {
 	}
 	sql := `
 WITH l AS (
-    SELECT d.description, NULLIF(d.quantity, '0')::numeric AS quantity, d.unit_price::numeric AS unit_price, d.ord
+    SELECT d.description, NULLIF(d.quantity, '0')::numeric(12,3) AS quantity, d.unit_price::numeric(12,2) AS unit_price, d.ord
       FROM unnest(` + lines + `::text[], $` + strconv.Itoa(n+2) + `::text[], $` + strconv.Itoa(n+3) + `::text[]) WITH ORDINALITY
            AS d (description, quantity, unit_price, ord)
 ), inv AS (

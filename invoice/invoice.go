@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -72,7 +71,7 @@ type Line struct {
 // as text and parsed into exact decimals; the columns only the worker
 // writes are read with their defaults, so rows the app inserted load too.
 const loadSQL = `
-SELECT i.number, i.status, i.currency, i.amount::text, i.issued_at, i.due_date, i.notes,
+SELECT i.number, i.status, upper(btrim(i.currency)), i.amount::text, i.issued_at, i.due_date, i.notes,
        c.id, c.name, coalesce(c.company, ''), c.email, coalesce(c.address, ''),
        l.descriptions, l.quantities, l.unit_prices,
        coalesce(d.storage_key, ''), coalesce(d.sha256, ''), coalesce(d.bytes, 0),
@@ -129,8 +128,9 @@ func scanInvoice(row pgx.Row, id int64, inv *Invoice) error {
 	}
 	// char(3) pads, and the app may store the code in any case: the
 	// document must round to the minor units the schema's minor_units
-	// (upper(btrim(currency))) gave the stored amount.
-	inv.Currency = strings.ToUpper(strings.TrimSpace(inv.Currency))
+	// (upper(btrim(currency))) gave the stored amount, so the code is
+	// normalized by the same upper() in SQL (the database's collation
+	// decides non-ASCII letters, such as a Turkish dotless i).
 	if inv.Amount, err = decimal.NewFromString(amount); err != nil {
 		return fmt.Errorf("load invoice %d: %w: amount %.40q: %w", id, ErrInvalidData, amount, err)
 	}
