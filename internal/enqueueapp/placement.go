@@ -118,7 +118,7 @@ func tenantCmd(ctx context.Context, args []string, sio IO) error {
 
 // isHelp reports whether arg asks for help.
 func isHelp(arg string) bool {
-	return arg == "-h" || arg == "-help" || arg == "--help"
+	return isHelpFlag(arg)
 }
 
 // tenantAdd provisions a tenant (as POST /admin/tenants) and prints its id,
@@ -157,6 +157,9 @@ func tenantMove(ctx context.Context, slug string, args []string, sio IO) error {
 	}
 	if *to == "" {
 		return fmt.Errorf("%w: --to is required", errUsage)
+	}
+	if *drain <= 0 || *grace <= 0 {
+		return fmt.Errorf("%w: --drain-timeout and --grace must be positive", errUsage)
 	}
 	b, err := openCLI(ctx, sio)
 	if err != nil {

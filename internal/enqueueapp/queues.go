@@ -16,7 +16,7 @@ import (
 // workers, as GET /admin/queues answers them, without the HTTP service.
 func queuesCmd(ctx context.Context, args []string, sio IO) error {
 	fs := flagSet("queues", "queues [--top N] [--json]", sio)
-	top := fs.Int("top", 5, fmt.Sprintf("tenants with the largest backlogs named per queue (1 to %d)", tenancy.MaxQueuesTop))
+	top := fs.Int("top", 10, fmt.Sprintf("tenants with the largest backlogs named per queue (1 to %d)", tenancy.MaxQueuesTop))
 	asJSON := fs.Bool("json", false, "print what GET /admin/queues answers instead of a table")
 	if err := parse(fs, args); err != nil {
 		return err
