@@ -25,9 +25,9 @@ func TestNoPasswordInErrors(t *testing.T) {
 		}
 	}
 	for k, v := range map[string]string{
-		"REDIS_URL":         "redis://:s3cret@127.0.0.1:6379/bogus",
-		"TENANT_DATABASES":  "eu2=postgres://u:s3cret@[::1/x",
-		"DATABASE_URL":      "postgres://u:s3cret@[::1/x",
+		"REDIS_URL":               "redis://:s3cret@127.0.0.1:6379/bogus",
+		"TENANT_DATABASES":        "eu2=postgres://u:s3cret@[::1/x",
+		"DATABASE_URL":            "postgres://u:s3cret@[::1/x",
 		"MIGRATIONS_DATABASE_URL": "postgres://u:s3cret@127.0.0.1:5432/x?sslmode=bogus",
 	} {
 		e := map[string]string{}

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -45,7 +46,16 @@ func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) {
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
 			defer cancel()
-			err := check(ctx)
+			done := make(chan error, 1)
+			go func() { done <- check(ctx) }()
+			var err error
+			select {
+			case err = <-done:
+			case <-ctx.Done():
+				// go-redis without ContextTimeoutEnabled waits its
+				// ReadTimeout (and retries) past the deadline.
+				err = fmt.Errorf("no answer within %v: %w", readyTimeout, ctx.Err())
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

@@ -3,6 +3,7 @@ package workerapp
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -80,7 +81,7 @@ func readyHandler(checks map[string]func(context.Context) error, draining *atomi
 		var wg sync.WaitGroup
 		for name, check := range checks {
 			wg.Go(func() {
-				if err := check(ctx); err != nil {
+				if err := bounded(ctx, check); err != nil {
 					logger.LogAttrs(r.Context(), slog.LevelWarn, "readiness check failed",
 						slog.String("check", name), slog.String("error", err.Error()))
 					mu.Lock()
@@ -96,6 +97,21 @@ func readyHandler(checks map[string]func(context.Context) error, draining *atomi
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
+}
+
+// bounded runs check and returns its error, or ctx's once ctx ends
+// first: a client that does not honour the deadline (go-redis without
+// ContextTimeoutEnabled waits its ReadTimeout, and a retry) cannot hold
+// the answer past readyTimeout.
+func bounded(ctx context.Context, check func(context.Context) error) error {
+	done := make(chan error, 1)
+	go func() { done <- check(ctx) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("no answer within %v: %w", readyTimeout, ctx.Err())
+	}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
