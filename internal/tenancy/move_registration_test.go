@@ -17,6 +17,40 @@ import (
 	"github.com/invoicing/tenantworker/storage"
 )
 
+// reregistration is the set-up of a database registered again under its
+// name: the catalog and its main pool, two more PostgreSQL databases
+// (urlA, urlB), this process's pool registry and the operator's (`enqueue
+// db remove`, `db add` run by another process).
+type reregistration struct {
+	pool            *pgxpool.Pool
+	catalog         *storage.Postgres
+	docs            *storage.FS
+	urlA, urlB      string
+	pools, operator *placement.Registry
+}
+
+func newReregistration(t *testing.T) reregistration {
+	t.Helper()
+	var r reregistration
+	r.pool, r.catalog, r.docs = catalogOn(t)
+	r.urlA, r.urlB = testenv.Postgres(t), testenv.Postgres(t)
+	r.pools = placement.New(placement.Options{MainPool: r.pool, Catalog: r.catalog, MaxConns: 4, RefreshInterval: -1})
+	r.operator = placement.New(placement.Options{MainPool: r.pool, Catalog: r.catalog, MaxConns: 1, RefreshInterval: -1})
+	t.Cleanup(func() { _ = r.pools.Close(); _ = r.operator.Close() })
+	return r
+}
+
+// direct is a pool of its own on url, to look at a database directly.
+func (reregistration) direct(t *testing.T, url string) *pgxpool.Pool {
+	t.Helper()
+	p, err := schema.NewPool(t.Context(), url, schema.PoolOptions{MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
 // TestMoveRefusedWhenTargetRegisteredAgain: a target database removed and
 // registered again under its name (on another database) by another
 // process while a move copies a tenant to it is caught at the switch: the
@@ -27,22 +61,9 @@ import (
 func TestMoveRefusedWhenTargetRegisteredAgain(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	pool, catalog, docs := catalogOn(t)
-	urlA, urlB := testenv.Postgres(t), testenv.Postgres(t)
-	direct := func(url string) *pgxpool.Pool {
-		p, err := schema.NewPool(ctx, url, schema.PoolOptions{MaxConns: 2})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(p.Close)
-		return p
-	}
-	onA, onB := direct(urlA), direct(urlB)
-	// This process's registry, and the operator's (`enqueue db remove`,
-	// `db add` run by another process).
-	pools := placement.New(placement.Options{MainPool: pool, Catalog: catalog, MaxConns: 4, RefreshInterval: -1})
-	operator := placement.New(placement.Options{MainPool: pool, Catalog: catalog, MaxConns: 1, RefreshInterval: -1})
-	t.Cleanup(func() { _ = pools.Close(); _ = operator.Close() })
+	rr := newReregistration(t)
+	pool, catalog, docs, urlA, urlB, pools, operator := rr.pool, rr.catalog, rr.docs, rr.urlA, rr.urlB, rr.pools, rr.operator
+	onA, onB := rr.direct(t, urlA), rr.direct(t, urlB)
 	first, err := operator.Add(ctx, "eu2", urlA)
 	if err != nil {
 		t.Fatal(err)

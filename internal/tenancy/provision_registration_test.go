@@ -4,13 +4,8 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/invoicing/tenantworker/fair"
-	"github.com/invoicing/tenantworker/internal/placement"
 	"github.com/invoicing/tenantworker/internal/tenancy"
-	"github.com/invoicing/tenantworker/internal/testenv"
-	"github.com/invoicing/tenantworker/schema"
 )
 
 // TestProvisionChecksTheCurrentRegistration: database eu2 is removed
@@ -23,20 +18,9 @@ import (
 func TestProvisionChecksTheCurrentRegistration(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	pool, catalog, docs := catalogOn(t)
-	urlA, urlB := testenv.Postgres(t), testenv.Postgres(t)
-	direct := func(url string) *pgxpool.Pool {
-		p, err := schema.NewPool(ctx, url, schema.PoolOptions{MaxConns: 2})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(p.Close)
-		return p
-	}
-	onB := direct(urlB)
-	pools := placement.New(placement.Options{MainPool: pool, Catalog: catalog, MaxConns: 4, RefreshInterval: -1})
-	operator := placement.New(placement.Options{MainPool: pool, Catalog: catalog, MaxConns: 1, RefreshInterval: -1})
-	t.Cleanup(func() { _ = pools.Close(); _ = operator.Close() })
+	rr := newReregistration(t)
+	pool, catalog, docs, urlA, urlB, pools, operator := rr.pool, rr.catalog, rr.docs, rr.urlA, rr.urlB, rr.pools, rr.operator
+	onB := rr.direct(t, urlB)
 	if _, err := operator.Add(ctx, "eu2", urlA); err != nil {
 		t.Fatal(err)
 	}

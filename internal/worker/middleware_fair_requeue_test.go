@@ -56,6 +56,26 @@ type requeueRig struct {
 	runs    atomic.Int64
 }
 
+// admittedRender starts a redis-server, a dispatcher with lease and an
+// in-memory catalog holding an active tenant slug, and admits one render
+// of that tenant through the Enqueuer's fair admission: the rig names it.
+func admittedRender(t *testing.T, slug string, lease time.Duration) *requeueRig {
+	t.Helper()
+	r := &requeueRig{redis: newRedis(t), catalog: memstore.New()}
+	r.rdb = redis.NewClient(&redis.Options{Addr: r.redis.Addr})
+	t.Cleanup(func() { _ = r.rdb.Close() })
+	r.d = fair.New(r.rdb, fair.Config{Lease: lease})
+	r.tenant = addTenant(t, r.catalog, slug, tenantctx.StatusActive)
+	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(r.rdb), asynq.NewInspectorFromRedisClient(r.rdb), discardLogger(),
+		tasks.WithAdmission(tasks.Admission{Dispatcher: r.d, Tenants: r.catalog}))
+	res, err := enq.Enqueue(testContext(t), tasks.InvoicePDF{TenantID: r.tenant.ID, InvoiceID: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.id = res.Info.ID
+	return r
+}
+
 // parkedThenRequeued admits a render of a new tenant, suspends the tenant
 // in the catalog and starts a worker that dequeues the render, parks it
 // (the dispatcher holds the tenant by then and keeps the message) and
@@ -67,19 +87,7 @@ type requeueRig struct {
 func parkedThenRequeued(t *testing.T, slug string, during func(r *requeueRig)) *requeueRig {
 	t.Helper()
 	ctx := testContext(t)
-	r := &requeueRig{redis: newRedis(t), catalog: memstore.New()}
-	r.rdb = redis.NewClient(&redis.Options{Addr: r.redis.Addr})
-	t.Cleanup(func() { _ = r.rdb.Close() })
-	r.d = fair.New(r.rdb, fair.Config{Lease: fairLease})
-	r.tenant = addTenant(t, r.catalog, slug, tenantctx.StatusActive)
-	ins := asynq.NewInspectorFromRedisClient(r.rdb)
-	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(r.rdb), ins, discardLogger(),
-		tasks.WithAdmission(tasks.Admission{Dispatcher: r.d, Tenants: r.catalog}))
-	res, err := enq.Enqueue(ctx, tasks.InvoicePDF{TenantID: r.tenant.ID, InvoiceID: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.id = res.Info.ID
+	r := admittedRender(t, slug, fairLease)
 	if st := state(t, r.rdb, r.id); st != "pending" {
 		t.Fatalf("the render is %s in asynq, want pending (admitted)", st)
 	}

@@ -27,19 +27,7 @@ import (
 func requeuedWhileHeld(t *testing.T, slug string, reason fair.Reason) (*requeueRig, *atomic.Int64) {
 	t.Helper()
 	ctx := testContext(t)
-	r := &requeueRig{redis: newRedis(t), catalog: memstore.New()}
-	r.rdb = redis.NewClient(&redis.Options{Addr: r.redis.Addr})
-	t.Cleanup(func() { _ = r.rdb.Close() })
-	r.d = fair.New(r.rdb, fair.Config{Lease: fairLease})
-	r.tenant = addTenant(t, r.catalog, slug, tenantctx.StatusActive)
-	ins := asynq.NewInspectorFromRedisClient(r.rdb)
-	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(r.rdb), ins, discardLogger(),
-		tasks.WithAdmission(tasks.Admission{Dispatcher: r.d, Tenants: r.catalog}))
-	res, err := enq.Enqueue(ctx, tasks.InvoicePDF{TenantID: r.tenant.ID, InvoiceID: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.id = res.Info.ID
+	r := admittedRender(t, slug, fairLease)
 
 	first := &atomic.Int64{}
 	started := make(chan struct{}, 1)
@@ -229,18 +217,7 @@ func TestShutdownRequeuedTaskKeepsItsSlot(t *testing.T) {
 func TestRecoveredTaskOfPausedTenantDoesNotRun(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	r := &requeueRig{redis: newRedis(t), catalog: memstore.New()}
-	r.rdb = redis.NewClient(&redis.Options{Addr: r.redis.Addr})
-	t.Cleanup(func() { _ = r.rdb.Close() })
-	r.d = fair.New(r.rdb, fair.Config{Lease: 30 * time.Second}) // production's lease
-	r.tenant = addTenant(t, r.catalog, "rq-recovered", tenantctx.StatusActive)
-	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(r.rdb), asynq.NewInspectorFromRedisClient(r.rdb), discardLogger(),
-		tasks.WithAdmission(tasks.Admission{Dispatcher: r.d, Tenants: r.catalog}))
-	res, err := enq.Enqueue(ctx, tasks.InvoicePDF{TenantID: r.tenant.ID, InvoiceID: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.id = res.Info.ID
+	r := admittedRender(t, "rq-recovered", 30*time.Second) // production's lease
 	A := "asynq:{" + tasks.QueueDefault + "}:"
 	// A worker dequeues it (asynq's dequeue script) and is killed.
 	if err := r.rdb.LRem(ctx, A+"pending", 1, r.id).Err(); err != nil {
