@@ -25,7 +25,9 @@ func TestReadyzBoundedWithRedisStalled(t *testing.T) {
 	r := b.do(t, request{method: http.MethodGet, path: "/readyz"})
 	d := time.Since(start)
 	wantStatus(t, r, http.StatusServiceUnavailable)
-	if d > 2500*time.Millisecond {
+	// Unbounded, the answer waited for go-redis's own read timeout and
+	// retry (5 s); 4 s leaves a loaded machine room past the 2 s bound.
+	if d > 4*time.Second {
 		t.Errorf("/readyz with Redis stalled answered after %v, want within about 2s", d)
 	}
 }

@@ -47,7 +47,9 @@ func TestReadyzFlipsBack(t *testing.T) {
 	resume := testenv.StopRedis(t, rdb)
 	code, body, d = timedGet(t, url)
 	t.Logf("redis stalled: %d %s %v", code, body, d)
-	if d > 2500*time.Millisecond {
+	// Unbounded, the answer waited for go-redis's own read timeout and
+	// retry (5 s); 4 s leaves a loaded machine room past the 2 s bound.
+	if d > 4*time.Second {
 		t.Errorf("/readyz with Redis stalled took %v, want about readyTimeout %v", d, readyTimeout)
 	}
 	code, _, d = timedGet(t, "http://"+w.addr+"/metrics")
