@@ -69,6 +69,9 @@ type TaskRecord struct {
 type TaskRecords struct {
 	rdb  redis.UniversalClient
 	opts TaskRecordsOptions
+	// reads holds a token for each Get running, those whose callers gave
+	// up included (see Get).
+	reads chan struct{}
 }
 
 // NewTaskRecords returns the records on rdb.
@@ -76,7 +79,7 @@ func NewTaskRecords(rdb redis.UniversalClient, opts TaskRecordsOptions) *TaskRec
 	opts.KeyPrefix = cmp.Or(opts.KeyPrefix, DefaultTaskRecordsPrefix)
 	opts.PerTenant = cmp.Or(max(opts.PerTenant, 0), DefaultTaskRecordsPerTenant)
 	opts.TTL = cmp.Or(max(opts.TTL, 0), DefaultTaskRecordsTTL)
-	return &TaskRecords{rdb: rdb, opts: opts}
+	return &TaskRecords{rdb: rdb, opts: opts, reads: make(chan struct{}, maxLookups)}
 }
 
 // keys returns the index and record keys of a tenant.
@@ -136,10 +139,40 @@ func (r *TaskRecords) Put(ctx context.Context, tenantID string, rec TaskRecord) 
 
 // Get returns the tenant's record of taskID, or ErrTaskNotFound. Another
 // tenant's record is never found: each tenant has its own keys.
+//
+// Like Enqueuer.TenantTask, it returns when ctx ends (an error matching
+// ctx's), also while Redis does not answer, which the Redis client bounds
+// by its own timeouts, not by ctx: the read runs in a goroutine of its
+// own, at most maxLookups at once, those whose callers gave up included.
 func (r *TaskRecords) Get(ctx context.Context, tenantID, taskID string) (TaskRecord, error) {
 	if tenantctx.ValidateID(tenantID) != nil || taskID == "" || len(taskID) > maxTaskIDLen {
 		return TaskRecord{}, ErrTaskNotFound
 	}
+	select {
+	case r.reads <- struct{}{}:
+	case <-ctx.Done():
+		return TaskRecord{}, fmt.Errorf("get task record %.64q: waiting for a read to end: %w", taskID, ctx.Err())
+	}
+	type answer struct {
+		rec TaskRecord
+		err error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		defer func() { <-r.reads }()
+		rec, err := r.get(ctx, tenantID, taskID)
+		done <- answer{rec, err}
+	}()
+	select {
+	case a := <-done:
+		return a.rec, a.err
+	case <-ctx.Done():
+		return TaskRecord{}, fmt.Errorf("get task record %.64q: %w", taskID, ctx.Err())
+	}
+}
+
+// get is Get's read, run in a goroutine of its own.
+func (r *TaskRecords) get(ctx context.Context, tenantID, taskID string) (TaskRecord, error) {
 	raw, err := r.rdb.HGet(ctx, r.keys(tenantID)[1], taskID).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return TaskRecord{}, ErrTaskNotFound

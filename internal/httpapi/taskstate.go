@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 
 	"github.com/hibiken/asynq"
@@ -85,24 +84,15 @@ func (h *Handler) publicLastError(ctx context.Context, tenantID string, ti *asyn
 	case h.opts.TaskRecords == nil:
 		return reasonFailed, nil
 	}
-	// Bounded by ctx (REQUEST_TIMEOUT) like the task look-up itself: the
-	// Redis client does not end a stalled read at ctx's deadline.
-	type answer struct {
-		rec tasks.TaskRecord
-		err error
+	// Get ends at ctx's deadline (REQUEST_TIMEOUT) like the task look-up
+	// itself, also while the Redis of the records does not answer: then
+	// the request fails (503), rather than saying "failed".
+	rec, err := h.opts.TaskRecords.Get(ctx, tenantID, ti.ID)
+	if err != nil && ctx.Err() != nil {
+		return "", err
 	}
-	done := make(chan answer, 1)
-	go func() {
-		rec, err := h.opts.TaskRecords.Get(context.WithoutCancel(ctx), tenantID, ti.ID)
-		done <- answer{rec, err}
-	}()
-	select {
-	case a := <-done:
-		if a.err != nil || a.rec.Reason == "" {
-			return reasonFailed, nil
-		}
-		return a.rec.Reason, nil
-	case <-ctx.Done():
-		return "", fmt.Errorf("task record %.64q: %w", ti.ID, context.Cause(ctx))
+	if err != nil || rec.Reason == "" {
+		return reasonFailed, nil
 	}
+	return rec.Reason, nil
 }
