@@ -2,11 +2,11 @@ package httpapi
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
+
+	"github.com/invoicing/tenantworker/internal/readiness"
 )
 
 // readyTimeout bounds each readiness check.
@@ -29,46 +29,25 @@ type readyBody struct {
 // is unauthenticated, and errors name hosts, users and databases. The
 // errors are logged.
 func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) {
-	checks := map[string]func(context.Context) error{}
+	checks := map[string]readiness.Check{}
 	if h.opts.Redis != nil {
 		checks["redis"] = func(ctx context.Context) error { return h.opts.Redis.Ping(ctx).Err() }
 	}
 	if h.opts.Pool != nil {
 		checks["postgres"] = h.opts.Pool.Ping
 	}
-	var (
-		mu     sync.Mutex
-		wg     sync.WaitGroup
-		body   = readyBody{Status: "ok", Checks: map[string]string{}}
-		failed []string
-	)
-	for name, check := range checks {
-		wg.Go(func() {
-			ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
-			defer cancel()
-			done := make(chan error, 1)
-			go func() { done <- check(ctx) }()
-			var err error
-			select {
-			case err = <-done:
-			case <-ctx.Done():
-				// go-redis without ContextTimeoutEnabled waits its
-				// ReadTimeout (and retries) past the deadline.
-				err = fmt.Errorf("no answer within %v: %w", readyTimeout, ctx.Err())
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				h.log.LogAttrs(r.Context(), slog.LevelWarn, "readiness check failed",
-					slog.String("request_id", info(r.Context()).id), slog.String("check", name), slog.Any("error", err))
-				body.Checks[name] = "unavailable"
-				failed = append(failed, name)
-				return
-			}
-			body.Checks[name] = "ok"
-		})
+	body := readyBody{Status: "ok", Checks: map[string]string{}}
+	for name := range checks {
+		body.Checks[name] = "ok"
 	}
-	wg.Wait()
+	results := readiness.Run(r.Context(), checks, readyTimeout)
+	failed := make([]string, 0, len(results))
+	for name, err := range results {
+		h.log.LogAttrs(r.Context(), slog.LevelWarn, "readiness check failed",
+			slog.String("request_id", info(r.Context()).id), slog.String("check", name), slog.Any("error", err))
+		body.Checks[name] = "unavailable"
+		failed = append(failed, name)
+	}
 	if len(failed) > 0 {
 		body.Status = "unavailable"
 		body.Error = "not ready: " + joinSorted(failed)

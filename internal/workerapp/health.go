@@ -3,14 +3,14 @@ package workerapp
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"log/slog"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/invoicing/tenantworker/internal/readiness"
 )
 
 // readyTimeout bounds each dependency ping of /readyz.
@@ -51,7 +51,7 @@ func newHealthServer(h http.Handler, to healthTimeouts, logger *slog.Logger) *ht
 // (Redis and PostgreSQL reachable, and not shutting down; otherwise 503
 // with JSON naming what failed) and /metrics.
 func newHealthHandler(d *deps, draining *atomic.Bool, logger *slog.Logger) http.Handler {
-	checks := map[string]func(context.Context) error{
+	checks := map[string]readiness.Check{
 		"redis":    func(ctx context.Context) error { return d.Redis.Ping(ctx).Err() },
 		"postgres": d.Pool.Ping,
 	}
@@ -69,49 +69,23 @@ func newHealthHandler(d *deps, draining *atomic.Bool, logger *slog.Logger) http.
 // A check's error goes to the log (readiness check failed), never into the
 // answer: it may hold an address, a user or a database name, and /readyz
 // answers anyone who reaches the port.
-func readyHandler(checks map[string]func(context.Context) error, draining *atomic.Bool, logger *slog.Logger) http.Handler {
+func readyHandler(checks map[string]readiness.Check, draining *atomic.Bool, logger *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		failed := map[string]string{}
 		if draining.Load() {
 			failed["worker"] = "shutting down"
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
-		defer cancel()
-		var mu sync.Mutex
-		var wg sync.WaitGroup
-		for name, check := range checks {
-			wg.Go(func() {
-				if err := bounded(ctx, check); err != nil {
-					logger.LogAttrs(r.Context(), slog.LevelWarn, "readiness check failed",
-						slog.String("check", name), slog.String("error", err.Error()))
-					mu.Lock()
-					failed[name] = "unavailable"
-					mu.Unlock()
-				}
-			})
+		for name, err := range readiness.Run(r.Context(), checks, readyTimeout) {
+			logger.LogAttrs(r.Context(), slog.LevelWarn, "readiness check failed",
+				slog.String("check", name), slog.String("error", err.Error()))
+			failed[name] = "unavailable"
 		}
-		wg.Wait()
 		if len(failed) > 0 {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "failed": failed})
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-}
-
-// bounded runs check and returns its error, or ctx's once ctx ends
-// first: a client that does not honour the deadline (go-redis without
-// ContextTimeoutEnabled waits its ReadTimeout, and a retry) cannot hold
-// the answer past readyTimeout.
-func bounded(ctx context.Context, check func(context.Context) error) error {
-	done := make(chan error, 1)
-	go func() { done <- check(ctx) }()
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		return fmt.Errorf("no answer within %v: %w", readyTimeout, ctx.Err())
-	}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

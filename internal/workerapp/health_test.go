@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/invoicing/tenantworker/internal/readiness"
 )
 
 // TestHealthServerHasTimeouts: the worker's health server bounds how long
@@ -100,7 +102,7 @@ func TestReadyzNamesFailuresWithoutErrors(t *testing.T) {
 	var logs bytes.Buffer
 	logger := slog.New(slog.NewJSONHandler(&logs, nil))
 	var draining atomic.Bool
-	h := readyHandler(map[string]func(context.Context) error{
+	h := readyHandler(map[string]readiness.Check{
 		"redis":    func(context.Context) error { return secret },
 		"postgres": func(context.Context) error { return nil },
 	}, &draining, logger)
