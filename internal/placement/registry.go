@@ -403,10 +403,18 @@ func (r *Registry) Register(ctx context.Context) error {
 	return nil
 }
 
+// chooseTimeout bounds the check that the database Choose picked by load
+// answers.
+const chooseTimeout = 5 * time.Second
+
 // Choose returns the database a new tenant goes to: want when it is set
 // (it must be registered and reachable by name), otherwise the registered
 // database with the fewest tenants whose URL is known (ties: by name, so
-// "main" wins among equals when it sorts first).
+// "main" wins among equals when it sorts first) and whose server answers:
+// one that does not (a ping within chooseTimeout) is skipped and logged,
+// so a server that is down does not fail every new tenant. When none
+// answers, the least loaded is returned (the provisioning then fails
+// with its error).
 func (r *Registry) Choose(ctx context.Context, want string) (string, error) {
 	if r.opts.Catalog == nil {
 		if want == "" || want == tenantctx.DefaultDatabase {
@@ -421,7 +429,7 @@ func (r *Registry) Choose(ctx context.Context, want string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("choose a tenant database: %w", err)
 	}
-	best, bestN := "", 0
+	var candidates []storage.Database
 	for _, d := range ds {
 		usable := d.Name == tenantctx.DefaultDatabase || d.URL != "" || r.opts.URLs[d.Name] != ""
 		if want != "" {
@@ -433,14 +441,46 @@ func (r *Registry) Choose(ctx context.Context, want string) (string, error) {
 			}
 			continue
 		}
-		if usable && (best == "" || d.Tenants < bestN) {
-			best, bestN = d.Name, d.Tenants
+		if usable {
+			candidates = append(candidates, d)
 		}
 	}
 	if want != "" {
 		return "", fmt.Errorf("%w: %.70q", ErrUnknownDatabase, want)
 	}
-	return cmp.Or(best, tenantctx.DefaultDatabase), nil
+	if len(candidates) == 0 {
+		return tenantctx.DefaultDatabase, nil
+	}
+	// Fewest tenants first; the catalog lists them by name, which breaks
+	// ties.
+	slices.SortStableFunc(candidates, func(a, b storage.Database) int { return cmp.Compare(a.Tenants, b.Tenants) })
+	for _, d := range candidates {
+		err := r.ping(ctx, d.Name)
+		if err == nil {
+			return d.Name, nil
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		r.log.WarnContext(ctx, "placing a new tenant: tenant database does not answer, skipped",
+			slog.String("database", d.Name), slog.String("error", err.Error()))
+	}
+	return candidates[0].Name, nil
+}
+
+// ping checks that database name answers, within chooseTimeout. "main"
+// holds the catalog, which just answered.
+func (r *Registry) ping(ctx context.Context, name string) error {
+	if name == tenantctx.DefaultDatabase {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, chooseTimeout)
+	defer cancel()
+	p, err := r.Pool(ctx, name)
+	if err != nil {
+		return err
+	}
+	return p.Ping(ctx)
 }
 
 // Open lists the databases whose pools are open, "main" first.
