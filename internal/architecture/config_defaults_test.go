@@ -1,0 +1,103 @@
+package architecture
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/invoicing/tenantworker/fair"
+	"github.com/invoicing/tenantworker/internal/config"
+	"github.com/invoicing/tenantworker/internal/httpapi"
+	"github.com/invoicing/tenantworker/pdf"
+	"github.com/invoicing/tenantworker/storage"
+)
+
+// shortDuration writes d as the README does: 5m, 25s, 20ms.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	s = strings.TrimSuffix(strings.TrimSuffix(s, "0s"), "0m")
+	if strings.HasSuffix(s, "h") || strings.HasSuffix(s, "m") || strings.HasSuffix(s, "s") {
+		return s
+	}
+	return d.String()
+}
+
+// TestReadmeConfigurationDefaults: the default the README's configuration
+// table gives a variable (a lone code span in its second column) is the
+// one the binaries apply when it is unset.
+func TestReadmeConfigurationDefaults(t *testing.T) {
+	t.Parallel()
+	c, err := config.FromEnv(func(name string) string {
+		if name == "DATABASE_URL" {
+			return "postgres://app@db/inv"
+		}
+		return ""
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code := map[string]string{
+		"REDIS_URL":                c.RedisURL,
+		"DOMAIN_SUFFIX":            c.DomainSuffix,
+		"AUTH_FAILURES_PER_MINUTE": fmt.Sprint(httpapi.DefaultAuthFailuresPerMinute),
+		"WORKER_CONCURRENCY":       fmt.Sprint(c.WorkerConcurrency),
+		"DB_KEEP_CONNS":            fmt.Sprint(c.DBKeepConns),
+		"OVERDUE_SWEEP_CRON":       c.OverdueSweepCron,
+		"SCHEDULER_ENABLED":        fmt.Sprint(c.SchedulerEnabled),
+		"REQUEST_TIMEOUT":          shortDuration(c.RequestTimeout),
+		"SHUTDOWN_TIMEOUT":         shortDuration(c.ShutdownTimeout),
+		"MAIL_FROM":                c.MailFrom,
+		"OUTBOX_DIR":               c.OutboxDir,
+		"DOCUMENTS_DIR":            c.DocumentsDir,
+		"PDF_MAX_LINES":            fmt.Sprint(pdf.DefaultMaxLines),
+		"PDF_MAX_BYTES":            fmt.Sprint(pdf.DefaultMaxBytes),
+		"LOG_FORMAT":               c.LogFormat,
+		"LOG_LEVEL":                strings.ToLower(c.LogLevel.String()),
+		"TENANT_CACHE_TTL":         shortDuration(storage.DefaultCacheRedisTTL),
+		"ALLOW_TENANT_HEADER":      fmt.Sprint(c.AllowTenantHeader),
+		"DASHBOARD_WRITABLE":       fmt.Sprint(c.DashboardWritable),
+		"FAIR_DISPATCH":            fmt.Sprint(c.FairDispatch),
+		"FAIR_MAX_WAITING_TOTAL":   fmt.Sprint(fair.DefaultMaxWaitingTotal),
+		"FAIR_PENDING_TIME":        shortDuration(c.FairPendingTime),
+		"QUEUE_SHARDS":             fmt.Sprint(c.QueueShards),
+		"WORKER_QUEUE_CLASSES":     strings.Join(c.WorkerQueueClasses, ","),
+		"TASK_CHECK_INTERVAL":      shortDuration(c.TaskCheckInterval),
+		"IDLE_RECHECK_INTERVAL":    shortDuration(c.IdleRecheckInterval),
+		"REDIS_AUTOPIPELINE":       fmt.Sprint(c.RedisAutoPipeline),
+	}
+	// Defaults that are another variable's value.
+	sameAs := func(name string, same bool) string {
+		if same {
+			return name
+		}
+		return "not " + name
+	}
+	code["MIGRATIONS_DATABASE_URL"] = sameAs("DATABASE_URL", c.MigrationsDatabaseURL == c.DatabaseURL)
+	code["TENANT_DB_MAX_CONNS"] = sameAs("DB_MAX_CONNS", c.TenantDBMaxConns == c.DBMaxConns)
+	code["QUEUE_SHARDS_SERVED"] = sameAs("QUEUE_SHARDS", c.QueueShardsServed == c.QueueShards)
+	row := regexp.MustCompile("(?m)^\\| `([A-Z][A-Z0-9_]*)` \\| `([^`]*)` \\|")
+	seen := map[string]bool{}
+	for _, m := range row.FindAllStringSubmatch(section(t, readDoc(t, "README.md"), "Configuration"), -1) {
+		name, doc := m[1], m[2]
+		want, ok := code[name]
+		if !ok {
+			t.Errorf("the README gives %s the default `%s`; add it to this test", name, doc)
+			continue
+		}
+		seen[name] = true
+		if doc != want {
+			t.Errorf("README: %s defaults to `%s`; the binaries use %q", name, doc, want)
+		}
+	}
+	for name := range code {
+		if !seen[name] {
+			t.Errorf("the README's configuration table gives %s no default in a code span", name)
+		}
+	}
+	if got := c.HTTPAddrOr(config.DefaultEnqueueHTTPAddr) + " " + c.HTTPAddrOr(config.DefaultWorkerHTTPAddr); got != ":8080 :9090" ||
+		!strings.Contains(section(t, readDoc(t, "README.md"), "Configuration"), "| `HTTP_ADDR` | enqueue `:8080`, worker `:9090` |") {
+		t.Errorf("HTTP_ADDR defaults %s, or the README's row changed", got)
+	}
+}
