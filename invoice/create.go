@@ -30,7 +30,8 @@ type New struct {
 	Currency string
 	// Amount is the total due (invoices.amount). Unset (not Valid), it is
 	// the sum of the lines, each rounded half away from zero to the
-	// currency's minor units: the total the document prints.
+	// currency's minor units: the total the document prints (rounded to
+	// the column's 2 decimals for a currency with 3 or 4 minor units).
 	Amount decimal.NullDecimal
 	// IssuedAt is the issue date; zero means the database's now(). The app
 	// does not write it.
@@ -117,7 +118,19 @@ func CreateCustomer(ctx context.Context, tx pgx.Tx, c Customer) (int64, error) {
 // Create inserts invs with their lines (and the customers that have no id
 // yet) and returns the invoice ids in order. It sends all customers in one
 // round trip and all invoices in another.
+//
+// A unit price or an amount that numeric(12,2) cannot hold exactly (more
+// than 2 decimals, or 10^10 and over), or a quantity that numeric(12,3)
+// cannot (more than 3 decimals, or 10^9 and over), is refused with an
+// error wrapping ErrInvalidData, before anything is written: the columns
+// would round it silently (3 x 0.335 stored as 3 x 0.34) or refuse it
+// with an error that names no value.
 func Create(ctx context.Context, tx pgx.Tx, invs ...New) ([]int64, error) {
+	for _, inv := range invs {
+		if err := checkColumns(inv); err != nil {
+			return nil, err
+		}
+	}
 	customers := make([]int64, len(invs))
 	var batch pgx.Batch
 	for i, inv := range invs {
@@ -170,6 +183,31 @@ func Create(ctx context.Context, tx pgx.Tx, invs ...New) ([]int64, error) {
 		return nil, err
 	}
 	return ids, nil
+}
+
+// checkColumns reports the first value of inv that its column would not
+// hold exactly, wrapping ErrInvalidData.
+func checkColumns(inv New) error {
+	if inv.Amount.Valid && !fits(inv.Amount.Decimal, 12, 2) {
+		return fmt.Errorf("create invoice %s: %w: amount %s does not fit numeric(12,2)", inv.Number, ErrInvalidData, inv.Amount.Decimal)
+	}
+	for i, l := range inv.Lines {
+		if !fits(l.Quantity, 12, 3) {
+			return fmt.Errorf("create invoice %s: %w: line %d: quantity %s does not fit numeric(12,3)", inv.Number, ErrInvalidData, i+1, l.Quantity)
+		}
+		if !fits(l.UnitPrice, 12, 2) {
+			return fmt.Errorf("create invoice %s: %w: line %d: unit price %s does not fit numeric(12,2)", inv.Number, ErrInvalidData, i+1, l.UnitPrice)
+		}
+	}
+	return nil
+}
+
+// fits reports whether numeric(precision, scale) holds d exactly.
+func fits(d decimal.Decimal, precision, scale int32) bool {
+	if !d.Equal(d.Truncate(scale)) {
+		return false
+	}
+	return d.Abs().LessThan(decimal.New(1, precision-scale))
 }
 
 // lineArrays returns the lines' descriptions, quantities and unit prices

@@ -2,11 +2,13 @@ package invoice_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/shopspring/decimal"
 
 	"github.com/invoicing/tenantworker/invoice"
 	"github.com/invoicing/tenantworker/pdf"
@@ -84,26 +86,86 @@ func TestManyLinesOrder(t *testing.T) {
 }
 
 // Create's computed amount must be the total the document prints from the
-// stored lines, also when a value has more digits than its column keeps.
+// stored lines: each line rounded, then summed (three lines of 0.333 x
+// 1.25 = 0.41625 are 0.42 each, 1.26 in all, not 1.25), also for the
+// app's columns and for a currency with 3 minor units.
 func TestCreateAmountMatchesStoredLines(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.in(t, b.acme, func(ctx context.Context, tx pgx.Tx) error {
 		for i, app := range []bool{false, true} {
-			n := invoice.New{Number: fmt.Sprintf("SUB-%d", i), Customer: invoice.Customer{Name: "c", Email: fmt.Sprintf("c%d@x", i)}, Currency: "EUR", AppColumns: app,
-				Lines: []invoice.Line{{Description: "x", Quantity: dec("3"), UnitPrice: dec("0.005")}, {Description: "y", Quantity: dec("0.0004"), UnitPrice: dec("1000")}}}
-			ids, err := invoice.Create(ctx, tx, n)
-			if err != nil {
-				return err
-			}
-			got, err := invoice.Load(ctx, tx, ids[0])
-			if err != nil {
-				return err
-			}
-			if sum := pdf.Subtotal(asPDF(got)); !sum.Equal(got.Amount) {
-				t.Errorf("AppColumns=%v: stored amount %s, but the stored lines %+v sum to %s", app, got.Amount, got.Lines, sum)
+			for _, tc := range []struct{ currency, want string }{{"EUR", "1.26"}, {"JPY", "0"}, {"KWD", "1.25"}} {
+				l := invoice.Line{Description: "x", Quantity: dec("0.333"), UnitPrice: dec("1.25")}
+				n := invoice.New{Number: fmt.Sprintf("SUB-%d-%s", i, tc.currency), Customer: invoice.Customer{Name: "c", Email: fmt.Sprintf("c%d@x", i)},
+					Currency: tc.currency, AppColumns: app, Lines: []invoice.Line{l, l, l}}
+				ids, err := invoice.Create(ctx, tx, n)
+				if err != nil {
+					return err
+				}
+				got, err := invoice.Load(ctx, tx, ids[0])
+				if err != nil {
+					return err
+				}
+				// KWD: 1.248 stored in the app's numeric(12,2).
+				if sum := pdf.Subtotal(asPDF(got)); !got.Amount.Equal(dec(tc.want)) || (tc.currency != "KWD" && !sum.Equal(got.Amount)) {
+					t.Errorf("AppColumns=%v %s: stored amount %s, want %s; the stored lines %+v sum to %s", app, tc.currency, got.Amount, tc.want, got.Lines, sum)
+				}
 			}
 		}
 		return nil
 	})
+}
+
+// Create refuses a value its column cannot hold exactly (numeric(12,2)
+// unit prices and amounts, numeric(12,3) quantities) with an error that
+// names it, rather than storing it rounded: 3 x 0.335 stored as 3 x 0.34
+// would bill 1.02 instead of 1.01.
+func TestCreateRefusesValuesTheColumnsWouldRound(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	line := func(q, p string) []invoice.Line {
+		return []invoice.Line{{Description: "x", Quantity: dec(q), UnitPrice: dec(p)}}
+	}
+	for i, tc := range []struct {
+		name   string
+		lines  []invoice.Line
+		amount string
+		want   string
+	}{
+		{"sub-cent unit price", line("3", "0.335"), "", "unit price 0.335"},
+		{"quantity with 4 decimals", line("0.0004", "1000"), "", "quantity 0.0004"},
+		{"unit price too large", line("1", "10000000000"), "", "unit price 10000000000"},
+		{"quantity too large", line("1000000000", "1"), "", "quantity 1000000000"},
+		{"amount with 3 decimals", nil, "1.005", "amount 1.005"},
+		{"amount too large", nil, "10000000000", "amount 10000000000"},
+	} {
+		for _, app := range []bool{false, true} {
+			b.in(t, b.acme, func(ctx context.Context, tx pgx.Tx) error {
+				n := invoice.New{Number: fmt.Sprintf("R-%d-%v", i, app), Customer: invoice.Customer{Name: "c", Email: "r@x"}, Lines: tc.lines, AppColumns: app}
+				if tc.amount != "" {
+					n.Amount = decimal.NewNullDecimal(dec(tc.amount))
+				}
+				if _, err := tx.Exec(ctx, "SAVEPOINT r"); err != nil {
+					return err
+				}
+				_, err := invoice.Create(ctx, tx, n)
+				if err != nil {
+					if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT r"); err != nil {
+						return err
+					}
+				}
+				if err == nil {
+					var stored string
+					_ = tx.QueryRow(ctx, `SELECT i.amount::text || coalesce(' ' || string_agg(l.quantity::text || ' x ' || l.unit_price::text, ', '), '')
+						FROM invoices i LEFT JOIN line_items l ON l.invoice_id = i.id WHERE i.number = $1 GROUP BY i.amount`, n.Number).Scan(&stored)
+					t.Errorf("%s (AppColumns=%v): Create stored it as %q, want an error naming %q", tc.name, app, stored, tc.want)
+					return nil
+				}
+				if !errors.Is(err, invoice.ErrInvalidData) || !strings.Contains(err.Error(), tc.want) {
+					t.Errorf("%s (AppColumns=%v): Create = %v, want an error wrapping ErrInvalidData naming %q", tc.name, app, err, tc.want)
+				}
+				return nil
+			})
+		}
+	}
 }

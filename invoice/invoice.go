@@ -17,7 +17,8 @@ var ErrNotFound = errors.New("invoice not found")
 // ErrInvalidData is returned for an invoice whose stored values the worker
 // cannot use: a NaN amount, quantity or unit price (PostgreSQL's numeric
 // takes 'NaN'). Every attempt would fail the same way until the app
-// changes the row, so the worker archives such a task at once.
+// changes the row, so the worker archives such a task at once. Create
+// also returns it for a value its column would not hold exactly.
 var ErrInvalidData = errors.New("invoice holds values the worker cannot use")
 
 // Invoice is one invoice as stored in a tenant schema, with its customer,
@@ -71,7 +72,7 @@ type Line struct {
 // as text and parsed into exact decimals; the columns only the worker
 // writes are read with their defaults, so rows the app inserted load too.
 const loadSQL = `
-SELECT i.number, i.status, upper(btrim(i.currency)), i.amount::text, i.issued_at, i.due_date, i.notes,
+SELECT i.number, i.status, upper(btrim(i.currency) COLLATE "C"), i.amount::text, i.issued_at, i.due_date, i.notes,
        c.id, c.name, coalesce(c.company, ''), c.email, coalesce(c.address, ''),
        l.descriptions, l.quantities, l.unit_prices,
        coalesce(d.storage_key, ''), coalesce(d.sha256, ''), coalesce(d.bytes, 0),
@@ -128,9 +129,11 @@ func scanInvoice(row pgx.Row, id int64, inv *Invoice) error {
 	}
 	// char(3) pads, and the app may store the code in any case: the
 	// document must round to the minor units the schema's minor_units
-	// (upper(btrim(currency))) gave the stored amount, so the code is
-	// normalized by the same upper() in SQL (the database's collation
-	// decides non-ASCII letters, such as a Turkish dotless i).
+	// (upper(btrim(currency) COLLATE "C")) gave the stored amount, so the
+	// code is normalized by the same upper() in SQL. In the "C" collation
+	// it changes a-z only, whatever the database's collation (a Turkish
+	// one would make "isk" "İSK"); other letters, such as a Turkish
+	// dotless i, stay as they are, and the renderer refuses the code.
 	if inv.Amount, err = decimal.NewFromString(amount); err != nil {
 		return fmt.Errorf("load invoice %d: %w: amount %.40q: %w", id, ErrInvalidData, amount, err)
 	}
