@@ -36,6 +36,12 @@ func run() error {
 	flag.Bool("dev", false, `run the embedded development stack (see "worker -dev -h")`)
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the worker to this file until it exits (go tool pprof; used by the load command)")
 	flag.Parse()
+	// The worker takes flags only: a stray argument ends flag parsing, so
+	// the flags after it ("worker serve -concurrency 20") would be ignored
+	// without a word.
+	if flag.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q: the worker takes flags only (worker -h)", flag.Args())
+	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
