@@ -123,11 +123,14 @@
 // Redis and PostgreSQL (2 s each) and answers 503 naming the failing
 // dependency but not its error (logged instead), GET /metrics is
 // Prometheus. Every error, including the mux's
-// own 404 and 405, is JSON {"error":"..."}. Every JSON answer carries
+// own 404 and 405, is JSON {"error":"..."}, except those of the dashboard
+// past its authentication (asynqmon answers its own, in plain text). Every JSON answer carries
 // Cache-Control: no-store (some show an API key once, others a tenant's
 // data) and X-Content-Type-Options: nosniff. Bodies are limited to 1 MiB
 // (413 beyond: at once when Content-Length says so, else when a route that
-// takes a body reads past it; routes without a body never read one).
+// takes a body reads past it; routes without a body never read one); a
+// body the server's read timeout cuts off is 408, and nothing of the read
+// error (it names socket addresses) reaches the client.
 // Every response carries X-Request-Id (a sane incoming one is kept,
 // otherwise one is generated); every request is logged once with its
 // route pattern, status, duration, request id and tenant id when known, and

@@ -198,11 +198,14 @@ func refuseTooMany(w http.ResponseWriter, wait time.Duration) {
 }
 
 // startAuth admits an authentication of addr (failureLimiter.admit): it
-// answers 429 when addr has no attempt left, or 503 when the request's
-// time ran out while waiting, and returns false then.
+// answers 429 when addr has no attempt left, 503 when the request's time
+// ran out while waiting (499 when its client gave up), and returns false
+// then.
 func startAuth(w http.ResponseWriter, r *http.Request, l *failureLimiter, addr string) (release func(), ok bool) {
 	release, wait, err := l.admit(r.Context(), addr)
 	switch {
+	case err != nil && clientGone(w, r, err):
+		return nil, false
 	case err != nil:
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "service temporarily unavailable, retry later")

@@ -50,11 +50,31 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, errorBody{Error: msg})
 }
 
+// statusClientClosedRequest is the status of a request whose client gave
+// up before its answer (nginx's 499): logged and counted as such, not as a
+// server error. Nobody reads the answer.
+const statusClientClosedRequest = 499
+
+// clientGone answers 499 and reports true when err comes from the client
+// giving up on r (its context cancelled, not timed out): not a fault of
+// the service, and not worth an error log line.
+func clientGone(w http.ResponseWriter, r *http.Request, err error) bool {
+	if !errors.Is(err, context.Canceled) || !errors.Is(r.Context().Err(), context.Canceled) {
+		return false
+	}
+	writeError(w, statusClientClosedRequest, "client closed the request")
+	return true
+}
+
 // internalError logs err with the request id and answers without the
 // details: 503 with Retry-After when a dependency (Redis, PostgreSQL) is
 // unreachable, so clients know a retry is safe and nothing was accepted;
-// 500 otherwise.
+// 500 otherwise; 499, without an error log, when the client gave up
+// (clientGone).
 func (h *Handler) internalError(w http.ResponseWriter, r *http.Request, op string, err error) {
+	if clientGone(w, r, err) {
+		return
+	}
 	ri := info(r.Context())
 	attrs := []slog.Attr{slog.String("request_id", ri.id), slog.String("op", op), slog.Any("error", err)}
 	if ri.tenantID != "" {
@@ -113,10 +133,12 @@ var errBadBody = errors.New("invalid request body")
 // decodeJSON decodes exactly one JSON object into dst (a pointer to a
 // struct), refusing unknown fields (names match exactly, not in any case
 // as encoding/json would), a member name given twice and trailing data. It answers the error itself
-// (400 or 413, saying what is wrong in the JSON's own terms, never Go's)
-// and returns false when the body is unusable.
+// (400 or 413, saying what is wrong in the JSON's own terms, never Go's;
+// 408 for a body the server's read timeout cut off) and returns false when
+// the body is unusable.
 func decodeJSON(w http.ResponseWriter, r *http.Request, dst any) bool {
-	dec := json.NewDecoder(r.Body)
+	body := &bodyReader{r: r.Body}
+	dec := json.NewDecoder(body)
 	var raw json.RawMessage
 	err := dec.Decode(&raw)
 	if err == nil {
@@ -136,12 +158,38 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, dst any) bool {
 		return true
 	case isBodyTooLarge(err):
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", MaxBodyBytes))
+	case body.err != nil:
+		// The body could not be read: its error names the service's and
+		// the peer's socket addresses, or net/http's parsing; the client
+		// is told only which of the two it was.
+		var netErr net.Error
+		if errors.As(body.err, &netErr) && netErr.Timeout() {
+			writeError(w, http.StatusRequestTimeout, "request body not received in time")
+			return false
+		}
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("%v: it could not be read", errBadBody))
 	case errors.Is(err, io.EOF):
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("%v: empty body", errBadBody))
 	default:
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("%v: %s", errBadBody, bodyProblem(err)))
 	}
 	return false
+}
+
+// bodyReader remembers the error of reading a request body other than its
+// end (a read timeout, a broken chunked encoding, a body shorter than its
+// Content-Length), which the JSON decoder returns as it is.
+type bodyReader struct {
+	r   io.Reader
+	err error
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF && !isBodyTooLarge(err) { //nolint:errorlint // io.EOF is returned unwrapped by contract
+		b.err = err
+	}
+	return n, err
 }
 
 // decodeExact decodes the JSON object raw into dst, a pointer to a struct
