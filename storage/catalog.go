@@ -15,6 +15,9 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrConflict: the slug, schema or id is already taken.
 	ErrConflict = errors.New("already exists")
+	// ErrInUse: the database cannot be removed: it is the catalog's own,
+	// or tenants are placed there.
+	ErrInUse = errors.New("in use")
 	// ErrInvalidTransition: the status change is not allowed by the lifecycle.
 	ErrInvalidTransition = errors.New("invalid status transition")
 	// ErrInvalidationFailed: a write that revokes access (a status change,

@@ -35,7 +35,7 @@ func (p *Postgres) RemoveDatabase(ctx context.Context, name string) error {
 		return fmt.Errorf("remove database: %w: %w", ErrNotFound, err)
 	}
 	if name == tenantctx.DefaultDatabase {
-		return fmt.Errorf("remove database %s: %w: it is the catalog's own database", name, ErrConflict)
+		return fmt.Errorf("remove database %s: %w: it is the catalog's own database", name, ErrInUse)
 	}
 	var tenants int64
 	err := p.pool.QueryRow(ctx, `
@@ -50,11 +50,11 @@ func (p *Postgres) RemoveDatabase(ctx context.Context, name string) error {
 	var pgErr *pgconn.PgError
 	switch {
 	case errors.As(err, &pgErr) && pgErr.Code == "23503": // a tenant was placed there meanwhile
-		return fmt.Errorf("remove database %s: %w: a tenant was placed there meanwhile", name, ErrConflict)
+		return fmt.Errorf("remove database %s: %w: a tenant was placed there meanwhile", name, ErrInUse)
 	case err != nil:
 		return fmt.Errorf("remove database %s: %w", name, err)
 	case tenants > 0:
-		return fmt.Errorf("remove database %s: %w: %d tenants are placed there (move them first)", name, ErrConflict, tenants)
+		return fmt.Errorf("remove database %s: %w: %d tenants are placed there (move them first)", name, ErrInUse, tenants)
 	case tenants == 0:
 		return fmt.Errorf("remove database %s: %w", name, ErrNotFound)
 	}

@@ -349,8 +349,8 @@ func TestRemoveDatabaseRacingAPlacement(t *testing.T) {
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := <-removed; !errors.Is(err, storage.ErrConflict) {
-		t.Errorf("RemoveDatabase racing a placement = %v, want ErrConflict", err)
+	if err := <-removed; !errors.Is(err, storage.ErrInUse) {
+		t.Errorf("RemoveDatabase racing a placement = %v, want ErrInUse", err)
 	}
 	ds, err := b.catalog.Databases(ctx)
 	if err != nil {

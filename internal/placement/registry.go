@@ -636,11 +636,11 @@ func (r *Registry) Add(ctx context.Context, name, dsn string) (storage.Database,
 // opened one, is closed; other processes close theirs at their next
 // Refresh, or sooner when they look the name up in the catalog again (a
 // tenant of a newer registration of that name, Pool). Errors:
-// storage.ErrNotFound for a name not registered, storage.ErrConflict for
+// storage.ErrNotFound for a name not registered, storage.ErrInUse for
 // "main", a configured database or one holding tenants.
 func (r *Registry) Remove(ctx context.Context, name string) error {
 	if _, ok := r.opts.URLs[name]; ok {
-		return fmt.Errorf("remove database %s: %w: it is in TENANT_DATABASES (remove it there first, on every process)", name, storage.ErrConflict)
+		return fmt.Errorf("remove database %s: %w: it is in TENANT_DATABASES (remove it there first, on every process)", name, storage.ErrInUse)
 	}
 	if r.opts.Catalog == nil {
 		return errors.New("remove database: no catalog")

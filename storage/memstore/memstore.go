@@ -362,7 +362,7 @@ func (m *Catalog) AddDatabase(_ context.Context, name, url string) (storage.Data
 // RemoveDatabase unregisters a database that holds no tenant.
 func (m *Catalog) RemoveDatabase(_ context.Context, name string) error {
 	if name == tenantctx.DefaultDatabase {
-		return fmt.Errorf("remove database %s: %w: it is the catalog's own database", name, storage.ErrConflict)
+		return fmt.Errorf("remove database %s: %w: it is the catalog's own database", name, storage.ErrInUse)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -376,7 +376,7 @@ func (m *Catalog) RemoveDatabase(_ context.Context, name string) error {
 		}
 	}
 	if n > 0 {
-		return fmt.Errorf("remove database %s: %w: %d tenants are placed there (move them first)", name, storage.ErrConflict, n)
+		return fmt.Errorf("remove database %s: %w: %d tenants are placed there (move them first)", name, storage.ErrInUse, n)
 	}
 	delete(m.dbs, name)
 	return nil

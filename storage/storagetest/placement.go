@@ -2,6 +2,7 @@ package storagetest
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/invoicing/tenantworker/storage"
@@ -130,11 +131,11 @@ func testRemoveDatabase(t *testing.T, c storage.Catalog) {
 	if _, err := c.CreateTenant(ctx, tn); err != nil {
 		t.Fatalf("CreateTenant on eu-2: %v", err)
 	}
-	if err := c.RemoveDatabase(ctx, "eu-2"); !errors.Is(err, storage.ErrConflict) {
-		t.Errorf("RemoveDatabase(a database holding a tenant) = %v, want ErrConflict", err)
+	if err := c.RemoveDatabase(ctx, "eu-2"); !errors.Is(err, storage.ErrInUse) || strings.Contains(err.Error(), "already exists") {
+		t.Errorf("RemoveDatabase(a database holding a tenant) = %v, want ErrInUse", err)
 	}
-	if err := c.RemoveDatabase(ctx, tenantctx.DefaultDatabase); !errors.Is(err, storage.ErrConflict) {
-		t.Errorf("RemoveDatabase(main) = %v, want ErrConflict", err)
+	if err := c.RemoveDatabase(ctx, tenantctx.DefaultDatabase); !errors.Is(err, storage.ErrInUse) || strings.Contains(err.Error(), "already exists") {
+		t.Errorf("RemoveDatabase(main) = %v, want ErrInUse", err)
 	}
 	for _, name := range []string{"nowhere", "No Where"} {
 		if err := c.RemoveDatabase(ctx, name); !errors.Is(err, storage.ErrNotFound) {
