@@ -101,16 +101,18 @@ var erased = []string{"schema", "documents", "api_keys", "catalog_row"}
 
 // Destroy erases t, a tenant marked deleting, in order: its schema
 // (schema.DropOwned: idempotent, and never another tenant's schema of the
-// same name), its documents, its API keys; then it records
-// ActionDeletionCompleted and deletes the catalog row; last, what Redis
-// keeps of it (the fair dispatcher's state, the records of its archived
-// tasks), where a failure is only logged.
+// same name), its documents, its API keys, what Redis keeps of it (the
+// fair dispatcher's state, the records of its archived tasks); then it
+// records ActionDeletionCompleted and deletes the catalog row; last, it
+// removes from Redis again what a task archived meanwhile may have left,
+// where a failure is only logged.
 //
 // Every step tolerates having been done before, so it is safe to run twice
-// and after a partial run. The entry is written before the row goes: once
-// the row is gone the worker archives any further run (unknown tenant), so
-// an entry written afterwards could be lost for good; a rerun finds the
-// entry and does not write a second one.
+// and after a partial run. The entry and the Redis state go before the row
+// does: once the row is gone the worker archives any further run (unknown
+// tenant), so what is left for after it could be lost for good (a worker
+// killed right after the delete); a rerun finds the entry and does not
+// write a second one.
 //
 // Errors: ErrNotReady for a tenant not marked deleting (a live tenant is
 // never erased, whatever the caller checked before), ErrRefused for any
@@ -134,6 +136,10 @@ func (s *Service) Destroy(ctx context.Context, t tenantctx.Tenant, actor string)
 	if err := s.catalog.RevokeAPIKeys(ctx, t.ID); err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return Erasure{}, fmt.Errorf("destroy tenant %s: revoke api keys: %w", t.ID, err)
 	}
+	// Before the row: a run cut off after the row's delete is not run again.
+	if err := s.forgetInRedis(ctx, t.ID); err != nil {
+		return Erasure{}, fmt.Errorf("destroy tenant %s: %w", t.ID, err)
+	}
 	done := Erasure{Slug: t.Slug, Schema: t.Schema, Removed: erased}
 	if err := s.auditOnce(ctx, t.ID, actor, ActionDeletionCompleted, done); err != nil {
 		return Erasure{}, err
@@ -150,17 +156,26 @@ func (s *Service) Destroy(ctx context.Context, t tenantctx.Tenant, actor string)
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return Erasure{}, fmt.Errorf("destroy tenant %s: delete catalog row: %w", t.ID, err)
 	}
-	if s.fair != nil {
-		// The tenant is gone; what the dispatcher kept of it (a few small
-		// keys) goes too. A failure here leaves only those keys behind.
-		if err := s.fair.Forget(ctx, t.ID, s.layout().Queues()...); err != nil {
-			s.logger.WarnContext(ctx, "forget erased tenant in the dispatcher", slog.String("tenant_id", t.ID), slog.String("error", err.Error()))
-		}
-	}
-	// Likewise the records of its archived tasks: nobody can read them any
-	// more (the worker records nothing for a tenant that is gone).
-	if err := s.enqueuer.DeleteTaskRecords(ctx, t.ID); err != nil {
-		s.logger.WarnContext(ctx, "delete erased tenant's task records", slog.String("tenant_id", t.ID), slog.String("error", err.Error()))
+	// Again after it, for what a task of the tenant archived since (it
+	// resolved the tenant before the delete) left behind: only logged, the
+	// erasure is complete.
+	if err := s.forgetInRedis(ctx, t.ID); err != nil {
+		s.logger.WarnContext(ctx, "forget erased tenant in Redis", slog.String("tenant_id", t.ID), slog.String("error", err.Error()))
 	}
 	return done, nil
+}
+
+// forgetInRedis removes what Redis keeps of tenant id: what the fair
+// dispatcher kept of it (a few small keys) and the records of its
+// archived tasks, which nobody can read once it is erased.
+func (s *Service) forgetInRedis(ctx context.Context, id string) error {
+	if s.fair != nil {
+		if err := s.fair.Forget(ctx, id, s.layout().Queues()...); err != nil {
+			return fmt.Errorf("forget it in the dispatcher: %w", err)
+		}
+	}
+	if err := s.enqueuer.DeleteTaskRecords(ctx, id); err != nil {
+		return fmt.Errorf("delete its task records: %w", err)
+	}
+	return nil
 }

@@ -1,0 +1,87 @@
+package tenancy_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/invoicing/tenantworker/fair"
+	"github.com/invoicing/tenantworker/internal/tenancy"
+	"github.com/invoicing/tenantworker/internal/testenv"
+	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/tasks"
+)
+
+// rowDeletedThenLost is a catalog whose DeleteTenant deletes the row and
+// then fails, as when the worker is killed (or its connection breaks)
+// right after the delete committed.
+type rowDeletedThenLost struct {
+	storage.Catalog
+}
+
+func (c rowDeletedThenLost) DeleteTenant(ctx context.Context, id string) error {
+	if err := c.Catalog.DeleteTenant(ctx, id); err != nil {
+		return err
+	}
+	return errors.New("connection lost after the delete committed")
+}
+
+// TestDestroyCutOffAfterTheRowLeavesNothingInRedis: a tenant:destroy cut
+// off right after it deleted the catalog row (a SIGKILL, a lost answer)
+// is never run again (the worker archives a task whose tenant is gone),
+// so what Redis keeps of the tenant (its fair-dispatch state, the records
+// of its archived tasks) must be gone by then, or nothing ever removes it.
+func TestDestroyCutOffAfterTheRowLeavesNothingInRedis(t *testing.T) {
+	t.Parallel()
+	pool, catalog, docs := catalogOn(t)
+	rdb := redis.NewClient(&redis.Options{Addr: testenv.Redis(t)})
+	t.Cleanup(func() { _ = rdb.Close() })
+	d := fair.New(rdb, fair.Config{})
+	records := tasks.NewTaskRecords(rdb, tasks.TaskRecordsOptions{})
+	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), asynq.NewInspectorFromRedisClient(rdb), nil,
+		tasks.WithAdmission(tasks.Admission{Dispatcher: d, Tenants: catalog})).WithTaskRecords(records)
+	cfg := tenancy.Config{Catalog: catalog, Enqueuer: enq, Documents: docs, SchemaPool: pool, Dispatcher: d, Plans: fair.DefaultPlans()}
+	svc := tenancy.New(cfg)
+	b := &bundle{ctx: t.Context(), catalog: catalog, docs: docs, pool: pool, enqueuer: enq, svc: svc}
+	gone := b.active(t, "cut-off")
+	for i := range 3 {
+		rec := tasks.TaskRecord{TaskID: fmt.Sprintf("invoice:pdf:%s:%d", gone.ID, i), Type: tasks.TypeInvoicePDF, Queue: tasks.QueueDefault, Reason: "task refused"}
+		if err := records.Put(b.ctx, gone.ID, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	del, err := svc.RequestDeletion(b.ctx, gone.ID, tenancy.ActorAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := dispatcherTenants(t, b.ctx, rdb)[gone.ID]; !ok {
+		t.Fatal("set-up: the dispatcher keeps nothing of the tenant before its destroy")
+	}
+
+	cfg.Catalog = rowDeletedThenLost{Catalog: catalog}
+	if _, err := tenancy.New(cfg).Destroy(b.ctx, del.Tenant, tenancy.ActorWorker); err == nil {
+		t.Fatal("Destroy with the row delete's answer lost: no error")
+	}
+	// The retry finds no tenant: the worker archives it (ResolveTenant),
+	// Destroy never runs again.
+	if _, err := catalog.TenantByID(b.ctx, gone.ID); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("catalog row: %v, want it deleted", err)
+	}
+	if keys := dispatcherTenants(t, b.ctx, rdb)[gone.ID]; len(keys) > 0 {
+		t.Errorf("the dispatcher keeps state of the erased tenant for good: %v", keys)
+	}
+	keys, err := rdb.Keys(b.ctx, tasks.DefaultTaskRecordsPrefix+"*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if strings.Contains(k, gone.ID) {
+			t.Errorf("task records of the erased tenant remain: %s", k)
+		}
+	}
+}
