@@ -412,10 +412,13 @@ func (c Config) validate() error {
 	// A bound well above any PostgreSQL's max_connections: each connection
 	// may be a lane (DB_POOL_LANES defaults to DB_MAX_CONNS), a pool of
 	// its own made at start-up.
-	if c.DBMaxConns > MaxDBConns {
+	// Past it, WORKER_CONCURRENCY is named already: the pools' defaults
+	// follow it, and an error of theirs would name variables not set.
+	overConcurrency := c.WorkerConcurrency > MaxDBConns
+	if c.DBMaxConns > MaxDBConns && !overConcurrency {
 		bad("DB_MAX_CONNS: at most %d, got %d", MaxDBConns, c.DBMaxConns)
 	}
-	if c.TenantDBMaxConns > MaxDBConns {
+	if c.TenantDBMaxConns > MaxDBConns && !overConcurrency {
 		bad("TENANT_DB_MAX_CONNS: at most %d, got %d", MaxDBConns, c.TenantDBMaxConns)
 	}
 	if c.DBMaxConns < c.WorkerConcurrency {

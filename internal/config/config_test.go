@@ -184,6 +184,12 @@ func TestFromEnvErrorsNameTheVariable(t *testing.T) {
 	if err == nil || strings.Contains(err.Error(), "-9") {
 		t.Errorf("WORKER_CONCURRENCY=MaxInt64: %v, want no negative DB_MAX_CONNS", err)
 	}
+	// Too large a WORKER_CONCURRENCY is named alone, not also the pools'
+	// sizes that follow it by default.
+	_, err = FromEnv(env(map[string]string{"DATABASE_URL": "postgres://db/inv", "WORKER_CONCURRENCY": "10001"}))
+	if err == nil || strings.Contains(err.Error(), "DB_MAX_CONNS") {
+		t.Errorf("WORKER_CONCURRENCY=10001: %v, want only WORKER_CONCURRENCY named", err)
+	}
 	// Several bad variables are all reported at once.
 	_, err = FromEnv(env(map[string]string{"WORKER_CONCURRENCY": "x", "LOG_LEVEL": "loud"}))
 	if err == nil || !strings.Contains(err.Error(), "WORKER_CONCURRENCY") || !strings.Contains(err.Error(), "LOG_LEVEL") {
