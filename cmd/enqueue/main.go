@@ -1,7 +1,8 @@
 // Command enqueue is the HTTP enqueue service of the tenant-aware job
 // worker and its operator CLI: "enqueue serve" (the default), "enqueue
-// migrate --all [--wait]" and "enqueue pdf --tenant SLUG --invoice ID".
-// Run "enqueue help" for details. The logic lives in internal/enqueueapp.
+// migrate --all [--wait]", "enqueue pdf --tenant SLUG --invoice ID",
+// "enqueue db ...", "enqueue tenant ...", "enqueue queues" and "enqueue
+// dispatch-mode". Run "enqueue help" for details. The logic lives in internal/enqueueapp.
 package main
 
 import (
@@ -14,7 +15,11 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGHUP too (the operator's terminal or ssh session went away): a
+	// long command such as "tenant move" then stops as after Ctrl-C,
+	// releasing what it holds, instead of dying with the tenant's queue
+	// held.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	// The first signal starts the shutdown; a second one ends the process
 	// at once (the default action, once stop unregisters the handler).
 	context.AfterFunc(ctx, stop)

@@ -146,7 +146,9 @@ func tenantAdd(ctx context.Context, slug string, args []string, sio IO) error {
 	})
 }
 
-// tenantMove is "enqueue tenant move SLUG --to DB".
+// tenantMove is "enqueue tenant move SLUG --to DB". It prints each step
+// of the move on stderr as it starts (tenancy.MoveOptions.Progress) and
+// what it moved as JSON on stdout.
 func tenantMove(ctx context.Context, slug string, args []string, sio IO) error {
 	fs := flagSet("tenant move", "tenant move SLUG --to DB [--drain-timeout 5m] [--grace 3s]", sio)
 	to := fs.String("to", "", "target tenant database (required)")
@@ -170,10 +172,18 @@ func tenantMove(ctx context.Context, slug string, args []string, sio IO) error {
 	if err != nil {
 		return fmt.Errorf("tenant %s: %w", slug, err)
 	}
-	m, err := b.Tenancy.Move(ctx, t.ID, *to, ActorCLI, tenancy.MoveOptions{DrainTimeout: *drain, Grace: *grace})
+	// Each step on stderr as it starts, with the time since the move
+	// began: stdout keeps the JSON result alone.
+	start := time.Now()
+	progress := func(step string) {
+		fmt.Fprintf(sio.Stderr, "tenant move %s: %6.1fs: %s\n", slug, time.Since(start).Seconds(), step)
+	}
+	m, err := b.Tenancy.Move(ctx, t.ID, *to, ActorCLI, tenancy.MoveOptions{DrainTimeout: *drain, Grace: *grace, Progress: progress})
 	if err != nil {
+		progress("failed")
 		return err
 	}
+	progress("moved to " + m.To)
 	if !m.OldSchemaDropped {
 		fmt.Fprintf(sio.Stderr, "warning: the old schema %s on %s could not be dropped; drop it by hand\n", m.Schema, m.From)
 	}

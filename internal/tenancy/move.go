@@ -40,6 +40,11 @@ type MoveOptions struct {
 	Grace time.Duration
 	// Poll is how often the running tasks are counted; 0 means 100 ms.
 	Poll time.Duration
+	// Progress, when set, is told what the move does as it starts each
+	// step, and while it waits for running tasks, each change of their
+	// number: a short lowercase phrase ("copy the schema ..."), for an
+	// operator watching a long move.
+	Progress func(step string)
 
 	// beforeSwitch, set by tests, runs after the copy was verified and
 	// before the catalog switches; an error fails the move there.
@@ -140,6 +145,7 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 	// an operator's pause, which a pause or resume during the move neither
 	// lifts nor is lifted by.
 	keepPaused := false // the switch was not propagated: resuming would run tasks on the old database
+	opts.progress("pause the queue of tenant %s (%s)", t.Slug, id)
 	if _, err := s.liveDispatchTenant(ctx, id, "pause"); err != nil {
 		return fail("pause", err)
 	}
@@ -150,11 +156,15 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 	defer func() {
 		rctx := context.WithoutCancel(ctx)
 		if keepPaused {
+			opts.progress("keep the queue paused")
 			// Handed over to an operator's pause, which ResumeQueue lifts.
 			if _, err := s.fair.Hold(rctx, id, fair.Paused, s.layout().Queues()...); err != nil {
 				s.logger.ErrorContext(ctx, "keep the queue paused after a move", slog.String("tenant_id", id), slog.String("error", err.Error()))
 				return
 			}
+		}
+		if !keepPaused {
+			opts.progress("resume the queue")
 		}
 		if _, err := s.fair.Release(rctx, id, fair.Moving, s.layout().Queues()...); err != nil {
 			s.logger.ErrorContext(ctx, "resume the queue after a move", slog.String("tenant_id", id), slog.String("error", err.Error()))
@@ -175,6 +185,7 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 	// 2. Copy and verify. From here until the copy ends, the source's
 	// tables take no writes (they wait): what was copied stays what the
 	// source holds.
+	opts.progress("copy the schema %s from %s to %s and verify it (writes to the tenant wait until the move ends)", t.Schema, from, to)
 	c, err := schema.BeginCopy(ctx, src, dst, t.Schema)
 	if err != nil {
 		return fail("copy", err)
@@ -186,6 +197,7 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 		}
 		return err
 	}
+	opts.progress("copied and verified %d tables, %d rows; switch the tenant to %s", len(m.Tables), m.Rows, to)
 	if opts.beforeSwitch != nil {
 		if err := opts.beforeSwitch(ctx); err != nil {
 			return fail("switch", dropCopy(err))
@@ -246,6 +258,7 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 		}
 	}
 	if err != nil {
+		opts.progress("drop the copy in %s", to)
 		return fail("switch", dropCopy(err))
 	}
 	m.Tenant = moved
@@ -253,10 +266,12 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 	// 4. Drop the old schema, after the grace period, in the transaction
 	// that kept its tables from taking writes: a write that waited fails
 	// then (its tables are gone) rather than landing where nobody reads.
+	opts.progress("switched to %s; keep the old schema %v for processes that still read it there", to, opts.Grace)
 	select {
 	case <-time.After(opts.Grace):
 	case <-ctx.Done():
 	}
+	opts.progress("drop the old schema %s in %s", t.Schema, from)
 	if err := c.DropSource(context.WithoutCancel(ctx)); err != nil {
 		s.logger.ErrorContext(ctx, "drop the old schema after a move: drop it by hand",
 			slog.String("tenant_id", id), slog.String("database", from), slog.String("schema", t.Schema), slog.String("error", err.Error()))
@@ -342,6 +357,7 @@ func (s *Service) propagatePlacement(ctx context.Context, id, to string, generat
 // (its queue is paused, so none starts).
 func (s *Service) waitIdle(ctx context.Context, id string, opts MoveOptions) error {
 	deadline := time.Now().Add(opts.DrainTimeout)
+	reported := -1
 	for {
 		stats, err := s.fair.Stats(ctx, id, s.layout().TenantQueues(id)...)
 		if err != nil {
@@ -354,6 +370,10 @@ func (s *Service) waitIdle(ctx context.Context, id string, opts MoveOptions) err
 		if busy == 0 {
 			return nil
 		}
+		if busy != reported {
+			opts.progress("wait for %d running tasks of the tenant (at most %v)", busy, opts.DrainTimeout)
+			reported = busy
+		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%d tasks still running after %v", busy, opts.DrainTimeout)
 		}
@@ -362,6 +382,13 @@ func (s *Service) waitIdle(ctx context.Context, id string, opts MoveOptions) err
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+	}
+}
+
+// progress tells opts.Progress, if set, the step the move starts.
+func (o MoveOptions) progress(format string, args ...any) {
+	if o.Progress != nil {
+		o.Progress(fmt.Sprintf(format, args...))
 	}
 }
 
