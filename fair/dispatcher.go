@@ -824,9 +824,11 @@ type QueueStats struct {
 	OldestWait time.Duration `json:"-"`
 	// OldestWaitSeconds is OldestWait in seconds.
 	OldestWaitSeconds float64 `json:"oldest_wait_seconds"`
-	// Suspended and Paused are the hold reasons in force.
+	// Suspended and Paused are the hold reasons in force; Paused is also
+	// true while a move holds the tenant (Moving, which says so alone).
 	Suspended bool `json:"suspended"`
 	Paused    bool `json:"paused"`
+	Moving    bool `json:"moving"`
 	// Policy is the policy last enqueued with.
 	Policy Policy `json:"policy"`
 }
@@ -860,7 +862,8 @@ func (d *Dispatcher) Stats(ctx context.Context, tenantID string, queues ...strin
 		}
 		h, _ := res[5].(string)
 		s.Suspended = strings.Contains(h, string(Suspended))
-		s.Paused = strings.Contains(h, string(Paused)) || strings.Contains(h, string(Moving))
+		s.Moving = strings.Contains(h, string(Moving))
+		s.Paused = strings.Contains(h, string(Paused)) || s.Moving
 		s.Policy = Policy{Weight: asInt(res[6]), MaxRunning: asInt(res[7]), MaxWaiting: asInt(res[8])}
 		types, _ := res[9].([]any)
 		for i := 0; i+1 < len(types); i += 2 {

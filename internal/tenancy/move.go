@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/invoicing/tenantworker/fair"
@@ -105,6 +106,14 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 	}
 	from := t.DatabaseName()
 	m := Moved{TenantID: t.ID, Slug: t.Slug, From: from, To: to, Schema: t.Schema, Tenant: t}
+	unlock, err := s.lockMove(ctx, id)
+	if err != nil {
+		return m, err
+	}
+	defer unlock()
+	if err := s.releaseInterruptedMove(ctx, id, opts); err != nil {
+		return m, fmt.Errorf("move tenant %s: %w", id, err)
+	}
 	switch {
 	case t.Status != tenantctx.StatusActive && t.Status != tenantctx.StatusSuspended:
 		return m, fmt.Errorf("move tenant %s: %w: status %s", id, ErrMoveRefused, t.Status)
@@ -383,6 +392,66 @@ func (s *Service) waitIdle(ctx context.Context, id string, opts MoveOptions) err
 			return ctx.Err()
 		}
 	}
+}
+
+// moveLockNamespace is the first key of the session-level advisory lock a
+// move of a tenant holds in the catalog's database while it runs (the
+// second is hashtext(tenant id)); it spells "move" in ASCII.
+const moveLockNamespace int32 = 0x6d6f7665
+
+// lockMove takes tenant id's move lock on a connection of its own and
+// returns its release. Another move of the tenant running (from any
+// process) is ErrMoveRefused. The lock goes with its connection, so a
+// move whose process died (kill -9, a second Ctrl-C, a lost machine) holds
+// it no longer, and the next move knows its hold is stale.
+func (s *Service) lockMove(ctx context.Context, id string) (unlock func(), err error) {
+	if s.pool == nil {
+		return nil, fmt.Errorf("move tenant %s: %w: no schema pool", id, ErrMoveRefused)
+	}
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("move tenant %s: lock: %w", id, err)
+	}
+	var ok bool
+	err = conn.QueryRow(ctx, "SELECT pg_catalog.pg_try_advisory_lock($1::int4, pg_catalog.hashtext($2))", moveLockNamespace, id).Scan(&ok)
+	if err != nil || !ok {
+		conn.Release()
+		if err != nil {
+			return nil, fmt.Errorf("move tenant %s: lock: %w", id, err)
+		}
+		return nil, fmt.Errorf("move tenant %s: %w: another move of the tenant is running", id, ErrMoveRefused)
+	}
+	return func() {
+		rctx := context.WithoutCancel(ctx)
+		if _, err := conn.Exec(rctx, "SELECT pg_catalog.pg_advisory_unlock($1::int4, pg_catalog.hashtext($2))", moveLockNamespace, id); err != nil {
+			// Closed, the connection takes the lock with it.
+			_ = conn.Conn().Close(rctx)
+		}
+		conn.Release()
+	}, nil
+}
+
+// releaseInterruptedMove lifts a move's hold on tenant id's queue that
+// no move holds any more (the caller holds the move lock): one left by a
+// move whose process died before it could resume the queue, which
+// neither an operator's resume nor a tenant's resume lifts.
+func (s *Service) releaseInterruptedMove(ctx context.Context, id string, opts MoveOptions) error {
+	if s.fair == nil {
+		return nil
+	}
+	stats, err := s.fair.Stats(ctx, id, s.layout().Queues()...)
+	if err != nil {
+		return fmt.Errorf("look for the hold of an interrupted move: %w", err)
+	}
+	if !slices.ContainsFunc(stats, func(st fair.QueueStats) bool { return st.Moving }) {
+		return nil
+	}
+	opts.progress("release the hold an interrupted move left on the tenant's queue")
+	s.logger.WarnContext(ctx, "releasing the hold of an interrupted tenant move", slog.String("tenant_id", id))
+	if _, err := s.fair.Release(ctx, id, fair.Moving, s.layout().Queues()...); err != nil {
+		return fmt.Errorf("release the hold of an interrupted move: %w", err)
+	}
+	return nil
 }
 
 // progress tells opts.Progress, if set, the step the move starts.

@@ -299,9 +299,9 @@ func TestMoveFailureLeavesTenantWhereItWas(t *testing.T) {
 }
 
 // TestConcurrentMovesOneWins: a second move of a tenant started while the
-// first holds its copy waits for the source's tables; once the first
-// switched and dropped the old schema, the second fails, having created
-// nothing. The tenant is where the first put it, with its rows, and its
+// first holds its copy is refused at once (the first holds the tenant's
+// move lock), having created nothing and without lifting the first's
+// hold. The tenant is where the first put it, with its rows, and its
 // queue is resumed.
 func TestConcurrentMovesOneWins(t *testing.T) {
 	t.Parallel()
@@ -310,27 +310,16 @@ func TestConcurrentMovesOneWins(t *testing.T) {
 	fast := tenancy.MoveOptions{Grace: time.Millisecond, Poll: 10 * time.Millisecond}
 	second := make(chan error, 1)
 	opts := tenancy.WithBeforeSwitch(fast, func(ctx context.Context) error {
-		go func() {
-			_, err := b.svc.Move(context.WithoutCancel(ctx), acme.ID, "third", "test", fast)
-			second <- err
-		}()
-		// Wait until the other move waits for the source's tables.
-		testenv.WaitFor(t, 30*time.Second, "the second move to wait for the source's tables", func() bool {
-			var n int
-			err := b.pool.QueryRow(ctx, `SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
-				JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND NOT l.granted`, acme.Schema).Scan(&n)
-			return err == nil && n > 0
-		})
+		_, err := b.svc.Move(context.WithoutCancel(ctx), acme.ID, "third", "test", fast)
+		second <- err
 		return nil
 	})
 	first, err := b.svc.Move(b.ctx, acme.ID, "second", "test", opts)
 	if err != nil || first.To != "second" || !first.OldSchemaDropped {
 		t.Fatalf("the first move: %+v, %v", first, err)
 	}
-	if err := <-second; err == nil {
-		t.Fatal("the second move, started from the same database, succeeded")
-	} else {
-		t.Logf("the second move: %v", err)
+	if err := <-second; !errors.Is(err, tenancy.ErrMoveRefused) || !strings.Contains(err.Error(), "another move") {
+		t.Fatalf("the second move, started while the first ran: %v, want ErrMoveRefused (another move)", err)
 	}
 	if tn, err := b.catalog.TenantByID(b.ctx, acme.ID); err != nil || tn.Database != "second" {
 		t.Fatalf("placement: %+v, %v; want second", tn, err)
@@ -441,5 +430,53 @@ func TestMoveNotPropagatedKeepsQueuePausedAndOldSchema(t *testing.T) {
 	if !slices.Equal(actions, []string{string(tenancy.ActionMoveStarted), string(tenancy.ActionMoved)}) ||
 		detail["to"] != "second" || detail["propagated"] != false || detail["old_schema_dropped"] != false {
 		t.Errorf("move audit entries %v, tenant.moved detail %v; want started then moved, not propagated, old schema kept", actions, detail)
+	}
+}
+
+// TestInterruptedMoveHoldIsReleasedByTheNextMove: a move whose process
+// died (kill -9, a second Ctrl-C) leaves its hold on the tenant's queue,
+// which no resume lifts. The next move of the tenant, even one refused
+// because the tenant is there already, finds no move holding the lock
+// and releases that hold; while a move holds the lock, the hold stays.
+func TestInterruptedMoveHoldIsReleasedByTheNextMove(t *testing.T) {
+	t.Parallel()
+	b := setupTwoServers(t)
+	acme := b.provision(t, "acme", "main")
+	if _, err := b.d.Hold(b.ctx, acme.ID, fair.Moving, b.enq.Layout().Queues()...); err != nil {
+		t.Fatal(err)
+	}
+	if q := inDefault(t, b.queue(t, acme.ID)); !q.Moving || !q.Paused {
+		t.Fatalf("set-up: the queue after the move's hold: %+v", q)
+	}
+	// A move holds the lock (another session, as another process would).
+	conn, err := b.pool.Acquire(b.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var locked bool
+	if err := conn.QueryRow(b.ctx, "SELECT pg_try_advisory_lock($1::int4, hashtext($2))", 0x6d6f7665, acme.ID).Scan(&locked); err != nil || !locked {
+		t.Fatalf("take the move lock: %v, %v", locked, err)
+	}
+	if _, err := b.svc.Move(b.ctx, acme.ID, "second", "test", tenancy.MoveOptions{}); !errors.Is(err, tenancy.ErrMoveRefused) {
+		t.Fatalf("a move while another runs: %v, want ErrMoveRefused", err)
+	}
+	if q := inDefault(t, b.queue(t, acme.ID)); !q.Moving {
+		t.Fatal("a refused move lifted the hold of the move that runs")
+	}
+	// That process dies: its session ends, and the lock with it.
+	if err := conn.Conn().Close(b.ctx); err != nil {
+		t.Fatal(err)
+	}
+	conn.Release()
+	var steps []string
+	_, err = b.svc.Move(b.ctx, acme.ID, "main", "test", tenancy.MoveOptions{Progress: func(s string) { steps = append(steps, s) }})
+	if !errors.Is(err, tenancy.ErrMoveRefused) {
+		t.Fatalf("a move to where the tenant is: %v, want ErrMoveRefused", err)
+	}
+	if q := inDefault(t, b.queue(t, acme.ID)); q.Moving || q.Paused {
+		t.Errorf("the interrupted move's hold after the next move: %+v, want released", q)
+	}
+	if len(steps) != 1 || !strings.Contains(steps[0], "interrupted move") {
+		t.Errorf("progress %q, want the release of the interrupted move's hold", steps)
 	}
 }
