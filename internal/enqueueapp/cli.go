@@ -266,7 +266,7 @@ func pdfCmd(ctx context.Context, args []string, sio IO) error {
 
 // migrateCmd is "enqueue migrate --all [--wait] [--timeout D]".
 func migrateCmd(ctx context.Context, args []string, sio IO) error {
-	fs := flagSet("migrate", "migrate --all [--wait] [--timeout 10m]", sio)
+	fs := flagSet("migrate", "migrate --all [--wait] [--timeout 10m] [--poll 500ms]", sio)
 	all := fs.Bool("all", false, "enqueue a migration for every tenant (provisioning, active, suspended); required")
 	wait := fs.Bool("wait", false, "wait for the migrations and show progress; exit 1 listing the tenants that failed")
 	timeout := fs.Duration("timeout", defaultWaitTimeout, "with --wait: how long to wait before giving up")

@@ -17,7 +17,7 @@
 // Main is the command line of cmd/enqueue:
 //
 //	enqueue [serve] [--addr ADDR]
-//	enqueue migrate --all [--wait] [--timeout 10m]
+//	enqueue migrate --all [--wait] [--timeout 10m] [--poll 500ms]
 //	enqueue pdf --tenant SLUG --invoice ID
 //	enqueue db list | db add NAME URL | db remove NAME
 //	enqueue tenant add SLUG [--name N] [--plan P] [--database DB] | tenant move SLUG --to DB
