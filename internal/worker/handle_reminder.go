@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -78,8 +79,11 @@ func alreadySent(day, today string) string {
 // InvoiceReminder handles invoice:reminder: it emails the customer of an
 // invoice that is overdue, at most once per invoice per day (p.Day). An
 // invoice in any other status (paid, cancelled, sent and not yet due, ...)
-// is skipped without error. The message carries the rendered PDF when
-// invoice_documents has one. Its task result is {"sent","reason"}.
+// is skipped without error. When invoice_documents has a PDF of the
+// invoice, the message carries the invoice's PDF as it is now (the stored
+// one if it was rendered from what the invoice holds now, else one
+// rendered for the message: see attachment). Its task result is
+// {"sent","reason"}.
 //
 // The day's one reminder is the (invoice, day) row of invoice_reminders,
 // not the task: the task id only keeps one reminder of an invoice pending
@@ -302,14 +306,15 @@ func (h *Handlers) reminderMessage(ctx context.Context, t tenantctx.Tenant, inv 
 
 	if hasPDF {
 		key := rendered.StorageKey
-		data, err := h.readDocument(ctx, t.ID, key)
+		data, err := h.attachment(ctx, t.ID, doc, rendered)
 		switch {
 		case errors.Is(err, storage.ErrNotFound):
 			LoggerFromContext(ctx).WarnContext(ctx, "reminder without attachment: pdf missing from the document store",
 				slog.Int64("invoice_id", p.InvoiceID), slog.String("storage_key", key))
-		case errors.Is(err, errAttachmentTooLarge):
-			// Retried it would be as large: the reminder goes without it.
-			LoggerFromContext(ctx).WarnContext(ctx, "reminder without attachment: pdf larger than an attachment may be",
+		case errors.Is(err, errAttachmentTooLarge), errors.Is(err, pdf.ErrInvalidInvoice):
+			// Retried it would be as large (or as unrenderable): the
+			// reminder goes without it.
+			LoggerFromContext(ctx).WarnContext(ctx, "reminder without attachment: pdf larger than an attachment may be, or not renderable",
 				slog.Int64("invoice_id", p.InvoiceID), slog.String("storage_key", key), slog.String("error", err.Error()))
 		case err != nil:
 			return msg, err
@@ -324,6 +329,30 @@ func (h *Handlers) reminderMessage(ctx context.Context, t tenantctx.Tenant, inv 
 	fmt.Fprintf(&text, "%s\n", issuer)
 	msg.Text = text.String()
 	return msg, nil
+}
+
+// attachment returns the PDF of doc to attach to its reminder: the stored
+// document (rendered, its invoice_documents row) when it was rendered
+// from what doc holds now (pdf.InputsHash), else doc rendered now, in
+// memory (not stored: the invoice:pdf task owns the document store). A
+// document rendered before the invoice was edited, or before it became
+// overdue, would show another amount, or status, than the email's text.
+// A render over the attachment bound (or PDF_MAX_BYTES) wraps
+// pdf.ErrTooLarge, one the renderer refuses pdf.ErrInvalidInvoice.
+func (h *Handlers) attachment(ctx context.Context, tenantID string, doc pdf.Invoice, rendered invoice.Document) ([]byte, error) {
+	maxBytes := h.PDFMaxBytes
+	if maxBytes <= 0 {
+		maxBytes = pdf.DefaultMaxBytes
+	}
+	r := pdf.Renderer{MaxLines: h.PDFMaxLines, MaxBytes: min(maxBytes, maxAttachmentBytes)}
+	if rendered.InputsSHA256 != "" && rendered.InputsSHA256 == pdf.InputsHash(r, doc) {
+		return h.readDocument(ctx, tenantID, rendered.StorageKey)
+	}
+	var buf bytes.Buffer
+	if _, err := r.Render(ctx, &buf, doc); err != nil {
+		return nil, fmt.Errorf("render invoice %s for its reminder: %w", mailer.OneLine(doc.Number), err)
+	}
+	return buf.Bytes(), nil
 }
 
 // errAttachmentTooLarge: the stored document is larger than
