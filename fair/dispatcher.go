@@ -701,13 +701,16 @@ func (d *Dispatcher) holdFlag(ctx context.Context, tenantID string, reason Reaso
 			return moved, stuck, err
 		}
 		args := append(d.common(3), tenantID, string(reason), flag)
-		res, err := holdScript.Run(ctx, d.rdb, keys(q), args...).Int64Slice()
+		res, err := holdScript.Run(ctx, d.rdb, keys(q), args...).Slice()
 		if err != nil {
 			return moved, stuck, fmt.Errorf("fair: hold tenant %s in %s: %w", tenantID, q, err)
 		}
-		if len(res) == 2 {
-			moved += int(res[0])
-			stuck += int(res[1])
+		if len(res) >= 2 {
+			moved += asInt(res[0])
+			stuck += asInt(res[1])
+		}
+		if len(res) == 3 {
+			d.observe(q, res[2]) // what the release admitted
 		}
 	}
 	return moved, stuck, nil
@@ -747,17 +750,19 @@ func (d *Dispatcher) Drain(ctx context.Context, tenantID string, queues ...strin
 	// step runs one drain step in q; it returns whether the drain's list
 	// still holds tasks.
 	step := func(q, first string) (more bool, err error) {
-		res, err := drainScript.Run(ctx, d.rdb, keys(q), append(d.common(5), tenantID, drainStep, first, token, drainedFor.Milliseconds())...).Int64Slice()
+		res, err := drainScript.Run(ctx, d.rdb, keys(q), append(d.common(5), tenantID, drainStep, first, token, drainedFor.Milliseconds())...).Slice()
 		if err != nil {
 			return false, fmt.Errorf("fair: drain tenant %s in %s: %w", tenantID, q, err)
 		}
-		if len(res) != 4 {
+		if len(res) != 5 {
 			return false, fmt.Errorf("fair: drain tenant %s in %s: unexpected reply %v", tenantID, q, res)
 		}
-		out.Waiting += int(res[0])
-		out.Admitted += int(res[1])
-		out.Parked += int(res[2])
-		return res[3] > 0 && res[0] > 0, nil
+		d.observe(q, res[4]) // what the room it made admitted
+		discarded := asInt(res[0])
+		out.Waiting += discarded
+		out.Admitted += asInt(res[1])
+		out.Parked += asInt(res[2])
+		return asInt(res[3]) > 0 && discarded > 0, nil
 	}
 	for _, q := range queues {
 		if err := checkQueue(q); err != nil {
@@ -829,7 +834,9 @@ type QueueStats struct {
 	Suspended bool `json:"suspended"`
 	Paused    bool `json:"paused"`
 	Moving    bool `json:"moving"`
-	// Policy is the policy last enqueued with.
+	// Policy is the policy last enqueued with (or set by SetPolicy); the
+	// zero Policy (weight 0) when the queue has none recorded for the
+	// tenant: its next enqueue there brings one.
 	Policy Policy `json:"policy"`
 }
 

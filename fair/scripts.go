@@ -1303,9 +1303,9 @@ return 'parked'
 // admitted tasks that asynq has not started back into its backlog, at
 // their place by enqueue time (restore); it returns {moved back, 0}.
 // Clearing the last reason brings parked tasks back into the backlog the
-// same way (releaseParked) and admits; it returns {released, still active}: a parked task
-// still active is on its way to the retry set, and the caller releases
-// again shortly.
+// same way (releaseParked) and admits; it returns {released, still active,
+// admit()'s list}: a parked task still active is on its way to the retry
+// set, and the caller releases again shortly.
 var holdScript = redis.NewScript(prelude + `
 local t, r, set = ARGV[10], ARGV[11], ARGV[12] == '1'
 local h = redis.call('HGET', P .. 'hold', t) or ''
@@ -1351,8 +1351,7 @@ end
 if h ~= '' then return { 0, 0 } end
 local released, active = releaseParked(t)
 reconsider(t)
-admit()
-return { released, active }
+return { released, active, admit() }
 `)
 
 // drainPrelude is what drainScript and heartbeatScript add to the prelude.
@@ -1427,8 +1426,10 @@ end
 // enqueue-time order with what went back there meanwhile, by the heartbeat
 // (undrain).
 //
-// It returns {waiting, admitted, parked, remaining}: what it discarded,
-// and what is left in the lists it works through.
+// It returns {waiting, admitted, parked, remaining, admit()'s list}: what
+// it discarded, what is left in the lists it works through, and what the
+// room it made admitted (other tenants' tasks, or the tenant's own after
+// its last step).
 var drainScript = redis.NewScript(prelude + drainPrelude + `
 local t, limit, tok = ARGV[10], tonumber(ARGV[11]), ARGV[13]
 local b = P .. 'b:' .. t
@@ -1531,14 +1532,13 @@ else
   redis.call('SADD', P .. 'draining', t)
 end
 reconsider(t)
-admit()
-return { #ids, admitted, parked, remaining }
+return { #ids, admitted, parked, remaining, admit() }
 `)
 
 // statsScript reports one tenant's state in this queue:
 //
 //	{waiting, admitted, running, parked, oldest enqueued ms (0: none), hold reasons,
-//	 weight, max running, max waiting, {type, count, ...}}
+//	 weight (0: no policy recorded), max running, max waiting, {type, count, ...}}
 //
 //	ARGV[10] tenant.
 var statsScript = redis.NewScript(prelude + `
@@ -1573,7 +1573,7 @@ end
 local h = redis.call('HGET', P .. 'hold', t) or ''
 local tk = tkey(t)
 return { waiting, admitted, running, redis.call('HLEN', keptKey(t)) + redis.call('HLEN', parkedKey(t)), fmt(oldest), h,
-  redis.call('HGET', tk, 'w') or '1', redis.call('HGET', tk, 'mr') or '0', redis.call('HGET', tk, 'mw') or '0', types }
+  redis.call('HGET', tk, 'w') or '0', redis.call('HGET', tk, 'mr') or '0', redis.call('HGET', tk, 'mw') or '0', types }
 `)
 
 // forgetScript removes what the dispatcher keeps of a tenant in this queue

@@ -46,7 +46,9 @@ type Queue struct {
 	Paused    bool `json:"paused"`
 	Suspended bool `json:"suspended"`
 	// Queues are the per-queue figures of the queues the tenant's tasks
-	// can be in (with queue shards, its shard of each class).
+	// can be in (with queue shards, its shard of each class). A queue's
+	// policy is the one its last enqueue or limits change carried there,
+	// or Policy where neither did yet (its next enqueue brings that).
 	Queues []fair.QueueStats `json:"queues"`
 }
 
@@ -65,7 +67,13 @@ func (s *Service) Queue(ctx context.Context, id string) (Queue, error) {
 	q := Queue{TenantID: id, Queues: stats, WaitingByType: map[string]int{}}
 	q.Policy = s.Policy(t)
 	var oldest time.Duration
-	for _, st := range stats {
+	for i, st := range stats {
+		if st.Policy.Weight == 0 {
+			// No policy recorded in this queue yet: the tenant's next
+			// enqueue there brings its policy now (SetLimits leaves such
+			// a queue alone), so that is what applies, not "no caps".
+			stats[i].Policy = q.Policy
+		}
 		q.Waiting += st.Waiting
 		q.Admitted += st.Admitted
 		q.Running += st.Running
