@@ -212,6 +212,19 @@ func refusedByData(err error) bool {
 	return strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "23") || pgErr.Code == "P0001"
 }
 
+// hintOf returns the HINT of err, a step's PostgreSQL error, as " (hint:
+// ...)", or "". pgconn's error text leaves the hint out, and a step that
+// refuses the tenant's data says in it what the operator should do
+// (version 4: merge the customers that share an address). Only the hint:
+// the error's detail may quote the tenant's rows.
+func hintOf(err error) string {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Hint == "" {
+		return ""
+	}
+	return " (hint: " + pgErr.Hint + ")"
+}
+
 // migrationsTableSQL is the per-tenant version table (schema-qualified
 // by the caller).
 const migrationsTableSQL = ".schema_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
@@ -281,7 +294,7 @@ func migrateStep(ctx context.Context, pool *pgxpool.Pool, schemaName, quoted str
 		if m.sql != "" {
 			if _, err := tx.Exec(ctx, m.sql); err != nil {
 				if refusedByData(err) {
-					return fmt.Errorf("%w: %w", ErrRefusedByData, err)
+					return fmt.Errorf("%w: %w%s", ErrRefusedByData, err, hintOf(err))
 				}
 				return err
 			}
