@@ -24,7 +24,11 @@ import (
 // so a reader sees the old or the new document, never a mix, and a crash
 // leaves no half-written document under its key. Every file operation goes
 // through an os.Root, so even a symlink planted in the tree cannot lead
-// outside root. It is safe for concurrent use.
+// outside root; and since a link that stays inside root could still lead
+// one tenant's keys to another tenant's documents, Put, Open and Delete
+// refuse a path with a symbolic link among its directories (Open also as
+// the document itself: Put replaces such a link). It is safe for
+// concurrent use.
 type FS struct {
 	root string
 }
@@ -123,6 +127,13 @@ func (s *FS) put(ctx context.Context, tenantID, rel, key string, r io.Reader) (i
 	}
 	defer root.Close()
 	dir := filepath.Dir(rel)
+	tempDir := filepath.Join(tenantID, tempDirName)
+	if err := refuseLinks(root, dir); err != nil {
+		return DocumentInfo{}, err
+	}
+	if err := refuseLinks(root, tempDir); err != nil {
+		return DocumentInfo{}, err
+	}
 	d, err := root.Open(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		if err := makeDirs(root, dir); err != nil {
@@ -134,7 +145,6 @@ func (s *FS) put(ctx context.Context, tenantID, rel, key string, r io.Reader) (i
 		return DocumentInfo{}, err
 	}
 	defer d.Close()
-	tempDir := filepath.Join(tenantID, tempDirName)
 	td, err := openTempDir(root, tempDir)
 	if err != nil {
 		return DocumentInfo{}, err
@@ -146,6 +156,37 @@ func (s *FS) put(ctx context.Context, tenantID, rel, key string, r io.Reader) (i
 		return DocumentInfo{}, err
 	}
 	return DocumentInfo{Key: key, SHA256: hexSum(h), Bytes: n}, nil
+}
+
+// errLink is wrapped by the errors of a path with a symbolic link: os.Root
+// keeps a link inside the store's root, but one inside it could still lead
+// a tenant's key to another tenant's documents.
+var errLink = errors.New("symbolic link in the document store")
+
+// refuseLinks returns an error wrapping errLink when rel (a path under
+// root) or one of the directories on its way is a symbolic link. A
+// component that does not exist ends the check: nothing after it exists.
+func refuseLinks(root *os.Root, rel string) error {
+	for i := 0; ; {
+		p, j := rel, strings.IndexRune(rel[i:], filepath.Separator)
+		if j >= 0 {
+			p = rel[:i+j]
+		}
+		st, err := root.Lstat(p)
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if st.Mode()&fs.ModeSymlink != 0 {
+			return fmt.Errorf("%s: %w", p, errLink)
+		}
+		if j < 0 {
+			return nil
+		}
+		i += j + 1
+	}
 }
 
 // atomicDirs are the two directories of a write, each as a path under
@@ -317,6 +358,9 @@ func (s *FS) open(ctx context.Context, rel, key string) (_ *os.File, _ DocumentI
 		return nil, DocumentInfo{}, err
 	}
 	defer root.Close()
+	if err := refuseLinks(root, rel); err != nil {
+		return nil, DocumentInfo{}, err
+	}
 	f, err := root.Open(rel)
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
 		return nil, DocumentInfo{}, ErrNotFound
@@ -370,6 +414,9 @@ func (s *FS) Delete(ctx context.Context, tenantID, key string) error {
 		return fmt.Errorf("delete document %s of tenant %s: %w", key, tenantID, err)
 	}
 	defer root.Close()
+	if err := refuseLinks(root, filepath.Dir(rel)); err != nil {
+		return fmt.Errorf("delete document %s of tenant %s: %w", key, tenantID, err)
+	}
 	st, err := root.Lstat(rel)
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
 		return nil

@@ -68,7 +68,7 @@ type pdfResult struct {
 // An invoice whose render inputs (pdf.InputsHash: the invoice, the
 // tenant's name, the renderer's layout version) equal those recorded with
 // its stored document, and whose file is still in the store with its
-// recorded size, is not rendered again: the task completes with the stored
+// recorded size and SHA-256 (read back: Handlers.stored), is not rendered again: the task completes with the stored
 // document and says so ("unchanged": true).
 //
 // Money: the document prints the lines' sum as the total; an invoice
