@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 
 	"github.com/invoicing/tenantworker/tenantctx"
 )
@@ -112,4 +113,28 @@ func OwnerOf(payload []byte) (string, error) {
 		return "", fmt.Errorf("bad tenant_id: %w", err)
 	}
 	return id, nil
+}
+
+// ParseID returns the task type and the tenant that a task id made by a
+// payload's Spec names ("invoice:pdf:tn_…:42": invoice:pdf and tn_…;
+// also with a suffix such as a dashboard re-run's), reading the id alone.
+// tenantID is "" for a system task's id; ok is false for an id of another
+// form (not one of the registered types', or without a valid tenant id).
+func ParseID(id string) (typ, tenantID string, ok bool) {
+	for _, p := range registered {
+		name := p.TypeName()
+		rest, found := strings.CutPrefix(id, name+":")
+		if !found {
+			continue
+		}
+		if _, tenant := p.(TenantPayload); !tenant {
+			return name, "", true
+		}
+		tenantID, _, _ = strings.Cut(rest, ":")
+		if tenantctx.ValidateID(tenantID) != nil {
+			return "", "", false
+		}
+		return name, tenantID, true
+	}
+	return "", "", false
 }

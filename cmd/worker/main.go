@@ -6,8 +6,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -22,13 +25,20 @@ func main() {
 	if devstack.Requested(os.Args[1:]) {
 		os.Exit(devstack.Main(os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
 	}
-	if err := run(); err != nil {
-		fmt.Fprintf(os.Stderr, "worker: %v\n", oneLine(err))
+	if err := run(os.Stderr); err != nil {
+		if !errors.Is(err, errLogged) {
+			fmt.Fprintf(os.Stderr, "worker: %v\n", oneLine(err))
+		}
 		os.Exit(1)
 	}
 }
 
-func run() error {
+// errLogged is returned by run for a failure it has logged already, in
+// LOG_FORMAT, so that main does not print it again as plain text.
+var errLogged = errors.New("worker failed (logged)")
+
+// run runs the worker, logging to stderr once the configuration is read.
+func run(stderr io.Writer) error {
 	httpAddr := flag.String("http-addr", "", "health and metrics listen address (overrides HTTP_ADDR; default "+config.DefaultWorkerHTTPAddr+")")
 	concurrency := flag.Int("concurrency", 0, "tasks processed at once (overrides WORKER_CONCURRENCY)")
 	// -dev (PostgreSQL, Redis, enqueue service and demo tenants in one
@@ -80,9 +90,15 @@ func run() error {
 	}
 	// A line per task: lines written under load share writes; closeLog
 	// writes the rest before run returns.
-	logger, closeLog := config.NewProcessLogger(cfg, os.Stderr)
+	logger, closeLog := config.NewProcessLogger(cfg, stderr)
 	defer closeLog()
-	return workerapp.Run(ctx, cfg, logger)
+	// From here on the reason of a failure is a log line in LOG_FORMAT (a
+	// JSON object with LOG_FORMAT=json), not plain text among the records.
+	if err := workerapp.Run(ctx, cfg, logger); err != nil {
+		logger.Error("worker failed", slog.String("error", err.Error()))
+		return errLogged
+	}
+	return nil
 }
 
 // oneLine joins a multi-line error (errors.Join) into one line.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"flag"
+	"io"
 	"os"
 	"strings"
 	"testing"
@@ -23,7 +24,7 @@ func TestRunRefusesStrayArguments(t *testing.T) {
 		oldArgs, oldFlags := os.Args, flag.CommandLine
 		os.Args = append([]string{"worker"}, args...)
 		flag.CommandLine = flag.NewFlagSet("worker", flag.ContinueOnError)
-		err := run()
+		err := run(io.Discard)
 		os.Args, flag.CommandLine = oldArgs, oldFlags
 		if err == nil || !strings.Contains(err.Error(), "unexpected arguments") {
 			t.Errorf("worker %s: got %v, want an error naming the unexpected arguments", strings.Join(args, " "), err)

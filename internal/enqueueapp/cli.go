@@ -114,6 +114,8 @@ func Main(ctx context.Context, args []string, sio IO) int {
 	case errors.Is(err, errUsage):
 		fmt.Fprintf(sio.Stderr, "enqueue %s: %v\n", cmd, err)
 		return ExitUsage
+	case errors.Is(err, errLogged):
+		return ExitFailure
 	}
 	fmt.Fprintf(sio.Stderr, "enqueue %s: %v\n", cmd, err)
 	return ExitFailure
@@ -131,6 +133,11 @@ func isHelpFlag(arg string) bool {
 
 // errUsage marks command-line mistakes (exit code 2).
 var errUsage = errors.New("usage")
+
+// errLogged is the failure of a command that logged its reason already,
+// in LOG_FORMAT (serve), so that Main does not print it again as plain
+// text among the log records (exit code 1).
+var errLogged = errors.New("failed (logged)")
 
 // flagSet returns a FlagSet for cmd writing its help to stdout.
 func flagSet(cmd, synopsis string, sio IO) *flag.FlagSet {
@@ -211,7 +218,11 @@ func serveCmd(ctx context.Context, args []string, sio IO) error {
 	// writes (config.NewProcessLogger); closeLog writes the rest.
 	logger, closeLog := config.NewProcessLogger(cfg, sio.Stderr)
 	defer closeLog()
-	return RunWith(ctx, cfg, logger, sio.Options)
+	if err := RunWith(ctx, cfg, logger, sio.Options); err != nil {
+		logger.Error("enqueue service failed", slog.String("error", err.Error()))
+		return errLogged
+	}
+	return nil
 }
 
 // pdfCmd is "enqueue pdf --tenant SLUG --invoice ID".

@@ -5,13 +5,19 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 
 	"github.com/hibiken/asynq"
+
+	"github.com/invoicing/tenantworker/tasks"
 )
 
 // AsynqLogger adapts an slog.Logger to asynq.Logger, so asynq's own
 // messages (server start, shutdown, Redis errors) go to the same log with
-// component=asynq.
+// component=asynq. A message about a task ("Retry exhausted for task
+// id=...", "revoke task id=..." for a parked task, "Pushed task id=...
+// back to queue" at shutdown) carries its task_id, and the task_type and
+// tenant_id its id names (tasks.ParseID), as the task's own lines do.
 type AsynqLogger struct {
 	logger *slog.Logger
 	exit   func(int)
@@ -31,8 +37,36 @@ func NewAsynqLogger(logger *slog.Logger) *AsynqLogger {
 func (l *AsynqLogger) log(level slog.Level, args []any) {
 	ctx := context.Background()
 	if l.logger.Enabled(ctx, level) {
-		l.logger.Log(ctx, level, fmt.Sprint(args...))
+		msg := fmt.Sprint(args...)
+		l.logger.LogAttrs(ctx, level, msg, taskAttrsOf(msg)...)
 	}
+}
+
+// taskIDMarker precedes a task id in asynq's messages about a task.
+const taskIDMarker = "task id="
+
+// taskAttrsOf returns the attributes of the task msg names after "task
+// id=": its task_id, and the task_type and tenant_id (none for a system
+// task) its id names; nil when msg names no task.
+func taskAttrsOf(msg string) []slog.Attr {
+	_, id, found := strings.Cut(msg, taskIDMarker)
+	if !found {
+		return nil
+	}
+	if j := strings.IndexAny(id, " \t\n,"); j >= 0 {
+		id = id[:j]
+	}
+	if id == "" {
+		return nil
+	}
+	attrs := []slog.Attr{slog.String("task_id", id)}
+	if typ, tenantID, ok := tasks.ParseID(id); ok {
+		attrs = append(attrs, slog.String("task_type", typ))
+		if tenantID != "" {
+			attrs = append(attrs, slog.String("tenant_id", tenantID))
+		}
+	}
+	return attrs
 }
 
 // Debug implements asynq.Logger.

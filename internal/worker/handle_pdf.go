@@ -116,7 +116,7 @@ func (h *Handlers) InvoicePDF(ctx context.Context, p tasks.InvoicePDF) error {
 			if sum := pdf.Subtotal(doc); !sum.Equal(inv.Amount) {
 				res.AmountDiffers = true
 				LoggerFromContext(ctx).WarnContext(ctx, "invoice amount differs from the sum of its lines; the document shows the lines' sum",
-					slog.String("tenant_id", t.ID), slog.Int64("invoice_id", p.InvoiceID),
+					slog.Int64("invoice_id", p.InvoiceID),
 					slog.String("amount", inv.Amount.String()), slog.String("lines_total", sum.String()))
 			}
 		}
@@ -160,7 +160,7 @@ func (h *Handlers) InvoicePDF(ctx context.Context, p tasks.InvoicePDF) error {
 				res.MissingGlyphs = append(res.MissingGlyphs, fmt.Sprintf("%U", r))
 			}
 			LoggerFromContext(ctx).WarnContext(ctx, "invoice has characters the PDF fonts lack; the document prints them as empty boxes",
-				slog.String("tenant_id", t.ID), slog.Int64("invoice_id", p.InvoiceID),
+				slog.Int64("invoice_id", p.InvoiceID),
 				slog.Int("missing_glyphs", out.MissingCount), slog.String("first", strings.Join(res.MissingGlyphs, " ")))
 		}
 		last := &pgx.Batch{}
@@ -239,7 +239,7 @@ func (h *Handlers) deleteDocument(ctx context.Context, tenantID, key string) {
 	}
 	if err := d.Delete(context.WithoutCancel(ctx), tenantID, key); err != nil {
 		LoggerFromContext(ctx).WarnContext(ctx, "remove the document of a deleted invoice",
-			slog.String("tenant_id", tenantID), slog.String("storage_key", key), slog.String("error", err.Error()))
+			slog.String("storage_key", key), slog.String("error", err.Error()))
 	}
 }
 

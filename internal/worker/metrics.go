@@ -48,8 +48,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"type", "outcome"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: metricsNamespace, Name: "task_duration_seconds",
-			Help:    "Duration of task attempts by type, middleware included.",
-			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+			Help: "Duration of task attempts by type, middleware included.",
+			// Up to the longest task timeout (a sweep's 30 minutes), so that
+			// no attempt a timeout allows lands in +Inf only.
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 600, 1800},
 		}, []string{"type"}),
 		render: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: metricsNamespace, Name: "pdf_render_seconds",

@@ -1,0 +1,75 @@
+package worker_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/invoicing/tenantworker/internal/testenv"
+	"github.com/invoicing/tenantworker/internal/worker"
+	"github.com/invoicing/tenantworker/storage/memstore"
+	"github.com/invoicing/tenantworker/tasks"
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// TestAsynqTaskLinesCarryTheTask: asynq's own lines about a task (here
+// "Retry exhausted for task id=..." when a task is archived, on a real
+// asynq server through the production chain) carry task_id, task_type and
+// tenant_id like every other task line, so that an operator filtering the
+// log by tenant sees them.
+func TestAsynqTaskLinesCarryTheTask(t *testing.T) {
+	t.Parallel()
+	redis := newRedis(t)
+	catalog := memstore.New()
+	tn := addTenant(t, catalog, "asynq-lines", tenantctx.StatusActive)
+	var buf testenv.LogBuffer
+	logger := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
+
+	mux := asynq.NewServeMux()
+	mux.Use(worker.Chain(worker.MuxOptions{Logger: logger, Catalog: catalog})...)
+	mux.HandleFunc(tasks.TypeInvoicePDF, func(ctx context.Context, _ *asynq.Task) error {
+		return errors.New("render failed")
+	})
+	startServer(t, redis, mux, worker.ServerOptions{Logger: logger})
+
+	client := asynq.NewClient(redis)
+	t.Cleanup(func() { _ = client.Close() })
+	inspector := asynq.NewInspector(redis)
+	t.Cleanup(func() { _ = inspector.Close() })
+	id := "invoice:pdf:" + tn.ID + ":1"
+	payload := fmt.Sprintf(`{"tenant_id":%q,"invoice_id":1}`, tn.ID)
+	if _, err := client.Enqueue(asynq.NewTask(tasks.TypeInvoicePDF, []byte(payload)), asynq.TaskID(id),
+		asynq.Queue(tasks.QueueDefault), asynq.MaxRetry(0)); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitTaskState(t, inspector, tasks.QueueDefault, id, asynq.TaskStateArchived)
+
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(buf.String(), "Retry exhausted") && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	about := 0
+	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("line is not JSON: %v\n%s", err, line)
+		}
+		if rec["task_id"] != id && !strings.Contains(fmt.Sprint(rec["msg"]), id) {
+			continue
+		}
+		about++
+		if rec["task_id"] != id || rec["tenant_id"] != tn.ID || rec["task_type"] != tasks.TypeInvoicePDF {
+			t.Errorf("a line about task %s lacks its task_id, tenant_id or task_type:\n%s", id, line)
+		}
+	}
+	if about < 3 {
+		t.Errorf("%d lines about the task, want its attempt, its archive and asynq's own:\n%s", about, buf.String())
+	}
+}
