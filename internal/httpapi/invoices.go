@@ -63,6 +63,9 @@ type enqueuedBody struct {
 
 // enqueue runs p through the Enqueuer and answers 202 with the task.
 func (h *Handler) enqueue(w http.ResponseWriter, r *http.Request, p tasks.Payload) {
+	if !h.stillAuthorized(w, r) {
+		return
+	}
 	res, err := h.opts.Enqueuer.Enqueue(r.Context(), p)
 	if errors.Is(err, tasks.ErrInvalidPayload) {
 		writeError(w, http.StatusBadRequest, err.Error())
@@ -192,7 +195,7 @@ func (h *Handler) enqueuePDFs(w http.ResponseWriter, r *http.Request) {
 		}
 		payloads[i] = tasks.InvoicePDF{TenantID: t.ID, InvoiceID: id}
 	}
-	if !h.invoicesExist(w, r, req.InvoiceIDs) {
+	if !h.invoicesExist(w, r, req.InvoiceIDs) || !h.stillAuthorized(w, r) {
 		return
 	}
 	res, err := h.opts.Enqueuer.EnqueueMany(r.Context(), t.ID, payloads)

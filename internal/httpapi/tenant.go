@@ -74,36 +74,8 @@ func (h *Handler) tenant(next http.Handler) http.Handler {
 			return
 		}
 		defer release() // also released below, once authenticated
-		// The key first: a caller without a valid key learns nothing about
-		// the subdomain, not even whether a tenant has it.
-		owner, err := h.opts.Catalog.TenantForAPIKey(ctx, key)
-		switch {
-		case errors.Is(err, storage.ErrNotFound):
-			h.tenantFails.fail(addr)
-			w.Header().Set("WWW-Authenticate", `Bearer realm="api", error="invalid_token"`)
-			writeError(w, http.StatusUnauthorized, "invalid API key")
-			return
-		case err != nil:
-			h.internalError(w, r, "tenant for api key", err)
-			return
-		}
-		t, err := h.opts.Catalog.TenantBySlug(ctx, slug)
-		switch {
-		case errors.Is(err, storage.ErrNotFound):
-			h.tenantFails.fail(addr)
-			writeError(w, http.StatusNotFound, "unknown tenant")
-			return
-		case err != nil:
-			h.internalError(w, r, "tenant by slug", err)
-			return
-		case t.Status.Decide(tenantctx.Work) == tenantctx.Refuse:
-			// Being deleted (or an unknown status): as if it did not exist.
-			h.tenantFails.fail(addr)
-			writeError(w, http.StatusNotFound, "unknown tenant")
-			return
-		case owner != t.ID:
-			h.tenantFails.fail(addr)
-			writeError(w, http.StatusForbidden, "API key does not belong to this tenant")
+		t, ok := h.authorize(w, r, addr, slug, key)
+		if !ok {
 			return
 		}
 		release()
@@ -111,15 +83,90 @@ func (h *Handler) tenant(next http.Handler) http.Handler {
 			h.opts.KeyUsage.Touch(key)
 		}
 		info(ctx).tenantID = t.ID
-		if t.Status.Decide(tenantctx.Work) != tenantctx.Run {
-			// The status policy makes work wait: say what for.
-			if t.Status == tenantctx.StatusSuspended {
-				writeError(w, http.StatusForbidden, "tenant suspended")
-			} else {
-				writeError(w, http.StatusConflict, "tenant is still being provisioned")
-			}
+		if !mayWork(w, t) {
 			return
 		}
+		ctx = context.WithValue(ctx, credentialsKey{}, credentials{slug: slug, key: key})
 		next.ServeHTTP(w, r.WithContext(tenantctx.WithTenant(ctx, t)))
 	})
+}
+
+// authorize runs steps 3 and 4 of the package documentation: the key must
+// be known and unrevoked, the slug must name a tenant not being deleted,
+// and the key must belong to it. It answers the failure (counted against
+// addr) and returns false, or returns the tenant.
+func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, addr, slug, key string) (tenantctx.Tenant, bool) {
+	ctx := r.Context()
+	// The key first: a caller without a valid key learns nothing about
+	// the subdomain, not even whether a tenant has it.
+	owner, err := h.opts.Catalog.TenantForAPIKey(ctx, key)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		h.tenantFails.fail(addr)
+		w.Header().Set("WWW-Authenticate", `Bearer realm="api", error="invalid_token"`)
+		writeError(w, http.StatusUnauthorized, "invalid API key")
+		return tenantctx.Tenant{}, false
+	case err != nil:
+		h.internalError(w, r, "tenant for api key", err)
+		return tenantctx.Tenant{}, false
+	}
+	t, err := h.opts.Catalog.TenantBySlug(ctx, slug)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		h.tenantFails.fail(addr)
+		writeError(w, http.StatusNotFound, "unknown tenant")
+		return tenantctx.Tenant{}, false
+	case err != nil:
+		h.internalError(w, r, "tenant by slug", err)
+		return tenantctx.Tenant{}, false
+	case t.Status.Decide(tenantctx.Work) == tenantctx.Refuse:
+		// Being deleted (or an unknown status): as if it did not exist.
+		h.tenantFails.fail(addr)
+		writeError(w, http.StatusNotFound, "unknown tenant")
+		return tenantctx.Tenant{}, false
+	case owner != t.ID:
+		h.tenantFails.fail(addr)
+		writeError(w, http.StatusForbidden, "API key does not belong to this tenant")
+		return tenantctx.Tenant{}, false
+	}
+	return t, true
+}
+
+// credentials are what a tenant request authenticated with, kept in its
+// context for stillAuthorized.
+type credentials struct{ slug, key string }
+
+type credentialsKey struct{}
+
+// stillAuthorized checks the request's credentials again right before its
+// work is enqueued: a request may wait long after tenant() let it in (for
+// a lock on the tenant's tables, for the database or Redis, up to
+// Options.RequestTimeout), and a key revoked, or a tenant suspended or
+// deleted, meanwhile must not get work in once the change has answered
+// (the look-ups are the cache's, which every change invalidates). It
+// answers as tenant() would and returns false when the request may no
+// longer enqueue. A request that did not pass through tenant() (a unit
+// test calling a handler) is not checked.
+func (h *Handler) stillAuthorized(w http.ResponseWriter, r *http.Request) bool {
+	c, ok := r.Context().Value(credentialsKey{}).(credentials)
+	if !ok {
+		return true
+	}
+	t, ok := h.authorize(w, r, h.clientAddr(r), c.slug, c.key)
+	return ok && mayWork(w, t)
+}
+
+// mayWork reports whether t's status lets it work now; otherwise it
+// answers what the work waits for (authorize refused the statuses that
+// refuse work).
+func mayWork(w http.ResponseWriter, t tenantctx.Tenant) bool {
+	if t.Status.Decide(tenantctx.Work) == tenantctx.Run {
+		return true
+	}
+	if t.Status == tenantctx.StatusSuspended {
+		writeError(w, http.StatusForbidden, "tenant suspended")
+	} else {
+		writeError(w, http.StatusConflict, "tenant is still being provisioned")
+	}
+	return false
 }
