@@ -69,7 +69,11 @@ type Moved struct {
 	OldSchemaDropped bool `json:"old_schema_dropped"`
 }
 
-// Move moves tenant id's schema with its rows to the tenant database to:
+// Move moves tenant id's schema with its rows to the tenant database to.
+// It first takes the tenant's move lock (lockMove: another move of the
+// tenant running is ErrMoveRefused) and releases a hold an interrupted
+// move left (releaseInterruptedMove), also when it refuses the move after
+// that (the tenant is there already, say). Then it goes:
 //
 //  1. pause the tenant's queue (PauseQueue; with fair dispatch only) and
 //     wait until none of its tasks is running or admitted;
