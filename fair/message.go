@@ -31,6 +31,11 @@ type Message struct {
 	Timeout time.Duration
 	// Retention keeps a completed task visible this long (whole seconds).
 	Retention time.Duration
+	// Retried and LastErr are the retries asynq counted and the error of
+	// the last failed attempt: zero for a new task, kept in the message of
+	// a retry that was parked (and so in its tenant's backlog after).
+	Retried int
+	LastErr string
 }
 
 // Field numbers of asynq's TaskMessage.
@@ -40,6 +45,8 @@ const (
 	fieldID        = 3
 	fieldQueue     = 4
 	fieldRetry     = 5
+	fieldRetried   = 6
+	fieldErrorMsg  = 7
 	fieldTimeout   = 8
 	fieldRetention = 12
 )
@@ -64,6 +71,8 @@ func (m Message) Encode() []byte {
 	b = appendString(b, fieldID, m.ID)
 	b = appendString(b, fieldQueue, m.Queue)
 	b = appendVarint(b, fieldRetry, uint64(int32(m.Retry)))
+	b = appendVarint(b, fieldRetried, uint64(int32(m.Retried)))
+	b = appendString(b, fieldErrorMsg, m.LastErr)
 	b = appendVarint(b, fieldTimeout, uint64(timeout))
 	b = appendVarint(b, fieldRetention, uint64(int64(m.Retention/time.Second)))
 	return b
@@ -86,7 +95,7 @@ func appendVarint(b []byte, num protowire.Number, v uint64) []byte {
 }
 
 // DecodeMessage reads the fields of Message from an asynq task message and
-// skips the others (retry counts, errors, timestamps, headers).
+// skips the others (timestamps, headers).
 func DecodeMessage(b []byte) (Message, error) {
 	var m Message
 	for len(b) > 0 {
@@ -96,7 +105,7 @@ func DecodeMessage(b []byte) (Message, error) {
 		}
 		b = b[n:]
 		switch {
-		case typ == protowire.BytesType && (num == fieldType || num == fieldPayload || num == fieldID || num == fieldQueue):
+		case typ == protowire.BytesType && (num == fieldType || num == fieldPayload || num == fieldID || num == fieldQueue || num == fieldErrorMsg):
 			v, n := protowire.ConsumeBytes(b)
 			if n < 0 {
 				return m, fmt.Errorf("%w: field %d: %w", errBadMessage, num, protowire.ParseError(n))
@@ -110,9 +119,11 @@ func DecodeMessage(b []byte) (Message, error) {
 				m.ID = string(v)
 			case fieldQueue:
 				m.Queue = string(v)
+			case fieldErrorMsg:
+				m.LastErr = string(v)
 			}
 			b = b[n:]
-		case typ == protowire.VarintType && (num == fieldRetry || num == fieldTimeout || num == fieldRetention):
+		case typ == protowire.VarintType && (num == fieldRetry || num == fieldRetried || num == fieldTimeout || num == fieldRetention):
 			v, n := protowire.ConsumeVarint(b)
 			if n < 0 {
 				return m, fmt.Errorf("%w: field %d: %w", errBadMessage, num, protowire.ParseError(n))
@@ -120,6 +131,8 @@ func DecodeMessage(b []byte) (Message, error) {
 			switch num {
 			case fieldRetry:
 				m.Retry = int(int32(v))
+			case fieldRetried:
+				m.Retried = int(int32(v))
 			case fieldTimeout:
 				m.Timeout = time.Duration(v) * time.Second
 			case fieldRetention:

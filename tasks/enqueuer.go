@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/tenantctx"
@@ -38,6 +39,9 @@ type Enqueuer struct {
 	admission *Admission
 	records   *TaskRecords // nil: no per-tenant archive records (records.go)
 	layout    Layout       // queue classes to queues (shards.go)
+	// rdb, when set (WithRedis), replaces a finished task of the plain
+	// path only while it is still finished (deleteFinishedScript).
+	rdb redis.UniversalClient
 	// lookups holds a token for each TenantTask look-up running, those
 	// whose callers gave up included (see TenantTask).
 	lookups chan struct{}
@@ -91,6 +95,17 @@ func WithAdmission(a Admission) Option {
 // sharing a Redis must use the same layout (QUEUE_SHARDS).
 func WithLayout(l Layout) Option {
 	return func(e *Enqueuer) { e.layout = l }
+}
+
+// WithRedis gives the Enqueuer the Redis client of its asynq client and
+// inspector (the same Redis), with which the plain path deletes a finished
+// task it replaces only while that task is still finished: without it,
+// two enqueues of the id at the same instant could each see the finished
+// task, and the later one delete the new task the earlier one had just
+// enqueued (both then answer Existing false), or fail on it once a worker
+// took it.
+func WithRedis(rdb redis.UniversalClient) Option {
+	return func(e *Enqueuer) { e.rdb = rdb }
 }
 
 // Layout returns the queue layout the Enqueuer enqueues into and searches.
@@ -420,8 +435,7 @@ func (e *Enqueuer) enqueuePlain(ctx context.Context, p Payload) (EnqueueResult, 
 		if spec.Conflict == KeepExisting || !finished(existing.State) {
 			return EnqueueResult{Info: existing, Existing: true}, nil
 		}
-		err = e.inspector.DeleteTask(spec.Queue, spec.TaskID)
-		if err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+		if err := e.deleteFinished(ctx, spec.Queue, spec.TaskID); err != nil {
 			return EnqueueResult{}, fmt.Errorf("replace finished task %s: %w", spec.TaskID, err)
 		}
 		e.logger.DebugContext(ctx, "replacing finished task",
@@ -429,6 +443,44 @@ func (e *Enqueuer) enqueuePlain(ctx context.Context, p Payload) (EnqueueResult, 
 			slog.String("previous_state", existing.State.String()))
 	}
 	return EnqueueResult{}, fmt.Errorf("enqueue %s %s: task id still conflicting after %d attempts", p.TypeName(), spec.TaskID, enqueueAttempts)
+}
+
+// deleteFinishedScript deletes an asynq task only while it is completed or
+// archived, as asynq's own delete does for those states. KEYS[1] the
+// task's hash, KEYS[2] the queue's completed set, KEYS[3] its archived
+// set; ARGV[1] the task id. It returns 1 when it deleted the task.
+var deleteFinishedScript = redis.NewScript(`
+local state = redis.call('HGET', KEYS[1], 'state')
+if state == 'completed' then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+elseif state == 'archived' then
+  redis.call('ZREM', KEYS[3], ARGV[1])
+else
+  return 0
+end
+redis.call('DEL', KEYS[1])
+return 1
+`)
+
+// deleteFinished deletes the finished task id of queue so that a new task
+// can take its id. With WithRedis it deletes it only while it is still
+// finished: another enqueue may have replaced it since it was inspected,
+// and the task that enqueue made must stay (the caller's next enqueue
+// then finds it and returns it). A task already gone is no error.
+func (e *Enqueuer) deleteFinished(ctx context.Context, queue, id string) error {
+	if e.rdb == nil {
+		err := e.inspector.DeleteTask(queue, id)
+		if err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+			return err
+		}
+		return nil
+	}
+	prefix := "asynq:{" + queue + "}:"
+	keys := []string{prefix + "t:" + id, prefix + "completed", prefix + "archived"}
+	if err := deleteFinishedScript.Run(ctx, e.rdb, keys, id).Err(); err != nil {
+		return fmt.Errorf("delete finished task: %w", err)
+	}
+	return nil
 }
 
 // enqueueFailed wraps err, the asynq client's failure to enqueue p. asynq
@@ -513,7 +565,7 @@ func (e *Enqueuer) tenantTask(ctx context.Context, tenantID, taskID string) (*as
 			}
 			m := w.Message
 			return &asynq.TaskInfo{ID: w.ID, Queue: w.Queue, Type: w.Type, Payload: m.Payload, State: asynq.TaskStatePending,
-				MaxRetry: m.Retry, Timeout: m.Timeout, Retention: m.Retention}, nil
+				MaxRetry: m.Retry, Retried: m.Retried, LastErr: m.LastErr, Timeout: m.Timeout, Retention: m.Retention}, nil
 		}
 		// Parked while its tenant is held (or at its running cap): the
 		// dispatcher keeps it, asynq has let it go. It waits: pending.
@@ -522,7 +574,7 @@ func (e *Enqueuer) tenantTask(ctx context.Context, tenantID, taskID string) (*as
 		} else if ok {
 			m := w.Message
 			return &asynq.TaskInfo{ID: w.ID, Queue: w.Queue, Type: w.Type, Payload: m.Payload, State: asynq.TaskStatePending,
-				MaxRetry: m.Retry, Timeout: m.Timeout, Retention: m.Retention}, nil
+				MaxRetry: m.Retry, Retried: m.Retried, LastErr: m.LastErr, Timeout: m.Timeout, Retention: m.Retention}, nil
 		}
 	}
 	for _, q := range queues {

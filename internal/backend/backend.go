@@ -155,7 +155,7 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Opti
 	b.Client = asynq.NewClientFromRedisClient(enqueueRedis)
 	b.Inspector = asynq.NewInspectorFromRedisClient(b.Redis)
 	b.TaskRecords = tasks.NewTaskRecords(enqueueRedis, tasks.TaskRecordsOptions{})
-	enqOpts := []tasks.Option{tasks.WithLayout(b.Layout)}
+	enqOpts := []tasks.Option{tasks.WithLayout(b.Layout), tasks.WithRedis(b.Redis)}
 	if cfg.FairDispatch {
 		hist, observe := fair.WaitHistogram()
 		b.AdmissionWait = hist
