@@ -16,7 +16,6 @@ import (
 	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/internal/worker"
-	"github.com/invoicing/tenantworker/storage/memstore"
 	"github.com/invoicing/tenantworker/tasks"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
@@ -247,14 +246,7 @@ func TestParkedTaskStaysOutOfAsynqWhilePaused(t *testing.T) {
 func TestLastAttemptsStayUnderTheCap(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	opt := newRedis(t)
-	rdb := redis.NewClient(&redis.Options{Addr: opt.Addr})
-	t.Cleanup(func() { _ = rdb.Close() })
-	catalog := memstore.New()
-	ins := asynq.NewInspectorFromRedisClient(rdb)
-	d := fair.New(rdb, fair.Config{Lease: fairLease})
-	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), ins, discardLogger(),
-		tasks.WithAdmission(tasks.Admission{Dispatcher: d, Tenants: catalog}))
+	rdb, catalog, d, enq := newFairRedis(t)
 	tn := addTenant(t, catalog, "last-cap", tenantctx.StatusActive)
 	if _, err := catalog.SetLimits(ctx, tn.ID, "", tenantctx.Limits{MaxRunning: 1}); err != nil {
 		t.Fatal(err)

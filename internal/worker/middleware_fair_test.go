@@ -84,6 +84,22 @@ func TestReportCostReportsTenantAttempts(t *testing.T) {
 // parked task does not come back, passes quickly.
 const fairLease = time.Second
 
+// newFairRedis returns a client of a real Redis of the test's own, a
+// catalog, a dispatcher with fairLease and an enqueuer that
+// admits through it.
+func newFairRedis(t *testing.T) (*redis.Client, *memstore.Catalog, *fair.Dispatcher, *tasks.Enqueuer) {
+	t.Helper()
+	opt := newRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: opt.Addr})
+	t.Cleanup(func() { _ = rdb.Close() })
+	catalog := memstore.New()
+	ins := asynq.NewInspectorFromRedisClient(rdb)
+	d := fair.New(rdb, fair.Config{Lease: fairLease})
+	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), ins, discardLogger(),
+		tasks.WithAdmission(tasks.Admission{Dispatcher: d, Tenants: catalog}))
+	return rdb, catalog, d, enq
+}
+
 // fairWorker is a real worker chain on a real Redis with fair dispatch: the
 // enqueuer admits through the dispatcher, the server reports and parks.
 type fairWorker struct {
@@ -234,14 +250,7 @@ func (p *lostGateAnswer) GateRun(ctx context.Context, queue, taskID, tenantID, t
 
 func retryWaitsForARunningSlot(t *testing.T, lose bool) {
 	ctx := testContext(t)
-	opt := newRedis(t)
-	rdb := redis.NewClient(&redis.Options{Addr: opt.Addr})
-	t.Cleanup(func() { _ = rdb.Close() })
-	catalog := memstore.New()
-	ins := asynq.NewInspectorFromRedisClient(rdb)
-	d := fair.New(rdb, fair.Config{Lease: fairLease})
-	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), ins, discardLogger(),
-		tasks.WithAdmission(tasks.Admission{Dispatcher: d, Tenants: catalog}))
+	rdb, catalog, d, enq := newFairRedis(t)
 	tn := addTenant(t, catalog, "retry-acme", tenantctx.StatusActive)
 	if _, err := catalog.SetLimits(ctx, tn.ID, "", tenantctx.Limits{MaxRunning: 1}); err != nil {
 		t.Fatal(err)

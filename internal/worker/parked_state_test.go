@@ -8,12 +8,10 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/internal/worker"
-	"github.com/invoicing/tenantworker/storage/memstore"
 	"github.com/invoicing/tenantworker/tasks"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
@@ -28,14 +26,7 @@ import (
 func TestParkedRetryKeepsItsRetryCount(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	opt := newRedis(t)
-	rdb := redis.NewClient(&redis.Options{Addr: opt.Addr})
-	t.Cleanup(func() { _ = rdb.Close() })
-	catalog := memstore.New()
-	ins := asynq.NewInspectorFromRedisClient(rdb)
-	d := fair.New(rdb, fair.Config{Lease: fairLease})
-	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), ins, discardLogger(),
-		tasks.WithAdmission(tasks.Admission{Dispatcher: d, Tenants: catalog}))
+	rdb, catalog, d, enq := newFairRedis(t)
 	tn := addTenant(t, catalog, "parkretry-acme", tenantctx.StatusActive)
 
 	var attempts atomic.Int64
