@@ -76,6 +76,19 @@ func ReportCost(r CostReporter) asynq.MiddlewareFunc {
 				id, _ := asynq.GetTaskID(ctx)
 				queue, _ := asynq.GetQueueName(ctx)
 				r.Report(fair.Report{Queue: queue, TaskID: id, TenantID: env.TenantID, Type: metricType(env), Cost: time.Since(start), Run: run})
+				if err != nil {
+					// The report ends the run; asynq keeps the task (a
+					// retry, or archived and perhaps run again by hand)
+					// with the message it ran with. A retry that does not
+					// count a failure (ErrTenantNotReady) keeps retry count
+					// 0, and with the admission's run still named its next
+					// attempt would pass the gate as an admitted first
+					// attempt, outside its tenant's running cap. asynq
+					// writes the message back from this very map (the
+					// task's headers are its message's), so dropping the
+					// run here makes that attempt ask the gate.
+					delete(t.Headers(), fair.RunHeader)
+				}
 			}()
 			return next.ProcessTask(ctx, t)
 		})
@@ -169,7 +182,10 @@ const (
 // for its handler: the dispatcher blanked the run in asynq's copy of the
 // message when it parked it), which would otherwise run while its tenant
 // is held, and again once released; one admitted by the previous release;
-// one that reached asynq past the dispatcher. An admitted first attempt
+// one that reached asynq past the dispatcher; one whose earlier attempt
+// ended with an error asynq did not count as a failure (its retry count
+// stays 0), or that was archived and run again by hand: ReportCost drops
+// the run from its message. An admitted first attempt
 // (its message names its run) is not asked about: the common path costs
 // no Redis call.
 //
