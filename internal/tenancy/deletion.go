@@ -40,8 +40,19 @@ func (s *Service) RequestDeletion(ctx context.Context, id, actor string) (Deleti
 	if err != nil {
 		return Deletion{}, fmt.Errorf("request deletion: %w", err)
 	}
+	// From the status read, so that the request records the status the
+	// tenant really was deleted from: one changed since the read (by
+	// another service) is read again.
 	prev := t.Status
-	t, err = s.catalog.SetStatus(ctx, id, tenantctx.StatusDeleting)
+	for attempt := 1; ; attempt++ {
+		var cur tenantctx.Tenant
+		cur, err = s.catalog.SetStatusFrom(ctx, id, prev, tenantctx.StatusDeleting)
+		if !errors.Is(err, storage.ErrStatusChanged) || attempt == statusAttempts || !cur.Status.Valid() {
+			t = cur
+			break
+		}
+		prev = cur.Status
+	}
 	// Marked deleting but not propagated (storage.ErrInvalidationFailed):
 	// the deletion goes on and the error is returned at the end, because
 	// other processes may still serve the tenant (docs/architecture.md, P18).

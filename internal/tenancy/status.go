@@ -101,29 +101,43 @@ func (s *Service) settleSuspendedHold(ctx context.Context, id string, held bool)
 	return nil
 }
 
+// statusAttempts bounds how often a status change is tried again when
+// another call changed the status between its read and its write.
+const statusAttempts = 3
+
 // changeStatus moves the tenant from `from` (or `to` already) to `to`. On
 // error the tenant returned is the one found before the change.
+//
+// The change is a compare-and-set from the status read
+// (storage.TenantStore.SetStatusFrom), also when the tenant was `to`
+// already: a call that read a status another service has changed since
+// (a stale cache, or a change committed between the read and the write)
+// reads it again and decides anew, so that every change it writes is
+// audited with the status it really came from.
 func (s *Service) changeStatus(ctx context.Context, id string, from, to tenantctx.Status, actor string) (tenantctx.Tenant, error) {
 	t, err := s.catalog.TenantByID(ctx, id)
 	if err != nil {
 		return t, fmt.Errorf("move tenant to %s: %w", to, err)
 	}
-	if t.Status != from && t.Status != to {
-		return t, fmt.Errorf("move tenant %s from %s to %s: %w", id, t.Status, to, storage.ErrInvalidTransition)
-	}
 	var moved tenantctx.Tenant
-	if t.Status == to {
-		moved, err = s.catalog.SetStatus(ctx, id, to) // no change: saved again, propagated again
-	} else {
+	for attempt := 1; ; attempt++ {
+		if t.Status != from && t.Status != to {
+			return t, fmt.Errorf("move tenant %s from %s to %s: %w", id, t.Status, to, storage.ErrInvalidTransition)
+		}
 		// Only from the status read: of two calls that read the same
-		// status, one changes it and records the change.
+		// status, one changes it and records the change. No change (t is
+		// `to` already) is saved again, and propagated again.
 		moved, err = s.catalog.SetStatusFrom(ctx, id, t.Status, to)
-		if errors.Is(err, storage.ErrStatusChanged) {
-			if moved.Status == to {
-				return moved, nil // another call made this change and recorded it
-			}
+		if !errors.Is(err, storage.ErrStatusChanged) {
+			break
+		}
+		if moved.Status == to && t.Status != to {
+			return moved, nil // another call made this change and recorded it
+		}
+		if attempt == statusAttempts || (moved.Status != from && moved.Status != to) {
 			return t, fmt.Errorf("move tenant %s from %s to %s: %w: %w", id, moved.Status, to, storage.ErrInvalidTransition, err)
 		}
+		t = moved // changed since the read: decide again on what it is now
 	}
 	// Saved but not propagated (storage.ErrInvalidationFailed): the change
 	// happened and is audited, and the error is returned, because other
