@@ -504,7 +504,7 @@ func (p *parser) databases(name string) map[string]string {
 		return nil
 	}
 	out := map[string]string{}
-	for _, item := range strings.Split(s, ",") {
+	for _, item := range splitDatabases(s) {
 		item = strings.TrimSpace(item)
 		if item == "" {
 			continue
@@ -529,6 +529,40 @@ func (p *parser) databases(name string) map[string]string {
 		}
 	}
 	return out
+}
+
+// splitDatabases splits a TENANT_DATABASES value into its name=url
+// entries. A URL may hold commas (hosts of a multi-host URL, a password):
+// a comma starts a new entry only when a name and '=' follow it
+// ("eu2=", "us_1 ="); otherwise it stays in the URL.
+func splitDatabases(s string) []string {
+	var out []string
+	for i, piece := range strings.Split(s, ",") {
+		if i > 0 && !startsWithName(piece) {
+			out[len(out)-1] += "," + piece
+			continue
+		}
+		out = append(out, piece)
+	}
+	return out
+}
+
+// startsWithName reports whether s is "name=..." with optional spaces:
+// a letter, then letters, digits, '_' or '-' (any case: a wrong name is
+// reported by the caller), then '='.
+func startsWithName(s string) bool {
+	name, _, ok := strings.Cut(s, "=")
+	name = strings.TrimSpace(name)
+	if !ok || name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i] | 0x20 // lower case of a letter
+		if !(c >= 'a' && c <= 'z' || i > 0 && (name[i] >= '0' && name[i] <= '9' || name[i] == '_' || name[i] == '-')) {
+			return false
+		}
+	}
+	return true
 }
 
 // validDatabaseURL reports whether url parses as the pools parse it

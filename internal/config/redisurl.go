@@ -28,20 +28,33 @@ const RedisClusterScheme = "redis-cluster"
 // ParseRedisURL parses a REDIS_URL: redis-cluster:// (RedisClusterScheme)
 // into asynq.RedisClusterClientOpt, everything else with
 // asynq.ParseRedisURI (redis://, rediss://, redis-socket://,
-// redis-sentinel://).
+// redis-sentinel://), whose redis[s]://user:password@... user (a Redis
+// ACL user) is kept.
 func ParseRedisURL(raw string) (asynq.RedisConnOpt, error) {
 	rest, ok := strings.CutPrefix(raw, RedisClusterScheme+"://")
 	if !ok {
 		// asynq passes url.Parse's error on, which quotes the whole URL,
 		// password included: parse it first and keep only the reason.
-		if _, err := url.Parse(raw); err != nil {
+		u, err := url.Parse(raw)
+		if err != nil {
 			var ue *url.Error
 			if errors.As(err, &ue) {
 				err = ue.Err
 			}
 			return nil, fmt.Errorf("could not parse redis uri: %w", err)
 		}
-		return asynq.ParseRedisURI(raw)
+		opt, err := asynq.ParseRedisURI(raw)
+		if err != nil {
+			return nil, err
+		}
+		// asynq keeps the password and drops the user: with Redis ACLs
+		// (redis://app:secret@host) the client would log in as the
+		// default user, or be refused.
+		if o, ok := opt.(asynq.RedisClientOpt); ok && u.User != nil {
+			o.Username = u.User.Username()
+			opt = o
+		}
+		return opt, nil
 	}
 	if strings.ContainsAny(rest, "/?#") {
 		return nil, errors.New("redis-cluster: a path, query or fragment is not supported: use redis-cluster://[user:password@]host:port,host:port,...")

@@ -27,6 +27,9 @@ type RedisOptions struct {
 	// AppendOnly turns on the append-only file (appendonly yes), so data
 	// written before Stop or Restart is there again after Start.
 	AppendOnly bool
+	// ExtraArgs are appended to redis-server's command line (e.g. the TLS
+	// settings of a test of rediss:// URLs).
+	ExtraArgs []string
 }
 
 // RedisServer is a dedicated redis-server on 127.0.0.1 for one test (a
@@ -109,7 +112,7 @@ func StartRedis(t testing.TB, opts RedisOptions) *RedisServer {
 			t.Errorf("testenv: remove %s: %v", s.dir, err)
 		}
 	})
-	srv, err := redisserver.Start(context.Background(), redisserver.Options{Dir: dir, AppendOnly: opts.AppendOnly, Bin: bin})
+	srv, err := redisserver.Start(context.Background(), redisserver.Options{Dir: dir, AppendOnly: opts.AppendOnly, Bin: bin, ExtraArgs: opts.ExtraArgs})
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
