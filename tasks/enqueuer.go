@@ -344,8 +344,10 @@ func (e *Enqueuer) enqueueFair(ctx context.Context, tenantID string, payloads []
 			replaced = append(replaced, t.Message.ID)
 		}
 	}
-	e.forgetRecords(ctx, tenantID, replaced) // task records hook (records.go)
-	var fresh []string                       // ids of new follow-ups: an old record of the id goes
+	// A refused enqueue (a cap: nothing of it accepted) puts them back.
+	taken := e.takeRecords(ctx, tenantID, replaced) // task records hook (records.go)
+	accepted := make(map[string]bool, len(replaced))
+	var fresh []string // ids of new follow-ups: an old record of the id goes
 	for _, q := range order {
 		idx := byQueue[q]
 		group := make([]fair.Task, len(idx))
@@ -354,7 +356,13 @@ func (e *Enqueuer) enqueueFair(ctx context.Context, tenantID string, payloads []
 		}
 		res, err := e.admission.Dispatcher.Enqueue(ctx, tenantID, policy, group)
 		if err != nil {
+			if errors.Is(err, fair.ErrBacklogFull) || errors.Is(err, fair.ErrQueueFull) {
+				e.restoreRecords(ctx, tenantID, taken, accepted)
+			}
 			return nil, fmt.Errorf("enqueue %d tasks of tenant %s in %s: %w", len(group), tenantID, q, err)
+		}
+		for _, t := range group {
+			accepted[t.Message.ID] = true
 		}
 		for j, i := range idx {
 			m := group[j].Message

@@ -215,6 +215,71 @@ func (r *TaskRecords) Forget(ctx context.Context, tenantID string, taskIDs ...st
 	return nil
 }
 
+// takeScript drops records and returns them, so that they can be put
+// back (restoreScript). KEYS[1] index, KEYS[2] records; ARGV the task
+// ids. It returns id, score, JSON for each record it dropped.
+var takeScript = redis.NewScript(`
+local out = {}
+for _, id in ipairs(ARGV) do
+  local raw = redis.call('HGET', KEYS[2], id)
+  if raw then
+    out[#out + 1] = id
+    out[#out + 1] = redis.call('ZSCORE', KEYS[1], id) or '0'
+    out[#out + 1] = raw
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('HDEL', KEYS[2], id)
+  end
+end
+return out
+`)
+
+// restoreScript puts back records takeScript dropped, each only while no
+// newer record of its task id was written meanwhile. KEYS[1] index,
+// KEYS[2] records; ARGV[1] TTL (ms), then id, score, JSON per record.
+var restoreScript = redis.NewScript(`
+for i = 2, #ARGV, 3 do
+  if redis.call('HSETNX', KEYS[2], ARGV[i], ARGV[i + 2]) == 1 then
+    redis.call('ZADD', KEYS[1], ARGV[i + 1], ARGV[i])
+  end
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ARGV[1])
+return 1
+`)
+
+// takenRecords are records take dropped: id, score, JSON for each.
+type takenRecords []any
+
+// take drops the tenant's records of taskIDs as Forget does, and returns
+// them for restore.
+func (r *TaskRecords) take(ctx context.Context, tenantID string, taskIDs ...string) (takenRecords, error) {
+	if tenantctx.ValidateID(tenantID) != nil || len(taskIDs) == 0 {
+		return nil, nil
+	}
+	args := make([]any, len(taskIDs))
+	for i, id := range taskIDs {
+		args[i] = id
+	}
+	out, err := takeScript.Run(ctx, r.rdb, r.keys(tenantID), args...).Slice()
+	if err != nil {
+		return nil, fmt.Errorf("forget %d task records of tenant %s (first %.64q): %w", len(taskIDs), tenantID, taskIDs[0], err)
+	}
+	return out, nil
+}
+
+// restore puts back records take dropped, except those whose task id got
+// a new record since.
+func (r *TaskRecords) restore(ctx context.Context, tenantID string, taken takenRecords) error {
+	if len(taken) == 0 {
+		return nil
+	}
+	args := append([]any{r.opts.TTL.Milliseconds()}, taken...)
+	if err := restoreScript.Run(ctx, r.rdb, r.keys(tenantID), args...).Err(); err != nil {
+		return fmt.Errorf("restore %d task records of tenant %s: %w", len(taken)/3, tenantID, err)
+	}
+	return nil
+}
+
 // DeleteTenant drops every record of tenantID, for a tenant that is
 // erased: nobody can read them any more.
 func (r *TaskRecords) DeleteTenant(ctx context.Context, tenantID string) error {
@@ -276,6 +341,40 @@ func (e *Enqueuer) archivedRecord(ctx context.Context, tenantID, taskID string) 
 func (e *Enqueuer) forgetRecord(ctx context.Context, p Payload, taskID string) {
 	if tp, ok := p.(TenantPayload); ok {
 		e.forgetRecords(ctx, tp.Owner(), []string{taskID})
+	}
+}
+
+// takeRecords drops tenantID's old records of the ids of tasks about to
+// be enqueued, as forgetRecords does, and returns them for
+// restoreRecords; a failure is logged.
+func (e *Enqueuer) takeRecords(ctx context.Context, tenantID string, taskIDs []string) takenRecords {
+	if e.records == nil || len(taskIDs) == 0 {
+		return nil
+	}
+	taken, err := e.records.take(ctx, tenantID, taskIDs...)
+	if err != nil {
+		e.logger.WarnContext(ctx, "forget task records", slog.String("tenant_id", tenantID), slog.Int("tasks", len(taskIDs)), slog.Any("error", err))
+	}
+	return taken
+}
+
+// restoreRecords puts back the records takeRecords dropped of the ids
+// whose enqueue was refused (not in accepted): no new task took their
+// ids, so the tenant must still see its archived tasks. A failure is
+// logged.
+func (e *Enqueuer) restoreRecords(ctx context.Context, tenantID string, taken takenRecords, accepted map[string]bool) {
+	var back takenRecords
+	for i := 0; i+2 < len(taken); i += 3 {
+		if id, _ := taken[i].(string); !accepted[id] {
+			back = append(back, taken[i:i+3]...)
+		}
+	}
+	if len(back) == 0 {
+		return
+	}
+	if err := e.records.restore(context.WithoutCancel(ctx), tenantID, back); err != nil {
+		e.logger.WarnContext(ctx, "restore task records of a refused enqueue", slog.String("tenant_id", tenantID),
+			slog.Int("tasks", len(back)/3), slog.Any("error", err))
 	}
 }
 
