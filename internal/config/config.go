@@ -77,8 +77,9 @@ type Config struct {
 	// possibly over a direct connection; "" means DatabaseURL.
 	MigrationsDatabaseURL string
 	// RedisURL (REDIS_URL) in asynq's URI forms: redis://, rediss://,
-	// redis-socket://, redis-sentinel://, or a Redis Cluster as
-	// redis-cluster://[user:password@]host:port,host:port,...
+	// redis-socket://, or Redis Sentinel as
+	// redis-sentinel://...?master=name (RedisSentinelScheme), or a Redis
+	// Cluster as redis-cluster://[user:password@]host:port,host:port,...
 	// (ParseRedisURL); "" means DefaultRedisURL.
 	RedisURL string
 	// DomainSuffix (DOMAIN_SUFFIX) is the tenants' host suffix

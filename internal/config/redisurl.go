@@ -25,11 +25,25 @@ import (
 // fragment is refused. asynq's own ParseRedisURI has no cluster form.
 const RedisClusterScheme = "redis-cluster"
 
+// RedisSentinelScheme is the REDIS_URL scheme of a master found through
+// Redis Sentinel, after go-redis's ParseFailoverURL:
+//
+//	redis-sentinel://[user:password@]host1:port,host2:port[/db]?master=name[&username=user][&password=password][&db=N]
+//
+// The userinfo authenticates to the Sentinels; the username and password
+// parameters to the master and its replicas; db (or the /db path) selects
+// the database; master is the name the Sentinels monitor (required). All
+// are percent-decoded; any other parameter or a fragment is refused. There
+// is no TLS form. asynq's own ParseRedisURI gives the userinfo password to
+// the Sentinels alone, so a master with a password is unreachable, and
+// ignores the path.
+const RedisSentinelScheme = "redis-sentinel"
+
 // ParseRedisURL parses a REDIS_URL: redis-cluster:// (RedisClusterScheme)
-// into asynq.RedisClusterClientOpt, everything else with
-// asynq.ParseRedisURI (redis://, rediss://, redis-socket://,
-// redis-sentinel://), whose redis[s]://user:password@... user (a Redis
-// ACL user) is kept.
+// into asynq.RedisClusterClientOpt, redis-sentinel:// (RedisSentinelScheme)
+// into asynq.RedisFailoverClientOpt, everything else with
+// asynq.ParseRedisURI (redis://, rediss://, redis-socket://), whose
+// redis[s]://user:password@... user (a Redis ACL user) is kept.
 func ParseRedisURL(raw string) (asynq.RedisConnOpt, error) {
 	rest, ok := strings.CutPrefix(raw, RedisClusterScheme+"://")
 	if !ok {
@@ -42,6 +56,9 @@ func ParseRedisURL(raw string) (asynq.RedisConnOpt, error) {
 				err = ue.Err
 			}
 			return nil, fmt.Errorf("could not parse redis uri: %w", err)
+		}
+		if u.Scheme == RedisSentinelScheme {
+			return parseRedisSentinelURL(u)
 		}
 		opt, err := asynq.ParseRedisURI(raw)
 		if err != nil {
@@ -93,6 +110,62 @@ func ParseRedisURL(raw string) (asynq.RedisConnOpt, error) {
 		return nil, errors.New("redis-cluster: no node: use redis-cluster://host:port,host:port,...")
 	}
 	return RedisClusterOpt{RedisClusterClientOpt: opt, StateReloadInterval: DefaultClusterStateReloadInterval}, nil
+}
+
+// parseRedisSentinelURL parses a redis-sentinel:// URL (RedisSentinelScheme).
+// Its errors never quote a password.
+func parseRedisSentinelURL(u *url.URL) (asynq.RedisConnOpt, error) {
+	const usage = "use redis-sentinel://[user:password@]host:port,host:port[/db]?master=name[&username=user][&password=password][&db=N]"
+	var opt asynq.RedisFailoverClientOpt
+	if u.User != nil {
+		opt.SentinelUsername = u.User.Username()
+		opt.SentinelPassword, _ = u.User.Password()
+	}
+	if u.Fragment != "" {
+		return nil, fmt.Errorf("redis-sentinel: a fragment is not supported (percent-encode # as %%23): %s", usage)
+	}
+	for _, a := range strings.Split(u.Host, ",") {
+		host, port, err := net.SplitHostPort(a)
+		if n, perr := strconv.Atoi(port); err != nil || perr != nil || n <= 0 || n > 65535 || host == "" {
+			return nil, fmt.Errorf("redis-sentinel: sentinel %q: want host:port: %s", a, usage)
+		}
+		opt.SentinelAddrs = append(opt.SentinelAddrs, a)
+	}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		// The error would quote the query, password included.
+		return nil, errors.New("redis-sentinel: query: invalid percent-encoding")
+	}
+	db := strings.Trim(u.Path, "/")
+	for k, v := range q {
+		if len(v) != 1 {
+			return nil, fmt.Errorf("redis-sentinel: query parameter %q given %d times", k, len(v))
+		}
+		switch k {
+		case "master":
+			opt.MasterName = v[0]
+		case "username":
+			opt.Username = v[0]
+		case "password":
+			opt.Password = v[0]
+		case "db":
+			if db != "" && db != v[0] {
+				return nil, errors.New("redis-sentinel: the path and the db parameter name different databases")
+			}
+			db = v[0]
+		default:
+			return nil, fmt.Errorf("redis-sentinel: unknown query parameter %.40q: want master, username, password or db", k)
+		}
+	}
+	if opt.MasterName == "" {
+		return nil, fmt.Errorf("redis-sentinel: master: required (the name the Sentinels monitor): %s", usage)
+	}
+	if db != "" {
+		if opt.DB, err = strconv.Atoi(db); err != nil || opt.DB < 0 {
+			return nil, fmt.Errorf("redis-sentinel: database: want a number, got %.20q", db)
+		}
+	}
+	return opt, nil
 }
 
 // DefaultClusterStateReloadInterval is RedisClusterOpt.StateReloadInterval

@@ -73,3 +73,58 @@ func TestParseRedisURLSingle(t *testing.T) {
 		t.Errorf("ParseRedisURL(redis://...) = %#v", o)
 	}
 }
+
+func TestParseRedisURLSentinel(t *testing.T) {
+	for _, tc := range []struct {
+		raw  string
+		want asynq.RedisFailoverClientOpt
+	}{
+		{"redis-sentinel://127.0.0.1:26379?master=mymaster", asynq.RedisFailoverClientOpt{MasterName: "mymaster", SentinelAddrs: []string{"127.0.0.1:26379"}}},
+		{"redis-sentinel://:s3cret@a:1,b:2/3?master=m", asynq.RedisFailoverClientOpt{MasterName: "m", SentinelAddrs: []string{"a:1", "b:2"}, SentinelPassword: "s3cret", DB: 3}},
+		{"redis-sentinel://watch:s%40t@a:1/?master=m&username=app&password=p%40ss%3Aw%2F%23%26&db=2", asynq.RedisFailoverClientOpt{
+			MasterName: "m", SentinelAddrs: []string{"a:1"}, SentinelUsername: "watch", SentinelPassword: "s@t",
+			Username: "app", Password: "p@ss:w/#&", DB: 2,
+		}},
+		{"redis-sentinel://a:1/4?db=4&master=m", asynq.RedisFailoverClientOpt{MasterName: "m", SentinelAddrs: []string{"a:1"}, DB: 4}},
+	} {
+		opt, err := ParseRedisURL(tc.raw)
+		if err != nil {
+			t.Errorf("ParseRedisURL(%q): %v", tc.raw, err)
+			continue
+		}
+		if !reflect.DeepEqual(opt, tc.want) {
+			t.Errorf("ParseRedisURL(%q) = %#v, want %#v", tc.raw, opt, tc.want)
+		}
+	}
+}
+
+// TestParseRedisURLSentinelRejects: a redis-sentinel:// URL that would
+// connect somewhere else than meant (a misspelt parameter, no master, two
+// databases) is refused, and the error never quotes a password.
+func TestParseRedisURLSentinelRejects(t *testing.T) {
+	const secret = "s3cretPW"
+	for _, raw := range []string{
+		"redis-sentinel://a:1",
+		"redis-sentinel://a:1?master=",
+		"redis-sentinel://a:1?master_name=m&password=" + secret,
+		"redis-sentinel://a:1?master=m&passwd=" + secret,
+		"redis-sentinel://a:1?master=m&password=" + secret + "&password=" + secret,
+		"redis-sentinel://a:1?master=m&password=" + secret + "%zz",
+		"redis-sentinel://a:1?master=m&password=" + secret + "#" + secret,
+		"redis-sentinel://a:1/x?master=m&password=" + secret,
+		"redis-sentinel://a:1/1/2?master=m",
+		"redis-sentinel://a:1/1?master=m&db=2",
+		"redis-sentinel://a:1?master=m&db=-1",
+		"redis-sentinel://a,b:2?master=m",
+		"redis-sentinel://a:1,?master=m",
+		"redis-sentinel://?master=m",
+	} {
+		if opt, err := ParseRedisURL(raw); err == nil {
+			t.Errorf("ParseRedisURL(%q) = %#v, want an error", raw, opt)
+		} else if strings.Contains(err.Error(), secret) {
+			t.Errorf("ParseRedisURL(%q): error quotes the password: %v", raw, err)
+		} else if _, err := (Config{DatabaseURL: "postgres://x", RedisURL: raw}).Resolve(); err == nil || !strings.Contains(err.Error(), "REDIS_URL") || strings.Contains(err.Error(), secret) {
+			t.Errorf("Resolve(REDIS_URL=%q) = %v, want a REDIS_URL error without the password", raw, err)
+		}
+	}
+}

@@ -40,6 +40,10 @@ type Options struct {
 	// ExtraArgs are appended to the command line (e.g. the cluster
 	// settings StartCluster passes).
 	ExtraArgs []string
+	// ConfigFile, when set, is a configuration file passed before the
+	// other arguments (a Sentinel needs one it can rewrite, with
+	// ExtraArgs "--sentinel").
+	ConfigFile string
 }
 
 // Server is a redis-server started by Start. Stop, Start and Restart keep
@@ -103,7 +107,11 @@ func (s *Server) startLocked(ctx context.Context) error {
 		appendOnly = "yes"
 	}
 	logStart, _ := os.Stat(s.logPath)
-	args := []string{
+	var args []string
+	if s.opts.ConfigFile != "" {
+		args = append(args, s.opts.ConfigFile)
+	}
+	args = append(args,
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
 		"--save", "",
@@ -111,7 +119,7 @@ func (s *Server) startLocked(ctx context.Context) error {
 		"--dir", s.opts.Dir,
 		"--daemonize", "no",
 		"--logfile", "", // to stdout, which goes to redis.log
-	}
+	)
 	args = append(args, s.opts.ExtraArgs...)
 	proc, err := childproc.Start(s.bin, args, childproc.Options{
 		Dir:        s.opts.Dir,

@@ -30,6 +30,10 @@ type RedisOptions struct {
 	// ExtraArgs are appended to redis-server's command line (e.g. the TLS
 	// settings of a test of rediss:// URLs).
 	ExtraArgs []string
+	// ConfigFile, when set, is a configuration file passed before the
+	// other arguments (a Sentinel's sentinel.conf, with ExtraArgs
+	// "--sentinel").
+	ConfigFile string
 }
 
 // RedisServer is a dedicated redis-server on 127.0.0.1 for one test (a
@@ -112,7 +116,7 @@ func StartRedis(t testing.TB, opts RedisOptions) *RedisServer {
 			t.Errorf("testenv: remove %s: %v", s.dir, err)
 		}
 	})
-	srv, err := redisserver.Start(context.Background(), redisserver.Options{Dir: dir, AppendOnly: opts.AppendOnly, Bin: bin, ExtraArgs: opts.ExtraArgs})
+	srv, err := redisserver.Start(context.Background(), redisserver.Options{Dir: dir, AppendOnly: opts.AppendOnly, Bin: bin, ExtraArgs: opts.ExtraArgs, ConfigFile: opts.ConfigFile})
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}

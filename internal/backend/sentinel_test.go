@@ -1,0 +1,253 @@
+package backend_test
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/invoicing/tenantworker/internal/backend"
+	"github.com/invoicing/tenantworker/internal/config"
+	"github.com/invoicing/tenantworker/internal/testenv"
+	"github.com/invoicing/tenantworker/internal/worker"
+	"github.com/invoicing/tenantworker/tasks"
+)
+
+const (
+	// sentinelMaster is the name the Sentinel monitors the master under.
+	sentinelMaster = "mymaster"
+	// masterPassword is the master's (and replica's) requirepass, with
+	// characters a URL must percent-encode.
+	masterPassword = "m@ster:pw/#?&x"
+	// sentinelUser and sentinelPassword are the Sentinel's ACL user.
+	sentinelUser     = "watcher"
+	sentinelPassword = "s3nt:nel@pw"
+)
+
+// sentinelDeployment is a master that requires a password, optionally a
+// replica of it, and one Sentinel monitoring them (quorum 1).
+type sentinelDeployment struct {
+	master, replica, sentinel *testenv.RedisServer
+}
+
+// startSentinelDeployment starts the deployment on free loopback ports.
+// The Sentinel answers without a password until requireSentinelAuth.
+func startSentinelDeployment(t *testing.T, withReplica bool) *sentinelDeployment {
+	t.Helper()
+	ctx := t.Context()
+	d := &sentinelDeployment{master: testenv.StartRedis(t, testenv.RedisOptions{})}
+	// The password is set once the server answers: redisserver's start-up
+	// check pings without one.
+	setAuth := func(s *testenv.RedisServer) {
+		t.Helper()
+		c := redis.NewClient(&redis.Options{Addr: s.Addr()})
+		defer c.Close()
+		for _, kv := range [][2]string{{"masterauth", masterPassword}, {"requirepass", masterPassword}} {
+			if err := c.ConfigSet(ctx, kv[0], kv[1]).Err(); err != nil {
+				t.Fatalf("CONFIG SET %s on %s: %v", kv[0], s.Addr(), err)
+			}
+		}
+	}
+	if withReplica {
+		d.replica = testenv.StartRedis(t, testenv.RedisOptions{ExtraArgs: []string{
+			"--replicaof", "127.0.0.1", strings.TrimPrefix(d.master.Addr(), "127.0.0.1:"),
+			"--masterauth", masterPassword,
+		}})
+	}
+	setAuth(d.master)
+	if withReplica {
+		c := redis.NewClient(&redis.Options{Addr: d.replica.Addr()})
+		waitFor(t, "the replica's link to the master", func() error {
+			info, err := c.Info(ctx, "replication").Result()
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(info, "master_link_status:up") {
+				return fmt.Errorf("link down")
+			}
+			return nil
+		})
+		_ = c.Close()
+		setAuth(d.replica)
+	}
+	conf := filepath.Join(t.TempDir(), "sentinel.conf")
+	port := strings.TrimPrefix(d.master.Addr(), "127.0.0.1:")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf("sentinel monitor %s 127.0.0.1 %s 1\nsentinel auth-pass %s %q\nsentinel down-after-milliseconds %s 1000\n",
+		sentinelMaster, port, sentinelMaster, masterPassword, sentinelMaster)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.sentinel = testenv.StartRedis(t, testenv.RedisOptions{ConfigFile: conf, ExtraArgs: []string{"--sentinel"}})
+	if withReplica {
+		sc := redis.NewSentinelClient(&redis.Options{Addr: d.sentinel.Addr()})
+		defer sc.Close()
+		waitFor(t, "the Sentinel to find the replica", func() error {
+			rs, err := sc.Replicas(ctx, sentinelMaster).Result()
+			if err != nil {
+				return err
+			}
+			for _, r := range rs {
+				if r["port"] == strings.TrimPrefix(d.replica.Addr(), "127.0.0.1:") && r["flags"] == "slave" && r["master-link-status"] == "ok" {
+					return nil
+				}
+			}
+			return fmt.Errorf("replicas %v", rs)
+		})
+	}
+	return d
+}
+
+// requireSentinelAuth makes the Sentinel accept only sentinelUser.
+func (d *sentinelDeployment) requireSentinelAuth(t *testing.T) {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: d.sentinel.Addr()})
+	defer c.Close()
+	for _, args := range [][]any{
+		{"ACL", "SETUSER", sentinelUser, "on", ">" + sentinelPassword, "+@all"},
+		{"ACL", "SETUSER", "default", "resetpass", ">other-password"},
+	} {
+		if err := c.Do(t.Context(), args...).Err(); err != nil {
+			t.Fatalf("%v on the Sentinel: %v", args[:3], err)
+		}
+	}
+}
+
+// url is a REDIS_URL of the deployment: master's password as a query
+// parameter, DB 3 as the path, the Sentinel's user when withUser.
+func (d *sentinelDeployment) url(withUser bool) string {
+	userinfo := ""
+	if withUser {
+		userinfo = sentinelUser + ":" + url.QueryEscape(sentinelPassword) + "@"
+	}
+	return "redis-sentinel://" + userinfo + d.sentinel.Addr() + "/3?master=" + sentinelMaster + "&password=" + url.QueryEscape(masterPassword)
+}
+
+// masterClient is an admin client of DB 3 on s.
+func masterClient(s *testenv.RedisServer) *redis.Client {
+	return redis.NewClient(&redis.Options{Addr: s.Addr(), Password: masterPassword, DB: 3})
+}
+
+func waitFor(t *testing.T, what string, cond func() error) {
+	t.Helper()
+	var err error
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if err = cond(); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for %s: %v", what, err)
+		}
+	}
+}
+
+// TestRedisSentinelURL: REDIS_URL=redis-sentinel://... (README: "Redis
+// Sentinel" is supported) reaches a master that requires a password, in
+// the DB the URL names, through a Sentinel with or without an ACL user,
+// and the enqueuer's tasks land there.
+func TestRedisSentinelURL(t *testing.T) {
+	t.Parallel()
+	d := startSentinelDeployment(t, false)
+	mc := masterClient(d.master)
+	defer mc.Close()
+	check := func(t *testing.T, raw string) {
+		t.Helper()
+		ctx := t.Context()
+		redacted := strings.NewReplacer(url.QueryEscape(masterPassword), "xxxxx", url.QueryEscape(sentinelPassword), "xxxxx").Replace(raw)
+		_, rc, err := backend.OpenRedis(ctx, config.Config{RedisURL: raw})
+		if err != nil {
+			t.Fatalf("OpenRedis(%s): %v", redacted, err)
+		}
+		defer rc.Close()
+		client := asynq.NewClientFromRedisClient(rc)
+		defer client.Close()
+		info, err := client.EnqueueContext(ctx, asynq.NewTask("probe", nil), asynq.Queue(tasks.QueueDefault))
+		if err != nil {
+			t.Fatalf("enqueue through %s: %v", redacted, err)
+		}
+		if n, err := mc.Exists(ctx, "asynq:{"+tasks.QueueDefault+"}:t:"+info.ID).Result(); err != nil || n != 1 {
+			t.Fatalf("task %s in the master's DB 3: %d, %v", info.ID, n, err)
+		}
+	}
+	t.Run("sentinel without auth", func(t *testing.T) { check(t, d.url(false)) })
+	d.requireSentinelAuth(t)
+	t.Run("sentinel with ACL user", func(t *testing.T) { check(t, d.url(true)) })
+}
+
+// TestRedisSentinelFailover: a worker and an enqueuer on a redis-sentinel://
+// REDIS_URL keep working after the Sentinel promotes the replica (asked to,
+// or because the master died): tasks enqueued after the failover land on
+// the new master and are processed.
+func TestRedisSentinelFailover(t *testing.T) {
+	t.Parallel()
+	t.Run("SENTINEL FAILOVER", func(t *testing.T) { t.Parallel(); testRedisSentinelFailover(t, false) })
+	t.Run("master stopped", func(t *testing.T) { t.Parallel(); testRedisSentinelFailover(t, true) })
+}
+
+func testRedisSentinelFailover(t *testing.T, stopMaster bool) {
+	d := startSentinelDeployment(t, true)
+	ctx := t.Context()
+	_, rc, err := backend.OpenRedis(ctx, config.Config{RedisURL: d.url(false)})
+	if err != nil {
+		t.Fatalf("OpenRedis: %v", err)
+	}
+	defer rc.Close()
+	client := asynq.NewClientFromRedisClient(rc)
+	defer client.Close()
+	processed := make(chan string, 16)
+	srv := asynq.NewServerFromRedisClient(rc, worker.ServerConfig(worker.ServerOptions{Concurrency: 1, Logger: quietLogger(), ShutdownTimeout: 5 * time.Second}))
+	if err := srv.Start(asynq.HandlerFunc(func(_ context.Context, task *asynq.Task) error {
+		processed <- string(task.Payload())
+		return nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	enqueueAndWait := func(payload string) {
+		t.Helper()
+		waitFor(t, "enqueue "+payload, func() error {
+			_, err := client.EnqueueContext(ctx, asynq.NewTask("probe", []byte(payload)), asynq.Queue(tasks.QueueDefault))
+			return err
+		})
+		select {
+		case got := <-processed:
+			if got != payload {
+				t.Fatalf("processed %q, want %q", got, payload)
+			}
+		case <-time.After(60 * time.Second):
+			t.Fatalf("task %q not processed within 60 s", payload)
+		}
+	}
+	enqueueAndWait("before")
+
+	sc := redis.NewSentinelClient(&redis.Options{Addr: d.sentinel.Addr()})
+	defer sc.Close()
+	if stopMaster {
+		d.master.Stop(t)
+	} else if err := sc.Failover(ctx, sentinelMaster).Err(); err != nil {
+		t.Fatalf("SENTINEL FAILOVER: %v", err)
+	}
+	waitFor(t, "the Sentinel to promote the replica", func() error {
+		addr, err := sc.GetMasterAddrByName(ctx, sentinelMaster).Result()
+		if err != nil {
+			return err
+		}
+		if got := strings.Join(addr, ":"); got != d.replica.Addr() {
+			return fmt.Errorf("master is %s", got)
+		}
+		return nil
+	})
+	promoted := time.Now()
+	enqueueAndWait("after")
+	t.Logf("task enqueued after the failover processed %.1fs after the promotion", time.Since(promoted).Seconds())
+	nc := masterClient(d.replica)
+	defer nc.Close()
+	if role, err := nc.Do(ctx, "ROLE").Slice(); err != nil || role[0] != "master" {
+		t.Fatalf("ROLE of the promoted replica: %v, %v", role, err)
+	}
+}
