@@ -346,7 +346,7 @@ func (s *stack) seedIn(pool *pgxpool.Pool, tn tenantRef, sd invoiceSeed) {
 			for l := 1; l <= sd.lines; l++ {
 				lines[l-1] = invoice.Line{Description: lineText(tn.N, i, l),
 					Quantity:  decimal.RequireFromString(fmt.Sprintf("%d.5", l)),
-					UnitPrice: decimal.RequireFromString(fmt.Sprintf("%d.%02d", 10+tn.N, l))}
+					UnitPrice: decimal.RequireFromString(fmt.Sprintf("%d.%02d", 10+tn.N, l%100))}
 			}
 			invs = append(invs, invoice.New{
 				ID: int64(i), Number: fmt.Sprintf("INV-%05d", i), Customer: invoice.Customer{ID: custIDs[i%customersPerTenant]},
