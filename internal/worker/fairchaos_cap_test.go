@@ -9,12 +9,10 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/internal/worker"
-	"github.com/invoicing/tenantworker/storage/memstore"
 	"github.com/invoicing/tenantworker/tasks"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
@@ -27,17 +25,11 @@ import (
 func TestRunningCapAcrossWorkersWithRetries(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	opt := newRedis(t)
-	rdb := redis.NewClient(&redis.Options{Addr: opt.Addr})
-	t.Cleanup(func() { _ = rdb.Close() })
-	d := fair.New(rdb, fair.Config{Lease: fairLease})
-	catalog := memstore.New()
-	tn := addTenant(t, catalog, "chaos-cap", tenantctx.StatusActive)
-	other := addTenant(t, catalog, "chaos-other", tenantctx.StatusActive)
 	plans := fair.DefaultPlans()
 	plans["pro"] = fair.Policy{Weight: 1, MaxRunning: 2, MaxWaiting: 1000}
-	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), asynq.NewInspectorFromRedisClient(rdb), discardLogger(),
-		tasks.WithAdmission(tasks.Admission{Dispatcher: d, Tenants: catalog, Plans: plans}))
+	rdb, catalog, d, enq := newFairRedisPlans(t, plans)
+	tn := addTenant(t, catalog, "chaos-cap", tenantctx.StatusActive)
+	other := addTenant(t, catalog, "chaos-other", tenantctx.StatusActive)
 
 	var mu sync.Mutex
 	running := map[string]int{}

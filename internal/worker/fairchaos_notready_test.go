@@ -8,12 +8,10 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/internal/worker"
-	"github.com/invoicing/tenantworker/storage/memstore"
 	"github.com/invoicing/tenantworker/tasks"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
@@ -30,16 +28,10 @@ import (
 func TestNotReadyRetryStaysUnderTheRunningCap(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	opt := newRedis(t)
-	rdb := redis.NewClient(&redis.Options{Addr: opt.Addr})
-	t.Cleanup(func() { _ = rdb.Close() })
-	d := fair.New(rdb, fair.Config{Lease: fairLease})
-	catalog := memstore.New()
-	tn := addTenant(t, catalog, "notready-cap", tenantctx.StatusActive)
 	plans := fair.DefaultPlans()
 	plans["pro"] = fair.Policy{Weight: 1, MaxRunning: 1, MaxWaiting: 1000}
-	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), asynq.NewInspectorFromRedisClient(rdb), discardLogger(),
-		tasks.WithAdmission(tasks.Admission{Dispatcher: d, Tenants: catalog, Plans: plans}))
+	rdb, catalog, d, enq := newFairRedisPlans(t, plans)
+	tn := addTenant(t, catalog, "notready-cap", tenantctx.StatusActive)
 	const n = 6
 	ids := make([]string, 0, n)
 	for i := range n {
@@ -140,17 +132,11 @@ func (s *seenReporter) Report(rep fair.Report) {
 func TestArchivedTaskRunAgainStaysUnderTheRunningCap(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	opt := newRedis(t)
-	rdb := redis.NewClient(&redis.Options{Addr: opt.Addr})
-	t.Cleanup(func() { _ = rdb.Close() })
-	d := fair.New(rdb, fair.Config{Lease: fairLease})
-	catalog := memstore.New()
-	tn := addTenant(t, catalog, "rerun-cap", tenantctx.StatusActive)
 	plans := fair.DefaultPlans()
 	plans["pro"] = fair.Policy{Weight: 1, MaxRunning: 1, MaxWaiting: 1000}
+	rdb, catalog, d, enq := newFairRedisPlans(t, plans)
 	ins := asynq.NewInspectorFromRedisClient(rdb)
-	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), ins, discardLogger(),
-		tasks.WithAdmission(tasks.Admission{Dispatcher: d, Tenants: catalog, Plans: plans}))
+	tn := addTenant(t, catalog, "rerun-cap", tenantctx.StatusActive)
 
 	var running, most atomic.Int64
 	release := make(chan struct{})
@@ -189,7 +175,7 @@ func TestArchivedTaskRunAgainStaysUnderTheRunningCap(t *testing.T) {
 		d.Serve(beat, fair.Membership{ID: "w", Queues: tasks.Queues, Concurrency: 4, Interval: 100 * time.Millisecond}, discardLogger())
 	}()
 	t.Cleanup(func() { stop(); <-served })
-	startServer(t, opt, mux, worker.ServerOptions{Concurrency: 4})
+	startServer(t, asynq.RedisClientOpt{Addr: rdb.Options().Addr}, mux, worker.ServerOptions{Concurrency: 4})
 
 	first, err := enq.Enqueue(ctx, tasks.InvoicePDF{TenantID: tn.ID, InvoiceID: 1})
 	if err != nil {

@@ -89,6 +89,13 @@ const fairLease = time.Second
 // admits through it.
 func newFairRedis(t *testing.T) (*redis.Client, *memstore.Catalog, *fair.Dispatcher, *tasks.Enqueuer) {
 	t.Helper()
+	return newFairRedisPlans(t, nil)
+}
+
+// newFairRedisPlans is newFairRedis with the enqueuer's admission using
+// plans (nil: the default plans).
+func newFairRedisPlans(t *testing.T, plans fair.Plans) (*redis.Client, *memstore.Catalog, *fair.Dispatcher, *tasks.Enqueuer) {
+	t.Helper()
 	opt := newRedis(t)
 	rdb := redis.NewClient(&redis.Options{Addr: opt.Addr})
 	t.Cleanup(func() { _ = rdb.Close() })
@@ -96,7 +103,7 @@ func newFairRedis(t *testing.T) (*redis.Client, *memstore.Catalog, *fair.Dispatc
 	ins := asynq.NewInspectorFromRedisClient(rdb)
 	d := fair.New(rdb, fair.Config{Lease: fairLease})
 	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), ins, discardLogger(),
-		tasks.WithAdmission(tasks.Admission{Dispatcher: d, Tenants: catalog}))
+		tasks.WithAdmission(tasks.Admission{Dispatcher: d, Tenants: catalog, Plans: plans}))
 	return rdb, catalog, d, enq
 }
 
