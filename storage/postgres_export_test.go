@@ -1,5 +1,13 @@
 package storage
 
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
 // CatalogMigrations returns the number of embedded catalog migrations
 // (versions need not be contiguous).
 func CatalogMigrations() int {
@@ -8,4 +16,28 @@ func CatalogMigrations() int {
 		return -1
 	}
 	return len(ms)
+}
+
+// MigrateCatalogTo applies the embedded catalog migrations up to version
+// (a catalog as an older release left it).
+func MigrateCatalogTo(ctx context.Context, pool *pgxpool.Pool, version int) error {
+	ms, err := loadCatalogMigrations()
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		if m.version > version {
+			break
+		}
+		if _, err := applyMigration(ctx, pool, m, defaultCatalogLockPolicy.timeout); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// MigrateCatalogWithLockTimeout is MigrateCatalog with a step's
+// lock_timeout, its attempts and the backoff between them set.
+func MigrateCatalogWithLockTimeout(ctx context.Context, pool *pgxpool.Pool, logger *slog.Logger, lockTimeout time.Duration, attempts int, backoff time.Duration) error {
+	return migrateCatalog(ctx, pool, logger, catalogLockPolicy{timeout: lockTimeout, attempts: attempts, backoff: backoff})
 }

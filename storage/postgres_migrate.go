@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -10,8 +11,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -25,6 +28,31 @@ var catalogMigrations embed.FS
 // migrations. The catalog is a single schema, so one fixed key is right
 // here (tenant schemas use a lock per tenant).
 const catalogLockKey int64 = 0x74656e616e637931 // "tenancy1"
+
+// catalogLockPolicy bounds how a catalog migration step waits for locks
+// on the catalog's tables.
+type catalogLockPolicy struct {
+	// timeout is the step's lock_timeout (SET LOCAL, once it holds the
+	// advisory lock). DDL such as ALTER TABLE needs an ACCESS EXCLUSIVE
+	// lock, and while it waits for one (behind a long transaction) every
+	// later statement on that table, the tenant lookups of every running
+	// process included, queues behind it: without a bound they would wait
+	// as long as the long transaction lasts.
+	timeout time.Duration
+	// attempts is how many times a step that timed out waiting for a lock
+	// is tried (rolled back whole each time) before start-up fails.
+	attempts int
+	// backoff is the wait before the second attempt, doubled after each.
+	backoff time.Duration
+}
+
+// defaultCatalogLockPolicy: a step waits at most 5 s for a lock, as a
+// tenant migration step does, and is tried 3 times, 1 s then 2 s apart.
+var defaultCatalogLockPolicy = catalogLockPolicy{timeout: 5 * time.Second, attempts: 3, backoff: time.Second}
+
+// pgLockNotAvailable is lock_not_available, the error of a statement that
+// waited lock_timeout for a lock.
+const pgLockNotAvailable = "55P03"
 
 // catalogMigration is one embedded migration.
 type catalogMigration struct {
@@ -83,7 +111,18 @@ func CatalogVersion() int {
 // tenancy.schema_migrations: no lock, no DDL, so a role without CREATE on
 // the database can start. Each binary calls it once at start, on the pool
 // for schema changes.
+//
+// A step waits at most 5 s for a lock on the catalog's tables
+// (lock_timeout), so that its DDL never holds every tenant lookup behind
+// a long transaction; it is then rolled back, logged and tried again
+// after a backoff, 3 times in all, and MigrateCatalog fails with
+// lock_not_available (SQLSTATE 55P03) naming the migration.
 func MigrateCatalog(ctx context.Context, pool *pgxpool.Pool, logger *slog.Logger) error {
+	return migrateCatalog(ctx, pool, logger, defaultCatalogLockPolicy)
+}
+
+// migrateCatalog is MigrateCatalog with the lock policy p.
+func migrateCatalog(ctx context.Context, pool *pgxpool.Pool, logger *slog.Logger, p catalogLockPolicy) error {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -100,7 +139,7 @@ func MigrateCatalog(ctx context.Context, pool *pgxpool.Pool, logger *slog.Logger
 		if _, ok := applied[m.version]; ok {
 			continue
 		}
-		done, err := applyMigration(ctx, pool, m)
+		done, err := applyMigrationRetrying(ctx, pool, logger, m, p)
 		if err != nil {
 			return fmt.Errorf("migrate catalog: %w", err)
 		}
@@ -173,16 +212,50 @@ func warnForeignMigrations(ctx context.Context, logger *slog.Logger, ms []catalo
 	}
 }
 
+// applyMigrationRetrying applies m (applyMigration) and tries it again,
+// after a backoff, while it fails waiting for a lock on the catalog's
+// tables, up to p.attempts times.
+func applyMigrationRetrying(ctx context.Context, pool *pgxpool.Pool, logger *slog.Logger, m catalogMigration, p catalogLockPolicy) (bool, error) {
+	wait := p.backoff
+	for attempt := 1; ; attempt++ {
+		done, err := applyMigration(ctx, pool, m, p.timeout)
+		var pgErr *pgconn.PgError
+		if err == nil || !errors.As(err, &pgErr) || pgErr.Code != pgLockNotAvailable {
+			return done, err
+		}
+		if attempt >= max(p.attempts, 1) {
+			return false, fmt.Errorf("%w (%d attempts, each waiting %v for a lock on the catalog's tables: a long transaction holds one, see pg_stat_activity; end it and start again)",
+				err, attempt, p.timeout)
+		}
+		logger.WarnContext(ctx, "catalog migration waited too long for a lock on the catalog's tables (a long transaction holds one): retrying",
+			slog.String("name", m.name), slog.Int("attempt", attempt), slog.Duration("lock_timeout", p.timeout), slog.Duration("backoff", wait))
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return false, fmt.Errorf("apply catalog migration %s: %w", m.name, ctx.Err())
+		case <-timer.C:
+		}
+		wait *= 2
+	}
+}
+
 // applyMigration applies m in one transaction unless it is recorded
 // already (checked again under the lock: another process may have applied
 // it since appliedVersions), and reports whether it did. The advisory lock
 // is taken before the schema and version table are created, so concurrent
-// starts never race on CREATE ... IF NOT EXISTS.
-func applyMigration(ctx context.Context, pool *pgxpool.Pool, m catalogMigration) (bool, error) {
+// starts never race on CREATE ... IF NOT EXISTS. Once it holds that lock
+// (a concurrent start still waits for it as long as it takes), a
+// statement waits at most lockTimeout for a table lock.
+func applyMigration(ctx context.Context, pool *pgxpool.Pool, m catalogMigration, lockTimeout time.Duration) (bool, error) {
 	applied := false
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, catalogLockKey); err != nil {
 			return fmt.Errorf("lock: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `SELECT pg_catalog.set_config('lock_timeout', $1, true)`,
+			strconv.FormatInt(lockTimeout.Milliseconds(), 10)); err != nil {
+			return fmt.Errorf("set lock_timeout: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `
 			CREATE SCHEMA IF NOT EXISTS tenancy;
