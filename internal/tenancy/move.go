@@ -8,6 +8,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/storage"
@@ -407,31 +409,35 @@ const moveLockNamespace int32 = 0x6d6f7665
 // returns its release. Another move of the tenant running (from any
 // process) is ErrMoveRefused. The lock goes with its connection, so a
 // move whose process died (kill -9, a second Ctrl-C, a lost machine) holds
-// it no longer, and the next move knows its hold is stale.
+// it no longer, and the next move knows its hold is stale. The connection
+// is opened with the schema pool's configuration, not taken from the
+// pool: held for the whole move, it would take one of the connections the
+// copy and the switch need, and on a small pool the move would wait for
+// ever for the one it holds.
 func (s *Service) lockMove(ctx context.Context, id string) (unlock func(), err error) {
 	if s.pool == nil {
 		return nil, fmt.Errorf("move tenant %s: %w: no schema pool", id, ErrMoveRefused)
 	}
-	conn, err := s.pool.Acquire(ctx)
+	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig.Copy())
 	if err != nil {
 		return nil, fmt.Errorf("move tenant %s: lock: %w", id, err)
 	}
+	rctx := context.WithoutCancel(ctx)
 	var ok bool
 	err = conn.QueryRow(ctx, "SELECT pg_catalog.pg_try_advisory_lock($1::int4, pg_catalog.hashtext($2))", moveLockNamespace, id).Scan(&ok)
 	if err != nil || !ok {
-		conn.Release()
+		_ = conn.Close(rctx)
 		if err != nil {
 			return nil, fmt.Errorf("move tenant %s: lock: %w", id, err)
 		}
 		return nil, fmt.Errorf("move tenant %s: %w: another move of the tenant is running", id, ErrMoveRefused)
 	}
 	return func() {
-		rctx := context.WithoutCancel(ctx)
-		if _, err := conn.Exec(rctx, "SELECT pg_catalog.pg_advisory_unlock($1::int4, pg_catalog.hashtext($2))", moveLockNamespace, id); err != nil {
-			// Closed, the connection takes the lock with it.
-			_ = conn.Conn().Close(rctx)
-		}
-		conn.Release()
+		// Unlocked first, so that a move right after this one finds the
+		// lock free (a closed connection's backend lets it go only as it
+		// exits); closed, the connection takes it with it anyway.
+		_, _ = conn.Exec(rctx, "SELECT pg_catalog.pg_advisory_unlock($1::int4, pg_catalog.hashtext($2))", moveLockNamespace, id)
+		_ = conn.Close(rctx)
 	}, nil
 }
 
