@@ -28,7 +28,8 @@ type pdfResult struct {
 	// (and the renderer) had not changed since it was rendered.
 	Unchanged bool `json:"unchanged"`
 	// AmountDiffers reports that the invoice's stored amount is not the sum
-	// of its lines; the document shows the lines' sum.
+	// of its lines (as its numeric(12,2) column holds that sum: rounded to
+	// 2 decimals); the document shows the lines' sum.
 	AmountDiffers bool `json:"amount_differs,omitempty"`
 	// MissingGlyphs lists ("U+4E2D") the first characters of the invoice
 	// the fonts have no glyph for, which the document prints as empty
@@ -113,7 +114,10 @@ func (h *Handlers) InvoicePDF(ctx context.Context, p tasks.InvoicePDF) error {
 	err = schema.InTenantBatches(ctx, pool, first, func(ctx context.Context) (*pgx.Batch, error) {
 		doc := document(inv, t.Name)
 		if len(inv.Lines) > 0 {
-			if sum := pdf.Subtotal(doc); !sum.Equal(inv.Amount) {
+			// The amount column (numeric(12,2)) holds the lines' sum
+			// rounded to 2 decimals: a currency with 3 or 4 minor units
+			// (KWD, CLF) keeps the rest only in the lines.
+			if sum := pdf.Subtotal(doc); !sum.Round(amountScale).Equal(inv.Amount) {
 				res.AmountDiffers = true
 				LoggerFromContext(ctx).WarnContext(ctx, "invoice amount differs from the sum of its lines; the document shows the lines' sum",
 					slog.Int64("invoice_id", p.InvoiceID),
@@ -197,6 +201,9 @@ func (h *Handlers) InvoicePDF(ctx context.Context, p tasks.InvoicePDF) error {
 		slog.String("font_path", res.FontPath), slog.Bool("unchanged", res.Unchanged))
 	return writeResult(ctx, res)
 }
+
+// amountScale is the scale of invoices.amount (numeric(12,2)).
+const amountScale = 2
 
 // renderBuffers recycles the buffers PDFs are rendered into (tens of KiB
 // each for a typical invoice).
