@@ -7,7 +7,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -677,6 +679,34 @@ func (d *Dispatcher) Release(ctx context.Context, tenantID string, reason Reason
 		}
 	}
 	return stuck, nil
+}
+
+// Held returns the tenants held for reason in any of queues, sorted and
+// each once. It reads only the hold reasons (a hash of the held tenants).
+func (d *Dispatcher) Held(ctx context.Context, reason Reason, queues ...string) ([]string, error) {
+	if !reason.valid() {
+		return nil, fmt.Errorf("fair: invalid hold reason %q", reason)
+	}
+	seen := map[string]bool{}
+	for _, q := range queues {
+		if err := checkQueue(q); err != nil {
+			return nil, err
+		}
+		it := d.rdb.HScan(ctx, keys(q)[0]+"hold", 0, "", 500).Iterator()
+		for it.Next(ctx) {
+			tenant := it.Val()
+			if !it.Next(ctx) {
+				break
+			}
+			if strings.Contains(it.Val(), string(reason)) {
+				seen[tenant] = true
+			}
+		}
+		if err := it.Err(); err != nil {
+			return nil, fmt.Errorf("fair: tenants held in %s: %w", q, err)
+		}
+	}
+	return slices.Sorted(maps.Keys(seen)), nil
 }
 
 func (d *Dispatcher) hold(ctx context.Context, tenantID string, reason Reason, set bool, queues []string) (moved, stuck int, err error) {

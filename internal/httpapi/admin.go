@@ -177,6 +177,9 @@ func (h *Handler) createTenant(w http.ResponseWriter, r *http.Request) {
 	case status == http.StatusBadRequest:
 		writeError(w, status, slugMessage(err))
 		return
+	case errors.Is(err, tenancy.ErrBeingDeleted):
+		writeError(w, http.StatusConflict, fmt.Sprintf("tenant %q is being deleted; provision it again once its deletion completed", req.Slug))
+		return
 	case status == http.StatusConflict:
 		writeError(w, status, fmt.Sprintf("slug %q is taken", req.Slug))
 		return

@@ -117,7 +117,7 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 		return m, err
 	}
 	defer unlock()
-	if err := s.releaseInterruptedMove(ctx, id, opts); err != nil {
+	if _, err := s.releaseInterruptedMove(ctx, id, opts); err != nil {
 		return m, fmt.Errorf("move tenant %s: %w", id, err)
 	}
 	switch {
@@ -444,24 +444,90 @@ func (s *Service) lockMove(ctx context.Context, id string) (unlock func(), err e
 // releaseInterruptedMove lifts a move's hold on tenant id's queue that
 // no move holds any more (the caller holds the move lock): one left by a
 // move whose process died before it could resume the queue, which
-// neither an operator's resume nor a tenant's resume lifts.
-func (s *Service) releaseInterruptedMove(ctx context.Context, id string, opts MoveOptions) error {
+// neither an operator's resume nor a tenant's resume lifts. It reports
+// whether there was such a hold.
+func (s *Service) releaseInterruptedMove(ctx context.Context, id string, opts MoveOptions) (bool, error) {
 	if s.fair == nil {
-		return nil
+		return false, nil
 	}
 	stats, err := s.fair.Stats(ctx, id, s.layout().Queues()...)
 	if err != nil {
-		return fmt.Errorf("look for the hold of an interrupted move: %w", err)
+		return false, fmt.Errorf("look for the hold of an interrupted move: %w", err)
 	}
 	if !slices.ContainsFunc(stats, func(st fair.QueueStats) bool { return st.Moving }) {
-		return nil
+		return false, nil
 	}
 	opts.progress("release the hold an interrupted move left on the tenant's queue")
 	s.logger.WarnContext(ctx, "releasing the hold of an interrupted tenant move", slog.String("tenant_id", id))
 	if _, err := s.fair.Release(ctx, id, fair.Moving, s.layout().Queues()...); err != nil {
-		return fmt.Errorf("release the hold of an interrupted move: %w", err)
+		return false, fmt.Errorf("release the hold of an interrupted move: %w", err)
 	}
-	return nil
+	return true, nil
+}
+
+// ReleaseStaleMoves lifts the holds of moves whose process died (kill -9,
+// a lost machine) without waiting for the next move of their tenant: for
+// each tenant whose queue a move holds (fair.Moving), it takes the
+// tenant's move lock, which PostgreSQL let go with the dead move's
+// session, and releases the hold under it as the next move would
+// (releaseInterruptedMove), logging each tenant_id. A move that is alive
+// holds its lock, so its hold stays; holds of a suspension or an
+// operator's pause are never touched. While it holds a tenant's lock (a
+// few milliseconds) a move of that tenant starting is refused as if
+// another move ran. It returns the tenants whose hold it released; an
+// error of one tenant does not stop the others. Without fair dispatch it
+// does nothing.
+func (s *Service) ReleaseStaleMoves(ctx context.Context) ([]string, error) {
+	if s.fair == nil {
+		return nil, nil
+	}
+	held, err := s.fair.Held(ctx, fair.Moving, s.layout().Queues()...)
+	if err != nil {
+		return nil, fmt.Errorf("release stale moves: %w", err)
+	}
+	var released []string
+	var errs []error
+	for _, id := range held {
+		unlock, err := s.lockMove(ctx, id)
+		if errors.Is(err, ErrMoveRefused) {
+			continue // a move of the tenant runs: its hold is live
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		freed, err := s.releaseInterruptedMove(ctx, id, MoveOptions{})
+		unlock()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("tenant %s: %w", id, err))
+			continue
+		}
+		if freed {
+			released = append(released, id)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return released, fmt.Errorf("release stale moves: %w", err)
+	}
+	return released, nil
+}
+
+// WatchStaleMoves runs ReleaseStaleMoves every interval until ctx is done,
+// logging its errors: a move killed outright holds its tenant's work for
+// at most about one interval. The workers run it.
+func (s *Service) WatchStaleMoves(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := s.ReleaseStaleMoves(ctx); err != nil && ctx.Err() == nil {
+			s.logger.WarnContext(ctx, "release the holds of interrupted tenant moves", slog.String("error", err.Error()))
+		}
+	}
 }
 
 // progress tells opts.Progress, if set, the step the move starts.

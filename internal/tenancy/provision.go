@@ -58,8 +58,9 @@ type Provisioned struct {
 //
 // Errors: tenantctx.ErrInvalidSlug or ErrReservedSlug for a bad slug,
 // ErrUnknownPlan for a plan without a policy, storage.ErrConflict for a
-// taken one, ErrSchemaLeftOver (which wraps storage.ErrConflict) when the
-// slug's schema exists.
+// taken one, ErrBeingDeleted (which wraps storage.ErrConflict) when it is
+// the slug of a tenant being deleted, ErrSchemaLeftOver (which wraps
+// storage.ErrConflict) when the slug's schema exists.
 //
 // It is all or nothing for the caller: when a step after the catalog row
 // fails (the key, the audit entry, or the enqueue of tenant:migrate, for
@@ -86,11 +87,11 @@ func (s *Service) Provision(ctx context.Context, nt NewTenant, actor string) (p 
 		return Provisioned{}, err
 	}
 	if err := s.checkSchemaFree(ctx, t); err != nil {
-		return Provisioned{}, fmt.Errorf("provision tenant %s: %w", nt.Slug, err)
+		return Provisioned{}, fmt.Errorf("provision tenant %s: %w", nt.Slug, s.slugBeingDeleted(ctx, nt.Slug, err))
 	}
 	t, err = s.catalog.CreateTenant(ctx, t)
 	if err != nil {
-		return Provisioned{}, fmt.Errorf("provision tenant %s: %w", nt.Slug, err)
+		return Provisioned{}, fmt.Errorf("provision tenant %s: %w", nt.Slug, s.slugBeingDeleted(ctx, nt.Slug, err))
 	}
 	defer func() {
 		if err != nil {
@@ -150,6 +151,26 @@ func (s *Service) abortProvision(ctx context.Context, t tenantctx.Tenant, actor 
 // Provisioning does not adopt it; an operator checks what it holds and
 // drops it. It wraps storage.ErrConflict: the slug cannot be used yet.
 var ErrSchemaLeftOver = fmt.Errorf("schema left over: %w", storage.ErrConflict)
+
+// ErrBeingDeleted: the slug belongs to a tenant being deleted (its
+// tenant:destroy has not deleted its catalog row yet). It wraps
+// storage.ErrConflict: the slug can be provisioned again once the
+// deletion completed.
+var ErrBeingDeleted = fmt.Errorf("tenant being deleted: %w", storage.ErrConflict)
+
+// slugBeingDeleted returns ErrBeingDeleted, naming the tenant, when err is
+// a conflict (the slug or its schema taken) and the slug's tenant is being
+// deleted; otherwise err. A failed lookup keeps err.
+func (s *Service) slugBeingDeleted(ctx context.Context, slug string, err error) error {
+	if !errors.Is(err, storage.ErrConflict) {
+		return err
+	}
+	t, lerr := s.catalog.TenantBySlug(ctx, slug)
+	if lerr != nil || t.Status != tenantctx.StatusDeleting {
+		return err
+	}
+	return fmt.Errorf("%w: tenant %s (%s) is being deleted; provision it again once its deletion completed", ErrBeingDeleted, slug, t.ID)
+}
 
 // checkSchemaFree returns ErrSchemaLeftOver when t's schema exists and no
 // tenant of the catalog holds it, and logs a warning naming the schema and

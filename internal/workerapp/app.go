@@ -34,6 +34,10 @@ import (
 // httpShutdownTimeout bounds the health server's graceful shutdown.
 const httpShutdownTimeout = 5 * time.Second
 
+// staleMoveInterval is how often a worker looks for the holds of tenant
+// moves whose process died (tenancy.Service.WatchStaleMoves).
+const staleMoveInterval = 30 * time.Second
+
 // Options lets a caller (the dev mode, tests) hand in what it built itself.
 // Every nil field is built from the Config; what Options hands in is never
 // closed by Run.
@@ -161,6 +165,15 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 		memberWG.Go(func() { d.Dispatcher.Serve(memberCtx, m, logger) })
 	}
 	defer func() { stopMember(); memberWG.Wait() }()
+
+	// A tenant move killed outright leaves its hold on the tenant's queue:
+	// released once no move holds the tenant's move lock.
+	moveCtx, stopMoves := context.WithCancel(ctx)
+	var moveWG sync.WaitGroup
+	if d.Dispatcher != nil && d.Tenancy != nil {
+		moveWG.Go(func() { d.Tenancy.WatchStaleMoves(moveCtx, staleMoveInterval) })
+	}
+	defer func() { stopMoves(); moveWG.Wait() }()
 
 	var draining atomic.Bool
 	health := newHealthServer(newHealthHandler(d, &draining, logger), defaultHealthTimeouts, logger)
