@@ -1,6 +1,7 @@
 package backend_test
 
 import (
+	"context"
 	"fmt"
 	"net/url"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"github.com/invoicing/tenantworker/internal/backend"
 	"github.com/invoicing/tenantworker/internal/config"
 	"github.com/invoicing/tenantworker/internal/testenv"
+	"github.com/invoicing/tenantworker/internal/worker"
 	"github.com/invoicing/tenantworker/tasks"
 )
 
@@ -175,4 +177,99 @@ func TestRedisSentinelURL(t *testing.T) {
 	t.Run("sentinel without auth", func(t *testing.T) { check(t, d.url(false)) })
 	d.requireSentinelAuth(t)
 	t.Run("sentinel with ACL user", func(t *testing.T) { check(t, d.url(true)) })
+}
+
+// TestRedisSentinelFailover: a worker and an enqueuer on a redis-sentinel://
+// REDIS_URL keep working after the Sentinel promotes the replica (asked to,
+// or because the master died): tasks enqueued after the failover land on
+// the new master and are processed.
+func TestRedisSentinelFailover(t *testing.T) {
+	t.Parallel()
+	t.Run("SENTINEL FAILOVER", func(t *testing.T) { t.Parallel(); testRedisSentinelFailover(t, false) })
+	t.Run("master stopped", func(t *testing.T) { t.Parallel(); testRedisSentinelFailover(t, true) })
+}
+
+func testRedisSentinelFailover(t *testing.T, stopMaster bool) {
+	d := startSentinelDeployment(t, true)
+	ctx := t.Context()
+	_, rc, err := backend.OpenRedis(ctx, config.Config{RedisURL: d.url(false)})
+	if err != nil {
+		t.Fatalf("OpenRedis: %v", err)
+	}
+	defer rc.Close()
+	client := asynq.NewClientFromRedisClient(rc)
+	defer client.Close()
+	processed := make(chan string, 16)
+	srv := asynq.NewServerFromRedisClient(rc, worker.ServerConfig(worker.ServerOptions{Concurrency: 1, Logger: quietLogger(), ShutdownTimeout: 5 * time.Second}))
+	if err := srv.Start(asynq.HandlerFunc(func(_ context.Context, task *asynq.Task) error {
+		processed <- string(task.Payload())
+		return nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	enqueueAndWait := func(payload string) {
+		t.Helper()
+		waitFor(t, "enqueue "+payload, func() error {
+			_, err := client.EnqueueContext(ctx, asynq.NewTask("probe", []byte(payload)), asynq.Queue(tasks.QueueDefault))
+			return err
+		})
+		select {
+		case got := <-processed:
+			if got != payload {
+				t.Fatalf("processed %q, want %q", got, payload)
+			}
+		case <-time.After(60 * time.Second):
+			t.Fatalf("task %q not processed within 60 s", payload)
+		}
+	}
+	enqueueAndWait("before")
+
+	sc := redis.NewSentinelClient(&redis.Options{Addr: d.sentinel.Addr()})
+	defer sc.Close()
+	if stopMaster {
+		d.master.Stop(t)
+	} else if err := sc.Failover(ctx, sentinelMaster).Err(); err != nil {
+		t.Fatalf("SENTINEL FAILOVER: %v", err)
+	}
+	// The failover is over once the Sentinel switched the master's
+	// address (+switch-master, what the failover client follows), not when
+	// GET-MASTER-ADDR-BY-NAME first names the replica: the Sentinel answers
+	// with the promoted replica from the moment it is promoted, while the
+	// old master, still up after SENTINEL FAILOVER, stays a writable master
+	// until the Sentinel converts it into a replica about 10 s later. A
+	// task enqueued in between over a connection to the old master is
+	// acknowledged there and dropped when it resyncs from the new one
+	// (replication is asynchronous): Redis loses it, not the worker.
+	waitFor(t, "the Sentinel to end the failover", func() error {
+		m, err := sc.Master(ctx, sentinelMaster).Result()
+		if err != nil {
+			return err
+		}
+		if got := m["ip"] + ":" + m["port"]; got != d.replica.Addr() {
+			return fmt.Errorf("master is %s (flags %s)", got, m["flags"])
+		}
+		return nil
+	})
+	// The client (and with it the worker's server) drops its connections
+	// to the old master when it switches, so an answer from the new master
+	// means none is left.
+	waitFor(t, "the client to follow the switch", func() error {
+		info, err := rc.Info(ctx, "server").Result()
+		if err != nil {
+			return err
+		}
+		if want := "tcp_port:" + strings.TrimPrefix(d.replica.Addr(), "127.0.0.1:"); !strings.Contains(info, want+"\r\n") {
+			return fmt.Errorf("the client still talks to the old master")
+		}
+		return nil
+	})
+	promoted := time.Now()
+	enqueueAndWait("after")
+	t.Logf("task enqueued after the failover processed %.1fs after the promotion", time.Since(promoted).Seconds())
+	nc := masterClient(d.replica)
+	defer nc.Close()
+	if role, err := nc.Do(ctx, "ROLE").Slice(); err != nil || role[0] != "master" {
+		t.Fatalf("ROLE of the promoted replica: %v, %v", role, err)
+	}
 }
