@@ -71,8 +71,15 @@ func TestEveryScriptOnCluster(t *testing.T) {
 		}
 	}()
 	clock := testenv.NewManualClock(time.Unix(1_700_000_000, 0))
-	d := fair.New(rdb, fair.Config{MinPending: 2, PendingPerSlot: 1, PendingTime: time.Microsecond, Now: clock.Now})
 	const tenant, other = "tn_cluster_a", "tn_cluster_b"
+	d := fair.New(rdb, fair.Config{MinPending: 2, PendingPerSlot: 1, PendingTime: time.Microsecond, Now: clock.Now,
+		TaskIDs: func(tn string) []string {
+			stems := make([]string, len(queues))
+			for i, queue := range queues {
+				stems[i] = "invoice:pdf:" + queue + ":" + tn
+			}
+			return stems
+		}})
 	pol := fair.Policy{Weight: 1, MaxRunning: 3, MaxWaiting: 100}
 	for _, queue := range queues {
 		t.Run(queue, func(t *testing.T) {
@@ -156,9 +163,25 @@ func TestEveryScriptOnCluster(t *testing.T) {
 			clock.Advance(2 * fair.DefaultLease)
 			_, err = d.Pump(ctx, queue)
 			must("Pump after lease", err)
+			// A retry of the drained tenant in asynq's retry set, one due
+			// in its pending list: the drain's scans delete them on the
+			// queue's slot.
+			A := "asynq:{" + queue + "}:"
+			for i, set := range []string{"retry", "pending"} {
+				id := fmt.Sprintf("invoice:pdf:%s:%s:r%d", queue, other, i)
+				must("HSet", rdb.HSet(ctx, A+"t:"+id, "state", set, "msg", "x").Err())
+				if set == "retry" {
+					must("ZAdd", rdb.ZAdd(ctx, A+"retry", redis.Z{Score: 1, Member: id}).Err())
+				} else {
+					must("LPush", rdb.LPush(ctx, A+"pending", id).Err())
+				}
+			}
 			dr, err := d.Drain(ctx, other, queue)
 			must("Drain", err)
 			t.Logf("queue %s: drained %+v", queue, dr)
+			if dr.Retrying != 2 {
+				t.Errorf("Drain on queue %s = %+v, want the 2 retries", queue, dr)
+			}
 			must("Forget", d.Forget(ctx, other, queue))
 		})
 	}

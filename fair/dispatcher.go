@@ -78,6 +78,12 @@ type Config struct {
 	// OnAdmit, when set, is called with the queue and how long each task
 	// admitted by a call had waited in its backlog (metrics).
 	OnAdmit func(queue string, waited []time.Duration)
+	// TaskIDs, when set, names a tenant's tasks by id: it returns the
+	// stems S of the tenant's task ids (an id is S or starts with S and
+	// ":"; tasks.TenantIDStems). Drain then also discards the tenant's
+	// tasks in asynq's retry and scheduled sets, which it finds by id;
+	// nil leaves them to run when due.
+	TaskIDs func(tenantID string) []string
 }
 
 func (c Config) withDefaults() Config {
@@ -754,21 +760,34 @@ type Drained struct {
 	Admitted int `json:"admitted"`
 	// Parked were handed back to asynq while the tenant was held.
 	Parked int `json:"parked"`
+	// Retrying were in asynq's retry set, waiting for their next attempt
+	// after a failed one, or in its pending list once due (asynq's
+	// forwarder moved them there), not yet taken by a worker.
+	Retrying int `json:"retrying"`
+	// Scheduled were in asynq's scheduled set, waiting for their time.
+	Scheduled int `json:"scheduled"`
 }
 
 // Total is the number of tasks discarded.
-func (d Drained) Total() int { return d.Waiting + d.Admitted + d.Parked }
+func (d Drained) Total() int {
+	return d.Waiting + d.Admitted + d.Parked + d.Retrying + d.Scheduled
+}
 
 // Drain discards the tenant's tasks that have not started, in each queue:
 // its backlog, its admitted tasks still pending in asynq and its parked
 // tasks, also one its worker is still handing back to asynq (should asynq
 // bring that one back to a worker, it is handed back again unrun:
-// ErrDrained). Running tasks finish. Nothing of another tenant is touched.
+// ErrDrained), and with Config.TaskIDs its tasks in asynq's retry and
+// scheduled sets. Running tasks finish. Nothing of another tenant is
+// touched.
 //
 // In a queue it discards what waited when it began, all of it, in steps
 // of drainStep tasks: tasks enqueued meanwhile, and tasks a hold or
 // release puts back into the backlog between its steps, stay (drains of
-// one tenant running at once share the work).
+// one tenant running at once share the work). Then it goes through the
+// queue's retry and scheduled sets, drainScan members per script call
+// (see unscheduleScript): a task that fails while it does may be
+// discarded or stay.
 func (d *Dispatcher) Drain(ctx context.Context, tenantID string, queues ...string) (Drained, error) {
 	var out Drained
 	if err := checkTenant(tenantID); err != nil {
@@ -805,8 +824,70 @@ func (d *Dispatcher) Drain(ctx context.Context, tenantID string, queues ...strin
 		if err != nil {
 			return out, err
 		}
+		if d.cfg.TaskIDs == nil {
+			continue
+		}
+		stems := d.cfg.TaskIDs(tenantID)
+		if len(stems) == 0 {
+			continue
+		}
+		for _, set := range []struct {
+			name string
+			n    *int
+		}{{"retry", &out.Retrying}, {"pending", &out.Retrying}, {"scheduled", &out.Scheduled}} {
+			n, err := d.unschedule(ctx, q, set.name, stems)
+			*set.n += n
+			if err != nil {
+				return out, fmt.Errorf("fair: drain tenant %s in %s: %s: %w", tenantID, q, set.name, err)
+			}
+		}
 	}
 	return out, nil
+}
+
+// drainScan is how many members of asynq's retry or scheduled set one
+// unscheduleScript call looks at (ZSCAN's COUNT): about a millisecond of
+// Redis at a time.
+const drainScan = 1000
+
+// unschedule deletes the tasks whose ids have one of stems from asynq's
+// set ("retry" or "scheduled") of queue q, or, with "pending", those of
+// its pending list that no admission put there (retries asynq's forwarder
+// moved there when they came due), the whole set or list scanned
+// drainScan members per script call, and returns how many it deleted.
+func (d *Dispatcher) unschedule(ctx context.Context, q, set string, stems []string) (int, error) {
+	script := unscheduleScript
+	if set == "pending" {
+		script = unpendScript
+	}
+	args := make([]any, 0, 3+len(stems))
+	args = append(args, set, "0", drainScan)
+	for _, s := range stems {
+		args = append(args, s)
+	}
+	var n int
+	for {
+		res, err := script.Run(ctx, d.rdb, keys(q), args...).Slice()
+		if err != nil {
+			return n, err
+		}
+		if len(res) < 2 {
+			return n, fmt.Errorf("unexpected reply %v", res)
+		}
+		n += asInt(res[1])
+		if len(res) == 3 { // unpendScript: the next index, and whether the list ended
+			if asInt(res[2]) == 1 {
+				return n, nil
+			}
+			args[1] = asInt(res[0])
+			continue
+		}
+		cursor, _ := res[0].(string) // ZSCAN's: "0" when the scan is done
+		if cursor == "" || cursor == "0" {
+			return n, nil
+		}
+		args[1] = cursor
+	}
 }
 
 // drainStep is the most waiting tasks one drain or forget script removes:

@@ -1613,3 +1613,99 @@ redis.call('ZREM', P .. 'ready', t)
 redis.call('ZREM', P .. 'depth', t)
 return 1
 `)
+
+// unscheduleScript is one step of a drain through asynq's retry or
+// scheduled set of this queue (Dispatcher.unschedule): it looks at up to
+// ARGV[3] members from ZSCAN cursor ARGV[2] and deletes those of the
+// drained tenant, its tasks that wait there for their next attempt or
+// their time. asynq keeps nothing of such a task but its hash and its
+// member of the set, and a unique lock if it was enqueued with one:
+// all go in this call, so a task is deleted whole or not at all. A
+// task's tenant is known by its id: a stem of ARGV[4..] (the id, or the
+// id's start followed by ':'). The scan is O(size of the set) over all
+// the calls, whoever's tasks it holds; a member added or deleted between
+// calls may be seen or not (ZSCAN's guarantee), so a task that fails
+// during the drain may stay.
+//
+//	ARGV[1] 'retry' or 'scheduled' (the set, and the state asynq records
+//	for its tasks), ARGV[2] the cursor, ARGV[3] the members per call,
+//	ARGV[4..] the tenant's task id stems.
+//
+// It returns {next cursor ('0': done), tasks deleted}.
+var unscheduleScript = redis.NewScript(`
+local A, set = KEYS[2], ARGV[1]
+local zset = A .. set
+local stems = {}
+for i = 4, #ARGV do stems[#stems + 1] = ARGV[i] end
+local function owned(id)
+  for _, s in ipairs(stems) do
+    if id == s or (string.sub(id, 1, #s + 1) == s .. ':') then return true end
+  end
+  return false
+end
+local res = redis.call('ZSCAN', zset, ARGV[2], 'COUNT', tonumber(ARGV[3]))
+local members, n = res[2], 0
+for i = 1, #members, 2 do
+  local id = members[i]
+  if owned(id) then
+    local key = A .. 't:' .. id
+    local f = redis.call('HMGET', key, 'state', 'unique_key')
+    if f[1] == set then
+      -- asynq's own DeleteTask frees the unique lock the same way: only
+      -- while it is this task's.
+      if f[2] and f[2] ~= '' and redis.call('GET', f[2]) == id then redis.call('DEL', f[2]) end
+      redis.call('ZREM', zset, id)
+      redis.call('DEL', key)
+      n = n + 1
+    end
+  end
+end
+return { res[1], n }
+`)
+
+// unpendScript is one step of a drain through asynq's pending list of
+// this queue (Dispatcher.unpend): it looks at up to ARGV[3] tasks from
+// index ARGV[2] (from the list's head, where admission pushes) and
+// deletes those of the drained tenant that no admission put there: a
+// retry asynq's forwarder moved from its retry set when it came due,
+// which a worker would take past admission (the gate lets it run while
+// the tenant's running cap has room). Admitted tasks are not touched
+// (drainScript discards those that waited when the drain began; others
+// were enqueued after it). Tasks pushed at the head between calls are
+// looked at again; one deleted by another script before the index may
+// be skipped.
+//
+//	ARGV[1] unused, ARGV[2] the index, ARGV[3] the tasks per call,
+//	ARGV[4..] the tenant's task id stems (see unscheduleScript).
+//
+// It returns {next index, tasks deleted, 1 when the list's end was reached}.
+var unpendScript = redis.NewScript(`
+local P, A = KEYS[1], KEYS[2]
+local l = A .. 'pending'
+local from, count = tonumber(ARGV[2]), tonumber(ARGV[3])
+local stems = {}
+for i = 4, #ARGV do stems[#stems + 1] = ARGV[i] end
+local function owned(id)
+  for _, s in ipairs(stems) do
+    if id == s or (string.sub(id, 1, #s + 1) == s .. ':') then return true end
+  end
+  return false
+end
+local ids = redis.call('LRANGE', l, from, from + count - 1)
+local n = 0
+for _, id in ipairs(ids) do
+  if owned(id) and redis.call('HEXISTS', P .. 'adm', id) == 0 then
+    local key = A .. 't:' .. id
+    local f = redis.call('HMGET', key, 'state', 'unique_key')
+    if f[1] == 'pending' then
+      if f[2] and f[2] ~= '' and redis.call('GET', f[2]) == id then redis.call('DEL', f[2]) end
+      redis.call('LREM', l, 1, id)
+      redis.call('DEL', key)
+      n = n + 1
+    end
+  end
+end
+local done = 0
+if #ids < count then done = 1 end
+return { from + #ids - n, n, done }
+`)

@@ -115,6 +115,21 @@ func OwnerOf(payload []byte) (string, error) {
 	return id, nil
 }
 
+// TenantIDStems returns the stems of tenantID's task ids, one per tenant
+// task type ("invoice:pdf:tn_…"): a task id made by a payload's Spec
+// belongs to the tenant when it is a stem or starts with one and ":", as
+// ParseID reads it. fair.Config.TaskIDs takes it, so that a drain finds
+// the tenant's tasks in asynq's retry and scheduled sets.
+func TenantIDStems(tenantID string) []string {
+	var out []string
+	for _, p := range registered {
+		if _, tenant := p.(TenantPayload); tenant {
+			out = append(out, p.TypeName()+":"+tenantID)
+		}
+	}
+	return out
+}
+
 // ParseID returns the task type and the tenant that a task id made by a
 // payload's Spec names ("invoice:pdf:tn_…:42": invoice:pdf and tn_…;
 // also with a suffix such as a dashboard re-run's), reading the id alone.

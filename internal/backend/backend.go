@@ -159,7 +159,8 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Opti
 	if cfg.FairDispatch {
 		hist, observe := fair.WaitHistogram()
 		b.AdmissionWait = hist
-		b.Dispatcher = fair.New(enqueueRedis, fair.Config{PendingTime: cfg.FairPendingTime, MaxWaitingTotal: cfg.FairMaxWaitingTotal, OnAdmit: observe})
+		b.Dispatcher = fair.New(enqueueRedis, fair.Config{PendingTime: cfg.FairPendingTime, MaxWaitingTotal: cfg.FairMaxWaitingTotal, OnAdmit: observe,
+			TaskIDs: tasks.TenantIDStems})
 		enqOpts = append(enqOpts, tasks.WithAdmission(tasks.Admission{Dispatcher: b.Dispatcher, Tenants: b.Catalog, Plans: cfg.Plans}))
 	}
 	b.Enqueuer = tasks.NewEnqueuer(b.Client, b.Inspector, logger, enqOpts...).WithTaskRecords(b.TaskRecords)

@@ -125,7 +125,7 @@ func (h *Handler) resumeQueue(w http.ResponseWriter, r *http.Request) {
 }
 
 // drainQueue is POST /admin/tenants/{id}/queue/drain: 200 {"discarded": N,
-// "waiting", "admitted", "parked"}.
+// "waiting", "admitted", "parked", "retrying", "scheduled"}.
 func (h *Handler) drainQueue(w http.ResponseWriter, r *http.Request) {
 	id, ok := pathID(w, r)
 	if !ok {
@@ -136,7 +136,8 @@ func (h *Handler) drainQueue(w http.ResponseWriter, r *http.Request) {
 	if h.queueError(w, r, "drain tenant queue", err) {
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]int{"discarded": n.Total(), "waiting": n.Waiting, "admitted": n.Admitted, "parked": n.Parked})
+	writeJSON(w, http.StatusOK, map[string]int{"discarded": n.Total(), "waiting": n.Waiting, "admitted": n.Admitted, "parked": n.Parked,
+		"retrying": n.Retrying, "scheduled": n.Scheduled})
 }
 
 // limitsRequest is PUT /admin/tenants/{id}/limits's body.

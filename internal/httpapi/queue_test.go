@@ -279,6 +279,11 @@ func TestTenantQueueRoutes(t *testing.T) {
 	if r.json(t)["discarded"].(float64) < 4 {
 		t.Fatalf("drain answer %s", r.body)
 	}
+	for _, field := range []string{"waiting", "admitted", "parked", "retrying", "scheduled"} {
+		if _, ok := r.json(t)[field].(float64); !ok {
+			t.Fatalf("drain answer %s has no count %q", r.body, field)
+		}
+	}
 	wantStatus(t, b.admin(t, http.MethodGet, "/admin/tenants/tn_nosuchtenantatallxxxxxxxxx/queue", ""), http.StatusNotFound)
 	wantStatus(t, b.admin(t, http.MethodPut, "/admin/tenants/"+tn.ID+"/limits", `{"weight":-1}`), http.StatusBadRequest)
 	wantStatus(t, b.admin(t, http.MethodPut, "/admin/tenants/"+tn.ID+"/limits", `{"weight":1,"extra":2}`), http.StatusBadRequest)

@@ -156,7 +156,9 @@ func (s *Service) ResumeQueue(ctx context.Context, id, actor string) error {
 }
 
 // DrainQueue discards the tenant's tasks that have not started (waiting,
-// admitted but pending, parked) in every queue and returns the counts;
+// admitted but pending, parked, and in asynq's retry and scheduled sets
+// when the dispatcher knows its task ids, fair.Config.TaskIDs) in every
+// queue and returns the counts;
 // running tasks finish. Nothing of another tenant is touched. It writes
 // ActionQueueDrained.
 //
