@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"strings"
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
@@ -433,7 +434,7 @@ func (e *Enqueuer) enqueuePlain(ctx context.Context, p Payload) (EnqueueResult, 
 		if !errors.Is(err, asynq.ErrTaskIDConflict) || spec.TaskID == "" {
 			return EnqueueResult{}, e.enqueueFailed(p, spec.TaskID, err)
 		}
-		existing, err := e.inspector.GetTaskInfo(spec.Queue, spec.TaskID)
+		existing, err := e.taskInfo(ctx, spec.Queue, spec.TaskID)
 		if errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound) {
 			continue // it went away between the conflict and the look-up
 		}
@@ -496,11 +497,52 @@ func (e *Enqueuer) deleteFinished(ctx context.Context, queue, id string) error {
 // dropping the error that says Redis could not be reached, so callers
 // could not tell an outage (the HTTP API's 503 with Retry-After) from a
 // bug (500). A ping tells: when it fails too, its error joins the chain.
+// A Redis at maxmemory answers the ping but refuses the script's writes
+// ("OOM command not allowed ..."): that reply, found in the text, joins
+// the chain as a Redis error (redis.IsOOMError).
 func (e *Enqueuer) enqueueFailed(p Payload, taskID string, err error) error {
 	if perr := e.client.Ping(); perr != nil {
 		return fmt.Errorf("enqueue %s %s: %w (redis ping: %w)", p.TypeName(), taskID, err, perr)
 	}
+	if i := strings.Index(err.Error(), oomReply); i >= 0 {
+		return fmt.Errorf("enqueue %s %s: %w", p.TypeName(), taskID, errors.Join(err, redisReply(err.Error()[i:])))
+	}
 	return fmt.Errorf("enqueue %s %s: %w", p.TypeName(), taskID, err)
+}
+
+// oomReply starts Redis's refusal of a write at maxmemory.
+const oomReply = "OOM command not allowed"
+
+// redisReply is an error reply of Redis that asynq's client reported as
+// text only: a redis.Error again, for redis.HasErrorPrefix and
+// redis.IsOOMError.
+type redisReply string
+
+func (r redisReply) Error() string { return string(r) }
+
+// RedisError marks redisReply as a redis.Error.
+func (redisReply) RedisError() {}
+
+// asynqQueuesKey is asynq's registry of queues, which its inspector checks
+// before it looks a task up.
+const asynqQueuesKey = "asynq:queues"
+
+// taskInfo is the inspector's GetTaskInfo, for a queue of the layout that
+// asynq's registry may not list although its tasks are there: Redis lost
+// its data (restarted without persistence, flushed, a key evicted), and
+// asynq's client and the dispatcher register a queue once per process, so
+// the inspector would report every task of it missing until the enqueue
+// service restarts. With WithRedis, such a queue is registered again and
+// asked once more.
+func (e *Enqueuer) taskInfo(ctx context.Context, queue, id string) (*asynq.TaskInfo, error) {
+	info, err := e.inspector.GetTaskInfo(queue, id)
+	if !errors.Is(err, asynq.ErrQueueNotFound) || e.rdb == nil {
+		return info, err
+	}
+	if err := e.rdb.SAdd(ctx, asynqQueuesKey, queue).Err(); err != nil {
+		return nil, fmt.Errorf("register queue %s again: %w", queue, err)
+	}
+	return e.inspector.GetTaskInfo(queue, id)
 }
 
 // finished reports whether a task in state s is done for good.
@@ -589,7 +631,7 @@ func (e *Enqueuer) tenantTask(ctx context.Context, tenantID, taskID string) (*as
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		info, err := e.inspector.GetTaskInfo(q, taskID)
+		info, err := e.taskInfo(ctx, q, taskID)
 		if errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound) {
 			continue
 		}

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -114,6 +115,7 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Opti
 	if err := b.openRedis(ctx, cfg); err != nil {
 		return nil, err
 	}
+	warnIfEvicting(ctx, b.Redis, logger)
 	if err := b.openPools(ctx, cfg, logger); err != nil {
 		return nil, err
 	}
@@ -210,6 +212,38 @@ func (b *Backend) openRedis(ctx context.Context, cfg config.Config) error {
 		return err
 	}
 	return nil
+}
+
+// warnIfEvicting logs a warning when Redis (each master of a cluster) has
+// a maxmemory-policy other than noeviction: at maxmemory it would drop
+// keys without a word, asynq's tasks and the fair dispatcher's backlogs
+// and counters among them (a volatile-* policy those with a TTL: the
+// tenant cache's guard keys, the dispatcher's record of applied reports). A Redis that does not say (INFO refused
+// by an ACL, or the dev stack's miniredis) is logged at debug level only.
+func warnIfEvicting(ctx context.Context, rc redis.UniversalClient, logger *slog.Logger) {
+	ctx, cancel := context.WithTimeout(ctx, startupPingTimeout)
+	defer cancel()
+	check := func(ctx context.Context, c *redis.Client) error {
+		info, err := c.Info(ctx, "memory").Result()
+		if err != nil {
+			logger.DebugContext(ctx, "could not check redis maxmemory-policy", slog.String("addr", c.Options().Addr), slog.String("error", err.Error()))
+			return nil
+		}
+		for line := range strings.SplitSeq(info, "\n") {
+			policy, ok := strings.CutPrefix(strings.TrimSpace(line), "maxmemory_policy:")
+			if ok && policy != "noeviction" {
+				logger.WarnContext(ctx, "redis maxmemory-policy is not noeviction: at maxmemory redis drops queued tasks and fair-dispatch state without a word; set maxmemory-policy noeviction (README, \"Redis settings\")",
+					slog.String("addr", c.Options().Addr), slog.String("maxmemory_policy", policy))
+			}
+		}
+		return nil
+	}
+	switch c := rc.(type) {
+	case *redis.Client:
+		_ = check(ctx, c)
+	case *redis.ClusterClient:
+		_ = c.ForEachMaster(ctx, check)
+	}
 }
 
 // Layout is the queue layout of cfg (QUEUE_SHARDS, QUEUE_SHARDS_SERVED),

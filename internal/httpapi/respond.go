@@ -92,8 +92,10 @@ func (h *Handler) internalError(w http.ResponseWriter, r *http.Request, op strin
 // transientRedis are the replies with which Redis refuses commands for a
 // moment: loading its data after a restart, a script running too long, a
 // replica whose master is down, a cluster slot without a master or in the
-// middle of a failover, a demoted master.
-var transientRedis = []string{"LOADING ", "BUSY ", "MASTERDOWN ", "CLUSTERDOWN ", "TRYAGAIN ", "READONLY "}
+// middle of a failover, a demoted master, a server at maxmemory (policy
+// noeviction: it refuses writes, and the refused call wrote nothing, until
+// memory is freed).
+var transientRedis = []string{"LOADING ", "BUSY ", "MASTERDOWN ", "CLUSTERDOWN ", "TRYAGAIN ", "READONLY ", "OOM "}
 
 // dependencyUnavailable reports whether err says Redis or PostgreSQL could
 // not be reached (refused or reset connections, timeouts, a server going

@@ -120,7 +120,8 @@ func setupOn(t testing.TB, addr string, fairCfg *fair.Config, mutate ...func(*ht
 	t.Cleanup(func() { _ = b.inspector.Close() })
 	logger := slog.New(slog.NewJSONHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	b.records = tasks.NewTaskRecords(b.rdb, tasks.TaskRecordsOptions{KeyPrefix: "test:records:"})
-	var admission []tasks.Option
+	// As backend.Open builds it: with the Redis client.
+	admission := []tasks.Option{tasks.WithRedis(b.rdb)}
 	if fairCfg != nil {
 		b.dispatcher = fair.New(b.rdb, *fairCfg)
 		admission = append(admission, tasks.WithAdmission(tasks.Admission{Dispatcher: b.dispatcher, Tenants: b.catalog}))

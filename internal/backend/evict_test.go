@@ -1,0 +1,49 @@
+package backend_test
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/invoicing/tenantworker/internal/backend"
+	"github.com/invoicing/tenantworker/internal/config"
+	"github.com/invoicing/tenantworker/internal/testenv"
+)
+
+// TestOpenWarnsOfAnEvictingRedis: asynq's queues, the fair dispatcher's
+// backlogs and counters and the cache's guard keys must never be evicted
+// (README, "Redis settings": maxmemory-policy noeviction). A Redis whose
+// policy evicts drops them without a word at maxmemory, so both binaries
+// (which open their Redis here) warn at start naming the policy; with
+// noeviction they say nothing of it.
+func TestOpenWarnsOfAnEvictingRedis(t *testing.T) {
+	t.Parallel()
+	for _, policy := range []string{"allkeys-lru", "volatile-lru", "noeviction"} {
+		t.Run(policy, func(t *testing.T) {
+			t.Parallel()
+			rs := testenv.StartRedis(t, testenv.RedisOptions{ExtraArgs: []string{"--maxmemory", "64mb", "--maxmemory-policy", policy}})
+			e := env(t)
+			e["REDIS_URL"] = rs.URL()
+			cfg, err := config.FromEnv(getenv(e))
+			if err != nil {
+				t.Fatal(err)
+			}
+			logs := &testenv.LogBuffer{}
+			b, err := backend.Open(context.Background(), cfg, slog.New(slog.NewJSONHandler(logs, nil)), backend.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			warned := strings.Contains(logs.String(), "maxmemory-policy")
+			switch {
+			case policy != "noeviction" && !warned:
+				t.Errorf("Redis with maxmemory-policy %s: no warning at start; logs: %s", policy, logs.String())
+			case policy != "noeviction" && !strings.Contains(logs.String(), policy):
+				t.Errorf("the warning does not name the policy %s: %s", policy, logs.String())
+			case policy == "noeviction" && warned:
+				t.Errorf("Redis with maxmemory-policy noeviction: warned anyway: %s", logs.String())
+			}
+		})
+	}
+}
