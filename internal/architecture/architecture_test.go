@@ -91,7 +91,7 @@ func TestEnqueueLinksNoExecutors(t *testing.T) {
 }
 
 // testSupport are packages for tests only.
-var testSupport = []string{"storage/memstore", "storage/storagetest", "internal/testenv", "internal/worker/workertest", "internal/mailer/smtptest"}
+var testSupport = []string{"storage/memstore", "storage/storagetest", "invoice/invoicetest", "internal/testenv", "internal/worker/workertest", "internal/mailer/smtptest"}
 
 // TestImportRules checks the import rules of docs/architecture.md on
 // every package's non-test imports.

@@ -3,429 +3,17 @@ package worker_test
 import (
 	"context"
 	"fmt"
-	"math/big"
 	"math/rand/v2"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"regexp"
-	"slices"
-	"strconv"
 	"strings"
 	"testing"
-	"time"
-	"unicode"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/shopspring/decimal"
-	"golang.org/x/text/unicode/norm"
 
 	"github.com/invoicing/tenantworker/internal/mailer/smtptest"
 	"github.com/invoicing/tenantworker/invoice"
-	"github.com/invoicing/tenantworker/pdf"
+	"github.com/invoicing/tenantworker/invoice/invoicetest"
 	"github.com/invoicing/tenantworker/tasks"
 )
-
-// propCurrencies is every currency code the schema's minor_units knows,
-// with its minor units, and a few 2-decimal ones it does not name.
-var propCurrencies = map[string]int{
-	"BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0, "PYG": 0,
-	"RWF": 0, "UGX": 0, "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
-	"BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
-	"CLF": 4, "UYW": 4,
-	"USD": 2, "EUR": 2, "GBP": 2, "PLN": 2, "CHF": 2,
-}
-
-// propScripts are the alphabets of the generated text, by the font path
-// they should take the document down.
-var propScripts = []struct {
-	path    pdf.FontPath
-	letters string
-}{
-	{pdf.FontPathCP1252, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"},
-	{pdf.FontPathCP1252, "abcdeéèêëàâäçñöüßÄÖÜÉœŒøØåÅæÆ"},
-	{pdf.FontPathCP1250, "abcdeąćęłńóśźżčřšžůĄĆĘŁŃÓŚŹŻČŘŠŽŮőű"},
-	{pdf.FontPathUTF8, "αβγδεζηθικλμνξοπρστυφχψωάέήίόύώΑΒΓΔΕΖΗΘабвгдежзийклмнопрстуфхцчшщъыьэюяАБВГДЁЖЗ"},
-	{pdf.FontPathUTF8CID, ""}, // many distinct characters: see cidLetters
-}
-
-// cidLetters are more distinct non-ASCII characters than the utf8 path's
-// document encoding holds, all with glyphs in the Go fonts.
-func cidLetters() []rune {
-	var rs []rune
-	for r := rune(0x391); r <= 0x3A9; r++ {
-		if r != 0x3A2 {
-			rs = append(rs, r)
-		}
-	}
-	for r := rune(0x3B1); r <= 0x3C9; r++ {
-		rs = append(rs, r)
-	}
-	for r := rune(0x410); r <= 0x44F; r++ {
-		rs = append(rs, r)
-	}
-	for r := rune(0x100); r <= 0x17F; r++ {
-		rs = append(rs, r)
-	}
-	return rs
-}
-
-// propLine is a generated line with its exact values as scaled integers.
-type propLine struct {
-	desc       string
-	qty, price string // column-exact decimal literals
-}
-
-// propInvoice is one generated invoice and what it should print.
-type propInvoice struct {
-	n        invoice.New
-	lines    []propLine
-	currency string // ISO code as the document prints it
-	path     pdf.FontPath
-	given    bool // Amount given explicitly (the lines' sum does not fit)
-}
-
-// genDecimal returns a random literal with at most intDigits integer and
-// exactly scale decimal digits (trailing zeros kept), sometimes at the
-// column's limit, sometimes negative.
-func genDecimal(rng *rand.Rand, intDigits, scale int, limit bool, negative bool) string {
-	var digits strings.Builder
-	if limit {
-		digits.WriteString(strings.Repeat("9", intDigits))
-	} else {
-		n := 1 + rng.IntN(intDigits)
-		for i := range n {
-			d := rng.IntN(10)
-			if i == 0 && n > 1 && d == 0 {
-				d = 1
-			}
-			digits.WriteByte(byte('0' + d))
-		}
-	}
-	s := digits.String()
-	if scale > 0 {
-		var frac strings.Builder
-		for range scale {
-			if limit {
-				frac.WriteByte('9')
-			} else {
-				frac.WriteByte(byte('0' + rng.IntN(10)))
-			}
-		}
-		s += "." + frac.String()
-	}
-	if negative {
-		s = "-" + s
-	}
-	return s
-}
-
-// scaled returns literal s as an integer in units of 10^-scale.
-func scaled(s string, scale int) *big.Int {
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	ip, fp, _ := strings.Cut(s, ".")
-	fp += strings.Repeat("0", scale-len(fp))
-	n, ok := new(big.Int).SetString(ip+fp, 10)
-	if !ok {
-		panic(s)
-	}
-	if neg {
-		n.Neg(n)
-	}
-	return n
-}
-
-// roundScaled rounds n, in units of 10^-from, half away from zero to units
-// of 10^-to (to <= from).
-func roundScaled(n *big.Int, from, to int) *big.Int {
-	if to >= from {
-		return new(big.Int).Mul(n, new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(to-from)), nil))
-	}
-	div := new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(from-to)), nil)
-	abs := new(big.Int).Abs(n)
-	q, r := new(big.Int).QuoRem(abs, div, new(big.Int))
-	if new(big.Int).Mul(r, big.NewInt(2)).Cmp(div) >= 0 {
-		q.Add(q, big.NewInt(1))
-	}
-	if n.Sign() < 0 {
-		q.Neg(q)
-	}
-	return q
-}
-
-// fmtScaled formats n, in units of 10^-scale, with scale decimals, ","
-// between thousands, and no sign when it is zero.
-func fmtScaled(n *big.Int, scale int) string {
-	abs := new(big.Int).Abs(n).String()
-	if len(abs) <= scale {
-		abs = strings.Repeat("0", scale-len(abs)+1) + abs
-	}
-	ip, fp := abs[:len(abs)-scale], abs[len(abs)-scale:]
-	var b strings.Builder
-	if n.Sign() < 0 {
-		b.WriteByte('-')
-	}
-	for i, c := range ip {
-		if i > 0 && (len(ip)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	if scale > 0 {
-		b.WriteString("." + fp)
-	}
-	return b.String()
-}
-
-// exactLiteral formats literal s exactly: without trailing fractional
-// zeros, padded to at least minScale decimals, grouped.
-func exactLiteral(s string, minScale int) string {
-	ip, fp, _ := strings.Cut(s, ".")
-	fp = strings.TrimRight(fp, "0")
-	scale := max(len(fp), minScale)
-	return fmtScaled(scaled(ip+"."+fp, scale), scale)
-}
-
-// genText returns words from letters (ASCII when letters is empty), with a
-// very long word now and then.
-func genText(rng *rand.Rand, letters []rune, words int, long bool) string {
-	parts := make([]string, words)
-	for i := range parts {
-		n := 1 + rng.IntN(10)
-		if long && rng.IntN(4) == 0 {
-			n = 40 + rng.IntN(120) // wider than the description column
-		}
-		w := make([]rune, n)
-		for j := range w {
-			w[j] = letters[rng.IntN(len(letters))]
-		}
-		parts[i] = string(w)
-	}
-	return strings.Join(parts, " ")
-}
-
-// genInvoice generates invoice k.
-func genInvoice(rng *rand.Rand, k int) propInvoice {
-	script := propScripts[rng.IntN(len(propScripts))]
-	letters := []rune(script.letters)
-	cid := false
-	if script.path == pdf.FontPathUTF8CID {
-		letters, cid = cidLetters(), true
-	}
-	codes := make([]string, 0, len(propCurrencies))
-	for c := range propCurrencies {
-		codes = append(codes, c)
-	}
-	slices.Sort(codes)
-	cur := codes[rng.IntN(len(codes))]
-	stored := cur
-	if rng.IntN(5) == 0 {
-		stored = strings.ToLower(cur) // the app may store any case
-	}
-	p := propInvoice{currency: cur, path: script.path}
-	nLines := 1 + rng.IntN(120)
-	limits := rng.IntN(6) == 0
-	for i := range nLines {
-		desc := fmt.Sprintf("#%03d %s", i+1, genText(rng, letters, 1+rng.IntN(12), true))
-		if cid && i == 0 {
-			desc += " " + string(letters) // every character: over the utf8 path's 129
-		}
-		switch rng.IntN(40) {
-		case 0: // a row taller than a page
-			desc += " " + genText(rng, letters, 600, true)
-		case 1: // line breaks and tabs in the description
-			desc += "\n" + genText(rng, letters, 3, false) + "\r\n\t" + genText(rng, letters, 3, true)
-		case 2: // one word longer than a page's lines
-			desc += " " + genText(rng, letters, 1, false) + strings.Repeat(string(letters[0:3]), 1500)
-		}
-		if rng.IntN(10) == 0 && !cid {
-			// Decomposed diacritics: printed composed.
-			desc += " Mu\u0308ller e\u0301te"
-		}
-		lim := limits && rng.IntN(3) == 0
-		qtyDigits, priceDigits := 1+rng.IntN(4), 1+rng.IntN(6)
-		if limits {
-			qtyDigits, priceDigits = 9, 10
-		}
-		l := propLine{
-			desc:  desc,
-			qty:   genDecimal(rng, qtyDigits, rng.IntN(4), lim, rng.IntN(15) == 0),
-			price: genDecimal(rng, priceDigits, rng.IntN(3), lim, rng.IntN(8) == 0),
-		}
-		p.lines = append(p.lines, l)
-		p.n.Lines = append(p.n.Lines, invoice.Line{Description: l.desc, Quantity: decimal.RequireFromString(l.qty), UnitPrice: decimal.RequireFromString(l.price)})
-	}
-	name := genText(rng, letters, 2, false)
-	if len([]rune(name)) > 30 {
-		name = string([]rune(name)[:30])
-	}
-	p.n.Number = fmt.Sprintf("PROP-%04d", k)
-	p.n.Customer = invoice.Customer{Name: strings.TrimSpace(name) + " Zoë", Email: fmt.Sprintf("c%d@example.org", k)}
-	p.n.Currency = stored
-	p.n.Status = "sent"
-	p.n.IssuedAt = time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC)
-	p.n.DueAt = time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)
-	if rng.IntN(3) == 0 {
-		p.n.Notes = genText(rng, letters, 3, false)
-	}
-	// The amount the database computes must fit numeric(12,2).
-	sum := p.total()
-	mu := propCurrencies[cur]
-	if new(big.Int).Abs(roundScaled(sum, mu, 2)).Cmp(new(big.Int).Exp(big.NewInt(10), big.NewInt(12), nil)) >= 0 {
-		p.given = true
-		p.n.Amount = decimal.NewNullDecimal(decimal.RequireFromString("1.00"))
-	}
-	return p
-}
-
-// lineTotal is line l's amount in units of the currency's minor unit.
-func (p propInvoice) lineTotal(l propLine) *big.Int {
-	prod := new(big.Int).Mul(scaled(l.qty, 3), scaled(l.price, 2)) // 10^-5
-	return roundScaled(prod, 5, propCurrencies[p.currency])
-}
-
-// total is the sum of the rounded lines.
-func (p propInvoice) total() *big.Int {
-	sum := new(big.Int)
-	for _, l := range p.lines {
-		sum.Add(sum, p.lineTotal(l))
-	}
-	return sum
-}
-
-// layoutText is pdftotext -layout's text of doc.
-func layoutText(t *testing.T, doc []byte) string {
-	t.Helper()
-	in := filepath.Join(t.TempDir(), "invoice.pdf")
-	if err := os.WriteFile(in, doc, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command("pdftotext", "-layout", "-enc", "UTF-8", in, "-").CombinedOutput()
-	if err != nil {
-		t.Fatalf("pdftotext: %v\n%s", err, out)
-	}
-	return string(out)
-}
-
-// noSpace removes all white space from s.
-func noSpace(s string) string {
-	return strings.Map(func(r rune) rune {
-		if unicode.IsSpace(r) {
-			return -1
-		}
-		return r
-	}, s)
-}
-
-// checkPDFText checks the text of a rendered document of p, stored as inv,
-// against p's exact values; it returns the mismatches.
-func checkPDFText(p propInvoice, inv invoice.Invoice, text string) []string {
-	var errs []string
-	fail := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
-	cur := p.currency
-	mu := propCurrencies[cur]
-	if inv.Currency != cur {
-		fail("loaded currency %q, want %q", inv.Currency, cur)
-	}
-	total := fmtScaled(p.total(), mu)
-
-	// The stored amount is the lines' total, in numeric(12,2).
-	if !p.given {
-		want := decimal.NewFromBigInt(roundScaled(p.total(), mu, 2), -2)
-		if !inv.Amount.Equal(want) {
-			fail("stored amount %s, want %s (lines' total %s)", inv.Amount, want, total)
-		}
-	}
-
-	pages := strings.Split(strings.TrimSuffix(text, "\f"), "\f")
-	header := regexp.MustCompile(`^\s*Description\s+Quantity\s+Unit price \(` + cur + `\)\s+Amount \(` + cur + `\)\s*$`)
-	footer := regexp.MustCompile(`Page (\d+) of (\d+)`)
-	totalRe := regexp.MustCompile(`^\s*Total\s+` + cur + ` ` + regexp.QuoteMeta(total) + `\s*$`)
-	anyTotal := regexp.MustCompile(`^\s*Total\s`)
-	subtotalRe := regexp.MustCompile(`^\s*Subtotal\s+` + cur + ` ` + regexp.QuoteMeta(total) + `\s*$`)
-	anySubtotal := regexp.MustCompile(`^\s*Subtotal\s`)
-
-	// Table rows in order over every page.
-	var rows []string
-	totals, subtotals := 0, 0
-	for pi, page := range pages {
-		lines := strings.Split(page, "\n")
-		if m := footer.FindStringSubmatch(page); m == nil || m[1] != strconv.Itoa(pi+1) || m[2] != strconv.Itoa(len(pages)) {
-			fail("page %d: footer %q, want Page %d of %d", pi+1, m, pi+1, len(pages))
-		}
-		in := false
-		for _, l := range lines {
-			switch {
-			case header.MatchString(l):
-				in = true
-				continue
-			case anySubtotal.MatchString(l):
-				subtotals++
-				if !subtotalRe.MatchString(l) {
-					fail("subtotal line %q, want %s %s", strings.TrimSpace(l), cur, total)
-				}
-				in = false
-			case anyTotal.MatchString(l):
-				totals++
-				if !totalRe.MatchString(l) {
-					fail("total line %q, want %s %s", strings.TrimSpace(l), cur, total)
-				}
-				// Only the notes, under the totals, may follow them.
-				if pi != len(pages)-1 && (inv.Notes == "" || pi != len(pages)-2) {
-					fail("total on page %d of %d", pi+1, len(pages))
-				}
-				in = false
-			case footer.MatchString(l):
-				in = false
-			}
-			if in && strings.TrimSpace(l) != "" {
-				rows = append(rows, l)
-			}
-		}
-	}
-	if totals != 1 || subtotals != 1 {
-		fail("%d total lines and %d subtotal lines, want one each", totals, subtotals)
-	}
-
-	// Each line: its first text line ends with its quantity, unit price
-	// and amount; its description is all its lines' text before those.
-	r := 0
-	for i, l := range p.lines {
-		qty, price, amount := exactLiteral(l.qty, 0), exactLiteral(l.price, mu), fmtScaled(p.lineTotal(l), mu)
-		re := regexp.MustCompile(`^(.*?)\s+` + regexp.QuoteMeta(qty) + `\s+` + regexp.QuoteMeta(price) + `\s+` + regexp.QuoteMeta(amount) + `\s*$`)
-		if r >= len(rows) {
-			fail("line %d (%s x %s = %s) not found: no rows left", i+1, qty, price, amount)
-			break
-		}
-		m := re.FindStringSubmatch(rows[r])
-		if m == nil {
-			fail("line %d: row %q, want it to end with %s %s %s", i+1, strings.TrimSpace(rows[r]), qty, price, amount)
-			break
-		}
-		desc := m[1]
-		r++
-		var next *regexp.Regexp
-		if i+1 < len(p.lines) {
-			next = regexp.MustCompile(`^#` + fmt.Sprintf("%03d", i+2) + `\s`)
-		}
-		for r < len(rows) && (next == nil || !next.MatchString(strings.TrimSpace(rows[r]))) {
-			desc += rows[r]
-			r++
-		}
-		if got, want := noSpace(desc), noSpace(norm.NFC.String(l.desc)); got != want {
-			fail("line %d: description reads back as\n%q\nwant\n%q", i+1, got, want)
-		}
-	}
-	// Names with diacritics come back.
-	if !strings.Contains(strings.Join(strings.Fields(text), " "), inv.Customer.Name) {
-		fail("customer name %q not in the text", inv.Customer.Name)
-	}
-	if inv.Notes != "" && !strings.Contains(noSpace(text), noSpace(inv.Notes)) {
-		fail("notes %q not in the text", inv.Notes)
-	}
-	return errs
-}
 
 // TestPDFTaskAndReminderSayWhatTheDatabaseHolds runs generated invoices
 // (every currency class and font path) end to end: invoice:pdf renders
@@ -440,20 +28,20 @@ func TestPDFTaskAndReminderSayWhatTheDatabaseHolds(t *testing.T) {
 	rng := rand.New(rand.NewPCG(20260302, 1))
 	want := map[string]bool{}
 	for k := 0; k < 40 && len(want) < 12; k++ {
-		p := genInvoice(rng, k)
-		class := fmt.Sprintf("%d-%s", propCurrencies[p.currency], p.path)
+		p := invoicetest.Generate(rng, k)
+		class := fmt.Sprintf("%d-%s", p.MinorUnits(), p.Path)
 		if want[class] && k >= 12 {
 			continue // keep it short: a few of each currency class and font path
 		}
 		want[class] = true
-		p.n.Status = "overdue"
-		c := p.n.Customer
-		id := e.addInvoice(t, acme, c, p.n)
+		p.New.Status = "overdue"
+		c := p.New.Customer
+		id := e.addInvoice(t, acme, c, p.New)
 		// The stored amount is the lines' total as the numeric(12,2)
 		// column holds it: it does not differ from the lines.
-		if res := e.workResult(t, tasks.InvoicePDF{TenantID: acme.ID, InvoiceID: id}); res.AmountDiffers != p.given {
+		if res := e.workResult(t, tasks.InvoicePDF{TenantID: acme.ID, InvoiceID: id}); res.AmountDiffers != p.Given {
 			t.Errorf("invoice %d %s (%s, lines' total %s, stored amount computed by Create: %v): amount_differs = %v, want %v",
-				k, p.n.Number, p.currency, fmtScaled(p.total(), propCurrencies[p.currency]), !p.given, res.AmountDiffers, p.given)
+				k, p.New.Number, p.Currency, invoicetest.FormatScaled(p.Total(), p.MinorUnits()), !p.Given, res.AmountDiffers, p.Given)
 		}
 		var inv invoice.Invoice
 		e.inTenant(t, acme, func(ctx context.Context, tx pgx.Tx) error {
@@ -462,8 +50,8 @@ func TestPDFTaskAndReminderSayWhatTheDatabaseHolds(t *testing.T) {
 			return err
 		})
 		doc := e.readDocument(t, acme, invoice.DocumentKey(id))
-		if errs := checkPDFText(p, inv, layoutText(t, doc)); len(errs) > 0 {
-			t.Errorf("invoice %d %s (%s, %d lines): stored PDF:\n  %s", k, p.n.Number, p.currency, len(p.lines), strings.Join(errs, "\n  "))
+		if errs := invoicetest.Check(p, inv, invoicetest.LayoutText(t, doc)); len(errs) > 0 {
+			t.Errorf("invoice %d %s (%s, %d lines): stored PDF:\n  %s", k, p.New.Number, p.Currency, len(p.Lines), strings.Join(errs, "\n  "))
 		}
 
 		before := len(srv.Messages())
@@ -475,20 +63,20 @@ func TestPDFTaskAndReminderSayWhatTheDatabaseHolds(t *testing.T) {
 			t.Fatalf("invoice %d: %d messages after the reminder, want %d", k, len(msgs), before+1)
 		}
 		m := parseMail(t, msgs[len(msgs)-1].Data)
-		total := p.currency + " " + fmtScaled(p.total(), propCurrencies[p.currency])
+		total := p.Currency + " " + invoicetest.FormatScaled(p.Total(), p.MinorUnits())
 		if !strings.Contains(m.Text, "Amount due: "+total+"\n") {
-			t.Errorf("invoice %d %s: reminder text lacks %q:\n%s", k, p.n.Number, "Amount due: "+total, m.Text)
+			t.Errorf("invoice %d %s: reminder text lacks %q:\n%s", k, p.New.Number, "Amount due: "+total, m.Text)
 		}
 		if !strings.Contains(m.Text, "Dear "+c.Name+",") {
-			t.Errorf("invoice %d %s: reminder text lacks the customer name %q:\n%s", k, p.n.Number, c.Name, m.Text)
+			t.Errorf("invoice %d %s: reminder text lacks the customer name %q:\n%s", k, p.New.Number, c.Name, m.Text)
 		}
 		for name, data := range m.Attachments {
-			if errs := checkPDFText(p, inv, layoutText(t, data)); len(errs) > 0 {
-				t.Errorf("invoice %d %s: attachment %s:\n  %s", k, p.n.Number, name, strings.Join(errs, "\n  "))
+			if errs := invoicetest.Check(p, inv, invoicetest.LayoutText(t, data)); len(errs) > 0 {
+				t.Errorf("invoice %d %s: attachment %s:\n  %s", k, p.New.Number, name, strings.Join(errs, "\n  "))
 			}
 		}
 		if len(m.Attachments) != 1 {
-			t.Errorf("invoice %d %s: %d attachments, want the PDF", k, p.n.Number, len(m.Attachments))
+			t.Errorf("invoice %d %s: %d attachments, want the PDF", k, p.New.Number, len(m.Attachments))
 		}
 	}
 }
