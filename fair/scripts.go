@@ -1614,6 +1614,20 @@ redis.call('ZREM', P .. 'depth', t)
 return 1
 `)
 
+// ownedPrelude defines owned(id) for unscheduleScript and unpendScript:
+// whether task id is the drained tenant's, that is one of the stems in
+// ARGV[4..] or starts with one and ':'.
+const ownedPrelude = `
+local stems = {}
+for i = 4, #ARGV do stems[#stems + 1] = ARGV[i] end
+local function owned(id)
+  for _, s in ipairs(stems) do
+    if id == s or (string.sub(id, 1, #s + 1) == s .. ':') then return true end
+  end
+  return false
+end
+`
+
 // unscheduleScript is one step of a drain through asynq's retry or
 // scheduled set of this queue (Dispatcher.unschedule): it looks at up to
 // ARGV[3] members from ZSCAN cursor ARGV[2] and deletes those of the
@@ -1632,17 +1646,9 @@ return 1
 //	ARGV[4..] the tenant's task id stems.
 //
 // It returns {next cursor ('0': done), tasks deleted}.
-var unscheduleScript = redis.NewScript(`
+var unscheduleScript = redis.NewScript(ownedPrelude + `
 local A, set = KEYS[2], ARGV[1]
 local zset = A .. set
-local stems = {}
-for i = 4, #ARGV do stems[#stems + 1] = ARGV[i] end
-local function owned(id)
-  for _, s in ipairs(stems) do
-    if id == s or (string.sub(id, 1, #s + 1) == s .. ':') then return true end
-  end
-  return false
-end
 local res = redis.call('ZSCAN', zset, ARGV[2], 'COUNT', tonumber(ARGV[3]))
 local members, n = res[2], 0
 for i = 1, #members, 2 do
@@ -1679,18 +1685,10 @@ return { res[1], n }
 //	ARGV[4..] the tenant's task id stems (see unscheduleScript).
 //
 // It returns {next index, tasks deleted, 1 when the list's end was reached}.
-var unpendScript = redis.NewScript(`
+var unpendScript = redis.NewScript(ownedPrelude + `
 local P, A = KEYS[1], KEYS[2]
 local l = A .. 'pending'
 local from, count = tonumber(ARGV[2]), tonumber(ARGV[3])
-local stems = {}
-for i = 4, #ARGV do stems[#stems + 1] = ARGV[i] end
-local function owned(id)
-  for _, s in ipairs(stems) do
-    if id == s or (string.sub(id, 1, #s + 1) == s .. ':') then return true end
-  end
-  return false
-end
 local ids = redis.call('LRANGE', l, from, from + count - 1)
 local n = 0
 for _, id in ipairs(ids) do
