@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -219,36 +220,12 @@ func TestTenantMoveHangup(t *testing.T) {
 	tn := f.movable(t, "acme")
 	f.runningTask(t, tn)
 
-	bin := testenv.BuildBinary(t, "github.com/invoicing/tenantworker/cmd/enqueue")
-	cmd := exec.Command(bin, "tenant", "move", "acme", "--to", "eu2")
-	for k, v := range f.env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	var stderr testenv.LogBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	})
+	m := f.startMove(t, "acme", "eu2")
 	testenv.WaitFor(t, 30*time.Second, "the move waits for the running task", func() bool {
-		return strings.Contains(stderr.String(), "wait for 1 running tasks")
+		return strings.Contains(m.stderr.String(), "wait for 1 running tasks")
 	})
-	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	var err error
-	select {
-	case err = <-exited:
-		exited <- err // for the cleanup
-	case <-time.After(30 * time.Second):
-		t.Fatalf("tenant move still running after SIGHUP; stderr:\n%s", stderr.String())
-	}
-	t.Logf("exit: %v\nstderr:\n%s", err, stderr.String())
+	err := m.signal(t, syscall.SIGHUP)
+	t.Logf("exit: %v\nstderr:\n%s", err, m.stderr.String())
 	st, qerr := f.deps.Tenancy.Queue(context.Background(), tn.ID)
 	if qerr != nil || st.Paused {
 		// An operator's resume does not lift a move's hold.
@@ -256,5 +233,50 @@ func TestTenantMoveHangup(t *testing.T) {
 		after, _ := f.deps.Tenancy.Queue(context.Background(), tn.ID)
 		t.Fatalf("after SIGHUP the tenant's queue is still held by the move: paused %v, %v; after ResumeQueue (%v): paused %v",
 			st.Paused, qerr, rerr, after.Paused)
+	}
+}
+
+// moveProcess is a running `enqueue tenant move`.
+type moveProcess struct {
+	cmd    *exec.Cmd
+	stderr *testenv.LogBuffer
+	exited chan error
+}
+
+// startMove starts the built `enqueue tenant move slug --to to` with the
+// fixture's environment; the test's cleanup kills it if it still runs.
+func (f *fixture) startMove(t *testing.T, slug, to string) *moveProcess {
+	t.Helper()
+	bin := testenv.BuildBinary(t, "github.com/invoicing/tenantworker/cmd/enqueue")
+	m := &moveProcess{cmd: exec.Command(bin, "tenant", "move", slug, "--to", to), stderr: new(testenv.LogBuffer), exited: make(chan error, 1)}
+	for k, v := range f.env {
+		m.cmd.Env = append(m.cmd.Env, k+"="+v)
+	}
+	m.cmd.Stderr = m.stderr
+	if err := m.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { m.exited <- m.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = m.cmd.Process.Kill()
+		<-m.exited
+	})
+	return m
+}
+
+// signal sends sig to the move and returns its exit once it ended; it
+// fails the test if the move still runs 30 s later.
+func (m *moveProcess) signal(t *testing.T, sig os.Signal) error {
+	t.Helper()
+	if err := m.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-m.exited:
+		m.exited <- err // for the cleanup
+		return err
+	case <-time.After(30 * time.Second):
+		t.Fatalf("tenant move still running 30 s after %v; stderr:\n%s", sig, m.stderr.String())
+		return nil
 	}
 }

@@ -2,7 +2,6 @@ package enqueueapp_test
 
 import (
 	"context"
-	"os/exec"
 	"slices"
 	"strings"
 	"syscall"
@@ -66,24 +65,9 @@ func TestKilledMoveHoldIsReleasedWithoutAnotherMove(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	bin := testenv.BuildBinary(t, "github.com/invoicing/tenantworker/cmd/enqueue")
-	cmd := exec.Command(bin, "tenant", "move", "acme", "--to", "eu2")
-	for k, v := range f.env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	var stderr testenv.LogBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	})
+	m := f.startMove(t, "acme", "eu2")
 	testenv.WaitFor(t, 30*time.Second, "the move to start copying", func() bool {
-		return strings.Contains(stderr.String(), "copy the schema")
+		return strings.Contains(m.stderr.String(), "copy the schema")
 	})
 	// Alive, the move holds its lock: the check leaves its hold alone.
 	released, err := f.deps.Tenancy.ReleaseStaleMoves(ctx)
@@ -94,19 +78,11 @@ func TestKilledMoveHoldIsReleasedWithoutAnotherMove(t *testing.T) {
 		t.Fatal("the check released the hold of a move that runs")
 	}
 
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-exited:
-		exited <- nil // for the cleanup
-	case <-time.After(30 * time.Second):
-		t.Fatal("the move did not die")
-	}
+	_ = m.signal(t, syscall.SIGKILL)
 	if err := tx.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("the move's stderr:\n%s", stderr.String())
+	t.Logf("the move's stderr:\n%s", m.stderr.String())
 	// Its hold stays, and a task of the tenant waits behind it.
 	if moving, _ := f.held(t, tn.ID); !moving {
 		t.Fatal("set-up: the killed move left no hold")
