@@ -23,14 +23,20 @@ import (
 // Writes are atomic (temporary file, fsync, rename, fsync of the directory),
 // so a reader sees the old or the new document, never a mix, and a crash
 // leaves no half-written document under its key. Every file operation goes
-// through an os.Root, so even a symlink planted in the tree cannot lead
-// outside root; and since a link that stays inside root could still lead
-// one tenant's keys to another tenant's documents, Put, Open and Delete
-// refuse a path with a symbolic link among its directories (Open also as
-// the document itself: Put replaces such a link). It is safe for
-// concurrent use.
+// beneath the store's root, so even a symlink planted in the tree cannot
+// lead outside root; and since a link that stays inside root could still
+// lead one tenant's keys to another tenant's documents, Put, Open, Delete
+// and PrepareTenant refuse a path with a symbolic link among its
+// directories (Open also as the document itself: Put replaces such a
+// link). On Linux 5.6 and later they resolve a document's directory once,
+// with openat2(2), refusing any link, and work relative to what they
+// opened, so a directory swapped for a link meanwhile changes nothing;
+// without openat2 (OpenAt2 reports false) they check the path for links
+// before each operation and go through an os.Root, which leaves a window
+// between the check and the operation. It is safe for concurrent use.
 type FS struct {
-	root string
+	root    string
+	openat2 bool // resolve with openat2 (beneath), else check (refuseLinks)
 }
 
 // FS implements DocumentStore.
@@ -68,11 +74,19 @@ func NewFS(root string) (*FS, error) {
 	if err := os.MkdirAll(abs, fsDirPerm); err != nil {
 		return nil, fmt.Errorf("new document store %s: %w", root, err)
 	}
-	return &FS{root: abs}, nil
+	return &FS{root: abs, openat2: openat2Available()}, nil
 }
 
 // Root returns the store's directory.
 func (s *FS) Root() string { return s.root }
+
+// OpenAt2 reports whether the store resolves documents' paths with
+// openat2(2), atomically refusing symbolic links; when it is false (a
+// kernel before Linux 5.6, a seccomp filter that refuses openat2, or
+// another system) a directory swapped for a link between the check of a
+// path and the operation on it can still lead a tenant's keys to another
+// tenant's documents.
+func (s *FS) OpenAt2() bool { return s.openat2 }
 
 // docPath validates tenantID and key and returns the document's path
 // relative to the store's root.
@@ -121,37 +135,55 @@ func (s *FS) Put(ctx context.Context, tenantID, key string, r io.Reader) (Docume
 }
 
 func (s *FS) put(ctx context.Context, tenantID, rel, key string, r io.Reader) (info DocumentInfo, err error) {
-	root, err := os.OpenRoot(s.root)
-	if err != nil {
-		return DocumentInfo{}, err
-	}
-	defer root.Close()
-	dir := filepath.Dir(rel)
-	tempDir := filepath.Join(tenantID, tempDirName)
-	if err := refuseLinks(root, dir); err != nil {
-		return DocumentInfo{}, err
-	}
-	if err := refuseLinks(root, tempDir); err != nil {
-		return DocumentInfo{}, err
-	}
-	d, err := root.Open(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		if err := makeDirs(root, dir); err != nil {
+	dirs := atomicDirs{dir: filepath.Dir(rel), tempDir: filepath.Join(tenantID, tempDirName)}
+	var root *os.Root // nil with openat2: writeAtomic then needs only the directories
+	if s.openat2 {
+		b, err := openBeneath(s.root)
+		if err != nil {
 			return DocumentInfo{}, err
 		}
-		d, err = root.Open(dir)
+		defer b.Close()
+		if dirs.d, err = b.makeDir(dirs.dir, true); err != nil {
+			return DocumentInfo{}, err
+		}
+		defer dirs.d.Close()
+		if dirs.td, err = b.makeDir(dirs.tempDir, false); err != nil {
+			return DocumentInfo{}, err
+		}
+		defer dirs.td.Close()
+		beforeUse()
+	} else {
+		if root, err = os.OpenRoot(s.root); err != nil {
+			return DocumentInfo{}, err
+		}
+		defer root.Close()
+		if err := refuseLinks(root, dirs.dir); err != nil {
+			return DocumentInfo{}, err
+		}
+		if err := refuseLinks(root, dirs.tempDir); err != nil {
+			return DocumentInfo{}, err
+		}
+		beforeUse()
+		d, err := root.Open(dirs.dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			if err := makeDirs(root, dirs.dir); err != nil {
+				return DocumentInfo{}, err
+			}
+			d, err = root.Open(dirs.dir)
+		}
+		if err != nil {
+			return DocumentInfo{}, err
+		}
+		defer d.Close()
+		td, err := openTempDir(root, dirs.tempDir)
+		if err != nil {
+			return DocumentInfo{}, err
+		}
+		defer td.Close()
+		dirs.d, dirs.td = d, td
 	}
-	if err != nil {
-		return DocumentInfo{}, err
-	}
-	defer d.Close()
-	td, err := openTempDir(root, tempDir)
-	if err != nil {
-		return DocumentInfo{}, err
-	}
-	defer td.Close()
 	h := sha256.New()
-	n, err := writeAtomic(ctx, root, atomicDirs{dir: dir, d: d, tempDir: tempDir, td: td}, filepath.Base(rel), h, r)
+	n, err := writeAtomic(ctx, root, dirs, filepath.Base(rel), h, r)
 	if err != nil {
 		return DocumentInfo{}, err
 	}
@@ -162,6 +194,23 @@ func (s *FS) put(ctx context.Context, tenantID, rel, key string, r io.Reader) (i
 // keeps a link inside the store's root, but one inside it could still lead
 // a tenant's key to another tenant's documents.
 var errLink = errors.New("symbolic link in the document store")
+
+// errNotDocument is Delete's error for a key that names a directory or
+// anything else but a regular file.
+var errNotDocument = errors.New("not a document")
+
+// testHookBeforeUse, set by tests only, is called between the check of a
+// document's path for symbolic links (with openat2: its resolution to its
+// directory's descriptor) and the operation on it, so that a test can
+// have a directory on the path swapped right there.
+var testHookBeforeUse func()
+
+// beforeUse calls testHookBeforeUse when a test set it.
+func beforeUse() {
+	if testHookBeforeUse != nil {
+		testHookBeforeUse()
+	}
+}
 
 // refuseLinks returns an error wrapping errLink when rel (a path under
 // root) or one of the directories on its way is a symbolic link. A
@@ -317,19 +366,56 @@ func (s *FS) PrepareTenant(ctx context.Context, tenantID string, dirs ...string)
 		}
 		rels = append(rels, rel)
 	}
+	if err := s.prepare(tenantID, rels); err != nil {
+		return fmt.Errorf("prepare documents of tenant %s: %w", tenantID, err)
+	}
+	return nil
+}
+
+// prepare makes the directories rels (paths under the root) and the
+// tenant's temporary directory, refusing links on their paths.
+func (s *FS) prepare(tenantID string, rels []string) error {
+	tempDir := filepath.Join(tenantID, tempDirName)
+	if s.openat2 {
+		b, err := openBeneath(s.root)
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		for _, rel := range rels {
+			d, err := b.makeDir(rel, true)
+			if err != nil {
+				return err
+			}
+			if err := d.Close(); err != nil {
+				return err
+			}
+		}
+		td, err := b.makeDir(tempDir, false)
+		if err != nil {
+			return err
+		}
+		return td.Close()
+	}
 	root, err := os.OpenRoot(s.root)
 	if err != nil {
-		return fmt.Errorf("prepare documents of tenant %s: %w", tenantID, err)
+		return err
 	}
 	defer root.Close()
 	for _, rel := range rels {
+		if err := refuseLinks(root, rel); err != nil {
+			return err
+		}
 		if err := makeDirs(root, rel); err != nil {
-			return fmt.Errorf("prepare documents of tenant %s: %w", tenantID, err)
+			return err
 		}
 	}
-	td, err := openTempDir(root, filepath.Join(tenantID, tempDirName))
+	if err := refuseLinks(root, tempDir); err != nil {
+		return err
+	}
+	td, err := openTempDir(root, tempDir)
 	if err != nil {
-		return fmt.Errorf("prepare documents of tenant %s: %w", tenantID, err)
+		return err
 	}
 	return td.Close()
 }
@@ -353,15 +439,7 @@ func (s *FS) Open(ctx context.Context, tenantID, key string) (io.ReadCloser, Doc
 }
 
 func (s *FS) open(ctx context.Context, rel, key string) (_ *os.File, _ DocumentInfo, err error) {
-	root, err := os.OpenRoot(s.root)
-	if err != nil {
-		return nil, DocumentInfo{}, err
-	}
-	defer root.Close()
-	if err := refuseLinks(root, rel); err != nil {
-		return nil, DocumentInfo{}, err
-	}
-	f, err := root.Open(rel)
+	f, err := s.openFile(rel)
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
 		return nil, DocumentInfo{}, ErrNotFound
 	}
@@ -393,6 +471,35 @@ func (s *FS) open(ctx context.Context, rel, key string) (_ *os.File, _ DocumentI
 	return f, DocumentInfo{Key: key, SHA256: hexSum(h), Bytes: n}, nil
 }
 
+// openFile opens rel (a path under the root) for reading, refusing a
+// symbolic link on its way or in its place.
+func (s *FS) openFile(rel string) (*os.File, error) {
+	if s.openat2 {
+		b, err := openBeneath(s.root)
+		if err != nil {
+			return nil, err
+		}
+		defer b.Close()
+		d, err := b.dir(filepath.Dir(rel))
+		if err != nil {
+			return nil, err
+		}
+		defer d.Close()
+		beforeUse()
+		return openDocAt(d, filepath.Base(rel))
+	}
+	root, err := os.OpenRoot(s.root)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	if err := refuseLinks(root, rel); err != nil {
+		return nil, err
+	}
+	beforeUse()
+	return root.Open(rel)
+}
+
 // hashBuffers are Open's read buffers: it hashes every document it opens
 // (a PDF is tens of KiB), and a new 32 KiB buffer per call was nearly all
 // it allocated (BenchmarkFSOpen: 33.7 KB and 74-83 us a call before, 1 KB
@@ -409,26 +516,54 @@ func (s *FS) Delete(ctx context.Context, tenantID, key string) error {
 	if err != nil {
 		return fmt.Errorf("delete document: %w", err)
 	}
+	if err := s.remove(rel); err != nil {
+		return fmt.Errorf("delete document %s of tenant %s: %w", key, tenantID, err)
+	}
+	return nil
+}
+
+// remove removes the document rel (a path under the root), refusing a
+// symbolic link on its way; a missing one is not an error, anything but a
+// regular file is (errNotDocument).
+func (s *FS) remove(rel string) error {
+	if s.openat2 {
+		b, err := openBeneath(s.root)
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		d, err := b.dir(filepath.Dir(rel))
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		beforeUse()
+		return removeDocAt(d, filepath.Base(rel))
+	}
 	root, err := os.OpenRoot(s.root)
 	if err != nil {
-		return fmt.Errorf("delete document %s of tenant %s: %w", key, tenantID, err)
+		return err
 	}
 	defer root.Close()
 	if err := refuseLinks(root, filepath.Dir(rel)); err != nil {
-		return fmt.Errorf("delete document %s of tenant %s: %w", key, tenantID, err)
+		return err
 	}
+	beforeUse()
 	st, err := root.Lstat(rel)
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
 		return nil
 	}
 	if err == nil && !st.Mode().IsRegular() {
-		return fmt.Errorf("delete document %s of tenant %s: not a document", key, tenantID)
+		return errNotDocument
 	}
 	if err == nil {
 		err = root.Remove(rel)
 	}
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("delete document %s of tenant %s: %w", key, tenantID, err)
+		return err
 	}
 	return nil
 }

@@ -1,7 +1,9 @@
 package storage_test
 
 import (
+	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -50,6 +52,9 @@ func TestFSSymlinkCannotCrossTenants(t *testing.T) {
 			if err := b.store.Delete(testContext(t), "tn_a", "invoices/2.pdf"); err == nil && l.name != "document" {
 				t.Error("tenant a's Delete through the link succeeded")
 			}
+			if err := b.store.PrepareTenant(testContext(t), "tn_a", "invoices/2027"); err == nil && l.name != "document" {
+				t.Error("tenant a's PrepareTenant through the link succeeded")
+			}
 			got, _, err := readDoc(t, b.store, "tn_b", "invoices/1.pdf")
 			if err != nil || string(got) != "B's invoice" {
 				t.Errorf("tenant b's document 1 is now %q, %v", got, err)
@@ -61,5 +66,34 @@ func TestFSSymlinkCannotCrossTenants(t *testing.T) {
 				t.Errorf("tenant b's directory holds %q", got)
 			}
 		})
+	}
+}
+
+// withoutOpenat2Env, set, makes setupFS's stores work as on a kernel
+// without openat2(2) (storage.FS.WithoutOpenat2).
+const withoutOpenat2Env = "STORAGE_TEST_WITHOUT_OPENAT2"
+
+// TestFSWithoutOpenat2 runs the document store's tests again, in a child
+// process of this test binary, on stores that work as on a kernel without
+// openat2(2): they check each path for symbolic links before its operation,
+// and must keep every behaviour. Only TestFSSymlinkSwapCannotCrossTenants
+// is left out: a directory swapped for a link between the check and the
+// operation is the window that only openat2 closes.
+func TestFSWithoutOpenat2(t *testing.T) {
+	t.Parallel()
+	if os.Getenv(withoutOpenat2Env) != "" {
+		return // the child's run of this test
+	}
+	cmd := exec.CommandContext(testContext(t), os.Args[0], "-test.run=^TestFS", "-test.skip=^(TestFSSymlinkSwapCannotCrossTenants|TestFSWithoutOpenat2)$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), withoutOpenat2Env+"=1")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("the store's tests without openat2: %v\n%s", err, out.String())
+	}
+	for _, name := range []string{"TestFSOpenAt2", "TestFSSymlinkCannotCrossTenants", "TestFSRoundTripAndReplace", "TestFSDelete", "TestFSPrepareTenant"} {
+		if !strings.Contains(out.String(), "--- PASS: "+name+" ") {
+			t.Errorf("%s did not pass without openat2:\n%s", name, out.String())
+		}
 	}
 }

@@ -37,6 +37,9 @@ func setupFS(t *testing.T) fsBundle {
 	if err != nil {
 		t.Fatalf("NewFS: %v", err)
 	}
+	if os.Getenv(withoutOpenat2Env) != "" {
+		store = store.WithoutOpenat2() // TestFSWithoutOpenat2's run
+	}
 	return fsBundle{parent: parent, store: store}
 }
 

@@ -139,6 +139,10 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Opti
 	if err != nil {
 		return nil, fmt.Errorf("DOCUMENTS_DIR: %w", err)
 	}
+	if !fs.OpenAt2() {
+		logger.Warn("document store: no openat2 (Linux 5.6 or later, or refused by a seccomp filter): symbolic links in DOCUMENTS_DIR are refused by a check before each operation, which a directory swapped meanwhile can get past",
+			slog.String("documents_dir", fs.Root()))
+	}
 	b.Documents = fs
 
 	enqueueRedis := b.Redis
