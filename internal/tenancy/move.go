@@ -2,6 +2,7 @@ package tenancy
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -240,7 +241,7 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 			s.logger.ErrorContext(ctx, "tenant move: the catalog did not say whether the switch was saved; its queue stays paused and both schemas are kept",
 				slog.String("tenant_id", id), slog.String("from", from), slog.String("to", to), slog.String("error", err.Error()))
 			s.logFailure(ctx, id, ActionMoveFailed, s.audit(context.WithoutCancel(ctx), id, actor, ActionMoveFailed,
-				map[string]string{"from": from, "to": to, "step": "switch (outcome unknown)"}))
+				map[string]string{"from": from, "to": to, "step": stepSwitchUnknown}))
 			return m, fmt.Errorf("move tenant %s from %s to %s: %w: its queue stays paused and the schema is kept in both databases; "+
 				"once the catalog answers, see where it places the tenant (enqueue db list, GET /admin/tenants/%s), drop the schema %s in the other database, then resume the queue",
 				id, from, to, err, id, t.Schema)
@@ -472,7 +473,10 @@ func (s *Service) releaseInterruptedMove(ctx context.Context, id string, opts Mo
 // session, and releases the hold under it as the next move would
 // (releaseInterruptedMove), logging each tenant_id. A move that is alive
 // holds its lock, so its hold stays; holds of a suspension or an
-// operator's pause are never touched. While it holds a tenant's lock (a
+// operator's pause are never touched. A move that meant to leave the
+// queue paused (its switch not propagated, or its outcome unknown, as its
+// audit entry says) but died or could not reach Redis to say so has its
+// hold handed over to an operator's pause instead (keepMovePaused). While it holds a tenant's lock (a
 // few milliseconds) a move of that tenant starting is refused as if
 // another move ran. It returns the tenants whose hold it released; an
 // error of one tenant does not stop the others. Without fair dispatch it
@@ -496,6 +500,14 @@ func (s *Service) ReleaseStaleMoves(ctx context.Context) ([]string, error) {
 			errs = append(errs, err)
 			continue
 		}
+		kept, err := s.keepMovePaused(ctx, id)
+		if err != nil || kept {
+			unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("tenant %s: %w", id, err))
+			}
+			continue
+		}
 		freed, err := s.releaseInterruptedMove(ctx, id, MoveOptions{})
 		unlock()
 		if err != nil {
@@ -511,6 +523,59 @@ func (s *Service) ReleaseStaleMoves(ctx context.Context) ([]string, error) {
 	}
 	return released, nil
 }
+
+// keepMovePaused hands the hold of tenant id's last move over to an
+// operator's pause (fair.Paused, which ResumeQueue lifts) when that move
+// meant to leave the queue paused (its switch was not propagated, or its
+// outcome is unknown: other processes may still reach the old database)
+// but could not say so in Redis, and reports whether it did. The caller
+// holds the tenant's move lock.
+func (s *Service) keepMovePaused(ctx context.Context, id string) (bool, error) {
+	entries, err := s.catalog.AuditEntries(ctx, id)
+	if err != nil {
+		return false, fmt.Errorf("read the last move: %w", err)
+	}
+	var last storage.AuditEntry
+	for _, e := range entries {
+		if e.Action == string(ActionMoveStarted) || e.Action == string(ActionMoved) || e.Action == string(ActionMoveFailed) {
+			last = e
+		}
+	}
+	var detail struct {
+		Propagated *bool  `json:"propagated"`
+		Step       string `json:"step"`
+	}
+	if len(last.Detail) > 0 {
+		if err := json.Unmarshal(last.Detail, &detail); err != nil {
+			return false, fmt.Errorf("read the last move: %w", err)
+		}
+	}
+	leftPaused := (last.Action == string(ActionMoved) && detail.Propagated != nil && !*detail.Propagated) ||
+		(last.Action == string(ActionMoveFailed) && detail.Step == stepSwitchUnknown)
+	if !leftPaused {
+		return false, nil
+	}
+	stats, err := s.fair.Stats(ctx, id, s.layout().Queues()...)
+	if err != nil {
+		return false, fmt.Errorf("look for the hold of an interrupted move: %w", err)
+	}
+	if !slices.ContainsFunc(stats, func(st fair.QueueStats) bool { return st.Moving }) {
+		return false, nil
+	}
+	s.logger.WarnContext(ctx, "the last move of the tenant left its queue paused (its switch was not propagated or its outcome is unknown): its hold stays as an operator's pause; resume the queue once it is safe",
+		slog.String("tenant_id", id))
+	if _, err := s.fair.Hold(ctx, id, fair.Paused, s.layout().Queues()...); err != nil {
+		return false, fmt.Errorf("keep the queue paused after a move: %w", err)
+	}
+	if _, err := s.fair.Release(ctx, id, fair.Moving, s.layout().Queues()...); err != nil {
+		return false, fmt.Errorf("keep the queue paused after a move: %w", err)
+	}
+	return true, nil
+}
+
+// stepSwitchUnknown is the step of ActionMoveFailed when the catalog did
+// not say whether the switch was saved.
+const stepSwitchUnknown = "switch (outcome unknown)"
 
 // WatchStaleMoves runs ReleaseStaleMoves every interval until ctx is done,
 // logging its errors: a move killed outright holds its tenant's work for
