@@ -1678,8 +1678,9 @@ return { res[1], n }
 // the tenant's running cap has room). Admitted tasks are not touched
 // (drainScript discards those that waited when the drain began; others
 // were enqueued after it). Tasks pushed at the head between calls are
-// looked at again; one deleted by another script before the index may
-// be skipped.
+// not looked at (they shift the list: tasks already seen are looked at
+// again), so a retry asynq forwards while the scan runs may stay; a task
+// deleted by another script before the index may make the scan skip one.
 //
 //	ARGV[1] unused, ARGV[2] the index, ARGV[3] the tasks per call,
 //	ARGV[4..] the tenant's task id stems (see unscheduleScript).
