@@ -401,9 +401,9 @@ func (s *Service) waitIdle(ctx context.Context, id string, opts MoveOptions) err
 	}
 }
 
-// moveLockNamespace is the first key of the session-level advisory lock a
-// move of a tenant holds in the catalog's database while it runs (the
-// second is hashtext(tenant id)); it spells "move" in ASCII.
+// moveLockNamespace is the first key of the advisory lock a move of a
+// tenant holds in the catalog's database while it runs (the second is
+// hashtext(tenant id)); it spells "move" in ASCII.
 const moveLockNamespace int32 = 0x6d6f7665
 
 // lockMove takes tenant id's move lock on a connection of its own and
@@ -415,6 +415,19 @@ const moveLockNamespace int32 = 0x6d6f7665
 // pool: held for the whole move, it would take one of the connections the
 // copy and the switch need, and on a small pool the move would wait for
 // ever for the one it holds.
+//
+// The lock is a transaction-level one (pg_try_advisory_xact_lock) in a
+// transaction left open until the release, not a session-level one: the
+// schema pool may go through PgBouncer in transaction pooling mode
+// (MIGRATIONS_DATABASE_URL defaults to DATABASE_URL), which hands the
+// server connection to other clients between transactions, and a
+// session-level lock would stay on it with whichever client ran the
+// statement next (re-entrant there: a second move, or the workers' check
+// for stale holds, would take it too), while an open transaction keeps
+// its server connection to itself. The transaction takes no snapshot
+// between statements and writes nothing, and lifts the server's
+// idle_in_transaction_session_timeout for itself, so a long move is not
+// cut off by it.
 func (s *Service) lockMove(ctx context.Context, id string) (unlock func(), err error) {
 	if s.pool == nil {
 		return nil, fmt.Errorf("move tenant %s: %w: no schema pool", id, ErrMoveRefused)
@@ -425,7 +438,13 @@ func (s *Service) lockMove(ctx context.Context, id string) (unlock func(), err e
 	}
 	rctx := context.WithoutCancel(ctx)
 	var ok bool
-	err = conn.QueryRow(ctx, "SELECT pg_catalog.pg_try_advisory_lock($1::int4, pg_catalog.hashtext($2))", moveLockNamespace, id).Scan(&ok)
+	tx, err := conn.Begin(ctx)
+	if err == nil {
+		_, err = tx.Exec(ctx, "SET LOCAL idle_in_transaction_session_timeout = 0")
+	}
+	if err == nil {
+		err = tx.QueryRow(ctx, "SELECT pg_catalog.pg_try_advisory_xact_lock($1::int4, pg_catalog.hashtext($2))", moveLockNamespace, id).Scan(&ok)
+	}
 	if err != nil || !ok {
 		_ = conn.Close(rctx)
 		if err != nil {
@@ -434,10 +453,10 @@ func (s *Service) lockMove(ctx context.Context, id string) (unlock func(), err e
 		return nil, fmt.Errorf("move tenant %s: %w: another move of the tenant is running", id, ErrMoveRefused)
 	}
 	return func() {
-		// Unlocked first, so that a move right after this one finds the
+		// Ended first, so that a move right after this one finds the
 		// lock free (a closed connection's backend lets it go only as it
 		// exits); closed, the connection takes it with it anyway.
-		_, _ = conn.Exec(rctx, "SELECT pg_catalog.pg_advisory_unlock($1::int4, pg_catalog.hashtext($2))", moveLockNamespace, id)
+		_ = tx.Rollback(rctx)
 		_ = conn.Close(rctx)
 	}, nil
 }
