@@ -34,11 +34,12 @@ const (
 // enqueue again), and cut between two of them it could leave a finished
 // task deleted and its replacement not enqueued. So f goes on after its
 // caller gave up, and ends when Redis answers or the client gives up;
-// what it did is logged then (task ids and outcome), since no caller sees
-// it. That is safe to retry: every enqueue the API makes has a task id, so
-// a retry of one that was applied meanwhile finds its task (dedupe), and
-// one that was not is applied by the retry. Wait waits for such calls.
-func (e *Enqueuer) detached(ctx context.Context, op string, f func(context.Context) ([]EnqueueResult, error)) ([]EnqueueResult, error) {
+// what it did is logged then (each of payloads' tasks with its tenant, id,
+// type and outcome), since no caller sees it. That is safe to retry: every
+// enqueue the API makes has a task id, so a retry of one that was applied
+// meanwhile finds its task (dedupe), and one that was not is applied by
+// the retry. Wait waits for such calls.
+func (e *Enqueuer) detached(ctx context.Context, op string, payloads []Payload, f func(context.Context) ([]EnqueueResult, error)) ([]EnqueueResult, error) {
 	select {
 	case e.enqueues <- struct{}{}:
 	case <-ctx.Done():
@@ -72,7 +73,7 @@ func (e *Enqueuer) detached(ctx context.Context, op string, f func(context.Conte
 		} else {
 			e.late.applied.Add(1)
 		}
-		e.logAbandoned(ctx, op, a.res, a.err)
+		e.logAbandoned(ctx, op, payloads, a.res, a.err)
 	}()
 	select {
 	case a := <-done:
@@ -86,22 +87,30 @@ func (e *Enqueuer) detached(ctx context.Context, op string, f func(context.Conte
 	}
 }
 
-// logAbandoned logs what an enqueue did after its caller stopped waiting:
-// the caller answered an error, so this line is the only trace of the
-// tasks it did enqueue (a retry finds them by their ids).
-func (e *Enqueuer) logAbandoned(ctx context.Context, op string, res []EnqueueResult, err error) {
-	if err != nil {
-		e.logger.WarnContext(ctx, "enqueue ended after its caller gave up: failed",
-			slog.String("op", op), slog.Any("error", err))
-		return
-	}
-	for _, r := range res {
-		if r.Info == nil {
+// logAbandoned logs what an enqueue of payloads did after its caller
+// stopped waiting: the caller answered an error, so these lines are the
+// only trace of the tasks it did enqueue (a retry finds them by their ids)
+// or failed to. Each is a task line: one per payload, with its tenant_id,
+// task_id and task_type. res is in payload order; an enqueue that failed
+// part-way (one by one, without fair dispatch) returns those it applied.
+func (e *Enqueuer) logAbandoned(ctx context.Context, op string, payloads []Payload, res []EnqueueResult, err error) {
+	for i, p := range payloads {
+		attrs := []slog.Attr{slog.String("op", op)}
+		if tp, ok := p.(TenantPayload); ok {
+			attrs = append(attrs, slog.String("tenant_id", tp.Owner()))
+		}
+		if i < len(res) && res[i].Info != nil {
+			r := res[i]
+			attrs = append(attrs, slog.String("task_id", r.Info.ID), slog.String("task_type", r.Info.Type),
+				slog.String("queue", r.Info.Queue), slog.Bool("existing", r.Existing))
+			e.logger.LogAttrs(ctx, slog.LevelInfo, "enqueue ended after its caller gave up: applied", attrs...)
 			continue
 		}
-		e.logger.InfoContext(ctx, "enqueue ended after its caller gave up: applied",
-			slog.String("op", op), slog.String("task_id", r.Info.ID), slog.String("task_type", r.Info.Type),
-			slog.String("queue", r.Info.Queue), slog.Bool("existing", r.Existing))
+		if err != nil {
+			attrs = append(attrs, slog.String("task_id", p.Spec().TaskID), slog.String("task_type", p.TypeName()),
+				slog.Any("error", err))
+			e.logger.LogAttrs(ctx, slog.LevelWarn, "enqueue ended after its caller gave up: failed", attrs...)
+		}
 	}
 }
 

@@ -171,7 +171,7 @@ func (e *Enqueuer) Enqueue(ctx context.Context, p Payload) (EnqueueResult, error
 	if err := Validate(p); err != nil {
 		return EnqueueResult{}, err
 	}
-	res, err := e.detached(ctx, "enqueue "+p.TypeName(), func(ctx context.Context) ([]EnqueueResult, error) {
+	res, err := e.detached(ctx, "enqueue "+p.TypeName(), []Payload{p}, func(ctx context.Context) ([]EnqueueResult, error) {
 		r, err := e.enqueue(ctx, p)
 		if err != nil {
 			return nil, err
@@ -274,7 +274,7 @@ func (e *Enqueuer) EnqueueMany(ctx context.Context, tenantID string, payloads []
 			return nil, fmt.Errorf("%w: %s payload in a batch of tenant %s", ErrInvalidPayload, p.TypeName(), tenantID)
 		}
 	}
-	return e.detached(ctx, fmt.Sprintf("enqueue %d tasks of tenant %s", len(payloads), tenantID), func(ctx context.Context) ([]EnqueueResult, error) {
+	return e.detached(ctx, fmt.Sprintf("enqueue %d tasks of tenant %s", len(payloads), tenantID), payloads, func(ctx context.Context) ([]EnqueueResult, error) {
 		return e.enqueueMany(ctx, tenantID, payloads)
 	})
 }
