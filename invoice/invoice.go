@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/shopspring/decimal"
 )
 
@@ -113,11 +114,12 @@ func scanInvoice(row pgx.Row, id int64, inv *Invoice) error {
 	c, d := &inv.Customer, &inv.Document
 	var (
 		amount              string
-		due, renderedAt     *time.Time
+		issued, due         pgtype.Timestamptz
+		renderedAt          *time.Time
 		descs, qtys, prices []string
 	)
 	err := row.Scan(
-		&inv.Number, &inv.Status, &inv.Currency, &amount, &inv.IssuedAt, &due, &inv.Notes,
+		&inv.Number, &inv.Status, &inv.Currency, &amount, &issued, &due, &inv.Notes,
 		&c.ID, &c.Name, &c.Company, &c.Email, &c.Address,
 		&descs, &qtys, &prices,
 		&d.StorageKey, &d.SHA256, &d.Bytes, &renderedAt, &d.InputsSHA256, &d.FontPath)
@@ -137,8 +139,13 @@ func scanInvoice(row pgx.Row, id int64, inv *Invoice) error {
 	if inv.Amount, err = decimal.NewFromString(amount); err != nil {
 		return fmt.Errorf("load invoice %d: %w: amount %.40q: %w", id, ErrInvalidData, amount, err)
 	}
-	if due != nil {
-		inv.DueAt = *due
+	// timestamptz takes 'infinity' and '-infinity', which no time.Time
+	// holds: like a NaN amount, such a date fails every attempt alike.
+	if inv.IssuedAt, err = finiteTime(issued); err != nil {
+		return fmt.Errorf("load invoice %d: %w: issue date %s", id, ErrInvalidData, err)
+	}
+	if inv.DueAt, err = finiteTime(due); err != nil {
+		return fmt.Errorf("load invoice %d: %w: due date %s", id, ErrInvalidData, err)
 	}
 	if d.StorageKey != "" {
 		d.InvoiceID, d.Number = id, inv.Number
@@ -163,6 +170,18 @@ func scanInvoice(row pgx.Row, id int64, inv *Invoice) error {
 		}
 	}
 	return nil
+}
+
+// finiteTime returns t's time, the zero time when t is NULL, and an error
+// naming the value when t is infinite.
+func finiteTime(t pgtype.Timestamptz) (time.Time, error) {
+	if !t.Valid {
+		return time.Time{}, nil
+	}
+	if t.InfinityModifier != pgtype.Finite {
+		return time.Time{}, fmt.Errorf("%q", t.InfinityModifier.String())
+	}
+	return t.Time, nil
 }
 
 // Exists reports whether invoice id exists.
