@@ -333,7 +333,9 @@ func (h *Handlers) reminderMessage(ctx context.Context, t tenantctx.Tenant, inv 
 
 // attachment returns the PDF of doc to attach to its reminder: the stored
 // document (rendered, its invoice_documents row) when it was rendered
-// from what doc holds now (pdf.InputsHash), else doc rendered now, in
+// from what doc holds now (pdf.InputsHash) and the file under its key is
+// the one the row records (its SHA-256: a render whose transaction failed
+// after its file was written leaves another version there), else doc rendered now, in
 // memory (not stored: the invoice:pdf task owns the document store). A
 // document rendered before the invoice was edited, or before it became
 // overdue, would show another amount, or status, than the email's text.
@@ -346,7 +348,13 @@ func (h *Handlers) attachment(ctx context.Context, tenantID string, doc pdf.Invo
 	}
 	r := pdf.Renderer{MaxLines: h.PDFMaxLines, MaxBytes: min(maxBytes, maxAttachmentBytes)}
 	if rendered.InputsSHA256 != "" && rendered.InputsSHA256 == pdf.InputsHash(r, doc) {
-		return h.readDocument(ctx, tenantID, rendered.StorageKey)
+		data, info, err := h.readDocument(ctx, tenantID, rendered.StorageKey)
+		if err != nil || (info.SHA256 == rendered.SHA256 && info.Bytes == rendered.Bytes) {
+			return data, err
+		}
+		// Another version under the key: a render whose transaction
+		// failed after its file was written (as InvoicePDF's stored
+		// checks). doc is rendered for the email instead.
 	}
 	var buf bytes.Buffer
 	if _, err := r.Render(ctx, &buf, doc); err != nil {
@@ -359,25 +367,26 @@ func (h *Handlers) attachment(ctx context.Context, tenantID string, doc pdf.Invo
 // maxAttachmentBytes (PDF_MAX_BYTES may allow larger PDFs).
 var errAttachmentTooLarge = errors.New("larger than an attachment may be")
 
-// readDocument reads a stored document of at most maxAttachmentBytes;
-// errAttachmentTooLarge for a larger one.
-func (h *Handlers) readDocument(ctx context.Context, tenantID, key string) ([]byte, error) {
+// readDocument reads a stored document of at most maxAttachmentBytes and
+// returns it with its size and SHA-256; errAttachmentTooLarge for a
+// larger one.
+func (h *Handlers) readDocument(ctx context.Context, tenantID, key string) ([]byte, storage.DocumentInfo, error) {
 	rc, info, err := h.Documents.Open(ctx, tenantID, key)
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", key, err)
+		return nil, storage.DocumentInfo{}, fmt.Errorf("open %s: %w", key, err)
 	}
 	defer rc.Close()
 	if info.Bytes > maxAttachmentBytes {
-		return nil, fmt.Errorf("read %s: %d bytes: %w (%d bytes)", key, info.Bytes, errAttachmentTooLarge, maxAttachmentBytes)
+		return nil, storage.DocumentInfo{}, fmt.Errorf("read %s: %d bytes: %w (%d bytes)", key, info.Bytes, errAttachmentTooLarge, maxAttachmentBytes)
 	}
 	data, err := io.ReadAll(io.LimitReader(rc, maxAttachmentBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", key, err)
+		return nil, storage.DocumentInfo{}, fmt.Errorf("read %s: %w", key, err)
 	}
 	if len(data) > maxAttachmentBytes {
-		return nil, fmt.Errorf("read %s: %w (%d bytes)", key, errAttachmentTooLarge, maxAttachmentBytes)
+		return nil, storage.DocumentInfo{}, fmt.Errorf("read %s: %w (%d bytes)", key, errAttachmentTooLarge, maxAttachmentBytes)
 	}
-	return data, nil
+	return data, info, nil
 }
 
 // reminderMessageID is the deterministic Message-ID of one reminder, so a
