@@ -13,6 +13,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/internal/backend"
 	"github.com/invoicing/tenantworker/internal/config"
 	"github.com/invoicing/tenantworker/internal/testenv"
@@ -208,6 +209,10 @@ func testRedisSentinelFailover(t *testing.T, stopMaster bool) {
 		t.Fatal(err)
 	}
 	defer srv.Shutdown()
+	// An idle worker's wake-up subscription, as the worker runs it
+	// (worker.IdleWait adds its hook to the shared client).
+	_, waiter, stopWaiting := worker.IdleWait(rc, worker.ServerOptions{Concurrency: 1, Logger: quietLogger()}, 0)
+	defer stopWaiting()
 	enqueueAndWait := func(payload string) {
 		t.Helper()
 		waitFor(t, "enqueue "+payload, func() error {
@@ -272,4 +277,23 @@ func testRedisSentinelFailover(t *testing.T, stopMaster bool) {
 	if role, err := nc.Do(ctx, "ROLE").Slice(); err != nil || role[0] != "master" {
 		t.Fatalf("ROLE of the promoted replica: %v, %v", role, err)
 	}
+	// The wake-up subscription follows too, later: go-redis's switch
+	// closes the old master's pooled connections but not subscriptions;
+	// the old master drops its subscribers when the Sentinel makes it a
+	// replica (about 10 s after SENTINEL FAILOVER), and the waiter
+	// subscribes again, on the new master. Meanwhile idle workers find
+	// work at IDLE_RECHECK_INTERVAL.
+	subStart := time.Now()
+	waitFor(t, "the idle waiter to subscribe on the new master", func() error {
+		ch := fair.WakeChannel(tasks.QueueDefault)
+		n, err := nc.PubSubNumSub(ctx, ch).Result()
+		if err != nil {
+			return err
+		}
+		if n[ch] != 1 || !waiter.Stats().Subscribed {
+			return fmt.Errorf("%d subscribers of %s on the new master (the waiter subscribed: %v)", n[ch], ch, waiter.Stats().Subscribed)
+		}
+		return nil
+	})
+	t.Logf("the idle waiter subscribed on the new master %.1fs after the switch", time.Since(subStart).Seconds())
 }
