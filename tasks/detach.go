@@ -92,8 +92,11 @@ func (e *Enqueuer) detached(ctx context.Context, op string, payloads []Payload, 
 // only trace of the tasks it did enqueue (a retry finds them by their ids)
 // or failed to. Each is a task line: one per payload, with its tenant_id,
 // task_id and task_type. res is in payload order; an enqueue that failed
-// part-way (one by one, without fair dispatch) returns those it applied.
+// part-way (one by one, without fair dispatch) returns those it applied,
+// and one whose every task was applied but whose follow-up of a running
+// task failed returns them all: its error gets a line of its own.
 func (e *Enqueuer) logAbandoned(ctx context.Context, op string, payloads []Payload, res []EnqueueResult, err error) {
+	failedLogged := false
 	for i, p := range payloads {
 		attrs := []slog.Attr{slog.String("op", op)}
 		if tp, ok := p.(TenantPayload); ok {
@@ -110,7 +113,20 @@ func (e *Enqueuer) logAbandoned(ctx context.Context, op string, payloads []Paylo
 			attrs = append(attrs, slog.String("task_id", p.Spec().TaskID), slog.String("task_type", p.TypeName()),
 				slog.Any("error", err))
 			e.logger.LogAttrs(ctx, slog.LevelWarn, "enqueue ended after its caller gave up: failed", attrs...)
+			failedLogged = true
 		}
+	}
+	if err != nil && !failedLogged {
+		// Every task was applied or found, and what failed came after
+		// (the follow-up of a running task): the error still needs its line.
+		attrs := []slog.Attr{slog.String("op", op)}
+		if len(payloads) > 0 {
+			if tp, ok := payloads[0].(TenantPayload); ok {
+				attrs = append(attrs, slog.String("tenant_id", tp.Owner()))
+			}
+		}
+		attrs = append(attrs, slog.Any("error", err))
+		e.logger.LogAttrs(ctx, slog.LevelWarn, "enqueue ended after its caller gave up: failed", attrs...)
 	}
 }
 

@@ -532,11 +532,19 @@ const asynqQueuesKey = "asynq:queues"
 // its data (restarted without persistence, flushed, a key evicted), and
 // asynq's client and the dispatcher register a queue once per process, so
 // the inspector would report every task of it missing until the enqueue
-// service restarts. With WithRedis, such a queue is registered again and
-// asked once more.
+// service restarts. With WithRedis, such a queue that holds the task is
+// registered again and asked once more.
 func (e *Enqueuer) taskInfo(ctx context.Context, queue, id string) (*asynq.TaskInfo, error) {
 	info, err := e.inspector.GetTaskInfo(queue, id)
 	if !errors.Is(err, asynq.ErrQueueNotFound) || e.rdb == nil {
+		return info, err
+	}
+	// Only when the task is there: a look-up is a read, and a queue no
+	// task was ever enqueued in is not registered for it (a Redis at
+	// maxmemory refuses the write, and the look-up would fail).
+	if n, xerr := e.rdb.Exists(ctx, "asynq:{"+queue+"}:t:"+id).Result(); xerr != nil {
+		return nil, fmt.Errorf("look up task %.64q in queue %s: %w", id, queue, xerr)
+	} else if n == 0 {
 		return info, err
 	}
 	if err := e.rdb.SAdd(ctx, asynqQueuesKey, queue).Err(); err != nil {

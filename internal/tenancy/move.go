@@ -443,7 +443,11 @@ func (s *Service) lockMove(ctx context.Context, id string) (unlock func(), err e
 		_, err = tx.Exec(ctx, "SET LOCAL idle_in_transaction_session_timeout = 0")
 	}
 	if err == nil {
-		err = tx.QueryRow(ctx, "SELECT pg_catalog.pg_try_advisory_xact_lock($1::int4, pg_catalog.hashtext($2))", moveLockNamespace, id).Scan(&ok)
+		// The simple protocol: a statement of the extended one leaves the
+		// idle transaction's backend_xmin set, holding the database's
+		// VACUUM horizon for the whole move.
+		err = tx.QueryRow(ctx, "SELECT pg_catalog.pg_try_advisory_xact_lock($1::int4, pg_catalog.hashtext($2))",
+			pgx.QueryExecModeSimpleProtocol, moveLockNamespace, id).Scan(&ok)
 	}
 	if err != nil || !ok {
 		_ = conn.Close(rctx)
@@ -547,18 +551,27 @@ func (s *Service) ReleaseStaleMoves(ctx context.Context) ([]string, error) {
 // operator's pause (fair.Paused, which ResumeQueue lifts) when that move
 // meant to leave the queue paused (its switch was not propagated, or its
 // outcome is unknown: other processes may still reach the old database)
-// but could not say so in Redis, and reports whether it did. The caller
-// holds the tenant's move lock.
+// but could not say so in Redis, and reports whether it did. An
+// operator's resume of the queue since that move (ActionQueueResumed, as
+// the move's error asks once Redis works) stands: the hold is not kept.
+// The caller holds the tenant's move lock.
 func (s *Service) keepMovePaused(ctx context.Context, id string) (bool, error) {
 	entries, err := s.catalog.AuditEntries(ctx, id)
 	if err != nil {
 		return false, fmt.Errorf("read the last move: %w", err)
 	}
 	var last storage.AuditEntry
+	resumed := false // an operator resumed the queue after the last move, as its error asks
 	for _, e := range entries {
-		if e.Action == string(ActionMoveStarted) || e.Action == string(ActionMoved) || e.Action == string(ActionMoveFailed) {
-			last = e
+		switch e.Action {
+		case string(ActionMoveStarted), string(ActionMoved), string(ActionMoveFailed):
+			last, resumed = e, false
+		case string(ActionQueueResumed):
+			resumed = true
 		}
+	}
+	if resumed {
+		return false, nil
 	}
 	var detail struct {
 		Propagated *bool  `json:"propagated"`

@@ -1,0 +1,54 @@
+package tenancy_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/invoicing/tenantworker/internal/tenancy"
+)
+
+// TestMoveLockHoldsNoSnapshot: a move holds its lock in a transaction kept
+// open in the catalog's database for the whole move (the wait for running
+// tasks, the copy, the grace period). lockMove says that transaction
+// "takes no snapshot between statements": an idle transaction that held
+// one would keep the catalog database's xmin horizon (pg_stat_activity's
+// backend_xmin) for the whole move, so VACUUM could remove no row that
+// died meanwhile in that database, though the move copies between two
+// others. The lock statement sent with the extended protocol left the
+// backend's xmin set.
+func TestMoveLockHoldsNoSnapshot(t *testing.T) {
+	t.Parallel()
+	b := setupServers(t, true)
+	acme := b.provision(t, "acme", "second")
+
+	var checked bool
+	opts := tenancy.WithBeforeSwitch(tenancy.MoveOptions{Grace: time.Millisecond, DrainTimeout: 5 * time.Second, Poll: 10 * time.Millisecond},
+		func(ctx context.Context) error {
+			// The catalog's database is on the other server than the move's
+			// source and target: its one transaction left open is the lock's.
+			rows, err := b.pool.Query(ctx, `SELECT coalesce(backend_xmin::text, 'NULL') FROM pg_catalog.pg_stat_activity
+				 WHERE datname = current_database() AND state = 'idle in transaction' AND query LIKE '%advisory_xact_lock%'`)
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var xmin string
+				if err := rows.Scan(&xmin); err != nil {
+					return err
+				}
+				checked = true
+				if xmin != "NULL" {
+					t.Errorf("the move lock's open transaction holds the catalog database's xmin horizon: backend_xmin %s, want NULL", xmin)
+				}
+			}
+			return rows.Err()
+		})
+	if _, err := b.svc.Move(b.ctx, acme.ID, "third", "test", opts); err != nil {
+		t.Fatal(err)
+	}
+	if !checked {
+		t.Fatal("no idle transaction holding the move lock in the catalog's database")
+	}
+}
