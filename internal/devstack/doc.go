@@ -23,8 +23,8 @@
 //     builder invoice.Create (sent and past due, paid, draft;
 //     EUR, USD and JPY; names such as Müller GmbH, Zoë, Łódź, Ωmega). On a
 //     database that already has them (a second run on one DATABASE_URL)
-//     the tenants and their data are reused and each gets a new API key,
-//     since only hashes of keys are stored.
+//     the tenants and their data are reused (a suspended one is resumed)
+//     and each gets a new API key, since only hashes of keys are stored.
 //
 // Then it prints a banner to Options.Stdout: the API base
 // (http://acme.localhost:8080), the dashboard URL (basic auth with any user

@@ -29,7 +29,9 @@ type provisioned struct {
 // provisionDemo provisions a demo tenant through tenancy.Service.Provision,
 // the code path of POST /admin/tenants. When the slug is taken (a second
 // run on the same DATABASE_URL) it reuses the tenant: unless the status
-// policy refuses a migration (the tenant is being deleted), it enqueues
+// policy refuses a migration (the tenant is being deleted), it resumes a
+// suspended tenant (the stack cannot start without it active, and its
+// admin API would only run once it is), enqueues
 // tenant:migrate (finishing an interrupted provisioning, or applying
 // migrations added since; one pending per tenant, so this never doubles
 // one), and it issues a new API key, because only hashes of earlier keys
@@ -48,6 +50,14 @@ func provisionDemo(ctx context.Context, svc *tenancy.Service, catalog storage.Te
 	}
 	if t.Status.Decide(tenantctx.Migration) == tenantctx.Refuse {
 		return provisioned{}, fmt.Errorf("reuse tenant %s (%s): it is being deleted; wait for the deletion or use another database", d.slug, t.ID)
+	}
+	if t.Status == tenantctx.StatusSuspended {
+		// Suspended by an earlier run (POST /admin/tenants/{id}/suspend):
+		// resume it, since the stack needs it active and no admin API runs
+		// until it is.
+		if t, err = svc.Resume(ctx, t.ID, auditActor); err != nil {
+			return provisioned{}, fmt.Errorf("reuse tenant %s: resume it: %w", d.slug, err)
+		}
 	}
 	if _, err := svc.EnqueueMigration(ctx, t); err != nil {
 		return provisioned{}, fmt.Errorf("reuse tenant %s (%s): %w", d.slug, t.ID, err)

@@ -243,3 +243,32 @@ func (f *firstLookup) TenantByID(ctx context.Context, id string) (tenantctx.Tena
 	f.once.Do(func() { close(f.seen) })
 	return t, err
 }
+
+// TestProvisionDemoResumesSuspendedTenant: a second run on one
+// DATABASE_URL after a demo tenant was suspended (POST
+// /admin/tenants/{id}/suspend during the first) must not refuse to start
+// with advice to call an admin route that only that start would serve.
+func TestProvisionDemoResumesSuspendedTenant(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	s := newProvisionSetup(t)
+	d := demoTenants[0]
+	p, err := provisionDemo(ctx, s.svc, s.catalog, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.catalog.SetStatus(ctx, p.tenant.ID, tenantctx.StatusActive); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.svc.Suspend(ctx, p.tenant.ID, "admin"); err != nil {
+		t.Fatal(err)
+	}
+	again, err := provisionDemo(ctx, s.svc, s.catalog, d)
+	if err != nil || !again.reused {
+		t.Fatalf("provision of a suspended demo tenant = %+v, %v", again, err)
+	}
+	got, err := waitActive(ctx, s.catalog, p.tenant.ID, 10*time.Second)
+	if err != nil || got.Status != tenantctx.StatusActive {
+		t.Fatalf("waitActive after reusing a suspended demo tenant = %+v, %v", got, err)
+	}
+}
