@@ -368,11 +368,16 @@ type queueCounts struct {
 	// waiting tasks are in tenants' backlogs (fair dispatch), not yet in
 	// asynq.
 	waiting int
+	// parked tasks were handed back to asynq while their tenant was held
+	// (or at its running cap); the dispatcher keeps them until a release
+	// or a heartbeat puts them back into the backlog, up to 45 s after the
+	// park when the hand-back could still arrive.
+	parked int
 }
 
 // unfinished is the number of tasks that still have to run.
 func (c queueCounts) unfinished() int {
-	return c.pending + c.active + c.scheduled + c.retry + c.waiting
+	return c.pending + c.active + c.scheduled + c.retry + c.waiting + c.parked
 }
 
 // layout is the queue layout of the stack's processes (QUEUE_SHARDS and
@@ -416,12 +421,25 @@ func (s *stack) counts() (queueCounts, error) {
 			return c, fmt.Errorf("backlogs of %s: %w", q, err)
 		}
 		c.waiting += int(n)
+		for _, set := range []string{"kept", "parked"} {
+			tenants, err := s.rdb.SMembers(context.Background(), "fair:{"+q+"}:"+set+"t").Result()
+			if err != nil {
+				return c, fmt.Errorf("parked tasks of %s: %w", q, err)
+			}
+			for _, tn := range tenants {
+				n, err := s.rdb.HLen(context.Background(), "fair:{"+q+"}:"+set+":"+tn).Result()
+				if err != nil {
+					return c, fmt.Errorf("parked tasks of %s: %w", q, err)
+				}
+				c.parked += int(n)
+			}
+		}
 	}
 	return c, nil
 }
 
-// waitDrained waits until no task is pending, active, scheduled or waiting
-// to retry in any queue.
+// waitDrained waits until no task is pending, active, scheduled, waiting
+// to retry or parked by fair dispatch in any queue.
 func (s *stack) waitDrained(timeout time.Duration) queueCounts {
 	s.t.Helper()
 	var last queueCounts
