@@ -31,7 +31,11 @@ func TestSweepFullShardDoesNotStopOtherShards(t *testing.T) {
 	}
 	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), asynq.NewInspectorFromRedisClient(rdb), discardLogger(),
 		tasks.WithLayout(layout),
-		tasks.WithAdmission(tasks.Admission{Dispatcher: fair.New(rdb, fair.Config{MaxWaitingTotal: 1}), Tenants: e.catalog}))
+		// MinPending: with no worker alive, admission keeps asynq's
+		// pending list MinPending deep (4 by default): the other shard
+		// must take every tenant's task (up to all eight, tenant ids are
+		// random), while the full one is held by its tenant's running cap.
+		tasks.WithAdmission(tasks.Admission{Dispatcher: fair.New(rdb, fair.Config{MaxWaitingTotal: 1, MinPending: 64}), Tenants: e.catalog}))
 	h := *e.h
 	h.Enqueuer = enq
 	w := workertest.New(&h, worker.MuxOptions{Logger: discardLogger()})
