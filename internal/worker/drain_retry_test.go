@@ -64,7 +64,9 @@ func TestDrainDiscardsRetryingTasks(t *testing.T) {
 	start := func() *asynq.Server {
 		cfg := worker.ServerConfig(worker.ServerOptions{Concurrency: 2, Logger: discardLogger(), ShutdownTimeout: 5 * time.Second,
 			DelayedTaskCheckInterval: 100 * time.Millisecond})
-		cfg.RetryDelayFunc = func(int, error, *asynq.Task) time.Duration { return time.Second }
+		// Long enough that no retry comes due before the server below is
+		// shut down, also on a loaded machine.
+		cfg.RetryDelayFunc = func(int, error, *asynq.Task) time.Duration { return 5 * time.Second }
 		srv := asynq.NewServerFromRedisClient(rdb, cfg)
 		if err := srv.Start(mux); err != nil {
 			t.Fatal(err)
@@ -111,8 +113,14 @@ func TestDrainDiscardsRetryingTasks(t *testing.T) {
 	srv.Shutdown()
 	// Its second render came due: asynq's forwarder moved it into the
 	// pending list, where no worker took it yet.
-	if err := asynq.NewInspectorFromRedisClient(rdb).RunTask(tasks.QueueDefault, dueRetry); err != nil {
+	// (Made due now; the forwarder may have moved it already.)
+	ins := asynq.NewInspectorFromRedisClient(rdb)
+	if info, err := ins.GetTaskInfo(tasks.QueueDefault, dueRetry); err != nil {
 		t.Fatal(err)
+	} else if info.State != asynq.TaskStatePending {
+		if err := ins.RunTask(tasks.QueueDefault, dueRetry); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for inv := int64(2); inv <= 6; inv++ {
 		enqueue(drained.ID, inv) // admitted (pending in asynq) or waiting in the backlog
