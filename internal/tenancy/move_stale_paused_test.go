@@ -73,19 +73,7 @@ func (c redisDownAfterSwitch) SetPlacement(ctx context.Context, id, from, to str
 // over to an operator's pause, as the move meant to.
 func TestStaleMoveCheckKeepsANotPropagatedMovePaused(t *testing.T) {
 	t.Parallel()
-	b := setupTwoServers(t)
-	acme := b.provision(t, "acme", "main")
-
-	var down atomic.Bool
-	rdb := redis.NewClient(&redis.Options{Addr: testenv.Redis(t), MaxRetries: -1})
-	rdb.AddHook(failingRedis{&down})
-	t.Cleanup(func() { _ = rdb.Close() })
-	d := fair.New(rdb, fair.Config{MinPending: 1})
-	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), asynq.NewInspectorFromRedisClient(rdb), nil,
-		tasks.WithAdmission(tasks.Admission{Dispatcher: d, Tenants: b.catalog}))
-	svc := tenancy.New(tenancy.Config{Catalog: redisDownAfterSwitch{b.catalog, &down}, Enqueuer: enq, Documents: b.docs,
-		SchemaPool: b.pool, Pools: b.pools, Dispatcher: d, Plans: fair.DefaultPlans()})
-
+	b, acme, svc, down := notPropagatedMove(t)
 	_, err := svc.Move(b.ctx, acme.ID, "second", "test", tenancy.MoveOptions{Grace: time.Millisecond, DrainTimeout: 300 * time.Millisecond, Poll: 10 * time.Millisecond})
 	if !errors.Is(err, storage.ErrInvalidationFailed) || !strings.Contains(err.Error(), "queue stays paused") {
 		t.Fatalf("Move with Redis gone after the switch: %v, want ErrInvalidationFailed saying the queue stays paused", err)
@@ -112,4 +100,23 @@ func TestStaleMoveCheckKeepsANotPropagatedMovePaused(t *testing.T) {
 		t.Errorf("the stale-move check (released %v) resumed the queue of a move whose switch was not propagated: %+v; "+
 			"its tasks may run against the old database", released, inDefault(t, q))
 	}
+}
+
+// notPropagatedMove sets up a tenant acme on "main" of two servers and a
+// service whose Redis becomes unreachable (down) right after a move's
+// switch is saved, so the switch cannot be propagated.
+func notPropagatedMove(t *testing.T) (*twoServers, tenantctx.Tenant, *tenancy.Service, *atomic.Bool) {
+	t.Helper()
+	b := setupTwoServers(t)
+	acme := b.provision(t, "acme", "main")
+	down := new(atomic.Bool)
+	rdb := redis.NewClient(&redis.Options{Addr: testenv.Redis(t), MaxRetries: -1})
+	rdb.AddHook(failingRedis{down})
+	t.Cleanup(func() { _ = rdb.Close() })
+	d := fair.New(rdb, fair.Config{MinPending: 1})
+	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), asynq.NewInspectorFromRedisClient(rdb), nil,
+		tasks.WithAdmission(tasks.Admission{Dispatcher: d, Tenants: b.catalog}))
+	svc := tenancy.New(tenancy.Config{Catalog: redisDownAfterSwitch{b.catalog, down}, Enqueuer: enq, Documents: b.docs,
+		SchemaPool: b.pool, Pools: b.pools, Dispatcher: d, Plans: fair.DefaultPlans()})
+	return b, acme, svc, down
 }

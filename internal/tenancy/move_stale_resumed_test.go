@@ -2,18 +2,11 @@ package tenancy_test
 
 import (
 	"errors"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
-
-	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/internal/tenancy"
-	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/storage"
-	"github.com/invoicing/tenantworker/tasks"
 )
 
 // TestStaleMoveCheckKeepsAnOperatorsResume: a move whose switch was not
@@ -23,19 +16,7 @@ import (
 // successful resume; the check must not pause the queue again afterwards.
 func TestStaleMoveCheckKeepsAnOperatorsResume(t *testing.T) {
 	t.Parallel()
-	b := setupTwoServers(t)
-	acme := b.provision(t, "acme", "main")
-
-	var down atomic.Bool
-	rdb := redis.NewClient(&redis.Options{Addr: testenv.Redis(t), MaxRetries: -1})
-	rdb.AddHook(failingRedis{&down})
-	t.Cleanup(func() { _ = rdb.Close() })
-	d := fair.New(rdb, fair.Config{MinPending: 1})
-	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), asynq.NewInspectorFromRedisClient(rdb), nil,
-		tasks.WithAdmission(tasks.Admission{Dispatcher: d, Tenants: b.catalog}))
-	svc := tenancy.New(tenancy.Config{Catalog: redisDownAfterSwitch{b.catalog, &down}, Enqueuer: enq, Documents: b.docs,
-		SchemaPool: b.pool, Pools: b.pools, Dispatcher: d, Plans: fair.DefaultPlans()})
-
+	b, acme, svc, down := notPropagatedMove(t)
 	_, err := svc.Move(b.ctx, acme.ID, "second", "test", tenancy.MoveOptions{Grace: time.Millisecond, DrainTimeout: 300 * time.Millisecond, Poll: 10 * time.Millisecond})
 	if !errors.Is(err, storage.ErrInvalidationFailed) {
 		t.Fatalf("Move with Redis gone after the switch: %v, want ErrInvalidationFailed", err)
