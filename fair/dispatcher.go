@@ -73,7 +73,10 @@ type Config struct {
 	// scripts (its dequeue's RPOPLPUSH), and every worker stops. 0 means
 	// DefaultMaxWaitingTotal; a negative value means no cap.
 	MaxWaitingTotal int
-	// Now is the clock; nil means time.Now.
+	// Now is the clock of the dispatcher's times (leases, worker
+	// heartbeats, drain marks, parks, enqueue times); nil means Redis's
+	// (TIME, read by each script), so that processes whose clocks
+	// disagree agree on them. Tests set it to move time.
 	Now func() time.Time
 	// OnAdmit, when set, is called with the queue and how long each task
 	// admitted by a call had waited in its backlog (metrics).
@@ -100,9 +103,6 @@ func (c Config) withDefaults() Config {
 	c.Lease = cmp.Or(c.Lease, DefaultLease)
 	c.DefaultCost = cmp.Or(c.DefaultCost, DefaultCost)
 	c.MaxWaitingTotal = cmp.Or(c.MaxWaitingTotal, DefaultMaxWaitingTotal)
-	if c.Now == nil {
-		c.Now = time.Now
-	}
 	return c
 }
 
@@ -245,11 +245,15 @@ func keys(q string) []string {
 
 // common returns the ARGV every script starts with (see scripts.go).
 func (d *Dispatcher) common(extra int) []any {
-	now := d.cfg.Now()
+	ms, ns := "", "" // Redis's TIME
+	if d.cfg.Now != nil {
+		now := d.cfg.Now()
+		ms, ns = strconv.FormatInt(now.UnixMilli(), 10), strconv.FormatInt(now.UnixNano(), 10)
+	}
 	args := make([]any, 0, 9+extra)
 	return append(args,
-		now.UnixMilli(),
-		strconv.FormatInt(now.UnixNano(), 10),
+		ms,
+		ns,
 		d.cfg.MinPending,
 		strconv.FormatFloat(d.cfg.PendingPerSlot, 'f', -1, 64),
 		d.cfg.Lease.Milliseconds(),
@@ -956,7 +960,6 @@ func (d *Dispatcher) Stats(ctx context.Context, tenantID string, queues ...strin
 	if err := checkTenant(tenantID); err != nil {
 		return nil, err
 	}
-	now := d.cfg.Now()
 	out := make([]QueueStats, 0, len(queues))
 	for _, q := range queues {
 		if err := checkQueue(q); err != nil {
@@ -966,7 +969,7 @@ func (d *Dispatcher) Stats(ctx context.Context, tenantID string, queues ...strin
 		if err != nil {
 			return nil, fmt.Errorf("fair: stats of tenant %s in %s: %w", tenantID, q, err)
 		}
-		if len(res) != 10 {
+		if len(res) != 11 {
 			return nil, fmt.Errorf("fair: stats: unexpected reply %v", res)
 		}
 		s := QueueStats{Queue: q, WaitingByType: map[string]int{}}
@@ -975,6 +978,7 @@ func (d *Dispatcher) Stats(ctx context.Context, tenantID string, queues ...strin
 		s.Running = asInt(res[2])
 		s.Parked = asInt(res[3])
 		if oldest := asInt(res[4]); oldest > 0 {
+			now := time.UnixMilli(int64(asInt(res[10])))
 			s.OldestWait = max(now.Sub(time.UnixMilli(int64(oldest))), 0)
 			s.OldestWaitSeconds = s.OldestWait.Seconds()
 		}
@@ -1175,25 +1179,34 @@ func (d *Dispatcher) Overview(ctx context.Context, queue string, k int) (Overvie
 	}
 	ks := keys(queue)
 	p := ks[0]
-	now := strconv.FormatInt(d.cfg.Now().UnixMilli(), 10)
 	pipe := d.rdb.Pipeline()
+	// The workers' heartbeat expiries are in the scripts' clock (Redis's
+	// unless Config.Now is set): read it from the queue's Redis.
+	clock := pipe.Eval(ctx, nowScript, ks, d.common(0)...)
 	top := pipe.ZRevRangeWithScores(ctx, p+"depth", 0, int64(max(k, 1)-1))
 	tenants := pipe.ZCard(ctx, p+"depth")
 	waiting := pipe.HLen(ctx, p+"msg")
 	admitted := pipe.HLen(ctx, p+"adm")
 	pending := pipe.LLen(ctx, ks[1]+"pending")
 	held := pipe.HLen(ctx, p+"hold")
-	workers := pipe.ZRangeByScore(ctx, p+"workers", &redis.ZRangeBy{Min: "(" + now, Max: "+inf"})
+	workers := pipe.ZRangeWithScores(ctx, p+"workers", 0, -1)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return Overview{}, fmt.Errorf("fair: overview of %s: %w", queue, err)
+	}
+	now := float64(asInt(clock.Val()))
+	var alive []string
+	for _, w := range workers.Val() {
+		if w.Score > now {
+			alive = append(alive, fmt.Sprint(w.Member))
+		}
 	}
 	o := Overview{
 		Queue: queue, Waiting: int(waiting.Val()), BacklogTenants: int(tenants.Val()),
 		Admitted: int(admitted.Val()), Pending: int(pending.Val()), HeldTenants: int(held.Val()),
-		Workers: len(workers.Val()), Top: depths(top.Val()),
+		Workers: len(alive), Top: depths(top.Val()),
 	}
 	if o.Workers > 0 {
-		conc, err := d.rdb.HMGet(ctx, p+"conc", workers.Val()...).Result()
+		conc, err := d.rdb.HMGet(ctx, p+"conc", alive...).Result()
 		if err != nil {
 			return Overview{}, fmt.Errorf("fair: overview of %s: worker slots: %w", queue, err)
 		}

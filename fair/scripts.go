@@ -11,7 +11,7 @@ import "github.com/redis/go-redis/v9"
 //
 // Common ARGV (see Dispatcher.common):
 //
-//	ARGV[1] now, Unix milliseconds
+//	ARGV[1] now, Unix milliseconds; empty: Redis's TIME (Config.Now unset)
 //	ARGV[2] now, Unix nanoseconds (asynq's pending_since; a string: it does not fit a Lua number)
 //	ARGV[3] minimum pending depth of the asynq queue
 //	ARGV[4] least pending tasks per live worker slot
@@ -64,8 +64,15 @@ import "github.com/redis/go-redis/v9"
 //	                 (WakeChannel; idle workers wait for it, IdleWaiter)
 const prelude = `
 local P, A = KEYS[1], KEYS[2]
-local NOW = tonumber(ARGV[1])
-local NOW_NS = ARGV[2]
+local NOW, NOW_NS = tonumber(ARGV[1]), ARGV[2]
+if ARGV[1] == '' then
+  -- Redis's clock: processes whose clocks disagree agree on it, so a time
+  -- one writes (a lease, a heartbeat's expiry, a drain's mark) means the
+  -- same to every other (Config.Now).
+  local tm = redis.call('TIME')
+  NOW = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
+  NOW_NS = tm[1] .. string.format('%06d', tonumber(tm[2])) .. '000'
+end
 local MIN_PENDING = tonumber(ARGV[3])
 local PER_SLOT = tonumber(ARGV[4])
 local LEASE = tonumber(ARGV[5])
@@ -1105,6 +1112,15 @@ reconsider(t)
 return admit()
 `)
 
+// nowScript returns the scripts' clock (NOW of the prelude, Unix ms), for
+// what the Go side compares with the times the scripts wrote. Its ARGV is
+// the common one; it stands alone, so that a pipeline can send it whole.
+const nowScript = `
+if ARGV[1] ~= '' then return ARGV[1] end
+local tm = redis.call('TIME')
+return string.format('%d', tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000))
+`
+
 // pumpScript admits what fits; workers run it periodically as a safety
 // net (enqueues and completions admit on their own).
 var pumpScript = redis.NewScript(prelude + `
@@ -1538,7 +1554,7 @@ return { #ids, admitted, parked, remaining, admit() }
 // statsScript reports one tenant's state in this queue:
 //
 //	{waiting, admitted, running, parked, oldest enqueued ms (0: none), hold reasons,
-//	 weight (0: no policy recorded), max running, max waiting, {type, count, ...}}
+//	 weight (0: no policy recorded), max running, max waiting, {type, count, ...}, now ms}
 //
 //	ARGV[10] tenant.
 var statsScript = redis.NewScript(prelude + `
@@ -1573,7 +1589,7 @@ end
 local h = redis.call('HGET', P .. 'hold', t) or ''
 local tk = tkey(t)
 return { waiting, admitted, running, redis.call('HLEN', keptKey(t)) + redis.call('HLEN', parkedKey(t)), fmt(oldest), h,
-  redis.call('HGET', tk, 'w') or '0', redis.call('HGET', tk, 'mr') or '0', redis.call('HGET', tk, 'mw') or '0', types }
+  redis.call('HGET', tk, 'w') or '0', redis.call('HGET', tk, 'mr') or '0', redis.call('HGET', tk, 'mw') or '0', types, fmt(NOW) }
 `)
 
 // forgetScript removes what the dispatcher keeps of a tenant in this queue
