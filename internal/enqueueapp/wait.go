@@ -14,7 +14,9 @@ import (
 
 	"github.com/invoicing/tenantworker/internal/tenancy"
 	"github.com/invoicing/tenantworker/schema"
+	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tasks"
+	"github.com/invoicing/tenantworker/tenantctx"
 )
 
 // Defaults of migrate --wait.
@@ -28,6 +30,11 @@ type waitOptions struct {
 	timeout, poll time.Duration
 	out           io.Writer
 	terminal      bool
+	// tenant reads a tenant from the catalog itself (not a cache): a
+	// migration that ends without completing is checked against it, so
+	// that a tenant deleted meanwhile is not counted as failed. Nil
+	// counts every such migration as failed.
+	tenant func(ctx context.Context, id string) (tenantctx.Tenant, error)
 }
 
 // migrationOutcome is where one tenant's migration stands.
@@ -35,14 +42,20 @@ type migrationOutcome struct {
 	task   tenancy.MigrationTask
 	done   bool
 	failed bool
-	reason string // last error while retrying or why it failed
+	// deleted: the migration did not complete because the tenant was
+	// deleted (or is being deleted) meanwhile: nothing left to migrate,
+	// not a failure.
+	deleted bool
+	reason  string // last error while retrying or why it failed
 }
 
 // waitMigrations polls each tenant:migrate task until it completed
-// (done) or was archived or vanished (failed), printing "done/failed/total"
-// progress: on one updating line on a terminal, as a plain line per change
-// otherwise. It returns an error listing the failed tenants, and the
-// unfinished ones after the timeout.
+// (done) or was archived or vanished (failed, or deleted when its tenant
+// was deleted meanwhile), printing "done/failed/total" progress (and how
+// many tenants were deleted): on one updating line on a terminal, as a
+// plain line per change otherwise. It returns an error listing the failed
+// tenants, and the unfinished ones after the timeout; a deleted tenant is
+// neither.
 func waitMigrations(ctx context.Context, enq *tasks.Enqueuer, all []tenancy.MigrationTask, o waitOptions) error {
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
@@ -52,11 +65,13 @@ func waitMigrations(ctx context.Context, enq *tasks.Enqueuer, all []tenancy.Migr
 	}
 	lastLine := ""
 	report := func(final bool) {
-		done, failed, retrying := 0, 0, 0
+		done, failed, deleted, retrying := 0, 0, 0, 0
 		for _, m := range outcomes {
 			switch {
 			case m.done:
 				done++
+			case m.deleted:
+				deleted++
 			case m.failed:
 				failed++
 			case m.reason != "":
@@ -64,8 +79,15 @@ func waitMigrations(ctx context.Context, enq *tasks.Enqueuer, all []tenancy.Migr
 			}
 		}
 		line := fmt.Sprintf("migrations: %d/%d/%d done/failed/total", done, failed, len(outcomes))
+		var notes []string
+		if deleted > 0 {
+			notes = append(notes, fmt.Sprintf("%d tenants deleted", deleted))
+		}
 		if retrying > 0 {
-			line += fmt.Sprintf(" (%d retrying)", retrying)
+			notes = append(notes, fmt.Sprintf("%d retrying", retrying))
+		}
+		if len(notes) > 0 {
+			line += " (" + strings.Join(notes, ", ") + ")"
 		}
 		switch {
 		case o.terminal:
@@ -82,11 +104,11 @@ func waitMigrations(ctx context.Context, enq *tasks.Enqueuer, all []tenancy.Migr
 	ticker := time.NewTicker(o.poll)
 	defer ticker.Stop()
 	for {
-		err := pollOnce(ctx, enq, outcomes)
+		err := pollOnce(ctx, enq, outcomes, o.tenant)
 		if err != nil && ctx.Err() == nil {
 			return err
 		}
-		finished := !slices.ContainsFunc(outcomes, func(m *migrationOutcome) bool { return !m.done && !m.failed })
+		finished := !slices.ContainsFunc(outcomes, func(m *migrationOutcome) bool { return !m.finished() })
 		stop := finished || ctx.Err() != nil
 		report(stop)
 		if stop {
@@ -99,24 +121,41 @@ func waitMigrations(ctx context.Context, enq *tasks.Enqueuer, all []tenancy.Migr
 	}
 }
 
+// finished reports whether m's migration has ended one way or another.
+func (m *migrationOutcome) finished() bool { return m.done || m.failed || m.deleted }
+
 // pollOnce checks every unfinished migration once.
-func pollOnce(ctx context.Context, enq *tasks.Enqueuer, outcomes []*migrationOutcome) error {
+func pollOnce(ctx context.Context, enq *tasks.Enqueuer, outcomes []*migrationOutcome, tenant func(context.Context, string) (tenantctx.Tenant, error)) error {
 	for _, m := range outcomes {
-		if m.done || m.failed {
+		if m.finished() {
 			continue
 		}
 		if err := check(ctx, enq, m); err != nil {
 			return err
 		}
+		if m.failed && tenant != nil {
+			markDeleted(ctx, m, tenant)
+		}
 	}
 	return nil
+}
+
+// markDeleted turns m, a migration that ended without completing, into a
+// deleted one when its tenant is gone from the catalog or being deleted:
+// its task was archived ("is being deleted") or erased with the tenant,
+// and there is nothing left to migrate. A failed look-up leaves m failed.
+func markDeleted(ctx context.Context, m *migrationOutcome, tenant func(context.Context, string) (tenantctx.Tenant, error)) {
+	t, err := tenant(ctx, m.task.TenantID)
+	if errors.Is(err, storage.ErrNotFound) || (err == nil && t.Status == tenantctx.StatusDeleting) {
+		m.failed, m.deleted = false, true
+	}
 }
 
 // check updates m from its task's state.
 func check(ctx context.Context, enq *tasks.Enqueuer, m *migrationOutcome) error {
 	ti, err := enq.TenantTask(ctx, m.task.TenantID, m.task.TaskID)
 	if errors.Is(err, tasks.ErrTaskNotFound) {
-		m.failed, m.reason = true, "migration task vanished (tenant deleted, or the task was removed)"
+		m.failed, m.reason = true, "migration task vanished (the task was removed)"
 		return nil
 	}
 	if err != nil {
@@ -150,7 +189,7 @@ func summarize(outcomes []*migrationOutcome, waitErr error) error {
 	for _, m := range outcomes {
 		name := m.task.Slug + " (" + m.task.TenantID + ")"
 		switch {
-		case m.done:
+		case m.done, m.deleted:
 		case m.failed:
 			failed = append(failed, name+": "+oneLine(m.reason))
 		default:
