@@ -65,7 +65,18 @@ type reminderResult struct {
 const (
 	reasonAlreadySent = "already sent today"
 	reasonNotOverdue  = ", not overdue" // after "invoice is <status>"
+	reasonNothingDue  = "nothing due"
 )
+
+// amountDue returns the total inv's document and email show (pdf.Subtotal,
+// as printed in the invoice's currency) and whether it is more than zero:
+// an overdue invoice whose total is zero or negative (a credit note, a
+// full discount) asks for no payment, so it gets no reminder.
+func amountDue(inv invoice.Invoice) (string, bool) {
+	doc := document(inv, "")
+	total := pdf.Subtotal(doc).Round(pdf.MinorUnits(doc.Currency))
+	return pdf.FormatMoney(total, doc.Currency), total.IsPositive()
+}
 
 // alreadySent is the reason of a run that found the reminder of day sent
 // (a date), today being today's date.
@@ -79,7 +90,9 @@ func alreadySent(day, today string) string {
 // InvoiceReminder handles invoice:reminder: it emails the customer of an
 // invoice that is overdue, at most once per invoice per day (p.Day). An
 // invoice in any other status (paid, cancelled, sent and not yet due, ...)
-// is skipped without error. When invoice_documents has a PDF of the
+// is skipped without error, and so is an overdue one with nothing due:
+// its total as the document shows it is zero or negative (a credit note),
+// and a reminder would ask the customer to pay it. When invoice_documents has a PDF of the
 // invoice, the message carries the invoice's PDF as it is now (the stored
 // one if it was rendered from what the invoice holds now, else one
 // rendered for the message: see attachment). Its task result is
@@ -199,6 +212,11 @@ func (h *Handlers) InvoiceReminder(ctx context.Context, p tasks.InvoiceReminder)
 		}
 		if inv.Status != "overdue" {
 			res.Reason = "invoice is " + mailer.OneLine(inv.Status) + reasonNotOverdue
+			return nil
+		}
+		if due, ok := amountDue(inv); !ok {
+			// A credit note, or a total of zero: no payment to ask for.
+			res.Reason = reasonNothingDue + " (total " + mailer.OneLine(due) + ")"
 			return nil
 		}
 		claim, err := invoice.ClaimReminder(taskCtx, tx, p.InvoiceID, inv.Customer.Email, days...)
