@@ -151,11 +151,69 @@ func attachmentName(name string) string {
 	if keep := MaxLineRunes - utf8.RuneCountInString(ext); len(stem) > keep {
 		stem = append(stem[:keep-1], '…')
 	}
-	name = strings.NewReplacer("/", "_", `\`, "_").Replace(string(stem) + ext)
+	name = fileNameReplacer.Replace(string(stem) + ext)
 	if strings.Trim(name, ". ") == "" {
 		return "attachment"
 	}
 	return name
+}
+
+// fileNameReplacer replaces the path separators of an attachment name, and
+// what go-mail replaced before its names were written by attachmentParam
+// (the quote, ':', '<', '>', '?', '|'): a '?' kept would let "=?" start an
+// RFC 2047 encoded word, which lenient readers decode in a quoted string.
+var fileNameReplacer = strings.NewReplacer("/", "_", `\`, "_", `"`, "_", ":", "_", "<", "_", ">", "_", "?", "_", "|", "_")
+
+// maxParamSection bounds the value of one RFC 2231 section written by
+// attachmentParam, so that its folded line stays under 78 characters.
+const maxParamSection = 60
+
+// attachmentParam returns the parameter key (name, filename) of an
+// attachment's Content-Type or Content-Disposition holding name (from
+// attachmentName, so without quotes, backslashes or control characters),
+// with the "; " that puts it after the value: a quoted string when name is
+// ASCII, else RFC 2231 parameter sections (UTF-8, percent-encoded), each
+// on a folded line of its own.
+// go-mail would write RFC 2047 encoded words inside the quoted string,
+// which RFC 2047 forbids: RFC-conforming readers (Go's mime/multipart) then
+// show the name as "=?UTF-8?q?...?=", without its extension, and the line
+// grows past RFC 5322's 998 characters for a long name.
+func attachmentParam(key, name string) string {
+	ascii := true
+	for i := 0; i < len(name); i++ {
+		if name[i] >= utf8.RuneSelf {
+			ascii = false
+			break
+		}
+	}
+	if ascii {
+		return "; " + key + `="` + name + `"`
+	}
+	var sections []string
+	var cur strings.Builder
+	cur.WriteString("utf-8''")
+	for _, r := range name {
+		// A rune is never split between sections: some readers decode
+		// each section on its own.
+		var enc strings.Builder
+		for _, c := range []byte(string(r)) {
+			if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$&+-.^_`|~", c) >= 0 {
+				enc.WriteByte(c)
+			} else {
+				fmt.Fprintf(&enc, "%%%02X", c)
+			}
+		}
+		if cur.Len()+enc.Len() > maxParamSection {
+			sections = append(sections, cur.String())
+			cur.Reset()
+		}
+		cur.WriteString(enc.String())
+	}
+	sections = append(sections, cur.String())
+	for i, v := range sections {
+		sections[i] = fmt.Sprintf("%s*%d*=%s", key, i, v)
+	}
+	return ";\r\n " + strings.Join(sections, ";\r\n ")
 }
 
 // maxExtRunes bounds the extension attachmentName keeps of a long name.
@@ -169,8 +227,9 @@ const maxExtRunes = 16
 // built m: display names, the Subject and attachment names pass through
 // OneLine, the body through Text. Text that holds "=?" cannot smuggle an
 // RFC 2047 encoded word in: such a Subject is written as forced encoded
-// words, such a display name is left out, and go-mail turns the '?' of an
-// attachment name into '_'. A To address that does not parse is
+// words, such a display name is left out, and the '?' of an attachment
+// name becomes '_'. An attachment name that is not ASCII is written as RFC
+// 2231 parameters (attachmentParam). A To address that does not parse is
 // ErrBadRecipient.
 func buildMsg(m Message, now time.Time) (*gomail.Msg, error) {
 	msg := gomail.NewMsg()
@@ -200,8 +259,13 @@ func buildMsg(m Message, now time.Time) (*gomail.Msg, error) {
 		if ct == "" {
 			ct = "application/octet-stream"
 		}
-		msg.AttachReadSeeker(attachmentName(a.Name), bytes.NewReader(a.Data),
-			gomail.WithFileContentType(gomail.ContentType(ct)), gomail.WithFileEncoding(gomail.EncodingB64))
+		name := attachmentName(a.Name)
+		msg.AttachReadSeeker(name, bytes.NewReader(a.Data), gomail.WithFileEncoding(gomail.EncodingB64),
+			func(f *gomail.File) {
+				// go-mail writes these only when they are not set.
+				f.Header.Set(string(gomail.HeaderContentType), ct+attachmentParam("name", name))
+				f.Header.Set(string(gomail.HeaderContentDisposition), "attachment"+attachmentParam("filename", name))
+			})
 	}
 	return msg, nil
 }
