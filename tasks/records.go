@@ -190,12 +190,37 @@ func (r *TaskRecords) get(ctx context.Context, tenantID, taskID string) (TaskRec
 	return rec, nil
 }
 
-// forgetScript drops one record. KEYS[1] index, KEYS[2] records. ARGV[1]
-// task id.
-var forgetScript = redis.NewScript(`
+// forgetScript drops records. KEYS[1] index, KEYS[2] records; ARGV the
+// task ids. Before it deletes, it writes the first record back as it is
+// (oomGuard): at maxmemory (policy noeviction) Redis refuses that write
+// and the script with it, but not the deletions, and a refused enqueue
+// must keep the tenant's records.
+var forgetScript = redis.NewScript(oomGuard + `
+guard(ARGV)
 redis.call('ZREM', KEYS[1], unpack(ARGV))
 return redis.call('HDEL', KEYS[2], unpack(ARGV))
 `)
+
+// oomGuard defines guard(ids), which writes the first record of ids that
+// exists back unchanged and reports whether there was one. A script runs
+// it before it deletes anything: Redis refuses a write that can grow
+// memory (HSET) at maxmemory, and then fails the whole script, while it
+// lets deletions through; a script's later writes are not checked once it
+// has written. So the enqueue that Redis refuses next finds the tenant's
+// records of its task ids where they were (the README's "nothing of the
+// refused request is kept").
+const oomGuard = `
+local function guard(ids)
+  for _, id in ipairs(ids) do
+    local raw = redis.call('HGET', KEYS[2], id)
+    if raw then
+      redis.call('HSET', KEYS[2], id, raw)
+      return true
+    end
+  end
+  return false
+end
+`
 
 // Forget drops the tenant's records of taskIDs (at most a batch,
 // MaxBatch), if any.
@@ -217,9 +242,11 @@ func (r *TaskRecords) Forget(ctx context.Context, tenantID string, taskIDs ...st
 
 // takeScript drops records and returns them, so that they can be put
 // back (restoreScript). KEYS[1] index, KEYS[2] records; ARGV the task
-// ids. It returns id, score, JSON for each record it dropped.
-var takeScript = redis.NewScript(`
+// ids. It returns id, score, JSON for each record it dropped. Like
+// forgetScript, it fails at maxmemory before it drops any (oomGuard).
+var takeScript = redis.NewScript(oomGuard + `
 local out = {}
+if not guard(ARGV) then return out end
 for _, id in ipairs(ARGV) do
   local raw = redis.call('HGET', KEYS[2], id)
   if raw then
