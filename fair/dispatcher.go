@@ -427,6 +427,14 @@ type Report struct {
 	// by an earlier release, a caller that does not know it) ends whatever
 	// run of the id is admitted.
 	Run string
+	// CutOff says asynq gave up on the attempt under its handler (a
+	// shutdown that stopped waiting for it put the task back into asynq's
+	// pending list, or its lease was lost and asynq retries it): its Cost
+	// is charged to the tenant in full, and nothing else happens. Its run
+	// goes on (another worker may be running it already), so the report
+	// frees no slot, and the cost estimates do not learn from a time that
+	// is not a whole task's.
+	CutOff bool
 }
 
 // Complete records finished attempts of tasks of one queue: their slots
@@ -462,13 +470,17 @@ func (d *Dispatcher) complete(ctx context.Context, queue, reporter string, seq u
 	if err := checkQueue(queue); err != nil {
 		return err
 	}
-	args := d.common(4 + 5*len(reports))
+	args := d.common(4 + 6*len(reports))
 	args = append(args, len(reports), reporter, seq, reporterTTL.Milliseconds())
 	for _, r := range reports {
 		if err := checkTenant(r.TenantID); err != nil {
 			return err
 		}
-		args = append(args, r.TaskID, r.TenantID, r.Type, max(r.Cost.Microseconds(), 1), r.Run)
+		cut := "0"
+		if r.CutOff {
+			cut = "1"
+		}
+		args = append(args, r.TaskID, r.TenantID, r.Type, max(r.Cost.Microseconds(), 1), r.Run, cut)
 	}
 	reply, err := completeScript.Run(ctx, d.rdb, keys(queue), args...).Result()
 	if err != nil {

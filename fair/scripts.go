@@ -951,10 +951,15 @@ return { 'ok', res, admit() }
 //	ARGV[10] report count, ARGV[11] reporter id ('' for none), ARGV[12] the
 //	batch's sequence number from that reporter, ARGV[13] how long to keep
 //	the reporter's record (ms), then per report: task id, tenant, type,
-//	cost (us), run token ('' for none).
+//	cost (us), run token ('' for none), '1' for an attempt cut off under
+//	its handler (Report.CutOff) else '0'.
 //
 // A task that asynq put back to pending (shutdown) stays admitted; its cost
-// so far is charged all the same.
+// so far is charged all the same. A cut-off attempt (a shutdown that
+// stopped waiting for its handler, a lost lease) is charged its whole cost
+// and ends nothing: its run goes on (asynq put the task back, or retries
+// it) and its report corrects the estimate; the cost estimates do not
+// learn from a cut-off attempt's time.
 //
 // A report with a run token ends the task's admission only when the
 // record is of that run: a report of an earlier run of the id (sent late,
@@ -999,14 +1004,16 @@ local byType, all = {}, {}
 local recs = {}
 do
   local ids = {}
-  for i = 0, n - 1 do ids[#ids + 1] = ARGV[14 + i * 5] end
+  for i = 0, n - 1 do ids[#ids + 1] = ARGV[14 + i * 6] end
   recs = hashFields(P .. 'adm', ids)
 end
 for i = 0, n - 1 do
-  local b = 14 + i * 5
+  local b = 14 + i * 6
   local id, t, typ, cost, run = ARGV[b], ARGV[b + 1], ARGV[b + 2], num(ARGV[b + 3], 0), ARGV[b + 4]
+  -- A cut-off attempt is charged in full and ends nothing (see above).
+  local cut = ARGV[b + 5] == '1'
   local est, w, ended = 0, nil, false
-  if not seen[id] and redis.call('HGET', A .. 't:' .. id, 'state') ~= 'pending' then
+  if not cut and not seen[id] and redis.call('HGET', A .. 't:' .. id, 'state') ~= 'pending' then
     local meta = recs[id]
     local f = meta and fields(meta, 5)
     if f and run ~= '' and (f[6] or '') ~= '' and f[6] ~= run then f = nil end
@@ -1023,7 +1030,7 @@ for i = 0, n - 1 do
       if w and w < 1 then w = 1 end
     end
   end
-  if not ended and run ~= '' then
+  if not ended and not cut and run ~= '' then
     -- A run the lease check ended before this report came: its estimate
     -- was charged at admission, and this report corrects it (once).
     local late = redis.call('GET', P .. 'lr:' .. run)
@@ -1045,12 +1052,16 @@ for i = 0, n - 1 do
   end
   if s then
     s.delta = s.delta + (cost - est) / (w or s.w)
-    s.costs[typ] = s.costs[typ] or {}
-    table.insert(s.costs[typ], cost)
+    if not cut then
+      s.costs[typ] = s.costs[typ] or {}
+      table.insert(s.costs[typ], cost)
+    end
   end
-  byType[typ] = byType[typ] or {}
-  table.insert(byType[typ], cost)
-  all[#all + 1] = cost
+  if not cut then
+    byType[typ] = byType[typ] or {}
+    table.insert(byType[typ], cost)
+    all[#all + 1] = cost
+  end
 end
 if #done > 0 then
   many('HDEL', P .. 'adm', done)

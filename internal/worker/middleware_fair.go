@@ -35,10 +35,12 @@ type runKey struct{}
 // dispatcher when it ends, whatever its outcome (a panic too): which
 // tenant, which type, and the worker time it took from here on. The
 // dispatcher frees the task's running slot, charges the tenant the time
-// the attempt actually cost, and refills the queue. A task the dispatcher
-// parked (ErrTenantHeld), or handed back as one a drain discarded
-// (ErrTaskDrained, which wraps it), is not reported: parking let it go
-// already, and a drained task did not run.
+// the attempt actually cost, and refills the queue. An attempt asynq cut
+// off under the handler (a shutdown that stopped waiting for it, a lost
+// lease) is reported as fair.Report.CutOff: charged, its run left going
+// on. A task the dispatcher parked (ErrTenantHeld), or handed back as one
+// a drain discarded (ErrTaskDrained, which wraps it), is not reported:
+// parking let it go already, and a drained task did not run.
 // System tasks and tasks without a usable tenant id are not the
 // dispatcher's. A task of a type no handler knows is reported under the
 // type "unknown" (as the metrics count it): the dispatcher keeps a cost
@@ -63,19 +65,23 @@ func ReportCost(r CostReporter) asynq.MiddlewareFunc {
 				if errors.Is(err, ErrTenantHeld) {
 					return
 				}
+				id, _ := asynq.GetTaskID(ctx)
+				queue, _ := asynq.GetQueueName(ctx)
+				rep := fair.Report{Queue: queue, TaskID: id, TenantID: env.TenantID, Type: metricType(env), Cost: time.Since(start), Run: run}
 				// asynq cancelled the attempt under the handler: a shutdown
 				// that stopped waiting for it (asynq put the task back into
 				// its pending list, message and run unchanged, and another
 				// worker may be running that run already), or its lease
 				// lost. The attempt's run goes on, or the lease check ends
-				// it: reported now, it would free the slot of a run in
-				// progress.
+				// it: the report must not free the slot of a run in
+				// progress, but the worker time the attempt took is the
+				// tenant's all the same (CutOff: charged, nothing ended).
 				if errors.Is(ctx.Err(), context.Canceled) {
+					rep.CutOff = true
+					r.Report(rep)
 					return
 				}
-				id, _ := asynq.GetTaskID(ctx)
-				queue, _ := asynq.GetQueueName(ctx)
-				r.Report(fair.Report{Queue: queue, TaskID: id, TenantID: env.TenantID, Type: metricType(env), Cost: time.Since(start), Run: run})
+				r.Report(rep)
 				if err != nil {
 					// The report ends the run; asynq keeps the task (a
 					// retry, or archived and perhaps run again by hand)
