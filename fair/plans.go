@@ -65,20 +65,26 @@ func (p Plans) String() string {
 }
 
 // ParsePlans parses "plan=weight:max running:max waiting,..." (for
-// example "free=1:10:10000,pro=2:20:50000"); 0 as a cap means none. The
-// plans it names replace DefaultPlans' entries of the same name; the
-// others stay. An empty string means DefaultPlans.
+// example "free=1:10:10000,pro=2:20:50000"), each plan once; 0 as a cap
+// means none. The plans it names replace DefaultPlans' entries of the
+// same name; the others stay. An empty string means DefaultPlans.
 func ParsePlans(s string) (Plans, error) {
 	plans := DefaultPlans()
 	if strings.TrimSpace(s) == "" {
 		return plans, nil
 	}
+	named := map[string]bool{}
 	for _, item := range strings.Split(s, ",") {
 		name, spec, ok := strings.Cut(strings.TrimSpace(item), "=")
 		name = strings.TrimSpace(name)
 		if !ok || name == "" || len(name) > 40 {
 			return nil, fmt.Errorf("plan %.60q: want name=weight:max_running:max_waiting", item)
 		}
+		if named[name] {
+			// The last would win without a word.
+			return nil, fmt.Errorf("plan %s named twice", name)
+		}
+		named[name] = true
 		parts := strings.Split(spec, ":")
 		if len(parts) != 3 {
 			return nil, fmt.Errorf("plan %s: want weight:max_running:max_waiting, got %.40q", name, spec)

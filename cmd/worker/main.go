@@ -40,7 +40,7 @@ var errLogged = errors.New("worker failed (logged)")
 // run runs the worker, logging to stderr once the configuration is read.
 func run(stderr io.Writer) error {
 	httpAddr := flag.String("http-addr", "", "health and metrics listen address (overrides HTTP_ADDR; default "+config.DefaultWorkerHTTPAddr+")")
-	concurrency := flag.Int("concurrency", 0, "tasks processed at once (overrides WORKER_CONCURRENCY)")
+	concurrency := flag.Int("concurrency", 0, fmt.Sprintf("tasks processed at once, at most %d (overrides WORKER_CONCURRENCY)", config.MaxDBConns))
 	// -dev (PostgreSQL, Redis, enqueue service and demo tenants in one
 	// process) is handled in main by package devstack; listed for -h.
 	flag.Bool("dev", false, `run the embedded development stack (see "worker -dev -h")`)
@@ -81,6 +81,10 @@ func run(stderr io.Writer) error {
 	}
 	if *concurrency < 0 {
 		return fmt.Errorf("-concurrency: must be a positive integer, got %d", *concurrency)
+	}
+	if *concurrency > config.MaxDBConns {
+		// Resolve would name WORKER_CONCURRENCY, which may not be set.
+		return fmt.Errorf("-concurrency: at most %d, got %d", config.MaxDBConns, *concurrency)
 	}
 	if *concurrency != 0 {
 		cfg.WorkerConcurrency = *concurrency

@@ -6,7 +6,11 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/invoicing/tenantworker/internal/testenv"
 )
+
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 
 // TestRunRefusesStrayArguments: the worker takes flags only. A stray
 // argument ("worker serve -concurrency 20", the enqueue binary's habit)
@@ -28,6 +32,26 @@ func TestRunRefusesStrayArguments(t *testing.T) {
 		os.Args, flag.CommandLine = oldArgs, oldFlags
 		if err == nil || !strings.Contains(err.Error(), "unexpected arguments") {
 			t.Errorf("worker %s: got %v, want an error naming the unexpected arguments", strings.Join(args, " "), err)
+		}
+	}
+}
+
+// TestConcurrencyFlagErrorNamesTheFlag: a -concurrency out of range is
+// reported as the flag, not as WORKER_CONCURRENCY, which the operator did
+// not set.
+func TestConcurrencyFlagErrorNamesTheFlag(t *testing.T) {
+	for _, k := range []string{"REDIS_URL", "WORKER_CONCURRENCY", "DB_MAX_CONNS"} {
+		t.Setenv(k, "")
+	}
+	t.Setenv("DATABASE_URL", "postgres://app@127.0.0.1:1/x")
+	for _, n := range []string{"-5", "10001", "20000"} {
+		oldArgs, oldFlags := os.Args, flag.CommandLine
+		os.Args = []string{"worker", "-concurrency", n}
+		flag.CommandLine = flag.NewFlagSet("worker", flag.ContinueOnError)
+		err := run(io.Discard)
+		os.Args, flag.CommandLine = oldArgs, oldFlags
+		if err == nil || !strings.HasPrefix(err.Error(), "-concurrency: ") || strings.Contains(err.Error(), "WORKER_CONCURRENCY") {
+			t.Errorf("worker -concurrency %s: got %v, want an error naming -concurrency alone", n, err)
 		}
 	}
 }

@@ -380,6 +380,15 @@ func (c Config) validate() error {
 	if c.DatabaseURL == "" {
 		bad("DATABASE_URL: required")
 	}
+	// Checked here, before any connection, and without pgx's error: it
+	// quotes the string, and its masking of the password is best effort
+	// (an unterminated quote leaves the rest of the password in it).
+	if c.DatabaseURL != "" && !validDatabaseURL(c.DatabaseURL) {
+		bad("DATABASE_URL: does not parse as a PostgreSQL connection string (URL or keyword/value)")
+	}
+	if c.MigrationsDatabaseURL != c.DatabaseURL && !validDatabaseURL(c.MigrationsDatabaseURL) {
+		bad("MIGRATIONS_DATABASE_URL: does not parse as a PostgreSQL connection string (URL or keyword/value)")
+	}
 	if _, err := ParseRedisURL(c.RedisURL); err != nil {
 		bad("REDIS_URL: %v", err)
 	}

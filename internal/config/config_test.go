@@ -159,6 +159,10 @@ func TestFromEnvErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"CLIENT_IP_HEADER": "X Real IP"}, `CLIENT_IP_HEADER: not a header name`},
 		{map[string]string{"MAIL_FROM": "billing"}, `MAIL_FROM: not an email address: "billing"`},
 		{map[string]string{"MAIL_FROM": "Billing <billing@example.com"}, `MAIL_FROM: not an email address`},
+		{map[string]string{"DATABASE_URL": "host=db password='unterminated"}, `DATABASE_URL: does not parse as a PostgreSQL connection string`},
+		{map[string]string{"MIGRATIONS_DATABASE_URL": "postgres://owner@db:port/inv"}, `MIGRATIONS_DATABASE_URL: does not parse as a PostgreSQL connection string`},
+		// A plan named twice: the first settings would be dropped without a word.
+		{map[string]string{"PLAN_LIMITS": "pro=2:20:50000,free=1:10:10000,pro=1:1:1"}, `PLAN_LIMITS: plan pro named twice`},
 	}
 	for _, c := range cases {
 		m := map[string]string{}

@@ -51,6 +51,12 @@ func ParseRedisURL(raw string) (asynq.RedisConnOpt, error) {
 		// password included: parse it first and keep only the reason.
 		u, err := url.Parse(raw)
 		if err != nil {
+			// Nor its reason, with user information: an unencoded '/',
+			// '?' or '#' ends the password early, and the reason quotes
+			// the rest of the authority ("invalid port \":s3cr\"").
+			if strings.Contains(raw, "@") {
+				return nil, errors.New("could not parse redis uri: not a URL (percent-encode '/', '?', '#', '%' and '@' in the user and password)")
+			}
 			var ue *url.Error
 			if errors.As(err, &ue) {
 				err = ue.Err
@@ -154,6 +160,11 @@ func parseRedisSentinelURL(u *url.URL) (asynq.RedisConnOpt, error) {
 			}
 			db = v[0]
 		default:
+			if q.Has("password") {
+				// An unencoded '&' in the password makes its rest a
+				// parameter of its own: the name is not quoted.
+				return nil, errors.New("redis-sentinel: unknown query parameter: want master, username, password or db (percent-encode '&' in a password as %26)")
+			}
 			return nil, fmt.Errorf("redis-sentinel: unknown query parameter %.40q: want master, username, password or db", k)
 		}
 	}

@@ -29,3 +29,34 @@ func TestRedisURLErrorHidesPassword(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisURLErrorHidesPasswordWithReservedCharacters: a password with
+// an unencoded '/', '?', '#' or '&' (common in generated passwords) makes
+// the URL parse differently, and the error must not quote the piece of the
+// password that ended up in the port, the host or a query parameter's
+// name.
+func TestRedisURLErrorHidesPasswordWithReservedCharacters(t *testing.T) {
+	t.Parallel()
+	const left, right = "leftHalfPW", "rightHalfPW"
+	for _, raw := range []string{
+		"redis://:" + left + "/" + right + "@redis.internal:6379",
+		"redis://app:" + left + "?" + right + "@redis.internal:6379",
+		"rediss://app:" + left + "#" + right + "@redis.internal:6380",
+		"redis-socket://:" + left + "/" + right + "@/run/redis.sock",
+		"redis-sentinel://:" + left + "/" + right + "@s1:26379,s2:26379?master=mymaster",
+		"redis-sentinel://s1:26379?master=mymaster&password=" + left + "&" + right,
+		"redis-sentinel://s1:26379?master=mymaster&password=" + left + "&" + right + "=x",
+	} {
+		_, err := FromEnv(env(map[string]string{"DATABASE_URL": "postgres://db/inv", "REDIS_URL": raw}))
+		if err == nil {
+			t.Errorf("REDIS_URL with an unencoded reserved character in the password: accepted")
+			continue
+		}
+		if !strings.Contains(err.Error(), "REDIS_URL") {
+			t.Errorf("error %q does not name REDIS_URL", err)
+		}
+		if strings.Contains(err.Error(), left) || strings.Contains(err.Error(), right) {
+			t.Errorf("the error quotes part of the password: %v", err)
+		}
+	}
+}

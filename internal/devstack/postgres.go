@@ -62,6 +62,9 @@ func openDatabase(ctx context.Context, externalURL, dataDir string, logger *slog
 			"data_dir", dataDir, "temp_dir", os.TempDir(), "reason", err)
 		opts.TempRoot = ""
 		srv, err = pgserver.Start(ctx, opts)
+		if err != nil {
+			return nil, fmt.Errorf("throwaway postgres: the postgres system user cannot reach the data directory %s, and starting it under the temp directory %s failed too: %w (pass -data-dir a directory every user may traverse, or set TMPDIR to one)", dataDir, os.TempDir(), err)
+		}
 	}
 	if err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -254,5 +255,64 @@ func TestOpenDatabaseRemovesStaleDirsInTempDir(t *testing.T) {
 	}
 	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("stale directory in the temp directory after start: %v, want removed", err)
+	}
+}
+
+// TestOpenDatabaseFallbackUnreachableNamesTheWayOut: as root, with a data
+// directory and a TMPDIR the postgres user can reach neither of (both under
+// a private home, as with TMPDIR=$HOME/tmp), the error says that neither
+// place works and what to change, rather than advising a directory under
+// the temp directory that was just refused. Not parallel: it sets TMPDIR.
+func TestOpenDatabaseFallbackUnreachableNamesTheWayOut(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("only root runs PostgreSQL as the postgres user")
+	}
+	ctx := testContext(t)
+	home := filepath.Join(testenv.SharedTempDir(t, "devstack-unit"), "home")
+	if err := os.Mkdir(home, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	tmp, dataDir := filepath.Join(home, "tmp"), filepath.Join(home, "devdata")
+	for _, dir := range []string{tmp, dataDir} {
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("TMPDIR", tmp)
+	db, err := openDatabase(ctx, "", dataDir, slog.New(slog.DiscardHandler))
+	if err == nil {
+		_ = db.stop(ctx)
+		t.Fatal("openDatabase succeeded in directories the postgres user cannot reach")
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "use a directory under "+tmp) || !strings.Contains(msg, "-data-dir") || !strings.Contains(msg, "TMPDIR") {
+		t.Fatalf("openDatabase error:\n%v\nwant it to name -data-dir and TMPDIR, not to advise a directory under the refused %s", err, tmp)
+	}
+	if entries, _ := os.ReadDir(tmp); len(entries) != 0 {
+		t.Fatalf("%s holds %d entries after the failed start, want none", tmp, len(entries))
+	}
+}
+
+// TestOpenDatabaseRemovesStaleDirOfItsOwnPID: a dev stack started again
+// with the PID of the killed run (in a container the process gets the same
+// PID at every start, often 1) removes the killed run's database directory
+// instead of keeping one more at every restart.
+func TestOpenDatabaseRemovesStaleDirOfItsOwnPID(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	dataDir := testenv.SharedTempDir(t, "devstack-unit")
+	stale := filepath.Join(dataDir, fmt.Sprintf("pgserver-%d-1", os.Getpid()))
+	if err := os.MkdirAll(filepath.Join(stale, "data"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	db, err := openDatabase(ctx, "", dataDir, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("openDatabase: %v", err)
+	}
+	if err := db.stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("directory of a killed run with this process's PID after start: %v, want removed", err)
 	}
 }

@@ -112,6 +112,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err := s.start(ctx); err != nil {
 		if s.ownsDir {
 			_ = os.RemoveAll(s.dir)
+			liveDirs.Delete(s.dir)
 		}
 		return nil, err
 	}
@@ -127,7 +128,12 @@ func (s *Server) makeDir() error {
 		if err != nil {
 			return fmt.Errorf("resolve postgres temp root: %w", err)
 		}
+		liveMu.Lock()
 		dir, err := os.MkdirTemp(root, tempDirPattern())
+		if err == nil {
+			liveDirs.Store(dir, true)
+		}
+		liveMu.Unlock()
 		if err != nil {
 			return fmt.Errorf("create postgres directory: %w", err)
 		}
@@ -153,6 +159,7 @@ func (s *Server) makeDir() error {
 		// MkdirTemp makes 0700; the postgres user must reach data/.
 		if err := os.Chmod(s.dir, 0o755); err != nil {
 			_ = os.RemoveAll(s.dir)
+			liveDirs.Delete(s.dir)
 			return fmt.Errorf("chmod postgres directory: %w", err)
 		}
 	}
@@ -363,6 +370,7 @@ func (s *Server) Stop(ctx context.Context) error {
 			return errors.Join(err, fmt.Errorf("remove postgres directory: %w", rmErr))
 		}
 		s.removed = true
+		liveDirs.Delete(s.dir)
 		s.logger.Info("postgres directory removed", "dir", s.dir)
 	}
 	return err

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 )
 
@@ -19,12 +20,23 @@ func tempDirPattern() string {
 	return fmt.Sprintf("%s%d-*", tempDirPrefix, os.Getpid())
 }
 
+// liveDirs holds the temporary directories of this process's servers, from
+// Start until Stop removes them: a directory named with this process's PID
+// and not in liveDirs was left by an earlier process that had the same PID
+// (a container's process gets the same PID at every start).
+// liveMu makes creating and registering a directory one step for
+// RemoveStale, which must not take a directory between the two.
+var (
+	liveDirs sync.Map
+	liveMu   sync.Mutex
+)
+
 // RemoveStale removes the temporary server directories in root (created by
 // Start with Options.Dir empty) whose owner process no longer runs: a
 // process killed before Stop leaves its directory behind, while its server
 // died with it. It returns the directories removed; failures are skipped.
-// Directories of running processes, and anything not named like Start's
-// directories, are left alone.
+// Directories of other running processes and of this process's own
+// servers, and anything not named like Start's directories, are left alone.
 func RemoveStale(root string) []string {
 	entries, err := os.ReadDir(root)
 	if err != nil {
@@ -33,18 +45,35 @@ func RemoveStale(root string) []string {
 	var removed []string
 	for _, e := range entries {
 		pid, ok := ownerPID(e.Name())
-		if !ok || !e.IsDir() || pid == os.Getpid() {
+		if !ok || !e.IsDir() {
+			continue
+		}
+		dir := filepath.Join(root, e.Name())
+		if pid == os.Getpid() {
+			if removeUnlessLive(dir) {
+				removed = append(removed, dir)
+			}
 			continue
 		}
 		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
 			continue // alive, or not ours to judge (EPERM)
 		}
-		dir := filepath.Join(root, e.Name())
 		if os.RemoveAll(dir) == nil {
 			removed = append(removed, dir)
 		}
 	}
 	return removed
+}
+
+// removeUnlessLive removes dir, named with this process's PID, unless one
+// of this process's servers uses it, and reports whether it removed it.
+func removeUnlessLive(dir string) bool {
+	liveMu.Lock()
+	defer liveMu.Unlock()
+	if _, live := liveDirs.Load(dir); live {
+		return false
+	}
+	return os.RemoveAll(dir) == nil
 }
 
 // ownerPID parses the PID out of pgserver-<pid>-<random>.

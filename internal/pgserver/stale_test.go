@@ -27,14 +27,22 @@ func TestRemoveStale(t *testing.T) {
 		return p
 	}
 	dead := mk(fmt.Sprintf("pgserver-%d-123", deadPID))
+	// This process's own server's directory (registered as Start does), and
+	// one an earlier process with the same PID left (a container restarted).
 	mine := mk(fmt.Sprintf("pgserver-%d-456", os.Getpid()))
+	liveDirs.Store(mine, true)
+	defer liveDirs.Delete(mine)
+	samePID := mk(fmt.Sprintf("pgserver-%d-457", os.Getpid()))
 	parent := mk(fmt.Sprintf("pgserver-%d-789", os.Getppid()))
 	other := mk("pgserver-test-abc")
 	unrelated := mk("something-else")
 
 	removed := RemoveStale(root)
-	if !slices.Equal(removed, []string{dead}) {
-		t.Fatalf("RemoveStale removed %v, want [%s]", removed, dead)
+	slices.Sort(removed)
+	want := []string{dead, samePID}
+	slices.Sort(want)
+	if !slices.Equal(removed, want) {
+		t.Fatalf("RemoveStale removed %v, want %v", removed, want)
 	}
 	for _, keep := range []string{mine, parent, other, unrelated} {
 		if _, err := os.Stat(keep); err != nil {

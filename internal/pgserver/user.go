@@ -80,18 +80,45 @@ func (u *serviceUser) checkReachable(dir string) error {
 	if err != nil {
 		return fmt.Errorf("resolve %s: %w", dir, err)
 	}
+	blocked, st, err := u.firstUntraversable(abs)
+	if err != nil || blocked == "" {
+		return err
+	}
+	hint := "use a directory that every user may traverse"
+	if tmp := os.TempDir(); u.traversable(tmp) {
+		hint = "use a directory under " + tmp
+	}
+	return fmt.Errorf("%w: %s (mode %s) is not traversable by user %q, which PostgreSQL runs as because it refuses to run as root; %s", ErrDirUnreachable, blocked, st.Mode().Perm(), u.name, hint)
+}
+
+// firstUntraversable returns the first directory, from abs up to the root,
+// that the service user may not traverse, with its FileInfo; "" when there
+// is none.
+func (u *serviceUser) firstUntraversable(abs string) (string, os.FileInfo, error) {
 	for p := abs; ; p = filepath.Dir(p) {
 		st, err := os.Stat(p)
 		if err != nil {
-			return fmt.Errorf("stat %s: %w", p, err)
+			return "", nil, fmt.Errorf("stat %s: %w", p, err)
 		}
 		if !u.mayTraverse(st) {
-			return fmt.Errorf("%w: %s (mode %s) is not traversable by user %q, which PostgreSQL runs as because it refuses to run as root; use a directory under %s", ErrDirUnreachable, p, st.Mode().Perm(), u.name, os.TempDir())
+			return p, st, nil
 		}
 		if p == filepath.Dir(p) {
-			return nil
+			return "", nil, nil
 		}
 	}
+}
+
+// traversable reports whether the service user may reach dir: the advice
+// of checkReachable's error must not name a directory it cannot reach
+// either (TMPDIR under a private home directory).
+func (u *serviceUser) traversable(dir string) bool {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return false
+	}
+	p, _, err := u.firstUntraversable(abs)
+	return err == nil && p == ""
 }
 
 // mayTraverse reports whether the execute bit that applies to the service
