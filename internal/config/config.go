@@ -120,6 +120,11 @@ type Config struct {
 	// enqueue service; past it the request answers 503. 0 means
 	// DefaultRequestTimeout.
 	RequestTimeout time.Duration
+	// APITenantDBConns (API_TENANT_DB_CONNS) is how many database units of
+	// work one tenant's requests run at once in an enqueue service
+	// process, so that one tenant cannot hold every connection of the
+	// pool; 0 means the HTTP API's default (4).
+	APITenantDBConns int
 	// ShutdownTimeout (SHUTDOWN_TIMEOUT) is how long running tasks get to
 	// finish on shutdown; 0 means DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
@@ -283,6 +288,7 @@ func Parse(getenv func(string) string) (Config, error) {
 		SchedulerEnabled:      p.boolean("SCHEDULER_ENABLED", true),
 		ShutdownTimeout:       p.duration("SHUTDOWN_TIMEOUT"),
 		RequestTimeout:        p.duration("REQUEST_TIMEOUT"),
+		APITenantDBConns:      p.positiveInt("API_TENANT_DB_CONNS"),
 		SMTPURL:               p.str("SMTP_URL"),
 		MailFrom:              p.str("MAIL_FROM"),
 		OutboxDir:             p.str("OUTBOX_DIR"),
@@ -415,6 +421,9 @@ func (c Config) validate() error {
 	}
 	if c.RequestTimeout <= 0 {
 		bad("REQUEST_TIMEOUT: must be positive, got %v", c.RequestTimeout)
+	}
+	if c.APITenantDBConns > MaxDBConns {
+		bad("API_TENANT_DB_CONNS: at most %d, got %d", MaxDBConns, c.APITenantDBConns)
 	}
 	if c.LogFormat != LogFormatText && c.LogFormat != LogFormatJSON {
 		bad("LOG_FORMAT: must be text or json, got %q", c.LogFormat)

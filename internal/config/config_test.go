@@ -86,6 +86,7 @@ func TestFromEnvSet(t *testing.T) {
 		"SCHEDULER_ENABLED":        "false",
 		"SHUTDOWN_TIMEOUT":         "5s",
 		"REQUEST_TIMEOUT":          "3s",
+		"API_TENANT_DB_CONNS":      "6",
 		"SMTP_URL":                 "smtp://u:p@mail:587",
 		"MAIL_FROM":                "ar@example.com",
 		"OUTBOX_DIR":               "/var/outbox",
@@ -104,7 +105,7 @@ func TestFromEnvSet(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.MigrationsDatabaseURL != "postgres://owner@db/inv" || c.WorkerConcurrency != 20 || c.DBMaxConns != 24 ||
-		c.SchedulerEnabled || c.ShutdownTimeout != 5*time.Second || c.RequestTimeout != 3*time.Second || c.LogFormat != LogFormatJSON ||
+		c.SchedulerEnabled || c.ShutdownTimeout != 5*time.Second || c.RequestTimeout != 3*time.Second || c.APITenantDBConns != 6 || c.LogFormat != LogFormatJSON ||
 		c.LogLevel != slog.LevelDebug || !c.AllowTenantHeader || !c.DashboardWritable || c.TenantCacheTTL != 2*time.Minute || c.RedisAutoPipeline ||
 		c.HTTPAddrOr(DefaultWorkerHTTPAddr) != "127.0.0.1:7000" || c.OverdueSweepCron != "@every 30s" ||
 		c.AuthFailuresPerMinute != 50 || c.ClientIPHeader != "X-Real-IP" ||
@@ -156,6 +157,8 @@ func TestFromEnvErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"DASHBOARD_WRITABLE": "true", "DASHBOARD_READONLY": "true"}, `DASHBOARD_WRITABLE "true" and DASHBOARD_READONLY "true" disagree`},
 		{map[string]string{"ADMIN_TOKEN": "secret"}, `ADMIN_TOKEN: must have at least 32 characters, got 6`},
 		{map[string]string{"AUTH_FAILURES_PER_MINUTE": "0"}, `AUTH_FAILURES_PER_MINUTE: must be a positive integer`},
+		{map[string]string{"API_TENANT_DB_CONNS": "0"}, `API_TENANT_DB_CONNS: must be a positive integer`},
+		{map[string]string{"API_TENANT_DB_CONNS": "20000"}, `API_TENANT_DB_CONNS: at most 10000, got 20000`},
 		{map[string]string{"CLIENT_IP_HEADER": "X Real IP"}, `CLIENT_IP_HEADER: not a header name`},
 		{map[string]string{"MAIL_FROM": "billing"}, `MAIL_FROM: not an email address: "billing"`},
 		{map[string]string{"MAIL_FROM": "Billing <billing@example.com"}, `MAIL_FROM: not an email address`},

@@ -105,6 +105,7 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 		AdminToken:            cfg.AdminToken,
 		AuthFailuresPerMinute: cfg.AuthFailuresPerMinute,
 		RequestTimeout:        cfg.RequestTimeout,
+		TenantDBConns:         cfg.APITenantDBConns,
 		ClientIPHeader:        cfg.ClientIPHeader,
 		AllowTenantHeader:     cfg.AllowTenantHeader,
 		DashboardWritable:     cfg.DashboardWritable,

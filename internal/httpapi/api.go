@@ -86,10 +86,20 @@ type Options struct {
 	// look-ups, the database (schema.InTenantBatch passes what is left to
 	// PostgreSQL as statement_timeout, so a statement waiting for a lock
 	// gives up too) and Redis. Past it the request answers 503 with
-	// Retry-After, and its connection goes back to the pool: a tenant
-	// whose tables are locked cannot hold every connection and stall the
-	// others. 0 means DefaultRequestTimeout.
+	// Retry-After, and its connection goes back to the pool (how many
+	// one tenant holds meanwhile is TenantDBConns). 0 means
+	// DefaultRequestTimeout.
 	RequestTimeout time.Duration
+	// TenantDBConns is how many database units of work (invoice checks
+	// of enqueues, PDF look-ups) one tenant's requests run at once in
+	// this process, each on a connection of the pool; more wait, in
+	// order, for one of the tenant's to end (up to RequestTimeout, then
+	// 503), never for another tenant's. Keep it well below the pool's
+	// size: a tenant whose tables are locked, or that sends thousands of
+	// requests at once, then holds at most this many connections and the
+	// other tenants are served. 0 means DefaultTenantDBConns, negative
+	// turns the bound off.
+	TenantDBConns int
 	// Logger receives access logs and errors; nil means slog.Default().
 	Logger *slog.Logger
 	// Registry receives the HTTP metrics; /metrics serves it when it is
@@ -119,6 +129,7 @@ type Handler struct {
 	tenantFails *failureLimiter // failed tenant authentications per address
 	adminFails  *failureLimiter // failed admin authentications per address
 	crossOrigin *http.CrossOriginProtection
+	tenantConns *tenantConns // database units of work per tenant
 }
 
 // New returns the enqueue service's handler with every route of the package
@@ -143,6 +154,7 @@ func New(opts Options) *Handler {
 	h.tenantFails = newFailureLimiter(opts.AuthFailuresPerMinute, opts.Now)
 	h.adminFails = newFailureLimiter(opts.AuthFailuresPerMinute, opts.Now)
 	h.crossOrigin = newCrossOriginProtection()
+	h.tenantConns = newTenantConns(opts.TenantDBConns)
 	var gatherer prometheus.Gatherer
 	if opts.Registry == nil {
 		reg := prometheus.NewRegistry()

@@ -56,6 +56,13 @@
 // per queue) is answered from the tenant's own records of archived tasks
 // (tasks.TaskRecords).
 //
+// The database units of work of one tenant's requests (the invoice
+// checks of enqueues, PDF look-ups) run at most Options.TenantDBConns at
+// once in a process; more wait, in order, for one of that tenant's, up to
+// Options.RequestTimeout (then 503), never for another tenant's: a tenant
+// flooding the service, or one whose tables are locked, cannot hold every
+// connection of the pool.
+//
 // What a tenant sees of a task's error is a stable, safe reason, never the
 // error message (which may hold SQL, paths, the mail server's user and
 // host): for an archived task the reason the worker recorded

@@ -88,8 +88,18 @@ func (h *Handler) enqueue(w http.ResponseWriter, r *http.Request, p tasks.Payloa
 func (h *Handler) hasDatabase() bool { return h.opts.Pool != nil || h.opts.Pools != nil }
 
 // inTenantBatch runs b in the schema of the tenant in ctx, on the database
-// that holds it: one round trip (schema.InTenantBatch).
+// that holds it: one round trip (schema.InTenantBatch). At most
+// Options.TenantDBConns of one tenant's units run at once; more wait for
+// one of them (tenantConns), so that one tenant cannot hold every
+// connection of the pool.
 func (h *Handler) inTenantBatch(ctx context.Context, b *pgx.Batch) error {
+	if t, ok := tenantctx.FromContext(ctx); ok { // without, placement refuses b
+		release, err := h.tenantConns.acquire(ctx, t.ID)
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
 	return placement.InTenantBatch(ctx, h.opts.Pools, h.opts.Pool, b)
 }
 
