@@ -27,6 +27,7 @@ const (
 	DefaultPendingTime       = 20 * time.Millisecond
 	DefaultMinPending        = 4
 	DefaultMaxAdmit          = 64
+	DefaultHealEvery         = time.Second
 	DefaultLease             = 30 * time.Second
 	DefaultCost              = 5 * time.Millisecond
 	DefaultMaxWaitingTotal   = 1_000_000
@@ -49,6 +50,12 @@ type Config struct {
 	// MinPending is the least depth, also while no worker is alive. 0
 	// means DefaultMinPending.
 	MinPending int
+	// HealEvery is how often, per queue, a worker's heartbeat repairs
+	// what a partial loss of Redis's data left of the dispatcher's state
+	// (one beat of all the workers' per period: its cost does not grow
+	// with their number; see healPrelude). 0 means DefaultHealEvery; a
+	// negative value repairs at every beat.
+	HealEvery time.Duration
 	// MaxAdmit bounds the tasks one script call moves into asynq. 0 means
 	// DefaultMaxAdmit.
 	MaxAdmit int
@@ -103,6 +110,7 @@ func (c Config) withDefaults() Config {
 	c.Lease = cmp.Or(c.Lease, DefaultLease)
 	c.DefaultCost = cmp.Or(c.DefaultCost, DefaultCost)
 	c.MaxWaitingTotal = cmp.Or(c.MaxWaitingTotal, DefaultMaxWaitingTotal)
+	c.HealEvery = cmp.Or(c.HealEvery, DefaultHealEvery)
 	return c
 }
 
@@ -529,17 +537,42 @@ func (d *Dispatcher) Pump(ctx context.Context, queue string) (int, error) {
 
 // Heartbeat registers a worker's concurrency in queue for ttl (0
 // concurrency removes it) and admits what the new total makes room for.
+// It also repairs a few records of what a partial loss of Redis's data
+// left inconsistent, and nothing else (see healPrelude in scripts.go).
 func (d *Dispatcher) Heartbeat(ctx context.Context, queue, workerID string, concurrency int, ttl time.Duration) error {
+	_, err := d.heartbeat(ctx, queue, workerID, concurrency, ttl)
+	return err
+}
+
+// Healed counts what a heartbeat repaired of the dispatcher's state after
+// Redis lost part of its data.
+type Healed struct {
+	// Requeued is waiting tasks put back into their tenant's backlog list
+	// (it was gone, or lost them).
+	Requeued int
+	// Admitted is admitted tasks whose lease entry or admission record
+	// was gone.
+	Admitted int
+	// Readied is tenants with waiting tasks that may be admitted put back
+	// into the admission order (their place in it was gone).
+	Readied int
+}
+
+// heartbeat is Heartbeat, returning what it repaired.
+func (d *Dispatcher) heartbeat(ctx context.Context, queue, workerID string, concurrency int, ttl time.Duration) (Healed, error) {
 	if err := checkQueue(queue); err != nil {
-		return err
+		return Healed{}, err
 	}
-	args := append(d.common(3), workerID, max(concurrency, 0), ttl.Milliseconds())
-	reply, err := heartbeatScript.Run(ctx, d.rdb, keys(queue), args...).Result()
+	args := append(d.common(4), workerID, max(concurrency, 0), ttl.Milliseconds(), max(d.cfg.HealEvery.Milliseconds(), 0))
+	reply, err := heartbeatScript.Run(ctx, d.rdb, keys(queue), args...).Slice()
 	if err != nil {
-		return fmt.Errorf("fair: heartbeat %s: %w", queue, err)
+		return Healed{}, fmt.Errorf("fair: heartbeat %s: %w", queue, err)
 	}
-	d.observe(queue, reply)
-	return nil
+	if len(reply) != 4 {
+		return Healed{}, fmt.Errorf("fair: heartbeat %s: unexpected reply %v", queue, reply)
+	}
+	d.observe(queue, reply[0])
+	return Healed{Requeued: asInt(reply[1]), Admitted: asInt(reply[2]), Readied: asInt(reply[3])}, nil
 }
 
 // ErrDrained is returned (wrapped) by Park, Gate and GateRun for a task

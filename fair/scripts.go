@@ -59,6 +59,11 @@ import "github.com/redis/go-redis/v9"
 //	P..'cost'        HASH type -> measured cost EWMA over all tenants (us); '*' -> over the queue
 //	P..'depth'       ZSET tenant -> waiting tasks (top-K metrics)
 //	P..'workers'     ZSET worker id -> heartbeat expiry (ms); P..'conc' HASH worker id -> concurrency; P..'cap' STRING their sum
+//	P..'heal'        HASH where the heartbeat's repair after a partial loss of Redis's data is (healPrelude): depth
+//	                 (rank in P..'depth'), msg and adm (HSCAN cursors), cycle (sweeps of P..'msg' done)
+//	P..'healed'      STRING set by the beat that repaired, for Config.HealEvery: the other beats until it expires do not
+//	P..'lost'        ZSET tenant -> the sweep of P..'msg' in which its backlog list was found gone or short (or too
+//	                 long to look through): its waiting tasks missing from the list go back into it (healPrelude)
 //	P..'rep:'..reporter STRING the highest batch sequence number of a Reporter applied (expires; see completeScript)
 //	P..'wake'        Pub/Sub channel (not a key): admit() publishes when it fills asynq's empty pending list
 //	                 (WakeChannel; idle workers wait for it, IdleWaiter)
@@ -1138,13 +1143,181 @@ var pumpScript = redis.NewScript(prelude + `
 return admit()
 `)
 
+// healPrelude repairs, a little per heartbeat, what a partial loss of
+// Redis's data leaves of the dispatcher's state (an evicting
+// maxmemory-policy or a key deleted by hand: Redis loses whole keys):
+// without it a tenant whose place in the ready set is gone waits until
+// its next enqueue or report, waiting tasks whose backlog list is gone
+// are never admitted (and their ids are answered "waiting" to every
+// enqueue), and an admitted task whose lease entry is gone keeps its
+// tenant's slot forever.
+//
+// It acts only where an invariant every other script keeps between calls
+// is broken, so it does nothing in normal operation:
+//
+//   - a tenant in the ready set is eligible, and an eligible tenant is in
+//     it (reconsider; a tenant whose drain mark expired is the heartbeat's
+//     undrain's to bring back, not this);
+//   - a tenant's count in P..'depth' is its backlog's length, unless a
+//     drain set some of its tasks aside (P..'dr:'..tenant) or a Forget is
+//     between its steps (a shorter list only marks the tenant, below);
+//   - a waiting task's record (P..'msg') is in its tenant's backlog list,
+//     unless a drain set it aside;
+//   - every member of P..'run:'..tenant has an admission record
+//     (P..'adm'), and every admission record a lease entry (P..'dl').
+//
+// Each beat looks at 20 waiting tenants (P..'depth', by rank), 20 waiting
+// tasks and 10 admitted ones (HSCAN cursors), the cursors kept in
+// P..'heal', so every record is looked at within a sweep. A tenant whose
+// backlog list is gone, or shorter than its count, is marked in
+// P..'lost'; for two sweeps of P..'msg' after, its waiting tasks missing
+// from its list go back into it (restore: in enqueue order), and then its
+// count is set to its list's length. Telling whether a task is in a list
+// takes LPOS, and putting it back a merge (restore), both linear in the
+// list: a beat spends at most HEAL_BUDGET list elements on them, and a
+// task of a list longer than what is left of that is looked at again in a
+// later sweep (its tenant stays marked), once admission has shortened the
+// list. It returns how many waiting tasks it put back, how many admitted
+// tasks it repaired, and how many tenants it put back into the ready set.
+const healPrelude = `
+local HEAL_BUDGET = 10000
+local function heal()
+  local H = P .. 'heal'
+  local back, fixed, readied = 0, 0, 0
+  local function intact(t)
+    return not draining(t) and redis.call('EXISTS', P .. 'dr:' .. t) == 0
+  end
+  local cur = redis.call('HMGET', H, 'depth', 'msg', 'adm', 'cycle')
+  local cycle = num(cur[4], 0)
+  local anyLost = redis.call('EXISTS', P .. 'lost') == 1
+  local function mark(t)
+    redis.call('ZADD', P .. 'lost', 'NX', cycle, t)
+    anyLost = true
+  end
+  -- Waiting tenants: a backlog list shorter than the count marks the
+  -- tenant; admitted ids without their record get one back (still in
+  -- asynq) or leave the running set; an eligible tenant out of the ready
+  -- set goes back into it.
+  local from = num(cur[1], 0)
+  local ts = redis.call('ZRANGE', P .. 'depth', from, from + 19, 'WITHSCORES')
+  if #ts < 40 then from = 0 else from = from + 20 end
+  for i = 1, #ts, 2 do
+    local t = ts[i]
+    local n = redis.call('LLEN', P .. 'b:' .. t)
+    local ok = nil
+    if tonumber(ts[i + 1]) > n then
+      ok = intact(t)
+      if ok then mark(t) end
+    end
+    local ids = redis.call('SRANDMEMBER', P .. 'run:' .. t, 10)
+    if #ids > 0 then
+      local recs = redis.call('HMGET', P .. 'adm', unpack(ids))
+      for j, id in ipairs(ids) do
+        if not recs[j] then
+          local st = redis.call('HGET', A .. 't:' .. id, 'state')
+          if st == 'pending' or st == 'active' then
+            redis.call('HSET', P .. 'adm', id, t .. SEP .. SEP .. '0' .. SEP .. fmt(NOW) .. SEP .. SEP)
+            redis.call('ZADD', P .. 'dl', NOW + LEASE, id)
+          else
+            redis.call('SREM', P .. 'run:' .. t, id)
+          end
+          fixed = fixed + 1
+        end
+      end
+    end
+    if n > 0 and not redis.call('ZSCORE', P .. 'ready', t) and eligible(t) then
+      if ok == nil then ok = intact(t) end
+      if ok then
+        reconsider(t)
+        readied = readied + 1
+      end
+    end
+  end
+  -- Waiting tasks: of a marked tenant (or one whose list is gone), those
+  -- not in its backlog list go back into it.
+  local r = redis.call('HSCAN', P .. 'msg', cur[2] or '0', 'COUNT', 20)
+  local seen, lost, budget = {}, {}, HEAL_BUDGET
+  for i = 1, #r[2], 2 do
+    local id, f = r[2][i], fields(r[2][i + 1], 3)
+    local t = f[2]
+    local s = seen[t]
+    if not s then
+      s = { n = redis.call('LLEN', P .. 'b:' .. t) }
+      s.lost = anyLost and redis.call('ZSCORE', P .. 'lost', t) ~= false
+      if s.n == 0 or s.lost then s.ok = intact(t) end
+      if s.n == 0 and s.ok and not s.lost then
+        mark(t)
+        s.lost = true
+      end
+      seen[t] = s
+    end
+    if s.lost and s.ok then
+      local missing = s.n == 0
+      if s.n > budget then
+        -- Too long to look through now: again in the next sweep.
+        redis.call('ZADD', P .. 'lost', 'XX', cycle, t)
+        missing = false
+      elseif not missing then
+        budget = budget - s.n
+        missing = not redis.pcall('LPOS', P .. 'b:' .. t, id)
+      end
+      if missing then
+        lost[t] = lost[t] or {}
+        table.insert(lost[t], { id, num(f[3], 0) })
+      end
+    end
+  end
+  for t, es in pairs(lost) do
+    -- restore merges them with the older tasks at the list's front:
+    -- linear in the list too.
+    local n = seen[t].n
+    if n <= budget then
+      budget = budget - n
+      table.sort(es, function(a, b) return a[2] < b[2] or (a[2] == b[2] and a[1] < b[1]) end)
+      local ids, enqs = {}, {}
+      for _, e in ipairs(es) do ids[#ids + 1], enqs[#enqs + 1] = e[1], e[2] end
+      restore(t, ids, enqs)
+      back = back + #ids
+      reconsider(t)
+    else
+      redis.call('ZADD', P .. 'lost', 'XX', cycle, t)
+    end
+  end
+  if r[1] == '0' then
+    -- A sweep of the waiting tasks is over: a tenant marked before the
+    -- one before it has had all its tasks looked at since. Its count is
+    -- then its list's length, so that a count that drifted does not mark
+    -- it again.
+    cycle = cycle + 1
+    for _, t in ipairs(redis.call('ZRANGEBYSCORE', P .. 'lost', '-inf', cycle - 2)) do
+      redis.call('ZREM', P .. 'lost', t)
+      if intact(t) then
+        local n = redis.call('LLEN', P .. 'b:' .. t)
+        if n > 0 then redis.call('ZADD', P .. 'depth', n, t) else redis.call('ZREM', P .. 'depth', t) end
+      end
+    end
+  end
+  -- Admitted tasks without a lease entry are checked at the next reap.
+  local a = redis.call('HSCAN', P .. 'adm', cur[3] or '0', 'COUNT', 10)
+  for i = 1, #a[2], 2 do
+    if not redis.call('ZSCORE', P .. 'dl', a[2][i]) then
+      redis.call('ZADD', P .. 'dl', NOW, a[2][i])
+      fixed = fixed + 1
+    end
+  end
+  redis.call('HSET', H, 'depth', from, 'msg', r[1], 'adm', a[1], 'cycle', cycle)
+  return back, fixed, readied
+end
+`
+
 // heartbeatScript registers a worker's concurrency for this queue until
 // now + ttl, drops expired workers, stores the sum that sizes the pending
 // depth, and admits what fits.
 //
-//	ARGV[10] worker id, ARGV[11] concurrency (0: leaving), ARGV[12] ttl (ms).
-var heartbeatScript = redis.NewScript(prelude + drainPrelude + `
-local id, c, ttl = ARGV[10], num(ARGV[11], 0), num(ARGV[12], 0)
+//	ARGV[10] worker id, ARGV[11] concurrency (0: leaving), ARGV[12] ttl (ms),
+//	ARGV[13] how often the beats of all workers repair (heal; ms, 0: every beat).
+var heartbeatScript = redis.NewScript(prelude + drainPrelude + healPrelude + `
+local id, c, ttl, healEvery = ARGV[10], num(ARGV[11], 0), num(ARGV[12], 0), num(ARGV[13], 0)
 if c > 0 then
   redis.call('ZADD', P .. 'workers', NOW + ttl, id)
   redis.call('HSET', P .. 'conc', id, c)
@@ -1201,7 +1374,11 @@ for _, id in ipairs(redis.call('ZRANGE', P .. 'drained', 0, 19)) do
   if st == 'retry' or st == 'pending' then unqueue(id, st) end
   if st ~= 'active' then redis.call('ZREM', P .. 'drained', id) end
 end
-return admit()
+local back, fixed, readied = 0, 0, 0
+if healEvery <= 0 or redis.call('SET', P .. 'healed', '1', 'PX', healEvery, 'NX') then
+  back, fixed, readied = heal()
+end
+return { admit(), back, fixed, readied }
 `)
 
 // parkScript is run by a worker that dequeued a task of a held tenant
@@ -1638,6 +1815,7 @@ redis.call('SREM', P .. 'parkedt', t)
 redis.call('HDEL', P .. 'hold', t)
 redis.call('ZREM', P .. 'ready', t)
 redis.call('ZREM', P .. 'depth', t)
+redis.call('ZREM', P .. 'lost', t)
 return 1
 `)
 

@@ -288,8 +288,14 @@ func (d *Dispatcher) Serve(ctx context.Context, m Membership, logger *slog.Logge
 	ttl := 5 * interval
 	beat := func(ctx context.Context, concurrency int) {
 		for _, q := range m.Queues {
-			if err := d.Heartbeat(ctx, q, m.ID, concurrency, ttl); err != nil && ctx.Err() == nil {
+			healed, err := d.heartbeat(ctx, q, m.ID, concurrency, ttl)
+			if err != nil && ctx.Err() == nil {
 				logger.Warn("fair: worker heartbeat", slog.String("queue", q), slog.String("error", err.Error()))
+			}
+			if healed != (Healed{}) {
+				logger.Warn("fair: repaired dispatch state Redis lost", slog.String("queue", q),
+					slog.Int("waiting_requeued", healed.Requeued), slog.Int("admitted_repaired", healed.Admitted),
+					slog.Int("tenants_readied", healed.Readied))
 			}
 		}
 	}
