@@ -44,7 +44,8 @@
 // # Layout
 //
 // A4 portrait. Every page carries the issuer (tenant) header and a
-// "Page X of Y" footer. Line items form a table whose header is repeated on
+// "Page X of Y" footer, both with the invoice number (its first 64
+// characters and "..." when it is longer; the details print it whole). Line items form a table whose header is repeated on
 // every page it continues on; long descriptions wrap inside their row and a
 // row is kept on one page unless it is taller than a whole page. Numbers
 // (quantities, prices, amounts, totals) are never wrapped or cut off: one

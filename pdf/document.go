@@ -49,7 +49,10 @@ type document struct {
 	faces [2]*face
 
 	contentW float64 // width between the margins
-	table    table   // the line-item table
+	// pageNumber is the invoice number as every page's header and footer
+	// print it, encoded: at most maxPageNumberRunes of it (shortNumber).
+	pageNumber string
+	table      table // the line-item table
 
 	font docFont // the font selected last, if known
 	line docLine // the line style set last, if known
@@ -86,6 +89,7 @@ type docFont struct {
 func newDocument(ctx context.Context, f *fpdf.Fpdf, inv Invoice, enc *encoding, fonts *docFonts) *document {
 	w, _ := f.GetPageSize()
 	d := &document{ctx: ctx, f: f, inv: inv, enc: enc, widths: fonts.widths, faces: fonts.faces, contentW: w - 2*marginX}
+	d.pageNumber = d.text(shortNumber(inv.Number), false)
 	d.table = newTable(d)
 	f.SetMargins(marginX, marginTop, marginX)
 	f.SetAutoPageBreak(false, 0) // page breaks are placed by the layout
@@ -140,7 +144,7 @@ func (d *document) pageHeader() {
 
 	f.SetTextColor(80, 80, 80)
 	f.SetXY(marginX+d.contentW*0.3, marginTop+8)
-	d.fitCell(d.contentW*0.7, lineH, d.text(d.inv.Number, false), "R", false, bodySize)
+	d.fitCell(d.contentW*0.7, lineH, d.pageNumber, "R", false, bodySize)
 	f.SetTextColor(0, 0, 0)
 
 	d.setLine(160, 0.3)
@@ -162,8 +166,29 @@ func (d *document) pageFooter() {
 	f.SetXY(marginX, footerY)
 	f.CellFormat(labelW, lineH, "Page "+strconv.Itoa(f.PageNo())+" of "+pageCountAlias, "", 0, "L", false, 0, "")
 	f.SetXY(marginX+labelW, footerY)
-	d.fitCell(d.contentW-labelW, lineH, d.text(d.inv.Number, false), "R", false, bodySize-1)
+	d.fitCell(d.contentW-labelW, lineH, d.pageNumber, "R", false, bodySize-1)
 	f.SetTextColor(0, 0, 0)
+}
+
+// maxPageNumberRunes is the most characters of the invoice number that
+// the header and the footer of every page print, and that Render's errors
+// quote. The number is text of any length: printed whole on every page, a
+// number of a megabyte made each page hold megabytes (and the render
+// allocate gigabytes for a document of a few); the details block prints
+// it whole, once.
+const maxPageNumberRunes = 64
+
+// shortNumber returns number, or its first maxPageNumberRunes characters
+// followed by "..." when it is longer.
+func shortNumber(number string) string {
+	n := 0
+	for i := range number {
+		if n == maxPageNumberRunes {
+			return number[:i] + "..."
+		}
+		n++
+	}
+	return number
 }
 
 // breakPage starts a new page when h more millimetres do not fit on this

@@ -77,7 +77,7 @@ func (inv Invoice) validate() error {
 		return fmt.Errorf("%w: empty number", ErrInvalidInvoice)
 	}
 	if !validCurrency(inv.Currency) {
-		return fmt.Errorf("%w %s: currency %q is not three uppercase letters", ErrInvalidInvoice, inv.Number, inv.Currency)
+		return fmt.Errorf("%w %s: currency %q is not three uppercase letters", ErrInvalidInvoice, shortNumber(inv.Number), inv.Currency)
 	}
 	return nil
 }

@@ -93,14 +93,14 @@ func (r Renderer) Render(ctx context.Context, w io.Writer, inv Invoice) (Result,
 	}
 	if len(inv.Lines) > maxLines {
 		return Result{}, fmt.Errorf("render invoice %s: %w: %d lines, more than the limit of %d",
-			inv.Number, ErrTooLarge, len(inv.Lines), maxLines)
+			shortNumber(inv.Number), ErrTooLarge, len(inv.Lines), maxLines)
 	}
 	maxBytes := r.MaxBytes
 	if maxBytes <= 0 {
 		maxBytes = DefaultMaxBytes
 	}
 	if err := ctx.Err(); err != nil {
-		return Result{}, fmt.Errorf("render invoice %s: %w", inv.Number, err)
+		return Result{}, fmt.Errorf("render invoice %s: %w", shortNumber(inv.Number), err)
 	}
 
 	inv = inv.composed()
@@ -109,7 +109,7 @@ func (r Renderer) Render(ctx context.Context, w io.Writer, inv Invoice) (Result,
 	fonts, err := addFonts(f, enc, used)
 	defer fonts.release()
 	if err != nil {
-		return Result{}, fmt.Errorf("render invoice %s: fonts: %w", inv.Number, err)
+		return Result{}, fmt.Errorf("render invoice %s: fonts: %w", shortNumber(inv.Number), err)
 	}
 	size, err := output(ctx, w, f, inv, enc, fonts, maxBytes)
 	res := Result{FontPath: enc.path, Pages: f.PageNo(), Bytes: size}
@@ -146,20 +146,20 @@ func missingGlyphs(used []rune) ([]rune, int) {
 func output(ctx context.Context, w io.Writer, f *fpdf.Fpdf, inv Invoice, enc *encoding, fonts *docFonts, maxBytes int64) (int64, error) {
 	newDocument(ctx, f, inv, enc, fonts).render()
 	if err := f.Error(); err != nil {
-		return 0, fmt.Errorf("render invoice %s: %w", inv.Number, err)
+		return 0, fmt.Errorf("render invoice %s: %w", shortNumber(inv.Number), err)
 	}
 	out := getBuffer()
 	defer putBuffer(out)
 	dw := &deflateWriter{ctx: ctx, dst: out, maxBytes: maxBytes}
 	defer dw.release()
 	if err := f.Output(dw); err != nil {
-		return 0, fmt.Errorf("render invoice %s: %w", inv.Number, err)
+		return 0, fmt.Errorf("render invoice %s: %w", shortNumber(inv.Number), err)
 	}
 	if err := dw.flush(); err != nil {
-		return 0, fmt.Errorf("render invoice %s: %w", inv.Number, err)
+		return 0, fmt.Errorf("render invoice %s: %w", shortNumber(inv.Number), err)
 	}
 	if _, err := w.Write(out.Bytes()); err != nil {
-		return int64(out.Len()), fmt.Errorf("write invoice %s pdf: %w", inv.Number, err)
+		return int64(out.Len()), fmt.Errorf("write invoice %s pdf: %w", shortNumber(inv.Number), err)
 	}
 	return int64(out.Len()), nil
 }

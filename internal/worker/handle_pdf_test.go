@@ -657,3 +657,26 @@ func TestAmountOnlyEditKeepsTheDocument(t *testing.T) {
 		t.Errorf("after an edit of the amount alone: %+v, want the stored document kept (and the difference reported)", second)
 	}
 }
+
+// TestInvoicePDFLongNumberKeepsErrorsShort: an invoice number is text of
+// any length, and the renderer's errors name the invoice by it. The task's
+// error (asynq's last error in Redis, the dashboard, the log line) quoted
+// the whole number: an invoice with a 200 KB number over PDF_MAX_LINES
+// gave a 200 KB error. (The number compresses, so PostgreSQL's unique
+// index takes it; a megabyte of it does not fit the index.)
+func TestInvoicePDFLongNumberKeepsErrorsShort(t *testing.T) {
+	t.Parallel()
+	e := newHandlerEnv(t, nil)
+	acme := e.provision(t, "acme", "Acme")
+	inv := acmeInvoice
+	inv.Number = "ACME-" + strings.Repeat("9", 200_000)
+	id := e.addInvoice(t, acme, acmeCustomer, inv) // 4 lines
+	e.h.PDFMaxLines = 3
+	err := e.work(tasks.InvoicePDF{TenantID: acme.ID, InvoiceID: id})
+	if !errors.Is(err, asynq.SkipRetry) || !errors.Is(err, pdf.ErrTooLarge) {
+		t.Fatalf("over the line limit: %.300v; want archived", err)
+	}
+	if msg := err.Error(); len(msg) > 1000 || !strings.Contains(msg, "4 lines, more than the limit of 3") || !strings.Contains(msg, "ACME-999") {
+		t.Errorf("the task's error is %d bytes long: %.300s", len(msg), msg)
+	}
+}
