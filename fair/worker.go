@@ -65,7 +65,11 @@ type Reporter struct {
 	// once, reads and writes it).
 	seq uint64
 	// closed is set by Close: later reports are dropped (and logged).
-	closed   bool
+	closed bool
+	// attempts counts the attempts begun (Attempt) and not ended;
+	// settled, when set, is closed once none is left (Close waits on it).
+	attempts int
+	settled  chan struct{}
 	stopOnce sync.Once
 	wake     chan struct{}
 	stop     chan struct{}
@@ -142,11 +146,49 @@ func (r *Reporter) dropOldest(n int) {
 	r.pending = r.pending[min(n, len(r.pending)):]
 }
 
-// Close sends what is queued (bounded by ctx) and stops the Reporter. A
-// report made after Close is dropped and logged (the lease check frees its
-// slot). Closing again sends what an earlier Close left unsent.
+// Attempt tells r that an attempt whose report is to come has begun; the
+// attempt calls end once it has reported (or will not). Close waits for
+// the attempts begun and not ended: asynq's shutdown gives up on a handler
+// at its timeout (cancels its ctx, puts its task back) and returns without
+// waiting for it, and the handler's report of its cut-off attempt (charged
+// to its tenant: Report.CutOff) comes when it returns.
+func (r *Reporter) Attempt() (end func()) {
+	r.mu.Lock()
+	r.attempts++
+	r.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			r.mu.Lock()
+			r.attempts--
+			if r.attempts == 0 && r.settled != nil {
+				close(r.settled)
+				r.settled = nil
+			}
+			r.mu.Unlock()
+		})
+	}
+}
+
+// Close waits for the attempts begun (Attempt) to report, sends what is
+// queued and stops the Reporter, all bounded by ctx; reports keep being
+// sent while it waits. A report made after Close is dropped and logged (the
+// lease check frees its slot). Closing again sends what an earlier Close
+// left unsent.
 func (r *Reporter) Close(ctx context.Context) {
 	r.mu.Lock()
+	if r.attempts > 0 && !r.closed {
+		if r.settled == nil {
+			r.settled = make(chan struct{})
+		}
+		settled := r.settled
+		r.mu.Unlock()
+		select {
+		case <-settled:
+		case <-ctx.Done():
+		}
+		r.mu.Lock()
+	}
 	r.closed = true
 	r.mu.Unlock()
 	r.stopOnce.Do(func() { close(r.stop) })

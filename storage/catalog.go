@@ -97,7 +97,8 @@ type TenantStore interface {
 	DeleteTenant(ctx context.Context, id string) error
 }
 
-// MaxAPIKeysListed bounds ListAPIKeys.
+// MaxAPIKeysListed bounds ListAPIKeys. Past it, the keys left out are the
+// oldest revoked ones: a key in use is never left out for a revoked one.
 const MaxAPIKeysListed = 1000
 
 // APIKey describes one stored API key. The key itself is never stored:
@@ -135,7 +136,8 @@ type KeyStore interface {
 	// stored hash is constant-time.
 	TenantForAPIKey(ctx context.Context, key string) (string, error)
 	// ListAPIKeys returns the tenant's keys, revoked ones included, oldest
-	// first, at most MaxAPIKeysListed; none for an unknown tenant.
+	// first, at most MaxAPIKeysListed: every unrevoked key, then the most
+	// recently issued revoked ones; none for an unknown tenant.
 	ListAPIKeys(ctx context.Context, tenantID string) ([]APIKey, error)
 	// RevokeAPIKey revokes one key of the tenant and reports whether this
 	// call revoked it: revoking a revoked key again is not an error, and of

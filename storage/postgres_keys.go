@@ -95,14 +95,17 @@ func (p *Postgres) TenantForAPIKey(ctx context.Context, key string) (string, err
 }
 
 // ListAPIKeys returns the tenant's keys, revoked ones included, oldest
-// first.
+// first; past MaxAPIKeysListed, the oldest revoked keys are left out.
 func (p *Postgres) ListAPIKeys(ctx context.Context, tenantID string) ([]APIKey, error) {
 	if tenantctx.ValidateID(tenantID) != nil {
 		return []APIKey{}, nil
 	}
 	rows, err := p.pool.Query(ctx,
-		`SELECT id, tenant_id, prefix, created_at, last_used_at, revoked_at
-		 FROM tenancy.api_keys WHERE tenant_id = $1 ORDER BY id LIMIT $2`,
+		`SELECT id, tenant_id, prefix, created_at, last_used_at, revoked_at FROM (
+			SELECT id, tenant_id, prefix, created_at, last_used_at, revoked_at
+			  FROM tenancy.api_keys WHERE tenant_id = $1
+			 ORDER BY revoked_at IS NULL DESC, id DESC LIMIT $2) AS k
+		 ORDER BY id`,
 		tenantID, MaxAPIKeysListed)
 	if err != nil {
 		return nil, fmt.Errorf("list api keys of tenant %s: %w", tenantID, err)

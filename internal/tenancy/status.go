@@ -132,9 +132,14 @@ func (s *Service) changeStatus(ctx context.Context, id string, from, to tenantct
 			break
 		}
 		if moved.Status == to && t.Status != to {
-			return moved, nil // another call made this change and recorded it
+			// Another call made this change and recorded it. It is saved
+			// again all the same (a no-op), for its propagation: this call
+			// may be the retry of one whose invalidation failed, which
+			// read the old status from a cache entry that failure left.
+			t = moved
+			continue
 		}
-		if attempt == statusAttempts || (moved.Status != from && moved.Status != to) {
+		if attempt >= statusAttempts || (moved.Status != from && moved.Status != to) {
 			return t, fmt.Errorf("move tenant %s from %s to %s: %w: %w", id, moved.Status, to, storage.ErrInvalidTransition, err)
 		}
 		t = moved // changed since the read: decide again on what it is now

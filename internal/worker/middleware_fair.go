@@ -17,6 +17,12 @@ type CostReporter interface {
 	Report(fair.Report)
 }
 
+// attemptTracker is a CostReporter told when an attempt begins, so that
+// closing it can wait for the attempt's report (fair.Reporter.Attempt).
+type attemptTracker interface {
+	Attempt() (end func())
+}
+
 // Parker parks a dequeued task of a held tenant (fair.Dispatcher.ParkRun,
 // which ends only the run it names), and a retried task its tenant's
 // running cap has no room for (fair.Dispatcher.GateRun, which names the
@@ -57,6 +63,13 @@ func ReportCost(r CostReporter) asynq.MiddlewareFunc {
 			env := envelopeOf(ctx, t)
 			if env.System || env.TenantID == "" {
 				return next.ProcessTask(ctx, t)
+			}
+			// A reporter that waits for the attempts under way when it
+			// closes (fair.Reporter) learns of this one: asynq's shutdown
+			// returns without waiting for a handler it gave up on, whose
+			// report comes when it returns.
+			if a, ok := r.(attemptTracker); ok {
+				defer a.Attempt()()
 			}
 			start := time.Now()
 			run := t.Headers()[fair.RunHeader]

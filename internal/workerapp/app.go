@@ -147,7 +147,9 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 			stopIdle()
 			srv.Shutdown()
 			if reporter != nil {
-				// The reports of the last tasks, before Redis closes.
+				// The reports of the last tasks, before Redis closes,
+				// also those of handlers the server gave up on, which
+				// return after its Shutdown (fair.Reporter.Attempt).
 				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 				reporter.Close(rctx)
 				cancel()

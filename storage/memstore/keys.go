@@ -35,7 +35,8 @@ func (m *Catalog) IssueAPIKey(_ context.Context, tenantID string) (storage.APIKe
 }
 
 // ListAPIKeys returns the tenant's keys, revoked ones included, oldest
-// first.
+// first; past storage.MaxAPIKeysListed, the oldest revoked keys are left
+// out.
 func (m *Catalog) ListAPIKeys(_ context.Context, tenantID string) ([]storage.APIKey, error) {
 	m.mu.RLock()
 	out := []storage.APIKey{}
@@ -45,10 +46,14 @@ func (m *Catalog) ListAPIKeys(_ context.Context, tenantID string) ([]storage.API
 		}
 	}
 	m.mu.RUnlock()
-	slices.SortFunc(out, func(a, b storage.APIKey) int { return cmp.Compare(a.ID, b.ID) })
+	// Unrevoked keys first, then the newest: what is kept under the bound.
+	slices.SortFunc(out, func(a, b storage.APIKey) int {
+		return cmp.Or(cmp.Compare(boolRank(a.RevokedAt == nil), boolRank(b.RevokedAt == nil)), cmp.Compare(b.ID, a.ID))
+	})
 	if len(out) > storage.MaxAPIKeysListed {
 		out = out[:storage.MaxAPIKeysListed]
 	}
+	slices.SortFunc(out, func(a, b storage.APIKey) int { return cmp.Compare(a.ID, b.ID) })
 	return out, nil
 }
 
@@ -100,4 +105,12 @@ func copyKey(k storage.APIKey) storage.APIKey {
 		k.RevokedAt = &t
 	}
 	return k
+}
+
+// boolRank orders true before false.
+func boolRank(b bool) int {
+	if b {
+		return 0
+	}
+	return 1
 }
