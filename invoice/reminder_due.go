@@ -42,9 +42,14 @@ func QueueMarkOverdueIfDue(b *pgx.Batch, id int64, marked *bool) {
 	})
 }
 
-// remindersDueSQL pages (keyset on id) through overdue invoices whose
-// reminder of day $2 was neither sent nor failed at the customer's current
-// address.
+// remindersDueSQL pages (keyset on id) through overdue invoices with
+// something due whose reminder of day $2 was neither sent nor failed at
+// the customer's current address. Something due: the total the document
+// prints (pdf.Subtotal: the lines' totals, each rounded half away from
+// zero to the currency's minor units, summed; without lines, the stored
+// amount), rounded to the currency's minor units, is positive; the
+// reminder skips the others ("nothing due") without using up the day, so
+// a credit note, which stays overdue, would be enqueued at every sweep.
 const remindersDueSQL = `
 SELECT i.id FROM invoices i
   JOIN customers c ON c.id = i.customer_id
@@ -52,11 +57,15 @@ SELECT i.id FROM invoices i
    AND NOT EXISTS (SELECT 1 FROM invoice_reminders r
                     WHERE r.invoice_id = i.id AND r.sent_on = $2::date
                       AND (r.status = 'sent' OR (r.status = 'failed' AND r.recipient = c.email)))
+   AND coalesce((SELECT sum(round(l.quantity * l.unit_price, minor_units(i.currency)))
+                   FROM line_items l WHERE l.invoice_id = i.id),
+                round(i.amount, minor_units(i.currency))) > 0
  ORDER BY i.id
  LIMIT $3`
 
 // RemindersDue returns up to limit ids, above after and in id order, of
-// overdue invoices that still need their reminder of day (its UTC date):
+// overdue invoices with something due (a positive total as the document
+// prints it) that still need their reminder of day (its UTC date):
 // none was sent that day, and none failed that day at the customer's
 // current address. A failed send is retried by its own task, and an
 // address that can never work is not tried again the same day; once the

@@ -12,6 +12,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/mail"
 	"slices"
@@ -389,11 +390,15 @@ func (c Config) validate() error {
 	// Checked here, before any connection, and without pgx's error: it
 	// quotes the string, and its masking of the password is best effort
 	// (an unterminated quote leaves the rest of the password in it).
-	if c.DatabaseURL != "" && !validDatabaseURL(c.DatabaseURL) {
-		bad("DATABASE_URL: does not parse as a PostgreSQL connection string (URL or keyword/value)")
+	if c.DatabaseURL != "" {
+		if why := databaseURLError(c.DatabaseURL); why != "" {
+			bad("DATABASE_URL: %s", why)
+		}
 	}
-	if c.MigrationsDatabaseURL != c.DatabaseURL && !validDatabaseURL(c.MigrationsDatabaseURL) {
-		bad("MIGRATIONS_DATABASE_URL: does not parse as a PostgreSQL connection string (URL or keyword/value)")
+	if c.MigrationsDatabaseURL != c.DatabaseURL {
+		if why := databaseURLError(c.MigrationsDatabaseURL); why != "" {
+			bad("MIGRATIONS_DATABASE_URL: %s", why)
+		}
 	}
 	if _, err := ParseRedisURL(c.RedisURL); err != nil {
 		bad("REDIS_URL: %v", err)
@@ -539,10 +544,10 @@ func (p *parser) databases(name string) map[string]string {
 			p.errs = append(p.errs, fmt.Errorf("%s: %q is DATABASE_URL's database and cannot be set here", name, db))
 		case out[db] != "":
 			p.errs = append(p.errs, fmt.Errorf("%s: database %q named twice", name, db))
-		case !validDatabaseURL(url):
+		case databaseURLError(url) != "":
 			// The pools open on first use: checked here, a typo fails the
 			// start instead of every tenant placed on the database.
-			p.errs = append(p.errs, fmt.Errorf("%s: database %q: the URL does not parse as a PostgreSQL connection string", name, db))
+			p.errs = append(p.errs, fmt.Errorf("%s: database %q: the URL %s", name, db, databaseURLError(url)))
 		default:
 			out[db] = url
 		}
@@ -584,12 +589,22 @@ func startsWithName(s string) bool {
 	return true
 }
 
-// validDatabaseURL reports whether url parses as the pools parse it
-// (pgxpool.ParseConfig). The parser's error is not passed on: it quotes
-// the URL, and its redaction of the password is best effort.
-func validDatabaseURL(url string) bool {
+// databaseURLError returns why url cannot be used as the pools use it
+// (pgxpool.ParseConfig); "" when it can. The parser's error is not passed
+// on: it quotes the URL, and its redaction of the password is best effort.
+// A file the URL (or a PG* variable) names and that cannot be read
+// (sslrootcert, sslcert, sslkey) is named with its error instead: the URL
+// itself is then fine, and "does not parse" would send the operator
+// looking for a typo.
+func databaseURLError(url string) string {
 	_, err := pgxpool.ParseConfig(url)
-	return err == nil
+	if err == nil {
+		return ""
+	}
+	if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
+		return fmt.Sprintf("cannot read %s: %v", pe.Path, pe.Err)
+	}
+	return "does not parse as a PostgreSQL connection string (URL or keyword/value)"
 }
 
 // queueClasses parses a comma-separated list of queue classes

@@ -28,7 +28,7 @@ type overdueResult struct {
 
 // InvoicesOverdue handles invoices:overdue for the tenant in ctx: one
 // statement marks every sent invoice past its due date overdue, then it
-// pages through the overdue invoices still due today's reminder
+// pages through the overdue invoices with something due still due today's reminder
 // (tasks.DayOf(h.now()); invoice.RemindersDue: none sent today, none
 // failed today at the customer's current address) and enqueues one
 // invoice:reminder per invoice, each payload built fresh (P4 in

@@ -127,7 +127,7 @@ func TestInvoicesOverduePagesThroughManyInvoices(t *testing.T) {
 	invs := make([]invoice.New, n)
 	for i := range invs {
 		invs[i] = invoice.New{Number: fmt.Sprintf("N-%d", i), Customer: acmeCustomer, Status: "sent", Currency: "EUR",
-			IssuedAt: pastDue, DueAt: pastDue}
+			IssuedAt: pastDue, DueAt: pastDue, Lines: []invoice.Line{line("Service", "1", "10.00")}}
 	}
 	e.inTenant(t, acme, func(ctx context.Context, tx pgx.Tx) error {
 		_, err := invoice.Create(ctx, tx, invs...)
