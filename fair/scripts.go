@@ -36,6 +36,8 @@ import "github.com/redis/go-redis/v9"
 //	P..'gen'         STRING the last run token handed out (admit() and gateScript take the next ones)
 //	P..'lr:'..token  STRING task id \t estimate (us) \t weight charged at, of the run the lease check ended
 //	                 before its report came (expires after LATE_MS; see reap)
+//	P..'cut:'..token STRING set when an attempt of the run was cut off under its handler and charged: should the
+//	                 lease check end the run, its estimate is refunded (expires after LATE_MS; see reap)
 //	P..'dl'          ZSET admitted task id -> check-again time (ms)
 //	P..'hold'        HASH tenant -> hold reasons ('s' suspended, 'p' paused)
 //	P..'kept:'..tenant HASH task id -> type \t enqueue time (ms) \t asynq message: tasks parked while held or at
@@ -568,7 +570,15 @@ local function reap(max)
       local t, _, est, _, w, tok = finish(id)
       if t then
         if tok and tok ~= '' and est > 0 then
-          redis.call('SET', P .. 'lr:' .. tok, id .. SEP .. fmt(est) .. SEP .. fmt(w), 'PX', LATE_MS)
+          if redis.call('DEL', P .. 'cut:' .. tok) == 1 then
+            -- An attempt of the run was cut off and charged its measured
+            -- cost (completeScript), and the run ends without a report
+            -- (asynq retries the task under a run of its own): that was
+            -- its report, and the estimate goes.
+            charge(t, -est / w)
+          else
+            redis.call('SET', P .. 'lr:' .. tok, id .. SEP .. fmt(est) .. SEP .. fmt(w), 'PX', LATE_MS)
+          end
         end
         reconsider(t)
       end
@@ -962,9 +972,10 @@ return { 'ok', res, admit() }
 // A task that asynq put back to pending (shutdown) stays admitted; its cost
 // so far is charged all the same. A cut-off attempt (a shutdown that
 // stopped waiting for its handler, a lost lease) is charged its whole cost
-// and ends nothing: its run goes on (asynq put the task back, or retries
-// it) and its report corrects the estimate; the cost estimates do not
-// learn from a cut-off attempt's time.
+// and ends nothing: its run goes on (asynq put the task back) and its
+// report corrects the estimate, or the lease check ends it (asynq retries
+// the task under a run of its own) and refunds the estimate (P..'cut:');
+// the cost estimates do not learn from a cut-off attempt's time.
 //
 // A report with a run token ends the task's admission only when the
 // record is of that run: a report of an earlier run of the id (sent late,
@@ -1018,6 +1029,15 @@ for i = 0, n - 1 do
   -- A cut-off attempt is charged in full and ends nothing (see above).
   local cut = ARGV[b + 5] == '1'
   local est, w, ended = 0, nil, false
+  if cut and run ~= '' then
+    -- Should the lease check end this run without another report (asynq
+    -- retries the task under a run of its own), the cut attempt's charge
+    -- stands for the run's, and the estimate goes (reap).
+    local meta = recs[id]
+    if meta and (fields(meta, 5)[6] or '') == run then
+      redis.call('SET', P .. 'cut:' .. run, '1', 'PX', LATE_MS)
+    end
+  end
   if not cut and not seen[id] and redis.call('HGET', A .. 't:' .. id, 'state') ~= 'pending' then
     local meta = recs[id]
     local f = meta and fields(meta, 5)
@@ -1035,9 +1055,10 @@ for i = 0, n - 1 do
       if w and w < 1 then w = 1 end
     end
   end
-  if not ended and not cut and run ~= '' then
+  if not ended and run ~= '' then
     -- A run the lease check ended before this report came: its estimate
-    -- was charged at admission, and this report corrects it (once).
+    -- was charged at admission, and this report corrects it (once), also
+    -- a cut-off attempt's (the run is over).
     local late = redis.call('GET', P .. 'lr:' .. run)
     local lf = late and fields(late, 2)
     if lf and lf[1] == id then
