@@ -181,6 +181,13 @@ type Config struct {
 	// TenantDBMaxConns (TENANT_DB_MAX_CONNS) is the size of each other
 	// tenant database's pool, opened on first use; 0 means DBMaxConns.
 	TenantDBMaxConns int
+	// TenantDBMaxTasks (TENANT_DB_MAX_TASKS) bounds the tasks of the
+	// tenants of one tenant database other than "main" that a worker runs
+	// at once (worker.DatabaseSlots), so that a database that hangs cannot
+	// take every worker slot; 0 means
+	// DefaultTenantDBMaxTasks(WorkerConcurrency); at most
+	// WorkerConcurrency (which bounds nothing).
+	TenantDBMaxTasks int
 	// AllowTenantHeader (ALLOW_TENANT_HEADER, default false) lets the
 	// enqueue service take the tenant from X-Tenant: development only.
 	AllowTenantHeader bool
@@ -303,6 +310,7 @@ func Parse(getenv func(string) string) (Config, error) {
 		DBKeepConns:           p.boolean("DB_KEEP_CONNS", true),
 		TenantDatabases:       p.databases("TENANT_DATABASES"),
 		TenantDBMaxConns:      p.positiveInt("TENANT_DB_MAX_CONNS"),
+		TenantDBMaxTasks:      p.positiveInt("TENANT_DB_MAX_TASKS"),
 		AllowTenantHeader:     p.boolean("ALLOW_TENANT_HEADER", false),
 		DashboardWritable:     p.dashboardWritable(),
 		TenantCacheTTL:        p.duration("TENANT_CACHE_TTL"),
@@ -367,6 +375,7 @@ func (c Config) withDefaults() Config {
 	// starts with the default pool.
 	c.DBMaxConns = cmp.Or(c.DBMaxConns, max(c.WorkerConcurrency, min(MaxDBConns, c.WorkerConcurrency+DefaultDBPoolHeadroom)))
 	c.TenantDBMaxConns = cmp.Or(c.TenantDBMaxConns, c.DBMaxConns)
+	c.TenantDBMaxTasks = cmp.Or(c.TenantDBMaxTasks, DefaultTenantDBMaxTasks(c.WorkerConcurrency))
 	c.DBPoolLanes = cmp.Or(c.DBPoolLanes, c.DBMaxConns)
 	c.TaskCheckInterval = cmp.Or(c.TaskCheckInterval, DefaultTaskCheckInterval)
 	c.IdleRecheckInterval = cmp.Or(c.IdleRecheckInterval, fair.DefaultIdleRecheck)
@@ -444,6 +453,9 @@ func (c Config) validate() error {
 	}
 	if c.TenantDBMaxConns > MaxDBConns && !overConcurrency {
 		bad("TENANT_DB_MAX_CONNS: at most %d, got %d", MaxDBConns, c.TenantDBMaxConns)
+	}
+	if c.TenantDBMaxTasks > c.WorkerConcurrency {
+		bad("TENANT_DB_MAX_TASKS: at most WORKER_CONCURRENCY %d, got %d", c.WorkerConcurrency, c.TenantDBMaxTasks)
 	}
 	if c.DBMaxConns < c.WorkerConcurrency {
 		bad("DB_MAX_CONNS: %d is smaller than WORKER_CONCURRENCY %d: every running task may need a connection", c.DBMaxConns, c.WorkerConcurrency)
@@ -722,4 +734,12 @@ func validHeaderName(s string) bool {
 		}
 	}
 	return s != ""
+}
+
+// DefaultTenantDBMaxTasks is TENANT_DB_MAX_TASKS's default for a worker
+// running concurrency tasks at once: all but a quarter of them, so that
+// at least one slot stays for the tenants of other databases (with one
+// slot: that slot).
+func DefaultTenantDBMaxTasks(concurrency int) int {
+	return max(1, concurrency-max(1, concurrency/4))
 }

@@ -45,6 +45,7 @@ func TestFromEnvDefaults(t *testing.T) {
 		DBPoolLanes:           14,
 		DBKeepConns:           true,
 		TenantDBMaxConns:      14,
+		TenantDBMaxTasks:      8,
 		RedisAutoPipeline:     true,
 		FairDispatch:          true,
 		FairPendingTime:       fair.DefaultPendingTime,
@@ -473,5 +474,25 @@ func TestMailFromAcceptsDisplayName(t *testing.T) {
 		if err != nil || c.MailFrom != from {
 			t.Errorf("MAIL_FROM %q: %q, %v", from, c.MailFrom, err)
 		}
+	}
+}
+
+// TestTenantDBMaxTasks: TENANT_DB_MAX_TASKS defaults to all but a quarter
+// of WORKER_CONCURRENCY (at least one slot left over from two on), is
+// taken as set, and is refused above WORKER_CONCURRENCY.
+func TestTenantDBMaxTasks(t *testing.T) {
+	t.Parallel()
+	for concurrency, want := range map[string]int{"1": 1, "2": 1, "4": 3, "10": 8, "100": 75} {
+		c, err := FromEnv(env(map[string]string{"DATABASE_URL": "postgres://db/inv", "WORKER_CONCURRENCY": concurrency}))
+		if err != nil || c.TenantDBMaxTasks != want {
+			t.Errorf("WORKER_CONCURRENCY=%s: TENANT_DB_MAX_TASKS %d (%v), want %d", concurrency, c.TenantDBMaxTasks, err, want)
+		}
+	}
+	c, err := FromEnv(env(map[string]string{"DATABASE_URL": "postgres://db/inv", "WORKER_CONCURRENCY": "4", "TENANT_DB_MAX_TASKS": "4"}))
+	if err != nil || c.TenantDBMaxTasks != 4 {
+		t.Errorf("TENANT_DB_MAX_TASKS=4: %d, %v", c.TenantDBMaxTasks, err)
+	}
+	if _, err := FromEnv(env(map[string]string{"DATABASE_URL": "postgres://db/inv", "WORKER_CONCURRENCY": "4", "TENANT_DB_MAX_TASKS": "5"})); err == nil || !strings.Contains(err.Error(), "TENANT_DB_MAX_TASKS") {
+		t.Errorf("TENANT_DB_MAX_TASKS=5 over WORKER_CONCURRENCY=4: %v, want an error naming it", err)
 	}
 }

@@ -4,6 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -116,4 +121,64 @@ func (s *PostgresServer) shutdown() error {
 		return fmt.Errorf("postgres: %w", err)
 	}
 	return nil
+}
+
+// Freeze stops the server's postmaster and every backend it started with
+// SIGSTOP, as a paused VM or a server stalled on a dead disk does: it keeps
+// its connections and its port, accepts new TCP connections into its
+// listen queue and answers nothing, until the returned function, also run
+// at the end of the test, resumes them all (SIGCONT).
+func (s *PostgresServer) Freeze(t testing.TB) (thaw func()) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(s.srv.Dir(), "data", "postmaster.pid"))
+	if err != nil {
+		t.Fatalf("testenv: postmaster pid: %v", err)
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	postmaster, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil || postmaster <= 0 {
+		t.Fatalf("testenv: postmaster.pid starts with %q", first)
+	}
+	pids := append([]int{postmaster}, childPids(postmaster)...)
+	var thawed atomic.Bool
+	thaw = func() {
+		if thawed.CompareAndSwap(false, true) {
+			for _, pid := range pids {
+				_ = syscall.Kill(pid, syscall.SIGCONT)
+			}
+		}
+	}
+	t.Cleanup(thaw)
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil && pid == postmaster {
+			t.Fatalf("testenv: stop postmaster %d: %v", pid, err)
+		}
+	}
+	return thaw
+}
+
+// childPids lists the processes whose parent is pid, from /proc.
+func childPids(pid int) []int {
+	entries, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces and parentheses.
+		i := strings.LastIndexByte(string(stat), ')')
+		if i < 0 {
+			continue
+		}
+		fields := strings.Fields(string(stat[i+1:]))
+		if len(fields) > 1 && fields[1] == strconv.Itoa(pid) {
+			out = append(out, child)
+		}
+	}
+	return out
 }

@@ -27,6 +27,10 @@ type MuxOptions struct {
 	// Parker, when set, parks the tasks of suspended tenants that the fair
 	// dispatcher holds (ResolveTenant).
 	Parker Parker
+	// DatabaseSlots bounds the tasks of one tenant database other than
+	// "main" that run at once (DatabaseSlots, TENANT_DB_MAX_TASKS); 0
+	// bounds nothing.
+	DatabaseSlots int
 	// Records, when set, are the tenants' records of archived tasks
 	// (ServerOptions.Records): a tenant task that completes drops its
 	// record (ForgetRecordOnSuccess).
@@ -35,7 +39,7 @@ type MuxOptions struct {
 
 // Chain returns the worker's middleware in production order:
 // DecodeEnvelope -> ReportCost -> ForgetRecordOnSuccess -> Recover -> Log -> Metrics ->
-// RefuseInvalid -> ResolveTenant (see the package documentation). It panics without a
+// RefuseInvalid -> ResolveTenant -> DatabaseSlots (see the package documentation). It panics without a
 // catalog: a wiring mistake fails at start-up.
 func Chain(opts MuxOptions) []asynq.MiddlewareFunc {
 	if opts.Catalog == nil {
@@ -47,7 +51,7 @@ func Chain(opts MuxOptions) []asynq.MiddlewareFunc {
 	}
 	return []asynq.MiddlewareFunc{
 		DecodeEnvelope(), ReportCost(opts.Reporter), ForgetRecordOnSuccess(opts.Records, logger), Recover(logger), Log(logger), opts.Metrics.Middleware(), RefuseInvalid(),
-		ResolveTenant(opts.Catalog, opts.Parker),
+		ResolveTenant(opts.Catalog, opts.Parker), DatabaseSlots(opts.DatabaseSlots, DefaultDatabaseSlotWait),
 	}
 }
 

@@ -104,7 +104,7 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 		PDFMaxLines: cfg.PDFMaxLines,
 		PDFMaxBytes: int64(cfg.PDFMaxBytes),
 	}
-	muxOpts := worker.MuxOptions{Logger: logger, Metrics: d.metrics}
+	muxOpts := worker.MuxOptions{Logger: logger, Metrics: d.metrics, DatabaseSlots: cfg.TenantDBMaxTasks}
 	var reporter *fair.Reporter
 	if d.Dispatcher != nil {
 		reporter = d.Dispatcher.NewReporter(logger)

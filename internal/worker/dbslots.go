@@ -1,0 +1,117 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// DefaultDatabaseSlotWait is how long a tenant task waits for one of its
+// database's slots (DatabaseSlots) before it is retried later instead.
+const DefaultDatabaseSlotWait = 5 * time.Second
+
+// ErrDatabaseBusy wraps ErrTenantNotReady for a task whose tenant database
+// (not "main") already had as many of this worker's tasks running as it
+// may (TENANT_DB_MAX_TASKS) for DefaultDatabaseSlotWait: it is retried
+// later without counting as a failure, and its worker slot goes to other
+// work meanwhile.
+var ErrDatabaseBusy = fmt.Errorf("tenant database busy: %w", ErrTenantNotReady)
+
+// DatabaseSlots bounds how many tasks of the tenants of one tenant
+// database other than "main" this worker runs at once, to limit per
+// database. Without it a database that answers nothing (a stopped VM, a
+// hung server) or very slowly (tables locked) lets its tenants' tasks take
+// every worker slot, each waiting up to its deadline, while the tenants
+// of the other databases wait. A task over the bound waits up to wait for
+// a slot (a busy but healthy database frees one within moments), then
+// fails with ErrDatabaseBusy (retried later, not a failure); when none of
+// the database's slots was given back for wait already (it is stuck), it
+// fails at once, so that the slot it would hold serves other work. Tasks
+// of "main" (which holds the catalog: without it no task runs anyway) and
+// system tasks are not bounded; limit < 1 bounds nothing. It runs after
+// ResolveTenant, which puts the tenant in ctx.
+func DatabaseSlots(limit int, wait time.Duration) asynq.MiddlewareFunc {
+	if wait <= 0 {
+		wait = DefaultDatabaseSlotWait
+	}
+	var mu sync.Mutex
+	slots := map[string]*databaseSlots{}
+	slotsOf := func(name string) *databaseSlots {
+		mu.Lock()
+		defer mu.Unlock()
+		s, ok := slots[name]
+		if !ok {
+			s = &databaseSlots{free: make(chan struct{}, limit)}
+			slots[name] = s
+		}
+		return s
+	}
+	return func(next asynq.Handler) asynq.Handler {
+		if limit < 1 {
+			return next
+		}
+		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+			tenant, ok := tenantctx.FromContext(ctx)
+			name := tenant.DatabaseName()
+			if !ok || name == "" || name == tenantctx.DefaultDatabase {
+				return next.ProcessTask(ctx, t)
+			}
+			s := slotsOf(name)
+			if !s.take(ctx, wait) {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				return fmt.Errorf("tenant %s: %d tasks of database %s are running (TENANT_DB_MAX_TASKS): %w", tenant.ID, limit, name, ErrDatabaseBusy)
+			}
+			defer s.give()
+			return next.ProcessTask(ctx, t)
+		})
+	}
+}
+
+// databaseSlots are one database's slots (DatabaseSlots): a token in free
+// per running task, and when one was last given back.
+type databaseSlots struct {
+	free chan struct{}
+	// given is when a slot was last given back (Unix nanoseconds), or,
+	// until one was, when the slots were last all free.
+	given atomic.Int64
+}
+
+// take takes a slot, waiting up to wait for one unless none was given back
+// for wait already; it reports whether it took one.
+func (s *databaseSlots) take(ctx context.Context, wait time.Duration) bool {
+	select {
+	case s.free <- struct{}{}:
+		if len(s.free) == 1 {
+			s.given.Store(time.Now().UnixNano()) // the first of a busy spell
+		}
+		return true
+	default:
+	}
+	if time.Since(time.Unix(0, s.given.Load())) >= wait {
+		return false // stuck: every slot held for wait or longer
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case s.free <- struct{}{}:
+		return true
+	case <-timer.C:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// give gives a slot back.
+func (s *databaseSlots) give() {
+	s.given.Store(time.Now().UnixNano())
+	<-s.free
+}

@@ -1,0 +1,101 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// TestDatabaseSlotsBoundsOneDatabase: with limit 2, two tasks of tenants
+// on "second" run while a third is turned away with ErrDatabaseBusy (a
+// not-ready error: retried, no failure counted); tasks of "main" and of
+// another database run all the same; a slot given back serves the next.
+func TestDatabaseSlotsBoundsOneDatabase(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	started := make(chan string, 10)
+	h := DatabaseSlots(2, 10*time.Millisecond)(asynq.HandlerFunc(func(ctx context.Context, _ *asynq.Task) error {
+		tn, _ := tenantctx.FromContext(ctx)
+		started <- tn.DatabaseName()
+		<-release
+		return nil
+	}))
+	run := func(db string) chan error {
+		done := make(chan error, 1)
+		ctx := tenantctx.WithTenant(context.Background(), tenantctx.Tenant{ID: "tn_x", Database: db})
+		go func() { done <- h.ProcessTask(ctx, asynq.NewTask("invoice:pdf", nil)) }()
+		return done
+	}
+	first, second := run("second"), run("second")
+	<-started
+	<-started
+	err := <-run("second")
+	if !errors.Is(err, ErrDatabaseBusy) || IsFailure(err) {
+		t.Fatalf("third task of second: %v, want ErrDatabaseBusy, not a failure", err)
+	}
+	others := []chan error{run("main"), run("main"), run("main"), run("third")}
+	for range others {
+		<-started
+	}
+	close(release)
+	for _, c := range append(others, first, second) {
+		if err := <-c; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-run("second"); err != nil {
+		t.Fatalf("task of second after the slots came back: %v", err)
+	}
+}
+
+// TestDatabaseSlotsTurnAwayAtOnceWhenStuck: when none of a database's
+// slots was given back for the whole wait (the database hangs), a task
+// over the bound is turned away at once instead of holding a worker slot
+// for the wait too; a busy database that gives slots back keeps tasks
+// waiting for one.
+func TestDatabaseSlotsTurnAwayAtOnceWhenStuck(t *testing.T) {
+	t.Parallel()
+	const wait = 2 * time.Second
+	release := make(chan struct{})
+	started := make(chan struct{}, 10)
+	h := DatabaseSlots(1, wait)(asynq.HandlerFunc(func(ctx context.Context, _ *asynq.Task) error {
+		started <- struct{}{}
+		<-release
+		return nil
+	}))
+	ctx := tenantctx.WithTenant(context.Background(), tenantctx.Tenant{ID: "tn_x", Database: "second"})
+	held := make(chan error, 1)
+	go func() { held <- h.ProcessTask(ctx, asynq.NewTask("invoice:pdf", nil)) }()
+	<-started
+	time.Sleep(wait + 100*time.Millisecond) // the slot held longer than the wait: stuck
+	begin := time.Now()
+	err := h.ProcessTask(ctx, asynq.NewTask("invoice:pdf", nil))
+	// Not a measurement: waiting would take the whole 2 s wait.
+	if took := time.Since(begin); !errors.Is(err, ErrDatabaseBusy) || took > wait/2 {
+		t.Fatalf("a task of the stuck database: %v after %v, want ErrDatabaseBusy at once", err, took)
+	}
+	// The held task ends: the database gives slots back again, so a task
+	// over the bound waits for one and takes it when it is given back.
+	release <- struct{}{}
+	if err := <-held; err != nil {
+		t.Fatal(err)
+	}
+	second := make(chan error, 1)
+	go func() { second <- h.ProcessTask(ctx, asynq.NewTask("invoice:pdf", nil)) }()
+	<-started
+	waiting := make(chan error, 1)
+	go func() { waiting <- h.ProcessTask(ctx, asynq.NewTask("invoice:pdf", nil)) }()
+	time.Sleep(50 * time.Millisecond)
+	close(release)
+	if err := <-second; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-waiting; err != nil {
+		t.Fatalf("a task that waited for a slot given back: %v", err)
+	}
+}
