@@ -129,7 +129,7 @@ func (c *Cache) redisRead(ctx context.Context, key string) (e cacheEntry, hit bo
 	}
 	if err := json.Unmarshal([]byte(raw), &e); err != nil || !e.valid() {
 		// Treated as a miss; the fill overwrites it.
-		c.log.Warn("tenant cache: undecodable redis entry", slog.String("key", key), slog.Any("error", err))
+		c.log.Warn("tenant cache: undecodable redis entry", slog.String("key", printableKey(key)), slog.Any("error", err))
 		return cacheEntry{}, false, guard, true
 	}
 	if e.lacksGeneration() {
@@ -138,7 +138,7 @@ func (c *Cache) redisRead(ctx context.Context, key string) (e cacheEntry, hit bo
 		// whichever pool of that name it has open. Treated as a miss; the
 		// fill replaces it with the catalog's answer, which carries it.
 		c.log.Debug("tenant cache: redis entry without the database's registration, reading the catalog",
-			slog.String("key", key))
+			slog.String("key", printableKey(key)))
 		return cacheEntry{}, false, guard, true
 	}
 	return e, true, guard, true
@@ -148,7 +148,7 @@ func (c *Cache) redisRead(ctx context.Context, key string) (e cacheEntry, hit bo
 func (c *Cache) redisFill(ctx context.Context, key, guard string, e cacheEntry) {
 	raw, err := json.Marshal(e)
 	if err != nil {
-		c.log.Error("tenant cache: encode entry", slog.String("key", key), slog.Any("error", err))
+		c.log.Error("tenant cache: encode entry", slog.String("key", printableKey(key)), slog.Any("error", err))
 		return
 	}
 	ttl := c.opts.RedisTTL
@@ -183,8 +183,12 @@ func (c *Cache) redisInvalidate(ctx context.Context, keys []string, keysOfTenant
 			pairs = append(pairs, c.redisKey(k), c.guardKey(k))
 		}
 		if err := invalidateScript.Run(ctx, c.rdb, pairs, guardTTL, guardSeed()).Err(); err != nil {
-			c.redisWriteFailed("invalidate", strings.Join(keys, ","), err)
-			errs = append(errs, fmt.Errorf("invalidate %s in redis: %w", strings.Join(keys, ","), err))
+			printable := make([]string, len(keys))
+			for i, k := range keys {
+				printable[i] = printableKey(k)
+			}
+			c.redisWriteFailed("invalidate", strings.Join(printable, ","), err)
+			errs = append(errs, fmt.Errorf("invalidate %s in redis: %w", strings.Join(printable, ","), err))
 		}
 	}
 	if keysOfTenant != "" {
@@ -217,14 +221,24 @@ func (c *Cache) redisReadFailed(key string, err error) {
 	prev := c.redisDownTo.Load()
 	if c.redisDownTo.CompareAndSwap(prev, now+c.opts.RedisBackoff.Nanoseconds()) && prev <= now {
 		c.log.Warn("tenant cache: redis read failed, answering from the backend",
-			slog.String("key", key), slog.Duration("retry_after", c.opts.RedisBackoff), slog.Any("error", err))
+			slog.String("key", printableKey(key)), slog.Duration("retry_after", c.opts.RedisBackoff), slog.Any("error", err))
 	}
+}
+
+// printableKey returns a logical cache key as logs and errors show it: an
+// API key's entry without the key's hash (the form the catalog stores and
+// looks keys up by), tenants' entries as they are.
+func printableKey(key string) string {
+	if strings.HasPrefix(key, cacheKindAPIKey) {
+		return cacheKindAPIKey + "(hash)"
+	}
+	return key
 }
 
 // redisWriteFailed counts and logs a failed fill, invalidation or publish.
 func (c *Cache) redisWriteFailed(op, key string, err error) {
 	c.stats.redisErrors.Add(1)
-	c.log.Warn(fmt.Sprintf("tenant cache: redis %s failed", op), slog.String("key", key), slog.Any("error", err))
+	c.log.Warn(fmt.Sprintf("tenant cache: redis %s failed", op), slog.String("key", printableKey(key)), slog.Any("error", err))
 }
 
 // valid reports whether a decoded entry is complete.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -127,7 +128,8 @@ func (s *SMTP) client(ctx context.Context, dialed *net.Conn) (*mail.Client, erro
 // sends after each message, the QUIT that closes the connection) is
 // ignored, because reporting it would make the caller send the accepted
 // message again. A permanent refusal of the recipient (a 5xx reply to
-// RCPT TO, but 552) wraps ErrRecipientRefused. This is go-mail's
+// RCPT TO, but 552) wraps ErrRecipientRefused. A send error does not
+// name the recipient's address (withoutRecipient). This is go-mail's
 // DialAndSendWithContext without those errors.
 func (s *SMTP) Send(ctx context.Context, m Message) error {
 	if err := ctx.Err(); err != nil {
@@ -154,6 +156,7 @@ func (s *SMTP) Send(ctx context.Context, m Message) error {
 	}
 	defer func() { _ = c.CloseWithSMTPClient(conn) }()
 	if err := c.SendWithSMTPClient(conn, msg); err != nil && !msg.IsDelivered() {
+		err = withoutRecipient(err, m.To)
 		if refusedForGood(err) {
 			return fmt.Errorf("send message to %s: %w: %w", s, ErrRecipientRefused, err)
 		}
@@ -161,6 +164,39 @@ func (s *SMTP) Send(ctx context.Context, m Message) error {
 	}
 	return nil
 }
+
+// recipientPlaceholder replaces the recipient's address in send errors.
+const recipientPlaceholder = "(the recipient)"
+
+// withoutRecipient returns err with every mention of the address of to
+// (any case) in its message replaced by recipientPlaceholder: go-mail's
+// error of a refused RCPT TO lists the recipient ("affected
+// recipient(s): <addr>"), and a server's reply often quotes it
+// ("<addr>: Recipient address rejected"). The error goes to the task's
+// last error and the worker's log, where a customer's address must not
+// appear. The result wraps err (errors.As still finds go-mail's
+// SendError).
+func withoutRecipient(err error, to string) error {
+	a, perr := parseRecipient(to)
+	if perr != nil || a.Address == "" {
+		return err
+	}
+	re := regexp.MustCompile("(?i)" + regexp.QuoteMeta(a.Address))
+	msg := err.Error()
+	if !re.MatchString(msg) {
+		return err
+	}
+	return &redactedError{msg: re.ReplaceAllLiteralString(msg, recipientPlaceholder), err: err}
+}
+
+// redactedError is err with another message.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
 
 // refusedForGood reports whether err is the server's permanent refusal of
 // the recipient: a 5xx reply to RCPT TO (550 no such mailbox, 553 mailbox
