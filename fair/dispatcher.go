@@ -1212,12 +1212,17 @@ type Overview struct {
 	WorkerSlots int `json:"worker_slots"`
 	// HeldTenants is the number of tenants held (suspended or paused).
 	HeldTenants int `json:"held_tenants"`
+	// Parked is the tasks of held tenants parked until their release: a
+	// parked task whose message the dispatcher keeps is in neither asynq's
+	// lists nor a backlog, so a queue is empty only when this is 0 too.
+	Parked int `json:"parked"`
 	// Top is the tenants with the most waiting tasks, largest first.
 	Top []Depth `json:"top"`
 }
 
 // Overview returns queue's Overview with its k largest backlogs (at
-// least one), in one round trip, two when workers are alive.
+// least one), in one round trip, one more when workers are alive and one
+// more when tenants have parked tasks.
 func (d *Dispatcher) Overview(ctx context.Context, queue string, k int) (Overview, error) {
 	if err := checkQueue(queue); err != nil {
 		return Overview{}, err
@@ -1235,6 +1240,8 @@ func (d *Dispatcher) Overview(ctx context.Context, queue string, k int) (Overvie
 	pending := pipe.LLen(ctx, ks[1]+"pending")
 	held := pipe.HLen(ctx, p+"hold")
 	workers := pipe.ZRangeWithScores(ctx, p+"workers", 0, -1)
+	keptT := pipe.SMembers(ctx, p+"keptt")
+	parkedT := pipe.SMembers(ctx, p+"parkedt")
 	if _, err := pipe.Exec(ctx); err != nil {
 		return Overview{}, fmt.Errorf("fair: overview of %s: %w", queue, err)
 	}
@@ -1249,6 +1256,24 @@ func (d *Dispatcher) Overview(ctx context.Context, queue string, k int) (Overvie
 		Queue: queue, Waiting: int(waiting.Val()), BacklogTenants: int(tenants.Val()),
 		Admitted: int(admitted.Val()), Pending: int(pending.Val()), HeldTenants: int(held.Val()),
 		Workers: len(alive), Top: depths(top.Val()),
+	}
+	if len(keptT.Val())+len(parkedT.Val()) > 0 {
+		// Tenants with parked tasks are few (held ones that had tasks
+		// running): one more round trip, almost never taken.
+		pipe := d.rdb.Pipeline()
+		var lens []*redis.IntCmd
+		for _, t := range keptT.Val() {
+			lens = append(lens, pipe.HLen(ctx, p+"kept:"+t))
+		}
+		for _, t := range parkedT.Val() {
+			lens = append(lens, pipe.HLen(ctx, p+"parked:"+t))
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return Overview{}, fmt.Errorf("fair: overview of %s: parked tasks: %w", queue, err)
+		}
+		for _, n := range lens {
+			o.Parked += int(n.Val())
+		}
 	}
 	if o.Workers > 0 {
 		conc, err := d.rdb.HMGet(ctx, p+"conc", alive...).Result()
