@@ -2,6 +2,7 @@ package pdf
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"strconv"
 	"unicode/utf8"
@@ -38,9 +39,12 @@ const (
 // document lays out one invoice on an fpdf document.
 type document struct {
 	ctx context.Context // checked between pages
-	f   *fpdf.Fpdf
-	inv Invoice
-	enc *encoding // the text encoding of f's fonts
+	// maxPages is the most pages the layout adds: the next one ends the
+	// render with ErrTooLarge.
+	maxPages int
+	f        *fpdf.Fpdf
+	inv      Invoice
+	enc      *encoding // the text encoding of f's fonts
 	// widths are the advances of the codes of the single-byte fonts,
 	// regular and bold, in thousandths of an em; nil for FontPathUTF8CID.
 	widths [2]*[256]int
@@ -85,10 +89,11 @@ type docFont struct {
 }
 
 // newDocument prepares inv for rendering on f, whose fonts for enc are
-// registered. The layout stops at the next page once ctx is done.
-func newDocument(ctx context.Context, f *fpdf.Fpdf, inv Invoice, enc *encoding, fonts *docFonts) *document {
+// registered, in at most maxPages pages. The layout stops at the next
+// page once ctx is done, and at page maxPages+1.
+func newDocument(ctx context.Context, f *fpdf.Fpdf, inv Invoice, enc *encoding, fonts *docFonts, maxPages int) *document {
 	w, _ := f.GetPageSize()
-	d := &document{ctx: ctx, f: f, inv: inv, enc: enc, widths: fonts.widths, faces: fonts.faces, contentW: w - 2*marginX}
+	d := &document{ctx: ctx, maxPages: maxPages, f: f, inv: inv, enc: enc, widths: fonts.widths, faces: fonts.faces, contentW: w - 2*marginX}
 	d.pageNumber = d.text(shortNumber(inv.Number), false)
 	d.table = newTable(d)
 	f.SetMargins(marginX, marginTop, marginX)
@@ -124,8 +129,9 @@ func (d *document) setFont(bold bool, size float64) {
 }
 
 // pageHeader draws the issuer and the invoice number on top of every
-// page. A page is also where a render that ctx ended stops: the error
-// makes fpdf ignore every later call, and the layout's loops end on it.
+// page. A page is also where a render that ctx ended, or that would pass
+// the page limit, stops: the error makes fpdf ignore every later call,
+// and the layout's loops end on it.
 func (d *document) pageHeader() {
 	f := d.f
 	// fpdf sets the page's font and line style before the header and again
@@ -134,6 +140,10 @@ func (d *document) pageHeader() {
 	defer func() { d.font.known, d.line.known = false, false }()
 	if err := d.ctx.Err(); err != nil {
 		f.SetError(err)
+		return
+	}
+	if f.PageNo() > d.maxPages {
+		f.SetError(fmt.Errorf("%w: more than %d pages", ErrTooLarge, d.maxPages))
 		return
 	}
 	f.SetTextColor(0, 0, 0)
@@ -232,7 +242,10 @@ func (d *document) text(s string, multiline bool) string {
 
 // wrap splits text, encoded by d.text, into lines no wider than w in the
 // current font, which is bold or not at size points. Text without any
-// content gives no lines, and so does a document in error.
+// content gives no lines, and so does a document in error. It returns at
+// most wrapLimit lines: more would not fit in the page limit, so the
+// layout stops before it gets to the rest (a megabyte of short lines
+// otherwise took tens of megabytes to split, all for nothing).
 func (d *document) wrap(text string, w float64, bold bool, size float64) []string {
 	if text == "" || d.f.Err() {
 		return nil
@@ -249,19 +262,33 @@ func (d *document) wrap(text string, w float64, bold bool, size float64) []strin
 		// at a break in CJK text and breaks at a no-break space (dropping
 		// it too), and it counts a character the font lacks as no width,
 		// though it is drawn as wide as the .notdef glyph.
-		return splitRunes(text, d.faces[b], wmax)
+		return splitRunes(text, d.faces[b], wmax, d.wrapLimit())
 	}
 	// A single-byte font: SplitText would read the codes as UTF-8, and
 	// SplitLines copies the text twice. splitLines is SplitLines on the
 	// text itself.
-	return splitLines(text, d.widths[b], wmax)
+	return splitLines(text, d.widths[b], wmax, d.wrapLimit())
+}
+
+// wrapLimit is the most lines of one text that can be laid out within
+// the page limit, plus one: every line of text takes lineH on a page
+// whose content is at most contentLimit-contentTop high, so a text of
+// more lines ends the layout at the limit whatever follows them.
+func (d *document) wrapLimit() int {
+	room := contentLimit - contentTop
+	perPage := int(room / lineH)
+	if d.maxPages >= math.MaxInt/perPage {
+		return math.MaxInt
+	}
+	return d.maxPages*perPage + 1
 }
 
 // splitLines splits s into lines of at most wmax thousandths of an em in
 // a font whose codes have the widths cw, breaking after the last space
 // that fits, or inside a word longer than a line, and at every \n. It is
-// fpdf's SplitLines, returning substrings of s.
-func splitLines(s string, cw *[256]int, wmax int) []string {
+// fpdf's SplitLines, returning substrings of s, and stops after maxLines
+// lines.
+func splitLines(s string, cw *[256]int, wmax, maxLines int) []string {
 	nb := len(s)
 	for nb > 0 && s[nb-1] == '\n' {
 		nb--
@@ -284,7 +311,9 @@ func splitLines(s string, cw *[256]int, wmax int) []string {
 			} else {
 				i = sep + 1
 			}
-			lines = append(lines, s[j:sep])
+			if lines = append(lines, s[j:sep]); len(lines) == maxLines {
+				return lines
+			}
 			sep = -1
 			j = i
 			l = 0
@@ -304,8 +333,8 @@ func splitLines(s string, cw *[256]int, wmax int) []string {
 // word longer than a line, and at every \n. Only ' ' and '\n' break a
 // line, and only they are dropped at a break: no other character is lost,
 // and a no-break space keeps its words together. It returns substrings of
-// s.
-func splitRunes(s string, fc *face, wmax int) []string {
+// s, and stops after maxLines lines.
+func splitRunes(s string, fc *face, wmax, maxLines int) []string {
 	nb := len(s)
 	for nb > 0 && s[nb-1] == '\n' {
 		nb--
@@ -331,7 +360,9 @@ func splitRunes(s string, fc *face, wmax int) []string {
 			} else {
 				i = sep + 1 // past the one-byte space or \n
 			}
-			lines = append(lines, s[j:sep])
+			if lines = append(lines, s[j:sep]); len(lines) == maxLines {
+				return lines
+			}
 			sep = -1
 			j = i
 			l = 0

@@ -79,7 +79,7 @@ func TestRenderReturnsFpdfError(t *testing.T) {
 	var buf bytes.Buffer
 	inv := sampleInvoice()
 	enc, _ := chooseEncoding(inv)
-	_, err := output(context.Background(), &buf, f, inv, enc, &docFonts{}, DefaultMaxBytes)
+	_, err := output(context.Background(), &buf, f, inv, enc, &docFonts{}, DefaultMaxBytes, DefaultMaxPages)
 	if err == nil || !strings.Contains(err.Error(), "undefined font") {
 		t.Fatalf("output = %v, want fpdf's undefined font error", err)
 	}

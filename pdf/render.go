@@ -15,12 +15,17 @@ const (
 	DefaultMaxLines = 5000
 	// DefaultMaxBytes is the largest document, in bytes, Render writes.
 	DefaultMaxBytes = 16 << 20
+	// DefaultMaxPages is the most pages a document may have. The largest
+	// invoice measured, 5,000 lines (DefaultMaxLines) of 2 KB
+	// descriptions of wide letters, takes 6,633 pages on every font path.
+	DefaultMaxPages = 10000
 )
 
 // ErrTooLarge is wrapped by the errors [Render] returns for an invoice
-// with more lines than [Renderer.MaxLines] or whose document would be
-// larger than [Renderer.MaxBytes]. It wraps [ErrInvalidInvoice]: rendering
-// the invoice again cannot succeed.
+// with more lines than [Renderer.MaxLines] or whose document would have
+// more pages than [Renderer.MaxPages] or be larger than
+// [Renderer.MaxBytes]. It wraps [ErrInvalidInvoice]: rendering the
+// invoice again cannot succeed.
 var ErrTooLarge = fmt.Errorf("%w: too large", ErrInvalidInvoice)
 
 // fallbackCreatedAt is the creation date of a document whose invoice has no
@@ -44,6 +49,14 @@ type Renderer struct {
 	// one is refused with [ErrTooLarge] and nothing is written. Zero (or
 	// less) means [DefaultMaxBytes].
 	MaxBytes int64
+	// MaxPages is the most pages a document may have: the layout stops
+	// when it would start the next one, and Render refuses the invoice
+	// with [ErrTooLarge] and writes nothing. fpdf keeps every page in
+	// memory until it writes the document, so this bounds the memory of a
+	// render whose text is short lines in bulk (an address of a million
+	// lines), which MaxBytes, checked once the layout is done, does not.
+	// Zero (or less) means [DefaultMaxPages].
+	MaxPages int
 }
 
 // Result describes a rendered document.
@@ -79,7 +92,8 @@ func Render(ctx context.Context, w io.Writer, inv Invoice) (Result, error) {
 // uppercase letters is refused with an error wrapping [ErrInvalidInvoice],
 // one over the limits with an error wrapping [ErrTooLarge]. Render checks
 // ctx between pages and, once ctx is done, stops and returns an error
-// wrapping ctx.Err(). Errors of fpdf and of w are returned wrapped. On
+// wrapping ctx.Err(); it stops as well, with [ErrTooLarge], when the
+// document would need more pages than the limit. Errors of fpdf and of w are returned wrapped. On
 // any error but w's, nothing is written. With an error the Result holds
 // what the render got to: the font path, once the invoice has passed
 // validation and the limits on lines.
@@ -99,6 +113,10 @@ func (r Renderer) Render(ctx context.Context, w io.Writer, inv Invoice) (Result,
 	if maxBytes <= 0 {
 		maxBytes = DefaultMaxBytes
 	}
+	maxPages := r.MaxPages
+	if maxPages <= 0 {
+		maxPages = DefaultMaxPages
+	}
 	if err := ctx.Err(); err != nil {
 		return Result{}, fmt.Errorf("render invoice %s: %w", shortNumber(inv.Number), err)
 	}
@@ -111,7 +129,7 @@ func (r Renderer) Render(ctx context.Context, w io.Writer, inv Invoice) (Result,
 	if err != nil {
 		return Result{}, fmt.Errorf("render invoice %s: fonts: %w", shortNumber(inv.Number), err)
 	}
-	size, err := output(ctx, w, f, inv, enc, fonts, maxBytes)
+	size, err := output(ctx, w, f, inv, enc, fonts, maxBytes, maxPages)
 	res := Result{FontPath: enc.path, Pages: f.PageNo(), Bytes: size}
 	res.Missing, res.MissingCount = missingGlyphs(used)
 	return res, err
@@ -140,11 +158,11 @@ func missingGlyphs(used []rune) ([]rune, int) {
 }
 
 // output lays inv out on f, a new document with fonts for enc registered,
-// and writes it to w in one Write unless fpdf or ctx reported an error or
-// the document is larger than maxBytes. It returns the size of the
-// document.
-func output(ctx context.Context, w io.Writer, f *fpdf.Fpdf, inv Invoice, enc *encoding, fonts *docFonts, maxBytes int64) (int64, error) {
-	newDocument(ctx, f, inv, enc, fonts).render()
+// in at most maxPages pages, and writes it to w in one Write unless fpdf
+// or ctx reported an error, the layout needed more pages or the document
+// is larger than maxBytes. It returns the size of the document.
+func output(ctx context.Context, w io.Writer, f *fpdf.Fpdf, inv Invoice, enc *encoding, fonts *docFonts, maxBytes int64, maxPages int) (int64, error) {
+	newDocument(ctx, f, inv, enc, fonts, maxPages).render()
 	if err := f.Error(); err != nil {
 		return 0, fmt.Errorf("render invoice %s: %w", shortNumber(inv.Number), err)
 	}

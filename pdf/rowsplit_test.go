@@ -17,7 +17,7 @@ func tableStartY(t *testing.T, inv Invoice) float64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := newDocument(context.Background(), f, inv, enc, fonts)
+	d := newDocument(context.Background(), f, inv, enc, fonts, DefaultMaxPages)
 	f.AddPage()
 	d.details()
 	header := d.table.split(d.table.titles(), true)

@@ -147,7 +147,7 @@ func TestSplitLinesMatchesFpdf(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer fonts.release()
-	d := newDocument(context.Background(), f, inv, enc, fonts)
+	d := newDocument(context.Background(), f, inv, enc, fonts, DefaultMaxPages)
 	f.AddPage()
 
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -276,7 +276,7 @@ func TestCIDWrap(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer fonts.release()
-	d := newDocument(context.Background(), f, inv, enc, fonts)
+	d := newDocument(context.Background(), f, inv, enc, fonts, DefaultMaxPages)
 	f.AddPage()
 
 	rng := rand.New(rand.NewPCG(3, 4))

@@ -54,6 +54,7 @@ func TestReadmeConfigurationDefaults(t *testing.T) {
 		"DOCUMENTS_DIR":            c.DocumentsDir,
 		"PDF_MAX_LINES":            fmt.Sprint(pdf.DefaultMaxLines),
 		"PDF_MAX_BYTES":            fmt.Sprint(pdf.DefaultMaxBytes),
+		"PDF_MAX_PAGES":            fmt.Sprint(pdf.DefaultMaxPages),
 		"LOG_FORMAT":               c.LogFormat,
 		"LOG_LEVEL":                strings.ToLower(c.LogLevel.String()),
 		"TENANT_CACHE_TTL":         shortDuration(storage.DefaultCacheRedisTTL),

@@ -149,6 +149,12 @@ type Config struct {
 	// invoice whose document is larger is archived with the reason. 0 means
 	// the renderer's default (16 MiB).
 	PDFMaxBytes int
+	// PDFMaxPages (PDF_MAX_PAGES) is the most pages an invoice's PDF may
+	// have; the render stops at the next page and the task is archived
+	// with the reason. It bounds a render's memory (the renderer holds
+	// every page until it writes the document). 0 means the renderer's
+	// default (10,000).
+	PDFMaxPages int
 	// LogFormat (LOG_FORMAT): "text" (default) or "json".
 	LogFormat string
 	// LogLevel (LOG_LEVEL): debug, info (default), warn or error.
@@ -303,6 +309,7 @@ func Parse(getenv func(string) string) (Config, error) {
 		DocumentsDir:          p.str("DOCUMENTS_DIR"),
 		PDFMaxLines:           p.positiveInt("PDF_MAX_LINES"),
 		PDFMaxBytes:           p.positiveInt("PDF_MAX_BYTES"),
+		PDFMaxPages:           p.positiveInt("PDF_MAX_PAGES"),
 		LogFormat:             strings.ToLower(p.str("LOG_FORMAT")),
 		LogLevel:              p.level("LOG_LEVEL"),
 		DBMaxConns:            p.positiveInt("DB_MAX_CONNS"),

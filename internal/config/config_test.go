@@ -94,6 +94,7 @@ func TestFromEnvSet(t *testing.T) {
 		"DOCUMENTS_DIR":            "/var/docs",
 		"PDF_MAX_LINES":            "200",
 		"PDF_MAX_BYTES":            "1048576",
+		"PDF_MAX_PAGES":            "500",
 		"LOG_FORMAT":               "JSON",
 		"LOG_LEVEL":                "debug",
 		"ALLOW_TENANT_HEADER":      "true",
@@ -110,7 +111,7 @@ func TestFromEnvSet(t *testing.T) {
 		c.LogLevel != slog.LevelDebug || !c.AllowTenantHeader || !c.DashboardWritable || c.TenantCacheTTL != 2*time.Minute || c.RedisAutoPipeline ||
 		c.HTTPAddrOr(DefaultWorkerHTTPAddr) != "127.0.0.1:7000" || c.OverdueSweepCron != "@every 30s" ||
 		c.AuthFailuresPerMinute != 50 || c.ClientIPHeader != "X-Real-IP" ||
-		c.PDFMaxLines != 200 || c.PDFMaxBytes != 1<<20 || c.DBKeepConns {
+		c.PDFMaxLines != 200 || c.PDFMaxBytes != 1<<20 || c.PDFMaxPages != 500 || c.DBKeepConns {
 		t.Errorf("config %+v", c)
 	}
 	if _, err := c.RedisConnOpt(); err != nil {
@@ -132,6 +133,8 @@ func TestFromEnvErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"DB_POOL_LANES": "-2"}, "DB_POOL_LANES: must be a positive integer"},
 		{map[string]string{"PDF_MAX_LINES": "0"}, "PDF_MAX_LINES: must be a positive integer"},
 		{map[string]string{"PDF_MAX_BYTES": "1MB"}, "PDF_MAX_BYTES: must be a positive integer"},
+		{map[string]string{"PDF_MAX_PAGES": "0"}, "PDF_MAX_PAGES: must be a positive integer"},
+		{map[string]string{"PDF_MAX_PAGES": "10k"}, "PDF_MAX_PAGES: must be a positive integer"},
 		{map[string]string{"WORKER_CONCURRENCY": "20", "DB_MAX_CONNS": "10"}, "DB_MAX_CONNS: 10 is smaller than WORKER_CONCURRENCY 20"},
 		{map[string]string{"OVERDUE_SWEEP_CRON": "every hour"}, "OVERDUE_SWEEP_CRON: invalid schedule"},
 		{map[string]string{"OVERDUE_SWEEP_CRON": "@every 1x"}, "OVERDUE_SWEEP_CRON: invalid schedule"},

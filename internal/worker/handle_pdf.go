@@ -63,8 +63,8 @@ type pdfResult struct {
 // a destroy that came first leaves no tables, so the load fails before a
 // file is written. The connection is held while rendering (about a
 // millisecond for a 10-line invoice on the single-byte font paths, bounded
-// by the line limit and the task's deadline, which the renderer checks
-// between pages).
+// by the line and page limits and the task's deadline, which the renderer
+// checks between pages).
 //
 // An invoice whose render inputs (pdf.InputsHash: the invoice, the
 // tenant's name, the renderer's layout version) equal those recorded with
@@ -84,7 +84,7 @@ type pdfResult struct {
 // It is idempotent: the renderer is deterministic. A missing invoice, an
 // invoice whose stored values cannot be used (invoice.ErrInvalidData: a
 // NaN amount), an invoice the renderer refuses (over PDFMaxLines, a document over
-// PDFMaxBytes, an invalid currency) archive the task with the reason
+// PDFMaxPages or PDFMaxBytes, an invalid currency) archive the task with the reason
 // (asynq.SkipRetry); a database or storage error, or the task's deadline,
 // is returned as is and retried.
 func (h *Handlers) InvoicePDF(ctx context.Context, p tasks.InvoicePDF) error {
@@ -96,7 +96,7 @@ func (h *Handlers) InvoicePDF(ctx context.Context, p tasks.InvoicePDF) error {
 	if err != nil {
 		return err
 	}
-	r := pdf.Renderer{MaxLines: h.PDFMaxLines, MaxBytes: h.PDFMaxBytes}
+	r := pdf.Renderer{MaxLines: h.PDFMaxLines, MaxBytes: h.PDFMaxBytes, MaxPages: h.PDFMaxPages}
 	key := invoice.DocumentKey(p.InvoiceID)
 	first := &pgx.Batch{}
 	if err := schema.QueueLockShared(ctx, first); err != nil {

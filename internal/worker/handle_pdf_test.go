@@ -401,25 +401,30 @@ func TestInvoicePDFReportsMissingGlyphs(t *testing.T) {
 	}
 }
 
-// An invoice over the line limit, or whose document is over the size
-// limit, is archived at once with the reason, and nothing is stored.
+// An invoice over the line limit, whose document is over the size limit,
+// or that needs more pages than the page limit, is archived at once with
+// the reason, and nothing is stored.
 func TestInvoicePDFLimitsArchive(t *testing.T) {
 	t.Parallel()
 	e := newHandlerEnv(t, nil)
 	acme := e.provision(t, "acme", "Acme")
-	id := e.addInvoice(t, acme, acmeCustomer, acmeInvoice) // 4 lines
+	c := acmeCustomer
+	c.Address = strings.Repeat("Hauptstraße 5\n", 60) // 2 pages
+	id := e.addInvoice(t, acme, c, acmeInvoice)       // 4 lines
 	for _, tt := range []struct {
 		lines int
 		bytes int64
+		pages int
 		want  string
 	}{
-		{3, 0, "4 lines, more than the limit of 3"},
-		{0, 2000, "bytes"},
+		{3, 0, 0, "4 lines, more than the limit of 3"},
+		{0, 2000, 0, "bytes"},
+		{0, 0, 1, "more than 1 pages"},
 	} {
-		e.h.PDFMaxLines, e.h.PDFMaxBytes = tt.lines, tt.bytes
+		e.h.PDFMaxLines, e.h.PDFMaxBytes, e.h.PDFMaxPages = tt.lines, tt.bytes, tt.pages
 		err := e.work(tasks.InvoicePDF{TenantID: acme.ID, InvoiceID: id})
 		if !errors.Is(err, asynq.SkipRetry) || !errors.Is(err, pdf.ErrTooLarge) || !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("limits %d lines, %d bytes: %v; want archived with a reason about %s", tt.lines, tt.bytes, err, tt.want)
+			t.Errorf("limits %d lines, %d bytes, %d pages: %v; want archived with a reason about %s", tt.lines, tt.bytes, tt.pages, err, tt.want)
 		}
 		if _, ok := e.documentRow(t, acme, id); ok {
 			t.Error("a document was recorded over the limit")
@@ -428,7 +433,7 @@ func TestInvoicePDFLimitsArchive(t *testing.T) {
 			t.Errorf("a document was stored over the limit: %v", err)
 		}
 	}
-	e.h.PDFMaxLines, e.h.PDFMaxBytes = 4, 1<<20
+	e.h.PDFMaxLines, e.h.PDFMaxBytes, e.h.PDFMaxPages = 4, 1<<20, 2
 	if err := e.work(tasks.InvoicePDF{TenantID: acme.ID, InvoiceID: id}); err != nil {
 		t.Errorf("at the limits: %v", err)
 	}
@@ -678,5 +683,29 @@ func TestInvoicePDFLongNumberKeepsErrorsShort(t *testing.T) {
 	}
 	if msg := err.Error(); len(msg) > 1000 || !strings.Contains(msg, "4 lines, more than the limit of 3") || !strings.Contains(msg, "ACME-999") {
 		t.Errorf("the task's error is %d bytes long: %.300s", len(msg), msg)
+	}
+}
+
+// TestInvoicePDFManyPagesArchives: a customer address of 4 MB of "a\n"
+// (a line of a page each: some 40,000 pages) is stopped at the page limit
+// and archived at once with the reason, and nothing is stored. It was laid
+// out whole, fpdf holding every page, for gigabytes of allocations and
+// seconds of CPU, before PDF_MAX_BYTES refused the document at the end.
+func TestInvoicePDFManyPagesArchives(t *testing.T) {
+	t.Parallel()
+	e := newHandlerEnv(t, nil)
+	acme := e.provision(t, "acme", "Acme")
+	c := acmeCustomer
+	c.Address = strings.Repeat("a\n", 2<<20)
+	id := e.addInvoice(t, acme, c, acmeInvoice)
+	err := e.work(tasks.InvoicePDF{TenantID: acme.ID, InvoiceID: id})
+	if !errors.Is(err, asynq.SkipRetry) || !errors.Is(err, pdf.ErrTooLarge) || !strings.Contains(fmt.Sprint(err), "more than 10000 pages") {
+		t.Fatalf("InvoicePDF = %v; want archived with a reason about the pages", err)
+	}
+	if _, ok := e.documentRow(t, acme, id); ok {
+		t.Error("a document was recorded over the page limit")
+	}
+	if _, _, err := e.docs.Open(e.ctx, acme.ID, invoice.DocumentKey(id)); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("a document was stored over the page limit: %v", err)
 	}
 }

@@ -154,8 +154,8 @@ func alreadySent(day, today string) string {
 // What a tenant sees of a failure (GET /v1/tasks/{task_id}: state,
 // last_error) is what operators see in the task's log line and the
 // dashboard. The errors made here name the invoice and the reason, not the
-// customer's address; a mail server's own reply to a failed send, passed
-// on as it is, may quote it.
+// customer's address; a mail server's own reply to a failed send is passed
+// on with the address replaced (mailer.SMTP.Send).
 func (h *Handlers) InvoiceReminder(ctx context.Context, p tasks.InvoiceReminder) error {
 	t, err := taskTenant(ctx, p)
 	if err != nil {
@@ -357,14 +357,14 @@ func (h *Handlers) reminderMessage(ctx context.Context, t tenantctx.Tenant, inv 
 // memory (not stored: the invoice:pdf task owns the document store). A
 // document rendered before the invoice was edited, or before it became
 // overdue, would show another amount, or status, than the email's text.
-// A render over the attachment bound (or PDF_MAX_BYTES) wraps
+// A render over the attachment bound (or PDF_MAX_BYTES, PDF_MAX_PAGES) wraps
 // pdf.ErrTooLarge, one the renderer refuses pdf.ErrInvalidInvoice.
 func (h *Handlers) attachment(ctx context.Context, tenantID string, doc pdf.Invoice, rendered invoice.Document) ([]byte, error) {
 	maxBytes := h.PDFMaxBytes
 	if maxBytes <= 0 {
 		maxBytes = pdf.DefaultMaxBytes
 	}
-	r := pdf.Renderer{MaxLines: h.PDFMaxLines, MaxBytes: min(maxBytes, maxAttachmentBytes)}
+	r := pdf.Renderer{MaxLines: h.PDFMaxLines, MaxBytes: min(maxBytes, maxAttachmentBytes), MaxPages: h.PDFMaxPages}
 	if rendered.InputsSHA256 != "" && rendered.InputsSHA256 == pdf.InputsHash(r, doc) {
 		data, info, err := h.readDocument(ctx, tenantID, rendered.StorageKey)
 		if err != nil || (info.SHA256 == rendered.SHA256 && info.Bytes == rendered.Bytes) {

@@ -39,11 +39,13 @@ type Handlers struct {
 	Tenancy *tenancy.Service
 	// MailFrom is the From address of reminders.
 	MailFrom string
-	// PDFMaxLines and PDFMaxBytes limit invoice:pdf (pdf.Renderer's
-	// MaxLines and MaxBytes): an invoice over either is archived with the
-	// reason. 0 means the renderer's defaults.
+	// PDFMaxLines, PDFMaxBytes and PDFMaxPages limit invoice:pdf and the
+	// PDFs rendered for reminders (pdf.Renderer's MaxLines, MaxBytes and
+	// MaxPages): an invoice over any of them is archived with the reason.
+	// 0 means the renderer's defaults.
 	PDFMaxLines int
 	PDFMaxBytes int64
+	PDFMaxPages int
 	// Now returns the current time; nil means time.Now. Tests set it.
 	Now func() time.Time
 

@@ -103,6 +103,7 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 
 		PDFMaxLines: cfg.PDFMaxLines,
 		PDFMaxBytes: int64(cfg.PDFMaxBytes),
+		PDFMaxPages: cfg.PDFMaxPages,
 	}
 	muxOpts := worker.MuxOptions{Logger: logger, Metrics: d.metrics, DatabaseSlots: cfg.TenantDBMaxTasks}
 	var reporter *fair.Reporter
