@@ -1,10 +1,8 @@
 package storage_test
 
 import (
-	"bytes"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -13,24 +11,6 @@ import (
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
-
-// lockedBuffer is a bytes.Buffer safe for a logger's concurrent writes.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // TestCacheLogsNoAPIKeyHash: when Redis refuses the cache's commands (its
 // password changed under a running process: NOAUTH), the cache's warnings
@@ -42,7 +22,7 @@ func TestCacheLogsNoAPIKeyHash(t *testing.T) {
 	server := testenv.StartRedis(t, testenv.RedisOptions{})
 	env := newCacheEnv(t, server.Addr())
 	ctx := t.Context()
-	var logs lockedBuffer
+	var logs testenv.LogBuffer
 	c := env.cache(t, storage.CacheOptions{LocalTTL: -1, RedisBackoff: -1,
 		Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
 	tn := mustCreateTenant(t, ctx, c, "hashes", tenantctx.StatusActive)
