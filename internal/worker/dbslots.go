@@ -31,8 +31,8 @@ var ErrDatabaseBusy = fmt.Errorf("tenant database busy: %w", ErrTenantNotReady)
 // of the other databases wait. A task over the bound waits up to wait for
 // a slot (a busy but healthy database frees one within moments), then
 // fails with ErrDatabaseBusy (retried later, not a failure); when none of
-// the database's slots was given back for wait already (it is stuck), it
-// fails at once, so that the slot it would hold serves other work. Tasks
+// the database's slots was taken or given back for wait already (it is
+// stuck), it fails at once, so that the slot it would hold serves other work. Tasks
 // of "main" (which holds the catalog: without it no task runs anyway) and
 // system tasks are not bounded; limit < 1 bounds nothing. It runs after
 // ResolveTenant, which puts the tenant in ctx.
@@ -76,32 +76,33 @@ func DatabaseSlots(limit int, wait time.Duration) asynq.MiddlewareFunc {
 }
 
 // databaseSlots are one database's slots (DatabaseSlots): a token in free
-// per running task, and when one was last given back.
+// per running task, and when one was last taken or given back.
 type databaseSlots struct {
 	free chan struct{}
-	// given is when a slot was last given back (Unix nanoseconds), or,
-	// until one was, when the slots were last all free.
+	// given is when a slot was last taken or given back (Unix
+	// nanoseconds). A take counts too: a database whose slots were just
+	// taken answers, even when another of its tasks (a migration, a large
+	// render) has held a slot for longer than the wait.
 	given atomic.Int64
 }
 
-// take takes a slot, waiting up to wait for one unless none was given back
-// for wait already; it reports whether it took one.
+// take takes a slot, waiting up to wait for one unless none was taken or
+// given back for wait already; it reports whether it took one.
 func (s *databaseSlots) take(ctx context.Context, wait time.Duration) bool {
 	select {
 	case s.free <- struct{}{}:
-		if len(s.free) == 1 {
-			s.given.Store(time.Now().UnixNano()) // the first of a busy spell
-		}
+		s.given.Store(time.Now().UnixNano())
 		return true
 	default:
 	}
 	if time.Since(time.Unix(0, s.given.Load())) >= wait {
-		return false // stuck: every slot held for wait or longer
+		return false // stuck: no slot taken or given back for wait
 	}
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	select {
 	case s.free <- struct{}{}:
+		s.given.Store(time.Now().UnixNano())
 		return true
 	case <-timer.C:
 		return false

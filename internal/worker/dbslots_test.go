@@ -99,3 +99,49 @@ func TestDatabaseSlotsTurnAwayAtOnceWhenStuck(t *testing.T) {
 		t.Fatalf("a task that waited for a slot given back: %v", err)
 	}
 }
+
+// TestDatabaseSlotsLongTaskDoesNotMakeABurstStuck: one long task of a
+// healthy database (a migration, a large render) holds a slot past the
+// wait; a burst then fills the other slots, and a task over the bound
+// that arrives moments later must wait for one of them (given back
+// within moments), not be turned away at once as if the database were
+// stuck: its slots were just taken, so it answers.
+func TestDatabaseSlotsLongTaskDoesNotMakeABurstStuck(t *testing.T) {
+	t.Parallel()
+	const wait = time.Second
+	long, short := make(chan struct{}), make(chan struct{})
+	started := make(chan struct{}, 10)
+	h := DatabaseSlots(2, wait)(asynq.HandlerFunc(func(ctx context.Context, task *asynq.Task) error {
+		started <- struct{}{}
+		if task.Type() == "long" {
+			<-long
+		} else {
+			<-short
+		}
+		return nil
+	}))
+	ctx := tenantctx.WithTenant(context.Background(), tenantctx.Tenant{ID: "tn_x", Database: "second"})
+	run := func(typ string) chan error {
+		done := make(chan error, 1)
+		go func() { done <- h.ProcessTask(ctx, asynq.NewTask(typ, nil)) }()
+		return done
+	}
+	held := run("long")
+	<-started
+	time.Sleep(wait + 100*time.Millisecond) // the long task runs on
+	burst := run("short")
+	<-started // the burst's first task just took the second slot
+	next := run("short")
+	time.Sleep(50 * time.Millisecond)
+	close(short) // the burst's task ends: its slot is given back
+	if err := <-burst; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-next; err != nil {
+		t.Fatalf("a task over the bound moments after the burst took the slots: %v, want it to wait for the slot given back", err)
+	}
+	close(long)
+	if err := <-held; err != nil {
+		t.Fatal(err)
+	}
+}
