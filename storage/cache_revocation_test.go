@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -68,54 +67,6 @@ func TestCacheRevokeOneKeyEveryInstance(t *testing.T) {
 	}
 }
 
-// failingCommands is a go-redis hook that fails the named commands (lower
-// case) while armed.
-type failingCommands struct {
-	mu    sync.Mutex
-	names map[string]bool
-}
-
-var errInjected = errors.New("injected redis failure")
-
-func (f *failingCommands) set(names ...string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.names = map[string]bool{}
-	for _, n := range names {
-		f.names[n] = true
-	}
-}
-
-func (f *failingCommands) fails(cmd redis.Cmder) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.names[strings.ToLower(cmd.Name())]
-}
-
-func (f *failingCommands) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (f *failingCommands) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		if f.fails(cmd) {
-			cmd.SetErr(errInjected)
-			return errInjected
-		}
-		return next(ctx, cmd)
-	}
-}
-
-func (f *failingCommands) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		for _, cmd := range cmds {
-			if f.fails(cmd) {
-				cmd.SetErr(errInjected)
-				return errInjected
-			}
-		}
-		return next(ctx, cmds)
-	}
-}
-
 // TestCacheRevocationWithMixedTTLs: processes whose TENANT_CACHE_TTL
 // differ (the setting changed in a rolling deploy) share the Redis layer.
 // A fill by the one with the shorter TTL must not shorten the tenant's set
@@ -167,7 +118,7 @@ func TestCacheRevocationFailsWhenInvalidationFails(t *testing.T) {
 	addr := testenv.Redis(t)
 	env := newCacheEnv(t, addr)
 	ctx := t.Context()
-	hook := &failingCommands{}
+	hook := &testenv.FailCommands{}
 	rdb := redis.NewClient(&redis.Options{Addr: addr})
 	rdb.AddHook(hook)
 	t.Cleanup(func() { _ = rdb.Close() })
@@ -179,7 +130,7 @@ func TestCacheRevocationFailsWhenInvalidationFails(t *testing.T) {
 	other := env.cache(t, longLocal)
 
 	for _, failing := range [][]string{{"publish"}, {"evalsha", "eval"}} {
-		hook.set()
+		hook.Set()
 		tn := mustCreateTenant(t, ctx, broken, "victim-"+failing[0], tenantctx.StatusActive)
 		k, key, err := broken.IssueAPIKey(ctx, tn.ID)
 		if err != nil {
@@ -188,7 +139,7 @@ func TestCacheRevocationFailsWhenInvalidationFails(t *testing.T) {
 		if _, err := other.TenantForAPIKey(ctx, key); err != nil {
 			t.Fatal(err)
 		}
-		hook.set(failing...)
+		hook.Set(failing...)
 
 		if _, err := broken.RevokeAPIKey(ctx, tn.ID, k.ID); !errors.Is(err, storage.ErrInvalidationFailed) {
 			t.Errorf("RevokeAPIKey with %v failing: %v, want ErrInvalidationFailed", failing, err)
@@ -222,7 +173,7 @@ func TestCacheRevocationFailsWhenInvalidationFails(t *testing.T) {
 
 		// Once Redis works again, the retried revocation reaches the
 		// other instance.
-		hook.set()
+		hook.Set()
 		if err := broken.RevokeAPIKeys(ctx, tn.ID); err != nil {
 			t.Fatalf("retry: %v", err)
 		}

@@ -2,12 +2,9 @@ package httpapi_test
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,13 +25,13 @@ import (
 type replica struct {
 	catalog *storage.Cache
 	srv     *httptest.Server
-	failing *redisFailures
+	failing *testenv.FailCommands
 }
 
 // newReplica starts a replica of b.
 func newReplica(t testing.TB, b *bundle) *replica {
 	t.Helper()
-	rp := &replica{failing: &redisFailures{}}
+	rp := &replica{failing: &testenv.FailCommands{}}
 	rdb := redis.NewClient(&redis.Options{Addr: b.rdb.Options().Addr})
 	rdb.AddHook(rp.failing)
 	t.Cleanup(func() { _ = rdb.Close() })
@@ -70,54 +67,6 @@ func (rp *replica) call(t testing.TB, method, host, path, bearer string) int {
 	}
 	_ = resp.Body.Close()
 	return resp.StatusCode
-}
-
-// redisFailures is a go-redis hook failing the named commands (lower
-// case) while set.
-type redisFailures struct {
-	mu    sync.Mutex
-	names map[string]bool
-}
-
-var errRedisRefused = errors.New("injected: redis refused the command")
-
-func (f *redisFailures) set(names ...string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.names = map[string]bool{}
-	for _, n := range names {
-		f.names[n] = true
-	}
-}
-
-func (f *redisFailures) fails(cmd redis.Cmder) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.names[strings.ToLower(cmd.Name())]
-}
-
-func (f *redisFailures) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (f *redisFailures) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		if f.fails(cmd) {
-			cmd.SetErr(errRedisRefused)
-			return errRedisRefused
-		}
-		return next(ctx, cmd)
-	}
-}
-
-func (f *redisFailures) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		for _, cmd := range cmds {
-			if f.fails(cmd) {
-				cmd.SetErr(errRedisRefused)
-				return errRedisRefused
-			}
-		}
-		return next(ctx, cmds)
-	}
 }
 
 // TestRetriedSuspensionPropagates: a suspension (and a resumption) whose
@@ -159,11 +108,11 @@ func TestRetriedSuspensionPropagates(t *testing.T) {
 		{"resume", http.StatusNotFound},
 	} {
 		path := "/admin/tenants/" + acme.ID + "/" + c.action
-		a.failing.set("evalsha", "eval", "publish")
+		a.failing.Set("evalsha", "eval", "publish")
 		if got := a.call(t, http.MethodPost, "", path, adminToken); got != http.StatusServiceUnavailable {
 			t.Fatalf("%s while Redis refuses the invalidation: %d, want 503", c.action, got)
 		}
-		a.failing.set()
+		a.failing.Set()
 		if got := a.call(t, http.MethodPost, "", path, adminToken); got != http.StatusOK {
 			t.Fatalf("retried %s: %d, want 200", c.action, got)
 		}
