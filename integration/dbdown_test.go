@@ -2,9 +2,6 @@ package integration
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -43,24 +40,8 @@ func newDBDownStack(t *testing.T, concurrency, nMain, nSecond int, env map[strin
 	}
 	t.Cleanup(second.Close)
 	d := &dbDownStack{stack: s, pg: pg, second: second, concurrency: concurrency}
-	for i, db := range []string{"main", "second"} {
-		slug := fmt.Sprintf("firma-%02d", i)
-		status, body := s.api(http.MethodPost, "/admin/tenants", "", adminToken,
-			map[string]string{"slug": slug, "name": tenantName(i), "database": db})
-		var r struct {
-			ID     string
-			APIKey string `json:"api_key"`
-		}
-		if status != http.StatusAccepted || json.Unmarshal(body, &r) != nil {
-			t.Fatalf("provision %s: status %d, body %s", slug, status, body)
-		}
-		p := placed{tenantRef{ID: r.ID, Slug: slug, Schema: "tenant_" + strings.ReplaceAll(slug, "-", "_"), Name: tenantName(i), Key: r.APIKey, N: i}, db}
-		if db == "main" {
-			d.onMain = p
-		} else {
-			d.onSecond = p
-		}
-	}
+	tenants := s.provisionOnMainAndSecond()
+	d.onMain, d.onSecond = tenants[0], tenants[1]
 	s.waitStatus([]string{d.onMain.ID, d.onSecond.ID}, "active", 120*time.Second)
 	s.seedIn(s.db, d.onMain.tenantRef, invoiceSeed{overdue: nMain, lines: 5})
 	s.seedIn(second, d.onSecond.tenantRef, invoiceSeed{overdue: nSecond, lines: 5})

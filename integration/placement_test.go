@@ -26,6 +26,28 @@ type placed struct {
 	db string
 }
 
+// provisionOnMainAndSecond provisions firma-00 on the database main and
+// firma-01 on second (a registered tenant database) through the admin
+// API, in that order.
+func (s *stack) provisionOnMainAndSecond() []placed {
+	s.t.Helper()
+	var tenants []placed
+	for i, db := range []string{"main", "second"} {
+		slug := fmt.Sprintf("firma-%02d", i)
+		status, body := s.api(http.MethodPost, "/admin/tenants", "", adminToken,
+			map[string]string{"slug": slug, "name": tenantName(i), "database": db})
+		var r struct {
+			ID     string
+			APIKey string `json:"api_key"`
+		}
+		if status != http.StatusAccepted || json.Unmarshal(body, &r) != nil {
+			s.t.Fatalf("provision %s: status %d, body %s", slug, status, body)
+		}
+		tenants = append(tenants, placed{tenantRef{ID: r.ID, Slug: slug, Schema: "tenant_" + strings.ReplaceAll(slug, "-", "_"), Name: tenantName(i), Key: r.APIKey, N: i}, db})
+	}
+	return tenants
+}
+
 // TestTenantsAcrossServers runs the binaries with two PostgreSQL servers
 // ("main" and "second", TENANT_DATABASES) and a Redis Cluster (3 masters,
 // 3 replicas) for the queues, both ways of scaling out at once: tenants
@@ -228,20 +250,7 @@ func TestTenantServerStoppedMidLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(second.Close)
-	var tenants []placed
-	for i, db := range []string{"main", "second"} {
-		slug := fmt.Sprintf("firma-%02d", i)
-		status, body := s.api(http.MethodPost, "/admin/tenants", "", adminToken,
-			map[string]string{"slug": slug, "name": tenantName(i), "database": db})
-		var r struct {
-			ID     string
-			APIKey string `json:"api_key"`
-		}
-		if status != http.StatusAccepted || json.Unmarshal(body, &r) != nil {
-			t.Fatalf("provision %s: status %d, body %s", slug, status, body)
-		}
-		tenants = append(tenants, placed{tenantRef{ID: r.ID, Slug: slug, Schema: "tenant_" + strings.ReplaceAll(slug, "-", "_"), Name: tenantName(i), Key: r.APIKey, N: i}, db})
-	}
+	tenants := s.provisionOnMainAndSecond()
 	s.waitStatus([]string{tenants[0].ID, tenants[1].ID}, "active", 120*time.Second)
 	s.seedIn(s.db, tenants[0].tenantRef, invoiceSeed{overdue: n, lines: 20})
 	s.seedIn(second, tenants[1].tenantRef, invoiceSeed{overdue: nSecond, lines: 20})
