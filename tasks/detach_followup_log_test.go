@@ -25,11 +25,14 @@ func TestEnqueueEndedLateFailureIsLoggedWhenEveryTaskHasAResult(t *testing.T) {
 	e := NewEnqueuer(nil, nil, slog.New(slog.NewJSONHandler(&logs, nil)))
 	payloads := []Payload{InvoicePDF{TenantID: "tn_acme", InvoiceID: 1}, InvoicePDF{TenantID: "tn_acme", InvoiceID: 2}}
 	release := make(chan struct{})
+	// The enqueue ends only after detached returned to its caller (had it
+	// ended as the caller gave up, detached could return either).
+	returned := make(chan struct{})
 	ctx, cancel := context.WithCancel(context.Background())
 	errFollowUp := errors.New("enqueue follow-up of running task: injected")
 	go func() { time.Sleep(50 * time.Millisecond); cancel() }()
 	_, err := e.detached(ctx, "enqueue 2 tasks of tenant tn_acme", payloads, func(context.Context) ([]EnqueueResult, error) {
-		<-ctx.Done()
+		<-returned
 		defer close(release)
 		var res []EnqueueResult
 		for _, p := range payloads {
@@ -37,6 +40,7 @@ func TestEnqueueEndedLateFailureIsLoggedWhenEveryTaskHasAResult(t *testing.T) {
 		}
 		return res, errFollowUp
 	})
+	close(returned)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("detached after its caller gave up: %v", err)
 	}

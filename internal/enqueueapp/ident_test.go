@@ -336,8 +336,12 @@ func TestTaskIdentityThroughItsLife(t *testing.T) {
 					Existing  bool   `json:"existing"`
 				} `json:"tasks"`
 			}
-			if bulk.status != 202 || json.Unmarshal(bulk.body, &bl) != nil || len(bl.Tasks) != 3 ||
-				bl.Tasks[0].TaskID != bl.Tasks[1].TaskID || bl.Tasks[0].Existing || !bl.Tasks[1].Existing {
+			// The second entry is the first's task, or, when a worker took
+			// that task between the two (without fair dispatch the ids are
+			// enqueued one by one), its follow-up (README: a repeat while a
+			// render runs).
+			if bulk.status != 202 || json.Unmarshal(bulk.body, &bl) != nil || len(bl.Tasks) != 3 || bl.Tasks[0].Existing ||
+				!(bl.Tasks[0].TaskID == bl.Tasks[1].TaskID && bl.Tasks[1].Existing || bl.Tasks[1].TaskID == bl.Tasks[0].TaskID+":again") {
 				t.Errorf("bulk with a repeated id: %d %s", bulk.status, bulk.body)
 			}
 			// Reminder: a second one the same day is the same task.

@@ -166,8 +166,12 @@ func TestRollingDeployLeavesDispatcherIdle(t *testing.T) {
 	})
 	mu.Lock()
 	for k, n := range done {
-		if n != 1 {
-			t.Errorf("task %s completed %d times", k, n)
+		// A task completes once, or, when a shutdown gave up on its
+		// handler, which then finished all the same while asynq put the
+		// task back, once more (asynq's at-least-once delivery; its run
+		// was cut off, so it was attempted more than once).
+		if n != 1 && !(n == 2 && attempts[k] > 1) {
+			t.Errorf("task %s completed %d times in %d attempts", k, n, attempts[k])
 		}
 	}
 	retried := 0
