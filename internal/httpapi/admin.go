@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -233,9 +234,32 @@ type listTenantsBody struct {
 	NextAfter string             `json:"next_after"`
 }
 
+// query parses r's query string, answering 400 and returning false when
+// it cannot be read (a bad %-escape, a ';' separator) or names a
+// parameter twice: r.URL.Query drops such a pair without a word, and of
+// two values it reads the first, so "?status=suspended;" would list every
+// tenant as if no filter had been asked for.
+func query(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "invalid query string")
+		return nil, false
+	}
+	for name, vs := range q {
+		if len(vs) > 1 {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("query parameter %.60q given twice", name))
+			return nil, false
+		}
+	}
+	return q, true
+}
+
 // listTenants is GET /admin/tenants?status=&after=&limit=.
 func (h *Handler) listTenants(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
+	q, ok := query(w, r)
+	if !ok {
+		return
+	}
 	var opts storage.ListOptions
 	if s := q.Get("status"); s != "" {
 		st, err := tenantctx.ParseStatus(s)

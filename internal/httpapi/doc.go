@@ -81,7 +81,7 @@
 // client address like failed tenant keys (429 past the limit, also for the
 // right token).
 //
-//	POST   /admin/tenants                     202 {"id","slug","status":"provisioning","api_key"}
+//	POST   /admin/tenants                     202 {"id","slug","status":"provisioning","api_key","database","task_id"}
 //	GET    /admin/tenants                     200 {"tenants":[...],"next_after":"..."} (?status=&after=&limit=)
 //	GET    /admin/tenants/{id}                200 tenant
 //	POST   /admin/tenants/{id}/suspend        200 tenant (409 when not active or suspended)
@@ -120,13 +120,14 @@
 // the dashboard's Basic credentials would otherwise post another site's
 // forms with them.
 //
-// POST /admin/tenants takes {"slug","name","plan"}: unknown fields, a field
+// POST /admin/tenants takes {"slug","name","plan","database"}: unknown fields, a field
 // given twice (parsers disagree on which counts; every JSON body is
 // checked so), a body that is not one JSON object, an invalid or reserved
-// slug are 400; a taken
-// slug is 409. An empty name defaults to the slug and an empty plan to
-// "free". The CLI, the dev stack and the bench provision and migrate
-// through the same tenancy.Service.
+// slug are 400, and so are an unknown plan or database; a taken slug is
+// 409. An empty name defaults to the slug, an empty plan to "free" and an
+// empty database to the one with the fewest tenants. The CLI, the dev
+// stack and the bench provision and migrate through the same
+// tenancy.Service.
 //
 // # Everything else
 //

@@ -80,8 +80,12 @@ const defaultQueuesTop = 10
 // tenants, with the K tenants with the most waiting tasks (default 10, at
 // most 100), and its live workers.
 func (h *Handler) queues(w http.ResponseWriter, r *http.Request) {
+	q, ok := query(w, r)
+	if !ok {
+		return
+	}
 	k := defaultQueuesTop
-	if v := r.URL.Query().Get("top"); v != "" {
+	if v := q.Get("top"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > tenancy.MaxQueuesTop {
 			writeError(w, http.StatusBadRequest, fmt.Sprintf("top must be a number from 1 to %d", tenancy.MaxQueuesTop))

@@ -87,10 +87,17 @@ func setupWith(t testing.TB, fairCfg *fair.Config, mutate ...func(*httpapi.Optio
 // which it may stop).
 func setupOn(t testing.TB, addr string, fairCfg *fair.Config, mutate ...func(*httpapi.Options)) *bundle {
 	t.Helper()
+	return setupOnDB(t, testenv.Postgres(t), addr, fairCfg, mutate...)
+}
+
+// setupOnDB is setupOn with the catalog and the tenant schemas in the
+// database at databaseURL (a test's own PostgreSQL, which it may stop).
+func setupOnDB(t testing.TB, databaseURL, addr string, fairCfg *fair.Config, mutate ...func(*httpapi.Options)) *bundle {
+	t.Helper()
 	ctx := context.Background()
 	b := &bundle{logs: &testenv.LogBuffer{}, now: time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC)}
 
-	pool, err := schema.NewPool(ctx, testenv.Postgres(t), schema.PoolOptions{MaxConns: 16})
+	pool, err := schema.NewPool(ctx, databaseURL, schema.PoolOptions{MaxConns: 16})
 	if err != nil {
 		t.Fatalf("new pool: %v", err)
 	}

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/invoicing/tenantworker/internal/placement"
@@ -66,8 +68,10 @@ type Provisioned struct {
 // fails (the key, the audit entry, or the enqueue of tenant:migrate, for
 // example refused with a fair.ErrQueueFull), the row and its key are
 // deleted again and ActionProvisionAborted is recorded, so a retry can
-// take the slug. Only if that clean-up fails too is the tenant left in
-// provisioning, and the error says so; MigrateAll (which includes
+// take the slug; so is a catalog row whose INSERT's outcome is unknown
+// (the connection to PostgreSQL lost at its commit). Only if that
+// clean-up fails too is the tenant left in provisioning, and the error
+// says so; MigrateAll (which includes
 // provisioning tenants) and IssueKey finish it then.
 func (s *Service) Provision(ctx context.Context, nt NewTenant, actor string) (p Provisioned, err error) {
 	if nt.Name == "" {
@@ -89,10 +93,19 @@ func (s *Service) Provision(ctx context.Context, nt NewTenant, actor string) (p 
 	if err := s.checkSchemaFree(ctx, t); err != nil {
 		return Provisioned{}, fmt.Errorf("provision tenant %s: %w", nt.Slug, s.slugBeingDeleted(ctx, nt.Slug, err))
 	}
-	t, err = s.catalog.CreateTenant(ctx, t)
+	created, err := s.catalog.CreateTenant(ctx, t)
 	if err != nil {
-		return Provisioned{}, fmt.Errorf("provision tenant %s: %w", nt.Slug, s.slugBeingDeleted(ctx, nt.Slug, err))
+		err = fmt.Errorf("provision tenant %s: %w", nt.Slug, s.slugBeingDeleted(ctx, nt.Slug, err))
+		if notCreated(err) {
+			return Provisioned{}, err
+		}
+		// The outcome is unknown (the connection was lost at the INSERT's
+		// commit, or ctx ended while it ran): the row may be saved, and
+		// would hold the slug in provisioning, without a key or a
+		// migration. It is deleted by its id like any aborted one.
+		return Provisioned{}, s.abortProvision(ctx, t, actor, err)
 	}
+	t = created
 	defer func() {
 		if err != nil {
 			err = s.abortProvision(ctx, t, actor, err)
@@ -111,6 +124,31 @@ func (s *Service) Provision(ctx context.Context, nt NewTenant, actor string) (p 
 		return Provisioned{}, fmt.Errorf("provision tenant %s: enqueue its migration: %w", nt.Slug, err)
 	}
 	return Provisioned{Tenant: t, APIKey: key, MigrateTaskID: res.Info.ID}, nil
+}
+
+// notCreated reports whether err, from the catalog's CreateTenant, says
+// the row was certainly not created: the slug or id is taken, the tenant
+// was refused before anything was sent, PostgreSQL could not be reached
+// (nothing was sent: pgconn.ConnectError, pgconn.SafeToRetry), or it
+// refused the INSERT (an error of its own other than a lost connection or
+// a shutdown). Any other error leaves the outcome unknown.
+func notCreated(err error) bool {
+	var connectErr *pgconn.ConnectError
+	if errors.As(err, &connectErr) || pgconn.SafeToRetry(err) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && !strings.HasPrefix(pgErr.Code, "08") && !strings.HasPrefix(pgErr.Code, "57") {
+		return true
+	}
+	for _, target := range []error{storage.ErrConflict, tenantctx.ErrInvalidID, tenantctx.ErrInvalidSlug,
+		tenantctx.ErrReservedSlug, tenantctx.ErrInvalidSchema, tenantctx.ErrInvalidStatus, tenantctx.ErrInvalidText,
+		tenantctx.ErrInvalidLimits, tenantctx.ErrInvalidDatabase} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	return false
 }
 
 // abortTimeout bounds the clean-up of a provisioning that failed.
