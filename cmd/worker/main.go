@@ -79,7 +79,11 @@ func run(stderr io.Writer) error {
 	if *httpAddr != "" {
 		cfg.HTTPAddr = *httpAddr
 	}
-	if *concurrency < 0 {
+	// "-concurrency 0" is refused as WORKER_CONCURRENCY=0 is, not taken
+	// for the flag not given.
+	concurrencySet := false
+	flag.Visit(func(f *flag.Flag) { concurrencySet = concurrencySet || f.Name == "concurrency" })
+	if *concurrency < 0 || (concurrencySet && *concurrency == 0) {
 		return fmt.Errorf("-concurrency: must be a positive integer, got %d", *concurrency)
 	}
 	if *concurrency > config.MaxDBConns {

@@ -55,3 +55,23 @@ func TestConcurrencyFlagErrorNamesTheFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrencyFlagZeroIsRefused: "-concurrency 0" is refused as
+// WORKER_CONCURRENCY=0 is, not taken for "flag not given" (which runs the
+// worker at WORKER_CONCURRENCY or the default without a word).
+func TestConcurrencyFlagZeroIsRefused(t *testing.T) {
+	for _, k := range []string{"REDIS_URL", "WORKER_CONCURRENCY", "DB_MAX_CONNS"} {
+		t.Setenv(k, "")
+	}
+	// An unreachable database: a worker that got past the flag fails
+	// there, with an error that does not name the flag.
+	t.Setenv("DATABASE_URL", "postgres://app@127.0.0.1:1/x")
+	oldArgs, oldFlags := os.Args, flag.CommandLine
+	os.Args = []string{"worker", "-concurrency", "0"}
+	flag.CommandLine = flag.NewFlagSet("worker", flag.ContinueOnError)
+	err := run(io.Discard)
+	os.Args, flag.CommandLine = oldArgs, oldFlags
+	if err == nil || !strings.HasPrefix(err.Error(), "-concurrency: must be a positive integer") {
+		t.Errorf("worker -concurrency 0: got %v, want an error naming -concurrency", err)
+	}
+}

@@ -1,6 +1,7 @@
 package enqueueapp
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -139,10 +140,20 @@ var errUsage = errors.New("usage")
 // text among the log records (exit code 1).
 var errLogged = errors.New("failed (logged)")
 
-// flagSet returns a FlagSet for cmd writing its help to stdout.
+// flagOutput holds what the flag package prints while it parses, until
+// parseFlags knows where it goes: the usage asked for with --help to
+// stdout, a mistake's message and the usage to stderr (stdout carries the
+// commands' data: JSON, tables).
+type flagOutput struct {
+	bytes.Buffer
+	stdout, stderr io.Writer
+}
+
+// flagSet returns a FlagSet for cmd writing its help to stdout and its
+// mistakes to stderr (parseFlags).
 func flagSet(cmd, synopsis string, sio IO) *flag.FlagSet {
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
-	fs.SetOutput(sio.Stdout)
+	fs.SetOutput(&flagOutput{stdout: sio.Stdout, stderr: sio.Stderr})
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: enqueue %s\n\nflags:\n", synopsis)
 		fs.PrintDefaults()
@@ -150,14 +161,32 @@ func flagSet(cmd, synopsis string, sio IO) *flag.FlagSet {
 	return fs
 }
 
-// parse parses args, mapping flag errors to errUsage (the flag package has
-// already printed the problem and the usage).
-func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
+// parseFlags parses args, mapping flag errors to errUsage (the problem and
+// the usage are printed on stderr; the usage asked for with --help on
+// stdout).
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	err := fs.Parse(args)
+	if o, ok := fs.Output().(*flagOutput); ok && o.Len() > 0 {
+		w := o.stderr
+		if err == nil || errors.Is(err, flag.ErrHelp) {
+			w = o.stdout
+		}
+		_, _ = o.WriteTo(w)
+	}
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
 		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	return nil
+}
+
+// parse parses args as parseFlags does, and refuses arguments that are
+// not flags.
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())

@@ -3,7 +3,6 @@ package enqueueapp
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"text/tabwriter"
@@ -29,11 +28,8 @@ func dbCmd(ctx context.Context, args []string, sio IO) error {
 		return flag.ErrHelp
 	}
 	fs := flagSet("db "+sub, "db list | db add NAME URL | db remove NAME", sio)
-	if err := fs.Parse(rest); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return fmt.Errorf("%w: %w", errUsage, err)
+	if err := parseFlags(fs, rest); err != nil {
+		return err
 	}
 	switch {
 	case sub == "list" && fs.NArg() == 0:
@@ -84,7 +80,8 @@ func dbCmd(ctx context.Context, args []string, sio IO) error {
 }
 
 // tenantCmd is "enqueue tenant add SLUG ..." and "enqueue tenant move SLUG
-// --to DB". Each answers --help, with or without a slug.
+// --to DB". Each answers --help, with or without a slug, and takes its
+// flags before the slug, after it, or both.
 func tenantCmd(ctx context.Context, args []string, sio IO) error {
 	const want = "want tenant add SLUG [flags] or tenant move SLUG --to DB"
 	if len(args) == 0 {
@@ -95,7 +92,7 @@ func tenantCmd(ctx context.Context, args []string, sio IO) error {
 		fmt.Fprint(sio.Stdout, "usage: enqueue tenant add SLUG [flags] | tenant move SLUG --to DB [flags]\n(tenant add --help, tenant move --help: the flags)\n")
 		return flag.ErrHelp
 	}
-	var run func(context.Context, string, []string, IO) error
+	var run func(context.Context, []string, IO) error
 	switch sub {
 	case "add":
 		run = tenantAdd
@@ -107,13 +104,27 @@ func tenantCmd(ctx context.Context, args []string, sio IO) error {
 	if len(rest) == 0 {
 		return fmt.Errorf("%w: %s", errUsage, want)
 	}
-	if isHelp(rest[0]) {
-		return run(ctx, "", rest, sio) // prints the flags
+	return run(ctx, rest, sio)
+}
+
+// parseSlug parses the arguments of a tenant command: its flags and one
+// slug, the flags before the slug ("tenant move --to eu2 acme"), after it
+// ("tenant move acme --to eu2"), or both.
+func parseSlug(fs *flag.FlagSet, args []string) (string, error) {
+	if err := parseFlags(fs, args); err != nil {
+		return "", err
 	}
-	if err := tenantctx.ValidateSlug(rest[0]); err != nil {
-		return fmt.Errorf("%w: %w", errUsage, err)
+	if fs.NArg() == 0 {
+		return "", fmt.Errorf("%w: the tenant's SLUG is missing", errUsage)
 	}
-	return run(ctx, rest[0], rest[1:], sio)
+	slug := fs.Arg(0)
+	if err := parse(fs, fs.Args()[1:]); err != nil {
+		return "", err
+	}
+	if err := tenantctx.ValidateSlug(slug); err != nil {
+		return "", fmt.Errorf("%w: %w", errUsage, err)
+	}
+	return slug, nil
 }
 
 // isHelp reports whether arg asks for help.
@@ -123,12 +134,13 @@ func isHelp(arg string) bool {
 
 // tenantAdd provisions a tenant (as POST /admin/tenants) and prints its id,
 // database and first API key.
-func tenantAdd(ctx context.Context, slug string, args []string, sio IO) error {
+func tenantAdd(ctx context.Context, args []string, sio IO) error {
 	fs := flagSet("tenant add", "tenant add SLUG [--name NAME] [--plan PLAN] [--database DB]", sio)
 	name := fs.String("name", "", "display name (default: the slug)")
 	plan := fs.String("plan", "", "plan (default: "+tenancy.DefaultPlan+")")
 	db := fs.String("database", "", "tenant database to place it on (default: the one with the fewest tenants)")
-	if err := parse(fs, args); err != nil {
+	slug, err := parseSlug(fs, args)
+	if err != nil {
 		return err
 	}
 	b, err := openCLI(ctx, sio)
@@ -149,12 +161,13 @@ func tenantAdd(ctx context.Context, slug string, args []string, sio IO) error {
 // tenantMove is "enqueue tenant move SLUG --to DB". It prints each step
 // of the move on stderr as it starts (tenancy.MoveOptions.Progress) and
 // what it moved as JSON on stdout.
-func tenantMove(ctx context.Context, slug string, args []string, sio IO) error {
+func tenantMove(ctx context.Context, args []string, sio IO) error {
 	fs := flagSet("tenant move", "tenant move SLUG --to DB [--drain-timeout 5m] [--grace 3s]", sio)
 	to := fs.String("to", "", "target tenant database (required)")
 	drain := fs.Duration("drain-timeout", 5*time.Minute, "how long to wait for the tenant's running tasks")
 	grace := fs.Duration("grace", 3*time.Second, "how long the old schema stays after the switch")
-	if err := parse(fs, args); err != nil {
+	slug, err := parseSlug(fs, args)
+	if err != nil {
 		return err
 	}
 	if *to == "" {
