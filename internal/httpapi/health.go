@@ -34,7 +34,7 @@ func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) {
 		checks["redis"] = func(ctx context.Context) error { return h.opts.Redis.Ping(ctx).Err() }
 	}
 	if h.opts.Pool != nil {
-		checks["postgres"] = h.opts.Pool.Ping
+		checks["postgres"] = readiness.Postgres(h.opts.Pool)
 	}
 	body := readyBody{Status: "ok", Checks: map[string]string{}}
 	for name := range checks {

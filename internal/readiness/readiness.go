@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Check probes one dependency; nil means it answered.
@@ -49,5 +52,35 @@ func bounded(ctx context.Context, check Check, timeout time.Duration) error {
 		return err
 	case <-ctx.Done():
 		return fmt.Errorf("no answer within %v: %w", timeout, ctx.Err())
+	}
+}
+
+// Postgres returns the check of pool's database. It pings on one of the
+// pool's connections, unless every connection the pool may open is in use
+// (requests waiting for a tenant's locked tables hold them all, up to
+// their deadline): then it pings on a connection of its own, outside the
+// pool, and closes it. Waiting for a pool connection would fail the check
+// at its deadline while the database answers, and take every replica of a
+// busy service out of its load balancer. At most one such connection is
+// open at a time, however many probes arrive: the others wait for it, so
+// requests to /readyz cannot open connections without bound.
+func Postgres(pool *pgxpool.Pool) Check {
+	outside := make(chan struct{}, 1)
+	return func(ctx context.Context) error {
+		if st := pool.Stat(); st.IdleConns() > 0 || st.TotalConns() < st.MaxConns() {
+			return pool.Ping(ctx)
+		}
+		select {
+		case outside <- struct{}{}:
+			defer func() { <-outside }()
+		case <-ctx.Done():
+			return fmt.Errorf("wait for the check outside the busy pool: %w", ctx.Err())
+		}
+		conn, err := pgx.ConnectConfig(ctx, pool.Config().ConnConfig.Copy())
+		if err != nil {
+			return fmt.Errorf("connect outside the busy pool: %w", err)
+		}
+		defer conn.Close(context.WithoutCancel(ctx))
+		return conn.Ping(ctx)
 	}
 }

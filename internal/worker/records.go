@@ -73,7 +73,7 @@ func recordArchive(ctx context.Context, records *tasks.TaskRecords, logger *slog
 	rec := tasks.TaskRecord{TaskID: taskID, Type: t.Type(), Queue: queue, Retried: retried, Reason: PublicReason(err)}
 	if perr := records.Put(rctx, env.TenantID, rec); perr != nil {
 		logger.WarnContext(ctx, "record archived task", slog.String("task_id", taskID),
-			slog.String("tenant_id", env.TenantID), slog.String("error", perr.Error()))
+			slog.String("task_type", t.Type()), slog.String("tenant_id", env.TenantID), slog.String("error", perr.Error()))
 	}
 }
 
@@ -98,7 +98,7 @@ func ForgetRecordOnSuccess(records *tasks.TaskRecords, logger *slog.Logger) asyn
 				defer cancel()
 				if ferr := records.Forget(rctx, env.TenantID, id); ferr != nil && logger != nil {
 					logger.WarnContext(ctx, "forget record of a completed task", slog.String("task_id", id),
-						slog.String("tenant_id", env.TenantID), slog.String("error", ferr.Error()))
+						slog.String("task_type", t.Type()), slog.String("tenant_id", env.TenantID), slog.String("error", ferr.Error()))
 				}
 			}
 			return nil

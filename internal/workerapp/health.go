@@ -53,7 +53,7 @@ func newHealthServer(h http.Handler, to healthTimeouts, logger *slog.Logger) *ht
 func newHealthHandler(d *deps, draining *atomic.Bool, logger *slog.Logger) http.Handler {
 	checks := map[string]readiness.Check{
 		"redis":    func(ctx context.Context) error { return d.Redis.Ping(ctx).Err() },
-		"postgres": d.Pool.Ping,
+		"postgres": readiness.Postgres(d.Pool),
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
