@@ -97,6 +97,15 @@ func (h *Handler) internalError(w http.ResponseWriter, r *http.Request, op strin
 // memory is freed).
 var transientRedis = []string{"LOADING ", "BUSY ", "MASTERDOWN ", "CLUSTERDOWN ", "TRYAGAIN ", "READONLY ", "OOM "}
 
+// redisBusy reports whether err says the Redis client found no connection
+// or pipeline batch to send a command on in time: every one is held by a
+// call that Redis has not answered yet (a stalled or unreachable server),
+// so the command was never sent.
+func redisBusy(err error) bool {
+	return errors.Is(err, redis.ErrPoolTimeout) || errors.Is(err, redis.ErrPoolExhausted) ||
+		errors.Is(err, redis.ErrAutoPipelineTimeout) || errors.Is(err, redis.ErrAutoPipelineQueueFull)
+}
+
 // dependencyUnavailable reports whether err says Redis or PostgreSQL could
 // not be reached (refused or reset connections, timeouts, a server going
 // away), as opposed to a bug or a bad answer.
@@ -107,7 +116,8 @@ func dependencyUnavailable(err error) bool {
 	case errors.As(err, &netErr), errors.As(err, &connectErr),
 		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
 		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
-		errors.Is(err, context.DeadlineExceeded), errors.Is(err, redis.ErrClosed), errors.Is(err, puddle.ErrClosedPool):
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, redis.ErrClosed), errors.Is(err, puddle.ErrClosedPool),
+		redisBusy(err):
 		return true
 	}
 	for _, prefix := range transientRedis {
