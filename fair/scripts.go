@@ -553,7 +553,14 @@ end
 
 -- reap checks admitted tasks whose lease ran out: still pending or active
 -- in asynq, they get another lease; otherwise (finished, retrying, deleted
--- without a report from a worker, e.g. after kill -9) their slot is freed.
+-- without a report from a worker, e.g. after kill -9, or deleted or
+-- archived from the dashboard) their slot is freed. A task asynq still
+-- keeps unfinished (archived, retrying, scheduled) gets its run header
+-- blanked in asynq's copy of its message: the run it names is over, so
+-- should it run again (the dashboard's "run now" of a pending task an
+-- operator archived), its worker asks the gate, which holds it while its
+-- tenant is held and at its running cap, instead of running it as an
+-- admitted first attempt past both.
 -- The estimate charged at admission stays charged: the run's cost is not
 -- known. Its report may still come (late: sent again after a Redis
 -- error, or the attempt ended just before the lease ran out); P..'lr:'
@@ -567,6 +574,11 @@ local function reap(max)
     if st == 'pending' or st == 'active' then
       redis.call('ZADD', P .. 'dl', NOW + LEASE, id)
     else
+      if st == 'archived' or st == 'retry' or st == 'scheduled' then
+        local key = A .. 't:' .. id
+        local msg = redis.call('HGET', key, 'msg')
+        if msg then redis.call('HSET', key, 'msg', withRun(withoutRun(msg), '')) end
+      end
       local t, _, est, _, w, tok = finish(id)
       if t then
         if tok and tok ~= '' and est > 0 then
