@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/invoicing/tenantworker/fair"
+	"github.com/invoicing/tenantworker/internal/testenv"
 )
 
 // TestReleaseRetriesDoNotUndoALaterHold: Release retries for up to a second
@@ -26,7 +27,12 @@ func TestReleaseRetriesDoNotUndoALaterHold(t *testing.T) {
 		n, _ := b.d.Release(ctx, tn, fair.Paused, q)
 		released <- n
 	}()
-	time.Sleep(200 * time.Millisecond) // the resume is retrying
+	// The resume's first attempt cleared the pause; it is retrying now
+	// (the parked task cannot be handed back while asynq holds it). A
+	// fixed wait here was not enough on a loaded machine: when Release's
+	// first attempt came after the Hold, the resume was the later change
+	// and rightly lifted the pause.
+	testenv.WaitFor(t, 30*time.Second, "the resume's first attempt", func() bool { return !stats(t, b, tn).Paused })
 	if _, err := b.d.Hold(ctx, tn, fair.Paused, q); err != nil {
 		t.Fatal(err)
 	}

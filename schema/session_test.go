@@ -31,11 +31,22 @@ func TestSessionStateDoesNotReachTheNextTenant(t *testing.T) {
 	if err := b.pool.QueryRow(ctx, "SELECT session_user::text").Scan(&login); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.pool.Exec(ctx, `CREATE ROLE acme_role_session_test; GRANT USAGE ON SCHEMA tenant_acme TO acme_role_session_test`); err != nil {
+	// Roles are cluster-wide, and the server outlives the test's database:
+	// a fixed name made the next run of the test (go test -count=2) fail
+	// with "role already exists". A name of the run's own, dropped after.
+	role := pgx.Identifier{"acme_role_" + strings.ToLower(tenantctx.NewID()[3:])}.Sanitize()
+	if _, err := b.pool.Exec(ctx, `CREATE ROLE `+role+`; GRANT USAGE ON SCHEMA tenant_acme TO `+role); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		for _, stmt := range []string{`DROP OWNED BY ` + role, `DROP ROLE ` + role} {
+			if _, err := b.pool.Exec(context.Background(), stmt); err != nil {
+				t.Errorf("%s: %v", stmt, err)
+			}
+		}
+	})
 	statements := []struct{ name, sql string }{
-		{"a role", "SET ROLE acme_role_session_test"},
+		{"a role", "SET ROLE " + role},
 		{"a cursor", "DECLARE left_open CURSOR WITH HOLD FOR SELECT 1"},
 		{"a listen", "LISTEN acme_events"},
 		{"a prepared statement", "PREPARE acme_customers AS SELECT name FROM customers"},
@@ -44,7 +55,7 @@ func TestSessionStateDoesNotReachTheNextTenant(t *testing.T) {
 		{"an advisory lock", "SELECT pg_catalog.pg_advisory_lock(4242)"},
 		{"a shared advisory lock tried in upper case", "SELECT PG_TRY_ADVISORY_LOCK_SHARED(4243::bigint)"},
 		// Changes session_user and current_user alike (a superuser login).
-		{"a session authorization", "SET SESSION AUTHORIZATION acme_role_session_test"},
+		{"a session authorization", "SET SESSION AUTHORIZATION " + role},
 	}
 	for _, st := range statements {
 		stmt := st.sql

@@ -139,6 +139,11 @@ func TestArchivedTaskRunAgainStaysUnderTheRunningCap(t *testing.T) {
 	tn := addTenant(t, catalog, "rerun-cap", tenantctx.StatusActive)
 
 	var running, most atomic.Int64
+	// rerun tells the handler that the archived render was run again. It
+	// is the test's own: a package variable stayed set for the next run
+	// of the test (go test -count=2), whose first render then completed
+	// instead of being archived.
+	var rerun atomic.Bool
 	release := make(chan struct{})
 	t.Cleanup(func() {
 		select {
@@ -201,7 +206,3 @@ func TestArchivedTaskRunAgainStaysUnderTheRunningCap(t *testing.T) {
 	close(release)
 	testenv.WaitFor(t, time.Minute, "the render run again completes", func() bool { return state(t, rdb, first.Info.ID) == "completed" })
 }
-
-// rerun tells TestArchivedTaskRunAgainStaysUnderTheRunningCap's handler
-// that the archived render was run again.
-var rerun atomic.Bool
