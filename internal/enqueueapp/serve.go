@@ -48,7 +48,9 @@ type Options struct {
 
 // Run runs the enqueue service from cfg, which must be resolved
 // (config.Config.Resolve), until ctx is cancelled, then shuts down
-// gracefully. It returns nil after a clean shutdown.
+// gracefully. It returns nil after a clean shutdown, and when ctx ends
+// while it still connects or migrates ("enqueue service stopped while
+// starting").
 func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	return RunWith(ctx, cfg, logger, Options{})
 }
@@ -72,6 +74,12 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 
 	b, closeBackend, err := openBackend(ctx, cfg, logger, opts)
 	if err != nil {
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			// SIGTERM while still connecting or migrating: a stop, not a
+			// failure.
+			logger.Info("enqueue service stopped while starting", slog.String("reason", err.Error()))
+			return nil
+		}
 		return err
 	}
 	defer closeBackend()

@@ -79,6 +79,12 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 	}
 	d, err := open(ctx, cfg, logger, opts)
 	if err != nil {
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			// SIGTERM while still connecting or migrating: a stop, not a
+			// failure.
+			logger.Info("worker stopped while starting", slog.String("reason", err.Error()))
+			return nil
+		}
 		return err
 	}
 	defer func() { err = errors.Join(err, d.close()) }()

@@ -1,0 +1,87 @@
+package integration
+
+import (
+	"net"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/invoicing/tenantworker/internal/testenv"
+)
+
+// silentRedis listens on a loopback port, accepts connections and never
+// answers: a Redis that hangs. It reports the first connection on the
+// returned channel.
+func silentRedis(t *testing.T) (addr string, connected <-chan struct{}) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := make(chan struct{})
+	var once sync.Once
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			once.Do(func() { close(ch) })
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	})
+	return ln.Addr().String(), ch
+}
+
+// TestStoppedWhileStartingIsACleanStop sends SIGTERM to each binary while it
+// still waits for Redis at start-up: an operator's stop, not a failure, so
+// the exit status is 0 and nothing is logged as failed (as the dev stack
+// does, "dev stack interrupted while starting").
+func TestStoppedWhileStartingIsACleanStop(t *testing.T) {
+	workerBin := testenv.BuildBinary(t, workerPkg)
+	enqueueBin := testenv.BuildBinary(t, enqueuePkg)
+	for _, c := range []struct {
+		name, bin string
+		args      []string
+	}{
+		{"worker", workerBin, nil},
+		{"enqueue", enqueueBin, []string{"serve"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			addr, connected := silentRedis(t)
+			p := startProc(t, c.name, c.bin, map[string]string{
+				"REDIS_URL":    "redis://" + addr,
+				"DATABASE_URL": testenv.Postgres(t),
+				"ADMIN_TOKEN":  adminToken,
+				"LOG_FORMAT":   "json",
+			}, c.args...)
+			select {
+			case <-connected:
+			case <-time.After(30 * time.Second):
+				t.Fatalf("%s never connected to Redis", c.name)
+			}
+			exitErr, took, exited := p.signal(syscall.SIGTERM, 40*time.Second)
+			if !exited {
+				t.Fatalf("%s still running %s after SIGTERM", c.name, took)
+			}
+			log := p.logText()
+			if exitErr != nil || strings.Contains(log, `"level":"ERROR"`) {
+				t.Errorf("%s stopped while starting: exit %v, want status 0 without an error record; log:\n%s", c.name, exitErr, log)
+			}
+		})
+	}
+}
