@@ -3,8 +3,8 @@
 //
 // asynq serves each queue first in, first out: whatever is in a queue's
 // pending list is run in order, fair or not. The dispatcher therefore keeps
-// asynq's pending lists shallow (about one task per live worker slot) and
-// keeps everything else in per-tenant backlogs in Redis, next to asynq's
+// asynq's pending lists shallow (about Config.PendingTime of work per live
+// worker slot, 1 to 50 tasks per slot by default) and keeps everything else in per-tenant backlogs in Redis, next to asynq's
 // keys. Tasks move from the backlogs into asynq in a fair order:
 //
 //   - Start-time fair queueing over tenants: each tenant with admissible

@@ -15,6 +15,7 @@
 //	Metrics         attempts and durations by type and outcome (no tenant label)
 //	RefuseInvalid   archives unknown types and tenant tasks without a valid tenant_id
 //	ResolveTenant   looks the tenant up, applies the status policy, puts the tenant into ctx
+//	DatabaseSlots   bounds the tasks of one tenant database other than main (TENANT_DB_MAX_TASKS)
 //	Handle[P]       decodes the payload into its type P, checks its fields, calls the handler
 //
 // NewServeMux builds exactly that chain over the registered task types

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -504,6 +505,11 @@ func TestRendersOfOneInvoiceRunInTurn(t *testing.T) {
 	acme := e.provision(t, "turns", "Turns Ltd")
 	id := e.addInvoice(t, acme, acmeCustomer, acmeInvoice)
 	inRender, resume := make(chan struct{}), make(chan struct{})
+	// A failure below must not leave the first render blocked: the test
+	// would then hang until go test's timeout instead of reporting it.
+	var resumed sync.Once
+	release := func() { resumed.Do(func() { close(resume) }) }
+	defer release()
 	slow := *e.h
 	worker.SetBeforeRender(&slow, func(context.Context) {
 		close(inRender)
@@ -533,7 +539,7 @@ func TestRendersOfOneInvoiceRunInTurn(t *testing.T) {
 			t.Fatal("the second render did not wait for the first one's lock")
 		}
 	}
-	close(resume)
+	release()
 	for _, ch := range []chan error{first, second} {
 		if err := <-ch; err != nil {
 			t.Fatalf("render: %v", err)
