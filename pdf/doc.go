@@ -25,7 +25,9 @@
 // replaced by U+FFFD, and invisible format characters (zero-width spaces
 // and joiners, bidirectional marks and overrides, byte-order marks: all of
 // Unicode's Cf but the soft hyphen) are left out, since the fonts have no
-// glyph for them; no other character is ever replaced or dropped. The
+// glyph for them; no other character is ever replaced or dropped. A soft
+// hyphen (U+00AD) marks where a word may break: it prints, as a hyphen,
+// only at the end of a line that breaks there. The
 // fonts have no glyphs for some scripts (Chinese, Japanese, Arabic, Hebrew,
 // for instance): such characters print as empty boxes, still extract as
 // written, and are listed in [Result.Missing]. Text is laid out left to
@@ -46,8 +48,9 @@
 // A4 portrait. Every page carries the issuer (tenant) header and a
 // "Page X of Y" footer, both with the invoice number (its first 64
 // characters and "..." when it is longer; the details print it whole). Line items form a table whose header is repeated on
-// every page it continues on; long descriptions wrap inside their row and a
-// row is kept on one page unless it is taller than a whole page. Numbers
+// every page it continues on and kept on the page of the first row; long
+// descriptions wrap inside their row and a row is kept on one page unless
+// it is taller than a whole page. Numbers
 // (quantities, prices, amounts, totals) are never wrapped or cut off: one
 // too wide for its cell prints whole on one line in a smaller size.
 //

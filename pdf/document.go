@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/go-pdf/fpdf"
@@ -267,7 +268,42 @@ func (d *document) wrap(text string, w float64, bold bool, size float64) []strin
 	// A single-byte font: SplitText would read the codes as UTF-8, and
 	// SplitLines copies the text twice. splitLines is SplitLines on the
 	// text itself.
-	return splitLines(text, d.widths[b], wmax, d.wrapLimit())
+	return splitLines(text, d.widths[b], wmax, d.wrapLimit(), d.shyCode())
+}
+
+// shyCode is the code of the soft hyphen in the text of d's single-byte
+// fonts, -1 when their encoding has none (the text has none then).
+func (d *document) shyCode() int {
+	if c, ok := d.enc.codes[softHyphen]; ok {
+		return int(c)
+	}
+	return -1
+}
+
+// visible returns text, encoded by d.text, without its soft hyphens: a
+// soft hyphen prints (as a hyphen) only at the end of a line that wrap
+// breaks at it, so a text on one line, which is not wrapped, prints
+// without them.
+func (d *document) visible(text string) string {
+	if d.enc.codes == nil {
+		return stripShy(text, shyUTF8)
+	}
+	if c := d.shyCode(); c >= 0 {
+		return stripShy(text, string([]byte{byte(c)}))
+	}
+	return text
+}
+
+// shyUTF8 is the soft hyphen in UTF-8 text (the utf8-cid path).
+const shyUTF8 = string(softHyphen)
+
+// stripShy returns s without the soft hyphen shy (its encoded form); s
+// itself when it has none.
+func stripShy(s, shy string) string {
+	if !strings.Contains(s, shy) {
+		return s
+	}
+	return strings.ReplaceAll(s, shy, "")
 }
 
 // wrapLimit is the most lines of one text that can be laid out within
@@ -285,22 +321,37 @@ func (d *document) wrapLimit() int {
 
 // splitLines splits s into lines of at most wmax thousandths of an em in
 // a font whose codes have the widths cw, breaking after the last space
-// that fits, or inside a word longer than a line, and at every \n. It is
-// fpdf's SplitLines, returning substrings of s, and stops after maxLines
-// lines.
-func splitLines(s string, cw *[256]int, wmax, maxLines int) []string {
+// or soft hyphen (code shy, -1 for none) that fits, or inside a word
+// longer than a line, and at every \n. It is fpdf's SplitLines, but for
+// the soft hyphen: it takes no room on a line and is left out of it, but
+// at the end of a line that breaks at it, where it prints as a hyphen.
+// It returns substrings of s but for lines a soft hyphen is left out of,
+// and stops after maxLines lines.
+func splitLines(s string, cw *[256]int, wmax, maxLines, shy int) []string {
 	nb := len(s)
 	for nb > 0 && s[nb-1] == '\n' {
 		nb--
 	}
 	s = s[:nb]
+	shyText := ""
+	if shy >= 0 {
+		shyText = string([]byte{byte(shy)})
+	}
 	var lines []string
 	sep, i, j, l := -1, 0, 0, 0
+	hyphen := false // the line breaks at a soft hyphen, at sep
 	for i < nb {
 		c := s[i]
+		if int(c) == shy {
+			if l+cw[c] <= wmax {
+				sep, hyphen = i, true
+			}
+			i++
+			continue
+		}
 		l += cw[c]
 		if c == ' ' || c == '\t' || c == '\n' {
-			sep = i
+			sep, hyphen = i, false
 		}
 		if c == '\n' || l > wmax {
 			if sep == -1 {
@@ -311,10 +362,16 @@ func splitLines(s string, cw *[256]int, wmax, maxLines int) []string {
 			} else {
 				i = sep + 1
 			}
-			if lines = append(lines, s[j:sep]); len(lines) == maxLines {
+			line := s[j:sep]
+			if shyText != "" {
+				if line = stripShy(line, shyText); hyphen {
+					line += shyText
+				}
+			}
+			if lines = append(lines, line); len(lines) == maxLines {
 				return lines
 			}
-			sep = -1
+			sep, hyphen = -1, false
 			j = i
 			l = 0
 		} else {
@@ -322,18 +379,24 @@ func splitLines(s string, cw *[256]int, wmax, maxLines int) []string {
 		}
 	}
 	if i != j {
-		lines = append(lines, s[j:i])
+		if line := s[j:i]; shyText != "" {
+			lines = append(lines, stripShy(line, shyText))
+		} else {
+			lines = append(lines, line)
+		}
 	}
 	return lines
 }
 
 // splitRunes is splitLines for UTF-8 text in the face fc (fpdf's UTF-8
 // fonts): it splits s into lines of at most wmax thousandths of an em,
-// breaking after the last space that fits, or between two characters of a
-// word longer than a line, and at every \n. Only ' ' and '\n' break a
-// line, and only they are dropped at a break: no other character is lost,
-// and a no-break space keeps its words together. It returns substrings of
-// s, and stops after maxLines lines.
+// breaking after the last space or soft hyphen that fits, or between two
+// characters of a word longer than a line, and at every \n. Only ' ',
+// '\n' and the soft hyphen break a line, and only ' ' and '\n' are dropped
+// at a break: no other character is lost, and a no-break space keeps its
+// words together. A soft hyphen is left out of a line but at its end when
+// the line breaks at it, as in splitLines. It returns substrings of s but
+// for lines a soft hyphen is left out of, and stops after maxLines lines.
 func splitRunes(s string, fc *face, wmax, maxLines int) []string {
 	nb := len(s)
 	for nb > 0 && s[nb-1] == '\n' {
@@ -342,14 +405,22 @@ func splitRunes(s string, fc *face, wmax, maxLines int) []string {
 	s = s[:nb]
 	var lines []string
 	sep, i, j, l := -1, 0, 0, 0
+	hyphen := false // the line breaks at a soft hyphen, at sep
 	for i < nb {
 		r, size := rune(s[i]), 1
 		if r >= utf8.RuneSelf {
 			r, size = utf8.DecodeRuneInString(s[i:])
 		}
+		if r == softHyphen {
+			if l+fc.runeWidth(r) <= wmax {
+				sep, hyphen = i, true
+			}
+			i += size
+			continue
+		}
 		l += fc.runeWidth(r)
 		if r == ' ' || r == '\n' {
-			sep = i
+			sep, hyphen = i, false
 		}
 		if r == '\n' || l > wmax {
 			if sep == -1 {
@@ -357,13 +428,19 @@ func splitRunes(s string, fc *face, wmax, maxLines int) []string {
 					i += size // a line holds at least one character
 				}
 				sep = i
+			} else if hyphen {
+				i = sep + len(shyUTF8) // past the soft hyphen, which ends the line
 			} else {
 				i = sep + 1 // past the one-byte space or \n
 			}
-			if lines = append(lines, s[j:sep]); len(lines) == maxLines {
+			line := stripShy(s[j:sep], shyUTF8)
+			if hyphen {
+				line += shyUTF8
+			}
+			if lines = append(lines, line); len(lines) == maxLines {
 				return lines
 			}
-			sep = -1
+			sep, hyphen = -1, false
 			j = i
 			l = 0
 		} else {
@@ -371,7 +448,7 @@ func splitRunes(s string, fc *face, wmax, maxLines int) []string {
 		}
 	}
 	if i != j {
-		lines = append(lines, s[j:i])
+		lines = append(lines, stripShy(s[j:i], shyUTF8))
 	}
 	return lines
 }

@@ -55,8 +55,10 @@ func (d *document) details() {
 // fitCell writes s into a one-line cell of width w at the cursor, in the
 // given weight at size points or, when s is too wide for that, at the
 // largest smaller size (down to minFitSize) at which it fits. Nothing is
-// cut off: amounts and numbers must print whole.
+// cut off: amounts and numbers must print whole. Soft hyphens are left
+// out: the text is not wrapped.
 func (d *document) fitCell(w, h float64, s, align string, bold bool, size float64) {
+	s = d.visible(s)
 	d.setFont(bold, size)
 	limit := w - 2*d.f.GetCellMargin()
 	for size > minFitSize && d.f.GetStringWidth(s) > limit {

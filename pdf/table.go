@@ -40,26 +40,44 @@ func newTable(d *document) table {
 
 // render draws the table from the cursor on.
 func (t *table) render() {
+	first := []string{"No line items.", "", "", ""}
+	if len(t.d.inv.Lines) > 0 {
+		first = t.cells(t.d.inv.Lines[0])
+	}
+	firstH := rowHeight(t.split(first, false))
 	header := t.split(t.titles(), true)
-	// Keep the header with at least one body line.
-	t.d.breakPage(rowHeight(header) + lineH + 2*cellPadY)
+	// Keep the header with the first row: a row that does not fit under
+	// it moves to the next page, under a header of its own, and would
+	// leave this one alone at the foot of the page. A row taller than a
+	// page starts here anyway: keep the header with its first line.
+	keep := lineH + 2*cellPadY
+	if firstH <= t.roomOnNewPage() {
+		keep = firstH
+	}
+	t.d.breakPage(rowHeight(header) + keep)
 	t.header()
 
 	if len(t.d.inv.Lines) == 0 {
-		t.row([]string{"No line items.", "", "", ""})
+		t.row(first)
 		return
 	}
-	cur := t.d.inv.Currency
 	for _, l := range t.d.inv.Lines {
 		if t.f.Err() {
 			return // canceled, or an error fpdf reports at the end
 		}
-		t.row([]string{
-			t.d.text(l.Description, true),
-			formatQuantity(l.Quantity),
-			formatPrice(l.UnitPrice, cur),
-			formatAmount(LineTotal(l, cur), cur),
-		})
+		t.row(t.cells(l))
+	}
+}
+
+// cells returns the texts of l's row: its description, encoded, and its
+// quantity, unit price and amount, formatted.
+func (t *table) cells(l Line) []string {
+	cur := t.d.inv.Currency
+	return []string{
+		t.d.text(l.Description, true),
+		formatQuantity(l.Quantity),
+		formatPrice(l.UnitPrice, cur),
+		formatAmount(LineTotal(l, cur), cur),
 	}
 }
 

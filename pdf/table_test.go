@@ -81,3 +81,24 @@ func TestNumbersPrintWhole(t *testing.T) {
 		})
 	}
 }
+
+// TestTableHeaderKeptWithFirstRow: the table's header row is kept on the
+// page of the first line item. A header near the foot of a page (under a
+// long address) whose first row, two lines or more, did not fit under it
+// was left alone there, an empty table, and repeated over the row on the
+// next page.
+func TestTableHeaderKeptWithFirstRow(t *testing.T) {
+	t.Parallel()
+	for n := 42; n <= 47; n++ { // address lines that bring the table to the foot of page 1
+		inv := sampleInvoice()
+		inv.Customer.Address = strings.TrimSpace(strings.Repeat("Line of address\n", n))
+		inv.Lines = []Line{{Description: "First item\nits second line\nits third line", Quantity: dec("1"), UnitPrice: dec("1")}}
+		doc := render(t, Renderer{}, inv)
+		for p := 1; p <= pageCount(t, doc); p++ {
+			text := pdfText(t, doc, p)
+			if strings.Contains(text, "Description") && !strings.Contains(text, "First item") {
+				t.Errorf("%d address lines: page %d has the table header without a line item:\n%s", n, p, text)
+			}
+		}
+	}
+}
