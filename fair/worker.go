@@ -105,17 +105,20 @@ func (d *Dispatcher) NewReporter(logger *slog.Logger) *Reporter {
 // Report queues rep for the next batch. A report Complete would refuse
 // (an invalid tenant id or queue name) is logged and dropped here: queued,
 // it would fail its whole batch again and again, and hold every other
-// report of its queue back.
+// report of its queue back. The lines about one report carry its task_id,
+// task_type and tenant_id.
 func (r *Reporter) Report(rep Report) {
 	if err := errors.Join(checkQueue(rep.Queue), checkTenant(rep.TenantID)); err != nil {
-		r.logger.Error("fair: completion report dropped", slog.String("task_id", rep.TaskID), slog.String("error", err.Error()))
+		r.logger.Error("fair: completion report dropped", slog.String("task_id", rep.TaskID), slog.String("task_type", rep.Type),
+			slog.String("tenant_id", rep.TenantID), slog.String("error", err.Error()))
 		return
 	}
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
 		// Nothing would send it: its slot is freed by the lease check.
-		r.logger.Warn("fair: completion report after the reporter was closed, dropped", slog.String("task_id", rep.TaskID))
+		r.logger.Warn("fair: completion report after the reporter was closed, dropped", slog.String("task_id", rep.TaskID),
+			slog.String("task_type", rep.Type), slog.String("tenant_id", rep.TenantID))
 		return
 	}
 	if n := len(r.pending) + r.heldN; n >= maxUnsent {

@@ -28,11 +28,11 @@ func (c *Cache) publish(ctx context.Context, msg invalidation) error {
 	}
 	raw, err := json.Marshal(msg)
 	if err != nil {
-		c.log.Error("tenant cache: encode invalidation", slog.Any("error", err))
+		c.log.ErrorContext(ctx, "tenant cache: encode invalidation", slog.Any("error", err))
 		return fmt.Errorf("encode invalidation: %w", err)
 	}
 	if err := c.rdb.Publish(ctx, c.opts.Channel, raw).Err(); err != nil {
-		c.redisWriteFailed("publish", c.opts.Channel, err)
+		c.redisWriteFailed(ctx, "publish", c.opts.Channel, err)
 		return fmt.Errorf("publish invalidation on %s: %w", c.opts.Channel, err)
 	}
 	return nil

@@ -119,7 +119,7 @@ func (c *Cache) redisRead(ctx context.Context, key string) (e cacheEntry, hit bo
 	defer cancel()
 	vals, err := c.rdb.MGet(ctx, c.redisKey(key), c.guardKey(key)).Result()
 	if err != nil {
-		c.redisReadFailed(key, err)
+		c.redisReadFailed(ctx, key, err)
 		return cacheEntry{}, false, "", false
 	}
 	guard, _ = vals[1].(string)
@@ -129,7 +129,7 @@ func (c *Cache) redisRead(ctx context.Context, key string) (e cacheEntry, hit bo
 	}
 	if err := json.Unmarshal([]byte(raw), &e); err != nil || !e.valid() {
 		// Treated as a miss; the fill overwrites it.
-		c.log.Warn("tenant cache: undecodable redis entry", slog.String("key", printableKey(key)), slog.Any("error", err))
+		c.log.WarnContext(ctx, "tenant cache: undecodable redis entry", slog.String("key", printableKey(key)), slog.Any("error", err))
 		return cacheEntry{}, false, guard, true
 	}
 	if e.lacksGeneration() {
@@ -137,7 +137,7 @@ func (c *Cache) redisRead(ctx context.Context, key string) (e cacheEntry, hit bo
 		// their database's registration: with it, a process would use
 		// whichever pool of that name it has open. Treated as a miss; the
 		// fill replaces it with the catalog's answer, which carries it.
-		c.log.Debug("tenant cache: redis entry without the database's registration, reading the catalog",
+		c.log.DebugContext(ctx, "tenant cache: redis entry without the database's registration, reading the catalog",
 			slog.String("key", printableKey(key)))
 		return cacheEntry{}, false, guard, true
 	}
@@ -148,7 +148,7 @@ func (c *Cache) redisRead(ctx context.Context, key string) (e cacheEntry, hit bo
 func (c *Cache) redisFill(ctx context.Context, key, guard string, e cacheEntry) {
 	raw, err := json.Marshal(e)
 	if err != nil {
-		c.log.Error("tenant cache: encode entry", slog.String("key", printableKey(key)), slog.Any("error", err))
+		c.log.ErrorContext(ctx, "tenant cache: encode entry", slog.String("key", printableKey(key)), slog.Any("error", err))
 		return
 	}
 	ttl := c.opts.RedisTTL
@@ -164,7 +164,7 @@ func (c *Cache) redisFill(ctx context.Context, key, guard string, e cacheEntry) 
 	ctx, cancel := context.WithTimeout(ctx, c.opts.RedisTimeout)
 	defer cancel()
 	if err := fillScript.Run(ctx, c.rdb, keys, args...).Err(); err != nil {
-		c.redisWriteFailed("fill", key, err)
+		c.redisWriteFailed(ctx, "fill", key, err)
 	}
 }
 
@@ -187,14 +187,14 @@ func (c *Cache) redisInvalidate(ctx context.Context, keys []string, keysOfTenant
 			for i, k := range keys {
 				printable[i] = printableKey(k)
 			}
-			c.redisWriteFailed("invalidate", strings.Join(printable, ","), err)
+			c.redisWriteFailed(ctx, "invalidate", strings.Join(printable, ","), err)
 			errs = append(errs, fmt.Errorf("invalidate %s in redis: %w", strings.Join(printable, ","), err))
 		}
 	}
 	if keysOfTenant != "" {
 		keys := []string{c.redisKey(cacheTenantKeys + keysOfTenant), c.opts.KeyPrefix + cacheKeyGen}
 		if err := revokeScript.Run(ctx, c.rdb, keys, c.redisKey(cacheKindAPIKey), guardTTL, guardSeed()).Err(); err != nil {
-			c.redisWriteFailed("invalidate api keys", cacheTenantKeys+keysOfTenant, err)
+			c.redisWriteFailed(ctx, "invalidate api keys", cacheTenantKeys+keysOfTenant, err)
 			errs = append(errs, fmt.Errorf("invalidate api keys of tenant %s in redis: %w", keysOfTenant, err))
 		}
 	}
@@ -214,13 +214,14 @@ func (c *Cache) redisUsable() bool {
 }
 
 // redisReadFailed counts and logs a failed read and makes reads skip Redis
-// for RedisBackoff. It logs once per outage, not once per lookup.
-func (c *Cache) redisReadFailed(key string, err error) {
+// for RedisBackoff. It logs once per outage, not once per lookup, with the
+// lookup's ctx (a task's attributes, on a worker).
+func (c *Cache) redisReadFailed(ctx context.Context, key string, err error) {
 	c.stats.redisErrors.Add(1)
 	now := time.Now().UnixNano()
 	prev := c.redisDownTo.Load()
 	if c.redisDownTo.CompareAndSwap(prev, now+c.opts.RedisBackoff.Nanoseconds()) && prev <= now {
-		c.log.Warn("tenant cache: redis read failed, answering from the backend",
+		c.log.WarnContext(ctx, "tenant cache: redis read failed, answering from the backend",
 			slog.String("key", printableKey(key)), slog.Duration("retry_after", c.opts.RedisBackoff), slog.Any("error", err))
 	}
 }
@@ -235,10 +236,11 @@ func printableKey(key string) string {
 	return key
 }
 
-// redisWriteFailed counts and logs a failed fill, invalidation or publish.
-func (c *Cache) redisWriteFailed(op, key string, err error) {
+// redisWriteFailed counts and logs a failed fill, invalidation or publish,
+// with the write's ctx.
+func (c *Cache) redisWriteFailed(ctx context.Context, op, key string, err error) {
 	c.stats.redisErrors.Add(1)
-	c.log.Warn(fmt.Sprintf("tenant cache: redis %s failed", op), slog.String("key", printableKey(key)), slog.Any("error", err))
+	c.log.WarnContext(ctx, fmt.Sprintf("tenant cache: redis %s failed", op), slog.String("key", printableKey(key)), slog.Any("error", err))
 }
 
 // valid reports whether a decoded entry is complete.

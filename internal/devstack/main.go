@@ -11,6 +11,8 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/invoicing/tenantworker/internal/logctx"
 )
 
 // Requested reports whether the command line asks for the dev stack
@@ -105,7 +107,8 @@ func envOptions(getenv func(string) string) Options {
 }
 
 // newLogger returns a text (or LOG_FORMAT=json) logger at LOG_LEVEL,
-// reading both as the binaries do (surrounding spaces ignored).
+// reading both as the binaries do (surrounding spaces ignored); as theirs,
+// its lines on a task's path carry the task's attributes (logctx).
 func newLogger(w io.Writer, getenv func(string) string) (*slog.Logger, error) {
 	var level slog.Level
 	if v := strings.TrimSpace(getenv("LOG_LEVEL")); v != "" {
@@ -117,9 +120,9 @@ func newLogger(w io.Writer, getenv func(string) string) (*slog.Logger, error) {
 	format := strings.TrimSpace(getenv("LOG_FORMAT"))
 	switch strings.ToLower(format) {
 	case "", "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		return slog.New(logctx.Handler(slog.NewTextHandler(w, opts))), nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		return slog.New(logctx.Handler(slog.NewJSONHandler(w, opts))), nil
 	default:
 		return nil, fmt.Errorf("LOG_FORMAT: must be text or json, got %.40q", format)
 	}

@@ -11,7 +11,7 @@
 //	ReportCost      reports each attempt's worker time to the fair dispatcher (when it runs)
 //	ForgetRecord    drops the tenant's record of a task that completed (run again from the dashboard)
 //	Recover         turns a panic into a retried error, logged with its stack
-//	Log             one line per attempt with task_id, task_type, tenant_id; the task's logger into ctx
+//	Log             one line per attempt with task_id, task_type, tenant_id; the task's logger and attributes into ctx
 //	Metrics         attempts and durations by type and outcome (no tenant label)
 //	RefuseInvalid   archives unknown types and tenant tasks without a valid tenant_id
 //	ResolveTenant   looks the tenant up, applies the status policy, puts the tenant into ctx

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+
+	"github.com/invoicing/tenantworker/internal/logctx"
 )
 
 // loggerKey carries the task's logger in a handler's ctx.
@@ -15,7 +17,11 @@ type loggerKey struct{}
 // (from the envelope, when valid), queue, retry, duration and outcome (ok,
 // error, skip_retry, not_ready, panic); errors carry the error. It puts a
 // logger with the task's attributes into ctx: handlers log through
-// LoggerFromContext, so their lines carry them too. A nil logger means
+// LoggerFromContext, so their lines carry them too. It also puts the
+// attributes themselves into ctx (logctx.With): the components that log
+// through the process's own logger (the tenant service, the tenant cache,
+// the enqueuer), built on logctx.Handler as the binaries' loggers are, add
+// them to the lines they log with that ctx. A nil logger means
 // slog.Default().
 //
 // Levels: ok at info, not_ready at warn (the task waits for its tenant),
@@ -29,15 +35,15 @@ func Log(logger *slog.Logger) asynq.MiddlewareFunc {
 			taskID, _ := asynq.GetTaskID(ctx)
 			queue, _ := asynq.GetQueueName(ctx)
 			retry, _ := asynq.GetRetryCount(ctx)
-			attrs := []any{
+			attrs := []slog.Attr{
 				slog.String("task_id", taskID),
 				slog.String("task_type", t.Type()),
 			}
 			if env := envelopeOf(ctx, t); !env.System {
 				attrs = append(attrs, slog.String("tenant_id", env.TenantID))
 			}
-			tl := logger.With(attrs...)
-			ctx = context.WithValue(ctx, loggerKey{}, tl)
+			tl := slog.New(logger.Handler().WithAttrs(attrs))
+			ctx = context.WithValue(logctx.With(ctx, attrs...), loggerKey{}, tl)
 
 			start := time.Now()
 			done := false
