@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -27,6 +28,11 @@ func (c *Cache) AppendAudit(ctx context.Context, e AuditEntry) error {
 // AppendAuditOnce passes through to the backend.
 func (c *Cache) AppendAuditOnce(ctx context.Context, e AuditEntry) (bool, error) {
 	return c.backend.AppendAuditOnce(ctx, e)
+}
+
+// AppendAuditUnlessLatest passes through to the backend.
+func (c *Cache) AppendAuditUnlessLatest(ctx context.Context, e AuditEntry, among, match json.RawMessage) (bool, error) {
+	return c.backend.AppendAuditUnlessLatest(ctx, e, among, match)
 }
 
 // AuditEntries passes through to the backend.

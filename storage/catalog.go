@@ -170,6 +170,15 @@ type AuditLog interface {
 	// entry of e.Action, and reports whether it did; of concurrent calls
 	// for one tenant and action, one appends.
 	AppendAuditOnce(ctx context.Context, e AuditEntry) (bool, error)
+	// AppendAuditUnlessLatest records e unless, of the tenant's entries of
+	// e.Action whose detail contains among (all of them when among is
+	// empty), the latest has a detail containing match, and reports
+	// whether it did; of concurrent calls (and AppendAuditOnce calls) for
+	// one tenant and action, each sees what the others appended. A detail
+	// contains a JSON object when it is an object holding each of its
+	// members with an equal value. It records a change whose outcome the
+	// caller could not know (a lost answer) once, whichever call records it.
+	AppendAuditUnlessLatest(ctx context.Context, e AuditEntry, among, match json.RawMessage) (bool, error)
 	// AuditEntries returns the entries of one tenant, oldest first.
 	AuditEntries(ctx context.Context, tenantID string) ([]AuditEntry, error)
 }

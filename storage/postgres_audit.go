@@ -51,6 +51,55 @@ func (p *Postgres) AppendAuditOnce(ctx context.Context, e AuditEntry) (bool, err
 	return appended, nil
 }
 
+// AppendAuditUnlessLatest records e unless, of the tenant's entries of
+// e.Action whose detail contains among (jsonb @>; all of them when among
+// is empty), the latest has a detail containing match, and reports
+// whether it did. It takes AppendAuditOnce's advisory lock on the tenant
+// and action, and the entry's time is the clock's when it is inserted
+// (clock_timestamp(), not the transaction's start), so that the entry
+// appended last under the lock is the latest one for the next call.
+func (p *Postgres) AppendAuditUnlessLatest(ctx context.Context, e AuditEntry, among, match json.RawMessage) (bool, error) {
+	at, detail, err := auditArgs(e)
+	if err != nil {
+		return false, err
+	}
+	var amongArg *string
+	if len(among) > 0 {
+		a := string(among)
+		amongArg = &a
+	}
+	for _, m := range []json.RawMessage{among, match} {
+		if len(m) > 0 && !json.Valid(m) {
+			return false, fmt.Errorf("append audit %s for tenant %.64q: condition is not valid JSON", e.Action, e.TenantID)
+		}
+	}
+	if len(match) == 0 {
+		match = json.RawMessage("{}")
+	}
+	var appended bool
+	err = pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`,
+			"tenancy.audit_log:"+e.TenantID+":"+e.Action); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `INSERT INTO tenancy.audit_log (at, tenant_id, actor, action, detail)
+			SELECT coalesce($1::timestamptz, clock_timestamp()), $2, $3, $4, $5::jsonb
+			 WHERE NOT EXISTS (
+				SELECT 1 FROM (
+					SELECT l.detail FROM tenancy.audit_log AS l
+					 WHERE l.tenant_id = $2 AND l.action = $4 AND ($6::jsonb IS NULL OR l.detail @> $6::jsonb)
+					 ORDER BY l.at DESC, l.id DESC LIMIT 1) AS latest
+				 WHERE latest.detail @> $7::jsonb)`,
+			at, e.TenantID, e.Actor, e.Action, detail, amongArg, string(match))
+		appended = tag.RowsAffected() == 1
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("append audit %s unless recorded for tenant %.64q: %w", e.Action, e.TenantID, err)
+	}
+	return appended, nil
+}
+
 // insertAuditSQL inserts one entry ($1 at or NULL for now, $2 tenant id, $3
 // actor, $4 action, $5 detail or NULL); a WHERE clause may follow.
 const insertAuditSQL = `INSERT INTO tenancy.audit_log (at, tenant_id, actor, action, detail)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 
 	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/tenantctx"
 )
 
 // Action is what an audit entry records.
@@ -68,6 +69,74 @@ func (s *Service) auditOnce(ctx context.Context, tenantID, actor string, action 
 		return fmt.Errorf("audit %s of tenant %s: %w", action, tenantID, err)
 	}
 	return nil
+}
+
+// auditUnlessLatest appends the entry unless, of the tenant's entries of
+// the same action whose detail contains among (all of them when nil), the
+// latest has a detail containing match
+// (storage.AuditLog.AppendAuditUnlessLatest).
+func (s *Service) auditUnlessLatest(ctx context.Context, tenantID, actor string, action Action, detail, among, match any) error {
+	e, err := auditEntry(tenantID, actor, action, detail)
+	if err != nil {
+		return err
+	}
+	var cond [2]json.RawMessage
+	for i, v := range []any{among, match} {
+		if v == nil {
+			continue
+		}
+		if cond[i], err = json.Marshal(v); err != nil {
+			return fmt.Errorf("audit %s: %w", action, err)
+		}
+	}
+	if _, err := s.catalog.AppendAuditUnlessLatest(ctx, e, cond[0], cond[1]); err != nil {
+		return fmt.Errorf("audit %s of tenant %s: %w", action, tenantID, err)
+	}
+	return nil
+}
+
+// recordStatusChange records the tenant's change from `from` to `to`
+// unless its latest ActionStatusChanged entry is that change already, so
+// that a change whose recording more than one call may attempt (a lost
+// answer, racing calls) is recorded once.
+func (s *Service) recordStatusChange(ctx context.Context, id, actor string, from, to tenantctx.Status) error {
+	detail := map[string]string{"from": string(from), "to": string(to)}
+	return s.auditUnlessLatest(ctx, id, actor, ActionStatusChanged, detail, nil, detail)
+}
+
+// recordStatusReached records the tenant's change from `from` to `to`
+// unless its latest ActionStatusChanged entry already ends at `to`: for a
+// call that finds the tenant in status `to` without having changed it
+// (it may be the retry of a call whose change committed but whose answer
+// was lost, which recorded nothing). An active tenant without any such
+// entry gets its activation recorded instead (recordActivation): that is
+// the change it has not recorded.
+func (s *Service) recordStatusReached(ctx context.Context, id, actor string, from, to tenantctx.Status) error {
+	if to == tenantctx.StatusActive {
+		if err := s.recordActivation(ctx, id, actor); err != nil {
+			return err
+		}
+	}
+	detail := map[string]string{"from": string(from), "to": string(to)}
+	return s.auditUnlessLatest(ctx, id, actor, ActionStatusChanged, detail, nil, map[string]string{"to": string(to)})
+}
+
+// RecordActivation records the tenant's activation (provisioning to
+// active), its first ActionStatusChanged entry, unless it has one: a
+// tenant becomes active before any other status change is recorded. The
+// worker calls it when a retried tenant:migrate finds its tenant active:
+// the failed attempt's activation may have committed with its answer
+// lost, recording nothing. A first run does not (a later migration of a
+// tenant activated long ago costs no audit query, and one created before
+// the audit log gets no entry dated today).
+func (s *Service) RecordActivation(ctx context.Context, id, actor string) error {
+	return s.recordActivation(ctx, id, actor)
+}
+
+// recordActivation is RecordActivation.
+func (s *Service) recordActivation(ctx context.Context, id, actor string) error {
+	detail := map[string]string{"from": string(tenantctx.StatusProvisioning), "to": string(tenantctx.StatusActive)}
+	return s.auditOnce(ctx, id, actor, ActionStatusChanged, detail)
 }
 
 // auditEntry makes the entry, its detail encoded as JSON.

@@ -2,9 +2,11 @@ package tenancy
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 
 	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/schema"
@@ -120,10 +122,11 @@ var erased = []string{"schema", "documents", "api_keys", "catalog_row"}
 //
 // Every step tolerates having been done before, so it is safe to run twice
 // and after a partial run. The entry and the Redis state go before the row
-// does: once the row is gone the worker archives any further run (unknown
-// tenant), so what is left for after it could be lost for good (a worker
-// killed right after the delete); a rerun finds the entry and does not
-// write a second one.
+// does: once the row is gone a further run of the task (the retry of a
+// run whose answer was lost at the delete's commit, or which was killed
+// right after it) finds no tenant and only finishes the erasure
+// (FinishErased: the Redis pass again, the entry read back); a rerun finds
+// the entry and does not write a second one.
 //
 // Errors: ErrNotReady for a tenant not marked deleting (a live tenant is
 // never erased, whatever the caller checked before), ErrRefused for any
@@ -172,6 +175,34 @@ func (s *Service) Destroy(ctx context.Context, t tenantctx.Tenant, actor string)
 	// erasure is complete.
 	if err := s.forgetInRedis(ctx, t.ID); err != nil {
 		s.logger.WarnContext(ctx, "forget erased tenant in Redis", slog.String("tenant_id", t.ID), slog.String("error", err.Error()))
+	}
+	return done, nil
+}
+
+// FinishErased completes a tenant:destroy of tenant id whose catalog row
+// is gone: a run of Destroy deleted it and was cut off before it returned
+// (its answer lost at the delete's commit, the worker killed). When the
+// audit log holds the tenant's ActionDeletionCompleted (written before
+// the row's delete), the erasure is complete: FinishErased removes from
+// Redis again what a task archived meanwhile may have left (the final
+// pass of Destroy) and returns the erasure recorded, so the task
+// completes, once in effect. Otherwise (no such tenant was ever erased)
+// it returns storage.ErrNotFound.
+func (s *Service) FinishErased(ctx context.Context, id string) (Erasure, error) {
+	entries, err := s.catalog.AuditEntries(ctx, id)
+	if err != nil {
+		return Erasure{}, fmt.Errorf("finish destroy of tenant %s: %w", id, err)
+	}
+	i := slices.IndexFunc(entries, func(e storage.AuditEntry) bool { return e.Action == string(ActionDeletionCompleted) })
+	if i < 0 {
+		return Erasure{}, fmt.Errorf("finish destroy of tenant %s: %w: no completed deletion recorded", id, storage.ErrNotFound)
+	}
+	var done Erasure
+	if err := json.Unmarshal(entries[i].Detail, &done); err != nil {
+		return Erasure{}, fmt.Errorf("finish destroy of tenant %s: read %s: %w", id, ActionDeletionCompleted, err)
+	}
+	if err := s.forgetInRedis(ctx, id); err != nil {
+		return Erasure{}, fmt.Errorf("finish destroy of tenant %s: %w", id, err)
 	}
 	return done, nil
 }

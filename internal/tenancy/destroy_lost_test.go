@@ -33,9 +33,10 @@ func (c rowDeletedThenLost) DeleteTenant(ctx context.Context, id string) error {
 
 // TestDestroyCutOffAfterTheRowLeavesNothingInRedis: a tenant:destroy cut
 // off right after it deleted the catalog row (a SIGKILL, a lost answer)
-// is never run again (the worker archives a task whose tenant is gone),
-// so what Redis keeps of the tenant (its fair-dispatch state, the records
-// of its archived tasks) must be gone by then, or nothing ever removes it.
+// may not run again (its retry only finishes the erasure, and a task that
+// asynq loses or archives meanwhile not even that), so what Redis keeps of
+// the tenant (its fair-dispatch state, the records of its archived tasks)
+// must be gone by then, or nothing may ever remove it.
 func TestDestroyCutOffAfterTheRowLeavesNothingInRedis(t *testing.T) {
 	t.Parallel()
 	pool, catalog, docs := catalogOn(t)
@@ -67,8 +68,8 @@ func TestDestroyCutOffAfterTheRowLeavesNothingInRedis(t *testing.T) {
 	if _, err := tenancy.New(cfg).Destroy(b.ctx, del.Tenant, tenancy.ActorWorker); err == nil {
 		t.Fatal("Destroy with the row delete's answer lost: no error")
 	}
-	// The retry finds no tenant: the worker archives it (ResolveTenant),
-	// Destroy never runs again.
+	// The retry finds no tenant: Destroy never runs again (the worker
+	// runs only FinishErased for it).
 	if _, err := catalog.TenantByID(b.ctx, gone.ID); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("catalog row: %v, want it deleted", err)
 	}

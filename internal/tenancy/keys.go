@@ -70,10 +70,12 @@ func (s *Service) ListKeys(ctx context.Context, id string) ([]storage.APIKey, er
 
 // RevokeKey revokes one API key of the tenant and writes ActionKeyRevoked
 // {slug, key_id, prefix} the first time; revoking it again changes and
-// records nothing, also when two calls overlap (the catalog says which one
-// revoked it). From its return on, the key is refused by this process,
-// and by every other process as soon as the cache's invalidation reaches
-// it (docs/architecture.md, P18).
+// records nothing, also when two calls overlap. A revocation that
+// committed but whose answer was lost (the call fails) is recorded by the
+// call if it can tell, else by its retry, which finds the key revoked and
+// no entry of it: once, whichever records it. From its return on, the key
+// is refused by this process, and by every other process as soon as the
+// cache's invalidation reaches it (docs/architecture.md, P18).
 //
 // Errors: storage.ErrNotFound for an unknown tenant or a key id the tenant
 // does not have; an error wrapping storage.ErrInvalidationFailed when the
@@ -97,18 +99,39 @@ func (s *Service) RevokeKey(ctx context.Context, id string, keyID int64, actor s
 	}
 	revoked, err := s.catalog.RevokeAPIKey(ctx, id, keyID)
 	if err != nil && !errors.Is(err, storage.ErrInvalidationFailed) {
-		return fmt.Errorf("revoke api key %d of tenant %s: %w", keyID, id, err)
+		err = fmt.Errorf("revoke api key %d of tenant %s: %w", keyID, id, err)
+		if outcomeUnknown(err) && before.RevokedAt == nil {
+			// The connection was lost at the revocation's commit: it may
+			// be saved. If it is, it is recorded now, else by the
+			// caller's retry (below); once, whichever records it.
+			ctx, cancel := completing(ctx)
+			defer cancel()
+			if keys, lerr := s.catalog.ListAPIKeys(ctx, id); lerr == nil &&
+				slices.ContainsFunc(keys, func(k storage.APIKey) bool { return k.ID == keyID && k.RevokedAt != nil }) {
+				s.logFailure(ctx, id, ActionKeyRevoked, s.recordKeyRevoked(ctx, id, actor, t, before))
+			}
+		}
+		return err
 	}
 	ctx, cancel := completing(ctx) // revoked: record it
 	defer cancel()
-	if revoked {
-		// Revoked in the catalog, propagated or not: record it.
-		s.logFailure(ctx, id, ActionKeyRevoked, s.audit(ctx, id, actor, ActionKeyRevoked, keyDetail(t, before)))
+	if revoked || before.RevokedAt != nil {
+		// Revoked in the catalog, propagated or not: record it. A key
+		// found revoked already may have been revoked by a call whose
+		// answer was lost, which recorded nothing: recorded unless the
+		// key's revocation is (once, whichever call records it).
+		s.logFailure(ctx, id, ActionKeyRevoked, s.recordKeyRevoked(ctx, id, actor, t, before))
 	}
 	if err != nil {
 		return fmt.Errorf("revoke api key %d of tenant %s: %w", keyID, id, err)
 	}
 	return nil
+}
+
+// recordKeyRevoked records the revocation of key k unless the tenant's
+// audit log holds one of it already.
+func (s *Service) recordKeyRevoked(ctx context.Context, id, actor string, t tenantctx.Tenant, k storage.APIKey) error {
+	return s.auditUnlessLatest(ctx, id, actor, ActionKeyRevoked, keyDetail(t, k), map[string]int64{"key_id": k.ID}, nil)
 }
 
 // keyDetail is the audit detail of a key: never the key, only which one.

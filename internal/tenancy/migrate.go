@@ -99,7 +99,9 @@ type MigrateResult struct {
 // tenant another run activated (and an operator perhaps suspended since),
 // leaves the status as it is. It writes ActionMigrated when the call changed the schema (a
 // no-op run over every tenant writes nothing) and ActionStatusChanged on
-// activation.
+// activation. A run whose activation committed but whose answer was lost
+// records nothing; its retry, which finds the tenant active, records it
+// through RecordActivation (the worker calls it on a retried run).
 //
 // Only a tenant that is still provisioning gets a schema created (P17 in
 // docs/architecture.md): t may be stale (the worker resolved it through a
@@ -218,20 +220,31 @@ func (s *Service) Migrate(ctx context.Context, t tenantctx.Tenant, target int, a
 	switch {
 	case notPropagated:
 	case errors.Is(err, storage.ErrStatusChanged) && cur.Status.Decide(tenantctx.Migration) != tenantctx.Refuse:
-		return res, nil // activated by another run: nothing left to do
+		// Activated by another run, or by a run of this task whose answer
+		// was lost (and which recorded nothing): recorded once.
+		return res, s.recordActivation(actx, t.ID, actor)
 	case errors.Is(err, storage.ErrStatusChanged), errors.Is(err, storage.ErrInvalidTransition), errors.Is(err, storage.ErrNotFound):
 		// Deleted or marked deleting while it was being provisioned.
 		return res, fmt.Errorf("activate tenant %s after migrating: %w: %w", t.ID, ErrRefused, err)
 	case err != nil:
-		return res, fmt.Errorf("activate tenant %s: %w", t.ID, err)
+		err = fmt.Errorf("activate tenant %s: %w", t.ID, err)
+		if outcomeUnknown(err) {
+			// The connection was lost at the activation's commit: it may
+			// be saved. If it is, it is recorded now, else by the retry,
+			// which finds the tenant active (above); once, whichever
+			// records it.
+			if now, rerr := s.catalog.TenantByID(actx, t.ID); rerr == nil && now.Status == tenantctx.StatusActive {
+				s.logFailure(actx, t.ID, ActionStatusChanged, s.recordActivation(actx, t.ID, actor))
+			}
+		}
+		return res, err
 	}
-	detail := map[string]string{"from": string(tenantctx.StatusProvisioning), "to": string(tenantctx.StatusActive)}
 	if notPropagated {
-		s.logFailure(actx, t.ID, ActionStatusChanged, s.audit(actx, t.ID, actor, ActionStatusChanged, detail))
+		s.logFailure(actx, t.ID, ActionStatusChanged, s.recordActivation(actx, t.ID, actor))
 		res.Activated = true
 		return res, fmt.Errorf("activate tenant %s: %w", t.ID, err)
 	}
-	if err := s.audit(actx, t.ID, actor, ActionStatusChanged, detail); err != nil {
+	if err := s.recordActivation(actx, t.ID, actor); err != nil {
 		return res, err
 	}
 	res.Activated = true

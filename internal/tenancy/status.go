@@ -101,6 +101,21 @@ func (s *Service) settleSuspendedHold(ctx context.Context, id string, held bool)
 	return nil
 }
 
+// outcomeUnknown reports whether a catalog change that failed with err
+// may have been saved all the same: the connection to PostgreSQL was lost
+// at its commit, or ctx ended while it ran. A refusal of the catalog
+// (storage.ErrNotFound, storage.ErrInvalidTransition,
+// storage.ErrStatusChanged) or of PostgreSQL, or a connection that was
+// never made (notCreated), saved nothing.
+func outcomeUnknown(err error) bool {
+	for _, target := range []error{storage.ErrNotFound, storage.ErrInvalidTransition, storage.ErrStatusChanged} {
+		if errors.Is(err, target) {
+			return false
+		}
+	}
+	return !notCreated(err)
+}
+
 // statusAttempts bounds how often a status change is tried again when
 // another call changed the status between its read and its write.
 const statusAttempts = 3
@@ -114,6 +129,12 @@ const statusAttempts = 3
 // (a stale cache, or a change committed between the read and the write)
 // reads it again and decides anew, so that every change it writes is
 // audited with the status it really came from.
+//
+// A change whose answer was lost (the connection to PostgreSQL lost at its
+// commit) fails; it is recorded if a read of the status finds it saved,
+// else by the caller's retry, which finds nothing to change and records
+// the change unless the latest one recorded ends in `to` already: once,
+// whichever call records it.
 func (s *Service) changeStatus(ctx context.Context, id string, from, to tenantctx.Status, actor string) (tenantctx.Tenant, error) {
 	t, err := s.catalog.TenantByID(ctx, id)
 	if err != nil {
@@ -149,13 +170,30 @@ func (s *Service) changeStatus(ctx context.Context, id string, from, to tenantct
 	// processes may still serve the old status (docs/architecture.md, P18).
 	notPropagated := errors.Is(err, storage.ErrInvalidationFailed)
 	if err != nil && !notPropagated {
-		return t, fmt.Errorf("move tenant %s to %s: %w", id, to, err)
+		err = fmt.Errorf("move tenant %s to %s: %w", id, to, err)
+		if outcomeUnknown(err) && t.Status != to {
+			// The connection was lost at the change's commit (or ctx
+			// ended while it ran): it may be saved. If it is, it is
+			// recorded now, else by the caller's retry, which finds
+			// nothing to change (below); once, whichever records it.
+			ctx, cancel := completing(ctx)
+			defer cancel()
+			if cur, rerr := s.catalog.TenantByID(ctx, id); rerr == nil && cur.Status == to {
+				s.logFailure(ctx, id, ActionStatusChanged, s.recordStatusChange(ctx, id, actor, t.Status, to))
+			}
+		}
+		return t, err
 	}
 	ctx, cancel := completing(ctx) // saved: record it
 	defer cancel()
 	if t.Status != to {
-		detail := map[string]string{"from": string(t.Status), "to": string(to)}
-		s.logFailure(ctx, id, ActionStatusChanged, s.audit(ctx, id, actor, ActionStatusChanged, detail))
+		s.logFailure(ctx, id, ActionStatusChanged, s.recordStatusChange(ctx, id, actor, t.Status, to))
+	} else {
+		// Nothing to change: but this call may be the retry of one whose
+		// change committed and whose answer was lost, which recorded
+		// nothing. The change is recorded unless the latest one recorded
+		// ends here already.
+		s.logFailure(ctx, id, ActionStatusChanged, s.recordStatusReached(ctx, id, actor, from, to))
 	}
 	if notPropagated {
 		return moved, fmt.Errorf("move tenant %s to %s: %w", id, to, err)

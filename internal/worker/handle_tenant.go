@@ -6,8 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/hibiken/asynq"
+
 	"github.com/invoicing/tenantworker/internal/tenancy"
+	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tasks"
+	"github.com/invoicing/tenantworker/tenantctx"
 )
 
 // TenantMigrate handles tenant:migrate for the tenant in ctx (the status
@@ -25,6 +29,13 @@ func (h *Handlers) TenantMigrate(ctx context.Context, p tasks.TenantMigrate) err
 	if err != nil {
 		return lifecycleError(err)
 	}
+	if n, _ := asynq.GetRetryCount(ctx); n > 0 && !res.Activated && t.Status != tenantctx.StatusProvisioning {
+		// The failed attempt may have activated the tenant and lost the
+		// answer before recording it.
+		if err := h.Tenancy.RecordActivation(ctx, t.ID, tenancy.ActorWorker); err != nil {
+			return lifecycleError(err)
+		}
+	}
 	log := LoggerFromContext(ctx)
 	if res.Created || len(res.Applied) > 0 {
 		log.InfoContext(ctx, "tenant migrated", slog.String("schema", res.Schema),
@@ -41,7 +52,26 @@ func (h *Handlers) TenantMigrate(ctx context.Context, p tasks.TenantMigrate) err
 // erases schema, documents, API keys and catalog row and records the
 // deletion's completion. It is safe to run twice. Its task result is
 // {"slug","schema","removed"}.
+//
+// A run whose tenant the catalog no longer has (ErasedTenant: a run before
+// it deleted the row and was cut off, its answer lost at the delete's
+// commit or the worker killed) finishes that erasure
+// (tenancy.Service.FinishErased) and completes with the same result; with
+// no erasure of the tenant recorded it is archived like any task of an
+// unknown tenant.
 func (h *Handlers) TenantDestroy(ctx context.Context, p tasks.TenantDestroy) error {
+	if id, ok := ErasedTenant(ctx); ok && id == p.TenantID {
+		done, err := h.Tenancy.FinishErased(ctx, id)
+		if errors.Is(err, storage.ErrNotFound) {
+			return tenantGone("tenant %s not found (deleted or never existed)", id)
+		}
+		if err != nil {
+			return err
+		}
+		LoggerFromContext(ctx).InfoContext(ctx, "tenant destroy finished after its catalog row was deleted",
+			slog.String("slug", done.Slug), slog.String("schema", done.Schema))
+		return writeResult(ctx, done)
+	}
 	t, err := taskTenant(ctx, p)
 	if err != nil {
 		return err

@@ -20,7 +20,11 @@ import (
 //
 //   - a tenant the catalog does not know (storage.ErrNotFound: deleted or
 //     never existed): archived at once (asynq.SkipRetry) with the reason;
-//     the handler never runs;
+//     the handler never runs; except a destroy (tenant:destroy), whose
+//     handler runs without a tenant, with the id in ctx (ErasedTenant):
+//     a run of it may have deleted the row and been cut off before it
+//     returned, and its retry finishes the erasure (or archives the task
+//     when no erasure of the tenant was recorded);
 //   - the policy says run: the task runs with ctx =
 //     tenantctx.WithTenant(ctx, tenant); but a task asynq retried, or a
 //     first attempt whose message names no fair-dispatch run, with parker
@@ -52,6 +56,11 @@ func ResolveTenant(catalog storage.TenantStore, parker Parker) asynq.MiddlewareF
 				return Permanent(env.Err)
 			}
 			tenant, err := catalog.TenantByID(ctx, env.TenantID)
+			if errors.Is(err, storage.ErrNotFound) && env.Activity == tenantctx.Destruction {
+				// Perhaps the retry of a destroy that deleted the row and
+				// was cut off: its handler finishes it or archives it.
+				return next.ProcessTask(withErasedTenant(ctx, env.TenantID), t)
+			}
 			if errors.Is(err, storage.ErrNotFound) {
 				return tenantGone("tenant %s not found (deleted or never existed)", env.TenantID)
 			}
@@ -76,6 +85,23 @@ func ResolveTenant(catalog storage.TenantStore, parker Parker) asynq.MiddlewareF
 			return err
 		})
 	}
+}
+
+// erasedKey is the context key of ErasedTenant.
+type erasedKey struct{}
+
+// withErasedTenant returns ctx naming id as a destroy's tenant that the
+// catalog no longer has.
+func withErasedTenant(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, erasedKey{}, id)
+}
+
+// ErasedTenant returns the id of the tenant of a destroy task whose
+// catalog row is gone, as ResolveTenant passes it to the handler instead
+// of a tenant; false for any other task.
+func ErasedTenant(ctx context.Context) (string, bool) {
+	id, ok := ctx.Value(erasedKey{}).(string)
+	return id, ok
 }
 
 // admit turns the status policy's verdict into the task's fate.

@@ -9,7 +9,9 @@ import (
 	"cmp"
 	"context"
 	"crypto/subtle"
+	"encoding/json"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -316,6 +318,55 @@ func (m *Catalog) AppendAuditOnce(_ context.Context, e storage.AuditEntry) (bool
 	}
 	m.audit = append(m.audit, e)
 	return true, nil
+}
+
+// AppendAuditUnlessLatest records e unless, of the tenant's entries of
+// e.Action whose detail contains among (all of them when among is
+// empty), the latest has a detail containing match, and reports whether
+// it did.
+func (m *Catalog) AppendAuditUnlessLatest(_ context.Context, e storage.AuditEntry, among, match json.RawMessage) (bool, error) {
+	if err := checkAudit(e); err != nil {
+		return false, err
+	}
+	if e.At.IsZero() {
+		e.At = m.now()
+	}
+	e.Detail = slices.Clone(e.Detail)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var latest *storage.AuditEntry
+	for i, old := range m.audit {
+		if old.TenantID != e.TenantID || old.Action != e.Action || (len(among) > 0 && !containsJSON(old.Detail, among)) {
+			continue
+		}
+		if latest == nil || !old.At.Before(latest.At) {
+			latest = &m.audit[i]
+		}
+	}
+	if len(match) == 0 {
+		match = json.RawMessage("{}")
+	}
+	if latest != nil && containsJSON(latest.Detail, match) {
+		return false, nil
+	}
+	m.audit = append(m.audit, e)
+	return true, nil
+}
+
+// containsJSON reports whether detail is a JSON object holding each member
+// of the JSON object want with an equal value (jsonb's @> on the members
+// the catalog compares: strings and numbers).
+func containsJSON(detail, want json.RawMessage) bool {
+	var d, w map[string]any
+	if json.Unmarshal(detail, &d) != nil || json.Unmarshal(want, &w) != nil {
+		return false
+	}
+	for k, v := range w {
+		if dv, ok := d[k]; !ok || !reflect.DeepEqual(dv, v) {
+			return false
+		}
+	}
+	return true
 }
 
 // checkAudit refuses an entry without tenant id or action, as the

@@ -164,3 +164,65 @@ func testAuditOnce(t *testing.T, c storage.Catalog) {
 		t.Error("AppendAudit without a tenant id: no error")
 	}
 }
+
+// testAuditUnlessLatest: AppendAuditUnlessLatest appends unless the latest
+// entry of the action (among those matching among) contains match; of
+// concurrent calls recording the same change, exactly one appends.
+func testAuditUnlessLatest(t *testing.T, c storage.Catalog) {
+	ctx := testContext(t)
+	a := mustCreate(t, ctx, c, tenantctx.StatusActive)
+	const action = "tenant.status_changed"
+	entry := func(from, to string) storage.AuditEntry {
+		return storage.AuditEntry{TenantID: a.ID, Actor: "admin", Action: action,
+			Detail: json.RawMessage(fmt.Sprintf(`{"from":%q,"to":%q}`, from, to))}
+	}
+	toward := func(to string) json.RawMessage { return json.RawMessage(fmt.Sprintf(`{"to":%q}`, to)) }
+	const calls = 16
+	var appended atomic.Int32
+	var wg sync.WaitGroup
+	errs := make(chan error, calls)
+	for range calls {
+		wg.Go(func() {
+			ok, err := c.AppendAuditUnlessLatest(ctx, entry("provisioning", "active"), nil, toward("active"))
+			if err != nil {
+				errs <- err
+			}
+			if ok {
+				appended.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("AppendAuditUnlessLatest: %v", err)
+	}
+	if n := appended.Load(); n != 1 {
+		t.Errorf("%d concurrent calls: %d reported appending, want 1", calls, n)
+	}
+	steps := []struct {
+		e           storage.AuditEntry
+		among, want json.RawMessage
+		appended    bool
+	}{
+		{entry("active", "suspended"), nil, toward("suspended"), true},
+		{entry("active", "suspended"), nil, toward("suspended"), false}, // the latest ends there
+		{entry("suspended", "active"), nil, nil, false},                 // an empty match: any latest entry
+		{entry("suspended", "active"), nil, toward("active"), true},
+		// Among the entries from suspended only, the latest ends at active.
+		{entry("suspended", "active"), json.RawMessage(`{"from":"suspended"}`), toward("active"), false},
+		{entry("x", "y"), json.RawMessage(`{"from":"x"}`), toward("y"), true}, // none among them
+	}
+	for i, st := range steps {
+		ok, err := c.AppendAuditUnlessLatest(ctx, st.e, st.among, st.want)
+		if err != nil || ok != st.appended {
+			t.Errorf("step %d: AppendAuditUnlessLatest(%s, among %s, match %s) = %v, %v; want %v", i, st.e.Detail, st.among, st.want, ok, err, st.appended)
+		}
+	}
+	if got, err := c.AuditEntries(ctx, a.ID); err != nil || len(got) != 4 {
+		t.Errorf("AuditEntries(%s) = %d entries, %v; want 4", a.ID, len(got), err)
+	}
+	if _, err := c.AppendAuditUnlessLatest(ctx, storage.AuditEntry{TenantID: a.ID, Actor: "admin"}, nil, nil); err == nil {
+		t.Error("AppendAuditUnlessLatest without an action: no error")
+	}
+}

@@ -39,6 +39,7 @@ func TestCatalog(t *testing.T, newCatalog NewCatalogFunc) {
 		{"APIKeyLifecycle", testAPIKeyLifecycle},
 		{"Audit", testAudit},
 		{"AuditOnce", testAuditOnce},
+		{"AuditUnlessLatest", testAuditUnlessLatest},
 		{"Placement", testPlacement},
 		{"RemoveDatabase", testRemoveDatabase},
 	}
