@@ -118,7 +118,7 @@ func run() int {
 	workerQueueClasses := flag.String("worker-queue-classes", "", "WORKER_QUEUE_CLASSES of the pdf scenario's cmd/worker, e.g. default (default: every class)")
 	verbose := flag.Bool("v", false, "log set-up steps")
 	inProcess := flag.Bool("inprocess", false, "run the enqueue service inside the bench (enqueueapp.RunWith) instead of as cmd/enqueue, so -cpuprofile covers it")
-	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the bench process (its clients, and scenarios 1-2 in full) to this file, and one of each cmd/worker it starts to FILE.worker-<scenario>")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the bench process (its clients, and scenarios 1-2 in full) to this file, and one of each cmd/worker it starts to FILE.worker-<name> (the scenario, with the mode and round where it starts several)")
 	flag.Parse()
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)

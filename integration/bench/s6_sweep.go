@@ -124,7 +124,7 @@ func (b *bench) sweep(ctx context.Context, s *Scenario) error {
 	if n != 1000 {
 		s.note("the target is for 1,000 tenants; this run used %d", n)
 	}
-	s.note("the sweep task waits in the low queue until the idle worker polls again (asynq TaskCheckInterval, 1 s by default), as it does after a scheduler tick")
+	s.note("the sweep task is a system task: it goes straight into asynq's low queue and the enqueuer announces it, which wakes the idle worker (fair dispatch's idle wait, as after a scheduler tick); the queue wait row is that wake-up")
 	s.note("the worker serves reminders while the fan-out still runs (both on the low queue), so the two phases overlap; %d .eml files checked in the outbox", files)
 	s.Bound = "Redis round trips: every reminder is one Enqueuer.Enqueue (one enqueue script) made sequentially inside its tenant's invoices:overdue task, 10 tasks at a time; sending: per reminder a pinned transaction (insert/lock the reminder row, load the invoice) and a file written and fsynced with its directory"
 	return nil

@@ -129,7 +129,7 @@ func (b *bench) fairQuietLatency(ctx context.Context, s *Scenario, c *coreDB) er
 		if err := prepareDocuments(ctx, env["DOCUMENTS_DIR"], noisy.ID, quiet.ID); err != nil {
 			return err
 		}
-		w, err := b.startWorkerEnv(ctx, env)
+		w, err := b.startWorkerEnv(ctx, "fairness-"+mode, env)
 		if err != nil {
 			return err
 		}
@@ -295,7 +295,7 @@ func (b *bench) fairPDFThroughput(ctx context.Context, s *Scenario, c *coreDB) e
 			}
 			env := b.workerEnv(c.url, "fairness-burst")
 			env["FAIR_DISPATCH"] = strconv.FormatBool(mode == "fair")
-			w, err := b.startWorkerEnv(ctx, env)
+			w, err := b.startWorkerEnv(ctx, fmt.Sprintf("fairness-burst-%s-%d", mode, r+1), env)
 			if err != nil {
 				return err
 			}
@@ -1025,13 +1025,4 @@ func seedTenantInvoices(ctx context.Context, pool *pgxpool.Pool, t tenantctx.Ten
 		}
 	}
 	return out, nil
-}
-
-// startWorkerEnv starts cmd/worker with env.
-func (b *bench) startWorkerEnv(ctx context.Context, env map[string]string) (*proc, error) {
-	bin, err := b.env.binary(ctx, workerPkg)
-	if err != nil {
-		return nil, skipError{reason: "cmd/worker does not build: " + err.Error()}
-	}
-	return startProc(ctx, "worker", bin, env)
 }

@@ -177,7 +177,7 @@ func (b *bench) provisionPlaced(ctx context.Context, group string, n int, urls m
 		slices.Sort(parts)
 		env["TENANT_DATABASES"] = strings.Join(parts, ",")
 	}
-	w, err := b.startWorkerEnv(ctx, env)
+	w, err := b.startWorkerEnv(ctx, "scaleout-"+group, env)
 	if err != nil {
 		return 0, nil, err
 	}

@@ -146,6 +146,21 @@ func (b *bench) startWorker(ctx context.Context, databaseURL, name string) (*pro
 // concurrency when it is positive and WORKER_QUEUE_CLASSES to classes
 // when it is set.
 func (b *bench) startWorkerWith(ctx context.Context, databaseURL, name string, concurrency int, classes string) (*proc, error) {
+	env := b.workerEnv(databaseURL, name)
+	if concurrency > 0 {
+		env["WORKER_CONCURRENCY"] = strconv.Itoa(concurrency)
+	}
+	if classes != "" {
+		env["WORKER_QUEUE_CLASSES"] = classes
+	}
+	return b.startWorkerEnv(ctx, name, env)
+}
+
+// startWorkerEnv builds (once) and starts cmd/worker with env; with
+// -cpuprofile FILE it writes its CPU profile to FILE.worker-<name>, so
+// every worker the bench starts needs a name of its own. A build failure
+// skips the scenario with the compiler's message.
+func (b *bench) startWorkerEnv(ctx context.Context, name string, env map[string]string) (*proc, error) {
 	bin, err := b.env.binary(ctx, workerPkg)
 	if err != nil {
 		return nil, skipError{reason: "cmd/worker does not build: " + err.Error()}
@@ -153,13 +168,6 @@ func (b *bench) startWorkerWith(ctx context.Context, databaseURL, name string, c
 	var args []string
 	if b.workerProfile != "" {
 		args = append(args, "-cpuprofile", b.workerProfile+".worker-"+name)
-	}
-	env := b.workerEnv(databaseURL, name)
-	if concurrency > 0 {
-		env["WORKER_CONCURRENCY"] = strconv.Itoa(concurrency)
-	}
-	if classes != "" {
-		env["WORKER_QUEUE_CLASSES"] = classes
 	}
 	return startProc(ctx, "worker", bin, env, args...)
 }
