@@ -736,6 +736,25 @@ func (d *Dispatcher) Release(ctx context.Context, tenantID string, reason Reason
 	return stuck, nil
 }
 
+// HeldFor reports whether the tenant is held for reason in queue. It
+// reads only the tenant's hold reasons there.
+func (d *Dispatcher) HeldFor(ctx context.Context, tenantID string, reason Reason, queue string) (bool, error) {
+	if err := checkTenant(tenantID); err != nil {
+		return false, err
+	}
+	if !reason.valid() {
+		return false, fmt.Errorf("fair: invalid hold reason %q", reason)
+	}
+	if err := checkQueue(queue); err != nil {
+		return false, err
+	}
+	h, err := d.rdb.HGet(ctx, keys(queue)[0]+"hold", tenantID).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return false, fmt.Errorf("fair: hold of tenant %s in %s: %w", tenantID, queue, err)
+	}
+	return strings.Contains(h, string(reason)), nil
+}
+
 // Held returns the tenants held for reason in any of queues, sorted and
 // each once. It reads only the hold reasons (a hash of the held tenants).
 func (d *Dispatcher) Held(ctx context.Context, reason Reason, queues ...string) ([]string, error) {

@@ -187,6 +187,7 @@ func tenantCacheKeys(id, slug string) []string {
 // changed, so there is nothing to invalidate.
 func unchanged(err error) bool {
 	return errors.Is(err, ErrNotFound) || errors.Is(err, ErrConflict) || errors.Is(err, ErrInvalidTransition) || errors.Is(err, ErrStatusChanged) ||
+		errors.Is(err, ErrTenantDeleting) ||
 		errors.Is(err, tenantctx.ErrInvalidID) || errors.Is(err, tenantctx.ErrInvalidSlug) ||
 		errors.Is(err, tenantctx.ErrReservedSlug) || errors.Is(err, tenantctx.ErrInvalidSchema) ||
 		errors.Is(err, tenantctx.ErrInvalidStatus)

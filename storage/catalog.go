@@ -39,7 +39,8 @@ var (
 	// expected (SetStatusFrom's from): another change came first.
 	ErrStatusChanged = errors.New("status changed meanwhile")
 	// ErrTenantDeleting: the tenant is being deleted (its status is
-	// deleting), so it gets no new API key (IssueAPIKey).
+	// deleting), so it gets no new API key (IssueAPIKey) nor new limits
+	// (SetLimits).
 	ErrTenantDeleting = errors.New("tenant is being deleted")
 )
 
@@ -90,7 +91,9 @@ type TenantStore interface {
 	// error wrapping ErrStatusChanged.
 	SetStatusFrom(ctx context.Context, id string, from, to tenantctx.Status) (tenantctx.Tenant, error)
 	// SetLimits replaces the tenant's plan (an empty plan keeps it) and its
-	// limits (tenantctx.Limits, validated); ErrNotFound for an unknown id.
+	// limits (tenantctx.Limits, validated); ErrNotFound for an unknown id,
+	// ErrTenantDeleting (nothing changed) for a tenant being deleted, also
+	// when its deletion is requested while the limits change.
 	SetLimits(ctx context.Context, id, plan string, l tenantctx.Limits) (tenantctx.Tenant, error)
 	// DeleteTenant removes the tenant's catalog row and its API keys. The
 	// audit log is kept. Deleting an unknown id returns ErrNotFound.

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -159,7 +160,10 @@ func (p *Postgres) setStatus(ctx context.Context, id string, from, status tenant
 }
 
 // SetLimits replaces the tenant's plan and limits (an empty plan keeps
-// the current one).
+// the current one); ErrTenantDeleting, changing nothing, when the tenant
+// is being deleted. The update's condition is checked on the row as it is
+// once a status change in progress committed, so a change of limits and a
+// deletion request take turns.
 func (p *Postgres) SetLimits(ctx context.Context, id, plan string, l tenantctx.Limits) (tenantctx.Tenant, error) {
 	if err := tenantctx.ValidateID(id); err != nil {
 		return tenantctx.Tenant{}, fmt.Errorf("set limits of tenant: %w: %w", ErrNotFound, err)
@@ -170,8 +174,14 @@ func (p *Postgres) SetLimits(ctx context.Context, id, plan string, l tenantctx.L
 	t, err := scanTenant(p.pool.QueryRow(ctx,
 		`UPDATE tenancy.tenants
 		    SET plan = COALESCE(NULLIF($2, ''), plan), weight = $3, max_running = $4, max_waiting = $5, updated_at = now()
-		  WHERE id = $1 RETURNING `+tenantColumns,
-		id, plan, l.Weight, l.MaxRunning, l.MaxWaiting))
+		  WHERE id = $1 AND status <> $6 RETURNING `+tenantColumns,
+		id, plan, l.Weight, l.MaxRunning, l.MaxWaiting, string(tenantctx.StatusDeleting)))
+	if errors.Is(err, pgx.ErrNoRows) {
+		// No such tenant, or one being deleted.
+		if cur, lerr := p.TenantByID(ctx, id); lerr == nil && cur.Status == tenantctx.StatusDeleting {
+			return cur, fmt.Errorf("set limits of tenant %s: %w", id, ErrTenantDeleting)
+		}
+	}
 	if err != nil {
 		return tenantctx.Tenant{}, fmt.Errorf("set limits of tenant %s: %w", id, translatePgError(err))
 	}

@@ -114,7 +114,9 @@ func (s *Service) Queues(ctx context.Context, k int) ([]fair.Overview, error) {
 // PauseQueue holds the tenant's backlog in every queue, every shard (its migrations
 // too: a paused tenant changes nothing) until ResumeQueue; tasks admitted
 // but not started go back to its backlog, tasks already running finish.
-// It returns how many went back and writes ActionQueuePaused.
+// It returns how many went back and writes ActionQueuePaused. Of a pause
+// and a ResumeQueue that race (from two services), the one that changed
+// the first queue last holds in every queue (settlePause).
 //
 // A tenant being deleted is refused (ErrRefused): a pause would hold its
 // tenant:destroy. Should the deletion be requested while the pause is
@@ -129,6 +131,9 @@ func (s *Service) PauseQueue(ctx context.Context, id, actor string) (int, error)
 	}
 	ctx, cancel := completing(ctx) // held: check and record it
 	defer cancel()
+	if err := s.settlePause(ctx, id); err != nil {
+		return 0, fmt.Errorf("pause queue of tenant %s: %w", id, err)
+	}
 	if err := s.deletedMeanwhile(ctx, id, "pause"); err != nil {
 		if _, rerr := s.fair.Release(ctx, id, fair.Paused, s.layout().Queues()...); rerr != nil {
 			return 0, fmt.Errorf("pause queue of tenant %s: lift the pause again: %w", id, rerr)
@@ -141,7 +146,7 @@ func (s *Service) PauseQueue(ctx context.Context, id, actor string) (int, error)
 
 // ResumeQueue lifts an operator's pause: the backlog is admitted again, in
 // order (a suspended tenant's work stays held until it resumes). It writes
-// ActionQueueResumed.
+// ActionQueueResumed. A racing PauseQueue is settled as PauseQueue says.
 func (s *Service) ResumeQueue(ctx context.Context, id, actor string) error {
 	if _, err := s.dispatchTenant(ctx, id); err != nil {
 		return err
@@ -151,8 +156,50 @@ func (s *Service) ResumeQueue(ctx context.Context, id, actor string) error {
 	}
 	ctx, cancel := completing(ctx) // released: record it
 	defer cancel()
+	if err := s.settlePause(ctx, id); err != nil {
+		return fmt.Errorf("resume queue of tenant %s: %w", id, err)
+	}
 	s.logFailure(ctx, id, ActionQueueResumed, s.audit(ctx, id, actor, ActionQueueResumed, map[string]string{}))
 	return nil
+}
+
+// pauseSettleRounds bounds settlePause's rounds: each one follows a pause
+// or resume that another call made meanwhile.
+const pauseSettleRounds = 10
+
+// settlePause makes the operator's pause of the tenant's queues agree,
+// after the caller paused or resumed them all. A pause and a resume that
+// race hold and release the queues one by one, and would leave some
+// paused and the others running, while the tenant's queue answers
+// "paused". The first queue decides: every call changes it first, so the
+// one that changed it last wins; the others follow it, until it reads the
+// same before and after they did (a call that changed it since settles
+// again, and so does this one).
+func (s *Service) settlePause(ctx context.Context, id string) error {
+	queues := s.layout().Queues()
+	paused, err := s.fair.HeldFor(ctx, id, fair.Paused, queues[0])
+	if err != nil {
+		return fmt.Errorf("settle its pause: %w", err)
+	}
+	for range pauseSettleRounds {
+		if paused {
+			_, err = s.fair.Hold(ctx, id, fair.Paused, queues[1:]...)
+		} else {
+			_, err = s.fair.Release(ctx, id, fair.Paused, queues[1:]...)
+		}
+		if err != nil {
+			return fmt.Errorf("settle its pause: %w", err)
+		}
+		now, err := s.fair.HeldFor(ctx, id, fair.Paused, queues[0])
+		if err != nil {
+			return fmt.Errorf("settle its pause: %w", err)
+		}
+		if now == paused {
+			return nil
+		}
+		paused = now
+	}
+	return fmt.Errorf("settle its pause: paused and resumed again %d times meanwhile; pause or resume again", pauseSettleRounds)
 }
 
 // DrainQueue discards the tenant's tasks that have not started (waiting,
@@ -195,7 +242,8 @@ func (s *Service) DrainQueue(ctx context.Context, id, actor string) (fair.Draine
 // tenant's backlog in every queue where it has one (fair.Dispatcher.SetPolicy).
 // It writes ActionLimitsChanged. Errors: storage.ErrNotFound,
 // ErrUnknownPlan for a plan this process has no policy for, ErrRefused
-// for a tenant being deleted, tenantctx.ErrInvalidLimits, or
+// for a tenant being deleted (also one whose deletion is requested while
+// the limits change: the catalog then changes nothing), tenantctx.ErrInvalidLimits, or
 // storage.ErrInvalidationFailed (with the tenant) when the change is saved
 // but other processes may use the old limits until their cache entry
 // expires, or the dispatcher could not be told (its queues keep the old
@@ -212,6 +260,11 @@ func (s *Service) SetLimits(ctx context.Context, id, plan string, l tenantctx.Li
 		return t, err
 	}
 	t, err = s.catalog.SetLimits(ctx, id, plan, l)
+	if errors.Is(err, storage.ErrTenantDeleting) {
+		// The deletion was requested after the check above: the catalog
+		// changed nothing.
+		return t, fmt.Errorf("set limits of tenant %s: %w: %w", id, ErrRefused, err)
+	}
 	if err != nil && !errors.Is(err, storage.ErrInvalidationFailed) {
 		return t, fmt.Errorf("set limits of tenant %s: %w", id, err)
 	}
@@ -224,7 +277,7 @@ func (s *Service) SetLimits(ctx context.Context, id, plan string, l tenantctx.Li
 	// this, a tenant with a backlog that enqueues nothing more would keep
 	// its old weight and caps until the backlog is gone.
 	if s.fair != nil && s.plans != nil {
-		if perr := s.fair.SetPolicy(ctx, id, s.plans.PolicyOf(t), s.layout().Queues()...); perr != nil && err == nil {
+		if perr := s.settlePolicy(ctx, id, t); perr != nil && err == nil {
 			err = fmt.Errorf("%w: the tenant's queues keep the old policy: %w", storage.ErrInvalidationFailed, perr)
 		}
 	}
@@ -232,6 +285,28 @@ func (s *Service) SetLimits(ctx context.Context, id, plan string, l tenantctx.Li
 		return t, fmt.Errorf("set limits of tenant %s: %w", id, err)
 	}
 	return t, nil
+}
+
+// settlePolicy tells the dispatcher the policy of t, the tenant as a
+// limits change saved it, then reads the tenant again and repeats with
+// what the catalog holds now until the two agree: of two limits changes
+// that race (from two services), the one saved last may tell the
+// dispatcher first, and the other's older policy must not stay in force.
+// A failed read changes nothing: the policy told matched the change this
+// call saved.
+func (s *Service) settlePolicy(ctx context.Context, id string, t tenantctx.Tenant) error {
+	p := s.plans.PolicyOf(t)
+	for range statusAttempts {
+		if err := s.fair.SetPolicy(ctx, id, p, s.layout().Queues()...); err != nil {
+			return err
+		}
+		cur, err := s.catalog.TenantByID(ctx, id)
+		if err != nil || s.plans.PolicyOf(cur) == p {
+			return nil
+		}
+		p = s.plans.PolicyOf(cur)
+	}
+	return fmt.Errorf("the limits changed again %d times meanwhile", statusAttempts)
 }
 
 // Policy returns what t's plan and limits give it per queue (the

@@ -210,6 +210,9 @@ func (m *Catalog) SetLimits(_ context.Context, id, plan string, l tenantctx.Limi
 	if !ok {
 		return tenantctx.Tenant{}, fmt.Errorf("set limits of tenant %s: %w", id, storage.ErrNotFound)
 	}
+	if t.Status == tenantctx.StatusDeleting {
+		return t, fmt.Errorf("set limits of tenant %s: %w", id, storage.ErrTenantDeleting)
+	}
 	if plan != "" {
 		t.Plan = plan
 	}

@@ -39,4 +39,12 @@ func testSetLimits(t *testing.T, c storage.Catalog) {
 	if _, err := c.SetLimits(ctx, tenantctx.NewID(), "", want); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("SetLimits(unknown id) error = %v, want ErrNotFound", err)
 	}
+	// A tenant being deleted gets no new limits.
+	doomed := mustCreate(t, ctx, c, tenantctx.StatusDeleting)
+	if _, err := c.SetLimits(ctx, doomed.ID, "enterprise", want); !errors.Is(err, storage.ErrTenantDeleting) {
+		t.Errorf("SetLimits(deleting tenant) error = %v, want ErrTenantDeleting", err)
+	}
+	if stored, err := c.TenantByID(ctx, doomed.ID); err != nil || stored.Limits != doomed.Limits || stored.Plan != doomed.Plan {
+		t.Errorf("deleting tenant after a refused SetLimits = %+v, %v; want it unchanged", stored, err)
+	}
 }
