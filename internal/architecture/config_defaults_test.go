@@ -47,6 +47,7 @@ func TestReadmeConfigurationDefaults(t *testing.T) {
 		"OVERDUE_SWEEP_CRON":       c.OverdueSweepCron,
 		"SCHEDULER_ENABLED":        fmt.Sprint(c.SchedulerEnabled),
 		"REQUEST_TIMEOUT":          shortDuration(c.RequestTimeout),
+		"ADMIN_REQUEST_TIMEOUT":    shortDuration(c.AdminRequestTimeout),
 		"API_TENANT_DB_CONNS":      fmt.Sprint(httpapi.DefaultTenantDBConns),
 		"SHUTDOWN_TIMEOUT":         shortDuration(c.ShutdownTimeout),
 		"MAIL_FROM":                c.MailFrom,

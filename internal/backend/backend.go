@@ -93,6 +93,13 @@ type Options struct {
 	// (go-redis autopipelining; the enqueue service with
 	// REDIS_AUTOPIPELINE). A lone enqueue is sent at once.
 	AutoPipeline bool
+	// ContextTimeouts makes the Redis client end a command at its
+	// context's deadline (config.WithContextTimeouts), not only at the
+	// client's ReadTimeout: the enqueue service, whose requests answer at
+	// their deadline (REQUEST_TIMEOUT, ADMIN_REQUEST_TIMEOUT) and whose
+	// work must stop there too. The dashboard's own connections are made
+	// without it.
+	ContextTimeouts bool
 }
 
 // Open builds a Backend from cfg, which must be resolved
@@ -112,7 +119,7 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Opti
 			err = errors.Join(err, b.Close())
 		}
 	}()
-	if err := b.openRedis(ctx, cfg); err != nil {
+	if err := b.openRedis(ctx, cfg, opts.ContextTimeouts); err != nil {
 		return nil, err
 	}
 	warnIfEvicting(ctx, b.Redis, logger)
@@ -183,6 +190,15 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Opti
 		SchemaPool: b.SchemaPool, Pools: b.Pools, Logger: logger,
 		Dispatcher: b.Dispatcher, Plans: cfg.Plans,
 	})
+	// Closed before the enqueues are waited for: the completions of admin
+	// changes that went on past their request's deadline (an HTTP request
+	// past ADMIN_REQUEST_TIMEOUT) end before the clients they use are
+	// closed (they may enqueue a tenant:destroy).
+	b.closers = append(b.closers, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), enqueueWaitTimeout)
+		defer cancel()
+		return b.Tenancy.Wait(ctx)
+	})
 	return b, nil
 }
 
@@ -200,8 +216,8 @@ const startupPingTimeout = 30 * time.Second
 // sharing the Redis dispatch as cfg does (fair.ClaimMode: the first process
 // records its FAIR_DISPATCH, later ones with the other setting refuse to
 // start).
-func (b *Backend) openRedis(ctx context.Context, cfg config.Config) error {
-	connOpt, rc, err := OpenRedis(ctx, cfg)
+func (b *Backend) openRedis(ctx context.Context, cfg config.Config, contextTimeouts bool) error {
+	connOpt, rc, err := openRedis(ctx, cfg, contextTimeouts)
 	if err != nil {
 		return err
 	}
@@ -266,11 +282,22 @@ func Layout(cfg config.Config) (tasks.Layout, error) {
 // for a command that needs Redis alone. The caller closes the client; on
 // error nothing is left open.
 func OpenRedis(ctx context.Context, cfg config.Config) (asynq.RedisConnOpt, redis.UniversalClient, error) {
+	return openRedis(ctx, cfg, false)
+}
+
+// openRedis is OpenRedis, with a client that ends commands at their
+// context's deadline when contextTimeouts is set (Options.ContextTimeouts);
+// the option returned is REDIS_URL's as parsed, without it.
+func openRedis(ctx context.Context, cfg config.Config, contextTimeouts bool) (asynq.RedisConnOpt, redis.UniversalClient, error) {
 	connOpt, err := cfg.RedisConnOpt()
 	if err != nil {
 		return nil, nil, err
 	}
-	rc, ok := connOpt.MakeRedisClient().(redis.UniversalClient)
+	clientOpt := connOpt
+	if contextTimeouts {
+		clientOpt = config.WithContextTimeouts(connOpt)
+	}
+	rc, ok := clientOpt.MakeRedisClient().(redis.UniversalClient)
 	if !ok {
 		return nil, nil, fmt.Errorf("REDIS_URL: unsupported redis connection %T", connOpt)
 	}

@@ -42,9 +42,13 @@ const (
 	// DefaultRequestTimeout bounds a tenant request's work in the enqueue
 	// service (its look-ups, the database and Redis).
 	DefaultRequestTimeout = 10 * time.Second
-	DefaultMailFrom       = "billing@localhost"
-	DefaultOutboxDir      = "./data/outbox"
-	DefaultDocumentsDir   = "./data/documents"
+	// DefaultAdminRequestTimeout bounds an admin request's work in the
+	// enqueue service (provisioning, status changes, queue operations,
+	// migrations fan-out).
+	DefaultAdminRequestTimeout = 30 * time.Second
+	DefaultMailFrom            = "billing@localhost"
+	DefaultOutboxDir           = "./data/outbox"
+	DefaultDocumentsDir        = "./data/documents"
 	// DefaultTaskCheckInterval is how long an idle worker waits between
 	// polls of its queues (internal/worker explains the choice).
 	DefaultTaskCheckInterval = 20 * time.Millisecond
@@ -121,6 +125,11 @@ type Config struct {
 	// enqueue service; past it the request answers 503. 0 means
 	// DefaultRequestTimeout.
 	RequestTimeout time.Duration
+	// AdminRequestTimeout (ADMIN_REQUEST_TIMEOUT) bounds an admin route's
+	// work in the enqueue service (every route under /admin but the
+	// dashboard); past it the request answers 503. 0 means
+	// DefaultAdminRequestTimeout.
+	AdminRequestTimeout time.Duration
 	// APITenantDBConns (API_TENANT_DB_CONNS) is how many database units of
 	// work one tenant's requests run at once in an enqueue service
 	// process, so that one tenant cannot hold every connection of the
@@ -302,6 +311,7 @@ func Parse(getenv func(string) string) (Config, error) {
 		SchedulerEnabled:      p.boolean("SCHEDULER_ENABLED", true),
 		ShutdownTimeout:       p.duration("SHUTDOWN_TIMEOUT"),
 		RequestTimeout:        p.duration("REQUEST_TIMEOUT"),
+		AdminRequestTimeout:   p.duration("ADMIN_REQUEST_TIMEOUT"),
 		APITenantDBConns:      p.positiveInt("API_TENANT_DB_CONNS"),
 		SMTPURL:               p.str("SMTP_URL"),
 		MailFrom:              p.str("MAIL_FROM"),
@@ -372,6 +382,7 @@ func (c Config) withDefaults() Config {
 	c.OverdueSweepCron = cmp.Or(c.OverdueSweepCron, DefaultOverdueSweepCron)
 	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, DefaultShutdownTimeout)
 	c.RequestTimeout = cmp.Or(c.RequestTimeout, DefaultRequestTimeout)
+	c.AdminRequestTimeout = cmp.Or(c.AdminRequestTimeout, DefaultAdminRequestTimeout)
 	c.MailFrom = cmp.Or(c.MailFrom, DefaultMailFrom)
 	c.OutboxDir = cmp.Or(c.OutboxDir, DefaultOutboxDir)
 	c.DocumentsDir = cmp.Or(c.DocumentsDir, DefaultDocumentsDir)
@@ -442,6 +453,9 @@ func (c Config) validate() error {
 	}
 	if c.RequestTimeout <= 0 {
 		bad("REQUEST_TIMEOUT: must be positive, got %v", c.RequestTimeout)
+	}
+	if c.AdminRequestTimeout <= 0 {
+		bad("ADMIN_REQUEST_TIMEOUT: must be positive, got %v", c.AdminRequestTimeout)
 	}
 	if c.APITenantDBConns > MaxDBConns {
 		bad("API_TENANT_DB_CONNS: at most %d, got %d", MaxDBConns, c.APITenantDBConns)

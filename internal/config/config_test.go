@@ -36,6 +36,7 @@ func TestFromEnvDefaults(t *testing.T) {
 		SchedulerEnabled:      true,
 		ShutdownTimeout:       25 * time.Second,
 		RequestTimeout:        10 * time.Second,
+		AdminRequestTimeout:   30 * time.Second,
 		MailFrom:              DefaultMailFrom,
 		OutboxDir:             DefaultOutboxDir,
 		DocumentsDir:          DefaultDocumentsDir,
@@ -87,6 +88,7 @@ func TestFromEnvSet(t *testing.T) {
 		"SCHEDULER_ENABLED":        "false",
 		"SHUTDOWN_TIMEOUT":         "5s",
 		"REQUEST_TIMEOUT":          "3s",
+		"ADMIN_REQUEST_TIMEOUT":    "45s",
 		"API_TENANT_DB_CONNS":      "6",
 		"SMTP_URL":                 "smtp://u:p@mail:587",
 		"MAIL_FROM":                "ar@example.com",
@@ -107,7 +109,7 @@ func TestFromEnvSet(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.MigrationsDatabaseURL != "postgres://owner@db/inv" || c.WorkerConcurrency != 20 || c.DBMaxConns != 24 ||
-		c.SchedulerEnabled || c.ShutdownTimeout != 5*time.Second || c.RequestTimeout != 3*time.Second || c.APITenantDBConns != 6 || c.LogFormat != LogFormatJSON ||
+		c.SchedulerEnabled || c.ShutdownTimeout != 5*time.Second || c.RequestTimeout != 3*time.Second || c.AdminRequestTimeout != 45*time.Second || c.APITenantDBConns != 6 || c.LogFormat != LogFormatJSON ||
 		c.LogLevel != slog.LevelDebug || !c.AllowTenantHeader || !c.DashboardWritable || c.TenantCacheTTL != 2*time.Minute || c.RedisAutoPipeline ||
 		c.HTTPAddrOr(DefaultWorkerHTTPAddr) != "127.0.0.1:7000" || c.OverdueSweepCron != "@every 30s" ||
 		c.AuthFailuresPerMinute != 50 || c.ClientIPHeader != "X-Real-IP" ||
@@ -128,6 +130,7 @@ func TestFromEnvErrorsNameTheVariable(t *testing.T) {
 	}{
 		{map[string]string{"DATABASE_URL": ""}, "DATABASE_URL: required"},
 		{map[string]string{"WORKER_CONCURRENCY": "x"}, `WORKER_CONCURRENCY: must be a positive integer, got "x"`},
+		{map[string]string{"ADMIN_REQUEST_TIMEOUT": "0s"}, "ADMIN_REQUEST_TIMEOUT: must be a positive duration"},
 		{map[string]string{"WORKER_CONCURRENCY": "-1"}, `WORKER_CONCURRENCY: must be a positive integer, got "-1"`},
 		{map[string]string{"DB_MAX_CONNS": "0"}, "DB_MAX_CONNS: must be a positive integer"},
 		{map[string]string{"DB_POOL_LANES": "-2"}, "DB_POOL_LANES: must be a positive integer"},

@@ -215,9 +215,59 @@ func (o RedisClusterOpt) MakeRedisClient() any {
 
 // IsRedisCluster reports whether opt connects to a Redis Cluster.
 func IsRedisCluster(opt asynq.RedisConnOpt) bool {
+	if o, ok := opt.(contextTimeoutOpt); ok {
+		opt = o.RedisConnOpt
+	}
 	switch opt.(type) {
 	case RedisClusterOpt, *RedisClusterOpt, asynq.RedisClusterClientOpt, *asynq.RedisClusterClientOpt:
 		return true
 	}
 	return false
+}
+
+// WithContextTimeouts returns opt whose clients end a command at its
+// context's deadline (go-redis ContextTimeoutEnabled): a read from a Redis
+// that does not answer stops when the caller's time is up, not after the
+// client's ReadTimeout (3 s by default) and its retries. A command cut so
+// may still have run on Redis (its outcome is unknown, as after a read
+// timeout) and its connection is closed, not reused. Calls without a
+// deadline are bounded by the timeouts as before. A kind of option it does
+// not know is returned as it is.
+func WithContextTimeouts(opt asynq.RedisConnOpt) asynq.RedisConnOpt {
+	switch opt.(type) {
+	case asynq.RedisClientOpt, asynq.RedisFailoverClientOpt, asynq.RedisClusterClientOpt, RedisClusterOpt:
+		return contextTimeoutOpt{opt}
+	}
+	return opt
+}
+
+// contextTimeoutOpt is WithContextTimeouts's option.
+type contextTimeoutOpt struct{ asynq.RedisConnOpt }
+
+// MakeRedisClient makes the client asynq would, with ContextTimeoutEnabled.
+func (o contextTimeoutOpt) MakeRedisClient() any {
+	switch opt := o.RedisConnOpt.(type) {
+	case asynq.RedisClientOpt:
+		return redis.NewClient(&redis.Options{
+			Network: opt.Network, Addr: opt.Addr, Username: opt.Username, Password: opt.Password, DB: opt.DB,
+			DialTimeout: opt.DialTimeout, ReadTimeout: opt.ReadTimeout, WriteTimeout: opt.WriteTimeout,
+			PoolSize: opt.PoolSize, TLSConfig: opt.TLSConfig, ContextTimeoutEnabled: true,
+		})
+	case asynq.RedisFailoverClientOpt:
+		return redis.NewFailoverClient(&redis.FailoverOptions{
+			MasterName: opt.MasterName, SentinelAddrs: opt.SentinelAddrs, SentinelUsername: opt.SentinelUsername,
+			SentinelPassword: opt.SentinelPassword, Username: opt.Username, Password: opt.Password, DB: opt.DB,
+			DialTimeout: opt.DialTimeout, ReadTimeout: opt.ReadTimeout, WriteTimeout: opt.WriteTimeout,
+			PoolSize: opt.PoolSize, TLSConfig: opt.TLSConfig, ContextTimeoutEnabled: true,
+		})
+	case asynq.RedisClusterClientOpt:
+		return contextTimeoutOpt{RedisClusterOpt{RedisClusterClientOpt: opt}}.MakeRedisClient()
+	case RedisClusterOpt:
+		return redis.NewClusterClient(&redis.ClusterOptions{
+			Addrs: opt.Addrs, MaxRedirects: opt.MaxRedirects, Username: opt.Username, Password: opt.Password,
+			DialTimeout: opt.DialTimeout, ReadTimeout: opt.ReadTimeout, WriteTimeout: opt.WriteTimeout,
+			TLSConfig: opt.TLSConfig, ClusterStateReloadInterval: opt.StateReloadInterval, ContextTimeoutEnabled: true,
+		})
+	}
+	return o.RedisConnOpt.MakeRedisClient()
 }

@@ -26,6 +26,10 @@ const (
 	writeTimeout      = 60 * time.Second
 	idleTimeout       = 120 * time.Second
 	maxHeaderBytes    = 64 << 10
+	// writeTimeoutMargin keeps the write timeout this far above
+	// REQUEST_TIMEOUT and ADMIN_REQUEST_TIMEOUT, so that a request that
+	// runs out of time still gets its 503.
+	writeTimeoutMargin = 15 * time.Second
 )
 
 // Options lets a caller (the dev mode, tests) hand in what it built itself.
@@ -113,6 +117,7 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 		AdminToken:            cfg.AdminToken,
 		AuthFailuresPerMinute: cfg.AuthFailuresPerMinute,
 		RequestTimeout:        cfg.RequestTimeout,
+		AdminRequestTimeout:   cfg.AdminRequestTimeout,
 		TenantDBConns:         cfg.APITenantDBConns,
 		ClientIPHeader:        cfg.ClientIPHeader,
 		AllowTenantHeader:     cfg.AllowTenantHeader,
@@ -126,7 +131,7 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 		Handler:           handler,
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
-		WriteTimeout:      max(writeTimeout, cfg.RequestTimeout+10*time.Second),
+		WriteTimeout:      max(writeTimeout, max(cfg.RequestTimeout, cfg.AdminRequestTimeout)+writeTimeoutMargin),
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
@@ -167,13 +172,14 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 }
 
 // openBackend returns opts.Backend (closing nothing), or opens one from cfg
-// with the enqueue service's autopipelining (REDIS_AUTOPIPELINE) and
-// returns its Close.
+// with the enqueue service's autopipelining (REDIS_AUTOPIPELINE) and a
+// Redis client whose commands end at their request's deadline
+// (backend.Options.ContextTimeouts), and returns its Close.
 func openBackend(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Options) (*backend.Backend, func() error, error) {
 	if opts.Backend != nil {
 		return opts.Backend, func() error { return nil }, nil
 	}
-	b, err := backend.Open(ctx, cfg, logger, backend.Options{AutoPipeline: cfg.RedisAutoPipeline})
+	b, err := backend.Open(ctx, cfg, logger, backend.Options{AutoPipeline: cfg.RedisAutoPipeline, ContextTimeouts: true})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -32,9 +32,39 @@ func (h *Handler) adminTokenOK(token string) bool {
 // (disabled); otherwise the admin protections (protectAdmin: anti-framing
 // headers, cross-origin writes refused), 429 for a client address that
 // failed too often, 401 without the right bearer token (a wrong one counts
-// as a failure).
+// as a failure). The route's work is bounded by
+// Options.AdminRequestTimeout (ranOut).
 func (h *Handler) admin(next http.Handler) http.Handler {
-	return h.guardAdmin(next, adminBearer)
+	return h.guardAdmin(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), h.opts.AdminRequestTimeout)
+		defer cancel()
+		next.ServeHTTP(w, r.WithContext(ctx))
+	}), adminBearer)
+}
+
+// nothingChanged is what a read-only admin route that ran out of time kept.
+const nothingChanged = "nothing was changed; retrying is safe"
+
+// ranOut answers 503 with Retry-After and reports true when the admin
+// request r ran out of its time (Options.AdminRequestTimeout) before its
+// work ended with err: whatever failed then failed because the time was
+// up (a read cut at the deadline is an I/O timeout, not ctx's error), and
+// the operator must learn whether anything was kept. kept says so, in the
+// route's terms ("nothing was changed"); the answer is "<op> did not
+// complete within <timeout>; <kept>". It returns false when err is nil or
+// the request still had time.
+func (h *Handler) ranOut(w http.ResponseWriter, r *http.Request, op string, err error, kept string) bool {
+	if err == nil || !errors.Is(r.Context().Err(), context.DeadlineExceeded) {
+		return false
+	}
+	ri := info(r.Context())
+	h.log.LogAttrs(r.Context(), slog.LevelError, "admin request ran out of time",
+		slog.String("request_id", ri.id), slog.String("op", op), slog.String("tenant_id", ri.tenantID),
+		slog.Duration("timeout", h.opts.AdminRequestTimeout), slog.Any("error", err))
+	w.Header().Set("Retry-After", "1")
+	writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("%s did not complete within %v (a dependency did not answer in time); %s",
+		op, h.opts.AdminRequestTimeout, kept))
+	return true
 }
 
 // dashboardAuth guards the dashboard like admin, but also accepts HTTP
@@ -190,6 +220,8 @@ func (h *Handler) createTenant(w http.ResponseWriter, r *http.Request) {
 	case backlogFull(w, err):
 		// Its migration could not be queued; nothing was kept (Provision).
 		return
+	case h.ranOut(w, r, "provisioning", err, provisionKept(err)):
+		return
 	default:
 		h.internalError(w, r, "provision tenant", err)
 		return
@@ -199,6 +231,17 @@ func (h *Handler) createTenant(w http.ResponseWriter, r *http.Request) {
 		ID: res.Tenant.ID, Slug: res.Tenant.Slug, Status: res.Tenant.Status,
 		APIKey: res.APIKey, TaskID: res.MigrateTaskID, Database: res.Tenant.DatabaseName(),
 	})
+}
+
+// provisionKept says what a provisioning that ran out of time with err
+// kept: nothing (Provision deleted what it had created), or, when that
+// clean-up failed too, a tenant left in provisioning.
+func provisionKept(err error) string {
+	if errors.Is(err, tenancy.ErrLeftInProvisioning) {
+		return "the tenant was created but could not be removed again: it is left in provisioning, without its migration " +
+			"(GET /admin/tenants?status=provisioning lists it; DELETE /admin/tenants/{id} removes it, POST /admin/migrations finishes it)"
+	}
+	return "nothing was kept; retrying is safe"
 }
 
 // provisionStatus maps Provision's errors to HTTP statuses.
@@ -285,6 +328,9 @@ func (h *Handler) listTenants(w http.ResponseWriter, r *http.Request) {
 		opts.Limit = n
 	}
 	page, err := h.opts.Catalog.ListTenants(r.Context(), opts)
+	if h.ranOut(w, r, "listing tenants", err, nothingChanged) {
+		return
+	}
 	if err != nil {
 		h.internalError(w, r, "list tenants", err)
 		return
@@ -320,6 +366,9 @@ func (h *Handler) pathTenant(w http.ResponseWriter, r *http.Request) (tenantctx.
 	t, err := h.opts.Catalog.TenantByID(r.Context(), id)
 	if errors.Is(err, storage.ErrNotFound) {
 		writeError(w, http.StatusNotFound, "unknown tenant")
+		return tenantctx.Tenant{}, false
+	}
+	if h.ranOut(w, r, "loading the tenant", err, nothingChanged) {
 		return tenantctx.Tenant{}, false
 	}
 	if err != nil {
@@ -365,6 +414,9 @@ func (h *Handler) changeStatus(w http.ResponseWriter, r *http.Request, to tenant
 		writeError(w, http.StatusNotFound, "unknown tenant")
 	case errors.Is(err, storage.ErrInvalidTransition):
 		writeError(w, http.StatusConflict, fmt.Sprintf("cannot move tenant from %s to %s", t.Status, to))
+	case errors.Is(err, tenancy.ErrStillCompleting) && h.ranOut(w, r, "the status change", err,
+		fmt.Sprintf("the tenant is %s (saved and propagated), and the hold or release of its backlog goes on without this request; retrying is safe", to)):
+	case h.ranOut(w, r, "the status change", err, "the status may or may not have changed (GET /admin/tenants/{id} shows it); retrying is safe"):
 	case err != nil:
 		h.internalError(w, r, "set tenant status", err)
 	default:
@@ -398,6 +450,9 @@ func (h *Handler) deleteTenant(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "unknown tenant")
 	case errors.Is(err, storage.ErrInvalidTransition):
 		writeError(w, http.StatusConflict, "tenant cannot be deleted now")
+	case errors.Is(err, tenancy.ErrStillCompleting) && h.ranOut(w, r, "the deletion request", err,
+		fmt.Sprintf("the tenant is marked deleting (its routes answer 404), and discarding its backlog and enqueuing its destroy (task %s) go on without this request; retrying is safe", d.TaskID)):
+	case h.ranOut(w, r, "the deletion request", err, "the tenant may or may not be marked deleting (GET /admin/tenants/{id} shows it); retrying is safe"):
 	case err != nil:
 		h.internalError(w, r, "request tenant deletion", err)
 	default:
@@ -408,6 +463,10 @@ func (h *Handler) deleteTenant(w http.ResponseWriter, r *http.Request) {
 // migrateAll is POST /admin/migrations: 202 {"enqueued": N}.
 func (h *Handler) migrateAll(w http.ResponseWriter, r *http.Request) {
 	enq, err := h.opts.Tenancy.MigrateAll(r.Context())
+	if h.ranOut(w, r, "enqueuing the migrations", err, fmt.Sprintf(
+		"the migrations of %d tenants were enqueued, the others not yet; retrying is safe (a tenant's migration task is never queued twice)", len(enq))) {
+		return
+	}
 	if err != nil {
 		h.internalError(w, r, fmt.Sprintf("migrate all (%d enqueued)", len(enq)), err)
 		return

@@ -25,6 +25,9 @@ const MaxBodyBytes = 1 << 20
 // DefaultRequestTimeout is Options.RequestTimeout's default.
 const DefaultRequestTimeout = 10 * time.Second
 
+// DefaultAdminRequestTimeout is Options.AdminRequestTimeout's default.
+const DefaultAdminRequestTimeout = 30 * time.Second
+
 // DashboardPath is where the asynq dashboard is mounted.
 const DashboardPath = "/admin/dashboard"
 
@@ -90,6 +93,14 @@ type Options struct {
 	// one tenant holds meanwhile is TenantDBConns). 0 means
 	// DefaultRequestTimeout.
 	RequestTimeout time.Duration
+	// AdminRequestTimeout bounds an admin route's work (every route under
+	// /admin but the dashboard, whose asynqmon handlers bound their own):
+	// the catalog, the tenant databases and Redis (a Redis client made
+	// with ContextTimeoutEnabled stops a stalled read there; otherwise its
+	// ReadTimeout does). Past it the route answers 503 with Retry-After
+	// and an error that says what was kept (package documentation, "Admin
+	// deadline"). 0 means DefaultAdminRequestTimeout.
+	AdminRequestTimeout time.Duration
 	// TenantDBConns is how many database units of work (invoice checks
 	// of enqueues, PDF look-ups) one tenant's requests run at once in
 	// this process, each on a connection of the pool; more wait, in
@@ -147,6 +158,7 @@ func New(opts Options) *Handler {
 		opts.Now = time.Now
 	}
 	opts.RequestTimeout = cmp.Or(opts.RequestTimeout, DefaultRequestTimeout)
+	opts.AdminRequestTimeout = cmp.Or(opts.AdminRequestTimeout, DefaultAdminRequestTimeout)
 	h := &Handler{opts: opts, log: opts.Logger}
 	if opts.AdminToken != "" {
 		h.adminHash = digest(opts.AdminToken)

@@ -96,7 +96,7 @@
 //	POST   /admin/tenants/{id}/queue/resume   200 {"paused":false}
 //	POST   /admin/tenants/{id}/queue/drain    200 {"discarded","waiting","admitted","parked","retrying","scheduled"}
 //	GET    /admin/queues                      200 {"queues":[fair.Overview...]} (?top=1..100, default 10)
-//	POST   /admin/migrations                  202 {"enqueued": N}
+//	POST   /admin/migrations                  202 {"enqueued": N} (503 past the deadline: how many were)
 //	       /admin/dashboard/                  asynqmon (Bearer, or Basic with the token as password)
 //
 // The queue routes answer 409 without fair dispatch (FAIR_DISPATCH=false):
@@ -111,6 +111,25 @@
 // limits or revoke call answers 503 with Retry-After instead of success: other
 // replicas could otherwise accept the key for the Redis TTL. Retrying is
 // safe and propagates again.
+//
+// Every admin route but the dashboard is bounded by
+// Options.AdminRequestTimeout: its catalog, database and Redis calls end
+// at that deadline (a Redis client made with ContextTimeoutEnabled stops a
+// stalled read there; the tenancy service stops waiting for the
+// dispatcher's calls and for what completes a saved change, which go on
+// without the request). Past it the route answers 503 with Retry-After and
+// {"error": "<operation> did not complete within <timeout> (...); <what
+// was kept>"}: nothing (reads; a provisioning, which deletes what it had
+// created before it answers, unless that fails too and the tenant is left
+// in provisioning), saved and completing without the request (a status
+// change's hold or release, a deletion's destroy, limits, a queue's audit
+// entry), unknown (a change cut before the catalog answered, a pause, a
+// new key), or partly done (migrations: how many were enqueued; a drain).
+// A saved change whose invalidation failed keeps answering as not
+// propagated (above). The answer may come later than the deadline by the
+// bounded clean-ups that must end before it can say what was kept: a
+// saved change's cache invalidation (5 s) and a provisioning's deletion
+// of its catalog row.
 //
 // Every admin answer, the dashboard's included, carries X-Frame-Options:
 // DENY and Content-Security-Policy: frame-ancestors 'none'. Writes (any

@@ -38,6 +38,8 @@ func (h *Handler) listKeys(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, storage.ErrNotFound):
 		writeError(w, http.StatusNotFound, "unknown tenant")
 		return
+	case h.ranOut(w, r, "listing the keys", err, nothingChanged):
+		return
 	case err != nil:
 		h.internalError(w, r, "list api keys", err)
 		return
@@ -70,6 +72,7 @@ func (h *Handler) createKey(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "unknown tenant")
 	case errors.Is(err, tenancy.ErrRefused):
 		writeError(w, http.StatusConflict, "tenant is being deleted")
+	case h.ranOut(w, r, "issuing the key", err, "a key may have been issued, but it is not shown again: list the tenant's keys, revoke any you did not receive, then retry"):
 	case err != nil:
 		h.internalError(w, r, "create api key", err)
 	default:
@@ -98,6 +101,7 @@ func (h *Handler) revokeKey(w http.ResponseWriter, r *http.Request) {
 	case h.notPropagated(w, r, "revoke api key", err):
 	case errors.Is(err, storage.ErrNotFound):
 		writeError(w, http.StatusNotFound, "unknown key")
+	case h.ranOut(w, r, "revoking the key", err, "the key may or may not be revoked (the tenant's key list shows it); retrying is safe"):
 	case err != nil:
 		h.internalError(w, r, "revoke api key", err)
 	default:

@@ -41,8 +41,9 @@ func backlogFull(w http.ResponseWriter, err error) bool {
 }
 
 // queueError answers the errors of the tenant queue routes; it reports
-// whether it answered.
-func (h *Handler) queueError(w http.ResponseWriter, r *http.Request, op string, err error) bool {
+// whether it answered. kept says what the route kept when it ran out of
+// time (ranOut).
+func (h *Handler) queueError(w http.ResponseWriter, r *http.Request, op string, err error, kept string) bool {
 	switch {
 	case err == nil:
 		return false
@@ -52,6 +53,7 @@ func (h *Handler) queueError(w http.ResponseWriter, r *http.Request, op string, 
 		writeError(w, http.StatusConflict, "fair dispatch is off (FAIR_DISPATCH=false): tenants have no backlog")
 	case errors.Is(err, tenancy.ErrRefused):
 		writeError(w, http.StatusConflict, "tenant is being deleted")
+	case h.ranOut(w, r, op, err, kept):
 	default:
 		h.internalError(w, r, op, err)
 	}
@@ -67,7 +69,7 @@ func (h *Handler) tenantQueue(w http.ResponseWriter, r *http.Request) {
 	}
 	info(r.Context()).tenantID = id
 	q, err := h.opts.Tenancy.Queue(r.Context(), id)
-	if h.queueError(w, r, "tenant queue", err) {
+	if h.queueError(w, r, "tenant queue", err, nothingChanged) {
 		return
 	}
 	writeJSON(w, http.StatusOK, q)
@@ -94,7 +96,7 @@ func (h *Handler) queues(w http.ResponseWriter, r *http.Request) {
 		k = n
 	}
 	qs, err := h.opts.Tenancy.Queues(r.Context(), k)
-	if h.queueError(w, r, "queues", err) {
+	if h.queueError(w, r, "queues", err, nothingChanged) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"queues": qs})
@@ -108,7 +110,11 @@ func (h *Handler) pauseQueue(w http.ResponseWriter, r *http.Request) {
 	}
 	info(r.Context()).tenantID = id
 	moved, err := h.opts.Tenancy.PauseQueue(r.Context(), id, tenancy.ActorAdmin)
-	if h.queueError(w, r, "pause tenant queue", err) {
+	kept := "the pause may still be made without this request (GET /admin/tenants/{id}/queue shows it); retrying is safe"
+	if errors.Is(err, tenancy.ErrStillCompleting) {
+		kept = fmt.Sprintf("the queue is paused (%d tasks moved back), and recording it goes on without this request", moved)
+	}
+	if h.queueError(w, r, "pause tenant queue", err, kept) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"paused": true, "moved_back": moved})
@@ -122,7 +128,11 @@ func (h *Handler) resumeQueue(w http.ResponseWriter, r *http.Request) {
 	}
 	info(r.Context()).tenantID = id
 	err := h.opts.Tenancy.ResumeQueue(r.Context(), id, tenancy.ActorAdmin)
-	if h.queueError(w, r, "resume tenant queue", err) {
+	kept := "the pause may still be lifted without this request (GET /admin/tenants/{id}/queue shows it); retrying is safe"
+	if errors.Is(err, tenancy.ErrStillCompleting) {
+		kept = "the pause is lifted, and recording it goes on without this request"
+	}
+	if h.queueError(w, r, "resume tenant queue", err, kept) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"paused": false})
@@ -137,7 +147,11 @@ func (h *Handler) drainQueue(w http.ResponseWriter, r *http.Request) {
 	}
 	info(r.Context()).tenantID = id
 	n, err := h.opts.Tenancy.DrainQueue(r.Context(), id, tenancy.ActorAdmin)
-	if h.queueError(w, r, "drain tenant queue", err) {
+	kept := "the drain may go on without this request (for 30 s at most, logging what it discarded); what it did not discard is kept: drain again to discard the rest"
+	if errors.Is(err, tenancy.ErrStillCompleting) {
+		kept = fmt.Sprintf("the backlog was discarded (%d tasks), and recording it goes on without this request", n.Total())
+	}
+	if h.queueError(w, r, "drain tenant queue", err, kept) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]int{"discarded": n.Total(), "waiting": n.Waiting, "admitted": n.Admitted, "parked": n.Parked,
@@ -188,6 +202,9 @@ func (h *Handler) setLimits(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, tenancy.ErrRefused):
 		writeError(w, http.StatusConflict, "tenant is being deleted")
 	case h.notPropagated(w, r, "set tenant limits", err):
+	case errors.Is(err, tenancy.ErrStillCompleting) && h.ranOut(w, r, "setting the limits", err,
+		"the limits are saved and propagated, and telling the dispatcher goes on without this request; retrying is safe"):
+	case h.ranOut(w, r, "setting the limits", err, "the limits may or may not be saved (GET /admin/tenants/{id} shows them); retrying is safe"):
 	case err != nil:
 		h.internalError(w, r, "set tenant limits", err)
 	default:

@@ -64,13 +64,35 @@ func (s *Service) RequestDeletion(ctx context.Context, id, actor string) (Deleti
 	}
 	// Marked deleting: the drain, the record and the destroy must follow,
 	// or the tenant stays deleting with its data and no destroy queued.
-	ctx, cancel := completing(ctx)
-	defer cancel()
+	p := tasks.TenantDestroy{TenantID: id}
+	var taskID string
+	cerr := s.complete(ctx, id, "request deletion: drain, record, enqueue the destroy", func(ctx context.Context) error {
+		var err error
+		taskID, err = s.completeDeletion(ctx, t, prev, p, actor)
+		return err
+	})
+	switch {
+	case errors.Is(cerr, ErrStillCompleting):
+		// The destroy's task id is the tenant's: the one being enqueued.
+		return Deletion{Tenant: t, TaskID: p.Spec().TaskID}, fmt.Errorf("request deletion of tenant %s: %w", id, cerr)
+	case cerr != nil:
+		return Deletion{Tenant: t}, cerr
+	case notPropagated != nil:
+		return Deletion{Tenant: t, TaskID: taskID}, fmt.Errorf("request deletion of tenant %s: %w", id, notPropagated)
+	}
+	return Deletion{Tenant: t, TaskID: taskID}, nil
+}
+
+// completeDeletion completes the deletion request of t, marked deleting
+// from prev: discards its backlog and lifts its holds (fair dispatch),
+// records the request and enqueues p, its tenant:destroy, whose task id it
+// returns.
+func (s *Service) completeDeletion(ctx context.Context, t tenantctx.Tenant, prev tenantctx.Status, p tasks.TenantDestroy, actor string) (string, error) {
+	id := t.ID
 	// The request is recorded before the destroy can run, so the two
 	// entries are in order; the task id is the destroy's deterministic one.
 	// It is recorded also when what follows fails: a retry finds the
 	// tenant deleting already and could no longer say where it came from.
-	p := tasks.TenantDestroy{TenantID: id}
 	record := func(discarded any) {
 		detail := map[string]any{"slug": t.Slug, "from": string(prev), "task_id": p.Spec().TaskID, "discarded": discarded}
 		s.logFailure(ctx, id, ActionDeletionRequested, s.auditOnce(ctx, id, actor, ActionDeletionRequested, detail))
@@ -80,25 +102,22 @@ func (s *Service) RequestDeletion(ctx context.Context, id, actor string) (Deleti
 		drained, err := s.fair.Drain(ctx, id, s.layout().Queues()...)
 		if err != nil {
 			record(nil)
-			return Deletion{Tenant: t}, fmt.Errorf("request deletion of tenant %s: discard its backlog: %w", id, err)
+			return "", fmt.Errorf("request deletion of tenant %s: discard its backlog: %w", id, err)
 		}
 		discarded = drained.Total()
 		for _, r := range []fair.Reason{fair.Suspended, fair.Paused, fair.Moving} {
 			if _, err := s.fair.Release(ctx, id, r, s.layout().Queues()...); err != nil {
 				record(discarded)
-				return Deletion{Tenant: t}, fmt.Errorf("request deletion of tenant %s: lift its holds: %w", id, err)
+				return "", fmt.Errorf("request deletion of tenant %s: lift its holds: %w", id, err)
 			}
 		}
 	}
 	record(discarded)
 	res, err := s.enqueuer.Enqueue(ctx, p)
 	if err != nil {
-		return Deletion{Tenant: t}, fmt.Errorf("request deletion of tenant %s: %w", id, err)
+		return "", fmt.Errorf("request deletion of tenant %s: %w", id, err)
 	}
-	if notPropagated != nil {
-		return Deletion{Tenant: t, TaskID: res.Info.ID}, fmt.Errorf("request deletion of tenant %s: %w", id, notPropagated)
-	}
-	return Deletion{Tenant: t, TaskID: res.Info.ID}, nil
+	return res.Info.ID, nil
 }
 
 // Erasure is what Destroy removed: the task result of tenant:destroy and

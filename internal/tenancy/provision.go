@@ -159,30 +159,44 @@ const abortTimeout = 10 * time.Second
 // tenant:migrate that was enqueued after all finds no tenant and is
 // archived), forgets the tenant in the fair dispatcher (a refused enqueue
 // still stored its policy there) and records ActionProvisionAborted. It returns cause, or,
-// when the clean-up fails, cause with what was left behind. The clean-up
-// runs even when ctx was cancelled (the client went away).
+// when the clean-up fails, cause with what was left behind (wrapping
+// ErrLeftInProvisioning). The clean-up runs even when ctx was cancelled
+// (the client went away) or its deadline passed, within abortTimeout;
+// once the row is deleted, the caller waits for the rest (the dispatcher,
+// the audit entry) only until ctx's deadline (complete): nothing of the
+// tenant but those few dispatcher keys is kept by then.
 func (s *Service) abortProvision(ctx context.Context, t tenantctx.Tenant, actor string, cause error) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
 	defer cancel()
-	err := s.catalog.DeleteTenant(ctx, t.ID)
+	err := s.catalog.DeleteTenant(actx, t.ID)
 	if errors.Is(err, storage.ErrInvalidationFailed) || errors.Is(err, storage.ErrNotFound) {
 		err = nil // nothing served it yet: no replica caches a tenant in provisioning for long
 	}
 	if err != nil {
-		return fmt.Errorf("%w (tenant %s created and left in provisioning: %v)", cause, t.ID, err)
+		return fmt.Errorf("%w (tenant %s created and %w: %v)", cause, t.ID, ErrLeftInProvisioning, err)
 	}
-	if s.fair != nil {
-		// The dispatcher keeps the tenant's policy from its refused (or
-		// failed) tenant:migrate enqueue, and its task if the enqueue got
-		// through after all; no deletion will ever forget a tenant that
-		// never was. A failure leaves only those few small keys behind.
-		if ferr := s.fair.Forget(ctx, t.ID, s.layout().Queues()...); ferr != nil {
-			s.logger.WarnContext(ctx, "forget aborted tenant in the dispatcher", slog.String("tenant_id", t.ID), slog.String("error", ferr.Error()))
+	// Past ctx's deadline this goes on without the caller, and logs.
+	_ = s.complete(ctx, t.ID, "abort provisioning: forget the tenant, record it", func(ctx context.Context) error {
+		if s.fair != nil {
+			// The dispatcher keeps the tenant's policy from its refused (or
+			// failed) tenant:migrate enqueue, and its task if the enqueue
+			// got through after all; no deletion will ever forget a tenant
+			// that never was. A failure leaves only those few small keys
+			// behind.
+			if ferr := s.fair.Forget(ctx, t.ID, s.layout().Queues()...); ferr != nil {
+				s.logger.WarnContext(ctx, "forget aborted tenant in the dispatcher", slog.String("tenant_id", t.ID), slog.String("error", ferr.Error()))
+			}
 		}
-	}
-	s.logFailure(ctx, t.ID, ActionProvisionAborted, s.audit(ctx, t.ID, actor, ActionProvisionAborted, map[string]string{"slug": t.Slug}))
+		s.logFailure(ctx, t.ID, ActionProvisionAborted, s.audit(ctx, t.ID, actor, ActionProvisionAborted, map[string]string{"slug": t.Slug}))
+		return nil
+	})
 	return fmt.Errorf("%w (nothing was kept)", cause)
 }
+
+// ErrLeftInProvisioning: a provisioning failed and so did its clean-up:
+// the tenant's catalog row is left in status provisioning. MigrateAll or
+// IssueKey finish it; a deletion removes it.
+var ErrLeftInProvisioning = errors.New("left in provisioning")
 
 // ErrSchemaLeftOver: the schema a new tenant would get exists already
 // (left over from a deleted tenant with the same slug, or made by hand).

@@ -60,7 +60,11 @@ func (s *Service) Queue(ctx context.Context, id string) (Queue, error) {
 	if err != nil {
 		return Queue{}, err
 	}
-	stats, err := s.fair.Stats(ctx, id, s.layout().TenantQueues(id)...)
+	var stats []fair.QueueStats
+	err = s.bounded(ctx, id, "queue of tenant", func(ctx context.Context) (err error) {
+		stats, err = s.fair.Stats(ctx, id, s.layout().TenantQueues(id)...)
+		return err
+	})
 	if err != nil {
 		return Queue{}, fmt.Errorf("queue of tenant %s: %w", id, err)
 	}
@@ -100,13 +104,21 @@ func (s *Service) Queues(ctx context.Context, k int) ([]fair.Overview, error) {
 		return nil, ErrNoDispatch
 	}
 	queues := s.layout().Queues()
-	out := make([]fair.Overview, 0, len(queues))
-	for _, q := range queues {
-		o, err := s.fair.Overview(ctx, q, k)
-		if err != nil {
-			return nil, fmt.Errorf("queues: %w", err)
+	var out []fair.Overview
+	err := s.bounded(ctx, "", "queues", func(ctx context.Context) error {
+		all := make([]fair.Overview, 0, len(queues))
+		for _, q := range queues {
+			o, err := s.fair.Overview(ctx, q, k)
+			if err != nil {
+				return err
+			}
+			all = append(all, o)
 		}
-		out = append(out, o)
+		out = all
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("queues: %w", err)
 	}
 	return out, nil
 }
@@ -125,22 +137,34 @@ func (s *Service) PauseQueue(ctx context.Context, id, actor string) (int, error)
 	if _, err := s.liveDispatchTenant(ctx, id, "pause"); err != nil {
 		return 0, err
 	}
-	moved, err := s.fair.Hold(ctx, id, fair.Paused, s.layout().Queues()...)
+	var moved int
+	err := s.bounded(ctx, id, "pause queue: hold its backlog", func(ctx context.Context) (err error) {
+		moved, err = s.fair.Hold(ctx, id, fair.Paused, s.layout().Queues()...)
+		return err
+	})
 	if err != nil {
 		return 0, fmt.Errorf("pause queue of tenant %s: %w", id, err)
 	}
-	ctx, cancel := completing(ctx) // held: check and record it
-	defer cancel()
-	if err := s.settlePause(ctx, id); err != nil {
-		return 0, fmt.Errorf("pause queue of tenant %s: %w", id, err)
-	}
-	if err := s.deletedMeanwhile(ctx, id, "pause"); err != nil {
-		if _, rerr := s.fair.Release(ctx, id, fair.Paused, s.layout().Queues()...); rerr != nil {
-			return 0, fmt.Errorf("pause queue of tenant %s: lift the pause again: %w", id, rerr)
+	// Held: settle a racing resume, check and record it.
+	err = s.complete(ctx, id, "pause queue: check and record it", func(ctx context.Context) error {
+		if err := s.settlePause(ctx, id); err != nil {
+			return fmt.Errorf("pause queue of tenant %s: %w", id, err)
 		}
+		if err := s.deletedMeanwhile(ctx, id, "pause"); err != nil {
+			if _, rerr := s.fair.Release(ctx, id, fair.Paused, s.layout().Queues()...); rerr != nil {
+				return fmt.Errorf("pause queue of tenant %s: lift the pause again: %w", id, rerr)
+			}
+			return err
+		}
+		s.logFailure(ctx, id, ActionQueuePaused, s.audit(ctx, id, actor, ActionQueuePaused, map[string]int{"moved_back": moved}))
+		return nil
+	})
+	if errors.Is(err, ErrStillCompleting) {
+		return moved, fmt.Errorf("pause queue of tenant %s: %w", id, err)
+	}
+	if err != nil {
 		return 0, err
 	}
-	s.logFailure(ctx, id, ActionQueuePaused, s.audit(ctx, id, actor, ActionQueuePaused, map[string]int{"moved_back": moved}))
 	return moved, nil
 }
 
@@ -151,15 +175,22 @@ func (s *Service) ResumeQueue(ctx context.Context, id, actor string) error {
 	if _, err := s.dispatchTenant(ctx, id); err != nil {
 		return err
 	}
-	if _, err := s.fair.Release(ctx, id, fair.Paused, s.layout().Queues()...); err != nil {
+	if err := s.bounded(ctx, id, "resume queue: release its backlog", func(ctx context.Context) error {
+		_, err := s.fair.Release(ctx, id, fair.Paused, s.layout().Queues()...)
+		return err
+	}); err != nil {
 		return fmt.Errorf("resume queue of tenant %s: %w", id, err)
 	}
-	ctx, cancel := completing(ctx) // released: record it
-	defer cancel()
-	if err := s.settlePause(ctx, id); err != nil {
+	// Released: settle a racing pause, record it.
+	if err := s.complete(ctx, id, "resume queue: record it", func(ctx context.Context) error {
+		if err := s.settlePause(ctx, id); err != nil {
+			return err
+		}
+		s.logFailure(ctx, id, ActionQueueResumed, s.audit(ctx, id, actor, ActionQueueResumed, map[string]string{}))
+		return nil
+	}); err != nil {
 		return fmt.Errorf("resume queue of tenant %s: %w", id, err)
 	}
-	s.logFailure(ctx, id, ActionQueueResumed, s.audit(ctx, id, actor, ActionQueueResumed, map[string]string{}))
 	return nil
 }
 
@@ -217,23 +248,35 @@ func (s *Service) DrainQueue(ctx context.Context, id, actor string) (fair.Draine
 	if _, err := s.liveDispatchTenant(ctx, id, "drain"); err != nil {
 		return fair.Drained{}, err
 	}
-	n, err := s.fair.Drain(ctx, id, s.layout().Queues()...)
+	var n fair.Drained
+	err := s.bounded(ctx, id, "drain queue: discard its backlog", func(ctx context.Context) (err error) {
+		n, err = s.fair.Drain(ctx, id, s.layout().Queues()...)
+		return err
+	})
+	if errors.Is(err, errStillRunning) {
+		return fair.Drained{}, fmt.Errorf("drain queue of tenant %s: %w", id, err)
+	}
 	if err != nil {
 		return n, fmt.Errorf("drain queue of tenant %s: %w", id, err)
 	}
-	ctx, cancel := completing(ctx) // discarded: check and record it
-	defer cancel()
-	if err := s.deletedMeanwhile(ctx, id, "drain"); err != nil {
-		if errors.Is(err, storage.ErrNotFound) {
-			return n, err // erased already: no destroy to bring back
+	// Discarded: check and record it.
+	err = s.complete(ctx, id, "drain queue: check and record it", func(ctx context.Context) error {
+		if err := s.deletedMeanwhile(ctx, id, "drain"); err != nil {
+			if errors.Is(err, storage.ErrNotFound) {
+				return err // erased already: no destroy to bring back
+			}
+			if _, eerr := s.enqueuer.Enqueue(ctx, tasks.TenantDestroy{TenantID: id}); eerr != nil {
+				return fmt.Errorf("drain queue of tenant %s: enqueue its destroy again: %w", id, eerr)
+			}
+			return err
 		}
-		if _, eerr := s.enqueuer.Enqueue(ctx, tasks.TenantDestroy{TenantID: id}); eerr != nil {
-			return n, fmt.Errorf("drain queue of tenant %s: enqueue its destroy again: %w", id, eerr)
-		}
-		return n, err
+		s.logFailure(ctx, id, ActionQueueDrained, s.audit(ctx, id, actor, ActionQueueDrained, n))
+		return nil
+	})
+	if errors.Is(err, ErrStillCompleting) {
+		return n, fmt.Errorf("drain queue of tenant %s: %w", id, err)
 	}
-	s.logFailure(ctx, id, ActionQueueDrained, s.audit(ctx, id, actor, ActionQueueDrained, n))
-	return n, nil
+	return n, err
 }
 
 // SetLimits changes the tenant's plan (empty keeps it) and its limits,
@@ -268,18 +311,23 @@ func (s *Service) SetLimits(ctx context.Context, id, plan string, l tenantctx.Li
 	if err != nil && !errors.Is(err, storage.ErrInvalidationFailed) {
 		return t, fmt.Errorf("set limits of tenant %s: %w", id, err)
 	}
-	ctx, cancel := completing(ctx) // saved: record it, tell the dispatcher
-	defer cancel()
-	// Saved (perhaps not yet propagated: the error says so after the entry).
-	detail := map[string]any{"plan": t.Plan, "limits": t.Limits}
-	s.logFailure(ctx, id, ActionLimitsChanged, s.audit(ctx, id, actor, ActionLimitsChanged, detail))
-	// The dispatcher keeps the policy of a tenant's last enqueue: without
-	// this, a tenant with a backlog that enqueues nothing more would keep
-	// its old weight and caps until the backlog is gone.
-	if s.fair != nil && s.plans != nil {
-		if perr := s.settlePolicy(ctx, id, t); perr != nil && err == nil {
-			err = fmt.Errorf("%w: the tenant's queues keep the old policy: %w", storage.ErrInvalidationFailed, perr)
+	// Saved (perhaps not yet propagated: the error says so after the
+	// entry): record it, tell the dispatcher.
+	cerr := s.complete(ctx, id, "set limits: record them, tell the dispatcher", func(ctx context.Context) error {
+		detail := map[string]any{"plan": t.Plan, "limits": t.Limits}
+		s.logFailure(ctx, id, ActionLimitsChanged, s.audit(ctx, id, actor, ActionLimitsChanged, detail))
+		// The dispatcher keeps the policy of a tenant's last enqueue:
+		// without this, a tenant with a backlog that enqueues nothing more
+		// would keep its old weight and caps until the backlog is gone.
+		if s.fair != nil && s.plans != nil {
+			if perr := s.settlePolicy(ctx, id, t); perr != nil {
+				return fmt.Errorf("%w: the tenant's queues keep the old policy: %w", storage.ErrInvalidationFailed, perr)
+			}
 		}
+		return nil
+	})
+	if err == nil {
+		err = cerr
 	}
 	if err != nil {
 		return t, fmt.Errorf("set limits of tenant %s: %w", id, err)

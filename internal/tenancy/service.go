@@ -8,6 +8,8 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -71,6 +73,100 @@ func completing(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(ctx), completeTimeout)
 }
 
+// ErrStillCompleting: the change is saved, but what completes it (the
+// hold, release or drain of the tenant's backlog, the dispatcher's policy,
+// the tenant:destroy of a deletion) had not ended by the caller's
+// deadline. It goes on without the caller, bounded by completeTimeout, and
+// logs its outcome; repeating the call is safe and completes it again.
+var ErrStillCompleting = errors.New("saved, still completing after the deadline")
+
+// The states of a completion (complete): running, ended (its caller takes
+// the result) or abandoned (its caller's deadline passed).
+const (
+	completionRunning int32 = iota
+	completionEnded
+	completionAbandoned
+)
+
+// complete runs f, what completes the change of tenant id that is saved
+// already, on completing(ctx): unbounded by ctx, within completeTimeout.
+// The caller waits for it, but not past ctx's deadline (an HTTP request's,
+// which must answer then): complete then returns an error wrapping
+// ErrStillCompleting and context.DeadlineExceeded, and f goes on and logs
+// its outcome (with op and tenant_id). A ctx cancelled before its deadline
+// (the client went away) waits for f as before. Wait waits for the
+// completions that went on.
+func (s *Service) complete(ctx context.Context, id, op string, f func(context.Context) error) error {
+	return s.detach(ctx, id, op, ErrStillCompleting, f)
+}
+
+// bounded runs f, Redis work of the dispatcher for tenant id, so that the
+// caller stops waiting for it at ctx's deadline, also when Redis does not
+// answer: the dispatcher's client may be an autopipeliner, whose batches
+// end by the client's own timeouts and retries, not by ctx. Past the
+// deadline it returns an error wrapping context.DeadlineExceeded, and f
+// goes on (within completeTimeout), as a script that was sent may have
+// run; it logs its outcome. What f did is then unknown to the caller.
+func (s *Service) bounded(ctx context.Context, id, op string, f func(context.Context) error) error {
+	return s.detach(ctx, id, op, errStillRunning, f)
+}
+
+// errStillRunning is bounded's error past the deadline, with
+// context.DeadlineExceeded: f still runs, and what it writes its caller
+// must not read.
+var errStillRunning = errors.New("still running after the deadline")
+
+// detach is complete (late ErrStillCompleting) and bounded (late
+// errStillRunning).
+func (s *Service) detach(ctx context.Context, id, op string, late error, f func(context.Context) error) error {
+	cctx, cancel := completing(ctx)
+	var state atomic.Int32
+	done := make(chan error, 1)
+	s.running.Add(1)
+	go func() {
+		defer s.running.Done()
+		defer cancel()
+		err := f(cctx)
+		if state.CompareAndSwap(completionRunning, completionEnded) {
+			done <- err
+			return
+		}
+		if err != nil {
+			s.logger.ErrorContext(cctx, "tenant operation ended after its caller's deadline: failed",
+				slog.String("op", op), slog.String("tenant_id", id), slog.String("error", err.Error()))
+			return
+		}
+		s.logger.InfoContext(cctx, "tenant operation ended after its caller's deadline: done",
+			slog.String("op", op), slog.String("tenant_id", id))
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) && state.CompareAndSwap(completionRunning, completionAbandoned) {
+		return fmt.Errorf("%s: %w: %w", op, late, ctx.Err())
+	}
+	return <-done
+}
+
+// Wait waits until no completion that went on past its caller's deadline
+// (complete) runs, or ctx ends (its error, then). A process calls it
+// before it closes the clients those completions use.
+func (s *Service) Wait(ctx context.Context) error {
+	idle := make(chan struct{})
+	go func() {
+		s.running.Wait()
+		close(idle)
+	}()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wait for running completions: %w", ctx.Err())
+	}
+}
+
 // Config is what a Service works with. Catalog and Enqueuer are required.
 type Config struct {
 	// Catalog is the tenant catalog (the cached one in the binaries).
@@ -119,6 +215,8 @@ type Service struct {
 	fair      *fair.Dispatcher
 	plans     fair.Plans
 	logger    *slog.Logger
+	// running counts the completions (complete) under way.
+	running *sync.WaitGroup
 }
 
 // New returns a Service over c. It panics without a Catalog or an
@@ -130,7 +228,8 @@ func New(c Config) *Service {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Service{catalog: c.Catalog, enqueuer: c.Enqueuer, documents: c.Documents, docDirs: c.DocumentDirs, pool: c.SchemaPool, pools: c.Pools, fair: c.Dispatcher, plans: c.Plans, logger: c.Logger}
+	return &Service{catalog: c.Catalog, enqueuer: c.Enqueuer, documents: c.Documents, docDirs: c.DocumentDirs, pool: c.SchemaPool, pools: c.Pools, fair: c.Dispatcher, plans: c.Plans, logger: c.Logger,
+		running: new(sync.WaitGroup)}
 }
 
 // layout returns the queue layout of the Enqueuer: the queues the

@@ -35,13 +35,16 @@ func (s *Service) Suspend(ctx context.Context, id, actor string) (tenantctx.Tena
 	if s.fair == nil || (err != nil && !errors.Is(err, storage.ErrInvalidationFailed)) {
 		return t, err
 	}
-	ctx, cancel := completing(ctx) // suspended (propagated or not): the hold must follow
-	defer cancel()
-	if _, herr := s.fair.Hold(ctx, id, fair.Suspended, s.layout().WorkQueues()...); herr != nil {
-		return t, fmt.Errorf("suspend tenant %s: hold its backlog: %w", id, herr)
-	}
-	if serr := s.settleSuspendedHold(ctx, id, true); serr != nil {
-		return t, fmt.Errorf("suspend tenant %s: %w", id, serr)
+	// Suspended (propagated or not): the hold must follow.
+	cerr := s.complete(ctx, id, "suspend tenant: hold its backlog", func(ctx context.Context) error {
+		if _, herr := s.fair.Hold(ctx, id, fair.Suspended, s.layout().WorkQueues()...); herr != nil {
+			return fmt.Errorf("hold its backlog: %w", herr)
+		}
+		return s.settleSuspendedHold(ctx, id, true)
+	})
+	if cerr != nil {
+		// With the change's own error, if it was not propagated.
+		return t, fmt.Errorf("suspend tenant %s: %w", id, errors.Join(err, cerr))
 	}
 	return t, err
 }
@@ -60,13 +63,16 @@ func (s *Service) Resume(ctx context.Context, id, actor string) (tenantctx.Tenan
 	if s.fair == nil || (err != nil && !errors.Is(err, storage.ErrInvalidationFailed)) {
 		return t, err
 	}
-	ctx, cancel := completing(ctx) // active: the release must follow
-	defer cancel()
-	if _, rerr := s.fair.Release(ctx, id, fair.Suspended, s.layout().WorkQueues()...); rerr != nil {
-		return t, fmt.Errorf("resume tenant %s: active, but its backlog is still held (resume again): %w", id, rerr)
-	}
-	if serr := s.settleSuspendedHold(ctx, id, false); serr != nil {
-		return t, fmt.Errorf("resume tenant %s: %w", id, serr)
+	// Active: the release must follow.
+	cerr := s.complete(ctx, id, "resume tenant: release its backlog", func(ctx context.Context) error {
+		if _, rerr := s.fair.Release(ctx, id, fair.Suspended, s.layout().WorkQueues()...); rerr != nil {
+			return fmt.Errorf("active, but its backlog is still held (resume again): %w", rerr)
+		}
+		return s.settleSuspendedHold(ctx, id, false)
+	})
+	if cerr != nil {
+		// With the change's own error, if it was not propagated.
+		return t, fmt.Errorf("resume tenant %s: %w", id, errors.Join(err, cerr))
 	}
 	return t, err
 }

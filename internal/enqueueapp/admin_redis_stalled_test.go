@@ -1,0 +1,116 @@
+package enqueueapp_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/invoicing/tenantworker/internal/testenv"
+)
+
+// stalledAdminBound is how long an admin route may take while Redis
+// answers nothing, with ADMIN_REQUEST_TIMEOUT=2s: the deadline, plus the
+// clean-ups that must end before the route can say what was kept (a
+// saved change's cache invalidation, 5 s, and a provisioning's undo of its
+// catalog row), as README "Admin deadline" documents. It is a bound on
+// the answer, far below the server's write timeout, not a performance
+// figure.
+const stalledAdminBound = 2*time.Second + 15*time.Second
+
+// TestProvisionWhileRedisAnswersNothing: POST /admin/tenants while Redis
+// answers nothing (its process stopped) must answer, 503 with
+// Retry-After (nothing kept), before the HTTP server's write timeout
+// (60 s) closes the connection: otherwise the operator gets no answer at
+// all and cannot tell whether the tenant exists. So must the other admin
+// routes that reach Redis, each saying what it kept; and once Redis
+// answers again, what they said holds (the slug is free).
+func TestProvisionWhileRedisAnswersNothing(t *testing.T) {
+	t.Parallel()
+	srv := testenv.StartRedis(t, testenv.RedisOptions{})
+	r := startIdentRig(t, true, "REDIS_URL", srv.URL(), "ADMIN_REQUEST_TIMEOUT", "2s")
+	acme := r.tenant(t, "acme", 1)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer rdb.Close()
+	resume := testenv.StopRedis(t, rdb)
+	defer resume()
+	// A bound for the failure message: past it the route did not answer
+	// within what the documentation promises.
+	r.client.Timeout = stalledAdminBound
+
+	// The routes run at once: each is bounded on its own, and none waits
+	// for another's stalled Redis call.
+	var wg sync.WaitGroup
+	for _, c := range []struct {
+		method, path, body string
+		kept               string // in the error when the route ran out of time
+	}{
+		{http.MethodPost, "/admin/tenants", `{"slug":"globex"}`, "nothing was kept"},
+		{http.MethodGet, "/admin/tenants/" + acme.ID + "/queue", "", "nothing was changed"},
+		{http.MethodGet, "/admin/queues", "", "nothing was changed"},
+		{http.MethodPost, "/admin/migrations", "", "were enqueued"},
+		{http.MethodPost, "/admin/tenants/" + acme.ID + "/queue/drain", "", "drain again"},
+		// Saved in PostgreSQL; the cache invalidation cannot reach Redis:
+		// the existing "saved but not propagated" answers (the suspension's
+		// hold of the backlog goes on without the request).
+		{http.MethodPut, "/admin/tenants/" + acme.ID + "/limits", `{"weight":3}`, "saved"},
+		{http.MethodPost, "/admin/tenants/" + acme.ID + "/suspend", "", "saved"},
+	} {
+		wg.Go(func() {
+			start := time.Now()
+			req, err := http.NewRequest(c.method, r.base+c.path, strings.NewReader(c.body))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			req.Header.Set("Authorization", "Bearer "+identAdmin)
+			resp, err := r.client.Do(req)
+			if err != nil {
+				t.Errorf("%s %s while Redis answers nothing: no answer: %v", c.method, c.path, err)
+				return
+			}
+			var body struct {
+				Error string `json:"error"`
+			}
+			derr := json.NewDecoder(resp.Body).Decode(&body)
+			resp.Body.Close()
+			t.Logf("%s %s: %d after %v: %s", c.method, c.path, resp.StatusCode, time.Since(start).Round(100*time.Millisecond), body.Error)
+			if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+				t.Errorf("%s %s while Redis answers nothing: %d Retry-After %q, want 503 with Retry-After",
+					c.method, c.path, resp.StatusCode, resp.Header.Get("Retry-After"))
+			}
+			if derr != nil || !strings.Contains(body.Error, c.kept) {
+				t.Errorf("%s %s while Redis answers nothing: error %q (%v), want it to say %q", c.method, c.path, body.Error, derr, c.kept)
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	// Nothing of globex was kept: once Redis answers, it provisions.
+	resume()
+	r.client.Timeout = time.Minute
+	if res := r.call(t, http.MethodPost, "/admin/tenants", "", identAdmin, `{"slug":"globex"}`); res.status != http.StatusAccepted {
+		t.Fatalf("provision globex after Redis resumed: %d %s, want 202 (the stalled attempt said nothing was kept)", res.status, res.body)
+	}
+	// The suspension was saved, and its hold of acme's backlog, which went
+	// on without the request, is made once Redis answers.
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		res := r.call(t, http.MethodGet, "/admin/tenants/"+acme.ID+"/queue", "", identAdmin, "")
+		var q struct {
+			Suspended bool `json:"suspended"`
+		}
+		if res.status == http.StatusOK && json.Unmarshal(res.body, &q) == nil && q.Suspended {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("acme's backlog not held after its suspension was saved: %d %s", res.status, res.body)
+		}
+	}
+}
