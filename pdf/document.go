@@ -343,7 +343,7 @@ func splitLines(s string, cw *[256]int, wmax, maxLines, shy int) []string {
 	for i < nb {
 		c := s[i]
 		if int(c) == shy {
-			if l+cw[c] <= wmax {
+			if l+cw[c] <= wmax && syllableBefore(s[j:i], shyText) {
 				sep, hyphen = i, true
 			}
 			i++
@@ -388,6 +388,21 @@ func splitLines(s string, cw *[256]int, wmax, maxLines, shy int) []string {
 	return lines
 }
 
+// syllableBefore reports whether line, the text of a line up to a soft
+// hyphen (shy, its encoded form), ends in a syllable: a character other
+// than a space or a soft hyphen. A soft hyphen at the start of a line or
+// after a space is no break point: breaking there printed a lone hyphen.
+func syllableBefore(line, shy string) bool {
+	for strings.HasSuffix(line, shy) {
+		line = line[:len(line)-len(shy)]
+	}
+	if line == "" {
+		return false
+	}
+	c := line[len(line)-1]
+	return c != ' ' && c != '\t' && c != '\n'
+}
+
 // splitRunes is splitLines for UTF-8 text in the face fc (fpdf's UTF-8
 // fonts): it splits s into lines of at most wmax thousandths of an em,
 // breaking after the last space or soft hyphen that fits, or between two
@@ -412,7 +427,7 @@ func splitRunes(s string, fc *face, wmax, maxLines int) []string {
 			r, size = utf8.DecodeRuneInString(s[i:])
 		}
 		if r == softHyphen {
-			if l+fc.runeWidth(r) <= wmax {
+			if l+fc.runeWidth(r) <= wmax && syllableBefore(s[j:i], shyUTF8) {
 				sep, hyphen = i, true
 			}
 			i += size
