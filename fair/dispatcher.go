@@ -180,7 +180,18 @@ type FullError struct {
 	QueueWide bool
 	// RetryAfter estimates when room frees up.
 	RetryAfter time.Duration
+	// Adding is how many new tasks the refused enqueue would have added
+	// (ids named twice or already there not counted), and Cap the cap it
+	// would have taken past: the tenant's MaxWaiting, or with QueueWide
+	// Config.MaxWaitingTotal.
+	Adding, Cap int
 }
+
+// Never reports whether the refused enqueue adds more tasks than its cap
+// allows at all: it cannot be accepted whole however long its caller
+// waits (a bulk request larger than the tenant's max_waiting), so it must
+// be split, not retried.
+func (e *FullError) Never() bool { return e.Cap > 0 && e.Adding > e.Cap }
 
 func (e *FullError) Error() string {
 	if e.QueueWide {
@@ -349,16 +360,20 @@ func (d *Dispatcher) Enqueue(ctx context.Context, tenantID string, p Policy, tas
 	if err != nil {
 		return nil, fmt.Errorf("fair: enqueue %d tasks of tenant %s in %s: %w", len(tasks), tenantID, q, err)
 	}
-	if len(raw) == 4 && raw[0] == "queue_full" {
+	if len(raw) == 5 && raw[0] == "queue_full" {
 		waiting, _ := raw[1].(int64)
 		cost, _ := strconv.ParseFloat(fmt.Sprint(raw[2]), 64)
 		slots, _ := raw[3].(int64)
-		return nil, &FullError{Queue: q, Waiting: int(waiting), QueueWide: true, RetryAfter: retryAfter(int(waiting)+len(tasks)-d.cfg.MaxWaitingTotal, cost, int(slots))}
+		adding, _ := raw[4].(int64)
+		return nil, &FullError{Queue: q, Waiting: int(waiting), QueueWide: true, Adding: int(adding), Cap: d.cfg.MaxWaitingTotal,
+			RetryAfter: retryAfter(int(waiting)+int(adding)-d.cfg.MaxWaitingTotal, cost, int(slots))}
 	}
-	if len(raw) == 3 && raw[0] == "full" {
+	if len(raw) == 4 && raw[0] == "full" {
 		waiting, _ := raw[1].(int64)
 		est, _ := strconv.ParseFloat(fmt.Sprint(raw[2]), 64)
-		return nil, &FullError{Queue: q, Waiting: int(waiting), RetryAfter: retryAfter(int(waiting)+len(tasks)-p.MaxWaiting, est, p.MaxRunning)}
+		adding, _ := raw[3].(int64)
+		return nil, &FullError{Queue: q, Waiting: int(waiting), Adding: int(adding), Cap: p.MaxWaiting,
+			RetryAfter: retryAfter(int(waiting)+int(adding)-p.MaxWaiting, est, p.MaxRunning)}
 	}
 	if len(raw) != 3 {
 		return nil, fmt.Errorf("fair: enqueue: unexpected reply %v", raw)

@@ -838,10 +838,11 @@ end
 //	then per task: id, type, replace finished (1/0), asynq message,
 //	follow-up id ('' for none), the follow-up's asynq message.
 //
-// It returns {'full', waiting, estimate} when the tasks would take the
-// tenant's backlog past max waiting, {'queue_full', waiting in the queue,
-// the queue's cost per task, live worker slots} when they would take the
-// queue's backlogs past their cap (nothing is added either way), else
+// It returns {'full', waiting, estimate, new tasks} when the tasks would
+// take the tenant's backlog past max waiting, {'queue_full', waiting in
+// the queue, the queue's cost per task, live worker slots, new tasks} when
+// they would take the queue's backlogs past their cap (nothing is added
+// either way; new tasks: how many the call would have added), else
 // {'ok', results, admitted} where results holds per task 'new', 'waiting'
 // (also a task parked with its message kept here, that asynq let go) or
 // 'exists:<asynq state>'. A finished task whose worker has not reported
@@ -941,12 +942,12 @@ end
 -- What a drain set aside and has not discarded waits too (setAside).
 local waiting = redis.call('LLEN', P .. 'b:' .. t) + setAside(t)
 if mw > 0 and #fresh > 0 and waiting + #fresh > mw then
-  return { 'full', waiting, fmt(estimate(t, ARGV[17])) }
+  return { 'full', waiting, fmt(estimate(t, ARGV[17])), #fresh }
 end
 if mt > 0 and #fresh > 0 then
   local total = redis.call('HLEN', P .. 'msg')
   if total + #fresh > mt then
-    return { 'queue_full', total, fmt(num(redis.call('HGET', P .. 'cost', '*'), DEFAULT_COST)), num(redis.call('GET', P .. 'cap'), 0) }
+    return { 'queue_full', total, fmt(num(redis.call('HGET', P .. 'cost', '*'), DEFAULT_COST)), num(redis.call('GET', P .. 'cap'), 0), #fresh }
   end
 end
 local ids, msgs, added = {}, {}, {}

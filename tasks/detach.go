@@ -93,8 +93,9 @@ func (e *Enqueuer) detached(ctx context.Context, op string, payloads []Payload, 
 // or failed to. Each is a task line: one per payload, with its tenant_id,
 // task_id and task_type. res is in payload order; an enqueue that failed
 // part-way (one by one, without fair dispatch) returns those it applied,
-// and one whose every task was applied but whose follow-up of a running
-// task failed returns them all: its error gets a line of its own.
+// none of them a running task whose follow-up failed (that payload has
+// no result); an error that comes with a result for every payload still
+// gets a line of its own.
 func (e *Enqueuer) logAbandoned(ctx context.Context, op string, payloads []Payload, res []EnqueueResult, err error) {
 	failedLogged := false
 	for i, p := range payloads {
@@ -117,8 +118,8 @@ func (e *Enqueuer) logAbandoned(ctx context.Context, op string, payloads []Paylo
 		}
 	}
 	if err != nil && !failedLogged {
-		// Every task was applied or found, and what failed came after
-		// (the follow-up of a running task): the error still needs its line.
+		// Every payload has a result and yet the call failed: the error
+		// still needs its line.
 		attrs := []slog.Attr{slog.String("op", op)}
 		if len(payloads) > 0 {
 			if tp, ok := payloads[0].(TenantPayload); ok {

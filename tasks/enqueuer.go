@@ -286,6 +286,9 @@ func (e *Enqueuer) enqueueMany(ctx context.Context, tenantID string, payloads []
 		// nothing against the caps, follow-ups included).
 		return e.enqueueFair(ctx, tenantID, payloads)
 	}
+	// One payload at a time, its follow-up (if its task runs) included:
+	// on an error, out[:i] holds exactly what was done before it, never a
+	// running task whose follow-up was not enqueued.
 	out := make([]EnqueueResult, len(payloads))
 	for i, p := range payloads {
 		res, err := e.enqueuePlain(ctx, p)
@@ -293,8 +296,11 @@ func (e *Enqueuer) enqueueMany(ctx context.Context, tenantID string, payloads []
 			return out[:i], err
 		}
 		out[i] = res
+		if err := e.followRunning(ctx, payloads[i:i+1], out[i:i+1]); err != nil {
+			return out[:i], err
+		}
 	}
-	return out, e.followRunning(ctx, payloads, out)
+	return out, nil
 }
 
 // enqueueFair hands validated payloads of one tenant to the dispatcher,

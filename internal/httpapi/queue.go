@@ -21,11 +21,24 @@ import (
 //     503, the system's limit, not the tenant's doing.
 //
 // Both carry Retry-After, the dispatcher's estimate of when room frees up.
+// A request that adds more tasks than the cap allows at all (a bulk
+// request larger than the tenant's max_waiting, fair.FullError.Never)
+// would be refused however long its client waited: 413 without
+// Retry-After, naming the cap, so that the client splits it.
 func backlogFull(w http.ResponseWriter, err error) bool {
 	status, text := http.StatusTooManyRequests, "too many tasks waiting for this tenant; nothing was accepted, retry later"
 	retry := time.Second
 	var full *fair.FullError
 	switch {
+	case errors.As(err, &full) && full.Never():
+		limit := fmt.Sprintf("this tenant's waiting cap (max_waiting %d)", full.Cap)
+		if full.QueueWide {
+			limit = fmt.Sprintf("the service's waiting cap (%d)", full.Cap)
+		}
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf(
+			"this request adds %d tasks, more than %s allows at once; nothing was accepted: send at most %d new invoices per request",
+			full.Adding, limit, full.Cap))
+		return true
 	case errors.As(err, &full) && full.QueueWide:
 		status, text = http.StatusServiceUnavailable, "too many tasks waiting in the service; nothing was accepted, retry later"
 		retry = full.RetryAfter
