@@ -74,7 +74,10 @@ func (s *Service) RequestDeletion(ctx context.Context, id, actor string) (Deleti
 	switch {
 	case errors.Is(cerr, ErrStillCompleting):
 		// The destroy's task id is the tenant's: the one being enqueued.
-		return Deletion{Tenant: t, TaskID: p.Spec().TaskID}, fmt.Errorf("request deletion of tenant %s: %w", id, cerr)
+		// With the change's own error, if it was not propagated: other
+		// processes may still serve the tenant, and a retry publishes the
+		// invalidation again.
+		return Deletion{Tenant: t, TaskID: p.Spec().TaskID}, fmt.Errorf("request deletion of tenant %s: %w", id, errors.Join(notPropagated, cerr))
 	case cerr != nil:
 		return Deletion{Tenant: t}, cerr
 	case notPropagated != nil:
