@@ -135,9 +135,20 @@ func (s *Service) RecordActivation(ctx context.Context, id, actor string) error 
 
 // recordActivation is RecordActivation.
 func (s *Service) recordActivation(ctx context.Context, id, actor string) error {
-	detail := map[string]string{"from": string(tenantctx.StatusProvisioning), "to": string(tenantctx.StatusActive)}
-	return s.auditOnce(ctx, id, actor, ActionStatusChanged, detail)
+	return s.auditOnce(ctx, id, actor, ActionStatusChanged, activationDetail)
 }
+
+// recordOwnActivation records the activation the caller saved unless the
+// tenant's audit log holds an activation already (recorded by a racing
+// call of recordActivation): unlike recordActivation, an entry of a later
+// status change (an operator's suspension landing between the activation
+// and its entry) does not stand in for it.
+func (s *Service) recordOwnActivation(ctx context.Context, id, actor string) error {
+	return s.auditUnlessLatest(ctx, id, actor, ActionStatusChanged, activationDetail, activationDetail, nil)
+}
+
+// activationDetail is the detail of a tenant's activation entry.
+var activationDetail = map[string]string{"from": string(tenantctx.StatusProvisioning), "to": string(tenantctx.StatusActive)}
 
 // auditEntry makes the entry, its detail encoded as JSON.
 func auditEntry(tenantID, actor string, action Action, detail any) (storage.AuditEntry, error) {

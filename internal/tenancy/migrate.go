@@ -240,11 +240,11 @@ func (s *Service) Migrate(ctx context.Context, t tenantctx.Tenant, target int, a
 		return res, err
 	}
 	if notPropagated {
-		s.logFailure(actx, t.ID, ActionStatusChanged, s.recordActivation(actx, t.ID, actor))
+		s.logFailure(actx, t.ID, ActionStatusChanged, s.recordOwnActivation(actx, t.ID, actor))
 		res.Activated = true
 		return res, fmt.Errorf("activate tenant %s: %w", t.ID, err)
 	}
-	if err := s.recordActivation(actx, t.ID, actor); err != nil {
+	if err := s.recordOwnActivation(actx, t.ID, actor); err != nil {
 		return res, err
 	}
 	res.Activated = true
