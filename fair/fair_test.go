@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -617,24 +618,74 @@ func TestHeartbeatSizesPendingDepth(t *testing.T) {
 	}
 }
 
+// TestHostileTenantIDsNeverReachRedis: every call of the dispatcher that
+// takes a tenant id validates it before the id becomes part of a key (I20):
+// an invalid one is refused and sends Redis nothing.
 func TestHostileTenantIDsNeverReachRedis(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 1)
 	ctx := context.Background()
+	sent := &sentCommands{}
+	b.rdb.AddHook(sent)
 	for _, id := range []string{"", "tn_a}:x", "tn_a\tb", "../x", "tn_" + string(make([]byte, 500)), "x:{default}"} {
-		if _, err := b.d.Enqueue(ctx, id, fair.Policy{}, []fair.Task{task("tn_ok", 1)}); err == nil {
-			t.Errorf("Enqueue accepted tenant id %q", id)
-		}
-		if _, err := b.d.Hold(ctx, id, fair.Paused, q); err == nil {
-			t.Errorf("Hold accepted tenant id %q", id)
-		}
-		if _, err := b.d.Drain(ctx, id, q); err == nil {
-			t.Errorf("Drain accepted tenant id %q", id)
+		// Every call that takes a tenant id refuses it before it sends
+		// Redis anything (Parked answers "nothing parked").
+		for name, call := range map[string]func() error{
+			"Enqueue": func() error {
+				_, err := b.d.Enqueue(ctx, id, fair.Policy{}, []fair.Task{task("tn_ok", 1)})
+				return err
+			},
+			"Hold":  func() error { _, err := b.d.Hold(ctx, id, fair.Paused, q); return err },
+			"Drain": func() error { _, err := b.d.Drain(ctx, id, q); return err },
+			"Complete": func() error {
+				return b.d.Complete(ctx, q, []fair.Report{{Queue: q, TaskID: "invoice:pdf:x:1", TenantID: id, Type: "invoice:pdf", Cost: time.Millisecond}})
+			},
+			"SetPolicy": func() error { return b.d.SetPolicy(ctx, id, fair.Policy{Weight: 1}, q) },
+			"Park":      func() error { _, err := b.d.Park(ctx, q, "invoice:pdf:x:1", id, "invoice:pdf"); return err },
+			"ParkRun":   func() error { _, err := b.d.ParkRun(ctx, q, "invoice:pdf:x:1", id, "invoice:pdf", "1"); return err },
+			"Gate":      func() error { _, err := b.d.Gate(ctx, q, "invoice:pdf:x:1", id, "invoice:pdf"); return err },
+			"GateRun":   func() error { _, _, err := b.d.GateRun(ctx, q, "invoice:pdf:x:1", id, "invoice:pdf"); return err },
+			"Release":   func() error { _, err := b.d.Release(ctx, id, fair.Paused, q); return err },
+			"Forget":    func() error { return b.d.Forget(ctx, id, q) },
+			"Stats":     func() error { _, err := b.d.Stats(ctx, id, q); return err },
+			"Parked": func() error {
+				if _, found, err := b.d.Parked(ctx, id, "invoice:pdf:x:1", q); err != nil || found {
+					return fmt.Errorf("found %v, err %v", found, err)
+				}
+				return errors.New("nothing parked")
+			},
+		} {
+			before := sent.n.Load()
+			if err := call(); err == nil {
+				t.Errorf("%s accepted tenant id %.40q", name, id)
+			}
+			if n := sent.n.Load() - before; n != 0 {
+				t.Errorf("%s sent %d commands for tenant id %.40q, want none", name, n, id)
+			}
 		}
 	}
 	keys, err := b.rdb.Keys(ctx, "*").Result()
 	if err != nil || len(keys) != 0 {
 		t.Fatalf("keys after hostile calls: %v, %v", keys, err)
+	}
+}
+
+// sentCommands is a go-redis hook counting the commands a client sends.
+type sentCommands struct{ n atomic.Int64 }
+
+func (c *sentCommands) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (c *sentCommands) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		c.n.Add(1)
+		return next(ctx, cmd)
+	}
+}
+
+func (c *sentCommands) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		c.n.Add(int64(len(cmds)))
+		return next(ctx, cmds)
 	}
 }
 

@@ -120,4 +120,10 @@ func TestParkAndGateRefuseATypeWithATab(t *testing.T) {
 	if _, err := b.d.Park(ctx, q, "x:2", tn, "invoice:pdf\t0"); err == nil {
 		t.Error("Park accepted a type with a tab")
 	}
+	// Enqueue stores the type tab-separated in the waiting record.
+	tab := task(tn, 2)
+	tab.Message.Type = "invoice:pdf\t0"
+	if _, err := b.d.Enqueue(ctx, tn, fair.Policy{Weight: 1}, []fair.Task{tab}); err == nil {
+		t.Error("Enqueue accepted a type with a tab")
+	}
 }

@@ -3,6 +3,8 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +20,8 @@ import (
 func TestDatabaseSlotsBoundsOneDatabase(t *testing.T) {
 	t.Parallel()
 	release := make(chan struct{})
+	releaseAll := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(releaseAll) // a failed check leaves no task blocked
 	started := make(chan string, 10)
 	h := DatabaseSlots(2, 10*time.Millisecond)(asynq.HandlerFunc(func(ctx context.Context, _ *asynq.Task) error {
 		tn, _ := tenantctx.FromContext(ctx)
@@ -25,24 +29,39 @@ func TestDatabaseSlotsBoundsOneDatabase(t *testing.T) {
 		<-release
 		return nil
 	}))
+	// Each task is of a tenant of its own: the bound is the database's,
+	// not a tenant's.
+	n := 0
 	run := func(db string) chan error {
+		n++
 		done := make(chan error, 1)
-		ctx := tenantctx.WithTenant(context.Background(), tenantctx.Tenant{ID: "tn_x", Database: db})
+		ctx := tenantctx.WithTenant(context.Background(), tenantctx.Tenant{ID: fmt.Sprintf("tn_x%d", n), Database: db})
 		go func() { done <- h.ProcessTask(ctx, asynq.NewTask("invoice:pdf", nil)) }()
 		return done
 	}
-	first, second := run("second"), run("second")
-	<-started
-	<-started
-	err := <-run("second")
-	if !errors.Is(err, ErrDatabaseBusy) || IsFailure(err) {
-		t.Fatalf("third task of second: %v, want ErrDatabaseBusy, not a failure", err)
+	// runs starts a task of db that must run: it fails the test, instead
+	// of waiting for ever, when the task is turned away.
+	runs := func(db string) chan error {
+		t.Helper()
+		done := run(db)
+		select {
+		case <-started:
+		case err := <-done:
+			t.Fatalf("task of %s turned away: %v, want it running", db, err)
+		}
+		return done
 	}
-	others := []chan error{run("main"), run("main"), run("main"), run("third")}
-	for range others {
-		<-started
+	first, second := runs("second"), runs("second")
+	select {
+	case err := <-run("second"):
+		if !errors.Is(err, ErrDatabaseBusy) || IsFailure(err) {
+			t.Fatalf("third task of second: %v, want ErrDatabaseBusy, not a failure", err)
+		}
+	case <-started:
+		t.Fatal("third task of second ran, want it turned away with ErrDatabaseBusy")
 	}
-	close(release)
+	others := []chan error{runs("main"), runs("main"), runs("main"), runs("third")}
+	releaseAll()
 	for _, c := range append(others, first, second) {
 		if err := <-c; err != nil {
 			t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/invoicing/tenantworker/internal/tenancy"
 	"github.com/invoicing/tenantworker/internal/worker"
 	"github.com/invoicing/tenantworker/storage/memstore"
 	"github.com/invoicing/tenantworker/tasks"
@@ -37,7 +38,11 @@ func TestNewServeMux(t *testing.T) {
 	t.Parallel()
 	catalog := memstore.New()
 	tn := addTenant(t, catalog, "mux-co", tenantctx.StatusActive)
-	mux := worker.NewServeMux(&worker.Handlers{Catalog: catalog}, worker.MuxOptions{Logger: discardLogger()})
+	// The lifecycle service answers a tenant:destroy whose tenant is gone:
+	// with no erasure of it recorded, the task is archived as unknown.
+	enq, _ := newTestEnqueuer(t, newRedis(t))
+	h := &worker.Handlers{Catalog: catalog, Tenancy: tenancy.New(tenancy.Config{Catalog: catalog, Enqueuer: enq})}
+	mux := worker.NewServeMux(h, worker.MuxOptions{Logger: discardLogger()})
 	for _, p := range tasks.Types() {
 		typ := p.TypeName()
 		if _, pattern := mux.Handler(asynq.NewTask(typ, nil)); pattern != typ {
