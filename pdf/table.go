@@ -44,7 +44,8 @@ func (t *table) render() {
 	if len(t.d.inv.Lines) > 0 {
 		first = t.cells(t.d.inv.Lines[0])
 	}
-	firstH := rowHeight(t.split(first, false))
+	firstLines := t.split(first, false)
+	firstH := rowHeight(firstLines)
 	header := t.split(t.titles(), true)
 	// Keep the header with the first row: a row that does not fit under
 	// it moves to the next page, under a header of its own, and would
@@ -57,11 +58,10 @@ func (t *table) render() {
 	t.d.breakPage(rowHeight(header) + keep)
 	t.header()
 
-	if len(t.d.inv.Lines) == 0 {
-		t.row(first)
-		return
-	}
-	for _, l := range t.d.inv.Lines {
+	// The first row as measured above; the others as they come.
+	t.d.setFont(false, bodySize)
+	t.rowLines(firstLines)
+	for _, l := range t.d.inv.Lines[min(1, len(t.d.inv.Lines)):] {
 		if t.f.Err() {
 			return // canceled, or an error fpdf reports at the end
 		}
@@ -115,8 +115,13 @@ func (t *table) newPage() {
 // moves to the next one whole; a row taller than a whole page starts here
 // and continues, a page's worth of lines at a time, on the next pages.
 func (t *table) row(cells []string) {
+	t.rowLines(t.split(cells, false))
+}
+
+// rowLines draws a body row whose cells split has wrapped into lines,
+// with the body font set.
+func (t *table) rowLines(lines [][]string) {
 	f := t.f
-	lines := t.split(cells, false)
 	n := lineCount(lines)
 	if f.GetY()+rowHeight(lines) > contentLimit && rowHeight(lines) <= t.roomOnNewPage() {
 		t.newPage()
