@@ -7,6 +7,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -235,7 +236,7 @@ func (c *Copied) DropSource(ctx context.Context) error {
 		// once: rolling the source back would let that write commit into
 		// the old schema. The DROP runs in a savepoint instead (the tables
 		// stay locked), the transactions waiting for this one are
-		// cancelled, and the DROP runs again.
+		// cancelled, and once they stopped waiting, the DROP runs again.
 		for attempt := 0; ; attempt++ {
 			sp, err := c.src.Begin(ctx)
 			if err != nil {
@@ -255,9 +256,22 @@ func (c *Copied) DropSource(ctx context.Context) error {
 			if rerr := sp.Rollback(ctx); rerr != nil {
 				return errors.Join(err, rerr)
 			}
-			if _, cerr := c.src.Exec(ctx, `SELECT pg_catalog.pg_cancel_backend(a.pid) FROM pg_catalog.pg_stat_activity a
-				WHERE pg_catalog.pg_backend_pid() = ANY (pg_catalog.pg_blocking_pids(a.pid))`); cerr != nil {
+			rows, cerr := c.src.Query(ctx, `SELECT a.pid, pg_catalog.pg_cancel_backend(a.pid) FROM pg_catalog.pg_stat_activity a
+				WHERE pg_catalog.pg_backend_pid() = ANY (pg_catalog.pg_blocking_pids(a.pid))`)
+			var cancelled []int32
+			if cerr == nil {
+				cancelled, cerr = pgx.CollectRows(rows, func(row pgx.CollectableRow) (int32, error) {
+					var pid int32
+					var sent bool
+					err := row.Scan(&pid, &sent)
+					return pid, err
+				})
+			}
+			if cerr != nil {
 				return errors.Join(err, cerr)
+			}
+			if werr := c.waitUnblocked(ctx, cancelled); werr != nil {
+				return errors.Join(err, werr)
 			}
 		}
 		return c.src.Commit(ctx)
@@ -265,6 +279,37 @@ func (c *Copied) DropSource(ctx context.Context) error {
 	if err != nil {
 		_ = c.src.Rollback(context.WithoutCancel(ctx))
 		return fmt.Errorf("drop source schema %s: %w", c.schema, err)
+	}
+	return nil
+}
+
+// cancelWait bounds how long DropSource waits for the backends it
+// cancelled to stop waiting for the source's transaction.
+const cancelWait = 5 * time.Second
+
+// waitUnblocked waits until none of the backends pids, which DropSource
+// cancelled, waits for the source's transaction any more, or cancelWait
+// has passed. A cancellation is a signal the backend acts on when it next
+// runs: on a busy server the DROP, tried again at once, met the same
+// waiting write again, ten times over, and gave up on a deadlock that the
+// cancellation was about to end.
+func (c *Copied) waitUnblocked(ctx context.Context, pids []int32) error {
+	deadline := time.Now().Add(cancelWait)
+	for len(pids) > 0 {
+		var waiting bool
+		if err := c.src.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_catalog.pg_stat_activity a
+			WHERE a.pid = ANY ($1) AND pg_catalog.pg_backend_pid() = ANY (pg_catalog.pg_blocking_pids(a.pid)))`,
+			pids).Scan(&waiting); err != nil {
+			return fmt.Errorf("wait for the cancelled writes: %w", err)
+		}
+		if !waiting || time.Now().After(deadline) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for the cancelled writes: %w", ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
 	}
 	return nil
 }
