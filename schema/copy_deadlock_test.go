@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/invoicing/tenantworker/internal/testenv"
 )
 
@@ -21,46 +23,13 @@ import (
 func TestDropSourceDeadlockFailsTheWaitedWrite(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	src, _ := newTestPool(t, testenv.Postgres(t), 0, nil)
-	dst, _ := newTestPool(t, testenv.Postgres(t), 0, nil)
-	migrateTenant(t, src, "tenant_acme")
-
-	// The application's transaction reads first.
-	app, err := src.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer app.Rollback(ctx)
-	var n int
-	if err := app.QueryRow(ctx, "SELECT count(*) FROM tenant_acme.customers").Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-
-	c, err := BeginCopy(ctx, src, dst, "tenant_acme")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Then it writes: the write waits for the copy.
-	wrote := make(chan error, 1)
-	go func() {
-		_, err := app.Exec(ctx, "INSERT INTO tenant_acme.customers (name, email) VALUES ('written after the switch', 'lost@example.com')")
-		if err == nil {
-			err = app.Commit(ctx)
-		}
-		wrote <- err
-	}()
-	testenv.WaitFor(t, 30*time.Second, "the write to wait for the copy", func() bool {
-		var waiting bool
-		err := src.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
-			WHERE c.relname = 'customers' AND NOT l.granted)`).Scan(&waiting)
-		return err == nil && waiting
-	})
+	w := startWaitedWrite(t, "tenant_acme", "written after the switch")
 	// The switch happened; the source goes.
-	derr := c.DropSource(ctx)
-	werr := <-wrote
+	derr := w.copied.DropSource(ctx)
+	werr := <-w.wrote
 	var inSource, inCopy int
-	_ = src.QueryRow(ctx, "SELECT count(*) FROM tenant_acme.customers WHERE name = 'written after the switch'").Scan(&inSource)
-	_ = dst.QueryRow(ctx, "SELECT count(*) FROM tenant_acme.customers WHERE name = 'written after the switch'").Scan(&inCopy)
+	_ = w.src.QueryRow(ctx, "SELECT count(*) FROM tenant_acme.customers WHERE name = 'written after the switch'").Scan(&inSource)
+	_ = w.dst.QueryRow(ctx, "SELECT count(*) FROM tenant_acme.customers WHERE name = 'written after the switch'").Scan(&inCopy)
 	if derr != nil || werr == nil {
 		t.Errorf("DropSource: %v; the write that waited for the copy: committed %v (err %v), %d rows of it in the source, %d in the copy; "+
 			"want the source dropped and the write failed", derr, werr == nil, werr, inSource, inCopy)
@@ -76,47 +45,13 @@ func TestDropSourceDeadlockFailsTheWaitedWrite(t *testing.T) {
 func TestDropSourceWaitsForTheCancelledWrite(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	src, _ := newTestPool(t, testenv.Postgres(t), 0, nil)
-	dst, _ := newTestPool(t, testenv.Postgres(t), 0, nil)
-	migrateTenant(t, src, "tenant_slow")
-
-	app, err := src.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer app.Rollback(ctx)
-	var pid int
-	if err := app.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
-		t.Fatal(err)
-	}
-	var n int
-	if err := app.QueryRow(ctx, "SELECT count(*) FROM tenant_slow.customers").Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	c, err := BeginCopy(ctx, src, dst, "tenant_slow")
-	if err != nil {
-		t.Fatal(err)
-	}
-	wrote := make(chan error, 1)
-	go func() {
-		_, err := app.Exec(ctx, "INSERT INTO tenant_slow.customers (name, email) VALUES ('late', 'late@example.com')")
-		if err == nil {
-			err = app.Commit(ctx)
-		}
-		wrote <- err
-	}()
-	testenv.WaitFor(t, 30*time.Second, "the write to wait for the copy", func() bool {
-		var waiting bool
-		err := src.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
-			WHERE c.relname = 'customers' AND c.relnamespace = 'tenant_slow'::regnamespace AND NOT l.granted)`).Scan(&waiting)
-		return err == nil && waiting
-	})
-	backend, err := os.FindProcess(pid)
+	w := startWaitedWrite(t, "tenant_slow", "late")
+	backend, err := os.FindProcess(w.pid)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := backend.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatalf("stop the write's backend %d: %v", pid, err)
+		t.Fatalf("stop the write's backend %d: %v", w.pid, err)
 	}
 	resumed := make(chan struct{})
 	go func() {
@@ -126,9 +61,64 @@ func TestDropSourceWaitsForTheCancelledWrite(t *testing.T) {
 	}()
 	t.Cleanup(func() { <-resumed })
 
-	derr := c.DropSource(ctx)
-	werr := <-wrote
+	derr := w.copied.DropSource(ctx)
+	werr := <-w.wrote
 	if derr != nil || werr == nil {
 		t.Errorf("DropSource: %v; the write: committed %v (err %v); want the source dropped and the write failed", derr, werr == nil, werr)
 	}
+}
+
+// waitedWrite is a tenant's schema being copied and a transaction of the
+// application that read one of its tables before the copy and then wrote
+// it: the write waits for the copy's lock (startWaitedWrite).
+type waitedWrite struct {
+	src, dst *pgxpool.Pool
+	copied   *Copied
+	pid      int          // the application transaction's backend
+	wrote    <-chan error // the write's and its commit's outcome
+}
+
+// startWaitedWrite migrates schemaName on a source database, begins the
+// application's transaction (a read of customers), copies the schema to a
+// second database, and starts the write of a customer named name, which
+// waits for the copy; it returns once the write waits.
+func startWaitedWrite(t *testing.T, schemaName, name string) waitedWrite {
+	t.Helper()
+	ctx := context.Background()
+	w := waitedWrite{}
+	w.src, _ = newTestPool(t, testenv.Postgres(t), 0, nil)
+	w.dst, _ = newTestPool(t, testenv.Postgres(t), 0, nil)
+	migrateTenant(t, w.src, schemaName)
+
+	app, err := w.src.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = app.Rollback(ctx) })
+	if err := app.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&w.pid); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := app.QueryRow(ctx, "SELECT count(*) FROM "+schemaName+".customers").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if w.copied, err = BeginCopy(ctx, w.src, w.dst, schemaName); err != nil {
+		t.Fatal(err)
+	}
+	wrote := make(chan error, 1)
+	w.wrote = wrote
+	go func() {
+		_, err := app.Exec(ctx, "INSERT INTO "+schemaName+".customers (name, email) VALUES ($1, 'lost@example.com')", name)
+		if err == nil {
+			err = app.Commit(ctx)
+		}
+		wrote <- err
+	}()
+	testenv.WaitFor(t, 30*time.Second, "the write to wait for the copy", func() bool {
+		var waiting bool
+		err := w.src.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+			WHERE c.relname = 'customers' AND c.relnamespace = $1::regnamespace AND NOT l.granted)`, schemaName).Scan(&waiting)
+		return err == nil && waiting
+	})
+	return w
 }
