@@ -117,6 +117,16 @@ type IdleWaiter struct {
 	lookGen uint64
 	// stats counts what IdleStats reports.
 	stats IdleStats
+
+	// follow says rdb reaches one server at a time (not a Redis
+	// Cluster), so a connection it dials to another address than the
+	// subscription's means the server moved (a Sentinel failover); subAddr
+	// is the subscription's address, sub the subscription, and moved that
+	// follow closed it for that reason.
+	follow  bool
+	subAddr string
+	sub     *redis.PubSub
+	moved   bool
 }
 
 // IdleStats counts what an IdleWaiter did since it was made.
@@ -166,6 +176,8 @@ func NewIdleWaiter(rdb redis.UniversalClient, queues []string, opts IdleOptions)
 		woke:      make(chan struct{}),
 		empty:     make(map[string]bool, len(queues)),
 	}
+	_, cluster := rdb.(*redis.ClusterClient)
+	w.follow = !cluster
 	if w.recheck <= 0 {
 		w.recheck = DefaultIdleRecheck
 	}
@@ -204,6 +216,11 @@ func (w *IdleWaiter) Run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		if w.takeMoved() {
+			// Subscribe again at once, to the server the client's other
+			// connections now reach.
+			continue
+		}
 		if !lost {
 			lost = true
 			w.logger.Warn("fair dispatch: lost the subscription to work announcements; idle workers poll until it is back",
@@ -227,14 +244,23 @@ func (w *IdleWaiter) shut() {
 // listen holds one subscription until it fails or ctx is done. lost says
 // the previous one failed (logged); listen logs when it is back.
 func (w *IdleWaiter) listen(ctx context.Context, lost *bool) error {
-	ps := w.rdb.Subscribe(ctx, w.channels...)
+	// The dial that Subscribe makes carries the mark, so that the hook
+	// learns the subscription's address (followDial).
+	ps := w.rdb.Subscribe(context.WithValue(ctx, subscriptionDial{}, w), w.channels...)
+	w.mu.Lock()
+	w.sub = ps
+	w.mu.Unlock()
 	// go-redis reads without watching ctx: closing the subscription ends a
 	// read at once.
 	stop := context.AfterFunc(ctx, func() { _ = ps.Close() })
 	defer func() {
 		stop()
+		w.mu.Lock()
+		w.sub, w.subAddr = nil, ""
+		w.mu.Unlock()
 		_ = ps.Close()
 	}()
+	ctx = context.WithValue(ctx, subscriptionDial{}, w)
 	pinged := false
 	for {
 		msg, err := ps.ReceiveTimeout(ctx, idlePing)
@@ -304,7 +330,63 @@ func (w *IdleWaiter) Hook() redis.Hook { return idleHook{w} }
 
 type idleHook struct{ w *IdleWaiter }
 
-func (h idleHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+// DialHook lets the waiter follow its Redis server when the client's
+// connections move to another address (see followDial).
+func (h idleHook) DialHook(next redis.DialHook) redis.DialHook {
+	if !h.w.follow {
+		return next
+	}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := next(ctx, network, addr)
+		if err == nil {
+			h.w.followDial(ctx, conn.RemoteAddr().String())
+		}
+		return conn, err
+	}
+}
+
+// subscriptionDial marks the ctx of the subscription's own calls, so that
+// followDial tells its dial from the client's others.
+type subscriptionDial struct{}
+
+// followDial notes a connection the client dialed to remote. The
+// subscription's own dial gives its address; another dial to a different
+// address means the client now reaches another server: after a Sentinel
+// failover go-redis dials the new master and closes its pooled
+// connections to the old one, but not the subscription, which the old
+// master, still up, would keep (it drops its subscribers only when the
+// Sentinel makes it a replica, about 10 s later), so announcements on the
+// new master would go unheard until then. The waiter then closes the
+// subscription, and Run subscribes again at once, on the new master.
+func (w *IdleWaiter) followDial(ctx context.Context, remote string) {
+	w.mu.Lock()
+	if ctx.Value(subscriptionDial{}) == w {
+		w.subAddr = remote
+		w.mu.Unlock()
+		return
+	}
+	ps := w.sub
+	if ps == nil || w.subAddr == "" || w.subAddr == remote || w.moved {
+		w.mu.Unlock()
+		return
+	}
+	from := w.subAddr
+	w.moved = true
+	w.mu.Unlock()
+	w.logger.Info("fair dispatch: the Redis server moved; subscribing to work announcements on the new one",
+		slog.String("from", from), slog.String("to", remote))
+	_ = ps.Close()
+}
+
+// takeMoved reports whether followDial ended the last subscription, and
+// clears that.
+func (w *IdleWaiter) takeMoved() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	m := w.moved
+	w.moved = false
+	return m
+}
 
 func (h idleHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return next

@@ -277,14 +277,15 @@ func testRedisSentinelFailover(t *testing.T, stopMaster bool) {
 	if role, err := nc.Do(ctx, "ROLE").Slice(); err != nil || role[0] != "master" {
 		t.Fatalf("ROLE of the promoted replica: %v, %v", role, err)
 	}
-	// The wake-up subscription follows too, later: go-redis's switch
-	// closes the old master's pooled connections but not subscriptions;
-	// the old master drops its subscribers when the Sentinel makes it a
-	// replica (about 10 s after SENTINEL FAILOVER), and the waiter
-	// subscribes again, on the new master. Meanwhile idle workers find
-	// work at IDLE_RECHECK_INTERVAL.
-	subStart := time.Now()
-	waitFor(t, "the idle waiter to subscribe on the new master", func() error {
+	// The wake-up subscription follows too: go-redis's switch closes the
+	// old master's pooled connections but not subscriptions, and the old
+	// master, still up after SENTINEL FAILOVER, drops its subscribers only
+	// when the Sentinel makes it a replica, about 10 s later; until then
+	// announcements on the new master would go unheard and idle workers
+	// would find work only at IDLE_RECHECK_INTERVAL. The waiter sees the
+	// client dial the new master and subscribes there at once: well within
+	// 5 s of the client's switch, however busy the machine.
+	waitWithin(t, 5*time.Second, promoted, "the idle waiter to subscribe on the new master", func() error {
 		ch := fair.WakeChannel(tasks.QueueDefault)
 		n, err := nc.PubSubNumSub(ctx, ch).Result()
 		if err != nil {
@@ -295,5 +296,31 @@ func testRedisSentinelFailover(t *testing.T, stopMaster bool) {
 		}
 		return nil
 	})
-	t.Logf("the idle waiter subscribed on the new master %.1fs after the switch", time.Since(subStart).Seconds())
+	t.Logf("the idle waiter subscribed on the new master %.1fs after the client's switch", time.Since(promoted).Seconds())
+	// An announcement published on the new master now wakes the waiter.
+	woken := waiter.Stats().Woken
+	waitWithin(t, 5*time.Second, time.Now(), "an announcement on the new master to wake the waiter", func() error {
+		if err := nc.Publish(ctx, fair.WakeChannel(tasks.QueueDefault), "").Err(); err != nil {
+			return err
+		}
+		if got := waiter.Stats().Woken; got == woken {
+			return fmt.Errorf("woken %d times, as before the announcement", got)
+		}
+		return nil
+	})
+}
+
+// waitWithin waits for cond as waitFor does, and fails once limit has
+// passed since start: for what must happen promptly, not eventually.
+func waitWithin(t *testing.T, limit time.Duration, start time.Time, what string, cond func() error) {
+	t.Helper()
+	var err error
+	for ; ; time.Sleep(50 * time.Millisecond) {
+		if err = cond(); err == nil {
+			return
+		}
+		if time.Since(start) > limit {
+			t.Fatalf("waiting for %s: not within %v: %v", what, limit, err)
+		}
+	}
 }
