@@ -845,7 +845,9 @@ type Drained struct {
 	Parked int `json:"parked"`
 	// Retrying were in asynq's retry set, waiting for their next attempt
 	// after a failed one, or in its pending list once due (asynq's
-	// forwarder moved them there), not yet taken by a worker.
+	// forwarder moved them there, from its retry or its scheduled set),
+	// not yet taken by a worker. The retry of a task that was running when
+	// the drain began is not one of them: it stays.
 	Retrying int `json:"retrying"`
 	// Scheduled were in asynq's scheduled set, waiting for their time.
 	Scheduled int `json:"scheduled"`
@@ -868,9 +870,13 @@ func (d Drained) Total() int {
 // of drainStep tasks: tasks enqueued meanwhile, and tasks a hold or
 // release puts back into the backlog between its steps, stay (drains of
 // one tenant running at once share the work). Then it goes through the
-// queue's retry and scheduled sets, drainScan members per script call
-// (see unscheduleScript): a task that fails while it does may be
-// discarded or stay.
+// queue's scheduled and retry sets and its pending list, in that order,
+// drainScan members per script call (see unscheduleScript): asynq's
+// forwarder moves waiting tasks from either set into the pending list
+// only, so a task that waited in asynq when the drain began is discarded
+// wherever the forwarder moves it meanwhile (unless a worker takes it
+// first: it runs). A task asynq held as active when the drain began was
+// running: should its attempt fail meanwhile, its retry stays.
 func (d *Dispatcher) Drain(ctx context.Context, tenantID string, queues ...string) (Drained, error) {
 	var out Drained
 	if err := checkTenant(tenantID); err != nil {
@@ -879,10 +885,20 @@ func (d *Dispatcher) Drain(ctx context.Context, tenantID string, queues ...strin
 	var tok [8]byte
 	_, _ = rand.Read(tok[:]) // never fails (crypto/rand)
 	token := hex.EncodeToString(tok[:])
+	var stems []string
+	if d.cfg.TaskIDs != nil {
+		stems = d.cfg.TaskIDs(tenantID)
+	}
 	// step runs one drain step in q; it returns whether the drain's list
 	// still holds tasks.
 	step := func(q, first string) (more bool, err error) {
-		res, err := drainScript.Run(ctx, d.rdb, keys(q), append(d.common(5), tenantID, drainStep, first, token, drainedFor.Milliseconds())...).Slice()
+		args := append(d.common(5+len(stems)), tenantID, drainStep, first, token, drainedFor.Milliseconds())
+		if first == "1" {
+			for _, s := range stems {
+				args = append(args, s)
+			}
+		}
+		res, err := drainScript.Run(ctx, d.rdb, keys(q), args...).Slice()
 		if err != nil {
 			return false, fmt.Errorf("fair: drain tenant %s in %s: %w", tenantID, q, err)
 		}
@@ -907,22 +923,23 @@ func (d *Dispatcher) Drain(ctx context.Context, tenantID string, queues ...strin
 		if err != nil {
 			return out, err
 		}
-		if d.cfg.TaskIDs == nil {
-			continue
-		}
-		stems := d.cfg.TaskIDs(tenantID)
 		if len(stems) == 0 {
 			continue
 		}
+		// The sets a waiting task leaves before the list it goes to.
+		ran := "drr:" + tenantID + ":" + token
 		for _, set := range []struct {
 			name string
 			n    *int
-		}{{"retry", &out.Retrying}, {"pending", &out.Retrying}, {"scheduled", &out.Scheduled}} {
-			n, err := d.unschedule(ctx, q, set.name, stems)
+		}{{"scheduled", &out.Scheduled}, {"retry", &out.Retrying}, {"pending", &out.Retrying}} {
+			n, err := d.unschedule(ctx, q, set.name, ran, stems)
 			*set.n += n
 			if err != nil {
 				return out, fmt.Errorf("fair: drain tenant %s in %s: %s: %w", tenantID, q, set.name, err)
 			}
+		}
+		if err := d.rdb.Del(ctx, keys(q)[0]+ran).Err(); err != nil {
+			return out, fmt.Errorf("fair: drain tenant %s in %s: %w", tenantID, q, err)
 		}
 	}
 	return out, nil
@@ -935,16 +952,18 @@ const drainScan = 1000
 
 // unschedule deletes the tasks whose ids have one of stems from asynq's
 // set ("retry" or "scheduled") of queue q, or, with "pending", those of
-// its pending list that no admission put there (retries asynq's forwarder
-// moved there when they came due), the whole set or list scanned
-// drainScan members per script call, and returns how many it deleted.
-func (d *Dispatcher) unschedule(ctx context.Context, q, set string, stems []string) (int, error) {
+// its pending list that no admission put there (retries and scheduled
+// tasks asynq's forwarder moved there when they came due), the whole set
+// or list scanned drainScan members per script call, and returns how many
+// it deleted. It leaves the tasks in ran (the drain's key under the
+// queue's prefix of the tasks asynq held as active when it began).
+func (d *Dispatcher) unschedule(ctx context.Context, q, set, ran string, stems []string) (int, error) {
 	script := unscheduleScript
 	if set == "pending" {
 		script = unpendScript
 	}
-	args := make([]any, 0, 3+len(stems))
-	args = append(args, set, "0", drainScan)
+	args := make([]any, 0, 4+len(stems))
+	args = append(args, set, "0", drainScan, ran)
 	for _, s := range stems {
 		args = append(args, s)
 	}

@@ -1,6 +1,10 @@
 package fair
 
-import "github.com/redis/go-redis/v9"
+import (
+	"strconv"
+
+	"github.com/redis/go-redis/v9"
+)
 
 // Every script runs on the keys of one asynq queue. KEYS[1] is the
 // dispatcher's key prefix of the queue ("fair:{default}:") and KEYS[2]
@@ -58,6 +62,8 @@ import "github.com/redis/go-redis/v9"
 //	P..'dr:'..tenant ZSET token -> sequence number (P..'drseq') of the tenant's drains under way;
 //	                 P..'dr:'..tenant..':'..token LIST the task ids that waited in its backlog when that drain
 //	                 began, not discarded yet (see drainPrelude)
+//	P..'drr:'..tenant..':'..token SET the tenant's task ids asynq held as active when that drain began: their
+//	                 retries stay (see drainScript; expires after an hour, Dispatcher.Drain deletes it)
 //	P..'cost'        HASH type -> measured cost EWMA over all tenants (us); '*' -> over the queue
 //	P..'depth'       ZSET tenant -> waiting tasks (top-K metrics)
 //	P..'workers'     ZSET worker id -> heartbeat expiry (ms); P..'conc' HASH worker id -> concurrency; P..'cap' STRING their sum
@@ -1637,7 +1643,16 @@ end
 //	ARGV[10] tenant, ARGV[11] most waiting tasks to discard, ARGV[12] "1"
 //	on the first call (the backlog is set aside, the admitted and parked
 //	tasks go), ARGV[13] the drain's token (unique per Dispatcher.Drain),
-//	ARGV[14] how long a discarded task's mark in P..'drained' lasts (ms).
+//	ARGV[14] how long a discarded task's mark in P..'drained' lasts (ms),
+//	ARGV[15..] on the first call, the tenant's task id stems when the drain
+//	then goes through asynq's sets (Config.TaskIDs; see unscheduleScript).
+//
+// With the stems, the first call also records which of the tenant's tasks
+// asynq holds as active (its active list, as long as the running attempts
+// of every worker of the queue) in P..'drr:'..tenant..':'..token: those
+// are running, not waiting, and should one's attempt fail while the drain
+// goes through asynq's sets, its retry stays, wherever the drain's scan
+// is when asynq moves it into the retry set.
 //
 // A parked task whose worker is still handing it back (asynq holds it as
 // active) is discarded and counted, and marked in P..'drained': should the
@@ -1668,12 +1683,19 @@ end
 // it discarded, what is left in the lists it works through, and what the
 // room it made admitted (other tenants' tasks, or the tenant's own after
 // its last step).
-var drainScript = redis.NewScript(prelude + drainPrelude + `
+var drainScript = redis.NewScript(prelude + drainPrelude + ownedPrelude(15) + `
 local t, limit, tok = ARGV[10], tonumber(ARGV[11]), ARGV[13]
 local b = P .. 'b:' .. t
 local drains = P .. 'dr:' .. t
 local admitted, parked = 0, 0
 if ARGV[12] == '1' then
+  if #stems > 0 then
+    local ran = P .. 'drr:' .. t .. ':' .. tok
+    for _, id in ipairs(redis.call('LRANGE', A .. 'active', 0, -1)) do
+      if owned(id) then redis.call('SADD', ran, id) end
+    end
+    redis.call('PEXPIRE', ran, 3600000)
+  end
   if redis.call('EXISTS', b) == 1 then redis.call('RENAME', b, drainList(t, tok)) end
   redis.call('ZADD', drains, redis.call('INCR', P .. 'drseq'), tok)
   for _, id in ipairs(redis.call('SMEMBERS', P .. 'run:' .. t)) do
@@ -1853,17 +1875,29 @@ redis.call('ZREM', P .. 'lost', t)
 return 1
 `)
 
-// ownedPrelude defines owned(id) for unscheduleScript and unpendScript:
-// whether task id is the drained tenant's, that is one of the stems in
-// ARGV[4..] or starts with one and ':'.
-const ownedPrelude = `
+// ownedPrelude defines owned(id) for drainScript, unscheduleScript and
+// unpendScript: whether task id is the drained tenant's, that is one of
+// the stems in ARGV[from..] or starts with one and ':'.
+func ownedPrelude(from int) string {
+	return `
 local stems = {}
-for i = 4, #ARGV do stems[#stems + 1] = ARGV[i] end
+for i = ` + strconv.Itoa(from) + `, #ARGV do stems[#stems + 1] = ARGV[i] end
 local function owned(id)
   for _, s in ipairs(stems) do
     if id == s or (string.sub(id, 1, #s + 1) == s .. ':') then return true end
   end
   return false
+end
+`
+}
+
+// scanPrelude is what unscheduleScript and unpendScript add to
+// ownedPrelude: ranAtStart(id), whether asynq held task id as active when
+// the drain began (ARGV[4], the drain's P..'drr:' key under P, empty for
+// none): such a task's retry is not one that waited, and stays.
+const scanPrelude = `
+local function ranAtStart(id)
+  return ARGV[4] ~= '' and redis.call('SISMEMBER', KEYS[1] .. ARGV[4], id) == 1
 end
 `
 
@@ -1876,23 +1910,28 @@ end
 // all go in this call, so a task is deleted whole or not at all. A
 // task's tenant is known by its id: a stem of ARGV[4..] (the id, or the
 // id's start followed by ':'). The scan is O(size of the set) over all
-// the calls, whoever's tasks it holds; a member added or deleted between
-// calls may be seen or not (ZSCAN's guarantee), so a task that fails
-// during the drain may stay.
+// the calls, whoever's tasks it holds. A member that stays in the set
+// from the first call to the last is seen (ZSCAN's guarantee); one added
+// meanwhile may be seen or not, which is why it leaves the tasks asynq
+// held as active when the drain began (ranAtStart): a retry of theirs is
+// kept whenever their attempt fails. A member that leaves the set
+// meanwhile went to the pending list (asynq's forwarder), which the drain
+// scans after both sets (Dispatcher.Drain).
 //
 //	ARGV[1] 'retry' or 'scheduled' (the set, and the state asynq records
 //	for its tasks), ARGV[2] the cursor, ARGV[3] the members per call,
-//	ARGV[4..] the tenant's task id stems.
+//	ARGV[4] the drain's set of the tasks running when it began (see
+//	scanPrelude), ARGV[5..] the tenant's task id stems.
 //
 // It returns {next cursor ('0': done), tasks deleted}.
-var unscheduleScript = redis.NewScript(ownedPrelude + `
+var unscheduleScript = redis.NewScript(ownedPrelude(5) + scanPrelude + `
 local A, set = KEYS[2], ARGV[1]
 local zset = A .. set
 local res = redis.call('ZSCAN', zset, ARGV[2], 'COUNT', tonumber(ARGV[3]))
 local members, n = res[2], 0
 for i = 1, #members, 2 do
   local id = members[i]
-  if owned(id) then
+  if owned(id) and not ranAtStart(id) then
     local key = A .. 't:' .. id
     local f = redis.call('HMGET', key, 'state', 'unique_key')
     if f[1] == set then
@@ -1916,23 +1955,27 @@ return { res[1], n }
 // which a worker would take past admission (the gate lets it run while
 // the tenant's running cap has room). Admitted tasks are not touched
 // (drainScript discards those that waited when the drain began; others
-// were enqueued after it). Tasks pushed at the head between calls are
-// not looked at (they shift the list: tasks already seen are looked at
-// again), so a retry asynq forwards while the scan runs may stay; a task
-// deleted by another script before the index may make the scan skip one.
+// were enqueued after it), nor the tasks asynq held as active when the
+// drain began (ranAtStart: a retry of theirs stays). The drain scans the
+// list after asynq's retry and scheduled sets, so a task that waited in
+// either when it began and that asynq's forwarder moved here is looked
+// at: tasks pushed at the head between calls shift the list (tasks
+// already seen are looked at again), and a task deleted by another script
+// before the index may make the scan skip one.
 //
 //	ARGV[1] unused, ARGV[2] the index, ARGV[3] the tasks per call,
-//	ARGV[4..] the tenant's task id stems (see unscheduleScript).
+//	ARGV[4] the drain's set of the tasks running when it began, ARGV[5..]
+//	the tenant's task id stems (see unscheduleScript).
 //
 // It returns {next index, tasks deleted, 1 when the list's end was reached}.
-var unpendScript = redis.NewScript(ownedPrelude + `
+var unpendScript = redis.NewScript(ownedPrelude(5) + scanPrelude + `
 local P, A = KEYS[1], KEYS[2]
 local l = A .. 'pending'
 local from, count = tonumber(ARGV[2]), tonumber(ARGV[3])
 local ids = redis.call('LRANGE', l, from, from + count - 1)
 local n = 0
 for _, id in ipairs(ids) do
-  if owned(id) and redis.call('HEXISTS', P .. 'adm', id) == 0 then
+  if owned(id) and not ranAtStart(id) and redis.call('HEXISTS', P .. 'adm', id) == 0 then
     local key = A .. 't:' .. id
     local f = redis.call('HMGET', key, 'state', 'unique_key')
     if f[1] == 'pending' then
