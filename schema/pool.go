@@ -227,6 +227,30 @@ func ConfigurePool(cfg *pgxpool.Config, logger *slog.Logger) {
 		return nil
 	}
 
+	// The ctx of each acquire is kept with the connection until its
+	// release, so that what the release logs carries the holder's
+	// attributes (a task's tenant_id, task_id, task_type), which pgx's
+	// AfterRelease, having no ctx, cannot give.
+	prevPrepare := cfg.PrepareConn
+	if prevPrepare == nil && cfg.BeforeAcquire != nil {
+		// pgx ignores BeforeAcquire once PrepareConn is set: keep it.
+		before := cfg.BeforeAcquire
+		prevPrepare = func(ctx context.Context, conn *pgx.Conn) (bool, error) { return before(ctx, conn), nil }
+	}
+	cfg.PrepareConn = func(ctx context.Context, conn *pgx.Conn) (bool, error) {
+		if prevPrepare != nil {
+			if ok, err := prevPrepare(ctx, conn); !ok || err != nil {
+				return ok, err
+			}
+		}
+		if st, ok := stateOf(conn); ok {
+			st.mu.Lock()
+			st.holder = ctx
+			st.mu.Unlock()
+		}
+		return true, nil
+	}
+
 	prevAfterRelease := cfg.AfterRelease
 	cfg.AfterRelease = func(conn *pgx.Conn) bool {
 		if prevAfterRelease != nil && !prevAfterRelease(conn) {
@@ -257,6 +281,9 @@ type connState struct {
 	// goroutine released it, so the mutex only guards the hand-over.
 	mu       sync.Mutex
 	verified bool
+	// holder is the ctx of the acquire that holds the connection, for the
+	// attributes of what its release logs; nil when none does.
+	holder context.Context
 }
 
 // conns maps each live *pgx.Conn of a configured pool to its state: added
@@ -308,12 +335,33 @@ func takeVerified(conn *pgx.Conn) bool {
 	return v
 }
 
-// afterRelease decides whether a released connection goes back to the pool.
+// takeHolder returns the ctx of the acquire that held conn (for its
+// values only: it may be done by now), or context.Background(), and
+// forgets it.
+func takeHolder(conn *pgx.Conn) context.Context {
+	st, ok := stateOf(conn)
+	if !ok {
+		return context.Background()
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	h := st.holder
+	st.holder = nil
+	if h == nil {
+		return context.Background()
+	}
+	return h
+}
+
+// afterRelease decides whether a released connection goes back to the
+// pool. What it logs carries the attributes of the ctx that held the
+// connection (a logger built on internal/logctx adds a task's).
 func afterRelease(conn *pgx.Conn, logger *slog.Logger) bool {
+	holder := takeHolder(conn)
 	pc := conn.PgConn()
 	if conn.IsClosed() || pc.IsBusy() || pc.TxStatus() != 'I' {
 		takeVerified(conn)
-		logger.Warn("schema: destroying released connection that is not idle",
+		logger.WarnContext(holder, "schema: destroying released connection that is not idle",
 			slog.String("tx_status", string(pc.TxStatus())), slog.Bool("closed", conn.IsClosed()))
 		return false
 	}
@@ -323,7 +371,7 @@ func afterRelease(conn *pgx.Conn, logger *slog.Logger) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), verifyTimeout)
 	defer cancel()
 	if _, err := verifyClean(ctx, conn); err != nil {
-		logger.Warn("schema: destroying released connection that could not be proven clean",
+		logger.WarnContext(holder, "schema: destroying released connection that could not be proven clean",
 			slog.String("error", err.Error()))
 		return false
 	}

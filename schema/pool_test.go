@@ -3,10 +3,14 @@ package schema
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/tenantctx"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -366,5 +370,72 @@ func TestConfigurePoolBoundsConnecting(t *testing.T) {
 		if got := cfg.ConnConfig.ConnectTimeout; got != want {
 			t.Errorf("%s: ConnectTimeout %v, want %v", url, got, want)
 		}
+	}
+}
+
+// ctxRecorder is a slog handler that keeps, for each record, the message
+// and the holderKey value of the ctx it was logged with.
+type ctxRecorder struct {
+	mu   sync.Mutex
+	seen []string
+}
+
+type holderKey struct{}
+
+func (h *ctxRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (h *ctxRecorder) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *ctxRecorder) WithGroup(string) slog.Handler            { return h }
+func (h *ctxRecorder) Handle(ctx context.Context, r slog.Record) error {
+	v, _ := ctx.Value(holderKey{}).(string)
+	h.mu.Lock()
+	h.seen = append(h.seen, r.Message+" holder="+v)
+	h.mu.Unlock()
+	return nil
+}
+
+// What the pool logs when it destroys a released connection is logged
+// with the ctx that acquired the connection, so a logger that reads a
+// task's attributes from the ctx (internal/logctx) names the task whose
+// code left the connection dirty; pgx's AfterRelease has no ctx of its
+// own. A connection acquired by another ctx afterwards logs with that one.
+func TestReleaseWarningCarriesTheHolderCtx(t *testing.T) {
+	t.Parallel()
+	url := testenv.Postgres(t)
+	rec := &ctxRecorder{}
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = 1
+	ConfigurePool(cfg, slog.New(rec))
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	for _, holder := range []string{"task-1", "task-2"} {
+		ctx := context.WithValue(context.Background(), holderKey{}, holder)
+		c, err := pool.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Exec(ctx, "SET search_path = public"); err != nil {
+			t.Fatal(err)
+		}
+		c.Release()
+	}
+	// A clean release logs nothing, and a later warning does not reuse a
+	// holder's ctx.
+	if err := pool.QueryRow(context.Background(), "SELECT 1").Scan(new(int)); err != nil {
+		t.Fatal(err)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	want := []string{
+		"schema: destroying released connection that could not be proven clean holder=task-1",
+		"schema: destroying released connection that could not be proven clean holder=task-2",
+	}
+	if !slices.Equal(rec.seen, want) {
+		t.Errorf("logged %q, want %q", rec.seen, want)
 	}
 }
