@@ -23,6 +23,39 @@ func (c *Cache) IssueAPIKey(ctx context.Context, tenantID string) (APIKey, strin
 	return k, key, nil
 }
 
+// StoreAPIKey is IssueAPIKey with a key the caller made: it stores the
+// key in the backend, then drops any cached "not found" for it (best
+// effort, as for IssueAPIKey).
+func (c *Cache) StoreAPIKey(ctx context.Context, tenantID, key string) (APIKey, error) {
+	if err := tenantctx.ValidateID(tenantID); err != nil {
+		return APIKey{}, fmt.Errorf("create api key: %w: %w", ErrNotFound, err)
+	}
+	k, err := c.backend.StoreAPIKey(ctx, tenantID, key)
+	if err != nil {
+		return APIKey{}, err
+	}
+	_ = c.invalidate(ctx, []string{cacheKindAPIKey + HashAPIKey(key)}, "") // logged; see IssueAPIKey
+	return k, nil
+}
+
+// WithdrawAPIKey withdraws the key in the backend, then drops it, and
+// every cached key of the tenant, in every layer and instance, as
+// RevokeAPIKey does; when that invalidation fails, the error wraps
+// ErrInvalidationFailed (the key is withdrawn in the backend).
+func (c *Cache) WithdrawAPIKey(ctx context.Context, tenantID, key string) (APIKey, error) {
+	if err := tenantctx.ValidateID(tenantID); err != nil {
+		return APIKey{}, fmt.Errorf("withdraw api key: %w: %w", ErrNotFound, err)
+	}
+	k, err := c.backend.WithdrawAPIKey(ctx, tenantID, key)
+	if err != nil && unchanged(err) {
+		return k, err
+	}
+	if ierr := c.invalidate(ctx, []string{cacheKindAPIKey + HashAPIKey(key)}, tenantID); ierr != nil && err == nil {
+		return k, fmt.Errorf("withdraw api key %d of tenant %s: %w", k.ID, tenantID, ierr)
+	}
+	return k, err
+}
+
 // ListAPIKeys passes through to the backend.
 func (c *Cache) ListAPIKeys(ctx context.Context, tenantID string) ([]APIKey, error) {
 	return c.backend.ListAPIKeys(ctx, tenantID)

@@ -134,6 +134,21 @@ type KeyStore interface {
 	// deletion is requested (its status set to deleting) or not at all,
 	// and DeleteTenant waits for an issuance in progress.
 	IssueAPIKey(ctx context.Context, tenantID string) (APIKey, string, error)
+	// StoreAPIKey is IssueAPIKey with a key the caller made (NewAPIKey):
+	// it stores the key's hash and display prefix and returns its record.
+	// A caller that knows the key before the catalog answers can take it
+	// back (WithdrawAPIKey) when that answer is lost. ErrConflict when the
+	// key is stored already (a withdrawn one included).
+	StoreAPIKey(ctx context.Context, tenantID, key string) (APIKey, error)
+	// WithdrawAPIKey makes sure that key, given to a StoreAPIKey whose
+	// outcome the caller does not know (its answer was lost), never
+	// authenticates: it revokes the key if it is stored, and otherwise
+	// stores it revoked, so that such a StoreAPIKey still in flight fails
+	// (ErrConflict) instead of storing it later. It returns the key's
+	// record, revoked (a key revoked before keeps its revocation time);
+	// ErrNotFound for an unknown tenant (whose keys went with it) or a key
+	// of another tenant.
+	WithdrawAPIKey(ctx context.Context, tenantID, key string) (APIKey, error)
 	// TenantForAPIKey returns the id of the tenant owning key, or
 	// ErrNotFound for an unknown or revoked key. The comparison of the
 	// stored hash is constant-time.

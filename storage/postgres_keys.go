@@ -23,25 +23,75 @@ func (p *Postgres) CreateAPIKey(ctx context.Context, tenantID string) (string, e
 // does not exist, ErrTenantDeleting when it is being deleted. See
 // issueAPIKeySQL for how it takes turns with a deletion.
 func (p *Postgres) IssueAPIKey(ctx context.Context, tenantID string) (APIKey, string, error) {
-	if err := tenantctx.ValidateID(tenantID); err != nil {
-		return APIKey{}, "", fmt.Errorf("create api key: %w: %w", ErrNotFound, err)
+	key, _ := NewAPIKey()
+	k, err := p.StoreAPIKey(ctx, tenantID, key)
+	if err != nil {
+		return APIKey{}, "", err
 	}
-	key, hash := NewAPIKey()
+	return k, key, nil
+}
+
+// StoreAPIKey is IssueAPIKey with a key the caller made (NewAPIKey);
+// ErrConflict when the key is stored already, withdrawn included.
+func (p *Postgres) StoreAPIKey(ctx context.Context, tenantID, key string) (APIKey, error) {
+	if err := tenantctx.ValidateID(tenantID); err != nil {
+		return APIKey{}, fmt.Errorf("create api key: %w: %w", ErrNotFound, err)
+	}
+	if err := CheckAPIKeyFormat(key); err != nil {
+		return APIKey{}, fmt.Errorf("create api key for tenant %s: malformed key", tenantID)
+	}
 	k := APIKey{TenantID: tenantID, Prefix: APIKeyDisplayPrefix(key)}
 	var (
 		status    string
 		id        *int64
 		createdAt *time.Time
 	)
-	if err := p.pool.QueryRow(ctx, issueAPIKeySQL, tenantID, hash, k.Prefix).Scan(&status, &id, &createdAt); err != nil {
-		return APIKey{}, "", fmt.Errorf("create api key for tenant %s: %w", tenantID, translatePgError(err))
+	if err := p.pool.QueryRow(ctx, issueAPIKeySQL, tenantID, HashAPIKey(key), k.Prefix).Scan(&status, &id, &createdAt); err != nil {
+		return APIKey{}, fmt.Errorf("create api key for tenant %s: %w", tenantID, translatePgError(err))
 	}
 	if id == nil || createdAt == nil {
-		return APIKey{}, "", fmt.Errorf("create api key for tenant %s (%.40s): %w", tenantID, status, ErrTenantDeleting)
+		return APIKey{}, fmt.Errorf("create api key for tenant %s (%.40s): %w", tenantID, status, ErrTenantDeleting)
 	}
 	k.ID, k.CreatedAt = *id, *createdAt
-	return k, key, nil
+	return k, nil
 }
+
+// WithdrawAPIKey makes sure key never authenticates, stored or not by a
+// StoreAPIKey whose answer was lost: see withdrawAPIKeySQL.
+func (p *Postgres) WithdrawAPIKey(ctx context.Context, tenantID, key string) (APIKey, error) {
+	if err := tenantctx.ValidateID(tenantID); err != nil {
+		return APIKey{}, fmt.Errorf("withdraw api key: %w: %w", ErrNotFound, err)
+	}
+	if err := CheckAPIKeyFormat(key); err != nil {
+		return APIKey{}, fmt.Errorf("withdraw api key of tenant %s: malformed key", tenantID)
+	}
+	var k APIKey
+	if err := p.pool.QueryRow(ctx, withdrawAPIKeySQL, tenantID, HashAPIKey(key), APIKeyDisplayPrefix(key)).Scan(
+		&k.ID, &k.TenantID, &k.Prefix, &k.CreatedAt, &k.LastUsedAt, &k.RevokedAt); err != nil {
+		return APIKey{}, fmt.Errorf("withdraw api key %s... of tenant %s: %w", APIKeyDisplayPrefix(key), tenantID, translatePgError(err))
+	}
+	return k, nil
+}
+
+// withdrawAPIKeySQL is WithdrawAPIKey's statement: $1 tenant id, $2 key
+// hash, $3 display prefix. Like issueAPIKeySQL it share-locks the tenant's
+// row first (the order a deletion locks in: the tenant's row, then its
+// keys); then it inserts the key revoked or, when the hash is stored
+// already, revokes that key if it is the tenant's. The unique key_hash
+// makes it take turns with a StoreAPIKey of the same key: an INSERT not
+// yet committed is waited for, and its key revoked; one that comes later
+// fails on the hash. No row for an unknown tenant or another tenant's key.
+const withdrawAPIKeySQL = `
+WITH tenant AS MATERIALIZED (
+	SELECT t.id
+	  FROM tenancy.tenants AS t
+	 WHERE t.id = $1
+	   FOR SHARE OF t)
+INSERT INTO tenancy.api_keys AS k (tenant_id, key_hash, prefix, revoked_at)
+SELECT tenant.id, $2, $3, now() FROM tenant
+    ON CONFLICT (key_hash) DO UPDATE SET revoked_at = COALESCE(k.revoked_at, now())
+ WHERE k.tenant_id = $1
+RETURNING k.id, k.tenant_id, k.prefix, k.created_at, k.last_used_at, k.revoked_at`
 
 // issueAPIKeySQL is IssueAPIKey's statement: $1 tenant id, $2 key hash, $3
 // display prefix. It share-locks the tenant's row (FOR SHARE) and inserts

@@ -72,7 +72,7 @@ func (h *Handler) createKey(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "unknown tenant")
 	case errors.Is(err, tenancy.ErrRefused):
 		writeError(w, http.StatusConflict, "tenant is being deleted")
-	case h.ranOut(w, r, "issuing the key", err, "a key may have been issued, but it is not shown again: list the tenant's keys, revoke any you did not receive, then retry"):
+	case h.ranOut(w, r, "issuing the key", err, issueKept(err)):
 	case err != nil:
 		h.internalError(w, r, "create api key", err)
 	default:
@@ -117,4 +117,14 @@ func isDigits(s string) bool {
 		}
 	}
 	return s != ""
+}
+
+// issueKept says what an issuance the admin deadline cut off left: no key,
+// since IssueKey withdraws one whose storing it could not confirm, unless
+// that withdrawal failed too (tenancy.ErrKeyLeftIssued).
+func issueKept(err error) string {
+	if errors.Is(err, tenancy.ErrKeyLeftIssued) {
+		return "a key may have been issued, but it is not shown again: list the tenant's keys, revoke any you did not receive, then retry"
+	}
+	return "no key was issued (one the catalog may have stored meanwhile is revoked): retry"
 }

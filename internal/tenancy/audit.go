@@ -28,6 +28,11 @@ const (
 	// ActionKeyIssued: a new API key was issued {slug, key_id, prefix}; the
 	// key is never recorded.
 	ActionKeyIssued Action = "tenant.key_issued"
+	// ActionKeyIssueAborted: an issuance failed with its outcome unknown
+	// (the catalog's answer was lost); the key, never shown, was withdrawn:
+	// revoked if it was stored, else stored revoked so that it never is
+	// valid {slug, key_id, prefix}.
+	ActionKeyIssueAborted Action = "tenant.key_issue_aborted"
 	// ActionKeyRevoked: an API key was revoked {slug, key_id, prefix};
 	// written once per key.
 	ActionKeyRevoked Action = "tenant.key_revoked"

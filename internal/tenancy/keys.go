@@ -17,6 +17,16 @@ import (
 // work (being deleted) gets none: ErrRefused, also when its deletion is
 // requested while the key is being issued (the catalog refuses it,
 // storage.ErrTenantDeleting). An unknown tenant is storage.ErrNotFound.
+//
+// A failed call issued no key. When the catalog's answer is lost (the
+// connection to PostgreSQL lost at the INSERT's commit, or ctx ended while
+// it ran), the key may be stored all the same, valid, and nobody would
+// ever receive it: IssueKey withdraws it (storage.KeyStore.WithdrawAPIKey:
+// revoked if stored, else stored revoked so that the INSERT, should it
+// still commit, fails) and records ActionKeyIssueAborted, then fails with
+// the catalog's error; a retry issues a fresh key. Only if the withdrawal
+// fails too does the error wrap ErrKeyLeftIssued and name the key's
+// prefix: it may be valid, and an operator revokes it (RevokeKey).
 func (s *Service) IssueKey(ctx context.Context, id, actor string) (string, storage.APIKey, error) {
 	t, err := s.catalog.TenantByID(ctx, id)
 	if err != nil {
@@ -25,14 +35,21 @@ func (s *Service) IssueKey(ctx context.Context, id, actor string) (string, stora
 	if err := refuseDeleting(t, "issue api key for"); err != nil {
 		return "", storage.APIKey{}, err
 	}
-	k, key, err := s.catalog.IssueAPIKey(ctx, id)
+	// The key is made here, not by the catalog, so that it is known
+	// should the catalog's answer be lost.
+	key, _ := storage.NewAPIKey()
+	k, err := s.catalog.StoreAPIKey(ctx, id, key)
 	if errors.Is(err, storage.ErrTenantDeleting) {
 		// The deletion was requested after the check above: the catalog
 		// made no key.
 		return "", storage.APIKey{}, fmt.Errorf("issue api key for tenant %s: %w: %w", id, ErrRefused, err)
 	}
 	if err != nil {
-		return "", storage.APIKey{}, fmt.Errorf("issue api key for tenant %s: %w", id, err)
+		err = fmt.Errorf("issue api key for tenant %s: %w", id, err)
+		if outcomeUnknown(err) {
+			return "", storage.APIKey{}, s.withdrawKey(ctx, t, key, actor, err)
+		}
+		return "", storage.APIKey{}, err
 	}
 	ctx, cancel := completing(ctx) // issued: check and record it
 	defer cancel()
@@ -52,6 +69,41 @@ func (s *Service) IssueKey(ctx context.Context, id, actor string) (string, stora
 	}
 	s.logFailure(ctx, id, ActionKeyIssued, s.audit(ctx, id, actor, ActionKeyIssued, keyDetail(t, k)))
 	return key, k, nil
+}
+
+// ErrKeyLeftIssued: an issuance failed with its outcome unknown, and so
+// did the withdrawal of its key: the key, which nobody received, may be
+// stored and valid. The error names its prefix; list the tenant's keys and
+// revoke it.
+var ErrKeyLeftIssued = errors.New("key possibly left valid")
+
+// withdrawKey takes back key, whose issuance to tenant t failed with
+// cause, an error that leaves its outcome unknown: the key is revoked if
+// the catalog stored it, else stored revoked, and ActionKeyIssueAborted
+// records it. It returns cause, saying that no key was issued or, when the
+// withdrawal fails, that the key may be left valid (wrapping
+// ErrKeyLeftIssued). It runs even when ctx was cancelled or its deadline
+// passed (completing).
+func (s *Service) withdrawKey(ctx context.Context, t tenantctx.Tenant, key, actor string, cause error) error {
+	ctx, cancel := completing(ctx)
+	defer cancel()
+	prefix := storage.APIKeyDisplayPrefix(key)
+	k, err := s.catalog.WithdrawAPIKey(ctx, t.ID, key)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		// The tenant is gone, and its keys with it.
+		return fmt.Errorf("%w (no key was issued: the tenant is gone)", cause)
+	case err != nil && !errors.Is(err, storage.ErrInvalidationFailed):
+		// An invalidation that failed matters not: nobody holds the key,
+		// so no process can have it cached as valid.
+		s.logger.ErrorContext(ctx, "withdraw an api key whose issuance failed with its outcome unknown; revoke it",
+			slog.String("tenant_id", t.ID), slog.String("prefix", prefix), slog.String("error", err.Error()))
+		return fmt.Errorf("%w (the key %s... may be stored and %w: revoke it; withdrawal: %v)", cause, prefix, ErrKeyLeftIssued, err)
+	}
+	s.logger.WarnContext(ctx, "api key withdrawn: its issuance failed with its outcome unknown",
+		slog.String("tenant_id", t.ID), slog.Int64("key_id", k.ID), slog.String("prefix", k.Prefix))
+	s.logFailure(ctx, t.ID, ActionKeyIssueAborted, s.audit(ctx, t.ID, actor, ActionKeyIssueAborted, keyDetail(t, k)))
+	return fmt.Errorf("%w (no key was issued: key %d withdrawn)", cause, k.ID)
 }
 
 // ListKeys returns the tenant's API keys, revoked ones included, oldest

@@ -14,24 +14,75 @@ import (
 // IssueAPIKey stores the hash and display prefix of a new key for the
 // tenant and returns its record and the plaintext key, the only time it is
 // ever seen; storage.ErrTenantDeleting for a tenant being deleted.
-func (m *Catalog) IssueAPIKey(_ context.Context, tenantID string) (storage.APIKey, string, error) {
-	if err := tenantctx.ValidateID(tenantID); err != nil {
-		return storage.APIKey{}, "", fmt.Errorf("create api key: %w: %w", storage.ErrNotFound, err)
+func (m *Catalog) IssueAPIKey(ctx context.Context, tenantID string) (storage.APIKey, string, error) {
+	key, _ := storage.NewAPIKey()
+	k, err := m.StoreAPIKey(ctx, tenantID, key)
+	if err != nil {
+		return storage.APIKey{}, "", err
 	}
-	key, hash := storage.NewAPIKey()
+	return k, key, nil
+}
+
+// StoreAPIKey is IssueAPIKey with a key the caller made
+// (storage.NewAPIKey); storage.ErrConflict when the key is stored
+// already, withdrawn included.
+func (m *Catalog) StoreAPIKey(_ context.Context, tenantID, key string) (storage.APIKey, error) {
+	if err := tenantctx.ValidateID(tenantID); err != nil {
+		return storage.APIKey{}, fmt.Errorf("create api key: %w: %w", storage.ErrNotFound, err)
+	}
+	if err := storage.CheckAPIKeyFormat(key); err != nil {
+		return storage.APIKey{}, fmt.Errorf("create api key for tenant %s: malformed key", tenantID)
+	}
+	hash := storage.HashAPIKey(key)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	t, ok := m.tenants[tenantID]
 	if !ok {
-		return storage.APIKey{}, "", fmt.Errorf("create api key for tenant %s: %w", tenantID, storage.ErrNotFound)
+		return storage.APIKey{}, fmt.Errorf("create api key for tenant %s: %w", tenantID, storage.ErrNotFound)
 	}
 	if t.Status == tenantctx.StatusDeleting {
-		return storage.APIKey{}, "", fmt.Errorf("create api key for tenant %s (%s): %w", tenantID, t.Status, storage.ErrTenantDeleting)
+		return storage.APIKey{}, fmt.Errorf("create api key for tenant %s (%s): %w", tenantID, t.Status, storage.ErrTenantDeleting)
+	}
+	if _, taken := m.keys[hash]; taken {
+		return storage.APIKey{}, fmt.Errorf("create api key for tenant %s: %w (key_hash)", tenantID, storage.ErrConflict)
 	}
 	m.keySeq++
 	k := storage.APIKey{ID: m.keySeq, TenantID: tenantID, Prefix: storage.APIKeyDisplayPrefix(key), CreatedAt: m.now()}
 	m.keys[hash] = memoryKey{hash: hash, APIKey: k}
-	return k, key, nil
+	return copyKey(k), nil
+}
+
+// WithdrawAPIKey revokes key if it is stored, and otherwise stores it
+// revoked, so that it can never be stored valid; it returns the key's
+// record. storage.ErrNotFound for an unknown tenant or another tenant's
+// key.
+func (m *Catalog) WithdrawAPIKey(_ context.Context, tenantID, key string) (storage.APIKey, error) {
+	if err := tenantctx.ValidateID(tenantID); err != nil {
+		return storage.APIKey{}, fmt.Errorf("withdraw api key: %w: %w", storage.ErrNotFound, err)
+	}
+	if err := storage.CheckAPIKeyFormat(key); err != nil {
+		return storage.APIKey{}, fmt.Errorf("withdraw api key of tenant %s: malformed key", tenantID)
+	}
+	hash := storage.HashAPIKey(key)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.tenants[tenantID]; !ok {
+		return storage.APIKey{}, fmt.Errorf("withdraw api key of tenant %s: %w", tenantID, storage.ErrNotFound)
+	}
+	k, ok := m.keys[hash]
+	if !ok {
+		m.keySeq++
+		k = memoryKey{hash: hash, APIKey: storage.APIKey{ID: m.keySeq, TenantID: tenantID, Prefix: storage.APIKeyDisplayPrefix(key), CreatedAt: m.now()}}
+	}
+	if k.TenantID != tenantID {
+		return storage.APIKey{}, fmt.Errorf("withdraw api key of tenant %s: %w", tenantID, storage.ErrNotFound)
+	}
+	if k.RevokedAt == nil {
+		now := m.now()
+		k.RevokedAt = &now
+	}
+	m.keys[hash] = k
+	return copyKey(k.APIKey), nil
 }
 
 // ListAPIKeys returns the tenant's keys, revoked ones included, oldest

@@ -37,6 +37,7 @@ func TestCatalog(t *testing.T, newCatalog NewCatalogFunc) {
 		{"APIKeys", testAPIKeys},
 		{"APIKeysRejected", testAPIKeysRejected},
 		{"APIKeyLifecycle", testAPIKeyLifecycle},
+		{"APIKeyWithdrawal", testAPIKeyWithdrawal},
 		{"Audit", testAudit},
 		{"AuditOnce", testAuditOnce},
 		{"AuditUnlessLatest", testAuditUnlessLatest},

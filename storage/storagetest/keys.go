@@ -216,3 +216,83 @@ func testAPIKeyLifecycle(t *testing.T, c storage.Catalog) {
 		t.Errorf("another tenant's key got a last use: %+v", got)
 	}
 }
+
+// testAPIKeyWithdrawal: a key the caller made is stored once
+// (StoreAPIKey); WithdrawAPIKey revokes it, and a key it finds unstored is
+// stored revoked, so that a StoreAPIKey of it coming later (one whose
+// answer was lost, still in flight) fails: either way the key never
+// authenticates.
+func testAPIKeyWithdrawal(t *testing.T, c storage.Catalog) {
+	ctx := testContext(t)
+	a := mustCreate(t, ctx, c, tenantctx.StatusActive)
+	b := mustCreate(t, ctx, c, tenantctx.StatusActive)
+	refused := func(what, key string) {
+		t.Helper()
+		if got, err := c.TenantForAPIKey(ctx, key); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("TenantForAPIKey(%s) = %q, %v; want ErrNotFound", what, got, err)
+		}
+	}
+
+	stored, _ := storage.NewAPIKey()
+	k, err := c.StoreAPIKey(ctx, a.ID, stored)
+	if err != nil {
+		t.Fatalf("StoreAPIKey(%s): %v", a.ID, err)
+	}
+	if k.ID <= 0 || k.TenantID != a.ID || k.Prefix != storage.APIKeyDisplayPrefix(stored) || k.CreatedAt.IsZero() || k.RevokedAt != nil {
+		t.Fatalf("StoreAPIKey(%s) = %+v for key %s...", a.ID, k, storage.APIKeyDisplayPrefix(stored))
+	}
+	if got, err := c.TenantForAPIKey(ctx, stored); err != nil || got != a.ID {
+		t.Fatalf("TenantForAPIKey(stored key) = %q, %v; want %s", got, err, a.ID)
+	}
+	if _, err := c.StoreAPIKey(ctx, a.ID, stored); !errors.Is(err, storage.ErrConflict) {
+		t.Errorf("StoreAPIKey(the same key again) = %v, want ErrConflict", err)
+	}
+	if _, err := c.WithdrawAPIKey(ctx, b.ID, stored); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("WithdrawAPIKey(b, key of a) = %v, want ErrNotFound", err)
+	}
+	if got, err := c.TenantForAPIKey(ctx, stored); err != nil || got != a.ID {
+		t.Errorf("after another tenant's WithdrawAPIKey of it: TenantForAPIKey = %q, %v; want %s", got, err, a.ID)
+	}
+	w, err := c.WithdrawAPIKey(ctx, a.ID, stored)
+	if err != nil || w.ID != k.ID || w.TenantID != a.ID || w.RevokedAt == nil {
+		t.Fatalf("WithdrawAPIKey(stored key) = %+v, %v; want key %d revoked", w, err, k.ID)
+	}
+	refused("withdrawn key", stored)
+	if again, err := c.WithdrawAPIKey(ctx, a.ID, stored); err != nil || again.ID != k.ID || again.RevokedAt == nil || !again.RevokedAt.Equal(*w.RevokedAt) {
+		t.Errorf("WithdrawAPIKey again = %+v, %v; want key %d, revoked at %v still", again, err, k.ID, *w.RevokedAt)
+	}
+
+	// A key the catalog has not stored (yet) is stored revoked: a store of
+	// it that comes later fails, and the key is never valid.
+	late, _ := storage.NewAPIKey()
+	w, err = c.WithdrawAPIKey(ctx, a.ID, late)
+	if err != nil || w.ID <= 0 || w.ID == k.ID || w.TenantID != a.ID || w.Prefix != storage.APIKeyDisplayPrefix(late) || w.RevokedAt == nil {
+		t.Fatalf("WithdrawAPIKey(unstored key) = %+v, %v; want a new record, revoked", w, err)
+	}
+	if _, err := c.StoreAPIKey(ctx, a.ID, late); !errors.Is(err, storage.ErrConflict) {
+		t.Errorf("StoreAPIKey(a withdrawn key) = %v, want ErrConflict", err)
+	}
+	refused("key withdrawn before it was stored", late)
+	keys, err := c.ListAPIKeys(ctx, a.ID)
+	if err != nil || len(keys) != 2 || keys[0].ID != k.ID || keys[1].ID != w.ID || keys[0].RevokedAt == nil || keys[1].RevokedAt == nil {
+		t.Errorf("ListAPIKeys(a) = %+v, %v; want keys %d and %d, both revoked", keys, err, k.ID, w.ID)
+	}
+
+	unknown, _ := storage.NewAPIKey()
+	if _, err := c.WithdrawAPIKey(ctx, tenantctx.NewID(), unknown); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("WithdrawAPIKey(unknown tenant) = %v, want ErrNotFound", err)
+	}
+	if _, err := c.StoreAPIKey(ctx, tenantctx.NewID(), unknown); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("StoreAPIKey(unknown tenant) = %v, want ErrNotFound", err)
+	}
+	leaving := mustCreate(t, ctx, c, tenantctx.StatusDeleting)
+	if _, err := c.StoreAPIKey(ctx, leaving.ID, unknown); !errors.Is(err, storage.ErrTenantDeleting) {
+		t.Errorf("StoreAPIKey(deleting tenant) = %v, want ErrTenantDeleting", err)
+	}
+	if _, err := c.StoreAPIKey(ctx, b.ID, "tk_short"); err == nil {
+		t.Errorf("StoreAPIKey(malformed key) stored it")
+	}
+	if keys, err := c.ListAPIKeys(ctx, b.ID); err != nil || len(keys) != 0 {
+		t.Errorf("keys of b after a refused store and withdrawal: %+v, %v; want none", keys, err)
+	}
+}
