@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -625,7 +624,7 @@ func TestHostileTenantIDsNeverReachRedis(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 1)
 	ctx := context.Background()
-	sent := &sentCommands{}
+	sent := &testenv.CountCommands{}
 	b.rdb.AddHook(sent)
 	for _, id := range []string{"", "tn_a}:x", "tn_a\tb", "../x", "tn_" + string(make([]byte, 500)), "x:{default}"} {
 		// Every call that takes a tenant id refuses it before it sends
@@ -655,11 +654,11 @@ func TestHostileTenantIDsNeverReachRedis(t *testing.T) {
 				return errors.New("nothing parked")
 			},
 		} {
-			before := sent.n.Load()
+			before := sent.Sent()
 			if err := call(); err == nil {
 				t.Errorf("%s accepted tenant id %.40q", name, id)
 			}
-			if n := sent.n.Load() - before; n != 0 {
+			if n := sent.Sent() - before; n != 0 {
 				t.Errorf("%s sent %d commands for tenant id %.40q, want none", name, n, id)
 			}
 		}
@@ -667,25 +666,6 @@ func TestHostileTenantIDsNeverReachRedis(t *testing.T) {
 	keys, err := b.rdb.Keys(ctx, "*").Result()
 	if err != nil || len(keys) != 0 {
 		t.Fatalf("keys after hostile calls: %v, %v", keys, err)
-	}
-}
-
-// sentCommands is a go-redis hook counting the commands a client sends.
-type sentCommands struct{ n atomic.Int64 }
-
-func (c *sentCommands) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (c *sentCommands) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		c.n.Add(1)
-		return next(ctx, cmd)
-	}
-}
-
-func (c *sentCommands) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		c.n.Add(int64(len(cmds)))
-		return next(ctx, cmds)
 	}
 }
 

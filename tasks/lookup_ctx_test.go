@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"strconv"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,32 +14,13 @@ import (
 	"github.com/invoicing/tenantworker/tenantctx"
 )
 
-// commandCounter is a go-redis hook counting the commands a client sends.
-type commandCounter struct{ sent atomic.Int64 }
-
-func (c *commandCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (c *commandCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		c.sent.Add(1)
-		return next(ctx, cmd)
-	}
-}
-
-func (c *commandCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		c.sent.Add(int64(len(cmds)))
-		return next(ctx, cmds)
-	}
-}
-
 // outageRig is an Enqueuer, with fair dispatch or without, over a
 // redis-server of its own, whose client counts the commands it sends.
 type outageRig struct {
 	srv      *testenv.RedisServer
 	rdb      *redis.Client
 	enq      *Enqueuer
-	sent     *commandCounter
+	sent     *testenv.CountCommands
 	tenantID string
 }
 
@@ -48,7 +28,7 @@ type outageRig struct {
 // client.
 func newOutageRig(t *testing.T, withFair bool, opts redis.Options) outageRig {
 	t.Helper()
-	r := outageRig{srv: testenv.StartRedis(t, testenv.RedisOptions{}), sent: &commandCounter{}, tenantID: "tn_acme"}
+	r := outageRig{srv: testenv.StartRedis(t, testenv.RedisOptions{}), sent: &testenv.CountCommands{}, tenantID: "tn_acme"}
 	opts.Addr = r.srv.Addr()
 	r.rdb = redis.NewClient(&opts)
 	t.Cleanup(func() { _ = r.rdb.Close() })
@@ -72,14 +52,14 @@ func (r outageRig) beyondBound(t *testing.T, slots chan struct{}, what string, c
 	for range cap(slots) {
 		slots <- struct{}{}
 	}
-	sent := r.sent.sent.Load()
+	sent := r.sent.Sent()
 	ctx, cancel := context.WithTimeout(testContext(t), 200*time.Millisecond)
 	err := call(ctx)
 	cancel()
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("%s past its deadline with every slot taken: %v, want context.DeadlineExceeded", what, err)
 	}
-	if n := r.sent.sent.Load() - sent; n != 0 {
+	if n := r.sent.Sent() - sent; n != 0 {
 		t.Fatalf("a %s beyond the bound sent %d commands", what, n)
 	}
 	for range cap(slots) {

@@ -107,21 +107,15 @@ type bench struct {
 func main() { os.Exit(run()) }
 
 func run() int {
-	quick := flag.Bool("quick", false, "small sizes: the whole run takes about 3.5 minutes on 2 CPUs (one scenario well under one)")
-	only := flag.String("scenarios", "", "comma-separated scenarios to run (default all): "+names())
-	jsonOut := flag.String("json", "", "write the JSON document to this file instead of stdout")
-	workerBin := flag.String("worker-bin", "", "use this cmd/worker binary instead of building one")
-	enqueueBin := flag.String("enqueue-bin", "", "use this cmd/enqueue binary instead of building one")
-	tenants := flag.Int("tenants", 0, "override the fleet size of scenarios 5 and 6")
-	pdfBurst := flag.Int("pdf-burst", 0, "override the pdf scenario's burst size (tasks per kind)")
-	workerConcurrency := flag.Int("worker-concurrency", 0, "WORKER_CONCURRENCY of the cmd/worker processes of the pdf scenario (default: the worker's default)")
-	workerQueueClasses := flag.String("worker-queue-classes", "", "WORKER_QUEUE_CLASSES of the pdf scenario's cmd/worker, e.g. default (default: every class)")
-	verbose := flag.Bool("v", false, "log set-up steps")
-	inProcess := flag.Bool("inprocess", false, "run the enqueue service inside the bench (enqueueapp.RunWith) instead of as cmd/enqueue, so -cpuprofile covers it")
-	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the bench process (its clients, and scenarios 1-2 in full) to this file, and one of each cmd/worker it starts to FILE.worker-<name> (the scenario, with the mode and round where it starts several)")
-	flag.Parse()
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
+	cl, err := parseFlags(os.Args[0], os.Args[1:], os.Stderr)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case err != nil:
+		return 2
+	}
+	if cl.cpuProfile != "" {
+		f, err := os.Create(cl.cpuProfile)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			return 2
@@ -134,28 +128,11 @@ func run() int {
 		defer pprof.StopCPUProfile()
 	}
 
-	sz := fullSizes
-	mode := "full"
-	if *quick {
-		sz, mode = quickSizes, "quick"
-	}
-	if *tenants > 0 {
-		sz.FleetTenants = *tenants
-	}
-	if *pdfBurst > 0 {
-		sz.PDFBurst = *pdfBurst
-	}
-	selected, err := selectScenarios(*only)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		return 2
-	}
-
 	level := slog.LevelWarn
-	if *verbose {
+	if cl.verbose {
 		level = slog.LevelInfo
 	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	cl.logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -164,12 +141,7 @@ func run() int {
 		stop() // a second Ctrl-C kills at once; children die with us (Pdeathsig)
 	}()
 
-	rep, err := runBench(ctx, options{
-		sizes: sz, mode: mode, selected: selected, logger: logger,
-		workerBin: *workerBin, enqueueBin: *enqueueBin, inProcess: *inProcess, workerProfile: *cpuProfile,
-		workerConcurrency:  *workerConcurrency,
-		workerQueueClasses: *workerQueueClasses,
-	})
+	rep, err := runBench(ctx, cl.options)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 1
@@ -180,8 +152,8 @@ func run() int {
 	}
 
 	var out io.Writer = os.Stdout
-	if *jsonOut != "" {
-		f, err := os.Create(*jsonOut)
+	if cl.jsonOut != "" {
+		f, err := os.Create(cl.jsonOut)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			return 1
@@ -200,6 +172,69 @@ func run() int {
 		return 130
 	}
 	return exit
+}
+
+// commandLine is what the load command's arguments ask for: the run's
+// options (all but the logger) and what run does around it.
+type commandLine struct {
+	options
+	jsonOut    string // -json: the JSON document's file; stdout when empty
+	cpuProfile string // -cpuprofile: the bench process's CPU profile
+	verbose    bool   // -v: log set-up steps
+}
+
+// parseFlags parses the load command's arguments (without the program
+// name; name is the one usage names). It writes what is wrong to output:
+// a flag's error and the usage, as the flag package does, or "bench: " and
+// the error of a -scenarios list naming no scenario; the error it returns
+// is then flag.ErrHelp for -h (exit 0), anything else for a bad command
+// line (exit 2). Without flags it asks for the full sizes and every
+// scenario; -quick for the small sizes; -tenants and -pdf-burst override
+// their size when positive.
+func parseFlags(name string, args []string, output io.Writer) (commandLine, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(output)
+	quick := fs.Bool("quick", false, "small sizes: the whole run takes about 3.5 minutes on 2 CPUs (one scenario well under one)")
+	only := fs.String("scenarios", "", "comma-separated scenarios to run (default all): "+names())
+	jsonOut := fs.String("json", "", "write the JSON document to this file instead of stdout")
+	workerBin := fs.String("worker-bin", "", "use this cmd/worker binary instead of building one")
+	enqueueBin := fs.String("enqueue-bin", "", "use this cmd/enqueue binary instead of building one")
+	tenants := fs.Int("tenants", 0, "override the fleet size of scenarios 5 and 6")
+	pdfBurst := fs.Int("pdf-burst", 0, "override the pdf scenario's burst size (tasks per kind)")
+	workerConcurrency := fs.Int("worker-concurrency", 0, "WORKER_CONCURRENCY of the cmd/worker processes of the pdf scenario (default: the worker's default)")
+	workerQueueClasses := fs.String("worker-queue-classes", "", "WORKER_QUEUE_CLASSES of the pdf scenario's cmd/worker, e.g. default (default: every class)")
+	verbose := fs.Bool("v", false, "log set-up steps")
+	inProcess := fs.Bool("inprocess", false, "run the enqueue service inside the bench (enqueueapp.RunWith) instead of as cmd/enqueue, so -cpuprofile covers it")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the bench process (its clients, and scenarios 1-2 in full) to this file, and one of each cmd/worker it starts to FILE.worker-<name> (the scenario, with the mode and round where it starts several)")
+	if err := fs.Parse(args); err != nil {
+		return commandLine{}, err
+	}
+
+	sz := fullSizes
+	mode := "full"
+	if *quick {
+		sz, mode = quickSizes, "quick"
+	}
+	if *tenants > 0 {
+		sz.FleetTenants = *tenants
+	}
+	if *pdfBurst > 0 {
+		sz.PDFBurst = *pdfBurst
+	}
+	selected, err := selectScenarios(*only)
+	if err != nil {
+		fmt.Fprintln(output, "bench:", err)
+		return commandLine{}, err
+	}
+	return commandLine{
+		options: options{
+			sizes: sz, mode: mode, selected: selected,
+			workerBin: *workerBin, enqueueBin: *enqueueBin, inProcess: *inProcess, workerProfile: *cpuProfile,
+			workerConcurrency:  *workerConcurrency,
+			workerQueueClasses: *workerQueueClasses,
+		},
+		jsonOut: *jsonOut, cpuProfile: *cpuProfile, verbose: *verbose,
+	}, nil
 }
 
 // options is one invocation of the bench.
@@ -295,7 +330,7 @@ func names() string {
 	return strings.Join(n, ",")
 }
 
-// selectScenarios parses -scenarios (names or numbers 1-6).
+// selectScenarios parses -scenarios (names, or numbers from 1 in run order).
 func selectScenarios(list string) (map[string]bool, error) {
 	sel := map[string]bool{}
 	if strings.TrimSpace(list) == "" {

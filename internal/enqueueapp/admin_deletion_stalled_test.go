@@ -5,10 +5,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-
-	"github.com/redis/go-redis/v9"
-
-	"github.com/invoicing/tenantworker/internal/testenv"
 )
 
 // TestDeletionWhileRedisAnswersNothingSaysNotPropagated: DELETE
@@ -20,14 +16,7 @@ import (
 // must not claim that the tenant's routes answer 404 already.
 func TestDeletionWhileRedisAnswersNothingSaysNotPropagated(t *testing.T) {
 	t.Parallel()
-	srv := testenv.StartRedis(t, testenv.RedisOptions{})
-	r := startIdentRig(t, true, "REDIS_URL", srv.URL(), "ADMIN_REQUEST_TIMEOUT", "2s")
-	acme := r.tenant(t, "acme", 1)
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
-	defer rdb.Close()
-	resume := testenv.StopRedis(t, rdb)
-	defer resume()
-	r.client.Timeout = stalledAdminBound
+	r, acme, _ := startStalledAdminRig(t)
 
 	res := r.call(t, http.MethodDelete, "/admin/tenants/"+acme.ID, "", identAdmin, "")
 	var body struct {

@@ -22,6 +22,24 @@ import (
 // figure.
 const stalledAdminBound = 2*time.Second + 15*time.Second
 
+// startStalledAdminRig starts the enqueue service (fair dispatch,
+// ADMIN_REQUEST_TIMEOUT=2s) on a redis-server of its own, provisions the
+// tenant acme, then stops that redis-server (testenv.StopRedis: it keeps
+// its connections and answers nothing) until resume, also run at the end
+// of the test. The rig's client gives up after stalledAdminBound: past it
+// a route did not answer within what the documentation promises.
+func startStalledAdminRig(t *testing.T) (r *identRig, acme identTenant, resume func()) {
+	t.Helper()
+	srv := testenv.StartRedis(t, testenv.RedisOptions{})
+	r = startIdentRig(t, true, "REDIS_URL", srv.URL(), "ADMIN_REQUEST_TIMEOUT", "2s")
+	acme = r.tenant(t, "acme", 1)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	t.Cleanup(func() { _ = rdb.Close() })
+	resume = testenv.StopRedis(t, rdb)
+	r.client.Timeout = stalledAdminBound
+	return r, acme, resume
+}
+
 // TestProvisionWhileRedisAnswersNothing: POST /admin/tenants while Redis
 // answers nothing (its process stopped) must answer, 503 with
 // Retry-After (nothing kept), before the HTTP server's write timeout
@@ -31,16 +49,7 @@ const stalledAdminBound = 2*time.Second + 15*time.Second
 // answers again, what they said holds (the slug is free).
 func TestProvisionWhileRedisAnswersNothing(t *testing.T) {
 	t.Parallel()
-	srv := testenv.StartRedis(t, testenv.RedisOptions{})
-	r := startIdentRig(t, true, "REDIS_URL", srv.URL(), "ADMIN_REQUEST_TIMEOUT", "2s")
-	acme := r.tenant(t, "acme", 1)
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
-	defer rdb.Close()
-	resume := testenv.StopRedis(t, rdb)
-	defer resume()
-	// A bound for the failure message: past it the route did not answer
-	// within what the documentation promises.
-	r.client.Timeout = stalledAdminBound
+	r, acme, resume := startStalledAdminRig(t)
 
 	// The routes run at once: each is bounded on its own, and none waits
 	// for another's stalled Redis call.

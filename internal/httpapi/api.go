@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/invoicing/tenantworker/internal/placement"
+	"github.com/invoicing/tenantworker/internal/readiness"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
@@ -141,6 +142,10 @@ type Handler struct {
 	adminFails  *failureLimiter // failed admin authentications per address
 	crossOrigin *http.CrossOriginProtection
 	tenantConns *tenantConns // database units of work per tenant
+	// pgReady is /readyz's PostgreSQL check, nil without a pool: made
+	// once, as its bound of one connection outside a busy pool holds per
+	// check, not per request.
+	pgReady readiness.Check
 }
 
 // New returns the enqueue service's handler with every route of the package
@@ -167,6 +172,9 @@ func New(opts Options) *Handler {
 	h.adminFails = newFailureLimiter(opts.AuthFailuresPerMinute, opts.Now)
 	h.crossOrigin = newCrossOriginProtection()
 	h.tenantConns = newTenantConns(opts.TenantDBConns)
+	if opts.Pool != nil {
+		h.pgReady = readiness.Postgres(opts.Pool)
+	}
 	var gatherer prometheus.Gatherer
 	if opts.Registry == nil {
 		reg := prometheus.NewRegistry()

@@ -33,8 +33,8 @@ func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) {
 	if h.opts.Redis != nil {
 		checks["redis"] = func(ctx context.Context) error { return h.opts.Redis.Ping(ctx).Err() }
 	}
-	if h.opts.Pool != nil {
-		checks["postgres"] = readiness.Postgres(h.opts.Pool)
+	if h.pgReady != nil {
+		checks["postgres"] = h.pgReady
 	}
 	body := readyBody{Status: "ok", Checks: map[string]string{}}
 	for name := range checks {

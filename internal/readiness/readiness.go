@@ -62,8 +62,10 @@ func bounded(ctx context.Context, check Check, timeout time.Duration) error {
 // pool, and closes it. Waiting for a pool connection would fail the check
 // at its deadline while the database answers, and take every replica of a
 // busy service out of its load balancer. At most one such connection is
-// open at a time, however many probes arrive: the others wait for it, so
-// requests to /readyz cannot open connections without bound.
+// open at a time, however many probes of the returned check arrive: the
+// others wait for it, so requests to /readyz cannot open connections
+// without bound. The bound is the check's: a process makes it once and
+// runs it for every request.
 func Postgres(pool *pgxpool.Pool) Check {
 	outside := make(chan struct{}, 1)
 	return func(ctx context.Context) error {

@@ -59,6 +59,13 @@
 // redis-cluster:// REDIS_URL, KillMasterOf and WaitHealthyT a failover. A
 // cluster that cannot be made fails the test with the reason.
 //
+// # Redis hooks
+//
+// FailCommands fails the commands it is told to, as a Redis that refuses
+// them would; CountCommands counts the commands a client sends, so a test
+// can check that a call sent Redis nothing. Both are go-redis hooks
+// (AddHook).
+//
 // # Binaries
 //
 // BuildBinary(t, "github.com/invoicing/tenantworker/cmd/worker") runs go build
