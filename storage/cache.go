@@ -143,6 +143,10 @@ type Cache struct {
 	stats       cacheCounters
 	redisDownTo atomic.Int64 // unix nanos until which reads skip Redis
 
+	// pending counts the invalidations under way (invalidate), also those
+	// whose caller stopped waiting at its deadline.
+	pending sync.WaitGroup
+
 	stop           context.CancelFunc
 	done           chan struct{}
 	closeOnce      sync.Once

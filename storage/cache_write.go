@@ -5,14 +5,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/invoicing/tenantworker/tenantctx"
 )
 
 // cacheInvalidateTimeout bounds the invalidation after a backend write. It
-// runs detached from the caller's cancellation: once the backend changed,
-// the cache must follow.
+// runs detached from the caller's cancellation and, past the caller's
+// deadline, without the caller (invalidate): once the backend changed, the
+// cache must follow.
 const cacheInvalidateTimeout = 5 * time.Second
 
 // ListTenants passes through to the backend.
@@ -200,9 +204,60 @@ func unchanged(err error) bool {
 // The local layer is dropped regardless; what failed in Redis (the
 // invalidation, the publish) is logged and returned wrapping
 // ErrInvalidationFailed, for the writes that revoke access to fail with.
+//
+// The invalidation runs detached from ctx's cancellation, within
+// cacheInvalidateTimeout: once the backend changed, the cache must follow.
+// Its caller waits for it, but not past ctx's deadline (an admin request's,
+// which must answer then): invalidate then returns an error wrapping
+// ErrInvalidationPending and context.DeadlineExceeded, and the
+// invalidation goes on and logs its outcome; Wait waits for it. A ctx
+// cancelled before its deadline (the client went away) waits for it.
 func (c *Cache) invalidate(ctx context.Context, keys []string, keysOfTenant string) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cacheInvalidateTimeout)
-	defer cancel()
+	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cacheInvalidateTimeout)
+	// Whoever changes state from running first takes the outcome: the
+	// caller (ended) or, once the caller stopped waiting, the log.
+	const running, ended, abandoned = 0, 1, 2
+	var state atomic.Int32
+	done := make(chan error, 1)
+	c.pending.Add(1)
+	go func() {
+		defer c.pending.Done()
+		defer cancel()
+		err := c.invalidateNow(ictx, keys, keysOfTenant)
+		if state.CompareAndSwap(running, ended) {
+			done <- err
+			return
+		}
+		tenantID := keysOfTenant
+		printable := make([]string, len(keys))
+		for i, k := range keys {
+			printable[i] = printableKey(k)
+			if id, ok := strings.CutPrefix(k, cacheKindID); ok && tenantID == "" {
+				tenantID = id
+			}
+		}
+		attrs := []any{slog.String("tenant_id", tenantID), slog.String("keys", strings.Join(printable, ","))}
+		if err != nil {
+			// What failed in Redis is logged already (redisWriteFailed).
+			c.log.ErrorContext(ictx, "tenant cache: invalidation ended after its caller's deadline: not propagated",
+				append(attrs, slog.String("error", err.Error()))...)
+			return
+		}
+		c.log.InfoContext(ictx, "tenant cache: invalidation ended after its caller's deadline: propagated", attrs...)
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) && state.CompareAndSwap(running, abandoned) {
+		return fmt.Errorf("%w: %w", ErrInvalidationPending, ctx.Err())
+	}
+	return <-done
+}
+
+// invalidateNow is invalidate's work, on ctx.
+func (c *Cache) invalidateNow(ctx context.Context, keys []string, keysOfTenant string) error {
 	rerr := c.redisInvalidate(ctx, keys, keysOfTenant)
 	var tenants []string
 	if keysOfTenant != "" {
@@ -214,6 +269,23 @@ func (c *Cache) invalidate(ctx context.Context, keys []string, keysOfTenant stri
 		return fmt.Errorf("%w: %w", ErrInvalidationFailed, err)
 	}
 	return nil
+}
+
+// Wait waits until no invalidation that went on past its caller's
+// deadline (invalidate) runs, or ctx ends (its error, then). A process
+// calls it before it closes the Redis client the cache uses.
+func (c *Cache) Wait(ctx context.Context) error {
+	idle := make(chan struct{})
+	go func() {
+		c.pending.Wait()
+		close(idle)
+	}()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wait for running cache invalidations: %w", ctx.Err())
+	}
 }
 
 // AddDatabase registers a tenant database in the backend (nothing of it

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/invoicing/tenantworker/tenantctx"
@@ -27,6 +28,13 @@ var (
 	// entries expire. The change is saved; the write is safe to retry, and
 	// a retry invalidates again. The HTTP API answers 503.
 	ErrInvalidationFailed = errors.New("cache invalidation not propagated")
+	// ErrInvalidationPending: a write reached the backend, and its cache
+	// invalidation was still under way when the caller's deadline passed
+	// (an admin request's): it goes on without the caller, within its own
+	// bound (5 s), and logs its outcome. It wraps ErrInvalidationFailed:
+	// until it ends, other instances may keep the old answer. The write is
+	// safe to retry.
+	ErrInvalidationPending = fmt.Errorf("%w yet: still under way at the caller's deadline", ErrInvalidationFailed)
 	// ErrPlacementChanged: the tenant is not on the database the caller
 	// expected (SetPlacement's from): another move switched it meanwhile.
 	ErrPlacementChanged = errors.New("placement changed meanwhile")

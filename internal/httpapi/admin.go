@@ -134,11 +134,17 @@ func (h *Handler) guardAdmin(next http.Handler, c adminChallenge) http.Handler {
 // saved but its cache invalidation did not reach the other replicas
 // (storage.ErrInvalidationFailed): they may still accept a revoked key or a
 // suspended tenant, so the operator must not be told it worked. Retrying
-// the call is safe and propagates again. It returns false for other
-// errors.
+// the call is safe and propagates again. An invalidation still under way
+// at the request's deadline (storage.ErrInvalidationPending) is the
+// out-of-time answer (ranOut): saved, still completing without the
+// request. It returns false for other errors.
 func (h *Handler) notPropagated(w http.ResponseWriter, r *http.Request, op string, err error) bool {
 	if !errors.Is(err, storage.ErrInvalidationFailed) {
 		return false
+	}
+	if errors.Is(err, storage.ErrInvalidationPending) && h.ranOut(w, r, op, err,
+		"the change is saved, and propagating it to every replica (and what completes it) goes on without this request; retrying is safe") {
+		return true
 	}
 	h.log.LogAttrs(r.Context(), slog.LevelError, "admin change not propagated to every replica",
 		slog.String("request_id", info(r.Context()).id), slog.String("op", op),
@@ -220,7 +226,7 @@ func (h *Handler) createTenant(w http.ResponseWriter, r *http.Request) {
 	case backlogFull(w, err):
 		// Its migration could not be queued; nothing was kept (Provision).
 		return
-	case h.ranOut(w, r, "provisioning", err, provisionKept(err)):
+	case h.ranOut(w, r, "provisioning", err, provisionKept(req.Slug, err)):
 		return
 	default:
 		h.internalError(w, r, "provision tenant", err)
@@ -233,10 +239,16 @@ func (h *Handler) createTenant(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// provisionKept says what a provisioning that ran out of time with err
-// kept: nothing (Provision deleted what it had created), or, when that
-// clean-up failed too, a tenant left in provisioning.
-func provisionKept(err error) string {
+// provisionKept says what a provisioning of slug that ran out of time
+// with err kept: nothing (Provision deleted what it had created), a tenant
+// still being deleted without the request (its clean-up had not ended by
+// the deadline), or, when that clean-up failed, a tenant left in
+// provisioning.
+func provisionKept(slug string, err error) string {
+	if errors.Is(err, tenancy.ErrStillCompleting) {
+		return fmt.Sprintf("the tenant %.70q was created and is being deleted again without this request; "+
+			"provision it again once GET /admin/tenants?status=provisioning no longer lists it (should it stay there, DELETE /admin/tenants/{id} removes it)", slug)
+	}
 	if errors.Is(err, tenancy.ErrLeftInProvisioning) {
 		return "the tenant was created but could not be removed again: it is left in provisioning, without its migration " +
 			"(GET /admin/tenants?status=provisioning lists it; DELETE /admin/tenants/{id} removes it, POST /admin/migrations finishes it)"

@@ -119,17 +119,21 @@
 // dispatcher's calls and for what completes a saved change, which go on
 // without the request). Past it the route answers 503 with Retry-After and
 // {"error": "<operation> did not complete within <timeout> (...); <what
-// was kept>"}: nothing (reads; a provisioning, which deletes what it had
-// created before it answers, unless that fails too and the tenant is left
-// in provisioning), saved and completing without the request (a status
-// change's hold or release, a deletion's destroy, limits, a queue's audit
-// entry), unknown (a change cut before the catalog answered, a pause, a
+// was kept>"}: nothing (reads; a provisioning that failed with time left,
+// which deletes what it had created before it answers, unless that fails
+// too and the tenant is left in provisioning), created and being deleted
+// again without the request (a provisioning cut at the deadline), saved
+// and completing without the request (a status change's hold or release,
+// a deletion's destroy, limits, a queue's audit entry, a cache
+// invalidation), unknown (a change cut before the catalog answered, a pause, a
 // new key), or partly done (migrations: how many were enqueued; a drain).
 // A saved change whose invalidation failed keeps answering as not
-// propagated (above). The answer may come later than the deadline by the
-// bounded clean-ups that must end before it can say what was kept: a
-// saved change's cache invalidation (5 s) and a provisioning's deletion
-// of its catalog row.
+// propagated (above). The answer comes by the deadline: what must still
+// end after it goes on without the request, and the answer says so (a
+// saved change whose cache invalidation is still under way,
+// storage.ErrInvalidationPending: saved, still propagating; a
+// provisioning whose clean-up is: the tenant created is being deleted
+// again).
 //
 // Every admin answer, the dashboard's included, carries X-Frame-Options:
 // DENY and Content-Security-Policy: frame-ancestors 'none'. Writes (any

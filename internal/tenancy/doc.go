@@ -20,5 +20,9 @@
 // entry, the holds, drains and releases of the tenant's backlog, the
 // tenant:destroy of a deletion) runs detached from the caller's
 // cancellation, for up to 30 s: an HTTP client that disconnects as its
-// change is saved does not leave it half done.
+// change is saved does not leave it half done. Past the caller's deadline
+// it goes on without the caller (ErrStillCompleting), and so do the
+// catalog cache's invalidation of a saved change
+// (storage.ErrInvalidationPending) and the clean-up of a provisioning that
+// failed; Service.Wait waits for them.
 package tenancy

@@ -72,7 +72,9 @@ type Provisioned struct {
 // (the connection to PostgreSQL lost at its commit). Only if that
 // clean-up fails too is the tenant left in provisioning, and the error
 // says so; MigrateAll (which includes
-// provisioning tenants) and IssueKey finish it then.
+// provisioning tenants) and IssueKey finish it then. A clean-up not ended
+// by ctx's deadline goes on without the caller, and the error wraps
+// ErrStillCompleting (abortProvision).
 func (s *Service) Provision(ctx context.Context, nt NewTenant, actor string) (p Provisioned, err error) {
 	if nt.Name == "" {
 		nt.Name = nt.Slug
@@ -151,45 +153,60 @@ func notCreated(err error) bool {
 	return false
 }
 
-// abortTimeout bounds the clean-up of a provisioning that failed.
+// abortTimeout bounds the deletion of the catalog row of a provisioning
+// that failed.
 const abortTimeout = 10 * time.Second
 
 // abortProvision undoes a provisioning that failed with cause after t's
 // catalog row was created: it deletes the row and its keys (a
 // tenant:migrate that was enqueued after all finds no tenant and is
 // archived), forgets the tenant in the fair dispatcher (a refused enqueue
-// still stored its policy there) and records ActionProvisionAborted. It returns cause, or,
-// when the clean-up fails, cause with what was left behind (wrapping
-// ErrLeftInProvisioning). The clean-up runs even when ctx was cancelled
-// (the client went away) or its deadline passed, within abortTimeout;
-// once the row is deleted, the caller waits for the rest (the dispatcher,
-// the audit entry) only until ctx's deadline (complete): nothing of the
-// tenant but those few dispatcher keys is kept by then.
+// still stored its policy there) and records ActionProvisionAborted. It
+// returns cause, or, when the clean-up fails, cause with what was left
+// behind (wrapping ErrLeftInProvisioning). The clean-up runs even when ctx
+// was cancelled (the client went away) or its deadline passed, within
+// abortTimeout for the row's deletion, but the caller waits for it only
+// until ctx's deadline (an admin request's, which must answer then): past
+// it, cause comes back wrapping ErrStillCompleting (the tenant created is
+// being deleted without the caller, which logs the outcome; Wait waits for
+// it). Once the row is deleted, the caller waits for the rest (the
+// dispatcher, the audit entry) only until ctx's deadline too: nothing of
+// the tenant but those few dispatcher keys is kept by then.
 func (s *Service) abortProvision(ctx context.Context, t tenantctx.Tenant, actor string, cause error) error {
-	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
-	defer cancel()
-	err := s.catalog.DeleteTenant(actx, t.ID)
-	if errors.Is(err, storage.ErrInvalidationFailed) || errors.Is(err, storage.ErrNotFound) {
-		err = nil // nothing served it yet: no replica caches a tenant in provisioning for long
-	}
-	if err != nil {
-		return fmt.Errorf("%w (tenant %s created and %w: %v)", cause, t.ID, ErrLeftInProvisioning, err)
-	}
-	// Past ctx's deadline this goes on without the caller, and logs.
-	_ = s.complete(ctx, t.ID, "abort provisioning: forget the tenant, record it", func(ctx context.Context) error {
-		if s.fair != nil {
-			// The dispatcher keeps the tenant's policy from its refused (or
-			// failed) tenant:migrate enqueue, and its task if the enqueue
-			// got through after all; no deletion will ever forget a tenant
-			// that never was. A failure leaves only those few small keys
-			// behind.
-			if ferr := s.fair.Forget(ctx, t.ID, s.layout().Queues()...); ferr != nil {
-				s.logger.WarnContext(ctx, "forget aborted tenant in the dispatcher", slog.String("tenant_id", t.ID), slog.String("error", ferr.Error()))
-			}
+	err := s.complete(ctx, t.ID, "abort provisioning: delete the tenant", func(cctx context.Context) error {
+		dctx, cancel := context.WithTimeout(cctx, abortTimeout)
+		defer cancel()
+		err := s.catalog.DeleteTenant(dctx, t.ID)
+		if errors.Is(err, storage.ErrInvalidationFailed) || errors.Is(err, storage.ErrNotFound) {
+			err = nil // nothing served it yet: no replica caches a tenant in provisioning for long
 		}
-		s.logFailure(ctx, t.ID, ActionProvisionAborted, s.audit(ctx, t.ID, actor, ActionProvisionAborted, map[string]string{"slug": t.Slug}))
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrLeftInProvisioning, err)
+		}
+		// On the caller's ctx: past its deadline this goes on without the
+		// caller, and logs.
+		_ = s.complete(ctx, t.ID, "abort provisioning: forget the tenant, record it", func(ctx context.Context) error {
+			if s.fair != nil {
+				// The dispatcher keeps the tenant's policy from its refused
+				// (or failed) tenant:migrate enqueue, and its task if the
+				// enqueue got through after all; no deletion will ever
+				// forget a tenant that never was. A failure leaves only
+				// those few small keys behind.
+				if ferr := s.fair.Forget(ctx, t.ID, s.layout().Queues()...); ferr != nil {
+					s.logger.WarnContext(ctx, "forget aborted tenant in the dispatcher", slog.String("tenant_id", t.ID), slog.String("error", ferr.Error()))
+				}
+			}
+			s.logFailure(ctx, t.ID, ActionProvisionAborted, s.audit(ctx, t.ID, actor, ActionProvisionAborted, map[string]string{"slug": t.Slug}))
+			return nil
+		})
 		return nil
 	})
+	switch {
+	case errors.Is(err, ErrStillCompleting):
+		return fmt.Errorf("%w (tenant %s created, being deleted again: %w)", cause, t.ID, err)
+	case err != nil:
+		return fmt.Errorf("%w (tenant %s created and %w)", cause, t.ID, err)
+	}
 	return fmt.Errorf("%w (nothing was kept)", cause)
 }
 

@@ -151,8 +151,10 @@ func (s *Service) detach(ctx context.Context, id, op string, late error, f func(
 }
 
 // Wait waits until no completion that went on past its caller's deadline
-// (complete) runs, or ctx ends (its error, then). A process calls it
-// before it closes the clients those completions use.
+// (complete, bounded, a provisioning's clean-up) runs, nor a cache
+// invalidation of the catalog that did (storage.Cache.Wait), or ctx ends
+// (its error, then). A process calls it before it closes the clients
+// those completions use.
 func (s *Service) Wait(ctx context.Context) error {
 	idle := make(chan struct{})
 	go func() {
@@ -161,10 +163,14 @@ func (s *Service) Wait(ctx context.Context) error {
 	}()
 	select {
 	case <-idle:
-		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("wait for running completions: %w", ctx.Err())
 	}
+	// After the completions, which may have started invalidations.
+	if c, ok := s.catalog.(interface{ Wait(context.Context) error }); ok {
+		return c.Wait(ctx)
+	}
+	return nil
 }
 
 // Config is what a Service works with. Catalog and Enqueuer are required.
