@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/invoicing/tenantworker/tenantctx"
 )
@@ -94,6 +95,27 @@ type Config struct {
 	// tasks in asynq's retry and scheduled sets, which it finds by id;
 	// nil leaves them to run when due.
 	TaskIDs func(tenantID string) []string
+	// Holds, when set, returns the holds recorded outside Redis (the
+	// catalog: suspended tenants, operators' pauses), so that they
+	// survive a Redis that lost its data (restarted without persistence,
+	// flushed). The holds of each queue are then written with a marker
+	// (P..'holds'); while a queue's marker is gone its scripts admit
+	// nothing, and the first worker heartbeat (Heartbeat, Serve) or
+	// enqueue that finds it gone calls Holds and puts the holds back in
+	// one script per queue, with the marker, which admits what may run.
+	// It is called only then (concurrent enqueues of one Dispatcher
+	// share a call), never while the marker is there. Every process
+	// sharing the Redis must set it, or none: a process without it admits
+	// while the marker is gone.
+	Holds func(ctx context.Context) ([]Holding, error)
+}
+
+// Holding is a hold recorded outside Redis (Config.Holds): the tenant is
+// held for Reason in each of Queues.
+type Holding struct {
+	TenantID string
+	Reason   Reason
+	Queues   []string
 }
 
 func (c Config) withDefaults() Config {
@@ -217,6 +239,8 @@ type Dispatcher struct {
 	cfg Config
 	// published holds the queues already added to asynq's set of queues.
 	published sync.Map
+	// holdsFlight shares one call of Config.Holds among concurrent callers.
+	holdsFlight singleflight.Group
 }
 
 // allQueuesKey is asynq's set of queue names (base.AllQueues), which its
@@ -260,6 +284,16 @@ func New(rdb redis.UniversalClient, cfg Config) *Dispatcher {
 // keys returns the two prefixes a script of queue q runs on.
 func keys(q string) []string {
 	return []string{"fair:{" + q + "}:", "asynq:{" + q + "}:"}
+}
+
+// scriptKeys returns the KEYS of a script of queue q: its two prefixes,
+// and with Config.Holds the marker of the queue's holds (restoreScript).
+func (d *Dispatcher) scriptKeys(q string) []string {
+	k := keys(q)
+	if d.cfg.Holds != nil {
+		k = append(k, k[0]+"holds")
+	}
+	return k
 }
 
 // common returns the ARGV every script starts with (see scripts.go).
@@ -356,7 +390,7 @@ func (d *Dispatcher) Enqueue(ctx context.Context, tenantID string, p Policy, tas
 		}
 		args = append(args, m.ID, m.Type, replace, m.Encode(), followID, followMsg)
 	}
-	raw, err := enqueueScript.Run(ctx, d.rdb, keys(q), args...).Slice()
+	raw, err := enqueueScript.Run(ctx, d.rdb, d.scriptKeys(q), args...).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("fair: enqueue %d tasks of tenant %s in %s: %w", len(tasks), tenantID, q, err)
 	}
@@ -375,7 +409,7 @@ func (d *Dispatcher) Enqueue(ctx context.Context, tenantID string, p Policy, tas
 		return nil, &FullError{Queue: q, Waiting: int(waiting), Adding: int(adding), Cap: p.MaxWaiting,
 			RetryAfter: retryAfter(int(waiting)+int(adding)-p.MaxWaiting, est, p.MaxRunning)}
 	}
-	if len(raw) != 3 {
+	if len(raw) != 3 && len(raw) != 4 {
 		return nil, fmt.Errorf("fair: enqueue: unexpected reply %v", raw)
 	}
 	states, _ := raw[1].([]any)
@@ -398,7 +432,28 @@ func (d *Dispatcher) Enqueue(ctx context.Context, tenantID string, p Policy, tas
 		out[i] = r
 	}
 	d.observe(q, raw[2])
+	if len(raw) == 4 {
+		// The queue's holds are lost (Redis lost its data): the tasks
+		// wait in the backlog, and putting the holds back admits them.
+		// Should that fail, a worker's heartbeat does it: the enqueue
+		// stands either way.
+		if list, err := d.readHolds(ctx); err == nil {
+			_, _, _ = d.restoreHolds(ctx, q, list)
+		}
+	}
 	return out, nil
+}
+
+// readHolds calls Config.Holds, once for the callers that ask at the same
+// time (the enqueues that find a queue's holds lost).
+func (d *Dispatcher) readHolds(ctx context.Context) ([]Holding, error) {
+	v, err, _ := d.holdsFlight.Do("", func() (any, error) {
+		return d.cfg.Holds(ctx)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fair: read the holds Redis lost: %w", err)
+	}
+	return v.([]Holding), nil
 }
 
 // retryAfter estimates how long until excess waiting tasks have been
@@ -505,7 +560,7 @@ func (d *Dispatcher) complete(ctx context.Context, queue, reporter string, seq u
 		}
 		args = append(args, r.TaskID, r.TenantID, r.Type, max(r.Cost.Microseconds(), 1), r.Run, cut)
 	}
-	reply, err := completeScript.Run(ctx, d.rdb, keys(queue), args...).Result()
+	reply, err := completeScript.Run(ctx, d.rdb, d.scriptKeys(queue), args...).Result()
 	if err != nil {
 		return fmt.Errorf("fair: complete %d tasks in %s: %w", len(reports), queue, err)
 	}
@@ -528,7 +583,7 @@ func (d *Dispatcher) SetPolicy(ctx context.Context, tenantID string, p Policy, q
 			return err
 		}
 		args := append(d.common(4), tenantID, max(p.Weight, 1), max(p.MaxRunning, 0), max(p.MaxWaiting, 0))
-		reply, err := policyScript.Run(ctx, d.rdb, keys(q), args...).Result()
+		reply, err := policyScript.Run(ctx, d.rdb, d.scriptKeys(q), args...).Result()
 		if err != nil {
 			return fmt.Errorf("fair: set policy of tenant %s in %s: %w", tenantID, q, err)
 		}
@@ -543,7 +598,7 @@ func (d *Dispatcher) Pump(ctx context.Context, queue string) (int, error) {
 	if err := checkQueue(queue); err != nil {
 		return 0, err
 	}
-	reply, err := pumpScript.Run(ctx, d.rdb, keys(queue), d.common(0)...).Result()
+	reply, err := pumpScript.Run(ctx, d.rdb, d.scriptKeys(queue), d.common(0)...).Result()
 	if err != nil {
 		return 0, fmt.Errorf("fair: pump %s: %w", queue, err)
 	}
@@ -553,9 +608,10 @@ func (d *Dispatcher) Pump(ctx context.Context, queue string) (int, error) {
 // Heartbeat registers a worker's concurrency in queue for ttl (0
 // concurrency removes it) and admits what the new total makes room for.
 // It also repairs a few records of what a partial loss of Redis's data
-// left inconsistent, and nothing else (see healPrelude in scripts.go).
+// left inconsistent, and nothing else (see healPrelude in scripts.go), and
+// with Config.Holds puts back the queue's holds when Redis lost them.
 func (d *Dispatcher) Heartbeat(ctx context.Context, queue, workerID string, concurrency int, ttl time.Duration) error {
-	_, err := d.heartbeat(ctx, queue, workerID, concurrency, ttl)
+	_, err := d.heartbeat(ctx, queue, workerID, concurrency, ttl, &holdings{})
 	return err
 }
 
@@ -571,23 +627,93 @@ type Healed struct {
 	// Readied is tenants with waiting tasks that may be admitted put back
 	// into the admission order (their place in it was gone).
 	Readied int
+	// Held is tenants whose holds were put back from Config.Holds (the
+	// queue's holds were lost), and HeldBack their admitted tasks that
+	// asynq had not started, moved back into their backlogs.
+	Held, HeldBack int
 }
 
-// heartbeat is Heartbeat, returning what it repaired.
-func (d *Dispatcher) heartbeat(ctx context.Context, queue, workerID string, concurrency int, ttl time.Duration) (Healed, error) {
+// holdings is what Config.Holds returned, read at most once for the
+// queues of one round of heartbeats (Serve).
+type holdings struct {
+	read bool
+	list []Holding
+}
+
+// get calls read (Dispatcher.readHolds) the first time.
+func (h *holdings) get(ctx context.Context, read func(context.Context) ([]Holding, error)) ([]Holding, error) {
+	if h.read {
+		return h.list, nil
+	}
+	list, err := read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	h.read, h.list = true, list
+	return list, nil
+}
+
+// heartbeat is Heartbeat, returning what it repaired; the holds it puts
+// back come from hs, read once for the caller's round of queues.
+func (d *Dispatcher) heartbeat(ctx context.Context, queue, workerID string, concurrency int, ttl time.Duration, hs *holdings) (Healed, error) {
 	if err := checkQueue(queue); err != nil {
 		return Healed{}, err
 	}
 	args := append(d.common(4), workerID, max(concurrency, 0), ttl.Milliseconds(), max(d.cfg.HealEvery.Milliseconds(), 0))
-	reply, err := heartbeatScript.Run(ctx, d.rdb, keys(queue), args...).Slice()
+	reply, err := heartbeatScript.Run(ctx, d.rdb, d.scriptKeys(queue), args...).Slice()
 	if err != nil {
 		return Healed{}, fmt.Errorf("fair: heartbeat %s: %w", queue, err)
 	}
-	if len(reply) != 4 {
+	if len(reply) != 5 {
 		return Healed{}, fmt.Errorf("fair: heartbeat %s: unexpected reply %v", queue, reply)
 	}
 	d.observe(queue, reply[0])
-	return Healed{Requeued: asInt(reply[1]), Admitted: asInt(reply[2]), Readied: asInt(reply[3])}, nil
+	healed := Healed{Requeued: asInt(reply[1]), Admitted: asInt(reply[2]), Readied: asInt(reply[3])}
+	if asInt(reply[4]) == 0 || d.cfg.Holds == nil {
+		return healed, nil
+	}
+	list, err := hs.get(ctx, d.readHolds)
+	if err != nil {
+		return healed, fmt.Errorf("fair: heartbeat %s: %w", queue, err)
+	}
+	healed.Held, healed.HeldBack, err = d.restoreHolds(ctx, queue, list)
+	return healed, err
+}
+
+// restoreHolds puts back the holds of list that apply to queue, and the
+// queue's marker, unless another worker did first (restoreScript). It
+// returns how many tenants it held again and how many of their admitted
+// tasks it moved back into their backlogs.
+func (d *Dispatcher) restoreHolds(ctx context.Context, queue string, list []Holding) (tenants, moved int, err error) {
+	reasons := map[string]string{}
+	var order []string
+	for _, h := range list {
+		if !h.Reason.valid() || !slices.Contains(h.Queues, queue) {
+			continue
+		}
+		if err := checkTenant(h.TenantID); err != nil {
+			return 0, 0, err
+		}
+		if _, ok := reasons[h.TenantID]; !ok {
+			order = append(order, h.TenantID)
+		}
+		if !strings.Contains(reasons[h.TenantID], string(h.Reason)) {
+			reasons[h.TenantID] += string(h.Reason)
+		}
+	}
+	args := append(d.common(1+2*len(order)), len(order))
+	for _, t := range order {
+		args = append(args, t, reasons[t])
+	}
+	res, err := restoreScript.Run(ctx, d.rdb, d.scriptKeys(queue), args...).Slice()
+	if err != nil {
+		return 0, 0, fmt.Errorf("fair: put back the holds of %d tenants in %s: %w", len(order), queue, err)
+	}
+	if len(res) != 3 {
+		return 0, 0, fmt.Errorf("fair: put back holds in %s: unexpected reply %v", queue, res)
+	}
+	d.observe(queue, res[2])
+	return asInt(res[0]), asInt(res[1]), nil
 }
 
 // ErrDrained is returned (wrapped) by Park, Gate and GateRun for a task
@@ -647,7 +773,7 @@ func (d *Dispatcher) ParkRun(ctx context.Context, queue, taskID, tenantID, typ, 
 		return false, err
 	}
 	args := append(d.common(4), taskID, tenantID, typ, run)
-	s, err := parkScript.Run(ctx, d.rdb, keys(queue), args...).Text()
+	s, err := parkScript.Run(ctx, d.rdb, d.scriptKeys(queue), args...).Text()
 	if err != nil {
 		return false, fmt.Errorf("fair: park task %s of tenant %s: %w", taskID, tenantID, err)
 	}
@@ -685,7 +811,7 @@ func (d *Dispatcher) GateRun(ctx context.Context, queue, taskID, tenantID, typ s
 		return false, "", err
 	}
 	args := append(d.common(3), taskID, tenantID, typ)
-	s, err := gateScript.Run(ctx, d.rdb, keys(queue), args...).Text()
+	s, err := gateScript.Run(ctx, d.rdb, d.scriptKeys(queue), args...).Text()
 	if err != nil {
 		return false, "", fmt.Errorf("fair: gate retried task %s of tenant %s: %w", taskID, tenantID, err)
 	}
@@ -820,7 +946,7 @@ func (d *Dispatcher) holdFlag(ctx context.Context, tenantID string, reason Reaso
 			return moved, stuck, err
 		}
 		args := append(d.common(3), tenantID, string(reason), flag)
-		res, err := holdScript.Run(ctx, d.rdb, keys(q), args...).Slice()
+		res, err := holdScript.Run(ctx, d.rdb, d.scriptKeys(q), args...).Slice()
 		if err != nil {
 			return moved, stuck, fmt.Errorf("fair: hold tenant %s in %s: %w", tenantID, q, err)
 		}
@@ -898,7 +1024,7 @@ func (d *Dispatcher) Drain(ctx context.Context, tenantID string, queues ...strin
 				args = append(args, s)
 			}
 		}
-		res, err := drainScript.Run(ctx, d.rdb, keys(q), args...).Slice()
+		res, err := drainScript.Run(ctx, d.rdb, d.scriptKeys(q), args...).Slice()
 		if err != nil {
 			return false, fmt.Errorf("fair: drain tenant %s in %s: %w", tenantID, q, err)
 		}
@@ -969,7 +1095,7 @@ func (d *Dispatcher) unschedule(ctx context.Context, q, set, ran string, stems [
 	}
 	var n int
 	for {
-		res, err := script.Run(ctx, d.rdb, keys(q), args...).Slice()
+		res, err := script.Run(ctx, d.rdb, d.scriptKeys(q), args...).Slice()
 		if err != nil {
 			return n, err
 		}
@@ -1012,7 +1138,7 @@ func (d *Dispatcher) Forget(ctx context.Context, tenantID string, queues ...stri
 			return err
 		}
 		for {
-			done, err := forgetScript.Run(ctx, d.rdb, keys(q), append(d.common(2), tenantID, drainStep)...).Int()
+			done, err := forgetScript.Run(ctx, d.rdb, d.scriptKeys(q), append(d.common(2), tenantID, drainStep)...).Int()
 			if err != nil {
 				return fmt.Errorf("fair: forget tenant %s in %s: %w", tenantID, q, err)
 			}
@@ -1063,7 +1189,7 @@ func (d *Dispatcher) Stats(ctx context.Context, tenantID string, queues ...strin
 		if err := checkQueue(q); err != nil {
 			return nil, err
 		}
-		res, err := statsScript.Run(ctx, d.rdb, keys(q), append(d.common(1), tenantID)...).Slice()
+		res, err := statsScript.Run(ctx, d.rdb, d.scriptKeys(q), append(d.common(1), tenantID)...).Slice()
 		if err != nil {
 			return nil, fmt.Errorf("fair: stats of tenant %s in %s: %w", tenantID, q, err)
 		}

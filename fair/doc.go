@@ -44,7 +44,11 @@
 //     asynq no longer has, so during a rolling upgrade only processes of
 //     this release release such a task. Drain discards a backlog. What
 //     goes back into a backlog (held back, released, set aside by a drain
-//     cut off between its steps) goes in enqueue-time order.
+//     cut off between its steps) goes in enqueue-time order. Holds
+//     recorded outside Redis (Config.Holds: the catalog's suspensions and
+//     pauses) are put back when Redis lost them: a queue whose marker of
+//     its holds is gone admits nothing until the first enqueue or
+//     heartbeat that notices has put them back.
 //
 // Every step is one Lua script on the keys of one queue, so any number of
 // enqueue services and workers dispatch at once without a leader, and a

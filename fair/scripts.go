@@ -43,7 +43,10 @@ import (
 //	P..'cut:'..token STRING set when an attempt of the run was cut off under its handler and charged: should the
 //	                 lease check end the run, its estimate is refunded (expires after LATE_MS; see reap)
 //	P..'dl'          ZSET admitted task id -> check-again time (ms)
-//	P..'hold'        HASH tenant -> hold reasons ('s' suspended, 'p' paused)
+//	P..'hold'        HASH tenant -> hold reasons ('s' suspended, 'p' paused, 'm' moving)
+//	P..'holds'       STRING marker written with the holds put back from a durable record (Config.Holds; KEYS[3],
+//	                 only then): while it is gone nothing is admitted (holdsLost), until restoreScript writes it
+//	P..'unheld'      HASH tenant -> hold reasons released while P..'holds' was gone: restoreScript leaves them out
 //	P..'kept:'..tenant HASH task id -> type \t enqueue time (ms) \t asynq message: tasks parked while held or at
 //	                 the running cap whose message is kept here (asynq let the task go, or is letting it go)
 //	P..'keptt'       SET tenants with records in kept: (the heartbeat releases those no longer held)
@@ -77,6 +80,9 @@ import (
 //	                 (WakeChannel; idle workers wait for it, IdleWaiter)
 const prelude = `
 local P, A = KEYS[1], KEYS[2]
+-- M is the marker of the queue's holds (P..'holds') when the dispatcher
+-- puts back holds Redis lost (Config.Holds), else nil.
+local M = KEYS[3]
 local NOW, NOW_NS = tonumber(ARGV[1]), ARGV[2]
 if ARGV[1] == '' then
   -- Redis's clock: processes whose clocks disagree agree on it, so a time
@@ -407,6 +413,42 @@ local function wait(t, id, typ, msg, enq)
   countWaiting(t, typ, 1)
 end
 
+-- holdsLost reports whether the queue's holds may be lost: they are put
+-- back from a durable record (M, Config.Holds) and their marker, written
+-- with them, is gone (Redis restarted empty, was flushed, or lost the
+-- key). Nothing is admitted then until a worker's heartbeat has put them
+-- back (restoreScript): a held tenant's task admitted meanwhile would run.
+local function holdsLost()
+  return M ~= nil and redis.call('EXISTS', M) == 0
+end
+
+-- holdBack moves t's admitted task id, pending in asynq (key: its task
+-- hash), back into t's backlog at its place by enqueue time, its estimate
+-- refunded.
+local function holdBack(t, id, key)
+  local msg = redis.call('HGET', key, 'msg')
+  local _, typ, est, enq, w = finish(id)
+  redis.call('LREM', A .. 'pending', 1, id)
+  redis.call('DEL', key)
+  charge(t, -est / w)
+  wait(t, id, typ, msg, enq or NOW)
+end
+
+-- unrun makes t's tasks running now name their run in asynq's copy of
+-- their message no more: should a shutdown put one back into asynq's
+-- pending list, the worker that takes it asks the gate (which parks it
+-- while the tenant is held) instead of running it as an admitted first
+-- attempt.
+local function unrun(t)
+  for _, id in ipairs(redis.call('SMEMBERS', P .. 'run:' .. t)) do
+    local key = A .. 't:' .. id
+    if redis.call('HGET', key, 'state') == 'active' then
+      local msg = redis.call('HGET', key, 'msg')
+      if msg then redis.call('HSET', key, 'msg', withRun(withoutRun(msg), '')) end
+    end
+  end
+end
+
 -- A parked task's record is in one of two hashes of its tenant: kept:
 -- when it holds the task's message (asynq let the task go), parked: when
 -- it does not (the task is in asynq's retry set). The previous release's
@@ -653,6 +695,7 @@ end
 -- admission, in one call.
 local function admit()
   reap(16)
+  if holdsLost() then return {} end
   local queued = redis.call('LLEN', A .. 'pending')
   local room = target() - queued
   if room > MAX_ADMIT then room = MAX_ADMIT end
@@ -849,7 +892,8 @@ end
 // the queue, the queue's cost per task, live worker slots, new tasks} when
 // they would take the queue's backlogs past their cap (nothing is added
 // either way; new tasks: how many the call would have added), else
-// {'ok', results, admitted} where results holds per task 'new', 'waiting'
+// {'ok', results, admitted[, 'lost': the queue's holds are to be put back,
+// nothing was admitted (holdsLost)]} where results holds per task 'new', 'waiting'
 // (also a task parked with its message kept here, that asynq let go) or
 // 'exists:<asynq state>'. A finished task whose worker has not reported
 // it yet is 'exists:active', also to a replacing enqueue, while asynq keeps
@@ -976,6 +1020,9 @@ if #ids > 0 then
   for typ, k in pairs(added) do countWaiting(t, typ, k) end
 end
 reconsider(t)
+-- The queue's holds are lost: admit() admitted nothing, and the caller
+-- puts them back (restoreScript), which admits.
+if holdsLost() then return { 'ok', res, {}, 'lost' } end
 return { 'ok', res, admit() }
 `)
 
@@ -1352,7 +1399,8 @@ end
 
 // heartbeatScript registers a worker's concurrency for this queue until
 // now + ttl, drops expired workers, stores the sum that sizes the pending
-// depth, and admits what fits.
+// depth, and admits what fits. It returns {admit()'s list, the counts of
+// heal(), 1 when the queue's holds are to be put back (holdsLost) else 0}.
 //
 //	ARGV[10] worker id, ARGV[11] concurrency (0: leaving), ARGV[12] ttl (ms),
 //	ARGV[13] how often the beats of all workers repair (heal; ms, 0: every beat).
@@ -1418,7 +1466,67 @@ local back, fixed, readied = 0, 0, 0
 if healEvery <= 0 or redis.call('SET', P .. 'healed', '1', 'PX', healEvery, 'NX') then
   back, fixed, readied = heal()
 end
-return { admit(), back, fixed, readied }
+local lost = 0
+if holdsLost() then lost = 1 end
+return { admit(), back, fixed, readied, lost }
+`)
+
+// restoreScript puts back the holds a loss of Redis's data took (the
+// marker P..'holds', KEYS[3], is gone: holdsLost), from the durable record
+// Config.Holds reads, and writes the marker: until then admit() admits
+// nothing in the queue. Of the workers that notice the loss, the first
+// one's call restores; the others' find the marker and change nothing.
+//
+//	ARGV[10] number of tenants n, then n pairs: tenant, its reasons ('s', 'p').
+//
+// A reason is added to what the tenant's hold has (nothing it has is
+// taken away), unless a release of that reason came while the marker was
+// gone (P..'unheld': the record may have been read before it). A tenant
+// whose hold is put back is taken out of the ready set, and its admitted
+// tasks that asynq has not started go back into its backlog, as for a
+// Hold. It returns {tenants held again, tasks moved back, admit()'s list}.
+var restoreScript = redis.NewScript(prelude + `
+if not holdsLost() then return { 0, 0, {} } end
+local unheld = {}
+local u = redis.call('HGETALL', P .. 'unheld')
+for i = 1, #u, 2 do unheld[u[i]] = u[i + 1] end
+local restored, tenants = {}, 0
+for k = 0, num(ARGV[10], 0) - 1 do
+  local t, r = ARGV[11 + 2 * k], ARGV[12 + 2 * k]
+  local h = redis.call('HGET', P .. 'hold', t) or ''
+  local gone, added = unheld[t] or '', false
+  for c in string.gmatch(r, '[spm]') do
+    if not string.find(gone, c, 1, true) and not string.find(h, c, 1, true) then
+      h = h .. c
+      added = true
+    end
+  end
+  if added then
+    redis.call('HSET', P .. 'hold', t, h)
+    reconsider(t)
+    unrun(t)
+    restored[t] = true
+    tenants = tenants + 1
+  end
+end
+local moved = 0
+if tenants > 0 then
+  -- One pass over asynq's pending list (newest first, as in holdScript).
+  for _, id in ipairs(redis.call('LRANGE', A .. 'pending', 0, -1)) do
+    local meta = redis.call('HGET', P .. 'adm', id)
+    local t = meta and fields(meta, 1)[1]
+    if t and restored[t] then
+      local key = A .. 't:' .. id
+      if redis.call('HGET', key, 'state') == 'pending' then
+        holdBack(t, id, key)
+        moved = moved + 1
+      end
+    end
+  end
+end
+redis.call('SET', M, '1')
+redis.call('DEL', P .. 'unheld')
+return { tenants, moved, admit() }
 `)
 
 // parkScript is run by a worker that dequeued a task of a held tenant
@@ -1559,6 +1667,14 @@ if ARGV[12] ~= '2' then
   h = string.gsub(h, r, '')
   if set then h = h .. r end
   if h == '' then redis.call('HDEL', P .. 'hold', t) else redis.call('HSET', P .. 'hold', t, h) end
+  if holdsLost() then
+    -- The holds are to be put back from a record read before this
+    -- release, perhaps: restoreScript leaves out the reasons released
+    -- meanwhile (P..'unheld'), and keeps a reason set again.
+    local u = string.gsub(redis.call('HGET', P .. 'unheld', t) or '', r, '')
+    if not set then u = u .. r end
+    if u == '' then redis.call('HDEL', P .. 'unheld', t) else redis.call('HSET', P .. 'unheld', t, u) end
+  end
 end
 if set then
   reconsider(t)
@@ -1569,27 +1685,12 @@ if set then
     if redis.call('SISMEMBER', P .. 'run:' .. t, id) == 1 then
       local key = A .. 't:' .. id
       if redis.call('HGET', key, 'state') == 'pending' then
-        local msg = redis.call('HGET', key, 'msg')
-        local _, typ, est, enq, w = finish(id)
-        redis.call('LREM', A .. 'pending', 1, id)
-        redis.call('DEL', key)
-        charge(t, -est / w)
-        wait(t, id, typ, msg, enq or NOW)
+        holdBack(t, id, key)
         moved = moved + 1
       end
     end
   end
-  -- Its tasks running now name their run in asynq's copy of their
-  -- message no more: should a shutdown put one back into asynq's pending
-  -- list, the worker that takes it asks the gate (which parks it while the
-  -- tenant is held) instead of running it as an admitted first attempt.
-  for _, id in ipairs(redis.call('SMEMBERS', P .. 'run:' .. t)) do
-    local key = A .. 't:' .. id
-    if redis.call('HGET', key, 'state') == 'active' then
-      local msg = redis.call('HGET', key, 'msg')
-      if msg then redis.call('HSET', key, 'msg', withRun(withoutRun(msg), '')) end
-    end
-  end
+  unrun(t)
   return { moved, 0 }
 end
 if h ~= '' then return { 0, 0 } end

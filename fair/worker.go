@@ -332,10 +332,16 @@ func (d *Dispatcher) Serve(ctx context.Context, m Membership, logger *slog.Logge
 	interval := cmp.Or(m.Interval, time.Second)
 	ttl := 5 * interval
 	beat := func(ctx context.Context, concurrency int) {
+		hs := &holdings{} // read at most once a round, only when a queue lost its holds
 		for _, q := range m.Queues {
-			healed, err := d.heartbeat(ctx, q, m.ID, concurrency, ttl)
+			healed, err := d.heartbeat(ctx, q, m.ID, concurrency, ttl, hs)
 			if err != nil && ctx.Err() == nil {
 				logger.Warn("fair: worker heartbeat", slog.String("queue", q), slog.String("error", err.Error()))
+			}
+			if healed.Held > 0 || healed.HeldBack > 0 {
+				logger.Warn("fair: put back holds Redis lost", slog.String("queue", q),
+					slog.Int("tenants_held", healed.Held), slog.Int("admitted_held_back", healed.HeldBack))
+				healed.Held, healed.HeldBack = 0, 0
 			}
 			if healed != (Healed{}) {
 				logger.Warn("fair: repaired dispatch state Redis lost", slog.String("queue", q),

@@ -324,3 +324,14 @@ func (c *Cache) SetPlacement(ctx context.Context, id, from, to string, generatio
 	}
 	return t, err
 }
+
+// SetQueuePaused passes through to the backend: the pause is not part of
+// a cached tenant.
+func (c *Cache) SetQueuePaused(ctx context.Context, id string, paused bool) error {
+	return c.backend.SetQueuePaused(ctx, id, paused)
+}
+
+// PausedTenants passes through to the backend, uncached.
+func (c *Cache) PausedTenants(ctx context.Context) ([]string, error) {
+	return c.backend.PausedTenants(ctx)
+}

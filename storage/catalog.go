@@ -258,11 +258,27 @@ type PlacementStore interface {
 	SetPlacement(ctx context.Context, id, from, to string, generation int64) (tenantctx.Tenant, error)
 }
 
-// Catalog is the whole tenant catalog: tenants, keys, audit log and
-// placement.
+// PauseStore records operators' pauses of tenants' queues, so that a
+// pause outlives Redis's data (fair dispatch's holds live in Redis: the
+// workers put back the holds of the tenants recorded here when Redis lost
+// them).
+type PauseStore interface {
+	// SetQueuePaused records (paused true) or clears an operator's pause
+	// of the tenant's queues; recording or clearing it again changes
+	// nothing. ErrNotFound for an unknown tenant (clearing the pause of
+	// one is not an error). A deleted tenant's pause goes with it.
+	SetQueuePaused(ctx context.Context, id string, paused bool) error
+	// PausedTenants returns the ids of the tenants whose queues are
+	// paused, in id order.
+	PausedTenants(ctx context.Context) ([]string, error)
+}
+
+// Catalog is the whole tenant catalog: tenants, keys, audit log,
+// placement and queue pauses.
 type Catalog interface {
 	TenantStore
 	KeyStore
 	AuditLog
 	PlacementStore
+	PauseStore
 }

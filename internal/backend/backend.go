@@ -172,8 +172,11 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Opti
 	if cfg.FairDispatch {
 		hist, observe := fair.WaitHistogram()
 		b.AdmissionWait = hist
+		// Holds: the catalog's suspensions and pauses, put back by the
+		// workers when Redis lost its data (read only then; b.Tenancy is
+		// set below, before any call).
 		b.Dispatcher = fair.New(enqueueRedis, fair.Config{PendingTime: cfg.FairPendingTime, MaxWaitingTotal: cfg.FairMaxWaitingTotal, OnAdmit: observe,
-			TaskIDs: tasks.TenantIDStems})
+			TaskIDs: tasks.TenantIDStems, Holds: func(ctx context.Context) ([]fair.Holding, error) { return b.Tenancy.Holds(ctx) }})
 		enqOpts = append(enqOpts, tasks.WithAdmission(tasks.Admission{Dispatcher: b.Dispatcher, Tenants: b.Catalog, Plans: cfg.Plans}))
 	}
 	b.Enqueuer = tasks.NewEnqueuer(b.Client, b.Inspector, logger, enqOpts...).WithTaskRecords(b.TaskRecords)

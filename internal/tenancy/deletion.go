@@ -114,6 +114,10 @@ func (s *Service) completeDeletion(ctx context.Context, t tenantctx.Tenant, prev
 				return "", fmt.Errorf("request deletion of tenant %s: lift its holds: %w", id, err)
 			}
 		}
+		if err := s.catalog.SetQueuePaused(ctx, id, false); err != nil {
+			record(discarded)
+			return "", fmt.Errorf("request deletion of tenant %s: clear its pause's record: %w", id, err)
+		}
 	}
 	record(discarded)
 	res, err := s.enqueuer.Enqueue(ctx, p)

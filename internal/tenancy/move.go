@@ -173,7 +173,12 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 		rctx := context.WithoutCancel(ctx)
 		if keepPaused {
 			opts.progress("keep the queue paused")
-			// Handed over to an operator's pause, which ResumeQueue lifts.
+			// Handed over to an operator's pause, which ResumeQueue lifts
+			// (recorded first, as PauseQueue does).
+			if err := s.catalog.SetQueuePaused(rctx, id, true); err != nil {
+				s.logger.ErrorContext(ctx, "keep the queue paused after a move: record the pause", slog.String("tenant_id", id), slog.String("error", err.Error()))
+				return
+			}
 			if _, err := s.fair.Hold(rctx, id, fair.Paused, s.layout().Queues()...); err != nil {
 				s.logger.ErrorContext(ctx, "keep the queue paused after a move", slog.String("tenant_id", id), slog.String("error", err.Error()))
 				return
@@ -596,6 +601,9 @@ func (s *Service) keepMovePaused(ctx context.Context, id string) (bool, error) {
 	}
 	s.logger.WarnContext(ctx, "the last move of the tenant left its queue paused (its switch was not propagated or its outcome is unknown): its hold stays as an operator's pause; resume the queue once it is safe",
 		slog.String("tenant_id", id))
+	if err := s.catalog.SetQueuePaused(ctx, id, true); err != nil {
+		return false, fmt.Errorf("keep the queue paused after a move: record the pause: %w", err)
+	}
 	if _, err := s.fair.Hold(ctx, id, fair.Paused, s.layout().Queues()...); err != nil {
 		return false, fmt.Errorf("keep the queue paused after a move: %w", err)
 	}

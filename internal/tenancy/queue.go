@@ -130,6 +130,10 @@ func (s *Service) Queues(ctx context.Context, k int) ([]fair.Overview, error) {
 // and a ResumeQueue that race (from two services), the one that changed
 // the first queue last holds in every queue (settlePause).
 //
+// The pause is recorded in the catalog (storage.PauseStore) before the
+// hold is made, and the record follows the outcome: the workers put the
+// hold back from it when Redis lost its data (Holds).
+//
 // A tenant being deleted is refused (ErrRefused): a pause would hold its
 // tenant:destroy. Should the deletion be requested while the pause is
 // being made, the pause is lifted again, so the destroy runs either way.
@@ -139,6 +143,10 @@ func (s *Service) PauseQueue(ctx context.Context, id, actor string) (int, error)
 	}
 	var moved int
 	err := s.bounded(ctx, id, "pause queue: hold its backlog", func(ctx context.Context) (err error) {
+		// Recorded first: a hold Redis loses is put back from the record.
+		if err := s.catalog.SetQueuePaused(ctx, id, true); err != nil {
+			return fmt.Errorf("record the pause: %w", err)
+		}
 		moved, err = s.fair.Hold(ctx, id, fair.Paused, s.layout().Queues()...)
 		return err
 	})
@@ -153,6 +161,9 @@ func (s *Service) PauseQueue(ctx context.Context, id, actor string) (int, error)
 		if err := s.deletedMeanwhile(ctx, id, "pause"); err != nil {
 			if _, rerr := s.fair.Release(ctx, id, fair.Paused, s.layout().Queues()...); rerr != nil {
 				return fmt.Errorf("pause queue of tenant %s: lift the pause again: %w", id, rerr)
+			}
+			if rerr := s.catalog.SetQueuePaused(ctx, id, false); rerr != nil && !errors.Is(rerr, storage.ErrNotFound) {
+				return fmt.Errorf("pause queue of tenant %s: clear its record: %w", id, rerr)
 			}
 			return err
 		}
@@ -169,8 +180,10 @@ func (s *Service) PauseQueue(ctx context.Context, id, actor string) (int, error)
 }
 
 // ResumeQueue lifts an operator's pause: the backlog is admitted again, in
-// order (a suspended tenant's work stays held until it resumes). It writes
-// ActionQueueResumed. A racing PauseQueue is settled as PauseQueue says.
+// order (a suspended tenant's work stays held until it resumes), and the
+// pause's record in the catalog is cleared once the hold is released. It
+// writes ActionQueueResumed. A racing PauseQueue is settled as PauseQueue
+// says.
 func (s *Service) ResumeQueue(ctx context.Context, id, actor string) error {
 	if _, err := s.dispatchTenant(ctx, id); err != nil {
 		return err
@@ -205,7 +218,8 @@ const pauseSettleRounds = 10
 // "paused". The first queue decides: every call changes it first, so the
 // one that changed it last wins; the others follow it, until it reads the
 // same before and after they did (a call that changed it since settles
-// again, and so does this one).
+// again, and so does this one). The pause's record in the catalog then
+// follows it too.
 func (s *Service) settlePause(ctx context.Context, id string) error {
 	queues := s.layout().Queues()
 	paused, err := s.fair.HeldFor(ctx, id, fair.Paused, queues[0])
@@ -226,6 +240,10 @@ func (s *Service) settlePause(ctx context.Context, id string) error {
 			return fmt.Errorf("settle its pause: %w", err)
 		}
 		if now == paused {
+			// A tenant deleted meanwhile took its record with it.
+			if err := s.catalog.SetQueuePaused(ctx, id, paused); err != nil && !errors.Is(err, storage.ErrNotFound) {
+				return fmt.Errorf("settle its pause: record it: %w", err)
+			}
 			return nil
 		}
 		paused = now
@@ -411,4 +429,45 @@ func (s *Service) dispatchTenant(ctx context.Context, id string) (tenantctx.Tena
 		return t, fmt.Errorf("tenant %s: %w", id, err)
 	}
 	return t, nil
+}
+
+// Holds returns the holds recorded in the catalog, for fair dispatch to
+// put back when Redis lost them (fair.Config.Holds): each suspended
+// tenant's in the queues of ordinary work, each operator's pause in every
+// queue (a tenant being deleted is left out: its tenant:destroy must
+// run). The workers call it only after a loss.
+func (s *Service) Holds(ctx context.Context) ([]fair.Holding, error) {
+	var out []fair.Holding
+	opts := storage.ListOptions{Status: tenantctx.StatusSuspended, Limit: storage.MaxPageSize}
+	for {
+		page, err := s.catalog.ListTenants(ctx, opts)
+		if err != nil {
+			return nil, fmt.Errorf("holds: suspended tenants: %w", err)
+		}
+		for _, t := range page {
+			out = append(out, fair.Holding{TenantID: t.ID, Reason: fair.Suspended, Queues: s.layout().WorkQueues()})
+		}
+		if len(page) < opts.PageLimit() {
+			break
+		}
+		opts.After = page[len(page)-1].ID
+	}
+	paused, err := s.catalog.PausedTenants(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("holds: %w", err)
+	}
+	for _, id := range paused {
+		t, err := s.catalog.TenantByID(ctx, id)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue // deleted meanwhile: its record went with it
+		}
+		if err != nil {
+			return nil, fmt.Errorf("holds: paused tenant %s: %w", id, err)
+		}
+		if refuseDeleting(t, "hold") != nil {
+			continue
+		}
+		out = append(out, fair.Holding{TenantID: id, Reason: fair.Paused, Queues: s.layout().Queues()})
+	}
+	return out, nil
 }

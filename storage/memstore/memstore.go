@@ -34,6 +34,7 @@ type Catalog struct {
 	audit   []storage.AuditEntry
 	dbs     map[string]storage.Database // registered tenant databases by name
 	dbGen   int64                       // the last database generation handed out
+	paused  map[string]bool             // tenants whose queues an operator paused
 
 	queries atomic.Int64
 	now     func() time.Time
@@ -56,6 +57,7 @@ func New() *Catalog {
 		dbs:     map[string]storage.Database{tenantctx.DefaultDatabase: {Name: tenantctx.DefaultDatabase, CreatedAt: time.Now(), Generation: 1}},
 		dbGen:   1,
 		keys:    make(map[string]memoryKey),
+		paused:  make(map[string]bool),
 		now:     memoryNow,
 	}
 }
@@ -236,6 +238,7 @@ func (m *Catalog) DeleteTenant(_ context.Context, id string) error {
 	delete(m.tenants, id)
 	delete(m.slugs, t.Slug)
 	delete(m.schemas, t.Schema)
+	delete(m.paused, id)
 	for hash, k := range m.keys {
 		if k.TenantID == id {
 			delete(m.keys, hash)
@@ -488,4 +491,35 @@ func (m *Catalog) SetPlacement(_ context.Context, id, from, to string, generatio
 	t.UpdatedAt = m.now()
 	m.tenants[id] = t
 	return t, nil
+}
+
+// SetQueuePaused records or clears an operator's pause of the tenant's
+// queues.
+func (m *Catalog) SetQueuePaused(_ context.Context, id string, paused bool) error {
+	if err := tenantctx.ValidateID(id); err != nil {
+		return fmt.Errorf("set queue paused: %w: %w", storage.ErrNotFound, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !paused {
+		delete(m.paused, id)
+		return nil
+	}
+	if _, ok := m.tenants[id]; !ok {
+		return fmt.Errorf("record queue pause of tenant %s: %w", id, storage.ErrNotFound)
+	}
+	m.paused[id] = true
+	return nil
+}
+
+// PausedTenants returns the tenants whose queues are paused, in id order.
+func (m *Catalog) PausedTenants(_ context.Context) ([]string, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	ids := make([]string, 0, len(m.paused))
+	for id := range m.paused {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids, nil
 }

@@ -43,6 +43,7 @@ func TestCatalog(t *testing.T, newCatalog NewCatalogFunc) {
 		{"AuditUnlessLatest", testAuditUnlessLatest},
 		{"Placement", testPlacement},
 		{"RemoveDatabase", testRemoveDatabase},
+		{"QueuePauses", testQueuePauses},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
