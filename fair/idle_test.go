@@ -382,8 +382,12 @@ func TestBusyWorkerFindsUnannouncedWorkWithinPoll(t *testing.T) {
 	// 1,000 tasks of 2 ms on two slots: at least a second of work.
 	const n = 1000
 	admitMany(t, r, n, "2ms")
-	for range 10 {
-		<-r.handled
+	for i := range 10 {
+		select {
+		case <-r.handled:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%d of the %d admitted tasks ran: the admission's announcement did not wake the idle server", i, n)
+		}
 	}
 	c := asynq.NewClientFromRedisClient(r.rdb)
 	if _, err := c.Enqueue(asynq.NewTask("invoice:pdf", nil), asynq.TaskID("system"), asynq.Queue("critical")); err != nil {

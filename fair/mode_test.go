@@ -85,7 +85,13 @@ func TestSwitchToPlainWaitsUntilFairDispatchHoldsNothing(t *testing.T) {
 	// Waiting and admitted (one task pending in asynq, two in the backlog).
 	enqueue(t, b, "tn_sw", fair.Policy{Weight: 1}, 0, 3)
 	refused("backlog", "2 waiting", "1 admitted")
-	work(t, b, 3, equalCost)
+	// Admitted and not reported, with nothing waiting.
+	work(t, b, 2, equalCost)
+	if s := stats(t, b, "tn_sw"); s.Waiting != 0 || s.Admitted != 1 {
+		t.Fatalf("stats after two of three = %+v, want the last task admitted and nothing waiting", s)
+	}
+	refused("admitted", "0 waiting", "1 admitted")
+	work(t, b, 1, equalCost)
 	if _, err := b.d.SwitchMode(ctx, fair.ModePlain); err != nil {
 		t.Fatalf("SwitchMode(plain) without queues to check = %v", err)
 	}

@@ -151,3 +151,34 @@ func TestHealRunsOncePerPeriod(t *testing.T) {
 		t.Fatalf("a beat after the period: %+v, want the waiting tenant readied", h)
 	}
 }
+
+// TestHeartbeatRestoresALostAdmissionRecord: an admitted task that asynq
+// still runs lost its admission record (the record hash evicted or
+// deleted): the heartbeat gives it one back, so the run's report frees its
+// tenant's slot at once and the next task is admitted, as without the
+// loss.
+func TestHeartbeatRestoresALostAdmissionRecord(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 10)
+	ctx := context.Background()
+	enqueue(t, b, "tn_norecord", fair.Policy{Weight: 1, MaxRunning: 1}, 0, 2)
+	id := dequeue(t, b)
+	if err := b.rdb.Del(ctx, "fair:{"+q+"}:adm").Err(); err != nil {
+		t.Fatal(err)
+	}
+	b.clock.Advance(2 * fair.DefaultHealEvery)
+	if err := b.d.Heartbeat(ctx, q, "w1", 4, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	rep := fair.Report{Queue: q, TaskID: id, TenantID: "tn_norecord", Type: "invoice:pdf", Cost: time.Second}
+	if err := b.d.Complete(ctx, q, []fair.Report{rep}); err != nil {
+		t.Fatal(err)
+	}
+	done(t, b, id)
+	if s := stats(t, b, "tn_norecord"); s.Admitted != 1 || s.Waiting != 0 {
+		t.Fatalf("after the running task's report: %+v, want its slot free and the second task admitted", s)
+	}
+	if got := work(t, b, 10, equalCost); len(got) != 1 {
+		t.Fatalf("%d tasks ran after the report, want the second one", len(got))
+	}
+}

@@ -114,6 +114,33 @@ func TestAppRowsLoad(t *testing.T) {
 	})
 }
 
+// TestAppRowsWithTheirOwnIDs: the app may set the ids of the rows it
+// inserts (customers, invoices, line items; "ids the app may set" in
+// docs/architecture.md, "Tenant tables"), and such rows load.
+func TestAppRowsWithTheirOwnIDs(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.in(t, b.acme, func(ctx context.Context, tx pgx.Tx) error {
+		for _, stmt := range []struct{ what, sql string }{
+			{"customer", `INSERT INTO customers (id, name, email) VALUES (9001, 'Zoë Müller', 'zoe@example.org')`},
+			{"invoice", `INSERT INTO invoices (id, customer_id, number, amount) VALUES (9002, 9001, 'APP-9', '96.00')`},
+			{"line item", `INSERT INTO line_items (id, invoice_id, description, unit_price) VALUES (9003, 9002, 'Consulting', '96.00')`},
+		} {
+			if _, err := tx.Exec(ctx, stmt.sql); err != nil {
+				t.Fatalf("the app's %s insert with its own id: %v", stmt.what, err)
+			}
+		}
+		got, err := invoice.Load(ctx, tx, 9002)
+		if err != nil {
+			t.Fatalf("Load of the app's invoice: %v", err)
+		}
+		if got.Customer.Name != "Zoë Müller" || len(got.Lines) != 1 || got.Lines[0].Description != "Consulting" {
+			t.Errorf("the app's invoice loads as %+v", got)
+		}
+		return nil
+	})
+}
+
 func TestCreateAppColumns(t *testing.T) {
 	t.Parallel()
 	b := setup(t)

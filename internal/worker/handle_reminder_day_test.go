@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -460,6 +461,34 @@ func TestReminderFoldsTenantText(t *testing.T) {
 	}
 	if _, ok := m.Attachments["invoice-INV-7001.pdf"]; !ok || len(m.Attachments) != 1 {
 		t.Errorf("attachments %v, want invoice-INV-7001.pdf", keys(m.Attachments))
+	}
+}
+
+// TestReminderFoldsTheCurrency: the invoice's currency is tenant data too
+// (the app may store any three characters in invoices.currency): the
+// amount line it is interpolated into stays one line, without a bidi
+// control.
+func TestReminderFoldsTheCurrency(t *testing.T) {
+	t.Parallel()
+	srv := smtptest.Start(t, smtptest.Options{})
+	e := newHandlerEnv(t, smtpMailer(t, srv))
+	acme := e.provision(t, "acme", "Acme")
+	inv := overdueInvoice("INV-7002")
+	inv.Currency = "\u202e\nX"
+	id := e.addInvoice(t, acme, acmeCustomer, inv)
+	if err := e.work(tasks.InvoiceReminder{TenantID: acme.ID, InvoiceID: id, Day: "2026-03-01"}); err != nil {
+		t.Fatal(err)
+	}
+	msgs := srv.Messages()
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages, want 1", len(msgs))
+	}
+	m := parseMail(t, msgs[0].Data)
+	if strings.ContainsAny(m.Text, bidiControls) {
+		t.Errorf("a bidi control reached the body:\n%q", m.Text)
+	}
+	if !regexp.MustCompile(`(?m)^Amount due: X [0-9,]+\.[0-9]{2}$`).MatchString(m.Text) {
+		t.Errorf("body lacks the amount due on one line, as \"Amount due: X <amount>\":\n%q", m.Text)
 	}
 }
 

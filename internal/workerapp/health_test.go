@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/invoicing/tenantworker/internal/readiness"
+	"github.com/invoicing/tenantworker/internal/testenv"
 )
 
 // TestHealthServerHasTimeouts: the worker's health server bounds how long
@@ -90,6 +91,32 @@ func TestHealthServerDropsStalledAndIdleConnections(t *testing.T) {
 		if d := time.Since(start); d > 3*time.Second {
 			t.Errorf("%s: closed after %v", name, d)
 		}
+	}
+}
+
+// TestRunHealthServerDropsAStalledClient: the health server Run starts
+// has the timeouts too: a client that sends part of its request headers
+// and stalls is disconnected after defaultHealthTimeouts.ReadHeader, not
+// kept for ever.
+func TestRunHealthServerDropsAStalledClient(t *testing.T) {
+	t.Parallel()
+	w := startWorker(t, testenv.RedisURL(t), nil)
+	conn, err := net.Dial("tcp", w.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "GET /healthz HTTP/1.1\r\nHost: worker\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	// A bound for the failure message, not a measurement: well past the
+	// header timeout.
+	wait := defaultHealthTimeouts.ReadHeader + 10*time.Second
+	if err := conn.SetReadDeadline(time.Now().Add(wait)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(io.Discard, conn); errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("connection with stalled headers still open after %v: Run's health server has no header timeout", wait)
 	}
 }
 
