@@ -49,6 +49,15 @@ type IdleOptions struct {
 	// Logger receives a line when the subscription is lost and when it is
 	// back; nil means slog.Default().
 	Logger *slog.Logger
+	// FollowFailover says the client is a Redis Sentinel failover client
+	// (go-redis's NewFailoverClient, REDIS_URL redis-sentinel://), whose
+	// dials reach whichever server the Sentinels name master: the waiter
+	// then takes a dial of the client to another address than its
+	// subscription's for a failover, and subscribes again there (see
+	// followDial). Leave it false for any other client: one that reaches
+	// one server at several addresses (a DNS name with several records)
+	// would move the subscription for nothing.
+	FollowFailover bool
 }
 
 // IdleWaiter lets an idle asynq server wait for work to be announced
@@ -118,9 +127,9 @@ type IdleWaiter struct {
 	// stats counts what IdleStats reports.
 	stats IdleStats
 
-	// follow says rdb reaches one server at a time (not a Redis
-	// Cluster), so a connection it dials to another address than the
-	// subscription's means the server moved (a Sentinel failover); subAddr
+	// follow says rdb is a Sentinel failover client (FollowFailover), so
+	// a connection it dials to another address than the subscription's
+	// means the master moved; subAddr
 	// is the subscription's address, sub the subscription, and moved that
 	// follow closed it for that reason.
 	follow  bool
@@ -177,7 +186,7 @@ func NewIdleWaiter(rdb redis.UniversalClient, queues []string, opts IdleOptions)
 		empty:     make(map[string]bool, len(queues)),
 	}
 	_, cluster := rdb.(*redis.ClusterClient)
-	w.follow = !cluster
+	w.follow = opts.FollowFailover && !cluster
 	if w.recheck <= 0 {
 		w.recheck = DefaultIdleRecheck
 	}

@@ -193,7 +193,7 @@ func TestRedisSentinelFailover(t *testing.T) {
 func testRedisSentinelFailover(t *testing.T, stopMaster bool) {
 	d := startSentinelDeployment(t, true)
 	ctx := t.Context()
-	_, rc, err := backend.OpenRedis(ctx, config.Config{RedisURL: d.url(false)})
+	opt, rc, err := backend.OpenRedis(ctx, config.Config{RedisURL: d.url(false)})
 	if err != nil {
 		t.Fatalf("OpenRedis: %v", err)
 	}
@@ -211,7 +211,7 @@ func testRedisSentinelFailover(t *testing.T, stopMaster bool) {
 	defer srv.Shutdown()
 	// An idle worker's wake-up subscription, as the worker runs it
 	// (worker.IdleWait adds its hook to the shared client).
-	_, waiter, stopWaiting := worker.IdleWait(rc, worker.ServerOptions{Concurrency: 1, Logger: quietLogger()}, 0)
+	_, waiter, stopWaiting := worker.IdleWait(rc, worker.ServerOptions{Concurrency: 1, Logger: quietLogger(), RedisSentinel: config.IsRedisSentinel(opt)}, 0)
 	defer stopWaiting()
 	enqueueAndWait := func(payload string) {
 		t.Helper()

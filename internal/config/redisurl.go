@@ -225,6 +225,20 @@ func IsRedisCluster(opt asynq.RedisConnOpt) bool {
 	return false
 }
 
+// IsRedisSentinel reports whether opt connects through Redis Sentinel
+// (redis-sentinel://): its clients dial whichever server the Sentinels
+// name master.
+func IsRedisSentinel(opt asynq.RedisConnOpt) bool {
+	if o, ok := opt.(contextTimeoutOpt); ok {
+		opt = o.RedisConnOpt
+	}
+	switch opt.(type) {
+	case asynq.RedisFailoverClientOpt, *asynq.RedisFailoverClientOpt:
+		return true
+	}
+	return false
+}
+
 // WithContextTimeouts returns opt whose clients end a command at its
 // context's deadline (go-redis ContextTimeoutEnabled): a read from a Redis
 // that does not answer stops when the caller's time is up, not after the

@@ -128,3 +128,24 @@ func TestParseRedisURLSentinelRejects(t *testing.T) {
 		}
 	}
 }
+
+// IsRedisSentinel tells the Sentinel form of REDIS_URL from the others,
+// also once wrapped by WithContextTimeouts.
+func TestIsRedisSentinel(t *testing.T) {
+	for raw, want := range map[string]bool{
+		"redis-sentinel://127.0.0.1:26379?master=mymaster": true,
+		"redis://127.0.0.1:6379/0":                         false,
+		"redis-cluster://127.0.0.1:7000":                   false,
+	} {
+		opt, err := ParseRedisURL(raw)
+		if err != nil {
+			t.Fatalf("ParseRedisURL(%q): %v", raw, err)
+		}
+		if got := IsRedisSentinel(opt); got != want {
+			t.Errorf("IsRedisSentinel(%q) = %v, want %v", raw, got, want)
+		}
+		if got := IsRedisSentinel(WithContextTimeouts(opt)); got != want {
+			t.Errorf("IsRedisSentinel(WithContextTimeouts(%q)) = %v, want %v", raw, got, want)
+		}
+	}
+}

@@ -67,6 +67,10 @@ type ServerOptions struct {
 	// Logger receives asynq's logs and task errors; nil means
 	// slog.Default().
 	Logger *slog.Logger
+	// RedisSentinel says the server's Redis client is a Sentinel failover
+	// client (config.IsRedisSentinel): IdleWait's subscription then
+	// follows the master at a failover (fair.IdleOptions.FollowFailover).
+	RedisSentinel bool
 }
 
 // IdleWait makes the asynq server that o configures, on rdb, wait while
@@ -82,7 +86,7 @@ type ServerOptions struct {
 // wait (0: fair.DefaultIdleRecheck).
 func IdleWait(rdb redis.UniversalClient, o ServerOptions, recheck time.Duration) (ServerOptions, *fair.IdleWaiter, func()) {
 	o = o.withDefaults()
-	w := fair.NewIdleWaiter(rdb, o.ServedQueues(), fair.IdleOptions{Recheck: recheck, Poll: o.TaskCheckInterval, Logger: o.Logger})
+	w := fair.NewIdleWaiter(rdb, o.ServedQueues(), fair.IdleOptions{Recheck: recheck, Poll: o.TaskCheckInterval, Logger: o.Logger, FollowFailover: o.RedisSentinel})
 	rdb.AddHook(w.Hook())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

@@ -127,6 +127,7 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 		Classes:           cfg.WorkerQueueClasses,
 		Records:           d.TaskRecords,
 		Logger:            logger,
+		RedisSentinel:     config.IsRedisSentinel(d.RedisConnOpt),
 	}
 	if opts.Server != nil {
 		opts.Server(&serverOpts)
