@@ -181,8 +181,9 @@ const DefaultConnectTimeout = 10 * time.Second
 //   - AfterConnect proves that on every new connection (one query per
 //     connection) and refuses a connection where a role or database
 //     setting, or a pooler, replaced it.
-//   - AfterRelease destroys a connection that is closed, busy or not idle
-//     (TxStatus != 'I'). Otherwise it runs one verification query (search_path
+//   - A connection released closed, busy or not idle (TxStatus != 'I')
+//     is destroyed (by pgxpool, before AfterRelease) and logged
+//     (BeforeClose). Otherwise AfterRelease runs one verification query (search_path
 //     still empty, no temporary schema, and the rest of verifySQL's
 //     checks) and destroys the connection on any
 //     doubt: an error, a timeout, an unexpected value. It verifies rather
@@ -261,6 +262,7 @@ func ConfigurePool(cfg *pgxpool.Config, logger *slog.Logger) {
 
 	prevBeforeClose := cfg.BeforeClose
 	cfg.BeforeClose = func(conn *pgx.Conn) {
+		destroyedOnRelease(conn, logger)
 		conns.Delete(conn)
 		if prevBeforeClose != nil {
 			prevBeforeClose(conn)
@@ -351,6 +353,30 @@ func takeHolder(conn *pgx.Conn) context.Context {
 		return context.Background()
 	}
 	return h
+}
+
+// destroyedOnRelease logs conn, about to be closed, if it was released
+// not idle (closed, busy or in a transaction): pgxpool's Release destroys
+// such a connection without calling AfterRelease, so what tells it apart
+// is its holder, which only afterRelease forgets. It logs with the
+// holder's ctx, as afterRelease does.
+func destroyedOnRelease(conn *pgx.Conn, logger *slog.Logger) {
+	st, ok := stateOf(conn)
+	if !ok {
+		return
+	}
+	st.mu.Lock()
+	holder := st.holder
+	st.holder = nil
+	st.mu.Unlock()
+	if holder == nil {
+		return // not held, or released through AfterRelease
+	}
+	pc := conn.PgConn()
+	if conn.IsClosed() || pc.IsBusy() || pc.TxStatus() != 'I' {
+		logger.WarnContext(holder, "schema: destroying released connection that is not idle",
+			slog.String("tx_status", string(pc.TxStatus())), slog.Bool("closed", conn.IsClosed()))
+	}
 }
 
 // afterRelease decides whether a released connection goes back to the

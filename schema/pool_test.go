@@ -439,3 +439,49 @@ func TestReleaseWarningCarriesTheHolderCtx(t *testing.T) {
 		t.Errorf("logged %q, want %q", rec.seen, want)
 	}
 }
+
+// A connection released inside a transaction is destroyed (it is not idle)
+// and, like one that could not be proven clean, logged with the ctx that
+// acquired it: pgx destroys it in Release without calling AfterRelease, so
+// the warning must not depend on AfterRelease. The destruction of a clean
+// connection (the pool's Close) logs nothing.
+func TestNotIdleReleaseWarningIsLogged(t *testing.T) {
+	t.Parallel()
+	url := testenv.Postgres(t)
+	rec := &ctxRecorder{}
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = 1
+	ConfigurePool(cfg, slog.New(rec))
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.WithValue(context.Background(), holderKey{}, "task-tx")
+	c, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := c.Conn().PgConn().PID()
+	if _, err := c.Exec(ctx, "BEGIN"); err != nil {
+		t.Fatal(err)
+	}
+	c.Release()
+	// The next acquire gets another connection once the first is gone.
+	var next uint32
+	if err := pool.QueryRow(context.Background(), "SELECT pg_backend_pid()").Scan(&next); err != nil {
+		t.Fatal(err)
+	}
+	if next == pid {
+		t.Fatalf("connection released inside a transaction (pid %d) was reused", pid)
+	}
+	pool.Close()
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	want := []string{"schema: destroying released connection that is not idle holder=task-tx"}
+	if !slices.Equal(rec.seen, want) {
+		t.Errorf("logged %q, want %q", rec.seen, want)
+	}
+}

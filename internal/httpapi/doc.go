@@ -125,15 +125,18 @@
 // again without the request (a provisioning cut at the deadline), saved
 // and completing without the request (a status change's hold or release,
 // a deletion's destroy, limits, a queue's audit entry, a cache
-// invalidation), unknown (a change cut before the catalog answered, a pause, a
-// new key), or partly done (migrations: how many were enqueued; a drain).
+// invalidation), unknown (a change cut before the catalog answered, a
+// pause), no key (a new key: the key sent is withdrawn, or still being
+// withdrawn without the request, tenancy.ErrKeyBeingWithdrawn; only if the
+// withdrawal failed may one be left), or partly done (migrations: how many
+// were enqueued; a drain).
 // A saved change whose invalidation failed keeps answering as not
 // propagated (above). The answer comes by the deadline: what must still
 // end after it goes on without the request, and the answer says so (a
 // saved change whose cache invalidation is still under way,
 // storage.ErrInvalidationPending: saved, still propagating; a
 // provisioning whose clean-up is: the tenant created is being deleted
-// again).
+// again; a key issuance whose withdrawal is: the key is being withdrawn).
 //
 // Every admin answer, the dashboard's included, carries X-Frame-Options:
 // DENY and Content-Security-Policy: frame-ancestors 'none'. Writes (any

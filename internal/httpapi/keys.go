@@ -121,10 +121,15 @@ func isDigits(s string) bool {
 
 // issueKept says what an issuance the admin deadline cut off left: no key,
 // since IssueKey withdraws one whose storing it could not confirm, unless
-// that withdrawal failed too (tenancy.ErrKeyLeftIssued).
+// that withdrawal failed too (tenancy.ErrKeyLeftIssued) or was still under
+// way at the deadline (tenancy.ErrKeyBeingWithdrawn).
 func issueKept(err error) string {
 	if errors.Is(err, tenancy.ErrKeyLeftIssued) {
 		return "a key may have been issued, but it is not shown again: list the tenant's keys, revoke any you did not receive, then retry"
+	}
+	if errors.Is(err, tenancy.ErrKeyBeingWithdrawn) {
+		return "the key this call sent, never shown, may have been stored: it is being withdrawn without this request " +
+			"(audited tenant.key_issue_aborted; should that fail, the log names its prefix: revoke it); retry"
 	}
 	return "no key was issued (one the catalog may have stored meanwhile is revoked): retry"
 }

@@ -21,4 +21,8 @@ func TestIssueKeptSaysWhetherAKeyMayBeLeft(t *testing.T) {
 	if got := issueKept(left); !strings.Contains(got, "a key may have been issued") || !strings.Contains(got, "revoke") {
 		t.Errorf("key left issued: %q, want it to say a key may have been issued and to revoke it", got)
 	}
+	pending := fmt.Errorf("issue api key for tenant t: %w (the key tk_abc... it sent is being withdrawn: %w: %w)", context.DeadlineExceeded, tenancy.ErrKeyBeingWithdrawn, context.DeadlineExceeded)
+	if got := issueKept(pending); strings.HasPrefix(got, "no key was issued") || !strings.Contains(got, "being withdrawn") {
+		t.Errorf("key still being withdrawn: %q, want it to say the key is being withdrawn, not that none was issued", got)
+	}
 }

@@ -23,6 +23,7 @@
 // change is saved does not leave it half done. Past the caller's deadline
 // it goes on without the caller (ErrStillCompleting), and so do the
 // catalog cache's invalidation of a saved change
-// (storage.ErrInvalidationPending) and the clean-up of a provisioning that
-// failed; Service.Wait waits for them.
+// (storage.ErrInvalidationPending), the clean-up of a provisioning that
+// failed and the withdrawal of the key of an issuance whose outcome is
+// unknown (ErrKeyBeingWithdrawn); Service.Wait waits for them.
 package tenancy

@@ -26,7 +26,9 @@ import (
 // still commit, fails) and records ActionKeyIssueAborted, then fails with
 // the catalog's error; a retry issues a fresh key. Only if the withdrawal
 // fails too does the error wrap ErrKeyLeftIssued and name the key's
-// prefix: it may be valid, and an operator revokes it (RevokeKey).
+// prefix: it may be valid, and an operator revokes it (RevokeKey). A
+// withdrawal not ended by ctx's deadline goes on without the caller, and
+// the error wraps ErrKeyBeingWithdrawn (Wait waits for it).
 func (s *Service) IssueKey(ctx context.Context, id, actor string) (string, storage.APIKey, error) {
 	t, err := s.catalog.TenantByID(ctx, id)
 	if err != nil {
@@ -77,33 +79,53 @@ func (s *Service) IssueKey(ctx context.Context, id, actor string) (string, stora
 // revoke it.
 var ErrKeyLeftIssued = errors.New("key possibly left valid")
 
+// ErrKeyBeingWithdrawn: an issuance failed with its outcome unknown, and
+// the withdrawal of its key had not ended by the caller's deadline: it goes
+// on without the caller (within completeTimeout), records
+// ActionKeyIssueAborted once done and logs its outcome; should it fail,
+// the log names the key's prefix (ErrKeyLeftIssued). Nobody received the
+// key; a retry issues a fresh one.
+var ErrKeyBeingWithdrawn = errors.New("key still being withdrawn after the deadline")
+
 // withdrawKey takes back key, whose issuance to tenant t failed with
 // cause, an error that leaves its outcome unknown: the key is revoked if
 // the catalog stored it, else stored revoked, and ActionKeyIssueAborted
 // records it. It returns cause, saying that no key was issued or, when the
 // withdrawal fails, that the key may be left valid (wrapping
 // ErrKeyLeftIssued). It runs even when ctx was cancelled or its deadline
-// passed (completing).
+// passed (detach), but the caller waits for it only until ctx's deadline
+// (an admin request's, which must answer then): past it, cause comes back
+// wrapping ErrKeyBeingWithdrawn and the withdrawal goes on.
 func (s *Service) withdrawKey(ctx context.Context, t tenantctx.Tenant, key, actor string, cause error) error {
-	ctx, cancel := completing(ctx)
-	defer cancel()
 	prefix := storage.APIKeyDisplayPrefix(key)
-	k, err := s.catalog.WithdrawAPIKey(ctx, t.ID, key)
+	var withdrawn string // what the withdrawal did, read once it ended
+	err := s.detach(ctx, t.ID, "issue api key: withdraw the key whose issuance failed", ErrKeyBeingWithdrawn, func(ctx context.Context) error {
+		k, err := s.catalog.WithdrawAPIKey(ctx, t.ID, key)
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			// The tenant is gone, and its keys with it.
+			withdrawn = "the tenant is gone"
+			return nil
+		case err != nil && !errors.Is(err, storage.ErrInvalidationFailed):
+			// An invalidation that failed matters not: nobody holds the key,
+			// so no process can have it cached as valid.
+			s.logger.ErrorContext(ctx, "withdraw an api key whose issuance failed with its outcome unknown; revoke it",
+				slog.String("tenant_id", t.ID), slog.String("prefix", prefix), slog.String("error", err.Error()))
+			return fmt.Errorf("the key %s... may be stored and %w: revoke it; withdrawal: %v", prefix, ErrKeyLeftIssued, err)
+		}
+		s.logger.WarnContext(ctx, "api key withdrawn: its issuance failed with its outcome unknown",
+			slog.String("tenant_id", t.ID), slog.Int64("key_id", k.ID), slog.String("prefix", k.Prefix))
+		s.logFailure(ctx, t.ID, ActionKeyIssueAborted, s.audit(ctx, t.ID, actor, ActionKeyIssueAborted, keyDetail(t, k)))
+		withdrawn = fmt.Sprintf("key %d withdrawn", k.ID)
+		return nil
+	})
 	switch {
-	case errors.Is(err, storage.ErrNotFound):
-		// The tenant is gone, and its keys with it.
-		return fmt.Errorf("%w (no key was issued: the tenant is gone)", cause)
-	case err != nil && !errors.Is(err, storage.ErrInvalidationFailed):
-		// An invalidation that failed matters not: nobody holds the key,
-		// so no process can have it cached as valid.
-		s.logger.ErrorContext(ctx, "withdraw an api key whose issuance failed with its outcome unknown; revoke it",
-			slog.String("tenant_id", t.ID), slog.String("prefix", prefix), slog.String("error", err.Error()))
-		return fmt.Errorf("%w (the key %s... may be stored and %w: revoke it; withdrawal: %v)", cause, prefix, ErrKeyLeftIssued, err)
+	case errors.Is(err, ErrKeyBeingWithdrawn):
+		return fmt.Errorf("%w (the key %s... it sent is being withdrawn: %w)", cause, prefix, err)
+	case err != nil:
+		return fmt.Errorf("%w (%w)", cause, err)
 	}
-	s.logger.WarnContext(ctx, "api key withdrawn: its issuance failed with its outcome unknown",
-		slog.String("tenant_id", t.ID), slog.Int64("key_id", k.ID), slog.String("prefix", k.Prefix))
-	s.logFailure(ctx, t.ID, ActionKeyIssueAborted, s.audit(ctx, t.ID, actor, ActionKeyIssueAborted, keyDetail(t, k)))
-	return fmt.Errorf("%w (no key was issued: key %d withdrawn)", cause, k.ID)
+	return fmt.Errorf("%w (no key was issued: %s)", cause, withdrawn)
 }
 
 // ListKeys returns the tenant's API keys, revoked ones included, oldest

@@ -151,10 +151,10 @@ func (s *Service) detach(ctx context.Context, id, op string, late error, f func(
 }
 
 // Wait waits until no completion that went on past its caller's deadline
-// (complete, bounded, a provisioning's clean-up) runs, nor a cache
-// invalidation of the catalog that did (storage.Cache.Wait), or ctx ends
-// (its error, then). A process calls it before it closes the clients
-// those completions use.
+// (complete, bounded, a provisioning's clean-up, a key's withdrawal) runs,
+// nor a cache invalidation of the catalog that did (storage.Cache.Wait),
+// or ctx ends (its error, then). A process calls it before it closes the
+// clients those completions use.
 func (s *Service) Wait(ctx context.Context) error {
 	idle := make(chan struct{})
 	go func() {
