@@ -1,7 +1,6 @@
 package fair_test
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -17,24 +16,6 @@ import (
 	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/internal/testenv"
 )
-
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestWaiterStaysOnAServerReachedAtTwoAddresses: one Redis reached at two
 // addresses (a DNS name with two records, two proxies before one
@@ -70,7 +51,7 @@ func TestWaiterStaysOnAServerReachedAtTwoAddresses(t *testing.T) {
 		return d.DialContext(ctx, network, addrs[n.Add(1)%2])
 	}})
 	t.Cleanup(func() { _ = rdb.Close() })
-	var logs syncBuffer
+	var logs testenv.LogBuffer
 	w := fair.NewIdleWaiter(rdb, []string{q}, fair.IdleOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	rdb.AddHook(w.Hook())
 	ctx, cancel := context.WithCancel(context.Background())
