@@ -62,27 +62,56 @@ func bounded(ctx context.Context, check Check, timeout time.Duration) error {
 // pool, and closes it. Waiting for a pool connection would fail the check
 // at its deadline while the database answers, and take every replica of a
 // busy service out of its load balancer. At most one such connection is
-// open at a time, however many probes of the returned check arrive: the
-// others wait for it, so requests to /readyz cannot open connections
-// without bound. The bound is the check's: a process makes it once and
-// runs it for every request.
+// open at a time, however many probes of the returned check arrive:
+// probes that come while one runs share its answer (they stop waiting at
+// their own deadline), so requests to /readyz cannot open connections
+// without bound, nor queue behind each other's. The bound is the check's:
+// a process makes it once and runs it for every request.
 func Postgres(pool *pgxpool.Pool) Check {
-	outside := make(chan struct{}, 1)
+	var (
+		mu  sync.Mutex
+		cur *outsideCheck // the check outside the pool under way, if any
+	)
 	return func(ctx context.Context) error {
 		if st := pool.Stat(); st.IdleConns() > 0 || st.TotalConns() < st.MaxConns() {
 			return pool.Ping(ctx)
 		}
-		select {
-		case outside <- struct{}{}:
-			defer func() { <-outside }()
-		case <-ctx.Done():
-			return fmt.Errorf("wait for the check outside the busy pool: %w", ctx.Err())
+		mu.Lock()
+		if c := cur; c != nil {
+			mu.Unlock()
+			select {
+			case <-c.done:
+				return c.err
+			case <-ctx.Done():
+				return fmt.Errorf("wait for the check outside the busy pool: %w", ctx.Err())
+			}
 		}
-		conn, err := pgx.ConnectConfig(ctx, pool.Config().ConnConfig.Copy())
-		if err != nil {
-			return fmt.Errorf("connect outside the busy pool: %w", err)
-		}
-		defer conn.Close(context.WithoutCancel(ctx))
-		return conn.Ping(ctx)
+		c := &outsideCheck{done: make(chan struct{})}
+		cur = c
+		mu.Unlock()
+		c.err = pingOutside(ctx, pool)
+		mu.Lock()
+		cur = nil
+		mu.Unlock()
+		close(c.done)
+		return c.err
 	}
+}
+
+// outsideCheck is a ping outside the pool under way, whose answer the
+// probes that arrive meanwhile share: err is set before done is closed.
+type outsideCheck struct {
+	done chan struct{}
+	err  error
+}
+
+// pingOutside pings pool's database on a connection of its own, closed
+// before it returns.
+func pingOutside(ctx context.Context, pool *pgxpool.Pool) error {
+	conn, err := pgx.ConnectConfig(ctx, pool.Config().ConnConfig.Copy())
+	if err != nil {
+		return fmt.Errorf("connect outside the busy pool: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	return conn.Ping(ctx)
 }
