@@ -393,16 +393,13 @@ func (h *ctxRecorder) Handle(ctx context.Context, r slog.Record) error {
 	return nil
 }
 
-// What the pool logs when it destroys a released connection is logged
-// with the ctx that acquired the connection, so a logger that reads a
-// task's attributes from the ctx (internal/logctx) names the task whose
-// code left the connection dirty; pgx's AfterRelease has no ctx of its
-// own. A connection acquired by another ctx afterwards logs with that one.
-func TestReleaseWarningCarriesTheHolderCtx(t *testing.T) {
-	t.Parallel()
-	url := testenv.Postgres(t)
+// recordingPool is a configured pool of one connection on a PostgreSQL
+// of its own, whose logger records into the returned ctxRecorder. The
+// caller closes it.
+func recordingPool(t *testing.T) (*pgxpool.Pool, *ctxRecorder) {
+	t.Helper()
 	rec := &ctxRecorder{}
-	cfg, err := pgxpool.ParseConfig(url)
+	cfg, err := pgxpool.ParseConfig(testenv.Postgres(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -412,6 +409,17 @@ func TestReleaseWarningCarriesTheHolderCtx(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return pool, rec
+}
+
+// What the pool logs when it destroys a released connection is logged
+// with the ctx that acquired the connection, so a logger that reads a
+// task's attributes from the ctx (internal/logctx) names the task whose
+// code left the connection dirty; pgx's AfterRelease has no ctx of its
+// own. A connection acquired by another ctx afterwards logs with that one.
+func TestReleaseWarningCarriesTheHolderCtx(t *testing.T) {
+	t.Parallel()
+	pool, rec := recordingPool(t)
 	defer pool.Close()
 	for _, holder := range []string{"task-1", "task-2"} {
 		ctx := context.WithValue(context.Background(), holderKey{}, holder)
@@ -447,18 +455,7 @@ func TestReleaseWarningCarriesTheHolderCtx(t *testing.T) {
 // connection (the pool's Close) logs nothing.
 func TestNotIdleReleaseWarningIsLogged(t *testing.T) {
 	t.Parallel()
-	url := testenv.Postgres(t)
-	rec := &ctxRecorder{}
-	cfg, err := pgxpool.ParseConfig(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.MaxConns = 1
-	ConfigurePool(cfg, slog.New(rec))
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool, rec := recordingPool(t)
 	ctx := context.WithValue(context.Background(), holderKey{}, "task-tx")
 	c, err := pool.Acquire(ctx)
 	if err != nil {
