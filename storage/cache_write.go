@@ -131,19 +131,31 @@ func (c *Cache) slugAfter(ctx context.Context, id string, t tenantctx.Tenant, er
 // be applied or published is an error wrapping ErrInvalidationFailed (the
 // row is gone all the same).
 func (c *Cache) DeleteTenant(ctx context.Context, id string) error {
+	return c.deleteTenant(ctx, "delete", id, c.backend.DeleteTenant)
+}
+
+// WithdrawTenant withdraws the tenant in the backend (see
+// TenantStore.WithdrawTenant), then invalidates it as DeleteTenant does.
+func (c *Cache) WithdrawTenant(ctx context.Context, id string) error {
+	return c.deleteTenant(ctx, "withdraw", id, c.backend.WithdrawTenant)
+}
+
+// deleteTenant runs del, the backend's DeleteTenant or WithdrawTenant,
+// then invalidates the tenant and its API keys; verb names it in errors.
+func (c *Cache) deleteTenant(ctx context.Context, verb, id string, del func(context.Context, string) error) error {
 	if err := tenantctx.ValidateID(id); err != nil {
-		return fmt.Errorf("delete tenant: %w: %w", ErrNotFound, err)
+		return fmt.Errorf("%s tenant: %w: %w", verb, ErrNotFound, err)
 	}
 	// The slug is needed for the invalidation and is gone after the delete.
 	cur, lerr := c.backend.TenantByID(ctx, id)
 	if lerr != nil && !errors.Is(lerr, ErrNotFound) {
-		return fmt.Errorf("delete tenant %s: %w", id, lerr)
+		return fmt.Errorf("%s tenant %s: %w", verb, id, lerr)
 	}
-	err := c.backend.DeleteTenant(ctx, id)
+	err := del(ctx, id)
 	// Always, also after ErrNotFound: the cache may still hold a tenant
 	// deleted behind its back.
 	if ierr := c.invalidate(ctx, tenantCacheKeys(id, cur.Slug), id); ierr != nil && err == nil {
-		return fmt.Errorf("delete tenant %s: %w", id, ierr)
+		return fmt.Errorf("%s tenant %s: %w", verb, id, ierr)
 	}
 	return err
 }

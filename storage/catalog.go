@@ -89,7 +89,8 @@ type TenantStore interface {
 	// ListTenants returns one page of tenants ordered by id.
 	ListTenants(ctx context.Context, opts ListOptions) ([]tenantctx.Tenant, error)
 	// CreateTenant inserts t (validated first) and returns it with its
-	// timestamps set; ErrConflict when the id, slug or schema is taken.
+	// timestamps set; ErrConflict when the id, slug or schema is taken, or
+	// the id was used before (by a tenant since deleted, or withdrawn).
 	CreateTenant(ctx context.Context, t tenantctx.Tenant) (tenantctx.Tenant, error)
 	// SetStatus moves a tenant to status; ErrInvalidTransition when the
 	// lifecycle forbids it, ErrNotFound for an unknown id.
@@ -106,6 +107,12 @@ type TenantStore interface {
 	// DeleteTenant removes the tenant's catalog row and its API keys. The
 	// audit log is kept. Deleting an unknown id returns ErrNotFound.
 	DeleteTenant(ctx context.Context, id string) error
+	// WithdrawTenant is DeleteTenant for a tenant whose CreateTenant's
+	// outcome is unknown to the caller (its answer lost): it also waits for
+	// that creation if it is still running, and makes it fail if it reaches
+	// the catalog only afterwards, so the id never exists after it
+	// returned nil or ErrNotFound (nothing was there to delete).
+	WithdrawTenant(ctx context.Context, id string) error
 }
 
 // MaxAPIKeysListed bounds ListAPIKeys. Past it, the keys left out are the

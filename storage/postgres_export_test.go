@@ -5,7 +5,10 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/invoicing/tenantworker/tenantctx"
 )
 
 // CatalogMigrations returns the number of embedded catalog migrations
@@ -40,4 +43,13 @@ func MigrateCatalogTo(ctx context.Context, pool *pgxpool.Pool, version int) erro
 // lock_timeout, its attempts and the backoff between them set.
 func MigrateCatalogWithLockTimeout(ctx context.Context, pool *pgxpool.Pool, logger *slog.Logger, lockTimeout time.Duration, attempts int, backoff time.Duration) error {
 	return migrateCatalog(ctx, pool, logger, catalogLockPolicy{timeout: lockTimeout, attempts: attempts, backoff: backoff})
+}
+
+// CreateTenantIn runs CreateTenant's statement for t in tx, so a test can
+// hold a creation uncommitted, as PostgreSQL still runs one whose caller
+// gave up on its answer.
+func CreateTenantIn(ctx context.Context, tx pgx.Tx, t tenantctx.Tenant) error {
+	_, err := tx.Exec(ctx, createTenantSQL,
+		t.ID, t.Slug, t.Name, string(t.Status), t.Schema, t.Plan, t.Limits.Weight, t.Limits.MaxRunning, t.Limits.MaxWaiting, t.DatabaseName())
+	return err
 }

@@ -91,20 +91,68 @@ func (p *Postgres) ListTenants(ctx context.Context, opts ListOptions) ([]tenantc
 }
 
 // CreateTenant validates and inserts t, returning it with the catalog's
-// timestamps; ErrConflict names the taken constraint (id, slug or schema).
+// timestamps; ErrConflict names the taken constraint (id, slug or schema;
+// tenant_ids_pkey for an id used before).
 func (p *Postgres) CreateTenant(ctx context.Context, t tenantctx.Tenant) (tenantctx.Tenant, error) {
 	if err := t.Validate(); err != nil {
 		return tenantctx.Tenant{}, fmt.Errorf("create tenant: %w", err)
 	}
-	created, err := scanTenant(p.pool.QueryRow(ctx,
-		`INSERT INTO tenancy.tenants (id, slug, name, status, schema_name, plan, weight, max_running, max_waiting, database)
-		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-		 RETURNING `+tenantColumns,
+	created, err := scanTenant(p.pool.QueryRow(ctx, createTenantSQL,
 		t.ID, t.Slug, t.Name, string(t.Status), t.Schema, t.Plan, t.Limits.Weight, t.Limits.MaxRunning, t.Limits.MaxWaiting, t.DatabaseName()))
 	if err != nil {
 		return tenantctx.Tenant{}, fmt.Errorf("create tenant %s (slug %s): %w", t.ID, t.Slug, translatePgError(err))
 	}
 	return created, nil
+}
+
+// createTenantSQL is CreateTenant's statement: it claims the id in
+// tenancy.tenant_ids and inserts the row, in one statement. The claim's
+// primary key makes it take turns with WithdrawTenant: a withdrawal waits
+// for a creation not yet committed, and a creation that comes after a
+// withdrawal fails on the id (a unique violation, ErrConflict).
+const createTenantSQL = `
+WITH claim AS (
+	INSERT INTO tenancy.tenant_ids (id) VALUES ($1)
+	RETURNING id)
+INSERT INTO tenancy.tenants (id, slug, name, status, schema_name, plan, weight, max_running, max_waiting, database)
+VALUES ((SELECT id FROM claim), $2, $3, $4, $5, $6, $7, $8, $9, $10)
+RETURNING ` + tenantColumns
+
+// WithdrawTenant makes sure tenant id does not exist and never will, also
+// when a CreateTenant of it reached PostgreSQL but its answer did not
+// reach the caller (the connection lost, or the caller's deadline passed
+// while it ran): PostgreSQL may still commit such an INSERT after a plain
+// DeleteTenant found nothing to delete, and the tenant would then hold its
+// slug for good. In one transaction it claims the id, withdrawn
+// (tenancy.tenant_ids): that waits for a creation of the id still running,
+// and makes one that comes later fail on the id. Then it deletes the row
+// as DeleteTenant does, if there is one. ErrNotFound when there was none:
+// the id is withdrawn all the same.
+func (p *Postgres) WithdrawTenant(ctx context.Context, id string) error {
+	if err := tenantctx.ValidateID(id); err != nil {
+		return fmt.Errorf("withdraw tenant: %w: %w", ErrNotFound, err)
+	}
+	var found bool
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx,
+			`INSERT INTO tenancy.tenant_ids AS c (id, withdrawn_at) VALUES ($1, now())
+			 ON CONFLICT (id) DO UPDATE SET withdrawn_at = COALESCE(c.withdrawn_at, now())`, id); err != nil {
+			return fmt.Errorf("claim id: %w", err)
+		}
+		err := deleteTenantRow(ctx, tx, id)
+		if errors.Is(err, ErrNotFound) {
+			return nil // commit the claim: no creation of id can follow
+		}
+		found = err == nil
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("withdraw tenant %s: %w", id, err)
+	}
+	if !found {
+		return fmt.Errorf("withdraw tenant %s: %w", id, ErrNotFound)
+	}
+	return nil
 }
 
 // SetStatus moves the tenant to status inside a transaction that locks its
@@ -208,25 +256,29 @@ func (p *Postgres) DeleteTenant(ctx context.Context, id string) error {
 	if err := tenantctx.ValidateID(id); err != nil {
 		return fmt.Errorf("delete tenant: %w: %w", ErrNotFound, err)
 	}
-	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		var one int
-		if err := tx.QueryRow(ctx, `SELECT 1 FROM tenancy.tenants WHERE id = $1 FOR UPDATE`, id).Scan(&one); err != nil {
-			return translatePgError(err)
-		}
-		if _, err := tx.Exec(ctx, `SELECT k.id FROM tenancy.api_keys AS k WHERE k.tenant_id = $1 ORDER BY k.id FOR UPDATE OF k`, id); err != nil {
-			return fmt.Errorf("lock api keys: %w", err)
-		}
-		tag, err := tx.Exec(ctx, `DELETE FROM tenancy.tenants WHERE id = $1`, id)
-		if err != nil {
-			return err
-		}
-		if tag.RowsAffected() == 0 {
-			return ErrNotFound
-		}
-		return nil
-	})
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error { return deleteTenantRow(ctx, tx, id) })
 	if err != nil {
 		return fmt.Errorf("delete tenant %s: %w", id, err)
+	}
+	return nil
+}
+
+// deleteTenantRow is the body of DeleteTenant's transaction (see there for
+// the order of its locks); ErrNotFound when there is no such row.
+func deleteTenantRow(ctx context.Context, tx pgx.Tx, id string) error {
+	var one int
+	if err := tx.QueryRow(ctx, `SELECT 1 FROM tenancy.tenants WHERE id = $1 FOR UPDATE`, id).Scan(&one); err != nil {
+		return translatePgError(err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT k.id FROM tenancy.api_keys AS k WHERE k.tenant_id = $1 ORDER BY k.id FOR UPDATE OF k`, id); err != nil {
+		return fmt.Errorf("lock api keys: %w", err)
+	}
+	tag, err := tx.Exec(ctx, `DELETE FROM tenancy.tenants WHERE id = $1`, id)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrNotFound
 	}
 	return nil
 }

@@ -360,3 +360,44 @@ func TestRemoveDatabaseRacingAPlacement(t *testing.T) {
 		t.Errorf("databases %+v, want eu-3 kept with its tenant", ds)
 	}
 }
+
+// TestWithdrawTenantWaitsForACreationInFlight: a provisioning whose
+// INSERT's answer was lost withdraws the tenant while PostgreSQL may still
+// run that INSERT (the caller's deadline cut it, the server had it). The
+// withdrawal must wait for it and delete what it committed: a delete that
+// found nothing and returned left the row, committed just after, holding
+// the slug in provisioning for good.
+func TestWithdrawTenantWaitsForACreationInFlight(t *testing.T) {
+	t.Parallel()
+	b := setupPostgres(t)
+	ctx := testContext(t)
+	tn, err := tenantctx.New("inflight", "In Flight", "pro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn.Status = tenantctx.StatusProvisioning
+	tx, err := b.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if err := storage.CreateTenantIn(ctx, tx, tn); err != nil {
+		t.Fatalf("the creation in flight: %v", err)
+	}
+	withdrawn := make(chan error, 1)
+	go func() { withdrawn <- b.catalog.WithdrawTenant(ctx, tn.ID) }()
+	testenv.WaitFor(t, 30*time.Second, "the withdrawal to wait for the creation in flight", func() bool {
+		var n int
+		err := b.pool.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE NOT granted`).Scan(&n)
+		return err == nil && n > 0
+	})
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-withdrawn; err != nil {
+		t.Errorf("WithdrawTenant while its creation was in flight: %v, want it deleted", err)
+	}
+	if got, err := b.catalog.TenantBySlug(ctx, tn.Slug); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("after the withdrawal the catalog holds %s in status %s (err %v), want nothing", got.ID, got.Status, err)
+	}
+}

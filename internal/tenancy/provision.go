@@ -158,9 +158,10 @@ func notCreated(err error) bool {
 const abortTimeout = 10 * time.Second
 
 // abortProvision undoes a provisioning that failed with cause after t's
-// catalog row was created: it deletes the row and its keys (a
-// tenant:migrate that was enqueued after all finds no tenant and is
-// archived), forgets the tenant in the fair dispatcher (a refused enqueue
+// catalog row was created, or may have been: it withdraws the row and its
+// keys (storage.TenantStore.WithdrawTenant: deleted, and an INSERT of it
+// still on its way to PostgreSQL fails; a tenant:migrate that was enqueued
+// after all finds no tenant and is archived), forgets the tenant in the fair dispatcher (a refused enqueue
 // still stored its policy there) and records ActionProvisionAborted. It
 // returns cause, or, when the clean-up fails, cause with what was left
 // behind (wrapping ErrLeftInProvisioning). The clean-up runs even when ctx
@@ -176,7 +177,10 @@ func (s *Service) abortProvision(ctx context.Context, t tenantctx.Tenant, actor 
 	err := s.complete(ctx, t.ID, "abort provisioning: delete the tenant", func(cctx context.Context) error {
 		dctx, cancel := context.WithTimeout(cctx, abortTimeout)
 		defer cancel()
-		err := s.catalog.DeleteTenant(dctx, t.ID)
+		// Withdrawn, not only deleted: an INSERT whose outcome is unknown
+		// may still be running, or reach PostgreSQL only now, and would
+		// otherwise hold the slug after a delete that found nothing.
+		err := s.catalog.WithdrawTenant(dctx, t.ID)
 		if errors.Is(err, storage.ErrInvalidationFailed) || errors.Is(err, storage.ErrNotFound) {
 			err = nil // nothing served it yet: no replica caches a tenant in provisioning for long
 		}

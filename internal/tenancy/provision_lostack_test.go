@@ -46,3 +46,42 @@ func TestProvisionWithLostCommitAckKeepsNothing(t *testing.T) {
 		t.Errorf("retried Provision: %v", err)
 	}
 }
+
+// createArrivesLate reports the connection reset without creating the
+// tenant, and keeps it in late: its INSERT is still on its way to
+// PostgreSQL, which will run it after the caller gave up (the caller's
+// deadline cut it in flight, or the server's backend was slow to read it).
+type createArrivesLate struct {
+	storage.Catalog
+	late chan tenantctx.Tenant
+}
+
+func (c createArrivesLate) CreateTenant(ctx context.Context, t tenantctx.Tenant) (tenantctx.Tenant, error) {
+	c.late <- t
+	reset := &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}
+	return tenantctx.Tenant{}, fmt.Errorf("create tenant %s (slug %s): %w", t.ID, t.Slug, reset)
+}
+
+// TestProvisionWithInsertArrivingLateKeepsNothing: when the catalog row's
+// INSERT reaches PostgreSQL only after Provision's clean-up (its outcome
+// was unknown, the clean-up found nothing to delete), the INSERT must not
+// create the tenant: it would hold the slug in provisioning, without a key
+// or a migration, and the caller's retry would be refused as a taken slug.
+func TestProvisionWithInsertArrivingLateKeepsNothing(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	late := make(chan tenantctx.Tenant, 1)
+	svc := tenancy.New(tenancy.Config{Catalog: createArrivesLate{b.catalog, late}, Enqueuer: b.enqueuer, Documents: b.docs, SchemaPool: b.pool})
+	if _, err := svc.Provision(b.ctx, tenancy.NewTenant{Slug: "latecomer"}, tenancy.ActorAdmin); err == nil {
+		t.Fatal("Provision with the catalog INSERT's answer lost succeeded")
+	}
+	if tn, err := b.catalog.CreateTenant(b.ctx, <-late); !errors.Is(err, storage.ErrConflict) {
+		t.Errorf("the INSERT arriving after the clean-up created %s (err %v); want it refused (ErrConflict)", tn.ID, err)
+	}
+	if tn, err := b.catalog.TenantBySlug(b.ctx, "latecomer"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("after the failed Provision the catalog holds %s in status %s (err %v); want nothing kept", tn.ID, tn.Status, err)
+	}
+	if _, err := b.svc.Provision(b.ctx, tenancy.NewTenant{Slug: "latecomer"}, tenancy.ActorAdmin); err != nil {
+		t.Errorf("retried Provision: %v", err)
+	}
+}

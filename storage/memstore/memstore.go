@@ -35,6 +35,7 @@ type Catalog struct {
 	dbs     map[string]storage.Database // registered tenant databases by name
 	dbGen   int64                       // the last database generation handed out
 	paused  map[string]bool             // tenants whose queues an operator paused
+	ids     map[string]bool             // every id ever created or withdrawn (tenancy.tenant_ids)
 
 	queries atomic.Int64
 	now     func() time.Time
@@ -58,6 +59,7 @@ func New() *Catalog {
 		dbGen:   1,
 		keys:    make(map[string]memoryKey),
 		paused:  make(map[string]bool),
+		ids:     make(map[string]bool),
 		now:     memoryNow,
 	}
 }
@@ -125,7 +127,8 @@ func (m *Catalog) ListTenants(_ context.Context, opts storage.ListOptions) ([]te
 }
 
 // CreateTenant validates and inserts t with its timestamps set; storage.ErrConflict
-// when the id, slug or schema is taken.
+// when the id, slug or schema is taken, or the id was used before (by a
+// tenant since deleted, or withdrawn).
 func (m *Catalog) CreateTenant(_ context.Context, t tenantctx.Tenant) (tenantctx.Tenant, error) {
 	if err := t.Validate(); err != nil {
 		return tenantctx.Tenant{}, fmt.Errorf("create tenant: %w", err)
@@ -133,7 +136,7 @@ func (m *Catalog) CreateTenant(_ context.Context, t tenantctx.Tenant) (tenantctx
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	switch {
-	case m.tenants[t.ID].ID != "":
+	case m.ids[t.ID]:
 		return tenantctx.Tenant{}, fmt.Errorf("create tenant %s: id: %w", t.ID, storage.ErrConflict)
 	case m.slugs[t.Slug] != "":
 		return tenantctx.Tenant{}, fmt.Errorf("create tenant %s: slug %s: %w", t.ID, t.Slug, storage.ErrConflict)
@@ -147,6 +150,7 @@ func (m *Catalog) CreateTenant(_ context.Context, t tenantctx.Tenant) (tenantctx
 	now := m.now()
 	t.CreatedAt, t.UpdatedAt = now, now
 	m.tenants[t.ID] = t
+	m.ids[t.ID] = true
 	m.slugs[t.Slug] = t.ID
 	m.schemas[t.Schema] = t.ID
 	return t, nil
@@ -231,9 +235,28 @@ func (m *Catalog) DeleteTenant(_ context.Context, id string) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.deleteLocked("delete", id)
+}
+
+// WithdrawTenant is DeleteTenant, and no tenant with id can be created
+// after it; ErrNotFound when there was none to delete (the id is
+// withdrawn all the same). In memory nothing is ever in flight: see
+// storage.TenantStore for what it waits for in PostgreSQL.
+func (m *Catalog) WithdrawTenant(_ context.Context, id string) error {
+	if err := tenantctx.ValidateID(id); err != nil {
+		return fmt.Errorf("withdraw tenant: %w: %w", storage.ErrNotFound, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.ids[id] = true
+	return m.deleteLocked("withdraw", id)
+}
+
+// deleteLocked removes tenant id and its keys, with m.mu held.
+func (m *Catalog) deleteLocked(verb, id string) error {
 	t, ok := m.tenants[id]
 	if !ok {
-		return fmt.Errorf("delete tenant %s: %w", id, storage.ErrNotFound)
+		return fmt.Errorf("%s tenant %s: %w", verb, id, storage.ErrNotFound)
 	}
 	delete(m.tenants, id)
 	delete(m.slugs, t.Slug)

@@ -34,6 +34,7 @@ func TestCatalog(t *testing.T, newCatalog NewCatalogFunc) {
 		{"SetStatusFrom", testSetStatusFrom},
 		{"SetLimits", testSetLimits},
 		{"Delete", testDelete},
+		{"WithdrawTenant", testWithdrawTenant},
 		{"APIKeys", testAPIKeys},
 		{"APIKeysRejected", testAPIKeysRejected},
 		{"APIKeyLifecycle", testAPIKeyLifecycle},
