@@ -192,3 +192,43 @@ func TestLostHoldMovesAdmittedTasksBack(t *testing.T) {
 		t.Fatalf("after the heartbeat: %+v", s)
 	}
 }
+
+// TestSwitchBackToFairTakesHoldsFromTheRecord: holds made before a switch
+// to plain dispatch are not kept past a switch back to fair. While plain
+// processes ran, a suspended tenant was resumed and another suspended,
+// with no hold made or released: after the switch back the first one's
+// work runs and the second one's is held, as the record says then.
+func TestSwitchBackToFairTakesHoldsFromTheRecord(t *testing.T) {
+	t.Parallel()
+	b := setupHolds(t, 4)
+	ctx := context.Background()
+	if err := fair.ClaimMode(ctx, b.rdb, fair.ModeFair); err != nil {
+		t.Fatal(err)
+	}
+	// A first task run: the queue's holds are marker and all (not lost).
+	enqueue(t, b.bundle, "tn_free", fair.Policy{Weight: 1}, 100, 1)
+	if ran := work(t, b.bundle, 1, equalCost); len(ran) != 1 {
+		t.Fatalf("first task: ran %v", ran)
+	}
+	b.held(t, "tn_resumed", fair.Suspended)
+	if _, err := b.d.SwitchMode(ctx, fair.ModePlain, q); err != nil {
+		t.Fatalf("SwitchMode(plain) with only a hold left: %v", err)
+	}
+	// Under plain dispatch: tn_resumed resumed, tn_suspended suspended.
+	*b.record = []fair.Holding{{TenantID: "tn_suspended", Reason: fair.Suspended, Queues: []string{q}}}
+	if from, err := b.d.SwitchMode(ctx, fair.ModeFair, q); err != nil || from != fair.ModePlain {
+		t.Fatalf("SwitchMode(fair) = %q, %v; want from plain", from, err)
+	}
+	for i, tn := range []string{"tn_resumed", "tn_suspended", "tn_free"} {
+		enqueue(t, b.bundle, tn, fair.Policy{Weight: 1}, 10*i, 1)
+	}
+	b.beat(t)
+	ran := work(t, b.bundle, 10, equalCost)
+	slices.Sort(ran)
+	if !slices.Equal(ran, []string{"tn_free", "tn_resumed"}) {
+		t.Fatalf("after the switch back to fair ran %v, want [tn_free tn_resumed] (tn_suspended held)", ran)
+	}
+	if s := stats(t, b.bundle, "tn_suspended"); s.Waiting != 1 || !s.Suspended {
+		t.Fatalf("tn_suspended after the switch back: %+v, want its task waiting, held", s)
+	}
+}

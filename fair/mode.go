@@ -121,6 +121,13 @@ func RecordedMode(ctx context.Context, rdb redis.Cmdable) (Mode, error) {
 // backlogs (or resume or drain held tenants), then stop them. Switching to
 // ModeFair is always safe: fair workers run the tasks already in asynq's
 // queues like any task that reaches them unannounced.
+//
+// Switching to ModeFair from another mode also drops the holds of queues
+// (suspensions, pauses, moves) and their marker: they are of the time
+// before the plain interlude, in which tenants were suspended and resumed
+// without them, and would hold a tenant resumed since, or leave out one
+// suspended since. The first fair process to find the marker gone puts
+// back the holds of the durable record as it is then (Config.Holds).
 func (d *Dispatcher) SwitchMode(ctx context.Context, to Mode, queues ...string) (Mode, error) {
 	if _, err := ParseMode(string(to)); err != nil {
 		return "", err
@@ -150,6 +157,14 @@ func (d *Dispatcher) SwitchMode(ctx context.Context, to Mode, queues ...string) 
 		if len(left) > 0 {
 			return from, fmt.Errorf("%w: fair dispatch still holds work or runs (%s); let the workers finish the backlogs (resume or drain held tenants), stop every process, then switch",
 				ErrSwitchRefused, strings.Join(left, "; "))
+		}
+	}
+	if to == ModeFair && from != ModeFair {
+		for _, q := range queues {
+			p := keys(q)[0]
+			if err := d.rdb.Del(ctx, p+"hold", p+"holds", p+"unheld").Err(); err != nil {
+				return from, fmt.Errorf("fair: drop the holds of %s from before the switch: %w", q, err)
+			}
 		}
 	}
 	if err := d.rdb.Set(ctx, modeKey, string(to), 0).Err(); err != nil {
