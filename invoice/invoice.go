@@ -43,8 +43,12 @@ type Invoice struct {
 	Notes    string
 	Customer Customer
 	// Lines are the line items in print order: by position, then id (rows
-	// the app inserts have position 0 and print in insertion order).
+	// the app inserts have position 0 and print in insertion order). A
+	// load with a line limit (QueueLoadForAtMost) leaves them out when
+	// there are more than the limit.
 	Lines []Line
+	// LineCount is how many line items the invoice has, loaded or not.
+	LineCount int
 	// Document is the invoice's current rendered document; its StorageKey
 	// is empty when there is none.
 	Document Document
@@ -72,20 +76,28 @@ type Line struct {
 // print order) and its current document in one statement. Money is read
 // as text and parsed into exact decimals; the columns only the worker
 // writes are read with their defaults, so rows the app inserted load too.
+// The lines are counted first and aggregated only when there are at most
+// $2 of them (NULL: any number), so that an invoice over a line limit
+// costs neither the database nor the worker its lines (an array over
+// 1 GB, which lines of long descriptions reach, fails the statement).
 const loadSQL = `
 SELECT i.number, i.status, upper(btrim(i.currency) COLLATE "C"), i.amount::text, i.issued_at, i.due_date, i.notes,
        c.id, c.name, coalesce(c.company, ''), c.email, coalesce(c.address, ''),
-       l.descriptions, l.quantities, l.unit_prices,
+       n.lines, l.descriptions, l.quantities, l.unit_prices,
        coalesce(d.storage_key, ''), coalesce(d.sha256, ''), coalesce(d.bytes, 0),
        d.rendered_at, coalesce(d.inputs_sha256, ''), coalesce(d.font_path, '')
   FROM invoices i
   JOIN customers c ON c.id = i.customer_id
+  CROSS JOIN LATERAL (
+        SELECT count(*) AS lines
+          FROM line_items li
+         WHERE li.invoice_id = i.id) n
   LEFT JOIN LATERAL (
         SELECT array_agg(li.description ORDER BY li.position, li.id) AS descriptions,
                array_agg(li.quantity::text ORDER BY li.position, li.id) AS quantities,
                array_agg(li.unit_price::text ORDER BY li.position, li.id) AS unit_prices
           FROM line_items li
-         WHERE li.invoice_id = i.id) l ON true
+         WHERE li.invoice_id = i.id AND ($2::bigint IS NULL OR n.lines <= $2::bigint)) l ON true
   LEFT JOIN invoice_documents d ON d.invoice_id = i.id
  WHERE i.id = $1`
 
@@ -94,7 +106,7 @@ SELECT i.number, i.status, upper(btrim(i.currency) COLLATE "C"), i.amount::text,
 // there is no such invoice.
 func Load(ctx context.Context, tx pgx.Tx, id int64) (Invoice, error) {
 	var inv Invoice
-	err := scanInvoice(tx.QueryRow(ctx, loadSQL, id), id, &inv)
+	err := scanInvoice(tx.QueryRow(ctx, loadSQL, id, nil), id, &inv)
 	return inv, err
 }
 
@@ -103,7 +115,7 @@ func Load(ctx context.Context, tx pgx.Tx, id int64) (Invoice, error) {
 // there is no such invoice. It lets the load travel in one round trip with
 // the statements around it (see schema.InTenantBatch).
 func QueueLoad(b *pgx.Batch, id int64, dst *Invoice) {
-	b.Queue(loadSQL, id).QueryRow(func(row pgx.Row) error {
+	b.Queue(loadSQL, id, nil).QueryRow(func(row pgx.Row) error {
 		return scanInvoice(row, id, dst)
 	})
 }
@@ -114,6 +126,7 @@ func scanInvoice(row pgx.Row, id int64, inv *Invoice) error {
 	c, d := &inv.Customer, &inv.Document
 	var (
 		amount              string
+		lineCount           int64
 		issued, due         pgtype.Timestamptz
 		renderedAt          *time.Time
 		descs, qtys, prices []string
@@ -121,7 +134,7 @@ func scanInvoice(row pgx.Row, id int64, inv *Invoice) error {
 	err := row.Scan(
 		&inv.Number, &inv.Status, &inv.Currency, &amount, &issued, &due, &inv.Notes,
 		&c.ID, &c.Name, &c.Company, &c.Email, &c.Address,
-		&descs, &qtys, &prices,
+		&lineCount, &descs, &qtys, &prices,
 		&d.StorageKey, &d.SHA256, &d.Bytes, &renderedAt, &d.InputsSHA256, &d.FontPath)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("load invoice %d: %w", id, ErrNotFound)
@@ -153,6 +166,7 @@ func scanInvoice(row pgx.Row, id int64, inv *Invoice) error {
 			d.RenderedAt = *renderedAt
 		}
 	}
+	inv.LineCount = int(lineCount)
 	if len(qtys) != len(descs) || len(prices) != len(descs) {
 		return fmt.Errorf("load line items of invoice %d: %d descriptions, %d quantities, %d prices", id, len(descs), len(qtys), len(prices))
 	}

@@ -111,11 +111,25 @@ func statementsFor(schemaName string) (*tenantSQL, error) {
 // from one task of the tenant to the next on a connection. An invalid
 // schema name queues nothing and is an error.
 func QueueLoadFor(b *pgx.Batch, schemaName string, id int64, dst *Invoice) error {
+	return queueLoadFor(b, schemaName, id, nil, dst)
+}
+
+// QueueLoadForAtMost is QueueLoadFor for an invoice of at most maxLines
+// line items: one with more loads without its lines (dst.Lines is nil,
+// dst.LineCount says how many it has), so that an invoice a renderer
+// refuses for its lines costs no more than their count.
+func QueueLoadForAtMost(b *pgx.Batch, schemaName string, id int64, maxLines int, dst *Invoice) error {
+	return queueLoadFor(b, schemaName, id, int64(maxLines), dst)
+}
+
+// queueLoadFor queues the load of invoice id written for schemaName, its
+// lines when there are at most maxLines (nil: any number).
+func queueLoadFor(b *pgx.Batch, schemaName string, id int64, maxLines any, dst *Invoice) error {
 	s, err := statementsFor(schemaName)
 	if err != nil {
 		return fmt.Errorf("load invoice %d: %w", id, err)
 	}
-	b.Queue(s.load, id).QueryRow(func(row pgx.Row) error {
+	b.Queue(s.load, id, maxLines).QueryRow(func(row pgx.Row) error {
 		return scanInvoice(row, id, dst)
 	})
 	return nil

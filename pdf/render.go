@@ -101,13 +101,8 @@ func (r Renderer) Render(ctx context.Context, w io.Writer, inv Invoice) (Result,
 	if err := inv.validate(); err != nil {
 		return Result{}, fmt.Errorf("render invoice: %w", err)
 	}
-	maxLines := r.MaxLines
-	if maxLines <= 0 {
-		maxLines = DefaultMaxLines
-	}
-	if len(inv.Lines) > maxLines {
-		return Result{}, fmt.Errorf("render invoice %s: %w: %d lines, more than the limit of %d",
-			shortNumber(inv.Number), ErrTooLarge, len(inv.Lines), maxLines)
+	if err := r.CheckLines(inv.Number, len(inv.Lines)); err != nil {
+		return Result{}, err
 	}
 	maxBytes := r.MaxBytes
 	if maxBytes <= 0 {
@@ -133,6 +128,27 @@ func (r Renderer) Render(ctx context.Context, w io.Writer, inv Invoice) (Result,
 	res := Result{FontPath: enc.path, Pages: f.PageNo(), Bytes: size}
 	res.Missing, res.MissingCount = missingGlyphs(used)
 	return res, err
+}
+
+// MaxLinesOrDefault is r's MaxLines, or [DefaultMaxLines] when that is
+// zero or less: the most line items an invoice r renders may have.
+func (r Renderer) MaxLinesOrDefault() int {
+	if r.MaxLines <= 0 {
+		return DefaultMaxLines
+	}
+	return r.MaxLines
+}
+
+// CheckLines returns the error [Renderer.Render] returns for an invoice
+// numbered number with n line items when n is over the line limit
+// (wrapping [ErrTooLarge]), else nil: a caller that counted an invoice's
+// lines can refuse it before loading them.
+func (r Renderer) CheckLines(number string, n int) error {
+	if maxLines := r.MaxLinesOrDefault(); n > maxLines {
+		return fmt.Errorf("render invoice %s: %w: %d lines, more than the limit of %d",
+			shortNumber(number), ErrTooLarge, n, maxLines)
+	}
+	return nil
 }
 
 // missingGlyphs returns the first MaxReportedMissing of used (sorted) that

@@ -161,7 +161,9 @@ const abortTimeout = 10 * time.Second
 // catalog row was created, or may have been: it withdraws the row and its
 // keys (storage.TenantStore.WithdrawTenant: deleted, and an INSERT of it
 // still on its way to PostgreSQL fails; a tenant:migrate that was enqueued
-// after all finds no tenant and is archived), forgets the tenant in the fair dispatcher (a refused enqueue
+// after all finds no tenant and is archived), drops the schema and
+// documents a migration of it made before the withdrawal
+// (dropAbortedSchema), forgets the tenant in the fair dispatcher (a refused enqueue
 // still stored its policy there) and records ActionProvisionAborted. It
 // returns cause, or, when the clean-up fails, cause with what was left
 // behind (wrapping ErrLeftInProvisioning). The clean-up runs even when ctx
@@ -187,6 +189,10 @@ func (s *Service) abortProvision(ctx context.Context, t tenantctx.Tenant, actor 
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrLeftInProvisioning, err)
 		}
+		// Withdrawn: no migration can create its schema from now on, but
+		// one may have done so already (a tenant:migrate of POST
+		// /admin/migrations, or of an enqueue whose answer was lost).
+		s.dropAbortedSchema(dctx, t)
 		// On the caller's ctx: past its deadline this goes on without the
 		// caller, and logs.
 		_ = s.complete(ctx, t.ID, "abort provisioning: forget the tenant, record it", func(ctx context.Context) error {
@@ -212,6 +218,34 @@ func (s *Service) abortProvision(ctx context.Context, t tenantctx.Tenant, actor 
 		return fmt.Errorf("%w (tenant %s created and %w)", cause, t.ID, err)
 	}
 	return fmt.Errorf("%w (nothing was kept)", cause)
+}
+
+// dropAbortedSchema removes what a migration of t, a tenant whose
+// provisioning failed and whose catalog row is withdrawn, may have made
+// before the withdrawal: its schema, when it records t as its owner (never
+// one made by hand or another tenant's), and its documents. Left over,
+// they would refuse every later provisioning of the slug
+// (ErrSchemaLeftOver). A failure is logged, naming the schema.
+func (s *Service) dropAbortedSchema(ctx context.Context, t tenantctx.Tenant) {
+	if s.pool == nil && s.pools == nil {
+		return
+	}
+	pool, err := s.schemaPool(ctx, t)
+	if err == nil {
+		var exists bool
+		var owner string
+		exists, owner, err = schema.Owner(ctx, pool, t.Schema)
+		if err == nil && exists && owner == t.ID {
+			_, err = schema.DropOwned(ctx, pool, t.Schema, t.ID)
+		}
+	}
+	if err == nil && s.documents != nil {
+		err = s.documents.DeleteTenant(ctx, t.ID)
+	}
+	if err != nil {
+		s.logger.ErrorContext(ctx, "abort provisioning: drop what its migration made; drop the schema by hand",
+			slog.String("tenant_id", t.ID), slog.String("schema", t.Schema), slog.String("error", err.Error()))
+	}
 }
 
 // ErrLeftInProvisioning: a provisioning failed and so did its clean-up:

@@ -107,11 +107,17 @@ func (h *Handlers) InvoicePDF(ctx context.Context, p tasks.InvoicePDF) error {
 		return Permanent(err) // QueueLockShared validated the schema: not reached
 	}
 	var inv invoice.Invoice
-	if err := invoice.QueueLoadFor(first, t.Schema, p.InvoiceID, &inv); err != nil {
+	// An invoice over the line limit loads without its lines (their
+	// count says), which may add up to more than the database's 1 GB
+	// array limit.
+	if err := invoice.QueueLoadForAtMost(first, t.Schema, p.InvoiceID, r.MaxLinesOrDefault(), &inv); err != nil {
 		return Permanent(err) // QueueLockShared validated the schema: not reached
 	}
 	var res pdfResult
 	err = schema.InTenantBatches(ctx, pool, first, func(ctx context.Context) (*pgx.Batch, error) {
+		if err := r.CheckLines(inv.Number, inv.LineCount); err != nil {
+			return nil, Permanentf("render invoice %d of tenant %s: %w", p.InvoiceID, t.ID, err)
+		}
 		doc := document(inv, t.Name)
 		if len(inv.Lines) > 0 {
 			// The amount column (numeric(12,2)) holds the lines' sum
