@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/shopspring/decimal"
 )
@@ -21,6 +22,10 @@ var ErrNotFound = errors.New("invoice not found")
 // changes the row, so the worker archives such a task at once. Create
 // also returns it for a value its column would not hold exactly.
 var ErrInvalidData = errors.New("invoice holds values the worker cannot use")
+
+// pgProgramLimitExceeded is PostgreSQL's program_limit_exceeded, the error
+// of a value over its 1 GB limit (an array of an invoice's lines).
+const pgProgramLimitExceeded = "54000"
 
 // Invoice is one invoice as stored in a tenant schema, with its customer,
 // its line items and its current document.
@@ -138,6 +143,12 @@ func scanInvoice(row pgx.Row, id int64, inv *Invoice) error {
 		&d.StorageKey, &d.SHA256, &d.Bytes, &renderedAt, &d.InputsSHA256, &d.FontPath)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("load invoice %d: %w", id, ErrNotFound)
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == pgProgramLimitExceeded {
+		// Lines whose text adds up to more than PostgreSQL's 1 GB limit of
+		// one value: no attempt will ever load them.
+		return fmt.Errorf("load invoice %d: %w: its line items are too large to load: %w", id, ErrInvalidData, err)
 	}
 	if err != nil {
 		return fmt.Errorf("load invoice %d: %w", id, err)

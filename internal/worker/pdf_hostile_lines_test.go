@@ -8,31 +8,49 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/invoicing/tenantworker/invoice"
 	"github.com/invoicing/tenantworker/pdf"
 	"github.com/invoicing/tenantworker/tasks"
 )
 
-// TestInvoiceOverLineLimitWithHugeLinesIsArchived: an invoice over
-// PDF_MAX_LINES is archived at once (README, "Tasks"), whatever its lines
-// hold. The load aggregated every line of the invoice into arrays before
-// the limit was checked: lines whose descriptions add up to more than
-// PostgreSQL's 1 GB array limit (here 4 lines of 300 MB of one letter,
-// which the table stores compressed) failed the load with "array size
-// exceeds the maximum allowed", an ordinary error: the task was retried
-// 10 times, each attempt making the database build a gigabyte, instead
-// of being archived with the reason.
-func TestInvoiceOverLineLimitWithHugeLinesIsArchived(t *testing.T) {
+// TestInvoiceWithHugeLinesIsArchived: an invoice over PDF_MAX_LINES is
+// archived at once (README, "Tasks"), whatever its lines hold. The load
+// aggregated every line of the invoice into arrays before the limit was
+// checked: lines whose descriptions add up to more than PostgreSQL's 1 GB
+// array limit (here 4 lines of 300 MB of one letter, which the table
+// stores compressed) failed the load with "array size exceeds the maximum
+// allowed", an ordinary error: the task was retried 10 times, each
+// attempt making the database build a gigabyte, instead of being archived
+// with the reason. Under the line limit, and for a reminder (which loads
+// every line to total them), such lines can never be loaded either: the
+// task is archived at once as invalid data.
+func TestInvoiceWithHugeLinesIsArchived(t *testing.T) {
 	t.Parallel()
 	e := newHandlerEnv(t, nil)
 	acme := e.provision(t, "acme", "Acme")
 	id := e.addInvoice(t, acme, acmeCustomer, acmeInvoice) // 4 lines
 	e.inTenant(t, acme, func(ctx context.Context, tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, "UPDATE line_items SET description = repeat('a', 300000000) WHERE invoice_id = $1", id)
+		// One value, made once (an InitPlan) for the four rows and
+		// compressed with lz4, faster than pglz on a run of one letter.
+		if _, err := tx.Exec(ctx, "SET LOCAL default_toast_compression = lz4"); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, "UPDATE line_items SET description = (SELECT repeat('a', 300000000)) WHERE invoice_id = $1", id)
 		return err
 	})
 	e.h.PDFMaxLines = 3
 	err := e.work(tasks.InvoicePDF{TenantID: acme.ID, InvoiceID: id})
 	if !errors.Is(err, asynq.SkipRetry) || !errors.Is(err, pdf.ErrTooLarge) {
 		t.Fatalf("InvoicePDF of 4 huge lines over a limit of 3 = %.300v; want archived at once as too large", err)
+	}
+	e.h.PDFMaxLines = 0 // the default, 5,000
+	err = e.work(tasks.InvoicePDF{TenantID: acme.ID, InvoiceID: id})
+	if !errors.Is(err, asynq.SkipRetry) || !errors.Is(err, invoice.ErrInvalidData) {
+		t.Fatalf("InvoicePDF of 4 huge lines under the line limit = %.300v; want archived at once as invalid data", err)
+	}
+	e.setToday(t, "2026-03-01")
+	err = e.work(tasks.InvoiceReminder{TenantID: acme.ID, InvoiceID: id, Day: "2026-03-01"})
+	if !errors.Is(err, asynq.SkipRetry) || !errors.Is(err, invoice.ErrInvalidData) {
+		t.Fatalf("reminder of an invoice of 4 huge lines = %.300v; want archived at once as invalid data", err)
 	}
 }
