@@ -343,6 +343,12 @@ func (c *Cache) SetQueuePaused(ctx context.Context, id string, paused bool) erro
 	return c.backend.SetQueuePaused(ctx, id, paused)
 }
 
+// SyncQueuePaused passes through to the backend, which calls read under
+// the tenant's lock.
+func (c *Cache) SyncQueuePaused(ctx context.Context, id string, read func(context.Context) (bool, error)) (bool, error) {
+	return c.backend.SyncQueuePaused(ctx, id, read)
+}
+
 // PausedTenants passes through to the backend, uncached.
 func (c *Cache) PausedTenants(ctx context.Context) ([]string, error) {
 	return c.backend.PausedTenants(ctx)

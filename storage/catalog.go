@@ -274,7 +274,23 @@ type PauseStore interface {
 	// of the tenant's queues; recording or clearing it again changes
 	// nothing. ErrNotFound for an unknown tenant (clearing the pause of
 	// one is not an error). A deleted tenant's pause goes with it.
+	//
+	// The writes of one tenant's record are serialized with each other
+	// (and with SyncQueuePaused's) and with the tenant's deletion.
 	SetQueuePaused(ctx context.Context, id string, paused bool) error
+	// SyncQueuePaused makes the record follow the pause's state where it
+	// lives (fair dispatch's hold in Redis): it locks the tenant's record
+	// against every other write of it (SetQueuePaused, SyncQueuePaused)
+	// and the tenant's deletion, calls read while it holds the lock,
+	// records or clears the pause as read returned, and releases the lock
+	// once the write is saved. It returns what it recorded. So of calls
+	// that each follow a change of the state, the write saved last is the
+	// one that read last: the record agrees with the state after the last
+	// change, whichever call's write would have landed last unlocked.
+	// ErrNotFound for an unknown tenant (read is not called; a deleted
+	// tenant's record went with it); read's error is returned wrapped,
+	// and nothing is written.
+	SyncQueuePaused(ctx context.Context, id string, read func(context.Context) (bool, error)) (bool, error)
 	// PausedTenants returns the ids of the tenants whose queues are
 	// paused, in id order.
 	PausedTenants(ctx context.Context) ([]string, error)

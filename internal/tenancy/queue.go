@@ -131,8 +131,9 @@ func (s *Service) Queues(ctx context.Context, k int) ([]fair.Overview, error) {
 // the first queue last holds in every queue (settlePause).
 //
 // The pause is recorded in the catalog (storage.PauseStore) before the
-// hold is made, and the record follows the outcome: the workers put the
-// hold back from it when Redis lost its data (Holds).
+// hold is made, and the record follows the outcome, also of a race
+// (settlePause): the workers put the hold back from it when Redis lost
+// its data (Holds).
 //
 // A tenant being deleted is refused (ErrRefused): a pause would hold its
 // tenant:destroy. Should the deletion be requested while the pause is
@@ -181,8 +182,9 @@ func (s *Service) PauseQueue(ctx context.Context, id, actor string) (int, error)
 
 // ResumeQueue lifts an operator's pause: the backlog is admitted again, in
 // order (a suspended tenant's work stays held until it resumes), and the
-// pause's record in the catalog is cleared once the hold is released. It
-// writes ActionQueueResumed. A racing PauseQueue is settled as PauseQueue
+// pause's record in the catalog is cleared once the hold is released (or
+// kept, should a racing PauseQueue win: settlePause). It writes
+// ActionQueueResumed. A racing PauseQueue is settled as PauseQueue
 // says.
 func (s *Service) ResumeQueue(ctx context.Context, id, actor string) error {
 	if _, err := s.dispatchTenant(ctx, id); err != nil {
@@ -219,7 +221,12 @@ const pauseSettleRounds = 10
 // one that changed it last wins; the others follow it, until it reads the
 // same before and after they did (a call that changed it since settles
 // again, and so does this one). The pause's record in the catalog then
-// follows it too.
+// follows it too: it is written as the first queue reads while the
+// tenant's record is locked (storage.PauseStore.SyncQueuePaused), so of
+// racing calls the write saved last is the one that read last, which
+// reads the state after the last change, whatever order their writes
+// would have landed in. A call whose write finds the first queue changed
+// again records that: the call that changed it settles after it.
 func (s *Service) settlePause(ctx context.Context, id string) error {
 	queues := s.layout().Queues()
 	paused, err := s.fair.HeldFor(ctx, id, fair.Paused, queues[0])
@@ -240,8 +247,15 @@ func (s *Service) settlePause(ctx context.Context, id string) error {
 			return fmt.Errorf("settle its pause: %w", err)
 		}
 		if now == paused {
-			// A tenant deleted meanwhile took its record with it.
-			if err := s.catalog.SetQueuePaused(ctx, id, paused); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			// The record follows the first queue as read under the
+			// tenant's lock in the catalog, not this call's reading:
+			// a call that changed it since may have written its record
+			// already, and this write must not land over that one. A
+			// tenant deleted meanwhile took its record with it.
+			_, err := s.catalog.SyncQueuePaused(ctx, id, func(ctx context.Context) (bool, error) {
+				return s.fair.HeldFor(ctx, id, fair.Paused, queues[0])
+			})
+			if err != nil && !errors.Is(err, storage.ErrNotFound) {
 				return fmt.Errorf("settle its pause: record it: %w", err)
 			}
 			return nil

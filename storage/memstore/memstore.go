@@ -26,6 +26,7 @@ import (
 // log in maps.
 type Catalog struct {
 	mu      sync.RWMutex
+	pauseMu sync.Mutex                  // serializes the writes of pause records (SyncQueuePaused)
 	tenants map[string]tenantctx.Tenant // by id
 	slugs   map[string]string           // slug -> id
 	schemas map[string]string           // schema -> id
@@ -517,11 +518,13 @@ func (m *Catalog) SetPlacement(_ context.Context, id, from, to string, generatio
 }
 
 // SetQueuePaused records or clears an operator's pause of the tenant's
-// queues.
+// queues, in turn with SyncQueuePaused.
 func (m *Catalog) SetQueuePaused(_ context.Context, id string, paused bool) error {
 	if err := tenantctx.ValidateID(id); err != nil {
 		return fmt.Errorf("set queue paused: %w: %w", storage.ErrNotFound, err)
 	}
+	m.pauseMu.Lock()
+	defer m.pauseMu.Unlock()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if !paused {
@@ -533,6 +536,40 @@ func (m *Catalog) SetQueuePaused(_ context.Context, id string, paused bool) erro
 	}
 	m.paused[id] = true
 	return nil
+}
+
+// SyncQueuePaused records or clears an operator's pause of the tenant's
+// queues as read says, calling read while no other write of a pause
+// record runs (see storage.PauseStore). A deletion does not wait for it
+// (nothing waits in memory): a write after one finds no tenant
+// (ErrNotFound), as a write after PostgreSQL's deletion does.
+func (m *Catalog) SyncQueuePaused(ctx context.Context, id string, read func(context.Context) (bool, error)) (bool, error) {
+	if err := tenantctx.ValidateID(id); err != nil {
+		return false, fmt.Errorf("sync queue pause: %w: %w", storage.ErrNotFound, err)
+	}
+	m.pauseMu.Lock()
+	defer m.pauseMu.Unlock()
+	m.mu.RLock()
+	_, ok := m.tenants[id]
+	m.mu.RUnlock()
+	if !ok {
+		return false, fmt.Errorf("sync queue pause of tenant %s: %w", id, storage.ErrNotFound)
+	}
+	paused, err := read(ctx)
+	if err != nil {
+		return false, fmt.Errorf("sync queue pause of tenant %s: read the pause: %w", id, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.tenants[id]; !ok {
+		return false, fmt.Errorf("sync queue pause of tenant %s: %w", id, storage.ErrNotFound)
+	}
+	if paused {
+		m.paused[id] = true
+	} else {
+		delete(m.paused, id)
+	}
+	return paused, nil
 }
 
 // PausedTenants returns the tenants whose queues are paused, in id order.

@@ -45,6 +45,7 @@ func TestCatalog(t *testing.T, newCatalog NewCatalogFunc) {
 		{"Placement", testPlacement},
 		{"RemoveDatabase", testRemoveDatabase},
 		{"QueuePauses", testQueuePauses},
+		{"SyncQueuePauses", testSyncQueuePauses},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
