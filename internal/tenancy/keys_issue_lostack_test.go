@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
-	"syscall"
 	"testing"
 
 	"github.com/invoicing/tenantworker/internal/tenancy"
@@ -34,8 +32,7 @@ func (c storeAckLost) StoreAPIKey(ctx context.Context, tenantID, key string) (st
 			return storage.APIKey{}, err
 		}
 	}
-	reset := &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}
-	return storage.APIKey{}, fmt.Errorf("create api key for tenant %s: %w", tenantID, reset)
+	return storage.APIKey{}, fmt.Errorf("create api key for tenant %s: %w", tenantID, errConnReset)
 }
 
 // TestIssueKeyWithLostCommitAckLeavesNoLiveKey: when the key's INSERT

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
-	"syscall"
 	"testing"
 
 	"github.com/invoicing/tenantworker/internal/tenancy"
@@ -20,8 +18,7 @@ func (c revokeAckLost) RevokeAPIKey(ctx context.Context, tenantID string, keyID 
 	if _, err := c.Catalog.RevokeAPIKey(ctx, tenantID, keyID); err != nil {
 		return false, err
 	}
-	reset := &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}
-	return false, fmt.Errorf("revoke api key %d of tenant %s: %w", keyID, tenantID, reset)
+	return false, fmt.Errorf("revoke api key %d of tenant %s: %w", keyID, tenantID, errConnReset)
 }
 
 // TestRevokeKeyWithLostCommitAckIsAuditedOnce: a revocation that committed

@@ -22,8 +22,7 @@ func (c createAckLost) CreateTenant(ctx context.Context, t tenantctx.Tenant) (te
 	if _, err := c.Catalog.CreateTenant(ctx, t); err != nil {
 		return tenantctx.Tenant{}, err
 	}
-	reset := &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}
-	return tenantctx.Tenant{}, fmt.Errorf("create tenant %s (slug %s): %w", t.ID, t.Slug, reset)
+	return tenantctx.Tenant{}, fmt.Errorf("create tenant %s (slug %s): %w", t.ID, t.Slug, errConnReset)
 }
 
 // TestProvisionWithLostCommitAckKeepsNothing: when the catalog row's
@@ -58,8 +57,7 @@ type createArrivesLate struct {
 
 func (c createArrivesLate) CreateTenant(ctx context.Context, t tenantctx.Tenant) (tenantctx.Tenant, error) {
 	c.late <- t
-	reset := &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}
-	return tenantctx.Tenant{}, fmt.Errorf("create tenant %s (slug %s): %w", t.ID, t.Slug, reset)
+	return tenantctx.Tenant{}, fmt.Errorf("create tenant %s (slug %s): %w", t.ID, t.Slug, errConnReset)
 }
 
 // TestProvisionWithInsertArrivingLateKeepsNothing: when the catalog row's
@@ -85,3 +83,8 @@ func TestProvisionWithInsertArrivingLateKeepsNothing(t *testing.T) {
 		t.Errorf("retried Provision: %v", err)
 	}
 }
+
+// errConnReset is what a client of PostgreSQL sees when the connection is
+// reset before a statement's answer came (the server restarted, or its
+// backend was terminated): the statement's outcome is unknown.
+var errConnReset error = &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}

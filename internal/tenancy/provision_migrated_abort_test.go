@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"syscall"
 	"testing"
 
 	"github.com/invoicing/tenantworker/internal/tenancy"
@@ -33,8 +31,7 @@ func (c migratedThenAuditLost) AppendAudit(ctx context.Context, e storage.AuditE
 	if _, err := c.worker.Migrate(ctx, tn, 0, tenancy.ActorWorker); err != nil {
 		return fmt.Errorf("the worker's migration: %w", err)
 	}
-	reset := &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}
-	return fmt.Errorf("append audit: %w", reset)
+	return fmt.Errorf("append audit: %w", errConnReset)
 }
 
 // TestProvisionAbortedAfterItsMigrationKeepsNothing: a provisioning that

@@ -35,8 +35,7 @@ func (c statusAckLost) SetStatusFrom(ctx context.Context, id string, from, to te
 		return tenantctx.Tenant{}, err
 	}
 	c.down.Store(c.restarting)
-	reset := &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}
-	return tenantctx.Tenant{}, fmt.Errorf("set status of tenant %s to %s: %w", id, to, reset)
+	return tenantctx.Tenant{}, fmt.Errorf("set status of tenant %s to %s: %w", id, to, errConnReset)
 }
 
 func (c statusAckLost) TenantByID(ctx context.Context, id string) (tenantctx.Tenant, error) {
