@@ -14,6 +14,7 @@ import (
 	"github.com/invoicing/tenantworker/internal/procstat"
 	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/invoice"
+	"github.com/invoicing/tenantworker/pdf"
 	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
@@ -93,7 +94,9 @@ func BenchmarkPDFUnit(b *testing.B) {
 		}
 		schema.QueueGenericPlans(first)
 		var inv invoice.Invoice
-		if err := invoice.QueueLoadFor(first, tn.Schema, id, &inv); err != nil {
+		// As the worker loads it: its lines counted against the default
+		// line limit.
+		if err := invoice.QueueLoadForAtMost(first, tn.Schema, id, pdf.DefaultMaxLines, &inv); err != nil {
 			return err
 		}
 		var next func(context.Context) (*pgx.Batch, error)
