@@ -94,8 +94,14 @@ type Moved struct {
 //  5. resume the queue (unless an operator had paused it before).
 //
 // A failure in steps 1-3 leaves the tenant on its database, working: the
-// partial copy is dropped and the queue resumed. It writes
-// ActionMoveStarted, then ActionMoved or ActionMoveFailed. Errors:
+// partial copy is dropped and the queue resumed. A switch that was not
+// propagated, or whose outcome is unknown, keeps the queue paused instead,
+// as an operator's pause (keepQueuePaused: recorded, held and settled as
+// PauseQueue does); of it and an operator's ResumeQueue that races it,
+// the one that changed the first queue last wins, consistently in Redis
+// and the catalog: a resume that ran before the move's hold (it had not
+// seen the move's error yet) leaves the queue paused, as that error says.
+// It writes ActionMoveStarted, then ActionMoved or ActionMoveFailed. Errors:
 // ErrMoveRefused (wrapping storage.ErrRegistrationChanged for a target
 // registered again during the move), ErrNoDispatch,
 // placement.ErrUnknownDatabase for a target that is not registered,
@@ -173,15 +179,20 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 		rctx := context.WithoutCancel(ctx)
 		if keepPaused {
 			opts.progress("keep the queue paused")
-			// Handed over to an operator's pause, which ResumeQueue lifts
-			// (recorded first, as PauseQueue does).
-			if err := s.catalog.SetQueuePaused(rctx, id, true); err != nil {
-				s.logger.ErrorContext(ctx, "keep the queue paused after a move: record the pause", slog.String("tenant_id", id), slog.String("error", err.Error()))
-				return
-			}
-			if _, err := s.fair.Hold(rctx, id, fair.Paused, s.layout().Queues()...); err != nil {
+			// Handed over to an operator's pause, which ResumeQueue lifts.
+			// A resume racing the hand-over was not told of this move's
+			// outcome (its error comes after): the pause wins unless the
+			// resume released it after it was made (keepQueuePaused).
+			paused, err := s.keepQueuePaused(rctx, id)
+			if err != nil {
+				// The move's own hold stays: the workers' stale-move
+				// check hands it over (keepMovePaused).
 				s.logger.ErrorContext(ctx, "keep the queue paused after a move", slog.String("tenant_id", id), slog.String("error", err.Error()))
 				return
+			}
+			if !paused {
+				s.logger.WarnContext(ctx, "an operator resumed the queue as the move paused it: it runs, although the move's switch was not propagated or its outcome is unknown",
+					slog.String("tenant_id", id))
 			}
 		}
 		if !keepPaused {
@@ -558,22 +569,16 @@ func (s *Service) ReleaseStaleMoves(ctx context.Context) ([]string, error) {
 // outcome is unknown: other processes may still reach the old database)
 // but could not say so in Redis, and reports whether it did. An
 // operator's resume of the queue since that move (ActionQueueResumed, as
-// the move's error asks once Redis works) stands: the hold is not kept.
-// The caller holds the tenant's move lock.
+// the move's error asks once Redis works, with no ActionQueuePaused after
+// it) stands: the hold is not kept. So does one that ran while the pause
+// was being made: its entry is read again after the pause is settled
+// (keepQueuePaused), and if it is there the pause is lifted again, so the
+// queue runs, unrecorded, as the resume answered. The caller holds the
+// tenant's move lock.
 func (s *Service) keepMovePaused(ctx context.Context, id string) (bool, error) {
-	entries, err := s.catalog.AuditEntries(ctx, id)
+	last, resumed, err := s.lastMove(ctx, id)
 	if err != nil {
-		return false, fmt.Errorf("read the last move: %w", err)
-	}
-	var last storage.AuditEntry
-	resumed := false // an operator resumed the queue after the last move, as its error asks
-	for _, e := range entries {
-		switch e.Action {
-		case string(ActionMoveStarted), string(ActionMoved), string(ActionMoveFailed):
-			last, resumed = e, false
-		case string(ActionQueueResumed):
-			resumed = true
-		}
+		return false, err
 	}
 	if resumed {
 		return false, nil
@@ -601,16 +606,83 @@ func (s *Service) keepMovePaused(ctx context.Context, id string) (bool, error) {
 	}
 	s.logger.WarnContext(ctx, "the last move of the tenant left its queue paused (its switch was not propagated or its outcome is unknown): its hold stays as an operator's pause; resume the queue once it is safe",
 		slog.String("tenant_id", id))
-	if err := s.catalog.SetQueuePaused(ctx, id, true); err != nil {
-		return false, fmt.Errorf("keep the queue paused after a move: record the pause: %w", err)
-	}
-	if _, err := s.fair.Hold(ctx, id, fair.Paused, s.layout().Queues()...); err != nil {
+	if _, err := s.keepQueuePaused(ctx, id); err != nil {
 		return false, fmt.Errorf("keep the queue paused after a move: %w", err)
+	}
+	// A resume that ran while the pause was being made (after the
+	// audit's read above) stands too: it may have found no pause to
+	// release and have lost to it. Its entry is read again and, if it
+	// is there, the pause is lifted as it would have been; the move's
+	// hold then goes as an interrupted move's does (the caller).
+	if _, resumed, err := s.lastMove(ctx, id); err != nil || resumed {
+		if err != nil {
+			return false, fmt.Errorf("keep the queue paused after a move: %w", err)
+		}
+		s.logger.WarnContext(ctx, "an operator resumed the queue as the last move's hold was handed over to an operator's pause: the resume stands",
+			slog.String("tenant_id", id))
+		if _, err := s.fair.Release(ctx, id, fair.Paused, s.layout().Queues()...); err != nil {
+			return false, fmt.Errorf("keep the queue paused after a move: lift it again: %w", err)
+		}
+		if err := s.settlePause(ctx, id); err != nil {
+			return false, fmt.Errorf("keep the queue paused after a move: lift it again: %w", err)
+		}
+		return false, nil
 	}
 	if _, err := s.fair.Release(ctx, id, fair.Moving, s.layout().Queues()...); err != nil {
 		return false, fmt.Errorf("keep the queue paused after a move: %w", err)
 	}
 	return true, nil
+}
+
+// keepQueuePaused hands a move's hold of tenant id's queue over to an
+// operator's pause (fair.Paused, which ResumeQueue lifts; the move's own
+// hold is the caller's to release), as PauseQueue makes one: recorded in
+// the catalog first (a hold Redis loses is put back from the record), then
+// held in every queue, then settled with a racing PauseQueue or
+// ResumeQueue (settlePause), so that the record and the holds agree. Of
+// it and a racing resume, the one that changed the first queue last wins:
+// a resume that released it before this hold (which found no pause, or an
+// earlier one, to release, and answered success) loses, and the queue
+// stays paused, recorded; one that released it after this hold wins, and
+// the queue runs once the move's hold goes, unrecorded. It reports whether
+// the queue is paused once settled.
+func (s *Service) keepQueuePaused(ctx context.Context, id string) (bool, error) {
+	if err := s.catalog.SetQueuePaused(ctx, id, true); err != nil {
+		return false, fmt.Errorf("record the pause: %w", err)
+	}
+	if _, err := s.fair.Hold(ctx, id, fair.Paused, s.layout().Queues()...); err != nil {
+		return false, fmt.Errorf("hold its queues: %w", err)
+	}
+	if err := s.settlePause(ctx, id); err != nil {
+		return false, err
+	}
+	paused, err := s.fair.HeldFor(ctx, id, fair.Paused, s.layout().Queues()[0])
+	if err != nil {
+		return false, fmt.Errorf("read its pause: %w", err)
+	}
+	return paused, nil
+}
+
+// lastMove returns the audit entry of tenant id's last move (its start,
+// or how it ended) and whether an operator resumed the queue after it (as
+// its error asks when it left the queue paused) and did not pause it again
+// since.
+func (s *Service) lastMove(ctx context.Context, id string) (last storage.AuditEntry, resumed bool, err error) {
+	entries, err := s.catalog.AuditEntries(ctx, id)
+	if err != nil {
+		return last, false, fmt.Errorf("read the last move: %w", err)
+	}
+	for _, e := range entries {
+		switch e.Action {
+		case string(ActionMoveStarted), string(ActionMoved), string(ActionMoveFailed):
+			last, resumed = e, false
+		case string(ActionQueueResumed):
+			resumed = true
+		case string(ActionQueuePaused):
+			resumed = false
+		}
+	}
+	return last, resumed, nil
 }
 
 // stepSwitchUnknown is the step of ActionMoveFailed when the catalog did
