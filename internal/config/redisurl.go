@@ -66,6 +66,9 @@ func ParseRedisURL(raw string) (asynq.RedisConnOpt, error) {
 		if u.Scheme == RedisSentinelScheme {
 			return parseRedisSentinelURL(u)
 		}
+		if err := checkRedisURLRest(u); err != nil {
+			return nil, err
+		}
 		opt, err := asynq.ParseRedisURI(raw)
 		if err != nil {
 			return nil, err
@@ -116,6 +119,38 @@ func ParseRedisURL(raw string) (asynq.RedisConnOpt, error) {
 		return nil, errors.New("redis-cluster: no node: use redis-cluster://host:port,host:port,...")
 	}
 	return RedisClusterOpt{RedisClusterClientOpt: opt, StateReloadInterval: DefaultClusterStateReloadInterval}, nil
+}
+
+// checkRedisURLRest refuses what asynq.ParseRedisURI would drop without a
+// word from a redis://, rediss:// or redis-socket:// URL: a query (but
+// redis-socket's db), a fragment, path segments after redis[s]'s database.
+// go-redis's own URL form takes the database and options as parameters
+// (redis://host:6379?db=3), and asynq read that as database 0. The errors
+// quote nothing of the URL (a misplaced password may be in any part).
+func checkRedisURLRest(u *url.URL) error {
+	if u.Fragment != "" || u.RawFragment != "" {
+		return errors.New("could not parse redis uri: a fragment is not supported (percent-encode '#' in the user and password)")
+	}
+	switch u.Scheme {
+	case "redis", "rediss":
+		if u.RawQuery != "" || u.ForceQuery {
+			return errors.New("could not parse redis uri: query parameters are not supported: use redis[s]://[user:]password@host:port/db (percent-encode '?' in the user and password)")
+		}
+		if strings.Contains(strings.Trim(u.Path, "/"), "/") {
+			return errors.New("could not parse redis uri: want only the database number as the path: redis[s]://[user:]password@host:port/db")
+		}
+	case "redis-socket":
+		q, err := url.ParseQuery(u.RawQuery)
+		if err != nil {
+			return errors.New("could not parse redis socket uri: query: invalid percent-encoding")
+		}
+		for k := range q {
+			if k != "db" {
+				return errors.New("could not parse redis socket uri: unknown query parameter: want only db (redis-socket://[:password@]path[?db=N])")
+			}
+		}
+	}
+	return nil
 }
 
 // parseRedisSentinelURL parses a redis-sentinel:// URL (RedisSentinelScheme).

@@ -282,6 +282,11 @@ func pdfCmd(ctx context.Context, args []string, sio IO) error {
 	case tenantctx.Refuse:
 		return fmt.Errorf("tenant %s is being deleted", *slug)
 	case tenantctx.Wait:
+		if t.Status == tenantctx.StatusProvisioning {
+			// Its tables are not there yet (or not all): no invoice
+			// to check, as the HTTP route answers 409.
+			return fmt.Errorf("tenant %s is still provisioning (its tenant:migrate has not finished): nothing enqueued", *slug)
+		}
 		b.logger.Warn("tenant is not active: the render waits until it is", "tenant_id", t.ID, "status", t.Status)
 	}
 	// As the HTTP route does: no task for an invoice the tenant does not
