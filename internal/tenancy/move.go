@@ -573,8 +573,12 @@ func (s *Service) ReleaseStaleMoves(ctx context.Context) ([]string, error) {
 // it) stands: the hold is not kept. So does one that ran while the pause
 // was being made: its entry is read again after the pause is settled
 // (keepQueuePaused), and if it is there the pause is lifted again, so the
-// queue runs, unrecorded, as the resume answered. The caller holds the
-// tenant's move lock.
+// queue runs, unrecorded, as the resume answered. A resume still under way
+// then (its entry is written after its release and settle) is not seen:
+// it is settled with the pause as racing calls are (settlePause, the later
+// change to the first queue wins), and if its release came before the
+// pause's hold the queue stays paused, recorded, and the operator resumes
+// it again. The caller holds the tenant's move lock.
 func (s *Service) keepMovePaused(ctx context.Context, id string) (bool, error) {
 	last, resumed, err := s.lastMove(ctx, id)
 	if err != nil {
