@@ -70,7 +70,8 @@ func TestAdminDisabledWrongMethodIs404(t *testing.T) {
 }
 
 // TestBulkMissingDuplicateIDs: an id named twice in a batch that the
-// tenant has no invoice for is one missing invoice, not two.
+// tenant has no invoice for is one missing invoice, not two, of the
+// batch's distinct ids.
 func TestBulkMissingDuplicateIDs(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -86,6 +87,9 @@ func TestBulkMissingDuplicateIDs(t *testing.T) {
 	decode(t, r.body, &got)
 	if len(got.Missing) != 1 || got.Missing[0] != 9001 || got.Count != 1 {
 		t.Fatalf("missing %v, missing_count %d, error %q; want [9001], 1", got.Missing, got.Count, got.Error)
+	}
+	if !strings.HasPrefix(got.Error, "1 of 2 invoices not found") {
+		t.Errorf("error %q, want it to count the batch's 2 distinct ids", got.Error)
 	}
 }
 

@@ -148,8 +148,12 @@ func (h *Handler) invoicesExist(w http.ResponseWriter, r *http.Request, ids []in
 			seen[id] = true
 			return dup
 		})
+		named := make(map[int64]bool, len(ids))
+		for _, id := range ids {
+			named[id] = true
+		}
 		writeJSON(w, http.StatusNotFound, map[string]any{
-			"error":         fmt.Sprintf("%d of %d invoices not found; nothing was enqueued", len(missing), len(ids)),
+			"error":         fmt.Sprintf("%d of %d invoices not found; nothing was enqueued", len(missing), len(named)),
 			"missing":       missing[:min(len(missing), 100)],
 			"missing_count": len(missing),
 		})
