@@ -101,6 +101,8 @@ type Moved struct {
 // the one that changed the first queue last wins, consistently in Redis
 // and the catalog: a resume that ran before the move's hold (it had not
 // seen the move's error yet) leaves the queue paused, as that error says.
+// A tenant whose deletion was requested (before or while the pause is
+// made) is not kept paused: its tenant:destroy runs (keepQueuePaused).
 // It writes ActionMoveStarted, then ActionMoved or ActionMoveFailed. Errors:
 // ErrMoveRefused (wrapping storage.ErrRegistrationChanged for a target
 // registered again during the move), ErrNoDispatch,
@@ -184,13 +186,18 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 			// outcome (its error comes after): the pause wins unless the
 			// resume released it after it was made (keepQueuePaused).
 			paused, err := s.keepQueuePaused(rctx, id)
-			if err != nil {
+			switch {
+			case errors.Is(err, ErrRefused):
+				// The tenant's deletion was requested: its queue runs, so
+				// that its tenant:destroy does.
+				s.logger.WarnContext(ctx, "the tenant's deletion was requested: its queue is not kept paused after the move, so that its destroy runs",
+					slog.String("tenant_id", id), slog.String("error", err.Error()))
+			case err != nil:
 				// The move's own hold stays: the workers' stale-move
 				// check hands it over (keepMovePaused).
 				s.logger.ErrorContext(ctx, "keep the queue paused after a move", slog.String("tenant_id", id), slog.String("error", err.Error()))
 				return
-			}
-			if !paused {
+			case !paused:
 				s.logger.WarnContext(ctx, "an operator resumed the queue as the move paused it: it runs, although the move's switch was not propagated or its outcome is unknown",
 					slog.String("tenant_id", id))
 			}
@@ -284,6 +291,14 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 			detail := map[string]any{"from": from, "to": to, "schema": t.Schema, "version": m.Version,
 				"tables": len(m.Tables), "rows": m.Rows, "old_schema_dropped": false, "propagated": false}
 			s.logFailure(ctx, id, ActionMoved, s.audit(context.WithoutCancel(ctx), id, actor, ActionMoved, detail))
+			if errors.Is(err, storage.ErrInvalidTransition) {
+				// Its deletion was requested since the switch: the queue
+				// is not kept paused (keepQueuePaused), so that its
+				// destroy erases it on to.
+				return m, fmt.Errorf("move tenant %s from %s to %s: switched, but not propagated to every process, and its deletion was requested since (%w): "+
+					"its queue is not kept paused, so that its destroy runs on %s; drop schema %s in %s",
+					id, from, to, err, to, t.Schema, from)
+			}
 			return m, fmt.Errorf("move tenant %s from %s to %s: switched, but not propagated to every process (%w): "+
 				"its queue stays paused and the old schema is kept; once Redis works, resume the queue after the tenant cache's Redis TTL, then drop schema %s in %s",
 				id, from, to, err, t.Schema, from)
@@ -515,7 +530,8 @@ func (s *Service) releaseInterruptedMove(ctx context.Context, id string, opts Mo
 // operator's pause are never touched. A move that meant to leave the
 // queue paused (its switch not propagated, or its outcome unknown, as its
 // audit entry says) but died or could not reach Redis to say so has its
-// hold handed over to an operator's pause instead (keepMovePaused). While it holds a tenant's lock (a
+// hold handed over to an operator's pause instead (keepMovePaused), unless
+// the tenant is being deleted. While it holds a tenant's lock (a
 // few milliseconds) a move of that tenant starting is refused as if
 // another move ran. It returns the tenants whose hold it released; an
 // error of one tenant does not stop the others. Without fair dispatch it
@@ -578,7 +594,10 @@ func (s *Service) ReleaseStaleMoves(ctx context.Context) ([]string, error) {
 // it is settled with the pause as racing calls are (settlePause, the later
 // change to the first queue wins), and if its release came before the
 // pause's hold the queue stays paused, recorded, and the operator resumes
-// it again. The caller holds the tenant's move lock.
+// it again. Nor is the hold kept for a tenant being deleted, also when its
+// deletion is requested while the pause is being made (keepQueuePaused
+// refuses it, or lifts the pause again): its tenant:destroy must run. The
+// caller holds the tenant's move lock.
 func (s *Service) keepMovePaused(ctx context.Context, id string) (bool, error) {
 	last, resumed, err := s.lastMove(ctx, id)
 	if err != nil {
@@ -611,6 +630,14 @@ func (s *Service) keepMovePaused(ctx context.Context, id string) (bool, error) {
 	s.logger.WarnContext(ctx, "the last move of the tenant left its queue paused (its switch was not propagated or its outcome is unknown): its hold stays as an operator's pause; resume the queue once it is safe",
 		slog.String("tenant_id", id))
 	if _, err := s.keepQueuePaused(ctx, id); err != nil {
+		if errors.Is(err, ErrRefused) {
+			// Being deleted: no pause was kept (or it was lifted again),
+			// and the move's hold goes as an interrupted move's does (the
+			// caller), so that the tenant's destroy runs.
+			s.logger.WarnContext(ctx, "the tenant's deletion was requested: the last move's hold is not kept as an operator's pause, so that its destroy runs",
+				slog.String("tenant_id", id), slog.String("error", err.Error()))
+			return false, nil
+		}
 		return false, fmt.Errorf("keep the queue paused after a move: %w", err)
 	}
 	// A resume that ran while the pause was being made (after the
@@ -650,7 +677,17 @@ func (s *Service) keepMovePaused(ctx context.Context, id string) (bool, error) {
 // stays paused, recorded; one that released it after this hold wins, and
 // the queue runs once the move's hold goes, unrecorded. It reports whether
 // the queue is paused once settled.
+//
+// A tenant being deleted is not paused (ErrRefused), as PauseQueue
+// refuses one: the pause would hold its tenant:destroy. It is checked
+// before the record, and again once the pause is settled, when a deletion
+// requested meanwhile (which lifted the holds and cleared the record
+// before this pause was made) has the pause lifted again (unpauseDeleted);
+// the move's hold is then the caller's to release too.
 func (s *Service) keepQueuePaused(ctx context.Context, id string) (bool, error) {
+	if err := s.unpauseDeleted(ctx, id, "pause"); err != nil {
+		return false, err
+	}
 	if err := s.catalog.SetQueuePaused(ctx, id, true); err != nil {
 		return false, fmt.Errorf("record the pause: %w", err)
 	}
@@ -658,6 +695,9 @@ func (s *Service) keepQueuePaused(ctx context.Context, id string) (bool, error) 
 		return false, fmt.Errorf("hold its queues: %w", err)
 	}
 	if err := s.settlePause(ctx, id); err != nil {
+		return false, err
+	}
+	if err := s.unpauseDeleted(ctx, id, "pause"); err != nil {
 		return false, err
 	}
 	paused, err := s.fair.HeldFor(ctx, id, fair.Paused, s.layout().Queues()[0])

@@ -159,13 +159,7 @@ func (s *Service) PauseQueue(ctx context.Context, id, actor string) (int, error)
 		if err := s.settlePause(ctx, id); err != nil {
 			return fmt.Errorf("pause queue of tenant %s: %w", id, err)
 		}
-		if err := s.deletedMeanwhile(ctx, id, "pause"); err != nil {
-			if _, rerr := s.fair.Release(ctx, id, fair.Paused, s.layout().Queues()...); rerr != nil {
-				return fmt.Errorf("pause queue of tenant %s: lift the pause again: %w", id, rerr)
-			}
-			if rerr := s.catalog.SetQueuePaused(ctx, id, false); rerr != nil && !errors.Is(rerr, storage.ErrNotFound) {
-				return fmt.Errorf("pause queue of tenant %s: clear its record: %w", id, rerr)
-			}
+		if err := s.unpauseDeleted(ctx, id, "pause"); err != nil {
 			return err
 		}
 		s.logFailure(ctx, id, ActionQueuePaused, s.audit(ctx, id, actor, ActionQueuePaused, map[string]int{"moved_back": moved}))
@@ -406,6 +400,29 @@ func (s *Service) liveDispatchTenant(ctx context.Context, id, op string) (tenant
 		return t, err
 	}
 	return t, refuseDeleting(t, op+" queue of")
+}
+
+// unpauseDeleted checks that tenant id is not being deleted
+// (deletedMeanwhile; op names the operation in the error) once an
+// operator's pause of its queues was made and settled (by PauseQueue, or
+// by a move keeping its queue paused: keepQueuePaused, which also checks
+// before it makes one). If it is, it lifts the pause (again) and clears
+// its record, and returns the ErrRefused: the deletion request lifted the
+// holds and cleared the record when it was made, and a pause made after
+// that would hold the tenant's tenant:destroy until an operator's resume.
+// A deletion requested after the check lifts the pause itself.
+func (s *Service) unpauseDeleted(ctx context.Context, id, op string) error {
+	err := s.deletedMeanwhile(ctx, id, op)
+	if err == nil {
+		return nil
+	}
+	if _, rerr := s.fair.Release(ctx, id, fair.Paused, s.layout().Queues()...); rerr != nil {
+		return fmt.Errorf("%s queue of tenant %s: lift the pause again: %w", op, id, rerr)
+	}
+	if rerr := s.catalog.SetQueuePaused(ctx, id, false); rerr != nil && !errors.Is(rerr, storage.ErrNotFound) {
+		return fmt.Errorf("%s queue of tenant %s: clear its record: %w", op, id, rerr)
+	}
+	return err
 }
 
 // deletedMeanwhile returns ErrRefused when the tenant is now being deleted
