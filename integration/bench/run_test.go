@@ -22,7 +22,7 @@ var smokeSizes = sizes{
 	ScaleTenants: 10,
 }
 
-// TestRunAllScenarios runs the load command's six scenarios at smoke
+// TestRunAllScenarios runs the load command's eight scenarios at smoke
 // sizes against its own redis-server and PostgreSQL, with the real
 // cmd/worker and cmd/enqueue built from this tree, and checks the report:
 // every scenario ran, every number is there with its baseline and ratio,

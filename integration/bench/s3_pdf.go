@@ -356,7 +356,7 @@ func (b *bench) pdf(ctx context.Context, s *Scenario) error {
 	s.add("throughput (burst), single-byte again, unchanged (no render)", unchangedRate, "tasks/s").
 		against("the same invoices' first render (burst above)", first.throughput, "tasks/s", nil)
 	for _, r := range runs {
-		s.add(fmt.Sprintf("diagnostic: CPU per task in the %s burst, worker + redis + postgres", r.text.kind), r.burstCPU.total(), "µs")
+		s.add(fmt.Sprintf("diagnostic: CPU per task in the %s burst, %s", r.text.kind, r.burstCPU.parts()), r.burstCPU.total(), "µs")
 		s.note("%s burst CPU per task: %s", r.text.kind, r.burstCPU)
 	}
 	s.note("unchanged burst CPU per task: %s", unchangedCPU)
@@ -555,10 +555,12 @@ func sampleBurstCPU(probe *cpuProbe, w *proc) (burstSample, error) {
 }
 
 // burstCPU is the CPU each process spent per task of a burst, in
-// microseconds (the servers' only when they are local).
+// microseconds (the servers' only when they are local: redisMeasured and
+// postgresMeasured say which were).
 type burstCPU struct {
-	worker, redis, postgres, bench float64
-	busy                           float64 // share of the machine's CPUs
+	worker, redis, postgres, bench  float64
+	busy                            float64 // share of the machine's CPUs
+	redisMeasured, postgresMeasured bool
 }
 
 // since returns the CPU per task spent from an earlier sample to s over
@@ -569,6 +571,7 @@ func (s burstSample) since(from burstSample, tasks int) burstCPU {
 	c := burstCPU{
 		worker: perTask(worker, tasks), redis: perTask(u.redis, tasks),
 		postgres: perTask(u.postgres, tasks), bench: perTask(u.self, tasks),
+		redisMeasured: u.redisMeasured, postgresMeasured: u.postgresMeasured,
 	}
 	if u.wall > 0 {
 		c.busy = float64(u.total()+worker) / (float64(u.wall) * float64(runtime.NumCPU()))
@@ -576,12 +579,35 @@ func (s burstSample) since(from burstSample, tasks int) burstCPU {
 	return c
 }
 
-// total is the CPU per task of the worker and the servers (the bench's
-// enqueuing and log reading left out).
+// total is the CPU per task of the worker and the measured servers (the
+// bench's enqueuing and log reading left out).
 func (c burstCPU) total() float64 { return c.worker + c.redis + c.postgres }
 
-// String is the breakdown, for a note.
+// parts names what total sums: "worker + redis + postgres", without the
+// servers that were not measured.
+func (c burstCPU) parts() string {
+	p := "worker"
+	if c.redisMeasured {
+		p += " + redis"
+	}
+	if c.postgresMeasured {
+		p += " + postgres"
+	}
+	return p
+}
+
+// String is the breakdown, for a note; servers that were not measured are
+// left out, not shown as 0.
 func (c burstCPU) String() string {
-	return fmt.Sprintf("worker %.0f µs, redis-server %.0f µs, postgres %.0f µs (sum %.0f µs); bench process (enqueue, log reading) %.0f µs; %.0f%% of %d CPUs busy",
-		c.worker, c.redis, c.postgres, c.total(), c.bench, 100*c.busy, runtime.NumCPU())
+	var b strings.Builder
+	fmt.Fprintf(&b, "worker %.0f µs", c.worker)
+	if c.redisMeasured {
+		fmt.Fprintf(&b, ", redis-server %.0f µs", c.redis)
+	}
+	if c.postgresMeasured {
+		fmt.Fprintf(&b, ", postgres %.0f µs", c.postgres)
+	}
+	fmt.Fprintf(&b, " (sum %.0f µs); bench process (enqueue, log reading) %.0f µs; %.0f%% of %d CPUs busy",
+		c.total(), c.bench, 100*c.busy, runtime.NumCPU())
+	return b.String()
 }
