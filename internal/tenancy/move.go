@@ -200,6 +200,8 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 			case !paused:
 				s.logger.WarnContext(ctx, "an operator resumed the queue as the move paused it: it runs, although the move's switch was not propagated or its outcome is unknown",
 					slog.String("tenant_id", id))
+			default:
+				s.recordKeptPause(rctx, id, actor)
 			}
 		}
 		if !keepPaused {
@@ -627,8 +629,6 @@ func (s *Service) keepMovePaused(ctx context.Context, id string) (bool, error) {
 	if !slices.ContainsFunc(stats, func(st fair.QueueStats) bool { return st.Moving }) {
 		return false, nil
 	}
-	s.logger.WarnContext(ctx, "the last move of the tenant left its queue paused (its switch was not propagated or its outcome is unknown): its hold stays as an operator's pause; resume the queue once it is safe",
-		slog.String("tenant_id", id))
 	if _, err := s.keepQueuePaused(ctx, id); err != nil {
 		if errors.Is(err, ErrRefused) {
 			// Being deleted: no pause was kept (or it was lifted again),
@@ -662,7 +662,21 @@ func (s *Service) keepMovePaused(ctx context.Context, id string) (bool, error) {
 	if _, err := s.fair.Release(ctx, id, fair.Moving, s.layout().Queues()...); err != nil {
 		return false, fmt.Errorf("keep the queue paused after a move: %w", err)
 	}
+	s.logger.WarnContext(ctx, "the last move of the tenant left its queue paused (its switch was not propagated or its outcome is unknown): its hold stays as an operator's pause; resume the queue once it is safe",
+		slog.String("tenant_id", id))
+	s.recordKeptPause(ctx, id, ActorWorker)
 	return true, nil
+}
+
+// recordKeptPause writes the ActionQueuePaused entry of a move's hold
+// handed over to an operator's pause (detail kept_after_move), once the
+// hand-over is settled and kept: the audit log then ends in the pause the
+// queue is in, also when an operator's resume raced the hand-over and lost
+// (its entry came first). It is written last, after keepMovePaused has
+// read the log for a resume, which it would otherwise hide (lastMove: a
+// pause after a resume cancels it).
+func (s *Service) recordKeptPause(ctx context.Context, id, actor string) {
+	s.logFailure(ctx, id, ActionQueuePaused, s.audit(ctx, id, actor, ActionQueuePaused, map[string]bool{"kept_after_move": true}))
 }
 
 // keepQueuePaused hands a move's hold of tenant id's queue over to an

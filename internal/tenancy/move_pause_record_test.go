@@ -2,6 +2,7 @@ package tenancy_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"sync"
@@ -142,6 +143,20 @@ func TestMoveKeepingItsQueuePausedSettlesARacingResume(t *testing.T) {
 	if ids, paused := afterLoss(t, b.lossBundle, tn); len(ids) != 0 || !paused {
 		t.Fatalf("the move kept the queue paused, then Redis lost its data: in asynq %v, paused %v; want none admitted, paused", ids, paused)
 	}
+	// The audit log ends in the pause the queue is in, after the resume
+	// that lost to it.
+	entries, err := b.catalog.AuditEntries(b.ctx, tn.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(entries); n < 2 || entries[n-2].Action != string(tenancy.ActionQueueResumed) ||
+		entries[n-1].Action != string(tenancy.ActionQueuePaused) || !keptAfterMove(entries[n-1]) {
+		var got []string
+		for _, e := range entries {
+			got = append(got, e.Action+" "+string(e.Detail))
+		}
+		t.Fatalf("audit log %q, want it to end in the resume, then the pause kept after the move", got)
+	}
 }
 
 // TestStaleMoveCheckKeepingAQueuePausedLetsARacingResumeStand: a move
@@ -187,4 +202,13 @@ func TestStaleMoveCheckKeepingAQueuePausedLetsARacingResumeStand(t *testing.T) {
 	if ids, paused := afterLoss(t, b.lossBundle, tn); len(ids) != 2 || paused {
 		t.Fatalf("resumed, then Redis lost its data: in asynq %v, paused %v; want both renders admitted, not paused", ids, paused)
 	}
+}
+
+// keptAfterMove reports whether e's detail marks a move's hold kept as an
+// operator's pause.
+func keptAfterMove(e storage.AuditEntry) bool {
+	var d struct {
+		Kept bool `json:"kept_after_move"`
+	}
+	return json.Unmarshal(e.Detail, &d) == nil && d.Kept
 }

@@ -100,6 +100,14 @@ func TestStaleMoveCheckKeepsANotPropagatedMovePaused(t *testing.T) {
 		t.Errorf("the stale-move check (released %v) resumed the queue of a move whose switch was not propagated: %+v; "+
 			"its tasks may run against the old database", released, inDefault(t, q))
 	}
+	// The hand-over is in the audit log, by the workers' check.
+	entries, err := b.catalog.AuditEntries(b.ctx, acme.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := entries[len(entries)-1]; last.Action != string(tenancy.ActionQueuePaused) || last.Actor != tenancy.ActorWorker || !keptAfterMove(last) {
+		t.Errorf("the audit log ends in %s by %s %s, want the pause kept after the move, by the worker", last.Action, last.Actor, last.Detail)
+	}
 }
 
 // notPropagatedMove sets up a tenant acme on "main" of two servers and a
