@@ -178,9 +178,12 @@ func (w wallSchedule) firstInstant(wall time.Time) time.Time {
 
 // NextTick returns the first tick of s strictly after t. Every replica
 // computes the same ticks: cron specs are wall-clock aligned already, and
-// "@every d" ticks are aligned to multiples of d since the Unix epoch
-// (robfig/cron would count d from each process's start, so two replicas
-// started apart would tick at different times and both sweep).
+// "@every d" ticks are aligned to multiples of d since Go's zero time,
+// 0001-01-01 00:00 UTC (time.Time.Truncate; not the Unix epoch, which is
+// no multiple of d for a d that does not divide a day: "@every 7m" ticks at
+// 10:05 UTC, "@every 168h" on Mondays at 00:00 UTC). robfig/cron would count
+// d from each process's start, so two replicas started apart would tick at
+// different times and both sweep.
 func NextTick(s cron.Schedule, t time.Time) time.Time {
 	if every, ok := s.(cron.ConstantDelaySchedule); ok {
 		return t.UTC().Truncate(every.Delay).Add(every.Delay)
