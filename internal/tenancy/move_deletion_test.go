@@ -156,16 +156,7 @@ func TestMoveKeepingItsQueuePausedLiftsItForADeletionMeanwhile(t *testing.T) {
 func TestStaleMoveCheckDoesNotPauseATenantDeletedMeanwhile(t *testing.T) {
 	t.Parallel()
 	b := setupMoveLoss(t)
-	tn := b.onMain(t, "movedel-stale")
-	b.beat(t)
-	_, err := b.service(redisDownAfterSwitch{b.catalog, b.down}).Move(b.ctx, tn.ID, "second", "test", fastMove)
-	if !errors.Is(err, storage.ErrInvalidationFailed) || !strings.Contains(err.Error(), "queue stays paused") {
-		t.Fatalf("Move with Redis gone after the switch: %v, want ErrInvalidationFailed saying the queue stays paused", err)
-	}
-	b.down.Store(false) // Redis is back
-	if q := inDefault(t, b.queue(t, tn.ID)); !q.Moving {
-		t.Fatalf("set-up: the queue after the move: %+v, want held by the move", q)
-	}
+	tn := b.staleMove(t, "movedel-stale")
 	var taskID string
 	c := &deleteAfterPauseRecord{Catalog: b.catalog, del: requestDeletion(t, b, tn, &taskID)}
 	if _, err := b.service(c).ReleaseStaleMoves(b.ctx); err != nil {

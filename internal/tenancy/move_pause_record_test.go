@@ -172,16 +172,7 @@ func TestMoveKeepingItsQueuePausedSettlesARacingResume(t *testing.T) {
 func TestStaleMoveCheckKeepingAQueuePausedLetsARacingResumeStand(t *testing.T) {
 	t.Parallel()
 	b := setupMoveLoss(t)
-	tn := b.onMain(t, "moverec-stale")
-	b.beat(t)
-	_, err := b.service(redisDownAfterSwitch{b.catalog, b.down}).Move(b.ctx, tn.ID, "second", "test", fastMove)
-	if !errors.Is(err, storage.ErrInvalidationFailed) || !strings.Contains(err.Error(), "queue stays paused") {
-		t.Fatalf("Move with Redis gone after the switch: %v, want ErrInvalidationFailed saying the queue stays paused", err)
-	}
-	b.down.Store(false) // Redis is back
-	if q := inDefault(t, b.queue(t, tn.ID)); !q.Moving {
-		t.Fatalf("set-up: the queue after the move: %+v, want held by the move", q)
-	}
+	tn := b.staleMove(t, "moverec-stale")
 	rc := &resumeAfterPauseRecord{Catalog: b.catalog}
 	rc.resume = func() {
 		if err := b.svc.ResumeQueue(b.ctx, tn.ID, "operator"); err != nil {
@@ -211,4 +202,24 @@ func keptAfterMove(e storage.AuditEntry) bool {
 		Kept bool `json:"kept_after_move"`
 	}
 	return json.Unmarshal(e.Detail, &d) == nil && d.Kept
+}
+
+// staleMove provisions a tenant on main (slug), then runs a move whose
+// Redis goes away right after its switch (redisDownAfterSwitch): the
+// switch cannot be propagated nor the hold handed over, and only the
+// move's own hold keeps the queue held. Redis is back when it returns,
+// for the workers' stale-move check to hand that hold over.
+func (b *moveLoss) staleMove(t *testing.T, slug string) tenantctx.Tenant {
+	t.Helper()
+	tn := b.onMain(t, slug)
+	b.beat(t)
+	_, err := b.service(redisDownAfterSwitch{b.catalog, b.down}).Move(b.ctx, tn.ID, "second", "test", fastMove)
+	if !errors.Is(err, storage.ErrInvalidationFailed) || !strings.Contains(err.Error(), "queue stays paused") {
+		t.Fatalf("Move with Redis gone after the switch: %v, want ErrInvalidationFailed saying the queue stays paused", err)
+	}
+	b.down.Store(false) // Redis is back
+	if q := inDefault(t, b.queue(t, tn.ID)); !q.Moving {
+		t.Fatalf("set-up: the queue after the move: %+v, want held by the move", q)
+	}
+	return tn
 }

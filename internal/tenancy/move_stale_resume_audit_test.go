@@ -2,8 +2,6 @@ package tenancy_test
 
 import (
 	"context"
-	"errors"
-	"strings"
 	"sync"
 	"testing"
 
@@ -41,13 +39,7 @@ func (c *holdSync) SyncQueuePaused(ctx context.Context, id string, read func(con
 func TestStaleMoveCheckRacingAResumeStillSettling(t *testing.T) {
 	t.Parallel()
 	b := setupMoveLoss(t)
-	tn := b.onMain(t, "moverec-late")
-	b.beat(t)
-	_, err := b.service(redisDownAfterSwitch{b.catalog, b.down}).Move(b.ctx, tn.ID, "second", "test", fastMove)
-	if !errors.Is(err, storage.ErrInvalidationFailed) || !strings.Contains(err.Error(), "queue stays paused") {
-		t.Fatalf("Move with Redis gone after the switch: %v, want ErrInvalidationFailed saying the queue stays paused", err)
-	}
-	b.down.Store(false) // Redis is back
+	tn := b.staleMove(t, "moverec-late")
 
 	slow := &holdSync{Catalog: b.catalog, reached: make(chan struct{}), proceed: make(chan struct{})}
 	resumeErr := make(chan error, 1)
