@@ -49,7 +49,10 @@ func DocumentKey(id int64) string {
 
 // recordDocumentSQL records a stored PDF; a new render replaces the row.
 // It inserts nothing for an invoice that does not exist (or no longer
-// does): the row count tells.
+// does): the row count tells. An invoice whose deletion commits while the
+// statement waits for it (the deleting transaction was still open when the
+// statement selected the invoice) fails its foreign key instead
+// (foreign_key_violation): recorded reports both as ErrNotFound.
 const recordDocumentSQL = `
 INSERT INTO invoice_documents (invoice_id, storage_key, sha256, bytes, rendered_at, inputs_sha256, font_path)
 SELECT i.id, $2, $3, $4, now(), NULLIF($5, ''), NULLIF($6, '')
@@ -65,7 +68,8 @@ func recordArgs(d Document) []any {
 }
 
 // RecordDocument records d as the invoice's current document. It returns
-// an error wrapping ErrNotFound when the invoice does not exist.
+// an error wrapping ErrNotFound when the invoice does not exist, or was
+// deleted while the statement ran.
 func RecordDocument(ctx context.Context, tx pgx.Tx, d Document) error {
 	tag, err := tx.Exec(ctx, recordDocumentSQL, recordArgs(d)...)
 	return recorded(d.InvoiceID, tag, err)
@@ -74,13 +78,28 @@ func RecordDocument(ctx context.Context, tx pgx.Tx, d Document) error {
 // QueueRecordDocument queues RecordDocument's statement into b, so that it
 // travels with the statements around it (see schema.InTenantBatch).
 func QueueRecordDocument(b *pgx.Batch, d Document) {
-	b.Queue(recordDocumentSQL, recordArgs(d)...).Exec(func(tag pgconn.CommandTag) error {
-		return recorded(d.InvoiceID, tag, nil)
-	})
+	queueRecorded(b.Queue(recordDocumentSQL, recordArgs(d)...), d.InvoiceID)
 }
+
+// queueRecorded makes q's outcome recorded's: a statement error too, which
+// QueuedQuery.Exec would return as is.
+func queueRecorded(q *pgx.QueuedQuery, id int64) {
+	q.Fn = func(br pgx.BatchResults) error {
+		tag, err := br.Exec()
+		return recorded(id, tag, err)
+	}
+}
+
+// pgForeignKeyViolation is PostgreSQL's foreign_key_violation: the record
+// of a document for an invoice deleted while the record waited.
+const pgForeignKeyViolation = "23503"
 
 // recorded is the outcome of recordDocumentSQL.
 func recorded(id int64, tag pgconn.CommandTag, err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == pgForeignKeyViolation {
+		return fmt.Errorf("record document of invoice %d: %w: deleted meanwhile: %w", id, ErrNotFound, err)
+	}
 	if err != nil {
 		return fmt.Errorf("record document of invoice %d: %w", id, err)
 	}

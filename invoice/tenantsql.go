@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/invoicing/tenantworker/tenantctx"
 )
@@ -162,8 +161,6 @@ func QueueRecordDocumentFor(b *pgx.Batch, schemaName string, d Document) error {
 	if err != nil {
 		return fmt.Errorf("record document of invoice %d: %w", d.InvoiceID, err)
 	}
-	b.Queue(s.record, recordArgs(d)...).Exec(func(tag pgconn.CommandTag) error {
-		return recorded(d.InvoiceID, tag, nil)
-	})
+	queueRecorded(b.Queue(s.record, recordArgs(d)...), d.InvoiceID)
 	return nil
 }
