@@ -8,11 +8,14 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/invoicing/tenantworker/fair"
+	"github.com/invoicing/tenantworker/internal/placement"
 	"github.com/invoicing/tenantworker/internal/tenancy"
 	"github.com/invoicing/tenantworker/internal/testenv"
+	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tasks"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
@@ -33,6 +36,15 @@ func setupLoss(t *testing.T) *lossBundle {
 	srv := testenv.StartRedis(t, testenv.RedisOptions{})
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	t.Cleanup(func() { _ = rdb.Close() })
+	return wireLoss(t, pool, catalog, docs, nil, srv, rdb)
+}
+
+// wireLoss is setupLoss's Service, dispatcher and enqueuer on rdb (srv's
+// client) and the given catalog, documents, main pool and, when not nil,
+// tenant database registry.
+func wireLoss(t *testing.T, pool *pgxpool.Pool, catalog *storage.Postgres, docs *storage.FS, pools *placement.Registry,
+	srv *testenv.RedisServer, rdb *redis.Client) *lossBundle {
+	t.Helper()
 	inspector := asynq.NewInspectorFromRedisClient(rdb)
 	var svc *tenancy.Service
 	// Room for every task of these tests: what stays out of asynq is
@@ -41,7 +53,7 @@ func setupLoss(t *testing.T) *lossBundle {
 	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), inspector, nil,
 		tasks.WithAdmission(tasks.Admission{Dispatcher: d, Tenants: catalog}))
 	svc = tenancy.New(tenancy.Config{Catalog: catalog, Enqueuer: enq, Documents: docs, SchemaPool: pool,
-		Dispatcher: d, Plans: fair.DefaultPlans()})
+		Pools: pools, Dispatcher: d, Plans: fair.DefaultPlans()})
 	b := &fairBundle{bundle: &bundle{ctx: t.Context(), catalog: catalog, docs: docs, inspector: inspector, pool: pool, svc: svc}, d: d, enq: enq}
 	return &lossBundle{fairBundle: b, srv: srv, rdb: rdb}
 }

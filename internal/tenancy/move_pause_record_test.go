@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/invoicing/tenantworker/fair"
@@ -18,7 +17,6 @@ import (
 	"github.com/invoicing/tenantworker/internal/tenancy"
 	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/storage"
-	"github.com/invoicing/tenantworker/tasks"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
 
@@ -48,15 +46,7 @@ func setupMoveLoss(t *testing.T) *moveLoss {
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
 	rdb.AddHook(failingRedis{down})
 	t.Cleanup(func() { _ = rdb.Close() })
-	inspector := asynq.NewInspectorFromRedisClient(rdb)
-	var svc *tenancy.Service
-	d := fair.New(rdb, fair.Config{MinPending: 20, Holds: func(ctx context.Context) ([]fair.Holding, error) { return svc.Holds(ctx) }})
-	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), inspector, nil,
-		tasks.WithAdmission(tasks.Admission{Dispatcher: d, Tenants: catalog}))
-	svc = tenancy.New(tenancy.Config{Catalog: catalog, Enqueuer: enq, Documents: docs, SchemaPool: pool,
-		Pools: pools, Dispatcher: d, Plans: fair.DefaultPlans()})
-	b := &fairBundle{bundle: &bundle{ctx: ctx, catalog: catalog, docs: docs, inspector: inspector, pool: pool, svc: svc}, d: d, enq: enq}
-	return &moveLoss{lossBundle: &lossBundle{fairBundle: b, srv: srv, rdb: rdb}, pools: pools, down: down}
+	return &moveLoss{lossBundle: wireLoss(t, pool, catalog, docs, pools, srv, rdb), pools: pools, down: down}
 }
 
 // service returns another Service on b's Redis, queues and databases,
