@@ -225,3 +225,7 @@ func (c *Cache) Stats() CacheStats {
 		RedisErrors:  c.stats.redisErrors.Load(),
 	}
 }
+
+// Uncached returns the catalog the cache is in front of, for a read that
+// must see the latest committed row, such as a check made under a lock.
+func (c *Cache) Uncached() Catalog { return c.backend }

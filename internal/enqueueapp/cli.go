@@ -58,6 +58,9 @@ commands:
              the dispatch mode the Redis records (FAIR_DISPATCH of the
              processes sharing it), or switch it with every process
              stopped: dispatch-mode [fair|plain]
+  documents  remove the PDFs of invoices deleted since they were rendered
+             (no invoice_documents row records them) from DOCUMENTS_DIR:
+             documents prune [--tenant SLUG]; one JSON line per tenant
 
 Configuration comes from the environment: DATABASE_URL,
 MIGRATIONS_DATABASE_URL, REDIS_URL, DOMAIN_SUFFIX, ADMIN_TOKEN (at least 32
@@ -100,6 +103,8 @@ func Main(ctx context.Context, args []string, sio IO) int {
 		run = queuesCmd
 	case "dispatch-mode":
 		run = dispatchModeCmd
+	case "documents":
+		run = documentsCmd
 	case "help":
 		fmt.Fprint(sio.Stdout, usage)
 		return ExitOK

@@ -1,0 +1,64 @@
+package enqueueapp
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/invoicing/tenantworker/internal/tenancy"
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// documentsCmd is "enqueue documents prune [--tenant SLUG]".
+func documentsCmd(ctx context.Context, args []string, sio IO) error {
+	if len(args) == 0 || args[0] != "prune" {
+		if len(args) > 0 && isHelpFlag(args[0]) {
+			fmt.Fprintln(sio.Stdout, "usage: enqueue documents prune [--tenant SLUG]")
+			return nil
+		}
+		return fmt.Errorf("%w: want documents prune [--tenant SLUG]", errUsage)
+	}
+	fs := flagSet("documents prune", "documents prune [--tenant SLUG]", sio)
+	slug := fs.String("tenant", "", "prune this tenant's documents only (default: every tenant's)")
+	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	if *slug != "" {
+		if err := tenantctx.ValidateSlug(*slug); err != nil {
+			return fmt.Errorf("%w: --tenant: %w", errUsage, err)
+		}
+	}
+	b, err := openCLI(ctx, sio)
+	if err != nil {
+		return err
+	}
+	defer b.close()
+	// One JSON line per tenant on stdout as it is done, the totals on
+	// stderr at the end.
+	enc := json.NewEncoder(sio.Stdout)
+	var total tenancy.DocumentsPruned
+	var tenants int
+	each := func(r tenancy.DocumentsPruned) {
+		tenants++
+		total.Checked += r.Checked
+		total.Removed += r.Removed
+		total.Busy += r.Busy
+		_ = enc.Encode(r)
+	}
+	if *slug != "" {
+		t, err := b.Catalog.TenantBySlug(ctx, *slug)
+		if err != nil {
+			return fmt.Errorf("tenant %s: %w", *slug, err)
+		}
+		r, err := b.Tenancy.PruneDocuments(ctx, t.ID)
+		if err != nil {
+			return err
+		}
+		each(r)
+	} else if err := b.Tenancy.PruneAllDocuments(ctx, each); err != nil {
+		return fmt.Errorf("%w (%d tenants done, %d documents removed before the error)", err, tenants, total.Removed)
+	}
+	fmt.Fprintf(sio.Stderr, "%d tenants: %d invoice documents checked, %d removed (their invoices deleted), %d left for a running render\n",
+		tenants, total.Checked, total.Removed, total.Busy)
+	return nil
+}

@@ -1,0 +1,89 @@
+package enqueueapp_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/invoicing/tenantworker/internal/enqueueapp"
+	"github.com/invoicing/tenantworker/internal/placement"
+	"github.com/invoicing/tenantworker/internal/tenancy"
+	"github.com/invoicing/tenantworker/invoice"
+	"github.com/invoicing/tenantworker/schema"
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// TestDocumentsPruneCommand: "enqueue documents prune" removes the PDF of
+// an invoice deleted since it was rendered, keeps the recorded one, prints
+// one JSON line per tenant and the totals; --tenant limits it to one
+// tenant, and an unknown one is an error.
+func TestDocumentsPruneCommand(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	tn := f.movable(t, "acme")
+	var ids []int64
+	pool, err := placement.PoolFor(ctx, f.deps.Pools, f.deps.Pool, tn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = schema.InTenant(tenantctx.WithTenant(ctx, tn), pool, func(ctx context.Context, tx pgx.Tx) error {
+		if ids, err = invoice.Create(ctx, tx,
+			invoice.New{Number: "A-1", Customer: invoice.Customer{Name: "Zoë", Email: "z@acme.example"}},
+			invoice.New{Number: "A-2", Customer: invoice.Customer{Name: "Ada", Email: "a@acme.example"}}); err != nil {
+			return err
+		}
+		for _, id := range ids {
+			info, err := f.deps.Documents.Put(ctx, tn.ID, invoice.DocumentKey(id), strings.NewReader("%PDF-1.4"))
+			if err != nil {
+				return err
+			}
+			if err := invoice.RecordDocument(ctx, tx, invoice.Document{InvoiceID: id, StorageKey: info.Key, SHA256: info.SHA256, Bytes: info.Bytes}); err != nil {
+				return err
+			}
+		}
+		_, err := tx.Exec(ctx, "DELETE FROM invoices WHERE id = $1", ids[1])
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	code, stdout, stderr := f.run(t, false, "documents", "prune")
+	if code != enqueueapp.ExitOK {
+		t.Fatalf("documents prune: exit %d, stderr %q", code, stderr)
+	}
+	var got tenancy.DocumentsPruned
+	if err := json.Unmarshal([]byte(stdout), &got); err != nil {
+		t.Fatalf("documents prune: stdout %q: %v", stdout, err)
+	}
+	if want := (tenancy.DocumentsPruned{TenantID: tn.ID, Slug: "acme", Checked: 2, Removed: 1}); got != want {
+		t.Errorf("documents prune printed %+v, want %+v", got, want)
+	}
+	if !strings.Contains(stderr, "1 tenants: 2 invoice documents checked, 1 removed") {
+		t.Errorf("documents prune: stderr %q, want the totals", stderr)
+	}
+	for i, id := range ids {
+		rc, _, err := f.deps.Documents.Open(ctx, tn.ID, invoice.DocumentKey(id))
+		if err == nil {
+			_ = rc.Close()
+		}
+		if kept := err == nil; kept != (i == 0) {
+			t.Errorf("invoice %d's PDF kept: %v (open: %v)", id, kept, err)
+		}
+	}
+
+	code, stdout, _ = f.run(t, false, "documents", "prune", "--tenant", "acme")
+	if code != enqueueapp.ExitOK || !strings.Contains(stdout, `"checked":1,"removed":0`) {
+		t.Errorf("documents prune --tenant acme: exit %d, stdout %q", code, stdout)
+	}
+	if code, _, stderr := f.run(t, false, "documents", "prune", "--tenant", "nobody"); code != enqueueapp.ExitFailure || !strings.Contains(stderr, "nobody") {
+		t.Errorf("documents prune --tenant nobody: exit %d, stderr %q; want exit 1 naming the tenant", code, stderr)
+	}
+	if code, _, _ := f.run(t, false, "documents"); code != enqueueapp.ExitUsage {
+		t.Errorf("documents without prune: exit %d, want %d", code, enqueueapp.ExitUsage)
+	}
+}

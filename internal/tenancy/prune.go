@@ -1,0 +1,186 @@
+package tenancy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/invoicing/tenantworker/internal/placement"
+	"github.com/invoicing/tenantworker/invoice"
+	"github.com/invoicing/tenantworker/schema"
+	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// DocumentsPruned is what PruneDocuments did for one tenant.
+type DocumentsPruned struct {
+	TenantID string `json:"tenant_id"`
+	Slug     string `json:"slug"`
+	// Checked counts the invoice PDFs in the document store.
+	Checked int `json:"checked"`
+	// Removed counts those removed: no invoice_documents row recorded them.
+	Removed int `json:"removed"`
+	// Busy counts those left because their invoice was being rendered:
+	// the render records its document, or removes it.
+	Busy int `json:"busy"`
+	// Skipped says why the tenant was not pruned ("" when it was).
+	Skipped string `json:"skipped,omitempty"`
+}
+
+// ErrMovedDuringPrune is PruneDocuments' error when the tenant was moved
+// to another database while its documents were checked: the documents
+// checked against the old database are left alone. Pruning again checks
+// them against the new one.
+var ErrMovedDuringPrune = errors.New("tenant moved to another database during the prune: run it again")
+
+// pruneBatch is how many documents one unit of work checks: its locks
+// (one per invoice) are held until it commits.
+const pruneBatch = 500
+
+// documentLister is a document store that can list a tenant's documents
+// and delete one (storage.FS).
+type documentLister interface {
+	ListDocuments(ctx context.Context, tenantID, dir string) ([]string, error)
+	Delete(ctx context.Context, tenantID, key string) error
+}
+
+// fresh returns the catalog reads that must see the latest committed
+// row: the one the cache is in front of, when the catalog is a cache.
+func (s *Service) fresh() storage.TenantStore {
+	if c, ok := s.catalog.(interface{ Uncached() storage.Catalog }); ok {
+		return c.Uncached()
+	}
+	return s.catalog
+}
+
+// PruneDocuments removes from the document store the PDFs of tenant id's
+// invoices that no invoice_documents row records: the invoice was deleted
+// after its PDF was rendered (the row goes with the invoice, ON DELETE
+// CASCADE, and the file stayed), or a render stopped (a killed worker)
+// between writing its file and committing its row, and the invoice was
+// deleted before a retry. Such a file is never served (GET
+// /v1/invoices/{id}/pdf and reminders go through the row) but holds the
+// deleted invoice's customer data.
+//
+// Each batch of documents is checked in one unit of work on the tenant's
+// database: it takes the writers' lock of invoice_documents (which waits
+// for a move's copy and holds off the next), reads the tenant's placement
+// from the catalog again (a move switches only after its copy, so a
+// placement still naming this database stays so until the unit ends;
+// otherwise ErrMovedDuringPrune), tries each invoice's render lock (a
+// render holds it from before its load until its row commits; an invoice
+// being rendered is left: Busy), then, in a statement of its own, finds
+// the documents with no row and removes them. So a document a render is
+// writing, or has recorded, is never removed. Keys other than the ones
+// renders write ("invoices/<id>.pdf") are left alone.
+//
+// A tenant being provisioned or deleted is skipped (Skipped says why): the
+// first has no document yet, and the destroy of the second removes them
+// all.
+func (s *Service) PruneDocuments(ctx context.Context, id string) (DocumentsPruned, error) {
+	res := DocumentsPruned{TenantID: id}
+	files, ok := s.documents.(documentLister)
+	if !ok {
+		return res, errors.New("prune documents: the document store cannot list its documents")
+	}
+	t, err := s.fresh().TenantByID(ctx, id)
+	if err != nil {
+		return res, fmt.Errorf("prune documents of tenant %s: %w", id, err)
+	}
+	res.Slug = t.Slug
+	switch t.Status {
+	case tenantctx.StatusProvisioning:
+		res.Skipped = "provisioning"
+		return res, nil
+	case tenantctx.StatusDeleting:
+		res.Skipped = "being deleted"
+		return res, nil
+	}
+	keys, err := files.ListDocuments(ctx, t.ID, invoice.DocumentDir)
+	if err != nil {
+		return res, fmt.Errorf("prune documents of tenant %s: %w", t.ID, err)
+	}
+	ids := make([]int64, 0, len(keys))
+	for _, k := range keys {
+		if n, ok := invoice.DocumentKeyID(k); ok {
+			ids = append(ids, n)
+		}
+	}
+	res.Checked = len(ids)
+	if len(ids) == 0 {
+		return res, nil
+	}
+	pool, err := placement.PoolFor(ctx, s.pools, s.pool, t)
+	if err != nil {
+		return res, fmt.Errorf("prune documents of tenant %s: %w", t.ID, err)
+	}
+	tctx := tenantctx.WithTenant(ctx, t)
+	for len(ids) > 0 {
+		batch := ids[:min(pruneBatch, len(ids))]
+		ids = ids[len(batch):]
+		err := schema.InTenant(tctx, pool, func(ctx context.Context, tx pgx.Tx) error {
+			locked, err := invoice.LockDocuments(ctx, tx, t.Schema, batch)
+			if err != nil {
+				return err
+			}
+			now, err := s.fresh().TenantByID(ctx, t.ID)
+			if err != nil {
+				return fmt.Errorf("read its placement again: %w", err)
+			}
+			if now.DatabaseName() != t.DatabaseName() || now.DatabaseGeneration != t.DatabaseGeneration || now.Schema != t.Schema {
+				return ErrMovedDuringPrune
+			}
+			gone, err := invoice.Unreferenced(ctx, tx, locked)
+			if err != nil {
+				return err
+			}
+			res.Busy += len(batch) - len(locked)
+			for _, n := range gone {
+				if err := files.Delete(ctx, t.ID, invoice.DocumentKey(n)); err != nil {
+					return err
+				}
+				res.Removed++
+			}
+			return nil
+		})
+		if err != nil {
+			return res, fmt.Errorf("prune documents of tenant %s: %w", t.ID, err)
+		}
+	}
+	if res.Removed > 0 {
+		s.logger.InfoContext(ctx, "removed the documents of deleted invoices", slog.String("tenant_id", t.ID),
+			slog.Int("removed", res.Removed), slog.Int("checked", res.Checked))
+	}
+	return res, nil
+}
+
+// PruneAllDocuments runs PruneDocuments for every tenant, page by page,
+// calling each with what it did (progress); a tenant erased since its page
+// was read is skipped. It stops at the first error, which names the
+// tenant.
+func (s *Service) PruneAllDocuments(ctx context.Context, each func(DocumentsPruned)) error {
+	opts := storage.ListOptions{Limit: storage.MaxPageSize}
+	for {
+		page, err := s.catalog.ListTenants(ctx, opts)
+		if err != nil {
+			return fmt.Errorf("prune documents: list tenants after %q: %w", opts.After, err)
+		}
+		for _, t := range page {
+			res, err := s.PruneDocuments(ctx, t.ID)
+			if errors.Is(err, storage.ErrNotFound) {
+				continue // erased since the page was read: nothing left
+			}
+			if err != nil {
+				return err
+			}
+			each(res)
+		}
+		if len(page) < opts.PageLimit() {
+			return nil
+		}
+		opts.After = page[len(page)-1].ID
+	}
+}

@@ -1,0 +1,209 @@
+package tenancy_test
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/shopspring/decimal"
+
+	"github.com/invoicing/tenantworker/internal/tenancy"
+	"github.com/invoicing/tenantworker/invoice"
+	"github.com/invoicing/tenantworker/schema"
+	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// pruneFixture is an active tenant with invoices, and their PDFs in the
+// document store, each recorded in invoice_documents as a render records
+// it.
+type pruneFixture struct {
+	*bundle
+	tn  tenantctx.Tenant
+	ids []int64
+}
+
+func setupPrune(t *testing.T, invoices int) *pruneFixture {
+	t.Helper()
+	b := setup(t)
+	f := &pruneFixture{bundle: b, tn: b.active(t, "prune")}
+	f.unit(t, func(ctx context.Context, tx pgx.Tx) error {
+		news := make([]invoice.New, invoices)
+		for i := range news {
+			news[i] = invoice.New{Number: "P-" + string(rune('A'+i)), Status: "sent", Currency: "EUR",
+				Customer: invoice.Customer{Name: "Zoë Müller", Email: "zoe@prune.example"},
+				Lines:    []invoice.Line{{Description: "Łódź", Quantity: decimal.RequireFromString("1"), UnitPrice: decimal.RequireFromString("9.99")}}}
+		}
+		var err error
+		f.ids, err = invoice.Create(ctx, tx, news...)
+		return err
+	})
+	for _, id := range f.ids {
+		f.put(t, id)
+		f.unit(t, func(ctx context.Context, tx pgx.Tx) error {
+			return f.record(ctx, tx, id)
+		})
+	}
+	return f
+}
+
+// unit runs fn in a unit of work pinned to the fixture's tenant.
+func (f *pruneFixture) unit(t *testing.T, fn func(context.Context, pgx.Tx) error) {
+	t.Helper()
+	if err := schema.InTenant(tenantctx.WithTenant(f.ctx, f.tn), f.pool, fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// put writes a PDF of invoice id into the document store.
+func (f *pruneFixture) put(t *testing.T, id int64) storage.DocumentInfo {
+	t.Helper()
+	info, err := f.docs.Put(f.ctx, f.tn.ID, invoice.DocumentKey(id), strings.NewReader("%PDF-1.4 invoice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info
+}
+
+// record records the stored PDF of invoice id, as a render does.
+func (f *pruneFixture) record(ctx context.Context, tx pgx.Tx, id int64) error {
+	return invoice.RecordDocument(ctx, tx, invoice.Document{InvoiceID: id, StorageKey: invoice.DocumentKey(id),
+		SHA256: strings.Repeat("0", 64), Bytes: 16})
+}
+
+// stored reports whether the store holds key of the fixture's tenant.
+func (f *pruneFixture) stored(t *testing.T, key string) bool {
+	t.Helper()
+	_, err := os.Stat(filepath.Join(f.docs.Root(), f.tn.ID, filepath.FromSlash(key)))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
+	return err == nil
+}
+
+// TestPruneDocumentsRemovesThePDFsOfDeletedInvoices: an invoice the app
+// deleted after its PDF was rendered (its invoice_documents row went with
+// it) and a file a killed render left for an invoice deleted since lose
+// their PDFs; the recorded documents and files under other keys stay, and
+// a second prune removes nothing.
+func TestPruneDocumentsRemovesThePDFsOfDeletedInvoices(t *testing.T) {
+	t.Parallel()
+	f := setupPrune(t, 3)
+	deleted := f.ids[1]
+	f.unit(t, func(ctx context.Context, tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, "DELETE FROM invoices WHERE id = $1", deleted)
+		return err
+	})
+	const leftByAKilledRender = 9999
+	f.put(t, leftByAKilledRender)
+	if _, err := f.docs.Put(f.ctx, f.tn.ID, "invoices/notes.txt", strings.NewReader("not a render's")); err != nil {
+		t.Fatal(err)
+	}
+
+	res, err := f.svc.PruneDocuments(f.ctx, f.tn.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := tenancy.DocumentsPruned{TenantID: f.tn.ID, Slug: "prune", Checked: 4, Removed: 2}
+	if res != want {
+		t.Fatalf("PruneDocuments = %+v, want %+v", res, want)
+	}
+	for _, id := range f.ids {
+		if got, want := f.stored(t, invoice.DocumentKey(id)), id != deleted; got != want {
+			t.Errorf("invoice %d's PDF stored: %v, want %v", id, got, want)
+		}
+	}
+	if f.stored(t, invoice.DocumentKey(leftByAKilledRender)) {
+		t.Error("the PDF a killed render left for a deleted invoice is still stored")
+	}
+	if !f.stored(t, "invoices/notes.txt") {
+		t.Error("a document under another key was removed")
+	}
+
+	again, err := f.svc.PruneDocuments(f.ctx, f.tn.ID)
+	if err != nil || again.Removed != 0 || again.Checked != 2 {
+		t.Fatalf("second PruneDocuments = %+v, %v; want 2 checked, none removed", again, err)
+	}
+}
+
+// TestPruneDocumentsLeavesARenderInFlight: a render that has written its
+// file and not yet committed its row (it holds its invoice's render lock
+// from before its load) keeps its file, counted as busy; once its row
+// commits, the next prune keeps it as recorded.
+func TestPruneDocumentsLeavesARenderInFlight(t *testing.T) {
+	t.Parallel()
+	f := setupPrune(t, 1)
+	var id int64
+	f.unit(t, func(ctx context.Context, tx pgx.Tx) error {
+		ids, err := invoice.Create(ctx, tx, invoice.New{Number: "P-new", Customer: invoice.Customer{Name: "Ada", Email: "ada@prune.example"}})
+		id = ids[0]
+		return err
+	})
+
+	locked, rendered := make(chan struct{}), make(chan struct{})
+	release := sync.OnceFunc(func() { close(rendered) })
+	defer release() // a failure below must not leave the render waiting
+	done := make(chan error, 1)
+	go func() {
+		done <- schema.InTenant(tenantctx.WithTenant(f.ctx, f.tn), f.pool, func(ctx context.Context, tx pgx.Tx) error {
+			b := &pgx.Batch{}
+			if err := invoice.QueueLockRender(b, f.tn.Schema, id); err != nil {
+				return err
+			}
+			if err := tx.SendBatch(ctx, b).Close(); err != nil {
+				return err
+			}
+			f.put(t, id)
+			close(locked)
+			<-rendered
+			return f.record(ctx, tx, id)
+		})
+	}()
+	<-locked
+
+	res, err := f.svc.PruneDocuments(f.ctx, f.tn.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Checked != 2 || res.Removed != 0 || res.Busy != 1 {
+		t.Fatalf("PruneDocuments during a render = %+v, want 2 checked, 1 busy, none removed", res)
+	}
+	if !f.stored(t, invoice.DocumentKey(id)) {
+		t.Fatal("the running render's file was removed")
+	}
+	release()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	res, err = f.svc.PruneDocuments(f.ctx, f.tn.ID)
+	if err != nil || res.Removed != 0 || res.Busy != 0 || !f.stored(t, invoice.DocumentKey(id)) {
+		t.Fatalf("PruneDocuments after the render = %+v, %v; want its recorded file kept", res, err)
+	}
+}
+
+// TestPruneDocumentsSkipsADeletingTenant: a tenant being deleted is left
+// to its tenant:destroy, which removes all its documents.
+func TestPruneDocumentsSkipsADeletingTenant(t *testing.T) {
+	t.Parallel()
+	f := setupPrune(t, 1)
+	f.unit(t, func(ctx context.Context, tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, "DELETE FROM invoices")
+		return err
+	})
+	if _, err := f.svc.RequestDeletion(f.ctx, f.tn.ID, tenancy.ActorAdmin); err != nil {
+		t.Fatal(err)
+	}
+	res, err := f.svc.PruneDocuments(f.ctx, f.tn.ID)
+	if err != nil || res.Skipped != "being deleted" || res.Removed != 0 {
+		t.Fatalf("PruneDocuments of a deleting tenant = %+v, %v", res, err)
+	}
+	if !f.stored(t, invoice.DocumentKey(f.ids[0])) {
+		t.Fatal("a deleting tenant's document was removed by the prune")
+	}
+}
