@@ -37,7 +37,8 @@ import (
 //	P..'adm'         HASH admitted task id -> tenant \t type \t estimated cost (us) \t enqueue time (ms) \t weight charged at
 //	                 (the estimate was charged over it; absent: the tenant's weight now) \t run token
 //	                 (absent: a record of an earlier release, ended by any report of the id)
-//	P..'gen'         STRING the last run token handed out (admit() and gateScript take the next ones)
+//	P..'gen'         STRING the last run token handed out (admit() and gateScript take the next ones, takeTokens;
+//	                 gone, as after Redis lost its data, it starts again from the clock, not from 0)
 //	P..'lr:'..token  STRING task id \t estimate (us) \t weight charged at, of the run the lease check ended
 //	                 before its report came (expires after LATE_MS; see reap)
 //	P..'cut:'..token STRING set when an attempt of the run was cut off under its handler and charged: should the
@@ -198,6 +199,19 @@ local function weight(t)
 end
 
 local function vnow() return num(redis.call('GET', P .. 'vt'), 0) end
+
+-- takeTokens takes n run tokens from P..'gen' and returns the last token
+-- handed out before them (the first taken is one more). A P..'gen' that
+-- is gone (Redis restarted empty, was flushed) starts again from the
+-- clock in microseconds, not from 0: attempts admitted before the loss may
+-- still be running, and a token handed out again to a new run of the same
+-- task id would let the late report or park of such an attempt end that
+-- run (its slot freed while it runs, or the running task parked and run
+-- again once released).
+local function takeTokens(n)
+  if redis.call('EXISTS', P .. 'gen') == 0 then redis.call('SET', P .. 'gen', fmt(NOW * 1000)) end
+  return redis.call('INCRBY', P .. 'gen', n) - n
+end
 
 local function held(t)
   local h = redis.call('HGET', P .. 'hold', t)
@@ -808,7 +822,7 @@ local function admit()
           out[#out + 1] = id
           out[#out + 1] = -1
         else
-          if not gen then gen = redis.call('INCRBY', P .. 'gen', room) - room end
+          if not gen then gen = takeTokens(room) end
           gen = gen + 1
           local tok = fmt(gen)
           redis.call('HSET', key, 'msg', withRun(msg, tok), 'state', 'pending', 'pending_since', NOW_NS)
@@ -1627,7 +1641,7 @@ end
 if meta then
   unpark()
   local f = fields(meta, 5)
-  local tok = fmt(redis.call('INCR', P .. 'gen'))
+  local tok = fmt(takeTokens(1) + 1)
   redis.call('HSET', P .. 'adm', id, f[1] .. SEP .. (f[2] or '') .. SEP .. (f[3] or '0') .. SEP .. (f[4] or '') .. SEP .. (f[5] or '') .. SEP .. tok)
   return 'admitted' .. SEP .. tok
 end
@@ -1635,7 +1649,7 @@ if discarded(id) then return 'drained' end
 local mr = num(redis.call('HGET', tkey(t), 'mr'), 0)
 if not held(t) and not draining(t) and (mr == 0 or redis.call('SCARD', P .. 'run:' .. t) < mr) then
   unpark()
-  local tok = fmt(redis.call('INCR', P .. 'gen'))
+  local tok = fmt(takeTokens(1) + 1)
   redis.call('HSET', P .. 'adm', id, t .. SEP .. typ .. SEP .. '0' .. SEP .. fmt(NOW) .. SEP .. SEP .. tok)
   redis.call('ZADD', P .. 'dl', NOW + LEASE, id)
   redis.call('SADD', P .. 'run:' .. t, id)
