@@ -42,7 +42,7 @@ type env struct {
 	logger   *slog.Logger
 	redisURL string
 	redisOpt asynq.RedisConnOpt
-	rdb      redis.UniversalClient // *redis.ClusterClient with a redis-cluster:// REDIS_URL
+	rdb      redis.UniversalClient // *redis.ClusterClient with a redis[s]-cluster:// REDIS_URL
 	redis    *redisserver.Server   // nil with REDIS_URL
 
 	pg       *pgserver.Server // nil with DATABASE_URL
@@ -103,7 +103,8 @@ func openEnv(ctx context.Context, logger *slog.Logger, workerBin, enqueueBin str
 	}
 	e.rdb = rc
 	if err := e.rdb.Ping(ctx).Err(); err != nil {
-		return nil, fmt.Errorf("connect to redis at %s: %w", e.redisURL, err)
+		// Not the URL: it may hold a password.
+		return nil, fmt.Errorf("connect to redis (REDIS_URL): %w", err)
 	}
 	if e.redis == nil {
 		n, err := e.rdb.DBSize(ctx).Result()

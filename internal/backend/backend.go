@@ -12,8 +12,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -308,6 +310,10 @@ func openRedis(ctx context.Context, cfg config.Config, contextTimeouts bool) (as
 	defer cancel()
 	if err := rc.Ping(pctx).Err(); err != nil {
 		_ = rc.Close()
+		if !config.RedisUsesTLS(connOpt) && (errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)) {
+			// A TLS port closes a plain connection without a word.
+			return nil, nil, fmt.Errorf("connect to redis: %w (a server that takes TLS connections only closes plain ones: use rediss://, rediss-cluster:// or rediss-sentinel://)", err)
+		}
 		return nil, nil, fmt.Errorf("connect to redis: %w", err)
 	}
 	return connOpt, rc, nil

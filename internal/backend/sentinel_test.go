@@ -36,19 +36,33 @@ const (
 // replica of it, and one Sentinel monitoring them (quorum 1).
 type sentinelDeployment struct {
 	master, replica, sentinel *testenv.RedisServer
+	// tls is the TLS-only deployment's certificates; nil for a plain one.
+	tls *testenv.TLSFiles
 }
 
 // startSentinelDeployment starts the deployment on free loopback ports.
 // The Sentinel answers without a password until requireSentinelAuth.
 func startSentinelDeployment(t *testing.T, withReplica bool) *sentinelDeployment {
+	return startSentinelDeploymentTLS(t, withReplica, nil)
+}
+
+// startSentinelDeploymentTLS is startSentinelDeployment, with every server
+// TLS-only when files is not nil: the master and the replica on their
+// tls-port alone, the replica replicating over TLS, the Sentinel on its own
+// tls-port and dialling them over TLS (tls-replication).
+func startSentinelDeploymentTLS(t *testing.T, withReplica bool, files *testenv.TLSFiles) *sentinelDeployment {
 	t.Helper()
 	ctx := t.Context()
-	d := &sentinelDeployment{master: testenv.StartRedis(t, testenv.RedisOptions{})}
+	var tlsArgs []string
+	if files != nil {
+		tlsArgs = []string{"--tls-replication", "yes"}
+	}
+	d := &sentinelDeployment{master: testenv.StartRedis(t, testenv.RedisOptions{TLS: files}), tls: files}
 	// The password is set once the server answers: redisserver's start-up
 	// check pings without one.
 	setAuth := func(s *testenv.RedisServer) {
 		t.Helper()
-		c := redis.NewClient(&redis.Options{Addr: s.Addr()})
+		c := s.NewClient(redis.Options{})
 		defer c.Close()
 		for _, kv := range [][2]string{{"masterauth", masterPassword}, {"requirepass", masterPassword}} {
 			if err := c.ConfigSet(ctx, kv[0], kv[1]).Err(); err != nil {
@@ -57,14 +71,14 @@ func startSentinelDeployment(t *testing.T, withReplica bool) *sentinelDeployment
 		}
 	}
 	if withReplica {
-		d.replica = testenv.StartRedis(t, testenv.RedisOptions{ExtraArgs: []string{
+		d.replica = testenv.StartRedis(t, testenv.RedisOptions{TLS: files, ExtraArgs: append([]string{
 			"--replicaof", "127.0.0.1", strings.TrimPrefix(d.master.Addr(), "127.0.0.1:"),
 			"--masterauth", masterPassword,
-		}})
+		}, tlsArgs...)})
 	}
 	setAuth(d.master)
 	if withReplica {
-		c := redis.NewClient(&redis.Options{Addr: d.replica.Addr()})
+		c := d.replica.NewClient(redis.Options{})
 		waitFor(t, "the replica's link to the master", func() error {
 			info, err := c.Info(ctx, "replication").Result()
 			if err != nil {
@@ -84,9 +98,9 @@ func startSentinelDeployment(t *testing.T, withReplica bool) *sentinelDeployment
 		sentinelMaster, port, sentinelMaster, masterPassword, sentinelMaster)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	d.sentinel = testenv.StartRedis(t, testenv.RedisOptions{ConfigFile: conf, ExtraArgs: []string{"--sentinel"}})
+	d.sentinel = testenv.StartRedis(t, testenv.RedisOptions{TLS: files, ConfigFile: conf, ExtraArgs: append([]string{"--sentinel"}, tlsArgs...)})
 	if withReplica {
-		sc := redis.NewSentinelClient(&redis.Options{Addr: d.sentinel.Addr()})
+		sc := d.sentinelClient()
 		defer sc.Close()
 		waitFor(t, "the Sentinel to find the replica", func() error {
 			rs, err := sc.Replicas(ctx, sentinelMaster).Result()
@@ -104,10 +118,15 @@ func startSentinelDeployment(t *testing.T, withReplica bool) *sentinelDeployment
 	return d
 }
 
+// sentinelClient is an admin client of the Sentinel; the caller closes it.
+func (d *sentinelDeployment) sentinelClient() *redis.SentinelClient {
+	return redis.NewSentinelClient(&redis.Options{Addr: d.sentinel.Addr(), TLSConfig: d.sentinel.TLSConfig()})
+}
+
 // requireSentinelAuth makes the Sentinel accept only sentinelUser.
 func (d *sentinelDeployment) requireSentinelAuth(t *testing.T) {
 	t.Helper()
-	c := redis.NewClient(&redis.Options{Addr: d.sentinel.Addr()})
+	c := d.sentinel.NewClient(redis.Options{})
 	defer c.Close()
 	for _, args := range [][]any{
 		{"ACL", "SETUSER", sentinelUser, "on", ">" + sentinelPassword, "+@all"},
@@ -120,18 +139,23 @@ func (d *sentinelDeployment) requireSentinelAuth(t *testing.T) {
 }
 
 // url is a REDIS_URL of the deployment: master's password as a query
-// parameter, DB 3 as the path, the Sentinel's user when withUser.
+// parameter, DB 3 as the path, the Sentinel's user when withUser;
+// rediss-sentinel:// for a TLS-only deployment.
 func (d *sentinelDeployment) url(withUser bool) string {
 	userinfo := ""
 	if withUser {
 		userinfo = sentinelUser + ":" + url.QueryEscape(sentinelPassword) + "@"
 	}
-	return "redis-sentinel://" + userinfo + d.sentinel.Addr() + "/3?master=" + sentinelMaster + "&password=" + url.QueryEscape(masterPassword)
+	scheme := config.RedisSentinelScheme
+	if d.tls != nil {
+		scheme = config.RedisTLSSentinelScheme
+	}
+	return scheme + "://" + userinfo + d.sentinel.Addr() + "/3?master=" + sentinelMaster + "&password=" + url.QueryEscape(masterPassword)
 }
 
 // masterClient is an admin client of DB 3 on s.
 func masterClient(s *testenv.RedisServer) *redis.Client {
-	return redis.NewClient(&redis.Options{Addr: s.Addr(), Password: masterPassword, DB: 3})
+	return s.NewClient(redis.Options{Password: masterPassword, DB: 3})
 }
 
 func waitFor(t *testing.T, what string, cond func() error) {

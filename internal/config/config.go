@@ -85,7 +85,8 @@ type Config struct {
 	// redis-socket://, or Redis Sentinel as
 	// redis-sentinel://...?master=name (RedisSentinelScheme), or a Redis
 	// Cluster as redis-cluster://[user:password@]host:port,host:port,...
-	// (ParseRedisURL); "" means DefaultRedisURL.
+	// (RedisClusterScheme), the last two over TLS as rediss-sentinel://
+	// and rediss-cluster:// (ParseRedisURL); "" means DefaultRedisURL.
 	RedisURL string
 	// DomainSuffix (DOMAIN_SUFFIX) is the tenants' host suffix
 	// (acme + ".example.com"); "" means DefaultDomainSuffix.

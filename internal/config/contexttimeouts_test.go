@@ -19,6 +19,8 @@ func TestWithContextTimeoutsKeepsEveryOption(t *testing.T) {
 		"redis-socket://:pw@/tmp/redis.sock?db=3",
 		"redis-sentinel://su:sp@127.0.0.1:26379,127.0.0.1:26380/5?master=mymaster&username=mu&password=mp",
 		"redis-cluster://cu:cp@127.0.0.1:7000,127.0.0.1:7001",
+		"rediss-sentinel://su:sp@127.0.0.1:26379/5?master=mymaster&username=mu&password=mp",
+		"rediss-cluster://cu:cp@127.0.0.1:7000,127.0.0.1:7001",
 	} {
 		t.Run(raw, func(t *testing.T) {
 			opt, err := ParseRedisURL(raw)
@@ -48,7 +50,8 @@ func TestWithContextTimeoutsKeepsEveryOption(t *testing.T) {
 					t.Error("ContextTimeoutEnabled not set")
 				}
 				compare(t, po.Addrs, to.Addrs, po.Username, to.Username, po.Password, to.Password, po.MaxRedirects, to.MaxRedirects,
-					po.ReadTimeout, to.ReadTimeout, po.PoolSize, to.PoolSize, po.ClusterStateReloadInterval, to.ClusterStateReloadInterval)
+					po.ReadTimeout, to.ReadTimeout, po.PoolSize, to.PoolSize, po.ClusterStateReloadInterval, to.ClusterStateReloadInterval,
+					tlsName(po.TLSConfig), tlsName(to.TLSConfig))
 			default:
 				t.Fatalf("client %T", plain)
 			}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -23,7 +24,21 @@ import (
 // slot map and follows it (and its changes after a failover). User and
 // password are percent-decoded and used on every node. A path, query or
 // fragment is refused. asynq's own ParseRedisURI has no cluster form.
+// RedisTLSClusterScheme is its TLS form.
 const RedisClusterScheme = "redis-cluster"
+
+// RedisTLSClusterScheme is RedisClusterScheme over TLS, with the same
+// grammar and checks:
+//
+//	rediss-cluster://[user:password@]host1:port,host2:port,...
+//
+// Every node, the seeds and those the slot map names, is dialled with TLS
+// (RedisTLSConfig): its certificate must be valid for the host the client
+// dials, the seed's host as written, or the address the cluster
+// advertises for the node (its IP, unless the nodes announce a hostname:
+// cluster-announce-hostname with cluster-preferred-endpoint-type
+// hostname).
+const RedisTLSClusterScheme = "rediss-cluster"
 
 // RedisSentinelScheme is the REDIS_URL scheme of a master found through
 // Redis Sentinel, after go-redis's ParseFailoverURL:
@@ -33,57 +48,90 @@ const RedisClusterScheme = "redis-cluster"
 // The userinfo authenticates to the Sentinels; the username and password
 // parameters to the master and its replicas; db (or the /db path) selects
 // the database; master is the name the Sentinels monitor (required). All
-// are percent-decoded; any other parameter or a fragment is refused. There
-// is no TLS form. asynq's own ParseRedisURI gives the userinfo password to
-// the Sentinels alone, so a master with a password is unreachable, and
-// ignores the path.
+// are percent-decoded; any other parameter or a fragment is refused.
+// RedisTLSSentinelScheme is its TLS form. asynq's own ParseRedisURI gives
+// the userinfo password to the Sentinels alone, so a master with a
+// password is unreachable, and ignores the path.
 const RedisSentinelScheme = "redis-sentinel"
 
+// RedisTLSSentinelScheme is RedisSentinelScheme over TLS, with the same
+// grammar and checks:
+//
+//	rediss-sentinel://[user:password@]host1:port,host2:port[/db]?master=name[&username=user][&password=password][&db=N]
+//
+// TLS (RedisTLSConfig) is used to the Sentinels and to the master and its
+// replicas alike: each certificate must be valid for the host the client
+// dials, a Sentinel's host as written, or the master's address as the
+// Sentinels report it (an IP, unless they announce hostnames:
+// resolve-hostnames and announce-hostnames).
+const RedisTLSSentinelScheme = "rediss-sentinel"
+
+// RedisTLSConfig returns the TLS configuration of a rediss-cluster:// or
+// rediss-sentinel:// URL: TLS 1.2 or later, the server's certificate
+// verified against the system's CAs (SSL_CERT_FILE or SSL_CERT_DIR name a
+// private CA). ServerName is left empty: crypto/tls then verifies each
+// connection against the host it dials, which go-redis v9 passes as it is
+// for every cluster node, Sentinel, master and replica (tls.DialWithDialer
+// with the node's address), so one configuration serves servers with
+// certificates of their own.
+func RedisTLSConfig() *tls.Config {
+	return &tls.Config{MinVersion: tls.VersionTLS12}
+}
+
 // ParseRedisURL parses a REDIS_URL: redis-cluster:// (RedisClusterScheme)
-// into asynq.RedisClusterClientOpt, redis-sentinel:// (RedisSentinelScheme)
-// into asynq.RedisFailoverClientOpt, everything else with
-// asynq.ParseRedisURI (redis://, rediss://, redis-socket://), whose
-// redis[s]://user:password@... user (a Redis ACL user) is kept.
+// and rediss-cluster:// (RedisTLSClusterScheme) into RedisClusterOpt,
+// redis-sentinel:// (RedisSentinelScheme) and rediss-sentinel://
+// (RedisTLSSentinelScheme) into asynq.RedisFailoverClientOpt, everything
+// else with asynq.ParseRedisURI (redis://, rediss://, redis-socket://),
+// whose redis[s]://user:password@... user (a Redis ACL user) is kept.
 func ParseRedisURL(raw string) (asynq.RedisConnOpt, error) {
-	rest, ok := strings.CutPrefix(raw, RedisClusterScheme+"://")
-	if !ok {
-		// asynq passes url.Parse's error on, which quotes the whole URL,
-		// password included: parse it first and keep only the reason.
-		u, err := url.Parse(raw)
-		if err != nil {
-			// Nor its reason, with user information: an unencoded '/',
-			// '?' or '#' ends the password early, and the reason quotes
-			// the rest of the authority ("invalid port \":s3cr\"").
-			if strings.Contains(raw, "@") {
-				return nil, errors.New("could not parse redis uri: not a URL (percent-encode '/', '?', '#', '%' and '@' in the user and password)")
-			}
-			var ue *url.Error
-			if errors.As(err, &ue) {
-				err = ue.Err
-			}
-			return nil, fmt.Errorf("could not parse redis uri: %w", err)
+	for _, scheme := range []string{RedisClusterScheme, RedisTLSClusterScheme} {
+		if rest, ok := strings.CutPrefix(raw, scheme+"://"); ok {
+			return parseRedisClusterURL(scheme, rest)
 		}
-		if u.Scheme == RedisSentinelScheme {
-			return parseRedisSentinelURL(u)
-		}
-		if err := checkRedisURLRest(u); err != nil {
-			return nil, err
-		}
-		opt, err := asynq.ParseRedisURI(raw)
-		if err != nil {
-			return nil, err
-		}
-		// asynq keeps the password and drops the user: with Redis ACLs
-		// (redis://app:secret@host) the client would log in as the
-		// default user, or be refused.
-		if o, ok := opt.(asynq.RedisClientOpt); ok && u.User != nil {
-			o.Username = u.User.Username()
-			opt = o
-		}
-		return opt, nil
 	}
+	// asynq passes url.Parse's error on, which quotes the whole URL,
+	// password included: parse it first and keep only the reason.
+	u, err := url.Parse(raw)
+	if err != nil {
+		// Nor its reason, with user information: an unencoded '/',
+		// '?' or '#' ends the password early, and the reason quotes
+		// the rest of the authority ("invalid port \":s3cr\"").
+		if strings.Contains(raw, "@") {
+			return nil, errors.New("could not parse redis uri: not a URL (percent-encode '/', '?', '#', '%' and '@' in the user and password)")
+		}
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("could not parse redis uri: %w", err)
+	}
+	if u.Scheme == RedisSentinelScheme || u.Scheme == RedisTLSSentinelScheme {
+		return parseRedisSentinelURL(u)
+	}
+	if err := checkRedisURLRest(u); err != nil {
+		return nil, err
+	}
+	opt, err := asynq.ParseRedisURI(raw)
+	if err != nil {
+		return nil, err
+	}
+	// asynq keeps the password and drops the user: with Redis ACLs
+	// (redis://app:secret@host) the client would log in as the
+	// default user, or be refused.
+	if o, ok := opt.(asynq.RedisClientOpt); ok && u.User != nil {
+		o.Username = u.User.Username()
+		opt = o
+	}
+	return opt, nil
+}
+
+// parseRedisClusterURL parses what follows "scheme://" of a
+// redis-cluster:// or rediss-cluster:// URL. Its errors never quote a
+// password.
+func parseRedisClusterURL(scheme, rest string) (asynq.RedisConnOpt, error) {
 	if strings.ContainsAny(rest, "/?#") {
-		return nil, errors.New("redis-cluster: a path, query or fragment is not supported: use redis-cluster://[user:password@]host:port,host:port,...")
+		return nil, fmt.Errorf("%s: a path, query or fragment is not supported: use %s://[user:password@]host:port,host:port,...", scheme, scheme)
 	}
 	var opt asynq.RedisClusterClientOpt
 	if i := strings.LastIndex(rest, "@"); i >= 0 {
@@ -92,12 +140,12 @@ func ParseRedisURL(raw string) (asynq.RedisConnOpt, error) {
 		user, password, hasPassword := strings.Cut(userinfo, ":")
 		var err error
 		if opt.Username, err = url.PathUnescape(user); err != nil {
-			return nil, fmt.Errorf("redis-cluster: user: %w", err)
+			return nil, fmt.Errorf("%s: user: %w", scheme, err)
 		}
 		if hasPassword {
 			if opt.Password, err = url.PathUnescape(password); err != nil {
 				// The error would quote the password.
-				return nil, errors.New("redis-cluster: password: invalid percent-encoding")
+				return nil, fmt.Errorf("%s: password: invalid percent-encoding", scheme)
 			}
 		}
 	}
@@ -108,15 +156,18 @@ func ParseRedisURL(raw string) (asynq.RedisConnOpt, error) {
 		}
 		host, port, err := net.SplitHostPort(a)
 		if err != nil {
-			return nil, fmt.Errorf("redis-cluster: node %q: %w", a, err)
+			return nil, fmt.Errorf("%s: node %q: %w", scheme, a, err)
 		}
 		if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 || host == "" {
-			return nil, fmt.Errorf("redis-cluster: node %q: want host:port", a)
+			return nil, fmt.Errorf("%s: node %q: want host:port", scheme, a)
 		}
 		opt.Addrs = append(opt.Addrs, net.JoinHostPort(host, port))
 	}
 	if len(opt.Addrs) == 0 {
-		return nil, errors.New("redis-cluster: no node: use redis-cluster://host:port,host:port,...")
+		return nil, fmt.Errorf("%s: no node: use %s://host:port,host:port,...", scheme, scheme)
+	}
+	if scheme == RedisTLSClusterScheme {
+		opt.TLSConfig = RedisTLSConfig()
 	}
 	return RedisClusterOpt{RedisClusterClientOpt: opt, StateReloadInterval: DefaultClusterStateReloadInterval}, nil
 }
@@ -153,34 +204,39 @@ func checkRedisURLRest(u *url.URL) error {
 	return nil
 }
 
-// parseRedisSentinelURL parses a redis-sentinel:// URL (RedisSentinelScheme).
-// Its errors never quote a password.
+// parseRedisSentinelURL parses a redis-sentinel:// or rediss-sentinel://
+// URL (RedisSentinelScheme, RedisTLSSentinelScheme). Its errors never quote
+// a password.
 func parseRedisSentinelURL(u *url.URL) (asynq.RedisConnOpt, error) {
-	const usage = "use redis-sentinel://[user:password@]host:port,host:port[/db]?master=name[&username=user][&password=password][&db=N]"
+	scheme := u.Scheme
+	usage := "use " + scheme + "://[user:password@]host:port,host:port[/db]?master=name[&username=user][&password=password][&db=N]"
 	var opt asynq.RedisFailoverClientOpt
+	if scheme == RedisTLSSentinelScheme {
+		opt.TLSConfig = RedisTLSConfig()
+	}
 	if u.User != nil {
 		opt.SentinelUsername = u.User.Username()
 		opt.SentinelPassword, _ = u.User.Password()
 	}
 	if u.Fragment != "" {
-		return nil, fmt.Errorf("redis-sentinel: a fragment is not supported (percent-encode # as %%23): %s", usage)
+		return nil, fmt.Errorf("%s: a fragment is not supported (percent-encode # as %%23): %s", scheme, usage)
 	}
 	for _, a := range strings.Split(u.Host, ",") {
 		host, port, err := net.SplitHostPort(a)
 		if n, perr := strconv.Atoi(port); err != nil || perr != nil || n <= 0 || n > 65535 || host == "" {
-			return nil, fmt.Errorf("redis-sentinel: sentinel %q: want host:port: %s", a, usage)
+			return nil, fmt.Errorf("%s: sentinel %q: want host:port: %s", scheme, a, usage)
 		}
 		opt.SentinelAddrs = append(opt.SentinelAddrs, a)
 	}
 	q, err := url.ParseQuery(u.RawQuery)
 	if err != nil {
 		// The error would quote the query, password included.
-		return nil, errors.New("redis-sentinel: query: invalid percent-encoding")
+		return nil, fmt.Errorf("%s: query: invalid percent-encoding", scheme)
 	}
 	db := strings.Trim(u.Path, "/")
 	for k, v := range q {
 		if len(v) != 1 {
-			return nil, fmt.Errorf("redis-sentinel: query parameter %q given %d times", k, len(v))
+			return nil, fmt.Errorf("%s: query parameter %q given %d times", scheme, k, len(v))
 		}
 		switch k {
 		case "master":
@@ -191,31 +247,31 @@ func parseRedisSentinelURL(u *url.URL) (asynq.RedisConnOpt, error) {
 			opt.Password = v[0]
 		case "db":
 			if db != "" && db != v[0] {
-				return nil, errors.New("redis-sentinel: the path and the db parameter name different databases")
+				return nil, fmt.Errorf("%s: the path and the db parameter name different databases", scheme)
 			}
 			db = v[0]
 		default:
 			if q.Has("password") {
 				// An unencoded '&' in the password makes its rest a
 				// parameter of its own: the name is not quoted.
-				return nil, errors.New("redis-sentinel: unknown query parameter: want master, username, password or db (percent-encode '&' in a password as %26)")
+				return nil, fmt.Errorf("%s: unknown query parameter: want master, username, password or db (percent-encode '&' in a password as %%26)", scheme)
 			}
-			return nil, fmt.Errorf("redis-sentinel: unknown query parameter %.40q: want master, username, password or db", k)
+			return nil, fmt.Errorf("%s: unknown query parameter %.40q: want master, username, password or db", scheme, k)
 		}
 	}
 	if opt.MasterName == "" {
-		return nil, fmt.Errorf("redis-sentinel: master: required (the name the Sentinels monitor): %s", usage)
+		return nil, fmt.Errorf("%s: master: required (the name the Sentinels monitor): %s", scheme, usage)
 	}
 	if db != "" {
 		if opt.DB, err = strconv.Atoi(db); err != nil || opt.DB < 0 {
-			return nil, fmt.Errorf("redis-sentinel: database: want a number, got %.20q", db)
+			return nil, fmt.Errorf("%s: database: want a number, got %.20q", scheme, db)
 		}
 	}
 	return opt, nil
 }
 
 // DefaultClusterStateReloadInterval is RedisClusterOpt.StateReloadInterval
-// of a parsed redis-cluster:// URL.
+// of a parsed redis-cluster:// or rediss-cluster:// URL.
 const DefaultClusterStateReloadInterval = time.Second
 
 // RedisClusterOpt is asynq.RedisClusterClientOpt plus what a failover
@@ -261,7 +317,7 @@ func IsRedisCluster(opt asynq.RedisConnOpt) bool {
 }
 
 // IsRedisSentinel reports whether opt connects through Redis Sentinel
-// (redis-sentinel://): its clients dial whichever server the Sentinels
+// (redis-sentinel://, rediss-sentinel://): its clients dial whichever server the Sentinels
 // name master.
 func IsRedisSentinel(opt asynq.RedisConnOpt) bool {
 	if o, ok := opt.(contextTimeoutOpt); ok {
@@ -270,6 +326,25 @@ func IsRedisSentinel(opt asynq.RedisConnOpt) bool {
 	switch opt.(type) {
 	case asynq.RedisFailoverClientOpt, *asynq.RedisFailoverClientOpt:
 		return true
+	}
+	return false
+}
+
+// RedisUsesTLS reports whether opt's clients dial with TLS: a rediss://,
+// rediss-cluster:// or rediss-sentinel:// URL.
+func RedisUsesTLS(opt asynq.RedisConnOpt) bool {
+	if o, ok := opt.(contextTimeoutOpt); ok {
+		opt = o.RedisConnOpt
+	}
+	switch o := opt.(type) {
+	case asynq.RedisClientOpt:
+		return o.TLSConfig != nil
+	case asynq.RedisFailoverClientOpt:
+		return o.TLSConfig != nil
+	case asynq.RedisClusterClientOpt:
+		return o.TLSConfig != nil
+	case RedisClusterOpt:
+		return o.TLSConfig != nil
 	}
 	return false
 }

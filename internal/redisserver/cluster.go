@@ -2,6 +2,7 @@ package redisserver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"os"
@@ -43,6 +44,11 @@ type ClusterOptions struct {
 	// Bin is the redis-server binary; CLIBin redis-cli. Empty: PATH, then
 	// /usr/bin.
 	Bin, CLIBin string
+	// TLS, when set, makes every node TLS-only (Options.TLS), its cluster
+	// bus and replication included (tls-cluster, tls-replication): the
+	// slot map then names the nodes' TLS ports, URL is a rediss-cluster://
+	// URL, and Client and the Cluster's own checks trust TLS.CA.
+	TLS *TLS
 }
 
 // Cluster is a Redis Cluster of redis-server processes on 127.0.0.1, made
@@ -105,7 +111,11 @@ func StartCluster(ctx context.Context, opts ClusterOptions) (_ *Cluster, err err
 		}
 		c.nodes = append(c.nodes, s)
 	}
-	args := []string{"--cluster", "create"}
+	var args []string
+	if opts.TLS != nil {
+		args = append(args, "--tls", "--cacert", opts.TLS.CA)
+	}
+	args = append(args, "--cluster", "create")
 	args = append(args, c.Addrs()...)
 	args = append(args, "--cluster-replicas", strconv.Itoa(opts.Replicas), "--cluster-yes")
 	out, err := exec.CommandContext(ctx, opts.CLIBin, args...).CombinedOutput()
@@ -131,15 +141,16 @@ func (c *Cluster) startNode(ctx context.Context, dir string) (*Server, error) {
 		if err != nil {
 			return nil, err
 		}
-		s, err := Start(ctx, Options{
-			Dir: dir, Port: port, Bin: c.opts.Bin,
-			ExtraArgs: []string{
-				"--cluster-enabled", "yes",
-				"--cluster-config-file", filepath.Join(dir, "nodes.conf"),
-				"--cluster-node-timeout", strconv.FormatInt(c.opts.NodeTimeout.Milliseconds(), 10),
-				"--cluster-port", strconv.Itoa(bus),
-			},
-		})
+		args := []string{
+			"--cluster-enabled", "yes",
+			"--cluster-config-file", filepath.Join(dir, "nodes.conf"),
+			"--cluster-node-timeout", strconv.FormatInt(c.opts.NodeTimeout.Milliseconds(), 10),
+			"--cluster-port", strconv.Itoa(bus),
+		}
+		if c.opts.TLS != nil {
+			args = append(args, "--tls-cluster", "yes", "--tls-replication", "yes")
+		}
+		s, err := Start(ctx, Options{Dir: dir, Port: port, Bin: c.opts.Bin, ExtraArgs: args, TLS: c.opts.TLS})
 		if err == nil {
 			return s, nil
 		}
@@ -177,9 +188,17 @@ func (c *Cluster) Addrs() []string {
 	return out
 }
 
-// URL returns the cluster as a REDIS_URL: "redis-cluster://" and every
-// node's address, comma-separated.
-func (c *Cluster) URL() string { return "redis-cluster://" + strings.Join(c.Addrs(), ",") }
+// URL returns the cluster as a REDIS_URL: "redis-cluster://" (with TLS
+// "rediss-cluster://") and every node's address, comma-separated.
+func (c *Cluster) URL() string {
+	if c.opts.TLS != nil {
+		return "rediss-cluster://" + strings.Join(c.Addrs(), ",")
+	}
+	return "redis-cluster://" + strings.Join(c.Addrs(), ",")
+}
+
+// TLS returns ClusterOptions.TLS: nil for a plain cluster.
+func (c *Cluster) TLS() *TLS { return c.opts.TLS }
 
 // NodeTimeout returns the cluster-node-timeout the nodes run with.
 func (c *Cluster) NodeTimeout() time.Duration { return c.opts.NodeTimeout }
@@ -189,7 +208,11 @@ func (c *Cluster) NodeTimeout() time.Duration { return c.opts.NodeTimeout }
 // 60 s, keeps a dead master's slots pointing at it that long); the caller
 // closes it.
 func (c *Cluster) Client() *redis.ClusterClient {
-	return redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs(), ClusterStateReloadInterval: 500 * time.Millisecond})
+	var tlsConfig *tls.Config
+	if len(c.nodes) > 0 {
+		tlsConfig = c.nodes[0].TLSConfig()
+	}
+	return redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs(), ClusterStateReloadInterval: 500 * time.Millisecond, TLSConfig: tlsConfig})
 }
 
 // nodeByAddr returns the node listening on addr ("127.0.0.1:port").
@@ -220,7 +243,7 @@ func (n clusterNode) has(flag string) bool {
 
 // nodesOf asks the running node s for CLUSTER NODES.
 func nodesOf(ctx context.Context, s *Server) ([]clusterNode, error) {
-	rdb := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1, PoolSize: 1})
+	rdb := s.NewClient(redis.Options{MaxRetries: -1, PoolSize: 1})
 	defer rdb.Close()
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
@@ -242,7 +265,7 @@ func nodesOf(ctx context.Context, s *Server) ([]clusterNode, error) {
 
 // clusterInfo asks the running node s for one field of CLUSTER INFO.
 func clusterInfo(ctx context.Context, s *Server, field string) (string, error) {
-	rdb := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1, PoolSize: 1})
+	rdb := s.NewClient(redis.Options{MaxRetries: -1, PoolSize: 1})
 	defer rdb.Close()
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
@@ -308,7 +331,7 @@ func (c *Cluster) health(ctx context.Context) error {
 
 // replicaLink returns master_link_status of a replica, "" for a master.
 func replicaLink(ctx context.Context, s *Server) (string, error) {
-	rdb := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1, PoolSize: 1})
+	rdb := s.NewClient(redis.Options{MaxRetries: -1, PoolSize: 1})
 	defer rdb.Close()
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
@@ -383,7 +406,7 @@ func (c *Cluster) MasterOf(ctx context.Context, key string) (*Server, int, error
 		if !n.Running() {
 			continue
 		}
-		rdb := redis.NewClient(&redis.Options{Addr: n.Addr(), MaxRetries: -1, PoolSize: 1})
+		rdb := n.NewClient(redis.Options{MaxRetries: -1, PoolSize: 1})
 		slot, err := rdb.ClusterKeySlot(ctx, key).Result()
 		_ = rdb.Close()
 		if err != nil {

@@ -2,6 +2,8 @@ package redisserver
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -44,6 +46,44 @@ type Options struct {
 	// other arguments (a Sentinel needs one it can rewrite, with
 	// ExtraArgs "--sentinel").
 	ConfigFile string
+	// TLS, when set, makes Port a TLS port and the only one (port 0,
+	// tls-port Port, clients not asked for a certificate); the start-up
+	// check and the Cluster's own clients then trust TLS.CA.
+	TLS *TLS
+}
+
+// TLS are the PEM files of a TLS-only server: the server's certificate and
+// key, and the authority that signed it (which the server also trusts for
+// the certificates of its peers: replicas, cluster nodes, Sentinels).
+type TLS struct {
+	CA, Cert, Key string
+}
+
+// args returns the redis-server arguments of a TLS-only server on port.
+func (t *TLS) args(port int) []string {
+	return []string{
+		"--port", "0",
+		"--tls-port", strconv.Itoa(port),
+		"--tls-cert-file", t.Cert, "--tls-key-file", t.Key, "--tls-ca-cert-file", t.CA,
+		"--tls-auth-clients", "no",
+	}
+}
+
+// ClientConfig returns a client TLS configuration trusting t.CA; nil for a
+// nil t (a plain server).
+func (t *TLS) ClientConfig() (*tls.Config, error) {
+	if t == nil {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(t.CA)
+	if err != nil {
+		return nil, fmt.Errorf("read the test CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("no certificate in %s", t.CA)
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }
 
 // Server is a redis-server started by Start. Stop, Start and Restart keep
@@ -53,6 +93,8 @@ type Server struct {
 	opts    Options
 	logPath string
 	port    int // fixed once Start returns
+	// tlsConfig is the client side of Options.TLS; nil for a plain server.
+	tlsConfig *tls.Config
 
 	mu   sync.Mutex
 	proc *childproc.Process // nil while stopped
@@ -73,6 +115,10 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		}
 	}
 	s := &Server{bin: bin, opts: opts, logPath: filepath.Join(opts.Dir, "redis.log"), port: opts.Port}
+	var err error
+	if s.tlsConfig, err = opts.TLS.ClientConfig(); err != nil {
+		return nil, fmt.Errorf("start redis-server: %w", err)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if opts.Port != 0 {
@@ -81,7 +127,6 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		}
 		return s, nil
 	}
-	var err error
 	for range 2 {
 		if s.port, err = childproc.FreePort(); err != nil {
 			return nil, err
@@ -111,8 +156,12 @@ func (s *Server) startLocked(ctx context.Context) error {
 	if s.opts.ConfigFile != "" {
 		args = append(args, s.opts.ConfigFile)
 	}
+	if s.opts.TLS != nil {
+		args = append(args, s.opts.TLS.args(s.port)...)
+	} else {
+		args = append(args, "--port", strconv.Itoa(s.port))
+	}
 	args = append(args,
-		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
 		"--save", "",
 		"--appendonly", appendOnly,
@@ -129,7 +178,7 @@ func (s *Server) startLocked(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := waitReady(ctx, proc, s.Addr()); err != nil {
+	if err := waitReady(ctx, proc, s.Addr(), s.tlsConfig); err != nil {
 		proc.Kill()
 		log := childproc.ReadLogSince(s.logPath, logStart)
 		if strings.Contains(log, "already in use") {
@@ -145,7 +194,7 @@ func (s *Server) startLocked(ctx context.Context) error {
 // startTimeout passes. It waits for the port with plain TCP dials first: a
 // go-redis pool whose dials fail logs each failure and keeps a retry
 // goroutine alive.
-func waitReady(ctx context.Context, proc *childproc.Process, addr string) error {
+func waitReady(ctx context.Context, proc *childproc.Process, addr string, tlsConfig *tls.Config) error {
 	ctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
 	var lastErr error
@@ -153,7 +202,7 @@ func waitReady(ctx context.Context, proc *childproc.Process, addr string) error 
 		if proc.Exited() {
 			return fmt.Errorf("server exited: %v", proc.Err())
 		}
-		if lastErr = ping(ctx, addr, proc.Pid()); lastErr == nil {
+		if lastErr = ping(ctx, addr, proc.Pid(), tlsConfig); lastErr == nil {
 			return nil
 		}
 		select {
@@ -170,15 +219,15 @@ func waitReady(ctx context.Context, proc *childproc.Process, addr string) error 
 // ping checks that addr accepts connections, answers PING, and is the
 // server started as pid (INFO server's process_id): another process that
 // took the free port between our check and the server's bind would
-// otherwise pass for ours.
-func ping(ctx context.Context, addr string, pid int) error {
+// otherwise pass for ours. A non-nil tlsConfig pings over TLS.
+func ping(ctx context.Context, addr string, pid int, tlsConfig *tls.Config) error {
 	conn, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
 		return err
 	}
 	_ = conn.Close()
 
-	client := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, PoolSize: 1})
+	client := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, PoolSize: 1, TLSConfig: tlsConfig})
 	defer client.Close()
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
@@ -198,6 +247,22 @@ func ping(ctx context.Context, addr string, pid int) error {
 	return fmt.Errorf("%s answers, but it is not the redis-server we started (pid %d): %w", addr, pid, ErrPortInUse)
 }
 
+// TLSConfig returns a client TLS configuration trusting the server's CA
+// (Options.TLS), or nil for a plain server. Its clients must dial Addr.
+func (s *Server) TLSConfig() *tls.Config {
+	if s.tlsConfig == nil {
+		return nil
+	}
+	return s.tlsConfig.Clone()
+}
+
+// NewClient returns a go-redis client of the server (over TLS for a
+// TLS-only server) with opts' other settings; the caller closes it.
+func (s *Server) NewClient(opts redis.Options) *redis.Client {
+	opts.Addr, opts.TLSConfig = s.Addr(), s.TLSConfig()
+	return redis.NewClient(&opts)
+}
+
 // Port returns the TCP port the server listens on (on 127.0.0.1).
 func (s *Server) Port() int { return s.port }
 
@@ -212,8 +277,12 @@ func (s *Server) Addr() string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port))
 }
 
-// URL returns the server's URL, "redis://127.0.0.1:port".
+// URL returns the server's URL, "redis://127.0.0.1:port" (rediss://
+// for a TLS-only server).
 func (s *Server) URL() string {
+	if s.opts.TLS != nil {
+		return "rediss://" + s.Addr()
+	}
 	return "redis://" + s.Addr()
 }
 

@@ -20,6 +20,10 @@ const clusterTimeout = 2 * time.Minute
 type RedisClusterOptions struct {
 	// NodeTimeout is cluster-node-timeout; 0 means the default.
 	NodeTimeout time.Duration
+	// TLS makes every node TLS-only with a new test CA's certificate
+	// (WriteTLSFiles), its cluster bus and replication included: URL is
+	// then a rediss-cluster:// URL, TLSFiles the CA a client must trust.
+	TLS bool
 }
 
 // RedisCluster is a real Redis Cluster for one test (a
@@ -27,7 +31,11 @@ type RedisClusterOptions struct {
 // ports, three masters and three replicas.
 type RedisCluster struct {
 	*redisserver.Cluster
-	t testing.TB
+	// TLSFiles are the TLS cluster's test CA and certificate (the CA is
+	// what a client's SSL_CERT_FILE must name); nil without
+	// RedisClusterOptions.TLS.
+	TLSFiles *TLSFiles
+	t        testing.TB
 }
 
 // StartRedisCluster starts a Redis Cluster for this test and stops it in
@@ -44,14 +52,19 @@ func StartRedisCluster(t testing.TB, opts RedisClusterOptions) *RedisCluster {
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
+	var files *TLSFiles
+	if opts.TLS {
+		f := WriteTLSFiles(t, dir)
+		files = &f
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
 	defer cancel()
-	c, err := redisserver.StartCluster(ctx, redisserver.ClusterOptions{Dir: dir, Bin: bin, NodeTimeout: opts.NodeTimeout})
+	c, err := redisserver.StartCluster(ctx, redisserver.ClusterOptions{Dir: dir, Bin: bin, NodeTimeout: opts.NodeTimeout, TLS: files.redisTLS()})
 	if err != nil {
 		_ = os.RemoveAll(dir)
 		t.Fatalf("testenv: start a redis cluster: %v; %s", err, redisInstallHint)
 	}
-	rc := &RedisCluster{Cluster: c, t: t}
+	rc := &RedisCluster{Cluster: c, TLSFiles: files, t: t}
 	registerServer(rc)
 	t.Cleanup(func() {
 		unregisterServer(rc)

@@ -57,7 +57,12 @@
 // for one test: three masters and three replicas on free loopback ports
 // (redisserver.StartCluster), stopped in t.Cleanup; URL gives its
 // redis-cluster:// REDIS_URL, KillMasterOf and WaitHealthyT a failover. A
-// cluster that cannot be made fails the test with the reason.
+// cluster that cannot be made fails the test with the reason. With
+// RedisClusterOptions{TLS: true} every node is TLS-only (cluster bus and
+// replication too) with a new test CA's certificate (RedisCluster.TLSFiles),
+// and URL is a rediss-cluster:// URL. StartRedis(t, RedisOptions{TLS: &files})
+// starts a TLS-only server (WriteTLSFiles); its NewClient and TLSConfig
+// trust the CA.
 //
 // # Redis hooks
 //

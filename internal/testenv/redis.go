@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"os"
 	"sync"
@@ -34,6 +35,11 @@ type RedisOptions struct {
 	// other arguments (a Sentinel's sentinel.conf, with ExtraArgs
 	// "--sentinel").
 	ConfigFile string
+	// TLS, when set, makes the server TLS-only: its one port (Addr) is a
+	// TLS port with TLS's certificate (redisserver.Options.TLS). Add
+	// "--tls-replication yes" to ExtraArgs for a replica or a Sentinel
+	// that dials TLS-only servers.
+	TLS *TLSFiles
 }
 
 // RedisServer is a dedicated redis-server on 127.0.0.1 for one test (a
@@ -116,7 +122,7 @@ func StartRedis(t testing.TB, opts RedisOptions) *RedisServer {
 			t.Errorf("testenv: remove %s: %v", s.dir, err)
 		}
 	})
-	srv, err := redisserver.Start(context.Background(), redisserver.Options{Dir: dir, AppendOnly: opts.AppendOnly, Bin: bin, ExtraArgs: opts.ExtraArgs, ConfigFile: opts.ConfigFile})
+	srv, err := redisserver.Start(context.Background(), redisserver.Options{Dir: dir, AppendOnly: opts.AppendOnly, Bin: bin, ExtraArgs: opts.ExtraArgs, ConfigFile: opts.ConfigFile, TLS: opts.TLS.redisTLS()})
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
@@ -131,9 +137,23 @@ func (s *RedisServer) Addr() string {
 	return s.srv.Addr()
 }
 
-// URL returns the server's URL, "redis://127.0.0.1:port".
+// URL returns the server's URL, "redis://127.0.0.1:port" ("rediss://" for
+// a TLS-only server).
 func (s *RedisServer) URL() string {
 	return s.srv.URL()
+}
+
+// TLSConfig returns a client TLS configuration trusting the CA of a
+// TLS-only server (RedisOptions.TLS); nil for a plain server.
+func (s *RedisServer) TLSConfig() *tls.Config {
+	return s.srv.TLSConfig()
+}
+
+// NewClient returns a go-redis client of the server with opts' other
+// settings (over TLS, trusting its CA, for a TLS-only server); the caller
+// closes it.
+func (s *RedisServer) NewClient(opts redis.Options) *redis.Client {
+	return s.srv.NewClient(opts)
 }
 
 // Stop stops the server (SIGTERM, which writes the append-only file when

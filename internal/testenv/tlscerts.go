@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/invoicing/tenantworker/internal/redisserver"
 )
 
 // TLSFiles are the PEM files of a test certificate authority and of a
@@ -62,7 +64,9 @@ func WriteTLSFiles(t testing.TB, dir string) TLSFiles {
 		DNSNames:     []string{"localhost"},
 		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		// Client too: TLS-only cluster nodes, replicas and Sentinels
+		// present it when they dial each other.
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 	}
 	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, caCert, &srvKey.PublicKey, caKey)
 	if err != nil {
@@ -82,4 +86,12 @@ func WriteTLSFiles(t testing.TB, dir string) TLSFiles {
 	write(f.Cert, "CERTIFICATE", srvDER, 0o644)
 	write(f.Key, "EC PRIVATE KEY", keyDER, 0o600)
 	return f
+}
+
+// redisTLS returns f as redisserver's TLS files (nil for nil f).
+func (f *TLSFiles) redisTLS() *redisserver.TLS {
+	if f == nil {
+		return nil
+	}
+	return &redisserver.TLS{CA: f.CA, Cert: f.Cert, Key: f.Key}
 }
