@@ -169,3 +169,17 @@ func TestCreateRefusesValuesTheColumnsWouldRound(t *testing.T) {
 		}
 	}
 }
+
+// TestDocumentKeyID: only keys exactly as DocumentKey writes them name an
+// invoice.
+func TestDocumentKeyID(t *testing.T) {
+	t.Parallel()
+	for key, want := range map[string]int64{"invoices/42.pdf": 42, "invoices/9223372036854775807.pdf": 9223372036854775807,
+		"invoices/042.pdf": 0, "invoices/0.pdf": 0, "invoices/-1.pdf": 0, "invoices/+1.pdf": 0, "invoices/1.pdf.pdf": 0,
+		"invoices/1.PDF": 0, "other/1.pdf": 0, "invoices/sub/1.pdf": 0, "invoices/.pdf": 0, "invoices/99999999999999999999.pdf": 0} {
+		id, ok := invoice.DocumentKeyID(key)
+		if ok != (want != 0) || id != want {
+			t.Errorf("DocumentKeyID(%q) = %d, %v; want %d", key, id, ok, want)
+		}
+	}
+}

@@ -207,3 +207,45 @@ func TestPruneDocumentsSkipsADeletingTenant(t *testing.T) {
 		t.Fatal("a deleting tenant's document was removed by the prune")
 	}
 }
+
+// movingCatalog is a catalog whose tenant reads, after the first one,
+// place the tenant on another database: a move switched it while the
+// prune ran.
+type movingCatalog struct {
+	*storage.Postgres
+	reads int
+}
+
+func (c *movingCatalog) TenantByID(ctx context.Context, id string) (tenantctx.Tenant, error) {
+	t, err := c.Postgres.TenantByID(ctx, id)
+	if c.reads++; c.reads > 1 {
+		t.Database, t.DatabaseGeneration = "eu2", t.DatabaseGeneration+1
+	}
+	return t, err
+}
+
+// TestPruneDocumentsOfATenantMovedMeanwhileRemovesNothing: a tenant whose
+// placement names another database when read again under the writers'
+// lock (a move switched it after the prune chose the database) has its
+// documents left alone, which the old database may no longer record:
+// ErrMovedDuringPrune.
+func TestPruneDocumentsOfATenantMovedMeanwhileRemovesNothing(t *testing.T) {
+	t.Parallel()
+	f := setupPrune(t, 1)
+	f.unit(t, func(ctx context.Context, tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, "DELETE FROM invoices")
+		return err
+	})
+	svc := tenancy.New(tenancy.Config{Catalog: &movingCatalog{Postgres: f.catalog}, Enqueuer: f.enqueuer, Documents: f.docs, SchemaPool: f.pool})
+	res, err := svc.PruneDocuments(f.ctx, f.tn.ID)
+	if !errors.Is(err, tenancy.ErrMovedDuringPrune) || res.Removed != 0 {
+		t.Fatalf("PruneDocuments of a tenant moved meanwhile = %+v, %v; want ErrMovedDuringPrune, nothing removed", res, err)
+	}
+	if !f.stored(t, invoice.DocumentKey(f.ids[0])) {
+		t.Fatal("a document was removed after the tenant moved")
+	}
+	// Not moved: the deleted invoice's PDF goes.
+	if res, err := f.svc.PruneDocuments(f.ctx, f.tn.ID); err != nil || res.Removed != 1 {
+		t.Fatalf("PruneDocuments = %+v, %v; want 1 removed", res, err)
+	}
+}
