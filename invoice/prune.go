@@ -61,6 +61,17 @@ func LockDocuments(ctx context.Context, tx pgx.Tx, schemaName string, ids []int6
 	if err := tenantctx.ValidateSchema(schemaName); err != nil {
 		return nil, fmt.Errorf("lock documents: %w", err)
 	}
+	// Unreferenced relies on a snapshot per statement, taken after the
+	// render locks: under REPEATABLE READ or SERIALIZABLE (a database's
+	// default_transaction_isolation) the unit's snapshot would be older
+	// than a row a render committed before its lock was taken.
+	var isolation string
+	if err := tx.QueryRow(ctx, "SELECT pg_catalog.current_setting('transaction_isolation')").Scan(&isolation); err != nil {
+		return nil, fmt.Errorf("lock documents: read the isolation level: %w", err)
+	}
+	if isolation != "read committed" {
+		return nil, fmt.Errorf("lock documents: the transaction runs at %.40q, and checking documents needs read committed (the database's default_transaction_isolation)", isolation)
+	}
 	if _, err := tx.Exec(ctx, lockDocumentsSQL); err != nil {
 		return nil, fmt.Errorf("lock invoice_documents: %w", err)
 	}

@@ -79,7 +79,12 @@ func (s *Service) fresh() storage.TenantStore {
 //
 // A tenant being provisioned or deleted is skipped (Skipped says why): the
 // first has no document yet, and the destroy of the second removes them
-// all.
+// all. So is a tenant whose deletion was requested while its documents
+// were checked, when a batch then fails (its destroy dropped the schema):
+// Skipped "being deleted", with what was done before; one erased
+// meanwhile is an error wrapping storage.ErrNotFound, which
+// PruneAllDocuments skips; a batch that waited for a move's copy until the
+// old schema was dropped fails with ErrMovedDuringPrune (pruneFailed).
 func (s *Service) PruneDocuments(ctx context.Context, id string) (DocumentsPruned, error) {
 	res := DocumentsPruned{TenantID: id}
 	files, ok := s.documents.(documentLister)
@@ -147,7 +152,7 @@ func (s *Service) PruneDocuments(ctx context.Context, id string) (DocumentsPrune
 			return nil
 		})
 		if err != nil {
-			return res, fmt.Errorf("prune documents of tenant %s: %w", t.ID, err)
+			return s.pruneFailed(ctx, t, res, err)
 		}
 	}
 	if res.Removed > 0 {
@@ -155,6 +160,31 @@ func (s *Service) PruneDocuments(ctx context.Context, id string) (DocumentsPrune
 			slog.Int("removed", res.Removed), slog.Int("checked", res.Checked))
 	}
 	return res, nil
+}
+
+// pruneFailed returns what PruneDocuments returns when a batch of tenant
+// t's documents failed with err. A batch waits for the writers' lock of
+// invoice_documents, which a destroy's drop and a move's copy (until it
+// drops the old schema) hold: the tenant is read again to tell a tenant
+// whose deletion was requested meanwhile (skipped, "being deleted": its
+// destroy removes its documents), erased meanwhile (an error wrapping
+// storage.ErrNotFound) or moved meanwhile (ErrMovedDuringPrune) from
+// another failure.
+func (s *Service) pruneFailed(ctx context.Context, t tenantctx.Tenant, res DocumentsPruned, err error) (DocumentsPruned, error) {
+	now, rerr := s.fresh().TenantByID(ctx, t.ID)
+	switch {
+	case errors.Is(rerr, storage.ErrNotFound):
+		return res, fmt.Errorf("prune documents of tenant %s: deleted meanwhile: %w", t.ID, rerr)
+	case rerr != nil:
+		// No answer: err as it is.
+	case now.Status == tenantctx.StatusDeleting:
+		res.Skipped = "being deleted"
+		return res, nil
+	case !errors.Is(err, ErrMovedDuringPrune) &&
+		(now.DatabaseName() != t.DatabaseName() || now.DatabaseGeneration != t.DatabaseGeneration || now.Schema != t.Schema):
+		err = fmt.Errorf("%w (%w)", ErrMovedDuringPrune, err)
+	}
+	return res, fmt.Errorf("prune documents of tenant %s: %w", t.ID, err)
 }
 
 // PruneAllDocuments runs PruneDocuments for every tenant, page by page,

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/shopspring/decimal"
@@ -247,5 +248,86 @@ func TestPruneDocumentsOfATenantMovedMeanwhileRemovesNothing(t *testing.T) {
 	// Not moved: the deleted invoice's PDF goes.
 	if res, err := f.svc.PruneDocuments(f.ctx, f.tn.ID); err != nil || res.Removed != 1 {
 		t.Fatalf("PruneDocuments = %+v, %v; want 1 removed", res, err)
+	}
+}
+
+// TestPruneDocumentsOfATenantDeletedMeanwhile: a tenant whose deletion is
+// requested and whose schema its destroy drops while the prune checks its
+// documents (the prune read it active, then waited for the writers' lock
+// of invoice_documents, which the drop holds) is skipped as being
+// deleted, not an error: PruneAllDocuments would otherwise stop there and
+// leave every tenant after it unpruned.
+func TestPruneDocumentsOfATenantDeletedMeanwhile(t *testing.T) {
+	t.Parallel()
+	f := setupPrune(t, 1)
+	table := pgx.Identifier{f.tn.Schema, "invoice_documents"}.Sanitize()
+
+	// The destroy's drop, held open until the prune waits for it.
+	drop, err := f.pool.Begin(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = drop.Rollback(context.WithoutCancel(f.ctx)) }()
+	if _, err := drop.Exec(f.ctx, "LOCK TABLE "+table+" IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+
+	type result struct {
+		res tenancy.DocumentsPruned
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		res, err := f.svc.PruneDocuments(f.ctx, f.tn.ID)
+		done <- result{res, err}
+	}()
+	for waiting := 0; waiting == 0; {
+		select {
+		case r := <-done:
+			t.Fatalf("PruneDocuments did not wait for the drop: %+v, %v", r.res, r.err)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if err := f.pool.QueryRow(f.ctx, "SELECT count(*) FROM pg_catalog.pg_locks WHERE NOT granted AND relation = $1::regclass",
+			table).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.svc.RequestDeletion(f.ctx, f.tn.ID, tenancy.ActorAdmin); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := drop.Exec(f.ctx, "DROP SCHEMA "+pgx.Identifier{f.tn.Schema}.Sanitize()+" CASCADE"); err != nil {
+		t.Fatal(err)
+	}
+	if err := drop.Commit(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	r := <-done
+	if r.err != nil || r.res.Skipped != "being deleted" || r.res.Removed != 0 {
+		t.Fatalf("PruneDocuments of a tenant deleted meanwhile = %+v, %v; want it skipped as being deleted", r.res, r.err)
+	}
+}
+
+// TestPruneDocumentsRefusesRepeatableRead: a tenant database whose
+// default_transaction_isolation is repeatable read would check the rows
+// against a snapshot older than the render locks it takes: the prune
+// refuses, removing nothing.
+func TestPruneDocumentsRefusesRepeatableRead(t *testing.T) {
+	t.Parallel()
+	f := setupPrune(t, 1)
+	f.unit(t, func(ctx context.Context, tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, "DELETE FROM invoices")
+		return err
+	})
+	if _, err := f.pool.Exec(f.ctx, "DO $$BEGIN EXECUTE format('ALTER DATABASE %I SET default_transaction_isolation = ''repeatable read''', current_database()); END$$"); err != nil {
+		t.Fatal(err)
+	}
+	f.pool.Reset() // new connections take the setting
+	res, err := f.svc.PruneDocuments(f.ctx, f.tn.ID)
+	if err == nil || !strings.Contains(err.Error(), "read committed") || res.Removed != 0 {
+		t.Fatalf("PruneDocuments under repeatable read = %+v, %v; want an error naming read committed", res, err)
+	}
+	if !f.stored(t, invoice.DocumentKey(f.ids[0])) {
+		t.Fatal("a document was removed under repeatable read")
 	}
 }
