@@ -20,6 +20,7 @@ var registered = []Payload{
 	InvoiceReminder{},
 	InvoicesOverdue{},
 	SweepOverdue{},
+	SweepDocuments{},
 	TenantMigrate{},
 	TenantDestroy{},
 }

@@ -1,6 +1,7 @@
 package tasks
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,10 @@ import (
 // SweepCronVar is the environment variable holding the sweep schedule; parse
 // errors name it.
 const SweepCronVar = "OVERDUE_SWEEP_CRON"
+
+// DocumentsCronVar is the environment variable holding the schedule of
+// sweep:documents (SweepDocuments); ParseScheduleOf's errors name it.
+const DocumentsCronVar = "DOCUMENTS_SWEEP_CRON"
 
 // Clock is the scheduler's view of time; tests pass a fake one.
 type Clock interface {
@@ -38,6 +43,12 @@ type SchedulerOptions struct {
 	// OnTick, when set, is called after every enqueue attempt of a tick
 	// (tests and diagnostics).
 	OnTick func(tick time.Time, res EnqueueResult, err error)
+	// Task is the task of a tick (its Unix seconds), whose id is derived
+	// from the tick; nil means SweepOverdue.
+	Task func(tick int64) Payload
+	// Var names the schedule's environment variable in errors; "" means
+	// SweepCronVar.
+	Var string
 }
 
 // ParseSchedule parses a sweep schedule: a standard 5-field cron spec
@@ -48,17 +59,23 @@ type SchedulerOptions struct {
 // day fires after the gap, and one at a wall time that occurs twice fires
 // once (wallSchedule). Errors name OVERDUE_SWEEP_CRON.
 func ParseSchedule(spec string) (cron.Schedule, error) {
+	return ParseScheduleOf(SweepCronVar, spec)
+}
+
+// ParseScheduleOf is ParseSchedule with errors naming the environment
+// variable name instead of OVERDUE_SWEEP_CRON.
+func ParseScheduleOf(name, spec string) (cron.Schedule, error) {
 	if spec == "" {
-		return nil, fmt.Errorf("%s: empty schedule", SweepCronVar)
+		return nil, fmt.Errorf("%s: empty schedule", name)
 	}
 	if zone, ok := cronZone(spec); ok && zone == "Local" {
 		// robfig/cron would read it as UTC here; read as the machine's
 		// zone, replicas in different zones would sweep at different ticks.
-		return nil, fmt.Errorf("%s: invalid schedule %.80q: name the zone (CRON_TZ=Europe/Berlin), not Local", SweepCronVar, spec)
+		return nil, fmt.Errorf("%s: invalid schedule %.80q: name the zone (CRON_TZ=Europe/Berlin), not Local", name, spec)
 	}
 	s, err := cron.ParseStandard(spec)
 	if err != nil {
-		return nil, fmt.Errorf("%s: invalid schedule %.80q: %w", SweepCronVar, spec, err)
+		return nil, fmt.Errorf("%s: invalid schedule %.80q: %w", name, spec, err)
 	}
 	if d, ok := s.(cron.ConstantDelaySchedule); ok {
 		// robfig/cron turns any "@every" under a second (negative and zero
@@ -67,7 +84,7 @@ func ParseSchedule(spec string) (cron.Schedule, error) {
 		_, after, _ := strings.Cut(spec, "@every") // after a CRON_TZ= prefix too
 		every, err := time.ParseDuration(strings.TrimSpace(after))
 		if err != nil || every < time.Second || every != d.Delay {
-			return nil, fmt.Errorf("%s: invalid schedule %.80q: @every needs a whole number of seconds, at least 1s", SweepCronVar, spec)
+			return nil, fmt.Errorf("%s: invalid schedule %.80q: @every needs a whole number of seconds, at least 1s", name, spec)
 		}
 	}
 	if sp, ok := s.(*cron.SpecSchedule); ok && sp.Location != time.Local && sp.Location != time.UTC {
@@ -76,7 +93,7 @@ func ParseSchedule(spec string) (cron.Schedule, error) {
 	if NextTick(s, time.Now()).IsZero() {
 		// A date that never comes (30 February): robfig/cron's Next gives
 		// up and returns the zero time.
-		return nil, fmt.Errorf("%s: schedule %.80q never fires", SweepCronVar, spec)
+		return nil, fmt.Errorf("%s: schedule %.80q never fires", name, spec)
 	}
 	return s, nil
 }
@@ -191,18 +208,23 @@ func NextTick(s cron.Schedule, t time.Time) time.Time {
 	return s.Next(t.UTC())
 }
 
-// RunScheduler enqueues sweep:overdue once per tick of spec until ctx is
-// done, then returns nil. The task id is derived from the tick time
-// (SweepOverdue{Tick}), so any number of replicas running this loop
+// RunScheduler enqueues sweep:overdue (or opts.Task's task) once per tick
+// of spec until ctx is done, then returns nil. The task id is derived from
+// the tick time (SweepOverdue{Tick}), so any number of replicas running this loop
 // produce one sweep per tick (P10 in docs/architecture.md). A failed enqueue is retried
 // until the next tick is due; ticks missed while the process was busy or
 // asleep are skipped, not caught up. It returns an error only for an
 // invalid spec, or one whose ticks end (robfig/cron finds none within
 // five years).
 func RunScheduler(ctx context.Context, enq *Enqueuer, spec string, opts SchedulerOptions) error {
-	sched, err := ParseSchedule(spec)
+	name := cmp.Or(opts.Var, SweepCronVar)
+	sched, err := ParseScheduleOf(name, spec)
 	if err != nil {
 		return err
+	}
+	task := opts.Task
+	if task == nil {
+		task = func(tick int64) Payload { return SweepOverdue{Tick: tick} }
 	}
 	logger := opts.Logger
 	if logger == nil {
@@ -216,6 +238,7 @@ func RunScheduler(ctx context.Context, enq *Enqueuer, spec string, opts Schedule
 	if retry <= 0 {
 		retry = time.Second
 	}
+	logger = logger.With(slog.String("task_type", task(0).TypeName()))
 	logger.InfoContext(ctx, "sweep scheduler started", slog.String("schedule", spec))
 	defer logger.InfoContext(ctx, "sweep scheduler stopped")
 
@@ -226,7 +249,7 @@ func RunScheduler(ctx context.Context, enq *Enqueuer, spec string, opts Schedule
 		}
 		next := NextTick(sched, tick)
 		for {
-			res, err := enq.Enqueue(ctx, SweepOverdue{Tick: tick.Unix()})
+			res, err := enq.Enqueue(ctx, task(tick.Unix()))
 			if opts.OnTick != nil {
 				opts.OnTick(tick, res, err)
 			}
@@ -249,7 +272,7 @@ func RunScheduler(ctx context.Context, enq *Enqueuer, spec string, opts Schedule
 			next = NextTick(sched, next)
 		}
 		if next.IsZero() {
-			return fmt.Errorf("%s: schedule %.80q has no tick after %s", SweepCronVar, spec, now.UTC().Format(time.RFC3339))
+			return fmt.Errorf("%s: schedule %.80q has no tick after %s", name, spec, now.UTC().Format(time.RFC3339))
 		}
 		tick = next
 	}

@@ -15,6 +15,7 @@ const (
 	TypeInvoiceReminder = "invoice:reminder"
 	TypeInvoicesOverdue = "invoices:overdue"
 	TypeSweepOverdue    = "sweep:overdue"
+	TypeSweepDocuments  = "sweep:documents"
 	TypeTenantMigrate   = "tenant:migrate"
 	TypeTenantDestroy   = "tenant:destroy"
 )
@@ -134,6 +135,28 @@ func (p SweepOverdue) Spec() Spec {
 
 // Validate implements Payload: a non-negative tick.
 func (p SweepOverdue) Validate() error { return nonNegative("tick", p.Tick) }
+
+// SweepDocuments removes from the document store, for every tenant, the
+// PDFs that no invoice_documents row records: those of invoices deleted
+// after their render (tenancy.Service.PruneAllDocuments). It is a system
+// task: it has no tenant.
+type SweepDocuments struct {
+	// Tick is the scheduled time of the cron tick (Unix seconds).
+	Tick int64 `json:"tick"`
+}
+
+// TypeName implements Payload.
+func (SweepDocuments) TypeName() string { return TypeSweepDocuments }
+
+// Spec implements Payload: one per cron tick across every replica, as
+// SweepOverdue.
+func (p SweepDocuments) Spec() Spec {
+	return Spec{Queue: QueueLow, TaskID: taskID(TypeSweepDocuments, p.Tick),
+		MaxRetry: 5, Timeout: 30 * time.Minute, Retention: 24 * time.Hour, Conflict: KeepExisting}
+}
+
+// Validate implements Payload: a non-negative tick.
+func (p SweepDocuments) Validate() error { return nonNegative("tick", p.Tick) }
 
 // TenantMigrate creates or upgrades one tenant's schema.
 type TenantMigrate struct {

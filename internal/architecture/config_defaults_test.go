@@ -45,6 +45,7 @@ func TestReadmeConfigurationDefaults(t *testing.T) {
 		"WORKER_CONCURRENCY":       fmt.Sprint(c.WorkerConcurrency),
 		"DB_KEEP_CONNS":            fmt.Sprint(c.DBKeepConns),
 		"OVERDUE_SWEEP_CRON":       c.OverdueSweepCron,
+		"DOCUMENTS_SWEEP_CRON":     c.DocumentsSweepCron,
 		"SCHEDULER_ENABLED":        fmt.Sprint(c.SchedulerEnabled),
 		"REQUEST_TIMEOUT":          shortDuration(c.RequestTimeout),
 		"ADMIN_REQUEST_TIMEOUT":    shortDuration(c.AdminRequestTimeout),

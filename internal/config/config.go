@@ -38,7 +38,12 @@ const (
 	// DefaultOverdueSweepCron is hourly, on the hour (UTC). Development
 	// setups use "@every 1m".
 	DefaultOverdueSweepCron = "0 * * * *"
-	DefaultShutdownTimeout  = 25 * time.Second
+	// DefaultDocumentsSweepCron is daily at 03:30 UTC.
+	DefaultDocumentsSweepCron = "30 3 * * *"
+	// DocumentsSweepOff is the DOCUMENTS_SWEEP_CRON that schedules no
+	// sweep:documents.
+	DocumentsSweepOff      = "off"
+	DefaultShutdownTimeout = 25 * time.Second
 	// DefaultRequestTimeout bounds a tenant request's work in the enqueue
 	// service (its look-ups, the database and Redis).
 	DefaultRequestTimeout = 10 * time.Second
@@ -119,6 +124,11 @@ type Config struct {
 	// spec or a descriptor such as "@every 30s"; "" means
 	// DefaultOverdueSweepCron.
 	OverdueSweepCron string
+	// DocumentsSweepCron (DOCUMENTS_SWEEP_CRON) is the schedule of
+	// sweep:documents, which removes the PDFs of deleted invoices, in
+	// OverdueSweepCron's forms, or DocumentsSweepOff; "" means
+	// DefaultDocumentsSweepCron.
+	DocumentsSweepCron string
 	// SchedulerEnabled (SCHEDULER_ENABLED, default true) runs the sweep
 	// scheduler loop in this worker. Any number of replicas may run it.
 	SchedulerEnabled bool
@@ -309,6 +319,7 @@ func Parse(getenv func(string) string) (Config, error) {
 		HTTPAddr:              p.str("HTTP_ADDR"),
 		WorkerConcurrency:     p.positiveInt("WORKER_CONCURRENCY"),
 		OverdueSweepCron:      p.str("OVERDUE_SWEEP_CRON"),
+		DocumentsSweepCron:    p.str("DOCUMENTS_SWEEP_CRON"),
 		SchedulerEnabled:      p.boolean("SCHEDULER_ENABLED", true),
 		ShutdownTimeout:       p.duration("SHUTDOWN_TIMEOUT"),
 		RequestTimeout:        p.duration("REQUEST_TIMEOUT"),
@@ -381,6 +392,7 @@ func (c Config) withDefaults() Config {
 	}
 	c.WorkerConcurrency = cmp.Or(c.WorkerConcurrency, DefaultWorkerConcurrency)
 	c.OverdueSweepCron = cmp.Or(c.OverdueSweepCron, DefaultOverdueSweepCron)
+	c.DocumentsSweepCron = cmp.Or(c.DocumentsSweepCron, DefaultDocumentsSweepCron)
 	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, DefaultShutdownTimeout)
 	c.RequestTimeout = cmp.Or(c.RequestTimeout, DefaultRequestTimeout)
 	c.AdminRequestTimeout = cmp.Or(c.AdminRequestTimeout, DefaultAdminRequestTimeout)
@@ -448,6 +460,11 @@ func (c Config) validate() error {
 	// The scheduler's own parser: what starts here is what it runs.
 	if _, err := tasks.ParseSchedule(c.OverdueSweepCron); err != nil {
 		bad("%v", err)
+	}
+	if c.DocumentsSweepCron != DocumentsSweepOff {
+		if _, err := tasks.ParseScheduleOf(tasks.DocumentsCronVar, c.DocumentsSweepCron); err != nil {
+			bad("%v (or %s)", err, DocumentsSweepOff)
+		}
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("SHUTDOWN_TIMEOUT: must be positive, got %v", c.ShutdownTimeout)

@@ -33,6 +33,7 @@ func TestFromEnvDefaults(t *testing.T) {
 		DomainSuffix:          DefaultDomainSuffix,
 		WorkerConcurrency:     10,
 		OverdueSweepCron:      "0 * * * *",
+		DocumentsSweepCron:    "30 3 * * *",
 		SchedulerEnabled:      true,
 		ShutdownTimeout:       25 * time.Second,
 		RequestTimeout:        10 * time.Second,
@@ -85,6 +86,7 @@ func TestFromEnvSet(t *testing.T) {
 		"HTTP_ADDR":                "127.0.0.1:7000",
 		"WORKER_CONCURRENCY":       " 20 ",
 		"OVERDUE_SWEEP_CRON":       "@every 30s",
+		"DOCUMENTS_SWEEP_CRON":     "off",
 		"SCHEDULER_ENABLED":        "false",
 		"SHUTDOWN_TIMEOUT":         "5s",
 		"REQUEST_TIMEOUT":          "3s",
@@ -111,7 +113,7 @@ func TestFromEnvSet(t *testing.T) {
 	if c.MigrationsDatabaseURL != "postgres://owner@db/inv" || c.WorkerConcurrency != 20 || c.DBMaxConns != 24 ||
 		c.SchedulerEnabled || c.ShutdownTimeout != 5*time.Second || c.RequestTimeout != 3*time.Second || c.AdminRequestTimeout != 45*time.Second || c.APITenantDBConns != 6 || c.LogFormat != LogFormatJSON ||
 		c.LogLevel != slog.LevelDebug || !c.AllowTenantHeader || !c.DashboardWritable || c.TenantCacheTTL != 2*time.Minute || c.RedisAutoPipeline ||
-		c.HTTPAddrOr(DefaultWorkerHTTPAddr) != "127.0.0.1:7000" || c.OverdueSweepCron != "@every 30s" ||
+		c.HTTPAddrOr(DefaultWorkerHTTPAddr) != "127.0.0.1:7000" || c.OverdueSweepCron != "@every 30s" || c.DocumentsSweepCron != DocumentsSweepOff ||
 		c.AuthFailuresPerMinute != 50 || c.ClientIPHeader != "X-Real-IP" ||
 		c.PDFMaxLines != 200 || c.PDFMaxBytes != 1<<20 || c.PDFMaxPages != 500 || c.DBKeepConns {
 		t.Errorf("config %+v", c)
@@ -153,6 +155,8 @@ func TestFromEnvErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"OVERDUE_SWEEP_CRON": "@every 500ms"}, "OVERDUE_SWEEP_CRON: invalid schedule"},
 		{map[string]string{"OVERDUE_SWEEP_CRON": "@every 1.5s"}, "OVERDUE_SWEEP_CRON: invalid schedule"},
 		{map[string]string{"OVERDUE_SWEEP_CRON": "CRON_TZ=Europe/Berlin @every -1m"}, "OVERDUE_SWEEP_CRON: invalid schedule"},
+		{map[string]string{"DOCUMENTS_SWEEP_CRON": "daily"}, "DOCUMENTS_SWEEP_CRON: invalid schedule"},
+		{map[string]string{"DOCUMENTS_SWEEP_CRON": "0 0 30 2 *"}, "DOCUMENTS_SWEEP_CRON: schedule \"0 0 30 2 *\" never fires"},
 		{map[string]string{"WORKER_CONCURRENCY": "20000"}, `WORKER_CONCURRENCY: at most 10000, got 20000`},
 		{map[string]string{"WORKER_CONCURRENCY": "9223372036854775807"}, `WORKER_CONCURRENCY: at most 10000, got 9223372036854775807`},
 		{map[string]string{"LOG_FORMAT": "xml"}, `LOG_FORMAT: must be text or json, got "xml"`},

@@ -38,23 +38,24 @@ func documentsCmd(ctx context.Context, args []string, sio IO) error {
 	enc := json.NewEncoder(sio.Stdout)
 	var total tenancy.DocumentsPruned
 	var tenants int
-	each := func(r tenancy.DocumentsPruned) {
+	each := func(r tenancy.DocumentsPruned, err error) error {
+		if err != nil {
+			return err
+		}
 		tenants++
 		total.Checked += r.Checked
 		total.Removed += r.Removed
 		total.Busy += r.Busy
-		_ = enc.Encode(r)
+		return enc.Encode(r)
 	}
 	if *slug != "" {
 		t, err := b.Catalog.TenantBySlug(ctx, *slug)
 		if err != nil {
 			return fmt.Errorf("tenant %s: %w", *slug, err)
 		}
-		r, err := b.Tenancy.PruneDocuments(ctx, t.ID)
-		if err != nil {
+		if err := each(b.Tenancy.PruneDocuments(ctx, t.ID)); err != nil {
 			return err
 		}
-		each(r)
 	} else if err := b.Tenancy.PruneAllDocuments(ctx, each); err != nil {
 		return fmt.Errorf("%w (%d tenants done, %d documents removed before the error)", err, tenants, total.Removed)
 	}

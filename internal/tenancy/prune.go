@@ -188,10 +188,11 @@ func (s *Service) pruneFailed(ctx context.Context, t tenantctx.Tenant, res Docum
 }
 
 // PruneAllDocuments runs PruneDocuments for every tenant, page by page,
-// calling each with what it did (progress); a tenant erased since its page
-// was read is skipped. It stops at the first error, which names the
-// tenant.
-func (s *Service) PruneAllDocuments(ctx context.Context, each func(DocumentsPruned)) error {
+// one tenant at a time, and calls each with what it did, or with its error
+// (which names the tenant); a tenant erased since its page was read is
+// skipped. It stops when each returns an error, and returns that error; a
+// failure to list the tenants is its own error.
+func (s *Service) PruneAllDocuments(ctx context.Context, each func(DocumentsPruned, error) error) error {
 	opts := storage.ListOptions{Limit: storage.MaxPageSize}
 	for {
 		page, err := s.catalog.ListTenants(ctx, opts)
@@ -203,10 +204,9 @@ func (s *Service) PruneAllDocuments(ctx context.Context, each func(DocumentsPrun
 			if errors.Is(err, storage.ErrNotFound) {
 				continue // erased since the page was read: nothing left
 			}
-			if err != nil {
+			if err := each(res, err); err != nil {
 				return err
 			}
-			each(res)
 		}
 		if len(page) < opts.PageLimit() {
 			return nil

@@ -99,6 +99,7 @@ func (h *Handlers) routes() []route {
 		routeOf(h.InvoiceReminder),
 		routeOf(h.InvoicesOverdue),
 		routeOf(h.SweepOverdue),
+		routeOf(h.SweepDocuments),
 		routeOf(h.TenantMigrate),
 		routeOf(h.TenantDestroy),
 	}

@@ -205,6 +205,15 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 				logger.Error("sweep scheduler", slog.String("error", err.Error()))
 			}
 		})
+		if cfg.DocumentsSweepCron != config.DocumentsSweepOff {
+			schedWG.Go(func() {
+				err := tasks.RunScheduler(schedCtx, d.Enqueuer, cfg.DocumentsSweepCron, tasks.SchedulerOptions{Logger: logger,
+					Var: tasks.DocumentsCronVar, Task: func(tick int64) tasks.Payload { return tasks.SweepDocuments{Tick: tick} }})
+				if err != nil {
+					logger.Error("documents sweep scheduler", slog.String("error", err.Error()))
+				}
+			})
+		}
 	}
 
 	logger.Info("worker started",
@@ -214,7 +223,8 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 		slog.String("queues", strings.Join(serverOpts.ServedQueues(), ",")),
 		slog.Bool("scheduler", cfg.SchedulerEnabled),
 		slog.Bool("idle_waits_for_announcements", d.Dispatcher != nil),
-		slog.String("sweep_schedule", cfg.OverdueSweepCron))
+		slog.String("sweep_schedule", cfg.OverdueSweepCron),
+		slog.String("documents_sweep_schedule", cfg.DocumentsSweepCron))
 	if opts.Ready != nil {
 		opts.Ready(d.listener.Addr())
 	}

@@ -1,0 +1,73 @@
+package worker_test
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/invoicing/tenantworker/invoice"
+	"github.com/invoicing/tenantworker/tasks"
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// TestSweepDocumentsRemovesDeletedInvoicesPDFs: sweep:documents, through
+// the production chain, removes the PDF of an invoice the app deleted
+// after its render, keeps the PDFs still recorded, and goes on past a
+// tenant whose documents cannot be checked (its invoice_documents table
+// gone) to the others, completing.
+func TestSweepDocumentsRemovesDeletedInvoicesPDFs(t *testing.T) {
+	t.Parallel()
+	e := newHandlerEnv(t, nil)
+	c := invoice.Customer{Name: "Zoë Müller", Email: "zoe@example.com"}
+	stored := func(tn tenantctx.Tenant, id int64) bool {
+		_, err := os.Stat(filepath.Join(e.docs.Root(), tn.ID, filepath.FromSlash(invoice.DocumentKey(id))))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Fatal(err)
+		}
+		return err == nil
+	}
+	type rendered struct {
+		tn         tenantctx.Tenant
+		kept, gone int64
+	}
+	var all []rendered
+	for _, slug := range []string{"acme", "globex", "broken"} {
+		tn := e.provision(t, slug, slug)
+		r := rendered{tn: tn}
+		r.kept = e.addInvoice(t, tn, c, invoice.New{Number: slug + "-1", Lines: []invoice.Line{line("Łódź", "1", "10.00")}})
+		r.gone = e.addInvoice(t, tn, c, invoice.New{Number: slug + "-2", Lines: []invoice.Line{line("Ωmega", "2", "5.00")}})
+		for _, id := range []int64{r.kept, r.gone} {
+			if err := e.work(tasks.InvoicePDF{TenantID: tn.ID, InvoiceID: id}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		e.inTenant(t, tn, func(ctx context.Context, tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, "DELETE FROM invoices WHERE id = $1", r.gone)
+			return err
+		})
+		all = append(all, r)
+	}
+	// The third tenant's documents cannot be checked.
+	broken := all[2]
+	e.inTenant(t, broken.tn, func(ctx context.Context, tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, "DROP TABLE invoice_documents")
+		return err
+	})
+
+	if err := e.work(tasks.SweepDocuments{Tick: 1}); err != nil {
+		t.Fatalf("sweep:documents: %v", err)
+	}
+	for _, r := range all[:2] {
+		if !stored(r.tn, r.kept) || stored(r.tn, r.gone) {
+			t.Errorf("%s: recorded PDF stored %v, deleted invoice's PDF stored %v; want true, false", r.tn.Slug, stored(r.tn, r.kept), stored(r.tn, r.gone))
+		}
+	}
+	if !stored(broken.tn, broken.kept) || !stored(broken.tn, broken.gone) {
+		t.Error("the tenant whose documents could not be checked lost a PDF")
+	}
+}
