@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -39,6 +40,14 @@ var ErrMovedDuringPrune = errors.New("tenant moved to another database during th
 // pruneBatch is how many documents one unit of work checks: its locks
 // (one per invoice) are held until it commits.
 const pruneBatch = 500
+
+// pruneBatchTimeout bounds one batch's unit of work, its wait for the
+// writers' lock included (a move's copy holds it until the old schema is
+// dropped): past it the tenant's prune fails, and the next one takes it
+// again. It also ends a batch that could never get the catalog's
+// connection it reads the placement with, as with a pool of one
+// connection shared by the tenant's unit and the catalog.
+const pruneBatchTimeout = 2 * time.Minute
 
 // documentLister is a document store that can list a tenant's documents
 // and delete one (storage.FS).
@@ -126,7 +135,8 @@ func (s *Service) PruneDocuments(ctx context.Context, id string) (DocumentsPrune
 	for len(ids) > 0 {
 		batch := ids[:min(pruneBatch, len(ids))]
 		ids = ids[len(batch):]
-		err := schema.InTenant(tctx, pool, func(ctx context.Context, tx pgx.Tx) error {
+		bctx, cancel := context.WithTimeout(tctx, pruneBatchTimeout)
+		err := schema.InTenant(bctx, pool, func(ctx context.Context, tx pgx.Tx) error {
 			locked, err := invoice.LockDocuments(ctx, tx, t.Schema, batch)
 			if err != nil {
 				return err
@@ -151,6 +161,7 @@ func (s *Service) PruneDocuments(ctx context.Context, id string) (DocumentsPrune
 			}
 			return nil
 		})
+		cancel()
 		if err != nil {
 			return s.pruneFailed(ctx, t, res, err)
 		}
