@@ -488,6 +488,13 @@ func (s *FS) openFile(rel string) (*os.File, error) {
 		beforeUse()
 		return openDocAt(d, filepath.Base(rel))
 	}
+	return s.openChecked(rel)
+}
+
+// openChecked opens rel (a path under the root) through an os.Root after
+// checking its path for links (refuseLinks): the way without openat2,
+// which leaves a window between the check and the open.
+func (s *FS) openChecked(rel string) (*os.File, error) {
 	root, err := os.OpenRoot(s.root)
 	if err != nil {
 		return nil, err

@@ -77,14 +77,5 @@ func (s *FS) openDir(rel string) (*os.File, error) {
 		beforeUse()
 		return b.dir(rel)
 	}
-	root, err := os.OpenRoot(s.root)
-	if err != nil {
-		return nil, err
-	}
-	defer root.Close()
-	if err := refuseLinks(root, rel); err != nil {
-		return nil, err
-	}
-	beforeUse()
-	return root.Open(rel)
+	return s.openChecked(rel)
 }

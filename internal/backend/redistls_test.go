@@ -16,7 +16,6 @@ import (
 	"github.com/invoicing/tenantworker/internal/backend"
 	"github.com/invoicing/tenantworker/internal/config"
 	"github.com/invoicing/tenantworker/internal/testenv"
-	"github.com/invoicing/tenantworker/internal/worker"
 	"github.com/invoicing/tenantworker/tasks"
 )
 
@@ -121,24 +120,8 @@ func TestRedisTLSChild(t *testing.T) {
 		t.Skip("runs in TestRedisTLSClusterURL's and TestRedisTLSSentinelURL's child process")
 	}
 	ctx := t.Context()
-	opt, rc, err := backend.OpenRedis(ctx, config.Config{RedisURL: raw})
-	if err != nil {
-		t.Fatalf("OpenRedis: %v", err)
-	}
-	defer rc.Close()
-	client := asynq.NewClientFromRedisClient(rc)
-	defer client.Close()
-	processed := make(chan string, 1)
-	srv := asynq.NewServerFromRedisClient(rc, worker.ServerConfig(worker.ServerOptions{Concurrency: 1, Logger: quietLogger(), ShutdownTimeout: 5 * time.Second}))
-	if err := srv.Start(asynq.HandlerFunc(func(_ context.Context, task *asynq.Task) error {
-		processed <- string(task.Payload())
-		return nil
-	})); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
-	_, waiter, stopWaiting := worker.IdleWait(rc, worker.ServerOptions{Concurrency: 1, Logger: quietLogger(), RedisSentinel: config.IsRedisSentinel(opt)}, 0)
-	defer stopWaiting()
+	p := startProbe(t, raw, 1)
+	rc, client, processed, waiter := p.rc, p.client, p.processed, p.waiter
 
 	if _, err := client.EnqueueContext(ctx, asynq.NewTask("probe", []byte("over tls")), asynq.Queue(tasks.QueueDefault)); err != nil {
 		t.Fatalf("enqueue: %v", err)

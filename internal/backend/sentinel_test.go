@@ -217,26 +217,8 @@ func TestRedisSentinelFailover(t *testing.T) {
 func testRedisSentinelFailover(t *testing.T, stopMaster bool) {
 	d := startSentinelDeployment(t, true)
 	ctx := t.Context()
-	opt, rc, err := backend.OpenRedis(ctx, config.Config{RedisURL: d.url(false)})
-	if err != nil {
-		t.Fatalf("OpenRedis: %v", err)
-	}
-	defer rc.Close()
-	client := asynq.NewClientFromRedisClient(rc)
-	defer client.Close()
-	processed := make(chan string, 16)
-	srv := asynq.NewServerFromRedisClient(rc, worker.ServerConfig(worker.ServerOptions{Concurrency: 1, Logger: quietLogger(), ShutdownTimeout: 5 * time.Second}))
-	if err := srv.Start(asynq.HandlerFunc(func(_ context.Context, task *asynq.Task) error {
-		processed <- string(task.Payload())
-		return nil
-	})); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
-	// An idle worker's wake-up subscription, as the worker runs it
-	// (worker.IdleWait adds its hook to the shared client).
-	_, waiter, stopWaiting := worker.IdleWait(rc, worker.ServerOptions{Concurrency: 1, Logger: quietLogger(), RedisSentinel: config.IsRedisSentinel(opt)}, 0)
-	defer stopWaiting()
+	p := startProbe(t, d.url(false), 16)
+	rc, client, processed, waiter := p.rc, p.client, p.processed, p.waiter
 	enqueueAndWait := func(payload string) {
 		t.Helper()
 		waitFor(t, "enqueue "+payload, func() error {
@@ -347,4 +329,40 @@ func waitWithin(t *testing.T, limit time.Duration, start time.Time, what string,
 			t.Fatalf("waiting for %s: not within %v: %v", what, limit, err)
 		}
 	}
+}
+
+// probe is a worker's side of Redis through one REDIS_URL, as the worker
+// opens it: the shared client, an asynq client, an asynq server that sends
+// every task's payload to processed, and an idle worker's wake-up
+// subscription (worker.IdleWait adds its hook to the shared client).
+type probe struct {
+	rc        redis.UniversalClient
+	client    *asynq.Client
+	processed chan string
+	waiter    *fair.IdleWaiter
+}
+
+// startProbe opens raw with backend.OpenRedis and starts a probe on it,
+// stopped when t ends.
+func startProbe(t *testing.T, raw string, buffer int) probe {
+	t.Helper()
+	opt, rc, err := backend.OpenRedis(t.Context(), config.Config{RedisURL: raw})
+	if err != nil {
+		t.Fatalf("OpenRedis: %v", err)
+	}
+	t.Cleanup(func() { _ = rc.Close() })
+	p := probe{rc: rc, client: asynq.NewClientFromRedisClient(rc), processed: make(chan string, buffer)}
+	t.Cleanup(func() { _ = p.client.Close() })
+	srv := asynq.NewServerFromRedisClient(rc, worker.ServerConfig(worker.ServerOptions{Concurrency: 1, Logger: quietLogger(), ShutdownTimeout: 5 * time.Second}))
+	if err := srv.Start(asynq.HandlerFunc(func(_ context.Context, task *asynq.Task) error {
+		p.processed <- string(task.Payload())
+		return nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	_, waiter, stopWaiting := worker.IdleWait(rc, worker.ServerOptions{Concurrency: 1, Logger: quietLogger(), RedisSentinel: config.IsRedisSentinel(opt)}, 0)
+	t.Cleanup(stopWaiting)
+	p.waiter = waiter
+	return p
 }

@@ -62,6 +62,16 @@ func (f *pruneFixture) unit(t *testing.T, fn func(context.Context, pgx.Tx) error
 	}
 }
 
+// deleteInvoices deletes every invoice of the fixture's tenant, as the
+// app would; their invoice_documents rows go with them.
+func (f *pruneFixture) deleteInvoices(t *testing.T) {
+	t.Helper()
+	f.unit(t, func(ctx context.Context, tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, "DELETE FROM invoices")
+		return err
+	})
+}
+
 // put writes a PDF of invoice id into the document store.
 func (f *pruneFixture) put(t *testing.T, id int64) storage.DocumentInfo {
 	t.Helper()
@@ -193,10 +203,7 @@ func TestPruneDocumentsLeavesARenderInFlight(t *testing.T) {
 func TestPruneDocumentsSkipsADeletingTenant(t *testing.T) {
 	t.Parallel()
 	f := setupPrune(t, 1)
-	f.unit(t, func(ctx context.Context, tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, "DELETE FROM invoices")
-		return err
-	})
+	f.deleteInvoices(t)
 	if _, err := f.svc.RequestDeletion(f.ctx, f.tn.ID, tenancy.ActorAdmin); err != nil {
 		t.Fatal(err)
 	}
@@ -233,10 +240,7 @@ func (c *movingCatalog) TenantByID(ctx context.Context, id string) (tenantctx.Te
 func TestPruneDocumentsOfATenantMovedMeanwhileRemovesNothing(t *testing.T) {
 	t.Parallel()
 	f := setupPrune(t, 1)
-	f.unit(t, func(ctx context.Context, tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, "DELETE FROM invoices")
-		return err
-	})
+	f.deleteInvoices(t)
 	svc := tenancy.New(tenancy.Config{Catalog: &movingCatalog{Postgres: f.catalog}, Enqueuer: f.enqueuer, Documents: f.docs, SchemaPool: f.pool})
 	res, err := svc.PruneDocuments(f.ctx, f.tn.ID)
 	if !errors.Is(err, tenancy.ErrMovedDuringPrune) || res.Removed != 0 {
@@ -315,10 +319,7 @@ func TestPruneDocumentsOfATenantDeletedMeanwhile(t *testing.T) {
 func TestPruneDocumentsRefusesRepeatableRead(t *testing.T) {
 	t.Parallel()
 	f := setupPrune(t, 1)
-	f.unit(t, func(ctx context.Context, tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, "DELETE FROM invoices")
-		return err
-	})
+	f.deleteInvoices(t)
 	if _, err := f.pool.Exec(f.ctx, "DO $$BEGIN EXECUTE format('ALTER DATABASE %I SET default_transaction_isolation = ''repeatable read''', current_database()); END$$"); err != nil {
 		t.Fatal(err)
 	}
