@@ -201,7 +201,8 @@ func (s *Service) pruneFailed(ctx context.Context, t tenantctx.Tenant, res Docum
 // PruneAllDocuments runs PruneDocuments for every tenant, page by page,
 // one tenant at a time, and calls each with what it did, or with its error
 // (which names the tenant); a tenant erased since its page was read is
-// skipped. It stops when each returns an error, and returns that error; a
+// skipped, while one placed on a database this process cannot reach is
+// reported (placement.ErrUnknownDatabase). It stops when each returns an error, and returns that error; a
 // failure to list the tenants is its own error.
 func (s *Service) PruneAllDocuments(ctx context.Context, each func(DocumentsPruned, error) error) error {
 	opts := storage.ListOptions{Limit: storage.MaxPageSize}
@@ -212,8 +213,11 @@ func (s *Service) PruneAllDocuments(ctx context.Context, each func(DocumentsPrun
 		}
 		for _, t := range page {
 			res, err := s.PruneDocuments(ctx, t.ID)
-			if errors.Is(err, storage.ErrNotFound) {
-				continue // erased since the page was read: nothing left
+			if errors.Is(err, storage.ErrNotFound) && !errors.Is(err, placement.ErrUnknownDatabase) {
+				// Erased since the page was read: nothing left. Not a
+				// tenant on a database this process cannot reach (that
+				// error wraps storage.ErrNotFound too): it is reported.
+				continue
 			}
 			if err := each(res, err); err != nil {
 				return err
