@@ -39,13 +39,15 @@ func documentsCmd(ctx context.Context, args []string, sio IO) error {
 	var total tenancy.DocumentsPruned
 	var tenants int
 	each := func(r tenancy.DocumentsPruned, err error) error {
+		// A tenant that failed after a batch had documents removed
+		// already: the totals count them.
+		total.Checked += r.Checked
+		total.Removed += r.Removed
+		total.Busy += r.Busy
 		if err != nil {
 			return err
 		}
 		tenants++
-		total.Checked += r.Checked
-		total.Removed += r.Removed
-		total.Busy += r.Busy
 		return enc.Encode(r)
 	}
 	if *slug != "" {
