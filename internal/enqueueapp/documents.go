@@ -33,11 +33,12 @@ func documentsCmd(ctx context.Context, args []string, sio IO) error {
 		return err
 	}
 	defer b.close()
-	// One JSON line per tenant on stdout as it is done, the totals on
-	// stderr at the end.
+	// One JSON line per tenant on stdout as it is done, a line per
+	// tenant that failed on stderr (the others go on, as in the workers'
+	// sweep), the totals on stderr at the end.
 	enc := json.NewEncoder(sio.Stdout)
 	var total tenancy.DocumentsPruned
-	var tenants int
+	var tenants, failed int
 	each := func(r tenancy.DocumentsPruned, err error) error {
 		// A tenant that failed after a batch had documents removed
 		// already: the totals count them.
@@ -45,7 +46,12 @@ func documentsCmd(ctx context.Context, args []string, sio IO) error {
 		total.Removed += r.Removed
 		total.Busy += r.Busy
 		if err != nil {
-			return err
+			if ctx.Err() != nil {
+				return err
+			}
+			failed++
+			fmt.Fprintf(sio.Stderr, "tenant %s: %v (%d documents removed before the error)\n", r.TenantID, err, r.Removed)
+			return nil
 		}
 		tenants++
 		return enc.Encode(r)
@@ -63,5 +69,8 @@ func documentsCmd(ctx context.Context, args []string, sio IO) error {
 	}
 	fmt.Fprintf(sio.Stderr, "%d tenants: %d invoice documents checked, %d removed (their invoices deleted), %d left for a running render\n",
 		tenants, total.Checked, total.Removed, total.Busy)
+	if failed > 0 {
+		return fmt.Errorf("%d tenants failed (above); run the command again once their databases answer", failed)
+	}
 	return nil
 }

@@ -87,3 +87,72 @@ func TestDocumentsPruneCommand(t *testing.T) {
 		t.Errorf("documents without prune: exit %d, want %d", code, enqueueapp.ExitUsage)
 	}
 }
+
+// TestDocumentsPruneCommandGoesOnPastAFailedTenant: a tenant whose
+// documents cannot be checked (its invoice_documents table gone) gets a
+// line on stderr naming it; the other tenants are pruned all the same,
+// and the command exits 1.
+func TestDocumentsPruneCommandGoesOnPastAFailedTenant(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	gone := map[string]int64{}
+	for _, slug := range []string{"acme", "broken"} {
+		p, err := f.deps.Tenancy.Provision(ctx, tenancy.NewTenant{Slug: slug}, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := schema.Migrate(ctx, f.deps.SchemaPool, p.Tenant.Schema, 0); err != nil {
+			t.Fatal(err)
+		}
+		tn, err := f.deps.Catalog.SetStatus(ctx, p.Tenant.ID, tenantctx.StatusActive)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool, err := placement.PoolFor(ctx, f.deps.Pools, f.deps.Pool, tn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = schema.InTenant(tenantctx.WithTenant(ctx, tn), pool, func(ctx context.Context, tx pgx.Tx) error {
+			ids, err := invoice.Create(ctx, tx, invoice.New{Number: slug + "-1", Customer: invoice.Customer{Name: "Ada", Email: "a@" + slug + ".example"}})
+			if err != nil {
+				return err
+			}
+			if _, err := f.deps.Documents.Put(ctx, tn.ID, invoice.DocumentKey(ids[0]), strings.NewReader("%PDF-1.4")); err != nil {
+				return err
+			}
+			gone[tn.ID] = ids[0]
+			if _, err := tx.Exec(ctx, "DELETE FROM invoices"); err != nil {
+				return err
+			}
+			if slug == "broken" {
+				_, err = tx.Exec(ctx, "DROP TABLE invoice_documents")
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	broken, err := f.deps.Catalog.TenantBySlug(ctx, "broken")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	code, stdout, stderr := f.run(t, false, "documents", "prune")
+	if code != enqueueapp.ExitFailure || !strings.Contains(stderr, "tenant "+broken.ID+": ") || !strings.Contains(stderr, "1 tenants failed") {
+		t.Fatalf("documents prune with a broken tenant: exit %d, stderr %q; want exit 1 naming it", code, stderr)
+	}
+	if !strings.Contains(stdout, `"slug":"acme","checked":1,"removed":1`) || strings.Contains(stdout, `"slug":"broken"`) {
+		t.Errorf("documents prune with a broken tenant: stdout %q, want acme's line only", stdout)
+	}
+	for id, inv := range gone {
+		rc, _, err := f.deps.Documents.Open(ctx, id, invoice.DocumentKey(inv))
+		if err == nil {
+			_ = rc.Close()
+		}
+		if kept := err == nil; kept != (id == broken.ID) {
+			t.Errorf("tenant %s: deleted invoice's PDF kept %v", id, kept)
+		}
+	}
+}
