@@ -156,3 +156,68 @@ func TestDocumentsPruneCommandGoesOnPastAFailedTenant(t *testing.T) {
 		}
 	}
 }
+
+// TestDocumentsPruneCommandGoesOnPastAnUnreachableDatabase: a tenant
+// placed on a database this process cannot reach (registered without a
+// URL, not in its TENANT_DATABASES) is a line on stderr naming it and its
+// database's error, not skipped as erased; the command does not stop
+// there: the other tenants are pruned all the same, and it exits 1 (as
+// the README says under "Deleting an invoice").
+func TestDocumentsPruneCommandGoesOnPastAnUnreachableDatabase(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	if _, err := f.deps.Catalog.AddDatabase(ctx, "eu9", ""); err != nil {
+		t.Fatal(err)
+	}
+	far, err := tenantctx.New("faraway", "Far away", "free")
+	if err != nil {
+		t.Fatal(err)
+	}
+	far.Status, far.Database = tenantctx.StatusActive, "eu9"
+	if _, err := f.deps.Catalog.CreateTenant(ctx, far); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.deps.Documents.Put(ctx, far.ID, invoice.DocumentKey(1), strings.NewReader("%PDF-1.4")); err != nil {
+		t.Fatal(err)
+	}
+	tn := f.movable(t, "acme")
+	pool, err := placement.PoolFor(ctx, f.deps.Pools, f.deps.Pool, tn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gone int64
+	err = schema.InTenant(tenantctx.WithTenant(ctx, tn), pool, func(ctx context.Context, tx pgx.Tx) error {
+		ids, err := invoice.Create(ctx, tx, invoice.New{Number: "A-1", Customer: invoice.Customer{Name: "Ada", Email: "a@acme.example"}})
+		if err != nil {
+			return err
+		}
+		if _, err := f.deps.Documents.Put(ctx, tn.ID, invoice.DocumentKey(ids[0]), strings.NewReader("%PDF-1.4")); err != nil {
+			return err
+		}
+		gone = ids[0]
+		_, err = tx.Exec(ctx, "DELETE FROM invoices")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	code, stdout, stderr := f.run(t, false, "documents", "prune")
+	if code != enqueueapp.ExitFailure || !strings.Contains(stderr, "tenant "+far.ID+": ") || !strings.Contains(stderr, "eu9") ||
+		!strings.Contains(stderr, "1 tenants failed") {
+		t.Fatalf("documents prune with a tenant on an unreachable database: exit %d, stderr %q; want exit 1 naming it", code, stderr)
+	}
+	if !strings.Contains(stdout, `"slug":"acme","checked":1,"removed":1`) {
+		t.Errorf("documents prune with a tenant on an unreachable database: stdout %q, want acme pruned all the same", stdout)
+	}
+	if rc, _, err := f.deps.Documents.Open(ctx, tn.ID, invoice.DocumentKey(gone)); err == nil {
+		_ = rc.Close()
+		t.Errorf("acme's deleted invoice's PDF kept")
+	}
+	rc, _, err := f.deps.Documents.Open(ctx, far.ID, invoice.DocumentKey(1))
+	if err != nil {
+		t.Fatalf("the unreachable tenant's document: %v; want it kept", err)
+	}
+	_ = rc.Close()
+}

@@ -145,7 +145,7 @@ func (s *Service) PruneDocuments(ctx context.Context, id string) (DocumentsPrune
 			if err != nil {
 				return fmt.Errorf("read its placement again: %w", err)
 			}
-			if now.DatabaseName() != t.DatabaseName() || now.DatabaseGeneration != t.DatabaseGeneration || now.Schema != t.Schema {
+			if !samePlacement(now, t) {
 				return ErrMovedDuringPrune
 			}
 			gone, err := invoice.Unreferenced(ctx, tx, locked)
@@ -191,19 +191,25 @@ func (s *Service) pruneFailed(ctx context.Context, t tenantctx.Tenant, res Docum
 	case now.Status == tenantctx.StatusDeleting:
 		res.Skipped = "being deleted"
 		return res, nil
-	case !errors.Is(err, ErrMovedDuringPrune) &&
-		(now.DatabaseName() != t.DatabaseName() || now.DatabaseGeneration != t.DatabaseGeneration || now.Schema != t.Schema):
+	case !errors.Is(err, ErrMovedDuringPrune) && !samePlacement(now, t):
 		err = fmt.Errorf("%w (%w)", ErrMovedDuringPrune, err)
 	}
 	return res, fmt.Errorf("prune documents of tenant %s: %w", t.ID, err)
+}
+
+// samePlacement reports whether a and b place the tenant in the same
+// schema of the same generation of the same database: a move changes one.
+func samePlacement(a, b tenantctx.Tenant) bool {
+	return a.DatabaseName() == b.DatabaseName() && a.DatabaseGeneration == b.DatabaseGeneration && a.Schema == b.Schema
 }
 
 // PruneAllDocuments runs PruneDocuments for every tenant, page by page,
 // one tenant at a time, and calls each with what it did, or with its error
 // (which names the tenant); a tenant erased since its page was read is
 // skipped, while one placed on a database this process cannot reach is
-// reported (placement.ErrUnknownDatabase). It stops when each returns an error, and returns that error; a
-// failure to list the tenants is its own error.
+// reported (placement.ErrUnknownDatabase). It stops when each returns an
+// error, and returns that error; a failure to list the tenants is its own
+// error.
 func (s *Service) PruneAllDocuments(ctx context.Context, each func(DocumentsPruned, error) error) error {
 	opts := storage.ListOptions{Limit: storage.MaxPageSize}
 	for {
