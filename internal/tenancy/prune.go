@@ -38,8 +38,11 @@ type DocumentsPruned struct {
 var ErrMovedDuringPrune = errors.New("tenant moved to another database during the prune: run it again")
 
 // pruneBatch is how many documents one unit of work checks: its locks
-// (one per invoice) are held until it commits.
-const pruneBatch = 500
+// (one per invoice) are held until it commits, each an entry of the
+// server's shared lock table (max_locks_per_transaction times the
+// connections), which a few hundred at once could fill for other
+// transactions on a small server.
+const pruneBatch = 100
 
 // pruneBatchTimeout bounds one batch's unit of work, its wait for the
 // writers' lock included (a move's copy holds it until the old schema is

@@ -40,8 +40,8 @@ func TestSweepDocumentsCountsWhatAFailedTenantRemoved(t *testing.T) {
 	t.Parallel()
 	e := newHandlerEnv(t, nil)
 	tn := e.provision(t, "acme", "acme")
-	// 600 PDFs no row records (1000..1599: their keys sort as their ids):
-	// a first batch of 500, then a second one, which fails.
+	// 600 PDFs no row records (1000..1599: their keys sort as their ids),
+	// checked in batches of 100: the sixth fails.
 	const first, n = 1000, 600
 	for id := int64(first); id < first+n; id++ {
 		if _, err := e.docs.Put(e.ctx, tn.ID, invoice.DocumentKey(id), strings.NewReader("%PDF-1.4 deleted invoice")); err != nil {
@@ -69,7 +69,7 @@ func TestSweepDocumentsCountsWhatAFailedTenantRemoved(t *testing.T) {
 		}
 	}
 	if gone < 500 {
-		t.Fatalf("%d documents removed, want the first batch's 500 at least", gone)
+		t.Fatalf("%d documents removed, want the first five batches' 500 at least", gone)
 	}
 	if res.Tenants != 1 || res.Failed != 1 || res.Removed != gone || res.Checked != n {
 		t.Errorf("result %s: want tenants 1, failed 1, checked %d, removed %d (the documents gone from the store)", buf.String(), n, gone)
