@@ -398,8 +398,8 @@ func TestDedupeWaitingAndAdmitted(t *testing.T) {
 	if err != nil || !keep[0].Existing || keep[0].State != "completed" {
 		t.Fatalf("keep-existing enqueue of completed task = %+v, %v", keep, err)
 	}
-	// Reported by its worker (until then it counts as running:
-	// TestReplaceWaitsForTheReport).
+	// Reported by its worker (before that a replace ends its run:
+	// TestReplaceBeforeTheReportEndsTheFinishedRun).
 	if err := b.d.Complete(ctx, q, []fair.Report{{TaskID: id, TenantID: "tn_dup", Type: "invoice:pdf", Cost: time.Millisecond}}); err != nil {
 		t.Fatal(err)
 	}
@@ -1026,11 +1026,15 @@ func TestDrainLargeBacklogInSteps(t *testing.T) {
 	}
 }
 
-// TestReplaceWaitsForTheReport: a finished task whose worker has not yet
-// reported it is not replaced (the enqueue answers it running): the late
-// report would otherwise free the new run's slot, and the tenant could run
-// more than its cap. Once reported, it is replaced.
-func TestReplaceWaitsForTheReport(t *testing.T) {
+// TestReplaceBeforeTheReportEndsTheFinishedRun: a finished task whose
+// worker has not reported it yet (killed after asynq completed it: its
+// report waits for the lease) is replaced as any finished one, so that a
+// render asked for after an edit runs; the finished run ends there, and its
+// late report (which names that run) leaves the new run's slot taken: the
+// tenant never runs past its cap. A run admitted by a release before run
+// tokens has no token to tell the reports apart: it is answered running
+// until its report comes.
+func TestReplaceBeforeTheReportEndsTheFinishedRun(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 1)
 	ctx := context.Background()
@@ -1044,16 +1048,53 @@ func TestReplaceWaitsForTheReport(t *testing.T) {
 		}
 		return res[0]
 	}
+	finishUnreported := func() (string, string) {
+		id := dequeue(t, b)
+		run, _ := runHeaderOf(t, b, id)
+		// asynq's done script with a retention: the task is kept, completed.
+		b.rdb.LRem(ctx, "asynq:{"+q+"}:active", 0, id)
+		b.rdb.HSet(ctx, "asynq:{"+q+"}:t:"+id, "state", "completed")
+		b.rdb.ZAdd(ctx, "asynq:{"+q+"}:completed", redis.Z{Score: float64(time.Now().Add(time.Hour).Unix()), Member: id})
+		return id, run
+	}
 	if r := replace(); r.Existing {
 		t.Fatalf("first enqueue: %+v", r)
 	}
-	id := dequeue(t, b)
-	// asynq's done script with a retention: the task is kept, completed.
-	b.rdb.LRem(ctx, "asynq:{"+q+"}:active", 0, id)
-	b.rdb.HSet(ctx, "asynq:{"+q+"}:t:"+id, "state", "completed")
-	b.rdb.ZAdd(ctx, "asynq:{"+q+"}:completed", redis.Z{Score: float64(time.Now().Add(time.Hour).Unix()), Member: id})
+	id, first := finishUnreported()
+	if first == "" {
+		t.Fatal("the admitted task has no run token")
+	}
+	if r := replace(); r.Existing {
+		t.Fatalf("replace before the report: %+v; want a new task", r)
+	}
+	second := recordedRun(t, b, id)
+	if s := stats(t, b, "tn_rp"); s.Admitted != 1 || s.Waiting != 0 || second == "" || second == first {
+		t.Fatalf("after the replace: %+v, run %q (first %q); want the one new run admitted under a token of its own", s, second, first)
+	}
+	// The first run's late report ends nothing: the new run keeps its slot.
+	if err := b.d.Complete(ctx, q, []fair.Report{{TaskID: id, TenantID: "tn_rp", Type: "invoice:pdf", Cost: time.Millisecond, Run: first}}); err != nil {
+		t.Fatal(err)
+	}
+	if s := stats(t, b, "tn_rp"); s.Admitted != 1 || recordedRun(t, b, id) != second {
+		t.Fatalf("after the first run's late report: %+v, run %q; want run %q still admitted", s, recordedRun(t, b, id), second)
+	}
+	if r := replace(); !r.Existing || r.State != "pending" {
+		t.Fatalf("replace while the new run is pending: %+v; want it", r)
+	}
+
+	// A record of an earlier release: no token.
+	_, _ = finishUnreported()
+	key := "fair:{" + q + "}:adm"
+	meta, err := b.rdb.HGet(ctx, key, id).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Split(meta, "\t")
+	if err := b.rdb.HSet(ctx, key, id, strings.Join(f[:5], "\t")).Err(); err != nil {
+		t.Fatal(err)
+	}
 	if r := replace(); !r.Existing || r.State != "active" {
-		t.Fatalf("replace before the report: %+v; want the task, still running", r)
+		t.Fatalf("replace before the report of a run without a token: %+v; want the task, still running", r)
 	}
 	if err := b.d.Complete(ctx, q, []fair.Report{{TaskID: id, TenantID: "tn_rp", Type: "invoice:pdf", Cost: time.Millisecond}}); err != nil {
 		t.Fatal(err)

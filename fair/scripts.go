@@ -613,6 +613,31 @@ local function releaseParked(t)
   return released, active
 end
 
+-- endRun ends the admission of task id before its worker's report came
+-- (reap; an enqueue replacing the finished task, enqueueScript) and
+-- returns its tenant, or nil when id was not admitted. The slot is freed.
+-- The estimate charged at admission stays charged: the run's cost is not
+-- known. Its report may still come (late: sent again after a Redis error,
+-- the attempt ended just before the lease ran out, or a report in flight
+-- when the task was replaced); P..'lr:' keeps the estimate under the
+-- run's token for it, so that the report charges the difference to its
+-- measured cost (completeScript), not the whole cost on top.
+local function endRun(id)
+  local t, _, est, _, w, tok = finish(id)
+  if t and tok and tok ~= '' and est > 0 then
+    if redis.call('DEL', P .. 'cut:' .. tok) == 1 then
+      -- An attempt of the run was cut off and charged its measured
+      -- cost (completeScript), and the run ends without a report
+      -- (asynq retries the task under a run of its own): that was
+      -- its report, and the estimate goes.
+      charge(t, -est / w)
+    else
+      redis.call('SET', P .. 'lr:' .. tok, id .. SEP .. fmt(est) .. SEP .. fmt(w), 'PX', LATE_MS)
+    end
+  end
+  return t
+end
+
 -- reap checks admitted tasks whose lease ran out: still pending or active
 -- in asynq, they get another lease; otherwise (finished, retrying, deleted
 -- without a report from a worker, e.g. after kill -9, or deleted or
@@ -622,13 +647,7 @@ end
 -- should it run again (the dashboard's "run now" of a pending task an
 -- operator archived), its worker asks the gate, which holds it while its
 -- tenant is held and at its running cap, instead of running it as an
--- admitted first attempt past both.
--- The estimate charged at admission stays charged: the run's cost is not
--- known. Its report may still come (late: sent again after a Redis
--- error, or the attempt ended just before the lease ran out); P..'lr:'
--- keeps the estimate under the run's token for it, so that the report
--- charges the difference to its measured cost (completeScript), not the
--- whole cost on top.
+-- admitted first attempt past both. The run ends as endRun says.
 local function reap(max)
   local ids = redis.call('ZRANGEBYSCORE', P .. 'dl', '-inf', NOW, 'LIMIT', 0, max)
   for _, id in ipairs(ids) do
@@ -641,21 +660,8 @@ local function reap(max)
         local msg = redis.call('HGET', key, 'msg')
         if msg then redis.call('HSET', key, 'msg', withRun(withoutRun(msg), '')) end
       end
-      local t, _, est, _, w, tok = finish(id)
-      if t then
-        if tok and tok ~= '' and est > 0 then
-          if redis.call('DEL', P .. 'cut:' .. tok) == 1 then
-            -- An attempt of the run was cut off and charged its measured
-            -- cost (completeScript), and the run ends without a report
-            -- (asynq retries the task under a run of its own): that was
-            -- its report, and the estimate goes.
-            charge(t, -est / w)
-          else
-            redis.call('SET', P .. 'lr:' .. tok, id .. SEP .. fmt(est) .. SEP .. fmt(w), 'PX', LATE_MS)
-          end
-        end
-        reconsider(t)
-      end
+      local t = endRun(id)
+      if t then reconsider(t) end
     end
   end
 end
@@ -909,13 +915,17 @@ end
 // {'ok', results, admitted[, 'lost': the queue's holds are to be put back,
 // nothing was admitted (holdsLost)]} where results holds per task 'new', 'waiting'
 // (also a task parked with its message kept here, that asynq let go) or
-// 'exists:<asynq state>'. A finished task whose worker has not reported
-// it yet is 'exists:active', also to a replacing enqueue, while asynq keeps
-// it (Message.Retention, which every task of package tasks sets): one
-// asynq deleted at once is 'new' in the milliseconds before its report,
-// and its run is then charged its estimate in full (the report names the
-// older run). That state cannot be told from an admitted task deleted by
-// hand, whose id must be enqueued again. A task with a
+// 'exists:<asynq state>'. A replacing enqueue replaces a finished task
+// whose worker has not reported it yet (a worker killed after asynq
+// finished it waits out the lease) as any finished one: its run ends here
+// (endRun: its slot is freed, its estimate kept for the late report, which
+// ends only that run). A run admitted by a release before run tokens
+// (its record has none) is 'exists:active' instead until its report or
+// lease ends it: a report without a token would end the new run. One
+// asynq deleted at once (no retention) is 'new' in the milliseconds
+// before its report, and its run is then charged its estimate in full
+// (the report names the older run). That state cannot be told from an
+// admitted task deleted by hand, whose id must be enqueued again. A task with a
 // follow-up whose own id is running ('exists:active') gets its follow-up
 // instead, in the same call and under the same caps, as if replacing:
 // its result is the follow-up's, prefixed 'follow:'. An id named again in
@@ -970,12 +980,20 @@ local function classify(id, replace)
     if pr and fields(pr, 2)[3] then return 'waiting' end
   end
   local finished = st == 'completed' or st == 'archived'
-  if replace and finished and redis.call('HEXISTS', P .. 'adm', id) == 1 then
-    -- Finished, but its worker's report has not come in: a new run
-    -- under the id now would have its slot freed by that report. It
-    -- counts as running until the report (or its lease) ends it.
-    return 'exists:active'
-  elseif st and not (replace and finished) then
+  if replace and finished then
+    local meta = redis.call('HGET', P .. 'adm', id)
+    if meta then
+      -- Finished, but its worker's report has not come in (a worker
+      -- killed after asynq finished the task waits out its lease; a
+      -- report in flight). A run with a token ends here (endRun, once
+      -- the task is accepted), and its late report ends only that run.
+      -- A record of an earlier release has no token: any report of the
+      -- id would end the new run and free its slot, so it counts as
+      -- running until the report (or its lease) ends it.
+      if (fields(meta, 5)[6] or '') == '' then return 'exists:active' end
+      return 'new', st, true
+    end
+  elseif st then
     return 'exists:' .. st
   end
   return 'new', st
@@ -988,16 +1006,16 @@ for i = 0, n - 1 do
   local id, typ, fid = ARGV[b], ARGV[b + 1], ARGV[b + 4]
   local r = again[id]
   if not r then
-    local st
-    r, st = classify(id, ARGV[b + 2] == '1')
+    local st, unreported
+    r, st, unreported = classify(id, ARGV[b + 2] == '1')
     seen[id] = true
     if r == 'exists:active' and fid ~= '' then
-      r, st = classify(fid, true)
+      r, st, unreported = classify(fid, true)
       seen[fid] = true
-      if r == 'new' then fresh[#fresh + 1] = { fid, typ, ARGV[b + 5], st } end
+      if r == 'new' then fresh[#fresh + 1] = { fid, typ, ARGV[b + 5], st, unreported } end
       r = 'follow:' .. r
     elseif r == 'new' then
-      fresh[#fresh + 1] = { id, typ, ARGV[b + 3], st }
+      fresh[#fresh + 1] = { id, typ, ARGV[b + 3], st, unreported }
     end
     again[id] = string.gsub(r, 'new$', 'waiting')
   end
@@ -1017,6 +1035,9 @@ end
 local ids, msgs, added = {}, {}, {}
 for _, f in ipairs(fresh) do
   local id, typ, msg, st = f[1], f[2], f[3], f[4]
+  -- A finished run whose report has not come in ends now: the new task
+  -- is admitted under a run of its own (classify).
+  if f[5] then endRun(id) end
   if st == 'completed' or st == 'archived' then
     redis.call('ZREM', A .. st, id)
     redis.call('DEL', A .. 't:' .. id)
