@@ -21,6 +21,7 @@ var registered = []Payload{
 	InvoicesOverdue{},
 	SweepOverdue{},
 	SweepDocuments{},
+	DocumentsPrune{},
 	TenantMigrate{},
 	TenantDestroy{},
 }

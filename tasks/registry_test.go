@@ -56,7 +56,7 @@ func TestRegisteredTypes(t *testing.T) {
 			}
 		}
 	}
-	want := []string{TypeInvoicePDF, TypeInvoiceReminder, TypeInvoicesOverdue, TypeSweepOverdue, TypeSweepDocuments, TypeTenantMigrate, TypeTenantDestroy}
+	want := []string{TypeInvoicePDF, TypeInvoiceReminder, TypeInvoicesOverdue, TypeSweepOverdue, TypeSweepDocuments, TypeDocumentsPrune, TypeTenantMigrate, TypeTenantDestroy}
 	if !slices.Equal(names, want) {
 		t.Errorf("registered types %v, want %v", names, want)
 	}

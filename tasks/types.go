@@ -16,6 +16,7 @@ const (
 	TypeInvoicesOverdue = "invoices:overdue"
 	TypeSweepOverdue    = "sweep:overdue"
 	TypeSweepDocuments  = "sweep:documents"
+	TypeDocumentsPrune  = "documents:prune"
 	TypeTenantMigrate   = "tenant:migrate"
 	TypeTenantDestroy   = "tenant:destroy"
 )
@@ -136,10 +137,9 @@ func (p SweepOverdue) Spec() Spec {
 // Validate implements Payload: a non-negative tick.
 func (p SweepOverdue) Validate() error { return nonNegative("tick", p.Tick) }
 
-// SweepDocuments removes from the document store, for every tenant, the
-// PDFs that no invoice_documents row records: those of invoices deleted
-// after their render (tenancy.Service.PruneAllDocuments). It is a system
-// task: it has no tenant.
+// SweepDocuments fans DocumentsPrune out to every tenant whose status
+// lets ordinary work run, as SweepOverdue fans out InvoicesOverdue. It is a
+// system task: it has no tenant.
 type SweepDocuments struct {
 	// Tick is the scheduled time of the cron tick (Unix seconds).
 	Tick int64 `json:"tick"`
@@ -157,6 +157,35 @@ func (p SweepDocuments) Spec() Spec {
 
 // Validate implements Payload: a non-negative tick.
 func (p SweepDocuments) Validate() error { return nonNegative("tick", p.Tick) }
+
+// DocumentsPrune removes from the document store one tenant's PDFs that
+// no invoice_documents row records: those of invoices deleted after their
+// render (tenancy.Service.PruneDocuments). Each tenant's prune is a task of
+// its own, so that it is admitted fairly beside the tenant's other work,
+// and a tenant whose database hangs retries alone.
+type DocumentsPrune struct {
+	TenantID string `json:"tenant_id"`
+	// Tick is the scheduled time of the sweep's cron tick (Unix seconds);
+	// it makes the task id unique per tenant per tick.
+	Tick int64 `json:"tick"`
+}
+
+// TypeName implements Payload.
+func (DocumentsPrune) TypeName() string { return TypeDocumentsPrune }
+
+// Owner implements TenantPayload.
+func (p DocumentsPrune) Owner() string { return p.TenantID }
+
+// Spec implements Payload: one per tenant per sweep tick. A tenant's
+// prune takes one unit of work per 100 documents; the timeout leaves room
+// for a few hundred thousand.
+func (p DocumentsPrune) Spec() Spec {
+	return Spec{Queue: QueueLow, TaskID: taskID(TypeDocumentsPrune, p.TenantID, p.Tick),
+		MaxRetry: 10, Timeout: 30 * time.Minute, Retention: 24 * time.Hour, Conflict: KeepExisting}
+}
+
+// Validate implements Payload: a non-negative tick.
+func (p DocumentsPrune) Validate() error { return nonNegative("tick", p.Tick) }
 
 // TenantMigrate creates or upgrades one tenant's schema.
 type TenantMigrate struct {

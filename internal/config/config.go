@@ -125,7 +125,8 @@ type Config struct {
 	// DefaultOverdueSweepCron.
 	OverdueSweepCron string
 	// DocumentsSweepCron (DOCUMENTS_SWEEP_CRON) is the schedule of
-	// sweep:documents, which removes the PDFs of deleted invoices, in
+	// sweep:documents, which enqueues a documents:prune per active tenant
+	// to remove the PDFs of deleted invoices, in
 	// OverdueSweepCron's forms, or DocumentsSweepOff; "" means
 	// DefaultDocumentsSweepCron.
 	DocumentsSweepCron string

@@ -16,7 +16,7 @@ import (
 // URL and not in its TENANT_DATABASES, or no registry at all) cannot have
 // its documents checked: PruneAllDocuments reports it with
 // placement.ErrUnknownDatabase, so `enqueue documents prune` fails and
-// sweep:documents counts it as failed, rather than skipping it silently as
+// the tenant's documents:prune is retried, rather than skipping it silently as
 // a tenant erased since the page was read (the error wraps
 // storage.ErrNotFound too).
 func TestPruneAllDocumentsReportsATenantOnAnUnreachableDatabase(t *testing.T) {

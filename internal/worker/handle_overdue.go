@@ -95,16 +95,17 @@ func (h *Handlers) InvoicesOverdue(ctx context.Context, p tasks.InvoicesOverdue)
 	return writeResult(ctx, res)
 }
 
-// sweepPageSize is how many tenants SweepOverdue reads at once.
+// sweepPageSize is how many tenants a sweep reads at once.
 const sweepPageSize = storage.DefaultPageSize
 
-// sweepResult is the task result of sweep:overdue.
+// sweepResult is the task result of a sweep (sweep:overdue,
+// sweep:documents).
 type sweepResult struct {
 	Tenants  int `json:"tenants"`
 	Enqueued int `json:"enqueued"`
 	Existing int `json:"existing"`
 	// Skipped counts tenants whose backlog was full (fair.ErrBacklogFull):
-	// they get their invoices:overdue at the next tick.
+	// they get their task at the next tick.
 	Skipped int `json:"skipped,omitempty"`
 	// queueFull is the first fair.ErrQueueFull met: a queue (shard) at its
 	// queue-wide cap; its tenants were skipped, the others swept.
@@ -112,63 +113,76 @@ type sweepResult struct {
 }
 
 // SweepOverdue handles sweep:overdue, a system task without a tenant: it
-// pages through the tenants of h.Catalog whose status lets ordinary work
-// run (the status policy: active ones), in id order, and enqueues one
-// invoices:overdue per tenant, each payload built fresh for its tenant (P4
-// in docs/architecture.md). Provisioning, suspended and deleting tenants
-// get none (P6). The task id of invoices:overdue includes p.Tick, so a
-// rerun of the same sweep enqueues nothing new. A tenant whose own backlog
-// is full (fair.ErrBacklogFull) is skipped, logged and counted, and gets
-// its invoices:overdue at the next tick: one tenant's backlog never stops
-// the sweep of the others. A tenant erased after its page was read
-// (storage.ErrNotFound) is skipped and logged, not counted. Its task result is
-// {"tenants","enqueued","existing"} and "skipped" when some were.
+// enqueues one invoices:overdue per tenant whose status lets ordinary work
+// run (sweep). Its task result is {"tenants","enqueued","existing"} and
+// "skipped" when some were.
 func (h *Handlers) SweepOverdue(ctx context.Context, p tasks.SweepOverdue) error {
+	return h.sweep(ctx, "overdue", p.Tick, func(tenantID string) tasks.Payload {
+		return tasks.InvoicesOverdue{TenantID: tenantID, Tick: p.Tick}
+	})
+}
+
+// sweep is a sweep's fan-out: it pages through the tenants of h.Catalog
+// whose status lets ordinary work run (the status policy: active ones),
+// in id order, and enqueues task(tenant id) for each, a payload built
+// fresh for its tenant (P4 in docs/architecture.md) whose task id includes
+// the tick, so that a rerun of the same sweep (a retry, another replica)
+// enqueues nothing new. Provisioning, suspended and deleting tenants get
+// none (P6). A tenant whose own backlog is full (fair.ErrBacklogFull) is
+// skipped, logged and counted, and gets its task at the next tick: one
+// tenant's backlog never stops the sweep of the others; a tenant whose
+// queue (shard) is at its queue-wide cap too, and the sweep then fails
+// after the others, so that its retry enqueues what was refused. A tenant
+// erased after its page was read (storage.ErrNotFound) is skipped and
+// logged, not counted. name names the sweep in logs and errors.
+func (h *Handlers) sweep(ctx context.Context, name string, tick int64, task func(tenantID string) tasks.Payload) error {
 	pageSize := h.page(sweepPageSize)
 	if h.Enqueuer == nil {
-		return errors.New("sweep:overdue: no enqueuer configured")
+		return fmt.Errorf("sweep:%s: no enqueuer configured", name)
 	}
 	var res sweepResult
 	for _, status := range tenantctx.Statuses {
 		if status.Decide(tenantctx.Work) != tenantctx.Run {
 			continue
 		}
-		if err := h.sweepStatus(ctx, p, status, pageSize, &res); err != nil {
+		if err := h.sweepStatus(ctx, name, tick, status, pageSize, task, &res); err != nil {
 			return err
 		}
 	}
 	if res.queueFull != nil {
 		// Every other tenant was swept; a retry of the sweep enqueues only
 		// what the full queues refused (the rest is existing).
-		return fmt.Errorf("sweep overdue (tick %d): %d tenants skipped: %w", p.Tick, res.Skipped, res.queueFull)
+		return fmt.Errorf("sweep %s (tick %d): %d tenants skipped: %w", name, tick, res.Skipped, res.queueFull)
 	}
-	LoggerFromContext(ctx).InfoContext(ctx, "overdue sweep done", slog.Int64("tick", p.Tick),
+	LoggerFromContext(ctx).InfoContext(ctx, name+" sweep done", slog.Int64("tick", tick),
 		slog.Int("tenants", res.Tenants), slog.Int("enqueued", res.Enqueued), slog.Int("existing", res.Existing), slog.Int("skipped", res.Skipped))
 	return writeResult(ctx, res)
 }
 
-// sweepStatus enqueues invoices:overdue for every tenant in status.
-func (h *Handlers) sweepStatus(ctx context.Context, p tasks.SweepOverdue, status tenantctx.Status, pageSize int, res *sweepResult) error {
+// sweepStatus is sweep's fan-out to the tenants in status.
+func (h *Handlers) sweepStatus(ctx context.Context, name string, tick int64, status tenantctx.Status, pageSize int,
+	task func(tenantID string) tasks.Payload, res *sweepResult) error {
+	log := LoggerFromContext(ctx)
 	opts := storage.ListOptions{Status: status, Limit: pageSize}
 	for {
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("sweep overdue (tick %d): %w", p.Tick, err)
+			return fmt.Errorf("sweep %s (tick %d): %w", name, tick, err)
 		}
 		page, err := h.Catalog.ListTenants(ctx, opts)
 		if err != nil {
-			return fmt.Errorf("sweep overdue (tick %d): list tenants after %q: %w", p.Tick, opts.After, err)
+			return fmt.Errorf("sweep %s (tick %d): list tenants after %q: %w", name, tick, opts.After, err)
 		}
 		for _, t := range page {
 			if t.Status.Decide(tenantctx.Work) != tenantctx.Run {
 				continue // the catalog filters already; never trust a page blindly
 			}
-			r, err := h.Enqueuer.Enqueue(ctx, tasks.InvoicesOverdue{TenantID: t.ID, Tick: p.Tick})
+			r, err := h.Enqueuer.Enqueue(ctx, task(t.ID))
 			if errors.Is(err, storage.ErrNotFound) {
 				// Erased since the page was read (fair dispatch looks the
 				// tenant up): nothing left to sweep, and the tenants after
 				// it must not wait for a retry of the whole sweep.
-				LoggerFromContext(ctx).InfoContext(ctx, "overdue sweep skipped a tenant erased since it was listed",
-					slog.String("tenant_id", t.ID), slog.Int64("tick", p.Tick))
+				log.InfoContext(ctx, name+" sweep skipped a tenant erased since it was listed",
+					slog.String("tenant_id", t.ID), slog.Int64("tick", tick))
 				continue
 			}
 			res.Tenants++
@@ -176,8 +190,8 @@ func (h *Handlers) sweepStatus(ctx context.Context, p tasks.SweepOverdue, status
 				// That tenant's own backlog is full (its reminders, say):
 				// it waits for the next tick; the others must not.
 				res.Skipped++
-				LoggerFromContext(ctx).WarnContext(ctx, "overdue sweep skipped a tenant: its backlog is full",
-					slog.String("tenant_id", t.ID), slog.Int64("tick", p.Tick))
+				log.WarnContext(ctx, name+" sweep skipped a tenant: its backlog is full",
+					slog.String("tenant_id", t.ID), slog.Int64("tick", tick))
 				continue
 			}
 			if errors.Is(err, fair.ErrQueueFull) {
@@ -187,12 +201,12 @@ func (h *Handlers) sweepStatus(ctx context.Context, p tasks.SweepOverdue, status
 				if res.queueFull == nil {
 					res.queueFull = fmt.Errorf("tenant %s: %w", t.ID, err)
 				}
-				LoggerFromContext(ctx).WarnContext(ctx, "overdue sweep skipped a tenant: its queue is full",
-					slog.String("tenant_id", t.ID), slog.Int64("tick", p.Tick))
+				log.WarnContext(ctx, name+" sweep skipped a tenant: its queue is full",
+					slog.String("tenant_id", t.ID), slog.Int64("tick", tick))
 				continue
 			}
 			if err != nil {
-				return fmt.Errorf("sweep overdue (tick %d): tenant %s: %w", p.Tick, t.ID, err)
+				return fmt.Errorf("sweep %s (tick %d): tenant %s: %w", name, tick, t.ID, err)
 			}
 			if r.Existing {
 				res.Existing++

@@ -100,6 +100,7 @@ func (h *Handlers) routes() []route {
 		routeOf(h.InvoicesOverdue),
 		routeOf(h.SweepOverdue),
 		routeOf(h.SweepDocuments),
+		routeOf(h.DocumentsPrune),
 		routeOf(h.TenantMigrate),
 		routeOf(h.TenantDestroy),
 	}

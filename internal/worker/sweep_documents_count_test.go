@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -31,12 +32,12 @@ func (f failingDelete) Delete(ctx context.Context, tenantID, key string) error {
 	return f.FS.Delete(ctx, tenantID, key)
 }
 
-// TestSweepDocumentsCountsWhatAFailedTenantRemoved: a tenant whose prune
-// fails after a batch removed documents (its second batch fails) is
-// counted as failed, and the documents its first batch removed are in the
-// task result's "removed" (and "checked"): the result never says fewer
-// documents were removed than are gone from the store.
-func TestSweepDocumentsCountsWhatAFailedTenantRemoved(t *testing.T) {
+// TestDocumentsPruneSaysWhatAFailedTenantRemoved: a tenant's prune that
+// fails after a batch removed documents (its sixth batch fails) fails the
+// task, to be retried, and its error says how many documents the batches
+// before it removed: the log never says fewer were removed than are gone
+// from the store. The retry removes the rest, and its result counts them.
+func TestDocumentsPruneSaysWhatAFailedTenantRemoved(t *testing.T) {
 	t.Parallel()
 	e := newHandlerEnv(t, nil)
 	tn := e.provision(t, "acme", "acme")
@@ -48,17 +49,12 @@ func TestSweepDocumentsCountsWhatAFailedTenantRemoved(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	healthy := e.h.Tenancy
 	e.h.Tenancy = tenancy.New(tenancy.Config{Catalog: e.catalog, Enqueuer: e.enqueuer,
 		Documents: failingDelete{FS: e.docs, key: invoice.DocumentKey(first + 550)}, SchemaPool: e.pool})
 
-	var buf bytes.Buffer
-	if err := e.w.Work(worker.RecordResults(e.ctx, &buf), tasks.SweepDocuments{Tick: 1}); err != nil {
-		t.Fatalf("sweep:documents: %v", err)
-	}
-	var res struct{ Tenants, Failed, Checked, Removed, Busy int }
-	if err := json.Unmarshal(buf.Bytes(), &res); err != nil {
-		t.Fatalf("result %q: %v", buf.String(), err)
-	}
+	p := tasks.DocumentsPrune{TenantID: tn.ID, Tick: 1}
+	err := e.work(p)
 	gone := 0
 	for id := int64(first); id < first+n; id++ {
 		_, err := os.Stat(filepath.Join(e.docs.Root(), tn.ID, filepath.FromSlash(invoice.DocumentKey(id))))
@@ -71,7 +67,20 @@ func TestSweepDocumentsCountsWhatAFailedTenantRemoved(t *testing.T) {
 	if gone < 500 {
 		t.Fatalf("%d documents removed, want the first five batches' 500 at least", gone)
 	}
-	if res.Tenants != 1 || res.Failed != 1 || res.Removed != gone || res.Checked != n {
-		t.Errorf("result %s: want tenants 1, failed 1, checked %d, removed %d (the documents gone from the store)", buf.String(), n, gone)
+	if want := fmt.Sprintf("(%d removed before the error)", gone); err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("documents:prune with a failing batch: %v; want an error saying %q", err, want)
+	}
+
+	e.h.Tenancy = healthy
+	var buf bytes.Buffer
+	if err := e.w.Work(worker.RecordResults(e.ctx, &buf), p); err != nil {
+		t.Fatalf("documents:prune again: %v", err)
+	}
+	var res struct{ Checked, Removed, Busy int }
+	if err := json.Unmarshal(buf.Bytes(), &res); err != nil {
+		t.Fatalf("result %q: %v", buf.String(), err)
+	}
+	if res.Checked != n-gone || res.Removed != n-gone || res.Busy != 0 {
+		t.Errorf("result of the retry %s: want checked and removed %d (what the failed attempt left)", buf.String(), n-gone)
 	}
 }
