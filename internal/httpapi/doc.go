@@ -92,8 +92,8 @@
 //	DELETE /admin/tenants/{id}                202 {"id","slug","status":"deleting","task_id"}
 //	PUT    /admin/tenants/{id}/limits         200 tenant ({"plan","weight","max_running","max_waiting"}; 0: the plan's)
 //	GET    /admin/tenants/{id}/queue          200 the tenant's backlog, admitted and running tasks (fair dispatch)
-//	POST   /admin/tenants/{id}/queue/pause    200 {"paused":true,"moved_back":N}
-//	POST   /admin/tenants/{id}/queue/resume   200 {"paused":false}
+//	POST   /admin/tenants/{id}/queue/pause    200 {"paused":true,"moved_back":N} (409 while being deleted or provisioned)
+//	POST   /admin/tenants/{id}/queue/resume   200 {"paused":false} (409 while being deleted)
 //	POST   /admin/tenants/{id}/queue/drain    200 {"discarded","waiting","admitted","parked","retrying","scheduled"}
 //	GET    /admin/queues                      200 {"queues":[fair.Overview...]} (?top=1..100, default 10)
 //	POST   /admin/migrations                  202 {"enqueued": N} (503 past the deadline: how many were)

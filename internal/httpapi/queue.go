@@ -66,6 +66,8 @@ func (h *Handler) queueError(w http.ResponseWriter, r *http.Request, op string, 
 		writeError(w, http.StatusConflict, "fair dispatch is off (FAIR_DISPATCH=false): tenants have no backlog")
 	case errors.Is(err, tenancy.ErrRefused):
 		writeError(w, http.StatusConflict, "tenant is being deleted")
+	case errors.Is(err, tenancy.ErrNotReady):
+		writeError(w, http.StatusConflict, "tenant is still being provisioned: a pause would hold the migration that activates it; pause its queue once it is active")
 	case h.ranOut(w, r, op, err, kept):
 	default:
 		h.internalError(w, r, op, err)

@@ -391,9 +391,10 @@ func TestQueuesRoute(t *testing.T) {
 	}
 }
 
-// TestQueueRoutesOfDeletingTenant: pause, drain and limits of a tenant
-// being deleted answer 409 (they would stop or discard the destroy that
-// erases it), and its destroy stays in asynq; an unknown plan is 400.
+// TestQueueRoutesOfDeletingTenant: pause, resume, drain and limits of a
+// tenant being deleted answer 409 (they would stop, discard or release
+// work of the tenant being erased; its deletion lifted every hold), and
+// its destroy stays in asynq; an unknown plan is 400.
 func TestQueueRoutesOfDeletingTenant(t *testing.T) {
 	t.Parallel()
 	b := setupFair(t)
@@ -402,6 +403,7 @@ func TestQueueRoutesOfDeletingTenant(t *testing.T) {
 	wantStatus(t, b.admin(t, http.MethodDelete, "/admin/tenants/"+tn.ID, ""), http.StatusAccepted)
 	for _, c := range []struct{ method, path, body string }{
 		{http.MethodPost, "/queue/pause", ""},
+		{http.MethodPost, "/queue/resume", ""},
 		{http.MethodPost, "/queue/drain", ""},
 		{http.MethodPut, "/limits", `{"max_running":1}`},
 	} {
@@ -413,6 +415,24 @@ func TestQueueRoutesOfDeletingTenant(t *testing.T) {
 	}
 	if _, err := b.inspector.GetTaskInfo(tasks.QueueCritical, tasks.TenantDestroy{TenantID: tn.ID}.Spec().TaskID); err != nil {
 		t.Fatalf("destroy after the refused routes: %v", err)
+	}
+}
+
+// TestPauseOfProvisioningTenantIs409: pausing the queue of a tenant still
+// being provisioned answers 409 saying so: the pause would hold its
+// tenant:migrate, and the tenant would stay provisioning until a resume.
+// Once active it can be paused.
+func TestPauseOfProvisioningTenantIs409(t *testing.T) {
+	t.Parallel()
+	b := setupFair(t)
+	tn := b.provisioned(t, "fresh")
+	r := b.admin(t, http.MethodPost, "/admin/tenants/"+tn.ID+"/queue/pause", "")
+	wantStatus(t, r, http.StatusConflict)
+	if msg := r.errorText(t); !strings.Contains(msg, "provisioned") {
+		t.Fatalf("pause of a provisioning tenant: error %q, want it to say the tenant is being provisioned", msg)
+	}
+	if _, err := b.inspector.GetTaskInfo(tasks.QueueCritical, tasks.TenantMigrate{TenantID: tn.ID}.Spec().TaskID); err != nil {
+		t.Fatalf("tenant:migrate after the refused pause: %v", err)
 	}
 }
 

@@ -48,7 +48,8 @@ func TestLongAttachmentNameKeepsExtension(t *testing.T) {
 // go-mail wrote RFC 2047 encoded words inside the quoted filename, which
 // RFC 2047 (section 5) forbids: such a reader saw "=?UTF-8?q?...?=", not
 // ending in ".pdf", and a long name made a header line longer than RFC
-// 5322's 998 characters.
+// 5322's 998 characters. A reader that knows no RFC 2231 finds an ASCII
+// filename="..." beside the RFC 2231 parameters.
 func TestNonASCIIAttachmentNameIsRFC2231(t *testing.T) {
 	t.Parallel()
 	for _, name := range []string{
@@ -85,6 +86,17 @@ func TestNonASCIIAttachmentNameIsRFC2231(t *testing.T) {
 			if ct := p.types[got]; ct != "application/pdf" {
 				t.Errorf("attachment content type %q, want application/pdf", ct)
 			}
+		}
+		// A reader without RFC 2231 finds an ASCII filename beside it,
+		// ending in .pdf.
+		unfolded := strings.ReplaceAll(string(raw), "\r\n ", " ")
+		i := strings.Index(unfolded, `filename="`)
+		if i < 0 {
+			t.Fatalf("%.30s...: no ASCII fallback filename=\"...\"", name)
+		}
+		fallback, _, _ := strings.Cut(unfolded[i+len(`filename="`):], `"`)
+		if strings.ContainsFunc(fallback, func(r rune) bool { return r >= utf8.RuneSelf || r < ' ' }) || path.Ext(fallback) != ".pdf" {
+			t.Errorf("%.30s...: fallback filename %q, want ASCII ending in .pdf", name, fallback)
 		}
 	}
 }

@@ -172,8 +172,10 @@ const maxParamSection = 60
 // attachment's Content-Type or Content-Disposition holding name (from
 // attachmentName, so without quotes, backslashes or control characters),
 // with the "; " that puts it after the value: a quoted string when name is
-// ASCII, else RFC 2231 parameter sections (UTF-8, percent-encoded), each
-// on a folded line of its own.
+// ASCII, else that quoted string holding an ASCII fallback (asciiFallback)
+// for readers that know no RFC 2231, followed by RFC 2231 parameter
+// sections (UTF-8, percent-encoded), each on a folded line of its own,
+// which readers that know RFC 2231 prefer.
 // go-mail would write RFC 2047 encoded words inside the quoted string,
 // which RFC 2047 forbids: RFC-conforming readers (Go's mime/multipart) then
 // show the name as "=?UTF-8?q?...?=", without its extension, and the line
@@ -213,7 +215,19 @@ func attachmentParam(key, name string) string {
 	for i, v := range sections {
 		sections[i] = fmt.Sprintf("%s*%d*=%s", key, i, v)
 	}
-	return ";\r\n " + strings.Join(sections, ";\r\n ")
+	return ";\r\n " + key + `="` + asciiFallback(name) + "\";\r\n " + strings.Join(sections, ";\r\n ")
+}
+
+// asciiFallback returns name (from attachmentName) with every rune outside
+// ASCII replaced by '_': the name a reader without RFC 2231 shows
+// ("invoice-M_ller.pdf" for "invoice-Müller.pdf"), extension kept.
+func asciiFallback(name string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= utf8.RuneSelf {
+			return '_'
+		}
+		return r
+	}, name)
 }
 
 // maxExtRunes bounds the extension attachmentName keeps of a long name.
@@ -229,8 +243,8 @@ const maxExtRunes = 16
 // RFC 2047 encoded word in: such a Subject is written as forced encoded
 // words, such a display name is left out, and the '?' of an attachment
 // name becomes '_'. An attachment name that is not ASCII is written as RFC
-// 2231 parameters (attachmentParam). A To address that does not parse is
-// ErrBadRecipient.
+// 2231 parameters beside an ASCII fallback (attachmentParam). A To address
+// that does not parse is ErrBadRecipient.
 func buildMsg(m Message, now time.Time) (*gomail.Msg, error) {
 	msg := gomail.NewMsg()
 	from, err := mail.ParseAddress(m.From)

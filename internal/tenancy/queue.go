@@ -138,12 +138,21 @@ func (s *Service) Queues(ctx context.Context, k int) ([]fair.Overview, error) {
 // A tenant being deleted is refused (ErrRefused): a pause would hold its
 // tenant:destroy. Should the deletion be requested while the pause is
 // being made, the pause is lifted again, so the destroy runs either way.
+// A tenant still being provisioned is refused too (ErrNotReady): a pause
+// would hold its tenant:migrate, and the tenant would stay provisioning
+// until a ResumeQueue; its other work waits for it to be active anyway. A
+// tenant never goes back to provisioning, so no pause made after the check
+// can hold a migration that activates it.
 func (s *Service) PauseQueue(ctx context.Context, id, actor string) (int, error) {
-	if _, err := s.liveDispatchTenant(ctx, id, "pause"); err != nil {
+	t, err := s.liveDispatchTenant(ctx, id, "pause")
+	if err != nil {
 		return 0, err
 	}
+	if t.Status == tenantctx.StatusProvisioning {
+		return 0, fmt.Errorf("pause queue of tenant %s: %w: tenant is provisioning (its tenant:migrate would be held)", id, ErrNotReady)
+	}
 	var moved int
-	err := s.bounded(ctx, id, "pause queue: hold its backlog", func(ctx context.Context) (err error) {
+	err = s.bounded(ctx, id, "pause queue: hold its backlog", func(ctx context.Context) (err error) {
 		// Recorded first: a hold Redis loses is put back from the record.
 		if err := s.catalog.SetQueuePaused(ctx, id, true); err != nil {
 			return fmt.Errorf("record the pause: %w", err)
@@ -180,8 +189,14 @@ func (s *Service) PauseQueue(ctx context.Context, id, actor string) (int, error)
 // kept, should a racing PauseQueue win: settlePause). It writes
 // ActionQueueResumed. A racing PauseQueue is settled as PauseQueue
 // says.
+//
+// A tenant being deleted is refused (ErrRefused), as PauseQueue and
+// DrainQueue refuse it: its deletion request discarded its backlog and
+// lifted its holds, its pause's record with them, so there is nothing of
+// a tenant being erased to release (a deletion request that failed part
+// way is completed by requesting it again).
 func (s *Service) ResumeQueue(ctx context.Context, id, actor string) error {
-	if _, err := s.dispatchTenant(ctx, id); err != nil {
+	if _, err := s.liveDispatchTenant(ctx, id, "resume"); err != nil {
 		return err
 	}
 	if err := s.bounded(ctx, id, "resume queue: release its backlog", func(ctx context.Context) error {

@@ -353,8 +353,13 @@ func TestQueueOperationsOnDeletingTenant(t *testing.T) {
 	if _, err := b.svc.SetLimits(b.ctx, tn.ID, "pro", tenantctx.Limits{}, tenancy.ActorAdmin); !errors.Is(err, tenancy.ErrRefused) {
 		t.Fatalf("SetLimits of a deleting tenant: %v, want ErrRefused", err)
 	}
-	if err := b.svc.ResumeQueue(b.ctx, tn.ID, tenancy.ActorAdmin); err != nil {
-		t.Fatalf("ResumeQueue of a deleting tenant: %v", err)
+	if err := b.svc.ResumeQueue(b.ctx, tn.ID, tenancy.ActorAdmin); !errors.Is(err, tenancy.ErrRefused) {
+		t.Fatalf("ResumeQueue of a deleting tenant: %v, want ErrRefused", err)
+	}
+	for _, e := range b.audit(t, tn.ID) {
+		if e.Action == string(tenancy.ActionQueueResumed) {
+			t.Fatalf("audit entry %+v: a queue resumed for a tenant being deleted", e)
+		}
 	}
 	info, err := b.inspector.GetTaskInfo(tasks.QueueCritical, d.TaskID)
 	if err != nil || info.State != asynq.TaskStatePending {
@@ -362,6 +367,38 @@ func TestQueueOperationsOnDeletingTenant(t *testing.T) {
 	}
 	if q := b.queue(t, tn.ID); q.Paused {
 		t.Fatalf("deleting tenant paused: %+v", q)
+	}
+}
+
+// TestPauseOfProvisioningTenantRefused: pausing the queue of a tenant
+// still being provisioned is refused (ErrNotReady) and its tenant:migrate
+// stays in asynq. A pause moved the migration back into the tenant's
+// held backlog, so the tenant stayed provisioning until an operator
+// resumed its queue; its resume and drain are still allowed.
+func TestPauseOfProvisioningTenantRefused(t *testing.T) {
+	t.Parallel()
+	b := setupFair(t)
+	p, err := b.svc.Provision(b.ctx, tenancy.NewTenant{Slug: "fresh-acme"}, tenancy.ActorAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.svc.PauseQueue(b.ctx, p.Tenant.ID, tenancy.ActorAdmin); !errors.Is(err, tenancy.ErrNotReady) {
+		t.Errorf("PauseQueue of a provisioning tenant: %v, want ErrNotReady", err)
+	}
+	if _, err := b.inspector.GetTaskInfo(tasks.QueueCritical, p.MigrateTaskID); err != nil {
+		t.Errorf("tenant:migrate of the provisioning tenant after the pause: %v, want it in asynq", err)
+	}
+	if q := b.queue(t, p.Tenant.ID); q.Paused {
+		t.Errorf("provisioning tenant paused: %+v", q)
+	}
+	if err := b.svc.ResumeQueue(b.ctx, p.Tenant.ID, tenancy.ActorAdmin); err != nil {
+		t.Fatalf("ResumeQueue of a provisioning tenant: %v", err)
+	}
+	if _, err := b.svc.Migrate(b.ctx, p.Tenant, 0, tenancy.ActorWorker); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.svc.PauseQueue(b.ctx, p.Tenant.ID, tenancy.ActorAdmin); err != nil {
+		t.Fatalf("PauseQueue once active: %v", err)
 	}
 }
 

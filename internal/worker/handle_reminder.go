@@ -10,6 +10,8 @@ import (
 	"net/mail"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
@@ -435,15 +437,22 @@ func msgIDDomain(d string) bool {
 	return true
 }
 
-// fileSafe keeps the characters of s that are safe in an attachment name.
+// fileSafe keeps the characters of s that are safe in an attachment name:
+// ASCII letters, digits, '-', '_' and '.', and the letters, digits and
+// combining marks of any script ("Müller", "東京"); every other rune
+// (a path separator, a quote, a format character) becomes one '_'. The
+// mailer writes a name outside ASCII as RFC 2231 parameters beside an
+// ASCII fallback.
 func fileSafe(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			b[i] = '_'
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_', r == '.':
+			return r
+		case r > unicode.MaxASCII && r != utf8.RuneError && (unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsMark(r)):
+			return r
 		}
-	}
-	return string(b)
+		return '_'
+	}, s)
 }
 
 // cmpOr returns s, or def when s is blank.

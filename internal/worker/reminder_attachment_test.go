@@ -64,3 +64,39 @@ func TestReminderAttachesTheInvoiceAsItIsNow(t *testing.T) {
 		t.Errorf("the attached PDF does not show the invoice as overdue:\n%s", text)
 	}
 }
+
+// TestReminderAttachmentKeepsNonASCIINumber: the reminder of an invoice
+// numbered "RE-Müller/東京-7" (customer "Zoë Müller") names its PDF after
+// that number as the customer reads it: a reader that understands RFC 2231
+// (Go's mime/multipart) decodes "invoice-RE-Müller_東京-7.pdf", and one
+// that does not finds a readable ASCII filename="..." beside it. The name
+// was built byte by byte, so each UTF-8 byte became '_'
+// ("invoice-RE-M__ller_______-7.pdf").
+func TestReminderAttachmentKeepsNonASCIINumber(t *testing.T) {
+	t.Parallel()
+	srv := smtptest.Start(t, smtptest.Options{})
+	e := newHandlerEnv(t, smtpMailer(t, srv))
+	acme := e.provision(t, "acme", "Acme Invoicing Ltd")
+	id := e.addInvoice(t, acme, acmeCustomer, overdueInvoice("RE-Müller/東京-7"))
+	if err := e.work(tasks.InvoicePDF{TenantID: acme.ID, InvoiceID: id}); err != nil {
+		t.Fatal(err)
+	}
+	e.setToday(t, "2026-03-01")
+	if err := e.work(tasks.InvoiceReminder{TenantID: acme.ID, InvoiceID: id, Day: "2026-03-01"}); err != nil {
+		t.Fatal(err)
+	}
+	msgs := srv.Messages()
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages, want 1", len(msgs))
+	}
+	m := parseMail(t, msgs[0].Data)
+	const want = "invoice-RE-Müller_東京-7.pdf"
+	if _, ok := m.Attachments[want]; !ok || len(m.Attachments) != 1 {
+		t.Errorf("attachments %q, want %q", keys(m.Attachments), want)
+	}
+	raw := strings.ReplaceAll(string(msgs[0].Data), "\r\n ", " ")
+	const fallback = `filename="invoice-RE-M_ller___-7.pdf"`
+	if !strings.Contains(raw, fallback) {
+		t.Errorf("no ASCII fallback %s in the message:\n%.2000s", fallback, raw)
+	}
+}
