@@ -37,7 +37,24 @@ func (p *Postgres) TenantByID(ctx context.Context, id string) (tenantctx.Tenant,
 		return tenantctx.Tenant{}, fmt.Errorf("get tenant: %w: %w", ErrNotFound, err)
 	}
 	p.queries.Add(1)
-	t, err := scanTenant(p.pool.QueryRow(ctx,
+	return TenantByIDIn(ctx, p.pool, id)
+}
+
+// RowQuerier runs a query that returns at most one row: a pool, a
+// connection or a transaction (pgx.Tx).
+type RowQuerier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// TenantByIDIn returns the tenant with the given id as the catalog on q's
+// database has it, read through q: a transaction on the catalog's
+// database (a tenant unit of work on "main") reads it without taking
+// another connection. A malformed id is ErrNotFound without a query.
+func TenantByIDIn(ctx context.Context, q RowQuerier, id string) (tenantctx.Tenant, error) {
+	if err := tenantctx.ValidateID(id); err != nil {
+		return tenantctx.Tenant{}, fmt.Errorf("get tenant: %w: %w", ErrNotFound, err)
+	}
+	t, err := scanTenant(q.QueryRow(ctx,
 		`SELECT `+tenantColumns+` FROM tenancy.tenants WHERE id = $1`, id))
 	if err != nil {
 		return tenantctx.Tenant{}, fmt.Errorf("get tenant %s: %w", id, translatePgError(err))

@@ -47,9 +47,7 @@ const pruneBatch = 100
 // pruneBatchTimeout bounds one batch's unit of work, its wait for the
 // writers' lock included (a move's copy holds it until the old schema is
 // dropped): past it the tenant's prune fails, and the next one takes it
-// again. It also ends a batch that could never get the catalog's
-// connection it reads the placement with, as with a pool of one
-// connection shared by the tenant's unit and the catalog.
+// again.
 const pruneBatchTimeout = 2 * time.Minute
 
 // documentLister is a document store that can list a tenant's documents
@@ -80,8 +78,10 @@ func (s *Service) fresh() storage.TenantStore {
 // Each batch of documents is checked in one unit of work on the tenant's
 // database: it takes the writers' lock of invoice_documents (which waits
 // for a move's copy and holds off the next), reads the tenant's placement
-// from the catalog again (a move switches only after its copy, so a
-// placement still naming this database stays so until the unit ends;
+// from the catalog again (placementNow: through the unit's own
+// transaction for a tenant on the catalog's database; a move switches only
+// after its copy, so a placement still naming this database stays so until
+// the unit ends;
 // otherwise ErrMovedDuringPrune), tries each invoice's render lock (a
 // render holds it from before its load until its row commits; an invoice
 // being rendered is left: Busy), then, in a statement of its own, finds
@@ -144,7 +144,7 @@ func (s *Service) PruneDocuments(ctx context.Context, id string) (DocumentsPrune
 			if err != nil {
 				return err
 			}
-			now, err := s.fresh().TenantByID(ctx, t.ID)
+			now, err := s.placementNow(ctx, tx, t)
 			if err != nil {
 				return fmt.Errorf("read its placement again: %w", err)
 			}
@@ -174,6 +174,19 @@ func (s *Service) PruneDocuments(ctx context.Context, id string) (DocumentsPrune
 			slog.Int("removed", res.Removed), slog.Int("checked", res.Checked))
 	}
 	return res, nil
+}
+
+// placementNow reads tenant t's row from the catalog again, from inside
+// the unit of work tx on t's database. A tenant on "main", the catalog's
+// own database, is read through tx: a second connection of the same pool
+// may never come while concurrent prunes (one documents:prune task per
+// tenant) hold them all, and each would wait out its batch's bound. A
+// tenant elsewhere is read from the catalog's pool, uncached.
+func (s *Service) placementNow(ctx context.Context, tx pgx.Tx, t tenantctx.Tenant) (tenantctx.Tenant, error) {
+	if t.DatabaseName() == tenantctx.DefaultDatabase {
+		return storage.TenantByIDIn(ctx, tx, t.ID)
+	}
+	return s.fresh().TenantByID(ctx, t.ID)
 }
 
 // pruneFailed returns what PruneDocuments returns when a batch of tenant
