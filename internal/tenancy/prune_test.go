@@ -216,18 +216,22 @@ func TestPruneDocumentsSkipsADeletingTenant(t *testing.T) {
 	}
 }
 
-// movingCatalog is a catalog whose tenant reads, after the first one,
-// place the tenant on another database: a move switched it while the
-// prune ran.
+// movingCatalog is a catalog whose first tenant read switches the tenant
+// to database eu2 in the catalog right after it (a move switched it after
+// the prune chose the database): every later read, the placement check
+// under the writers' lock included, finds it there.
 type movingCatalog struct {
 	*storage.Postgres
-	reads int
+	switchTo func(ctx context.Context) error
+	reads    int
 }
 
 func (c *movingCatalog) TenantByID(ctx context.Context, id string) (tenantctx.Tenant, error) {
 	t, err := c.Postgres.TenantByID(ctx, id)
-	if c.reads++; c.reads > 1 {
-		t.Database, t.DatabaseGeneration = "eu2", t.DatabaseGeneration+1
+	if c.reads++; c.reads == 1 && err == nil {
+		if err := c.switchTo(ctx); err != nil {
+			return tenantctx.Tenant{}, err
+		}
 	}
 	return t, err
 }
@@ -241,7 +245,15 @@ func TestPruneDocumentsOfATenantMovedMeanwhileRemovesNothing(t *testing.T) {
 	t.Parallel()
 	f := setupPrune(t, 1)
 	f.deleteInvoices(t)
-	svc := tenancy.New(tenancy.Config{Catalog: &movingCatalog{Postgres: f.catalog}, Enqueuer: f.enqueuer, Documents: f.docs, SchemaPool: f.pool})
+	if _, err := f.catalog.AddDatabase(f.ctx, "eu2", ""); err != nil {
+		t.Fatal(err)
+	}
+	place := func(ctx context.Context, db string) error {
+		_, err := f.pool.Exec(ctx, "UPDATE tenancy.tenants SET database = $1 WHERE id = $2", db, f.tn.ID)
+		return err
+	}
+	moving := &movingCatalog{Postgres: f.catalog, switchTo: func(ctx context.Context) error { return place(ctx, "eu2") }}
+	svc := tenancy.New(tenancy.Config{Catalog: moving, Enqueuer: f.enqueuer, Documents: f.docs, SchemaPool: f.pool})
 	res, err := svc.PruneDocuments(f.ctx, f.tn.ID)
 	if !errors.Is(err, tenancy.ErrMovedDuringPrune) || res.Removed != 0 {
 		t.Fatalf("PruneDocuments of a tenant moved meanwhile = %+v, %v; want ErrMovedDuringPrune, nothing removed", res, err)
@@ -250,6 +262,9 @@ func TestPruneDocumentsOfATenantMovedMeanwhileRemovesNothing(t *testing.T) {
 		t.Fatal("a document was removed after the tenant moved")
 	}
 	// Not moved: the deleted invoice's PDF goes.
+	if err := place(f.ctx, tenantctx.DefaultDatabase); err != nil {
+		t.Fatal(err)
+	}
 	if res, err := f.svc.PruneDocuments(f.ctx, f.tn.ID); err != nil || res.Removed != 1 {
 		t.Fatalf("PruneDocuments = %+v, %v; want 1 removed", res, err)
 	}
