@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"runtime/pprof"
 	"syscall"
+	"time"
 
 	"github.com/invoicing/tenantworker/internal/config"
 	"github.com/invoicing/tenantworker/internal/devstack"
@@ -100,6 +101,7 @@ func run(stderr io.Writer) error {
 	// writes the rest before run returns.
 	logger, closeLog := config.NewProcessLogger(cfg, stderr)
 	defer closeLog()
+	stopAfter(ctx, cfg.ShutdownTimeout+stopGrace, logger, closeLog)
 	// From here on the reason of a failure is a log line in LOG_FORMAT (a
 	// JSON object with LOG_FORMAT=json), not plain text among the records.
 	if err := workerapp.Run(ctx, cfg, logger); err != nil {
@@ -107,6 +109,29 @@ func run(stderr io.Writer) error {
 		return errLogged
 	}
 	return nil
+}
+
+// stopGrace is how long past SHUTDOWN_TIMEOUT a worker's stop may take
+// (the last completion reports, the health server, closing the pools)
+// before stopAfter ends the process.
+const stopGrace = 10 * time.Second
+
+// stopAfter ends the process with status 1, once ctx is done (the first
+// SIGTERM or SIGINT), should the stop take longer than d: with Redis or
+// PostgreSQL frozen (a paused VM, a dead disk: connections open, nothing
+// answered) asynq's last calls and each step of its shutdown wait out
+// their network timeouts, well past SHUTDOWN_TIMEOUT. Nothing is lost by
+// not waiting: the tasks still leased go back to their queues when their
+// leases lapse, as after kill -9. It logs why, and writes the log out.
+func stopAfter(ctx context.Context, d time.Duration, logger *slog.Logger, closeLog func() error) {
+	context.AfterFunc(ctx, func() {
+		time.AfterFunc(d, func() {
+			logger.Error("worker stop took too long: exiting without waiting for the rest (Redis or PostgreSQL not answering?); tasks still leased go back to their queues when their leases lapse",
+				slog.Duration("waited", d))
+			_ = closeLog()
+			os.Exit(1)
+		})
+	})
 }
 
 // oneLine joins a multi-line error (errors.Join) into one line.
