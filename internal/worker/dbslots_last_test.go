@@ -1,0 +1,89 @@
+package worker_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/invoicing/tenantworker/internal/testenv"
+	"github.com/invoicing/tenantworker/internal/worker"
+	"github.com/invoicing/tenantworker/storage/memstore"
+	"github.com/invoicing/tenantworker/tasks"
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// TestDatabaseSlotsLastAttemptWaitsForASlot: a task on its last allowed
+// attempt that finds its tenant database's slots taken (an operator's
+// "run" of archived tasks after the database came back, a burst) is not
+// turned away with ErrDatabaseBusy: asynq archives a task that fails on its
+// last attempt whatever the error, so it would be archived ("failed after
+// retries") without having run. It waits for a slot and runs.
+func TestDatabaseSlotsLastAttemptWaitsForASlot(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	opt := newRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: opt.Addr})
+	t.Cleanup(func() { _ = rdb.Close() })
+	catalog := memstore.New()
+	if _, err := catalog.AddDatabase(ctx, "second", "postgres://unused/second"); err != nil {
+		t.Fatal(err)
+	}
+	tn, err := tenantctx.New("slots-last", "slots-last", "pro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn.Database = "second"
+	if tn, err = catalog.CreateTenant(ctx, tn); err != nil {
+		t.Fatal(err)
+	}
+	if tn, err = catalog.SetStatus(ctx, tn.ID, tenantctx.StatusActive); err != nil {
+		t.Fatal(err)
+	}
+
+	release := make(chan struct{})
+	held := make(chan struct{}, 1)
+	ran := make(chan int64, 4)
+	mux := worker.MuxOf(worker.MuxOptions{Logger: discardLogger(), Catalog: catalog, DatabaseSlots: 1}, map[string]asynq.Handler{
+		tasks.TypeInvoicePDF: worker.Handle(func(ctx context.Context, p tasks.InvoicePDF) error {
+			if p.InvoiceID == 1 { // holds the database's one slot
+				held <- struct{}{}
+				select {
+				case <-release:
+				case <-ctx.Done():
+				}
+			}
+			ran <- p.InvoiceID
+			return nil
+		}),
+	})
+	srv := asynq.NewServerFromRedisClient(rdb, worker.ServerConfig(worker.ServerOptions{Concurrency: 2, Logger: discardLogger(), ShutdownTimeout: 5 * time.Second}))
+	if err := srv.Start(mux); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+
+	enq, ins := newTestEnqueuer(t, opt)
+	if _, err := enq.Enqueue(ctx, tasks.InvoicePDF{TenantID: tn.ID, InvoiceID: 1}); err != nil {
+		t.Fatal(err)
+	}
+	<-held
+	// The last attempt of a task that failed lastRetry times before.
+	id := injectRetry(t, rdb, tn.ID, 2, lastRetry)
+	// Let it meet the taken slot for longer than the slots' wait (5 s).
+	time.Sleep(worker.DefaultDatabaseSlotWait + 2*time.Second)
+	close(release)
+	testenv.WaitFor(t, time.Minute, "the last attempt runs or is archived", func() bool {
+		return len(ran) == 2 || state(t, rdb, id) == "archived"
+	})
+	if st := state(t, rdb, id); st == "archived" {
+		info, _ := ins.GetTaskInfo(tasks.QueueDefault, id)
+		lastErr := ""
+		if info != nil {
+			lastErr = info.LastErr
+		}
+		t.Fatalf("the last attempt was archived without running (last error %q); want it to wait for the database's slot and run", lastErr)
+	}
+}
