@@ -101,7 +101,7 @@ func run(stderr io.Writer) error {
 	// writes the rest before run returns.
 	logger, closeLog := config.NewProcessLogger(cfg, stderr)
 	defer closeLog()
-	stopAfter(ctx, cfg.ShutdownTimeout+stopGrace, logger, closeLog)
+	stopAfter(ctx, stopLimit(cfg), logger, closeLog)
 	// From here on the reason of a failure is a log line in LOG_FORMAT (a
 	// JSON object with LOG_FORMAT=json), not plain text among the records.
 	if err := workerapp.Run(ctx, cfg, logger); err != nil {
@@ -112,12 +112,27 @@ func run(stderr io.Writer) error {
 }
 
 // stopGrace is how long past SHUTDOWN_TIMEOUT a worker's stop may take
-// (the last completion reports, the health server, closing the pools)
-// before stopAfter ends the process.
-const stopGrace = 10 * time.Second
+// before stopAfter ends the process: the steps after the running tasks'
+// are bounded (the last completion reports 5 s, leaving the dispatcher
+// 2 s, the health server 5 s), and closing the pools is quick once no
+// task holds a connection.
+const stopGrace = 15 * time.Second
+
+// stopLimit is how long a healthy stop of a worker configured by cfg may
+// take before stopAfter ends it: SHUTDOWN_TIMEOUT for the running tasks,
+// stopGrace for the rest, and, without fair dispatch, the idle sleep of
+// asynq's processor, which its shutdown waits out (half of
+// TASK_CHECK_INTERVAL to one and a half times it; up to 90 s with 1m).
+func stopLimit(cfg config.Config) time.Duration {
+	d := cfg.ShutdownTimeout + stopGrace
+	if !cfg.FairDispatch {
+		d += cfg.TaskCheckInterval * 3 / 2
+	}
+	return d
+}
 
 // stopAfter ends the process with status 1, once ctx is done (the first
-// SIGTERM or SIGINT), should the stop take longer than d: with Redis or
+// SIGTERM or SIGINT), should the stop take longer than d (stopLimit): with Redis or
 // PostgreSQL frozen (a paused VM, a dead disk: connections open, nothing
 // answered) asynq's last calls and each step of its shutdown wait out
 // their network timeouts, well past SHUTDOWN_TIMEOUT. Nothing is lost by
