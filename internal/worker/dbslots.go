@@ -20,8 +20,8 @@ const DefaultDatabaseSlotWait = 5 * time.Second
 // (not "main") already had as many of this worker's tasks running as it
 // may (TENANT_DB_MAX_TASKS) for DefaultDatabaseSlotWait: it is retried
 // later without counting as a failure, and its worker slot goes to other
-// work meanwhile. A task on its last allowed attempt is never turned away
-// with it (DatabaseSlots).
+// work meanwhile. On a task's last allowed attempt KeepLastAttempt keeps
+// it for a later retry (asynq would archive it unrun).
 var ErrDatabaseBusy = fmt.Errorf("tenant database busy: %w", ErrTenantNotReady)
 
 // DatabaseSlots bounds how many tasks of the tenants of one tenant
@@ -33,11 +33,7 @@ var ErrDatabaseBusy = fmt.Errorf("tenant database busy: %w", ErrTenantNotReady)
 // a slot (a busy but healthy database frees one within moments), then
 // fails with ErrDatabaseBusy (retried later, not a failure); when none of
 // the database's slots was taken or given back for wait already (it is
-// stuck), it fails at once, so that the slot it would hold serves other work.
-// A task on its last allowed attempt is not turned away: asynq archives a
-// task that fails on its last attempt whatever the error, so it would be
-// archived without having run; it waits for a slot for as long as its own
-// deadline allows instead (lastAttempt). Tasks
+// stuck), it fails at once, so that the slot it would hold serves other work. Tasks
 // of "main" (which holds the catalog: without it no task runs anyway) and
 // system tasks are not bounded; limit < 1 bounds nothing. It runs after
 // ResolveTenant, which puts the tenant in ctx.
@@ -68,13 +64,6 @@ func DatabaseSlots(limit int, wait time.Duration) asynq.MiddlewareFunc {
 				return next.ProcessTask(ctx, t)
 			}
 			s := slotsOf(name)
-			if lastAttempt(ctx) {
-				if err := s.await(ctx); err != nil {
-					return fmt.Errorf("tenant %s: wait for a slot of database %s (TENANT_DB_MAX_TASKS) on the last attempt: %w", tenant.ID, name, err)
-				}
-				defer s.give()
-				return next.ProcessTask(ctx, t)
-			}
 			if !s.take(ctx, wait) {
 				if err := ctx.Err(); err != nil {
 					return err
@@ -121,27 +110,6 @@ func (s *databaseSlots) take(ctx context.Context, wait time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
-}
-
-// await takes a slot, waiting for one until ctx is done; it returns
-// ctx's error when it took none.
-func (s *databaseSlots) await(ctx context.Context) error {
-	select {
-	case s.free <- struct{}{}:
-		s.given.Store(time.Now().UnixNano())
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// lastAttempt reports whether the task of ctx runs its last allowed
-// attempt: one asynq archives if it fails, with any error, not-ready ones
-// included (false outside an asynq server).
-func lastAttempt(ctx context.Context) bool {
-	retried, ok := asynq.GetRetryCount(ctx)
-	maxRetry, ok2 := asynq.GetMaxRetry(ctx)
-	return ok && ok2 && retried >= maxRetry
 }
 
 // give gives a slot back.

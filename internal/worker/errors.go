@@ -12,7 +12,9 @@ var (
 	// ErrTenantNotReady means the task's tenant exists but the status
 	// policy makes this task wait (a provisioning or suspended tenant's
 	// work, a destroy of a tenant not marked deleting). The task is retried
-	// later and the attempt does not count as a failure (see ServerConfig).
+	// later and the attempt does not count as a failure (see ServerConfig);
+	// on its last allowed attempt, which asynq would archive, KeepLastAttempt
+	// puts it back into asynq's retry set instead.
 	ErrTenantNotReady = errors.New("tenant not ready")
 	// ErrTenantHeld wraps ErrTenantNotReady and asynq.RevokeTask for a
 	// task of a suspended tenant that the fair dispatcher parked: the

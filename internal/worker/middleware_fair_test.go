@@ -141,7 +141,7 @@ func newFairWorker(t *testing.T) *fairWorker {
 	w.enq = tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), w.ins, discardLogger(),
 		tasks.WithAdmission(tasks.Admission{Dispatcher: w.d, Tenants: w.catalog}))
 	reporter := w.d.NewReporter(discardLogger())
-	mux := worker.MuxOf(worker.MuxOptions{Logger: discardLogger(), Catalog: w.catalog, Reporter: reporter, Parker: w.d}, map[string]asynq.Handler{
+	mux := worker.MuxOf(worker.MuxOptions{Logger: discardLogger(), Catalog: w.catalog, Reporter: reporter, Parker: w.d, Redis: rdb}, map[string]asynq.Handler{
 		tasks.TypeInvoicePDF: worker.Handle(func(ctx context.Context, _ tasks.InvoicePDF) error {
 			n, _ := asynq.GetRetryCount(ctx)
 			w.retried.Store(int64(n))

@@ -36,7 +36,8 @@ import (
 //     later without counting as a failure; a suspended tenant's task that
 //     the fair dispatcher holds is parked instead (ErrTenantHeld: asynq
 //     lets it go, also on its last attempt, and the dispatcher keeps it
-//     until the tenant resumes), when parker is set;
+//     until the tenant resumes), when parker is set; a wait met on the
+//     last allowed attempt and not parked is kept by KeepLastAttempt;
 //   - the policy refuses (work or a migration of a deleting tenant, an
 //     unknown status): archived with the reason;
 //   - a catalog error (database or Redis down): an ordinary error, retried;

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tasks"
@@ -35,11 +36,15 @@ type MuxOptions struct {
 	// (ServerOptions.Records): a tenant task that completes drops its
 	// record (ForgetRecordOnSuccess).
 	Records *tasks.TaskRecords
+	// Redis, when set, is asynq's Redis: a task that a not-ready wait meets
+	// on its last allowed attempt is put back into asynq's retry set
+	// instead of being archived unrun (KeepLastAttempt).
+	Redis redis.UniversalClient
 }
 
 // Chain returns the worker's middleware in production order:
 // DecodeEnvelope -> ReportCost -> ForgetRecordOnSuccess -> Recover -> Log -> Metrics ->
-// RefuseInvalid -> ResolveTenant -> DatabaseSlots (see the package documentation). It panics without a
+// RefuseInvalid -> KeepLastAttempt -> ResolveTenant -> DatabaseSlots (see the package documentation). It panics without a
 // catalog: a wiring mistake fails at start-up.
 func Chain(opts MuxOptions) []asynq.MiddlewareFunc {
 	if opts.Catalog == nil {
@@ -51,7 +56,7 @@ func Chain(opts MuxOptions) []asynq.MiddlewareFunc {
 	}
 	return []asynq.MiddlewareFunc{
 		DecodeEnvelope(), ReportCost(opts.Reporter), ForgetRecordOnSuccess(opts.Records, logger), Recover(logger), Log(logger), opts.Metrics.Middleware(), RefuseInvalid(),
-		ResolveTenant(opts.Catalog, opts.Parker), DatabaseSlots(opts.DatabaseSlots, DefaultDatabaseSlotWait),
+		KeepLastAttempt(opts.Redis), ResolveTenant(opts.Catalog, opts.Parker), DatabaseSlots(opts.DatabaseSlots, DefaultDatabaseSlotWait),
 	}
 }
 
