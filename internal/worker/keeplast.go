@@ -35,24 +35,30 @@ const (
 
 // keepLastScript moves an active task back into asynq's retry set: KEYS are asynq:{q}:active, asynq:{q}:lease,
 // asynq:{q}:t:<id> and asynq:{q}:retry (one hash slot); ARGV are the task
-// id, the protobuf fields appended to its message (a later field wins:
-// the wait as its last error, a blank run header)
-// and the retry time (Unix seconds). It returns 0, changing nothing, when
-// asynq does not hold the task as active (its lease lost and the task
-// recovered).
+// id, its message as read before (keptMessage), the message to write
+// instead (the wait as its last error, a blank run header) and the retry
+// time (Unix seconds). It returns 0, changing nothing, when asynq does not
+// hold the task as active (its lease lost and the task recovered), and -1
+// when its message changed since it was read.
 var keepLastScript = redis.NewScript(`
 if redis.call("HGET", KEYS[3], "state") ~= "active" then
   return 0
+end
+if redis.call("HGET", KEYS[3], "msg") ~= ARGV[2] then
+  return -1
 end
 if redis.call("LREM", KEYS[1], 0, ARGV[1]) == 0 then
   return 0
 end
 redis.call("ZREM", KEYS[2], ARGV[1])
-local msg = redis.call("HGET", KEYS[3], "msg")
-redis.call("HSET", KEYS[3], "msg", msg .. ARGV[2], "state", "retry")
-redis.call("ZADD", KEYS[4], ARGV[3], ARGV[1])
+redis.call("HSET", KEYS[3], "msg", ARGV[3], "state", "retry")
+redis.call("ZADD", KEYS[4], ARGV[4], ARGV[1])
 return 1
 `)
+
+// keepAttempts bounds how often keepLast reads the task's message again
+// when it changed between its read and the script.
+const keepAttempts = 3
 
 // KeepLastAttempt keeps a task that a not-ready wait (ErrTenantNotReady: a
 // provisioning tenant, a suspended tenant the fair dispatcher does not
@@ -94,31 +100,93 @@ func KeepLastAttempt(rdb redis.UniversalClient) asynq.MiddlewareFunc {
 func keepLast(ctx context.Context, rdb redis.UniversalClient, err error) error {
 	id, _ := asynq.GetTaskID(ctx)
 	queue, _ := asynq.GetQueueName(ctx)
-	reason := err.Error()
-	field := protowire.AppendTag(nil, 7, protowire.BytesType) // TaskMessage.error_msg
-	field = protowire.AppendString(field, reason)
-	// Its run is over (ReportCost ends it): a blank run header makes the
-	// worker that takes it again ask the fair dispatcher's gate, as for
-	// any retry (TaskMessage.headers, a map: a later entry wins).
+	at := time.Now().Add(lastAttemptKeepMin + rand.N(lastAttemptKeepMax-lastAttemptKeepMin))
+	p := "asynq:{" + queue + "}:"
+	keys := []string{p + "active", p + "lease", p + "t:" + id, p + "retry"}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recheckTimeout)
+	defer cancel()
+	for range keepAttempts {
+		old, rerr := rdb.HGet(rctx, keys[2], "msg").Bytes()
+		if errors.Is(rerr, redis.Nil) {
+			return fmt.Errorf("task %s is no longer active in queue %s", id, queue)
+		}
+		if rerr != nil {
+			return fmt.Errorf("read task %s of queue %s: %w", id, queue, rerr)
+		}
+		msg, merr := keptMessage(old, err.Error())
+		if merr != nil {
+			return fmt.Errorf("task %s of queue %s: %w", id, queue, merr)
+		}
+		n, rerr := keepLastScript.Run(rctx, rdb, keys, id, old, msg, strconv.FormatInt(at.Unix(), 10)).Int()
+		if rerr != nil {
+			return fmt.Errorf("put task %s back into the retry set of queue %s: %w", id, queue, rerr)
+		}
+		switch n {
+		case 1:
+			return nil
+		case 0:
+			return fmt.Errorf("task %s is no longer active in queue %s", id, queue)
+		}
+	}
+	return fmt.Errorf("task %s of queue %s: its message kept changing", id, queue)
+}
+
+// keptMessage returns msg, an asynq task message as stored, with reason as
+// its last error (TaskMessage.error_msg) and a blank run header: its run is
+// over (ReportCost ends it), so the worker that takes it again asks the
+// fair dispatcher's gate, as for any retry (TaskMessage.headers, a map).
+// The error and run headers msg had are dropped, not overridden by fields
+// appended after them: a wait met on every return keeps the task again
+// and again (every 45-60 s, as long as its tenant waits), and its message
+// must not grow each time (asynq's own retry rewrites a message whole).
+func keptMessage(msg []byte, reason string) ([]byte, error) {
+	out := make([]byte, 0, len(msg)+len(reason)+len(fair.RunHeader)+8)
+	for b := msg; len(b) > 0; {
+		num, typ, n := protowire.ConsumeField(b)
+		if n < 0 {
+			return nil, fmt.Errorf("decode task message: %w", protowire.ParseError(n))
+		}
+		field := b[:n]
+		b = b[n:]
+		if num == 7 && typ == protowire.BytesType {
+			continue // TaskMessage.error_msg
+		}
+		if num == 15 && typ == protowire.BytesType && isRunEntry(field) {
+			continue
+		}
+		out = append(out, field...)
+	}
+	out = protowire.AppendTag(out, 7, protowire.BytesType)
+	out = protowire.AppendString(out, reason)
 	entry := protowire.AppendTag(nil, 1, protowire.BytesType)
 	entry = protowire.AppendString(entry, fair.RunHeader)
 	entry = protowire.AppendTag(entry, 2, protowire.BytesType)
 	entry = protowire.AppendString(entry, "")
-	field = protowire.AppendTag(field, 15, protowire.BytesType)
-	field = protowire.AppendBytes(field, entry)
-	at := time.Now().Add(lastAttemptKeepMin + rand.N(lastAttemptKeepMax-lastAttemptKeepMin))
-	p := "asynq:{" + queue + "}:"
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recheckTimeout)
-	defer cancel()
-	n, rerr := keepLastScript.Run(rctx, rdb, []string{p + "active", p + "lease", p + "t:" + id, p + "retry"},
-		id, field, strconv.FormatInt(at.Unix(), 10)).Int()
-	if rerr != nil {
-		return fmt.Errorf("put task %s back into the retry set of queue %s: %w", id, queue, rerr)
+	out = protowire.AppendTag(out, 15, protowire.BytesType)
+	return protowire.AppendBytes(out, entry), nil
+}
+
+// isRunEntry reports whether field, a whole TaskMessage.headers entry
+// (tag included), is the fair dispatcher's run header.
+func isRunEntry(field []byte) bool {
+	_, _, n := protowire.ConsumeTag(field)
+	entry, m := protowire.ConsumeBytes(field[n:])
+	if m < 0 {
+		return false
 	}
-	if n == 0 {
-		return fmt.Errorf("task %s is no longer active in queue %s", id, queue)
+	for len(entry) > 0 {
+		num, typ, k := protowire.ConsumeField(entry)
+		if k < 0 {
+			return false
+		}
+		if num == 1 && typ == protowire.BytesType {
+			_, _, t := protowire.ConsumeTag(entry)
+			key, _ := protowire.ConsumeString(entry[t:])
+			return key == fair.RunHeader
+		}
+		entry = entry[k:]
 	}
-	return nil
+	return false
 }
 
 // lastAttempt reports whether the task of ctx runs its last allowed
