@@ -38,7 +38,8 @@ type documentsPruneResult struct {
 // those of invoices deleted after their render
 // (tenancy.Service.PruneDocuments, which leaves a document being rendered
 // or recorded). A tenant erased since the task was enqueued has nothing
-// left to prune: the task completes, skipped. Any other failure (its
+// left to prune: the task completes, skipped (with what batches before
+// the erasure removed). Any other failure (its
 // database down, moved meanwhile) fails the attempt, which is retried;
 // the error says how many documents the batches before it removed, which
 // stay removed. Its result is {"checked","removed","busy"} and "skipped"
@@ -56,9 +57,10 @@ func (h *Handlers) DocumentsPrune(ctx context.Context, p tasks.DocumentsPrune) e
 	if errors.Is(err, storage.ErrNotFound) && !errors.Is(err, placement.ErrUnknownDatabase) {
 		// Erased since: its documents went with it. Not a tenant on a
 		// database this process cannot reach (that error wraps
-		// storage.ErrNotFound too): that one is retried.
-		log.InfoContext(ctx, "documents prune skipped a tenant erased since it was enqueued")
-		return writeResult(ctx, documentsPruneResult{Skipped: "erased"})
+		// storage.ErrNotFound too): that one is retried. What batches
+		// before the erasure removed is counted all the same.
+		log.InfoContext(ctx, "documents prune skipped a tenant erased since it was enqueued", slog.Int("removed", r.Removed))
+		return writeResult(ctx, documentsPruneResult{Checked: r.Checked, Removed: r.Removed, Busy: r.Busy, Skipped: "erased"})
 	}
 	if err != nil {
 		return fmt.Errorf("prune documents of tenant %s (%d removed before the error): %w", t.ID, r.Removed, err)

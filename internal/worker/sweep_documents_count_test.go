@@ -84,3 +84,52 @@ func TestDocumentsPruneSaysWhatAFailedTenantRemoved(t *testing.T) {
 		t.Errorf("result of the retry %s: want checked and removed %d (what the failed attempt left)", buf.String(), n-gone)
 	}
 }
+
+// erasingDelete is the document store whose Delete of one key erases the
+// tenant from the catalog first, as a destroy finishing meanwhile would.
+type erasingDelete struct {
+	*storage.FS
+	catalog *storage.Postgres
+	key     string
+}
+
+func (f erasingDelete) Delete(ctx context.Context, tenantID, key string) error {
+	if key == f.key {
+		if err := f.catalog.DeleteTenant(ctx, tenantID); err != nil {
+			return err
+		}
+	}
+	return f.FS.Delete(ctx, tenantID, key)
+}
+
+// TestDocumentsPruneOfATenantErasedMeanwhileCountsWhatItRemoved: a
+// tenant erased while its documents are pruned (its destroy finished
+// between two batches) completes the task, skipped as erased, and the
+// result still counts what the batches before removed.
+func TestDocumentsPruneOfATenantErasedMeanwhileCountsWhatItRemoved(t *testing.T) {
+	t.Parallel()
+	e := newHandlerEnv(t, nil)
+	tn := e.provision(t, "acme", "acme")
+	const first, n = 1000, 300
+	for id := int64(first); id < first+n; id++ {
+		if _, err := e.docs.Put(e.ctx, tn.ID, invoice.DocumentKey(id), strings.NewReader("%PDF-1.4 deleted invoice")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.h.Tenancy = tenancy.New(tenancy.Config{Catalog: e.catalog, Enqueuer: e.enqueuer,
+		Documents: erasingDelete{FS: e.docs, catalog: e.catalog, key: invoice.DocumentKey(first + 150)}, SchemaPool: e.pool})
+	var buf bytes.Buffer
+	if err := e.w.Work(worker.RecordResults(e.ctx, &buf), tasks.DocumentsPrune{TenantID: tn.ID, Tick: 1}); err != nil {
+		t.Fatalf("documents:prune of a tenant erased meanwhile: %v", err)
+	}
+	var res struct {
+		Checked, Removed int
+		Skipped          string
+	}
+	if err := json.Unmarshal(buf.Bytes(), &res); err != nil {
+		t.Fatalf("result %q: %v", buf.String(), err)
+	}
+	if res.Skipped != "erased" || res.Removed < 100 || res.Checked != n {
+		t.Errorf("result %s: want skipped erased, checked %d, and the first batch's 100 removed at least", buf.String(), n)
+	}
+}
