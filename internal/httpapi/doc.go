@@ -94,7 +94,7 @@
 //	GET    /admin/tenants/{id}/queue          200 the tenant's backlog, admitted and running tasks (fair dispatch)
 //	POST   /admin/tenants/{id}/queue/pause    200 {"paused":true,"moved_back":N} (409 while being deleted or provisioned)
 //	POST   /admin/tenants/{id}/queue/resume   200 {"paused":false} (409 while being deleted)
-//	POST   /admin/tenants/{id}/queue/drain    200 {"discarded","waiting","admitted","parked","retrying","scheduled"}
+//	POST   /admin/tenants/{id}/queue/drain    200 {"discarded","waiting","admitted","parked","retrying","scheduled"} (409 while being deleted or provisioned)
 //	GET    /admin/queues                      200 {"queues":[fair.Overview...]} (?top=1..100, default 10)
 //	POST   /admin/migrations                  202 {"enqueued": N} (503 past the deadline: how many were)
 //	       /admin/dashboard/                  asynqmon (Bearer, or Basic with the token as password)

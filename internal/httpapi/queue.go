@@ -67,7 +67,7 @@ func (h *Handler) queueError(w http.ResponseWriter, r *http.Request, op string, 
 	case errors.Is(err, tenancy.ErrRefused):
 		writeError(w, http.StatusConflict, "tenant is being deleted")
 	case errors.Is(err, tenancy.ErrNotReady):
-		writeError(w, http.StatusConflict, "tenant is still being provisioned: a pause would hold the migration that activates it; pause its queue once it is active")
+		writeError(w, http.StatusConflict, "tenant is still being provisioned: its queue holds the migration that activates it; pause or drain it once the tenant is active")
 	case h.ranOut(w, r, op, err, kept):
 	default:
 		h.internalError(w, r, op, err)

@@ -436,6 +436,24 @@ func TestPauseOfProvisioningTenantIs409(t *testing.T) {
 	}
 }
 
+// TestDrainOfProvisioningTenantIs409: draining the queue of a tenant still
+// being provisioned answers 409 saying so: the drain would discard its
+// tenant:migrate, and the tenant would stay provisioning until
+// POST /admin/migrations.
+func TestDrainOfProvisioningTenantIs409(t *testing.T) {
+	t.Parallel()
+	b := setupFair(t)
+	tn := b.provisioned(t, "fresh")
+	r := b.admin(t, http.MethodPost, "/admin/tenants/"+tn.ID+"/queue/drain", "")
+	wantStatus(t, r, http.StatusConflict)
+	if msg := r.errorText(t); !strings.Contains(msg, "provisioned") || !strings.Contains(msg, "drain") {
+		t.Fatalf("drain of a provisioning tenant: error %q, want it to say the tenant is being provisioned", msg)
+	}
+	if _, err := b.inspector.GetTaskInfo(tasks.QueueCritical, tasks.TenantMigrate{TenantID: tn.ID}.Spec().TaskID); err != nil {
+		t.Fatalf("tenant:migrate after the refused drain: %v", err)
+	}
+}
+
 // TestProvisionRefusedWhenQueueFull: when the tenant's migration cannot
 // be queued (the critical queue's backlogs at FAIR_MAX_WAITING_TOTAL),
 // POST /admin/tenants answers 503 with Retry-After, keeps nothing, and the

@@ -284,13 +284,24 @@ func (s *Service) settlePause(ctx context.Context, id string) error {
 // A tenant being deleted is refused (ErrRefused): its backlog holds the
 // tenant:destroy that erases it. Should the deletion be requested while
 // the drain runs, the destroy is enqueued again (its task id is the
-// tenant's, so it is never there twice).
+// tenant's, so it is never there twice). A tenant still being provisioned
+// is refused too (ErrNotReady): the drain would discard its tenant:migrate,
+// and the tenant would stay provisioning until POST /admin/migrations; its
+// other work waits for it to be active anyway. A tenant never goes back to
+// provisioning, so no drain that passed the check discards a migration
+// that activates it. An active or suspended tenant's waiting
+// tenant:migrate (a schema upgrade of migrate --all) is discarded with the
+// rest, and counted: enqueue it again (POST /admin/migrations).
 func (s *Service) DrainQueue(ctx context.Context, id, actor string) (fair.Drained, error) {
-	if _, err := s.liveDispatchTenant(ctx, id, "drain"); err != nil {
+	t, err := s.liveDispatchTenant(ctx, id, "drain")
+	if err != nil {
 		return fair.Drained{}, err
 	}
+	if t.Status == tenantctx.StatusProvisioning {
+		return fair.Drained{}, fmt.Errorf("drain queue of tenant %s: %w: tenant is provisioning (its tenant:migrate would be discarded)", id, ErrNotReady)
+	}
 	var n fair.Drained
-	err := s.bounded(ctx, id, "drain queue: discard its backlog", func(ctx context.Context) (err error) {
+	err = s.bounded(ctx, id, "drain queue: discard its backlog", func(ctx context.Context) (err error) {
 		n, err = s.fair.Drain(ctx, id, s.layout().Queues()...)
 		return err
 	})

@@ -374,7 +374,8 @@ func TestQueueOperationsOnDeletingTenant(t *testing.T) {
 // still being provisioned is refused (ErrNotReady) and its tenant:migrate
 // stays in asynq. A pause moved the migration back into the tenant's
 // held backlog, so the tenant stayed provisioning until an operator
-// resumed its queue; its resume and drain are still allowed.
+// resumed its queue; its resume is still allowed (a drain is refused too:
+// TestDrainOfProvisioningTenantRefused).
 func TestPauseOfProvisioningTenantRefused(t *testing.T) {
 	t.Parallel()
 	b := setupFair(t)
@@ -488,4 +489,60 @@ func mustSlug(t *testing.T, c *storage.Postgres, slug string) tenantctx.Tenant {
 		t.Fatal(err)
 	}
 	return tn
+}
+
+// TestDrainOfProvisioningTenantRefused: draining the queue of a tenant
+// still being provisioned is refused (ErrNotReady) and its tenant:migrate
+// stays in asynq. A drain discarded the migration, so the tenant stayed
+// provisioning until POST /admin/migrations. Once active it can be
+// drained.
+func TestDrainOfProvisioningTenantRefused(t *testing.T) {
+	t.Parallel()
+	b := setupFair(t)
+	p, err := b.svc.Provision(b.ctx, tenancy.NewTenant{Slug: "drained-acme"}, tenancy.ActorAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := b.svc.DrainQueue(b.ctx, p.Tenant.ID, tenancy.ActorAdmin)
+	if !errors.Is(err, tenancy.ErrNotReady) || n.Total() != 0 {
+		t.Errorf("DrainQueue of a provisioning tenant: %+v, %v; want nothing and ErrNotReady", n, err)
+	}
+	if _, err := b.inspector.GetTaskInfo(tasks.QueueCritical, p.MigrateTaskID); err != nil {
+		t.Errorf("tenant:migrate of the provisioning tenant after the drain: %v, want it in asynq", err)
+	}
+	for _, e := range b.audit(t, p.Tenant.ID) {
+		if e.Action == string(tenancy.ActionQueueDrained) {
+			t.Errorf("audit entry %+v: a refused drain recorded", e)
+		}
+	}
+	if _, err := b.svc.Migrate(b.ctx, p.Tenant, 0, tenancy.ActorWorker); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.svc.DrainQueue(b.ctx, p.Tenant.ID, tenancy.ActorAdmin); err != nil {
+		t.Fatalf("DrainQueue once active: %v", err)
+	}
+}
+
+// TestDrainOfActiveTenantDiscardsItsWaitingMigration: an active tenant's
+// waiting tenant:migrate (a schema upgrade of migrate --all) is discarded
+// and counted with the rest of its backlog, as README says; enqueueing
+// the migrations again brings it back.
+func TestDrainOfActiveTenantDiscardsItsWaitingMigration(t *testing.T) {
+	t.Parallel()
+	b := setupFair(t)
+	tn := b.active(t, "upgraded-acme") // its provisioning tenant:migrate still waits in asynq
+	m, err := b.svc.EnqueueMigration(b.ctx, tn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := b.svc.DrainQueue(b.ctx, tn.ID, tenancy.ActorAdmin)
+	if err != nil || n.Total() != 1 {
+		t.Fatalf("DrainQueue of an active tenant with a waiting migration: %+v, %v; want it discarded", n, err)
+	}
+	if _, err := b.inspector.GetTaskInfo(tasks.QueueCritical, m.TaskID); !errors.Is(err, asynq.ErrTaskNotFound) {
+		t.Fatalf("tenant:migrate after the drain: %v, want it discarded", err)
+	}
+	if again, err := b.svc.EnqueueMigration(b.ctx, tn); err != nil || again.Existing {
+		t.Fatalf("migration enqueued again: %+v, %v; want a new one", again, err)
+	}
 }

@@ -30,7 +30,8 @@ var (
 	// its schema is missing or not its own (Migrate).
 	ErrRefused = errors.New("refused for the tenant's status")
 	// ErrNotReady: the status policy makes the operation wait until the
-	// tenant's status changes (destroying a tenant not marked deleting).
+	// tenant's status changes (destroying a tenant not marked deleting;
+	// pausing or draining the queue of a tenant still provisioning).
 	ErrNotReady = errors.New("not yet allowed for the tenant's status")
 	// ErrInvalidTarget: a migration target above the latest schema version.
 	ErrInvalidTarget = errors.New("invalid migration target")
