@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/internal/worker"
@@ -26,9 +25,7 @@ import (
 func TestDatabaseSlotsLastAttemptIsKept(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	opt := newRedis(t)
-	rdb := redis.NewClient(&redis.Options{Addr: opt.Addr})
-	t.Cleanup(func() { _ = rdb.Close() })
+	opt, rdb := newRedisClient(t)
 	catalog := memstore.New()
 	if _, err := catalog.AddDatabase(ctx, "second", "postgres://unused/second"); err != nil {
 		t.Fatal(err)

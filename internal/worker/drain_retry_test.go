@@ -29,9 +29,7 @@ import (
 func TestDrainDiscardsRetryingTasks(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	opt := newRedis(t)
-	rdb := redis.NewClient(&redis.Options{Addr: opt.Addr})
-	t.Cleanup(func() { _ = rdb.Close() })
+	_, rdb := newRedisClient(t)
 	catalog := memstore.New()
 	d := fair.New(rdb, fair.Config{Lease: fairLease, TaskIDs: tasks.TenantIDStems})
 	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), asynq.NewInspectorFromRedisClient(rdb), discardLogger(),

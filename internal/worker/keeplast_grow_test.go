@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/internal/worker"
@@ -24,9 +23,7 @@ import (
 func TestKeptLastAttemptMessageDoesNotGrow(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	opt := newRedis(t)
-	rdb := redis.NewClient(&redis.Options{Addr: opt.Addr})
-	t.Cleanup(func() { _ = rdb.Close() })
+	_, rdb := newRedisClient(t)
 	catalog := memstore.New()
 	tn := addTenant(t, catalog, "keep-grow", tenantctx.StatusSuspended)
 	mux := worker.MuxOf(worker.MuxOptions{Logger: discardLogger(), Catalog: catalog, Redis: rdb}, map[string]asynq.Handler{

@@ -96,9 +96,7 @@ func newFairRedis(t *testing.T) (*redis.Client, *memstore.Catalog, *fair.Dispatc
 // plans (nil: the default plans).
 func newFairRedisPlans(t *testing.T, plans fair.Plans) (*redis.Client, *memstore.Catalog, *fair.Dispatcher, *tasks.Enqueuer) {
 	t.Helper()
-	opt := newRedis(t)
-	rdb := redis.NewClient(&redis.Options{Addr: opt.Addr})
-	t.Cleanup(func() { _ = rdb.Close() })
+	_, rdb := newRedisClient(t)
 	catalog := memstore.New()
 	ins := asynq.NewInspectorFromRedisClient(rdb)
 	d := fair.New(rdb, fair.Config{Lease: fairLease})
@@ -121,9 +119,7 @@ type fairWorker struct {
 
 func newFairWorker(t *testing.T) *fairWorker {
 	t.Helper()
-	opt := newRedis(t)
-	rdb := redis.NewClient(&redis.Options{Addr: opt.Addr})
-	t.Cleanup(func() { _ = rdb.Close() })
+	_, rdb := newRedisClient(t)
 	w := &fairWorker{rdb: rdb, catalog: memstore.New(), ins: asynq.NewInspectorFromRedisClient(rdb)}
 	w.d = fair.New(rdb, fair.Config{Lease: fairLease})
 	// The worker's heartbeats, as in production: they bring a parked task

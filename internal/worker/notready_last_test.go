@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/internal/worker"
@@ -66,9 +65,7 @@ func TestLastAttemptWithoutFairDispatchIsNotArchived(t *testing.T) {
 		t.Run(string(status), func(t *testing.T) {
 			t.Parallel()
 			ctx := testContext(t)
-			opt := newRedis(t)
-			rdb := redis.NewClient(&redis.Options{Addr: opt.Addr})
-			t.Cleanup(func() { _ = rdb.Close() })
+			_, rdb := newRedisClient(t)
 			catalog := memstore.New()
 			tn := addTenant(t, catalog, "nofair-"+string(status), status)
 			var runs atomic.Int64

@@ -55,9 +55,7 @@ func (p *recordingParker) call(id string) (parkCall, bool) {
 func TestParkNamesTheRun(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	opt := newRedis(t)
-	rdb := redis.NewClient(&redis.Options{Addr: opt.Addr})
-	t.Cleanup(func() { _ = rdb.Close() })
+	_, rdb := newRedisClient(t)
 	catalog := memstore.New()
 	ins := asynq.NewInspectorFromRedisClient(rdb)
 	d := fair.New(rdb, fair.Config{})

@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/internal/worker"
@@ -23,9 +22,7 @@ import (
 func TestNoTaskRecordOfAGoneTenant(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	opt := newRedis(t)
-	rdb := redis.NewClient(&redis.Options{Addr: opt.Addr})
-	t.Cleanup(func() { _ = rdb.Close() })
+	_, rdb := newRedisClient(t)
 	catalog := memstore.New()
 	live := addTenant(t, catalog, "records-live", tenantctx.StatusActive)
 	gone := addTenant(t, catalog, "records-gone", tenantctx.StatusActive)

@@ -42,9 +42,7 @@ func (f *forwarding) Report(rep fair.Report) {
 func TestReportCostNamesTheRun(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	opt := newRedis(t)
-	rdb := redis.NewClient(&redis.Options{Addr: opt.Addr})
-	t.Cleanup(func() { _ = rdb.Close() })
+	_, rdb := newRedisClient(t)
 	catalog := memstore.New()
 	ins := asynq.NewInspectorFromRedisClient(rdb)
 	d := fair.New(rdb, fair.Config{})

@@ -111,9 +111,7 @@ func TestShutdownRequeuedTaskOfPausedTenantDoesNotRun(t *testing.T) {
 func TestShutdownRequeuedTaskKeepsItsSlot(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	opt := newRedis(t)
-	rdb := redis.NewClient(&redis.Options{Addr: opt.Addr})
-	t.Cleanup(func() { _ = rdb.Close() })
+	opt, rdb := newRedisClient(t)
 	d := fair.New(rdb, fair.Config{Lease: 30 * time.Second})
 	catalog := memstore.New()
 	tn := addTenant(t, catalog, "rq-cap", tenantctx.StatusActive)
