@@ -233,7 +233,7 @@ func New(opts Options) *Handler {
 	route("GET /metrics", metricsHandler(gatherer))
 
 	h.opts = opts
-	h.root = h.observe(h.adminSubtree(limitBody(jsonMuxErrors(mux))))
+	h.root = closeOnUnreadBody(h.observe(h.adminSubtree(limitBody(jsonMuxErrors(mux)))))
 	return h
 }
 

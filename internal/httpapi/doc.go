@@ -168,7 +168,13 @@
 // (413 beyond: at once when Content-Length says so, else when a route that
 // takes a body reads past it; routes without a body never read one); a
 // body the server's read timeout cuts off is 408, and nothing of the read
-// error (it names socket addresses) reaches the client.
+// error (it names socket addresses) reaches the client. An answer written
+// before the request's body was read to its end (a 405, 404, 401 or 403,
+// a 429 or 503 given before the body is parsed) carries Connection: close
+// and goes out at once, without waiting for the rest of the body; the
+// connection then closes, after taking for at most a second what the
+// client still sends. A request whose body was read, or that has none,
+// keeps its connection.
 // Every response carries X-Request-Id (a sane incoming one is kept,
 // otherwise one is generated); every request is logged once with its
 // route pattern, status, duration, request id and tenant id when known, and
