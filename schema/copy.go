@@ -47,8 +47,10 @@ func (r CopyResult) Rows() int64 {
 	return n
 }
 
-// migrationsTable is the version table Migrate keeps in every schema; Copy
-// creates it through Migrate, so it is not copied.
+// migrationsTable is the version table Migrate keeps in every schema. Copy
+// creates it through Migrate, then replaces the rows that made with the
+// source's (applied_at, name and checksum as the source recorded them,
+// NULL where it did not); it is not among the tables checksummed.
 const migrationsTable = "schema_migrations"
 
 // Copy copies schemaName with its rows from the database of src into the
@@ -101,7 +103,10 @@ type Copied struct {
 // one target transaction, both sides with the same fixed text settings
 // (textSettings: ISO dates, UTC, the postgres interval style, every float
 // digit, hex bytea; SET LOCAL) whatever each server's defaults are, sets
-// the sequences to the source's positions, and verifies each table's row
+// the sequences to the source's positions, replaces the target's
+// migration records with the source's (a source that recorded other
+// migrations than this release's under its versions is refused first,
+// ErrMigrationMismatch), and verifies each table's row
 // count and checksum (Checksums) against the source. Statements are schema-qualified: no search_path is set on
 // either side.
 //
@@ -162,6 +167,13 @@ func beginCopy(ctx context.Context, src, dst *pgxpool.Pool, schemaName string, s
 		return c, fmt.Errorf("copy schema %s: the source schema has no version", schemaName)
 	}
 	c.Result.Version = version
+	if version <= len(set) {
+		// The target is built by this release's migrations: not for a
+		// source that applied other ones under the same versions.
+		if err := checkRecorded(ctx, c.src, schemaName, c.quoted, set); err != nil {
+			return c, fmt.Errorf("copy schema %s: %w", schemaName, err)
+		}
+	}
 
 	mres, err := migrateWith(ctx, dst, schemaName, version, set, creation{allowed: true, owner: owner, fresh: true})
 	// A failure after the step that created the schema committed leaves a
@@ -189,6 +201,14 @@ func beginCopy(ctx context.Context, src, dst *pgxpool.Pool, schemaName string, s
 			if err := copyTable(ctx, c.src, dstTx, c.quoted, schemaName, tbl); err != nil {
 				return err
 			}
+		}
+		// The source's own records of its migrations, not the ones the
+		// target's migration just wrote.
+		if _, err := dstTx.Exec(ctx, "DELETE FROM "+c.quoted+"."+migrationsTable); err != nil {
+			return fmt.Errorf("replace the target's migration records: %w", err)
+		}
+		if err := copyTable(ctx, c.src, dstTx, c.quoted, schemaName, migrationsTable); err != nil {
+			return err
 		}
 		return copySequences(ctx, c.src, dstTx, c.quoted, schemaName)
 	})

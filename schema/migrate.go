@@ -2,7 +2,9 @@ package schema
 
 import (
 	"context"
+	"crypto/sha256"
 	"embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -30,6 +32,14 @@ type Migration struct {
 	// run, when set, runs after sql in the step's transaction. Tests use it
 	// to observe and slow down steps.
 	run func(ctx context.Context, tx pgx.Tx) error
+}
+
+// checksum is the sha256 (hex) of the step's SQL: of its file's bytes for
+// an embedded migration. A schema records it with the step's name when it
+// applies the step.
+func (m Migration) checksum() string {
+	sum := sha256.Sum256([]byte(m.sql))
+	return hex.EncodeToString(sum[:])
 }
 
 // MigrateResult reports what Migrate did to one schema.
@@ -117,7 +127,12 @@ func loadMigrations(fsys fs.FS) ([]Migration, error) {
 // the schema name, not one global key), then reads the version again and
 // applies the step only if it is still pending, with search_path pinned to
 // the schema by set_config(..., true), and records it in
-// <schema>.schema_migrations. So concurrent Migrate calls for one tenant
+// <schema>.schema_migrations with its name and the sha256 of its SQL.
+// Before applying a step it compares what the schema recorded for the
+// versions it applied with this set's migrations of those versions: one
+// renumbered or edited since fails the step with ErrMigrationMismatch,
+// changing nothing (rows recorded before names and checksums were are
+// trusted). So concurrent Migrate calls for one tenant
 // apply each step once, different tenants migrate in parallel, and it all
 // works behind PgBouncer in transaction mode. The first step of a run that
 // found version 0 also creates the schema and the version table, so a
@@ -165,7 +180,7 @@ func migrateWith(ctx context.Context, pool *pgxpool.Pool, schemaName string, tar
 	}
 	ensure := v == 0
 	for _, m := range set[v:target] {
-		applied, created, cur, err := migrateStep(ctx, pool, schemaName, quoted, m, ensure, c)
+		applied, created, cur, err := migrateStep(ctx, pool, schemaName, quoted, set, m, ensure, c)
 		if err != nil {
 			return res, fmt.Errorf("migrate %s: version %d (%s): %w", schemaName, m.Version, m.Name, err)
 		}
@@ -225,16 +240,92 @@ func hintOf(err error) string {
 	return " (hint: " + pgErr.Hint + ")"
 }
 
-// migrationsTableSQL is the per-tenant version table (schema-qualified
-// by the caller).
-const migrationsTableSQL = ".schema_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+// ErrMigrationMismatch: a version the schema recorded as applied was
+// applied under another name or from other SQL than this release's
+// migration of that version (a released migration was renumbered or
+// edited). The step fails without changing anything, and fails the same
+// way on every run until the release is fixed; match it with errors.Is.
+var ErrMigrationMismatch = errors.New("an applied migration differs from this release's")
 
-// migrateStep applies m in one transaction under the tenant lock if it is
-// still pending there. With ensure (the run found version 0) it first
+// migrationsTableSQL is the per-tenant version table (schema-qualified
+// by the caller). name and checksum record which migration a version was
+// (Migration.Name, Migration.checksum); rows written before they existed
+// have them NULL (unknown).
+const migrationsTableSQL = ".schema_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now(), name text, checksum text)"
+
+// addRecordColumnsSQL adds name and checksum to a version table made
+// before they existed (schema-qualified by the caller).
+const addRecordColumnsSQL = ".schema_migrations ADD COLUMN IF NOT EXISTS name text, ADD COLUMN IF NOT EXISTS checksum text"
+
+// checkRecorded compares what quoted.schema_migrations recorded for each
+// applied version (name and checksum, where not NULL) with set's
+// migration of that version, and returns ErrMigrationMismatch on the first
+// difference. Rows without a name or checksum (written before they were
+// recorded) are trusted, as are versions beyond set. It reads the rows as
+// jsonb: a table made before the columns existed has none to compare.
+func checkRecorded(ctx context.Context, q pgx.Tx, schemaName, quoted string, set []Migration) error {
+	rows, err := q.Query(ctx, "SELECT r.version, to_jsonb(r)->>'name', to_jsonb(r)->>'checksum' FROM "+quoted+
+		".schema_migrations r ORDER BY r.version", pgx.QueryExecModeExec)
+	if err != nil {
+		return fmt.Errorf("read applied migrations: %w", err)
+	}
+	var version int
+	var name, sum *string
+	var mismatch error
+	_, err = pgx.ForEachRow(rows, []any{&version, &name, &sum}, func() error {
+		if mismatch != nil || version < 1 || version > len(set) {
+			return nil
+		}
+		m := set[version-1]
+		if (name == nil || *name == m.Name) && (sum == nil || *sum == m.checksum()) {
+			return nil
+		}
+		mismatch = fmt.Errorf("%w: schema %s recorded version %d as %s, this release's version %d is %s: "+
+			"a released migration must never be renumbered or edited; restore it as released and add a new migration for the change",
+			ErrMigrationMismatch, schemaName, version, describeRecord(name, sum), version, describeRecord(&m.Name, ptr(m.checksum())))
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("read applied migrations: %w", err)
+	}
+	return mismatch
+}
+
+// describeRecord names a migration by name and checksum for an error
+// message, saying "unknown" for what was not recorded.
+func describeRecord(name, sum *string) string {
+	n, s := "unknown", "unknown"
+	if name != nil {
+		n = fmt.Sprintf("%q", *name)
+	}
+	if sum != nil {
+		s = *sum
+	}
+	return n + " (sha256 " + s + ")"
+}
+
+// ptr returns a pointer to a copy of v.
+func ptr[T any](v T) *T { return &v }
+
+// hasRecordColumns reports whether quoted.schema_migrations has the name
+// and checksum columns.
+func hasRecordColumns(ctx context.Context, q querier, quoted string) (bool, error) {
+	var n int
+	err := q.QueryRow(ctx, `SELECT count(*) FROM pg_catalog.pg_attribute
+		WHERE attrelid = pg_catalog.to_regclass($1) AND attname IN ('name', 'checksum') AND attnum > 0 AND NOT attisdropped`,
+		pgx.QueryExecModeExec, quoted+".schema_migrations").Scan(&n)
+	return n == 2, err
+}
+
+// migrateStep applies m, a migration of set, in one transaction under the
+// tenant lock if it is still pending there. Before it does, it checks the
+// versions applied already against set (checkRecorded); it records m with
+// its name and checksum, adding those columns to a version table made
+// before they existed. With ensure (the run found version 0) it first
 // creates the schema if missing and c allows it, or checks c's owner on
 // the existing one. It returns whether it applied m, whether it created the
 // schema, and the version after the step.
-func migrateStep(ctx context.Context, pool *pgxpool.Pool, schemaName, quoted string, m Migration, ensure bool, c creation) (applied, created bool, version int, err error) {
+func migrateStep(ctx context.Context, pool *pgxpool.Pool, schemaName, quoted string, set []Migration, m Migration, ensure bool, c creation) (applied, created bool, version int, err error) {
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		applied, created, version = false, false, 0
 		if ensure {
@@ -283,6 +374,13 @@ func migrateStep(ctx context.Context, pool *pgxpool.Pool, schemaName, quoted str
 		if cur != m.Version-1 {
 			return fmt.Errorf("schema is at version %d", cur)
 		}
+		if cur > 0 {
+			// Later steps build on the earlier ones: not on another
+			// release's steps of the same numbers.
+			if err := checkRecorded(ctx, tx, schemaName, quoted, set); err != nil {
+				return err
+			}
+		}
 		if _, err := tx.Exec(ctx, pinSQL, quoted); err != nil {
 			return fmt.Errorf("pin search_path: %w", err)
 		}
@@ -304,8 +402,18 @@ func migrateStep(ctx context.Context, pool *pgxpool.Pool, schemaName, quoted str
 				return err
 			}
 		}
-		if _, err := tx.Exec(ctx, "INSERT INTO "+quoted+".schema_migrations (version) VALUES ($1)",
-			pgx.QueryExecModeExec, m.Version); err != nil {
+		ok, err := hasRecordColumns(ctx, tx, quoted)
+		if err != nil {
+			return fmt.Errorf("check version table: %w", err)
+		}
+		if !ok {
+			// A table from before: altered once, by its next step.
+			if _, err := tx.Exec(ctx, "ALTER TABLE "+quoted+addRecordColumnsSQL); err != nil {
+				return fmt.Errorf("add name and checksum to the version table: %w", err)
+			}
+		}
+		if _, err := tx.Exec(ctx, "INSERT INTO "+quoted+".schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+			pgx.QueryExecModeExec, m.Version, m.Name, m.checksum()); err != nil {
 			return fmt.Errorf("record version: %w", err)
 		}
 		applied, version = true, m.Version

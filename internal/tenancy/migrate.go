@@ -122,7 +122,10 @@ type MigrateResult struct {
 // t is not provisioning (schema.ErrNoSchema), or when it exists and is not
 // t's (schema.ErrSchemaTaken); ErrInvalidTarget for a target above the
 // latest version; ErrBlockedByData when a step fails on t's own rows
-// (schema.ErrRefusedByData: the steps before it stay applied). Other
+// (schema.ErrRefusedByData: the steps before it stay applied);
+// schema.ErrMigrationMismatch, wrapped, when t's schema recorded other
+// migrations than this release's under the versions it applied (nothing
+// is applied; it fails the same way until the release is fixed). Other
 // errors (the database) are worth retrying.
 func (s *Service) Migrate(ctx context.Context, t tenantctx.Tenant, target int, actor string) (MigrateResult, error) {
 	if err := allowed(t, tenantctx.Migration); err != nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/invoicing/tenantworker/internal/tenancy"
+	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tasks"
 	"github.com/invoicing/tenantworker/tenantctx"
@@ -85,13 +86,16 @@ func (h *Handlers) TenantDestroy(ctx context.Context, p tasks.TenantDestroy) err
 }
 
 // lifecycleError turns the lifecycle's refusals into the task's fate: a
-// refusal, or a migration the tenant's data blocks (retried it would fail
-// the same way until an operator changes the data), archives the task
+// refusal, a migration the tenant's data blocks (retried it would fail
+// the same way until an operator changes the data), or one whose schema
+// recorded other migrations than this release's (schema.ErrMigrationMismatch:
+// it fails the same way until the release is fixed) archives the task
 // with its reason; a wait retries it without counting a failure; anything
 // else is retried.
 func lifecycleError(err error) error {
 	switch {
-	case errors.Is(err, tenancy.ErrRefused), errors.Is(err, tenancy.ErrInvalidTarget), errors.Is(err, tenancy.ErrBlockedByData):
+	case errors.Is(err, tenancy.ErrRefused), errors.Is(err, tenancy.ErrInvalidTarget), errors.Is(err, tenancy.ErrBlockedByData),
+		errors.Is(err, schema.ErrMigrationMismatch):
 		return Permanent(err)
 	case errors.Is(err, tenancy.ErrNotReady):
 		return fmt.Errorf("%w: %w", err, ErrTenantNotReady)
