@@ -74,8 +74,14 @@ const keepAttempts = 3
 // waiting task (with fair dispatch through the gate, under its tenant's
 // running cap; a drain discards it from the retry set). When the script
 // cannot keep it (Redis failed, or asynq no longer holds it as active),
-// the attempt ends with the wait as before and asynq archives it. A nil
-// rdb keeps nothing.
+// the attempt ends with the wait as before and asynq archives it. A script
+// whose reply did not come (a timeout, a dropped connection: it may have
+// run), or that found the task no longer active (a run sent again by
+// go-redis after a read timeout finds the task its first run kept), is
+// checked by reading the task's hash once more: a task in the retry set
+// with the message the script writes was kept, and the attempt ends with
+// ErrLastAttemptKept, not with a record of an archived task for its
+// tenant while it waits to run again. A nil rdb keeps nothing.
 func KeepLastAttempt(rdb redis.UniversalClient) asynq.MiddlewareFunc {
 	return func(next asynq.Handler) asynq.Handler {
 		if rdb == nil {
@@ -118,17 +124,44 @@ func keepLast(ctx context.Context, rdb redis.UniversalClient, err error) error {
 			return fmt.Errorf("task %s of queue %s: %w", id, queue, merr)
 		}
 		n, rerr := keepLastScript.Run(rctx, rdb, keys, id, old, msg, strconv.FormatInt(at.Unix(), 10)).Int()
-		if rerr != nil {
+		var refused redis.Error
+		if rerr != nil && errors.As(rerr, &refused) {
 			return fmt.Errorf("put task %s back into the retry set of queue %s: %w", id, queue, rerr)
 		}
-		switch n {
-		case 1:
-			return nil
-		case 0:
+		if rerr != nil || n == 0 {
+			// The script may have run with its reply lost (a read
+			// timeout, a dropped connection), or run twice (go-redis
+			// sends a command again after a read timeout): the second
+			// run finds the task no longer active.
+			if keptAlready(ctx, rdb, keys[2], msg) {
+				return nil
+			}
+			if rerr != nil {
+				return fmt.Errorf("put task %s back into the retry set of queue %s: %w", id, queue, rerr)
+			}
 			return fmt.Errorf("task %s is no longer active in queue %s", id, queue)
+		}
+		if n == 1 {
+			return nil
 		}
 	}
 	return fmt.Errorf("task %s of queue %s: its message kept changing", id, queue)
+}
+
+// keptAlready reports whether the task hash key holds the task as kept by
+// keepLastScript: in asynq's retry set with msg, the message the script
+// writes. It reads the hash once, with a deadline of its own (the
+// script's may be over); a read that fails reports false.
+func keptAlready(ctx context.Context, rdb redis.UniversalClient, key string, msg []byte) bool {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recheckTimeout)
+	defer cancel()
+	vals, err := rdb.HMGet(rctx, key, "state", "msg").Result()
+	if err != nil || len(vals) != 2 {
+		return false
+	}
+	state, _ := vals[0].(string)
+	stored, _ := vals[1].(string)
+	return state == "retry" && stored == string(msg)
 }
 
 // keptMessage returns msg, an asynq task message as stored, with reason as
