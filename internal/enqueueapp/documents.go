@@ -3,8 +3,12 @@ package enqueueapp
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 
+	"github.com/invoicing/tenantworker/internal/config"
 	"github.com/invoicing/tenantworker/internal/tenancy"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
@@ -27,6 +31,9 @@ func documentsCmd(ctx context.Context, args []string, sio IO) error {
 		if err := tenantctx.ValidateSlug(*slug); err != nil {
 			return fmt.Errorf("%w: --tenant: %w", errUsage, err)
 		}
+	}
+	if err := documentsDirExists(sio); err != nil {
+		return err
 	}
 	b, err := openCLI(ctx, sio)
 	if err != nil {
@@ -71,6 +78,28 @@ func documentsCmd(ctx context.Context, args []string, sio IO) error {
 		tenants, total.Checked, total.Removed, total.Busy)
 	if failed > 0 {
 		return fmt.Errorf("%d tenants failed (above); run the command again once their databases answer", failed)
+	}
+	return nil
+}
+
+// documentsDirExists refuses a prune whose DOCUMENTS_DIR does not exist:
+// opening the backend would create it empty, and the prune would find
+// nothing to remove and report success, where the operator pointed it at
+// the wrong directory (or left DOCUMENTS_DIR unset, ./data/documents,
+// outside the workers' directory).
+func documentsDirExists(sio IO) error {
+	cfg, err := config.FromEnv(sio.Getenv)
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	info, err := os.Stat(cfg.DocumentsDir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("documents directory %s (DOCUMENTS_DIR) does not exist: set DOCUMENTS_DIR to the workers' documents directory", cfg.DocumentsDir)
+	case err != nil:
+		return fmt.Errorf("documents directory %s (DOCUMENTS_DIR): %w", cfg.DocumentsDir, err)
+	case !info.IsDir():
+		return fmt.Errorf("documents directory %s (DOCUMENTS_DIR) is not a directory", cfg.DocumentsDir)
 	}
 	return nil
 }

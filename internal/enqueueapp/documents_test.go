@@ -3,6 +3,10 @@ package enqueueapp_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -220,4 +224,26 @@ func TestDocumentsPruneCommandGoesOnPastAnUnreachableDatabase(t *testing.T) {
 		t.Fatalf("the unreachable tenant's document: %v; want it kept", err)
 	}
 	_ = rc.Close()
+}
+
+// TestDocumentsPruneRefusesAMissingDirectory: a prune pointed at a
+// documents directory that does not exist (DOCUMENTS_DIR unset, so
+// ./data/documents, or mistyped) fails and says so, instead of creating it
+// empty and reporting that nothing was left to remove.
+func TestDocumentsPruneRefusesAMissingDirectory(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.movable(t, "acme")
+	missing := filepath.Join(t.TempDir(), "documents")
+	f.env["DOCUMENTS_DIR"] = missing
+	code, stdout, stderr := f.run(t, false, "documents", "prune")
+	if code == enqueueapp.ExitOK || stdout != "" {
+		t.Errorf("documents prune of a missing directory: exit %d, stdout %q; want a failure and nothing printed", code, stdout)
+	}
+	if !strings.Contains(stderr, missing+" (DOCUMENTS_DIR) does not exist") {
+		t.Errorf("documents prune of a missing directory: stderr %q, want it named", stderr)
+	}
+	if _, err := os.Stat(missing); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("documents prune made the missing directory (stat: %v)", err)
+	}
 }
