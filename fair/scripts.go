@@ -68,6 +68,8 @@ import (
 //	                 began, not discarded yet (see drainPrelude)
 //	P..'drr:'..tenant..':'..token SET the tenant's task ids asynq held as active when that drain began: their
 //	                 retries stay (see drainScript; expires after an hour, Dispatcher.Drain deletes it)
+//	P..'drf:'..tenant..':'..token STRING waiting \t admitted \t parked: what that drain's first call discarded, so
+//	                 that the call sent again (go-redis, after a read timeout) does not begin anew (expires after an hour)
 //	P..'cost'        HASH type -> measured cost EWMA over all tenants (us); '*' -> over the queue
 //	P..'depth'       ZSET tenant -> waiting tasks (top-K metrics)
 //	P..'workers'     ZSET worker id -> heartbeat expiry (ms); P..'conc' HASH worker id -> concurrency; P..'cap' STRING their sum
@@ -1815,6 +1817,13 @@ end
 // enqueue-time order with what went back there meanwhile, by the heartbeat
 // (undrain).
 //
+// The first call records what it discarded (P..'drf:'..tenant..':'..token):
+// go-redis sends a script again after a read timeout or a dropped
+// connection, and a first call that finds the record is that call sent
+// again after it ran. It sets nothing aside again (the backlog holds only
+// tasks enqueued since, which stay) and answers the first run's counts
+// with its own, as the caller got no other reply.
+//
 // It returns {waiting, admitted, parked, remaining, admit()'s list}: what
 // it discarded, what is left in the lists it works through, and what the
 // room it made admitted (other tenants' tasks, or the tenant's own after
@@ -1824,7 +1833,15 @@ local t, limit, tok = ARGV[10], tonumber(ARGV[11]), ARGV[13]
 local b = P .. 'b:' .. t
 local drains = P .. 'dr:' .. t
 local admitted, parked = 0, 0
-if ARGV[12] == '1' then
+-- The first call's record: what it discarded. Found at a first call, it is
+-- the same call sent again (go-redis sends a command again after a read
+-- timeout or a dropped connection): the backlog is not set aside again
+-- (that would take tasks enqueued since in place of the rest of the first
+-- run's list), and the reply counts the first run's work, whose reply the
+-- caller never got.
+local firstKey = P .. 'drf:' .. t .. ':' .. tok
+local again = ARGV[12] == '1' and redis.call('GET', firstKey)
+if ARGV[12] == '1' and not again then
   if #stems > 0 then
     local ran = P .. 'drr:' .. t .. ':' .. tok
     for _, id in ipairs(redis.call('LRANGE', A .. 'active', 0, -1)) do
@@ -1928,6 +1945,13 @@ else
   redis.call('SADD', P .. 'draining', t)
 end
 reconsider(t)
+if ARGV[12] == '1' then
+  if again then
+    local f = fields(again, 2)
+    return { #ids + num(f[1], 0), admitted + num(f[2], 0), parked + num(f[3], 0), remaining, admit() }
+  end
+  redis.call('SET', firstKey, #ids .. SEP .. admitted .. SEP .. parked, 'PX', 3600000)
+end
 return { #ids, admitted, parked, remaining, admit() }
 `)
 

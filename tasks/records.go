@@ -3,6 +3,8 @@ package tasks
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -64,6 +66,8 @@ type TaskRecord struct {
 //
 //	P{T}:index    sorted set: task id scored by archive time (ms)
 //	P{T}:records  hash: task id -> JSON TaskRecord
+//	P{T}:taken:K  list: id, score, JSON of the records an enqueue's take
+//	              (token K) dropped, for a take sent again (a minute)
 //
 // It is safe for concurrent use.
 type TaskRecords struct {
@@ -241,24 +245,38 @@ func (r *TaskRecords) Forget(ctx context.Context, tenantID string, taskIDs ...st
 }
 
 // takeScript drops records and returns them, so that they can be put
-// back (restoreScript). KEYS[1] index, KEYS[2] records; ARGV the task
-// ids. It returns id, score, JSON for each record it dropped. Like
-// forgetScript, it fails at maxmemory before it drops any (oomGuard).
+// back (restoreScript). KEYS[1] index, KEYS[2] records, KEYS[3] the call's
+// own copy of what it dropped; ARGV[1] how long that copy lasts (ms), then
+// the task ids. It returns id, score, JSON for each record it dropped.
+// go-redis sends a script again after a read timeout or a dropped
+// connection, and the caller gets the second run's reply: the copy (its
+// key names a token of the call, the same in both runs) makes the second
+// run answer what the first dropped too, which a refused enqueue puts
+// back. Like forgetScript, it fails at maxmemory before it drops any
+// (oomGuard).
 var takeScript = redis.NewScript(oomGuard + `
-local out = {}
-if not guard(ARGV) then return out end
-for _, id in ipairs(ARGV) do
+local out = redis.call('LRANGE', KEYS[3], 0, -1)
+local ids = { unpack(ARGV, 2) }
+if not guard(ids) then return out end
+for _, id in ipairs(ids) do
   local raw = redis.call('HGET', KEYS[2], id)
   if raw then
+    local score = redis.call('ZSCORE', KEYS[1], id) or '0'
     out[#out + 1] = id
-    out[#out + 1] = redis.call('ZSCORE', KEYS[1], id) or '0'
+    out[#out + 1] = score
     out[#out + 1] = raw
+    redis.call('RPUSH', KEYS[3], id, score, raw)
     redis.call('ZREM', KEYS[1], id)
     redis.call('HDEL', KEYS[2], id)
   end
 end
+redis.call('PEXPIRE', KEYS[3], ARGV[1])
 return out
 `)
+
+// takenTTL is how long takeScript's copy of what it dropped lasts: longer
+// than go-redis takes to send a command again (MaxRetries read timeouts).
+const takenTTL = time.Minute
 
 // restoreScript puts back records takeScript dropped, each only while no
 // newer record of its task id was written meanwhile. KEYS[1] index,
@@ -283,11 +301,15 @@ func (r *TaskRecords) take(ctx context.Context, tenantID string, taskIDs ...stri
 	if tenantctx.ValidateID(tenantID) != nil || len(taskIDs) == 0 {
 		return nil, nil
 	}
-	args := make([]any, len(taskIDs))
-	for i, id := range taskIDs {
-		args[i] = id
+	args := make([]any, 0, len(taskIDs)+1)
+	args = append(args, takenTTL.Milliseconds())
+	for _, id := range taskIDs {
+		args = append(args, id)
 	}
-	out, err := takeScript.Run(ctx, r.rdb, r.keys(tenantID), args...).Slice()
+	var tok [8]byte
+	_, _ = rand.Read(tok[:]) // never fails (crypto/rand)
+	keys := append(r.keys(tenantID), r.opts.KeyPrefix+"{"+tenantID+"}:taken:"+hex.EncodeToString(tok[:]))
+	out, err := takeScript.Run(ctx, r.rdb, keys, args...).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("forget %d task records of tenant %s (first %.64q): %w", len(taskIDs), tenantID, taskIDs[0], err)
 	}

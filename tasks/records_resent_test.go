@@ -1,0 +1,93 @@
+package tasks
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/invoicing/tenantworker/fair"
+	"github.com/invoicing/tenantworker/storage/memstore"
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// resendScript is a go-redis hook that runs the script of hash sha, once
+// armed, twice and gives the caller the second run's reply, as go-redis
+// does itself when a read times out after the command went out (or the
+// connection dropped): it sends the command again.
+type resendScript struct {
+	sha   string
+	armed atomic.Bool
+}
+
+func (h *resendScript) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *resendScript) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		args := cmd.Args()
+		if err := next(ctx, cmd); err != nil || cmd.Name() != "evalsha" || len(args) < 2 || args[1] != h.sha || !h.armed.Load() {
+			return err
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h *resendScript) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// TestRefusedEnqueueKeepsRecordsThoughTakeWasSentAgain: an enqueue that
+// replaces an archived task takes the tenant's record of its id before it
+// goes to the dispatcher, and puts it back when the dispatcher refuses the
+// enqueue (the tenant's backlog is full): nothing of the refused request is
+// kept. go-redis sent the take again after a read timeout; the second run
+// found the record gone (the first took it) and answered nothing, so the
+// refused enqueue had nothing to put back, and the tenant's archived task
+// was gone from GET /v1/tasks/{id} (404).
+func TestRefusedEnqueueKeepsRecordsThoughTakeWasSentAgain(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	opt := newRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: opt.Addr})
+	t.Cleanup(func() { _ = rdb.Close() })
+	hook := &resendScript{sha: takeScript.Hash()}
+	rdb.AddHook(hook)
+	catalog := memstore.New()
+	tn, err := tenantctx.New("resent-acme", "Acme", "free")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn.Status = tenantctx.StatusActive
+	if tn, err = catalog.CreateTenant(ctx, tn); err != nil {
+		t.Fatal(err)
+	}
+	if tn, err = catalog.SetLimits(ctx, tn.ID, "", tenantctx.Limits{MaxWaiting: 1}); err != nil {
+		t.Fatal(err)
+	}
+	records := NewTaskRecords(rdb, TaskRecordsOptions{})
+	enq := NewEnqueuer(asynq.NewClientFromRedisClient(rdb), asynq.NewInspectorFromRedisClient(rdb), discardLogger(),
+		WithAdmission(Admission{Dispatcher: fair.New(rdb, fair.Config{MinPending: 1}), Tenants: catalog})).WithTaskRecords(records)
+	// Invoice 1 admitted, invoice 2 waiting: the backlog is full.
+	for i := int64(1); i <= 2; i++ {
+		if _, err := enq.Enqueue(ctx, InvoicePDF{TenantID: tn.ID, InvoiceID: i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	archived := InvoicePDF{TenantID: tn.ID, InvoiceID: 5}
+	id := archived.Spec().TaskID
+	if err := records.Put(ctx, tn.ID, TaskRecord{TaskID: id, Type: TypeInvoicePDF, Queue: QueueDefault, Reason: "invoice not found"}); err != nil {
+		t.Fatal(err)
+	}
+	hook.armed.Store(true)
+	_, err = enq.Enqueue(ctx, archived)
+	hook.armed.Store(false)
+	if !errors.Is(err, fair.ErrBacklogFull) {
+		t.Fatalf("enqueue past the cap: %v, want ErrBacklogFull", err)
+	}
+	if rec, err := records.Get(ctx, tn.ID, id); err != nil || rec.Reason != "invoice not found" {
+		t.Errorf("the record of the archived task after the refused enqueue: %+v, %v; want it kept", rec, err)
+	}
+}
