@@ -354,7 +354,7 @@ func (e *Enqueuer) enqueueFair(ctx context.Context, tenantID string, payloads []
 	// A refused enqueue (a cap: nothing of it accepted) puts them back.
 	taken := e.takeRecords(ctx, tenantID, replaced) // task records hook (records.go)
 	accepted := make(map[string]bool, len(replaced))
-	var fresh []string // ids of new follow-ups: an old record of the id goes
+	var fresh []string // ids of waiting follow-ups: an old record of the id goes
 	for _, q := range order {
 		idx := byQueue[q]
 		group := make([]fair.Task, len(idx))
@@ -380,7 +380,12 @@ func (e *Enqueuer) enqueueFair(ctx context.Context, tenantID string, payloads []
 				ID: m.ID, Queue: q, Type: m.Type, Payload: m.Payload, State: taskState(res[j].State),
 				MaxRetry: m.Retry, Timeout: m.Timeout, Retention: m.Retention,
 			}}
-			if !res[j].Existing && res[j].FollowUp {
+			// A follow-up waiting (added by this call, or found waiting:
+			// the same call sent again by go-redis after a read timeout
+			// answers the follow-up its first run added as existing) is
+			// that id's task now: an older record of the id, archived,
+			// would show once asynq lets the follow-up go.
+			if res[j].FollowUp && (!res[j].Existing || res[j].State == "pending") {
 				fresh = append(fresh, m.ID)
 			}
 		}
