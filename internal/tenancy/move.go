@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/schema"
@@ -227,7 +228,14 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 	// tables take no writes (they wait): what was copied stays what the
 	// source holds.
 	opts.progress("copy the schema %s from %s to %s and verify it (writes to the tenant wait until the move ends)", t.Schema, from, to)
-	c, err := schema.BeginCopy(ctx, src, dst, t.Schema)
+	own, err := ownConnection(ctx, src)
+	if err != nil {
+		return fail("copy", err)
+	}
+	// Closed once the copy's source transaction ended (every path below
+	// ends it: DropSource, Release or Abort).
+	defer own.Close()
+	c, err := schema.BeginCopy(ctx, own, dst, t.Schema)
 	if err != nil {
 		return fail("copy", err)
 	}
@@ -333,6 +341,25 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 	return m, nil
 }
 
+// ownConnection returns a pool of one connection, made with src's
+// configuration (its pinning and release checks included), for the copy's
+// source transaction. That transaction is held from the copy until the old
+// schema is dropped, across the switch and the audit entries, which take
+// connections of the catalog's pool: on "main" without
+// MIGRATIONS_DATABASE_URL that is src itself, and on a pool of one
+// connection (DB_MAX_CONNS=1) the switch would wait for ever for the one
+// the move holds, the tenant's tables locked meanwhile. Like the move
+// lock's connection (lockMove), it comes beside the pool, not from it.
+func ownConnection(ctx context.Context, src *pgxpool.Pool) (*pgxpool.Pool, error) {
+	cfg := src.Config()
+	cfg.MaxConns, cfg.MinConns, cfg.MinIdleConns = 1, 0, 0
+	p, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open the source's connection: %w", err)
+	}
+	return p, nil
+}
+
 // errPlacementUnknown: the catalog did not say whether a move's switch
 // was saved.
 var errPlacementUnknown = errors.New("the switch's outcome is unknown")
@@ -357,8 +384,12 @@ func placementAnswered(err error) bool {
 // again. It asks until the catalog answers, for up to opts.DrainTimeout or
 // 30 s, whichever is shorter, then returns errPlacementUnknown.
 func (s *Service) settlePlacement(ctx context.Context, id, from, to string, generation int64, opts MoveOptions, lost error) (tenantctx.Tenant, error) {
-	ctx = context.WithoutCancel(ctx)
 	deadline := time.Now().Add(min(opts.DrainTimeout, 30*time.Second))
+	// Each attempt ends by the deadline too: a catalog that answers
+	// nothing (a frozen server, a pool whose connections are all held)
+	// must not keep the move waiting, the tenant's tables locked, past it.
+	ctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+	defer cancel()
 	for {
 		t, err := s.catalog.SetPlacement(ctx, id, to, to, generation)
 		if errors.Is(err, storage.ErrInvalidTransition) {
