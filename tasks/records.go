@@ -86,6 +86,10 @@ func NewTaskRecords(rdb redis.UniversalClient, opts TaskRecordsOptions) *TaskRec
 	return &TaskRecords{rdb: rdb, opts: opts, reads: make(chan struct{}, maxLookups)}
 }
 
+// Redis returns the client the records are kept on: the Redis of asynq's
+// queues, whose task state the worker reads before it writes a record.
+func (r *TaskRecords) Redis() redis.UniversalClient { return r.rdb }
+
 // keys returns the index and record keys of a tenant.
 func (r *TaskRecords) keys(tenantID string) []string {
 	base := r.opts.KeyPrefix + "{" + tenantID + "}:"

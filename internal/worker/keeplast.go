@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -89,10 +90,21 @@ func KeepLastAttempt(rdb redis.UniversalClient) asynq.MiddlewareFunc {
 		}
 		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
 			err := next.ProcessTask(ctx, t)
-			if err == nil || !errors.Is(err, ErrTenantNotReady) || errors.Is(err, asynq.RevokeTask) || !lastAttempt(ctx) || ctx.Err() != nil {
+			if err == nil || !errors.Is(err, ErrTenantNotReady) || errors.Is(err, asynq.RevokeTask) || !lastAttempt(ctx) {
 				return err
 			}
-			if kerr := keepLast(ctx, rdb, err); kerr != nil {
+			// Announced before ctx is looked at: an error handler that
+			// runs because ctx ended (the deadline, a cancel) either
+			// finds this keep and waits for it, or ctx ended first and
+			// nothing is kept.
+			end := startKeep(ctx)
+			if ctx.Err() != nil {
+				end()
+				return err
+			}
+			kerr := keepLast(ctx, rdb, err)
+			end()
+			if kerr != nil {
 				LoggerFromContext(ctx).WarnContext(ctx, "could not keep a waiting task on its last attempt; asynq archives it", slog.String("error", kerr.Error()))
 				return err
 			}
@@ -100,6 +112,47 @@ func KeepLastAttempt(rdb redis.UniversalClient) asynq.MiddlewareFunc {
 			return fmt.Errorf("%w: %w", err, ErrLastAttemptKept)
 		})
 	}
+}
+
+// keeps holds the keeps KeepLastAttempt is making, by queue and task id:
+// a channel closed when the keep ended. asynq calls its error handler as
+// soon as an attempt's ctx ends, without waiting for the handler: an
+// attempt whose deadline passes while its keep runs is reported to the
+// error handler as timed out on its last attempt, though the keep puts it
+// back into the retry set; the error handler waits for the keep
+// (waitKeep) before it looks at the task's state (recordArchive).
+var keeps sync.Map
+
+// startKeep announces a keep of the task of ctx and returns the func that
+// ends it.
+func startKeep(ctx context.Context) func() {
+	key := keepKey(ctx)
+	done := make(chan struct{})
+	keeps.Store(key, done)
+	return func() {
+		keeps.CompareAndDelete(key, done)
+		close(done)
+	}
+}
+
+// waitKeep waits for a keep of the task of ctx that KeepLastAttempt is
+// making, if any, or for wctx.
+func waitKeep(ctx, wctx context.Context) {
+	v, ok := keeps.Load(keepKey(ctx))
+	if !ok {
+		return
+	}
+	select {
+	case <-v.(chan struct{}):
+	case <-wctx.Done():
+	}
+}
+
+// keepKey is the key of the task of ctx in keeps.
+func keepKey(ctx context.Context) string {
+	id, _ := asynq.GetTaskID(ctx)
+	queue, _ := asynq.GetQueueName(ctx)
+	return queue + "\x00" + id
 }
 
 // keepLast runs keepLastScript for the task of ctx, which waits with err.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/invoicing/tenantworker/invoice"
 	"github.com/invoicing/tenantworker/pdf"
@@ -61,20 +62,52 @@ func archives(err error, retried, maxRetry int) bool {
 // archived in asynq all the same. A task whose tenant does not exist
 // (deleted, or never there) gets no record: no one can read it, and its
 // keys would stay in Redis for the records' TTL after the tenant's
-// deletion removed everything else of it.
+// deletion removed everything else of it. Nor does a task asynq will not
+// archive after all (archiving): kept in its retry set by KeepLastAttempt
+// while its deadline passed, or no longer active.
 func recordArchive(ctx context.Context, records *tasks.TaskRecords, logger *slog.Logger, env Envelope, t *asynq.Task, err error, retried int) {
 	if records == nil || env.System || env.TenantID == "" || isTenantGone(err) {
 		return
 	}
 	taskID, _ := asynq.GetTaskID(ctx)
 	queue, _ := asynq.GetQueueName(ctx)
+	wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), 2*recheckTimeout)
+	waitKeep(ctx, wctx)
+	wcancel()
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordArchiveTimeout)
 	defer cancel()
+	if st, ok := archiving(rctx, records.Redis(), queue, taskID); !ok {
+		logger.DebugContext(ctx, "no record of a task asynq does not archive", slog.String("task_id", taskID),
+			slog.String("task_type", t.Type()), slog.String("tenant_id", env.TenantID), slog.String("state", st))
+		return
+	}
 	rec := tasks.TaskRecord{TaskID: taskID, Type: t.Type(), Queue: queue, Retried: retried, Reason: PublicReason(err)}
 	if perr := records.Put(rctx, env.TenantID, rec); perr != nil {
 		logger.WarnContext(ctx, "record archived task", slog.String("task_id", taskID),
 			slog.String("task_type", t.Type()), slog.String("tenant_id", env.TenantID), slog.String("error", perr.Error()))
 	}
+}
+
+// archiving reports whether asynq is about to archive the task id of
+// queue (or did): whether it holds it as active or archived, read once on
+// rctx (after any keep of the task by KeepLastAttempt ended). asynq calls the
+// error handler before it archives, and its archive finds nothing to move
+// when the task is no longer active: a keep racing the attempt's deadline
+// put it back into the retry set, or something else took it (a drain, a
+// hand-back). It also returns the state read ("gone" for no task). A read
+// that fails reports true: the record is written as before.
+func archiving(rctx context.Context, rdb redis.UniversalClient, queue, taskID string) (string, bool) {
+	if rdb == nil || taskID == "" || queue == "" {
+		return "", true
+	}
+	st, err := rdb.HGet(rctx, "asynq:{"+queue+"}:t:"+taskID, "state").Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return "gone", false
+	case err != nil:
+		return "", true
+	}
+	return st, st == "active" || st == "archived"
 }
 
 // ForgetRecordOnSuccess drops the tenant's record of a task that completed:
