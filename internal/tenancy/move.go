@@ -156,12 +156,29 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 	}
 
 	s.logFailure(ctx, id, ActionMoveStarted, s.audit(ctx, id, actor, ActionMoveStarted, map[string]string{"from": from, "to": to}))
+	// What ends the move (its closing audit entry, the release of the
+	// source's transaction when the switch was not propagated, the resume
+	// of its queue) runs past ctx's end but is bounded as a saved change's
+	// completion is (completing, from its first use): a catalog or Redis
+	// that answers nothing then (a frozen server) must not keep the move
+	// waiting for ever, its queue held. Not so the entry and the pause of
+	// a move that keeps its queue paused: the workers' stale-move check
+	// keeps the hold only by them (keepMovePaused), so they are waited for.
+	var endCtx context.Context
+	endCancel := context.CancelFunc(func() {})
+	defer func() { endCancel() }() // after the queue's release below
+	ending := func() context.Context {
+		if endCtx == nil {
+			endCtx, endCancel = completing(ctx)
+		}
+		return endCtx
+	}
 	fail := func(step string, err error) (Moved, error) {
 		// The error stays out of the audit entry: a database error may
 		// quote row data.
 		s.logger.WarnContext(ctx, "tenant move failed; the tenant stays where it was", slog.String("tenant_id", id),
 			slog.String("from", from), slog.String("to", to), slog.String("step", step), slog.String("error", err.Error()))
-		s.logFailure(ctx, id, ActionMoveFailed, s.audit(context.WithoutCancel(ctx), id, actor, ActionMoveFailed,
+		s.logFailure(ctx, id, ActionMoveFailed, s.audit(ending(), id, actor, ActionMoveFailed,
 			map[string]string{"from": from, "to": to, "step": step}))
 		return m, fmt.Errorf("move tenant %s from %s to %s: %s: %w", id, from, to, step, err)
 	}
@@ -179,8 +196,9 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 		return fail("pause", err)
 	}
 	defer func() {
-		rctx := context.WithoutCancel(ctx)
+		rctx := ending()
 		if keepPaused {
+			rctx = context.WithoutCancel(ctx)
 			opts.progress("keep the queue paused")
 			// Handed over to an operator's pause, which ResumeQueue lifts.
 			// A resume racing the hand-over was not told of this move's
@@ -259,7 +277,13 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 	// server, say), since its pool was resolved: SetPlacement changes only
 	// a running tenant still on from, onto the registration copied to.
 	// Either way the copy goes.
-	moved, err := s.catalog.SetPlacement(ctx, id, from, to, toGeneration)
+	// The switch ends by the bound of its settling (settlePlacement) too:
+	// a catalog that answers nothing (a frozen server) must not keep the
+	// move waiting for ever, the tenant's tables locked and its queue
+	// paused; cut, its outcome is unknown and settled as a lost answer's.
+	sctx, scancel := context.WithTimeout(ctx, min(opts.DrainTimeout, 30*time.Second))
+	moved, err := s.catalog.SetPlacement(sctx, id, from, to, toGeneration)
+	scancel()
 	if err != nil && !placementAnswered(err) {
 		// The answer was lost (a broken connection, the context's end
 		// after the commit): the switch may be saved, and dropping the
@@ -268,7 +292,7 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 		moved, err = s.settlePlacement(ctx, id, from, to, toGeneration, opts, err)
 		if errors.Is(err, errPlacementUnknown) {
 			keepPaused = true
-			if rerr := c.Release(context.WithoutCancel(ctx)); rerr != nil {
+			if rerr := c.Release(ending()); rerr != nil {
 				s.logger.ErrorContext(ctx, "release the old schema after a move", slog.String("tenant_id", id), slog.String("error", rerr.Error()))
 			}
 			s.logger.ErrorContext(ctx, "tenant move: the catalog did not say whether the switch was saved; its queue stays paused and both schemas are kept",
@@ -291,7 +315,7 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 		if err != nil {
 			keepPaused = true
 			m.Tenant = moved
-			if rerr := c.Release(context.WithoutCancel(ctx)); rerr != nil {
+			if rerr := c.Release(ending()); rerr != nil {
 				s.logger.ErrorContext(ctx, "release the old schema after a move", slog.String("tenant_id", id), slog.String("error", rerr.Error()))
 			}
 			s.logger.ErrorContext(ctx, "tenant moved but the switch was not propagated: its queue stays paused and the old schema is kept",
@@ -337,7 +361,7 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 	}
 	detail := map[string]any{"from": from, "to": to, "schema": t.Schema, "version": m.Version,
 		"tables": len(m.Tables), "rows": m.Rows, "old_schema_dropped": m.OldSchemaDropped}
-	s.logFailure(ctx, id, ActionMoved, s.audit(context.WithoutCancel(ctx), id, actor, ActionMoved, detail))
+	s.logFailure(ctx, id, ActionMoved, s.audit(ending(), id, actor, ActionMoved, detail))
 	return m, nil
 }
 
@@ -417,14 +441,25 @@ func (s *Service) settlePlacement(ctx context.Context, id, from, to string, gene
 
 // propagatePlacement saves the tenant's placement again (the same value)
 // until its cache invalidation is published, for up to opts.DrainTimeout
-// or 30 s, whichever is shorter.
+// or 30 s, whichever is shorter; each attempt ends by then too.
 func (s *Service) propagatePlacement(ctx context.Context, id, to string, generation int64, opts MoveOptions) error {
 	deadline := time.Now().Add(min(opts.DrainTimeout, 30*time.Second))
+	// A catalog that answers nothing (a frozen server, a lost connection)
+	// must not keep the move waiting past the deadline, the tenant's
+	// tables locked and its queue paused: the move then ends as one whose
+	// switch was not propagated.
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	var last error
 	for {
 		_, err := s.catalog.SetPlacement(ctx, id, to, to, generation)
 		if err == nil || !errors.Is(err, storage.ErrInvalidationFailed) || time.Now().After(deadline) {
+			if err != nil && last != nil && !errors.Is(err, storage.ErrInvalidationFailed) {
+				err = errors.Join(last, err)
+			}
 			return err
 		}
+		last = err
 		select {
 		case <-ctx.Done():
 			return errors.Join(err, ctx.Err())
@@ -469,6 +504,10 @@ func (s *Service) waitIdle(ctx context.Context, id string, opts MoveOptions) err
 // tenant holds in the catalog's database while it runs (the second is
 // hashtext(tenant id)); it spells "move" in ASCII.
 const moveLockNamespace int32 = 0x6d6f7665
+
+// unlockTimeout bounds the end of the move lock's transaction; cut, its
+// connection is closed and the lock goes with its session.
+const unlockTimeout = 5 * time.Second
 
 // lockMove takes tenant id's move lock on a connection of its own and
 // returns its release. Another move of the tenant running (from any
@@ -523,9 +562,13 @@ func (s *Service) lockMove(ctx context.Context, id string) (unlock func(), err e
 	return func() {
 		// Ended first, so that a move right after this one finds the
 		// lock free (a closed connection's backend lets it go only as it
-		// exits); closed, the connection takes it with it anyway.
-		_ = tx.Rollback(rctx)
-		_ = conn.Close(rctx)
+		// exits); closed, the connection takes it with it anyway, so a
+		// catalog that answers nothing (a frozen server) is not waited
+		// for past unlockTimeout.
+		uctx, cancel := context.WithTimeout(rctx, unlockTimeout)
+		defer cancel()
+		_ = tx.Rollback(uctx)
+		_ = conn.Close(uctx)
 	}, nil
 }
 
