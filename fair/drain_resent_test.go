@@ -2,42 +2,13 @@ package fair_test
 
 import (
 	"context"
-	"sync/atomic"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/invoicing/tenantworker/fair"
+	"github.com/invoicing/tenantworker/internal/testenv"
 )
-
-// resendDrainStep runs the first drain script call of tenant, then fn,
-// then the same call again, whose reply the caller gets: go-redis sends a
-// command again after a read timeout (its reply lost after it ran) or a
-// dropped connection.
-type resendDrainStep struct {
-	tenant string
-	fired  *atomic.Bool
-	fn     func()
-}
-
-func (h resendDrainStep) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (h resendDrainStep) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
-}
-func (h resendDrainStep) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		err := next(ctx, cmd)
-		args := cmd.Args()
-		// drainScript's ARGV ends with tenant, step (5000), first, token,
-		// and how long its marks of discarded tasks last.
-		if n := len(args); err == nil && n > 5 && (cmd.Name() == "evalsha" || cmd.Name() == "eval") &&
-			args[n-5] == h.tenant && args[n-3] == "1" && h.fired.CompareAndSwap(false, true) {
-			h.fn()
-			return next(ctx, cmd)
-		}
-		return err
-	}
-}
 
 // TestDrainFirstStepSentAgain: go-redis sent a drain's first step again
 // (its reply was lost to a read timeout after it ran), and the tenant
@@ -56,14 +27,23 @@ func TestDrainFirstStepSentAgain(t *testing.T) {
 	d2 := otherProcess(t, b)
 	rdb := redis.NewClient(&redis.Options{Addr: b.rdb.Options().Addr})
 	t.Cleanup(func() { _ = rdb.Close() })
-	var fired atomic.Bool
-	rdb.AddHook(resendDrainStep{tenant: tn, fired: &fired, fn: func() { enqueueThrough(t, d2, tn, 10_000, 100) }})
+	// The drain's first step sent twice (testenv.SendTwice), the tenant
+	// enqueueing in between: drainScript's ARGV ends with tenant, step
+	// (5000), first, token, and how long its marks of discarded tasks last.
+	hook := &testenv.SendTwice{Once: true,
+		Match: func(args []any) bool {
+			n := len(args)
+			return n > 5 && args[n-5] == tn && args[n-3] == "1"
+		},
+		Between: func() { enqueueThrough(t, d2, tn, 10_000, 100) },
+	}
+	rdb.AddHook(hook)
 	d := fair.New(rdb, fair.Config{MinPending: 1, PendingPerSlot: 1, PendingTime: 1, Now: b.clock.Now})
 	n, err := d.Drain(ctx, tn, q)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !fired.Load() {
+	if !hook.Fired() {
 		t.Fatal("the hook never ran")
 	}
 	after := stats(t, b, tn)

@@ -1,7 +1,6 @@
 package tasks
 
 import (
-	"context"
 	"errors"
 	"slices"
 	"sync/atomic"
@@ -10,35 +9,9 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/invoicing/tenantworker/internal/testenv"
 )
-
-// resendNaming is a go-redis hook that runs, once armed, a script call
-// naming arg among its arguments twice and gives the caller the second
-// run's reply, as go-redis does itself when a read times out after the
-// command went out (or the connection dropped): it sends the command
-// again.
-type resendNaming struct {
-	arg   string
-	armed atomic.Bool
-	fired atomic.Bool
-}
-
-func (h *resendNaming) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (h *resendNaming) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		err := next(ctx, cmd)
-		if err != nil || cmd.Name() != "evalsha" || !h.armed.Load() || !slices.Contains(cmd.Args(), any(h.arg)) {
-			return err
-		}
-		h.fired.Store(true)
-		return next(ctx, cmd)
-	}
-}
-
-func (h *resendNaming) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
-}
 
 // TestFollowUpDropsItsOldRecordThoughTheEnqueueWasSentAgain: a render asked
 // for while the invoice's render runs gets its follow-up (FollowUpID), and
@@ -73,15 +46,18 @@ func TestFollowUpDropsItsOldRecordThoughTheEnqueueWasSentAgain(t *testing.T) {
 	if err := records.Put(ctx, tenants[0].ID, TaskRecord{TaskID: fid, Type: TypeInvoicePDF, Queue: QueueDefault, Reason: "invoice not found"}); err != nil {
 		t.Fatal(err)
 	}
-	hook := &resendNaming{arg: fid}
+	// The enqueue naming the follow-up sent twice (testenv.SendTwice),
+	// once armed.
+	var armed atomic.Bool
+	hook := &testenv.SendTwice{Match: func(args []any) bool { return armed.Load() && slices.Contains(args, any(fid)) }}
 	rdb.AddHook(hook)
-	hook.armed.Store(true)
+	armed.Store(true)
 	again, err := enq.Enqueue(ctx, p)
-	hook.armed.Store(false)
+	armed.Store(false)
 	if err != nil || again.Info.ID != fid {
 		t.Fatalf("request while the render runs: %+v, %v; want the follow-up %s", again, err, fid)
 	}
-	if !hook.fired.Load() {
+	if !hook.Fired() {
 		t.Fatal("the hook never ran")
 	}
 	// The second run answers the follow-up its first run added as

@@ -1,7 +1,6 @@
 package tasks
 
 import (
-	"context"
 	"errors"
 	"sync/atomic"
 	"testing"
@@ -10,34 +9,10 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/invoicing/tenantworker/fair"
+	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/storage/memstore"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
-
-// resendScript is a go-redis hook that runs the script of hash sha, once
-// armed, twice and gives the caller the second run's reply, as go-redis
-// does itself when a read times out after the command went out (or the
-// connection dropped): it sends the command again.
-type resendScript struct {
-	sha   string
-	armed atomic.Bool
-}
-
-func (h *resendScript) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (h *resendScript) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		args := cmd.Args()
-		if err := next(ctx, cmd); err != nil || cmd.Name() != "evalsha" || len(args) < 2 || args[1] != h.sha || !h.armed.Load() {
-			return err
-		}
-		return next(ctx, cmd)
-	}
-}
-
-func (h *resendScript) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
-}
 
 // TestRefusedEnqueueKeepsRecordsThoughTakeWasSentAgain: an enqueue that
 // replaces an archived task takes the tenant's record of its id before it
@@ -53,8 +28,11 @@ func TestRefusedEnqueueKeepsRecordsThoughTakeWasSentAgain(t *testing.T) {
 	opt := newRedis(t)
 	rdb := redis.NewClient(&redis.Options{Addr: opt.Addr})
 	t.Cleanup(func() { _ = rdb.Close() })
-	hook := &resendScript{sha: takeScript.Hash()}
-	rdb.AddHook(hook)
+	// The take sent twice (testenv.SendTwice), once armed.
+	var armed atomic.Bool
+	rdb.AddHook(&testenv.SendTwice{Match: func(args []any) bool {
+		return armed.Load() && len(args) > 1 && args[1] == takeScript.Hash()
+	}})
 	catalog := memstore.New()
 	tn, err := tenantctx.New("resent-acme", "Acme", "free")
 	if err != nil {
@@ -81,9 +59,9 @@ func TestRefusedEnqueueKeepsRecordsThoughTakeWasSentAgain(t *testing.T) {
 	if err := records.Put(ctx, tn.ID, TaskRecord{TaskID: id, Type: TypeInvoicePDF, Queue: QueueDefault, Reason: "invoice not found"}); err != nil {
 		t.Fatal(err)
 	}
-	hook.armed.Store(true)
+	armed.Store(true)
 	_, err = enq.Enqueue(ctx, archived)
-	hook.armed.Store(false)
+	armed.Store(false)
 	if !errors.Is(err, fair.ErrBacklogFull) {
 		t.Fatalf("enqueue past the cap: %v, want ErrBacklogFull", err)
 	}

@@ -19,41 +19,7 @@ import (
 // the move lock's connection must not starve the copy and the switch.
 func TestMoveOnASmallPool(t *testing.T) {
 	t.Parallel()
-	ctx := t.Context()
-	pool, err := schema.NewPool(ctx, testenv.Postgres(t), schema.PoolOptions{MaxConns: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if err := storage.MigrateCatalog(ctx, pool, nil); err != nil {
-		t.Fatal(err)
-	}
-	docs, err := storage.NewFS(filepath.Join(t.TempDir(), "documents"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	catalog := storage.NewPostgres(pool)
-	server := testenv.StartPostgres(t)
-	urls := map[string]string{"second": server.CreateDatabase(t)}
-	pools := placement.New(placement.Options{MainPool: pool, URLs: urls, Catalog: catalog, MaxConns: 2})
-	t.Cleanup(func() { _ = pools.Close() })
-	if err := pools.Register(ctx); err != nil {
-		t.Fatal(err)
-	}
-	d, enq, inspector := fairOn(t, catalog)
-	svc := tenancy.New(tenancy.Config{Catalog: catalog, Enqueuer: enq, Documents: docs, SchemaPool: pool,
-		Pools: pools, Dispatcher: d, Plans: fair.DefaultPlans()})
-	b := &twoServers{fairBundle: &fairBundle{bundle: &bundle{ctx: ctx, catalog: catalog, docs: docs, inspector: inspector, pool: pool, svc: svc}, d: d, enq: enq}, pools: pools}
-	acme := b.provision(t, "acme", "main")
-	mctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	m, err := svc.Move(mctx, acme.ID, "second", "test", tenancy.MoveOptions{Grace: time.Millisecond})
-	if err != nil {
-		t.Fatalf("Move on a pool of 2: %v (stats %+v)", err, pool.Stat().AcquiredConns())
-	}
-	if !m.OldSchemaDropped {
-		t.Errorf("Move = %+v", m)
-	}
+	moveOnAPoolOf(t, 2)
 }
 
 // TestMoveOnAOneConnectionPool: a move from "main" on a catalog pool of one
@@ -64,8 +30,14 @@ func TestMoveOnASmallPool(t *testing.T) {
 // tables locked meanwhile).
 func TestMoveOnAOneConnectionPool(t *testing.T) {
 	t.Parallel()
+	moveOnAPoolOf(t, 1)
+}
+
+// moveOnAPoolOf moves a tenant from "main", whose pool (the catalog's and
+// the schemas') has conns connections, to a second server, within 20 s.
+func moveOnAPoolOf(t *testing.T, conns int32) {
 	ctx := t.Context()
-	pool, err := schema.NewPool(ctx, testenv.Postgres(t), schema.PoolOptions{MaxConns: 1})
+	pool, err := schema.NewPool(ctx, testenv.Postgres(t), schema.PoolOptions{MaxConns: conns})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +52,7 @@ func TestMoveOnAOneConnectionPool(t *testing.T) {
 	catalog := storage.NewPostgres(pool)
 	server := testenv.StartPostgres(t)
 	urls := map[string]string{"second": server.CreateDatabase(t)}
-	pools := placement.New(placement.Options{MainPool: pool, URLs: urls, Catalog: catalog, MaxConns: 1})
+	pools := placement.New(placement.Options{MainPool: pool, URLs: urls, Catalog: catalog, MaxConns: conns})
 	t.Cleanup(func() { _ = pools.Close() })
 	if err := pools.Register(ctx); err != nil {
 		t.Fatal(err)
@@ -94,7 +66,7 @@ func TestMoveOnAOneConnectionPool(t *testing.T) {
 	defer cancel()
 	m, err := svc.Move(mctx, acme.ID, "second", "test", tenancy.MoveOptions{Grace: time.Millisecond})
 	if err != nil {
-		t.Fatalf("Move on a pool of 1: %v (acquired %d)", err, pool.Stat().AcquiredConns())
+		t.Fatalf("Move on a pool of %d: %v (acquired %d)", conns, err, pool.Stat().AcquiredConns())
 	}
 	if !m.OldSchemaDropped || m.Tenant.DatabaseName() != "second" {
 		t.Errorf("Move = %+v", m)

@@ -4,55 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/internal/worker"
 	"github.com/invoicing/tenantworker/tasks"
 )
-
-// errReplyLost is what loseScriptReply answers instead of a script's
-// reply: a read that timed out after the command went out.
-var errReplyLost = fmt.Errorf("read tcp 127.0.0.1:1->127.0.0.1:2: i/o timeout: %w", os.ErrDeadlineExceeded)
-
-// loseScriptReply is a go-redis hook that lets every EVALSHA or EVAL run
-// in Redis and then loses its reply: the caller gets errReplyLost, or, with
-// again set, the reply of the same script run a second time (as go-redis
-// does itself when a read times out: it sends the command again).
-type loseScriptReply struct {
-	again bool
-	ran   atomic.Int64
-}
-
-func (h *loseScriptReply) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (h *loseScriptReply) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		name := strings.ToLower(cmd.Name())
-		if name != "evalsha" && name != "eval" {
-			return next(ctx, cmd)
-		}
-		if err := next(ctx, cmd); err != nil {
-			return err // NOSCRIPT: go-redis sends EVAL next
-		}
-		h.ran.Add(1)
-		if h.again {
-			return next(ctx, cmd)
-		}
-		cmd.SetErr(errReplyLost)
-		return errReplyLost
-	}
-}
-
-func (h *loseScriptReply) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
-}
 
 // TestLastAttemptKeptThoughTheScriptsReplyWasLost: KeepLastAttempt's script
 // put a waiting last attempt back into asynq's retry set, but its reply
@@ -70,7 +31,9 @@ func TestLastAttemptKeptThoughTheScriptsReplyWasLost(t *testing.T) {
 			t.Parallel()
 			ctx := testContext(t)
 			opt, rdb := newRedisClient(t)
-			hook := &loseScriptReply{again: again}
+			// Every script call of the keep's client loses its reply, or
+			// is sent again.
+			hook := &testenv.SendTwice{Lose: !again}
 			keepRdb := redis.NewClient(&redis.Options{Addr: opt.Addr})
 			keepRdb.AddHook(hook)
 			t.Cleanup(func() { _ = keepRdb.Close() })
@@ -100,7 +63,7 @@ func TestLastAttemptKeptThoughTheScriptsReplyWasLost(t *testing.T) {
 			case <-ctx.Done():
 				t.Fatal("the last attempt did not run")
 			}
-			if hook.ran.Load() == 0 {
+			if hook.Runs() == 0 {
 				t.Fatal("the keep script never ran")
 			}
 			// asynq settles the attempt (and its error handler writes any

@@ -1,54 +1,14 @@
 package worker_test
 
 import (
-	"context"
-	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/tasks"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
-
-// resendPark is a go-redis hook that, once, runs fair's park script call
-// of task id (its ARGV ends with the task id, tenant, type and run token)
-// with before run first, between run after the first run, and then sends
-// the call again, whose reply the caller gets: go-redis sends a command
-// again after a read timeout (its reply lost after it ran) or a dropped
-// connection.
-type resendPark struct {
-	id            string
-	began, fired  atomic.Bool
-	before, after func()
-}
-
-func (h *resendPark) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (h *resendPark) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
-}
-func (h *resendPark) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		args := cmd.Args()
-		n := len(args)
-		if (cmd.Name() != "evalsha" && cmd.Name() != "eval") || n < 5 || args[n-4] != h.id || h.fired.Load() {
-			return next(ctx, cmd)
-		}
-		if h.began.CompareAndSwap(false, true) {
-			h.before()
-		}
-		// An evalsha of a script Redis does not know yet fails (NOSCRIPT),
-		// and go-redis sends it as eval.
-		if err := next(ctx, cmd); err != nil || !h.fired.CompareAndSwap(false, true) {
-			return err
-		}
-		h.after()
-		return next(ctx, cmd)
-	}
-}
 
 // TestParkSentAgainAfterTheResumeRunsTheTaskOnce: a worker parks the
 // task of a tenant suspended after the task was admitted (or, a retry, let
@@ -71,15 +31,19 @@ func TestParkSentAgainAfterTheResumeRunsTheTaskOnce(t *testing.T) {
 			tn := addTenant(t, w.catalog, "park-resent", tenantctx.StatusSuspended)
 			p := tasks.InvoicePDF{TenantID: tn.ID, InvoiceID: 1}
 			id := p.Spec().TaskID
-			hook := &resendPark{id: id,
+			// The park of the task sent twice (testenv.SendTwice): fair's
+			// park script's ARGV ends with the task id, tenant, type and
+			// run token.
+			hook := &testenv.SendTwice{Once: true,
+				Match: func(args []any) bool { n := len(args); return n >= 5 && args[n-4] == id },
 				// Suspended after the task was admitted and taken: held now.
-				before: func() {
+				Before: func() {
 					if _, err := w.d.Hold(ctx, tn.ID, fair.Suspended, tasks.WorkQueues...); err != nil {
 						t.Error(err)
 					}
 				},
 				// Resumed between the park and its resend.
-				after: func() {
+				Between: func() {
 					if _, err := w.catalog.SetStatus(ctx, tn.ID, tenantctx.StatusActive); err != nil {
 						t.Error(err)
 					}
@@ -94,7 +58,7 @@ func TestParkSentAgainAfterTheResumeRunsTheTaskOnce(t *testing.T) {
 			} else if _, err := w.enq.Enqueue(ctx, p); err != nil {
 				t.Fatal(err)
 			}
-			testenv.WaitFor(t, time.Minute, "the park sent twice", hook.fired.Load)
+			testenv.WaitFor(t, time.Minute, "the park sent twice", hook.Fired)
 			testenv.WaitFor(t, time.Minute, "the task runs after the resume", func() bool { return w.runs.Load() >= 1 })
 			testenv.WaitFor(t, time.Minute, "nothing left of the tenant in the dispatcher", func() bool {
 				s := w.stats(t, tn.ID)
