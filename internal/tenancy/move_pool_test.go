@@ -2,16 +2,11 @@ package tenancy_test
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/invoicing/tenantworker/fair"
-	"github.com/invoicing/tenantworker/internal/placement"
 	"github.com/invoicing/tenantworker/internal/tenancy"
 	"github.com/invoicing/tenantworker/internal/testenv"
-	"github.com/invoicing/tenantworker/schema"
-	"github.com/invoicing/tenantworker/storage"
 )
 
 // TestMoveOnASmallPool: a move from "main" on a catalog pool of two
@@ -37,34 +32,12 @@ func TestMoveOnAOneConnectionPool(t *testing.T) {
 // the schemas') has conns connections, to a second server, within 20 s.
 func moveOnAPoolOf(t *testing.T, conns int32) {
 	ctx := t.Context()
-	pool, err := schema.NewPool(ctx, testenv.Postgres(t), schema.PoolOptions{MaxConns: conns})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if err := storage.MigrateCatalog(ctx, pool, nil); err != nil {
-		t.Fatal(err)
-	}
-	docs, err := storage.NewFS(filepath.Join(t.TempDir(), "documents"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	catalog := storage.NewPostgres(pool)
-	server := testenv.StartPostgres(t)
-	urls := map[string]string{"second": server.CreateDatabase(t)}
-	pools := placement.New(placement.Options{MainPool: pool, URLs: urls, Catalog: catalog, MaxConns: conns})
-	t.Cleanup(func() { _ = pools.Close() })
-	if err := pools.Register(ctx); err != nil {
-		t.Fatal(err)
-	}
-	d, enq, inspector := fairOn(t, catalog)
-	svc := tenancy.New(tenancy.Config{Catalog: catalog, Enqueuer: enq, Documents: docs, SchemaPool: pool,
-		Pools: pools, Dispatcher: d, Plans: fair.DefaultPlans()})
-	b := &twoServers{fairBundle: &fairBundle{bundle: &bundle{ctx: ctx, catalog: catalog, docs: docs, inspector: inspector, pool: pool, svc: svc}, d: d, enq: enq}, pools: pools}
+	pool, catalog, docs := catalogAt(t, testenv.Postgres(t), conns)
+	b := servicesOn(t, pool, catalog, docs, map[string]string{"second": testenv.StartPostgres(t).CreateDatabase(t)}, conns)
 	acme := b.provision(t, "acme", "main")
 	mctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	m, err := svc.Move(mctx, acme.ID, "second", "test", tenancy.MoveOptions{Grace: time.Millisecond})
+	m, err := b.svc.Move(mctx, acme.ID, "second", "test", tenancy.MoveOptions{Grace: time.Millisecond})
 	if err != nil {
 		t.Fatalf("Move on a pool of %d: %v (acquired %d)", conns, err, pool.Stat().AcquiredConns())
 	}

@@ -3,7 +3,6 @@ package tenancy_test
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -13,10 +12,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/invoicing/tenantworker/fair"
-	"github.com/invoicing/tenantworker/internal/placement"
 	"github.com/invoicing/tenantworker/internal/tenancy"
 	"github.com/invoicing/tenantworker/internal/testenv"
-	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
@@ -121,34 +118,14 @@ func setupFrozenCatalog(t *testing.T) (b *twoServers, cat *testenv.PostgresServe
 	t.Helper()
 	ctx := t.Context()
 	cat = testenv.StartPostgres(t)
-	pool, err := schema.NewPool(ctx, cat.CreateDatabase(t), schema.PoolOptions{MaxConns: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if err := storage.MigrateCatalog(ctx, pool, nil); err != nil {
-		t.Fatal(err)
-	}
-	docs, err := storage.NewFS(filepath.Join(t.TempDir(), "documents"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	catalog := storage.NewPostgres(pool)
+	pool, catalog, docs := catalogAt(t, cat.CreateDatabase(t), 4)
 	server := testenv.StartPostgres(t)
-	urls := map[string]string{"second": server.CreateDatabase(t), "third": server.CreateDatabase(t)}
-	pools := placement.New(placement.Options{MainPool: pool, URLs: urls, Catalog: catalog, MaxConns: 4})
-	t.Cleanup(func() { _ = pools.Close() })
-	if err := pools.Register(ctx); err != nil {
+	b = servicesOn(t, pool, catalog, docs, map[string]string{"second": server.CreateDatabase(t), "third": server.CreateDatabase(t)}, 4)
+	var err error
+	if second, err = b.pools.Pool(ctx, "second"); err != nil {
 		t.Fatal(err)
 	}
-	d, enq, inspector := fairOn(t, catalog)
-	svc := tenancy.New(tenancy.Config{Catalog: catalog, Enqueuer: enq, Documents: docs, SchemaPool: pool,
-		Pools: pools, Dispatcher: d, Plans: fair.DefaultPlans()})
-	b = &twoServers{fairBundle: &fairBundle{bundle: &bundle{ctx: ctx, catalog: catalog, docs: docs, inspector: inspector, pool: pool, svc: svc}, d: d, enq: enq}, pools: pools}
-	if second, err = pools.Pool(ctx, "second"); err != nil {
-		t.Fatal(err)
-	}
-	if third, err = pools.Pool(ctx, "third"); err != nil {
+	if third, err = b.pools.Pool(ctx, "third"); err != nil {
 		t.Fatal(err)
 	}
 	return b, cat, second, third

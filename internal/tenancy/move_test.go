@@ -54,7 +54,18 @@ func setupServers(t *testing.T, third bool) *twoServers {
 	if third {
 		urls["third"] = server.CreateDatabase(t)
 	}
-	pools := placement.New(placement.Options{MainPool: pool, URLs: urls, Catalog: catalog, MaxConns: 4})
+	b := servicesOn(t, pool, catalog, docs, urls, 4)
+	b.second = second
+	return b
+}
+
+// servicesOn registers the databases of urls beside pool's "main" (pools
+// of conns connections) and returns the service of a fair-dispatching
+// stack on them, with catalog and docs.
+func servicesOn(t *testing.T, pool *pgxpool.Pool, catalog *storage.Postgres, docs *storage.FS, urls map[string]string, conns int32) *twoServers {
+	t.Helper()
+	ctx := t.Context()
+	pools := placement.New(placement.Options{MainPool: pool, URLs: urls, Catalog: catalog, MaxConns: conns})
 	t.Cleanup(func() { _ = pools.Close() })
 	if err := pools.Register(ctx); err != nil {
 		t.Fatal(err)
@@ -64,7 +75,7 @@ func setupServers(t *testing.T, third bool) *twoServers {
 		Pools: pools, Dispatcher: d, Plans: fair.DefaultPlans()})
 	return &twoServers{
 		fairBundle: &fairBundle{bundle: &bundle{ctx: ctx, catalog: catalog, docs: docs, inspector: inspector, pool: pool, svc: svc}, d: d, enq: enq},
-		pools:      pools, second: second,
+		pools:      pools,
 	}
 }
 

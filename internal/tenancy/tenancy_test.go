@@ -43,7 +43,14 @@ type bundle struct {
 // there and makes a document store in a temporary directory.
 func catalogOn(t *testing.T) (*pgxpool.Pool, *storage.Postgres, *storage.FS) {
 	t.Helper()
-	pool, err := schema.NewPool(t.Context(), testenv.Postgres(t), schema.PoolOptions{MaxConns: 4})
+	return catalogAt(t, testenv.Postgres(t), 4)
+}
+
+// catalogAt is catalogOn on the database at url, with a pool of conns
+// connections.
+func catalogAt(t *testing.T, url string, conns int32) (*pgxpool.Pool, *storage.Postgres, *storage.FS) {
+	t.Helper()
+	pool, err := schema.NewPool(t.Context(), url, schema.PoolOptions{MaxConns: conns})
 	if err != nil {
 		t.Fatal(err)
 	}
