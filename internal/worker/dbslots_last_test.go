@@ -58,11 +58,7 @@ func TestDatabaseSlotsLastAttemptIsKept(t *testing.T) {
 			return nil
 		}),
 	})
-	srv := asynq.NewServerFromRedisClient(rdb, worker.ServerConfig(worker.ServerOptions{Concurrency: 2, Logger: discardLogger(), ShutdownTimeout: 5 * time.Second}))
-	if err := srv.Start(mux); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
+	startServerOn(t, rdb, mux, worker.ServerOptions{Concurrency: 2})
 
 	enq, ins := newTestEnqueuer(t, opt)
 	if _, err := enq.Enqueue(ctx, tasks.InvoicePDF{TenantID: tn.ID, InvoiceID: 1}); err != nil {

@@ -29,12 +29,7 @@ func TestKeptLastAttemptMessageDoesNotGrow(t *testing.T) {
 	mux := worker.MuxOf(worker.MuxOptions{Logger: discardLogger(), Catalog: catalog, Redis: rdb}, map[string]asynq.Handler{
 		tasks.TypeInvoicePDF: worker.Handle(func(ctx context.Context, _ tasks.InvoicePDF) error { return nil }),
 	})
-	srv := asynq.NewServerFromRedisClient(rdb, worker.ServerConfig(worker.ServerOptions{Concurrency: 1, Logger: discardLogger(), ShutdownTimeout: 5 * time.Second,
-		TaskCheckInterval: 100 * time.Millisecond}))
-	if err := srv.Start(mux); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
+	startServerOn(t, rdb, mux, worker.ServerOptions{Concurrency: 1, TaskCheckInterval: 100 * time.Millisecond})
 	id := injectRetry(t, rdb, tn.ID, 1, lastRetry)
 	A := "asynq:{" + tasks.QueueDefault + "}:"
 	var first int

@@ -62,13 +62,29 @@ func newTestEnqueuer(t testing.TB, redis asynq.RedisClientOpt) (*tasks.Enqueuer,
 // handler in-process until the end of the test, and returns it so a test
 // can shut it down earlier.
 func startServer(t testing.TB, redis asynq.RedisClientOpt, handler asynq.Handler, opts worker.ServerOptions) *asynq.Server {
+	return runServer(t, asynq.NewServer(redis, testServerConfig(opts)), handler)
+}
+
+// startServerOn is startServer on a Redis client the test made (one with
+// hooks, or shared with the test's own checks); the client stays open.
+func startServerOn(t testing.TB, rdb redis.UniversalClient, handler asynq.Handler, opts worker.ServerOptions) *asynq.Server {
+	return runServer(t, asynq.NewServerFromRedisClient(rdb, testServerConfig(opts)), handler)
+}
+
+// testServerConfig is worker.ServerConfig(opts) with the tests' defaults:
+// a discarding logger and a 5 s shutdown.
+func testServerConfig(opts worker.ServerOptions) asynq.Config {
 	if opts.Logger == nil {
 		opts.Logger = discardLogger()
 	}
 	if opts.ShutdownTimeout == 0 {
 		opts.ShutdownTimeout = 5 * time.Second
 	}
-	srv := asynq.NewServer(redis, worker.ServerConfig(opts))
+	return worker.ServerConfig(opts)
+}
+
+func runServer(t testing.TB, srv *asynq.Server, handler asynq.Handler) *asynq.Server {
+	t.Helper()
 	if err := srv.Start(handler); err != nil {
 		t.Fatalf("start asynq server: %v", err)
 	}

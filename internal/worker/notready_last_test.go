@@ -75,12 +75,7 @@ func TestLastAttemptWithoutFairDispatchIsNotArchived(t *testing.T) {
 					return nil
 				}),
 			})
-			srv := asynq.NewServerFromRedisClient(rdb, worker.ServerConfig(worker.ServerOptions{Concurrency: 2, Logger: discardLogger(), ShutdownTimeout: 5 * time.Second,
-				NotReadyDelayMin: time.Second, NotReadyDelayMax: 2 * time.Second}))
-			if err := srv.Start(mux); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(srv.Shutdown)
+			startServerOn(t, rdb, mux, worker.ServerOptions{Concurrency: 2, NotReadyDelayMin: time.Second, NotReadyDelayMax: 2 * time.Second})
 			id := injectRetry(t, rdb, tn.ID, 1, lastRetry)
 			time.Sleep(notReadyLastWait)
 			if st := state(t, rdb, id); st == "archived" {

@@ -35,11 +35,7 @@ func TestNoTaskRecordOfAGoneTenant(t *testing.T) {
 			return worker.Permanentf("refused")
 		}),
 	})
-	srv := asynq.NewServerFromRedisClient(rdb, worker.ServerConfig(worker.ServerOptions{Concurrency: 2, Logger: discardLogger(), Records: records}))
-	if err := srv.Start(mux); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
+	startServerOn(t, rdb, mux, worker.ServerOptions{Concurrency: 2, Records: records})
 	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), asynq.NewInspectorFromRedisClient(rdb), discardLogger())
 	ins := asynq.NewInspectorFromRedisClient(rdb)
 	for _, tn := range []tenantctx.Tenant{gone, live} {

@@ -105,12 +105,7 @@ func TestNoArchiveRecordOfATaskKeptAtItsDeadline(t *testing.T) {
 		hook.ctxs <- ctx
 		return fmt.Errorf("tenant %s is provisioning: %w", tenantID, worker.ErrTenantNotReady)
 	}))
-	srv := asynq.NewServerFromRedisClient(rdb, worker.ServerConfig(worker.ServerOptions{Concurrency: 1, Logger: discardLogger(),
-		ShutdownTimeout: 5 * time.Second, Records: records}))
-	if err := srv.Start(keep); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
+	startServerOn(t, rdb, keep, worker.ServerOptions{Concurrency: 1, Records: records})
 	id := injectLastAttempt(t, rdb, tenantID, 2*time.Second)
 	testenv.WaitFor(t, 30*time.Second, "the keep script ran", func() bool { return hook.ran.Load() > 0 })
 	time.Sleep(time.Second) // asynq settles the attempt
