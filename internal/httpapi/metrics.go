@@ -32,7 +32,10 @@ func newMetrics(reg prometheus.Registerer, enq lateEnqueues) *metrics {
 			Namespace: "enqueue",
 			Name:      "http_request_duration_seconds",
 			Help:      "HTTP request duration by route pattern.",
-			Buckets:   []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+			// Up to the server's write timeout (60 s at least), so that an
+			// answer at REQUEST_TIMEOUT (10 s) or ADMIN_REQUEST_TIMEOUT (30
+			// s) lands in a bucket of its own, not in +Inf only.
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 15, 30, 45, 60},
 		}, []string{"route"}),
 	}
 	reg.MustRegister(m.requests, m.duration)

@@ -49,9 +49,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: metricsNamespace, Name: "task_duration_seconds",
 			Help: "Duration of task attempts by type, middleware included.",
-			// Up to the longest task timeout (a sweep's 30 minutes), so that
-			// no attempt a timeout allows lands in +Inf only.
-			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 600, 1800},
+			// Past the longest task timeout (a sweep's 30 minutes): an
+			// attempt cut off at that deadline ends a little after it and
+			// lands in the last bucket, not in +Inf only.
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 600, 1800, 2400},
 		}, []string{"type"}),
 		render: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: metricsNamespace, Name: "pdf_render_seconds",
