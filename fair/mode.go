@@ -122,6 +122,13 @@ func RecordedMode(ctx context.Context, rdb redis.Cmdable) (Mode, error) {
 // ModeFair is always safe: fair workers run the tasks already in asynq's
 // queues like any task that reaches them unannounced.
 //
+// Switching to ModePlain also drops what fair dispatch keeps of each
+// tenant in queues (dropTenantState: policies, virtual times, measured
+// costs, holds): processes without fair dispatch have no dispatcher to
+// forget an erased tenant, so that state of a tenant erased during the
+// plain interlude would stay in Redis for ever. A tenant's next enqueue
+// after a switch back to fair brings its policy again.
+//
 // Switching to ModeFair from another mode also drops the holds of queues
 // (suspensions, pauses, moves) and their marker: they are of the time
 // before the plain interlude, in which tenants were suspended and resumed
@@ -158,6 +165,9 @@ func (d *Dispatcher) SwitchMode(ctx context.Context, to Mode, queues ...string) 
 			return from, fmt.Errorf("%w: fair dispatch still holds work or runs (%s); let the workers finish the backlogs (resume or drain held tenants), stop every process, then switch",
 				ErrSwitchRefused, strings.Join(left, "; "))
 		}
+		if err := d.dropTenantState(ctx, queues...); err != nil {
+			return from, err
+		}
 	}
 	if to == ModeFair && from != ModeFair {
 		for _, q := range queues {
@@ -181,4 +191,78 @@ func (d *Dispatcher) parkedTenants(ctx context.Context, p string) (int, error) {
 		return 0, err
 	}
 	return len(tenants), nil
+}
+
+// tenantStateKinds are the per-tenant keys under a queue's prefix
+// (scripts.go) that dropTenantState deletes: what is left of a tenant once
+// nothing of it waits, is admitted or is parked (its policy, virtual time
+// and measured costs). The keys that hold task ids (b:, run:, dr:) are
+// left: after the switch's checks they exist only if a process still in
+// fair mode enqueued meanwhile, and then they keep those tasks for a
+// switch back to fair.
+var tenantStateKinds = []string{"t:"}
+
+// dropTenantState deletes, in each of queues, every per-tenant key of the
+// dispatcher (tenantStateKinds) and the queue's holds (hold, unheld, keyed
+// by tenant; a switch back to fair takes them from the durable record),
+// for a switch to plain dispatch whose checks found nothing waiting,
+// admitted or parked there. The per-tenant keys are found by one SCAN of
+// the dispatcher's keys, on each master of a cluster (a queue's keys are
+// on the one holding its slot).
+func (d *Dispatcher) dropTenantState(ctx context.Context, queues ...string) error {
+	prefixes := make(map[string]bool, len(queues))
+	for _, q := range queues {
+		if err := checkQueue(q); err != nil {
+			return err
+		}
+		prefixes[keys(q)[0]] = true
+	}
+	drop := func(ctx context.Context, c redis.Cmdable) error {
+		var cursor uint64
+		for {
+			found, next, err := c.Scan(ctx, cursor, "fair:{*", 1000).Result()
+			if err != nil {
+				return err
+			}
+			// By queue: a queue's keys share its slot, so each DEL is one
+			// command on a cluster too.
+			del := map[string][]string{}
+			for _, k := range found {
+				end := strings.Index(k, "}:")
+				if end < 0 || !prefixes[k[:end+2]] {
+					continue
+				}
+				for _, kind := range tenantStateKinds {
+					if strings.HasPrefix(k[end+2:], kind) {
+						del[k[:end+2]] = append(del[k[:end+2]], k)
+						break
+					}
+				}
+			}
+			for _, ks := range del {
+				if err := c.Del(ctx, ks...).Err(); err != nil {
+					return err
+				}
+			}
+			if next == 0 {
+				return nil
+			}
+			cursor = next
+		}
+	}
+	var err error
+	if cc, ok := d.rdb.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error { return drop(ctx, m) })
+	} else {
+		err = drop(ctx, d.rdb)
+	}
+	if err != nil {
+		return fmt.Errorf("fair: drop the tenants' state: %w", err)
+	}
+	for p := range prefixes {
+		if err := d.rdb.Del(ctx, p+"hold", p+"unheld").Err(); err != nil {
+			return fmt.Errorf("fair: drop the tenants' state of %s: %w", strings.TrimSuffix(strings.TrimPrefix(p, "fair:{"), "}:"), err)
+		}
+	}
+	return nil
 }
