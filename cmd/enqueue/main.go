@@ -18,8 +18,17 @@ func main() {
 	// SIGHUP too (the operator's terminal or ssh session went away): a
 	// long command such as "tenant move" then stops as after Ctrl-C,
 	// releasing what it holds, instead of dying with the tenant's queue
-	// held.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	// held. A hang-up or interrupt the process was started ignoring
+	// ("nohup enqueue tenant move ...", a job a script started in the
+	// background) stays ignored: catching it would undo what the operator
+	// asked for, and the move would stop when the ssh session drops.
+	sigs := []os.Signal{syscall.SIGTERM}
+	for _, sig := range []os.Signal{os.Interrupt, syscall.SIGHUP} {
+		if !signal.Ignored(sig) {
+			sigs = append(sigs, sig)
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), sigs...)
 	// The first signal starts the shutdown; a second one ends the process
 	// at once (the default action, once stop unregisters the handler).
 	context.AfterFunc(ctx, stop)

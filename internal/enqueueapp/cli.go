@@ -348,7 +348,7 @@ func migrateCmd(ctx context.Context, args []string, sio IO) error {
 	}
 	return waitMigrations(ctx, b.Enqueuer, enqueued, waitOptions{
 		timeout: *timeout, poll: *poll, out: sio.Stdout, terminal: sio.Terminal,
-		tenant: b.Postgres.TenantByID,
+		tenant: b.Postgres.TenantByID, hold: b.Tenancy.QueueHold,
 	})
 }
 

@@ -35,6 +35,12 @@ type waitOptions struct {
 	// that a tenant deleted meanwhile is not counted as failed. Nil
 	// counts every such migration as failed.
 	tenant func(ctx context.Context, id string) (tenantctx.Tenant, error)
+	// hold says what keeps a tenant's tasks in a queue waiting for an
+	// operator or a move (tenancy.Service.QueueHold: a paused queue, a
+	// move's hold), "" when nothing does: a migration waiting for such a
+	// hold is named with it, in the progress and at the end, instead of
+	// waiting out the timeout without a reason. Nil checks nothing.
+	hold func(ctx context.Context, id, queue string) (string, error)
 }
 
 // migrationOutcome is where one tenant's migration stands.
@@ -47,6 +53,9 @@ type migrationOutcome struct {
 	// not a failure.
 	deleted bool
 	reason  string // last error while retrying or why it failed
+	// held: what keeps the pending migration waiting (waitOptions.hold),
+	// "" when nothing does.
+	held string
 }
 
 // waitMigrations polls each tenant:migrate task until it completed
@@ -65,7 +74,7 @@ func waitMigrations(ctx context.Context, enq *tasks.Enqueuer, all []tenancy.Migr
 	}
 	lastLine := ""
 	report := func(final bool) {
-		done, failed, deleted, retrying := 0, 0, 0, 0
+		done, failed, deleted, retrying, held := 0, 0, 0, 0, 0
 		for _, m := range outcomes {
 			switch {
 			case m.done:
@@ -74,6 +83,8 @@ func waitMigrations(ctx context.Context, enq *tasks.Enqueuer, all []tenancy.Migr
 				deleted++
 			case m.failed:
 				failed++
+			case m.held != "":
+				held++
 			case m.reason != "":
 				retrying++
 			}
@@ -85,6 +96,9 @@ func waitMigrations(ctx context.Context, enq *tasks.Enqueuer, all []tenancy.Migr
 		}
 		if retrying > 0 {
 			notes = append(notes, fmt.Sprintf("%d retrying", retrying))
+		}
+		if held > 0 {
+			notes = append(notes, fmt.Sprintf("%d held: queue paused or moving", held))
 		}
 		if len(notes) > 0 {
 			line += " (" + strings.Join(notes, ", ") + ")"
@@ -104,7 +118,7 @@ func waitMigrations(ctx context.Context, enq *tasks.Enqueuer, all []tenancy.Migr
 	ticker := time.NewTicker(o.poll)
 	defer ticker.Stop()
 	for {
-		err := pollOnce(ctx, enq, outcomes, o.tenant)
+		err := pollOnce(ctx, enq, outcomes, o)
 		if err != nil && ctx.Err() == nil {
 			return err
 		}
@@ -125,16 +139,16 @@ func waitMigrations(ctx context.Context, enq *tasks.Enqueuer, all []tenancy.Migr
 func (m *migrationOutcome) finished() bool { return m.done || m.failed || m.deleted }
 
 // pollOnce checks every unfinished migration once.
-func pollOnce(ctx context.Context, enq *tasks.Enqueuer, outcomes []*migrationOutcome, tenant func(context.Context, string) (tenantctx.Tenant, error)) error {
+func pollOnce(ctx context.Context, enq *tasks.Enqueuer, outcomes []*migrationOutcome, o waitOptions) error {
 	for _, m := range outcomes {
 		if m.finished() {
 			continue
 		}
-		if err := check(ctx, enq, m); err != nil {
+		if err := check(ctx, enq, m, o.hold); err != nil {
 			return err
 		}
-		if m.failed && tenant != nil {
-			markDeleted(ctx, m, tenant)
+		if m.failed && o.tenant != nil {
+			markDeleted(ctx, m, o.tenant)
 		}
 	}
 	return nil
@@ -151,9 +165,13 @@ func markDeleted(ctx context.Context, m *migrationOutcome, tenant func(context.C
 	}
 }
 
-// check updates m from its task's state.
-func check(ctx context.Context, enq *tasks.Enqueuer, m *migrationOutcome) error {
+// check updates m from its task's state, and for a pending task what
+// holds it (hold, when not nil; a failed look-up keeps what was known).
+func check(ctx context.Context, enq *tasks.Enqueuer, m *migrationOutcome, hold func(context.Context, string, string) (string, error)) error {
 	ti, err := enq.TenantTask(ctx, m.task.TenantID, m.task.TaskID)
+	if err == nil || errors.Is(err, tasks.ErrTaskNotFound) {
+		m.held = "" // known again below; a failed look-up (the wait's end) keeps it
+	}
 	if errors.Is(err, tasks.ErrTaskNotFound) {
 		m.failed, m.reason = true, "migration task vanished (the task was removed)"
 		return nil
@@ -178,6 +196,11 @@ func check(ctx context.Context, enq *tasks.Enqueuer, m *migrationOutcome) error 
 		m.failed, m.reason = true, ti.LastErr
 	default:
 		m.reason = ti.LastErr
+		if ti.State == asynq.TaskStatePending && hold != nil {
+			if h, err := hold(ctx, m.task.TenantID, ti.Queue); err == nil {
+				m.held = h
+			}
+		}
 	}
 	return nil
 }
@@ -193,7 +216,9 @@ func summarize(outcomes []*migrationOutcome, waitErr error) error {
 		case m.failed:
 			failed = append(failed, name+": "+oneLine(m.reason))
 		default:
-			if m.reason != "" {
+			if m.held != "" {
+				name += ": " + heldNote(m)
+			} else if m.reason != "" {
 				name += ": retrying after: " + oneLine(m.reason)
 			}
 			unfinished = append(unfinished, name)
@@ -219,6 +244,14 @@ func summarize(outcomes []*migrationOutcome, waitErr error) error {
 		fmt.Fprintf(&b, "%d tenant migrations %s:\n  %s", len(unfinished), cause, strings.Join(unfinished, "\n  "))
 	}
 	return errors.New(b.String())
+}
+
+// heldNote says why m's pending migration waits, and what lets it run.
+func heldNote(m *migrationOutcome) string {
+	if m.held == tenancy.HoldMoving {
+		return "waiting: " + m.held + " (it runs once the move ends; the workers release the hold of a move whose process died, checking every 30 s)"
+	}
+	return fmt.Sprintf("waiting: %s (POST /admin/tenants/%s/queue/resume lets it run)", m.held, m.task.TenantID)
 }
 
 // oneLine keeps an error message on one line.

@@ -488,6 +488,39 @@ func (s *Service) dispatchTenant(ctx context.Context, id string) (tenantctx.Tena
 	return t, nil
 }
 
+// What QueueHold says holds a tenant's tasks.
+const (
+	HoldPaused = "its queue is paused"
+	HoldMoving = "a tenant move holds its queue"
+)
+
+// QueueHold says what keeps tenant id's tasks in queue waiting for an
+// operator or a move, apart from a suspension (which holds only the
+// queues of ordinary work, not a migration's): "its queue is paused" (an
+// operator's pause, or one a move kept), "a tenant move holds its queue",
+// or "" when neither does, and always without fair dispatch. A task
+// waiting for such a hold runs only once it is lifted: `enqueue migrate
+// --all --wait` names it instead of leaving the operator to wait out its
+// timeout without a reason.
+func (s *Service) QueueHold(ctx context.Context, id, queue string) (string, error) {
+	if s.fair == nil {
+		return "", nil
+	}
+	for _, h := range []struct {
+		reason fair.Reason
+		says   string
+	}{{fair.Moving, HoldMoving}, {fair.Paused, HoldPaused}} {
+		held, err := s.fair.HeldFor(ctx, id, h.reason, queue)
+		if err != nil {
+			return "", fmt.Errorf("hold of tenant %s in %s: %w", id, queue, err)
+		}
+		if held {
+			return h.says, nil
+		}
+	}
+	return "", nil
+}
+
 // Holds returns the holds recorded in the catalog, for fair dispatch to
 // put back when Redis lost them (fair.Config.Holds): each suspended
 // tenant's in the queues of ordinary work, each operator's pause in every
