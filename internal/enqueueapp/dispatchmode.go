@@ -10,6 +10,7 @@ import (
 	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/internal/backend"
 	"github.com/invoicing/tenantworker/internal/config"
+	"github.com/invoicing/tenantworker/tasks"
 )
 
 // dispatchModeCmd is "enqueue dispatch-mode [fair|plain]": without an
@@ -36,8 +37,7 @@ func dispatchModeCmd(ctx context.Context, args []string, sio IO) error {
 	if err != nil {
 		return err
 	}
-	layout, err := backend.Layout(cfg)
-	if err != nil {
+	if _, err := backend.Layout(cfg); err != nil {
 		return err
 	}
 	rdb, closeRedis, err := cliRedis(ctx, cfg, sio)
@@ -58,7 +58,14 @@ func dispatchModeCmd(ctx context.Context, args []string, sio IO) error {
 		fmt.Fprintf(sio.Stdout, "%s (%s)\n", m, m.Setting())
 		return nil
 	}
-	from, err := fair.New(rdb, fair.Config{}).SwitchMode(ctx, to, layout.Queues()...)
+	// Every shard there can be, not only this configuration's: run with a
+	// smaller QUEUE_SHARDS_SERVED than the fleet's, the command would let
+	// a switch to plain strand the tasks waiting in the other shards.
+	all, err := tasks.NewLayout(tasks.MaxQueueShards, tasks.MaxQueueShards)
+	if err != nil {
+		return err
+	}
+	from, err := fair.New(rdb, fair.Config{}).SwitchMode(ctx, to, all.Queues()...)
 	if err != nil {
 		return err
 	}

@@ -6,8 +6,11 @@ import (
 	"maps"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/internal/enqueueapp"
+	"github.com/invoicing/tenantworker/tasks"
 )
 
 // TestDispatchModeCommand: the first process on a Redis records its
@@ -73,5 +76,27 @@ func TestDispatchModeCommand(t *testing.T) {
 	}
 	if code, stdout, _ := run(f.env, "dispatch-mode", "--help"); code != enqueueapp.ExitOK || !strings.Contains(stdout, "dispatch-mode [fair|plain]") {
 		t.Errorf("dispatch-mode --help: exit %d stdout %q", code, stdout)
+	}
+}
+
+// TestDispatchModePlainLooksAtEveryShard: the switch to plain checks
+// every queue shard there can be, not only those of the command's own
+// QUEUE_SHARDS_SERVED: run with a smaller one than the fleet's, it let a
+// switch strand the tasks waiting in the other shards' backlogs.
+func TestDispatchModePlainLooksAtEveryShard(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t) // QUEUE_SHARDS unset: the shards critical, default, low
+	ctx := context.Background()
+	const queue = "default_2" // a shard of a fleet with QUEUE_SHARDS=3; admitted at once (no worker needed)
+	msg := fair.Message{ID: "invoice:pdf:tn_othershard:1", Type: tasks.TypeInvoicePDF, Queue: queue,
+		Payload: []byte(`{"tenant_id":"tn_othershard","invoice_id":1}`), Retry: 10, Timeout: time.Minute}
+	if _, err := f.deps.Dispatcher.Enqueue(ctx, "tn_othershard", fair.Policy{Weight: 1}, []fair.Task{{Message: msg}}); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	code := enqueueapp.Main(ctx, []string{"dispatch-mode", "plain"}, enqueueapp.IO{Stdout: &stdout, Stderr: &stderr, Getenv: getenv(f.env)})
+	if code != enqueueapp.ExitFailure || !strings.Contains(stderr.String(), "switch refused") || !strings.Contains(stderr.String(), queue+": ") {
+		t.Fatalf("dispatch-mode plain with a task admitted in %s: exit %d stdout %q stderr %q; want the switch refused naming it",
+			queue, code, stdout.String(), stderr.String())
 	}
 }
