@@ -129,7 +129,9 @@ func (s *SMTP) client(ctx context.Context, dialed *net.Conn) (*mail.Client, erro
 // ignored, because reporting it would make the caller send the accepted
 // message again. A permanent refusal of the recipient (a 5xx reply to
 // RCPT TO, but 552) wraps ErrRecipientRefused. A send error does not
-// name the recipient's address (withoutRecipient). This is go-mail's
+// name the recipient's address (withoutRecipient). Send closes its
+// connection before it returns, also when the QUIT fails (a server that
+// stopped answering, or dropped the connection). This is go-mail's
 // DialAndSendWithContext without those errors.
 func (s *SMTP) Send(ctx context.Context, m Message) error {
 	if err := ctx.Err(); err != nil {
@@ -154,7 +156,14 @@ func (s *SMTP) Send(ctx context.Context, m Message) error {
 		}
 		return fmt.Errorf("send message to %s: dial: %w", s, ctxErr(ctx, err))
 	}
-	defer func() { _ = c.CloseWithSMTPClient(conn) }()
+	defer func() {
+		// go-mail closes the connection only after a QUIT that
+		// succeeded: after a server that hung (ctx's deadline past) or
+		// dropped the connection, it is closed here.
+		if err := c.CloseWithSMTPClient(conn); err != nil && dialed != nil {
+			_ = dialed.Close()
+		}
+	}()
 	if err := c.SendWithSMTPClient(conn, msg); err != nil && !msg.IsDelivered() {
 		err = withoutRecipient(err, m.To)
 		if refusedForGood(err) {
