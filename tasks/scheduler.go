@@ -49,6 +49,14 @@ type SchedulerOptions struct {
 	// Var names the schedule's environment variable in errors; "" means
 	// SweepCronVar.
 	Var string
+	// CatchUp is how old a tick that passed may be for the loop to enqueue
+	// it late: at the start, the last tick before it (one missed while no
+	// replica ran, such as a daily sweep across a restart); while running,
+	// the last of the ticks that passed while it slept or retried. 0 means
+	// the task's retention (24 h for the sweeps), so that a tick another
+	// replica enqueued is found existing, not swept twice; negative means
+	// none: passed ticks are skipped.
+	CatchUp time.Duration
 }
 
 // ParseSchedule parses a sweep schedule: a standard 5-field cron spec
@@ -212,10 +220,13 @@ func NextTick(s cron.Schedule, t time.Time) time.Time {
 // of spec until ctx is done, then returns nil. The task id is derived from
 // the tick time (SweepOverdue{Tick}), so any number of replicas running this loop
 // produce one sweep per tick (P10 in docs/architecture.md). A failed enqueue is retried
-// until the next tick is due; ticks missed while the process was busy or
-// asleep are skipped, not caught up. It returns an error only for an
-// invalid spec, or one whose ticks end (robfig/cron finds none within
-// five years).
+// until the next tick is due. Ticks that passed while no loop ran (a
+// restart across a daily tick) or while this one slept or retried are not
+// all lost: the last of them, when it is less than opts.CatchUp old (the
+// task's retention by default), is enqueued at once, found existing if a
+// replica enqueued it already; the ones before it are skipped. It returns
+// an error only for an invalid spec, or one whose ticks end (robfig/cron
+// finds none within five years).
 func RunScheduler(ctx context.Context, enq *Enqueuer, spec string, opts SchedulerOptions) error {
 	name := cmp.Or(opts.Var, SweepCronVar)
 	sched, err := ParseScheduleOf(name, spec)
@@ -238,14 +249,31 @@ func RunScheduler(ctx context.Context, enq *Enqueuer, spec string, opts Schedule
 	if retry <= 0 {
 		retry = time.Second
 	}
+	window := opts.CatchUp
+	if window == 0 {
+		window = task(0).Spec().Retention
+	}
 	logger = logger.With(slog.String("task_type", task(0).TypeName()))
 	logger.InfoContext(ctx, "sweep scheduler started", slog.String("schedule", spec))
 	defer logger.InfoContext(ctx, "sweep scheduler stopped")
 
-	tick := NextTick(sched, clock.Now())
+	now := clock.Now()
+	tick := NextTick(sched, now)
+	if last := lastTick(sched, now, window); !last.IsZero() {
+		// The last tick before the start, which no replica may have
+		// enqueued (all were down, or this one restarted across it): its
+		// task id makes it existing if one did.
+		logger.InfoContext(ctx, "enqueueing the last sweep tick before the start", slog.Time("tick", last))
+		tick = last
+	}
 	for {
 		if !sleepUntil(ctx, clock, tick) {
 			return nil
+		}
+		if last := lastTick(sched, clock.Now(), window); last.After(tick) {
+			// Woken after later ticks (the machine slept): the last of
+			// them stands for the ones before it.
+			tick = last
 		}
 		next := NextTick(sched, tick)
 		for {
@@ -266,10 +294,17 @@ func RunScheduler(ctx context.Context, enq *Enqueuer, spec string, opts Schedule
 				break
 			}
 		}
-		// Skip ticks that passed while we slept or retried.
+		// Of the ticks that passed while we slept or retried, the last is
+		// enqueued now (when less than the window old), the others skipped.
 		now := clock.Now()
-		for !next.IsZero() && !next.After(now) {
-			next = NextTick(sched, next)
+		if !next.IsZero() && !next.After(now) {
+			if last := lastTick(sched, now, window); !last.IsZero() && last.After(tick) {
+				logger.WarnContext(ctx, "sweep ticks passed while the scheduler slept or retried; enqueueing the last",
+					slog.Time("tick", last), slog.Time("after", tick))
+				next = last
+			} else {
+				next = NextTick(sched, now)
+			}
 		}
 		if next.IsZero() {
 			return fmt.Errorf("%s: schedule %.80q has no tick after %s", name, spec, now.UTC().Format(time.RFC3339))
@@ -278,14 +313,41 @@ func RunScheduler(ctx context.Context, enq *Enqueuer, spec string, opts Schedule
 	}
 }
 
-// sleepUntil waits until t or ctx is done; it reports whether t came.
+// lastTick returns the last tick of s at or before now and less than
+// window before it, or the zero time when there is none (or window is not
+// positive).
+func lastTick(s cron.Schedule, now time.Time, window time.Duration) time.Time {
+	if window <= 0 {
+		return time.Time{}
+	}
+	from := now.Add(-window)
+	if every, ok := s.(cron.ConstantDelaySchedule); ok {
+		if t := now.UTC().Truncate(every.Delay); t.After(from) {
+			return t
+		}
+		return time.Time{}
+	}
+	var last time.Time
+	for t := NextTick(s, from); !t.IsZero() && !t.After(now); t = NextTick(s, t) {
+		last = t
+	}
+	return last
+}
+
+// maxSleep bounds each wait of sleepUntil: a timer runs on the monotonic
+// clock, so a wall clock stepped forward (NTP correcting it, a machine
+// resumed from a pause) would otherwise fire a tick as late as the step.
+const maxSleep = time.Minute
+
+// sleepUntil waits until t (on the wall clock, read again at least every
+// maxSleep) or ctx is done; it reports whether t came.
 func sleepUntil(ctx context.Context, clock Clock, t time.Time) bool {
 	for {
 		d := t.Sub(clock.Now())
 		if d <= 0 {
 			return true
 		}
-		if !sleepFor(ctx, clock, d) {
+		if !sleepFor(ctx, clock, min(d, maxSleep)) {
 			return false
 		}
 	}
