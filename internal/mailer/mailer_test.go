@@ -151,3 +151,22 @@ func checkReminder(t *testing.T, p parsed) {
 		t.Errorf("attachment content type = %q, want %q", got, a.ContentType)
 	}
 }
+
+func TestCheckSender(t *testing.T) {
+	t.Parallel()
+	for addr, ok := range map[string]bool{
+		"billing@example.com":           true,
+		"Billing <billing@example.com>": true,
+		"first.last+tag@example.com":    true,
+		`"billing dept"@example.com`:    false,
+		`Billing <"a>b"@example.com>`:   false,
+		"not an address":                false,
+		"":                              false,
+		"a@example.com, b@example.com":  false,
+		"Zoë <zoë@example.com>":         true,
+	} {
+		if err := mailer.CheckSender(addr); (err == nil) != ok {
+			t.Errorf("CheckSender(%q) = %v, want ok %v", addr, err, ok)
+		}
+	}
+}

@@ -33,6 +33,24 @@ func CheckRecipient(addr string) error {
 	return err
 }
 
+// CheckSender reports whether addr (MAIL_FROM) can be every reminder's
+// sender: one RFC 5322 address whose local part is a dot-atom. go-mail
+// puts the address unquoted into MAIL FROM, as it does a recipient into
+// RCPT TO, so a local part that needs quoting ("billing dept"@example.com)
+// is refused at start instead of making a strict server refuse every
+// reminder, retry after retry.
+func CheckSender(addr string) error {
+	a, err := mail.ParseAddress(addr)
+	if err != nil {
+		return fmt.Errorf("not an email address: %w", err)
+	}
+	at := strings.LastIndex(a.Address, "@")
+	if at < 0 || !dotAtom(a.Address[:at]) {
+		return fmt.Errorf("the local part of %.80q needs quoting, which the SMTP envelope would not carry", a.Address)
+	}
+	return nil
+}
+
 // parseRecipient parses a To address. Its local part must be a dot-atom:
 // one that needs quoting ("victim@evil.example> x"@example.org) is
 // refused, because go-mail puts it unquoted into RCPT TO

@@ -31,6 +31,11 @@ type deps struct {
 // open builds the worker's dependencies from cfg (resolved), using what
 // opts hands in instead. On error it releases whatever it built.
 func open(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Options) (_ *deps, err error) {
+	// Before connecting to anything: a sender go-mail cannot put into
+	// MAIL FROM as it is would fail every reminder.
+	if err := mailer.CheckSender(cfg.MailFrom); err != nil {
+		return nil, fmt.Errorf("MAIL_FROM: %w", err)
+	}
 	d := &deps{Backend: opts.Backend}
 	defer func() {
 		if err != nil {
