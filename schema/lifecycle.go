@@ -79,6 +79,19 @@ func Drop(ctx context.Context, pool *pgxpool.Pool, schemaName string) error {
 // returns false and no error. It reports whether it dropped a schema;
 // a missing schema is not an error.
 func DropOwned(ctx context.Context, pool *pgxpool.Pool, schemaName, owner string) (bool, error) {
+	return dropOwned(ctx, pool, schemaName, owner, false)
+}
+
+// DropRecorded is DropOwned for a schema that must record owner: one that
+// records no owner is left alone too. It drops the copies a tenant's
+// killed move left in a database the tenant is not placed on, where a
+// schema of that name without an owner is not known to be the tenant's.
+func DropRecorded(ctx context.Context, pool *pgxpool.Pool, schemaName, owner string) (bool, error) {
+	return dropOwned(ctx, pool, schemaName, owner, true)
+}
+
+// dropOwned is DropOwned, and DropRecorded when recorded is set.
+func dropOwned(ctx context.Context, pool *pgxpool.Pool, schemaName, owner string, recorded bool) (bool, error) {
 	quoted, err := quoteSchema(schemaName)
 	if err != nil {
 		return false, fmt.Errorf("drop schema: %w", err)
@@ -95,7 +108,7 @@ func DropOwned(ctx context.Context, pool *pgxpool.Pool, schemaName, owner string
 		if err != nil {
 			return fmt.Errorf("read owner: %w", err)
 		}
-		if !exists || (got != "" && got != owner) {
+		if !exists || (got != "" && got != owner) || (recorded && got == "") {
 			return nil
 		}
 		if _, err := tx.Exec(ctx, "DROP SCHEMA "+quoted+" CASCADE"); err != nil {

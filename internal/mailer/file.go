@@ -39,8 +39,10 @@ func NewFile(dir string) (*File, error) {
 // Dir returns the outbox directory.
 func (f *File) Dir() string { return f.dir }
 
-// Send writes m as <unix-nano>-<sanitized message id>.eml. It returns
-// ctx's error without writing when ctx is already done.
+// Send writes m as <unix-nano>-<sanitized message id>.eml, through a
+// temporary file .tmp-<unix-nano>-<sanitized message id>-<random>.eml
+// renamed when complete. It returns ctx's error without writing when ctx
+// is already done.
 func (f *File) Send(ctx context.Context, m Message) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("write message to outbox: %w", err)
@@ -51,7 +53,11 @@ func (f *File) Send(ctx context.Context, m Message) error {
 		return fmt.Errorf("write message to outbox: %w", err)
 	}
 	name := strconv.FormatInt(now.UnixNano(), 10) + "-" + sanitizeID(msg.GetMessageID()) + ".eml"
-	tmp, err := os.CreateTemp(f.dir, ".tmp-*.eml")
+	// The temporary file carries the message's name too: one left by a
+	// process killed while writing it holds the whole message (the
+	// customer's address, the invoice), and an erasure finds it by that
+	// name (*-reminder-<tenant id>-*.eml) like the messages written.
+	tmp, err := os.CreateTemp(f.dir, ".tmp-"+strings.TrimSuffix(name, ".eml")+"-*.eml")
 	if err != nil {
 		return fmt.Errorf("write message to outbox: %w", err)
 	}

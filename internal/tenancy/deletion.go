@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"github.com/invoicing/tenantworker/fair"
+	"github.com/invoicing/tenantworker/internal/placement"
 	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tasks"
@@ -170,6 +171,9 @@ func (s *Service) Destroy(ctx context.Context, t tenantctx.Tenant, actor string)
 	if _, err := schema.DropOwned(ctx, pool, t.Schema, t.ID); err != nil {
 		return Erasure{}, fmt.Errorf("destroy tenant %s: %w", t.ID, err)
 	}
+	if err := s.dropMoveCopies(ctx, t); err != nil {
+		return Erasure{}, fmt.Errorf("destroy tenant %s: %w", t.ID, err)
+	}
 	if err := s.documents.DeleteTenant(ctx, t.ID); err != nil {
 		return Erasure{}, fmt.Errorf("destroy tenant %s: delete documents: %w", t.ID, err)
 	}
@@ -203,6 +207,62 @@ func (s *Service) Destroy(ctx context.Context, t tenantctx.Tenant, actor string)
 		s.logger.WarnContext(ctx, "forget erased tenant in Redis", slog.String("tenant_id", t.ID), slog.String("error", err.Error()))
 	}
 	return done, nil
+}
+
+// dropMoveCopies drops the copies of t's schema that its moves left in
+// the other databases they touched (named by t's ActionMoveStarted
+// entries): a move killed between its copy and the switch leaves a whole
+// copy in its target, one killed between the switch and the old schema's
+// drop leaves the old schema in its source, and a move whose switch was
+// not propagated, or whose outcome is unknown, keeps both. Only a schema
+// that records t is dropped (schema.DropRecorded), never another tenant's
+// of the same name. A database no longer registered is skipped with a
+// warning: nothing reaches it from here.
+func (s *Service) dropMoveCopies(ctx context.Context, t tenantctx.Tenant) error {
+	if s.pools == nil {
+		return nil
+	}
+	entries, err := s.catalog.AuditEntries(ctx, t.ID)
+	if err != nil {
+		return fmt.Errorf("find the databases its moves touched: %w", err)
+	}
+	seen := map[string]bool{t.DatabaseName(): true}
+	for _, e := range entries {
+		if e.Action != string(ActionMoveStarted) {
+			continue
+		}
+		var m struct {
+			From string `json:"from"`
+			To   string `json:"to"`
+		}
+		if err := json.Unmarshal(e.Detail, &m); err != nil {
+			return fmt.Errorf("read %s: %w", ActionMoveStarted, err)
+		}
+		for _, name := range []string{m.From, m.To} {
+			if name == "" || seen[name] {
+				continue
+			}
+			seen[name] = true
+			pool, err := s.pools.SchemaPool(ctx, name)
+			if errors.Is(err, placement.ErrUnknownDatabase) {
+				s.logger.WarnContext(ctx, "destroy tenant: a database its moves touched is no longer registered; drop its schema there by hand if it holds one",
+					slog.String("tenant_id", t.ID), slog.String("database", name), slog.String("schema", t.Schema), slog.String("error", err.Error()))
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("drop the copy a move left in database %s: %w", name, err)
+			}
+			dropped, err := schema.DropRecorded(ctx, pool, t.Schema, t.ID)
+			if err != nil {
+				return fmt.Errorf("drop the copy a move left in database %s: %w", name, err)
+			}
+			if dropped {
+				s.logger.InfoContext(ctx, "destroy tenant: dropped the copy of its schema a move left",
+					slog.String("tenant_id", t.ID), slog.String("database", name), slog.String("schema", t.Schema))
+			}
+		}
+	}
+	return nil
 }
 
 // FinishErased completes a tenant:destroy of tenant id whose catalog row

@@ -330,7 +330,7 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 				// is not kept paused (keepQueuePaused), so that its
 				// destroy erases it on to.
 				return m, fmt.Errorf("move tenant %s from %s to %s: switched, but not propagated to every process, and its deletion was requested since (%w): "+
-					"its queue is not kept paused, so that its destroy runs on %s; drop schema %s in %s",
+					"its queue is not kept paused, so that its destroy runs on %s (it drops schema %s in %s too)",
 					id, from, to, err, to, t.Schema, from)
 			}
 			return m, fmt.Errorf("move tenant %s from %s to %s: switched, but not propagated to every process (%w): "+
