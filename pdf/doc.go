@@ -61,8 +61,9 @@
 // document would get more pages than [Renderer.MaxPages] (default
 // [DefaultMaxPages]), and a document larger than [Renderer.MaxBytes]
 // (default [DefaultMaxBytes]) is not written; all three errors wrap
-// [ErrTooLarge]. Rendering checks its context between pages and stops
-// once it is done.
+// [ErrTooLarge]. Rendering checks its context as it reads the invoice's
+// text (every 64 KB), between pages and between the streams it
+// compresses, and stops once it is done.
 //
 // Render memory stays bounded: fpdf holds every page until it writes the
 // document, so memory grows with the pages, which the page limit bounds,

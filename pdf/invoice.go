@@ -1,12 +1,14 @@
 package pdf
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/shopspring/decimal"
 	"golang.org/x/text/unicode/norm"
@@ -100,45 +102,108 @@ func validCurrency(code string) bool {
 // with the fonts' precomposed letters, which they have, instead of
 // combining marks, which they lack. Text without combining marks is kept
 // as it is (NFC would also turn U+2126 OHM SIGN into U+03A9, for instance).
-func (inv Invoice) composed() Invoice {
+//
+// It reads every character of the invoice, however many more than the
+// page limit can print, so it checks ctx as it goes (every
+// composeCheckBytes of text) and returns ctx's error once it is done.
+func (inv Invoice) composed(ctx context.Context) (Invoice, error) {
+	c := composer{ctx: ctx}
 	for _, s := range []*string{&inv.TenantName, &inv.Number, &inv.Status, &inv.Notes,
 		&inv.Customer.Name, &inv.Customer.Company, &inv.Customer.Email, &inv.Customer.Address} {
-		*s = composeMarks(*s)
+		*s = c.marks(*s)
 	}
+	cloned := false
 	for i, l := range inv.Lines {
-		if c := composeMarks(l.Description); c != l.Description {
-			inv.Lines = slices.Clone(inv.Lines) // the caller's lines stay as they are
-			inv.Lines[i].Description = c
-			for j := i + 1; j < len(inv.Lines); j++ {
-				inv.Lines[j].Description = composeMarks(inv.Lines[j].Description)
-			}
+		if c.err != nil {
 			break
 		}
+		if d := c.marks(l.Description); d != l.Description {
+			if !cloned {
+				inv.Lines = slices.Clone(inv.Lines) // the caller's lines stay as they are
+				cloned = true
+			}
+			inv.Lines[i].Description = d
+		}
 	}
-	return inv
+	return inv, c.err
 }
 
-// composeMarks returns s with each of its segments (a character and the
-// combining marks after it) that holds a nonspacing mark in NFC.
-func composeMarks(s string) string {
-	if printableASCII(s) {
+// composeCheckBytes is how much text composer reads between two checks
+// of its context: some milliseconds of work.
+const composeCheckBytes = 64 << 10
+
+// composer composes the texts of one invoice (composer.marks), checking
+// ctx every composeCheckBytes; once ctx is done it keeps its error and
+// leaves the remaining texts as they are.
+type composer struct {
+	ctx  context.Context
+	read int // bytes read since the last check
+	err  error
+}
+
+// check adds n bytes read and checks ctx when composeCheckBytes have been
+// read since the last check; it reports whether to go on.
+func (c *composer) check(n int) bool {
+	if c.err != nil {
+		return false
+	}
+	if c.read += n; c.read >= composeCheckBytes {
+		c.read = 0
+		c.err = c.ctx.Err()
+	}
+	return c.err == nil
+}
+
+// marks returns s with each of its segments (a character and the
+// combining marks after it) that holds a nonspacing mark in NFC; s itself
+// when it has none, or once c's context is done (the render then stops).
+func (c *composer) marks(s string) string {
+	if !c.check(0) || !c.hasNonspacingMark(s) {
 		return s
 	}
-	var b strings.Builder
-	for len(s) > 0 {
-		n := norm.NFC.NextBoundaryInString(s, true)
+	b := make([]byte, 0, len(s))
+	var it norm.Iter // one for every segment: AppendString allocates for each
+	for rest := s; len(rest) > 0; {
+		n := norm.NFC.NextBoundaryInString(rest, true)
 		if n <= 0 {
-			n = len(s)
+			n = len(rest)
 		}
-		seg := s[:n]
-		s = s[n:]
+		seg := rest[:n]
+		rest = rest[n:]
 		if strings.IndexFunc(seg, func(r rune) bool { return unicode.Is(unicode.Mn, r) }) >= 0 {
-			if c := norm.NFC.String(seg); c != seg {
-				b.WriteString(c)
-				continue
+			for it.InitString(norm.NFC, seg); !it.Done(); {
+				b = append(b, it.Next()...)
+			}
+		} else {
+			b = append(b, seg...)
+		}
+		if !c.check(n) {
+			return s
+		}
+	}
+	return string(b)
+}
+
+// hasNonspacingMark reports whether s holds a nonspacing mark (Unicode's
+// Mn, all at U+0300 or above), reading it under c's checks: most text
+// has none, and needs no composing at all.
+func (c *composer) hasNonspacingMark(s string) bool {
+	for len(s) > 0 {
+		end := min(len(s), composeCheckBytes)
+		// A chunk ends between characters (of valid UTF-8: invalid bytes
+		// read as U+FFFD whatever the chunk).
+		for k := 1; k < utf8.UTFMax && end < len(s) && !utf8.RuneStart(s[end]); k++ {
+			end++
+		}
+		for _, r := range s[:end] {
+			if r >= 0x300 && unicode.Is(unicode.Mn, r) {
+				return true
 			}
 		}
-		b.WriteString(seg)
+		if !c.check(end) {
+			return false
+		}
+		s = s[end:]
 	}
-	return b.String()
+	return false
 }

@@ -91,7 +91,9 @@ func Render(ctx context.Context, w io.Writer, inv Invoice) (Result, error) {
 // An invoice with an empty number or a currency that is not three
 // uppercase letters is refused with an error wrapping [ErrInvalidInvoice],
 // one over the limits with an error wrapping [ErrTooLarge]. Render checks
-// ctx between pages and, once ctx is done, stops and returns an error
+// ctx as it reads the invoice's text, before the layout (text of any
+// length: every character is read, however few of them the page limit
+// lets it print), and between pages and, once ctx is done, stops and returns an error
 // wrapping ctx.Err(); it stops as well, with [ErrTooLarge], when the
 // document would need more pages than the limit. Errors of fpdf and of w are returned wrapped. On
 // any error but w's, nothing is written. With an error the Result holds
@@ -116,7 +118,10 @@ func (r Renderer) Render(ctx context.Context, w io.Writer, inv Invoice) (Result,
 		return Result{}, fmt.Errorf("render invoice %s: %w", shortNumber(inv.Number), err)
 	}
 
-	inv = inv.composed()
+	inv, err := inv.composed(ctx)
+	if err != nil {
+		return Result{}, fmt.Errorf("render invoice %s: %w", shortNumber(inv.Number), err)
+	}
 	enc, used := chooseEncoding(inv)
 	f := r.newPDF(inv)
 	fonts, err := addFonts(f, enc, used)

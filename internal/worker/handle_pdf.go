@@ -64,7 +64,7 @@ type pdfResult struct {
 // file is written. The connection is held while rendering (about a
 // millisecond for a 10-line invoice on the single-byte font paths, bounded
 // by the line and page limits and the task's deadline, which the renderer
-// checks between pages).
+// checks as it reads the invoice's text and between pages).
 //
 // An invoice whose render inputs (pdf.InputsHash: the invoice, the
 // tenant's name, the renderer's layout version) equal those recorded with
