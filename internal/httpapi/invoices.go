@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -334,11 +335,37 @@ func (h *Handler) downloadPDF(w http.ResponseWriter, r *http.Request) {
 	hdr.Set("Content-Disposition", contentDisposition(doc.Number, id))
 	hdr.Set("Content-Length", strconv.FormatInt(di.Bytes, 10))
 	hdr.Set("X-Content-Type-Options", "nosniff")
+	// The server's write timeout, counted from the request, would cut the
+	// body of a large PDF part-way for a slow client, at every attempt
+	// (there is no Range to resume with): the body gets time for its size.
+	if err := extendWriteDeadline(w, r, di.Bytes); err != nil {
+		h.log.WarnContext(ctx, "extend the write deadline of an invoice pdf", "request_id", info(ctx).id, "tenant_id", t.ID, "error", err)
+	}
 	w.WriteHeader(http.StatusOK)
 	if _, err := io.Copy(w, rc); err != nil {
 		// The status is sent; all that is left is to log.
 		h.log.WarnContext(ctx, "send invoice pdf", "request_id", info(ctx).id, "tenant_id", t.ID, "error", err)
 	}
+}
+
+// downloadMinRate is the slowest transfer, in bytes per second, that a
+// PDF's body is given time for: 16 MiB (PDF_MAX_BYTES) in about 9 minutes.
+const downloadMinRate = 32 << 10
+
+// extendWriteDeadline gives the body of an n-byte answer to r the
+// server's write timeout again, from now, plus a second per
+// downloadMinRate bytes. A server without a write timeout is left so
+// (a deadline set here would outlive the request on its connection).
+func extendWriteDeadline(w http.ResponseWriter, r *http.Request, n int64) error {
+	srv, _ := r.Context().Value(http.ServerContextKey).(*http.Server)
+	if srv == nil || srv.WriteTimeout <= 0 {
+		return nil
+	}
+	d := srv.WriteTimeout + time.Duration(n/downloadMinRate)*time.Second
+	if err := http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d)); err != nil {
+		return fmt.Errorf("extend write deadline: %w", err)
+	}
+	return nil
 }
 
 // etagMatches reports whether the If-None-Match header lines match etag
