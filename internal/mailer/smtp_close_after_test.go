@@ -1,7 +1,6 @@
 package mailer_test
 
 import (
-	"bufio"
 	"context"
 	"net"
 	"strings"
@@ -31,66 +30,36 @@ func TestSendClosesConnectionWhenServerHangs(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			accepted := make(chan net.Conn, 1)
-			closed := make(chan struct{})
-			go func() {
-				c, err := ln.Accept()
-				if err != nil {
-					close(accepted)
+			inData, hung := false, false
+			addr, closed := rawSMTPServer(t, func(c net.Conn, line string) {
+				if hung {
+					return // reads, never answers
+				}
+				if inData {
+					if line == ".\r\n" {
+						inData = false
+						if tc.dataReply != "" {
+							c.Write([]byte(tc.dataReply))
+						}
+						hung = true // no verdict, or no answer to RSET or QUIT
+					}
 					return
 				}
-				accepted <- c
-				r := bufio.NewReader(c)
-				c.Write([]byte("220 localhost ESMTP\r\n"))
-				inData, hung := false, false
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						close(closed) // the client closed (or the test did)
-						return
-					}
-					if hung {
-						continue // reads, never answers
-					}
-					if inData {
-						if line == ".\r\n" {
-							inData = false
-							if tc.dataReply == "" {
-								hung = true
-								continue
-							}
-							c.Write([]byte(tc.dataReply))
-							hung = true // no answer to RSET or QUIT
-						}
-						continue
-					}
-					switch cmd := strings.ToUpper(strings.TrimSpace(line)); {
-					case strings.HasPrefix(cmd, "EHLO"):
-						c.Write([]byte("250-localhost\r\n250 8BITMIME\r\n"))
-					case strings.HasPrefix(cmd, "MAIL"), strings.HasPrefix(cmd, "RCPT"), cmd == "NOOP", cmd == "RSET":
-						c.Write([]byte("250 ok\r\n"))
-					case cmd == "DATA":
-						inData = true
-						c.Write([]byte("354 go ahead\r\n"))
-					case cmd == "QUIT":
-						c.Write([]byte("221 bye\r\n"))
-					default:
-						c.Write([]byte("502 no\r\n"))
-					}
+				switch cmd := strings.ToUpper(strings.TrimSpace(line)); {
+				case strings.HasPrefix(cmd, "EHLO"):
+					c.Write([]byte("250-localhost\r\n250 8BITMIME\r\n"))
+				case strings.HasPrefix(cmd, "MAIL"), strings.HasPrefix(cmd, "RCPT"), cmd == "NOOP", cmd == "RSET":
+					c.Write([]byte("250 ok\r\n"))
+				case cmd == "DATA":
+					inData = true
+					c.Write([]byte("354 go ahead\r\n"))
+				case cmd == "QUIT":
+					c.Write([]byte("221 bye\r\n"))
+				default:
+					c.Write([]byte("502 no\r\n"))
 				}
-			}()
-			t.Cleanup(func() {
-				ln.Close()
-				if c, ok := <-accepted; ok {
-					c.Close()
-				}
-				<-closed
 			})
-			s, err := mailer.NewSMTP("smtp://" + ln.Addr().String())
+			s, err := mailer.NewSMTP("smtp://" + addr)
 			if err != nil {
 				t.Fatal(err)
 			}

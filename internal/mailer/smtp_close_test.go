@@ -1,7 +1,6 @@
 package mailer_test
 
 import (
-	"bufio"
 	"context"
 	"net"
 	"strings"
@@ -25,49 +24,21 @@ func TestSendClosesConnectionWhenSetupFails(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			accepted := make(chan net.Conn, 1)
-			closed := make(chan struct{})
-			go func() {
-				c, err := ln.Accept()
-				if err != nil {
-					close(accepted)
-					return
+			addr, closed := rawSMTPServer(t, func(c net.Conn, line string) {
+				switch cmd := strings.ToUpper(strings.TrimSpace(line)); {
+				case strings.HasPrefix(cmd, "EHLO"):
+					c.Write([]byte(tc.ehlo))
+				case strings.HasPrefix(cmd, "HELO"):
+					c.Write([]byte(tc.helo))
+				case strings.HasPrefix(cmd, "STARTTLS"):
+					c.Write([]byte(tc.starttls))
+				case strings.HasPrefix(cmd, "QUIT"):
+					c.Write([]byte("221 bye\r\n"))
+				default:
+					c.Write([]byte("502 no\r\n"))
 				}
-				accepted <- c
-				r := bufio.NewReader(c)
-				c.Write([]byte("220 localhost ESMTP\r\n"))
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						close(closed) // the client closed (or the test did)
-						return
-					}
-					switch cmd := strings.ToUpper(strings.TrimSpace(line)); {
-					case strings.HasPrefix(cmd, "EHLO"):
-						c.Write([]byte(tc.ehlo))
-					case strings.HasPrefix(cmd, "HELO"):
-						c.Write([]byte(tc.helo))
-					case strings.HasPrefix(cmd, "STARTTLS"):
-						c.Write([]byte(tc.starttls))
-					case strings.HasPrefix(cmd, "QUIT"):
-						c.Write([]byte("221 bye\r\n"))
-					default:
-						c.Write([]byte("502 no\r\n"))
-					}
-				}
-			}()
-			t.Cleanup(func() {
-				ln.Close()
-				if c, ok := <-accepted; ok {
-					c.Close()
-				}
-				<-closed
 			})
-			s, err := mailer.NewSMTP("smtp://" + ln.Addr().String())
+			s, err := mailer.NewSMTP("smtp://" + addr)
 			if err != nil {
 				t.Fatal(err)
 			}
