@@ -11,6 +11,8 @@ import (
 	"runtime/debug"
 	"strconv"
 	"time"
+
+	"github.com/invoicing/tenantworker/internal/logctx"
 )
 
 // requestInfo is filled in while a request is served and read by observe
@@ -40,15 +42,21 @@ func named(pattern string, next http.Handler) http.Handler {
 	})
 }
 
-// observe is the outermost middleware: request id, panic recovery,
-// access log and metrics.
+// observe is the outermost middleware: request id (also a log attribute
+// of every line logged with the request's ctx), panic recovery, access
+// log and metrics.
 func (h *Handler) observe(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		ri := &requestInfo{id: requestID(r.Header.Get("X-Request-Id"))}
 		w.Header().Set("X-Request-Id", ri.id)
 		sw := &statusWriter{ResponseWriter: w}
-		r = r.WithContext(context.WithValue(r.Context(), infoKey{}, ri))
+		// The request id also rides in ctx as a log attribute (logctx):
+		// the lines the components log on the request's path (the tenant
+		// service, the tenant cache, the enqueuer), through the process's
+		// logger built on logctx.Handler, carry it too.
+		ctx := logctx.With(r.Context(), slog.String("request_id", ri.id))
+		r = r.WithContext(context.WithValue(ctx, infoKey{}, ri))
 
 		defer func() {
 			if p := recover(); p != nil {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/internal/httpapi"
+	"github.com/invoicing/tenantworker/internal/logctx"
 	"github.com/invoicing/tenantworker/internal/tenancy"
 	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/invoice"
@@ -125,7 +126,9 @@ func setupOnDB(t testing.TB, databaseURL, addr string, fairCfg *fair.Config, mut
 	t.Cleanup(func() { _ = client.Close() })
 	b.inspector = asynq.NewInspector(b.redisOpt)
 	t.Cleanup(func() { _ = b.inspector.Close() })
-	logger := slog.New(slog.NewJSONHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	// As config.NewLogger builds the binaries' loggers: what a request's
+	// ctx carries (logctx) goes on the lines logged with it.
+	logger := slog.New(logctx.Handler(slog.NewJSONHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	b.records = tasks.NewTaskRecords(b.rdb, tasks.TaskRecordsOptions{KeyPrefix: "test:records:"})
 	// As backend.Open builds it: with the Redis client.
 	admission := []tasks.Option{tasks.WithRedis(b.rdb)}

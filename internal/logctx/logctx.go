@@ -8,9 +8,10 @@
 // *slog.Logger (the tenant service, the tenant cache, the enqueuer, the
 // tenant database registry) carry the task's attributes when they log on a
 // task's path, through the ...Context and LogAttrs methods, without a
-// logger handed down to them. A record logged with a ctx that carries
-// nothing (the enqueue service's and the CLI's, a worker's outside a task)
-// is passed on unchanged.
+// logger handed down to them. The enqueue service puts each request's
+// request_id into its ctx the same way. A record logged with a ctx that
+// carries nothing (the CLI's, a worker's outside a task) is passed on
+// unchanged.
 package logctx
 
 import (

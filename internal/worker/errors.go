@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -92,6 +93,9 @@ const (
 	OutcomeSkipRetry = "skip_retry"
 	OutcomeNotReady  = "not_ready"
 	OutcomePanic     = "panic"
+	// OutcomeCutOff is an attempt that asynq cut off under its handler
+	// (attemptOutcome): what the handler returned is not its fate.
+	OutcomeCutOff = "cut_off"
 )
 
 // Outcome classifies a handler's result: ok, not_ready (ErrTenantNotReady),
@@ -108,4 +112,19 @@ func Outcome(err error) string {
 		return OutcomePanic
 	}
 	return OutcomeError
+}
+
+// attemptOutcome is Outcome of an attempt's result err, except that a
+// failure returned once asynq had cancelled the attempt's ctx is cut_off:
+// a shutdown that stopped waiting for the handler (asynq put the task
+// back into its queue, no failure counted), its lease lost, or a cancel
+// from the dashboard. asynq then decides the task's fate without the
+// handler's error, which is mostly the cancellation it caused. A task's
+// own deadline (context.DeadlineExceeded) is a failure like any other.
+func attemptOutcome(ctx context.Context, err error) string {
+	outcome := Outcome(err)
+	if (outcome == OutcomeError || outcome == OutcomeSkipRetry) && errors.Is(ctx.Err(), context.Canceled) {
+		return OutcomeCutOff
+	}
+	return outcome
 }

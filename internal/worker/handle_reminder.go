@@ -276,7 +276,7 @@ func (h *Handlers) InvoiceReminder(ctx context.Context, p tasks.InvoiceReminder)
 	if res.Sent {
 		log.InfoContext(ctx, "reminder sent")
 	} else {
-		log.InfoContext(ctx, "reminder skipped: "+res.Reason)
+		log.InfoContext(ctx, "reminder skipped", slog.String("reason", res.Reason))
 	}
 	return writeResult(ctx, res)
 }

@@ -44,7 +44,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		processed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "tasks_processed_total",
-			Help: "Task attempts by type and outcome (ok, error, skip_retry, not_ready, panic).",
+			Help: "Task attempts by type and outcome (ok, error, skip_retry, not_ready, panic, cut_off).",
 		}, []string{"type", "outcome"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: metricsNamespace, Name: "task_duration_seconds",
@@ -75,7 +75,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	}
 	// Known label values start at zero so rates exist before the first task.
 	for _, p := range tasks.Types() {
-		for _, o := range []string{OutcomeOK, OutcomeError, OutcomeSkipRetry, OutcomeNotReady, OutcomePanic} {
+		for _, o := range []string{OutcomeOK, OutcomeError, OutcomeSkipRetry, OutcomeNotReady, OutcomePanic, OutcomeCutOff} {
 			m.processed.WithLabelValues(p.TypeName(), o)
 		}
 	}
@@ -106,7 +106,7 @@ func (m *Metrics) Middleware() asynq.MiddlewareFunc {
 				m.processed.WithLabelValues(typ, outcome).Inc()
 			}()
 			err := next.ProcessTask(context.WithValue(ctx, metricsKey{}, m), t)
-			outcome = Outcome(err)
+			outcome = attemptOutcome(ctx, err)
 			return err
 		})
 	}

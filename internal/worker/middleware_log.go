@@ -15,7 +15,7 @@ type loggerKey struct{}
 
 // Log logs one line per task attempt with task_id, task_type, tenant_id
 // (from the envelope, when valid), queue, retry, duration and outcome (ok,
-// error, skip_retry, not_ready, panic); errors carry the error. It puts a
+// error, skip_retry, not_ready, panic, cut_off); errors carry the error. It puts a
 // logger with the task's attributes into ctx: handlers log through
 // LoggerFromContext, so their lines carry them too. It also puts the
 // attributes themselves into ctx (logctx.With): the components that log
@@ -25,7 +25,9 @@ type loggerKey struct{}
 // slog.Default().
 //
 // Levels: ok at info, not_ready at warn (the task waits for its tenant),
-// everything else at error.
+// cut_off at warn (asynq cut the attempt off under the handler: at
+// shutdown it put the task back into its queue; a lost lease or a cancel
+// is logged by asynq and the error handler), everything else at error.
 func Log(logger *slog.Logger) asynq.MiddlewareFunc {
 	if logger == nil {
 		logger = slog.Default()
@@ -56,12 +58,12 @@ func Log(logger *slog.Logger) asynq.MiddlewareFunc {
 			err := next.ProcessTask(ctx, t)
 			done = true
 
-			outcome := Outcome(err)
+			outcome := attemptOutcome(ctx, err)
 			level := slog.LevelError
 			switch outcome {
 			case OutcomeOK:
 				level = slog.LevelInfo
-			case OutcomeNotReady:
+			case OutcomeNotReady, OutcomeCutOff:
 				level = slog.LevelWarn
 			}
 			line := []any{slog.String("queue", queue), slog.Int("retry", retry),

@@ -214,7 +214,9 @@ func errorHandler(logger *slog.Logger, records *tasks.TaskRecords) asynq.ErrorHa
 		case retried >= maxRetry:
 			logger.ErrorContext(ctx, "task archived: retries exhausted", attrs...)
 		default:
-			// The Log middleware already logged this attempt at error.
+			// The Log middleware already logged this attempt: at error,
+			// or at warn as cut_off when asynq cancelled it (a lost
+			// lease, a cancel from the dashboard).
 			logger.DebugContext(ctx, "task failed, will retry", attrs...)
 		}
 	})
