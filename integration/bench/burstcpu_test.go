@@ -32,3 +32,58 @@ func TestBurstCPULeavesOutUnmeasuredServers(t *testing.T) {
 		t.Errorf("the row sums %q, want worker + redis + postgres", name)
 	}
 }
+
+// The middleware scenario's CPU rows name the processes their figure
+// sums: with REDIS_URL and DATABASE_URL the servers are not measured, and
+// a row that says "bench + redis + postgres" over the bench's CPU alone
+// (or a ratio of two such rows) passes the bench's CPU off as the whole
+// machine's (README: the CPU rows then leave out the servers it cannot
+// see).
+func TestMiddlewareCPURowsLeaveOutUnmeasuredServers(t *testing.T) {
+	bench := cpuUse{wall: time.Second, self: 300 * time.Millisecond}
+	pinned := cpuUse{wall: time.Second, self: 600 * time.Millisecond}
+	s := &Scenario{}
+	addCPURows(s, bench, pinned, pinned, 1000)
+	for _, m := range s.Metrics {
+		if strings.Contains(m.Name, "redis") || strings.Contains(m.Name, "postgres") || strings.Contains(m.Name, "PostgreSQL") {
+			t.Errorf("servers not measured, yet row %q (%v %s) names them", m.Name, m.Value, m.Unit)
+		}
+		if m.Baseline != nil && (strings.Contains(m.Baseline.Name, "redis") || strings.Contains(m.Baseline.Name, "postgres")) {
+			t.Errorf("servers not measured, yet the baseline of %q is %q", m.Name, m.Baseline.Name)
+		}
+	}
+	if len(s.Metrics) != 3 {
+		t.Errorf("%d CPU rows, want 3 (bare, pinned, InTenant)", len(s.Metrics))
+	}
+
+	measured := func(u cpuUse) cpuUse {
+		u.redis, u.postgres, u.redisMeasured, u.postgresMeasured = time.Second, time.Second, true, true
+		return u
+	}
+	s = &Scenario{}
+	addCPURows(s, measured(bench), measured(pinned), measured(pinned), 1000)
+	for _, m := range s.Metrics[:3] {
+		if !strings.Contains(m.Name, "redis") || !strings.Contains(m.Name, "postgres") {
+			t.Errorf("servers measured, yet row %q does not name them", m.Name)
+		}
+	}
+	if len(s.Metrics) != 4 {
+		t.Errorf("%d CPU rows with PostgreSQL measured, want 4", len(s.Metrics))
+	}
+}
+
+// The unchanged burst's rate is reported as "no render": a burst in which
+// the worker rendered (or did not keep every stored document) must fail,
+// not stand for the rate without renders.
+func TestUnchangedBurstMustNotRender(t *testing.T) {
+	if err := checkUnchangedBurst(0, 300, 300); err != nil {
+		t.Errorf("300 unchanged of 300, no render: %v", err)
+	}
+	for _, c := range []struct {
+		renders, unchanged float64
+	}{{1, 299}, {300, 0}, {0, 299}} {
+		if err := checkUnchangedBurst(c.renders, c.unchanged, 300); err == nil {
+			t.Errorf("%v renders and %v unchanged of 300 accepted as an unchanged burst", c.renders, c.unchanged)
+		}
+	}
+}

@@ -133,6 +133,19 @@ func perTask(d time.Duration, tasks int) float64 {
 	return float64(d) / float64(time.Microsecond) / float64(tasks)
 }
 
+// parts names the processes total sums: "bench", with " + redis" and
+// " + postgres" for the servers that were measured.
+func (u cpuUse) parts() string {
+	p := "bench"
+	if u.redisMeasured {
+		p += " + redis"
+	}
+	if u.postgresMeasured {
+		p += " + postgres"
+	}
+	return p
+}
+
 // total is the CPU of every measured process.
 func (u cpuUse) total() time.Duration { return u.self + u.redis + u.postgres }
 

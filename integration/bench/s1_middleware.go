@@ -194,21 +194,14 @@ func (b *bench) middleware(ctx context.Context, s *Scenario) error {
 		against("bare asynq, no-op handler", b.bareDrain, "tasks/s", nil)
 	total := n * b.sz.Rounds
 	perTaskAll := func(u cpuUse) float64 { return perTask(u.total(), total) }
-	s.add("diagnostic: CPU per task, bare asynq (bench + redis + postgres)", perTaskAll(bareCPU), "µs")
-	s.add("diagnostic: CPU per task, + pinned SELECT 1", perTaskAll(chainCPU), "µs").
-		against("bare asynq, no-op handler", perTaskAll(bareCPU), "µs", nil)
-	s.add("diagnostic: CPU per task, + SELECT 1 pinned by InTenant", perTaskAll(inTenantCPU), "µs").
-		against("bare asynq, no-op handler", perTaskAll(bareCPU), "µs", nil)
-	if chainCPU.postgresMeasured {
-		s.add("diagnostic: of which PostgreSQL server", perTask(chainCPU.postgres, total), "µs")
-	}
+	addCPURows(s, bareCPU, chainCPU, inTenantCPU, total)
 	s.note("CPU per task over all rounds (bench process from getrusage: it runs the asynq server and the handlers; servers from /proc/<pid>/stat, PostgreSQL including every backend): bare: %s; middleware only: %s; + unpinned SELECT 1: %s; + unpinned SELECT 1 on the hardened pool: %s; + InTenant SELECT 1: %s; + InTenantBatch SELECT 1: %s",
 		bareCPU.summary(total), noDBCPU.summary(total), unpinnedCPU.summary(total), hardenedCPU.summary(total), inTenantCPU.summary(total), chainCPU.summary(total))
 	if pinnedCPU := perTaskAll(chainCPU); pinnedCPU > 0 {
 		atTarget := 0.85 * b.bareDrain // tasks/s
 		need := atTarget * pinnedCPU / 1e6 / float64(runtime.NumCPU())
-		s.note("at 0.85 of bare (%.0f tasks/s) the pinned chain's %.0f µs of CPU per task would keep %.0f%% of the %d CPUs busy; the measured rounds kept %.0f%% busy",
-			atTarget, pinnedCPU, 100*need, runtime.NumCPU(), 100*chainCPU.busyShare())
+		s.note("at 0.85 of bare (%.0f tasks/s) the pinned chain's %.0f µs of CPU per task (%s) would keep %.0f%% of the %d CPUs busy; the measured rounds kept %.0f%% busy",
+			atTarget, pinnedCPU, chainCPU.parts(), 100*need, runtime.NumCPU(), 100*chainCPU.busyShare())
 	}
 	s.note("diagnostics: the same chain with a handler that does nothing, and with a plain pool.QueryRow(\"SELECT 1\") (one round trip, no transaction, no pin, on a pgx pool without release checks): they separate the middleware's cost from the database's and the pinning protocol's; the same query on the hardened pool adds the release's full clean-connection check that units of work replace with their own")
 	s.note("tenant cache during the run: %d local hits, %d Redis hits, %d catalog queries", st.LocalHits, st.RedisHits, st.Misses)
@@ -326,4 +319,20 @@ func (c *coreDB) tenantIDs() []string {
 		ids[i] = t.ID
 	}
 	return ids
+}
+
+// addCPURows adds the middleware scenario's CPU-per-task rows: bare asynq,
+// the pinned chain and the chain with InTenant, over total tasks each.
+func addCPURows(s *Scenario, bare, pinned, inTenant cpuUse, total int) {
+	// Each row names the processes it sums: a server the bench cannot
+	// see (REDIS_URL, DATABASE_URL) is left out, not counted as 0.
+	perTaskAll := func(u cpuUse) float64 { return perTask(u.total(), total) }
+	s.add(fmt.Sprintf("diagnostic: CPU per task, bare asynq (%s)", bare.parts()), perTaskAll(bare), "µs")
+	s.add(fmt.Sprintf("diagnostic: CPU per task, + pinned SELECT 1 (%s)", pinned.parts()), perTaskAll(pinned), "µs").
+		against(fmt.Sprintf("bare asynq, no-op handler (%s)", bare.parts()), perTaskAll(bare), "µs", nil)
+	s.add(fmt.Sprintf("diagnostic: CPU per task, + SELECT 1 pinned by InTenant (%s)", inTenant.parts()), perTaskAll(inTenant), "µs").
+		against(fmt.Sprintf("bare asynq, no-op handler (%s)", bare.parts()), perTaskAll(bare), "µs", nil)
+	if pinned.postgresMeasured {
+		s.add("diagnostic: of which PostgreSQL server", perTask(pinned.postgres, total), "µs")
+	}
 }

@@ -112,6 +112,7 @@ func (b *bench) pdf(ctx context.Context, s *Scenario) error {
 	if err != nil {
 		return err
 	}
+	s.Sizes["put_samples"] = putSamples
 	// Enough invoices of each kind for warm-up and burst, and for the
 	// first kind a paced phase at up to the render ceiling (the paced rate
 	// is half the burst rate).
@@ -278,11 +279,23 @@ func (b *bench) pdf(ctx context.Context, s *Scenario) error {
 			return err
 		}
 	}
+	rendersBefore, unchangedBefore, err := pdfCounts(w)
+	if err != nil {
+		return err
+	}
 	var repeated atomic.Int64
 	unchangedRate, _, _, _, unchangedCPU, err := burst("unchanged", len(repeat), func(ctx context.Context) error {
 		return submitPayload(ctx, repeat[repeated.Add(1)-1])
 	})
 	if err != nil {
+		return err
+	}
+	rendersAfter, unchangedAfter, err := pdfCounts(w)
+	if err != nil {
+		return err
+	}
+	// The row says "no render": a burst that rendered measured renders.
+	if err := checkUnchangedBurst(rendersAfter-rendersBefore, unchangedAfter-unchangedBefore, len(repeat)); err != nil {
 		return err
 	}
 
@@ -379,6 +392,7 @@ func (b *bench) pdf(ctx context.Context, s *Scenario) error {
 	s.add("latency p99 in burst (queueing)", millis(percentile(first.burstLat, 99)), "ms")
 	s.add("document store Put p50 (fsync file + dir)", millis(putP50), "ms")
 	s.add("document store Put p99 (fsync file + dir)", millis(putP99), "ms")
+	s.note("document store Put: %d puts one at a time, so its p99 is the slowest of them", putSamples)
 	s.add("worker peak RSS (VmHWM)", float64(hwm)/(1<<20), "MiB").against("worker RSS when ready", float64(idleRSS)/(1<<20), "MiB", nil)
 	for _, r := range runs {
 		s.note("%s burst: %d tasks enqueued in %.3f s by 16 goroutines through tasks.Enqueuer (fair admission) while the worker ran; throughput counted from the first handler start (%.2f s after the first enqueue) to the last finish",
@@ -479,7 +493,38 @@ func processCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// putBaseline stores the bench invoice's PDF 50 times with storage.FS,
+// putSamples is how many documents putBaseline stores: its p99 is their
+// slowest.
+const putSamples = 50
+
+// pdfCounts scrapes the worker's renders (all font paths) and unchanged
+// documents so far.
+func pdfCounts(w *proc) (renders, unchanged float64, err error) {
+	r, err := w.counters("tenantworker_pdf_renders_total")
+	if err != nil {
+		return 0, 0, fmt.Errorf("worker metrics: %w", err)
+	}
+	for _, v := range r {
+		renders += v
+	}
+	u, err := w.counters("tenantworker_pdf_unchanged_total")
+	if err != nil {
+		return 0, 0, fmt.Errorf("worker metrics: %w", err)
+	}
+	return renders, u[""], nil
+}
+
+// checkUnchangedBurst fails the unchanged burst (tasks invoices rendered
+// before, not edited since) unless the worker rendered none of them and
+// kept every stored document: otherwise its "no render" rate is not one.
+func checkUnchangedBurst(renders, unchanged float64, tasks int) error {
+	if renders != 0 || unchanged < float64(tasks) {
+		return fmt.Errorf("unchanged burst: the worker rendered %.0f and kept %.0f stored documents for %d unchanged invoices, want 0 and %d", renders, unchanged, tasks, tasks)
+	}
+	return nil
+}
+
+// putBaseline stores the bench invoice's PDF putSamples times with storage.FS,
 // as the handler does (temp file, fsync, rename, directory fsync), one at
 // a time in the scratch directory's file system, and returns p50 and p99.
 func (b *bench) putBaseline(ctx context.Context) (p50, p99 time.Duration, err error) {
@@ -491,8 +536,8 @@ func (b *bench) putBaseline(ctx context.Context) (p50, p99 time.Duration, err er
 	if err != nil {
 		return 0, 0, fmt.Errorf("put baseline: %w", err)
 	}
-	lat := make([]time.Duration, 0, 50)
-	for i := range 50 {
+	lat := make([]time.Duration, 0, putSamples)
+	for i := range putSamples {
 		start := time.Now()
 		if _, err := fs.Put(ctx, "tn_putbaseline", fmt.Sprintf("invoices/%d.pdf", i), bytes.NewReader(buf.Bytes())); err != nil {
 			return 0, 0, fmt.Errorf("put baseline: %w", err)

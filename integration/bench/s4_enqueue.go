@@ -53,6 +53,11 @@ func (b *bench) enqueue(ctx context.Context, s *Scenario) error {
 	T := len(c.tenants)
 	perRound := func(count int) int { return (count + T - 1) / T }
 	bulkReqs := max(n/bulkBatch, 1)
+	// The bulk rounds' requests and how many are in flight at once (fewer
+	// than clients when the round has fewer requests): their p99 is of
+	// bulkReqs samples.
+	s.Sizes["bulk_requests_per_round"] = bulkReqs
+	s.Sizes["bulk_clients"] = min(clients, bulkReqs)
 	perTenant := 2*perRound(b.sz.WarmN) + b.sz.Rounds*2*perRound(n) + (b.sz.Rounds+1)*perRound(bulkReqs)*bulkBatch
 	progress("enqueue: seeding %d invoices in each of %d tenants", perTenant, T)
 	seedStart := time.Now()
@@ -125,7 +130,11 @@ func (b *bench) enqueue(ctx context.Context, s *Scenario) error {
 	}
 	lean := newLeanHTTP(svcAddr, clients)
 	defer lean.close()
-	postLean := func(ctx context.Context, invoice int64, i int) error {
+	// postLeanAs sends one request with the lean client; with repeat it
+	// checks that the service answered with the pending task (the dedupe
+	// round measures that path only). New requests are not checked: an
+	// enqueue the autopipeliner sent twice can answer "existing": true.
+	postLeanAs := func(ctx context.Context, invoice int64, i int, repeat bool) error {
 		t := c.tenants[i%len(c.tenants)]
 		path := "/v1/invoices/" + strconv.FormatInt(invoice, 10) + "/pdf"
 		status, body, err := lean.post(ctx, t.Slug+".localhost", path, t.APIKey)
@@ -135,8 +144,12 @@ func (b *bench) enqueue(ctx context.Context, s *Scenario) error {
 		if status != http.StatusAccepted {
 			return fmt.Errorf("POST %s: %d %s", path, status, body)
 		}
+		if repeat {
+			return checkExisting(path, body, true)
+		}
 		return nil
 	}
+	postLean := func(ctx context.Context, invoice int64, i int) error { return postLeanAs(ctx, invoice, i, false) }
 	client := asynq.NewClientFromRedisClient(b.env.rdb)
 	bare := func(ctx context.Context, invoice int64, i int) error {
 		p := tasks.InvoicePDF{TenantID: c.tenants[i%len(c.tenants)].ID, InvoiceID: invoice}
@@ -244,7 +257,7 @@ func (b *bench) enqueue(ctx context.Context, s *Scenario) error {
 	}
 	// Dedupe: the same ids as the last HTTP round, all still pending.
 	dr, err := runClosedLoop(ctx, clients, n, func(ctx context.Context, i int) error {
-		return postLean(ctx, invoiceAt(lastHTTPBlock, i), i)
+		return postLeanAs(ctx, invoiceAt(lastHTTPBlock, i), i, true)
 	})
 	if err != nil {
 		return fmt.Errorf("dedupe round: %w", err)
@@ -284,3 +297,18 @@ var enqueueText = func() seedText {
 	t.kind = "enqueue"
 	return t
 }()
+
+// checkExisting checks that the 202 body of POST path says "existing" as
+// want (true: the pending task of a repeated request).
+func checkExisting(path string, body []byte, want bool) error {
+	var got struct {
+		Existing *bool `json:"existing"`
+	}
+	if err := json.Unmarshal(body, &got); err != nil || got.Existing == nil {
+		return fmt.Errorf("POST %s: 202 without \"existing\": %.300s", path, body)
+	}
+	if *got.Existing != want {
+		return fmt.Errorf("POST %s: \"existing\": %t, want %t: %.300s", path, *got.Existing, want, body)
+	}
+	return nil
+}
