@@ -2,6 +2,7 @@ package tenancy
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -252,6 +253,63 @@ func (s *Service) Migrate(ctx context.Context, t tenantctx.Tenant, target int, a
 	}
 	res.Activated = true
 	return res, nil
+}
+
+// unrecordedRun is the "failed" of the tenant.migrated entry that
+// RecordUnrecordedSteps writes.
+const unrecordedRun = "the run that applied these steps ended before recording them (its worker killed); recorded by a later run"
+
+// RecordUnrecordedSteps records, in one ActionMigrated entry, the steps
+// of t's schema up to version upTo (the From of a run of Migrate) that no
+// entry of the tenant records (the entries' "applied"), when t is still
+// provisioning: a run of Migrate writes its entry once all its steps
+// committed, so a run killed in between (kill -9, a lost machine) left
+// them unrecorded, and its retry, which finds them applied, records only
+// what it applies itself. The worker calls it on a retried run (asynq's
+// retry of a killed worker's task is one), after Migrate. Only for a
+// provisioning tenant: every step of its schema was made by a run of
+// Migrate for it (it never adopts another schema), while an older
+// tenant's schema may predate the audit log. With no entry yet, it is
+// written once (storage.AuditLog.AppendAuditOnce).
+func (s *Service) RecordUnrecordedSteps(ctx context.Context, t tenantctx.Tenant, upTo int, actor string) error {
+	if t.Status != tenantctx.StatusProvisioning || upTo <= 0 {
+		return nil
+	}
+	ctx, cancel := completing(ctx)
+	defer cancel()
+	entries, err := s.catalog.AuditEntries(ctx, t.ID)
+	if err != nil {
+		return fmt.Errorf("record unrecorded migrations of tenant %s: %w", t.ID, err)
+	}
+	recorded, created, seen := map[int]bool{}, false, false
+	for _, e := range entries {
+		if e.Action != string(ActionMigrated) {
+			continue
+		}
+		var d MigrateResult
+		if err := json.Unmarshal(e.Detail, &d); err != nil {
+			continue
+		}
+		seen, created = true, created || d.Created
+		for _, v := range d.Applied {
+			recorded[v] = true
+		}
+	}
+	gap := MigrateResult{Schema: t.Schema, Created: !created, To: upTo, Failed: unrecordedRun}
+	for v := 1; v <= upTo; v++ {
+		if !recorded[v] {
+			gap.Applied = append(gap.Applied, v)
+		}
+	}
+	if len(gap.Applied) == 0 {
+		return nil
+	}
+	gap.From = gap.Applied[0] - 1
+	if !seen {
+		// Concurrent retries of a first run record it once.
+		return s.auditOnce(ctx, t.ID, actor, ActionMigrated, gap)
+	}
+	return s.audit(ctx, t.ID, actor, ActionMigrated, gap)
 }
 
 // preparingDocuments returns allow followed, once it lets the schema be

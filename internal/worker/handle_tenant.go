@@ -20,7 +20,10 @@ import (
 // tenancy.Service.Migrate creates the schema of a provisioning tenant if
 // missing (never one of another tenant), migrates it to p.Target (0: the
 // latest version) and activates a provisioning tenant, writing the audit
-// entries. Its task result is {"schema","created","from","to","applied"}.
+// entries. A retried run also records what the failed attempt applied and
+// did not record (tenancy.Service.RecordUnrecordedSteps: a worker killed
+// between the steps' commits and their entry) and an activation whose
+// answer was lost. Its task result is {"schema","created","from","to","applied"}.
 func (h *Handlers) TenantMigrate(ctx context.Context, p tasks.TenantMigrate) error {
 	t, err := taskTenant(ctx, p)
 	if err != nil {
@@ -30,7 +33,15 @@ func (h *Handlers) TenantMigrate(ctx context.Context, p tasks.TenantMigrate) err
 	if err != nil {
 		return lifecycleError(err)
 	}
-	if n, _ := asynq.GetRetryCount(ctx); n > 0 && !res.Activated && t.Status != tenantctx.StatusProvisioning {
+	n, _ := asynq.GetRetryCount(ctx)
+	if n > 0 {
+		// The failed attempt (a killed worker's, say) may have applied
+		// steps it did not live to record.
+		if err := h.Tenancy.RecordUnrecordedSteps(ctx, t, res.From, tenancy.ActorWorker); err != nil {
+			return lifecycleError(err)
+		}
+	}
+	if n > 0 && !res.Activated && t.Status != tenantctx.StatusProvisioning {
 		// The failed attempt may have activated the tenant and lost the
 		// answer before recording it.
 		if err := h.Tenancy.RecordActivation(ctx, t.ID, tenancy.ActorWorker); err != nil {
