@@ -115,8 +115,10 @@ type TenantStore interface {
 	WithdrawTenant(ctx context.Context, id string) error
 }
 
-// MaxAPIKeysListed bounds ListAPIKeys. Past it, the keys left out are the
-// oldest revoked ones: a key in use is never left out for a revoked one.
+// MaxAPIKeysListed bounds the revoked keys ListAPIKeys lists: past it, the
+// keys left out are the oldest revoked ones. An unrevoked key is never left
+// out, however many there are: the list is how an operator finds a leaked
+// key to revoke it.
 const MaxAPIKeysListed = 1000
 
 // APIKey describes one stored API key. The key itself is never stored:
@@ -169,8 +171,9 @@ type KeyStore interface {
 	// stored hash is constant-time.
 	TenantForAPIKey(ctx context.Context, key string) (string, error)
 	// ListAPIKeys returns the tenant's keys, revoked ones included, oldest
-	// first, at most MaxAPIKeysListed: every unrevoked key, then the most
-	// recently issued revoked ones; none for an unknown tenant.
+	// first: every unrevoked key, then the most recently issued revoked
+	// ones, MaxAPIKeysListed keys in all unless more are unrevoked; none
+	// for an unknown tenant.
 	ListAPIKeys(ctx context.Context, tenantID string) ([]APIKey, error)
 	// RevokeAPIKey revokes one key of the tenant and reports whether this
 	// call revoked it: revoking a revoked key again is not an error, and of

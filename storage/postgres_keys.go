@@ -145,7 +145,9 @@ func (p *Postgres) TenantForAPIKey(ctx context.Context, key string) (string, err
 }
 
 // ListAPIKeys returns the tenant's keys, revoked ones included, oldest
-// first; past MaxAPIKeysListed, the oldest revoked keys are left out.
+// first: every unrevoked key, then the most recently issued revoked ones,
+// MaxAPIKeysListed keys in all unless more are unrevoked (the oldest
+// revoked keys are left out; an unrevoked one never is).
 func (p *Postgres) ListAPIKeys(ctx context.Context, tenantID string) ([]APIKey, error) {
 	if tenantctx.ValidateID(tenantID) != nil {
 		return []APIKey{}, nil
@@ -154,7 +156,8 @@ func (p *Postgres) ListAPIKeys(ctx context.Context, tenantID string) ([]APIKey, 
 		`SELECT id, tenant_id, prefix, created_at, last_used_at, revoked_at FROM (
 			SELECT id, tenant_id, prefix, created_at, last_used_at, revoked_at
 			  FROM tenancy.api_keys WHERE tenant_id = $1
-			 ORDER BY revoked_at IS NULL DESC, id DESC LIMIT $2) AS k
+			 ORDER BY revoked_at IS NULL DESC, id DESC
+			 LIMIT GREATEST($2::int, (SELECT count(*) FROM tenancy.api_keys WHERE tenant_id = $1 AND revoked_at IS NULL))) AS k
 		 ORDER BY id`,
 		tenantID, MaxAPIKeysListed)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -290,17 +291,23 @@ type listTenantsBody struct {
 }
 
 // query parses r's query string, answering 400 and returning false when
-// it cannot be read (a bad %-escape, a ';' separator) or names a
-// parameter twice: r.URL.Query drops such a pair without a word, and of
-// two values it reads the first, so "?status=suspended;" would list every
-// tenant as if no filter had been asked for.
-func query(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
+// it cannot be read (a bad %-escape, a ';' separator), names a parameter
+// twice, or names one the route does not take (not among params): r.URL.Query
+// drops such a pair without a word, of two values it reads the first, and
+// the route ignores a name it does not know, so "?status=suspended;" or a
+// mistyped "?state=suspended" would list every tenant as if no filter had
+// been asked for.
+func query(w http.ResponseWriter, r *http.Request, params ...string) (url.Values, bool) {
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "invalid query string")
 		return nil, false
 	}
 	for name, vs := range q {
+		if !slices.Contains(params, name) {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown query parameter %.60q (this route takes %s)", name, strings.Join(params, ", ")))
+			return nil, false
+		}
 		if len(vs) > 1 {
 			writeError(w, http.StatusBadRequest, fmt.Sprintf("query parameter %.60q given twice", name))
 			return nil, false
@@ -311,7 +318,7 @@ func query(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
 
 // listTenants is GET /admin/tenants?status=&after=&limit=.
 func (h *Handler) listTenants(w http.ResponseWriter, r *http.Request) {
-	q, ok := query(w, r)
+	q, ok := query(w, r, "status", "after", "limit")
 	if !ok {
 		return
 	}

@@ -103,6 +103,10 @@
 // The queue routes answer 409 without fair dispatch (FAIR_DISPATCH=false):
 // there are no backlogs then.
 //
+// The query strings of GET /admin/tenants and GET /admin/queues are 400
+// when they cannot be parsed, name a parameter twice, or name one the
+// route does not take (a mistyped filter would otherwise list everything).
+//
 // A key is never listed, only its first characters. A revoked key, a
 // suspended or a deleted tenant is refused by every replica within a
 // second: the catalog cache publishes the invalidation to every replica's

@@ -97,7 +97,7 @@ const defaultQueuesTop = 10
 // tenants, with the K tenants with the most waiting tasks (default 10, at
 // most 100), and its live workers.
 func (h *Handler) queues(w http.ResponseWriter, r *http.Request) {
-	q, ok := query(w, r)
+	q, ok := query(w, r, "top")
 	if !ok {
 		return
 	}

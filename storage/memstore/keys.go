@@ -86,8 +86,8 @@ func (m *Catalog) WithdrawAPIKey(_ context.Context, tenantID, key string) (stora
 }
 
 // ListAPIKeys returns the tenant's keys, revoked ones included, oldest
-// first; past storage.MaxAPIKeysListed, the oldest revoked keys are left
-// out.
+// first: every unrevoked key, then the newest revoked ones,
+// storage.MaxAPIKeysListed keys in all unless more are unrevoked.
 func (m *Catalog) ListAPIKeys(_ context.Context, tenantID string) ([]storage.APIKey, error) {
 	m.mu.RLock()
 	out := []storage.APIKey{}
@@ -101,8 +101,14 @@ func (m *Catalog) ListAPIKeys(_ context.Context, tenantID string) ([]storage.API
 	slices.SortFunc(out, func(a, b storage.APIKey) int {
 		return cmp.Or(cmp.Compare(boolRank(a.RevokedAt == nil), boolRank(b.RevokedAt == nil)), cmp.Compare(b.ID, a.ID))
 	})
-	if len(out) > storage.MaxAPIKeysListed {
-		out = out[:storage.MaxAPIKeysListed]
+	unrevoked := 0
+	for _, k := range out {
+		if k.RevokedAt == nil {
+			unrevoked++
+		}
+	}
+	if n := max(storage.MaxAPIKeysListed, unrevoked); len(out) > n {
+		out = out[:n]
 	}
 	slices.SortFunc(out, func(a, b storage.APIKey) int { return cmp.Compare(a.ID, b.ID) })
 	return out, nil
