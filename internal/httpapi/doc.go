@@ -37,9 +37,10 @@
 //  5. The tenant is suspended: 403; still provisioning: 409 (the status
 //     policy, tenantctx.Status.Decide, makes its work wait).
 //
-// Steps 3 to 5 run again right before a request enqueues (it may have
-// waited for the tenant's tables or Redis meanwhile): a key revoked, or a
-// tenant suspended or deleted, while it was in flight enqueues nothing.
+// Steps 3 to 5 run again right before a request enqueues or serves a PDF
+// (it may have waited for the tenant's tables or Redis meanwhile): a key
+// revoked, or a tenant suspended or deleted, while it was in flight
+// enqueues nothing and downloads nothing.
 //
 // Every failure of steps 2 to 4 with a key presented counts against the
 // client address (the peer, or Options.ClientIPHeader behind a proxy; IPv6

@@ -296,6 +296,12 @@ func (h *Handler) downloadPDF(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	t := tenantctx.MustFromContext(ctx)
 	doc, err := h.loadInvoiceDocument(ctx, id)
+	// The look-up may have waited (for the tenant's tables or database):
+	// a key revoked, or a tenant suspended or deleted, meanwhile gets no
+	// PDF once the change has answered.
+	if !h.stillAuthorized(w, r) {
+		return
+	}
 	if errors.Is(err, invoice.ErrNoDocument) {
 		writeError(w, http.StatusNotFound, "invoice PDF not rendered")
 		return
