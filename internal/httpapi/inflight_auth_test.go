@@ -41,30 +41,8 @@ func TestKeyRevokedInFlightEnqueuesNothing(t *testing.T) {
 			}
 			wantStatus(t, post(1), http.StatusAccepted) // look-ups cached, as in a running service
 
-			ctx := t.Context()
-			tx, err := b.pool.Begin(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-			if _, err := tx.Exec(ctx, "LOCK TABLE "+pgx.Identifier{tn.Schema, "invoices"}.Sanitize()+" IN ACCESS EXCLUSIVE MODE"); err != nil {
-				t.Fatal(err)
-			}
-			answer := make(chan response, 1)
-			go func() { answer <- post(2) }()
-			waitForLockWaiter(t, b)
-
-			wantStatus(t, c.change(b, tn), http.StatusNoContent)
-			wantStatus(t, post(3), c.want) // a new request is refused at once
-			if err := tx.Rollback(ctx); err != nil {
-				t.Fatal(err)
-			}
-			var r response
-			select {
-			case r = <-answer:
-			case <-time.After(time.Minute): // a bound for the failure message
-				t.Fatal("in-flight request not answered")
-			}
+			r := inFlightAcrossChange(t, b, tn, func() response { return post(2) }, func() response { return post(3) },
+				func() response { return c.change(b, tn) }, c.want)
 			if r.status != c.want {
 				t.Errorf("in-flight request: status %d, want %d; body %s", r.status, c.want, r.body)
 			}
@@ -72,6 +50,41 @@ func TestKeyRevokedInFlightEnqueuesNothing(t *testing.T) {
 				t.Errorf("task %s enqueued after the change answered", ti.ID)
 			}
 		})
+	}
+}
+
+// inFlightAcrossChange sends inFlight while tn's invoices table is locked,
+// so that it waits after its authentication; while it waits, change runs
+// (and must succeed), and fresh, a new request, must get want at once.
+// Then the lock is released; it returns inFlight's answer.
+func inFlightAcrossChange(t *testing.T, b *bundle, tn tenant, inFlight, fresh, change func() response, want int) response {
+	t.Helper()
+	ctx := t.Context()
+	tx, err := b.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if _, err := tx.Exec(ctx, "LOCK TABLE "+pgx.Identifier{tn.Schema, "invoices"}.Sanitize()+" IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	answer := make(chan response, 1)
+	go func() { answer <- inFlight() }()
+	waitForLockWaiter(t, b)
+
+	if r := change(); r.status >= 300 {
+		t.Fatalf("the change: %d %s", r.status, r.body)
+	}
+	wantStatus(t, fresh(), want) // a new request is refused at once
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-answer:
+		return r
+	case <-time.After(time.Minute): // a bound for the failure message
+		t.Fatal("in-flight request not answered")
+		return response{}
 	}
 }
 

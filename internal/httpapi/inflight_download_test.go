@@ -1,13 +1,9 @@
 package httpapi_test
 
 import (
-	"context"
 	"net/http"
 	"strconv"
 	"testing"
-	"time"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // TestKeyRevokedInFlightDownloadsNothing: a PDF download that
@@ -43,32 +39,7 @@ func TestKeyRevokedInFlightDownloadsNothing(t *testing.T) {
 			}
 			wantStatus(t, get(), http.StatusOK) // look-ups cached, as in a running service
 
-			ctx := t.Context()
-			tx, err := b.pool.Begin(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-			if _, err := tx.Exec(ctx, "LOCK TABLE "+pgx.Identifier{tn.Schema, "invoices"}.Sanitize()+" IN ACCESS EXCLUSIVE MODE"); err != nil {
-				t.Fatal(err)
-			}
-			answer := make(chan response, 1)
-			go func() { answer <- get() }()
-			waitForLockWaiter(t, b)
-
-			if r := c.change(b, tn); r.status >= 300 {
-				t.Fatalf("%s: %d %s", c.name, r.status, r.body)
-			}
-			wantStatus(t, get(), c.want) // a new request is refused at once
-			if err := tx.Rollback(ctx); err != nil {
-				t.Fatal(err)
-			}
-			var r response
-			select {
-			case r = <-answer:
-			case <-time.After(time.Minute): // a bound for the failure message
-				t.Fatal("in-flight download not answered")
-			}
+			r := inFlightAcrossChange(t, b, tn, get, get, func() response { return c.change(b, tn) }, c.want)
 			if r.status != c.want {
 				t.Errorf("in-flight download: status %d, want %d; body %.60q", r.status, c.want, r.body)
 			}
