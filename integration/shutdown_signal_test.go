@@ -2,6 +2,8 @@ package integration
 
 import (
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -81,6 +83,55 @@ func TestStoppedWhileStartingIsACleanStop(t *testing.T) {
 			log := p.logText()
 			if exitErr != nil || strings.Contains(log, `"level":"ERROR"`) {
 				t.Errorf("%s stopped while starting: exit %v, want status 0 without an error record; log:\n%s", c.name, exitErr, log)
+			}
+		})
+	}
+}
+
+// TestInterruptIgnoredAtStartStaysIgnored: a process started with SIGINT
+// ignored (a shell script's background job, "nohup") keeps ignoring it, as
+// the one who started it asked: a Ctrl-C meant for the script's foreground
+// does not stop the worker or the enqueue service behind it. SIGTERM still
+// stops both cleanly.
+func TestInterruptIgnoredAtStartStaysIgnored(t *testing.T) {
+	workerBin := testenv.BuildBinary(t, workerPkg)
+	enqueueBin := testenv.BuildBinary(t, enqueuePkg)
+	for _, c := range []struct {
+		name, bin string
+		args      []string
+	}{
+		{"worker", workerBin, nil},
+		{"enqueue", enqueueBin, []string{"serve"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			// As sh does for a background job: SIGINT ignored, which the
+			// exec'd binary inherits.
+			wrapper := filepath.Join(t.TempDir(), c.name+"-ignoring-int")
+			script := "#!/bin/sh\ntrap '' INT\nexec " + c.bin + ` "$@"` + "\n"
+			if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			addr, connected := silentRedis(t)
+			p := startProc(t, c.name, wrapper, map[string]string{
+				"REDIS_URL":    "redis://" + addr,
+				"DATABASE_URL": testenv.Postgres(t),
+				"ADMIN_TOKEN":  adminToken,
+				"LOG_FORMAT":   "json",
+			}, c.args...)
+			select {
+			case <-connected:
+			case <-time.After(30 * time.Second):
+				t.Fatalf("%s never connected to Redis", c.name)
+			}
+			if exitErr, took, exited := p.signal(syscall.SIGINT, 5*time.Second); exited {
+				t.Fatalf("%s started with SIGINT ignored stopped %s after a SIGINT (exit %v); log:\n%s", c.name, took, exitErr, p.logText())
+			}
+			exitErr, took, exited := p.signal(syscall.SIGTERM, 40*time.Second)
+			if !exited {
+				t.Fatalf("%s still running %s after SIGTERM", c.name, took)
+			}
+			if exitErr != nil {
+				t.Errorf("%s: exit %v after SIGTERM, want status 0; log:\n%s", c.name, exitErr, p.logText())
 			}
 		})
 	}

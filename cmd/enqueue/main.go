@@ -8,10 +8,10 @@ package main
 import (
 	"context"
 	"os"
-	"os/signal"
 	"syscall"
 
 	"github.com/invoicing/tenantworker/internal/enqueueapp"
+	"github.com/invoicing/tenantworker/internal/stopsignal"
 )
 
 func main() {
@@ -22,16 +22,7 @@ func main() {
 	// ("nohup enqueue tenant move ...", a job a script started in the
 	// background) stays ignored: catching it would undo what the operator
 	// asked for, and the move would stop when the ssh session drops.
-	sigs := []os.Signal{syscall.SIGTERM}
-	for _, sig := range []os.Signal{os.Interrupt, syscall.SIGHUP} {
-		if !signal.Ignored(sig) {
-			sigs = append(sigs, sig)
-		}
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), sigs...)
-	// The first signal starts the shutdown; a second one ends the process
-	// at once (the default action, once stop unregisters the handler).
-	context.AfterFunc(ctx, stop)
+	ctx, stop := stopsignal.Context(context.Background(), os.Interrupt, syscall.SIGHUP)
 	code := enqueueapp.Main(ctx, os.Args[1:], enqueueapp.IO{
 		Stdout:   os.Stdout,
 		Stderr:   os.Stderr,

@@ -12,13 +12,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"runtime/pprof"
-	"syscall"
 	"time"
 
 	"github.com/invoicing/tenantworker/internal/config"
 	"github.com/invoicing/tenantworker/internal/devstack"
+	"github.com/invoicing/tenantworker/internal/stopsignal"
 	"github.com/invoicing/tenantworker/internal/workerapp"
 )
 
@@ -65,11 +64,11 @@ func run(stderr io.Writer) error {
 		defer pprof.StopCPUProfile()
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	// SIGTERM or SIGINT starts the shutdown, a second one ends the process
+	// at once; a SIGINT the worker was started ignoring (a script's
+	// background job) stays ignored.
+	ctx, stop := stopsignal.Context(context.Background(), os.Interrupt)
 	defer stop()
-	// The first signal starts the shutdown; a second one ends the process
-	// at once (the default action, once stop unregisters the handler).
-	context.AfterFunc(ctx, stop)
 
 	// Flags override the environment before defaults and validation, so
 	// DB_MAX_CONNS's default follows -concurrency.

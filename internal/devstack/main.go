@@ -8,11 +8,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/invoicing/tenantworker/internal/logctx"
+	"github.com/invoicing/tenantworker/internal/stopsignal"
 )
 
 // Requested reports whether the command line asks for the dev stack
@@ -79,11 +78,8 @@ func Main(args []string, stdout, stderr io.Writer, getenv func(string) string) i
 		return 2
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	go func() {
-		<-ctx.Done()
-		stop() // a second signal gets the default behaviour: exit at once
-	}()
+	// A second signal gets the default behaviour: exit at once.
+	ctx, stop := stopsignal.Context(context.Background(), os.Interrupt)
 	opts := envOptions(getenv)
 	opts.HTTPAddr, opts.WorkerAddr, opts.DataDir = *httpAddr, *workerAddr, *dataDir
 	opts.Stdout, opts.Logger = stdout, logger
