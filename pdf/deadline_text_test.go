@@ -55,3 +55,52 @@ func TestRenderHonoursDeadlineBeforeFirstPage(t *testing.T) {
 		})
 	}
 }
+
+// TestChooseEncodingHonoursDeadline: choosing the encoding reads every
+// character of the invoice too (at 100-150 MB/s where the text is not
+// ASCII: seconds for a row near PostgreSQL's limit), so it checks the
+// deadline as it reads, in text without a single non-ASCII character, in
+// one of many strings and in one long string, and stops within a small
+// part of the text once the deadline has passed.
+func TestChooseEncodingHonoursDeadline(t *testing.T) {
+	long := func(word string) Invoice {
+		inv := sampleInvoice()
+		inv.Notes = strings.Repeat(word, (32<<20)/len(word))
+		return inv
+	}
+	many := func(word string) Invoice {
+		inv := sampleInvoice()
+		inv.Lines = manyLines(DefaultMaxLines)
+		for i := range inv.Lines {
+			inv.Lines[i].Description = strings.Repeat(word, (6<<10)/len(word))
+		}
+		return inv
+	}
+	for _, tc := range []struct {
+		name string
+		inv  Invoice
+	}{
+		{"one long note, Polish", long("Łódź ")},
+		{"one long note, ASCII", long("word ")},
+		{"many lines, Greek", many("Ωmega ")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := &countingContext{Context: context.Background(), after: 1}
+			enc, _, err := chooseEncoding(ctx, tc.inv)
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("chooseEncoding chose %v, err %v after the deadline passed, want the deadline", enc != nil, err)
+			}
+			if calls := ctx.calls.Load(); calls > 2 {
+				t.Errorf("chooseEncoding checked its context %d times after it had passed: it went on reading", calls-1)
+			}
+			// The same invoice with time to spare: the text is read to the end.
+			live := &countingContext{Context: context.Background(), after: 1 << 30}
+			if _, _, err := chooseEncoding(live, tc.inv); err != nil {
+				t.Fatal(err)
+			}
+			if calls := live.calls.Load(); calls < 100 {
+				t.Errorf("chooseEncoding checked its context %d times over 30 MB of text", calls)
+			}
+		})
+	}
+}

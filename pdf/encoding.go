@@ -1,9 +1,12 @@
 package pdf
 
 import (
+	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // FontPath names how a document's text is encoded and which fonts carry
@@ -116,20 +119,22 @@ func (e *encoding) has(set map[rune]struct{}) bool {
 // chooseEncoding picks the encoding of inv's text: the first code page
 // that holds every character, else a document encoding, else UTF-8. A
 // character is never dropped or replaced to fit a code page. It also
-// returns the non-ASCII characters the document prints, sorted.
-func chooseEncoding(inv Invoice) (*encoding, []rune) {
+// returns the non-ASCII characters the document prints, sorted. It reads
+// every character of the invoice (text of any length), checking ctx every
+// composeCheckBytes, and once ctx is done returns an error wrapping
+// ctx.Err().
+func chooseEncoding(ctx context.Context, inv Invoice) (*encoding, []rune, error) {
 	set := make(map[rune]struct{})
+	cc := composer{ctx: ctx}
 	add := func(s string) {
-		for i := range len(s) {
-			if c := s[i]; c >= 0x20 && c < 0x7F || c == '\t' || c == '\n' || c == '\r' {
-				continue // stays ASCII
+		for len(s) > 0 && cc.check(0) {
+			n := min(len(s), composeCheckBytes)
+			for n < len(s) && !utf8.RuneStart(s[n]) {
+				n++ // a chunk ends between two characters
 			}
-			for _, r := range s[i:] {
-				if r = cleanRune(r, false); r >= 0x80 {
-					set[r] = struct{}{}
-				}
-			}
-			return
+			addNonASCII(set, s[:n])
+			s = s[n:]
+			cc.check(n)
 		}
 	}
 	c := inv.Customer
@@ -140,6 +145,9 @@ func chooseEncoding(inv Invoice) (*encoding, []rune) {
 	for _, l := range inv.Lines {
 		add(l.Description)
 	}
+	if cc.err != nil {
+		return nil, nil, fmt.Errorf("choose encoding: %w", cc.err)
+	}
 
 	used := make([]rune, 0, len(set))
 	for r := range set {
@@ -148,13 +156,29 @@ func chooseEncoding(inv Invoice) (*encoding, []rune) {
 	slices.Sort(used)
 	switch {
 	case encCP1252.has(set):
-		return encCP1252, used
+		return encCP1252, used, nil
 	case encCP1250.has(set):
-		return encCP1250, used
+		return encCP1250, used, nil
 	case len(set) <= maxDocumentRunes:
-		return documentEncoding(used), used
+		return documentEncoding(used), used, nil
 	default:
-		return encCID, used
+		return encCID, used, nil
+	}
+}
+
+// addNonASCII adds to set the characters of s that print as non-ASCII
+// (cleanRune's), skipping the run of printable ASCII s starts with.
+func addNonASCII(set map[rune]struct{}, s string) {
+	for i := range len(s) {
+		if c := s[i]; c >= 0x20 && c < 0x7F || c == '\t' || c == '\n' || c == '\r' {
+			continue // stays ASCII
+		}
+		for _, r := range s[i:] {
+			if r = cleanRune(r, false); r >= 0x80 {
+				set[r] = struct{}{}
+			}
+		}
+		return
 	}
 }
 

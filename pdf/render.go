@@ -122,7 +122,10 @@ func (r Renderer) Render(ctx context.Context, w io.Writer, inv Invoice) (Result,
 	if err != nil {
 		return Result{}, fmt.Errorf("render invoice %s: %w", shortNumber(inv.Number), err)
 	}
-	enc, used := chooseEncoding(inv)
+	enc, used, err := chooseEncoding(ctx, inv)
+	if err != nil {
+		return Result{}, fmt.Errorf("render invoice %s: %w", shortNumber(inv.Number), err)
+	}
 	f := r.newPDF(inv)
 	fonts, err := addFonts(f, enc, used)
 	defer fonts.release()
