@@ -389,8 +389,14 @@ func etagMatches(lines []string, etag string) bool {
 	return false
 }
 
-// maxFilenameLen bounds the download file name, in characters.
+// maxFilenameLen bounds the download file name, in characters of the
+// invoice number.
 const maxFilenameLen = 100
+
+// maxFilenameBytes bounds the download file name in UTF-8 bytes, ".pdf"
+// included: file systems take 255, and a browser saving a second copy
+// adds " (1)" or the like.
+const maxFilenameBytes = 200
 
 // contentDisposition returns the Content-Disposition of an invoice's PDF:
 // "attachment" with filename, an ASCII name every client understands
@@ -409,28 +415,27 @@ func contentDisposition(number string, id int64) string {
 // pdfFilename returns "<number>.pdf" with every character outside
 // [A-Za-z0-9._-] replaced by '_', so the Content-Disposition header cannot
 // be broken out of (quotes, CR/LF, slashes); an empty result falls back to
-// "invoice-<id>.pdf". With unicode, letters, digits and combining marks of
+// "invoice-<id>.pdf". The name keeps at most maxFilenameLen characters of
+// the number and maxFilenameBytes bytes in all. With unicode, letters, digits and combining marks of
 // any script are kept too (format characters such as bidi overrides are
 // not: they could disguise the name's extension).
 func pdfFilename(number string, id int64, unicodeLetters bool) string {
 	var b strings.Builder
 	n := 0
 	for _, c := range number {
-		if n >= maxFilenameLen {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
+		case c == '.' && b.Len() > 0:
+		case unicodeLetters && c > unicode.MaxASCII && c != utf8.RuneError &&
+			(unicode.IsLetter(c) || unicode.IsDigit(c) || unicode.IsMark(c) && b.Len() > 0):
+		default:
+			c = '_'
+		}
+		if n >= maxFilenameLen || b.Len()+utf8.RuneLen(c)+len(".pdf") > maxFilenameBytes {
 			break
 		}
 		n++
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
-			b.WriteRune(c)
-		case c == '.' && b.Len() > 0:
-			b.WriteRune(c)
-		case unicodeLetters && c > unicode.MaxASCII && c != utf8.RuneError &&
-			(unicode.IsLetter(c) || unicode.IsDigit(c) || unicode.IsMark(c) && b.Len() > 0):
-			b.WriteRune(c)
-		default:
-			b.WriteByte('_')
-		}
+		b.WriteRune(c)
 	}
 	name := strings.Trim(b.String(), "_.")
 	if name == "" {
