@@ -27,9 +27,12 @@ type pdfResult struct {
 	// Unchanged reports that the stored document was kept: the invoice
 	// (and the renderer) had not changed since it was rendered.
 	Unchanged bool `json:"unchanged"`
-	// AmountDiffers reports that the invoice's stored amount is not the sum
-	// of its lines (as its numeric(12,2) column holds that sum: rounded to
-	// 2 decimals); the document shows the lines' sum.
+	// AmountDiffers reports that the document shows another total than
+	// the invoice's stored amount: the amount is not the sum of its lines
+	// (as its numeric(12,2) column holds that sum: rounded to 2 decimals),
+	// and the document shows the lines' sum; or, without lines, the amount
+	// has more decimals than its currency's minor units (JPY 1234.50), and
+	// the document shows it rounded to them (JPY 1,235).
 	AmountDiffers bool `json:"amount_differs,omitempty"`
 	// MissingGlyphs lists ("U+4E2D") the first characters of the invoice
 	// the fonts have no glyph for, which the document prints as empty
@@ -73,9 +76,12 @@ type pdfResult struct {
 // document and says so ("unchanged": true).
 //
 // Money: the document prints the lines' sum as the total; an invoice
-// without lines prints its stored amount. When the stored amount differs
-// from the lines' sum, a warning names the tenant and the invoice and the
-// result says "amount_differs" (docs/architecture.md, "Tenant tables").
+// without lines prints its stored amount, in its currency's minor units.
+// When the stored amount differs from the lines' sum, or an invoice
+// without lines has an amount finer than its currency (a yen amount with
+// a fraction, printed rounded), a warning names the tenant and the
+// invoice and the result says "amount_differs" (docs/architecture.md,
+// "Tenant tables").
 //
 // An invoice deleted while it was rendered (the record finds no row)
 // leaves no file behind: the one written is removed, and the task is
@@ -129,6 +135,14 @@ func (h *Handlers) InvoicePDF(ctx context.Context, p tasks.InvoicePDF) error {
 					slog.Int64("invoice_id", p.InvoiceID),
 					slog.String("amount", inv.Amount.String()), slog.String("lines_total", sum.String()))
 			}
+		} else if printed := inv.Amount.Round(pdf.MinorUnits(doc.Currency)); !printed.Equal(inv.Amount) {
+			// Without lines the document prints the stored amount in the
+			// currency's minor units: a yen amount with a fraction
+			// (1234.50, which the column takes) prints rounded (JPY 1,235).
+			res.AmountDiffers = true
+			LoggerFromContext(ctx).WarnContext(ctx, "invoice amount has more decimals than its currency; the document shows it rounded",
+				slog.Int64("invoice_id", p.InvoiceID), slog.String("currency", doc.Currency),
+				slog.String("amount", inv.Amount.String()), slog.String("printed", printed.String()))
 		}
 		inputs := pdf.InputsHash(r, doc)
 		if stored := inv.Document; stored.InputsSHA256 == inputs && stored.StorageKey == key && h.stored(ctx, t.ID, stored) {
