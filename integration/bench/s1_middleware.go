@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -33,8 +34,9 @@ import (
 // Four diagnostic variants run in every round too: the chain with a no-op
 // handler, with one unpinned SELECT 1 (on a plain pgx pool, and on the
 // hardened pool, whose release then runs the full clean-connection check),
-// and with SELECT 1 pinned by schema.InTenant (three round trips). Rounds
-// alternate so drift on a noisy machine hits all alike.
+// and with SELECT 1 pinned by schema.InTenant (three round trips). The
+// variants take turns within each round, in reverse order every other
+// round, so drift on a noisy machine hits all alike.
 func (b *bench) middleware(ctx context.Context, s *Scenario) error {
 	c, err := b.openCore(ctx)
 	if err != nil {
@@ -143,37 +145,34 @@ func (b *bench) middleware(ctx context.Context, s *Scenario) error {
 	}
 	var bareRounds, chainRounds, noDBRounds, unpinnedRounds, hardenedRounds, inTenantRounds []float64
 	var bareCPU, chainCPU, noDBCPU, unpinnedCPU, hardenedCPU, inTenantCPU cpuUse
+	variants := []struct {
+		name   string
+		h      asynq.Handler
+		rounds *[]float64
+		cpu    *cpuUse
+	}{
+		{"bare", bare, &bareRounds, &bareCPU},
+		{"middleware-only", chainOnly, &noDBRounds, &noDBCPU},
+		{"unpinned", unpinned, &unpinnedRounds, &unpinnedCPU},
+		{"unpinned on the hardened pool", unpinnedHardened, &hardenedRounds, &hardenedCPU},
+		{"InTenant", inTenant, &inTenantRounds, &inTenantCPU},
+		{"middleware", mux, &chainRounds, &chainCPU},
+	}
 	for r := range b.sz.Rounds {
-		rate, use, err := d.drain(ctx, bare, n)
-		if err != nil {
-			return fmt.Errorf("bare round %d: %w", r+1, err)
+		// Every other round runs the variants in reverse order, so that a
+		// drift of the machine's speed within a round (a neighbour's job
+		// starting) does not always favour the same ones.
+		order := slices.Clone(variants)
+		if r%2 == 1 {
+			slices.Reverse(order)
 		}
-		bareRounds, bareCPU = append(bareRounds, rate), bareCPU.add(use)
-		rate, use, err = d.drain(ctx, chainOnly, n)
-		if err != nil {
-			return fmt.Errorf("middleware-only round %d: %w", r+1, err)
+		for _, v := range order {
+			rate, use, err := d.drain(ctx, v.h, n)
+			if err != nil {
+				return fmt.Errorf("%s round %d: %w", v.name, r+1, err)
+			}
+			*v.rounds, *v.cpu = append(*v.rounds, rate), v.cpu.add(use)
 		}
-		noDBRounds, noDBCPU = append(noDBRounds, rate), noDBCPU.add(use)
-		rate, use, err = d.drain(ctx, unpinned, n)
-		if err != nil {
-			return fmt.Errorf("unpinned round %d: %w", r+1, err)
-		}
-		unpinnedRounds, unpinnedCPU = append(unpinnedRounds, rate), unpinnedCPU.add(use)
-		rate, use, err = d.drain(ctx, unpinnedHardened, n)
-		if err != nil {
-			return fmt.Errorf("unpinned on the hardened pool round %d: %w", r+1, err)
-		}
-		hardenedRounds, hardenedCPU = append(hardenedRounds, rate), hardenedCPU.add(use)
-		rate, use, err = d.drain(ctx, inTenant, n)
-		if err != nil {
-			return fmt.Errorf("InTenant round %d: %w", r+1, err)
-		}
-		inTenantRounds, inTenantCPU = append(inTenantRounds, rate), inTenantCPU.add(use)
-		rate, use, err = d.drain(ctx, mux, n)
-		if err != nil {
-			return fmt.Errorf("middleware round %d: %w", r+1, err)
-		}
-		chainRounds, chainCPU = append(chainRounds, rate), chainCPU.add(use)
 		progress("middleware: round %d: bare %.0f tasks/s, middleware only %.0f, + unpinned SELECT 1 %.0f (on the hardened pool %.0f), + InTenant SELECT 1 %.0f, + InTenantBatch SELECT 1 %.0f", r+1, bareRounds[r], noDBRounds[r], unpinnedRounds[r], hardenedRounds[r], inTenantRounds[r], chainRounds[r])
 	}
 	b.bareDrain = median(bareRounds)
