@@ -141,7 +141,7 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 		logger.Warn("ADMIN_TOKEN is not set: admin routes and the dashboard are disabled")
 	}
 	if cfg.AllowTenantHeader {
-		logger.Warn("ALLOW_TENANT_HEADER is on: X-Tenant selects the tenant when Host names none (development only)")
+		logger.Warn("ALLOW_TENANT_HEADER is on: X-Tenant selects the tenant when Host is not a tenant host (development only)")
 	}
 
 	served := make(chan error, 1)

@@ -16,8 +16,10 @@
 // The tenant comes from the Host header ({slug}{DomainSuffix}, port ignored,
 // ASCII letters case-insensitive; a Host with any byte outside ASCII names
 // no tenant, also when it comes from an absolute-form request target). When Options.AllowTenantHeader is set (development
-// only), a Host that names no tenant falls back to the X-Tenant header; a
-// Host that names a tenant always wins. A request passes these checks in
+// only), a Host that is not of that form (localhost, an IP literal,
+// another domain, a reserved label) falls back to the X-Tenant header; a
+// Host of that form always decides, also when no tenant has its slug (404,
+// whatever X-Tenant says). A request passes these checks in
 // order, so that nothing about a tenant is revealed before the caller proves
 // a key, and random subdomains without a key never reach the catalog:
 //

@@ -22,7 +22,9 @@ func bearerToken(r *http.Request) (string, bool) {
 }
 
 // tenantSlug resolves the request's tenant slug from Host, or from X-Tenant
-// when that fallback is enabled and Host names no tenant.
+// when that fallback is enabled and Host is not of the form
+// {slug}{DomainSuffix}; a Host of that form decides even when no tenant has
+// its slug.
 func (h *Handler) tenantSlug(r *http.Request) (string, error) {
 	slug, err := tenantctx.SlugFromHost(r.Host, h.opts.DomainSuffix)
 	if err == nil || !h.opts.AllowTenantHeader {
