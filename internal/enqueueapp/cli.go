@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -261,18 +262,39 @@ func serveCmd(ctx context.Context, args []string, sio IO) error {
 	return nil
 }
 
+// decimalInt64 is a flag.Value for an integer written in decimal digits
+// only, as the HTTP routes read an invoice id: flag.Int64 reads Go's
+// syntax, in which a zero-padded "010" is 8 (octal) and "0x0a" is 10, so
+// the render of another invoice than the one named would be enqueued.
+type decimalInt64 int64
+
+func (d *decimalInt64) String() string { return strconv.FormatInt(int64(*d), 10) }
+
+func (d *decimalInt64) Set(s string) error {
+	if s == "" || strings.Trim(s, "0123456789") != "" {
+		return errors.New("not an integer in decimal digits")
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return errors.New("larger than a 64-bit integer")
+	}
+	*d = decimalInt64(n)
+	return nil
+}
+
 // pdfCmd is "enqueue pdf --tenant SLUG --invoice ID".
 func pdfCmd(ctx context.Context, args []string, sio IO) error {
 	fs := flagSet("pdf", "pdf --tenant SLUG --invoice ID", sio)
 	slug := fs.String("tenant", "", "tenant slug (required)")
-	invoiceID := fs.Int64("invoice", 0, "invoice id, a positive integer (required)")
+	var invoiceID decimalInt64
+	fs.Var(&invoiceID, "invoice", "invoice `ID`, a positive integer in decimal digits (required)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if err := tenantctx.ValidateSlug(*slug); err != nil {
 		return fmt.Errorf("%w: --tenant: %w", errUsage, err)
 	}
-	if *invoiceID <= 0 {
+	if invoiceID <= 0 {
 		return fmt.Errorf("%w: --invoice must be a positive integer", errUsage)
 	}
 	b, err := openCLI(ctx, sio)
@@ -299,14 +321,14 @@ func pdfCmd(ctx context.Context, args []string, sio IO) error {
 	// have (it would only be archived).
 	var exists bool
 	var check pgx.Batch
-	invoice.QueueExists(&check, *invoiceID, &exists)
+	invoice.QueueExists(&check, int64(invoiceID), &exists)
 	if err := placement.InTenantBatch(tenantctx.WithTenant(ctx, t), b.Pools, b.Pool, &check); err != nil {
-		return fmt.Errorf("check invoice %d of tenant %s: %w", *invoiceID, *slug, err)
+		return fmt.Errorf("check invoice %d of tenant %s: %w", invoiceID, *slug, err)
 	}
 	if !exists {
-		return fmt.Errorf("invoice %d not found in tenant %s: nothing enqueued", *invoiceID, *slug)
+		return fmt.Errorf("invoice %d not found in tenant %s: nothing enqueued", invoiceID, *slug)
 	}
-	res, err := b.Enqueuer.Enqueue(ctx, tasks.InvoicePDF{TenantID: t.ID, InvoiceID: *invoiceID})
+	res, err := b.Enqueuer.Enqueue(ctx, tasks.InvoicePDF{TenantID: t.ID, InvoiceID: int64(invoiceID)})
 	if err != nil {
 		return err
 	}
