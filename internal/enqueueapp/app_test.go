@@ -320,16 +320,17 @@ func TestMigrateWaitTimeout(t *testing.T) {
 	}
 }
 
-func TestPDFCommand(t *testing.T) {
-	t.Parallel()
-	f := newFixture(t)
+// activeWithInvoices provisions tenant slug, migrates its schema, gives it
+// n invoices (ids 1 to n) and makes it active.
+func (f *fixture) activeWithInvoices(t *testing.T, slug string, n int) tenantctx.Tenant {
+	t.Helper()
 	ctx := context.Background()
-	tn := f.provision(t, "acme")
+	tn := f.provision(t, slug)
 	if _, err := schema.Migrate(ctx, f.deps.SchemaPool, tn.Schema, 0); err != nil {
 		t.Fatal(err)
 	}
 	err := schema.InTenant(tenantctx.WithTenant(ctx, tn), f.deps.Pool, func(ctx context.Context, tx pgx.Tx) error {
-		news := make([]invoice.New, 9)
+		news := make([]invoice.New, n)
 		for i := range news {
 			news[i] = invoice.New{Number: fmt.Sprintf("ACME-%d", i+1), Status: "sent", Customer: invoice.Customer{Name: "C", Email: "c@example.org"}}
 		}
@@ -342,6 +343,14 @@ func TestPDFCommand(t *testing.T) {
 	if _, err := f.deps.Catalog.SetStatus(ctx, tn.ID, tenantctx.StatusActive); err != nil {
 		t.Fatal(err)
 	}
+	return tn
+}
+
+func TestPDFCommand(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	tn := f.activeWithInvoices(t, "acme", 9)
 	// An invoice the tenant does not have: nothing enqueued, as over HTTP.
 	code, _, stderr := f.run(t, false, "pdf", "--tenant", "acme", "--invoice", "10")
 	if code != enqueueapp.ExitFailure || !strings.Contains(stderr, "invoice 10 not found") {

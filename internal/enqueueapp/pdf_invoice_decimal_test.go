@@ -1,18 +1,11 @@
 package enqueueapp_test
 
 import (
-	"context"
 	"encoding/json"
-	"fmt"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/invoicing/tenantworker/internal/enqueueapp"
-	"github.com/invoicing/tenantworker/invoice"
-	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/tasks"
-	"github.com/invoicing/tenantworker/tenantctx"
 )
 
 // TestPDFCommandInvoiceIDIsDecimal: "enqueue pdf --invoice" reads the id
@@ -23,25 +16,7 @@ import (
 func TestPDFCommandInvoiceIDIsDecimal(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	ctx := context.Background()
-	tn := f.provision(t, "acme")
-	if _, err := schema.Migrate(ctx, f.deps.SchemaPool, tn.Schema, 0); err != nil {
-		t.Fatal(err)
-	}
-	err := schema.InTenant(tenantctx.WithTenant(ctx, tn), f.deps.Pool, func(ctx context.Context, tx pgx.Tx) error {
-		news := make([]invoice.New, 12)
-		for i := range news {
-			news[i] = invoice.New{Number: fmt.Sprintf("ACME-%d", i+1), Status: "sent", Customer: invoice.Customer{Name: "C", Email: "c@example.org"}}
-		}
-		_, err := invoice.Create(ctx, tx, news...)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.deps.Catalog.SetStatus(ctx, tn.ID, tenantctx.StatusActive); err != nil {
-		t.Fatal(err)
-	}
+	tn := f.activeWithInvoices(t, "acme", 12)
 
 	// Zero-padded, as the HTTP route reads it: invoice 10.
 	code, stdout, stderr := f.run(t, false, "pdf", "--tenant", "acme", "--invoice", "010")

@@ -15,7 +15,7 @@ import (
 // as much of the number as fits.
 func TestDownloadFilenameFitsAFileSystem(t *testing.T) {
 	for _, number := range []string{
-		strings.Repeat("請求書", 40),      // 3 bytes a character
+		strings.Repeat("請求書", 40),         // 3 bytes a character
 		strings.Repeat("\U00020000", 120), // 4 bytes (CJK extension B)
 		strings.Repeat("Ωmega-", 30),      // 2 and 1
 		strings.Repeat("e\u0301", 150),    // letter and combining mark
