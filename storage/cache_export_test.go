@@ -19,3 +19,7 @@ func (c *Cache) RedisKeyForSlug(slug string) string { return c.redisKey(cacheKin
 
 // RedisKeyForID returns the Redis key of the cache entry of a tenant id.
 func (c *Cache) RedisKeyForID(id string) string { return c.redisKey(cacheKindID + id) }
+
+// LocalLen returns the number of entries in c's in-process layer,
+// expired ones included.
+func (c *Cache) LocalLen() int { return c.local.len() }
