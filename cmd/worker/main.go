@@ -40,7 +40,8 @@ var errLogged = errors.New("worker failed (logged)")
 // run runs the worker, logging to stderr once the configuration is read.
 func run(stderr io.Writer) error {
 	httpAddr := flag.String("http-addr", "", "health and metrics listen address (overrides HTTP_ADDR; default "+config.DefaultWorkerHTTPAddr+")")
-	concurrency := flag.Int("concurrency", 0, fmt.Sprintf("tasks processed at once, at most %d (overrides WORKER_CONCURRENCY)", config.MaxDBConns))
+	var concurrency config.DecimalInt
+	flag.Var(&concurrency, "concurrency", fmt.Sprintf("`N` tasks processed at once, at most %d (overrides WORKER_CONCURRENCY)", config.MaxDBConns))
 	// -dev (PostgreSQL, Redis, enqueue service and demo tenants in one
 	// process) is handled in main by package devstack; listed for -h.
 	flag.Bool("dev", false, `run the embedded development stack (see "worker -dev -h")`)
@@ -83,15 +84,15 @@ func run(stderr io.Writer) error {
 	// for the flag not given.
 	concurrencySet := false
 	flag.Visit(func(f *flag.Flag) { concurrencySet = concurrencySet || f.Name == "concurrency" })
-	if *concurrency < 0 || (concurrencySet && *concurrency == 0) {
-		return fmt.Errorf("-concurrency: must be a positive integer, got %d", *concurrency)
+	if concurrency < 0 || (concurrencySet && concurrency == 0) {
+		return fmt.Errorf("-concurrency: must be a positive integer, got %d", concurrency)
 	}
-	if *concurrency > config.MaxDBConns {
+	if concurrency > config.MaxDBConns {
 		// Resolve would name WORKER_CONCURRENCY, which may not be set.
-		return fmt.Errorf("-concurrency: at most %d, got %d", config.MaxDBConns, *concurrency)
+		return fmt.Errorf("-concurrency: at most %d, got %d", config.MaxDBConns, concurrency)
 	}
-	if *concurrency != 0 {
-		cfg.WorkerConcurrency = *concurrency
+	if concurrency != 0 {
+		cfg.WorkerConcurrency = int(concurrency)
 	}
 	if cfg, err = cfg.Resolve(); err != nil {
 		return err

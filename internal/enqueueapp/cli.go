@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -262,31 +261,11 @@ func serveCmd(ctx context.Context, args []string, sio IO) error {
 	return nil
 }
 
-// decimalInt64 is a flag.Value for an integer written in decimal digits
-// only, as the HTTP routes read an invoice id: flag.Int64 reads Go's
-// syntax, in which a zero-padded "010" is 8 (octal) and "0x0a" is 10, so
-// the render of another invoice than the one named would be enqueued.
-type decimalInt64 int64
-
-func (d *decimalInt64) String() string { return strconv.FormatInt(int64(*d), 10) }
-
-func (d *decimalInt64) Set(s string) error {
-	if s == "" || strings.Trim(s, "0123456789") != "" {
-		return errors.New("not an integer in decimal digits")
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil {
-		return errors.New("larger than a 64-bit integer")
-	}
-	*d = decimalInt64(n)
-	return nil
-}
-
 // pdfCmd is "enqueue pdf --tenant SLUG --invoice ID".
 func pdfCmd(ctx context.Context, args []string, sio IO) error {
 	fs := flagSet("pdf", "pdf --tenant SLUG --invoice ID", sio)
 	slug := fs.String("tenant", "", "tenant slug (required)")
-	var invoiceID decimalInt64
+	var invoiceID config.DecimalInt
 	fs.Var(&invoiceID, "invoice", "invoice `ID`, a positive integer in decimal digits (required)")
 	if err := parse(fs, args); err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/invoicing/tenantworker/internal/config"
 	"github.com/invoicing/tenantworker/internal/tenancy"
 )
 
@@ -16,12 +17,13 @@ import (
 // workers, as GET /admin/queues answers them, without the HTTP service.
 func queuesCmd(ctx context.Context, args []string, sio IO) error {
 	fs := flagSet("queues", "queues [--top N] [--json]", sio)
-	top := fs.Int("top", 10, fmt.Sprintf("tenants with the largest backlogs named per queue (1 to %d)", tenancy.MaxQueuesTop))
+	top := config.DecimalInt(10)
+	fs.Var(&top, "top", fmt.Sprintf("`N` tenants with the largest backlogs named per queue (1 to %d)", tenancy.MaxQueuesTop))
 	asJSON := fs.Bool("json", false, "print what GET /admin/queues answers instead of a table")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *top < 1 || *top > tenancy.MaxQueuesTop {
+	if top < 1 || top > tenancy.MaxQueuesTop {
 		return fmt.Errorf("%w: --top must be from 1 to %d", errUsage, tenancy.MaxQueuesTop)
 	}
 	b, err := openCLI(ctx, sio)
@@ -29,7 +31,7 @@ func queuesCmd(ctx context.Context, args []string, sio IO) error {
 		return err
 	}
 	defer b.close()
-	qs, err := b.Tenancy.Queues(ctx, *top)
+	qs, err := b.Tenancy.Queues(ctx, int(top))
 	if errors.Is(err, tenancy.ErrNoDispatch) {
 		return errors.New("fair dispatch is off (FAIR_DISPATCH=false): tenants have no backlogs; the dashboard shows every task")
 	}
