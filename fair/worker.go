@@ -323,20 +323,36 @@ type Membership struct {
 	Interval time.Duration
 }
 
+// heartbeatLogEvery is how often Serve logs heartbeats that keep failing.
+const heartbeatLogEvery = time.Minute
+
 // Serve keeps the worker registered until ctx is done, then removes it.
 // The live workers' summed concurrency sizes how many tasks the
-// dispatcher keeps pending in each queue. Errors are logged and retried at
-// the next interval.
+// dispatcher keeps pending in each queue. Errors are retried at the next
+// interval and logged as one line when they start (how many queues
+// failed, the first one's error), at most once a minute while they last,
+// and one when heartbeats work again.
 func (d *Dispatcher) Serve(ctx context.Context, m Membership, logger *slog.Logger) {
 	logger = cmp.Or(logger, slog.Default())
 	interval := cmp.Or(m.Interval, time.Second)
 	ttl := 5 * interval
+	// A round's failures are logged as one line, when they start and then
+	// at most once per heartbeatLogEvery while they last, and their end as
+	// another: a Redis outage fails every queue's heartbeat every interval,
+	// and one line per queue per beat (48 a second with QUEUE_SHARDS=16)
+	// would bury its cause.
+	var failingSince, loggedAt time.Time
 	beat := func(ctx context.Context, concurrency int) {
 		hs := &holdings{} // read at most once a round, only when a queue lost its holds
+		var failed []string
+		var firstErr error
 		for _, q := range m.Queues {
 			healed, err := d.heartbeat(ctx, q, m.ID, concurrency, ttl, hs)
 			if err != nil && ctx.Err() == nil {
-				logger.Warn("fair: worker heartbeat", slog.String("queue", q), slog.String("error", err.Error()))
+				failed = append(failed, q)
+				if firstErr == nil {
+					firstErr = err
+				}
 			}
 			if healed.Held > 0 || healed.HeldBack > 0 {
 				logger.Warn("fair: put back holds Redis lost", slog.String("queue", q),
@@ -348,6 +364,20 @@ func (d *Dispatcher) Serve(ctx context.Context, m Membership, logger *slog.Logge
 					slog.Int("waiting_requeued", healed.Requeued), slog.Int("admitted_repaired", healed.Admitted),
 					slog.Int("tenants_readied", healed.Readied))
 			}
+		}
+		now := time.Now()
+		switch {
+		case len(failed) > 0 && (failingSince.IsZero() || now.Sub(loggedAt) >= heartbeatLogEvery):
+			if failingSince.IsZero() {
+				failingSince = now
+			}
+			loggedAt = now
+			logger.Warn("fair: worker heartbeat", slog.Int("queues_failed", len(failed)), slog.Int("queues", len(m.Queues)),
+				slog.String("queue", failed[0]), slog.Duration("failing_for", now.Sub(failingSince)),
+				slog.String("error", firstErr.Error()))
+		case len(failed) == 0 && !failingSince.IsZero() && ctx.Err() == nil:
+			logger.Info("fair: worker heartbeats work again", slog.Duration("failed_for", now.Sub(failingSince)))
+			failingSince = time.Time{}
 		}
 	}
 	beat(ctx, m.Concurrency)
