@@ -237,11 +237,13 @@ func ctxErr(ctx context.Context, err error) error {
 // dial returns the dial function of a client for one message: it connects
 // (and, for smtps://, does the TLS handshake) with the dial's context, and
 // wraps the connection so that it ends with ctx, the message's; it records
-// the connection in *dialed, for Send to close when go-mail does not.
+// the connection in *dialed, for Send to close when go-mail does not. It
+// dials s's host and port itself: go-mail's address ("host:port") is
+// malformed for an IPv6 host ("::1:587").
 func (s *SMTP) dial(ctx context.Context, dialed *net.Conn) mail.DialContextFunc {
-	return func(dctx context.Context, network, addr string) (net.Conn, error) {
+	return func(dctx context.Context, network, _ string) (net.Conn, error) {
 		var d net.Dialer
-		raw, err := d.DialContext(dctx, network, addr)
+		raw, err := d.DialContext(dctx, network, net.JoinHostPort(s.host, strconv.Itoa(s.port)))
 		if err != nil {
 			return nil, err
 		}

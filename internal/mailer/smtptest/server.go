@@ -5,6 +5,7 @@
 package smtptest
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"log"
@@ -48,6 +49,13 @@ type Options struct {
 	// client's next command (RSET, QUIT) gets no reply. Close it before
 	// the test ends (a t.Cleanup registered after Start runs first).
 	StallAfterAccept <-chan struct{}
+	// TLS, when set, is offered with STARTTLS (or, with Implicit, spoken
+	// from the first byte, as smtps:// expects).
+	TLS      *tls.Config
+	Implicit bool
+	// Host is the loopback address to listen on: 127.0.0.1 when empty
+	// (::1 for an IPv6 server).
+	Host string
 }
 
 // ErrTemporary is a 451 reply, the usual "try again later".
@@ -66,6 +74,9 @@ type Message struct {
 	To   []string
 	// Data is the message as received (RFC 5322, CRLF line endings).
 	Data []byte
+	// TLS reports whether the message (and the AUTH before it) came over
+	// TLS (STARTTLS or implicit).
+	TLS bool
 }
 
 // Server is a running SMTP server. Its methods are safe for concurrent use.
@@ -79,7 +90,8 @@ type Server struct {
 	messages []Message
 }
 
-// Start starts a server on 127.0.0.1:0 and stops it in t.Cleanup.
+// Start starts a server on 127.0.0.1:0 (Options.Host's port 0) and stops
+// it in t.Cleanup.
 func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
 	s := &Server{opts: opts}
@@ -91,9 +103,20 @@ func Start(t testing.TB, opts Options) *Server {
 	s.srv.ReadTimeout = 30 * time.Second
 	s.srv.WriteTimeout = 30 * time.Second
 	s.srv.ErrorLog = log.New(io.Discard, "", 0)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	s.srv.TLSConfig = opts.TLS
+	host := opts.Host
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatalf("smtptest: listen: %v", err)
+	}
+	if opts.Implicit {
+		if opts.TLS == nil {
+			t.Fatal("smtptest: Implicit without TLS")
+		}
+		l = tls.NewListener(l, opts.TLS)
 	}
 	s.addr = l.Addr().String()
 	done := make(chan struct{})
@@ -111,12 +134,16 @@ func Start(t testing.TB, opts Options) *Server {
 	return s
 }
 
-// Addr returns the server's "127.0.0.1:port".
+// Addr returns the server's "127.0.0.1:port" (or "[::1]:port").
 func (s *Server) Addr() string { return s.addr }
 
-// URL returns smtp://[user:pass@]127.0.0.1:port for mailer.NewSMTP.
+// URL returns smtp://[user:pass@]127.0.0.1:port (its Addr; smtps:// with
+// Options.Implicit) for mailer.NewSMTP.
 func (s *Server) URL() string {
 	u := url.URL{Scheme: "smtp", Host: s.addr}
+	if s.opts.Implicit {
+		u.Scheme = "smtps"
+	}
 	if s.opts.User != "" {
 		u.User = url.UserPassword(s.opts.User, s.opts.Password)
 	}
@@ -217,7 +244,8 @@ func (ss *session) Data(r io.Reader) error {
 			return err
 		}
 	}
-	ss.s.messages = append(ss.s.messages, Message{From: ss.from, To: append([]string(nil), ss.to...), Data: data})
+	_, overTLS := ss.conn.TLSConnectionState()
+	ss.s.messages = append(ss.s.messages, Message{From: ss.from, To: append([]string(nil), ss.to...), Data: data, TLS: overTLS})
 	ss.accepted = true
 	return nil
 }
