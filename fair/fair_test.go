@@ -590,6 +590,79 @@ func TestLeaseFreesSlotOfVanishedTask(t *testing.T) {
 	}
 }
 
+// TestLeaseKeepsTheSlotOfARunningTask: a task that runs longer than its
+// lease (a render of a large invoice) is checked again when the lease runs
+// out, not reaped: asynq holds it as active, so it keeps its running slot,
+// and the tenant's next task waits for its report, as max_running says.
+func TestLeaseKeepsTheSlotOfARunningTask(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 10)
+	ctx := context.Background()
+	enqueue(t, b, "tn_long", fair.Policy{Weight: 1, MaxRunning: 1}, 0, 2)
+	id := dequeue(t, b) // a worker runs it, for longer than the lease
+	for range 3 {
+		b.clock.Advance(fair.DefaultLease + time.Second)
+		if n, err := b.d.Pump(ctx, q); err != nil || n != 0 {
+			t.Fatalf("pump while the first task runs past its lease = %d, %v; want nothing admitted (max_running 1)", n, err)
+		}
+	}
+	if s := stats(t, b, "tn_long"); s.Admitted != 1 || s.Waiting != 1 {
+		t.Fatalf("while the first task runs past its lease: %+v; want it admitted and the second waiting", s)
+	}
+	if got := pendingLen(t, b); got != 0 {
+		t.Fatalf("pending = %d while the tenant's one slot runs", got)
+	}
+	// Its report frees the slot for the next task.
+	if err := b.d.Complete(ctx, q, []fair.Report{{Queue: q, TaskID: id, TenantID: "tn_long", Type: "invoice:pdf", Cost: time.Millisecond}}); err != nil {
+		t.Fatal(err)
+	}
+	done(t, b, id)
+	if _, err := b.d.Pump(ctx, q); err != nil {
+		t.Fatal(err)
+	}
+	if got := pendingLen(t, b); got != 1 {
+		t.Fatalf("pending = %d after the report, want the second task admitted", got)
+	}
+}
+
+// TestLeaseEndOfAnArchivedTaskBlanksItsRun: an admitted task an operator
+// archived from the dashboard before any worker took it never reports;
+// when its lease runs out its run ends (its slot is freed) and the run
+// named in asynq's copy of its message is blanked, so that a "run now"
+// from the dashboard asks the gate (held tenant, running cap) instead of
+// running as an admitted first attempt past both.
+func TestLeaseEndOfAnArchivedTaskBlanksItsRun(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 10)
+	ctx := context.Background()
+	enqueue(t, b, "tn_arch", fair.Policy{Weight: 1, MaxRunning: 1}, 0, 1)
+	id := task("tn_arch", 0).Message.ID
+	A := "asynq:{" + q + "}:"
+	msg, err := b.rdb.HGet(ctx, A+"t:"+id, "msg").Bytes()
+	if err != nil || runOf(msg) == "" {
+		t.Fatalf("admitted message names run %q (%v); want a run", runOf(msg), err)
+	}
+	// The operator archives it from the dashboard, as asynq's inspector does.
+	b.rdb.LRem(ctx, A+"pending", 0, id)
+	b.rdb.ZAdd(ctx, A+"archived", redis.Z{Score: float64(b.clock.Now().Unix()), Member: id})
+	b.rdb.HSet(ctx, A+"t:"+id, "state", "archived")
+
+	b.clock.Advance(fair.DefaultLease + time.Second)
+	if _, err := b.d.Pump(ctx, q); err != nil {
+		t.Fatal(err)
+	}
+	if s := stats(t, b, "tn_arch"); s.Admitted != 0 {
+		t.Fatalf("after the lease of the archived task: %+v; want its slot freed", s)
+	}
+	msg, err = b.rdb.HGet(ctx, A+"t:"+id, "msg").Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run := runOf(msg); run != "" {
+		t.Fatalf("the archived task's message still names run %q after its run ended; want none (a re-run asks the gate)", run)
+	}
+}
+
 func TestHeartbeatSizesPendingDepth(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 1)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -252,4 +253,176 @@ func TestKeyUsageBatchesWrites(t *testing.T) {
 	if listed, _ := store.ListAPIKeys(ctx, tn.ID); listed[2].LastUsedAt == nil {
 		t.Errorf("a use before Close was not written: %+v", listed[2])
 	}
+}
+
+// keyGatedBackend pauses the first TenantForAPIKey after arm, after it has
+// read the backend: a reader holding a key's owner about to be revoked.
+type keyGatedBackend struct {
+	*memstore.Catalog
+	armed   chan struct{} // one token: the next key lookup pauses
+	reached chan struct{} // closed when the paused lookup has its answer
+	release chan struct{} // closed to let it return
+}
+
+func (g *keyGatedBackend) TenantForAPIKey(ctx context.Context, key string) (string, error) {
+	id, err := g.Catalog.TenantForAPIKey(ctx, key)
+	select {
+	case <-g.armed:
+		close(g.reached)
+		<-g.release
+	default:
+	}
+	return id, err
+}
+
+// TestCacheNeverServesRevokedKeyAfterRacingRead: a key lookup that read
+// the catalog before a revocation and fills the caches after it (an
+// enqueue service's request that missed both layers while an operator
+// revoked the key) must not put the revoked key back into Redis, where
+// every instance, also one started later, would accept it for the Redis
+// TTL: the revocation moves the key entries' guard on, and a fill that
+// read the guard before it stores nothing (P18 in docs/architecture.md).
+func TestCacheNeverServesRevokedKeyAfterRacingRead(t *testing.T) {
+	t.Parallel()
+	env := newCacheEnv(t, testenv.Redis(t))
+	ctx := t.Context()
+	gated := &keyGatedBackend{Catalog: memstore.New(), armed: make(chan struct{}, 1), reached: make(chan struct{}), release: make(chan struct{})}
+	opts := storage.CacheOptions{KeyPrefix: env.prefix, LocalTTL: time.Minute, RedisTTL: time.Hour}
+	writer := storage.NewCache(gated, env.rdb, opts)
+	reader := storage.NewCache(gated, env.rdb, opts)
+	t.Cleanup(func() { _ = writer.Close(); _ = reader.Close() })
+	for _, c := range []*storage.Cache{writer, reader} {
+		if err := c.WaitSubscribed(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tn := mustCreateTenant(t, ctx, writer, "racykey", tenantctx.StatusActive)
+	leaked, leakedKey, err := writer.IssueAPIKey(ctx, tn.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The reader misses both layers, reads the key's owner and pauses...
+	gated.armed <- struct{}{}
+	done := make(chan error, 1)
+	go func() {
+		_, err := reader.TenantForAPIKey(ctx, leakedKey)
+		done <- err
+	}()
+	<-gated.reached
+	// ...the key is revoked...
+	if _, err := writer.RevokeAPIKey(ctx, tn.ID, leaked.ID); err != nil {
+		t.Fatal(err)
+	}
+	// ...then the paused lookup answers and fills what it read, or tries to.
+	close(gated.release)
+	if err := <-done; err != nil && !isNotFound(err) {
+		t.Fatalf("paused lookup: %v", err)
+	}
+
+	fresh := storage.NewCache(env.backend, env.rdb, opts) // another process: no local entry, and a catalog that never saw the key
+	t.Cleanup(func() { _ = fresh.Close() })
+	if id, err := fresh.TenantForAPIKey(ctx, leakedKey); !isNotFound(err) {
+		t.Errorf("after the racing read, the revoked key is served from Redis to another instance: %q, %v; want ErrNotFound", id, err)
+	}
+	for name, c := range map[string]*storage.Cache{"writer": writer, "reader": reader} {
+		if id, err := c.TenantForAPIKey(ctx, leakedKey); !isNotFound(err) {
+			t.Errorf("after the racing read, the revoked key is served through the %s: %q, %v; want ErrNotFound", name, id, err)
+		}
+	}
+}
+
+// gatedDialer dials Redis for one client, and can close every connection
+// it made and hold further dials back until released: a network cut
+// between one enqueue service and Redis.
+type gatedDialer struct {
+	mu    sync.Mutex
+	conns []net.Conn
+	gate  chan struct{} // nil: dials go through; else they wait for its close
+}
+
+func (d *gatedDialer) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	d.mu.Lock()
+	gate := d.gate
+	d.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+	if err == nil {
+		d.mu.Lock()
+		d.conns = append(d.conns, c)
+		d.mu.Unlock()
+	}
+	return c, err
+}
+
+// cut closes every connection and holds new dials back; the returned
+// func lets them through again.
+func (d *gatedDialer) cut() (restore func()) {
+	gate := make(chan struct{})
+	d.mu.Lock()
+	d.gate = gate
+	conns := d.conns
+	d.conns = nil
+	d.mu.Unlock()
+	for _, c := range conns {
+		_ = c.Close()
+	}
+	return func() {
+		d.mu.Lock()
+		d.gate = nil
+		d.mu.Unlock()
+		close(gate)
+	}
+}
+
+// TestCacheRevocationMissedWhileUnsubscribedIsNotServed: an instance whose
+// connection to Redis was cut while another revoked a key misses the
+// invalidation's message; when it subscribes again it drops its local
+// entries, so the revoked key is refused, not served from its local layer
+// for the rest of the local TTL (P18 in docs/architecture.md).
+func TestCacheRevocationMissedWhileUnsubscribedIsNotServed(t *testing.T) {
+	t.Parallel()
+	addr := testenv.Redis(t)
+	env := newCacheEnv(t, addr)
+	ctx := t.Context()
+	a := env.cache(t, longLocal)
+	d := &gatedDialer{}
+	rdbB := redis.NewClient(&redis.Options{Addr: addr, Dialer: d.dial, MaxRetries: -1})
+	t.Cleanup(func() { _ = rdbB.Close() })
+	b := storage.NewCache(env.backend, rdbB, storage.CacheOptions{KeyPrefix: env.prefix, LocalTTL: time.Minute, NegativeTTL: time.Minute})
+	t.Cleanup(func() { _ = b.Close() })
+	if err := b.WaitSubscribed(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tn := mustCreateTenant(t, ctx, a, "cutoff", tenantctx.StatusActive)
+	leaked, leakedKey, err := a.IssueAPIKey(ctx, tn.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Warm B's local layer: an invalidation B hears while it reads (the
+	// issuance's) keeps the answer out of it, so read until one is local.
+	eventually(t, propagation, "the key in B's local layer", func() bool {
+		before := b.Stats().LocalHits
+		id, err := b.TenantForAPIKey(ctx, leakedKey)
+		if err != nil || id != tn.ID {
+			t.Fatalf("B's look-up of the key: %q, %v", id, err)
+		}
+		return b.Stats().LocalHits > before
+	})
+
+	restore := d.cut() // B's subscription is gone and cannot come back yet
+	if _, err := a.RevokeAPIKey(ctx, tn.ID, leaked.ID); err != nil {
+		t.Fatal(err)
+	}
+	restore()
+	eventually(t, propagation, "instance B refuses the key revoked while it was cut off", func() bool {
+		_, err := b.TenantForAPIKey(ctx, leakedKey)
+		return isNotFound(err)
+	})
 }
