@@ -38,7 +38,9 @@ import (
 // 1 through its own subdomain, check that neither tenant can reach the
 // other, delete one and watch its schema, documents, catalog row and routes
 // go while the other keeps working, open the dashboard, migrate every
-// tenant with the CLI, and shut both processes down.
+// tenant with the CLI, and shut both processes down. Both processes, and
+// the story's own queries, log in as production's role does: one that owns
+// the database and is not superuser (testenv.PostgresAs).
 func TestStory(t *testing.T) {
 	t.Parallel()
 	s := setupStory(t)
@@ -208,7 +210,10 @@ func setupStory(t *testing.T) *story {
 	t.Helper()
 	workerBin := testenv.BuildBinary(t, "github.com/invoicing/tenantworker/cmd/worker")
 	enqueueBin := testenv.BuildBinary(t, "github.com/invoicing/tenantworker/cmd/enqueue")
-	dbURL := testenv.Postgres(t)
+	dbURL := testenv.PostgresAs(t, true)
+	if testenv.IsSuperuser(t, dbURL) {
+		t.Fatal("testenv.PostgresAs gave a superuser: the story would not run as production's role")
+	}
 	redisURL := testenv.RedisURL(t)
 
 	dir := t.TempDir()

@@ -276,18 +276,23 @@ func (c *Copied) DropSource(ctx context.Context) error {
 			if rerr := sp.Rollback(ctx); rerr != nil {
 				return errors.Join(err, rerr)
 			}
-			rows, cerr := c.src.Query(ctx, `SELECT a.pid, pg_catalog.pg_cancel_backend(a.pid) FROM pg_catalog.pg_stat_activity a
-				WHERE pg_catalog.pg_backend_pid() = ANY (pg_catalog.pg_blocking_pids(a.pid))`)
-			var cancelled []int32
-			if cerr == nil {
-				cancelled, cerr = pgx.CollectRows(rows, func(row pgx.CollectableRow) (int32, error) {
-					var pid int32
-					var sent bool
-					err := row.Scan(&pid, &sent)
-					return pid, err
-				})
-			}
+			cancelled, cerr := c.cancelBlocked(ctx)
 			if cerr != nil {
+				var denied *pgconn.PgError
+				if errors.As(cerr, &denied) && denied.Code == insufficientPrivilege {
+					// A write of a role this one may not cancel: rolled
+					// back, the source would let it commit into the old
+					// schema. Its tables refuse writes instead, and the
+					// schema stays for the operator to drop.
+					if ferr := c.fence(ctx); ferr != nil {
+						return errors.Join(err, cerr, ferr)
+					}
+					if ferr := c.src.Commit(ctx); ferr != nil {
+						return errors.Join(err, cerr, ferr)
+					}
+					return fmt.Errorf("%w; %w: a write waiting for the move is another role's, which this one may not cancel (grant it that role or pg_signal_backend); "+
+						"the old schema's tables now refuse writes (%s), drop it by hand", err, cerr, movedMessage)
+				}
 				return errors.Join(err, cerr)
 			}
 			if werr := c.waitUnblocked(ctx, cancelled); werr != nil {
@@ -299,6 +304,73 @@ func (c *Copied) DropSource(ctx context.Context) error {
 	if err != nil {
 		_ = c.src.Rollback(context.WithoutCancel(ctx))
 		return fmt.Errorf("drop source schema %s: %w", c.schema, err)
+	}
+	return nil
+}
+
+// insufficientPrivilege is PostgreSQL's SQLSTATE for "permission denied",
+// which pg_cancel_backend raises for another role's backend.
+const insufficientPrivilege = "42501"
+
+// movedMessage is the error of a write to the tables of a schema fenced
+// off by DropSource (fence).
+const movedMessage = "tenant schema moved to another database: write there"
+
+// cancelBlocked cancels the statements of the backends that wait for the
+// source's transaction and returns their pids. It runs in a savepoint, so
+// that a refusal (a backend of another role: insufficientPrivilege) leaves
+// the source's transaction, and its locks, as they were.
+func (c *Copied) cancelBlocked(ctx context.Context) ([]int32, error) {
+	sp, err := c.src.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := sp.Query(ctx, `SELECT a.pid, pg_catalog.pg_cancel_backend(a.pid) FROM pg_catalog.pg_stat_activity a
+		WHERE pg_catalog.pg_backend_pid() = ANY (pg_catalog.pg_blocking_pids(a.pid))`)
+	var cancelled []int32
+	if err == nil {
+		cancelled, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (int32, error) {
+			var pid int32
+			var sent bool
+			err := row.Scan(&pid, &sent)
+			return pid, err
+		})
+	}
+	if err != nil {
+		if rerr := sp.Rollback(ctx); rerr != nil {
+			return nil, errors.Join(err, rerr)
+		}
+		return nil, err
+	}
+	return cancelled, sp.Commit(ctx)
+}
+
+// fence makes every table of the source schema refuse writes (a
+// statement trigger that raises movedMessage), in the source's
+// transaction, which holds the tables' EXCLUSIVE locks (a trigger takes
+// the weaker SHARE ROW EXCLUSIVE): a write waiting for those locks reads
+// the tables' triggers anew once it has them, and fails.
+func (c *Copied) fence(ctx context.Context) error {
+	fn := c.quoted + ".tenantworker_moved"
+	if _, err := c.src.Exec(ctx, "CREATE OR REPLACE FUNCTION "+fn+"() RETURNS trigger LANGUAGE plpgsql AS $f$BEGIN RAISE EXCEPTION "+
+		sqlLiteral(movedMessage)+" USING ERRCODE = 'object_not_in_prerequisite_state'; END$f$"); err != nil {
+		return fmt.Errorf("fence the old schema: %w", err)
+	}
+	rows, err := c.src.Query(ctx, `SELECT c.relname FROM pg_catalog.pg_class c
+		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') ORDER BY c.relname COLLATE "C"`, c.schema)
+	if err != nil {
+		return fmt.Errorf("fence the old schema: list tables: %w", err)
+	}
+	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("fence the old schema: list tables: %w", err)
+	}
+	for _, t := range tables {
+		if _, err := c.src.Exec(ctx, "CREATE TRIGGER tenantworker_moved BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON "+
+			c.quoted+"."+pgx.Identifier{t}.Sanitize()+" FOR EACH STATEMENT EXECUTE FUNCTION "+fn+"()"); err != nil {
+			return fmt.Errorf("fence the old schema: table %s: %w", t, err)
+		}
 	}
 	return nil
 }

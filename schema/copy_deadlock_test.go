@@ -36,6 +36,21 @@ func TestDropSourceDeadlockFailsTheWaitedWrite(t *testing.T) {
 	}
 }
 
+// TestDropSourceDeadlockAsNonSuperuser: the cancellation of the deadlocked
+// write (pg_cancel_backend, pg_stat_activity) works for production's role,
+// one that owns each database and is not superuser, when the write comes
+// from that role too; source and target belong to two such roles.
+func TestDropSourceDeadlockAsNonSuperuser(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	w := startWaitedWriteOn(t, testenv.PostgresAs(t, true), testenv.PostgresAs(t, true), "tenant_acme", "written after the switch")
+	derr := w.copied.DropSource(ctx)
+	werr := <-w.wrote
+	if derr != nil || werr == nil {
+		t.Errorf("DropSource: %v; the write: committed %v (err %v); want the source dropped and the write failed", derr, werr == nil, werr)
+	}
+}
+
 // TestDropSourceWaitsForTheCancelledWrite: the write DropSource cancels
 // acts on the cancellation only when its backend next runs; on a busy
 // server that came after DropSource had met the same waiting write ten
@@ -84,13 +99,32 @@ type waitedWrite struct {
 // waits for the copy; it returns once the write waits.
 func startWaitedWrite(t *testing.T, schemaName, name string) waitedWrite {
 	t.Helper()
-	ctx := context.Background()
-	w := waitedWrite{}
-	w.src, _ = newTestPool(t, testenv.Postgres(t), 0, nil)
-	w.dst, _ = newTestPool(t, testenv.Postgres(t), 0, nil)
-	migrateTenant(t, w.src, schemaName)
+	return startWaitedWriteOn(t, testenv.Postgres(t), testenv.Postgres(t), schemaName, name)
+}
 
-	app, err := w.src.Begin(ctx)
+// startWaitedWriteOn is startWaitedWrite with the source and target
+// databases at srcURL and dstURL; the application's transaction logs in
+// with srcURL's role, as the copy does.
+func startWaitedWriteOn(t *testing.T, srcURL, dstURL, schemaName, name string) waitedWrite {
+	t.Helper()
+	src, _ := newTestPool(t, srcURL, 0, nil)
+	migrateTenant(t, src, schemaName)
+	return startWaitedWriteAs(t, src, "", dstURL, schemaName, name)
+}
+
+// startWaitedWriteAs is startWaitedWriteOn on src, with schemaName
+// migrated there already, and the application's transaction logged in at
+// appURL ("": from src).
+func startWaitedWriteAs(t *testing.T, src *pgxpool.Pool, appURL, dstURL, schemaName, name string) waitedWrite {
+	t.Helper()
+	ctx := context.Background()
+	w := waitedWrite{src: src}
+	w.dst, _ = newTestPool(t, dstURL, 0, nil)
+	appPool := src
+	if appURL != "" {
+		appPool, _ = newTestPool(t, appURL, 0, nil)
+	}
+	app, err := appPool.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -606,9 +606,12 @@ func InTenantBatch(ctx context.Context, r *Registry, fallback *pgxpool.Pool, b *
 }
 
 // Add registers database name with its URL in the catalog (`enqueue db
-// add`), after checking that the URL parses and the server answers with an
-// empty search_path (schema.NewPool's check). ErrConflict (storage) when
-// the name is taken.
+// add`), after checking that the URL parses, the server answers with an
+// empty search_path (schema.NewPool's check) and the URL's role may create
+// schemas in the database (CREATE on it, which its owner has): tenants
+// placed there get their schema created over that URL, and a database
+// that refuses it would take every new tenant placed by load and leave
+// each provisioning. ErrConflict (storage) when the name is taken.
 func (r *Registry) Add(ctx context.Context, name, dsn string) (storage.Database, error) {
 	if err := tenantctx.ValidateDatabaseName(name); err != nil {
 		return storage.Database{}, err
@@ -626,6 +629,17 @@ func (r *Registry) Add(ctx context.Context, name, dsn string) (storage.Database,
 	defer p.Close()
 	if err := p.Ping(ctx); err != nil {
 		return storage.Database{}, fmt.Errorf("add database %s: connect: %w", name, err)
+	}
+	var role, db string
+	var mayCreate bool
+	if err := p.QueryRow(ctx, "SELECT current_user, pg_catalog.current_database(), "+
+		"pg_catalog.has_database_privilege(current_user, pg_catalog.current_database(), 'CREATE')").Scan(&role, &db, &mayCreate); err != nil {
+		return storage.Database{}, fmt.Errorf("add database %s: check privileges: %w", name, err)
+	}
+	if !mayCreate {
+		return storage.Database{}, fmt.Errorf("add database %s: role %s may not create schemas in database %s, which provisioning a tenant there does: "+
+			"make the role the database's owner (ALTER DATABASE %s OWNER TO %s) or GRANT CREATE ON DATABASE %s TO %s",
+			name, role, db, pgx.Identifier{db}.Sanitize(), pgx.Identifier{role}.Sanitize(), pgx.Identifier{db}.Sanitize(), pgx.Identifier{role}.Sanitize())
 	}
 	return r.opts.Catalog.AddDatabase(ctx, name, dsn)
 }

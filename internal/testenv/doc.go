@@ -38,6 +38,11 @@
 // system user "postgres". When TEST_DATABASE_URL is set, databases are
 // created on that server instead (it must allow CREATE DATABASE).
 //
+// PostgresAs(t, owner) returns a fresh database on the same server for a
+// fresh login role that is not superuser (nor CREATEDB, CREATEROLE or
+// replication), as production runs the binaries: the database's owner, or
+// with owner false a role that may only connect; IsSuperuser checks a URL.
+//
 // StartPostgres(t) starts a dedicated server for fault tests: Stop, Start and
 // Restart keep its port and data directory, and CreateDatabase gives a
 // database on it.
