@@ -243,15 +243,24 @@ func (b *Backend) openRedis(ctx context.Context, cfg config.Config, contextTimeo
 // a maxmemory-policy other than noeviction: at maxmemory it would drop
 // keys without a word, asynq's tasks and the fair dispatcher's backlogs
 // and counters among them (a volatile-* policy those with a TTL: the
-// tenant cache's guard keys, the dispatcher's record of applied reports). A Redis that does not say (INFO refused
-// by an ACL, or the dev stack's miniredis) is logged at debug level only.
+// tenant cache's guard keys, the dispatcher's record of applied reports).
+// When the REDIS_URL user may not run INFO (an ACL user without @dangerous,
+// as managed services hand out, whose default policy is often
+// volatile-lru) it warns that the policy was not checked; a Redis that
+// does not know INFO (the dev stack's miniredis) is logged at debug level
+// only.
 func warnIfEvicting(ctx context.Context, rc redis.UniversalClient, logger *slog.Logger) {
 	ctx, cancel := context.WithTimeout(ctx, startupPingTimeout)
 	defer cancel()
 	check := func(ctx context.Context, c *redis.Client) error {
 		info, err := c.Info(ctx, "memory").Result()
 		if err != nil {
-			logger.DebugContext(ctx, "could not check redis maxmemory-policy", slog.String("addr", c.Options().Addr), slog.String("error", err.Error()))
+			level := slog.LevelDebug
+			if strings.HasPrefix(err.Error(), "NOPERM") {
+				level = slog.LevelWarn
+			}
+			logger.Log(ctx, level, "could not check redis maxmemory-policy: make sure it is noeviction (README, \"Redis settings\")",
+				slog.String("addr", c.Options().Addr), slog.String("error", err.Error()))
 			return nil
 		}
 		for line := range strings.SplitSeq(info, "\n") {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/invoicing/tenantworker/internal/backend"
 	"github.com/invoicing/tenantworker/internal/config"
 	"github.com/invoicing/tenantworker/internal/testenv"
@@ -45,5 +47,43 @@ func TestOpenWarnsOfAnEvictingRedis(t *testing.T) {
 				t.Errorf("Redis with maxmemory-policy noeviction: warned anyway: %s", logs.String())
 			}
 		})
+	}
+}
+
+// TestOpenWarnsWhenTheRedisUserMayNotReadThePolicy: a managed Redis hands
+// the app an ACL user without @dangerous (ACL SETUSER app ... +@all
+// -@dangerous), which INFO belongs to, and the managed services' default
+// maxmemory-policy is volatile-lru. The check of
+// TestOpenWarnsOfAnEvictingRedis cannot run then; both binaries say so at
+// warn level, so that the operator checks the policy by other means,
+// rather than start as if Redis had said noeviction.
+func TestOpenWarnsWhenTheRedisUserMayNotReadThePolicy(t *testing.T) {
+	t.Parallel()
+	rs := testenv.StartRedis(t, testenv.RedisOptions{ExtraArgs: []string{"--maxmemory", "64mb", "--maxmemory-policy", "volatile-lru"}})
+	admin := redis.NewClient(&redis.Options{Addr: rs.Addr()})
+	defer admin.Close()
+	if err := admin.Do(context.Background(), "ACL", "SETUSER", "app", "on", ">pw", "~*", "&*", "+@all", "-@dangerous").Err(); err != nil {
+		t.Fatal(err)
+	}
+	e := env(t)
+	e["REDIS_URL"] = "redis://app:pw@" + rs.Addr()
+	cfg, err := config.FromEnv(getenv(e))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &testenv.LogBuffer{}
+	b, err := backend.Open(context.Background(), cfg, slog.New(slog.NewJSONHandler(logs, nil)), backend.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	var warned bool
+	for line := range strings.SplitSeq(logs.String(), "\n") {
+		if strings.Contains(line, `"level":"WARN"`) && strings.Contains(line, "maxmemory-policy") && strings.Contains(line, "noeviction") {
+			warned = true
+		}
+	}
+	if !warned {
+		t.Errorf("INFO refused to the Redis user: no warning that the maxmemory-policy was not checked; logs: %s", logs.String())
 	}
 }
