@@ -2,14 +2,7 @@ package mailer_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -20,68 +13,12 @@ import (
 
 	"github.com/invoicing/tenantworker/internal/mailer"
 	"github.com/invoicing/tenantworker/internal/mailer/smtptest"
+	"github.com/invoicing/tenantworker/internal/testenv"
 )
 
 // smtpCADirEnv names the directory of testCA's files in
 // TestSMTPPrivateCAChild's process.
 const smtpCADirEnv = "TENANTWORKER_TEST_SMTP_CA_DIR"
-
-// writeTestCA writes a new CA (ca.pem) into dir and, for each name, a
-// server certificate signed by it for that name (an IP address or a DNS
-// name) as <name>.pem and <name>.key.
-func writeTestCA(t *testing.T, dir string, names ...string) {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "smtp test CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	write := func(name, typ string, der []byte) {
-		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write("ca.pem", "CERTIFICATE", caDER)
-	for i, name := range names {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(int64(i + 2)), Subject: pkix.Name{CommonName: name},
-			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		}
-		if ip := net.ParseIP(name); ip != nil {
-			tmpl.IPAddresses = []net.IP{ip}
-		} else {
-			tmpl.DNSNames = []string{name}
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keyDER, err := x509.MarshalECPrivateKey(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		write(name+".pem", "CERTIFICATE", der)
-		write(name+".key", "EC PRIVATE KEY", keyDER)
-	}
-}
 
 // TestSMTPPrivateCAFromSSLCertFile: a mail server whose certificate a
 // private CA signed is trusted once SSL_CERT_FILE names that CA, as the
@@ -93,7 +30,7 @@ func writeTestCA(t *testing.T, dir string, names ...string) {
 func TestSMTPPrivateCAFromSSLCertFile(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	writeTestCA(t, dir, "127.0.0.1", "::1", "mail.example.test")
+	testenv.WriteCerts(t, dir, "127.0.0.1", "::1", "mail.example.test")
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestSMTPPrivateCAChild$", "-test.count=1", "-test.v")

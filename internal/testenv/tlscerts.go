@@ -30,12 +30,44 @@ type TLSFiles struct {
 // "localhost" and 127.0.0.1 signed by it into dir.
 func WriteTLSFiles(t testing.TB, dir string) TLSFiles {
 	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca := newTestCA(t)
+	f := TLSFiles{CA: filepath.Join(dir, "ca.pem"), Cert: filepath.Join(dir, "server.pem"), Key: filepath.Join(dir, "server.key")}
+	writePEM(t, f.CA, "CERTIFICATE", ca.der, 0o644)
+	ca.issue(t, f.Cert, f.Key, "localhost", "localhost", "127.0.0.1")
+	return f
+}
+
+// WriteCerts writes a new test CA into dir as ca.pem, and for each name
+// (a DNS name or an IP address) a server certificate the CA signed for
+// that name alone, as <name>.pem and <name>.key. It returns ca.pem's
+// path.
+func WriteCerts(t testing.TB, dir string, names ...string) string {
+	t.Helper()
+	ca := newTestCA(t)
+	path := filepath.Join(dir, "ca.pem")
+	writePEM(t, path, "CERTIFICATE", ca.der, 0o644)
+	for _, name := range names {
+		ca.issue(t, filepath.Join(dir, name+".pem"), filepath.Join(dir, name+".key"), name, name)
+	}
+	return path
+}
+
+// testCA is a certificate authority made for one test.
+type testCA struct {
+	cert   *x509.Certificate
+	der    []byte
+	key    *ecdsa.PrivateKey
+	serial int64
+}
+
+func newTestCA(t testing.TB) *testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	caTmpl := &x509.Certificate{
+	tmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
 		Subject:               pkix.Name{CommonName: "tenantworker test CA"},
 		NotBefore:             now.Add(-time.Hour),
@@ -44,48 +76,62 @@ func WriteTLSFiles(t testing.TB, dir string) TLSFiles {
 		BasicConstraintsValid: true,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
 	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	caCert, err := x509.ParseCertificate(caDER)
+	cert, err := x509.ParseCertificate(der)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srvKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	return &testCA{cert: cert, der: der, key: key, serial: 1}
+}
+
+// issue writes a server certificate signed by ca for the names (DNS names
+// or IP addresses), and its private key (0600), to certPath and keyPath.
+func (ca *testCA) issue(t testing.TB, certPath, keyPath, commonName string, names ...string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srvTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "localhost"},
+	ca.serial++
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(ca.serial),
+		Subject:      pkix.Name{CommonName: commonName},
 		NotBefore:    now.Add(-time.Hour),
 		NotAfter:     now.Add(24 * time.Hour),
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		// Client too: TLS-only cluster nodes, replicas and Sentinels
 		// present it when they dial each other.
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 	}
-	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, caCert, &srvKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(srvKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := TLSFiles{CA: filepath.Join(dir, "ca.pem"), Cert: filepath.Join(dir, "server.pem"), Key: filepath.Join(dir, "server.key")}
-	write := func(path, typ string, der []byte, mode os.FileMode) {
-		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), mode); err != nil {
-			t.Fatal(err)
+	for _, n := range names {
+		if ip := net.ParseIP(n); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, n)
 		}
 	}
-	write(f.CA, "CERTIFICATE", caDER, 0o644)
-	write(f.Cert, "CERTIFICATE", srvDER, 0o644)
-	write(f.Key, "EC PRIVATE KEY", keyDER, 0o600)
-	return f
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writePEM(t, certPath, "CERTIFICATE", der, 0o644)
+	writePEM(t, keyPath, "EC PRIVATE KEY", keyDER, 0o600)
+}
+
+// writePEM writes der as one PEM block of type typ to path.
+func writePEM(t testing.TB, path, typ string, der []byte, mode os.FileMode) {
+	t.Helper()
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), mode); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // redisTLS returns f as redisserver's TLS files (nil for nil f).
