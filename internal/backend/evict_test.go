@@ -25,18 +25,7 @@ func TestOpenWarnsOfAnEvictingRedis(t *testing.T) {
 		t.Run(policy, func(t *testing.T) {
 			t.Parallel()
 			rs := testenv.StartRedis(t, testenv.RedisOptions{ExtraArgs: []string{"--maxmemory", "64mb", "--maxmemory-policy", policy}})
-			e := env(t)
-			e["REDIS_URL"] = rs.URL()
-			cfg, err := config.FromEnv(getenv(e))
-			if err != nil {
-				t.Fatal(err)
-			}
-			logs := &testenv.LogBuffer{}
-			b, err := backend.Open(context.Background(), cfg, slog.New(slog.NewJSONHandler(logs, nil)), backend.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer b.Close()
+			logs := openLogging(t, rs.URL())
 			warned := strings.Contains(logs.String(), "maxmemory-policy")
 			switch {
 			case policy != "noeviction" && !warned:
@@ -65,18 +54,7 @@ func TestOpenWarnsWhenTheRedisUserMayNotReadThePolicy(t *testing.T) {
 	if err := admin.Do(context.Background(), "ACL", "SETUSER", "app", "on", ">pw", "~*", "&*", "+@all", "-@dangerous").Err(); err != nil {
 		t.Fatal(err)
 	}
-	e := env(t)
-	e["REDIS_URL"] = "redis://app:pw@" + rs.Addr()
-	cfg, err := config.FromEnv(getenv(e))
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &testenv.LogBuffer{}
-	b, err := backend.Open(context.Background(), cfg, slog.New(slog.NewJSONHandler(logs, nil)), backend.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	logs := openLogging(t, "redis://app:pw@"+rs.Addr())
 	var warned bool
 	for line := range strings.SplitSeq(logs.String(), "\n") {
 		if strings.Contains(line, `"level":"WARN"`) && strings.Contains(line, "maxmemory-policy") && strings.Contains(line, "noeviction") {
@@ -86,4 +64,23 @@ func TestOpenWarnsWhenTheRedisUserMayNotReadThePolicy(t *testing.T) {
 	if !warned {
 		t.Errorf("INFO refused to the Redis user: no warning that the maxmemory-policy was not checked; logs: %s", logs.String())
 	}
+}
+
+// openLogging opens a backend on redisURL (and the test's database) and
+// returns what it logged at start; the backend is closed at the test's end.
+func openLogging(t *testing.T, redisURL string) *testenv.LogBuffer {
+	t.Helper()
+	e := env(t)
+	e["REDIS_URL"] = redisURL
+	cfg, err := config.FromEnv(getenv(e))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &testenv.LogBuffer{}
+	b, err := backend.Open(context.Background(), cfg, slog.New(slog.NewJSONHandler(logs, nil)), backend.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return logs
 }
