@@ -49,6 +49,25 @@ func silentRedis(t *testing.T) (addr string, connected <-chan struct{}) {
 	return ln.Addr().String(), ch
 }
 
+// startWaitingForRedis starts bin against a Redis that never answers and
+// returns once the process connected to it: a binary still starting.
+func startWaitingForRedis(t *testing.T, name, bin string, args ...string) *proc {
+	t.Helper()
+	addr, connected := silentRedis(t)
+	p := startProc(t, name, bin, map[string]string{
+		"REDIS_URL":    "redis://" + addr,
+		"DATABASE_URL": testenv.Postgres(t),
+		"ADMIN_TOKEN":  adminToken,
+		"LOG_FORMAT":   "json",
+	}, args...)
+	select {
+	case <-connected:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s never connected to Redis", name)
+	}
+	return p
+}
+
 // TestStoppedWhileStartingIsACleanStop sends SIGTERM to each binary while it
 // still waits for Redis at start-up: an operator's stop, not a failure, so
 // the exit status is 0 and nothing is logged as failed (as the dev stack
@@ -64,18 +83,7 @@ func TestStoppedWhileStartingIsACleanStop(t *testing.T) {
 		{"enqueue", enqueueBin, []string{"serve"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			addr, connected := silentRedis(t)
-			p := startProc(t, c.name, c.bin, map[string]string{
-				"REDIS_URL":    "redis://" + addr,
-				"DATABASE_URL": testenv.Postgres(t),
-				"ADMIN_TOKEN":  adminToken,
-				"LOG_FORMAT":   "json",
-			}, c.args...)
-			select {
-			case <-connected:
-			case <-time.After(30 * time.Second):
-				t.Fatalf("%s never connected to Redis", c.name)
-			}
+			p := startWaitingForRedis(t, c.name, c.bin, c.args...)
 			exitErr, took, exited := p.signal(syscall.SIGTERM, 40*time.Second)
 			if !exited {
 				t.Fatalf("%s still running %s after SIGTERM", c.name, took)
@@ -111,18 +119,7 @@ func TestInterruptIgnoredAtStartStaysIgnored(t *testing.T) {
 			if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
 				t.Fatal(err)
 			}
-			addr, connected := silentRedis(t)
-			p := startProc(t, c.name, wrapper, map[string]string{
-				"REDIS_URL":    "redis://" + addr,
-				"DATABASE_URL": testenv.Postgres(t),
-				"ADMIN_TOKEN":  adminToken,
-				"LOG_FORMAT":   "json",
-			}, c.args...)
-			select {
-			case <-connected:
-			case <-time.After(30 * time.Second):
-				t.Fatalf("%s never connected to Redis", c.name)
-			}
+			p := startWaitingForRedis(t, c.name, wrapper, c.args...)
 			if exitErr, took, exited := p.signal(syscall.SIGINT, 5*time.Second); exited {
 				t.Fatalf("%s started with SIGINT ignored stopped %s after a SIGINT (exit %v); log:\n%s", c.name, took, exitErr, p.logText())
 			}
