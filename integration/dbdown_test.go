@@ -2,10 +2,12 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -159,5 +161,57 @@ func TestLockedTenantDatabaseDoesNotTakeEveryWorkerSlot(t *testing.T) {
 	if err := tx.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
+	d.waitCompleted(tasks.QueueDefault, onSecond, 300*time.Second)
+}
+
+// TestStoppedTenantDatabaseWaitsWithoutFailing: with a tenant database's
+// server stopped (connections refused), the tenants on the healthy "main"
+// are served, and the stopped database's tasks wait without using up
+// their retries (retry count 0, not archived: "database ... unavailable",
+// outcome not_ready), and complete once it is started again.
+func TestStoppedTenantDatabaseWaitsWithoutFailing(t *testing.T) {
+	t.Parallel()
+	const concurrency, nMain, nSecond = 4, 10, 10
+	d := newDBDownStack(t, concurrency, nMain+1, nSecond+1, nil)
+	if err := d.inspector.PauseQueue(tasks.QueueDefault); err != nil {
+		t.Fatal(err)
+	}
+	var onSecond, onMain []string
+	for id := 2; id <= nSecond+1; id++ {
+		onSecond = append(onSecond, d.mustPost(d.onSecond.tenantRef, "pdf", id).TaskID)
+	}
+	for id := 2; id <= nMain+1; id++ {
+		onMain = append(onMain, d.mustPost(d.onMain.tenantRef, "pdf", id).TaskID)
+	}
+	d.pg.Stop(t)
+	t.Cleanup(func() { d.pg.Start(t) }) // before its database is dropped, should the test fail while it is stopped
+	if err := d.inspector.UnpauseQueue(tasks.QueueDefault); err != nil {
+		t.Fatal(err)
+	}
+	d.waitCompleted(tasks.QueueDefault, onMain, 100*time.Second)
+	var infos map[string]*asynq.TaskInfo
+	var byState map[string]int
+	eventually(t, 60*time.Second, 250*time.Millisecond, "every task of second tried while it is stopped", func() error {
+		var err error
+		if infos, byState, err = d.taskStates(tasks.QueueDefault, onSecond); err != nil {
+			return err
+		}
+		for id, ti := range infos {
+			if ti.LastErr == "" {
+				return fmt.Errorf("task %s not tried yet (%s)", id, ti.State)
+			}
+		}
+		return nil
+	})
+	for id, ti := range infos {
+		if ti.State == asynq.TaskStateArchived || ti.Retried != 0 {
+			t.Errorf("task %s of the stopped database: %s, retried %d, last error %q; want waiting with retry count 0", id, ti.State, ti.Retried, ti.LastErr)
+		}
+	}
+	if !d.workers[0].logContains("unavailable, retried later without counting as a failure") {
+		t.Errorf("no attempt of second's tasks logged as a database unavailable")
+	}
+	t.Logf("second's tasks while it was stopped: %v", byState)
+	d.pg.Start(t)
 	d.waitCompleted(tasks.QueueDefault, onSecond, 300*time.Second)
 }

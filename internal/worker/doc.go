@@ -15,6 +15,7 @@
 //	Metrics         attempts and durations by type and outcome (no tenant label)
 //	RefuseInvalid   archives unknown types and tenant tasks without a valid tenant_id
 //	KeepLastAttempt puts a last attempt a not-ready wait met back into asynq's retry set instead of letting asynq archive it
+//	DatabaseUnavailable turns a failure to reach a database at all (no connection, SQLSTATE 08, 57P) into a not-ready wait
 //	ResolveTenant   looks the tenant up, applies the status policy, puts the tenant into ctx
 //	DatabaseSlots   bounds the tasks of one tenant database other than main (TENANT_DB_MAX_TASKS)
 //	Handle[P]       decodes the payload into its type P, checks its fields, calls the handler

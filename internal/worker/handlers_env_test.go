@@ -71,8 +71,15 @@ const testMailFrom = "Billing <billing@invoices.example>"
 // newHandlerEnv sets up a handlerEnv whose Handlers send mail through m.
 func newHandlerEnv(t *testing.T, m mailer.Mailer) *handlerEnv {
 	t.Helper()
+	return newHandlerEnvOn(t, m, testenv.Postgres(t))
+}
+
+// newHandlerEnvOn is newHandlerEnv on the database of dbURL (a dedicated
+// server a fault test stops and starts).
+func newHandlerEnvOn(t *testing.T, m mailer.Mailer, dbURL string) *handlerEnv {
+	t.Helper()
 	ctx := testContext(t)
-	pool, err := schema.NewPool(ctx, testenv.Postgres(t), schema.PoolOptions{MaxConns: 8})
+	pool, err := schema.NewPool(ctx, dbURL, schema.PoolOptions{MaxConns: 8})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,7 +44,8 @@ type MuxOptions struct {
 
 // Chain returns the worker's middleware in production order:
 // DecodeEnvelope -> ReportCost -> ForgetRecordOnSuccess -> Recover -> Log -> Metrics ->
-// RefuseInvalid -> KeepLastAttempt -> ResolveTenant -> DatabaseSlots (see the package documentation). It panics without a
+// RefuseInvalid -> KeepLastAttempt -> DatabaseUnavailable -> ResolveTenant -> DatabaseSlots (see the
+// package documentation). It panics without a
 // catalog: a wiring mistake fails at start-up.
 func Chain(opts MuxOptions) []asynq.MiddlewareFunc {
 	if opts.Catalog == nil {
@@ -56,7 +57,7 @@ func Chain(opts MuxOptions) []asynq.MiddlewareFunc {
 	}
 	return []asynq.MiddlewareFunc{
 		DecodeEnvelope(), ReportCost(opts.Reporter), ForgetRecordOnSuccess(opts.Records, logger), Recover(logger), Log(logger), opts.Metrics.Middleware(), RefuseInvalid(),
-		KeepLastAttempt(opts.Redis), ResolveTenant(opts.Catalog, opts.Parker), DatabaseSlots(opts.DatabaseSlots, DefaultDatabaseSlotWait),
+		KeepLastAttempt(opts.Redis), DatabaseUnavailable(), ResolveTenant(opts.Catalog, opts.Parker), DatabaseSlots(opts.DatabaseSlots, DefaultDatabaseSlotWait),
 	}
 }
 

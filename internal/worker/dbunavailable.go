@@ -1,0 +1,92 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+
+	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// ErrDatabaseUnavailable wraps ErrTenantNotReady for a task whose attempt
+// failed only because a PostgreSQL database (the catalog "main", or a
+// tenant database) could not be reached at all: no connection could be
+// made (dial refused or timed out), or the server said it is shutting
+// down or cannot take connections now (SQLSTATE class 57P), or reported a
+// connection exception (class 08). The task is retried 15-30 s later
+// (NotReadyDelayMin..Max) without counting as a failure, so a database
+// outage longer than a task's retries' backoff does not archive it; on
+// its last allowed attempt KeepLastAttempt keeps it. Errors met once a
+// connection was made (a failing query, a constraint, a refused
+// authentication, a missing database or schema) stay failures.
+var ErrDatabaseUnavailable = fmt.Errorf("database unavailable: %w", ErrTenantNotReady)
+
+// unavailableError is the error DatabaseUnavailable makes of an attempt's
+// error: it names the database and wraps both ErrDatabaseUnavailable and
+// the attempt's own error.
+type unavailableError struct {
+	db  string // "database x on host:port", or "" when unknown
+	err error
+}
+
+func (e *unavailableError) Error() string {
+	if e.db == "" {
+		return "database unavailable, retried later without counting as a failure: " + e.err.Error()
+	}
+	return e.db + " unavailable, retried later without counting as a failure: " + e.err.Error()
+}
+
+func (e *unavailableError) Unwrap() []error { return []error{ErrDatabaseUnavailable, e.err} }
+
+// DatabaseUnavailable turns the error of an attempt that failed only
+// because a database could not be reached (databaseUnreachable) into a
+// not-ready one wrapping ErrDatabaseUnavailable: counted as not_ready,
+// logged at warn, retried later without using up a retry. It runs right
+// outside ResolveTenant, so that both the tenant look-up's errors (the
+// catalog on "main") and the handler's (after droppedIfDeleted) pass it,
+// for tenant and system tasks alike, and inside KeepLastAttempt, which
+// keeps such a task on its last attempt. An error that archives the task
+// (asynq.SkipRetry), one already not ready, and that of an attempt whose
+// ctx ended (asynq settles it itself) are returned as they are.
+func DatabaseUnavailable() asynq.MiddlewareFunc {
+	return func(next asynq.Handler) asynq.Handler {
+		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+			err := next.ProcessTask(ctx, t)
+			if err == nil || ctx.Err() != nil || IsPermanent(err) || errors.Is(err, ErrTenantNotReady) || errors.Is(err, asynq.RevokeTask) {
+				return err
+			}
+			if db, ok := databaseUnreachable(err); ok {
+				return &unavailableError{db: db, err: err}
+			}
+			return err
+		})
+	}
+}
+
+// databaseUnreachable reports whether err says that a PostgreSQL database
+// could not be reached at all, and names it when the error does
+// ("database x on host:port"). A server's answer decides when there is
+// one: SQLSTATE class 08 (connection exception) or 57P (admin shutdown,
+// crash shutdown, cannot connect now) is unreachable, any other (an
+// authentication failure, an unknown database, a query error) is not.
+// Without one, a connection that could not be made (pgconn.ConnectError
+// of a dial that failed: refused, timed out, unreachable) is.
+func databaseUnreachable(err error) (string, bool) {
+	var ce *pgconn.ConnectError
+	db := ""
+	if errors.As(err, &ce) && ce.Config != nil {
+		db = fmt.Sprintf("database %s on %s", ce.Config.Database, net.JoinHostPort(ce.Config.Host, fmt.Sprint(ce.Config.Port)))
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return db, strings.HasPrefix(pe.Code, "08") || strings.HasPrefix(pe.Code, "57P")
+	}
+	if ce == nil {
+		return "", false
+	}
+	var oe *net.OpError
+	return db, errors.As(ce, &oe) && oe.Op == "dial"
+}
