@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/tenantctx"
 )
 
 // TestFSListDocuments: ListDocuments lists the documents directly in a
@@ -47,6 +48,13 @@ func TestFSListDocuments(t *testing.T) {
 			t.Errorf("ListDocuments(%q, %q) accepted", c.tenant, c.dir)
 		} else if c.dir != "" && c.tenant == "tn_a" && !errors.Is(err, storage.ErrInvalidDocumentKey) {
 			t.Errorf("ListDocuments(%q, %q) = %v, want ErrInvalidDocumentKey", c.tenant, c.dir, err)
+		}
+	}
+	// An id that is not a tenant's is refused before any path is made of
+	// it: "" or "." joined with another tenant's directory would name it.
+	for _, tenant := range []string{"", ".", "A", "-a"} {
+		if got, err := b.store.ListDocuments(ctx, tenant, "tn_b/invoices"); !errors.Is(err, tenantctx.ErrInvalidID) {
+			t.Errorf("ListDocuments(%q, tn_b/invoices) = %q, %v; want ErrInvalidID", tenant, got, err)
 		}
 	}
 }

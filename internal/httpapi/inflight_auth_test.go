@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,7 +16,7 @@ import (
 // as behind a migration) enqueues nothing once that key is revoked
 // meanwhile, nor once its tenant is suspended meanwhile: the revocation
 // answered 204 and the README promises the key is refused, not that
-// work sent with it seconds later still gets in.
+// work sent with it seconds later still gets in. So for a bulk request.
 func TestKeyRevokedInFlightEnqueuesNothing(t *testing.T) {
 	for _, c := range []struct {
 		name   string
@@ -48,6 +49,27 @@ func TestKeyRevokedInFlightEnqueuesNothing(t *testing.T) {
 			}
 			if ti, err := b.inspector.GetTaskInfo("default", "invoice:pdf:"+tn.ID+":2"); err == nil {
 				t.Errorf("task %s enqueued after the change answered", ti.ID)
+			}
+		})
+		// The bulk route (POST /v1/invoices/pdf) checks again too.
+		t.Run(c.name+" bulk", func(t *testing.T) {
+			b := setup(t)
+			tn := b.active(t, "acme")
+			bulk := func(ids string) response {
+				return b.do(t, request{method: http.MethodPost, path: "/v1/invoices/pdf", host: tn.host(), bearer: tn.key,
+					body: strings.NewReader(`{"invoice_ids":[` + ids + `]}`)})
+			}
+			wantStatus(t, bulk("1"), http.StatusAccepted) // look-ups cached, as in a running service
+
+			r := inFlightAcrossChange(t, b, tn, func() response { return bulk("2,4") }, func() response { return bulk("3") },
+				func() response { return c.change(b, tn) }, c.want)
+			if r.status != c.want {
+				t.Errorf("in-flight bulk request: status %d, want %d; body %s", r.status, c.want, r.body)
+			}
+			for _, id := range []string{"2", "4"} {
+				if ti, err := b.inspector.GetTaskInfo("default", "invoice:pdf:"+tn.ID+":"+id); err == nil {
+					t.Errorf("task %s enqueued after the change answered", ti.ID)
+				}
 			}
 		})
 	}
