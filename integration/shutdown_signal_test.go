@@ -68,20 +68,27 @@ func startWaitingForRedis(t *testing.T, name, bin string, args ...string) *proc 
 	return p
 }
 
+// servedBinary is a built binary and the arguments that make it serve.
+type servedBinary struct {
+	name, bin string
+	args      []string
+}
+
+// servingBinaries builds the worker and the enqueue service.
+func servingBinaries(t *testing.T) []servedBinary {
+	t.Helper()
+	return []servedBinary{
+		{"worker", testenv.BuildBinary(t, workerPkg), nil},
+		{"enqueue", testenv.BuildBinary(t, enqueuePkg), []string{"serve"}},
+	}
+}
+
 // TestStoppedWhileStartingIsACleanStop sends SIGTERM to each binary while it
 // still waits for Redis at start-up: an operator's stop, not a failure, so
 // the exit status is 0 and nothing is logged as failed (as the dev stack
 // does, "dev stack interrupted while starting").
 func TestStoppedWhileStartingIsACleanStop(t *testing.T) {
-	workerBin := testenv.BuildBinary(t, workerPkg)
-	enqueueBin := testenv.BuildBinary(t, enqueuePkg)
-	for _, c := range []struct {
-		name, bin string
-		args      []string
-	}{
-		{"worker", workerBin, nil},
-		{"enqueue", enqueueBin, []string{"serve"}},
-	} {
+	for _, c := range servingBinaries(t) {
 		t.Run(c.name, func(t *testing.T) {
 			p := startWaitingForRedis(t, c.name, c.bin, c.args...)
 			exitErr, took, exited := p.signal(syscall.SIGTERM, 40*time.Second)
@@ -102,15 +109,7 @@ func TestStoppedWhileStartingIsACleanStop(t *testing.T) {
 // does not stop the worker or the enqueue service behind it. SIGTERM still
 // stops both cleanly.
 func TestInterruptIgnoredAtStartStaysIgnored(t *testing.T) {
-	workerBin := testenv.BuildBinary(t, workerPkg)
-	enqueueBin := testenv.BuildBinary(t, enqueuePkg)
-	for _, c := range []struct {
-		name, bin string
-		args      []string
-	}{
-		{"worker", workerBin, nil},
-		{"enqueue", enqueueBin, []string{"serve"}},
-	} {
+	for _, c := range servingBinaries(t) {
 		t.Run(c.name, func(t *testing.T) {
 			// As sh does for a background job: SIGINT ignored, which the
 			// exec'd binary inherits.
