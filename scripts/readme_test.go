@@ -117,20 +117,27 @@ func TestScriptsAreExecutable(t *testing.T) {
 }
 
 // TestSetupDryRun runs test.sh's set-up with TEST_SH_PROBE_PATH (where to
-// look for the commands the tests need) and TEST_SH_DRY_RUN (install
-// nothing, run nothing). Adding a command to the script's NEEDS means adding
-// its package here.
+// look for the commands the tests need, and the python3 that must import
+// the Python modules) and TEST_SH_DRY_RUN (install nothing, run nothing).
+// Adding a command to the script's NEEDS, or a module to its PY_MODULES,
+// means adding its package here. A fake python3 that exits 0 imports
+// every module; one that exits 1 none.
 func TestSetupDryRun(t *testing.T) {
 	t.Parallel()
-	allButRedisCLI := []string{"redis-server", "pdftotext", "pgbouncer", "initdb", "postgres"}
+	commands := []string{"redis-server", "pdftotext", "pgbouncer", "initdb", "postgres"}
+	allButRedisCLI := append(slices.Clone(commands), "python3")
+	const pythonPackages = "python3-celery python3-reportlab python3-psycopg2 python3-redis"
 	tests := []struct {
 		name     string
 		commands []string // fake executables in the probe directory; nil: probe nowhere
+		noImport bool     // the fake python3 fails every import
 		install  string   // the packages it installs; "": nothing
 	}{
-		{"nothing installed", nil, "redis-server redis-tools poppler-utils pgbouncer postgresql"},
-		{"no redis-cli", allButRedisCLI, "redis-tools"},
-		{"everything installed", append(allButRedisCLI, "redis-cli"), ""},
+		{"nothing installed", nil, false, "redis-server redis-tools poppler-utils pgbouncer postgresql " + pythonPackages},
+		{"no redis-cli", allButRedisCLI, false, "redis-tools"},
+		{"no python3", append(slices.Clone(commands), "redis-cli"), false, pythonPackages},
+		{"python3 without the modules", append(slices.Clone(allButRedisCLI), "redis-cli"), true, pythonPackages},
+		{"everything installed", append(slices.Clone(allButRedisCLI), "redis-cli"), false, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -139,7 +146,11 @@ func TestSetupDryRun(t *testing.T) {
 			if tt.commands != nil {
 				probe = t.TempDir()
 				for _, name := range tt.commands {
-					if err := os.WriteFile(filepath.Join(probe, name), []byte("#!/bin/sh\n"), 0o755); err != nil {
+					script := "#!/bin/sh\n"
+					if name == "python3" && tt.noImport {
+						script += "exit 1\n"
+					}
+					if err := os.WriteFile(filepath.Join(probe, name), []byte(script), 0o755); err != nil {
 						t.Fatal(err)
 					}
 				}

@@ -11,7 +11,9 @@
 #   1. Go: the one on PATH, else /usr/local/go/bin/go (where go.dev's
 #      tarball puts it). Go is not installed for you.
 #   2. Every command listed in NEEDS below is looked up on PATH, in /usr/bin,
-#      /usr/sbin and /usr/lib/postgresql/*/bin (where the tests look too).
+#      /usr/sbin and /usr/lib/postgresql/*/bin (where the tests look too),
+#      and every Python module in PY_MODULES is imported with
+#      /usr/bin/python3.
 #      The Debian packages of the missing ones are installed with apt-get,
 #      after one line saying which: as root, or through sudo when
 #      `sudo -n true` works. Otherwise the script stops, before running
@@ -43,6 +45,18 @@ NEEDS=(
 	"pgbouncer    pgbouncer"     # integration: transaction pooling (/usr/sbin)
 	"initdb       postgresql"    # internal/pgserver (/usr/lib/postgresql/*/bin)
 	"postgres     postgresql"
+)
+
+# PY_MODULES: each Python module the tests import with Debian's python3
+# (/usr/bin/python3: the load command's python scenario runs a Celery
+# worker), and the Debian package that provides it. A module counts as
+# present when `python3 -c 'import MODULE'` succeeds; with
+# TEST_SH_PROBE_PATH set, with the first python3 found there.
+PY_MODULES=(
+	"celery    python3-celery"
+	"reportlab python3-reportlab"
+	"psycopg2  python3-psycopg2"
+	"redis     python3-redis"
 )
 
 dry_run=
@@ -93,10 +107,28 @@ find_missing() {
 		missing+=("$cmd")
 		[[ " ${pkgs[*]} " == *" $pkg "* ]] || pkgs+=("$pkg")
 	done
+	local py=/usr/bin/python3 mod
+	if [ -n "${TEST_SH_PROBE_PATH+set}" ]; then
+		py=
+		for d in "${dirs[@]}"; do
+			if [ -n "$d" ] && [ -f "$d/python3" ] && [ -x "$d/python3" ]; then
+				py="$d/python3"
+				break
+			fi
+		done
+	fi
+	for entry in "${PY_MODULES[@]}"; do
+		read -r mod pkg <<<"$entry"
+		if [ -n "$py" ] && [ -x "$py" ] && "$py" -c "import $mod" >/dev/null 2>&1; then
+			continue
+		fi
+		missing+=("python3:$mod")
+		[[ " ${pkgs[*]} " == *" $pkg "* ]] || pkgs+=("$pkg")
+	done
 }
 
 if [ -n "${TEST_SH_PROBE_PATH+set}" ]; then
-	say "TEST_SH_PROBE_PATH set: looking for ${NEEDS[*]%% *} only in '${TEST_SH_PROBE_PATH}'"
+	say "TEST_SH_PROBE_PATH set: looking for ${NEEDS[*]%% *} only in '${TEST_SH_PROBE_PATH}', and for the Python modules ${PY_MODULES[*]%% *} with the python3 there"
 fi
 find_missing
 if [ ${#pkgs[@]} -gt 0 ]; then

@@ -46,6 +46,16 @@
 //     database got; no-op tasks enqueued and run on a 6-node Redis
 //     Cluster (3 masters), with one queue per class and with
 //     QUEUE_SHARDS=3, vs one redis-server.
+//  9. python: the Celery + reportlab worker issue 14's targets are
+//     multiples of (python/pdfworker.py, run with Debian's
+//     /usr/bin/python3: prefork pools of one and of four processes per
+//     CPU, or -celery-concurrency's, task_acks_late),
+//     doing a first render's job over the core tenants' invoices with the
+//     PDF standard fonts and with cmd/worker's TrueType fonts: PDFs/s of a
+//     burst of -pdf-burst tasks per kind enqueued with Celery's client,
+//     CPU per task by process, and, when the pdf scenario ran in the
+//     same run, its rates over the faster pool's against the issue's 3x
+//     and 2x.
 //
 // The command is a measuring tool, not part of any shipped binary.
 package main

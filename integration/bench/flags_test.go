@@ -52,16 +52,22 @@ func TestParseFlagsDefaults(t *testing.T) {
 	}
 
 	cl, err = parseFlags("bench", []string{"-json", "out.json", "-worker-bin", "/w", "-enqueue-bin", "/e", "-worker-concurrency", "40",
-		"-worker-queue-classes", "default", "-v", "-inprocess", "-cpuprofile", "cpu.prof"}, &out)
+		"-worker-queue-classes", "default", "-v", "-inprocess", "-cpuprofile", "cpu.prof", "-celery-concurrency", "2, 08"}, &out)
 	if err != nil {
 		t.Fatalf("every other flag: %v", err)
 	}
 	if cl.jsonOut != "out.json" || cl.workerBin != "/w" || cl.enqueueBin != "/e" || cl.workerConcurrency != 40 ||
-		cl.workerQueueClasses != "default" || !cl.verbose || !cl.inProcess || cl.cpuProfile != "cpu.prof" || cl.workerProfile != "cpu.prof" {
+		cl.workerQueueClasses != "default" || !cl.verbose || !cl.inProcess || cl.cpuProfile != "cpu.prof" || cl.workerProfile != "cpu.prof" ||
+		!slices.Equal(cl.celeryPool, []int{2, 8}) {
 		t.Errorf("every other flag: %+v", cl)
 	}
 	if cl.sizes != fullSizes || cl.mode != "full" {
 		t.Errorf("without -quick: mode %q, want full sizes", cl.mode)
+	}
+	for _, bad := range []string{"0", "2,", "two", "0x8", "2000"} {
+		if _, err := parseFlags("bench", []string{"-celery-concurrency", bad}, &out); err == nil || !strings.Contains(err.Error(), "-celery-concurrency") {
+			t.Errorf("-celery-concurrency %q: %v, want an error naming the flag", bad, err)
+		}
 	}
 }
 
@@ -72,6 +78,8 @@ func TestParseFlagsScenarios(t *testing.T) {
 		"lookup":         {"lookup"},
 		"2, enqueue ":    {"enqueue", "lookup"},
 		"8":              {"scaleout"},
+		"9":              {"python"},
+		"pdf,python":     {"middleware", "pdf", "python"},
 		"pdf":            {"middleware", "pdf"},
 		"3,sweep,1,":     nil, // an empty name is refused
 		"fairness,  7  ": {"fairness"},
@@ -111,7 +119,7 @@ func TestParseFlagsRefusesBadValues(t *testing.T) {
 		{[]string{"-tenants"}, []string{"flag needs an argument: -tenants"}},
 		{[]string{"-workers", "4"}, []string{"flag provided but not defined: -workers", "Usage of bench:"}},
 		{[]string{"-scenarios", "bogus"}, []string{`bench: unknown scenario "bogus" (have ` + names() + ")"}},
-		{[]string{"-scenarios", "lookup,9"}, []string{`bench: unknown scenario "9"`}},
+		{[]string{"-scenarios", "lookup,0"}, []string{`bench: unknown scenario "0"`}},
 		{[]string{"-scenarios", "0"}, []string{`bench: unknown scenario "0"`}},
 		{[]string{"-scenarios", "lookup,,pdf"}, []string{`bench: unknown scenario ""`}},
 	} {

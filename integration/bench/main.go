@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/invoicing/tenantworker/internal/config"
 )
 
 // scenario is one measurement.
@@ -35,6 +37,7 @@ var scenarios = []scenario{
 	{"sweep", "sweep:overdue over tenants with 20 overdue invoices each (cmd/worker, file mailer)", (*bench).sweep},
 	{"fairness", "fair dispatch vs the plain path: a quiet tenant behind a noisy backlog, throughput cost, shares, idle pickup, dispatch scaling", (*bench).fairness},
 	{"scaleout", "tenants provisioned + migrated over two PostgreSQL servers vs one; no-op tasks on a 3-master Redis Cluster (one queue per class, and QUEUE_SHARDS=3) vs one redis-server", (*bench).scaleout},
+	{"python", "the Celery + reportlab worker issue 14 compares with, same job (standard fonts and TrueType), vs the pdf scenario's rates", (*bench).python},
 }
 
 // sizes are the knobs of a run; -quick and the full run differ only here.
@@ -102,6 +105,13 @@ type bench struct {
 	pdfConcurrency int
 	// pdfQueueClasses, when set, is the pdf scenario's WORKER_QUEUE_CLASSES.
 	pdfQueueClasses string
+	// pdfRates are the pdf scenario's burst rates by kind of invoice
+	// (seedText.kind), when it ran: the python scenario reports them over
+	// the Celery worker's.
+	pdfRates map[string]float64
+	// celeryPool, when set, are the pool sizes the python scenario runs
+	// the Celery worker with (-celery-concurrency).
+	celeryPool []int
 }
 
 func main() { os.Exit(run()) }
@@ -203,6 +213,7 @@ func parseFlags(name string, args []string, output io.Writer) (commandLine, erro
 	pdfBurst := fs.Int("pdf-burst", 0, "override the pdf scenario's burst size (tasks per kind)")
 	workerConcurrency := fs.Int("worker-concurrency", 0, "WORKER_CONCURRENCY of the cmd/worker processes of the pdf scenario (default: the worker's default)")
 	workerQueueClasses := fs.String("worker-queue-classes", "", "WORKER_QUEUE_CLASSES of the pdf scenario's cmd/worker, e.g. default (default: every class)")
+	celeryPool := fs.String("celery-concurrency", "", "comma-separated pool sizes the python scenario runs the Celery worker with, e.g. 2,8 (default: one process per CPU and four per CPU; the ratios compare against the fastest)")
 	verbose := fs.Bool("v", false, "log set-up steps")
 	inProcess := fs.Bool("inprocess", false, "run the enqueue service inside the bench (enqueueapp.RunWith) instead of as cmd/enqueue, so -cpuprofile covers it")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the bench process (its clients, and scenarios 1-2 in full) to this file, and one of each cmd/worker it starts to FILE.worker-<name> (the scenario, with the mode and round where it starts several)")
@@ -226,12 +237,25 @@ func parseFlags(name string, args []string, output io.Writer) (commandLine, erro
 		fmt.Fprintln(output, "bench:", err)
 		return commandLine{}, err
 	}
+	var pool []int
+	if *celeryPool != "" {
+		for _, f := range strings.Split(*celeryPool, ",") {
+			var n config.DecimalInt
+			if err := n.Set(strings.TrimSpace(f)); err != nil || n < 1 || n > 1024 {
+				err = fmt.Errorf("-celery-concurrency: %q is not a positive number of processes", f)
+				fmt.Fprintln(output, "bench:", err)
+				return commandLine{}, err
+			}
+			pool = append(pool, int(n))
+		}
+	}
 	return commandLine{
 		options: options{
 			sizes: sz, mode: mode, selected: selected,
 			workerBin: *workerBin, enqueueBin: *enqueueBin, inProcess: *inProcess, workerProfile: *cpuProfile,
 			workerConcurrency:  *workerConcurrency,
 			workerQueueClasses: *workerQueueClasses,
+			celeryPool:         pool,
 		},
 		jsonOut: *jsonOut, cpuProfile: *cpuProfile, verbose: *verbose,
 	}, nil
@@ -248,6 +272,7 @@ type options struct {
 	workerProfile         string // -cpuprofile: workers write FILE.worker-<name>
 	workerConcurrency     int    // -worker-concurrency: the pdf scenario's worker
 	workerQueueClasses    string // -worker-queue-classes: the pdf scenario's worker
+	celeryPool            []int  // -celery-concurrency: the python scenario's pool sizes
 }
 
 // runBench starts (or connects to) Redis and PostgreSQL, runs the selected
@@ -268,7 +293,7 @@ func runBench(ctx context.Context, o options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &bench{env: e, sz: sz, logger: o.logger, inProcess: o.inProcess, workerProfile: o.workerProfile, pdfConcurrency: o.workerConcurrency, pdfQueueClasses: o.workerQueueClasses}
+	b := &bench{env: e, sz: sz, logger: o.logger, inProcess: o.inProcess, workerProfile: o.workerProfile, pdfConcurrency: o.workerConcurrency, pdfQueueClasses: o.workerQueueClasses, celeryPool: o.celeryPool}
 	rep.RedisVersion, rep.PostgresVersion = e.redisVersion, e.postgresVersion
 	if os.Getenv("REDIS_URL") == "" {
 		rep.Notes = append(rep.Notes, "redis: own redis-server on loopback, --save '' --appendonly no")

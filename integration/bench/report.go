@@ -35,11 +35,14 @@ type Scenario struct {
 	// and target where it has them.
 	Metrics []*Metric `json:"metrics"`
 	// Bound says what limits the numbers.
-	Bound   string   `json:"bound,omitempty"`
-	Notes   []string `json:"notes,omitempty"`
-	Error   string   `json:"error,omitempty"`
-	Skipped string   `json:"skipped,omitempty"`
-	Seconds float64  `json:"seconds"`
+	Bound string `json:"bound,omitempty"`
+	// Results are numbers by a stable key, for scripts reading the JSON
+	// (the python scenario's PDFs/s and ratios).
+	Results map[string]float64 `json:"results,omitempty"`
+	Notes   []string           `json:"notes,omitempty"`
+	Error   string             `json:"error,omitempty"`
+	Skipped string             `json:"skipped,omitempty"`
+	Seconds float64            `json:"seconds"`
 }
 
 // Metric is one measured number.

@@ -22,7 +22,7 @@ var smokeSizes = sizes{
 	ScaleTenants: 10,
 }
 
-// TestRunAllScenarios runs the load command's eight scenarios at smoke
+// TestRunAllScenarios runs the load command's nine scenarios at smoke
 // sizes against its own redis-server and PostgreSQL, with the real
 // cmd/worker and cmd/enqueue built from this tree, and checks the report:
 // every scenario ran, every number is there with its baseline and ratio,
@@ -81,9 +81,10 @@ func TestRunAllScenarios(t *testing.T) {
 	// two migration times,
 	// the sweep; fairness: the quiet tenant's p99, two throughput costs,
 	// three shares, two idle pickups, dispatch scaling; scaleout: the
-	// tenants' balance over two databases.
-	if targets != 24 {
-		t.Errorf("%d metrics with a target, want 24", targets)
+	// tenants' balance over two databases; python: the pdf scenario's
+	// two rates over the Celery worker's.
+	if targets != 26 {
+		t.Errorf("%d metrics with a target, want 26", targets)
 	}
 	// scaleout, part 2: one redis-server, the cluster with one queue per
 	// class, the cluster with QUEUE_SHARDS=3 (two rows: against the

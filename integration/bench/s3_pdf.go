@@ -356,6 +356,10 @@ func (b *bench) pdf(ctx context.Context, s *Scenario) error {
 		r.render = append(r.render, after)
 	}
 
+	b.pdfRates = map[string]float64{}
+	for _, r := range runs {
+		b.pdfRates[r.text.kind] = r.throughput
+	}
 	for _, r := range runs {
 		ceiling := (r.render[0] + r.render[1]) / 2
 		s.add(fmt.Sprintf("throughput (burst), %s (%s)", r.text.kind, r.fontPath), r.throughput, "tasks/s").

@@ -90,6 +90,10 @@ type invoiceSeed struct {
 	status  string // e.g. "sent"
 	dueDays int    // due date relative to now; negative is past due
 	text    seedText
+	// prefix sets invoices (numbers) and customers (e-mail addresses)
+	// apart from those of another seeding of the same text in the same
+	// tenants: both are unique per tenant.
+	prefix string
 }
 
 // seedText is the text of seeded invoices: it decides the renderer's font
@@ -138,7 +142,7 @@ func seedInvoices(ctx context.Context, pool *pgxpool.Pool, tenants []benchTenant
 			t := &tenants[i]
 			return schema.InTenant(tenantctx.WithTenant(gctx, t.Tenant), pool, func(ctx context.Context, tx pgx.Tx) error {
 				customer, err := invoice.CreateCustomer(ctx, tx, invoice.Customer{Name: s.text.name, Company: s.text.company,
-					Email: fmt.Sprintf("ap+%s-%s@kowalska.example", s.text.kind, t.Slug), Address: s.text.address})
+					Email: fmt.Sprintf("ap+%s%s-%s@kowalska.example", s.prefix, s.text.kind, t.Slug), Address: s.text.address})
 				if err != nil {
 					return fmt.Errorf("seed customer of %s: %w", t.Slug, err)
 				}
@@ -146,7 +150,7 @@ func seedInvoices(ctx context.Context, pool *pgxpool.Pool, tenants []benchTenant
 				invs := make([]invoice.New, s.count)
 				for n := range invs {
 					invs[n] = invoice.New{
-						Number: fmt.Sprintf("INV-%s-%06d", s.text.kind, n+1), Customer: invoice.Customer{ID: customer},
+						Number: fmt.Sprintf("INV-%s%s-%06d", s.prefix, s.text.kind, n+1), Customer: invoice.Customer{ID: customer},
 						Status: s.status, Currency: "EUR", IssuedAt: now.AddDate(0, 0, -40), DueAt: now.AddDate(0, 0, s.dueDays),
 						Notes: s.text.notes, Lines: benchLines(s.text, s.lines),
 					}
