@@ -15,8 +15,10 @@
 //	Metrics         attempts and durations by type and outcome (no tenant label)
 //	RefuseInvalid   archives unknown types and tenant tasks without a valid tenant_id
 //	KeepLastAttempt puts a last attempt a not-ready wait met back into asynq's retry set instead of letting asynq archive it
+//	DatabaseBreaker holds every task while main is down, and opens the breaker of the database an attempt could not reach
 //	DatabaseUnavailable turns a failure to reach a database at all (no connection, SQLSTATE 08, 57P) into a not-ready wait
 //	ResolveTenant   looks the tenant up, applies the status policy, puts the tenant into ctx
+//	DatabaseGate    holds a task whose tenant database (not main) is down, without dialing it, until a probe reaches it
 //	DatabaseSlots   bounds the tasks of one tenant database other than main (TENANT_DB_MAX_TASKS)
 //	Handle[P]       decodes the payload into its type P, checks its fields, calls the handler
 //

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -25,6 +26,7 @@ type loggerKey struct{}
 // slog.Default().
 //
 // Levels: ok at info, not_ready at warn (the task waits for its tenant),
+// except a task its database's breaker held (ErrDatabaseDown) at debug,
 // cut_off at warn (asynq cut the attempt off under the handler: at
 // shutdown it put the task back into its queue; a lost lease or a cancel
 // is logged by asynq and the error handler), everything else at error.
@@ -65,6 +67,9 @@ func Log(logger *slog.Logger) asynq.MiddlewareFunc {
 				level = slog.LevelInfo
 			case OutcomeNotReady, OutcomeCutOff:
 				level = slog.LevelWarn
+				if errors.Is(err, ErrDatabaseDown) {
+					level = slog.LevelDebug // held by its database's breaker, which logs the outage
+				}
 			}
 			line := []any{slog.String("queue", queue), slog.Int("retry", retry),
 				slog.Duration("duration", time.Since(start)), slog.String("outcome", outcome)}

@@ -111,7 +111,7 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 		PDFMaxBytes: int64(cfg.PDFMaxBytes),
 		PDFMaxPages: cfg.PDFMaxPages,
 	}
-	muxOpts := worker.MuxOptions{Logger: logger, Metrics: d.metrics, DatabaseSlots: cfg.TenantDBMaxTasks, Redis: d.Redis}
+	muxOpts := worker.MuxOptions{Logger: logger, Metrics: d.metrics, DatabaseSlots: cfg.TenantDBMaxTasks, Redis: d.Redis, Breakers: d.breakers}
 	var reporter *fair.Reporter
 	if d.Dispatcher != nil {
 		reporter = d.Dispatcher.NewReporter(logger)

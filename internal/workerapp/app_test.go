@@ -142,6 +142,9 @@ func TestRunServesHealthMetricsAndSweeps(t *testing.T) {
 		`tenantworker_tasks_processed_total{outcome="ok",type="sweep:overdue"}`,
 		"tenantworker_task_duration_seconds_bucket",
 		"tenantworker_tenant_cache_hits_total",
+		// The database breakers' metrics, main known from the start.
+		`tenantworker_database_down{database="main"} 0`,
+		`tenantworker_database_held_tasks_total{database="main"} 0`,
 		// Fair dispatch is on by default: the idle worker waits for its
 		// announcements, subscribed.
 		"tenantworker_idle_subscribed 1",

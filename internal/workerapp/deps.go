@@ -23,6 +23,7 @@ type deps struct {
 	mailer   mailer.Mailer
 	registry *prometheus.Registry
 	metrics  *worker.Metrics
+	breakers *worker.DatabaseBreakers
 	listener net.Listener
 
 	closers []func() error
@@ -67,6 +68,13 @@ func open(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Opti
 		d.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	if d.metrics, err = worker.NewMetrics(d.registry); err != nil {
+		return nil, err
+	}
+	// A circuit breaker per database: a database found unreachable is
+	// probed, not dialed by each of its tasks (docs/architecture.md P27).
+	if d.breakers, err = worker.NewDatabaseBreakers(worker.BreakerOptions{
+		Probe: worker.PingDatabase(d.Pools.Pool), Logger: logger, Registerer: d.registry,
+	}); err != nil {
 		return nil, err
 	}
 	if err := worker.RegisterQueueMetrics(d.registry, d.Inspector); err != nil {

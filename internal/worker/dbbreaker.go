@@ -1,0 +1,303 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// ErrDatabaseDown wraps ErrDatabaseUnavailable for a task that
+// DatabaseBreakers held without dialing: its database is known
+// unreachable and no probe has reached it since. Like any database wait it
+// is retried 15-30 s later without counting as a failure, and kept on its
+// last attempt (KeepLastAttempt); Log logs it at debug only (the breaker
+// logs the outage itself).
+var ErrDatabaseDown = fmt.Errorf("database down, task held: %w", ErrDatabaseUnavailable)
+
+// Defaults of BreakerOptions.
+const (
+	DefaultBreakerProbeMin     = time.Second
+	DefaultBreakerProbeMax     = 30 * time.Second
+	DefaultBreakerProbeTimeout = 5 * time.Second
+	DefaultBreakerSummaryEvery = time.Minute
+)
+
+// BreakerOptions configures NewDatabaseBreakers.
+type BreakerOptions struct {
+	// Probe checks that the database of that name ("main" or a tenant
+	// database) can be reached (PingDatabase in production); required.
+	Probe func(ctx context.Context, database string) error
+	// ProbeMin is the wait before the first probe of a database found
+	// down, doubled after each failed probe up to ProbeMax (defaults 1 s
+	// and 30 s).
+	ProbeMin, ProbeMax time.Duration
+	// ProbeTimeout bounds one probe (default 5 s).
+	ProbeTimeout time.Duration
+	// SummaryEvery is the least time between two "still down" lines of
+	// one database (default 1 minute).
+	SummaryEvery time.Duration
+	// Logger receives the down, still-down and back lines; nil means
+	// slog.Default().
+	Logger *slog.Logger
+	// Registerer, when set, receives tenantworker_database_down{database}
+	// and tenantworker_database_held_tasks_total{database}.
+	Registerer prometheus.Registerer
+}
+
+// DatabaseBreakers is a circuit breaker per PostgreSQL database ("main",
+// holding the catalog, and each tenant database): once an attempt failed
+// because a database could not be reached at all (ErrDatabaseUnavailable),
+// the tasks that need that database fail at once with ErrDatabaseDown
+// (held: no dial, no warn line of their own) until a probe reaches it.
+// One probe runs at a time, by the first task that arrives once the
+// probe's backoff (ProbeMin doubling up to ProbeMax) has passed; when it
+// succeeds that task runs. Breakers are per worker process and per
+// database: a database down does not hold the tenants of the others. Use
+// it through MuxOptions.Breakers.
+type DatabaseBreakers struct {
+	opts   BreakerOptions
+	logger *slog.Logger
+
+	down *prometheus.GaugeVec
+	held *prometheus.CounterVec
+
+	mu  sync.Mutex
+	dbs map[string]*breaker
+}
+
+// breaker is one database's state.
+type breaker struct {
+	open        bool
+	since       time.Time // when it was found down
+	cause       string
+	held        int64 // tasks held since it was found down
+	heldSummary int64 // tasks held since the last still-down line
+	lastLine    time.Time
+	backoff     time.Duration
+	nextProbe   time.Time
+	probing     bool
+}
+
+// NewDatabaseBreakers returns the breakers of opts (defaults filled in).
+// It fails without a probe or when its metrics cannot be registered.
+func NewDatabaseBreakers(opts BreakerOptions) (*DatabaseBreakers, error) {
+	if opts.Probe == nil {
+		return nil, errors.New("database breakers need a probe")
+	}
+	if opts.ProbeMin <= 0 {
+		opts.ProbeMin = DefaultBreakerProbeMin
+	}
+	if opts.ProbeMax < opts.ProbeMin {
+		opts.ProbeMax = max(DefaultBreakerProbeMax, opts.ProbeMin)
+	}
+	if opts.ProbeTimeout <= 0 {
+		opts.ProbeTimeout = DefaultBreakerProbeTimeout
+	}
+	if opts.SummaryEvery <= 0 {
+		opts.SummaryEvery = DefaultBreakerSummaryEvery
+	}
+	b := &DatabaseBreakers{opts: opts, logger: opts.Logger, dbs: map[string]*breaker{}}
+	if b.logger == nil {
+		b.logger = slog.Default()
+	}
+	b.down = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: metricsNamespace, Name: "database_down",
+		Help: "1 while this worker holds the tasks of a database it found unreachable (circuit breaker open), else 0.",
+	}, []string{"database"})
+	b.held = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: metricsNamespace, Name: "database_held_tasks_total",
+		Help: "Task attempts held without dialing because their database was down.",
+	}, []string{"database"})
+	if opts.Registerer != nil {
+		for _, c := range []prometheus.Collector{b.down, b.held} {
+			if err := opts.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("register database breaker metrics: %w", err)
+			}
+		}
+		b.down.WithLabelValues(tenantctx.DefaultDatabase)
+		b.held.WithLabelValues(tenantctx.DefaultDatabase)
+	}
+	return b, nil
+}
+
+// PingDatabase is the production probe of DatabaseBreakers: it pings the
+// pool of database name, pool(name) ("main" or a tenant database, as
+// placement.Registry.Pool returns them).
+func PingDatabase(pool func(ctx context.Context, name string) (*pgxpool.Pool, error)) func(ctx context.Context, name string) error {
+	return func(ctx context.Context, name string) error {
+		p, err := pool(ctx, name)
+		if err != nil {
+			return err
+		}
+		return p.Ping(ctx)
+	}
+}
+
+// Down reports whether database name is held as down.
+func (b *DatabaseBreakers) Down(name string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.dbs[name]
+	return s != nil && s.open
+}
+
+// admit returns nil when a task that needs database name may use it: the
+// breaker is closed, or this task's probe just reached it. Otherwise it
+// returns ErrDatabaseDown (held), or ctx's error when the task ended
+// while probing.
+func (b *DatabaseBreakers) admit(ctx context.Context, name string) error {
+	b.mu.Lock()
+	s := b.dbs[name]
+	if s == nil || !s.open {
+		b.mu.Unlock()
+		return nil
+	}
+	now := time.Now()
+	if s.probing || now.Before(s.nextProbe) {
+		err := b.holdLocked(ctx, name, s, now)
+		b.mu.Unlock()
+		return err
+	}
+	s.probing = true
+	b.mu.Unlock()
+
+	pctx, cancel := context.WithTimeout(ctx, b.opts.ProbeTimeout)
+	perr := b.opts.Probe(pctx, name)
+	cancel()
+
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s.probing = false
+	now = time.Now()
+	if perr != nil && ctx.Err() != nil {
+		return ctx.Err() // the task ended: the next task probes
+	}
+	if perr != nil {
+		if _, unreachable := databaseUnreachable(perr); unreachable || errors.Is(perr, context.DeadlineExceeded) {
+			s.backoff = min(2*s.backoff, b.opts.ProbeMax)
+			s.nextProbe = now.Add(s.backoff)
+			s.cause = perr.Error()
+			return b.holdLocked(ctx, name, s, now)
+		}
+		// The server answered (a refused password, an unknown database):
+		// it can be reached; the task meets the error itself.
+	}
+	s.open = false
+	b.down.WithLabelValues(name).Set(0)
+	b.logger.InfoContext(ctx, "database reachable again: its tasks run", slog.String("database", name),
+		slog.Duration("downtime", now.Sub(s.since).Round(time.Millisecond)), slog.Int64("held_tasks", s.held))
+	return nil
+}
+
+// holdLocked counts a held task of s and logs the still-down line when
+// one is due; b.mu is held.
+func (b *DatabaseBreakers) holdLocked(ctx context.Context, name string, s *breaker, now time.Time) error {
+	s.held++
+	s.heldSummary++
+	b.held.WithLabelValues(name).Inc()
+	if now.Sub(s.lastLine) >= b.opts.SummaryEvery {
+		b.logger.WarnContext(ctx, "database still down: its tasks are held", slog.String("database", name),
+			slog.Duration("down_for", now.Sub(s.since).Round(time.Second)), slog.Int64("held_tasks", s.heldSummary),
+			slog.Int64("held_tasks_total", s.held), slog.Duration("next_probe_in", s.nextProbe.Sub(now).Round(time.Millisecond)),
+			slog.String("cause", s.cause))
+		s.lastLine, s.heldSummary = now, 0
+	}
+	return fmt.Errorf("database %s down since %s (%s), retried later without counting as a failure: %w",
+		name, s.since.UTC().Format(time.RFC3339), s.cause, ErrDatabaseDown)
+}
+
+// failed records that a task's attempt found database name unreachable
+// (err); the first such attempt opens its breaker.
+func (b *DatabaseBreakers) failed(ctx context.Context, name string, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.dbs[name]
+	if s == nil {
+		s = &breaker{}
+		b.dbs[name] = s
+	}
+	if s.open {
+		return
+	}
+	now := time.Now()
+	*s = breaker{open: true, since: now, cause: err.Error(), lastLine: now, backoff: b.opts.ProbeMin, nextProbe: now.Add(b.opts.ProbeMin)}
+	b.down.WithLabelValues(name).Set(1)
+	b.logger.WarnContext(ctx, "database unreachable: its tasks are held until a probe reaches it", slog.String("database", name),
+		slog.String("cause", s.cause), slog.Duration("first_probe_in", b.opts.ProbeMin))
+}
+
+// attemptDatabase is the database an attempt's tenant lives on, as
+// DatabaseGate found it ("" until then); DatabaseBreaker puts it in ctx.
+type attemptDatabase struct{ name string }
+
+// attemptDatabaseKey is the context key of *attemptDatabase.
+type attemptDatabaseKey struct{}
+
+// DatabaseBreaker is the outer half of the breakers b (nil: it does
+// nothing). It holds a system task while "main" is down (the sweeps work
+// on the catalog there), and after an attempt whose error is
+// ErrDatabaseUnavailable (a real dial that failed, not a hold) opens the
+// breaker of the database the attempt needed: its tenant's (DatabaseGate
+// found it), or "main" for a system task or a tenant look-up that failed
+// (the catalog). It runs right outside DatabaseUnavailable.
+func DatabaseBreaker(b *DatabaseBreakers) asynq.MiddlewareFunc {
+	return func(next asynq.Handler) asynq.Handler {
+		if b == nil {
+			return next
+		}
+		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+			if envelopeOf(ctx, t).System {
+				if err := b.admit(ctx, tenantctx.DefaultDatabase); err != nil {
+					return err
+				}
+			}
+			at := &attemptDatabase{}
+			err := next.ProcessTask(context.WithValue(ctx, attemptDatabaseKey{}, at), t)
+			if errors.Is(err, ErrDatabaseUnavailable) && !errors.Is(err, ErrDatabaseDown) && ctx.Err() == nil {
+				name := at.name
+				if name == "" {
+					name = tenantctx.DefaultDatabase
+				}
+				b.failed(ctx, name, err)
+			}
+			return err
+		})
+	}
+}
+
+// DatabaseGate is the inner half of the breakers b (nil: it does
+// nothing): after ResolveTenant it names the tenant's database for
+// DatabaseBreaker, and holds the task (ErrDatabaseDown) while that
+// database ("main" included) is down. A tenant on another database runs
+// while "main" is down when its look-up was answered from the tenant
+// cache. It runs before DatabaseSlots, so that a held task takes no slot.
+func DatabaseGate(b *DatabaseBreakers) asynq.MiddlewareFunc {
+	return func(next asynq.Handler) asynq.Handler {
+		if b == nil {
+			return next
+		}
+		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+			tenant, ok := tenantctx.FromContext(ctx)
+			if !ok {
+				return next.ProcessTask(ctx, t)
+			}
+			name := tenant.DatabaseName()
+			if at, ok := ctx.Value(attemptDatabaseKey{}).(*attemptDatabase); ok {
+				at.name = name
+			}
+			if err := b.admit(ctx, name); err != nil {
+				return fmt.Errorf("tenant %s: %w", tenant.ID, err)
+			}
+			return next.ProcessTask(ctx, t)
+		})
+	}
+}

@@ -1,0 +1,417 @@
+package worker_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/invoicing/tenantworker/internal/testenv"
+	"github.com/invoicing/tenantworker/internal/worker"
+	"github.com/invoicing/tenantworker/storage/memstore"
+	"github.com/invoicing/tenantworker/tasks"
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// recordedLog keeps the records logged at info and above.
+type recordedLog struct {
+	mu      sync.Mutex
+	records []slog.Record
+}
+
+func (l *recordedLog) Enabled(_ context.Context, level slog.Level) bool {
+	return level >= slog.LevelInfo
+}
+func (l *recordedLog) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.records = append(l.records, r)
+	return nil
+}
+func (l *recordedLog) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *recordedLog) WithGroup(string) slog.Handler      { return l }
+
+// count returns how many records at level match msg (a substring; "" is
+// any).
+func (l *recordedLog) count(level slog.Level, msg string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, r := range l.records {
+		if r.Level == level && strings.Contains(r.Message, msg) {
+			n++
+		}
+	}
+	return n
+}
+
+// countedPool is a pool on url whose dials are counted in dials.
+func countedPool(t *testing.T, url string, dials *atomic.Int64) *pgxpool.Pool {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	cfg.ConnConfig.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dials.Add(1)
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+// breakerEnv is the production chain with DatabaseBreakers over two real
+// PostgreSQL servers: "main" and the tenant database "second", each
+// tenant task running one query on its tenant's database.
+type breakerEnv struct {
+	mux             *asynq.ServeMux
+	log             *recordedLog
+	reg             *prometheus.Registry
+	breakers        *worker.DatabaseBreakers
+	main, second    *testenv.PostgresServer
+	mainDials       atomic.Int64
+	secondDials     atomic.Int64
+	onMain, onSec   tenantctx.Tenant
+	mainPool, sPool *pgxpool.Pool
+	catalog         *memstore.Catalog
+	pools           map[string]*pgxpool.Pool
+}
+
+func newBreakerEnv(t *testing.T) *breakerEnv {
+	t.Helper()
+	e := &breakerEnv{log: &recordedLog{}, reg: prometheus.NewRegistry()}
+	e.main, e.second = testenv.StartPostgres(t), testenv.StartPostgres(t)
+	e.mainPool = countedPool(t, e.main.CreateDatabase(t), &e.mainDials)
+	e.sPool = countedPool(t, e.second.CreateDatabase(t), &e.secondDials)
+	pools := map[string]*pgxpool.Pool{tenantctx.DefaultDatabase: e.mainPool, "second": e.sPool}
+
+	catalog := memstore.New()
+	e.onMain = addTenant(t, catalog, "breaker-main", tenantctx.StatusActive)
+	tn, err := tenantctx.New("breaker-second", "breaker-second", "pro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn.Database = "second"
+	if _, err := catalog.AddDatabase(context.Background(), "second", e.second.URL()); err != nil {
+		t.Fatal(err)
+	}
+	if tn, err = catalog.CreateTenant(context.Background(), tn); err != nil {
+		t.Fatal(err)
+	}
+	if e.onSec, err = catalog.SetStatus(context.Background(), tn.ID, tenantctx.StatusActive); err != nil {
+		t.Fatal(err)
+	}
+	if e.onSec.DatabaseName() != "second" {
+		t.Fatalf("tenant placed on %q, want second", e.onSec.DatabaseName())
+	}
+
+	e.catalog, e.pools = catalog, pools
+	e.newChain(t)
+	return e
+}
+
+// newChain gives e fresh breakers, log and metrics, and the chain over
+// them.
+func (e *breakerEnv) newChain(t *testing.T) {
+	t.Helper()
+	e.log, e.reg = &recordedLog{}, prometheus.NewRegistry()
+	pools := e.pools
+	logger := slog.New(e.log)
+	var err error
+	e.breakers, err = worker.NewDatabaseBreakers(worker.BreakerOptions{
+		Probe: worker.PingDatabase(func(_ context.Context, name string) (*pgxpool.Pool, error) { return pools[name], nil }),
+		// Probes 20 ms after the outage starts, then 40, 80, 100 ms apart.
+		ProbeMin: 20 * time.Millisecond, ProbeMax: 100 * time.Millisecond,
+		Logger: logger, Registerer: e.reg,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	query := func(ctx context.Context, pool *pgxpool.Pool) error {
+		_, err := pool.Exec(ctx, "SELECT 1")
+		return err
+	}
+	e.mux = worker.MuxOf(worker.MuxOptions{Logger: logger, Catalog: e.catalog, Breakers: e.breakers}, map[string]asynq.Handler{
+		tasks.TypeInvoicePDF: worker.Handle(func(ctx context.Context, _ tasks.InvoicePDF) error {
+			tenant, _ := tenantctx.FromContext(ctx)
+			return query(ctx, pools[tenant.DatabaseName()])
+		}),
+		tasks.TypeSweepOverdue: worker.Handle(func(ctx context.Context, _ tasks.SweepOverdue) error {
+			return query(ctx, e.mainPool)
+		}),
+	})
+}
+
+// run runs p through the chain.
+func (e *breakerEnv) run(t *testing.T, p tasks.Payload) error {
+	t.Helper()
+	payload, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e.mux.ProcessTask(context.Background(), asynq.NewTask(p.TypeName(), payload))
+}
+
+// TestDatabaseBreakerHoldsTasksWithoutDialing: with a tenant database
+// stopped, 60 of its tasks arriving over about half a second dial it a
+// handful of times (the first attempt and the backed-off probes, not once
+// per task) and log two warn lines (that attempt's and the breaker's),
+// none of them a failure; the tenants on "main" are served meanwhile, the
+// breaker's gauge says down and its counter counts the held tasks; once
+// the server is back all 60 run, with one "reachable again" line. Then the
+// same with "main" stopped: every task is held, those of "second" too.
+func TestDatabaseBreakerHoldsTasksWithoutDialing(t *testing.T) {
+	t.Parallel()
+	e := newBreakerEnv(t)
+	const n = 60
+	e.second.Stop(t)
+	t.Cleanup(func() { e.second.Start(t) })
+	for i := range n {
+		err := e.run(t, tasks.InvoicePDF{TenantID: e.onSec.ID, InvoiceID: int64(i + 1)})
+		if !errors.Is(err, worker.ErrDatabaseUnavailable) || worker.IsFailure(err) || worker.Outcome(err) != worker.OutcomeNotReady {
+			t.Fatalf("task %d of the stopped database: %v; want ErrDatabaseUnavailable, not a failure", i, err)
+		}
+		if err := e.run(t, tasks.InvoicePDF{TenantID: e.onMain.ID, InvoiceID: int64(i + 1)}); err != nil {
+			t.Fatalf("task %d of a tenant on main while second is down: %v", i, err)
+		}
+		time.Sleep(8 * time.Millisecond)
+	}
+	dials := e.secondDials.Load()
+	warns := e.log.count(slog.LevelWarn, "")
+	t.Logf("while second was down: %d dials, %d warn lines for %d tasks", dials, warns, n)
+	if dials > 12 {
+		t.Errorf("%d dials of the stopped database for %d tasks; want the first attempt and the probes only (<= 12)", dials, n)
+	}
+	if warns > 3 || e.log.count(slog.LevelWarn, "database unreachable") != 1 {
+		t.Errorf("%d warn lines (%d \"database unreachable\") for %d tasks; want at most 3, one of them the breaker's",
+			warns, e.log.count(slog.LevelWarn, "database unreachable"), n)
+	}
+	if !e.breakers.Down("second") || e.breakers.Down(tenantctx.DefaultDatabase) {
+		t.Errorf("down: second %t, main %t; want second only", e.breakers.Down("second"), e.breakers.Down(tenantctx.DefaultDatabase))
+	}
+	if v := testutil.ToFloat64(e.metric(t, "second")); v != 1 {
+		t.Errorf("tenantworker_database_down{database=second} = %v, want 1", v)
+	}
+	if v := testutil.ToFloat64(e.heldMetric(t, "second")); v < n-12 {
+		t.Errorf("tenantworker_database_held_tasks_total{database=second} = %v, want >= %d", v, n-12)
+	}
+
+	e.second.Start(t)
+	testenv.WaitFor(t, 30*time.Second, "a task of second runs after the restart", func() bool {
+		err := e.run(t, tasks.InvoicePDF{TenantID: e.onSec.ID, InvoiceID: 1})
+		if err != nil && worker.IsFailure(err) {
+			t.Fatalf("task of second after the restart failed: %v", err)
+		}
+		return err == nil
+	})
+	for i := range n {
+		if err := e.run(t, tasks.InvoicePDF{TenantID: e.onSec.ID, InvoiceID: int64(i + 1)}); err != nil {
+			t.Errorf("task %d of second once it is back: %v", i, err)
+		}
+	}
+	if c := e.log.count(slog.LevelInfo, "database reachable again"); c != 1 {
+		t.Errorf("%d \"database reachable again\" lines, want 1", c)
+	}
+	if v := testutil.ToFloat64(e.metric(t, "second")); v != 0 || e.breakers.Down("second") {
+		t.Errorf("second back: gauge %v, down %t; want 0, false", v, e.breakers.Down("second"))
+	}
+
+	// "main" down: its system and tenant tasks alike are held after the
+	// first attempt that found it down; the tenants of "second" (their
+	// look-up answered without main, as the tenant cache does) still run;
+	// all run once main is back.
+	e.newChain(t)
+	mainDown(t, e, 40)
+}
+
+// mainDown is the "main" half of TestDatabaseBreakerHoldsTasksWithoutDialing:
+// n rounds of a sweep and a task of each tenant with main stopped.
+func mainDown(t *testing.T, e *breakerEnv, n int) {
+	e.mainDials.Store(0)
+	e.main.Stop(t)
+	t.Cleanup(func() { e.main.Start(t) })
+	for i := range n {
+		if err := e.run(t, tasks.InvoicePDF{TenantID: e.onSec.ID, InvoiceID: 1}); err != nil {
+			t.Fatalf("task of a tenant on second (attempt %d) with main stopped: %v", i, err)
+		}
+		for _, p := range []tasks.Payload{tasks.SweepOverdue{Tick: 1700000000}, tasks.InvoicePDF{TenantID: e.onMain.ID, InvoiceID: 1}} {
+			err := e.run(t, p)
+			if !errors.Is(err, worker.ErrDatabaseUnavailable) || worker.IsFailure(err) {
+				t.Fatalf("%s (attempt %d) with main stopped: %v; want ErrDatabaseUnavailable, not a failure", p.TypeName(), i, err)
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if d := e.mainDials.Load(); d > 12 {
+		t.Errorf("%d dials of the stopped main for %d tasks; want <= 12", d, 2*n)
+	}
+	if w := e.log.count(slog.LevelWarn, ""); w > 3 {
+		t.Errorf("%d warn lines for %d tasks, want at most 3", w, 2*n)
+	}
+	if !e.breakers.Down(tenantctx.DefaultDatabase) || e.breakers.Down("second") {
+		t.Errorf("down: main %t, second %t; want main only", e.breakers.Down(tenantctx.DefaultDatabase), e.breakers.Down("second"))
+	}
+	e.main.Start(t)
+	testenv.WaitFor(t, 30*time.Second, "the sweep runs after main's restart", func() bool {
+		err := e.run(t, tasks.SweepOverdue{Tick: 1700000000})
+		if err != nil && worker.IsFailure(err) {
+			t.Fatalf("sweep after the restart failed: %v", err)
+		}
+		return err == nil
+	})
+	for _, tn := range []tenantctx.Tenant{e.onMain, e.onSec} {
+		if err := e.run(t, tasks.InvoicePDF{TenantID: tn.ID, InvoiceID: 1}); err != nil {
+			t.Errorf("task of %s once main is back: %v", tn.DatabaseName(), err)
+		}
+	}
+}
+
+// metric is tenantworker_database_down{database=name}.
+func (e *breakerEnv) metric(t *testing.T, name string) prometheus.Collector {
+	return gatheredGauge(t, e.reg, "tenantworker_database_down", name)
+}
+
+// heldMetric is tenantworker_database_held_tasks_total{database=name}.
+func (e *breakerEnv) heldMetric(t *testing.T, name string) prometheus.Collector {
+	return gatheredGauge(t, e.reg, "tenantworker_database_held_tasks_total", name)
+}
+
+// gatheredGauge is a constant gauge of the value reg gathers for metric
+// with label database=name (0 when absent).
+func gatheredGauge(t *testing.T, reg *prometheus.Registry, metric, name string) prometheus.Collector {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != metric {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "database" && l.GetValue() == name {
+					if m.Gauge != nil {
+						v = m.Gauge.GetValue()
+					} else if m.Counter != nil {
+						v = m.Counter.GetValue()
+					}
+				}
+			}
+		}
+	}
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "x"}, func() float64 { return v })
+}
+
+// TestDatabaseBreakerProbesOneAtATime: while a database is down, twenty
+// tasks arriving at once when a probe is due run one probe, the others
+// held at once; after a failed probe none is due before its backoff; the
+// still-down line comes at most once per SummaryEvery; a probe that
+// succeeds lets its task run and closes the breaker.
+func TestDatabaseBreakerProbesOneAtATime(t *testing.T) {
+	t.Parallel()
+	var probes atomic.Int64
+	var up atomic.Bool
+	release := make(chan struct{})
+	unreachable := &pgconn.PgError{Severity: "FATAL", Code: "57P03", Message: "the database system is starting up"}
+	log := &recordedLog{}
+	b, err := worker.NewDatabaseBreakers(worker.BreakerOptions{
+		Probe: func(context.Context, string) error {
+			probes.Add(1)
+			<-release
+			if up.Load() {
+				return nil
+			}
+			return unreachable
+		},
+		ProbeMin: 10 * time.Millisecond, ProbeMax: 40 * time.Millisecond, SummaryEvery: 100 * time.Millisecond,
+		Logger: slog.New(log),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	catalog := memstore.New()
+	tn := addTenant(t, catalog, "probe-once", tenantctx.StatusActive)
+	var ran atomic.Int64
+	mux := worker.MuxOf(worker.MuxOptions{Logger: slog.New(log), Catalog: catalog, Breakers: b}, map[string]asynq.Handler{
+		tasks.TypeInvoicePDF: worker.Handle(func(context.Context, tasks.InvoicePDF) error {
+			if !up.Load() {
+				return unreachable
+			}
+			ran.Add(1)
+			return nil
+		}),
+	})
+	payload, _ := json.Marshal(tasks.InvoicePDF{TenantID: tn.ID, InvoiceID: 1})
+	run := func() error {
+		return mux.ProcessTask(context.Background(), asynq.NewTask(tasks.TypeInvoicePDF, payload))
+	}
+	if err := run(); !errors.Is(err, worker.ErrDatabaseUnavailable) || errors.Is(err, worker.ErrDatabaseDown) {
+		t.Fatalf("first attempt: %v; want ErrDatabaseUnavailable from the attempt itself", err)
+	}
+	if !b.Down(tenantctx.DefaultDatabase) {
+		t.Fatal("main not down after an attempt found it unreachable")
+	}
+	time.Sleep(15 * time.Millisecond) // the first probe is due
+	var wg sync.WaitGroup
+	var held atomic.Int64
+	for range 20 {
+		wg.Go(func() {
+			if err := run(); errors.Is(err, worker.ErrDatabaseDown) && !worker.IsFailure(err) {
+				held.Add(1)
+			}
+		})
+	}
+	testenv.WaitFor(t, 10*time.Second, "19 tasks held while one probes", func() bool { return held.Load() == 19 })
+	if p := probes.Load(); p != 1 {
+		t.Errorf("%d probes in flight, want 1", p)
+	}
+	close(release) // the probe fails; later ones answer at once
+	wg.Wait()
+	if held.Load() != 20 {
+		t.Errorf("%d of 20 tasks held, want all (the prober's too)", held.Load())
+	}
+	if err := run(); !errors.Is(err, worker.ErrDatabaseDown) || probes.Load() != 1 {
+		t.Errorf("task right after a failed probe: %v, %d probes; want held without a probe (20 ms backoff)", err, probes.Load())
+	}
+	// 350 ms of held tasks, probes failing: at most one still-down line
+	// per 100 ms, and probes 20, 40, 40 ms apart (backoff capped).
+	for start := time.Now(); time.Since(start) < 350*time.Millisecond; time.Sleep(time.Millisecond) {
+		if err := run(); !errors.Is(err, worker.ErrDatabaseDown) {
+			t.Fatalf("task while down: %v; want held", err)
+		}
+	}
+	if c := log.count(slog.LevelWarn, "database still down"); c < 2 || c > 4 {
+		t.Errorf("%d still-down lines in 350 ms, want 2-4 (one per 100 ms)", c)
+	}
+	if p := probes.Load(); p < 5 || p > 12 {
+		t.Errorf("%d probes in about 370 ms, want 5-12 (every 20-40 ms)", p)
+	}
+	if w := log.count(slog.LevelWarn, ""); w != 2+log.count(slog.LevelWarn, "database still down") {
+		t.Errorf("%d warn lines; want the first attempt's, the breaker's and the still-down lines only", w)
+	}
+	up.Store(true)
+	testenv.WaitFor(t, 10*time.Second, "a task runs once the probe succeeds", func() bool { return run() == nil })
+	if b.Down(tenantctx.DefaultDatabase) || ran.Load() != 1 || log.count(slog.LevelInfo, "database reachable again") != 1 {
+		t.Errorf("after a successful probe: down %t, ran %d, %d back lines; want false, 1, 1",
+			b.Down(tenantctx.DefaultDatabase), ran.Load(), log.count(slog.LevelInfo, "database reachable again"))
+	}
+}
