@@ -40,11 +40,16 @@ type MuxOptions struct {
 	// on its last allowed attempt is put back into asynq's retry set
 	// instead of being archived unrun (KeepLastAttempt).
 	Redis redis.UniversalClient
+	// Breakers, when set, hold the tasks of a database found unreachable
+	// without dialing it until a probe reaches it (DatabaseBreaker,
+	// DatabaseGate); nil holds nothing (each task dials).
+	Breakers *DatabaseBreakers
 }
 
 // Chain returns the worker's middleware in production order:
 // DecodeEnvelope -> ReportCost -> ForgetRecordOnSuccess -> Recover -> Log -> Metrics ->
-// RefuseInvalid -> KeepLastAttempt -> DatabaseUnavailable -> ResolveTenant -> DatabaseSlots (see the
+// RefuseInvalid -> KeepLastAttempt -> DatabaseBreaker -> DatabaseUnavailable -> ResolveTenant -> DatabaseGate ->
+// DatabaseSlots (see the
 // package documentation). It panics without a
 // catalog: a wiring mistake fails at start-up.
 func Chain(opts MuxOptions) []asynq.MiddlewareFunc {
@@ -57,7 +62,8 @@ func Chain(opts MuxOptions) []asynq.MiddlewareFunc {
 	}
 	return []asynq.MiddlewareFunc{
 		DecodeEnvelope(), ReportCost(opts.Reporter), ForgetRecordOnSuccess(opts.Records, logger), Recover(logger), Log(logger), opts.Metrics.Middleware(), RefuseInvalid(),
-		KeepLastAttempt(opts.Redis), DatabaseUnavailable(), ResolveTenant(opts.Catalog, opts.Parker), DatabaseSlots(opts.DatabaseSlots, DefaultDatabaseSlotWait),
+		KeepLastAttempt(opts.Redis), DatabaseBreaker(opts.Breakers), DatabaseUnavailable(), ResolveTenant(opts.Catalog, opts.Parker),
+		DatabaseGate(opts.Breakers), DatabaseSlots(opts.DatabaseSlots, DefaultDatabaseSlotWait),
 	}
 }
 
