@@ -52,6 +52,7 @@ func TestReadmeConfigurationDefaults(t *testing.T) {
 		"API_TENANT_DB_CONNS":      fmt.Sprint(httpapi.DefaultTenantDBConns),
 		"SHUTDOWN_TIMEOUT":         shortDuration(c.ShutdownTimeout),
 		"MAIL_FROM":                c.MailFrom,
+		"SMTP_TLS":                 c.SMTPTLS,
 		"OUTBOX_DIR":               c.OutboxDir,
 		"DOCUMENTS_DIR":            c.DocumentsDir,
 		"PDF_MAX_LINES":            fmt.Sprint(pdf.DefaultMaxLines),

@@ -140,6 +140,12 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Opti
 		MainLanes: b.Lanes,
 	})
 	b.closers = append(b.closers, b.Pools.Close)
+	// As `enqueue db add` checks a database, before registering it: a
+	// role that may not create schemas stops the start; a database down
+	// is a warning.
+	if err := b.Pools.CheckConfigured(ctx); err != nil {
+		return nil, err
+	}
 	if err := b.Pools.Register(ctx); err != nil {
 		return nil, err
 	}

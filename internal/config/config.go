@@ -153,6 +153,10 @@ type Config struct {
 	// SMTPURL (SMTP_URL, smtp://user:pass@host:port); "" writes reminders
 	// as .eml files to OutboxDir.
 	SMTPURL string
+	// SMTPTLS (SMTP_TLS) is how an smtp:// SMTPURL uses STARTTLS, one of
+	// SMTPTLSModes: "opportunistic" (when offered; "" means it) or
+	// "required" (a server that does not offer it gets nothing).
+	SMTPTLS string
 	// MailFrom (MAIL_FROM) is the From address of reminders, an address
 	// net/mail parses (billing@example.com, Billing <billing@example.com>);
 	// "" means DefaultMailFrom.
@@ -286,6 +290,12 @@ type Config struct {
 	WorkerQueueClasses []string
 }
 
+// SMTPTLSModes are the values of SMTP_TLS, the default first:
+// mailer.TLSOpportunistic and mailer.TLSRequired (config does not import
+// the mailer, which the enqueue binary leaves out; a test checks that the
+// two agree).
+var SMTPTLSModes = []string{"opportunistic", "required"}
+
 // QueueClasses are the queue classes WORKER_QUEUE_CLASSES may name, in
 // priority order: tasks.Queues (config does not import tasks; a test
 // checks that the two agree).
@@ -327,6 +337,7 @@ func Parse(getenv func(string) string) (Config, error) {
 		AdminRequestTimeout:   p.duration("ADMIN_REQUEST_TIMEOUT"),
 		APITenantDBConns:      p.positiveInt("API_TENANT_DB_CONNS"),
 		SMTPURL:               p.str("SMTP_URL"),
+		SMTPTLS:               strings.ToLower(p.str("SMTP_TLS")),
 		MailFrom:              p.str("MAIL_FROM"),
 		OutboxDir:             p.str("OUTBOX_DIR"),
 		DocumentsDir:          p.str("DOCUMENTS_DIR"),
@@ -398,6 +409,7 @@ func (c Config) withDefaults() Config {
 	c.RequestTimeout = cmp.Or(c.RequestTimeout, DefaultRequestTimeout)
 	c.AdminRequestTimeout = cmp.Or(c.AdminRequestTimeout, DefaultAdminRequestTimeout)
 	c.MailFrom = cmp.Or(c.MailFrom, DefaultMailFrom)
+	c.SMTPTLS = cmp.Or(c.SMTPTLS, SMTPTLSModes[0])
 	c.OutboxDir = cmp.Or(c.OutboxDir, DefaultOutboxDir)
 	c.DocumentsDir = cmp.Or(c.DocumentsDir, DefaultDocumentsDir)
 	c.LogFormat = cmp.Or(c.LogFormat, LogFormatText)
@@ -508,6 +520,11 @@ func (c Config) validate() error {
 	// would fail them all, one retry after another, long after the start.
 	if _, err := mail.ParseAddress(c.MailFrom); err != nil {
 		bad("MAIL_FROM: not an email address: %.80q (%v)", c.MailFrom, err)
+	}
+	// Checked at start: a mode misspelt would otherwise send in clear
+	// text to a server that does not offer STARTTLS.
+	if !slices.Contains(SMTPTLSModes, c.SMTPTLS) {
+		bad("SMTP_TLS: must be %s, got %.40q", strings.Join(SMTPTLSModes, " or "), c.SMTPTLS)
 	}
 	if c.ClientIPHeader != "" && !validHeaderName(c.ClientIPHeader) {
 		bad("CLIENT_IP_HEADER: not a header name: %.40q", c.ClientIPHeader)

@@ -38,6 +38,7 @@ func TestFromEnvDefaults(t *testing.T) {
 		ShutdownTimeout:       25 * time.Second,
 		RequestTimeout:        10 * time.Second,
 		AdminRequestTimeout:   30 * time.Second,
+		SMTPTLS:               "opportunistic",
 		MailFrom:              DefaultMailFrom,
 		OutboxDir:             DefaultOutboxDir,
 		DocumentsDir:          DefaultDocumentsDir,
@@ -504,5 +505,23 @@ func TestTenantDBMaxTasks(t *testing.T) {
 	}
 	if _, err := FromEnv(env(map[string]string{"DATABASE_URL": "postgres://db/inv", "WORKER_CONCURRENCY": "4", "TENANT_DB_MAX_TASKS": "5"})); err == nil || !strings.Contains(err.Error(), "TENANT_DB_MAX_TASKS") {
 		t.Errorf("TENANT_DB_MAX_TASKS=5 over WORKER_CONCURRENCY=4: %v, want an error naming it", err)
+	}
+}
+
+// TestSMTPTLS: SMTP_TLS defaults to opportunistic, takes required in any
+// case, and any other value stops the start with an error naming the
+// variable and the modes (a misspelt "required" must not leave reminders
+// going out in clear text).
+func TestSMTPTLS(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{"": "opportunistic", "REQUIRED": "required", "opportunistic": "opportunistic"} {
+		c, err := FromEnv(env(map[string]string{"DATABASE_URL": "postgres://app@db/inv", "SMTP_TLS": in}))
+		if err != nil || c.SMTPTLS != want {
+			t.Errorf("SMTP_TLS=%q: %q, %v; want %q", in, c.SMTPTLS, err, want)
+		}
+	}
+	_, err := FromEnv(env(map[string]string{"DATABASE_URL": "postgres://app@db/inv", "SMTP_TLS": "requried"}))
+	if err == nil || !strings.Contains(err.Error(), "SMTP_TLS") || !strings.Contains(err.Error(), "opportunistic or required") {
+		t.Errorf("SMTP_TLS=requried: %v, want an error naming the variable and the modes", err)
 	}
 }

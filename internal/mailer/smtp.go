@@ -29,12 +29,52 @@ type SMTP struct {
 	implicit bool // smtps://: TLS from the first byte
 	user     string
 	pass     string
+	tlsMode  TLSMode // smtp://: whether STARTTLS is required
 	timeout  time.Duration
 	now      func() time.Time
 }
 
 // SMTP implements Mailer.
 var _ Mailer = (*SMTP)(nil)
+
+// TLSMode is how an smtp:// mailer uses STARTTLS (SMTP_TLS); smtps://
+// speaks TLS from the first byte whatever the mode.
+type TLSMode string
+
+// The TLS modes.
+const (
+	// TLSOpportunistic uses STARTTLS when the server offers it and sends
+	// in clear text when it does not (the default).
+	TLSOpportunistic TLSMode = "opportunistic"
+	// TLSRequired requires STARTTLS: a server that does not offer it (or
+	// a proxy that hides it) ends the send before AUTH and MAIL FROM with
+	// ErrSTARTTLSRequired, and nothing is sent.
+	TLSRequired TLSMode = "required"
+)
+
+// ParseTLSMode parses an SMTP_TLS value: "opportunistic" or "required"
+// (any case); "" is TLSOpportunistic.
+func ParseTLSMode(s string) (TLSMode, error) {
+	switch m := TLSMode(strings.ToLower(strings.TrimSpace(s))); m {
+	case "":
+		return TLSOpportunistic, nil
+	case TLSOpportunistic, TLSRequired:
+		return m, nil
+	}
+	return "", fmt.Errorf("must be %s or %s, got %.40q", TLSOpportunistic, TLSRequired, s)
+}
+
+// ErrSTARTTLSRequired: TLSRequired, and the server did not offer STARTTLS
+// (or something between hid it); nothing was sent. A send that fails with
+// it is worth retrying once the server, or the path to it, is fixed.
+var ErrSTARTTLSRequired = errors.New("the SMTP server does not offer STARTTLS, which SMTP_TLS=required requires: nothing was sent")
+
+// Option configures an SMTP mailer.
+type Option func(*SMTP)
+
+// WithTLSMode sets how an smtp:// mailer uses STARTTLS; the default is
+// TLSOpportunistic.
+func WithTLSMode(m TLSMode) Option { return func(s *SMTP) { s.tlsMode = m } }
 
 // NewSMTP parses smtpURL and returns a mailer for it:
 //
@@ -44,13 +84,22 @@ var _ Mailer = (*SMTP)(nil)
 // Credentials, when a user is given, are sent with AUTH PLAIN, which go-mail
 // only does over TLS or to a loopback host (localhost, 127.0.0.1, ::1).
 // User and password may be percent-encoded.
-func NewSMTP(smtpURL string) (*SMTP, error) {
+//
+// With WithTLSMode(TLSRequired), an smtp:// mailer sends only after
+// STARTTLS.
+func NewSMTP(smtpURL string, opts ...Option) (*SMTP, error) {
 	u, err := url.Parse(smtpURL)
 	if err != nil {
 		// url.Parse's error quotes the URL, password included.
 		return nil, errors.New("new smtp mailer: malformed SMTP URL")
 	}
-	s := &SMTP{host: u.Hostname(), timeout: 30 * time.Second, now: time.Now}
+	s := &SMTP{host: u.Hostname(), tlsMode: TLSOpportunistic, timeout: 30 * time.Second, now: time.Now}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.tlsMode != TLSOpportunistic && s.tlsMode != TLSRequired {
+		return nil, fmt.Errorf("new smtp mailer: TLS mode %.40q: want %s or %s", s.tlsMode, TLSOpportunistic, TLSRequired)
+	}
 	switch u.Scheme {
 	case "smtp":
 		s.port = defaultSMTPPort
@@ -106,6 +155,8 @@ func (s *SMTP) client(ctx context.Context, dialed *net.Conn) (*mail.Client, erro
 		// go-mail dials TLS itself only without a dial function: s.dial
 		// does the handshake, and go-mail sees a *tls.Conn.
 		opts = append(opts, mail.WithSSL())
+	} else if s.tlsMode == TLSRequired {
+		opts = append(opts, mail.WithTLSPolicy(mail.TLSMandatory))
 	} else {
 		opts = append(opts, mail.WithTLSPolicy(mail.TLSOpportunistic))
 	}
@@ -154,6 +205,9 @@ func (s *SMTP) Send(ctx context.Context, m Message) error {
 			// or failed).
 			_ = dialed.Close()
 		}
+		if s.noSTARTTLS(err) {
+			return fmt.Errorf("send message to %s: %w (%w)", s, ErrSTARTTLSRequired, err)
+		}
 		return fmt.Errorf("send message to %s: dial: %w", s, ctxErr(ctx, err))
 	}
 	defer func() {
@@ -172,6 +226,13 @@ func (s *SMTP) Send(ctx context.Context, m Message) error {
 		return fmt.Errorf("send message to %s: %w", s, ctxErr(ctx, err))
 	}
 	return nil
+}
+
+// noSTARTTLS reports whether err, of go-mail's dial, is its refusal to go
+// on without STARTTLS (TLSRequired): go-mail's error has no type of its
+// own (TestSMTPRequiredTLSRefusesAServerWithoutSTARTTLS pins its text).
+func (s *SMTP) noSTARTTLS(err error) bool {
+	return !s.implicit && s.tlsMode == TLSRequired && strings.Contains(err.Error(), "does not support STARTTLS")
 }
 
 // recipientPlaceholder replaces the recipient's address in send errors.

@@ -22,7 +22,8 @@ const smtpCADirEnv = "TENANTWORKER_TEST_SMTP_CA_DIR"
 
 // TestSMTPPrivateCAFromSSLCertFile: a mail server whose certificate a
 // private CA signed is trusted once SSL_CERT_FILE names that CA, as the
-// README says, over STARTTLS and smtps:// alike; the certificate is
+// README says, over STARTTLS (also required: SMTP_TLS=required) and
+// smtps:// alike; the certificate is
 // checked against the URL's host, also when that is an IP address (IPv4
 // or IPv6). Go
 // reads the system's CAs once per process, so the sends run in a child
@@ -73,6 +74,19 @@ func TestSMTPPrivateCAChild(t *testing.T) {
 			msgs := srv.Messages()
 			if len(msgs) != 1 || !msgs[0].TLS {
 				t.Fatalf("got %d messages (over TLS: %v), want 1 over TLS", len(msgs), len(msgs) == 1 && msgs[0].TLS)
+			}
+		})
+		t.Run(mode+" trusted, SMTP_TLS=required", func(t *testing.T) {
+			srv := smtptest.Start(t, smtptest.Options{User: "app", Password: "s3cret", TLS: load("127.0.0.1"), Implicit: implicit})
+			s, err := mailer.NewSMTP(srv.URL(), mailer.WithTLSMode(mailer.TLSRequired))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Send(t.Context(), testMessage()); err != nil {
+				t.Fatalf("Send to %s: %v", srv.URL(), err)
+			}
+			if msgs := srv.Messages(); len(msgs) != 1 || !msgs[0].TLS {
+				t.Fatalf("got %d messages, want 1 over TLS", len(msgs))
 			}
 		})
 		t.Run(mode+" trusted IPv6", func(t *testing.T) {

@@ -622,24 +622,8 @@ func (r *Registry) Add(ctx context.Context, name, dsn string) (storage.Database,
 	if r.opts.Catalog == nil {
 		return storage.Database{}, errors.New("add database: no catalog")
 	}
-	p, err := schema.NewPool(ctx, dsn, schema.PoolOptions{MaxConns: 1, Logger: r.log})
-	if err != nil {
+	if err := CheckDatabase(ctx, dsn, r.log); err != nil {
 		return storage.Database{}, fmt.Errorf("add database %s: %w", name, err)
-	}
-	defer p.Close()
-	if err := p.Ping(ctx); err != nil {
-		return storage.Database{}, fmt.Errorf("add database %s: connect: %w", name, err)
-	}
-	var role, db string
-	var mayCreate bool
-	if err := p.QueryRow(ctx, "SELECT current_user, pg_catalog.current_database(), "+
-		"pg_catalog.has_database_privilege(current_user, pg_catalog.current_database(), 'CREATE')").Scan(&role, &db, &mayCreate); err != nil {
-		return storage.Database{}, fmt.Errorf("add database %s: check privileges: %w", name, err)
-	}
-	if !mayCreate {
-		return storage.Database{}, fmt.Errorf("add database %s: role %s may not create schemas in database %s, which provisioning a tenant there does: "+
-			"make the role the database's owner (ALTER DATABASE %s OWNER TO %s) or GRANT CREATE ON DATABASE %s TO %s",
-			name, role, db, pgx.Identifier{db}.Sanitize(), pgx.Identifier{role}.Sanitize(), pgx.Identifier{db}.Sanitize(), pgx.Identifier{role}.Sanitize())
 	}
 	return r.opts.Catalog.AddDatabase(ctx, name, dsn)
 }
@@ -678,4 +662,90 @@ func (r *Registry) Remove(ctx context.Context, name string) error {
 		e.lanes.Close()
 	}
 	return nil
+}
+
+// ErrMayNotCreateSchemas: the role of a tenant database's URL may not
+// create schemas in the database (CREATE on it, which its owner has), as
+// provisioning a tenant there does.
+var ErrMayNotCreateSchemas = errors.New("may not create schemas")
+
+// ErrUnreachable wraps the error of a tenant database CheckDatabase could
+// not check: no connection (a server down, refused credentials), or no
+// answer in time.
+var ErrUnreachable = errors.New("could not connect")
+
+// CheckDatabase checks what the binaries need of a tenant database's URL
+// (`enqueue db add`, TENANT_DATABASES at start): it parses, the server
+// answers with an empty search_path (schema.NewPool's check) and the URL's
+// role may create schemas in the database. A database that cannot be
+// reached fails with ErrUnreachable; a role that may not create schemas,
+// with ErrMayNotCreateSchemas and the grant that fixes it. Errors never
+// quote the URL.
+func CheckDatabase(ctx context.Context, dsn string, log *slog.Logger) error {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	p, err := schema.NewPool(ctx, dsn, schema.PoolOptions{MaxConns: 1, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	if err := p.Ping(ctx); err != nil {
+		return fmt.Errorf("connect: %w: %w", ErrUnreachable, err)
+	}
+	var role, db string
+	var mayCreate bool
+	if err := p.QueryRow(ctx, "SELECT current_user, pg_catalog.current_database(), "+
+		"pg_catalog.has_database_privilege(current_user, pg_catalog.current_database(), 'CREATE')").Scan(&role, &db, &mayCreate); err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w: %w", ErrUnreachable, err)
+		}
+		return fmt.Errorf("check privileges: %w", err)
+	}
+	if !mayCreate {
+		return fmt.Errorf("role %s %w in database %s, which provisioning a tenant there does: "+
+			"make the role the database's owner (ALTER DATABASE %s OWNER TO %s) or GRANT CREATE ON DATABASE %s TO %s",
+			role, ErrMayNotCreateSchemas, db, pgx.Identifier{db}.Sanitize(), pgx.Identifier{role}.Sanitize(), pgx.Identifier{db}.Sanitize(), pgx.Identifier{role}.Sanitize())
+	}
+	return nil
+}
+
+// checkTimeout bounds CheckConfigured's check of one database.
+const checkTimeout = 10 * time.Second
+
+// CheckConfigured checks each database of Options.URLs (TENANT_DATABASES)
+// as `enqueue db add` checks a database (CheckDatabase), all at once, each
+// within 10 s. Each process calls it at start. A role that may not create
+// schemas in its database is an error naming the database and the grant
+// (ErrMayNotCreateSchemas): a tenant placed there would stay
+// provisioning. A database that cannot be reached is not: it is logged as
+// a warning saying its privileges were not checked, and its tenants wait
+// for it while the others are served, as before the check.
+func (r *Registry) CheckConfigured(ctx context.Context) error {
+	names := make([]string, 0, len(r.opts.URLs))
+	for n := range r.opts.URLs {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, n := range names {
+		wg.Go(func() {
+			cctx, cancel := context.WithTimeout(ctx, checkTimeout)
+			defer cancel()
+			err := CheckDatabase(cctx, r.opts.URLs[n], r.log)
+			switch {
+			case err == nil:
+			case errors.Is(err, ErrMayNotCreateSchemas):
+				errs[i] = fmt.Errorf("TENANT_DATABASES: database %s: %w", n, err)
+			case errors.Is(err, ErrUnreachable) || cctx.Err() != nil:
+				r.log.WarnContext(ctx, "tenant database could not be checked at start (TENANT_DATABASES): its privileges were not checked; its tenants wait for it, the others are served",
+					slog.String("database", n), slog.String("error", err.Error()))
+			default:
+				errs[i] = fmt.Errorf("TENANT_DATABASES: database %s: %w", n, err)
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }

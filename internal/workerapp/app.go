@@ -45,7 +45,7 @@ type Options struct {
 	// Backend replaces the one Run would open from the Config (the dev
 	// stack shares one between the worker and the enqueue service).
 	Backend *backend.Backend
-	// Mailer replaces mailer.FromConfig(SMTP_URL, OUTBOX_DIR).
+	// Mailer replaces mailer.FromConfig(SMTP_URL, OUTBOX_DIR, SMTP_TLS).
 	Mailer mailer.Mailer
 	// Listener replaces net.Listen("tcp", HTTP_ADDR); Run closes it.
 	Listener net.Listener

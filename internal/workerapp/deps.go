@@ -54,9 +54,13 @@ func open(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Opti
 
 	d.mailer = opts.Mailer
 	if d.mailer == nil {
-		m, err := mailer.FromConfig(cfg.SMTPURL, cfg.OutboxDir)
+		mode, err := mailer.ParseTLSMode(cfg.SMTPTLS)
 		if err != nil {
-			return nil, fmt.Errorf("mailer (SMTP_URL/OUTBOX_DIR): %w", err)
+			return nil, fmt.Errorf("SMTP_TLS: %w", err)
+		}
+		m, err := mailer.FromConfig(cfg.SMTPURL, cfg.OutboxDir, mailer.WithTLSMode(mode))
+		if err != nil {
+			return nil, fmt.Errorf("mailer (SMTP_URL/SMTP_TLS/OUTBOX_DIR): %w", err)
 		}
 		d.mailer = m
 	}
