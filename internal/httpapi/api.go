@@ -224,7 +224,7 @@ func New(opts Options) *Handler {
 			RedisConnOpt: opts.RedisConnOpt,
 			ReadOnly:     !opts.DashboardWritable,
 		})
-		route(DashboardPath+"/", h.dashboardAuth(h.dashboard))
+		route(DashboardPath+"/", h.dashboardAuth(dashboardRedisInfo(h.dashboard, opts.RedisConnOpt)))
 	}
 
 	// Operations.

@@ -39,10 +39,11 @@
 //  5. The tenant is suspended: 403; still provisioning: 409 (the status
 //     policy, tenantctx.Status.Decide, makes its work wait).
 //
-// Steps 3 to 5 run again right before a request enqueues or serves a PDF
-// (it may have waited for the tenant's tables or Redis meanwhile): a key
-// revoked, or a tenant suspended or deleted, while it was in flight
-// enqueues nothing and downloads nothing.
+// Steps 3 to 5 run again right before a request enqueues, serves a PDF or
+// answers a task's state (it may have waited for the tenant's tables or
+// Redis meanwhile): a key revoked, or a tenant suspended or deleted, while
+// it was in flight enqueues nothing, downloads nothing and learns no
+// task's state.
 //
 // Every failure of steps 2 to 4 with a key presented counts against the
 // client address (the peer, or Options.ClientIPHeader behind a proxy; IPv6
@@ -102,6 +103,7 @@
 //	GET    /admin/queues                      200 {"queues":[fair.Overview...]} (?top=1..100, default 10)
 //	POST   /admin/migrations                  202 {"enqueued": N} (503 past the deadline: how many were)
 //	       /admin/dashboard/                  asynqmon (Bearer, or Basic with the token as password)
+//	                                          (api/redis_info: 200 "info_refused":true when the Redis user may not run INFO)
 //
 // The queue routes answer 409 without fair dispatch (FAIR_DISPATCH=false):
 // there are no backlogs then.

@@ -395,7 +395,8 @@ const maxFilenameLen = 100
 
 // maxFilenameBytes bounds the download file name in UTF-8 bytes, ".pdf"
 // included: file systems take 255, and a browser saving a second copy
-// adds " (1)" or the like.
+// adds " (1)" or the like. A reminder's attachment has the same bound
+// (mailer.MaxFileNameBytes, which the enqueue service does not link).
 const maxFilenameBytes = 200
 
 // contentDisposition returns the Content-Disposition of an invoice's PDF:

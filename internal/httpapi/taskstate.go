@@ -38,7 +38,11 @@ const (
 
 // taskState is GET /v1/tasks/{task_id}: only the tenant's own tasks; every
 // other id, existing or not, is 404. A task asynq no longer has is found
-// in the tenant's own records of archived tasks (tasks.TaskRecords).
+// in the tenant's own records of archived tasks (tasks.TaskRecords). The
+// look-up may wait (tasks.Enqueuer.TenantTask: for a slot among the
+// look-ups running, for Redis, up to Options.RequestTimeout), so the
+// request's credentials are checked again before it answers
+// (stillAuthorized).
 func (h *Handler) taskState(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	t := tenantctx.MustFromContext(ctx)
@@ -54,6 +58,12 @@ func (h *Handler) taskState(w http.ResponseWriter, r *http.Request) {
 	lastError, err := h.publicLastError(ctx, t.ID, ti)
 	if err != nil {
 		h.internalError(w, r, "tenant task record", err)
+		return
+	}
+	// The look-ups waited (for a slot, for Redis): a key revoked, or a
+	// tenant suspended or deleted, meanwhile gets no answer about its
+	// tasks once the change has answered.
+	if !h.stillAuthorized(w, r) {
 		return
 	}
 	body := taskBody{

@@ -141,14 +141,16 @@ type credentials struct{ slug, key string }
 type credentialsKey struct{}
 
 // stillAuthorized checks the request's credentials again right before its
-// work is enqueued, or its PDF served: a request may wait long after
-// tenant() let it in (for a lock on the tenant's tables, for the database
-// or Redis, up to Options.RequestTimeout), and a key revoked, or a tenant
-// suspended or deleted, meanwhile must not get work in, nor an invoice
-// out, once the change has answered (the look-ups are the cache's, which
-// every change invalidates). It answers as tenant() would and returns
-// false when the request may no longer go on. A request that did not pass
-// through tenant() (a unit test calling a handler) is not checked.
+// work is enqueued, its PDF served, or its task's state answered: a
+// request may wait long after tenant() let it in (for a lock on the
+// tenant's tables, for the database or Redis, up to
+// Options.RequestTimeout), and a key revoked, or a tenant suspended or
+// deleted, meanwhile must not get work in, nor an invoice or a task's
+// state out, once the change has answered (the look-ups are the cache's,
+// which every change invalidates). It answers as tenant() would and
+// returns false when the request may no longer go on. A request that did
+// not pass through tenant() (a unit test calling a handler) is not
+// checked.
 func (h *Handler) stillAuthorized(w http.ResponseWriter, r *http.Request) bool {
 	c, ok := r.Context().Value(credentialsKey{}).(credentials)
 	if !ok {

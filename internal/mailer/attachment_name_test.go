@@ -80,7 +80,7 @@ func TestNonASCIIAttachmentNameIsRFC2231(t *testing.T) {
 			if strings.Contains(got, "=?") || path.Ext(got) != ".pdf" || !utf8.ValidString(got) {
 				t.Errorf("attachment name %.30s... reads as %.80q: want the name itself, ending in .pdf", name, got)
 			}
-			if want := name; utf8.RuneCountInString(name) <= mailer.MaxLineRunes && got != want {
+			if want := name; utf8.RuneCountInString(name) <= mailer.MaxLineRunes && len(name) <= mailer.MaxFileNameBytes && got != want {
 				t.Errorf("attachment name reads as %q, want %q", got, want)
 			}
 			if ct := p.types[got]; ct != "application/pdf" {

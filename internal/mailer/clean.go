@@ -9,6 +9,12 @@ import (
 // MaxLineRunes bounds what OneLine returns, in runes (an ellipsis included).
 const MaxLineRunes = 200
 
+// MaxFileNameBytes bounds an attachment's name in UTF-8 bytes, its
+// extension included: file systems take 255, and a client saving a second
+// copy adds " (1)" or the like. The enqueue service bounds the download's
+// name the same way.
+const MaxFileNameBytes = 200
+
 // Characters OneLine and Text treat specially.
 const (
 	zwnj = '\u200c' // zero-width non-joiner: needed by Persian, Indic scripts

@@ -9,6 +9,7 @@ import (
 	"path"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	gomail "github.com/wneessen/go-mail"
@@ -158,8 +159,10 @@ func setSubject(msg *gomail.Msg, subj string) {
 }
 
 // attachmentName returns name as a safe file name: one line (OneLine),
-// without path separators, never empty. A name cut for length keeps its
-// extension (up to maxExtRunes), by which readers open the file.
+// without path separators, never empty, at most MaxLineRunes characters
+// and MaxFileNameBytes bytes of UTF-8. A name cut for length is cut
+// between characters, ends in "…" and keeps its extension (up to
+// maxExtRunes), by which readers open the file.
 func attachmentName(name string) string {
 	ext := path.Ext(name)
 	if OneLine(ext) != ext || strings.ContainsRune(ext, '\\') || utf8.RuneCountInString(ext) > maxExtRunes {
@@ -169,11 +172,30 @@ func attachmentName(name string) string {
 	if keep := MaxLineRunes - utf8.RuneCountInString(ext); len(stem) > keep {
 		stem = append(stem[:keep-1], '…')
 	}
-	name = fileNameReplacer.Replace(string(stem) + ext)
+	s := string(stem)
+	if len(s)+len(ext) > MaxFileNameBytes {
+		// A character of another script is 2-4 bytes: 200 characters
+		// were up to 800 bytes, more than a file system takes (255).
+		s = strings.TrimSuffix(s, "…")
+		s = strings.TrimRightFunc(cutBytes(s, MaxFileNameBytes-len(ext)-len("…")), unicode.IsSpace) + "…"
+	}
+	name = fileNameReplacer.Replace(s + ext)
 	if strings.Trim(name, ". ") == "" {
 		return "attachment"
 	}
 	return name
+}
+
+// cutBytes returns the longest prefix of s (valid UTF-8) of at most n
+// bytes that does not cut a character's UTF-8 sequence.
+func cutBytes(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // fileNameReplacer replaces the path separators of an attachment name, and

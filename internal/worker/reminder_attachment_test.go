@@ -4,9 +4,11 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/invoicing/tenantworker/internal/mailer"
 	"github.com/invoicing/tenantworker/internal/mailer/smtptest"
 	"github.com/invoicing/tenantworker/invoice"
 	"github.com/invoicing/tenantworker/tasks"
@@ -98,5 +100,40 @@ func TestReminderAttachmentKeepsNonASCIINumber(t *testing.T) {
 	const fallback = `filename="invoice-RE-M_ller___-7.pdf"`
 	if !strings.Contains(raw, fallback) {
 		t.Errorf("no ASCII fallback %s in the message:\n%.2000s", fallback, raw)
+	}
+}
+
+// TestReminderAttachmentNameFitsAFileSystem: the reminder of an invoice
+// whose number is 120 characters of a 3-byte script names its PDF in at
+// most 200 bytes of UTF-8 (mailer.MaxFileNameBytes, as the download's
+// name), still "invoice-" + the number's start + "….pdf": the name was
+// bounded to 200 characters, 372 bytes here, which a mail client cannot
+// save under that name.
+func TestReminderAttachmentNameFitsAFileSystem(t *testing.T) {
+	t.Parallel()
+	srv := smtptest.Start(t, smtptest.Options{})
+	e := newHandlerEnv(t, smtpMailer(t, srv))
+	acme := e.provision(t, "acme", "Acme Invoicing Ltd")
+	id := e.addInvoice(t, acme, acmeCustomer, overdueInvoice(strings.Repeat("請求書", 40)))
+	if err := e.work(tasks.InvoicePDF{TenantID: acme.ID, InvoiceID: id}); err != nil {
+		t.Fatal(err)
+	}
+	e.setToday(t, "2026-03-01")
+	if err := e.work(tasks.InvoiceReminder{TenantID: acme.ID, InvoiceID: id, Day: "2026-03-01"}); err != nil {
+		t.Fatal(err)
+	}
+	msgs := srv.Messages()
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages, want 1", len(msgs))
+	}
+	m := parseMail(t, msgs[0].Data)
+	if len(m.Attachments) != 1 {
+		t.Fatalf("attachments %q, want one", keys(m.Attachments))
+	}
+	for name := range m.Attachments {
+		if len(name) > mailer.MaxFileNameBytes || !utf8.ValidString(name) || !strings.HasPrefix(name, "invoice-請求書") || !strings.HasSuffix(name, "….pdf") {
+			t.Errorf("attachment name of %d bytes (valid UTF-8 %v): %q; want at most %d bytes, invoice-<number cut>….pdf",
+				len(name), utf8.ValidString(name), name, mailer.MaxFileNameBytes)
+		}
 	}
 }
