@@ -15,21 +15,7 @@ import (
 // refused. The download served the invoice, a customer's data, to the
 // holder of a leaked key after its revocation answered 204.
 func TestKeyRevokedInFlightDownloadsNothing(t *testing.T) {
-	for _, c := range []struct {
-		name   string
-		change func(b *bundle, tn tenant) response
-		want   int
-	}{
-		{"revoked", func(b *bundle, tn tenant) response {
-			return b.admin(t, http.MethodDelete, "/admin/tenants/"+tn.ID+"/keys/"+strconv.FormatInt(firstKeyID(t, b, tn), 10), "")
-		}, http.StatusUnauthorized},
-		{"suspended", func(b *bundle, tn tenant) response {
-			return b.admin(t, http.MethodPost, "/admin/tenants/"+tn.ID+"/suspend", "")
-		}, http.StatusForbidden},
-		{"deleted", func(b *bundle, tn tenant) response {
-			return b.admin(t, http.MethodDelete, "/admin/tenants/"+tn.ID, "")
-		}, http.StatusNotFound},
-	} {
+	for _, c := range credentialChanges(t) {
 		t.Run(c.name, func(t *testing.T) {
 			b := setup(t)
 			tn := b.active(t, "acme")
@@ -44,5 +30,30 @@ func TestKeyRevokedInFlightDownloadsNothing(t *testing.T) {
 				t.Errorf("in-flight download: status %d, want %d; body %.60q", r.status, c.want, r.body)
 			}
 		})
+	}
+}
+
+// credentialChange is a change that takes a request's right away: a
+// revoked key, a suspended or deleted tenant, and the status a request
+// made after it gets.
+type credentialChange struct {
+	name   string
+	change func(b *bundle, tn tenant) response
+	want   int
+}
+
+// credentialChanges are the changes an in-flight request must see once
+// they have answered.
+func credentialChanges(t *testing.T) []credentialChange {
+	return []credentialChange{
+		{"revoked", func(b *bundle, tn tenant) response {
+			return b.admin(t, http.MethodDelete, "/admin/tenants/"+tn.ID+"/keys/"+strconv.FormatInt(firstKeyID(t, b, tn), 10), "")
+		}, http.StatusUnauthorized},
+		{"suspended", func(b *bundle, tn tenant) response {
+			return b.admin(t, http.MethodPost, "/admin/tenants/"+tn.ID+"/suspend", "")
+		}, http.StatusForbidden},
+		{"deleted", func(b *bundle, tn tenant) response {
+			return b.admin(t, http.MethodDelete, "/admin/tenants/"+tn.ID, "")
+		}, http.StatusNotFound},
 	}
 }

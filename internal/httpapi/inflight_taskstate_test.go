@@ -3,7 +3,6 @@ package httpapi_test
 import (
 	"context"
 	"net/http"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -23,21 +22,7 @@ import (
 // figures) no more: the request answers as a new one would, once the
 // change has answered. It answered 200 with the task.
 func TestKeyRevokedInFlightTaskStateAnswersNothing(t *testing.T) {
-	for _, c := range []struct {
-		name   string
-		change func(b *bundle, tn tenant) response
-		want   int
-	}{
-		{"revoked", func(b *bundle, tn tenant) response {
-			return b.admin(t, http.MethodDelete, "/admin/tenants/"+tn.ID+"/keys/"+strconv.FormatInt(firstKeyID(t, b, tn), 10), "")
-		}, http.StatusUnauthorized},
-		{"suspended", func(b *bundle, tn tenant) response {
-			return b.admin(t, http.MethodPost, "/admin/tenants/"+tn.ID+"/suspend", "")
-		}, http.StatusForbidden},
-		{"deleted", func(b *bundle, tn tenant) response {
-			return b.admin(t, http.MethodDelete, "/admin/tenants/"+tn.ID, "")
-		}, http.StatusNotFound},
-	} {
+	for _, c := range credentialChanges(t) {
 		t.Run(c.name, func(t *testing.T) {
 			g := &gateHook{}
 			b := setup(t, func(o *httpapi.Options) {
