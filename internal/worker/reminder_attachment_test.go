@@ -76,27 +76,12 @@ func TestReminderAttachesTheInvoiceAsItIsNow(t *testing.T) {
 // ("invoice-RE-M__ller_______-7.pdf").
 func TestReminderAttachmentKeepsNonASCIINumber(t *testing.T) {
 	t.Parallel()
-	srv := smtptest.Start(t, smtptest.Options{})
-	e := newHandlerEnv(t, smtpMailer(t, srv))
-	acme := e.provision(t, "acme", "Acme Invoicing Ltd")
-	id := e.addInvoice(t, acme, acmeCustomer, overdueInvoice("RE-Müller/東京-7"))
-	if err := e.work(tasks.InvoicePDF{TenantID: acme.ID, InvoiceID: id}); err != nil {
-		t.Fatal(err)
-	}
-	e.setToday(t, "2026-03-01")
-	if err := e.work(tasks.InvoiceReminder{TenantID: acme.ID, InvoiceID: id, Day: "2026-03-01"}); err != nil {
-		t.Fatal(err)
-	}
-	msgs := srv.Messages()
-	if len(msgs) != 1 {
-		t.Fatalf("%d messages, want 1", len(msgs))
-	}
-	m := parseMail(t, msgs[0].Data)
+	raw, m := remindOverdueNumbered(t, "RE-Müller/東京-7")
 	const want = "invoice-RE-Müller_東京-7.pdf"
 	if _, ok := m.Attachments[want]; !ok || len(m.Attachments) != 1 {
 		t.Errorf("attachments %q, want %q", keys(m.Attachments), want)
 	}
-	raw := strings.ReplaceAll(string(msgs[0].Data), "\r\n ", " ")
+	raw = strings.ReplaceAll(raw, "\r\n ", " ")
 	const fallback = `filename="invoice-RE-M_ller___-7.pdf"`
 	if !strings.Contains(raw, fallback) {
 		t.Errorf("no ASCII fallback %s in the message:\n%.2000s", fallback, raw)
@@ -111,10 +96,27 @@ func TestReminderAttachmentKeepsNonASCIINumber(t *testing.T) {
 // save under that name.
 func TestReminderAttachmentNameFitsAFileSystem(t *testing.T) {
 	t.Parallel()
+	_, m := remindOverdueNumbered(t, strings.Repeat("請求書", 40))
+	if len(m.Attachments) != 1 {
+		t.Fatalf("attachments %q, want one", keys(m.Attachments))
+	}
+	for name := range m.Attachments {
+		if len(name) > mailer.MaxFileNameBytes || !utf8.ValidString(name) || !strings.HasPrefix(name, "invoice-請求書") || !strings.HasSuffix(name, "….pdf") {
+			t.Errorf("attachment name of %d bytes (valid UTF-8 %v): %q; want at most %d bytes, invoice-<number cut>….pdf",
+				len(name), utf8.ValidString(name), name, mailer.MaxFileNameBytes)
+		}
+	}
+}
+
+// remindOverdueNumbered renders and then reminds, over SMTP, an overdue
+// invoice of acme numbered number, and returns the one message sent, raw
+// and parsed.
+func remindOverdueNumbered(t *testing.T, number string) (string, receivedMail) {
+	t.Helper()
 	srv := smtptest.Start(t, smtptest.Options{})
 	e := newHandlerEnv(t, smtpMailer(t, srv))
 	acme := e.provision(t, "acme", "Acme Invoicing Ltd")
-	id := e.addInvoice(t, acme, acmeCustomer, overdueInvoice(strings.Repeat("請求書", 40)))
+	id := e.addInvoice(t, acme, acmeCustomer, overdueInvoice(number))
 	if err := e.work(tasks.InvoicePDF{TenantID: acme.ID, InvoiceID: id}); err != nil {
 		t.Fatal(err)
 	}
@@ -126,14 +128,5 @@ func TestReminderAttachmentNameFitsAFileSystem(t *testing.T) {
 	if len(msgs) != 1 {
 		t.Fatalf("%d messages, want 1", len(msgs))
 	}
-	m := parseMail(t, msgs[0].Data)
-	if len(m.Attachments) != 1 {
-		t.Fatalf("attachments %q, want one", keys(m.Attachments))
-	}
-	for name := range m.Attachments {
-		if len(name) > mailer.MaxFileNameBytes || !utf8.ValidString(name) || !strings.HasPrefix(name, "invoice-請求書") || !strings.HasSuffix(name, "….pdf") {
-			t.Errorf("attachment name of %d bytes (valid UTF-8 %v): %q; want at most %d bytes, invoice-<number cut>….pdf",
-				len(name), utf8.ValidString(name), name, mailer.MaxFileNameBytes)
-		}
-	}
+	return string(msgs[0].Data), parseMail(t, msgs[0].Data)
 }
