@@ -2,8 +2,11 @@ package worker
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 
@@ -14,14 +17,20 @@ import (
 // ErrDatabaseUnavailable wraps ErrTenantNotReady for a task whose attempt
 // failed only because a PostgreSQL database (the catalog "main", or a
 // tenant database) could not be reached at all: no connection could be
-// made (dial refused or timed out), or the server said it is shutting
-// down or cannot take connections now (SQLSTATE class 57P), or reported a
-// connection exception (class 08). The task is retried 15-30 s later
+// made and no server answered (the host name did not resolve; the dial
+// was refused, timed out or reset; the connection was closed or reset
+// during the TLS handshake or the start-up, as by a proxy whose database
+// is gone), or the server said it is shutting down or cannot take
+// connections now (SQLSTATE class 57P), or reported a connection
+// exception (class 08). The task is retried 15-30 s later
 // (NotReadyDelayMin..Max) without counting as a failure, so a database
 // outage longer than a task's retries' backoff does not archive it; on
 // its last allowed attempt KeepLastAttempt keeps it. Errors met once a
-// connection was made (a failing query, a constraint, a refused
-// authentication, a missing database or schema) stay failures.
+// connection was made (a failing query, a constraint, a connection
+// dropped mid-query without a SQLSTATE), and answers of a reachable server
+// to a misconfiguration (a refused authentication, a missing database or
+// schema, TLS refused under sslmode=require, a certificate that does not
+// verify) stay failures.
 var ErrDatabaseUnavailable = fmt.Errorf("database unavailable: %w", ErrTenantNotReady)
 
 // unavailableError is the error DatabaseUnavailable makes of an attempt's
@@ -72,8 +81,15 @@ func DatabaseUnavailable() asynq.MiddlewareFunc {
 // one: SQLSTATE class 08 (connection exception) or 57P (admin shutdown,
 // crash shutdown, cannot connect now) is unreachable, any other (an
 // authentication failure, an unknown database, a query error) is not.
-// Without one, a connection that could not be made (pgconn.ConnectError
-// of a dial that failed: refused, timed out, unreachable) is.
+// Without one, a connection that could not be made (pgconn.ConnectError)
+// is unreachable when every attempt of it failed in the network before
+// any server answered (noAnswer): the host name did not resolve, the dial
+// failed (refused, timed out, reset), or the connection was closed or
+// reset during the TLS handshake or the start-up. A server that answered
+// otherwise (it refused TLS under sslmode=require, a certificate that
+// does not verify, a TLS alert) is reachable and misconfigured: a
+// failure. A connection lost after it was made (no ConnectError) is a
+// failure too: see P27 in docs/architecture.md.
 func databaseUnreachable(err error) (string, bool) {
 	var ce *pgconn.ConnectError
 	db := ""
@@ -87,6 +103,61 @@ func databaseUnreachable(err error) (string, bool) {
 	if ce == nil {
 		return "", false
 	}
+	return db, noAnswer(ce.Unwrap())
+}
+
+// noAnswer reports whether err, the cause of a failed connect, is a
+// network failure met before any server answered: a name resolution
+// failure, a dial, read or write error (refused, reset, timed out), or the
+// connection closed (EOF) during the TLS handshake or the start-up. Of
+// several attempts (pgconn joins them: hosts, addresses, sslmode=prefer's
+// TLS and plain tries) every one must be such a failure. A TLS alert or a
+// certificate that does not verify is an answer (a misconfiguration), as
+// is any error noAnswer does not know.
+func noAnswer(err error) bool {
+	if err == nil {
+		return false
+	}
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		errs := joined.Unwrap()
+		for _, e := range errs {
+			if !noAnswer(e) {
+				return false
+			}
+		}
+		return len(errs) > 0
+	}
+	var (
+		alert     tls.AlertError
+		recordErr tls.RecordHeaderError
+		certErr   *tls.CertificateVerificationError
+		authErr   x509.UnknownAuthorityError
+		hostErr   x509.HostnameError
+		invalid   x509.CertificateInvalidError
+	)
+	if errors.As(err, &alert) || errors.As(err, &recordErr) || errors.As(err, &certErr) ||
+		errors.As(err, &authErr) || errors.As(err, &hostErr) || errors.As(err, &invalid) {
+		return false
+	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return true
+	}
 	var oe *net.OpError
-	return db, errors.As(ce, &oe) && oe.Op == "dial"
+	if errors.As(err, &oe) {
+		// crypto/tls reports alerts as "remote error" / "local error".
+		return oe.Op == "dial" || oe.Op == "read" || oe.Op == "write"
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return true
+	}
+	// connect_timeout: pgconn reports the connect's own deadline as a
+	// timeout (the task's ctx ending is settled by asynq before this).
+	if pgconn.Timeout(err) || errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	if next := errors.Unwrap(err); next != nil {
+		return noAnswer(next)
+	}
+	return false
 }
