@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/invoicing/tenantworker/schema"
@@ -202,6 +203,74 @@ func (r *Registry) Pool(ctx context.Context, name string) (*pgxpool.Pool, error)
 		return nil, err
 	}
 	return e.lanes.Any(), nil
+}
+
+// Ping checks that database name answers, on a connection of its own
+// dialed with the configuration of the database's pool (MainPool for
+// "main"; elsewhere its open lanes, found without asking the catalog when
+// they are open: a database registered in the catalog whose lanes were
+// never opened is looked up there first), closed at once. It is the probe
+// of the worker's database breakers (worker.DatabaseBreakers): a tenant
+// database's probe must not depend on "main", which may be down while
+// that database is back; and it must not take a pooled connection,
+// which may wait until its timeout while the pool's connections are in use
+// (a database that answers taken for one that does not) or be one the
+// server dropped (a database still down taken for one that answered). It
+// adds one connection to the pool's for the time of a ping.
+func (r *Registry) Ping(ctx context.Context, name string) error {
+	p := r.opts.MainPool
+	if name != tenantctx.DefaultDatabase && name != "" {
+		e, err := r.lanes(ctx, name, 0, false)
+		if err != nil {
+			return err
+		}
+		p = e.lanes.Any()
+	}
+	conn, err := pgx.ConnectConfig(ctx, p.Config().ConnConfig)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		_ = conn.Close(cctx)
+	}()
+	return conn.Ping(ctx)
+}
+
+// DatabaseOf names the database an error of a connection that could not
+// be made was met on: the error's pgconn.ConnectError names the server and
+// database it dialed, matched against "main"'s pools and the open pools of
+// the other databases (by host, port and database name). false when err
+// names no dial, or none of them. The worker's database breakers open the
+// breaker of the database it names (a task of a tenant on another
+// database that could not reach the catalog on "main" is main's outage,
+// not its database's).
+func (r *Registry) DatabaseOf(err error) (string, bool) {
+	var ce *pgconn.ConnectError
+	if !errors.As(err, &ce) || ce.Config == nil {
+		return "", false
+	}
+	dialed := func(p *pgxpool.Pool) bool {
+		c := p.Config().ConnConfig
+		return c.Host == ce.Config.Host && c.Port == ce.Config.Port && c.Database == ce.Config.Database
+	}
+	if dialed(r.opts.MainPool) || dialed(r.opts.MainSchemaPool) {
+		return tenantctx.DefaultDatabase, true
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	names := make([]string, 0, len(r.pools))
+	for n := range r.pools {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		if ps := r.pools[n].lanes.Pools(); len(ps) > 0 && dialed(ps[0]) {
+			return n, true
+		}
+	}
+	return "", false
 }
 
 // configured reports whether name's URL comes from Options.URLs

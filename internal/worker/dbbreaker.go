@@ -34,8 +34,20 @@ const (
 // BreakerOptions configures NewDatabaseBreakers.
 type BreakerOptions struct {
 	// Probe checks that the database of that name ("main" or a tenant
-	// database) can be reached (PingDatabase in production); required.
+	// database) can be reached; required. The worker's is
+	// placement.Registry.Ping, which reaches a tenant database without
+	// asking the catalog on "main" (down, perhaps, while that database is
+	// back).
 	Probe func(ctx context.Context, database string) error
+	// Locate names the database an attempt's error says it could not
+	// reach, when the error tells (a pgconn.ConnectError names the server
+	// it dialed); the worker's is placement.Registry.DatabaseOf. The
+	// breaker of that database opens. nil, or false: the database the
+	// attempt needed (its tenant's; "main" for a system task or a failed
+	// tenant look-up), which is wrong for a tenant task whose handler could
+	// not reach "main" (tenant:migrate and tenant:destroy write the
+	// catalog there).
+	Locate func(err error) (database string, ok bool)
 	// ProbeMin is the wait before the first probe of a database found
 	// down, doubled after each failed probe up to ProbeMax (defaults 1 s
 	// and 30 s).
@@ -60,9 +72,14 @@ type BreakerOptions struct {
 // (held: no dial, no warn line of their own) until a probe reaches it.
 // One probe runs at a time, by the first task that arrives once the
 // probe's backoff (ProbeMin doubling up to ProbeMax) has passed; when it
-// succeeds that task runs. Breakers are per worker process and per
-// database: a database down does not hold the tenants of the others. Use
-// it through MuxOptions.Breakers.
+// succeeds that task runs. When no task came to probe a database for
+// ProbeMax after its probe was due (its tenants' tasks stopped coming: the
+// database was removed, its tenants moved, the worker is idle), the
+// breakers probe it themselves, so that a database back is seen back (its
+// tenantworker_database_down at 0) whether or not tasks need it. Breakers
+// are per worker process and per database: a database down does not hold
+// the tenants of the others. Use it through MuxOptions.Breakers; Close
+// stops the background probes.
 type DatabaseBreakers struct {
 	opts   BreakerOptions
 	logger *slog.Logger
@@ -70,8 +87,13 @@ type DatabaseBreakers struct {
 	down *prometheus.GaugeVec
 	held *prometheus.CounterVec
 
-	mu  sync.Mutex
-	dbs map[string]*breaker
+	ctx    context.Context // the background probes'; cancelled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // the background probers (watch)
+
+	mu     sync.Mutex
+	dbs    map[string]*breaker
+	closed bool
 }
 
 // breaker is one database's state.
@@ -85,6 +107,7 @@ type breaker struct {
 	backoff     time.Duration
 	nextProbe   time.Time
 	probing     bool
+	watching    bool // a background prober (watch) runs for it
 }
 
 // NewDatabaseBreakers returns the breakers of opts (defaults filled in).
@@ -106,6 +129,7 @@ func NewDatabaseBreakers(opts BreakerOptions) (*DatabaseBreakers, error) {
 		opts.SummaryEvery = DefaultBreakerSummaryEvery
 	}
 	b := &DatabaseBreakers{opts: opts, logger: opts.Logger, dbs: map[string]*breaker{}}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
 	if b.logger == nil {
 		b.logger = slog.Default()
 	}
@@ -129,9 +153,11 @@ func NewDatabaseBreakers(opts BreakerOptions) (*DatabaseBreakers, error) {
 	return b, nil
 }
 
-// PingDatabase is the production probe of DatabaseBreakers: it pings the
-// pool of database name, pool(name) ("main" or a tenant database, as
-// placement.Registry.Pool returns them).
+// PingDatabase is a probe of DatabaseBreakers over a fixed set of pools:
+// it pings the pool of database name, pool(name). A pool function that
+// reaches a tenant database through the catalog (placement.Registry.Pool)
+// makes its probe fail while "main" is down: the worker probes with
+// placement.Registry.Ping instead.
 func PingDatabase(pool func(ctx context.Context, name string) (*pgxpool.Pool, error)) func(ctx context.Context, name string) error {
 	return func(ctx context.Context, name string) error {
 		p, err := pool(ctx, name)
@@ -170,23 +196,31 @@ func (b *DatabaseBreakers) admit(ctx context.Context, name string) error {
 	s.probing = true
 	b.mu.Unlock()
 
-	pctx, cancel := context.WithTimeout(ctx, b.opts.ProbeTimeout)
-	perr := b.opts.Probe(pctx, name)
-	cancel()
+	perr := b.probe(ctx, name, s)
 
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	s.probing = false
-	now = time.Now()
 	if perr != nil && ctx.Err() != nil {
 		return ctx.Err() // the task ended: the next task probes
 	}
+	if b.settleLocked(ctx, name, s, perr) {
+		return b.holdLocked(ctx, name, s, time.Now())
+	}
+	return nil
+}
+
+// settleLocked records the result perr of a probe of database name: still
+// down (true; the next probe backed off), or reached (false; s closed).
+// b.mu is held.
+func (b *DatabaseBreakers) settleLocked(ctx context.Context, name string, s *breaker, perr error) (down bool) {
+	now := time.Now()
 	if perr != nil {
 		if _, unreachable := databaseUnreachable(perr); unreachable || errors.Is(perr, context.DeadlineExceeded) {
 			s.backoff = min(2*s.backoff, b.opts.ProbeMax)
 			s.nextProbe = now.Add(s.backoff)
 			s.cause = perr.Error()
-			return b.holdLocked(ctx, name, s, now)
+			return true
 		}
 		// The server answered (a refused password, an unknown database):
 		// it can be reached; the task meets the error itself.
@@ -195,7 +229,94 @@ func (b *DatabaseBreakers) admit(ctx context.Context, name string) error {
 	b.down.WithLabelValues(name).Set(0)
 	b.logger.InfoContext(ctx, "database reachable again: its tasks run", slog.String("database", name),
 		slog.Duration("downtime", now.Sub(s.since).Round(time.Millisecond)), slog.Int64("held_tasks", s.held))
+	return false
+}
+
+// watch is the background prober of database name's breaker s, from when
+// it opens until it closes or Close: it probes when a probe has been due
+// for ProbeMax and no task is probing. A probe that panics is logged and
+// backed off.
+func (b *DatabaseBreakers) watch(name string, s *breaker) {
+	defer b.wg.Done()
+	for {
+		b.mu.Lock()
+		if !s.open || b.closed {
+			s.watching = false
+			b.mu.Unlock()
+			return
+		}
+		wait := time.Until(s.nextProbe.Add(b.opts.ProbeMax))
+		due := wait <= 0 && !s.probing
+		if due {
+			s.probing = true
+		} else if wait <= 0 {
+			wait = b.opts.ProbeMin // a task is probing: look again later
+		}
+		b.mu.Unlock()
+		if !due {
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-b.ctx.Done():
+				t.Stop()
+			}
+			continue
+		}
+		perr, panicked := b.backgroundProbe(name, s)
+		b.mu.Lock()
+		switch {
+		case panicked: // probe ended s's probing; a task may probe by now
+			s.nextProbe = time.Now().Add(s.backoff)
+		case b.ctx.Err() == nil:
+			s.probing = false
+			b.settleLocked(b.ctx, name, s, perr)
+		default:
+			s.probing = false
+		}
+		b.mu.Unlock()
+	}
+}
+
+// backgroundProbe is watch's probe, a panic recovered and logged.
+func (b *DatabaseBreakers) backgroundProbe(name string, s *breaker) (perr error, panicked bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			panicked = true
+			b.logger.ErrorContext(b.ctx, "database breaker probe panicked", slog.String("database", name), slog.Any("panic", r))
+		}
+	}()
+	return b.probe(b.ctx, name, s), false
+}
+
+// Close stops the background probes and waits for them; a breaker still
+// open is probed by its tasks only. It returns nil.
+func (b *DatabaseBreakers) Close() error {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	b.cancel()
+	b.wg.Wait()
 	return nil
+}
+
+// probe runs one probe of database name, within ProbeTimeout. A probe
+// that panics (the panic goes on to Recover) ends s's probing, so that a
+// later task probes again instead of every task of the database being
+// held until the process restarts.
+func (b *DatabaseBreakers) probe(ctx context.Context, name string, s *breaker) error {
+	returned := false
+	defer func() {
+		if !returned {
+			b.mu.Lock()
+			s.probing = false
+			b.mu.Unlock()
+		}
+	}()
+	pctx, cancel := context.WithTimeout(ctx, b.opts.ProbeTimeout)
+	defer cancel()
+	err := b.opts.Probe(pctx, name)
+	returned = true
+	return err
 }
 
 // holdLocked counts a held task of s and logs the still-down line when
@@ -229,7 +350,13 @@ func (b *DatabaseBreakers) failed(ctx context.Context, name string, err error) {
 		return
 	}
 	now := time.Now()
-	*s = breaker{open: true, since: now, cause: err.Error(), lastLine: now, backoff: b.opts.ProbeMin, nextProbe: now.Add(b.opts.ProbeMin)}
+	*s = breaker{open: true, since: now, cause: err.Error(), lastLine: now, backoff: b.opts.ProbeMin, nextProbe: now.Add(b.opts.ProbeMin),
+		watching: s.watching}
+	if !s.watching && !b.closed {
+		s.watching = true
+		b.wg.Add(1)
+		go b.watch(name, s)
+	}
 	b.down.WithLabelValues(name).Set(1)
 	b.logger.WarnContext(ctx, "database unreachable: its tasks are held until a probe reaches it", slog.String("database", name),
 		slog.String("cause", s.cause), slog.Duration("first_probe_in", b.opts.ProbeMin))
@@ -246,9 +373,10 @@ type attemptDatabaseKey struct{}
 // nothing). It holds a system task while "main" is down (the sweeps work
 // on the catalog there), and after an attempt whose error is
 // ErrDatabaseUnavailable (a real dial that failed, not a hold) opens the
-// breaker of the database the attempt needed: its tenant's (DatabaseGate
-// found it), or "main" for a system task or a tenant look-up that failed
-// (the catalog). It runs right outside DatabaseUnavailable.
+// breaker of the database the error names (BreakerOptions.Locate), else
+// of the database the attempt needed: its tenant's (DatabaseGate found
+// it), or "main" for a system task or a tenant look-up that failed (the
+// catalog). It runs right outside DatabaseUnavailable.
 func DatabaseBreaker(b *DatabaseBreakers) asynq.MiddlewareFunc {
 	return func(next asynq.Handler) asynq.Handler {
 		if b == nil {
@@ -266,6 +394,11 @@ func DatabaseBreaker(b *DatabaseBreakers) asynq.MiddlewareFunc {
 				name := at.name
 				if name == "" {
 					name = tenantctx.DefaultDatabase
+				}
+				if b.opts.Locate != nil {
+					if n, ok := b.opts.Locate(err); ok {
+						name = n
+					}
 				}
 				b.failed(ctx, name, err)
 			}

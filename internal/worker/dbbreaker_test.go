@@ -144,6 +144,7 @@ func (e *breakerEnv) newChain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	closeBreakers(t, e.breakers)
 	query := func(ctx context.Context, pool *pgxpool.Pool) error {
 		_, err := pool.Exec(ctx, "SELECT 1")
 		return err
@@ -348,6 +349,7 @@ func TestDatabaseBreakerProbesOneAtATime(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	closeBreakers(t, b)
 	catalog := memstore.New()
 	tn := addTenant(t, catalog, "probe-once", tenantctx.StatusActive)
 	var ran atomic.Int64

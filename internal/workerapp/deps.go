@@ -77,10 +77,11 @@ func open(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Opti
 	// A circuit breaker per database: a database found unreachable is
 	// probed, not dialed by each of its tasks (docs/architecture.md P27).
 	if d.breakers, err = worker.NewDatabaseBreakers(worker.BreakerOptions{
-		Probe: worker.PingDatabase(d.Pools.Pool), Logger: logger, Registerer: d.registry,
+		Probe: d.Pools.Ping, Locate: d.Pools.DatabaseOf, Logger: logger, Registerer: d.registry,
 	}); err != nil {
 		return nil, err
 	}
+	d.closers = append(d.closers, d.breakers.Close)
 	if err := worker.RegisterQueueMetrics(d.registry, d.Inspector); err != nil {
 		return nil, err
 	}
