@@ -1175,7 +1175,9 @@ type QueueStats struct {
 	Moving    bool `json:"moving"`
 	// Policy is the policy last enqueued with (or set by SetPolicy); the
 	// zero Policy (weight 0) when the queue has none recorded for the
-	// tenant: its next enqueue there brings one.
+	// tenant: its next enqueue there that adds a task brings one (an
+	// enqueue that adds none records nothing for a tenant without state,
+	// so a late enqueue after an erasure's Forget leaves nothing).
 	Policy Policy `json:"policy"`
 }
 

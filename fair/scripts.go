@@ -938,7 +938,16 @@ end
 // the task is 'new'.
 var enqueueScript = redis.NewScript(prelude + `
 local t = ARGV[10]
-redis.call('HSET', tkey(t), 'w', ARGV[11], 'mr', ARGV[12], 'mw', ARGV[13])
+-- The policy is written for a tenant with state here, and for one
+-- without (first enqueue, or an erased tenant forgotten here) only once
+-- a task is added below: a call that adds nothing (refused by a cap, or
+-- every task found) leaves no state, which no one would remove after an
+-- erasure (the worker that meets an added task forgets an erased
+-- tenant's).
+local known = redis.call('EXISTS', tkey(t), P .. 'b:' .. t, P .. 'run:' .. t) > 0
+if known then
+  redis.call('HSET', tkey(t), 'w', ARGV[11], 'mr', ARGV[12], 'mw', ARGV[13])
+end
 local mw = num(ARGV[13], 0)
 local n = num(ARGV[14], 0)
 local mt = num(ARGV[15], 0)
@@ -1052,6 +1061,7 @@ for _, f in ipairs(fresh) do
   added[typ] = (added[typ] or 0) + 1
 end
 if #ids > 0 then
+  if not known then redis.call('HSET', tkey(t), 'w', ARGV[11], 'mr', ARGV[12], 'mw', ARGV[13]) end
   many('HSET', P .. 'msg', msgs)
   many('RPUSH', P .. 'b:' .. t, ids)
   for typ, k in pairs(added) do countWaiting(t, typ, k) end

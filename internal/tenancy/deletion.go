@@ -293,6 +293,46 @@ func (s *Service) FinishErased(ctx context.Context, id string) (Erasure, error) 
 	return done, nil
 }
 
+// ForgetErased removes what the fair dispatcher keeps of tenant id in
+// queues (every queue of the layout when none is named) once the audit
+// log records the tenant's erasure: its deletion completed
+// (ActionDeletionCompleted) or its provisioning aborted
+// (ActionProvisionAborted). Workers call it for a task whose tenant the
+// catalog does not know: an enqueue that resolved the tenant before its
+// erasure (a replica's cache lagging the deletion, a handler's follow-up,
+// a sweep's fan-out) and ran after the destroy's last look at Redis gave
+// the dispatcher the tenant's state again, and nothing else would remove
+// it. The audit log, read from the catalog's database (never a cache),
+// is what makes the forget safe: an erased tenant's id stays claimed
+// (tenancy.tenant_ids), so no live tenant, one being provisioned or moved
+// included, ever has such an entry, whatever a lagging cache answered.
+// Idempotent; many workers may call it at once. It reports whether it
+// forgot the tenant: false, doing nothing, without a dispatcher. It
+// returns storage.ErrNotFound when no erasure of id is recorded (an id
+// that never was a tenant's, or a catalog answer that does not hold):
+// nothing is forgotten.
+func (s *Service) ForgetErased(ctx context.Context, id string, queues ...string) (bool, error) {
+	if s.fair == nil {
+		return false, nil
+	}
+	entries, err := s.catalog.AuditEntries(ctx, id)
+	if err != nil {
+		return false, fmt.Errorf("forget erased tenant %s: %w", id, err)
+	}
+	if !slices.ContainsFunc(entries, func(e storage.AuditEntry) bool {
+		return e.Action == string(ActionDeletionCompleted) || e.Action == string(ActionProvisionAborted)
+	}) {
+		return false, fmt.Errorf("forget erased tenant %s: %w: no erasure recorded", id, storage.ErrNotFound)
+	}
+	if len(queues) == 0 {
+		queues = s.layout().Queues()
+	}
+	if err := s.fair.Forget(ctx, id, queues...); err != nil {
+		return false, fmt.Errorf("forget erased tenant %s: %w", id, err)
+	}
+	return true, nil
+}
+
 // forgetInRedis removes what Redis keeps of tenant id: what the fair
 // dispatcher kept of it (a few small keys) and the records of its
 // archived tasks, which nobody can read once it is erased.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -20,7 +21,11 @@ import (
 //
 //   - a tenant the catalog does not know (storage.ErrNotFound: deleted or
 //     never existed): archived at once (asynq.SkipRetry) with the reason;
-//     the handler never runs; except a destroy (tenant:destroy), whose
+//     the handler never runs; with erased set, first the fair dispatcher
+//     forgets the tenant in the task's queue when its erasure is recorded
+//     (forgetErased: the enqueue of the task, after the erasure, gave the
+//     dispatcher the tenant's state again), and a failure to check or
+//     forget is an ordinary error, retried; except a destroy (tenant:destroy), whose
 //     handler runs without a tenant, with the id in ctx (ErasedTenant):
 //     a run of it may have deleted the row and been cut off before it
 //     returned, and its retry finishes the erasure (or archives the task
@@ -46,7 +51,7 @@ import (
 //
 // A task's tenant comes from its payload only, never from a previous task
 // or a default. catalog is the cached catalog in production.
-func ResolveTenant(catalog storage.TenantStore, parker Parker) asynq.MiddlewareFunc {
+func ResolveTenant(catalog storage.TenantStore, parker Parker, erased ErasedForgetter) asynq.MiddlewareFunc {
 	return func(next asynq.Handler) asynq.Handler {
 		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
 			env := envelopeOf(ctx, t)
@@ -63,6 +68,9 @@ func ResolveTenant(catalog storage.TenantStore, parker Parker) asynq.MiddlewareF
 				return next.ProcessTask(withErasedTenant(ctx, env.TenantID), t)
 			}
 			if errors.Is(err, storage.ErrNotFound) {
+				if err := forgetErased(ctx, erased, env, t); err != nil {
+					return err
+				}
 				return tenantGone("tenant %s not found (deleted or never existed)", env.TenantID)
 			}
 			if err != nil {
@@ -86,6 +94,59 @@ func ResolveTenant(catalog storage.TenantStore, parker Parker) asynq.MiddlewareF
 			return err
 		})
 	}
+}
+
+// ErasedForgetter forgets what the fair dispatcher keeps of a tenant
+// whose erasure is recorded (tenancy.Service.ForgetErased).
+type ErasedForgetter interface {
+	// ForgetErased forgets tenant id in queues (every queue when none is
+	// named) when the audit log records its erasure, and reports whether
+	// it did (false without fair dispatch); storage.ErrNotFound when it
+	// records none, and nothing is forgotten.
+	ForgetErased(ctx context.Context, id string, queues ...string) (bool, error)
+}
+
+// forgetTimeout bounds forgetErased: an audit read and one script call
+// per queue, on the path of a task that is archived anyway.
+const forgetTimeout = 5 * time.Second
+
+// forgetErased asks erased to forget the tenant of task t, which the
+// catalog does not know, in the task's queue (every queue when ctx names
+// none, as for a task run outside asynq). An enqueue that resolved the
+// tenant before its erasure completed and reached Redis after the
+// destroy's last look gave the dispatcher the tenant's state (policy,
+// backlog) again; the enqueue of such a task always puts it where a
+// worker meets it in that queue, so this is where the state goes again.
+// A task of a tenant the catalog does not know is rare and is archived:
+// nothing is added to the path of any other task. No erasure recorded
+// (storage.ErrNotFound: an id that never was a tenant's, or a catalog
+// answer that does not hold) forgets nothing and returns nil: the task is
+// archived as before. Any other failure is returned, to be retried: the
+// task is the only thing left that would forget the state.
+func forgetErased(ctx context.Context, erased ErasedForgetter, env Envelope, t *asynq.Task) error {
+	if erased == nil {
+		return nil
+	}
+	var queues []string
+	if q, ok := asynq.GetQueueName(ctx); ok && q != "" {
+		queues = []string{q}
+	}
+	fctx, cancel := context.WithTimeout(ctx, forgetTimeout)
+	defer cancel()
+	forgot, err := erased.ForgetErased(fctx, env.TenantID, queues...)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return nil
+	case err != nil:
+		return fmt.Errorf("tenant %s not found; forget its state after its erasure: %w", env.TenantID, err)
+	case !forgot:
+		return nil
+	}
+	taskID, _ := asynq.GetTaskID(ctx)
+	LoggerFromContext(ctx).InfoContext(ctx, "task of an erased tenant: its fair-dispatch state forgotten",
+		slog.String("tenant_id", env.TenantID), slog.String("task_id", taskID), slog.String("task_type", t.Type()),
+		slog.Any("queues", queues))
+	return nil
 }
 
 // erasedKey is the context key of ErasedTenant.

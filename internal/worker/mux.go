@@ -40,6 +40,11 @@ type MuxOptions struct {
 	// on its last allowed attempt is put back into asynq's retry set
 	// instead of being archived unrun (KeepLastAttempt).
 	Redis redis.UniversalClient
+	// Erased, when set, forgets what the fair dispatcher keeps of a tenant
+	// whose erasure is recorded, for a task of a tenant the catalog does
+	// not know (ResolveTenant); in NewServeMux it defaults to the
+	// Handlers' Tenancy.
+	Erased ErasedForgetter
 	// Breakers, when set, hold the tasks of a database found unreachable
 	// without dialing it until a probe reaches it (DatabaseBreaker,
 	// DatabaseGate); nil holds nothing (each task dials).
@@ -62,7 +67,7 @@ func Chain(opts MuxOptions) []asynq.MiddlewareFunc {
 	}
 	return []asynq.MiddlewareFunc{
 		DecodeEnvelope(), ReportCost(opts.Reporter), ForgetRecordOnSuccess(opts.Records, logger), Recover(logger), Log(logger), opts.Metrics.Middleware(), RefuseInvalid(),
-		KeepLastAttempt(opts.Redis), DatabaseBreaker(opts.Breakers), DatabaseUnavailable(), ResolveTenant(opts.Catalog, opts.Parker),
+		KeepLastAttempt(opts.Redis), DatabaseBreaker(opts.Breakers), DatabaseUnavailable(), ResolveTenant(opts.Catalog, opts.Parker, opts.Erased),
 		DatabaseGate(opts.Breakers), DatabaseSlots(opts.DatabaseSlots, DefaultDatabaseSlotWait),
 	}
 }
@@ -74,6 +79,9 @@ func Chain(opts MuxOptions) []asynq.MiddlewareFunc {
 func NewServeMux(h *Handlers, opts MuxOptions) *asynq.ServeMux {
 	if opts.Catalog == nil && h.Catalog != nil {
 		opts.Catalog = h.Catalog
+	}
+	if opts.Erased == nil && h.Tenancy != nil {
+		opts.Erased = h.Tenancy
 	}
 	if opts.Records == nil && h.Enqueuer != nil {
 		opts.Records = h.Enqueuer.TaskRecords()
