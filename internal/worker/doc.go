@@ -18,7 +18,7 @@
 //	DatabaseBreaker holds every task while main is down, and opens the breaker of the database an attempt could not reach
 //	DatabaseUnavailable turns a failure to reach a database at all (no connection, SQLSTATE 08, 57P) into a not-ready wait
 //	ResolveTenant   looks the tenant up, applies the status policy, puts the tenant into ctx
-//	                (an unknown tenant's task archived, its fair state forgotten once its erasure is recorded)
+//	                (an unknown or deleting tenant's task archived, its fair state forgotten once its erasure is recorded)
 //	DatabaseGate    holds a task whose tenant database (not main) is down, without dialing it, until a probe reaches it
 //	DatabaseSlots   bounds the tasks of one tenant database other than main (TENANT_DB_MAX_TASKS)
 //	Handle[P]       decodes the payload into its type P, checks its fields, calls the handler

@@ -44,7 +44,10 @@ import (
 //     until the tenant resumes), when parker is set; a wait met on the
 //     last allowed attempt and not parked is kept by KeepLastAttempt;
 //   - the policy refuses (work or a migration of a deleting tenant, an
-//     unknown status): archived with the reason;
+//     unknown status): archived with the reason; for a tenant seen
+//     deleting, with erased set, first forgetErased as for an unknown one
+//     (the answer may be a cache's that has not seen the row deleted yet,
+//     and the task a late enqueue's after the erasure);
 //   - a catalog error (database or Redis down): an ordinary error, retried;
 //   - a task that fails because its tenant was deleted (or marked deleting)
 //     while it ran: archived with that reason, not retried.
@@ -77,6 +80,14 @@ func ResolveTenant(catalog storage.TenantStore, parker Parker, erased ErasedForg
 				return fmt.Errorf("look up tenant %s: %w", env.TenantID, err)
 			}
 			if err := admit(env, tenant); err != nil {
+				if tenant.Status == tenantctx.StatusDeleting && IsPermanent(err) {
+					// Perhaps a stale answer: the row may be gone, and
+					// this task the late enqueue that gave the
+					// dispatcher the tenant's state again.
+					if ferr := forgetErased(ctx, erased, env, t); ferr != nil {
+						return ferr
+					}
+				}
 				if parker != nil && errors.Is(err, ErrTenantNotReady) && tenant.Status == tenantctx.StatusSuspended {
 					return park(ctx, parker, t, env, err)
 				}
@@ -89,7 +100,7 @@ func ResolveTenant(catalog storage.TenantStore, parker Parker, erased ErasedForg
 			}
 			err = next.ProcessTask(tenantctx.WithTenant(ctx, tenant), t)
 			if err != nil && !IsPermanent(err) && env.Activity != tenantctx.Destruction {
-				return droppedIfDeleted(ctx, catalog, env, err)
+				return droppedIfDeleted(ctx, catalog, erased, env, t, err)
 			}
 			return err
 		})
@@ -202,16 +213,25 @@ const recheckTimeout = 5 * time.Second
 // marked deleting) while it ran into a permanent one: its schema or files
 // vanished under it, and a retry could only be archived later (P5 in
 // docs/architecture.md). Any other failure, including a failed or timed-out
-// re-check (recheckTimeout), is returned as is.
-func droppedIfDeleted(ctx context.Context, catalog storage.TenantStore, env Envelope, err error) error {
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recheckTimeout)
+// re-check (recheckTimeout), is returned as is. Before it archives the
+// task, erased forgets the tenant in the task's queue when the audit log
+// records its erasure (forgetErased: the task may be a late enqueue's that
+// a stale answer let run); a failure to check or forget is returned, and
+// the task retried.
+func droppedIfDeleted(ctx context.Context, catalog storage.TenantStore, erased ErasedForgetter, env Envelope, t *asynq.Task, err error) error {
+	ctx = context.WithoutCancel(ctx)
+	rctx, cancel := context.WithTimeout(ctx, recheckTimeout)
 	defer cancel()
 	cur, lerr := catalog.TenantByID(rctx, env.TenantID)
-	switch {
-	case errors.Is(lerr, storage.ErrNotFound):
-		return tenantGone("tenant %s was deleted while the %s task ran (%v)", env.TenantID, env.Type, err)
-	case lerr == nil && cur.Status.Decide(env.Activity) == tenantctx.Refuse:
-		return Permanentf("tenant %s is being deleted: %s task dropped (%v)", env.TenantID, env.Type, err)
+	deleted := errors.Is(lerr, storage.ErrNotFound)
+	if !deleted && (lerr != nil || cur.Status.Decide(env.Activity) != tenantctx.Refuse) {
+		return err
 	}
-	return err
+	if ferr := forgetErased(ctx, erased, env, t); ferr != nil {
+		return fmt.Errorf("%w (after: %w)", ferr, err)
+	}
+	if deleted {
+		return tenantGone("tenant %s was deleted while the %s task ran (%v)", env.TenantID, env.Type, err)
+	}
+	return Permanentf("tenant %s is being deleted: %s task dropped (%v)", env.TenantID, env.Type, err)
 }
