@@ -53,21 +53,7 @@ func TestDatabaseBreakerProbesADatabaseWithoutMain(t *testing.T) {
 
 	// The tenant's look-up, as the worker's tenant cache answers it
 	// while "main" is down.
-	cache := memstore.New()
-	if _, err := cache.AddDatabase(ctx, "x", xURL); err != nil {
-		t.Fatal(err)
-	}
-	tn, err := tenantctx.New("probe-x", "probe-x", "pro")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tn.Database = "x"
-	if tn, err = cache.CreateTenant(ctx, tn); err != nil {
-		t.Fatal(err)
-	}
-	if tn, err = cache.SetStatus(ctx, tn.ID, tenantctx.StatusActive); err != nil {
-		t.Fatal(err)
-	}
+	cache, tn := activeTenantOn(t, "probe-x", "x", xURL)
 
 	breakers, err := worker.NewDatabaseBreakers(worker.BreakerOptions{
 		Probe:    breakerProbe(reg),
@@ -211,21 +197,7 @@ func TestDatabaseBreakerProbeDoesNotWaitForABusyPool(t *testing.T) {
 	reg := placement.New(placement.Options{MainPool: mainPool, URLs: map[string]string{"x": xURL}, MaxConns: 1, RefreshInterval: -1})
 	t.Cleanup(func() { _ = reg.Close() })
 
-	cache := memstore.New()
-	tn, err := tenantctx.New("busy-x", "busy-x", "pro")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tn.Database = "x"
-	if _, err := cache.AddDatabase(ctx, "x", xURL); err != nil {
-		t.Fatal(err)
-	}
-	if tn, err = cache.CreateTenant(ctx, tn); err != nil {
-		t.Fatal(err)
-	}
-	if tn, err = cache.SetStatus(ctx, tn.ID, tenantctx.StatusActive); err != nil {
-		t.Fatal(err)
-	}
+	cache, tn := activeTenantOn(t, "busy-x", "x", xURL)
 	// A running task's connection: the pool's only one.
 	pool, err := reg.ForTenant(ctx, tn)
 	if err != nil {
@@ -296,21 +268,7 @@ func TestDatabaseBreakerOpensTheDatabaseTheAttemptFailedOn(t *testing.T) {
 	reg := placement.New(placement.Options{MainPool: mainPool, URLs: map[string]string{"x": xURL}, MaxConns: 2, RefreshInterval: -1})
 	t.Cleanup(func() { _ = reg.Close() })
 
-	cache := memstore.New()
-	tn, err := tenantctx.New("writes-main", "writes-main", "pro")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tn.Database = "x"
-	if _, err := cache.AddDatabase(ctx, "x", xURL); err != nil {
-		t.Fatal(err)
-	}
-	if tn, err = cache.CreateTenant(ctx, tn); err != nil {
-		t.Fatal(err)
-	}
-	if tn, err = cache.SetStatus(ctx, tn.ID, tenantctx.StatusActive); err != nil {
-		t.Fatal(err)
-	}
+	cache, tn := activeTenantOn(t, "writes-main", "x", xURL)
 	breakers, err := worker.NewDatabaseBreakers(worker.BreakerOptions{
 		Probe: breakerProbe(reg), Locate: breakerLocate(reg),
 		ProbeMin: 10 * time.Millisecond, ProbeMax: 20 * time.Millisecond,
@@ -420,4 +378,27 @@ func TestDatabaseBreakerClosesWithoutTasks(t *testing.T) {
 	if c := log.count(slog.LevelInfo, "database reachable again"); c != 1 {
 		t.Errorf("%d \"database reachable again\" lines, want 1", c)
 	}
+}
+
+// activeTenantOn returns an in-memory catalog (the worker's tenant cache)
+// knowing database db at url and an active tenant slug placed on it.
+func activeTenantOn(t *testing.T, slug, db, url string) (*memstore.Catalog, tenantctx.Tenant) {
+	t.Helper()
+	ctx := t.Context()
+	cache := memstore.New()
+	if _, err := cache.AddDatabase(ctx, db, url); err != nil {
+		t.Fatal(err)
+	}
+	tn, err := tenantctx.New(slug, slug, "pro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn.Database = db
+	if tn, err = cache.CreateTenant(ctx, tn); err != nil {
+		t.Fatal(err)
+	}
+	if tn, err = cache.SetStatus(ctx, tn.ID, tenantctx.StatusActive); err != nil {
+		t.Fatal(err)
+	}
+	return cache, tn
 }
