@@ -65,15 +65,7 @@ func TestDatabaseBreakerProbesADatabaseWithoutMain(t *testing.T) {
 	}
 	closeBreakers(t, breakers)
 	mux := worker.MuxOf(worker.MuxOptions{Logger: slog.New(slog.DiscardHandler), Catalog: cache, Breakers: breakers}, map[string]asynq.Handler{
-		tasks.TypeInvoicePDF: worker.Handle(func(ctx context.Context, _ tasks.InvoicePDF) error {
-			tenant, _ := tenantctx.FromContext(ctx)
-			pool, err := reg.ForTenant(ctx, tenant)
-			if err != nil {
-				return err
-			}
-			_, err = pool.Exec(ctx, "SELECT 1")
-			return err
-		}),
+		tasks.TypeInvoicePDF: selectOnTenantDatabase(reg),
 	})
 	run := func() error {
 		return mux.ProcessTask(context.Background(), newTask(t, tasks.InvoicePDF{TenantID: tn.ID, InvoiceID: 1}))
@@ -281,15 +273,7 @@ func TestDatabaseBreakerOpensTheDatabaseTheAttemptFailedOn(t *testing.T) {
 	// A render runs on the tenant's database; the destroy's handler
 	// writes main (the catalog), as tenant:destroy does.
 	mux := worker.MuxOf(worker.MuxOptions{Logger: slog.New(slog.DiscardHandler), Catalog: cache, Breakers: breakers}, map[string]asynq.Handler{
-		tasks.TypeInvoicePDF: worker.Handle(func(ctx context.Context, _ tasks.InvoicePDF) error {
-			tenant, _ := tenantctx.FromContext(ctx)
-			pool, err := reg.ForTenant(ctx, tenant)
-			if err != nil {
-				return err
-			}
-			_, err = pool.Exec(ctx, "SELECT 1")
-			return err
-		}),
+		tasks.TypeInvoicePDF: selectOnTenantDatabase(reg),
 		tasks.TypeTenantMigrate: worker.Handle(func(ctx context.Context, _ tasks.TenantMigrate) error {
 			_, err := mainPool.Exec(ctx, "SELECT 1")
 			return err
@@ -401,4 +385,18 @@ func activeTenantOn(t *testing.T, slug, db, url string) (*memstore.Catalog, tena
 		t.Fatal(err)
 	}
 	return cache, tn
+}
+
+// selectOnTenantDatabase is an invoice:pdf handler that runs SELECT 1 on
+// its tenant's database through reg, as a render's unit of work does.
+func selectOnTenantDatabase(reg *placement.Registry) asynq.Handler {
+	return worker.Handle(func(ctx context.Context, _ tasks.InvoicePDF) error {
+		tenant, _ := tenantctx.FromContext(ctx)
+		pool, err := reg.ForTenant(ctx, tenant)
+		if err != nil {
+			return err
+		}
+		_, err = pool.Exec(ctx, "SELECT 1")
+		return err
+	})
 }
