@@ -64,6 +64,20 @@ const tempDirName = ".tmp~"
 // NewFS returns a document store under root, creating it (mode 0750) if
 // needed.
 func NewFS(root string) (*FS, error) {
+	return newFS(root, true)
+}
+
+// OpenFS returns the document store under root without creating root:
+// for a process that writes no documents (the operator CLI's one-shot
+// commands), so that it leaves no empty directory where DOCUMENTS_DIR
+// points to nothing. While root is missing, writes fail with an error that
+// wraps fs.ErrNotExist and reads find no document (ErrNotFound).
+func OpenFS(root string) (*FS, error) {
+	return newFS(root, false)
+}
+
+// newFS is NewFS, or OpenFS when create is false.
+func newFS(root string, create bool) (*FS, error) {
 	if root == "" {
 		return nil, fmt.Errorf("new document store: empty root")
 	}
@@ -71,8 +85,10 @@ func NewFS(root string) (*FS, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new document store %s: %w", root, err)
 	}
-	if err := os.MkdirAll(abs, fsDirPerm); err != nil {
-		return nil, fmt.Errorf("new document store %s: %w", root, err)
+	if create {
+		if err := os.MkdirAll(abs, fsDirPerm); err != nil {
+			return nil, fmt.Errorf("new document store %s: %w", root, err)
+		}
 	}
 	return &FS{root: abs, openat2: openat2Available()}, nil
 }
@@ -576,7 +592,8 @@ func (s *FS) remove(rel string) error {
 }
 
 // DeleteTenant removes the tenant's directory and everything in it; a
-// tenant without documents is not an error.
+// tenant without documents is not an error, nor is a store whose root does
+// not exist (OpenFS), which holds none.
 func (s *FS) DeleteTenant(ctx context.Context, tenantID string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("delete documents of tenant %.64q: %w", tenantID, err)
@@ -585,6 +602,9 @@ func (s *FS) DeleteTenant(ctx context.Context, tenantID string) error {
 		return fmt.Errorf("delete documents: %w", err)
 	}
 	root, err := os.OpenRoot(s.root)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("delete documents of tenant %s: %w", tenantID, err)
 	}

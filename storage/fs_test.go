@@ -116,6 +116,53 @@ func TestNewFSCreatesRoot(t *testing.T) {
 	}
 }
 
+// TestOpenFSLeavesAMissingRootMissing: OpenFS does not create its root;
+// while the root is missing, writing and preparing fail with
+// fs.ErrNotExist, reading finds nothing (storage.ErrNotFound), deleting a
+// tenant's documents has none to delete, and nothing is created; once the root exists (a worker
+// made it), the same store works.
+func TestOpenFSLeavesAMissingRootMissing(t *testing.T) {
+	t.Parallel()
+	parent := t.TempDir()
+	root := filepath.Join(parent, "data", "documents")
+	s, err := storage.OpenFS(root)
+	if err != nil {
+		t.Fatalf("OpenFS: %v", err)
+	}
+	if s.Root() != root {
+		t.Errorf("Root() = %s, want %s", s.Root(), root)
+	}
+	ctx := context.Background()
+	const tenant = "tn_aaaaaaaaaaaaaaaaaaaaaaaaaa"
+	if _, err := s.Put(ctx, tenant, "invoices/1.pdf", strings.NewReader("%PDF-1.4")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Put under a missing root: %v, want fs.ErrNotExist", err)
+	}
+	if _, _, err := s.Open(ctx, tenant, "invoices/1.pdf"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("Open under a missing root: %v, want storage.ErrNotFound", err)
+	}
+	if err := s.PrepareTenant(ctx, tenant, "invoices"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("PrepareTenant under a missing root: %v, want fs.ErrNotExist", err)
+	}
+	if err := s.DeleteTenant(ctx, tenant); err != nil {
+		t.Errorf("DeleteTenant under a missing root: %v, want none (no documents to delete)", err)
+	}
+	if _, err := s.ListDocuments(ctx, tenant, "invoices"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("ListDocuments under a missing root: %v, want none or fs.ErrNotExist", err)
+	}
+	if _, err := os.Stat(filepath.Dir(root)); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the store made %s (stat: %v)", filepath.Dir(root), err)
+	}
+	if err := os.MkdirAll(root, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(ctx, tenant, "invoices/1.pdf", strings.NewReader("%PDF-1.4")); err != nil {
+		t.Errorf("Put once the root exists: %v", err)
+	}
+	if _, err := storage.OpenFS(""); err == nil {
+		t.Error("OpenFS(\"\") = nil error")
+	}
+}
+
 func TestFSRoundTripAndReplace(t *testing.T) {
 	t.Parallel()
 	b := setupFS(t)

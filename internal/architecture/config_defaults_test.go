@@ -3,12 +3,14 @@ package architecture
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/internal/config"
+	"github.com/invoicing/tenantworker/internal/devstack"
 	"github.com/invoicing/tenantworker/internal/httpapi"
 	"github.com/invoicing/tenantworker/pdf"
 	"github.com/invoicing/tenantworker/storage"
@@ -104,5 +106,66 @@ func TestReadmeConfigurationDefaults(t *testing.T) {
 	if got := c.HTTPAddrOr(config.DefaultEnqueueHTTPAddr) + " " + c.HTTPAddrOr(config.DefaultWorkerHTTPAddr); got != ":8080 :9090" ||
 		!strings.Contains(section(t, readDoc(t, "README.md"), "Configuration"), "| `HTTP_ADDR` | enqueue `:8080`, worker `:9090` |") {
 		t.Errorf("HTTP_ADDR defaults %s, or the README's row changed", got)
+	}
+}
+
+// TestReadmeDevStackFlags: the README's table of the dev stack's flags and
+// variables (under "What you will see") names every flag `worker -dev -h`
+// lists and no other, with the defaults it applies, and names the
+// variables its help names.
+func TestReadmeDevStackFlags(t *testing.T) {
+	t.Parallel()
+	var stdout, stderr strings.Builder
+	if code := devstack.Main([]string{"-dev", "-h"}, &stdout, &stderr, func(string) string { return "" }); code != 0 {
+		t.Fatalf("worker -dev -h: exit %d\n%s", code, stderr.String())
+	}
+	help := stderr.String()
+	sec := section(t, readDoc(t, "README.md"), "What you will see")
+	rows := map[string]string{}
+	for _, m := range regexp.MustCompile("(?m)^\\| `([^`]+)`(?:, `([^`]+)`)? \\| ([^|]*) \\|").FindAllStringSubmatch(sec, -1) {
+		rows[m[1]] = strings.TrimSpace(m[3])
+		if m[2] != "" {
+			rows[m[2]] = strings.TrimSpace(m[3])
+		}
+	}
+	if len(rows) < 5 {
+		t.Fatalf("the README's dev stack table has %d rows; the table seems to be gone", len(rows))
+	}
+	var flags []string
+	for _, m := range helpFlag.FindAllStringSubmatch(help, -1) {
+		if m[1] == "dev" {
+			continue
+		}
+		flags = append(flags, "-"+m[1])
+		if _, ok := rows["-"+m[1]]; !ok {
+			t.Errorf("worker -dev has the flag -%s, which the README's dev stack table does not name", m[1])
+		}
+	}
+	if len(flags) < 3 {
+		t.Fatalf("worker -dev -h lists %d flags:\n%s", len(flags), help)
+	}
+	_, env, _ := strings.Cut(help, "Environment:")
+	env, _, _ = strings.Cut(env, "flags:")
+	vars := regexp.MustCompile(`\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b`).FindAllString(env, -1)
+	if len(vars) < 2 {
+		t.Fatalf("worker -dev -h names %d variables:\n%s", len(vars), help)
+	}
+	for _, v := range vars {
+		if _, ok := rows[v]; !ok {
+			t.Errorf("worker -dev reads %s, which the README's dev stack table does not name", v)
+		}
+	}
+	for name := range rows {
+		if !slices.Contains(flags, name) && !slices.Contains(vars, name) {
+			t.Errorf("the README's dev stack table has a row for %s, which worker -dev -h does not name", name)
+		}
+	}
+	for name, want := range map[string]string{"-http-addr": "`" + devstack.DefaultHTTPAddr + "`", "-data-dir": "`" + devstack.DefaultDataDir + "`"} {
+		if rows[name] != want {
+			t.Errorf("README: worker -dev's %s defaults to %s; the dev stack uses %s", name, rows[name], want)
+		}
+	}
+	if rows["-worker-addr"] != "a free port" || !strings.HasSuffix(devstack.DefaultWorkerAddr, ":0") {
+		t.Errorf("README: worker -dev's -worker-addr defaults to %q; the dev stack uses %s", rows["-worker-addr"], devstack.DefaultWorkerAddr)
 	}
 }

@@ -102,6 +102,14 @@ type Options struct {
 	// work must stop there too. The dashboard's own connections are made
 	// without it.
 	ContextTimeouts bool
+	// ExistingDocumentsDir opens the document store in DOCUMENTS_DIR
+	// without creating the directory when it is missing
+	// (storage.OpenFS): the operator CLI's one-shot commands, which write
+	// no documents, so that one run in another working directory leaves
+	// no empty ./data/documents behind, which a later `documents prune`
+	// there would take for the workers' directory and report nothing to
+	// remove. The binaries' long-running processes create it.
+	ExistingDocumentsDir bool
 }
 
 // Open builds a Backend from cfg, which must be resolved
@@ -150,7 +158,11 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Opti
 		return nil, err
 	}
 
-	fs, err := storage.NewFS(cfg.DocumentsDir)
+	openFS := storage.NewFS
+	if opts.ExistingDocumentsDir {
+		openFS = storage.OpenFS
+	}
+	fs, err := openFS(cfg.DocumentsDir)
 	if err != nil {
 		return nil, fmt.Errorf("DOCUMENTS_DIR: %w", err)
 	}

@@ -226,7 +226,7 @@ func openCLI(ctx context.Context, sio IO) (cliBackend, error) {
 	if err != nil {
 		return cliBackend{}, err
 	}
-	b, closeBackend, err := openBackend(ctx, cfg, logger, sio.Options)
+	b, closeBackend, err := openBackend(ctx, cfg, logger, sio.Options, true)
 	if err != nil {
 		return cliBackend{}, err
 	}

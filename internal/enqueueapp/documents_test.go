@@ -247,3 +247,29 @@ func TestDocumentsPruneRefusesAMissingDirectory(t *testing.T) {
 		t.Errorf("documents prune made the missing directory (stat: %v)", err)
 	}
 }
+
+// TestCommandsLeaveAMissingDocumentsDirectoryMissing: a one-shot command
+// that writes no documents (`enqueue queues`, `db list`, `tenant add`) run
+// where DOCUMENTS_DIR does not exist (unset, so ./data/documents, in the
+// operator's working directory) does not create it, so no empty directory
+// is left behind and a later `documents prune` there still fails and says
+// so instead of reporting that it found nothing to remove.
+func TestCommandsLeaveAMissingDocumentsDirectoryMissing(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.movable(t, "acme")
+	missing := filepath.Join(t.TempDir(), "data", "documents")
+	f.env["DOCUMENTS_DIR"] = missing
+	for _, args := range [][]string{{"queues"}, {"db", "list"}, {"tenant", "add", "globex"}} {
+		if code, _, stderr := f.run(t, false, args...); code != enqueueapp.ExitOK {
+			t.Fatalf("enqueue %s: exit %d\n%s", strings.Join(args, " "), code, stderr)
+		}
+		if _, err := os.Stat(filepath.Dir(missing)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("enqueue %s made the documents directory %s (stat: %v)", strings.Join(args, " "), missing, err)
+		}
+	}
+	code, stdout, stderr := f.run(t, false, "documents", "prune")
+	if code == enqueueapp.ExitOK || !strings.Contains(stderr, missing+" (DOCUMENTS_DIR) does not exist") {
+		t.Errorf("documents prune after other commands: exit %d, stdout %q, stderr %q; want it to refuse the missing directory", code, stdout, stderr)
+	}
+}

@@ -76,7 +76,7 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 	}
 	defer ln.Close()
 
-	b, closeBackend, err := openBackend(ctx, cfg, logger, opts)
+	b, closeBackend, err := openBackend(ctx, cfg, logger, opts, false)
 	if err != nil {
 		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 			// SIGTERM while still connecting or migrating: a stop, not a
@@ -174,12 +174,14 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 // openBackend returns opts.Backend (closing nothing), or opens one from cfg
 // with the enqueue service's autopipelining (REDIS_AUTOPIPELINE) and a
 // Redis client whose commands end at their request's deadline
-// (backend.Options.ContextTimeouts), and returns its Close.
-func openBackend(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Options) (*backend.Backend, func() error, error) {
+// (backend.Options.ContextTimeouts), and returns its Close. A one-shot
+// command's backend leaves a missing DOCUMENTS_DIR missing
+// (backend.Options.ExistingDocumentsDir); the service's creates it.
+func openBackend(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Options, oneShot bool) (*backend.Backend, func() error, error) {
 	if opts.Backend != nil {
 		return opts.Backend, func() error { return nil }, nil
 	}
-	b, err := backend.Open(ctx, cfg, logger, backend.Options{AutoPipeline: cfg.RedisAutoPipeline, ContextTimeouts: true})
+	b, err := backend.Open(ctx, cfg, logger, backend.Options{AutoPipeline: cfg.RedisAutoPipeline, ContextTimeouts: true, ExistingDocumentsDir: oneShot})
 	if err != nil {
 		return nil, nil, err
 	}
