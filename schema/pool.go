@@ -28,6 +28,11 @@ type PoolOptions struct {
 	// Logger receives a warning for every connection the pool destroys
 	// because it could not be proven clean. nil discards.
 	Logger *slog.Logger
+	// AfterConnect, when set, runs on every new connection, before the
+	// check that its search_path is empty (pgxpool.Config.AfterConnect);
+	// an error refuses the connection. It must leave the session as it
+	// found it (that check and the release checks still apply).
+	AfterConnect func(ctx context.Context, conn *pgx.Conn) error
 }
 
 // verifyTimeout bounds the verification query AfterRelease runs (it has no
@@ -156,6 +161,11 @@ func NewPool(ctx context.Context, databaseURL string, opts PoolOptions) (*pgxpoo
 	}
 	if opts.MinConns > 0 {
 		cfg.MinConns = min(opts.MinConns, cfg.MaxConns)
+	}
+	if opts.AfterConnect != nil {
+		// Runs first (ConfigurePool keeps hooks already set), so that a
+		// connection it refuses never reaches the clean-connection state.
+		cfg.AfterConnect = opts.AfterConnect
 	}
 	ConfigurePool(cfg, opts.Logger)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)

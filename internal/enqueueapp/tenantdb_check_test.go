@@ -5,6 +5,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -107,4 +108,70 @@ func TestStartServesWhenATenantDatabaseIsDown(t *testing.T) {
 			t.Errorf("log warns about us1: %s", line)
 		}
 	}
+}
+
+// TestStartRefusesATenantDatabaseThatRefusesTheLogin: a TENANT_DATABASES
+// URL whose server answers that the login is refused (SQLSTATE class 28: a
+// wrong password, 28P01; a role that does not exist, 28000) is a
+// misconfiguration, not an outage: it stops the start with an error naming
+// the variable and the database, and never the password.
+func TestStartRefusesATenantDatabaseThatRefusesTheLogin(t *testing.T) {
+	t.Parallel()
+	srv := testenv.StartPostgres(t)
+	srv.RequirePasswords(t)
+	wrong, err := url.Parse(srv.DatabaseAs(t, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong.User = url.UserPassword(wrong.User.Username(), "n0t-the-s3cret")
+	noRole, err := url.Parse(testenv.PostgresAs(t, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	noRole.User = url.UserPassword("no_such_role_here", "an0ther-s3cret")
+	owner := testenv.PostgresAs(t, true)
+	for _, c := range []struct{ name, url, code string }{
+		{"eu2", wrong.String(), "28P01"},
+		{"eu3", noRole.String(), "28000"},
+	} {
+		_, log, err := openWithTenantDatabases(t, c.name+"="+c.url+",us1="+owner)
+		if err == nil {
+			t.Errorf("start with %s refusing the login (%s) succeeded; log:\n%s", c.name, c.code, log)
+			continue
+		}
+		for _, want := range []string{"TENANT_DATABASES", "database " + c.name, c.code} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("error %q lacks %q", err, want)
+			}
+		}
+		if strings.Contains(err.Error(), "s3cret") || strings.Contains(err.Error(), "us1") {
+			t.Errorf("error %q quotes a password or names us1", err)
+		}
+		t.Logf("error: %v", err)
+	}
+}
+
+// TestStartRefusesATenantDatabaseThatDoesNotExist: a TENANT_DATABASES URL
+// naming a database its server does not have (SQLSTATE 3D000) stops the
+// start with an error naming the variable and the database.
+func TestStartRefusesATenantDatabaseThatDoesNotExist(t *testing.T) {
+	t.Parallel()
+	missing, err := url.Parse(testenv.PostgresAs(t, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	missing.Path = "/no_such_database_here"
+	_, log, err := openWithTenantDatabases(t, "eu2="+missing.String())
+	if err == nil {
+		t.Fatalf("start with a TENANT_DATABASES database that does not exist succeeded; log:\n%s", log)
+	}
+	for _, want := range []string{"TENANT_DATABASES", "database eu2", "3D000"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	if pw, _ := missing.User.Password(); strings.Contains(err.Error(), pw) {
+		t.Errorf("error %q quotes the password", err)
+	}
+	t.Logf("error: %v", err)
 }

@@ -94,6 +94,13 @@ type Registry struct {
 	opened uint64 // opens so far; openDatabase.seq
 	closed bool
 
+	// lateMu guards pending and unusable, the TENANT_DATABASES databases
+	// CheckConfigured could not check at start (checkLate). Not r.mu: a
+	// check runs on a connection being made, which must not wait for it.
+	lateMu   sync.Mutex
+	pending  map[string]*lateCheck
+	unusable map[string]error
+
 	retiring sync.WaitGroup // pools being closed once their connections are back
 	stop     chan struct{}  // closed by Close; nil without a refresh loop
 	done     chan struct{}  // closed when the refresh loop returns
@@ -123,7 +130,8 @@ func New(o Options) *Registry {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	r := &Registry{opts: o, log: o.Logger, pools: map[string]openDatabase{}}
+	r := &Registry{opts: o, log: o.Logger, pools: map[string]openDatabase{},
+		pending: map[string]*lateCheck{}, unusable: map[string]error{}}
 	if o.Catalog != nil && o.RefreshInterval >= 0 {
 		r.stop, r.done = make(chan struct{}), make(chan struct{})
 		go r.refreshLoop(cmp.Or(o.RefreshInterval, DefaultRefreshInterval))
@@ -317,6 +325,12 @@ func (r *Registry) lanes(ctx context.Context, name string, want int64, fresh boo
 		return old, nil
 	}
 	opts := schema.PoolOptions{MaxConns: r.opts.MaxConns, Logger: r.log}
+	if configured {
+		opts.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
+			r.checkLate(ctx, name, conn)
+			return nil
+		}
+	}
 	if r.opts.KeepConns {
 		opts.MinConns = r.opts.MaxConns
 	}
@@ -483,8 +497,17 @@ const chooseTimeout = 5 * time.Second
 // one that does not (a ping within chooseTimeout) is skipped and logged,
 // so a server that is down does not fail every new tenant. When none
 // answers, the least loaded is returned (the provisioning then fails
-// with its error).
+// with its error). A TENANT_DATABASES database that failed its late check
+// (checkLate, Unusable) is never chosen, not even then: by name it is an
+// error wrapping the check's. One whose late check is still due is
+// checked by the ping (by name too), and skipped when that check does not
+// conclude that it is usable.
 func (r *Registry) Choose(ctx context.Context, want string) (string, error) {
+	if want != "" && want != tenantctx.DefaultDatabase && r.configured(want) {
+		if err := r.usable(ctx, want); err != nil {
+			return "", fmt.Errorf("place a new tenant on %s: %w", want, err)
+		}
+	}
 	if r.opts.Catalog == nil {
 		if want == "" || want == tenantctx.DefaultDatabase {
 			return tenantctx.DefaultDatabase, nil
@@ -523,22 +546,61 @@ func (r *Registry) Choose(ctx context.Context, want string) (string, error) {
 	// Fewest tenants first; the catalog lists them by name, which breaks
 	// ties.
 	slices.SortStableFunc(candidates, func(a, b storage.Database) int { return cmp.Compare(a.Tenants, b.Tenants) })
+	candidates = slices.DeleteFunc(candidates, func(d storage.Database) bool { return r.unusableErr(d.Name) != nil })
+	if len(candidates) == 0 {
+		return tenantctx.DefaultDatabase, nil
+	}
 	for _, d := range candidates {
 		err := r.ping(ctx, d.Name)
 		if err == nil {
-			return d.Name, nil
+			if err = r.lateOutcome(d.Name); err == nil {
+				return d.Name, nil
+			}
+			// Logged once by its check (or below, while still due).
+			if errors.Is(err, errCheckDue) {
+				r.log.WarnContext(ctx, "placing a new tenant: tenant database not checked yet (TENANT_DATABASES), skipped",
+					slog.String("database", d.Name))
+			}
+			continue
 		}
 		if ctx.Err() != nil {
 			break
 		}
+		if r.unusableErr(d.Name) != nil {
+			continue // the ping's refused login: logged once by checkLate
+		}
 		r.log.WarnContext(ctx, "placing a new tenant: tenant database does not answer, skipped",
 			slog.String("database", d.Name), slog.String("error", err.Error()))
 	}
-	return candidates[0].Name, nil
+	for _, d := range candidates {
+		if r.unusableErr(d.Name) == nil {
+			return d.Name, nil
+		}
+	}
+	return tenantctx.DefaultDatabase, nil
+}
+
+// usable is Choose's check of a TENANT_DATABASES database named by the
+// operator: an error when its late check failed, or fails on a ping now
+// (within chooseTimeout); nil when it passed, was never due, or could not
+// run (the server does not answer: the provisioning then fails with its
+// error, as without the check).
+func (r *Registry) usable(ctx context.Context, name string) error {
+	if err := r.unusableErr(name); err != nil {
+		return err
+	}
+	if !r.checkDue(name) {
+		return nil
+	}
+	_ = r.ping(ctx, name)
+	return r.unusableErr(name)
 }
 
 // ping checks that database name answers, within chooseTimeout. "main"
-// holds the catalog, which just answered.
+// holds the catalog, which just answered. A TENANT_DATABASES database
+// whose late check is due gets it on the connection pinged (checkLate),
+// or, when its server refuses the login or the database
+// (refusedConnect), fails it.
 func (r *Registry) ping(ctx context.Context, name string) error {
 	if name == tenantctx.DefaultDatabase {
 		return nil
@@ -549,7 +611,19 @@ func (r *Registry) ping(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	return p.Ping(ctx)
+	c, err := p.Acquire(ctx)
+	if err != nil {
+		if refusedConnect(err) {
+			r.failLate(ctx, name, fmt.Errorf("connect: %w: %w", ErrRefused, err))
+		}
+		return err
+	}
+	defer c.Release()
+	if err := c.Ping(ctx); err != nil {
+		return err
+	}
+	r.checkLate(ctx, name, c.Conn())
+	return nil
 }
 
 // Open lists the databases whose pools are open, "main" first.
@@ -739,17 +813,36 @@ func (r *Registry) Remove(ctx context.Context, name string) error {
 var ErrMayNotCreateSchemas = errors.New("may not create schemas")
 
 // ErrUnreachable wraps the error of a tenant database CheckDatabase could
-// not check: no connection (a server down, refused credentials), or no
-// answer in time.
+// not check: no connection (a server down or not answering, one at its
+// connection limit, a TLS failure), or no answer in time. A server that
+// refuses the login or the database is ErrRefused instead.
 var ErrUnreachable = errors.New("could not connect")
+
+// ErrRefused wraps the error of a tenant database whose server answered
+// that the URL's login or database is wrong (refusedConnect: SQLSTATE
+// class 28, a wrong password or an unknown role; 3D000, no such
+// database): a misconfiguration, not an outage.
+var ErrRefused = errors.New("server refused the login or the database")
+
+// refusedConnect reports whether err, of a connection that could not be
+// made, is the server's answer that the URL's login (SQLSTATE class 28:
+// invalid_password 28P01, invalid_authorization_specification 28000) or
+// its database (invalid_catalog_name 3D000) is wrong. Every other failure
+// (the worker's "unreachable" ones, internal/worker.DatabaseUnavailable,
+// and any other answer) is not.
+func refusedConnect(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (strings.HasPrefix(pe.Code, "28") || pe.Code == "3D000")
+}
 
 // CheckDatabase checks what the binaries need of a tenant database's URL
 // (`enqueue db add`, TENANT_DATABASES at start): it parses, the server
 // answers with an empty search_path (schema.NewPool's check) and the URL's
-// role may create schemas in the database. A database that cannot be
-// reached fails with ErrUnreachable; a role that may not create schemas,
-// with ErrMayNotCreateSchemas and the grant that fixes it. Errors never
-// quote the URL.
+// role may create schemas in the database. A server that refuses the
+// login or the database fails with ErrRefused; a database that cannot be
+// reached otherwise, with ErrUnreachable; a role that may not create
+// schemas, with ErrMayNotCreateSchemas and the grant that fixes it. Errors
+// never quote the URL.
 func CheckDatabase(ctx context.Context, dsn string, log *slog.Logger) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -760,15 +853,27 @@ func CheckDatabase(ctx context.Context, dsn string, log *slog.Logger) error {
 	}
 	defer p.Close()
 	if err := p.Ping(ctx); err != nil {
+		if refusedConnect(err) {
+			return fmt.Errorf("connect: %w: %w", ErrRefused, err)
+		}
 		return fmt.Errorf("connect: %w: %w", ErrUnreachable, err)
 	}
+	err = checkPrivileges(ctx, p)
+	if err != nil && ctx.Err() != nil && !errors.Is(err, ErrMayNotCreateSchemas) {
+		err = fmt.Errorf("%w: %w", ErrUnreachable, err)
+	}
+	return err
+}
+
+// checkPrivileges is CheckDatabase's check of the URL's role on q, a
+// connection to its database.
+func checkPrivileges(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}) error {
 	var role, db string
 	var mayCreate bool
-	if err := p.QueryRow(ctx, "SELECT current_user, pg_catalog.current_database(), "+
+	if err := q.QueryRow(ctx, "SELECT current_user, pg_catalog.current_database(), "+
 		"pg_catalog.has_database_privilege(current_user, pg_catalog.current_database(), 'CREATE')").Scan(&role, &db, &mayCreate); err != nil {
-		if ctx.Err() != nil {
-			err = fmt.Errorf("%w: %w", ErrUnreachable, err)
-		}
 		return fmt.Errorf("check privileges: %w", err)
 	}
 	if !mayCreate {
@@ -787,9 +892,13 @@ const checkTimeout = 10 * time.Second
 // within 10 s. Each process calls it at start. A role that may not create
 // schemas in its database is an error naming the database and the grant
 // (ErrMayNotCreateSchemas): a tenant placed there would stay
-// provisioning. A database that cannot be reached is not: it is logged as
-// a warning saying its privileges were not checked, and its tenants wait
-// for it while the others are served, as before the check.
+// provisioning; so is a server that refuses the login or the database
+// (ErrRefused: a wrong password, an unknown role or database), a
+// misconfiguration rather than an outage. A database that cannot be
+// reached otherwise (ErrUnreachable) is not: it is logged as a warning
+// saying its privileges were not checked yet, its tenants wait for it
+// while the others are served, as before the check, and it is checked
+// the first time a connection to it is made (checkLate).
 func (r *Registry) CheckConfigured(ctx context.Context) error {
 	names := make([]string, 0, len(r.opts.URLs))
 	for n := range r.opts.URLs {
@@ -805,10 +914,13 @@ func (r *Registry) CheckConfigured(ctx context.Context) error {
 			err := CheckDatabase(cctx, r.opts.URLs[n], r.log)
 			switch {
 			case err == nil:
-			case errors.Is(err, ErrMayNotCreateSchemas):
+			case errors.Is(err, ErrMayNotCreateSchemas), errors.Is(err, ErrRefused):
 				errs[i] = fmt.Errorf("TENANT_DATABASES: database %s: %w", n, err)
 			case errors.Is(err, ErrUnreachable) || cctx.Err() != nil:
-				r.log.WarnContext(ctx, "tenant database could not be checked at start (TENANT_DATABASES): its privileges were not checked; its tenants wait for it, the others are served",
+				r.lateMu.Lock()
+				r.pending[n] = &lateCheck{sem: make(chan struct{}, 1)}
+				r.lateMu.Unlock()
+				r.log.WarnContext(ctx, "tenant database could not be checked at start (TENANT_DATABASES): its privileges were not checked yet, they are on its first connection; its tenants wait for it, the others are served",
 					slog.String("database", n), slog.String("error", err.Error()))
 			default:
 				errs[i] = fmt.Errorf("TENANT_DATABASES: database %s: %w", n, err)

@@ -2,7 +2,9 @@ package testenv
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -11,6 +13,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/invoicing/tenantworker/internal/pgserver"
 )
@@ -84,6 +89,42 @@ func (s *PostgresServer) DatabaseURL(name string) string { return s.srv.Database
 func (s *PostgresServer) CreateDatabase(t testing.TB) string {
 	t.Helper()
 	return createTestDatabase(t, s.URL(), s.DatabaseURL)
+}
+
+// RequirePasswords makes the server ask every login but the superuser
+// "postgres" for its password (scram-sha-256, as a production server
+// does), instead of trusting it: a role of DatabaseAs given a wrong
+// password is refused with SQLSTATE 28P01. It rewrites pg_hba.conf and
+// reloads the configuration; it holds across Stop and Start.
+func (s *PostgresServer) RequirePasswords(t testing.TB) {
+	t.Helper()
+	hba := filepath.Join(s.srv.Dir(), "data", "pg_hba.conf")
+	// The file exists (initdb wrote it), so it keeps its owner and mode.
+	if err := os.WriteFile(hba, []byte("host all postgres 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n"), 0o600); err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	if err := adminExec(s.URL(), "SELECT pg_catalog.pg_reload_conf()"); err != nil {
+		t.Fatalf("testenv: reload %s: %v", hba, err)
+	}
+	// The postmaster reloads on its own time: wait until a login of an
+	// unknown role is asked for a password (28P01) rather than trusted and
+	// told the role does not exist (28000).
+	probe, err := url.Parse(s.URL())
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	probe.User = url.UserPassword("testenv_no_such_role", "x")
+	WaitFor(t, 30*time.Second, "pg_hba.conf reloaded", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, probe.String())
+		if err == nil {
+			_ = conn.Close(ctx)
+			return false
+		}
+		var pe *pgconn.PgError
+		return errors.As(err, &pe) && pe.Code == "28P01"
+	})
 }
 
 // Stop stops the server (fast shutdown: open sessions are disconnected) and

@@ -24,31 +24,46 @@ func PostgresAs(t testing.TB, owner bool) string {
 	if shared.err != nil {
 		t.Fatalf("testenv: shared PostgreSQL server: %v", shared.err)
 	}
+	return databaseAs(t, shared.adminURL, shared.dbURL, owner)
+}
+
+// DatabaseAs is PostgresAs on this server: a fresh database and a fresh
+// login role with a password that owns it (owner true) or may only connect
+// to it (owner false), both dropped in t.Cleanup. The server trusts every
+// login unless RequirePasswords was called.
+func (s *PostgresServer) DatabaseAs(t testing.TB, owner bool) string {
+	t.Helper()
+	return databaseAs(t, s.URL(), s.DatabaseURL, owner)
+}
+
+// databaseAs creates the role and the database of PostgresAs through
+// adminURL, a superuser's URL.
+func databaseAs(t testing.TB, adminURL string, dbURL func(string) string, owner bool) string {
+	t.Helper()
 	role, err := randomName("r_")
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
 	password := rand.Text()
 	quoted := pgx.Identifier{role}.Sanitize()
-	if err := adminExec(shared.adminURL, "CREATE ROLE "+quoted+
+	if err := adminExec(adminURL, "CREATE ROLE "+quoted+
 		" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD '"+password+"'"); err != nil {
 		t.Fatalf("testenv: create role %s: %v", role, err)
 	}
 	// Registered before the database's: cleanups run last first, and a
 	// role that owns a database cannot be dropped.
 	t.Cleanup(func() {
-		if err := adminExec(shared.adminURL, "DROP ROLE IF EXISTS "+quoted); err != nil {
+		if err := adminExec(adminURL, "DROP ROLE IF EXISTS "+quoted); err != nil {
 			t.Errorf("testenv: drop role %s: %v", role, err)
 		}
 	})
-	dbURL := createTestDatabase(t, shared.adminURL, shared.dbURL)
-	u, err := url.Parse(dbURL)
+	u, err := url.Parse(createTestDatabase(t, adminURL, dbURL))
 	if err != nil {
-		t.Fatalf("testenv: parse %s: %v", dbURL, err)
+		t.Fatalf("testenv: parse database URL: %v", err)
 	}
 	if owner {
 		db := pgx.Identifier{u.Path[1:]}.Sanitize()
-		if err := adminExec(shared.adminURL, "ALTER DATABASE "+db+" OWNER TO "+quoted); err != nil {
+		if err := adminExec(adminURL, "ALTER DATABASE "+db+" OWNER TO "+quoted); err != nil {
 			t.Fatalf("testenv: give database %s to %s: %v", u.Path[1:], role, err)
 		}
 	}
