@@ -10,7 +10,6 @@ import (
 
 	"github.com/invoicing/tenantworker/internal/placement"
 	"github.com/invoicing/tenantworker/internal/testenv"
-	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
@@ -25,14 +24,7 @@ import (
 func startedWhileDown(t *testing.T, owner, wrongPassword bool) (*placement.Registry, *testenv.LogBuffer) {
 	t.Helper()
 	ctx := t.Context()
-	main, err := schema.NewPool(ctx, testenv.Postgres(t), schema.PoolOptions{MaxConns: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(main.Close)
-	if err := storage.MigrateCatalog(ctx, main, nil); err != nil {
-		t.Fatal(err)
-	}
+	main := catalogPool(t)
 	srv := testenv.StartPostgres(t)
 	lateURL := srv.DatabaseAs(t, owner)
 	if wrongPassword {

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/invoicing/tenantworker/internal/placement"
 	"github.com/invoicing/tenantworker/internal/testenv"
@@ -20,6 +21,21 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(testenv.MainLeakCheck(m)) }
 
+// catalogPool returns a hardened pool (4 connections) on the tests'
+// shared PostgreSQL, holding a migrated catalog: a process's "main".
+func catalogPool(t *testing.T) *pgxpool.Pool {
+	t.Helper()
+	main, err := schema.NewPool(t.Context(), testenv.Postgres(t), schema.PoolOptions{MaxConns: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(main.Close)
+	if err := storage.MigrateCatalog(t.Context(), main, nil); err != nil {
+		t.Fatal(err)
+	}
+	return main
+}
+
 // TestRegistryAcrossServers: "main" is the main pool; another database's
 // pool is opened once, on first use, from TENANT_DATABASES or from the URL
 // stored in the catalog, bounded by MaxConns and hardened like the main
@@ -28,14 +44,7 @@ func TestMain(m *testing.M) { os.Exit(testenv.MainLeakCheck(m)) }
 func TestRegistryAcrossServers(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	main, err := schema.NewPool(ctx, testenv.Postgres(t), schema.PoolOptions{MaxConns: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(main.Close)
-	if err := storage.MigrateCatalog(ctx, main, nil); err != nil {
-		t.Fatal(err)
-	}
+	main := catalogPool(t)
 	srv := testenv.StartPostgres(t)
 	envURL, storedURL := srv.CreateDatabase(t), srv.CreateDatabase(t)
 	catalog := storage.NewPostgres(main)

@@ -14,7 +14,6 @@ import (
 
 	"github.com/invoicing/tenantworker/internal/placement"
 	"github.com/invoicing/tenantworker/internal/testenv"
-	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
@@ -39,15 +38,7 @@ type reregisterEnv struct {
 
 func newReregisterEnv(t *testing.T) *reregisterEnv {
 	t.Helper()
-	ctx := t.Context()
-	main, err := schema.NewPool(ctx, testenv.Postgres(t), schema.PoolOptions{MaxConns: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(main.Close)
-	if err := storage.MigrateCatalog(ctx, main, nil); err != nil {
-		t.Fatal(err)
-	}
+	main := catalogPool(t)
 	e := &reregisterEnv{
 		main:    main,
 		catalog: storage.NewPostgres(main),
