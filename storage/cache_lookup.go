@@ -151,8 +151,9 @@ func (c *Cache) localHit(key string) (cacheEntry, bool) {
 	return e, ok
 }
 
-// fetch answers a local miss from Redis or, failing that, from load, and
-// stores the answer in the layers it missed.
+// fetch answers a local miss from Redis or, failing that, from load (once
+// ctx's load gate, WithLoadGate, let it), and stores the answer in the
+// layers it missed.
 func (c *Cache) fetch(ctx context.Context, key string, epoch uint64, load func(context.Context) (cacheEntry, error)) (cacheEntry, error) {
 	e, hit, guard, redisOK := c.redisRead(ctx, key)
 	if hit {
@@ -162,6 +163,9 @@ func (c *Cache) fetch(ctx context.Context, key string, epoch uint64, load func(c
 		}
 		c.storeLocal(key, e, epoch)
 		return e, nil
+	}
+	if err := passLoadGate(ctx); err != nil {
+		return cacheEntry{}, err
 	}
 	c.stats.misses.Add(1)
 	e, err := load(ctx)

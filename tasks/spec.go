@@ -80,6 +80,14 @@ type Spec struct {
 	// (tenantctx.Status.Decide) judges it; the zero value is ordinary
 	// work. System tasks have no tenant and ignore it.
 	Activity tenantctx.Activity
+	// NeedsCatalog says that the task's handler reads or writes the
+	// catalog on "main" itself, beyond the tenant look-up that the worker
+	// makes before it (and the tenant cache may answer): a tenant task
+	// then needs "main" as well as its tenant's database, and the worker
+	// holds it while either is found down (worker.DatabaseBreakers).
+	// System tasks work on the catalog alone and are held while "main" is
+	// down whatever it says.
+	NeedsCatalog bool
 }
 
 // Options returns s as asynq options.

@@ -178,10 +178,12 @@ func (p DocumentsPrune) Owner() string { return p.TenantID }
 
 // Spec implements Payload: one per tenant per sweep tick. A tenant's
 // prune takes one unit of work per 100 documents; the timeout leaves room
-// for a few hundred thousand.
+// for a few hundred thousand. It reads its tenant's catalog row (and
+// placement) on "main" afresh: NeedsCatalog.
 func (p DocumentsPrune) Spec() Spec {
 	return Spec{Queue: QueueLow, TaskID: taskID(TypeDocumentsPrune, p.TenantID, p.Tick),
-		MaxRetry: 10, Timeout: 30 * time.Minute, Retention: 24 * time.Hour, Conflict: KeepExisting}
+		MaxRetry: 10, Timeout: 30 * time.Minute, Retention: 24 * time.Hour, Conflict: KeepExisting,
+		NeedsCatalog: true}
 }
 
 // Validate implements Payload: a non-negative tick.
@@ -200,11 +202,12 @@ func (TenantMigrate) TypeName() string { return TypeTenantMigrate }
 // Owner implements TenantPayload.
 func (p TenantMigrate) Owner() string { return p.TenantID }
 
-// Spec implements Payload: one pending migration per tenant.
+// Spec implements Payload: one pending migration per tenant. It writes
+// the tenant's catalog row and audit entries on "main": NeedsCatalog.
 func (p TenantMigrate) Spec() Spec {
 	return Spec{Queue: QueueCritical, TaskID: taskID(TypeTenantMigrate, p.TenantID),
 		MaxRetry: 10, Timeout: 10 * time.Minute, Retention: time.Hour, Conflict: ReplaceFinished,
-		Activity: tenantctx.Migration}
+		Activity: tenantctx.Migration, NeedsCatalog: true}
 }
 
 // Validate implements Payload: a non-negative target version.
@@ -226,11 +229,12 @@ func (TenantDestroy) TypeName() string { return TypeTenantDestroy }
 // Owner implements TenantPayload.
 func (p TenantDestroy) Owner() string { return p.TenantID }
 
-// Spec implements Payload: one per tenant.
+// Spec implements Payload: one per tenant. It deletes the tenant's
+// catalog row and keys and writes the audit log on "main": NeedsCatalog.
 func (p TenantDestroy) Spec() Spec {
 	return Spec{Queue: QueueCritical, TaskID: taskID(TypeTenantDestroy, p.TenantID),
 		MaxRetry: 10, Timeout: 10 * time.Minute, Retention: 24 * time.Hour, Conflict: ReplaceFinished,
-		Activity: tenantctx.Destruction}
+		Activity: tenantctx.Destruction, NeedsCatalog: true}
 }
 
 // Validate implements Payload: a destroy has nothing but its tenant.

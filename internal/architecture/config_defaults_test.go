@@ -72,6 +72,9 @@ func TestReadmeConfigurationDefaults(t *testing.T) {
 		"WORKER_QUEUE_CLASSES":     strings.Join(c.WorkerQueueClasses, ","),
 		"TASK_CHECK_INTERVAL":      shortDuration(c.TaskCheckInterval),
 		"IDLE_RECHECK_INTERVAL":    shortDuration(c.IdleRecheckInterval),
+		"DB_BREAKER_PROBE_MIN":     shortDuration(c.DBBreakerProbeMin),
+		"DB_BREAKER_PROBE_MAX":     shortDuration(c.DBBreakerProbeMax),
+		"DB_BREAKER_PROBE_TIMEOUT": shortDuration(c.DBBreakerProbeTimeout),
 		"REDIS_AUTOPIPELINE":       fmt.Sprint(c.RedisAutoPipeline),
 	}
 	// Defaults that are another variable's value.

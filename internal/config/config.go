@@ -66,6 +66,22 @@ const (
 	// MaxQueueShards bounds QUEUE_SHARDS and QUEUE_SHARDS_SERVED (the
 	// same bound as tasks.MaxQueueShards; config does not import tasks).
 	MaxQueueShards = 16
+	// DefaultDBBreakerProbeMin, DefaultDBBreakerProbeMax and
+	// DefaultDBBreakerProbeTimeout are the worker's database breaker
+	// timings when DB_BREAKER_PROBE_MIN, _MAX and _TIMEOUT are unset: those
+	// of worker.BreakerOptions (config does not import the worker, which
+	// the enqueue binary leaves out; a test checks that they agree).
+	DefaultDBBreakerProbeMin     = time.Second
+	DefaultDBBreakerProbeMax     = 30 * time.Second
+	DefaultDBBreakerProbeTimeout = 5 * time.Second
+	// MaxDBBreakerProbeMin, MaxDBBreakerProbeMax and
+	// MaxDBBreakerProbeTimeout bound those settings: a database found
+	// back must not wait long for its next probe, and a probe is run by a
+	// task, which waits for it within its own timeout (1 minute for
+	// invoice:reminder, the shortest).
+	MaxDBBreakerProbeMin     = time.Minute
+	MaxDBBreakerProbeMax     = 10 * time.Minute
+	MaxDBBreakerProbeTimeout = 30 * time.Second
 	// MinAdminTokenLen is the shortest ADMIN_TOKEN accepted outside the dev
 	// stack: 32 characters (`openssl rand -hex 32` gives 64).
 	MinAdminTokenLen = 32
@@ -219,6 +235,15 @@ type Config struct {
 	// DefaultTenantDBMaxTasks(WorkerConcurrency); at most
 	// WorkerConcurrency (which bounds nothing).
 	TenantDBMaxTasks int
+	// DBBreakerProbeMin (DB_BREAKER_PROBE_MIN) is how long the worker
+	// holds the tasks of a database it found unreachable before the first
+	// probe of it, doubled after each failed probe up to DBBreakerProbeMax
+	// (DB_BREAKER_PROBE_MAX, at least DBBreakerProbeMin); a probe is
+	// bounded by DBBreakerProbeTimeout (DB_BREAKER_PROBE_TIMEOUT)
+	// (worker.BreakerOptions). 0 means DefaultDBBreakerProbeMin,
+	// DefaultDBBreakerProbeMax (or DBBreakerProbeMin when larger) and
+	// DefaultDBBreakerProbeTimeout.
+	DBBreakerProbeMin, DBBreakerProbeMax, DBBreakerProbeTimeout time.Duration
 	// AllowTenantHeader (ALLOW_TENANT_HEADER, default false) lets the
 	// enqueue service take the tenant from X-Tenant: development only.
 	AllowTenantHeader bool
@@ -352,6 +377,9 @@ func Parse(getenv func(string) string) (Config, error) {
 		TenantDatabases:       p.databases("TENANT_DATABASES"),
 		TenantDBMaxConns:      p.positiveInt("TENANT_DB_MAX_CONNS"),
 		TenantDBMaxTasks:      p.positiveInt("TENANT_DB_MAX_TASKS"),
+		DBBreakerProbeMin:     p.duration("DB_BREAKER_PROBE_MIN"),
+		DBBreakerProbeMax:     p.duration("DB_BREAKER_PROBE_MAX"),
+		DBBreakerProbeTimeout: p.duration("DB_BREAKER_PROBE_TIMEOUT"),
 		AllowTenantHeader:     p.boolean("ALLOW_TENANT_HEADER", false),
 		DashboardWritable:     p.dashboardWritable(),
 		TenantCacheTTL:        p.duration("TENANT_CACHE_TTL"),
@@ -421,6 +449,10 @@ func (c Config) withDefaults() Config {
 	c.TenantDBMaxConns = cmp.Or(c.TenantDBMaxConns, c.DBMaxConns)
 	c.TenantDBMaxTasks = cmp.Or(c.TenantDBMaxTasks, DefaultTenantDBMaxTasks(c.WorkerConcurrency))
 	c.DBPoolLanes = cmp.Or(c.DBPoolLanes, c.DBMaxConns)
+	c.DBBreakerProbeMin = cmp.Or(c.DBBreakerProbeMin, DefaultDBBreakerProbeMin)
+	// Unset, the maximum follows a larger minimum rather than refusing it.
+	c.DBBreakerProbeMax = cmp.Or(c.DBBreakerProbeMax, max(DefaultDBBreakerProbeMax, c.DBBreakerProbeMin))
+	c.DBBreakerProbeTimeout = cmp.Or(c.DBBreakerProbeTimeout, DefaultDBBreakerProbeTimeout)
 	c.TaskCheckInterval = cmp.Or(c.TaskCheckInterval, DefaultTaskCheckInterval)
 	c.IdleRecheckInterval = cmp.Or(c.IdleRecheckInterval, fair.DefaultIdleRecheck)
 	c.FairPendingTime = cmp.Or(c.FairPendingTime, fair.DefaultPendingTime)
@@ -544,6 +576,14 @@ func (c Config) validate() error {
 	}
 	if c.IdleRecheckInterval < time.Millisecond || c.IdleRecheckInterval > time.Minute {
 		bad("IDLE_RECHECK_INTERVAL: must be between 1ms and 1m, got %v", c.IdleRecheckInterval)
+	}
+	if c.DBBreakerProbeMin < time.Millisecond || c.DBBreakerProbeMin > MaxDBBreakerProbeMin {
+		bad("DB_BREAKER_PROBE_MIN: must be between 1ms and %v, got %v", MaxDBBreakerProbeMin, c.DBBreakerProbeMin)
+	} else if c.DBBreakerProbeMax < c.DBBreakerProbeMin || c.DBBreakerProbeMax > MaxDBBreakerProbeMax {
+		bad("DB_BREAKER_PROBE_MAX: must be between DB_BREAKER_PROBE_MIN (%v) and %v, got %v", c.DBBreakerProbeMin, MaxDBBreakerProbeMax, c.DBBreakerProbeMax)
+	}
+	if c.DBBreakerProbeTimeout < time.Millisecond || c.DBBreakerProbeTimeout > MaxDBBreakerProbeTimeout {
+		bad("DB_BREAKER_PROBE_TIMEOUT: must be between 1ms and %v, got %v", MaxDBBreakerProbeTimeout, c.DBBreakerProbeTimeout)
 	}
 	if c.QueueShards < 1 || c.QueueShards > MaxQueueShards {
 		bad("QUEUE_SHARDS: must be between 1 and %d, got %d", MaxQueueShards, c.QueueShards)

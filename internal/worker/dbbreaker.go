@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
 
@@ -370,8 +371,17 @@ type attemptDatabase struct{ name string }
 type attemptDatabaseKey struct{}
 
 // DatabaseBreaker is the outer half of the breakers b (nil: it does
-// nothing). It holds a system task while "main" is down (the sweeps work
-// on the catalog there), and after an attempt whose error is
+// nothing). It holds, while "main" is down, a system task (the sweeps work
+// on the catalog there) and a tenant task whose type needs the catalog
+// (tasks.Spec.NeedsCatalog: tenant:migrate, tenant:destroy,
+// documents:prune), before its tenant look-up; DatabaseGate holds it too
+// while its tenant's database is down. It gives every attempt's look-ups
+// of the tenant cache a load gate (storage.WithLoadGate): one the cache
+// cannot answer asks "main"'s breaker first, so that while "main" is down
+// it is held (ErrDatabaseDown, no dial) unless a probe is due, which it
+// runs as any task does; one the cache answers runs as before, so a tenant
+// on another database is served while "main" is down. After an attempt
+// whose error is
 // ErrDatabaseUnavailable (a real dial that failed, not a hold) opens the
 // breaker of the database the error names (BreakerOptions.Locate), else
 // of the database the attempt needed: its tenant's (DatabaseGate found
@@ -382,14 +392,18 @@ func DatabaseBreaker(b *DatabaseBreakers) asynq.MiddlewareFunc {
 		if b == nil {
 			return next
 		}
+		gate := func(ctx context.Context) error { return b.admit(ctx, tenantctx.DefaultDatabase) }
 		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
-			if envelopeOf(ctx, t).System {
+			if env := envelopeOf(ctx, t); env.System || env.NeedsCatalog {
 				if err := b.admit(ctx, tenantctx.DefaultDatabase); err != nil {
+					if !env.System {
+						return fmt.Errorf("tenant %s: %s needs the catalog: %w", env.TenantID, env.Type, err)
+					}
 					return err
 				}
 			}
 			at := &attemptDatabase{}
-			err := next.ProcessTask(context.WithValue(ctx, attemptDatabaseKey{}, at), t)
+			err := next.ProcessTask(storage.WithLoadGate(context.WithValue(ctx, attemptDatabaseKey{}, at), gate), t)
 			if errors.Is(err, ErrDatabaseUnavailable) && !errors.Is(err, ErrDatabaseDown) && ctx.Err() == nil {
 				name := at.name
 				if name == "" {
@@ -412,7 +426,8 @@ func DatabaseBreaker(b *DatabaseBreakers) asynq.MiddlewareFunc {
 // DatabaseBreaker, and holds the task (ErrDatabaseDown) while that
 // database ("main" included) is down. A tenant on another database runs
 // while "main" is down when its look-up was answered from the tenant
-// cache. It runs before DatabaseSlots, so that a held task takes no slot.
+// cache and its type does not need the catalog (DatabaseBreaker held
+// those). It runs before DatabaseSlots, so that a held task takes no slot.
 func DatabaseGate(b *DatabaseBreakers) asynq.MiddlewareFunc {
 	return func(next asynq.Handler) asynq.Handler {
 		if b == nil {

@@ -92,6 +92,10 @@ type breakerEnv struct {
 	mainPool, sPool *pgxpool.Pool
 	catalog         *memstore.Catalog
 	pools           map[string]*pgxpool.Pool
+	// catalogRuns counts the runs of the tenant:migrate and tenant:destroy
+	// handlers, which write main (the catalog) and use the tenant's
+	// database, as the real ones do.
+	catalogRuns atomic.Int64
 }
 
 func newBreakerEnv(t *testing.T) *breakerEnv {
@@ -155,6 +159,18 @@ func (e *breakerEnv) newChain(t *testing.T) {
 			return query(ctx, pools[tenant.DatabaseName()])
 		}),
 		tasks.TypeSweepOverdue: worker.Handle(func(ctx context.Context, _ tasks.SweepOverdue) error {
+			return query(ctx, e.mainPool)
+		}),
+		tasks.TypeTenantMigrate: worker.Handle(func(ctx context.Context, _ tasks.TenantMigrate) error {
+			e.catalogRuns.Add(1)
+			tenant, _ := tenantctx.FromContext(ctx)
+			if err := query(ctx, pools[tenant.DatabaseName()]); err != nil {
+				return err
+			}
+			return query(ctx, e.mainPool)
+		}),
+		tasks.TypeTenantDestroy: worker.Handle(func(ctx context.Context, _ tasks.TenantDestroy) error {
+			e.catalogRuns.Add(1) // a tenant the catalog no longer has: FinishErased on main
 			return query(ctx, e.mainPool)
 		}),
 	})

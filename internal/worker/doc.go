@@ -15,7 +15,8 @@
 //	Metrics         attempts and durations by type and outcome (no tenant label)
 //	RefuseInvalid   archives unknown types and tenant tasks without a valid tenant_id
 //	KeepLastAttempt puts a last attempt a not-ready wait met back into asynq's retry set instead of letting asynq archive it
-//	DatabaseBreaker holds every task while main is down, and opens the breaker of the database an attempt could not reach
+//	DatabaseBreaker while main is down holds system tasks, tasks that need the catalog (tasks.Spec.NeedsCatalog) and tenant
+//	                look-ups the tenant cache cannot answer; opens the breaker of the database an attempt could not reach
 //	DatabaseUnavailable turns a failure to reach a database at all (no connection, SQLSTATE 08, 57P) into a not-ready wait
 //	ResolveTenant   looks the tenant up, applies the status policy, puts the tenant into ctx
 //	                (an unknown or deleting tenant's task archived, its fair state forgotten once its erasure is recorded)

@@ -24,6 +24,9 @@ type Envelope struct {
 	// Activity is what a task of this type does to its tenant, for the
 	// status policy.
 	Activity tenantctx.Activity
+	// NeedsCatalog is true for a type whose handler uses the catalog on
+	// "main" besides its tenant's database (tasks.Spec.NeedsCatalog).
+	NeedsCatalog bool
 	// TenantID is the payload's tenant_id, checked with
 	// tenantctx.ValidateID; "" for a system task or when it is unusable.
 	TenantID string
@@ -37,15 +40,17 @@ type envelopeKey struct{}
 
 // typeFacts are what the chain needs to know about a registered type.
 type typeFacts struct {
-	system   bool
-	activity tenantctx.Activity
+	system       bool
+	activity     tenantctx.Activity
+	needsCatalog bool
 }
 
 // registered indexes tasks.Types once.
 var registered = func() map[string]typeFacts {
 	m := make(map[string]typeFacts)
 	for _, p := range tasks.Types() {
-		m[p.TypeName()] = typeFacts{system: tasks.IsSystemType(p.TypeName()), activity: p.Spec().Activity}
+		spec := p.Spec()
+		m[p.TypeName()] = typeFacts{system: tasks.IsSystemType(p.TypeName()), activity: spec.Activity, needsCatalog: spec.NeedsCatalog}
 	}
 	return m
 }()
@@ -55,7 +60,7 @@ var registered = func() map[string]typeFacts {
 func openEnvelope(t *asynq.Task) Envelope {
 	env := Envelope{Type: t.Type()}
 	facts, known := registered[env.Type]
-	env.Known, env.System, env.Activity = known, facts.system, facts.activity
+	env.Known, env.System, env.Activity, env.NeedsCatalog = known, facts.system, facts.activity, facts.needsCatalog
 	if env.System {
 		return env
 	}

@@ -76,9 +76,9 @@ func open(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Opti
 	}
 	// A circuit breaker per database: a database found unreachable is
 	// probed, not dialed by each of its tasks (docs/architecture.md P27).
-	if d.breakers, err = worker.NewDatabaseBreakers(worker.BreakerOptions{
-		Probe: d.Pools.Ping, Locate: d.Pools.DatabaseOf, Logger: logger, Registerer: d.registry,
-	}); err != nil {
+	bopts := breakerOptions(cfg)
+	bopts.Probe, bopts.Locate, bopts.Logger, bopts.Registerer = d.Pools.Ping, d.Pools.DatabaseOf, logger, d.registry
+	if d.breakers, err = worker.NewDatabaseBreakers(bopts); err != nil {
 		return nil, err
 	}
 	d.closers = append(d.closers, d.breakers.Close)
@@ -128,4 +128,11 @@ func (d *deps) close() error {
 	}
 	d.closers = nil
 	return errors.Join(errs...)
+}
+
+// breakerOptions are the timings of the database breakers that cfg sets
+// (DB_BREAKER_PROBE_MIN, DB_BREAKER_PROBE_MAX, DB_BREAKER_PROBE_TIMEOUT);
+// open adds the probe, the logger and the metrics.
+func breakerOptions(cfg config.Config) worker.BreakerOptions {
+	return worker.BreakerOptions{ProbeMin: cfg.DBBreakerProbeMin, ProbeMax: cfg.DBBreakerProbeMax, ProbeTimeout: cfg.DBBreakerProbeTimeout}
 }

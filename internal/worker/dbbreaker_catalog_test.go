@@ -1,0 +1,294 @@
+package worker_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/invoicing/tenantworker/internal/placement"
+	"github.com/invoicing/tenantworker/internal/testenv"
+	"github.com/invoicing/tenantworker/internal/worker"
+	"github.com/invoicing/tenantworker/schema"
+	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/storage/memstore"
+	"github.com/invoicing/tenantworker/tasks"
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// TestDatabaseBreakerHoldsCacheMissLookUpWithoutDialing: while "main"'s
+// breaker is open, a tenant look-up that the tenant cache (storage.Cache
+// over the PostgreSQL catalog) cannot answer is held at once
+// (ErrDatabaseDown, not a failure) without dialing "main", while a tenant
+// whose look-up the cache answers runs on its own database; the look-up
+// that arrives when a probe is due probes (a connection of its own), and
+// once "main" is back the held tenant's task runs and the breaker closes.
+func TestDatabaseBreakerHoldsCacheMissLookUpWithoutDialing(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	mainSrv, xSrv := testenv.StartPostgres(t), testenv.StartPostgres(t)
+	mainURL, xURL := mainSrv.CreateDatabase(t), xSrv.CreateDatabase(t)
+	// The catalog's pool counts its dials; the probes and the tenants'
+	// units of work go through a registry over a pool of their own.
+	var catalogDials atomic.Int64
+	catalogPool := countedPool(t, mainURL, &catalogDials)
+	if err := storage.MigrateCatalog(ctx, catalogPool, nil); err != nil {
+		t.Fatal(err)
+	}
+	catalog := storage.NewPostgres(catalogPool)
+	if _, err := catalog.AddDatabase(ctx, "x", xURL); err != nil {
+		t.Fatal(err)
+	}
+	warm, cold := tenantOn(t, catalog, "lookup-warm", "x"), tenantOn(t, catalog, "lookup-cold", "x")
+	cache := storage.NewCache(catalog, nil, storage.CacheOptions{LocalTTL: time.Hour})
+	t.Cleanup(func() { _ = cache.Close() })
+
+	mainPool, err := schema.NewPool(ctx, mainURL, schema.PoolOptions{MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(mainPool.Close)
+	reg := placement.New(placement.Options{MainPool: mainPool, URLs: map[string]string{"x": xURL}, MaxConns: 2, RefreshInterval: -1})
+	t.Cleanup(func() { _ = reg.Close() })
+	metrics := prometheus.NewRegistry()
+	breakers, err := worker.NewDatabaseBreakers(worker.BreakerOptions{
+		Probe: breakerProbe(reg), Locate: breakerLocate(reg),
+		ProbeMin: 20 * time.Millisecond, ProbeMax: 100 * time.Millisecond,
+		Logger: slog.New(slog.DiscardHandler), Registerer: metrics,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeBreakers(t, breakers)
+	mux := worker.MuxOf(worker.MuxOptions{Logger: slog.New(slog.DiscardHandler), Catalog: cache, Breakers: breakers}, map[string]asynq.Handler{
+		tasks.TypeInvoicePDF: selectOnTenantDatabase(reg),
+	})
+	run := func(tn tenantctx.Tenant) error {
+		return mux.ProcessTask(context.Background(), newTask(t, tasks.InvoicePDF{TenantID: tn.ID, InvoiceID: 1}))
+	}
+	if err := run(warm); err != nil { // its look-up cached
+		t.Fatalf("task with both databases up: %v", err)
+	}
+
+	catalogPool.Reset() // no connection opened before main stops
+	mainSrv.Stop(t)
+	t.Cleanup(func() { mainSrv.Start(t) })
+	// The first look-up that misses dials main, finds it down and opens
+	// its breaker.
+	if err := run(cold); !errors.Is(err, worker.ErrDatabaseUnavailable) || errors.Is(err, worker.ErrDatabaseDown) {
+		t.Fatalf("first look-up with main stopped: %v; want ErrDatabaseUnavailable from its dial", err)
+	}
+	if !breakers.Down(tenantctx.DefaultDatabase) || breakers.Down("x") {
+		t.Fatalf("down: main %t, x %t; want main only", breakers.Down(tenantctx.DefaultDatabase), breakers.Down("x"))
+	}
+	catalogDials.Store(0)
+	const n = 30
+	held, served := 0, 0
+	for range n {
+		err := run(cold)
+		if worker.IsFailure(err) {
+			t.Fatalf("look-up of a tenant the cache does not know, main down: %v; want held, not a failure", err)
+		}
+		if errors.Is(err, worker.ErrDatabaseDown) {
+			held++
+		}
+		if err := run(warm); err == nil {
+			served++
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if d := catalogDials.Load(); d != 0 || held != n {
+		t.Errorf("%d look-ups the cache cannot answer with main's breaker open: %d held, %d dials of main; want all held, none dialing", n, held, d)
+	}
+	if served != n {
+		t.Errorf("%d of %d tasks of the tenant the cache answers ran with main down; want all", served, n)
+	}
+	if v := testutil.ToFloat64(gatheredGauge(t, metrics, "tenantworker_database_held_tasks_total", tenantctx.DefaultDatabase)); v < n-10 {
+		t.Errorf("tenantworker_database_held_tasks_total{database=main} = %v, want >= %d", v, n-10)
+	}
+
+	mainSrv.Start(t)
+	testenv.WaitFor(t, 30*time.Second, "the cold tenant's task runs once main is back", func() bool {
+		err := run(cold)
+		if err != nil && worker.IsFailure(err) {
+			t.Fatalf("task of the cold tenant after main's restart failed: %v", err)
+		}
+		return err == nil
+	})
+	if breakers.Down(tenantctx.DefaultDatabase) {
+		t.Error("main still down after a look-up through it succeeded")
+	}
+}
+
+// tenantOn creates an active tenant slug on database db in catalog.
+func tenantOn(t *testing.T, catalog storage.Catalog, slug, db string) tenantctx.Tenant {
+	t.Helper()
+	tn, err := tenantctx.New(slug, slug, "pro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn.Database = db
+	if tn, err = catalog.CreateTenant(t.Context(), tn); err != nil {
+		t.Fatal(err)
+	}
+	if tn, err = catalog.SetStatus(t.Context(), tn.ID, tenantctx.StatusActive); err != nil {
+		t.Fatal(err)
+	}
+	return tn
+}
+
+// TestDatabaseBreakerHoldsCatalogTasksWhileMainIsDown: a task whose type
+// needs the catalog (tasks.Spec.NeedsCatalog: tenant:migrate of a tenant
+// on another database, the retry of a tenant:destroy whose tenant the
+// catalog no longer has) is held while "main"'s breaker is open, its
+// handler not run, although its tenant's database is up and its look-up
+// answered from the cache; the same tenant's render runs meanwhile; once
+// "main" is back the migration runs.
+func TestDatabaseBreakerHoldsCatalogTasksWhileMainIsDown(t *testing.T) {
+	t.Parallel()
+	e := newBreakerEnv(t)
+	gone, err := tenantctx.New("breaker-gone", "breaker-gone", "pro") // never in the catalog
+	if err != nil {
+		t.Fatal(err)
+	}
+	migrate := tasks.TenantMigrate{TenantID: e.onSec.ID}
+	if err := e.run(t, migrate); err != nil || e.catalogRuns.Load() != 1 {
+		t.Fatalf("migrate with both databases up: %v, %d runs; want it run", err, e.catalogRuns.Load())
+	}
+	e.main.Stop(t)
+	t.Cleanup(func() { e.main.Start(t) })
+	if err := e.run(t, tasks.SweepOverdue{Tick: 1700000000}); !errors.Is(err, worker.ErrDatabaseUnavailable) || !e.breakers.Down(tenantctx.DefaultDatabase) {
+		t.Fatalf("sweep with main stopped: %v, main down %t; want ErrDatabaseUnavailable and main's breaker open", err, e.breakers.Down(tenantctx.DefaultDatabase))
+	}
+	e.catalogRuns.Store(0)
+	const n = 20
+	var notHeld []error
+	var renderErr error
+	rendered := 0
+	for range n {
+		for _, p := range []tasks.Payload{migrate, tasks.TenantDestroy{TenantID: gone.ID}} {
+			err := e.run(t, p)
+			if worker.IsFailure(err) {
+				t.Fatalf("%s with main down: %v; want held, not a failure", p.TypeName(), err)
+			}
+			if !errors.Is(err, worker.ErrDatabaseDown) && len(notHeld) < 3 {
+				notHeld = append(notHeld, err)
+			}
+		}
+		if err := e.run(t, tasks.InvoicePDF{TenantID: e.onSec.ID, InvoiceID: 1}); err != nil {
+			renderErr = err
+		} else {
+			rendered++
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if rendered != n {
+		t.Errorf("%d of %d renders of the tenant on second ran with main down (last error: %v); want all", rendered, n, renderErr)
+	}
+	if runs := e.catalogRuns.Load(); runs != 0 || len(notHeld) > 0 {
+		t.Errorf("tasks that need the catalog, main down: their handlers ran %d times for %d tasks, not held: %v; want all held, none run",
+			runs, 2*n, notHeld)
+	}
+	if e.breakers.Down("second") {
+		t.Error("second's breaker open: the held tasks' own database was up")
+	}
+	e.main.Start(t)
+	testenv.WaitFor(t, 30*time.Second, "the migration runs once main is back", func() bool {
+		err := e.run(t, migrate)
+		if err != nil && worker.IsFailure(err) {
+			t.Fatalf("migrate after main's restart failed: %v", err)
+		}
+		return err == nil
+	})
+	if e.breakers.Down(tenantctx.DefaultDatabase) || e.catalogRuns.Load() < 1 {
+		t.Errorf("main back: down %t, %d handler runs; want closed and the migration run", e.breakers.Down(tenantctx.DefaultDatabase), e.catalogRuns.Load())
+	}
+}
+
+// TestDatabaseBreakerCacheMissLookUpProbesWhenDue: with "main"'s breaker
+// open, a look-up the tenant cache cannot answer follows the breaker's
+// probing rules: before a probe is due it is held without a probe and the
+// catalog is not asked; the one that arrives when a probe is due probes,
+// and is held when the probe fails (the backoff doubled); once a probe
+// reaches "main" that look-up is answered from the catalog and its task
+// runs.
+func TestDatabaseBreakerCacheMissLookUpProbesWhenDue(t *testing.T) {
+	t.Parallel()
+	var probes atomic.Int64
+	var up atomic.Bool
+	unreachable := &pgconn.PgError{Severity: "FATAL", Code: "57P03", Message: "the database system is starting up"}
+	b, err := worker.NewDatabaseBreakers(worker.BreakerOptions{
+		Probe: func(context.Context, string) error {
+			probes.Add(1)
+			if up.Load() {
+				return nil
+			}
+			return unreachable
+		},
+		// The breakers' own probe (due ProbeMax after a task's) never
+		// comes within the test.
+		ProbeMin: 100 * time.Millisecond, ProbeMax: time.Hour,
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeBreakers(t, b)
+	// The tenants live on database x (never dialed here: the handler
+	// stands for their units of work), the catalog on main.
+	backend := memstore.New()
+	if _, err := backend.AddDatabase(t.Context(), "x", "postgres://x.invalid/x"); err != nil {
+		t.Fatal(err)
+	}
+	warm, cold := tenantOn(t, backend, "due-warm", "x"), tenantOn(t, backend, "due-cold", "x")
+	cache := storage.NewCache(backend, nil, storage.CacheOptions{LocalTTL: time.Hour})
+	t.Cleanup(func() { _ = cache.Close() })
+	var ran atomic.Int64
+	mux := worker.MuxOf(worker.MuxOptions{Logger: slog.New(slog.DiscardHandler), Catalog: cache, Breakers: b}, map[string]asynq.Handler{
+		tasks.TypeInvoicePDF: worker.Handle(func(context.Context, tasks.InvoicePDF) error {
+			ran.Add(1)
+			return nil
+		}),
+		// The attempt that finds main down.
+		tasks.TypeSweepOverdue: worker.Handle(func(context.Context, tasks.SweepOverdue) error { return unreachable }),
+	})
+	run := func(tn tenantctx.Tenant, invoice int64) error {
+		return mux.ProcessTask(context.Background(), newTask(t, tasks.InvoicePDF{TenantID: tn.ID, InvoiceID: invoice}))
+	}
+	if err := run(warm, 1); err != nil { // its look-up cached
+		t.Fatalf("task with main up: %v", err)
+	}
+	if err := mux.ProcessTask(context.Background(), newTask(t, tasks.SweepOverdue{Tick: 1})); !errors.Is(err, worker.ErrDatabaseUnavailable) ||
+		!b.Down(tenantctx.DefaultDatabase) {
+		t.Fatalf("sweep that finds main down: %v, main down %t; want ErrDatabaseUnavailable and main's breaker open", err, b.Down(tenantctx.DefaultDatabase))
+	}
+	misses := cache.Stats().Misses
+	if err := run(cold, 2); !errors.Is(err, worker.ErrDatabaseDown) || probes.Load() != 0 || cache.Stats().Misses != misses {
+		t.Fatalf("look-up before a probe is due: %v, %d probes, %d catalog queries; want held without a probe or a query",
+			err, probes.Load(), cache.Stats().Misses-misses)
+	}
+	time.Sleep(110 * time.Millisecond) // the first probe is due
+	if err := run(cold, 2); !errors.Is(err, worker.ErrDatabaseDown) || probes.Load() != 1 || cache.Stats().Misses != misses {
+		t.Fatalf("look-up when a probe is due, main still down: %v, %d probes, %d catalog queries; want it to probe once, held",
+			err, probes.Load(), cache.Stats().Misses-misses)
+	}
+	if err := run(cold, 2); !errors.Is(err, worker.ErrDatabaseDown) || probes.Load() != 1 {
+		t.Fatalf("look-up right after a failed probe: %v, %d probes; want held without a probe (200 ms backoff)", err, probes.Load())
+	}
+	if err := run(warm, 2); err != nil || ran.Load() != 2 {
+		t.Fatalf("task of a tenant the cache answers, main down: %v; want it run", err)
+	}
+	up.Store(true)
+	time.Sleep(210 * time.Millisecond) // the second probe is due
+	if err := run(cold, 2); err != nil || probes.Load() != 2 || cache.Stats().Misses != misses+1 || b.Down(tenantctx.DefaultDatabase) {
+		t.Fatalf("look-up when a probe is due, main back: %v, %d probes, %d catalog queries, main down %t; want its probe to close the breaker and its task run",
+			err, probes.Load(), cache.Stats().Misses-misses, b.Down(tenantctx.DefaultDatabase))
+	}
+}
