@@ -182,6 +182,27 @@ func (b *DatabaseBreakers) Down(name string) bool {
 // returns ErrDatabaseDown (held), or ctx's error when the task ended
 // while probing.
 func (b *DatabaseBreakers) admit(ctx context.Context, name string) error {
+	return b.admitUntil(ctx, name, time.Time{})
+}
+
+// admitLookUp is admit for the load gate that DatabaseBreaker puts on an
+// attempt's ctx (storage.WithLoadGate). There ctx is the tenant cache's
+// shared load: detached from the attempts waiting for it, and bounded by
+// the cache's load timeout (storage.CacheOptions.LoadTimeout), whose end
+// ends no task. So a probe it runs is bounded by that deadline as well as
+// by ProbeTimeout, and one that the deadline cuts short timed out as any
+// probe may: the database is still down (the next probe backed off) and
+// the look-up is held (ErrDatabaseDown), rather than failed with the
+// load's "context deadline exceeded", which would count against the
+// task's retries and leave a probe due at once for the next look-up.
+func (b *DatabaseBreakers) admitLookUp(ctx context.Context, name string) error {
+	deadline, _ := ctx.Deadline()
+	return b.admitUntil(context.WithoutCancel(ctx), name, deadline)
+}
+
+// admitUntil is admit with its probe also bounded by deadline (zero: by
+// ProbeTimeout alone).
+func (b *DatabaseBreakers) admitUntil(ctx context.Context, name string, deadline time.Time) error {
 	b.mu.Lock()
 	s := b.dbs[name]
 	if s == nil || !s.open {
@@ -189,7 +210,9 @@ func (b *DatabaseBreakers) admit(ctx context.Context, name string) error {
 		return nil
 	}
 	now := time.Now()
-	if s.probing || now.Before(s.nextProbe) {
+	// A look-up with no time left (admitLookUp) leaves the probe due to
+	// the next caller rather than count one it could not run.
+	if s.probing || now.Before(s.nextProbe) || (!deadline.IsZero() && !now.Before(deadline)) {
 		err := b.holdLocked(ctx, name, s, now)
 		b.mu.Unlock()
 		return err
@@ -197,7 +220,7 @@ func (b *DatabaseBreakers) admit(ctx context.Context, name string) error {
 	s.probing = true
 	b.mu.Unlock()
 
-	perr := b.probe(ctx, name, s)
+	perr := b.probe(ctx, name, s, deadline)
 
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -286,7 +309,7 @@ func (b *DatabaseBreakers) backgroundProbe(name string, s *breaker) (perr error,
 			b.logger.ErrorContext(b.ctx, "database breaker probe panicked", slog.String("database", name), slog.Any("panic", r))
 		}
 	}()
-	return b.probe(b.ctx, name, s), false
+	return b.probe(b.ctx, name, s, time.Time{}), false
 }
 
 // Close stops the background probes and waits for them; a breaker still
@@ -300,11 +323,11 @@ func (b *DatabaseBreakers) Close() error {
 	return nil
 }
 
-// probe runs one probe of database name, within ProbeTimeout. A probe
-// that panics (the panic goes on to Recover) ends s's probing, so that a
-// later task probes again instead of every task of the database being
-// held until the process restarts.
-func (b *DatabaseBreakers) probe(ctx context.Context, name string, s *breaker) error {
+// probe runs one probe of database name, within ProbeTimeout and by
+// deadline (unless zero). A probe that panics (the panic goes on to
+// Recover) ends s's probing, so that a later task probes again instead of
+// every task of the database being held until the process restarts.
+func (b *DatabaseBreakers) probe(ctx context.Context, name string, s *breaker, deadline time.Time) error {
 	returned := false
 	defer func() {
 		if !returned {
@@ -315,6 +338,11 @@ func (b *DatabaseBreakers) probe(ctx context.Context, name string, s *breaker) e
 	}()
 	pctx, cancel := context.WithTimeout(ctx, b.opts.ProbeTimeout)
 	defer cancel()
+	if !deadline.IsZero() {
+		var cancelBound context.CancelFunc
+		pctx, cancelBound = context.WithDeadline(pctx, deadline)
+		defer cancelBound()
+	}
 	err := b.opts.Probe(pctx, name)
 	returned = true
 	return err
@@ -379,9 +407,10 @@ type attemptDatabaseKey struct{}
 // of the tenant cache a load gate (storage.WithLoadGate): one the cache
 // cannot answer asks "main"'s breaker first, so that while "main" is down
 // it is held (ErrDatabaseDown, no dial) unless a probe is due, which it
-// runs as any task does; one the cache answers runs as before, so a tenant
-// on another database is served while "main" is down. After an attempt
-// whose error is
+// runs as any task does, within the cache's load bound too (a probe that
+// bound cuts short timed out: held, backed off; admitLookUp); one the
+// cache answers runs as before, so a tenant on another database is served
+// while "main" is down. After an attempt whose error is
 // ErrDatabaseUnavailable (a real dial that failed, not a hold) opens the
 // breaker of the database the error names (BreakerOptions.Locate), else
 // of the database the attempt needed: its tenant's (DatabaseGate found
@@ -392,7 +421,7 @@ func DatabaseBreaker(b *DatabaseBreakers) asynq.MiddlewareFunc {
 		if b == nil {
 			return next
 		}
-		gate := func(ctx context.Context) error { return b.admit(ctx, tenantctx.DefaultDatabase) }
+		gate := func(ctx context.Context) error { return b.admitLookUp(ctx, tenantctx.DefaultDatabase) }
 		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
 			if env := envelopeOf(ctx, t); env.System || env.NeedsCatalog {
 				if err := b.admit(ctx, tenantctx.DefaultDatabase); err != nil {

@@ -292,3 +292,63 @@ func TestDatabaseBreakerCacheMissLookUpProbesWhenDue(t *testing.T) {
 			err, probes.Load(), cache.Stats().Misses-misses, b.Down(tenantctx.DefaultDatabase))
 	}
 }
+
+// TestDatabaseBreakerCacheMissLookUpProbeOutlastingTheLoadBound: the probe
+// a look-up the tenant cache cannot answer runs (main's breaker open, a
+// probe due) is bounded by the cache's shared load (CacheOptions.LoadTimeout,
+// 10 s by default) as well as by ProbeTimeout (DB_BREAKER_PROBE_TIMEOUT, up
+// to 30 s). Against a "main" that does not answer at all, a probe that the
+// load's bound cuts short is a probe that timed out: the look-up is held
+// (ErrDatabaseDown, a wait that counts no failure) and the next probe is
+// backed off, as when ProbeTimeout cuts it. Before, the look-up failed with
+// the load's "context deadline exceeded" (a failure counted against the
+// task's retries) and the breaker was left with a probe due at once, so
+// every later miss probed again.
+func TestDatabaseBreakerCacheMissLookUpProbeOutlastingTheLoadBound(t *testing.T) {
+	t.Parallel()
+	var probes atomic.Int64
+	unreachable := &pgconn.PgError{Severity: "FATAL", Code: "57P03", Message: "the database system is starting up"}
+	b, err := worker.NewDatabaseBreakers(worker.BreakerOptions{
+		// A server that accepts nothing and refuses nothing: the probe
+		// ends at its deadline.
+		Probe: func(ctx context.Context, _ string) error {
+			probes.Add(1)
+			<-ctx.Done()
+			return ctx.Err()
+		},
+		ProbeMin: 50 * time.Millisecond, ProbeMax: time.Hour, ProbeTimeout: 5 * time.Second,
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeBreakers(t, b)
+	backend := memstore.New()
+	if _, err := backend.AddDatabase(t.Context(), "x", "postgres://x.invalid/x"); err != nil {
+		t.Fatal(err)
+	}
+	cold := tenantOn(t, backend, "bound-cold", "x")
+	cache := storage.NewCache(backend, nil, storage.CacheOptions{LocalTTL: time.Hour, LoadTimeout: 100 * time.Millisecond})
+	t.Cleanup(func() { _ = cache.Close() })
+	mux := worker.MuxOf(worker.MuxOptions{Logger: slog.New(slog.DiscardHandler), Catalog: cache, Breakers: b}, map[string]asynq.Handler{
+		tasks.TypeInvoicePDF:   worker.Handle(func(context.Context, tasks.InvoicePDF) error { return nil }),
+		tasks.TypeSweepOverdue: worker.Handle(func(context.Context, tasks.SweepOverdue) error { return unreachable }),
+	})
+	if err := mux.ProcessTask(context.Background(), newTask(t, tasks.SweepOverdue{Tick: 1})); !errors.Is(err, worker.ErrDatabaseUnavailable) {
+		t.Fatalf("sweep that finds main down: %v; want ErrDatabaseUnavailable", err)
+	}
+	time.Sleep(60 * time.Millisecond) // the first probe is due
+	run := func() error {
+		return mux.ProcessTask(context.Background(), newTask(t, tasks.InvoicePDF{TenantID: cold.ID, InvoiceID: 1}))
+	}
+	start := time.Now()
+	if err := run(); !errors.Is(err, worker.ErrDatabaseDown) || probes.Load() != 1 {
+		t.Fatalf("look-up whose probe the cache's load bound cut short: %v, %d probes; want held (ErrDatabaseDown) after one probe", err, probes.Load())
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("look-up took %v; want it bounded by the cache's load bound (100 ms), not ProbeTimeout", d)
+	}
+	if err := run(); !errors.Is(err, worker.ErrDatabaseDown) || probes.Load() != 1 {
+		t.Fatalf("look-up right after a probe that timed out: %v, %d probes; want held without a probe (backed off)", err, probes.Load())
+	}
+}
