@@ -223,6 +223,11 @@ type drainer struct {
 
 	left   atomic.Int64
 	doneCh chan struct{}
+
+	// configure, when set, adjusts the drain server's asynq.Config before
+	// it starts: a test hook (TestDrainReportsFailedAttempts retries a
+	// failed attempt at once instead of after the worker's backoff).
+	configure func(*asynq.Config)
 }
 
 // finished counts one handled task.
@@ -260,7 +265,11 @@ func (d *drainer) drain(ctx context.Context, h asynq.Handler, n int) (float64, c
 	errs := &errorLog{}
 	d.left.Store(int64(n))
 	d.doneCh = make(chan struct{})
-	srv := asynq.NewServerFromRedisClient(d.b.env.rdb, worker.ServerConfig(worker.ServerOptions{Logger: slog.New(errs)}))
+	cfg := worker.ServerConfig(worker.ServerOptions{Logger: slog.New(errs)})
+	if d.configure != nil {
+		d.configure(&cfg)
+	}
+	srv := asynq.NewServerFromRedisClient(d.b.env.rdb, cfg)
 	before, err := d.probe.sample()
 	if err != nil {
 		return 0, cpuUse{}, fmt.Errorf("cpu sample: %w", err)

@@ -122,8 +122,14 @@ func TestDatabaseOutageDoesNotArchiveRenderOrSweep(t *testing.T) {
 	e.addInvoice(t, tn, acmeCustomer, acmeInvoice)
 	rdb := redis.NewClient(&redis.Options{Addr: e.redis.Addr})
 	t.Cleanup(func() { rdb.Close() })
-	startServer(t, e.redis, worker.NewServeMux(e.h, worker.MuxOptions{Logger: discardLogger(), Redis: rdb}),
-		worker.ServerOptions{Concurrency: 2, NotReadyDelayMin: time.Second, NotReadyDelayMax: 2 * time.Second})
+	// The sweep's kept last attempt comes back 500 ms to 1 s later, not
+	// 45 to 60 s (kept again while the server is down, run once it is
+	// back); waits 100-200 ms apart, looked for every 50 ms: the outage
+	// below spans a dozen attempts or more in 2 s, where the default
+	// waits (1-2 s, looked for every second) needed 8 s for a few.
+	startServer(t, e.redis, worker.NewServeMux(e.h, worker.WithLastAttemptKeep(worker.MuxOptions{Logger: discardLogger(), Redis: rdb}, 500*time.Millisecond, time.Second)),
+		worker.ServerOptions{Concurrency: 2, NotReadyDelayMin: 100 * time.Millisecond, NotReadyDelayMax: 200 * time.Millisecond,
+			DelayedTaskCheckInterval: 50 * time.Millisecond})
 
 	client := asynq.NewClientFromRedisClient(rdb)
 	enqueue := func(p tasks.Payload, maxRetry int) (queue, id string) {
@@ -141,7 +147,7 @@ func TestDatabaseOutageDoesNotArchiveRenderOrSweep(t *testing.T) {
 	pg.Stop(t)
 	renderQ, render := enqueue(tasks.InvoicePDF{TenantID: tn.ID, InvoiceID: 1}, 1)
 	sweepQ, sweep := enqueue(tasks.SweepOverdue{Tick: time.Now().Unix()}, 0)
-	time.Sleep(8 * time.Second) // several attempts, 1-2 s apart
+	time.Sleep(2 * time.Second) // several attempts, 100-200 ms apart
 	for _, c := range []struct{ queue, id string }{{renderQ, render}, {sweepQ, sweep}} {
 		info, err := e.inspector.GetTaskInfo(c.queue, c.id)
 		if err != nil {

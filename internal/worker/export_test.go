@@ -21,6 +21,15 @@ func MuxOf(opts MuxOptions, handlers map[string]asynq.Handler) *asynq.ServeMux {
 	return newMux(opts, rs...)
 }
 
+// WithLastAttemptKeep returns opts whose chain brings a last attempt kept
+// by KeepLastAttempt back lo to hi later instead of 45 to 60 s: for tests
+// that wait for a kept attempt to run again (none sends asynq's calls
+// twice, which the production bounds guard against).
+func WithLastAttemptKeep(opts MuxOptions, lo, hi time.Duration) MuxOptions {
+	opts.lastAttemptKeep = keepDelay{min: lo, max: hi}
+	return opts
+}
+
 // RouteTypes returns the task types h's mux registers, in order.
 func RouteTypes(h *Handlers) []string {
 	var out []string

@@ -84,6 +84,29 @@ const keepAttempts = 3
 // ErrLastAttemptKept, not with a record of an archived task for its
 // tenant while it waits to run again. A nil rdb keeps nothing.
 func KeepLastAttempt(rdb redis.UniversalClient) asynq.MiddlewareFunc {
+	return keepLastAttempt(rdb, keepDelay{})
+}
+
+// keepDelay bounds the delay before a kept last attempt comes back; the
+// zero value is lastAttemptKeepMin to lastAttemptKeepMax. Only tests set
+// it (MuxOptions.lastAttemptKeep, export_test.go), to see a kept attempt
+// run again without waiting out the production bounds.
+type keepDelay struct{ min, max time.Duration }
+
+// next returns when a task kept now comes back.
+func (d keepDelay) next(now time.Time) time.Time {
+	lo, hi := d.min, d.max
+	if lo <= 0 {
+		lo, hi = lastAttemptKeepMin, lastAttemptKeepMax
+	}
+	if hi <= lo {
+		return now.Add(lo)
+	}
+	return now.Add(lo + rand.N(hi-lo))
+}
+
+// keepLastAttempt is KeepLastAttempt with the delay bounds of delay.
+func keepLastAttempt(rdb redis.UniversalClient, delay keepDelay) asynq.MiddlewareFunc {
 	return func(next asynq.Handler) asynq.Handler {
 		if rdb == nil {
 			return next
@@ -102,7 +125,7 @@ func KeepLastAttempt(rdb redis.UniversalClient) asynq.MiddlewareFunc {
 				end()
 				return err
 			}
-			kerr := keepLast(ctx, rdb, err)
+			kerr := keepLast(ctx, rdb, err, delay)
 			end()
 			if kerr != nil {
 				LoggerFromContext(ctx).WarnContext(ctx, "could not keep a waiting task on its last attempt; asynq archives it", slog.String("error", kerr.Error()))
@@ -156,10 +179,11 @@ func keepKey(ctx context.Context) string {
 }
 
 // keepLast runs keepLastScript for the task of ctx, which waits with err.
-func keepLast(ctx context.Context, rdb redis.UniversalClient, err error) error {
+// The task comes back at delay.next.
+func keepLast(ctx context.Context, rdb redis.UniversalClient, err error, delay keepDelay) error {
 	id, _ := asynq.GetTaskID(ctx)
 	queue, _ := asynq.GetQueueName(ctx)
-	at := time.Now().Add(lastAttemptKeepMin + rand.N(lastAttemptKeepMax-lastAttemptKeepMin))
+	at := delay.next(time.Now())
 	p := "asynq:{" + queue + "}:"
 	keys := []string{p + "active", p + "lease", p + "t:" + id, p + "retry"}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recheckTimeout)

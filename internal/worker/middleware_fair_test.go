@@ -119,6 +119,13 @@ type fairWorker struct {
 
 func newFairWorker(t *testing.T) *fairWorker {
 	t.Helper()
+	return newFairWorkerWith(t, func(o worker.MuxOptions) worker.MuxOptions { return o })
+}
+
+// newFairWorkerWith is newFairWorker with its chain's options passed
+// through opts (worker.WithLastAttemptKeep).
+func newFairWorkerWith(t *testing.T, opts func(worker.MuxOptions) worker.MuxOptions) *fairWorker {
+	t.Helper()
 	_, rdb := newRedisClient(t)
 	w := &fairWorker{rdb: rdb, catalog: memstore.New(), ins: asynq.NewInspectorFromRedisClient(rdb)}
 	w.d = fair.New(rdb, fair.Config{Lease: fairLease})
@@ -137,7 +144,7 @@ func newFairWorker(t *testing.T) *fairWorker {
 	w.enq = tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), w.ins, discardLogger(),
 		tasks.WithAdmission(tasks.Admission{Dispatcher: w.d, Tenants: w.catalog}))
 	reporter := w.d.NewReporter(discardLogger())
-	mux := worker.MuxOf(worker.MuxOptions{Logger: discardLogger(), Catalog: w.catalog, Reporter: reporter, Parker: w.d, Redis: rdb}, map[string]asynq.Handler{
+	mux := worker.MuxOf(opts(worker.MuxOptions{Logger: discardLogger(), Catalog: w.catalog, Reporter: reporter, Parker: w.d, Redis: rdb}), map[string]asynq.Handler{
 		tasks.TypeInvoicePDF: worker.Handle(func(ctx context.Context, _ tasks.InvoicePDF) error {
 			n, _ := asynq.GetRetryCount(ctx)
 			w.retried.Store(int64(n))

@@ -49,6 +49,10 @@ type MuxOptions struct {
 	// without dialing it until a probe reaches it (DatabaseBreaker,
 	// DatabaseGate); nil holds nothing (each task dials).
 	Breakers *DatabaseBreakers
+
+	// lastAttemptKeep, set only by tests (export_test.go), replaces
+	// KeepLastAttempt's delay bounds (45-60 s) for this chain.
+	lastAttemptKeep keepDelay
 }
 
 // Chain returns the worker's middleware in production order:
@@ -67,7 +71,7 @@ func Chain(opts MuxOptions) []asynq.MiddlewareFunc {
 	}
 	return []asynq.MiddlewareFunc{
 		DecodeEnvelope(), ReportCost(opts.Reporter), ForgetRecordOnSuccess(opts.Records, logger), Recover(logger), Log(logger), opts.Metrics.Middleware(), RefuseInvalid(),
-		KeepLastAttempt(opts.Redis), DatabaseBreaker(opts.Breakers), DatabaseUnavailable(), ResolveTenant(opts.Catalog, opts.Parker, opts.Erased),
+		keepLastAttempt(opts.Redis, opts.lastAttemptKeep), DatabaseBreaker(opts.Breakers), DatabaseUnavailable(), ResolveTenant(opts.Catalog, opts.Parker, opts.Erased),
 		DatabaseGate(opts.Breakers), DatabaseSlots(opts.DatabaseSlots, DefaultDatabaseSlotWait),
 	}
 }

@@ -20,6 +20,14 @@ import (
 // worker to have taken it and for asynq to have settled the attempt.
 const notReadyLastWait = 3 * time.Second
 
+// keepFast makes a chain bring a kept last attempt back 500 ms to 1 s
+// later instead of 45 to 60 s (worker.WithLastAttemptKeep): the tests
+// below wait for it to run, and within notReadyLastWait it is kept again
+// at least once.
+func keepFast(o worker.MuxOptions) worker.MuxOptions {
+	return worker.WithLastAttemptKeep(o, 500*time.Millisecond, time.Second)
+}
+
 // TestLastAttemptOfWaitingTenantWithFairDispatchRuns: with fair dispatch,
 // a task met on its last allowed attempt (a dashboard "run" of tasks
 // archived after retries, or a task that failed its retries before its
@@ -37,7 +45,7 @@ func TestLastAttemptOfWaitingTenantWithFairDispatchRuns(t *testing.T) {
 		t.Run(string(status), func(t *testing.T) {
 			t.Parallel()
 			ctx := testContext(t)
-			w := newFairWorker(t)
+			w := newFairWorkerWith(t, keepFast)
 			tn := addTenant(t, w.catalog, "last-"+string(status), status) // not held in the dispatcher
 			id := injectRetry(t, w.rdb, tn.ID, 1, lastRetry)
 			time.Sleep(notReadyLastWait)
@@ -69,7 +77,7 @@ func TestLastAttemptWithoutFairDispatchIsNotArchived(t *testing.T) {
 			catalog := memstore.New()
 			tn := addTenant(t, catalog, "nofair-"+string(status), status)
 			var runs atomic.Int64
-			mux := worker.MuxOf(worker.MuxOptions{Logger: discardLogger(), Catalog: catalog, Redis: rdb}, map[string]asynq.Handler{
+			mux := worker.MuxOf(keepFast(worker.MuxOptions{Logger: discardLogger(), Catalog: catalog, Redis: rdb}), map[string]asynq.Handler{
 				tasks.TypeInvoicePDF: worker.Handle(func(ctx context.Context, _ tasks.InvoicePDF) error {
 					runs.Add(1)
 					return nil
