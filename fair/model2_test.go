@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand"
-	"os"
-	"strconv"
 	"testing"
 	"time"
 
@@ -58,13 +56,9 @@ func runOf(msg []byte) string {
 // shutdowns that requeue active tasks, reports that name their run. It
 // checks that every task runs once per admission, that caps hold, and
 // that a held tenant's task never runs. FAIR_MODEL_SEEDS sets how many
-// seeds run (30 by default).
+// seeds run (modelSeeds).
 func TestRandomRunsKeepTheInvariants(t *testing.T) {
-	seeds := 30
-	if s := os.Getenv("FAIR_MODEL_SEEDS"); s != "" {
-		seeds, _ = strconv.Atoi(s)
-	}
-	for seed := 0; seed < seeds; seed++ {
+	for seed := range modelSeeds(t) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) { runModel2(t, int64(seed)) })
 	}
 }

@@ -18,15 +18,34 @@ import (
 // repeats, admissions, completions, failures, holds and releases, drains)
 // and checks after each step that no task is lost or duplicated, the caps
 // hold, and a held tenant gets nothing admitted. FAIR_MODEL_SEEDS sets how
-// many seeds run (30 by default).
+// many seeds run (modelSeeds).
 func TestRandomOperationsKeepTheInvariants(t *testing.T) {
-	seeds := 30
-	if s := os.Getenv("FAIR_MODEL_SEEDS"); s != "" {
-		seeds, _ = strconv.Atoi(s)
-	}
-	for seed := 0; seed < seeds; seed++ {
+	for seed := range modelSeeds(t) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) { runModel(t, int64(seed)) })
 	}
+}
+
+// defaultModelSeeds is how many seeds the random model tests run when
+// FAIR_MODEL_SEEDS is unset: 10 runs of 300-400 random steps each reach
+// every operation and its interleavings many times over, in a third of
+// the -race time of the 30 they ran before; set FAIR_MODEL_SEEDS=200 to
+// hunt for a rare interleaving.
+const defaultModelSeeds = 10
+
+// modelSeeds returns how many seeds (0, 1, ...) a random model test runs:
+// FAIR_MODEL_SEEDS, or defaultModelSeeds. Each seed is its subtest's name
+// and is in every failure message, so a failure reruns with -run .../seed.
+func modelSeeds(t *testing.T) int {
+	t.Helper()
+	s := os.Getenv("FAIR_MODEL_SEEDS")
+	if s == "" {
+		return defaultModelSeeds
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		t.Fatalf("FAIR_MODEL_SEEDS=%q: want a positive number of seeds", s)
+	}
+	return n
 }
 
 func runModel(t *testing.T, seed int64) {

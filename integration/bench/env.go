@@ -199,8 +199,10 @@ func (e *env) binary(ctx context.Context, pkg string) (string, error) {
 	e.buildsMu.Unlock()
 	r.once.Do(func() {
 		out := filepath.Join(e.dir, "bin", filepath.Base(pkg))
+		// Built as the README builds them (go build, the environment's
+		// CGO_ENABLED) and as internal/testenv's BuildBinary does, so that
+		// the tests' builds share one build cache entry per package.
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		msg, err := cmd.CombinedOutput()
 		if err != nil {
 			r.err = fmt.Errorf("go build %s: %v\n%s", pkg, err, strings.TrimSpace(string(msg)))

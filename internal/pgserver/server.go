@@ -119,6 +119,34 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	return s, nil
 }
 
+// Init runs initdb into opts.Dir's data directory (data/, created with
+// Dir when missing) as Start would, without starting a server: a caller
+// that needs many throwaway servers initializes one directory and copies
+// its data/ (owner and modes kept) into each server's Dir, which Start then
+// uses as is. Only Dir and Fsync are used; Dir must not hold a data
+// directory yet.
+func Init(ctx context.Context, opts Options) error {
+	if opts.Dir == "" {
+		return errors.New("init postgres data directory: no directory given")
+	}
+	bin, err := findBinaries()
+	if err != nil {
+		return err
+	}
+	usr, err := lookupServiceUser()
+	if err != nil {
+		return err
+	}
+	s := &Server{bin: bin, user: usr, opts: opts}
+	if err := s.makeDir(); err != nil {
+		return err
+	}
+	if err := s.user.checkReachable(s.dir); err != nil {
+		return fmt.Errorf("init postgres in %s: %w", s.dir, err)
+	}
+	return s.initdb(ctx)
+}
+
 // makeDir creates or adopts the server's directory.
 func (s *Server) makeDir() error {
 	switch {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -335,5 +336,54 @@ func TestUnreachableDirAsRoot(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(private); len(entries) != 0 {
 		t.Fatalf("failed Start left %d entries in %s", len(entries), private)
+	}
+}
+
+// TestInitLeavesADataDirectoryToCopy: Init makes data/ without starting a
+// server; copies of it start as independent servers; Init refuses a
+// missing Dir and a Dir that already holds a data directory.
+func TestInitLeavesADataDirectoryToCopy(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	root := tempRoot(t)
+	tmpl := filepath.Join(root, "template")
+	if err := Init(ctx, Options{Dir: tmpl}); err != nil {
+		t.Fatalf("Init: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(tmpl, "data", "PG_VERSION")); err != nil {
+		t.Fatalf("Init left no data directory: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(tmpl, "data", "postmaster.pid")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("Init left a server running or its pid file (%v)", err)
+	}
+	var urls []string
+	for _, name := range []string{"a", "b"} {
+		dir := filepath.Join(root, name)
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command("cp", "-a", filepath.Join(tmpl, "data"), filepath.Join(dir, "data")).CombinedOutput(); err != nil {
+			t.Fatalf("copy: %v\n%s", err, out)
+		}
+		srv := startServer(t, ctx, Options{Dir: dir})
+		urls = append(urls, srv.URL())
+	}
+	conn, err := pgx.Connect(ctx, urls[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE TABLE only_in_a (x int)"); err != nil {
+		t.Fatal(err)
+	}
+	if got := queryString(t, ctx, urls[1], "SELECT count(*)::text FROM pg_tables WHERE tablename = 'only_in_a'"); got != "0" {
+		t.Fatalf("a table created on one copy's server is on the other's (count %s)", got)
+	}
+
+	if err := Init(ctx, Options{}); err == nil {
+		t.Error("Init without a directory: no error")
+	}
+	if err := Init(ctx, Options{Dir: tmpl}); err == nil {
+		t.Error("Init into a directory that holds a data directory: no error")
 	}
 }

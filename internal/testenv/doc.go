@@ -20,8 +20,7 @@
 // Postgres(t) returns the URL of a fresh, empty database for the test, as
 // superuser "postgres" (trust authentication, sslmode=disable). All calls in
 // one test binary share one throwaway PostgreSQL server, started on first use
-// with initdb into a temporary data directory and listening on 127.0.0.1 on a
-// free port; each call creates its own database t_<random> from template0 and
+// in a temporary data directory and listening on 127.0.0.1 on a free port; each call creates its own database t_<random> from template0 and
 // drops it WITH (FORCE) in t.Cleanup, so tests can run in parallel:
 //
 //	func TestSomething(t *testing.T) {
@@ -46,6 +45,10 @@
 // StartPostgres(t) starts a dedicated server for fault tests: Stop, Start and
 // Restart keep its port and data directory, and CreateDatabase gives a
 // database on it.
+//
+// initdb runs once per test binary, into a template data directory; every
+// server (the shared one and each StartPostgres) starts from a copy of it,
+// which takes a fraction of initdb's seconds on a busy machine.
 //
 // # Redis
 //

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -60,12 +62,21 @@ func StartPostgres(t testing.TB) *PostgresServer {
 // directory (removed by Main, swept by later test binaries if this one
 // dies) on a free port; the server is registered for Main to stop.
 func newPostgresServer() (*PostgresServer, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), postgresStartTimeout)
+	defer cancel()
+	tmpl, err := postgresTemplate(ctx)
+	if err != nil {
+		return nil, err
+	}
 	base, err := makeTempDir(tempRoot(), "postgres")
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), postgresStartTimeout)
-	defer cancel()
+	// A copy of the template's data directory is what initdb would have
+	// made (the template never ran a server): Start uses it as is.
+	if out, err := exec.CommandContext(ctx, "cp", "-a", tmpl, filepath.Join(base, "data")).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("copy postgres data directory %s: %w\n%s", tmpl, err, out)
+	}
 	srv, err := pgserver.Start(ctx, pgserver.Options{Dir: base, MaxConnections: postgresMaxConnections})
 	if err != nil {
 		return nil, err
@@ -73,6 +84,34 @@ func newPostgresServer() (*PostgresServer, error) {
 	s := &PostgresServer{srv: srv, base: base}
 	registerServer(s)
 	return s, nil
+}
+
+// pgTemplate is the data directory every server of this test binary
+// starts from: initdb runs once (seconds on a busy machine), a copy takes
+// a fraction of that.
+var pgTemplate struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
+// postgresTemplate returns the initialized data directory that new servers
+// copy, running initdb the first time (into a testenv-pgtemplate-<pid>-*
+// directory that Main removes).
+func postgresTemplate(ctx context.Context) (string, error) {
+	pgTemplate.once.Do(func() {
+		base, err := makeTempDir(tempRoot(), "pgtemplate")
+		if err != nil {
+			pgTemplate.err = err
+			return
+		}
+		if err := pgserver.Init(ctx, pgserver.Options{Dir: base}); err != nil {
+			pgTemplate.err = err
+			return
+		}
+		pgTemplate.dir = filepath.Join(base, "data")
+	})
+	return pgTemplate.dir, pgTemplate.err
 }
 
 // Port returns the TCP port the server listens on (on 127.0.0.1).
