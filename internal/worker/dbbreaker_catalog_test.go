@@ -127,6 +127,18 @@ func TestDatabaseBreakerHoldsCacheMissLookUpWithoutDialing(t *testing.T) {
 	}
 }
 
+// catalogWithX returns an in-memory catalog that registers a tenant
+// database "x" (never dialed: the tests' handlers stand for its units of
+// work).
+func catalogWithX(t *testing.T) *memstore.Catalog {
+	t.Helper()
+	backend := memstore.New()
+	if _, err := backend.AddDatabase(t.Context(), "x", "postgres://x.invalid/x"); err != nil {
+		t.Fatal(err)
+	}
+	return backend
+}
+
 // tenantOn creates an active tenant slug on database db in catalog.
 func tenantOn(t *testing.T, catalog storage.Catalog, slug, db string) tenantctx.Tenant {
 	t.Helper()
@@ -243,10 +255,7 @@ func TestDatabaseBreakerCacheMissLookUpProbesWhenDue(t *testing.T) {
 	closeBreakers(t, b)
 	// The tenants live on database x (never dialed here: the handler
 	// stands for their units of work), the catalog on main.
-	backend := memstore.New()
-	if _, err := backend.AddDatabase(t.Context(), "x", "postgres://x.invalid/x"); err != nil {
-		t.Fatal(err)
-	}
+	backend := catalogWithX(t)
 	warm, cold := tenantOn(t, backend, "due-warm", "x"), tenantOn(t, backend, "due-cold", "x")
 	cache := storage.NewCache(backend, nil, storage.CacheOptions{LocalTTL: time.Hour})
 	t.Cleanup(func() { _ = cache.Close() })
@@ -323,10 +332,7 @@ func TestDatabaseBreakerCacheMissLookUpProbeOutlastingTheLoadBound(t *testing.T)
 		t.Fatal(err)
 	}
 	closeBreakers(t, b)
-	backend := memstore.New()
-	if _, err := backend.AddDatabase(t.Context(), "x", "postgres://x.invalid/x"); err != nil {
-		t.Fatal(err)
-	}
+	backend := catalogWithX(t)
 	cold := tenantOn(t, backend, "bound-cold", "x")
 	cache := storage.NewCache(backend, nil, storage.CacheOptions{LocalTTL: time.Hour, LoadTimeout: 100 * time.Millisecond})
 	t.Cleanup(func() { _ = cache.Close() })
