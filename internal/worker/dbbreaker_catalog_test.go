@@ -10,6 +10,7 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -39,13 +40,7 @@ func TestDatabaseBreakerHoldsCacheMissLookUpWithoutDialing(t *testing.T) {
 	// units of work go through a registry over a pool of their own.
 	var catalogDials atomic.Int64
 	catalogPool := countedPool(t, mainURL, &catalogDials)
-	if err := storage.MigrateCatalog(ctx, catalogPool, nil); err != nil {
-		t.Fatal(err)
-	}
-	catalog := storage.NewPostgres(catalogPool)
-	if _, err := catalog.AddDatabase(ctx, "x", xURL); err != nil {
-		t.Fatal(err)
-	}
+	catalog := catalogRegisteringX(t, catalogPool, xURL)
 	warm, cold := tenantOn(t, catalog, "lookup-warm", "x"), tenantOn(t, catalog, "lookup-cold", "x")
 	cache := storage.NewCache(catalog, nil, storage.CacheOptions{LocalTTL: time.Hour})
 	t.Cleanup(func() { _ = cache.Close() })
@@ -125,6 +120,20 @@ func TestDatabaseBreakerHoldsCacheMissLookUpWithoutDialing(t *testing.T) {
 	if breakers.Down(tenantctx.DefaultDatabase) {
 		t.Error("main still down after a look-up through it succeeded")
 	}
+}
+
+// catalogRegisteringX migrates the catalog on pool ("main") and registers
+// the tenant database "x" at xURL in it.
+func catalogRegisteringX(t *testing.T, pool *pgxpool.Pool, xURL string) *storage.Postgres {
+	t.Helper()
+	if err := storage.MigrateCatalog(t.Context(), pool, nil); err != nil {
+		t.Fatal(err)
+	}
+	catalog := storage.NewPostgres(pool)
+	if _, err := catalog.AddDatabase(t.Context(), "x", xURL); err != nil {
+		t.Fatal(err)
+	}
+	return catalog
 }
 
 // catalogWithX returns an in-memory catalog that registers a tenant

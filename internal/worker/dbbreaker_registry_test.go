@@ -18,7 +18,6 @@ import (
 	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/internal/worker"
 	"github.com/invoicing/tenantworker/schema"
-	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/storage/memstore"
 	"github.com/invoicing/tenantworker/tasks"
 	"github.com/invoicing/tenantworker/tenantctx"
@@ -40,14 +39,8 @@ func TestDatabaseBreakerProbesADatabaseWithoutMain(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(mainPool.Close)
-	if err := storage.MigrateCatalog(ctx, mainPool, nil); err != nil {
-		t.Fatal(err)
-	}
 	xURL := xSrv.CreateDatabase(t)
-	onMain := storage.NewPostgres(mainPool)
-	if _, err := onMain.AddDatabase(ctx, "x", xURL); err != nil {
-		t.Fatal(err)
-	}
+	onMain := catalogRegisteringX(t, mainPool, xURL)
 	reg := placement.New(placement.Options{MainPool: mainPool, Catalog: onMain, MaxConns: 2, RefreshInterval: -1})
 	t.Cleanup(func() { _ = reg.Close() })
 
