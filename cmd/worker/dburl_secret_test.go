@@ -2,6 +2,7 @@ package main
 
 import (
 	"flag"
+	"io"
 	"os"
 	"strings"
 	"testing"
@@ -31,7 +32,7 @@ func TestDatabaseURLErrorHidesPassword(t *testing.T) {
 		os.Args = []string{"worker"}
 		flag.CommandLine = flag.NewFlagSet("worker", flag.ContinueOnError)
 		var stderr testenv.LogBuffer
-		err := run(&stderr)
+		err := run(io.Discard, &stderr)
 		os.Args, flag.CommandLine = oldArgs, oldFlags
 		if err == nil {
 			t.Fatalf("%s=<bad>: the worker started", tc.name)

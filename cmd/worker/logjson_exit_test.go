@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"io"
 	"net"
 	"os"
 	"strings"
@@ -35,7 +36,7 @@ func TestStartFailureIsAJSONRecord(t *testing.T) {
 	defer func() { os.Args, flag.CommandLine = oldArgs, oldFlags }()
 
 	var stderr testenv.LogBuffer
-	err := run(&stderr)
+	err := run(io.Discard, &stderr)
 	if err == nil {
 		t.Fatal("the worker started without its database")
 	}

@@ -5,6 +5,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -25,7 +26,21 @@ func main() {
 	if devstack.Requested(os.Args[1:]) {
 		os.Exit(devstack.Main(os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
 	}
-	if err := run(os.Stderr); err != nil {
+	// Parse errors come back from run (ContinueOnError), so that -h is
+	// exit 0 with the usage on stdout and a mistake exit 2, as in the
+	// enqueue CLI, instead of package flag's own exits.
+	flag.CommandLine.Init("worker", flag.ContinueOnError)
+	err := run(os.Stdout, os.Stderr)
+	var usageErr usageError
+	switch {
+	case err == nil:
+	case errors.Is(err, errHelp):
+	case errors.As(err, &usageErr):
+		if !usageErr.shown {
+			fmt.Fprintf(os.Stderr, "worker: %v\n", oneLine(usageErr.err))
+		}
+		os.Exit(2)
+	default:
 		if !errors.Is(err, errLogged) {
 			fmt.Fprintf(os.Stderr, "worker: %v\n", oneLine(err))
 		}
@@ -37,8 +52,64 @@ func main() {
 // LOG_FORMAT, so that main does not print it again as plain text.
 var errLogged = errors.New("worker failed (logged)")
 
-// run runs the worker, logging to stderr once the configuration is read.
-func run(stderr io.Writer) error {
+// errHelp is returned by run after -h or --help printed the usage on
+// stdout: the worker exits 0 without starting.
+var errHelp = errors.New("worker: help requested")
+
+// usageError is a command-line mistake (a flag that does not parse, a
+// stray argument): main exits 2 after printing it on stderr, unless
+// parsing printed it already with the usage (shown).
+type usageError struct {
+	err   error
+	shown bool
+}
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+const usageHeader = `usage: worker [-http-addr ADDR] [-concurrency N] [-cpuprofile FILE]
+       worker -dev [flags]   (the embedded development stack: worker -dev -h)
+
+Runs the task worker, its sweep scheduler and its health and metrics
+server. Configuration comes from the environment (README, "Configuration");
+these flags override it.
+
+flags:
+`
+
+// parseFlags parses args with fs (ContinueOnError): -h and --help print
+// the usage on stdout (errHelp); a flag that does not parse prints its
+// error and the usage on stderr, and a stray argument is refused, both as
+// usageError, so that stdout stays empty on a mistake.
+func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
+	var out bytes.Buffer
+	fs.SetOutput(&out)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usageHeader)
+		fs.PrintDefaults()
+	}
+	err := fs.Parse(args)
+	fs.SetOutput(stderr)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		_, _ = stdout.Write(out.Bytes())
+		return errHelp
+	case err != nil:
+		_, _ = stderr.Write(out.Bytes())
+		return usageError{err: err, shown: true}
+	}
+	// The worker takes flags only: a stray argument ends flag parsing, so
+	// the flags after it ("worker serve -concurrency 20") would be ignored
+	// without a word.
+	if fs.NArg() > 0 {
+		return usageError{err: fmt.Errorf("unexpected arguments %q: the worker takes flags only (worker -h)", fs.Args())}
+	}
+	return nil
+}
+
+// run runs the worker, logging to stderr once the configuration is read;
+// -h prints the usage on stdout.
+func run(stdout, stderr io.Writer) error {
 	httpAddr := flag.String("http-addr", "", "health and metrics listen address (overrides HTTP_ADDR; default "+config.DefaultWorkerHTTPAddr+")")
 	var concurrency config.DecimalInt
 	flag.Var(&concurrency, "concurrency", fmt.Sprintf("`N` tasks processed at once, at most %d (overrides WORKER_CONCURRENCY)", config.MaxDBConns))
@@ -46,12 +117,8 @@ func run(stderr io.Writer) error {
 	// process) is handled in main by package devstack; listed for -h.
 	flag.Bool("dev", false, `run the embedded development stack (see "worker -dev -h")`)
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the worker to this file until it exits (go tool pprof; used by the load command)")
-	flag.Parse()
-	// The worker takes flags only: a stray argument ends flag parsing, so
-	// the flags after it ("worker serve -concurrency 20") would be ignored
-	// without a word.
-	if flag.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q: the worker takes flags only (worker -h)", flag.Args())
+	if err := parseFlags(flag.CommandLine, os.Args[1:], stdout, stderr); err != nil {
+		return err
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)

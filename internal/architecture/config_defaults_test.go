@@ -122,7 +122,7 @@ func TestReadmeDevStackFlags(t *testing.T) {
 	if code := devstack.Main([]string{"-dev", "-h"}, &stdout, &stderr, func(string) string { return "" }); code != 0 {
 		t.Fatalf("worker -dev -h: exit %d\n%s", code, stderr.String())
 	}
-	help := stderr.String()
+	help := stdout.String() // -h prints the usage on stdout, as the enqueue CLI does
 	sec := section(t, readDoc(t, "README.md"), "What you will see")
 	rows := map[string]string{}
 	for _, m := range regexp.MustCompile("(?m)^\\| `([^`]+)`(?:, `([^`]+)`)? \\| ([^|]*) \\|").FindAllStringSubmatch(sec, -1) {

@@ -47,7 +47,6 @@ func TestMainRejectsBadInput(t *testing.T) {
 		{name: "stray argument", args: []string{"-dev", "serve"}, wantCode: 2, wantErr: `unexpected arguments ["serve"]`},
 		{name: "bad log format", args: []string{"-dev"}, env: map[string]string{"LOG_FORMAT": "xml"}, wantCode: 2, wantErr: "LOG_FORMAT: must be text or json"},
 		{name: "bad log level", args: []string{"-dev"}, env: map[string]string{"LOG_LEVEL": "loud"}, wantCode: 2, wantErr: "LOG_LEVEL: must be debug"},
-		{name: "help", args: []string{"-dev", "-h"}, wantCode: 0, wantErr: "usage: worker -dev"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -61,6 +60,20 @@ func TestMainRejectsBadInput(t *testing.T) {
 				t.Fatalf("stdout: %q, want nothing", stdout.String())
 			}
 		})
+	}
+}
+
+// TestMainHelpGoesToStdout: "worker -dev -h" prints the usage on stdout
+// and exits 0, as every enqueue command's --help does, so that
+// `worker -dev -h | less` shows it; stderr stays empty.
+func TestMainHelpGoesToStdout(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{"-dev", "-h"}, {"-dev", "--help"}, {"-h", "-dev"}} {
+		var stdout, stderr bytes.Buffer
+		code := Main(args, &stdout, &stderr, func(string) string { return "" })
+		if code != 0 || !strings.Contains(stdout.String(), "usage: worker -dev") || !strings.Contains(stdout.String(), "-data-dir") || stderr.Len() != 0 {
+			t.Errorf("Main(%q) = %d, stdout %q, stderr %q; want 0, the usage on stdout, nothing on stderr", args, code, stdout.String(), stderr.String())
+		}
 	}
 }
 

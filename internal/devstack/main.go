@@ -1,6 +1,7 @@
 package devstack
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -49,13 +50,16 @@ flags:
 // Main runs `worker -dev`: it parses args (which must include -dev),
 // runs the stack until SIGINT or SIGTERM, and returns the exit code: 0
 // after a clean stop, 1 when the stack could not start or failed (with one
-// line on stderr), 2 for bad flags. Logs go to stderr, the banner to
-// stdout. A second Ctrl-C while stopping exits at once.
+// line on stderr), 2 for bad flags (on stderr, with the usage). Logs go
+// to stderr, the banner, or the usage asked for with -h, to stdout. A second Ctrl-C while stopping exits at once.
 func Main(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
 	fs := flag.NewFlagSet("worker -dev", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	// Parsing writes to a buffer: -h's usage goes to stdout, as the
+	// enqueue CLI's does, and a mistake with the usage to stderr.
+	var flagOut bytes.Buffer
+	fs.SetOutput(&flagOut)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(fs.Output(), usage)
 		fs.PrintDefaults()
 	}
 	fs.Bool("dev", true, "run the embedded development stack")
@@ -64,8 +68,10 @@ func Main(args []string, stdout, stderr io.Writer, getenv func(string) string) i
 	dataDir := fs.String("data-dir", DefaultDataDir, "directory for PDFs, reminder e-mails and the throwaway database")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			_, _ = stdout.Write(flagOut.Bytes())
 			return 0
 		}
+		_, _ = stderr.Write(flagOut.Bytes())
 		return 2
 	}
 	if fs.NArg() > 0 {
