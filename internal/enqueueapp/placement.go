@@ -3,13 +3,17 @@ package enqueueapp
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
 	"github.com/invoicing/tenantworker/internal/placement"
 	"github.com/invoicing/tenantworker/internal/tenancy"
+	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
 
@@ -17,7 +21,9 @@ import (
 const ActorCLI = "cli"
 
 // dbCmd is "enqueue db list", "enqueue db add NAME URL" and "enqueue db
-// remove NAME".
+// remove NAME". db list prints each database with its tenant count, its
+// URL (passwords redacted) and its state, checked on the spot
+// (databaseStates).
 func dbCmd(ctx context.Context, args []string, sio IO) error {
 	if len(args) == 0 {
 		return fmt.Errorf("%w: want db list, db add NAME URL or db remove NAME", errUsage)
@@ -62,8 +68,9 @@ func dbCmd(ctx context.Context, args []string, sio IO) error {
 	if err != nil {
 		return err
 	}
+	states := databaseStates(ctx, b.Pools, ds)
 	w := tabwriter.NewWriter(sio.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "NAME\tTENANTS\tURL")
+	fmt.Fprintln(w, "NAME\tTENANTS\tURL\tSTATE")
 	for _, d := range ds {
 		u := placement.Redact(d.URL)
 		switch {
@@ -74,9 +81,51 @@ func dbCmd(ctx context.Context, args []string, sio IO) error {
 		case u == "":
 			u = "(no URL: set it in TENANT_DATABASES)"
 		}
-		fmt.Fprintf(w, "%s\t%d\t%s\n", d.Name, d.Tenants, u)
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s\n", d.Name, d.Tenants, u, states[d.Name])
 	}
 	return w.Flush()
+}
+
+// dbCheckTimeout bounds `enqueue db list`'s check of one database.
+const dbCheckTimeout = 5 * time.Second
+
+// databaseStates checks each database of ds now, all at once, each
+// within dbCheckTimeout, as `enqueue db add` checks one
+// (placement.Registry.CheckSchemas), and says by name what it found:
+// "usable"; "unusable: " and why (its role may not create schemas there,
+// with the grant; its server refuses the login or the database); or
+// "unreachable: " and why (no answer, no URL here). The reasons are the
+// checks' errors, which never quote a URL or its password.
+func databaseStates(ctx context.Context, pools *placement.Registry, ds []storage.Database) map[string]string {
+	states := make([]string, len(ds))
+	var wg sync.WaitGroup
+	for i, d := range ds {
+		wg.Go(func() {
+			cctx, cancel := context.WithTimeout(ctx, dbCheckTimeout)
+			defer cancel()
+			err := pools.CheckSchemas(cctx, d.Name)
+			reason := ""
+			if err != nil {
+				reason = strings.Join(strings.Fields(err.Error()), " ")
+			}
+			switch {
+			case err == nil:
+				states[i] = "usable"
+			case errors.Is(err, placement.ErrMayNotCreateSchemas), errors.Is(err, placement.ErrRefused):
+				states[i] = "unusable: " + reason
+			case errors.Is(err, placement.ErrUnknownDatabase):
+				states[i] = "unreachable: no URL here"
+			default:
+				states[i] = "unreachable: " + reason
+			}
+		})
+	}
+	wg.Wait()
+	byName := make(map[string]string, len(ds))
+	for i, d := range ds {
+		byName[d.Name] = states[i]
+	}
+	return byName
 }
 
 // tenantCmd is "enqueue tenant add SLUG ..." and "enqueue tenant move SLUG

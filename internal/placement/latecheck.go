@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -34,11 +35,17 @@ type lateCheck struct {
 // as it would without the check (it fails where it needs the privilege).
 // A check that could not run (its query failed: the connection dropped,
 // ctx ended) stays due for the next connection. It never refuses conn.
+// On a database found unusable it runs the check again instead, when its
+// re-check is due (claimRecheck: at most once per
+// Options.RecheckInterval, one at a time; recheck).
 func (r *Registry) checkLate(ctx context.Context, name string, conn *pgx.Conn) {
 	r.lateMu.Lock()
 	c := r.pending[name]
 	r.lateMu.Unlock()
 	if c == nil {
+		if r.claimRecheck(name) {
+			r.recheck(ctx, name, conn)
+		}
 		return
 	}
 	select {
@@ -73,7 +80,8 @@ func (r *Registry) checkLate(ctx context.Context, name string, conn *pgx.Conn) {
 
 // failLate makes TENANT_DATABASES database name, whose check was due,
 // unusable with err, and logs it once. It does nothing when the check was
-// not due (it passed, failed already, or was never due).
+// not due (it passed, failed already, or was never due). The database is
+// checked again once Options.RecheckInterval has passed (claimRecheck).
 func (r *Registry) failLate(ctx context.Context, name string, err error) {
 	err = fmt.Errorf("TENANT_DATABASES: database %s: %w", name, err)
 	r.lateMu.Lock()
@@ -81,12 +89,94 @@ func (r *Registry) failLate(ctx context.Context, name string, err error) {
 	if due {
 		delete(r.pending, name)
 		r.unusable[name] = err
+		r.nextCheck[name] = time.Now().Add(r.recheckEvery)
 	}
 	r.lateMu.Unlock()
 	if due {
-		r.log.ErrorContext(ctx, "tenant database failed its check on its first connection (it was not reachable at start): no new tenant is placed on it until a restart after the fix; its tenants' work fails where it needs the privilege",
-			slog.String("database", name), slog.String("error", err.Error()))
+		msg := "tenant database failed its check on its first connection (it was not reachable at start): no new tenant is placed on it until it passes the check again (made when it is used, at most every " +
+			r.recheckEvery.String() + "); its tenants' work fails where it needs the privilege"
+		if r.recheckEvery <= 0 {
+			msg = "tenant database failed its check on its first connection (it was not reachable at start): no new tenant is placed on it until a restart after the fix; its tenants' work fails where it needs the privilege"
+		}
+		r.log.ErrorContext(ctx, msg, slog.String("database", name), slog.String("error", err.Error()))
 	}
+}
+
+// claimRecheck reports whether the caller is to check database name
+// again (recheck, or Choose's recheckAt): it is unusable, no other check
+// of it runs, and Options.RecheckInterval has passed since it was found
+// unusable or last checked. A true answer claims the check: the caller
+// must end it with endRecheck (recheck does).
+func (r *Registry) claimRecheck(name string) bool {
+	if r.recheckEvery <= 0 {
+		return false
+	}
+	r.lateMu.Lock()
+	defer r.lateMu.Unlock()
+	if r.unusable[name] == nil || r.rechecking[name] || time.Now().Before(r.nextCheck[name]) {
+		return false
+	}
+	r.rechecking[name] = true
+	return true
+}
+
+// endRecheck ends the re-check of database name claimed by claimRecheck:
+// passed (err nil), the database is usable again and one info line says
+// so; otherwise it stays unusable, quietly (err, when the check ran and
+// failed, replaces its reason), until the next re-check, one
+// Options.RecheckInterval later.
+func (r *Registry) endRecheck(ctx context.Context, name string, err error) {
+	r.lateMu.Lock()
+	delete(r.rechecking, name)
+	r.nextCheck[name] = time.Now().Add(r.recheckEvery)
+	if err == nil {
+		delete(r.unusable, name)
+		delete(r.nextCheck, name)
+	} else if errors.Is(err, ErrMayNotCreateSchemas) || errors.Is(err, ErrRefused) {
+		r.unusable[name] = fmt.Errorf("TENANT_DATABASES: database %s: %w", name, err)
+	}
+	r.lateMu.Unlock()
+	if err == nil {
+		r.log.InfoContext(ctx, "tenant database passed its check again (TENANT_DATABASES): its role may create schemas, new tenants are placed on it again",
+			slog.String("database", name))
+	}
+}
+
+// recheck runs the re-check claimed by claimRecheck on conn, a connection
+// to database name, and ends it (endRecheck).
+func (r *Registry) recheck(ctx context.Context, name string, conn *pgx.Conn) {
+	cctx, cancel := context.WithTimeout(ctx, checkTimeout)
+	defer cancel()
+	err := checkPrivileges(cctx, conn)
+	r.endRecheck(ctx, name, err)
+}
+
+// recheckAt checks database name again when it is unusable and its
+// re-check is due (claimRecheck), on a connection of its pool acquired
+// within chooseTimeout: a new one's AfterConnect does not check it twice,
+// the check being claimed. A server that still refuses the login or the
+// database keeps it unusable. Choose calls it.
+func (r *Registry) recheckAt(ctx context.Context, name string) {
+	if !r.claimRecheck(name) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, chooseTimeout)
+	defer cancel()
+	p, err := r.Pool(ctx, name)
+	if err != nil {
+		r.endRecheck(ctx, name, err)
+		return
+	}
+	c, err := p.Acquire(ctx)
+	if err != nil {
+		if refusedConnect(err) {
+			err = fmt.Errorf("connect: %w: %w", ErrRefused, err)
+		}
+		r.endRecheck(ctx, name, err)
+		return
+	}
+	defer c.Release()
+	r.recheck(ctx, name, c.Conn())
 }
 
 // checkDue reports whether database name's late check is due.
@@ -121,8 +211,10 @@ func (r *Registry) lateOutcome(name string) error {
 // be checked at start (CheckConfigured) and failed their check on their
 // first connection since: their role may not create schemas there, or
 // their server refused the login or the database. Choose places no new
-// tenant on them. Each error names the database and what fixes it; a
-// restart checks them again.
+// tenant on them. Each error names the database and what fixes it. Each
+// is checked again when it is used (Choose considering it, a new
+// connection to it), at most once per Options.RecheckInterval, and leaves
+// the list when it passes; a restart checks them again too.
 func (r *Registry) Unusable() map[string]error {
 	r.lateMu.Lock()
 	defer r.lateMu.Unlock()

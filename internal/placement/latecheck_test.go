@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/invoicing/tenantworker/internal/placement"
 	"github.com/invoicing/tenantworker/internal/testenv"
@@ -22,6 +23,14 @@ import (
 // and the server, back up, asks for it. It returns the registry and its
 // log.
 func startedWhileDown(t *testing.T, owner, wrongPassword bool) (*placement.Registry, *testenv.LogBuffer) {
+	t.Helper()
+	r, log, _, _ := startedWhileDownRecheck(t, owner, wrongPassword, 0)
+	return r, log
+}
+
+// startedWhileDownRecheck is startedWhileDown with the registry's
+// Options.RecheckInterval recheck; it also returns late's server and URL.
+func startedWhileDownRecheck(t *testing.T, owner, wrongPassword bool, recheck time.Duration) (*placement.Registry, *testenv.LogBuffer, *testenv.PostgresServer, string) {
 	t.Helper()
 	ctx := t.Context()
 	main := catalogPool(t)
@@ -39,7 +48,8 @@ func startedWhileDown(t *testing.T, owner, wrongPassword bool) (*placement.Regis
 	srv.Stop(t)
 	log := &testenv.LogBuffer{}
 	r := placement.New(placement.Options{MainPool: main, URLs: map[string]string{"late": lateURL},
-		Catalog: storage.NewPostgres(main), MaxConns: 2, Logger: slog.New(slog.NewTextHandler(log, nil))})
+		Catalog: storage.NewPostgres(main), MaxConns: 2, Logger: slog.New(slog.NewTextHandler(log, nil)),
+		RecheckInterval: recheck})
 	t.Cleanup(func() { _ = r.Close() })
 	if err := r.CheckConfigured(ctx); err != nil {
 		t.Fatalf("CheckConfigured with the database down: %v", err)
@@ -51,7 +61,7 @@ func startedWhileDown(t *testing.T, owner, wrongPassword bool) (*placement.Regis
 		t.Fatal(err)
 	}
 	srv.Start(t)
-	return r, log
+	return r, log, srv, lateURL
 }
 
 // TestLateCheckKeepsNewTenantsOffADatabaseWithoutCreate: a

@@ -33,6 +33,11 @@ var ErrClosed = errors.New("placement: registry closed")
 // (Registry.Refresh; Options.RefreshInterval).
 const DefaultRefreshInterval = time.Minute
 
+// DefaultRecheckInterval is how often at most a TENANT_DATABASES database
+// found unusable (Registry.Unusable) is checked again while it is used
+// (Options.RecheckInterval).
+const DefaultRecheckInterval = time.Minute
+
 // refreshTimeout bounds one background refresh.
 const refreshTimeout = 30 * time.Second
 
@@ -73,6 +78,17 @@ type Options struct {
 	// DefaultRefreshInterval; a negative value turns the check off (Close
 	// still closes every pool).
 	RefreshInterval time.Duration
+	// RecheckInterval is how often at most a TENANT_DATABASES database
+	// found unusable (Unusable: its role may not create schemas there, or
+	// its server refused the login or the database) is checked again, when
+	// something would use it (Choose considering it, a new connection to
+	// it; never a task's unit of work on an open connection): once it
+	// passes, new tenants are placed on it again, without a restart. 0
+	// means DefaultRecheckInterval; a negative value turns re-checks off
+	// (a restart checks it). No environment setting: a re-check is one
+	// query per interval on a database in use, and a fix is picked up
+	// within that minute, which an operator waits for as for a restart.
+	RecheckInterval time.Duration
 }
 
 // Registry maps tenant databases to pools. The pools it opens (every
@@ -100,6 +116,11 @@ type Registry struct {
 	lateMu   sync.Mutex
 	pending  map[string]*lateCheck
 	unusable map[string]error
+	// nextCheck is when an unusable database may be checked again, and
+	// rechecking holds those being checked again (claimRecheck).
+	nextCheck    map[string]time.Time
+	rechecking   map[string]bool
+	recheckEvery time.Duration // Options.RecheckInterval, its default applied
 
 	retiring sync.WaitGroup // pools being closed once their connections are back
 	stop     chan struct{}  // closed by Close; nil without a refresh loop
@@ -131,7 +152,9 @@ func New(o Options) *Registry {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	r := &Registry{opts: o, log: o.Logger, pools: map[string]openDatabase{},
-		pending: map[string]*lateCheck{}, unusable: map[string]error{}}
+		pending: map[string]*lateCheck{}, unusable: map[string]error{},
+		nextCheck: map[string]time.Time{}, rechecking: map[string]bool{},
+		recheckEvery: cmp.Or(o.RecheckInterval, DefaultRecheckInterval)}
 	if o.Catalog != nil && o.RefreshInterval >= 0 {
 		r.stop, r.done = make(chan struct{}), make(chan struct{})
 		go r.refreshLoop(cmp.Or(o.RefreshInterval, DefaultRefreshInterval))
@@ -499,9 +522,11 @@ const chooseTimeout = 5 * time.Second
 // answers, the least loaded is returned (the provisioning then fails
 // with its error). A TENANT_DATABASES database that failed its late check
 // (checkLate, Unusable) is never chosen, not even then: by name it is an
-// error wrapping the check's. One whose late check is still due is
-// checked by the ping (by name too), and skipped when that check does not
-// conclude that it is usable.
+// error wrapping the check's; it is checked again first when its re-check
+// is due (Options.RecheckInterval), and chosen as any other once it
+// passes. One whose late check is still due is checked by the ping (by
+// name too), and skipped when that check does not conclude that it is
+// usable.
 func (r *Registry) Choose(ctx context.Context, want string) (string, error) {
 	if want != "" && want != tenantctx.DefaultDatabase && r.configured(want) {
 		if err := r.usable(ctx, want); err != nil {
@@ -546,6 +571,9 @@ func (r *Registry) Choose(ctx context.Context, want string) (string, error) {
 	// Fewest tenants first; the catalog lists them by name, which breaks
 	// ties.
 	slices.SortStableFunc(candidates, func(a, b storage.Database) int { return cmp.Compare(a.Tenants, b.Tenants) })
+	for _, d := range candidates {
+		r.recheckAt(ctx, d.Name)
+	}
 	candidates = slices.DeleteFunc(candidates, func(d storage.Database) bool { return r.unusableErr(d.Name) != nil })
 	if len(candidates) == 0 {
 		return tenantctx.DefaultDatabase, nil
@@ -584,8 +612,10 @@ func (r *Registry) Choose(ctx context.Context, want string) (string, error) {
 // operator: an error when its late check failed, or fails on a ping now
 // (within chooseTimeout); nil when it passed, was never due, or could not
 // run (the server does not answer: the provisioning then fails with its
-// error, as without the check).
+// error, as without the check). An unusable one is checked again first
+// when its re-check is due (recheckAt).
 func (r *Registry) usable(ctx context.Context, name string) error {
+	r.recheckAt(ctx, name)
 	if err := r.unusableErr(name); err != nil {
 		return err
 	}
@@ -852,17 +882,41 @@ func CheckDatabase(ctx context.Context, dsn string, log *slog.Logger) error {
 		return err
 	}
 	defer p.Close()
-	if err := p.Ping(ctx); err != nil {
+	return CheckPool(ctx, p)
+}
+
+// CheckPool is CheckDatabase's check on p, a pool of a tenant database
+// already open (a move's target, `enqueue db list`): on one of its
+// connections, the role may create schemas in the database. Its errors
+// are CheckDatabase's: ErrRefused, ErrUnreachable (also for a check cut by
+// ctx), ErrMayNotCreateSchemas with the grant; they never quote the URL.
+func CheckPool(ctx context.Context, p *pgxpool.Pool) error {
+	c, err := p.Acquire(ctx)
+	if err != nil {
 		if refusedConnect(err) {
 			return fmt.Errorf("connect: %w: %w", ErrRefused, err)
 		}
 		return fmt.Errorf("connect: %w: %w", ErrUnreachable, err)
 	}
-	err = checkPrivileges(ctx, p)
+	defer c.Release()
+	err = checkPrivileges(ctx, c)
 	if err != nil && ctx.Err() != nil && !errors.Is(err, ErrMayNotCreateSchemas) {
 		err = fmt.Errorf("%w: %w", ErrUnreachable, err)
 	}
 	return err
+}
+
+// CheckSchemas is CheckPool on the pool that creates tenant schemas in
+// database name (SchemaPool: MIGRATIONS_DATABASE_URL's for "main"),
+// checked now whatever Unusable says: `enqueue db list` shows its
+// outcome. ErrUnknownDatabase for a database not registered, or without
+// a URL here.
+func (r *Registry) CheckSchemas(ctx context.Context, name string) error {
+	p, err := r.SchemaPool(ctx, name)
+	if err != nil {
+		return err
+	}
+	return CheckPool(ctx, p)
 }
 
 // checkPrivileges is CheckDatabase's check of the URL's role on q, a

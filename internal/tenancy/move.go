@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/invoicing/tenantworker/fair"
+	"github.com/invoicing/tenantworker/internal/placement"
 	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tenantctx"
@@ -77,7 +78,13 @@ type Moved struct {
 // It first takes the tenant's move lock (lockMove: another move of the
 // tenant running is ErrMoveRefused) and releases a hold an interrupted
 // move left (releaseInterruptedMove), also when it refuses the move after
-// that (the tenant is there already, say). Then it goes:
+// that (the tenant is there already, say). It then checks the target as
+// `enqueue db add` does (placement.CheckPool) and refuses a target whose
+// role may not create schemas there, or whose server refuses the login or
+// the database (ErrMoveRefused wrapping placement.ErrMayNotCreateSchemas
+// or placement.ErrRefused), or fails for one that does not answer
+// (placement.ErrUnreachable), before it changes anything: no audit entry,
+// no hold. Then it goes:
 //
 //  1. pause the tenant's queue (PauseQueue; with fair dispatch only) and
 //     wait until none of its tasks is running or admitted;
@@ -151,7 +158,15 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 	if err != nil {
 		return m, fmt.Errorf("move tenant %s: target: %w", id, err)
 	}
-	if err := dst.Ping(ctx); err != nil {
+	// The target is checked as `enqueue db add` checks a database
+	// (placement.CheckPool) before anything changes: a role that may not
+	// create schemas there, or a server that refuses the login, would
+	// fail the copy only after the queue was paused; one that does not
+	// answer fails it too.
+	if err := placement.CheckPool(ctx, dst); err != nil {
+		if errors.Is(err, placement.ErrMayNotCreateSchemas) || errors.Is(err, placement.ErrRefused) {
+			err = fmt.Errorf("%w: %w", ErrMoveRefused, err)
+		}
 		return m, fmt.Errorf("move tenant %s: target database %s: %w", id, to, err)
 	}
 
