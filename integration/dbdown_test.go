@@ -31,7 +31,12 @@ func newDBDownStack(t *testing.T, concurrency, nMain, nSecond int, env map[strin
 	t.Helper()
 	pg := testenv.StartPostgres(t)
 	secondURL := pg.CreateDatabase(t)
-	e := map[string]string{"TENANT_DATABASES": "second=" + secondURL}
+	// A task turned away (tenant database busy) or that found the
+	// database unreachable is tried again 1-2 s later
+	// (NOT_READY_DELAY_MIN/_MAX), not 15-30 s: what the tests wait for
+	// once second answers again.
+	e := map[string]string{"TENANT_DATABASES": "second=" + secondURL,
+		"NOT_READY_DELAY_MIN": "1s", "NOT_READY_DELAY_MAX": "2s"}
 	for k, v := range env {
 		e[k] = v
 	}

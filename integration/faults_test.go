@@ -221,7 +221,12 @@ func TestPostgresRestartedMidLoad(t *testing.T) {
 	// stopped, however fast they render and however slowly it stops.
 	const nInvoices, nAfter = 1500, 100
 	pg := testenv.StartPostgres(t)
-	s := newStack(t, stackOptions{workers: 2, concurrency: 4, postgres: pg})
+	// An attempt that found PostgreSQL down is tried again 1-2 s later
+	// (NOT_READY_DELAY_MIN/_MAX), not 15-30 s, and the breaker of main
+	// probes it at least every 2 s (DB_BREAKER_PROBE_MAX), not 30 s: what
+	// the test waits for once it is back.
+	s := newStack(t, stackOptions{workers: 2, concurrency: 4, postgres: pg,
+		env: map[string]string{"NOT_READY_DELAY_MIN": "1s", "NOT_READY_DELAY_MAX": "2s", "DB_BREAKER_PROBE_MAX": "2s"}})
 	tn := s.provision(tenantSlugs("pgfault", 1), tenantName)[0]
 	s.seed(tn, invoiceSeed{overdue: nInvoices + nAfter, lines: 30})
 

@@ -242,8 +242,13 @@ func TestTenantServerStoppedMidLoad(t *testing.T) {
 	const n, nSecond = 150, 1000
 	pg := testenv.StartPostgres(t)
 	secondURL := pg.CreateDatabase(t)
+	// The renders that waited for second come back 1-2 s after an attempt
+	// (NOT_READY_DELAY_MIN/_MAX), not 15-30 s, and its breaker probes it
+	// at least every 2 s (DB_BREAKER_PROBE_MAX), not 30 s: what the test
+	// waits for once second is back.
 	s := newStack(t, stackOptions{workers: 2, concurrency: 4,
-		env: map[string]string{"TENANT_DATABASES": "second=" + secondURL}})
+		env: map[string]string{"TENANT_DATABASES": "second=" + secondURL,
+			"NOT_READY_DELAY_MIN": "1s", "NOT_READY_DELAY_MAX": "2s", "DB_BREAKER_PROBE_MAX": "2s"}})
 	ctx := context.Background()
 	second, err := pgxpool.New(ctx, secondURL)
 	if err != nil {

@@ -75,6 +75,8 @@ func TestReadmeConfigurationDefaults(t *testing.T) {
 		"DB_BREAKER_PROBE_MIN":     shortDuration(c.DBBreakerProbeMin),
 		"DB_BREAKER_PROBE_MAX":     shortDuration(c.DBBreakerProbeMax),
 		"DB_BREAKER_PROBE_TIMEOUT": shortDuration(c.DBBreakerProbeTimeout),
+		"NOT_READY_DELAY_MIN":      shortDuration(c.NotReadyDelayMin),
+		"NOT_READY_DELAY_MAX":      shortDuration(c.NotReadyDelayMax),
 		"REDIS_AUTOPIPELINE":       fmt.Sprint(c.RedisAutoPipeline),
 	}
 	// Defaults that are another variable's value.

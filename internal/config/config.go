@@ -82,6 +82,16 @@ const (
 	MaxDBBreakerProbeMin     = time.Minute
 	MaxDBBreakerProbeMax     = 10 * time.Minute
 	MaxDBBreakerProbeTimeout = 30 * time.Second
+	// DefaultNotReadyDelayMin and DefaultNotReadyDelayMax bound the
+	// worker's random wait before a task that met a not-ready wait is tried
+	// again when NOT_READY_DELAY_MIN and _MAX are unset: those of
+	// worker.ServerOptions (config does not import the worker; a test
+	// checks that they agree).
+	DefaultNotReadyDelayMin = 15 * time.Second
+	DefaultNotReadyDelayMax = 30 * time.Second
+	// MaxNotReadyDelay bounds NOT_READY_DELAY_MIN and _MAX: a tenant or
+	// database that is ready again is served at most this long later.
+	MaxNotReadyDelay = 10 * time.Minute
 	// MinAdminTokenLen is the shortest ADMIN_TOKEN accepted outside the dev
 	// stack: 32 characters (`openssl rand -hex 32` gives 64).
 	MinAdminTokenLen = 32
@@ -244,6 +254,15 @@ type Config struct {
 	// DefaultDBBreakerProbeMax (or DBBreakerProbeMin when larger) and
 	// DefaultDBBreakerProbeTimeout.
 	DBBreakerProbeMin, DBBreakerProbeMax, DBBreakerProbeTimeout time.Duration
+	// NotReadyDelayMin (NOT_READY_DELAY_MIN) and NotReadyDelayMax
+	// (NOT_READY_DELAY_MAX, at least NotReadyDelayMin) bound the random
+	// wait before the worker tries again a task that met a not-ready wait
+	// (worker.ErrTenantNotReady: its tenant provisioning, or suspended and
+	// not held by the fair dispatcher; its database busy or unreachable),
+	// which does not count as a failure (worker.ServerOptions). 0 means
+	// DefaultNotReadyDelayMin and DefaultNotReadyDelayMax (or
+	// NotReadyDelayMin when larger).
+	NotReadyDelayMin, NotReadyDelayMax time.Duration
 	// AllowTenantHeader (ALLOW_TENANT_HEADER, default false) lets the
 	// enqueue service take the tenant from X-Tenant: development only.
 	AllowTenantHeader bool
@@ -380,6 +399,8 @@ func Parse(getenv func(string) string) (Config, error) {
 		DBBreakerProbeMin:     p.duration("DB_BREAKER_PROBE_MIN"),
 		DBBreakerProbeMax:     p.duration("DB_BREAKER_PROBE_MAX"),
 		DBBreakerProbeTimeout: p.duration("DB_BREAKER_PROBE_TIMEOUT"),
+		NotReadyDelayMin:      p.duration("NOT_READY_DELAY_MIN"),
+		NotReadyDelayMax:      p.duration("NOT_READY_DELAY_MAX"),
 		AllowTenantHeader:     p.boolean("ALLOW_TENANT_HEADER", false),
 		DashboardWritable:     p.dashboardWritable(),
 		TenantCacheTTL:        p.duration("TENANT_CACHE_TTL"),
@@ -453,6 +474,9 @@ func (c Config) withDefaults() Config {
 	// Unset, the maximum follows a larger minimum rather than refusing it.
 	c.DBBreakerProbeMax = cmp.Or(c.DBBreakerProbeMax, max(DefaultDBBreakerProbeMax, c.DBBreakerProbeMin))
 	c.DBBreakerProbeTimeout = cmp.Or(c.DBBreakerProbeTimeout, DefaultDBBreakerProbeTimeout)
+	c.NotReadyDelayMin = cmp.Or(c.NotReadyDelayMin, DefaultNotReadyDelayMin)
+	// Unset, the maximum follows a larger minimum rather than refusing it.
+	c.NotReadyDelayMax = cmp.Or(c.NotReadyDelayMax, max(DefaultNotReadyDelayMax, c.NotReadyDelayMin))
 	c.TaskCheckInterval = cmp.Or(c.TaskCheckInterval, DefaultTaskCheckInterval)
 	c.IdleRecheckInterval = cmp.Or(c.IdleRecheckInterval, fair.DefaultIdleRecheck)
 	c.FairPendingTime = cmp.Or(c.FairPendingTime, fair.DefaultPendingTime)
@@ -584,6 +608,11 @@ func (c Config) validate() error {
 	}
 	if c.DBBreakerProbeTimeout < time.Millisecond || c.DBBreakerProbeTimeout > MaxDBBreakerProbeTimeout {
 		bad("DB_BREAKER_PROBE_TIMEOUT: must be between 1ms and %v, got %v", MaxDBBreakerProbeTimeout, c.DBBreakerProbeTimeout)
+	}
+	if c.NotReadyDelayMin < time.Millisecond || c.NotReadyDelayMin > MaxNotReadyDelay {
+		bad("NOT_READY_DELAY_MIN: must be between 1ms and %v, got %v", MaxNotReadyDelay, c.NotReadyDelayMin)
+	} else if c.NotReadyDelayMax < c.NotReadyDelayMin || c.NotReadyDelayMax > MaxNotReadyDelay {
+		bad("NOT_READY_DELAY_MAX: must be between NOT_READY_DELAY_MIN (%v) and %v, got %v", c.NotReadyDelayMin, MaxNotReadyDelay, c.NotReadyDelayMax)
 	}
 	if c.QueueShards < 1 || c.QueueShards > MaxQueueShards {
 		bad("QUEUE_SHARDS: must be between 1 and %d, got %d", MaxQueueShards, c.QueueShards)

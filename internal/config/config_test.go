@@ -52,6 +52,8 @@ func TestFromEnvDefaults(t *testing.T) {
 		DBBreakerProbeMin:     DefaultDBBreakerProbeMin,
 		DBBreakerProbeMax:     DefaultDBBreakerProbeMax,
 		DBBreakerProbeTimeout: DefaultDBBreakerProbeTimeout,
+		NotReadyDelayMin:      DefaultNotReadyDelayMin,
+		NotReadyDelayMax:      DefaultNotReadyDelayMax,
 		RedisAutoPipeline:     true,
 		FairDispatch:          true,
 		FairPendingTime:       fair.DefaultPendingTime,

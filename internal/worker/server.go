@@ -47,7 +47,8 @@ type ServerOptions struct {
 	// below the orchestrator's kill grace period (Kubernetes: 30 s).
 	ShutdownTimeout time.Duration
 	// NotReadyDelayMin and NotReadyDelayMax bound the random delay before a
-	// task whose tenant was not ready (ErrTenantNotReady) is tried again.
+	// task whose tenant was not ready (ErrTenantNotReady) is tried again
+	// (cmd/worker: NOT_READY_DELAY_MIN and NOT_READY_DELAY_MAX).
 	NotReadyDelayMin, NotReadyDelayMax time.Duration
 	// TaskCheckInterval and DelayedTaskCheckInterval: see the defaults.
 	TaskCheckInterval        time.Duration

@@ -119,16 +119,11 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 	}
 	mux := worker.NewServeMux(handlers, muxOpts)
 
-	serverOpts := worker.ServerOptions{
-		Concurrency:       cfg.WorkerConcurrency,
-		ShutdownTimeout:   cfg.ShutdownTimeout,
-		TaskCheckInterval: cfg.TaskCheckInterval,
-		Layout:            d.Layout,
-		Classes:           cfg.WorkerQueueClasses,
-		Records:           d.TaskRecords,
-		Logger:            logger,
-		RedisSentinel:     config.IsRedisSentinel(d.RedisConnOpt),
-	}
+	serverOpts := serverOptions(cfg)
+	serverOpts.Layout = d.Layout
+	serverOpts.Records = d.TaskRecords
+	serverOpts.Logger = logger
+	serverOpts.RedisSentinel = config.IsRedisSentinel(d.RedisConnOpt)
 	if opts.Server != nil {
 		opts.Server(&serverOpts)
 	}
@@ -289,4 +284,19 @@ func memberID() string {
 		host = "worker"
 	}
 	return fmt.Sprintf("%s:%d:%s", host, os.Getpid(), rand.Text()[:8])
+}
+
+// serverOptions returns the asynq server options the Config sets
+// (WORKER_CONCURRENCY, SHUTDOWN_TIMEOUT, TASK_CHECK_INTERVAL,
+// WORKER_QUEUE_CLASSES, NOT_READY_DELAY_MIN and _MAX); RunWith adds what
+// it opened (the queue layout, task records, logger, Redis client kind).
+func serverOptions(cfg config.Config) worker.ServerOptions {
+	return worker.ServerOptions{
+		Concurrency:       cfg.WorkerConcurrency,
+		ShutdownTimeout:   cfg.ShutdownTimeout,
+		TaskCheckInterval: cfg.TaskCheckInterval,
+		Classes:           cfg.WorkerQueueClasses,
+		NotReadyDelayMin:  cfg.NotReadyDelayMin,
+		NotReadyDelayMax:  cfg.NotReadyDelayMax,
+	}
 }
