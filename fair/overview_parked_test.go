@@ -11,7 +11,7 @@ import (
 // message (asynq let it go) is in neither asynq's lists nor the tenant's
 // backlog, so an operator shrinking QUEUE_SHARDS who waits for a shard's
 // waiting, admitted and pending counts and its asynq queue to be empty
-// (README, "Changing QUEUE_SHARDS") would drop a shard that still holds
+// (docs/operations.md, "Changing QUEUE_SHARDS") would drop a shard that still holds
 // it: the overview must count it.
 func TestOverviewCountsParkedTasks(t *testing.T) {
 	t.Parallel()

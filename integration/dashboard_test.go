@@ -141,7 +141,7 @@ func TestDashboardRunsTaskInItsOwnTenant(t *testing.T) {
 		t.Fatalf("resume %s: %d %s", held.Slug, status, body)
 	}
 	// A parked task comes back once its hand-back to asynq can no longer
-	// arrive, 45 s after it was parked (README, "Parking").
+	// arrive, 45 s after it was parked (docs/guarantees.md, "Parking").
 	eventually(t, 90*time.Second, 100*time.Millisecond, held.Slug+"'s tasks run after it resumed", completed(held))
 	for _, a := range all {
 		foreign := tns[1-a.tn.N]

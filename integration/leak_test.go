@@ -17,7 +17,7 @@ import (
 // (single and bulk renders, reminders, sweeps, migrations, pause, resume,
 // drain, suspension, a limits change), deletes every tenant, and then
 // accounts for every Redis key: a deleted tenant may leave only what the
-// README documents (asynq's retention of its finished tasks, whose keys
+// README and docs/operations.md document (asynq's retention of its finished tasks, whose keys
 // expire), never a key, hash field or set member of its own that nothing
 // removes.
 func TestDeletedTenantsLeaveNoRedisState(t *testing.T) {

@@ -18,9 +18,9 @@ import (
 )
 
 // TestStackAsRestrictedRedisUser runs the system's flows as managed Redis
-// services have applications run them (README, "Redis user"): an ACL user
+// services have applications run them (docs/operations.md, "Redis user"): an ACL user
 // without @dangerous; one restricted, besides, to the key patterns and
-// channels the README lists; and a server with CONFIG, KEYS, FLUSHALL and
+// channels docs/operations.md lists; and a server with CONFIG, KEYS, FLUSHALL and
 // DEBUG disabled by rename-command. Both binaries start, a tenant is
 // provisioned, renders are enqueued (single and bulk) and completed through
 // fair dispatch, a tenant is suspended, resumed, paused, resumed and

@@ -13,7 +13,7 @@ import (
 )
 
 // TestClaimSentOnUnderOtherDateStyle: on a database whose default
-// DateStyle is not ISO ('SQL, DMY', which README's "Moving a tenant"
+// DateStyle is not ISO ('SQL, DMY', which docs/operations.md's "Moving a tenant"
 // names as a server default it copes with), the day of a sent reminder
 // must still read YYYY-MM-DD: the handler compares it with today's date to
 // say "already sent today".

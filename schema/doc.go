@@ -42,7 +42,7 @@
 // pass search_path through (track_extra_parameters, 1.20+) or, with older
 // versions, add search_path to ignore_startup_parameters and give the
 // database an empty default search_path (ALTER DATABASE ... SET
-// search_path to the empty string; see the README).
+// search_path to the empty string; see docs/operations.md, "PgBouncer").
 // NewPool's connections fail loudly at connect if the empty search_path does
 // not arrive.
 package schema

@@ -15,18 +15,19 @@ import (
 	"github.com/invoicing/tenantworker/tenantctx"
 )
 
-// readmeCachePatterns returns the SCAN patterns of the README's command
-// that clears the tenant cache after Redis went back in time ("Guarantees
-// and their limits").
+// readmeCachePatterns returns the SCAN patterns of the documented command
+// that clears the tenant cache after Redis went back in time ("Redis going
+// back in time" in docs/guarantees.md, which the README's "Guarantees and
+// their limits" links to).
 func readmeCachePatterns(t *testing.T) []string {
 	t.Helper()
-	b, err := os.ReadFile("../README.md")
+	b, err := os.ReadFile("../docs/guarantees.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, para, ok := strings.Cut(string(b), "**Redis going back in time.**")
 	if !ok {
-		t.Fatal("README.md has no paragraph \"Redis going back in time\"")
+		t.Fatal("docs/guarantees.md has no paragraph \"Redis going back in time\"")
 	}
 	para, _, _ = strings.Cut(para, "\n- ")
 	var pats []string
@@ -34,7 +35,7 @@ func readmeCachePatterns(t *testing.T) []string {
 		pats = append(pats, m[1])
 	}
 	if len(pats) == 0 {
-		t.Fatal("the README's \"Redis going back in time\" shows no redis-cli --scan --pattern")
+		t.Fatal("docs/guarantees.md's \"Redis going back in time\" shows no redis-cli --scan --pattern")
 	}
 	return pats
 }
@@ -76,10 +77,11 @@ func fillDefaultCache(t *testing.T, ctx context.Context, rdb redis.UniversalClie
 	}
 }
 
-// TestReadmeCacheCleanupFindsTheCacheKeys: the README's command to clear
-// the tenant cache (redis-cli --scan --pattern ... | xargs redis-cli
-// unlink) finds the cache's keys, on a single server and on a Redis
-// Cluster, where the cache's prefix carries a hash tag. An operator who
+// TestReadmeCacheCleanupFindsTheCacheKeys: the documented command to clear
+// the tenant cache after Redis went back in time (docs/guarantees.md:
+// redis-cli --scan --pattern ... | xargs redis-cli unlink) finds the
+// cache's keys, on a single server and on a Redis Cluster, where the
+// cache's prefix carries a hash tag. An operator who
 // runs it after a failover lost a revocation must not be left with the
 // revoked key's entry while believing it gone.
 func TestReadmeCacheCleanupFindsTheCacheKeys(t *testing.T) {
@@ -96,7 +98,7 @@ func TestReadmeCacheCleanupFindsTheCacheKeys(t *testing.T) {
 				}
 			}
 		}
-		t.Errorf("none of the README's patterns %q finds a tenant cache key", pats)
+		t.Errorf("none of the patterns %q of docs/guarantees.md finds a tenant cache key", pats)
 	}
 
 	t.Run("single server", func(t *testing.T) {

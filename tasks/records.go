@@ -215,7 +215,7 @@ return redis.call('HDEL', KEYS[2], unpack(ARGV))
 // memory (HSET) at maxmemory, and then fails the whole script, while it
 // lets deletions through; a script's later writes are not checked once it
 // has written. So the enqueue that Redis refuses next finds the tenant's
-// records of its task ids where they were (the README's "nothing of the
+// records of its task ids where they were (docs/operations.md's "nothing of the
 // refused request is kept").
 const oomGuard = `
 local function guard(ids)

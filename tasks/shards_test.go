@@ -212,7 +212,7 @@ func masterOf(slot int) int {
 // queue names of the fair dispatcher's key layout, and each shard of a
 // class lives on the master after its predecessor's in a 3-master cluster,
 // so any shard count spreads a class as evenly as it can (3 shards: one
-// on each master). The slots of the plain names are the README's table.
+// on each master). The slots of the plain names are docs/operations.md's table.
 func TestShardNamesSpreadOverMasters(t *testing.T) {
 	t.Parallel()
 	if keySlot("asynq:{default}:pending") != 5718 || keySlot("critical") != 8090 || keySlot("low") != 15214 || keySlot("tenantcache") != 1271 {

@@ -193,18 +193,15 @@ func TestDocsNameEveryPackage(t *testing.T) {
 // citedTest matches a test, fuzz target or benchmark named in backticks.
 var citedTest = regexp.MustCompile("`((?:Test|Fuzz|Benchmark)[A-Za-z0-9_]+)`")
 
-// TestCitedTestsExist: every test docs/architecture.md cites as a guard
-// exists, so the invariants and failure-mode tables cannot point at
-// nothing.
+// TestCitedTestsExist: every test the README and the pages under docs/
+// cite (docs/architecture.md as the guard of an invariant or a failure
+// mode, the others for a behaviour they describe) exists, so no page can
+// point at nothing, also after a passage moved between pages.
 func TestCitedTestsExist(t *testing.T) {
 	t.Parallel()
-	b, err := os.ReadFile(filepath.Join(root(t), "docs", "architecture.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	defined := map[string]bool{}
 	decl := regexp.MustCompile(`^func ((?:Test|Fuzz|Benchmark)[A-Za-z0-9_]+)\(`)
-	err = filepath.WalkDir(root(t), func(path string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(root(t), func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -231,15 +228,39 @@ func TestCitedTestsExist(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cited := citedTest.FindAllStringSubmatch(string(b), -1)
-	if len(cited) < 20 {
-		t.Fatalf("docs/architecture.md cites %d tests; the tables seem to be gone", len(cited))
-	}
-	for _, m := range cited {
-		if !defined[m[1]] {
-			t.Errorf("docs/architecture.md cites %s, which no test file defines", m[1])
+	for _, name := range docFiles(t) {
+		b, err := os.ReadFile(filepath.Join(root(t), name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cited := citedTest.FindAllStringSubmatch(string(b), -1)
+		if name == "docs/architecture.md" && len(cited) < 20 {
+			t.Fatalf("docs/architecture.md cites %d tests; the tables seem to be gone", len(cited))
+		}
+		for _, m := range cited {
+			if !defined[m[1]] {
+				t.Errorf("%s cites %s, which no test file defines", name, m[1])
+			}
 		}
 	}
+}
+
+// docFiles returns README.md and every page under docs/, relative to the
+// module root.
+func docFiles(t *testing.T) []string {
+	t.Helper()
+	pages, err := filepath.Glob(filepath.Join(root(t), "docs", "*.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"README.md"}
+	for _, p := range pages {
+		names = append(names, filepath.ToSlash(filepath.Join("docs", filepath.Base(p))))
+	}
+	if !slices.Contains(names, "docs/architecture.md") {
+		t.Fatalf("docs/architecture.md is missing: %v", names)
+	}
+	return names
 }
 
 // TestAuditActionsDocumented: every audit action internal/tenancy writes

@@ -8,9 +8,11 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"unicode"
 
 	"github.com/invoicing/tenantworker/internal/config"
 	"github.com/invoicing/tenantworker/internal/enqueueapp"
@@ -24,6 +26,22 @@ func readDoc(t *testing.T, name string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// userDocs are the README and the pages its short sections hand the
+// details to: what a user or an operator reads. A command, a test or a
+// table moved from the README to one of these pages is checked there.
+var userDocs = []string{"README.md", "docs/operations.md", "docs/fair-dispatch.md", "docs/guarantees.md"}
+
+// readUserDocs returns userDocs joined, each after a blank line.
+func readUserDocs(t *testing.T) string {
+	t.Helper()
+	var b strings.Builder
+	for _, name := range userDocs {
+		b.WriteString("\n")
+		b.WriteString(readDoc(t, name))
+	}
+	return b.String()
 }
 
 // section returns the text of the markdown section headed "## title" (up
@@ -134,12 +152,13 @@ func enqueueHelp(t *testing.T, args ...string) string {
 var helpFlag = regexp.MustCompile(`(?m)^  -([a-z][a-z0-9-]*)`)
 
 // TestReadmeEnqueueCommands: every command and subcommand of the enqueue
-// CLI is shown in the README (a code span starting "enqueue <command>"),
-// with every flag its --help lists; and every flag the README shows for a
-// command is one the command has.
+// CLI is shown in the README or the pages it links for the details
+// (userDocs: a code span starting "enqueue <command>"), with every flag its
+// --help lists; and every flag they show for a command is one the command
+// has.
 func TestReadmeEnqueueCommands(t *testing.T) {
 	t.Parallel()
-	readme := readDoc(t, "README.md")
+	readme := readUserDocs(t)
 	var spans []string
 	for _, m := range regexp.MustCompile("`(enqueue [^`]*)`").FindAllStringSubmatch(readme, -1) {
 		spans = append(spans, strings.Join(strings.Fields(m[1]), " "))
@@ -171,7 +190,7 @@ func TestReadmeEnqueueCommands(t *testing.T) {
 				}
 			}
 			if len(shown) == 0 {
-				t.Errorf("the README shows no `enqueue %s`", name)
+				t.Errorf("neither the README nor docs/{operations,fair-dispatch,guarantees}.md shows `enqueue %s`", name)
 				continue
 			}
 			var flags []string
@@ -181,12 +200,12 @@ func TestReadmeEnqueueCommands(t *testing.T) {
 			all := strings.Join(shown, " ")
 			for _, f := range flags {
 				if !regexp.MustCompile(`--` + regexp.QuoteMeta(f) + `\b`).MatchString(all) {
-					t.Errorf("the README shows `enqueue %s` without its flag --%s", name, f)
+					t.Errorf("the README and its pages show `enqueue %s` without its flag --%s", name, f)
 				}
 			}
 			for _, m := range regexp.MustCompile(`--([a-z][a-z0-9-]*)`).FindAllStringSubmatch(all, -1) {
 				if !slices.Contains(flags, m[1]) {
-					t.Errorf("the README shows `enqueue %s` with --%s, which it does not have", name, m[1])
+					t.Errorf("the README or one of its pages shows `enqueue %s` with --%s, which it does not have", name, m[1])
 				}
 			}
 		}
@@ -242,12 +261,12 @@ func TestPackageTableImports(t *testing.T) {
 	}
 }
 
-// TestDocTablesWellFormed: every row of a table in the README and
-// docs/architecture.md has as many cells as its header, so that no cell
-// (such as the tests guarding an invariant) is dropped when it renders.
+// TestDocTablesWellFormed: every row of a table in the README and the
+// pages under docs/ has as many cells as its header, so that no cell (such
+// as the tests guarding an invariant) is dropped when it renders.
 func TestDocTablesWellFormed(t *testing.T) {
 	t.Parallel()
-	for _, name := range []string{"README.md", "docs/architecture.md"} {
+	for _, name := range docFiles(t) {
 		header := -1
 		fenced := false
 		for i, line := range strings.Split(readDoc(t, name), "\n") {
@@ -265,6 +284,95 @@ func TestDocTablesWellFormed(t *testing.T) {
 			}
 			if n != header {
 				t.Errorf("%s:%d: a table row with %d cells under a header of %d", name, i+1, n-1, header-1)
+			}
+		}
+	}
+}
+
+// mdLink matches the target of a markdown link, [text](target).
+var mdLink = regexp.MustCompile(`\]\(([^)\s]+)\)`)
+
+// headingAnchors returns the anchors GitHub gives the headings of a
+// markdown document: the heading lowercased, every character but letters,
+// digits, '_', '-' and spaces dropped, spaces made '-', and "-1", "-2" ...
+// added to repeats.
+func headingAnchors(doc string) map[string]bool {
+	anchors := map[string]bool{}
+	seen := map[string]int{}
+	fenced := false
+	for _, line := range strings.Split(doc, "\n") {
+		if strings.HasPrefix(line, "```") {
+			fenced = !fenced
+		}
+		if fenced || !strings.HasPrefix(line, "#") {
+			continue
+		}
+		title := strings.TrimLeft(line, "#")
+		if len(line)-len(title) > 6 || !strings.HasPrefix(title, " ") {
+			continue
+		}
+		var b strings.Builder
+		for _, r := range strings.ToLower(strings.TrimSpace(title)) {
+			switch {
+			case r == ' ':
+				b.WriteRune('-')
+			case r == '-' || r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r):
+				b.WriteRune(r)
+			}
+		}
+		a := b.String()
+		if n := seen[a]; n > 0 {
+			anchors[a+"-"+strconv.Itoa(n)] = true
+		} else {
+			anchors[a] = true
+		}
+		seen[a]++
+	}
+	return anchors
+}
+
+// TestDocLinksResolve: every relative link of the README, the pages under
+// docs/ and integration/bench/README.md names a file of the repository,
+// and its #fragment, for a markdown file, one of that file's headings. The
+// README hands its details to docs/ pages by such links, and a heading
+// renamed or a passage moved must not leave one pointing at nothing.
+func TestDocLinksResolve(t *testing.T) {
+	t.Parallel()
+	files := append(docFiles(t), "integration/bench/README.md")
+	anchorsOf := map[string]map[string]bool{}
+	for _, name := range files {
+		var text strings.Builder
+		fenced := false
+		for _, line := range strings.Split(readDoc(t, name), "\n") {
+			if strings.HasPrefix(line, "```") {
+				fenced = !fenced
+			}
+			if !fenced {
+				text.WriteString(line + "\n")
+			}
+		}
+		for _, m := range mdLink.FindAllStringSubmatch(text.String(), -1) {
+			target := m[1]
+			if regexp.MustCompile(`^[a-z]+:`).MatchString(target) {
+				continue // http:, https:, mailto:
+			}
+			file, frag, _ := strings.Cut(target, "#")
+			dest := name
+			if file != "" {
+				dest = filepath.ToSlash(filepath.Clean(filepath.Join(filepath.Dir(name), file)))
+			}
+			if _, err := os.Stat(filepath.Join(root(t), dest)); err != nil {
+				t.Errorf("%s: link %s: %v", name, target, err)
+				continue
+			}
+			if frag == "" || !strings.HasSuffix(dest, ".md") {
+				continue
+			}
+			if anchorsOf[dest] == nil {
+				anchorsOf[dest] = headingAnchors(readDoc(t, dest))
+			}
+			if !anchorsOf[dest][frag] {
+				t.Errorf("%s: link %s: %s has no heading #%s", name, target, dest, frag)
 			}
 		}
 	}

@@ -250,7 +250,7 @@ func (b *Backend) openRedis(ctx context.Context, cfg config.Config, contextTimeo
 	defer cancel()
 	if err := fair.ClaimMode(pctx, rc, fair.ModeOf(cfg.FairDispatch)); err != nil {
 		if errors.Is(err, fair.ErrModeMismatch) {
-			return fmt.Errorf("FAIR_DISPATCH: %w; every process sharing a Redis must use the same setting: use theirs, or stop them all and switch with \"enqueue dispatch-mode\" (README, \"Fair dispatch\")", err)
+			return fmt.Errorf("FAIR_DISPATCH: %w; every process sharing a Redis must use the same setting: use theirs, or stop them all and switch with \"enqueue dispatch-mode\" (docs/fair-dispatch.md, \"One mode per Redis\")", err)
 		}
 		return err
 	}
@@ -277,14 +277,14 @@ func warnIfEvicting(ctx context.Context, rc redis.UniversalClient, logger *slog.
 			if strings.HasPrefix(err.Error(), "NOPERM") {
 				level = slog.LevelWarn
 			}
-			logger.Log(ctx, level, "could not check redis maxmemory-policy: make sure it is noeviction (README, \"Redis settings\")",
+			logger.Log(ctx, level, "could not check redis maxmemory-policy: make sure it is noeviction (docs/operations.md, \"Redis settings\")",
 				slog.String("addr", c.Options().Addr), slog.String("error", err.Error()))
 			return nil
 		}
 		for line := range strings.SplitSeq(info, "\n") {
 			policy, ok := strings.CutPrefix(strings.TrimSpace(line), "maxmemory_policy:")
 			if ok && policy != "noeviction" {
-				logger.WarnContext(ctx, "redis maxmemory-policy is not noeviction: at maxmemory redis drops queued tasks and fair-dispatch state without a word; set maxmemory-policy noeviction (README, \"Redis settings\")",
+				logger.WarnContext(ctx, "redis maxmemory-policy is not noeviction: at maxmemory redis drops queued tasks and fair-dispatch state without a word; set maxmemory-policy noeviction (docs/operations.md, \"Redis settings\")",
 					slog.String("addr", c.Options().Addr), slog.String("maxmemory_policy", policy))
 			}
 		}

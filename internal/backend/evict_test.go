@@ -15,7 +15,7 @@ import (
 
 // TestOpenWarnsOfAnEvictingRedis: asynq's queues, the fair dispatcher's
 // backlogs and counters and the cache's guard keys must never be evicted
-// (README, "Redis settings": maxmemory-policy noeviction). A Redis whose
+// (docs/operations.md, "Redis settings": maxmemory-policy noeviction). A Redis whose
 // policy evicts drops them without a word at maxmemory, so both binaries
 // (which open their Redis here) warn at start naming the policy; with
 // noeviction they say nothing of it.

@@ -166,7 +166,7 @@ func TestDocumentsPruneCommandGoesOnPastAFailedTenant(t *testing.T) {
 // URL, not in its TENANT_DATABASES) is a line on stderr naming it and its
 // database's error, not skipped as erased; the command does not stop
 // there: the other tenants are pruned all the same, and it exits 1 (as
-// the README says under "Deleting an invoice").
+// docs/operations.md says under "Deleting an invoice").
 func TestDocumentsPruneCommandGoesOnPastAnUnreachableDatabase(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)

@@ -43,7 +43,7 @@ type redisInfoRefused struct {
 // Redis's text, and the page shows nothing but "Could not retrieve redis
 // live data". The page's data is answered instead, 200, every figure
 // "unknown", raw_info saying that the user may not run INFO, and
-// info_refused true (README, "Redis user"). Every other answer, the
+// info_refused true (docs/operations.md, "Redis user"). Every other answer, the
 // page's too when INFO runs, is asynqmon's as it is.
 func dashboardRedisInfo(next http.Handler, opt asynq.RedisConnOpt) http.Handler {
 	target := sync.OnceValues(func() (string, bool) { return redisTarget(opt) })

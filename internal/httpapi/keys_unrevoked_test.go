@@ -8,7 +8,7 @@ import (
 	"github.com/invoicing/tenantworker/storage"
 )
 
-// TestKeyListShowsEveryUnrevokedKeyPastTheBound: the README promises that
+// TestKeyListShowsEveryUnrevokedKeyPastTheBound: docs/operations.md promises that
 // the key list holds every unrevoked key ("A leaked key": it is how an
 // operator finds a key to revoke). A tenant with more unrevoked keys than
 // storage.MaxAPIKeysListed lost its oldest ones from the list, the

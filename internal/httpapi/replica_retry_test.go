@@ -136,7 +136,7 @@ func TestRetriedSuspensionPropagates(t *testing.T) {
 }
 
 // TestKeyListShowsEveryUsableKey: the key list is what an operator finds a
-// leaked key by ("A leaked key" in the README), and revoked keys stay in
+// leaked key by ("A leaked key" in docs/operations.md), and revoked keys stay in
 // it forever. It was the 1,000 oldest keys: a tenant that had rotated its
 // key 1,000 times (revoked ones included) no longer saw its newest keys,
 // those in use, nor a key issued since, and the audit entry of such a

@@ -21,7 +21,7 @@ const killedWriterEnv = "TENANTWORKER_TEST_OUTBOX_KILLED_WRITER"
 // while it writes a reminder into the outbox leaves the temporary file,
 // which holds the customer's name, address and invoice. Erasing a tenant
 // means removing its reminders from OUTBOX_DIR by their name
-// (*-reminder-<tenant id>-*.eml, README "Deleting a tenant"), so that
+// (*-reminder-<tenant id>-*.eml, docs/operations.md "Deleting a tenant"), so that
 // file must carry the message's name too, or it is never found.
 func TestFileKilledMidWriteLeavesAFileOfItsMessage(t *testing.T) {
 	if dir := os.Getenv(killedWriterEnv); dir != "" {

@@ -12,7 +12,7 @@ import (
 // by the previous release (its PauseQueue made the hold only:
 // tenancy.queue_pauses is new) has no record, and this release's first
 // heartbeat, which puts back the catalog's holds, leaves its hold as Redis
-// has it; a loss of Redis's data then lifts that pause, as the README says
+// has it; a loss of Redis's data then lifts that pause, as docs/guarantees.md says
 // ("Redis losing part of its data"). Pausing the tenant again records the
 // pause, which then survives the next loss.
 func TestPauseOfThePreviousReleaseIsRecordedWhenPausedAgain(t *testing.T) {
@@ -31,7 +31,7 @@ func TestPauseOfThePreviousReleaseIsRecordedWhenPausedAgain(t *testing.T) {
 	b.renders(t, tn, 1, 2)
 	b.beat(t)
 	if ids := b.inAsynq(t, tn); len(ids) != 2 || b.queue(t, tn.ID).Paused {
-		t.Fatalf("the unrecorded pause after a loss: in asynq %v, queue %+v; the README says the loss lifts it", ids, b.queue(t, tn.ID))
+		t.Fatalf("the unrecorded pause after a loss: in asynq %v, queue %+v; docs/guarantees.md says the loss lifts it", ids, b.queue(t, tn.ID))
 	}
 	// Paused again under this release: recorded, it survives a loss.
 	if _, err := b.svc.PauseQueue(b.ctx, tn.ID, tenancy.ActorAdmin); err != nil {

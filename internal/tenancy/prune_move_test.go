@@ -16,8 +16,8 @@ import (
 // TestPruneDocumentsOfATenantMovedMeanwhile: a prune that read the
 // tenant on "main" and waits for the writers' lock of invoice_documents
 // behind a move's copy, which switches the tenant to "second" and drops
-// the old schema, fails with ErrMovedDuringPrune ("run it again", as the
-// README says), not with the dropped table's error, and removes nothing.
+// the old schema, fails with ErrMovedDuringPrune ("run it again", as
+// docs/operations.md says), not with the dropped table's error, and removes nothing.
 func TestPruneDocumentsOfATenantMovedMeanwhile(t *testing.T) {
 	t.Parallel()
 	b := setupTwoServers(t)

@@ -525,7 +525,7 @@ func TestDrainOfProvisioningTenantRefused(t *testing.T) {
 
 // TestDrainOfActiveTenantDiscardsItsWaitingMigration: an active tenant's
 // waiting tenant:migrate (a schema upgrade of migrate --all) is discarded
-// and counted with the rest of its backlog, as README says; enqueueing
+// and counted with the rest of its backlog, as docs/fair-dispatch.md says; enqueueing
 // the migrations again brings it back.
 func TestDrainOfActiveTenantDiscardsItsWaitingMigration(t *testing.T) {
 	t.Parallel()

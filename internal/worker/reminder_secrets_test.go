@@ -18,7 +18,7 @@ import (
 // refuses at RCPT TO, for good (550) or for now (450), fails with an error
 // that names neither the customer's address nor the SMTP password, in the
 // task's error (asynq's last error, the dashboard) and in the worker's log
-// line, as the README says ("the customer's address is in neither"), also
+// line, as docs/guarantees.md says ("the customer's address is in neither"), also
 // when the server's reply quotes the address as Postfix's does. go-mail's
 // error appended "affected recipient(s): <address>".
 func TestReminderErrorsDoNotNameTheCustomer(t *testing.T) {
