@@ -28,7 +28,8 @@ func TestMain(m *testing.M) {
 
 // TestCommandLineHelpAndMistakes: the worker's command line behaves as
 // the enqueue CLI's (README, "HTTP API"): -h and --help print the usage on
-// stdout and exit 0 (so `worker -h | less` shows it), also with -dev; a
+// stdout and exit 0 (so `worker -h | less` shows it), also with -dev
+// (-dev=TRUE, -dev=t too: any value package flag reads as true); a
 // mistake (a mistyped flag, a stray argument, a flag without its value)
 // goes to stderr and exits 2, leaving stdout empty. Nothing here reads
 // the environment's servers: each case ends before the worker connects.
@@ -48,6 +49,11 @@ func TestCommandLineHelpAndMistakes(t *testing.T) {
 		{[]string{"--help"}, 0, "-http-addr", ""},
 		{[]string{"-dev", "-h"}, 0, "usage: worker -dev", ""},
 		{[]string{"-dev", "--help"}, 0, "-data-dir", ""},
+		// -dev=TRUE is -dev, as package flag reads it: before, the
+		// production worker took it for its own ignored -dev.
+		{[]string{"-dev=TRUE", "-h"}, 0, "-data-dir", ""},
+		{[]string{"-http-addr", ":0", "-dev=t", "-h"}, 0, "-data-dir", ""},
+		{[]string{"-dev=yes"}, 2, "", "invalid boolean value \"yes\" for -dev"},
 		{[]string{"--bogus"}, 2, "", "flag provided but not defined: -bogus"},
 		{[]string{"serve"}, 2, "", `unexpected arguments ["serve"]`},
 		{[]string{"-concurrency", "4", "extra"}, 2, "", `unexpected arguments ["extra"]`},

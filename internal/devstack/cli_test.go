@@ -26,6 +26,14 @@ func TestRequested(t *testing.T) {
 		{[]string{"dev"}, false},
 		{[]string{"--", "-dev"}, false},
 		{[]string{"-concurrency", "4"}, false},
+		// As package flag reads a boolean (strconv.ParseBool), the last
+		// -dev winning: otherwise the production worker starts, taking
+		// -dev=TRUE for its own ignored -dev.
+		{[]string{"-dev=TRUE"}, true},
+		{[]string{"-concurrency", "4", "--dev=t"}, true},
+		{[]string{"-dev=0"}, false},
+		{[]string{"-dev", "-dev=false"}, false},
+		{[]string{"-dev=false", "-dev"}, true},
 	}
 	for _, tt := range tests {
 		if got := Requested(tt.args); got != tt.want {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/invoicing/tenantworker/internal/logctx"
@@ -16,20 +17,29 @@ import (
 )
 
 // Requested reports whether the command line asks for the dev stack
-// (-dev or --dev, optionally =true), so that cmd/worker can hand over to
-// Main before parsing its own flags.
+// (-dev or --dev, or =VALUE with a value package flag reads as true:
+// true, t, 1, TRUE...; the last -dev wins, as in package flag), so that
+// cmd/worker can hand over to Main before parsing its own flags. A value
+// that is not a boolean is not a request: the worker's own parsing
+// refuses it (exit 2).
 func Requested(args []string) bool {
+	requested := false
 	for _, a := range args {
 		if a == "--" {
-			return false
+			break
 		}
 		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
 		if !strings.HasPrefix(a, "-") || name != "dev" {
 			continue
 		}
-		return !hasValue || value == "true" || value == "1"
+		if !hasValue {
+			requested = true
+			continue
+		}
+		v, err := strconv.ParseBool(value)
+		requested = err == nil && v
 	}
-	return false
+	return requested
 }
 
 const usage = `usage: worker -dev [-http-addr localhost:8080] [-worker-addr 127.0.0.1:0] [-data-dir ./devdata]

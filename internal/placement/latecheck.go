@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -103,10 +104,11 @@ func (r *Registry) failLate(ctx context.Context, name string, err error) {
 }
 
 // claimRecheck reports whether the caller is to check database name
-// again (recheck, or Choose's recheckAt): it is unusable, no other check
+// again (recheck, or Choose's recheckDue): it is unusable, no other check
 // of it runs, and Options.RecheckInterval has passed since it was found
 // unusable or last checked. A true answer claims the check: the caller
-// must end it with endRecheck (recheck does).
+// must end it with endRecheck (recheck does, also on a panic; recheckAt
+// on every path).
 func (r *Registry) claimRecheck(name string) bool {
 	if r.recheckEvery <= 0 {
 		return false
@@ -142,41 +144,68 @@ func (r *Registry) endRecheck(ctx context.Context, name string, err error) {
 	}
 }
 
+// errRecheckCut: a re-check claimed by claimRecheck that ended without
+// an outcome (a panic on its way): the database stays unusable, and is
+// checked again one Options.RecheckInterval later.
+var errRecheckCut = errors.New("re-check cut short")
+
 // recheck runs the re-check claimed by claimRecheck on conn, a connection
-// to database name, and ends it (endRecheck).
+// to database name, and ends it (endRecheck), also when the check panics.
 func (r *Registry) recheck(ctx context.Context, name string, conn *pgx.Conn) {
+	err := errRecheckCut
+	defer func() { r.endRecheck(ctx, name, err) }()
 	cctx, cancel := context.WithTimeout(ctx, checkTimeout)
 	defer cancel()
-	err := checkPrivileges(cctx, conn)
-	r.endRecheck(ctx, name, err)
+	err = checkPrivileges(cctx, conn)
 }
 
-// recheckAt checks database name again when it is unusable and its
-// re-check is due (claimRecheck), on a connection of its pool acquired
-// within chooseTimeout: a new one's AfterConnect does not check it twice,
-// the check being claimed. A server that still refuses the login or the
-// database keeps it unusable. Choose calls it.
-func (r *Registry) recheckAt(ctx context.Context, name string) {
-	if !r.claimRecheck(name) {
-		return
+// recheckDue checks again, all at once, those of the databases names
+// that are unusable and whose re-check is due (claimRecheck; recheckAt),
+// and returns when each has ended: a provisioning request (Choose) waits
+// at most chooseTimeout, however many databases are re-checked.
+func (r *Registry) recheckDue(ctx context.Context, names ...string) {
+	var wg sync.WaitGroup
+	for _, name := range names {
+		if r.claimRecheck(name) {
+			wg.Go(func() { r.recheckAt(ctx, name) })
+		}
 	}
+	wg.Wait()
+}
+
+// recheckAt runs the re-check of database name claimed by claimRecheck,
+// within chooseTimeout, on a connection of its own dialed with the
+// configuration of the database's pool, closed at once (as Ping does):
+// not a pooled one, which may wait until the timeout while its tenants'
+// work holds every connection of the pool (the re-check would then hold
+// up the provisioning request and conclude nothing), or be one made
+// before the server began refusing the login. A server that still
+// refuses the login or the database keeps it unusable. It ends the
+// re-check (endRecheck) on every path, a panic included.
+func (r *Registry) recheckAt(ctx context.Context, name string) {
 	ctx, cancel := context.WithTimeout(ctx, chooseTimeout)
 	defer cancel()
-	p, err := r.Pool(ctx, name)
+	err := errRecheckCut
+	defer func() { r.endRecheck(ctx, name, err) }()
+	e, err := r.lanes(ctx, name, 0, false)
 	if err != nil {
-		r.endRecheck(ctx, name, err)
 		return
 	}
-	c, err := p.Acquire(ctx)
+	conn, err := pgx.ConnectConfig(ctx, e.lanes.Any().Config().ConnConfig)
 	if err != nil {
 		if refusedConnect(err) {
 			err = fmt.Errorf("connect: %w: %w", ErrRefused, err)
 		}
-		r.endRecheck(ctx, name, err)
 		return
 	}
-	defer c.Release()
-	r.recheck(ctx, name, c.Conn())
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		_ = conn.Close(cctx)
+	}()
+	cctx, cancelCheck := context.WithTimeout(ctx, checkTimeout)
+	defer cancelCheck()
+	err = checkPrivileges(cctx, conn)
 }
 
 // checkDue reports whether database name's late check is due.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/invoicing/tenantworker/internal/placement"
 	"github.com/invoicing/tenantworker/internal/testenv"
+	"github.com/invoicing/tenantworker/storage"
 )
 
 // asAdmin runs sql as srv's superuser.
@@ -145,5 +146,91 @@ func TestUnusableDatabaseRefusingTheLoginIsUsedAgainOnceFixed(t *testing.T) {
 	}
 	if strings.Count(log.String(), "passed its check again") != 1 || strings.Count(log.String(), "level=ERROR") != 1 || strings.Contains(log.String(), "s3cret") {
 		t.Errorf("want one error line, one line saying late passed its check again, no password:\n%s", log)
+	}
+}
+
+// TestUnusableDatabaseIsRecheckedWhileItsPoolIsBusy: the re-check of an
+// unusable database does not wait for a connection of its pool, whose
+// connections its tenants' work may all hold (the re-check would then
+// wait until chooseTimeout, holding up the provisioning request, and
+// conclude nothing, however long the pool stays busy): it is made on a
+// connection of its own, so a database granted CREATE while its pool is
+// busy is placed on again at once, by name too.
+func TestUnusableDatabaseIsRecheckedWhileItsPoolIsBusy(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	const every = 200 * time.Millisecond
+	r, log, srv, lateURL := startedWhileDownRecheck(t, false, false, every)
+	if name, err := r.Choose(ctx, ""); err != nil || name != "main" {
+		t.Fatalf("Choose() = %q, %v; want main", name, err)
+	}
+	if err := r.Unusable()["late"]; !errors.Is(err, placement.ErrMayNotCreateSchemas) {
+		t.Fatalf("Unusable()[late] = %v; want its missing privilege; log:\n%s", err, log)
+	}
+	// Its tenants' work holds every connection of its pool (MaxConns 2).
+	p, err := r.Pool(ctx, "late")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range p.Config().MaxConns {
+		c, err := p.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Release)
+	}
+	role, db := roleAndDatabase(t, lateURL)
+	asAdmin(t, srv, "GRANT CREATE ON DATABASE "+db+" TO "+role)
+	time.Sleep(2 * every) // late's re-check is due
+	if name, err := r.Choose(ctx, "late"); err != nil || name != "late" {
+		t.Errorf("Choose(late) = %q, %v with its pool busy once granted; want late", name, err)
+	}
+	if u := r.Unusable(); len(u) != 0 {
+		t.Errorf("Unusable() = %v, want none", u)
+	}
+	if n := strings.Count(log.String(), "passed its check again"); n != 1 {
+		t.Errorf("%d lines saying late passed its check again, want one:\n%s", n, log)
+	}
+}
+
+// TestCheckSchemasOpensNoPool: `enqueue db list`'s check of a database
+// (CheckSchemas) is made as `enqueue db add` makes it, over one
+// connection of its own closed at once: it does not open the database's
+// pool in the registry, which with KeepConns (DB_KEEP_CONNS, the default)
+// would open TENANT_DB_MAX_CONNS connections to every database listed,
+// taking a server's connection slots from the processes serving it.
+func TestCheckSchemasOpensNoPool(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	main := catalogPool(t)
+	r := placement.New(placement.Options{MainPool: main, Catalog: storage.NewPostgres(main),
+		MaxConns: 4, KeepConns: true, RefreshInterval: -1})
+	t.Cleanup(func() { _ = r.Close() })
+	if _, err := r.Add(ctx, "eu2", testenv.PostgresAs(t, true)); err != nil {
+		t.Fatal(err)
+	}
+	nocreate := testenv.PostgresAs(t, false)
+	if _, err := storage.NewPostgres(main).AddDatabase(ctx, "eu3", nocreate); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.CheckSchemas(ctx, "eu2"); err != nil {
+		t.Errorf("CheckSchemas(eu2) = %v, want nil", err)
+	}
+	if err := r.CheckSchemas(ctx, "eu3"); !errors.Is(err, placement.ErrMayNotCreateSchemas) {
+		t.Errorf("CheckSchemas(eu3) = %v, want ErrMayNotCreateSchemas", err)
+	}
+	if err := r.CheckSchemas(ctx, "main"); err != nil {
+		t.Errorf("CheckSchemas(main) = %v, want nil", err)
+	}
+	if _, err := storage.NewPostgres(main).AddDatabase(ctx, "nourl", ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"nope", "nourl"} {
+		if err := r.CheckSchemas(ctx, name); !errors.Is(err, placement.ErrUnknownDatabase) {
+			t.Errorf("CheckSchemas(%s) = %v, want ErrUnknownDatabase", name, err)
+		}
+	}
+	if open := r.Open(); len(open) != 1 {
+		t.Errorf("Open() = %v after the checks; want main only", open)
 	}
 }

@@ -523,10 +523,11 @@ const chooseTimeout = 5 * time.Second
 // with its error). A TENANT_DATABASES database that failed its late check
 // (checkLate, Unusable) is never chosen, not even then: by name it is an
 // error wrapping the check's; it is checked again first when its re-check
-// is due (Options.RecheckInterval), and chosen as any other once it
-// passes. One whose late check is still due is checked by the ping (by
-// name too), and skipped when that check does not conclude that it is
-// usable.
+// is due (Options.RecheckInterval; those due all at once, each on a
+// connection of its own within chooseTimeout: recheckDue), and chosen as
+// any other once it passes. One whose late check is still due is checked
+// by the ping (by name too), and skipped when that check does not
+// conclude that it is usable.
 func (r *Registry) Choose(ctx context.Context, want string) (string, error) {
 	if want != "" && want != tenantctx.DefaultDatabase && r.configured(want) {
 		if err := r.usable(ctx, want); err != nil {
@@ -571,9 +572,11 @@ func (r *Registry) Choose(ctx context.Context, want string) (string, error) {
 	// Fewest tenants first; the catalog lists them by name, which breaks
 	// ties.
 	slices.SortStableFunc(candidates, func(a, b storage.Database) int { return cmp.Compare(a.Tenants, b.Tenants) })
-	for _, d := range candidates {
-		r.recheckAt(ctx, d.Name)
+	names := make([]string, len(candidates))
+	for i, d := range candidates {
+		names[i] = d.Name
 	}
+	r.recheckDue(ctx, names...)
 	candidates = slices.DeleteFunc(candidates, func(d storage.Database) bool { return r.unusableErr(d.Name) != nil })
 	if len(candidates) == 0 {
 		return tenantctx.DefaultDatabase, nil
@@ -613,9 +616,9 @@ func (r *Registry) Choose(ctx context.Context, want string) (string, error) {
 // (within chooseTimeout); nil when it passed, was never due, or could not
 // run (the server does not answer: the provisioning then fails with its
 // error, as without the check). An unusable one is checked again first
-// when its re-check is due (recheckAt).
+// when its re-check is due (recheckDue).
 func (r *Registry) usable(ctx context.Context, name string) error {
-	r.recheckAt(ctx, name)
+	r.recheckDue(ctx, name)
 	if err := r.unusableErr(name); err != nil {
 		return err
 	}
@@ -906,17 +909,23 @@ func CheckPool(ctx context.Context, p *pgxpool.Pool) error {
 	return err
 }
 
-// CheckSchemas is CheckPool on the pool that creates tenant schemas in
-// database name (SchemaPool: MIGRATIONS_DATABASE_URL's for "main"),
-// checked now whatever Unusable says: `enqueue db list` shows its
+// CheckSchemas checks database name now, whatever Unusable says, as
+// `enqueue db add` checks one (CheckDatabase: one connection of its own,
+// closed at once, not the registry's pool of the database, which with
+// Options.KeepConns would open MaxConns connections to each database
+// checked); "main" on the pool that creates its tenants' schemas
+// (MIGRATIONS_DATABASE_URL's, CheckPool). `enqueue db list` shows its
 // outcome. ErrUnknownDatabase for a database not registered, or without
 // a URL here.
 func (r *Registry) CheckSchemas(ctx context.Context, name string) error {
-	p, err := r.SchemaPool(ctx, name)
+	if name == tenantctx.DefaultDatabase || name == "" {
+		return CheckPool(ctx, r.opts.MainSchemaPool)
+	}
+	dsn, _, err := r.resolve(ctx, name)
 	if err != nil {
 		return err
 	}
-	return CheckPool(ctx, p)
+	return CheckDatabase(ctx, dsn, r.log)
 }
 
 // checkPrivileges is CheckDatabase's check of the URL's role on q, a
