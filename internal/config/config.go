@@ -609,8 +609,11 @@ func (c Config) validate() error {
 	if c.DBBreakerProbeTimeout < time.Millisecond || c.DBBreakerProbeTimeout > MaxDBBreakerProbeTimeout {
 		bad("DB_BREAKER_PROBE_TIMEOUT: must be between 1ms and %v, got %v", MaxDBBreakerProbeTimeout, c.DBBreakerProbeTimeout)
 	}
-	if c.NotReadyDelayMin < time.Millisecond || c.NotReadyDelayMin > MaxNotReadyDelay {
-		bad("NOT_READY_DELAY_MIN: must be between 1ms and %v, got %v", MaxNotReadyDelay, c.NotReadyDelayMin)
+	// Under a second a not-ready task would only spin (asynq moves due
+	// retries once a second), and a lost answer to a park call needs the
+	// heartbeat's second to take the retry back (docs/guarantees.md).
+	if c.NotReadyDelayMin < time.Second || c.NotReadyDelayMin > MaxNotReadyDelay {
+		bad("NOT_READY_DELAY_MIN: must be between 1s and %v, got %v", MaxNotReadyDelay, c.NotReadyDelayMin)
 	} else if c.NotReadyDelayMax < c.NotReadyDelayMin || c.NotReadyDelayMax > MaxNotReadyDelay {
 		bad("NOT_READY_DELAY_MAX: must be between NOT_READY_DELAY_MIN (%v) and %v, got %v", c.NotReadyDelayMin, MaxNotReadyDelay, c.NotReadyDelayMax)
 	}

@@ -26,8 +26,8 @@ func TestNotReadyDelaySettings(t *testing.T) {
 		wantMin, wantMax time.Duration
 	}{
 		{nil, 15 * time.Second, 30 * time.Second},
-		{map[string]string{"NOT_READY_DELAY_MIN": "500ms", "NOT_READY_DELAY_MAX": "2s"}, 500 * time.Millisecond, 2 * time.Second},
-		{map[string]string{"NOT_READY_DELAY_MIN": "1ms", "NOT_READY_DELAY_MAX": "1ms"}, time.Millisecond, time.Millisecond},
+		{map[string]string{"NOT_READY_DELAY_MIN": "1500ms", "NOT_READY_DELAY_MAX": "2s"}, 1500 * time.Millisecond, 2 * time.Second},
+		{map[string]string{"NOT_READY_DELAY_MIN": "1s", "NOT_READY_DELAY_MAX": "1s"}, time.Second, time.Second},
 		{map[string]string{"NOT_READY_DELAY_MIN": "45s"}, 45 * time.Second, 45 * time.Second},
 		{map[string]string{"NOT_READY_DELAY_MIN": "2s"}, 2 * time.Second, 30 * time.Second},
 		{map[string]string{"NOT_READY_DELAY_MAX": "2m"}, 15 * time.Second, 2 * time.Minute},
@@ -49,8 +49,9 @@ func TestNotReadyDelaySettings(t *testing.T) {
 		{map[string]string{"NOT_READY_DELAY_MIN": "soon"}, `NOT_READY_DELAY_MIN: must be a positive duration`},
 		{map[string]string{"NOT_READY_DELAY_MIN": "0s"}, `NOT_READY_DELAY_MIN: must be a positive duration`},
 		{map[string]string{"NOT_READY_DELAY_MIN": "-1s"}, `NOT_READY_DELAY_MIN: must be a positive duration`},
-		{map[string]string{"NOT_READY_DELAY_MIN": "500us"}, `NOT_READY_DELAY_MIN: must be between 1ms and 10m0s, got 500µs`},
-		{map[string]string{"NOT_READY_DELAY_MIN": "11m"}, `NOT_READY_DELAY_MIN: must be between 1ms and 10m0s, got 11m0s`},
+		{map[string]string{"NOT_READY_DELAY_MIN": "500us"}, `NOT_READY_DELAY_MIN: must be between 1s and 10m0s, got 500µs`},
+		{map[string]string{"NOT_READY_DELAY_MIN": "999ms"}, `NOT_READY_DELAY_MIN: must be between 1s and 10m0s, got 999ms`},
+		{map[string]string{"NOT_READY_DELAY_MIN": "11m"}, `NOT_READY_DELAY_MIN: must be between 1s and 10m0s, got 11m0s`},
 		{map[string]string{"NOT_READY_DELAY_MAX": "0"}, `NOT_READY_DELAY_MAX: must be a positive duration`},
 		{map[string]string{"NOT_READY_DELAY_MIN": "10s", "NOT_READY_DELAY_MAX": "5s"},
 			`NOT_READY_DELAY_MAX: must be between NOT_READY_DELAY_MIN (10s) and 10m0s, got 5s`},

@@ -36,8 +36,8 @@ func TestNotReadyDelayFollowsConfig(t *testing.T) {
 		}
 		return lo, hi
 	}
-	if lo, hi := delays(map[string]string{"NOT_READY_DELAY_MIN": "200ms", "NOT_READY_DELAY_MAX": "300ms"}); lo < 200*time.Millisecond || hi > 300*time.Millisecond || lo == hi {
-		t.Errorf("not-ready delays %v..%v; want random within 200ms..300ms from the environment", lo, hi)
+	if lo, hi := delays(map[string]string{"NOT_READY_DELAY_MIN": "2s", "NOT_READY_DELAY_MAX": "3s"}); lo < 2*time.Second || hi > 3*time.Second || lo == hi {
+		t.Errorf("not-ready delays %v..%v; want random within 2s..3s from the environment", lo, hi)
 	}
 	if lo, hi := delays(map[string]string{"NOT_READY_DELAY_MIN": "1s", "NOT_READY_DELAY_MAX": "1s"}); lo != time.Second || hi != time.Second {
 		t.Errorf("not-ready delays %v..%v; want 1s", lo, hi)
@@ -47,13 +47,13 @@ func TestNotReadyDelayFollowsConfig(t *testing.T) {
 	}
 	// Other failures keep asynq's backoff (15 s and more at the first retry).
 	cfg, err := config.FromEnv(func(name string) string {
-		return map[string]string{"DATABASE_URL": "postgres://app@db/inv", "NOT_READY_DELAY_MIN": "1ms", "NOT_READY_DELAY_MAX": "1ms"}[name]
+		return map[string]string{"DATABASE_URL": "postgres://app@db/inv", "NOT_READY_DELAY_MIN": "1s", "NOT_READY_DELAY_MAX": "1s"}[name]
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if d := worker.ServerConfig(serverOptions(cfg)).RetryDelayFunc(0, fmt.Errorf("db refused the query"), task); d < 10*time.Second {
-		t.Errorf("a failure retried after %v with NOT_READY_DELAY_MAX=1ms; want asynq's backoff", d)
+		t.Errorf("a failure retried after %v with NOT_READY_DELAY_MAX=1s; want asynq's backoff", d)
 	}
 	if config.DefaultNotReadyDelayMin != worker.DefaultNotReadyDelayMin || config.DefaultNotReadyDelayMax != worker.DefaultNotReadyDelayMax {
 		t.Errorf("config's not-ready delay defaults %v..%v differ from the worker's %v..%v",
