@@ -18,8 +18,13 @@ func WithLoadGate(ctx context.Context, gate func(ctx context.Context) error) con
 	return context.WithValue(ctx, loadGateKey{}, gate)
 }
 
-// passLoadGate calls the gate of ctx (WithLoadGate), if any.
-func passLoadGate(ctx context.Context) error {
+// PassLoadGate calls the gate of ctx (WithLoadGate), if any, and returns
+// its error; nil without a gate. A Cache calls it before each look-up it
+// sends to its backend; another reader of the catalog does as well before
+// a read that a gate should hold (placement.Registry, before it reads the
+// catalog's database list to open a tenant database's pool): its ctx is
+// then its caller's, not a shared load's.
+func PassLoadGate(ctx context.Context) error {
 	if gate, ok := ctx.Value(loadGateKey{}).(func(context.Context) error); ok && gate != nil {
 		return gate(ctx)
 	}

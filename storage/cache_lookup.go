@@ -164,7 +164,7 @@ func (c *Cache) fetch(ctx context.Context, key string, epoch uint64, load func(c
 		c.storeLocal(key, e, epoch)
 		return e, nil
 	}
-	if err := passLoadGate(ctx); err != nil {
+	if err := PassLoadGate(ctx); err != nil {
 		return cacheEntry{}, err
 	}
 	c.stats.misses.Add(1)

@@ -99,8 +99,11 @@ type Options struct {
 // so ForTenant opens the new registration's pool when the one it holds is
 // older, and closes the old one once its connections are back (a caller
 // still holding the old pool without a connection gets an ordinary error
-// from it); Refresh closes the pools of removed databases. It is safe for
-// concurrent use.
+// from it); Refresh closes the pools of removed databases. While the load
+// gate on a caller's ctx (storage.WithLoadGate: the worker's breaker of
+// "main") holds reads of the catalog, a database is resolved from the
+// catalog's list as the registry last read it (resolve, Refresh), and one
+// not on it fails with the gate's error. It is safe for concurrent use.
 type Registry struct {
 	opts Options
 	log  *slog.Logger
@@ -109,6 +112,14 @@ type Registry struct {
 	pools  map[string]openDatabase
 	opened uint64 // opens so far; openDatabase.seq
 	closed bool
+	// listed is the catalog's database list as last read (readDatabases),
+	// by name: resolve answers from it while the load gate on its ctx
+	// holds reads of the catalog ("main" down). reads counts the reads
+	// started, and listedRead is the one listed comes from, so that a
+	// read that ends after a later one does not replace its answer.
+	listed     map[string]storage.Database
+	reads      uint64
+	listedRead uint64
 
 	// lateMu guards pending and unusable, the TENANT_DATABASES databases
 	// CheckConfigured could not check at start (checkLate). Not r.mu: a
@@ -222,7 +233,9 @@ func (r *Registry) SchemaPoolRegistration(ctx context.Context, name string) (*pg
 // failed open is not remembered: the next call tries again). A database
 // registered in the catalog (not in Options.URLs) is looked up there on
 // every call, so a pool of a registration that was removed, or replaced by
-// a new one under the same name, before the call is not returned. The pools connect
+// a new one under the same name, before the call is not returned (unless
+// the load gate on ctx holds reads of the catalog: then the list read last
+// answers, see Registry). The pools connect
 // lazily, so an unreachable server shows in the first query, as an
 // ordinary, retryable error.
 func (r *Registry) Pool(ctx context.Context, name string) (*pgxpool.Pool, error) {
@@ -240,7 +253,8 @@ func (r *Registry) Pool(ctx context.Context, name string) (*pgxpool.Pool, error)
 // dialed with the configuration of the database's pool (MainPool for
 // "main"; elsewhere its open lanes, found without asking the catalog when
 // they are open: a database registered in the catalog whose lanes were
-// never opened is looked up there first), closed at once. It is the probe
+// never opened is looked up there first, or in the list read last while
+// the load gate on ctx holds such reads), closed at once. It is the probe
 // of the worker's database breakers (worker.DatabaseBreakers): a tenant
 // database's probe must not depend on "main", which may be down while
 // that database is back; and it must not take a pooled connection,
@@ -386,20 +400,64 @@ func (r *Registry) resolve(ctx context.Context, name string) (string, int64, err
 	if r.opts.Catalog == nil {
 		return "", 0, fmt.Errorf("%w: %s", ErrUnknownDatabase, name)
 	}
-	ds, err := r.opts.Catalog.Databases(ctx)
+	// The worker's database breakers hold reads of the catalog while
+	// "main" is down (storage.WithLoadGate): then a database the catalog
+	// listed when last read resolves as it was, and one it did not list
+	// is held with the gate's error, without dialing "main".
+	if gerr := storage.PassLoadGate(ctx); gerr != nil {
+		r.mu.Lock()
+		d, ok := r.listed[name]
+		r.mu.Unlock()
+		if !ok {
+			return "", 0, fmt.Errorf("resolve tenant database %s: %w", name, gerr)
+		}
+		r.log.DebugContext(ctx, "tenant database resolved from the catalog's list as last read: reading the catalog is held",
+			slog.String("database", name), slog.Int64("generation", d.Generation), slog.String("held", gerr.Error()))
+		return registered(name, d)
+	}
+	ds, err := r.readDatabases(ctx)
 	if err != nil {
 		return "", 0, fmt.Errorf("resolve tenant database %s: %w", name, err)
 	}
 	for _, d := range ds {
-		if d.Name != name {
-			continue
+		if d.Name == name {
+			return registered(name, d)
 		}
-		if d.URL == "" {
-			return "", 0, fmt.Errorf("%w: %s is registered without a URL: set it in TENANT_DATABASES", ErrUnknownDatabase, name)
-		}
-		return d.URL, d.Generation, nil
 	}
 	return "", 0, fmt.Errorf("%w: %s", ErrUnknownDatabase, name)
+}
+
+// registered is resolve's answer for d, the catalog's registration of
+// database name.
+func registered(name string, d storage.Database) (string, int64, error) {
+	if d.URL == "" {
+		return "", 0, fmt.Errorf("%w: %s is registered without a URL: set it in TENANT_DATABASES", ErrUnknownDatabase, name)
+	}
+	return d.URL, d.Generation, nil
+}
+
+// readDatabases reads the catalog's database list and keeps it as the
+// list last read (Registry.listed) unless a read started later was kept
+// already.
+func (r *Registry) readDatabases(ctx context.Context) ([]storage.Database, error) {
+	r.mu.Lock()
+	r.reads++
+	read := r.reads
+	r.mu.Unlock()
+	ds, err := r.opts.Catalog.Databases(ctx)
+	if err != nil {
+		return nil, err
+	}
+	listed := make(map[string]storage.Database, len(ds))
+	for _, d := range ds {
+		listed[d.Name] = d
+	}
+	r.mu.Lock()
+	if read > r.listedRead {
+		r.listed, r.listedRead = listed, read
+	}
+	r.mu.Unlock()
+	return ds, nil
 }
 
 // retire forgets name's pool when stale says so and closes it once its
@@ -442,7 +500,7 @@ func (r *Registry) Refresh(ctx context.Context) error {
 	if !fromCatalog {
 		return nil
 	}
-	ds, err := r.opts.Catalog.Databases(ctx)
+	ds, err := r.readDatabases(ctx)
 	if err != nil {
 		return fmt.Errorf("refresh tenant database pools: %w", err)
 	}
@@ -833,6 +891,7 @@ func (r *Registry) Remove(ctx context.Context, name string) error {
 	if ok {
 		delete(r.pools, name)
 	}
+	delete(r.listed, name)
 	r.mu.Unlock()
 	if ok {
 		e.lanes.Close()

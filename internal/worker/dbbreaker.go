@@ -24,6 +24,18 @@ import (
 // logs the outage itself).
 var ErrDatabaseDown = fmt.Errorf("database down, task held: %w", ErrDatabaseUnavailable)
 
+// heldError is the error of a task, or of a tenant-cache look-up, that
+// DatabaseBreakers held: ErrDatabaseDown, naming the database held, so
+// that DatabaseBreaker counts a task held by a look-up it shared with
+// others (the load gate's hold is counted per task, not per look-up).
+type heldError struct {
+	database string
+	msg      string
+}
+
+func (e *heldError) Error() string { return e.msg }
+func (e *heldError) Unwrap() error { return ErrDatabaseDown }
+
 // Defaults of BreakerOptions.
 const (
 	DefaultBreakerProbeMin     = time.Second
@@ -182,7 +194,7 @@ func (b *DatabaseBreakers) Down(name string) bool {
 // returns ErrDatabaseDown (held), or ctx's error when the task ended
 // while probing.
 func (b *DatabaseBreakers) admit(ctx context.Context, name string) error {
-	return b.admitUntil(ctx, name, time.Time{})
+	return b.admitUntil(ctx, name, time.Time{}, true)
 }
 
 // admitLookUp is admit for the load gate that DatabaseBreaker puts on an
@@ -194,15 +206,19 @@ func (b *DatabaseBreakers) admit(ctx context.Context, name string) error {
 // probe may: the database is still down (the next probe backed off) and
 // the look-up is held (ErrDatabaseDown), rather than failed with the
 // load's "context deadline exceeded", which would count against the
-// task's retries and leave a probe due at once for the next look-up.
+// task's retries and leave a probe due at once for the next look-up. A
+// hold is not counted here: the look-up may be shared by several tasks
+// (or be one of several of a task), so DatabaseBreaker counts each task
+// its hold ends (countHeld).
 func (b *DatabaseBreakers) admitLookUp(ctx context.Context, name string) error {
 	deadline, _ := ctx.Deadline()
-	return b.admitUntil(context.WithoutCancel(ctx), name, deadline)
+	return b.admitUntil(context.WithoutCancel(ctx), name, deadline, false)
 }
 
 // admitUntil is admit with its probe also bounded by deadline (zero: by
-// ProbeTimeout alone).
-func (b *DatabaseBreakers) admitUntil(ctx context.Context, name string, deadline time.Time) error {
+// ProbeTimeout alone); count says whether a hold counts a held task
+// (holdLocked).
+func (b *DatabaseBreakers) admitUntil(ctx context.Context, name string, deadline time.Time, count bool) error {
 	b.mu.Lock()
 	s := b.dbs[name]
 	if s == nil || !s.open {
@@ -213,7 +229,7 @@ func (b *DatabaseBreakers) admitUntil(ctx context.Context, name string, deadline
 	// A look-up with no time left (admitLookUp) leaves the probe due to
 	// the next caller rather than count one it could not run.
 	if s.probing || now.Before(s.nextProbe) || (!deadline.IsZero() && !now.Before(deadline)) {
-		err := b.holdLocked(ctx, name, s, now)
+		err := b.holdLocked(ctx, name, s, now, count)
 		b.mu.Unlock()
 		return err
 	}
@@ -229,7 +245,7 @@ func (b *DatabaseBreakers) admitUntil(ctx context.Context, name string, deadline
 		return ctx.Err() // the task ended: the next task probes
 	}
 	if b.settleLocked(ctx, name, s, perr) {
-		return b.holdLocked(ctx, name, s, time.Now())
+		return b.holdLocked(ctx, name, s, time.Now(), count)
 	}
 	return nil
 }
@@ -240,7 +256,10 @@ func (b *DatabaseBreakers) admitUntil(ctx context.Context, name string, deadline
 func (b *DatabaseBreakers) settleLocked(ctx context.Context, name string, s *breaker, perr error) (down bool) {
 	now := time.Now()
 	if perr != nil {
-		if _, unreachable := databaseUnreachable(perr); unreachable || errors.Is(perr, context.DeadlineExceeded) {
+		// A probe held itself (ErrDatabaseDown: a tenant database whose
+		// URL is in the catalog on "main", held down) did not reach it.
+		if _, unreachable := databaseUnreachable(perr); unreachable || errors.Is(perr, context.DeadlineExceeded) ||
+			errors.Is(perr, ErrDatabaseDown) {
 			s.backoff = min(2*s.backoff, b.opts.ProbeMax)
 			s.nextProbe = now.Add(s.backoff)
 			s.cause = perr.Error()
@@ -348,9 +367,31 @@ func (b *DatabaseBreakers) probe(ctx context.Context, name string, s *breaker, d
 	return err
 }
 
-// holdLocked counts a held task of s and logs the still-down line when
+// holdLocked returns the error of a task of database name held by s and,
+// when count, counts it (countLocked); b.mu is held.
+func (b *DatabaseBreakers) holdLocked(ctx context.Context, name string, s *breaker, now time.Time, count bool) error {
+	if count {
+		b.countLocked(ctx, name, s, now)
+	}
+	return &heldError{database: name, msg: fmt.Sprintf("database %s down since %s (%s), retried later without counting as a failure: %s",
+		name, s.since.UTC().Format(time.RFC3339), s.cause, ErrDatabaseDown)}
+}
+
+// countHeld counts a task of database name that a tenant-cache look-up
+// held (admitLookUp), as holdLocked counts the others.
+func (b *DatabaseBreakers) countHeld(ctx context.Context, name string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.dbs[name]
+	if s == nil { // never opened: a hold names an opened breaker
+		return
+	}
+	b.countLocked(ctx, name, s, time.Now())
+}
+
+// countLocked counts a held task of s and logs the still-down line when
 // one is due; b.mu is held.
-func (b *DatabaseBreakers) holdLocked(ctx context.Context, name string, s *breaker, now time.Time) error {
+func (b *DatabaseBreakers) countLocked(ctx context.Context, name string, s *breaker, now time.Time) {
 	s.held++
 	s.heldSummary++
 	b.held.WithLabelValues(name).Inc()
@@ -361,8 +402,6 @@ func (b *DatabaseBreakers) holdLocked(ctx context.Context, name string, s *break
 			slog.String("cause", s.cause))
 		s.lastLine, s.heldSummary = now, 0
 	}
-	return fmt.Errorf("database %s down since %s (%s), retried later without counting as a failure: %w",
-		name, s.since.UTC().Format(time.RFC3339), s.cause, ErrDatabaseDown)
 }
 
 // failed records that a task's attempt found database name unreachable
@@ -392,8 +431,12 @@ func (b *DatabaseBreakers) failed(ctx context.Context, name string, err error) {
 }
 
 // attemptDatabase is the database an attempt's tenant lives on, as
-// DatabaseGate found it ("" until then); DatabaseBreaker puts it in ctx.
-type attemptDatabase struct{ name string }
+// DatabaseGate found it ("" until then), and whether DatabaseGate held
+// (and counted) the attempt; DatabaseBreaker puts it in ctx.
+type attemptDatabase struct {
+	name string
+	held bool
+}
 
 // attemptDatabaseKey is the context key of *attemptDatabase.
 type attemptDatabaseKey struct{}
@@ -415,7 +458,12 @@ type attemptDatabaseKey struct{}
 // breaker of the database the error names (BreakerOptions.Locate), else
 // of the database the attempt needed: its tenant's (DatabaseGate found
 // it), or "main" for a system task or a tenant look-up that failed (the
-// catalog). It runs right outside DatabaseUnavailable.
+// catalog). An attempt that a hold of the load gate ended is counted here
+// (tenantworker_database_held_tasks_total), once, unless DatabaseGate held
+// and counted it: several attempts may share one held look-up. The gate
+// also holds placement.Registry's catalog read of a tenant database whose
+// pool is not open yet (it asks storage.PassLoadGate). It runs right
+// outside DatabaseUnavailable.
 func DatabaseBreaker(b *DatabaseBreakers) asynq.MiddlewareFunc {
 	return func(next asynq.Handler) asynq.Handler {
 		if b == nil {
@@ -433,6 +481,11 @@ func DatabaseBreaker(b *DatabaseBreakers) asynq.MiddlewareFunc {
 			}
 			at := &attemptDatabase{}
 			err := next.ProcessTask(storage.WithLoadGate(context.WithValue(ctx, attemptDatabaseKey{}, at), gate), t)
+			// A hold of the load gate is counted here, once per task: the
+			// look-up it held may have been shared by several tasks.
+			if held := (*heldError)(nil); errors.As(err, &held) && !at.held {
+				b.countHeld(ctx, held.database)
+			}
 			if errors.Is(err, ErrDatabaseUnavailable) && !errors.Is(err, ErrDatabaseDown) && ctx.Err() == nil {
 				name := at.name
 				if name == "" {
@@ -468,10 +521,14 @@ func DatabaseGate(b *DatabaseBreakers) asynq.MiddlewareFunc {
 				return next.ProcessTask(ctx, t)
 			}
 			name := tenant.DatabaseName()
-			if at, ok := ctx.Value(attemptDatabaseKey{}).(*attemptDatabase); ok {
+			at, _ := ctx.Value(attemptDatabaseKey{}).(*attemptDatabase)
+			if at != nil {
 				at.name = name
 			}
 			if err := b.admit(ctx, name); err != nil {
+				if at != nil {
+					at.held = true // counted by admit
+				}
 				return fmt.Errorf("tenant %s: %w", tenant.ID, err)
 			}
 			return next.ProcessTask(ctx, t)

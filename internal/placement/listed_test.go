@@ -1,0 +1,107 @@
+package placement_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+
+	"github.com/invoicing/tenantworker/internal/placement"
+	"github.com/invoicing/tenantworker/internal/testenv"
+	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/storage/memstore"
+)
+
+// countingCatalog counts the reads of its database list.
+type countingCatalog struct {
+	*memstore.Catalog
+	reads atomic.Int64
+}
+
+func (c *countingCatalog) Databases(ctx context.Context) ([]storage.Database, error) {
+	c.reads.Add(1)
+	return c.Catalog.Databases(ctx)
+}
+
+// TestRegistryResolvesFromTheListReadLastWhileTheGateHolds: while the load
+// gate on ctx (storage.WithLoadGate: the worker's breaker of "main")
+// holds reads of the catalog, a database of the catalog's list as the
+// registry last read it (by resolve, or by Refresh) resolves from that
+// list without a read, and one not on it fails with the gate's error (not
+// ErrUnknownDatabase: its pool is not retired). Once the gate lets reads
+// through, a database removed or registered again meanwhile is noticed.
+// Before, every resolve read the catalog, the gate notwithstanding.
+func TestRegistryResolvesFromTheListReadLastWhileTheGateHolds(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	url := testenv.Postgres(t) // the pools connect lazily: never dialed here
+	catalog := &countingCatalog{Catalog: memstore.New()}
+	for _, name := range []string{"a", "b"} {
+		if _, err := catalog.AddDatabase(ctx, name, url); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := placement.New(placement.Options{MainPool: catalogPool(t), Catalog: catalog, MaxConns: 1, RefreshInterval: -1})
+	t.Cleanup(func() { _ = r.Close() })
+
+	errHeld := errors.New("main held down")
+	var holding atomic.Bool
+	gated := storage.WithLoadGate(ctx, func(context.Context) error {
+		if holding.Load() {
+			return errHeld
+		}
+		return nil
+	})
+	_, genA, err := r.SchemaPoolRegistration(gated, "a") // reads the list: a, b
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := catalog.AddDatabase(ctx, "c", url); err != nil { // after that read
+		t.Fatal(err)
+	}
+
+	holding.Store(true)
+	reads := catalog.reads.Load()
+	if _, err := r.Pool(gated, "b"); err != nil {
+		t.Errorf("pool of b (listed when last read) while the gate holds: %v; want it", err)
+	}
+	if _, err := r.Pool(gated, "c"); !errors.Is(err, errHeld) || errors.Is(err, placement.ErrUnknownDatabase) {
+		t.Errorf("pool of c (registered after the last read) while the gate holds: %v; want the gate's error", err)
+	}
+	if d := catalog.reads.Load() - reads; d != 0 {
+		t.Errorf("the catalog's list read %d times while the gate holds; want 0", d)
+	}
+
+	// Meanwhile b is removed and a registered again (other processes).
+	if err := catalog.RemoveDatabase(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := catalog.RemoveDatabase(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := catalog.AddDatabase(ctx, "a", url); err != nil {
+		t.Fatal(err)
+	}
+	if _, g, err := r.SchemaPoolRegistration(gated, "a"); err != nil || g != genA {
+		t.Errorf("a while the gate holds: generation %d, %v; want the one listed, %d", g, err, genA)
+	}
+
+	holding.Store(false)
+	if _, err := r.Pool(gated, "b"); !errors.Is(err, placement.ErrUnknownDatabase) {
+		t.Errorf("pool of b, removed, once the gate lets reads through: %v; want ErrUnknownDatabase", err)
+	}
+	if _, g, err := r.SchemaPoolRegistration(gated, "a"); err != nil || g <= genA {
+		t.Errorf("a registered again, once the gate lets reads through: generation %d, %v; want one above %d", g, err, genA)
+	}
+	if _, err := r.Pool(gated, "c"); err != nil {
+		t.Errorf("pool of c once the gate lets reads through: %v", err)
+	}
+	// The list read last is the catalog's now: b is gone from it.
+	holding.Store(true)
+	if _, err := r.Pool(gated, "b"); !errors.Is(err, errHeld) {
+		t.Errorf("pool of b, removed, while the gate holds again: %v; want the gate's error", err)
+	}
+	if _, err := r.Pool(gated, "c"); err != nil {
+		t.Errorf("pool of c, listed by the last read, while the gate holds again: %v", err)
+	}
+}
