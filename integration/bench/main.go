@@ -50,6 +50,8 @@ type sizes struct {
 	PDFBurst       int           `json:"pdf_burst"`          // tasks in the throughput burst
 	PDFPaced       time.Duration `json:"pdf_paced"`          // length of the latency phase
 	EnqueueN       int           `json:"enqueue_requests"`   // per round
+	EnqueueRounds  int           `json:"enqueue_rounds"`     // scenario 4: single, bare and bulk back to back
+	BulkPairs      int           `json:"bulk_pairs"`         // scenario 4: bare and bulk pairs per round
 	Clients        int           `json:"clients"`            // concurrent enqueue clients
 	FleetTenants   int           `json:"fleet_tenants"`      // scenarios 5 and 6
 	OverdueEach    int           `json:"overdue_per_tenant"` // scenario 6
@@ -68,7 +70,7 @@ type sizes struct {
 
 var quickSizes = sizes{
 	Tenants: 100, MiddlewareN: 3000, Rounds: 2, WarmN: 500, LookupN: 10000,
-	PDFBurst: 300, PDFPaced: 5 * time.Second, EnqueueN: 4000, Clients: 64,
+	PDFBurst: 300, PDFPaced: 5 * time.Second, EnqueueN: 4000, EnqueueRounds: 5, BulkPairs: 3, Clients: 64,
 	FleetTenants: 100, OverdueEach: 20, RenderBaseline: time.Second,
 	FairBacklog: 10000, FairQuietSamples: 40, FairPDFBurst: 1000, FairShareWindow: 3 * time.Second,
 	FairIdleSamples: 40, FairDispatchSamples: 1000, FairScaleTenants: 10000,
@@ -77,7 +79,7 @@ var quickSizes = sizes{
 
 var fullSizes = sizes{
 	Tenants: 100, MiddlewareN: 20000, Rounds: 3, WarmN: 2000, LookupN: 200000,
-	PDFBurst: 3000, PDFPaced: 30 * time.Second, EnqueueN: 20000, Clients: 64,
+	PDFBurst: 3000, PDFPaced: 30 * time.Second, EnqueueN: 20000, EnqueueRounds: 5, BulkPairs: 3, Clients: 64,
 	FleetTenants: 1000, OverdueEach: 20, RenderBaseline: 3 * time.Second,
 	FairBacklog: 100000, FairQuietSamples: 100, FairPDFBurst: 3000, FairShareWindow: 8 * time.Second,
 	FairIdleSamples: 200, FairDispatchSamples: 5000, FairScaleTenants: 10000,

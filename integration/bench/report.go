@@ -53,9 +53,23 @@ type Metric struct {
 	Rounds   []float64 `json:"rounds,omitempty"`
 	Baseline *Baseline `json:"baseline,omitempty"`
 	// Ratio is Value / Baseline.Value.
-	Ratio  *float64 `json:"ratio,omitempty"`
-	Target *Target  `json:"target,omitempty"`
-	Met    *bool    `json:"met,omitempty"`
+	Ratio *float64 `json:"ratio,omitempty"`
+	// Pairs, when set, are the ratios of rounds that measured the metric
+	// and its baseline back to back (Rounds[i] / Baseline.Rounds[i]); a
+	// target on the ratio is then judged on their median, not on Ratio.
+	Pairs  *Pairs  `json:"pairs,omitempty"`
+	Target *Target `json:"target,omitempty"`
+	Met    *bool   `json:"met,omitempty"`
+}
+
+// Pairs are a metric's per-round ratios to its baseline, each from a round
+// that measured both back to back, so that a slow stretch of the machine
+// hits both sides of a ratio alike.
+type Pairs struct {
+	Ratios []float64 `json:"ratios"`
+	Median float64   `json:"median"`
+	Min    float64   `json:"min"`
+	Max    float64   `json:"max"`
 }
 
 // Baseline is the number a metric is compared with, from the same run.
@@ -72,7 +86,11 @@ type Target struct {
 	Op      string  `json:"op"`
 	Value   float64 `json:"value"`
 	OnRatio bool    `json:"on_ratio"`
-	Text    string  `json:"text"`
+	// JudgedOn names the number Met compares: "value", "ratio" (the
+	// metric's Ratio) or "pairs.median" (the median of its Pairs, for a
+	// ratio target of a metric with pairs).
+	JudgedOn string `json:"judged_on"`
+	Text     string `json:"text"`
 }
 
 // add appends a metric and returns it.
@@ -97,11 +115,18 @@ func (m *Metric) against(name string, value float64, unit string, rounds []float
 	return m
 }
 
-// target sets the metric's target and whether it was met.
+// target sets the metric's target and whether it was met. A ratio target
+// is judged on the median of the metric's pairs when it has them (set them
+// first, with paired), else on its ratio.
 func (m *Metric) target(op string, value float64, onRatio bool, text string) *Metric {
-	m.Target = &Target{Op: op, Value: value, OnRatio: onRatio, Text: text}
+	m.Target = &Target{Op: op, Value: value, OnRatio: onRatio, JudgedOn: "value", Text: text}
 	v := m.Value
-	if onRatio {
+	switch {
+	case onRatio && m.Pairs != nil:
+		m.Target.JudgedOn = "pairs.median"
+		v = m.Pairs.Median
+	case onRatio:
+		m.Target.JudgedOn = "ratio"
 		if m.Ratio == nil {
 			return m
 		}
@@ -124,6 +149,32 @@ func (m *Metric) target(op string, value float64, onRatio bool, text string) *Me
 func (m *Metric) withRounds(r []float64) *Metric {
 	m.Rounds = r
 	return m
+}
+
+// paired sets the metric's pairs from its rounds and its baseline's, round
+// i of one against round i of the other: call it for rounds that measured
+// both back to back, after withRounds and against, before target.
+func (m *Metric) paired() *Metric {
+	if m.Baseline != nil {
+		m.Pairs = pairRatios(m.Rounds, m.Baseline.Rounds)
+	}
+	return m
+}
+
+// pairRatios returns subject[i] / baseline[i] for each round both have
+// (a round whose baseline is not positive gives no ratio), with their
+// median, min and max; nil when no round gives one.
+func pairRatios(subject, baseline []float64) *Pairs {
+	var rs []float64
+	for i := range min(len(subject), len(baseline)) {
+		if baseline[i] > 0 {
+			rs = append(rs, subject[i]/baseline[i])
+		}
+	}
+	if len(rs) == 0 {
+		return nil
+	}
+	return &Pairs{Ratios: rs, Median: median(rs), Min: slices.Min(rs), Max: slices.Max(rs)}
 }
 
 // median returns the median of xs (0 for none).
@@ -174,6 +225,9 @@ func printTable(w io.Writer, r *Report) {
 			}
 			if m.Ratio != nil {
 				ratio = fmt.Sprintf("%.2f", *m.Ratio)
+			}
+			if p := m.Pairs; p != nil {
+				ratio += fmt.Sprintf(" (%d pairs: median %.2f, %.2f-%.2f)", len(p.Ratios), p.Median, p.Min, p.Max)
 			}
 			if m.Target != nil {
 				target = m.Target.Text

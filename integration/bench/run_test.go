@@ -16,7 +16,7 @@ import (
 // works and reports what it should.
 var smokeSizes = sizes{
 	Tenants: 10, MiddlewareN: 300, Rounds: 1, WarmN: 50, LookupN: 500,
-	PDFBurst: 20, PDFPaced: 2 * time.Second, EnqueueN: 400, Clients: 8,
+	PDFBurst: 20, PDFPaced: 2 * time.Second, EnqueueN: 400, EnqueueRounds: 2, BulkPairs: 2, Clients: 8,
 	FleetTenants: 10, OverdueEach: 3, RenderBaseline: 200 * time.Millisecond,
 	FairBacklog: 300, FairQuietSamples: 5, FairPDFBurst: 40, FairShareWindow: 500 * time.Millisecond,
 	FairIdleSamples: 5, FairDispatchSamples: 50, FairScaleTenants: 200,
@@ -110,6 +110,17 @@ func TestRunAllScenarios(t *testing.T) {
 		}
 		if sharded != 2 {
 			t.Errorf("scaleout: %d QUEUE_SHARDS=3 rows, want 2", sharded)
+		}
+	}
+	// enqueue: its two targets are judged on the median of the rounds'
+	// ratios, and the JSON has every round's figures and pair ratio.
+	for _, s := range rep.Scenarios {
+		if s.Name == "enqueue" {
+			js, err := json.Marshal(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkPairedTargets(t, js)
 		}
 	}
 	mw := rep.Scenarios[0]
