@@ -3,6 +3,7 @@ package placement_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/storage/memstore"
+	"github.com/invoicing/tenantworker/tenantctx"
 )
 
 // countingCatalog counts the reads of its database list.
@@ -103,5 +105,90 @@ func TestRegistryResolvesFromTheListReadLastWhileTheGateHolds(t *testing.T) {
 	}
 	if _, err := r.Pool(gated, "c"); err != nil {
 		t.Errorf("pool of c, listed by the last read, while the gate holds again: %v", err)
+	}
+}
+
+// TestRegistryHoldsATenantOfARegistrationNewerThanTheListReadLast: while
+// the load gate holds reads of the catalog, a tenant that carries a
+// registration of its database newer than the one the list read last
+// names (the database removed and registered again since, on another
+// server, and the tenant placed there: its cached entry says so) is held
+// with the gate's error, whether a pool of the older registration is open
+// or not: the list read last does not know the new registration's URL.
+// Before, it was served from the older registration's pool (or one opened
+// from the older URL), that is, from the server the database no longer
+// names.
+func TestRegistryHoldsATenantOfARegistrationNewerThanTheListReadLast(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	url := testenv.Postgres(t)      // the pools connect lazily: never dialed here
+	other := url + "&search_path=x" // another registration's URL
+	if !strings.Contains(url, "?") {
+		other = url + "?search_path=x"
+	}
+	catalog := memstore.New()
+	gens := map[string]int64{}
+	for _, name := range []string{"open", "closed"} {
+		d, err := catalog.AddDatabase(ctx, name, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gens[name] = d.Generation
+	}
+	r := placement.New(placement.Options{MainPool: catalogPool(t), Catalog: catalog, MaxConns: 1, RefreshInterval: -1})
+	t.Cleanup(func() { _ = r.Close() })
+
+	errHeld := errors.New("main held down")
+	var holding atomic.Bool
+	gated := storage.WithLoadGate(ctx, func(context.Context) error {
+		if holding.Load() {
+			return errHeld
+		}
+		return nil
+	})
+	// Reads the list (open, closed) and opens open's pool, not closed's.
+	if _, err := r.ForTenant(gated, tenantctx.Tenant{ID: "t_old", Schema: "tenant_old", Database: "open", DatabaseGeneration: gens["open"]}); err != nil {
+		t.Fatal(err)
+	}
+	// Both registered again on another server; a tenant placed on each.
+	newer := map[string]int64{}
+	for _, name := range []string{"open", "closed"} {
+		if err := catalog.RemoveDatabase(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+		d, err := catalog.AddDatabase(ctx, name, other)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Generation <= gens[name] {
+			t.Fatalf("%s registered again: generation %d, want above %d", name, d.Generation, gens[name])
+		}
+		newer[name] = d.Generation
+	}
+
+	holding.Store(true)
+	for _, name := range []string{"open", "closed"} {
+		tn := tenantctx.Tenant{ID: "t_" + name, Schema: "tenant_" + name, Database: name, DatabaseGeneration: newer[name]}
+		p, err := r.ForTenant(gated, tn)
+		if !errors.Is(err, errHeld) {
+			got := ""
+			if p != nil {
+				got = p.Config().ConnString()
+			}
+			t.Errorf("tenant on %s (registration %d; the list read last has %d) while the gate holds: pool %q, %v; want the gate's error",
+				name, newer[name], gens[name], got, err)
+		}
+	}
+	// A tenant of the registration listed is still served from the list.
+	if _, err := r.ForTenant(gated, tenantctx.Tenant{ID: "t_old2", Schema: "tenant_old2", Database: "closed", DatabaseGeneration: gens["closed"]}); err != nil {
+		t.Errorf("tenant on closed's registration listed, while the gate holds: %v; want its pool", err)
+	}
+
+	holding.Store(false)
+	for _, name := range []string{"open", "closed"} {
+		tn := tenantctx.Tenant{ID: "t_" + name, Schema: "tenant_" + name, Database: name, DatabaseGeneration: newer[name]}
+		if p, err := r.ForTenant(gated, tn); err != nil || p.Config().ConnString() != other {
+			t.Errorf("tenant on %s once the gate lets reads through: %v; want a pool of the new registration", name, err)
+		}
 	}
 }

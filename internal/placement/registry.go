@@ -343,7 +343,7 @@ func (r *Registry) lanes(ctx context.Context, name string, want int64, fresh boo
 	r.mu.Unlock()
 
 	// Resolve outside the lock: it may ask the catalog.
-	dsn, generation, err := r.resolve(ctx, name)
+	dsn, generation, err := r.resolve(ctx, name, want)
 	if errors.Is(err, ErrUnknownDatabase) && !configured {
 		// Only a pool opened before the catalog was read: one opened since
 		// may be of a registration of name added after that read.
@@ -389,8 +389,10 @@ func (r *Registry) lanes(ctx context.Context, name string, want int64, fresh boo
 
 // resolve returns name's URL and the generation of its catalog
 // registration: TENANT_DATABASES first (generation 0), then the catalog's
-// stored URL.
-func (r *Registry) resolve(ctx context.Context, name string) (string, int64, error) {
+// stored URL. want is the registration the caller needs, or an older one
+// (0: any); only the list read last, answering while the load gate holds
+// reads of the catalog, can be older than it.
+func (r *Registry) resolve(ctx context.Context, name string, want int64) (string, int64, error) {
 	if err := tenantctx.ValidateDatabaseName(name); err != nil {
 		return "", 0, fmt.Errorf("%w: %w", ErrUnknownDatabase, err)
 	}
@@ -403,13 +405,20 @@ func (r *Registry) resolve(ctx context.Context, name string) (string, int64, err
 	// The worker's database breakers hold reads of the catalog while
 	// "main" is down (storage.WithLoadGate): then a database the catalog
 	// listed when last read resolves as it was, and one it did not list
-	// is held with the gate's error, without dialing "main".
+	// is held with the gate's error, without dialing "main"; so is a
+	// caller that needs a registration newer than the one listed (the
+	// database registered again since, its tenant placed there): the list
+	// does not know its URL.
 	if gerr := storage.PassLoadGate(ctx); gerr != nil {
 		r.mu.Lock()
 		d, ok := r.listed[name]
 		r.mu.Unlock()
 		if !ok {
 			return "", 0, fmt.Errorf("resolve tenant database %s: %w", name, gerr)
+		}
+		if d.Generation < want {
+			return "", 0, fmt.Errorf("resolve tenant database %s: registration %d needed, %d listed when the catalog was read last: %w",
+				name, want, d.Generation, gerr)
 		}
 		r.log.DebugContext(ctx, "tenant database resolved from the catalog's list as last read: reading the catalog is held",
 			slog.String("database", name), slog.Int64("generation", d.Generation), slog.String("held", gerr.Error()))
@@ -980,7 +989,7 @@ func (r *Registry) CheckSchemas(ctx context.Context, name string) error {
 	if name == tenantctx.DefaultDatabase || name == "" {
 		return CheckPool(ctx, r.opts.MainSchemaPool)
 	}
-	dsn, _, err := r.resolve(ctx, name)
+	dsn, _, err := r.resolve(ctx, name, 0)
 	if err != nil {
 		return err
 	}

@@ -19,9 +19,9 @@ import (
 // ErrDatabaseDown wraps ErrDatabaseUnavailable for a task that
 // DatabaseBreakers held without dialing: its database is known
 // unreachable and no probe has reached it since. Like any database wait it
-// is retried 15-30 s later without counting as a failure, and kept on its
-// last attempt (KeepLastAttempt); Log logs it at debug only (the breaker
-// logs the outage itself).
+// is retried 15-30 s later (ServerOptions.NotReadyDelayMin..Max) without
+// counting as a failure, and kept on its last attempt (KeepLastAttempt);
+// Log logs it at debug only (the breaker logs the outage itself).
 var ErrDatabaseDown = fmt.Errorf("database down, task held: %w", ErrDatabaseUnavailable)
 
 // heldError is the error of a task, or of a tenant-cache look-up, that
