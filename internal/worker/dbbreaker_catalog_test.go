@@ -3,21 +3,17 @@ package worker_test
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/invoicing/tenantworker/internal/placement"
 	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/internal/worker"
-	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/storage/memstore"
 	"github.com/invoicing/tenantworker/tasks"
@@ -33,7 +29,6 @@ import (
 // once "main" is back the held tenant's task runs and the breaker closes.
 func TestDatabaseBreakerHoldsCacheMissLookUpWithoutDialing(t *testing.T) {
 	t.Parallel()
-	ctx := t.Context()
 	mainSrv, xSrv := testenv.StartPostgres(t), testenv.StartPostgres(t)
 	mainURL, xURL := mainSrv.CreateDatabase(t), xSrv.CreateDatabase(t)
 	// The catalog's pool counts its dials; the probes and the tenants'
@@ -42,44 +37,26 @@ func TestDatabaseBreakerHoldsCacheMissLookUpWithoutDialing(t *testing.T) {
 	catalogPool := countedPool(t, mainURL, &catalogDials)
 	catalog := catalogRegisteringX(t, catalogPool, xURL)
 	warm, cold := tenantOn(t, catalog, "lookup-warm", "x"), tenantOn(t, catalog, "lookup-cold", "x")
-	cache := storage.NewCache(catalog, nil, storage.CacheOptions{LocalTTL: time.Hour})
-	t.Cleanup(func() { _ = cache.Close() })
+	cache := newTenantCache(t, catalog, storage.CacheOptions{LocalTTL: time.Hour})
 
-	mainPool, err := schema.NewPool(ctx, mainURL, schema.PoolOptions{MaxConns: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(mainPool.Close)
-	reg := placement.New(placement.Options{MainPool: mainPool, URLs: map[string]string{"x": xURL}, MaxConns: 2, RefreshInterval: -1})
-	t.Cleanup(func() { _ = reg.Close() })
+	mainPool := openPool(t, mainURL, 2)
+	reg := newRegistry(t, placement.Options{MainPool: mainPool, URLs: map[string]string{"x": xURL}, MaxConns: 2, RefreshInterval: -1})
 	metrics := prometheus.NewRegistry()
-	breakers, err := worker.NewDatabaseBreakers(worker.BreakerOptions{
+	c := newBreakerChain(t, worker.BreakerOptions{
 		Probe: breakerProbe(reg), Locate: breakerLocate(reg),
 		ProbeMin: 20 * time.Millisecond, ProbeMax: 100 * time.Millisecond,
-		Logger: slog.New(slog.DiscardHandler), Registerer: metrics,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	closeBreakers(t, breakers)
-	mux := worker.MuxOf(worker.MuxOptions{Logger: slog.New(slog.DiscardHandler), Catalog: cache, Breakers: breakers}, map[string]asynq.Handler{
+		Registerer: metrics,
+	}, cache, map[string]asynq.Handler{
 		tasks.TypeInvoicePDF: selectOnTenantDatabase(reg),
 	})
-	run := func(tn tenantctx.Tenant) error {
-		return mux.ProcessTask(context.Background(), newTask(t, tasks.InvoicePDF{TenantID: tn.ID, InvoiceID: 1}))
-	}
+	breakers, run := c.breakers, c.render
 	if err := run(warm); err != nil { // its look-up cached
 		t.Fatalf("task with both databases up: %v", err)
 	}
 
-	catalogPool.Reset() // no connection opened before main stops
-	mainSrv.Stop(t)
-	t.Cleanup(func() { mainSrv.Start(t) })
 	// The first look-up that misses dials main, finds it down and opens
 	// its breaker.
-	if err := run(cold); !errors.Is(err, worker.ErrDatabaseUnavailable) || errors.Is(err, worker.ErrDatabaseDown) {
-		t.Fatalf("first look-up with main stopped: %v; want ErrDatabaseUnavailable from its dial", err)
-	}
+	stopMainUnderALookUp(t, mainSrv, catalogPool, func() error { return run(cold) })
 	if !breakers.Down(tenantctx.DefaultDatabase) || breakers.Down("x") {
 		t.Fatalf("down: main %t, x %t; want main only", breakers.Down(tenantctx.DefaultDatabase), breakers.Down("x"))
 	}
@@ -105,18 +82,12 @@ func TestDatabaseBreakerHoldsCacheMissLookUpWithoutDialing(t *testing.T) {
 	if served != n {
 		t.Errorf("%d of %d tasks of the tenant the cache answers ran with main down; want all", served, n)
 	}
-	if v := testutil.ToFloat64(gatheredGauge(t, metrics, "tenantworker_database_held_tasks_total", tenantctx.DefaultDatabase)); v < n-10 {
+	if v := heldTotal(t, metrics, tenantctx.DefaultDatabase); v < n-10 {
 		t.Errorf("tenantworker_database_held_tasks_total{database=main} = %v, want >= %d", v, n-10)
 	}
 
 	mainSrv.Start(t)
-	testenv.WaitFor(t, 30*time.Second, "the cold tenant's task runs once main is back", func() bool {
-		err := run(cold)
-		if err != nil && worker.IsFailure(err) {
-			t.Fatalf("task of the cold tenant after main's restart failed: %v", err)
-		}
-		return err == nil
-	})
+	waitRuns(t, "the cold tenant's task runs once main is back", func() error { return run(cold) })
 	if breakers.Down(tenantctx.DefaultDatabase) {
 		t.Error("main still down after a look-up through it succeeded")
 	}
@@ -180,12 +151,11 @@ func TestDatabaseBreakerHoldsCatalogTasksWhileMainIsDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	migrate := tasks.TenantMigrate{TenantID: e.onSec.ID}
-	if err := e.run(t, migrate); err != nil || e.catalogRuns.Load() != 1 {
+	if err := e.run(migrate); err != nil || e.catalogRuns.Load() != 1 {
 		t.Fatalf("migrate with both databases up: %v, %d runs; want it run", err, e.catalogRuns.Load())
 	}
-	e.main.Stop(t)
-	t.Cleanup(func() { e.main.Start(t) })
-	if err := e.run(t, tasks.SweepOverdue{Tick: 1700000000}); !errors.Is(err, worker.ErrDatabaseUnavailable) || !e.breakers.Down(tenantctx.DefaultDatabase) {
+	stopServer(t, e.main)
+	if err := e.run(tasks.SweepOverdue{Tick: 1700000000}); !errors.Is(err, worker.ErrDatabaseUnavailable) || !e.breakers.Down(tenantctx.DefaultDatabase) {
 		t.Fatalf("sweep with main stopped: %v, main down %t; want ErrDatabaseUnavailable and main's breaker open", err, e.breakers.Down(tenantctx.DefaultDatabase))
 	}
 	e.catalogRuns.Store(0)
@@ -195,7 +165,7 @@ func TestDatabaseBreakerHoldsCatalogTasksWhileMainIsDown(t *testing.T) {
 	rendered := 0
 	for range n {
 		for _, p := range []tasks.Payload{migrate, tasks.TenantDestroy{TenantID: gone.ID}} {
-			err := e.run(t, p)
+			err := e.run(p)
 			if worker.IsFailure(err) {
 				t.Fatalf("%s with main down: %v; want held, not a failure", p.TypeName(), err)
 			}
@@ -203,7 +173,7 @@ func TestDatabaseBreakerHoldsCatalogTasksWhileMainIsDown(t *testing.T) {
 				notHeld = append(notHeld, err)
 			}
 		}
-		if err := e.run(t, tasks.InvoicePDF{TenantID: e.onSec.ID, InvoiceID: 1}); err != nil {
+		if err := e.run(tasks.InvoicePDF{TenantID: e.onSec.ID, InvoiceID: 1}); err != nil {
 			renderErr = err
 		} else {
 			rendered++
@@ -221,13 +191,7 @@ func TestDatabaseBreakerHoldsCatalogTasksWhileMainIsDown(t *testing.T) {
 		t.Error("second's breaker open: the held tasks' own database was up")
 	}
 	e.main.Start(t)
-	testenv.WaitFor(t, 30*time.Second, "the migration runs once main is back", func() bool {
-		err := e.run(t, migrate)
-		if err != nil && worker.IsFailure(err) {
-			t.Fatalf("migrate after main's restart failed: %v", err)
-		}
-		return err == nil
-	})
+	waitRuns(t, "the migration runs once main is back", func() error { return e.run(migrate) })
 	if e.breakers.Down(tenantctx.DefaultDatabase) || e.catalogRuns.Load() < 1 {
 		t.Errorf("main back: down %t, %d handler runs; want closed and the migration run", e.breakers.Down(tenantctx.DefaultDatabase), e.catalogRuns.Load())
 	}
@@ -244,8 +208,14 @@ func TestDatabaseBreakerCacheMissLookUpProbesWhenDue(t *testing.T) {
 	t.Parallel()
 	var probes atomic.Int64
 	var up atomic.Bool
-	unreachable := &pgconn.PgError{Severity: "FATAL", Code: "57P03", Message: "the database system is starting up"}
-	b, err := worker.NewDatabaseBreakers(worker.BreakerOptions{
+	unreachable := startingUp()
+	// The tenants live on database x (never dialed here: the handler
+	// stands for their units of work), the catalog on main.
+	backend := catalogWithX(t)
+	warm, cold := tenantOn(t, backend, "due-warm", "x"), tenantOn(t, backend, "due-cold", "x")
+	cache := newTenantCache(t, backend, storage.CacheOptions{LocalTTL: time.Hour})
+	var ran atomic.Int64
+	c := newBreakerChain(t, worker.BreakerOptions{
 		Probe: func(context.Context, string) error {
 			probes.Add(1)
 			if up.Load() {
@@ -256,20 +226,7 @@ func TestDatabaseBreakerCacheMissLookUpProbesWhenDue(t *testing.T) {
 		// The breakers' own probe (due ProbeMax after a task's) never
 		// comes within the test.
 		ProbeMin: 100 * time.Millisecond, ProbeMax: time.Hour,
-		Logger: slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	closeBreakers(t, b)
-	// The tenants live on database x (never dialed here: the handler
-	// stands for their units of work), the catalog on main.
-	backend := catalogWithX(t)
-	warm, cold := tenantOn(t, backend, "due-warm", "x"), tenantOn(t, backend, "due-cold", "x")
-	cache := storage.NewCache(backend, nil, storage.CacheOptions{LocalTTL: time.Hour})
-	t.Cleanup(func() { _ = cache.Close() })
-	var ran atomic.Int64
-	mux := worker.MuxOf(worker.MuxOptions{Logger: slog.New(slog.DiscardHandler), Catalog: cache, Breakers: b}, map[string]asynq.Handler{
+	}, cache, map[string]asynq.Handler{
 		tasks.TypeInvoicePDF: worker.Handle(func(context.Context, tasks.InvoicePDF) error {
 			ran.Add(1)
 			return nil
@@ -277,13 +234,14 @@ func TestDatabaseBreakerCacheMissLookUpProbesWhenDue(t *testing.T) {
 		// The attempt that finds main down.
 		tasks.TypeSweepOverdue: worker.Handle(func(context.Context, tasks.SweepOverdue) error { return unreachable }),
 	})
+	b := c.breakers
 	run := func(tn tenantctx.Tenant, invoice int64) error {
-		return mux.ProcessTask(context.Background(), newTask(t, tasks.InvoicePDF{TenantID: tn.ID, InvoiceID: invoice}))
+		return c.run(tasks.InvoicePDF{TenantID: tn.ID, InvoiceID: invoice})
 	}
 	if err := run(warm, 1); err != nil { // its look-up cached
 		t.Fatalf("task with main up: %v", err)
 	}
-	if err := mux.ProcessTask(context.Background(), newTask(t, tasks.SweepOverdue{Tick: 1})); !errors.Is(err, worker.ErrDatabaseUnavailable) ||
+	if err := c.run(tasks.SweepOverdue{Tick: 1}); !errors.Is(err, worker.ErrDatabaseUnavailable) ||
 		!b.Down(tenantctx.DefaultDatabase) {
 		t.Fatalf("sweep that finds main down: %v, main down %t; want ErrDatabaseUnavailable and main's breaker open", err, b.Down(tenantctx.DefaultDatabase))
 	}
@@ -325,8 +283,11 @@ func TestDatabaseBreakerCacheMissLookUpProbesWhenDue(t *testing.T) {
 func TestDatabaseBreakerCacheMissLookUpProbeOutlastingTheLoadBound(t *testing.T) {
 	t.Parallel()
 	var probes atomic.Int64
-	unreachable := &pgconn.PgError{Severity: "FATAL", Code: "57P03", Message: "the database system is starting up"}
-	b, err := worker.NewDatabaseBreakers(worker.BreakerOptions{
+	unreachable := startingUp()
+	backend := catalogWithX(t)
+	cold := tenantOn(t, backend, "bound-cold", "x")
+	cache := newTenantCache(t, backend, storage.CacheOptions{LocalTTL: time.Hour, LoadTimeout: 100 * time.Millisecond})
+	c := newBreakerChain(t, worker.BreakerOptions{
 		// A server that accepts nothing and refuses nothing: the probe
 		// ends at its deadline.
 		Probe: func(ctx context.Context, _ string) error {
@@ -335,27 +296,15 @@ func TestDatabaseBreakerCacheMissLookUpProbeOutlastingTheLoadBound(t *testing.T)
 			return ctx.Err()
 		},
 		ProbeMin: 50 * time.Millisecond, ProbeMax: time.Hour, ProbeTimeout: 5 * time.Second,
-		Logger: slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	closeBreakers(t, b)
-	backend := catalogWithX(t)
-	cold := tenantOn(t, backend, "bound-cold", "x")
-	cache := storage.NewCache(backend, nil, storage.CacheOptions{LocalTTL: time.Hour, LoadTimeout: 100 * time.Millisecond})
-	t.Cleanup(func() { _ = cache.Close() })
-	mux := worker.MuxOf(worker.MuxOptions{Logger: slog.New(slog.DiscardHandler), Catalog: cache, Breakers: b}, map[string]asynq.Handler{
+	}, cache, map[string]asynq.Handler{
 		tasks.TypeInvoicePDF:   worker.Handle(func(context.Context, tasks.InvoicePDF) error { return nil }),
 		tasks.TypeSweepOverdue: worker.Handle(func(context.Context, tasks.SweepOverdue) error { return unreachable }),
 	})
-	if err := mux.ProcessTask(context.Background(), newTask(t, tasks.SweepOverdue{Tick: 1})); !errors.Is(err, worker.ErrDatabaseUnavailable) {
+	if err := c.run(tasks.SweepOverdue{Tick: 1}); !errors.Is(err, worker.ErrDatabaseUnavailable) {
 		t.Fatalf("sweep that finds main down: %v; want ErrDatabaseUnavailable", err)
 	}
 	time.Sleep(60 * time.Millisecond) // the first probe is due
-	run := func() error {
-		return mux.ProcessTask(context.Background(), newTask(t, tasks.InvoicePDF{TenantID: cold.ID, InvoiceID: 1}))
-	}
+	run := func() error { return c.render(cold) }
 	start := time.Now()
 	if err := run(); !errors.Is(err, worker.ErrDatabaseDown) || probes.Load() != 1 {
 		t.Fatalf("look-up whose probe the cache's load bound cut short: %v, %d probes; want held (ErrDatabaseDown) after one probe", err, probes.Load())

@@ -4,21 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/invoicing/tenantworker/internal/placement"
 	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/internal/worker"
-	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/storage/memstore"
 	"github.com/invoicing/tenantworker/tasks"
@@ -37,25 +33,14 @@ func TestDatabaseBreakerCountsEachTaskHeldByASharedLookUp(t *testing.T) {
 	ctx := t.Context()
 	mainSrv := testenv.StartPostgres(t)
 	mainURL := mainSrv.CreateDatabase(t)
-	catalogPool, err := schema.NewPool(ctx, mainURL, schema.PoolOptions{MaxConns: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(catalogPool.Close)
+	catalogPool := openPool(t, mainURL, 2)
 	if err := storage.MigrateCatalog(ctx, catalogPool, nil); err != nil {
 		t.Fatal(err)
 	}
 	catalog := storage.NewPostgres(catalogPool)
 	warm, cold := tenantOn(t, catalog, "held-warm", tenantctx.DefaultDatabase), tenantOn(t, catalog, "held-cold", tenantctx.DefaultDatabase)
-	cache := storage.NewCache(catalog, nil, storage.CacheOptions{LocalTTL: time.Hour})
-	t.Cleanup(func() { _ = cache.Close() })
-	mainPool, err := schema.NewPool(ctx, mainURL, schema.PoolOptions{MaxConns: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(mainPool.Close)
-	reg := placement.New(placement.Options{MainPool: mainPool, RefreshInterval: -1})
-	t.Cleanup(func() { _ = reg.Close() })
+	cache := newTenantCache(t, catalog, storage.CacheOptions{LocalTTL: time.Hour})
+	reg := newRegistry(t, placement.Options{MainPool: openPool(t, mainURL, 2), RefreshInterval: -1})
 
 	// While block is set, a probe of "main" says so on probing and waits
 	// for release: the shared load that runs it stays open while the
@@ -76,36 +61,21 @@ func TestDatabaseBreakerCountsEachTaskHeldByASharedLookUp(t *testing.T) {
 		return reg.Ping(ctx, name)
 	}
 	metrics := prometheus.NewRegistry()
-	breakers, err := worker.NewDatabaseBreakers(worker.BreakerOptions{
+	c := newBreakerChain(t, worker.BreakerOptions{
 		Probe: probe, Locate: breakerLocate(reg),
 		// ProbeMax keeps the background prober away; ProbeTimeout above
 		// the cache's load bound, which ends the blocked probe otherwise.
 		ProbeMin: 10 * time.Millisecond, ProbeMax: time.Minute, ProbeTimeout: time.Minute,
-		Logger: slog.New(slog.DiscardHandler), Registerer: metrics,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	closeBreakers(t, breakers)
-	mux := worker.MuxOf(worker.MuxOptions{Logger: slog.New(slog.DiscardHandler), Catalog: cache, Breakers: breakers}, map[string]asynq.Handler{
+		Registerer: metrics,
+	}, cache, map[string]asynq.Handler{
 		tasks.TypeInvoicePDF: selectOnTenantDatabase(reg),
 	})
-	run := func(tn tenantctx.Tenant) error {
-		return mux.ProcessTask(context.Background(), newTask(t, tasks.InvoicePDF{TenantID: tn.ID, InvoiceID: 1}))
-	}
-	heldTotal := func() float64 {
-		return testutil.ToFloat64(gatheredGauge(t, metrics, "tenantworker_database_held_tasks_total", tenantctx.DefaultDatabase))
-	}
+	breakers, run := c.breakers, c.render
 	if err := run(warm); err != nil { // its look-up cached
 		t.Fatalf("task with main up: %v", err)
 	}
 
-	catalogPool.Reset()
-	mainSrv.Stop(t)
-	t.Cleanup(func() { mainSrv.Start(t) })
-	if err := run(cold); !errors.Is(err, worker.ErrDatabaseUnavailable) || errors.Is(err, worker.ErrDatabaseDown) {
-		t.Fatalf("first look-up with main stopped: %v; want ErrDatabaseUnavailable from its dial", err)
-	}
+	stopMainUnderALookUp(t, mainSrv, catalogPool, func() error { return run(cold) })
 	if !breakers.Down(tenantctx.DefaultDatabase) {
 		t.Fatal("main not down after a look-up found it unreachable")
 	}
@@ -137,20 +107,20 @@ func TestDatabaseBreakerCountsEachTaskHeldByASharedLookUp(t *testing.T) {
 			t.Fatalf("task %d of the cold tenant, main down: %v; want held", i, err)
 		}
 	}
-	if v := heldTotal(); v != n {
+	if v := heldTotal(t, metrics, tenantctx.DefaultDatabase); v != n {
 		t.Errorf("%d tasks held by the look-up they shared: tenantworker_database_held_tasks_total{database=main} = %v, want %d (one per task)", n, v, n)
 	}
 
 	// A tenant on main that the cache answers: DatabaseGate holds and
 	// counts it, DatabaseBreaker does not count it again.
-	before := heldTotal()
+	before := heldTotal(t, metrics, tenantctx.DefaultDatabase)
 	const m = 5
 	for range m {
 		if err := run(warm); !errors.Is(err, worker.ErrDatabaseDown) {
 			t.Fatalf("task of the cached tenant on main, main down: %v; want held", err)
 		}
 	}
-	if v := heldTotal() - before; v != m {
+	if v := heldTotal(t, metrics, tenantctx.DefaultDatabase) - before; v != m {
 		t.Errorf("%d tasks held by DatabaseGate: held_tasks_total{database=main} grew by %v, want %d", m, v, m)
 	}
 }
@@ -181,31 +151,17 @@ func TestDatabaseBreakerResolvesCatalogDatabaseFromTheListReadLast(t *testing.T)
 	}
 	onX, onY := tenantOn(t, catalog, "list-x", "x"), tenantOn(t, catalog, "list-y", "y")
 	cold := tenantOn(t, catalog, "list-cold", tenantctx.DefaultDatabase)
-	cache := storage.NewCache(catalog, nil, storage.CacheOptions{LocalTTL: time.Hour})
-	t.Cleanup(func() { _ = cache.Close() })
-	mainPool, err := schema.NewPool(ctx, mainURL, schema.PoolOptions{MaxConns: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(mainPool.Close)
-	reg := placement.New(placement.Options{MainPool: mainPool, Catalog: cache, MaxConns: 2, RefreshInterval: -1})
-	t.Cleanup(func() { _ = reg.Close() })
+	cache := newTenantCache(t, catalog, storage.CacheOptions{LocalTTL: time.Hour})
+	reg := newRegistry(t, placement.Options{MainPool: openPool(t, mainURL, 2), Catalog: cache, MaxConns: 2, RefreshInterval: -1})
 	metrics := prometheus.NewRegistry()
-	breakers, err := worker.NewDatabaseBreakers(worker.BreakerOptions{
+	c := newBreakerChain(t, worker.BreakerOptions{
 		Probe: breakerProbe(reg), Locate: breakerLocate(reg),
 		ProbeMin: 20 * time.Millisecond, ProbeMax: 100 * time.Millisecond,
-		Logger: slog.New(slog.DiscardHandler), Registerer: metrics,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	closeBreakers(t, breakers)
-	mux := worker.MuxOf(worker.MuxOptions{Logger: slog.New(slog.DiscardHandler), Catalog: cache, Breakers: breakers}, map[string]asynq.Handler{
+		Registerer: metrics,
+	}, cache, map[string]asynq.Handler{
 		tasks.TypeInvoicePDF: selectOnTenantDatabase(reg),
 	})
-	run := func(tn tenantctx.Tenant) error {
-		return mux.ProcessTask(context.Background(), newTask(t, tasks.InvoicePDF{TenantID: tn.ID, InvoiceID: 1}))
-	}
+	breakers, run := c.breakers, c.render
 	// x's pool opened: the registry read the catalog's list (x and y).
 	if err := run(onX); err != nil {
 		t.Fatalf("task on x with main up: %v", err)
@@ -221,17 +177,12 @@ func TestDatabaseBreakerResolvesCatalogDatabaseFromTheListReadLast(t *testing.T)
 		}
 	}
 
-	catalogPool.Reset()
-	mainSrv.Stop(t)
-	t.Cleanup(func() { mainSrv.Start(t) })
-	if err := run(cold); !errors.Is(err, worker.ErrDatabaseUnavailable) || errors.Is(err, worker.ErrDatabaseDown) {
-		t.Fatalf("first look-up with main stopped: %v; want ErrDatabaseUnavailable from its dial", err)
-	}
+	stopMainUnderALookUp(t, mainSrv, catalogPool, func() error { return run(cold) })
 	if !breakers.Down(tenantctx.DefaultDatabase) {
 		t.Fatal("main not down after a look-up found it unreachable")
 	}
 	catalogDials.Store(0)
-	before := testutil.ToFloat64(gatheredGauge(t, metrics, "tenantworker_database_held_tasks_total", tenantctx.DefaultDatabase))
+	before := heldTotal(t, metrics, tenantctx.DefaultDatabase)
 
 	if err := run(onY); err != nil {
 		t.Errorf("task of a tenant on y (listed when the registry last read the catalog), main down: %v; want it run", err)
@@ -251,7 +202,7 @@ func TestDatabaseBreakerResolvesCatalogDatabaseFromTheListReadLast(t *testing.T)
 	if d := catalogDials.Load(); d != 0 || held != n {
 		t.Errorf("%d tasks on z with main's breaker open: %d held, %d dials of main's catalog; want all held, none dialing", n, held, d)
 	}
-	if v := testutil.ToFloat64(gatheredGauge(t, metrics, "tenantworker_database_held_tasks_total", tenantctx.DefaultDatabase)) - before; v != n {
+	if v := heldTotal(t, metrics, tenantctx.DefaultDatabase) - before; v != n {
 		t.Errorf("held_tasks_total{database=main} grew by %v for %d held tasks on z, want %d", v, n, n)
 	}
 	if breakers.Down("z") || breakers.Down("y") {
@@ -259,13 +210,7 @@ func TestDatabaseBreakerResolvesCatalogDatabaseFromTheListReadLast(t *testing.T)
 	}
 
 	mainSrv.Start(t)
-	testenv.WaitFor(t, 30*time.Second, "the task on z runs once main is back", func() bool {
-		err := run(onZ)
-		if err != nil && worker.IsFailure(err) {
-			t.Fatalf("task on z after main's restart failed: %v", err)
-		}
-		return err == nil
-	})
+	waitRuns(t, "the task on z runs once main is back", func() error { return run(onZ) })
 }
 
 // TestDatabaseBreakerProbeHeldByTheLoadGateStaysDown: a probe that a
@@ -277,32 +222,20 @@ func TestDatabaseBreakerResolvesCatalogDatabaseFromTheListReadLast(t *testing.T)
 func TestDatabaseBreakerProbeHeldByTheLoadGateStaysDown(t *testing.T) {
 	t.Parallel()
 	var probes atomic.Int64
-	b, err := worker.NewDatabaseBreakers(worker.BreakerOptions{
+	catalog := memstore.New()
+	tn := addTenant(t, catalog, "probe-held", tenantctx.StatusActive)
+	var ran atomic.Int64
+	c := newBreakerChain(t, worker.BreakerOptions{
 		Probe: func(context.Context, string) error {
 			probes.Add(1)
 			return fmt.Errorf("resolve tenant database x: %w", worker.ErrDatabaseDown)
 		},
 		ProbeMin: time.Millisecond, ProbeMax: time.Minute,
-		Logger: slog.New(slog.DiscardHandler),
+	}, catalog, map[string]asynq.Handler{
+		tasks.TypeInvoicePDF: failsFirst(&ran),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	closeBreakers(t, b)
-	catalog := memstore.New()
-	tn := addTenant(t, catalog, "probe-held", tenantctx.StatusActive)
-	var ran atomic.Int64
-	mux := worker.MuxOf(worker.MuxOptions{Logger: slog.New(slog.DiscardHandler), Catalog: catalog, Breakers: b}, map[string]asynq.Handler{
-		tasks.TypeInvoicePDF: worker.Handle(func(context.Context, tasks.InvoicePDF) error {
-			if ran.Add(1) == 1 {
-				return &pgconn.PgError{Severity: "FATAL", Code: "57P03", Message: "the database system is starting up"}
-			}
-			return nil
-		}),
-	})
-	run := func() error {
-		return mux.ProcessTask(context.Background(), newTask(t, tasks.InvoicePDF{TenantID: tn.ID, InvoiceID: 1}))
-	}
+	b := c.breakers
+	run := func() error { return c.render(tn) }
 	if err := run(); !errors.Is(err, worker.ErrDatabaseUnavailable) {
 		t.Fatalf("first attempt: %v; want ErrDatabaseUnavailable", err)
 	}

@@ -10,14 +10,12 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/invoicing/tenantworker/internal/placement"
 	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/internal/worker"
-	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/storage/memstore"
 	"github.com/invoicing/tenantworker/tasks"
 	"github.com/invoicing/tenantworker/tenantctx"
@@ -32,51 +30,37 @@ import (
 // until "main" returns.
 func TestDatabaseBreakerProbesADatabaseWithoutMain(t *testing.T) {
 	t.Parallel()
-	ctx := t.Context()
 	mainSrv, xSrv := testenv.StartPostgres(t), testenv.StartPostgres(t)
-	mainPool, err := schema.NewPool(ctx, mainSrv.CreateDatabase(t), schema.PoolOptions{MaxConns: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(mainPool.Close)
+	mainPool := openPool(t, mainSrv.CreateDatabase(t), 4)
 	xURL := xSrv.CreateDatabase(t)
 	onMain := catalogRegisteringX(t, mainPool, xURL)
-	reg := placement.New(placement.Options{MainPool: mainPool, Catalog: onMain, MaxConns: 2, RefreshInterval: -1})
-	t.Cleanup(func() { _ = reg.Close() })
+	reg := newRegistry(t, placement.Options{MainPool: mainPool, Catalog: onMain, MaxConns: 2, RefreshInterval: -1})
 
 	// The tenant's look-up, as the worker's tenant cache answers it
 	// while "main" is down.
 	cache, tn := activeTenantOn(t, "probe-x", "x", xURL)
 
-	breakers, err := worker.NewDatabaseBreakers(worker.BreakerOptions{
+	c := newBreakerChain(t, worker.BreakerOptions{
 		Probe:    breakerProbe(reg),
 		ProbeMin: 20 * time.Millisecond, ProbeMax: 100 * time.Millisecond,
-		Logger: slog.New(slog.DiscardHandler), Registerer: prometheus.NewRegistry(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	closeBreakers(t, breakers)
-	mux := worker.MuxOf(worker.MuxOptions{Logger: slog.New(slog.DiscardHandler), Catalog: cache, Breakers: breakers}, map[string]asynq.Handler{
+		Registerer: prometheus.NewRegistry(),
+	}, cache, map[string]asynq.Handler{
 		tasks.TypeInvoicePDF: selectOnTenantDatabase(reg),
 	})
-	run := func() error {
-		return mux.ProcessTask(context.Background(), newTask(t, tasks.InvoicePDF{TenantID: tn.ID, InvoiceID: 1}))
-	}
+	breakers := c.breakers
+	run := func() error { return c.render(tn) }
 	if err := run(); err != nil {
 		t.Fatalf("task with both databases up: %v", err)
 	}
 
-	xSrv.Stop(t)
-	t.Cleanup(func() { xSrv.Start(t) })
+	stopServer(t, xSrv)
 	if err := run(); !errors.Is(err, worker.ErrDatabaseUnavailable) || worker.IsFailure(err) {
 		t.Fatalf("task with x stopped: %v; want ErrDatabaseUnavailable", err)
 	}
 	if !breakers.Down("x") {
 		t.Fatal("x not down after an attempt found it unreachable")
 	}
-	mainSrv.Stop(t)
-	t.Cleanup(func() { mainSrv.Start(t) })
+	stopServer(t, mainSrv)
 	xSrv.Start(t)
 
 	var last error
@@ -120,7 +104,10 @@ func TestDatabaseBreakerProbeThatPanicsIsProbedAgain(t *testing.T) {
 	t.Parallel()
 	var probes atomic.Int64
 	var up atomic.Bool
-	b, err := worker.NewDatabaseBreakers(worker.BreakerOptions{
+	catalog := memstore.New()
+	tn := addTenant(t, catalog, "probe-panics", tenantctx.StatusActive)
+	unreachable := startingUp()
+	c := newBreakerChain(t, worker.BreakerOptions{
 		Probe: func(context.Context, string) error {
 			if probes.Add(1) == 1 {
 				panic("probe bug")
@@ -128,16 +115,7 @@ func TestDatabaseBreakerProbeThatPanicsIsProbedAgain(t *testing.T) {
 			return nil
 		},
 		ProbeMin: 5 * time.Millisecond, ProbeMax: 10 * time.Millisecond,
-		Logger: slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	closeBreakers(t, b)
-	catalog := memstore.New()
-	tn := addTenant(t, catalog, "probe-panics", tenantctx.StatusActive)
-	unreachable := &pgconn.PgError{Severity: "FATAL", Code: "57P03", Message: "the database system is starting up"}
-	mux := worker.MuxOf(worker.MuxOptions{Logger: slog.New(slog.DiscardHandler), Catalog: catalog, Breakers: b}, map[string]asynq.Handler{
+	}, catalog, map[string]asynq.Handler{
 		tasks.TypeInvoicePDF: worker.Handle(func(context.Context, tasks.InvoicePDF) error {
 			if !up.Load() {
 				return unreachable
@@ -145,9 +123,8 @@ func TestDatabaseBreakerProbeThatPanicsIsProbedAgain(t *testing.T) {
 			return nil
 		}),
 	})
-	run := func() error {
-		return mux.ProcessTask(context.Background(), newTask(t, tasks.InvoicePDF{TenantID: tn.ID, InvoiceID: 1}))
-	}
+	b := c.breakers
+	run := func() error { return c.render(tn) }
 	if err := run(); !errors.Is(err, worker.ErrDatabaseUnavailable) {
 		t.Fatalf("first attempt: %v; want ErrDatabaseUnavailable", err)
 	}
@@ -173,14 +150,9 @@ func TestDatabaseBreakerProbeThatPanicsIsProbedAgain(t *testing.T) {
 func TestDatabaseBreakerProbeDoesNotWaitForABusyPool(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	mainPool, err := schema.NewPool(ctx, testenv.Postgres(t), schema.PoolOptions{MaxConns: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(mainPool.Close)
+	mainPool := openPool(t, testenv.Postgres(t), 2)
 	xURL := testenv.StartPostgres(t).CreateDatabase(t)
-	reg := placement.New(placement.Options{MainPool: mainPool, URLs: map[string]string{"x": xURL}, MaxConns: 1, RefreshInterval: -1})
-	t.Cleanup(func() { _ = reg.Close() })
+	reg := newRegistry(t, placement.Options{MainPool: mainPool, URLs: map[string]string{"x": xURL}, MaxConns: 1, RefreshInterval: -1})
 
 	cache, tn := activeTenantOn(t, "busy-x", "x", xURL)
 	// A running task's connection: the pool's only one.
@@ -195,30 +167,18 @@ func TestDatabaseBreakerProbeDoesNotWaitForABusyPool(t *testing.T) {
 	t.Cleanup(busy.Release)
 
 	var probes atomic.Int64
-	breakers, err := worker.NewDatabaseBreakers(worker.BreakerOptions{
+	var attempts atomic.Int64
+	c := newBreakerChain(t, worker.BreakerOptions{
 		Probe: func(ctx context.Context, name string) error {
 			probes.Add(1)
 			return breakerProbe(reg)(ctx, name)
 		},
 		ProbeMin: 10 * time.Millisecond, ProbeMax: 20 * time.Millisecond, ProbeTimeout: 300 * time.Millisecond,
-		Logger: slog.New(slog.DiscardHandler),
+	}, cache, map[string]asynq.Handler{
+		tasks.TypeInvoicePDF: failsFirst(&attempts),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	closeBreakers(t, breakers)
-	var attempts atomic.Int64
-	mux := worker.MuxOf(worker.MuxOptions{Logger: slog.New(slog.DiscardHandler), Catalog: cache, Breakers: breakers}, map[string]asynq.Handler{
-		tasks.TypeInvoicePDF: worker.Handle(func(context.Context, tasks.InvoicePDF) error {
-			if attempts.Add(1) == 1 {
-				return &pgconn.PgError{Severity: "FATAL", Code: "57P03", Message: "the database system is starting up"}
-			}
-			return nil
-		}),
-	})
-	run := func() error {
-		return mux.ProcessTask(context.Background(), newTask(t, tasks.InvoicePDF{TenantID: tn.ID, InvoiceID: 1}))
-	}
+	breakers := c.breakers
+	run := func() error { return c.render(tn) }
 	if err := run(); !errors.Is(err, worker.ErrDatabaseUnavailable) || !breakers.Down("x") {
 		t.Fatalf("first attempt: %v, x down %t; want ErrDatabaseUnavailable and x down", err, breakers.Down("x"))
 	}
@@ -242,44 +202,31 @@ func TestDatabaseBreakerProbeDoesNotWaitForABusyPool(t *testing.T) {
 // settings (placement.Registry.DatabaseOf).
 func TestDatabaseBreakerOpensTheDatabaseTheAttemptFailedOn(t *testing.T) {
 	t.Parallel()
-	ctx := t.Context()
 	mainSrv := testenv.StartPostgres(t)
-	mainPool, err := schema.NewPool(ctx, mainSrv.CreateDatabase(t), schema.PoolOptions{MaxConns: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(mainPool.Close)
+	mainPool := openPool(t, mainSrv.CreateDatabase(t), 2)
 	xURL := testenv.StartPostgres(t).CreateDatabase(t)
-	reg := placement.New(placement.Options{MainPool: mainPool, URLs: map[string]string{"x": xURL}, MaxConns: 2, RefreshInterval: -1})
-	t.Cleanup(func() { _ = reg.Close() })
+	reg := newRegistry(t, placement.Options{MainPool: mainPool, URLs: map[string]string{"x": xURL}, MaxConns: 2, RefreshInterval: -1})
 
 	cache, tn := activeTenantOn(t, "writes-main", "x", xURL)
-	breakers, err := worker.NewDatabaseBreakers(worker.BreakerOptions{
-		Probe: breakerProbe(reg), Locate: breakerLocate(reg),
-		ProbeMin: 10 * time.Millisecond, ProbeMax: 20 * time.Millisecond,
-		Logger: slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	closeBreakers(t, breakers)
 	// A render runs on the tenant's database; the destroy's handler
 	// writes main (the catalog), as tenant:destroy does.
-	mux := worker.MuxOf(worker.MuxOptions{Logger: slog.New(slog.DiscardHandler), Catalog: cache, Breakers: breakers}, map[string]asynq.Handler{
+	c := newBreakerChain(t, worker.BreakerOptions{
+		Probe: breakerProbe(reg), Locate: breakerLocate(reg),
+		ProbeMin: 10 * time.Millisecond, ProbeMax: 20 * time.Millisecond,
+	}, cache, map[string]asynq.Handler{
 		tasks.TypeInvoicePDF: selectOnTenantDatabase(reg),
 		tasks.TypeTenantMigrate: worker.Handle(func(ctx context.Context, _ tasks.TenantMigrate) error {
 			_, err := mainPool.Exec(ctx, "SELECT 1")
 			return err
 		}),
 	})
-	run := func(p tasks.Payload) error { return mux.ProcessTask(context.Background(), newTask(t, p)) }
+	breakers, run := c.breakers, c.run
 	render := tasks.InvoicePDF{TenantID: tn.ID, InvoiceID: 1}
 	if err := run(render); err != nil {
 		t.Fatalf("render with both databases up: %v", err)
 	}
 	mainPool.Reset() // no connection opened before main stops
-	mainSrv.Stop(t)
-	t.Cleanup(func() { mainSrv.Start(t) })
+	stopServer(t, mainSrv)
 	if err := run(tasks.TenantMigrate{TenantID: tn.ID, Target: 1}); !errors.Is(err, worker.ErrDatabaseUnavailable) {
 		t.Fatalf("migrate with main stopped: %v; want ErrDatabaseUnavailable", err)
 	}
@@ -298,11 +245,6 @@ func breakerLocate(reg *placement.Registry) func(error) (string, bool) {
 	return reg.DatabaseOf
 }
 
-// closeBreakers stops b's background probes at the end of the test.
-func closeBreakers(t *testing.T, b *worker.DatabaseBreakers) {
-	t.Cleanup(func() { _ = b.Close() })
-}
-
 // TestDatabaseBreakerClosesWithoutTasks: a database found down is seen back
 // when it is, also when none of its tasks come to probe it (the tenants
 // moved, the database removed, an idle worker): the breakers probe it
@@ -314,10 +256,12 @@ func TestDatabaseBreakerClosesWithoutTasks(t *testing.T) {
 	t.Parallel()
 	var up atomic.Bool
 	var probes atomic.Int64
-	unreachable := &pgconn.PgError{Severity: "FATAL", Code: "57P03", Message: "the database system is starting up"}
+	unreachable := startingUp()
 	log := &recordedLog{}
 	reg := prometheus.NewRegistry()
-	b, err := worker.NewDatabaseBreakers(worker.BreakerOptions{
+	catalog := memstore.New()
+	tn := addTenant(t, catalog, "no-more-tasks", tenantctx.StatusActive)
+	c := newBreakerChain(t, worker.BreakerOptions{
 		Probe: func(context.Context, string) error {
 			probes.Add(1)
 			if up.Load() {
@@ -327,17 +271,11 @@ func TestDatabaseBreakerClosesWithoutTasks(t *testing.T) {
 		},
 		ProbeMin: 10 * time.Millisecond, ProbeMax: 20 * time.Millisecond,
 		Logger: slog.New(log), Registerer: reg,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	closeBreakers(t, b)
-	catalog := memstore.New()
-	tn := addTenant(t, catalog, "no-more-tasks", tenantctx.StatusActive)
-	mux := worker.MuxOf(worker.MuxOptions{Logger: slog.New(log), Catalog: catalog, Breakers: b}, map[string]asynq.Handler{
+	}, catalog, map[string]asynq.Handler{
 		tasks.TypeInvoicePDF: worker.Handle(func(context.Context, tasks.InvoicePDF) error { return unreachable }),
 	})
-	if err := mux.ProcessTask(context.Background(), newTask(t, tasks.InvoicePDF{TenantID: tn.ID, InvoiceID: 1})); !errors.Is(err, worker.ErrDatabaseUnavailable) {
+	b := c.breakers
+	if err := c.render(tn); !errors.Is(err, worker.ErrDatabaseUnavailable) {
 		t.Fatalf("the one attempt: %v; want ErrDatabaseUnavailable", err)
 	}
 	if !b.Down(tenantctx.DefaultDatabase) {

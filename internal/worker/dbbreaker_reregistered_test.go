@@ -3,7 +3,6 @@ package worker_test
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,12 +11,10 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/invoicing/tenantworker/internal/placement"
 	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/internal/worker"
-	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tasks"
 	"github.com/invoicing/tenantworker/tenantctx"
@@ -46,29 +43,17 @@ func TestDatabaseBreakerHoldsATenantOfADatabaseRegisteredAgainSinceTheListRead(t
 	}
 	onX := tenantOn(t, catalog, "again-x", "x")
 	cold := tenantOn(t, catalog, "again-cold", tenantctx.DefaultDatabase)
-	cache := storage.NewCache(catalog, nil, storage.CacheOptions{LocalTTL: time.Hour})
-	t.Cleanup(func() { _ = cache.Close() })
-	mainPool, err := schema.NewPool(ctx, mainURL, schema.PoolOptions{MaxConns: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(mainPool.Close)
-	reg := placement.New(placement.Options{MainPool: mainPool, Catalog: cache, MaxConns: 2, RefreshInterval: -1})
-	t.Cleanup(func() { _ = reg.Close() })
+	cache := newTenantCache(t, catalog, storage.CacheOptions{LocalTTL: time.Hour})
+	reg := newRegistry(t, placement.Options{MainPool: openPool(t, mainURL, 2), Catalog: cache, MaxConns: 2, RefreshInterval: -1})
 	metrics := prometheus.NewRegistry()
-	breakers, err := worker.NewDatabaseBreakers(worker.BreakerOptions{
-		Probe: breakerProbe(reg), Locate: breakerLocate(reg),
-		ProbeMin: 20 * time.Millisecond, ProbeMax: 100 * time.Millisecond,
-		Logger: slog.New(slog.DiscardHandler), Registerer: metrics,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	closeBreakers(t, breakers)
 	// The handler records the database each tenant's unit of work reached.
 	var mu sync.Mutex
 	reached := map[string]string{}
-	mux := worker.MuxOf(worker.MuxOptions{Logger: slog.New(slog.DiscardHandler), Catalog: cache, Breakers: breakers}, map[string]asynq.Handler{
+	c := newBreakerChain(t, worker.BreakerOptions{
+		Probe: breakerProbe(reg), Locate: breakerLocate(reg),
+		ProbeMin: 20 * time.Millisecond, ProbeMax: 100 * time.Millisecond,
+		Registerer: metrics,
+	}, cache, map[string]asynq.Handler{
 		tasks.TypeInvoicePDF: worker.Handle(func(ctx context.Context, _ tasks.InvoicePDF) error {
 			tenant, _ := tenantctx.FromContext(ctx)
 			pool, err := reg.ForTenant(ctx, tenant)
@@ -85,9 +70,7 @@ func TestDatabaseBreakerHoldsATenantOfADatabaseRegisteredAgainSinceTheListRead(t
 			return nil
 		}),
 	})
-	run := func(tn tenantctx.Tenant) error {
-		return mux.ProcessTask(context.Background(), newTask(t, tasks.InvoicePDF{TenantID: tn.ID, InvoiceID: 1}))
-	}
+	run := c.render
 	reachedBy := func(id string) string {
 		mu.Lock()
 		defer mu.Unlock()
@@ -113,14 +96,9 @@ func TestDatabaseBreakerHoldsATenantOfADatabaseRegisteredAgainSinceTheListRead(t
 	}
 	oldDB, newDB := databaseOf(t, yOldURL), databaseOf(t, yNewURL)
 
-	catalogPool.Reset()
-	mainSrv.Stop(t)
-	t.Cleanup(func() { mainSrv.Start(t) })
-	if err := run(cold); !errors.Is(err, worker.ErrDatabaseUnavailable) || errors.Is(err, worker.ErrDatabaseDown) {
-		t.Fatalf("first look-up with main stopped: %v; want ErrDatabaseUnavailable from its dial", err)
-	}
+	stopMainUnderALookUp(t, mainSrv, catalogPool, func() error { return run(cold) })
 	catalogDials.Store(0)
-	before := testutil.ToFloat64(gatheredGauge(t, metrics, "tenantworker_database_held_tasks_total", tenantctx.DefaultDatabase))
+	before := heldTotal(t, metrics, tenantctx.DefaultDatabase)
 	const n = 5
 	for i := range n {
 		err := run(onY)
@@ -135,18 +113,12 @@ func TestDatabaseBreakerHoldsATenantOfADatabaseRegisteredAgainSinceTheListRead(t
 	if d := catalogDials.Load(); d != 0 {
 		t.Errorf("%d dials of main's catalog for tasks held; want 0", d)
 	}
-	if v := testutil.ToFloat64(gatheredGauge(t, metrics, "tenantworker_database_held_tasks_total", tenantctx.DefaultDatabase)) - before; v != n {
+	if v := heldTotal(t, metrics, tenantctx.DefaultDatabase) - before; v != n {
 		t.Errorf("held_tasks_total{database=main} grew by %v for %d held tasks, want %d", v, n, n)
 	}
 
 	mainSrv.Start(t)
-	testenv.WaitFor(t, 30*time.Second, "the task on y runs once main is back", func() bool {
-		err := run(onY)
-		if err != nil && worker.IsFailure(err) {
-			t.Fatalf("task on y after main's restart failed: %v", err)
-		}
-		return err == nil
-	})
+	waitRuns(t, "the task on y runs once main is back", func() error { return run(onY) })
 	if got := reachedBy(onY.ID); got != newDB {
 		t.Errorf("the tenant on y's new registration reached database %q once main was back; want %q", got, newDB)
 	}

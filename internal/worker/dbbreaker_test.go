@@ -2,7 +2,6 @@ package worker_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -81,10 +79,9 @@ func countedPool(t *testing.T, url string, dials *atomic.Int64) *pgxpool.Pool {
 // PostgreSQL servers: "main" and the tenant database "second", each
 // tenant task running one query on its tenant's database.
 type breakerEnv struct {
-	mux             *asynq.ServeMux
+	*breakerChain
 	log             *recordedLog
 	reg             *prometheus.Registry
-	breakers        *worker.DatabaseBreakers
 	main, second    *testenv.PostgresServer
 	mainDials       atomic.Int64
 	secondDials     atomic.Int64
@@ -100,7 +97,7 @@ type breakerEnv struct {
 
 func newBreakerEnv(t *testing.T) *breakerEnv {
 	t.Helper()
-	e := &breakerEnv{log: &recordedLog{}, reg: prometheus.NewRegistry()}
+	e := &breakerEnv{}
 	e.main, e.second = testenv.StartPostgres(t), testenv.StartPostgres(t)
 	e.mainPool = countedPool(t, e.main.CreateDatabase(t), &e.mainDials)
 	e.sPool = countedPool(t, e.second.CreateDatabase(t), &e.secondDials)
@@ -108,20 +105,10 @@ func newBreakerEnv(t *testing.T) *breakerEnv {
 
 	catalog := memstore.New()
 	e.onMain = addTenant(t, catalog, "breaker-main", tenantctx.StatusActive)
-	tn, err := tenantctx.New("breaker-second", "breaker-second", "pro")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tn.Database = "second"
 	if _, err := catalog.AddDatabase(context.Background(), "second", e.second.URL()); err != nil {
 		t.Fatal(err)
 	}
-	if tn, err = catalog.CreateTenant(context.Background(), tn); err != nil {
-		t.Fatal(err)
-	}
-	if e.onSec, err = catalog.SetStatus(context.Background(), tn.ID, tenantctx.StatusActive); err != nil {
-		t.Fatal(err)
-	}
+	e.onSec = tenantOn(t, catalog, "breaker-second", "second")
 	if e.onSec.DatabaseName() != "second" {
 		t.Fatalf("tenant placed on %q, want second", e.onSec.DatabaseName())
 	}
@@ -137,23 +124,16 @@ func (e *breakerEnv) newChain(t *testing.T) {
 	t.Helper()
 	e.log, e.reg = &recordedLog{}, prometheus.NewRegistry()
 	pools := e.pools
-	logger := slog.New(e.log)
-	var err error
-	e.breakers, err = worker.NewDatabaseBreakers(worker.BreakerOptions{
-		Probe: worker.PingDatabase(func(_ context.Context, name string) (*pgxpool.Pool, error) { return pools[name], nil }),
-		// Probes 20 ms after the outage starts, then 40, 80, 100 ms apart.
-		ProbeMin: 20 * time.Millisecond, ProbeMax: 100 * time.Millisecond,
-		Logger: logger, Registerer: e.reg,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	closeBreakers(t, e.breakers)
 	query := func(ctx context.Context, pool *pgxpool.Pool) error {
 		_, err := pool.Exec(ctx, "SELECT 1")
 		return err
 	}
-	e.mux = worker.MuxOf(worker.MuxOptions{Logger: logger, Catalog: e.catalog, Breakers: e.breakers}, map[string]asynq.Handler{
+	e.breakerChain = newBreakerChain(t, worker.BreakerOptions{
+		Probe: worker.PingDatabase(func(_ context.Context, name string) (*pgxpool.Pool, error) { return pools[name], nil }),
+		// Probes 20 ms after the outage starts, then 40, 80, 100 ms apart.
+		ProbeMin: 20 * time.Millisecond, ProbeMax: 100 * time.Millisecond,
+		Logger: slog.New(e.log), Registerer: e.reg,
+	}, e.catalog, map[string]asynq.Handler{
 		tasks.TypeInvoicePDF: worker.Handle(func(ctx context.Context, _ tasks.InvoicePDF) error {
 			tenant, _ := tenantctx.FromContext(ctx)
 			return query(ctx, pools[tenant.DatabaseName()])
@@ -176,16 +156,6 @@ func (e *breakerEnv) newChain(t *testing.T) {
 	})
 }
 
-// run runs p through the chain.
-func (e *breakerEnv) run(t *testing.T, p tasks.Payload) error {
-	t.Helper()
-	payload, err := json.Marshal(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return e.mux.ProcessTask(context.Background(), asynq.NewTask(p.TypeName(), payload))
-}
-
 // TestDatabaseBreakerHoldsTasksWithoutDialing: with a tenant database
 // stopped, 60 of its tasks arriving over about half a second dial it a
 // handful of times (the first attempt and the backed-off probes, not once
@@ -198,15 +168,14 @@ func TestDatabaseBreakerHoldsTasksWithoutDialing(t *testing.T) {
 	t.Parallel()
 	e := newBreakerEnv(t)
 	const n = 60
-	e.second.Stop(t)
-	t.Cleanup(func() { e.second.Start(t) })
+	stopServer(t, e.second)
 	start := time.Now()
 	for i := range n {
-		err := e.run(t, tasks.InvoicePDF{TenantID: e.onSec.ID, InvoiceID: int64(i + 1)})
+		err := e.run(tasks.InvoicePDF{TenantID: e.onSec.ID, InvoiceID: int64(i + 1)})
 		if !errors.Is(err, worker.ErrDatabaseUnavailable) || worker.IsFailure(err) || worker.Outcome(err) != worker.OutcomeNotReady {
 			t.Fatalf("task %d of the stopped database: %v; want ErrDatabaseUnavailable, not a failure", i, err)
 		}
-		if err := e.run(t, tasks.InvoicePDF{TenantID: e.onMain.ID, InvoiceID: int64(i + 1)}); err != nil {
+		if err := e.run(tasks.InvoicePDF{TenantID: e.onMain.ID, InvoiceID: int64(i + 1)}); err != nil {
 			t.Fatalf("task %d of a tenant on main while second is down: %v", i, err)
 		}
 		time.Sleep(8 * time.Millisecond)
@@ -228,20 +197,14 @@ func TestDatabaseBreakerHoldsTasksWithoutDialing(t *testing.T) {
 	if v := testutil.ToFloat64(e.metric(t, "second")); v != 1 {
 		t.Errorf("tenantworker_database_down{database=second} = %v, want 1", v)
 	}
-	if v := testutil.ToFloat64(e.heldMetric(t, "second")); v < float64(n-most) {
+	if v := heldTotal(t, e.reg, "second"); v < float64(n-most) {
 		t.Errorf("tenantworker_database_held_tasks_total{database=second} = %v, want >= %d", v, n-most)
 	}
 
 	e.second.Start(t)
-	testenv.WaitFor(t, 30*time.Second, "a task of second runs after the restart", func() bool {
-		err := e.run(t, tasks.InvoicePDF{TenantID: e.onSec.ID, InvoiceID: 1})
-		if err != nil && worker.IsFailure(err) {
-			t.Fatalf("task of second after the restart failed: %v", err)
-		}
-		return err == nil
-	})
+	waitRuns(t, "a task of second runs after the restart", func() error { return e.run(tasks.InvoicePDF{TenantID: e.onSec.ID, InvoiceID: 1}) })
 	for i := range n {
-		if err := e.run(t, tasks.InvoicePDF{TenantID: e.onSec.ID, InvoiceID: int64(i + 1)}); err != nil {
+		if err := e.run(tasks.InvoicePDF{TenantID: e.onSec.ID, InvoiceID: int64(i + 1)}); err != nil {
 			t.Errorf("task %d of second once it is back: %v", i, err)
 		}
 	}
@@ -281,15 +244,14 @@ func dialsAtMost(elapsed time.Duration) int64 {
 // n rounds of a sweep and a task of each tenant with main stopped.
 func mainDown(t *testing.T, e *breakerEnv, n int) {
 	e.mainDials.Store(0)
-	e.main.Stop(t)
-	t.Cleanup(func() { e.main.Start(t) })
+	stopServer(t, e.main)
 	start := time.Now()
 	for i := range n {
-		if err := e.run(t, tasks.InvoicePDF{TenantID: e.onSec.ID, InvoiceID: 1}); err != nil {
+		if err := e.run(tasks.InvoicePDF{TenantID: e.onSec.ID, InvoiceID: 1}); err != nil {
 			t.Fatalf("task of a tenant on second (attempt %d) with main stopped: %v", i, err)
 		}
 		for _, p := range []tasks.Payload{tasks.SweepOverdue{Tick: 1700000000}, tasks.InvoicePDF{TenantID: e.onMain.ID, InvoiceID: 1}} {
-			err := e.run(t, p)
+			err := e.run(p)
 			if !errors.Is(err, worker.ErrDatabaseUnavailable) || worker.IsFailure(err) {
 				t.Fatalf("%s (attempt %d) with main stopped: %v; want ErrDatabaseUnavailable, not a failure", p.TypeName(), i, err)
 			}
@@ -306,15 +268,9 @@ func mainDown(t *testing.T, e *breakerEnv, n int) {
 		t.Errorf("down: main %t, second %t; want main only", e.breakers.Down(tenantctx.DefaultDatabase), e.breakers.Down("second"))
 	}
 	e.main.Start(t)
-	testenv.WaitFor(t, 30*time.Second, "the sweep runs after main's restart", func() bool {
-		err := e.run(t, tasks.SweepOverdue{Tick: 1700000000})
-		if err != nil && worker.IsFailure(err) {
-			t.Fatalf("sweep after the restart failed: %v", err)
-		}
-		return err == nil
-	})
+	waitRuns(t, "the sweep runs after main's restart", func() error { return e.run(tasks.SweepOverdue{Tick: 1700000000}) })
 	for _, tn := range []tenantctx.Tenant{e.onMain, e.onSec} {
-		if err := e.run(t, tasks.InvoicePDF{TenantID: tn.ID, InvoiceID: 1}); err != nil {
+		if err := e.run(tasks.InvoicePDF{TenantID: tn.ID, InvoiceID: 1}); err != nil {
 			t.Errorf("task of %s once main is back: %v", tn.DatabaseName(), err)
 		}
 	}
@@ -323,11 +279,6 @@ func mainDown(t *testing.T, e *breakerEnv, n int) {
 // metric is tenantworker_database_down{database=name}.
 func (e *breakerEnv) metric(t *testing.T, name string) prometheus.Collector {
 	return gatheredGauge(t, e.reg, "tenantworker_database_down", name)
-}
-
-// heldMetric is tenantworker_database_held_tasks_total{database=name}.
-func (e *breakerEnv) heldMetric(t *testing.T, name string) prometheus.Collector {
-	return gatheredGauge(t, e.reg, "tenantworker_database_held_tasks_total", name)
 }
 
 // gatheredGauge is a constant gauge of the value reg gathers for metric
@@ -368,9 +319,12 @@ func TestDatabaseBreakerProbesOneAtATime(t *testing.T) {
 	var probes atomic.Int64
 	var up atomic.Bool
 	release := make(chan struct{})
-	unreachable := &pgconn.PgError{Severity: "FATAL", Code: "57P03", Message: "the database system is starting up"}
+	unreachable := startingUp()
 	log := &recordedLog{}
-	b, err := worker.NewDatabaseBreakers(worker.BreakerOptions{
+	catalog := memstore.New()
+	tn := addTenant(t, catalog, "probe-once", tenantctx.StatusActive)
+	var ran atomic.Int64
+	c := newBreakerChain(t, worker.BreakerOptions{
 		Probe: func(ctx context.Context, _ string) error {
 			probes.Add(1)
 			select {
@@ -385,15 +339,7 @@ func TestDatabaseBreakerProbesOneAtATime(t *testing.T) {
 		},
 		ProbeMin: 10 * time.Millisecond, ProbeMax: 40 * time.Millisecond, SummaryEvery: 100 * time.Millisecond,
 		Logger: slog.New(log),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	closeBreakers(t, b)
-	catalog := memstore.New()
-	tn := addTenant(t, catalog, "probe-once", tenantctx.StatusActive)
-	var ran atomic.Int64
-	mux := worker.MuxOf(worker.MuxOptions{Logger: slog.New(log), Catalog: catalog, Breakers: b}, map[string]asynq.Handler{
+	}, catalog, map[string]asynq.Handler{
 		tasks.TypeInvoicePDF: worker.Handle(func(context.Context, tasks.InvoicePDF) error {
 			if !up.Load() {
 				return unreachable
@@ -402,10 +348,8 @@ func TestDatabaseBreakerProbesOneAtATime(t *testing.T) {
 			return nil
 		}),
 	})
-	payload, _ := json.Marshal(tasks.InvoicePDF{TenantID: tn.ID, InvoiceID: 1})
-	run := func() error {
-		return mux.ProcessTask(context.Background(), asynq.NewTask(tasks.TypeInvoicePDF, payload))
-	}
+	b := c.breakers
+	run := func() error { return c.render(tn) }
 	if err := run(); !errors.Is(err, worker.ErrDatabaseUnavailable) || errors.Is(err, worker.ErrDatabaseDown) {
 		t.Fatalf("first attempt: %v; want ErrDatabaseUnavailable from the attempt itself", err)
 	}

@@ -276,28 +276,22 @@ func TestDatabaseBreakerHoldsWhileTheHostDoesNotResolve(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(unresolvable.Close)
-	b, err := worker.NewDatabaseBreakers(worker.BreakerOptions{
+	catalog := memstore.New()
+	tn := addTenant(t, catalog, "no-such-host", tenantctx.StatusActive)
+	c := newBreakerChain(t, worker.BreakerOptions{
 		Probe: worker.PingDatabase(func(context.Context, string) (*pgxpool.Pool, error) { return unresolvable, nil }),
 		// Every attempt after the first probes: the probe's own verdict
 		// is what is checked.
 		ProbeMin: time.Nanosecond, ProbeMax: time.Nanosecond,
 		Logger: discardLogger(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	catalog := memstore.New()
-	tn := addTenant(t, catalog, "no-such-host", tenantctx.StatusActive)
-	mux := worker.MuxOf(worker.MuxOptions{Logger: discardLogger(), Catalog: catalog, Breakers: b}, map[string]asynq.Handler{
+	}, catalog, map[string]asynq.Handler{
 		tasks.TypeInvoicePDF: worker.Handle(func(ctx context.Context, _ tasks.InvoicePDF) error {
 			_, err := unresolvable.Exec(ctx, "SELECT 1")
 			return err
 		}),
 	})
-	payload, _ := json.Marshal(tasks.InvoicePDF{TenantID: tn.ID, InvoiceID: 1})
-	run := func() error {
-		return mux.ProcessTask(context.Background(), asynq.NewTask(tasks.TypeInvoicePDF, payload))
-	}
+	b := c.breakers
+	run := func() error { return c.render(tn) }
 	if err := run(); !errors.Is(err, worker.ErrDatabaseUnavailable) || worker.IsFailure(err) {
 		t.Fatalf("first attempt: %v (failure %t); want ErrDatabaseUnavailable", err, worker.IsFailure(err))
 	}
