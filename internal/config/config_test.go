@@ -20,6 +20,17 @@ func env(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
 }
 
+// envWithDatabase is env of vars with DATABASE_URL set, which every
+// configuration needs, unless vars sets it.
+func envWithDatabase(vars map[string]string) func(string) string {
+	return func(name string) string {
+		if v, ok := vars[name]; ok || name != "DATABASE_URL" {
+			return v
+		}
+		return "postgres://app@db/inv"
+	}
+}
+
 func TestFromEnvDefaults(t *testing.T) {
 	t.Parallel()
 	c, err := FromEnv(env(map[string]string{"DATABASE_URL": "postgres://app@db/inv"}))

@@ -13,14 +13,6 @@ import (
 // with the variable's name.
 func TestDBBreakerSettings(t *testing.T) {
 	t.Parallel()
-	env := func(vars map[string]string) func(string) string {
-		return func(name string) string {
-			if name == "DATABASE_URL" {
-				return "postgres://app@db/inv"
-			}
-			return vars[name]
-		}
-	}
 	for _, tc := range []struct {
 		vars                 map[string]string
 		wantMin, wantMax, to time.Duration
@@ -31,7 +23,7 @@ func TestDBBreakerSettings(t *testing.T) {
 		{map[string]string{"DB_BREAKER_PROBE_MIN": "45s"}, 45 * time.Second, 45 * time.Second, DefaultDBBreakerProbeTimeout},
 		{map[string]string{"DB_BREAKER_PROBE_MIN": "5s", "DB_BREAKER_PROBE_MAX": "5s"}, 5 * time.Second, 5 * time.Second, DefaultDBBreakerProbeTimeout},
 	} {
-		c, err := FromEnv(env(tc.vars))
+		c, err := FromEnv(envWithDatabase(tc.vars))
 		if err != nil {
 			t.Errorf("%v: %v", tc.vars, err)
 			continue
@@ -58,7 +50,7 @@ func TestDBBreakerSettings(t *testing.T) {
 		{map[string]string{"DB_BREAKER_PROBE_TIMEOUT": "x"}, `DB_BREAKER_PROBE_TIMEOUT: must be a positive duration`},
 		{map[string]string{"DB_BREAKER_PROBE_TIMEOUT": "1m"}, `DB_BREAKER_PROBE_TIMEOUT: must be between 1ms and 30s, got 1m0s`},
 	} {
-		_, err := FromEnv(env(tc.vars))
+		_, err := FromEnv(envWithDatabase(tc.vars))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: %v; want an error with %q", tc.vars, err, tc.want)
 		}

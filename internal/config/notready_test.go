@@ -13,14 +13,6 @@ import (
 // a maximum below the minimum is refused with the variable's name.
 func TestNotReadyDelaySettings(t *testing.T) {
 	t.Parallel()
-	env := func(vars map[string]string) func(string) string {
-		return func(name string) string {
-			if name == "DATABASE_URL" {
-				return "postgres://app@db/inv"
-			}
-			return vars[name]
-		}
-	}
 	for _, tc := range []struct {
 		vars             map[string]string
 		wantMin, wantMax time.Duration
@@ -33,7 +25,7 @@ func TestNotReadyDelaySettings(t *testing.T) {
 		{map[string]string{"NOT_READY_DELAY_MAX": "2m"}, 15 * time.Second, 2 * time.Minute},
 		{map[string]string{"NOT_READY_DELAY_MIN": "10m", "NOT_READY_DELAY_MAX": "10m"}, 10 * time.Minute, 10 * time.Minute},
 	} {
-		c, err := FromEnv(env(tc.vars))
+		c, err := FromEnv(envWithDatabase(tc.vars))
 		if err != nil {
 			t.Errorf("%v: %v", tc.vars, err)
 			continue
@@ -58,7 +50,7 @@ func TestNotReadyDelaySettings(t *testing.T) {
 		{map[string]string{"NOT_READY_DELAY_MAX": "1s"}, `NOT_READY_DELAY_MAX: must be between NOT_READY_DELAY_MIN (15s) and 10m0s, got 1s`},
 		{map[string]string{"NOT_READY_DELAY_MAX": "1h"}, `NOT_READY_DELAY_MAX: must be between NOT_READY_DELAY_MIN (15s) and 10m0s, got 1h0m0s`},
 	} {
-		_, err := FromEnv(env(tc.vars))
+		_, err := FromEnv(envWithDatabase(tc.vars))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: %v; want an error with %q", tc.vars, err, tc.want)
 		}
