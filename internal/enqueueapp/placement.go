@@ -93,8 +93,9 @@ const dbCheckTimeout = 5 * time.Second
 // within dbCheckTimeout, as `enqueue db add` checks one
 // (placement.Registry.CheckSchemas), and says by name what it found:
 // "usable"; "unusable: " and why (its role may not create schemas there,
-// with the grant; its server refuses the login or the database); or
-// "unreachable: " and why (no answer, no URL here). The reasons are the
+// with the grant; its server refuses the login, the database or the
+// URL's TLS setting); or "unreachable: " and why (no answer, no URL
+// here). The reasons are the
 // checks' errors, which never quote a URL or its password.
 func databaseStates(ctx context.Context, pools *placement.Registry, ds []storage.Database) map[string]string {
 	states := make([]string, len(ds))

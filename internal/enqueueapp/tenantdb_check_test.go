@@ -175,3 +175,37 @@ func TestStartRefusesATenantDatabaseThatDoesNotExist(t *testing.T) {
 	}
 	t.Logf("error: %v", err)
 }
+
+// TestStartRefusesATenantDatabaseThatRefusesTLS: a TENANT_DATABASES URL
+// whose server answers but refuses its TLS setting (sslmode=require
+// against a server without TLS, as the test servers are) is a
+// misconfiguration, not an outage: it stops the start, naming the
+// variable, the database and the TLS refusal, never the password, as a
+// refused login does. Before, it was a warning and the binary started.
+func TestStartRefusesATenantDatabaseThatRefusesTLS(t *testing.T) {
+	t.Parallel()
+	u, err := url.Parse(testenv.PostgresAs(t, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("sslmode", "require")
+	u.RawQuery = q.Encode()
+	owner := testenv.PostgresAs(t, true)
+	_, log, err := openWithTenantDatabases(t, "eu2="+u.String()+",us1="+owner)
+	if err == nil {
+		t.Fatalf("start with a TENANT_DATABASES database refusing sslmode=require succeeded; log:\n%s", log)
+	}
+	for _, want := range []string{"TENANT_DATABASES", "database eu2", "TLS", "server refused TLS connection"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	if pw, ok := u.User.Password(); ok && pw != "" && strings.Contains(err.Error(), pw) {
+		t.Errorf("error %q quotes the password", err)
+	}
+	if strings.Contains(err.Error(), "us1") {
+		t.Errorf("error %q names us1", err)
+	}
+	t.Logf("error: %v", err)
+}

@@ -180,8 +180,9 @@ func (r *Registry) recheckDue(ctx context.Context, names ...string) {
 // work holds every connection of the pool (the re-check would then hold
 // up the provisioning request and conclude nothing), or be one made
 // before the server began refusing the login. A server that still
-// refuses the login or the database keeps it unusable. It ends the
-// re-check (endRecheck) on every path, a panic included.
+// refuses the login, the database or the URL's TLS setting keeps it
+// unusable. It ends the re-check (endRecheck) on every path, a panic
+// included.
 func (r *Registry) recheckAt(ctx context.Context, name string) {
 	ctx, cancel := context.WithTimeout(ctx, chooseTimeout)
 	defer cancel()
@@ -193,8 +194,8 @@ func (r *Registry) recheckAt(ctx context.Context, name string) {
 	}
 	conn, err := pgx.ConnectConfig(ctx, e.lanes.Any().Config().ConnConfig)
 	if err != nil {
-		if refusedConnect(err) {
-			err = fmt.Errorf("connect: %w: %w", ErrRefused, err)
+		if ref := refusal(ctx, err); ref != nil {
+			err = fmt.Errorf("connect: %w: %w", ref, err)
 		}
 		return
 	}

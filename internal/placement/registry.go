@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/invoicing/tenantworker/internal/pgreach"
 	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tenantctx"
@@ -699,8 +700,8 @@ func (r *Registry) usable(ctx context.Context, name string) error {
 // ping checks that database name answers, within chooseTimeout. "main"
 // holds the catalog, which just answered. A TENANT_DATABASES database
 // whose late check is due gets it on the connection pinged (checkLate),
-// or, when its server refuses the login or the database
-// (refusedConnect), fails it.
+// or, when its server refuses the login, the database or the URL's TLS
+// setting (refusal), fails it.
 func (r *Registry) ping(ctx context.Context, name string) error {
 	if name == tenantctx.DefaultDatabase {
 		return nil
@@ -713,8 +714,8 @@ func (r *Registry) ping(ctx context.Context, name string) error {
 	}
 	c, err := p.Acquire(ctx)
 	if err != nil {
-		if refusedConnect(err) {
-			r.failLate(ctx, name, fmt.Errorf("connect: %w: %w", ErrRefused, err))
+		if ref := refusal(ctx, err); ref != nil {
+			r.failLate(ctx, name, fmt.Errorf("connect: %w: %w", ref, err))
 		}
 		return err
 	}
@@ -915,32 +916,66 @@ var ErrMayNotCreateSchemas = errors.New("may not create schemas")
 
 // ErrUnreachable wraps the error of a tenant database CheckDatabase could
 // not check: no connection (a server down or not answering, one at its
-// connection limit, a TLS failure), or no answer in time. A server that
-// refuses the login or the database is ErrRefused instead.
+// connection limit, the connection closed during the TLS handshake or
+// the start-up), or no answer in time. A server that refuses the login,
+// the database or the URL's TLS setting is ErrRefused instead.
 var ErrUnreachable = errors.New("could not connect")
 
 // ErrRefused wraps the error of a tenant database whose server answered
-// that the URL's login or database is wrong (refusedConnect: SQLSTATE
-// class 28, a wrong password or an unknown role; 3D000, no such
-// database): a misconfiguration, not an outage.
+// that the URL's login or database is wrong (refusal: SQLSTATE class 28,
+// a wrong password or an unknown role; 3D000, no such database): a
+// misconfiguration, not an outage. ErrRefusedTLS is one too (errors.Is).
 var ErrRefused = errors.New("server refused the login or the database")
 
-// refusedConnect reports whether err, of a connection that could not be
-// made, is the server's answer that the URL's login (SQLSTATE class 28:
-// invalid_password 28P01, invalid_authorization_specification 28000) or
-// its database (invalid_catalog_name 3D000) is wrong. Every other failure
-// (the worker's "unreachable" ones, internal/worker.DatabaseUnavailable,
-// and any other answer) is not.
-func refusedConnect(err error) bool {
+// ErrRefusedTLS wraps the error of a tenant database whose server answered
+// a connection that could not be set up as the URL's TLS setting asks
+// (refusal: no SQLSTATE, and pgreach.NoAnswer says a server answered):
+// TLS refused under sslmode=require by a server without TLS, a
+// certificate that does not verify under verify-ca or verify-full, a TLS
+// alert. It is an ErrRefused (errors.Is): a misconfiguration, not an
+// outage, so every caller that checks ErrRefused treats it the same.
+var ErrRefusedTLS error = refusedError("server refused the URL's TLS setting (sslmode, certificates)")
+
+// refusedError is a refusal of its own text that is also an ErrRefused.
+type refusedError string
+
+func (e refusedError) Error() string { return string(e) }
+
+// Is makes a refusedError match ErrRefused.
+func (e refusedError) Is(target error) bool { return target == ErrRefused }
+
+// refusal returns the refusal that err, of a connection that could not be
+// made, is: ErrRefused when the server answered that the URL's login
+// (SQLSTATE class 28: invalid_password 28P01,
+// invalid_authorization_specification 28000) or its database
+// (invalid_catalog_name 3D000) is wrong; ErrRefusedTLS when a server
+// answered without a SQLSTATE (a pgconn.ConnectError for which
+// pgreach.NoAnswer, the worker's test of an outage, is false: its TLS)
+// while ctx is live; nil for every other failure (the worker's
+// "unreachable" ones, internal/worker.DatabaseUnavailable, other
+// SQLSTATEs such as a server at its connection limit, and a connect cut
+// by ctx).
+func refusal(ctx context.Context, err error) error {
 	var pe *pgconn.PgError
-	return errors.As(err, &pe) && (strings.HasPrefix(pe.Code, "28") || pe.Code == "3D000")
+	if errors.As(err, &pe) {
+		if strings.HasPrefix(pe.Code, "28") || pe.Code == "3D000" {
+			return ErrRefused
+		}
+		return nil
+	}
+	var ce *pgconn.ConnectError
+	if ctx.Err() == nil && errors.As(err, &ce) && !pgreach.NoAnswer(ce.Unwrap()) {
+		return ErrRefusedTLS
+	}
+	return nil
 }
 
 // CheckDatabase checks what the binaries need of a tenant database's URL
 // (`enqueue db add`, TENANT_DATABASES at start): it parses, the server
 // answers with an empty search_path (schema.NewPool's check) and the URL's
 // role may create schemas in the database. A server that refuses the
-// login or the database fails with ErrRefused; a database that cannot be
+// login or the database fails with ErrRefused, one that refuses the URL's
+// TLS setting with ErrRefusedTLS (an ErrRefused); a database that cannot be
 // reached otherwise, with ErrUnreachable; a role that may not create
 // schemas, with ErrMayNotCreateSchemas and the grant that fixes it. Errors
 // never quote the URL.
@@ -959,13 +994,14 @@ func CheckDatabase(ctx context.Context, dsn string, log *slog.Logger) error {
 // CheckPool is CheckDatabase's check on p, a pool of a tenant database
 // already open (a move's target, `enqueue db list`): on one of its
 // connections, the role may create schemas in the database. Its errors
-// are CheckDatabase's: ErrRefused, ErrUnreachable (also for a check cut by
-// ctx), ErrMayNotCreateSchemas with the grant; they never quote the URL.
+// are CheckDatabase's: ErrRefused (ErrRefusedTLS too), ErrUnreachable
+// (also for a check cut by ctx), ErrMayNotCreateSchemas with the grant;
+// they never quote the URL.
 func CheckPool(ctx context.Context, p *pgxpool.Pool) error {
 	c, err := p.Acquire(ctx)
 	if err != nil {
-		if refusedConnect(err) {
-			return fmt.Errorf("connect: %w: %w", ErrRefused, err)
+		if ref := refusal(ctx, err); ref != nil {
+			return fmt.Errorf("connect: %w: %w", ref, err)
 		}
 		return fmt.Errorf("connect: %w: %w", ErrUnreachable, err)
 	}
@@ -1024,8 +1060,10 @@ const checkTimeout = 10 * time.Second
 // schemas in its database is an error naming the database and the grant
 // (ErrMayNotCreateSchemas): a tenant placed there would stay
 // provisioning; so is a server that refuses the login or the database
-// (ErrRefused: a wrong password, an unknown role or database), a
-// misconfiguration rather than an outage. A database that cannot be
+// (ErrRefused: a wrong password, an unknown role or database) or the
+// URL's TLS setting (ErrRefusedTLS: sslmode=require against a server
+// without TLS, a certificate that does not verify), a misconfiguration
+// rather than an outage. A database that cannot be
 // reached otherwise (ErrUnreachable) is not: it is logged as a warning
 // saying its privileges were not checked yet, its tenants wait for it
 // while the others are served, as before the check, and it is checked

@@ -2,16 +2,15 @@ package worker
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"strings"
 
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/invoicing/tenantworker/internal/pgreach"
 )
 
 // ErrDatabaseUnavailable wraps ErrTenantNotReady for a task whose attempt
@@ -83,7 +82,8 @@ func DatabaseUnavailable() asynq.MiddlewareFunc {
 // authentication failure, an unknown database, a query error) is not.
 // Without one, a connection that could not be made (pgconn.ConnectError)
 // is unreachable when every attempt of it failed in the network before
-// any server answered (noAnswer): the host name did not resolve, the dial
+// any server answered (pgreach.NoAnswer, the classification the start
+// checks of a tenant database share): the host name did not resolve, the dial
 // failed (refused, timed out, reset), or the connection was closed or
 // reset during the TLS handshake or the start-up. A server that answered
 // otherwise (it refused TLS under sslmode=require, a certificate that
@@ -103,61 +103,5 @@ func databaseUnreachable(err error) (string, bool) {
 	if ce == nil {
 		return "", false
 	}
-	return db, noAnswer(ce.Unwrap())
-}
-
-// noAnswer reports whether err, the cause of a failed connect, is a
-// network failure met before any server answered: a name resolution
-// failure, a dial, read or write error (refused, reset, timed out), or the
-// connection closed (EOF) during the TLS handshake or the start-up. Of
-// several attempts (pgconn joins them: hosts, addresses, sslmode=prefer's
-// TLS and plain tries) every one must be such a failure. A TLS alert or a
-// certificate that does not verify is an answer (a misconfiguration), as
-// is any error noAnswer does not know.
-func noAnswer(err error) bool {
-	if err == nil {
-		return false
-	}
-	if joined, ok := err.(interface{ Unwrap() []error }); ok {
-		errs := joined.Unwrap()
-		for _, e := range errs {
-			if !noAnswer(e) {
-				return false
-			}
-		}
-		return len(errs) > 0
-	}
-	var (
-		alert     tls.AlertError
-		recordErr tls.RecordHeaderError
-		certErr   *tls.CertificateVerificationError
-		authErr   x509.UnknownAuthorityError
-		hostErr   x509.HostnameError
-		invalid   x509.CertificateInvalidError
-	)
-	if errors.As(err, &alert) || errors.As(err, &recordErr) || errors.As(err, &certErr) ||
-		errors.As(err, &authErr) || errors.As(err, &hostErr) || errors.As(err, &invalid) {
-		return false
-	}
-	var dnsErr *net.DNSError
-	if errors.As(err, &dnsErr) {
-		return true
-	}
-	var oe *net.OpError
-	if errors.As(err, &oe) {
-		// crypto/tls reports alerts as "remote error" / "local error".
-		return oe.Op == "dial" || oe.Op == "read" || oe.Op == "write"
-	}
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return true
-	}
-	// connect_timeout: pgconn reports the connect's own deadline as a
-	// timeout (the task's ctx ending is settled by asynq before this).
-	if pgconn.Timeout(err) || errors.Is(err, context.DeadlineExceeded) {
-		return true
-	}
-	if next := errors.Unwrap(err); next != nil {
-		return noAnswer(next)
-	}
-	return false
+	return db, pgreach.NoAnswer(ce.Unwrap())
 }

@@ -1,0 +1,78 @@
+// Package pgreach tells a PostgreSQL database that could not be reached
+// from one whose server answered a connection with a refusal: the one
+// classification of a failed connect that the worker's breakers
+// (internal/worker: an outage waits, a misconfiguration fails) and the
+// checks of a tenant database's URL (internal/placement: an outage is a
+// warning at start, a misconfiguration stops it) share. See P27 and I33
+// in docs/architecture.md.
+package pgreach
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"io"
+	"net"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// NoAnswer reports whether err, the cause of a failed connect (a
+// pgconn.ConnectError's Unwrap), is a network failure met before any
+// server answered: a name resolution failure, a dial, read or write error
+// (refused, reset, timed out), the connection closed (EOF) during the TLS
+// handshake or the start-up, or the connect's own deadline
+// (connect_timeout). Of several attempts (pgconn joins them: hosts,
+// addresses, sslmode=prefer's TLS and plain tries) every one must be such
+// a failure. A server that answered otherwise is reachable and
+// misconfigured: TLS refused under sslmode=require ("server refused TLS
+// connection"), a TLS alert or a certificate that does not verify, as is
+// any error NoAnswer does not know.
+func NoAnswer(err error) bool {
+	if err == nil {
+		return false
+	}
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		errs := joined.Unwrap()
+		for _, e := range errs {
+			if !NoAnswer(e) {
+				return false
+			}
+		}
+		return len(errs) > 0
+	}
+	var (
+		alert     tls.AlertError
+		recordErr tls.RecordHeaderError
+		certErr   *tls.CertificateVerificationError
+		authErr   x509.UnknownAuthorityError
+		hostErr   x509.HostnameError
+		invalid   x509.CertificateInvalidError
+	)
+	if errors.As(err, &alert) || errors.As(err, &recordErr) || errors.As(err, &certErr) ||
+		errors.As(err, &authErr) || errors.As(err, &hostErr) || errors.As(err, &invalid) {
+		return false
+	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return true
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		// crypto/tls reports alerts as "remote error" / "local error".
+		return oe.Op == "dial" || oe.Op == "read" || oe.Op == "write"
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return true
+	}
+	// connect_timeout: pgconn reports the connect's own deadline as a
+	// timeout (a caller's ctx ending is the caller's to tell apart).
+	if pgconn.Timeout(err) || errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	if next := errors.Unwrap(err); next != nil {
+		return NoAnswer(next)
+	}
+	return false
+}
