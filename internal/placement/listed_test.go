@@ -46,14 +46,7 @@ func TestRegistryResolvesFromTheListReadLastWhileTheGateHolds(t *testing.T) {
 	r := placement.New(placement.Options{MainPool: catalogPool(t), Catalog: catalog, MaxConns: 1, RefreshInterval: -1})
 	t.Cleanup(func() { _ = r.Close() })
 
-	errHeld := errors.New("main held down")
-	var holding atomic.Bool
-	gated := storage.WithLoadGate(ctx, func(context.Context) error {
-		if holding.Load() {
-			return errHeld
-		}
-		return nil
-	})
+	gated, holding, errHeld := heldGate(ctx)
 	_, genA, err := r.SchemaPoolRegistration(gated, "a") // reads the list: a, b
 	if err != nil {
 		t.Fatal(err)
@@ -138,14 +131,7 @@ func TestRegistryHoldsATenantOfARegistrationNewerThanTheListReadLast(t *testing.
 	r := placement.New(placement.Options{MainPool: catalogPool(t), Catalog: catalog, MaxConns: 1, RefreshInterval: -1})
 	t.Cleanup(func() { _ = r.Close() })
 
-	errHeld := errors.New("main held down")
-	var holding atomic.Bool
-	gated := storage.WithLoadGate(ctx, func(context.Context) error {
-		if holding.Load() {
-			return errHeld
-		}
-		return nil
-	})
+	gated, holding, errHeld := heldGate(ctx)
 	// Reads the list (open, closed) and opens open's pool, not closed's.
 	if _, err := r.ForTenant(gated, tenantctx.Tenant{ID: "t_old", Schema: "tenant_old", Database: "open", DatabaseGeneration: gens["open"]}); err != nil {
 		t.Fatal(err)
@@ -191,4 +177,18 @@ func TestRegistryHoldsATenantOfARegistrationNewerThanTheListReadLast(t *testing.
 			t.Errorf("tenant on %s once the gate lets reads through: %v; want a pool of the new registration", name, err)
 		}
 	}
+}
+
+// heldGate returns ctx with a load gate (storage.WithLoadGate) that holds
+// reads of the catalog with errHeld while holding is set, as the worker's
+// breaker of "main" does while it is open.
+func heldGate(ctx context.Context) (gated context.Context, holding *atomic.Bool, errHeld error) {
+	holding, errHeld = new(atomic.Bool), errors.New("main held down")
+	gated = storage.WithLoadGate(ctx, func(context.Context) error {
+		if holding.Load() {
+			return errHeld
+		}
+		return nil
+	})
+	return gated, holding, errHeld
 }

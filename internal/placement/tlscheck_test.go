@@ -2,7 +2,6 @@ package placement_test
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -28,34 +27,6 @@ func withSSLMode(t *testing.T, dsn, mode string) string {
 	return u.String()
 }
 
-// fakeServer listens on loopback and hands each connection, after it read
-// PostgreSQL's 8-byte SSLRequest, to answer.
-func fakeServer(t *testing.T, answer func(c net.Conn)) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				req := make([]byte, 8)
-				if _, err := io.ReadFull(c, req); err != nil {
-					return
-				}
-				answer(c)
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
-
 // TestCheckDatabaseRefusesTheURLsTLSSetting: a server that answers a
 // connection but refuses the URL's TLS setting is a misconfiguration,
 // ErrRefusedTLS (an ErrRefused, so start, `db add`, `db list` and a
@@ -70,21 +41,12 @@ func TestCheckDatabaseRefusesTheURLsTLSSetting(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	owner := testenv.PostgresAs(t, true)
-	files := testenv.WriteTLSFiles(t, t.TempDir())
-	cert, err := tls.LoadX509KeyPair(files.Cert, files.Key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	untrusted := fakeServer(t, func(c net.Conn) {
-		if _, err := c.Write([]byte{'S'}); err == nil {
-			_ = tls.Server(c, &tls.Config{Certificates: []tls.Certificate{cert}}).Handshake()
-		}
-	})
-	closing := fakeServer(t, func(c net.Conn) {
+	untrusted := testenv.FakePostgres(t, testenv.UntrustedTLS(t))
+	closing := testenv.FakePostgres(t, func(c net.Conn) {
 		_, _ = c.Write([]byte{'S'})
-		// closed by fakeServer: EOF during the TLS handshake
+		// closed by FakePostgres: EOF during the TLS handshake
 	})
-	silent := fakeServer(t, func(c net.Conn) { _, _ = io.Copy(io.Discard, c) })
+	silent := testenv.FakePostgres(t, func(c net.Conn) { _, _ = io.Copy(io.Discard, c) })
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -2,7 +2,6 @@ package worker_test
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -66,43 +65,6 @@ func brokenProxy(t *testing.T, mode, target string) (addr string, cut func()) {
 			}
 		}
 	}
-}
-
-// untrustedTLSServer answers PostgreSQL's SSLRequest with 'S' and then a
-// TLS handshake with a certificate of a test CA that no client trusts, as
-// a server whose certificate the worker's sslmode=verify-full rejects.
-func untrustedTLSServer(t *testing.T) string {
-	t.Helper()
-	files := testenv.WriteTLSFiles(t, t.TempDir())
-	cert, err := tls.LoadX509KeyPair(files.Cert, files.Key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				req := make([]byte, 8)
-				if _, err := io.ReadFull(c, req); err != nil {
-					return
-				}
-				if _, err := c.Write([]byte{'S'}); err != nil {
-					return
-				}
-				_ = tls.Server(c, &tls.Config{Certificates: []tls.Certificate{cert}}).Handshake()
-			}()
-		}
-	}()
-	return ln.Addr().String()
 }
 
 // runThroughChain runs fn as a tenant task's handler behind the production
@@ -226,7 +188,7 @@ func TestDatabaseAnsweringOrDroppingMidQueryStaysAFailure(t *testing.T) {
 	if err := runThroughChain(t, execOn(requireTLS, nil)); err == nil || !worker.IsFailure(err) || errors.Is(err, worker.ErrDatabaseUnavailable) {
 		t.Errorf("sslmode=require against a server without TLS: %v (failure %t); want a failure", err, worker.IsFailure(err))
 	}
-	untrusted := "postgres://postgres@" + untrustedTLSServer(t) + "/x?sslmode=verify-full&connect_timeout=5"
+	untrusted := "postgres://postgres@" + testenv.FakePostgres(t, testenv.UntrustedTLS(t)) + "/x?sslmode=verify-full&connect_timeout=5"
 	if err := runThroughChain(t, execOn(untrusted, nil)); err == nil || !worker.IsFailure(err) || errors.Is(err, worker.ErrDatabaseUnavailable) {
 		t.Errorf("a certificate that does not verify: %v (failure %t); want a failure", err, worker.IsFailure(err))
 	}
