@@ -104,11 +104,11 @@ func (r *Registry) failLate(ctx context.Context, name string, err error) {
 }
 
 // claimRecheck reports whether the caller is to check database name
-// again (recheck, or Choose's recheckDue): it is unusable, no other check
-// of it runs, and Options.RecheckInterval has passed since it was found
-// unusable or last checked. A true answer claims the check: the caller
-// must end it with endRecheck (recheck does, also on a panic; recheckAt
-// on every path).
+// again (recheck; Choose's recheckDue and checkCandidate): it is
+// unusable, no other check of it runs, and Options.RecheckInterval has
+// passed since it was found unusable or last checked. A true answer
+// claims the check: the caller must end it with endRecheck (recheck
+// does, also on a panic; recheckAt on every path).
 func (r *Registry) claimRecheck(name string) bool {
 	if r.recheckEvery <= 0 {
 		return false
@@ -124,21 +124,34 @@ func (r *Registry) claimRecheck(name string) bool {
 
 // endRecheck ends the re-check of database name claimed by claimRecheck:
 // passed (err nil), the database is usable again and one info line says
-// so; otherwise it stays unusable, quietly (err, when the check ran and
-// failed, replaces its reason), until the next re-check, one
-// Options.RecheckInterval later.
+// so (passedAgain); otherwise it stays unusable, quietly (err, when the
+// check ran and failed, replaces its reason), until the next re-check,
+// one Options.RecheckInterval later.
 func (r *Registry) endRecheck(ctx context.Context, name string, err error) {
 	r.lateMu.Lock()
 	delete(r.rechecking, name)
 	r.nextCheck[name] = time.Now().Add(r.recheckEvery)
-	if err == nil {
-		delete(r.unusable, name)
-		delete(r.nextCheck, name)
-	} else if errors.Is(err, ErrMayNotCreateSchemas) || errors.Is(err, ErrRefused) {
+	if err != nil && (errors.Is(err, ErrMayNotCreateSchemas) || errors.Is(err, ErrRefused)) {
 		r.unusable[name] = fmt.Errorf("TENANT_DATABASES: database %s: %w", name, err)
 	}
 	r.lateMu.Unlock()
 	if err == nil {
+		r.passedAgain(ctx, name)
+	}
+}
+
+// passedAgain records that database name passed CheckDatabase's check
+// just now, on a connection of its own (a re-check, endRecheck; a move's
+// check of its target, CheckTarget): found unusable, it is usable again
+// at once, and one info line says so; otherwise it does nothing (another
+// check that passed at the same time said it already).
+func (r *Registry) passedAgain(ctx context.Context, name string) {
+	r.lateMu.Lock()
+	was := r.unusable[name] != nil
+	delete(r.unusable, name)
+	delete(r.nextCheck, name)
+	r.lateMu.Unlock()
+	if was {
 		r.log.InfoContext(ctx, "tenant database passed its check again (TENANT_DATABASES): its role may create schemas, new tenants are placed on it again",
 			slog.String("database", name))
 	}
@@ -161,8 +174,10 @@ func (r *Registry) recheck(ctx context.Context, name string, conn *pgx.Conn) {
 
 // recheckDue checks again, all at once, those of the databases names
 // that are unusable and whose re-check is due (claimRecheck; recheckAt),
-// and returns when each has ended: a provisioning request (Choose) waits
-// at most chooseTimeout, however many databases are re-checked.
+// and returns when each has ended: a provisioning request naming its
+// database (Choose, usable) waits at most chooseTimeout for it. (By load,
+// Choose re-checks its candidates with their other checks:
+// checkCandidate.)
 func (r *Registry) recheckDue(ctx context.Context, names ...string) {
 	var wg sync.WaitGroup
 	for _, name := range names {
@@ -174,15 +189,13 @@ func (r *Registry) recheckDue(ctx context.Context, names ...string) {
 }
 
 // recheckAt runs the re-check of database name claimed by claimRecheck,
-// within chooseTimeout, on a connection of its own dialed with the
-// configuration of the database's pool, closed at once (as Ping does):
-// not a pooled one, which may wait until the timeout while its tenants'
-// work holds every connection of the pool (the re-check would then hold
-// up the provisioning request and conclude nothing), or be one made
-// before the server began refusing the login. A server that still
-// refuses the login, the database or the URL's TLS setting keeps it
-// unusable. It ends the re-check (endRecheck) on every path, a panic
-// included.
+// within chooseTimeout, on a connection of its own (checkOwn): not a
+// pooled one, which may wait until the timeout while its tenants' work
+// holds every connection of the pool (the re-check would then hold up
+// the provisioning request and conclude nothing), or be one made before
+// the server began refusing the login. A server that still refuses the
+// login, the database or the URL's TLS setting keeps it unusable. It ends
+// the re-check (endRecheck) on every path, a panic included.
 func (r *Registry) recheckAt(ctx context.Context, name string) {
 	ctx, cancel := context.WithTimeout(ctx, chooseTimeout)
 	defer cancel()
@@ -192,21 +205,7 @@ func (r *Registry) recheckAt(ctx context.Context, name string) {
 	if err != nil {
 		return
 	}
-	conn, err := pgx.ConnectConfig(ctx, e.lanes.Any().Config().ConnConfig)
-	if err != nil {
-		if ref := refusal(ctx, err); ref != nil {
-			err = fmt.Errorf("connect: %w: %w", ref, err)
-		}
-		return
-	}
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-		defer cancel()
-		_ = conn.Close(cctx)
-	}()
-	cctx, cancelCheck := context.WithTimeout(ctx, checkTimeout)
-	defer cancelCheck()
-	err = checkPrivileges(cctx, conn)
+	err = checkOwn(ctx, e.lanes.Any())
 }
 
 // checkDue reports whether database name's late check is due.
@@ -244,7 +243,8 @@ func (r *Registry) lateOutcome(name string) error {
 // tenant on them. Each error names the database and what fixes it. Each
 // is checked again when it is used (Choose considering it, a new
 // connection to it), at most once per Options.RecheckInterval, and leaves
-// the list when it passes; a restart checks them again too.
+// the list when it passes, or when a move's check of it passes
+// (CheckTarget); a restart checks them again too.
 func (r *Registry) Unusable() map[string]error {
 	r.lateMu.Lock()
 	defer r.lateMu.Unlock()

@@ -76,6 +76,9 @@ func TestUnusableDatabaseIsUsedAgainOnceGranted(t *testing.T) {
 	if err := r.Unusable()["late"]; !errors.Is(err, placement.ErrMayNotCreateSchemas) {
 		t.Fatalf("Unusable()[late] = %v; want its missing privilege; log:\n%s", err, log)
 	}
+	if _, err := r.Pool(ctx, "late"); err != nil { // Choose opened none: opened (and logged) here
+		t.Fatal(err)
+	}
 	found := log.String()
 	for range 4 {
 		time.Sleep(2 * every) // a re-check due each round

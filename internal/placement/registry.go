@@ -272,16 +272,31 @@ func (r *Registry) Ping(ctx context.Context, name string) error {
 		}
 		p = e.lanes.Any()
 	}
-	conn, err := pgx.ConnectConfig(ctx, p.Config().ConnConfig)
+	conn, release, err := dialOwn(ctx, p.Config().ConnConfig)
 	if err != nil {
 		return err
 	}
-	defer func() {
+	defer release()
+	return conn.Ping(ctx)
+}
+
+// dialOwn makes a connection of its own dialed with cfg, the
+// configuration of a database's pool (Ping, Choose's checks, re-checks, a
+// move's check of its target), outside the pool: not one of the pool's,
+// which may wait until ctx ends while every connection of the pool is in
+// use, or be one made before the server began refusing the login or
+// stopped answering. It does not run the pool's AfterConnect. release
+// closes it, within a second, also once ctx ended.
+func dialOwn(ctx context.Context, cfg *pgx.ConnConfig) (conn *pgx.Conn, release func(), err error) {
+	conn, err = pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return conn, func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 		defer cancel()
 		_ = conn.Close(cctx)
-	}()
-	return conn.Ping(ctx)
+	}, nil
 }
 
 // DatabaseOf names the database an error of a connection that could not
@@ -577,8 +592,7 @@ func (r *Registry) Register(ctx context.Context) error {
 	return nil
 }
 
-// chooseTimeout bounds the check that the database Choose picked by load
-// answers.
+// chooseTimeout bounds Choose's check of a database (a ping, a re-check).
 const chooseTimeout = 5 * time.Second
 
 // Choose returns the database a new tenant goes to: want when it is set
@@ -588,14 +602,18 @@ const chooseTimeout = 5 * time.Second
 // one that does not (a ping within chooseTimeout) is skipped and logged,
 // so a server that is down does not fail every new tenant. When none
 // answers, the least loaded is returned (the provisioning then fails
-// with its error). A TENANT_DATABASES database that failed its late check
+// with its error). The candidates are checked all at once, each on a
+// connection of its own (not one of its pool, which its tenants' work may
+// all hold), so a provisioning request waits at most one chooseTimeout
+// however many do not answer: the first by the order above that answers
+// is chosen once those before it failed, and the pings still running are
+// cut short. A TENANT_DATABASES database that failed its late check
 // (checkLate, Unusable) is never chosen, not even then: by name it is an
-// error wrapping the check's; it is checked again first when its re-check
-// is due (Options.RecheckInterval; those due all at once, each on a
-// connection of its own within chooseTimeout: recheckDue), and chosen as
-// any other once it passes. One whose late check is still due is checked
-// by the ping (by name too), and skipped when that check does not
-// conclude that it is usable.
+// error wrapping the check's; it is checked again instead of its ping
+// when its re-check is due (Options.RecheckInterval; recheckAt, which
+// the choice does not cut short), and chosen as any other once it passes.
+// One whose late check is still due is checked by the ping (by name too),
+// and skipped when that check does not conclude that it is usable.
 func (r *Registry) Choose(ctx context.Context, want string) (string, error) {
 	if want != "" && want != tenantctx.DefaultDatabase && r.configured(want) {
 		if err := r.usable(ctx, want); err != nil {
@@ -640,17 +658,19 @@ func (r *Registry) Choose(ctx context.Context, want string) (string, error) {
 	// Fewest tenants first; the catalog lists them by name, which breaks
 	// ties.
 	slices.SortStableFunc(candidates, func(a, b storage.Database) int { return cmp.Compare(a.Tenants, b.Tenants) })
-	names := make([]string, len(candidates))
+	// Every check ends before Choose returns (wg.Wait, deferred first: it
+	// runs last), the pings still running cut short once it has chosen.
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	pingCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	outcomes := make([]chan error, len(candidates))
 	for i, d := range candidates {
-		names[i] = d.Name
+		outcomes[i] = make(chan error, 1)
+		wg.Go(func() { outcomes[i] <- r.checkCandidate(ctx, pingCtx, d.Name) })
 	}
-	r.recheckDue(ctx, names...)
-	candidates = slices.DeleteFunc(candidates, func(d storage.Database) bool { return r.unusableErr(d.Name) != nil })
-	if len(candidates) == 0 {
-		return tenantctx.DefaultDatabase, nil
-	}
-	for _, d := range candidates {
-		err := r.ping(ctx, d.Name)
+	for i, d := range candidates {
+		err := <-outcomes[i]
 		if err == nil {
 			if err = r.lateOutcome(d.Name); err == nil {
 				return d.Name, nil
@@ -666,7 +686,7 @@ func (r *Registry) Choose(ctx context.Context, want string) (string, error) {
 			break
 		}
 		if r.unusableErr(d.Name) != nil {
-			continue // the ping's refused login: logged once by checkLate
+			continue // unusable, or made so by the ping's refused login: logged once by checkLate
 		}
 		r.log.WarnContext(ctx, "placing a new tenant: tenant database does not answer, skipped",
 			slog.String("database", d.Name), slog.String("error", err.Error()))
@@ -677,6 +697,22 @@ func (r *Registry) Choose(ctx context.Context, want string) (string, error) {
 		}
 	}
 	return tenantctx.DefaultDatabase, nil
+}
+
+// checkCandidate is Choose's check of database name: an unusable one is
+// checked again when its re-check is due (claimRecheck, recheckAt, within
+// ctx: its outcome is kept whatever Choose chooses meanwhile) and is
+// otherwise not pinged (its error); any other is pinged within pingCtx
+// (ping). nil when it answered and, checked again, passed.
+func (r *Registry) checkCandidate(ctx, pingCtx context.Context, name string) error {
+	if r.claimRecheck(name) {
+		r.recheckAt(ctx, name)
+		return r.unusableErr(name)
+	}
+	if err := r.unusableErr(name); err != nil {
+		return err
+	}
+	return r.ping(pingCtx, name)
 }
 
 // usable is Choose's check of a TENANT_DATABASES database named by the
@@ -697,33 +733,44 @@ func (r *Registry) usable(ctx context.Context, name string) error {
 	return r.unusableErr(name)
 }
 
-// ping checks that database name answers, within chooseTimeout. "main"
-// holds the catalog, which just answered. A TENANT_DATABASES database
-// whose late check is due gets it on the connection pinged (checkLate),
-// or, when its server refuses the login, the database or the URL's TLS
-// setting (refusal), fails it.
+// ping checks that database name answers, within chooseTimeout, on a
+// connection of its own (dialOwn: not one of its pool, which may wait
+// until the timeout while its tenants' work holds every connection of
+// the pool) dialed with the configuration schema.NewPool gives the pool
+// of its URL (resolve: the catalog's current registration), without
+// opening the pool (with Options.KeepConns an open pool keeps MaxConns
+// connections, and Choose checks every candidate). "main" holds the
+// catalog, which just answered. A TENANT_DATABASES database whose late
+// check is due gets it on the connection pinged (checkLate), or, when its
+// server refuses the login, the database or the URL's TLS setting
+// (refusal), fails it.
 func (r *Registry) ping(ctx context.Context, name string) error {
 	if name == tenantctx.DefaultDatabase {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, chooseTimeout)
 	defer cancel()
-	p, err := r.Pool(ctx, name)
+	dsn, _, err := r.resolve(ctx, name, 0)
 	if err != nil {
 		return err
 	}
-	c, err := p.Acquire(ctx)
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return fmt.Errorf("tenant database %s: parse database url: %w", name, err)
+	}
+	schema.ConfigurePool(cfg, r.log)
+	conn, release, err := dialOwn(ctx, cfg.ConnConfig)
 	if err != nil {
 		if ref := refusal(ctx, err); ref != nil {
 			r.failLate(ctx, name, fmt.Errorf("connect: %w: %w", ref, err))
 		}
 		return err
 	}
-	defer c.Release()
-	if err := c.Ping(ctx); err != nil {
+	defer release()
+	if err := conn.Ping(ctx); err != nil {
 		return err
 	}
-	r.checkLate(ctx, name, c.Conn())
+	r.checkLate(ctx, name, conn)
 	return nil
 }
 
@@ -1000,17 +1047,60 @@ func CheckDatabase(ctx context.Context, dsn string, log *slog.Logger) error {
 func CheckPool(ctx context.Context, p *pgxpool.Pool) error {
 	c, err := p.Acquire(ctx)
 	if err != nil {
-		if ref := refusal(ctx, err); ref != nil {
-			return fmt.Errorf("connect: %w: %w", ref, err)
-		}
-		return fmt.Errorf("connect: %w: %w", ErrUnreachable, err)
+		return connectError(ctx, err)
 	}
 	defer c.Release()
-	err = checkPrivileges(ctx, c)
+	return checkError(ctx, checkPrivileges(ctx, c))
+}
+
+// checkOwn is CheckPool's check on a connection of its own (dialOwn) to
+// p's database instead of one of p's, each query within checkTimeout, as
+// a re-check makes it (recheckAt, CheckTarget). Its errors are
+// CheckPool's.
+func checkOwn(ctx context.Context, p *pgxpool.Pool) error {
+	conn, release, err := dialOwn(ctx, p.Config().ConnConfig)
+	if err != nil {
+		return connectError(ctx, err)
+	}
+	defer release()
+	cctx, cancel := context.WithTimeout(ctx, checkTimeout)
+	defer cancel()
+	return checkError(cctx, checkPrivileges(cctx, conn))
+}
+
+// connectError is CheckPool's error for err, of a connection that could
+// not be made: ErrRefused (ErrRefusedTLS) when the server refused it
+// (refusal), ErrUnreachable otherwise.
+func connectError(ctx context.Context, err error) error {
+	if ref := refusal(ctx, err); ref != nil {
+		return fmt.Errorf("connect: %w: %w", ref, err)
+	}
+	return fmt.Errorf("connect: %w: %w", ErrUnreachable, err)
+}
+
+// checkError is CheckPool's error for err, checkPrivileges' on a
+// connection made: a query cut by ctx is ErrUnreachable.
+func checkError(ctx context.Context, err error) error {
 	if err != nil && ctx.Err() != nil && !errors.Is(err, ErrMayNotCreateSchemas) {
 		err = fmt.Errorf("%w: %w", ErrUnreachable, err)
 	}
 	return err
+}
+
+// CheckTarget is CheckPool's check of p, the open pool of database name
+// (a move's target: SchemaPoolRegistration), made on a connection of its
+// own (as a re-check makes it: one of p's may wait while p is busy, or be
+// one made before the server began refusing the login). When it passes, a
+// TENANT_DATABASES database found unusable (Unusable) is usable again at
+// once, with the info line of a re-check that passes, not only at its
+// next re-check (Options.RecheckInterval). Its errors are CheckPool's; a
+// failure leaves Unusable as it is.
+func (r *Registry) CheckTarget(ctx context.Context, name string, p *pgxpool.Pool) error {
+	if err := checkOwn(ctx, p); err != nil {
+		return err
+	}
+	r.passedAgain(ctx, name)
+	return nil
 }
 
 // CheckSchemas checks database name now, whatever Unusable says, as

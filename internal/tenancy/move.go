@@ -79,10 +79,12 @@ type Moved struct {
 // tenant running is ErrMoveRefused) and releases a hold an interrupted
 // move left (releaseInterruptedMove), also when it refuses the move after
 // that (the tenant is there already, say). It then checks the target as
-// `enqueue db add` does (placement.CheckPool) and refuses a target whose
-// role may not create schemas there, or whose server refuses the login or
-// the database (ErrMoveRefused wrapping placement.ErrMayNotCreateSchemas
-// or placement.ErrRefused), or fails for one that does not answer
+// `enqueue db add` does (placement.Registry.CheckTarget, on a connection
+// of its own; passing, it makes a target found unusable usable again at
+// once, placement.Registry.Unusable) and refuses a target whose role may
+// not create schemas there, or whose server refuses the login or the
+// database (ErrMoveRefused wrapping placement.ErrMayNotCreateSchemas or
+// placement.ErrRefused), or fails for one that does not answer
 // (placement.ErrUnreachable), before it changes anything: no audit entry,
 // no hold. Then it goes:
 //
@@ -159,11 +161,11 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 		return m, fmt.Errorf("move tenant %s: target: %w", id, err)
 	}
 	// The target is checked as `enqueue db add` checks a database
-	// (placement.CheckPool) before anything changes: a role that may not
-	// create schemas there, or a server that refuses the login, would
-	// fail the copy only after the queue was paused; one that does not
-	// answer fails it too.
-	if err := placement.CheckPool(ctx, dst); err != nil {
+	// (placement.Registry.CheckTarget) before anything changes: a role
+	// that may not create schemas there, or a server that refuses the
+	// login, would fail the copy only after the queue was paused; one
+	// that does not answer fails it too.
+	if err := s.pools.CheckTarget(ctx, to, dst); err != nil {
 		if errors.Is(err, placement.ErrMayNotCreateSchemas) || errors.Is(err, placement.ErrRefused) {
 			err = fmt.Errorf("%w: %w", ErrMoveRefused, err)
 		}

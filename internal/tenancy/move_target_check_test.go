@@ -2,9 +2,13 @@ package tenancy_test
 
 import (
 	"errors"
+	"log/slog"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/invoicing/tenantworker/internal/placement"
 	"github.com/invoicing/tenantworker/internal/tenancy"
@@ -63,5 +67,70 @@ func TestMoveToAnUnusableTargetIsRefusedUpFront(t *testing.T) {
 		if len(after) != len(before) {
 			t.Errorf("after the move to %s: audit entries %+v; want none added", tc.to, after[len(before):])
 		}
+	}
+}
+
+// TestMoveTargetPassingItsCheckIsUsableAgain: a TENANT_DATABASES database
+// found unusable (down at start, its role then found without CREATE)
+// that the operator granted CREATE since is usable again as soon as a
+// move's check of it passes (placement.Registry.CheckTarget), with the
+// info line of a re-check that passes: new tenants are placed on it at
+// once, by name too, not only after its next re-check a minute later
+// (placement.Options.RecheckInterval).
+func TestMoveTargetPassingItsCheckIsUsableAgain(t *testing.T) {
+	t.Parallel()
+	pool, catalog, docs := catalogOn(t)
+	ctx := t.Context()
+	srv := testenv.StartPostgres(t)
+	lateURL := srv.DatabaseAs(t, false) // a role that may only connect
+	srv.Stop(t)
+	log := &testenv.LogBuffer{}
+	pools := placement.New(placement.Options{MainPool: pool, URLs: map[string]string{"late": lateURL},
+		Catalog: catalog, MaxConns: 2, Logger: slog.New(slog.NewTextHandler(log, nil))})
+	t.Cleanup(func() { _ = pools.Close() })
+	if err := pools.CheckConfigured(ctx); err != nil {
+		t.Fatalf("CheckConfigured with late down: %v", err)
+	}
+	if err := pools.Register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv.Start(t)
+	b := servicesWith(t, pool, catalog, docs, pools)
+	if _, err := pools.Choose(ctx, "late"); !errors.Is(err, placement.ErrMayNotCreateSchemas) {
+		t.Fatalf("Choose(late) = %v; want its missing privilege", err)
+	}
+	tn := b.provision(t, "acme", tenantctx.DefaultDatabase)
+	opts := tenancy.MoveOptions{Grace: time.Millisecond, DrainTimeout: 300 * time.Millisecond, Poll: 10 * time.Millisecond}
+	// Not granted yet: refused up front, late stays unusable, quietly.
+	if _, err := b.svc.Move(ctx, tn.ID, "late", "test", opts); !errors.Is(err, tenancy.ErrMoveRefused) || !errors.Is(err, placement.ErrMayNotCreateSchemas) {
+		t.Fatalf("Move to late before the grant = %v; want ErrMoveRefused, its missing privilege", err)
+	}
+	if err := pools.Unusable()["late"]; !errors.Is(err, placement.ErrMayNotCreateSchemas) {
+		t.Fatalf("Unusable()[late] = %v after a refused move; want its missing privilege", err)
+	}
+
+	u, err := url.Parse(lateURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close(ctx) }()
+	if _, err := conn.Exec(ctx, "GRANT CREATE ON DATABASE "+pgx.Identifier{u.Path[1:]}.Sanitize()+" TO "+pgx.Identifier{u.User.Username()}.Sanitize()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.svc.Move(ctx, tn.ID, "late", "test", opts); err != nil {
+		t.Fatalf("Move to late once granted: %v", err)
+	}
+	if u := pools.Unusable(); len(u) != 0 {
+		t.Errorf("Unusable() = %v after the move's check of late passed; want none", u)
+	}
+	if name, err := pools.Choose(ctx, "late"); err != nil || name != "late" {
+		t.Errorf("Choose(late) = %q, %v after the move's check passed; want late", name, err)
+	}
+	if n := strings.Count(log.String(), "passed its check again"); n != 1 {
+		t.Errorf("%d lines saying late passed its check again, want one:\n%s", n, log)
 	}
 }

@@ -64,12 +64,19 @@ func setupServers(t *testing.T, third bool) *twoServers {
 // stack on them, with catalog and docs.
 func servicesOn(t *testing.T, pool *pgxpool.Pool, catalog *storage.Postgres, docs *storage.FS, urls map[string]string, conns int32) *twoServers {
 	t.Helper()
-	ctx := t.Context()
 	pools := placement.New(placement.Options{MainPool: pool, URLs: urls, Catalog: catalog, MaxConns: conns})
 	t.Cleanup(func() { _ = pools.Close() })
-	if err := pools.Register(ctx); err != nil {
+	if err := pools.Register(t.Context()); err != nil {
 		t.Fatal(err)
 	}
+	return servicesWith(t, pool, catalog, docs, pools)
+}
+
+// servicesWith is servicesOn with pools, a registry over pool's "main"
+// whose databases are registered already.
+func servicesWith(t *testing.T, pool *pgxpool.Pool, catalog *storage.Postgres, docs *storage.FS, pools *placement.Registry) *twoServers {
+	t.Helper()
+	ctx := t.Context()
 	d, enq, inspector := fairOn(t, catalog)
 	svc := tenancy.New(tenancy.Config{Catalog: catalog, Enqueuer: enq, Documents: docs, SchemaPool: pool,
 		Pools: pools, Dispatcher: d, Plans: fair.DefaultPlans()})
