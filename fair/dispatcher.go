@@ -380,15 +380,16 @@ func (d *Dispatcher) Enqueue(ctx context.Context, tenantID string, p Policy, tas
 		if t.ReplaceFinished {
 			replace = "1"
 		}
+		msg, idAt := m.encode()
 		var followID string
-		var followMsg []byte
+		var followMsg any = ""
 		if f := t.FollowUp; f != nil {
 			if f.Queue != q || f.Type != m.Type || f.ID == "" || f.ID == m.ID {
 				return nil, fmt.Errorf("fair: follow-up %.70q of task %.70q: want its own id, the same type and queue", f.ID, m.ID)
 			}
-			followID, followMsg = f.ID, f.Encode()
+			followID, followMsg = f.ID, followUpArg(msg, idAt, m.ID, *f)
 		}
-		args = append(args, m.ID, m.Type, replace, m.Encode(), followID, followMsg)
+		args = append(args, m.ID, m.Type, replace, msg, followID, followMsg)
 	}
 	raw, err := enqueueScript.Run(ctx, d.rdb, d.scriptKeys(q), args...).Slice()
 	if err != nil {

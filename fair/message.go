@@ -1,8 +1,10 @@
 package fair
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -58,6 +60,14 @@ var errBadMessage = errors.New("invalid asynq task message")
 // default of 30 minutes, as asynq.Client does when neither a timeout nor a
 // deadline is set.
 func (m Message) Encode() []byte {
+	b, _ := m.encode()
+	return b
+}
+
+// encode is Encode, also returning the byte offset of the id field (its
+// tag) in the message: the enqueue script makes a follow-up's message by
+// replacing that field (followUpArg).
+func (m Message) encode() ([]byte, int) {
 	timeout := int64(m.Timeout / time.Second)
 	if timeout <= 0 {
 		timeout = int64((30 * time.Minute) / time.Second)
@@ -68,6 +78,7 @@ func (m Message) Encode() []byte {
 		b = protowire.AppendTag(b, fieldPayload, protowire.BytesType)
 		b = protowire.AppendBytes(b, m.Payload)
 	}
+	idAt := len(b)
 	b = appendString(b, fieldID, m.ID)
 	b = appendString(b, fieldQueue, m.Queue)
 	b = appendVarint(b, fieldRetry, uint64(int32(m.Retry)))
@@ -75,7 +86,32 @@ func (m Message) Encode() []byte {
 	b = appendString(b, fieldErrorMsg, m.LastErr)
 	b = appendVarint(b, fieldTimeout, uint64(timeout))
 	b = appendVarint(b, fieldRetention, uint64(int64(m.Retention/time.Second)))
-	return b
+	return b, idAt
+}
+
+// followUpArg is the enqueue script's argument for f, the follow-up of the
+// task whose message is msg (its id, id, at byte offset idAt): f encoded,
+// or, when f's message is msg with f's id in place of id (the follow-up
+// of a render or a reminder: almost never used, as it is enqueued only
+// while the task's own id runs), "#" and idAt, from which the script
+// builds f's message itself, byte for byte what f.Encode() returns. A
+// bulk enqueue then carries one message per task instead of two. The
+// comparison is of the encodings, so a field added to Message later
+// cannot make the script build a message that differs from f's.
+func followUpArg(msg []byte, idAt int, id string, f Message) any {
+	enc := f.Encode()
+	if id == "" || f.ID == "" {
+		return enc
+	}
+	own := len(appendString(nil, fieldID, id))
+	if idAt+own > len(msg) {
+		return enc
+	}
+	built := append(append(append(make([]byte, 0, len(enc)), msg[:idAt]...), appendString(nil, fieldID, f.ID)...), msg[idAt+own:]...)
+	if !bytes.Equal(built, enc) {
+		return enc
+	}
+	return "#" + strconv.Itoa(idAt)
 }
 
 func appendString(b []byte, num protowire.Number, s string) []byte {

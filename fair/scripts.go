@@ -907,7 +907,10 @@ end
 //	ARGV[10] tenant, ARGV[11] weight, ARGV[12] max running, ARGV[13] max waiting, ARGV[14] task count,
 //	ARGV[15] most tasks waiting in all the queue's backlogs (0: no cap),
 //	then per task: id, type, replace finished (1/0), asynq message,
-//	follow-up id ('' for none), the follow-up's asynq message.
+//	follow-up id ('' for none), the follow-up's asynq message or '#' and
+//	the byte offset of the id field in the task's message: the task's
+//	message with the follow-up's id there (followUpArg; built only for a
+//	follow-up added).
 //
 // It returns {'full', waiting, estimate, new tasks} when the tasks would
 // take the tenant's backlog past max waiting, {'queue_full', waiting in
@@ -938,6 +941,25 @@ end
 // the task is 'new'.
 var enqueueScript = redis.NewScript(prelude + `
 local t = ARGV[10]
+-- idField is a task id as the id field of an asynq message (tag 26:
+-- field 3, bytes; a varint length; the id), as Message.Encode writes it.
+local function idField(id)
+  local n, v = #id, ''
+  while n >= 128 do
+    v = v .. string.char(n % 128 + 128)
+    n = math.floor(n / 128)
+  end
+  return '\26' .. v .. string.char(n) .. id
+end
+-- followMessage is the follow-up's asynq message of the task whose
+-- arguments start at ARGV[b]: sent in full, or '#<offset>': the task's
+-- message with its id field, at that offset, replaced by the follow-up's.
+local function followMessage(b)
+  local f = ARGV[b + 5]
+  if string.sub(f, 1, 1) ~= '#' then return f end
+  local at, msg = tonumber(string.sub(f, 2)), ARGV[b + 3]
+  return string.sub(msg, 1, at) .. idField(ARGV[b + 4]) .. string.sub(msg, at + #idField(ARGV[b]) + 1)
+end
 -- The policy is written for a tenant with state here, and for one
 -- without (first enqueue, or an erased tenant forgotten here) only once
 -- a task is added below: a call that adds nothing (refused by a cap, or
@@ -1023,7 +1045,7 @@ for i = 0, n - 1 do
     if r == 'exists:active' and fid ~= '' then
       r, st, unreported = classify(fid, true)
       seen[fid] = true
-      if r == 'new' then fresh[#fresh + 1] = { fid, typ, ARGV[b + 5], st, unreported } end
+      if r == 'new' then fresh[#fresh + 1] = { fid, typ, followMessage(b), st, unreported } end
       r = 'follow:' .. r
     elseif r == 'new' then
       fresh[#fresh + 1] = { id, typ, ARGV[b + 3], st, unreported }
