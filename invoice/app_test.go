@@ -106,7 +106,7 @@ func TestAppRowsLoad(t *testing.T) {
 		if _, err := tx.Exec(ctx, `UPDATE invoices SET due_date = now() - interval '3 days' WHERE id = $1`, full); err != nil {
 			return err
 		}
-		n, err := invoice.MarkOverdue(ctx, tx)
+		n, err := invoice.MarkOverdue(ctx, tx, time.Now())
 		if err != nil || n != 1 {
 			t.Errorf("MarkOverdue = %d, %v; want 1 (the invoice without a due date is never overdue)", n, err)
 		}

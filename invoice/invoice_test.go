@@ -236,7 +236,7 @@ func TestOverdue(t *testing.T) {
 				return err
 			}
 		}
-		n, err := invoice.MarkOverdue(ctx, tx)
+		n, err := invoice.MarkOverdue(ctx, tx, time.Now())
 		if err != nil || n != 1 {
 			t.Errorf("MarkOverdue = %d, %v; want 1", n, err)
 		}
@@ -322,13 +322,13 @@ func TestMarkOverdueIfDueTouchesUpdatedAt(t *testing.T) {
 			var marked bool
 			var err error
 			if i < 2 {
-				marked, err = invoice.MarkOverdueIfDue(ctx, tx, ids[i])
+				marked, err = invoice.MarkOverdueIfDue(ctx, tx, ids[i], time.Now())
 			} else {
 				// QueueMarkOverdueIfDue, with the load that reads the mark
 				// in the same batch.
 				var inv invoice.Invoice
 				b := &pgx.Batch{}
-				invoice.QueueMarkOverdueIfDue(b, ids[i], &marked)
+				invoice.QueueMarkOverdueIfDue(b, ids[i], time.Now(), &marked)
 				invoice.QueueLoad(b, ids[i], &inv)
 				err = tx.SendBatch(ctx, b).Close()
 				if wantStatus := map[bool]string{true: "overdue", false: "paid"}[want]; err == nil && inv.Status != wantStatus {

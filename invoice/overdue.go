@@ -8,15 +8,24 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// markOverdueSQL moves every sent invoice past its due date to overdue.
+// markOverdueSQL moves every sent invoice whose due date is before day $1
+// (the tenant's current date, computed in Go) to overdue. Comparing two
+// dates keeps PostgreSQL's session TimeZone and zone database out of it.
 const markOverdueSQL = `
 UPDATE invoices SET status = 'overdue', updated_at = now()
- WHERE status = 'sent' AND due_date < now()`
+ WHERE status = 'sent' AND due_date < $1::date`
 
-// MarkOverdue marks every sent invoice past its due date overdue, in one
-// statement, and returns how many it marked.
-func MarkOverdue(ctx context.Context, tx pgx.Tx) (int64, error) {
-	tag, err := tx.Exec(ctx, markOverdueSQL)
+// localDate returns today's calendar date as today's own location has it
+// (not its UTC date, unlike date): the caller passes the current time in
+// the tenant's time zone (tenantctx.Tenant.Today).
+func localDate(today time.Time) string { return today.Format(time.DateOnly) }
+
+// MarkOverdue marks every sent invoice overdue whose due date is before
+// today's date in today's location (the tenant's time zone:
+// tenantctx.Tenant.Today), in one statement, and returns how many it
+// marked. An invoice due today is not overdue yet.
+func MarkOverdue(ctx context.Context, tx pgx.Tx, today time.Time) (int64, error) {
+	tag, err := tx.Exec(ctx, markOverdueSQL, localDate(today))
 	if err != nil {
 		return 0, fmt.Errorf("mark overdue invoices: %w", err)
 	}

@@ -9,20 +9,21 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// markOverdueIfDueSQL is markOverdueSQL for one invoice: it sets
+// markOverdueIfDueSQL is markOverdueSQL for one invoice ($1), judged
+// against day $2: it sets
 // updated_at as the sweep does (the column exists since schema version 1),
 // so the app sees the change whichever of the two made it.
 const markOverdueIfDueSQL = `
 UPDATE invoices SET status = 'overdue', updated_at = now()
- WHERE id = $1 AND status = 'sent' AND due_date < now()`
+ WHERE id = $1 AND status = 'sent' AND due_date < $2::date`
 
-// MarkOverdueIfDue marks invoice id overdue when it is sent and past its
-// due date (the database's clock, as MarkOverdue), and reports whether it
-// did. A reminder asked for before the sweep marked the invoice uses it,
+// MarkOverdueIfDue marks invoice id overdue when it is sent and its due
+// date is before today's date in today's location (the tenant's time
+// zone, as MarkOverdue), and reports whether it did. A reminder asked for before the sweep marked the invoice uses it,
 // so that it does not skip an invoice that is overdue in all but name.
 // The marked row stays locked until tx ends.
-func MarkOverdueIfDue(ctx context.Context, tx pgx.Tx, id int64) (bool, error) {
-	tag, err := tx.Exec(ctx, markOverdueIfDueSQL, id)
+func MarkOverdueIfDue(ctx context.Context, tx pgx.Tx, id int64, today time.Time) (bool, error) {
+	tag, err := tx.Exec(ctx, markOverdueIfDueSQL, id, localDate(today))
 	if err != nil {
 		return false, fmt.Errorf("mark invoice %d overdue: %w", id, err)
 	}
@@ -33,8 +34,8 @@ func MarkOverdueIfDue(ctx context.Context, tx pgx.Tx, id int64) (bool, error) {
 // batch sent in the reminder's transaction (pgx.Tx.SendBatch) with the
 // reads that follow it: when the batch has run, *marked (when not nil)
 // says whether it marked the invoice.
-func QueueMarkOverdueIfDue(b *pgx.Batch, id int64, marked *bool) {
-	b.Queue(markOverdueIfDueSQL, id).Exec(func(tag pgconn.CommandTag) error {
+func QueueMarkOverdueIfDue(b *pgx.Batch, id int64, today time.Time, marked *bool) {
+	b.Queue(markOverdueIfDueSQL, id, localDate(today)).Exec(func(tag pgconn.CommandTag) error {
 		if marked != nil {
 			*marked = tag.RowsAffected() == 1
 		}

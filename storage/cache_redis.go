@@ -141,6 +141,15 @@ func (c *Cache) redisRead(ctx context.Context, key string) (e cacheEntry, hit bo
 			slog.String("key", printableKey(key)))
 		return cacheEntry{}, false, guard, true
 	}
+	if e.lacksTimeZone() {
+		// Written by a release without tenant time zones (one still
+		// running during a rolling upgrade may cache a tenant after its
+		// zone changed): served, it would judge due dates in UTC. Treated
+		// as a miss, as above.
+		c.log.DebugContext(ctx, "tenant cache: redis entry without the tenant's time zone, reading the catalog",
+			slog.String("key", printableKey(key)))
+		return cacheEntry{}, false, guard, true
+	}
 	return e, true, guard, true
 }
 
@@ -246,6 +255,13 @@ func (c *Cache) redisWriteFailed(ctx context.Context, op, key string, err error)
 // valid reports whether a decoded entry is complete.
 func (e cacheEntry) valid() bool {
 	return !e.Found || e.Tenant != nil || e.TenantID != ""
+}
+
+// lacksTimeZone reports whether e holds a tenant without a time zone
+// (tenantctx.Tenant.TimeZone ""): an entry a release without tenant time
+// zones wrote. The catalog gives every tenant one (NOT NULL, default UTC).
+func (e cacheEntry) lacksTimeZone() bool {
+	return e.Found && e.Tenant != nil && e.Tenant.TimeZone == ""
 }
 
 // lacksGeneration reports whether e holds a tenant without the number of

@@ -121,3 +121,69 @@ func TestCacheEntryOfThePreviousReleaseIsReadAgain(t *testing.T) {
 		t.Errorf("%d catalog queries after the entries were replaced, want still 2", q)
 	}
 }
+
+// TestCacheEntryWithoutTimeZoneIsReadAgain: a tenant cached in Redis by a
+// release without tenant time zones (database_generation, no time_zone)
+// would judge its due dates in UTC. Such an entry is treated as a miss:
+// the tenant is read from the catalog, so it reads UTC when the catalog
+// has UTC (every tenant the upgrade's migration gave a zone) and its own
+// zone when it has one (changed while an old process still cached it),
+// and the entry is replaced by one with the field, served from Redis
+// from then on.
+func TestCacheEntryWithoutTimeZoneIsReadAgain(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	env := newCacheEnv(t, testenv.Redis(t))
+	c := env.cache(t, storage.CacheOptions{LocalTTL: -1}) // every lookup reaches Redis
+	zones := map[string]string{"stayed": "", "moved-east": "Pacific/Auckland"}
+	for slug, zone := range zones {
+		tn, err := tenantctx.New(slug, slug, "pro")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tn.Status = tenantctx.StatusActive
+		if tn, err = env.backend.CreateTenant(ctx, tn); err != nil {
+			t.Fatal(err)
+		}
+		if zone != "" {
+			if tn, err = env.backend.SetTimeZone(ctx, tn.ID, zone); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// As the release before time zones wrote it: with the database's
+		// generation, without time_zone.
+		old := tn
+		old.TimeZone = ""
+		raw, err := json.Marshal(map[string]any{"found": true, "tenant": old})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(raw), "time_zone") || !strings.Contains(string(raw), `"database_generation"`) {
+			t.Fatalf("entry of the previous release: %s", raw)
+		}
+		if err := env.rdb.Set(ctx, c.RedisKeyForID(tn.ID), raw, time.Hour).Err(); err != nil {
+			t.Fatal(err)
+		}
+
+		queries := env.backend.Queries()
+		got, err := c.TenantByID(ctx, tn.ID)
+		want := map[bool]string{true: zone, false: tenantctx.DefaultTimeZone}[zone != ""]
+		if err != nil || got.TimeZone != want || got.TimeZoneName() != want {
+			t.Errorf("tenant %s cached without a time zone read as %q, %v; want %q (the catalog's)", slug, got.TimeZone, err, want)
+		}
+		if q := env.backend.Queries() - queries; q != 1 {
+			t.Errorf("tenant %s: %d catalog queries for its entry without a time zone, want 1", slug, q)
+		}
+		raw2, err := env.rdb.Get(ctx, c.RedisKeyForID(tn.ID)).Result()
+		if err != nil || !strings.Contains(raw2, `"time_zone":"`+want+`"`) {
+			t.Errorf("tenant %s: Redis entry after the lookup: %s, %v; want it replaced by one with its time zone", slug, raw2, err)
+		}
+		hits := c.Stats().RedisHits
+		if got, err := c.TenantByID(ctx, tn.ID); err != nil || got.TimeZone != want {
+			t.Errorf("tenant %s: TenantByID again = %+v, %v", slug, got, err)
+		}
+		if h := c.Stats().RedisHits - hits; h != 1 {
+			t.Errorf("tenant %s: the lookup after the entry was replaced made %d Redis hits, want 1", slug, h)
+		}
+	}
+}

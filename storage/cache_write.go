@@ -113,6 +113,25 @@ func (c *Cache) SetLimits(ctx context.Context, id, plan string, l tenantctx.Limi
 	return t, err
 }
 
+// SetTimeZone changes the time zone in the backend, then invalidates the
+// tenant in every layer and instance, as SetLimits: an invalidation that
+// failed is an error wrapping ErrInvalidationFailed (the zone is saved;
+// other instances may judge due dates in the old one until their cache
+// entry expires).
+func (c *Cache) SetTimeZone(ctx context.Context, id, zone string) (tenantctx.Tenant, error) {
+	if err := tenantctx.ValidateID(id); err != nil {
+		return tenantctx.Tenant{}, fmt.Errorf("set time zone: %w: %w", ErrNotFound, err)
+	}
+	t, err := c.backend.SetTimeZone(ctx, id, zone)
+	if err != nil && unchanged(err) {
+		return t, err
+	}
+	if ierr := c.invalidate(ctx, tenantCacheKeys(id, c.slugAfter(ctx, id, t, err)), ""); ierr != nil && err == nil {
+		return t, fmt.Errorf("set time zone of tenant %s: %w", id, ierr)
+	}
+	return t, err
+}
+
 // slugAfter returns the slug of tenant id after a write that returned t
 // and err: t's, or, when the write's outcome is unknown (err), the
 // backend's, so that the invalidation covers the slug too.
@@ -206,7 +225,7 @@ func unchanged(err error) bool {
 		errors.Is(err, ErrTenantDeleting) ||
 		errors.Is(err, tenantctx.ErrInvalidID) || errors.Is(err, tenantctx.ErrInvalidSlug) ||
 		errors.Is(err, tenantctx.ErrReservedSlug) || errors.Is(err, tenantctx.ErrInvalidSchema) ||
-		errors.Is(err, tenantctx.ErrInvalidStatus)
+		errors.Is(err, tenantctx.ErrInvalidStatus) || errors.Is(err, tenantctx.ErrInvalidTimeZone)
 }
 
 // invalidate drops keys, and the API keys of keysOfTenant when set, from

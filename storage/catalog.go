@@ -104,6 +104,11 @@ type TenantStore interface {
 	// ErrTenantDeleting (nothing changed) for a tenant being deleted, also
 	// when its deletion is requested while the limits change.
 	SetLimits(ctx context.Context, id, plan string, l tenantctx.Limits) (tenantctx.Tenant, error)
+	// SetTimeZone replaces the tenant's time zone (an IANA name,
+	// tenantctx.ValidateTimeZone, else an error wrapping
+	// tenantctx.ErrInvalidTimeZone); ErrNotFound for an unknown id,
+	// ErrTenantDeleting (nothing changed) for a tenant being deleted.
+	SetTimeZone(ctx context.Context, id, zone string) (tenantctx.Tenant, error)
 	// DeleteTenant removes the tenant's catalog row and its API keys. The
 	// audit log is kept. Deleting an unknown id returns ErrNotFound.
 	DeleteTenant(ctx context.Context, id string) error

@@ -49,7 +49,6 @@ func MigrateCatalogWithLockTimeout(ctx context.Context, pool *pgxpool.Pool, logg
 // hold a creation uncommitted, as PostgreSQL still runs one whose caller
 // gave up on its answer.
 func CreateTenantIn(ctx context.Context, tx pgx.Tx, t tenantctx.Tenant) error {
-	_, err := tx.Exec(ctx, createTenantSQL,
-		t.ID, t.Slug, t.Name, string(t.Status), t.Schema, t.Plan, t.Limits.Weight, t.Limits.MaxRunning, t.Limits.MaxWaiting, t.DatabaseName())
+	_, err := tx.Exec(ctx, createTenantSQL, createTenantArgs(t)...)
 	return err
 }

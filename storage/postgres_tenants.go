@@ -15,7 +15,7 @@ import (
 // last is the generation of the tenant's database's registration (0 when
 // this statement's snapshot does not see it yet, a registration committed
 // while the statement ran).
-const tenantColumns = `id, slug, name, status, schema_name, plan, weight, max_running, max_waiting, database, created_at, updated_at,
+const tenantColumns = `id, slug, name, status, schema_name, plan, weight, max_running, max_waiting, database, time_zone, created_at, updated_at,
 	COALESCE((SELECT d.generation FROM tenancy.databases AS d WHERE d.name = tenants.database), 0)`
 
 // scanTenant reads one row of tenantColumns.
@@ -23,7 +23,7 @@ func scanTenant(row pgx.Row) (tenantctx.Tenant, error) {
 	var t tenantctx.Tenant
 	var status string
 	if err := row.Scan(&t.ID, &t.Slug, &t.Name, &status, &t.Schema, &t.Plan,
-		&t.Limits.Weight, &t.Limits.MaxRunning, &t.Limits.MaxWaiting, &t.Database, &t.CreatedAt, &t.UpdatedAt, &t.DatabaseGeneration); err != nil {
+		&t.Limits.Weight, &t.Limits.MaxRunning, &t.Limits.MaxWaiting, &t.Database, &t.TimeZone, &t.CreatedAt, &t.UpdatedAt, &t.DatabaseGeneration); err != nil {
 		return tenantctx.Tenant{}, err
 	}
 	t.Status = tenantctx.Status(status)
@@ -114,12 +114,17 @@ func (p *Postgres) CreateTenant(ctx context.Context, t tenantctx.Tenant) (tenant
 	if err := t.Validate(); err != nil {
 		return tenantctx.Tenant{}, fmt.Errorf("create tenant: %w", err)
 	}
-	created, err := scanTenant(p.pool.QueryRow(ctx, createTenantSQL,
-		t.ID, t.Slug, t.Name, string(t.Status), t.Schema, t.Plan, t.Limits.Weight, t.Limits.MaxRunning, t.Limits.MaxWaiting, t.DatabaseName()))
+	created, err := scanTenant(p.pool.QueryRow(ctx, createTenantSQL, createTenantArgs(t)...))
 	if err != nil {
 		return tenantctx.Tenant{}, fmt.Errorf("create tenant %s (slug %s): %w", t.ID, t.Slug, translatePgError(err))
 	}
 	return created, nil
+}
+
+// createTenantArgs are createTenantSQL's arguments for t.
+func createTenantArgs(t tenantctx.Tenant) []any {
+	return []any{t.ID, t.Slug, t.Name, string(t.Status), t.Schema, t.Plan,
+		t.Limits.Weight, t.Limits.MaxRunning, t.Limits.MaxWaiting, t.DatabaseName(), t.TimeZoneName()}
 }
 
 // createTenantSQL is CreateTenant's statement: it claims the id in
@@ -131,8 +136,8 @@ const createTenantSQL = `
 WITH claim AS (
 	INSERT INTO tenancy.tenant_ids (id) VALUES ($1)
 	RETURNING id)
-INSERT INTO tenancy.tenants (id, slug, name, status, schema_name, plan, weight, max_running, max_waiting, database)
-VALUES ((SELECT id FROM claim), $2, $3, $4, $5, $6, $7, $8, $9, $10)
+INSERT INTO tenancy.tenants (id, slug, name, status, schema_name, plan, weight, max_running, max_waiting, database, time_zone)
+VALUES ((SELECT id FROM claim), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 RETURNING ` + tenantColumns
 
 // WithdrawTenant makes sure tenant id does not exist and never will, also
@@ -249,6 +254,32 @@ func (p *Postgres) SetLimits(ctx context.Context, id, plan string, l tenantctx.L
 	}
 	if err != nil {
 		return tenantctx.Tenant{}, fmt.Errorf("set limits of tenant %s: %w", id, translatePgError(err))
+	}
+	return t, nil
+}
+
+// SetTimeZone replaces the tenant's time zone (an IANA name,
+// tenantctx.ValidateTimeZone); ErrTenantDeleting, changing nothing, when
+// the tenant is being deleted, as SetLimits.
+func (p *Postgres) SetTimeZone(ctx context.Context, id, zone string) (tenantctx.Tenant, error) {
+	if err := tenantctx.ValidateID(id); err != nil {
+		return tenantctx.Tenant{}, fmt.Errorf("set time zone of tenant: %w: %w", ErrNotFound, err)
+	}
+	if err := tenantctx.ValidateTimeZone(zone); err != nil {
+		return tenantctx.Tenant{}, fmt.Errorf("set time zone of tenant %s: %w", id, err)
+	}
+	t, err := scanTenant(p.pool.QueryRow(ctx,
+		`UPDATE tenancy.tenants SET time_zone = $2, updated_at = now()
+		  WHERE id = $1 AND status <> $3 RETURNING `+tenantColumns,
+		id, zone, string(tenantctx.StatusDeleting)))
+	if errors.Is(err, pgx.ErrNoRows) {
+		// No such tenant, or one being deleted.
+		if cur, lerr := p.TenantByID(ctx, id); lerr == nil && cur.Status == tenantctx.StatusDeleting {
+			return cur, fmt.Errorf("set time zone of tenant %s: %w", id, ErrTenantDeleting)
+		}
+	}
+	if err != nil {
+		return tenantctx.Tenant{}, fmt.Errorf("set time zone of tenant %s: %w", id, translatePgError(err))
 	}
 	return t, nil
 }

@@ -97,12 +97,19 @@ type Tenant struct {
 	// tenant without it from Redis (an entry of the previous release): it
 	// reads the catalog again.
 	DatabaseGeneration int64 `json:"database_generation,omitempty"`
+	// TimeZone is the IANA name of the tenant's time zone (ValidateTimeZone),
+	// the calendar its invoices' due dates are judged in: an invoice is
+	// overdue once its due date is before the tenant's current date. ""
+	// (a tenant built in code, or a cache entry written by a release
+	// without it) means DefaultTimeZone (TimeZoneName, Location).
+	TimeZone string `json:"time_zone,omitempty"`
 	// CreatedAt and UpdatedAt are set by the catalog.
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
-// Validate checks the tenant's id, slug, schema and status.
+// Validate checks the tenant's id, slug, schema, status, limits,
+// database and time zone ("" allowed: DefaultTimeZone).
 func (t Tenant) Validate() error {
 	if err := ValidateID(t.ID); err != nil {
 		return err
@@ -124,6 +131,11 @@ func (t Tenant) Validate() error {
 	}
 	if t.Database != "" {
 		if err := ValidateDatabaseName(t.Database); err != nil {
+			return fmt.Errorf("tenant %s: %w", t.ID, err)
+		}
+	}
+	if t.TimeZone != "" {
+		if err := ValidateTimeZone(t.TimeZone); err != nil {
 			return fmt.Errorf("tenant %s: %w", t.ID, err)
 		}
 	}
@@ -170,9 +182,9 @@ func ValidateText(field, s string, max int) error {
 	return nil
 }
 
-// New returns a provisioning tenant with a fresh id and the schema derived
-// from slug, after validating the slug, the name and the plan
-// (ValidateText).
+// New returns a provisioning tenant with a fresh id, the schema derived
+// from slug and DefaultTimeZone, after validating the slug, the name and
+// the plan (ValidateText).
 func New(slug, name, plan string) (Tenant, error) {
 	if err := ValidateSlug(slug); err != nil {
 		return Tenant{}, err
@@ -188,5 +200,6 @@ func New(slug, name, plan string) (Tenant, error) {
 		Schema:   SchemaForSlug(slug),
 		Plan:     plan,
 		Database: DefaultDatabase,
+		TimeZone: DefaultTimeZone,
 	}, nil
 }

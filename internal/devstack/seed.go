@@ -47,14 +47,17 @@ type demoData struct {
 // demoTenant is one of the tenants the dev stack provisions.
 type demoTenant struct {
 	slug, name string
-	data       demoData
+	// timeZone is the tenant's time zone (its invoices' due dates are
+	// judged in it).
+	timeZone string
+	data     demoData
 }
 
 // demoTenants are provisioned on every start (or reused when present).
 // Invoice 1 of each is sent and past due, so the banner's curl commands
 // and the first sweep have something to do.
 var demoTenants = []demoTenant{
-	{slug: "acme", name: "ACME Corporation", data: demoData{
+	{slug: "acme", name: "ACME Corporation", timeZone: "Europe/Berlin", data: demoData{
 		prefix: "ACME",
 		customers: []demoCustomer{
 			{name: "Jürgen Müller", company: "Müller GmbH", email: "juergen@mueller.example", address: "Königstraße 12, 70173 Stuttgart, Germany"},
@@ -87,7 +90,7 @@ var demoTenants = []demoTenant{
 			}},
 		},
 	}},
-	{slug: "globex", name: "Globex Inc.", data: demoData{
+	{slug: "globex", name: "Globex Inc.", timeZone: "America/New_York", data: demoData{
 		prefix: "GLX",
 		customers: []demoCustomer{
 			{name: "Zoë Lambert", company: "Ωmega Partners", email: "zoe@omega-partners.example", address: "12 Rue de la Paix, 75002 Paris, France"},

@@ -37,7 +37,7 @@ type provisioned struct {
 // one), and it issues a new API key, because only hashes of earlier keys
 // are stored.
 func provisionDemo(ctx context.Context, svc *tenancy.Service, catalog storage.TenantStore, d demoTenant) (provisioned, error) {
-	res, err := svc.Provision(ctx, tenancy.NewTenant{Slug: d.slug, Name: d.name}, auditActor)
+	res, err := svc.Provision(ctx, tenancy.NewTenant{Slug: d.slug, Name: d.name, TimeZone: d.timeZone}, auditActor)
 	if err == nil {
 		return provisioned{tenant: res.Tenant, apiKey: res.APIKey}, nil
 	}

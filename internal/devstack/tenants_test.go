@@ -84,6 +84,9 @@ func TestProvisionDemoNewThenReused(t *testing.T) {
 	if first.reused || first.tenant.Slug != d.slug || first.tenant.Status != tenantctx.StatusProvisioning || first.apiKey == "" {
 		t.Fatalf("first provision = %+v", first)
 	}
+	if first.tenant.TimeZone != d.timeZone || d.timeZone == "" {
+		t.Fatalf("first provision in time zone %q, want the demo's %q", first.tenant.TimeZone, d.timeZone)
+	}
 	if got := s.pendingMigrations(t); len(got) != 1 || got[0] != first.tenant.ID {
 		t.Fatalf("pending migrations after provisioning: %v, want [%s]", got, first.tenant.ID)
 	}

@@ -185,26 +185,30 @@ func isHelp(arg string) bool {
 // tenantAdd provisions a tenant (as POST /admin/tenants) and prints its id,
 // database and first API key.
 func tenantAdd(ctx context.Context, args []string, sio IO) error {
-	fs := flagSet("tenant add", "tenant add SLUG [--name NAME] [--plan PLAN] [--database DB]", sio)
+	fs := flagSet("tenant add", "tenant add SLUG [--name NAME] [--plan PLAN] [--database DB] [--time-zone ZONE]", sio)
 	name := fs.String("name", "", "display name (default: the slug)")
 	plan := fs.String("plan", "", "plan (default: "+tenancy.DefaultPlan+")")
 	db := fs.String("database", "", "tenant database to place it on (default: the one with the fewest tenants)")
+	zone := fs.String("time-zone", tenantctx.DefaultTimeZone, "IANA time zone its invoices' due dates are judged in, e.g. Europe/Berlin")
 	slug, err := parseSlug(fs, args)
 	if err != nil {
 		return err
+	}
+	if err := tenantctx.ValidateTimeZone(*zone); err != nil {
+		return fmt.Errorf("%w: --time-zone: %w", errUsage, err)
 	}
 	b, err := openCLI(ctx, sio)
 	if err != nil {
 		return err
 	}
 	defer b.close()
-	p, err := b.Tenancy.Provision(ctx, tenancy.NewTenant{Slug: slug, Name: *name, Plan: *plan, Database: *db}, ActorCLI)
+	p, err := b.Tenancy.Provision(ctx, tenancy.NewTenant{Slug: slug, Name: *name, Plan: *plan, Database: *db, TimeZone: *zone}, ActorCLI)
 	if err != nil {
 		return err
 	}
 	return json.NewEncoder(sio.Stdout).Encode(map[string]any{
 		"id": p.Tenant.ID, "slug": p.Tenant.Slug, "status": p.Tenant.Status, "database": p.Tenant.DatabaseName(),
-		"api_key": p.APIKey, "task_id": p.MigrateTaskID,
+		"time_zone": p.Tenant.TimeZoneName(), "api_key": p.APIKey, "task_id": p.MigrateTaskID,
 	})
 }
 

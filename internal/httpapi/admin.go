@@ -169,6 +169,9 @@ type createTenantRequest struct {
 	// Database places the tenant on a registered tenant database; empty
 	// means the least loaded one.
 	Database string `json:"database"`
+	// TimeZone is the IANA name of the tenant's time zone, in which its
+	// invoices' due dates are judged; absent means UTC, "" is refused.
+	TimeZone *string `json:"time_zone"`
 }
 
 // createTenantBody answers POST /admin/tenants.
@@ -179,6 +182,7 @@ type createTenantBody struct {
 	APIKey   string           `json:"api_key"`
 	TaskID   string           `json:"task_id"`
 	Database string           `json:"database"`
+	TimeZone string           `json:"time_zone"`
 }
 
 // checkText validates a free-text field (tenantctx.ValidateText) and
@@ -186,6 +190,15 @@ type createTenantBody struct {
 func checkText(field, v string, max int) error {
 	if err := tenantctx.ValidateText(field, v, max); err != nil {
 		return errors.New(strings.TrimPrefix(err.Error(), tenantctx.ErrInvalidText.Error()+": "))
+	}
+	return nil
+}
+
+// checkTimeZone validates a tenant's time zone (tenantctx.ValidateTimeZone)
+// for a 400 message naming the field.
+func checkTimeZone(zone string) error {
+	if err := tenantctx.ValidateTimeZone(zone); err != nil {
+		return fmt.Errorf("time_zone: %w", err)
 	}
 	return nil
 }
@@ -200,15 +213,22 @@ func (h *Handler) createTenant(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "slug is required")
 		return
 	}
-	for _, err := range []error{checkText("name", req.Name, maxNameLen), checkText("plan", req.Plan, maxPlanLen)} {
+	zone := tenantctx.DefaultTimeZone
+	if req.TimeZone != nil {
+		zone = *req.TimeZone
+	}
+	for _, err := range []error{checkText("name", req.Name, maxNameLen), checkText("plan", req.Plan, maxPlanLen), checkTimeZone(zone)} {
 		if err != nil {
 			writeError(w, http.StatusBadRequest, err.Error())
 			return
 		}
 	}
-	res, err := h.opts.Tenancy.Provision(r.Context(), tenancy.NewTenant{Slug: req.Slug, Name: req.Name, Plan: req.Plan, Database: req.Database}, tenancy.ActorAdmin)
+	res, err := h.opts.Tenancy.Provision(r.Context(), tenancy.NewTenant{Slug: req.Slug, Name: req.Name, Plan: req.Plan, Database: req.Database, TimeZone: zone}, tenancy.ActorAdmin)
 	switch status := provisionStatus(err); {
 	case err == nil:
+	case errors.Is(err, tenantctx.ErrInvalidTimeZone):
+		writeError(w, http.StatusBadRequest, checkTimeZone(zone).Error())
+		return
 	case errors.Is(err, tenantctx.ErrInvalidDatabase), errors.Is(err, placement.ErrUnknownDatabase):
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("database %.70q is not a tenant database this service can reach: not registered, or registered without a URL here (see enqueue db list)", req.Database))
 		return
@@ -236,7 +256,7 @@ func (h *Handler) createTenant(w http.ResponseWriter, r *http.Request) {
 	info(r.Context()).tenantID = res.Tenant.ID
 	writeJSON(w, http.StatusAccepted, createTenantBody{
 		ID: res.Tenant.ID, Slug: res.Tenant.Slug, Status: res.Tenant.Status,
-		APIKey: res.APIKey, TaskID: res.MigrateTaskID, Database: res.Tenant.DatabaseName(),
+		APIKey: res.APIKey, TaskID: res.MigrateTaskID, Database: res.Tenant.DatabaseName(), TimeZone: res.Tenant.TimeZoneName(),
 	})
 }
 

@@ -26,6 +26,7 @@ var adminRoutes = []struct{ method, path string }{
 	{http.MethodPost, "/admin/tenants/tn_x/resume"},
 	{http.MethodPost, "/admin/tenants/tn_x/keys"},
 	{http.MethodDelete, "/admin/tenants/tn_x"},
+	{http.MethodPut, "/admin/tenants/tn_x/time_zone"},
 	{http.MethodPost, "/admin/migrations"},
 	{http.MethodGet, "/admin/dashboard/"},
 }

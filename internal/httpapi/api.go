@@ -212,6 +212,7 @@ func New(opts Options) *Handler {
 	route("DELETE /admin/tenants/{id}/keys/{key_id}", h.admin(http.HandlerFunc(h.revokeKey)))
 	route("DELETE /admin/tenants/{id}", h.admin(http.HandlerFunc(h.deleteTenant)))
 	route("PUT /admin/tenants/{id}/limits", h.admin(http.HandlerFunc(h.setLimits)))
+	route("PUT /admin/tenants/{id}/time_zone", h.admin(http.HandlerFunc(h.setTimeZone)))
 	route("GET /admin/queues", h.admin(http.HandlerFunc(h.queues)))
 	route("GET /admin/tenants/{id}/queue", h.admin(http.HandlerFunc(h.tenantQueue)))
 	route("POST /admin/tenants/{id}/queue/pause", h.admin(http.HandlerFunc(h.pauseQueue)))

@@ -173,6 +173,45 @@ func (h *Handler) drainQueue(w http.ResponseWriter, r *http.Request) {
 		"retrying": n.Retrying, "scheduled": n.Scheduled})
 }
 
+// timeZoneRequest is PUT /admin/tenants/{id}/time_zone's body.
+type timeZoneRequest struct {
+	TimeZone string `json:"time_zone"`
+}
+
+// setTimeZone is PUT /admin/tenants/{id}/time_zone: the tenant's time
+// zone (an IANA name), in which its invoices' due dates are judged from
+// its next overdue sweep or reminder on. 200 with the tenant.
+func (h *Handler) setTimeZone(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	info(r.Context()).tenantID = id
+	var req timeZoneRequest
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	if err := checkTimeZone(req.TimeZone); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	t, err := h.opts.Tenancy.SetTimeZone(r.Context(), id, req.TimeZone, tenancy.ActorAdmin)
+	switch {
+	case errors.Is(err, tenantctx.ErrInvalidTimeZone):
+		writeError(w, http.StatusBadRequest, checkTimeZone(req.TimeZone).Error())
+	case errors.Is(err, storage.ErrNotFound):
+		writeError(w, http.StatusNotFound, "unknown tenant")
+	case errors.Is(err, tenancy.ErrRefused):
+		writeError(w, http.StatusConflict, "tenant is being deleted")
+	case h.notPropagated(w, r, "set tenant time zone", err):
+	case h.ranOut(w, r, "setting the time zone", err, "the time zone may or may not be saved (GET /admin/tenants/{id} shows it); retrying is safe"):
+	case err != nil:
+		h.internalError(w, r, "set tenant time zone", err)
+	default:
+		writeJSON(w, http.StatusOK, t)
+	}
+}
+
 // limitsRequest is PUT /admin/tenants/{id}/limits's body.
 type limitsRequest struct {
 	Plan       string `json:"plan"`

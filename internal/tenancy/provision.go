@@ -32,6 +32,10 @@ type NewTenant struct {
 	// Database is the tenant database to place it on; "" means the
 	// registered database with the fewest tenants (placement.Choose).
 	Database string
+	// TimeZone is the IANA name of the tenant's time zone, in which its
+	// invoices' due dates are judged (tenantctx.ValidateTimeZone); ""
+	// means tenantctx.DefaultTimeZone.
+	TimeZone string
 }
 
 // Provisioned is a newly provisioned tenant.
@@ -59,6 +63,7 @@ type Provisioned struct {
 // only the migration's check applies.
 //
 // Errors: tenantctx.ErrInvalidSlug or ErrReservedSlug for a bad slug,
+// tenantctx.ErrInvalidTimeZone for a bad time zone,
 // ErrUnknownPlan for a plan without a policy, storage.ErrConflict for a
 // taken one, ErrBeingDeleted (which wraps storage.ErrConflict) when it is
 // the slug of a tenant being deleted, ErrSchemaLeftOver (which wraps
@@ -89,6 +94,12 @@ func (s *Service) Provision(ctx context.Context, nt NewTenant, actor string) (p 
 	if err != nil {
 		return Provisioned{}, fmt.Errorf("provision tenant: %w", err)
 	}
+	if nt.TimeZone != "" {
+		if err := tenantctx.ValidateTimeZone(nt.TimeZone); err != nil {
+			return Provisioned{}, fmt.Errorf("provision tenant %s: %w", nt.Slug, err)
+		}
+		t.TimeZone = nt.TimeZone
+	}
 	if t.Database, err = s.chooseDatabase(ctx, nt.Database); err != nil {
 		return Provisioned{}, err
 	}
@@ -117,7 +128,7 @@ func (s *Service) Provision(ctx context.Context, nt NewTenant, actor string) (p 
 	if err != nil {
 		return Provisioned{}, fmt.Errorf("provision tenant %s: create api key: %w", nt.Slug, err)
 	}
-	detail := map[string]string{"slug": t.Slug, "plan": t.Plan, "database": t.DatabaseName()}
+	detail := map[string]string{"slug": t.Slug, "plan": t.Plan, "database": t.DatabaseName(), "time_zone": t.TimeZoneName()}
 	if err := s.audit(ctx, t.ID, actor, ActionProvisioned, detail); err != nil {
 		return Provisioned{}, fmt.Errorf("provision tenant %s: %w", nt.Slug, err)
 	}

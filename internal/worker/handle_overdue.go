@@ -27,7 +27,9 @@ type overdueResult struct {
 }
 
 // InvoicesOverdue handles invoices:overdue for the tenant in ctx: one
-// statement marks every sent invoice past its due date overdue, then it
+// statement marks every sent invoice whose due date is before the
+// tenant's current date (in its time zone, tenantctx.Tenant.Today)
+// overdue, then it
 // pages through the overdue invoices with something due still due today's reminder
 // (tasks.DayOf(h.now()); invoice.RemindersDue: none sent today, none
 // failed today at the customer's current address) and enqueues one
@@ -51,15 +53,17 @@ func (h *Handlers) InvoicesOverdue(ctx context.Context, p tasks.InvoicesOverdue)
 		return errors.New("invoices:overdue: no enqueuer configured")
 	}
 	var res overdueResult
+	// Due dates are judged against the tenant's calendar; the reminders'
+	// day (once a day per invoice, I10) stays the UTC one.
+	now := h.now()
 	err = schema.InTenant(ctx, pool, func(ctx context.Context, tx pgx.Tx) error {
-		res.Marked, err = invoice.MarkOverdue(ctx, tx)
+		res.Marked, err = invoice.MarkOverdue(ctx, tx, t.Today(now))
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("mark overdue invoices of tenant %s: %w", t.ID, err)
 	}
 
-	now := h.now()
 	day := tasks.DayOf(now)
 	var after int64
 	for {

@@ -56,7 +56,8 @@ func decodePayload[P any](t *testing.T, info *asynq.TaskInfo) P {
 	return p
 }
 
-// pastDue and futureDue are due dates relative to the database's now().
+// pastDue and futureDue are due dates relative to the real clock, for
+// tests whose handlers' clock is the real one (or pinned to today).
 var (
 	pastDue   = time.Now().Add(-72 * time.Hour)
 	futureDue = time.Now().Add(72 * time.Hour)
@@ -67,6 +68,9 @@ func TestInvoicesOverdueMarksAndEnqueuesReminders(t *testing.T) {
 	e := newHandlerEnv(t, nil)
 	now := time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
 	e.h.Now = func() time.Time { return now }
+	// Due dates are judged against the handlers' clock (the tenant's
+	// today), not the database's.
+	pastDue, futureDue := now.AddDate(0, 0, -3), now.AddDate(0, 0, 3)
 	acme := e.provision(t, "acme", "Acme")
 	add := func(number, status string, due time.Time) int64 {
 		inv := acmeInvoice

@@ -109,9 +109,10 @@ func alreadySent(day, today string) string {
 //
 // The protocol runs in one transaction of the tenant's schema:
 //
-//  1. mark the invoice overdue if it is sent and past its due date (what
-//     the sweep does, for this invoice: a reminder asked for between the
-//     due date and the next sweep is not skipped), then load it; skip
+//  1. mark the invoice overdue if it is sent and its due date is before
+//     the tenant's current date in its time zone (tenantctx.Tenant.Today;
+//     what the sweep does, for this invoice: a reminder asked for between
+//     the due date and the next sweep is not skipped), then load it; skip
 //     unless it is overdue;
 //  2. claim the (invoice, day) row of invoice_reminders (invoice.ClaimReminder:
 //     inserted as 'pending' unless it exists, then locked FOR UPDATE), and,
@@ -206,7 +207,7 @@ func (h *Handlers) InvoiceReminder(ctx context.Context, p tasks.InvoiceReminder)
 			hasPDF   bool
 		)
 		b := &pgx.Batch{}
-		invoice.QueueMarkOverdueIfDue(b, p.InvoiceID, nil)
+		invoice.QueueMarkOverdueIfDue(b, p.InvoiceID, t.Today(now), nil)
 		invoice.QueueLoad(b, p.InvoiceID, &inv)
 		invoice.QueueLoadDocument(b, p.InvoiceID, &rendered, &hasPDF)
 		if err := tx.SendBatch(taskCtx, b).Close(); err != nil {

@@ -55,7 +55,7 @@ func newReminderDay(t *testing.T) *reminderDay {
 	e := newHandlerEnv(t, smtpMailer(t, srv))
 	// Today is read once and the handlers' clock is pinned to it: a test
 	// that runs across midnight UTC must not see the worker's today differ
-	// from d.day. (Due dates are compared with the database's clock.)
+	// from d.day, nor judge due dates against another day.
 	d := &reminderDay{e: e, smtp: srv, tn: e.provision(t, "acme", "Acme"), day: tasks.DayOf(time.Now())}
 	e.setToday(t, d.day)
 	startWorker(t, e, e.h, worker.ServerOptions{Concurrency: 2})
@@ -191,9 +191,10 @@ func TestReminderManualThenSweepSendsOnce(t *testing.T) {
 		t.Fatalf("emails for invoices %v, want [%d]", got, late)
 	}
 
-	// SOON-1 falls due; the sweep marks it and reminds it, not LATE-1.
+	// SOON-1 falls due (it was due yesterday: due today is not overdue
+	// yet); the sweep marks it and reminds it, not LATE-1.
 	d.e.inTenant(t, d.tn, func(ctx context.Context, tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `UPDATE invoices SET due_date = now() - interval '1 hour' WHERE id = $1`, soon)
+		_, err := tx.Exec(ctx, `UPDATE invoices SET due_date = $2::date WHERE id = $1`, soon, dayAfter(t, d.day, -1))
 		return err
 	})
 	d.sweep(t, 1)

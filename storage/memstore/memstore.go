@@ -147,6 +147,7 @@ func (m *Catalog) CreateTenant(_ context.Context, t tenantctx.Tenant) (tenantctx
 		return tenantctx.Tenant{}, fmt.Errorf("create tenant %s: database %s: %w", t.ID, t.DatabaseName(), storage.ErrNotFound)
 	}
 	t.Database = t.DatabaseName()
+	t.TimeZone = t.TimeZoneName()
 	t.DatabaseGeneration = m.dbs[t.Database].Generation
 	now := m.now()
 	t.CreatedAt, t.UpdatedAt = now, now
@@ -197,6 +198,29 @@ func (m *Catalog) setStatus(id string, from, status tenantctx.Status) (tenantctx
 		return t, nil
 	}
 	t.Status = status
+	t.UpdatedAt = m.now()
+	m.tenants[id] = t
+	return t, nil
+}
+
+// SetTimeZone replaces the tenant's time zone.
+func (m *Catalog) SetTimeZone(_ context.Context, id, zone string) (tenantctx.Tenant, error) {
+	if err := tenantctx.ValidateID(id); err != nil {
+		return tenantctx.Tenant{}, fmt.Errorf("set time zone: %w: %w", storage.ErrNotFound, err)
+	}
+	if err := tenantctx.ValidateTimeZone(zone); err != nil {
+		return tenantctx.Tenant{}, fmt.Errorf("set time zone of tenant %s: %w", id, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t, ok := m.tenants[id]
+	if !ok {
+		return tenantctx.Tenant{}, fmt.Errorf("set time zone of tenant %s: %w", id, storage.ErrNotFound)
+	}
+	if t.Status == tenantctx.StatusDeleting {
+		return t, fmt.Errorf("set time zone of tenant %s: %w", id, storage.ErrTenantDeleting)
+	}
+	t.TimeZone = zone
 	t.UpdatedAt = m.now()
 	m.tenants[id] = t
 	return t, nil

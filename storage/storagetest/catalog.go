@@ -33,6 +33,7 @@ func TestCatalog(t *testing.T, newCatalog NewCatalogFunc) {
 		{"SetStatusUnknownOrInvalid", testSetStatusUnknownOrInvalid},
 		{"SetStatusFrom", testSetStatusFrom},
 		{"SetLimits", testSetLimits},
+		{"SetTimeZone", testSetTimeZone},
 		{"Delete", testDelete},
 		{"WithdrawTenant", testWithdrawTenant},
 		{"APIKeys", testAPIKeys},
@@ -95,7 +96,7 @@ func assertSameTenant(t *testing.T, got, want tenantctx.Tenant) {
 	t.Helper()
 	if got.ID != want.ID || got.Slug != want.Slug || got.Name != want.Name ||
 		got.Status != want.Status || got.Schema != want.Schema || got.Plan != want.Plan ||
-		got.DatabaseName() != want.DatabaseName() {
+		got.DatabaseName() != want.DatabaseName() || got.TimeZoneName() != want.TimeZoneName() {
 		t.Errorf("tenant = %+v, want %+v", got, want)
 	}
 	if !got.CreatedAt.Equal(want.CreatedAt) || !got.UpdatedAt.Equal(want.UpdatedAt) {

@@ -1,0 +1,79 @@
+package tenantctx
+
+import (
+	"errors"
+	"fmt"
+	"time"
+	// The zone database is embedded so that a tenant's time zone does not
+	// depend on the host's zoneinfo (a distroless image has none).
+	_ "time/tzdata"
+)
+
+// DefaultTimeZone is the time zone of a tenant provisioned without one and
+// of every tenant provisioned before tenants had one.
+const DefaultTimeZone = "UTC"
+
+// maxTimeZoneLen bounds a time zone name, in bytes (the longest IANA name
+// is about 30).
+const maxTimeZoneLen = 64
+
+// ErrInvalidTimeZone is wrapped by ValidateTimeZone's errors.
+var ErrInvalidTimeZone = errors.New("invalid time zone")
+
+// ValidateTimeZone checks that name is an IANA time zone name the embedded
+// zone database knows (time.LoadLocation), such as "Europe/Berlin" or
+// "UTC". It refuses "" and "Local" (the host's zone, which differs from
+// one process to the next).
+func ValidateTimeZone(name string) error {
+	_, err := LoadTimeZone(name)
+	return err
+}
+
+// LoadTimeZone returns the location of the IANA time zone name, with
+// ValidateTimeZone's checks.
+func LoadTimeZone(name string) (*time.Location, error) {
+	switch {
+	case name == "":
+		return nil, fmt.Errorf("%w: empty name (want an IANA name such as Europe/Berlin or UTC)", ErrInvalidTimeZone)
+	case name == "Local":
+		return nil, fmt.Errorf("%w: %q is the host's zone (want an IANA name such as Europe/Berlin or UTC)", ErrInvalidTimeZone, name)
+	case len(name) > maxTimeZoneLen:
+		return nil, fmt.Errorf("%w: name longer than %d bytes", ErrInvalidTimeZone, maxTimeZoneLen)
+	}
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		return nil, fmt.Errorf("%w: unknown zone %.64q (want an IANA name such as Europe/Berlin or UTC)", ErrInvalidTimeZone, name)
+	}
+	return loc, nil
+}
+
+// TimeZoneName returns the tenant's time zone: TimeZone, or
+// DefaultTimeZone when it is empty (a tenant built in code, or read from a
+// cache entry of the previous release).
+func (t Tenant) TimeZoneName() string {
+	if t.TimeZone == "" {
+		return DefaultTimeZone
+	}
+	return t.TimeZone
+}
+
+// Location returns the tenant's time zone as a location; UTC when
+// TimeZone is empty or one this build does not know (Validate refuses
+// those, so only a row written by a newer release can have one).
+func (t Tenant) Location() *time.Location {
+	if t.TimeZone == "" {
+		return time.UTC
+	}
+	loc, err := LoadTimeZone(t.TimeZone)
+	if err != nil {
+		return time.UTC
+	}
+	return loc
+}
+
+// Today returns now in the tenant's time zone: its date (Format with
+// time.DateOnly) is the tenant's current calendar day, the day an
+// invoice's due date is judged against.
+func (t Tenant) Today(now time.Time) time.Time {
+	return now.In(t.Location())
+}

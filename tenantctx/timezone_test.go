@@ -1,0 +1,69 @@
+package tenantctx_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// TestValidateTimeZone: IANA names the embedded zone database knows are
+// accepted; "", "Local" (the host's zone), unknown and overlong names are
+// refused with ErrInvalidTimeZone, and a tenant holding one does not
+// validate.
+func TestValidateTimeZone(t *testing.T) {
+	t.Parallel()
+	for _, ok := range []string{"UTC", "Europe/Berlin", "Pacific/Auckland", "America/Los_Angeles", "America/Argentina/Buenos_Aires", "Etc/GMT+5"} {
+		if err := tenantctx.ValidateTimeZone(ok); err != nil {
+			t.Errorf("ValidateTimeZone(%q) = %v, want nil", ok, err)
+		}
+	}
+	tn, err := tenantctx.New("acme", "Acme", "pro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"", "Local", "Mars/Olympus_Mons", "europe/berlin ", "../../etc/passwd", "Europe/" + string(make([]byte, 80))} {
+		if err := tenantctx.ValidateTimeZone(bad); !errors.Is(err, tenantctx.ErrInvalidTimeZone) {
+			t.Errorf("ValidateTimeZone(%q) = %v, want ErrInvalidTimeZone", bad, err)
+		}
+		if bad == "" {
+			continue // a tenant without one is in DefaultTimeZone
+		}
+		tn.TimeZone = bad
+		if err := tn.Validate(); !errors.Is(err, tenantctx.ErrInvalidTimeZone) {
+			t.Errorf("tenant in %q: Validate = %v, want ErrInvalidTimeZone", bad, err)
+		}
+	}
+}
+
+// TestTenantToday: a tenant's today is the date in its zone; a tenant
+// without one (built in code, or cached by a release without zones) and a
+// new one are in UTC.
+func TestTenantToday(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	fresh, err := tenantctx.New("acme", "Acme", "pro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		tn   tenantctx.Tenant
+		name string
+		day  string
+	}{
+		{tenantctx.Tenant{}, "UTC", "2026-03-01"},
+		{fresh, "UTC", "2026-03-01"},
+		{tenantctx.Tenant{TimeZone: "Pacific/Auckland"}, "Pacific/Auckland", "2026-03-02"},
+		{tenantctx.Tenant{TimeZone: "America/Los_Angeles"}, "America/Los_Angeles", "2026-03-01"},
+		{tenantctx.Tenant{TimeZone: "Pacific/Kiritimati"}, "Pacific/Kiritimati", "2026-03-02"},
+		{tenantctx.Tenant{TimeZone: "Pacific/Pago_Pago"}, "Pacific/Pago_Pago", "2026-03-01"},
+	} {
+		if got := c.tn.TimeZoneName(); got != c.name {
+			t.Errorf("TimeZone %q: TimeZoneName = %q, want %q", c.tn.TimeZone, got, c.name)
+		}
+		if got := c.tn.Today(now).Format(time.DateOnly); got != c.day {
+			t.Errorf("TimeZone %q: Today(%s) = %s, want %s", c.tn.TimeZone, now.Format(time.RFC3339), got, c.day)
+		}
+	}
+}
