@@ -3,11 +3,14 @@ package tenantctx
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 	// The zone database is embedded so that a tenant's time zone does not
 	// depend on the host's zoneinfo (a distroless image has none).
 	_ "time/tzdata"
 )
+
+//go:generate go run gen_zones.go
 
 // DefaultTimeZone is the time zone of a tenant provisioned without one and
 // of every tenant provisioned before tenants had one.
@@ -21,9 +24,13 @@ const maxTimeZoneLen = 64
 var ErrInvalidTimeZone = errors.New("invalid time zone")
 
 // ValidateTimeZone checks that name is an IANA time zone name the embedded
-// zone database knows (time.LoadLocation), such as "Europe/Berlin" or
-// "UTC". It refuses "" and "Local" (the host's zone, which differs from
-// one process to the next).
+// zone database knows (embeddedZones, time/tzdata's names), such as
+// "Europe/Berlin" or "UTC". It refuses "" and "Local" (the host's zone,
+// which differs from one process to the next), and names only a host's
+// zoneinfo has ("localtime", the host's zone again; "posixrules"; the
+// "posix/" and "right/" copies): time.LoadLocation reads the host's
+// zoneinfo first, so such a name would be accepted on one host and be
+// unknown (UTC, Tenant.Location) to a worker on another.
 func ValidateTimeZone(name string) error {
 	_, err := LoadTimeZone(name)
 	return err
@@ -39,6 +46,9 @@ func LoadTimeZone(name string) (*time.Location, error) {
 		return nil, fmt.Errorf("%w: %q is the host's zone (want an IANA name such as Europe/Berlin or UTC)", ErrInvalidTimeZone, name)
 	case len(name) > maxTimeZoneLen:
 		return nil, fmt.Errorf("%w: name longer than %d bytes", ErrInvalidTimeZone, maxTimeZoneLen)
+	}
+	if _, known := slices.BinarySearch(embeddedZones, name); !known {
+		return nil, fmt.Errorf("%w: unknown zone %.64q (want an IANA name such as Europe/Berlin or UTC)", ErrInvalidTimeZone, name)
 	}
 	loc, err := time.LoadLocation(name)
 	if err != nil {
@@ -59,7 +69,8 @@ func (t Tenant) TimeZoneName() string {
 
 // Location returns the tenant's time zone as a location; UTC when
 // TimeZone is empty or one this build does not know (Validate refuses
-// those, so only a row written by a newer release can have one).
+// those, so only a row written by a newer release can have one), on every
+// host alike (LoadTimeZone: never a name only the host's zoneinfo has).
 func (t Tenant) Location() *time.Location {
 	if t.TimeZone == "" {
 		return time.UTC

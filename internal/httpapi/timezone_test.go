@@ -10,7 +10,8 @@ import (
 )
 
 // TestAdminTenantTimeZone: POST /admin/tenants takes the tenant's time
-// zone (UTC when absent) and refuses "", "Local" and unknown names with a
+// zone (UTC when absent) and refuses "", "Local" and unknown names (also
+// names only the host's zoneinfo has: "localtime", "posix/...") with a
 // 400 that names the field, creating nothing; PUT
 // /admin/tenants/{id}/time_zone changes it (audited), refuses the same
 // names, answers 404 for an unknown tenant and 409 for one being deleted.
@@ -24,6 +25,10 @@ func TestAdminTenantTimeZone(t *testing.T) {
 		`{"slug":"badzone","time_zone":"Local"}`,
 		`{"slug":"badzone","time_zone":"Mars/Olympus_Mons"}`,
 		`{"slug":"badzone","time_zone":"europe/berlin"}`,
+		// Names only a host's zoneinfo has (time.LoadLocation reads it
+		// first): "localtime" is the host's zone, like "Local".
+		`{"slug":"badzone","time_zone":"localtime"}`,
+		`{"slug":"badzone","time_zone":"posix/Europe/Berlin"}`,
 	} {
 		r := b.admin(t, http.MethodPost, "/admin/tenants", body)
 		wantStatus(t, r, http.StatusBadRequest)
@@ -66,7 +71,7 @@ func TestAdminTenantTimeZone(t *testing.T) {
 		!strings.Contains(string(audit[len(audit)-1].Detail), "America/Los_Angeles") {
 		t.Fatalf("audit %+v, %v; want the change last", audit, err)
 	}
-	for _, body := range []string{`{"time_zone":""}`, `{}`, `{"time_zone":"Local"}`, `{"time_zone":"Nowhere/Land"}`} {
+	for _, body := range []string{`{"time_zone":""}`, `{}`, `{"time_zone":"Local"}`, `{"time_zone":"Nowhere/Land"}`, `{"time_zone":"localtime"}`, `{"time_zone":"right/UTC"}`} {
 		r := b.admin(t, http.MethodPut, "/admin/tenants/"+id+"/time_zone", body)
 		wantStatus(t, r, http.StatusBadRequest)
 		if msg := r.errorText(t); !strings.Contains(msg, "time_zone") {
