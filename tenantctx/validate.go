@@ -32,9 +32,7 @@ var (
 )
 
 var (
-	slugRE   = regexp.MustCompile(`^[a-z][a-z0-9-]{1,40}[a-z0-9]$`)
-	schemaRE = regexp.MustCompile(`^tenant_[a-z0-9_]{1,42}$`)
-	idRE     = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
+	slugRE = regexp.MustCompile(`^[a-z][a-z0-9-]{1,40}[a-z0-9]$`)
 )
 
 // reserved slugs would shadow the service's own hosts or confuse operators.
@@ -82,7 +80,7 @@ func ValidateSchema(schema string) error {
 	if len(schema) <= len(SchemaPrefix) || len(schema) > MaxSchemaLen {
 		return fmt.Errorf("%w: length %d", ErrInvalidSchema, len(schema))
 	}
-	if !schemaRE.MatchString(schema) {
+	if !strings.HasPrefix(schema, SchemaPrefix) || !onlyBytes(schema[len(SchemaPrefix):], schemaByte) {
 		return fmt.Errorf("%w: %q", ErrInvalidSchema, schema)
 	}
 	return nil
@@ -94,10 +92,33 @@ func ValidateID(id string) error {
 	if len(id) == 0 || len(id) > MaxIDLen {
 		return fmt.Errorf("%w: length %d, want 1..%d", ErrInvalidID, len(id), MaxIDLen)
 	}
-	if !idRE.MatchString(id) {
+	if !lowerOrDigit(id[0]) || !onlyBytes(id[1:], idByte) {
 		return fmt.Errorf("%w: %q", ErrInvalidID, id)
 	}
 	return nil
+}
+
+// ValidateSchema and ValidateID run for every task (several times), so
+// they check bytes instead of running a regular expression; the tests hold
+// them to ^tenant_[a-z0-9_]{1,42}$ and ^[a-z0-9][a-z0-9_-]{0,63}$.
+
+// lowerOrDigit reports whether c is one of [a-z0-9].
+func lowerOrDigit(c byte) bool { return 'a' <= c && c <= 'z' || '0' <= c && c <= '9' }
+
+// schemaByte reports whether c may follow a schema's prefix: [a-z0-9_].
+func schemaByte(c byte) bool { return lowerOrDigit(c) || c == '_' }
+
+// idByte reports whether c may follow an id's first byte: [a-z0-9_-].
+func idByte(c byte) bool { return lowerOrDigit(c) || c == '_' || c == '-' }
+
+// onlyBytes reports whether every byte of s passes ok.
+func onlyBytes(s string, ok func(byte) bool) bool {
+	for i := 0; i < len(s); i++ {
+		if !ok(s[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)

@@ -2,6 +2,7 @@ package tenantctx_test
 
 import (
 	"errors"
+	"math/rand/v2"
 	"regexp"
 	"strings"
 	"testing"
@@ -163,4 +164,56 @@ func FuzzValidateSlug(f *testing.F) {
 			t.Fatalf("valid slug %q maps to invalid schema: %v", s, err)
 		}
 	})
+}
+
+// TestValidateIDAndSchemaMatchTheirPatterns holds ValidateID and
+// ValidateSchema, which check bytes (they run several times per task), to
+// the regular expressions they document: every string of up to three bytes
+// over an alphabet of allowed, disallowed and boundary bytes, alone and
+// after the schema prefix, the lengths at the limits, and random strings.
+func TestValidateIDAndSchemaMatchTheirPatterns(t *testing.T) {
+	t.Parallel()
+	idRE := regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
+	schemaRE := regexp.MustCompile(`^tenant_[a-z0-9_]{1,42}$`)
+	check := func(s string) {
+		t.Helper()
+		if got, want := tenantctx.ValidateID(s) == nil, idRE.MatchString(s); got != want {
+			t.Errorf("ValidateID(%q) accepts: %v, the pattern: %v", s, got, want)
+		}
+		if got, want := tenantctx.ValidateSchema(s) == nil, schemaRE.MatchString(s); got != want {
+			t.Errorf("ValidateSchema(%q) accepts: %v, the pattern: %v", s, got, want)
+		}
+	}
+	alphabet := []string{"a", "z", "0", "9", "_", "-", "`", "{", "/", ":", "@", "[", "A", "Z", " ", "\n", "\x00", "\xff", "ü"}
+	var all func(prefix string, n int)
+	all = func(prefix string, n int) {
+		check(prefix)
+		check("tenant_" + prefix)
+		check("tenant" + prefix)
+		if n == 0 {
+			return
+		}
+		for _, c := range alphabet {
+			all(prefix+c, n-1)
+		}
+	}
+	all("", 3)
+	for _, n := range []int{41, 42, 43, 62, 63, 64, 65} {
+		for _, c := range []string{"a", "_", "-", "9"} {
+			check(strings.Repeat(c, n))
+			check("a" + strings.Repeat(c, n))
+			check("tenant_" + strings.Repeat(c, n))
+			check("tenant_" + strings.Repeat(c, n) + "\n")
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	const bytes = "abcxyz0189_-A.\n\x00\xff"
+	for range 20000 {
+		b := make([]byte, rng.IntN(70))
+		for i := range b {
+			b[i] = bytes[rng.IntN(len(bytes))]
+		}
+		check(string(b))
+		check("tenant_" + string(b))
+	}
 }

@@ -7,7 +7,7 @@
 //
 // Every task passes, in this order:
 //
-//	DecodeEnvelope  reads the task's type and tenant_id once, checks them, puts the Envelope into ctx
+//	DecodeEnvelope  grows the attempt's stack once (32 KiB); reads the task's type and tenant_id once, checks them, puts the Envelope into ctx
 //	ReportCost      reports each attempt's worker time to the fair dispatcher (when it runs)
 //	ForgetRecord    drops the tenant's record of a task that completed (run again from the dashboard)
 //	Recover         turns a panic into a retried error, logged with its stack

@@ -81,9 +81,14 @@ func openEnvelope(t *asynq.Task) Envelope {
 // puts it into ctx for the rest of the chain. It refuses nothing itself, so
 // that a refused task is still recovered, logged and counted;
 // RefuseInvalid archives it further down.
+//
+// It first grows the attempt's goroutine stack to what a PDF attempt
+// needs (32 KiB) in one step, while it is shallow, instead of letting it
+// double under the handler (growTaskStack).
 func DecodeEnvelope() asynq.MiddlewareFunc {
 	return func(next asynq.Handler) asynq.Handler {
 		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+			_ = growTaskStack()
 			return next.ProcessTask(context.WithValue(ctx, envelopeKey{}, openEnvelope(t)), t)
 		})
 	}
