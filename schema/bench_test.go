@@ -8,7 +8,10 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/invoicing/tenantworker/internal/procstat"
+	"github.com/invoicing/tenantworker/tenantctx"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -109,6 +112,112 @@ func BenchmarkInTenantSelect1(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkInTenantUnitParts builds InTenantBatch's unit around SELECT 1
+// up, statement by statement, on one held connection (no pool, no client
+// work but pgx's batch), and reports pg-us/op, the CPU of the connection's
+// backend per unit (from /proc, when PostgreSQL runs on this machine; its
+// clock ticks are 10 ms, so run at least -benchtime=20000x). Each row adds
+// one part to the one before; unit-two-tenants is the whole unit for two
+// tenants in turn, whose SELECT 1 PostgreSQL analyzes and plans again on
+// every unit because search_path changed (docs/performance.md, "2026-12-06,
+// fifteenth: what a pinned unit costs PostgreSQL, statement by statement").
+func BenchmarkInTenantUnitParts(b *testing.B) {
+	bn := setup(b, 1)
+	ctx := context.Background()
+	var tenants []tenantctx.Tenant
+	for _, name := range []string{"tenant_acme", "tenant_beta"} {
+		migrateTenant(b, bn.pool, name)
+		tn, _ := tenantctx.FromContext(tenantCtx(ctx, name))
+		// An owner comment, as Create records it: the pin's owner check
+		// then finds one to compare.
+		if _, err := bn.pool.Exec(ctx, "COMMENT ON SCHEMA "+pgx.Identifier{name}.Sanitize()+" IS "+sqlLiteral(ownerComment(tn))); err != nil {
+			b.Fatal(err)
+		}
+		tenants = append(tenants, tn)
+	}
+	pc, err := bn.pool.Acquire(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pc.Release()
+	conn := pc.Conn()
+	var pid int
+	if err := conn.QueryRow(ctx, "SELECT pg_catalog.pg_backend_pid()").Scan(&pid); err != nil {
+		b.Fatal(err)
+	}
+	noop := func(pgconn.CommandTag) error { return nil }
+	const timeoutCol = ", pg_catalog.set_config('statement_timeout', $4, true)"
+	pin := func(b *pgx.Batch, t tenantctx.Tenant, sql string) {
+		args := []any{pgx.Identifier{t.Schema}.Sanitize(), t.Schema, ownerComment(t), "30000"}
+		switch {
+		case sql == pinSQL:
+			args = args[:1]
+		case !strings.HasSuffix(sql, timeoutCol):
+			args = args[:3]
+		}
+		b.Queue(sql, args...).Exec(noop)
+	}
+	unit := func(pinned string, verify bool) func(t tenantctx.Tenant) *pgx.Batch {
+		return func(t tenantctx.Tenant) *pgx.Batch {
+			b := &pgx.Batch{}
+			if pinned != "" || verify {
+				b.Queue(beginSQL)
+			}
+			if pinned != "" {
+				pin(b, t, pinned)
+			}
+			b.Queue("SELECT 1").Exec(noop)
+			if pinned != "" || verify {
+				b.Queue("COMMIT")
+			}
+			if verify {
+				b.Queue(verifyUnitSQL).Exec(noop)
+			}
+			return b
+		}
+	}
+	parts := []struct {
+		name    string
+		batch   func(t tenantctx.Tenant) *pgx.Batch
+		tenants int
+	}{
+		{"bare", unit("", false), 1},
+		{"begin-commit", func(tenantctx.Tenant) *pgx.Batch {
+			b := &pgx.Batch{}
+			b.Queue(beginSQL)
+			b.Queue("SELECT 1").Exec(noop)
+			b.Queue("COMMIT")
+			return b
+		}, 1},
+		{"plain-pin", unit(pinSQL, false), 1},
+		{"owned-pin", unit(ownedPinSQL, false), 1},
+		{"owned-pin-timeout", unit(ownedPinSQL+timeoutCol, false), 1},
+		{"unit", unit(ownedPinSQL+timeoutCol, true), 1},
+		{"unit-two-tenants", unit(ownedPinSQL+timeoutCol, true), 2},
+	}
+	for _, p := range parts {
+		b.Run(p.name, func(b *testing.B) {
+			i := 0
+			run := func() {
+				i++
+				if err := conn.SendBatch(ctx, p.batch(tenants[i%p.tenants])).Close(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for range 100 { // prepared, and past the custom plans
+				run()
+			}
+			cpu0, err0 := procstat.CPU([]int{pid})
+			for b.Loop() {
+				run()
+			}
+			if cpu1, err1 := procstat.CPU([]int{pid}); err0 == nil && err1 == nil {
+				b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(b.N), "pg-us/op")
+			}
+		})
+	}
 }
 
 // fillStatementCache has pgx prepare n distinct statements of about 1 KB

@@ -33,12 +33,21 @@ const pinSQL = "SELECT pg_catalog.set_config('search_path', $1, true)"
 // the unit's statements find. A schema that records no owner (made before
 // owners were recorded, or by Migrate) is pinned. The lookup reads
 // pg_namespace by name and pg_description by its key.
+//
+// A schema pinned by name is pinned after its existence lock is taken
+// (shared): the lock is a call in the THEN branch, evaluated only then.
+// It is a condition of a CASE (the function returns void, never null), not
+// a subquery selecting from the function: a function in FROM is a function
+// scan, which builds a tuplestore for its one row on every unit, about 1.5
+// us of the server's CPU per unit (docs/performance.md, "2026-12-06,
+// fifteenth: what a pinned unit costs PostgreSQL, statement by statement").
 const ownedPinSQL = "SELECT pg_catalog.set_config('search_path', CASE WHEN EXISTS (" +
 	"SELECT FROM pg_catalog.pg_namespace n WHERE n.nspname = $2 AND NOT EXISTS (" +
 	"SELECT FROM pg_catalog.pg_description d WHERE d.objoid = n.oid " +
 	"AND d.classoid = 'pg_catalog.pg_namespace'::pg_catalog.regclass AND d.objsubid = 0 " +
 	"AND d.description LIKE '" + ownerPrefix + "%' AND d.description <> $3)" +
-	") THEN (SELECT $1::text FROM pg_catalog.pg_advisory_xact_lock_shared(" + existenceLockKey + ", pg_catalog.hashtext($2))) ELSE '' END, true)"
+	") THEN CASE WHEN pg_catalog.pg_advisory_xact_lock_shared(" + existenceLockKey + ", pg_catalog.hashtext($2)) IS NULL THEN '' ELSE $1::text END" +
+	" ELSE '' END, true)"
 
 // existenceLockKey is existenceLockNamespace as SQL text: the first key of
 // the lock a pin holds shared while it pins a schema by name (until the
