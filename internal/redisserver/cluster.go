@@ -146,6 +146,10 @@ func (c *Cluster) startNode(ctx context.Context, dir string) (*Server, error) {
 			"--cluster-config-file", filepath.Join(dir, "nodes.conf"),
 			"--cluster-node-timeout", strconv.FormatInt(c.opts.NodeTimeout.Milliseconds(), 10),
 			"--cluster-port", strconv.Itoa(bus),
+			// A replica's first sync starts at once: Redis 7 waits 5 s
+			// (repl-diskless-sync-delay) for more replicas to share a
+			// diskless sync, and each master here has one replica.
+			"--repl-diskless-sync-delay", "0",
 		}
 		if c.opts.TLS != nil {
 			args = append(args, "--tls-cluster", "yes", "--tls-replication", "yes")
