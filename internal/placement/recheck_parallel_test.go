@@ -142,22 +142,30 @@ func TestUnusableDatabasesAreRecheckedAtOnce(t *testing.T) {
 	}
 	mode.Store(proxyHold)
 	time.Sleep(2 * every) // both re-checks due
-	start := time.Now()
-	if name, err := r.Choose(ctx, ""); err != nil || name != "main" {
-		t.Errorf("Choose() = %q, %v with both re-checks held; want main", name, err)
+	chooseMainWhileHeld(t, r, h, "two re-checks")
+	if u := r.Unusable(); len(u) != 2 {
+		t.Errorf("Unusable() = %v, want late1 and late2", u)
 	}
-	// Each re-check waits for its server up to chooseTimeout (5 s): one
-	// after the other, the first waits that long before the second is
-	// made; at once, both are held and let go at once.
+}
+
+// chooseMainWhileHeld calls Choose with both of h's proxies holding their
+// connections without an answer and checks that it chose "main" within
+// one check's bound: each of the two checks (what) waits for its server up
+// to chooseTimeout (5 s), so one after the other the first waits that
+// long before the second is made; at once, both are held and let go at
+// once.
+func chooseMainWhileHeld(t *testing.T, r *placement.Registry, h *holders, what string) {
+	t.Helper()
+	start := time.Now()
+	if name, err := r.Choose(t.Context(), ""); err != nil || name != "main" {
+		t.Errorf("Choose() = %q, %v with %s held; want main", name, err, what)
+	}
 	if took := time.Since(start); took > 4*time.Second {
-		t.Errorf("Choose() took %v with two re-checks held: they ran one after the other", took)
+		t.Errorf("Choose() took %v with %s held: they ran one after the other", took, what)
 	}
 	select {
 	case <-h.all:
 	default:
-		t.Errorf("the two re-checks did not run at once")
-	}
-	if u := r.Unusable(); len(u) != 2 {
-		t.Errorf("Unusable() = %v, want late1 and late2", u)
+		t.Errorf("the %s did not run at once", what)
 	}
 }
