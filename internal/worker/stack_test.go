@@ -20,9 +20,12 @@ import (
 // rewriting every frame of the chain (docs/performance.md, "the worker's
 // CPU per PDF task"). It counts the stack memory of goroutines parked in a
 // handler behind DecodeEnvelope, with the collector off (it shrinks idle
-// stacks).
+// stacks). Stacks come in powers of two, so the bounds sit halfway between
+// sizes: the memory other goroutines of the process free or take while it
+// counts moves the average by a few hundred bytes, never by a size.
 func TestTaskRunsOnAGrownStack(t *testing.T) {
 	const n, want = 64, 32 << 10
+	const low, high = want - want/4, 2*want - want/2 // between 16 and 32 KiB; between 32 and 64 KiB
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	runtime.GC()
 
@@ -49,10 +52,10 @@ func TestTaskRunsOnAGrownStack(t *testing.T) {
 	wg.Wait()
 
 	perTask := (during.StackInuse - before.StackInuse) / n
-	if perTask < want {
-		t.Fatalf("a task's goroutine holds %d bytes of stack in its handler, want at least %d (grown once by the chain)", perTask, want)
+	if perTask < low {
+		t.Fatalf("a task's goroutine holds %d bytes of stack in its handler, want about %d (grown once by the chain), at least %d", perTask, want, low)
 	}
-	if perTask >= 2*want {
-		t.Fatalf("a task's goroutine holds %d bytes of stack in its handler, want less than %d (grown one size too far)", perTask, 2*want)
+	if perTask >= high {
+		t.Fatalf("a task's goroutine holds %d bytes of stack in its handler, want about %d, less than %d (grown one size too far)", perTask, want, high)
 	}
 }
