@@ -73,7 +73,9 @@ type CacheOptions struct {
 	// stalled socket read only on a client with ContextTimeoutEnabled;
 	// otherwise the client's ReadTimeout does.
 	RedisTimeout time.Duration
-	// Logger receives warnings about Redis failures; nil discards them.
+	// Logger receives warnings about Redis failures and, once per tenant
+	// and zone, about a tenant whose time zone this build does not know
+	// (its due dates are judged in UTC); nil discards them.
 	Logger *slog.Logger
 }
 
@@ -146,6 +148,11 @@ type Cache struct {
 	// pending counts the invalidations under way (invalidate), also those
 	// whose caller stopped waiting at its deadline.
 	pending sync.WaitGroup
+
+	// unknownZones holds tenantID+"\x00"+zone of each tenant met with a
+	// time zone this build does not know, warned about once
+	// (warnUnknownZone).
+	unknownZones sync.Map
 
 	stop           context.CancelFunc
 	done           chan struct{}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"time"
 
@@ -161,6 +162,7 @@ func (c *Cache) fetch(ctx context.Context, key string, epoch uint64, load func(c
 		if !e.Found {
 			c.stats.negativeHits.Add(1)
 		}
+		c.warnUnknownZone(e)
 		c.storeLocal(key, e, epoch)
 		return e, nil
 	}
@@ -175,8 +177,28 @@ func (c *Cache) fetch(ctx context.Context, key string, epoch uint64, load func(c
 	if redisOK {
 		c.redisFill(ctx, key, guard, e)
 	}
+	c.warnUnknownZone(e)
 	c.storeLocal(key, e, epoch)
 	return e, nil
+}
+
+// warnUnknownZone logs a warning, the first time this cache (a process
+// has one) meets the tenant of e with a time zone this build does not
+// know (tenantctx.Tenant.TimeZoneKnown: a name a newer release stored),
+// that its invoices' due dates are judged in UTC (Location) until a build
+// that knows the zone runs; once per tenant and zone, not per lookup or
+// task. It runs where an entry comes from Redis or the backend, never on
+// a local hit: a task's lookup costs nothing more.
+func (c *Cache) warnUnknownZone(e cacheEntry) {
+	if !e.Found || e.Tenant == nil || e.Tenant.TimeZoneKnown() {
+		return
+	}
+	t := e.Tenant
+	if _, seen := c.unknownZones.LoadOrStore(t.ID+"\x00"+t.TimeZone, struct{}{}); seen {
+		return
+	}
+	c.log.Warn("tenant time zone unknown to this build: its invoices' due dates are judged in UTC until a build that knows the zone runs",
+		slog.String("tenant_id", t.ID), slog.String("time_zone", t.TimeZone))
 }
 
 // storeLocal keeps e in the local layer unless an invalidation happened

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 	// The zone database is embedded so that a tenant's time zone does not
 	// depend on the host's zoneinfo (a distroless image has none).
@@ -47,6 +48,9 @@ func LoadTimeZone(name string) (*time.Location, error) {
 	case len(name) > maxTimeZoneLen:
 		return nil, fmt.Errorf("%w: name longer than %d bytes", ErrInvalidTimeZone, maxTimeZoneLen)
 	}
+	if loc, ok := loadedZones.Load(name); ok {
+		return loc.(*time.Location), nil
+	}
 	if _, known := slices.BinarySearch(embeddedZones, name); !known {
 		return nil, fmt.Errorf("%w: unknown zone %.64q (want an IANA name such as Europe/Berlin or UTC)", ErrInvalidTimeZone, name)
 	}
@@ -54,8 +58,17 @@ func LoadTimeZone(name string) (*time.Location, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: unknown zone %.64q (want an IANA name such as Europe/Berlin or UTC)", ErrInvalidTimeZone, name)
 	}
-	return loc, nil
+	actual, _ := loadedZones.LoadOrStore(name, loc)
+	return actual.(*time.Location), nil
 }
+
+// loadedZones holds each zone LoadTimeZone loaded, by name: time.LoadLocation
+// reads and parses the zone's rules (a file of the host's zoneinfo, or the
+// embedded copy) on every call, and Tenant.Location runs for every task that
+// judges a date. A process keeps the rules it read first; names it refused
+// are not kept (only the embedded list's names are loaded, so it holds
+// at most about 600 entries).
+var loadedZones sync.Map
 
 // TimeZoneName returns the tenant's time zone: TimeZone, or
 // DefaultTimeZone when it is empty (a tenant built in code, or read from a
@@ -71,6 +84,9 @@ func (t Tenant) TimeZoneName() string {
 // TimeZone is empty or one this build does not know (Validate refuses
 // those, so only a row written by a newer release can have one), on every
 // host alike (LoadTimeZone: never a name only the host's zoneinfo has).
+// It logs nothing: the tenant cache (storage.Cache) warns once per tenant
+// and zone when it loads a tenant whose zone is not known
+// (TimeZoneKnown).
 func (t Tenant) Location() *time.Location {
 	if t.TimeZone == "" {
 		return time.UTC
@@ -80,6 +96,19 @@ func (t Tenant) Location() *time.Location {
 		return time.UTC
 	}
 	return loc
+}
+
+// TimeZoneKnown reports whether this build knows the tenant's time zone:
+// TimeZone is empty (DefaultTimeZone) or a name LoadTimeZone accepts.
+// Location judges a tenant whose zone it does not know in UTC; only a
+// catalog row written by a newer release (whose zone database has a zone
+// this one lacks) can hold such a name.
+func (t Tenant) TimeZoneKnown() bool {
+	if t.TimeZone == "" {
+		return true
+	}
+	_, err := LoadTimeZone(t.TimeZone)
+	return err == nil
 }
 
 // Today returns now in the tenant's time zone: its date (Format with

@@ -67,3 +67,24 @@ func TestTenantToday(t *testing.T) {
 		}
 	}
 }
+
+// TestLocationIsLoadedOnce: a tenant's location is read and parsed once
+// per process, not for every task that judges a date (time.LoadLocation
+// reads the zone's file on each call): the same *time.Location comes
+// back, and Location allocates nothing.
+func TestLocationIsLoadedOnce(t *testing.T) {
+	ten := tenantctx.Tenant{ID: "acme", TimeZone: "America/New_York"}
+	first := ten.Location()
+	if first.String() != "America/New_York" {
+		t.Fatalf("Location() = %v, want America/New_York", first)
+	}
+	if again := ten.Location(); again != first {
+		t.Errorf("Location() returned a new *time.Location on its second call: the zone was loaded again")
+	}
+	if allocs := testing.AllocsPerRun(100, func() { _ = ten.Location() }); allocs != 0 {
+		t.Errorf("Location() allocates %v times a call, want 0 (a loaded zone is kept)", allocs)
+	}
+	if _, err := tenantctx.LoadTimeZone("Mars/Olympus_Mons"); err == nil {
+		t.Errorf("LoadTimeZone(Mars/Olympus_Mons) = nil error after loading others")
+	}
+}

@@ -173,7 +173,7 @@ func TestReadmeEnqueueCommands(t *testing.T) {
 	if len(commands) < 5 {
 		t.Fatalf("enqueue help lists %d commands:\n%s", len(commands), list)
 	}
-	subcommands := map[string][]string{"db": {"list", "add", "remove"}, "tenant": {"add", "move"}, "documents": {"prune"}}
+	subcommands := map[string][]string{"db": {"list", "add", "remove"}, "tenant": {"add", "move", "time-zone"}, "documents": {"prune"}}
 	for _, c := range commands {
 		names := []string{c}
 		if subs, ok := subcommands[c]; ok {

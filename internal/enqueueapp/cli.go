@@ -51,7 +51,9 @@ commands:
   pdf        enqueue an invoice PDF render: pdf --tenant SLUG --invoice ID
   db         tenant databases: db list | db add NAME URL | db remove NAME
   tenant     tenants: tenant add SLUG [--name N] [--plan P] [--database DB]
+             [--time-zone ZONE]
              | tenant move SLUG --to DB [--grace 3s] [--drain-timeout 5m]
+             | tenant time-zone SLUG ZONE (an IANA name, e.g. Europe/Berlin)
   queues     fair dispatch's backlogs per queue, the largest by tenant, and
              the live workers: queues [--top N] [--json]
   dispatch-mode

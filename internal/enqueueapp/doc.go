@@ -20,6 +20,7 @@
 //	enqueue migrate --all [--wait] [--timeout 10m] [--poll 500ms]
 //	enqueue pdf --tenant SLUG --invoice ID
 //	enqueue db list | db add NAME URL | db remove NAME
-//	enqueue tenant add SLUG [--name N] [--plan P] [--database DB] | tenant move SLUG --to DB
+//	enqueue tenant add SLUG [--name N] [--plan P] [--database DB] [--time-zone ZONE]
+//	enqueue tenant move SLUG --to DB | tenant time-zone SLUG ZONE
 //	enqueue queues [--top N] [--json]
 package enqueueapp

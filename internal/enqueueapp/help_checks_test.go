@@ -13,7 +13,7 @@ import (
 // Main take it (enqueue --h, migrate --h), also for tenant and db.
 func TestDoubleDashH(t *testing.T) {
 	t.Parallel()
-	for _, args := range [][]string{{"--h"}, {"migrate", "--h"}, {"tenant", "--h"}, {"tenant", "move", "--h"}, {"tenant", "add", "--h"}, {"db", "--h"}} {
+	for _, args := range [][]string{{"--h"}, {"migrate", "--h"}, {"tenant", "--h"}, {"tenant", "move", "--h"}, {"tenant", "add", "--h"}, {"tenant", "time-zone", "--h"}, {"db", "--h"}} {
 		var stdout, stderr bytes.Buffer
 		code := enqueueapp.Main(context.Background(), args, enqueueapp.IO{Stdout: &stdout, Stderr: &stderr, Getenv: func(string) string { return "" }})
 		if code != enqueueapp.ExitOK || !strings.Contains(stdout.String(), "usage: enqueue") {

@@ -129,17 +129,18 @@ func databaseStates(ctx context.Context, pools *placement.Registry, ds []storage
 	return byName
 }
 
-// tenantCmd is "enqueue tenant add SLUG ..." and "enqueue tenant move SLUG
-// --to DB". Each answers --help, with or without a slug, and takes its
-// flags before the slug, after it, or both.
+// tenantCmd is "enqueue tenant add SLUG ...", "enqueue tenant move SLUG
+// --to DB" and "enqueue tenant time-zone SLUG ZONE". Each answers --help,
+// with or without a slug, and takes its flags before the slug, after it,
+// or both.
 func tenantCmd(ctx context.Context, args []string, sio IO) error {
-	const want = "want tenant add SLUG [flags] or tenant move SLUG --to DB"
+	const want = "want tenant add SLUG [flags], tenant move SLUG --to DB or tenant time-zone SLUG ZONE"
 	if len(args) == 0 {
 		return fmt.Errorf("%w: %s", errUsage, want)
 	}
 	sub, rest := args[0], args[1:]
 	if isHelp(sub) {
-		fmt.Fprint(sio.Stdout, "usage: enqueue tenant add SLUG [flags] | tenant move SLUG --to DB [flags]\n(tenant add --help, tenant move --help: the flags)\n")
+		fmt.Fprint(sio.Stdout, "usage: enqueue tenant add SLUG [flags] | tenant move SLUG --to DB [flags] | tenant time-zone SLUG ZONE\n(tenant add --help, tenant move --help: the flags; tenant time-zone --help: ZONE)\n")
 		return flag.ErrHelp
 	}
 	var run func(context.Context, []string, IO) error
@@ -148,6 +149,8 @@ func tenantCmd(ctx context.Context, args []string, sio IO) error {
 		run = tenantAdd
 	case "move":
 		run = tenantMove
+	case "time-zone":
+		run = tenantTimeZone
 	default:
 		return fmt.Errorf("%w: unknown tenant command %q (%s)", errUsage, sub, want)
 	}
