@@ -174,10 +174,12 @@ func TestReminderRows(t *testing.T) {
 		if err != nil || c != (invoice.Claim{Status: invoice.ReminderSent, SentOn: "2026-03-01"}) {
 			t.Fatalf("claim after the send = %+v, %v; want sent on 2026-03-01", c, err)
 		}
-		// A local-time value of the same UTC day is the same reminder.
-		c, err = invoice.ClaimReminder(ctx, tx, 1, "c@x", d.Add(5*time.Hour).In(time.FixedZone("x", 3600)))
-		if err != nil || c.Status != invoice.ReminderSent {
-			t.Fatalf("claim of the same day in another zone = %+v, %v; want sent", c, err)
+		// A time is judged by its date in its own location (the tenant's
+		// zone): 01:00 on 1 March at UTC+3, 22:00 on 28 February UTC, is
+		// 1 March's reminder.
+		c, err = invoice.ClaimReminder(ctx, tx, 1, "c@x", d.Add(-2*time.Hour).In(time.FixedZone("x", 3*3600)))
+		if err != nil || c != (invoice.Claim{Status: invoice.ReminderSent, SentOn: "2026-03-01"}) {
+			t.Fatalf("claim of 1 March at UTC+3 = %+v, %v; want sent on 2026-03-01", c, err)
 		}
 		next := d.AddDate(0, 0, 1)
 		c, err = invoice.ClaimReminder(ctx, tx, 1, "c@x", next)

@@ -15,17 +15,12 @@ const markOverdueSQL = `
 UPDATE invoices SET status = 'overdue', updated_at = now()
  WHERE status = 'sent' AND due_date < $1::date`
 
-// localDate returns today's calendar date as today's own location has it
-// (not its UTC date, unlike date): the caller passes the current time in
-// the tenant's time zone (tenantctx.Tenant.Today).
-func localDate(today time.Time) string { return today.Format(time.DateOnly) }
-
 // MarkOverdue marks every sent invoice overdue whose due date is before
 // today's date in today's location (the tenant's time zone:
 // tenantctx.Tenant.Today), in one statement, and returns how many it
 // marked. An invoice due today is not overdue yet.
 func MarkOverdue(ctx context.Context, tx pgx.Tx, today time.Time) (int64, error) {
-	tag, err := tx.Exec(ctx, markOverdueSQL, localDate(today))
+	tag, err := tx.Exec(ctx, markOverdueSQL, date(today))
 	if err != nil {
 		return 0, fmt.Errorf("mark overdue invoices: %w", err)
 	}
@@ -43,7 +38,8 @@ SELECT i.id FROM invoices i
  LIMIT $3`
 
 // Unreminded returns up to limit ids, above after and in id order, of
-// overdue invoices that have no sent reminder on day (its UTC date).
+// overdue invoices that have no sent reminder on day (its date in its own
+// location: pass a time in the tenant's time zone).
 func Unreminded(ctx context.Context, tx pgx.Tx, day time.Time, after int64, limit int) ([]int64, error) {
 	rows, err := tx.Query(ctx, unremindedSQL, after, date(day), limit)
 	if err != nil {

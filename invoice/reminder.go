@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/invoicing/tenantworker/tenantctx"
 )
 
 // ReminderStatus is the state of one reminder (one invoice, one day) in
@@ -24,12 +26,19 @@ const (
 	ReminderFailed ReminderStatus = "failed"
 )
 
-// SQL of the reminder protocol.
+// SQL of the reminder protocol. anySentSQL's second test finds a reminder
+// sent since the start of today ($3) whatever its day: one keyed by its
+// UTC date has a date within a day of today's ($4), whatever the tenant's
+// offset, so that test reads at most three days' entries of the
+// (invoice_id, sent_on) unique index.
 const (
 	anySentSQL = `
-SELECT to_char(sent_on, 'YYYY-MM-DD') FROM invoice_reminders
- WHERE invoice_id = $1 AND sent_on = ANY($2::date[]) AND status = 'sent'
- ORDER BY sent_on
+SELECT CASE WHEN sent_on = ANY($2::date[]) THEN to_char(sent_on, 'YYYY-MM-DD') ELSE $4::text END AS day
+  FROM invoice_reminders
+ WHERE invoice_id = $1 AND status = 'sent'
+   AND (sent_on = ANY($2::date[])
+        OR (sent_on BETWEEN $4::date - 1 AND $4::date + 1 AND sent_at >= $3::timestamptz))
+ ORDER BY day
  LIMIT 1`
 	claimReminderSQL = `
 INSERT INTO invoice_reminders (invoice_id, sent_on, recipient, status)
@@ -41,14 +50,17 @@ SELECT status FROM invoice_reminders
    FOR UPDATE`
 	finishReminderSQL = `
 UPDATE invoice_reminders
-   SET status = $3, recipient = $4, sent_at = CASE WHEN $3 = 'sent' THEN now() END
+   SET status = $3, recipient = $4, sent_at = CASE WHEN $3 = 'sent' THEN $5::timestamptz END
  WHERE invoice_id = $1 AND sent_on = ANY($2::date[])`
 )
 
-// date is the SQL date parameter of day: its calendar day in UTC.
-func date(day time.Time) string { return day.UTC().Format(time.DateOnly) }
+// date is the SQL date parameter of day: its calendar day in its own
+// location, not in UTC. The callers pass times in the tenant's time zone
+// (tenantctx.Tenant.Today), or a reminder task's day (a date parsed as
+// midnight UTC, which is that date).
+func date(day time.Time) string { return day.Format(time.DateOnly) }
 
-// dates returns the distinct UTC dates of days, in ascending order: the
+// dates returns the distinct dates of days, in ascending order: the
 // order in which every run locks a reminder's rows, so two runs never wait
 // for each other in a cycle.
 func dates(days []time.Time) []string {
@@ -67,28 +79,34 @@ type Claim struct {
 	// row: pending, or failed by an earlier run.
 	Status ReminderStatus
 	// SentOn is the date (YYYY-MM-DD) of the sent reminder when Status is
-	// ReminderSent.
+	// ReminderSent: one of the days, or today's date for a reminder sent
+	// since today's start under another day's key (a UTC date).
 	SentOn string
 }
 
-// ClaimReminder claims the reminders of invoice id on each of days (their
-// UTC dates): a reminder run claims its task's day, and also the day it
-// runs on when that is later (a retry, or a wait in a backlog, past
-// midnight UTC), so that this day's sweep does not send a second email.
+// ClaimReminder claims the reminders of invoice id on today and on each of
+// days (their dates, each in its own location: the tenant's calendar
+// days), today being the current time in the tenant's time zone
+// (tenantctx.Tenant.Today): a reminder run claims its task's day, and also
+// the day it runs on when that is another (a retry, or a wait in a
+// backlog, past the tenant's midnight; an enqueuer whose clock runs
+// ahead), so that this day's sweep does not send a second email.
 //
 // When one of those days has a sent reminder, it returns ReminderSent with
-// that day and claims nothing. Otherwise it records each day's reminder as
+// that day and claims nothing. So it does when a reminder of id was sent
+// at or after the start of today (tenantctx.StartOfDay), whatever its day,
+// with today's date: rows written before reminders' days were the
+// tenant's, or by a worker of the previous release during a rolling upgrade, are
+// keyed by their UTC date, and one sent earlier this local day must count
+// for it. Otherwise it records each day's reminder as
 // pending unless one exists, then locks those rows, in date order, until
 // tx ends, and returns ReminderSent if a concurrent run sent one
 // meanwhile. The locks make a concurrent run of the same reminder wait
 // until this transaction ends, and then see what it recorded.
-func ClaimReminder(ctx context.Context, tx pgx.Tx, id int64, recipient string, days ...time.Time) (Claim, error) {
-	ds := dates(days)
-	if len(ds) == 0 {
-		return Claim{}, fmt.Errorf("claim reminder of invoice %d: no day", id)
-	}
+func ClaimReminder(ctx context.Context, tx pgx.Tx, id int64, recipient string, today time.Time, days ...time.Time) (Claim, error) {
+	ds := dates(append([]time.Time{today}, days...))
 	var sentOn string
-	switch err := tx.QueryRow(ctx, anySentSQL, id, ds).Scan(&sentOn); {
+	switch err := tx.QueryRow(ctx, anySentSQL, id, ds, tenantctx.StartOfDay(today), date(today)).Scan(&sentOn); {
 	case err == nil:
 		return Claim{Status: ReminderSent, SentOn: sentOn}, nil
 	case !errors.Is(err, pgx.ErrNoRows):
@@ -112,10 +130,12 @@ func ClaimReminder(ctx context.Context, tx pgx.Tx, id int64, recipient string, d
 }
 
 // FinishReminder records the outcome of the claimed reminders of invoice
-// id on days (the days given to ClaimReminder): sent (with the time) or
-// failed.
-func FinishReminder(ctx context.Context, tx pgx.Tx, id int64, status ReminderStatus, recipient string, days ...time.Time) error {
-	if _, err := tx.Exec(ctx, finishReminderSQL, id, dates(days), string(status), recipient); err != nil {
+// id on today and days (as given to ClaimReminder): sent, with today as
+// sent_at (the run's current time, on the clock that ClaimReminder and
+// RemindersDue judge the start of the tenant's day by), or failed.
+func FinishReminder(ctx context.Context, tx pgx.Tx, id int64, status ReminderStatus, recipient string, today time.Time, days ...time.Time) error {
+	ds := dates(append([]time.Time{today}, days...))
+	if _, err := tx.Exec(ctx, finishReminderSQL, id, ds, string(status), recipient, today); err != nil {
 		return fmt.Errorf("record reminder of invoice %d %s: %w", id, status, err)
 	}
 	return nil

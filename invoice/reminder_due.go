@@ -7,6 +7,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/invoicing/tenantworker/tenantctx"
 )
 
 // markOverdueIfDueSQL is markOverdueSQL for one invoice ($1), judged
@@ -23,7 +25,7 @@ UPDATE invoices SET status = 'overdue', updated_at = now()
 // so that it does not skip an invoice that is overdue in all but name.
 // The marked row stays locked until tx ends.
 func MarkOverdueIfDue(ctx context.Context, tx pgx.Tx, id int64, today time.Time) (bool, error) {
-	tag, err := tx.Exec(ctx, markOverdueIfDueSQL, id, localDate(today))
+	tag, err := tx.Exec(ctx, markOverdueIfDueSQL, id, date(today))
 	if err != nil {
 		return false, fmt.Errorf("mark invoice %d overdue: %w", id, err)
 	}
@@ -35,7 +37,7 @@ func MarkOverdueIfDue(ctx context.Context, tx pgx.Tx, id int64, today time.Time)
 // reads that follow it: when the batch has run, *marked (when not nil)
 // says whether it marked the invoice.
 func QueueMarkOverdueIfDue(b *pgx.Batch, id int64, today time.Time, marked *bool) {
-	b.Queue(markOverdueIfDueSQL, id, localDate(today)).Exec(func(tag pgconn.CommandTag) error {
+	b.Queue(markOverdueIfDueSQL, id, date(today)).Exec(func(tag pgconn.CommandTag) error {
 		if marked != nil {
 			*marked = tag.RowsAffected() == 1
 		}
@@ -45,7 +47,11 @@ func QueueMarkOverdueIfDue(b *pgx.Batch, id int64, today time.Time, marked *bool
 
 // remindersDueSQL pages (keyset on id) through overdue invoices with
 // something due whose reminder of day $2 was neither sent nor failed at
-// the customer's current address. Something due: the total the document
+// the customer's current address, and that have no reminder sent at or
+// after $4 (the start of that day), whatever its day: a row keyed by its
+// UTC date has a date within a day of $2, whatever the tenant's offset, so
+// both tests are lookups of the (invoice_id, sent_on) unique index.
+// Something due: the total the document
 // prints (pdf.Subtotal: the lines' totals, each rounded half away from
 // zero to the currency's minor units, summed; without lines, the stored
 // amount), rounded to the currency's minor units, is positive; the
@@ -56,8 +62,11 @@ SELECT i.id FROM invoices i
   JOIN customers c ON c.id = i.customer_id
  WHERE i.status = 'overdue' AND i.id > $1
    AND NOT EXISTS (SELECT 1 FROM invoice_reminders r
-                    WHERE r.invoice_id = i.id AND r.sent_on = $2::date
-                      AND (r.status = 'sent' OR (r.status = 'failed' AND r.recipient = c.email)))
+                    WHERE r.invoice_id = i.id
+                      AND ((r.sent_on = $2::date
+                            AND (r.status = 'sent' OR (r.status = 'failed' AND r.recipient = c.email)))
+                           OR (r.sent_on BETWEEN $2::date - 1 AND $2::date + 1
+                               AND r.status = 'sent' AND r.sent_at >= $4::timestamptz)))
    AND coalesce((SELECT sum(round(l.quantity * l.unit_price, minor_units(i.currency)))
                    FROM line_items l WHERE l.invoice_id = i.id),
                 round(i.amount, minor_units(i.currency))) > 0
@@ -66,13 +75,17 @@ SELECT i.id FROM invoices i
 
 // RemindersDue returns up to limit ids, above after and in id order, of
 // overdue invoices with something due (a positive total as the document
-// prints it) that still need their reminder of day (its UTC date):
-// none was sent that day, and none failed that day at the customer's
-// current address. A failed send is retried by its own task, and an
-// address that can never work is not tried again the same day; once the
-// customer's address changes, the next sweep tries the new one.
-func RemindersDue(ctx context.Context, tx pgx.Tx, day time.Time, after int64, limit int) ([]int64, error) {
-	rows, err := tx.Query(ctx, remindersDueSQL, after, date(day), limit)
+// prints it) that still need their reminder of today, the current time in
+// the tenant's time zone (tenantctx.Tenant.Today; its date is the
+// reminder's day): none was sent that day, none failed that day at the
+// customer's current address, and none was sent since the day began
+// (tenantctx.StartOfDay) under another day's key, as rows written before
+// reminders' days were the tenant's are (their UTC date). A failed send is
+// retried by its own task, and an address that can never work is not
+// tried again the same day; once the customer's address changes, the next
+// sweep tries the new one.
+func RemindersDue(ctx context.Context, tx pgx.Tx, today time.Time, after int64, limit int) ([]int64, error) {
+	rows, err := tx.Query(ctx, remindersDueSQL, after, date(today), limit, tenantctx.StartOfDay(today))
 	if err != nil {
 		return nil, fmt.Errorf("list overdue invoices due a reminder after %d: %w", after, err)
 	}

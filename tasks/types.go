@@ -51,9 +51,10 @@ func (p InvoicePDF) Validate() error { return positiveInvoice(p.InvoiceID) }
 type InvoiceReminder struct {
 	TenantID  string `json:"tenant_id"`
 	InvoiceID int64  `json:"invoice_id"`
-	// Day is the reminder's calendar day (UTC, YYYY-MM-DD); it is part of the
-	// task id and of the invoice_reminders unique key. A run on a later day
-	// claims that day's row too.
+	// Day is the reminder's calendar day, YYYY-MM-DD: the tenant's local
+	// date (tenantctx.Tenant.Day), not the UTC one. It is part of the task
+	// id and of the invoice_reminders unique key. A run on another day of
+	// the tenant's claims that day's row too.
 	Day string `json:"day"`
 }
 
@@ -239,10 +240,6 @@ func (p TenantDestroy) Spec() Spec {
 
 // Validate implements Payload: a destroy has nothing but its tenant.
 func (TenantDestroy) Validate() error { return nil }
-
-// DayOf returns t's calendar day in UTC as YYYY-MM-DD, the form used in
-// reminder task ids and rows.
-func DayOf(t time.Time) string { return t.UTC().Format(time.DateOnly) }
 
 func positiveInvoice(id int64) error {
 	if id <= 0 {

@@ -112,8 +112,32 @@ func (t Tenant) TimeZoneKnown() bool {
 }
 
 // Today returns now in the tenant's time zone: its date (Format with
-// time.DateOnly) is the tenant's current calendar day, the day an
+// time.DateOnly, Day) is the tenant's current calendar day, the day an
 // invoice's due date is judged against.
 func (t Tenant) Today(now time.Time) time.Time {
 	return now.In(t.Location())
+}
+
+// Day returns the tenant's calendar day at now as YYYY-MM-DD (Today's
+// date): the day of a reminder's once-a-day key (a reminder task's day,
+// its invoice_reminders row).
+func (t Tenant) Day(now time.Time) string {
+	return t.Today(now).Format(time.DateOnly)
+}
+
+// StartOfDay returns the first instant of t's calendar day in t's
+// location: its midnight, or, on a day whose midnight a clock change
+// skips (daylight saving time starting at 00:00, as in America/Santiago),
+// the instant of the change, when the day begins.
+func StartOfDay(t time.Time) time.Time {
+	y, m, d := t.Date()
+	start := time.Date(y, m, d, 0, 0, 0, 0, t.Location())
+	if sy, sm, sd := start.Date(); sy != y || sm != m || sd != d {
+		// time.Date read the skipped midnight in the offset after the
+		// change: an instant of the day before. The day begins when the
+		// offset in effect then ends.
+		_, end := start.ZoneBounds()
+		start = end
+	}
+	return start
 }

@@ -88,3 +88,40 @@ func TestLocationIsLoadedOnce(t *testing.T) {
 		t.Errorf("LoadTimeZone(Mars/Olympus_Mons) = nil error after loading others")
 	}
 }
+
+// TestTenantDayAndStart: a tenant's day is its local date (a reminder's
+// once-a-day key), and the day starts at its local midnight; on a day a
+// clock change skips midnight (Santiago, 6 September 2026: 00:00 becomes
+// 01:00), at the change, not at 23:00 the evening before.
+func TestTenantDayAndStart(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		zone, now, day, start string // now and start in RFC 3339, UTC
+	}{
+		{"", "2026-12-08T04:59:00Z", "2026-12-08", "2026-12-08T00:00:00Z"},
+		{"America/New_York", "2026-12-08T04:59:00Z", "2026-12-07", "2026-12-07T05:00:00Z"},
+		{"America/New_York", "2026-07-08T03:59:00Z", "2026-07-07", "2026-07-07T04:00:00Z"},
+		{"Asia/Tokyo", "2026-12-06T15:05:00Z", "2026-12-07", "2026-12-06T15:00:00Z"},
+		{"Pacific/Auckland", "2026-12-06T11:00:00Z", "2026-12-07", "2026-12-06T11:00:00Z"},
+		{"America/Santiago", "2026-09-06T12:00:00Z", "2026-09-06", "2026-09-06T04:00:00Z"},
+	} {
+		now, err := time.Parse(time.RFC3339, c.now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tn := tenantctx.Tenant{TimeZone: c.zone}
+		if got := tn.Day(now); got != c.day {
+			t.Errorf("TimeZone %q: Day(%s) = %s, want %s", c.zone, c.now, got, c.day)
+		}
+		start := tenantctx.StartOfDay(tn.Today(now))
+		if got := start.UTC().Format(time.RFC3339); got != c.start {
+			t.Errorf("TimeZone %q: StartOfDay(Today(%s)) = %s, want %s", c.zone, c.now, got, c.start)
+		}
+		if got := start.Format(time.DateOnly); got != c.day {
+			t.Errorf("TimeZone %q: StartOfDay(Today(%s)) is on %s locally, want %s", c.zone, c.now, got, c.day)
+		}
+		if got := tenantctx.StartOfDay(start.Add(-time.Nanosecond)); !got.Before(start) {
+			t.Errorf("TimeZone %q: the day before %s starts at %s, not before it", c.zone, c.day, got)
+		}
+	}
+}

@@ -137,7 +137,6 @@ func (b *bench) sweep(ctx context.Context, s *Scenario) error {
 func (b *bench) bareFanOut(ctx context.Context, tenants []benchTenant, each int) (time.Duration, error) {
 	const queue = "bench-baseline"
 	client := asynq.NewClientFromRedisClient(b.env.rdb)
-	day := tasks.DayOf(time.Now())
 	total := len(tenants) * (each + 1)
 	var next atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
@@ -150,7 +149,7 @@ func (b *bench) bareFanOut(ctx context.Context, tenants []benchTenant, each int)
 					return nil
 				}
 				t := tenants[i%len(tenants)]
-				var p tasks.Payload = tasks.InvoiceReminder{TenantID: t.ID, InvoiceID: int64(i), Day: day}
+				var p tasks.Payload = tasks.InvoiceReminder{TenantID: t.ID, InvoiceID: int64(i), Day: t.Day(start)}
 				if i < len(tenants) {
 					p = tasks.InvoicesOverdue{TenantID: t.ID, Tick: start.Unix()}
 				}

@@ -257,14 +257,15 @@ func (h *Handler) partialBatch(w http.ResponseWriter, r *http.Request, done []bu
 }
 
 // enqueueReminder is POST /v1/invoices/{id}/reminders: one per invoice per
-// UTC day (the day is part of the task id).
+// day of the tenant's time zone (tenantctx.Tenant.Day; the day is part of
+// the task id).
 func (h *Handler) enqueueReminder(w http.ResponseWriter, r *http.Request) {
 	id, ok := invoiceID(w, r)
 	if !ok || !h.invoiceExists(w, r, id) {
 		return
 	}
 	t := tenantctx.MustFromContext(r.Context())
-	h.enqueue(w, r, tasks.InvoiceReminder{TenantID: t.ID, InvoiceID: id, Day: tasks.DayOf(h.opts.Now())})
+	h.enqueue(w, r, tasks.InvoiceReminder{TenantID: t.ID, InvoiceID: id, Day: t.Day(h.opts.Now())})
 }
 
 // loadInvoiceDocument reads the document row of one invoice in the schema

@@ -192,7 +192,7 @@ func TestReminderWithDatabaseDownSendsOnceItIsBack(t *testing.T) {
 	e := newHandlerEnvOn(t, m, pg.CreateDatabase(t))
 	tn := e.provision(t, "remind-down", "Reminder Down AG")
 	id := e.addInvoice(t, tn, acmeCustomer, acmeInvoice)
-	p := tasks.InvoiceReminder{TenantID: tn.ID, InvoiceID: id, Day: tasks.DayOf(e.now())}
+	p := tasks.InvoiceReminder{TenantID: tn.ID, InvoiceID: id, Day: tn.Day(e.now())}
 
 	pg.Stop(t)
 	t.Cleanup(func() { pg.Start(t) })

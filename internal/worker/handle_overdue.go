@@ -31,8 +31,10 @@ type overdueResult struct {
 // tenant's current date (in its time zone, tenantctx.Tenant.Today)
 // overdue, then it
 // pages through the overdue invoices with something due still due today's reminder
-// (tasks.DayOf(h.now()); invoice.RemindersDue: none sent today, none
-// failed today at the customer's current address) and enqueues one
+// (the tenant's current calendar day, tenantctx.Tenant.Day;
+// invoice.RemindersDue: none sent today, none failed today at the
+// customer's current address, none sent since the tenant's midnight under
+// a UTC date's key) and enqueues one
 // invoice:reminder per invoice, each payload built fresh (P4 in
 // docs/architecture.md). A pending reminder of the same invoice and day is
 // reported, not enqueued again (its task id); a finished one that sent
@@ -53,18 +55,18 @@ func (h *Handlers) InvoicesOverdue(ctx context.Context, p tasks.InvoicesOverdue)
 		return errors.New("invoices:overdue: no enqueuer configured")
 	}
 	var res overdueResult
-	// Due dates are judged against the tenant's calendar; the reminders'
-	// day (once a day per invoice, I10) stays the UTC one.
-	now := h.now()
+	// Due dates are judged against the tenant's calendar, and so is the
+	// reminders' day (once a day per invoice, I10).
+	now := t.Today(h.now())
 	err = schema.InTenant(ctx, pool, func(ctx context.Context, tx pgx.Tx) error {
-		res.Marked, err = invoice.MarkOverdue(ctx, tx, t.Today(now))
+		res.Marked, err = invoice.MarkOverdue(ctx, tx, now)
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("mark overdue invoices of tenant %s: %w", t.ID, err)
 	}
 
-	day := tasks.DayOf(now)
+	day := t.Day(now)
 	var after int64
 	for {
 		if err := ctx.Err(); err != nil {

@@ -569,7 +569,7 @@ func TestNaNInvoiceIsArchivedAtOnce(t *testing.T) {
 	})
 	for _, p := range []tasks.Payload{
 		tasks.InvoicePDF{TenantID: acme.ID, InvoiceID: id},
-		tasks.InvoiceReminder{TenantID: acme.ID, InvoiceID: id, Day: tasks.DayOf(time.Now())},
+		tasks.InvoiceReminder{TenantID: acme.ID, InvoiceID: id, Day: acme.Day(time.Now())},
 	} {
 		err := e.work(p)
 		if !errors.Is(err, asynq.SkipRetry) || !errors.Is(err, invoice.ErrInvalidData) {

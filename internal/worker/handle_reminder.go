@@ -90,7 +90,8 @@ func alreadySent(day, today string) string {
 }
 
 // InvoiceReminder handles invoice:reminder: it emails the customer of an
-// invoice that is overdue, at most once per invoice per day (p.Day). An
+// invoice that is overdue, at most once per invoice per day (p.Day, a
+// calendar day of the tenant's time zone: tenantctx.Tenant.Day). An
 // invoice in any other status (paid, cancelled, sent and not yet due, ...)
 // is skipped without error, and so is an overdue one with nothing due:
 // its total as the document shows it is zero or negative (a credit note),
@@ -117,13 +118,18 @@ func alreadySent(day, today string) string {
 //  2. claim the (invoice, day) row of invoice_reminders (invoice.ClaimReminder:
 //     inserted as 'pending' unless it exists, then locked FOR UPDATE), and,
 //     when the run is on another day than its own (later: a retry, or a
-//     wait in a backlog, past midnight UTC; earlier: an enqueuer whose
-//     clock runs ahead), today's row too: the reminder then counts for
-//     today, and today's sweep sends no second email. The row locks make a
-//     concurrent run of the same reminder (a task re-queued by a shutdown
+//     wait in a backlog, past the tenant's midnight; earlier: an enqueuer
+//     whose clock runs ahead), today's row too: the reminder then counts
+//     for today, and today's sweep sends no second email. Today is the
+//     tenant's current calendar day (tenantctx.Tenant.Day). The row locks
+//     make a concurrent run of the same reminder (a task re-queued by a shutdown
 //     while its first run goes on, P11 in docs/architecture.md), or today's
 //     own reminder, wait here until this run commits, and then see 'sent';
-//  3. one of those rows 'sent': done, no email. A customer address that can never be
+//  3. one of those rows 'sent', or a reminder of the invoice sent since
+//     the start of the tenant's day under another day's key (a row keyed
+//     by its UTC date, written before reminders' days were the tenant's or
+//     by a worker of the previous release during an upgrade): done, no
+//     email. A customer address that can never be
 //     sent to (empty, or not one RFC 5322 address): record 'failed' and
 //     archive the task at once with the reason (Permanent); the sweep does
 //     not try that address again the same day (invoice.RemindersDue).
@@ -172,16 +178,13 @@ func (h *Handlers) InvoiceReminder(ctx context.Context, p tasks.InvoiceReminder)
 	if err != nil {
 		return Permanentf("reminder for invoice %d: day %.20q: %w", p.InvoiceID, p.Day, err)
 	}
-	// A reminder that runs on another day than its own is also today's:
-	// after it (a retry, or a wait in a backlog, past midnight UTC), or
-	// before it (an enqueuer whose clock runs ahead, near midnight). The
-	// sweep must not send another today.
-	now := h.now()
-	today := tasks.DayOf(now)
-	days := []time.Time{day}
-	if today != p.Day {
-		days = append(days, now)
-	}
+	// Days are the tenant's calendar days. A reminder that runs on
+	// another day than its own is also today's (ClaimReminder claims
+	// today's row with day's): after it (a retry, or a wait in a backlog,
+	// past the tenant's midnight), or before it (an enqueuer whose clock
+	// runs ahead, near midnight). The sweep must not send another today.
+	now := t.Today(h.now())
+	today := t.Day(now)
 	taskCtx := ctx
 	finishCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reminderFinishTimeout)
 	defer cancel()
@@ -207,7 +210,7 @@ func (h *Handlers) InvoiceReminder(ctx context.Context, p tasks.InvoiceReminder)
 			hasPDF   bool
 		)
 		b := &pgx.Batch{}
-		invoice.QueueMarkOverdueIfDue(b, p.InvoiceID, t.Today(now), nil)
+		invoice.QueueMarkOverdueIfDue(b, p.InvoiceID, now, nil)
 		invoice.QueueLoad(b, p.InvoiceID, &inv)
 		invoice.QueueLoadDocument(b, p.InvoiceID, &rendered, &hasPDF)
 		if err := tx.SendBatch(taskCtx, b).Close(); err != nil {
@@ -222,7 +225,7 @@ func (h *Handlers) InvoiceReminder(ctx context.Context, p tasks.InvoiceReminder)
 			res.Reason = reasonNothingDue + " (total " + mailer.OneLine(due) + ")"
 			return nil
 		}
-		claim, err := invoice.ClaimReminder(taskCtx, tx, p.InvoiceID, inv.Customer.Email, days...)
+		claim, err := invoice.ClaimReminder(taskCtx, tx, p.InvoiceID, inv.Customer.Email, now, day)
 		if err != nil {
 			return err
 		}
@@ -231,7 +234,7 @@ func (h *Handlers) InvoiceReminder(ctx context.Context, p tasks.InvoiceReminder)
 			return nil
 		}
 		if badAddr = recipientError(inv.Customer.Email); badAddr != nil {
-			return invoice.FinishReminder(taskCtx, tx, p.InvoiceID, invoice.ReminderFailed, inv.Customer.Email, days...)
+			return invoice.FinishReminder(taskCtx, tx, p.InvoiceID, invoice.ReminderFailed, inv.Customer.Email, now, day)
 		}
 		msg, err := h.reminderMessage(taskCtx, t, inv, rendered, hasPDF, p)
 		if err != nil {
@@ -253,7 +256,7 @@ func (h *Handlers) InvoiceReminder(ctx context.Context, p tasks.InvoiceReminder)
 		}
 		// From here on the task's ctx no longer matters: the outcome is
 		// recorded and committed on finishCtx.
-		return invoice.FinishReminder(finishCtx, tx, p.InvoiceID, outcome, inv.Customer.Email, days...)
+		return invoice.FinishReminder(finishCtx, tx, p.InvoiceID, outcome, inv.Customer.Email, now, day)
 	})
 	switch {
 	case errors.Is(err, invoice.ErrNotFound):

@@ -46,7 +46,7 @@ func dayAfter(t *testing.T, day string, n int) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return tasks.DayOf(d.AddDate(0, 0, n))
+	return d.AddDate(0, 0, n).Format(time.DateOnly)
 }
 
 func newReminderDay(t *testing.T) *reminderDay {
@@ -54,9 +54,11 @@ func newReminderDay(t *testing.T) *reminderDay {
 	srv := smtptest.Start(t, smtptest.Options{})
 	e := newHandlerEnv(t, smtpMailer(t, srv))
 	// Today is read once and the handlers' clock is pinned to it: a test
-	// that runs across midnight UTC must not see the worker's today differ
-	// from d.day, nor judge due dates against another day.
-	d := &reminderDay{e: e, smtp: srv, tn: e.provision(t, "acme", "Acme"), day: tasks.DayOf(time.Now())}
+	// that runs across midnight (the tenant's: UTC) must not see the
+	// worker's today differ from d.day, nor judge due dates against
+	// another day.
+	tn := e.provision(t, "acme", "Acme")
+	d := &reminderDay{e: e, smtp: srv, tn: tn, day: tn.Day(time.Now())}
 	e.setToday(t, d.day)
 	startWorker(t, e, e.h, worker.ServerOptions{Concurrency: 2})
 	return d

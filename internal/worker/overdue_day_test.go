@@ -36,9 +36,9 @@ func TestInvoiceDueTodayIsNotOverdue(t *testing.T) {
 	t.Parallel()
 	srv := smtptest.Start(t, smtptest.Options{})
 	e := newHandlerEnv(t, smtpMailer(t, srv))
-	today := tasks.DayOf(time.Now())
-	e.setToday(t, today) // noon UTC: the default tenant's zone is UTC
 	acme := e.provision(t, "acme", "Acme")
+	today := acme.Day(time.Now())
+	e.setToday(t, today) // noon UTC: the default tenant's zone is UTC
 	dueToday := e.addDueOn(t, acme, "DUE-TODAY", today)
 	remindedToday := e.addDueOn(t, acme, "DUE-TODAY-2", today)
 	dueYesterday := e.addDueOn(t, acme, "DUE-YESTERDAY", dayAfter(t, today, -1))
