@@ -7,12 +7,9 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/internal/enqueueapp"
-	"github.com/invoicing/tenantworker/internal/testenv"
-	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/tasks"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
@@ -32,41 +29,6 @@ func TestTenantMoveDurationFlags(t *testing.T) {
 		if code, _, stderr := f.run(t, false, args...); code != enqueueapp.ExitUsage {
 			t.Errorf("%q: exit %d stderr %q, want %d (usage)", args, code, stderr, enqueueapp.ExitUsage)
 		}
-	}
-}
-
-// TestTenantMoveGraceZeroWaits: a move with --grace 0 still keeps
-// the old schema 3 s (the default) after the switch.
-func TestTenantMoveGraceZeroWaits(t *testing.T) {
-	t.Parallel()
-	f := newFixture(t)
-	ctx := context.Background()
-	if code, _, stderr := f.run(t, false, "db", "add", "eu2", testenv.Postgres(t)); code != enqueueapp.ExitOK {
-		t.Fatalf("db add: exit %d stderr %q", code, stderr)
-	}
-	tn := f.provision(t, "acme")
-	target := "eu2"
-	pool := f.deps.SchemaPool
-	if tn.DatabaseName() != tenantctx.DefaultDatabase {
-		target = tenantctx.DefaultDatabase
-		p, err := f.deps.Pools.ForTenant(ctx, tn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pool = p
-	}
-	if _, err := schema.Migrate(ctx, pool, tn.Schema, 0); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.deps.Catalog.SetStatus(ctx, tn.ID, tenantctx.StatusActive); err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	code, stdout, stderr := f.run(t, false, "tenant", "move", "acme", "--to", target, "--grace", "0")
-	took := time.Since(start)
-	t.Logf("exit %d took %v stdout %q stderr %q", code, took, stdout, stderr)
-	if code == enqueueapp.ExitOK && took >= 3*time.Second {
-		t.Fatalf("tenant move --grace 0 took %v: the 3 s default grace was applied", took)
 	}
 }
 

@@ -127,13 +127,16 @@ func TestUnusableDatabaseRefusingTheLoginIsUsedAgainOnceFixed(t *testing.T) {
 	ctx := t.Context()
 	const every = 500 * time.Millisecond
 	r, log, srv, lateURL := startedWhileDownRecheck(t, true, true, every)
+	// Timed from before the first Choose, whose check of late starts the
+	// wait for its re-check: a stall after it cannot make the re-check
+	// look not due yet.
+	found := time.Now()
 	if name, err := r.Choose(ctx, ""); err != nil || name != "main" {
 		t.Fatalf("Choose() = %q, %v; want main", name, err)
 	}
 	if err := r.Unusable()["late"]; !errors.Is(err, placement.ErrRefused) {
 		t.Fatalf("Unusable()[late] = %v; want ErrRefused; log:\n%s", err, log)
 	}
-	found := time.Now()
 	role, _ := roleAndDatabase(t, lateURL)
 	asAdmin(t, srv, "ALTER ROLE "+role+" PASSWORD 'n0t-the-s3cret'")
 	name, err := r.Choose(ctx, "")
