@@ -216,6 +216,45 @@ func NextTick(s cron.Schedule, t time.Time) time.Time {
 	return s.Next(t.UTC())
 }
 
+// FiresEveryHour reports whether s, a schedule ParseSchedule returned,
+// ticks at least once in every hour: an "@every" of at most an hour, or a
+// cron spec whose hour, day-of-month, month and day-of-week fields leave
+// out no hour of any day ("0 * * * *", "*/15 * * * *", "@hourly", with or
+// without CRON_TZ=). A daily spec, one every other hour or one on
+// weekdays only does not: some hours of some days have no tick.
+func FiresEveryHour(s cron.Schedule) bool {
+	switch s := s.(type) {
+	case cron.ConstantDelaySchedule:
+		return s.Delay <= time.Hour
+	case wallSchedule:
+		return specFiresEveryHour(s.wall)
+	case *cron.SpecSchedule:
+		return specFiresEveryHour(s)
+	}
+	return false
+}
+
+// specFiresEveryHour reports whether sp matches every hour of every day,
+// its days read as robfig/cron reads them: day of month and day of week
+// must both match when either is "*", one of them otherwise.
+func specFiresEveryHour(sp *cron.SpecSchedule) bool {
+	all := func(field uint64, lo, hi uint) bool {
+		for i := lo; i <= hi; i++ {
+			if field&(1<<i) == 0 {
+				return false
+			}
+		}
+		return true
+	}
+	const starBit = 1 << 63 // robfig/cron's mark of a "*" field
+	dom, dow := all(sp.Dom, 1, 31), all(sp.Dow, 0, 6)
+	days := dom || dow
+	if sp.Dom&starBit != 0 || sp.Dow&starBit != 0 {
+		days = dom && dow
+	}
+	return all(sp.Hour, 0, 23) && all(sp.Month, 1, 12) && days
+}
+
 // RunScheduler enqueues sweep:overdue (or opts.Task's task) once per tick
 // of spec until ctx is done, then returns nil. The task id is derived from
 // the tick time (SweepOverdue{Tick}), so any number of replicas running this loop

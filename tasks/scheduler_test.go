@@ -355,3 +355,44 @@ func TestSchedulerRetriesFailedEnqueue(t *testing.T) {
 		t.Fatal(ctx.Err())
 	}
 }
+
+// TestFiresEveryHour: a schedule fires every hour when it ticks at least
+// once in each hour of every day, whatever its zone; a daily schedule, one
+// that skips hours or days, or an "@every" longer than an hour does not.
+func TestFiresEveryHour(t *testing.T) {
+	t.Parallel()
+	for spec, want := range map[string]bool{
+		"0 * * * *":                       true,
+		"@hourly":                         true,
+		"*/15 * * * *":                    true,
+		"30 * * * *":                      true,
+		"* * * * *":                       true,
+		"0 0-23 * * *":                    true,
+		"0 * 1-31 * 0-6":                  true,
+		"CRON_TZ=Europe/Berlin 0 * * * *": true,
+		"CRON_TZ=Asia/Kolkata 5 * * * *":  true,
+		"@every 1h":                       true,
+		"@every 30s":                      true,
+		"@every 59m":                      true,
+		"0 9 * * *":                       false,
+		"@daily":                          false,
+		"@weekly":                         false,
+		"0 */2 * * *":                     false,
+		"0 0-22 * * *":                    false,
+		"0 * * * 1-5":                     false,
+		"0 * 1-28 * *":                    false,
+		"0 * * 1-11 *":                    false,
+		"CRON_TZ=Europe/Berlin 0 6 * * *": false,
+		"@every 61m":                      false,
+		"@every 2h":                       false,
+		"@every 24h":                      false,
+	} {
+		s, err := ParseSchedule(spec)
+		if err != nil {
+			t.Fatalf("%q: %v", spec, err)
+		}
+		if got := FiresEveryHour(s); got != want {
+			t.Errorf("FiresEveryHour(%q) = %v, want %v", spec, got, want)
+		}
+	}
+}

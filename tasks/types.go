@@ -95,7 +95,8 @@ func (p InvoiceReminder) Validate() error {
 }
 
 // InvoicesOverdue marks one tenant's late invoices overdue and enqueues
-// reminders for them.
+// reminders for them (from the worker's REMINDER_SEND_HOUR of the tenant's
+// day: a run before it enqueues none).
 type InvoicesOverdue struct {
 	TenantID string `json:"tenant_id"`
 	// Tick is the sweep tick that produced the task (Unix seconds); it

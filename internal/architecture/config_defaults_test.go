@@ -48,6 +48,7 @@ func TestReadmeConfigurationDefaults(t *testing.T) {
 		"DB_KEEP_CONNS":            fmt.Sprint(c.DBKeepConns),
 		"OVERDUE_SWEEP_CRON":       c.OverdueSweepCron,
 		"DOCUMENTS_SWEEP_CRON":     c.DocumentsSweepCron,
+		"REMINDER_SEND_HOUR":       fmt.Sprint(c.ReminderSendHour),
 		"SCHEDULER_ENABLED":        fmt.Sprint(c.SchedulerEnabled),
 		"REQUEST_TIMEOUT":          shortDuration(c.RequestTimeout),
 		"ADMIN_REQUEST_TIMEOUT":    shortDuration(c.AdminRequestTimeout),

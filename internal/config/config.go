@@ -95,6 +95,9 @@ const (
 	// MinAdminTokenLen is the shortest ADMIN_TOKEN accepted outside the dev
 	// stack: 32 characters (`openssl rand -hex 32` gives 64).
 	MinAdminTokenLen = 32
+	// MaxReminderSendHour is the latest REMINDER_SEND_HOUR: 23, the last
+	// hour of a day.
+	MaxReminderSendHour = 23
 )
 
 // Log formats.
@@ -156,6 +159,16 @@ type Config struct {
 	// OverdueSweepCron's forms, or DocumentsSweepOff; "" means
 	// DefaultDocumentsSweepCron.
 	DocumentsSweepCron string
+	// ReminderSendHour (REMINDER_SEND_HOUR, 0 to MaxReminderSendHour) is
+	// the hour of each tenant's own day (in its time zone) from which the
+	// overdue sweep's invoices:overdue enqueues the day's reminders; a
+	// sweep before it marks overdue invoices and enqueues none
+	// (worker.Handlers.ReminderSendHour). 0, the default, enqueues them
+	// with the first sweep of the tenant's day. It needs a sweep at or
+	// after the hour every day in every tenant's zone: with an
+	// OverdueSweepCron that does not fire every hour the worker warns at
+	// start.
+	ReminderSendHour int
 	// SchedulerEnabled (SCHEDULER_ENABLED, default true) runs the sweep
 	// scheduler loop in this worker. Any number of replicas may run it.
 	SchedulerEnabled bool
@@ -375,6 +388,7 @@ func Parse(getenv func(string) string) (Config, error) {
 		WorkerConcurrency:     p.positiveInt("WORKER_CONCURRENCY"),
 		OverdueSweepCron:      p.str("OVERDUE_SWEEP_CRON"),
 		DocumentsSweepCron:    p.str("DOCUMENTS_SWEEP_CRON"),
+		ReminderSendHour:      p.hour("REMINDER_SEND_HOUR"),
 		SchedulerEnabled:      p.boolean("SCHEDULER_ENABLED", true),
 		ShutdownTimeout:       p.duration("SHUTDOWN_TIMEOUT"),
 		RequestTimeout:        p.duration("REQUEST_TIMEOUT"),
@@ -535,6 +549,9 @@ func (c Config) validate() error {
 			bad("%v (or %s)", err, DocumentsSweepOff)
 		}
 	}
+	if c.ReminderSendHour < 0 || c.ReminderSendHour > MaxReminderSendHour {
+		bad("REMINDER_SEND_HOUR: must be an hour from 0 to %d, got %d", MaxReminderSendHour, c.ReminderSendHour)
+	}
 	if c.ShutdownTimeout <= 0 {
 		bad("SHUTDOWN_TIMEOUT: must be positive, got %v", c.ShutdownTimeout)
 	}
@@ -654,6 +671,21 @@ func (p *parser) positiveInt(name string) int {
 	n, err := strconv.Atoi(s)
 	if err != nil || n <= 0 {
 		p.errs = append(p.errs, fmt.Errorf("%s: must be a positive integer, got %.40q", name, s))
+		return 0
+	}
+	return n
+}
+
+// hour reads an hour of the day, an integer (validate checks that it is
+// 0 to MaxReminderSendHour); unset is 0.
+func (p *parser) hour(name string) int {
+	s := p.str(name)
+	if s == "" {
+		return 0
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		p.errs = append(p.errs, fmt.Errorf("%s: must be an hour from 0 to %d, got %.40q", name, MaxReminderSendHour, s))
 		return 0
 	}
 	return n

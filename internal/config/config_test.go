@@ -541,3 +541,37 @@ func TestSMTPTLS(t *testing.T) {
 		t.Errorf("SMTP_TLS=requried: %v, want an error naming the variable and the modes", err)
 	}
 }
+
+// TestReminderSendHour: REMINDER_SEND_HOUR is an hour of the day, 0 to 23,
+// 0 when unset (reminders with the first sweep of the tenant's day); an
+// hour that is not an integer, or outside the day, stops the start with
+// an error naming the variable, also when set on the Config (the dev
+// stack) rather than read.
+func TestReminderSendHour(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		value string
+		want  int
+	}{{"", 0}, {"0", 0}, {"9", 9}, {" 23 ", 23}} {
+		c, err := FromEnv(envWithDatabase(map[string]string{"REMINDER_SEND_HOUR": tt.value}))
+		if err != nil || c.ReminderSendHour != tt.want {
+			t.Errorf("REMINDER_SEND_HOUR=%q: %d, %v; want %d", tt.value, c.ReminderSendHour, err, tt.want)
+		}
+	}
+	for _, tt := range []struct{ value, want string }{
+		{"24", "REMINDER_SEND_HOUR: must be an hour from 0 to 23, got 24"},
+		{"-1", "REMINDER_SEND_HOUR: must be an hour from 0 to 23, got -1"},
+		{"9am", `REMINDER_SEND_HOUR: must be an hour from 0 to 23, got "9am"`},
+		{"09:00", `REMINDER_SEND_HOUR: must be an hour from 0 to 23, got "09:00"`},
+		{"8.5", `REMINDER_SEND_HOUR: must be an hour from 0 to 23, got "8.5"`},
+	} {
+		_, err := FromEnv(envWithDatabase(map[string]string{"REMINDER_SEND_HOUR": tt.value}))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("REMINDER_SEND_HOUR=%q: error %v, want %q", tt.value, err, tt.want)
+		}
+	}
+	_, err := Config{DatabaseURL: "postgres://app@db/inv", ReminderSendHour: 24}.Resolve()
+	if err == nil || !strings.Contains(err.Error(), "REMINDER_SEND_HOUR: must be an hour from 0 to 23, got 24") {
+		t.Errorf("Resolve with ReminderSendHour 24: %v, want REMINDER_SEND_HOUR named", err)
+	}
+}

@@ -74,8 +74,8 @@ TENANT_CACHE_TTL, REQUEST_TIMEOUT, ADMIN_REQUEST_TIMEOUT, API_TENANT_DB_CONNS,
 SHUTDOWN_TIMEOUT, REDIS_AUTOPIPELINE, FAIR_DISPATCH, PLAN_LIMITS,
 FAIR_MAX_WAITING_TOTAL, QUEUE_SHARDS, QUEUE_SHARDS_SERVED, LOG_FORMAT,
 LOG_LEVEL; MAIL_FROM,
-OVERDUE_SWEEP_CRON and DOCUMENTS_SWEEP_CRON are checked at start as the
-worker checks them (the
+OVERDUE_SWEEP_CRON, DOCUMENTS_SWEEP_CRON and REMINDER_SEND_HOUR are checked
+at start as the worker checks them (the
 README's Configuration table has each one's default and meaning).
 Run "enqueue <command> --help" for a command's flags.
 `

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/invoice"
@@ -24,6 +26,9 @@ type overdueResult struct {
 	Marked    int64 `json:"marked_overdue"`
 	Reminders int   `json:"reminders_enqueued"`
 	Existing  int   `json:"reminders_existing"`
+	// DeferredUntil is set ("09:00") when the run enqueued no reminder
+	// because the tenant's local time is before Handlers.ReminderSendHour.
+	DeferredUntil string `json:"reminders_deferred_until,omitempty"`
 }
 
 // InvoicesOverdue handles invoices:overdue for the tenant in ctx: one
@@ -39,10 +44,12 @@ type overdueResult struct {
 // docs/architecture.md). A pending reminder of the same invoice and day is
 // reported, not enqueued again (its task id); a finished one that sent
 // nothing is replaced, so a reminder skipped earlier in the day does not
-// keep this one from being sent. Its task result is
-// {"marked_overdue","reminders_enqueued","reminders_existing"}.
+// keep this one from being sent. Before h.ReminderSendHour of the
+// tenant's day it marks overdue invoices but enqueues no reminder: a later
+// sweep of the same day does. Its task result is
+// {"marked_overdue","reminders_enqueued","reminders_existing"}, with
+// "reminders_deferred_until":"HH:00" when it deferred them.
 func (h *Handlers) InvoicesOverdue(ctx context.Context, p tasks.InvoicesOverdue) error {
-	pageSize := h.page(overduePageSize)
 	t, err := taskTenant(ctx, p)
 	if err != nil {
 		return err
@@ -66,6 +73,28 @@ func (h *Handlers) InvoicesOverdue(ctx context.Context, p tasks.InvoicesOverdue)
 		return fmt.Errorf("mark overdue invoices of tenant %s: %w", t.ID, err)
 	}
 
+	if now.Hour() < h.ReminderSendHour {
+		// Reminders go out from the tenant's own send hour: the first sweep
+		// at or after it today enqueues them (the day's key is the same).
+		res.DeferredUntil = fmt.Sprintf("%02d:00", h.ReminderSendHour)
+	} else if err := h.enqueueReminders(ctx, t, pool, now, &res); err != nil {
+		return err
+	}
+	attrs := []any{slog.Int64("marked_overdue", res.Marked),
+		slog.Int("reminders_enqueued", res.Reminders), slog.Int("reminders_existing", res.Existing)}
+	if res.DeferredUntil != "" {
+		attrs = append(attrs, slog.String("reminders_deferred_until", res.DeferredUntil))
+	}
+	LoggerFromContext(ctx).InfoContext(ctx, "overdue invoices processed", attrs...)
+	return writeResult(ctx, res)
+}
+
+// enqueueReminders is InvoicesOverdue's second step: it pages through the
+// invoices of tenant t whose reminder of now's day is due
+// (invoice.RemindersDue) and enqueues one invoice:reminder each, counting
+// them in res.
+func (h *Handlers) enqueueReminders(ctx context.Context, t tenantctx.Tenant, pool *pgxpool.Pool, now time.Time, res *overdueResult) error {
+	pageSize := h.page(overduePageSize)
 	day := t.Day(now)
 	var after int64
 	for {
@@ -74,6 +103,7 @@ func (h *Handlers) InvoicesOverdue(ctx context.Context, p tasks.InvoicesOverdue)
 		}
 		var ids []int64
 		err := schema.InTenant(ctx, pool, func(ctx context.Context, tx pgx.Tx) error {
+			var err error
 			ids, err = invoice.RemindersDue(ctx, tx, now, after, pageSize)
 			return err
 		})
@@ -96,9 +126,7 @@ func (h *Handlers) InvoicesOverdue(ctx context.Context, p tasks.InvoicesOverdue)
 		}
 		after = ids[len(ids)-1]
 	}
-	LoggerFromContext(ctx).InfoContext(ctx, "overdue invoices processed", slog.Int64("marked_overdue", res.Marked),
-		slog.Int("reminders_enqueued", res.Reminders), slog.Int("reminders_existing", res.Existing))
-	return writeResult(ctx, res)
+	return nil
 }
 
 // sweepPageSize is how many tenants a sweep reads at once.

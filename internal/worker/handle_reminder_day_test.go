@@ -106,6 +106,13 @@ func (d *reminderDay) sweep(t *testing.T, tick int64) {
 	if err := d.e.work(tasks.InvoicesOverdue{TenantID: d.tn.ID, Tick: tick}); err != nil {
 		t.Fatalf("invoices:overdue: %v", err)
 	}
+	d.waitReminders(t)
+}
+
+// waitReminders waits until no reminder task is pending, active or
+// waiting for a retry.
+func (d *reminderDay) waitReminders(t *testing.T) {
+	t.Helper()
 	testenv.WaitFor(t, time.Minute, "the sweep's reminders to finish", func() bool {
 		for _, state := range []asynq.TaskState{asynq.TaskStatePending, asynq.TaskStateActive, asynq.TaskStateRetry} {
 			if n := d.count(t, state); n > 0 {

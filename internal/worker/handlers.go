@@ -39,6 +39,13 @@ type Handlers struct {
 	Tenancy *tenancy.Service
 	// MailFrom is the From address of reminders.
 	MailFrom string
+	// ReminderSendHour is the hour of each tenant's own day (0 to 23, in
+	// its time zone: tenantctx.Tenant.Today) from which invoices:overdue
+	// enqueues reminders (REMINDER_SEND_HOUR); before it, the sweep marks
+	// overdue invoices and defers the reminders to a later sweep of the
+	// day. 0 enqueues them at any hour. Reminders asked for
+	// (invoice:reminder) are never deferred.
+	ReminderSendHour int
 	// PDFMaxLines, PDFMaxBytes and PDFMaxPages limit invoice:pdf and the
 	// PDFs rendered for reminders (pdf.Renderer's MaxLines, MaxBytes and
 	// MaxPages): an invoice over any of them is archived with the reason.

@@ -16,8 +16,16 @@ import (
 // clock is the test's to set (at); d.day is unset.
 func newReminderDayIn(t *testing.T, zone string) *reminderDay {
 	t.Helper()
+	return newReminderDayAt(t, zone, 0)
+}
+
+// newReminderDayAt is newReminderDayIn with the handlers'
+// ReminderSendHour set to sendHour (REMINDER_SEND_HOUR).
+func newReminderDayAt(t *testing.T, zone string, sendHour int) *reminderDay {
+	t.Helper()
 	srv := smtptest.Start(t, smtptest.Options{})
 	e := newHandlerEnv(t, smtpMailer(t, srv))
+	e.h.ReminderSendHour = sendHour
 	tn := e.provision(t, "acme", "Acme")
 	tn, err := e.h.Tenancy.SetTimeZone(e.ctx, tn.ID, zone, "test")
 	if err != nil {

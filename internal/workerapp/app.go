@@ -77,6 +77,7 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 	if logger == nil {
 		logger = slog.Default()
 	}
+	warnReminderSendHour(ctx, cfg, logger)
 	d, err := open(ctx, cfg, logger, opts)
 	if err != nil {
 		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
@@ -106,6 +107,8 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 		Enqueuer:  d.Enqueuer,
 		Tenancy:   d.Tenancy,
 		MailFrom:  cfg.MailFrom,
+
+		ReminderSendHour: cfg.ReminderSendHour,
 
 		PDFMaxLines: cfg.PDFMaxLines,
 		PDFMaxBytes: int64(cfg.PDFMaxBytes),
@@ -219,6 +222,7 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 		slog.Bool("scheduler", cfg.SchedulerEnabled),
 		slog.Bool("idle_waits_for_announcements", d.Dispatcher != nil),
 		slog.String("sweep_schedule", cfg.OverdueSweepCron),
+		slog.Int("reminder_send_hour", cfg.ReminderSendHour),
 		slog.String("documents_sweep_schedule", cfg.DocumentsSweepCron))
 	if opts.Ready != nil {
 		opts.Ready(d.listener.Addr())
@@ -240,6 +244,24 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 	memberWG.Wait()
 	logger.Info("worker stopped")
 	return runErr
+}
+
+// warnReminderSendHour logs a warning when REMINDER_SEND_HOUR defers the
+// sweep's reminders and OVERDUE_SWEEP_CRON does not fire every hour
+// (tasks.FiresEveryHour): a tenant in whose time zone every sweep runs
+// before the hour would never get the sweep's reminders. It judges this
+// worker's own schedule, whether or not it runs the scheduler.
+func warnReminderSendHour(ctx context.Context, cfg config.Config, logger *slog.Logger) {
+	if cfg.ReminderSendHour == 0 {
+		return
+	}
+	s, err := tasks.ParseSchedule(cfg.OverdueSweepCron)
+	if err != nil || tasks.FiresEveryHour(s) {
+		return // an invalid schedule is Resolve's to refuse
+	}
+	logger.WarnContext(ctx, "REMINDER_SEND_HOUR is set but OVERDUE_SWEEP_CRON does not run every hour: "+
+		"a tenant whose every sweep comes before that hour of its day gets no reminders from the sweep",
+		slog.Int("reminder_send_hour", cfg.ReminderSendHour), slog.String("sweep_schedule", cfg.OverdueSweepCron))
 }
 
 // staleTempRemover is a document store that can remove the temporary
