@@ -160,24 +160,36 @@ func tenantCmd(ctx context.Context, args []string, sio IO) error {
 	return run(ctx, rest, sio)
 }
 
-// parseSlug parses the arguments of a tenant command: its flags and one
-// slug, the flags before the slug ("tenant move --to eu2 acme"), after it
-// ("tenant move acme --to eu2"), or both.
-func parseSlug(fs *flag.FlagSet, args []string) (string, error) {
+// parseSlug parses the arguments of a tenant command: its flags, one slug
+// and then one argument for each of names (tenant time-zone's ZONE; a
+// missing one is named in the usage error), the flags before the slug
+// ("tenant move --to eu2 acme"), after it ("tenant move acme --to eu2"),
+// or both. It returns the slug and those arguments.
+func parseSlug(fs *flag.FlagSet, args []string, names ...string) (string, []string, error) {
 	if err := parseFlags(fs, args); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if fs.NArg() == 0 {
-		return "", fmt.Errorf("%w: the tenant's SLUG is missing", errUsage)
+		return "", nil, fmt.Errorf("%w: the tenant's SLUG is missing", errUsage)
 	}
 	slug := fs.Arg(0)
+	var vals []string
+	for _, name := range names {
+		if err := parseFlags(fs, fs.Args()[1:]); err != nil {
+			return "", nil, err
+		}
+		if fs.NArg() == 0 {
+			return "", nil, fmt.Errorf("%w: the tenant's %s is missing", errUsage, name)
+		}
+		vals = append(vals, fs.Arg(0))
+	}
 	if err := parse(fs, fs.Args()[1:]); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if err := tenantctx.ValidateSlug(slug); err != nil {
-		return "", fmt.Errorf("%w: %w", errUsage, err)
+		return "", nil, fmt.Errorf("%w: %w", errUsage, err)
 	}
-	return slug, nil
+	return slug, vals, nil
 }
 
 // isHelp reports whether arg asks for help.
@@ -193,7 +205,7 @@ func tenantAdd(ctx context.Context, args []string, sio IO) error {
 	plan := fs.String("plan", "", "plan (default: "+tenancy.DefaultPlan+")")
 	db := fs.String("database", "", "tenant database to place it on (default: the one with the fewest tenants)")
 	zone := fs.String("time-zone", tenantctx.DefaultTimeZone, "IANA time zone its invoices' due dates are judged in, e.g. Europe/Berlin")
-	slug, err := parseSlug(fs, args)
+	slug, _, err := parseSlug(fs, args)
 	if err != nil {
 		return err
 	}
@@ -223,7 +235,7 @@ func tenantMove(ctx context.Context, args []string, sio IO) error {
 	to := fs.String("to", "", "target tenant database (required)")
 	drain := fs.Duration("drain-timeout", 5*time.Minute, "how long to wait for the tenant's running tasks")
 	grace := fs.Duration("grace", 3*time.Second, "how long the old schema stays after the switch")
-	slug, err := parseSlug(fs, args)
+	slug, _, err := parseSlug(fs, args)
 	if err != nil {
 		return err
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 
 	"github.com/invoicing/tenantworker/internal/tenancy"
@@ -24,10 +23,11 @@ func tenantTimeZone(ctx context.Context, args []string, sio IO) error {
 			"are judged in from its next overdue sweep or reminder on, e.g.\n"+
 			"Europe/Berlin or UTC. The command takes no flags.\n")
 	}
-	slug, zone, err := parseSlugAnd(fs, args, "ZONE")
+	slug, vals, err := parseSlug(fs, args, "ZONE")
 	if err != nil {
 		return err
 	}
+	zone := vals[0]
 	if err := tenantctx.ValidateTimeZone(zone); err != nil {
 		return fmt.Errorf("%w: ZONE: %w", errUsage, err)
 	}
@@ -55,31 +55,4 @@ func tenantTimeZone(ctx context.Context, args []string, sio IO) error {
 		return err
 	}
 	return json.NewEncoder(sio.Stdout).Encode(t)
-}
-
-// parseSlugAnd parses the arguments of a tenant command taking a slug and
-// one more argument, named name in its usage error, with the flags
-// anywhere among them, as parseSlug.
-func parseSlugAnd(fs *flag.FlagSet, args []string, name string) (slug, arg string, err error) {
-	if err := parseFlags(fs, args); err != nil {
-		return "", "", err
-	}
-	if fs.NArg() == 0 {
-		return "", "", fmt.Errorf("%w: the tenant's SLUG is missing", errUsage)
-	}
-	slug = fs.Arg(0)
-	if err := parseFlags(fs, fs.Args()[1:]); err != nil {
-		return "", "", err
-	}
-	if fs.NArg() == 0 {
-		return "", "", fmt.Errorf("%w: the tenant's %s is missing", errUsage, name)
-	}
-	arg = fs.Arg(0)
-	if err := parse(fs, fs.Args()[1:]); err != nil {
-		return "", "", err
-	}
-	if err := tenantctx.ValidateSlug(slug); err != nil {
-		return "", "", fmt.Errorf("%w: %w", errUsage, err)
-	}
-	return slug, arg, nil
 }
