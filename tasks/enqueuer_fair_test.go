@@ -18,9 +18,7 @@ import (
 // a catalog with two active tenants.
 func fairSetup(t *testing.T, minPending int) (*Enqueuer, *asynq.Inspector, *memstore.Catalog, [2]tenantctx.Tenant) {
 	t.Helper()
-	opt := newRedis(t)
-	rdb := redis.NewClient(&redis.Options{Addr: opt.Addr})
-	t.Cleanup(func() { _ = rdb.Close() })
+	_, rdb := newRedisClient(t)
 	return fairSetupOn(t, rdb, minPending)
 }
 
@@ -148,9 +146,7 @@ func TestEnqueueManyRefusesMixedTenants(t *testing.T) {
 func TestFairEnqueueForgetsOldRecords(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	opt := newRedis(t)
-	rdb := redis.NewClient(&redis.Options{Addr: opt.Addr})
-	t.Cleanup(func() { _ = rdb.Close() })
+	_, rdb := newRedisClient(t)
 	catalog := memstore.New()
 	tn, err := tenantctx.New("rec-acme", "Acme", "free")
 	if err != nil {

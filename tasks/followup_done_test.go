@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 )
 
 // TestRenderAskedForAfterBothRunsFinishedIsNotLost: with fair dispatch, a
@@ -19,9 +18,7 @@ import (
 func TestRenderAskedForAfterBothRunsFinishedIsNotLost(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	opt := newRedis(t)
-	rdb := redis.NewClient(&redis.Options{Addr: opt.Addr})
-	t.Cleanup(func() { _ = rdb.Close() })
+	opt, rdb := newRedisClient(t)
 	enq, inspector, _, tenants := fairSetupOn(t, rdb, 2)
 	started := make(chan string, 8)
 	// A plain asynq server: it completes tasks and never reports them to

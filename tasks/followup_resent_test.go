@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/invoicing/tenantworker/internal/testenv"
 )
@@ -25,9 +24,7 @@ import (
 func TestFollowUpDropsItsOldRecordThoughTheEnqueueWasSentAgain(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	opt := newRedis(t)
-	rdb := redis.NewClient(&redis.Options{Addr: opt.Addr})
-	t.Cleanup(func() { _ = rdb.Close() })
+	opt, rdb := newRedisClient(t)
 	enq, inspector, _, tenants := fairSetupOn(t, rdb, 2)
 	records := NewTaskRecords(rdb, TaskRecordsOptions{})
 	enq = enq.WithTaskRecords(records)

@@ -156,9 +156,7 @@ func receive(t *testing.T, ch <-chan string) string {
 func TestBulkAtTheCapAcceptsNothingFollowUpsIncluded(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	opt := newRedis(t)
-	rdb := redis.NewClient(&redis.Options{Addr: opt.Addr})
-	t.Cleanup(func() { _ = rdb.Close() })
+	opt, rdb := newRedisClient(t)
 	enq, inspector, catalog, tenants := fairSetupOn(t, rdb, 1)
 	tn := tenants[0]
 	if _, err := catalog.SetLimits(ctx, tn.ID, "", tenantctx.Limits{MaxWaiting: 2}); err != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/invoicing/tenantworker/internal/testenv"
 )
@@ -30,6 +31,15 @@ func testContext(t testing.TB) context.Context {
 // newRedis returns the connection options of a dedicated real redis-server.
 func newRedis(t testing.TB) asynq.RedisClientOpt {
 	return asynq.RedisClientOpt{Addr: testenv.Redis(t)}
+}
+
+// newRedisClient returns the connection options of a dedicated real
+// redis-server and a go-redis client on it, closed at the end of the test.
+func newRedisClient(t testing.TB) (asynq.RedisClientOpt, *redis.Client) {
+	opt := newRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: opt.Addr})
+	t.Cleanup(func() { _ = rdb.Close() })
+	return opt, rdb
 }
 
 // newTestEnqueuer returns an Enqueuer (and its inspector) on redis, closed

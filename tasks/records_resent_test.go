@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/internal/testenv"
@@ -25,9 +24,7 @@ import (
 func TestRefusedEnqueueKeepsRecordsThoughTakeWasSentAgain(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	opt := newRedis(t)
-	rdb := redis.NewClient(&redis.Options{Addr: opt.Addr})
-	t.Cleanup(func() { _ = rdb.Close() })
+	_, rdb := newRedisClient(t)
 	// The take sent twice (testenv.SendTwice), once armed.
 	var armed atomic.Bool
 	rdb.AddHook(&testenv.SendTwice{Match: func(args []any) bool {

@@ -5,8 +5,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // TestTakeOfATenantWithoutRecordsLooksUpNoID: every enqueue of a task
@@ -18,9 +16,7 @@ import (
 func TestTakeOfATenantWithoutRecordsLooksUpNoID(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	opt := newRedis(t)
-	rdb := redis.NewClient(&redis.Options{Addr: opt.Addr})
-	t.Cleanup(func() { _ = rdb.Close() })
+	_, rdb := newRedisClient(t)
 	records := NewTaskRecords(rdb, TaskRecordsOptions{})
 	const tenant = "tn_l6to436s7a7gm26zfzxqh6n75e"
 	ids := make([]string, 100)

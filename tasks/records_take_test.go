@@ -2,8 +2,6 @@ package tasks
 
 import (
 	"testing"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // TestTakeAnswersOnlyItsOwnRecords: each take of a tenant's records keeps
@@ -16,9 +14,7 @@ import (
 func TestTakeAnswersOnlyItsOwnRecords(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	opt := newRedis(t)
-	rdb := redis.NewClient(&redis.Options{Addr: opt.Addr})
-	t.Cleanup(func() { _ = rdb.Close() })
+	_, rdb := newRedisClient(t)
 	records := NewTaskRecords(rdb, TaskRecordsOptions{})
 	const tenant = "tn_l6to436s7a7gm26zfzxqh6n75e"
 	for _, id := range []string{"invoice:pdf:" + tenant + ":1", "invoice:pdf:" + tenant + ":2"} {

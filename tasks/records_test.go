@@ -20,9 +20,7 @@ import (
 func TestTaskRecordsArePerTenant(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	opt := newRedis(t)
-	rdb := redis.NewClient(&redis.Options{Addr: opt.Addr})
-	t.Cleanup(func() { _ = rdb.Close() })
+	opt, rdb := newRedisClient(t)
 	const perTenant = 5
 	records := NewTaskRecords(rdb, TaskRecordsOptions{PerTenant: perTenant})
 	quiet, noisy := tenantctx.NewID(), tenantctx.NewID()
