@@ -5,11 +5,8 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -75,15 +72,16 @@ func BenchmarkDrain(b *testing.B) {
 							}
 						}
 					}
-					r0, c0, s0 := redisStats(b, rdb), commandCount(b, rdb), processCPU()
+					u0, s0 := testenv.ReadRedisUsage(b, rdb), testenv.ProcessCPU()
 					e, err := drain(ctx, rdb, d, mode == "fair", served[queues], tasksPerOp)
 					if err != nil {
 						b.Fatal(err)
 					}
 					elapsed += e
-					redisCPU += redisStats(b, rdb) - r0
-					cmds += commandCount(b, rdb) - c0
-					selfCPU += processCPU() - s0
+					u := testenv.ReadRedisUsage(b, rdb).Sub(u0)
+					redisCPU += u.CPU
+					cmds += u.Commands
+					selfCPU += testenv.ProcessCPU() - s0
 				}
 				n := float64(b.N * tasksPerOp)
 				b.ReportMetric(n/elapsed.Seconds(), "tasks/s")
@@ -143,43 +141,4 @@ func drain(ctx context.Context, rdb *redis.Client, d *fair.Dispatcher, useFair b
 		rep.Close(ctx)
 	}
 	return elapsed, err
-}
-
-// redisStats is the CPU time redis-server has used.
-func redisStats(b *testing.B, rdb *redis.Client) time.Duration {
-	info, err := rdb.Info(context.Background(), "cpu").Result()
-	if err != nil {
-		b.Fatal(err)
-	}
-	var sum float64
-	for _, f := range []string{"used_cpu_user:", "used_cpu_sys:"} {
-		sum += infoField(info, f)
-	}
-	return time.Duration(sum * float64(time.Second))
-}
-
-// commandCount is how many commands Redis has run (those in scripts too).
-func commandCount(b *testing.B, rdb *redis.Client) int64 {
-	info, err := rdb.Info(context.Background(), "stats").Result()
-	if err != nil {
-		b.Fatal(err)
-	}
-	return int64(infoField(info, "total_commands_processed:"))
-}
-
-func infoField(info, field string) float64 {
-	for _, line := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), field); ok {
-			f, _ := strconv.ParseFloat(v, 64)
-			return f
-		}
-	}
-	return 0
-}
-
-// processCPU is the CPU time this process has used.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
