@@ -787,6 +787,7 @@ local function admit()
   end
 
   local pushed, head, adm, dl, waited = {}, {}, {}, {}, {}
+  local leaseEnd = fmt(NOW + LEASE) -- every admission's lease deadline, written once
   local last = nil
   local gen = nil -- the last token taken, once tokens were taken
   load()
@@ -852,7 +853,7 @@ local function admit()
           end
           adm[#adm + 1] = id
           adm[#adm + 1] = i.rec[typ] .. enqs .. SEP .. i.wf .. SEP .. tok
-          dl[#dl + 1] = NOW + LEASE
+          dl[#dl + 1] = leaseEnd
           dl[#dl + 1] = id
           i.run = i.run + 1
           i.added = i.added or {}
@@ -1050,7 +1051,7 @@ for i = 0, n - 1 do
     elseif r == 'new' then
       fresh[#fresh + 1] = { id, typ, ARGV[b + 3], st, unreported }
     end
-    again[id] = string.gsub(r, 'new$', 'waiting')
+    again[id] = (r == 'new' and 'waiting') or (r == 'follow:new' and 'follow:waiting') or r
   end
   res[i + 1] = r
 end
@@ -1066,6 +1067,9 @@ if mt > 0 and #fresh > 0 then
   end
 end
 local ids, msgs, added = {}, {}, {}
+-- What every record of the call holds between its type and its message
+-- (the tenant and the enqueue time), made once.
+local stamp = SEP .. t .. SEP .. NOW .. SEP
 for _, f in ipairs(fresh) do
   local id, typ, msg, st = f[1], f[2], f[3], f[4]
   -- A finished run whose report has not come in ends now: the new task
@@ -1079,7 +1083,7 @@ for _, f in ipairs(fresh) do
   if drained then redis.call('ZREM', P .. 'drained', id) end
   ids[#ids + 1] = id
   msgs[#msgs + 1] = id
-  msgs[#msgs + 1] = typ .. SEP .. t .. SEP .. NOW .. SEP .. msg
+  msgs[#msgs + 1] = typ .. stamp .. msg
   added[typ] = (added[typ] or 0) + 1
 end
 if #ids > 0 then
