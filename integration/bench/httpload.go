@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"time"
 )
 
@@ -49,9 +50,9 @@ func (c *leanHTTP) close() {
 	}
 }
 
-// post sends "POST path" with an empty body to host with the bearer token
-// and returns the status and body.
-func (c *leanHTTP) post(ctx context.Context, host, path, token string) (int, []byte, error) {
+// post sends "POST path" to host with the bearer token and body (a JSON
+// document; nil for none) and returns the status and body.
+func (c *leanHTTP) post(ctx context.Context, host, path, token string, body []byte) (int, []byte, error) {
 	var lc *leanConn
 	select {
 	case lc = <-c.conns:
@@ -66,17 +67,17 @@ func (c *leanHTTP) post(ctx context.Context, host, path, token string) (int, []b
 		}
 		lc.conn, lc.r = conn, bufio.NewReaderSize(conn, 4096)
 	}
-	status, body, keep, err := lc.roundTrip(host, path, token)
+	status, out, keep, err := lc.roundTrip(host, path, token, body)
 	if err != nil || !keep {
 		lc.conn.Close()
 		lc.conn = nil
 	}
-	return status, body, err
+	return status, out, err
 }
 
 // roundTrip writes one request and reads its response; keep is false when
 // the server asked to close the connection.
-func (lc *leanConn) roundTrip(host, path, token string) (status int, body []byte, keep bool, err error) {
+func (lc *leanConn) roundTrip(host, path, token string, reqBody []byte) (status int, body []byte, keep bool, err error) {
 	b := lc.buf[:0]
 	b = append(b, "POST "...)
 	b = append(b, path...)
@@ -84,7 +85,13 @@ func (lc *leanConn) roundTrip(host, path, token string) (status int, body []byte
 	b = append(b, host...)
 	b = append(b, "\r\nAuthorization: Bearer "...)
 	b = append(b, token...)
-	b = append(b, "\r\nContent-Length: 0\r\n\r\n"...)
+	if len(reqBody) > 0 {
+		b = append(b, "\r\nContent-Type: application/json"...)
+	}
+	b = append(b, "\r\nContent-Length: "...)
+	b = strconv.AppendInt(b, int64(len(reqBody)), 10)
+	b = append(b, "\r\n\r\n"...)
+	b = append(b, reqBody...)
 	lc.buf = b
 	if err := lc.conn.SetDeadline(time.Now().Add(30 * time.Second)); err != nil {
 		return 0, nil, false, err

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -39,8 +38,8 @@ import (
 // (the service answers 404 for others): the scenario seeds them first.
 //
 // Bulk rounds send the same number of tasks as POST /v1/invoices/pdf
-// requests of bulkBatch ids each (net/http clients: the body needs it),
-// against the bare Client.Enqueue rate of single tasks.
+// requests of bulkBatch ids each (the lean client too, with the JSON
+// body), against the bare Client.Enqueue rate of single tasks.
 func (b *bench) enqueue(ctx context.Context, s *Scenario) error {
 	c, err := b.openCore(ctx)
 	if err != nil {
@@ -148,7 +147,7 @@ func (b *bench) enqueue(ctx context.Context, s *Scenario) error {
 	postLeanAs := func(ctx context.Context, invoice int64, i int, repeat bool) error {
 		t := c.tenants[i%len(c.tenants)]
 		path := "/v1/invoices/" + strconv.FormatInt(invoice, 10) + "/pdf"
-		status, body, err := lean.post(ctx, t.Slug+".localhost", path, t.APIKey)
+		status, body, err := lean.post(ctx, t.Slug+".localhost", path, t.APIKey, nil)
 		if err != nil {
 			return fmt.Errorf("POST %s: %w", path, err)
 		}
@@ -175,21 +174,12 @@ func (b *bench) enqueue(ctx context.Context, s *Scenario) error {
 		t := c.tenants[j%T]
 		batch := ids[j%T][offset+(j/T)*bulkBatch : offset+(j/T+1)*bulkBatch]
 		body, _ := json.Marshal(map[string][]int64{"invoice_ids": batch})
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"pdf", bytes.NewReader(body))
+		status, out, err := lean.post(ctx, t.Slug+".localhost", "/v1/invoices/pdf", t.APIKey, body)
 		if err != nil {
-			return err
+			return fmt.Errorf("POST /v1/invoices/pdf (%d ids): %w", len(batch), err)
 		}
-		req.Host = t.Slug + ".localhost"
-		req.Header.Set("Authorization", "Bearer "+t.APIKey)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := httpc.Do(req)
-		if err != nil {
-			return err
-		}
-		out, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusAccepted {
-			return fmt.Errorf("POST %s (%d ids): %d %.300s", req.URL.Path, len(batch), resp.StatusCode, out)
+		if status != http.StatusAccepted {
+			return fmt.Errorf("POST /v1/invoices/pdf (%d ids): %d %.300s", len(batch), status, out)
 		}
 		return nil
 	}
@@ -316,7 +306,7 @@ func (b *bench) enqueue(ctx context.Context, s *Scenario) error {
 	s.add("enqueue service peak RSS", float64(hwm)/(1<<20), "MiB")
 	s.note("each of the %d rounds measures single requests, bare Client.Enqueue and bulk requests back to back (bare in the middle), then %d more bare and bulk pairs and the net/http round (even rounds in the reverse order); the targets are judged on the median of the pairs' ratios (pairs.median: %d single-request pairs, %d bulk pairs), not on the ratio of the medians (ratio)", rounds, bulkPairs-1, rounds, rounds*bulkPairs)
 	s.note("the 64 HTTP clients run in the bench process and the service in its own; both share the machine's CPUs with Redis (bare Enqueue has no HTTP client or server to pay for)")
-	s.note("requests: the bench's lean HTTP/1.1 client (keep-alive, one write and one buffered read per request, as wrk does); the diagnostic row sends the same requests with net/http's client, which spends more CPU per request on the machine the service shares")
+	s.note("requests and bulk requests: the bench's lean HTTP/1.1 client (keep-alive, one write and one buffered read per request, as wrk does); the diagnostic row sends the single requests with net/http's client, which spends more CPU per request on the machine the service shares")
 	s.note("the service runs with its defaults, REDIS_AUTOPIPELINE=true and FAIR_DISPATCH=true included: concurrent requests' enqueues share Redis pipelines, and tenant tasks go into their tenants' backlogs (no worker runs, so they stay there)")
 	s.note("every request checks its invoice(s) in the tenant's schema before enqueueing (404 otherwise): one pinned PostgreSQL query per request, single or bulk")
 	s.Bound = "bare: one Redis round trip (enqueue script) per task from 64 goroutines, bounded by Redis's single thread; HTTP: the same enqueue, coalesced with other requests' into Redis pipelines, plus HTTP parsing and the JSON response, two cached lookups (tenant by slug, API key by SHA-256: in-process hits) and the access log line; per request about four syscalls in the service (read, the server's background read, write, the log line) and two in the client, on the 2 CPUs that Redis and the bare loop use"
