@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command. It sets up what the tests need, then runs the
-# gofmt check, go vet and every test with the race detector. Tests start
+# gofmt check, go vet, every test with the race detector and every benchmark
+# once. Tests start
 # their own PostgreSQL, redis-server and pgbouncer (see internal/testenv);
 # nothing needs to be running.
 #
@@ -183,3 +184,9 @@ if [ -n "$unformatted" ]; then
 fi
 go vet ./...
 go test -race -count=1 -timeout 20m ./... "$@"
+# Every benchmark once, without the race detector, so that one the README or
+# docs/performance.md cites cannot break unnoticed (about 2 min); skipped
+# when arguments pick what to test.
+if [ $# -eq 0 ]; then
+	go test -run '^$' -bench . -benchtime 1x -timeout 10m ./...
+fi

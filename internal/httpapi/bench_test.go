@@ -78,32 +78,38 @@ func runConcurrently(b *testing.B, op func(n int64) error) {
 }
 
 // BenchmarkEnqueuePDF measures POST /v1/invoices/{id}/pdf end to end: a
-// real listener, 64 concurrent keep-alive clients, the cached catalog and
-// real Redis; every request enqueues a new task (distinct invoice ids).
+// real listener, 64 concurrent keep-alive clients, the cached catalog, the
+// invoice check in PostgreSQL and real Redis; every request enqueues a new
+// task (distinct invoices, as many as requests).
 func BenchmarkEnqueuePDF(b *testing.B) {
 	bd := setup(b, func(o *httpapi.Options) {
 		o.Logger = slog.New(slog.NewJSONHandler(io.Discard, nil)) // access log at Info, as in production
 	})
 	acme := bd.active(b, "acme")
+	addInvoices(b, bd, acme, b.N)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: benchClients, MaxConnsPerHost: benchClients}}
 	b.Cleanup(client.CloseIdleConnections)
-	run := fmt.Sprintf("%d", time.Now().UnixNano()%1e9)
 
 	runConcurrently(b, func(n int64) error {
-		req, _ := http.NewRequest(http.MethodPost, bd.srv.URL+"/v1/invoices/"+run+fmt.Sprint(n)+"/pdf", nil)
+		req, _ := http.NewRequest(http.MethodPost, bd.srv.URL+"/v1/invoices/"+fmt.Sprint(n)+"/pdf", nil)
 		req.Host = acme.host()
 		req.Header.Set("Authorization", "Bearer "+acme.key)
-		resp, err := client.Do(req)
-		if err != nil {
-			return err
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusAccepted {
-			return fmt.Errorf("status %d", resp.StatusCode)
-		}
-		return nil
+		return send202(client, req)
 	})
+}
+
+// send202 sends req, reads its body and wants 202 Accepted.
+func send202(client *http.Client, req *http.Request) error {
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return nil
 }
 
 // BenchmarkBareEnqueue is the baseline: asynq.Client.Enqueue of the same

@@ -62,16 +62,7 @@ func BenchmarkEnqueuePDFBulk(b *testing.B) {
 		req, _ := http.NewRequest(http.MethodPost, bd.srv.URL+"/v1/invoices/pdf", strings.NewReader(body.String()))
 		req.Host = tns[k].host()
 		req.Header.Set("Authorization", "Bearer "+tns[k].key)
-		resp, err := client.Do(req)
-		if err != nil {
-			return err
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusAccepted {
-			return fmt.Errorf("status %d", resp.StatusCode)
-		}
-		return nil
+		return send202(client, req)
 	})
 	n := float64(b.N * perRequest)
 	b.ReportMetric(n/b.Elapsed().Seconds(), "tasks/s")
