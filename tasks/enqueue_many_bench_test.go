@@ -57,7 +57,7 @@ func BenchmarkEnqueueMany(b *testing.B) {
 				u0, s0, start := testenv.ReadRedisUsage(b, rdb), testenv.ProcessCPU(), time.Now()
 				var next atomic.Int64
 				var wg sync.WaitGroup
-				var failed atomic.Value
+				var failed atomic.Pointer[error] // the first error
 				for range callers {
 					wg.Go(func() {
 						for {
@@ -72,7 +72,7 @@ func BenchmarkEnqueueMany(b *testing.B) {
 									p := InvoicePDF{TenantID: tn, InvoiceID: first + k}
 									data, _ := json.Marshal(p)
 									if _, err := client.Enqueue(asynq.NewTask(p.TypeName(), data, p.Spec().Options()...)); err != nil {
-										failed.Store(err)
+										failed.CompareAndSwap(nil, &err)
 										return
 									}
 								}
@@ -83,15 +83,15 @@ func BenchmarkEnqueueMany(b *testing.B) {
 								batch[k] = InvoicePDF{TenantID: tn, InvoiceID: first + int64(k)}
 							}
 							if _, err := enq.EnqueueMany(ctx, tn, batch); err != nil {
-								failed.Store(err)
+								failed.CompareAndSwap(nil, &err)
 								return
 							}
 						}
 					})
 				}
 				wg.Wait()
-				if err, _ := failed.Load().(error); err != nil {
-					b.Fatal(err)
+				if err := failed.Load(); err != nil {
+					b.Fatal(*err)
 				}
 				elapsed += time.Since(start)
 				u := testenv.ReadRedisUsage(b, rdb).Sub(u0)
