@@ -366,6 +366,7 @@ func (d *Dispatcher) Enqueue(ctx context.Context, tenantID string, p Policy, tas
 	}
 	args := d.common(6 + 6*len(tasks))
 	args = append(args, tenantID, max(p.Weight, 1), max(p.MaxRunning, 0), max(p.MaxWaiting, 0), len(tasks), max(d.cfg.MaxWaitingTotal, 0))
+	var scratch []byte // the follow-ups' encodings, one at a time (followUpArg)
 	for _, t := range tasks {
 		m := t.Message
 		switch {
@@ -387,7 +388,8 @@ func (d *Dispatcher) Enqueue(ctx context.Context, tenantID string, p Policy, tas
 			if f.Queue != q || f.Type != m.Type || f.ID == "" || f.ID == m.ID {
 				return nil, fmt.Errorf("fair: follow-up %.70q of task %.70q: want its own id, the same type and queue", f.ID, m.ID)
 			}
-			followID, followMsg = f.ID, followUpArg(msg, idAt, m.ID, *f)
+			followID = f.ID
+			followMsg, scratch = followUpArg(scratch, msg, idAt, m.ID, *f)
 		}
 		args = append(args, m.ID, m.Type, replace, msg, followID, followMsg)
 	}

@@ -3,6 +3,7 @@ package fair_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -127,6 +128,48 @@ func TestFollowUpMessageBuiltByTheScript(t *testing.T) {
 		if !bytes.HasPrefix(got, want) {
 			dm, derr := fair.DecodeMessage(got)
 			t.Errorf("%s: follow-up's message in asynq\n got %q (%+v, %v)\nwant %q", c.name, got, dm, derr, want)
+		}
+	}
+}
+
+// TestFollowUpMessagesOfOneBatch: the follow-ups of one enqueue call are
+// encoded one after the other into one reused buffer; each one sent in
+// full (here they differ from their tasks in their retry count) reaches
+// asynq as its own Encode, not as the buffer's last content, and the
+// derivable ones among them are built by the script as before.
+func TestFollowUpMessagesOfOneBatch(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 100)
+	ctx := context.Background()
+	const tenant = "tn_followbatch"
+	var batch []fair.Task
+	var follows []fair.Message
+	for i, retry := range []int{7, 3, 9, 3, 11} { // 3: the task's own, derivable
+		id := fmt.Sprintf("invoice:pdf:%s:%d", tenant, i)
+		m := fair.Message{ID: id, Type: "invoice:pdf", Queue: q, Payload: []byte(fmt.Sprintf(`{"invoice_id":%d}`, i)), Retry: 3, Timeout: 120e9, Retention: 3600e9}
+		f := m
+		f.ID, f.Retry = id+":again", retry
+		if err := b.rdb.HSet(ctx, "asynq:{"+q+"}:t:"+id, "state", "active", "msg", m.Encode()).Err(); err != nil {
+			t.Fatal(err)
+		}
+		follows = append(follows, f)
+		batch = append(batch, fair.Task{Message: m, ReplaceFinished: true, FollowUp: &follows[len(follows)-1]})
+	}
+	res, err := b.d.Enqueue(ctx, tenant, fair.Policy{Weight: 1}, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, f := range follows {
+		if !res[i].FollowUp || res[i].ID != f.ID {
+			t.Fatalf("result %d: %+v, want the new follow-up %s", i, res[i], f.ID)
+		}
+		got, err := b.rdb.HGet(ctx, "asynq:{"+q+"}:t:"+f.ID, "msg").Bytes()
+		if err != nil {
+			t.Fatalf("follow-up %s not admitted into asynq: %v", f.ID, err)
+		}
+		if want := f.Encode(); !bytes.HasPrefix(got, want) {
+			dm, derr := fair.DecodeMessage(got)
+			t.Errorf("follow-up %s's message in asynq\n got %q (%+v, %v)\nwant %q", f.ID, got, dm, derr, want)
 		}
 	}
 }

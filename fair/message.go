@@ -68,11 +68,16 @@ func (m Message) Encode() []byte {
 // tag) in the message: the enqueue script makes a follow-up's message by
 // replacing that field (followUpArg).
 func (m Message) encode() ([]byte, int) {
+	return m.appendTo(make([]byte, 0, 32+len(m.ID)+len(m.Type)+len(m.Queue)+len(m.Payload)))
+}
+
+// appendTo is encode, appending the message to b; the offset counts from
+// the start of b.
+func (m Message) appendTo(b []byte) ([]byte, int) {
 	timeout := int64(m.Timeout / time.Second)
 	if timeout <= 0 {
 		timeout = int64((30 * time.Minute) / time.Second)
 	}
-	b := make([]byte, 0, 32+len(m.ID)+len(m.Type)+len(m.Queue)+len(m.Payload))
 	b = appendString(b, fieldType, m.Type)
 	if len(m.Payload) > 0 {
 		b = protowire.AppendTag(b, fieldPayload, protowire.BytesType)
@@ -98,20 +103,50 @@ func (m Message) encode() ([]byte, int) {
 // bulk enqueue then carries one message per task instead of two. The
 // comparison is of the encodings, so a field added to Message later
 // cannot make the script build a message that differs from f's.
-func followUpArg(msg []byte, idAt int, id string, f Message) any {
-	enc := f.Encode()
+//
+// scratch is a buffer for f's encoding that the caller reuses from one
+// task to the next (nil: a new one); followUpArg returns it, grown, as its
+// second result. What it returns as the argument never aliases scratch.
+func followUpArg(scratch, msg []byte, idAt int, id string, f Message) (any, []byte) {
+	enc, at := f.appendTo(scratch[:0])
 	if id == "" || f.ID == "" {
-		return enc
+		return bytes.Clone(enc), enc
 	}
-	own := len(appendString(nil, fieldID, id))
-	if idAt+own > len(msg) {
-		return enc
+	own := fieldSize(fieldID, id)
+	// f's encoding is msg with f's id field in place of id's: the same
+	// bytes before the field, f's id field at the same offset (appendTo
+	// wrote it there), and the same bytes after it.
+	if at != idAt || idAt+own > len(msg) || !bytes.Equal(enc[:idAt], msg[:idAt]) ||
+		!bytes.Equal(enc[idAt+fieldSize(fieldID, f.ID):], msg[idAt+own:]) {
+		return bytes.Clone(enc), enc
 	}
-	built := append(append(append(make([]byte, 0, len(enc)), msg[:idAt]...), appendString(nil, fieldID, f.ID)...), msg[idAt+own:]...)
-	if !bytes.Equal(built, enc) {
-		return enc
+	return followUpRef(idAt), enc
+}
+
+// followUpRefs holds the "#" references of followUpArg for the offsets a
+// message's id field usually has, made once.
+var followUpRefs = func() (refs [512]string) {
+	for i := range refs {
+		refs[i] = "#" + strconv.Itoa(i)
+	}
+	return refs
+}()
+
+// followUpRef returns "#" and idAt.
+func followUpRef(idAt int) string {
+	if idAt >= 0 && idAt < len(followUpRefs) {
+		return followUpRefs[idAt]
 	}
 	return "#" + strconv.Itoa(idAt)
+}
+
+// fieldSize is the encoded size of string field num holding s, as
+// appendString writes it (nothing for "").
+func fieldSize(num protowire.Number, s string) int {
+	if s == "" {
+		return 0
+	}
+	return protowire.SizeTag(num) + protowire.SizeBytes(len(s))
 }
 
 func appendString(b []byte, num protowire.Number, s string) []byte {

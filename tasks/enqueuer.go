@@ -314,6 +314,7 @@ func (e *Enqueuer) enqueueFair(ctx context.Context, tenantID string, payloads []
 	byQueue := map[string][]int{}
 	var order []string
 	batch := make([]fair.Task, len(payloads))
+	var follows []fair.Message // the follow-ups, allocated together
 	for i, p := range payloads {
 		data, err := json.Marshal(p)
 		if err != nil {
@@ -332,9 +333,13 @@ func (e *Enqueuer) enqueueFair(ctx context.Context, tenantID string, payloads []
 		if spec.Conflict == ReplaceFinishedFollowRunning {
 			// The follow-up of a running task goes in the same script
 			// call: all or nothing against the caps, with the rest.
-			f := batch[i].Message
+			if follows == nil {
+				follows = make([]fair.Message, len(payloads))
+			}
+			f := &follows[i]
+			*f = batch[i].Message
 			f.ID = FollowUpID(id)
-			batch[i].FollowUp = &f
+			batch[i].FollowUp = f
 		}
 		if _, ok := byQueue[spec.Queue]; !ok {
 			order = append(order, spec.Queue)
@@ -342,6 +347,7 @@ func (e *Enqueuer) enqueueFair(ctx context.Context, tenantID string, payloads []
 		byQueue[spec.Queue] = append(byQueue[spec.Queue], i)
 	}
 	out := make([]EnqueueResult, len(payloads))
+	infos := make([]asynq.TaskInfo, len(payloads)) // out's, allocated together
 	// The old records of the ids a task may replace go before the enqueue:
 	// a worker may archive the new task (writing its record) before a
 	// forget sent after the enqueue lands.
@@ -376,10 +382,11 @@ func (e *Enqueuer) enqueueFair(ctx context.Context, tenantID string, payloads []
 			if res[j].FollowUp {
 				m = *group[j].FollowUp
 			}
-			out[i] = EnqueueResult{Existing: res[j].Existing, Info: &asynq.TaskInfo{
+			infos[i] = asynq.TaskInfo{
 				ID: m.ID, Queue: q, Type: m.Type, Payload: m.Payload, State: taskState(res[j].State),
 				MaxRetry: m.Retry, Timeout: m.Timeout, Retention: m.Retention,
-			}}
+			}
+			out[i] = EnqueueResult{Existing: res[j].Existing, Info: &infos[i]}
 			// A follow-up waiting (added by this call, or found waiting:
 			// the same call sent again by go-redis after a read timeout
 			// answers the follow-up its first run added as existing) is
