@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -105,9 +106,18 @@ func (s Spec) Options() []asynq.Option {
 // taskID builds a task id from its parts; ids are unique within a queue and
 // name their type and tenant so operators can read them in the dashboard.
 func taskID(typ string, parts ...any) string {
-	id := typ
+	b := make([]byte, 0, 64)
+	b = append(b, typ...)
 	for _, p := range parts {
-		id += fmt.Sprintf(":%v", p)
+		b = append(b, ':')
+		switch v := p.(type) {
+		case string:
+			b = append(b, v...)
+		case int64:
+			b = strconv.AppendInt(b, v, 10)
+		default:
+			b = fmt.Append(b, v)
+		}
 	}
-	return id
+	return string(b)
 }
