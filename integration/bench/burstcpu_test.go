@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/invoicing/tenantworker/internal/procstat"
 )
 
 // With REDIS_URL and DATABASE_URL the bench cannot see the servers'
@@ -85,5 +87,24 @@ func TestUnchangedBurstMustNotRender(t *testing.T) {
 		if err := checkUnchangedBurst(c.renders, c.unchanged, 300); err == nil {
 			t.Errorf("%v renders and %v unchanged of 300 accepted as an unchanged burst", c.renders, c.unchanged)
 		}
+	}
+}
+
+// The burst's note says how the whole machine's CPUs spent it (/proc/stat:
+// the kernel's threads and the idle time no process counts), as shares of
+// the burst's CPU time, and says nothing of it when the counters did not
+// move.
+func TestBurstCPUNotesTheMachinesStates(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	from := burstSample{servers: cpuSample{at: t0}, machine: procstat.Machine{User: 10 * time.Second, Kernel: 5 * time.Second, Idle: 40 * time.Second}}
+	to := burstSample{servers: cpuSample{at: t0.Add(time.Second)}, worker: time.Second,
+		machine: procstat.Machine{User: 11 * time.Second, Kernel: 5600 * time.Millisecond, Idle: 40300 * time.Second / 1000, IOWait: 100 * time.Millisecond}}
+	s := to.since(from, 100).String()
+	if !strings.Contains(s, "50% user, 30% kernel, 15% idle, 5% iowait, 0% steal") {
+		t.Errorf("the machine's shares missing or wrong in the note: %q", s)
+	}
+	still := burstSample{servers: cpuSample{at: t0.Add(time.Second)}, worker: time.Second, machine: from.machine}
+	if s := still.since(from, 100).String(); strings.Contains(s, "the machine's CPUs") {
+		t.Errorf("the machine's counters did not move, yet the note gives shares: %q", s)
 	}
 }

@@ -29,6 +29,10 @@
 //  3. pdf: invoice:pdf end to end through the real cmd/worker binary:
 //     tasks/s of a burst, and p50/p99 from enqueue to the task's "task
 //     finished" log line at half that rate; the worker's peak RSS (VmHWM).
+//     Each burst's note gives the CPU per task of the worker, Redis,
+//     PostgreSQL and the bench, and how the whole machine's CPUs spent the
+//     burst (/proc/stat: user, kernel, idle, iowait and steal, the
+//     kernel's threads and the idle time no process counts included).
 //  4. enqueue: POST /v1/invoices/{id}/pdf (single, and bulk of 100 ids)
 //     against the real cmd/enqueue binary from 64 clients vs
 //     asynq.Client.Enqueue from 64 goroutines, in rounds that measure both

@@ -588,6 +588,7 @@ func renderBaseline(ctx context.Context, text seedText, d time.Duration) (float6
 type burstSample struct {
 	servers cpuSample
 	worker  time.Duration
+	machine procstat.Machine // every CPU's states (/proc/stat)
 }
 
 // sampleBurstCPU reads the bench's, the servers' and the worker's CPU.
@@ -600,7 +601,11 @@ func sampleBurstCPU(probe *cpuProbe, w *proc) (burstSample, error) {
 	if err != nil {
 		return burstSample{}, fmt.Errorf("worker cpu: %w", err)
 	}
-	return burstSample{servers: s, worker: st.CPU}, nil
+	m, err := procstat.ReadMachine()
+	if err != nil {
+		return burstSample{}, fmt.Errorf("machine cpu: %w", err)
+	}
+	return burstSample{servers: s, worker: st.CPU, machine: m}, nil
 }
 
 // burstCPU is the CPU each process spent per task of a burst, in
@@ -610,6 +615,10 @@ type burstCPU struct {
 	worker, redis, postgres, bench  float64
 	busy                            float64 // share of the machine's CPUs
 	redisMeasured, postgresMeasured bool
+	// machine is how the machine's CPUs spent the burst, every process
+	// and the kernel's threads included (zero when /proc/stat's times did
+	// not advance).
+	machine procstat.Machine
 }
 
 // since returns the CPU per task spent from an earlier sample to s over
@@ -624,6 +633,9 @@ func (s burstSample) since(from burstSample, tasks int) burstCPU {
 	}
 	if u.wall > 0 {
 		c.busy = float64(u.total()+worker) / (float64(u.wall) * float64(runtime.NumCPU()))
+	}
+	if m := s.machine.Sub(from.machine); m.Total() > 0 {
+		c.machine = m
 	}
 	return c
 }
@@ -658,5 +670,10 @@ func (c burstCPU) String() string {
 	}
 	fmt.Fprintf(&b, " (sum %.0f µs); bench process (enqueue, log reading) %.0f µs; %.0f%% of %d CPUs busy",
 		c.total(), c.bench, 100*c.busy, runtime.NumCPU())
+	if t := c.machine.Total(); t > 0 {
+		share := func(d time.Duration) float64 { return 100 * float64(d) / float64(t) }
+		fmt.Fprintf(&b, "; the machine's CPUs (/proc/stat, every process and kernel thread): %.0f%% user, %.0f%% kernel, %.0f%% idle, %.0f%% iowait, %.0f%% steal",
+			share(c.machine.User), share(c.machine.Kernel), share(c.machine.Idle), share(c.machine.IOWait), share(c.machine.Steal))
+	}
 	return b.String()
 }

@@ -108,3 +108,63 @@ func TreeCPU(pid int) (time.Duration, error) {
 	}
 	return total, nil
 }
+
+// Machine is the time all of the machine's CPUs spent in each state so
+// far, from the "cpu" line of /proc/stat (proc(5)): what no process's own
+// counters show, such as the kernel's threads (a file system's journal,
+// writeback) and the time the CPUs sat idle.
+type Machine struct {
+	User   time.Duration // user and nice
+	Kernel time.Duration // system, irq and softirq
+	Idle   time.Duration
+	IOWait time.Duration // idle with I/O outstanding
+	Steal  time.Duration // taken by the hypervisor
+}
+
+// ReadMachine parses /proc/stat.
+func ReadMachine() (Machine, error) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return Machine{}, err
+	}
+	return ParseMachine(data)
+}
+
+// ParseMachine parses the contents of /proc/stat: its first line, "cpu"
+// and the times in USER_HZ of user, nice, system, idle, iowait, irq,
+// softirq and steal (older kernels stop earlier: the missing ones are 0).
+func ParseMachine(data []byte) (Machine, error) {
+	line, _, _ := bytes.Cut(data, []byte("\n"))
+	f := strings.Fields(string(line))
+	if len(f) < 5 || f[0] != "cpu" {
+		return Machine{}, fmt.Errorf("malformed /proc/stat: first line %.60q", line)
+	}
+	var n [8]int64
+	for i := range n {
+		if i+1 >= len(f) {
+			break
+		}
+		v, err := strconv.ParseInt(f[i+1], 10, 64)
+		if err != nil {
+			return Machine{}, fmt.Errorf("malformed /proc/stat field %d: %w", i+1, err)
+		}
+		n[i] = v
+	}
+	tick := time.Second / UserHZ
+	return Machine{
+		User:   time.Duration(n[0]+n[1]) * tick,
+		Kernel: time.Duration(n[2]+n[5]+n[6]) * tick,
+		Idle:   time.Duration(n[3]) * tick,
+		IOWait: time.Duration(n[4]) * tick,
+		Steal:  time.Duration(n[7]) * tick,
+	}, nil
+}
+
+// Sub returns the time spent in each state from o to m.
+func (m Machine) Sub(o Machine) Machine {
+	return Machine{User: m.User - o.User, Kernel: m.Kernel - o.Kernel, Idle: m.Idle - o.Idle,
+		IOWait: m.IOWait - o.IOWait, Steal: m.Steal - o.Steal}
+}
+
+// Total is the time of every state together.
+func (m Machine) Total() time.Duration { return m.User + m.Kernel + m.Idle + m.IOWait + m.Steal }

@@ -82,3 +82,53 @@ func TestCPU(t *testing.T) {
 		t.Error("CPU of a process that does not exist succeeded")
 	}
 }
+
+func TestParseMachine(t *testing.T) {
+	data := []byte("cpu  100 5 40 800 20 3 2 7 0 0\ncpu0 50 2 20 400 10 1 1 3 0 0\nintr 12345\n")
+	m, err := ParseMachine(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tick := time.Second / UserHZ
+	want := Machine{User: 105 * tick, Kernel: 45 * tick, Idle: 800 * tick, IOWait: 20 * tick, Steal: 7 * tick}
+	if m != want {
+		t.Errorf("ParseMachine = %+v, want %+v", m, want)
+	}
+	if got := m.Total(); got != 977*tick {
+		t.Errorf("Total = %v, want %v", got, 977*tick)
+	}
+	// An old kernel's line stops after iowait.
+	if m, err := ParseMachine([]byte("cpu 1 2 3 4 5\n")); err != nil || m.User != 3*tick || m.IOWait != 5*tick || m.Steal != 0 {
+		t.Errorf("short line: %+v, %v", m, err)
+	}
+	for _, bad := range []string{"", "intr 1 2 3\n", "cpu 1 x 3 4\n", "cpu 1 2\n"} {
+		if _, err := ParseMachine([]byte(bad)); err == nil {
+			t.Errorf("ParseMachine(%q): no error", bad)
+		}
+	}
+}
+
+func TestReadMachineAdvances(t *testing.T) {
+	a, err := ReadMachine()
+	if err != nil {
+		t.Fatalf("read /proc/stat: %v", err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		b, err := ReadMachine()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := b.Sub(a); d.Total() > 0 {
+			// proc(5): iowait (and on some kernels idle) may go back.
+			if d.User < 0 || d.Kernel < 0 {
+				t.Fatalf("user or kernel time went back: %+v", d)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("/proc/stat's times did not advance in 2 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
