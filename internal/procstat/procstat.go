@@ -1,8 +1,10 @@
-// Package procstat reads a process's CPU time from Linux's /proc, for the
-// benchmarks that say where the CPU of a task went: the load command's
-// per-process CPU notes and the backend CPU of invoice's BenchmarkPDFUnit.
-// It reads /proc/<pid>/stat only, so it works for any process of the same
-// machine that the caller may see (PostgreSQL's backends, redis-server).
+// Package procstat reads CPU time from Linux's /proc, for the benchmarks
+// that say where the CPU of a task went: the load command's per-process
+// CPU notes and the backend CPU of invoice's BenchmarkPDFUnit read a
+// process's from /proc/<pid>/stat, which works for any process of the same
+// machine that the caller may see (PostgreSQL's backends, redis-server);
+// the load command's machine-wide view reads every CPU's states from
+// /proc/stat (ReadMachine).
 package procstat
 
 import (
