@@ -33,7 +33,8 @@
 //     PostgreSQL and the bench, and how the whole machine's CPUs spent the
 //     burst (/proc/stat: user, kernel, idle, iowait and steal, the
 //     kernel's threads and the idle time no process counts included).
-//  4. enqueue: POST /v1/invoices/{id}/pdf (single, and bulk of 100 ids)
+//  4. enqueue: POST /v1/invoices/{id}/pdf (single, and bulk of 100 ids;
+//     -bulk-batch sets the ids a bulk request)
 //     against the real cmd/enqueue binary from 64 clients vs
 //     asynq.Client.Enqueue from 64 goroutines, in rounds that measure both
 //     back to back; the targets are judged on the median of the rounds'

@@ -12,7 +12,7 @@ import (
 // TestParseFlagsDefaults: without flags the load command runs every
 // scenario at the full sizes, builds its binaries, writes JSON to stdout
 // and profiles nothing; -quick switches to the small sizes, -tenants and
-// -pdf-burst override only their size (0 keeps it), and the other flags
+// -pdf-burst and -bulk-batch override only their size (0 keeps it), and the other flags
 // reach the run's options as given.
 func TestParseFlagsDefaults(t *testing.T) {
 	var out strings.Builder
@@ -34,21 +34,24 @@ func TestParseFlagsDefaults(t *testing.T) {
 		t.Errorf("no flags: %+v, want nothing set beyond sizes, mode and scenarios", cl)
 	}
 
-	cl, err = parseFlags("bench", []string{"-quick", "-tenants", "0", "-pdf-burst", "0"}, &out)
+	cl, err = parseFlags("bench", []string{"-quick", "-tenants", "0", "-pdf-burst", "0", "-bulk-batch", "0"}, &out)
 	if err != nil {
 		t.Fatalf("-quick: %v", err)
 	}
 	if cl.sizes != quickSizes || cl.mode != "quick" {
 		t.Errorf("-quick with zero overrides: mode %q, sizes %+v, want quick: %+v", cl.mode, cl.sizes, quickSizes)
 	}
-	cl, err = parseFlags("bench", []string{"-quick", "-tenants", "7", "-pdf-burst=9"}, &out)
+	cl, err = parseFlags("bench", []string{"-quick", "-tenants", "7", "-pdf-burst=9", "-bulk-batch", "1000"}, &out)
 	if err != nil {
-		t.Fatalf("-quick -tenants 7 -pdf-burst=9: %v", err)
+		t.Fatalf("-quick -tenants 7 -pdf-burst=9 -bulk-batch 1000: %v", err)
 	}
 	want := quickSizes
-	want.FleetTenants, want.PDFBurst = 7, 9
+	want.FleetTenants, want.PDFBurst, want.BulkBatch = 7, 9, 1000
 	if cl.sizes != want {
-		t.Errorf("-quick -tenants 7 -pdf-burst=9: sizes %+v, want %+v", cl.sizes, want)
+		t.Errorf("-quick -tenants 7 -pdf-burst=9 -bulk-batch 1000: sizes %+v, want %+v", cl.sizes, want)
+	}
+	if fullSizes.BulkBatch != 100 || quickSizes.BulkBatch != 100 {
+		t.Errorf("bulk requests of %d (full) and %d (quick) ids, want 100 at both sizes", fullSizes.BulkBatch, quickSizes.BulkBatch)
 	}
 
 	cl, err = parseFlags("bench", []string{"-json", "out.json", "-worker-bin", "/w", "-enqueue-bin", "/e", "-worker-concurrency", "40",
@@ -115,6 +118,7 @@ func TestParseFlagsRefusesBadValues(t *testing.T) {
 		{[]string{"-tenants", "many"}, []string{`invalid value "many" for flag -tenants`, "Usage of bench:"}},
 		{[]string{"-pdf-burst", "1.5"}, []string{`invalid value "1.5" for flag -pdf-burst`}},
 		{[]string{"-worker-concurrency", "x"}, []string{`invalid value "x" for flag -worker-concurrency`}},
+		{[]string{"-bulk-batch", "1001"}, []string{"bench: -bulk-batch: 1001 ids a request is over the API's limit of 1000"}},
 		{[]string{"-quick=maybe"}, []string{`invalid boolean value "maybe" for -quick`}},
 		{[]string{"-tenants"}, []string{"flag needs an argument: -tenants"}},
 		{[]string{"-workers", "4"}, []string{"flag provided but not defined: -workers", "Usage of bench:"}},

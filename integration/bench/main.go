@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/invoicing/tenantworker/internal/config"
+	"github.com/invoicing/tenantworker/tasks"
 )
 
 // scenario is one measurement.
@@ -52,6 +53,7 @@ type sizes struct {
 	EnqueueN       int           `json:"enqueue_requests"`   // per round
 	EnqueueRounds  int           `json:"enqueue_rounds"`     // scenario 4: single, bare and bulk back to back
 	BulkPairs      int           `json:"bulk_pairs"`         // scenario 4: bare and bulk pairs per round
+	BulkBatch      int           `json:"bulk_batch"`         // scenario 4: invoice ids per bulk request
 	Clients        int           `json:"clients"`            // concurrent enqueue clients
 	FleetTenants   int           `json:"fleet_tenants"`      // scenarios 5 and 6
 	OverdueEach    int           `json:"overdue_per_tenant"` // scenario 6
@@ -70,7 +72,7 @@ type sizes struct {
 
 var quickSizes = sizes{
 	Tenants: 100, MiddlewareN: 3000, Rounds: 2, WarmN: 500, LookupN: 10000,
-	PDFBurst: 300, PDFPaced: 5 * time.Second, EnqueueN: 4000, EnqueueRounds: 5, BulkPairs: 3, Clients: 64,
+	PDFBurst: 300, PDFPaced: 5 * time.Second, EnqueueN: 4000, EnqueueRounds: 5, BulkPairs: 3, BulkBatch: 100, Clients: 64,
 	FleetTenants: 100, OverdueEach: 20, RenderBaseline: time.Second,
 	FairBacklog: 10000, FairQuietSamples: 40, FairPDFBurst: 1000, FairShareWindow: 3 * time.Second,
 	FairIdleSamples: 40, FairDispatchSamples: 1000, FairScaleTenants: 10000,
@@ -79,7 +81,7 @@ var quickSizes = sizes{
 
 var fullSizes = sizes{
 	Tenants: 100, MiddlewareN: 20000, Rounds: 3, WarmN: 2000, LookupN: 200000,
-	PDFBurst: 3000, PDFPaced: 30 * time.Second, EnqueueN: 20000, EnqueueRounds: 5, BulkPairs: 3, Clients: 64,
+	PDFBurst: 3000, PDFPaced: 30 * time.Second, EnqueueN: 20000, EnqueueRounds: 5, BulkPairs: 3, BulkBatch: 100, Clients: 64,
 	FleetTenants: 1000, OverdueEach: 20, RenderBaseline: 3 * time.Second,
 	FairBacklog: 100000, FairQuietSamples: 100, FairPDFBurst: 3000, FairShareWindow: 8 * time.Second,
 	FairIdleSamples: 200, FairDispatchSamples: 5000, FairScaleTenants: 10000,
@@ -201,8 +203,9 @@ type commandLine struct {
 // the error of a -scenarios list naming no scenario; the error it returns
 // is then flag.ErrHelp for -h (exit 0), anything else for a bad command
 // line (exit 2). Without flags it asks for the full sizes and every
-// scenario; -quick for the small sizes; -tenants and -pdf-burst override
-// their size when positive.
+// scenario; -quick for the small sizes; -tenants, -pdf-burst and
+// -bulk-batch override their size when positive (-bulk-batch up to the
+// API's limit of ids a request).
 func parseFlags(name string, args []string, output io.Writer) (commandLine, error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(output)
@@ -213,6 +216,7 @@ func parseFlags(name string, args []string, output io.Writer) (commandLine, erro
 	enqueueBin := fs.String("enqueue-bin", "", "use this cmd/enqueue binary instead of building one")
 	tenants := fs.Int("tenants", 0, "override the fleet size of scenarios 5 and 6")
 	pdfBurst := fs.Int("pdf-burst", 0, "override the pdf scenario's burst size (tasks per kind)")
+	bulkBatch := fs.Int("bulk-batch", 0, fmt.Sprintf("override the enqueue scenario's invoice ids per bulk request (default %d; at most %d, the API's limit)", fullSizes.BulkBatch, tasks.MaxBatch))
 	workerConcurrency := fs.Int("worker-concurrency", 0, "WORKER_CONCURRENCY of the cmd/worker processes of the pdf scenario (default: the worker's default)")
 	workerQueueClasses := fs.String("worker-queue-classes", "", "WORKER_QUEUE_CLASSES of the pdf scenario's cmd/worker, e.g. default (default: every class)")
 	celeryPool := fs.String("celery-concurrency", "", "comma-separated pool sizes the python scenario runs the Celery worker with, e.g. 2,8 (default: one process per CPU and four per CPU; the ratios compare against the fastest)")
@@ -233,6 +237,14 @@ func parseFlags(name string, args []string, output io.Writer) (commandLine, erro
 	}
 	if *pdfBurst > 0 {
 		sz.PDFBurst = *pdfBurst
+	}
+	if *bulkBatch > tasks.MaxBatch {
+		err := fmt.Errorf("-bulk-batch: %d ids a request is over the API's limit of %d", *bulkBatch, tasks.MaxBatch)
+		fmt.Fprintln(output, "bench:", err)
+		return commandLine{}, err
+	}
+	if *bulkBatch > 0 {
+		sz.BulkBatch = *bulkBatch
 	}
 	selected, err := selectScenarios(*only)
 	if err != nil {

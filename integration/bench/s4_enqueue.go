@@ -38,7 +38,7 @@ import (
 // (the service answers 404 for others): the scenario seeds them first.
 //
 // Bulk rounds send the same number of tasks as POST /v1/invoices/pdf
-// requests of bulkBatch ids each (the lean client too, with the JSON
+// requests of sizes.BulkBatch ids each (-bulk-batch) (the lean client too, with the JSON
 // body), against the bare Client.Enqueue rate of single tasks.
 func (b *bench) enqueue(ctx context.Context, s *Scenario) error {
 	c, err := b.openCore(ctx)
@@ -50,6 +50,7 @@ func (b *bench) enqueue(ctx context.Context, s *Scenario) error {
 		return skipError{reason: "cmd/enqueue does not build: " + err.Error()}
 	}
 	n, clients, rounds, bulkPairs := b.sz.EnqueueN, b.sz.Clients, max(b.sz.EnqueueRounds, 1), max(b.sz.BulkPairs, 1)
+	bulkBatch := max(b.sz.BulkBatch, 1)
 	s.Sizes["tenants"] = len(c.tenants)
 	s.Sizes["requests_per_round"] = n
 	s.Sizes["rounds"] = rounds
@@ -270,10 +271,10 @@ func (b *bench) enqueue(ctx context.Context, s *Scenario) error {
 		for i := range bk {
 			bareRates = append(bareRates, br[i].rate())
 			bulkReqRates = append(bulkReqRates, bk[i].rate())
-			bulkTaskRates = append(bulkTaskRates, bk[i].rate()*bulkBatch)
+			bulkTaskRates = append(bulkTaskRates, bk[i].rate()*float64(bulkBatch))
 			bulkP99 = append(bulkP99, millis(percentile(bk[i].lat, 99)))
 			bareP50, bareP99 = append(bareP50, millis(percentile(br[i].lat, 50))), append(bareP99, millis(percentile(br[i].lat, 99)))
-			line += fmt.Sprintf(" %.0f (bare %.0f/s, %.2f)", bk[i].rate()*bulkBatch, br[i].rate(), bk[i].rate()*bulkBatch/br[i].rate())
+			line += fmt.Sprintf(" %.0f (bare %.0f/s, %.2f)", bk[i].rate()*float64(bulkBatch), br[i].rate(), bk[i].rate()*float64(bulkBatch)/br[i].rate())
 		}
 		httpBareRates, httpRates = append(httpBareRates, br[0].rate()), append(httpRates, hr.rate())
 		netHTTPRates = append(netHTTPRates, nr.rate())
@@ -312,9 +313,6 @@ func (b *bench) enqueue(ctx context.Context, s *Scenario) error {
 	s.Bound = "bare: one Redis round trip (enqueue script) per task from 64 goroutines, bounded by Redis's single thread; HTTP: the same enqueue, coalesced with other requests' into Redis pipelines, plus HTTP parsing and the JSON response, two cached lookups (tenant by slug, API key by SHA-256: in-process hits) and the access log line; per request about four syscalls in the service (read, the server's background read, write, the log line) and two in the client, on the 2 CPUs that Redis and the bare loop use"
 	return nil
 }
-
-// bulkBatch is the number of invoice ids per bulk request of scenario 4.
-const bulkBatch = 100
 
 // enqueueText is the seeded invoices' text of scenario 4 (its own kind, so
 // its customers do not collide with other scenarios' in the same tenants).
