@@ -15,6 +15,9 @@ import (
 // location has it, whatever the session's TimeZone: due today is not
 // overdue, due yesterday is. 00:30 on 2 March in Auckland is still 1 March
 // in UTC (and in the session's zone, set far east and far west in turn).
+// A due date is stored as its midnight UTC, as invoice.Create stores it
+// and its documents read it; a session far west of UTC compared it with
+// its own midnight, 11 hours later, and marked the invoice due today.
 func TestMarkOverdueJudgesTheGivenLocalDate(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -42,7 +45,7 @@ func TestMarkOverdueJudgesTheGivenLocalDate(t *testing.T) {
 				return err
 			}
 			for i, due := range []string{"2026-03-02", "2026-03-01", "2026-03-02", "2026-03-01"} {
-				if _, err := tx.Exec(ctx, `UPDATE invoices SET due_date = $2::date WHERE id = $1`, ids[i], due); err != nil {
+				if _, err := tx.Exec(ctx, `UPDATE invoices SET due_date = $2::date::timestamp AT TIME ZONE 'UTC' WHERE id = $1`, ids[i], due); err != nil {
 					return err
 				}
 			}

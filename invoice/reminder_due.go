@@ -12,12 +12,12 @@ import (
 )
 
 // markOverdueIfDueSQL is markOverdueSQL for one invoice ($1), judged
-// against day $2: it sets
+// against day $2 (its midnight UTC, as markOverdueSQL): it sets
 // updated_at as the sweep does (the column exists since schema version 1),
 // so the app sees the change whichever of the two made it.
 const markOverdueIfDueSQL = `
 UPDATE invoices SET status = 'overdue', updated_at = now()
- WHERE id = $1 AND status = 'sent' AND due_date < $2::date`
+ WHERE id = $1 AND status = 'sent' AND due_date < ` + dayStartUTC2
 
 // MarkOverdueIfDue marks invoice id overdue when it is sent and its due
 // date is before today's date in today's location (the tenant's time
