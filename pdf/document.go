@@ -339,16 +339,18 @@ func splitLines(s string, cw *[256]int, wmax, maxLines, shy int) []string {
 	}
 	var lines []string
 	sep, i, j, l := -1, 0, 0, 0
-	hyphen := false // the line breaks at a soft hyphen, at sep
+	hyphen := false  // the line breaks at a soft hyphen, at sep
+	last := rune(-1) // the last character of the line but its soft hyphens, -1 for none
 	for i < nb {
 		c := s[i]
 		if int(c) == shy {
-			if l+cw[c] <= wmax && syllableBefore(s[j:i], shyText) {
+			if l+cw[c] <= wmax && syllableEnd(last) {
 				sep, hyphen = i, true
 			}
 			i++
 			continue
 		}
+		last = rune(c)
 		l += cw[c]
 		if c == ' ' || c == '\t' || c == '\n' {
 			sep, hyphen = i, false
@@ -374,6 +376,7 @@ func splitLines(s string, cw *[256]int, wmax, maxLines, shy int) []string {
 			sep, hyphen = -1, false
 			j = i
 			l = 0
+			last = -1
 		} else {
 			i++
 		}
@@ -388,19 +391,15 @@ func splitLines(s string, cw *[256]int, wmax, maxLines, shy int) []string {
 	return lines
 }
 
-// syllableBefore reports whether line, the text of a line up to a soft
-// hyphen (shy, its encoded form), ends in a syllable: a character other
-// than a space or a soft hyphen. A soft hyphen at the start of a line or
-// after a space is no break point: breaking there printed a lone hyphen.
-func syllableBefore(line, shy string) bool {
-	for strings.HasSuffix(line, shy) {
-		line = line[:len(line)-len(shy)]
-	}
-	if line == "" {
-		return false
-	}
-	c := line[len(line)-1]
-	return c != ' ' && c != '\t' && c != '\n'
+// syllableEnd reports whether a line whose last character but its soft
+// hyphens is last (-1 for none) ends in a syllable there: a character
+// other than a space. A soft hyphen at the start of a line or after a
+// space is no break point: breaking there printed a lone hyphen. The
+// callers keep last as they go, so that a run of soft hyphens costs no
+// look back over the run at each of them (which made the wrap quadratic
+// in the run's length).
+func syllableEnd(last rune) bool {
+	return last >= 0 && last != ' ' && last != '\t' && last != '\n'
 }
 
 // splitRunes is splitLines for UTF-8 text in the face fc (fpdf's UTF-8
@@ -420,19 +419,21 @@ func splitRunes(s string, fc *face, wmax, maxLines int) []string {
 	s = s[:nb]
 	var lines []string
 	sep, i, j, l := -1, 0, 0, 0
-	hyphen := false // the line breaks at a soft hyphen, at sep
+	hyphen := false  // the line breaks at a soft hyphen, at sep
+	last := rune(-1) // the last character of the line but its soft hyphens, -1 for none
 	for i < nb {
 		r, size := rune(s[i]), 1
 		if r >= utf8.RuneSelf {
 			r, size = utf8.DecodeRuneInString(s[i:])
 		}
 		if r == softHyphen {
-			if l+fc.runeWidth(r) <= wmax && syllableBefore(s[j:i], shyUTF8) {
+			if l+fc.runeWidth(r) <= wmax && syllableEnd(last) {
 				sep, hyphen = i, true
 			}
 			i += size
 			continue
 		}
+		last = r
 		l += fc.runeWidth(r)
 		if r == ' ' || r == '\n' {
 			sep, hyphen = i, false
@@ -458,6 +459,7 @@ func splitRunes(s string, fc *face, wmax, maxLines int) []string {
 			sep, hyphen = -1, false
 			j = i
 			l = 0
+			last = -1
 		} else {
 			i += size
 		}
