@@ -39,7 +39,7 @@ func (h *Handler) admin(next http.Handler) http.Handler {
 	return h.guardAdmin(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), h.opts.AdminRequestTimeout)
 		defer cancel()
-		next.ServeHTTP(w, r.WithContext(ctx))
+		next.ServeHTTP(w, r.WithContext(withUntimed(ctx, r)))
 	}), adminBearer)
 }
 
@@ -206,7 +206,9 @@ func checkTimeZone(zone string) error {
 // createTenant is POST /admin/tenants.
 func (h *Handler) createTenant(w http.ResponseWriter, r *http.Request) {
 	var req createTenantRequest
-	if !decodeJSON(w, r, &req) {
+	r, done, ok := h.decodeBody(w, r, &req)
+	defer done()
+	if !ok {
 		return
 	}
 	if req.Slug == "" {

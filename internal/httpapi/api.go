@@ -89,10 +89,11 @@ type Options struct {
 	// RequestTimeout bounds a tenant route's work: the tenant and key
 	// look-ups, the database (schema.InTenantBatch passes what is left to
 	// PostgreSQL as statement_timeout, so a statement waiting for a lock
-	// gives up too) and Redis. Past it the request answers 503 with
-	// Retry-After, and its connection goes back to the pool (how many
-	// one tenant holds meanwhile is TenantDBConns). 0 means
-	// DefaultRequestTimeout.
+	// gives up too) and Redis, not the time its body takes to arrive
+	// (the server's read timeout bounds that). Past it the request
+	// answers 503 with Retry-After, and its connection goes back to the
+	// pool (how many one tenant holds meanwhile is TenantDBConns). 0
+	// means DefaultRequestTimeout.
 	RequestTimeout time.Duration
 	// AdminRequestTimeout bounds an admin route's work (every route under
 	// /admin but the dashboard, whose asynqmon handlers bound their own):

@@ -178,7 +178,10 @@
 // (413 beyond: at once when Content-Length says so, else when a route that
 // takes a body reads past it; routes without a body never read one); a
 // body the server's read timeout cuts off is 408, and nothing of the read
-// error (it names socket addresses) reaches the client. An answer written
+// error (it names socket addresses) reaches the client. The time a body
+// takes to arrive is the client's: a route's deadline (RequestTimeout,
+// AdminRequestTimeout) and the write deadline move by it once the body is
+// read. An answer written
 // before the request's body was read to its end (a 405, 404, 401 or 403,
 // a 429 or 503 given before the body is parsed) carries Connection: close
 // and goes out at once, without waiting for the rest of the body; the

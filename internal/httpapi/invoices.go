@@ -194,7 +194,9 @@ type bulkTask struct {
 // order of the ids.
 func (h *Handler) enqueuePDFs(w http.ResponseWriter, r *http.Request) {
 	var req bulkPDFRequest
-	if !decodeJSON(w, r, &req) {
+	r, done, ok := h.decodeBody(w, r, &req)
+	defer done()
+	if !ok {
 		return
 	}
 	if n := len(req.InvoiceIDs); n == 0 || n > tasks.MaxBatch {

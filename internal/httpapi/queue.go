@@ -188,7 +188,9 @@ func (h *Handler) setTimeZone(w http.ResponseWriter, r *http.Request) {
 	}
 	info(r.Context()).tenantID = id
 	var req timeZoneRequest
-	if !decodeJSON(w, r, &req) {
+	r, done, ok := h.decodeBody(w, r, &req)
+	defer done()
+	if !ok {
 		return
 	}
 	if err := checkTimeZone(req.TimeZone); err != nil {
@@ -237,7 +239,9 @@ func (h *Handler) setLimits(w http.ResponseWriter, r *http.Request) {
 	}
 	info(r.Context()).tenantID = id
 	var req limitsRequest
-	if !decodeJSON(w, r, &req) {
+	r, done, ok := h.decodeBody(w, r, &req)
+	defer done()
+	if !ok {
 		return
 	}
 	if err := checkText("plan", req.Plan, maxPlanLen); err != nil {

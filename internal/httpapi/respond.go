@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/puddle/v2"
@@ -186,6 +187,52 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, dst any) bool {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("%v: %s", errBadBody, bodyProblem(err)))
 	}
 	return false
+}
+
+// untimedKey holds the context of a tenant or admin route as it was before
+// the route's deadline (Options.RequestTimeout, Options.AdminRequestTimeout)
+// was set: the client's cancellation, without that deadline
+// (decodeBody).
+type untimedKey struct{}
+
+// withUntimed returns timed, the context of r bounded by a route's
+// deadline, remembering r's own for decodeBody.
+func withUntimed(timed context.Context, r *http.Request) context.Context {
+	return context.WithValue(timed, untimedKey{}, r.Context())
+}
+
+// decodeBody is decodeJSON for a route bounded by a deadline (tenant,
+// admin). The body's arrival is the client's to take, bounded by the
+// server's read timeout (408), not by the route's deadline, which bounds
+// the service's own work (look-ups, database, Redis): once the body is
+// read, the deadline moves by the time that took, and so does the
+// connection's write deadline (the server's write timeout counts from the
+// request's start, and must still leave room for an answer given at the
+// moved deadline). Otherwise a body that took longer than REQUEST_TIMEOUT
+// to arrive, well within the read timeout, was answered 503 as if a
+// dependency had not answered, before any work was done. It returns the
+// request to go on with and the release of its context, which the caller
+// defers (also when the body is refused).
+func (h *Handler) decodeBody(w http.ResponseWriter, r *http.Request, dst any) (*http.Request, context.CancelFunc, bool) {
+	start := time.Now()
+	if !decodeJSON(w, r, dst) {
+		return r, func() {}, false
+	}
+	ctx := r.Context()
+	untimed, ok := ctx.Value(untimedKey{}).(context.Context)
+	deadline, timed := ctx.Deadline()
+	took := time.Since(start)
+	if !ok || !timed || took <= 0 {
+		return r, func() {}, true
+	}
+	// The values of ctx (the tenant, its credentials, the request's log
+	// attributes), its deadline moved, and the client's cancellation.
+	moved, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline.Add(took))
+	stop := context.AfterFunc(untimed, cancel)
+	if err := extendWriteDeadline(w, r, 0); err != nil {
+		h.log.WarnContext(ctx, "extend the write deadline after a request body", "request_id", info(ctx).id, "error", err)
+	}
+	return r.WithContext(moved), func() { stop(); cancel() }, true
 }
 
 // bodyReader remembers the error of reading a request body other than its

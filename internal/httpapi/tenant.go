@@ -54,6 +54,7 @@ func (h *Handler) tenant(next http.Handler) http.Handler {
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), h.opts.RequestTimeout)
 		defer cancel()
+		ctx = withUntimed(ctx, r)
 		r = r.WithContext(ctx)
 		slug, err := h.tenantSlug(r)
 		if err != nil {
