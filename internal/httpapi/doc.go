@@ -39,11 +39,12 @@
 //  5. The tenant is suspended: 403; still provisioning: 409 (the status
 //     policy, tenantctx.Status.Decide, makes its work wait).
 //
-// Steps 3 to 5 run again right before a request enqueues, serves a PDF or
-// answers a task's state (it may have waited for the tenant's tables or
-// Redis meanwhile): a key revoked, or a tenant suspended or deleted, while
-// it was in flight enqueues nothing, downloads nothing and learns no
-// task's state.
+// Steps 3 to 5 run again right before a request enqueues, serves a PDF,
+// answers a task's state, or answers that invoices or a task are missing
+// (it may have waited for the tenant's tables or Redis meanwhile): a key
+// revoked, or a tenant suspended or deleted, while it was in flight
+// enqueues nothing, downloads nothing and learns no task's state nor
+// which invoices or tasks the tenant lacks.
 //
 // Every failure of steps 2 to 4 with a key presented counts against the
 // client address (the peer, or Options.ClientIPHeader behind a proxy; IPv6

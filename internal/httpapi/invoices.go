@@ -121,7 +121,12 @@ func (h *Handler) invoiceExists(w http.ResponseWriter, r *http.Request, id int64
 		h.internalError(w, r, "check invoice", err)
 		return false
 	case !exists:
-		writeError(w, http.StatusNotFound, "invoice not found")
+		// The check may have waited (for the tenant's tables): a key
+		// revoked, or a tenant suspended or deleted, meanwhile learns
+		// nothing of its invoices once the change has answered.
+		if h.stillAuthorized(w, r) {
+			writeError(w, http.StatusNotFound, "invoice not found")
+		}
 		return false
 	}
 	return true
@@ -142,6 +147,11 @@ func (h *Handler) invoicesExist(w http.ResponseWriter, r *http.Request, ids []in
 		h.internalError(w, r, "check invoices", err)
 		return false
 	case len(missing) > 0:
+		// As invoiceExists: no missing ids for credentials changed
+		// while the check waited.
+		if !h.stillAuthorized(w, r) {
+			return false
+		}
 		// An id named several times is one missing invoice.
 		seen := make(map[int64]bool, len(missing))
 		missing = slices.DeleteFunc(missing, func(id int64) bool {

@@ -48,7 +48,11 @@ func (h *Handler) taskState(w http.ResponseWriter, r *http.Request) {
 	t := tenantctx.MustFromContext(ctx)
 	ti, err := h.opts.Enqueuer.TenantTask(ctx, t.ID, r.PathValue("task_id"))
 	if errors.Is(err, tasks.ErrTaskNotFound) {
-		writeError(w, http.StatusNotFound, "task not found")
+		// The look-up waited too: credentials changed meanwhile learn
+		// no more that the tenant has no such task than its state.
+		if h.stillAuthorized(w, r) {
+			writeError(w, http.StatusNotFound, "task not found")
+		}
 		return
 	}
 	if err != nil {
