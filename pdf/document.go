@@ -23,6 +23,9 @@ const (
 	lineH      = 4.6 // height of one line of body text
 	titleSize  = 15.0
 	minFitSize = 4.0 // smallest size a too-wide one-line value shrinks to
+	// minWrittenSize is the smallest font size fpdf writes (two
+	// decimals; 0 is "keep the current size").
+	minWrittenSize = 0.01
 
 	// pageCountAlias stands for the page count until fpdf writes the
 	// document, which replaces it on every page, in any text: first its

@@ -14,7 +14,7 @@ import (
 // whenever the same [Invoice] would render to different bytes (layout,
 // fonts, encodings, the PDF writer), so that [InputsHash] changes with it;
 // a test pins the bytes of a sample document to it.
-const LayoutVersion = "2026-12-5.3"
+const LayoutVersion = "2026-12-6.1"
 
 // InputsHash returns a hex SHA-256 of everything the bytes of r's render
 // of inv depend on: [LayoutVersion], the creation date r would write and

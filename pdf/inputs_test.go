@@ -14,7 +14,7 @@ import (
 // changes the bytes, this test fails: bump LayoutVersion, so that stored
 // documents are rendered again, and update both.
 const (
-	goldenLayout = "2026-12-5.3"
+	goldenLayout = "2026-12-6.1"
 	goldenSample = "209b1123912da3e6eaaf31b43085a52025aa729b5b652523736afe8701d8421a"
 )
 

@@ -65,11 +65,25 @@ func (d *document) fitCell(w, h float64, s, align string, bold bool, size float6
 		size -= 0.5
 		d.setFont(bold, size)
 	}
-	if w := d.f.GetStringWidth(s); w > limit && limit > 0 {
+	if sw := d.f.GetStringWidth(s); sw > limit && limit > 0 {
 		// Still too wide at the smallest step: the size at which it
 		// fits exactly (widths scale with the size), so that it never
-		// runs over the cells beside it or off the page.
-		d.setFont(bold, math.Floor(size*limit/w*100)/100)
+		// runs over the cells beside it or off the page. fpdf writes a
+		// size with two decimals and takes 0 for "keep the size": a text
+		// more than a few hundred times too wide would print at the
+		// smallest step, across its label and off the page, so the size
+		// stops at the smallest one written, and what is still too wide
+		// there is clipped to its cell (whole in the text, which a reader
+		// extracts, and cut where it is drawn).
+		fit := max(math.Floor(size*limit/sw*100)/100, minWrittenSize)
+		d.setFont(bold, fit)
+		if d.f.GetStringWidth(s) > limit {
+			x, y := d.f.GetXY()
+			d.f.ClipRect(x, y, w, h, false)
+			d.f.CellFormat(w, h, s, "", 0, align, false, 0, "")
+			d.f.ClipEnd()
+			return
+		}
 	}
 	d.f.CellFormat(w, h, s, "", 0, align, false, 0, "")
 }
