@@ -97,8 +97,9 @@ func Render(ctx context.Context, w io.Writer, inv Invoice) (Result, error) {
 // wrapping ctx.Err(); it stops as well, with [ErrTooLarge], when the
 // document would need more pages than the limit. Errors of fpdf and of w are returned wrapped. On
 // any error but w's, nothing is written. With an error the Result holds
-// what the render got to: the font path, once the invoice has passed
-// validation and the limits on lines.
+// what the render got to: the font path, once the text has been read and
+// the path chosen (an invoice refused by validation or the limit on
+// lines, or a ctx done before the choice, gets an empty Result).
 func (r Renderer) Render(ctx context.Context, w io.Writer, inv Invoice) (Result, error) {
 	if err := inv.validate(); err != nil {
 		return Result{}, fmt.Errorf("render invoice: %w", err)
