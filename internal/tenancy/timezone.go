@@ -20,7 +20,8 @@ const ActionTimeZoneChanged Action = "tenant.time_zone_changed"
 // whose deletion is requested while the zone changes: the catalog then
 // changes nothing), or storage.ErrInvalidationFailed (with the tenant)
 // when the change is saved but other processes may use the old zone until
-// their cache entry expires; repeating the call is safe.
+// their cache entry expires; repeating the call is safe. A change saved is
+// recorded also when ctx ends right after the write (completing).
 func (s *Service) SetTimeZone(ctx context.Context, id, zone, actor string) (tenantctx.Tenant, error) {
 	if err := tenantctx.ValidateTimeZone(zone); err != nil {
 		return tenantctx.Tenant{}, fmt.Errorf("set time zone of tenant %s: %w", id, err)
@@ -42,8 +43,12 @@ func (s *Service) SetTimeZone(ctx context.Context, id, zone, actor string) (tena
 		return t, fmt.Errorf("set time zone of tenant %s: %w", id, err)
 	}
 	// Saved (perhaps not yet propagated: the error says so after the
-	// entry): record it.
-	s.logFailure(ctx, id, ActionTimeZoneChanged, s.audit(ctx, id, actor, ActionTimeZoneChanged, map[string]string{"time_zone": t.TimeZoneName()}))
+	// entry): record it, also when the caller went away right after the
+	// write (a retry would record it, but a client that disconnected
+	// does not retry).
+	actx, cancel := completing(ctx)
+	defer cancel()
+	s.logFailure(actx, id, ActionTimeZoneChanged, s.audit(actx, id, actor, ActionTimeZoneChanged, map[string]string{"time_zone": t.TimeZoneName()}))
 	if err != nil {
 		return t, fmt.Errorf("set time zone of tenant %s: %w", id, err)
 	}
