@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"time"
 
 	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/internal/placement"
@@ -32,7 +33,9 @@ type Deletion struct {
 // tenant:destroy,
 // which erases schema, documents, keys and catalog row (Destroy). Asking
 // again for a tenant being deleted enqueues the destroy again (one per
-// tenant) and writes no second request entry.
+// tenant) and writes no second request entry; one that races the request
+// that marked the tenant (from another service) leaves the entry to it, so
+// that it says the status the tenant came from (deletionRecorded).
 //
 // Errors: storage.ErrNotFound for an unknown id, storage.ErrInvalidTransition
 // when the lifecycle forbids it; storage.ErrInvalidationFailed (with the
@@ -98,6 +101,11 @@ func (s *Service) completeDeletion(ctx context.Context, t tenantctx.Tenant, prev
 	// It is recorded also when what follows fails: a retry finds the
 	// tenant deleting already and could no longer say where it came from.
 	record := func(discarded any) {
+		if prev == tenantctx.StatusDeleting && s.deletionRecorded(ctx, id) {
+			// Found deleting: the request that marked it recorded it,
+			// with the status it really came from.
+			return
+		}
 		detail := map[string]any{"slug": t.Slug, "from": string(prev), "task_id": p.Spec().TaskID, "discarded": discarded}
 		s.logFailure(ctx, id, ActionDeletionRequested, s.auditOnce(ctx, id, actor, ActionDeletionRequested, detail))
 	}
@@ -127,6 +135,43 @@ func (s *Service) completeDeletion(ctx context.Context, t tenantctx.Tenant, prev
 	}
 	return res.Info.ID, nil
 }
+
+// deletionRecordWait bounds how long a deletion request that found its
+// tenant deleting already waits for the request that marked it to record
+// itself (deletionRecorded).
+const deletionRecordWait = 5 * time.Second
+
+// deletionRecorded reports whether tenant id's audit log holds its
+// ActionDeletionRequested, waiting for it up to deletionRecordWait: a
+// request that found the tenant deleting already (prev deleting) may race
+// the one that marked it (from another service), which records the status
+// the tenant came from once it discarded the backlog. Recorded first, the
+// later request's entry would say "deleting" and, written once, stay. A
+// request that marked it and failed records it all the same (completeDeletion),
+// so only one cut off before that (its process killed) leaves none: the
+// caller then records it with what it knows. A failed read is no entry.
+func (s *Service) deletionRecorded(ctx context.Context, id string) bool {
+	deadline := time.Now().Add(deletionRecordWait)
+	for {
+		entries, err := s.catalog.AuditEntries(ctx, id)
+		if err == nil && slices.ContainsFunc(entries, func(e storage.AuditEntry) bool {
+			return e.Action == string(ActionDeletionRequested)
+		}) {
+			return true
+		}
+		if err != nil || time.Now().After(deadline) {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(deletionRecordPoll):
+		}
+	}
+}
+
+// deletionRecordPoll is how often deletionRecorded reads the audit log.
+const deletionRecordPoll = 20 * time.Millisecond
 
 // Erasure is what Destroy removed: the task result of tenant:destroy and
 // the detail of ActionDeletionCompleted. It holds no personal data.
