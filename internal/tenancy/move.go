@@ -86,7 +86,9 @@ type Moved struct {
 // database (ErrMoveRefused wrapping placement.ErrMayNotCreateSchemas or
 // placement.ErrRefused), or fails for one that does not answer
 // (placement.ErrUnreachable), before it changes anything: no audit entry,
-// no hold. Then it goes:
+// no hold. It records ActionMoveStarted, which a tenant's destroy reads
+// to find the copies a killed move left, and goes no further when it
+// cannot. Then it goes:
 //
 //  1. pause the tenant's queue (PauseQueue; with fair dispatch only) and
 //     wait until none of its tasks is running or admitted;
@@ -172,7 +174,14 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 		return m, fmt.Errorf("move tenant %s: target database %s: %w", id, to, err)
 	}
 
-	s.logFailure(ctx, id, ActionMoveStarted, s.audit(ctx, id, actor, ActionMoveStarted, map[string]string{"from": from, "to": to}))
+	// Recorded before anything changes, or the move does not go on: a
+	// tenant's destroy finds the copies a killed move left by the
+	// databases these entries name (dropMoveCopies), and a move killed
+	// after its copy without one would leave a whole copy that no
+	// erasure reaches.
+	if err := s.audit(ctx, id, actor, ActionMoveStarted, map[string]string{"from": from, "to": to}); err != nil {
+		return m, fmt.Errorf("move tenant %s: record its start: %w", id, err)
+	}
 	// What ends the move (its closing audit entry, the release of the
 	// source's transaction when the switch was not propagated, the resume
 	// of its queue) runs past ctx's end but is bounded as a saved change's
