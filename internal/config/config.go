@@ -709,6 +709,11 @@ func (p *parser) databases(name string) map[string]string {
 		db, url, ok := strings.Cut(item, "=")
 		db, url = strings.TrimSpace(db), strings.TrimSpace(url)
 		switch {
+		case !nameLike(db):
+			// Not quoted: an entry written without its "name=" is a URL
+			// (or keyword/value string) whose password precedes its
+			// first '=', if any.
+			p.errs = append(p.errs, fmt.Errorf("%s: want name=url, got an entry that does not start with a database name (%w; the entry is not quoted: it may hold a password)", name, tenantctx.ErrInvalidDatabase))
 		case !ok || url == "":
 			p.errs = append(p.errs, fmt.Errorf("%s: want name=url, got an entry without a URL (name %.40q)", name, db))
 		case tenantctx.ValidateDatabaseName(db) != nil:
@@ -742,6 +747,20 @@ func splitDatabases(s string) []string {
 		out = append(out, piece)
 	}
 	return out
+}
+
+// nameLike reports whether s is made of the characters of a database
+// name, in any case (letters, digits, '_', '-'), and is not empty: such
+// a string may be quoted in an error, even when it is not a valid name;
+// anything else may be a URL or a password, and is not.
+func nameLike(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i] | 0x20 // lower case of a letter
+		if !(c >= 'a' && c <= 'z' || s[i] >= '0' && s[i] <= '9' || s[i] == '_' || s[i] == '-') {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // startsWithName reports whether s is "name=..." with optional spaces:
