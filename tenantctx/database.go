@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 )
 
 // DefaultDatabase is the name of the tenant database DATABASE_URL points
@@ -19,10 +20,16 @@ var ErrInvalidDatabase = errors.New("invalid tenant database name")
 var databaseName = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
 
 // ValidateDatabaseName checks the name of a tenant database (the catalog's
-// name for a registered PostgreSQL database, not its dbname).
+// name for a registered PostgreSQL database, not its dbname). Its error
+// quotes the name, unless it holds ':', '@', '/' or '=': then it is a
+// connection string (a URL given where its name goes, `enqueue db add
+// URL NAME`), whose password must not reach the output.
 func ValidateDatabaseName(name string) error {
-	if !databaseName.MatchString(name) {
-		return fmt.Errorf("%w: %.70q (want [a-z][a-z0-9_-]*, at most 63 bytes)", ErrInvalidDatabase, name)
+	if databaseName.MatchString(name) {
+		return nil
 	}
-	return nil
+	if strings.ContainsAny(name, ":@/=") {
+		return fmt.Errorf("%w: got a connection string (not quoted: it may hold a password), want a name such as eu2 ([a-z][a-z0-9_-]*, at most 63 bytes)", ErrInvalidDatabase)
+	}
+	return fmt.Errorf("%w: %.70q (want [a-z][a-z0-9_-]*, at most 63 bytes)", ErrInvalidDatabase, name)
 }
