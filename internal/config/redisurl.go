@@ -116,11 +116,18 @@ func ParseRedisURL(raw string) (asynq.RedisConnOpt, error) {
 	if err != nil {
 		return nil, err
 	}
-	// asynq keeps the password and drops the user: with Redis ACLs
-	// (redis://app:secret@host) the client would log in as the
-	// default user, or be refused.
-	if o, ok := opt.(asynq.RedisClientOpt); ok && u.User != nil {
-		o.Username = u.User.Username()
+	if o, ok := opt.(asynq.RedisClientOpt); ok {
+		// asynq keeps a negative database, and go-redis selects one
+		// only above 0: redis://host:6379/-1 would run on database 0.
+		if o.DB < 0 {
+			return nil, fmt.Errorf("could not parse redis uri: database: want a number from 0, got %d", o.DB)
+		}
+		// asynq keeps the password and drops the user: with Redis ACLs
+		// (redis://app:secret@host) the client would log in as the
+		// default user, or be refused.
+		if u.User != nil {
+			o.Username = u.User.Username()
+		}
 		opt = o
 	}
 	return opt, nil
