@@ -89,9 +89,9 @@ func NewLanes(ctx context.Context, databaseURL string, n int, opts PoolOptions) 
 	}
 	total := opts.MaxConns
 	if total == 0 {
-		cfg, err := pgxpool.ParseConfig(databaseURL)
+		cfg, err := parseConfig(databaseURL)
 		if err != nil {
-			return nil, fmt.Errorf("parse database url: %w", err)
+			return nil, err
 		}
 		total = cfg.MaxConns // pgx's default, or pool_max_conns
 		if total <= 0 {

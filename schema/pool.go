@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"sync"
 	"time"
@@ -146,9 +147,9 @@ func containsFold(s, word string) bool {
 // connection fail AfterConnect's check instead of silently using the
 // server's default search_path.
 func NewPool(ctx context.Context, databaseURL string, opts PoolOptions) (*pgxpool.Pool, error) {
-	cfg, err := pgxpool.ParseConfig(databaseURL)
+	cfg, err := parseConfig(databaseURL)
 	if err != nil {
-		return nil, fmt.Errorf("parse database url: %w", err)
+		return nil, err
 	}
 	if opts.MaxConns < 0 {
 		return nil, fmt.Errorf("new pool: MaxConns %d is negative", opts.MaxConns)
@@ -173,6 +174,23 @@ func NewPool(ctx context.Context, databaseURL string, opts PoolOptions) (*pgxpoo
 		return nil, fmt.Errorf("new pool: %w", err)
 	}
 	return pool, nil
+}
+
+// parseConfig is pgxpool.ParseConfig with an error that quotes nothing of
+// databaseURL: pgx's quotes it with the password masked as best it can,
+// and a keyword/value string whose quoted password is not closed keeps
+// the rest of it ("password=xxxxx horse"). A file the URL (or a PG*
+// variable) names and that cannot be read is named with its error: the
+// URL itself is then fine.
+func parseConfig(databaseURL string) (*pgxpool.Config, error) {
+	cfg, err := pgxpool.ParseConfig(databaseURL)
+	if err == nil {
+		return cfg, nil
+	}
+	if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
+		return nil, fmt.Errorf("parse database url: cannot read %s: %w", pe.Path, pe.Err)
+	}
+	return nil, errors.New("parse database url: does not parse as a PostgreSQL connection string (URL or keyword/value)")
 }
 
 // DefaultConnectTimeout bounds opening one connection (TCP, TLS and the
