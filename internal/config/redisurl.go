@@ -112,6 +112,11 @@ func ParseRedisURL(raw string) (asynq.RedisConnOpt, error) {
 	if err := checkRedisURLRest(u); err != nil {
 		return nil, err
 	}
+	if u.User != nil {
+		if pw, _ := u.User.Password(); u.User.Username() != "" && pw == "" {
+			return nil, errUserWithoutPassword("could not parse redis uri", "redis[s]://")
+		}
+	}
 	opt, err := asynq.ParseRedisURI(raw)
 	if err != nil {
 		return nil, err
@@ -173,10 +178,22 @@ func parseRedisClusterURL(scheme, rest string) (asynq.RedisConnOpt, error) {
 	if len(opt.Addrs) == 0 {
 		return nil, fmt.Errorf("%s: no node: use %s://host:port,host:port,...", scheme, scheme)
 	}
+	if opt.Username != "" && opt.Password == "" {
+		return nil, errUserWithoutPassword(scheme, scheme+"://")
+	}
 	if scheme == RedisTLSClusterScheme {
 		opt.TLSConfig = RedisTLSConfig()
 	}
 	return RedisClusterOpt{RedisClusterClientOpt: opt, StateReloadInterval: DefaultClusterStateReloadInterval}, nil
+}
+
+// errUserWithoutPassword is the error of a URL whose user information
+// has a user and no password: go-redis logs in only with a password, so
+// the client would run as Redis's default user, or be refused (NOAUTH)
+// when what stands before '@' is a password written without its ':'.
+// Neither is quoted.
+func errUserWithoutPassword(prefix, form string) error {
+	return fmt.Errorf("%s: a user without a password: Redis logs in only with a password, and the client would run as the default user; write %s:password@host for a password alone, %suser:password@host for an ACL user (percent-encoded)", prefix, form, form)
 }
 
 // checkRedisURLRest refuses what asynq.ParseRedisURI would drop without a
@@ -192,10 +209,10 @@ func checkRedisURLRest(u *url.URL) error {
 	switch u.Scheme {
 	case "redis", "rediss":
 		if u.RawQuery != "" || u.ForceQuery {
-			return errors.New("could not parse redis uri: query parameters are not supported: use redis[s]://[user:]password@host:port/db (percent-encode '?' in the user and password)")
+			return errors.New("could not parse redis uri: query parameters are not supported: use redis[s]://[[user]:password@]host:port[/db] (percent-encode '?' in the user and password)")
 		}
 		if strings.Contains(strings.Trim(u.Path, "/"), "/") {
-			return errors.New("could not parse redis uri: want only the database number as the path: redis[s]://[user:]password@host:port/db")
+			return errors.New("could not parse redis uri: want only the database number as the path: redis[s]://[[user]:password@]host:port[/db]")
 		}
 	case "redis-socket":
 		q, err := url.ParseQuery(u.RawQuery)
@@ -268,6 +285,12 @@ func parseRedisSentinelURL(u *url.URL) (asynq.RedisConnOpt, error) {
 	}
 	if opt.MasterName == "" {
 		return nil, fmt.Errorf("%s: master: required (the name the Sentinels monitor): %s", scheme, usage)
+	}
+	if opt.SentinelUsername != "" && opt.SentinelPassword == "" {
+		return nil, errUserWithoutPassword(scheme+": the Sentinels' user", scheme+"://")
+	}
+	if opt.Username != "" && opt.Password == "" {
+		return nil, fmt.Errorf("%s: the username parameter without a password parameter: Redis logs in only with a password, and the client would run as the default user", scheme)
 	}
 	if db != "" {
 		if opt.DB, err = strconv.Atoi(db); err != nil || opt.DB < 0 {
