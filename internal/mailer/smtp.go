@@ -114,7 +114,10 @@ func NewSMTP(smtpURL string, opts ...Option) (*SMTP, error) {
 	if p := u.Port(); p != "" {
 		n, err := strconv.Atoi(p)
 		if err != nil || n < 1 || n > 65535 {
-			return nil, fmt.Errorf("new smtp mailer: bad port %q", p)
+			// Not quoted: an unencoded '#', '?' or '/' in the password
+			// ends the authority there, and the password's digits
+			// before it are taken for the port.
+			return nil, errors.New("new smtp mailer: bad port: want 1 to 65535 (percent-encode '/', '?' and '#' in user and password)")
 		}
 		s.port = n
 	}
