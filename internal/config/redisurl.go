@@ -215,6 +215,12 @@ func checkRedisURLRest(u *url.URL) error {
 			return errors.New("could not parse redis uri: want only the database number as the path: redis[s]://[[user]:password@]host:port[/db]")
 		}
 	case "redis-socket":
+		if u.Host != "" {
+			// asynq ignores it and takes the path for the socket's: with
+			// an unencoded '/' in the password, the rest of the password
+			// (which the dial error would then quote).
+			return errors.New("could not parse redis socket uri: a host is not supported: want redis-socket://[:password@]path[?db=N] (percent-encode '/', '?', '#' and '@' in the password)")
+		}
 		q, err := url.ParseQuery(u.RawQuery)
 		if err != nil {
 			return errors.New("could not parse redis socket uri: query: invalid percent-encoding")
@@ -245,10 +251,14 @@ func parseRedisSentinelURL(u *url.URL) (asynq.RedisConnOpt, error) {
 	if u.Fragment != "" {
 		return nil, fmt.Errorf("%s: a fragment is not supported (percent-encode # as %%23): %s", scheme, usage)
 	}
-	for _, a := range strings.Split(u.Host, ",") {
+	addrs := strings.Split(u.Host, ",")
+	for i, a := range addrs {
 		host, port, err := net.SplitHostPort(a)
 		if n, perr := strconv.Atoi(port); err != nil || perr != nil || n <= 0 || n > 65535 || host == "" {
-			return nil, fmt.Errorf("%s: sentinel %q: want host:port: %s", scheme, a, usage)
+			// Not quoted: an unencoded '/' or '?' in the password ends
+			// the authority there, and a password's digits before it
+			// are taken for a Sentinel's port (":98765432").
+			return nil, fmt.Errorf("%s: sentinel %d of %d: want host:port (percent-encode '/', '?', '#' and '@' in the user and password): %s", scheme, i+1, len(addrs), usage)
 		}
 		opt.SentinelAddrs = append(opt.SentinelAddrs, a)
 	}
@@ -294,7 +304,9 @@ func parseRedisSentinelURL(u *url.URL) (asynq.RedisConnOpt, error) {
 	}
 	if db != "" {
 		if opt.DB, err = strconv.Atoi(db); err != nil || opt.DB < 0 {
-			return nil, fmt.Errorf("%s: database: want a number, got %.20q", scheme, db)
+			// Not quoted: the path may be the rest of a password whose
+			// '/' was not percent-encoded.
+			return nil, fmt.Errorf("%s: database: want a number from 0 (percent-encode '/' in the user and password): %s", scheme, usage)
 		}
 	}
 	return opt, nil
