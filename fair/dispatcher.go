@@ -1005,7 +1005,11 @@ func (d Drained) Total() int {
 // only, so a task that waited in asynq when the drain began is discarded
 // wherever the forwarder moves it meanwhile (unless a worker takes it
 // first: it runs). A task asynq held as active when the drain began was
-// running: should its attempt fail meanwhile, its retry stays.
+// running: should its attempt fail meanwhile, its retry stays. So does
+// the retry of a task admitted while the drain goes through asynq's sets
+// and pending list (enqueued after the drain began, or put back into the
+// backlog), should it fail meanwhile: it did not wait when the drain
+// began.
 func (d *Dispatcher) Drain(ctx context.Context, tenantID string, queues ...string) (Drained, error) {
 	var out Drained
 	if err := checkTenant(tenantID); err != nil {
@@ -1067,7 +1071,7 @@ func (d *Dispatcher) Drain(ctx context.Context, tenantID string, queues ...strin
 				return out, fmt.Errorf("fair: drain tenant %s in %s: %s: %w", tenantID, q, set.name, err)
 			}
 		}
-		if err := d.rdb.Del(ctx, keys(q)[0]+ran).Err(); err != nil {
+		if err := drainScansEndScript.Run(ctx, d.rdb, keys(q)[:1], tenantID, token).Err(); err != nil {
 			return out, fmt.Errorf("fair: drain tenant %s in %s: %w", tenantID, q, err)
 		}
 	}

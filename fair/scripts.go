@@ -66,8 +66,11 @@ import (
 //	P..'dr:'..tenant ZSET token -> sequence number (P..'drseq') of the tenant's drains under way;
 //	                 P..'dr:'..tenant..':'..token LIST the task ids that waited in its backlog when that drain
 //	                 began, not discarded yet (see drainPrelude)
-//	P..'drr:'..tenant..':'..token SET the tenant's task ids asynq held as active when that drain began: their
-//	                 retries stay (see drainScript; expires after an hour, Dispatcher.Drain deletes it)
+//	P..'drr:'..tenant..':'..token SET the tenant's task ids asynq held as active when that drain began, and those
+//	                 admitted while it goes through asynq's sets and pending list (scanning): their retries stay
+//	                 (see drainScript; expires after an hour, Dispatcher.Drain deletes it)
+//	P..'drs:'..tenant SET the tokens of the tenant's drains going through asynq's sets and pending list (with
+//	                 the t: hash's 'scan': until when, ms; expires after an hour, Dispatcher.Drain removes its own)
 //	P..'drf:'..tenant..':'..token STRING waiting \t admitted \t parked: what that drain's first call discarded, so
 //	                 that the call sent again (go-redis, after a read timeout) does not begin anew (expires after an hour)
 //	P..'cost'        HASH type -> measured cost EWMA over all tenants (us); '*' -> over the queue
@@ -136,6 +139,23 @@ local function num(v, def)
   return n
 end
 local function tkey(t) return P .. 't:' .. t end
+
+-- scanning notes task ids of t, admitted (or let run by the gate) now,
+-- in the set of the tasks each drain of t going through asynq's sets and
+-- pending list leaves (P..'drs:'..t, see drainScript): they did not wait
+-- when it began, and should one fail while the drain scans, its retry
+-- stays, as that of a task running when it began does. s is the t: hash's
+-- 'scan' (nil: read it).
+local function scanning(t, ids, s)
+  if num(s or redis.call('HGET', tkey(t), 'scan'), 0) <= NOW then return end
+  for _, tok in ipairs(redis.call('SMEMBERS', P .. 'drs:' .. t)) do
+    local k = P .. 'drr:' .. t .. ':' .. tok
+    for i = 1, #ids, 1000 do
+      redis.call('SADD', k, unpack(ids, i, math.min(i + 999, #ids)))
+    end
+    redis.call('PEXPIRE', k, 3600000)
+  end
+end
 
 -- withRun appends the header naming run tok to an asynq message. Protobuf
 -- merges an appended field into the message, and a map entry appended
@@ -729,11 +749,11 @@ local function admit()
   local function about(t)
     local i = info[t]
     if i then return i end
-    local h = redis.call('HMGET', tkey(t), 'w', 'mr', 'drain')
+    local h = redis.call('HMGET', tkey(t), 'w', 'mr', 'drain', 'scan')
     local w = num(h[1], 1)
     if w < 1 then w = 1 end
     i = { w = w, wf = fmt(w), mr = num(h[2], 0), run = redis.call('SCARD', P .. 'run:' .. t), left = redis.call('LLEN', P .. 'b:' .. t),
-      held = (anyHeld and held(t)) or num(h[3], 0) > NOW, est = {}, rec = {}, taken = {}, buf = {}, ws = {}, pos = 0, off = 0, chunk = 0 }
+      held = (anyHeld and held(t)) or num(h[3], 0) > NOW, scan = h[4] or '', est = {}, rec = {}, taken = {}, buf = {}, ws = {}, pos = 0, off = 0, chunk = 0 }
     info[t] = i
     return i
   end
@@ -894,7 +914,10 @@ local function admit()
     many('ZADD', P .. 'dl', dl)
   end
   for t, i in pairs(info) do
-    if i.added then many('SADD', P .. 'run:' .. t, i.added) end
+    if i.added then
+      many('SADD', P .. 'run:' .. t, i.added)
+      scanning(t, i.added, i.scan)
+    end
     for typ, d in pairs(i.taken) do countWaiting(t, typ, d) end
   end
   if last then redis.call('SET', P .. 'vt', fmt(last)) end
@@ -1712,6 +1735,7 @@ if not held(t) and not draining(t) and (mr == 0 or redis.call('SCARD', P .. 'run
   redis.call('HSET', P .. 'adm', id, t .. SEP .. typ .. SEP .. '0' .. SEP .. fmt(NOW) .. SEP .. SEP .. tok)
   redis.call('ZADD', P .. 'dl', NOW + LEASE, id)
   redis.call('SADD', P .. 'run:' .. t, id)
+  scanning(t, { id })
   reconsider(t)
   return 'run' .. SEP .. tok
 end
@@ -1826,7 +1850,11 @@ end
 // of every worker of the queue) in P..'drr:'..tenant..':'..token: those
 // are running, not waiting, and should one's attempt fail while the drain
 // goes through asynq's sets, its retry stays, wherever the drain's scan
-// is when asynq moves it into the retry set.
+// is when asynq moves it into the retry set. So do the tasks admitted (or
+// let run by the gate) from then until the drain has gone through asynq's
+// sets and pending list: the tenant's tasks enqueued after it began, or
+// put back into the backlog, that run and fail meanwhile (scanning; the
+// drain is listed in P..'drs:'..tenant until drainScansEndScript).
 //
 // A parked task whose worker is still handing it back (asynq holds it as
 // active) is discarded and counted, and marked in P..'drained': should the
@@ -1884,6 +1912,13 @@ if ARGV[12] == '1' and not again then
       if owned(id) then redis.call('SADD', ran, id) end
     end
     redis.call('PEXPIRE', ran, 3600000)
+    -- Tasks admitted from now until the drain has gone through asynq's
+    -- sets and pending list did not wait when it began either: admission
+    -- and the gate add them to ran (scanning), until Dispatcher.Drain
+    -- ends the scans (drainScansEndScript).
+    redis.call('SADD', P .. 'drs:' .. t, tok)
+    redis.call('PEXPIRE', P .. 'drs:' .. t, 3600000)
+    redis.call('HSET', tkey(t), 'scan', NOW + 3600000)
   end
   if redis.call('EXISTS', b) == 1 then redis.call('RENAME', b, drainList(t, tok)) end
   redis.call('ZADD', drains, redis.call('INCR', P .. 'drseq'), tok)
@@ -2061,7 +2096,7 @@ if #ids > 0 then
 end
 if redis.call('LLEN', b) > 0 then return 0 end
 for _, id in ipairs(redis.call('SMEMBERS', P .. 'run:' .. t)) do finish(id) end
-redis.call('DEL', tkey(t), b, P .. 'run:' .. t, keptKey(t), parkedKey(t))
+redis.call('DEL', tkey(t), b, P .. 'run:' .. t, keptKey(t), parkedKey(t), P .. 'drs:' .. t)
 redis.call('SREM', P .. 'keptt', t)
 redis.call('SREM', P .. 'parkedt', t)
 redis.call('HDEL', P .. 'hold', t)
@@ -2069,6 +2104,22 @@ redis.call('ZREM', P .. 'ready', t)
 redis.call('ZREM', P .. 'depth', t)
 redis.call('ZREM', P .. 'lost', t)
 return 1
+`)
+
+// drainScansEndScript ends a drain's pass through asynq's sets and pending
+// list (Dispatcher.Drain): its set of the tasks to leave there
+// (P..'drr:'..tenant..':'..token) goes, and admission stops adding to it
+// (P..'drs:'..tenant, and the t: hash's 'scan' once no drain of the
+// tenant scans).
+//
+//	KEYS[1] the dispatcher's key prefix of the queue, ARGV[1] tenant,
+//	ARGV[2] the drain's token.
+var drainScansEndScript = redis.NewScript(`
+local P, t, tok = KEYS[1], ARGV[1], ARGV[2]
+redis.call('DEL', P .. 'drr:' .. t .. ':' .. tok)
+redis.call('SREM', P .. 'drs:' .. t, tok)
+if redis.call('EXISTS', P .. 'drs:' .. t) == 0 then redis.call('HDEL', P .. 't:' .. t, 'scan') end
+return 0
 `)
 
 // ownedPrelude defines owned(id) for drainScript, unscheduleScript and
