@@ -329,9 +329,12 @@ local function chargedWeight(f, t)
 end
 
 -- finish drops an admitted task's accounting; it returns its tenant, type,
--- estimated cost, enqueue time (ms; nil when not recorded), the weight
--- the estimate was charged over and its run token (nil when not
--- recorded), or nil when the task was not admitted (any more).
+-- estimated cost, enqueue time (ms; nil when not known), the weight the
+-- estimate was charged over and its run token (nil when not recorded), or
+-- nil when the task was not admitted (any more). A record without an
+-- estimate (a retry the gate let run, one the repair made) holds when it
+-- was made, not when its task was enqueued (asynq keeps no enqueue time
+-- of a retry): its enqueue time is not known.
 local function finish(id)
   local meta = redis.call('HGET', P .. 'adm', id)
   if not meta then return nil end
@@ -339,7 +342,9 @@ local function finish(id)
   redis.call('ZREM', P .. 'dl', id)
   local f = fields(meta, 5)
   redis.call('SREM', P .. 'run:' .. f[1], id)
-  return f[1], f[2], num(f[3], 0), num(f[4], nil), chargedWeight(f, f[1]), f[6]
+  local est, enq = num(f[3], 0), nil
+  if est > 0 then enq = num(f[4], nil) end
+  return f[1], f[2], est, enq, chargedWeight(f, f[1]), f[6]
 end
 
 -- enqAt is the enqueue time (ms) of the task at index i of list l (a
@@ -460,14 +465,16 @@ end
 
 -- holdBack moves t's admitted task id, pending in asynq (key: its task
 -- hash), back into t's backlog at its place by enqueue time, its estimate
--- refunded.
+-- refunded; a task whose enqueue time is not known (a retry the gate let
+-- run, which a shutdown put back) goes in front, where it was taken from
+-- (unknownEnq).
 local function holdBack(t, id, key)
   local msg = redis.call('HGET', key, 'msg')
   local _, typ, est, enq, w = finish(id)
   redis.call('LREM', A .. 'pending', 1, id)
   redis.call('DEL', key)
   charge(t, -est / w)
-  wait(t, id, typ, msg, enq or NOW)
+  wait(t, id, typ, msg, enq or unknownEnq(t))
 end
 
 -- unrun makes t's tasks running now name their run in asynq's copy of
