@@ -344,27 +344,32 @@ func (u *batchUnit) end(ctx context.Context, tenantID string, b *pgx.Batch) erro
 // a clean one is marked verified for AfterRelease.
 func (u *batchUnit) commit(ctx context.Context, b *pgx.Batch) error {
 	var checkErr error
-	checked := false
-	b.Queue("COMMIT")
+	checked, committed := false, false
+	b.Queue("COMMIT").Exec(func(tag pgconn.CommandTag) error {
+		committed = tag.String() == "COMMIT"
+		return nil
+	})
 	b.Queue(verifyFor(u.full)).QueryRow(func(row pgx.Row) error {
 		var path, user string
 		var noTemp bool
-		if err := row.Scan(&path, &noTemp, &user); err != nil {
+		if err := row.Scan(&path, &noTemp, &user, nil); err != nil {
 			return fmt.Errorf("verify search_path: %w", err)
 		}
 		checked, checkErr = true, cleanSession(path, noTemp, user, loginOf(u.conn))
 		return nil
 	})
 	err := u.conn.SendBatch(ctx, b).Close()
-	if err != nil {
+	if err != nil && !committed {
 		u.rollback(ctx)
 		return err
 	}
-	if !checked || checkErr != nil {
+	if err != nil || !checked || checkErr != nil {
 		// Committed, but the session is not provably clean (a statement
-		// set search_path for the session, created a temporary table): the
-		// connection must not be reused. The data is committed, so this is
-		// no error of the unit of work.
+		// set search_path for the session, created a temporary table, and
+		// the check ended the server session: see endDirtySQL; or the
+		// connection failed after COMMIT's answer): the connection must not
+		// be reused. The data is committed, so this is no error of the unit
+		// of work.
 		u.close(ctx)
 		return nil
 	}

@@ -308,6 +308,10 @@ func (t *pinnedTx) finish(ctx context.Context, commit bool) error {
 	results, err := pc.Exec(rbCtx, endSQL(false, *t.full)).ReadAll()
 	if err == nil {
 		_, err = checkVerifyResult(results, loginOf(t.conn))
+	} else if len(results) == 2 && results[0].Err == nil && results[0].CommandTag.String() == "ROLLBACK" {
+		// Rolled back; the check failed, and the server session with it
+		// when the check found it not clean (endDirtySQL).
+		err = fmt.Errorf("%w: %w", errNotClean, err)
 	}
 	switch {
 	case err == nil:
