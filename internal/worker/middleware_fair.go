@@ -95,7 +95,7 @@ func ReportCost(r CostReporter) asynq.MiddlewareFunc {
 					return
 				}
 				r.Report(rep)
-				if err != nil {
+				if err != nil && ctx.Err() == nil {
 					// The report ends the run; asynq keeps the task (a
 					// retry, or archived and perhaps run again by hand)
 					// with the message it ran with. A retry that does not
@@ -105,7 +105,14 @@ func ReportCost(r CostReporter) asynq.MiddlewareFunc {
 					// attempt, outside its tenant's running cap. asynq
 					// writes the message back from this very map (the
 					// task's headers are its message's), so dropping the
-					// run here makes that attempt ask the gate.
+					// run here makes that attempt ask the gate. Not once
+					// the attempt's deadline passed: asynq then settles
+					// the task on its own goroutine without waiting for
+					// this one (its error handler, then the retry or the
+					// archive, which read and encode this map), and a
+					// write here would race those reads (the runtime may
+					// stop the worker on it). A deadline counts as a
+					// failure, so that retry asks the gate anyway.
 					delete(t.Headers(), fair.RunHeader)
 				}
 			}()
