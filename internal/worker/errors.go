@@ -59,14 +59,18 @@ func Permanentf(format string, args ...any) error {
 }
 
 // goneError is the error of a task whose tenant the catalog does not have
-// (deleted, or never there). Such a task is archived like any refused
-// one, but no record of it is written for the tenant (recordArchive):
-// nobody can read one, and it would outlive the deletion in Redis.
+// (deleted, or never there) or is deleting. Such a task is archived like
+// any refused one, but no record of it is written for the tenant
+// (recordArchive): nobody can read one (the API refuses a deleting
+// tenant), and it would outlive the deletion in Redis (the destroy deletes
+// the tenant's records before its row, perhaps before this task is
+// archived).
 type goneError struct{ msg string }
 
 func (e *goneError) Error() string { return e.msg }
 
-// tenantGone is Permanentf for a task whose tenant does not exist.
+// tenantGone is Permanentf for a task whose tenant does not exist or is
+// being deleted.
 func tenantGone(format string, args ...any) error {
 	return Permanent(&goneError{msg: fmt.Sprintf(format, args...)})
 }

@@ -186,7 +186,7 @@ func admit(env Envelope, tenant tenantctx.Tenant) error {
 		return fmt.Errorf("tenant %s is %s, %s: %w", tenant.ID, tenant.Status, waitReason(env, tenant.Status), ErrTenantNotReady)
 	}
 	if tenant.Status == tenantctx.StatusDeleting {
-		return Permanentf("tenant %s is being deleted: %s task dropped", tenant.ID, env.Type)
+		return tenantGone("tenant %s is being deleted: %s task dropped", tenant.ID, env.Type)
 	}
 	return Permanentf("tenant %s has status %.40q: %s task refused", tenant.ID, tenant.Status, env.Type)
 }
@@ -233,5 +233,5 @@ func droppedIfDeleted(ctx context.Context, catalog storage.TenantStore, erased E
 	if deleted {
 		return tenantGone("tenant %s was deleted while the %s task ran (%v)", env.TenantID, env.Type, err)
 	}
-	return Permanentf("tenant %s is being deleted: %s task dropped (%v)", env.TenantID, env.Type, err)
+	return tenantGone("tenant %s is being deleted: %s task dropped (%v)", env.TenantID, env.Type, err)
 }

@@ -60,9 +60,9 @@ func archives(err error, retried, maxRetry int) bool {
 // (tasks.TaskRecords, P15 in docs/architecture.md), so that another tenant's
 // volume can never evict or hide it. A failure is logged: the task is
 // archived in asynq all the same. A task whose tenant does not exist
-// (deleted, or never there) gets no record: no one can read it, and its
-// keys would stay in Redis for the records' TTL after the tenant's
-// deletion removed everything else of it. Nor does a task asynq will not
+// (deleted, or never there) or is being deleted gets no record: no one can
+// read it, and its keys would stay in Redis for the records' TTL after the
+// tenant's deletion removed everything else of it. Nor does a task asynq will not
 // archive after all (archiving): kept in its retry set by KeepLastAttempt
 // while its deadline passed, or no longer active.
 func recordArchive(ctx context.Context, records *tasks.TaskRecords, logger *slog.Logger, env Envelope, t *asynq.Task, err error, retried int) {
