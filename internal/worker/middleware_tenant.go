@@ -71,7 +71,7 @@ func ResolveTenant(catalog storage.TenantStore, parker Parker, erased ErasedForg
 				return next.ProcessTask(withErasedTenant(ctx, env.TenantID), t)
 			}
 			if errors.Is(err, storage.ErrNotFound) {
-				if err := forgetErased(ctx, erased, env, t); err != nil {
+				if err := forgetErased(ctx, erased, env); err != nil {
 					return err
 				}
 				return tenantGone("tenant %s not found (deleted or never existed)", env.TenantID)
@@ -84,7 +84,7 @@ func ResolveTenant(catalog storage.TenantStore, parker Parker, erased ErasedForg
 					// Perhaps a stale answer: the row may be gone, and
 					// this task the late enqueue that gave the
 					// dispatcher the tenant's state again.
-					if ferr := forgetErased(ctx, erased, env, t); ferr != nil {
+					if ferr := forgetErased(ctx, erased, env); ferr != nil {
 						return ferr
 					}
 				}
@@ -100,7 +100,7 @@ func ResolveTenant(catalog storage.TenantStore, parker Parker, erased ErasedForg
 			}
 			err = next.ProcessTask(tenantctx.WithTenant(ctx, tenant), t)
 			if err != nil && !IsPermanent(err) && env.Activity != tenantctx.Destruction {
-				return droppedIfDeleted(ctx, catalog, erased, env, t, err)
+				return droppedIfDeleted(ctx, catalog, erased, env, err)
 			}
 			return err
 		})
@@ -121,8 +121,8 @@ type ErasedForgetter interface {
 // per queue, on the path of a task that is archived anyway.
 const forgetTimeout = 5 * time.Second
 
-// forgetErased asks erased to forget the tenant of task t, which the
-// catalog does not know, in the task's queue (every queue when ctx names
+// forgetErased asks erased to forget env's tenant, which the catalog does
+// not know, in the queue of the task of ctx (every queue when ctx names
 // none, as for a task run outside asynq). An enqueue that resolved the
 // tenant before its erasure completed and reached Redis after the
 // destroy's last look gave the dispatcher the tenant's state (policy,
@@ -134,7 +134,7 @@ const forgetTimeout = 5 * time.Second
 // answer that does not hold) forgets nothing and returns nil: the task is
 // archived as before. Any other failure is returned, to be retried: the
 // task is the only thing left that would forget the state.
-func forgetErased(ctx context.Context, erased ErasedForgetter, env Envelope, t *asynq.Task) error {
+func forgetErased(ctx context.Context, erased ErasedForgetter, env Envelope) error {
 	if erased == nil {
 		return nil
 	}
@@ -153,9 +153,9 @@ func forgetErased(ctx context.Context, erased ErasedForgetter, env Envelope, t *
 	case !forgot:
 		return nil
 	}
-	taskID, _ := asynq.GetTaskID(ctx)
+	// The task's logger (Log) names its task_id, task_type and tenant_id
+	// already: named again, each would be in the line twice.
 	LoggerFromContext(ctx).InfoContext(ctx, "task of an erased tenant: its fair-dispatch state forgotten",
-		slog.String("tenant_id", env.TenantID), slog.String("task_id", taskID), slog.String("task_type", t.Type()),
 		slog.Any("queues", queues))
 	return nil
 }
@@ -218,7 +218,7 @@ const recheckTimeout = 5 * time.Second
 // records its erasure (forgetErased: the task may be a late enqueue's that
 // a stale answer let run); a failure to check or forget is returned, and
 // the task retried.
-func droppedIfDeleted(ctx context.Context, catalog storage.TenantStore, erased ErasedForgetter, env Envelope, t *asynq.Task, err error) error {
+func droppedIfDeleted(ctx context.Context, catalog storage.TenantStore, erased ErasedForgetter, env Envelope, err error) error {
 	ctx = context.WithoutCancel(ctx)
 	rctx, cancel := context.WithTimeout(ctx, recheckTimeout)
 	defer cancel()
@@ -227,7 +227,7 @@ func droppedIfDeleted(ctx context.Context, catalog storage.TenantStore, erased E
 	if !deleted && (lerr != nil || cur.Status.Decide(env.Activity) != tenantctx.Refuse) {
 		return err
 	}
-	if ferr := forgetErased(ctx, erased, env, t); ferr != nil {
+	if ferr := forgetErased(ctx, erased, env); ferr != nil {
 		return fmt.Errorf("%w (after: %w)", ferr, err)
 	}
 	if deleted {
