@@ -20,7 +20,7 @@
 //	DatabaseUnavailable turns a failure to reach a database at all (no connection, SQLSTATE 08, 57P) into a not-ready wait
 //	ResolveTenant   looks the tenant up, applies the status policy, puts the tenant into ctx
 //	                (an unknown or deleting tenant's task archived, its fair state forgotten once its erasure is recorded)
-//	DatabaseGate    holds a task whose tenant database (not main) is down, without dialing it, until a probe reaches it
+//	DatabaseGate    holds a task whose tenant database (main included) is down, without dialing it, until a probe reaches it
 //	DatabaseSlots   bounds the tasks of one tenant database other than main (TENANT_DB_MAX_TASKS)
 //	Handle[P]       decodes the payload into its type P, checks its fields, calls the handler
 //
