@@ -587,7 +587,7 @@ func (c Config) validate() error {
 	}
 	if n := len(c.AdminToken); n > 0 && n < MinAdminTokenLen && !c.Dev {
 		// The token itself is never part of the message.
-		bad("ADMIN_TOKEN: must have at least %d characters, got %d (generate one: openssl rand -hex 32)", MinAdminTokenLen, n)
+		bad("ADMIN_TOKEN: must have at least %d bytes, got %d (generate one: openssl rand -hex 32)", MinAdminTokenLen, n)
 	}
 	// The worker parses it for every reminder: a From that does not parse
 	// would fail them all, one retry after another, long after the start.

@@ -183,7 +183,7 @@ func TestFromEnvErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"REDIS_AUTOPIPELINE": "on"}, `REDIS_AUTOPIPELINE: must be true or false`},
 		{map[string]string{"DASHBOARD_WRITABLE": "perhaps"}, `DASHBOARD_WRITABLE: must be true or false`},
 		{map[string]string{"DASHBOARD_WRITABLE": "true", "DASHBOARD_READONLY": "true"}, `DASHBOARD_WRITABLE "true" and DASHBOARD_READONLY "true" disagree`},
-		{map[string]string{"ADMIN_TOKEN": "secret"}, `ADMIN_TOKEN: must have at least 32 characters, got 6`},
+		{map[string]string{"ADMIN_TOKEN": "secret"}, `ADMIN_TOKEN: must have at least 32 bytes, got 6`},
 		{map[string]string{"AUTH_FAILURES_PER_MINUTE": "0"}, `AUTH_FAILURES_PER_MINUTE: must be a positive integer`},
 		{map[string]string{"API_TENANT_DB_CONNS": "0"}, `API_TENANT_DB_CONNS: must be a positive integer`},
 		{map[string]string{"API_TENANT_DB_CONNS": "20000"}, `API_TENANT_DB_CONNS: at most 10000, got 20000`},
