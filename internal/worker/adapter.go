@@ -32,7 +32,7 @@ func Handle[P tasks.Payload](fn func(context.Context, P) error) asynq.Handler {
 		}
 		var p P
 		if err := json.Unmarshal(t.Payload(), &p); err != nil {
-			return Permanentf("decode %s payload: %w", want, err)
+			return Permanent(fmt.Errorf("%w: decode %s payload: %w", tasks.ErrInvalidPayload, want, err))
 		}
 		if tp, ok := any(p).(tasks.TenantPayload); ok {
 			env := envelopeOf(ctx, t)

@@ -52,6 +52,13 @@ func TestHandleRejectsPermanently(t *testing.T) {
 		if ran || !errors.Is(err, asynq.SkipRetry) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: ran=%v err=%v; want SkipRetry mentioning %q", c.name, ran, err, c.want)
 		}
+		// A payload that does not decode, or whose values are invalid, is
+		// an invalid task to its tenant, not a refused one.
+		if strings.HasPrefix(c.want, "decode ") || c.name == "invalid values" {
+			if got := worker.PublicReason(err); got != worker.ReasonInvalidTask {
+				t.Errorf("%s: public reason %q, want %q", c.name, got, worker.ReasonInvalidTask)
+			}
+		}
 	}
 	// A reminder queued for year 0, which Go parses and PostgreSQL refuses,
 	// is refused at once rather than failing in SQL on every retry.
