@@ -351,11 +351,11 @@ func (u *batchUnit) commit(ctx context.Context, b *pgx.Batch) error {
 	})
 	b.Queue(verifyFor(u.full)).QueryRow(func(row pgx.Row) error {
 		var path, user string
-		var noTemp bool
-		if err := row.Scan(&path, &noTemp, &user, nil); err != nil {
+		var clean bool
+		if err := row.Scan(&path, &clean, &user); err != nil {
 			return fmt.Errorf("verify search_path: %w", err)
 		}
-		checked, checkErr = true, cleanSession(path, noTemp, user, loginOf(u.conn))
+		checked, checkErr = true, cleanSession(path, clean, user, loginOf(u.conn))
 		return nil
 	})
 	err := u.conn.SendBatch(ctx, b).Close()
@@ -411,14 +411,14 @@ func (u *batchUnit) close(ctx context.Context) {
 }
 
 // cleanSession checks the values of verifySQL (or verifyUnitSQL):
-// search_path, whether the rest of the session is clean, and the session
-// user, which must be login (unless login is "": a connection of a pool
-// without ConfigurePool).
-func cleanSession(path string, noTemp bool, user, login string) error {
+// search_path, whether the session is clean (its search_path included),
+// and the session user, which must be login (unless login is "": a
+// connection of a pool without ConfigurePool).
+func cleanSession(path string, clean bool, user, login string) error {
 	if path != "" && path != `""` {
 		return fmt.Errorf("%w: search_path is %.100q", errNotClean, path)
 	}
-	if !noTemp {
+	if !clean {
 		return fmt.Errorf("%w: session has a temporary schema, another role, an open cursor, a LISTEN, an SQL prepared statement or an advisory lock", errNotClean)
 	}
 	if login != "" && user != login {

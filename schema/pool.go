@@ -79,35 +79,37 @@ const verifySQL = verifyHead + verifySessionExtras + verifyTail
 // neither (see verifySQL). It returns the same columns.
 const verifyUnitSQL = verifyHead + verifyTail
 
-// The parts of verifySQL and verifyUnitSQL. The inner query reads the
-// session; the outer one returns its three values and, as a fourth column
-// the callers ignore, ends a session found not clean (endDirtySQL).
+// The parts of verifySQL and verifyUnitSQL: the session's search_path;
+// whether the session is clean, its search_path included, where a session
+// found not clean is ended (endDirtySQL); and the session user.
 const (
-	verifyHead = "SELECT v.path, v.clean, v.usr, " + endDirtySQL +
-		" FROM (SELECT pg_catalog.current_setting('search_path') AS path, pg_catalog.pg_my_temp_schema() = 0" +
+	verifyHead = "SELECT pg_catalog.current_setting('search_path'), CASE WHEN pg_catalog.current_setting('search_path') IN ('', '\"\"')" +
+		" AND pg_catalog.pg_my_temp_schema() = 0" +
 		" AND current_user = session_user AND NOT EXISTS (SELECT FROM pg_catalog.pg_cursors WHERE name <> '')" +
 		" AND NOT EXISTS (SELECT FROM pg_catalog.pg_listening_channels())"
 	verifySessionExtras = " AND NOT EXISTS (SELECT FROM pg_catalog.pg_prepared_statements WHERE from_sql)" +
 		" AND NOT EXISTS (SELECT FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid())"
-	verifyTail = " AS clean, session_user AS usr OFFSET 0) v"
+	verifyTail = " THEN true ELSE " + endDirtySQL + " END, session_user"
 )
 
 // endDirtySQL ends the server session itself when the check finds it not
 // clean (a search_path left behind, or any of the other states), in the
-// check's own statement: it resets the role (a role left behind may not
-// signal the login's backend) and terminates its own backend, which the
-// client then sees as an error instead of the check's row. Closing the
-// client's connection is not enough behind PgBouncer in transaction mode:
-// the client's connection is not the server's, and PgBouncer would hand
-// the server session, with a temporary table that unqualified names find
-// before any schema, a role or a cursor, to its next client, another
-// tenant's unit. The check runs on the server connection the unit ran on
-// (in the unit's last round trip), so this is the session the unit left
-// state on. A session whose session user was changed (SET SESSION
+// check's own statement, and is false: it resets the role (a role left
+// behind may not signal the login's backend) and terminates its own
+// backend, which the client then sees as an error instead of the check's
+// row (or as a row that says not clean, should the row come first).
+// Closing the client's connection is not enough behind PgBouncer in
+// transaction mode: the client's connection is not the server's, and
+// PgBouncer would hand the server session, with a temporary table that
+// unqualified names find before any schema, a role or a cursor, to its
+// next client, another tenant's unit. The check runs on the server
+// connection the unit ran on (in the unit's last round trip), so this is
+// the session the unit left state on. A clean session evaluates none of
+// it. A session whose session user was changed (SET SESSION
 // AUTHORIZATION, a superuser login only) is not ended when the new one may
 // not signal the login's backend; the client still closes its connection.
-const endDirtySQL = "CASE WHEN v.clean AND v.path IN ('', '\"\"') THEN NULL ELSE" +
-	" pg_catalog.set_config('role', 'none', false) IS NOT NULL AND pg_catalog.pg_terminate_backend(pg_catalog.pg_backend_pid()) END"
+const endDirtySQL = "NOT (pg_catalog.set_config('role', 'none', false) IS NOT NULL" +
+	" AND pg_catalog.pg_terminate_backend(pg_catalog.pg_backend_pid()))"
 
 // verifyFor is the check a unit of work ends with: verifySQL when full
 // (one of its statements may have left a prepared statement or a
@@ -479,7 +481,7 @@ func checkVerifyResult(results []*pgconn.Result, login string) (string, error) {
 	if r.Err != nil {
 		return "", fmt.Errorf("verify search_path: %w", r.Err)
 	}
-	if len(r.Rows) != 1 || len(r.Rows[0]) != 4 {
+	if len(r.Rows) != 1 || len(r.Rows[0]) != 3 {
 		return "", fmt.Errorf("%w: unexpected verification result shape", errNotClean)
 	}
 	user := string(r.Rows[0][2])
