@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"context"
 	"log/slog"
 	"net/http"
 	"time"
@@ -31,7 +30,7 @@ type readyBody struct {
 func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) {
 	checks := map[string]readiness.Check{}
 	if h.opts.Redis != nil {
-		checks["redis"] = func(ctx context.Context) error { return h.opts.Redis.Ping(ctx).Err() }
+		checks["redis"] = readiness.Redis(h.opts.Redis)
 	}
 	if h.pgReady != nil {
 		checks["postgres"] = h.pgReady

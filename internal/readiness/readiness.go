@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
 )
 
 // Check probes one dependency; nil means it answered.
@@ -52,6 +53,26 @@ func bounded(ctx context.Context, check Check, timeout time.Duration) error {
 		return err
 	case <-ctx.Done():
 		return fmt.Errorf("no answer within %v: %w", timeout, ctx.Err())
+	}
+}
+
+// Redis returns the check of rc: a PING of its server, or of every master
+// of a Redis Cluster. A cluster client sends its own PING to one node and,
+// when that node does not answer, retries it on another, so it passes
+// while a master is down and the queues whose slots it holds are served
+// by nobody.
+func Redis(rc redis.UniversalClient) Check {
+	return func(ctx context.Context) error {
+		cc, ok := rc.(*redis.ClusterClient)
+		if !ok {
+			return rc.Ping(ctx).Err()
+		}
+		return cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+			if err := m.Ping(ctx).Err(); err != nil {
+				return fmt.Errorf("ping cluster master %s: %w", m.Options().Addr, err)
+			}
+			return nil
+		})
 	}
 }
 

@@ -1,7 +1,6 @@
 package workerapp
 
 import (
-	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -52,7 +51,7 @@ func newHealthServer(h http.Handler, to healthTimeouts, logger *slog.Logger) *ht
 // with JSON naming what failed) and /metrics.
 func newHealthHandler(d *deps, draining *atomic.Bool, logger *slog.Logger) http.Handler {
 	checks := map[string]readiness.Check{
-		"redis":    func(ctx context.Context) error { return d.Redis.Ping(ctx).Err() },
+		"redis":    readiness.Redis(d.Redis),
 		"postgres": readiness.Postgres(d.Pool),
 	}
 	mux := http.NewServeMux()
