@@ -93,7 +93,7 @@ const (
 	// database that is ready again is served at most this long later.
 	MaxNotReadyDelay = 10 * time.Minute
 	// MinAdminTokenLen is the shortest ADMIN_TOKEN accepted outside the dev
-	// stack: 32 characters (`openssl rand -hex 32` gives 64).
+	// stack: 32 bytes (`openssl rand -hex 32` gives 64 ASCII characters).
 	MinAdminTokenLen = 32
 	// MaxReminderSendHour is the latest REMINDER_SEND_HOUR: 23, the last
 	// hour of a day.
@@ -126,7 +126,7 @@ type Config struct {
 	// (acme + ".example.com"); "" means DefaultDomainSuffix.
 	DomainSuffix string
 	// AdminToken (ADMIN_TOKEN) guards the admin routes; "" disables them.
-	// It must have at least MinAdminTokenLen characters unless Dev.
+	// It must have at least MinAdminTokenLen bytes unless Dev.
 	AdminToken string
 	// Dev is set by the dev stack (`worker -dev`), never by the
 	// environment: it accepts an ADMIN_TOKEN shorter than MinAdminTokenLen
