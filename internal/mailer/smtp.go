@@ -182,7 +182,8 @@ func (s *SMTP) client(ctx context.Context, dialed *net.Conn) (*mail.Client, erro
 // sends after each message, the QUIT that closes the connection) is
 // ignored, because reporting it would make the caller send the accepted
 // message again. A permanent refusal of the recipient (a 5xx reply to
-// RCPT TO, but 552) wraps ErrRecipientRefused. A send error does not
+// RCPT TO, but 552, 530 and 5.7.x: refusedForGood) wraps
+// ErrRecipientRefused. A send error does not
 // name the recipient's address (withoutRecipient). Send closes its
 // connection before it returns, also when the QUIT fails (a server that
 // stopped answering, or dropped the connection). This is go-mail's
@@ -274,15 +275,22 @@ func (e *redactedError) Unwrap() error { return e.err }
 // refusedForGood reports whether err is the server's permanent refusal of
 // the recipient: a 5xx reply to RCPT TO (550 no such mailbox, 553 mailbox
 // name not allowed), except 552, which RFC 5321 (4.5.3.1.10) asks clients
-// to treat as the temporary 452. A connection that failed during RCPT TO
-// has no reply code and is not a refusal.
+// to treat as the temporary 452, and except a refusal of the sender rather
+// than the address: 530 (authentication required) and an enhanced status
+// code of class 5.7 (security or policy, RFC 3463: "554 5.7.1 Relay access
+// denied"), which a missing or wrong credential in SMTP_URL gets for every
+// recipient. A connection that failed during RCPT TO has no reply code and
+// is not a refusal.
 func refusedForGood(err error) bool {
 	var se *mail.SendError
 	if !errors.As(err, &se) || se.Reason != mail.ErrSMTPRcptTo {
 		return false
 	}
 	code := se.ErrorCode()
-	return code >= 500 && code <= 599 && code != 552
+	if code < 500 || code > 599 || code == 552 || code == 530 {
+		return false
+	}
+	return !strings.HasPrefix(se.EnhancedStatusCode(), "5.7.")
 }
 
 // ctxErr adds ctx's error to err when ctx ended: an I/O timeout that
