@@ -151,9 +151,18 @@ func (s *SMTP) String() string {
 }
 
 // client returns a new go-mail client for one message, whose connection
-// ends with ctx (ctxConn).
+// ends with ctx (ctxConn). go-mail's timeout is s.timeout, or the time
+// left until ctx's deadline when that is longer: go-mail sets it once for
+// the greeting and once for the whole transaction (MAIL FROM to the
+// server's verdict on the message), and a send cut short there, with the
+// message uploaded, may be one the server accepts, which the caller then
+// sends again. ctxConn still ends every phase at ctx's deadline.
 func (s *SMTP) client(ctx context.Context, dialed *net.Conn) (*mail.Client, error) {
-	opts := []mail.Option{mail.WithPort(s.port), mail.WithTimeout(s.timeout), mail.WithDialContextFunc(s.dial(ctx, dialed))}
+	timeout := s.timeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = max(timeout, time.Until(dl))
+	}
+	opts := []mail.Option{mail.WithPort(s.port), mail.WithTimeout(timeout), mail.WithDialContextFunc(s.dial(ctx, dialed))}
 	if s.implicit {
 		// go-mail dials TLS itself only without a dial function: s.dial
 		// does the handshake, and go-mail sees a *tls.Conn.
@@ -173,10 +182,11 @@ func (s *SMTP) client(ctx context.Context, dialed *net.Conn) (*mail.Client, erro
 // Send submits m. It stops when ctx ends: a cancelled ctx stops a send
 // that has not connected yet, and the connection's deadlines never reach
 // past ctx's (a server that hangs, before its greeting or before its
-// verdict on the message, holds Send until ctx's deadline or cancellation,
-// not for go-mail's timeouts of 30 s per phase). A send cut short after
-// the end of DATA reports an error although the server may have accepted
-// the message: the caller sends again, with the same Message-ID. A nil
+// verdict on the message, holds Send until ctx's deadline or cancellation:
+// not longer, and, when ctx has a deadline, not shorter either, see
+// client). A send cut short after the end of DATA reports an error
+// although the server may have accepted the message: the caller sends
+// again, with the same Message-ID. A nil
 // error means the server accepted the message
 // (its reply to the end of DATA): an error after that (the RSET go-mail
 // sends after each message, the QUIT that closes the connection) is
