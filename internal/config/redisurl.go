@@ -117,6 +117,11 @@ func ParseRedisURL(raw string) (asynq.RedisConnOpt, error) {
 			return nil, errUserWithoutPassword("could not parse redis uri", "redis[s]://")
 		}
 	}
+	if (u.Scheme == "redis" || u.Scheme == "rediss") && u.Path == "/" && strings.HasSuffix(raw, "/") {
+		// A path of "/" alone names no database (0, as go-redis reads
+		// it); asynq refuses it for rediss://.
+		raw = strings.TrimSuffix(raw, "/")
+	}
 	opt, err := asynq.ParseRedisURI(raw)
 	if err != nil {
 		return nil, err

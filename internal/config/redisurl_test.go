@@ -72,6 +72,19 @@ func TestParseRedisURLSingle(t *testing.T) {
 	if o := opt.(asynq.RedisClientOpt); o.Addr != "127.0.0.1:6380" || o.DB != 2 {
 		t.Errorf("ParseRedisURL(redis://...) = %#v", o)
 	}
+	// A path of "/" alone names no database: database 0, as without the
+	// slash (and as go-redis reads it); asynq refused it with "database
+	// number should be the first segment of the path".
+	for _, raw := range []string{"redis://127.0.0.1:6380/", "rediss://:pw@127.0.0.1:6380/"} {
+		opt, err := ParseRedisURL(raw)
+		if err != nil {
+			t.Errorf("ParseRedisURL(%q): %v", raw, err)
+			continue
+		}
+		if o := opt.(asynq.RedisClientOpt); o.Addr != "127.0.0.1:6380" || o.DB != 0 {
+			t.Errorf("ParseRedisURL(%q) = %#v, want database 0 on 127.0.0.1:6380", raw, o)
+		}
+	}
 }
 
 func TestParseRedisURLSentinel(t *testing.T) {
