@@ -123,7 +123,7 @@ func TestEveryScriptOnCluster(t *testing.T) {
 			must("Pump", err)
 			pending := "asynq:{" + queue + "}:pending"
 			active := "asynq:{" + queue + "}:active"
-			id, err := rdb.RPopLPush(ctx, pending, active).Result()
+			id, err := rdb.LMove(ctx, pending, active, "RIGHT", "LEFT").Result()
 			must("dequeue", err)
 			must("mark active", rdb.HSet(ctx, "asynq:{"+queue+"}:t:"+id, "state", "active").Err())
 			_, _, err = d.Waiting(ctx, batch[9].Message.ID, queue)
@@ -145,7 +145,7 @@ func TestEveryScriptOnCluster(t *testing.T) {
 			must("Release", err)
 			// Complete the other tenant's tasks as a worker would.
 			for range 20 {
-				id, err := rdb.RPopLPush(ctx, pending, active).Result()
+				id, err := rdb.LMove(ctx, pending, active, "RIGHT", "LEFT").Result()
 				if errors.Is(err, redis.Nil) {
 					break
 				}

@@ -82,7 +82,7 @@ func enqueue(t *testing.T, b bundle, tenant string, p fair.Policy, from, n int) 
 func dequeue(t *testing.T, b bundle) string {
 	t.Helper()
 	ctx := context.Background()
-	id, err := b.rdb.RPopLPush(ctx, "asynq:{"+q+"}:pending", "asynq:{"+q+"}:active").Result()
+	id, err := b.rdb.LMove(ctx, "asynq:{"+q+"}:pending", "asynq:{"+q+"}:active", "RIGHT", "LEFT").Result()
 	if err == redis.Nil {
 		return ""
 	}
@@ -775,7 +775,7 @@ func TestConcurrentProducersAndWorkers(t *testing.T) {
 	for range 4 {
 		workers.Go(func() {
 			for {
-				id, err := b.rdb.RPopLPush(ctx, "asynq:{"+q+"}:pending", "asynq:{"+q+"}:active").Result()
+				id, err := b.rdb.LMove(ctx, "asynq:{"+q+"}:pending", "asynq:{"+q+"}:active", "RIGHT", "LEFT").Result()
 				if err == redis.Nil {
 					select {
 					case <-stop:

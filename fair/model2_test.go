@@ -127,7 +127,7 @@ func runModel2(t *testing.T, seed int64) {
 				}
 			}
 		case op < 45: // dequeue
-			id, err := b.rdb.RPopLPush(ctx, A+"pending", A+"active").Result()
+			id, err := b.rdb.LMove(ctx, A+"pending", A+"active", "RIGHT", "LEFT").Result()
 			if err != nil {
 				continue
 			}

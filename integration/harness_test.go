@@ -170,16 +170,6 @@ func (p *proc) running() bool {
 	return p.cmd != nil && !isDone(p.done)
 }
 
-// pid returns the current process id (0 when never started).
-func (p *proc) pid() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd == nil {
-		return 0
-	}
-	return p.cmd.Process.Pid
-}
-
 // kill sends SIGKILL to the process group and waits for the exit. Killing a
 // stopped process does nothing.
 func (p *proc) kill() {

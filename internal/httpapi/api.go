@@ -13,6 +13,7 @@ import (
 	"github.com/invoicing/tenantworker/internal/placement"
 	"github.com/invoicing/tenantworker/internal/readiness"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/invoicing/tenantworker/internal/tenancy"
@@ -179,7 +180,7 @@ func New(opts Options) *Handler {
 	var gatherer prometheus.Gatherer
 	if opts.Registry == nil {
 		reg := prometheus.NewRegistry()
-		reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		opts.Registry, gatherer = reg, reg
 	} else if g, ok := opts.Registry.(prometheus.Gatherer); ok {
 		gatherer = g

@@ -138,7 +138,7 @@ func TestRequestID(t *testing.T) {
 			t.Fatalf("id %q answered with %q, want a generated one", bad, got)
 		}
 	}
-	if get("") == get("") {
+	if first, second := get(""), get(""); first == second {
 		t.Fatal("generated ids repeat")
 	}
 }
