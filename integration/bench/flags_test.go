@@ -1,9 +1,13 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -145,5 +149,45 @@ func TestParseFlagsRefusesBadValues(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "Usage of bench:") || !strings.Contains(out.String(), "-scenarios") {
 		t.Errorf("-h wrote %q, want the usage", out.String())
+	}
+}
+
+// TestRunJSONFile: -json names the file the JSON document goes to, written
+// when the run ends, up to 40 minutes later. A file the command cannot
+// create stops it before the run (exit 2, naming -json), as -cpuprofile's
+// does: found only afterwards, it lost the run's numbers and its table.
+// A file it can create gets the document, and the table goes to stderr.
+func TestRunJSONFile(t *testing.T) {
+	ran := 0
+	defer func(r func(context.Context, options) (*Report, error)) { benchRun = r }(benchRun)
+	benchRun = func(_ context.Context, o options) (*Report, error) {
+		ran++
+		return &Report{Mode: o.mode, Scenarios: []*Scenario{{Name: "lookup", Title: "tenant lookup latency per layer",
+			Metrics: []*Metric{{Name: "in-process hit p99", Value: 0.16, Unit: "µs"}}}}}, nil
+	}
+
+	var stdout, stderr strings.Builder
+	missing := filepath.Join(t.TempDir(), "no-such-dir", "bench.json")
+	if code := run("bench", []string{"-quick", "-scenarios", "lookup", "-json", missing}, &stdout, &stderr); code != 2 || ran != 0 ||
+		!strings.Contains(stderr.String(), "bench: -json:") {
+		t.Errorf("-json in a missing directory: exit %d after %d runs, stderr %q; want exit 2 before any run, naming -json", code, ran, stderr.String())
+	}
+
+	stdout.Reset()
+	stderr.Reset()
+	file := filepath.Join(t.TempDir(), "bench.json")
+	if code := run("bench", []string{"-quick", "-scenarios", "lookup", "-json", file}, &stdout, &stderr); code != 0 || ran != 1 {
+		t.Errorf("-json %s: exit %d after %d runs, stderr %q; want 0 after one run", file, code, ran, stderr.String())
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep Report
+	if err := json.Unmarshal(data, &rep); err != nil || rep.Mode != "quick" || len(rep.Scenarios) != 1 {
+		t.Errorf("-json file holds %q (%v), want the run's report", data, err)
+	}
+	if stdout.Len() != 0 || !strings.Contains(stderr.String(), "in-process hit p99") {
+		t.Errorf("stdout %q, stderr %q: want the JSON in the file only and the table on stderr", stdout.String(), stderr.String())
 	}
 }

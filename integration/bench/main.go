@@ -118,10 +118,16 @@ type bench struct {
 	celeryPool []int
 }
 
-func main() { os.Exit(run()) }
+func main() { os.Exit(run(os.Args[0], os.Args[1:], os.Stdout, os.Stderr)) }
 
-func run() int {
-	cl, err := parseFlags(os.Args[0], os.Args[1:], os.Stderr)
+// benchRun is the run that run starts: runBench (a variable for tests).
+var benchRun = runBench
+
+// run is the load command: args without the program name (name is the
+// one its usage names), the JSON document to stdout (or -json's file) and
+// the table and errors to stderr. It returns the exit status.
+func run(name string, args []string, stdout, stderr io.Writer) int {
+	cl, err := parseFlags(name, args, stderr)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
 		return 0
@@ -131,22 +137,37 @@ func run() int {
 	if cl.cpuProfile != "" {
 		f, err := os.Create(cl.cpuProfile)
 		if err != nil {
-			fmt.Fprintln(os.Stderr, "bench:", err)
+			fmt.Fprintln(stderr, "bench:", err)
 			return 2
 		}
 		defer f.Close()
 		if err := pprof.StartCPUProfile(f); err != nil {
-			fmt.Fprintln(os.Stderr, "bench:", err)
+			fmt.Fprintln(stderr, "bench:", err)
 			return 2
 		}
 		defer pprof.StopCPUProfile()
+	}
+
+	// The JSON's file is made before the run, as the profile's is: a path
+	// the command cannot write stops it now, not at the end of a run of
+	// up to 40 minutes, whose numbers would be lost with it.
+	var out io.Writer = stdout
+	var jsonFile *os.File
+	if cl.jsonOut != "" {
+		jsonFile, err = os.Create(cl.jsonOut)
+		if err != nil {
+			fmt.Fprintln(stderr, "bench: -json:", err)
+			return 2
+		}
+		defer jsonFile.Close()
+		out = jsonFile
 	}
 
 	level := slog.LevelWarn
 	if cl.verbose {
 		level = slog.LevelInfo
 	}
-	cl.logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	cl.logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -155,9 +176,9 @@ func run() int {
 		stop() // a second Ctrl-C kills at once; children die with us (Pdeathsig)
 	}()
 
-	rep, err := runBench(ctx, cl.options)
+	rep, err := benchRun(ctx, cl.options)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
+		fmt.Fprintln(stderr, "bench:", err)
 		return 1
 	}
 	exit := 0
@@ -165,23 +186,18 @@ func run() int {
 		exit = 1
 	}
 
-	var out io.Writer = os.Stdout
-	if cl.jsonOut != "" {
-		f, err := os.Create(cl.jsonOut)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "bench:", err)
-			return 1
-		}
-		defer f.Close()
-		out = f
-	}
+	// A JSON document that could not be written still leaves the table.
 	enc := json.NewEncoder(out)
 	enc.SetIndent("", "  ")
-	if err := enc.Encode(rep); err != nil {
-		fmt.Fprintln(os.Stderr, "bench: write json:", err)
-		return 1
+	err = enc.Encode(rep)
+	if jsonFile != nil {
+		err = errors.Join(err, jsonFile.Close())
 	}
-	printTable(os.Stderr, rep)
+	if err != nil {
+		fmt.Fprintln(stderr, "bench: write json:", err)
+		exit = 1
+	}
+	printTable(stderr, rep)
 	if ctx.Err() != nil {
 		return 130
 	}
@@ -211,7 +227,7 @@ func parseFlags(name string, args []string, output io.Writer) (commandLine, erro
 	fs.SetOutput(output)
 	quick := fs.Bool("quick", false, "small sizes: the whole run takes about 3.5 minutes on 2 CPUs (one scenario well under one)")
 	only := fs.String("scenarios", "", "comma-separated scenarios to run (default all): "+names())
-	jsonOut := fs.String("json", "", "write the JSON document to this file instead of stdout")
+	jsonOut := fs.String("json", "", "write the JSON document to this file instead of stdout (created before the run: one that cannot be is refused)")
 	workerBin := fs.String("worker-bin", "", "use this cmd/worker binary instead of building one")
 	enqueueBin := fs.String("enqueue-bin", "", "use this cmd/enqueue binary instead of building one")
 	tenants := fs.Int("tenants", 0, "override the fleet size of scenarios 5 and 6")
