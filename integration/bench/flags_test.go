@@ -122,6 +122,8 @@ func TestParseFlagsRefusesBadValues(t *testing.T) {
 		{[]string{"-tenants", "many"}, []string{`invalid value "many" for flag -tenants`, "Usage of bench:"}},
 		{[]string{"-pdf-burst", "1.5"}, []string{`invalid value "1.5" for flag -pdf-burst`}},
 		{[]string{"-worker-concurrency", "x"}, []string{`invalid value "x" for flag -worker-concurrency`}},
+		// Accepted, it ran the worker's default and the JSON said -5.
+		{[]string{"-worker-concurrency", "-5"}, []string{"bench: -worker-concurrency: -5 is not a number of handlers"}},
 		{[]string{"-bulk-batch", "1001"}, []string{"bench: -bulk-batch: 1001 ids a request is over the API's limit of 1000"}},
 		{[]string{"-quick=maybe"}, []string{`invalid boolean value "maybe" for -quick`}},
 		{[]string{"-tenants"}, []string{"flag needs an argument: -tenants"}},

@@ -221,7 +221,7 @@ type commandLine struct {
 // line (exit 2). Without flags it asks for the full sizes and every
 // scenario; -quick for the small sizes; -tenants, -pdf-burst and
 // -bulk-batch override their size when positive (-bulk-batch up to the
-// API's limit of ids a request).
+// API's limit of ids a request); -worker-concurrency may not be negative.
 func parseFlags(name string, args []string, output io.Writer) (commandLine, error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(output)
@@ -261,6 +261,14 @@ func parseFlags(name string, args []string, output io.Writer) (commandLine, erro
 	}
 	if *bulkBatch > 0 {
 		sz.BulkBatch = *bulkBatch
+	}
+	// The pdf scenario sets WORKER_CONCURRENCY only when it is positive:
+	// a negative value ran the worker's default while the JSON's sizes
+	// gave it as the worker's concurrency.
+	if *workerConcurrency < 0 {
+		err := fmt.Errorf("-worker-concurrency: %d is not a number of handlers (0: the worker's default)", *workerConcurrency)
+		fmt.Fprintln(output, "bench:", err)
+		return commandLine{}, err
 	}
 	selected, err := selectScenarios(*only)
 	if err != nil {
