@@ -262,7 +262,11 @@ func (s *Service) Destroy(ctx context.Context, t tenantctx.Tenant, actor string)
 // not propagated, or whose outcome is unknown, keeps both. Only a schema
 // that records t is dropped (schema.DropRecorded), never another tenant's
 // of the same name. A database no longer registered is skipped with a
-// warning: nothing reaches it from here.
+// warning: nothing reaches it from here. One the catalog still registers
+// but this process cannot reach (registered without a URL, and missing
+// from its TENANT_DATABASES) fails the destroy with
+// placement.ErrUnknownDatabase, as the tenant's own database would: it
+// may hold a copy.
 func (s *Service) dropMoveCopies(ctx context.Context, t tenantctx.Tenant) error {
 	if s.pools == nil {
 		return nil
@@ -290,9 +294,19 @@ func (s *Service) dropMoveCopies(ctx context.Context, t tenantctx.Tenant) error 
 			seen[name] = true
 			pool, err := s.pools.SchemaPool(ctx, name)
 			if errors.Is(err, placement.ErrUnknownDatabase) {
-				s.logger.WarnContext(ctx, "destroy tenant: a database its moves touched is no longer registered; drop its schema there by hand if it holds one",
-					slog.String("tenant_id", t.ID), slog.String("database", name), slog.String("schema", t.Schema), slog.String("error", err.Error()))
-				continue
+				// Unknown to this process: removed from the catalog, or
+				// still registered without a URL this process has (a
+				// TENANT_DATABASES entry missing here), where the copy
+				// may still be. Only the first is skipped.
+				registered, rerr := s.databaseRegistered(ctx, name)
+				if rerr != nil {
+					return fmt.Errorf("drop the copy a move left in database %s: %w (and: %w)", name, err, rerr)
+				}
+				if !registered {
+					s.logger.WarnContext(ctx, "destroy tenant: a database its moves touched is no longer registered; drop its schema there by hand if it holds one",
+						slog.String("tenant_id", t.ID), slog.String("database", name), slog.String("schema", t.Schema), slog.String("error", err.Error()))
+					continue
+				}
 			}
 			if err != nil {
 				return fmt.Errorf("drop the copy a move left in database %s: %w", name, err)
@@ -308,6 +322,16 @@ func (s *Service) dropMoveCopies(ctx context.Context, t tenantctx.Tenant) error 
 		}
 	}
 	return nil
+}
+
+// databaseRegistered reports whether the catalog registers a tenant
+// database named name.
+func (s *Service) databaseRegistered(ctx context.Context, name string) (bool, error) {
+	ds, err := s.catalog.Databases(ctx)
+	if err != nil {
+		return false, fmt.Errorf("list the registered databases: %w", err)
+	}
+	return slices.ContainsFunc(ds, func(d storage.Database) bool { return d.Name == name }), nil
 }
 
 // FinishErased completes a tenant:destroy of tenant id whose catalog row

@@ -1,13 +1,19 @@
 package tenancy_test
 
 import (
+	"errors"
+	"slices"
 	"testing"
 
+	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/invoicing/tenantworker/internal/placement"
 	"github.com/invoicing/tenantworker/internal/tenancy"
+	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/storage"
+	"github.com/invoicing/tenantworker/tasks"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
 
@@ -124,4 +130,64 @@ func TestDestroyErasesTheCopiesOfAKilledMove(t *testing.T) {
 			t.Errorf("schema %s of the destroyed tenant is still in database main", tn.Schema)
 		}
 	})
+}
+
+// TestDestroyFailsWhileAMovesDatabaseIsRegisteredWithoutItsURL: a
+// database its move touched that the catalog still registers, but whose
+// URL this process does not have (registered by TENANT_DATABASES of other
+// processes, missing from this worker's), may hold a whole copy of the
+// tenant. The destroy cannot reach it, so it fails (and is retried, as
+// when the tenant's own database is out of reach) instead of completing
+// the erasure with that copy left and warning that the database is no
+// longer registered.
+func TestDestroyFailsWhileAMovesDatabaseIsRegisteredWithoutItsURL(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	pool, catalog, docs := catalogOn(t)
+	pools := placement.New(placement.Options{MainPool: pool, Catalog: catalog, MaxConns: 4})
+	t.Cleanup(func() { _ = pools.Close() })
+	if err := pools.Register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := catalog.AddDatabase(ctx, "eu9", ""); err != nil {
+		t.Fatal(err)
+	}
+	redis := asynq.RedisClientOpt{Addr: testenv.Redis(t)}
+	client, inspector := asynq.NewClient(redis), asynq.NewInspector(redis)
+	t.Cleanup(func() { _ = client.Close(); _ = inspector.Close() })
+	svc := tenancy.New(tenancy.Config{Catalog: catalog, Enqueuer: tasks.NewEnqueuer(client, inspector, nil),
+		Documents: docs, SchemaPool: pool, Pools: pools})
+	p, err := svc.Provision(ctx, tenancy.NewTenant{Slug: "faraway-copy", Database: tenantctx.DefaultDatabase}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Migrate(ctx, p.Tenant, 0, tenancy.ActorWorker); err != nil {
+		t.Fatal(err)
+	}
+	e := storage.AuditEntry{TenantID: p.Tenant.ID, Actor: "test", Action: string(tenancy.ActionMoveStarted),
+		Detail: []byte(`{"from":"main","to":"eu9"}`)}
+	if err := catalog.AppendAudit(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.RequestDeletion(ctx, p.Tenant.ID, tenancy.ActorAdmin); err != nil {
+		t.Fatal(err)
+	}
+	cur, err := catalog.TenantByID(ctx, p.Tenant.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Destroy(ctx, cur, tenancy.ActorWorker); !errors.Is(err, placement.ErrUnknownDatabase) {
+		t.Fatalf("Destroy with a move's copy possibly left in database eu9, registered but without a URL here: %v; "+
+			"want it to fail with placement.ErrUnknownDatabase, the erasure not complete", err)
+	}
+	if now, err := catalog.TenantByID(ctx, p.Tenant.ID); err != nil || now.Status != tenantctx.StatusDeleting {
+		t.Errorf("after the failed destroy the tenant is %+v, %v; want it kept, deleting, for the retry", now, err)
+	}
+	entries, err := catalog.AuditEntries(ctx, p.Tenant.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.ContainsFunc(entries, func(e storage.AuditEntry) bool { return e.Action == string(tenancy.ActionDeletionCompleted) }) {
+		t.Errorf("the audit log records the deletion completed while database eu9 was not checked for its copy")
+	}
 }
