@@ -37,7 +37,7 @@ const (
 	// written once per key.
 	ActionKeyRevoked Action = "tenant.key_revoked"
 	// ActionDeletionRequested: an operator asked for the tenant's erasure
-	// {slug, from, task_id}; written once per tenant.
+	// {slug, from, task_id, discarded}; written once per tenant.
 	ActionDeletionRequested Action = "tenant.deletion_requested"
 	// ActionDeletionCompleted: the erasure finished {slug, schema,
 	// removed}; written once per tenant.
