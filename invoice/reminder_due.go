@@ -57,9 +57,19 @@ func QueueMarkOverdueIfDue(b *pgx.Batch, id int64, today time.Time, marked *bool
 // amount), rounded to the currency's minor units, is positive; the
 // reminder skips the others ("nothing due") without using up the day, so
 // a credit note, which stays overdue, would be enqueued at every sweep.
+// Nor is an invoice listed that the reminder cannot load (Load's
+// ErrInvalidData: a NaN amount, quantity or unit price, which numeric
+// takes and which sorts above every number, so the total is "positive";
+// an infinite issue or due date): its reminder is archived at once
+// without using up the day, and would be enqueued, and archived, again
+// at every sweep.
 const remindersDueSQL = `
 SELECT i.id FROM invoices i
   JOIN customers c ON c.id = i.customer_id
+  CROSS JOIN LATERAL (
+        SELECT coalesce((SELECT sum(round(l.quantity * l.unit_price, minor_units(i.currency)))
+                           FROM line_items l WHERE l.invoice_id = i.id),
+                        round(i.amount, minor_units(i.currency))) AS total) t
  WHERE i.status = 'overdue' AND i.id > $1
    AND NOT EXISTS (SELECT 1 FROM invoice_reminders r
                     WHERE r.invoice_id = i.id
@@ -67,15 +77,16 @@ SELECT i.id FROM invoices i
                             AND (r.status = 'sent' OR (r.status = 'failed' AND r.recipient = c.email)))
                            OR (r.sent_on BETWEEN $2::date - 1 AND $2::date + 1
                                AND r.status = 'sent' AND r.sent_at >= $4::timestamptz)))
-   AND coalesce((SELECT sum(round(l.quantity * l.unit_price, minor_units(i.currency)))
-                   FROM line_items l WHERE l.invoice_id = i.id),
-                round(i.amount, minor_units(i.currency))) > 0
+   AND t.total > 0 AND t.total <> 'NaN' AND i.amount <> 'NaN'
+   AND isfinite(i.issued_at) AND (i.due_date IS NULL OR isfinite(i.due_date))
  ORDER BY i.id
  LIMIT $3`
 
 // RemindersDue returns up to limit ids, above after and in id order, of
 // overdue invoices with something due (a positive total as the document
-// prints it) that still need their reminder of today, the current time in
+// prints it) that Load can read (no NaN amount, quantity or unit price,
+// no infinite issue or due date) and that still need their reminder of
+// today, the current time in
 // the tenant's time zone (tenantctx.Tenant.Today; its date is the
 // reminder's day): none was sent that day, none failed that day at the
 // customer's current address, and none was sent since the day began

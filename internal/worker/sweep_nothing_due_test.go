@@ -1,9 +1,12 @@
 package worker_test
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/shopspring/decimal"
 
 	"github.com/invoicing/tenantworker/invoice"
@@ -63,6 +66,71 @@ func TestSweepEnqueuesNoReminderOfNothingDue(t *testing.T) {
 	for id := range got {
 		if !want[id] {
 			t.Errorf("the sweep enqueued a reminder of invoice %d, which has nothing due", id)
+		}
+	}
+	for id := range want {
+		if !got[id] {
+			t.Errorf("the sweep enqueued no reminder of invoice %d, which has something due", id)
+		}
+	}
+}
+
+// TestSweepEnqueuesNoReminderOfAnInvoiceItCannotLoad: an overdue invoice
+// whose reminder can never load it (a NaN amount, quantity or unit price,
+// which PostgreSQL's numeric takes, or an infinite issue or due date,
+// which timestamptz takes; the reminder is archived at once with
+// invoice.ErrInvalidData, and uses up nothing) is not a reminder the sweep
+// should enqueue: every sweep (hourly by default) would enqueue it again,
+// replacing the archived task, and archive it again, an error line and a
+// failure each time, as many archived tasks an hour as the tenant has such
+// invoices in the queue's archive that every tenant shares. A NaN sorts
+// above every number in PostgreSQL, so it passes "something due". The
+// others are enqueued as before.
+func TestSweepEnqueuesNoReminderOfAnInvoiceItCannotLoad(t *testing.T) {
+	t.Parallel()
+	e := newHandlerEnv(t, nil)
+	now := time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
+	e.h.Now = func() time.Time { return now }
+	acme := e.provision(t, "acme", "Acme")
+	broken := map[string]string{
+		"NAN-AMOUNT":       `UPDATE invoices SET amount = 'NaN' WHERE id = $1`,
+		"NAN-AMOUNT-LINES": `UPDATE invoices SET amount = 'NaN' WHERE id = $1`,
+		"NAN-QUANTITY":     `UPDATE line_items SET quantity = 'NaN' WHERE invoice_id = $1`,
+		"NAN-PRICE":        `UPDATE line_items SET unit_price = 'NaN' WHERE invoice_id = $1`,
+		"INF-ISSUED":       `UPDATE invoices SET issued_at = 'infinity' WHERE id = $1`,
+		// Sent, due at -infinity: the sweep marks it overdue.
+		"INF-DUE": `UPDATE invoices SET due_date = '-infinity', status = 'sent' WHERE id = $1`,
+	}
+	want := map[int64]bool{}
+	for number, update := range broken {
+		inv := overdueInvoice(number)
+		inv.Lines = []invoice.Line{line("Service", "1", "10.00")}
+		if number == "NAN-AMOUNT" {
+			inv.Lines, inv.Amount = nil, decimal.NewNullDecimal(decimal.RequireFromString("12.00"))
+		}
+		id := e.addInvoice(t, acme, acmeCustomer, inv)
+		e.inTenant(t, acme, func(ctx context.Context, tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, update, id)
+			return err
+		})
+		if err := e.work(tasks.InvoiceReminder{TenantID: acme.ID, InvoiceID: id, Day: acme.Day(now)}); !errors.Is(err, invoice.ErrInvalidData) {
+			t.Fatalf("reminder of %s: %v, want invoice.ErrInvalidData", number, err)
+		}
+	}
+	good := overdueInvoice("INV-1")
+	good.Lines = []invoice.Line{line("Service", "1", "10.00")}
+	want[e.addInvoice(t, acme, acmeCustomer, good)] = true
+
+	if err := e.work(tasks.InvoicesOverdue{TenantID: acme.ID, Tick: 1}); err != nil {
+		t.Fatal(err)
+	}
+	got := map[int64]bool{}
+	for _, info := range pendingOfType(t, e.inspector, tasks.QueueLow, tasks.TypeInvoiceReminder) {
+		got[decodePayload[tasks.InvoiceReminder](t, info).InvoiceID] = true
+	}
+	for id := range got {
+		if !want[id] {
+			t.Errorf("the sweep enqueued a reminder of invoice %d, which its reminder cannot load", id)
 		}
 	}
 	for id := range want {
