@@ -3,7 +3,7 @@
 // document (stdout, or -json FILE) and an aligned table (stderr).
 //
 //	go run ./integration/bench -quick            # about 3.5 minutes on 2 CPUs
-//	go run ./integration/bench                   # about ten minutes
+//	go run ./integration/bench                   # about 40 minutes, the issues' sizes
 //	go run ./integration/bench -scenarios middleware,lookup -json out.json
 //
 // It starts its own redis-server (no RDB snapshots, no AOF) and a
