@@ -234,6 +234,12 @@ func (h *Handler) createTenant(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, tenantctx.ErrInvalidDatabase), errors.Is(err, placement.ErrUnknownDatabase):
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("database %.70q is not a tenant database this service can reach: not registered, or registered without a URL here (see enqueue db list)", req.Database))
 		return
+	case errors.Is(err, placement.ErrMayNotCreateSchemas), errors.Is(err, placement.ErrRefused):
+		// Named, and found unusable by its check (placement.Registry.Choose):
+		// a misconfiguration of that database, which no retry fixes. The
+		// check's errors never quote its URL.
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("database %.70q takes no new tenant until it passes its check again (see enqueue db list): %s", req.Database, err))
+		return
 	case status == http.StatusBadRequest:
 		writeError(w, status, slugMessage(err))
 		return
