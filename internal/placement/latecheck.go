@@ -189,23 +189,26 @@ func (r *Registry) recheckDue(ctx context.Context, names ...string) {
 }
 
 // recheckAt runs the re-check of database name claimed by claimRecheck,
-// within chooseTimeout, on a connection of its own (checkOwn): not a
-// pooled one, which may wait until the timeout while its tenants' work
-// holds every connection of the pool (the re-check would then hold up
-// the provisioning request and conclude nothing), or be one made before
-// the server began refusing the login. A server that still refuses the
-// login, the database or the URL's TLS setting keeps it unusable. It ends
-// the re-check (endRecheck) on every path, a panic included.
+// within chooseTimeout, on a connection of its own (checkOwn, dialed as
+// its pool dials, connConfig): not a pooled one, which may wait until the
+// timeout while its tenants' work holds every connection of the pool (the
+// re-check would then hold up the provisioning request and conclude
+// nothing), or be one made before the server began refusing the login;
+// and without opening the pool, which with Options.KeepConns would keep
+// MaxConns connections to a database that takes no new tenant (as
+// Choose's ping opens none). A server that still refuses the login, the
+// database or the URL's TLS setting keeps it unusable. It ends the
+// re-check (endRecheck) on every path, a panic included.
 func (r *Registry) recheckAt(ctx context.Context, name string) {
 	ctx, cancel := context.WithTimeout(ctx, chooseTimeout)
 	defer cancel()
 	err := errRecheckCut
 	defer func() { r.endRecheck(ctx, name, err) }()
-	e, err := r.lanes(ctx, name, 0, false)
+	cfg, err := r.connConfig(ctx, name)
 	if err != nil {
 		return
 	}
-	err = checkOwn(ctx, e.lanes.Any())
+	err = checkOwn(ctx, cfg)
 }
 
 // checkDue reports whether database name's late check is due.

@@ -750,16 +750,11 @@ func (r *Registry) ping(ctx context.Context, name string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, chooseTimeout)
 	defer cancel()
-	dsn, _, err := r.resolve(ctx, name, 0)
+	cfg, err := r.connConfig(ctx, name)
 	if err != nil {
 		return err
 	}
-	cfg, err := pgxpool.ParseConfig(dsn)
-	if err != nil {
-		return fmt.Errorf("tenant database %s: parse database url: %w", name, err)
-	}
-	schema.ConfigurePool(cfg, r.log)
-	conn, release, err := dialOwn(ctx, cfg.ConnConfig)
+	conn, release, err := dialOwn(ctx, cfg)
 	if err != nil {
 		if ref := refusal(ctx, err); ref != nil {
 			r.failLate(ctx, name, fmt.Errorf("connect: %w: %w", ref, err))
@@ -772,6 +767,23 @@ func (r *Registry) ping(ctx context.Context, name string) error {
 	}
 	r.checkLate(ctx, name, conn)
 	return nil
+}
+
+// connConfig returns the configuration a connection of database name's
+// pool (not "main") is dialed with, schema.ConfigurePool's on the URL of
+// its current registration (resolve), without opening the pool: for a
+// connection of its own (dialOwn) that checks it.
+func (r *Registry) connConfig(ctx context.Context, name string) (*pgx.ConnConfig, error) {
+	dsn, _, err := r.resolve(ctx, name, 0)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("tenant database %s: parse database url: %w", name, err)
+	}
+	schema.ConfigurePool(cfg, r.log)
+	return cfg.ConnConfig, nil
 }
 
 // Open lists the databases whose pools are open, "main" first.
@@ -1053,12 +1065,12 @@ func CheckPool(ctx context.Context, p *pgxpool.Pool) error {
 	return checkError(ctx, checkPrivileges(ctx, c))
 }
 
-// checkOwn is CheckPool's check on a connection of its own (dialOwn) to
-// p's database instead of one of p's, each query within checkTimeout, as
-// a re-check makes it (recheckAt, CheckTarget). Its errors are
-// CheckPool's.
-func checkOwn(ctx context.Context, p *pgxpool.Pool) error {
-	conn, release, err := dialOwn(ctx, p.Config().ConnConfig)
+// checkOwn is CheckPool's check on a connection of its own (dialOwn)
+// dialed with cfg, the configuration of a database's pool, instead of one
+// of the pool's, each query within checkTimeout, as a re-check makes it
+// (recheckAt, CheckTarget). Its errors are CheckPool's.
+func checkOwn(ctx context.Context, cfg *pgx.ConnConfig) error {
+	conn, release, err := dialOwn(ctx, cfg)
 	if err != nil {
 		return connectError(ctx, err)
 	}
@@ -1096,7 +1108,7 @@ func checkError(ctx context.Context, err error) error {
 // next re-check (Options.RecheckInterval). Its errors are CheckPool's; a
 // failure leaves Unusable as it is.
 func (r *Registry) CheckTarget(ctx context.Context, name string, p *pgxpool.Pool) error {
-	if err := checkOwn(ctx, p); err != nil {
+	if err := checkOwn(ctx, p.Config().ConnConfig); err != nil {
 		return err
 	}
 	r.passedAgain(ctx, name)
