@@ -315,7 +315,7 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 		// after the commit): the switch may be saved, and dropping the
 		// copy would leave the tenant placed on a database without its
 		// schema. Ask the catalog until it answers.
-		moved, err = s.settlePlacement(ctx, id, from, to, toGeneration, opts, err)
+		moved, err = s.settlePlacement(ctx, id, from, to, toGeneration, opts)
 		if errors.Is(err, errPlacementUnknown) {
 			keepPaused = true
 			if rerr := c.Release(ending()); rerr != nil {
@@ -428,12 +428,12 @@ func placementAnswered(err error) bool {
 }
 
 // settlePlacement finds out whether a switch of tenant id from from to to
-// whose answer was lost (lost) was saved, and makes it if not: the
+// whose answer was lost was saved, and makes it if not: the
 // tenant's placement saved again on to (nothing changes if it is there,
 // and the change is published), or, if it is not on to, the switch tried
 // again. It asks until the catalog answers, for up to opts.DrainTimeout or
 // 30 s, whichever is shorter, then returns errPlacementUnknown.
-func (s *Service) settlePlacement(ctx context.Context, id, from, to string, generation int64, opts MoveOptions, lost error) (tenantctx.Tenant, error) {
+func (s *Service) settlePlacement(ctx context.Context, id, from, to string, generation int64, opts MoveOptions) (tenantctx.Tenant, error) {
 	deadline := time.Now().Add(min(opts.DrainTimeout, 30*time.Second))
 	// Each attempt ends by the deadline too: a catalog that answers
 	// nothing (a frozen server, a pool whose connections are all held)
@@ -457,9 +457,8 @@ func (s *Service) settlePlacement(ctx context.Context, id, from, to string, gene
 		if err == nil || placementAnswered(err) {
 			return t, err
 		}
-		lost = err
 		if time.Now().After(deadline) {
-			return t, fmt.Errorf("%w: %w", errPlacementUnknown, lost)
+			return t, fmt.Errorf("%w: %w", errPlacementUnknown, err)
 		}
 		time.Sleep(opts.Poll * 5)
 	}
