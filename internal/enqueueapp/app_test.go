@@ -141,7 +141,12 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	e := env(t)
+	return newFixtureEnv(t, env(t))
+}
+
+// newFixtureEnv is newFixture with the environment e.
+func newFixtureEnv(t *testing.T, e map[string]string) *fixture {
+	t.Helper()
 	cfg, err := config.FromEnv(getenv(e))
 	if err != nil {
 		t.Fatal(err)

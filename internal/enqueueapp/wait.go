@@ -23,6 +23,10 @@ import (
 const (
 	defaultWaitTimeout  = 10 * time.Minute
 	defaultPollInterval = 500 * time.Millisecond
+	// lookupGrace is how long the tasks' look-ups may keep failing (Redis
+	// restarting or failing over) before the wait gives up on them: the
+	// migrations go on in the workers meanwhile.
+	lookupGrace = 30 * time.Second
 )
 
 // waitOptions configures waitMigrations.
@@ -64,7 +68,8 @@ type migrationOutcome struct {
 // many tenants were deleted): on one updating line on a terminal, as a
 // plain line per change otherwise. It returns an error listing the failed
 // tenants, and the unfinished ones after the timeout; a deleted tenant is
-// neither.
+// neither. Look-ups that fail are tried again at the next poll, the
+// progress saying so, until they have failed for lookupGrace in a row.
 func waitMigrations(ctx context.Context, enq *tasks.Enqueuer, all []tenancy.MigrationTask, o waitOptions) error {
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
@@ -73,6 +78,7 @@ func waitMigrations(ctx context.Context, enq *tasks.Enqueuer, all []tenancy.Migr
 		outcomes[i] = &migrationOutcome{task: m}
 	}
 	lastLine := ""
+	var lookupErr error // the last poll's failure, nil when it answered
 	report := func(final bool) {
 		done, failed, deleted, retrying, held := 0, 0, 0, 0, 0
 		for _, m := range outcomes {
@@ -100,6 +106,9 @@ func waitMigrations(ctx context.Context, enq *tasks.Enqueuer, all []tenancy.Migr
 		if held > 0 {
 			notes = append(notes, fmt.Sprintf("%d held: queue paused or moving", held))
 		}
+		if lookupErr != nil {
+			notes = append(notes, "look-ups failing, retrying: "+oneLine(lookupErr.Error()))
+		}
 		if len(notes) > 0 {
 			line += " (" + strings.Join(notes, ", ") + ")"
 		}
@@ -117,10 +126,21 @@ func waitMigrations(ctx context.Context, enq *tasks.Enqueuer, all []tenancy.Migr
 
 	ticker := time.NewTicker(o.poll)
 	defer ticker.Stop()
+	var failingSince time.Time
 	for {
 		err := pollOnce(ctx, enq, outcomes, o)
-		if err != nil && ctx.Err() == nil {
-			return err
+		switch {
+		case err == nil:
+			lookupErr, failingSince = nil, time.Time{}
+		case ctx.Err() == nil:
+			lookupErr = err
+			if failingSince.IsZero() {
+				failingSince = time.Now()
+			}
+			if time.Since(failingSince) >= lookupGrace {
+				report(true)
+				return fmt.Errorf("%w (look-ups failing for %v; the migrations go on in the workers)", err, lookupGrace)
+			}
 		}
 		finished := !slices.ContainsFunc(outcomes, func(m *migrationOutcome) bool { return !m.finished() })
 		stop := finished || ctx.Err() != nil
