@@ -625,49 +625,80 @@ func (e *Enqueuer) TenantTask(ctx context.Context, tenantID, taskID string) (*as
 	}
 }
 
+// lookPasses bounds the passes of a look-up over a tenant's backlogs,
+// parked tasks and asynq queues (tenantTask) that found the task nowhere.
+const lookPasses = 3
+
 // tenantTask is TenantTask's look-up, run in a goroutine of its own.
+//
+// With admission it looks at the backlog first: a task admitted meanwhile
+// is then found in asynq, never missed between the two. A task can also go
+// the other way while it looks, out of asynq after the look at the backlog
+// and at the parked tasks and before the look at asynq: a hold moves an
+// admitted task back into its backlog, a worker parks a task of a held
+// tenant (the dispatcher keeps it, asynq lets it go), a release puts a
+// parked task back into its backlog. A pass that finds the task nowhere
+// looks again, up to lookPasses passes, before the task counts as gone.
 func (e *Enqueuer) tenantTask(ctx context.Context, tenantID, taskID string) (*asynq.TaskInfo, error) {
 	queues := e.layout.TenantQueues(tenantID)
+	passes := 1
 	if e.admission != nil {
-		// The backlog first: a task admitted meanwhile is then found in
-		// asynq, never missed between the two.
+		passes = lookPasses
+	}
+	for range passes {
+		info, found, err := e.lookTask(ctx, tenantID, taskID, queues)
+		if err != nil {
+			return nil, err
+		}
+		if found {
+			return info, nil
+		}
+	}
+	return e.archivedRecord(ctx, tenantID, taskID) // task records hook (records.go)
+}
+
+// lookTask is one pass of tenantTask over queues: the task and true when
+// it found it, ErrTaskNotFound when the task it found is another tenant's,
+// and false when it found it nowhere.
+func (e *Enqueuer) lookTask(ctx context.Context, tenantID, taskID string, queues []string) (*asynq.TaskInfo, bool, error) {
+	if e.admission != nil {
 		w, ok, err := e.admission.Dispatcher.Waiting(ctx, taskID, queues...)
 		if err != nil {
-			return nil, fmt.Errorf("look up task %.64q: %w", taskID, err)
+			return nil, false, fmt.Errorf("look up task %.64q: %w", taskID, err)
 		}
 		if ok {
 			if w.TenantID != tenantID {
-				return nil, ErrTaskNotFound
+				return nil, false, ErrTaskNotFound
 			}
 			m := w.Message
 			return &asynq.TaskInfo{ID: w.ID, Queue: w.Queue, Type: w.Type, Payload: m.Payload, State: asynq.TaskStatePending,
-				MaxRetry: m.Retry, Retried: m.Retried, LastErr: m.LastErr, Timeout: m.Timeout, Retention: m.Retention}, nil
+				MaxRetry: m.Retry, Retried: m.Retried, LastErr: m.LastErr, Timeout: m.Timeout, Retention: m.Retention}, true, nil
 		}
 		// Parked while its tenant is held (or at its running cap): the
 		// dispatcher keeps it, asynq has let it go. It waits: pending.
 		if w, ok, err := e.admission.Dispatcher.Parked(ctx, tenantID, taskID, queues...); err != nil {
-			return nil, fmt.Errorf("look up task %.64q: %w", taskID, err)
+			return nil, false, fmt.Errorf("look up task %.64q: %w", taskID, err)
 		} else if ok {
 			m := w.Message
 			return &asynq.TaskInfo{ID: w.ID, Queue: w.Queue, Type: w.Type, Payload: m.Payload, State: asynq.TaskStatePending,
-				MaxRetry: m.Retry, Retried: m.Retried, LastErr: m.LastErr, Timeout: m.Timeout, Retention: m.Retention}, nil
+				MaxRetry: m.Retry, Retried: m.Retried, LastErr: m.LastErr, Timeout: m.Timeout, Retention: m.Retention}, true, nil
 		}
 	}
 	for _, q := range queues {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		info, err := e.taskInfo(ctx, q, taskID)
 		if errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("look up task %.64q in queue %s: %w", taskID, q, err)
+			return nil, false, fmt.Errorf("look up task %.64q in queue %s: %w", taskID, q, err)
 		}
 		if owner, err := OwnerOf(info.Payload); err != nil || owner != tenantID {
-			return nil, ErrTaskNotFound
+			return nil, false, ErrTaskNotFound
 		}
-		return info, nil
+		return info, true, nil
 	}
-	return e.archivedRecord(ctx, tenantID, taskID) // task records hook (records.go)
+	return nil, false, nil
 }
