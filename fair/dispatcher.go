@@ -970,7 +970,9 @@ type Drained struct {
 	Waiting int `json:"waiting"`
 	// Admitted were in asynq's pending list, not started.
 	Admitted int `json:"admitted"`
-	// Parked were handed back to asynq while the tenant was held.
+	// Parked were handed back to asynq while the tenant was held (or a
+	// retry at its running cap, or while it was drained: parked by the
+	// gate, the dispatcher keeping them).
 	Parked int `json:"parked"`
 	// Retrying were in asynq's retry set, waiting for their next attempt
 	// after a failed one, or in its pending list once due (asynq's
@@ -1065,15 +1067,18 @@ func (d *Dispatcher) Drain(ctx context.Context, tenantID string, queues ...strin
 			name string
 			n    *int
 		}{{"scheduled", &out.Scheduled}, {"retry", &out.Retrying}, {"pending", &out.Retrying}} {
-			n, err := d.unschedule(ctx, q, set.name, ran, stems)
+			n, err := d.unschedule(ctx, q, set.name, ran, tenantID, stems)
 			*set.n += n
 			if err != nil {
 				return out, fmt.Errorf("fair: drain tenant %s in %s: %s: %w", tenantID, q, set.name, err)
 			}
 		}
-		if err := drainScansEndScript.Run(ctx, d.rdb, keys(q)[:1], tenantID, token).Err(); err != nil {
+		// What was parked while the scans ran, and the end of the scans.
+		parked, err := drainScansEndScript.Run(ctx, d.rdb, d.scriptKeys(q), append(d.common(3), tenantID, token, drainedFor.Milliseconds())...).Int()
+		if err != nil {
 			return out, fmt.Errorf("fair: drain tenant %s in %s: %w", tenantID, q, err)
 		}
+		out.Parked += parked
 	}
 	return out, nil
 }
@@ -1088,15 +1093,17 @@ const drainScan = 1000
 // its pending list that no admission put there (retries and scheduled
 // tasks asynq's forwarder moved there when they came due), the whole set
 // or list scanned drainScan members per script call, and returns how many
-// it deleted. It leaves the tasks in ran (the drain's key under the
-// queue's prefix of the tasks asynq held as active when it began).
-func (d *Dispatcher) unschedule(ctx context.Context, q, set, ran string, stems []string) (int, error) {
+// it deleted, dropping the parked record tenantID may have of such a task
+// (parked while the drain ran, then put back into asynq's lists). It
+// leaves the tasks in ran (the drain's key under the queue's prefix of the
+// tasks asynq held as active when it began).
+func (d *Dispatcher) unschedule(ctx context.Context, q, set, ran, tenantID string, stems []string) (int, error) {
 	script := unscheduleScript
 	if set == "pending" {
 		script = unpendScript
 	}
-	args := make([]any, 0, 4+len(stems))
-	args = append(args, set, "0", drainScan, ran)
+	args := make([]any, 0, 5+len(stems))
+	args = append(args, set, "0", drainScan, ran, tenantID)
 	for _, s := range stems {
 		args = append(args, s)
 	}

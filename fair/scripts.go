@@ -2114,19 +2114,60 @@ return 1
 `)
 
 // drainScansEndScript ends a drain's pass through asynq's sets and pending
-// list (Dispatcher.Drain): its set of the tasks to leave there
+// list (Dispatcher.Drain). First it discards what was parked while the
+// pass ran (the first call of drainScript discarded what was parked
+// before): a task that waited in asynq's retry or scheduled set when the
+// drain began, which asynq's forwarder moved into the pending list and a
+// worker took before the scan got there, is parked by the gate while the
+// tenant is held, being drained or at its running cap, not run. The
+// dispatcher keeps it, in none of the places the scans look, and would
+// put it back into the backlog once the tenant is released or has room. A
+// parked task of the drain's set of the tasks to leave (running when it
+// began, or admitted since) stays. Then its set of the tasks to leave
 // (P..'drr:'..tenant..':'..token) goes, and admission stops adding to it
 // (P..'drs:'..tenant, and the t: hash's 'scan' once no drain of the
 // tenant scans).
 //
-//	KEYS[1] the dispatcher's key prefix of the queue, ARGV[1] tenant,
-//	ARGV[2] the drain's token.
-var drainScansEndScript = redis.NewScript(`
-local P, t, tok = KEYS[1], ARGV[1], ARGV[2]
-redis.call('DEL', P .. 'drr:' .. t .. ':' .. tok)
+//	ARGV[10] tenant, ARGV[11] the drain's token, ARGV[12] how long a
+//	discarded task's mark in P..'drained' lasts (ms, as drainScript's).
+//
+// It returns how many parked tasks it discarded.
+var drainScansEndScript = redis.NewScript(prelude + `
+local t, tok = ARGV[10], ARGV[11]
+local ran = P .. 'drr:' .. t .. ':' .. tok
+local parked = 0
+for _, h in ipairs({ { keptKey(t), P .. 'keptt' }, { parkedKey(t), P .. 'parkedt' } }) do
+  local hk = h[1]
+  local recs = redis.call('HGETALL', hk)
+  for i = 1, #recs, 2 do
+    local id = recs[i]
+    if redis.call('SISMEMBER', ran, id) == 0 then
+      -- As drainScript's first call discards a parked task.
+      local key = A .. 't:' .. id
+      local st = redis.call('HGET', key, 'state')
+      if st == 'retry' or st == 'pending' then
+        unqueue(id, st)
+        parked = parked + 1
+      elseif (not st or st == 'active' or (st == 'archived' and redis.call('HEXISTS', P .. 'msg', id) == 0
+          and redis.call('HEXISTS', P .. 'adm', id) == 0)) and fields(recs[i + 1], 2)[3] then
+        parked = parked + 1
+        if st == 'active' then
+          redis.call('ZADD', P .. 'drained', NOW + tonumber(ARGV[12]), id)
+        elseif st == 'archived' then
+          redis.call('ZREM', A .. 'archived', id)
+          redis.call('DEL', key)
+        end
+      end
+      redis.call('HDEL', hk, id)
+      redis.call('ZREM', P .. 'hb', id)
+    end
+  end
+  if redis.call('EXISTS', hk) == 0 then redis.call('SREM', h[2], t) end
+end
+redis.call('DEL', ran)
 redis.call('SREM', P .. 'drs:' .. t, tok)
-if redis.call('EXISTS', P .. 'drs:' .. t) == 0 then redis.call('HDEL', P .. 't:' .. t, 'scan') end
-return 0
+if redis.call('EXISTS', P .. 'drs:' .. t) == 0 then redis.call('HDEL', tkey(t), 'scan') end
+return parked
 `)
 
 // ownedPrelude defines owned(id) for drainScript, unscheduleScript and
@@ -2148,10 +2189,18 @@ end
 // scanPrelude is what unscheduleScript and unpendScript add to
 // ownedPrelude: ranAtStart(id), whether asynq held task id as active when
 // the drain began (ARGV[4], the drain's P..'drr:' key under P, empty for
-// none): such a task's retry is not one that waited, and stays.
+// none): such a task's retry is not one that waited, and stays; and
+// dropParked(id), which drops the parked record the tenant (ARGV[5]) may
+// have of a task the scan deletes (parked while the drain ran, then put
+// back into asynq's lists by a shutdown or its lost lease): released, it
+// would bring the discarded task back (see drainScansEndScript).
 const scanPrelude = `
 local function ranAtStart(id)
   return ARGV[4] ~= '' and redis.call('SISMEMBER', KEYS[1] .. ARGV[4], id) == 1
+end
+local function dropParked(id)
+  redis.call('HDEL', KEYS[1] .. 'kept:' .. ARGV[5], id)
+  redis.call('HDEL', KEYS[1] .. 'parked:' .. ARGV[5], id)
 end
 `
 
@@ -2162,7 +2211,7 @@ end
 // their time. asynq keeps nothing of such a task but its hash and its
 // member of the set, and a unique lock if it was enqueued with one:
 // all go in this call, so a task is deleted whole or not at all. A
-// task's tenant is known by its id: a stem of ARGV[4..] (the id, or the
+// task's tenant is known by its id: a stem of ARGV[6..] (the id, or the
 // id's start followed by ':'). The scan is O(size of the set) over all
 // the calls, whoever's tasks it holds. A member that stays in the set
 // from the first call to the last is seen (ZSCAN's guarantee); one added
@@ -2175,10 +2224,10 @@ end
 //	ARGV[1] 'retry' or 'scheduled' (the set, and the state asynq records
 //	for its tasks), ARGV[2] the cursor, ARGV[3] the members per call,
 //	ARGV[4] the drain's set of the tasks running when it began (see
-//	scanPrelude), ARGV[5..] the tenant's task id stems.
+//	scanPrelude), ARGV[5] the tenant, ARGV[6..] its task id stems.
 //
 // It returns {next cursor ('0': done), tasks deleted}.
-var unscheduleScript = redis.NewScript(ownedPrelude(5) + scanPrelude + `
+var unscheduleScript = redis.NewScript(ownedPrelude(6) + scanPrelude + `
 local A, set = KEYS[2], ARGV[1]
 local zset = A .. set
 local res = redis.call('ZSCAN', zset, ARGV[2], 'COUNT', tonumber(ARGV[3]))
@@ -2194,6 +2243,7 @@ for i = 1, #members, 2 do
       if f[2] and f[2] ~= '' and redis.call('GET', f[2]) == id then redis.call('DEL', f[2]) end
       redis.call('ZREM', zset, id)
       redis.call('DEL', key)
+      dropParked(id)
       n = n + 1
     end
   end
@@ -2218,11 +2268,11 @@ return { res[1], n }
 // before the index may make the scan skip one.
 //
 //	ARGV[1] unused, ARGV[2] the index, ARGV[3] the tasks per call,
-//	ARGV[4] the drain's set of the tasks running when it began, ARGV[5..]
-//	the tenant's task id stems (see unscheduleScript).
+//	ARGV[4] the drain's set of the tasks running when it began, ARGV[5]
+//	the tenant, ARGV[6..] its task id stems (see unscheduleScript).
 //
 // It returns {next index, tasks deleted, 1 when the list's end was reached}.
-var unpendScript = redis.NewScript(ownedPrelude(5) + scanPrelude + `
+var unpendScript = redis.NewScript(ownedPrelude(6) + scanPrelude + `
 local P, A = KEYS[1], KEYS[2]
 local l = A .. 'pending'
 local from, count = tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -2236,6 +2286,7 @@ for _, id in ipairs(ids) do
       if f[2] and f[2] ~= '' and redis.call('GET', f[2]) == id then redis.call('DEL', f[2]) end
       redis.call('LREM', l, 1, id)
       redis.call('DEL', key)
+      dropParked(id)
       n = n + 1
     end
   end
