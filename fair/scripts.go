@@ -1899,7 +1899,7 @@ end
 // it discarded, what is left in the lists it works through, and what the
 // room it made admitted (other tenants' tasks, or the tenant's own after
 // its last step).
-var drainScript = redis.NewScript(prelude + drainPrelude + ownedPrelude(15) + `
+var drainScript = redis.NewScript(prelude + drainPrelude + ownedPrelude(15) + discardParkedLua + `
 local t, limit, tok = ARGV[10], tonumber(ARGV[11]), ARGV[13]
 local b = P .. 'b:' .. t
 local drains = P .. 'dr:' .. t
@@ -1942,29 +1942,7 @@ if ARGV[12] == '1' and not again then
   for _, hk in ipairs({ keptKey(t), parkedKey(t) }) do
     local recs = redis.call('HGETALL', hk)
     for i = 1, #recs, 2 do
-      -- Parked tasks are in asynq's retry set, or pending again when their
-      -- hour there ran out during the hold (asynq's forwarder): either way
-      -- they have not started, and left in asynq they would run.
-      local id = recs[i]
-      local key = A .. 't:' .. id
-      local st = redis.call('HGET', key, 'state')
-      if st == 'retry' or st == 'pending' then
-        unqueue(id, st)
-        parked = parked + 1
-      elseif (not st or st == 'active' or (st == 'archived' and redis.call('HEXISTS', P .. 'msg', id) == 0
-          and redis.call('HEXISTS', P .. 'adm', id) == 0)) and fields(recs[i + 1], 2)[3] then
-        -- Kept here with its message (parkRecord), asynq done with it or
-        -- letting it go (its worker is handing it back), or its recoverer
-        -- archived the attempt of a worker killed before the hand-back
-        -- (releaseParked would release it: it is waiting, not failed).
-        parked = parked + 1
-        if st == 'active' then
-          redis.call('ZADD', P .. 'drained', NOW + tonumber(ARGV[14]), id)
-        elseif st == 'archived' then
-          redis.call('ZREM', A .. 'archived', id)
-          redis.call('DEL', key)
-        end
-      end
+      parked = parked + discardParked(recs[i], recs[i + 1], tonumber(ARGV[14]))
     end
   end
   redis.call('DEL', keptKey(t), parkedKey(t))
@@ -2113,6 +2091,39 @@ redis.call('ZREM', P .. 'lost', t)
 return 1
 `)
 
+// discardParkedLua defines discardParked(id, rec, ttl) for drainScript
+// and drainScansEndScript: it discards task id, parked by its tenant with
+// the record rec, and returns 1, or 0 when there is nothing of it to
+// discard. Parked tasks are in asynq's retry set, or pending again when
+// their hour there ran out during the hold (asynq's forwarder): either way
+// they have not started, and left in asynq they would run. Or the task is
+// kept with its message (parkRecord), asynq done with it or letting it go
+// (its worker is handing it back: marked in P..'drained' for ttl ms), or
+// its recoverer archived the attempt of a worker killed before the
+// hand-back (releaseParked would release it: it is waiting, not failed).
+// The caller drops the record.
+const discardParkedLua = `
+local function discardParked(id, rec, ttl)
+  local key = A .. 't:' .. id
+  local st = redis.call('HGET', key, 'state')
+  if st == 'retry' or st == 'pending' then
+    unqueue(id, st)
+    return 1
+  end
+  if (not st or st == 'active' or (st == 'archived' and redis.call('HEXISTS', P .. 'msg', id) == 0
+      and redis.call('HEXISTS', P .. 'adm', id) == 0)) and fields(rec, 2)[3] then
+    if st == 'active' then
+      redis.call('ZADD', P .. 'drained', NOW + ttl, id)
+    elseif st == 'archived' then
+      redis.call('ZREM', A .. 'archived', id)
+      redis.call('DEL', key)
+    end
+    return 1
+  end
+  return 0
+end
+`
+
 // drainScansEndScript ends a drain's pass through asynq's sets and pending
 // list (Dispatcher.Drain). First it discards what was parked while the
 // pass ran (the first call of drainScript discarded what was parked
@@ -2132,7 +2143,7 @@ return 1
 //	discarded task's mark in P..'drained' lasts (ms, as drainScript's).
 //
 // It returns how many parked tasks it discarded.
-var drainScansEndScript = redis.NewScript(prelude + `
+var drainScansEndScript = redis.NewScript(prelude + discardParkedLua + `
 local t, tok = ARGV[10], ARGV[11]
 local ran = P .. 'drr:' .. t .. ':' .. tok
 local parked = 0
@@ -2142,22 +2153,7 @@ for _, h in ipairs({ { keptKey(t), P .. 'keptt' }, { parkedKey(t), P .. 'parkedt
   for i = 1, #recs, 2 do
     local id = recs[i]
     if redis.call('SISMEMBER', ran, id) == 0 then
-      -- As drainScript's first call discards a parked task.
-      local key = A .. 't:' .. id
-      local st = redis.call('HGET', key, 'state')
-      if st == 'retry' or st == 'pending' then
-        unqueue(id, st)
-        parked = parked + 1
-      elseif (not st or st == 'active' or (st == 'archived' and redis.call('HEXISTS', P .. 'msg', id) == 0
-          and redis.call('HEXISTS', P .. 'adm', id) == 0)) and fields(recs[i + 1], 2)[3] then
-        parked = parked + 1
-        if st == 'active' then
-          redis.call('ZADD', P .. 'drained', NOW + tonumber(ARGV[12]), id)
-        elseif st == 'archived' then
-          redis.call('ZREM', A .. 'archived', id)
-          redis.call('DEL', key)
-        end
-      end
+      parked = parked + discardParked(id, recs[i + 1], tonumber(ARGV[12]))
       redis.call('HDEL', hk, id)
       redis.call('ZREM', P .. 'hb', id)
     end
