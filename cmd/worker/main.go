@@ -56,9 +56,10 @@ var errLogged = errors.New("worker failed (logged)")
 // stdout: the worker exits 0 without starting.
 var errHelp = errors.New("worker: help requested")
 
-// usageError is a command-line mistake (a flag that does not parse, a
-// stray argument): main exits 2 after printing it on stderr, unless
-// parsing printed it already with the usage (shown).
+// usageError is a command-line mistake (a flag that does not parse or
+// whose value the worker refuses, a stray argument): main exits 2 after
+// printing it on stderr, unless parsing printed it already with the usage
+// (shown).
 type usageError struct {
 	err   error
 	shown bool
@@ -120,6 +121,19 @@ func run(stdout, stderr io.Writer) error {
 	if err := parseFlags(flag.CommandLine, os.Args[1:], stdout, stderr); err != nil {
 		return err
 	}
+	// A value the flag reads but the worker refuses is a command-line
+	// mistake (exit 2), as a value that does not parse is; checked before
+	// the environment is read. "-concurrency 0" is refused as
+	// WORKER_CONCURRENCY=0 is, not taken for the flag not given.
+	concurrencySet := false
+	flag.Visit(func(f *flag.Flag) { concurrencySet = concurrencySet || f.Name == "concurrency" })
+	if concurrency < 0 || (concurrencySet && concurrency == 0) {
+		return usageError{err: fmt.Errorf("-concurrency: must be a positive integer, got %d", concurrency)}
+	}
+	if concurrency > config.MaxDBConns {
+		// Resolve would name WORKER_CONCURRENCY, which may not be set.
+		return usageError{err: fmt.Errorf("-concurrency: at most %d, got %d", config.MaxDBConns, concurrency)}
+	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
@@ -146,17 +160,6 @@ func run(stdout, stderr io.Writer) error {
 	}
 	if *httpAddr != "" {
 		cfg.HTTPAddr = *httpAddr
-	}
-	// "-concurrency 0" is refused as WORKER_CONCURRENCY=0 is, not taken
-	// for the flag not given.
-	concurrencySet := false
-	flag.Visit(func(f *flag.Flag) { concurrencySet = concurrencySet || f.Name == "concurrency" })
-	if concurrency < 0 || (concurrencySet && concurrency == 0) {
-		return fmt.Errorf("-concurrency: must be a positive integer, got %d", concurrency)
-	}
-	if concurrency > config.MaxDBConns {
-		// Resolve would name WORKER_CONCURRENCY, which may not be set.
-		return fmt.Errorf("-concurrency: at most %d, got %d", config.MaxDBConns, concurrency)
 	}
 	if concurrency != 0 {
 		cfg.WorkerConcurrency = int(concurrency)

@@ -58,6 +58,12 @@ func TestCommandLineHelpAndMistakes(t *testing.T) {
 		{[]string{"serve"}, 2, "", `unexpected arguments ["serve"]`},
 		{[]string{"-concurrency", "4", "extra"}, 2, "", `unexpected arguments ["extra"]`},
 		{[]string{"-concurrency", "abc"}, 2, "", "invalid value \"abc\" for flag -concurrency"},
+		// A value the flag reads but the worker refuses is a mistake on
+		// the command line too, as the enqueue CLI's --invoice 0 is: exit
+		// 2, not 1 (a failure to run).
+		{[]string{"-concurrency", "0"}, 2, "", "-concurrency: must be a positive integer, got 0"},
+		{[]string{"-concurrency", "-5"}, 2, "", "-concurrency: must be a positive integer, got -5"},
+		{[]string{"-concurrency", "20000"}, 2, "", "-concurrency: at most 10000, got 20000"},
 		{[]string{"-http-addr"}, 2, "", "flag needs an argument: -http-addr"},
 		{[]string{"-dev", "-nope"}, 2, "", "flag provided but not defined: -nope"},
 		{[]string{"-dev", "extra"}, 2, "", `unexpected arguments ["extra"]`},
