@@ -141,6 +141,12 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 			return err
 		}
 	}
+	// asynq's recoverer archives a task whose lease expired on its last
+	// attempt (its worker killed) without the error handler, which writes
+	// the tenant's record of every other archived task: this hook writes
+	// that one's. Added before the server starts: its recoverer runs at
+	// once.
+	d.Redis.AddHook(worker.RecordRecoveredArchives(d.TaskRecords, d.Catalog, logger))
 	srv := asynq.NewServerFromRedisClient(d.Redis, worker.ServerConfig(serverOpts))
 	if err := srv.Start(mux); err != nil {
 		stopIdle()
