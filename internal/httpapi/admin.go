@@ -12,7 +12,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/internal/placement"
 	"github.com/invoicing/tenantworker/internal/tenancy"
 	"github.com/invoicing/tenantworker/storage"
@@ -507,11 +509,16 @@ func (h *Handler) deleteTenant(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// migrateAll is POST /admin/migrations: 202 {"enqueued": N}.
+// migrateAll is POST /admin/migrations: 202 {"enqueued": N}. A walk
+// stopped by a waiting cap (migrationsRefused) or the deadline (ranOut)
+// answers 503 with Retry-After and how many were enqueued.
 func (h *Handler) migrateAll(w http.ResponseWriter, r *http.Request) {
 	enq, err := h.opts.Tenancy.MigrateAll(r.Context())
 	if h.ranOut(w, r, "enqueuing the migrations", err, fmt.Sprintf(
 		"the migrations of %d tenants were enqueued, the others not yet; retrying is safe (a tenant's migration task is never queued twice)", len(enq))) {
+		return
+	}
+	if h.migrationsRefused(w, r, len(enq), err) {
 		return
 	}
 	if err != nil {
@@ -519,4 +526,44 @@ func (h *Handler) migrateAll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusAccepted, map[string]int{"enqueued": len(enq)})
+}
+
+// migrationsRefused answers 503 with Retry-After and reports true when
+// err says a tenant's migration could not be queued because a waiting cap
+// is reached (capReached). MigrateAll stops there: the migrations of the
+// tenants before it are queued, the others not, and a retry once there is
+// room enqueues the rest (a tenant's migration task is never queued
+// twice). It returns false for other errors.
+func (h *Handler) migrationsRefused(w http.ResponseWriter, r *http.Request, enqueued int, err error) bool {
+	limit, ok := h.capReached(w, r, fmt.Sprintf("migrate all (%d enqueued)", enqueued), err)
+	if !ok {
+		return false
+	}
+	writeError(w, http.StatusServiceUnavailable, fmt.Sprintf(
+		"the migrations of %d tenants were enqueued, the others not: %s is reached; retry later (a tenant's migration task is never queued twice, so a retry enqueues the rest)",
+		enqueued, limit))
+	return true
+}
+
+// capReached reports whether err says an admin route's enqueue (op) was
+// refused by a waiting cap (fair.FullError: a queue's backlogs of all
+// tenants at FAIR_MAX_WAITING_TOTAL, or a tenant's own backlog at its
+// max_waiting), and if so logs it, sets Retry-After, the dispatcher's
+// estimate of when room frees up (at least a second), and returns the cap
+// in words for the answer.
+func (h *Handler) capReached(w http.ResponseWriter, r *http.Request, op string, err error) (limit string, ok bool) {
+	var full *fair.FullError
+	if !errors.As(err, &full) {
+		return "", false
+	}
+	ri := info(r.Context())
+	h.log.LogAttrs(r.Context(), slog.LevelWarn, "admin enqueue refused by a waiting cap",
+		slog.String("request_id", ri.id), slog.String("op", op), slog.String("tenant_id", ri.tenantID), slog.Any("error", err))
+	limit = fmt.Sprintf("a tenant's waiting cap (max_waiting %d)", full.Cap)
+	if full.QueueWide {
+		limit = fmt.Sprintf("the waiting cap of queue %s (FAIR_MAX_WAITING_TOTAL %d)", full.Queue, full.Cap)
+	}
+	retry := max(full.RetryAfter, time.Second)
+	w.Header().Set("Retry-After", strconv.Itoa(int(retry.Round(time.Second)/time.Second)))
+	return limit, true
 }

@@ -102,7 +102,7 @@
 //	POST   /admin/tenants/{id}/queue/resume   200 {"paused":false} (409 while being deleted)
 //	POST   /admin/tenants/{id}/queue/drain    200 {"discarded","waiting","admitted","parked","retrying","scheduled"} (409 while being deleted or provisioned)
 //	GET    /admin/queues                      200 {"queues":[fair.Overview...]} (?top=1..100, default 10)
-//	POST   /admin/migrations                  202 {"enqueued": N} (503 past the deadline: how many were)
+//	POST   /admin/migrations                  202 {"enqueued": N} (503 past the deadline or a waiting cap: how many were)
 //	       /admin/dashboard/                  asynqmon (Bearer, or Basic with the token as password)
 //	                                          (api/redis_info: 200 "info_refused":true when the Redis user may not run INFO)
 //
