@@ -87,7 +87,7 @@
 // client address like failed tenant keys (429 past the limit, also for the
 // right token).
 //
-//	POST   /admin/tenants                     202 {"id","slug","status":"provisioning","api_key","database","task_id"}
+//	POST   /admin/tenants                     202 {"id","slug","status":"provisioning","api_key","database","time_zone","task_id"}
 //	GET    /admin/tenants                     200 {"tenants":[...],"next_after":"..."} (?status=&after=&limit=)
 //	GET    /admin/tenants/{id}                200 tenant
 //	POST   /admin/tenants/{id}/suspend        200 tenant (409 when not active or suspended)
@@ -97,6 +97,7 @@
 //	DELETE /admin/tenants/{id}/keys/{key_id}  204 (404 for a key the tenant does not have)
 //	DELETE /admin/tenants/{id}                202 {"id","slug","status":"deleting","task_id"}
 //	PUT    /admin/tenants/{id}/limits         200 tenant ({"plan","weight","max_running","max_waiting"}; 0: the plan's)
+//	PUT    /admin/tenants/{id}/time_zone      200 tenant ({"time_zone"}: an IANA name; 409 while being deleted)
 //	GET    /admin/tenants/{id}/queue          200 the tenant's backlog, admitted and running tasks (fair dispatch)
 //	POST   /admin/tenants/{id}/queue/pause    200 {"paused":true,"moved_back":N} (409 while being deleted or provisioned)
 //	POST   /admin/tenants/{id}/queue/resume   200 {"paused":false} (409 while being deleted)
@@ -157,12 +158,14 @@
 // the dashboard's Basic credentials would otherwise post another site's
 // forms with them.
 //
-// POST /admin/tenants takes {"slug","name","plan","database"}: unknown fields, a field
-// given twice (parsers disagree on which counts; every JSON body is
-// checked so), a body that is not one JSON object, an invalid or reserved
-// slug are 400, and so are an unknown plan or database; a taken slug is
-// 409. An empty name defaults to the slug, an empty plan to "free" and an
-// empty database to the one with the fewest tenants. The CLI, the dev
+// POST /admin/tenants takes {"slug","name","plan","database","time_zone"}:
+// unknown fields, a field given twice (parsers disagree on which counts;
+// every JSON body is checked so), a body that is not one JSON object, an
+// invalid or reserved slug are 400, and so are an unknown plan or
+// database and a time zone the embedded zone database does not know ("",
+// "Local"); a taken slug is 409. An empty name defaults to the slug, an
+// empty plan to "free", an empty database to the one with the fewest
+// tenants and an absent time_zone to UTC. The CLI, the dev
 // stack and the bench provision and migrate through the same
 // tenancy.Service.
 //
