@@ -485,7 +485,8 @@ type deleteTenantBody struct {
 // at once (its routes answer 404 from then on), the request is audited,
 // and tenant:destroy erases schema, documents and catalog row and audits
 // the completion. Deleting a tenant already being deleted enqueues the
-// destroy again (one per tenant).
+// destroy again (one per tenant), which is how a destroy a waiting cap
+// refused (503, Handler.deletionRefused) is queued once there is room.
 func (h *Handler) deleteTenant(w http.ResponseWriter, r *http.Request) {
 	id, ok := pathID(w, r)
 	if !ok {
@@ -499,6 +500,7 @@ func (h *Handler) deleteTenant(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "unknown tenant")
 	case errors.Is(err, storage.ErrInvalidTransition):
 		writeError(w, http.StatusConflict, "tenant cannot be deleted now")
+	case h.deletionRefused(w, r, err):
 	case errors.Is(err, tenancy.ErrStillCompleting) && h.ranOut(w, r, "the deletion request", err,
 		fmt.Sprintf("the tenant is marked deleting (its routes answer 404), and discarding its backlog and enqueuing its destroy (task %s) go on without this request; retrying is safe", d.TaskID)):
 	case h.ranOut(w, r, "the deletion request", err, "the tenant may or may not be marked deleting (GET /admin/tenants/{id} shows it); retrying is safe"):
@@ -507,6 +509,22 @@ func (h *Handler) deleteTenant(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeJSON(w, http.StatusAccepted, deleteTenantBody{ID: d.Tenant.ID, Slug: d.Tenant.Slug, Status: d.Tenant.Status, TaskID: d.TaskID})
 	}
+}
+
+// deletionRefused answers 503 with Retry-After and reports true when err
+// says the tenant's tenant:destroy could not be queued because a waiting
+// cap is reached (capReached): RequestDeletion marked the tenant deleting
+// and discarded its backlog, and the request made again once there is
+// room queues the destroy. It returns false for other errors.
+func (h *Handler) deletionRefused(w http.ResponseWriter, r *http.Request, err error) bool {
+	limit, ok := h.capReached(w, r, "request tenant deletion", err)
+	if !ok {
+		return false
+	}
+	writeError(w, http.StatusServiceUnavailable, fmt.Sprintf(
+		"the tenant is marked deleting (its routes answer 404), but its destroy could not be queued: %s is reached; retry the request later to queue it",
+		limit))
+	return true
 }
 
 // migrateAll is POST /admin/migrations: 202 {"enqueued": N}. A walk

@@ -95,7 +95,7 @@
 //	GET    /admin/tenants/{id}/keys           200 {"keys":[{"id","prefix","created_at","last_used_at","revoked_at"}]}
 //	POST   /admin/tenants/{id}/keys           201 {"id","api_key"} (409 while being deleted)
 //	DELETE /admin/tenants/{id}/keys/{key_id}  204 (404 for a key the tenant does not have)
-//	DELETE /admin/tenants/{id}                202 {"id","slug","status":"deleting","task_id"}
+//	DELETE /admin/tenants/{id}                202 {"id","slug","status":"deleting","task_id"} (503 when a waiting cap refuses the destroy: retry)
 //	PUT    /admin/tenants/{id}/limits         200 tenant ({"plan","weight","max_running","max_waiting"}; 0: the plan's)
 //	PUT    /admin/tenants/{id}/time_zone      200 tenant ({"time_zone"}: an IANA name; 409 while being deleted)
 //	GET    /admin/tenants/{id}/queue          200 the tenant's backlog, admitted and running tasks (fair dispatch)
