@@ -17,6 +17,7 @@ import (
 	"github.com/invoicing/tenantworker/internal/backend"
 	"github.com/invoicing/tenantworker/internal/config"
 	"github.com/invoicing/tenantworker/internal/placement"
+	"github.com/invoicing/tenantworker/internal/tenancy"
 	"github.com/invoicing/tenantworker/invoice"
 	"github.com/invoicing/tenantworker/tasks"
 	"github.com/invoicing/tenantworker/tenantctx"
@@ -342,6 +343,9 @@ func migrateCmd(ctx context.Context, args []string, sio IO) error {
 	defer b.close()
 
 	enqueued, err := b.Tenancy.MigrateAll(ctx)
+	if re := (*tenancy.MigrationsRefusedError)(nil); errors.As(err, &re) {
+		return fmt.Errorf("%w (%d enqueued; run it again once there is room: a tenant's migration is never queued twice)", err, len(enqueued))
+	}
 	if err != nil {
 		return fmt.Errorf("%w (%d enqueued before the error)", err, len(enqueued))
 	}

@@ -547,19 +547,23 @@ func (h *Handler) migrateAll(w http.ResponseWriter, r *http.Request) {
 }
 
 // migrationsRefused answers 503 with Retry-After and reports true when
-// err says a tenant's migration could not be queued because a waiting cap
-// is reached (capReached). MigrateAll stops there: the migrations of the
-// tenants before it are queued, the others not, and a retry once there is
-// room enqueues the rest (a tenant's migration task is never queued
-// twice). It returns false for other errors.
+// err says tenants' migrations could not be queued because a waiting cap
+// is reached (capReached; tenancy.MigrationsRefusedError). MigrateAll went
+// on past them: the others are queued, and a retry once there is room
+// enqueues the rest (a tenant's migration task is never queued twice). It
+// returns false for other errors.
 func (h *Handler) migrationsRefused(w http.ResponseWriter, r *http.Request, enqueued int, err error) bool {
 	limit, ok := h.capReached(w, r, fmt.Sprintf("migrate all (%d enqueued)", enqueued), err)
 	if !ok {
 		return false
 	}
+	refused := 1
+	if re := (*tenancy.MigrationsRefusedError)(nil); errors.As(err, &re) {
+		refused = re.Refused
+	}
 	writeError(w, http.StatusServiceUnavailable, fmt.Sprintf(
-		"the migrations of %d tenants were enqueued, the others not: %s is reached; retry later (a tenant's migration task is never queued twice, so a retry enqueues the rest)",
-		enqueued, limit))
+		"the migrations of %d tenants were enqueued, %d refused: %s is reached; retry later (a tenant's migration task is never queued twice, so a retry enqueues the rest)",
+		enqueued, refused, limit))
 	return true
 }
 

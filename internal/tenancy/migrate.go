@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tasks"
@@ -37,15 +38,39 @@ func (s *Service) EnqueueMigration(ctx context.Context, t tenantctx.Tenant) (Mig
 	return MigrationTask{TenantID: t.ID, Slug: t.Slug, TaskID: res.Info.ID, Existing: res.Existing}, nil
 }
 
+// MigrationsRefusedError is MigrateAll's error when waiting caps refused
+// the migrations of some tenants (fair.FullError: a queue's backlogs at
+// FAIR_MAX_WAITING_TOTAL, or a tenant's own at its max_waiting). The walk
+// went on past them: the other tenants' migrations are enqueued, and a
+// retry once there is room enqueues the rest. It unwraps to the first
+// refusal.
+type MigrationsRefusedError struct {
+	// Refused is how many tenants' migrations were refused.
+	Refused int
+	// First is the first refusal.
+	First error
+}
+
+func (e *MigrationsRefusedError) Error() string {
+	return fmt.Sprintf("migrate all: the migrations of %d tenants refused by a waiting cap (the first: %v)", e.Refused, e.First)
+}
+
+func (e *MigrationsRefusedError) Unwrap() error { return e.First }
+
 // MigrateAll pages through every tenant whose status does not refuse a
 // migration (provisioning, active, suspended: not deleting) and enqueues
 // tenant:migrate for each. A tenant erased after its page was read (the
 // enqueue finds no tenant: storage.ErrNotFound) is skipped and logged, not
 // an error: a deletion completing during the walk must not stop the
-// migration of the tenants after it. It returns the tasks enqueued before
-// any error, so a caller can report partial progress.
+// migration of the tenants after it. Nor does a migration a waiting cap
+// refuses: with queue shards (QUEUE_SHARDS), one full shard of the
+// critical class would otherwise hold back the tenants of every other;
+// the walk goes on, and ends with a *MigrationsRefusedError. Any other
+// error stops it. It returns the tasks enqueued, so a caller can report
+// partial progress.
 func (s *Service) MigrateAll(ctx context.Context) ([]MigrationTask, error) {
 	var out []MigrationTask
+	var refused *MigrationsRefusedError
 	opts := storage.ListOptions{Limit: storage.MaxPageSize}
 	for {
 		page, err := s.catalog.ListTenants(ctx, opts)
@@ -65,12 +90,22 @@ func (s *Service) MigrateAll(ctx context.Context) ([]MigrationTask, error) {
 					slog.String("tenant_id", t.ID))
 				continue
 			}
+			if full := (*fair.FullError)(nil); errors.As(err, &full) {
+				if refused == nil {
+					refused = &MigrationsRefusedError{First: err}
+				}
+				refused.Refused++
+				continue
+			}
 			if err != nil {
 				return out, fmt.Errorf("migrate all: %w", err)
 			}
 			out = append(out, m)
 		}
 		if len(page) < opts.PageLimit() {
+			if refused != nil {
+				return out, refused
+			}
 			return out, nil
 		}
 		opts.After = page[len(page)-1].ID
