@@ -23,7 +23,8 @@
 //     builder invoice.Create (sent and past due, paid, draft;
 //     EUR, USD and JPY; names such as Müller GmbH, Zoë, Łódź, Ωmega). On a
 //     database that already has them (a second run on one DATABASE_URL)
-//     the tenants and their data are reused (a suspended one is resumed)
+//     the tenants and their data are reused (a suspended one is resumed,
+//     and so is a paused queue)
 //     and each gets a new API key, since only hashes of keys are stored.
 //
 // Then it prints a banner to Options.Stdout: the API base

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -31,12 +32,14 @@ type provisioned struct {
 // run on the same DATABASE_URL) it reuses the tenant: unless the status
 // policy refuses a migration (the tenant is being deleted), it resumes a
 // suspended tenant (the stack cannot start without it active, and its
-// admin API would only run once it is), enqueues
+// admin API would only run once it is) and a paused queue (the catalog
+// records the pause, and this run's fair dispatch would put it back,
+// holding every task of the tenant), enqueues
 // tenant:migrate (finishing an interrupted provisioning, or applying
 // migrations added since; one pending per tenant, so this never doubles
 // one), and it issues a new API key, because only hashes of earlier keys
 // are stored.
-func provisionDemo(ctx context.Context, svc *tenancy.Service, catalog storage.TenantStore, d demoTenant) (provisioned, error) {
+func provisionDemo(ctx context.Context, svc *tenancy.Service, catalog storage.Catalog, d demoTenant) (provisioned, error) {
 	res, err := svc.Provision(ctx, tenancy.NewTenant{Slug: d.slug, Name: d.name, TimeZone: d.timeZone}, auditActor)
 	if err == nil {
 		return provisioned{tenant: res.Tenant, apiKey: res.APIKey}, nil
@@ -57,6 +60,18 @@ func provisionDemo(ctx context.Context, svc *tenancy.Service, catalog storage.Te
 		// until it is.
 		if t, err = svc.Resume(ctx, t.ID, auditActor); err != nil {
 			return provisioned{}, fmt.Errorf("reuse tenant %s: resume it: %w", d.slug, err)
+		}
+	}
+	paused, err := catalog.PausedTenants(ctx)
+	if err != nil {
+		return provisioned{}, fmt.Errorf("reuse tenant %s (%s): %w", d.slug, t.ID, err)
+	}
+	if slices.Contains(paused, t.ID) {
+		// Paused by an earlier run (POST /admin/tenants/{id}/queue/pause):
+		// the pause would hold the tenant's tasks in this run too, the
+		// banner's render and the migration below included.
+		if err := svc.ResumeQueue(ctx, t.ID, auditActor); err != nil {
+			return provisioned{}, fmt.Errorf("reuse tenant %s (%s): resume its queue: %w", d.slug, t.ID, err)
 		}
 	}
 	if _, err := svc.EnqueueMigration(ctx, t); err != nil {

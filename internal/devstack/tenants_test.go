@@ -12,6 +12,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/internal/tenancy"
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/storage/memstore"
@@ -273,5 +274,65 @@ func TestProvisionDemoResumesSuspendedTenant(t *testing.T) {
 	got, err := waitActive(ctx, s.catalog, p.tenant.ID, 10*time.Second)
 	if err != nil || got.Status != tenantctx.StatusActive {
 		t.Fatalf("waitActive after reusing a suspended demo tenant = %+v, %v", got, err)
+	}
+}
+
+// TestProvisionDemoResumesPausedQueue: a second run on one DATABASE_URL
+// after a demo tenant's queue was paused (POST
+// /admin/tenants/{id}/queue/pause during the first) must not leave the
+// pause in place. The catalog records it, this run's fair dispatch puts
+// it back, and it would hold every task of the tenant: the banner's
+// render would stay pending for good, and the tenant:migrate that the
+// reuse enqueues too.
+func TestProvisionDemoResumesPausedQueue(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	mr := miniredis.RunT(t)
+	rc := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	t.Cleanup(func() { _ = rc.Close() })
+	inspector := asynq.NewInspectorFromRedisClient(rc)
+	catalog := memstore.New()
+	d := fair.New(rc, fair.Config{MinPending: 1})
+	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rc), inspector, nil,
+		tasks.WithAdmission(tasks.Admission{Dispatcher: d, Tenants: catalog}))
+	svc := tenancy.New(tenancy.Config{Catalog: catalog, Enqueuer: enq, Dispatcher: d, Plans: fair.DefaultPlans()})
+	demo := demoTenants[0]
+
+	p, err := provisionDemo(ctx, svc, catalog, demo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := catalog.SetStatus(ctx, p.tenant.ID, tenantctx.StatusActive); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.PauseQueue(ctx, p.tenant.ID, "admin"); err != nil {
+		t.Fatal(err)
+	}
+
+	again, err := provisionDemo(ctx, svc, catalog, demo)
+	if err != nil || !again.reused {
+		t.Fatalf("provision of a demo tenant whose queue is paused = %+v, %v", again, err)
+	}
+	q, err := svc.Queue(ctx, p.tenant.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	paused, err := catalog.PausedTenants(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.Paused || len(paused) != 0 {
+		t.Fatalf("after reusing the demo tenant its queue is paused %v, paused in the catalog: %v; want neither (its tasks would never run)", q.Paused, paused)
+	}
+	audit, err := catalog.AuditEntries(ctx, p.tenant.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var actions []string
+	for _, e := range audit {
+		actions = append(actions, e.Action+"/"+e.Actor)
+	}
+	if !strings.Contains(strings.Join(actions, ","), string(tenancy.ActionQueueResumed)+"/"+auditActor) {
+		t.Fatalf("audit = %v, want the resume recorded as %s", actions, auditActor)
 	}
 }
