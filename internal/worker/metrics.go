@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -153,14 +154,94 @@ func ObservePDF(ctx context.Context, fontPath string) {
 	m.pdfRenders.WithLabelValues("other").Inc()
 }
 
+// queueMetricsTimeout bounds how long a scrape waits for asynq's queue
+// metrics, as the backlog metrics' look-ups are bounded (fair.Collector).
+const queueMetricsTimeout = 2 * time.Second
+
 // RegisterQueueMetrics registers asynq's queue metrics (sizes by state,
 // latency, processed and failed totals, memory) read through inspector on
-// every scrape.
+// every scrape, and tenantworker_queue_metrics_skipped_total. asynq's
+// collector reads Redis with no deadline (the client's read timeouts and
+// retries, several seconds), so a scrape waits for it at most
+// queueMetricsTimeout and leaves its metrics out after that, counting the
+// scrape; a later scrape while the look-ups still wait leaves them out at
+// once. The rest of the scrape is answered as usual.
 func RegisterQueueMetrics(reg prometheus.Registerer, inspector *asynq.Inspector) error {
-	if err := reg.Register(metrics.NewQueueMetricsCollector(inspector)); err != nil {
+	c := &boundedCollector{
+		inner:   metrics.NewQueueMetricsCollector(inspector),
+		timeout: queueMetricsTimeout,
+		skipped: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "queue_metrics_skipped_total",
+			Help: "Scrapes that left out asynq's queue metrics because Redis did not answer in time (or an earlier scrape's look-ups still waited for it).",
+		}),
+	}
+	if err := reg.Register(c); err != nil {
 		return fmt.Errorf("register asynq queue metrics: %w", err)
 	}
 	return nil
+}
+
+// boundedCollector collects inner for up to timeout, and its counter of
+// the scrapes it left inner out of. It is an unchecked collector (it
+// describes nothing): inner's descriptions come from collecting it, which
+// would read Redis at registration, without a bound.
+type boundedCollector struct {
+	inner   prometheus.Collector
+	timeout time.Duration
+	skipped prometheus.Counter
+	busy    atomic.Bool // an inner collect has not ended
+}
+
+// Describe implements prometheus.Collector: nothing (unchecked).
+func (c *boundedCollector) Describe(chan<- *prometheus.Desc) {}
+
+// Collect implements prometheus.Collector.
+func (c *boundedCollector) Collect(ch chan<- prometheus.Metric) {
+	defer c.skipped.Collect(ch)
+	if !c.busy.CompareAndSwap(false, true) {
+		c.skipped.Inc()
+		return
+	}
+	// Buffered so that an inner collect that ends after the deadline
+	// does not wait for a reader; metrics arriving after it are dropped.
+	got := make(chan prometheus.Metric, 256)
+	done := make(chan struct{})
+	go func() {
+		defer c.busy.Store(false)
+		defer close(done)
+		c.inner.Collect(got)
+	}()
+	timer := time.NewTimer(c.timeout)
+	defer timer.Stop()
+	var collected []prometheus.Metric
+	for {
+		select {
+		case m := <-got:
+			collected = append(collected, m)
+		case <-done:
+			for len(got) > 0 {
+				collected = append(collected, <-got)
+			}
+			for _, m := range collected {
+				ch <- m
+			}
+			return
+		case <-timer.C:
+			// Nothing of an unfinished collect: its metrics would be a
+			// part of the queues.
+			c.skipped.Inc()
+			go func() {
+				for {
+					select {
+					case <-got:
+					case <-done:
+						return
+					}
+				}
+			}()
+			return
+		}
+	}
 }
 
 // CacheCounters reports the tenant cache's cumulative hits and misses.
