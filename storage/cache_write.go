@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -81,14 +82,7 @@ func (c *Cache) setStatus(ctx context.Context, id string, status tenantctx.Statu
 	if err != nil && unchanged(err) {
 		return t, err
 	}
-	slug := t.Slug
-	if err != nil {
-		// The outcome is unknown; find the slug to invalidate it too.
-		if cur, lerr := c.backend.TenantByID(context.WithoutCancel(ctx), id); lerr == nil {
-			slug = cur.Slug
-		}
-	}
-	if ierr := c.invalidate(ctx, tenantCacheKeys(id, slug), ""); ierr != nil && err == nil {
+	if ierr := c.invalidateTenant(ctx, id, t, err); ierr != nil && err == nil {
 		return t, fmt.Errorf("set status of tenant %s to %s: %w", id, status, ierr)
 	}
 	return t, err
@@ -107,7 +101,7 @@ func (c *Cache) SetLimits(ctx context.Context, id, plan string, l tenantctx.Limi
 	if err != nil && unchanged(err) {
 		return t, err
 	}
-	if ierr := c.invalidate(ctx, tenantCacheKeys(id, c.slugAfter(ctx, id, t, err)), ""); ierr != nil && err == nil {
+	if ierr := c.invalidateTenant(ctx, id, t, err); ierr != nil && err == nil {
 		return t, fmt.Errorf("set limits of tenant %s: %w", id, ierr)
 	}
 	return t, err
@@ -126,23 +120,38 @@ func (c *Cache) SetTimeZone(ctx context.Context, id, zone string) (tenantctx.Ten
 	if err != nil && unchanged(err) {
 		return t, err
 	}
-	if ierr := c.invalidate(ctx, tenantCacheKeys(id, c.slugAfter(ctx, id, t, err)), ""); ierr != nil && err == nil {
+	if ierr := c.invalidateTenant(ctx, id, t, err); ierr != nil && err == nil {
 		return t, fmt.Errorf("set time zone of tenant %s: %w", id, ierr)
 	}
 	return t, err
 }
 
-// slugAfter returns the slug of tenant id after a write that returned t
-// and err: t's, or, when the write's outcome is unknown (err), the
-// backend's, so that the invalidation covers the slug too.
-func (c *Cache) slugAfter(ctx context.Context, id string, t tenantctx.Tenant, err error) string {
+// slugLookupTimeout bounds invalidateTenant's read of a slug from the
+// backend, within the invalidation's own bound (cacheInvalidateTimeout),
+// so that a backend that does not answer leaves the invalidation of the
+// id time to run.
+const slugLookupTimeout = cacheInvalidateTimeout / 2
+
+// invalidateTenant invalidates tenant id, under its id and its slug,
+// after a write that returned t and err, as invalidate does. The slug is
+// t's or, when the write's outcome is unknown (err) and t has none, the
+// backend's: read as part of the invalidation, which goes on without the
+// caller past its deadline, and within slugLookupTimeout, since a write
+// whose answer did not come may be one the backend does not answer at
+// all (the slug is then left out, the id invalidated all the same).
+func (c *Cache) invalidateTenant(ctx context.Context, id string, t tenantctx.Tenant, err error) error {
 	if err == nil || t.Slug != "" {
-		return t.Slug
+		return c.invalidate(ctx, tenantCacheKeys(id, t.Slug), "")
 	}
-	if cur, lerr := c.backend.TenantByID(context.WithoutCancel(ctx), id); lerr == nil {
-		return cur.Slug
-	}
-	return ""
+	return c.invalidateWith(ctx, tenantCacheKeys(id, ""), func(ctx context.Context) []string {
+		ctx, cancel := context.WithTimeout(ctx, slugLookupTimeout)
+		defer cancel()
+		cur, lerr := c.backend.TenantByID(ctx, id)
+		if lerr != nil || cur.Slug == "" {
+			return nil
+		}
+		return []string{cacheKindSlug + cur.Slug}
+	}, "")
 }
 
 // DeleteTenant deletes the tenant in the backend, then invalidates it and
@@ -244,6 +253,14 @@ func unchanged(err error) bool {
 // invalidation goes on and logs its outcome; Wait waits for it. A ctx
 // cancelled before its deadline (the client went away) waits for it.
 func (c *Cache) invalidate(ctx context.Context, keys []string, keysOfTenant string) error {
+	return c.invalidateWith(ctx, keys, nil, keysOfTenant)
+}
+
+// invalidateWith is invalidate of keys and of those that more, when set,
+// returns: it runs as part of the invalidation, on its ctx (detached from
+// the caller's, within cacheInvalidateTimeout), so that the caller does
+// not wait for it past its deadline either.
+func (c *Cache) invalidateWith(ctx context.Context, keys []string, more func(context.Context) []string, keysOfTenant string) error {
 	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cacheInvalidateTimeout)
 	// Whoever changes state from running first takes the outcome: the
 	// caller (ended) or, once the caller stopped waiting, the log.
@@ -254,6 +271,10 @@ func (c *Cache) invalidate(ctx context.Context, keys []string, keysOfTenant stri
 	go func() {
 		defer c.pending.Done()
 		defer cancel()
+		keys := keys
+		if more != nil {
+			keys = append(slices.Clip(keys), more(ictx)...)
+		}
 		err := c.invalidateNow(ictx, keys, keysOfTenant)
 		if state.CompareAndSwap(running, ended) {
 			done <- err
@@ -350,7 +371,7 @@ func (c *Cache) SetPlacement(ctx context.Context, id, from, to string, generatio
 		return t, err
 	}
 	// Also when the outcome is unknown (err): the switch may be saved.
-	if ierr := c.invalidate(ctx, tenantCacheKeys(id, c.slugAfter(ctx, id, t, err)), ""); ierr != nil && err == nil {
+	if ierr := c.invalidateTenant(ctx, id, t, err); ierr != nil && err == nil {
 		return t, fmt.Errorf("set placement of tenant %s: %w", id, ierr)
 	}
 	return t, err
