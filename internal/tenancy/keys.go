@@ -57,8 +57,11 @@ func (s *Service) IssueKey(ctx context.Context, id, actor string) (string, stora
 	defer cancel()
 	// A deletion requested right after the key was made (the catalog
 	// issues none once it is requested): the new key goes again, and the
-	// answer is the refusal a later call would have given.
-	now, err := s.catalog.TenantByID(ctx, id)
+	// answer is the refusal a later call would have given. Read from the
+	// catalog itself: a deletion requested through another service is
+	// not yet in this one's tenant cache, which holds the entry the check
+	// above read.
+	now, err := s.fresh().TenantByID(ctx, id)
 	if err == nil {
 		err = refuseDeleting(now, "issue api key for")
 	}
