@@ -149,8 +149,9 @@ func (s *Service) ListKeys(ctx context.Context, id string) ([]storage.APIKey, er
 // {slug, key_id, prefix} the first time; revoking it again changes and
 // records nothing, also when two calls overlap. A revocation that
 // committed but whose answer was lost (the call fails) is recorded by the
-// call if it can tell, else by its retry, which finds the key revoked and
-// no entry of it: once, whichever records it. From its return on, the key
+// call if it can tell (a check that goes on without the caller past its
+// deadline, as complete does), else by its retry, which finds the key
+// revoked and no entry of it: once, whichever records it. From its return on, the key
 // is refused by this process, and by every other process as soon as the
 // cache's invalidation reaches it (docs/architecture.md, P18).
 //
@@ -178,15 +179,22 @@ func (s *Service) RevokeKey(ctx context.Context, id string, keyID int64, actor s
 	if err != nil && !errors.Is(err, storage.ErrInvalidationFailed) {
 		err = fmt.Errorf("revoke api key %d of tenant %s: %w", keyID, id, err)
 		if outcomeUnknown(err) && before.RevokedAt == nil {
-			// The connection was lost at the revocation's commit: it may
-			// be saved. If it is, it is recorded now, else by the
-			// caller's retry (below); once, whichever records it.
-			ctx, cancel := completing(ctx)
-			defer cancel()
-			if keys, lerr := s.catalog.ListAPIKeys(ctx, id); lerr == nil &&
-				slices.ContainsFunc(keys, func(k storage.APIKey) bool { return k.ID == keyID && k.RevokedAt != nil }) {
-				s.logFailure(ctx, id, ActionKeyRevoked, s.recordKeyRevoked(ctx, id, actor, t, before))
-			}
+			// The connection was lost at the revocation's commit, or ctx
+			// ended while it ran: it may be saved. If it is, it is
+			// recorded now, else by the caller's retry (below); once,
+			// whichever records it. The check goes on without the caller
+			// past its deadline (complete): the catalog that did not
+			// answer in time may still not answer.
+			_ = s.complete(ctx, id, "revoke api key: record a revocation whose answer was lost", func(ctx context.Context) error {
+				keys, lerr := s.catalog.ListAPIKeys(ctx, id)
+				if lerr != nil {
+					return fmt.Errorf("list the keys to see whether key %d is revoked: %w", keyID, lerr)
+				}
+				if slices.ContainsFunc(keys, func(k storage.APIKey) bool { return k.ID == keyID && k.RevokedAt != nil }) {
+					s.logFailure(ctx, id, ActionKeyRevoked, s.recordKeyRevoked(ctx, id, actor, t, before))
+				}
+				return nil
+			})
 		}
 		return err
 	}
