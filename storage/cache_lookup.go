@@ -162,7 +162,7 @@ func (c *Cache) fetch(ctx context.Context, key string, epoch uint64, load func(c
 		if !e.Found {
 			c.stats.negativeHits.Add(1)
 		}
-		c.warnUnknownZone(e)
+		c.warnUnknownZone(ctx, e)
 		c.storeLocal(key, e, epoch)
 		return e, nil
 	}
@@ -177,7 +177,7 @@ func (c *Cache) fetch(ctx context.Context, key string, epoch uint64, load func(c
 	if redisOK {
 		c.redisFill(ctx, key, guard, e)
 	}
-	c.warnUnknownZone(e)
+	c.warnUnknownZone(ctx, e)
 	c.storeLocal(key, e, epoch)
 	return e, nil
 }
@@ -188,8 +188,10 @@ func (c *Cache) fetch(ctx context.Context, key string, epoch uint64, load func(c
 // that its invoices' due dates are judged in UTC (Location) until a build
 // that knows the zone runs; once per tenant and zone, not per lookup or
 // task. It runs where an entry comes from Redis or the backend, never on
-// a local hit: a task's lookup costs nothing more.
-func (c *Cache) warnUnknownZone(e cacheEntry) {
+// a local hit: a task's lookup costs nothing more. It logs with ctx, the
+// look-up's, so that the line carries the attributes of the task (or the
+// request) whose look-up met the zone (internal/logctx).
+func (c *Cache) warnUnknownZone(ctx context.Context, e cacheEntry) {
 	if !e.Found || e.Tenant == nil || e.Tenant.TimeZoneKnown() {
 		return
 	}
@@ -197,7 +199,7 @@ func (c *Cache) warnUnknownZone(e cacheEntry) {
 	if _, seen := c.unknownZones.LoadOrStore(t.ID+"\x00"+t.TimeZone, struct{}{}); seen {
 		return
 	}
-	c.log.Warn("tenant time zone unknown to this build: its invoices' due dates are judged in UTC until a build that knows the zone runs",
+	c.log.WarnContext(ctx, "tenant time zone unknown to this build: its invoices' due dates are judged in UTC until a build that knows the zone runs",
 		slog.String("tenant_id", t.ID), slog.String("time_zone", t.TimeZone))
 }
 

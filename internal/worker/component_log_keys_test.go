@@ -162,3 +162,36 @@ func TestTenantMigrateProvisioningWarningNamesTheTask(t *testing.T) {
 	line := lineOf(t, logs.String(), "provisioning: document directories not prepared")
 	checkTaskAttrs(t, line, fresh.ID, r.Info.ID, tasks.TypeTenantMigrate)
 }
+
+// TestUnknownTimeZoneWarningNamesTheTask: the tenant cache's warning that
+// a tenant's time zone is unknown to this build, logged through the
+// process's logger when a task's tenant look-up first meets the zone,
+// carries the task's tenant_id, task_id and task_type, each once, as
+// every line logged while a task runs does (README, LOG_FORMAT).
+func TestUnknownTimeZoneWarningNamesTheTask(t *testing.T) {
+	t.Parallel()
+	e := newHandlerEnv(t, nil)
+	var logs testenv.LogBuffer
+	logger := config.NewLogger(config.Config{LogFormat: config.LogFormatJSON}, &logs)
+
+	future := e.provision(t, "future", "Future")
+	if _, err := e.pool.Exec(e.ctx, `UPDATE tenancy.tenants SET time_zone = 'Mars/Olympus_Mons' WHERE id = $1`, future.ID); err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: e.redis.Addr})
+	t.Cleanup(func() { _ = rdb.Close() })
+	cache := storage.NewCache(e.catalog, rdb, storage.CacheOptions{Logger: logger})
+	t.Cleanup(func() { _ = cache.Close() })
+	h := *e.h
+	h.Catalog = cache
+	startServer(t, e.redis, worker.NewServeMux(&h, worker.MuxOptions{Logger: logger}), worker.ServerOptions{Concurrency: 1})
+
+	r, err := e.enqueuer.Enqueue(e.ctx, tasks.InvoicesOverdue{TenantID: future.ID, Tick: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitTaskState(t, e.inspector, r.Info.Queue, r.Info.ID, asynq.TaskStateCompleted)
+
+	line := lineOf(t, logs.String(), "tenant time zone unknown to this build")
+	checkTaskAttrs(t, line, future.ID, r.Info.ID, tasks.TypeInvoicesOverdue)
+}
