@@ -16,8 +16,10 @@ import (
 // messages (server start, shutdown, Redis errors) go to the same log with
 // component=asynq. A message about a task ("Retry exhausted for task
 // id=...", "revoke task id=..." for a parked task, "Pushed task id=...
-// back to queue" at shutdown) carries its task_id, and the task_type and
-// tenant_id its id names (tasks.ParseID), as the task's own lines do.
+// back to queue" at shutdown, the heartbeat's "Lease reset failed for
+// ..." of a running task whose lease expired) carries its task_id, and the
+// task_type and tenant_id its id names (tasks.ParseID), as the task's own
+// lines do.
 type AsynqLogger struct {
 	logger *slog.Logger
 	exit   func(int)
@@ -42,18 +44,27 @@ func (l *AsynqLogger) log(level slog.Level, args []any) {
 	}
 }
 
-// taskIDMarker precedes a task id in asynq's messages about a task.
-const taskIDMarker = "task id="
+// taskIDMarkers precede a task id in asynq's messages about a task: most
+// say "task id=", the heartbeat's warning about a running task whose lease
+// it could not extend says "Lease reset failed for <id>; lease deadline:
+// ..." (asynq v0.26).
+var taskIDMarkers = []string{"task id=", "Lease reset failed for "}
 
-// taskAttrsOf returns the attributes of the task msg names after "task
-// id=": its task_id, and the task_type and tenant_id (none for a system
-// task) its id names; nil when msg names no task.
+// taskAttrsOf returns the attributes of the task msg names after one of
+// taskIDMarkers: its task_id, and the task_type and tenant_id (none for a
+// system task) its id names; nil when msg names no task.
 func taskAttrsOf(msg string) []slog.Attr {
-	_, id, found := strings.Cut(msg, taskIDMarker)
+	var id string
+	found := false
+	for _, m := range taskIDMarkers {
+		if _, id, found = strings.Cut(msg, m); found {
+			break
+		}
+	}
 	if !found {
 		return nil
 	}
-	if j := strings.IndexAny(id, " \t\n,"); j >= 0 {
+	if j := strings.IndexAny(id, " \t\n,;"); j >= 0 {
 		id = id[:j]
 	}
 	if id == "" {

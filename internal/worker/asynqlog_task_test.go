@@ -73,3 +73,27 @@ func TestAsynqTaskLinesCarryTheTask(t *testing.T) {
 		t.Errorf("%d lines about the task, want its attempt, its archive and asynq's own:\n%s", about, buf.String())
 	}
 }
+
+// TestAsynqLeaseLineCarriesTheTask: asynq's heartbeat warns, while the
+// task still runs, that it could not extend the lease of a task whose
+// lease had expired ("Lease reset failed for <id>; ...": asynq's recoverer
+// will run that task again). The line names the task without asynq's
+// usual "task id=", and it carries the task's task_id, task_type and
+// tenant_id all the same, as asynq's other lines about a task do.
+func TestAsynqLeaseLineCarriesTheTask(t *testing.T) {
+	t.Parallel()
+	var buf testenv.LogBuffer
+	l := worker.NewAsynqLogger(slog.New(slog.NewJSONHandler(&buf, nil)))
+	const tenantID = "tn_6oblsbkh6jajy3lnivzouf6mke"
+	id := "invoice:pdf:" + tenantID + ":7"
+	// As asynq's heartbeat formats it (heartbeat.go, asynq v0.26).
+	l.Warn(fmt.Sprintf("Lease reset failed for %s; lease deadline: %v", id, time.Date(2026, 12, 7, 1, 0, 0, 0, time.UTC)))
+
+	var rec map[string]any
+	if err := json.Unmarshal([]byte(buf.String()), &rec); err != nil {
+		t.Fatalf("line is not JSON: %v\n%s", err, buf.String())
+	}
+	if rec["task_id"] != id || rec["task_type"] != tasks.TypeInvoicePDF || rec["tenant_id"] != tenantID {
+		t.Errorf("asynq's lease line lacks the task's task_id, task_type or tenant_id:\n%s", buf.String())
+	}
+}
