@@ -97,3 +97,52 @@ func TestAsynqLeaseLineCarriesTheTask(t *testing.T) {
 		t.Errorf("asynq's lease line lacks the task's task_id, task_type or tenant_id:\n%s", buf.String())
 	}
 }
+
+// TestWaitingTaskArchivedOnItsLastAttemptIsLoggedAsArchived: a task that
+// meets a not-ready wait (here: its tenant still provisioning) on its last
+// allowed attempt and that is not kept (KeepLastAttempt could not keep it,
+// or has no Redis) is archived by asynq without having run. The error
+// handler says so at error level ("task archived: retries exhausted"), as
+// for any task archived after its retries, instead of "task waits for its
+// tenant" at debug, which told an operator the task would come back.
+func TestWaitingTaskArchivedOnItsLastAttemptIsLoggedAsArchived(t *testing.T) {
+	t.Parallel()
+	redis := newRedis(t)
+	catalog := memstore.New()
+	tn := addTenant(t, catalog, "still-provisioning", tenantctx.StatusProvisioning)
+	var buf testenv.LogBuffer
+	logger := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+
+	mux := asynq.NewServeMux()
+	mux.Use(worker.Chain(worker.MuxOptions{Logger: logger, Catalog: catalog})...)
+	mux.HandleFunc(tasks.TypeInvoicePDF, func(context.Context, *asynq.Task) error { return nil })
+	startServer(t, redis, mux, worker.ServerOptions{Logger: logger})
+
+	client := asynq.NewClient(redis)
+	t.Cleanup(func() { _ = client.Close() })
+	inspector := asynq.NewInspector(redis)
+	t.Cleanup(func() { _ = inspector.Close() })
+	id := "invoice:pdf:" + tn.ID + ":1"
+	payload := fmt.Sprintf(`{"tenant_id":%q,"invoice_id":1}`, tn.ID)
+	if _, err := client.Enqueue(asynq.NewTask(tasks.TypeInvoicePDF, []byte(payload)), asynq.TaskID(id),
+		asynq.Queue(tasks.QueueDefault), asynq.MaxRetry(0)); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitTaskState(t, inspector, tasks.QueueDefault, id, asynq.TaskStateArchived)
+
+	testenv.WaitFor(t, 5*time.Second, "the error handler's line", func() bool {
+		return strings.Contains(buf.String(), `"max_retry"`)
+	})
+	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("line is not JSON: %v\n%s", err, line)
+		}
+		if _, ok := rec["max_retry"]; !ok {
+			continue // not the error handler's
+		}
+		if rec["msg"] != "task archived: retries exhausted" || rec["level"] != "ERROR" || rec["task_id"] != id || rec["tenant_id"] != tn.ID {
+			t.Errorf("the error handler's line about the archived task:\n%s\nwant %q at ERROR naming the task", line, "task archived: retries exhausted")
+		}
+	}
+}

@@ -204,11 +204,16 @@ func errorHandler(logger *slog.Logger, records *tasks.TaskRecords) asynq.ErrorHa
 		if !env.System {
 			attrs = append(attrs, slog.String("tenant_id", env.TenantID))
 		}
-		if archives(err, retried, maxRetry) {
+		archived := archives(err, retried, maxRetry)
+		if archived {
 			recordArchive(ctx, records, logger, env, t, err, retried) // task records hook (records.go)
 		}
 		switch {
-		case errors.Is(err, ErrTenantNotReady):
+		case errors.Is(err, ErrTenantNotReady) && !archived:
+			// It comes back: retried, or let go by asynq (RevokeTask) and
+			// kept by the dispatcher or KeepLastAttempt. A wait met on
+			// the last attempt that was not kept is archived unrun by
+			// asynq, and logged as such below.
 			logger.DebugContext(ctx, "task waits for its tenant", attrs...)
 		case IsPermanent(err):
 			logger.ErrorContext(ctx, "task archived without retry", attrs...)
