@@ -48,7 +48,9 @@ const reporterResendFor = reporterTTL / 2
 // the script ran), and the dispatcher skips a batch of this Reporter it
 // applied already. Applied twice, its reports would end the runs of their
 // task ids admitted in between (a retry, a replacement) while those run,
-// and their tenants could run past their caps.
+// and their tenants could run past their caps. Failed sends are logged
+// once when they begin (fair: send completion reports), at most once a
+// minute while they go on, and once when they work again.
 type Reporter struct {
 	d      *Dispatcher
 	logger *slog.Logger
@@ -64,6 +66,9 @@ type Reporter struct {
 	// seq numbers the batches (only flush, which never runs twice at
 	// once, reads and writes it).
 	seq uint64
+	// failingSince is when sends began failing (zero while they work),
+	// loggedAt when that was last logged (flush's, as seq).
+	failingSince, loggedAt time.Time
 	// closed is set by Close: later reports are dropped (and logged).
 	closed bool
 	// attempts counts the attempts begun (Attempt) and not ended;
@@ -282,6 +287,9 @@ func (r *Reporter) flush(ctx context.Context) bool {
 	var kept []batch
 	keptN := 0
 	failed := map[string]bool{}
+	var firstQueue string
+	var firstErr error
+	sent := false
 	for _, b := range batches {
 		if !failed[b.queue] {
 			if b.first.IsZero() {
@@ -292,14 +300,18 @@ func (r *Reporter) flush(ctx context.Context) bool {
 			}
 			err := r.d.complete(ctx, b.queue, r.id, b.seq, b.reps)
 			if err == nil {
+				sent = true
 				continue
 			}
-			r.logger.Error("fair: send completion reports", slog.String("queue", b.queue), slog.Int("reports", len(b.reps)), slog.String("error", err.Error()))
+			if firstErr == nil {
+				firstQueue, firstErr = b.queue, err
+			}
 			failed[b.queue] = true
 		}
 		kept = append(kept, b)
 		keptN += len(b.reps)
 	}
+	r.logSends(len(failed), sent, firstQueue, keptN, firstErr)
 	if len(kept) == 0 {
 		return true
 	}
@@ -307,6 +319,29 @@ func (r *Reporter) flush(ctx context.Context) bool {
 	r.held, r.heldN = kept, keptN
 	r.mu.Unlock()
 	return false
+}
+
+// logSends logs a flush whose sends failed in queues queues (the first
+// one's, queue's, error err; reports reports kept to be sent again), as
+// one line when sends begin failing and at most once per
+// heartbeatLogEvery while they do, and one line when they work again (a
+// flush that sent a batch, sent, and none failed): a Redis outage fails
+// every queue's send at each attempt (every 2 s at most), and a line per
+// queue per attempt would bury its cause, as for the heartbeat (Serve).
+func (r *Reporter) logSends(queues int, sent bool, queue string, reports int, err error) {
+	now := time.Now()
+	switch {
+	case queues > 0 && (r.failingSince.IsZero() || now.Sub(r.loggedAt) >= heartbeatLogEvery):
+		if r.failingSince.IsZero() {
+			r.failingSince = now
+		}
+		r.loggedAt = now
+		r.logger.Error("fair: send completion reports", slog.Int("queues_failed", queues), slog.String("queue", queue),
+			slog.Int("reports", reports), slog.Duration("failing_for", now.Sub(r.failingSince)), slog.String("error", err.Error()))
+	case queues == 0 && sent && !r.failingSince.IsZero():
+		r.logger.Info("fair: completion reports sent again", slog.Duration("failed_for", now.Sub(r.failingSince)))
+		r.failingSince = time.Time{}
+	}
 }
 
 // Membership describes one worker to the dispatcher.
