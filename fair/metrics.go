@@ -56,14 +56,27 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.total
 }
 
-// Collect implements prometheus.Collector.
+// Collect implements prometheus.Collector. A queue whose look-up fails
+// is left out of the scrape; the scrape logs one warning for all of them
+// (how many, the first and its error), not one per queue: with queue
+// shards a Redis that does not answer fails every queue at every scrape.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
+	failed, firstQueue, firstErr := 0, "", error(nil)
+	defer func() {
+		if failed > 0 {
+			c.logger.Warn("fair: collect backlog metrics", slog.Int("queues_failed", failed), slog.Int("queues", len(c.queues)),
+				slog.String("queue", firstQueue), slog.String("error", firstErr.Error()))
+		}
+	}()
 	for _, q := range c.queues {
 		top, total, err := c.d.Top(ctx, q, c.k)
 		if err != nil {
-			c.logger.Warn("fair: collect backlog metrics", slog.String("queue", q), slog.String("error", err.Error()))
+			if failed == 0 {
+				firstQueue, firstErr = q, err
+			}
+			failed++
 			continue
 		}
 		named := 0
