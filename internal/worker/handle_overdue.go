@@ -29,6 +29,10 @@ type overdueResult struct {
 	// DeferredUntil is set ("09:00") when the run enqueued no reminder
 	// because the tenant's local time is before Handlers.ReminderSendHour.
 	DeferredUntil string `json:"reminders_deferred_until,omitempty"`
+	// BacklogFull is true when the run stopped enqueuing reminders at the
+	// tenant's own waiting cap (fair.ErrBacklogFull): the next sweep
+	// enqueues the rest.
+	BacklogFull bool `json:"reminders_backlog_full,omitempty"`
 }
 
 // InvoicesOverdue handles invoices:overdue for the tenant in ctx: one
@@ -46,9 +50,14 @@ type overdueResult struct {
 // nothing is replaced, so a reminder skipped earlier in the day does not
 // keep this one from being sent. Before h.ReminderSendHour of the
 // tenant's day it marks overdue invoices but enqueues no reminder: a later
-// sweep of the same day does. Its task result is
+// sweep of the same day does. A reminder refused by the tenant's own
+// waiting cap (fair.ErrBacklogFull: its backlog is full) ends the
+// enqueuing, and the task completes: the next sweep enqueues the rest, as
+// the sweep skips such a tenant (a queue-wide cap, fair.ErrQueueFull,
+// fails the task, to be retried). Its task result is
 // {"marked_overdue","reminders_enqueued","reminders_existing"}, with
-// "reminders_deferred_until":"HH:00" when it deferred them.
+// "reminders_deferred_until":"HH:00" when it deferred them and
+// "reminders_backlog_full":true when the backlog stopped them.
 func (h *Handlers) InvoicesOverdue(ctx context.Context, p tasks.InvoicesOverdue) error {
 	t, err := taskTenant(ctx, p)
 	if err != nil {
@@ -85,6 +94,10 @@ func (h *Handlers) InvoicesOverdue(ctx context.Context, p tasks.InvoicesOverdue)
 	if res.DeferredUntil != "" {
 		attrs = append(attrs, slog.String("reminders_deferred_until", res.DeferredUntil))
 	}
+	if res.BacklogFull {
+		LoggerFromContext(ctx).WarnContext(ctx, "overdue invoices processed: the tenant's backlog is full, the next sweep enqueues the other reminders", attrs...)
+		return writeResult(ctx, res)
+	}
 	LoggerFromContext(ctx).InfoContext(ctx, "overdue invoices processed", attrs...)
 	return writeResult(ctx, res)
 }
@@ -92,7 +105,7 @@ func (h *Handlers) InvoicesOverdue(ctx context.Context, p tasks.InvoicesOverdue)
 // enqueueReminders is InvoicesOverdue's second step: it pages through the
 // invoices of tenant t whose reminder of now's day is due
 // (invoice.RemindersDue) and enqueues one invoice:reminder each, counting
-// them in res.
+// them in res; it stops at the tenant's waiting cap (res.BacklogFull).
 func (h *Handlers) enqueueReminders(ctx context.Context, t tenantctx.Tenant, pool *pgxpool.Pool, now time.Time, res *overdueResult) error {
 	pageSize := h.page(overduePageSize)
 	day := t.Day(now)
@@ -112,6 +125,10 @@ func (h *Handlers) enqueueReminders(ctx context.Context, t tenantctx.Tenant, poo
 		}
 		for _, id := range ids {
 			r, err := h.Enqueuer.Enqueue(ctx, tasks.InvoiceReminder{TenantID: t.ID, InvoiceID: id, Day: day})
+			if errors.Is(err, fair.ErrBacklogFull) {
+				res.BacklogFull = true
+				return nil
+			}
 			if err != nil {
 				return fmt.Errorf("enqueue reminder for invoice %d of tenant %s: %w", id, t.ID, err)
 			}
