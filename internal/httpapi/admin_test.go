@@ -154,6 +154,9 @@ func TestProvisionRejects(t *testing.T) {
 		{"10 KB", `{"slug":"` + strings.Repeat("a", 10<<10) + `"}`, http.StatusBadRequest, "invalid tenant slug"},
 		{"reserved", `{"slug":"admin"}`, http.StatusBadRequest, "reserved"},
 		{"control in name", `{"slug":"acme","name":"a\u0000b"}`, http.StatusBadRequest, "control"},
+		// JSON text is UTF-8 (RFC 8259); encoding/json turns invalid bytes
+		// into U+FFFD, which would store a name other than the one sent.
+		{"invalid UTF-8 in name", "{\"slug\":\"acme\",\"name\":\"M\xfcller\"}", http.StatusBadRequest, "not valid UTF-8"},
 		{"long plan", `{"slug":"acme","plan":"` + strings.Repeat("p", 41) + `"}`, http.StatusBadRequest, "plan"},
 		{"unknown database", `{"slug":"acme","database":"nowhere"}`, http.StatusBadRequest, `database "nowhere" is not a tenant database this service can reach`},
 		{"invalid database", `{"slug":"acme","database":"No Where"}`, http.StatusBadRequest, `database "No Where" is not a tenant database this service can reach`},

@@ -160,7 +160,8 @@
 //
 // POST /admin/tenants takes {"slug","name","plan","database","time_zone"}:
 // unknown fields, a field given twice (parsers disagree on which counts;
-// every JSON body is checked so), a body that is not one JSON object, an
+// every JSON body is checked so, and for bytes that are not UTF-8), a
+// body that is not one JSON object, an
 // invalid or reserved slug are 400, and so are an unknown plan or
 // database and a time zone the embedded zone database does not know ("",
 // "Local"); a taken slug is 409. An empty name defaults to the slug, an

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/puddle/v2"
@@ -143,6 +144,11 @@ var errNotObject = errors.New("the body must be an object")
 // JSON object of the expected shape.
 var errBadBody = errors.New("invalid request body")
 
+// errNotUTF8 is decodeExact's error for a body with bytes that are not
+// UTF-8: JSON text is UTF-8 (RFC 8259), and encoding/json would read each
+// such byte as U+FFFD, storing a name other than the one sent.
+var errNotUTF8 = errors.New("the body is not valid UTF-8")
+
 // decodeJSON decodes exactly one JSON object into dst (a pointer to a
 // struct), refusing unknown fields (names match exactly, not in any case
 // as encoding/json would), a member name given twice and trailing data. It answers the error itself
@@ -253,10 +259,14 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 
 // decodeExact decodes the JSON object raw into dst, a pointer to a struct
 // whose fields carry json tags: a member whose name is not exactly one of
-// the tags is an unknown field, and a name given twice is refused, since
+// the tags is an unknown field, text that is not UTF-8 is refused
+// (errNotUTF8), and a name given twice is refused, since
 // parsers disagree on which of the two counts (encoding/json takes the
 // last; a proxy, a firewall rule or an audit reader may take the first).
 func decodeExact(raw json.RawMessage, dst any) error {
+	if !utf8.Valid(raw) {
+		return errNotUTF8
+	}
 	var members map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &members); err != nil {
 		return err
