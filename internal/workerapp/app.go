@@ -80,6 +80,12 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 	warnReminderSendHour(ctx, cfg, logger)
 	d, err := open(ctx, cfg, logger, opts)
 	if err != nil {
+		if opts.Listener != nil {
+			// Run closes it (Options.Listener), also when the worker does
+			// not start: the caller's port is free again (a second close
+			// of one open already closed is harmless).
+			_ = opts.Listener.Close()
+		}
 		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 			// SIGTERM while still connecting or migrating: a stop, not a
 			// failure.
