@@ -224,8 +224,10 @@ func TestDatabaseBreakerCacheMissLookUpProbesWhenDue(t *testing.T) {
 			return unreachable
 		},
 		// The breakers' own probe (due ProbeMax after a task's) never
-		// comes within the test.
-		ProbeMin: 100 * time.Millisecond, ProbeMax: time.Hour,
+		// comes within the test. A second before the first probe, two
+		// after a failed one: a look-up the test makes "before a probe is
+		// due" comes well before it, however slow the machine.
+		ProbeMin: time.Second, ProbeMax: time.Hour,
 	}, cache, map[string]asynq.Handler{
 		tasks.TypeInvoicePDF: worker.Handle(func(context.Context, tasks.InvoicePDF) error {
 			ran.Add(1)
@@ -250,19 +252,19 @@ func TestDatabaseBreakerCacheMissLookUpProbesWhenDue(t *testing.T) {
 		t.Fatalf("look-up before a probe is due: %v, %d probes, %d catalog queries; want held without a probe or a query",
 			err, probes.Load(), cache.Stats().Misses-misses)
 	}
-	time.Sleep(110 * time.Millisecond) // the first probe is due
+	time.Sleep(1100 * time.Millisecond) // the first probe is due
 	if err := run(cold, 2); !errors.Is(err, worker.ErrDatabaseDown) || probes.Load() != 1 || cache.Stats().Misses != misses {
 		t.Fatalf("look-up when a probe is due, main still down: %v, %d probes, %d catalog queries; want it to probe once, held",
 			err, probes.Load(), cache.Stats().Misses-misses)
 	}
 	if err := run(cold, 2); !errors.Is(err, worker.ErrDatabaseDown) || probes.Load() != 1 {
-		t.Fatalf("look-up right after a failed probe: %v, %d probes; want held without a probe (200 ms backoff)", err, probes.Load())
+		t.Fatalf("look-up right after a failed probe: %v, %d probes; want held without a probe (2 s backoff)", err, probes.Load())
 	}
 	if err := run(warm, 2); err != nil || ran.Load() != 2 {
 		t.Fatalf("task of a tenant the cache answers, main down: %v; want it run", err)
 	}
 	up.Store(true)
-	time.Sleep(210 * time.Millisecond) // the second probe is due
+	time.Sleep(2100 * time.Millisecond) // the second probe is due
 	if err := run(cold, 2); err != nil || probes.Load() != 2 || cache.Stats().Misses != misses+1 || b.Down(tenantctx.DefaultDatabase) {
 		t.Fatalf("look-up when a probe is due, main back: %v, %d probes, %d catalog queries, main down %t; want its probe to close the breaker and its task run",
 			err, probes.Load(), cache.Stats().Misses-misses, b.Down(tenantctx.DefaultDatabase))
@@ -295,7 +297,10 @@ func TestDatabaseBreakerCacheMissLookUpProbeOutlastingTheLoadBound(t *testing.T)
 			<-ctx.Done()
 			return ctx.Err()
 		},
-		ProbeMin: 50 * time.Millisecond, ProbeMax: time.Hour, ProbeTimeout: 5 * time.Second,
+		// The next probe is due two seconds after one that timed out:
+		// the look-up right after it comes well before, however slow the
+		// machine.
+		ProbeMin: time.Second, ProbeMax: time.Hour, ProbeTimeout: 5 * time.Second,
 	}, cache, map[string]asynq.Handler{
 		tasks.TypeInvoicePDF:   worker.Handle(func(context.Context, tasks.InvoicePDF) error { return nil }),
 		tasks.TypeSweepOverdue: worker.Handle(func(context.Context, tasks.SweepOverdue) error { return unreachable }),
@@ -303,7 +308,7 @@ func TestDatabaseBreakerCacheMissLookUpProbeOutlastingTheLoadBound(t *testing.T)
 	if err := c.run(tasks.SweepOverdue{Tick: 1}); !errors.Is(err, worker.ErrDatabaseUnavailable) {
 		t.Fatalf("sweep that finds main down: %v; want ErrDatabaseUnavailable", err)
 	}
-	time.Sleep(60 * time.Millisecond) // the first probe is due
+	time.Sleep(1100 * time.Millisecond) // the first probe is due
 	run := func() error { return c.render(cold) }
 	start := time.Now()
 	if err := run(); !errors.Is(err, worker.ErrDatabaseDown) || probes.Load() != 1 {
