@@ -17,7 +17,8 @@ func timedGet(t *testing.T, url string) (int, string, time.Duration) {
 }
 
 // TestReadyzFlipsBack: /readyz turns 503 when PostgreSQL or Redis go
-// down and back to 200 once they return.
+// down (or Redis stalls, answering within its bound) and back to 200 once
+// they return.
 func TestReadyzFlipsBack(t *testing.T) {
 	pg := testenv.StartPostgres(t)
 	rs := testenv.StartRedis(t, testenv.RedisOptions{})
@@ -38,6 +39,9 @@ func TestReadyzFlipsBack(t *testing.T) {
 	rs.Stop(t)
 	code, body, d = timedGet(t, url)
 	t.Logf("redis down: %d %s %v", code, body, d)
+	if code != 503 {
+		t.Errorf("redis down /readyz = %d %s", code, body)
+	}
 	rs.Start(t)
 	waitReady(t, url, "after Redis restart")
 
@@ -47,6 +51,9 @@ func TestReadyzFlipsBack(t *testing.T) {
 	resume := testenv.StopRedis(t, rdb)
 	code, body, d = timedGet(t, url)
 	t.Logf("redis stalled: %d %s %v", code, body, d)
+	if code != 503 {
+		t.Errorf("redis stalled /readyz = %d %s", code, body)
+	}
 	// Unbounded, the answer waited for go-redis's own read timeout and
 	// retry (5 s); 4 s leaves a loaded machine room past the 2 s bound.
 	if d > 4*time.Second {
