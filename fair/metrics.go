@@ -3,6 +3,7 @@ package fair
 import (
 	"context"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,6 +30,7 @@ type Collector struct {
 	logger  *slog.Logger
 	waiting *prometheus.Desc
 	total   *prometheus.Desc
+	busy    atomic.Bool // the look-ups of a scrape have not ended
 }
 
 // NewCollector returns a Collector of queues naming the top k tenants (0
@@ -56,20 +58,52 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.total
 }
 
+// collectTimeout bounds a scrape's look-ups of the backlogs; the scrape
+// waits for them a little longer (collectWait), so that look-ups their
+// context ends are reported as they failed.
+const (
+	collectTimeout = 2 * time.Second
+	collectWait    = collectTimeout + 250*time.Millisecond
+)
+
 // Collect implements prometheus.Collector. A queue whose look-up fails
 // is left out of the scrape; the scrape logs one warning for all of them
 // (how many, the first and its error), not one per queue: with queue
 // shards a Redis that does not answer fails every queue at every scrape.
+// The look-ups run on a context of collectTimeout, and the scrape waits
+// for them no longer than collectWait: go-redis bounds the HELLO of a
+// connection it opens by its read timeout alone, not by the context, so a
+// stalled Redis would hold the scrape (the process's other metrics with
+// it) for that timeout. A scrape that comes while the look-ups of an
+// earlier one still wait leaves the backlog metrics out at once.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	failed, firstQueue, firstErr := 0, "", error(nil)
-	defer func() {
-		if failed > 0 {
-			c.logger.Warn("fair: collect backlog metrics", slog.Int("queues_failed", failed), slog.Int("queues", len(c.queues)),
-				slog.String("queue", firstQueue), slog.String("error", firstErr.Error()))
-		}
+	if !c.busy.CompareAndSwap(false, true) {
+		c.logger.Warn("fair: collect backlog metrics: the look-ups of an earlier scrape still wait for Redis; left out")
+		return
+	}
+	done := make(chan []prometheus.Metric, 1)
+	go func() {
+		defer c.busy.Store(false)
+		done <- c.collect()
 	}()
+	timer := time.NewTimer(collectWait)
+	defer timer.Stop()
+	select {
+	case ms := <-done:
+		for _, m := range ms {
+			ch <- m
+		}
+	case <-timer.C:
+		c.logger.Warn("fair: collect backlog metrics: Redis did not answer in time; left out", slog.Duration("waited", collectWait))
+	}
+}
+
+// collect looks up every queue's backlogs and returns their metrics.
+func (c *Collector) collect() []prometheus.Metric {
+	ctx, cancel := context.WithTimeout(context.Background(), collectTimeout)
+	defer cancel()
+	var out []prometheus.Metric
+	failed, firstQueue, firstErr := 0, "", error(nil)
 	for _, q := range c.queues {
 		top, total, err := c.d.Top(ctx, q, c.k)
 		if err != nil {
@@ -82,11 +116,17 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		named := 0
 		for _, t := range top {
 			named += t.Waiting
-			ch <- prometheus.MustNewConstMetric(c.waiting, prometheus.GaugeValue, float64(t.Waiting), q, t.TenantID)
+			out = append(out, prometheus.MustNewConstMetric(c.waiting, prometheus.GaugeValue, float64(t.Waiting), q, t.TenantID))
 		}
-		ch <- prometheus.MustNewConstMetric(c.waiting, prometheus.GaugeValue, float64(max(total-named, 0)), q, otherTenants)
-		ch <- prometheus.MustNewConstMetric(c.total, prometheus.GaugeValue, float64(total), q)
+		out = append(out,
+			prometheus.MustNewConstMetric(c.waiting, prometheus.GaugeValue, float64(max(total-named, 0)), q, otherTenants),
+			prometheus.MustNewConstMetric(c.total, prometheus.GaugeValue, float64(total), q))
 	}
+	if failed > 0 {
+		c.logger.Warn("fair: collect backlog metrics", slog.Int("queues_failed", failed), slog.Int("queues", len(c.queues)),
+			slog.String("queue", firstQueue), slog.String("error", firstErr.Error()))
+	}
+	return out
 }
 
 // WaitHistogram returns a histogram of how long tasks waited in their

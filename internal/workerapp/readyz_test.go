@@ -61,6 +61,11 @@ func TestReadyzFlipsBack(t *testing.T) {
 	}
 	code, _, d = timedGet(t, "http://"+w.addr+"/metrics")
 	t.Logf("metrics with redis stalled: %d %v", code, d)
+	// The Redis-backed collectors wait at most about 2 s (asynq's queue
+	// metrics, the backlogs); unbounded, the scrape took 5 s.
+	if code != 200 || d > 4*time.Second {
+		t.Errorf("/metrics with Redis stalled = %d after %v, want 200 within the collectors' bound", code, d)
+	}
 	resume()
 	waitReady(t, url, "after Redis resumed")
 }
