@@ -3,10 +3,14 @@ package invoice_test
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net/url"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/shopspring/decimal"
 
 	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/invoice"
@@ -24,32 +28,7 @@ import (
 func TestCurrencyCaseInTurkishDatabase(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	base := testenv.Postgres(t)
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := u.Path[1:] + "_tr"
-	if _, err := conn.Exec(ctx, fmt.Sprintf(`CREATE DATABASE %s TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'tr-TR' LOCALE 'C.UTF-8'`,
-		pgx.Identifier{name}.Sanitize())); err != nil {
-		t.Fatalf("create a database with a Turkish collation: %v", err)
-	}
-	t.Cleanup(func() {
-		if _, err := conn.Exec(context.Background(), "DROP DATABASE "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
-			t.Errorf("drop database %s: %v", name, err)
-		}
-	})
-	u.Path = "/" + name
-	pool, err := schema.NewPool(ctx, u.String(), schema.PoolOptions{MaxConns: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool := turkishDatabase(t)
 	tn, err := tenantctx.New("acme", "acme", "pro")
 	if err != nil {
 		t.Fatal(err)
@@ -80,6 +59,137 @@ func TestCurrencyCaseInTurkishDatabase(t *testing.T) {
 			}
 			if !got.Amount.Equal(dec(tc.amount)) {
 				t.Errorf("currency %q: stored amount %s, want %s (minor units of %s: %d)", tc.stored, got.Amount, tc.amount, tc.want, pdf.MinorUnits(tc.want))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// turkishDatabase creates a database whose default collation is Turkish
+// (ICU tr-TR), dropped at the test's end, and returns a pool on it.
+func turkishDatabase(t *testing.T) *pgxpool.Pool {
+	t.Helper()
+	ctx := t.Context()
+	base := testenv.Postgres(t)
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := u.Path[1:] + "_tr"
+	if _, err := conn.Exec(ctx, fmt.Sprintf(`CREATE DATABASE %s TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'tr-TR' LOCALE 'C.UTF-8'`,
+		pgx.Identifier{name}.Sanitize())); err != nil {
+		t.Fatalf("create a database with a Turkish collation: %v", err)
+	}
+	t.Cleanup(func() {
+		if _, err := conn.Exec(context.Background(), "DROP DATABASE "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+			t.Errorf("drop database %s: %v", name, err)
+		}
+	})
+	u.Path = "/" + name
+	pool, err := schema.NewPool(ctx, u.String(), schema.PoolOptions{MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+// TestSomethingDueAtVersion3InTurkishDatabase: a schema at version 3 (a
+// tenant whose customers share an address stops there, and the worker
+// fully supports it) has minor_units without the "C" collation of
+// version 5, so in a database with a Turkish collation it reads "isk" as
+// "İSK", 2 minor units. The sweep's "something due" must still be the
+// total the document prints (invoice.Load reads the code as ISK, 0 minor
+// units): over seeded random overdue invoices in lower-case codes with an
+// "i", RemindersDue lists exactly those whose document total is positive.
+func TestSomethingDueAtVersion3InTurkishDatabase(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	pool := turkishDatabase(t)
+	tn, err := tenantctx.New("acme", "acme", "pro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := schema.Migrate(ctx, pool, tn.Schema, 3); err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(55, 3))
+	price := func() decimal.Decimal { return decimal.New(rng.Int64N(401)-200, -2) } // -2.00 to 2.00
+	var invs []invoice.New
+	// Fixed cases: ISK 0.40 without lines prints ISK 0 (nothing due), and
+	// 0.50 + 0.50 - 1.40 prints ISK 1 + 1 - 1 (due) where 2 decimals sum to
+	// -0.40.
+	invs = append(invs,
+		invoice.New{Currency: "isk", Amount: decimal.NewNullDecimal(dec("0.40"))},
+		invoice.New{Currency: "isk", Lines: []invoice.Line{
+			{Description: "a", Quantity: dec("1"), UnitPrice: dec("0.50")},
+			{Description: "b", Quantity: dec("1"), UnitPrice: dec("0.50")},
+			{Description: "c", Quantity: dec("1"), UnitPrice: dec("-1.40")},
+		}})
+	currencies := []string{"isk", "bif", "uyi", "iqd", "Isk", "iQd"}
+	for range 200 {
+		inv := invoice.New{Currency: currencies[rng.IntN(len(currencies))]}
+		if n := rng.IntN(4); n == 0 {
+			inv.Amount = decimal.NewNullDecimal(price())
+		} else {
+			for range n {
+				inv.Lines = append(inv.Lines, invoice.Line{Description: "x", Quantity: decimal.New(rng.Int64N(2000)-500, -3).Add(dec("0.5")), UnitPrice: price()})
+			}
+		}
+		invs = append(invs, inv)
+	}
+	today := time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
+	err = schema.InTenant(tenantctx.WithTenant(ctx, tn), pool, func(ctx context.Context, tx pgx.Tx) error {
+		var customer int64
+		if err := tx.QueryRow(ctx, `INSERT INTO customers (name, email) VALUES ('c', 'c@example.org') RETURNING id`).Scan(&customer); err != nil {
+			return err
+		}
+		for i := range invs {
+			invs[i].Number = fmt.Sprintf("N-%d", i)
+			invs[i].Status = "overdue"
+			invs[i].DueAt = today.AddDate(0, 0, -10)
+			invs[i].Customer.ID = customer
+		}
+		ids, err := invoice.Create(ctx, tx, invs...)
+		if err != nil {
+			return err
+		}
+		want := map[int64]string{}
+		for _, id := range ids {
+			inv, err := invoice.Load(ctx, tx, id)
+			if err != nil {
+				return err
+			}
+			doc := pdf.Invoice{Currency: inv.Currency, Amount: decimal.NewNullDecimal(inv.Amount)}
+			for _, l := range inv.Lines {
+				doc.Lines = append(doc.Lines, pdf.Line{Quantity: l.Quantity, UnitPrice: l.UnitPrice})
+			}
+			if total := pdf.Subtotal(doc); total.Round(pdf.MinorUnits(inv.Currency)).IsPositive() {
+				want[id] = pdf.FormatMoney(total, inv.Currency)
+			}
+		}
+		got, err := invoice.RemindersDue(ctx, tx, today, 0, len(ids)+1)
+		if err != nil {
+			return err
+		}
+		listed := map[int64]bool{}
+		for _, id := range got {
+			listed[id] = true
+			if _, ok := want[id]; !ok {
+				t.Errorf("invoice %d listed as something due; its document prints nothing due", id)
+			}
+		}
+		for id, total := range want {
+			if !listed[id] {
+				t.Errorf("invoice %d not listed; its document prints %s due", id, total)
 			}
 		}
 		return nil

@@ -63,13 +63,18 @@ func QueueMarkOverdueIfDue(b *pgx.Batch, id int64, today time.Time, marked *bool
 // an infinite issue or due date): its reminder is archived at once
 // without using up the day, and would be enqueued, and archived, again
 // at every sweep.
+// minor_units is given the code as Load reads it (upper-cased in the "C"
+// collation): the function of a schema before version 5 upper-cases in
+// the database's collation, and a Turkish one made "isk" "İSK", an
+// unknown code with 2 minor units instead of ISK's 0.
 const remindersDueSQL = `
 SELECT i.id FROM invoices i
   JOIN customers c ON c.id = i.customer_id
+  CROSS JOIN LATERAL (SELECT minor_units(upper(btrim(i.currency) COLLATE "C")) AS places) m
   CROSS JOIN LATERAL (
-        SELECT coalesce((SELECT sum(round(l.quantity * l.unit_price, minor_units(i.currency)))
+        SELECT coalesce((SELECT sum(round(l.quantity * l.unit_price, m.places))
                            FROM line_items l WHERE l.invoice_id = i.id),
-                        round(i.amount, minor_units(i.currency))) AS total) t
+                        round(i.amount, m.places)) AS total) t
  WHERE i.status = 'overdue' AND i.id > $1
    AND NOT EXISTS (SELECT 1 FROM invoice_reminders r
                     WHERE r.invoice_id = i.id
