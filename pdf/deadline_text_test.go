@@ -7,6 +7,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/go-pdf/fpdf"
 )
 
 // TestRenderHonoursDeadlineBeforeFirstPage: before it lays out the first
@@ -102,5 +104,101 @@ func TestChooseEncodingHonoursDeadline(t *testing.T) {
 				t.Errorf("chooseEncoding checked its context %d times over 30 MB of text", calls)
 			}
 		})
+	}
+}
+
+// TestLayoutStopsReadingTextOnceItHasStopped: the layout encodes each text
+// of the invoice for its fonts before it wraps it, and a note is text of
+// any length (200 MB of "é" took 2.8 s and 320 MB there). It encoded every
+// text whole without a look at the deadline, and went on encoding the
+// next ones after the layout had stopped (the deadline seen at a page, or
+// the page limit): a render whose deadline had passed at its first page
+// still read its whole note again before it returned. Here the note is
+// 32 MB of Polish: once the layout has stopped, or its deadline passes as
+// it encodes the note, the render must stop within a small part of it.
+func TestLayoutStopsReadingTextOnceItHasStopped(t *testing.T) {
+	inv := sampleInvoice()
+	inv.Notes = strings.Repeat("Łódź ", (32<<20)/len("Łódź "))
+	text := len(inv.Notes)
+	// The checks before the layout: Render's own, then those of
+	// composing the text and choosing the encoding, which read it all.
+	live := &countingContext{Context: context.Background(), after: 1 << 30}
+	composed, err := inv.composed(live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := chooseEncoding(live, composed); err != nil {
+		t.Fatal(err)
+	}
+	before := 1 + live.calls.Load()
+	for _, tc := range []struct {
+		name string
+		r    Renderer
+		inv  Invoice
+		// after is how many checks of the context pass.
+		after int32
+		want  error
+	}{
+		// The first page's header sees the deadline.
+		{"deadline at the first page", Renderer{}, inv, before, context.DeadlineExceeded},
+		// The first page is laid out; the deadline passes as the note is read.
+		{"deadline in the note", Renderer{}, inv, before + 1, context.DeadlineExceeded},
+		// The customer's address takes more than the page limit: the
+		// note that follows is never printed.
+		{"page limit", Renderer{MaxPages: 2}, func() Invoice {
+			inv := inv
+			inv.Customer.Address = strings.Repeat("Łódź\n", 200)
+			return inv
+		}(), 1 << 30, ErrTooLarge},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			ctx := &countingContext{Context: context.Background(), after: tc.after}
+			var buf bytes.Buffer
+			_, err := tc.r.Render(ctx, &buf, tc.inv)
+			runtime.ReadMemStats(&after)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("Render = %v, want %v", err, tc.want)
+			}
+			// Composing and choosing the encoding read the note without
+			// allocating: what was allocated is the layout's.
+			n := after.TotalAlloc - before.TotalAlloc
+			if bound := uint64(text / 8); n > bound {
+				t.Errorf("the render allocated %d MB for a note of %d MB, more than %d MB: the layout read the note after it had stopped",
+					n>>20, text>>20, bound>>20)
+			}
+			t.Logf("%d MB allocated for %d MB of text: %v", n>>20, text>>20, err)
+		})
+	}
+}
+
+// TestLongTextEncodesAsAWhole: text encodes a long text a chunk at a
+// time; the chunks end between characters and never inside a \r\n, so
+// the result is the whole text's, invalid bytes and line breaks included.
+func TestLongTextEncodesAsAWhole(t *testing.T) {
+	for _, tc := range []struct {
+		enc  *encoding
+		text string
+	}{
+		{encCP1250, "Ł€\r\nź"},
+		{encCID, "Ł€\r\n\xffź"}, // a stray byte prints as U+FFFD
+	} {
+		enc := tc.enc
+		d := &document{ctx: context.Background(), f: fpdf.New("P", "mm", "A4", ""), enc: enc}
+		for _, pad := range []int{0, 1, 2, 3} {
+			// "Ł" (2 bytes), "€" (3 bytes), \r\n and a stray byte
+			// straddle a chunk boundary at some padding.
+			unit := strings.Repeat("a", pad) + tc.text
+			s := strings.Repeat(unit, 3*composeCheckBytes/len(unit)+1)
+			want, ok := enc.text(s, true)
+			if !ok {
+				t.Fatalf("%s: the text has a character the encoding lacks", enc.path)
+			}
+			if got := d.text(s, true); got != want || d.f.Err() {
+				t.Errorf("%s, pad %d: text of %d bytes differs from its encoding as a whole (%v)", enc.path, pad, len(s), d.f.Error())
+			}
+		}
 	}
 }

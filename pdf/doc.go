@@ -62,7 +62,8 @@
 // [DefaultMaxPages]), and a document larger than [Renderer.MaxBytes]
 // (default [DefaultMaxBytes]) is not written; all three errors wrap
 // [ErrTooLarge]. Rendering checks its context as it reads the invoice's
-// text (every 64 KB), between pages and between the streams it
+// text (every 64 KB, before the layout and as the layout encodes each
+// text for the fonts), between pages and between the streams it
 // compresses, and stops once it is done.
 //
 // Render memory stays bounded: fpdf holds every page until it writes the

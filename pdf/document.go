@@ -235,7 +235,48 @@ func (d *document) paragraph(x, w float64, bold bool, text string) {
 // text cleans s (see cleanText) and encodes it for the document's fonts.
 // Every text the layout takes from the invoice goes through here; the
 // fixed labels are printable ASCII, which every encoding keeps as it is.
+//
+// A text is of any length, so text reads one longer than
+// composeCheckBytes a chunk of that size at a time and checks the context
+// before each: once it is done, the layout stops (with its error) and
+// text returns "". It returns "" for such a text at once when the layout
+// has stopped already (the context, the page limit): nothing more is
+// drawn, and the rest of the invoice's text is not read.
 func (d *document) text(s string, multiline bool) string {
+	if len(s) <= composeCheckBytes {
+		return d.encode(s, multiline)
+	}
+	if d.f.Err() {
+		return ""
+	}
+	var b strings.Builder
+	for len(s) > 0 {
+		if err := d.ctx.Err(); err != nil {
+			d.f.SetError(err)
+			return ""
+		}
+		end := min(len(s), composeCheckBytes)
+		// A chunk ends between characters (of valid UTF-8: invalid bytes
+		// read as U+FFFD whatever the chunk), and not inside a \r\n, one
+		// line break.
+		for k := 1; k < utf8.UTFMax && end < len(s) && !utf8.RuneStart(s[end]); k++ {
+			end++
+		}
+		if end < len(s) && s[end-1] == '\r' && s[end] == '\n' {
+			end++
+		}
+		t := d.encode(s[:end], multiline)
+		if d.f.Err() {
+			return ""
+		}
+		b.WriteString(t)
+		s = s[end:]
+	}
+	return b.String()
+}
+
+// encode is text for one chunk of text.
+func (d *document) encode(s string, multiline bool) string {
 	t, ok := d.enc.text(s, multiline)
 	if !ok {
 		// chooseEncoding picked an encoding that holds every character.

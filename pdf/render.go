@@ -91,9 +91,9 @@ func Render(ctx context.Context, w io.Writer, inv Invoice) (Result, error) {
 // An invoice with an empty number or a currency that is not three
 // uppercase letters is refused with an error wrapping [ErrInvalidInvoice],
 // one over the limits with an error wrapping [ErrTooLarge]. Render checks
-// ctx as it reads the invoice's text, before the layout (text of any
-// length: every character is read, however few of them the page limit
-// lets it print), and between pages and, once ctx is done, stops and returns an error
+// ctx as it reads the invoice's text, before the layout and as the
+// layout encodes each text (text of any length: every character is read,
+// however few of them the page limit lets it print), and between pages and, once ctx is done, stops and returns an error
 // wrapping ctx.Err(); it stops as well, with [ErrTooLarge], when the
 // document would need more pages than the limit. Errors of fpdf and of w are returned wrapped. On
 // any error but w's, nothing is written. With an error the Result holds
