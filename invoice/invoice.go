@@ -125,6 +125,52 @@ func QueueLoad(b *pgx.Batch, id int64, dst *Invoice) {
 	})
 }
 
+// QueueLoadAtMost is QueueLoad for an invoice of at most maxLines line
+// items: one with more loads without its lines (dst.Lines is nil,
+// dst.LineCount says how many it has), so that such an invoice costs
+// neither the database nor the worker its lines.
+func QueueLoadAtMost(b *pgx.Batch, id int64, maxLines int, dst *Invoice) {
+	b.Queue(loadSQL, id, int64(maxLines)).QueryRow(func(row pgx.Row) error {
+		return scanInvoice(row, id, dst)
+	})
+}
+
+// totalSQL is the total of invoice $1 as its document prints it
+// (pdf.Subtotal, rounded): the lines' totals, each rounded half away from
+// zero to the currency's minor units, summed; without lines, the stored
+// amount, rounded; as remindersDueSQL computes it, the currency code as
+// Load reads it. No row for a missing invoice.
+const totalSQL = `
+SELECT coalesce((SELECT sum(round(l.quantity * l.unit_price, m.places))
+                   FROM line_items l WHERE l.invoice_id = i.id),
+                round(i.amount, m.places))::text
+  FROM invoices i
+  CROSS JOIN LATERAL (SELECT minor_units(upper(btrim(i.currency) COLLATE "C")) AS places) m
+ WHERE i.id = $1`
+
+// QueueTotal queues the query of invoice id's total as its document prints
+// it, computed by the database without loading the lines (for an invoice
+// loaded without them, QueueLoadAtMost), into dst. A missing invoice
+// leaves dst as it is; a total that is not a number (NaN) is
+// ErrInvalidData, as Load's.
+func QueueTotal(b *pgx.Batch, id int64, dst *decimal.Decimal) {
+	b.Queue(totalSQL, id).Query(func(rows pgx.Rows) error {
+		defer rows.Close()
+		for rows.Next() {
+			var text string
+			if err := rows.Scan(&text); err != nil {
+				return fmt.Errorf("total of invoice %d: %w", id, err)
+			}
+			v, err := decimal.NewFromString(text)
+			if err != nil {
+				return fmt.Errorf("total of invoice %d: %w: %.40q: %w", id, ErrInvalidData, text, err)
+			}
+			*dst = v
+		}
+		return rows.Err()
+	})
+}
+
 // scanInvoice scans one row of loadSQL into inv.
 func scanInvoice(row pgx.Row, id int64, inv *Invoice) error {
 	*inv = Invoice{ID: id}

@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/shopspring/decimal"
 
 	"github.com/invoicing/tenantworker/internal/mailer"
 	"github.com/invoicing/tenantworker/invoice"
@@ -73,12 +74,22 @@ const (
 // amountDue returns the total inv's document and email show (pdf.Subtotal,
 // as printed in the invoice's currency) and whether it is more than zero:
 // an overdue invoice whose total is zero or negative (a credit note, a
-// full discount) asks for no payment, so it gets no reminder.
-func amountDue(inv invoice.Invoice) (string, bool) {
+// full discount) asks for no payment, so it gets no reminder. An invoice
+// loaded without its lines (linesLeftOut: more than the line limit) takes
+// dbTotal, the same total computed by the database (invoice.QueueTotal).
+func amountDue(inv invoice.Invoice, dbTotal decimal.Decimal) (string, bool) {
 	doc := document(inv, "")
-	total := pdf.Subtotal(doc).Round(pdf.MinorUnits(doc.Currency))
+	total := pdf.Subtotal(doc)
+	if linesLeftOut(inv) {
+		total = dbTotal
+	}
+	total = total.Round(pdf.MinorUnits(doc.Currency))
 	return pdf.FormatMoney(total, doc.Currency), total.IsPositive()
 }
+
+// linesLeftOut reports whether inv was loaded without its lines: it has
+// more than the line limit of its load (invoice.QueueLoadAtMost).
+func linesLeftOut(inv invoice.Invoice) bool { return inv.LineCount > len(inv.Lines) }
 
 // alreadySent is the reason of a run that found the reminder of day sent
 // (a date), today being today's date.
@@ -98,7 +109,9 @@ func alreadySent(day, today string) string {
 // and a reminder would ask the customer to pay it. When invoice_documents has a PDF of the
 // invoice, the message carries the invoice's PDF as it is now (the stored
 // one if it was rendered from what the invoice holds now, else one
-// rendered for the message: see attachment). Its task result is
+// rendered for the message: see attachment), unless the invoice has more
+// lines than PDF_MAX_LINES: its lines are then not loaded, and its total
+// comes from the database (amountDue). Its task result is
 // {"sent","reason"}.
 //
 // The day's one reminder is the (invoice, day) row of invoice_reminders,
@@ -206,12 +219,18 @@ func (h *Handlers) InvoiceReminder(ctx context.Context, p tasks.InvoiceReminder)
 		// its document travel in one round trip: the reads see the mark.
 		var (
 			inv      invoice.Invoice
+			dbTotal  decimal.Decimal
 			rendered invoice.Document
 			hasPDF   bool
 		)
+		// An invoice over the renderer's line limit is loaded without its
+		// lines: the email gets no PDF of it anyway (the render refuses
+		// it), and its total comes from the database, so that its lines
+		// cost neither memory nor, past PostgreSQL's 1 GB, the reminder.
 		b := &pgx.Batch{}
 		invoice.QueueMarkOverdueIfDue(b, p.InvoiceID, now, nil)
-		invoice.QueueLoad(b, p.InvoiceID, &inv)
+		invoice.QueueLoadAtMost(b, p.InvoiceID, h.maxLines(), &inv)
+		invoice.QueueTotal(b, p.InvoiceID, &dbTotal)
 		invoice.QueueLoadDocument(b, p.InvoiceID, &rendered, &hasPDF)
 		if err := tx.SendBatch(taskCtx, b).Close(); err != nil {
 			return fmt.Errorf("mark and load invoice %d: %w", p.InvoiceID, err)
@@ -220,7 +239,8 @@ func (h *Handlers) InvoiceReminder(ctx context.Context, p tasks.InvoiceReminder)
 			res.Reason = "invoice is " + mailer.OneLine(inv.Status) + reasonNotOverdue
 			return nil
 		}
-		if due, ok := amountDue(inv); !ok {
+		due, ok := amountDue(inv, dbTotal)
+		if !ok {
 			// A credit note, or a total of zero: no payment to ask for.
 			res.Reason = reasonNothingDue + " (total " + mailer.OneLine(due) + ")"
 			return nil
@@ -236,7 +256,7 @@ func (h *Handlers) InvoiceReminder(ctx context.Context, p tasks.InvoiceReminder)
 		if badAddr = recipientError(inv.Customer.Email); badAddr != nil {
 			return invoice.FinishReminder(taskCtx, tx, p.InvoiceID, invoice.ReminderFailed, inv.Customer.Email, now, day)
 		}
-		msg, err := h.reminderMessage(taskCtx, t, inv, rendered, hasPDF, p)
+		msg, err := h.reminderMessage(taskCtx, t, inv, due, rendered, hasPDF, p)
 		if err != nil {
 			return err
 		}
@@ -297,18 +317,21 @@ func recipientError(addr string) error {
 	return nil
 }
 
-// reminderMessage builds the reminder email, attaching the invoice's PDF
-// when one was rendered (hasPDF: rendered is its invoice_documents row). A
+// reminderMessage builds the reminder email, asking for due (amountDue),
+// attaching the invoice's PDF when one was rendered (hasPDF: rendered is
+// its invoice_documents row) and the invoice was loaded with its lines. A
 // PDF recorded in invoice_documents but missing from the store is left out
-// (logged), not an error: the reminder matters more than the attachment.
+// (logged), not an error: the reminder matters more than the attachment;
+// so is the PDF of an invoice over the line limit (logged), which the
+// renderer refuses.
 //
 // Every value put into the message comes from tenant data (names, the
 // invoice number, the currency) and is folded to one line without control
 // or bidirectional characters (mailer.OneLine) before it is interpolated:
 // a newline in a customer's name must not start a paragraph of its own.
-func (h *Handlers) reminderMessage(ctx context.Context, t tenantctx.Tenant, inv invoice.Invoice, rendered invoice.Document, hasPDF bool, p tasks.InvoiceReminder) (mailer.Message, error) {
+func (h *Handlers) reminderMessage(ctx context.Context, t tenantctx.Tenant, inv invoice.Invoice, due string, rendered invoice.Document, hasPDF bool, p tasks.InvoiceReminder) (mailer.Message, error) {
 	doc := document(inv, t.Name)
-	total := mailer.OneLine(pdf.FormatMoney(pdf.Subtotal(doc), doc.Currency))
+	total := mailer.OneLine(due)
 	issuer := cmpOr(mailer.OneLine(t.Name), t.Slug)
 	customer := cmpOr(mailer.OneLine(inv.Customer.Name), "customer")
 	number := mailer.OneLine(inv.Number)
@@ -328,6 +351,11 @@ func (h *Handlers) reminderMessage(ctx context.Context, t tenantctx.Tenant, inv 
 		MessageID: reminderMessageID(t.ID, p.InvoiceID, p.Day, h.MailFrom),
 	}
 
+	if hasPDF && linesLeftOut(inv) {
+		LoggerFromContext(ctx).WarnContext(ctx, "reminder without attachment: the invoice has more lines than PDF_MAX_LINES",
+			slog.Int64("invoice_id", p.InvoiceID), slog.Int("lines", inv.LineCount), slog.Int("max_lines", h.maxLines()))
+		hasPDF = false
+	}
 	if hasPDF {
 		key := rendered.StorageKey
 		data, err := h.attachment(ctx, t.ID, doc, rendered)
@@ -466,3 +494,6 @@ func cmpOr(s, def string) string {
 	}
 	return s
 }
+
+// maxLines is the renderer's line limit: PDF_MAX_LINES, or its default.
+func (h *Handlers) maxLines() int { return pdf.Renderer{MaxLines: h.PDFMaxLines}.MaxLinesOrDefault() }

@@ -3,11 +3,13 @@ package worker_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/invoicing/tenantworker/internal/mailer/smtptest"
 	"github.com/invoicing/tenantworker/invoice"
 	"github.com/invoicing/tenantworker/pdf"
 	"github.com/invoicing/tenantworker/tasks"
@@ -21,12 +23,16 @@ import (
 // stores compressed) failed the load with "array size exceeds the maximum
 // allowed", an ordinary error: the task was retried 10 times, each
 // attempt making the database build a gigabyte, instead of being archived
-// with the reason. Under the line limit, and for a reminder (which loads
-// every line to total them), such lines can never be loaded either: the
-// task is archived at once as invalid data.
+// with the reason. Under the line limit such lines can never be loaded
+// either: the task is archived at once as invalid data, and so is the
+// reminder of such an invoice. Over the limit the reminder loads no lines
+// (the email gets no PDF of it: the render refuses it), takes the total
+// from the database and is sent; it loaded every line to total them, and
+// was archived as invalid data, the customer never reminded.
 func TestInvoiceWithHugeLinesIsArchived(t *testing.T) {
 	t.Parallel()
-	e := newHandlerEnv(t, nil)
+	srv := smtptest.Start(t, smtptest.Options{})
+	e := newHandlerEnv(t, smtpMailer(t, srv))
 	acme := e.provision(t, "acme", "Acme")
 	id := e.addInvoice(t, acme, acmeCustomer, acmeInvoice) // 4 lines
 	e.inTenant(t, acme, func(ctx context.Context, tx pgx.Tx) error {
@@ -43,13 +49,25 @@ func TestInvoiceWithHugeLinesIsArchived(t *testing.T) {
 	if !errors.Is(err, asynq.SkipRetry) || !errors.Is(err, pdf.ErrTooLarge) {
 		t.Fatalf("InvoicePDF of 4 huge lines over a limit of 3 = %.300v; want archived at once as too large", err)
 	}
+	e.setToday(t, "2026-03-01")
+	if err := e.work(tasks.InvoiceReminder{TenantID: acme.ID, InvoiceID: id, Day: "2026-03-01"}); err != nil {
+		t.Fatalf("reminder of an invoice of 4 huge lines over a limit of 3 = %.300v; want it sent without the PDF", err)
+	}
+	msgs := srv.Messages()
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages sent, want the reminder", len(msgs))
+	}
+	m := parseMail(t, msgs[0].Data)
+	if !strings.Contains(m.Text, "Amount due: "+acmeTotal) || len(m.Attachments) != 0 {
+		t.Fatalf("reminder text %q with %d attachments; want the amount due %s and no PDF", m.Text, len(m.Attachments), acmeTotal)
+	}
 	e.h.PDFMaxLines = 0 // the default, 5,000
 	err = e.work(tasks.InvoicePDF{TenantID: acme.ID, InvoiceID: id})
 	if !errors.Is(err, asynq.SkipRetry) || !errors.Is(err, invoice.ErrInvalidData) {
 		t.Fatalf("InvoicePDF of 4 huge lines under the line limit = %.300v; want archived at once as invalid data", err)
 	}
-	e.setToday(t, "2026-03-01")
-	err = e.work(tasks.InvoiceReminder{TenantID: acme.ID, InvoiceID: id, Day: "2026-03-01"})
+	e.setToday(t, "2026-03-02")
+	err = e.work(tasks.InvoiceReminder{TenantID: acme.ID, InvoiceID: id, Day: "2026-03-02"})
 	if !errors.Is(err, asynq.SkipRetry) || !errors.Is(err, invoice.ErrInvalidData) {
 		t.Fatalf("reminder of an invoice of 4 huge lines = %.300v; want archived at once as invalid data", err)
 	}
