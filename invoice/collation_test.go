@@ -198,3 +198,53 @@ func TestSomethingDueAtVersion3InTurkishDatabase(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCreateRoundsAtVersion3InTurkishDatabase: Create computes an
+// invoice's amount, when none is given, from its lines rounded as the
+// document rounds them. It passed the code as given to the schema's
+// minor_units, which before version 5 upper-cases in the database's
+// collation: in a Turkish one "isk" became "İSK", an unknown code rounded
+// to 2 decimals instead of ISK's 0, so the stored amount was not the
+// document's. It passes the code as Load reads it.
+func TestCreateRoundsAtVersion3InTurkishDatabase(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	pool := turkishDatabase(t)
+	tn, err := tenantctx.New("acme", "acme", "pro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := schema.Migrate(ctx, pool, tn.Schema, 3); err != nil {
+		t.Fatal(err)
+	}
+	lines := []invoice.Line{{Description: "a", Quantity: dec("1"), UnitPrice: dec("0.60")}, {Description: "b", Quantity: dec("1"), UnitPrice: dec("0.60")}}
+	for _, currency := range []string{"isk", "iQd"} {
+		err = schema.InTenant(tenantctx.WithTenant(ctx, tn), pool, func(ctx context.Context, tx pgx.Tx) error {
+			var customer int64
+			if err := tx.QueryRow(ctx, `INSERT INTO customers (name, email) VALUES ('c', 'c@example.org') RETURNING id`).Scan(&customer); err != nil {
+				return err
+			}
+			ids, err := invoice.Create(ctx, tx, invoice.New{Number: "N-" + currency, Currency: currency, Lines: lines,
+				Customer: invoice.Customer{ID: customer}})
+			if err != nil {
+				return err
+			}
+			inv, err := invoice.Load(ctx, tx, ids[0])
+			if err != nil {
+				return err
+			}
+			// Each line rounds to 1 in ISK (0 decimals); IQD has 3.
+			want := dec("2")
+			if inv.Currency == "IQD" {
+				want = dec("1.2")
+			}
+			if !inv.Amount.Equal(want) {
+				t.Errorf("%s invoice of lines 0.60 + 0.60 stored amount %s, want %s (the document's total)", currency, inv.Amount, want)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -85,7 +85,10 @@ LIMIT 1`
 
 // createSQL inserts one invoice and its lines in one statement. The amount,
 // unless given ($12), is the sum of the lines rounded as the document
-// rounds them (minor_units is the tenant schema's copy of pdf.MinorUnits).
+// rounds them (minor_units is the tenant schema's copy of pdf.MinorUnits;
+// it is given the code as Load reads it, upper-cased in the "C" collation:
+// a schema's function before version 5 upper-cases in the database's, and
+// a Turkish one made "isk" "İSK", 2 minor units instead of ISK's 0).
 const createSQL = `
 WITH l AS (
     SELECT d.description, d.quantity::numeric(12,3) AS quantity, d.unit_price::numeric(12,2) AS unit_price, d.position
@@ -95,7 +98,7 @@ WITH l AS (
     INSERT INTO invoices (id, number, customer_id, status, currency, amount, issued_at, due_date, notes)
     VALUES (COALESCE($1, nextval(pg_catalog.pg_get_serial_sequence('invoices', 'id'))),
             $2, $3, $4, $5::text,
-            COALESCE($12::numeric, (SELECT coalesce(round(sum(round(l.quantity * l.unit_price, minor_units($5::text))), 2), 0) FROM l)),
+            COALESCE($12::numeric, (SELECT coalesce(round(sum(round(l.quantity * l.unit_price, minor_units(upper(btrim($5::text) COLLATE "C")))), 2), 0) FROM l)),
             COALESCE($6, now()), $7, $8)
     RETURNING id
 ), lines AS (
@@ -280,7 +283,7 @@ func appInsert(inv New, customer int64) (string, []any) {
 	}
 	// The amount, unless given, as createSQL computes it (lines without a
 	// quantity count once, as the column's default 1 makes them).
-	vals[2] = fmt.Sprintf("COALESCE($%d::numeric, (SELECT coalesce(round(sum(round(coalesce(l.quantity, 1) * l.unit_price, minor_units(%s))), 2), 0) FROM l))", n+4, currency)
+	vals[2] = fmt.Sprintf("COALESCE($%d::numeric, (SELECT coalesce(round(sum(round(coalesce(l.quantity, 1) * l.unit_price, minor_units(upper(btrim(%s) COLLATE \"C\")))), 2), 0) FROM l))", n+4, currency)
 	lineCols, lineVals := "invoice_id, description, unit_price", "inv.id, l.description, l.unit_price"
 	if withQty {
 		lineCols, lineVals = "invoice_id, description, quantity, unit_price", "inv.id, l.description, coalesce(l.quantity, 1), l.unit_price"
