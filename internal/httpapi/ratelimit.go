@@ -164,18 +164,26 @@ func (l *failureLimiter) fail(addr string) {
 }
 
 // evictLocked forgets addresses whose bucket has refilled (they are as if
-// never seen) and, if that is not enough, arbitrary ones down to 90%.
+// never seen) and, if that is not enough, others down to 90%: first those
+// with an attempt left, and only then those out of attempts. Forgotten
+// first, those would let a client with many addresses give its exhausted
+// ones their attempts again by failing once from others.
 func (l *failureLimiter) evictLocked(now time.Time) {
+	const keep = maxLimiterEntries - maxLimiterEntries/10
 	for addr := range l.buckets {
 		if l.tokensLocked(addr, now) >= l.capacity {
 			delete(l.buckets, addr)
 		}
 	}
-	for addr := range l.buckets {
-		if len(l.buckets) < maxLimiterEntries-maxLimiterEntries/10 {
-			break
+	for _, exhaustedToo := range []bool{false, true} {
+		for addr := range l.buckets {
+			if len(l.buckets) < keep {
+				return
+			}
+			if exhaustedToo || l.tokensLocked(addr, now) >= 1 {
+				delete(l.buckets, addr)
+			}
 		}
-		delete(l.buckets, addr)
 	}
 }
 

@@ -48,3 +48,37 @@ func TestFailureLimiterStaysBoundedUnderManyAddresses(t *testing.T) {
 		t.Errorf("address out of attempts not limited after %d other addresses", n)
 	}
 }
+
+// TestFailureLimiterKeepsExhaustedAddressesThroughEviction: once it
+// remembers maxLimiterEntries addresses, the limiter forgets some to take
+// new ones. It forgot arbitrary ones, those out of attempts too: a client
+// with enough addresses could have its exhausted ones forgotten, each
+// given its attempts again, by failing once from many others. It forgets
+// those with attempts left first.
+func TestFailureLimiterKeepsExhaustedAddressesThroughEviction(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1_700_000_000, 0)
+	l := newFailureLimiter(DefaultAuthFailuresPerMinute, func() time.Time { return now })
+	addr := func(net byte, i int) string {
+		return netip.AddrFrom4([4]byte{10, net, byte(i >> 8), byte(i)}).String()
+	}
+	const exhausted = 1000
+	for i := range exhausted {
+		for range DefaultAuthFailuresPerMinute {
+			l.fail(addr(1, i))
+		}
+	}
+	// Addresses that fail once each, through several evictions.
+	for i := range maxLimiterEntries * 2 {
+		l.fail(netip.AddrFrom4([4]byte{172, byte(i >> 16), byte(i >> 8), byte(i)}).String())
+	}
+	forgotten := 0
+	for i := range exhausted {
+		if l.retryAfter(addr(1, i)) <= 0 {
+			forgotten++
+		}
+	}
+	if forgotten > 0 {
+		t.Errorf("%d of %d addresses out of attempts were given their attempts again by the failures of %d others", forgotten, exhausted, maxLimiterEntries*2)
+	}
+}
