@@ -102,6 +102,22 @@ func turkishDatabase(t *testing.T) *pgxpool.Pool {
 	return pool
 }
 
+// turkishTenantAtVersion3 returns a database with a Turkish collation
+// (turkishDatabase) holding tenant acme's schema migrated to version 3,
+// whose minor_units upper-cases in the database's collation.
+func turkishTenantAtVersion3(t *testing.T) (*pgxpool.Pool, tenantctx.Tenant) {
+	t.Helper()
+	pool := turkishDatabase(t)
+	tn, err := tenantctx.New("acme", "acme", "pro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := schema.Migrate(t.Context(), pool, tn.Schema, 3); err != nil {
+		t.Fatal(err)
+	}
+	return pool, tn
+}
+
 // TestSomethingDueAtVersion3InTurkishDatabase: a schema at version 3 (a
 // tenant whose customers share an address stops there, and the worker
 // fully supports it) has minor_units without the "C" collation of
@@ -113,14 +129,8 @@ func turkishDatabase(t *testing.T) *pgxpool.Pool {
 func TestSomethingDueAtVersion3InTurkishDatabase(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	pool := turkishDatabase(t)
-	tn, err := tenantctx.New("acme", "acme", "pro")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := schema.Migrate(ctx, pool, tn.Schema, 3); err != nil {
-		t.Fatal(err)
-	}
+	pool, tn := turkishTenantAtVersion3(t)
+	var err error
 	rng := rand.New(rand.NewPCG(55, 3))
 	price := func() decimal.Decimal { return decimal.New(rng.Int64N(401)-200, -2) } // -2.00 to 2.00
 	var invs []invoice.New
@@ -209,14 +219,8 @@ func TestSomethingDueAtVersion3InTurkishDatabase(t *testing.T) {
 func TestCreateRoundsAtVersion3InTurkishDatabase(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	pool := turkishDatabase(t)
-	tn, err := tenantctx.New("acme", "acme", "pro")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := schema.Migrate(ctx, pool, tn.Schema, 3); err != nil {
-		t.Fatal(err)
-	}
+	pool, tn := turkishTenantAtVersion3(t)
+	var err error
 	lines := []invoice.Line{{Description: "a", Quantity: dec("1"), UnitPrice: dec("0.60")}, {Description: "b", Quantity: dec("1"), UnitPrice: dec("0.60")}}
 	for _, currency := range []string{"isk", "iQd"} {
 		err = schema.InTenant(tenantctx.WithTenant(ctx, tn), pool, func(ctx context.Context, tx pgx.Tx) error {
