@@ -694,18 +694,24 @@ func (p *parser) hour(name string) int {
 // databases parses "name=url,name2=url2" (TENANT_DATABASES): names as
 // tenantctx.ValidateDatabaseName, each once, "main" excluded (it is
 // DATABASE_URL), every URL non-empty and parseable. Errors never echo a URL (it may hold
-// a password).
+// a password), nor the name of an entry after the first whose URL is
+// neither a postgres:// URL nor keyword/value settings: such an entry is
+// most likely the rest of the entry before it, cut at an unencoded comma
+// in its password, and its "name" a piece of that password; it is named
+// by its position instead.
 func (p *parser) databases(name string) map[string]string {
 	s := p.str(name)
 	if s == "" {
 		return nil
 	}
-	out := map[string]string{}
+	var entries []string
 	for _, item := range splitDatabases(s) {
-		item = strings.TrimSpace(item)
-		if item == "" {
-			continue
+		if item = strings.TrimSpace(item); item != "" {
+			entries = append(entries, item)
 		}
+	}
+	out := map[string]string{}
+	for i, item := range entries {
 		db, url, ok := strings.Cut(item, "=")
 		db, url = strings.TrimSpace(db), strings.TrimSpace(url)
 		switch {
@@ -714,6 +720,11 @@ func (p *parser) databases(name string) map[string]string {
 			// (or keyword/value string) whose password precedes its
 			// first '=', if any.
 			p.errs = append(p.errs, fmt.Errorf("%s: want name=url, got an entry that does not start with a database name (%w; the entry is not quoted: it may hold a password)", name, tenantctx.ErrInvalidDatabase))
+		case i > 0 && !connStringLike(url):
+			// Only a comma followed by a name and '=' starts an entry:
+			// one in a password ("pa,ss=word") cuts the URL there, and
+			// what looks like a name is a piece of the password.
+			p.errs = append(p.errs, fmt.Errorf("%s: entry %d of %d is not name=url: after its '=' comes neither a postgres:// URL nor keyword=value settings; a comma followed by a name and '=' starts a new entry, so a comma inside a URL (in its password) must be percent-encoded as %%2C, in the URL form (the entry is not quoted: it may be part of a password)", name, i+1, len(entries)))
 		case !ok || url == "":
 			p.errs = append(p.errs, fmt.Errorf("%s: want name=url, got an entry without a URL (name %.40q)", name, db))
 		case tenantctx.ValidateDatabaseName(db) != nil:
@@ -747,6 +758,26 @@ func splitDatabases(s string) []string {
 		out = append(out, piece)
 	}
 	return out
+}
+
+// connStringLike reports whether s starts as a connection string pgx
+// reads: a postgres:// or postgresql:// URL, or keyword/value settings
+// (a keyword of letters and '_', then '=').
+func connStringLike(s string) bool {
+	if strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://") {
+		return true
+	}
+	key, _, ok := strings.Cut(s, "=")
+	key = strings.TrimSpace(key)
+	if !ok || key == "" {
+		return false
+	}
+	for i := 0; i < len(key); i++ {
+		if c := key[i] | 0x20; !(c >= 'a' && c <= 'z' || key[i] == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // nameLike reports whether s is made of the characters of a database
