@@ -89,7 +89,7 @@ func NewLanes(ctx context.Context, databaseURL string, n int, opts PoolOptions) 
 	}
 	total := opts.MaxConns
 	if total == 0 {
-		cfg, err := parseConfig(databaseURL)
+		cfg, err := ParseConfig(databaseURL)
 		if err != nil {
 			return nil, err
 		}

@@ -169,7 +169,7 @@ func containsFold(s, word string) bool {
 // connection fail AfterConnect's check instead of silently using the
 // server's default search_path.
 func NewPool(ctx context.Context, databaseURL string, opts PoolOptions) (*pgxpool.Pool, error) {
-	cfg, err := parseConfig(databaseURL)
+	cfg, err := ParseConfig(databaseURL)
 	if err != nil {
 		return nil, err
 	}
@@ -198,13 +198,15 @@ func NewPool(ctx context.Context, databaseURL string, opts PoolOptions) (*pgxpoo
 	return pool, nil
 }
 
-// parseConfig is pgxpool.ParseConfig with an error that quotes nothing of
+// ParseConfig is pgxpool.ParseConfig with an error that quotes nothing of
 // databaseURL: pgx's quotes it with the password masked as best it can,
 // and a keyword/value string whose quoted password is not closed keeps
-// the rest of it ("password=xxxxx horse"). A file the URL (or a PG*
+// the rest of it ("password=xxxxx horse"), as does one written
+// "password = s3cret" (spaces around the '='). A file the URL (or a PG*
 // variable) names and that cannot be read is named with its error: the
-// URL itself is then fine.
-func parseConfig(databaseURL string) (*pgxpool.Config, error) {
+// URL itself is then fine. Parse every database URL that may reach a
+// log line or an error with it (NewPool does).
+func ParseConfig(databaseURL string) (*pgxpool.Config, error) {
 	cfg, err := pgxpool.ParseConfig(databaseURL)
 	if err == nil {
 		return cfg, nil

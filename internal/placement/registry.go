@@ -778,9 +778,11 @@ func (r *Registry) connConfig(ctx context.Context, name string) (*pgx.ConnConfig
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := pgxpool.ParseConfig(dsn)
+	// schema's parse, as the pool's: pgx's error quotes the URL, its
+	// password masked only as best it can.
+	cfg, err := schema.ParseConfig(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("tenant database %s: parse database url: %w", name, err)
+		return nil, fmt.Errorf("tenant database %s: %w", name, err)
 	}
 	schema.ConfigurePool(cfg, r.log)
 	return cfg.ConnConfig, nil
