@@ -97,8 +97,12 @@ func ParseRedisURL(raw string) (asynq.RedisConnOpt, error) {
 		// Nor its reason, with user information: an unencoded '/',
 		// '?' or '#' ends the password early, and the reason quotes
 		// the rest of the authority ("invalid port \":s3cr\"").
-		if strings.Contains(raw, "@") {
-			return nil, errors.New("could not parse redis uri: not a URL (percent-encode '/', '?', '#', '%' and '@' in the user and password)")
+		// Nor with a query, which may hold a password parameter (the
+		// Sentinel forms'): an unencoded '#' there puts the rest of it
+		// into the fragment, whose bad escape the reason quotes
+		// ("invalid URL escape \"%K9\"").
+		if strings.ContainsAny(raw, "@?") {
+			return nil, errors.New("could not parse redis uri: not a URL (percent-encode '/', '?', '#', '%' and '@' in the user and password, and '#', '%' and '&' in a password parameter)")
 		}
 		var ue *url.Error
 		if errors.As(err, &ue) {
