@@ -192,7 +192,8 @@ func (s *SMTP) client(ctx context.Context, dialed *net.Conn) (*mail.Client, erro
 // sends after each message, the QUIT that closes the connection) is
 // ignored, because reporting it would make the caller send the accepted
 // message again. A permanent refusal of the recipient (a 5xx reply to
-// RCPT TO, but 552, 530 and 5.7.x: refusedForGood) wraps
+// RCPT TO, but 552, 530 and refusals of the sender such as 5.7.x:
+// refusedForGood) wraps
 // ErrRecipientRefused. A send error does not
 // name the recipient's address (withoutRecipient). Send closes its
 // connection before it returns, also when the QUIT fails (a server that
@@ -286,11 +287,18 @@ func (e *redactedError) Unwrap() error { return e.err }
 // the recipient: a 5xx reply to RCPT TO (550 no such mailbox, 553 mailbox
 // name not allowed), except 552, which RFC 5321 (4.5.3.1.10) asks clients
 // to treat as the temporary 452, and except a refusal of the sender rather
-// than the address: 530 (authentication required) and an enhanced status
-// code of class 5.7 (security or policy, RFC 3463: "554 5.7.1 Relay access
-// denied"), which a missing or wrong credential in SMTP_URL gets for every
-// recipient. A connection that failed during RCPT TO has no reply code and
-// is not a refusal.
+// than the address, which the server gives every recipient alike: 530
+// (authentication required); an enhanced status code (RFC 3463) of class
+// 5.7 (security or policy: "554 5.7.1 Relay access denied", a missing or
+// wrong credential in SMTP_URL), of subject 5.5 (the delivery protocol:
+// Postfix's "504 5.5.2 ... Helo command rejected: need fully-qualified
+// hostname" to a worker whose host name has no dot, as a container's
+// has, and "Sender address rejected: need fully-qualified address" to
+// MAIL_FROM's default billing@localhost), or 5.1.7 and 5.1.8 (the sender's
+// address: "550 5.1.8 ... Sender address rejected: Domain not found").
+// Postfix checks the client, its HELO name and the sender at RCPT TO
+// (smtpd_delay_reject, its default), so those come there. A connection
+// that failed during RCPT TO has no reply code and is not a refusal.
 func refusedForGood(err error) bool {
 	var se *mail.SendError
 	if !errors.As(err, &se) || se.Reason != mail.ErrSMTPRcptTo {
@@ -300,7 +308,11 @@ func refusedForGood(err error) bool {
 	if code < 500 || code > 599 || code == 552 || code == 530 {
 		return false
 	}
-	return !strings.HasPrefix(se.EnhancedStatusCode(), "5.7.")
+	switch esc := se.EnhancedStatusCode(); {
+	case strings.HasPrefix(esc, "5.7."), strings.HasPrefix(esc, "5.5."), esc == "5.1.7", esc == "5.1.8":
+		return false
+	}
+	return true
 }
 
 // ctxErr adds ctx's error to err when ctx ended: an I/O timeout that

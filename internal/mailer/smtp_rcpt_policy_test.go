@@ -44,3 +44,39 @@ func TestSMTPPolicyRefusalAtRcptIsNotARecipientRefusal(t *testing.T) {
 		}
 	}
 }
+
+// TestSMTPSenderOrHeloRefusalAtRcptIsNotARecipientRefusal: Postfix
+// evaluates its client, HELO and sender restrictions at RCPT TO
+// (smtpd_delay_reject, the default), so a refusal of the worker itself
+// comes as a 5xx reply to RCPT TO for every recipient: a HELO name that is
+// not fully qualified (os.Hostname(), a container's or pod's name:
+// "504 5.5.2 <worker-7d9f>: Helo command rejected"), a MAIL_FROM that is
+// not (the default billing@localhost: "504 5.5.2 ... Sender address
+// rejected: need fully-qualified address") or whose domain does not
+// resolve ("550 5.1.8 ... Sender address rejected: Domain not found").
+// Such a refusal is not ErrRecipientRefused (RFC 3463: X.5.x is the
+// delivery protocol's status, X.1.7 and X.1.8 the sender's address): it
+// archived every reminder of the day at once as a refused recipient, rows
+// failed, none sent that day once the setting was fixed.
+func TestSMTPSenderOrHeloRefusalAtRcptIsNotARecipientRefusal(t *testing.T) {
+	t.Parallel()
+	for _, reply := range []*smtp.SMTPError{
+		{Code: 504, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: "<worker-7d9f>: Helo command rejected: need fully-qualified hostname"},
+		{Code: 504, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: "<billing@localhost>: Sender address rejected: need fully-qualified address"},
+		{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 8}, Message: "<billing@example.invalid>: Sender address rejected: Domain not found"},
+		{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: "<billing@example.com>: Sender address rejected: bad sender address syntax"},
+	} {
+		srv := smtptest.Start(t, smtptest.Options{RejectRcpt: func(string) error { return reply }})
+		s, err := mailer.NewSMTP(srv.URL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = s.Send(context.Background(), testMessage())
+		if err == nil {
+			t.Fatalf("%d %v: Send succeeded", reply.Code, reply.EnhancedCode)
+		}
+		if errors.Is(err, mailer.ErrRecipientRefused) {
+			t.Errorf("%d %v %s: Send = %v; wraps ErrRecipientRefused, want a retried error", reply.Code, reply.EnhancedCode, reply.Message, err)
+		}
+	}
+}
