@@ -514,7 +514,11 @@ type Report struct {
 	// is charged to the tenant in full, and nothing else happens. Its run
 	// goes on (another worker may be running it already), so the report
 	// frees no slot, and the cost estimates do not learn from a time that
-	// is not a whole task's.
+	// is not a whole task's. A cut-off attempt that asynq failed itself (a
+	// cancel from its dashboard: the task is in the retry set or the
+	// archive when the report comes) ended its run: the report frees the
+	// slot. One that comes before asynq's own write brings the run's lease
+	// check forward to a second later.
 	CutOff bool
 }
 

@@ -1144,7 +1144,16 @@ return { 'ok', res, admit() }
 // and ends nothing: its run goes on (asynq put the task back) and its
 // report corrects the estimate, or the lease check ends it (asynq retries
 // the task under a run of its own) and refunds the estimate (P..'cut:');
-// the cost estimates do not learn from a cut-off attempt's time.
+// the cost estimates do not learn from a cut-off attempt's time. Unless
+// asynq no longer holds the task pending or active when the report comes:
+// asynq failed the attempt itself (cancelled from its dashboard, it goes
+// into the retry set or the archive), and the report ends the run and
+// corrects its estimate as any report does, freeing the slot at once (and
+// blanks the run in asynq's copy of the message, as reap does). A
+// cut-off report of a run asynq still holds brings the run's lease check
+// forward to CUT_RECHECK from now, so that a dashboard's cancel whose
+// report came before asynq's own write frees the slot at the next
+// heartbeat after it (a run that goes on gets its lease again).
 //
 // A report with a run token ends the task's admission only when the
 // record is of that run: a report of an earlier run of the id (sent late,
@@ -1176,6 +1185,9 @@ return { 'ok', res, admit() }
 //
 // It returns admit()'s list.
 var completeScript = redis.NewScript(prelude + `
+-- CUT_RECHECK is how soon (ms) the lease check looks again at a run whose
+-- attempt was reported cut off while asynq still held it (see above).
+local CUT_RECHECK = 1000
 local n = num(ARGV[10], 0)
 local rid, rseq = ARGV[11], num(ARGV[12], 0)
 if rid ~= '' and num(redis.call('GET', P .. 'rep:' .. rid), -1) >= rseq then
@@ -1197,17 +1209,37 @@ for i = 0, n - 1 do
   local id, t, typ, cost, run = ARGV[b], ARGV[b + 1], ARGV[b + 2], num(ARGV[b + 3], 0), ARGV[b + 4]
   -- A cut-off attempt is charged in full and ends nothing (see above).
   local cut = ARGV[b + 5] == '1'
-  local est, w, ended = 0, nil, false
+  local est, w, ended, over = 0, nil, false, false
   if cut and run ~= '' then
-    -- Should the lease check end this run without another report (asynq
-    -- retries the task under a run of its own), the cut attempt's charge
-    -- stands for the run's, and the estimate goes (reap).
     local meta = recs[id]
     if meta and (fields(meta, 5)[6] or '') == run then
-      redis.call('SET', P .. 'cut:' .. run, '1', 'PX', LATE_MS)
+      local st = redis.call('HGET', A .. 't:' .. id, 'state')
+      if st ~= 'pending' and st ~= 'active' then
+        -- asynq failed the attempt itself (a cancel from its dashboard:
+        -- into its retry set, or archived) or its recoverer did: the run
+        -- is over, and this report ends it as any other would. asynq's
+        -- copy of the message names the run no more, as the lease check
+        -- does it (reap): run again from the dashboard, the task asks the
+        -- gate.
+        over = true
+        if st == 'archived' or st == 'retry' or st == 'scheduled' then
+          local msg = redis.call('HGET', A .. 't:' .. id, 'msg')
+          if msg then redis.call('HSET', A .. 't:' .. id, 'msg', withRun(withoutRun(msg), '')) end
+        end
+      else
+        -- Should the lease check end this run without another report
+        -- (asynq retries the task under a run of its own), the cut
+        -- attempt's charge stands for the run's, and the estimate goes
+        -- (reap). asynq may be about to fail the attempt (a dashboard's
+        -- cancel races its handler's report): the check comes within
+        -- CUT_RECHECK, not a whole lease later.
+        redis.call('SET', P .. 'cut:' .. run, '1', 'PX', LATE_MS)
+        local due = num(redis.call('ZSCORE', P .. 'dl', id), nil)
+        if due and due > NOW + CUT_RECHECK then redis.call('ZADD', P .. 'dl', NOW + CUT_RECHECK, id) end
+      end
     end
   end
-  if not cut and not seen[id] and redis.call('HGET', A .. 't:' .. id, 'state') ~= 'pending' then
+  if (over or not cut) and not seen[id] and redis.call('HGET', A .. 't:' .. id, 'state') ~= 'pending' then
     local meta = recs[id]
     local f = meta and fields(meta, 5)
     if f and run ~= '' and (f[6] or '') ~= '' and f[6] ~= run then f = nil end

@@ -43,8 +43,9 @@ type runKey struct{}
 // dispatcher frees the task's running slot, charges the tenant the time
 // the attempt actually cost, and refills the queue. An attempt asynq cut
 // off under the handler (a shutdown that stopped waiting for it, a lost
-// lease) is reported as fair.Report.CutOff: charged, its run left going
-// on. A task the dispatcher parked (ErrTenantHeld), or handed back as one
+// lease, a cancel from the dashboard) is reported as fair.Report.CutOff:
+// charged, its run left going on unless asynq failed the attempt itself
+// (the dashboard's cancel), which the dispatcher sees. A task the dispatcher parked (ErrTenantHeld), or handed back as one
 // a drain discarded (ErrTaskDrained, which wraps it), is not reported:
 // parking let it go already, and a drained task did not run.
 // System tasks and tasks without a usable tenant id are not the
@@ -85,10 +86,13 @@ func ReportCost(r CostReporter) asynq.MiddlewareFunc {
 				// that stopped waiting for it (asynq put the task back into
 				// its pending list, message and run unchanged, and another
 				// worker may be running that run already), or its lease
-				// lost. The attempt's run goes on, or the lease check ends
-				// it: the report must not free the slot of a run in
-				// progress, but the worker time the attempt took is the
-				// tenant's all the same (CutOff: charged, nothing ended).
+				// lost, or a cancel from the dashboard. The attempt's run
+				// goes on, or the lease check ends it: the report must not
+				// free the slot of a run in progress, but the worker time
+				// the attempt took is the tenant's all the same (CutOff:
+				// charged; the dispatcher ends the run only when asynq
+				// failed the attempt itself, as after the dashboard's
+				// cancel).
 				if errors.Is(ctx.Err(), context.Canceled) {
 					rep.CutOff = true
 					r.Report(rep)
