@@ -296,6 +296,15 @@ func (d *Dispatcher) scriptKeys(q string) []string {
 	return k
 }
 
+// nowMS is the scripts' now in Unix milliseconds (Config.Now), or "" for
+// Redis's TIME.
+func (d *Dispatcher) nowMS() string {
+	if d.cfg.Now == nil {
+		return ""
+	}
+	return strconv.FormatInt(d.cfg.Now().UnixMilli(), 10)
+}
+
 // common returns the ARGV every script starts with (see scripts.go).
 func (d *Dispatcher) common(extra int) []any {
 	ms, ns := "", "" // Redis's TIME
@@ -1066,12 +1075,11 @@ func (d *Dispatcher) Drain(ctx context.Context, tenantID string, queues ...strin
 			continue
 		}
 		// The sets a waiting task leaves before the list it goes to.
-		ran := "drr:" + tenantID + ":" + token
 		for _, set := range []struct {
 			name string
 			n    *int
 		}{{"scheduled", &out.Scheduled}, {"retry", &out.Retrying}, {"pending", &out.Retrying}} {
-			n, err := d.unschedule(ctx, q, set.name, ran, tenantID, stems)
+			n, err := d.unschedule(ctx, q, set.name, token, tenantID, stems)
 			*set.n += n
 			if err != nil {
 				return out, fmt.Errorf("fair: drain tenant %s in %s: %s: %w", tenantID, q, set.name, err)
@@ -1092,6 +1100,14 @@ func (d *Dispatcher) Drain(ctx context.Context, tenantID string, queues ...strin
 // Redis at a time.
 const drainScan = 1000
 
+// drainScanFor is how long after a drain's last call through asynq's sets
+// and pending list its tenant's scan mark lasts: meanwhile admission notes
+// the tenant's admitted tasks for it and the tenant's parked tasks it
+// would discard stay parked. A drain whose calls stop for that long is
+// taken for cut off (its caller killed), and a worker heartbeat removes
+// what it left of its scans.
+const drainScanFor = time.Minute
+
 // unschedule deletes the tasks whose ids have one of stems from asynq's
 // set ("retry" or "scheduled") of queue q, or, with "pending", those of
 // its pending list that no admission put there (retries and scheduled
@@ -1099,20 +1115,22 @@ const drainScan = 1000
 // or list scanned drainScan members per script call, and returns how many
 // it deleted, dropping the parked record tenantID may have of such a task
 // (parked while the drain ran, then put back into asynq's lists). It
-// leaves the tasks in ran (the drain's key under the queue's prefix of the
-// tasks asynq held as active when it began).
-func (d *Dispatcher) unschedule(ctx context.Context, q, set, ran, tenantID string, stems []string) (int, error) {
+// leaves the tasks in the drain's (token's) set of the tasks asynq held as
+// active when it began, and of those admitted since. Each call moves the
+// drain's scan mark on (drainScanFor).
+func (d *Dispatcher) unschedule(ctx context.Context, q, set, token, tenantID string, stems []string) (int, error) {
 	script := unscheduleScript
 	if set == "pending" {
 		script = unpendScript
 	}
-	args := make([]any, 0, 5+len(stems))
-	args = append(args, set, "0", drainScan, ran, tenantID)
+	args := make([]any, 0, 7+len(stems))
+	args = append(args, set, "0", drainScan, "drr:"+tenantID+":"+token, tenantID, token, "")
 	for _, s := range stems {
 		args = append(args, s)
 	}
 	var n int
 	for {
+		args[6] = d.nowMS()
 		res, err := script.Run(ctx, d.rdb, d.scriptKeys(q), args...).Slice()
 		if err != nil {
 			return n, err

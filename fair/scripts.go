@@ -62,7 +62,8 @@ import (
 //	                 handing them back (asynq held them as active); should asynq bring one back to a
 //	                 worker (the hand-back lost its lease, or a shutdown put it back to pending), the
 //	                 gate and the park script hand it back again instead of running it (see drainScript)
-//	P..'draining'    SET tenants a stepwise Drain is working through (their t: hash's 'drain': until when, ms)
+//	P..'draining'    SET tenants a stepwise Drain is working through (their t: hash's 'drain': until when, ms), or
+//	                 whose drains go through asynq's sets and pending list (their t: hash's 'scan')
 //	P..'dr:'..tenant ZSET token -> sequence number (P..'drseq') of the tenant's drains under way;
 //	                 P..'dr:'..tenant..':'..token LIST the task ids that waited in its backlog when that drain
 //	                 began, not discarded yet (see drainPrelude)
@@ -70,7 +71,8 @@ import (
 //	                 admitted while it goes through asynq's sets and pending list (scanning): their retries stay
 //	                 (see drainScript; expires after an hour, Dispatcher.Drain deletes it)
 //	P..'drs:'..tenant SET the tokens of the tenant's drains going through asynq's sets and pending list (with
-//	                 the t: hash's 'scan': until when, ms; expires after an hour, Dispatcher.Drain removes its own)
+//	                 the t: hash's 'scan': until when, ms, drainScanFor after the last call of one of them;
+//	                 Dispatcher.Drain removes its own, a heartbeat both once the mark lapsed; expires after an hour)
 //	P..'drf:'..tenant..':'..token STRING waiting \t admitted \t parked: what that drain's first call discarded, so
 //	                 that the call sent again (go-redis, after a read timeout) does not begin anew (expires after an hour)
 //	P..'cost'        HASH type -> measured cost EWMA over all tenants (us); '*' -> over the queue
@@ -1574,7 +1576,11 @@ for _, set in ipairs({ 'keptt', 'parkedt' }) do
 end
 -- A drain whose caller went away between its steps: its mark expired.
 -- What its steps did not discard goes back to the backlog, 5,000 tasks a
--- beat.
+-- beat. One whose caller went away while it went through asynq's sets
+-- and pending list: its scan mark, which each of its calls moves on,
+-- lapsed (no drain of the tenant scans any more); the mark and the list
+-- of the tenant's scanning drains go (their sets of the tasks to leave
+-- expire on their own).
 local back = 5000
 for _, t in ipairs(redis.call('SRANDMEMBER', P .. 'draining', 20)) do
   if not draining(t) then
@@ -1582,7 +1588,11 @@ for _, t in ipairs(redis.call('SRANDMEMBER', P .. 'draining', 20)) do
     back = back - moved
     if over then
       redis.call('HDEL', tkey(t), 'drain')
-      redis.call('SREM', P .. 'draining', t)
+      if num(redis.call('HGET', tkey(t), 'scan'), 0) <= NOW then
+        redis.call('HDEL', tkey(t), 'scan')
+        redis.call('DEL', P .. 'drs:' .. t)
+        redis.call('SREM', P .. 'draining', t)
+      end
     end
     reconsider(t)
   end
@@ -1918,7 +1928,12 @@ end
 // mark expires a minute after the last step; a drain whose caller went
 // away then has the rest of its list put back into the backlog, in
 // enqueue-time order with what went back there meanwhile, by the heartbeat
-// (undrain).
+// (undrain). Likewise the scan mark (the t: hash's 'scan') that the first
+// call sets with the stems lasts drainScanFor after the drain's last call
+// through asynq's sets and pending list (each moves it on): the tenant
+// stays listed in P..'draining' until its scans end, and the heartbeat
+// removes the mark and P..'drs:'..tenant once it lapsed (their caller went
+// away).
 //
 // The first call records what it discarded (P..'drf:'..tenant..':'..token):
 // go-redis sends a script again after a read timeout or a dropped
@@ -1931,7 +1946,7 @@ end
 // it discarded, what is left in the lists it works through, and what the
 // room it made admitted (other tenants' tasks, or the tenant's own after
 // its last step).
-var drainScript = redis.NewScript(prelude + drainPrelude + ownedPrelude(15) + discardParkedLua + `
+var drainScript = redis.NewScript(prelude + drainPrelude + ownedPrelude(15) + discardParkedLua + scanForLua + `
 local t, limit, tok = ARGV[10], tonumber(ARGV[11]), ARGV[13]
 local b = P .. 'b:' .. t
 local drains = P .. 'dr:' .. t
@@ -1957,7 +1972,9 @@ if ARGV[12] == '1' and not again then
     -- ends the scans (drainScansEndScript).
     redis.call('SADD', P .. 'drs:' .. t, tok)
     redis.call('PEXPIRE', P .. 'drs:' .. t, 3600000)
-    redis.call('HSET', tkey(t), 'scan', NOW + 3600000)
+    if num(redis.call('HGET', tkey(t), 'scan'), 0) < NOW + SCAN_FOR then
+      redis.call('HSET', tkey(t), 'scan', NOW + SCAN_FOR)
+    end
   end
   if redis.call('EXISTS', b) == 1 then redis.call('RENAME', b, drainList(t, tok)) end
   redis.call('ZADD', drains, redis.call('INCR', P .. 'drseq'), tok)
@@ -1980,6 +1997,10 @@ if ARGV[12] == '1' and not again then
   redis.call('DEL', keptKey(t), parkedKey(t))
   redis.call('SREM', P .. 'keptt', t)
   redis.call('SREM', P .. 'parkedt', t)
+elseif redis.call('SISMEMBER', P .. 'drs:' .. t, tok) == 1 and num(redis.call('HGET', tkey(t), 'scan'), 0) < NOW + SCAN_FOR then
+  -- Its scans come after its steps: its scan mark lasts SCAN_FOR past
+  -- each of its calls.
+  redis.call('HSET', tkey(t), 'scan', NOW + SCAN_FOR)
 end
 -- This drain's list and those of the drains before it, oldest first (none
 -- when this drain is over: a later one finished its work, or the
@@ -2020,7 +2041,13 @@ if redis.call('ZCARD', drains) == 0 then
   -- The last step (of every drain of t): admission may take the tenant's
   -- tasks again.
   redis.call('HDEL', tkey(t), 'drain')
-  redis.call('SREM', P .. 'draining', t)
+  if num(redis.call('HGET', tkey(t), 'scan'), 0) > NOW then
+    -- Its scans of asynq's sets go on: listed, the heartbeat ends them
+    -- should their caller go away (see heartbeatScript).
+    redis.call('SADD', P .. 'draining', t)
+  else
+    redis.call('SREM', P .. 'draining', t)
+  end
   if redis.call('LLEN', b) == 0 then
     -- Nothing waits: what the counters still say is drift.
     for _, f in ipairs(redis.call('HKEYS', tkey(t))) do
@@ -2194,7 +2221,10 @@ for _, h in ipairs({ { keptKey(t), P .. 'keptt' }, { parkedKey(t), P .. 'parkedt
 end
 redis.call('DEL', ran)
 redis.call('SREM', P .. 'drs:' .. t, tok)
-if redis.call('EXISTS', P .. 'drs:' .. t) == 0 then redis.call('HDEL', tkey(t), 'scan') end
+if redis.call('EXISTS', P .. 'drs:' .. t) == 0 then
+  redis.call('HDEL', tkey(t), 'scan')
+  if not draining(t) and redis.call('EXISTS', P .. 'dr:' .. t) == 0 then redis.call('SREM', P .. 'draining', t) end
+end
 return parked
 `)
 
@@ -2214,6 +2244,11 @@ end
 `
 }
 
+// scanForLua defines SCAN_FOR: how long (ms) after the last call of a
+// drain going through asynq's sets and pending list its scan mark lasts
+// (drainScanFor).
+var scanForLua = "\nlocal SCAN_FOR = " + strconv.FormatInt(drainScanFor.Milliseconds(), 10) + "\n"
+
 // scanPrelude is what unscheduleScript and unpendScript add to
 // ownedPrelude: ranAtStart(id), whether asynq held task id as active when
 // the drain began (ARGV[4], the drain's P..'drr:' key under P, empty for
@@ -2222,7 +2257,28 @@ end
 // have of a task the scan deletes (parked while the drain ran, then put
 // back into asynq's lists by a shutdown or its lost lease): released, it
 // would bring the discarded task back (see drainScansEndScript).
-const scanPrelude = `
+var scanPrelude = scanForLua + `
+-- scanOn marks that the drain (its token ARGV[6]) still goes through
+-- asynq's sets and pending list: the tenant's scan mark (the t: hash's
+-- 'scan') moves on to SCAN_FOR from now (ARGV[7], Unix ms; empty: Redis's
+-- TIME), and the drain is listed among the tenant's scanning drains
+-- (P..'drs:'..tenant, and P..'draining' for the heartbeat), again should
+-- a heartbeat have taken it for gone (its calls stopped for SCAN_FOR).
+local function scanOn()
+  local P, t = KEYS[1], ARGV[5]
+  local now = tonumber(ARGV[7] or '')
+  if not now then
+    local tm = redis.call('TIME')
+    now = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
+  end
+  local tk = P .. 't:' .. t
+  if (tonumber(redis.call('HGET', tk, 'scan') or '') or 0) < now + SCAN_FOR then
+    redis.call('HSET', tk, 'scan', now + SCAN_FOR)
+  end
+  redis.call('SADD', P .. 'drs:' .. t, ARGV[6])
+  redis.call('PEXPIRE', P .. 'drs:' .. t, 3600000)
+  redis.call('SADD', P .. 'draining', t)
+end
 local function ranAtStart(id)
   return ARGV[4] ~= '' and redis.call('SISMEMBER', KEYS[1] .. ARGV[4], id) == 1
 end
@@ -2252,10 +2308,13 @@ end
 //	ARGV[1] 'retry' or 'scheduled' (the set, and the state asynq records
 //	for its tasks), ARGV[2] the cursor, ARGV[3] the members per call,
 //	ARGV[4] the drain's set of the tasks running when it began (see
-//	scanPrelude), ARGV[5] the tenant, ARGV[6..] its task id stems.
+//	scanPrelude), ARGV[5] the tenant, ARGV[6] the drain's token, ARGV[7]
+//	now (Unix ms; empty: Redis's TIME), ARGV[8..] its task id stems. Each
+//	call moves the drain's scan mark on (scanOn).
 //
 // It returns {next cursor ('0': done), tasks deleted}.
-var unscheduleScript = redis.NewScript(ownedPrelude(6) + scanPrelude + `
+var unscheduleScript = redis.NewScript(ownedPrelude(8) + scanPrelude + `
+scanOn()
 local A, set = KEYS[2], ARGV[1]
 local zset = A .. set
 local res = redis.call('ZSCAN', zset, ARGV[2], 'COUNT', tonumber(ARGV[3]))
@@ -2297,10 +2356,12 @@ return { res[1], n }
 //
 //	ARGV[1] unused, ARGV[2] the index, ARGV[3] the tasks per call,
 //	ARGV[4] the drain's set of the tasks running when it began, ARGV[5]
-//	the tenant, ARGV[6..] its task id stems (see unscheduleScript).
+//	the tenant, ARGV[6] the drain's token, ARGV[7] now, ARGV[8..] its task
+//	id stems (see unscheduleScript).
 //
 // It returns {next index, tasks deleted, 1 when the list's end was reached}.
-var unpendScript = redis.NewScript(ownedPrelude(6) + scanPrelude + `
+var unpendScript = redis.NewScript(ownedPrelude(8) + scanPrelude + `
+scanOn()
 local P, A = KEYS[1], KEYS[2]
 local l = A .. 'pending'
 local from, count = tonumber(ARGV[2]), tonumber(ARGV[3])
