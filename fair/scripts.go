@@ -516,6 +516,24 @@ local function discarded(id)
   return s and tonumber(s) > NOW
 end
 
+-- scanningDrains returns the tokens of t's drains going through asynq's
+-- sets and pending list (P..'drs:'..t) while their mark (the t: hash's
+-- 'scan', which each of their calls moves on) is live, else nil.
+local function scanningDrains(t)
+  if num(redis.call('HGET', tkey(t), 'scan'), 0) <= NOW then return nil end
+  return redis.call('SMEMBERS', P .. 'drs:' .. t)
+end
+
+-- scansDiscard reports whether one of the drains toks of t would discard
+-- parked task id at the end of its scans (drainScansEndScript): id is not
+-- one of the tasks that drain leaves (P..'drr:'..t..':'..tok).
+local function scansDiscard(t, toks, id)
+  for _, tok in ipairs(toks) do
+    if redis.call('SISMEMBER', P .. 'drr:' .. t .. ':' .. tok, id) == 0 then return true end
+  end
+  return false
+end
+
 -- parkedSince is the enqueue time recorded when task id of t was parked
 -- before (a task parked again keeps it), or nil.
 local function parkedSince(t, id)
@@ -603,9 +621,15 @@ end
 -- run of the id admitted meanwhile; the heartbeat releases it after. Both
 -- hashes of parked records are worked through (kept: and parked:, see
 -- park); a tenant with nothing left in one leaves its set of tenants
--- (keptt, parkedt).
+-- (keptt, parkedt). While drains of t go through asynq's sets and pending
+-- list, a parked task one of them would discard at the end of its scans
+-- (parked meanwhile: a retry that waited in asynq when it began, which the
+-- gate parked) stays parked until then (not counted as still running):
+-- released, it would go back into the backlog, where that end does not
+-- look, and run after the drain said it discarded what waited.
 local function releaseParked(t)
   local released, active = 0, 0
+  local toks = scanningDrains(t)
   for _, h in ipairs({ { keptKey(t), P .. 'keptt' }, { parkedKey(t), P .. 'parkedt' } }) do
     local hk, set, stuck, later = h[1], h[2], 0, 0
     local parked = redis.call('HGETALL', hk)
@@ -614,7 +638,9 @@ local function releaseParked(t)
       local typ, enq, kept = pf[1], num(pf[2], NOW), pf[3]
       local key = A .. 't:' .. id
       local st = redis.call('HGET', key, 'state')
-      if st == 'retry' or st == 'pending' then
+      if toks and scansDiscard(t, toks, id) then
+        later = later + 1
+      elseif st == 'retry' or st == 'pending' then
         local msg = redis.call('HGET', key, 'msg')
         unqueue(id, st)
         redis.call('HDEL', hk, id)
@@ -2191,7 +2217,8 @@ end
 // worker took before the scan got there, is parked by the gate while the
 // tenant is held, being drained or at its running cap, not run. The
 // dispatcher keeps it, in none of the places the scans look, and would
-// put it back into the backlog once the tenant is released or has room. A
+// put it back into the backlog once the tenant is released or has room:
+// until this end, releaseParked leaves it parked (scansDiscard). A
 // parked task of the drain's set of the tasks to leave (running when it
 // began, or admitted since) stays. Then its set of the tasks to leave
 // (P..'drr:'..tenant..':'..token) goes, and admission stops adding to it
