@@ -150,6 +150,13 @@ type Policy struct {
 	// fails with ErrBacklogFull and nothing of it is accepted (repeats of
 	// existing tasks do not count). 0 means no cap.
 	MaxWaiting int `json:"max_waiting"`
+	// Version orders the policies of one tenant (PolicyVersion: its
+	// catalog row's updated stamp): a queue keeps a policy recorded there
+	// with a later version rather than take this one, so an enqueue that
+	// read the tenant before a limits change, applied by SetPolicy while
+	// the enqueue was on its way, does not put the old policy back. 0 is
+	// older than every version. Stats does not report it.
+	Version int64 `json:"-"`
 }
 
 // Task is one task to enqueue through the dispatcher.
@@ -373,8 +380,8 @@ func (d *Dispatcher) Enqueue(ctx context.Context, tenantID string, p Policy, tas
 	if err := d.publish(ctx, q); err != nil {
 		return nil, err
 	}
-	args := d.common(6 + 6*len(tasks))
-	args = append(args, tenantID, max(p.Weight, 1), max(p.MaxRunning, 0), max(p.MaxWaiting, 0), len(tasks), max(d.cfg.MaxWaitingTotal, 0))
+	args := d.common(7 + 6*len(tasks))
+	args = append(args, tenantID, max(p.Weight, 1), max(p.MaxRunning, 0), max(p.MaxWaiting, 0), len(tasks), max(d.cfg.MaxWaitingTotal, 0), max(p.Version, 0))
 	var scratch []byte // the follow-ups' encodings, one at a time (followUpArg)
 	for _, t := range tasks {
 		m := t.Message
@@ -589,7 +596,8 @@ func (d *Dispatcher) complete(ctx context.Context, queue, reporter string, seq u
 // without this a changed policy would reach a queue only with the
 // tenant's next enqueue there): a raised running cap or weight takes
 // effect on the tenant's backlog at once, a lowered cap stops admissions
-// past it. Queues where the tenant has no state are left alone.
+// past it. Queues where the tenant has no state are left alone, and so
+// are those that record a policy of a later Policy.Version.
 func (d *Dispatcher) SetPolicy(ctx context.Context, tenantID string, p Policy, queues ...string) error {
 	if err := checkTenant(tenantID); err != nil {
 		return err
@@ -598,7 +606,7 @@ func (d *Dispatcher) SetPolicy(ctx context.Context, tenantID string, p Policy, q
 		if err := checkQueue(q); err != nil {
 			return err
 		}
-		args := append(d.common(4), tenantID, max(p.Weight, 1), max(p.MaxRunning, 0), max(p.MaxWaiting, 0))
+		args := append(d.common(5), tenantID, max(p.Weight, 1), max(p.MaxRunning, 0), max(p.MaxWaiting, 0), max(p.Version, 0))
 		reply, err := policyScript.Run(ctx, d.rdb, d.scriptKeys(q), args...).Result()
 		if err != nil {
 			return fmt.Errorf("fair: set policy of tenant %s in %s: %w", tenantID, q, err)

@@ -51,6 +51,18 @@ func (p Plans) PolicyOf(t tenantctx.Tenant) Policy {
 	return pol
 }
 
+// PolicyVersion returns the Policy.Version of t's policy: its catalog
+// row's updated stamp (tenantctx.Tenant.UpdatedAt, which every change of
+// the row moves forward) in Unix microseconds, 0 for a tenant without one.
+// PolicyOf leaves Version 0: the callers that hand a policy to the
+// dispatcher set it.
+func PolicyVersion(t tenantctx.Tenant) int64 {
+	if t.UpdatedAt.IsZero() {
+		return 0
+	}
+	return max(t.UpdatedAt.UnixMicro(), 0)
+}
+
 // String returns p in ParsePlans's form, plans sorted by name.
 func (p Plans) String() string {
 	var b strings.Builder

@@ -31,7 +31,8 @@ import (
 //	P..'vt'          STRING the queue's virtual time (start tag of the last admission)
 //	P..'msg'         HASH task id -> type \t tenant \t enqueued ms \t asynq message (waiting tasks)
 //	P..'b:'..tenant  LIST the tenant's waiting task ids, oldest first
-//	P..'t:'..tenant  HASH w (weight), mr (max running), mw (max waiting), vt (virtual time while not ready),
+//	P..'t:'..tenant  HASH w (weight), mr (max running), mw (max waiting), pv (their Policy.Version),
+//	                 vt (virtual time while not ready),
 //	                 n:<type> (waiting by type), c:<type> (measured cost EWMA, us)
 //	P..'run:'..tenant SET the tenant's admitted, unfinished task ids
 //	P..'adm'         HASH admitted task id -> tenant \t type \t estimated cost (us) \t enqueue time (ms) \t weight charged at
@@ -965,7 +966,8 @@ end
 //
 //	ARGV[10] tenant, ARGV[11] weight, ARGV[12] max running, ARGV[13] max waiting, ARGV[14] task count,
 //	ARGV[15] most tasks waiting in all the queue's backlogs (0: no cap),
-//	then per task: id, type, replace finished (1/0), asynq message,
+//	ARGV[16] the policy's version (Policy.Version: a recorded policy of a
+//	later version stays, see setPolicy), then per task: id, type, replace finished (1/0), asynq message,
 //	follow-up id ('' for none), the follow-up's asynq message or '#' and
 //	the byte offset of the id field in the task's message: the task's
 //	message with the follow-up's id there (followUpArg; built only for a
@@ -1019,6 +1021,14 @@ local function followMessage(b)
   local at, msg = tonumber(string.sub(f, 2)), ARGV[b + 3]
   return string.sub(msg, 1, at) .. idField(ARGV[b + 4]) .. string.sub(msg, at + #idField(ARGV[b]) + 1)
 end
+-- setPolicy records the call's policy unless the one recorded is of a
+-- later version (P..'t:'..t's pv, Policy.Version): an enqueue that read
+-- the tenant before a limits change that SetPolicy (policyScript) applied
+-- here meanwhile must not put the older policy back.
+local function setPolicy()
+  if num(ARGV[16], 0) < num(redis.call('HGET', tkey(t), 'pv'), 0) then return end
+  redis.call('HSET', tkey(t), 'w', ARGV[11], 'mr', ARGV[12], 'mw', ARGV[13], 'pv', ARGV[16])
+end
 -- The policy is written for a tenant with state here, and for one
 -- without (first enqueue, or an erased tenant forgotten here) only once
 -- a task is added below: a call that adds nothing (refused by a cap, or
@@ -1026,9 +1036,7 @@ end
 -- erasure (the worker that meets an added task forgets an erased
 -- tenant's).
 local known = redis.call('EXISTS', tkey(t), P .. 'b:' .. t, P .. 'run:' .. t) > 0
-if known then
-  redis.call('HSET', tkey(t), 'w', ARGV[11], 'mr', ARGV[12], 'mw', ARGV[13])
-end
+if known then setPolicy() end
 local mw = num(ARGV[13], 0)
 local n = num(ARGV[14], 0)
 local mt = num(ARGV[15], 0)
@@ -1043,7 +1051,7 @@ local waits = {}
 do
   local ids = {}
   for i = 0, n - 1 do
-    local b = 16 + i * 6
+    local b = 17 + i * 6
     ids[#ids + 1] = ARGV[b]
     if ARGV[b + 4] ~= '' then ids[#ids + 1] = ARGV[b + 4] end
   end
@@ -1094,7 +1102,7 @@ end
 -- added by it is waiting now), follow-up included: one answer per task.
 local again = {}
 for i = 0, n - 1 do
-  local b = 16 + i * 6
+  local b = 17 + i * 6
   local id, typ, fid = ARGV[b], ARGV[b + 1], ARGV[b + 4]
   local r = again[id]
   if not r then
@@ -1116,7 +1124,7 @@ end
 -- What a drain set aside and has not discarded waits too (setAside).
 local waiting = redis.call('LLEN', P .. 'b:' .. t) + setAside(t)
 if mw > 0 and #fresh > 0 and waiting + #fresh > mw then
-  return { 'full', waiting, fmt(estimate(t, ARGV[17])), #fresh }
+  return { 'full', waiting, fmt(estimate(t, ARGV[18])), #fresh }
 end
 if mt > 0 and #fresh > 0 then
   local total = redis.call('HLEN', P .. 'msg')
@@ -1145,7 +1153,7 @@ for _, f in ipairs(fresh) do
   added[typ] = (added[typ] or 0) + 1
 end
 if #ids > 0 then
-  if not known then redis.call('HSET', tkey(t), 'w', ARGV[11], 'mr', ARGV[12], 'mw', ARGV[13]) end
+  if not known then setPolicy() end
   many('HSET', P .. 'msg', msgs)
   many('RPUSH', P .. 'b:' .. t, ids)
   for typ, k in pairs(added) do countWaiting(t, typ, k) end
@@ -1365,15 +1373,18 @@ return admit()
 // not at its next enqueue: a tenant with a backlog that enqueues nothing
 // more would otherwise keep its old weight and caps until the backlog is
 // gone. A tenant without state here (it never enqueued in this queue, or
-// was forgotten) gets none: its next enqueue brings the policy.
+// was forgotten) gets none: its next enqueue brings the policy. A policy
+// recorded here of a later version (Policy.Version) stays.
 //
-//	ARGV[10] tenant, ARGV[11] weight, ARGV[12] max running, ARGV[13] max waiting.
+//	ARGV[10] tenant, ARGV[11] weight, ARGV[12] max running, ARGV[13] max waiting,
+//	ARGV[14] the policy's version.
 //
 // It returns admit()'s list.
 var policyScript = redis.NewScript(prelude + `
 local t = ARGV[10]
 if redis.call('EXISTS', tkey(t)) == 0 then return {} end
-redis.call('HSET', tkey(t), 'w', ARGV[11], 'mr', ARGV[12], 'mw', ARGV[13])
+if num(ARGV[14], 0) < num(redis.call('HGET', tkey(t), 'pv'), 0) then return {} end
+redis.call('HSET', tkey(t), 'w', ARGV[11], 'mr', ARGV[12], 'mw', ARGV[13], 'pv', ARGV[14])
 reconsider(t)
 return admit()
 `)

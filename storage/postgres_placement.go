@@ -133,7 +133,7 @@ WITH target AS MATERIALIZED (
 	  FROM tenancy.databases AS d
 	 WHERE d.name = $2
 	   FOR KEY SHARE OF d)
-UPDATE tenancy.tenants SET database = $2, updated_at = now()
+UPDATE tenancy.tenants SET database = $2, ` + touchUpdated + `
  WHERE id = $1 AND database = $3 AND status IN ('active', 'suspended')
    AND ($4::bigint = 0 OR (SELECT generation FROM target) = $4::bigint)
 RETURNING ` + tenantColumns

@@ -18,6 +18,13 @@ import (
 const tenantColumns = `id, slug, name, status, schema_name, plan, weight, max_running, max_waiting, database, time_zone, created_at, updated_at,
 	COALESCE((SELECT d.generation FROM tenancy.databases AS d WHERE d.name = tenants.database), 0)`
 
+// touchUpdated is the SET clause every change of a tenant's row moves its
+// updated_at forward with: now(), the transaction's start, unless the row
+// already holds that or later (a change that started later and took the
+// row first): then a microsecond past it. So updated_at orders the row's
+// versions, as fair.PolicyVersion relies on.
+const touchUpdated = `updated_at = GREATEST(now(), updated_at + interval '1 microsecond')`
+
 // scanTenant reads one row of tenantColumns.
 func scanTenant(row pgx.Row) (tenantctx.Tenant, error) {
 	var t tenantctx.Tenant
@@ -218,7 +225,7 @@ func (p *Postgres) setStatus(ctx context.Context, id string, from, status tenant
 			return fmt.Errorf("%w from %s to %s", ErrInvalidTransition, current.Status, status)
 		}
 		updated, err = scanTenant(tx.QueryRow(ctx,
-			`UPDATE tenancy.tenants SET status = $2, updated_at = now()
+			`UPDATE tenancy.tenants SET status = $2, `+touchUpdated+`
 			 WHERE id = $1 RETURNING `+tenantColumns,
 			id, string(status)))
 		return translatePgError(err)
@@ -243,7 +250,7 @@ func (p *Postgres) SetLimits(ctx context.Context, id, plan string, l tenantctx.L
 	}
 	t, err := scanTenant(p.pool.QueryRow(ctx,
 		`UPDATE tenancy.tenants
-		    SET plan = COALESCE(NULLIF($2, ''), plan), weight = $3, max_running = $4, max_waiting = $5, updated_at = now()
+		    SET plan = COALESCE(NULLIF($2, ''), plan), weight = $3, max_running = $4, max_waiting = $5, `+touchUpdated+`
 		  WHERE id = $1 AND status <> $6 RETURNING `+tenantColumns,
 		id, plan, l.Weight, l.MaxRunning, l.MaxWaiting, string(tenantctx.StatusDeleting)))
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -269,7 +276,7 @@ func (p *Postgres) SetTimeZone(ctx context.Context, id, zone string) (tenantctx.
 		return tenantctx.Tenant{}, fmt.Errorf("set time zone of tenant %s: %w", id, err)
 	}
 	t, err := scanTenant(p.pool.QueryRow(ctx,
-		`UPDATE tenancy.tenants SET time_zone = $2, updated_at = now()
+		`UPDATE tenancy.tenants SET time_zone = $2, `+touchUpdated+`
 		  WHERE id = $1 AND status <> $3 RETURNING `+tenantColumns,
 		id, zone, string(tenantctx.StatusDeleting)))
 	if errors.Is(err, pgx.ErrNoRows) {

@@ -311,6 +311,7 @@ func (e *Enqueuer) enqueueFair(ctx context.Context, tenantID string, payloads []
 		return nil, fmt.Errorf("enqueue for tenant %s: %w", tenantID, err)
 	}
 	policy := e.admission.Plans.PolicyOf(tenant)
+	policy.Version = fair.PolicyVersion(tenant)
 	byQueue := map[string][]int{}
 	var order []string
 	batch := make([]fair.Task, len(payloads))

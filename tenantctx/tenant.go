@@ -103,7 +103,9 @@ type Tenant struct {
 	// (a tenant built in code, or a cache entry written by a release
 	// without it) means DefaultTimeZone (TimeZoneName, Location).
 	TimeZone string `json:"time_zone,omitempty"`
-	// CreatedAt and UpdatedAt are set by the catalog.
+	// CreatedAt and UpdatedAt are set by the catalog. Every change of the
+	// tenant moves UpdatedAt forward, never back, even two at the same
+	// time: it orders the tenant's versions (fair.PolicyVersion).
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
 }

@@ -393,18 +393,21 @@ func (s *Service) SetLimits(ctx context.Context, id, plan string, l tenantctx.Li
 // that race (from two services), the one saved last may tell the
 // dispatcher first, and the other's older policy must not stay in force.
 // A failed read changes nothing: the policy told matched the change this
-// call saved.
+// call saved. Each policy told carries its row's version
+// (fair.PolicyVersion), so that an enqueue on its way with the tenant as
+// it was before does not put the older policy back.
 func (s *Service) settlePolicy(ctx context.Context, id string, t tenantctx.Tenant) error {
-	p := s.plans.PolicyOf(t)
 	for range statusAttempts {
+		p := s.plans.PolicyOf(t)
+		p.Version = fair.PolicyVersion(t)
 		if err := s.fair.SetPolicy(ctx, id, p, s.layout().Queues()...); err != nil {
 			return err
 		}
 		cur, err := s.catalog.TenantByID(ctx, id)
-		if err != nil || s.plans.PolicyOf(cur) == p {
+		if err != nil || s.plans.PolicyOf(cur) == s.plans.PolicyOf(t) {
 			return nil
 		}
-		p = s.plans.PolicyOf(cur)
+		t = cur
 	}
 	return fmt.Errorf("the limits changed again %d times meanwhile", statusAttempts)
 }

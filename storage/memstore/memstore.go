@@ -70,6 +70,16 @@ func New() *Catalog {
 // values.
 func memoryNow() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
 
+// later is the UpdatedAt of a change of a tenant last updated at prev:
+// now, or a microsecond past prev should the clock not have passed it (as
+// PostgreSQL's catalog moves updated_at forward).
+func (m *Catalog) later(prev time.Time) time.Time {
+	if now := m.now(); now.After(prev) {
+		return now
+	}
+	return prev.Add(time.Microsecond)
+}
+
 // Queries returns the number of read lookups served so far (TenantByID,
 // TenantBySlug and TenantForAPIKey, found or not; malformed input is
 // refused before it counts, as Postgres refuses it before SQL), so tests
@@ -198,7 +208,7 @@ func (m *Catalog) setStatus(id string, from, status tenantctx.Status) (tenantctx
 		return t, nil
 	}
 	t.Status = status
-	t.UpdatedAt = m.now()
+	t.UpdatedAt = m.later(t.UpdatedAt)
 	m.tenants[id] = t
 	return t, nil
 }
@@ -221,7 +231,7 @@ func (m *Catalog) SetTimeZone(_ context.Context, id, zone string) (tenantctx.Ten
 		return t, fmt.Errorf("set time zone of tenant %s: %w", id, storage.ErrTenantDeleting)
 	}
 	t.TimeZone = zone
-	t.UpdatedAt = m.now()
+	t.UpdatedAt = m.later(t.UpdatedAt)
 	m.tenants[id] = t
 	return t, nil
 }
@@ -248,7 +258,7 @@ func (m *Catalog) SetLimits(_ context.Context, id, plan string, l tenantctx.Limi
 		t.Plan = plan
 	}
 	t.Limits = l
-	t.UpdatedAt = m.now()
+	t.UpdatedAt = m.later(t.UpdatedAt)
 	m.tenants[id] = t
 	return t, nil
 }
@@ -536,7 +546,7 @@ func (m *Catalog) SetPlacement(_ context.Context, id, from, to string, generatio
 	}
 	t.Database = to
 	t.DatabaseGeneration = m.dbs[to].Generation
-	t.UpdatedAt = m.now()
+	t.UpdatedAt = m.later(t.UpdatedAt)
 	m.tenants[id] = t
 	return t, nil
 }

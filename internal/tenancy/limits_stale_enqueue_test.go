@@ -1,0 +1,56 @@
+package tenancy_test
+
+import (
+	"testing"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/invoicing/tenantworker/fair"
+	"github.com/invoicing/tenantworker/internal/tenancy"
+	"github.com/invoicing/tenantworker/internal/testenv"
+	"github.com/invoicing/tenantworker/tasks"
+	"github.com/invoicing/tenantworker/tenantctx"
+)
+
+// TestEnqueueInFlightKeepsNoOlderLimits: an enqueue on another service
+// read the tenant (its cache's entry, as it was) just before an operator's
+// limits change was saved and told to the dispatcher; its script runs
+// after that. It must not put the policy it read back in the tenant's
+// queue: the new limits stay in force, not the old ones until the
+// tenant's next enqueue.
+func TestEnqueueInFlightKeepsNoOlderLimits(t *testing.T) {
+	t.Parallel()
+	pool, catalog, docs := catalogOn(t)
+	rdb := redis.NewClient(&redis.Options{Addr: testenv.Redis(t)})
+	t.Cleanup(func() { _ = rdb.Close() })
+	inspector := asynq.NewInspectorFromRedisClient(rdb)
+	d := fair.New(rdb, fair.Config{MinPending: 1})
+	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), inspector, nil,
+		tasks.WithAdmission(tasks.Admission{Dispatcher: d, Tenants: catalog}))
+	svc := tenancy.New(tenancy.Config{Catalog: catalog, Enqueuer: enq, Documents: docs, SchemaPool: pool,
+		Dispatcher: d, Plans: fair.DefaultPlans()})
+	b := &fairBundle{bundle: &bundle{ctx: t.Context(), catalog: catalog, docs: docs, inspector: inspector, pool: pool, svc: svc}, d: d, enq: enq}
+	tn := b.active(t, "limits-inflight")
+	b.pdfs(t, tn, 3)
+
+	// The other service's enqueuer, on the same Redis, admitting through
+	// a catalog whose read of the tenant lets the limits change land
+	// before the enqueue goes on.
+	rc := &racingRead{Catalog: catalog}
+	other := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), inspector, nil,
+		tasks.WithAdmission(tasks.Admission{Dispatcher: fair.New(rdb, fair.Config{MinPending: 1}), Tenants: rc}))
+	limits := tenantctx.Limits{Weight: 3, MaxRunning: 2, MaxWaiting: 7}
+	rc.after = func() {
+		if _, err := b.svc.SetLimits(b.ctx, tn.ID, "", limits, tenancy.ActorAdmin); err != nil {
+			t.Error(err)
+		}
+	}
+	if _, err := other.Enqueue(b.ctx, tasks.InvoicePDF{TenantID: tn.ID, InvoiceID: 100}); err != nil {
+		t.Fatal(err)
+	}
+	want := fair.Policy{Weight: 3, MaxRunning: 2, MaxWaiting: 7}
+	if d := inDefault(t, b.queue(t, tn.ID)); d.Policy != want || d.Waiting != 3 {
+		t.Fatalf("default queue after a limits change and an enqueue that read the tenant before it: %+v, want policy %+v and 3 waiting", d, want)
+	}
+}
