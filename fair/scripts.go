@@ -2150,7 +2150,8 @@ return { waiting, admitted, running, redis.call('HLEN', keptKey(t)) + redis.call
 
 // forgetScript removes what the dispatcher keeps of a tenant in this queue
 // once it is erased: its state, backlog (also what a drain set aside and
-// has not discarded), admitted and parked sets, hold reasons and cost
+// has not discarded), admitted and parked sets, hold reasons (also those
+// released while the queue's holds marker was gone: P..'unheld') and cost
 // estimates. Like drainScript it removes at most ARGV[11] waiting tasks
 // per call; it returns 0 while some remain (call again), 1 once
 // everything is gone.
@@ -2181,6 +2182,7 @@ redis.call('DEL', tkey(t), b, P .. 'run:' .. t, keptKey(t), parkedKey(t), P .. '
 redis.call('SREM', P .. 'keptt', t)
 redis.call('SREM', P .. 'parkedt', t)
 redis.call('HDEL', P .. 'hold', t)
+redis.call('HDEL', P .. 'unheld', t)
 redis.call('ZREM', P .. 'ready', t)
 redis.call('ZREM', P .. 'depth', t)
 redis.call('ZREM', P .. 'lost', t)

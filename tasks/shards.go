@@ -61,8 +61,9 @@ func ClassOf(queue string) (string, bool) {
 // A Layout has two counts. Shards is how many queues per class new tasks
 // go to (QUEUE_SHARDS). Served (QUEUE_SHARDS_SERVED, at least Shards) is
 // how many per class workers serve and task look-ups and tenant
-// operations (hold, drain, stats) cover, so that tasks enqueued under an
-// older, different count are still found and run while the count changes.
+// operations (drain, stats) cover, so that tasks enqueued under an older,
+// different count are still found and run while the count changes. A
+// tenant's holds go further: HoldQueues.
 //
 // The zero Layout has one shard: the classes are the queues. Build others
 // with NewLayout. Layout is a small value, safe to copy and share.
@@ -167,6 +168,31 @@ func (l Layout) TenantQueues(tenantID string) []string {
 	for _, c := range Queues {
 		out = append(out, l.Queue(c, tenantID))
 		for n := 1; n <= l.Served(); n++ {
+			if q := ShardQueue(c, ShardOf(tenantID, n)); !slices.Contains(out, q) {
+				out = append(out, q)
+			}
+		}
+	}
+	return out
+}
+
+// HoldQueues returns the served queues of the given classes (ClassQueues)
+// and, after them, every other queue of those classes that the tasks of
+// tenantID can be in under any shard count up to MaxQueueShards, whatever
+// other processes' QUEUE_SHARDS and QUEUE_SHARDS_SERVED (ShardOf moves a
+// tenant only to the new shard as the count grows: a few per class). A
+// tenant's holds and their releases go to all of them: made through a
+// process that serves fewer shards than others (while a larger
+// QUEUE_SHARDS_SERVED is rolled out), they still cover the shard its tasks
+// go to once QUEUE_SHARDS changes. The first is the first class's shard 0
+// whatever the layout.
+func (l Layout) HoldQueues(tenantID string, classes []string) []string {
+	out := l.ClassQueues(classes)
+	for _, c := range classes {
+		if _, ok := shardNames[c]; !ok {
+			continue
+		}
+		for n := 1; n <= MaxQueueShards; n++ {
 			if q := ShardQueue(c, ShardOf(tenantID, n)); !slices.Contains(out, q) {
 				out = append(out, q)
 			}

@@ -271,6 +271,40 @@ func TestTenantQueuesWhileResharding(t *testing.T) {
 	}
 }
 
+// TestHoldQueuesCoverEveryLayout: a tenant's hold queues, whatever the
+// layout they are taken under, start with the first class's own queue
+// (the same first queue for every process) and hold the layout's served
+// queues and every queue the tenant's tasks can be in under any layout: a
+// few per class beyond the served ones, not every shard.
+func TestHoldQueuesCoverEveryLayout(t *testing.T) {
+	t.Parallel()
+	for i := range 100 {
+		tenant := fmt.Sprintf("tn_%04d", i)
+		hq := mustLayout(t, 1, 1).HoldQueues(tenant, Queues)
+		if len(hq) >= len(Queues)*MaxQueueShards {
+			t.Fatalf("%s: %d hold queues: every shard", tenant, len(hq))
+		}
+		if served := mustLayout(t, 2, 3); !slices.Equal(served.HoldQueues(tenant, Queues)[:9], served.Queues()) {
+			t.Fatalf("%s: %v does not start with the served queues %v", tenant, served.HoldQueues(tenant, Queues), served.Queues())
+		}
+		if hq[0] != QueueCritical || mustLayout(t, 3, 4).HoldQueues(tenant, Queues)[0] != QueueCritical {
+			t.Fatalf("%s: %v does not start with %s", tenant, hq, QueueCritical)
+		}
+		for shards := 1; shards <= MaxQueueShards; shards++ {
+			for served := shards; served <= MaxQueueShards; served++ {
+				for _, q := range mustLayout(t, shards, served).TenantQueues(tenant) {
+					if !slices.Contains(hq, q) {
+						t.Fatalf("%s: %v lacks %s, one of its queues with QUEUE_SHARDS=%d and QUEUE_SHARDS_SERVED=%d", tenant, hq, q, shards, served)
+					}
+				}
+			}
+		}
+		if wq := mustLayout(t, 1, 1).HoldQueues(tenant, WorkQueues); slices.ContainsFunc(wq, func(q string) bool { c, _ := ClassOf(q); return !slices.Contains(WorkQueues, c) }) {
+			t.Fatalf("%s: work queues %v hold a queue of another class", tenant, wq)
+		}
+	}
+}
+
 // TestEnqueueIntoShards: with three shards on a real Redis, each tenant's
 // tasks go to its shard of the class, dedupe by id still works, the
 // tenant finds its task and no other tenant does; system tasks go to

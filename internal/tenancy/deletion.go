@@ -118,7 +118,7 @@ func (s *Service) completeDeletion(ctx context.Context, t tenantctx.Tenant, prev
 		}
 		discarded = drained.Total()
 		for _, r := range []fair.Reason{fair.Suspended, fair.Paused, fair.Moving} {
-			if _, err := s.fair.Release(ctx, id, r, s.layout().Queues()...); err != nil {
+			if _, err := s.fair.Release(ctx, id, r, s.holdQueues(id)...); err != nil {
 				record(discarded)
 				return "", fmt.Errorf("request deletion of tenant %s: lift its holds: %w", id, err)
 			}
@@ -394,7 +394,7 @@ func (s *Service) ForgetErased(ctx context.Context, id string, queues ...string)
 		return false, fmt.Errorf("forget erased tenant %s: %w: no erasure recorded", id, storage.ErrNotFound)
 	}
 	if len(queues) == 0 {
-		queues = s.layout().Queues()
+		queues = s.holdQueues(id)
 	}
 	if err := s.fair.Forget(ctx, id, queues...); err != nil {
 		return false, fmt.Errorf("forget erased tenant %s: %w", id, err)
@@ -407,7 +407,7 @@ func (s *Service) ForgetErased(ctx context.Context, id string, queues ...string)
 // archived tasks, which nobody can read once it is erased.
 func (s *Service) forgetInRedis(ctx context.Context, id string) error {
 	if s.fair != nil {
-		if err := s.fair.Forget(ctx, id, s.layout().Queues()...); err != nil {
+		if err := s.fair.Forget(ctx, id, s.holdQueues(id)...); err != nil {
 			return fmt.Errorf("forget it in the dispatcher: %w", err)
 		}
 	}

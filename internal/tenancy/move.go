@@ -217,7 +217,7 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 	if _, err := s.liveDispatchTenant(ctx, id, "pause"); err != nil {
 		return fail("pause", err)
 	}
-	movedBack, err := s.fair.Hold(ctx, id, fair.Moving, s.layout().Queues()...)
+	movedBack, err := s.fair.Hold(ctx, id, fair.Moving, s.holdQueues(id)...)
 	if err != nil {
 		return fail("pause", err)
 	}
@@ -252,7 +252,7 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 		if !keepPaused {
 			opts.progress("resume the queue")
 		}
-		if _, err := s.fair.Release(rctx, id, fair.Moving, s.layout().Queues()...); err != nil {
+		if _, err := s.fair.Release(rctx, id, fair.Moving, s.holdQueues(id)...); err != nil {
 			s.logger.ErrorContext(ctx, "resume the queue after a move", slog.String("tenant_id", id), slog.String("error", err.Error()))
 			return
 		}
@@ -615,7 +615,7 @@ func (s *Service) releaseInterruptedMove(ctx context.Context, id string, opts Mo
 	}
 	opts.progress("release the hold an interrupted move left on the tenant's queue")
 	s.logger.WarnContext(ctx, "releasing the hold of an interrupted tenant move", slog.String("tenant_id", id))
-	if _, err := s.fair.Release(ctx, id, fair.Moving, s.layout().Queues()...); err != nil {
+	if _, err := s.fair.Release(ctx, id, fair.Moving, s.holdQueues(id)...); err != nil {
 		return false, fmt.Errorf("release the hold of an interrupted move: %w", err)
 	}
 	return true, nil
@@ -750,7 +750,7 @@ func (s *Service) keepMovePaused(ctx context.Context, id string) (bool, error) {
 		}
 		s.logger.WarnContext(ctx, "an operator resumed the queue as the last move's hold was handed over to an operator's pause: the resume stands",
 			slog.String("tenant_id", id))
-		if _, err := s.fair.Release(ctx, id, fair.Paused, s.layout().Queues()...); err != nil {
+		if _, err := s.fair.Release(ctx, id, fair.Paused, s.holdQueues(id)...); err != nil {
 			return false, fmt.Errorf("keep the queue paused after a move: lift it again: %w", err)
 		}
 		if err := s.settlePause(ctx, id); err != nil {
@@ -758,7 +758,7 @@ func (s *Service) keepMovePaused(ctx context.Context, id string) (bool, error) {
 		}
 		return false, nil
 	}
-	if _, err := s.fair.Release(ctx, id, fair.Moving, s.layout().Queues()...); err != nil {
+	if _, err := s.fair.Release(ctx, id, fair.Moving, s.holdQueues(id)...); err != nil {
 		return false, fmt.Errorf("keep the queue paused after a move: %w", err)
 	}
 	s.logger.WarnContext(ctx, "the last move of the tenant left its queue paused (its switch was not propagated or its outcome is unknown): its hold stays as an operator's pause; resume the queue once it is safe",
@@ -804,7 +804,7 @@ func (s *Service) keepQueuePaused(ctx context.Context, id string) (bool, error) 
 	if err := s.catalog.SetQueuePaused(ctx, id, true); err != nil {
 		return false, fmt.Errorf("record the pause: %w", err)
 	}
-	if _, err := s.fair.Hold(ctx, id, fair.Paused, s.layout().Queues()...); err != nil {
+	if _, err := s.fair.Hold(ctx, id, fair.Paused, s.holdQueues(id)...); err != nil {
 		return false, fmt.Errorf("hold its queues: %w", err)
 	}
 	if err := s.settlePause(ctx, id); err != nil {
@@ -813,7 +813,7 @@ func (s *Service) keepQueuePaused(ctx context.Context, id string) (bool, error) 
 	if err := s.unpauseDeleted(ctx, id, "pause"); err != nil {
 		return false, err
 	}
-	paused, err := s.fair.HeldFor(ctx, id, fair.Paused, s.layout().Queues()[0])
+	paused, err := s.fair.HeldFor(ctx, id, fair.Paused, s.holdQueues(id)[0])
 	if err != nil {
 		return false, fmt.Errorf("read its pause: %w", err)
 	}

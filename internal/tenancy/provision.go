@@ -213,7 +213,7 @@ func (s *Service) abortProvision(ctx context.Context, t tenantctx.Tenant, actor 
 				// enqueue got through after all; no deletion will ever
 				// forget a tenant that never was. A failure leaves only
 				// those few small keys behind.
-				if ferr := s.fair.Forget(ctx, t.ID, s.layout().Queues()...); ferr != nil {
+				if ferr := s.fair.Forget(ctx, t.ID, s.holdQueues(t.ID)...); ferr != nil {
 					s.logger.WarnContext(ctx, "forget aborted tenant in the dispatcher", slog.String("tenant_id", t.ID), slog.String("error", ferr.Error()))
 				}
 			}

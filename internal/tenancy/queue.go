@@ -157,7 +157,7 @@ func (s *Service) PauseQueue(ctx context.Context, id, actor string) (int, error)
 		if err := s.catalog.SetQueuePaused(ctx, id, true); err != nil {
 			return fmt.Errorf("record the pause: %w", err)
 		}
-		moved, err = s.fair.Hold(ctx, id, fair.Paused, s.layout().Queues()...)
+		moved, err = s.fair.Hold(ctx, id, fair.Paused, s.holdQueues(id)...)
 		return err
 	})
 	if err != nil {
@@ -200,7 +200,7 @@ func (s *Service) ResumeQueue(ctx context.Context, id, actor string) error {
 		return err
 	}
 	if err := s.bounded(ctx, id, "resume queue: release its backlog", func(ctx context.Context) error {
-		_, err := s.fair.Release(ctx, id, fair.Paused, s.layout().Queues()...)
+		_, err := s.fair.Release(ctx, id, fair.Paused, s.holdQueues(id)...)
 		return err
 	}); err != nil {
 		return fmt.Errorf("resume queue of tenant %s: %w", id, err)
@@ -237,7 +237,7 @@ const pauseSettleRounds = 10
 // would have landed in. A call whose write finds the first queue changed
 // again records that: the call that changed it settles after it.
 func (s *Service) settlePause(ctx context.Context, id string) error {
-	queues := s.layout().Queues()
+	queues := s.holdQueues(id)
 	paused, err := s.fair.HeldFor(ctx, id, fair.Paused, queues[0])
 	if err != nil {
 		return fmt.Errorf("settle its pause: %w", err)
@@ -445,7 +445,7 @@ func (s *Service) unpauseDeleted(ctx context.Context, id, op string) error {
 	if err == nil {
 		return nil
 	}
-	if _, rerr := s.fair.Release(ctx, id, fair.Paused, s.layout().Queues()...); rerr != nil {
+	if _, rerr := s.fair.Release(ctx, id, fair.Paused, s.holdQueues(id)...); rerr != nil {
 		return fmt.Errorf("%s queue of tenant %s: lift the pause again: %w", op, id, rerr)
 	}
 	if rerr := s.catalog.SetQueuePaused(ctx, id, false); rerr != nil && !errors.Is(rerr, storage.ErrNotFound) {

@@ -244,6 +244,22 @@ func New(c Config) *Service {
 // serves (tasks.Layout).
 func (s *Service) layout() tasks.Layout { return s.enqueuer.Layout() }
 
+// holdQueues returns the queues an operator's pause or a move holds
+// tenant id in, and their releases lift, and an erasure forgets it in:
+// the served ones and every other its tasks can be in under any shard
+// count (tasks.Layout.HoldQueues), so that a hold or release made through
+// a process with a smaller QUEUE_SHARDS_SERVED than the others' (while it
+// is rolled out) also covers the shard the tenant's tasks go to once
+// QUEUE_SHARDS changes. The first is the same for every process:
+// settlePause's.
+func (s *Service) holdQueues(id string) []string { return s.layout().HoldQueues(id, tasks.Queues) }
+
+// suspendQueues is holdQueues for a suspension: the queues of ordinary
+// work (tasks.WorkQueues).
+func (s *Service) suspendQueues(id string) []string {
+	return s.layout().HoldQueues(id, tasks.WorkQueues)
+}
+
 // schemaPool returns the pool running schema changes on the database
 // holding t: through Pools when set; otherwise SchemaPool, which serves
 // only tenants placed on "main" (anything else fails closed).

@@ -37,7 +37,7 @@ func (s *Service) Suspend(ctx context.Context, id, actor string) (tenantctx.Tena
 	}
 	// Suspended (propagated or not): the hold must follow.
 	cerr := s.complete(ctx, id, "suspend tenant: hold its backlog", func(ctx context.Context) error {
-		if _, herr := s.fair.Hold(ctx, id, fair.Suspended, s.layout().WorkQueues()...); herr != nil {
+		if _, herr := s.fair.Hold(ctx, id, fair.Suspended, s.suspendQueues(id)...); herr != nil {
 			return fmt.Errorf("hold its backlog: %w", herr)
 		}
 		return s.settleSuspendedHold(ctx, id, true)
@@ -65,7 +65,7 @@ func (s *Service) Resume(ctx context.Context, id, actor string) (tenantctx.Tenan
 	}
 	// Active: the release must follow.
 	cerr := s.complete(ctx, id, "resume tenant: release its backlog", func(ctx context.Context) error {
-		if _, rerr := s.fair.Release(ctx, id, fair.Suspended, s.layout().WorkQueues()...); rerr != nil {
+		if _, rerr := s.fair.Release(ctx, id, fair.Suspended, s.suspendQueues(id)...); rerr != nil {
 			return fmt.Errorf("active, but its backlog is still held (resume again): %w", rerr)
 		}
 		return s.settleSuspendedHold(ctx, id, false)
@@ -96,11 +96,11 @@ func (s *Service) settleSuspendedHold(ctx context.Context, id string, held bool)
 	case suspended == held:
 		return nil
 	case suspended:
-		if _, err := s.fair.Hold(ctx, id, fair.Suspended, s.layout().WorkQueues()...); err != nil {
+		if _, err := s.fair.Hold(ctx, id, fair.Suspended, s.suspendQueues(id)...); err != nil {
 			return fmt.Errorf("suspended meanwhile, hold its backlog again: %w", err)
 		}
 	default:
-		if _, err := s.fair.Release(ctx, id, fair.Suspended, s.layout().WorkQueues()...); err != nil {
+		if _, err := s.fair.Release(ctx, id, fair.Suspended, s.suspendQueues(id)...); err != nil {
 			return fmt.Errorf("%s meanwhile, lift the hold again: %w", t.Status, err)
 		}
 	}
