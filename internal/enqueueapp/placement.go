@@ -228,8 +228,10 @@ func tenantAdd(ctx context.Context, args []string, sio IO) error {
 }
 
 // tenantMove is "enqueue tenant move SLUG --to DB". It prints each step
-// of the move on stderr as it starts (tenancy.MoveOptions.Progress) and
-// what it moved as JSON on stdout.
+// of the move on stderr as it starts (tenancy.MoveOptions.Progress), its
+// verdict last ("moved to DB"; "failed": the tenant stayed where it was;
+// or, after the switch, that it was not propagated or that its outcome is
+// unknown), and what it moved as JSON on stdout.
 func tenantMove(ctx context.Context, args []string, sio IO) error {
 	fs := flagSet("tenant move", "tenant move SLUG --to DB [--drain-timeout 5m] [--grace 3s]", sio)
 	to := fs.String("to", "", "target tenant database (required)")
@@ -261,7 +263,16 @@ func tenantMove(ctx context.Context, args []string, sio IO) error {
 		fmt.Fprintf(sio.Stderr, "tenant move %s: %6.1fs: %s\n", slug, time.Since(start).Seconds(), step)
 	}
 	m, err := b.Tenancy.Move(ctx, t.ID, *to, ActorCLI, tenancy.MoveOptions{DrainTimeout: *drain, Grace: *grace, Progress: progress})
-	if err != nil {
+	switch {
+	case errors.Is(err, tenancy.ErrMoveNotPropagated):
+		// Not "failed", which says the tenant stayed where it was: it is
+		// on the target now, and its copy there is no leftover to drop.
+		progress(fmt.Sprintf("switched to %s, but not propagated to every process: the tenant is on %s now (what is left to do below)", *to, *to))
+		return err
+	case errors.Is(err, tenancy.ErrMoveOutcomeUnknown):
+		progress(fmt.Sprintf("outcome unknown: the catalog did not say whether it switched the tenant to %s (what is left to do below)", *to))
+		return err
+	case err != nil:
 		progress("failed")
 		return err
 	}

@@ -35,6 +35,19 @@ const (
 // database, no pool registry).
 var ErrMoveRefused = errors.New("move refused")
 
+// ErrMoveNotPropagated: a move switched the tenant's placement in the
+// catalog, so the tenant lives on the target now, but the switch was not
+// published to every process (Redis refused the invalidation): the move
+// kept its queue paused and the old schema (unless its deletion was
+// requested since). Not a failure that left the tenant where it was.
+var ErrMoveNotPropagated = errors.New("switched, but not propagated to every process")
+
+// ErrMoveOutcomeUnknown: the catalog did not say whether a move's switch
+// was saved (its answer lost, and no answer to the checks after it): the
+// tenant may live on either database; the move kept its queue paused and
+// the schema in both.
+var ErrMoveOutcomeUnknown = errors.New("the switch's outcome is unknown")
+
 // MoveOptions tune Move; the zero value is usable.
 type MoveOptions struct {
 	// DrainTimeout bounds the wait for the tenant's running tasks after
@@ -117,7 +130,8 @@ type Moved struct {
 // made) is not kept paused: its tenant:destroy runs (keepQueuePaused).
 // It writes ActionMoveStarted, then ActionMoved or ActionMoveFailed. Errors:
 // ErrMoveRefused (wrapping storage.ErrRegistrationChanged for a target
-// registered again during the move), ErrNoDispatch,
+// registered again during the move), ErrMoveNotPropagated (switched: the
+// tenant is on to), ErrMoveOutcomeUnknown, ErrNoDispatch,
 // placement.ErrUnknownDatabase for a target that is not registered,
 // schema.ErrSchemaExists when the target holds the schema already.
 func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptions) (Moved, error) {
@@ -316,7 +330,7 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 		// copy would leave the tenant placed on a database without its
 		// schema. Ask the catalog until it answers.
 		moved, err = s.settlePlacement(ctx, id, from, to, toGeneration, opts)
-		if errors.Is(err, errPlacementUnknown) {
+		if errors.Is(err, ErrMoveOutcomeUnknown) {
 			keepPaused = true
 			if rerr := c.Release(ending()); rerr != nil {
 				s.logger.ErrorContext(ctx, "release the old schema after a move", slog.String("tenant_id", id), slog.String("error", rerr.Error()))
@@ -355,13 +369,13 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 				// Its deletion was requested since the switch: the queue
 				// is not kept paused (keepQueuePaused), so that its
 				// destroy erases it on to.
-				return m, fmt.Errorf("move tenant %s from %s to %s: switched, but not propagated to every process, and its deletion was requested since (%w): "+
+				return m, fmt.Errorf("move tenant %s from %s to %s: %w, and its deletion was requested since (%w): "+
 					"its queue is not kept paused, so that its destroy runs on %s (it drops schema %s in %s too)",
-					id, from, to, err, to, t.Schema, from)
+					id, from, to, ErrMoveNotPropagated, err, to, t.Schema, from)
 			}
-			return m, fmt.Errorf("move tenant %s from %s to %s: switched, but not propagated to every process (%w): "+
+			return m, fmt.Errorf("move tenant %s from %s to %s: %w (%w): "+
 				"its queue stays paused and the old schema is kept; once Redis works, resume the queue after the tenant cache's Redis TTL, then drop schema %s in %s",
-				id, from, to, err, t.Schema, from)
+				id, from, to, ErrMoveNotPropagated, err, t.Schema, from)
 		}
 	}
 	if err != nil {
@@ -410,10 +424,6 @@ func ownConnection(ctx context.Context, src *pgxpool.Pool) (*pgxpool.Pool, error
 	return p, nil
 }
 
-// errPlacementUnknown: the catalog did not say whether a move's switch
-// was saved.
-var errPlacementUnknown = errors.New("the switch's outcome is unknown")
-
 // placementAnswered reports whether err, returned by SetPlacement, says
 // what the catalog holds: the switch saved (ErrInvalidationFailed) or not
 // made (a refusal). Any other error may have come after the commit.
@@ -432,7 +442,7 @@ func placementAnswered(err error) bool {
 // tenant's placement saved again on to (nothing changes if it is there,
 // and the change is published), or, if it is not on to, the switch tried
 // again. It asks until the catalog answers, for up to opts.DrainTimeout or
-// 30 s, whichever is shorter, then returns errPlacementUnknown.
+// 30 s, whichever is shorter, then returns ErrMoveOutcomeUnknown.
 func (s *Service) settlePlacement(ctx context.Context, id, from, to string, generation int64, opts MoveOptions) (tenantctx.Tenant, error) {
 	deadline := time.Now().Add(min(opts.DrainTimeout, 30*time.Second))
 	// Each attempt ends by the deadline too: a catalog that answers
@@ -458,7 +468,7 @@ func (s *Service) settlePlacement(ctx context.Context, id, from, to string, gene
 			return t, err
 		}
 		if time.Now().After(deadline) {
-			return t, fmt.Errorf("%w: %w", errPlacementUnknown, err)
+			return t, fmt.Errorf("%w: %w", ErrMoveOutcomeUnknown, err)
 		}
 		time.Sleep(opts.Poll * 5)
 	}
