@@ -93,3 +93,67 @@ func TestTenantMoveVerdictAfterTheSwitch(t *testing.T) {
 		})
 	}
 }
+
+// moveSteps runs `enqueue tenant move slug --to to` through Main and
+// returns its exit code and its progress lines, without their prefix.
+func (f *fixture) moveSteps(t *testing.T, slug, to string, opts enqueueapp.Options) (int, []string) {
+	t.Helper()
+	var stdout bytes.Buffer
+	var stderr testenv.LogBuffer
+	code := enqueueapp.Main(context.Background(), []string{"tenant", "move", slug, "--to", to, "--grace", "10ms"},
+		enqueueapp.IO{Stdout: &stdout, Stderr: &stderr, Getenv: getenv(f.env), Options: opts})
+	t.Logf("exit %d\nstdout %q\nstderr:\n%s", code, stdout.String(), stderr.String())
+	line := regexp.MustCompile(`^tenant move ` + regexp.QuoteMeta(slug) + `: +[0-9]+\.[0-9]s: (.*)$`)
+	var steps []string
+	for _, l := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+		if sm := line.FindStringSubmatch(l); sm != nil {
+			steps = append(steps, sm[1])
+		}
+	}
+	return code, steps
+}
+
+// TestTenantMoveOfAPausedQueueSaysItStaysPaused: a move of a tenant whose
+// queue an operator paused before it leaves the queue paused (step 5 of
+// tenancy.Service.Move), and says so: its progress said "resume the
+// queue" and it recorded tenant.queue_resumed after the operator's pause,
+// so both the operator watching it and the audit log said the queue ran.
+func TestTenantMoveOfAPausedQueueSaysItStaysPaused(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	tn := f.movable(t, "acme")
+	ctx := context.Background()
+	if _, err := f.deps.Tenancy.PauseQueue(ctx, tn.ID, "admin"); err != nil {
+		t.Fatal(err)
+	}
+	code, steps := f.moveSteps(t, "acme", "eu2", enqueueapp.Options{})
+	if code != enqueueapp.ExitOK {
+		t.Fatalf("exit %d", code)
+	}
+	if st, err := f.deps.Tenancy.Queue(ctx, tn.ID); err != nil || !st.Paused {
+		t.Fatalf("set-up: the queue after the move: %+v, %v; want the operator's pause kept", st, err)
+	}
+	stays := false
+	for _, s := range steps {
+		if strings.HasPrefix(s, "resume the queue") {
+			t.Errorf("progress %q says the queue is resumed; the operator's pause keeps it paused", s)
+		}
+		stays = stays || strings.Contains(s, "stays paused")
+	}
+	if !stays {
+		t.Errorf("progress lines %q; want one saying the queue stays paused", steps)
+	}
+	entries, err := f.deps.Postgres.AuditEntries(ctx, tn.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := ""
+	for _, e := range entries {
+		if e.Action == string(tenancy.ActionQueuePaused) || e.Action == string(tenancy.ActionQueueResumed) {
+			last = e.Action + " by " + e.Actor
+		}
+	}
+	if !strings.HasPrefix(last, string(tenancy.ActionQueuePaused)) {
+		t.Errorf("the audit log's last pause or resume of the queue is %q; want a pause: the queue is paused", last)
+	}
+}

@@ -116,7 +116,9 @@ type Moved struct {
 //     under its name, during the move is refused);
 //  4. after Grace, drop the old schema in the transaction that locked it:
 //     writes that waited fail instead of landing in it;
-//  5. resume the queue (unless an operator had paused it before).
+//  5. resume the queue (unless an operator had paused it before, or
+//     during the move: its pause stays, and no ActionQueueResumed is
+//     written).
 //
 // A failure in steps 1-3 leaves the tenant on its database, working: the
 // partial copy is dropped and the queue resumed. A switch that was not
@@ -263,14 +265,24 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 				s.recordKeptPause(rctx, id, actor)
 			}
 		}
+		// An operator's pause, made before the move or during it, stays:
+		// only the move's hold goes, and the queue does not run, which
+		// neither the progress nor the audit log may then say it does.
+		operatorPaused := false
 		if !keepPaused {
-			opts.progress("resume the queue")
+			queues := s.holdQueues(id)
+			if held, err := s.fair.HeldFor(rctx, id, fair.Paused, queues[0]); err == nil && held {
+				operatorPaused = true
+				opts.progress("release the move's hold: the queue stays paused, as an operator paused it (queue/resume lifts that)")
+			} else {
+				opts.progress("resume the queue")
+			}
 		}
 		if _, err := s.fair.Release(rctx, id, fair.Moving, s.holdQueues(id)...); err != nil {
 			s.logger.ErrorContext(ctx, "resume the queue after a move", slog.String("tenant_id", id), slog.String("error", err.Error()))
 			return
 		}
-		if !keepPaused {
+		if !keepPaused && !operatorPaused {
 			s.logFailure(rctx, id, ActionQueueResumed, s.audit(rctx, id, actor, ActionQueueResumed, map[string]string{}))
 		}
 	}()
