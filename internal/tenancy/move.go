@@ -251,6 +251,7 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 			case errors.Is(err, ErrRefused):
 				// The tenant's deletion was requested: its queue runs, so
 				// that its tenant:destroy does.
+				opts.progress("resume the queue: the tenant's deletion was requested, and its destroy runs in it")
 				s.logger.WarnContext(ctx, "the tenant's deletion was requested: its queue is not kept paused after the move, so that its destroy runs",
 					slog.String("tenant_id", id), slog.String("error", err.Error()))
 			case err != nil:

@@ -167,3 +167,28 @@ func TestStaleMoveCheckDoesNotPauseATenantDeletedMeanwhile(t *testing.T) {
 	}
 	checkDestroyNotHeld(t, b, tn, taskID)
 }
+
+// TestMoveProgressSaysTheQueueRunsForADeletion: a move whose switch was
+// not propagated and whose tenant's deletion was requested after the
+// switch does not keep the queue paused (so that the tenant:destroy
+// runs), and its progress ends saying so: it ended with "keep the queue
+// paused", which an operator watching the move took at its word while
+// the queue ran.
+func TestMoveProgressSaysTheQueueRunsForADeletion(t *testing.T) {
+	t.Parallel()
+	b := setupMoveLoss(t)
+	tn := b.onMain(t, "movedel-progress")
+	b.beat(t)
+	var taskID string
+	c := &deleteAfterSwitch{Catalog: b.catalog, del: requestDeletion(t, b, tn, &taskID)}
+	var steps []string
+	opts := fastMove
+	opts.Progress = func(step string) { steps = append(steps, step) }
+	if _, err := b.service(c).Move(b.ctx, tn.ID, "second", "test", opts); !errors.Is(err, storage.ErrInvalidTransition) {
+		t.Fatalf("set-up: Move = %v; want the deletion's refusal after the switch", err)
+	}
+	checkDestroyNotHeld(t, b, tn, taskID)
+	if len(steps) == 0 || !strings.HasPrefix(steps[len(steps)-1], "resume the queue") {
+		t.Errorf("progress %q; want it to end resuming the queue, which runs for the tenant's destroy", steps)
+	}
+}
