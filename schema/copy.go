@@ -546,6 +546,10 @@ func listTables(ctx context.Context, q interface {
 	return tables, nil
 }
 
+// errCopyInEnded ends the source's side of a table's copy once the
+// target's has ended.
+var errCopyInEnded = errors.New("copy in ended")
+
 // copyTable streams one table from srcTx into dstTx: COPY TO STDOUT on
 // the source connection piped into CopyFrom on the target's, over the
 // columns that are not generated.
@@ -577,8 +581,10 @@ func copyTable(ctx context.Context, srcTx, dstTx pgx.Tx, quoted, schemaName, tab
 		outErr <- err
 	}()
 	_, inErr := dstTx.Conn().PgConn().CopyFrom(ctx, pr, "COPY "+target+" FROM STDIN")
-	pr.CloseWithError(errors.New("copy in ended"))
-	if err := <-outErr; err != nil {
+	pr.CloseWithError(errCopyInEnded)
+	// A source cut off by the target's end (it refused a row, timed out,
+	// went away) failed for the target's reason: that one is reported.
+	if err := <-outErr; err != nil && (inErr == nil || !errors.Is(err, errCopyInEnded)) {
 		return fmt.Errorf("copy %s out of the source: %w", table, err)
 	}
 	if inErr != nil {
