@@ -44,6 +44,11 @@ func dbCmd(ctx context.Context, args []string, sio IO) error {
 	default:
 		return fmt.Errorf("%w: want db list, db add NAME URL or db remove NAME", errUsage)
 	}
+	if sub != "list" {
+		if err := validDatabaseName("NAME", fs.Arg(0)); err != nil {
+			return err
+		}
+	}
 	b, err := openCLI(ctx, sio)
 	if err != nil {
 		return err
@@ -192,6 +197,16 @@ func parseSlug(fs *flag.FlagSet, args []string, names ...string) (string, []stri
 	return slug, vals, nil
 }
 
+// validDatabaseName refuses, as a command-line mistake, a tenant
+// database's name that no database can have, given as what (a URL given
+// for it is not quoted: tenantctx.ValidateDatabaseName).
+func validDatabaseName(what, name string) error {
+	if err := tenantctx.ValidateDatabaseName(name); err != nil {
+		return fmt.Errorf("%w: %s: %w", errUsage, what, err)
+	}
+	return nil
+}
+
 // isHelp reports whether arg asks for help.
 func isHelp(arg string) bool {
 	return isHelpFlag(arg)
@@ -211,6 +226,11 @@ func tenantAdd(ctx context.Context, args []string, sio IO) error {
 	}
 	if err := tenantctx.ValidateTimeZone(*zone); err != nil {
 		return fmt.Errorf("%w: --time-zone: %w", errUsage, err)
+	}
+	if *db != "" {
+		if err := validDatabaseName("--database", *db); err != nil {
+			return err
+		}
 	}
 	b, err := openCLI(ctx, sio)
 	if err != nil {
@@ -243,6 +263,9 @@ func tenantMove(ctx context.Context, args []string, sio IO) error {
 	}
 	if *to == "" {
 		return fmt.Errorf("%w: --to is required", errUsage)
+	}
+	if err := validDatabaseName("--to", *to); err != nil {
+		return err
 	}
 	if *drain <= 0 || *grace <= 0 {
 		return fmt.Errorf("%w: --drain-timeout and --grace must be positive", errUsage)
