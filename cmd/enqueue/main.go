@@ -8,6 +8,7 @@ package main
 import (
 	"context"
 	"os"
+	"os/signal"
 	"syscall"
 
 	"github.com/invoicing/tenantworker/internal/enqueueapp"
@@ -15,6 +16,13 @@ import (
 )
 
 func main() {
+	// A write to a pipe whose reader has gone fails instead of ending the
+	// process: the output of "enqueue tenant move ... 2>&1 | tee move.log"
+	// goes to a tee that the same Ctrl-C or hang-up ends first, and the
+	// move's next progress line would otherwise kill it (Go ends a process
+	// on SIGPIPE from a write to stdout or stderr) before it resumed the
+	// tenant's queue, as kill -9 does. Only the lines are lost.
+	signal.Ignore(syscall.SIGPIPE)
 	// SIGHUP too (the operator's terminal or ssh session went away): a
 	// long command such as "tenant move" then stops as after Ctrl-C,
 	// releasing what it holds, instead of dying with the tenant's queue

@@ -1,0 +1,96 @@
+package enqueueapp_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/invoicing/tenantworker/internal/testenv"
+)
+
+// TestTenantMoveWhoseOutputPipeIsGoneStopsCleanly: a move whose stderr is
+// a pipe (`enqueue tenant move ... 2>&1 | tee move.log`) whose reader has
+// gone (the Ctrl-C or the hang-up that stops the move ends tee first)
+// still stops as a failure there does: its queue resumed, exit 1. The
+// lines it can no longer write are lost, not the move's clean-up: the
+// first one written to the broken pipe killed the process (SIGPIPE, which
+// Go gives a write to fd 2 whose reader is gone), with the tenant's queue
+// held by the move, as after kill -9.
+func TestTenantMoveWhoseOutputPipeIsGoneStopsCleanly(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	tn := f.movable(t, "acme")
+	f.runningTask(t, tn)
+
+	bin := testenv.BuildBinary(t, "github.com/invoicing/tenantworker/cmd/enqueue")
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "tenant", "move", "acme", "--to", "eu2")
+	for k, v := range f.env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	cmd.Stderr = w
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close() // the move holds the pipe's only write end
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	})
+	// tee: reads the move's output until the move waits for the running
+	// render, then goes away (closes its end of the pipe).
+	stderr := new(testenv.LogBuffer)
+	gone := make(chan struct{})
+	go func() {
+		defer close(gone)
+		defer r.Close()
+		buf := make([]byte, 4096)
+		for {
+			n, err := r.Read(buf)
+			_, _ = stderr.Write(buf[:n])
+			if err != nil || strings.Contains(stderr.String(), "wait for 1 running tasks") {
+				return
+			}
+		}
+	}()
+	select {
+	case <-gone:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the move did not wait for the running render; stderr:\n%s", stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "wait for 1 running tasks") {
+		t.Fatalf("the move ended before it waited for the running render; stderr:\n%s", stderr.String())
+	}
+	// The hang-up stops the move, which writes its steps to the broken
+	// pipe.
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err = <-exited:
+		exited <- err // for the cleanup
+	case <-time.After(30 * time.Second):
+		t.Fatal("tenant move still running 30 s after the hang-up")
+	}
+	var exitErr *exec.ExitError
+	if !errors.As(err, &exitErr) || exitErr.ExitCode() != 1 {
+		t.Errorf("the move ended with %v; want exit status 1 (stopped as a failure), not killed by SIGPIPE", err)
+	}
+	st, err := f.deps.Tenancy.Queue(context.Background(), tn.ID)
+	if err != nil || st.Paused {
+		t.Fatalf("after the move stopped the tenant's queue is still held: %+v, %v", st, err)
+	}
+	if got, err := f.deps.Postgres.TenantByID(context.Background(), tn.ID); err != nil || got.DatabaseName() != "main" {
+		t.Fatalf("tenant after the stopped move: on %q, %v; want main", got.DatabaseName(), err)
+	}
+}
