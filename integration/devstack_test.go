@@ -83,20 +83,33 @@ func devFreeAddr(t *testing.T) string {
 func startDev(t *testing.T, dataDir string, env ...string) *devRun {
 	t.Helper()
 	bin := testenv.BuildBinary(t, "github.com/invoicing/tenantworker/cmd/worker")
-	r := &devRun{httpAddr: devFreeAddr(t), stderr: &devBuffer{}, done: make(chan struct{})}
-	r.cmd = exec.Command(bin, "-dev", "-http-addr", r.httpAddr, "-data-dir", dataDir)
-	r.cmd.Env = append(os.Environ(), env...)
+	httpAddr := devFreeAddr(t)
+	cmd := exec.Command(bin, "-dev", "-http-addr", httpAddr, "-data-dir", dataDir)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	return launchDev(t, cmd, httpAddr, devReadyTimeout)
+}
+
+// launchDev starts cmd, a `worker -dev` listening on httpAddr, and waits up
+// to readyTimeout for its DEV_READY line.
+func launchDev(t *testing.T, cmd *exec.Cmd, httpAddr string, readyTimeout time.Duration) *devRun {
+	t.Helper()
+	r := &devRun{cmd: cmd, httpAddr: httpAddr, stderr: &devBuffer{}, done: make(chan struct{})}
 	r.cmd.Stderr = r.stderr
-	r.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stdout, err := r.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := r.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", bin, err)
+		t.Fatalf("start %s: %v", r.cmd.Path, err)
 	}
 	t.Cleanup(func() {
 		if !r.exited() {
+			// Its process group, when it has one: the output ends only
+			// once every process holding it (go run's child too) is gone.
+			if a := r.cmd.SysProcAttr; a != nil && a.Setpgid {
+				_ = syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL)
+			}
 			_ = r.cmd.Process.Kill()
 			<-r.done
 		}
@@ -123,8 +136,8 @@ func startDev(t *testing.T, dataDir string, env ...string) *devRun {
 	case r.banner = <-ready:
 	case <-r.done:
 		t.Fatalf("worker -dev exited before the banner: %v\nstderr:\n%s", r.waitErr, devTail(r.stderr.String()))
-	case <-time.After(devReadyTimeout):
-		t.Fatalf("no %s line within %s\nstderr:\n%s", devstack.ReadyPrefix, devReadyTimeout, devTail(r.stderr.String()))
+	case <-time.After(readyTimeout):
+		t.Fatalf("no %s line within %s\nstderr:\n%s", devstack.ReadyPrefix, readyTimeout, devTail(r.stderr.String()))
 	}
 	last := r.banner[strings.LastIndex(strings.TrimRight(r.banner, "\n"), "\n")+1:]
 	if err := json.Unmarshal([]byte(strings.TrimPrefix(strings.TrimSpace(last), devstack.ReadyPrefix)), &r.info); err != nil {
@@ -458,5 +471,59 @@ func TestDevStackBusyPortIsOneLine(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dataDir); devHasPGDir(entries) {
 		t.Fatalf("a database directory was created although the port was busy")
+	}
+}
+
+// TestDevStackUnderGoRunStopsOnSIGTERM starts the stack with the README's
+// first command, `go run ./cmd/worker -dev`, as a script's background job
+// (SIGINT ignored), and stops it as such a script does: SIGTERM to the
+// process it started, which is the go command. go run does not relay
+// signals to the program it runs (golang/go#40467); the stack must stop
+// all the same, and cleanly (its throwaway database removed), rather than
+// go on without its parent, holding its ports and its PostgreSQL.
+func TestDevStackUnderGoRunStopsOnSIGTERM(t *testing.T) {
+	t.Parallel()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("find the go command: %v", err)
+	}
+	dataDir := testenv.SharedTempDir(t, "devstack-test")
+	httpAddr := devFreeAddr(t)
+	// From a shell that ignores SIGINT, as a script's background job does.
+	cmd := exec.Command("sh", "-c", `trap '' INT; exec "$0" "$@"`,
+		goBin, "run", "./cmd/worker", "-dev", "-http-addr", httpAddr, "-data-dir", dataDir)
+	cmd.Dir = ".." // the module's root, where a newcomer types the command
+	// Its own process group, so that the test can end go run's child
+	// whatever happens; the stack itself is signalled only through go run.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	// go run builds first: a fresh build cache takes minutes.
+	r := launchDev(t, cmd, httpAddr, devReadyTimeout+5*time.Minute)
+	if r.info.PGDir == "" {
+		t.Fatalf("no throwaway database: %+v", r.info)
+	}
+
+	// What `kill $!` does to `go run ./cmd/worker -dev &`.
+	if err := r.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("SIGTERM to go run: %v", err)
+	}
+	// The output ends once go run and the stack (which shares it) are gone.
+	select {
+	case <-r.done:
+	case <-time.After(devStopLimit):
+		t.Fatalf("worker -dev still running %s after SIGTERM to the go run that started it (its throwaway database %s, port %s)\nstderr:\n%s",
+			devStopLimit, r.info.PGDir, r.httpAddr, devTail(r.stderr.String()))
+	}
+	if !strings.Contains(r.stderr.String(), "dev stack shutting down") {
+		t.Fatalf("the stack did not shut down cleanly after go run's SIGTERM\nstderr:\n%s", devTail(r.stderr.String()))
+	}
+	if _, err := os.Stat(r.info.PGDir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("throwaway database directory %s after exit: %v, want it removed", r.info.PGDir, err)
+	}
+	for _, addr := range []string{r.httpAddr, r.info.WorkerAddr} {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatalf("port %s after exit: %v", addr, err)
+		}
+		ln.Close()
 	}
 }

@@ -35,7 +35,8 @@
 // ReadyPrefix followed by Info as JSON, for scripts and tests.
 //
 // PDFs go to <data dir>/documents, reminder e-mails to <data dir>/outbox as
-// .eml files. When ctx ends (Main: SIGINT or SIGTERM), Run stops the apps
+// .eml files. When ctx ends (Main: SIGINT or SIGTERM, or under `go run` the
+// end of the go command, which passes no signal on), Run stops the apps
 // (running tasks get three seconds), Redis and PostgreSQL, and removes the
 // throwaway database directory; a directory left by a run that was killed
 // is removed by the next run.

@@ -58,7 +58,9 @@ flags:
 `
 
 // Main runs `worker -dev`: it parses args (which must include -dev),
-// runs the stack until SIGINT or SIGTERM, and returns the exit code: 0
+// runs the stack until SIGINT or SIGTERM, or until the go command that
+// started it (`go run`, which does not pass signals on) ends, and returns
+// the exit code: 0
 // after a clean stop, 1 when the stack could not start or failed (with one
 // line on stderr), 2 for bad flags (on stderr, with the usage). Logs go
 // to stderr, the banner, or the usage asked for with -h, to stdout. A second Ctrl-C while stopping exits at once.
@@ -96,10 +98,12 @@ func Main(args []string, stdout, stderr io.Writer, getenv func(string) string) i
 
 	// A second signal gets the default behaviour: exit at once.
 	ctx, stop := stopsignal.Context(context.Background(), os.Interrupt)
+	ctx, stopWatch := stopWithGoRun(ctx, logger)
 	opts := envOptions(getenv)
 	opts.HTTPAddr, opts.WorkerAddr, opts.DataDir = *httpAddr, *workerAddr, *dataDir
 	opts.Stdout, opts.Logger = stdout, logger
 	err = Run(ctx, opts)
+	stopWatch()
 	stop()
 	if err != nil {
 		fmt.Fprintf(stderr, "worker -dev: %v\n", err)
