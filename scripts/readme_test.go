@@ -124,17 +124,21 @@ func TestScriptsAreExecutable(t *testing.T) {
 // every module; one that exits 1 none.
 func TestSetupDryRun(t *testing.T) {
 	t.Parallel()
-	commands := []string{"redis-server", "pdftotext", "pgbouncer", "initdb", "postgres"}
+	commands := []string{"redis-server", "pdftotext", "pgbouncer", "initdb", "postgres", "gcc"}
 	allButRedisCLI := append(slices.Clone(commands), "python3")
 	const pythonPackages = "python3-celery python3-reportlab python3-psycopg2 python3-redis"
+	// Everything but a C compiler: `go test -race` needs cgo, which the go
+	// command turns off when it finds none ("-race requires cgo").
+	allButGCC := slices.DeleteFunc(append(slices.Clone(allButRedisCLI), "redis-cli"), func(c string) bool { return c == "gcc" })
 	tests := []struct {
 		name     string
 		commands []string // fake executables in the probe directory; nil: probe nowhere
 		noImport bool     // the fake python3 fails every import
 		install  string   // the packages it installs; "": nothing
 	}{
-		{"nothing installed", nil, false, "redis-server redis-tools poppler-utils pgbouncer postgresql " + pythonPackages},
+		{"nothing installed", nil, false, "redis-server redis-tools poppler-utils pgbouncer postgresql build-essential " + pythonPackages},
 		{"no redis-cli", allButRedisCLI, false, "redis-tools"},
+		{"no C compiler", allButGCC, false, "build-essential"},
 		{"no python3", append(slices.Clone(commands), "redis-cli"), false, pythonPackages},
 		{"python3 without the modules", append(slices.Clone(allButRedisCLI), "redis-cli"), true, pythonPackages},
 		{"everything installed", append(slices.Clone(allButRedisCLI), "redis-cli"), false, ""},

@@ -46,6 +46,10 @@ NEEDS=(
 	"pgbouncer    pgbouncer"     # integration: transaction pooling (/usr/sbin)
 	"initdb       postgresql"    # internal/pgserver (/usr/lib/postgresql/*/bin)
 	"postgres     postgresql"
+	# go test -race needs cgo, which the go command turns off when it finds
+	# no C compiler ("-race requires cgo"); build-essential brings gcc with
+	# libc6-dev's headers, which gcc alone (without recommends) lacks.
+	"gcc          build-essential"
 )
 
 # PY_MODULES: each Python module the tests import with Debian's python3
