@@ -39,5 +39,6 @@
 // end of the go command, which passes no signal on), Run stops the apps
 // (running tasks get three seconds), Redis and PostgreSQL, and removes the
 // throwaway database directory; a directory left by a run that was killed
-// is removed by the next run.
+// is removed by the next run, with the shared memory segment its
+// PostgreSQL left.
 package devstack

@@ -36,8 +36,9 @@
 //
 // With Options.Dir empty, Start creates a temporary directory named
 // pgserver-<pid>-* (under Options.TempRoot or os.TempDir()) and Stop removes
-// it. A process killed before Stop leaves its directory behind; RemoveStale
-// removes such directories whose owner process is gone.
+// it. A process killed before Stop leaves its directory behind, and its
+// killed server its System V shared memory segment; RemoveStale removes
+// such directories whose owner process is gone, with their segments.
 //
 // Options.Fsync false (the zero value) turns off fsync, synchronous_commit
 // and full_page_writes: fast, and a machine crash loses the data, which is

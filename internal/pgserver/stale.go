@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // tempDirPrefix starts the name of every temporary directory Start creates:
@@ -34,7 +36,9 @@ var (
 // RemoveStale removes the temporary server directories in root (created by
 // Start with Options.Dir empty) whose owner process no longer runs: a
 // process killed before Stop leaves its directory behind, while its server
-// died with it. It returns the directories removed; failures are skipped.
+// died with it, leaving its System V shared memory segment too, which goes
+// with the directory. It returns the directories removed; failures are
+// skipped.
 // Directories of other running processes and of this process's own
 // servers, and anything not named like Start's directories, are left alone.
 func RemoveStale(root string) []string {
@@ -58,7 +62,7 @@ func RemoveStale(root string) []string {
 		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
 			continue // alive, or not ours to judge (EPERM)
 		}
-		if os.RemoveAll(dir) == nil {
+		if removeStaleDir(dir) {
 			removed = append(removed, dir)
 		}
 	}
@@ -73,7 +77,54 @@ func removeUnlessLive(dir string) bool {
 	if _, live := liveDirs.Load(dir); live {
 		return false
 	}
+	return removeStaleDir(dir)
+}
+
+// removeStaleDir removes dir, a directory whose server is gone, with the
+// shared memory segment that server left, and reports whether it removed
+// the directory.
+func removeStaleDir(dir string) bool {
+	removeLeftSegment(dir)
 	return os.RemoveAll(dir) == nil
+}
+
+// removeLeftSegment removes the System V shared memory segment that the
+// server of dir left. A server that stops removes it, but one killed with
+// its owner (SIGKILL, the parent-death signal of Start's servers) leaves
+// it, and no later server looks for it, each starting in a directory of
+// its own: it stayed until the machine restarted. postmaster.pid's seventh
+// line holds its key and id; the segment is removed only while it still
+// has that key and no process attaches it (a running server's postmaster
+// does). Failures are skipped.
+func removeLeftSegment(dir string) {
+	data, err := os.ReadFile(filepath.Join(dir, "data", "postmaster.pid"))
+	if err != nil {
+		return
+	}
+	lines := strings.Split(string(data), "\n")
+	if len(lines) < 7 {
+		return
+	}
+	fields := strings.Fields(lines[6])
+	if len(fields) != 2 {
+		return
+	}
+	key, err := strconv.ParseUint(fields[0], 10, 32)
+	if err != nil {
+		return
+	}
+	id, err := strconv.Atoi(fields[1])
+	if err != nil {
+		return
+	}
+	var ds unix.SysvShmDesc
+	if _, err := unix.SysvShmCtl(id, unix.IPC_STAT, &ds); err != nil {
+		return
+	}
+	if uint32(ds.Perm.Key) != uint32(key) || ds.Nattch != 0 {
+		return
+	}
+	_, _ = unix.SysvShmCtl(id, unix.IPC_RMID, nil)
 }
 
 // ownerPID parses the PID out of pgserver-<pid>-<random>.
