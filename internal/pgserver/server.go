@@ -298,6 +298,7 @@ func (s *Server) startLocked(ctx context.Context) error {
 	}
 	if err := waitReady(ctx, proc, s.URL(), s.dataDir); err != nil {
 		proc.Kill()
+		removeLeftSegment(s.dataDir)
 		log := childproc.ReadLogSince(s.logPath, logStart)
 		if errors.Is(err, errOtherServer) || strings.Contains(log, "already in use") {
 			return fmt.Errorf("start postgres: port %d on 127.0.0.1: %w", s.port, ErrPortInUse)
@@ -405,8 +406,9 @@ func (s *Server) Stop(ctx context.Context) error {
 }
 
 // StopProcess stops the server like Stop but keeps its directory and port,
-// so StartProcess can start it again with its data. Stopping a stopped
-// server does nothing.
+// so StartProcess can start it again with its data; a server it had to
+// kill leaves no shared memory segment behind. Stopping a stopped server
+// does nothing.
 func (s *Server) StopProcess(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -415,6 +417,8 @@ func (s *Server) StopProcess(ctx context.Context) error {
 	}
 	err := s.proc.Stop(ctx)
 	s.proc = nil
+	// Killed (past its grace, or ctx ended), it left its shared memory.
+	removeLeftSegment(s.dataDir)
 	if err != nil {
 		return fmt.Errorf("stop postgres on port %d: %w", s.port, err)
 	}

@@ -84,25 +84,32 @@ func removeUnlessLive(dir string) bool {
 // shared memory segment that server left, and reports whether it removed
 // the directory.
 func removeStaleDir(dir string) bool {
-	removeLeftSegment(dir)
+	removeLeftSegment(filepath.Join(dir, "data"))
 	return os.RemoveAll(dir) == nil
 }
 
 // removeLeftSegment removes the System V shared memory segment that the
-// server of dir left. A server that stops removes it, but one killed with
-// its owner (SIGKILL, the parent-death signal of Start's servers) leaves
-// it, and no later server looks for it, each starting in a directory of
-// its own: it stayed until the machine restarted. postmaster.pid's seventh
-// line holds its key and id; the segment is removed only while it still
-// has that key and no process attaches it (a running server's postmaster
-// does). Failures are skipped.
-func removeLeftSegment(dir string) {
-	data, err := os.ReadFile(filepath.Join(dir, "data", "postmaster.pid"))
+// killed server of dataDir left. A server that stops removes it, and its
+// postmaster.pid, but a killed one (SIGKILL: with its owner, by the
+// parent-death signal of Start's servers; a stop past its grace or its
+// ctx; a start cut short) leaves both, and no later server looks for the
+// segment, each starting in a directory of its own: it stayed until the
+// machine restarted. postmaster.pid holds the postmaster's PID (first line)
+// and the segment's key and id (seventh line); the segment is removed only
+// while it still has that key, was created by that postmaster, and that
+// postmaster no longer runs (one still attached by backends dying with it
+// goes once they have let it go). Failures are skipped.
+func removeLeftSegment(dataDir string) {
+	data, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
 	if err != nil {
 		return
 	}
 	lines := strings.Split(string(data), "\n")
 	if len(lines) < 7 {
+		return
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(lines[0]))
+	if err != nil || pid <= 0 {
 		return
 	}
 	fields := strings.Fields(lines[6])
@@ -121,8 +128,11 @@ func removeLeftSegment(dir string) {
 	if _, err := unix.SysvShmCtl(id, unix.IPC_STAT, &ds); err != nil {
 		return
 	}
-	if uint32(ds.Perm.Key) != uint32(key) || ds.Nattch != 0 {
+	if uint32(ds.Perm.Key) != uint32(key) || int(ds.Cpid) != pid {
 		return
+	}
+	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+		return // the postmaster runs
 	}
 	_, _ = unix.SysvShmCtl(id, unix.IPC_RMID, nil)
 }

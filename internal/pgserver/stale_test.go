@@ -1,6 +1,7 @@
 package pgserver
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -129,4 +130,35 @@ func segmentOf(t *testing.T, dataDir string) (uint32, int) {
 		t.Fatalf("postmaster.pid line 7 %q: %v", lines[6], err)
 	}
 	return key, id
+}
+
+// TestKilledStopLeavesNoSharedMemory stops a server with an ended context,
+// which kills it (SIGKILL to its process group): the killed postmaster does
+// not remove its System V shared memory segment, and Stop then removes its
+// directory, so no RemoveStale could find it later. Stop must remove it.
+func TestKilledStopLeavesNoSharedMemory(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	srv, err := Start(ctx, Options{TempRoot: tempRoot(t)})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	key, id := segmentOf(t, srv.dataDir)
+	t.Cleanup(func() { // left by a Stop that failed the test
+		var ds unix.SysvShmDesc
+		if _, err := unix.SysvShmCtl(id, unix.IPC_STAT, &ds); err == nil && uint32(ds.Perm.Key) == key {
+			_, _ = unix.SysvShmCtl(id, unix.IPC_RMID, nil)
+		}
+	})
+	ended, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := srv.Stop(ended); err != nil {
+		t.Fatalf("Stop with an ended context: %v", err)
+	}
+	// A segment marked for removal loses its key at once, and goes once its
+	// dying backends have let it go.
+	var ds unix.SysvShmDesc
+	if _, err := unix.SysvShmCtl(id, unix.IPC_STAT, &ds); err == nil && uint32(ds.Perm.Key) == key {
+		t.Fatalf("the killed server's shared memory segment (key %d, id %d, %d bytes, %d attached) is still there after Stop removed its directory", key, id, ds.Segsz, ds.Nattch)
+	}
 }
