@@ -48,7 +48,7 @@ func (f *File) Send(ctx context.Context, m Message) error {
 		return fmt.Errorf("write message to outbox: %w", err)
 	}
 	now := f.now()
-	msg, err := buildMsg(m, now)
+	msg, err := buildMsg(m, now, true)
 	if err != nil {
 		return fmt.Errorf("write message to outbox: %w", err)
 	}

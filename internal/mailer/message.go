@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	gomail "github.com/wneessen/go-mail"
+	"golang.org/x/net/idna"
 )
 
 // ErrBadRecipient is wrapped by the error of a message whose To address
@@ -35,11 +36,13 @@ func CheckRecipient(addr string) error {
 }
 
 // CheckSender reports whether addr (MAIL_FROM) can be every reminder's
-// sender: one RFC 5322 address whose local part is a dot-atom. go-mail
-// puts the address unquoted into MAIL FROM, as it does a recipient into
-// RCPT TO, so a local part that needs quoting ("billing dept"@example.com)
-// is refused at start instead of making a strict server refuse every
-// reminder, retry after retry.
+// sender: one RFC 5322 address whose local part is a dot-atom and whose
+// domain, when it is not ASCII, is a valid internationalized domain name
+// (IDNA2008, asciiDomain). go-mail puts the address unquoted into MAIL
+// FROM, as it does a recipient into RCPT TO, so a local part that needs
+// quoting ("billing dept"@example.com) is refused at start instead of
+// making a strict server refuse every reminder, retry after retry; so is
+// a domain that has no A-label to send to a server without SMTPUTF8.
 func CheckSender(addr string) error {
 	a, err := mail.ParseAddress(addr)
 	if err != nil {
@@ -49,6 +52,9 @@ func CheckSender(addr string) error {
 	if at < 0 || !dotAtom(a.Address[:at]) {
 		return fmt.Errorf("the local part of %.80q needs quoting, which the SMTP envelope would not carry", a.Address)
 	}
+	if _, err := asciiDomain(a.Address[at+1:]); err != nil {
+		return fmt.Errorf("the domain of %.80q is not a valid internationalized domain name (IDNA2008): %w", a.Address, err)
+	}
 	return nil
 }
 
@@ -57,7 +63,8 @@ func CheckSender(addr string) error {
 // refused, because go-mail puts it unquoted into RCPT TO
 // (<victim@evil.example> x@example.org>), which a lenient server reads as
 // another recipient than the one in To and a strict one refuses, each
-// time.
+// time. A domain that is not ASCII must be a valid internationalized
+// domain name (asciiDomain): a server without SMTPUTF8 gets its A-label.
 func parseRecipient(addr string) (*mail.Address, error) {
 	if strings.TrimSpace(addr) == "" {
 		return nil, fmt.Errorf("%w: empty", ErrBadRecipient)
@@ -71,7 +78,61 @@ func parseRecipient(addr string) (*mail.Address, error) {
 	if at < 0 || !dotAtom(a.Address[:at]) {
 		return nil, fmt.Errorf("%w: local part needs quoting", ErrBadRecipient)
 	}
+	if _, err := asciiDomain(a.Address[at+1:]); err != nil {
+		// idna's reason quotes the label: left out.
+		return nil, fmt.Errorf("%w: domain is not a valid internationalized domain name (IDNA2008)", ErrBadRecipient)
+	}
 	return a, nil
+}
+
+// asciiDomain returns domain as a server without SMTPUTF8 takes it: an
+// ASCII domain as it is, one that is not ASCII (müller.de) as its
+// A-labels (xn--mller-kva.de), converted by IDNA2008's lookup rules
+// (RFC 5891 section 5, idna.Lookup: mapped as UTS 46 maps, Müller.DE is
+// xn--mller-kva.de too). A domain those rules refuse (a disallowed code
+// point such as U+00A0 or '_', a label with "--" in its third and fourth
+// places or starting with a combining mark, a zero-width joiner out of
+// its context, a right-to-left label mixing directions) is an error.
+// Symbols that UTS 46 keeps though IDNA2008 disallows them ('♥', emoji)
+// pass, as resolvers and browsers take them.
+func asciiDomain(domain string) (string, error) {
+	if isASCII(domain) {
+		return domain, nil
+	}
+	d, err := idna.Lookup.ToASCII(domain)
+	if err != nil {
+		return "", err
+	}
+	if !isASCII(d) {
+		return "", errors.New("no A-label")
+	}
+	return d, nil
+}
+
+// isASCII reports whether s is all ASCII.
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// asciiAddress returns a with its domain as asciiDomain returns it, for
+// a server that does not offer SMTPUTF8: the A-label goes into the
+// envelope and the header alike. The display name is kept (go-mail writes
+// a display name that is not ASCII as RFC 2047 encoded words).
+func asciiAddress(a *mail.Address) (*mail.Address, error) {
+	at := strings.LastIndex(a.Address, "@")
+	if at < 0 {
+		return a, nil
+	}
+	d, err := asciiDomain(a.Address[at+1:])
+	if err != nil {
+		return nil, err
+	}
+	return &mail.Address{Name: a.Name, Address: a.Address[:at+1] + d}, nil
 }
 
 // dotAtom reports whether s is an RFC 5322 dot-atom: atext runs joined by
@@ -285,17 +346,32 @@ const maxExtRunes = 16
 // name becomes '_'. An attachment name that is not ASCII is written as RFC
 // 2231 parameters beside an ASCII fallback (attachmentParam). A To address
 // that does not parse is ErrBadRecipient.
-func buildMsg(m Message, now time.Time) (*gomail.Msg, error) {
+//
+// With smtputf8 the addresses are written as they are (RFC 6531/6532: an
+// SMTP server that offers SMTPUTF8, or the outbox); without it, for a
+// server that does not, their domains are written as A-labels
+// (asciiAddress), the same in From and To as in MAIL FROM and RCPT TO,
+// which go-mail takes from them.
+func buildMsg(m Message, now time.Time, smtputf8 bool) (*gomail.Msg, error) {
 	msg := gomail.NewMsg()
 	from, err := mail.ParseAddress(m.From)
 	if err != nil {
 		return nil, fmt.Errorf("from %q: %w", m.From, err)
 	}
-	msg.FromMailAddress(cleanAddress(from))
 	to, err := parseRecipient(m.To)
 	if err != nil {
 		return nil, fmt.Errorf("to: %w", err)
 	}
+	if !smtputf8 {
+		if from, err = asciiAddress(from); err != nil {
+			return nil, fmt.Errorf("from %q: domain is not a valid internationalized domain name (IDNA2008): %w", m.From, err)
+		}
+		if to, err = asciiAddress(to); err != nil {
+			// parseRecipient checked the domain.
+			return nil, fmt.Errorf("to: %w: domain is not a valid internationalized domain name (IDNA2008)", ErrBadRecipient)
+		}
+	}
+	msg.FromMailAddress(cleanAddress(from))
 	msg.ToMailAddress(cleanAddress(to))
 	setSubject(msg, OneLine(m.Subject))
 	msg.SetDateWithValue(now)

@@ -195,7 +195,11 @@ func (s *SMTP) client(ctx context.Context, dialed *net.Conn) (*mail.Client, erro
 // RCPT TO, but 552, 530 and refusals of the sender such as 5.7.x:
 // refusedForGood) wraps
 // ErrRecipientRefused. A send error does not
-// name the recipient's address (withoutRecipient). Send closes its
+// name the recipient's address (withoutRecipient). A server that offers
+// SMTPUTF8 (RFC 6531) gets the addresses as they are; one that does not
+// gets an internationalized domain (müller.de) as its A-label
+// (xn--mller-kva.de) in MAIL FROM, RCPT TO and the From and To headers
+// alike (buildMsg). Send closes its
 // connection before it returns, also when the QUIT fails (a server that
 // stopped answering, or dropped the connection). This is go-mail's
 // DialAndSendWithContext without those errors.
@@ -203,7 +207,11 @@ func (s *SMTP) Send(ctx context.Context, m Message) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("send message to %s: %w", s, err)
 	}
-	msg, err := buildMsg(m, s.now())
+	// Built before the dial for its checks (an address that does not
+	// parse connects to nobody), and built again for a server that does
+	// not offer SMTPUTF8.
+	now := s.now()
+	msg, err := buildMsg(m, now, true)
 	if err != nil {
 		return fmt.Errorf("send message to %s: %w", s, err)
 	}
@@ -233,6 +241,13 @@ func (s *SMTP) Send(ctx context.Context, m Message) error {
 			_ = dialed.Close()
 		}
 	}()
+	if ok, _ := conn.Extension("SMTPUTF8"); !ok {
+		// RFC 6531: without SMTPUTF8 the envelope and the header are
+		// ASCII; a domain that is not goes as its A-labels.
+		if msg, err = buildMsg(m, now, false); err != nil {
+			return fmt.Errorf("send message to %s: %w", s, err)
+		}
+	}
 	if err := c.SendWithSMTPClient(conn, msg); err != nil && !msg.IsDelivered() {
 		err = withoutRecipient(err, m.To)
 		if refusedForGood(err) {
@@ -259,14 +274,20 @@ const recipientPlaceholder = "(the recipient)"
 // recipient(s): <addr>"), and a server's reply often quotes it
 // ("<addr>: Recipient address rejected"). The error goes to the task's
 // last error and the worker's log, where a customer's address must not
-// appear. The result wraps err (errors.As still finds go-mail's
-// SendError).
+// appear. An address at an internationalized domain is replaced as it is
+// written in To and as its A-label form (asciiAddress), which a server
+// without SMTPUTF8 got and quotes. The result wraps err (errors.As still
+// finds go-mail's SendError).
 func withoutRecipient(err error, to string) error {
 	a, perr := parseRecipient(to)
 	if perr != nil || a.Address == "" {
 		return err
 	}
-	re := regexp.MustCompile("(?i)" + regexp.QuoteMeta(a.Address))
+	expr := regexp.QuoteMeta(a.Address)
+	if ascii, aerr := asciiAddress(a); aerr == nil && ascii.Address != a.Address {
+		expr += "|" + regexp.QuoteMeta(ascii.Address)
+	}
+	re := regexp.MustCompile("(?i)" + expr)
 	msg := err.Error()
 	if !re.MatchString(msg) {
 		return err

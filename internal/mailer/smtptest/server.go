@@ -56,6 +56,11 @@ type Options struct {
 	// Host is the loopback address to listen on: 127.0.0.1 when empty
 	// (::1 for an IPv6 server).
 	Host string
+	// SMTPUTF8 offers the SMTPUTF8 extension (RFC 6531). Whether it is
+	// offered or not, an address in MAIL FROM or RCPT TO that is not
+	// ASCII is refused (ErrUnicodeAddress) unless MAIL FROM declared
+	// SMTPUTF8, as an RFC 6531 server such as Postfix does.
+	SMTPUTF8 bool
 }
 
 // ErrTemporary is a 451 reply, the usual "try again later".
@@ -68,6 +73,11 @@ var ErrNoMailbox = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5,
 // asks clients to treat as the temporary 452.
 var ErrMailboxFull = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 2, 2}, Message: "mailbox full"}
 
+// ErrUnicodeAddress is the reply to an address in MAIL FROM or RCPT TO
+// that is not ASCII, in a transaction whose MAIL FROM did not declare
+// SMTPUTF8: Postfix's.
+var ErrUnicodeAddress = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7}, Message: "Must declare SMTPUTF8 to send unicode address"}
+
 // Message is one accepted message.
 type Message struct {
 	From string
@@ -77,6 +87,8 @@ type Message struct {
 	// TLS reports whether the message (and the AUTH before it) came over
 	// TLS (STARTTLS or implicit).
 	TLS bool
+	// SMTPUTF8 reports whether its MAIL FROM declared SMTPUTF8.
+	SMTPUTF8 bool
 }
 
 // Server is a running SMTP server. Its methods are safe for concurrent use.
@@ -104,6 +116,7 @@ func Start(t testing.TB, opts Options) *Server {
 	s.srv.WriteTimeout = 30 * time.Second
 	s.srv.ErrorLog = log.New(io.Discard, "", 0)
 	s.srv.TLSConfig = opts.TLS
+	s.srv.EnableSMTPUTF8 = opts.SMTPUTF8
 	host := opts.Host
 	if host == "" {
 		host = "127.0.0.1"
@@ -177,6 +190,7 @@ type session struct {
 	s        *Server
 	conn     *smtp.Conn
 	authed   bool
+	utf8     bool // MAIL FROM declared SMTPUTF8
 	from     string
 	to       []string
 	accepted bool // a message was accepted since the last Reset
@@ -206,17 +220,26 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 	}), nil
 }
 
-// Mail implements smtp.Session; it requires AUTH when a user is set.
-func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
+// Mail implements smtp.Session; it requires AUTH when a user is set, and
+// SMTPUTF8 declared for an address that is not ASCII.
+func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	if ss.s.opts.User != "" && !ss.authed {
 		return smtp.ErrAuthRequired
+	}
+	ss.utf8 = opts != nil && opts.UTF8
+	if !ss.utf8 && !ascii(from) {
+		return ErrUnicodeAddress
 	}
 	ss.from = from
 	return nil
 }
 
-// Rcpt implements smtp.Session; it applies Options.RejectRcpt.
+// Rcpt implements smtp.Session; it refuses an address that is not ASCII
+// unless MAIL FROM declared SMTPUTF8, and applies Options.RejectRcpt.
 func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if !ss.utf8 && !ascii(to) {
+		return ErrUnicodeAddress
+	}
 	if ss.s.opts.RejectRcpt != nil {
 		if err := ss.s.opts.RejectRcpt(to); err != nil {
 			return err
@@ -224,6 +247,16 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	}
 	ss.to = append(ss.to, to)
 	return nil
+}
+
+// ascii reports whether s is all ASCII.
+func ascii(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // Data implements smtp.Session: it counts the attempt, applies
@@ -245,7 +278,7 @@ func (ss *session) Data(r io.Reader) error {
 		}
 	}
 	_, overTLS := ss.conn.TLSConnectionState()
-	ss.s.messages = append(ss.s.messages, Message{From: ss.from, To: append([]string(nil), ss.to...), Data: data, TLS: overTLS})
+	ss.s.messages = append(ss.s.messages, Message{From: ss.from, To: append([]string(nil), ss.to...), Data: data, TLS: overTLS, SMTPUTF8: ss.utf8})
 	ss.accepted = true
 	return nil
 }
@@ -254,7 +287,7 @@ func (ss *session) Data(r io.Reader) error {
 // too, once its reply is sent, which is where Options.DropAfterAccept
 // drops the connection and Options.StallAfterAccept holds it.
 func (ss *session) Reset() {
-	ss.from, ss.to = "", nil
+	ss.from, ss.to, ss.utf8 = "", nil, false
 	if ss.accepted && ss.s.opts.StallAfterAccept != nil {
 		<-ss.s.opts.StallAfterAccept
 	}
