@@ -34,7 +34,8 @@ type Message struct {
 // Mailer sends messages. Send honours ctx; a nil error means the message was
 // accepted (by the SMTP server, or written durably to the outbox). An error
 // wrapping ErrBadRecipient or ErrRecipientRefused means the message can
-// never be sent as it is.
+// never be sent as it is; one wrapping ErrRecipientNeedsSMTPUTF8 that it
+// can never be sent as it is through that SMTP server.
 type Mailer interface {
 	Send(ctx context.Context, m Message) error
 }

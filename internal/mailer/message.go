@@ -28,6 +28,15 @@ var ErrBadRecipient = errors.New("recipient address does not parse")
 // way.
 var ErrRecipientRefused = errors.New("recipient refused by the mail server")
 
+// ErrRecipientNeedsSMTPUTF8 is wrapped by the error of a message whose To
+// address has a local part that is not ASCII (zoë@example.com) and whose
+// SMTP server does not offer SMTPUTF8 (RFC 6531): such an address has no
+// ASCII form (unlike a domain, which has its A-label), so nothing is sent,
+// not even MAIL FROM, and sending it again through that server fails the
+// same way. The mail server refused nothing. The error does not repeat
+// the address.
+var ErrRecipientNeedsSMTPUTF8 = errors.New("the recipient's local part is not ASCII, which needs a mail server offering SMTPUTF8, and this one does not")
+
 // CheckRecipient returns nil when addr is an address Send accepts as To,
 // and an error wrapping ErrBadRecipient otherwise.
 func CheckRecipient(addr string) error {
@@ -119,14 +128,22 @@ func isASCII(s string) bool {
 	return true
 }
 
+// errLocalPartNotASCII: an address's local part is not ASCII, which has
+// no form a server without SMTPUTF8 takes.
+var errLocalPartNotASCII = errors.New("local part is not ASCII")
+
 // asciiAddress returns a with its domain as asciiDomain returns it, for
 // a server that does not offer SMTPUTF8: the A-label goes into the
 // envelope and the header alike. The display name is kept (go-mail writes
-// a display name that is not ASCII as RFC 2047 encoded words).
+// a display name that is not ASCII as RFC 2047 encoded words). A local
+// part that is not ASCII is errLocalPartNotASCII.
 func asciiAddress(a *mail.Address) (*mail.Address, error) {
 	at := strings.LastIndex(a.Address, "@")
 	if at < 0 {
 		return a, nil
+	}
+	if !isASCII(a.Address[:at]) {
+		return nil, errLocalPartNotASCII
 	}
 	d, err := asciiDomain(a.Address[at+1:])
 	if err != nil {
@@ -351,7 +368,9 @@ const maxExtRunes = 16
 // SMTP server that offers SMTPUTF8, or the outbox); without it, for a
 // server that does not, their domains are written as A-labels
 // (asciiAddress), the same in From and To as in MAIL FROM and RCPT TO,
-// which go-mail takes from them.
+// which go-mail takes from them, and a local part that is not ASCII, which
+// such a server cannot take, is an error: ErrRecipientNeedsSMTPUTF8 for
+// To, an ordinary error for From (MAIL_FROM: every message's).
 func buildMsg(m Message, now time.Time, smtputf8 bool) (*gomail.Msg, error) {
 	msg := gomail.NewMsg()
 	from, err := mail.ParseAddress(m.From)
@@ -363,10 +382,16 @@ func buildMsg(m Message, now time.Time, smtputf8 bool) (*gomail.Msg, error) {
 		return nil, fmt.Errorf("to: %w", err)
 	}
 	if !smtputf8 {
-		if from, err = asciiAddress(from); err != nil {
+		// The sender first: its failure is every message's, not this
+		// recipient's.
+		if from, err = asciiAddress(from); errors.Is(err, errLocalPartNotASCII) {
+			return nil, errors.New("the sender's (MAIL_FROM's) local part is not ASCII, which needs a mail server offering SMTPUTF8, and this one does not: nothing was sent")
+		} else if err != nil {
 			return nil, fmt.Errorf("from %q: domain is not a valid internationalized domain name (IDNA2008): %w", m.From, err)
 		}
-		if to, err = asciiAddress(to); err != nil {
+		if to, err = asciiAddress(to); errors.Is(err, errLocalPartNotASCII) {
+			return nil, fmt.Errorf("to: %w: nothing was sent", ErrRecipientNeedsSMTPUTF8)
+		} else if err != nil {
 			// parseRecipient checked the domain.
 			return nil, fmt.Errorf("to: %w: domain is not a valid internationalized domain name (IDNA2008)", ErrBadRecipient)
 		}

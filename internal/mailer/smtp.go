@@ -199,7 +199,10 @@ func (s *SMTP) client(ctx context.Context, dialed *net.Conn) (*mail.Client, erro
 // SMTPUTF8 (RFC 6531) gets the addresses as they are; one that does not
 // gets an internationalized domain (müller.de) as its A-label
 // (xn--mller-kva.de) in MAIL FROM, RCPT TO and the From and To headers
-// alike (buildMsg). Send closes its
+// alike (buildMsg), and nothing at all (no MAIL FROM) when a local part is
+// not ASCII (zoë@example.com), which has no ASCII form: the error wraps
+// ErrRecipientNeedsSMTPUTF8 for the recipient's, and is an ordinary one
+// for the sender's. Send closes its
 // connection before it returns, also when the QUIT fails (a server that
 // stopped answering, or dropped the connection). This is go-mail's
 // DialAndSendWithContext without those errors.

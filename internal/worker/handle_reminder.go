@@ -156,8 +156,10 @@ func alreadySent(day, today string) string {
 //     'failed' and return the
 //     send error so the task is retried and sends again; unless the mail
 //     server refused the recipient for good (mailer.ErrRecipientRefused:
-//     550 no such mailbox), which archives the task at once like an
-//     address that does not parse. Recording and
+//     550 no such mailbox), or the address's local part is not ASCII and
+//     the mail server does not offer SMTPUTF8
+//     (mailer.ErrRecipientNeedsSMTPUTF8: nothing was sent), which archive
+//     the task at once like an address that does not parse. Recording and
 //     the commit run on context.WithoutCancel(ctx): a send that succeeded is
 //     recorded even when the task's ctx is cancelled meanwhile (a
 //     shutdown), and normally within the reserve before its deadline, so
@@ -290,7 +292,8 @@ func (h *Handlers) InvoiceReminder(ctx context.Context, p tasks.InvoiceReminder)
 		return fmt.Errorf("reminder for invoice %d on %s: %w", p.InvoiceID, p.Day, err)
 	case badAddr != nil:
 		return Permanentf("reminder for invoice %d on %s not sent: %w", p.InvoiceID, p.Day, badAddr)
-	case errors.Is(sendErr, mailer.ErrBadRecipient), errors.Is(sendErr, mailer.ErrRecipientRefused):
+	case errors.Is(sendErr, mailer.ErrBadRecipient), errors.Is(sendErr, mailer.ErrRecipientRefused),
+		errors.Is(sendErr, mailer.ErrRecipientNeedsSMTPUTF8):
 		return Permanentf("reminder for invoice %d on %s not sent: %w", p.InvoiceID, p.Day, sendErr)
 	case sendErr != nil:
 		return fmt.Errorf("send reminder for invoice %d on %s: %w", p.InvoiceID, p.Day, sendErr)
