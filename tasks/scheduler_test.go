@@ -268,6 +268,47 @@ func TestSchedulerOneSweepPerTickAcrossReplicas(t *testing.T) {
 	}
 }
 
+// stoppableClock is the real clock (Now and timers) whose timers a test
+// can stop once every loop waits on one: no tick fires after that, so the
+// loops, cancelled then, are stopped between ticks, none in the middle of
+// an enqueue.
+type stoppableClock struct {
+	mu      sync.Mutex
+	waiting int  // timers of After not yet fired
+	stopped bool // no timer fires any more
+}
+
+func (c *stoppableClock) Now() time.Time { return time.Now() }
+
+func (c *stoppableClock) After(d time.Duration) <-chan time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.waiting++
+	ch := make(chan time.Time, 1)
+	time.AfterFunc(d, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.stopped {
+			return
+		}
+		c.waiting--
+		ch <- time.Now()
+	})
+	return ch
+}
+
+// stopOnceWaiting stops the timers if n loops wait on the clock, and
+// reports whether it did.
+func (c *stoppableClock) stopOnceWaiting(n int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.waiting < n {
+		return false
+	}
+	c.stopped = true
+	return true
+}
+
 // TestSchedulerRealClock: two loops on "@every 1s" with the real clock
 // produce one sweep per elapsed tick.
 func TestSchedulerRealClock(t *testing.T) {
@@ -276,15 +317,15 @@ func TestSchedulerRealClock(t *testing.T) {
 	redis := newRedis(t)
 	enq, inspector := newTestEnqueuer(t, redis)
 	log := &tickLog{calls: map[int64][]EnqueueResult{}}
+	clock := &stoppableClock{}
 	var wg sync.WaitGroup
 	for range 2 {
 		wg.Go(func() {
-			_ = RunScheduler(ctx, enq, "@every 1s", SchedulerOptions{Logger: discardLogger(), OnTick: log.onTick})
+			_ = RunScheduler(ctx, enq, "@every 1s", SchedulerOptions{Clock: clock, Logger: discardLogger(), OnTick: log.onTick})
 		})
 	}
-	// Wait until both loops finished at least two ticks, then stop them
-	// (just after a tick, not in the middle of one's enqueue), however
-	// long a loaded machine takes to get there.
+	// Wait until both loops finished at least two ticks, however long a
+	// loaded machine takes to get there.
 	testenv.WaitFor(t, 30*time.Second, "two ticks enqueued by both loops", func() bool {
 		log.mu.Lock()
 		defer log.mu.Unlock()
@@ -296,10 +337,18 @@ func TestSchedulerRealClock(t *testing.T) {
 		}
 		return both >= 2
 	})
+	// Then stop them between ticks, not in the middle of an enqueue: an
+	// enqueue the cancel cuts may still write its tick's task while its
+	// loop sees the cancel's error ("3 sweep tasks for 2 ticks"), as when
+	// this goroutine is held up past the next tick on a loaded machine.
+	testenv.WaitFor(t, 30*time.Second, "both loops to wait for their next tick", func() bool { return clock.stopOnceWaiting(2) })
 	cancel()
 	wg.Wait()
 	log.mu.Lock()
 	defer log.mu.Unlock()
+	if len(log.errs) != 0 {
+		t.Errorf("enqueue errors: %v", log.errs)
+	}
 	pending, err := inspector.ListPendingTasks(QueueLow)
 	if err != nil {
 		t.Fatal(err)
