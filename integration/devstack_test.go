@@ -91,11 +91,14 @@ func startDev(t *testing.T, dataDir string, env ...string) *devRun {
 }
 
 // launchDev starts cmd, a `worker -dev` listening on httpAddr, and waits up
-// to readyTimeout for its DEV_READY line.
+// to readyTimeout for its DEV_READY line. Its stderr goes to the run's
+// buffer unless cmd has one.
 func launchDev(t *testing.T, cmd *exec.Cmd, httpAddr string, readyTimeout time.Duration) *devRun {
 	t.Helper()
 	r := &devRun{cmd: cmd, httpAddr: httpAddr, stderr: &devBuffer{}, done: make(chan struct{})}
-	r.cmd.Stderr = r.stderr
+	if r.cmd.Stderr == nil {
+		r.cmd.Stderr = r.stderr
+	}
 	stdout, err := r.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

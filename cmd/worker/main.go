@@ -13,7 +13,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"runtime/pprof"
+	"syscall"
 	"time"
 
 	"github.com/invoicing/tenantworker/internal/config"
@@ -23,6 +25,17 @@ import (
 )
 
 func main() {
+	// A write to a pipe whose reader has gone fails instead of ending the
+	// process, as in the enqueue CLI: the log of "worker 2>&1 | tee
+	// worker.log" (or "worker -dev") goes to a tee that the same Ctrl-C or
+	// hang-up ends first, or to a log shipper that died, and the next line
+	// would otherwise kill the worker (Go ends a process on SIGPIPE from a
+	// write to stdout or stderr), cutting its graceful stop short (running
+	// tasks neither finished nor handed back, the dev stack's throwaway
+	// database directory left behind). The worker goes on without its
+	// log, and stops on SIGTERM as usual: only the lines are lost
+	// (docs/operations.md, "Logs": the choice to go on without them).
+	signal.Ignore(syscall.SIGPIPE)
 	if devstack.Requested(os.Args[1:]) {
 		os.Exit(devstack.Main(os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
 	}
