@@ -13,7 +13,10 @@
 // on every master of a cluster, between scenarios; Redis command and
 // memory counters are summed over the masters; on the PostgreSQL server it creates, and
 // drops at the end, databases named bench_*). Everything it starts is
-// stopped when it ends, also on Ctrl-C.
+// stopped when it ends, also on Ctrl-C or SIGTERM, and, under `go run`,
+// once the go command ends, however it ends: go run passes no signal on
+// (golang/go#40467), so a script's `kill $!` of `go run ./integration/bench &`
+// signals the go command alone.
 //
 // Scenarios (each with a baseline measured in the same run, and the ratio):
 //

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/invoicing/tenantworker/internal/config"
+	"github.com/invoicing/tenantworker/internal/gorun"
 	"github.com/invoicing/tenantworker/tasks"
 )
 
@@ -171,6 +172,14 @@ func run(name string, args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// Under `go run` (the package doc's commands), also once the go
+	// command ends: it passes no signal on (package gorun), so a script's
+	// `kill $!` of `go run ./integration/bench &` ended it alone, and the
+	// bench went on with its redis-server, PostgreSQL and binaries.
+	ctx, stopWatch := gorun.Context(ctx, func(goPID int) {
+		progress("go run (pid %d) ended: stopping", goPID)
+	})
+	defer stopWatch()
 	go func() {
 		<-ctx.Done()
 		stop() // a second Ctrl-C kills at once; children die with us (Pdeathsig)

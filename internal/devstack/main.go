@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/invoicing/tenantworker/internal/gorun"
 	"github.com/invoicing/tenantworker/internal/logctx"
 	"github.com/invoicing/tenantworker/internal/stopsignal"
 )
@@ -98,7 +99,11 @@ func Main(args []string, stdout, stderr io.Writer, getenv func(string) string) i
 
 	// A second signal gets the default behaviour: exit at once.
 	ctx, stop := stopsignal.Context(context.Background(), os.Interrupt)
-	ctx, stopWatch := stopWithGoRun(ctx, logger)
+	// Under `go run` (the README's first command), also once the go
+	// command ends: it passes no signal on (package gorun).
+	ctx, stopWatch := gorun.Context(ctx, func(goPID int) {
+		logger.Info("go run ended: stopping the dev stack", "go_run_pid", goPID)
+	})
 	opts := envOptions(getenv)
 	opts.HTTPAddr, opts.WorkerAddr, opts.DataDir = *httpAddr, *workerAddr, *dataDir
 	opts.Stdout, opts.Logger = stdout, logger
