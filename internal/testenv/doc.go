@@ -42,6 +42,11 @@
 // replication), as production runs the binaries: the database's owner, or
 // with owner false a role that may only connect; IsSuperuser checks a URL.
 //
+// LockWaiters counts the sessions of a connection's own database waiting
+// for a lock (by statement text and kind): a test that waits until its
+// session waits for a lock must count that way, since another test's
+// waiter, in another database of the shared server, is in pg_locks too.
+//
 // StartPostgres(t) starts a dedicated server for fault tests: Stop, Start and
 // Restart keep its port and data directory, and CreateDatabase gives a
 // database on it.
