@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/invoicing/tenantworker/internal/testenv"
 )
 
 // TestKeyRevokedInFlightEnqueuesNothing: a request that authenticated
@@ -125,12 +127,15 @@ func firstKeyID(t *testing.T, b *bundle, tn tenant) int64 {
 	return body.Keys[0].ID
 }
 
-// waitForLockWaiter waits until a backend waits for a lock.
+// waitForLockWaiter waits until a session of the test's database waits
+// for a lock on a table (the in-flight request, behind the lock on the
+// tenant's invoices): not any lock waiter of the server, which other
+// tests share.
 func waitForLockWaiter(t *testing.T, b *bundle) {
 	t.Helper()
 	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		var n int
-		if err := b.pool.QueryRow(t.Context(), "SELECT count(*) FROM pg_locks WHERE NOT granted").Scan(&n); err != nil {
+		n, err := testenv.LockWaiters(t.Context(), b.pool, "", "relation")
+		if err != nil {
 			t.Fatal(err)
 		}
 		if n > 0 {
