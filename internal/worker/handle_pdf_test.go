@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/shopspring/decimal"
 
+	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/internal/worker"
 	"github.com/invoicing/tenantworker/internal/worker/workertest"
 	"github.com/invoicing/tenantworker/pdf"
@@ -525,11 +526,12 @@ func TestRendersOfOneInvoiceRunInTurn(t *testing.T) {
 	})
 	second := make(chan error, 1)
 	go func() { second <- e.w.Work(e.ctx, p) }()
-	// The second waits for the lock (seen in pg_locks: a render lock is
-	// the only advisory lock with one bigint key, objsubid 1).
+	// The second waits for the lock (a session of the test's database, the
+	// server being shared, waiting for an advisory lock in the render
+	// lock's statement).
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
-		var waiting int
-		if err := e.pool.QueryRow(e.ctx, `SELECT count(*) FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND objsubid = 1 AND NOT granted`).Scan(&waiting); err != nil {
+		waiting, err := testenv.LockWaiters(e.ctx, e.pool, "pg_advisory_xact_lock(pg_catalog.hashtextextended(", "advisory")
+		if err != nil {
 			t.Fatal(err)
 		}
 		if waiting > 0 {
