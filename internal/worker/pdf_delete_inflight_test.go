@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/internal/worker"
 	"github.com/invoicing/tenantworker/internal/worker/workertest"
 	"github.com/invoicing/tenantworker/invoice"
@@ -50,10 +51,12 @@ func TestPDFOfInvoiceDeletionInFlightLeavesNoFile(t *testing.T) {
 					}
 					close(deleted)
 					// Commit once the render's record waits for this
-					// transaction (a lock not granted, other than advisory).
+					// transaction (a session of the test's database, the
+					// server being shared, waiting in the record's INSERT
+					// into invoice_documents).
 					for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-						var waiting int
-						if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM pg_catalog.pg_locks WHERE NOT granted AND locktype <> 'advisory'`).Scan(&waiting); err != nil {
+						waiting, err := testenv.LockWaiters(ctx, e.pool, "invoice_documents")
+						if err != nil {
 							return err
 						}
 						if waiting > 0 {
