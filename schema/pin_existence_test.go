@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
 
@@ -61,9 +62,8 @@ func TestLateUnitPinnedByNameReachesNewOwner(t *testing.T) {
 				return done
 			default:
 			}
-			var waiting bool
-			_ = b.pool.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_catalog.pg_locks WHERE NOT granted)").Scan(&waiting)
-			if waiting {
+			// A session of this test's database: the server is shared.
+			if waiting, _ := testenv.LockWaiters(ctx, b.pool, ""); waiting > 0 {
 				return done
 			}
 			time.Sleep(5 * time.Millisecond)
