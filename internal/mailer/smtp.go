@@ -321,8 +321,12 @@ func (e *redactedError) Unwrap() error { return e.err }
 // MAIL_FROM's default billing@localhost), or 5.1.7 and 5.1.8 (the sender's
 // address: "550 5.1.8 ... Sender address rejected: Domain not found").
 // Postfix checks the client, its HELO name and the sender at RCPT TO
-// (smtpd_delay_reject, its default), so those come there. A connection
-// that failed during RCPT TO has no reply code and is not a refusal.
+// (smtpd_delay_reject, its default), so those come there. A 5.5.x reply
+// that says "Recipient address rejected" is the address's refusal all the
+// same: Postfix's reject_non_fqdn_recipient gives a customer's address
+// whose domain has no dot (anna@gmailcom) the same "504 5.5.2" as the
+// HELO name and the sender, naming what it refuses. A connection that
+// failed during RCPT TO has no reply code and is not a refusal.
 func refusedForGood(err error) bool {
 	var se *mail.SendError
 	if !errors.As(err, &se) || se.Reason != mail.ErrSMTPRcptTo {
@@ -333,7 +337,9 @@ func refusedForGood(err error) bool {
 		return false
 	}
 	switch esc := se.EnhancedStatusCode(); {
-	case strings.HasPrefix(esc, "5.7."), strings.HasPrefix(esc, "5.5."), esc == "5.1.7", esc == "5.1.8":
+	case strings.HasPrefix(esc, "5.5."):
+		return strings.Contains(strings.ToLower(se.Error()), "recipient address rejected")
+	case strings.HasPrefix(esc, "5.7."), esc == "5.1.7", esc == "5.1.8":
 		return false
 	}
 	return true

@@ -3,6 +3,7 @@ package mailer_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/emersion/go-smtp"
@@ -78,5 +79,34 @@ func TestSMTPSenderOrHeloRefusalAtRcptIsNotARecipientRefusal(t *testing.T) {
 		if errors.Is(err, mailer.ErrRecipientRefused) {
 			t.Errorf("%d %v %s: Send = %v; wraps ErrRecipientRefused, want a retried error", reply.Code, reply.EnhancedCode, reply.Message, err)
 		}
+	}
+}
+
+// TestSMTPNonFQDNRecipientIsARecipientRefusal: Postfix's
+// reject_non_fqdn_recipient refuses the address itself with the same
+// 504 5.5.2 as its refusals of the HELO name and the sender ("<anna@gmailcom>:
+// Recipient address rejected: need fully-qualified address", a customer's
+// address whose domain lost its dot): that one is ErrRecipientRefused, the
+// reminder archived at once, not retried ten times to the same refusal.
+// The other 5.5.x replies stay retried
+// (TestSMTPSenderOrHeloRefusalAtRcptIsNotARecipientRefusal).
+func TestSMTPNonFQDNRecipientIsARecipientRefusal(t *testing.T) {
+	t.Parallel()
+	srv := smtptest.Start(t, smtptest.Options{RejectRcpt: func(to string) error {
+		return &smtp.SMTPError{Code: 504, EnhancedCode: smtp.EnhancedCode{5, 5, 2},
+			Message: "<" + to + ">: Recipient address rejected: need fully-qualified address"}
+	}})
+	s, err := mailer.NewSMTP(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := testMessage()
+	m.To = "Anna <anna@gmailcom>"
+	err = s.Send(context.Background(), m)
+	if !errors.Is(err, mailer.ErrRecipientRefused) {
+		t.Fatalf("Send = %v; want ErrRecipientRefused", err)
+	}
+	if strings.Contains(err.Error(), "anna@") {
+		t.Errorf("Send = %v; names the recipient's address", err)
 	}
 }
