@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -51,52 +50,16 @@ func TestWorkerWhoseLogPipeIsGoneStopsGracefully(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
 	httpAddr := freeAddr(t)
 	cmd := exec.Command(testenv.BuildBinary(t, workerPkg))
 	for k, v := range s.env(map[string]string{"HTTP_ADDR": httpAddr, "OUTBOX_DIR": t.TempDir()}) {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
 	cmd.Env = append(cmd.Env, "PATH="+os.Getenv("PATH"), "HOME="+os.Getenv("HOME"))
-	cmd.Stdout, cmd.Stderr = w, w
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	w.Close() // the worker holds the pipe's only write end
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	})
-	// tee: reads the worker's log until the worker has started, then
-	// goes away (closes its end of the pipe).
-	log := new(testenv.LogBuffer)
-	gone := make(chan struct{})
-	go func() {
-		defer close(gone)
-		defer r.Close()
-		buf := make([]byte, 4096)
-		for {
-			n, err := r.Read(buf)
-			_, _ = log.Write(buf[:n])
-			if err != nil || strings.Contains(log.String(), "worker started") {
-				return
-			}
-		}
-	}()
-	select {
-	case <-gone:
-	case <-time.After(readyTimeout):
-		t.Fatalf("the worker did not start; log:\n%s", log.String())
-	}
-	if !strings.Contains(log.String(), "worker started") {
-		t.Fatalf("the worker ended before it started; log:\n%s", log.String())
-	}
+	// tee: reads the worker's log until the worker has started, then goes
+	// away.
+	_, exited := testenv.StartWithTeeGone(t, cmd, true, "worker started", readyTimeout)
 
 	// The render runs: its query waits for the lock.
 	eventually(t, 60*time.Second, 100*time.Millisecond, "the render waiting for the invoice", func() error {

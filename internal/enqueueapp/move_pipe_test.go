@@ -3,9 +3,7 @@ package enqueueapp_test
 import (
 	"context"
 	"errors"
-	"os"
 	"os/exec"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -28,54 +26,19 @@ func TestTenantMoveWhoseOutputPipeIsGoneStopsCleanly(t *testing.T) {
 	f.runningTask(t, tn)
 
 	bin := testenv.BuildBinary(t, "github.com/invoicing/tenantworker/cmd/enqueue")
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
 	cmd := exec.Command(bin, "tenant", "move", "acme", "--to", "eu2")
 	for k, v := range f.env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	cmd.Stderr = w
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	w.Close() // the move holds the pipe's only write end
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	})
 	// tee: reads the move's output until the move waits for the running
-	// render, then goes away (closes its end of the pipe).
-	stderr := new(testenv.LogBuffer)
-	gone := make(chan struct{})
-	go func() {
-		defer close(gone)
-		defer r.Close()
-		buf := make([]byte, 4096)
-		for {
-			n, err := r.Read(buf)
-			_, _ = stderr.Write(buf[:n])
-			if err != nil || strings.Contains(stderr.String(), "wait for 1 running tasks") {
-				return
-			}
-		}
-	}()
-	select {
-	case <-gone:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("the move did not wait for the running render; stderr:\n%s", stderr.String())
-	}
-	if !strings.Contains(stderr.String(), "wait for 1 running tasks") {
-		t.Fatalf("the move ended before it waited for the running render; stderr:\n%s", stderr.String())
-	}
+	// render, then goes away.
+	_, exited := testenv.StartWithTeeGone(t, cmd, false, "wait for 1 running tasks", 30*time.Second)
 	// The hang-up stops the move, which writes its steps to the broken
 	// pipe.
 	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
+	var err error
 	select {
 	case err = <-exited:
 		exited <- err // for the cleanup

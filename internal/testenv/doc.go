@@ -88,6 +88,8 @@
 //
 // BuildBinary(t, "github.com/invoicing/tenantworker/cmd/worker") runs go build
 // once per test binary and package and returns the executable's path.
+// StartWithTeeGone starts one with its output on a pipe whose reader goes
+// away once a given line came, as `| tee log` ended first by a Ctrl-C.
 //
 // # Processes, directories and ports
 //
