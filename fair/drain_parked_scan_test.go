@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/invoicing/tenantworker/fair"
 )
 
@@ -57,24 +59,14 @@ func TestDrainDiscardsARetryParkedWhileItScans(t *testing.T) {
 					// asynq's forwarder moves the due retry into the
 					// pending list, a worker takes it and asks the gate,
 					// which parks it; the worker hands it back to asynq.
-					forward(t, raw)
-					if id := dequeue(t, b); id != retry {
-						t.Errorf("worker took %q, want the retry", id)
-						return
-					}
-					parked, _, err := b.d.GateRun(ctx, q, retry, "acme", "invoice:pdf")
-					if err != nil || !parked {
-						t.Errorf("gate = %v, %v; want the retry parked", parked, err)
-					}
+					parkForwardedRetry(t, b, raw, retry)
 					if !c.requeue {
 						done(t, b, retry)
 						return
 					}
 					// A shutdown that stopped waiting for the worker puts
 					// the task back into the pending list instead.
-					raw.LRem(ctx, asynqPrefix+"active", 0, retry)
-					raw.LPush(ctx, asynqPrefix+"pending", retry)
-					raw.HSet(ctx, asynqPrefix+"t:"+retry, "state", "pending")
+					requeueAsAShutdown(ctx, raw, retry)
 				})
 			}
 			n, err := b.d.Drain(ctx, "acme", q)
@@ -91,22 +83,62 @@ func TestDrainDiscardsARetryParkedWhileItScans(t *testing.T) {
 					t.Fatal(err)
 				}
 			} else {
-				rep := fair.Report{Queue: q, TaskID: running, TenantID: "acme", Type: "invoice:pdf", Cost: time.Millisecond}
-				if err := b.d.Complete(ctx, q, []fair.Report{rep}); err != nil {
-					t.Fatal(err)
-				}
-				done(t, b, running)
+				finishRunning(t, b, running)
 			}
-			b.clock.Advance(46 * time.Second)
-			if err := b.d.Heartbeat(ctx, q, "w1", 1, time.Minute); err != nil {
-				t.Fatal(err)
-			}
-			if s := stats(t, b, "acme"); s.Waiting+s.Admitted+s.Parked != 0 {
-				t.Errorf("after the drain and the release: %d waiting, %d admitted, %d parked; want the discarded retry gone", s.Waiting, s.Admitted, s.Parked)
-			}
-			if s := asynqState(t, b, retry); s != "gone" {
-				t.Errorf("the discarded retry is in asynq (%s)", s)
-			}
+			wantDiscardedRetryGone(t, b, retry)
 		})
+	}
+}
+
+// parkForwardedRetry is a worker taking retry, which asynq's forwarder
+// moved into the pending list, and asking the gate, which parks it (the
+// tenant held or at its running cap). The worker's hand-back is the
+// caller's.
+func parkForwardedRetry(t *testing.T, b bundle, raw *redis.Client, retry string) {
+	t.Helper()
+	forward(t, raw)
+	if id := dequeue(t, b); id != retry {
+		t.Errorf("worker took %q, want the retry", id)
+		return
+	}
+	parked, _, err := b.d.GateRun(context.Background(), q, retry, "acme", "invoice:pdf")
+	if err != nil || !parked {
+		t.Errorf("gate = %v, %v; want the retry parked", parked, err)
+	}
+}
+
+// requeueAsAShutdown puts active task id back into asynq's pending list,
+// as a shutdown that stopped waiting for its worker does.
+func requeueAsAShutdown(ctx context.Context, raw *redis.Client, id string) {
+	raw.LRem(ctx, asynqPrefix+"active", 0, id)
+	raw.LPush(ctx, asynqPrefix+"pending", id)
+	raw.HSet(ctx, asynqPrefix+"t:"+id, "state", "pending")
+}
+
+// finishRunning reports acme's running task done: the tenant has room
+// again.
+func finishRunning(t *testing.T, b bundle, running string) {
+	t.Helper()
+	rep := fair.Report{Queue: q, TaskID: running, TenantID: "acme", Type: "invoice:pdf", Cost: time.Millisecond}
+	if err := b.d.Complete(context.Background(), q, []fair.Report{rep}); err != nil {
+		t.Fatal(err)
+	}
+	done(t, b, running)
+}
+
+// wantDiscardedRetryGone checks, past the hand-back time and after a
+// heartbeat, that the retry a drain discarded came back nowhere: not in
+// acme's backlog, admitted or parked, not in asynq.
+func wantDiscardedRetryGone(t *testing.T, b bundle, retry string) {
+	t.Helper()
+	b.clock.Advance(46 * time.Second)
+	if err := b.d.Heartbeat(context.Background(), q, "w1", 1, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if s := stats(t, b, "acme"); s.Waiting+s.Admitted+s.Parked != 0 {
+		t.Errorf("after the drain: %d waiting, %d admitted, %d parked; want the discarded retry gone", s.Waiting, s.Admitted, s.Parked)
+	}
+	if s := asynqState(t, b, retry); s != "gone" {
+		t.Errorf("the discarded retry is in asynq (%s)", s)
 	}
 }

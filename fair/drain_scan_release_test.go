@@ -46,20 +46,12 @@ func TestDrainDiscardsARetryParkedWhileItScansWhateverTheHeartbeatDoes(t *testin
 					return
 				}
 				once.Do(func() {
-					forward(t, raw)
-					if id := dequeue(t, b); id != retry {
-						t.Errorf("worker took %q, want the retry", id)
-						return
-					}
-					parked, _, err := b.d.GateRun(ctx, q, retry, "acme", "invoice:pdf")
-					if err != nil || !parked {
-						t.Errorf("gate = %v, %v; want the retry parked at the cap", parked, err)
+					parkForwardedRetry(t, b, raw, retry)
+					if t.Failed() {
 						return
 					}
 					if c.requeue {
-						raw.LRem(ctx, asynqPrefix+"active", 0, retry)
-						raw.LPush(ctx, asynqPrefix+"pending", retry)
-						raw.HSet(ctx, asynqPrefix+"t:"+retry, "state", "pending")
+						requeueAsAShutdown(ctx, raw, retry)
 					} else {
 						done(t, b, retry) // the worker's hand-back
 						b.clock.Advance(46 * time.Second)
@@ -79,21 +71,8 @@ func TestDrainDiscardsARetryParkedWhileItScansWhateverTheHeartbeatDoes(t *testin
 				t.Errorf("Drain = %+v; want the retry that waited when it began discarded and counted", n)
 			}
 			// The running task ends: the tenant has room again.
-			rep := fair.Report{Queue: q, TaskID: running, TenantID: "acme", Type: "invoice:pdf", Cost: time.Millisecond}
-			if err := b.d.Complete(ctx, q, []fair.Report{rep}); err != nil {
-				t.Fatal(err)
-			}
-			done(t, b, running)
-			b.clock.Advance(46 * time.Second)
-			if err := b.d.Heartbeat(ctx, q, "w1", 1, time.Minute); err != nil {
-				t.Fatal(err)
-			}
-			if s := stats(t, b, "acme"); s.Waiting+s.Admitted+s.Parked != 0 {
-				t.Errorf("after the drain: %d waiting, %d admitted, %d parked; want the discarded retry gone", s.Waiting, s.Admitted, s.Parked)
-			}
-			if s := asynqState(t, b, retry); s != "gone" {
-				t.Errorf("the discarded retry is in asynq (%s)", s)
-			}
+			finishRunning(t, b, running)
+			wantDiscardedRetryGone(t, b, retry)
 		})
 	}
 }
