@@ -278,16 +278,23 @@ var ErrBeingDeleted = fmt.Errorf("tenant being deleted: %w", storage.ErrConflict
 
 // slugBeingDeleted returns ErrBeingDeleted, naming the tenant, when err is
 // a conflict (the slug or its schema taken) and the slug's tenant is being
-// deleted; otherwise err. A failed lookup keeps err.
+// deleted; otherwise err. A slug that no tenant holds any more, when err
+// is not a left-over schema, was held at the conflict by a tenant whose
+// row went since: its tenant:destroy (or an aborted provisioning) deleted
+// it meanwhile, and the answer is ErrBeingDeleted too (provision again),
+// not a slug taken. Another failed lookup keeps err.
 func (s *Service) slugBeingDeleted(ctx context.Context, slug string, err error) error {
 	if !errors.Is(err, storage.ErrConflict) {
 		return err
 	}
 	t, lerr := s.catalog.TenantBySlug(ctx, slug)
-	if lerr != nil || t.Status != tenantctx.StatusDeleting {
-		return err
+	switch {
+	case lerr == nil && t.Status == tenantctx.StatusDeleting:
+		return fmt.Errorf("%w: tenant %s (%s) is being deleted; provision it again once its deletion completed", ErrBeingDeleted, slug, t.ID)
+	case errors.Is(lerr, storage.ErrNotFound) && !errors.Is(err, ErrSchemaLeftOver):
+		return fmt.Errorf("%w: the tenant %s held was deleted meanwhile; provision it again", ErrBeingDeleted, slug)
 	}
-	return fmt.Errorf("%w: tenant %s (%s) is being deleted; provision it again once its deletion completed", ErrBeingDeleted, slug, t.ID)
+	return err
 }
 
 // checkSchemaFree returns ErrSchemaLeftOver when t's schema exists and no
