@@ -693,7 +693,8 @@ func (p *parser) hour(name string) int {
 
 // databases parses "name=url,name2=url2" (TENANT_DATABASES): names as
 // tenantctx.ValidateDatabaseName, each once, "main" excluded (it is
-// DATABASE_URL), every URL non-empty and parseable. Errors never echo a URL (it may hold
+// DATABASE_URL), every URL non-empty and parseable; empty entries (a
+// trailing comma, two in a row) are ignored. Errors never echo a URL (it may hold
 // a password), nor the name of an entry after the first whose URL is
 // neither a postgres:// URL nor keyword/value settings: such an entry is
 // most likely the rest of the entry before it, cut at an unencoded comma
@@ -747,15 +748,26 @@ func (p *parser) databases(name string) map[string]string {
 // splitDatabases splits a TENANT_DATABASES value into its name=url
 // entries. A URL may hold commas (hosts of a multi-host URL, a password):
 // a comma starts a new entry only when a name and '=' follow it
-// ("eu2=", "us_1 ="); otherwise it stays in the URL.
+// ("eu2=", "us_1 ="); otherwise it stays in the URL. Commas followed by
+// nothing but spaces up to the end or to the next entry are empty
+// entries, dropped ("eu2=postgres://db2/inv," is eu2's URL without the
+// comma, not one of database "inv,"); inside a URL ("pa,,ss") they stay.
 func splitDatabases(s string) []string {
 	var out []string
+	blank := "" // the empty pieces after the last entry, with their commas
 	for i, piece := range strings.Split(s, ",") {
-		if i > 0 && !startsWithName(piece) {
-			out[len(out)-1] += "," + piece
-			continue
+		switch {
+		case i == 0:
+			out = append(out, piece)
+		case strings.TrimSpace(piece) == "":
+			blank += "," + piece
+		case startsWithName(piece):
+			out = append(out, piece)
+			blank = ""
+		default:
+			out[len(out)-1] += blank + "," + piece
+			blank = ""
 		}
-		out = append(out, piece)
 	}
 	return out
 }
