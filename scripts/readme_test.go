@@ -121,7 +121,9 @@ func TestScriptsAreExecutable(t *testing.T) {
 // the Python modules) and TEST_SH_DRY_RUN (install nothing, run nothing).
 // Adding a command to the script's NEEDS, or a module to its PY_MODULES,
 // means adding its package here. A fake python3 that exits 0 imports
-// every module; one that exits 1 none.
+// every module; one that exits 1 none. A fake gcc that exits 0 builds the
+// script's C program; one that exits 1 fails to link it, as gcc does
+// without libc6-dev (no crt1.o, no libc headers).
 func TestSetupDryRun(t *testing.T) {
 	t.Parallel()
 	commands := []string{"redis-server", "pdftotext", "pgbouncer", "initdb", "postgres", "gcc"}
@@ -134,14 +136,18 @@ func TestSetupDryRun(t *testing.T) {
 		name     string
 		commands []string // fake executables in the probe directory; nil: probe nowhere
 		noImport bool     // the fake python3 fails every import
+		noLink   bool     // the fake gcc fails to build a program
 		install  string   // the packages it installs; "": nothing
 	}{
-		{"nothing installed", nil, false, "redis-server redis-tools poppler-utils pgbouncer postgresql build-essential " + pythonPackages},
-		{"no redis-cli", allButRedisCLI, false, "redis-tools"},
-		{"no C compiler", allButGCC, false, "build-essential"},
-		{"no python3", append(slices.Clone(commands), "redis-cli"), false, pythonPackages},
-		{"python3 without the modules", append(slices.Clone(allButRedisCLI), "redis-cli"), true, pythonPackages},
-		{"everything installed", append(slices.Clone(allButRedisCLI), "redis-cli"), false, ""},
+		{"nothing installed", nil, false, false, "redis-server redis-tools poppler-utils pgbouncer postgresql build-essential " + pythonPackages},
+		{"no redis-cli", allButRedisCLI, false, false, "redis-tools"},
+		{"no C compiler", allButGCC, false, false, "build-essential"},
+		// gcc without libc6-dev: go test -race finds gcc, so cgo is on,
+		// then fails building runtime/cgo (stdlib.h, crt1.o missing).
+		{"C compiler without the C library", append(slices.Clone(allButRedisCLI), "redis-cli"), false, true, "build-essential"},
+		{"no python3", append(slices.Clone(commands), "redis-cli"), false, false, pythonPackages},
+		{"python3 without the modules", append(slices.Clone(allButRedisCLI), "redis-cli"), true, false, pythonPackages},
+		{"everything installed", append(slices.Clone(allButRedisCLI), "redis-cli"), false, false, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -153,6 +159,9 @@ func TestSetupDryRun(t *testing.T) {
 					script := "#!/bin/sh\n"
 					if name == "python3" && tt.noImport {
 						script += "exit 1\n"
+					}
+					if name == "gcc" && tt.noLink {
+						script += "echo '/usr/bin/ld: cannot find crt1.o: No such file or directory' >&2\nexit 1\n"
 					}
 					if err := os.WriteFile(filepath.Join(probe, name), []byte(script), 0o755); err != nil {
 						t.Fatal(err)

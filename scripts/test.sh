@@ -14,7 +14,9 @@
 #   2. Every command listed in NEEDS below is looked up on PATH, in /usr/bin,
 #      /usr/sbin and /usr/lib/postgresql/*/bin (where the tests look too),
 #      and every Python module in PY_MODULES is imported with
-#      /usr/bin/python3.
+#      /usr/bin/python3. The gcc found must build a C program as cgo does
+#      (libc's headers, crt1.o: libc6-dev); one that cannot counts as
+#      missing, so build-essential is installed.
 #      The Debian packages of the missing ones are installed with apt-get,
 #      after one line saying which: as root, or through sudo when
 #      `sudo -n true` works. Otherwise the script stops, before running
@@ -48,7 +50,8 @@ NEEDS=(
 	"postgres     postgresql"
 	# go test -race needs cgo, which the go command turns off when it finds
 	# no C compiler ("-race requires cgo"); build-essential brings gcc with
-	# libc6-dev's headers, which gcc alone (without recommends) lacks.
+	# libc6-dev's headers, which gcc alone (without recommends) lacks: a gcc
+	# that builds no C program (cc_builds) counts as missing too.
 	"gcc          build-essential"
 )
 
@@ -94,6 +97,21 @@ probe_dirs() {
 	echo "$dirs"
 }
 
+# cc_builds reports whether the C compiler $1 compiles and links a program
+# that includes libc's headers, as go test -race's cgo does (runtime/cgo).
+# A gcc without libc6-dev (installed without recommends, or libc6-dev
+# removed since) fails here ("stdlib.h: No such file or directory", "cannot
+# find crt1.o"), and go test -race would fail the same way building
+# runtime/cgo, after gofmt and go vet.
+cc_builds() {
+	local dir ok=0
+	dir=$(mktemp -d)
+	printf '#include <stdlib.h>\n#include <pthread.h>\nint main(void) { return 0; }\n' >"$dir/cgo.c"
+	"$1" -o "$dir/cgo" "$dir/cgo.c" -lpthread >/dev/null 2>&1 || ok=1
+	rm -rf "$dir"
+	return $ok
+}
+
 # find_missing sets missing (commands) and pkgs (their packages, once each).
 find_missing() {
 	local dirs entry cmd pkg d ok
@@ -108,6 +126,10 @@ find_missing() {
 				break
 			fi
 		done
+		if [ -n "$ok" ] && [ "$cmd" = gcc ] && ! cc_builds "$d/$cmd"; then
+			cmd="libc6-dev (gcc builds no C program)"
+			ok=
+		fi
 		[ -n "$ok" ] && continue
 		missing+=("$cmd")
 		[[ " ${pkgs[*]} " == *" $pkg "* ]] || pkgs+=("$pkg")
