@@ -157,3 +157,36 @@ func TestTenantMoveOfAPausedQueueSaysItStaysPaused(t *testing.T) {
 		t.Errorf("the audit log's last pause or resume of the queue is %q; want a pause: the queue is paused", last)
 	}
 }
+
+// TestTenantMoveOfASuspendedTenantSaysTheSuspensionHoldsIt: a move of a
+// suspended tenant (Move takes active and suspended ones) releases its own
+// hold, but the suspension still holds the tenant's work; its progress
+// said "resume the queue", so the operator watching it took the tenant's
+// work for running, while nothing of it ran until the tenant was resumed.
+// The progress says what holds it and what lifts it.
+func TestTenantMoveOfASuspendedTenantSaysTheSuspensionHoldsIt(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	tn := f.movable(t, "acme")
+	ctx := context.Background()
+	if _, err := f.deps.Tenancy.Suspend(ctx, tn.ID, "admin"); err != nil {
+		t.Fatal(err)
+	}
+	code, steps := f.moveSteps(t, "acme", "eu2", enqueueapp.Options{})
+	if code != enqueueapp.ExitOK {
+		t.Fatalf("exit %d", code)
+	}
+	if st, err := f.deps.Tenancy.Queue(ctx, tn.ID); err != nil || !st.Suspended || st.Paused {
+		t.Fatalf("set-up: the queue after the move: %+v, %v; want it held by the suspension alone", st, err)
+	}
+	says := false
+	for _, s := range steps {
+		if strings.HasPrefix(s, "resume the queue") {
+			t.Errorf("progress %q says the queue is resumed; the suspension keeps the tenant's work held", s)
+		}
+		says = says || strings.Contains(s, "suspended") && strings.Contains(s, "/resume")
+	}
+	if !says {
+		t.Errorf("progress lines %q; want one saying the suspension holds the tenant's work and how to lift it", steps)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -118,7 +119,8 @@ type Moved struct {
 //     writes that waited fail instead of landing in it;
 //  5. resume the queue (unless an operator had paused it before, or
 //     during the move: its pause stays, and no ActionQueueResumed is
-//     written).
+//     written); a suspended tenant's work stays held by its suspension,
+//     which the progress says, until the tenant is resumed.
 //
 // A failure in steps 1-3 leaves the tenant on its database, working: the
 // partial copy is dropped and the queue resumed. A switch that was not
@@ -269,12 +271,20 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 		// An operator's pause, made before the move or during it, stays:
 		// only the move's hold goes, and the queue does not run, which
 		// neither the progress nor the audit log may then say it does.
+		// Nor does a suspended tenant's ordinary work, which its
+		// suspension holds until the tenant is resumed.
 		operatorPaused := false
 		if !keepPaused {
-			queues := s.holdQueues(id)
-			if held, err := s.fair.HeldFor(rctx, id, fair.Paused, queues[0]); err == nil && held {
+			var stays []string
+			if held, err := s.fair.HeldFor(rctx, id, fair.Paused, s.holdQueues(id)[0]); err == nil && held {
 				operatorPaused = true
-				opts.progress("release the move's hold: the queue stays paused, as an operator paused it (queue/resume lifts that)")
+				stays = append(stays, "the queue stays paused, as an operator paused it (queue/resume lifts that)")
+			}
+			if held, err := s.fair.HeldFor(rctx, id, fair.Suspended, s.suspendQueues(id)[0]); err == nil && held {
+				stays = append(stays, "the tenant's work stays held, as the tenant is suspended (POST /admin/tenants/"+id+"/resume lifts that)")
+			}
+			if len(stays) > 0 {
+				opts.progress("release the move's hold: %s", strings.Join(stays, "; "))
 			} else {
 				opts.progress("resume the queue")
 			}
