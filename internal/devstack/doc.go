@@ -25,7 +25,10 @@
 //     database that already has them (a second run on one DATABASE_URL)
 //     the tenants and their data are reused (a suspended one is resumed,
 //     and so is a paused queue)
-//     and each gets a new API key, since only hashes of keys are stored.
+//     and each gets a new API key, since only hashes of keys are stored;
+//     one left being deleted (its tenant:destroy was in the stopped run's
+//     in-memory Redis) has its deletion finished, then is provisioned
+//     again.
 //
 // Then it prints a banner to Options.Stdout: the API base
 // (http://acme.localhost:8080), the dashboard URL (basic auth with any user

@@ -229,6 +229,17 @@ func provisionAll(ctx context.Context, opts Options, b *backend.Backend) (Info, 
 	var all []provisioned
 	for _, d := range demoTenants {
 		p, err := provisionDemo(ctx, b.Tenancy, b.Catalog, d)
+		if deleting := (*beingDeletedError)(nil); errors.As(err, &deleting) {
+			// Left deleting by an earlier run on this DATABASE_URL that
+			// stopped before its destroy ran: the destroy was in that
+			// run's Redis. Erased, it is provisioned again, as a run
+			// after the destroy would.
+			opts.Logger.Info("demo tenant left being deleted by an earlier run: finishing its deletion, then provisioning it again",
+				"slug", d.slug, "tenant_id", deleting.tenant.ID)
+			if err = finishDeletion(ctx, b.Tenancy, b.Postgres, deleting.tenant, opts.ActivateTimeout); err == nil {
+				p, err = provisionDemo(ctx, b.Tenancy, b.Catalog, d)
+			}
+		}
 		if err != nil {
 			return info, err
 		}

@@ -27,10 +27,19 @@ type provisioned struct {
 	reused bool // it existed before this run
 }
 
+// beingDeletedError is provisionDemo's error for a demo tenant being
+// deleted (finishDeletion ends that).
+type beingDeletedError struct{ tenant tenantctx.Tenant }
+
+func (e *beingDeletedError) Error() string {
+	return fmt.Sprintf("reuse tenant %s (%s): it is being deleted", e.tenant.Slug, e.tenant.ID)
+}
+
 // provisionDemo provisions a demo tenant through tenancy.Service.Provision,
 // the code path of POST /admin/tenants. When the slug is taken (a second
 // run on the same DATABASE_URL) it reuses the tenant: unless the status
-// policy refuses a migration (the tenant is being deleted), it resumes a
+// policy refuses a migration (the tenant is being deleted: a
+// *beingDeletedError, which finishDeletion ends), it resumes a
 // suspended tenant (the stack cannot start without it active, and its
 // admin API would only run once it is) and a paused queue (the catalog
 // records the pause, and this run's fair dispatch would put it back,
@@ -52,7 +61,7 @@ func provisionDemo(ctx context.Context, svc *tenancy.Service, catalog storage.Ca
 		return provisioned{}, fmt.Errorf("reuse tenant %s: %w", d.slug, err)
 	}
 	if t.Status.Decide(tenantctx.Migration) == tenantctx.Refuse {
-		return provisioned{}, fmt.Errorf("reuse tenant %s (%s): it is being deleted; wait for the deletion or use another database", d.slug, t.ID)
+		return provisioned{}, &beingDeletedError{tenant: t}
 	}
 	if t.Status == tenantctx.StatusSuspended {
 		// Suspended by an earlier run (POST /admin/tenants/{id}/suspend):
@@ -82,6 +91,42 @@ func provisionDemo(ctx context.Context, svc *tenancy.Service, catalog storage.Ca
 		return provisioned{}, fmt.Errorf("reuse tenant %s (%s): %w", d.slug, t.ID, err)
 	}
 	return provisioned{tenant: t, apiKey: key, reused: true}, nil
+}
+
+// finishDeletion finishes the deletion of t, a demo tenant being deleted:
+// asked for again, which enqueues its tenant:destroy again (the dev
+// stack's Redis is in memory, so a destroy enqueued by an earlier run that
+// stopped before it ran is gone with it), then waited for until the
+// catalog no longer has the tenant, at most timeout. The worker of this
+// stack runs the destroy.
+func finishDeletion(ctx context.Context, svc *tenancy.Service, catalog storage.TenantStore, t tenantctx.Tenant, timeout time.Duration) error {
+	if _, err := svc.RequestDeletion(ctx, t.ID, auditActor); err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil // erased meanwhile
+		}
+		return fmt.Errorf("finish the deletion of tenant %s (%s): %w", t.Slug, t.ID, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		_, err := catalog.TenantByID(ctx, t.ID)
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			return nil
+		case err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled):
+			return fmt.Errorf("wait for the deletion of tenant %s (%s): %w", t.Slug, t.ID, err)
+		}
+		select {
+		case <-ctx.Done():
+			if err := context.Cause(ctx); errors.Is(err, context.DeadlineExceeded) {
+				return fmt.Errorf("tenant %s (%s) is still being deleted after %s: its tenant:destroy has not finished (see the worker log and the dashboard)", t.Slug, t.ID, timeout)
+			}
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
 }
 
 // waitActive polls the catalog until the tenant is active (its
