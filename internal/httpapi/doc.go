@@ -160,7 +160,8 @@
 //
 // POST /admin/tenants takes {"slug","name","plan","database","time_zone"}:
 // unknown fields, a field given twice (parsers disagree on which counts;
-// every JSON body is checked so, and for bytes that are not UTF-8), a
+// every JSON body is checked so, for bytes that are not UTF-8, and for a
+// \u escape of a lone UTF-16 surrogate, which names no character), a
 // body that is not one JSON object, an
 // invalid or reserved slug are 400, and so are an unknown plan or
 // database and a time zone the embedded zone database does not know ("",

@@ -12,9 +12,11 @@ import (
 	"net/http"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -149,6 +151,13 @@ var errBadBody = errors.New("invalid request body")
 // such byte as U+FFFD, storing a name other than the one sent.
 var errNotUTF8 = errors.New("the body is not valid UTF-8")
 
+// errLoneSurrogate is decodeExact's error for a body with a \u escape of a
+// UTF-16 surrogate without its pair ("\ud83d" alone, as JavaScript writes a
+// string cut between the two halves of an emoji): it names no character,
+// and encoding/json would read it as U+FFFD, storing a name other than the
+// one sent.
+var errLoneSurrogate = errors.New(`the body has a \u escape of a lone UTF-16 surrogate, which is no character`)
+
 // decodeJSON decodes exactly one JSON object into dst (a pointer to a
 // struct), refusing unknown fields (names match exactly, not in any case
 // as encoding/json would), a member name given twice and trailing data. It answers the error itself
@@ -260,7 +269,8 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 // decodeExact decodes the JSON object raw into dst, a pointer to a struct
 // whose fields carry json tags: a member whose name is not exactly one of
 // the tags is an unknown field, text that is not UTF-8 is refused
-// (errNotUTF8), and a name given twice is refused, since
+// (errNotUTF8), so is a \u escape of a lone surrogate (errLoneSurrogate),
+// and a name given twice is refused, since
 // parsers disagree on which of the two counts (encoding/json takes the
 // last; a proxy, a firewall rule or an audit reader may take the first).
 func decodeExact(raw json.RawMessage, dst any) error {
@@ -270,6 +280,9 @@ func decodeExact(raw json.RawMessage, dst any) error {
 	var members map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &members); err != nil {
 		return err
+	}
+	if loneSurrogate(raw) {
+		return errLoneSurrogate
 	}
 	if members == nil {
 		// JSON null, which encoding/json reads into a map or a struct as
@@ -294,6 +307,49 @@ func decodeExact(raw json.RawMessage, dst any) error {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	return dec.Decode(dst)
+}
+
+// loneSurrogate reports whether the JSON text raw (already known to be
+// valid) holds a \u escape of a high surrogate that no escape of a low
+// surrogate follows at once, or of a low surrogate that no high one
+// precedes.
+func loneSurrogate(raw []byte) bool {
+	inString, high := false, false
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		if !inString {
+			inString = c == '"'
+			continue
+		}
+		if c != '\\' || raw[i+1] != 'u' {
+			if high {
+				return true // a high surrogate, then no escape of a low one
+			}
+			if c == '\\' {
+				i++ // a one-character escape: \" \\ \/ \b \f \n \r \t
+			} else if c == '"' {
+				inString = false
+			}
+			continue
+		}
+		v, _ := strconv.ParseUint(string(raw[i+2:i+6]), 16, 16)
+		i += 5
+		switch r := rune(v); {
+		case utf16.IsSurrogate(r) && r < 0xdc00: // high
+			if high {
+				return true
+			}
+			high = true
+		case utf16.IsSurrogate(r): // low
+			if !high {
+				return true
+			}
+			high = false
+		case high:
+			return true
+		}
+	}
+	return false
 }
 
 // duplicateMember returns the first member name that occurs twice in the
