@@ -17,6 +17,7 @@ import (
 	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tasks"
+	"github.com/invoicing/tenantworker/tenantctx"
 )
 
 // pdfResult is the task result of invoice:pdf.
@@ -69,8 +70,9 @@ type pdfResult struct {
 // by the line and page limits and the task's deadline, which the renderer
 // checks as it reads the invoice's text and between pages).
 //
-// An invoice whose render inputs (pdf.InputsHash: the invoice, the
-// tenant's name, the renderer's layout version) equal those recorded with
+// An invoice whose render inputs (pdf.InputsHash: the invoice, its issue
+// date as the tenant's time zone dates it, the tenant's name, the
+// renderer's layout version) equal those recorded with
 // its stored document, and whose file is still in the store with its
 // recorded size and SHA-256 (read back: Handlers.stored), is not rendered again: the task completes with the stored
 // document and says so ("unchanged": true).
@@ -124,7 +126,7 @@ func (h *Handlers) InvoicePDF(ctx context.Context, p tasks.InvoicePDF) error {
 		if err := r.CheckLines(inv.Number, inv.LineCount); err != nil {
 			return nil, Permanentf("render invoice %d of tenant %s: %w", p.InvoiceID, t.ID, err)
 		}
-		doc := document(inv, t.Name)
+		doc := document(inv, t)
 		if len(inv.Lines) > 0 {
 			// The amount column (numeric(12,2)) holds the lines' sum
 			// rounded to 2 decimals: a currency with 3 or 4 minor units
@@ -270,20 +272,24 @@ func (h *Handlers) deleteDocument(ctx context.Context, tenantID, key string) {
 	}
 }
 
-// document returns inv as the pdf package's Invoice, issued by tenantName.
-// Dates are in UTC so that every worker renders the same bytes whatever its
-// time zone; a missing due date stays zero (printed as "-"). The stored
-// amount goes with it: the renderer prints it for an invoice without lines.
-func document(inv invoice.Invoice, tenantName string) pdf.Invoice {
+// document returns inv as the pdf package's Invoice, issued by tenant t.
+// Its dates never depend on the worker's time zone, so every worker renders
+// the same bytes: the issue date (issued_at, the instant the invoice was
+// made) is in t's time zone (tenantctx.Tenant.Location), so that it prints
+// as the tenant's calendar date then, the day reminders count by; the due
+// date, a date the app stores as its midnight UTC, is in UTC, and a missing
+// one stays zero (printed as "-"). The stored amount goes with it: the
+// renderer prints it for an invoice without lines.
+func document(inv invoice.Invoice, t tenantctx.Tenant) pdf.Invoice {
 	lines := make([]pdf.Line, len(inv.Lines))
 	for i, l := range inv.Lines {
 		lines[i] = pdf.Line{Description: l.Description, Quantity: l.Quantity, UnitPrice: l.UnitPrice}
 	}
 	c := inv.Customer
 	doc := pdf.Invoice{
-		TenantName: tenantName,
+		TenantName: t.Name,
 		Number:     inv.Number,
-		IssuedAt:   inv.IssuedAt.UTC(),
+		IssuedAt:   inv.IssuedAt.In(t.Location()),
 		Status:     inv.Status,
 		Currency:   inv.Currency,
 		Customer:   pdf.Customer{Name: c.Name, Company: c.Company, Email: c.Email, Address: c.Address},

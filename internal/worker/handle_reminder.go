@@ -78,7 +78,7 @@ const (
 // loaded without its lines (linesLeftOut: more than the line limit) takes
 // dbTotal, the same total computed by the database (invoice.QueueTotal).
 func amountDue(inv invoice.Invoice, dbTotal decimal.Decimal) (string, bool) {
-	doc := document(inv, "")
+	doc := document(inv, tenantctx.Tenant{})
 	total := pdf.Subtotal(doc)
 	if linesLeftOut(inv) {
 		total = dbTotal
@@ -333,7 +333,7 @@ func recipientError(addr string) error {
 // or bidirectional characters (mailer.OneLine) before it is interpolated:
 // a newline in a customer's name must not start a paragraph of its own.
 func (h *Handlers) reminderMessage(ctx context.Context, t tenantctx.Tenant, inv invoice.Invoice, due string, rendered invoice.Document, hasPDF bool, p tasks.InvoiceReminder) (mailer.Message, error) {
-	doc := document(inv, t.Name)
+	doc := document(inv, t)
 	total := mailer.OneLine(due)
 	issuer := cmpOr(mailer.OneLine(t.Name), t.Slug)
 	customer := cmpOr(mailer.OneLine(inv.Customer.Name), "customer")
