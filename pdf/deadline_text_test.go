@@ -88,7 +88,7 @@ func TestChooseEncodingHonoursDeadline(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := &countingContext{Context: context.Background(), after: 1}
-			enc, _, err := chooseEncoding(ctx, tc.inv)
+			enc, _, _, err := chooseEncoding(ctx, tc.inv)
 			if !errors.Is(err, context.DeadlineExceeded) {
 				t.Fatalf("chooseEncoding chose %v, err %v after the deadline passed, want the deadline", enc != nil, err)
 			}
@@ -97,7 +97,7 @@ func TestChooseEncodingHonoursDeadline(t *testing.T) {
 			}
 			// The same invoice with time to spare: the text is read to the end.
 			live := &countingContext{Context: context.Background(), after: 1 << 30}
-			if _, _, err := chooseEncoding(live, tc.inv); err != nil {
+			if _, _, _, err := chooseEncoding(live, tc.inv); err != nil {
 				t.Fatal(err)
 			}
 			if calls := live.calls.Load(); calls < 100 {
@@ -127,7 +127,7 @@ func TestLayoutStopsReadingTextOnceItHasStopped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := chooseEncoding(live, composed); err != nil {
+	if _, _, _, err := chooseEncoding(live, composed); err != nil {
 		t.Fatal(err)
 	}
 	before := 1 + live.calls.Load()

@@ -30,7 +30,8 @@
 // only at the end of a line that breaks there. The
 // fonts have no glyphs for some scripts (Chinese, Japanese, Arabic, Hebrew,
 // for instance): such characters print as empty boxes, still extract as
-// written, and are listed in [Result.Missing]. Text is laid out left to
+// written, and are listed in [Result.Missing], as are those replaced by
+// U+FFFD for being outside the Basic Multilingual Plane. Text is laid out left to
 // right, right-to-left scripts included.
 //
 // How the text is encoded follows its characters, and [Result.FontPath]

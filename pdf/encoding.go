@@ -119,12 +119,15 @@ func (e *encoding) has(set map[rune]struct{}) bool {
 // chooseEncoding picks the encoding of inv's text: the first code page
 // that holds every character, else a document encoding, else UTF-8. A
 // character is never dropped or replaced to fit a code page. It also
-// returns the non-ASCII characters the document prints, sorted. It reads
-// every character of the invoice (text of any length), checking ctx every
-// composeCheckBytes, and once ctx is done returns an error wrapping
-// ctx.Err().
-func chooseEncoding(ctx context.Context, inv Invoice) (*encoding, []rune, error) {
+// returns the non-ASCII characters the document prints, sorted, and the
+// characters of inv it prints as U+FFFD because no font path carries
+// them, those outside the Basic Multilingual Plane (cleanRune), sorted.
+// It reads every character of the invoice (text of any length), checking
+// ctx every composeCheckBytes, and once ctx is done returns an error
+// wrapping ctx.Err().
+func chooseEncoding(ctx context.Context, inv Invoice) (*encoding, []rune, []rune, error) {
 	set := make(map[rune]struct{})
+	var astral map[rune]struct{}
 	cc := composer{ctx: ctx}
 	add := func(s string) {
 		for len(s) > 0 && cc.check(0) {
@@ -132,7 +135,7 @@ func chooseEncoding(ctx context.Context, inv Invoice) (*encoding, []rune, error)
 			for n < len(s) && !utf8.RuneStart(s[n]) {
 				n++ // a chunk ends between two characters
 			}
-			addNonASCII(set, s[:n])
+			addNonASCII(set, &astral, s[:n])
 			s = s[n:]
 			cc.check(n)
 		}
@@ -146,34 +149,48 @@ func chooseEncoding(ctx context.Context, inv Invoice) (*encoding, []rune, error)
 		add(l.Description)
 	}
 	if cc.err != nil {
-		return nil, nil, fmt.Errorf("choose encoding: %w", cc.err)
+		return nil, nil, nil, fmt.Errorf("choose encoding: %w", cc.err)
 	}
 
-	used := make([]rune, 0, len(set))
-	for r := range set {
-		used = append(used, r)
-	}
-	slices.Sort(used)
+	used, replaced := sortedRunes(set), sortedRunes(astral)
 	switch {
 	case encCP1252.has(set):
-		return encCP1252, used, nil
+		return encCP1252, used, replaced, nil
 	case encCP1250.has(set):
-		return encCP1250, used, nil
+		return encCP1250, used, replaced, nil
 	case len(set) <= maxDocumentRunes:
-		return documentEncoding(used), used, nil
+		return documentEncoding(used), used, replaced, nil
 	default:
-		return encCID, used, nil
+		return encCID, used, replaced, nil
 	}
 }
 
+// sortedRunes returns the runes of set in ascending order.
+func sortedRunes(set map[rune]struct{}) []rune {
+	rs := make([]rune, 0, len(set))
+	for r := range set {
+		rs = append(rs, r)
+	}
+	slices.Sort(rs)
+	return rs
+}
+
 // addNonASCII adds to set the characters of s that print as non-ASCII
-// (cleanRune's), skipping the run of printable ASCII s starts with.
-func addNonASCII(set map[rune]struct{}, s string) {
+// (cleanRune's), skipping the run of printable ASCII s starts with, and to
+// *astral (made when first needed) those of s outside the Basic
+// Multilingual Plane, which print as U+FFFD.
+func addNonASCII(set map[rune]struct{}, astral *map[rune]struct{}, s string) {
 	for i := range len(s) {
 		if c := s[i]; c >= 0x20 && c < 0x7F || c == '\t' || c == '\n' || c == '\r' {
 			continue // stays ASCII
 		}
 		for _, r := range s[i:] {
+			if r > 0xFFFF {
+				if *astral == nil {
+					*astral = make(map[rune]struct{})
+				}
+				(*astral)[r] = struct{}{}
+			}
 			if r = cleanRune(r, false); r >= 0x80 {
 				set[r] = struct{}{}
 			}

@@ -100,7 +100,7 @@ func TestChooseEncoding(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			enc, _, _ := chooseEncoding(context.Background(), tt.inv)
+			enc, _, _, _ := chooseEncoding(context.Background(), tt.inv)
 			if enc.path != tt.want {
 				t.Fatalf("path %s, want %s", enc.path, tt.want)
 			}
@@ -169,7 +169,7 @@ func FuzzEncodingText(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		inv := invoiceWith("Acme", s, "x")
-		enc, _, _ := chooseEncoding(context.Background(), inv)
+		enc, _, _, _ := chooseEncoding(context.Background(), inv)
 		for _, multiline := range []bool{false, true} {
 			got, ok := enc.text(s, multiline)
 			if !ok {

@@ -78,7 +78,7 @@ func TestRenderReturnsFpdfError(t *testing.T) {
 	f := fpdf.New("P", "mm", "A4", "")
 	var buf bytes.Buffer
 	inv := sampleInvoice()
-	enc, _, _ := chooseEncoding(context.Background(), inv)
+	enc, _, _, _ := chooseEncoding(context.Background(), inv)
 	_, err := output(context.Background(), &buf, f, inv, enc, &docFonts{}, DefaultMaxBytes, DefaultMaxPages)
 	if err == nil || !strings.Contains(err.Error(), "undefined font") {
 		t.Fatalf("output = %v, want fpdf's undefined font error", err)

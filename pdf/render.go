@@ -72,8 +72,10 @@ type Result struct {
 	// Missing lists, in order, the characters of the invoice the embedded
 	// fonts have no glyph for (Chinese, Japanese, Arabic or Hebrew text,
 	// for instance): the document draws each as an empty box, though its
-	// text still extracts as written. At most [MaxReportedMissing] are
-	// listed; MissingCount counts them all.
+	// text still extracts as written; one outside the Basic Multilingual
+	// Plane (an emoji, an ideograph such as U+20BB7), which no font path
+	// carries, prints and extracts as U+FFFD. At most
+	// [MaxReportedMissing] are listed; MissingCount counts them all.
 	Missing      []rune
 	MissingCount int
 }
@@ -123,7 +125,7 @@ func (r Renderer) Render(ctx context.Context, w io.Writer, inv Invoice) (Result,
 	if err != nil {
 		return Result{}, fmt.Errorf("render invoice %s: %w", shortNumber(inv.Number), err)
 	}
-	enc, used, err := chooseEncoding(ctx, inv)
+	enc, used, replaced, err := chooseEncoding(ctx, inv)
 	if err != nil {
 		return Result{}, fmt.Errorf("render invoice %s: %w", shortNumber(inv.Number), err)
 	}
@@ -135,7 +137,7 @@ func (r Renderer) Render(ctx context.Context, w io.Writer, inv Invoice) (Result,
 	}
 	size, err := output(ctx, w, f, inv, enc, fonts, maxBytes, maxPages)
 	res := Result{FontPath: enc.path, Pages: f.PageNo(), Bytes: size}
-	res.Missing, res.MissingCount = missingGlyphs(used)
+	res.Missing, res.MissingCount = missingGlyphs(used, replaced)
 	return res, err
 }
 
@@ -160,24 +162,31 @@ func (r Renderer) CheckLines(number string, n int) error {
 	return nil
 }
 
-// missingGlyphs returns the first MaxReportedMissing of used (sorted) that
-// the regular or the bold face lacks, and how many it lacks in all.
-func missingGlyphs(used []rune) ([]rune, int) {
+// missingGlyphs returns the first MaxReportedMissing of the characters
+// of used (sorted) that the regular or the bold face lacks, followed by
+// replaced (sorted: the characters printed as U+FFFD, all above used's),
+// and how many they are in all.
+func missingGlyphs(used, replaced []rune) ([]rune, int) {
 	fs, err := faces()
 	if err != nil {
 		return nil, 0 // addFonts reported it
 	}
 	var missing []rune
 	n := 0
-	for _, r := range used {
-		_, regular := fs[0].glyphs[r]
-		_, bold := fs[1].glyphs[r]
-		if regular && bold {
-			continue
-		}
+	add := func(r rune) {
 		if n++; len(missing) < MaxReportedMissing {
 			missing = append(missing, r)
 		}
+	}
+	for _, r := range used {
+		_, regular := fs[0].glyphs[r]
+		_, bold := fs[1].glyphs[r]
+		if !regular || !bold {
+			add(r)
+		}
+	}
+	for _, r := range replaced {
+		add(r)
 	}
 	return missing, n
 }

@@ -10,7 +10,7 @@ import (
 // tableStartY is where the first body row of inv's table starts on page 1.
 func tableStartY(t *testing.T, inv Invoice) float64 {
 	t.Helper()
-	enc, used, _ := chooseEncoding(context.Background(), inv)
+	enc, used, _, _ := chooseEncoding(context.Background(), inv)
 	f := Renderer{}.newPDF(inv)
 	fonts, err := addFonts(f, enc, used)
 	defer fonts.release()

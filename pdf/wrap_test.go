@@ -140,7 +140,7 @@ func testWrapsLongDescription(t *testing.T, issuer string, path FontPath) {
 func TestSplitLinesMatchesFpdf(t *testing.T) {
 	t.Parallel()
 	inv := invoiceWith("Acme", "Zoë", "x")
-	enc, used, _ := chooseEncoding(context.Background(), inv)
+	enc, used, _, _ := chooseEncoding(context.Background(), inv)
 	f := Renderer{}.newPDF(inv)
 	fonts, err := addFonts(f, enc, used)
 	if err != nil {
@@ -266,7 +266,7 @@ func TestCIDWidthsMatchFpdf(t *testing.T) {
 func TestCIDWrap(t *testing.T) {
 	t.Parallel()
 	inv := invoiceWith("Acme", manyRunes(maxDocumentRunes+1), "x")
-	enc, used, _ := chooseEncoding(context.Background(), inv)
+	enc, used, _, _ := chooseEncoding(context.Background(), inv)
 	if enc.path != FontPathUTF8CID {
 		t.Fatalf("font path %s, want %s", enc.path, FontPathUTF8CID)
 	}

@@ -37,8 +37,9 @@ type pdfResult struct {
 	AmountDiffers bool `json:"amount_differs,omitempty"`
 	// MissingGlyphs lists ("U+4E2D") the first characters of the invoice
 	// the fonts have no glyph for, which the document prints as empty
-	// boxes (pdf.Result.Missing); MissingGlyphCount counts them all. Only
-	// the render that wrote the document reports them.
+	// boxes, or as U+FFFD for those outside the Basic Multilingual Plane
+	// (pdf.Result.Missing); MissingGlyphCount counts them all. Only the
+	// render that wrote the document reports them.
 	MissingGlyphs     []string `json:"missing_glyphs,omitempty"`
 	MissingGlyphCount int      `json:"missing_glyph_count,omitempty"`
 }
@@ -49,7 +50,8 @@ type pdfResult struct {
 // Its task result is {"storage_key","sha256","bytes","font_path",
 // "unchanged"} (and "amount_differs" when true, "missing_glyphs" and
 // "missing_glyph_count" when the fonts lack characters of the invoice:
-// the document then prints those as empty boxes, and a warning says so).
+// the document then prints those as empty boxes, or as U+FFFD, and a
+// warning says so).
 //
 // One transaction, two round trips (schema.InTenantBatches): the first
 // takes the tenant's shared lock (in the pin's statement, with the plan
