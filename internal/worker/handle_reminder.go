@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/mail"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -29,6 +30,21 @@ import (
 // interrupted by the task's cancellation: recording the send and
 // committing.
 const reminderFinishTimeout = 2 * time.Minute
+
+// reminderIdleTimeoutSQL sets idle_in_transaction_session_timeout
+// (milliseconds, $1) until the end of the reminder's transaction. The
+// transaction stays open, idle, through the send (up to the task's
+// deadline less the finish reserve): a server whose own timeout is
+// shorter (an operator's guard against forgotten sessions) would end the
+// session under a send that went out, the record of it lost with the
+// transaction, and the retry would send a second email.
+const reminderIdleTimeoutSQL = "SELECT pg_catalog.set_config('idle_in_transaction_session_timeout', $1, true)"
+
+// reminderIdleTimeout is reminderIdleTimeoutSQL's value: the transaction
+// never outlives finishCtx (reminderFinishTimeout), so that bound is
+// enough for the send and still ends a transaction left behind by a
+// worker that froze.
+var reminderIdleTimeout = strconv.FormatInt(reminderFinishTimeout.Milliseconds(), 10)
 
 // reminderFinishReserve is how long before the task's deadline a send
 // must end (half the time left when the task starts, if that is less): the
@@ -167,7 +183,10 @@ func alreadySent(day, today string) string {
 //
 // Step 1 keeps the invoice's row locked until the commit, through the
 // send, when it marked it (once in an invoice's life): the sweep's
-// marking and the app's writes to that invoice wait for it.
+// marking and the app's writes to that invoice wait for it. The
+// transaction, idle through the send, sets idle_in_transaction_session_timeout
+// for itself (reminderIdleTimeoutSQL), so that a server's shorter one
+// does not end it under a send that went out.
 //
 // One window remains: if the process dies, or the database fails, after
 // the SMTP server accepted the message and before the commit, the retry
@@ -230,6 +249,7 @@ func (h *Handlers) InvoiceReminder(ctx context.Context, p tasks.InvoiceReminder)
 		// it), and its total comes from the database, so that its lines
 		// cost neither memory nor, past PostgreSQL's 1 GB, the reminder.
 		b := &pgx.Batch{}
+		b.Queue(reminderIdleTimeoutSQL, reminderIdleTimeout)
 		invoice.QueueMarkOverdueIfDue(b, p.InvoiceID, now, nil)
 		invoice.QueueLoadAtMost(b, p.InvoiceID, h.maxLines(), &inv)
 		invoice.QueueTotal(b, p.InvoiceID, &dbTotal)
