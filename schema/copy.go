@@ -110,6 +110,10 @@ type Copied struct {
 // count and checksum (Checksums) against the source. Statements are schema-qualified: no search_path is set on
 // either side.
 //
+// The source's transaction lifts idle_in_transaction_session_timeout for
+// itself: it is idle between its statements until the caller ends it, and
+// a server that ended it would release the tables' locks.
+//
 // On failure the source's transaction is rolled back (nothing changed
 // there) and the copy this call created is dropped.
 func BeginCopy(ctx context.Context, src, dst *pgxpool.Pool, schemaName string) (c *Copied, err error) {
@@ -143,7 +147,14 @@ func beginCopy(ctx context.Context, src, dst *pgxpool.Pool, schemaName string, s
 	// defaults, a date the source writes as 01/03/2026 (DateStyle 'SQL,
 	// DMY') would be read on a target with 'Postgres, MDY' as January 3rd,
 	// or not at all.
-	if _, err := c.src.Exec(ctx, textSettings); err != nil {
+	// The source's transaction then stays open, idle between its
+	// statements, until the old schema is dropped (the target's checksums,
+	// the switch, the grace period): a server's
+	// idle_in_transaction_session_timeout shorter than that would end it,
+	// and with it the tables' locks, so that writes that waited would
+	// commit into the old schema. It is lifted for this transaction, as
+	// the move lock's is.
+	if _, err := c.src.Exec(ctx, textSettings+"; "+noIdleTimeout); err != nil {
 		return c, fmt.Errorf("copy schema %s: settings on the source: %w", schemaName, err)
 	}
 	if _, err := c.src.Exec(ctx, sharedLockSQL, lockNamespace, schemaName); err != nil {
@@ -620,6 +631,10 @@ func copySequences(ctx context.Context, srcTx, dstTx pgx.Tx, quoted, schemaName 
 	}
 	return nil
 }
+
+// noIdleTimeout lifts idle_in_transaction_session_timeout until the end
+// of the transaction (SET LOCAL).
+const noIdleTimeout = "SET LOCAL idle_in_transaction_session_timeout = 0"
 
 // textSettings fix the text form of values, whatever the server's,
 // database's or role's defaults (SET LOCAL: they end with the
