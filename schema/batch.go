@@ -75,9 +75,11 @@ func InTenantBatch(ctx context.Context, pool *pgxpool.Pool, b *pgx.Batch) error 
 // alone). A read, work outside the database, then a write, in one
 // transaction and two round trips: the tenant's shared lock
 // (QueueLockShared) taken in first is held until the write commits. With a
-// deadline on ctx, when the first round trip and next took longer than 10
-// ms, the second round trip starts by setting statement_timeout again, to
-// the time left.
+// deadline on ctx, the pin also sets idle_in_transaction_session_timeout
+// to the time left (SET LOCAL), so that a server's shorter one does not
+// end the transaction while next runs; and when the first round trip and
+// next took longer than 10 ms, the second round trip starts by setting
+// statement_timeout again, to the time left.
 //
 // An error of first's statements or callbacks rolls back without calling
 // next. An error from next (or a panic, re-raised after) rolls back. The
@@ -159,7 +161,7 @@ func (u *batchUnit) begin(ctx context.Context, t tenantctx.Tenant, quoted string
 	if u.timed = timeout > 0; u.timed {
 		u.timedAt = time.Now()
 	}
-	pin, args, folded := pinStatement(t, quoted, first, timeout)
+	pin, args, folded := pinStatement(t, quoted, first, timeout, !end)
 	b.Queue(pin, args...)
 	if first != nil {
 		queueCopies(b, first.QueuedQueries[folded:])
@@ -179,7 +181,11 @@ func (u *batchUnit) begin(ctx context.Context, t tenantctx.Tenant, quoted string
 	}
 	begin := beginPinnedSQL(t, quoted)
 	if timeout > 0 {
-		begin += "; SET LOCAL statement_timeout = " + strconv.FormatInt(timeoutMillis(timeout), 10)
+		ms := strconv.FormatInt(timeoutMillis(timeout), 10)
+		begin += "; SET LOCAL statement_timeout = " + ms
+		if !end {
+			begin += "; SET LOCAL idle_in_transaction_session_timeout = " + ms
+		}
 	}
 	if _, err := pc.Exec(ctx, begin).ReadAll(); err != nil {
 		u.rollback(ctx)
@@ -218,7 +224,10 @@ func causedByDone(ctx context.Context, err error) error {
 //
 // With a timeout (the time left before the caller's deadline, rounded up
 // to a millisecond), the statement also sets statement_timeout for the
-// rest of the transaction (SET LOCAL). The unit's COMMIT travels in the
+// rest of the transaction (SET LOCAL), and with idle (a unit of two round
+// trips, idle between them) idle_in_transaction_session_timeout to the
+// same time: a server's shorter one would end the unit under its caller's
+// work (a render), and the unit never outlives the deadline anyway. The unit's COMMIT travels in the
 // same pipeline as its statements, so a server that never heard of the
 // caller's deadline would run a long statement to its end and commit
 // after the caller gave up: pgx's cancel request on the deadline is
@@ -238,13 +247,16 @@ func causedByDone(ctx context.Context, err error) error {
 // first; none of the folded functions depends on search_path (pg_catalog
 // is named), and a failure of any fails the pin's statement, as it failed
 // its own before.
-func pinStatement(t tenantctx.Tenant, quoted string, first *pgx.Batch, timeout time.Duration) (sql string, args []any, folded int) {
+func pinStatement(t tenantctx.Tenant, quoted string, first *pgx.Batch, timeout time.Duration, idle bool) (sql string, args []any, folded int) {
 	var b strings.Builder
 	b.WriteString(ownedPinSQL)
 	args = []any{quoted, t.Schema, ownerComment(t)}
 	if timeout > 0 {
 		args = append(args, strconv.FormatInt(timeoutMillis(timeout), 10))
 		fmt.Fprintf(&b, ", pg_catalog.set_config('statement_timeout', $%d, true)", len(args))
+		if idle {
+			fmt.Fprintf(&b, ", pg_catalog.set_config('idle_in_transaction_session_timeout', $%d, true)", len(args))
+		}
 	}
 	if first == nil {
 		return b.String(), args, 0

@@ -423,13 +423,22 @@ func TestPinStatementFoldsSetUp(t *testing.T) {
 		{nil, 1500 * time.Microsecond, 0, ownedPinSQL + ", " + timeoutCol, with("2")},
 		{[]string{"lock", "generic"}, 3 * time.Second, 2, ownedPinSQL + ", " + timeoutCol + ", " + fmt.Sprintf(lockCol, 5, 6) + ", " + genericCol, with("3000", lockNamespace, "tenant_acme")},
 	} {
-		sql, args, folded := pinStatement(acme, `"tenant_acme"`, queue(c.steps...), c.timeout)
+		sql, args, folded := pinStatement(acme, `"tenant_acme"`, queue(c.steps...), c.timeout, false)
 		if sql != c.sql || !slices.Equal(args, c.args) || folded != c.folded {
 			t.Errorf("%v, timeout %s: %q %v, %d folded; want %q %v, %d folded", c.steps, c.timeout, sql, args, folded, c.sql, c.args, c.folded)
 		}
 	}
-	if _, _, folded := pinStatement(acme, `"tenant_acme"`, nil, 0); folded != 0 {
+	if _, _, folded := pinStatement(acme, `"tenant_acme"`, nil, 0, false); folded != 0 {
 		t.Errorf("nil batch: %d folded", folded)
+	}
+	// A unit idle between two round trips: the idle timeout takes the
+	// deadline's value too; without a deadline, neither is set.
+	idleCol := "pg_catalog.set_config('idle_in_transaction_session_timeout', $4, true)"
+	if sql, args, _ := pinStatement(acme, `"tenant_acme"`, nil, 3*time.Second, true); sql != ownedPinSQL+", "+timeoutCol+", "+idleCol || !slices.Equal(args, with("3000")) {
+		t.Errorf("idle unit with a deadline: %q %v", sql, args)
+	}
+	if sql, _, _ := pinStatement(acme, `"tenant_acme"`, nil, 0, true); sql != ownedPinSQL {
+		t.Errorf("idle unit without a deadline: %q", sql)
 	}
 
 	b := setup(t, 0)
