@@ -154,8 +154,9 @@ type Policy struct {
 	// catalog row's updated stamp): a queue keeps a policy recorded there
 	// with a later version rather than take this one, so an enqueue that
 	// read the tenant before a limits change, applied by SetPolicy while
-	// the enqueue was on its way, does not put the old policy back. 0 is
-	// older than every version. Stats does not report it.
+	// the enqueue was on its way, does not put the old policy back, nor
+	// take the tenant's backlog past the new max waiting. 0 is older than
+	// every version. Stats does not report it.
 	Version int64 `json:"-"`
 }
 
@@ -363,9 +364,10 @@ func checkQueue(q string) error {
 // backlog and asynq, and admits whatever the queue has room for (the
 // tenant's own tasks only if it is its turn). Results are in the order of
 // tasks. A task with a FollowUp whose own id is running gets its follow-up
-// enqueued instead (Result.FollowUp). Past p.MaxWaiting, or past the
-// queue's Config.MaxWaitingTotal, counting the follow-ups, it returns a
-// *FullError and accepts nothing.
+// enqueued instead (Result.FollowUp). Past p.MaxWaiting (the max waiting
+// of the policy the queue records instead, when that one's Version is
+// later than p's), or past the queue's Config.MaxWaitingTotal, counting
+// the follow-ups, it returns a *FullError and accepts nothing.
 func (d *Dispatcher) Enqueue(ctx context.Context, tenantID string, p Policy, tasks []Task) ([]Result, error) {
 	if len(tasks) == 0 {
 		return nil, nil
@@ -421,12 +423,16 @@ func (d *Dispatcher) Enqueue(ctx context.Context, tenantID string, p Policy, tas
 		return nil, &FullError{Queue: q, Waiting: int(waiting), QueueWide: true, Adding: int(adding), Cap: d.cfg.MaxWaitingTotal,
 			RetryAfter: retryAfter(int(waiting)+int(adding)-d.cfg.MaxWaitingTotal, cost, int(slots))}
 	}
-	if len(raw) == 4 && raw[0] == "full" {
+	if len(raw) == 6 && raw[0] == "full" {
+		// The caps are those in force in the queue: a policy recorded
+		// there of a later version than p keeps its own.
 		waiting, _ := raw[1].(int64)
 		est, _ := strconv.ParseFloat(fmt.Sprint(raw[2]), 64)
 		adding, _ := raw[3].(int64)
-		return nil, &FullError{Queue: q, Waiting: int(waiting), Adding: int(adding), Cap: p.MaxWaiting,
-			RetryAfter: retryAfter(int(waiting)+int(adding)-p.MaxWaiting, est, p.MaxRunning)}
+		capped, _ := raw[4].(int64)
+		running, _ := raw[5].(int64)
+		return nil, &FullError{Queue: q, Waiting: int(waiting), Adding: int(adding), Cap: int(capped),
+			RetryAfter: retryAfter(int(waiting)+int(adding)-int(capped), est, int(running))}
 	}
 	if len(raw) != 3 && len(raw) != 4 {
 		return nil, fmt.Errorf("fair: enqueue: unexpected reply %v", raw)

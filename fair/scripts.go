@@ -973,8 +973,10 @@ end
 //	message with the follow-up's id there (followUpArg; built only for a
 //	follow-up added).
 //
-// It returns {'full', waiting, estimate, new tasks} when the tasks would
-// take the tenant's backlog past max waiting, {'queue_full', waiting in
+// It returns {'full', waiting, estimate, new tasks, max waiting, max
+// running} when the tasks would take the tenant's backlog past max waiting
+// (the caps in force: those of a recorded policy of a later version, else
+// the call's), {'queue_full', waiting in
 // the queue, the queue's cost per task, live worker slots, new tasks} when
 // they would take the queue's backlogs past their cap (nothing is added
 // either way; new tasks: how many the call would have added), else
@@ -1024,10 +1026,14 @@ end
 -- setPolicy records the call's policy unless the one recorded is of a
 -- later version (P..'t:'..t's pv, Policy.Version): an enqueue that read
 -- the tenant before a limits change that SetPolicy (policyScript) applied
--- here meanwhile must not put the older policy back.
+-- here meanwhile must not put the older policy back. It returns the
+-- running and waiting caps in force: the recorded policy's when it stays,
+-- so that the call's own admission is checked against a lowered cap too.
 local function setPolicy()
-  if num(ARGV[16], 0) < num(redis.call('HGET', tkey(t), 'pv'), 0) then return end
+  local h = redis.call('HMGET', tkey(t), 'pv', 'mr', 'mw')
+  if num(ARGV[16], 0) < num(h[1], 0) then return num(h[2], 0), num(h[3], 0) end
   redis.call('HSET', tkey(t), 'w', ARGV[11], 'mr', ARGV[12], 'mw', ARGV[13], 'pv', ARGV[16])
+  return num(ARGV[12], 0), num(ARGV[13], 0)
 end
 -- The policy is written for a tenant with state here, and for one
 -- without (first enqueue, or an erased tenant forgotten here) only once
@@ -1036,8 +1042,8 @@ end
 -- erasure (the worker that meets an added task forgets an erased
 -- tenant's).
 local known = redis.call('EXISTS', tkey(t), P .. 'b:' .. t, P .. 'run:' .. t) > 0
-if known then setPolicy() end
-local mw = num(ARGV[13], 0)
+local mr, mw = num(ARGV[12], 0), num(ARGV[13], 0)
+if known then mr, mw = setPolicy() end
 local n = num(ARGV[14], 0)
 local mt = num(ARGV[15], 0)
 local res, fresh, seen = {}, {}, {}
@@ -1124,7 +1130,7 @@ end
 -- What a drain set aside and has not discarded waits too (setAside).
 local waiting = redis.call('LLEN', P .. 'b:' .. t) + setAside(t)
 if mw > 0 and #fresh > 0 and waiting + #fresh > mw then
-  return { 'full', waiting, fmt(estimate(t, ARGV[18])), #fresh }
+  return { 'full', waiting, fmt(estimate(t, ARGV[18])), #fresh, mw, mr }
 end
 if mt > 0 and #fresh > 0 then
   local total = redis.call('HLEN', P .. 'msg')

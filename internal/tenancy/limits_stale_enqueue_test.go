@@ -1,6 +1,7 @@
 package tenancy_test
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/hibiken/asynq"
@@ -52,5 +53,54 @@ func TestEnqueueInFlightKeepsNoOlderLimits(t *testing.T) {
 	want := fair.Policy{Weight: 3, MaxRunning: 2, MaxWaiting: 7}
 	if d := inDefault(t, b.queue(t, tn.ID)); d.Policy != want || d.Waiting != 3 {
 		t.Fatalf("default queue after a limits change and an enqueue that read the tenant before it: %+v, want policy %+v and 3 waiting", d, want)
+	}
+}
+
+// TestEnqueueInFlightChecksTheLoweredWaitingCap: an enqueue on another
+// service read the tenant (max_waiting 10) just before an operator lowered
+// its max_waiting to 3, with 3 tasks already waiting. The queue keeps the
+// lowered policy, and the enqueue's own admission must be checked against
+// it too: refused (a *fair.FullError naming the cap in force), not a
+// fourth task waiting past a cap the operator had just lowered.
+func TestEnqueueInFlightChecksTheLoweredWaitingCap(t *testing.T) {
+	t.Parallel()
+	pool, catalog, docs := catalogOn(t)
+	rdb := redis.NewClient(&redis.Options{Addr: testenv.Redis(t)})
+	t.Cleanup(func() { _ = rdb.Close() })
+	inspector := asynq.NewInspectorFromRedisClient(rdb)
+	d := fair.New(rdb, fair.Config{MinPending: 1})
+	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), inspector, nil,
+		tasks.WithAdmission(tasks.Admission{Dispatcher: d, Tenants: catalog}))
+	svc := tenancy.New(tenancy.Config{Catalog: catalog, Enqueuer: enq, Documents: docs, SchemaPool: pool,
+		Dispatcher: d, Plans: fair.DefaultPlans()})
+	b := &fairBundle{bundle: &bundle{ctx: t.Context(), catalog: catalog, docs: docs, inspector: inspector, pool: pool, svc: svc}, d: d, enq: enq}
+	tn := b.active(t, "cap-inflight")
+	if _, err := b.svc.SetLimits(b.ctx, tn.ID, "", tenantctx.Limits{MaxWaiting: 10}, tenancy.ActorAdmin); err != nil {
+		t.Fatal(err)
+	}
+	b.pdfs(t, tn, 4) // one admitted, three waiting
+	if d := inDefault(t, b.queue(t, tn.ID)); d.Waiting != 3 {
+		t.Fatalf("default queue before: %+v, want 3 waiting", d)
+	}
+
+	// The other service's enqueuer, on the same Redis, admitting through
+	// a catalog whose read of the tenant lets the limits change land
+	// before the enqueue goes on.
+	rc := &racingRead{Catalog: catalog}
+	other := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), inspector, nil,
+		tasks.WithAdmission(tasks.Admission{Dispatcher: fair.New(rdb, fair.Config{MinPending: 1}), Tenants: rc}))
+	rc.after = func() {
+		if _, err := b.svc.SetLimits(b.ctx, tn.ID, "", tenantctx.Limits{MaxWaiting: 3}, tenancy.ActorAdmin); err != nil {
+			t.Error(err)
+		}
+	}
+	_, err := other.Enqueue(b.ctx, tasks.InvoicePDF{TenantID: tn.ID, InvoiceID: 100})
+	var full *fair.FullError
+	if !errors.As(err, &full) || full.QueueWide || full.Cap != 3 || full.Waiting != 3 {
+		t.Errorf("enqueue that read max_waiting 10 before it was lowered to 3, with 3 waiting: %v (%+v), want the tenant's backlog full at cap 3", err, full)
+	}
+	want := fair.Policy{Weight: 1, MaxRunning: 10, MaxWaiting: 3}
+	if d := inDefault(t, b.queue(t, tn.ID)); d.Policy != want || d.Waiting != 3 {
+		t.Fatalf("default queue after: %+v, want policy %+v and 3 waiting", d, want)
 	}
 }
