@@ -605,14 +605,34 @@ func (d *Dispatcher) complete(ctx context.Context, queue, reporter string, seq u
 // past it. Queues where the tenant has no state are left alone, and so
 // are those that record a policy of a later Policy.Version.
 func (d *Dispatcher) SetPolicy(ctx context.Context, tenantID string, p Policy, queues ...string) error {
+	return d.setPolicy(ctx, tenantID, p, false, queues)
+}
+
+// ResetPolicy is SetPolicy that also replaces a policy recorded with a
+// later Policy.Version than p's: for a catalog restored from a backup,
+// whose versions went back in time, so that the queues would otherwise
+// keep the policies recorded before the restore until the tenant's row
+// changes again. An enqueue or SetPolicy of a version older than p's does
+// not undo it; one that read the tenant before the restore (a version
+// later than p's) would, so the tenant caches go first (docs/operations.md).
+func (d *Dispatcher) ResetPolicy(ctx context.Context, tenantID string, p Policy, queues ...string) error {
+	return d.setPolicy(ctx, tenantID, p, true, queues)
+}
+
+// setPolicy is SetPolicy, and with reset ResetPolicy.
+func (d *Dispatcher) setPolicy(ctx context.Context, tenantID string, p Policy, reset bool, queues []string) error {
 	if err := checkTenant(tenantID); err != nil {
 		return err
+	}
+	force := "0"
+	if reset {
+		force = "1"
 	}
 	for _, q := range queues {
 		if err := checkQueue(q); err != nil {
 			return err
 		}
-		args := append(d.common(5), tenantID, max(p.Weight, 1), max(p.MaxRunning, 0), max(p.MaxWaiting, 0), max(p.Version, 0))
+		args := append(d.common(6), tenantID, max(p.Weight, 1), max(p.MaxRunning, 0), max(p.MaxWaiting, 0), max(p.Version, 0), force)
 		reply, err := policyScript.Run(ctx, d.rdb, d.scriptKeys(q), args...).Result()
 		if err != nil {
 			return fmt.Errorf("fair: set policy of tenant %s in %s: %w", tenantID, q, err)

@@ -1380,16 +1380,18 @@ return admit()
 // more would otherwise keep its old weight and caps until the backlog is
 // gone. A tenant without state here (it never enqueued in this queue, or
 // was forgotten) gets none: its next enqueue brings the policy. A policy
-// recorded here of a later version (Policy.Version) stays.
+// recorded here of a later version (Policy.Version) stays, unless the
+// call resets it (Dispatcher.ResetPolicy: the catalog went back in time).
 //
 //	ARGV[10] tenant, ARGV[11] weight, ARGV[12] max running, ARGV[13] max waiting,
-//	ARGV[14] the policy's version.
+//	ARGV[14] the policy's version, ARGV[15] '1' to replace a recorded
+//	policy whatever its version, else '0'.
 //
 // It returns admit()'s list.
 var policyScript = redis.NewScript(prelude + `
 local t = ARGV[10]
 if redis.call('EXISTS', tkey(t)) == 0 then return {} end
-if num(ARGV[14], 0) < num(redis.call('HGET', tkey(t), 'pv'), 0) then return {} end
+if ARGV[15] ~= '1' and num(ARGV[14], 0) < num(redis.call('HGET', tkey(t), 'pv'), 0) then return {} end
 redis.call('HSET', tkey(t), 'w', ARGV[11], 'mr', ARGV[12], 'mw', ARGV[13], 'pv', ARGV[14])
 reconsider(t)
 return admit()

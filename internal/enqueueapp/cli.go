@@ -55,6 +55,8 @@ commands:
              [--time-zone ZONE]
              | tenant move SLUG --to DB [--grace 3s] [--drain-timeout 5m]
              | tenant time-zone SLUG ZONE (an IANA name, e.g. Europe/Berlin)
+             | tenant reset-policies (after restoring the catalog from a
+             backup: docs/operations.md)
   queues     fair dispatch's backlogs per queue, the largest by tenant, and
              the live workers: queues [--top N] [--json]
   dispatch-mode

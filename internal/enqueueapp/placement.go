@@ -135,17 +135,17 @@ func databaseStates(ctx context.Context, pools *placement.Registry, ds []storage
 }
 
 // tenantCmd is "enqueue tenant add SLUG ...", "enqueue tenant move SLUG
-// --to DB" and "enqueue tenant time-zone SLUG ZONE". Each answers --help,
-// with or without a slug, and takes its flags before the slug, after it,
-// or both.
+// --to DB", "enqueue tenant time-zone SLUG ZONE" and "enqueue tenant
+// reset-policies" (no slug). Each answers --help, with or without a slug,
+// and takes its flags before the slug, after it, or both.
 func tenantCmd(ctx context.Context, args []string, sio IO) error {
-	const want = "want tenant add SLUG [flags], tenant move SLUG --to DB or tenant time-zone SLUG ZONE"
+	const want = "want tenant add SLUG [flags], tenant move SLUG --to DB, tenant time-zone SLUG ZONE or tenant reset-policies"
 	if len(args) == 0 {
 		return fmt.Errorf("%w: %s", errUsage, want)
 	}
 	sub, rest := args[0], args[1:]
 	if isHelp(sub) {
-		fmt.Fprint(sio.Stdout, "usage: enqueue tenant add SLUG [flags] | tenant move SLUG --to DB [flags] | tenant time-zone SLUG ZONE\n(tenant add --help, tenant move --help: the flags; tenant time-zone --help: ZONE)\n")
+		fmt.Fprint(sio.Stdout, "usage: enqueue tenant add SLUG [flags] | tenant move SLUG --to DB [flags] | tenant time-zone SLUG ZONE | tenant reset-policies\n(tenant add --help, tenant move --help: the flags; tenant time-zone --help: ZONE; tenant reset-policies --help: when to run it)\n")
 		return flag.ErrHelp
 	}
 	var run func(context.Context, []string, IO) error
@@ -156,6 +156,9 @@ func tenantCmd(ctx context.Context, args []string, sio IO) error {
 		run = tenantMove
 	case "time-zone":
 		run = tenantTimeZone
+	case "reset-policies":
+		// The one tenant command without a slug.
+		return tenantResetPolicies(ctx, rest, sio)
 	default:
 		return fmt.Errorf("%w: unknown tenant command %q (%s)", errUsage, sub, want)
 	}

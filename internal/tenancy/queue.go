@@ -412,6 +412,61 @@ func (s *Service) settlePolicy(ctx context.Context, id string, t tenantctx.Tenan
 	return fmt.Errorf("the limits changed again %d times meanwhile", statusAttempts)
 }
 
+// ResetPolicies gives every tenant's queues (all but those of a tenant
+// being deleted) the policy of its catalog row as it is now, also where a
+// policy of a later version is recorded (fair.Dispatcher.ResetPolicy):
+// after the catalog was restored from a backup its rows' versions went
+// back, and the queues would keep the policies of before the restore until
+// each tenant's row changed again. A tenant whose row changes while its
+// policy is reset gets the changed row's policy (settlePolicy). It returns
+// how many tenants it reset, also with an error, which stops it
+// (storage.ErrNotFound for a tenant erased meanwhile skips it);
+// ErrNoDispatch without fair dispatch. docs/operations.md ("Restoring the
+// catalog from a backup") says when to run it.
+func (s *Service) ResetPolicies(ctx context.Context) (int, error) {
+	if s.fair == nil || s.plans == nil {
+		return 0, ErrNoDispatch
+	}
+	n := 0
+	opts := storage.ListOptions{Limit: storage.MaxPageSize}
+	for {
+		page, err := s.catalog.ListTenants(ctx, opts)
+		if err != nil {
+			return n, fmt.Errorf("reset policies: list tenants after %q: %w", opts.After, err)
+		}
+		for _, t := range page {
+			if t.Status == tenantctx.StatusDeleting {
+				continue
+			}
+			p := s.plans.PolicyOf(t)
+			p.Version = fair.PolicyVersion(t)
+			if err := s.fair.ResetPolicy(ctx, t.ID, p, s.layout().Queues()...); err != nil {
+				return n, fmt.Errorf("reset policies: %w", err)
+			}
+			// A limits change saved since the page was read told its
+			// policy, which the reset may have replaced: the row's
+			// policy now goes again, as a change's would.
+			cur, err := s.catalog.TenantByID(ctx, t.ID)
+			if errors.Is(err, storage.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return n, fmt.Errorf("reset policies: tenant %s: %w", t.ID, err)
+			}
+			if !cur.UpdatedAt.Equal(t.UpdatedAt) {
+				if err := s.settlePolicy(ctx, t.ID, cur); err != nil {
+					return n, fmt.Errorf("reset policies: tenant %s: %w", t.ID, err)
+				}
+			}
+			n++
+		}
+		if len(page) < opts.PageLimit() {
+			return n, nil
+		}
+		opts.After = page[len(page)-1].ID
+	}
+}
+
 // Policy returns what t's plan and limits give it per queue (the
 // configured plans'); the zero Policy without plans configured.
 func (s *Service) Policy(t tenantctx.Tenant) fair.Policy {
