@@ -602,19 +602,32 @@ func (d *Dispatcher) complete(ctx context.Context, queue, reporter string, seq u
 // without this a changed policy would reach a queue only with the
 // tenant's next enqueue there): a raised running cap or weight takes
 // effect on the tenant's backlog at once, a lowered cap stops admissions
-// past it. Queues where the tenant has no state are left alone, and so
-// are those that record a policy of a later Policy.Version.
+// past it. Queues where the tenant has no state get none (its next
+// enqueue there brings the policy; one that read the tenant before this
+// call, within policyAside, brings this one), and those that record a
+// policy of a later Policy.Version keep theirs.
 func (d *Dispatcher) SetPolicy(ctx context.Context, tenantID string, p Policy, queues ...string) error {
 	return d.setPolicy(ctx, tenantID, p, false, queues)
 }
+
+// policyAside is how long SetPolicy keeps the policy it tells for a queue
+// where the tenant has no state, for an enqueue already on its way with
+// the tenant as it was before (it read the tenant's cache entry, then
+// creates the tenant's state there): that enqueue brings the later
+// policy, not the one it read. Longer than such an enqueue takes from
+// its read to its script, short enough to leave nothing of an erased
+// tenant behind for long.
+const policyAside = time.Minute
 
 // ResetPolicy is SetPolicy that also replaces a policy recorded with a
 // later Policy.Version than p's: for a catalog restored from a backup,
 // whose versions went back in time, so that the queues would otherwise
 // keep the policies recorded before the restore until the tenant's row
-// changes again. An enqueue or SetPolicy of a version older than p's does
-// not undo it; one that read the tenant before the restore (a version
-// later than p's) would, so the tenant caches go first (docs/operations.md).
+// changes again (a policy SetPolicy set aside for a queue without the
+// tenant's state goes too). An enqueue or SetPolicy of a version older
+// than p's does not undo it; one that read the tenant before the restore
+// (a version later than p's) would, so the tenant caches go first
+// (docs/operations.md).
 func (d *Dispatcher) ResetPolicy(ctx context.Context, tenantID string, p Policy, queues ...string) error {
 	return d.setPolicy(ctx, tenantID, p, true, queues)
 }
@@ -632,7 +645,8 @@ func (d *Dispatcher) setPolicy(ctx context.Context, tenantID string, p Policy, r
 		if err := checkQueue(q); err != nil {
 			return err
 		}
-		args := append(d.common(6), tenantID, max(p.Weight, 1), max(p.MaxRunning, 0), max(p.MaxWaiting, 0), max(p.Version, 0), force)
+		args := append(d.common(7), tenantID, max(p.Weight, 1), max(p.MaxRunning, 0), max(p.MaxWaiting, 0), max(p.Version, 0), force,
+			policyAside.Milliseconds())
 		reply, err := policyScript.Run(ctx, d.rdb, d.scriptKeys(q), args...).Result()
 		if err != nil {
 			return fmt.Errorf("fair: set policy of tenant %s in %s: %w", tenantID, q, err)

@@ -200,7 +200,7 @@ func (d *Dispatcher) parkedTenants(ctx context.Context, p string) (int, error) {
 // left: after the switch's checks they exist only if a process still in
 // fair mode enqueued meanwhile, and then they keep those tasks for a
 // switch back to fair.
-var tenantStateKinds = []string{"t:"}
+var tenantStateKinds = []string{"t:", "pp:"}
 
 // dropTenantState deletes, in each of queues, every per-tenant key of the
 // dispatcher (tenantStateKinds) and the queue's holds (hold, unheld, keyed

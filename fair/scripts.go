@@ -34,6 +34,8 @@ import (
 //	P..'t:'..tenant  HASH w (weight), mr (max running), mw (max waiting), pv (their Policy.Version),
 //	                 vt (virtual time while not ready),
 //	                 n:<type> (waiting by type), c:<type> (measured cost EWMA, us)
+//	P..'pp:'..tenant HASH w, mr, mw, pv: the policy SetPolicy told for a tenant without state here, for the
+//	                 enqueue that creates its state (expires after policyAside; see policyScript)
 //	P..'run:'..tenant SET the tenant's admitted, unfinished task ids
 //	P..'adm'         HASH admitted task id -> tenant \t type \t estimated cost (us) \t enqueue time (ms) \t weight charged at
 //	                 (the estimate was charged over it; absent: the tenant's weight now) \t run token
@@ -1023,17 +1025,20 @@ local function followMessage(b)
   local at, msg = tonumber(string.sub(f, 2)), ARGV[b + 3]
   return string.sub(msg, 1, at) .. idField(ARGV[b + 4]) .. string.sub(msg, at + #idField(ARGV[b]) + 1)
 end
--- setPolicy records the call's policy unless the one recorded is of a
--- later version (P..'t:'..t's pv, Policy.Version): an enqueue that read
--- the tenant before a limits change that SetPolicy (policyScript) applied
--- here meanwhile must not put the older policy back. It returns the
--- running and waiting caps in force: the recorded policy's when it stays,
--- so that the call's own admission is checked against a lowered cap too.
+local known = redis.call('EXISTS', tkey(t), P .. 'b:' .. t, P .. 'run:' .. t) > 0
+-- The policy in force (weight, caps, version) is the call's unless one of
+-- a later version (Policy.Version) is recorded: P..'t:'..t's, or for a
+-- tenant without state here the one SetPolicy left in P..'pp:'..t
+-- (policyScript). An enqueue that read the tenant before a limits change
+-- that SetPolicy applied meanwhile must neither put the older policy back
+-- nor check its own admission against the older caps.
+local pol = { ARGV[11], ARGV[12], ARGV[13], ARGV[16] }
+do
+  local h = redis.call('HMGET', known and tkey(t) or (P .. 'pp:' .. t), 'w', 'mr', 'mw', 'pv')
+  if num(ARGV[16], 0) < num(h[4], 0) then pol = h end
+end
 local function setPolicy()
-  local h = redis.call('HMGET', tkey(t), 'pv', 'mr', 'mw')
-  if num(ARGV[16], 0) < num(h[1], 0) then return num(h[2], 0), num(h[3], 0) end
-  redis.call('HSET', tkey(t), 'w', ARGV[11], 'mr', ARGV[12], 'mw', ARGV[13], 'pv', ARGV[16])
-  return num(ARGV[12], 0), num(ARGV[13], 0)
+  redis.call('HSET', tkey(t), 'w', pol[1], 'mr', pol[2], 'mw', pol[3], 'pv', pol[4])
 end
 -- The policy is written for a tenant with state here, and for one
 -- without (first enqueue, or an erased tenant forgotten here) only once
@@ -1041,9 +1046,8 @@ end
 -- every task found) leaves no state, which no one would remove after an
 -- erasure (the worker that meets an added task forgets an erased
 -- tenant's).
-local known = redis.call('EXISTS', tkey(t), P .. 'b:' .. t, P .. 'run:' .. t) > 0
-local mr, mw = num(ARGV[12], 0), num(ARGV[13], 0)
-if known then mr, mw = setPolicy() end
+if known then setPolicy() end
+local mr, mw = num(pol[2], 0), num(pol[3], 0)
 local n = num(ARGV[14], 0)
 local mt = num(ARGV[15], 0)
 local res, fresh, seen = {}, {}, {}
@@ -1382,15 +1386,31 @@ return admit()
 // was forgotten) gets none: its next enqueue brings the policy. A policy
 // recorded here of a later version (Policy.Version) stays, unless the
 // call resets it (Dispatcher.ResetPolicy: the catalog went back in time).
+// For a tenant without state the policy is kept aside for a while
+// (P..'pp:'..tenant, ARGV[16] ms), so that an enqueue on its way with the
+// tenant as it was before, the tenant's first here, does not bring the
+// older one (enqueueScript); a reset drops what is kept aside instead.
 //
 //	ARGV[10] tenant, ARGV[11] weight, ARGV[12] max running, ARGV[13] max waiting,
 //	ARGV[14] the policy's version, ARGV[15] '1' to replace a recorded
-//	policy whatever its version, else '0'.
+//	policy whatever its version, else '0', ARGV[16] how long a policy
+//	stays aside (ms).
 //
 // It returns admit()'s list.
 var policyScript = redis.NewScript(prelude + `
 local t = ARGV[10]
-if redis.call('EXISTS', tkey(t)) == 0 then return {} end
+if redis.call('EXISTS', tkey(t)) == 0 then
+  local pp = P .. 'pp:' .. t
+  if ARGV[15] == '1' then
+    -- A reset: no policy set aside before it may stand (its version is
+    -- later), and the catalog's rows do not change with it.
+    redis.call('DEL', pp)
+  elseif num(ARGV[14], 0) >= num(redis.call('HGET', pp, 'pv'), 0) then
+    redis.call('HSET', pp, 'w', ARGV[11], 'mr', ARGV[12], 'mw', ARGV[13], 'pv', ARGV[14])
+    redis.call('PEXPIRE', pp, ARGV[16])
+  end
+  return {}
+end
 if ARGV[15] ~= '1' and num(ARGV[14], 0) < num(redis.call('HGET', tkey(t), 'pv'), 0) then return {} end
 redis.call('HSET', tkey(t), 'w', ARGV[11], 'mr', ARGV[12], 'mw', ARGV[13], 'pv', ARGV[14])
 reconsider(t)
@@ -2186,7 +2206,7 @@ if #ids > 0 then
 end
 if redis.call('LLEN', b) > 0 then return 0 end
 for _, id in ipairs(redis.call('SMEMBERS', P .. 'run:' .. t)) do finish(id) end
-redis.call('DEL', tkey(t), b, P .. 'run:' .. t, keptKey(t), parkedKey(t), P .. 'drs:' .. t)
+redis.call('DEL', tkey(t), b, P .. 'run:' .. t, keptKey(t), parkedKey(t), P .. 'drs:' .. t, P .. 'pp:' .. t)
 redis.call('SREM', P .. 'keptt', t)
 redis.call('SREM', P .. 'parkedt', t)
 redis.call('HDEL', P .. 'hold', t)

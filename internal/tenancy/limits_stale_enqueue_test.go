@@ -104,3 +104,39 @@ func TestEnqueueInFlightChecksTheLoweredWaitingCap(t *testing.T) {
 		t.Fatalf("default queue after: %+v, want policy %+v and 3 waiting", d, want)
 	}
 }
+
+// TestEnqueueInFlightBringsNoOlderLimitsToANewQueue: as
+// TestEnqueueInFlightKeepsNoOlderLimits, but the enqueue is the tenant's
+// first in the default queue, where the limits change found no state of
+// it to apply its policy to. The state the enqueue creates there must
+// still carry the new limits, not those it read before the change.
+func TestEnqueueInFlightBringsNoOlderLimitsToANewQueue(t *testing.T) {
+	t.Parallel()
+	pool, catalog, docs := catalogOn(t)
+	rdb := redis.NewClient(&redis.Options{Addr: testenv.Redis(t)})
+	t.Cleanup(func() { _ = rdb.Close() })
+	inspector := asynq.NewInspectorFromRedisClient(rdb)
+	d := fair.New(rdb, fair.Config{MinPending: 1})
+	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), inspector, nil,
+		tasks.WithAdmission(tasks.Admission{Dispatcher: d, Tenants: catalog}))
+	svc := tenancy.New(tenancy.Config{Catalog: catalog, Enqueuer: enq, Documents: docs, SchemaPool: pool,
+		Dispatcher: d, Plans: fair.DefaultPlans()})
+	b := &fairBundle{bundle: &bundle{ctx: t.Context(), catalog: catalog, docs: docs, inspector: inspector, pool: pool, svc: svc}, d: d, enq: enq}
+	tn := b.active(t, "limits-newqueue")
+
+	rc := &racingRead{Catalog: catalog}
+	other := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), inspector, nil,
+		tasks.WithAdmission(tasks.Admission{Dispatcher: fair.New(rdb, fair.Config{MinPending: 1}), Tenants: rc, Plans: fair.DefaultPlans()}))
+	rc.after = func() {
+		if _, err := b.svc.SetLimits(b.ctx, tn.ID, "", tenantctx.Limits{Weight: 3, MaxRunning: 2, MaxWaiting: 7}, tenancy.ActorAdmin); err != nil {
+			t.Error(err)
+		}
+	}
+	if _, err := other.Enqueue(b.ctx, tasks.InvoicePDF{TenantID: tn.ID, InvoiceID: 100}); err != nil {
+		t.Fatal(err)
+	}
+	want := fair.Policy{Weight: 3, MaxRunning: 2, MaxWaiting: 7}
+	if d := inDefault(t, b.queue(t, tn.ID)); d.Policy != want {
+		t.Fatalf("default queue after a limits change and the tenant's first enqueue there, which read the tenant before it: %+v, want policy %+v", d, want)
+	}
+}
