@@ -53,6 +53,15 @@ type MigrateOptions struct {
 	// migration of an existing tenant never recreates a schema that was
 	// dropped (P17 in docs/architecture.md).
 	Create *Creation
+	// Owner, when set (and Create is not), is the existing tenant whose
+	// schema the call migrates: a schema that records another tenant (the
+	// slug's next tenant, given the slug after this one was deleted) is
+	// ErrSchemaTaken and nothing is applied to it; one that records no
+	// owner (made before owners were recorded) is migrated. It is checked
+	// before the first step and again under the tenant's lock in every
+	// step, as Create.Owner is; a schema with nothing pending is left
+	// alone unchecked (one query, as for Migrate).
+	Owner string
 }
 
 // creation is what a migration may do about a missing schema.
@@ -63,6 +72,10 @@ type creation struct {
 	// fresh: the schema must not exist yet (ErrSchemaExists), as a copy's
 	// target: the call creates it, or fails without touching what is there.
 	fresh bool
+	// unowned: an existing schema that records no owner passes the check
+	// of owner (MigrateOptions.Owner: an existing tenant's schema may
+	// predate owners).
+	unowned bool
 }
 
 // createAnything is Migrate's creation: any missing schema, no owner.
@@ -75,16 +88,24 @@ var createAnything = creation{allowed: true}
 //
 // With opts.Create, the owner is checked whenever the schema exists: once
 // before anything else (a schema already at the target version is a no-op
-// only if it is the owner's) and again under the tenant's lock in the
-// transaction that would create it. Errors: ErrNoSchema, ErrSchemaTaken,
-// Allow's error, or the database's.
+// only if it is the owner's) and again under the tenant's lock in every
+// step, so that a schema dropped and made again for another tenant
+// between two steps gets none of them; with opts.Owner likewise, but a
+// schema with nothing pending is a no-op unchecked. Errors:
+// ErrNoSchema, ErrSchemaTaken, Allow's error, or the database's.
 func MigrateWith(ctx context.Context, pool *pgxpool.Pool, schemaName string, opts MigrateOptions) (MigrateResult, error) {
 	c := creation{}
-	if opts.Create != nil {
+	switch {
+	case opts.Create != nil:
 		if err := tenantctx.ValidateID(opts.Create.Owner); err != nil {
 			return MigrateResult{Schema: schemaName}, fmt.Errorf("migrate %s: owner: %w", schemaName, err)
 		}
 		c = creation{allowed: true, owner: opts.Create.Owner, allow: opts.Create.Allow}
+	case opts.Owner != "":
+		if err := tenantctx.ValidateID(opts.Owner); err != nil {
+			return MigrateResult{Schema: schemaName}, fmt.Errorf("migrate %s: owner: %w", schemaName, err)
+		}
+		c = creation{owner: opts.Owner, unowned: true}
 	}
 	return migrateWith(ctx, pool, schemaName, opts.Target, embedded, c)
 }
@@ -125,13 +146,15 @@ func readOwner(ctx context.Context, q querier, schemaName string) (exists bool, 
 }
 
 // checkOwner returns ErrSchemaTaken unless the existing schema records
-// owner. A missing schema passes: the caller decides about creating it.
-func checkOwner(ctx context.Context, q querier, schemaName, owner string) error {
+// c.owner (or, with c.unowned, no owner). A missing schema passes: the
+// caller decides about creating it.
+func (c creation) checkOwner(ctx context.Context, q querier, schemaName string) error {
+	owner := c.owner
 	exists, got, err := readOwner(ctx, q, schemaName)
 	switch {
 	case err != nil:
 		return fmt.Errorf("read owner: %w", err)
-	case !exists || got == owner:
+	case !exists || got == owner || (got == "" && c.unowned):
 		return nil
 	case got == "":
 		return fmt.Errorf("%w: %s records no owner, want %s", ErrSchemaTaken, schemaName, owner)

@@ -122,6 +122,76 @@ func TestMigrateWithNeverRecreatesADroppedSchema(t *testing.T) {
 	}
 }
 
+// TestMigrateWithChecksTheOwnerInEveryStep: a migration of an existing
+// tenant (MigrateOptions.Owner), or of one being provisioned
+// (Create.Owner), whose schema records another tenant once a step has
+// committed (dropped and made again, at that version, for the slug's next
+// tenant) applies no further step to it: ErrSchemaTaken, and the schema
+// stays at the version it had. A schema that records no owner (made
+// before owners were recorded) is migrated for an existing tenant, and a
+// schema of another owner from the start gets nothing.
+func TestMigrateWithChecksTheOwnerInEveryStep(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 2)
+	ctx := context.Background()
+	owner, next := tenantctx.NewID(), tenantctx.NewID()
+	version := func(name string) int {
+		t.Helper()
+		v, err := Version(ctx, b.pool, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	// A set whose second step hands the schema over to next as it commits:
+	// what a drop and a creation for next, at version 2, between the
+	// second and third steps leave.
+	handOver := func(name string) []Migration {
+		set := []Migration{
+			{Version: 1, Name: "one", sql: "CREATE TABLE one (id int)"},
+			{Version: 2, Name: "two", sql: "CREATE TABLE two (id int)"},
+			{Version: 3, Name: "three", sql: "CREATE TABLE three (id int)"},
+		}
+		set[1].run = func(ctx context.Context, tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, "COMMENT ON SCHEMA "+name+" IS "+sqlLiteral(ownerPrefix+next))
+			return err
+		}
+		return set
+	}
+	for _, c := range []struct {
+		name string
+		c    creation
+	}{
+		{"tenant_existing", creation{owner: owner, unowned: true}},
+		{"tenant_provisioning", creation{allowed: true, owner: owner}},
+	} {
+		if _, err := migrateWith(ctx, b.pool, c.name, 1, handOver(c.name), creation{allowed: true, owner: owner}); err != nil {
+			t.Fatal(err)
+		}
+		res, err := migrateWith(ctx, b.pool, c.name, 0, handOver(c.name), c.c)
+		if !errors.Is(err, ErrSchemaTaken) {
+			t.Errorf("%s: migration whose schema went to another tenant after its step 2 = %+v, %v; want ErrSchemaTaken", c.name, res, err)
+		}
+		if v := version(c.name); v != 2 {
+			t.Errorf("%s: at version %d after the migration, want 2: step 3 applied to another tenant's schema", c.name, v)
+		}
+	}
+
+	if _, err := Migrate(ctx, b.pool, "tenant_legacy", 1); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := MigrateWith(ctx, b.pool, "tenant_legacy", MigrateOptions{Owner: owner}); err != nil || res.To != LatestVersion() {
+		t.Errorf("MigrateWith of an existing tenant over a schema without owner = %+v, %v; want it migrated", res, err)
+	}
+	if _, err := MigrateWith(ctx, b.pool, "tenant_nexts", MigrateOptions{Create: &Creation{Owner: next}, Target: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := MigrateWith(ctx, b.pool, "tenant_nexts", MigrateOptions{Owner: owner}); !errors.Is(err, ErrSchemaTaken) || version("tenant_nexts") != 1 {
+		t.Errorf("MigrateWith of an existing tenant over another's schema = %+v, %v (version %d); want ErrSchemaTaken, nothing applied",
+			res, err, version("tenant_nexts"))
+	}
+}
+
 // waitLockWaiter waits until another session of this database waits for
 // the tenant lock of schemaName.
 func waitLockWaiter(ctx context.Context, tx pgx.Tx, schemaName string) error {

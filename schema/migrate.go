@@ -170,8 +170,13 @@ func migrateWith(ctx context.Context, pool *pgxpool.Pool, schemaName string, tar
 	if v > 0 && c.fresh {
 		return res, fmt.Errorf("migrate %s: %w", schemaName, ErrSchemaExists)
 	}
+	if v >= target && c.unowned {
+		// An existing tenant's schema with nothing pending: one query, as
+		// for Migrate; nothing is applied to it, whoever it belongs to.
+		return res, nil
+	}
 	if v > 0 && c.owner != "" {
-		if err := checkOwner(ctx, pool, schemaName, c.owner); err != nil {
+		if err := c.checkOwner(ctx, pool, schemaName); err != nil {
 			return res, fmt.Errorf("migrate %s: %w", schemaName, err)
 		}
 	}
@@ -323,7 +328,8 @@ func hasRecordColumns(ctx context.Context, q querier, quoted string) (bool, erro
 // its name and checksum, adding those columns to a version table made
 // before they existed. With ensure (the run found version 0) it first
 // creates the schema if missing and c allows it, or checks c's owner on
-// the existing one. It returns whether it applied m, whether it created the
+// the existing one; without it, it checks c's owner (when c names one)
+// all the same. It returns whether it applied m, whether it created the
 // schema, and the version after the step.
 func migrateStep(ctx context.Context, pool *pgxpool.Pool, schemaName, quoted string, set []Migration, m Migration, ensure bool, c creation) (applied, created bool, version int, err error) {
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
@@ -351,12 +357,19 @@ func migrateStep(ctx context.Context, pool *pgxpool.Pool, schemaName, quoted str
 			} else if c.fresh {
 				return ErrSchemaExists
 			} else if c.owner != "" {
-				if err := checkOwner(ctx, tx, schemaName, c.owner); err != nil {
+				if err := c.checkOwner(ctx, tx, schemaName); err != nil {
 					return err
 				}
 			}
 			if _, err := tx.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+quoted+migrationsTableSQL); err != nil {
 				return fmt.Errorf("create version table: %w", err)
+			}
+		} else if c.owner != "" {
+			// Again in every step: the schema may have been dropped and
+			// made again for another tenant (its slug's next one) since
+			// the last step committed.
+			if err := c.checkOwner(ctx, tx, schemaName); err != nil {
+				return err
 			}
 		}
 		cur, err := readVersion(ctx, tx, quoted)

@@ -150,7 +150,13 @@ type MigrateResult struct {
 // creates the schema before the drop, which removes it, or creates
 // nothing. The schema it creates records t as its owner, and a
 // provisioning tenant never migrates (adopts) a schema that is not its
-// own: one left over from a deleted tenant with the same slug.
+// own: one left over from a deleted tenant with the same slug. Nor does
+// the migration of an existing tenant: a late run with a stale t, whose
+// tenant was destroyed and its slug given to a new tenant since, finds the
+// new tenant's schema recorded for that tenant (before its first step, and
+// under the tenant's lock in every step) and applies nothing to it; a
+// schema that records no owner (made before owners were recorded) is
+// migrated as t's.
 //
 // Errors: ErrRefused when the status policy refuses a migration for t's
 // status, when t was deleted (or marked deleting) before its schema was
@@ -174,7 +180,10 @@ func (s *Service) Migrate(ctx context.Context, t tenantctx.Tenant, target int, a
 	if err != nil {
 		return MigrateResult{}, fmt.Errorf("migrate tenant %s: %w", t.ID, err)
 	}
-	opts := schema.MigrateOptions{Target: target}
+	// An existing tenant's schema must be its own (or predate owners): t
+	// may be stale, and its schema dropped and made again for the slug's
+	// next tenant since.
+	opts := schema.MigrateOptions{Target: target, Owner: t.ID}
 	var catalogTx pgx.Tx
 	if t.Status == tenantctx.StatusProvisioning {
 		allow := stillProvisioning(t.ID)

@@ -330,3 +330,41 @@ func TestDestroyAgainSparesTheSlugsNewTenant(t *testing.T) {
 		t.Fatalf("old tenant %s's destroy dropped schema %s of the new tenant %s", old.ID, fresh.Schema, fresh.ID)
 	}
 }
+
+// TestLateMigrationOfADeletedTenantSparesTheSlugsNewTenant is P17 for an
+// existing tenant's migration: a tenant:migrate that resolved its tenant
+// while it was active (migrate --all, say) and runs only once the tenant
+// was destroyed and its slug given to a new tenant (its worker waited, for
+// a connection say) must not migrate the new tenant's schema of the same
+// name. Here the new tenant is at an older version, as one provisioned by
+// a worker of the previous release during a rolling deploy is: the late
+// migration is refused, applies nothing to the new tenant's schema and
+// records nothing for the erased tenant.
+func TestLateMigrationOfADeletedTenantSparesTheSlugsNewTenant(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	stale := b.active(t, "migrated-late") // as the worker resolved it: active
+	b.deleteAndDestroy(t, stale.ID)
+
+	const older = 3
+	p, err := b.svc.Provision(b.ctx, tenancy.NewTenant{Slug: "migrated-late"}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := b.svc.Migrate(b.ctx, p.Tenant, older, tenancy.ActorWorker); err != nil || !res.Activated || res.To != older {
+		t.Fatalf("Migrate of the new tenant to version %d = %+v, %v", older, res, err)
+	}
+	before := len(b.audit(t, stale.ID))
+
+	res, err := b.svc.Migrate(b.ctx, stale, 0, tenancy.ActorWorker)
+	if !errors.Is(err, tenancy.ErrRefused) || !errors.Is(err, schema.ErrSchemaTaken) {
+		t.Errorf("late migration of the deleted tenant = %+v, %v; want ErrRefused wrapping schema.ErrSchemaTaken", res, err)
+	}
+	if v, err := schema.Version(b.ctx, b.pool, p.Tenant.Schema); err != nil || v != older {
+		t.Errorf("the new tenant's schema %s is at version %d (%v) after the deleted tenant's migration, want %d: migrated for the wrong tenant",
+			p.Tenant.Schema, v, err, older)
+	}
+	if after := b.audit(t, stale.ID); len(after) != before {
+		t.Errorf("the erased tenant's audit log grew from %d to %d entries (last: %s %s)", before, len(after), after[len(after)-1].Action, after[len(after)-1].Detail)
+	}
+}
