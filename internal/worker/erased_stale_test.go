@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -141,6 +142,42 @@ func TestLateTaskOfErasedTenantRunOnAStaleAnswerIsForgotten(t *testing.T) {
 		t.Fatalf("task of an erased tenant run on a stale answer = %v, want it archived", err)
 	}
 	if tr := fairTraces(t, e.rdb, active.ID); len(tr) > 0 {
+		t.Errorf("what the late enqueue gave the dispatcher of the erased tenant stays in Redis: %v", tr)
+	}
+}
+
+// TestLateMigrationOfErasedTenantRunOnAStaleAnswerIsForgotten: a
+// tenant:migrate of migrate --all, enqueued for a tenant read from a page
+// before its erasure, and run on a stale answer (the tenant still active)
+// fails with the lifecycle's refusal (its schema is gone): a permanent
+// error of its own, not one of the chain. The task is archived as its
+// tenant's deletion's (the re-check finds no tenant), and, the erasure
+// being recorded, what the enqueue gave the dispatcher goes too, as for
+// any other task a stale answer let run.
+func TestLateMigrationOfErasedTenantRunOnAStaleAnswerIsForgotten(t *testing.T) {
+	t.Parallel()
+	e := newErasureEnv(t)
+	tn := e.provision(t, "stale-migrate", "Stale Migrate")
+	if _, err := e.svc.RequestDeletion(e.ctx, tn.ID, tenancy.ActorWorker); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.work(tasks.TenantDestroy{TenantID: tn.ID}); err != nil {
+		t.Fatalf("destroy: %v", err)
+	}
+	late := e.enqueuerOf(staleLookup{tn.ID: tn})
+	if _, err := late.Enqueue(e.ctx, tasks.TenantMigrate{TenantID: tn.ID}); err != nil {
+		t.Fatal(err)
+	}
+	if tr := fairTraces(t, e.rdb, tn.ID); len(tr) == 0 {
+		t.Fatal("no state of the tenant after the late enqueue")
+	}
+
+	w := workertest.New(e.h, worker.MuxOptions{Logger: discardLogger(), Catalog: staleOnce{e.catalog, tn, new(atomic.Bool)}, Erased: e.svc})
+	err := w.Work(e.ctx, tasks.TenantMigrate{TenantID: tn.ID})
+	if !errors.Is(err, asynq.SkipRetry) || !strings.Contains(err.Error(), "was deleted while") {
+		t.Errorf("migration of an erased tenant run on a stale answer = %v, want it archived as its tenant's deletion's", err)
+	}
+	if tr := fairTraces(t, e.rdb, tn.ID); len(tr) > 0 {
 		t.Errorf("what the late enqueue gave the dispatcher of the erased tenant stays in Redis: %v", tr)
 	}
 }

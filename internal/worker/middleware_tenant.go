@@ -50,7 +50,11 @@ import (
 //     and the task a late enqueue's after the erasure);
 //   - a catalog error (database or Redis down): an ordinary error, retried;
 //   - a task that fails because its tenant was deleted (or marked deleting)
-//     while it ran: archived with that reason, not retried.
+//     while it ran: archived with that reason, not retried; also one whose
+//     handler failed for good (a tenant:migrate refused because its
+//     schema went with the tenant), so that, as for any task of a tenant
+//     gone, it leaves no record and, the erasure recorded, forgets the
+//     tenant (droppedIfDeleted).
 //
 // A task's tenant comes from its payload only, never from a previous task
 // or a default. catalog is the cached catalog in production.
@@ -99,7 +103,10 @@ func ResolveTenant(catalog storage.TenantStore, parker Parker, erased ErasedForg
 				}
 			}
 			err = next.ProcessTask(tenantctx.WithTenant(ctx, tenant), t)
-			if err != nil && !IsPermanent(err) && env.Activity != tenantctx.Destruction {
+			if err != nil && !isTenantGone(err) && env.Activity != tenantctx.Destruction {
+				// Also a permanent failure: a refusal the tenant's
+				// deletion caused (a tenant:migrate whose schema went)
+				// is archived as the deletion's.
 				return droppedIfDeleted(ctx, catalog, erased, env, err)
 			}
 			return err
@@ -210,10 +217,12 @@ func waitReason(env Envelope, status tenantctx.Status) string {
 const recheckTimeout = 5 * time.Second
 
 // droppedIfDeleted turns the failure of a task whose tenant was deleted (or
-// marked deleting) while it ran into a permanent one: its schema or files
-// vanished under it, and a retry could only be archived later (P5 in
-// docs/architecture.md). Any other failure, including a failed or timed-out
-// re-check (recheckTimeout), is returned as is. Before it archives the
+// marked deleting) while it ran into a permanent one, its tenant gone
+// (tenantGone): its schema or files vanished under it, and a retry could
+// only be archived later (P5 in docs/architecture.md); a permanent failure
+// (the handler's refusal) likewise, so that the archive writes no record
+// of a tenant gone (recordArchive). Any other failure, including a failed
+// or timed-out re-check (recheckTimeout), is returned as is. Before it archives the
 // task, erased forgets the tenant in the task's queue when the audit log
 // records its erasure (forgetErased: the task may be a late enqueue's that
 // a stale answer let run); a failure to check or forget is returned, and
