@@ -221,6 +221,10 @@ var errNotDocument = errors.New("not a document")
 // have a directory on the path swapped right there.
 var testHookBeforeUse func()
 
+// testHookSyncDir, set by tests only, is called by syncDir with the
+// directory (a path under the store's root) it is about to fsync.
+var testHookSyncDir func(dir string)
+
 // beforeUse calls testHookBeforeUse when a test set it.
 func beforeUse() {
 	if testHookBeforeUse != nil {
@@ -343,11 +347,14 @@ func makeDirs(root *os.Root, dir string) error {
 	return nil
 }
 
-// syncDir fsyncs a directory, making a rename in it durable.
+// syncDir fsyncs a directory, making a rename or a removal in it durable.
 func syncDir(root *os.Root, dir string) error {
 	d, err := root.Open(dir)
 	if err != nil {
 		return err
+	}
+	if testHookSyncDir != nil {
+		testHookSyncDir(dir)
 	}
 	if err := d.Sync(); err != nil {
 		_ = d.Close()
@@ -594,6 +601,13 @@ func (s *FS) remove(rel string) error {
 // DeleteTenant removes the tenant's directory and everything in it; a
 // tenant without documents is not an error, nor is a store whose root does
 // not exist (OpenFS), which holds none.
+//
+// Durability: when it returns without error the removal is on stable
+// storage: the store's root, which held the tenant's directory, is
+// fsynced after it. A tenant's erasure records its documents as removed
+// and then deletes its catalog row, after which nothing looks at its
+// directory again: a removal that a crash undid would leave the erased
+// tenant's documents in the store for good.
 func (s *FS) DeleteTenant(ctx context.Context, tenantID string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("delete documents of tenant %.64q: %w", tenantID, err)
@@ -610,6 +624,9 @@ func (s *FS) DeleteTenant(ctx context.Context, tenantID string) error {
 	}
 	defer root.Close()
 	if err := root.RemoveAll(tenantID); err != nil {
+		return fmt.Errorf("delete documents of tenant %s: %w", tenantID, err)
+	}
+	if err := syncDir(root, "."); err != nil {
 		return fmt.Errorf("delete documents of tenant %s: %w", tenantID, err)
 	}
 	return nil

@@ -14,3 +14,11 @@ func SetTestHookBeforeUse(t testing.TB, hook func()) {
 // without openat2(2): it checks each path for symbolic links before the
 // operation on it.
 func (s *FS) WithoutOpenat2() *FS { return &FS{root: s.root} }
+
+// SetTestHookSyncDir has hook called with each directory (a path under
+// the store's root, "." for the root) the store is about to fsync, until
+// t ends. t must not be parallel: the hook is the package's.
+func SetTestHookSyncDir(t testing.TB, hook func(dir string)) {
+	testHookSyncDir = hook
+	t.Cleanup(func() { testHookSyncDir = nil })
+}

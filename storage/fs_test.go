@@ -432,6 +432,39 @@ func TestFSDeleteTenant(t *testing.T) {
 	}
 }
 
+// TestFSDeleteTenantIsDurable: once DeleteTenant returns, the removal of
+// the tenant's directory is on stable storage: the store's root, which held
+// its entry, is fsynced after the directory is gone. It was not, and a
+// crash soon after a tenant's erasure (an ext4 shut down without its
+// journal flushed, then mounted again) brought back every document of the
+// erased tenant, whose catalog row was gone, so nothing removed them again.
+func TestFSDeleteTenantIsDurable(t *testing.T) {
+	b := setupFS(t)
+	ctx := testContext(t)
+	mustPut(t, b.store, "tn_a", "invoices/1.pdf", []byte("a1"))
+	mustPut(t, b.store, "tn_b", "invoices/1.pdf", []byte("b1"))
+	tenantDir := filepath.Join(b.store.Root(), "tn_a")
+	var synced []string
+	storage.SetTestHookSyncDir(t, func(dir string) {
+		if dir != "." {
+			return
+		}
+		if _, err := os.Lstat(tenantDir); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("the root was fsynced while the tenant's directory was still there (%v)", err)
+		}
+		synced = append(synced, dir)
+	})
+	if err := b.store.DeleteTenant(ctx, "tn_a"); err != nil {
+		t.Fatalf("DeleteTenant: %v", err)
+	}
+	if len(synced) != 1 {
+		t.Fatalf("DeleteTenant fsynced the store's root %d times after removing the tenant's directory, want once: a crash could bring the erased tenant's documents back", len(synced))
+	}
+	if got, _, err := readDoc(t, b.store, "tn_b", "invoices/1.pdf"); err != nil || string(got) != "b1" {
+		t.Errorf("the other tenant's document: %q, %v", got, err)
+	}
+}
+
 // TestFSPrepareTenant: a prepared tenant has its directories before its
 // first document, the documents then go into them, and preparing again
 // (or a tenant that has documents) changes nothing.
