@@ -748,7 +748,20 @@ func (d *Dispatcher) heartbeat(ctx context.Context, queue, workerID string, conc
 // queue's marker, unless another worker did first (restoreScript). It
 // returns how many tenants it held again and how many of their admitted
 // tasks it moved back into their backlogs.
+//
+// It is called only when the marker is gone, that is when Redis lost its
+// data, and the dispatch mode recorded at start (ClaimMode) went with it:
+// it records ModeFair again first, so that a process with
+// FAIR_DISPATCH=false started after the loss is refused as before it,
+// instead of recording its own mode beside the running fair processes (and
+// making every fair one that starts later refuse to start). A mode
+// recorded meanwhile by such a process is left and reported (an error
+// wrapping ErrModeMismatch), once the holds are back.
 func (d *Dispatcher) restoreHolds(ctx context.Context, queue string, list []Holding) (tenants, moved int, err error) {
+	modeErr := ClaimMode(ctx, d.rdb, ModeFair)
+	if modeErr != nil && !errors.Is(modeErr, ErrModeMismatch) {
+		return 0, 0, modeErr
+	}
 	reasons := map[string]string{}
 	var order []string
 	for _, h := range list {
@@ -777,7 +790,7 @@ func (d *Dispatcher) restoreHolds(ctx context.Context, queue string, list []Hold
 		return 0, 0, fmt.Errorf("fair: put back holds in %s: unexpected reply %v", queue, res)
 	}
 	d.observe(queue, res[2])
-	return asInt(res[0]), asInt(res[1]), nil
+	return asInt(res[0]), asInt(res[1]), modeErr
 }
 
 // ErrDrained is returned (wrapped) by Park, Gate and GateRun for a task

@@ -78,8 +78,10 @@ return ARGV[1]
 // one is recorded already, in one atomic step. It returns an error
 // wrapping ErrModeMismatch, naming both modes, when the recorded mode is
 // another: the process must not run with it (see Mode). A Redis flushed
-// (or replaced) records nothing, and the next process to start records
-// its mode again.
+// (or replaced) records nothing: the fair processes running then record
+// ModeFair again when they find the loss (a Dispatcher with Config.Holds,
+// as it puts the holds back), and otherwise the next process to start
+// records its mode.
 func ClaimMode(ctx context.Context, rdb redis.Scripter, mode Mode) error {
 	if _, err := ParseMode(string(mode)); err != nil {
 		return err
