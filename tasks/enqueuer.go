@@ -516,21 +516,27 @@ func (e *Enqueuer) deleteFinished(ctx context.Context, queue, id string) error {
 // dropping the error that says Redis could not be reached, so callers
 // could not tell an outage (the HTTP API's 503 with Retry-After) from a
 // bug (500). A ping tells: when it fails too, its error joins the chain.
-// A Redis at maxmemory answers the ping but refuses the script's writes
-// ("OOM command not allowed ..."): that reply, found in the text, joins
-// the chain as a Redis error (redis.IsOOMError).
+// A Redis that refuses writes for now answers the ping all the same: at
+// maxmemory ("OOM command not allowed ...") and as a replica (a master
+// demoted by a failover that the client still reaches: "READONLY You
+// can't write against a read only replica."). Such a reply, found in the
+// text, joins the chain as a Redis error (redis.IsOOMError,
+// redis.HasErrorPrefix).
 func (e *Enqueuer) enqueueFailed(p Payload, taskID string, err error) error {
 	if perr := e.client.Ping(); perr != nil {
 		return fmt.Errorf("enqueue %s %s: %w (redis ping: %w)", p.TypeName(), taskID, err, perr)
 	}
-	if i := strings.Index(err.Error(), oomReply); i >= 0 {
-		return fmt.Errorf("enqueue %s %s: %w", p.TypeName(), taskID, errors.Join(err, redisReply(err.Error()[i:])))
+	for _, reply := range writeRefusals {
+		if i := strings.Index(err.Error(), reply); i >= 0 {
+			return fmt.Errorf("enqueue %s %s: %w", p.TypeName(), taskID, errors.Join(err, redisReply(err.Error()[i:])))
+		}
 	}
 	return fmt.Errorf("enqueue %s %s: %w", p.TypeName(), taskID, err)
 }
 
-// oomReply starts Redis's refusal of a write at maxmemory.
-const oomReply = "OOM command not allowed"
+// writeRefusals start Redis's refusals of a write that come with a ping
+// answered: at maxmemory (policy noeviction), and from a replica.
+var writeRefusals = []string{"OOM command not allowed", "READONLY You can't write"}
 
 // redisReply is an error reply of Redis that asynq's client reported as
 // text only: a redis.Error again, for redis.HasErrorPrefix and

@@ -1,0 +1,85 @@
+package httpapi_test
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/invoicing/tenantworker/fair"
+	"github.com/invoicing/tenantworker/internal/testenv"
+)
+
+// TestRedisReadOnlyIs503 turns the Redis the service writes to into a
+// replica (REPLICAOF a master that is not there, as a master demoted in
+// a failover whose clients still reach it): it answers reads and PING,
+// and refuses every write with "READONLY You can't write against a read
+// only replica", a refusal for now like LOADING or OOM. An enqueue must
+// answer 503 with Retry-After, not 500, with fair dispatch and without:
+// asynq's client reports the refusal of its enqueue script as text only,
+// and the ping that tells an outage passes.
+func TestRedisReadOnlyIs503(t *testing.T) {
+	t.Parallel()
+	t.Run("fair", func(t *testing.T) {
+		t.Parallel()
+		redisReadOnly(t, &fair.Config{MinPending: 1})
+	})
+	t.Run("asynq", func(t *testing.T) {
+		t.Parallel()
+		redisReadOnly(t, nil)
+	})
+}
+
+// redisReadOnly is TestRedisReadOnlyIs503 with fair dispatch configured by
+// fairCfg, or without it when nil.
+func redisReadOnly(t *testing.T, fairCfg *fair.Config) {
+	srv := testenv.StartRedis(t, testenv.RedisOptions{})
+	b := setupOn(t, srv.Addr(), fairCfg)
+	acme := b.active(t, "acme")
+	post := func(path, body string) response {
+		rq := request{method: http.MethodPost, host: acme.host(), path: path, bearer: acme.key}
+		if body != "" {
+			rq.body = strings.NewReader(body)
+		}
+		return b.do(t, rq)
+	}
+	wantStatus(t, post("/v1/invoices/1/pdf", ""), http.StatusAccepted)
+	ctx := context.Background()
+	// Port 1 on the loopback: nothing listens, so the replica keeps its
+	// data and stays read-only.
+	if err := b.rdb.SlaveOf(ctx, "127.0.0.1", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.rdb.SlaveOf(ctx, "NO", "ONE").Err() })
+	if err := b.rdb.Set(ctx, "probe", "1", 0).Err(); err == nil || !strings.HasPrefix(err.Error(), "READONLY ") {
+		t.Fatalf("a write to the replica: %v, want READONLY", err)
+	}
+
+	check := func(what string, r response) {
+		t.Helper()
+		if r.status != http.StatusServiceUnavailable {
+			t.Errorf("%s with Redis read-only: %d %s, want 503", what, r.status, r.body)
+			return
+		}
+		if s, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || s < 1 {
+			t.Errorf("%s: Retry-After %q", what, r.header.Get("Retry-After"))
+		}
+		if strings.Contains(string(r.body), "READONLY") {
+			t.Errorf("%s: body shows Redis's error: %s", what, r.body)
+		}
+	}
+	check("POST /v1/invoices/2/pdf", post("/v1/invoices/2/pdf", ""))
+	check("POST /v1/invoices/pdf", post("/v1/invoices/pdf", `{"invoice_ids":[3,4]}`))
+	check("POST /v1/invoices/2/reminders", post("/v1/invoices/2/reminders", ""))
+	check("POST /admin/tenants", b.admin(t, http.MethodPost, "/admin/tenants", `{"slug":"globex","name":"Globex"}`))
+	if fairCfg != nil {
+		check("POST /admin/migrations", b.admin(t, http.MethodPost, "/admin/migrations", ""))
+		check("POST /admin/tenants/{id}/queue/pause", b.admin(t, http.MethodPost, "/admin/tenants/"+acme.ID+"/queue/pause", ""))
+		check("POST /admin/tenants/{id}/queue/drain", b.admin(t, http.MethodPost, "/admin/tenants/"+acme.ID+"/queue/drain", ""))
+		check("PUT /admin/tenants/{id}/limits", b.admin(t, http.MethodPut, "/admin/tenants/"+acme.ID+"/limits", `{"weight":2}`))
+	}
+	// Saved in the catalog, not propagated: the last two.
+	check("POST /admin/tenants/{id}/suspend", b.admin(t, http.MethodPost, "/admin/tenants/"+acme.ID+"/suspend", ""))
+	check("DELETE /admin/tenants/{id}", b.admin(t, http.MethodDelete, "/admin/tenants/"+acme.ID, ""))
+}
