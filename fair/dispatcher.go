@@ -756,11 +756,17 @@ func (d *Dispatcher) heartbeat(ctx context.Context, queue, workerID string, conc
 // instead of recording its own mode beside the running fair processes (and
 // making every fair one that starts later refuse to start). A mode
 // recorded meanwhile by such a process is left and reported (an error
-// wrapping ErrModeMismatch), once the holds are back.
+// wrapping ErrModeMismatch), once the holds are back. asynq's set of
+// queues went too, which the processes write once (publish, and asynq's
+// client): it adds queue to it again, or asynq's inspector, the dashboard
+// and the queue metrics would list no queue until they restarted.
 func (d *Dispatcher) restoreHolds(ctx context.Context, queue string, list []Holding) (tenants, moved int, err error) {
 	modeErr := ClaimMode(ctx, d.rdb, ModeFair)
 	if modeErr != nil && !errors.Is(modeErr, ErrModeMismatch) {
 		return 0, 0, modeErr
+	}
+	if err := d.rdb.SAdd(ctx, allQueuesKey, queue).Err(); err != nil {
+		return 0, 0, fmt.Errorf("fair: register queue %s again: %w", queue, err)
 	}
 	reasons := map[string]string{}
 	var order []string

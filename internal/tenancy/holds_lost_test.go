@@ -81,7 +81,8 @@ func (b *lossBundle) beat(t *testing.T) {
 // inAsynq returns the ids of the tenant's tasks asynq holds in the default
 // queue, in any state a worker takes them from or retries them in. It
 // reads asynq's keys: after the loss asynq's registry of queues is gone,
-// and its inspector knows no queue until the next process starts.
+// and its inspector knows no queue until the heartbeat or enqueue that
+// finds the loss registers it again.
 func (b *lossBundle) inAsynq(t *testing.T, tn tenantctx.Tenant) []string {
 	t.Helper()
 	a := "asynq:{" + tasks.QueueDefault + "}:"
