@@ -476,9 +476,17 @@ func (e *Enqueuer) enqueuePlain(ctx context.Context, p Payload) (EnqueueResult, 
 // deleteFinishedScript deletes an asynq task only while it is completed or
 // archived, as asynq's own delete does for those states. KEYS[1] the
 // task's hash, KEYS[2] the queue's completed set, KEYS[3] its archived
-// set; ARGV[1] the task id. It returns 1 when it deleted the task.
+// set; ARGV[1] the task id. It returns 1 when it deleted the task. Before
+// it deletes, it writes the task's state back as it is, as oomGuard does
+// (records.go): at maxmemory (policy noeviction) Redis refuses that write
+// and the script with it, but not the deletions, and the enqueue it makes
+// room for would be refused next, leaving the finished task (a completed
+// render's status and result) gone for a request answered 503.
 var deleteFinishedScript = redis.NewScript(`
 local state = redis.call('HGET', KEYS[1], 'state')
+if state == 'completed' or state == 'archived' then
+  redis.call('HSET', KEYS[1], 'state', state)
+end
 if state == 'completed' then
   redis.call('ZREM', KEYS[2], ARGV[1])
 elseif state == 'archived' then
