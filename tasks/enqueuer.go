@@ -525,9 +525,11 @@ func (e *Enqueuer) deleteFinished(ctx context.Context, queue, id string) error {
 // could not tell an outage (the HTTP API's 503 with Retry-After) from a
 // bug (500). A ping tells: when it fails too, its error joins the chain.
 // A Redis that refuses writes for now answers the ping all the same: at
-// maxmemory ("OOM command not allowed ...") and as a replica (a master
+// maxmemory ("OOM command not allowed ..."), as a replica (a master
 // demoted by a failover that the client still reaches: "READONLY You
-// can't write against a read only replica."). Such a reply, found in the
+// can't write against a read only replica.") and as a master with
+// min-replicas-to-write whose replicas are gone or lagging ("NOREPLICAS
+// Not enough good replicas to write."). Such a reply, found in the
 // text, joins the chain as a Redis error (redis.IsOOMError,
 // redis.HasErrorPrefix).
 func (e *Enqueuer) enqueueFailed(p Payload, taskID string, err error) error {
@@ -543,8 +545,9 @@ func (e *Enqueuer) enqueueFailed(p Payload, taskID string, err error) error {
 }
 
 // writeRefusals start Redis's refusals of a write that come with a ping
-// answered: at maxmemory (policy noeviction), and from a replica.
-var writeRefusals = []string{"OOM command not allowed", "READONLY You can't write"}
+// answered: at maxmemory (policy noeviction), from a replica, and from a
+// master short of the replicas min-replicas-to-write asks for.
+var writeRefusals = []string{"OOM command not allowed", "READONLY You can't write", "NOREPLICAS Not enough good replicas"}
 
 // redisReply is an error reply of Redis that asynq's client reported as
 // text only: a redis.Error again, for redis.HasErrorPrefix and

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/internal/testenv"
 )
@@ -21,19 +23,56 @@ import (
 // and the ping that tells an outage passes.
 func TestRedisReadOnlyIs503(t *testing.T) {
 	t.Parallel()
+	// Port 1 on the loopback: nothing listens, so the replica keeps its
+	// data and stays read-only.
+	readOnly := redisRefusal{reply: "READONLY ",
+		refuse: func(ctx context.Context, rdb *redis.Client) error { return rdb.SlaveOf(ctx, "127.0.0.1", "1").Err() },
+		allow:  func(ctx context.Context, rdb *redis.Client) error { return rdb.SlaveOf(ctx, "NO", "ONE").Err() }}
 	t.Run("fair", func(t *testing.T) {
 		t.Parallel()
-		redisReadOnly(t, &fair.Config{MinPending: 1})
+		redisRefusingWrites(t, &fair.Config{MinPending: 1}, readOnly)
 	})
 	t.Run("asynq", func(t *testing.T) {
 		t.Parallel()
-		redisReadOnly(t, nil)
+		redisRefusingWrites(t, nil, readOnly)
 	})
 }
 
-// redisReadOnly is TestRedisReadOnlyIs503 with fair dispatch configured by
-// fairCfg, or without it when nil.
-func redisReadOnly(t *testing.T, fairCfg *fair.Config) {
+// TestRedisWithoutEnoughReplicasIs503: a master with
+// min-replicas-to-write whose replicas are gone or lagging refuses every
+// write with "NOREPLICAS Not enough good replicas to write" (and answers
+// PING) until they catch up: a refusal for now, as READONLY, so an
+// enqueue answers 503 with Retry-After, not 500.
+func TestRedisWithoutEnoughReplicasIs503(t *testing.T) {
+	t.Parallel()
+	noReplicas := redisRefusal{reply: "NOREPLICAS ",
+		refuse: func(ctx context.Context, rdb *redis.Client) error {
+			return rdb.ConfigSet(ctx, "min-replicas-to-write", "1").Err()
+		},
+		allow: func(ctx context.Context, rdb *redis.Client) error {
+			return rdb.ConfigSet(ctx, "min-replicas-to-write", "0").Err()
+		}}
+	t.Run("fair", func(t *testing.T) {
+		t.Parallel()
+		redisRefusingWrites(t, &fair.Config{MinPending: 1}, noReplicas)
+	})
+	t.Run("asynq", func(t *testing.T) {
+		t.Parallel()
+		redisRefusingWrites(t, nil, noReplicas)
+	})
+}
+
+// redisRefusal makes a Redis refuse writes with reply (refuse) and take
+// them again (allow).
+type redisRefusal struct {
+	reply         string
+	refuse, allow func(context.Context, *redis.Client) error
+}
+
+// redisRefusingWrites checks the routes that write to Redis while it
+// refuses writes as how says, with fair dispatch configured by fairCfg,
+// or without it when nil.
+func redisRefusingWrites(t *testing.T, fairCfg *fair.Config, how redisRefusal) {
 	srv := testenv.StartRedis(t, testenv.RedisOptions{})
 	b := setupOn(t, srv.Addr(), fairCfg)
 	acme := b.active(t, "acme")
@@ -46,26 +85,24 @@ func redisReadOnly(t *testing.T, fairCfg *fair.Config) {
 	}
 	wantStatus(t, post("/v1/invoices/1/pdf", ""), http.StatusAccepted)
 	ctx := context.Background()
-	// Port 1 on the loopback: nothing listens, so the replica keeps its
-	// data and stays read-only.
-	if err := b.rdb.SlaveOf(ctx, "127.0.0.1", "1").Err(); err != nil {
+	if err := how.refuse(ctx, b.rdb); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = b.rdb.SlaveOf(ctx, "NO", "ONE").Err() })
-	if err := b.rdb.Set(ctx, "probe", "1", 0).Err(); err == nil || !strings.HasPrefix(err.Error(), "READONLY ") {
-		t.Fatalf("a write to the replica: %v, want READONLY", err)
+	t.Cleanup(func() { _ = how.allow(ctx, b.rdb) })
+	if err := b.rdb.Set(ctx, "probe", "1", 0).Err(); err == nil || !strings.HasPrefix(err.Error(), how.reply) {
+		t.Fatalf("a write to the Redis refusing writes: %v, want %s", err, how.reply)
 	}
 
 	check := func(what string, r response) {
 		t.Helper()
 		if r.status != http.StatusServiceUnavailable {
-			t.Errorf("%s with Redis read-only: %d %s, want 503", what, r.status, r.body)
+			t.Errorf("%s with Redis answering %s: %d %s, want 503", what, strings.TrimSpace(how.reply), r.status, r.body)
 			return
 		}
 		if s, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || s < 1 {
 			t.Errorf("%s: Retry-After %q", what, r.header.Get("Retry-After"))
 		}
-		if strings.Contains(string(r.body), "READONLY") {
+		if strings.Contains(string(r.body), strings.TrimSpace(how.reply)) {
 			t.Errorf("%s: body shows Redis's error: %s", what, r.body)
 		}
 	}

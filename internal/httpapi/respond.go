@@ -98,8 +98,9 @@ func (h *Handler) internalError(w http.ResponseWriter, r *http.Request, op strin
 // replica whose master is down, a cluster slot without a master or in the
 // middle of a failover, a demoted master, a server at maxmemory (policy
 // noeviction: it refuses writes, and the refused call wrote nothing, until
-// memory is freed).
-var transientRedis = []string{"LOADING ", "BUSY ", "MASTERDOWN ", "CLUSTERDOWN ", "TRYAGAIN ", "READONLY ", "OOM "}
+// memory is freed), a master with min-replicas-to-write whose replicas are
+// gone or lagging (it refuses writes until they catch up).
+var transientRedis = []string{"LOADING ", "BUSY ", "MASTERDOWN ", "CLUSTERDOWN ", "TRYAGAIN ", "READONLY ", "OOM ", "NOREPLICAS "}
 
 // redisBusy reports whether err says the Redis client found no connection
 // or pipeline batch to send a command on in time: every one is held by a

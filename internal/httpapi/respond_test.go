@@ -34,6 +34,7 @@ func TestDependencyUnavailable(t *testing.T) {
 		{fmt.Errorf("fair: enqueue: %w", redisReply("LOADING Redis is loading the dataset in memory")), true},
 		{redisReply("CLUSTERDOWN The cluster is down"), true},
 		{redisReply("READONLY You can't write against a read only replica."), true},
+		{redisReply("NOREPLICAS Not enough good replicas to write."), true},
 		{redisReply("ERR Error running script"), false},
 		{errors.New("boom"), false},
 		{context.Canceled, false},
