@@ -64,8 +64,10 @@ type CacheOptions struct {
 	// wait for the same result. 0 means DefaultCacheLoadTimeout.
 	LoadTimeout time.Duration
 	// RedisBackoff is how long reads skip Redis after a Redis read error
-	// (they go to the backend meanwhile); 0 means DefaultCacheRedisBackoff.
-	// Writes always try to invalidate Redis.
+	// (they go to the backend meanwhile), and fills after a failed fill (a
+	// Redis that answers reads and refuses writes: at maxmemory, a
+	// replica); each is logged once per backoff. 0 means
+	// DefaultCacheRedisBackoff. Writes always try to invalidate Redis.
 	RedisBackoff time.Duration
 	// RedisTimeout bounds each Redis read and fill of a lookup, so a Redis
 	// outage costs a lookup at most this (go-redis would otherwise retry
@@ -144,6 +146,7 @@ type Cache struct {
 	flight      singleflight.Group
 	stats       cacheCounters
 	redisDownTo atomic.Int64 // unix nanos until which reads skip Redis
+	fillDownTo  atomic.Int64 // unix nanos until which fills skip Redis
 
 	// pending counts the invalidations under way (invalidate), also those
 	// whose caller stopped waiting at its deadline.

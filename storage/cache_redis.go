@@ -153,8 +153,12 @@ func (c *Cache) redisRead(ctx context.Context, key string) (e cacheEntry, hit bo
 	return e, true, guard, true
 }
 
-// redisFill stores e under key unless the guard moved on from guard.
+// redisFill stores e under key unless the guard moved on from guard. It
+// skips Redis for RedisBackoff after a failed fill (redisFillFailed).
 func (c *Cache) redisFill(ctx context.Context, key, guard string, e cacheEntry) {
+	if time.Now().UnixNano() < c.fillDownTo.Load() {
+		return
+	}
 	raw, err := json.Marshal(e)
 	if err != nil {
 		c.log.ErrorContext(ctx, "tenant cache: encode entry", slog.String("key", printableKey(key)), slog.Any("error", err))
@@ -173,7 +177,22 @@ func (c *Cache) redisFill(ctx context.Context, key, guard string, e cacheEntry) 
 	ctx, cancel := context.WithTimeout(ctx, c.opts.RedisTimeout)
 	defer cancel()
 	if err := fillScript.Run(ctx, c.rdb, keys, args...).Err(); err != nil {
-		c.redisWriteFailed(ctx, "fill", key, err)
+		c.redisFillFailed(ctx, key, err)
+	}
+}
+
+// redisFillFailed counts and logs a failed fill and makes fills skip Redis
+// for RedisBackoff. A Redis that answers reads but refuses writes (at
+// maxmemory with noeviction, a replica, a master short of the replicas
+// min-replicas-to-write asks for) refuses the fill of every miss: it is
+// logged once per RedisBackoff, as failed reads are, not once per lookup.
+func (c *Cache) redisFillFailed(ctx context.Context, key string, err error) {
+	c.stats.redisErrors.Add(1)
+	now := time.Now().UnixNano()
+	prev := c.fillDownTo.Load()
+	if c.fillDownTo.CompareAndSwap(prev, now+c.opts.RedisBackoff.Nanoseconds()) && prev <= now {
+		c.log.WarnContext(ctx, "tenant cache: redis fill failed, not filling",
+			slog.String("key", printableKey(key)), slog.Duration("retry_after", c.opts.RedisBackoff), slog.Any("error", err))
 	}
 }
 
@@ -245,7 +264,7 @@ func printableKey(key string) string {
 	return key
 }
 
-// redisWriteFailed counts and logs a failed fill, invalidation or publish,
+// redisWriteFailed counts and logs a failed invalidation or publish,
 // with the write's ctx.
 func (c *Cache) redisWriteFailed(ctx context.Context, op, key string, err error) {
 	c.stats.redisErrors.Add(1)
