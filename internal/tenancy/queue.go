@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/invoicing/tenantworker/fair"
@@ -158,6 +159,9 @@ func (s *Service) PauseQueue(ctx context.Context, id, actor string) (int, error)
 			return fmt.Errorf("record the pause: %w", err)
 		}
 		moved, err = s.fair.Hold(ctx, id, fair.Paused, s.holdQueues(id)...)
+		if err != nil {
+			s.unrecordRefusedPause(ctx, id)
+		}
 		return err
 	})
 	if err != nil {
@@ -216,6 +220,25 @@ func (s *Service) ResumeQueue(ctx context.Context, id, actor string) error {
 		return fmt.Errorf("resume queue of tenant %s: %w", id, err)
 	}
 	return nil
+}
+
+// unrecordRefusedPause makes the pause's record follow the first queue's
+// hold after PauseQueue's hold failed: a Redis that refuses writes and
+// answers reads (at maxmemory with noeviction, a replica, a master short
+// of replicas) made no hold, and the record written before it would
+// otherwise stay, so that once Redis lost its data the refused pause would
+// be made from it (a racing call's change is read under the tenant's lock,
+// as settlePause's record is). A hold whose outcome cannot be read (Redis
+// not answering) keeps the record: the hold may have been made.
+func (s *Service) unrecordRefusedPause(ctx context.Context, id string) {
+	first := s.holdQueues(id)[0]
+	_, err := s.catalog.SyncQueuePaused(ctx, id, func(ctx context.Context) (bool, error) {
+		return s.fair.HeldFor(ctx, id, fair.Paused, first)
+	})
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		s.logger.WarnContext(ctx, "pause queue: the hold failed and its record could not be checked against redis; it stays until the tenant is paused or resumed again",
+			slog.String("tenant_id", id), slog.String("error", err.Error()))
+	}
 }
 
 // pauseSettleRounds bounds settlePause's rounds: each one follows a pause
