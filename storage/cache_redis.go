@@ -83,18 +83,22 @@ return 1
 // revokeScript drops every cached API key entry of one tenant.
 // KEYS[1] the tenant's key set, KEYS[2] the keygen guard. ARGV[1] the
 // prefix of key entries, ARGV[2] guard TTL in ms, ARGV[3] the random start
-// of a missing guard (see invalidateScript).
+// of a missing guard (see invalidateScript). It deletes before it bumps
+// the guard, as invalidateScript does: at maxmemory (policy noeviction)
+// Redis refuses a script whose first write may grow memory (SET, INCR)
+// and lets through one whose first write deletes, with the writes after
+// it, so a revocation drops the keys at maxmemory too.
 var revokeScript = redis.NewScript(`
+local hashes = redis.call('SMEMBERS', KEYS[1])
+redis.call('DEL', KEYS[1])
+for _, h in ipairs(hashes) do
+  redis.call('DEL', ARGV[1] .. h)
+end
 if redis.call('EXISTS', KEYS[2]) == 0 then
   redis.call('SET', KEYS[2], ARGV[3])
 end
 redis.call('INCR', KEYS[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
-local hashes = redis.call('SMEMBERS', KEYS[1])
-for _, h in ipairs(hashes) do
-  redis.call('DEL', ARGV[1] .. h)
-end
-redis.call('DEL', KEYS[1])
 return #hashes
 `)
 
