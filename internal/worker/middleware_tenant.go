@@ -226,7 +226,8 @@ const recheckTimeout = 5 * time.Second
 // task, erased forgets the tenant in the task's queue when the audit log
 // records its erasure (forgetErased: the task may be a late enqueue's that
 // a stale answer let run); a failure to check or forget is returned, and
-// the task retried.
+// the task retried, also after a permanent failure (the handler's refusal
+// no longer archives it: the retry forgets the tenant).
 func droppedIfDeleted(ctx context.Context, catalog storage.TenantStore, erased ErasedForgetter, env Envelope, err error) error {
 	ctx = context.WithoutCancel(ctx)
 	rctx, cancel := context.WithTimeout(ctx, recheckTimeout)
@@ -237,6 +238,11 @@ func droppedIfDeleted(ctx context.Context, catalog storage.TenantStore, erased E
 		return err
 	}
 	if ferr := forgetErased(ctx, erased, env); ferr != nil {
+		if IsPermanent(err) {
+			// Retried all the same: archived, the task would leave the
+			// erased tenant's state in Redis with nothing to forget it.
+			return fmt.Errorf("%w (after: %v)", ferr, err)
+		}
 		return fmt.Errorf("%w (after: %w)", ferr, err)
 	}
 	if deleted {
