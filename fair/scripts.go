@@ -1027,14 +1027,17 @@ local function followMessage(b)
 end
 local known = redis.call('EXISTS', tkey(t), P .. 'b:' .. t, P .. 'run:' .. t) > 0
 -- The policy in force (weight, caps, version) is the call's unless one of
--- a later version (Policy.Version) is recorded: P..'t:'..t's, or for a
--- tenant without state here the one SetPolicy left in P..'pp:'..t
--- (policyScript). An enqueue that read the tenant before a limits change
--- that SetPolicy applied meanwhile must neither put the older policy back
--- nor check its own admission against the older caps.
+-- a later version (Policy.Version) is recorded: P..'t:'..t's, or, for a
+-- tenant whose state here records no policy (none at all, or only a
+-- drain's scan mark or lists a switch from plain dispatch left), the one
+-- SetPolicy left in P..'pp:'..t (policyScript). An enqueue that read the
+-- tenant before a limits change that SetPolicy applied meanwhile must
+-- neither put the older policy back nor check its own admission against
+-- the older caps.
 local pol = { ARGV[11], ARGV[12], ARGV[13], ARGV[16] }
 do
-  local h = redis.call('HMGET', known and tkey(t) or (P .. 'pp:' .. t), 'w', 'mr', 'mw', 'pv')
+  local h = known and redis.call('HMGET', tkey(t), 'w', 'mr', 'mw', 'pv') or {}
+  if not h[4] then h = redis.call('HMGET', P .. 'pp:' .. t, 'w', 'mr', 'mw', 'pv') end
   if num(ARGV[16], 0) < num(h[4], 0) then pol = h end
 end
 local function setPolicy()
@@ -1399,13 +1402,15 @@ return admit()
 // It returns admit()'s list.
 var policyScript = redis.NewScript(prelude + `
 local t = ARGV[10]
+local pp = P .. 'pp:' .. t
+if ARGV[15] == '1' then
+  -- A reset: no policy set aside before it may stand (its version is
+  -- later; the catalog's rows do not change with the reset), also for a
+  -- tenant with state here, whose state may go before its next enqueue.
+  redis.call('DEL', pp)
+end
 if redis.call('EXISTS', tkey(t)) == 0 then
-  local pp = P .. 'pp:' .. t
-  if ARGV[15] == '1' then
-    -- A reset: no policy set aside before it may stand (its version is
-    -- later), and the catalog's rows do not change with it.
-    redis.call('DEL', pp)
-  elseif num(ARGV[14], 0) >= num(redis.call('HGET', pp, 'pv'), 0) then
+  if ARGV[15] ~= '1' and num(ARGV[14], 0) >= num(redis.call('HGET', pp, 'pv'), 0) then
     redis.call('HSET', pp, 'w', ARGV[11], 'mr', ARGV[12], 'mw', ARGV[13], 'pv', ARGV[14])
     redis.call('PEXPIRE', pp, ARGV[16])
   end
