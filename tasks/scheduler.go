@@ -263,7 +263,9 @@ func specFiresEveryHour(sp *cron.SpecSchedule) bool {
 // restart across a daily tick) or while this one slept or retried are not
 // all lost: the last of them, when it is less than opts.CatchUp old (the
 // task's retention by default), is enqueued at once, found existing if a
-// replica enqueued it already; the ones before it are skipped. It returns
+// replica enqueued it already; the ones before it are skipped. Enqueues
+// that keep failing are logged when they begin, at most once a minute
+// while they last, and when one works again (enqueueFailures). It returns
 // an error only for an invalid spec, or one whose ticks end (robfig/cron
 // finds none within five years).
 func RunScheduler(ctx context.Context, enq *Enqueuer, spec string, opts SchedulerOptions) error {
@@ -305,6 +307,7 @@ func RunScheduler(ctx context.Context, enq *Enqueuer, spec string, opts Schedule
 		logger.InfoContext(ctx, "enqueueing the last sweep tick before the start", slog.Time("tick", last))
 		tick = last
 	}
+	var failing enqueueFailures
 	for {
 		if !sleepUntil(ctx, clock, tick) {
 			return nil
@@ -316,11 +319,13 @@ func RunScheduler(ctx context.Context, enq *Enqueuer, spec string, opts Schedule
 		}
 		next := NextTick(sched, tick)
 		for {
-			res, err := enq.Enqueue(ctx, task(tick.Unix()))
+			p := task(tick.Unix())
+			res, err := enq.Enqueue(ctx, p)
 			if opts.OnTick != nil {
 				opts.OnTick(tick, res, err)
 			}
 			if err == nil {
+				failing.works(ctx, logger, clock.Now(), tick, res.Info.ID)
 				logger.DebugContext(ctx, "sweep tick", slog.Time("tick", tick),
 					slog.String("task_id", res.Info.ID), slog.Bool("existing", res.Existing))
 				break
@@ -328,7 +333,7 @@ func RunScheduler(ctx context.Context, enq *Enqueuer, spec string, opts Schedule
 			if ctx.Err() != nil {
 				return nil
 			}
-			logger.ErrorContext(ctx, "enqueue sweep", slog.Time("tick", tick), slog.String("error", err.Error()))
+			failing.failed(ctx, logger, clock.Now(), tick, p.Spec().TaskID, err)
 			if !clock.Now().Add(retry).Before(next) || !sleepFor(ctx, clock, retry) {
 				break
 			}
@@ -350,6 +355,51 @@ func RunScheduler(ctx context.Context, enq *Enqueuer, spec string, opts Schedule
 		}
 		tick = next
 	}
+}
+
+// enqueueFailLogEvery is how often at most RunScheduler logs enqueues of
+// its ticks that keep failing.
+const enqueueFailLogEvery = time.Minute
+
+// enqueueFailures is what RunScheduler logs of its failing enqueues: one
+// error line when they begin to fail, at most one per enqueueFailLogEvery
+// while they do (how many attempts failed since the last line, for how
+// long), and one line when an enqueue works again. A Redis outage fails
+// every attempt, and the loop retries every RetryInterval (1 s) until the
+// next tick, an hour or a day away: a line per attempt would be an error
+// a second per loop for the whole outage. The attempts in between are
+// logged at debug.
+type enqueueFailures struct {
+	since, loggedAt time.Time // since is zero while enqueues work
+	unlogged        int       // failed attempts since the last error line
+}
+
+// failed notes a failed enqueue of tick's task taskID at now.
+func (f *enqueueFailures) failed(ctx context.Context, logger *slog.Logger, now, tick time.Time, taskID string, err error) {
+	f.unlogged++
+	if !f.since.IsZero() && now.Sub(f.loggedAt) < enqueueFailLogEvery {
+		logger.DebugContext(ctx, "enqueue sweep failed again", slog.Time("tick", tick),
+			slog.String("task_id", taskID), slog.String("error", err.Error()))
+		return
+	}
+	if f.since.IsZero() {
+		f.since = now
+	}
+	logger.ErrorContext(ctx, "enqueue sweep", slog.Time("tick", tick), slog.String("task_id", taskID),
+		slog.Int("failed_attempts", f.unlogged), slog.Duration("failing_for", now.Sub(f.since)),
+		slog.String("error", err.Error()))
+	f.loggedAt, f.unlogged = now, 0
+}
+
+// works notes an enqueue of tick's task taskID that worked at now, and
+// logs that enqueues work again when they were failing.
+func (f *enqueueFailures) works(ctx context.Context, logger *slog.Logger, now, tick time.Time, taskID string) {
+	if f.since.IsZero() {
+		return
+	}
+	logger.InfoContext(ctx, "enqueue sweep works again", slog.Time("tick", tick), slog.String("task_id", taskID),
+		slog.Duration("failed_for", now.Sub(f.since)))
+	*f = enqueueFailures{}
 }
 
 // lastTick returns the last tick of s at or before now and less than
