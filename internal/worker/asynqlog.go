@@ -6,9 +6,11 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/hibiken/asynq"
 
+	"github.com/invoicing/tenantworker/internal/logrepeat"
 	"github.com/invoicing/tenantworker/tasks"
 )
 
@@ -20,12 +22,27 @@ import (
 // ..." of a running task whose lease expired) carries its task_id, and the
 // task_type and tenant_id its id names (tasks.ParseID), as the task's own
 // lines do.
+//
+// While Redis is down, asynq's server logs the same few warnings and errors
+// over and over: its forwarder every DelayedTaskCheckInterval (a second),
+// its processor's dequeue every 3 s, its heartbeat every 5 s, its janitor
+// and recoverer per queue. A warning or error that names no task is
+// therefore written when it first comes and then at most once per
+// asynqRepeatEvery, the line saying how many like it were left out
+// meanwhile (suppressed); lines are alike when their text before the first
+// ": " (where asynq puts the error) is. Lines about a task, lines below
+// warn and Fatal's are always written.
 type AsynqLogger struct {
-	logger *slog.Logger
-	exit   func(int)
+	logger  *slog.Logger
+	exit    func(int)
+	repeats *logrepeat.Limiter // by the text before the first ": "
 }
 
 var _ asynq.Logger = (*AsynqLogger)(nil)
+
+// asynqRepeatEvery is how often at most AsynqLogger writes one of asynq's
+// warnings or errors that names no task.
+const asynqRepeatEvery = time.Minute
 
 // NewAsynqLogger returns an asynq.Logger writing to logger (nil means
 // slog.Default()).
@@ -33,15 +50,30 @@ func NewAsynqLogger(logger *slog.Logger) *AsynqLogger {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &AsynqLogger{logger: logger.With(slog.String("component", "asynq")), exit: os.Exit}
+	return &AsynqLogger{logger: logger.With(slog.String("component", "asynq")), exit: os.Exit,
+		repeats: logrepeat.New(asynqRepeatEvery, nil)}
 }
 
-func (l *AsynqLogger) log(level slog.Level, args []any) {
+// log writes args as one line at level; limit says that a warning or
+// error naming no task is spaced by asynqRepeatEvery (all but Fatal's).
+func (l *AsynqLogger) log(level slog.Level, args []any, limit bool) {
 	ctx := context.Background()
-	if l.logger.Enabled(ctx, level) {
-		msg := fmt.Sprint(args...)
-		l.logger.LogAttrs(ctx, level, msg, taskAttrsOf(msg)...)
+	if !l.logger.Enabled(ctx, level) {
+		return
 	}
+	msg := fmt.Sprint(args...)
+	attrs := taskAttrsOf(msg)
+	if limit && level >= slog.LevelWarn && attrs == nil {
+		key, _, _ := strings.Cut(msg, ": ")
+		suppressed, ok := l.repeats.Allow(key)
+		if !ok {
+			return
+		}
+		if suppressed > 0 {
+			attrs = []slog.Attr{slog.Int("suppressed", suppressed)}
+		}
+	}
+	l.logger.LogAttrs(ctx, level, msg, attrs...)
 }
 
 // taskIDMarkers precede a task id in asynq's messages about a task: most
@@ -81,21 +113,21 @@ func taskAttrsOf(msg string) []slog.Attr {
 }
 
 // Debug implements asynq.Logger.
-func (l *AsynqLogger) Debug(args ...any) { l.log(slog.LevelDebug, args) }
+func (l *AsynqLogger) Debug(args ...any) { l.log(slog.LevelDebug, args, true) }
 
 // Info implements asynq.Logger.
-func (l *AsynqLogger) Info(args ...any) { l.log(slog.LevelInfo, args) }
+func (l *AsynqLogger) Info(args ...any) { l.log(slog.LevelInfo, args, true) }
 
 // Warn implements asynq.Logger.
-func (l *AsynqLogger) Warn(args ...any) { l.log(slog.LevelWarn, args) }
+func (l *AsynqLogger) Warn(args ...any) { l.log(slog.LevelWarn, args, true) }
 
 // Error implements asynq.Logger.
-func (l *AsynqLogger) Error(args ...any) { l.log(slog.LevelError, args) }
+func (l *AsynqLogger) Error(args ...any) { l.log(slog.LevelError, args, true) }
 
 // Fatal implements asynq.Logger: it logs at error level and exits with
 // status 1, as asynq's contract for Fatal requires.
 func (l *AsynqLogger) Fatal(args ...any) {
-	l.log(slog.LevelError, args)
+	l.log(slog.LevelError, args, false)
 	l.exit(1)
 }
 

@@ -7,6 +7,8 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/invoicing/tenantworker/internal/logrepeat"
 )
 
 // Exports for the tests of package worker_test (compiled only with tests).
@@ -81,3 +83,9 @@ func (m *Metrics) PDFUnchanged() float64 { return testutil.ToFloat64(m.pdfUnchan
 // SetFinishReserve makes h end a reminder's send d (at most half the
 // task's time) before the task's deadline, instead of reminderFinishReserve.
 func SetFinishReserve(h *Handlers, d time.Duration) { h.finishReserve = d }
+
+// SetAsynqLoggerClock replaces the clock by which l spaces the lines asynq
+// repeats.
+func SetAsynqLoggerClock(l *AsynqLogger, now func() time.Time) {
+	l.repeats = logrepeat.New(asynqRepeatEvery, now)
+}
