@@ -6,10 +6,12 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/invoicing/tenantworker/internal/logctx"
+	"github.com/invoicing/tenantworker/internal/logrepeat"
 	"github.com/invoicing/tenantworker/internal/logsink"
 )
 
@@ -30,11 +32,13 @@ func NewLogger(cfg Config, w io.Writer) *slog.Logger {
 //
 // It also routes the libraries that log on their own (go-redis's pool, the
 // standard log package used by asynq's queue-metrics collector) into the
-// logger, so that every line of the process has LOG_FORMAT.
+// logger, so that every line of the process has LOG_FORMAT; go-redis's
+// lines, which it repeats at every failed dial while Redis is down, at most
+// once a minute per kind (redisLogger).
 func NewProcessLogger(cfg Config, w io.Writer) (logger *slog.Logger, close func() error) {
 	sink := logsink.New(w)
 	logger = slog.New(logctx.Handler(logsink.Handler(newHandler(cfg, sink), sink, slog.LevelWarn)))
-	redis.SetLogger(redisLogger{logger.With(slog.String("component", "redis"))})
+	redis.SetLogger(newRedisLogger(logger, nil))
 	std := slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
 	log.SetFlags(0)
 	log.SetPrefix("")
@@ -43,10 +47,35 @@ func NewProcessLogger(cfg Config, w io.Writer) (logger *slog.Logger, close func(
 }
 
 // redisLogger is go-redis's internal logger on slog, at warn level: it
-// logs failures (dials, pool, pub/sub reconnects).
-type redisLogger struct{ l *slog.Logger }
+// logs failures (dials, pool, pub/sub reconnects). While Redis is down
+// go-redis logs a failed dial at every dial (about three lines a second
+// for a worker's clients), so each kind of line (its format) is written
+// when it first comes and then at most once per redisRepeatEvery, saying
+// how many like it were left out meanwhile (suppressed).
+type redisLogger struct {
+	l       *slog.Logger
+	repeats *logrepeat.Limiter // by format
+}
+
+// redisRepeatEvery is how often at most redisLogger writes a line of one
+// format.
+const redisRepeatEvery = time.Minute
+
+// newRedisLogger returns go-redis's logger writing to logger with
+// component=redis, spacing its lines by the clock now (nil: time.Now).
+func newRedisLogger(logger *slog.Logger, now func() time.Time) redisLogger {
+	return redisLogger{l: logger.With(slog.String("component", "redis")), repeats: logrepeat.New(redisRepeatEvery, now)}
+}
 
 func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	suppressed, ok := r.repeats.Allow(format)
+	if !ok {
+		return
+	}
+	if suppressed > 0 {
+		r.l.WarnContext(ctx, fmt.Sprintf(format, v...), slog.Int("suppressed", suppressed))
+		return
+	}
 	r.l.WarnContext(ctx, fmt.Sprintf(format, v...))
 }
 
