@@ -31,7 +31,7 @@ func NewLogger(cfg Config, w io.Writer) *slog.Logger {
 // (logctx) carries them too.
 //
 // It also routes the libraries that log on their own (go-redis's pool, the
-// standard log package used by asynq's queue-metrics collector) into the
+// standard log package, which libraries such as asynqmon use) into the
 // logger, so that every line of the process has LOG_FORMAT; go-redis's
 // lines, which it repeats at every failed dial while Redis is down, at most
 // once a minute per kind (redisLogger).

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/hibiken/asynq/x/metrics"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/invoicing/tenantworker/fair"
@@ -160,19 +159,21 @@ const queueMetricsTimeout = 2 * time.Second
 
 // RegisterQueueMetrics registers asynq's queue metrics (sizes by state,
 // latency, processed and failed totals, memory) read through inspector on
-// every scrape, and tenantworker_queue_metrics_skipped_total. asynq's
-// collector reads Redis with no deadline (the client's read timeouts and
-// retries, several seconds), so a scrape waits for it at most
-// queueMetricsTimeout and leaves its metrics out after that, counting the
-// scrape; a later scrape while the look-ups still wait leaves them out at
-// once. The rest of the scrape is answered as usual.
+// every scrape, and tenantworker_queue_metrics_skipped_total. They are
+// asynq's own (asynq/x/metrics), under its names, except that a look-up
+// that fails is counted: a scrape leaves them out, counting it, when Redis
+// does not answer them within queueMetricsTimeout (their look-ups take no
+// deadline: the client's read timeouts and retries, several seconds), when
+// a look-up fails (Redis down: refused at once), and at once while an
+// earlier scrape's look-ups still wait. The rest of the scrape is answered
+// as usual.
 func RegisterQueueMetrics(reg prometheus.Registerer, inspector *asynq.Inspector) error {
 	c := &boundedCollector{
-		inner:   metrics.NewQueueMetricsCollector(inspector),
+		inner:   queueMetrics{inspector}.collect,
 		timeout: queueMetricsTimeout,
 		skipped: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "queue_metrics_skipped_total",
-			Help: "Scrapes that left out asynq's queue metrics because Redis did not answer in time (or an earlier scrape's look-ups still waited for it).",
+			Help: "Scrapes that left out asynq's queue metrics because Redis did not answer them in time or could not be reached (or an earlier scrape's look-ups still waited for it).",
 		}),
 	}
 	if err := reg.Register(c); err != nil {
@@ -182,11 +183,12 @@ func RegisterQueueMetrics(reg prometheus.Registerer, inspector *asynq.Inspector)
 }
 
 // boundedCollector collects inner for up to timeout, and its counter of
-// the scrapes it left inner out of. It is an unchecked collector (it
-// describes nothing): inner's descriptions come from collecting it, which
-// would read Redis at registration, without a bound.
+// the scrapes it left inner out of (inner failed or was not done in
+// time). It is an unchecked collector (it describes nothing): inner's
+// descriptions come from collecting it, which would read Redis at
+// registration, without a bound.
 type boundedCollector struct {
-	inner   prometheus.Collector
+	inner   func() ([]prometheus.Metric, error)
 	timeout time.Duration
 	skipped prometheus.Counter
 	busy    atomic.Bool // an inner collect has not ended
@@ -202,46 +204,96 @@ func (c *boundedCollector) Collect(ch chan<- prometheus.Metric) {
 		c.skipped.Inc()
 		return
 	}
+	type result struct {
+		metrics []prometheus.Metric
+		err     error
+	}
 	// Buffered so that an inner collect that ends after the deadline
-	// does not wait for a reader; metrics arriving after it are dropped.
-	got := make(chan prometheus.Metric, 256)
-	done := make(chan struct{})
+	// does not wait for a reader.
+	done := make(chan result, 1)
 	go func() {
 		defer c.busy.Store(false)
-		defer close(done)
-		c.inner.Collect(got)
+		ms, err := c.inner()
+		done <- result{ms, err}
 	}()
 	timer := time.NewTimer(c.timeout)
 	defer timer.Stop()
-	var collected []prometheus.Metric
-	for {
-		select {
-		case m := <-got:
-			collected = append(collected, m)
-		case <-done:
-			for len(got) > 0 {
-				collected = append(collected, <-got)
-			}
-			for _, m := range collected {
-				ch <- m
-			}
-			return
-		case <-timer.C:
-			// Nothing of an unfinished collect: its metrics would be a
-			// part of the queues.
+	select {
+	case r := <-done:
+		if r.err != nil {
 			c.skipped.Inc()
-			go func() {
-				for {
-					select {
-					case <-got:
-					case <-done:
-						return
-					}
-				}
-			}()
 			return
 		}
+		for _, m := range r.metrics {
+			ch <- m
+		}
+	case <-timer.C:
+		// Nothing of an unfinished collect: its metrics would be a
+		// part of the queues.
+		c.skipped.Inc()
 	}
+}
+
+// The descriptions of asynq's queue metrics, as asynq/x/metrics names
+// them.
+var (
+	asynqTasksQueuedDesc = prometheus.NewDesc("asynq_tasks_enqueued_total",
+		"Number of tasks enqueued; broken down by queue and state.", []string{"queue", "state"}, nil)
+	asynqQueueSizeDesc = prometheus.NewDesc("asynq_queue_size",
+		"Number of tasks in a queue", []string{"queue"}, nil)
+	asynqQueueLatencyDesc = prometheus.NewDesc("asynq_queue_latency_seconds",
+		"Number of seconds the oldest pending task is waiting in pending state to be processed.", []string{"queue"}, nil)
+	asynqQueueMemoryDesc = prometheus.NewDesc("asynq_queue_memory_usage_approx_bytes",
+		"Number of memory used by a given queue (approximated number by sampling).", []string{"queue"}, nil)
+	asynqTasksProcessedDesc = prometheus.NewDesc("asynq_tasks_processed_total",
+		"Number of tasks processed (both succeeded and failed); broken down by queue", []string{"queue"}, nil)
+	asynqTasksFailedDesc = prometheus.NewDesc("asynq_tasks_failed_total",
+		"Number of tasks failed; broken down by queue", []string{"queue"}, nil)
+	asynqQueuePausedDesc = prometheus.NewDesc("asynq_queue_paused_total",
+		"Number of queues paused", []string{"queue"}, nil)
+)
+
+// queueMetrics reads asynq's queue metrics through an inspector, as
+// asynq/x/metrics's collector does, but returns a failed look-up's error
+// instead of logging it and collecting nothing.
+type queueMetrics struct{ inspector *asynq.Inspector }
+
+// collect returns the metrics of every queue asynq knows, or the error of
+// the first look-up that failed.
+func (q queueMetrics) collect() ([]prometheus.Metric, error) {
+	names, err := q.inspector.Queues()
+	if err != nil {
+		return nil, fmt.Errorf("asynq queue names: %w", err)
+	}
+	var out []prometheus.Metric
+	for _, name := range names {
+		info, err := q.inspector.GetQueueInfo(name)
+		if err != nil {
+			return nil, fmt.Errorf("asynq queue %s: %w", name, err)
+		}
+		gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+			out = append(out, prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...))
+		}
+		for _, s := range []struct {
+			state string
+			n     int
+		}{{"active", info.Active}, {"pending", info.Pending}, {"scheduled", info.Scheduled}, {"retry", info.Retry},
+			{"archived", info.Archived}, {"completed", info.Completed}} {
+			gauge(asynqTasksQueuedDesc, float64(s.n), info.Queue, s.state)
+		}
+		gauge(asynqQueueSizeDesc, float64(info.Size), info.Queue)
+		gauge(asynqQueueLatencyDesc, info.Latency.Seconds(), info.Queue)
+		gauge(asynqQueueMemoryDesc, float64(info.MemoryUsage), info.Queue)
+		out = append(out,
+			prometheus.MustNewConstMetric(asynqTasksProcessedDesc, prometheus.CounterValue, float64(info.ProcessedTotal), info.Queue),
+			prometheus.MustNewConstMetric(asynqTasksFailedDesc, prometheus.CounterValue, float64(info.FailedTotal), info.Queue))
+		paused := 0.0
+		if info.Paused {
+			paused = 1
+		}
+		gauge(asynqQueuePausedDesc, paused, info.Queue)
+	}
+	return out, nil
 }
 
 // CacheCounters reports the tenant cache's cumulative hits and misses.

@@ -67,7 +67,7 @@ func TestQueueMetricsLeftOutWhileRedisStalls(t *testing.T) {
 	}
 
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
-# HELP tenantworker_queue_metrics_skipped_total Scrapes that left out asynq's queue metrics because Redis did not answer in time (or an earlier scrape's look-ups still waited for it).
+# HELP tenantworker_queue_metrics_skipped_total Scrapes that left out asynq's queue metrics because Redis did not answer them in time or could not be reached (or an earlier scrape's look-ups still waited for it).
 # TYPE tenantworker_queue_metrics_skipped_total counter
 tenantworker_queue_metrics_skipped_total 0
 `), "tenantworker_queue_metrics_skipped_total"); err != nil {

@@ -17,7 +17,7 @@ import (
 
 // TestJSONLogsStayJSONDuringRedisOutage: with LOG_FORMAT=json every
 // line the worker writes to stderr is a JSON record, also while Redis is
-// down (go-redis's pool and asynq's queue-metrics collector log too).
+// down (go-redis's pool logs too).
 // Not parallel: it redirects the process's fd 2.
 func TestJSONLogsStayJSONDuringRedisOutage(t *testing.T) {
 	r, wpipe, err := os.Pipe()
