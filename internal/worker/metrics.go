@@ -3,11 +3,13 @@ package worker
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/schema"
@@ -167,9 +169,17 @@ const queueMetricsTimeout = 2 * time.Second
 // a look-up fails (Redis down: refused at once), and at once while an
 // earlier scrape's look-ups still wait. The rest of the scrape is answered
 // as usual.
-func RegisterQueueMetrics(reg prometheus.Registerer, inspector *asynq.Inspector) error {
+//
+// The queues are those of asynq's registry (asynq:queues) and, with rdb,
+// those of queues (the worker's layout) that hold tasks: Redis that lost
+// its data (restarted without persistence, flushed) lists none of them in
+// the registry, and asynq's client registers a queue once per process, so
+// the queues' metrics would be missing, while tasks go through them,
+// until the processes restart. Such a queue is registered again, as the
+// enqueue service's task look-up does (tasks.Enqueuer).
+func RegisterQueueMetrics(reg prometheus.Registerer, inspector *asynq.Inspector, rdb redis.UniversalClient, queues []string) error {
 	c := &boundedCollector{
-		inner:   queueMetrics{inspector}.collect,
+		inner:   queueMetrics{inspector: inspector, rdb: rdb, queues: queues}.collect,
 		timeout: queueMetricsTimeout,
 		skipped: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "queue_metrics_skipped_total",
@@ -255,8 +265,13 @@ var (
 
 // queueMetrics reads asynq's queue metrics through an inspector, as
 // asynq/x/metrics's collector does, but returns a failed look-up's error
-// instead of logging it and collecting nothing.
-type queueMetrics struct{ inspector *asynq.Inspector }
+// instead of logging it and collecting nothing; with rdb, it also covers
+// the queues of queues that asynq's registry lost (registerLost).
+type queueMetrics struct {
+	inspector *asynq.Inspector
+	rdb       redis.UniversalClient
+	queues    []string
+}
 
 // collect returns the metrics of every queue asynq knows, or the error of
 // the first look-up that failed.
@@ -264,6 +279,9 @@ func (q queueMetrics) collect() ([]prometheus.Metric, error) {
 	names, err := q.inspector.Queues()
 	if err != nil {
 		return nil, fmt.Errorf("asynq queue names: %w", err)
+	}
+	if names, err = q.registerLost(names); err != nil {
+		return nil, err
 	}
 	var out []prometheus.Metric
 	for _, name := range names {
@@ -294,6 +312,39 @@ func (q queueMetrics) collect() ([]prometheus.Metric, error) {
 		gauge(asynqQueuePausedDesc, paused, info.Queue)
 	}
 	return out, nil
+}
+
+// asynqQueuesKey is asynq's registry of queues, whose queues its
+// inspector looks at.
+const asynqQueuesKey = "asynq:queues"
+
+// registerLost registers again in asynq's registry each queue of q.queues
+// that it does not list (registered) but that holds tasks, and returns
+// registered with them.
+func (q queueMetrics) registerLost(registered []string) ([]string, error) {
+	if q.rdb == nil {
+		return registered, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), queueMetricsTimeout)
+	defer cancel()
+	for _, queue := range q.queues {
+		if slices.Contains(registered, queue) {
+			continue
+		}
+		p := "asynq:{" + queue + "}:"
+		n, err := q.rdb.Exists(ctx, p+"pending", p+"active", p+"scheduled", p+"retry", p+"archived", p+"completed").Result()
+		if err != nil {
+			return nil, fmt.Errorf("look at asynq queue %s: %w", queue, err)
+		}
+		if n == 0 {
+			continue
+		}
+		if err := q.rdb.SAdd(ctx, asynqQueuesKey, queue).Err(); err != nil {
+			return nil, fmt.Errorf("register asynq queue %s again: %w", queue, err)
+		}
+		registered = append(registered, queue)
+	}
+	return registered, nil
 }
 
 // CacheCounters reports the tenant cache's cumulative hits and misses.

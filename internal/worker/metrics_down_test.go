@@ -28,7 +28,7 @@ func TestQueueMetricsLeftOutWhileRedisIsDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewPedanticRegistry()
-	if err := worker.RegisterQueueMetrics(reg, inspector); err != nil {
+	if err := worker.RegisterQueueMetrics(reg, inspector, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	// scrape returns whether asynq's metrics are there, and the skipped

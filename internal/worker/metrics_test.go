@@ -84,7 +84,7 @@ func TestQueueAndCacheMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewPedanticRegistry()
-	if err := worker.RegisterQueueMetrics(reg, inspector); err != nil {
+	if err := worker.RegisterQueueMetrics(reg, inspector, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := worker.RegisterCacheMetrics(reg, func() (uint64, uint64) { return 7, 3 }); err != nil {

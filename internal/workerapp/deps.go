@@ -82,7 +82,7 @@ func open(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Opti
 		return nil, err
 	}
 	d.closers = append(d.closers, d.breakers.Close)
-	if err := worker.RegisterQueueMetrics(d.registry, d.Inspector); err != nil {
+	if err := worker.RegisterQueueMetrics(d.registry, d.Inspector, d.Redis, d.Layout.Queues()); err != nil {
 		return nil, err
 	}
 	if d.Dispatcher != nil {
