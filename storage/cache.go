@@ -147,6 +147,7 @@ type Cache struct {
 	stats       cacheCounters
 	redisDownTo atomic.Int64 // unix nanos until which reads skip Redis
 	fillDownTo  atomic.Int64 // unix nanos until which fills skip Redis
+	redisOutage redisOutage  // what is logged of failing reads
 
 	// pending counts the invalidations under way (invalidate), also those
 	// whose caller stopped waiting at its deadline.

@@ -9,6 +9,8 @@ import (
 	mrand "math/rand/v2"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -126,6 +128,7 @@ func (c *Cache) redisRead(ctx context.Context, key string) (e cacheEntry, hit bo
 		c.redisReadFailed(ctx, key, err)
 		return cacheEntry{}, false, "", false
 	}
+	c.redisReadWorks(ctx)
 	guard, _ = vals[1].(string)
 	raw, present := vals[0].(string)
 	if !present {
@@ -245,17 +248,71 @@ func (c *Cache) redisUsable() bool {
 	return time.Now().UnixNano() >= c.redisDownTo.Load()
 }
 
-// redisReadFailed counts and logs a failed read and makes reads skip Redis
-// for RedisBackoff. It logs once per outage, not once per lookup, with the
-// lookup's ctx (a task's attributes, on a worker).
+// redisFailLogEvery is how often at most the cache logs that its Redis
+// reads keep failing.
+const redisFailLogEvery = time.Minute
+
+// redisOutage is what the cache logs of failing Redis reads: since when
+// they fail (zero while they work), when that was last logged, and how
+// many failed since.
+type redisOutage struct {
+	mu             sync.Mutex
+	since, logged  time.Time
+	failedSinceLog int
+	failing        atomic.Bool // since is set: a read that works logs the end
+}
+
+// redisReadFailed counts a failed read and makes reads skip Redis for
+// RedisBackoff. While Redis is down a read is tried again after every
+// backoff, so it logs once per outage, not once per lookup or backoff: when
+// reads begin to fail, then at most once per redisFailLogEvery while they
+// keep failing (redisReadWorks logs their end), with the lookup's ctx (a
+// task's attributes, on a worker).
 func (c *Cache) redisReadFailed(ctx context.Context, key string, err error) {
 	c.stats.redisErrors.Add(1)
-	now := time.Now().UnixNano()
+	now := time.Now()
 	prev := c.redisDownTo.Load()
-	if c.redisDownTo.CompareAndSwap(prev, now+c.opts.RedisBackoff.Nanoseconds()) && prev <= now {
+	c.redisDownTo.CompareAndSwap(prev, now.UnixNano()+c.opts.RedisBackoff.Nanoseconds())
+	o := &c.redisOutage
+	o.mu.Lock()
+	first := o.since.IsZero()
+	if !first && now.Sub(o.logged) < redisFailLogEvery {
+		o.failedSinceLog++
+		o.mu.Unlock()
+		return
+	}
+	if first {
+		o.since = now
+		o.failing.Store(true)
+	}
+	since, failed := o.since, o.failedSinceLog+1
+	o.logged, o.failedSinceLog = now, 0
+	o.mu.Unlock()
+	if first {
 		c.log.WarnContext(ctx, "tenant cache: redis read failed, answering from the backend",
 			slog.String("key", printableKey(key)), slog.Duration("retry_after", c.opts.RedisBackoff), slog.Any("error", err))
+		return
 	}
+	c.log.WarnContext(ctx, "tenant cache: redis reads still fail, answering from the backend",
+		slog.String("key", printableKey(key)), slog.Duration("failing_for", now.Sub(since).Round(time.Second)),
+		slog.Int("failed_reads", failed), slog.Any("error", err))
+}
+
+// redisReadWorks logs, after reads that failed, that one worked again.
+func (c *Cache) redisReadWorks(ctx context.Context) {
+	o := &c.redisOutage
+	if !o.failing.Load() {
+		return
+	}
+	o.mu.Lock()
+	since := o.since
+	o.since, o.failedSinceLog = time.Time{}, 0
+	o.failing.Store(false)
+	o.mu.Unlock()
+	if since.IsZero() {
+		return
+	}
+	c.log.InfoContext(ctx, "tenant cache: redis reads work again", slog.Duration("failed_for", time.Since(since).Round(time.Millisecond)))
 }
 
 // printableKey returns a logical cache key as logs and errors show it: an
