@@ -3,8 +3,10 @@
 // classification of a failed connect that the worker's breakers
 // (internal/worker: an outage waits, a misconfiguration fails) and the
 // checks of a tenant database's URL (internal/placement: an outage is a
-// warning at start, a misconfiguration stops it) share. See P27 and I33
-// in docs/architecture.md.
+// warning at start, a misconfiguration stops it) share; and which answers
+// of a server that was reached say it cannot serve now (Unavailable: shut
+// down, starting, read-only), the worker's waits and the enqueue
+// service's 503s alike. See P27 and I33 in docs/architecture.md.
 package pgreach
 
 import (
@@ -14,6 +16,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -75,4 +78,24 @@ func NoAnswer(err error) bool {
 		return NoAnswer(next)
 	}
 	return false
+}
+
+// ReadOnlySQLTransaction is SQLSTATE 25006 (read_only_sql_transaction):
+// the server refused a write because it takes none now.
+const ReadOnlySQLTransaction = "25006"
+
+// Unavailable reports whether code, a SQLSTATE a PostgreSQL server
+// answered, says the server cannot serve the unit of work now for a reason
+// of its own that a restart or a failover ends, not the unit's: class 08
+// (connection exception), class 57P (admin shutdown, crash shutdown,
+// cannot connect now: starting up, shutting down or in recovery) and
+// 25006 read_only_sql_transaction (it takes no writes: a hot standby, as a
+// primary demoted by a failover is, or a cached DNS name still leads to,
+// or a server set read-only with default_transaction_read_only). The same
+// unit succeeds once the server, or its successor, is back. It is the one
+// classification of a server's answer that the worker (a wait that does
+// not count as a failure, its database's breaker open) and the enqueue
+// service (503 with Retry-After) share.
+func Unavailable(code string) bool {
+	return strings.HasPrefix(code, "08") || strings.HasPrefix(code, "57P") || code == ReadOnlySQLTransaction
 }

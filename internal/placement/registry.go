@@ -262,7 +262,11 @@ func (r *Registry) Pool(ctx context.Context, name string) (*pgxpool.Pool, error)
 // which may wait until its timeout while the pool's connections are in use
 // (a database that answers taken for one that does not) or be one the
 // server dropped (a database still down taken for one that answered). It
-// adds one connection to the pool's for the time of a ping.
+// adds one connection to the pool's for the time of a ping. A server that
+// answers but takes no writes (transaction_read_only on: a hot standby, as
+// a primary demoted by a failover is, or default_transaction_read_only)
+// fails the ping with SQLSTATE 25006, as a write there would
+// (pgreach.Unavailable): its tasks stay held until it takes writes again.
 func (r *Registry) Ping(ctx context.Context, name string) error {
 	p := r.opts.MainPool
 	if name != tenantctx.DefaultDatabase && name != "" {
@@ -277,7 +281,27 @@ func (r *Registry) Ping(ctx context.Context, name string) error {
 		return err
 	}
 	defer release()
-	return conn.Ping(ctx)
+	return checkWritable(ctx, conn)
+}
+
+// readOnlySQL reads whether a transaction of the session takes no writes:
+// the server is in recovery (a hot standby) or default_transaction_read_only
+// is on.
+const readOnlySQL = "SELECT pg_catalog.current_setting('transaction_read_only')"
+
+// checkWritable returns nil when conn's server takes writes, and a
+// PostgreSQL error of SQLSTATE 25006 (read_only_sql_transaction, the
+// answer a write gets there) when it takes none now.
+func checkWritable(ctx context.Context, conn *pgx.Conn) error {
+	var readOnly string
+	if err := conn.QueryRow(ctx, readOnlySQL).Scan(&readOnly); err != nil {
+		return err
+	}
+	if readOnly == "on" {
+		return &pgconn.PgError{Severity: "ERROR", Code: pgreach.ReadOnlySQLTransaction,
+			Message: "the server takes no writes now (transaction_read_only is on: a hot standby, or default_transaction_read_only)"}
+	}
+	return nil
 }
 
 // dialOwn makes a connection of its own dialed with cfg, the

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strings"
 
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -20,13 +19,17 @@ import (
 // was refused, timed out or reset; the connection was closed or reset
 // during the TLS handshake or the start-up, as by a proxy whose database
 // is gone), or the server said it is shutting down or cannot take
-// connections now (SQLSTATE class 57P), or reported a connection
-// exception (class 08). The task is retried 15-30 s later
+// connections now (SQLSTATE class 57P), reported a connection exception
+// (class 08), or refused a write as it takes none now (25006
+// read_only_sql_transaction: a hot standby, as a primary demoted by a
+// failover is, or a server set read-only; pgreach.Unavailable). The task
+// is retried 15-30 s later
 // (NotReadyDelayMin..Max) without counting as a failure, so a database
 // outage longer than a task's retries' backoff does not archive it; on
 // its last allowed attempt KeepLastAttempt keeps it. Errors met once a
-// connection was made (a failing query, a constraint, a connection
-// dropped mid-query without a SQLSTATE), and answers of a reachable server
+// connection was made (a failing query, a constraint, a serialization
+// failure or a deadlock, a connection dropped mid-query without a
+// SQLSTATE), and answers of a reachable server
 // to a misconfiguration (a refused authentication, a missing database or
 // schema, TLS refused under sslmode=require, a certificate that does not
 // verify) stay failures.
@@ -77,9 +80,10 @@ func DatabaseUnavailable() asynq.MiddlewareFunc {
 // databaseUnreachable reports whether err says that a PostgreSQL database
 // could not be reached at all, and names it when the error does
 // ("database x on host:port"). A server's answer decides when there is
-// one: SQLSTATE class 08 (connection exception) or 57P (admin shutdown,
-// crash shutdown, cannot connect now) is unreachable, any other (an
-// authentication failure, an unknown database, a query error) is not.
+// one: a SQLSTATE pgreach.Unavailable names (class 08, connection
+// exception; class 57P, admin shutdown, crash shutdown, cannot connect
+// now; 25006, a server that takes no writes now) is unreachable, any other
+// (an authentication failure, an unknown database, a query error) is not.
 // Without one, a connection that could not be made (pgconn.ConnectError)
 // is unreachable when every attempt of it failed in the network before
 // any server answered (pgreach.NoAnswer, the classification the start
@@ -98,7 +102,7 @@ func databaseUnreachable(err error) (string, bool) {
 	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
-		return db, strings.HasPrefix(pe.Code, "08") || strings.HasPrefix(pe.Code, "57P")
+		return db, pgreach.Unavailable(pe.Code)
 	}
 	if ce == nil {
 		return "", false

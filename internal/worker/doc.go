@@ -17,7 +17,7 @@
 //	KeepLastAttempt puts a last attempt a not-ready wait met back into asynq's retry set instead of letting asynq archive it
 //	DatabaseBreaker while main is down holds system tasks, tasks that need the catalog (tasks.Spec.NeedsCatalog) and tenant
 //	                look-ups the tenant cache cannot answer; opens the breaker of the database an attempt could not reach
-//	DatabaseUnavailable turns a failure to reach a database at all (no connection, SQLSTATE 08, 57P) into a not-ready wait
+//	DatabaseUnavailable turns a failure to reach a database at all (no connection, SQLSTATE 08, 57P; 25006, a server taking no writes: pgreach.Unavailable) into a not-ready wait
 //	ResolveTenant   looks the tenant up, applies the status policy, puts the tenant into ctx
 //	                (an unknown or deleting tenant's task archived, its fair state forgotten once its erasure is recorded)
 //	DatabaseGate    holds a task whose tenant database (main included) is down, without dialing it, until a probe reaches it
