@@ -22,6 +22,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/puddle/v2"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/invoicing/tenantworker/internal/pgreach"
 )
 
 // errorBody is every error answer: {"error":"..."}.
@@ -113,7 +115,8 @@ func redisBusy(err error) bool {
 
 // dependencyUnavailable reports whether err says Redis or PostgreSQL could
 // not be reached (refused or reset connections, timeouts, a server going
-// away), as opposed to a bug or a bad answer.
+// away) or cannot serve for a moment (a Redis replica's READONLY, a
+// PostgreSQL taking no writes), as opposed to a bug or a bad answer.
 func dependencyUnavailable(err error) bool {
 	var netErr net.Error
 	var connectErr *pgconn.ConnectError
@@ -132,10 +135,12 @@ func dependencyUnavailable(err error) bool {
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
-		// Class 08 (connection exception), 57014 (statement cancelled: the
-		// request's time ran out on the server, Options.RequestTimeout),
-		// 57P01..57P03 (admin shutdown, crash shutdown, cannot connect now).
-		return strings.HasPrefix(pgErr.Code, "08") || pgErr.Code == "57014" || pgErr.Code == "57P01" || pgErr.Code == "57P02" || pgErr.Code == "57P03"
+		// What the worker waits out (pgreach.Unavailable: class 08,
+		// connection exception; class 57P, admin shutdown, crash shutdown,
+		// cannot connect now; 25006, a server taking no writes now, a hot
+		// standby after a failover), and 57014 (statement cancelled: the
+		// request's time ran out on the server, Options.RequestTimeout).
+		return pgreach.Unavailable(pgErr.Code) || pgErr.Code == "57014"
 	}
 	return false
 }

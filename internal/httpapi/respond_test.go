@@ -30,6 +30,7 @@ func TestDependencyUnavailable(t *testing.T) {
 		{fmt.Errorf("tenant lookup: %w", context.DeadlineExceeded), true},
 		{&pgconn.PgError{Code: "57P01"}, true},
 		{&pgconn.PgError{Code: "08006"}, true},
+		{&pgconn.PgError{Code: "25006"}, true}, // a hot standby: no writes for now
 		{&pgconn.PgError{Code: "23505"}, false},
 		{fmt.Errorf("fair: enqueue: %w", redisReply("LOADING Redis is loading the dataset in memory")), true},
 		{redisReply("CLUSTERDOWN The cluster is down"), true},
