@@ -116,7 +116,8 @@ func redisBusy(err error) bool {
 // dependencyUnavailable reports whether err says Redis or PostgreSQL could
 // not be reached (refused or reset connections, timeouts, a server going
 // away) or cannot serve for a moment (a Redis replica's READONLY, a
-// PostgreSQL taking no writes), as opposed to a bug or a bad answer.
+// PostgreSQL taking no writes, or rolling a transaction back for a
+// conflict with another), as opposed to a bug or a bad answer.
 func dependencyUnavailable(err error) bool {
 	var netErr net.Error
 	var connectErr *pgconn.ConnectError
@@ -138,9 +139,11 @@ func dependencyUnavailable(err error) bool {
 		// What the worker waits out (pgreach.Unavailable: class 08,
 		// connection exception; class 57P, admin shutdown, crash shutdown,
 		// cannot connect now; 25006, a server taking no writes now, a hot
-		// standby after a failover), and 57014 (statement cancelled: the
-		// request's time ran out on the server, Options.RequestTimeout).
-		return pgreach.Unavailable(pgErr.Code) || pgErr.Code == "57014"
+		// standby after a failover), a transaction rolled back for a
+		// conflict with another (pgreach.Conflict: 40001, 40P01), and 57014
+		// (statement cancelled: the request's time ran out on the server,
+		// Options.RequestTimeout).
+		return pgreach.Unavailable(pgErr.Code) || pgreach.Conflict(pgErr.Code) || pgErr.Code == "57014"
 	}
 	return false
 }

@@ -31,6 +31,8 @@ func TestDependencyUnavailable(t *testing.T) {
 		{&pgconn.PgError{Code: "57P01"}, true},
 		{&pgconn.PgError{Code: "08006"}, true},
 		{&pgconn.PgError{Code: "25006"}, true}, // a hot standby: no writes for now
+		{&pgconn.PgError{Code: "40001"}, true}, // serialization failure: rolled back, retry
+		{&pgconn.PgError{Code: "40P01"}, true}, // deadlock: rolled back, retry
 		{&pgconn.PgError{Code: "23505"}, false},
 		{fmt.Errorf("fair: enqueue: %w", redisReply("LOADING Redis is loading the dataset in memory")), true},
 		{redisReply("CLUSTERDOWN The cluster is down"), true},

@@ -99,3 +99,13 @@ const ReadOnlySQLTransaction = "25006"
 func Unavailable(code string) bool {
 	return strings.HasPrefix(code, "08") || strings.HasPrefix(code, "57P") || code == ReadOnlySQLTransaction
 }
+
+// Conflict reports whether code, a SQLSTATE a PostgreSQL server answered,
+// says it rolled the transaction back to resolve a conflict with another
+// one: 40001 serialization_failure (under REPEATABLE READ or SERIALIZABLE,
+// as a database's default_transaction_isolation may make every
+// transaction) or 40P01 deadlock_detected. Nothing of the transaction was
+// kept, and the same work run again can commit: the enqueue service
+// answers 503 with Retry-After, and the worker retries the task as after
+// any failure (counted: a conflict that never ends is a bug to see).
+func Conflict(code string) bool { return code == "40001" || code == "40P01" }
