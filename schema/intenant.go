@@ -120,7 +120,25 @@ func endSQL(commit, full bool) string {
 // When ctx is cancelled or times out, the rollback runs on
 // context.WithoutCancel(ctx) with a timeout; if it fails, pgx closes the
 // connection and the pool destroys it.
-func InTenant(ctx context.Context, pool *pgxpool.Pool, fn func(ctx context.Context, tx pgx.Tx) error) (err error) {
+func InTenant(ctx context.Context, pool *pgxpool.Pool, fn func(ctx context.Context, tx pgx.Tx) error) error {
+	return inTenant(ctx, pool, pgx.TxOptions{}, fn)
+}
+
+// InTenantReadCommitted is InTenant with its transaction at READ
+// COMMITTED whatever the database's default_transaction_isolation, for a
+// unit whose protocol is made for it: a row it locks, after waiting for
+// another transaction, is read as that one committed it, and its commit
+// is not refused for a conflict with another transaction. Under
+// REPEATABLE READ or SERIALIZABLE the lock would fail instead (SQLSTATE
+// 40001), and so could the commit, after the unit did something outside
+// the database that the rollback cannot undo (a reminder's email, sent
+// again by its retry).
+func InTenantReadCommitted(ctx context.Context, pool *pgxpool.Pool, fn func(ctx context.Context, tx pgx.Tx) error) error {
+	return inTenant(ctx, pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, fn)
+}
+
+// inTenant is InTenant with its transaction begun with opts.
+func inTenant(ctx context.Context, pool *pgxpool.Pool, opts pgx.TxOptions, fn func(ctx context.Context, tx pgx.Tx) error) (err error) {
 	t, quoted, pc, err := acquireTenant(ctx, pool)
 	if err != nil {
 		return err
@@ -133,7 +151,7 @@ func InTenant(ctx context.Context, pool *pgxpool.Pool, fn func(ctx context.Conte
 	// cache the pin is a prepared statement, which the server plans once
 	// per connection instead of on every unit (about 250 us of its CPU
 	// per unit on this project's test machine; docs/performance.md).
-	inner, err := beginPinned(ctx, conn, t, quoted)
+	inner, err := beginPinned(ctx, conn, t, quoted, opts)
 	if err != nil {
 		if !conn.PgConn().IsClosed() && conn.PgConn().TxStatus() != 'I' {
 			// BEGIN ran but the pin failed: end the transaction.
@@ -182,12 +200,12 @@ func InTenant(ctx context.Context, pool *pgxpool.Pool, fn func(ctx context.Conte
 	return nil
 }
 
-// beginPinned begins a transaction on conn and pins search_path to t's
-// schema (ownedPinSQL, the schema quoted as quoted) in one round trip, and
-// returns pgx's transaction.
-func beginPinned(ctx context.Context, conn *pgx.Conn, t tenantctx.Tenant, quoted string) (pgx.Tx, error) {
+// beginPinned begins a transaction with opts on conn and pins search_path
+// to t's schema (ownedPinSQL, the schema quoted as quoted) in one round
+// trip, and returns pgx's transaction.
+func beginPinned(ctx context.Context, conn *pgx.Conn, t tenantctx.Tenant, quoted string, opts pgx.TxOptions) (pgx.Tx, error) {
 	b := &pgx.Batch{}
-	b.BeginTx(pgx.TxOptions{})
+	b.BeginTx(opts)
 	b.Queue(ownedPinSQL, quoted, t.Schema, ownerComment(t))
 	br := conn.SendBatch(ctx, b)
 	inner := br.Tx()

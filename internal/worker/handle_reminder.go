@@ -137,7 +137,9 @@ func alreadySent(day, today string) string {
 // overdue yet, or its address did not parse) does not use up the day, and
 // a run after a sent reminder sends nothing.
 //
-// The protocol runs in one transaction of the tenant's schema:
+// The protocol runs in one transaction of the tenant's schema, at READ
+// COMMITTED whatever the database's default_transaction_isolation
+// (schema.InTenantReadCommitted):
 //
 //  1. mark the invoice overdue if it is sent and its due date is before
 //     the tenant's current date in its time zone (tenantctx.Tenant.Today;
@@ -234,7 +236,12 @@ func (h *Handlers) InvoiceReminder(ctx context.Context, p tasks.InvoiceReminder)
 		sendErr  error
 		detached bool // finishCtx no longer ends with the task: the send began
 	)
-	err = schema.InTenant(finishCtx, pool, func(finishCtx context.Context, tx pgx.Tx) error {
+	// At read committed whatever the database's default: the protocol's
+	// row locks wait and then read what the other run committed, and a
+	// commit after the send must not be refused (40001) for a conflict
+	// with another reminder of the tenant, its email sent again by the
+	// retry.
+	err = schema.InTenantReadCommitted(finishCtx, pool, func(finishCtx context.Context, tx pgx.Tx) error {
 		// Until the send, statements run on the task's ctx: a cancelled
 		// task stops here and nothing is sent. The mark, the invoice and
 		// its document travel in one round trip: the reads see the mark.
