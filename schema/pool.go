@@ -235,7 +235,11 @@ const DefaultConnectTimeout = 10 * time.Second
 //     setting, or a pooler, replaced it.
 //   - A connection released closed, busy or not idle (TxStatus != 'I')
 //     is destroyed (by pgxpool, before AfterRelease) and logged
-//     (BeforeClose). Otherwise AfterRelease runs one verification query (search_path
+//     (BeforeClose). AfterRelease destroys one whose server reports
+//     that it takes no writes (readOnlyServer: a hot standby,
+//     default_transaction_read_only), logged at debug, so that the next
+//     use dials again and reaches a primary once the address leads to
+//     one. Otherwise AfterRelease runs one verification query (search_path
 //     still empty, no temporary schema, and the rest of verifySQL's
 //     checks) and destroys the connection on any
 //     doubt: an error, a timeout, an unexpected value. It verifies rather
@@ -443,6 +447,13 @@ func afterRelease(conn *pgx.Conn, logger *slog.Logger) bool {
 			slog.String("tx_status", string(pc.TxStatus())), slog.Bool("closed", conn.IsClosed()))
 		return false
 	}
+	if readOnlyServer(pc) {
+		takeVerified(conn)
+		logger.DebugContext(holder, "schema: closing released connection to a server that takes no writes",
+			slog.String("in_hot_standby", pc.ParameterStatus("in_hot_standby")),
+			slog.String("default_transaction_read_only", pc.ParameterStatus("default_transaction_read_only")))
+		return false
+	}
 	if takeVerified(conn) {
 		return true
 	}
@@ -454,6 +465,18 @@ func afterRelease(conn *pgx.Conn, logger *slog.Logger) bool {
 		return false
 	}
 	return true
+}
+
+// readOnlyServer reports whether pc's server said it takes no writes on
+// this session: in_hot_standby or default_transaction_read_only on, as
+// PostgreSQL 14 and later report them to the client whenever they change
+// (no round trip). Such a connection is not kept: a session stays on the
+// server it was opened on, so one opened on a standby (reached through a
+// DNS name or a proxy that still led to the old primary after a failover)
+// or while default_transaction_read_only was set would refuse every write
+// for its whole life, long after the address led to a primary again.
+func readOnlyServer(pc *pgconn.PgConn) bool {
+	return pc.ParameterStatus("in_hot_standby") == "on" || pc.ParameterStatus("default_transaction_read_only") == "on"
 }
 
 // errNotClean reports a connection whose session state failed verification.
