@@ -445,7 +445,10 @@ func (s *FS) prepare(tenantID string, rels []string) error {
 
 // Open opens the document and hashes it through the open file, so the
 // returned DocumentInfo describes exactly the content the caller reads even
-// when a concurrent Put replaces the key.
+// when a concurrent Put replaces the key. Anything but a regular file under
+// the key (a directory of other keys, a FIFO or a device planted there) is
+// ErrNotFound, answered at once: the open does not block, as that of a FIFO
+// without a writer would.
 func (s *FS) Open(ctx context.Context, tenantID, key string) (io.ReadCloser, DocumentInfo, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, DocumentInfo{}, fmt.Errorf("open document %q: %w", key, err)
@@ -479,7 +482,8 @@ func (s *FS) open(ctx context.Context, rel, key string) (_ *os.File, _ DocumentI
 		return nil, DocumentInfo{}, err
 	}
 	if !st.Mode().IsRegular() {
-		return nil, DocumentInfo{}, ErrNotFound // a directory of other keys
+		// A directory of other keys, or a FIFO or device planted there.
+		return nil, DocumentInfo{}, ErrNotFound
 	}
 	h := sha256.New()
 	buf := hashBuffers.Get().(*[]byte)
@@ -516,7 +520,8 @@ func (s *FS) openFile(rel string) (*os.File, error) {
 
 // openChecked opens rel (a path under the root) through an os.Root after
 // checking its path for links (refuseLinks): the way without openat2,
-// which leaves a window between the check and the open.
+// which leaves a window between the check and the open. It opens without
+// blocking, as openDocAt does.
 func (s *FS) openChecked(rel string) (*os.File, error) {
 	root, err := os.OpenRoot(s.root)
 	if err != nil {
@@ -527,7 +532,7 @@ func (s *FS) openChecked(rel string) (*os.File, error) {
 		return nil, err
 	}
 	beforeUse()
-	return root.Open(rel)
+	return root.OpenFile(rel, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 }
 
 // hashBuffers are Open's read buffers: it hashes every document it opens

@@ -106,10 +106,13 @@ func (b beneath) makeDir(rel string, durable bool) (*os.File, error) {
 }
 
 // openDocAt opens the document name in the directory d for reading,
-// refusing a link (errLink).
+// refusing a link (errLink). It opens without blocking (O_NONBLOCK, which
+// changes nothing for a regular file): a FIFO planted in a document's
+// place would otherwise hold the open until a writer came, and the
+// caller refuses what is not a regular file.
 func openDocAt(d *os.File, name string) (*os.File, error) {
 	fd, err := ignoringEINTR2(func() (int, error) {
-		return unix.Openat(int(d.Fd()), name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		return unix.Openat(int(d.Fd()), name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	})
 	if err != nil {
 		return nil, resolveError("openat", name, err)
