@@ -96,6 +96,59 @@ func newFS(root string, create bool) (*FS, error) {
 // Root returns the store's directory.
 func (s *FS) Root() string { return s.root }
 
+// probeMarker starts the name of CheckWritable's probe file. It contains
+// '~', which no tenant id may, so the probe never stands where a tenant's
+// directory could.
+const probeMarker = ".probe~"
+
+// CheckWritable checks that the store can write documents as Put writes
+// them: it creates a probe file in the store's root, writes and fsyncs it,
+// removes it and fsyncs the root. Its error, which wraps the system's (a
+// read-only file system, a root the process may not write, a full disk),
+// says that every write of a document would fail.
+func (s *FS) CheckWritable(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("check document store %s: %w", s.root, err)
+	}
+	if err := s.probe(); err != nil {
+		return fmt.Errorf("document store %s is not writable: %w", s.root, err)
+	}
+	return nil
+}
+
+// probe writes, fsyncs and removes a probe file in the root.
+func (s *FS) probe() (err error) {
+	root, err := os.OpenRoot(s.root)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	name := probeMarker + rand.Text()
+	f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fsFilePerm)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			_ = root.Remove(name)
+		}
+	}()
+	_, err = f.Write([]byte("probe"))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if err := root.Remove(name); err != nil {
+		return err
+	}
+	return syncDir(root, ".")
+}
+
 // OpenAt2 reports whether the store resolves documents' paths with
 // openat2(2), atomically refusing symbolic links; when it is false (a
 // kernel before Linux 5.6, a seccomp filter that refuses openat2, or

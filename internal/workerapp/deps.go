@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -50,6 +51,22 @@ func open(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Opti
 		}
 		d.Backend = b
 		d.closers = append(d.closers, b.Close)
+	}
+
+	// A documents directory the worker cannot write (a volume mounted
+	// read-only, a directory its user may not write) would fail every
+	// render at its write, retried until archived: refuse it now. A full
+	// one is a warning: its renders are retried until there is room, and
+	// the worker's other tasks need none.
+	if w, ok := d.Documents.(writableChecker); ok {
+		err := w.CheckWritable(ctx)
+		switch {
+		case errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT):
+			logger.WarnContext(ctx, "DOCUMENTS_DIR is full: renders fail and are retried until there is room",
+				slog.String("error", err.Error()))
+		case err != nil:
+			return nil, fmt.Errorf("DOCUMENTS_DIR: %w", err)
+		}
 	}
 
 	d.mailer = opts.Mailer
@@ -117,6 +134,12 @@ func open(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Opti
 	// http.Server.Shutdown closes the listener; closing it again is harmless.
 	d.closers = append(d.closers, func() error { _ = d.listener.Close(); return nil })
 	return d, nil
+}
+
+// writableChecker is a document store that can check that it can write
+// documents (storage.FS).
+type writableChecker interface {
+	CheckWritable(ctx context.Context) error
 }
 
 // close releases what open built, in reverse order; a backend handed in

@@ -6,9 +6,11 @@ import (
 	"io"
 	"io/fs"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -122,5 +124,81 @@ func TestRunRemovesStaleTempDocuments(t *testing.T) {
 		if _, err := os.Stat(p); err != nil {
 			t.Errorf("%s: %v (kept files must stay)", p, err)
 		}
+	}
+}
+
+// TestRunRefusesADocumentsDirItCannotWrite: a DOCUMENTS_DIR the worker
+// cannot write (a volume mounted read-only, a directory its user may not
+// write) stops the start with DOCUMENTS_DIR and the reason, before the
+// worker serves /readyz or takes a task. It started, answered /readyz with
+// 200, and failed every render at its write ("read-only file system"),
+// retried until archived.
+func TestRunRefusesADocumentsDirItCannotWrite(t *testing.T) {
+	t.Parallel()
+	docs := testenv.ReadOnlyDir(t)
+	vars := map[string]string{
+		"DATABASE_URL":       testenv.Postgres(t),
+		"REDIS_URL":          testenv.RedisURL(t),
+		"HTTP_ADDR":          "127.0.0.1:0",
+		"DOCUMENTS_DIR":      docs,
+		"OUTBOX_DIR":         t.TempDir(),
+		"WORKER_CONCURRENCY": "2",
+		"SHUTDOWN_TIMEOUT":   "5s",
+		"SCHEDULER_ENABLED":  "false",
+	}
+	cfg, err := config.FromEnv(func(k string) string { return vars[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- RunWith(ctx, cfg, config.NewLogger(cfg, io.Discard), Options{Ready: func(a net.Addr) { ready <- a }})
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "DOCUMENTS_DIR") || !strings.Contains(err.Error(), "read-only file system") && !strings.Contains(err.Error(), "permission denied") {
+			t.Fatalf("Run with a DOCUMENTS_DIR it cannot write = %v, want DOCUMENTS_DIR refused with the reason", err)
+		}
+	case a := <-ready:
+		code, body := get(t, "http://"+a.String()+"/readyz")
+		cancel()
+		<-done
+		t.Fatalf("the worker started with a DOCUMENTS_DIR it cannot write (/readyz %d %s); want the start refused", code, strings.TrimSpace(body))
+	case <-time.After(2 * time.Minute): // a bound for the failure message, not a measurement
+		cancel()
+		t.Fatalf("Run neither started nor failed in 2 minutes; after cancel: %v", <-done)
+	}
+	if entries, err := os.ReadDir(docs); err != nil || len(entries) != 0 {
+		t.Errorf("DOCUMENTS_DIR after the refused start: %v, %v; want it empty", entries, err)
+	}
+}
+
+// TestRunStartsWithAFullDocumentsDir: a DOCUMENTS_DIR on a full file
+// system is no reason not to start: the worker's reminders and other tasks
+// need no room there, and its renders are retried until there is some.
+func TestRunStartsWithAFullDocumentsDir(t *testing.T) {
+	t.Parallel()
+	docs := t.TempDir()
+	if err := syscall.Mount("tmpfs", docs, "tmpfs", 0, "size=64k"); err != nil {
+		t.Skipf("cannot mount a tmpfs for a full disk: %v", err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(docs, syscall.MNT_DETACH) })
+	f, err := os.Create(filepath.Join(docs, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for err == nil {
+		_, err = f.Write(make([]byte, 4096))
+	}
+	_ = f.Close()
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("fill the disk: %v", err)
+	}
+	w := startWorker(t, testenv.RedisURL(t), map[string]string{"DOCUMENTS_DIR": docs, "SCHEDULER_ENABLED": "false"})
+	if code, body := get(t, "http://"+w.addr+"/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz with a full DOCUMENTS_DIR = %d %s, want 200", code, body)
 	}
 }
