@@ -57,9 +57,12 @@ func (s *stack) provisionOnMainAndSecond() []placed {
 // invoice ids on both and only its own data in every PDF and email; then
 // `enqueue tenant move` moves a tenant from main to second while its
 // renders are queued: nothing is lost, the tasks run on the new server,
-// the old schema is gone.
+// the old schema is gone. It runs within one UTC day (testenv.OneUTCDay):
+// it counts one reminder per invoice, and on the next day the sweep
+// reminds every overdue invoice again.
 func TestTenantsAcrossServers(t *testing.T) {
 	t.Parallel()
+	testenv.OneUTCDay(t, 5*time.Minute)
 	const overdue, sent = 4, 4
 	secondURL := testenv.StartPostgres(t).CreateDatabase(t)
 	c := testenv.StartRedisCluster(t, testenv.RedisClusterOptions{})

@@ -22,8 +22,12 @@ import (
 // its own shard of low); GET /v1/tasks/{id} finds every task in its shard
 // and hides it from other tenants; and the fair admin routes (queue view,
 // pause, resume, drain) work on a tenant of a shard other than shard 0.
+// It runs within one UTC day (testenv.OneUTCDay): on the next, a sweep
+// reminds both overdue invoices of each tenant again, and a reminder of
+// the paused tenant would wait beside its render.
 func TestClusterQueueShards(t *testing.T) {
 	t.Parallel()
+	testenv.OneUTCDay(t, 5*time.Minute)
 	c := testenv.StartRedisCluster(t, testenv.RedisClusterOptions{})
 	s := newStack(t, stackOptions{workers: 2, concurrency: 4, cluster: c, sweepCron: "@every 2s",
 		env: map[string]string{"QUEUE_SHARDS": "3"}})

@@ -250,8 +250,12 @@ type identPDFResult struct {
 // TestTaskIdentityThroughItsLife follows one invoice's renders and
 // reminders through the real enqueue service and worker, fair dispatch on
 // and off, and compares every answer with the README's HTTP API section.
+// It runs within one UTC day (testenv.OneUTCDay): a reminder's task id
+// names the tenant's day, so requests on either side of midnight are two
+// tasks, not the one a second request the same day gets.
 func TestTaskIdentityThroughItsLife(t *testing.T) {
 	t.Parallel()
+	testenv.OneUTCDay(t, 5*time.Minute)
 	for _, fair := range []bool{true, false} {
 		t.Run(fmt.Sprintf("fair=%v", fair), func(t *testing.T) {
 			r := startIdentRig(t, fair, "QUEUE_SHARDS", "2")

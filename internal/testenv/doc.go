@@ -113,4 +113,12 @@
 //
 // A test that needs a server which cannot be started fails with the reason
 // and an install hint; nothing is skipped.
+//
+// # The real clock
+//
+// A test that runs the binaries on the real clock and counts what holds for
+// one tenant day (at most one reminder per invoice a day, the scheduler's
+// sweep reminding every overdue invoice again the next day) calls
+// OneUTCDay(t, d) first: when the next UTC midnight comes within d, the
+// longest the test runs, it waits until just past it, logging why.
 package testenv
