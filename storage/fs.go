@@ -233,12 +233,12 @@ func (s *FS) put(ctx context.Context, tenantID, rel, key string, r io.Reader) (i
 			return DocumentInfo{}, err
 		}
 		beforeUse()
-		d, err := root.Open(dirs.dir)
+		d, err := openRootDir(root, dirs.dir)
 		if errors.Is(err, fs.ErrNotExist) {
 			if err := makeDirs(root, dirs.dir); err != nil {
 				return DocumentInfo{}, err
 			}
-			d, err = root.Open(dirs.dir)
+			d, err = openRootDir(root, dirs.dir)
 		}
 		if err != nil {
 			return DocumentInfo{}, err
@@ -327,14 +327,33 @@ type atomicDirs struct {
 // rename, and a temporary directory a crash loses held nothing but
 // temporary files.
 func openTempDir(root *os.Root, tempDir string) (*os.File, error) {
-	td, err := root.Open(tempDir)
+	td, err := openRootDir(root, tempDir)
 	if errors.Is(err, fs.ErrNotExist) {
 		if err := root.Mkdir(tempDir, fsDirPerm); err != nil && !errors.Is(err, fs.ErrExist) {
 			return nil, err
 		}
-		td, err = root.Open(tempDir)
+		td, err = openRootDir(root, tempDir)
 	}
 	return td, err
+}
+
+// openRootDir opens the directory dir (a path under root) without blocking:
+// the open of a FIFO planted in its place would wait for a writer.
+// Anything but a directory fails with an error wrapping syscall.ENOTDIR.
+func openRootDir(root *os.Root, dir string) (*os.File, error) {
+	d, err := root.OpenFile(dir, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	st, err := d.Stat()
+	if err == nil && !st.IsDir() {
+		err = &os.PathError{Op: "open", Path: dir, Err: syscall.ENOTDIR}
+	}
+	if err != nil {
+		_ = d.Close()
+		return nil, err
+	}
+	return d, nil
 }
 
 // tempNameMax is how much of a document's name its temporary file's name
@@ -402,7 +421,7 @@ func makeDirs(root *os.Root, dir string) error {
 
 // syncDir fsyncs a directory, making a rename or a removal in it durable.
 func syncDir(root *os.Root, dir string) error {
-	d, err := root.Open(dir)
+	d, err := openRootDir(root, dir)
 	if err != nil {
 		return err
 	}

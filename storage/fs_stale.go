@@ -138,7 +138,7 @@ func (c *staleCleaner) tempDirs() {
 
 // tempDir removes the stale temporary files in the temporary directory p.
 func (c *staleCleaner) tempDir(p string) {
-	td, err := c.root.Open(p)
+	td, err := openRootDir(c.root, p)
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
 		return // no write since the tenant's directory was made, or it was deleted meanwhile
 	}
