@@ -29,13 +29,13 @@ import (
 // and recoverer per queue. A warning or error that names no task is
 // therefore written when it first comes and then at most once per
 // asynqRepeatEvery, the line saying how many like it were left out
-// meanwhile (suppressed); lines are alike when their text before the first
-// ": " (where asynq puts the error) is. Lines about a task, lines below
-// warn and Fatal's are always written.
+// meanwhile (suppressed); lines are alike when their text before the error
+// is (repeatKey). Lines about a task, lines below warn and Fatal's are
+// always written.
 type AsynqLogger struct {
 	logger  *slog.Logger
 	exit    func(int)
-	repeats *logrepeat.Limiter // by the text before the first ": "
+	repeats *logrepeat.Limiter // by repeatKey
 }
 
 var _ asynq.Logger = (*AsynqLogger)(nil)
@@ -64,8 +64,7 @@ func (l *AsynqLogger) log(level slog.Level, args []any, limit bool) {
 	msg := fmt.Sprint(args...)
 	attrs := taskAttrsOf(msg)
 	if limit && level >= slog.LevelWarn && attrs == nil {
-		key, _, _ := strings.Cut(msg, ": ")
-		suppressed, ok := l.repeats.Allow(key)
+		suppressed, ok := l.repeats.Allow(repeatKey(msg))
 		if !ok {
 			return
 		}
@@ -74,6 +73,22 @@ func (l *AsynqLogger) log(level slog.Level, args []any, limit bool) {
 		}
 	}
 	l.logger.LogAttrs(ctx, level, msg, attrs...)
+}
+
+// repeatKey returns the kind of asynq's line msg: its text before the
+// ": " where asynq puts the error, that is before the first ": ", or the
+// second when the first follows one word, the component some of asynq's
+// lines begin with ("recoverer: could not list lease expired tasks: ...",
+// "asynq: internal error: ..."). Keyed by that word alone, the
+// recoverer's failed listing while Redis is down would hide its failure to
+// retry or archive a task, and its line about one queue another's.
+func repeatKey(msg string) string {
+	key, rest, found := strings.Cut(msg, ": ")
+	if found && !strings.ContainsAny(key, " \t\n") {
+		kind, _, _ := strings.Cut(rest, ": ")
+		key += ": " + kind
+	}
+	return key
 }
 
 // taskIDMarkers precede a task id in asynq's messages about a task: most

@@ -3,6 +3,7 @@ package worker_test
 import (
 	"encoding/json"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -86,5 +87,47 @@ func TestAsynqOutageLinesAreLoggedOnceAMinute(t *testing.T) {
 	}
 	if exited != 1 {
 		t.Errorf("Fatal exited %d times, want 1", exited)
+	}
+}
+
+// TestAsynqLinesOfOneComponentAreNotLumpedTogether: asynq prefixes the
+// lines of its recoverer with "recoverer: " and its internal errors with
+// "asynq: ", and puts the error after a further ": ". The lines spaced
+// apart are those alike up to that error, so the recoverer's failed
+// listing while Redis is down does not hide, for a minute, its failure to
+// archive or retry a task whose lease expired, nor its warning about one
+// queue another queue's.
+func TestAsynqLinesOfOneComponentAreNotLumpedTogether(t *testing.T) {
+	t.Parallel()
+	var buf testenv.LogBuffer
+	l := worker.NewAsynqLogger(slog.New(slog.NewJSONHandler(&buf, nil)))
+	clock := testenv.NewManualClock(time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC))
+	worker.SetAsynqLoggerClock(l, clock.Now)
+
+	lines := []string{
+		"recoverer: could not list lease expired tasks: UNKNOWN: redis command error: ZRANGEBYSCORE failed: dial tcp 10.0.0.7:6379: connect: connection refused",
+		`recoverer: could not reclaim stale aggregation sets in queue "critical": UNKNOWN: redis eval error: dial tcp 10.0.0.7:6379: connect: connection refused`,
+		`recoverer: could not reclaim stale aggregation sets in queue "default": UNKNOWN: redis eval error: dial tcp 10.0.0.7:6379: connect: connection refused`,
+		"recoverer: could not move task to archive: UNKNOWN: redis eval error: OOM command not allowed when used memory > 'maxmemory'.",
+		"recoverer: could not retry lease expired task: UNKNOWN: redis eval error: OOM command not allowed when used memory > 'maxmemory'.",
+	}
+	for _, line := range lines {
+		l.Warn(line)
+		clock.Advance(time.Second)
+	}
+	// The same lines again within the minute are left out.
+	for _, line := range lines {
+		l.Warn(line)
+	}
+	var got []string
+	for line := range strings.SplitSeq(strings.TrimSpace(buf.String()), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		got = append(got, rec["msg"].(string))
+	}
+	if !slices.Equal(got, lines) {
+		t.Errorf("logged:\n%s\nwant each of the %d lines once", strings.Join(got, "\n"), len(lines))
 	}
 }
