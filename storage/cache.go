@@ -66,8 +66,10 @@ type CacheOptions struct {
 	// RedisBackoff is how long reads skip Redis after a Redis read error
 	// (they go to the backend meanwhile), and fills after a failed fill (a
 	// Redis that answers reads and refuses writes: at maxmemory, a
-	// replica); each is logged once per backoff. 0 means
-	// DefaultCacheRedisBackoff. Writes always try to invalidate Redis.
+	// replica). Failing reads, and failing fills, are logged when they
+	// begin, at most once a minute while they last, and when one works
+	// again, not once per backoff. 0 means DefaultCacheRedisBackoff.
+	// Writes always try to invalidate Redis.
 	RedisBackoff time.Duration
 	// RedisTimeout bounds each Redis read and fill of a lookup, so a Redis
 	// outage costs a lookup at most this (go-redis would otherwise retry
@@ -148,6 +150,7 @@ type Cache struct {
 	redisDownTo atomic.Int64 // unix nanos until which reads skip Redis
 	fillDownTo  atomic.Int64 // unix nanos until which fills skip Redis
 	redisOutage redisOutage  // what is logged of failing reads
+	fillOutage  redisOutage  // what is logged of failing fills
 
 	// pending counts the invalidations under way (invalidate), also those
 	// whose caller stopped waiting at its deadline.

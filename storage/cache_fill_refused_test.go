@@ -17,9 +17,10 @@ import (
 // TestCacheFillsRefusedByRedisLogOncePerBackoff: a Redis that answers
 // reads and refuses writes (at maxmemory with noeviction, a replica, a
 // master short of replicas) refuses every fill of a lookup that missed.
-// Such failures are logged once per RedisBackoff, as failed reads are,
-// not once per lookup: every miss logged a warning, on each instance, for
-// as long as Redis refused, one per key each LocalTTL.
+// Such failures are logged once, as failed reads are, not once per
+// lookup: every miss logged a warning, on each instance, for as long as
+// Redis refused, one per key each LocalTTL (TestCacheLogsRefusedFillsOnce
+// covers fills tried again after each RedisBackoff).
 func TestCacheFillsRefusedByRedisLogOncePerBackoff(t *testing.T) {
 	t.Parallel()
 	server := testenv.StartRedis(t, testenv.RedisOptions{})

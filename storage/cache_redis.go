@@ -185,21 +185,40 @@ func (c *Cache) redisFill(ctx context.Context, key, guard string, e cacheEntry) 
 	defer cancel()
 	if err := fillScript.Run(ctx, c.rdb, keys, args...).Err(); err != nil {
 		c.redisFillFailed(ctx, key, err)
+		return
+	}
+	c.redisFillWorks(ctx)
+}
+
+// redisFillFailed counts a failed fill and makes fills skip Redis for
+// RedisBackoff. A Redis that answers reads but refuses writes (at
+// maxmemory with noeviction, a replica, a master short of the replicas
+// min-replicas-to-write asks for) refuses the fill of every miss, for as
+// long as it lasts, and a fill is tried again after every backoff: it is
+// logged as failed reads are, once per outage, not once per lookup or
+// backoff (fillOutage; redisFillWorks logs its end).
+func (c *Cache) redisFillFailed(ctx context.Context, key string, err error) {
+	c.stats.redisErrors.Add(1)
+	now := time.Now()
+	prev := c.fillDownTo.Load()
+	c.fillDownTo.CompareAndSwap(prev, now.UnixNano()+c.opts.RedisBackoff.Nanoseconds())
+	first, since, failed, log := c.fillOutage.failed(now)
+	switch {
+	case !log:
+	case first:
+		c.log.WarnContext(ctx, "tenant cache: redis fill failed, not filling",
+			slog.String("key", printableKey(key)), slog.Duration("retry_after", c.opts.RedisBackoff), slog.Any("error", err))
+	default:
+		c.log.WarnContext(ctx, "tenant cache: redis fills still fail, not filling",
+			slog.String("key", printableKey(key)), slog.Duration("failing_for", now.Sub(since).Round(time.Second)),
+			slog.Int("failed_fills", failed), slog.Any("error", err))
 	}
 }
 
-// redisFillFailed counts and logs a failed fill and makes fills skip Redis
-// for RedisBackoff. A Redis that answers reads but refuses writes (at
-// maxmemory with noeviction, a replica, a master short of the replicas
-// min-replicas-to-write asks for) refuses the fill of every miss: it is
-// logged once per RedisBackoff, as failed reads are, not once per lookup.
-func (c *Cache) redisFillFailed(ctx context.Context, key string, err error) {
-	c.stats.redisErrors.Add(1)
-	now := time.Now().UnixNano()
-	prev := c.fillDownTo.Load()
-	if c.fillDownTo.CompareAndSwap(prev, now+c.opts.RedisBackoff.Nanoseconds()) && prev <= now {
-		c.log.WarnContext(ctx, "tenant cache: redis fill failed, not filling",
-			slog.String("key", printableKey(key)), slog.Duration("retry_after", c.opts.RedisBackoff), slog.Any("error", err))
+// redisFillWorks logs, after fills that failed, that one worked again.
+func (c *Cache) redisFillWorks(ctx context.Context) {
+	if since, ended := c.fillOutage.works(); ended {
+		c.log.InfoContext(ctx, "tenant cache: redis fills work again", slog.Duration("failed_for", time.Since(since).Round(time.Millisecond)))
 	}
 }
 
@@ -249,17 +268,51 @@ func (c *Cache) redisUsable() bool {
 }
 
 // redisFailLogEvery is how often at most the cache logs that its Redis
-// reads keep failing.
+// reads, or its fills, keep failing.
 const redisFailLogEvery = time.Minute
 
-// redisOutage is what the cache logs of failing Redis reads: since when
-// they fail (zero while they work), when that was last logged, and how
-// many failed since.
+// redisOutage is what the cache logs of failing Redis reads (or fills):
+// since when they fail (zero while they work), when that was last logged,
+// and how many failed since.
 type redisOutage struct {
 	mu             sync.Mutex
 	since, logged  time.Time
 	failedSinceLog int
-	failing        atomic.Bool // since is set: a read that works logs the end
+	failing        atomic.Bool // since is set: one that works logs the end
+}
+
+// failed notes a failure at now. It reports whether to log it (log): when
+// the failures begin (first), then at most once per redisFailLogEvery,
+// with since when they fail and how many failed since the last line.
+func (o *redisOutage) failed(now time.Time) (first bool, since time.Time, failed int, log bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	first = o.since.IsZero()
+	if !first && now.Sub(o.logged) < redisFailLogEvery {
+		o.failedSinceLog++
+		return false, o.since, 0, false
+	}
+	if first {
+		o.since = now
+		o.failing.Store(true)
+	}
+	since, failed = o.since, o.failedSinceLog+1
+	o.logged, o.failedSinceLog = now, 0
+	return first, since, failed, true
+}
+
+// works notes a success; it reports whether it ended failures (ended),
+// and since when they failed. Without failures it costs an atomic load.
+func (o *redisOutage) works() (since time.Time, ended bool) {
+	if !o.failing.Load() {
+		return time.Time{}, false
+	}
+	o.mu.Lock()
+	since = o.since
+	o.since, o.failedSinceLog = time.Time{}, 0
+	o.failing.Store(false)
+	o.mu.Unlock()
+	return since, !since.IsZero()
 }
 
 // redisReadFailed counts a failed read and makes reads skip Redis for
@@ -273,46 +326,24 @@ func (c *Cache) redisReadFailed(ctx context.Context, key string, err error) {
 	now := time.Now()
 	prev := c.redisDownTo.Load()
 	c.redisDownTo.CompareAndSwap(prev, now.UnixNano()+c.opts.RedisBackoff.Nanoseconds())
-	o := &c.redisOutage
-	o.mu.Lock()
-	first := o.since.IsZero()
-	if !first && now.Sub(o.logged) < redisFailLogEvery {
-		o.failedSinceLog++
-		o.mu.Unlock()
-		return
-	}
-	if first {
-		o.since = now
-		o.failing.Store(true)
-	}
-	since, failed := o.since, o.failedSinceLog+1
-	o.logged, o.failedSinceLog = now, 0
-	o.mu.Unlock()
-	if first {
+	first, since, failed, log := c.redisOutage.failed(now)
+	switch {
+	case !log:
+	case first:
 		c.log.WarnContext(ctx, "tenant cache: redis read failed, answering from the backend",
 			slog.String("key", printableKey(key)), slog.Duration("retry_after", c.opts.RedisBackoff), slog.Any("error", err))
-		return
+	default:
+		c.log.WarnContext(ctx, "tenant cache: redis reads still fail, answering from the backend",
+			slog.String("key", printableKey(key)), slog.Duration("failing_for", now.Sub(since).Round(time.Second)),
+			slog.Int("failed_reads", failed), slog.Any("error", err))
 	}
-	c.log.WarnContext(ctx, "tenant cache: redis reads still fail, answering from the backend",
-		slog.String("key", printableKey(key)), slog.Duration("failing_for", now.Sub(since).Round(time.Second)),
-		slog.Int("failed_reads", failed), slog.Any("error", err))
 }
 
 // redisReadWorks logs, after reads that failed, that one worked again.
 func (c *Cache) redisReadWorks(ctx context.Context) {
-	o := &c.redisOutage
-	if !o.failing.Load() {
-		return
+	if since, ended := c.redisOutage.works(); ended {
+		c.log.InfoContext(ctx, "tenant cache: redis reads work again", slog.Duration("failed_for", time.Since(since).Round(time.Millisecond)))
 	}
-	o.mu.Lock()
-	since := o.since
-	o.since, o.failedSinceLog = time.Time{}, 0
-	o.failing.Store(false)
-	o.mu.Unlock()
-	if since.IsZero() {
-		return
-	}
-	c.log.InfoContext(ctx, "tenant cache: redis reads work again", slog.Duration("failed_for", time.Since(since).Round(time.Millisecond)))
 }
 
 // printableKey returns a logical cache key as logs and errors show it: an
