@@ -49,16 +49,37 @@ func NewProcessLogger(cfg Config, w io.Writer) (logger *slog.Logger, close func(
 // redisLogger is go-redis's internal logger on slog, at warn level: it
 // logs failures (dials, pool, pub/sub reconnects). While Redis is down
 // go-redis logs a failed dial at every dial (about three lines a second
-// for a worker's clients), so each kind of line (its format) is written
-// when it first comes and then at most once per redisRepeatEvery, saying
-// how many like it were left out meanwhile (suppressed).
+// for a worker's clients), so each kind of line (its format and what it is
+// about: redisLineKind) is written when it first comes and then at most
+// once per redisRepeatEvery, saying how many like it were left out
+// meanwhile (suppressed).
 type redisLogger struct {
 	l       *slog.Logger
-	repeats *logrepeat.Limiter // by format
+	repeats *logrepeat.Limiter // by redisLineKind
+}
+
+// redisLineKind returns the kind of go-redis's line of format and v: the
+// line with its errors and numbers (counts of attempts, connection ids)
+// left out. go-redis puts what a line is about in its other arguments (the
+// master a Sentinel failover went to, the sentinel that did not answer),
+// so a failover to another master within the minute is written, while the
+// failed dials of an outage, whatever their error and attempts, are alike.
+func redisLineKind(format string, v []any) string {
+	args := make([]any, len(v))
+	for i, a := range v {
+		switch a.(type) {
+		case error:
+			a = "(error)"
+		case int, int32, int64, uint, uint32, uint64:
+			a = 0
+		}
+		args[i] = a
+	}
+	return fmt.Sprintf(format, args...)
 }
 
 // redisRepeatEvery is how often at most redisLogger writes a line of one
-// format.
+// kind (redisLineKind).
 const redisRepeatEvery = time.Minute
 
 // newRedisLogger returns go-redis's logger writing to logger with
@@ -67,8 +88,9 @@ func newRedisLogger(logger *slog.Logger, now func() time.Time) redisLogger {
 	return redisLogger{l: logger.With(slog.String("component", "redis")), repeats: logrepeat.New(redisRepeatEvery, now)}
 }
 
+// Printf implements go-redis's logger.
 func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
-	suppressed, ok := r.repeats.Allow(format)
+	suppressed, ok := r.repeats.Allow(redisLineKind(format, v))
 	if !ok {
 		return
 	}
