@@ -222,9 +222,15 @@ func (c *boundedCollector) Collect(ch chan<- prometheus.Metric) {
 	// does not wait for a reader.
 	done := make(chan result, 1)
 	go func() {
-		defer c.busy.Store(false)
-		ms, err := c.inner()
-		done <- result{ms, err}
+		var r result
+		func() {
+			// Not busy before the result is handed over: a scrape right
+			// after this one, once it returned, must not find the
+			// look-ups still under way and leave them out.
+			defer c.busy.Store(false)
+			r.metrics, r.err = c.inner()
+		}()
+		done <- r
 	}()
 	timer := time.NewTimer(c.timeout)
 	defer timer.Stop()
