@@ -235,11 +235,14 @@ const DefaultConnectTimeout = 10 * time.Second
 //     setting, or a pooler, replaced it.
 //   - A connection released closed, busy or not idle (TxStatus != 'I')
 //     is destroyed (by pgxpool, before AfterRelease) and logged
-//     (BeforeClose). AfterRelease destroys one whose server reports
-//     that it takes no writes (readOnlyServer: a hot standby,
-//     default_transaction_read_only), logged at debug, so that the next
+//     (BeforeClose). AfterRelease, and PrepareConn on acquire, destroy
+//     one whose server reports that it takes no writes (readOnlyServer:
+//     a hot standby, default_transaction_read_only) once it is
+//     readOnlyConnLifetime (5 s) old, logged at debug, so that the next
 //     use dials again and reaches a primary once the address leads to
-//     one. Otherwise AfterRelease runs one verification query (search_path
+//     one, while a server that stays read-only is dialed at most once
+//     per connection in that time, not at every use. Otherwise
+//     AfterRelease runs one verification query (search_path
 //     still empty, no temporary schema, and the rest of verifySQL's
 //     checks) and destroys the connection on any
 //     doubt: an error, a timeout, an unexpected value. It verifies rather
@@ -280,7 +283,7 @@ func ConfigurePool(cfg *pgxpool.Config, logger *slog.Logger) {
 		if err != nil {
 			return fmt.Errorf("new connection is not unpinned: %w", err)
 		}
-		conns.Store(conn, &connState{logger: logger, login: login})
+		conns.Store(conn, &connState{logger: logger, login: login, connected: time.Now()})
 		return nil
 	}
 
@@ -299,6 +302,13 @@ func ConfigurePool(cfg *pgxpool.Config, logger *slog.Logger) {
 			if ok, err := prevPrepare(ctx, conn); !ok || err != nil {
 				return ok, err
 			}
+		}
+		if staleReadOnly(conn) {
+			// Destroyed, and the acquire takes another or dials one.
+			logger.DebugContext(ctx, "schema: closing idle connection to a server that took no writes",
+				slog.String("in_hot_standby", conn.PgConn().ParameterStatus("in_hot_standby")),
+				slog.String("default_transaction_read_only", conn.PgConn().ParameterStatus("default_transaction_read_only")))
+			return false, nil
 		}
 		if st, ok := stateOf(conn); ok {
 			st.mu.Lock()
@@ -342,6 +352,9 @@ type connState struct {
 	// holder is the ctx of the acquire that holds the connection, for the
 	// attributes of what its release logs; nil when none does.
 	holder context.Context
+	// connected is when AfterConnect saw the connection made
+	// (staleReadOnly).
+	connected time.Time
 }
 
 // conns maps each live *pgx.Conn of a configured pool to its state: added
@@ -447,7 +460,7 @@ func afterRelease(conn *pgx.Conn, logger *slog.Logger) bool {
 			slog.String("tx_status", string(pc.TxStatus())), slog.Bool("closed", conn.IsClosed()))
 		return false
 	}
-	if readOnlyServer(pc) {
+	if staleReadOnly(conn) {
 		takeVerified(conn)
 		logger.DebugContext(holder, "schema: closing released connection to a server that takes no writes",
 			slog.String("in_hot_standby", pc.ParameterStatus("in_hot_standby")),
@@ -477,6 +490,32 @@ func afterRelease(conn *pgx.Conn, logger *slog.Logger) bool {
 // for its whole life, long after the address led to a primary again.
 func readOnlyServer(pc *pgconn.PgConn) bool {
 	return pc.ParameterStatus("in_hot_standby") == "on" || pc.ParameterStatus("default_transaction_read_only") == "on"
+}
+
+// readOnlyConnLifetime is how long a connection whose server takes no
+// writes (readOnlyServer) is kept: released or acquired after it, it is
+// closed, and the next use dials again. It bounds how long a session
+// opened on a standby, or while default_transaction_read_only was set,
+// outlives the server's or the address's return to writes, and how often
+// a pool dials while the server stays read-only (at most once per
+// connection of the pool in that time, rather than at every use, which
+// would open a new session for every read the server still serves).
+const readOnlyConnLifetime = 5 * time.Second
+
+// staleReadOnly reports whether conn's server takes no writes
+// (readOnlyServer) and conn was made readOnlyConnLifetime ago or more.
+func staleReadOnly(conn *pgx.Conn) bool {
+	if !readOnlyServer(conn.PgConn()) {
+		return false
+	}
+	st, ok := stateOf(conn)
+	if !ok {
+		return true
+	}
+	st.mu.Lock()
+	connected := st.connected
+	st.mu.Unlock()
+	return time.Since(connected) >= readOnlyConnLifetime
 }
 
 // errNotClean reports a connection whose session state failed verification.
