@@ -238,7 +238,9 @@ const DefaultConnectTimeout = 10 * time.Second
 //     (BeforeClose). AfterRelease, and PrepareConn on acquire, destroy
 //     one whose server reports that it takes no writes (readOnlyServer:
 //     a hot standby, default_transaction_read_only) once it is
-//     readOnlyConnLifetime (5 s) old, logged at debug, so that the next
+//     readOnlyConnLifetime (5 s) old and its server, asked when it was
+//     made (takesNoWrites: behind PgBouncer the report may be that of
+//     another, older session), said so too, logged at debug, so that the next
 //     use dials again and reaches a primary once the address leads to
 //     one, while a server that stays read-only is dialed at most once
 //     per connection in that time, not at every use. Otherwise
@@ -283,7 +285,11 @@ func ConfigurePool(cfg *pgxpool.Config, logger *slog.Logger) {
 		if err != nil {
 			return fmt.Errorf("new connection is not unpinned: %w", err)
 		}
-		conns.Store(conn, &connState{logger: logger, login: login, connected: time.Now()})
+		// A connection reported read-only is asked (no cost otherwise):
+		// behind PgBouncer the report is the one its pool's first server
+		// connection made, which may be long out of date.
+		readOnly := readOnlyServer(conn.PgConn()) && takesNoWrites(ctx, conn)
+		conns.Store(conn, &connState{logger: logger, login: login, connected: time.Now(), readOnly: readOnly})
 		return nil
 	}
 
@@ -355,6 +361,10 @@ type connState struct {
 	// connected is when AfterConnect saw the connection made
 	// (staleReadOnly).
 	connected time.Time
+	// readOnly is whether the connection's server, asked by AfterConnect
+	// because it reported itself read-only (readOnlyServer), took no
+	// writes then (staleReadOnly).
+	readOnly bool
 }
 
 // conns maps each live *pgx.Conn of a configured pool to its state: added
@@ -483,7 +493,8 @@ func afterRelease(conn *pgx.Conn, logger *slog.Logger) bool {
 // readOnlyServer reports whether pc's server said it takes no writes on
 // this session: in_hot_standby or default_transaction_read_only on, as
 // PostgreSQL 14 and later report them to the client whenever they change
-// (no round trip). Such a connection is not kept: a session stays on the
+// (no round trip). Such a connection is not kept for long (staleReadOnly,
+// readOnlyConnLifetime): a session stays on the
 // server it was opened on, so one opened on a standby (reached through a
 // DNS name or a proxy that still led to the old primary after a failover)
 // or while default_transaction_read_only was set would refuse every write
@@ -503,7 +514,8 @@ func readOnlyServer(pc *pgconn.PgConn) bool {
 const readOnlyConnLifetime = 5 * time.Second
 
 // staleReadOnly reports whether conn's server takes no writes
-// (readOnlyServer) and conn was made readOnlyConnLifetime ago or more.
+// (readOnlyServer, and so it answered when conn was made) and conn was
+// made readOnlyConnLifetime ago or more.
 func staleReadOnly(conn *pgx.Conn) bool {
 	if !readOnlyServer(conn.PgConn()) {
 		return false
@@ -513,9 +525,28 @@ func staleReadOnly(conn *pgx.Conn) bool {
 		return true
 	}
 	st.mu.Lock()
-	connected := st.connected
+	connected, readOnly := st.connected, st.readOnly
 	st.mu.Unlock()
-	return time.Since(connected) >= readOnlyConnLifetime
+	return readOnly && time.Since(connected) >= readOnlyConnLifetime
+}
+
+// transactionReadOnlySQL reads whether a transaction of the session would
+// take no writes: the server is in recovery (a hot standby) or the
+// session's default_transaction_read_only is on.
+const transactionReadOnlySQL = "SELECT pg_catalog.current_setting('transaction_read_only')"
+
+// takesNoWrites asks conn's server whether a transaction of the session
+// takes no writes (transactionReadOnlySQL); an error answers true. Behind
+// PgBouncer the parameters a client connection reports
+// (readOnlyServer's) are those the pool's first server connection
+// reported, however long ago: one made while the database was read-only
+// says default_transaction_read_only on for as long as PgBouncer runs.
+func takesNoWrites(ctx context.Context, conn *pgx.Conn) bool {
+	results, err := conn.PgConn().Exec(ctx, transactionReadOnlySQL).ReadAll()
+	if err != nil || len(results) != 1 || len(results[0].Rows) != 1 || len(results[0].Rows[0]) != 1 {
+		return true
+	}
+	return string(results[0].Rows[0][0]) != "off"
 }
 
 // errNotClean reports a connection whose session state failed verification.
