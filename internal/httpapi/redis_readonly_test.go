@@ -26,8 +26,8 @@ func TestRedisReadOnlyIs503(t *testing.T) {
 	// Port 1 on the loopback: nothing listens, so the replica keeps its
 	// data and stays read-only.
 	readOnly := redisRefusal{reply: "READONLY ",
-		refuse: func(ctx context.Context, rdb *redis.Client) error { return rdb.SlaveOf(ctx, "127.0.0.1", "1").Err() },
-		allow:  func(ctx context.Context, rdb *redis.Client) error { return rdb.SlaveOf(ctx, "NO", "ONE").Err() }}
+		refuse: func(ctx context.Context, rdb *redis.Client) error { return rdb.ReplicaOf(ctx, "127.0.0.1", "1").Err() },
+		allow:  func(ctx context.Context, rdb *redis.Client) error { return rdb.ReplicaOf(ctx, "NO", "ONE").Err() }}
 	t.Run("fair", func(t *testing.T) {
 		t.Parallel()
 		redisRefusingWrites(t, &fair.Config{MinPending: 1}, readOnly)
