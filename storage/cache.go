@@ -190,6 +190,8 @@ func NewCache(backend Catalog, rdb redis.UniversalClient, opts CacheOptions) *Ca
 		done:       make(chan struct{}),
 		subscribed: make(chan struct{}),
 	}
+	c.redisOutage.kind, c.redisOutage.meanwhile = "read", "answering from the backend"
+	c.fillOutage.kind, c.fillOutage.meanwhile = "fill", "not filling"
 	c.local = newLocalCache(opts.LocalMaxEntries)
 	if rdb == nil || opts.LocalTTL < 0 {
 		// Without Redis there is nobody to hear from; without a local layer

@@ -125,10 +125,10 @@ func (c *Cache) redisRead(ctx context.Context, key string) (e cacheEntry, hit bo
 	defer cancel()
 	vals, err := c.rdb.MGet(ctx, c.redisKey(key), c.guardKey(key)).Result()
 	if err != nil {
-		c.redisReadFailed(ctx, key, err)
+		c.redisFailed(ctx, &c.redisOutage, &c.redisDownTo, key, err)
 		return cacheEntry{}, false, "", false
 	}
-	c.redisReadWorks(ctx)
+	c.redisWorks(ctx, &c.redisOutage)
 	guard, _ = vals[1].(string)
 	raw, present := vals[0].(string)
 	if !present {
@@ -161,7 +161,7 @@ func (c *Cache) redisRead(ctx context.Context, key string) (e cacheEntry, hit bo
 }
 
 // redisFill stores e under key unless the guard moved on from guard. It
-// skips Redis for RedisBackoff after a failed fill (redisFillFailed).
+// skips Redis for RedisBackoff after a failed fill (redisFailed).
 func (c *Cache) redisFill(ctx context.Context, key, guard string, e cacheEntry) {
 	if time.Now().UnixNano() < c.fillDownTo.Load() {
 		return
@@ -184,42 +184,10 @@ func (c *Cache) redisFill(ctx context.Context, key, guard string, e cacheEntry) 
 	ctx, cancel := context.WithTimeout(ctx, c.opts.RedisTimeout)
 	defer cancel()
 	if err := fillScript.Run(ctx, c.rdb, keys, args...).Err(); err != nil {
-		c.redisFillFailed(ctx, key, err)
+		c.redisFailed(ctx, &c.fillOutage, &c.fillDownTo, key, err)
 		return
 	}
-	c.redisFillWorks(ctx)
-}
-
-// redisFillFailed counts a failed fill and makes fills skip Redis for
-// RedisBackoff. A Redis that answers reads but refuses writes (at
-// maxmemory with noeviction, a replica, a master short of the replicas
-// min-replicas-to-write asks for) refuses the fill of every miss, for as
-// long as it lasts, and a fill is tried again after every backoff: it is
-// logged as failed reads are, once per outage, not once per lookup or
-// backoff (fillOutage; redisFillWorks logs its end).
-func (c *Cache) redisFillFailed(ctx context.Context, key string, err error) {
-	c.stats.redisErrors.Add(1)
-	now := time.Now()
-	prev := c.fillDownTo.Load()
-	c.fillDownTo.CompareAndSwap(prev, now.UnixNano()+c.opts.RedisBackoff.Nanoseconds())
-	first, since, failed, log := c.fillOutage.failed(now)
-	switch {
-	case !log:
-	case first:
-		c.log.WarnContext(ctx, "tenant cache: redis fill failed, not filling",
-			slog.String("key", printableKey(key)), slog.Duration("retry_after", c.opts.RedisBackoff), slog.Any("error", err))
-	default:
-		c.log.WarnContext(ctx, "tenant cache: redis fills still fail, not filling",
-			slog.String("key", printableKey(key)), slog.Duration("failing_for", now.Sub(since).Round(time.Second)),
-			slog.Int("failed_fills", failed), slog.Any("error", err))
-	}
-}
-
-// redisFillWorks logs, after fills that failed, that one worked again.
-func (c *Cache) redisFillWorks(ctx context.Context) {
-	if since, ended := c.fillOutage.works(); ended {
-		c.log.InfoContext(ctx, "tenant cache: redis fills work again", slog.Duration("failed_for", time.Since(since).Round(time.Millisecond)))
-	}
+	c.redisWorks(ctx, &c.fillOutage)
 }
 
 // redisInvalidate deletes keys and bumps their guards, and drops the cached
@@ -275,6 +243,9 @@ const redisFailLogEvery = time.Minute
 // since when they fail (zero while they work), when that was last logged,
 // and how many failed since.
 type redisOutage struct {
+	kind      string // "read" or "fill", in the lines logged
+	meanwhile string // what the cache does while they fail, in the lines logged
+
 	mu             sync.Mutex
 	since, logged  time.Time
 	failedSinceLog int
@@ -315,34 +286,38 @@ func (o *redisOutage) works() (since time.Time, ended bool) {
 	return since, !since.IsZero()
 }
 
-// redisReadFailed counts a failed read and makes reads skip Redis for
-// RedisBackoff. While Redis is down a read is tried again after every
-// backoff, so it logs once per outage, not once per lookup or backoff: when
-// reads begin to fail, then at most once per redisFailLogEvery while they
-// keep failing (redisReadWorks logs their end), with the lookup's ctx (a
-// task's attributes, on a worker).
-func (c *Cache) redisReadFailed(ctx context.Context, key string, err error) {
+// redisFailed counts a failed Redis call of the kind o logs (reads, or
+// fills), makes calls of that kind skip Redis for RedisBackoff (downTo),
+// and logs it once per outage, not once per lookup or backoff: a call is
+// tried again after every backoff for as long as Redis fails it (down, or,
+// for fills, answering reads but refusing writes: at maxmemory with
+// noeviction, a replica, a master short of the replicas
+// min-replicas-to-write asks for). It logs when the failures begin, then
+// at most once per redisFailLogEvery while they go on (redisWorks logs
+// their end), with the lookup's ctx (a task's attributes, on a worker).
+func (c *Cache) redisFailed(ctx context.Context, o *redisOutage, downTo *atomic.Int64, key string, err error) {
 	c.stats.redisErrors.Add(1)
 	now := time.Now()
-	prev := c.redisDownTo.Load()
-	c.redisDownTo.CompareAndSwap(prev, now.UnixNano()+c.opts.RedisBackoff.Nanoseconds())
-	first, since, failed, log := c.redisOutage.failed(now)
+	prev := downTo.Load()
+	downTo.CompareAndSwap(prev, now.UnixNano()+c.opts.RedisBackoff.Nanoseconds())
+	first, since, failed, log := o.failed(now)
 	switch {
 	case !log:
 	case first:
-		c.log.WarnContext(ctx, "tenant cache: redis read failed, answering from the backend",
+		c.log.WarnContext(ctx, "tenant cache: redis "+o.kind+" failed, "+o.meanwhile,
 			slog.String("key", printableKey(key)), slog.Duration("retry_after", c.opts.RedisBackoff), slog.Any("error", err))
 	default:
-		c.log.WarnContext(ctx, "tenant cache: redis reads still fail, answering from the backend",
+		c.log.WarnContext(ctx, "tenant cache: redis "+o.kind+"s still fail, "+o.meanwhile,
 			slog.String("key", printableKey(key)), slog.Duration("failing_for", now.Sub(since).Round(time.Second)),
-			slog.Int("failed_reads", failed), slog.Any("error", err))
+			slog.Int("failed_"+o.kind+"s", failed), slog.Any("error", err))
 	}
 }
 
-// redisReadWorks logs, after reads that failed, that one worked again.
-func (c *Cache) redisReadWorks(ctx context.Context) {
-	if since, ended := c.redisOutage.works(); ended {
-		c.log.InfoContext(ctx, "tenant cache: redis reads work again", slog.Duration("failed_for", time.Since(since).Round(time.Millisecond)))
+// redisWorks logs, after calls of the kind o logs that failed, that one
+// worked again.
+func (c *Cache) redisWorks(ctx context.Context, o *redisOutage) {
+	if since, ended := o.works(); ended {
+		c.log.InfoContext(ctx, "tenant cache: redis "+o.kind+"s work again", slog.Duration("failed_for", time.Since(since).Round(time.Millisecond)))
 	}
 }
 
