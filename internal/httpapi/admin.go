@@ -335,7 +335,11 @@ func query(w http.ResponseWriter, r *http.Request, params ...string) (url.Values
 	}
 	for name, vs := range q {
 		if !slices.Contains(params, name) {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown query parameter %.60q (this route takes %s)", name, strings.Join(params, ", ")))
+			takes := "none"
+			if len(params) > 0 {
+				takes = strings.Join(params, ", ")
+			}
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown query parameter %.60q (this route takes %s)", name, takes))
 			return nil, false
 		}
 		if len(vs) > 1 {
@@ -344,6 +348,19 @@ func query(w http.ResponseWriter, r *http.Request, params ...string) (url.Values
 		}
 	}
 	return q, true
+}
+
+// noQuery refuses, with query's 400, a request whose query string is not
+// empty, before next runs: the routes that change something take no
+// parameter, and one ignored would do what was not asked for
+// ("POST .../queue/drain?type=invoice:pdf" would discard the whole
+// backlog, "DELETE /admin/tenants/{id}?dry_run=1" delete the tenant).
+func noQuery(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := query(w, r); ok {
+			next.ServeHTTP(w, r)
+		}
+	})
 }
 
 // listTenants is GET /admin/tenants?status=&after=&limit=.

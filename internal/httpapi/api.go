@@ -194,33 +194,36 @@ func New(opts Options) *Handler {
 	h.metrics = newMetrics(opts.Registry, late)
 
 	mux := http.NewServeMux()
+	// Every route that changes something (POST, PUT, DELETE) takes no
+	// query parameter: noQuery answers 400 for one, once the caller is
+	// authenticated and before the route runs.
 	route := func(pattern string, fn http.Handler) { mux.Handle(pattern, named(pattern, fn)) }
 
 	// Tenant routes.
-	route("POST /v1/invoices/{id}/pdf", h.tenant(http.HandlerFunc(h.enqueuePDF)))
-	route("POST /v1/invoices/pdf", h.tenant(http.HandlerFunc(h.enqueuePDFs)))
-	route("POST /v1/invoices/{id}/reminders", h.tenant(http.HandlerFunc(h.enqueueReminder)))
+	route("POST /v1/invoices/{id}/pdf", h.tenant(noQuery(http.HandlerFunc(h.enqueuePDF))))
+	route("POST /v1/invoices/pdf", h.tenant(noQuery(http.HandlerFunc(h.enqueuePDFs))))
+	route("POST /v1/invoices/{id}/reminders", h.tenant(noQuery(http.HandlerFunc(h.enqueueReminder))))
 	route("GET /v1/invoices/{id}/pdf", h.tenant(http.HandlerFunc(h.downloadPDF)))
 	route("GET /v1/tasks/{task_id}", h.tenant(http.HandlerFunc(h.taskState)))
 
 	// Admin routes.
-	route("POST /admin/tenants", h.admin(http.HandlerFunc(h.createTenant)))
+	route("POST /admin/tenants", h.admin(noQuery(http.HandlerFunc(h.createTenant))))
 	route("GET /admin/tenants", h.admin(http.HandlerFunc(h.listTenants)))
 	route("GET /admin/tenants/{id}", h.admin(http.HandlerFunc(h.getTenant)))
-	route("POST /admin/tenants/{id}/suspend", h.admin(http.HandlerFunc(h.suspendTenant)))
-	route("POST /admin/tenants/{id}/resume", h.admin(http.HandlerFunc(h.resumeTenant)))
+	route("POST /admin/tenants/{id}/suspend", h.admin(noQuery(http.HandlerFunc(h.suspendTenant))))
+	route("POST /admin/tenants/{id}/resume", h.admin(noQuery(http.HandlerFunc(h.resumeTenant))))
 	route("GET /admin/tenants/{id}/keys", h.admin(http.HandlerFunc(h.listKeys)))
-	route("POST /admin/tenants/{id}/keys", h.admin(http.HandlerFunc(h.createKey)))
-	route("DELETE /admin/tenants/{id}/keys/{key_id}", h.admin(http.HandlerFunc(h.revokeKey)))
-	route("DELETE /admin/tenants/{id}", h.admin(http.HandlerFunc(h.deleteTenant)))
-	route("PUT /admin/tenants/{id}/limits", h.admin(http.HandlerFunc(h.setLimits)))
-	route("PUT /admin/tenants/{id}/time_zone", h.admin(http.HandlerFunc(h.setTimeZone)))
+	route("POST /admin/tenants/{id}/keys", h.admin(noQuery(http.HandlerFunc(h.createKey))))
+	route("DELETE /admin/tenants/{id}/keys/{key_id}", h.admin(noQuery(http.HandlerFunc(h.revokeKey))))
+	route("DELETE /admin/tenants/{id}", h.admin(noQuery(http.HandlerFunc(h.deleteTenant))))
+	route("PUT /admin/tenants/{id}/limits", h.admin(noQuery(http.HandlerFunc(h.setLimits))))
+	route("PUT /admin/tenants/{id}/time_zone", h.admin(noQuery(http.HandlerFunc(h.setTimeZone))))
 	route("GET /admin/queues", h.admin(http.HandlerFunc(h.queues)))
 	route("GET /admin/tenants/{id}/queue", h.admin(http.HandlerFunc(h.tenantQueue)))
-	route("POST /admin/tenants/{id}/queue/pause", h.admin(http.HandlerFunc(h.pauseQueue)))
-	route("POST /admin/tenants/{id}/queue/resume", h.admin(http.HandlerFunc(h.resumeQueue)))
-	route("POST /admin/tenants/{id}/queue/drain", h.admin(http.HandlerFunc(h.drainQueue)))
-	route("POST /admin/migrations", h.admin(http.HandlerFunc(h.migrateAll)))
+	route("POST /admin/tenants/{id}/queue/pause", h.admin(noQuery(http.HandlerFunc(h.pauseQueue))))
+	route("POST /admin/tenants/{id}/queue/resume", h.admin(noQuery(http.HandlerFunc(h.resumeQueue))))
+	route("POST /admin/tenants/{id}/queue/drain", h.admin(noQuery(http.HandlerFunc(h.drainQueue))))
+	route("POST /admin/migrations", h.admin(noQuery(http.HandlerFunc(h.migrateAll))))
 	if opts.RedisConnOpt != nil {
 		h.dashboard = asynqmon.New(asynqmon.Options{
 			RootPath:     DashboardPath,

@@ -113,6 +113,11 @@
 // The query strings of GET /admin/tenants and GET /admin/queues are 400
 // when they cannot be parsed, name a parameter twice, or name one the
 // route does not take (a mistyped filter would otherwise list everything).
+// A route that changes something (every POST, PUT and DELETE, tenant and
+// admin routes alike) takes no parameter: any query string is 400 naming
+// it, after authentication and before the route changes anything (an
+// ignored "?type=" of a drain would discard the whole backlog, an ignored
+// "?dry_run=1" of a deletion delete the tenant).
 //
 // A key is never listed, only its first characters. A revoked key, a
 // suspended or a deleted tenant is refused by every replica within a
