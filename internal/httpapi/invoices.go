@@ -354,6 +354,13 @@ func (h *Handler) downloadPDF(w http.ResponseWriter, r *http.Request) {
 	hdr.Set("Content-Disposition", contentDisposition(doc.Number, id))
 	hdr.Set("Content-Length", strconv.FormatInt(di.Bytes, 10))
 	hdr.Set("X-Content-Type-Options", "nosniff")
+	if r.Method == http.MethodHead {
+		// The GET route answers HEAD too: its headers (Content-Length,
+		// ETag) are all it sends, so the document is not read, and the
+		// access log counts no bytes sent.
+		w.WriteHeader(http.StatusOK)
+		return
+	}
 	// The server's write timeout, counted from the request, would cut the
 	// body of a large PDF part-way for a slow client, at every attempt
 	// (there is no Range to resume with): the body gets time for its size.
