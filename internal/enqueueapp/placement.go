@@ -99,8 +99,9 @@ const dbCheckTimeout = 5 * time.Second
 // (placement.Registry.CheckSchemas), and says by name what it found:
 // "usable"; "unusable: " and why (its role may not create schemas there,
 // with the grant; its server refuses the login, the database or the
-// URL's TLS setting); or "unreachable: " and why (no answer, no URL
-// here). The reasons are the
+// URL's TLS setting); "read-only: " and why (its server takes no
+// writes); or "unreachable: " and why (no answer, no URL here). The
+// reasons are the
 // checks' errors, which never quote a URL or its password.
 func databaseStates(ctx context.Context, pools *placement.Registry, ds []storage.Database) map[string]string {
 	states := make([]string, len(ds))
@@ -119,6 +120,8 @@ func databaseStates(ctx context.Context, pools *placement.Registry, ds []storage
 				states[i] = "usable"
 			case errors.Is(err, placement.ErrMayNotCreateSchemas), errors.Is(err, placement.ErrRefused):
 				states[i] = "unusable: " + reason
+			case errors.Is(err, placement.ErrReadOnly):
+				states[i] = "read-only: " + reason
 			case errors.Is(err, placement.ErrUnknownDatabase):
 				states[i] = "unreachable: no URL here"
 			default:

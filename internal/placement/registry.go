@@ -936,8 +936,10 @@ func InTenantBatch(ctx context.Context, r *Registry, fallback *pgxpool.Pool, b *
 
 // Add registers database name with its URL in the catalog (`enqueue db
 // add`), after checking that the URL parses, the server answers with an
-// empty search_path (schema.NewPool's check) and the URL's role may create
-// schemas in the database (CREATE on it, which its owner has): tenants
+// empty search_path (schema.NewPool's check), the URL's role may create
+// schemas in the database (CREATE on it, which its owner has) and the
+// server takes writes (ErrReadOnly: a replica's URL registered by
+// mistake, whose tenants would wait for as long as it stays so): tenants
 // placed there get their schema created over that URL, and a database
 // that refuses it would take every new tenant placed by load and leave
 // each provisioning. ErrConflict (storage) when the name is taken.
@@ -1006,6 +1008,13 @@ var ErrMayNotCreateSchemas = errors.New("may not create schemas")
 // the database or the URL's TLS setting is ErrRefused instead.
 var ErrUnreachable = errors.New("could not connect")
 
+// ErrReadOnly wraps the error of a tenant database whose server answered
+// but takes no writes (transaction_read_only on: a hot standby, as a
+// replica is, or default_transaction_read_only set for the database or
+// the role): its tenants' work would wait for as long as it stays so
+// (pgreach.Unavailable), and their schemas could not be created there.
+var ErrReadOnly = errors.New("takes no writes (transaction_read_only is on: a standby or default_transaction_read_only)")
+
 // ErrRefused wraps the error of a tenant database whose server answered
 // that the URL's login or database is wrong (refusal: SQLSTATE class 28,
 // a wrong password or an unknown role; 3D000, no such database): a
@@ -1057,13 +1066,15 @@ func refusal(ctx context.Context, err error) error {
 
 // CheckDatabase checks what the binaries need of a tenant database's URL
 // (`enqueue db add`, TENANT_DATABASES at start): it parses, the server
-// answers with an empty search_path (schema.NewPool's check) and the URL's
-// role may create schemas in the database. A server that refuses the
-// login or the database fails with ErrRefused, one that refuses the URL's
-// TLS setting with ErrRefusedTLS (an ErrRefused); a database that cannot be
-// reached otherwise, with ErrUnreachable; a role that may not create
-// schemas, with ErrMayNotCreateSchemas and the grant that fixes it. Errors
-// never quote the URL.
+// answers with an empty search_path (schema.NewPool's check), the URL's
+// role may create schemas in the database and the server takes writes. A
+// server that refuses the login or the database fails with ErrRefused,
+// one that refuses the URL's TLS setting with ErrRefusedTLS (an
+// ErrRefused); a database that cannot be reached otherwise, with
+// ErrUnreachable; a role that may not create schemas, with
+// ErrMayNotCreateSchemas and the grant that fixes it; a server that takes
+// no writes (a replica's URL, default_transaction_read_only), with
+// ErrReadOnly. Errors never quote the URL.
 func CheckDatabase(ctx context.Context, dsn string, log *slog.Logger) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -1078,17 +1089,36 @@ func CheckDatabase(ctx context.Context, dsn string, log *slog.Logger) error {
 
 // CheckPool is CheckDatabase's check on p, a pool of a tenant database
 // already open (a move's target, `enqueue db list`): on one of its
-// connections, the role may create schemas in the database. Its errors
-// are CheckDatabase's: ErrRefused (ErrRefusedTLS too), ErrUnreachable
-// (also for a check cut by ctx), ErrMayNotCreateSchemas with the grant;
-// they never quote the URL.
+// connections, the role may create schemas in the database, and the
+// server takes writes. Its errors are CheckDatabase's: ErrRefused
+// (ErrRefusedTLS too), ErrUnreachable (also for a check cut by ctx),
+// ErrMayNotCreateSchemas with the grant, ErrReadOnly; they never quote
+// the URL.
 func CheckPool(ctx context.Context, p *pgxpool.Pool) error {
 	c, err := p.Acquire(ctx)
 	if err != nil {
 		return connectError(ctx, err)
 	}
 	defer c.Release()
-	return checkError(ctx, checkPrivileges(ctx, c))
+	if err := checkPrivileges(ctx, c); err != nil {
+		return checkError(ctx, err)
+	}
+	return checkError(ctx, checkWrites(ctx, c))
+}
+
+// checkWrites is CheckPool's check that q's server takes writes:
+// ErrReadOnly, naming the database, when transaction_read_only is on.
+func checkWrites(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}) error {
+	var readOnly, db string
+	if err := q.QueryRow(ctx, readOnlySQL+", pg_catalog.current_database()").Scan(&readOnly, &db); err != nil {
+		return fmt.Errorf("check writes: %w", err)
+	}
+	if readOnly == "on" {
+		return fmt.Errorf("database %s %w: register a primary", db, ErrReadOnly)
+	}
+	return nil
 }
 
 // checkOwn is CheckPool's check on a connection of its own (dialOwn)
@@ -1191,7 +1221,9 @@ const checkTimeout = 10 * time.Second
 // (ErrRefused: a wrong password, an unknown role or database) or the
 // URL's TLS setting (ErrRefusedTLS: sslmode=require against a server
 // without TLS, a certificate that does not verify), a misconfiguration
-// rather than an outage. A database that cannot be
+// rather than an outage. A database that takes no writes (ErrReadOnly)
+// is a warning saying so, not an error: a failover may be under way, and
+// its tenants' work waits until it takes writes. A database that cannot be
 // reached otherwise (ErrUnreachable) is not: it is logged as a warning
 // saying its privileges were not checked yet, its tenants wait for it
 // while the others are served, as before the check, and it is checked
@@ -1211,6 +1243,10 @@ func (r *Registry) CheckConfigured(ctx context.Context) error {
 			err := CheckDatabase(cctx, r.opts.URLs[n], r.log)
 			switch {
 			case err == nil:
+			case errors.Is(err, ErrReadOnly):
+				// Its privileges passed; a failover may be under way.
+				r.log.WarnContext(ctx, "tenant database takes no writes at start (TENANT_DATABASES): its tenants' work waits until it does; a replica's URL or a database left read-only must be replaced by its primary's",
+					slog.String("database", n), slog.String("error", err.Error()))
 			case errors.Is(err, ErrMayNotCreateSchemas), errors.Is(err, ErrRefused):
 				errs[i] = fmt.Errorf("TENANT_DATABASES: database %s: %w", n, err)
 			case errors.Is(err, ErrUnreachable) || cctx.Err() != nil:
