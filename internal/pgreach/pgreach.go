@@ -84,6 +84,14 @@ func NoAnswer(err error) bool {
 // the server refused a write because it takes none now.
 const ReadOnlySQLTransaction = "25006"
 
+// ReadOnly reports whether err is, or wraps, a PostgreSQL error of
+// SQLSTATE 25006 (ReadOnlySQLTransaction): the server answered but takes
+// no writes now.
+func ReadOnly(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == ReadOnlySQLTransaction
+}
+
 // Unavailable reports whether code, a SQLSTATE a PostgreSQL server
 // answered, says the server cannot serve the unit of work now for a reason
 // of its own that a restart or a failover ends, not the unit's: class 08

@@ -59,6 +59,45 @@ func TestAddRefusesADatabaseThatTakesNoWrites(t *testing.T) {
 	}
 }
 
+// TestChooseSkipsADatabaseThatTakesNoWrites: a registered database that
+// answers but takes no writes is not chosen for a new tenant, however few
+// tenants it holds; the choice goes to the next one that takes writes,
+// and a warning says why it was skipped.
+func TestChooseSkipsADatabaseThatTakesNoWrites(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	main := catalogPool(t)
+	log := &testenv.LogBuffer{}
+	roURL := testenv.Postgres(t)
+	r := placement.New(placement.Options{MainPool: main, URLs: map[string]string{"aaa-replica": roURL, "bbb-primary": testenv.Postgres(t)},
+		Catalog: storage.NewPostgres(main), MaxConns: 2, Logger: slog.New(slog.NewTextHandler(log, nil))})
+	t.Cleanup(func() { _ = r.Close() })
+	if err := r.Register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Set read-only once registered, as a failover or an operator does.
+	conn, err := pgx.Connect(ctx, roURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{conn.Config().Database}.Sanitize()+
+		" SET default_transaction_read_only = on"); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.Close(ctx)
+	// Every database is empty: ties go by name, the read-only one first.
+	got, err := r.Choose(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != "bbb-primary" {
+		t.Fatalf("Choose = %s, want bbb-primary (aaa-replica takes no writes)", got)
+	}
+	if !strings.Contains(log.String(), "takes no writes") {
+		t.Errorf("no warning that aaa-replica takes no writes:\n%s", log)
+	}
+}
+
 // TestCheckConfiguredWarnsOfADatabaseThatTakesNoWrites: a
 // TENANT_DATABASES database that answers but takes no writes at start
 // does not stop the start (a failover may be under way), but a warning

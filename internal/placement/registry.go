@@ -624,7 +624,9 @@ const chooseTimeout = 5 * time.Second
 // database with the fewest tenants whose URL is known (ties: by name, so
 // "main" wins among equals when it sorts first) and whose server answers:
 // one that does not (a ping within chooseTimeout) is skipped and logged,
-// so a server that is down does not fail every new tenant. When none
+// so a server that is down does not fail every new tenant; so is one
+// that answers but takes no writes (a standby, a database set
+// default_transaction_read_only), logged as such. When none
 // answers, the least loaded is returned (the provisioning then fails
 // with its error). The candidates are checked all at once, each on a
 // connection of its own (not one of its pool, which its tenants' work may
@@ -712,8 +714,11 @@ func (r *Registry) Choose(ctx context.Context, want string) (string, error) {
 		if r.unusableErr(d.Name) != nil {
 			continue // unusable, or made so by the ping's refused login: logged once by checkLate
 		}
-		r.log.WarnContext(ctx, "placing a new tenant: tenant database does not answer, skipped",
-			slog.String("database", d.Name), slog.String("error", err.Error()))
+		msg := "placing a new tenant: tenant database does not answer, skipped"
+		if pgreach.ReadOnly(err) {
+			msg = "placing a new tenant: tenant database takes no writes (a standby, or default_transaction_read_only), skipped"
+		}
+		r.log.WarnContext(ctx, msg, slog.String("database", d.Name), slog.String("error", err.Error()))
 	}
 	for _, d := range candidates {
 		if r.unusableErr(d.Name) == nil {
@@ -767,7 +772,10 @@ func (r *Registry) usable(ctx context.Context, name string) error {
 // catalog, which just answered. A TENANT_DATABASES database whose late
 // check is due gets it on the connection pinged (checkLate), or, when its
 // server refuses the login, the database or the URL's TLS setting
-// (refusal), fails it.
+// (refusal), fails it. A server that answers but takes no writes
+// (transaction_read_only on: a standby, default_transaction_read_only)
+// fails the ping with SQLSTATE 25006 (checkWritable): a tenant placed
+// there could not have its schema created, and its work would wait.
 func (r *Registry) ping(ctx context.Context, name string) error {
 	if name == tenantctx.DefaultDatabase {
 		return nil
@@ -790,7 +798,7 @@ func (r *Registry) ping(ctx context.Context, name string) error {
 		return err
 	}
 	r.checkLate(ctx, name, conn)
-	return nil
+	return checkWritable(ctx, conn)
 }
 
 // connConfig returns the configuration a connection of database name's
