@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/invoicing/tenantworker/internal/pgreach"
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
@@ -121,6 +122,10 @@ type breaker struct {
 	nextProbe   time.Time
 	probing     bool
 	watching    bool // a background prober (watch) runs for it
+	// readOnly: the last answer it was found down by says it takes no
+	// writes (SQLSTATE 25006: a standby, default_transaction_read_only),
+	// not that it could not be reached; its lines say so.
+	readOnly bool
 }
 
 // NewDatabaseBreakers returns the breakers of opts (defaults filled in).
@@ -263,6 +268,9 @@ func (b *DatabaseBreakers) settleLocked(ctx context.Context, name string, s *bre
 			s.backoff = min(2*s.backoff, b.opts.ProbeMax)
 			s.nextProbe = now.Add(s.backoff)
 			s.cause = perr.Error()
+			if !errors.Is(perr, ErrDatabaseDown) {
+				s.readOnly = pgreach.ReadOnly(perr)
+			}
 			return true
 		}
 		// The server answered (a refused password, an unknown database):
@@ -270,7 +278,11 @@ func (b *DatabaseBreakers) settleLocked(ctx context.Context, name string, s *bre
 	}
 	s.open = false
 	b.down.WithLabelValues(name).Set(0)
-	b.logger.InfoContext(ctx, "database reachable again: its tasks run", slog.String("database", name),
+	msg := "database reachable again: its tasks run"
+	if s.readOnly {
+		msg = "database takes writes again: its tasks run"
+	}
+	b.logger.InfoContext(ctx, msg, slog.String("database", name),
 		slog.Duration("downtime", now.Sub(s.since).Round(time.Millisecond)), slog.Int64("held_tasks", s.held))
 	return false
 }
@@ -396,7 +408,11 @@ func (b *DatabaseBreakers) countLocked(ctx context.Context, name string, s *brea
 	s.heldSummary++
 	b.held.WithLabelValues(name).Inc()
 	if now.Sub(s.lastLine) >= b.opts.SummaryEvery {
-		b.logger.WarnContext(ctx, "database still down: its tasks are held", slog.String("database", name),
+		msg := "database still down: its tasks are held"
+		if s.readOnly {
+			msg = "database still takes no writes: its tasks are held"
+		}
+		b.logger.WarnContext(ctx, msg, slog.String("database", name),
 			slog.Duration("down_for", now.Sub(s.since).Round(time.Second)), slog.Int64("held_tasks", s.heldSummary),
 			slog.Int64("held_tasks_total", s.held), slog.Duration("next_probe_in", s.nextProbe.Sub(now).Round(time.Millisecond)),
 			slog.String("cause", s.cause))
@@ -404,8 +420,9 @@ func (b *DatabaseBreakers) countLocked(ctx context.Context, name string, s *brea
 	}
 }
 
-// failed records that a task's attempt found database name unreachable
-// (err); the first such attempt opens its breaker.
+// failed records that a task's attempt found database name unreachable,
+// or taking no writes (err); the first such attempt opens its breaker,
+// with a warning that says which.
 func (b *DatabaseBreakers) failed(ctx context.Context, name string, err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -419,14 +436,18 @@ func (b *DatabaseBreakers) failed(ctx context.Context, name string, err error) {
 	}
 	now := time.Now()
 	*s = breaker{open: true, since: now, cause: err.Error(), lastLine: now, backoff: b.opts.ProbeMin, nextProbe: now.Add(b.opts.ProbeMin),
-		watching: s.watching}
+		watching: s.watching, readOnly: pgreach.ReadOnly(err)}
 	if !s.watching && !b.closed {
 		s.watching = true
 		b.wg.Add(1)
 		go b.watch(name, s)
 	}
 	b.down.WithLabelValues(name).Set(1)
-	b.logger.WarnContext(ctx, "database unreachable: its tasks are held until a probe reaches it", slog.String("database", name),
+	msg := "database unreachable: its tasks are held until a probe reaches it"
+	if s.readOnly {
+		msg = "database takes no writes: its tasks are held until a probe finds it taking writes (a standby, or default_transaction_read_only: a replica's URL must be replaced by its primary's)"
+	}
+	b.logger.WarnContext(ctx, msg, slog.String("database", name),
 		slog.String("cause", s.cause), slog.Duration("first_probe_in", b.opts.ProbeMin))
 }
 

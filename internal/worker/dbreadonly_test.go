@@ -3,6 +3,8 @@ package worker_test
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -135,5 +137,67 @@ func TestDatabaseBreakerHoldsAReadOnlyDatabase(t *testing.T) {
 	}
 	if c.breakers.Down(tenantctx.DefaultDatabase) {
 		t.Error("main still held once it takes writes again")
+	}
+}
+
+// TestDatabaseBreakerSaysADatabaseTakesNoWrites: the breaker of a
+// database held because it takes no writes (a replica's URL registered by
+// mistake, a standby after a failover, default_transaction_read_only)
+// says so in its warning, its still-held lines and its closing line,
+// rather than calling a server that answers unreachable or down, which
+// sends an operator looking for a network fault.
+func TestDatabaseBreakerSaysADatabaseTakesNoWrites(t *testing.T) {
+	t.Parallel()
+	mainPool := openPool(t, testenv.Postgres(t), 4)
+	if _, err := mainPool.Exec(t.Context(), "CREATE TABLE public.written (n int)"); err != nil {
+		t.Fatal(err)
+	}
+	reg := newRegistry(t, placement.Options{MainPool: mainPool, MaxConns: 2, RefreshInterval: -1})
+	catalog := memstore.New()
+	tn := addTenant(t, catalog, "says-read-only", tenantctx.StatusActive)
+	log := &recordedLog{}
+	c := newBreakerChain(t, worker.BreakerOptions{
+		Logger: slog.New(log), Probe: breakerProbe(reg),
+		ProbeMin: time.Nanosecond, ProbeMax: time.Minute, SummaryEvery: time.Nanosecond,
+	}, catalog, map[string]asynq.Handler{
+		tasks.TypeInvoicePDF: worker.Handle(func(ctx context.Context, _ tasks.InvoicePDF) error {
+			_, err := mainPool.Exec(ctx, "INSERT INTO public.written VALUES (1)")
+			return err
+		}),
+	})
+	run := func() error { return c.render(tn) }
+
+	setReadOnly(t, mainPool, true)
+	t.Cleanup(func() { setReadOnly(t, mainPool, false) })
+	for i := range 3 {
+		if err := run(); !errors.Is(err, worker.ErrDatabaseUnavailable) {
+			t.Fatalf("attempt %d on a read-only database: %v; want a wait", i+1, err)
+		}
+	}
+	setReadOnly(t, mainPool, false)
+	if err := run(); err != nil {
+		t.Fatalf("attempt once the database takes writes again: %v", err)
+	}
+	for _, l := range []struct {
+		level slog.Level
+		msg   string
+		want  bool
+	}{
+		{slog.LevelWarn, "database takes no writes: its tasks are held", true},
+		{slog.LevelWarn, "database still takes no writes: its tasks are held", true},
+		{slog.LevelInfo, "database takes writes again: its tasks run", true},
+		{slog.LevelWarn, "unreachable", false},
+		{slog.LevelWarn, "still down", false},
+		{slog.LevelInfo, "reachable again", false},
+	} {
+		if n := log.count(l.level, l.msg); (n > 0) != l.want {
+			log.mu.Lock()
+			msgs := make([]string, 0, len(log.records))
+			for _, r := range log.records {
+				msgs = append(msgs, r.Level.String()+" "+r.Message)
+			}
+			log.mu.Unlock()
+			t.Errorf("%d %s lines %q, want them %v; lines:\n%s", n, l.level, l.msg, map[bool]string{true: "logged", false: "not logged"}[l.want], strings.Join(msgs, "\n"))
+		}
 	}
 }
