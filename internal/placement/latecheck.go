@@ -208,7 +208,7 @@ func (r *Registry) recheckAt(ctx context.Context, name string) {
 	if err != nil {
 		return
 	}
-	err = checkOwn(ctx, cfg)
+	err = checkOwn(ctx, cfg, false)
 }
 
 // checkDue reports whether database name's late check is due.

@@ -1132,8 +1132,10 @@ func checkWrites(ctx context.Context, q interface {
 // checkOwn is CheckPool's check on a connection of its own (dialOwn)
 // dialed with cfg, the configuration of a database's pool, instead of one
 // of the pool's, each query within checkTimeout, as a re-check makes it
-// (recheckAt, CheckTarget). Its errors are CheckPool's.
-func checkOwn(ctx context.Context, cfg *pgx.ConnConfig) error {
+// (recheckAt, CheckTarget). It checks that the server takes writes only
+// when writes is set (CheckTarget's; a re-check is of the privileges a
+// late check found lacking). Its errors are CheckPool's.
+func checkOwn(ctx context.Context, cfg *pgx.ConnConfig, writes bool) error {
 	conn, release, err := dialOwn(ctx, cfg)
 	if err != nil {
 		return connectError(ctx, err)
@@ -1141,7 +1143,10 @@ func checkOwn(ctx context.Context, cfg *pgx.ConnConfig) error {
 	defer release()
 	cctx, cancel := context.WithTimeout(ctx, checkTimeout)
 	defer cancel()
-	return checkError(cctx, checkPrivileges(cctx, conn))
+	if err := checkPrivileges(cctx, conn); err != nil || !writes {
+		return checkError(cctx, err)
+	}
+	return checkError(cctx, checkWrites(cctx, conn))
 }
 
 // connectError is CheckPool's error for err, of a connection that could
@@ -1169,10 +1174,12 @@ func checkError(ctx context.Context, err error) error {
 // one made before the server began refusing the login). When it passes, a
 // TENANT_DATABASES database found unusable (Unusable) is usable again at
 // once, with the info line of a re-check that passes, not only at its
-// next re-check (Options.RecheckInterval). Its errors are CheckPool's; a
-// failure leaves Unusable as it is.
+// next re-check (Options.RecheckInterval). Like CheckPool it requires the
+// server to take writes (ErrReadOnly otherwise: a move there would fail
+// at the copy's CREATE SCHEMA, after the queue's pause). Its errors are
+// CheckPool's; a failure leaves Unusable as it is.
 func (r *Registry) CheckTarget(ctx context.Context, name string, p *pgxpool.Pool) error {
-	if err := checkOwn(ctx, p.Config().ConnConfig); err != nil {
+	if err := checkOwn(ctx, p.Config().ConnConfig, true); err != nil {
 		return err
 	}
 	r.passedAgain(ctx, name)

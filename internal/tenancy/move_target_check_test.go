@@ -21,15 +21,30 @@ import (
 // anything, with the grant that fixes it (ErrMoveRefused wrapping
 // placement.ErrMayNotCreateSchemas), instead of failing at the copy after
 // the tenant's queue was paused; a target that does not answer fails as
-// early (placement.ErrUnreachable). Either way the tenant stays where it
+// early (placement.ErrUnreachable), and so does one whose server answers
+// but takes no writes (placement.ErrReadOnly: a replica's URL, a database
+// set default_transaction_read_only), which failed only at the copy's
+// CREATE SCHEMA (25006) after the pause and the move's audit entries.
+// Either way the tenant stays where it
 // is, active, its queue neither paused nor held by a move, and no audit
 // entry is written.
 func TestMoveToAnUnusableTargetIsRefusedUpFront(t *testing.T) {
 	t.Parallel()
 	pool, catalog, docs := catalogOn(t)
+	readOnly := testenv.Postgres(t)
+	conn, err := pgx.Connect(t.Context(), readOnly)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(t.Context(), "ALTER DATABASE "+pgx.Identifier{conn.Config().Database}.Sanitize()+
+		" SET default_transaction_read_only = on"); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.Close(t.Context())
 	b := servicesOn(t, pool, catalog, docs, map[string]string{
 		"nocreate": testenv.PostgresAs(t, false),
 		"down":     "postgres://app@127.0.0.1:1/invoicing?connect_timeout=5",
+		"readonly": readOnly,
 	}, 2)
 	tn := b.provision(t, "acme", tenantctx.DefaultDatabase)
 	before, err := b.catalog.AuditEntries(b.ctx, tn.ID)
@@ -45,6 +60,7 @@ func TestMoveToAnUnusableTargetIsRefusedUpFront(t *testing.T) {
 	}{
 		{"nocreate", placement.ErrMayNotCreateSchemas, true, "GRANT CREATE ON DATABASE"},
 		{"down", placement.ErrUnreachable, false, "target database down"},
+		{"readonly", placement.ErrReadOnly, false, "takes no writes"},
 	} {
 		_, err := b.svc.Move(b.ctx, tn.ID, tc.to, "test", opts)
 		if !errors.Is(err, tc.want) || errors.Is(err, tenancy.ErrMoveRefused) != tc.refused || !strings.Contains(err.Error(), tc.says) {
