@@ -22,25 +22,14 @@ import (
 // tenant's next enqueue.
 func TestEnqueueInFlightKeepsNoOlderLimits(t *testing.T) {
 	t.Parallel()
-	pool, catalog, docs := catalogOn(t)
-	rdb := redis.NewClient(&redis.Options{Addr: testenv.Redis(t)})
-	t.Cleanup(func() { _ = rdb.Close() })
-	inspector := asynq.NewInspectorFromRedisClient(rdb)
-	d := fair.New(rdb, fair.Config{MinPending: 1})
-	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), inspector, nil,
-		tasks.WithAdmission(tasks.Admission{Dispatcher: d, Tenants: catalog}))
-	svc := tenancy.New(tenancy.Config{Catalog: catalog, Enqueuer: enq, Documents: docs, SchemaPool: pool,
-		Dispatcher: d, Plans: fair.DefaultPlans()})
-	b := &fairBundle{bundle: &bundle{ctx: t.Context(), catalog: catalog, docs: docs, inspector: inspector, pool: pool, svc: svc}, d: d, enq: enq}
+	b, rdb := staleLimitsBundle(t)
 	tn := b.active(t, "limits-inflight")
 	b.pdfs(t, tn, 3)
 
 	// The other service's enqueuer, on the same Redis, admitting through
 	// a catalog whose read of the tenant lets the limits change land
 	// before the enqueue goes on.
-	rc := &racingRead{Catalog: catalog}
-	other := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), inspector, nil,
-		tasks.WithAdmission(tasks.Admission{Dispatcher: fair.New(rdb, fair.Config{MinPending: 1}), Tenants: rc}))
+	other, rc := racingEnqueuer(b, rdb)
 	limits := tenantctx.Limits{Weight: 3, MaxRunning: 2, MaxWaiting: 7}
 	rc.after = func() {
 		if _, err := b.svc.SetLimits(b.ctx, tn.ID, "", limits, tenancy.ActorAdmin); err != nil {
@@ -64,16 +53,7 @@ func TestEnqueueInFlightKeepsNoOlderLimits(t *testing.T) {
 // fourth task waiting past a cap the operator had just lowered.
 func TestEnqueueInFlightChecksTheLoweredWaitingCap(t *testing.T) {
 	t.Parallel()
-	pool, catalog, docs := catalogOn(t)
-	rdb := redis.NewClient(&redis.Options{Addr: testenv.Redis(t)})
-	t.Cleanup(func() { _ = rdb.Close() })
-	inspector := asynq.NewInspectorFromRedisClient(rdb)
-	d := fair.New(rdb, fair.Config{MinPending: 1})
-	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), inspector, nil,
-		tasks.WithAdmission(tasks.Admission{Dispatcher: d, Tenants: catalog}))
-	svc := tenancy.New(tenancy.Config{Catalog: catalog, Enqueuer: enq, Documents: docs, SchemaPool: pool,
-		Dispatcher: d, Plans: fair.DefaultPlans()})
-	b := &fairBundle{bundle: &bundle{ctx: t.Context(), catalog: catalog, docs: docs, inspector: inspector, pool: pool, svc: svc}, d: d, enq: enq}
+	b, rdb := staleLimitsBundle(t)
 	tn := b.active(t, "cap-inflight")
 	if _, err := b.svc.SetLimits(b.ctx, tn.ID, "", tenantctx.Limits{MaxWaiting: 10}, tenancy.ActorAdmin); err != nil {
 		t.Fatal(err)
@@ -86,9 +66,7 @@ func TestEnqueueInFlightChecksTheLoweredWaitingCap(t *testing.T) {
 	// The other service's enqueuer, on the same Redis, admitting through
 	// a catalog whose read of the tenant lets the limits change land
 	// before the enqueue goes on.
-	rc := &racingRead{Catalog: catalog}
-	other := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), inspector, nil,
-		tasks.WithAdmission(tasks.Admission{Dispatcher: fair.New(rdb, fair.Config{MinPending: 1}), Tenants: rc}))
+	other, rc := racingEnqueuer(b, rdb)
 	rc.after = func() {
 		if _, err := b.svc.SetLimits(b.ctx, tn.ID, "", tenantctx.Limits{MaxWaiting: 3}, tenancy.ActorAdmin); err != nil {
 			t.Error(err)
@@ -112,21 +90,10 @@ func TestEnqueueInFlightChecksTheLoweredWaitingCap(t *testing.T) {
 // still carry the new limits, not those it read before the change.
 func TestEnqueueInFlightBringsNoOlderLimitsToANewQueue(t *testing.T) {
 	t.Parallel()
-	pool, catalog, docs := catalogOn(t)
-	rdb := redis.NewClient(&redis.Options{Addr: testenv.Redis(t)})
-	t.Cleanup(func() { _ = rdb.Close() })
-	inspector := asynq.NewInspectorFromRedisClient(rdb)
-	d := fair.New(rdb, fair.Config{MinPending: 1})
-	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), inspector, nil,
-		tasks.WithAdmission(tasks.Admission{Dispatcher: d, Tenants: catalog}))
-	svc := tenancy.New(tenancy.Config{Catalog: catalog, Enqueuer: enq, Documents: docs, SchemaPool: pool,
-		Dispatcher: d, Plans: fair.DefaultPlans()})
-	b := &fairBundle{bundle: &bundle{ctx: t.Context(), catalog: catalog, docs: docs, inspector: inspector, pool: pool, svc: svc}, d: d, enq: enq}
+	b, rdb := staleLimitsBundle(t)
 	tn := b.active(t, "limits-newqueue")
 
-	rc := &racingRead{Catalog: catalog}
-	other := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), inspector, nil,
-		tasks.WithAdmission(tasks.Admission{Dispatcher: fair.New(rdb, fair.Config{MinPending: 1}), Tenants: rc, Plans: fair.DefaultPlans()}))
+	other, rc := racingEnqueuer(b, rdb)
 	rc.after = func() {
 		if _, err := b.svc.SetLimits(b.ctx, tn.ID, "", tenantctx.Limits{Weight: 3, MaxRunning: 2, MaxWaiting: 7}, tenancy.ActorAdmin); err != nil {
 			t.Error(err)
@@ -139,4 +106,31 @@ func TestEnqueueInFlightBringsNoOlderLimitsToANewQueue(t *testing.T) {
 	if d := inDefault(t, b.queue(t, tn.ID)); d.Policy != want {
 		t.Fatalf("default queue after a limits change and the tenant's first enqueue there, which read the tenant before it: %+v, want policy %+v", d, want)
 	}
+}
+
+// staleLimitsBundle returns a fair bundle whose service and enqueuer
+// share a Redis of their own (rdb), for the tests of an enqueue on
+// another service racing a limits change.
+func staleLimitsBundle(t *testing.T) (b *fairBundle, rdb *redis.Client) {
+	t.Helper()
+	pool, catalog, docs := catalogOn(t)
+	rdb = redis.NewClient(&redis.Options{Addr: testenv.Redis(t)})
+	t.Cleanup(func() { _ = rdb.Close() })
+	inspector := asynq.NewInspectorFromRedisClient(rdb)
+	d := fair.New(rdb, fair.Config{MinPending: 1})
+	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), inspector, nil,
+		tasks.WithAdmission(tasks.Admission{Dispatcher: d, Tenants: catalog}))
+	svc := tenancy.New(tenancy.Config{Catalog: catalog, Enqueuer: enq, Documents: docs, SchemaPool: pool,
+		Dispatcher: d, Plans: fair.DefaultPlans()})
+	return &fairBundle{bundle: &bundle{ctx: t.Context(), catalog: catalog, docs: docs, inspector: inspector, pool: pool, svc: svc}, d: d, enq: enq}, rdb
+}
+
+// racingEnqueuer returns another service's enqueuer on rdb, admitting
+// through a catalog (rc) whose next read of a tenant runs rc.after before
+// the enqueue goes on: a change made there lands between the enqueue's
+// read of the tenant and its script.
+func racingEnqueuer(b *fairBundle, rdb *redis.Client) (*tasks.Enqueuer, *racingRead) {
+	rc := &racingRead{Catalog: b.catalog}
+	return tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), b.inspector, nil,
+		tasks.WithAdmission(tasks.Admission{Dispatcher: fair.New(rdb, fair.Config{MinPending: 1}), Tenants: rc, Plans: fair.DefaultPlans()})), rc
 }
