@@ -70,7 +70,7 @@ func LockDocuments(ctx context.Context, tx pgx.Tx, schemaName string, ids []int6
 		return nil, fmt.Errorf("lock documents: read the isolation level: %w", err)
 	}
 	if isolation != "read committed" {
-		return nil, fmt.Errorf("lock documents: the transaction runs at %.40q, and checking documents needs read committed (the database's default_transaction_isolation)", isolation)
+		return nil, fmt.Errorf("lock documents: the transaction runs at %.40q, and checking documents needs read committed (schema.InTenantReadCommitted)", isolation)
 	}
 	if _, err := tx.Exec(ctx, lockDocumentsSQL); err != nil {
 		return nil, fmt.Errorf("lock invoice_documents: %w", err)

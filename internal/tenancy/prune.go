@@ -76,7 +76,9 @@ func (s *Service) fresh() storage.TenantStore {
 // deleted invoice's customer data.
 //
 // Each batch of documents is checked in one unit of work on the tenant's
-// database: it takes the writers' lock of invoice_documents (which waits
+// database, at read committed whatever the database's
+// default_transaction_isolation (schema.InTenantReadCommitted: each check
+// needs a snapshot taken after the locks before it): it takes the writers' lock of invoice_documents (which waits
 // for a move's copy and holds off the next), reads the tenant's placement
 // from the catalog again (placementNow: through the unit's own
 // transaction for a tenant on the catalog's database; a move switches only
@@ -139,7 +141,7 @@ func (s *Service) PruneDocuments(ctx context.Context, id string) (DocumentsPrune
 		batch := ids[:min(pruneBatch, len(ids))]
 		ids = ids[len(batch):]
 		bctx, cancel := context.WithTimeout(tctx, pruneBatchTimeout)
-		err := schema.InTenant(bctx, pool, func(ctx context.Context, tx pgx.Tx) error {
+		err := schema.InTenantReadCommitted(bctx, pool, func(ctx context.Context, tx pgx.Tx) error {
 			locked, err := invoice.LockDocuments(ctx, tx, t.Schema, batch)
 			if err != nil {
 				return err
