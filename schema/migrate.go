@@ -125,7 +125,9 @@ func loadMigrations(fsys fs.FS) ([]Migration, error) {
 // Otherwise each step runs in its own transaction that first takes the
 // tenant's transaction-scoped advisory lock (pg_advisory_xact_lock keyed by
 // the schema name, not one global key), then reads the version again and
-// applies the step only if it is still pending, with search_path pinned to
+// applies the step only if it is still pending (the transaction runs at
+// read committed whatever the database's default_transaction_isolation, so
+// that read sees the step committed while it waited), with search_path pinned to
 // the schema by set_config(..., true), and records it in
 // <schema>.schema_migrations with its name and the sha256 of its SQL.
 // Before applying a step it compares what the schema recorded for the
@@ -332,7 +334,11 @@ func hasRecordColumns(ctx context.Context, q querier, quoted string) (bool, erro
 // all the same. It returns whether it applied m, whether it created the
 // schema, and the version after the step.
 func migrateStep(ctx context.Context, pool *pgxpool.Pool, schemaName, quoted string, set []Migration, m Migration, ensure bool, c creation) (applied, created bool, version int, err error) {
-	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+	// At read committed whatever the database's
+	// default_transaction_isolation: the checks after the tenant's lock
+	// (the schema's existence, the version) must see what the step that
+	// held the lock before committed, not a snapshot from before the wait.
+	err = pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
 		applied, created, version = false, false, 0
 		if ensure {
 			// It may create the schema: not while a unit is pinned to a
