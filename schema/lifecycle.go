@@ -77,7 +77,9 @@ func Drop(ctx context.Context, pool *pgxpool.Pool, schemaName string) error {
 // owners were recorded, or by Migrate). A schema recorded for another
 // tenant (a new tenant given the same slug since) is left alone: it
 // returns false and no error. It reports whether it dropped a schema;
-// a missing schema is not an error.
+// a missing schema is not an error. Its transaction runs at read committed
+// whatever the database's default_transaction_isolation, so a drop that
+// waited for the tenant's lock reads the owner committed meanwhile.
 func DropOwned(ctx context.Context, pool *pgxpool.Pool, schemaName, owner string) (bool, error) {
 	return dropOwned(ctx, pool, schemaName, owner, false)
 }
@@ -97,7 +99,11 @@ func dropOwned(ctx context.Context, pool *pgxpool.Pool, schemaName, owner string
 		return false, fmt.Errorf("drop schema: %w", err)
 	}
 	dropped := false
-	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+	// At read committed whatever the database's
+	// default_transaction_isolation: the owner read after the locks must
+	// be the one a creation that held them committed, not a snapshot's
+	// from before the wait.
+	err = pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
 		if err := lockExistence(ctx, tx, schemaName); err != nil {
 			return err
 		}
