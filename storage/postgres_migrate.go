@@ -241,15 +241,20 @@ func applyMigrationRetrying(ctx context.Context, pool *pgxpool.Pool, logger *slo
 }
 
 // applyMigration applies m in one transaction unless it is recorded
-// already (checked again under the lock: another process may have applied
-// it since appliedVersions), and reports whether it did. The advisory lock
+// already (checked again under the lock, at read committed whatever the
+// database's default_transaction_isolation: another process may have
+// applied it since appliedVersions), and reports whether it did. The advisory lock
 // is taken before the schema and version table are created, so concurrent
 // starts never race on CREATE ... IF NOT EXISTS. Once it holds that lock
 // (a concurrent start still waits for it as long as it takes), a
 // statement waits at most lockTimeout for a table lock.
 func applyMigration(ctx context.Context, pool *pgxpool.Pool, m catalogMigration, lockTimeout time.Duration) (bool, error) {
 	applied := false
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+	// At read committed whatever the database's
+	// default_transaction_isolation: the version read after the lock must
+	// be the one a start that held it committed, not a snapshot's from
+	// before the wait.
+	err := pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, catalogLockKey); err != nil {
 			return fmt.Errorf("lock: %w", err)
 		}
