@@ -127,7 +127,13 @@ func beginCopy(ctx context.Context, src, dst *pgxpool.Pool, schemaName string, s
 	if c.quoted, err = quoteSchema(schemaName); err != nil {
 		return c, fmt.Errorf("copy schema: %w", err)
 	}
-	if c.src, err = src.Begin(ctx); err != nil {
+	// At read committed whatever the source database's
+	// default_transaction_isolation: the rows are read after the tables'
+	// lock, which waits for the writes in flight; at repeatable read or
+	// serializable the snapshot would be the one of the first statement
+	// (the tenant's shared lock), and a write committed while the lock
+	// waited would be left out of the copy, and dropped with the source.
+	if c.src, err = src.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}); err != nil {
 		return c, fmt.Errorf("copy schema %s: begin on the source: %w", schemaName, err)
 	}
 	created := false
