@@ -585,7 +585,8 @@ const unlockTimeout = 5 * time.Second
 // session-level lock would stay on it with whichever client ran the
 // statement next (re-entrant there: a second move, or the workers' check
 // for stale holds, would take it too), while an open transaction keeps
-// its server connection to itself. The transaction takes no snapshot
+// its server connection to itself. The transaction runs at read committed
+// whatever the database's default_transaction_isolation, takes no snapshot
 // between statements and writes nothing, and lifts the server's
 // idle_in_transaction_session_timeout for itself, so a long move is not
 // cut off by it.
@@ -599,7 +600,11 @@ func (s *Service) lockMove(ctx context.Context, id string) (unlock func(), err e
 	}
 	rctx := context.WithoutCancel(ctx)
 	var ok bool
-	tx, err := conn.Begin(ctx)
+	// At read committed whatever the database's
+	// default_transaction_isolation: at repeatable read or serializable
+	// the lock statement's snapshot would be the transaction's, kept
+	// until it ends.
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
 	if err == nil {
 		_, err = tx.Exec(ctx, "SET LOCAL idle_in_transaction_session_timeout = 0")
 	}

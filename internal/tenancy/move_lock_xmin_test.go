@@ -19,8 +19,36 @@ import (
 // backend's xmin set.
 func TestMoveLockHoldsNoSnapshot(t *testing.T) {
 	t.Parallel()
+	testMoveLockHoldsNoSnapshot(t, "")
+}
+
+// TestMoveLockHoldsNoSnapshotOnARepeatableReadCatalog: on a catalog
+// database whose default_transaction_isolation is repeatable read or
+// serializable (an operator's ALTER DATABASE), the move lock's transaction
+// holds no snapshot either: it runs at read committed. At the database's
+// default, its lock statement took the transaction's snapshot, which
+// repeatable read and serializable keep until the transaction ends, and
+// the catalog database's xmin horizon was held for the whole move.
+func TestMoveLockHoldsNoSnapshotOnARepeatableReadCatalog(t *testing.T) {
+	t.Parallel()
+	for _, level := range []string{"repeatable read", "serializable"} {
+		t.Run(level, func(t *testing.T) {
+			t.Parallel()
+			testMoveLockHoldsNoSnapshot(t, level)
+		})
+	}
+}
+
+// testMoveLockHoldsNoSnapshot is TestMoveLockHoldsNoSnapshot on a catalog
+// database whose default_transaction_isolation is level ("": as it is).
+func testMoveLockHoldsNoSnapshot(t *testing.T, level string) {
 	b := setupServers(t, true)
 	acme := b.provision(t, "acme", "second")
+	if level != "" {
+		if _, err := b.pool.Exec(b.ctx, "DO $$BEGIN EXECUTE format('ALTER DATABASE %I SET default_transaction_isolation = %L', current_database(), '"+level+"'); END$$"); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	var checked bool
 	opts := tenancy.WithBeforeSwitch(tenancy.MoveOptions{Grace: time.Millisecond, DrainTimeout: 5 * time.Second, Poll: 10 * time.Millisecond},
