@@ -209,6 +209,13 @@ func migrateWith(ctx context.Context, pool *pgxpool.Pool, schemaName string, tar
 // tenant's traffic would stop until the task's deadline. Past it the step
 // fails with lock_not_available (SQLSTATE 55P03), is rolled back whole,
 // and the task is retried later.
+//
+// A step's statements run under statement_timeout set the same way (SET
+// LOCAL, once it holds the tenant's lock) to the time left before ctx's
+// deadline, or none without a deadline, overriding the database's or
+// role's statement_timeout: an operator's guard of seconds would cut a
+// step that rewrites a big table, and the step, rolled back, would fail
+// the same way at every retry.
 const stepLockTimeout = 5 * time.Second
 
 // lockTimeoutSQL sets lock_timeout (milliseconds, $1) until the end of the
@@ -407,6 +414,12 @@ func migrateStep(ctx context.Context, pool *pgxpool.Pool, schemaName, quoted str
 		// the tenant still waits for that lock as long as it takes.
 		if _, err := tx.Exec(ctx, lockTimeoutSQL, strconv.FormatInt(stepLockTimeout.Milliseconds(), 10)); err != nil {
 			return fmt.Errorf("set lock_timeout: %w", err)
+		}
+		// The step's own bound, not the operator's statement_timeout: a
+		// step rewriting a big table outlasts a guard of seconds, and cut
+		// by it the step would fail the same way at every retry.
+		if _, err := tx.Exec(ctx, statementTimeoutSQL, strconv.FormatInt(timeoutMillis(deadlineTimeout(ctx)), 10)); err != nil {
+			return fmt.Errorf("set statement_timeout: %w", err)
 		}
 		if m.sql != "" {
 			if _, err := tx.Exec(ctx, m.sql); err != nil {
