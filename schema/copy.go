@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -112,7 +113,10 @@ type Copied struct {
 //
 // The source's transaction lifts idle_in_transaction_session_timeout for
 // itself: it is idle between its statements until the caller ends it, and
-// a server that ended it would release the tables' locks.
+// a server that ended it would release the tables' locks. The copy's
+// transactions on both sides, and Checksums', set statement_timeout to the
+// time left before ctx's deadline (none without one), overriding the
+// database's or role's: a big table's COPY outlasts a guard of seconds.
 //
 // On failure the source's transaction is rolled back (nothing changed
 // there) and the copy this call created is dropped.
@@ -163,6 +167,9 @@ func beginCopy(ctx context.Context, src, dst *pgxpool.Pool, schemaName string, s
 	if _, err := c.src.Exec(ctx, textSettings+"; "+noIdleTimeout); err != nil {
 		return c, fmt.Errorf("copy schema %s: settings on the source: %w", schemaName, err)
 	}
+	if err := setDeadlineTimeout(ctx, c.src); err != nil {
+		return c, fmt.Errorf("copy schema %s: settings on the source: %w", schemaName, err)
+	}
 	if _, err := c.src.Exec(ctx, sharedLockSQL, lockNamespace, schemaName); err != nil {
 		return c, fmt.Errorf("copy schema %s: lock the source: %w", schemaName, err)
 	}
@@ -209,6 +216,9 @@ func beginCopy(ctx context.Context, src, dst *pgxpool.Pool, schemaName string, s
 	}
 	err = pgx.BeginFunc(ctx, dst, func(dstTx pgx.Tx) error {
 		if _, err := dstTx.Exec(ctx, textSettings); err != nil {
+			return fmt.Errorf("settings on the target: %w", err)
+		}
+		if err := setDeadlineTimeout(ctx, dstTx); err != nil {
 			return fmt.Errorf("settings on the target: %w", err)
 		}
 		if _, err := dstTx.Exec(ctx, lockSQL, lockNamespace, schemaName); err != nil {
@@ -638,6 +648,18 @@ func copySequences(ctx context.Context, srcTx, dstTx pgx.Tx, quoted, schemaName 
 	return nil
 }
 
+// setDeadlineTimeout sets statement_timeout (SET LOCAL) for the rest of
+// tx to the time left before ctx's deadline, or none without a deadline,
+// overriding the database's or role's statement_timeout: a copy's COPY of
+// a big table and its checksums outlast an operator's guard of seconds,
+// which would fail the move the same way at every try.
+func setDeadlineTimeout(ctx context.Context, tx pgx.Tx) error {
+	if _, err := tx.Exec(ctx, statementTimeoutSQL, strconv.FormatInt(timeoutMillis(deadlineTimeout(ctx)), 10)); err != nil {
+		return fmt.Errorf("set statement_timeout: %w", err)
+	}
+	return nil
+}
+
 // noIdleTimeout lifts idle_in_transaction_session_timeout until the end
 // of the transaction (SET LOCAL).
 const noIdleTimeout = "SET LOCAL idle_in_transaction_session_timeout = 0"
@@ -669,6 +691,9 @@ func Checksums(ctx context.Context, pool *pgxpool.Pool, schemaName string) ([]Ta
 // checksums is Checksums inside tx.
 func checksums(ctx context.Context, tx pgx.Tx, schemaName string) ([]TableSum, error) {
 	if _, err := tx.Exec(ctx, textSettings); err != nil {
+		return nil, fmt.Errorf("checksum settings: %w", err)
+	}
+	if err := setDeadlineTimeout(ctx, tx); err != nil {
 		return nil, fmt.Errorf("checksum settings: %w", err)
 	}
 	tables, err := listTables(ctx, tx, schemaName)
