@@ -1,9 +1,7 @@
 package storage_test
 
 import (
-	"encoding/json"
 	"log/slog"
-	"strings"
 	"testing"
 	"time"
 
@@ -34,40 +32,12 @@ func TestCacheLogsRefusedFillsOnce(t *testing.T) {
 
 	admin := redis.NewClient(&redis.Options{Addr: server.Addr()})
 	defer admin.Close()
-	if err := admin.ConfigSet(ctx, "maxmemory", "1").Err(); err != nil {
-		t.Fatal(err)
-	}
-	errs := c.Stats().RedisErrors
-	eventually(t, 30*time.Second, "20 refused fills", func() bool {
-		if _, err := c.TenantByID(ctx, tn.ID); err != nil {
-			t.Fatalf("lookup with Redis refusing writes: %v", err)
-		}
-		return c.Stats().RedisErrors-errs >= 20
-	})
-	if err := admin.ConfigSet(ctx, "maxmemory", "0").Err(); err != nil {
-		t.Fatal(err)
-	}
-	hits := c.Stats().RedisHits
-	eventually(t, time.Minute, "a lookup answered by a fill", func() bool {
-		_, _ = c.TenantByID(ctx, tn.ID)
-		return c.Stats().RedisHits > hits
-	})
-
-	failed, back := 0, 0
-	for line := range strings.SplitSeq(strings.TrimSpace(logs.String()), "\n") {
-		var rec map[string]any
-		if err := json.Unmarshal([]byte(line), &rec); err != nil {
-			t.Fatalf("log line %q: %v", line, err)
-		}
-		switch msg := rec["msg"].(string); {
-		case strings.Contains(msg, "redis fill failed"), strings.Contains(msg, "fills still fail"):
-			failed++
-		case strings.Contains(msg, "fills work again"):
-			back++
+	setMaxmemory := func(v string) func() {
+		return func() {
+			if err := admin.ConfigSet(ctx, "maxmemory", v).Err(); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
-	if failed != 1 || back != 1 {
-		t.Errorf("%d lines of refused fills and %d of fills working again for %d refused fills, want 1 and 1:\n%s",
-			failed, back, c.Stats().RedisErrors-errs, logs.String())
-	}
+	checkOutageLoggedOnce(t, c, &logs, tn.ID, "fill", setMaxmemory("1"), setMaxmemory("0"))
 }

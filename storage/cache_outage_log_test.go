@@ -36,18 +36,29 @@ func TestCacheLogsARedisOutageOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	server.Stop(t)
+	checkOutageLoggedOnce(t, c, &logs, tn.ID, "read", func() { server.Stop(t) }, func() { server.Start(t) })
+}
+
+// checkOutageLoggedOnce makes the cache's Redis calls of one kind ("read"
+// or "fill") fail with fail, looks tenant up until 20 of them failed,
+// undoes it with restore, looks up until Redis answers again, and wants one
+// line of the failures ("redis <kind> failed", "<kind>s still fail") and
+// one of their end ("<kind>s work again") in c's JSON log, logs.
+func checkOutageLoggedOnce(t *testing.T, c *storage.Cache, logs *testenv.LogBuffer, tenant, kind string, fail, restore func()) {
+	t.Helper()
+	ctx := t.Context()
+	fail()
 	errs := c.Stats().RedisErrors
-	eventually(t, 30*time.Second, "20 failed Redis reads", func() bool {
-		if _, err := c.TenantByID(ctx, tn.ID); err != nil {
-			t.Fatalf("lookup with Redis down: %v", err)
+	eventually(t, 30*time.Second, "20 failed Redis "+kind+"s", func() bool {
+		if _, err := c.TenantByID(ctx, tenant); err != nil {
+			t.Fatalf("lookup while Redis %ss fail: %v", kind, err)
 		}
 		return c.Stats().RedisErrors-errs >= 20
 	})
-	server.Start(t)
+	restore()
 	hits := c.Stats().RedisHits
-	eventually(t, time.Minute, "reads from Redis again", func() bool {
-		_, _ = c.TenantByID(ctx, tn.ID)
+	eventually(t, time.Minute, "a lookup answered by Redis again", func() bool {
+		_, _ = c.TenantByID(ctx, tenant)
 		return c.Stats().RedisHits > hits
 	})
 
@@ -58,14 +69,14 @@ func TestCacheLogsARedisOutageOnce(t *testing.T) {
 			t.Fatalf("log line %q: %v", line, err)
 		}
 		switch msg := rec["msg"].(string); {
-		case strings.Contains(msg, "redis read failed"), strings.Contains(msg, "still fail"):
+		case strings.Contains(msg, "redis "+kind+" failed"), strings.Contains(msg, kind+"s still fail"):
 			failed++
-		case strings.Contains(msg, "work again"):
+		case strings.Contains(msg, kind+"s work again"):
 			back++
 		}
 	}
 	if failed != 1 || back != 1 {
-		t.Errorf("%d lines of failed reads and %d of reads working again for one outage of %d failed reads, want 1 and 1:\n%s",
-			failed, back, c.Stats().RedisErrors-errs, logs.String())
+		t.Errorf("%d lines of failed %ss and %d of %ss working again for one outage of %d failed calls, want 1 and 1:\n%s",
+			failed, kind, back, kind, c.Stats().RedisErrors-errs, logs.String())
 	}
 }
