@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -196,6 +197,73 @@ func TestSetupDryRun(t *testing.T) {
 			case exit != nil && exit.ExitCode() == 1 && last == "sudo "+apt:
 			default:
 				t.Fatalf("./test.sh: %v, last line %q; want it to end in %q (success) or to be %q (exit status 1)\n%s", err, last, apt, "sudo "+apt, out)
+			}
+		})
+	}
+}
+
+// TestRoomCheckDryRun runs test.sh's room check with TEST_SH_FREE_KB (how
+// much Go's build cache, work directory and module cache count as having
+// free) and TEST_SH_SPARE_DIR (where /dev/shm would be used): with room it
+// says nothing; short of room it moves them to the spare directory when
+// that has the room and runs programs, and otherwise warns that the run
+// may fail. A dry run leaves nothing in the spare directory.
+func TestRoomCheckDryRun(t *testing.T) {
+	t.Parallel()
+	probe := t.TempDir()
+	for _, name := range []string{"redis-server", "redis-cli", "pdftotext", "pgbouncer", "initdb", "postgres", "gcc", "python3"} {
+		if err := os.WriteFile(filepath.Join(probe, name), []byte("#!/bin/sh\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const needKB = 4 << 20 // test.sh's NEED_KB
+	spare := t.TempDir()
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(spare, &st); err != nil {
+		t.Fatal(err)
+	}
+	spareHasRoom := st.Bavail*uint64(st.Bsize)/1024 >= needKB
+	missing := filepath.Join(t.TempDir(), "missing")
+	tests := []struct {
+		name, freeKB, spare string
+		want                string // a line of the output containing it; "": no line about room
+	}{
+		{"room enough", "1099511627776", spare, ""},
+		{"short of room, no spare directory", "1000", missing, "and no room in " + missing + " to use instead"},
+		{"short of room, a spare directory", "1000", spare, map[bool]string{
+			true:  "in a directory under " + spare + " (",
+			false: "and no room in " + spare + " to use instead",
+		}[spareHasRoom]},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, "./test.sh")
+			cmd.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "TEST_SH_") }),
+				"TEST_SH_PROBE_PATH="+probe, "TEST_SH_DRY_RUN=1", "TEST_SH_FREE_KB="+tt.freeKB, "TEST_SH_SPARE_DIR="+tt.spare)
+			cmd.WaitDelay = 5 * time.Second
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("./test.sh: %v\n%s", err, out)
+			}
+			var room []string
+			for _, line := range strings.Split(string(out), "\n") {
+				if strings.HasPrefix(line, "test.sh: less than 4.0 GiB free for GOCACHE (") {
+					room = append(room, line)
+				}
+			}
+			switch {
+			case tt.want == "" && len(room) != 0:
+				t.Errorf("with room enough, test.sh says %q; want nothing about room", room)
+			case tt.want != "" && (len(room) != 1 || !strings.Contains(room[0], tt.want)):
+				t.Errorf("short of room, test.sh says %q; want one line containing %q\n%s", room, tt.want, out)
+			}
+			if !strings.HasSuffix(strings.TrimSpace(string(out)), "test.sh: dry run: nothing to install") {
+				t.Errorf("the dry run did not go on to the commands' check:\n%s", out)
+			}
+			if entries, err := os.ReadDir(spare); err != nil || len(entries) != 0 {
+				t.Errorf("the spare directory after a dry run: %v, %v; want it empty", entries, err)
 			}
 		})
 	}

@@ -11,7 +11,12 @@
 # Set-up, before anything runs:
 #   1. Go: the one on PATH, else /usr/local/go/bin/go (where go.dev's
 #      tarball puts it). Go is not installed for you.
-#   2. Every command listed in NEEDS below is looked up on PATH, in /usr/bin,
+#   2. Room: a run takes about 3 GiB of disk at its peak. When Go's build
+#      cache, work directory or module cache has less than 4 GiB free,
+#      the run keeps them (and the tests' temporary files) under /dev/shm
+#      if it has the room, saying so; otherwise it says how little room
+#      there is and goes on.
+#   3. Every command listed in NEEDS below is looked up on PATH, in /usr/bin,
 #      /usr/sbin and /usr/lib/postgresql/*/bin (where the tests look too),
 #      and every Python module in PY_MODULES is imported with
 #      /usr/bin/python3. The gcc found must build a C program as cgo does
@@ -32,7 +37,10 @@
 #                               told to run), then exit without installing
 #                               or testing anything: 0 if the set-up would
 #                               go ahead, 1 if it would stop.
-# scripts/readme_test.go uses both, and checks that the README's commands
+#   TEST_SH_FREE_KB=N           count Go's build cache, work directory and
+#                               module cache as having N KiB free.
+#   TEST_SH_SPARE_DIR=dir       use dir where /dev/shm would be used.
+# scripts/readme_test.go uses them, and checks that the README's commands
 # and .ci/run still call this script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -84,7 +92,70 @@ if ! command -v go >/dev/null 2>&1; then
 fi
 say "$(go version)"
 
-# 2. The commands in NEEDS.
+# 2. Room. A run takes about 3 GiB of disk at its peak: Go's build cache
+# (GOCACHE, the packages built with and without the race detector), the go
+# command's work directory (GOTMPDIR, else TMPDIR, else /tmp: the test
+# binaries it links) and the module cache (GOMODCACHE); the tests' own
+# servers live in /dev/shm where there is one (internal/testenv). When the
+# file system of any of them has less than NEED_KB free, and /dev/shm has
+# that much and lets programs run from it, the run keeps all four in a
+# directory there (the caches unless the user set GOCACHE or GOMODCACHE),
+# saying so, and removes it when it ends: the next run builds everything
+# again. Otherwise it says how little room there is and goes on: the run
+# may then fail with "no space left on device".
+NEED_KB=$((4 * 1024 * 1024))
+free_kb() { # free KiB on the file system of $1, or of its nearest existing parent
+	local p=$1
+	while [ ! -e "$p" ] && [ "$p" != / ]; do p=$(dirname "$p"); done
+	df -Pk "$p" 2>/dev/null | awk 'NR == 2 { print $4 }'
+}
+human() { awk -v k="$1" 'BEGIN { if (k >= 1048576) printf "%.1f GiB", k / 1048576; else printf "%.0f MiB", k / 1024 }'; }
+for hook in TEST_SH_FREE_KB TEST_SH_SPARE_DIR; do
+	if [ -n "${!hook:-}" ]; then
+		say "$hook=${!hook} set: a test hook for the room check"
+	fi
+done
+short=()
+for entry in "GOCACHE=$(go env GOCACHE)" "GOTMPDIR=${GOTMPDIR:-${TMPDIR:-/tmp}}" "GOMODCACHE=$(go env GOMODCACHE)"; do
+	var=${entry%%=*} dir=${entry#*=}
+	if [ -n "${TEST_SH_FREE_KB:-}" ]; then
+		kb=$TEST_SH_FREE_KB
+	else
+		kb=$(free_kb "$dir")
+	fi
+	if [ -n "$kb" ] && [ "$kb" -lt "$NEED_KB" ]; then
+		short+=("$var ($dir: $(human "$kb") free)")
+	fi
+done
+if [ ${#short[@]} -gt 0 ]; then
+	short_list=$(printf '%s, ' "${short[@]}")
+	short_list=${short_list%, }
+	spare=${TEST_SH_SPARE_DIR:-/dev/shm}
+	spare_kb=$(free_kb "$spare")
+	runs=
+	if [ -d "$spare" ] && [ -w "$spare" ] && [ -n "$spare_kb" ] && [ "$spare_kb" -ge "$NEED_KB" ]; then
+		probe=$(mktemp "$spare/test-sh-exec.XXXXXX")
+		printf '#!/bin/sh\nexit 0\n' >"$probe"
+		chmod +x "$probe"
+		"$probe" 2>/dev/null && runs=1
+		rm -f "$probe"
+	fi
+	if [ -n "$runs" ]; then
+		say "less than $(human "$NEED_KB") free for $short_list: keeping Go's build cache, work and module cache and the tests' temporary files in a directory under $spare ($(human "$spare_kb") free there), removed when the run ends"
+		if [ -z "$dry_run" ]; then
+			spare_root=$(mktemp -d "$spare/tenantworker-test.XXXXXX")
+			trap 'rm -rf "$spare_root"' EXIT
+			mkdir "$spare_root/tmp"
+			[ -n "$(go env -changed GOCACHE 2>/dev/null)" ] || export GOCACHE="$spare_root/gocache"
+			[ -n "$(go env -changed GOMODCACHE 2>/dev/null)" ] || export GOMODCACHE="$spare_root/gomodcache"
+			export GOTMPDIR="$spare_root/tmp" TMPDIR="$spare_root/tmp"
+		fi
+	else
+		say "less than $(human "$NEED_KB") free for $short_list, which a run needs at its peak, and no room in $spare to use instead: the run may fail with \"no space left on device\""
+	fi
+fi
+
+# 3. The commands in NEEDS.
 probe_dirs() {
 	if [ -n "${TEST_SH_PROBE_PATH+set}" ]; then
 		echo "$TEST_SH_PROBE_PATH"
@@ -201,7 +272,7 @@ if [ -n "$dry_run" ]; then
 	exit 0
 fi
 
-# 3. The checks and the tests.
+# 4. The checks and the tests.
 unformatted=$(gofmt -l .)
 if [ -n "$unformatted" ]; then
 	echo "gofmt needed:"
