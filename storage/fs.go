@@ -37,6 +37,10 @@ import (
 type FS struct {
 	root    string
 	openat2 bool // resolve with openat2 (beneath), else check (refuseLinks)
+	// made: the store was opened with NewFS, which made sure its root
+	// exists; a root missing since is a fault (a volume unmounted), not a
+	// store that holds nothing.
+	made bool
 }
 
 // FS implements DocumentStore.
@@ -90,7 +94,7 @@ func newFS(root string, create bool) (*FS, error) {
 			return nil, fmt.Errorf("new document store %s: %w", root, err)
 		}
 	}
-	return &FS{root: abs, openat2: openat2Available()}, nil
+	return &FS{root: abs, openat2: openat2Available(), made: create}, nil
 }
 
 // Root returns the store's directory.
@@ -676,8 +680,11 @@ func (s *FS) remove(rel string) error {
 }
 
 // DeleteTenant removes the tenant's directory and everything in it; a
-// tenant without documents is not an error, nor is a store whose root does
-// not exist (OpenFS), which holds none.
+// tenant without documents is not an error, nor is the missing root of a
+// store opened with OpenFS, which holds none. The root of a store NewFS
+// made, missing since (the volume DOCUMENTS_DIR is on unmounted, say), is
+// an error wrapping fs.ErrNotExist: the documents may be there again once
+// it is back, and an erasure that went on would leave them for good.
 //
 // Durability: when it returns without error the removal is on stable
 // storage: the store's root, which held the tenant's directory, is
@@ -693,7 +700,7 @@ func (s *FS) DeleteTenant(ctx context.Context, tenantID string) error {
 		return fmt.Errorf("delete documents: %w", err)
 	}
 	root, err := os.OpenRoot(s.root)
-	if errors.Is(err, fs.ErrNotExist) {
+	if errors.Is(err, fs.ErrNotExist) && !s.made {
 		return nil
 	}
 	if err != nil {

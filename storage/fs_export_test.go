@@ -13,7 +13,7 @@ func SetTestHookBeforeUse(t testing.TB, hook func()) {
 // WithoutOpenat2 returns a store on s's root that works as on a kernel
 // without openat2(2): it checks each path for symbolic links before the
 // operation on it.
-func (s *FS) WithoutOpenat2() *FS { return &FS{root: s.root} }
+func (s *FS) WithoutOpenat2() *FS { return &FS{root: s.root, made: s.made} }
 
 // SetTestHookSyncDir has hook called with each directory (a path under
 // the store's root, "." for the root) the store is about to fsync, until
