@@ -329,6 +329,13 @@ func (h *Handler) downloadPDF(w http.ResponseWriter, r *http.Request) {
 	}
 	rc, di, err := h.opts.Documents.Open(ctx, t.ID, doc.StorageKey)
 	if errors.Is(err, storage.ErrNotFound) {
+		// Recorded but not in the store: this service's DOCUMENTS_DIR
+		// is not the workers', its volume is not mounted, or the file
+		// was removed. A render asked for again writes it anew where
+		// the workers' store lacks it too, not where it is another
+		// directory than this one's: only an operator mends that.
+		h.log.WarnContext(ctx, "invoice pdf recorded but missing from the document store (is DOCUMENTS_DIR the workers'?)",
+			"request_id", info(ctx).id, "tenant_id", t.ID, "invoice_id", id, "storage_key", doc.StorageKey)
 		writeError(w, http.StatusNotFound, "invoice PDF not rendered")
 		return
 	}
