@@ -20,13 +20,13 @@ import (
 )
 
 // mountTinyTmpfs mounts a tmpfs of size bytes on a new directory and
-// unmounts it at the end of the test; it skips the test where mounting
-// is not allowed (not root, no CAP_SYS_ADMIN).
+// unmounts it at the end of the test; a mount that is not allowed (not
+// root, no CAP_SYS_ADMIN) fails the test with the reason.
 func mountTinyTmpfs(t *testing.T, size string) string {
 	t.Helper()
 	dir := t.TempDir()
 	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
-		t.Skipf("cannot mount a tmpfs for a full disk: %v", err)
+		t.Fatalf("cannot mount a tmpfs for a full disk (the test needs CAP_SYS_ADMIN): %v", err)
 	}
 	t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
 	return dir
