@@ -38,7 +38,8 @@ type overdueResult struct {
 // InvoicesOverdue handles invoices:overdue for the tenant in ctx: one
 // statement marks every sent invoice whose due date is before the
 // tenant's current date (in its time zone, tenantctx.Tenant.Today)
-// overdue, then it
+// overdue (the current time being the task's tick when this worker's
+// clock is a little behind it: tickTime), then it
 // pages through the overdue invoices with something due still due today's reminder
 // (the tenant's current calendar day, tenantctx.Tenant.Day;
 // invoice.RemindersDue: none sent today, none failed today at the
@@ -72,8 +73,9 @@ func (h *Handlers) InvoicesOverdue(ctx context.Context, p tasks.InvoicesOverdue)
 	}
 	var res overdueResult
 	// Due dates are judged against the tenant's calendar, and so is the
-	// reminders' day (once a day per invoice, I10).
-	now := t.Today(h.now())
+	// reminders' day (once a day per invoice, I10), at the tick's time
+	// when this worker's clock has not reached it yet.
+	now := t.Today(tickTime(h.now(), p.Tick))
 	err = schema.InTenant(ctx, pool, func(ctx context.Context, tx pgx.Tx) error {
 		res.Marked, err = invoice.MarkOverdue(ctx, tx, now)
 		return err
@@ -100,6 +102,30 @@ func (h *Handlers) InvoicesOverdue(ctx context.Context, p tasks.InvoicesOverdue)
 	}
 	LoggerFromContext(ctx).InfoContext(ctx, "overdue invoices processed", attrs...)
 	return writeResult(ctx, res)
+}
+
+// maxTickLead is how far ahead of a worker's clock a sweep tick may be
+// for its invoices:overdue to be judged at the tick (tickTime): more than
+// the few seconds by which the machines' clocks may disagree, far less
+// than an hour.
+const maxTickLead = time.Minute
+
+// tickTime returns the time an invoices:overdue of tick (Unix seconds)
+// judges due dates and the send hour at: now, this worker's clock, or the
+// tick when now is before it by at most maxTickLead. A scheduler whose
+// clock runs ahead of this worker's fires the tick first (the sweep
+// starts at the fastest replica's tick), and the run is the tick's: judged
+// on the worker's clock, the 09:00 tick run at 08:59:58 deferred the
+// reminders of REMINDER_SEND_HOUR=9 to the next sweep (with the hour 23,
+// to the next day), and the midnight tick judged due dates against the day
+// before. A tick further ahead (a clock far off) is judged on the
+// worker's clock; a retried or late run (now after the tick) on now.
+func tickTime(now time.Time, tick int64) time.Time {
+	at := time.Unix(tick, 0)
+	if now.Before(at) && at.Sub(now) <= maxTickLead {
+		return at
+	}
+	return now
 }
 
 // enqueueReminders is InvoicesOverdue's second step: it pages through the

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/invoicing/tenantworker/internal/worker"
 	"github.com/invoicing/tenantworker/internal/worker/workertest"
@@ -147,5 +148,45 @@ func TestReminderAskedForBeforeTheSendHourIsSent(t *testing.T) {
 	d.waitReminders(t)
 	if got := d.sentTo(t); len(got) != 1 {
 		t.Errorf("emails for invoices %v after the sweep at 09:05, want the one asked for only", got)
+	}
+}
+
+// TestSweepTickAheadOfTheWorkersClockIsJudgedAtTheTick: a scheduler whose
+// clock runs ahead of a worker's fires its tick first (the sweep starts at
+// the fastest replica's tick), so the worker may run the tick's
+// invoices:overdue a moment before the tick by its own clock. The run is
+// the tick's: with REMINDER_SEND_HOUR=9 the 09:00 tick of Tokyo's day,
+// run 2 s before it by the worker's clock, enqueues the day's reminders
+// (judged at 08:59:58 it deferred them to the 10:00 tick, and with the
+// hour 23 to the next day), and the midnight tick run 2 s early judges due
+// dates against the new day. A tick further ahead than a clock may
+// disagree (an hour) is judged on the worker's clock.
+func TestSweepTickAheadOfTheWorkersClockIsJudgedAtTheTick(t *testing.T) {
+	t.Parallel()
+	d := newReminderDayAt(t, "Asia/Tokyo", 9)
+	dueDec6 := d.e.addDueOn(t, d.tn, "DUE-DEC-6", "2026-12-06")
+	dueDec7 := d.e.addDueOn(t, d.tn, "DUE-DEC-7", "2026-12-07")
+
+	nine := d.at(t, "2026-12-07", 9, 0)
+	d.e.clock.Store(new(nine.Add(-time.Hour)))
+	if got, want := d.overdue(t, d.e.w, d.tn, nine.Unix()), (overdueOutcome{Marked: 1, DeferredUntil: "09:00"}); got != want {
+		t.Errorf("09:00 tick run at 08:00 by the worker's clock: result %+v, want %+v (judged on the worker's clock)", got, want)
+	}
+	d.e.clock.Store(new(nine.Add(-2 * time.Second)))
+	if got, want := d.overdue(t, d.e.w, d.tn, nine.Unix()), (overdueOutcome{Enqueued: 1}); got != want {
+		t.Errorf("09:00 tick run at 08:59:58 by the worker's clock: result %+v, want %+v (the tick's reminders)", got, want)
+	}
+	d.waitReminders(t)
+	if rows := d.e.reminderRows(t, d.tn, dueDec6); len(rows) != 1 || rows[0].Day != "2026-12-07" || rows[0].Status != "sent" {
+		t.Errorf("reminder rows of the invoice due 6 December: %+v, want one sent for 2026-12-07", rows)
+	}
+
+	midnight := d.at(t, "2026-12-08", 0, 0)
+	d.e.clock.Store(new(midnight.Add(-2 * time.Second)))
+	if got, want := d.overdue(t, d.e.w, d.tn, midnight.Unix()), (overdueOutcome{Marked: 1, DeferredUntil: "09:00"}); got != want {
+		t.Errorf("midnight tick of 8 December run at 23:59:58 by the worker's clock: result %+v, want %+v", got, want)
+	}
+	if status := d.e.invoiceStatus(t, d.tn, dueDec7); status != "overdue" {
+		t.Errorf("invoice due 7 December after the midnight tick of 8 December: %s, want overdue", status)
 	}
 }
