@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/robfig/cron/v3"
+
+	"github.com/invoicing/tenantworker/tenantctx"
 )
 
 // SweepCronVar is the environment variable holding the sweep schedule; parse
@@ -61,7 +63,9 @@ type SchedulerOptions struct {
 
 // ParseSchedule parses a sweep schedule: a standard 5-field cron spec
 // ("0 * * * *"), a descriptor ("@hourly", "@every 30s"), optionally
-// prefixed with CRON_TZ=Zone. Specs without a zone run in UTC, so that
+// prefixed with CRON_TZ=Zone, an IANA name of the zone database built
+// into the binary (tenantctx.ValidateTimeZone: not Local, nor a name only
+// a host's zoneinfo has). Specs without a zone run in UTC, so that
 // replicas in different time zones agree on the ticks. With a zone that
 // has daylight saving time, a tick at a wall time that does not exist that
 // day fires after the gap, and one at a wall time that occurs twice fires
@@ -76,10 +80,19 @@ func ParseScheduleOf(name, spec string) (cron.Schedule, error) {
 	if spec == "" {
 		return nil, fmt.Errorf("%s: empty schedule", name)
 	}
-	if zone, ok := cronZone(spec); ok && zone == "Local" {
-		// robfig/cron would read it as UTC here; read as the machine's
-		// zone, replicas in different zones would sweep at different ticks.
-		return nil, fmt.Errorf("%s: invalid schedule %.80q: name the zone (CRON_TZ=Europe/Berlin), not Local", name, spec)
+	if zone, ok := cronZone(spec); ok {
+		if zone == "Local" {
+			// robfig/cron would read it as UTC here; read as the machine's
+			// zone, replicas in different zones would sweep at different ticks.
+			return nil, fmt.Errorf("%s: invalid schedule %.80q: name the zone (CRON_TZ=Europe/Berlin), not Local", name, spec)
+		}
+		if err := tenantctx.ValidateTimeZone(zone); err != nil {
+			// A name only the host's zoneinfo has ("localtime", the
+			// machine's zone again; "posixrules"; the "right/" and "posix/"
+			// copies) would tick differently from host to host, and not at
+			// all on a host without zoneinfo.
+			return nil, fmt.Errorf("%s: invalid schedule %.80q: time zone: %w", name, spec, err)
+		}
 	}
 	s, err := cron.ParseStandard(spec)
 	if err != nil {

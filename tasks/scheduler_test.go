@@ -445,3 +445,27 @@ func TestFiresEveryHour(t *testing.T) {
 		}
 	}
 }
+
+// TestScheduleZoneOnlyAHostHasIsRefused: CRON_TZ (or TZ) must name a zone
+// of the zone database built into the binary, as a tenant's time zone
+// must. Names only a host's zoneinfo has are the host's zone again
+// ("localtime", like Local), a copy that differs from host to host
+// ("posixrules"), or a variant whose clock counts leap seconds ("right/"):
+// replicas on different hosts would tick at different times (two sweeps
+// where one was meant), and one on a host without zoneinfo (distroless)
+// would not start. robfig/cron took each from the host's zoneinfo.
+func TestScheduleZoneOnlyAHostHasIsRefused(t *testing.T) {
+	t.Parallel()
+	for _, spec := range []string{"CRON_TZ=localtime 0 9 * * *", "TZ=localtime 0 9 * * *", "CRON_TZ=posixrules 0 9 * * *",
+		"CRON_TZ=right/Europe/Berlin 0 9 * * *", "CRON_TZ=posix/Europe/Berlin 0 9 * * *"} {
+		_, err := ParseSchedule(spec)
+		if err == nil || !strings.HasPrefix(err.Error(), "OVERDUE_SWEEP_CRON: ") || !strings.Contains(err.Error(), "zone") {
+			t.Errorf("ParseSchedule(%q) = %v, want an error naming OVERDUE_SWEEP_CRON and the zone", spec, err)
+		}
+	}
+	for _, spec := range []string{"CRON_TZ=Europe/Berlin 0 9 * * *", "TZ=America/New_York 0 9 * * *", "CRON_TZ=Etc/GMT+5 0 9 * * *"} {
+		if _, err := ParseSchedule(spec); err != nil {
+			t.Errorf("ParseSchedule(%q) = %v", spec, err)
+		}
+	}
+}
