@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/invoicing/tenantworker/tenantctx"
 	"github.com/jackc/pgx/v5"
@@ -21,6 +22,24 @@ const lockNamespace int32 = 0x74656e74
 // lockSQL takes the tenant's transaction-scoped lock: released by COMMIT or
 // ROLLBACK, so it is safe behind PgBouncer in transaction pooling mode.
 const lockSQL = "SELECT pg_catalog.pg_advisory_xact_lock($1::int4, pg_catalog.hashtext($2))"
+
+// lockWaitSQL sets, until the end of the transaction, no lock_timeout and
+// statement_timeout to $1 milliseconds (the time left before the caller's
+// deadline, timeoutMillis(deadlineTimeout(ctx)); 0 for none), overriding
+// the database's or role's: it goes before the wait for a tenant's lock,
+// whose holder (a migration step, a move's copy, a drop) commonly holds it
+// longer than an operator's guard of a second, which would fail the waiter
+// with 55P03 or 57014 rather than let it wait its turn.
+const lockWaitSQL = "SELECT pg_catalog.set_config('lock_timeout', '0', true), pg_catalog.set_config('statement_timeout', $1, true)"
+
+// waitForLocks runs lockWaitSQL in tx with the time left before ctx's
+// deadline.
+func waitForLocks(ctx context.Context, tx pgx.Tx) error {
+	if _, err := tx.Exec(ctx, lockWaitSQL, strconv.FormatInt(timeoutMillis(deadlineTimeout(ctx)), 10)); err != nil {
+		return fmt.Errorf("set lock_timeout and statement_timeout: %w", err)
+	}
+	return nil
+}
 
 // quoteSchema validates a schema name and returns it quoted for SQL.
 func quoteSchema(schemaName string) (string, error) {

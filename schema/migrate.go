@@ -138,7 +138,9 @@ func loadMigrations(fsys fs.FS) ([]Migration, error) {
 // apply each step once, different tenants migrate in parallel, and it all
 // works behind PgBouncer in transaction mode. The first step of a run that
 // found version 0 also creates the schema and the version table, so a
-// failed first migration leaves no half-made schema behind. Steps run in a
+// failed first migration leaves no half-made schema behind. A step waits
+// for the tenant's locks until ctx's deadline, whatever lock_timeout or
+// statement_timeout the database or role sets. Steps run in a
 // transaction: no CREATE INDEX CONCURRENTLY. A step's statements wait at
 // most stepLockTimeout (5 s) for a lock on the tenant's tables: a step
 // that cannot get one (a long transaction of the app holds the table)
@@ -347,6 +349,12 @@ func migrateStep(ctx context.Context, pool *pgxpool.Pool, schemaName, quoted str
 	// held the lock before committed, not a snapshot from before the wait.
 	err = pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
 		applied, created, version = false, false, 0
+		// The locks below are waited for until ctx's deadline, not for
+		// the database's or role's lock_timeout or statement_timeout: a
+		// concurrent Migrate's step may hold them for minutes.
+		if err := waitForLocks(ctx, tx); err != nil {
+			return err
+		}
 		if ensure {
 			// It may create the schema: not while a unit is pinned to a
 			// schema of that name (see existenceLockKey).
