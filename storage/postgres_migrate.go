@@ -246,8 +246,10 @@ func applyMigrationRetrying(ctx context.Context, pool *pgxpool.Pool, logger *slo
 // applied it since appliedVersions), and reports whether it did. The advisory lock
 // is taken before the schema and version table are created, so concurrent
 // starts never race on CREATE ... IF NOT EXISTS. Once it holds that lock
-// (a concurrent start still waits for it as long as it takes), a
-// statement waits at most lockTimeout for a table lock.
+// (a concurrent start still waits for it as long as it takes, whatever
+// lock_timeout the database or role sets), a statement waits at most
+// lockTimeout for a table lock. No statement_timeout applies but ctx's:
+// not one the database or role sets.
 func applyMigration(ctx context.Context, pool *pgxpool.Pool, m catalogMigration, lockTimeout time.Duration) (bool, error) {
 	applied := false
 	// At read committed whatever the database's
@@ -255,6 +257,13 @@ func applyMigration(ctx context.Context, pool *pgxpool.Pool, m catalogMigration,
 	// be the one a start that held it committed, not a snapshot's from
 	// before the wait.
 	err := pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
+		// Not the database's or role's lock_timeout and statement_timeout:
+		// a start waits for another's migration as long as it takes (ctx
+		// bounds it), and a migration is not cut by a guard of seconds,
+		// which would fail every start the same way.
+		if _, err := tx.Exec(ctx, `SELECT pg_catalog.set_config('lock_timeout', '0', true), pg_catalog.set_config('statement_timeout', '0', true)`); err != nil {
+			return fmt.Errorf("set lock_timeout and statement_timeout: %w", err)
+		}
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, catalogLockKey); err != nil {
 			return fmt.Errorf("lock: %w", err)
 		}
