@@ -113,7 +113,10 @@ type Copied struct {
 //
 // The source's transaction lifts idle_in_transaction_session_timeout for
 // itself: it is idle between its statements until the caller ends it, and
-// a server that ended it would release the tables' locks. The copy's
+// a server that ended it would release the tables' locks. It lifts
+// lock_timeout too: its waits for the tenant's lock, the tables' and
+// DropSource's (for the readers of the tables) last until ctx's deadline,
+// not the database's or role's lock_timeout. The copy's
 // transactions on both sides, and Checksums', set statement_timeout to the
 // time left before ctx's deadline (none without one), overriding the
 // database's or role's: a big table's COPY outlasts a guard of seconds.
@@ -163,8 +166,11 @@ func beginCopy(ctx context.Context, src, dst *pgxpool.Pool, schemaName string, s
 	// idle_in_transaction_session_timeout shorter than that would end it,
 	// and with it the tables' locks, so that writes that waited would
 	// commit into the old schema. It is lifted for this transaction, as
-	// the move lock's is.
-	if _, err := c.src.Exec(ctx, textSettings+"; "+noIdleTimeout); err != nil {
+	// the move lock's is. So is lock_timeout (noLockTimeout): DropSource's
+	// DROP waits for the readers of the tables, and cut by a database's or
+	// role's lock_timeout it would roll this transaction back, with the
+	// same writes committing into the old schema.
+	if _, err := c.src.Exec(ctx, textSettings+"; "+noIdleTimeout+"; "+noLockTimeout); err != nil {
 		return c, fmt.Errorf("copy schema %s: settings on the source: %w", schemaName, err)
 	}
 	if err := setDeadlineTimeout(ctx, c.src); err != nil {
@@ -267,7 +273,8 @@ func (c *Copied) resultOrEmpty(schemaName string) CopyResult {
 
 // DropSource drops the source schema in the transaction that has held it
 // locked since the copy and commits. The DROP waits for readers of the
-// tables still at work; the tenant's lock, held shared since the copy,
+// tables still at work (until ctx's deadline, whatever lock_timeout the
+// database or role sets); the tenant's lock, held shared since the copy,
 // keeps a Migrate or Drop from elsewhere out (it is not taken exclusively:
 // a second copy of the tenant, waiting for the tables with the tenant's
 // lock held shared, would deadlock with it). Writes that waited on the
@@ -663,6 +670,10 @@ func setDeadlineTimeout(ctx context.Context, tx pgx.Tx) error {
 // noIdleTimeout lifts idle_in_transaction_session_timeout until the end
 // of the transaction (SET LOCAL).
 const noIdleTimeout = "SET LOCAL idle_in_transaction_session_timeout = 0"
+
+// noLockTimeout lifts lock_timeout until the end of the transaction (SET
+// LOCAL): its lock waits end at the caller's deadline (statement_timeout).
+const noLockTimeout = "SET LOCAL lock_timeout = 0"
 
 // textSettings fix the text form of values, whatever the server's,
 // database's or role's defaults (SET LOCAL: they end with the
