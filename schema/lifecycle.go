@@ -98,7 +98,9 @@ func Drop(ctx context.Context, pool *pgxpool.Pool, schemaName string) error {
 // returns false and no error. It reports whether it dropped a schema;
 // a missing schema is not an error. Its transaction runs at read committed
 // whatever the database's default_transaction_isolation, so a drop that
-// waited for the tenant's lock reads the owner committed meanwhile.
+// waited for the tenant's lock reads the owner committed meanwhile, and
+// waits for the locks, and drops, until ctx's deadline, whatever
+// lock_timeout or statement_timeout the database or role sets.
 func DropOwned(ctx context.Context, pool *pgxpool.Pool, schemaName, owner string) (bool, error) {
 	return dropOwned(ctx, pool, schemaName, owner, false)
 }
@@ -123,6 +125,12 @@ func dropOwned(ctx context.Context, pool *pgxpool.Pool, schemaName, owner string
 	// be the one a creation that held them committed, not a snapshot's
 	// from before the wait.
 	err = pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
+		// The locks and the DROP until ctx's deadline, not the database's
+		// or role's lock_timeout or statement_timeout: a destroy cut by a
+		// guard shorter than its drop would fail at every retry.
+		if err := waitForLocks(ctx, tx); err != nil {
+			return err
+		}
 		if err := lockExistence(ctx, tx, schemaName); err != nil {
 			return err
 		}
