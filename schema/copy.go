@@ -440,6 +440,24 @@ func (c *Copied) waitUnblocked(ctx context.Context, pids []int32) error {
 	return nil
 }
 
+// Held checks that the source's transaction still holds the source's
+// tables against writes: its session answers and the transaction is open.
+// A transaction the server ended (its backend terminated, the server
+// restarted, the connection lost) released the tables' locks, and a write
+// that waited for the copy may have committed into the source since, so
+// the copy no longer holds what the source does: the caller must not
+// switch to it (Abort drops it). It cannot tell of a loss after it
+// returns.
+func (c *Copied) Held(ctx context.Context) error {
+	if c.ended {
+		return errors.New("schema copy already ended")
+	}
+	if _, err := c.src.Exec(ctx, "SELECT 1"); err != nil {
+		return fmt.Errorf("source schema %s: the transaction holding its tables against writes since the copy is lost, and writes may have reached the source since: %w", c.schema, err)
+	}
+	return nil
+}
+
 // Release ends the source's transaction without changing anything:
 // writes that waited go on, into the source. The copy stays.
 func (c *Copied) Release(ctx context.Context) error {
@@ -462,7 +480,9 @@ func (c *Copied) Abort(ctx context.Context) error {
 	if err := Drop(context.WithoutCancel(ctx), c.dst, c.schema); err != nil {
 		return errors.Join(fmt.Errorf("drop the copy of %s: %w", c.schema, err), rerr)
 	}
-	if rerr != nil && !errors.Is(rerr, pgx.ErrTxClosed) {
+	// A transaction whose connection is closed (lost, its backend
+	// terminated) ended with it: nothing is left to release.
+	if rerr != nil && !errors.Is(rerr, pgx.ErrTxClosed) && !c.src.Conn().IsClosed() {
 		return fmt.Errorf("release source schema %s: %w", c.schema, rerr)
 	}
 	return nil

@@ -114,7 +114,10 @@ type Moved struct {
 //     tenant everywhere), only from the database copied (a concurrent
 //     move that switched first wins) and only onto the registration of
 //     the target copied to (one removed, or removed and registered again
-//     under its name, during the move is refused);
+//     under its name, during the move is refused), and only while the
+//     copy's source transaction still holds the tables (schema.Copied.Held:
+//     one the server ended, its backend terminated or its connection lost,
+//     let waiting writes into the source, which the copy lacks);
 //  4. after Grace, drop the old schema in the transaction that locked it:
 //     writes that waited fail instead of landing in it;
 //  5. resume the queue (unless an operator had paused it before, or
@@ -332,6 +335,15 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 		if err := opts.beforeSwitch(ctx); err != nil {
 			return fail("switch", dropCopy(err))
 		}
+	}
+
+	// The source's transaction must still hold the tables: ended by the
+	// server (its backend terminated, a restart, a lost connection), it
+	// let writes that waited commit into the source, and the copy lacks
+	// them.
+	if err := c.Held(ctx); err != nil {
+		opts.progress("drop the copy in %s", to)
+		return fail("switch", dropCopy(err))
 	}
 
 	// 3. Switch, unless the tenant's deletion was requested meanwhile (its
