@@ -37,6 +37,11 @@ type Deletion struct {
 // that marked the tenant (from another service) leaves the entry to it, so
 // that it says the status the tenant came from (deletionRecorded).
 //
+// A marking whose answer was lost (the connection to PostgreSQL lost at
+// its commit) is read back: found saved, the request completes as above,
+// recording the status the tenant came from; not found saved (or not
+// read), it fails, and asking again completes it.
+//
 // Errors: storage.ErrNotFound for an unknown id, storage.ErrInvalidTransition
 // when the lifecycle forbids it; storage.ErrInvalidationFailed (with the
 // Deletion filled in) when the tenant was marked deleting and its destroy
@@ -58,6 +63,19 @@ func (s *Service) RequestDeletion(ctx context.Context, id, actor string) (Deleti
 			break
 		}
 		prev = cur.Status
+	}
+	if err != nil && !errors.Is(err, storage.ErrInvalidationFailed) && outcomeUnknown(err) {
+		// The answer was lost (the connection to PostgreSQL lost at the
+		// commit, or ctx ended while it ran): the marking may be saved,
+		// and the tenant would stay deleting, its work refused and its
+		// data kept, with no destroy queued. Found deleting, it is
+		// completed as a saved one, recorded as from the status read.
+		rctx, cancel := completing(ctx)
+		cur, rerr := s.catalog.TenantByID(rctx, id)
+		cancel()
+		if rerr == nil && cur.Status == tenantctx.StatusDeleting {
+			t, err = cur, nil
+		}
 	}
 	// Marked deleting but not propagated (storage.ErrInvalidationFailed):
 	// the deletion goes on and the error is returned at the end, because
