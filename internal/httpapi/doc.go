@@ -180,9 +180,9 @@
 // # Everything else
 //
 // GET /healthz is liveness (200 while the process serves), GET /readyz pings
-// Redis and PostgreSQL (2 s each) and answers 503 naming the failing
-// dependency but not its error (logged instead), GET /metrics is
-// Prometheus. Every error, including the mux's
+// Redis (and checks that it takes writes: readiness.Redis) and PostgreSQL
+// (2 s each) and answers 503 naming the failing dependency but not its
+// error (logged instead), GET /metrics is Prometheus. Every error, including the mux's
 // own 404 and 405, is JSON {"error":"..."}, except those of the dashboard
 // past its authentication (asynqmon answers its own, in plain text). Every JSON answer carries
 // Cache-Control: no-store (some show an API key once, others a tenant's

@@ -23,8 +23,8 @@ type readyBody struct {
 	Checks map[string]string `json:"checks"`
 }
 
-// readyz is GET /readyz: Redis PING and PostgreSQL ping, concurrently, 2 s
-// each; 503 names every failing dependency, but not its error: the route
+// readyz is GET /readyz: Redis PING and write check (readiness.Redis) and
+// PostgreSQL ping, concurrently, 2 s each; 503 names every failing dependency, but not its error: the route
 // is unauthenticated, and errors name hosts, users and databases. The
 // errors are logged.
 func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) {

@@ -67,6 +67,12 @@ func redisOutOfMemory(t *testing.T, fairCfg *fair.Config) {
 	check("POST /v1/invoices/pdf", post("/v1/invoices/pdf", `{"invoice_ids":[3,4]}`))
 	check("POST /v1/invoices/2/reminders", post("/v1/invoices/2/reminders", ""))
 	check("POST /admin/tenants", b.admin(t, http.MethodPost, "/admin/tenants", `{"slug":"globex","name":"Globex"}`))
+	// Every write fails: the service is not ready, though Redis answers
+	// its PING.
+	if r := b.do(t, request{method: http.MethodGet, path: "/readyz"}); r.status != http.StatusServiceUnavailable ||
+		!strings.Contains(string(r.body), `"redis":"unavailable"`) || strings.Contains(string(r.body), "OOM") {
+		t.Errorf("/readyz with Redis out of memory: %d %s, want 503 naming redis, not its error", r.status, r.body)
+	}
 	if fairCfg == nil {
 		return
 	}

@@ -119,4 +119,17 @@ func redisRefusingWrites(t *testing.T, fairCfg *fair.Config, how redisRefusal) {
 	// Saved in the catalog, not propagated: the last two.
 	check("POST /admin/tenants/{id}/suspend", b.admin(t, http.MethodPost, "/admin/tenants/"+acme.ID+"/suspend", ""))
 	check("DELETE /admin/tenants/{id}", b.admin(t, http.MethodDelete, "/admin/tenants/"+acme.ID, ""))
+	// Every write fails: the service is not ready, though Redis answers
+	// its PING.
+	r := b.do(t, request{method: http.MethodGet, path: "/readyz"})
+	if r.status != http.StatusServiceUnavailable || !strings.Contains(string(r.body), `"redis":"unavailable"`) {
+		t.Errorf("/readyz with Redis answering %s: %d %s, want 503 naming redis", strings.TrimSpace(how.reply), r.status, r.body)
+	}
+	if strings.Contains(string(r.body), strings.TrimSpace(how.reply)) {
+		t.Errorf("/readyz shows Redis's error: %s", r.body)
+	}
+	if err := how.allow(ctx, b.rdb); err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, b.do(t, request{method: http.MethodGet, path: "/readyz"}), http.StatusOK)
 }

@@ -57,23 +57,50 @@ func bounded(ctx context.Context, check Check, timeout time.Duration) error {
 }
 
 // Redis returns the check of rc: a PING of its server, or of every master
-// of a Redis Cluster. A cluster client sends its own PING to one node and,
-// when that node does not answer, retries it on another, so it passes
-// while a master is down and the queues whose slots it holds are served
-// by nobody.
+// of a Redis Cluster, and a write that Redis refuses as it refuses every
+// write (writeProbe): a Redis that answers but takes no writes (a demoted
+// master still reached, READONLY; at maxmemory with noeviction, OOM; a
+// master whose min-replicas-to-write is not met, NOREPLICAS) fails every
+// enqueue and every worker's dequeue, so it fails the check with its
+// reply. A cluster client sends its own PING to one node and, when that
+// node does not answer, retries it on another, so it passes while a
+// master is down and the queues whose slots it holds are served by
+// nobody.
 func Redis(rc redis.UniversalClient) Check {
 	return func(ctx context.Context) error {
 		cc, ok := rc.(*redis.ClusterClient)
 		if !ok {
-			return rc.Ping(ctx).Err()
+			return redisServes(ctx, rc)
 		}
 		return cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
-			if err := m.Ping(ctx).Err(); err != nil {
-				return fmt.Errorf("ping cluster master %s: %w", m.Options().Addr, err)
+			if err := redisServes(ctx, m); err != nil {
+				return fmt.Errorf("cluster master %s: %w", m.Options().Addr, err)
 			}
 			return nil
 		})
 	}
+}
+
+// writeProbe is a script that writes nothing, but whose shebang declares
+// no flags, so that Redis (7.0 and later) takes it for a write: it
+// refuses it with READONLY, OOM or NOREPLICAS as it would refuse any
+// write, before running it. It names no key, so it runs on any node of a
+// cluster and needs no key an ACL user may not have. Redis before 7.0
+// reads the shebang as Lua and refuses the script with ERR: such a Redis
+// is checked by its PING only.
+const writeProbe = "#!lua\nreturn 1"
+
+// redisServes pings rc's server and checks that it takes writes
+// (writeProbe).
+func redisServes(ctx context.Context, rc redis.Cmdable) error {
+	if err := rc.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("ping: %w", err)
+	}
+	err := rc.Eval(ctx, writeProbe, nil).Err()
+	if err == nil || redis.HasErrorPrefix(err, "ERR") {
+		return nil
+	}
+	return fmt.Errorf("redis takes no writes: %w", err)
 }
 
 // Postgres returns the check of pool's database. It pings on one of the

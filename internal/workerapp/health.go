@@ -47,8 +47,9 @@ func newHealthServer(h http.Handler, to healthTimeouts, logger *slog.Logger) *ht
 }
 
 // newHealthHandler serves /healthz (200 while the process runs), /readyz
-// (Redis and PostgreSQL reachable, and not shutting down; otherwise 503
-// with JSON naming what failed) and /metrics.
+// (Redis reachable and taking writes, PostgreSQL reachable, and not
+// shutting down; otherwise 503 with JSON naming what failed) and
+// /metrics.
 func newHealthHandler(d *deps, draining *atomic.Bool, logger *slog.Logger) http.Handler {
 	checks := map[string]readiness.Check{
 		"redis":    readiness.Redis(d.Redis),
