@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -80,8 +82,9 @@ return ARGV[1]
 // another: the process must not run with it (see Mode). A Redis flushed
 // (or replaced) records nothing: the fair processes running then record
 // ModeFair again when they find the loss (a Dispatcher with Config.Holds,
-// as it puts the holds back), and otherwise the next process to start
-// records its mode.
+// as it puts the holds back), the workers without fair dispatch ModePlain
+// within their interval (KeepMode), and otherwise the next process to
+// start records its mode.
 func ClaimMode(ctx context.Context, rdb redis.Scripter, mode Mode) error {
 	if _, err := ParseMode(string(mode)); err != nil {
 		return err
@@ -95,6 +98,43 @@ func ClaimMode(ctx context.Context, rdb redis.Scripter, mode Mode) error {
 			ErrModeMismatch, mode.Setting(), mode, Mode(got).Setting(), got)
 	}
 	return nil
+}
+
+// KeepMode records mode again (ClaimMode) every interval until ctx is
+// done, for the processes that find no loss of Redis's data themselves:
+// those without fair dispatch (ModePlain), which have no dispatcher to
+// find its holds gone. A Redis that lost its data (restarted without
+// persistence, flushed) lost the record, and a process with the other
+// setting started afterwards would record its own mode beside the running
+// ones, and make each of them refuse to start at its next restart. A
+// mode recorded meanwhile by such a process is left and logged at error
+// level (ErrModeMismatch), once until the record changes; a Redis that
+// cannot be reached is logged at debug level only (the process's other
+// lines say so).
+func KeepMode(ctx context.Context, rdb redis.Scripter, mode Mode, interval time.Duration, logger *slog.Logger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	var reported string // the mismatch last logged
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := ClaimMode(ctx, rdb, mode)
+		switch {
+		case err == nil:
+			reported = ""
+		case errors.Is(err, ErrModeMismatch):
+			if err.Error() != reported {
+				reported = err.Error()
+				logger.ErrorContext(ctx, "dispatch mode recorded by another process after redis lost its data: stop the processes with the other FAIR_DISPATCH setting",
+					slog.String("error", err.Error()))
+			}
+		case ctx.Err() == nil:
+			logger.DebugContext(ctx, "record the dispatch mode again", slog.String("error", err.Error()))
+		}
+	}
 }
 
 // RecordedMode returns the dispatch mode rdb records, "" when it records

@@ -38,6 +38,11 @@ const httpShutdownTimeout = 5 * time.Second
 // moves whose process died (tenancy.Service.WatchStaleMoves).
 const staleMoveInterval = 30 * time.Second
 
+// modeKeepInterval is how often a worker without fair dispatch records its
+// dispatch mode again (fair.KeepMode): a Redis that lost its data lost
+// the record.
+const modeKeepInterval = 5 * time.Second
+
 // Options lets a caller (the dev mode, tests) hand in what it built itself.
 // Every nil field is built from the Config; what Options hands in is never
 // closed by Run.
@@ -183,6 +188,10 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 	if d.Dispatcher != nil {
 		m := membership(memberID(), serverOpts.Layout, serverOpts.ServedQueues(), serverOpts.Concurrency)
 		memberWG.Go(func() { d.Dispatcher.Serve(memberCtx, m, logger) })
+	} else {
+		// Without fair dispatch nothing else records the mode again
+		// after Redis lost its data.
+		memberWG.Go(func() { fair.KeepMode(memberCtx, d.Redis, fair.ModePlain, modeKeepInterval, logger) })
 	}
 	defer func() { stopMember(); memberWG.Wait() }()
 
