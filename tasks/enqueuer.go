@@ -529,7 +529,10 @@ func (e *Enqueuer) deleteFinished(ctx context.Context, queue, id string) error {
 // demoted by a failover that the client still reaches: "READONLY You
 // can't write against a read only replica.") and as a master with
 // min-replicas-to-write whose replicas are gone or lagging ("NOREPLICAS
-// Not enough good replicas to write."). Such a reply, found in the
+// Not enough good replicas to write.") and a server with save points
+// whose last background save failed ("MISCONF Redis is configured to save
+// RDB snapshots, but it's currently unable to persist to disk."). Such a
+// reply, found in the
 // text, joins the chain as a Redis error (redis.IsOOMError,
 // redis.HasErrorPrefix).
 func (e *Enqueuer) enqueueFailed(p Payload, taskID string, err error) error {
@@ -546,8 +549,9 @@ func (e *Enqueuer) enqueueFailed(p Payload, taskID string, err error) error {
 
 // writeRefusals start Redis's refusals of a write that come with a ping
 // answered: at maxmemory (policy noeviction), from a replica, and from a
-// master short of the replicas min-replicas-to-write asks for.
-var writeRefusals = []string{"OOM command not allowed", "READONLY You can't write", "NOREPLICAS Not enough good replicas"}
+// master short of the replicas min-replicas-to-write asks for, and after
+// a failed background save.
+var writeRefusals = []string{"OOM command not allowed", "READONLY You can't write", "NOREPLICAS Not enough good replicas", "MISCONF Redis is configured to save"}
 
 // redisReply is an error reply of Redis that asynq's client reported as
 // text only: a redis.Error again, for redis.HasErrorPrefix and

@@ -101,8 +101,11 @@ func (h *Handler) internalError(w http.ResponseWriter, r *http.Request, op strin
 // middle of a failover, a demoted master, a server at maxmemory (policy
 // noeviction: it refuses writes, and the refused call wrote nothing, until
 // memory is freed), a master with min-replicas-to-write whose replicas are
-// gone or lagging (it refuses writes until they catch up).
-var transientRedis = []string{"LOADING ", "BUSY ", "MASTERDOWN ", "CLUSTERDOWN ", "TRYAGAIN ", "READONLY ", "OOM ", "NOREPLICAS "}
+// gone or lagging (it refuses writes until they catch up), a server with
+// save points whose last background save failed (MISCONF: a full or lost
+// disk; it refuses writes until a save succeeds or an operator sets
+// stop-writes-on-bgsave-error no).
+var transientRedis = []string{"LOADING ", "BUSY ", "MASTERDOWN ", "CLUSTERDOWN ", "TRYAGAIN ", "READONLY ", "OOM ", "NOREPLICAS ", "MISCONF "}
 
 // redisBusy reports whether err says the Redis client found no connection
 // or pipeline batch to send a command on in time: every one is held by a
