@@ -86,12 +86,31 @@ func InTenantBatch(ctx context.Context, pool *pgxpool.Pool, b *pgx.Batch) error 
 // rollback and the check then cost one more round trip, as in
 // InTenantBatch. A nil next is InTenantBatch.
 func InTenantBatches(ctx context.Context, pool *pgxpool.Pool, first *pgx.Batch, next func(ctx context.Context) (*pgx.Batch, error)) (err error) {
+	return inTenantBatches(ctx, pool, beginSQL, first, next)
+}
+
+// InTenantBatchesReadCommitted is InTenantBatches with its transaction at
+// READ COMMITTED whatever the database's default_transaction_isolation,
+// for a unit whose protocol is made for it (see InTenantReadCommitted): a
+// statement of first that runs after a lock of first waited for another
+// transaction reads what that one committed, and the write that ends the
+// unit is not refused for a conflict with it. Under REPEATABLE READ or
+// SERIALIZABLE the unit's snapshot would be taken by the pin's statement,
+// before the wait, and the write refused (SQLSTATE 40001) after next did
+// its work outside the database (a render's file, written over another's).
+func InTenantBatchesReadCommitted(ctx context.Context, pool *pgxpool.Pool, first *pgx.Batch, next func(ctx context.Context) (*pgx.Batch, error)) error {
+	return inTenantBatches(ctx, pool, beginReadCommittedSQL, first, next)
+}
+
+// inTenantBatches is InTenantBatches with its transaction opened by begin
+// (beginSQL or beginReadCommittedSQL).
+func inTenantBatches(ctx context.Context, pool *pgxpool.Pool, begin string, first *pgx.Batch, next func(ctx context.Context) (*pgx.Batch, error)) (err error) {
 	t, quoted, pc, err := acquireTenant(ctx, pool)
 	if err != nil {
 		return err
 	}
 	defer pc.Release()
-	u := &batchUnit{conn: pc.Conn()}
+	u := &batchUnit{conn: pc.Conn(), beginSQL: begin}
 	u.note(first)
 	defer func() {
 		if p := recover(); p != nil {
@@ -156,7 +175,7 @@ const statementTimeoutSQL = "SELECT pg_catalog.set_config('statement_timeout', $
 func (u *batchUnit) begin(ctx context.Context, t tenantctx.Tenant, quoted string, first *pgx.Batch, end bool) error {
 	tenantID := t.ID
 	b := &pgx.Batch{}
-	b.Queue(beginSQL)
+	b.Queue(u.beginSQL)
 	timeout := deadlineTimeout(ctx)
 	if u.timed = timeout > 0; u.timed {
 		u.timedAt = time.Now()
@@ -179,7 +198,7 @@ func (u *batchUnit) begin(ctx context.Context, t tenantctx.Tenant, quoted string
 		}
 		return causedByDone(ctx, err)
 	}
-	begin := beginPinnedSQL(t, quoted)
+	begin := beginPinnedSQL(u.beginSQL, t, quoted)
 	if timeout > 0 {
 		ms := strconv.FormatInt(timeoutMillis(timeout), 10)
 		begin += "; SET LOCAL statement_timeout = " + ms
@@ -318,9 +337,15 @@ func queueCopies(b *pgx.Batch, src []*pgx.QueuedQuery) {
 // own; the pin follows it with the schema as a bind parameter.
 const beginSQL = "BEGIN"
 
+// beginReadCommittedSQL is beginSQL at READ COMMITTED, whatever the
+// database's or role's default_transaction_isolation.
+const beginReadCommittedSQL = "BEGIN ISOLATION LEVEL READ COMMITTED"
+
 // batchUnit is one InTenantBatches call's connection.
 type batchUnit struct {
 	conn *pgx.Conn
+	// beginSQL opens the transaction (beginSQL or beginReadCommittedSQL).
+	beginSQL string
 	// timed says begin set statement_timeout, computed at timedAt.
 	timed   bool
 	timedAt time.Time

@@ -68,14 +68,15 @@ func ownerComment(t tenantctx.Tenant) string { return ownerPrefix + t.ID }
 // sqlLiteral quotes s as an SQL string literal (standard_conforming_strings).
 func sqlLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
-// beginPinnedSQL begins a transaction and pins search_path to t's schema
-// until its end (ownedPinSQL, the same as SET LOCAL), in one round trip of
-// the simple protocol, which takes no bind parameters: quoted is the
-// schema name, which passed tenantctx.ValidateSchema, quoted with
+// beginPinnedSQL begins a transaction with begin (beginSQL or
+// beginReadCommittedSQL) and pins search_path to t's schema until its end
+// (ownedPinSQL, the same as SET LOCAL), in one round trip of the simple
+// protocol, which takes no bind parameters: quoted is the schema name,
+// which passed tenantctx.ValidateSchema, quoted with
 // pgx.Identifier.Sanitize, and the rest are literals.
-func beginPinnedSQL(t tenantctx.Tenant, quoted string) string {
+func beginPinnedSQL(begin string, t tenantctx.Tenant, quoted string) string {
 	r := strings.NewReplacer("$1", sqlLiteral(quoted), "$2", sqlLiteral(t.Schema), "$3", sqlLiteral(ownerComment(t)))
-	return "BEGIN; " + r.Replace(ownedPinSQL)
+	return begin + "; " + r.Replace(ownedPinSQL)
 }
 
 // endSQL is an end-of-transaction round trip: one simple-protocol query

@@ -53,11 +53,15 @@ type pdfResult struct {
 // the document then prints those as empty boxes, or as U+FFFD, and a
 // warning says so).
 //
-// One transaction, two round trips (schema.InTenantBatches): the first
+// One transaction, two round trips (schema.InTenantBatchesReadCommitted:
+// at read committed whatever the database's
+// default_transaction_isolation): the first
 // takes the tenant's shared lock (in the pin's statement, with the plan
 // setting) and the invoice's render lock (invoice.QueueLockRender: two
 // renders of one invoice run one after the other, the later one loading
-// the invoice after the earlier one committed), and loads the invoice, its lines and its
+// the invoice after the earlier one committed, which a snapshot taken
+// before the wait, at repeatable read or serializable, would not see), and
+// loads the invoice, its lines and its
 // current document in one query (written for the tenant's schema and run
 // with its generic plan, so that a connection plans it once per tenant,
 // not once per task: invoice.QueueLoadFor, schema.QueueGenericPlans; the
@@ -124,7 +128,7 @@ func (h *Handlers) InvoicePDF(ctx context.Context, p tasks.InvoicePDF) error {
 		return Permanent(err) // QueueLockShared validated the schema: not reached
 	}
 	var res pdfResult
-	err = schema.InTenantBatches(ctx, pool, first, func(ctx context.Context) (*pgx.Batch, error) {
+	err = schema.InTenantBatchesReadCommitted(ctx, pool, first, func(ctx context.Context) (*pgx.Batch, error) {
 		if err := r.CheckLines(inv.Number, inv.LineCount); err != nil {
 			return nil, Permanentf("render invoice %d of tenant %s: %w", p.InvoiceID, t.ID, err)
 		}
