@@ -52,3 +52,11 @@ func CreateTenantIn(ctx context.Context, tx pgx.Tx, t tenantctx.Tenant) error {
 	_, err := tx.Exec(ctx, createTenantSQL, createTenantArgs(t)...)
 	return err
 }
+
+// StoreAPIKeyIn runs StoreAPIKey's statement for key of tenant tenantID
+// in tx, so a test can hold an issuance uncommitted, as PostgreSQL still
+// runs one whose caller gave up on its answer.
+func StoreAPIKeyIn(ctx context.Context, tx pgx.Tx, tenantID, key string) error {
+	_, err := tx.Exec(ctx, issueAPIKeySQL, tenantID, HashAPIKey(key), APIKeyDisplayPrefix(key))
+	return err
+}

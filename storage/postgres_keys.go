@@ -66,8 +66,11 @@ func (p *Postgres) WithdrawAPIKey(ctx context.Context, tenantID, key string) (AP
 		return APIKey{}, fmt.Errorf("withdraw api key of tenant %s: malformed key", tenantID)
 	}
 	var k APIKey
-	if err := p.pool.QueryRow(ctx, withdrawAPIKeySQL, tenantID, HashAPIKey(key), APIKeyDisplayPrefix(key)).Scan(
-		&k.ID, &k.TenantID, &k.Prefix, &k.CreatedAt, &k.LastUsedAt, &k.RevokedAt); err != nil {
+	err := pgx.BeginTxFunc(ctx, p.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, withdrawAPIKeySQL, tenantID, HashAPIKey(key), APIKeyDisplayPrefix(key)).Scan(
+			&k.ID, &k.TenantID, &k.Prefix, &k.CreatedAt, &k.LastUsedAt, &k.RevokedAt)
+	})
+	if err != nil {
 		return APIKey{}, fmt.Errorf("withdraw api key %s... of tenant %s: %w", APIKeyDisplayPrefix(key), tenantID, translatePgError(err))
 	}
 	return k, nil
@@ -81,6 +84,11 @@ func (p *Postgres) WithdrawAPIKey(ctx context.Context, tenantID, key string) (AP
 // makes it take turns with a StoreAPIKey of the same key: an INSERT not
 // yet committed is waited for, and its key revoked; one that comes later
 // fails on the hash. No row for an unknown tenant or another tenant's key.
+// It runs at read committed whatever the catalog database's
+// default_transaction_isolation: at repeatable read or serializable the
+// key an INSERT it waited for committed is newer than its snapshot, and
+// PostgreSQL refuses to update it (SQLSTATE 40001), which left the key
+// valid.
 const withdrawAPIKeySQL = `
 WITH tenant AS MATERIALIZED (
 	SELECT t.id

@@ -156,13 +156,17 @@ RETURNING ` + tenantColumns
 // (tenancy.tenant_ids): that waits for a creation of the id still running,
 // and makes one that comes later fail on the id. Then it deletes the row
 // as DeleteTenant does, if there is one. ErrNotFound when there was none:
-// the id is withdrawn all the same.
+// the id is withdrawn all the same. The transaction runs at read
+// committed whatever the catalog database's default_transaction_isolation:
+// at repeatable read or serializable the claim, having waited for a
+// creation that then committed, was refused (SQLSTATE 40001: the id's row
+// is newer than the snapshot), and the tenant stayed.
 func (p *Postgres) WithdrawTenant(ctx context.Context, id string) error {
 	if err := tenantctx.ValidateID(id); err != nil {
 		return fmt.Errorf("withdraw tenant: %w: %w", ErrNotFound, err)
 	}
 	var found bool
-	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+	err := pgx.BeginTxFunc(ctx, p.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx,
 			`INSERT INTO tenancy.tenant_ids AS c (id, withdrawn_at) VALUES ($1, now())
 			 ON CONFLICT (id) DO UPDATE SET withdrawn_at = COALESCE(c.withdrawn_at, now())`, id); err != nil {
