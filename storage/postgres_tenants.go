@@ -310,12 +310,16 @@ func (p *Postgres) SetTimeZone(ctx context.Context, id, zone string) (tenantctx.
 // locked the keys in the order of its plan and deadlocked (40P01) with a
 // flush of overlapping keys; without the row locked first, a key issued
 // while the keys were being locked escaped them and the cascade deadlocked
-// on it.
+// on it. The transaction runs at read committed whatever the catalog
+// database's default_transaction_isolation: at repeatable read or
+// serializable the lock of the keys read the snapshot the row's lock took
+// before its wait, which has no key issued meanwhile, and the cascade,
+// meeting that key, was refused (SQLSTATE 40001).
 func (p *Postgres) DeleteTenant(ctx context.Context, id string) error {
 	if err := tenantctx.ValidateID(id); err != nil {
 		return fmt.Errorf("delete tenant: %w: %w", ErrNotFound, err)
 	}
-	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error { return deleteTenantRow(ctx, tx, id) })
+	err := pgx.BeginTxFunc(ctx, p.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error { return deleteTenantRow(ctx, tx, id) })
 	if err != nil {
 		return fmt.Errorf("delete tenant %s: %w", id, err)
 	}
