@@ -147,10 +147,15 @@ type Cache struct {
 	local       *localCache // stores nothing when LocalTTL < 0
 	flight      singleflight.Group
 	stats       cacheCounters
-	redisDownTo atomic.Int64 // unix nanos until which reads skip Redis
-	fillDownTo  atomic.Int64 // unix nanos until which fills skip Redis
-	redisOutage redisOutage  // what is logged of failing reads
-	fillOutage  redisOutage  // what is logged of failing fills
+	redisDownTo atomic.Int64 // until which reads skip Redis, on elapsed (ns)
+	fillDownTo  atomic.Int64 // until which fills skip Redis, on elapsed (ns)
+	// elapsed reads the monotonic clock the backoffs are measured on: the
+	// time since the cache was made. A wall clock's reading (UnixNano)
+	// would make an NTP step back right after a failure stretch the
+	// backoff by the step, every lookup skipping Redis unlogged.
+	elapsed     func() time.Duration
+	redisOutage redisOutage // what is logged of failing reads
+	fillOutage  redisOutage // what is logged of failing fills
 
 	// pending counts the invalidations under way (invalidate), also those
 	// whose caller stopped waiting at its deadline.
@@ -190,6 +195,8 @@ func NewCache(backend Catalog, rdb redis.UniversalClient, opts CacheOptions) *Ca
 		done:       make(chan struct{}),
 		subscribed: make(chan struct{}),
 	}
+	made := time.Now() // keeps the monotonic reading time.Since measures on
+	c.elapsed = func() time.Duration { return time.Since(made) }
 	c.redisOutage.kind, c.redisOutage.meanwhile = "read", "answering from the backend"
 	c.fillOutage.kind, c.fillOutage.meanwhile = "fill", "not filling"
 	c.local = newLocalCache(opts.LocalMaxEntries)

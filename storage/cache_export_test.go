@@ -1,6 +1,9 @@
 package storage
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // WaitSubscribed blocks until c's invalidation subscriber has subscribed
 // (at once for a cache without one), so a test's writes through another
@@ -23,3 +26,7 @@ func (c *Cache) RedisKeyForID(id string) string { return c.redisKey(cacheKindID 
 // LocalLen returns the number of entries in c's in-process layer,
 // expired ones included.
 func (c *Cache) LocalLen() int { return c.local.len() }
+
+// SetMonotonicClock makes c measure its Redis backoffs on elapsed instead
+// of the time since it was made; call it before c's first lookup.
+func (c *Cache) SetMonotonicClock(elapsed func() time.Duration) { c.elapsed = elapsed }

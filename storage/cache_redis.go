@@ -163,7 +163,7 @@ func (c *Cache) redisRead(ctx context.Context, key string) (e cacheEntry, hit bo
 // redisFill stores e under key unless the guard moved on from guard. It
 // skips Redis for RedisBackoff after a failed fill (redisFailed).
 func (c *Cache) redisFill(ctx context.Context, key, guard string, e cacheEntry) {
-	if time.Now().UnixNano() < c.fillDownTo.Load() {
+	if int64(c.elapsed()) < c.fillDownTo.Load() {
 		return
 	}
 	raw, err := json.Marshal(e)
@@ -230,9 +230,10 @@ func (c *Cache) redisInvalidate(ctx context.Context, keys []string, keysOfTenant
 func guardSeed() string { return strconv.FormatUint(mrand.Uint64()>>2, 10) }
 
 // redisUsable reports whether reads should try Redis: not within
-// RedisBackoff of a failed read.
+// RedisBackoff of a failed read, measured on the monotonic clock
+// (c.elapsed), which a step of the wall clock does not move.
 func (c *Cache) redisUsable() bool {
-	return time.Now().UnixNano() >= c.redisDownTo.Load()
+	return int64(c.elapsed()) >= c.redisDownTo.Load()
 }
 
 // redisFailLogEvery is how often at most the cache logs that its Redis
@@ -299,7 +300,7 @@ func (c *Cache) redisFailed(ctx context.Context, o *redisOutage, downTo *atomic.
 	c.stats.redisErrors.Add(1)
 	now := time.Now()
 	prev := downTo.Load()
-	downTo.CompareAndSwap(prev, now.UnixNano()+c.opts.RedisBackoff.Nanoseconds())
+	downTo.CompareAndSwap(prev, int64(c.elapsed()+c.opts.RedisBackoff))
 	first, since, failed, log := o.failed(now)
 	switch {
 	case !log:
