@@ -38,6 +38,20 @@ var ErrDatabaseBusy = fmt.Errorf("tenant database busy: %w", ErrTenantNotReady)
 // system tasks are not bounded; limit < 1 bounds nothing. It runs after
 // ResolveTenant, which puts the tenant in ctx.
 func DatabaseSlots(limit int, wait time.Duration) asynq.MiddlewareFunc {
+	return databaseSlotsOn(limit, wait, sinceStart)
+}
+
+// processStart is what sinceStart measures from: time.Now keeps the
+// monotonic clock's reading, which a step of the wall clock (NTP) does not
+// move.
+var processStart = time.Now()
+
+// sinceStart is the monotonic clock databaseSlots measure on.
+func sinceStart() time.Duration { return time.Since(processStart) }
+
+// databaseSlotsOn is DatabaseSlots measuring on the monotonic clock
+// elapsed (sinceStart; a test's fake).
+func databaseSlotsOn(limit int, wait time.Duration, elapsed func() time.Duration) asynq.MiddlewareFunc {
 	if wait <= 0 {
 		wait = DefaultDatabaseSlotWait
 	}
@@ -48,7 +62,7 @@ func DatabaseSlots(limit int, wait time.Duration) asynq.MiddlewareFunc {
 		defer mu.Unlock()
 		s, ok := slots[name]
 		if !ok {
-			s = &databaseSlots{free: make(chan struct{}, limit)}
+			s = &databaseSlots{free: make(chan struct{}, limit), elapsed: elapsed}
 			slots[name] = s
 		}
 		return s
@@ -80,11 +94,15 @@ func DatabaseSlots(limit int, wait time.Duration) asynq.MiddlewareFunc {
 // per running task, and when one was last taken or given back.
 type databaseSlots struct {
 	free chan struct{}
-	// given is when a slot was last taken or given back (Unix
+	// given is when a slot was last taken or given back, on elapsed (in
 	// nanoseconds). A take counts too: a database whose slots were just
 	// taken answers, even when another of its tasks (a migration, a large
 	// render) has held a slot for longer than the wait.
 	given atomic.Int64
+	// elapsed reads the monotonic clock given is on: a wall clock's
+	// reading (UnixNano) stepped forward by NTP made a database whose
+	// slots were just taken look stuck, its tasks turned away at once.
+	elapsed func() time.Duration
 }
 
 // take takes a slot, waiting up to wait for one unless none was taken or
@@ -92,18 +110,18 @@ type databaseSlots struct {
 func (s *databaseSlots) take(ctx context.Context, wait time.Duration) bool {
 	select {
 	case s.free <- struct{}{}:
-		s.given.Store(time.Now().UnixNano())
+		s.given.Store(int64(s.elapsed()))
 		return true
 	default:
 	}
-	if time.Since(time.Unix(0, s.given.Load())) >= wait {
+	if s.elapsed()-time.Duration(s.given.Load()) >= wait {
 		return false // stuck: no slot taken or given back for wait
 	}
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	select {
 	case s.free <- struct{}{}:
-		s.given.Store(time.Now().UnixNano())
+		s.given.Store(int64(s.elapsed()))
 		return true
 	case <-timer.C:
 		return false
@@ -114,6 +132,6 @@ func (s *databaseSlots) take(ctx context.Context, wait time.Duration) bool {
 
 // give gives a slot back.
 func (s *databaseSlots) give() {
-	s.given.Store(time.Now().UnixNano())
+	s.given.Store(int64(s.elapsed()))
 	<-s.free
 }
