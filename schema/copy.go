@@ -77,7 +77,8 @@ type Copied struct {
 	// checksums (equal in the source and the copy).
 	Result CopyResult
 
-	src    pgx.Tx // holds the source's locks
+	src    pgx.Tx        // holds the source's locks
+	srcDB  *pgxpool.Pool // src's pool, for DropSource after src was lost
 	dst    *pgxpool.Pool
 	schema string
 	quoted string
@@ -130,7 +131,7 @@ func BeginCopy(ctx context.Context, src, dst *pgxpool.Pool, schemaName string) (
 // beginCopy is BeginCopy building the target with the migrations set
 // (tests copy tables of their own).
 func beginCopy(ctx context.Context, src, dst *pgxpool.Pool, schemaName string, set []Migration) (c *Copied, err error) {
-	c = &Copied{dst: dst, schema: schemaName, Result: CopyResult{Schema: schemaName}}
+	c = &Copied{srcDB: src, dst: dst, schema: schemaName, Result: CopyResult{Schema: schemaName}}
 	if c.quoted, err = quoteSchema(schemaName); err != nil {
 		return c, fmt.Errorf("copy schema: %w", err)
 	}
@@ -280,10 +281,118 @@ func (c *Copied) resultOrEmpty(schemaName string) CopyResult {
 // lock held shared, would deadlock with it). Writes that waited on the
 // source's tables, and such a second copy, then fail (the tables are
 // gone) instead of landing in, or reading, a schema nobody reads any more.
+//
+// A source transaction lost before (its backend terminated, the server
+// restarted, the connection lost: in the grace period after the switch,
+// say) released the tables, and writes that waited for it committed into
+// the source. DropSource then locks the source's tables again in a new
+// transaction and compares their checksums with the copy's (Result): the
+// same, it drops the schema there; else it keeps it and returns a
+// *SourceWrittenError naming the tables written since the copy, whose
+// rows the copy lacks.
 func (c *Copied) DropSource(ctx context.Context) error {
 	if err := c.end(); err != nil {
 		return err
 	}
+	err := c.dropSource(ctx)
+	if err != nil && c.srcDB != nil && c.src.Conn().IsClosed() {
+		err = c.dropUnwritten(ctx, err)
+	}
+	if err != nil {
+		return fmt.Errorf("drop source schema %s: %w", c.schema, err)
+	}
+	return nil
+}
+
+// SourceWrittenError: the source's transaction was lost after the copy,
+// and rows of Tables in the source schema differ from the copy's since:
+// writes that waited for the copy committed there. DropSource kept the
+// schema.
+type SourceWrittenError struct {
+	Schema string
+	Tables []string
+	// Lost is how the source's transaction was found lost.
+	Lost error
+}
+
+func (e *SourceWrittenError) Error() string {
+	return fmt.Sprintf("the transaction holding the tables of schema %s against writes since the copy was lost (%v), and tables %s were written there since: "+
+		"the copy lacks those writes", e.Schema, e.Lost, strings.Join(e.Tables, ", "))
+}
+
+func (e *SourceWrittenError) Unwrap() error { return e.Lost }
+
+// dropUnwritten drops the source schema in a new transaction once the
+// one that held it since the copy was lost (lost), if its tables, locked
+// again, still hold what was copied (Result.Tables); else it keeps it and
+// returns a *SourceWrittenError.
+func (c *Copied) dropUnwritten(ctx context.Context, lost error) error {
+	tx, err := c.srcDB.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	if err != nil {
+		return errors.Join(lost, fmt.Errorf("begin again on the source: %w", err))
+	}
+	c.src = tx
+	err = func() error {
+		if _, err := tx.Exec(ctx, noIdleTimeout+"; "+noLockTimeout); err != nil {
+			return fmt.Errorf("settings on the source: %w", err)
+		}
+		if err := setDeadlineTimeout(ctx, tx); err != nil {
+			return fmt.Errorf("settings on the source: %w", err)
+		}
+		if _, err := tx.Exec(ctx, sharedLockSQL, lockNamespace, c.schema); err != nil {
+			return fmt.Errorf("lock the source: %w", err)
+		}
+		exists, _, err := readOwner(ctx, tx, c.schema)
+		if err != nil {
+			return fmt.Errorf("read the source's owner: %w", err)
+		}
+		if !exists {
+			return tx.Commit(ctx) // dropped already
+		}
+		if err := lockTables(ctx, tx, c.quoted, c.schema); err != nil {
+			return fmt.Errorf("lock the source's tables: %w", err)
+		}
+		sums, err := checksums(ctx, tx, c.schema)
+		if err != nil {
+			return fmt.Errorf("checksum the source: %w", err)
+		}
+		if written := changedTables(c.Result.Tables, sums); len(written) > 0 {
+			return &SourceWrittenError{Schema: c.schema, Tables: written, Lost: lost}
+		}
+		return c.dropSource(ctx)
+	}()
+	if err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		var written *SourceWrittenError
+		if !errors.As(err, &written) {
+			err = errors.Join(lost, fmt.Errorf("again: %w", err))
+		}
+		return err
+	}
+	return nil
+}
+
+// changedTables lists the tables of was and now (by name) whose row
+// count or checksum differ, or that only one of them has.
+func changedTables(was, now []TableSum) []string {
+	var changed []string
+	for _, w := range was {
+		i := slices.IndexFunc(now, func(n TableSum) bool { return n.Table == w.Table })
+		if i < 0 || now[i] != w {
+			changed = append(changed, w.Table)
+		}
+	}
+	for _, n := range now {
+		if !slices.ContainsFunc(was, func(w TableSum) bool { return w.Table == n.Table }) {
+			changed = append(changed, n.Table)
+		}
+	}
+	return changed
+}
+
+// dropSource is DropSource in c.src, which it commits, or rolls back on
+// failure.
+func (c *Copied) dropSource(ctx context.Context) error {
 	err := func() error {
 		// A transaction that read a table and then waited to write it
 		// deadlocks with the DROP, and PostgreSQL reports it to the DROP at
@@ -337,9 +446,8 @@ func (c *Copied) DropSource(ctx context.Context) error {
 	}()
 	if err != nil {
 		_ = c.src.Rollback(context.WithoutCancel(ctx))
-		return fmt.Errorf("drop source schema %s: %w", c.schema, err)
 	}
-	return nil
+	return err
 }
 
 // insufficientPrivilege is PostgreSQL's SQLSTATE for "permission denied",

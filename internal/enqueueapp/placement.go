@@ -306,7 +306,11 @@ func tenantMove(ctx context.Context, args []string, sio IO) error {
 		return err
 	}
 	progress("moved to " + m.To)
-	if !m.OldSchemaDropped {
+	switch {
+	case len(m.OldSchemaWritten) > 0:
+		fmt.Fprintf(sio.Stderr, "warning: writes reached the old schema %s on %s after the switch (tables %s): it is kept; "+
+			"copy the rows %s lacks from them, then drop it by hand\n", m.Schema, m.From, strings.Join(m.OldSchemaWritten, ", "), m.To)
+	case !m.OldSchemaDropped:
 		fmt.Fprintf(sio.Stderr, "warning: the old schema %s on %s could not be dropped; drop it by hand\n", m.Schema, m.From)
 	}
 	return json.NewEncoder(sio.Stdout).Encode(m)

@@ -25,7 +25,7 @@ const (
 	// ActionMoveStarted: a move began {from, to}.
 	ActionMoveStarted Action = "tenant.move_started"
 	// ActionMoved: the tenant's schema now lives in another database
-	// {from, to, schema, version, tables, rows, old_schema_dropped}.
+	// {from, to, schema, version, tables, rows, old_schema_dropped, old_schema_written when writes reached the old schema after the copy}.
 	ActionMoved Action = "tenant.moved"
 	// ActionMoveFailed: a move failed and the tenant stayed where it was
 	// {from, to, step}; the error goes to the log only.
@@ -86,6 +86,11 @@ type Moved struct {
 	// after the switch: the tenant works on its new database, and the
 	// old schema must be dropped by hand (the error is in the log).
 	OldSchemaDropped bool `json:"old_schema_dropped"`
+	// OldSchemaWritten lists the tables of the old schema that writes
+	// reached after the copy (the transaction holding them against writes
+	// was lost after the switch, in the grace period): the old schema is
+	// kept, and holds rows the tenant's new database lacks.
+	OldSchemaWritten []string `json:"old_schema_written,omitempty"`
 }
 
 // Move moves tenant id's schema with its rows to the tenant database to.
@@ -119,7 +124,10 @@ type Moved struct {
 //     one the server ended, its backend terminated or its connection lost,
 //     let waiting writes into the source, which the copy lacks);
 //  4. after Grace, drop the old schema in the transaction that locked it:
-//     writes that waited fail instead of landing in it;
+//     writes that waited fail instead of landing in it; that transaction
+//     lost meanwhile, the old schema is dropped only if its tables still
+//     hold what was copied, else kept, the tables written since named in
+//     Moved.OldSchemaWritten (schema.SourceWrittenError);
 //  5. resume the queue (unless an operator had paused it before, or
 //     during the move: its pause stays, and no ActionQueueResumed is
 //     written); a suspended tenant's work stays held by its suspension,
@@ -428,14 +436,28 @@ func (s *Service) Move(ctx context.Context, id, to, actor string, opts MoveOptio
 	case <-ctx.Done():
 	}
 	opts.progress("drop the old schema %s in %s", t.Schema, from)
-	if err := c.DropSource(context.WithoutCancel(ctx)); err != nil {
+	// A source transaction lost in the grace period let the writes that
+	// waited commit into the old schema: DropSource drops it only if its
+	// tables still hold what was copied, and names those written since.
+	var written *schema.SourceWrittenError
+	switch err := c.DropSource(context.WithoutCancel(ctx)); {
+	case errors.As(err, &written):
+		m.OldSchemaWritten = written.Tables
+		s.logger.ErrorContext(ctx, "tenant move: writes reached the old schema after the switch (the transaction holding its tables was lost): it is kept; "+
+			"copy the rows the tenant's new database lacks from those tables into it, then drop the old schema",
+			slog.String("tenant_id", id), slog.String("database", from), slog.String("schema", t.Schema),
+			slog.String("tables", strings.Join(written.Tables, ", ")), slog.String("error", err.Error()))
+	case err != nil:
 		s.logger.ErrorContext(ctx, "drop the old schema after a move: drop it by hand",
 			slog.String("tenant_id", id), slog.String("database", from), slog.String("schema", t.Schema), slog.String("error", err.Error()))
-	} else {
+	default:
 		m.OldSchemaDropped = true
 	}
 	detail := map[string]any{"from": from, "to": to, "schema": t.Schema, "version": m.Version,
 		"tables": len(m.Tables), "rows": m.Rows, "old_schema_dropped": m.OldSchemaDropped}
+	if len(m.OldSchemaWritten) > 0 {
+		detail["old_schema_written"] = m.OldSchemaWritten
+	}
 	s.logFailure(ctx, id, ActionMoved, s.audit(ending(), id, actor, ActionMoved, detail))
 	return m, nil
 }
