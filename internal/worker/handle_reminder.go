@@ -349,11 +349,11 @@ func recipientError(addr string) error {
 
 // reminderMessage builds the reminder email, asking for due (amountDue),
 // attaching the invoice's PDF when one was rendered (hasPDF: rendered is
-// its invoice_documents row) and the invoice was loaded with its lines. A
-// PDF recorded in invoice_documents but missing from the store is left out
-// (logged), not an error: the reminder matters more than the attachment;
-// so is the PDF of an invoice over the line limit (logged), which the
-// renderer refuses.
+// its invoice_documents row) and the invoice was loaded with its lines.
+// A stored PDF that cannot be read is replaced by one rendered for the
+// email (attachment); a PDF larger than an attachment may be, or that the
+// renderer refuses (an invoice over the line limit), is left out
+// (logged), not an error: the reminder matters more than the attachment.
 //
 // Every value put into the message comes from tenant data (names, the
 // invoice number, the currency) and is folded to one line without control
@@ -388,11 +388,8 @@ func (h *Handlers) reminderMessage(ctx context.Context, t tenantctx.Tenant, inv 
 	}
 	if hasPDF {
 		key := rendered.StorageKey
-		data, err := h.attachment(ctx, t.ID, doc, rendered)
+		data, err := h.attachment(ctx, t.ID, p.InvoiceID, doc, rendered)
 		switch {
-		case errors.Is(err, storage.ErrNotFound):
-			LoggerFromContext(ctx).WarnContext(ctx, "reminder without attachment: pdf missing from the document store",
-				slog.Int64("invoice_id", p.InvoiceID), slog.String("storage_key", key))
 		case errors.Is(err, errAttachmentTooLarge), errors.Is(err, pdf.ErrInvalidInvoice):
 			// Retried it would be as large (or as unrenderable): the
 			// reminder goes without it.
@@ -421,9 +418,14 @@ func (h *Handlers) reminderMessage(ctx context.Context, t tenantctx.Tenant, inv 
 // memory (not stored: the invoice:pdf task owns the document store). A
 // document rendered before the invoice was edited, or before it became
 // overdue, would show another amount, or status, than the email's text.
+// A stored document that cannot be read (missing from the store, not a
+// regular file, a symbolic link the store refuses, an I/O error) is
+// rendered for the email too, logged: the row proves the invoice renders,
+// and failing the reminder until it is archived would never send it. A
+// stored document over maxAttachmentBytes is errAttachmentTooLarge.
 // A render over the attachment bound (or PDF_MAX_BYTES, PDF_MAX_PAGES) wraps
 // pdf.ErrTooLarge, one the renderer refuses pdf.ErrInvalidInvoice.
-func (h *Handlers) attachment(ctx context.Context, tenantID string, doc pdf.Invoice, rendered invoice.Document) ([]byte, error) {
+func (h *Handlers) attachment(ctx context.Context, tenantID string, invoiceID int64, doc pdf.Invoice, rendered invoice.Document) ([]byte, error) {
 	maxBytes := h.PDFMaxBytes
 	if maxBytes <= 0 {
 		maxBytes = pdf.DefaultMaxBytes
@@ -431,10 +433,16 @@ func (h *Handlers) attachment(ctx context.Context, tenantID string, doc pdf.Invo
 	r := pdf.Renderer{MaxLines: h.PDFMaxLines, MaxBytes: min(maxBytes, maxAttachmentBytes), MaxPages: h.PDFMaxPages}
 	if rendered.InputsSHA256 != "" && rendered.InputsSHA256 == pdf.InputsHash(r, doc) {
 		data, info, err := h.readDocument(ctx, tenantID, rendered.StorageKey)
-		if err != nil || (info.SHA256 == rendered.SHA256 && info.Bytes == rendered.Bytes) {
-			return data, err
+		switch {
+		case err == nil && info.SHA256 == rendered.SHA256 && info.Bytes == rendered.Bytes:
+			return data, nil
+		case errors.Is(err, errAttachmentTooLarge), err != nil && ctx.Err() != nil:
+			return nil, err
+		case err != nil:
+			LoggerFromContext(ctx).WarnContext(ctx, "reminder attaches a pdf rendered for the email: the stored one cannot be read",
+				slog.Int64("invoice_id", invoiceID), slog.String("storage_key", rendered.StorageKey), slog.String("error", err.Error()))
 		}
-		// Another version under the key: a render whose transaction
+		// Else another version under the key: a render whose transaction
 		// failed after its file was written (as InvoicePDF's stored
 		// checks). doc is rendered for the email instead.
 	}
