@@ -61,3 +61,44 @@ func TestFSDeleteTenantOfAnUnmountedStoreFails(t *testing.T) {
 		t.Errorf("the tenant's document after its deletion: %v, want ErrNotFound", err)
 	}
 }
+
+// TestFSListDocumentsOfAnUnmountedStoreFails: a documents:prune lists
+// each tenant's documents (ListDocuments); with DOCUMENTS_DIR on a volume
+// unmounted while the worker runs, the store NewFS made has lost its
+// root. The listing must fail, so the prune reports the fault: it found
+// no document, and every tenant's prune reported "checked 0" as for a
+// tenant that has none. A tenant without documents in a store whose root
+// is there is still an empty list.
+func TestFSListDocumentsOfAnUnmountedStoreFails(t *testing.T) {
+	t.Parallel()
+	vol, mnt := t.TempDir(), t.TempDir()
+	if err := syscall.Mount(vol, mnt, "", syscall.MS_BIND, ""); err != nil {
+		t.Fatalf("cannot bind-mount a volume for the store (the test needs root or CAP_SYS_ADMIN): %v", err)
+	}
+	mounted := true
+	t.Cleanup(func() {
+		if mounted {
+			_ = syscall.Unmount(mnt, syscall.MNT_DETACH)
+		}
+	})
+	store, err := storage.NewFS(filepath.Join(mnt, "documents"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if os.Getenv(withoutOpenat2Env) != "" {
+		store = store.WithoutOpenat2()
+	}
+	mustPut(t, store, "tn_a", "invoices/1.pdf", []byte("a1"))
+	if keys, err := store.ListDocuments(testContext(t), "tn_b", "invoices"); err != nil || len(keys) != 0 {
+		t.Fatalf("ListDocuments of a tenant without documents: %q, %v; want none, no error", keys, err)
+	}
+	if err := syscall.Unmount(mnt, 0); err != nil {
+		t.Fatalf("unmount the store's volume: %v", err)
+	}
+	mounted = false
+
+	keys, err := store.ListDocuments(testContext(t), "tn_a", "invoices")
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("ListDocuments with the store's volume unmounted: %q, %v; want an error wrapping fs.ErrNotExist", keys, err)
+	}
+}
