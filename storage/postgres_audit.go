@@ -27,16 +27,21 @@ func (p *Postgres) AppendAudit(ctx context.Context, e AuditEntry) error {
 // entry of e.Action, and reports whether it did. Concurrent calls for one
 // tenant and action append one entry between them: each takes a
 // transaction-scoped advisory lock on the pair, then checks and inserts in
-// statements that see what the one before it committed.
+// statements that see what the one before it committed. The transaction
+// runs at read committed whatever the catalog database's
+// default_transaction_isolation: at repeatable read or serializable the
+// check read the snapshot taken by the lock's statement, before its wait,
+// so the entry the call it waited for committed was not seen and was
+// written again (or, at serializable, the append was refused with SQLSTATE
+// 40001).
 func (p *Postgres) AppendAuditOnce(ctx context.Context, e AuditEntry) (bool, error) {
 	at, detail, err := auditArgs(e)
 	if err != nil {
 		return false, err
 	}
 	var appended bool
-	err = pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`,
-			"tenancy.audit_log:"+e.TenantID+":"+e.Action); err != nil {
+	err = pgx.BeginTxFunc(ctx, p.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, auditLockSQL, auditLockKey(e.TenantID, e.Action)); err != nil {
 			return err
 		}
 		tag, err := tx.Exec(ctx, insertAuditSQL+
@@ -57,7 +62,8 @@ func (p *Postgres) AppendAuditOnce(ctx context.Context, e AuditEntry) (bool, err
 // whether it did. It takes AppendAuditOnce's advisory lock on the tenant
 // and action, and the entry's time is the clock's when it is inserted
 // (clock_timestamp(), not the transaction's start), so that the entry
-// appended last under the lock is the latest one for the next call.
+// appended last under the lock is the latest one for the next call. It
+// runs at read committed, as AppendAuditOnce does.
 func (p *Postgres) AppendAuditUnlessLatest(ctx context.Context, e AuditEntry, among, match json.RawMessage) (bool, error) {
 	at, detail, err := auditArgs(e)
 	if err != nil {
@@ -77,9 +83,8 @@ func (p *Postgres) AppendAuditUnlessLatest(ctx context.Context, e AuditEntry, am
 		match = json.RawMessage("{}")
 	}
 	var appended bool
-	err = pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`,
-			"tenancy.audit_log:"+e.TenantID+":"+e.Action); err != nil {
+	err = pgx.BeginTxFunc(ctx, p.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, auditLockSQL, auditLockKey(e.TenantID, e.Action)); err != nil {
 			return err
 		}
 		tag, err := tx.Exec(ctx, `INSERT INTO tenancy.audit_log (at, tenant_id, actor, action, detail)
@@ -98,6 +103,16 @@ func (p *Postgres) AppendAuditUnlessLatest(ctx context.Context, e AuditEntry, am
 		return false, fmt.Errorf("append audit %s unless recorded for tenant %.64q: %w", e.Action, e.TenantID, err)
 	}
 	return appended, nil
+}
+
+// auditLockSQL takes the transaction-scoped advisory lock of
+// auditLockKey's key.
+const auditLockSQL = `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`
+
+// auditLockKey is the key of the advisory lock AppendAuditOnce and
+// AppendAuditUnlessLatest take on a tenant's action.
+func auditLockKey(tenantID, action string) string {
+	return "tenancy.audit_log:" + tenantID + ":" + action
 }
 
 // insertAuditSQL inserts one entry ($1 at or NULL for now, $2 tenant id, $3

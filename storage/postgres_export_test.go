@@ -60,3 +60,11 @@ func StoreAPIKeyIn(ctx context.Context, tx pgx.Tx, tenantID, key string) error {
 	_, err := tx.Exec(ctx, issueAPIKeySQL, tenantID, HashAPIKey(key), APIKeyDisplayPrefix(key))
 	return err
 }
+
+// LockAuditIn takes, in tx, the advisory lock AppendAuditOnce and
+// AppendAuditUnlessLatest take on a tenant's action, so a test can hold
+// another append of it uncommitted.
+func LockAuditIn(ctx context.Context, tx pgx.Tx, tenantID, action string) error {
+	_, err := tx.Exec(ctx, auditLockSQL, auditLockKey(tenantID, action))
+	return err
+}
