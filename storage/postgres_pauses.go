@@ -53,10 +53,16 @@ func (p *Postgres) SyncQueuePaused(ctx context.Context, id string, read func(con
 // waits for the write or the write finds no tenant (ErrNotFound, read not
 // called). It leaves alone the FOR KEY SHARE of the foreign keys of
 // other writes that name the tenant (audit entries, keys); key issuance
-// and a schema's creation (FOR SHARE) wait for read, one Redis read.
+// and a schema's creation (FOR SHARE) wait for read, one Redis read. The
+// transaction runs at read committed whatever the catalog database's
+// default_transaction_isolation: at repeatable read or serializable the
+// write read the snapshot taken by the row's lock, before it waited for
+// another write, so a clear deleted nothing of the record that write
+// committed (the tenant stayed recorded paused) and a record was refused
+// (SQLSTATE 40001).
 func (p *Postgres) writeQueuePause(ctx context.Context, id string, read func(context.Context) (bool, error)) (bool, error) {
 	var paused bool
-	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+	err := pgx.BeginTxFunc(ctx, p.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
 		var one int
 		err := tx.QueryRow(ctx, `SELECT 1 FROM tenancy.tenants WHERE id = $1 FOR NO KEY UPDATE`, id).Scan(&one)
 		if err != nil {
