@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/invoicing/tenantworker/tenantctx"
 )
@@ -186,14 +187,24 @@ func (p *Postgres) ListAPIKeys(ctx context.Context, tenantID string) ([]APIKey, 
 // first revocation time) and reports whether this call revoked it;
 // ErrNotFound when the tenant has no such key. Of concurrent calls, the
 // UPDATE of the one that waited for the other's row lock finds the key
-// revoked and changes nothing.
+// revoked and changes nothing. The UPDATE runs at read committed whatever
+// the catalog database's default_transaction_isolation: at repeatable read
+// or serializable one that waited for another write of the key (the
+// enqueue services' flush of its last use, RecordAPIKeyUse) found the row
+// newer than its snapshot and was refused (SQLSTATE 40001), the key still
+// valid.
 func (p *Postgres) RevokeAPIKey(ctx context.Context, tenantID string, keyID int64) (bool, error) {
 	if err := tenantctx.ValidateID(tenantID); err != nil {
 		return false, fmt.Errorf("revoke api key %d: %w: %w", keyID, ErrNotFound, err)
 	}
-	tag, err := p.pool.Exec(ctx,
-		`UPDATE tenancy.api_keys SET revoked_at = now()
-		 WHERE id = $1 AND tenant_id = $2 AND revoked_at IS NULL`, keyID, tenantID)
+	var tag pgconn.CommandTag
+	err := pgx.BeginTxFunc(ctx, p.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
+		var err error
+		tag, err = tx.Exec(ctx,
+			`UPDATE tenancy.api_keys SET revoked_at = now()
+			 WHERE id = $1 AND tenant_id = $2 AND revoked_at IS NULL`, keyID, tenantID)
+		return err
+	})
 	if err != nil {
 		return false, fmt.Errorf("revoke api key %d of tenant %s: %w", keyID, tenantID, err)
 	}
@@ -216,9 +227,13 @@ func (p *Postgres) RevokeAPIKey(ctx context.Context, tenantID string, keyID int6
 //
 // Like RecordAPIKeyUse, with which it runs concurrently, the statement
 // first locks the keys it will change in key id order, then updates them:
-// see revokeAPIKeysSQL.
+// see revokeAPIKeysSQL. It runs at read committed, as RevokeAPIKey does.
 func (p *Postgres) RevokeAPIKeys(ctx context.Context, tenantID string) error {
-	if _, err := p.pool.Exec(ctx, revokeAPIKeysSQL, tenantID); err != nil {
+	err := pgx.BeginTxFunc(ctx, p.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, revokeAPIKeysSQL, tenantID)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("revoke api keys of tenant %.64q: %w", tenantID, err)
 	}
 	return nil
