@@ -82,9 +82,9 @@ return ARGV[1]
 // another: the process must not run with it (see Mode). A Redis flushed
 // (or replaced) records nothing: the fair processes running then record
 // ModeFair again when they find the loss (a Dispatcher with Config.Holds,
-// as it puts the holds back), the workers without fair dispatch ModePlain
-// within their interval (KeepMode), and otherwise the next process to
-// start records its mode.
+// as it puts the holds back), the workers and enqueue services without
+// fair dispatch ModePlain within their interval (KeepMode), and otherwise
+// the next process to start records its mode.
 func ClaimMode(ctx context.Context, rdb redis.Scripter, mode Mode) error {
 	if _, err := ParseMode(string(mode)); err != nil {
 		return err

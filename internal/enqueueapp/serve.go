@@ -7,12 +7,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/internal/backend"
 	"github.com/invoicing/tenantworker/internal/config"
 	"github.com/invoicing/tenantworker/internal/httpapi"
@@ -31,6 +33,11 @@ const (
 	// runs out of time still gets its 503.
 	writeTimeoutMargin = 15 * time.Second
 )
+
+// modeKeepInterval is how often an enqueue service without fair dispatch
+// records its dispatch mode again (fair.KeepMode): a Redis that lost its
+// data lost the record.
+const modeKeepInterval = 5 * time.Second
 
 // Options lets a caller (the dev mode, tests) hand in what it built itself.
 // Every nil field is built from the configuration; what Options hands in is
@@ -87,6 +94,16 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 		return err
 	}
 	defer closeBackend()
+
+	// Without fair dispatch nothing else records the mode again after
+	// Redis lost its data (a fair dispatcher does as it puts the holds
+	// back), and no worker may be running to do it.
+	keepCtx, stopKeep := context.WithCancel(context.WithoutCancel(ctx))
+	var keepWG sync.WaitGroup
+	if b.Dispatcher == nil {
+		keepWG.Go(func() { fair.KeepMode(keepCtx, b.Redis, fair.ModePlain, modeKeepInterval, logger) })
+	}
+	defer func() { stopKeep(); keepWG.Wait() }()
 
 	reg := opts.Registry
 	if reg == nil {
