@@ -531,10 +531,12 @@ func (e *Enqueuer) deleteFinished(ctx context.Context, queue, id string) error {
 // min-replicas-to-write whose replicas are gone or lagging ("NOREPLICAS
 // Not enough good replicas to write.") and a server with save points
 // whose last background save failed ("MISCONF Redis is configured to save
-// RDB snapshots, but it's currently unable to persist to disk."). Such a
-// reply, found in the
-// text, joins the chain as a Redis error (redis.IsOOMError,
-// redis.HasErrorPrefix).
+// RDB snapshots, but it's currently unable to persist to disk."), and so
+// does a Redis Cluster whose queue's hash slot no master serves
+// ("CLUSTERDOWN Hash slot not served", "CLUSTERDOWN The cluster is down":
+// a PING names no key, and any node answers it) or is being migrated
+// ("TRYAGAIN"). Such a reply, found in the text, joins the chain as a
+// Redis error (redis.IsOOMError, redis.HasErrorPrefix).
 func (e *Enqueuer) enqueueFailed(p Payload, taskID string, err error) error {
 	if perr := e.client.Ping(); perr != nil {
 		return fmt.Errorf("enqueue %s %s: %w (redis ping: %w)", p.TypeName(), taskID, err, perr)
@@ -549,9 +551,11 @@ func (e *Enqueuer) enqueueFailed(p Payload, taskID string, err error) error {
 
 // writeRefusals start Redis's refusals of a write that come with a ping
 // answered: at maxmemory (policy noeviction), from a replica, and from a
-// master short of the replicas min-replicas-to-write asks for, and after
-// a failed background save.
-var writeRefusals = []string{"OOM command not allowed", "READONLY You can't write", "NOREPLICAS Not enough good replicas", "MISCONF Redis is configured to save"}
+// master short of the replicas min-replicas-to-write asks for, after a
+// failed background save, and from a cluster whose queue's slot is
+// served by no master or moving between two.
+var writeRefusals = []string{"OOM command not allowed", "READONLY You can't write", "NOREPLICAS Not enough good replicas", "MISCONF Redis is configured to save",
+	"CLUSTERDOWN ", "TRYAGAIN "}
 
 // redisReply is an error reply of Redis that asynq's client reported as
 // text only: a redis.Error again, for redis.HasErrorPrefix and
