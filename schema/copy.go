@@ -294,9 +294,20 @@ func (c *Copied) DropSource(ctx context.Context) error {
 	if err := c.end(); err != nil {
 		return err
 	}
-	err := c.dropSource(ctx)
-	if err != nil && c.srcDB != nil && c.src.Conn().IsClosed() {
-		err = c.dropUnwritten(ctx, err)
+	// Whether the transaction was lost is asked before dropSource, and
+	// told by the connection while this transaction still holds it: once
+	// committed or rolled back, the connection is back in the pool, where
+	// another caller may use it.
+	var err error
+	if _, serr := c.src.Exec(ctx, "SELECT 1"); serr != nil {
+		closed := c.src.Conn().IsClosed()
+		_ = c.src.Rollback(context.WithoutCancel(ctx))
+		err = serr
+		if closed && c.srcDB != nil {
+			err = c.dropUnwritten(ctx, fmt.Errorf("the transaction holding its tables against writes since the copy is lost: %w", serr))
+		}
+	} else {
+		err = c.dropSource(ctx)
 	}
 	if err != nil {
 		return fmt.Errorf("drop source schema %s: %w", c.schema, err)
