@@ -5,7 +5,9 @@ package readiness
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -97,7 +99,11 @@ func redisServes(ctx context.Context, rc redis.Cmdable) error {
 		return fmt.Errorf("ping: %w", err)
 	}
 	err := rc.Eval(ctx, writeProbe, nil).Err()
-	if err == nil || redis.HasErrorPrefix(err, "ERR") {
+	// An ERR reply (the script refused as Lua: Redis before 7.0,
+	// miniredis) says the server takes commands. Not redis.HasErrorPrefix,
+	// which drops a leading "ERR " before it compares.
+	var reply redis.Error
+	if err == nil || errors.As(err, &reply) && strings.HasPrefix(reply.Error(), "ERR ") {
 		return nil
 	}
 	return fmt.Errorf("redis takes no writes: %w", err)
