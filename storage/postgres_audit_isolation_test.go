@@ -3,9 +3,7 @@ package storage_test
 import (
 	"encoding/json"
 	"testing"
-	"time"
 
-	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/storage"
 )
 
@@ -22,15 +20,11 @@ import (
 // refused (SQLSTATE 40001).
 func TestAppendAuditOnceOnARepeatableReadCatalogSeesAnEntryItWaitedFor(t *testing.T) {
 	t.Parallel()
-	for _, level := range []string{"repeatable read", "serializable"} {
+	for _, level := range catalogIsolations {
 		t.Run(level, func(t *testing.T) {
 			t.Parallel()
-			b := setupPostgres(t)
+			b := catalogAt(t, level)
 			ctx := testContext(t)
-			if _, err := b.pool.Exec(ctx, "DO $$BEGIN EXECUTE format('ALTER DATABASE %I SET default_transaction_isolation = %L', current_database(), '"+level+"'); END$$"); err != nil {
-				t.Fatal(err)
-			}
-			b.pool.Reset() // new connections take the setting
 
 			for _, c := range []struct {
 				name   string
@@ -45,11 +39,7 @@ func TestAppendAuditOnceOnARepeatableReadCatalogSeesAnEntryItWaitedFor(t *testin
 			} {
 				e := storage.AuditEntry{TenantID: "audited-" + c.name, Actor: "test", Action: "tenant.provisioned", Detail: json.RawMessage(`{"state":"on"}`)}
 				// Another append of the action, holding its lock.
-				tx, err := b.pool.Begin(ctx)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer func() { _ = tx.Rollback(ctx) }()
+				tx := inFlight(t, ctx, b)
 				if err := storage.LockAuditIn(ctx, tx, e.TenantID, e.Action); err != nil {
 					t.Fatal(err)
 				}
@@ -57,26 +47,15 @@ func TestAppendAuditOnceOnARepeatableReadCatalogSeesAnEntryItWaitedFor(t *testin
 					VALUES (clock_timestamp(), $1, $2, $3, $4::jsonb)`, e.TenantID, e.Actor, e.Action, string(e.Detail)); err != nil {
 					t.Fatal(err)
 				}
-				type result struct {
-					appended bool
-					err      error
-				}
-				done := make(chan result, 1)
-				go func() {
-					appended, err := c.append(e)
-					done <- result{appended, err}
-				}()
-				testenv.WaitFor(t, 30*time.Second, c.name+" to wait for the other append's lock", func() bool {
-					n, err := testenv.LockWaiters(ctx, b.pool, "pg_advisory_xact_lock") // its own database's: the server is shared
-					return err == nil && n > 0
+				var appended bool
+				err := commitAfterItWaits(t, ctx, b, tx, c.name+" to wait for the other append's lock", "pg_advisory_xact_lock", func() error {
+					var err error
+					appended, err = c.append(e)
+					return err
 				})
-				if err := tx.Commit(ctx); err != nil {
-					t.Fatal(err)
-				}
-				r := <-done
-				if r.err != nil {
-					t.Errorf("%s after waiting for another append of the entry: %v, want it to append nothing", c.name, r.err)
-				} else if r.appended {
+				if err != nil {
+					t.Errorf("%s after waiting for another append of the entry: %v, want it to append nothing", c.name, err)
+				} else if appended {
 					t.Errorf("%s after waiting for another append of the entry appended it again", c.name)
 				}
 				entries, err := b.catalog.AuditEntries(ctx, e.TenantID)

@@ -3,9 +3,7 @@ package storage_test
 import (
 	"errors"
 	"testing"
-	"time"
 
-	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
@@ -19,41 +17,17 @@ import (
 // order of locks needs.
 func TestDeleteTenantOnARepeatableReadCatalogLocksAKeyIssuedMeanwhile(t *testing.T) {
 	t.Parallel()
-	for _, level := range []string{"repeatable read", "serializable"} {
+	for _, level := range catalogIsolations {
 		t.Run(level, func(t *testing.T) {
 			t.Parallel()
-			b := setupPostgres(t)
+			b := catalogAt(t, level)
 			ctx := testContext(t)
-			if _, err := b.pool.Exec(ctx, "DO $$BEGIN EXECUTE format('ALTER DATABASE %I SET default_transaction_isolation = %L', current_database(), '"+level+"'); END$$"); err != nil {
-				t.Fatal(err)
-			}
-			b.pool.Reset() // new connections take the setting
-			owner, err := tenantctx.New("leaving", "Leaving", "pro")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := b.catalog.CreateTenant(ctx, owner); err != nil {
-				t.Fatal(err)
-			}
-			key, _ := storage.NewAPIKey()
-			ktx, err := b.pool.Begin(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer func() { _ = ktx.Rollback(ctx) }()
-			if err := storage.StoreAPIKeyIn(ctx, ktx, owner.ID, key); err != nil {
-				t.Fatalf("the issuance in flight: %v", err)
-			}
-			deleted := make(chan error, 1)
-			go func() { deleted <- b.catalog.DeleteTenant(ctx, owner.ID) }()
-			testenv.WaitFor(t, 30*time.Second, "the deletion to wait for the issuance in flight", func() bool {
-				n, err := testenv.LockWaiters(ctx, b.pool, "")
-				return err == nil && n > 0
+			owner := mustCreateTenant(t, ctx, b.catalog, "leaving", tenantctx.StatusProvisioning)
+			_, ktx := keyIssuanceInFlight(t, ctx, b, owner.ID)
+			err := commitAfterItWaits(t, ctx, b, ktx, "the deletion to wait for the issuance in flight", "", func() error {
+				return b.catalog.DeleteTenant(ctx, owner.ID)
 			})
-			if err := ktx.Commit(ctx); err != nil {
-				t.Fatal(err)
-			}
-			if err := <-deleted; err != nil {
+			if err != nil {
 				t.Errorf("DeleteTenant while a key's issuance was in flight: %v, want it deleted", err)
 			}
 			if _, err := b.catalog.TenantByID(ctx, owner.ID); !errors.Is(err, storage.ErrNotFound) {

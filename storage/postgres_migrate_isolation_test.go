@@ -19,15 +19,13 @@ import (
 // committed, not its snapshot's from before the wait.
 func TestMigrateCatalogConcurrentStartOnARepeatableReadDatabase(t *testing.T) {
 	t.Parallel()
-	for _, level := range []string{"repeatable read", "serializable"} {
+	for _, level := range catalogIsolations {
 		t.Run(level, func(t *testing.T) {
 			t.Parallel()
 			url := testenv.Postgres(t)
 			ctx := testContext(t)
 			admin := newTestPool(t, url)
-			if _, err := admin.Exec(ctx, "DO $$BEGIN EXECUTE format('ALTER DATABASE %I SET default_transaction_isolation = %L', current_database(), '"+level+"'); END$$"); err != nil {
-				t.Fatal(err)
-			}
+			setDefaultIsolation(t, ctx, admin, level)
 			const starters = 4
 			pools := make([]*pgxpool.Pool, starters)
 			for i := range pools {

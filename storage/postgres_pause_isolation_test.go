@@ -4,9 +4,7 @@ import (
 	"context"
 	"slices"
 	"testing"
-	"time"
 
-	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
 
@@ -23,22 +21,12 @@ import (
 // record that waited for another record was refused (SQLSTATE 40001).
 func TestQueuePauseRecordOnARepeatableReadCatalogFollowsTheLastRead(t *testing.T) {
 	t.Parallel()
-	for _, level := range []string{"repeatable read", "serializable"} {
+	for _, level := range catalogIsolations {
 		t.Run(level, func(t *testing.T) {
 			t.Parallel()
-			b := setupPostgres(t)
+			b := catalogAt(t, level)
 			ctx := testContext(t)
-			if _, err := b.pool.Exec(ctx, "DO $$BEGIN EXECUTE format('ALTER DATABASE %I SET default_transaction_isolation = %L', current_database(), '"+level+"'); END$$"); err != nil {
-				t.Fatal(err)
-			}
-			b.pool.Reset() // new connections take the setting
-			tn, err := tenantctx.New("paused", "Paused", "pro")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := b.catalog.CreateTenant(ctx, tn); err != nil {
-				t.Fatal(err)
-			}
+			tn := mustCreateTenant(t, ctx, b.catalog, "paused", tenantctx.StatusProvisioning)
 
 			for _, c := range []struct {
 				name        string
@@ -66,10 +54,7 @@ func TestQueuePauseRecordOnARepeatableReadCatalogFollowsTheLastRead(t *testing.T
 				<-reading
 				thenDone := make(chan error, 1)
 				go func() { thenDone <- b.catalog.SetQueuePaused(ctx, tn.ID, c.then) }()
-				testenv.WaitFor(t, 30*time.Second, "the second write to wait for the first's lock", func() bool {
-					n, err := testenv.LockWaiters(ctx, b.pool, "FOR NO KEY UPDATE") // its own database's: the server is shared
-					return err == nil && n > 0
-				})
+				waitForLockWaiter(t, ctx, b, "the second write to wait for the first's lock", "FOR NO KEY UPDATE")
 				close(release)
 				if err := <-firstDone; err != nil {
 					t.Fatalf("%s: the first write: %v", c.name, err)

@@ -3,9 +3,7 @@ package storage_test
 import (
 	"errors"
 	"testing"
-	"time"
 
-	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
@@ -21,22 +19,12 @@ import (
 // tenant's destroy failed, the key still valid.
 func TestKeyRevocationsOnARepeatableReadCatalogWaitForAFlush(t *testing.T) {
 	t.Parallel()
-	for _, level := range []string{"repeatable read", "serializable"} {
+	for _, level := range catalogIsolations {
 		t.Run(level, func(t *testing.T) {
 			t.Parallel()
-			b := setupPostgres(t)
+			b := catalogAt(t, level)
 			ctx := testContext(t)
-			if _, err := b.pool.Exec(ctx, "DO $$BEGIN EXECUTE format('ALTER DATABASE %I SET default_transaction_isolation = %L', current_database(), '"+level+"'); END$$"); err != nil {
-				t.Fatal(err)
-			}
-			b.pool.Reset() // new connections take the setting
-			owner, err := tenantctx.New("revoked", "Revoked", "pro")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := b.catalog.CreateTenant(ctx, owner); err != nil {
-				t.Fatal(err)
-			}
+			owner := mustCreateTenant(t, ctx, b.catalog, "revoked", tenantctx.StatusProvisioning)
 			for _, c := range []struct {
 				name   string
 				revoke func(k storage.APIKey) error
@@ -52,24 +40,12 @@ func TestKeyRevocationsOnARepeatableReadCatalogWaitForAFlush(t *testing.T) {
 					t.Fatal(err)
 				}
 				// A flush of the key's use, not yet committed.
-				tx, err := b.pool.Begin(ctx)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer func() { _ = tx.Rollback(ctx) }()
+				tx := inFlight(t, ctx, b)
 				if _, err := tx.Exec(ctx, `UPDATE tenancy.api_keys SET last_used_at = now() WHERE id = $1`, k.ID); err != nil {
 					t.Fatal(err)
 				}
-				done := make(chan error, 1)
-				go func() { done <- c.revoke(k) }()
-				testenv.WaitFor(t, 30*time.Second, c.name+" to wait for the flush", func() bool {
-					n, err := testenv.LockWaiters(ctx, b.pool, "revoked_at") // its own database's: the server is shared
-					return err == nil && n > 0
-				})
-				if err := tx.Commit(ctx); err != nil {
-					t.Fatal(err)
-				}
-				if err := <-done; err != nil {
+				err = commitAfterItWaits(t, ctx, b, tx, c.name+" to wait for the flush", "revoked_at", func() error { return c.revoke(k) })
+				if err != nil {
 					t.Errorf("%s after waiting for a flush: %v, want the key revoked", c.name, err)
 				}
 				if id, err := b.catalog.TenantForAPIKey(ctx, key); !errors.Is(err, storage.ErrNotFound) {

@@ -3,9 +3,7 @@ package storage_test
 import (
 	"errors"
 	"testing"
-	"time"
 
-	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/storage"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
@@ -25,15 +23,11 @@ import (
 // (ErrKeyLeftIssued).
 func TestWithdrawalsOnARepeatableReadCatalogWaitForACreationInFlight(t *testing.T) {
 	t.Parallel()
-	for _, level := range []string{"repeatable read", "serializable"} {
+	for _, level := range catalogIsolations {
 		t.Run(level, func(t *testing.T) {
 			t.Parallel()
-			b := setupPostgres(t)
+			b := catalogAt(t, level)
 			ctx := testContext(t)
-			if _, err := b.pool.Exec(ctx, "DO $$BEGIN EXECUTE format('ALTER DATABASE %I SET default_transaction_isolation = %L', current_database(), '"+level+"'); END$$"); err != nil {
-				t.Fatal(err)
-			}
-			b.pool.Reset() // new connections take the setting
 
 			// A tenant whose creation is in flight.
 			tn, err := tenantctx.New("inflight", "In Flight", "pro")
@@ -41,24 +35,14 @@ func TestWithdrawalsOnARepeatableReadCatalogWaitForACreationInFlight(t *testing.
 				t.Fatal(err)
 			}
 			tn.Status = tenantctx.StatusProvisioning
-			tx, err := b.pool.Begin(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer func() { _ = tx.Rollback(ctx) }()
+			tx := inFlight(t, ctx, b)
 			if err := storage.CreateTenantIn(ctx, tx, tn); err != nil {
 				t.Fatalf("the creation in flight: %v", err)
 			}
-			withdrawn := make(chan error, 1)
-			go func() { withdrawn <- b.catalog.WithdrawTenant(ctx, tn.ID) }()
-			testenv.WaitFor(t, 30*time.Second, "the tenant's withdrawal to wait for its creation in flight", func() bool {
-				n, err := testenv.LockWaiters(ctx, b.pool, "") // its own database's: the server is shared
-				return err == nil && n > 0
+			err = commitAfterItWaits(t, ctx, b, tx, "the tenant's withdrawal to wait for its creation in flight", "", func() error {
+				return b.catalog.WithdrawTenant(ctx, tn.ID)
 			})
-			if err := tx.Commit(ctx); err != nil {
-				t.Fatal(err)
-			}
-			if err := <-withdrawn; err != nil {
+			if err != nil {
 				t.Errorf("WithdrawTenant while its creation was in flight: %v, want it deleted", err)
 			}
 			if got, err := b.catalog.TenantBySlug(ctx, tn.Slug); !errors.Is(err, storage.ErrNotFound) {
@@ -66,35 +50,13 @@ func TestWithdrawalsOnARepeatableReadCatalogWaitForACreationInFlight(t *testing.
 			}
 
 			// A key whose issuance is in flight.
-			owner, err := tenantctx.New("keyed", "Keyed", "pro")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := b.catalog.CreateTenant(ctx, owner); err != nil {
-				t.Fatal(err)
-			}
-			key, _ := storage.NewAPIKey()
-			ktx, err := b.pool.Begin(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer func() { _ = ktx.Rollback(ctx) }()
-			if err := storage.StoreAPIKeyIn(ctx, ktx, owner.ID, key); err != nil {
-				t.Fatalf("the issuance in flight: %v", err)
-			}
-			keyWithdrawn := make(chan error, 1)
-			go func() {
+			owner := mustCreateTenant(t, ctx, b.catalog, "keyed", tenantctx.StatusProvisioning)
+			key, ktx := keyIssuanceInFlight(t, ctx, b, owner.ID)
+			err = commitAfterItWaits(t, ctx, b, ktx, "the key's withdrawal to wait for its issuance in flight", "", func() error {
 				_, err := b.catalog.WithdrawAPIKey(ctx, owner.ID, key)
-				keyWithdrawn <- err
-			}()
-			testenv.WaitFor(t, 30*time.Second, "the key's withdrawal to wait for its issuance in flight", func() bool {
-				n, err := testenv.LockWaiters(ctx, b.pool, "")
-				return err == nil && n > 0
+				return err
 			})
-			if err := ktx.Commit(ctx); err != nil {
-				t.Fatal(err)
-			}
-			if err := <-keyWithdrawn; err != nil {
+			if err != nil {
 				t.Errorf("WithdrawAPIKey while its issuance was in flight: %v, want it revoked", err)
 			}
 			if id, err := b.catalog.TenantForAPIKey(ctx, key); !errors.Is(err, storage.ErrNotFound) {
