@@ -20,37 +20,15 @@ import (
 // the tenant's documents, found whole once the volume is mounted again.
 func TestFSDeleteTenantOfAnUnmountedStoreFails(t *testing.T) {
 	t.Parallel()
-	vol, mnt := t.TempDir(), t.TempDir()
-	if err := syscall.Mount(vol, mnt, "", syscall.MS_BIND, ""); err != nil {
-		t.Fatalf("cannot bind-mount a volume for the store (the test needs root or CAP_SYS_ADMIN): %v", err)
-	}
-	mounted := true
-	t.Cleanup(func() {
-		if mounted {
-			_ = syscall.Unmount(mnt, syscall.MNT_DETACH)
-		}
-	})
-	store, err := storage.NewFS(filepath.Join(mnt, "documents"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if os.Getenv(withoutOpenat2Env) != "" {
-		store = store.WithoutOpenat2()
-	}
+	store, v := storeOnAVolume(t)
 	mustPut(t, store, "tn_a", "invoices/1.pdf", []byte("a1"))
-	if err := syscall.Unmount(mnt, 0); err != nil {
-		t.Fatalf("unmount the store's volume: %v", err)
-	}
-	mounted = false
+	v.unmount(t)
 
-	err = store.DeleteTenant(testContext(t), "tn_a")
+	err := store.DeleteTenant(testContext(t), "tn_a")
 	if !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("DeleteTenant with the store's volume unmounted: %v, want an error wrapping fs.ErrNotExist", err)
 	}
-	if err := syscall.Mount(vol, mnt, "", syscall.MS_BIND, ""); err != nil {
-		t.Fatalf("bind-mount the volume again: %v", err)
-	}
-	mounted = true
+	v.remount(t)
 	if got, _, err := readDoc(t, store, "tn_a", "invoices/1.pdf"); err != nil || string(got) != "a1" {
 		t.Fatalf("the tenant's document once the volume is back: %q, %v; want it there, as the failed deletion left it", got, err)
 	}
@@ -71,34 +49,66 @@ func TestFSDeleteTenantOfAnUnmountedStoreFails(t *testing.T) {
 // is there is still an empty list.
 func TestFSListDocumentsOfAnUnmountedStoreFails(t *testing.T) {
 	t.Parallel()
-	vol, mnt := t.TempDir(), t.TempDir()
-	if err := syscall.Mount(vol, mnt, "", syscall.MS_BIND, ""); err != nil {
+	store, v := storeOnAVolume(t)
+	mustPut(t, store, "tn_a", "invoices/1.pdf", []byte("a1"))
+	if keys, err := store.ListDocuments(testContext(t), "tn_b", "invoices"); err != nil || len(keys) != 0 {
+		t.Fatalf("ListDocuments of a tenant without documents: %q, %v; want none, no error", keys, err)
+	}
+	v.unmount(t)
+
+	keys, err := store.ListDocuments(testContext(t), "tn_a", "invoices")
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("ListDocuments with the store's volume unmounted: %q, %v; want an error wrapping fs.ErrNotExist", keys, err)
+	}
+}
+
+// volume is a directory bind-mounted on another, standing for the volume
+// DOCUMENTS_DIR is on, which an operator may unmount while the process
+// runs.
+type volume struct {
+	dir, mnt string
+	mounted  bool
+}
+
+// storeOnAVolume bind-mounts a fresh directory (a volume) and returns a
+// store that NewFS made in it, as a process does at its start, and the
+// volume, unmounted when the test ends.
+func storeOnAVolume(t *testing.T) (*storage.FS, *volume) {
+	t.Helper()
+	v := &volume{dir: t.TempDir(), mnt: t.TempDir()}
+	if err := syscall.Mount(v.dir, v.mnt, "", syscall.MS_BIND, ""); err != nil {
 		t.Fatalf("cannot bind-mount a volume for the store (the test needs root or CAP_SYS_ADMIN): %v", err)
 	}
-	mounted := true
+	v.mounted = true
 	t.Cleanup(func() {
-		if mounted {
-			_ = syscall.Unmount(mnt, syscall.MNT_DETACH)
+		if v.mounted {
+			_ = syscall.Unmount(v.mnt, syscall.MNT_DETACH)
 		}
 	})
-	store, err := storage.NewFS(filepath.Join(mnt, "documents"))
+	store, err := storage.NewFS(filepath.Join(v.mnt, "documents"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if os.Getenv(withoutOpenat2Env) != "" {
 		store = store.WithoutOpenat2()
 	}
-	mustPut(t, store, "tn_a", "invoices/1.pdf", []byte("a1"))
-	if keys, err := store.ListDocuments(testContext(t), "tn_b", "invoices"); err != nil || len(keys) != 0 {
-		t.Fatalf("ListDocuments of a tenant without documents: %q, %v; want none, no error", keys, err)
-	}
-	if err := syscall.Unmount(mnt, 0); err != nil {
+	return store, v
+}
+
+// unmount unmounts the volume: the store's root is gone.
+func (v *volume) unmount(t *testing.T) {
+	t.Helper()
+	if err := syscall.Unmount(v.mnt, 0); err != nil {
 		t.Fatalf("unmount the store's volume: %v", err)
 	}
-	mounted = false
+	v.mounted = false
+}
 
-	keys, err := store.ListDocuments(testContext(t), "tn_a", "invoices")
-	if !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("ListDocuments with the store's volume unmounted: %q, %v; want an error wrapping fs.ErrNotExist", keys, err)
+// remount mounts the volume again, with what it held.
+func (v *volume) remount(t *testing.T) {
+	t.Helper()
+	if err := syscall.Mount(v.dir, v.mnt, "", syscall.MS_BIND, ""); err != nil {
+		t.Fatalf("bind-mount the volume again: %v", err)
 	}
+	v.mounted = true
 }
