@@ -39,19 +39,14 @@ func TestDropOwnedOutlastsTheOperatorsTimeouts(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			const guard = 200 * time.Millisecond
-			db := pgx.Identifier{b.pool.Config().ConnConfig.Database}.Sanitize()
-			if _, err := b.pool.Exec(ctx, "ALTER DATABASE "+db+" SET "+tc.setting+" = '200ms'"); err != nil {
-				t.Fatal(err)
-			}
-			pool, _ := newTestPool(t, b.url, 4, nil) // sessions started with the guard
+			pool := poolUnderOperatorGuard(t, b, tc.setting, 4)
 			dctx, cancel := context.WithTimeout(ctx, time.Minute)
 			defer cancel()
 
 			if slowDrop {
 				dropped, err := DropOwned(dctx, pool, "tenant_acme", "t1")
 				if err != nil || !dropped {
-					t.Fatalf("DropOwned of a drop slower than the operator's %s of %v: %v, %v; want dropped", tc.setting, guard, dropped, err)
+					t.Fatalf("DropOwned of a drop slower than the operator's %s of %v: %v, %v; want dropped", tc.setting, operatorGuard, dropped, err)
 				}
 				return
 			}
@@ -99,7 +94,7 @@ func TestDropOwnedOutlastsTheOperatorsTimeouts(t *testing.T) {
 				select {
 				case r := <-drop:
 					ended = &r
-				case <-time.After(5 * guard):
+				case <-time.After(5 * operatorGuard):
 				}
 			}
 			close(release)
@@ -111,7 +106,7 @@ func TestDropOwnedOutlastsTheOperatorsTimeouts(t *testing.T) {
 				ended = &r
 			}
 			if ended.err != nil || !ended.dropped {
-				t.Fatalf("DropOwned waiting for a migration step under the operator's %s of %v: %v, %v; want dropped", tc.setting, guard, ended.dropped, ended.err)
+				t.Fatalf("DropOwned waiting for a migration step under the operator's %s of %v: %v, %v; want dropped", tc.setting, operatorGuard, ended.dropped, ended.err)
 			}
 		})
 	}

@@ -29,12 +29,7 @@ func TestMigrateWaitsForTheTenantLockPastTheOperatorsTimeouts(t *testing.T) {
 			if _, err := Migrate(ctx, b.pool, "tenant_acme", 0); err != nil {
 				t.Fatal(err)
 			}
-			const guard = 200 * time.Millisecond
-			db := pgx.Identifier{b.pool.Config().ConnConfig.Database}.Sanitize()
-			if _, err := b.pool.Exec(ctx, "ALTER DATABASE "+db+" SET "+setting+" = '200ms'"); err != nil {
-				t.Fatal(err)
-			}
-			pool, _ := newTestPool(t, b.url, 4, nil) // sessions started with the guard
+			pool := poolUnderOperatorGuard(t, b, setting, 4)
 
 			holding, release := make(chan struct{}), make(chan struct{})
 			set := append(slices.Clone(embedded), Migration{Version: len(embedded) + 1, Name: "long step",
@@ -82,7 +77,7 @@ func TestMigrateWaitsForTheTenantLockPastTheOperatorsTimeouts(t *testing.T) {
 				select {
 				case r := <-second:
 					ended = &r
-				case <-time.After(5 * guard):
+				case <-time.After(5 * operatorGuard):
 				}
 			}
 			close(release)
@@ -94,7 +89,7 @@ func TestMigrateWaitsForTheTenantLockPastTheOperatorsTimeouts(t *testing.T) {
 				ended = &r
 			}
 			if ended.err != nil {
-				t.Fatalf("second migrate, waiting for the first's step under the operator's %s of %v: %v", setting, guard, ended.err)
+				t.Fatalf("second migrate, waiting for the first's step under the operator's %s of %v: %v", setting, operatorGuard, ended.err)
 			}
 			if ended.res.To != len(set) || len(ended.res.Applied) != 0 {
 				t.Errorf("second migrate: %+v; want version %d, applied by the first", ended.res, len(set))
