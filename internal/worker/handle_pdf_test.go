@@ -505,6 +505,30 @@ func TestRendersOfOneInvoiceRunInTurn(t *testing.T) {
 	e := newHandlerEnv(t, nil)
 	acme := e.provision(t, "turns", "Turns Ltd")
 	id := e.addInvoice(t, acme, acmeCustomer, acmeInvoice)
+	p := tasks.InvoicePDF{TenantID: acme.ID, InvoiceID: id}
+	first, second := e.twoRendersInTurn(t, acme, id)
+	for _, err := range []error{first, second} {
+		if err != nil {
+			t.Fatalf("render: %v", err)
+		}
+	}
+	if r := e.workResult(t, p); !r.Unchanged {
+		t.Fatalf("third run %+v: want unchanged (the stored document is the edited invoice's)", r)
+	}
+	row, _ := e.documentRow(t, acme, id)
+	if text := pdfToText(t, e.readDocument(t, acme, row.StorageKey)); !strings.Contains(text, "Edited during the render.") {
+		t.Errorf("stored PDF lacks the edit:\n%s", text)
+	}
+}
+
+// twoRendersInTurn renders invoice id of tn twice, the second render
+// asked for while the first runs, after an edit of the invoice (its notes
+// become "Edited during the render."): the first render is held once it
+// loaded the invoice and holds its render lock, the edit commits, the
+// second render starts, and once it waits for the render lock the first
+// goes on. It returns the first and the second render's errors.
+func (e *handlerEnv) twoRendersInTurn(t *testing.T, tn tenantctx.Tenant, id int64) (first, second error) {
+	t.Helper()
 	inRender, resume := make(chan struct{}), make(chan struct{})
 	// A failure below must not leave the first render blocked: the test
 	// would then hang until go test's timeout instead of reporting it.
@@ -516,16 +540,16 @@ func TestRendersOfOneInvoiceRunInTurn(t *testing.T) {
 		close(inRender)
 		<-resume
 	})
-	p := tasks.InvoicePDF{TenantID: acme.ID, InvoiceID: id}
-	first := make(chan error, 1)
-	go func() { first <- workertest.New(&slow, worker.MuxOptions{Logger: discardLogger()}).Work(e.ctx, p) }()
+	p := tasks.InvoicePDF{TenantID: tn.ID, InvoiceID: id}
+	firstDone := make(chan error, 1)
+	go func() { firstDone <- workertest.New(&slow, worker.MuxOptions{Logger: discardLogger()}).Work(e.ctx, p) }()
 	<-inRender // the first render loaded the invoice and holds its render lock
-	e.inTenant(t, acme, func(ctx context.Context, tx pgx.Tx) error {
+	e.inTenant(t, tn, func(ctx context.Context, tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, "UPDATE invoices SET notes = 'Edited during the render.' WHERE id = $1", id)
 		return err
 	})
-	second := make(chan error, 1)
-	go func() { second <- e.w.Work(e.ctx, p) }()
+	secondDone := make(chan error, 1)
+	go func() { secondDone <- e.w.Work(e.ctx, p) }()
 	// The second waits for the lock (a session of the test's database, the
 	// server being shared, waiting for an advisory lock in the render
 	// lock's statement).
@@ -542,18 +566,7 @@ func TestRendersOfOneInvoiceRunInTurn(t *testing.T) {
 		}
 	}
 	release()
-	for _, ch := range []chan error{first, second} {
-		if err := <-ch; err != nil {
-			t.Fatalf("render: %v", err)
-		}
-	}
-	if r := e.workResult(t, p); !r.Unchanged {
-		t.Fatalf("third run %+v: want unchanged (the stored document is the edited invoice's)", r)
-	}
-	row, _ := e.documentRow(t, acme, id)
-	if text := pdfToText(t, e.readDocument(t, acme, row.StorageKey)); !strings.Contains(text, "Edited during the render.") {
-		t.Errorf("stored PDF lacks the edit:\n%s", text)
-	}
+	return <-firstDone, <-secondDone
 }
 
 // TestNaNInvoiceIsArchivedAtOnce: an invoice whose stored amount is NaN

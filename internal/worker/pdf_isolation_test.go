@@ -1,20 +1,13 @@
 package worker_test
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
-	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/invoicing/tenantworker/internal/testenv"
-	"github.com/invoicing/tenantworker/internal/worker"
-	"github.com/invoicing/tenantworker/internal/worker/workertest"
 	"github.com/invoicing/tenantworker/tasks"
 )
 
@@ -47,43 +40,13 @@ func TestRendersOfOneInvoiceRunInTurnOnARepeatableReadDatabase(t *testing.T) {
 			e := newHandlerEnvOn(t, nil, u.String())
 			acme := e.provision(t, "turns", "Turns Ltd")
 			id := e.addInvoice(t, acme, acmeCustomer, acmeInvoice)
-			inRender, resume := make(chan struct{}), make(chan struct{})
-			var resumed sync.Once
-			release := func() { resumed.Do(func() { close(resume) }) }
-			defer release()
-			slow := *e.h
-			worker.SetBeforeRender(&slow, func(context.Context) {
-				close(inRender)
-				<-resume
-			})
 			p := tasks.InvoicePDF{TenantID: acme.ID, InvoiceID: id}
-			first := make(chan error, 1)
-			go func() { first <- workertest.New(&slow, worker.MuxOptions{Logger: discardLogger()}).Work(e.ctx, p) }()
-			<-inRender // the first render loaded the invoice and holds its render lock
-			e.inTenant(t, acme, func(ctx context.Context, tx pgx.Tx) error {
-				_, err := tx.Exec(ctx, "UPDATE invoices SET notes = 'Edited during the render.' WHERE id = $1", id)
-				return err
-			})
-			second := make(chan error, 1)
-			go func() { second <- e.w.Work(e.ctx, p) }()
-			for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
-				waiting, err := testenv.LockWaiters(e.ctx, e.pool, "pg_advisory_xact_lock(pg_catalog.hashtextextended(", "advisory")
-				if err != nil {
-					t.Fatal(err)
-				}
-				if waiting > 0 {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatal("the second render did not wait for the first one's lock")
-				}
+			first, second := e.twoRendersInTurn(t, acme, id)
+			if first != nil {
+				t.Errorf("first render: %v", first)
 			}
-			release()
-			if err := <-first; err != nil {
-				t.Errorf("first render: %v", err)
-			}
-			if err := <-second; err != nil {
-				t.Errorf("second render, which waited for the first: %v", err)
+			if second != nil {
+				t.Errorf("second render, which waited for the first: %v", second)
 			}
 			row, ok := e.documentRow(t, acme, id)
 			if !ok {
