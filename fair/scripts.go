@@ -482,15 +482,20 @@ local function holdBack(t, id, key)
   wait(t, id, typ, msg, enq or unknownEnq(t))
 end
 
--- unrun makes t's tasks running now name their run in asynq's copy of
--- their message no more: should a shutdown put one back into asynq's
--- pending list, the worker that takes it asks the gate (which parks it
--- while the tenant is held) instead of running it as an admitted first
--- attempt.
+-- unrun makes t's admitted tasks that asynq holds but not as pending
+-- name their run in asynq's copy of their message no more: should a
+-- shutdown put a running one back into asynq's pending list, or an
+-- operator run one archived (or retrying, or scheduled) from the
+-- dashboard before the lease check met it (reap blanks the run of those
+-- too, but only once their lease ran out), the worker that takes it asks
+-- the gate (which parks it while the tenant is held) instead of running
+-- it as an admitted first attempt. Pending ones go back into the backlog
+-- (holdBack).
 local function unrun(t)
   for _, id in ipairs(redis.call('SMEMBERS', P .. 'run:' .. t)) do
     local key = A .. 't:' .. id
-    if redis.call('HGET', key, 'state') == 'active' then
+    local st = redis.call('HGET', key, 'state')
+    if st == 'active' or st == 'archived' or st == 'retry' or st == 'scheduled' then
       local msg = redis.call('HGET', key, 'msg')
       if msg then redis.call('HSET', key, 'msg', withRun(withoutRun(msg), '')) end
     end
