@@ -75,8 +75,9 @@
 // host): for an archived task the reason the worker recorded
 // (worker.PublicReason: "invoice not found", "invoice cannot be rendered",
 // "invalid task", "timed out", "task refused", "failed after retries"; or
-// "failed" without a record), "temporary failure, will be retried"
-// otherwise. Operators see the message in the logs and the dashboard.
+// "failed" without a record; "archived by an operator" for one archived
+// from the dashboard before any attempt failed), "temporary failure, will
+// be retried" otherwise. Operators see the message in the logs and the dashboard.
 //
 // # Admin routes
 //

@@ -34,6 +34,10 @@ const (
 	// reasonFailed: archived, with no record of why (written before
 	// records existed, or the record could not be read).
 	reasonFailed = "failed"
+	// reasonArchivedByOperator: archived before any attempt failed, which
+	// only an operator does (asynq's inspector, the dashboard's "archive"
+	// of a pending or scheduled task): asynq records no error then.
+	reasonArchivedByOperator = "archived by an operator"
 )
 
 // taskState is GET /v1/tasks/{task_id}: only the tenant's own tasks; every
@@ -86,11 +90,16 @@ func (h *Handler) taskState(w http.ResponseWriter, r *http.Request) {
 
 // publicLastError is what the tenant sees of ti's last error: nothing when
 // there is none or the task completed; for an archived task, the reason the
-// worker recorded; otherwise that it will be retried. The error itself
+// worker recorded, or that an operator archived it when no attempt failed;
+// otherwise that it will be retried. The error itself
 // (which may hold SQL errors, file paths, the mail server's user and host)
 // stays in the logs and the dashboard.
 func (h *Handler) publicLastError(ctx context.Context, tenantID string, ti *asynq.TaskInfo) (string, error) {
 	switch {
+	case ti.State == asynq.TaskStateArchived && ti.LastErr == "" && ti.LastFailedAt.IsZero():
+		// A record of the tenant's (an archive asynq no longer keeps)
+		// has its time as LastFailedAt: only asynq's own copy gets here.
+		return reasonArchivedByOperator, nil
 	case ti.LastErr == "", ti.State == asynq.TaskStateCompleted:
 		return "", nil
 	case ti.State != asynq.TaskStateArchived:
