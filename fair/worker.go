@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -366,7 +367,9 @@ const heartbeatLogEvery = time.Minute
 // dispatcher keeps pending in each queue. Errors are retried at the next
 // interval and logged as one line when they start (how many queues
 // failed, the first one's error), at most once a minute while they last,
-// and one when heartbeats work again.
+// and one when heartbeats work again. Each round also adds the queues to
+// asynq's set of queues (one command), which the dashboard lets an
+// operator take a queue out of while asynq holds none of its tasks.
 func (d *Dispatcher) Serve(ctx context.Context, m Membership, logger *slog.Logger) {
 	logger = cmp.Or(logger, slog.Default())
 	interval := cmp.Or(m.Interval, time.Second)
@@ -377,6 +380,10 @@ func (d *Dispatcher) Serve(ctx context.Context, m Membership, logger *slog.Logge
 	// and one line per queue per beat (48 a second with QUEUE_SHARDS=16)
 	// would bury its cause.
 	var failingSince, loggedAt time.Time
+	served := make([]any, len(m.Queues))
+	for i, q := range m.Queues {
+		served[i] = q
+	}
 	beat := func(ctx context.Context, concurrency int) {
 		hs := &holdings{} // read at most once a round, only when a queue lost its holds
 		var failed []string
@@ -398,6 +405,19 @@ func (d *Dispatcher) Serve(ctx context.Context, m Membership, logger *slog.Logge
 				logger.Warn("fair: repaired dispatch state Redis lost", slog.String("queue", q),
 					slog.Int("waiting_requeued", healed.Requeued), slog.Int("admitted_repaired", healed.Admitted),
 					slog.Int("tenants_readied", healed.Readied))
+			}
+		}
+		// asynq's set of queues, which its inspector, the dashboard and
+		// the worker's asynq queue metrics list, loses a queue the
+		// dashboard deletes while asynq holds no task of it (common here:
+		// the work waits in the backlogs), and the processes add a queue
+		// to it once: one command a round puts the served queues back.
+		if concurrency > 0 && len(m.Queues) > 0 {
+			if err := d.rdb.SAdd(ctx, allQueuesKey, served...).Err(); err != nil && ctx.Err() == nil {
+				failed = append(failed, m.Queues[0])
+				if firstErr == nil {
+					firstErr = fmt.Errorf("fair: register the served queues: %w", err)
+				}
 			}
 		}
 		now := time.Now()
