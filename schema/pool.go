@@ -230,9 +230,15 @@ const DefaultConnectTimeout = 10 * time.Second
 //     string from the startup packet as an empty list, so SHOW search_path
 //     is empty and an unqualified table name fails with "relation ... does
 //     not exist" unless InTenant pinned a schema.
-//   - AfterConnect proves that on every new connection (one query per
-//     connection) and refuses a connection where a role or database
-//     setting, or a pooler, replaced it.
+//   - RuntimeParams["client_encoding"] = "UTF8": pgx reads and writes
+//     text as UTF-8, and the startup parameter wins over an operator's
+//     ALTER DATABASE or ALTER ROLE ... SET client_encoding (under LATIN1
+//     a name outside Latin-1 fails every load with 22P05, and one inside
+//     it is stored double-encoded).
+//   - AfterConnect proves both on every new connection (one query per
+//     connection; the encoding as the server reported it, no query) and
+//     refuses a connection where a role or database setting, or a pooler,
+//     replaced them.
 //   - A connection released closed, busy or not idle (TxStatus != 'I')
 //     is destroyed (by pgxpool, before AfterRelease) and logged
 //     (BeforeClose). AfterRelease, and PrepareConn on acquire, destroy
@@ -273,6 +279,7 @@ func ConfigurePool(cfg *pgxpool.Config, logger *slog.Logger) {
 		cfg.ConnConfig.RuntimeParams = make(map[string]string)
 	}
 	cfg.ConnConfig.RuntimeParams["search_path"] = ""
+	cfg.ConnConfig.RuntimeParams["client_encoding"] = "UTF8"
 
 	prevAfterConnect := cfg.AfterConnect
 	cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
@@ -280,6 +287,9 @@ func ConfigurePool(cfg *pgxpool.Config, logger *slog.Logger) {
 			if err := prevAfterConnect(ctx, conn); err != nil {
 				return err
 			}
+		}
+		if enc := conn.PgConn().ParameterStatus("client_encoding"); enc != "UTF8" {
+			return fmt.Errorf("new connection has client_encoding %q, not UTF8: a pooler in between does not pass the startup parameter on", enc)
 		}
 		login, err := verifyClean(ctx, conn)
 		if err != nil {
