@@ -373,6 +373,9 @@ func (b *Backend) openPools(ctx context.Context, cfg config.Config, logger *slog
 	if err := pool.Ping(pctx); err != nil {
 		return fmt.Errorf("connect to database: %w", err)
 	}
+	if err := schema.CheckEncoding(pctx, pool); err != nil {
+		return fmt.Errorf("DATABASE_URL: %w", err)
+	}
 	if cfg.DBPoolLanes > 1 {
 		lanes, err := schema.NewLanes(ctx, cfg.DatabaseURL, cfg.DBPoolLanes, schema.PoolOptions{MaxConns: int32(cfg.DBMaxConns), MinConns: keep, Logger: logger})
 		if err != nil {

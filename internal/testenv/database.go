@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -41,6 +42,23 @@ func Postgres(t testing.TB) string {
 	return createTestDatabase(t, shared.adminURL, shared.dbURL)
 }
 
+// PostgresEncoded is Postgres with a database whose server encoding is
+// encoding ("SQL_ASCII", "LATIN1", ...; collation and character type "C",
+// which every encoding takes), as an operator's CREATE DATABASE ...
+// ENCODING or initdb -E makes one.
+func PostgresEncoded(t testing.TB, encoding string) string {
+	t.Helper()
+	shared.once.Do(initShared)
+	if shared.err != nil {
+		t.Fatalf("testenv: shared PostgreSQL server: %v", shared.err)
+	}
+	return createDatabase(t, shared.adminURL, shared.dbURL,
+		" ENCODING "+quoteLiteral(encoding)+" LC_COLLATE 'C' LC_CTYPE 'C'")
+}
+
+// quoteLiteral quotes s as an SQL string literal.
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
 // initShared sets up the shared server once per test binary.
 func initShared() {
 	if raw := os.Getenv("TEST_DATABASE_URL"); raw != "" {
@@ -71,12 +89,19 @@ func initShared() {
 // template0) and drops it WITH (FORCE) in t.Cleanup.
 func createTestDatabase(t testing.TB, adminURL string, dbURL func(string) string) string {
 	t.Helper()
+	return createDatabase(t, adminURL, dbURL, "")
+}
+
+// createDatabase is createTestDatabase with options added to its CREATE
+// DATABASE statement.
+func createDatabase(t testing.TB, adminURL string, dbURL func(string) string, options string) string {
+	t.Helper()
 	name, err := randomName("t_")
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
 	ident := pgx.Identifier{name}.Sanitize()
-	if err := adminExec(adminURL, "CREATE DATABASE "+ident+" TEMPLATE template0"); err != nil {
+	if err := adminExec(adminURL, "CREATE DATABASE "+ident+" TEMPLATE template0"+options); err != nil {
 		t.Fatalf("testenv: create database %s: %v", name, err)
 	}
 	t.Cleanup(func() {

@@ -37,6 +37,9 @@
 // system user "postgres". When TEST_DATABASE_URL is set, databases are
 // created on that server instead (it must allow CREATE DATABASE).
 //
+// PostgresEncoded(t, "SQL_ASCII") returns such a database created with
+// another server encoding than UTF8.
+//
 // PostgresAs(t, owner) returns a fresh database on the same server for a
 // fresh login role that is not superuser (nor CREATEDB, CREATEROLE or
 // replication), as production runs the binaries: the database's owner, or
