@@ -209,3 +209,28 @@ func TestStartRefusesATenantDatabaseThatRefusesTLS(t *testing.T) {
 	}
 	t.Logf("error: %v", err)
 }
+
+// TestStartRefusesATenantDatabaseThatIsNotUTF8: a TENANT_DATABASES
+// database whose server encoding is not UTF8 stops the start, naming the
+// variable, the database and its encoding, as DATABASE_URL's does. Before,
+// the binaries started and placed tenants there, and on LATIN1 the first
+// invoice line or customer outside Latin-1 the worker copied there (a
+// move) or the app wrote failed with 22P05.
+func TestStartRefusesATenantDatabaseThatIsNotUTF8(t *testing.T) {
+	t.Parallel()
+	latin1 := testenv.PostgresEncoded(t, "LATIN1")
+	owner := testenv.PostgresAs(t, true)
+	_, log, err := openWithTenantDatabases(t, "eu2="+latin1+",us1="+owner)
+	if err == nil {
+		t.Fatalf("start with a LATIN1 TENANT_DATABASES database succeeded; log:\n%s", log)
+	}
+	for _, want := range []string{"TENANT_DATABASES", "database eu2", "LATIN1", "UTF8"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "us1") {
+		t.Errorf("error %q names us1, which is UTF8", err)
+	}
+	t.Logf("error: %v", err)
+}

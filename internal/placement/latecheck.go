@@ -31,7 +31,7 @@ type lateCheck struct {
 // whatever path made it: a tenant's task, a request, Choose's ping) and
 // concludes once, whichever of several connections made at once gets it
 // first: passed, the database is used as any other; failed (the role may
-// not create schemas there), it is unusable (Unusable): Choose places no
+// not create schemas there, or its encoding is not UTF8), it is unusable (Unusable): Choose places no
 // new tenant on it, one error line says so, and its tenants' work goes on
 // as it would without the check (it fails where it needs the privilege).
 // A check that could not run (its query failed: the connection dropped,
@@ -71,7 +71,7 @@ func (r *Registry) checkLate(ctx context.Context, name string, conn *pgx.Conn) {
 		r.lateMu.Unlock()
 		r.log.InfoContext(ctx, "tenant database checked on its first connection (TENANT_DATABASES): its role may create schemas",
 			slog.String("database", name))
-	case errors.Is(err, ErrMayNotCreateSchemas):
+	case errors.Is(err, ErrMayNotCreateSchemas), errors.Is(err, ErrNotUTF8):
 		r.failLate(ctx, name, err)
 	default:
 		r.log.WarnContext(ctx, "tenant database could not be checked on a new connection (TENANT_DATABASES): checked again on the next one",

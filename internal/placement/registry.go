@@ -1038,6 +1038,13 @@ var ErrRefused = errors.New("server refused the login or the database")
 // outage, so every caller that checks ErrRefused treats it the same.
 var ErrRefusedTLS error = refusedError("server refused the URL's TLS setting (sslmode, certificates)")
 
+// ErrNotUTF8 wraps the error of a tenant database whose server encoding
+// is not UTF8 (schema.CheckEncoding, whose schema.ErrNotUTF8 it wraps too):
+// tenants' text outside its character set would fail there (LATIN1 and
+// other national encodings) or be stored unchecked (SQL_ASCII). It is an
+// ErrRefused (errors.Is): a misconfiguration no retry fixes.
+var ErrNotUTF8 error = refusedError("not a UTF8 database")
+
 // refusedError is a refusal of its own text that is also an ErrRefused.
 type refusedError string
 
@@ -1080,9 +1087,10 @@ func refusal(ctx context.Context, err error) error {
 // one that refuses the URL's TLS setting with ErrRefusedTLS (an
 // ErrRefused); a database that cannot be reached otherwise, with
 // ErrUnreachable; a role that may not create schemas, with
-// ErrMayNotCreateSchemas and the grant that fixes it; a server that takes
-// no writes (a replica's URL, default_transaction_read_only), with
-// ErrReadOnly. Errors never quote the URL.
+// ErrMayNotCreateSchemas and the grant that fixes it; a database whose
+// server encoding is not UTF8, with ErrNotUTF8 (an ErrRefused); a server
+// that takes no writes (a replica's URL, default_transaction_read_only),
+// with ErrReadOnly. Errors never quote the URL.
 func CheckDatabase(ctx context.Context, dsn string, log *slog.Logger) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -1100,7 +1108,7 @@ func CheckDatabase(ctx context.Context, dsn string, log *slog.Logger) error {
 // connections, the role may create schemas in the database, and the
 // server takes writes. Its errors are CheckDatabase's: ErrRefused
 // (ErrRefusedTLS too), ErrUnreachable (also for a check cut by ctx),
-// ErrMayNotCreateSchemas with the grant, ErrReadOnly; they never quote
+// ErrMayNotCreateSchemas with the grant, ErrNotUTF8, ErrReadOnly; they never quote
 // the URL.
 func CheckPool(ctx context.Context, p *pgxpool.Pool) error {
 	c, err := p.Acquire(ctx)
@@ -1206,10 +1214,16 @@ func (r *Registry) CheckSchemas(ctx context.Context, name string) error {
 }
 
 // checkPrivileges is CheckDatabase's check of the URL's role on q, a
-// connection to its database.
+// connection to its database, and of the database's encoding (ErrNotUTF8).
 func checkPrivileges(ctx context.Context, q interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
 }) error {
+	if err := schema.CheckEncoding(ctx, q); err != nil {
+		if errors.Is(err, schema.ErrNotUTF8) {
+			return fmt.Errorf("%w: %w", ErrNotUTF8, err)
+		}
+		return err
+	}
 	var role, db string
 	var mayCreate bool
 	if err := q.QueryRow(ctx, "SELECT current_user, pg_catalog.current_database(), "+
