@@ -65,7 +65,8 @@ const existenceLockNamespace int32 = 0x74656e65
 // as ownedPinSQL compares it.
 func ownerComment(t tenantctx.Tenant) string { return ownerPrefix + t.ID }
 
-// sqlLiteral quotes s as an SQL string literal (standard_conforming_strings).
+// sqlLiteral quotes s as an SQL string literal for a connection with
+// standard_conforming_strings on, as ConfigurePool's are.
 func sqlLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 // beginPinnedSQL begins a transaction with begin (beginSQL or

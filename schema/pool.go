@@ -235,10 +235,15 @@ const DefaultConnectTimeout = 10 * time.Second
 //     ALTER DATABASE or ALTER ROLE ... SET client_encoding (under LATIN1
 //     a name outside Latin-1 fails every load with 22P05, and one inside
 //     it is stored double-encoded).
-//   - AfterConnect proves both on every new connection (one query per
-//     connection; the encoding as the server reported it, no query) and
-//     refuses a connection where a role or database setting, or a pooler,
-//     replaced them.
+//   - RuntimeParams["standard_conforming_strings"] = "on": the literals
+//     this package writes into its simple-protocol statements (sqlLiteral)
+//     take a backslash as itself, and pgx refuses a simple-protocol
+//     statement with arguments otherwise (a move's lock), whatever an
+//     operator set for the database or role.
+//   - AfterConnect proves them on every new connection (one query per
+//     connection; the encoding and string setting as the server reported
+//     them, no query) and refuses a connection where a role or database
+//     setting, or a pooler, replaced them.
 //   - A connection released closed, busy or not idle (TxStatus != 'I')
 //     is destroyed (by pgxpool, before AfterRelease) and logged
 //     (BeforeClose). AfterRelease, and PrepareConn on acquire, destroy
@@ -280,6 +285,7 @@ func ConfigurePool(cfg *pgxpool.Config, logger *slog.Logger) {
 	}
 	cfg.ConnConfig.RuntimeParams["search_path"] = ""
 	cfg.ConnConfig.RuntimeParams["client_encoding"] = "UTF8"
+	cfg.ConnConfig.RuntimeParams["standard_conforming_strings"] = "on"
 
 	prevAfterConnect := cfg.AfterConnect
 	cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
@@ -290,6 +296,9 @@ func ConfigurePool(cfg *pgxpool.Config, logger *slog.Logger) {
 		}
 		if enc := conn.PgConn().ParameterStatus("client_encoding"); enc != "UTF8" {
 			return fmt.Errorf("new connection has client_encoding %q, not UTF8: a pooler in between does not pass the startup parameter on", enc)
+		}
+		if scs := conn.PgConn().ParameterStatus("standard_conforming_strings"); scs != "on" {
+			return fmt.Errorf("new connection has standard_conforming_strings %q, not on: a pooler in between does not pass the startup parameter on", scs)
 		}
 		login, err := verifyClean(ctx, conn)
 		if err != nil {
