@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -240,9 +241,13 @@ const DefaultConnectTimeout = 10 * time.Second
 //     take a backslash as itself, and pgx refuses a simple-protocol
 //     statement with arguments otherwise (a move's lock), whatever an
 //     operator set for the database or role.
+//   - RuntimeParams["DateStyle"] = "ISO, MDY": with
+//     default_query_exec_mode=exec (behind PgBouncer) results come back as
+//     text, and pgx reads dates and timestamps as text only in the ISO
+//     style; an operator's 'SQL, DMY' or 'German' failed every load.
 //   - AfterConnect proves them on every new connection (one query per
-//     connection; the encoding and string setting as the server reported
-//     them, no query) and refuses a connection where a role or database
+//     connection; the encoding, string setting and date style as the
+//     server reported them, no query) and refuses a connection where a role or database
 //     setting, or a pooler, replaced them.
 //   - A connection released closed, busy or not idle (TxStatus != 'I')
 //     is destroyed (by pgxpool, before AfterRelease) and logged
@@ -286,6 +291,7 @@ func ConfigurePool(cfg *pgxpool.Config, logger *slog.Logger) {
 	cfg.ConnConfig.RuntimeParams["search_path"] = ""
 	cfg.ConnConfig.RuntimeParams["client_encoding"] = "UTF8"
 	cfg.ConnConfig.RuntimeParams["standard_conforming_strings"] = "on"
+	cfg.ConnConfig.RuntimeParams["DateStyle"] = "ISO, MDY"
 
 	prevAfterConnect := cfg.AfterConnect
 	cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
@@ -299,6 +305,9 @@ func ConfigurePool(cfg *pgxpool.Config, logger *slog.Logger) {
 		}
 		if scs := conn.PgConn().ParameterStatus("standard_conforming_strings"); scs != "on" {
 			return fmt.Errorf("new connection has standard_conforming_strings %q, not on: a pooler in between does not pass the startup parameter on", scs)
+		}
+		if ds := conn.PgConn().ParameterStatus("DateStyle"); !strings.HasPrefix(ds, "ISO") {
+			return fmt.Errorf("new connection has DateStyle %q, not ISO: a pooler in between does not pass the startup parameter on", ds)
 		}
 		login, err := verifyClean(ctx, conn)
 		if err != nil {
