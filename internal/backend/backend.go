@@ -139,6 +139,14 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Opti
 	if err := storage.MigrateCatalog(ctx, b.SchemaPool, logger); err != nil {
 		return nil, err
 	}
+	if b.SchemaPool != b.Pool {
+		pctx, cancel := context.WithTimeout(ctx, startupPingTimeout)
+		err := checkGrants(pctx, b.Pool, b.SchemaPool)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+	}
 	b.Postgres = storage.NewPostgres(b.Pool)
 	b.Catalog = storage.NewCache(b.Postgres, b.Redis, storage.CacheOptions{RedisTTL: cfg.TenantCacheTTL, Logger: logger})
 	b.closers = append(b.closers, b.Catalog.Close)
