@@ -98,6 +98,12 @@ const (
 	// MaxReminderSendHour is the latest REMINDER_SEND_HOUR: 23, the last
 	// hour of a day.
 	MaxReminderSendHour = 23
+	// MaxTimeout bounds SHUTDOWN_TIMEOUT, REQUEST_TIMEOUT and
+	// ADMIN_REQUEST_TIMEOUT: a year, far past any useful value, and far
+	// enough below the largest time.Duration that the margins the
+	// binaries add to them (the worker's stop limit, the enqueue
+	// service's write timeout) cannot wrap around to a negative duration.
+	MaxTimeout = 365 * 24 * time.Hour
 )
 
 // Log formats.
@@ -174,12 +180,12 @@ type Config struct {
 	SchedulerEnabled bool
 	// RequestTimeout (REQUEST_TIMEOUT) bounds a tenant request's work in the
 	// enqueue service; past it the request answers 503. 0 means
-	// DefaultRequestTimeout.
+	// DefaultRequestTimeout; at most MaxTimeout.
 	RequestTimeout time.Duration
 	// AdminRequestTimeout (ADMIN_REQUEST_TIMEOUT) bounds an admin route's
 	// work in the enqueue service (every route under /admin but the
 	// dashboard); past it the request answers 503. 0 means
-	// DefaultAdminRequestTimeout.
+	// DefaultAdminRequestTimeout; at most MaxTimeout.
 	AdminRequestTimeout time.Duration
 	// APITenantDBConns (API_TENANT_DB_CONNS) is how many database units of
 	// work one tenant's requests run at once in an enqueue service
@@ -187,7 +193,8 @@ type Config struct {
 	// pool; 0 means the HTTP API's default (4).
 	APITenantDBConns int
 	// ShutdownTimeout (SHUTDOWN_TIMEOUT) is how long running tasks get to
-	// finish on shutdown; 0 means DefaultShutdownTimeout.
+	// finish on shutdown; 0 means DefaultShutdownTimeout; at most
+	// MaxTimeout.
 	ShutdownTimeout time.Duration
 	// SMTPURL (SMTP_URL, smtp://user:pass@host:port); "" writes reminders
 	// as .eml files to OutboxDir.
@@ -552,14 +559,18 @@ func (c Config) validate() error {
 	if c.ReminderSendHour < 0 || c.ReminderSendHour > MaxReminderSendHour {
 		bad("REMINDER_SEND_HOUR: must be an hour from 0 to %d, got %d", MaxReminderSendHour, c.ReminderSendHour)
 	}
-	if c.ShutdownTimeout <= 0 {
-		bad("SHUTDOWN_TIMEOUT: must be positive, got %v", c.ShutdownTimeout)
-	}
-	if c.RequestTimeout <= 0 {
-		bad("REQUEST_TIMEOUT: must be positive, got %v", c.RequestTimeout)
-	}
-	if c.AdminRequestTimeout <= 0 {
-		bad("ADMIN_REQUEST_TIMEOUT: must be positive, got %v", c.AdminRequestTimeout)
+	for _, t := range []struct {
+		name string
+		d    time.Duration
+	}{{"SHUTDOWN_TIMEOUT", c.ShutdownTimeout}, {"REQUEST_TIMEOUT", c.RequestTimeout}, {"ADMIN_REQUEST_TIMEOUT", c.AdminRequestTimeout}} {
+		switch {
+		case t.d <= 0:
+			bad("%s: must be positive, got %v", t.name, t.d)
+		case t.d > MaxTimeout:
+			// The binaries add margins to it: near the largest duration
+			// the sum would wrap around to a negative one.
+			bad("%s: at most %v (a year), got %v", t.name, MaxTimeout, t.d)
+		}
 	}
 	if c.APITenantDBConns > MaxDBConns {
 		bad("API_TENANT_DB_CONNS: at most %d, got %d", MaxDBConns, c.APITenantDBConns)
