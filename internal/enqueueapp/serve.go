@@ -205,14 +205,15 @@ func openBackend(ctx context.Context, cfg config.Config, logger *slog.Logger, op
 	return b, b.Close, nil
 }
 
-// listen opens addr, turning "address already in use" into one clear line.
+// listen opens addr, turning "address already in use" into one clear line;
+// any other error names the setting the address came from.
 func listen(addr string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if errors.Is(err, syscall.EADDRINUSE) {
 		return nil, fmt.Errorf("listen on %s: address already in use (another process holds the port; set HTTP_ADDR or --addr)", addr)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+		return nil, fmt.Errorf("listen on %s (HTTP_ADDR or --addr): %w", addr, err)
 	}
 	return ln, nil
 }
