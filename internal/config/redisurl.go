@@ -223,6 +223,14 @@ func checkRedisURLRest(u *url.URL) error {
 		if strings.Contains(strings.Trim(u.Path, "/"), "/") {
 			return errors.New("could not parse redis uri: want only the database number as the path: redis[s]://[[user]:password@]host:port[/db]")
 		}
+		// asynq dials the authority as it is, and go-redis dials the
+		// local host for an empty host (redis://:6379, a host variable
+		// left unset): the wrong Redis, without a word. Neither host nor
+		// port is quoted (an unencoded '/' in the password puts part of
+		// it there).
+		if n, err := strconv.Atoi(u.Port()); u.Hostname() == "" || err != nil || n <= 0 || n > 65535 {
+			return errors.New("could not parse redis uri: want host:port, a host and a port from 1 to 65535: redis[s]://[[user]:password@]host:port[/db] (percent-encode '/', '?', '#' and '@' in the user and password)")
+		}
 	case "redis-socket":
 		if u.Host != "" {
 			// asynq ignores it and takes the path for the socket's: with
