@@ -938,6 +938,12 @@ func (p *parser) level(name string) slog.Level {
 		p.errs = append(p.errs, fmt.Errorf("%s: must be debug, info, warn or error, got %.40q", name, s))
 		return slog.LevelInfo
 	}
+	if l > slog.LevelError {
+		// slog takes offsets ("warn+2"); one past error would hide every
+		// line, the reason of a failed start included.
+		p.errs = append(p.errs, fmt.Errorf("%s: at most error (a higher level hides the errors too), got %.40q", name, s))
+		return slog.LevelInfo
+	}
 	return l
 }
 
