@@ -205,17 +205,39 @@ func NewPool(ctx context.Context, databaseURL string, opts PoolOptions) (*pgxpoo
 // the rest of it ("password=xxxxx horse"), as does one written
 // "password = s3cret" (spaces around the '='). A file the URL (or a PG*
 // variable) names and that cannot be read is named with its error: the
-// URL itself is then fine. Parse every database URL that may reach a
-// log line or an error with it (NewPool does).
+// URL itself is then fine. A host holding an '@' is refused: pgx splits
+// a URL's authority at its first '@', so an unencoded one in the password
+// makes the rest of the password the host, which every dial error would
+// quote. Parse every database URL that may reach a log line or an error
+// with it (NewPool does).
 func ParseConfig(databaseURL string) (*pgxpool.Config, error) {
 	cfg, err := pgxpool.ParseConfig(databaseURL)
 	if err == nil {
+		if unencodedAt(cfg.ConnConfig) {
+			return nil, errors.New("parse database url: the host holds an '@': percent-encode '@' in the user and password as %40 (nothing of the URL is quoted: it may be part of the password)")
+		}
 		return cfg, nil
 	}
 	if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
 		return nil, fmt.Errorf("parse database url: cannot read %s: %w", pe.Path, pe.Err)
 	}
 	return nil, errors.New("parse database url: does not parse as a PostgreSQL connection string (URL or keyword/value)")
+}
+
+// unencodedAt reports whether a host cfg dials holds an '@', what an
+// unencoded '@' in a URL's password leaves there. A Unix socket directory
+// (an absolute path) may hold one.
+func unencodedAt(cfg *pgx.ConnConfig) bool {
+	hosts := []string{cfg.Host}
+	for _, f := range cfg.Fallbacks {
+		hosts = append(hosts, f.Host)
+	}
+	for _, h := range hosts {
+		if !strings.HasPrefix(h, "/") && strings.Contains(h, "@") {
+			return true
+		}
+	}
+	return false
 }
 
 // DefaultConnectTimeout bounds opening one connection (TCP, TLS and the

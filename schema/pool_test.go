@@ -482,3 +482,19 @@ func TestNotIdleReleaseWarningIsLogged(t *testing.T) {
 		t.Errorf("logged %q, want %q", rec.seen, want)
 	}
 }
+
+// TestParseConfigRefusesAnUnencodedAtInTheAuthority: pgx splits a URL's
+// authority at its first '@', and a password holding one made the rest of
+// it the host, which every dial error then quoted ("lookup tPW@db: no
+// such host"). ParseConfig, which every pool and `enqueue db add` parse
+// with, refuses it with the fix and nothing of the password.
+func TestParseConfigRefusesAnUnencodedAtInTheAuthority(t *testing.T) {
+	t.Parallel()
+	_, err := ParseConfig("postgres://app:s3cr@tPW@db.internal/inv")
+	if err == nil || !strings.Contains(err.Error(), "%40") || strings.Contains(err.Error(), "tPW") || strings.Contains(err.Error(), "s3cr") {
+		t.Fatalf("ParseConfig: error %v, want one saying to percent-encode '@' as %%40 without the password", err)
+	}
+	if _, err := ParseConfig("postgres://app:s3cr%40tPW@db.internal/inv"); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -12,7 +12,6 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net/mail"
 	"slices"
@@ -21,9 +20,9 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/invoicing/tenantworker/fair"
+	"github.com/invoicing/tenantworker/schema"
 	"github.com/invoicing/tenantworker/tasks"
 	"github.com/invoicing/tenantworker/tenantctx"
 )
@@ -836,21 +835,18 @@ func startsWithName(s string) bool {
 }
 
 // databaseURLError returns why url cannot be used as the pools use it
-// (pgxpool.ParseConfig); "" when it can. The parser's error is not passed
-// on: it quotes the URL, and its redaction of the password is best effort.
-// A file the URL (or a PG* variable) names and that cannot be read
-// (sslrootcert, sslcert, sslkey) is named with its error instead: the URL
-// itself is then fine, and "does not parse" would send the operator
-// looking for a typo.
+// (schema.ParseConfig, whose reason it is); "" when it can. pgx's error is
+// not passed on: it quotes the URL, and its redaction of the password is
+// best effort. A file the URL (or a PG* variable) names and that cannot be
+// read (sslrootcert, sslcert, sslkey) is named with its error instead: the
+// URL itself is then fine, and "does not parse" would send the operator
+// looking for a typo. A host holding an '@' (one unencoded in the
+// password) is refused, with the fix.
 func databaseURLError(url string) string {
-	_, err := pgxpool.ParseConfig(url)
-	if err == nil {
-		return ""
+	if _, err := schema.ParseConfig(url); err != nil {
+		return strings.TrimPrefix(err.Error(), "parse database url: ")
 	}
-	if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
-		return fmt.Sprintf("cannot read %s: %v", pe.Path, pe.Err)
-	}
-	return "does not parse as a PostgreSQL connection string (URL or keyword/value)"
+	return ""
 }
 
 // queueClasses parses a comma-separated list of queue classes
