@@ -535,8 +535,14 @@ func (e *Enqueuer) deleteFinished(ctx context.Context, queue, id string) error {
 // does a Redis Cluster whose queue's hash slot no master serves
 // ("CLUSTERDOWN Hash slot not served", "CLUSTERDOWN The cluster is down":
 // a PING names no key, and any node answers it) or is being migrated
-// ("TRYAGAIN"). Such a reply, found in the text, joins the chain as a
-// Redis error (redis.IsOOMError, redis.HasErrorPrefix).
+// ("TRYAGAIN"). Redis's refusals of every command for a moment (LOADING
+// its data after a restart, BUSY running a script past
+// busy-reply-threshold, MASTERDOWN: a replica whose link to its master is
+// down, with replica-serve-stale-data no) refuse the ping too, unless
+// they ended in between (the data loaded, the script done, the link
+// back), or the server answers PING while it refuses with MASTERDOWN (as
+// Redis before 7.0 does). Such a reply, found in the text, joins the
+// chain as a Redis error (redis.IsOOMError, redis.HasErrorPrefix).
 func (e *Enqueuer) enqueueFailed(p Payload, taskID string, err error) error {
 	if perr := e.client.Ping(); perr != nil {
 		return fmt.Errorf("enqueue %s %s: %w (redis ping: %w)", p.TypeName(), taskID, err, perr)
@@ -553,9 +559,12 @@ func (e *Enqueuer) enqueueFailed(p Payload, taskID string, err error) error {
 // answered: at maxmemory (policy noeviction), from a replica, and from a
 // master short of the replicas min-replicas-to-write asks for, after a
 // failed background save, and from a cluster whose queue's slot is
-// served by no master or moving between two.
+// served by no master or moving between two; and its refusals of every
+// command for a moment, which may have ended by the time of the ping:
+// while it loads its data, runs a long script, or, as a replica that
+// serves no stale data, has lost its master.
 var writeRefusals = []string{"OOM command not allowed", "READONLY You can't write", "NOREPLICAS Not enough good replicas", "MISCONF Redis is configured to save",
-	"CLUSTERDOWN ", "TRYAGAIN "}
+	"CLUSTERDOWN ", "TRYAGAIN ", "LOADING ", "BUSY ", "MASTERDOWN "}
 
 // redisReply is an error reply of Redis that asynq's client reported as
 // text only: a redis.Error again, for redis.HasErrorPrefix and
