@@ -104,8 +104,12 @@ func (h *Handler) internalError(w http.ResponseWriter, r *http.Request, op strin
 // gone or lagging (it refuses writes until they catch up), a server with
 // save points whose last background save failed (MISCONF: a full or lost
 // disk; it refuses writes until a save succeeds or an operator sets
-// stop-writes-on-bgsave-error no).
-var transientRedis = []string{"LOADING ", "BUSY ", "MASTERDOWN ", "CLUSTERDOWN ", "TRYAGAIN ", "READONLY ", "OOM ", "NOREPLICAS ", "MISCONF "}
+// stop-writes-on-bgsave-error no), a server with as many clients as its
+// maxclients allows ("ERR max number of clients reached", its answer to a
+// new connection, until a client leaves; redis.HasErrorPrefix drops the
+// "ERR ").
+var transientRedis = []string{"LOADING ", "BUSY ", "MASTERDOWN ", "CLUSTERDOWN ", "TRYAGAIN ", "READONLY ", "OOM ", "NOREPLICAS ", "MISCONF ",
+	"max number of clients reached"}
 
 // redisBusy reports whether err says the Redis client found no connection
 // or pipeline batch to send a command on in time: every one is held by a

@@ -38,6 +38,9 @@ func TestDependencyUnavailable(t *testing.T) {
 		{redisReply("CLUSTERDOWN The cluster is down"), true},
 		{redisReply("READONLY You can't write against a read only replica."), true},
 		{redisReply("NOREPLICAS Not enough good replicas to write."), true},
+		{fmt.Errorf("redis ping: %w", redisReply("ERR max number of clients reached")), true}, // maxclients: no new connections for now
+		{redisReply("BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."), true},
+		{redisReply("MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'."), true},
 		{redisReply("ERR Error running script"), false},
 		{errors.New("boom"), false},
 		{context.Canceled, false},
