@@ -272,9 +272,10 @@ func (b *Backend) openRedis(ctx context.Context, cfg config.Config, contextTimeo
 // tenant cache's guard keys, the dispatcher's record of applied reports).
 // When the REDIS_URL user may not run INFO (an ACL user without @dangerous,
 // as managed services hand out, whose default policy is often
-// volatile-lru) it warns that the policy was not checked; a Redis that
-// does not know INFO (the dev stack's miniredis) is logged at debug level
-// only.
+// volatile-lru) or Redis does not know it (disabled by rename-command, as
+// hardening guides advise) it warns that the policy was not checked; a
+// Redis without INFO's memory section (the dev stack's miniredis) is
+// logged at debug level only.
 func warnIfEvicting(ctx context.Context, rc redis.UniversalClient, logger *slog.Logger) {
 	ctx, cancel := context.WithTimeout(ctx, startupPingTimeout)
 	defer cancel()
@@ -282,7 +283,7 @@ func warnIfEvicting(ctx context.Context, rc redis.UniversalClient, logger *slog.
 		info, err := c.Info(ctx, "memory").Result()
 		if err != nil {
 			level := slog.LevelDebug
-			if strings.HasPrefix(err.Error(), "NOPERM") {
+			if strings.HasPrefix(err.Error(), "NOPERM") || strings.HasPrefix(err.Error(), "ERR unknown command") {
 				level = slog.LevelWarn
 			}
 			logger.Log(ctx, level, "could not check redis maxmemory-policy: make sure it is noeviction (docs/operations.md, \"Redis settings\")",

@@ -55,15 +55,33 @@ func TestOpenWarnsWhenTheRedisUserMayNotReadThePolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 	logs := openLogging(t, "redis://app:pw@"+rs.Addr())
-	var warned bool
-	for line := range strings.SplitSeq(logs.String(), "\n") {
-		if strings.Contains(line, `"level":"WARN"`) && strings.Contains(line, "maxmemory-policy") && strings.Contains(line, "noeviction") {
-			warned = true
-		}
-	}
-	if !warned {
+	if !warnedUnchecked(logs) {
 		t.Errorf("INFO refused to the Redis user: no warning that the maxmemory-policy was not checked; logs: %s", logs.String())
 	}
+}
+
+// TestOpenWarnsWhenRedisHasNoInfo: a Redis hardened with rename-command
+// INFO "" answers INFO "unknown command"; as with an ACL user that may
+// not run it (TestOpenWarnsWhenTheRedisUserMayNotReadThePolicy), the
+// start goes on and warns that the maxmemory-policy was not checked.
+func TestOpenWarnsWhenRedisHasNoInfo(t *testing.T) {
+	t.Parallel()
+	rs := testenv.StartRedis(t, testenv.RedisOptions{ExtraArgs: []string{"--maxmemory", "64mb", "--maxmemory-policy", "volatile-lru", "--rename-command", "INFO", ""}})
+	logs := openLogging(t, rs.URL())
+	if !warnedUnchecked(logs) {
+		t.Errorf("INFO disabled by rename-command: no warning that the maxmemory-policy was not checked; logs: %s", logs.String())
+	}
+}
+
+// warnedUnchecked reports whether logs have a warning that Redis's
+// maxmemory-policy was not checked, naming the policy to set.
+func warnedUnchecked(logs *testenv.LogBuffer) bool {
+	for line := range strings.SplitSeq(logs.String(), "\n") {
+		if strings.Contains(line, `"level":"WARN"`) && strings.Contains(line, "could not check redis maxmemory-policy") && strings.Contains(line, "noeviction") {
+			return true
+		}
+	}
+	return false
 }
 
 // openLogging opens a backend on redisURL (and the test's database) and

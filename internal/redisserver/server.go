@@ -219,7 +219,10 @@ func waitReady(ctx context.Context, proc *childproc.Process, addr string, tlsCon
 // ping checks that addr accepts connections, answers PING, and is the
 // server started as pid (INFO server's process_id): another process that
 // took the free port between our check and the server's bind would
-// otherwise pass for ours. A non-nil tlsConfig pings over TLS.
+// otherwise pass for ours. A server that does not know INFO (disabled by
+// rename-command in ExtraArgs) is taken at its PING: another redis-server
+// that took the port would answer INFO with its own process_id. A non-nil
+// tlsConfig pings over TLS.
 func ping(ctx context.Context, addr string, pid int, tlsConfig *tls.Config) error {
 	conn, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
@@ -236,6 +239,9 @@ func ping(ctx context.Context, addr string, pid int, tlsConfig *tls.Config) erro
 	}
 	info, err := client.Info(ctx, "server").Result()
 	if err != nil {
+		if strings.HasPrefix(err.Error(), "ERR unknown command") {
+			return nil
+		}
 		return err
 	}
 	want := fmt.Sprintf("process_id:%d", pid)
