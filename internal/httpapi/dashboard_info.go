@@ -39,12 +39,13 @@ type redisInfoRefused struct {
 
 // dashboardRedisInfo wraps the dashboard: when Redis refuses the Redis
 // page's INFO to the REDIS_URL user (NOPERM: an ACL user without
-// @dangerous, a managed Redis's default), asynqmon answers 500 with
+// @dangerous, a managed Redis's default) or does not know it (disabled by
+// rename-command, "ERR unknown command"), asynqmon answers 500 with
 // Redis's text, and the page shows nothing but "Could not retrieve redis
 // live data". The page's data is answered instead, 200, every figure
-// "unknown", raw_info saying that the user may not run INFO, and
-// info_refused true (docs/operations.md, "Redis user"). Every other answer, the
-// page's too when INFO runs, is asynqmon's as it is.
+// "unknown", raw_info saying why INFO did not run, and info_refused true
+// (docs/operations.md, "Redis user"). Every other answer, the page's too
+// when INFO runs, is asynqmon's as it is.
 func dashboardRedisInfo(next http.Handler, opt asynq.RedisConnOpt) http.Handler {
 	target := sync.OnceValues(func() (string, bool) { return redisTarget(opt) })
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -54,18 +55,24 @@ func dashboardRedisInfo(next http.Handler, opt asynq.RedisConnOpt) http.Handler 
 		}
 		rec := &bufferedResponse{header: http.Header{}}
 		next.ServeHTTP(rec, r)
-		if rec.status == http.StatusInternalServerError && bytes.HasPrefix(rec.body.Bytes(), []byte("NOPERM")) {
+		denied := bytes.HasPrefix(rec.body.Bytes(), []byte("NOPERM"))
+		if rec.status == http.StatusInternalServerError && (denied || bytes.HasPrefix(rec.body.Bytes(), []byte("ERR unknown command"))) {
 			info := make(map[string]string, len(redisInfoFields))
 			for _, f := range redisInfoFields {
 				info[f] = redisInfoUnknown
+			}
+			why := "The REDIS_URL user may not run INFO ("
+			fix := "Allow the user INFO (+info) to see them, or read them in the Redis service's own console."
+			if !denied {
+				why = "Redis does not run INFO, disabled by rename-command ("
+				fix = "Read them in the Redis server's own console, with INFO's new name."
 			}
 			addr, cluster := target()
 			writeJSON(w, http.StatusOK, redisInfoRefused{
 				Address: addr,
 				Info:    info,
-				RawInfo: "The REDIS_URL user may not run INFO (" + strings.TrimSpace(rec.body.String()) + "): " +
-					"the figures of the Redis server are unknown here; queues, tasks and servers are shown as usual. " +
-					"Allow the user INFO (+info) to see them, or read them in the Redis service's own console.",
+				RawInfo: why + strings.TrimSpace(rec.body.String()) + "): " +
+					"the figures of the Redis server are unknown here; queues, tasks and servers are shown as usual. " + fix,
 				Cluster:     cluster,
 				InfoRefused: true,
 			})

@@ -75,3 +75,30 @@ func TestDashboardRedisInfoWithoutINFO(t *testing.T) {
 		})
 	}
 }
+
+// TestDashboardRedisInfoWithINFORenamed: a Redis hardened with
+// rename-command INFO "" answers the dashboard's Redis page's INFO
+// "unknown command", and asynqmon answered 500 with that text, as for
+// TestDashboardRedisInfoWithoutINFO's restricted user: the page's data
+// answers 200 instead, info_refused, every figure "unknown", raw_info
+// saying that Redis does not run INFO.
+func TestDashboardRedisInfoWithINFORenamed(t *testing.T) {
+	t.Parallel()
+	rs := testenv.StartRedis(t, testenv.RedisOptions{ExtraArgs: []string{"--rename-command", "INFO", ""}})
+	b := setupOn(t, rs.Addr(), nil)
+	r := b.admin(t, http.MethodGet, "/admin/dashboard/api/redis_info", "")
+	wantStatus(t, r, http.StatusOK)
+	var body struct {
+		Info        map[string]string `json:"info"`
+		RawInfo     string            `json:"raw_info"`
+		InfoRefused bool              `json:"info_refused"`
+	}
+	decode(t, r.body, &body)
+	if !body.InfoRefused || body.Info["redis_version"] != "unknown" {
+		t.Errorf("info_refused %v, redis_version %q, want true and unknown; body %.300s", body.InfoRefused, body.Info["redis_version"], r.body)
+	}
+	if !strings.Contains(body.RawInfo, "does not run INFO") || !strings.Contains(body.RawInfo, "unknown command") {
+		t.Errorf("raw_info %q does not say that Redis does not run INFO", body.RawInfo)
+	}
+	wantStatus(t, b.admin(t, http.MethodGet, "/admin/dashboard/api/queues", ""), http.StatusOK)
+}
