@@ -265,6 +265,11 @@ UPDATE tenancy.api_keys AS k SET revoked_at = now()
 // updates them: two flushes wait for each other instead of deadlocking,
 // whatever order the map yields and whatever plan the update gets. A key
 // whose recorded use is already as late is neither locked nor written.
+// The statement runs at read committed whatever the catalog database's
+// default_transaction_isolation: at repeatable read or serializable a
+// flush that waited for another write of a key (another replica's flush,
+// a revocation) found the row newer than its snapshot and was refused
+// (SQLSTATE 40001), losing the last use of every key in it.
 func (p *Postgres) RecordAPIKeyUse(ctx context.Context, uses map[string]time.Time) error {
 	if len(uses) == 0 {
 		return nil
@@ -275,7 +280,11 @@ func (p *Postgres) RecordAPIKeyUse(ctx context.Context, uses map[string]time.Tim
 		hashes = append(hashes, h)
 		times = append(times, at)
 	}
-	if _, err := p.pool.Exec(ctx, recordAPIKeyUseSQL, hashes, times); err != nil {
+	err := pgx.BeginTxFunc(ctx, p.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, recordAPIKeyUseSQL, hashes, times)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("record use of %d api keys: %w", len(uses), err)
 	}
 	return nil
