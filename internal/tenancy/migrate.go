@@ -193,7 +193,12 @@ func (s *Service) Migrate(ctx context.Context, t tenantctx.Tenant, target int, a
 			// catalog's database, kept open until the transaction that
 			// creates the schema has ended (below), so that a deletion
 			// (which marks the row deleting first) still waits for the
-			// creation to commit.
+			// creation to commit. It runs at read committed whatever the
+			// catalog database's default_transaction_isolation: at
+			// repeatable read or serializable a check that waited for
+			// another write of the row (a change of plan, a deletion
+			// request) was refused (SQLSTATE 40001) and the migration
+			// failed instead of reading the row as committed.
 			catalogPool, err := s.catalogPool(ctx)
 			if err != nil {
 				return MigrateResult{}, fmt.Errorf("migrate tenant %s: %w", t.ID, err)
@@ -201,7 +206,7 @@ func (s *Service) Migrate(ctx context.Context, t tenantctx.Tenant, target int, a
 			check := allow
 			allow = func(ctx context.Context, _ pgx.Tx) error {
 				if catalogTx == nil {
-					tx, err := catalogPool.Begin(ctx)
+					tx, err := catalogPool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
 					if err != nil {
 						return fmt.Errorf("catalog transaction: %w", err)
 					}
