@@ -39,7 +39,7 @@ type overdueResult struct {
 // statement marks every sent invoice whose due date is before the
 // tenant's current date (in its time zone, tenantctx.Tenant.Today)
 // overdue (the current time being the task's tick when this worker's
-// clock is a little behind it: tickTime), then it
+// clock is a little behind it: tickTime; at read committed), then it
 // pages through the overdue invoices with something due still due today's reminder
 // (the tenant's current calendar day, tenantctx.Tenant.Day;
 // invoice.RemindersDue: none sent today, none failed today at the
@@ -76,7 +76,13 @@ func (h *Handlers) InvoicesOverdue(ctx context.Context, p tasks.InvoicesOverdue)
 	// reminders' day (once a day per invoice, I10), at the tick's time
 	// when this worker's clock has not reached it yet.
 	now := t.Today(tickTime(h.now(), p.Tick))
-	err = schema.InTenant(ctx, pool, func(ctx context.Context, tx pgx.Tx) error {
+	// At read committed whatever the tenant database's
+	// default_transaction_isolation: at repeatable read or serializable a
+	// marking that waited for another write of an invoice (an edit, a
+	// payment, a reminder marking it) was refused (SQLSTATE 40001) and
+	// the task failed; at read committed the committed row is checked
+	// against the statement's condition again.
+	err = schema.InTenantReadCommitted(ctx, pool, func(ctx context.Context, tx pgx.Tx) error {
 		res.Marked, err = invoice.MarkOverdue(ctx, tx, now)
 		return err
 	})
