@@ -12,7 +12,8 @@
 //	GET  /v1/tasks/{task_id}          200 {"task_id","type","state","retried","last_error","result"}
 //	GET  /v1/invoices/{id}/pdf        200 application/pdf (ETag, If-None-Match -> 304; the body gets the
 //	                                  write timeout plus a second per 32 KiB; HEAD: the headers alone,
-//	                                  the body not read)
+//	                                  the body not read); 404 when not rendered, missing from the
+//	                                  store, or stored corrupt (not the recorded file and no whole PDF)
 //
 // The tenant comes from the Host header ({slug}{DomainSuffix}, port ignored,
 // ASCII letters case-insensitive; a Host with any byte outside ASCII names

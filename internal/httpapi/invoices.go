@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -344,6 +345,26 @@ func (h *Handler) downloadPDF(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer rc.Close()
+	if di.SHA256 != doc.SHA256 || di.Bytes != doc.Bytes {
+		// Not the file the render recorded: a render in flight replaced
+		// it (it writes the file before its row), or it was damaged in
+		// the store. Only a whole PDF is served; a damaged one is
+		// answered as a missing one, and a render asked for again writes
+		// it anew (the worker renders when the stored file is not the
+		// recorded one).
+		whole, err := wholePDF(rc, di.Bytes)
+		if err != nil {
+			h.internalError(w, r, "check invoice document", err)
+			return
+		}
+		if !whole {
+			h.log.WarnContext(ctx, "invoice pdf in the document store is corrupt (not the recorded file, and no whole PDF): answered as not rendered; a render asked for again replaces it",
+				"request_id", info(ctx).id, "tenant_id", t.ID, "invoice_id", id, "storage_key", doc.StorageKey,
+				"bytes", di.Bytes, "recorded_bytes", doc.Bytes)
+			writeError(w, http.StatusNotFound, "invoice PDF not rendered")
+			return
+		}
+	}
 	// The ETag is the hash of the bytes served (Open hashes what it
 	// opened), not the row's: a render replaces the file before it records
 	// the new row, and a download in between gets the new bytes.
@@ -379,6 +400,41 @@ func (h *Handler) downloadPDF(w http.ResponseWriter, r *http.Request) {
 		// The status is sent; all that is left is to log.
 		h.log.WarnContext(ctx, "send invoice pdf", "request_id", info(ctx).id, "tenant_id", t.ID, "error", err)
 	}
+}
+
+// pdfTailLen is how many of a document's last bytes wholePDF reads for
+// the end-of-file marker: the marker and the white space a writer may put
+// after it.
+const pdfTailLen = 64
+
+// wholePDF reports whether the document r, of size bytes, begins with a
+// PDF header (%PDF-) and ends with a PDF's end-of-file marker (%%EOF,
+// then only white space), reading its first and last bytes only (no
+// parse): a file cut short, emptied or overwritten fails it; damage
+// inside a whole-looking file does not. A reader that cannot be read at
+// an offset (io.ReaderAt; the file store's can) is not checked.
+func wholePDF(r io.Reader, size int64) (bool, error) {
+	ra, ok := r.(io.ReaderAt)
+	if !ok {
+		return true, nil
+	}
+	const header = "%PDF-"
+	if size < int64(len(header)) {
+		return false, nil
+	}
+	head := make([]byte, len(header))
+	tail := make([]byte, min(size, pdfTailLen))
+	for _, part := range []struct {
+		buf []byte
+		off int64
+	}{{head, 0}, {tail, size - int64(len(tail))}} {
+		if _, err := ra.ReadAt(part.buf, part.off); errors.Is(err, io.EOF) {
+			return false, nil // shorter than it was when opened
+		} else if err != nil {
+			return false, fmt.Errorf("read document: %w", err)
+		}
+	}
+	return string(head) == header && bytes.HasSuffix(bytes.TrimRight(tail, "\x00\t\n\f\r "), []byte("%%EOF")), nil
 }
 
 // downloadMinRate is the slowest transfer, in bytes per second, that a
