@@ -205,7 +205,11 @@ func (p *Postgres) SetStatusFrom(ctx context.Context, id string, from, status te
 	return p.setStatus(ctx, id, from, status)
 }
 
-// setStatus is SetStatus, and SetStatusFrom when from is set.
+// setStatus is SetStatus, and SetStatusFrom when from is set. Its
+// transaction runs at read committed whatever the catalog database's
+// default_transaction_isolation: at repeatable read or serializable a
+// change that waited for another write of the tenant's row (a change of
+// plan) was refused with SQLSTATE 40001 once that write committed.
 func (p *Postgres) setStatus(ctx context.Context, id string, from, status tenantctx.Status) (tenantctx.Tenant, error) {
 	if err := tenantctx.ValidateID(id); err != nil {
 		return tenantctx.Tenant{}, fmt.Errorf("set status of tenant: %w: %w", ErrNotFound, err)
@@ -215,7 +219,7 @@ func (p *Postgres) setStatus(ctx context.Context, id string, from, status tenant
 			id, ErrInvalidTransition, tenantctx.ErrInvalidStatus, status)
 	}
 	var updated tenantctx.Tenant
-	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+	err := pgx.BeginTxFunc(ctx, p.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
 		current, err := scanTenant(tx.QueryRow(ctx,
 			`SELECT `+tenantColumns+` FROM tenancy.tenants WHERE id = $1 FOR UPDATE`, id))
 		if err != nil {
@@ -244,7 +248,8 @@ func (p *Postgres) setStatus(ctx context.Context, id string, from, status tenant
 // the current one); ErrTenantDeleting, changing nothing, when the tenant
 // is being deleted. The update's condition is checked on the row as it is
 // once a status change in progress committed, so a change of limits and a
-// deletion request take turns.
+// deletion request take turns: the update runs at read committed whatever
+// the catalog database's default_transaction_isolation (as setStatus).
 func (p *Postgres) SetLimits(ctx context.Context, id, plan string, l tenantctx.Limits) (tenantctx.Tenant, error) {
 	if err := tenantctx.ValidateID(id); err != nil {
 		return tenantctx.Tenant{}, fmt.Errorf("set limits of tenant: %w: %w", ErrNotFound, err)
@@ -252,11 +257,15 @@ func (p *Postgres) SetLimits(ctx context.Context, id, plan string, l tenantctx.L
 	if err := l.Validate(); err != nil {
 		return tenantctx.Tenant{}, fmt.Errorf("set limits of tenant %s: %w", id, err)
 	}
-	t, err := scanTenant(p.pool.QueryRow(ctx,
-		`UPDATE tenancy.tenants
-		    SET plan = COALESCE(NULLIF($2, ''), plan), weight = $3, max_running = $4, max_waiting = $5, `+touchUpdated+`
-		  WHERE id = $1 AND status <> $6 RETURNING `+tenantColumns,
-		id, plan, l.Weight, l.MaxRunning, l.MaxWaiting, string(tenantctx.StatusDeleting)))
+	var t tenantctx.Tenant
+	err := pgx.BeginTxFunc(ctx, p.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) (err error) {
+		t, err = scanTenant(tx.QueryRow(ctx,
+			`UPDATE tenancy.tenants
+			    SET plan = COALESCE(NULLIF($2, ''), plan), weight = $3, max_running = $4, max_waiting = $5, `+touchUpdated+`
+			  WHERE id = $1 AND status <> $6 RETURNING `+tenantColumns,
+			id, plan, l.Weight, l.MaxRunning, l.MaxWaiting, string(tenantctx.StatusDeleting)))
+		return err
+	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		// No such tenant, or one being deleted.
 		if cur, lerr := p.TenantByID(ctx, id); lerr == nil && cur.Status == tenantctx.StatusDeleting {
@@ -271,7 +280,7 @@ func (p *Postgres) SetLimits(ctx context.Context, id, plan string, l tenantctx.L
 
 // SetTimeZone replaces the tenant's time zone (an IANA name,
 // tenantctx.ValidateTimeZone); ErrTenantDeleting, changing nothing, when
-// the tenant is being deleted, as SetLimits.
+// the tenant is being deleted, as SetLimits, and at read committed as it.
 func (p *Postgres) SetTimeZone(ctx context.Context, id, zone string) (tenantctx.Tenant, error) {
 	if err := tenantctx.ValidateID(id); err != nil {
 		return tenantctx.Tenant{}, fmt.Errorf("set time zone of tenant: %w: %w", ErrNotFound, err)
@@ -279,10 +288,14 @@ func (p *Postgres) SetTimeZone(ctx context.Context, id, zone string) (tenantctx.
 	if err := tenantctx.ValidateTimeZone(zone); err != nil {
 		return tenantctx.Tenant{}, fmt.Errorf("set time zone of tenant %s: %w", id, err)
 	}
-	t, err := scanTenant(p.pool.QueryRow(ctx,
-		`UPDATE tenancy.tenants SET time_zone = $2, `+touchUpdated+`
-		  WHERE id = $1 AND status <> $3 RETURNING `+tenantColumns,
-		id, zone, string(tenantctx.StatusDeleting)))
+	var t tenantctx.Tenant
+	err := pgx.BeginTxFunc(ctx, p.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) (err error) {
+		t, err = scanTenant(tx.QueryRow(ctx,
+			`UPDATE tenancy.tenants SET time_zone = $2, `+touchUpdated+`
+			  WHERE id = $1 AND status <> $3 RETURNING `+tenantColumns,
+			id, zone, string(tenantctx.StatusDeleting)))
+		return err
+	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		// No such tenant, or one being deleted.
 		if cur, lerr := p.TenantByID(ctx, id); lerr == nil && cur.Status == tenantctx.StatusDeleting {
