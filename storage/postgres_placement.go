@@ -97,7 +97,14 @@ func (p *Postgres) SetPlacement(ctx context.Context, id, from, to string, genera
 	// placement, so its destroy erases where its schema is, and a second
 	// move started from the same placement loses to the first. With a
 	// generation, only onto that registration of to: see setPlacementSQL.
-	t, err := scanTenant(p.pool.QueryRow(ctx, setPlacementSQL, id, to, from, generation))
+	// At read committed whatever the catalog database's default isolation:
+	// at repeatable read or serializable a switch that waited for another
+	// write of the tenant's row was refused (40001) once that committed.
+	var t tenantctx.Tenant
+	err := pgx.BeginTxFunc(ctx, p.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) (err error) {
+		t, err = scanTenant(tx.QueryRow(ctx, setPlacementSQL, id, to, from, generation))
+		return err
+	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		var status, database string
 		switch serr := p.pool.QueryRow(ctx, `SELECT status, database FROM tenancy.tenants WHERE id = $1`, id).Scan(&status, &database); {

@@ -9,7 +9,8 @@ import (
 // TestTenantRowWritesOnARepeatableReadCatalogWaitForAnotherWrite: on a
 // catalog database whose default_transaction_isolation is repeatable read
 // or serializable, a status change (a suspension, an activation, a
-// deletion request), a change of limits or of time zone that waited for
+// deletion request), a change of limits, of time zone or of placement (a
+// tenant move's switch) that waited for
 // another uncommitted write of the tenant's row (an operator's change of
 // plan) makes its change once that write commits: it runs at read
 // committed, where PostgreSQL checks the committed row again. Before, the
@@ -44,6 +45,19 @@ func TestTenantRowWritesOnARepeatableReadCatalogWaitForAnotherWrite(t *testing.T
 		}, func(t *testing.T, got tenantctx.Tenant) {
 			if got.TimeZone != "Europe/Berlin" {
 				t.Errorf("time zone = %q, want Europe/Berlin", got.TimeZone)
+			}
+		}},
+		{"SetPlacement", func(t *testing.T, b postgresBundle, id string) error {
+			ctx := testContext(t)
+			d, err := b.catalog.AddDatabase(ctx, "eu2", "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = b.catalog.SetPlacement(ctx, id, tenantctx.DefaultDatabase, "eu2", d.Generation)
+			return err
+		}, func(t *testing.T, got tenantctx.Tenant) {
+			if got.Database != "eu2" {
+				t.Errorf("database = %q, want eu2", got.Database)
 			}
 		}},
 	}
