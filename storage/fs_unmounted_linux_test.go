@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/invoicing/tenantworker/storage"
 )
@@ -95,10 +96,20 @@ func storeOnAVolume(t *testing.T) (*storage.FS, *volume) {
 	return store, v
 }
 
-// unmount unmounts the volume: the store's root is gone.
+// unmount unmounts the volume: the store's root is gone. The kernel
+// refuses (EBUSY) while any process holds a file or directory of the
+// volume open, which a child another parallel test forks does for the
+// moment between its fork and its exec (Go's descriptors are closed at
+// exec, not at fork): it tries again for up to 10 s.
 func (v *volume) unmount(t *testing.T) {
 	t.Helper()
-	if err := syscall.Unmount(v.mnt, 0); err != nil {
+	var err error
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if err = syscall.Unmount(v.mnt, 0); !errors.Is(err, syscall.EBUSY) || time.Now().After(end) {
+			break
+		}
+	}
+	if err != nil {
 		t.Fatalf("unmount the store's volume: %v", err)
 	}
 	v.mounted = false
