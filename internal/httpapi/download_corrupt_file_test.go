@@ -1,7 +1,6 @@
 package httpapi_test
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -54,29 +53,7 @@ func TestDownloadOfACorruptStoredPDFIsAnsweredAsGone(t *testing.T) {
 				wantStatus(t, b.do(t, req), http.StatusNotFound)
 			}
 
-			var found bool
-			for _, l := range strings.Split(strings.TrimSpace(b.logs.String()), "\n") {
-				var line struct {
-					Level      string  `json:"level"`
-					Msg        string  `json:"msg"`
-					TenantID   string  `json:"tenant_id"`
-					InvoiceID  float64 `json:"invoice_id"`
-					StorageKey string  `json:"storage_key"`
-				}
-				if err := json.Unmarshal([]byte(l), &line); err != nil {
-					t.Fatalf("%v: %s", err, l)
-				}
-				if !strings.Contains(line.Msg, "corrupt") {
-					continue
-				}
-				found = true
-				if line.Level != "WARN" || line.TenantID != acme.ID || int64(line.InvoiceID) != id || line.StorageKey != key {
-					t.Errorf("log line %s; want a warning with tenant_id %s, invoice_id %d, storage_key %s", l, acme.ID, id, key)
-				}
-			}
-			if !found {
-				t.Errorf("no warning that the stored PDF is corrupt:\n%s", b.logs.String())
-			}
+			wantDocumentWarning(t, b.logs.String(), "corrupt", acme.ID, id, key)
 		})
 	}
 }

@@ -33,8 +33,16 @@ func TestDownloadOfARecordedPDFMissingFromTheStoreIsLogged(t *testing.T) {
 	r := b.do(t, request{method: http.MethodGet, host: acme.host(), path: fmt.Sprintf("/v1/invoices/%d/pdf", id), bearer: acme.key})
 	wantStatus(t, r, http.StatusNotFound)
 
+	wantDocumentWarning(t, b.logs.String(), "missing from the document store", acme.ID, id, key)
+}
+
+// wantDocumentWarning fails t unless logs (JSON lines) hold a line whose
+// message contains msg, and every such line is a warning naming the
+// tenant, the invoice and the document's storage key.
+func wantDocumentWarning(t *testing.T, logs, msg, tenantID string, invoiceID int64, key string) {
+	t.Helper()
 	var found bool
-	for _, l := range strings.Split(strings.TrimSpace(b.logs.String()), "\n") {
+	for _, l := range strings.Split(strings.TrimSpace(logs), "\n") {
 		var line struct {
 			Level      string  `json:"level"`
 			Msg        string  `json:"msg"`
@@ -45,15 +53,15 @@ func TestDownloadOfARecordedPDFMissingFromTheStoreIsLogged(t *testing.T) {
 		if err := json.Unmarshal([]byte(l), &line); err != nil {
 			t.Fatalf("%v: %s", err, l)
 		}
-		if !strings.Contains(line.Msg, "missing from the document store") {
+		if !strings.Contains(line.Msg, msg) {
 			continue
 		}
 		found = true
-		if line.Level != "WARN" || line.TenantID != acme.ID || int64(line.InvoiceID) != id || line.StorageKey != key {
-			t.Errorf("log line %s; want a warning with tenant_id %s, invoice_id %d, storage_key %s", l, acme.ID, id, key)
+		if line.Level != "WARN" || line.TenantID != tenantID || int64(line.InvoiceID) != invoiceID || line.StorageKey != key {
+			t.Errorf("log line %s; want a warning with tenant_id %s, invoice_id %d, storage_key %s", l, tenantID, invoiceID, key)
 		}
 	}
 	if !found {
-		t.Errorf("no warning that the recorded PDF is missing from the document store:\n%s", b.logs.String())
+		t.Errorf("no warning with %q in its message:\n%s", msg, logs)
 	}
 }
