@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/invoicing/tenantworker/fair"
 	"github.com/invoicing/tenantworker/internal/testenv"
@@ -63,21 +64,7 @@ func TestDashboardArchivedPendingTaskRunAgainAsksTheGate(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var runs atomic.Int64
-	reporter := d.NewReporter(discardLogger())
-	mux := worker.MuxOf(worker.MuxOptions{Logger: discardLogger(), Catalog: catalog, Reporter: reporter, Parker: d},
-		map[string]asynq.Handler{tasks.TypeInvoicePDF: worker.Handle(func(context.Context, tasks.InvoicePDF) error {
-			runs.Add(1)
-			return nil
-		})})
-	srv := asynq.NewServerFromRedisClient(rdb, worker.ServerConfig(worker.ServerOptions{Concurrency: 2, Logger: discardLogger(), ShutdownTimeout: 5 * time.Second}))
-	if err := srv.Start(mux); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		srv.Shutdown()
-		reporter.Close(context.Background())
-	})
+	runs := startCountingWorker(t, rdb, d, catalog)
 
 	testenv.WaitFor(t, 30*time.Second, "the task run or parked", func() bool {
 		return runs.Load() > 0 || state(t, rdb, id) == "gone"
@@ -135,6 +122,25 @@ func TestDashboardArchivedPendingTaskRunAgainWhilePausedBeforeItsLeaseEnds(t *te
 		t.Fatal(err)
 	}
 
+	runs := startCountingWorker(t, rdb, d, catalog)
+
+	testenv.WaitFor(t, 30*time.Second, "the task run or parked", func() bool {
+		return runs.Load() > 0 || state(t, rdb, id) == "gone"
+	})
+	if n := runs.Load(); n != 0 {
+		t.Fatalf("the task ran %d time(s) while its tenant's queue is paused (dispatcher: %+v); want it parked until the resume", n, stats())
+	}
+	if s := stats(); s.Parked != 1 || s.Admitted != 0 {
+		t.Fatalf("tenant's queue %+v, want the task parked and nothing admitted", s)
+	}
+}
+
+// startCountingWorker starts an asynq server on rdb whose invoice:pdf
+// handler counts its runs behind the production middleware (tenant look-up
+// in catalog, d's gate and reports), stopped when the test ends; it
+// returns the count.
+func startCountingWorker(t *testing.T, rdb *redis.Client, d *fair.Dispatcher, catalog *memstore.Catalog) *atomic.Int64 {
+	t.Helper()
 	var runs atomic.Int64
 	reporter := d.NewReporter(discardLogger())
 	mux := worker.MuxOf(worker.MuxOptions{Logger: discardLogger(), Catalog: catalog, Reporter: reporter, Parker: d},
@@ -150,14 +156,5 @@ func TestDashboardArchivedPendingTaskRunAgainWhilePausedBeforeItsLeaseEnds(t *te
 		srv.Shutdown()
 		reporter.Close(context.Background())
 	})
-
-	testenv.WaitFor(t, 30*time.Second, "the task run or parked", func() bool {
-		return runs.Load() > 0 || state(t, rdb, id) == "gone"
-	})
-	if n := runs.Load(); n != 0 {
-		t.Fatalf("the task ran %d time(s) while its tenant's queue is paused (dispatcher: %+v); want it parked until the resume", n, stats())
-	}
-	if s := stats(); s.Parked != 1 || s.Admitted != 0 {
-		t.Fatalf("tenant's queue %+v, want the task parked and nothing admitted", s)
-	}
+	return &runs
 }
