@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -56,6 +57,27 @@ func TestPgBouncerStaleReadOnlyReportKeepsConnections(t *testing.T) {
 	if _, err := admin.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", name); err != nil {
 		t.Fatal(err)
 	}
+	// pg_terminate_backend only signals: until the backend has exited and
+	// PgBouncer has seen its server connection close, PgBouncer may still
+	// hand that connection to the pool below, whose first statement then
+	// fails with 57P01 (it did, on a loaded machine).
+	eventually(t, 30*time.Second, 20*time.Millisecond, "read-only server connections gone", func() error {
+		var left int
+		if err := admin.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", name).Scan(&left); err != nil {
+			return err
+		}
+		if left > 0 {
+			return fmt.Errorf("%d backend(s) of %s still running", left, name)
+		}
+		pids, err := b.servers(ctx, name)
+		if err != nil {
+			return err
+		}
+		if len(pids) > 0 {
+			return fmt.Errorf("PgBouncer still holds server connection(s) %v", pids)
+		}
+		return nil
+	})
 
 	pool, err := schema.NewPool(ctx, b.url(name), schema.PoolOptions{MaxConns: 2})
 	if err != nil {
