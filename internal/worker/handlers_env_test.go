@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -72,6 +74,23 @@ const testMailFrom = "Billing <billing@invoices.example>"
 func newHandlerEnv(t *testing.T, m mailer.Mailer) *handlerEnv {
 	t.Helper()
 	return newHandlerEnvOn(t, m, testenv.Postgres(t))
+}
+
+// newHandlerEnvSetting is newHandlerEnv on a fresh database whose
+// sessions all begin with the run-time parameter param set to value, as an
+// operator's ALTER DATABASE or role setting would have them: the
+// parameter travels in the connection URL, which every connection of the
+// pool, the Handlers' included, is opened with.
+func newHandlerEnvSetting(t *testing.T, m mailer.Mailer, param, value string) *handlerEnv {
+	t.Helper()
+	u, err := url.Parse(testenv.Postgres(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set(param, value)
+	u.RawQuery = strings.ReplaceAll(q.Encode(), "+", "%20") // pgx reads + as itself
+	return newHandlerEnvOn(t, m, u.String())
 }
 
 // newHandlerEnvOn is newHandlerEnv on the database of dbURL (a dedicated

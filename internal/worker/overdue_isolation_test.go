@@ -1,8 +1,6 @@
 package worker_test
 
 import (
-	"net/url"
-	"strings"
 	"testing"
 	"time"
 
@@ -26,14 +24,7 @@ func TestMarkOverdueOnARepeatableReadDatabaseWaitsForAnEdit(t *testing.T) {
 	for _, level := range []string{"repeatable read", "serializable"} {
 		t.Run(level, func(t *testing.T) {
 			t.Parallel()
-			u, err := url.Parse(testenv.Postgres(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			q := u.Query()
-			q.Set("default_transaction_isolation", level)
-			u.RawQuery = strings.ReplaceAll(q.Encode(), "+", "%20") // pgx reads + as itself
-			e := newHandlerEnvOn(t, nil, u.String())
+			e := newHandlerEnvSetting(t, nil, "default_transaction_isolation", level)
 			acme := e.provision(t, "marked", "Marked Ltd")
 			today := acme.Day(time.Now())
 			e.setToday(t, today)

@@ -2,7 +2,6 @@ package worker_test
 
 import (
 	"context"
-	"net/url"
 	"testing"
 	"time"
 
@@ -22,14 +21,7 @@ import (
 // Before, the server ended the session and the record failed (25P03).
 func TestRenderOutlastingIdleInTransactionTimeoutIsStored(t *testing.T) {
 	t.Parallel()
-	u, err := url.Parse(testenv.Postgres(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("idle_in_transaction_session_timeout", "250") // milliseconds
-	u.RawQuery = q.Encode()
-	e := newHandlerEnvOn(t, nil, u.String())
+	e := newHandlerEnvSetting(t, nil, "idle_in_transaction_session_timeout", "250") // milliseconds
 	tn := e.provision(t, "idle-render", "Idle Render GmbH")
 	id := e.addInvoice(t, tn, acmeCustomer, acmeInvoice)
 	h := *e.h

@@ -3,11 +3,9 @@ package worker_test
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"net/url"
 	"strings"
 	"testing"
 
-	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/tasks"
 )
 
@@ -30,14 +28,7 @@ func TestRendersOfOneInvoiceRunInTurnOnARepeatableReadDatabase(t *testing.T) {
 	for _, level := range []string{"repeatable read", "serializable"} {
 		t.Run(level, func(t *testing.T) {
 			t.Parallel()
-			u, err := url.Parse(testenv.Postgres(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			q := u.Query()
-			q.Set("default_transaction_isolation", level)
-			u.RawQuery = strings.ReplaceAll(q.Encode(), "+", "%20") // pgx reads + as itself
-			e := newHandlerEnvOn(t, nil, u.String())
+			e := newHandlerEnvSetting(t, nil, "default_transaction_isolation", level)
 			acme := e.provision(t, "turns", "Turns Ltd")
 			id := e.addInvoice(t, acme, acmeCustomer, acmeInvoice)
 			p := tasks.InvoicePDF{TenantID: acme.ID, InvoiceID: id}

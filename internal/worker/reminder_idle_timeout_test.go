@@ -2,7 +2,6 @@ package worker_test
 
 import (
 	"context"
-	"net/url"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -44,15 +43,8 @@ func (m *gatedMailer) Send(ctx context.Context, _ mailer.Message) error {
 // was retried and the retry sent a second email.
 func TestReminderSendOutlastingIdleInTransactionTimeoutSendsOnce(t *testing.T) {
 	t.Parallel()
-	u, err := url.Parse(testenv.Postgres(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("idle_in_transaction_session_timeout", "250") // milliseconds
-	u.RawQuery = q.Encode()
 	m := &gatedMailer{started: make(chan struct{}), release: make(chan struct{})}
-	e := newHandlerEnvOn(t, m, u.String())
+	e := newHandlerEnvSetting(t, m, "idle_in_transaction_session_timeout", "250") // milliseconds
 	tn := e.provision(t, "idle-send", "Idle Send GmbH")
 	id := e.addInvoice(t, tn, acmeCustomer, acmeInvoice)
 	p := tasks.InvoiceReminder{TenantID: tn.ID, InvoiceID: id, Day: tn.Day(e.now())}

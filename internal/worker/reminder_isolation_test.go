@@ -2,13 +2,11 @@ package worker_test
 
 import (
 	"context"
-	"net/url"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/invoicing/tenantworker/internal/mailer"
-	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/tasks"
 )
 
@@ -47,15 +45,8 @@ func (m *meetingMailer) Send(ctx context.Context, _ mailer.Message) error {
 // sent the customer a second email.
 func TestRemindersOnASerializableDatabaseSendOnce(t *testing.T) {
 	t.Parallel()
-	u, err := url.Parse(testenv.Postgres(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("default_transaction_isolation", "serializable")
-	u.RawQuery = q.Encode()
 	m := &meetingMailer{n: 2, met: make(chan struct{})}
-	e := newHandlerEnvOn(t, m, u.String())
+	e := newHandlerEnvSetting(t, m, "default_transaction_isolation", "serializable")
 	tn := e.provision(t, "serializable", "Serializable SA")
 	second := acmeInvoice
 	second.Number = "ACME-2026-0002"
