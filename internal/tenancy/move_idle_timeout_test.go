@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/invoicing/tenantworker/internal/tenancy"
 	"github.com/invoicing/tenantworker/internal/testenv"
 )
@@ -25,14 +23,8 @@ func TestMoveSourceOutlastsIdleInTransactionTimeout(t *testing.T) {
 	t.Parallel()
 	b := setupTwoServers(t)
 	acme := b.provision(t, "acme", "main")
-	var db string
-	if err := b.pool.QueryRow(b.ctx, "SELECT pg_catalog.current_database()").Scan(&db); err != nil {
-		t.Fatal(err)
-	}
 	// For the connections opened from now on: the copy's own among them.
-	if _, err := b.pool.Exec(b.ctx, "ALTER DATABASE "+pgx.Identifier{db}.Sanitize()+" SET idle_in_transaction_session_timeout = '250ms'"); err != nil {
-		t.Fatal(err)
-	}
+	setDatabaseDefault(t, b.ctx, b.pool, "idle_in_transaction_session_timeout", "250ms")
 	wrote := make(chan error, 1)
 	opts := tenancy.WithBeforeSwitch(tenancy.MoveOptions{Grace: time.Millisecond}, func(ctx context.Context) error {
 		go func() {

@@ -45,9 +45,7 @@ func testMoveLockHoldsNoSnapshot(t *testing.T, level string) {
 	b := setupServers(t, true)
 	acme := b.provision(t, "acme", "second")
 	if level != "" {
-		if _, err := b.pool.Exec(b.ctx, "DO $$BEGIN EXECUTE format('ALTER DATABASE %I SET default_transaction_isolation = %L', current_database(), '"+level+"'); END$$"); err != nil {
-			t.Fatal(err)
-		}
+		setDatabaseDefault(t, b.ctx, b.pool, "default_transaction_isolation", level)
 	}
 
 	var checked bool

@@ -5,8 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/invoicing/tenantworker/internal/tenancy"
 )
 
@@ -20,14 +18,8 @@ func TestMoveUnderStandardConformingStringsOff(t *testing.T) {
 	t.Parallel()
 	b := setupTwoServers(t)
 	acme := b.provision(t, "acme", "main")
-	var db string
-	if err := b.pool.QueryRow(b.ctx, "SELECT pg_catalog.current_database()").Scan(&db); err != nil {
-		t.Fatal(err)
-	}
 	// For the connections opened from now on: the move's own among them.
-	if _, err := b.pool.Exec(b.ctx, "ALTER DATABASE "+pgx.Identifier{db}.Sanitize()+" SET standard_conforming_strings = off"); err != nil {
-		t.Fatal(err)
-	}
+	setDatabaseDefault(t, b.ctx, b.pool, "standard_conforming_strings", "off")
 	m, err := b.svc.Move(b.ctx, acme.ID, "second", "test", tenancy.MoveOptions{Grace: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

@@ -26,9 +26,7 @@ func TestProvisioningCheckOnARepeatableReadCatalogWaitsForAWrite(t *testing.T) {
 		t.Run(level, func(t *testing.T) {
 			t.Parallel()
 			b := setupTwoServers(t)
-			if _, err := b.pool.Exec(b.ctx, "DO $$BEGIN EXECUTE format('ALTER DATABASE %I SET default_transaction_isolation = %L', current_database(), '"+level+"'); END$$"); err != nil {
-				t.Fatal(err)
-			}
+			setDatabaseDefault(t, b.ctx, b.pool, "default_transaction_isolation", level)
 			b.pool.Reset() // new connections take the setting
 			p, err := b.svc.Provision(b.ctx, tenancy.NewTenant{Slug: "checked", Database: "second"}, "test")
 			if err != nil {

@@ -345,9 +345,7 @@ func TestPruneDocumentsOnARepeatableReadDatabase(t *testing.T) {
 				_, err := tx.Exec(ctx, "DELETE FROM invoices WHERE id = $1", f.ids[0])
 				return err
 			})
-			if _, err := f.pool.Exec(f.ctx, "DO $$BEGIN EXECUTE format('ALTER DATABASE %I SET default_transaction_isolation = %L', current_database(), '"+level+"'); END$$"); err != nil {
-				t.Fatal(err)
-			}
+			setDatabaseDefault(t, f.ctx, f.pool, "default_transaction_isolation", level)
 			f.pool.Reset() // new connections take the setting
 			res, err := f.svc.PruneDocuments(f.ctx, f.tn.ID)
 			if err != nil || res.Removed != 1 || res.Checked != 2 {

@@ -65,6 +65,22 @@ func catalogAt(t *testing.T, url string, conns int32) (*pgxpool.Pool, *storage.P
 	return pool, storage.NewPostgres(pool), docs
 }
 
+// setDatabaseDefault sets the run-time parameter param of pool's database
+// to value, as an operator's ALTER DATABASE ... SET does: the sessions
+// opened from then on begin with it, those already open keep what they
+// had.
+func setDatabaseDefault(t *testing.T, ctx context.Context, pool *pgxpool.Pool, param, value string) {
+	t.Helper()
+	var stmt string
+	if err := pool.QueryRow(ctx, "SELECT pg_catalog.format('ALTER DATABASE %I SET %I = %L', pg_catalog.current_database(), $1::text, $2::text)",
+		param, value).Scan(&stmt); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, stmt); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func setup(t *testing.T) *bundle {
 	t.Helper()
 	pool, catalog, docs := catalogOn(t)
