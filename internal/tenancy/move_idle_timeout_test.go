@@ -25,17 +25,9 @@ func TestMoveSourceOutlastsIdleInTransactionTimeout(t *testing.T) {
 	acme := b.provision(t, "acme", "main")
 	// For the connections opened from now on: the copy's own among them.
 	setDatabaseDefault(t, b.ctx, b.pool, "idle_in_transaction_session_timeout", "250ms")
-	wrote := make(chan error, 1)
+	var wrote <-chan error
 	opts := tenancy.WithBeforeSwitch(tenancy.MoveOptions{Grace: time.Millisecond}, func(ctx context.Context) error {
-		go func() {
-			// The application writes as it does: straight to its tables.
-			_, err := b.pool.Exec(context.WithoutCancel(ctx), `INSERT INTO tenant_acme.customers (name, email) VALUES ('late', 'late@acme.example')`)
-			wrote <- err
-		}()
-		testenv.WaitFor(t, 30*time.Second, "the write to wait for the copy's lock", func() bool {
-			n, err := testenv.LockWaiters(ctx, b.pool, "INSERT INTO tenant_acme.customers", "relation")
-			return err == nil && n > 0
-		})
+		wrote = writeWaitingForTheCopy(t, ctx, b)
 		// The switch waits until the source's transaction has been idle
 		// for 8 times the server's timeout, or the server ended it.
 		testenv.WaitFor(t, 30*time.Second, "the copy's source transaction idle past the timeout, or ended", func() bool {

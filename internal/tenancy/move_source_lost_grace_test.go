@@ -1,7 +1,6 @@
 package tenancy_test
 
 import (
-	"context"
 	"encoding/json"
 	"slices"
 	"strings"
@@ -9,26 +8,8 @@ import (
 	"time"
 
 	"github.com/invoicing/tenantworker/internal/tenancy"
-	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/storage"
 )
-
-// terminateCopySource terminates the backend of the copy's source
-// transaction, the one holding the tenant's customers table against
-// writes in b's "main" database.
-func terminateCopySource(t *testing.T, ctx context.Context, b *twoServers) {
-	t.Helper()
-	var terminated int
-	if err := b.pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE pg_catalog.pg_terminate_backend(l.pid))
-		FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_class c ON c.oid = l.relation
-		WHERE l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
-		  AND c.relname = 'customers' AND l.mode = 'ExclusiveLock' AND l.granted`).Scan(&terminated); err != nil {
-		t.Fatal(err)
-	}
-	if terminated != 1 {
-		t.Fatalf("terminated %d backends holding the copy's lock, want 1", terminated)
-	}
-}
 
 // TestMoveWhoseSourceTransactionIsLostInTheGraceKeepsWrittenOldSchema:
 // the copy's source transaction is lost after the switch, in the grace
@@ -43,20 +24,12 @@ func TestMoveWhoseSourceTransactionIsLostInTheGraceKeepsWrittenOldSchema(t *test
 	t.Parallel()
 	b := setupTwoServers(t)
 	acme := b.provision(t, "acme", "main")
-	wrote := make(chan error, 1)
 	opts := tenancy.MoveOptions{Grace: time.Millisecond, Progress: func(step string) {
 		if !strings.HasPrefix(step, "switched to") {
 			return
 		}
-		go func() {
-			// The application, still writing to the old database.
-			_, err := b.pool.Exec(b.ctx, `INSERT INTO tenant_acme.customers (name, email) VALUES ('late', 'late@acme.example')`)
-			wrote <- err
-		}()
-		testenv.WaitFor(t, 30*time.Second, "the write to wait for the copy's lock", func() bool {
-			n, err := testenv.LockWaiters(b.ctx, b.pool, "INSERT INTO tenant_acme.customers", "relation")
-			return err == nil && n > 0
-		})
+		// The application, still writing to the old database.
+		wrote := writeWaitingForTheCopy(t, b.ctx, b)
 		terminateCopySource(t, b.ctx, b)
 		if err := <-wrote; err != nil {
 			t.Fatalf("the write that waited for the copy, once its lock went: %v", err)

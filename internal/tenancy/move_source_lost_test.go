@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/invoicing/tenantworker/internal/tenancy"
-	"github.com/invoicing/tenantworker/internal/testenv"
 )
 
 // TestMoveWhoseSourceTransactionIsLostDoesNotSwitch: the copy's source
@@ -25,29 +24,11 @@ func TestMoveWhoseSourceTransactionIsLostDoesNotSwitch(t *testing.T) {
 	t.Parallel()
 	b := setupTwoServers(t)
 	acme := b.provision(t, "acme", "main")
-	wrote := make(chan error, 1)
 	opts := tenancy.WithBeforeSwitch(tenancy.MoveOptions{Grace: time.Millisecond}, func(ctx context.Context) error {
-		go func() {
-			// The application writes as it does: straight to its tables.
-			_, err := b.pool.Exec(context.WithoutCancel(ctx), `INSERT INTO tenant_acme.customers (name, email) VALUES ('late', 'late@acme.example')`)
-			wrote <- err
-		}()
-		testenv.WaitFor(t, 30*time.Second, "the write to wait for the copy's lock", func() bool {
-			n, err := testenv.LockWaiters(ctx, b.pool, "INSERT INTO tenant_acme.customers", "relation")
-			return err == nil && n > 0
-		})
+		wrote := writeWaitingForTheCopy(t, ctx, b)
 		// The copy's source backend, the one holding the tables' lock in
 		// this test's database, is terminated.
-		var terminated int
-		if err := b.pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE pg_catalog.pg_terminate_backend(l.pid))
-			FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_class c ON c.oid = l.relation
-			WHERE l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
-			  AND c.relname = 'customers' AND l.mode = 'ExclusiveLock' AND l.granted`).Scan(&terminated); err != nil {
-			t.Fatal(err)
-		}
-		if terminated != 1 {
-			t.Fatalf("terminated %d backends holding the copy's lock, want 1", terminated)
-		}
+		terminateCopySource(t, ctx, b)
 		// The write that waited commits into the source.
 		if err := <-wrote; err != nil {
 			t.Fatalf("the write that waited for the copy, once its lock went: %v", err)

@@ -154,6 +154,42 @@ func exists(t *testing.T, ctx context.Context, pool *pgxpool.Pool, name string) 
 	return ok
 }
 
+// writeWaitingForTheCopy starts a write of a customer into acme's tables
+// in b's "main" database, made as the application makes it (straight to
+// its tables), and returns once that write waits for the lock a move's
+// copy holds on them. The write's outcome arrives on the channel: ctx
+// bounds the wait, not the write.
+func writeWaitingForTheCopy(t *testing.T, ctx context.Context, b *twoServers) <-chan error {
+	t.Helper()
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := b.pool.Exec(context.WithoutCancel(ctx), `INSERT INTO tenant_acme.customers (name, email) VALUES ('late', 'late@acme.example')`)
+		wrote <- err
+	}()
+	testenv.WaitFor(t, 30*time.Second, "the write to wait for the copy's lock", func() bool {
+		n, err := testenv.LockWaiters(ctx, b.pool, "INSERT INTO tenant_acme.customers", "relation")
+		return err == nil && n > 0
+	})
+	return wrote
+}
+
+// terminateCopySource terminates the backend of the copy's source
+// transaction, the one holding the tenant's customers table against
+// writes in b's "main" database.
+func terminateCopySource(t *testing.T, ctx context.Context, b *twoServers) {
+	t.Helper()
+	var terminated int
+	if err := b.pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE pg_catalog.pg_terminate_backend(l.pid))
+		FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_class c ON c.oid = l.relation
+		WHERE l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
+		  AND c.relname = 'customers' AND l.mode = 'ExclusiveLock' AND l.granted`).Scan(&terminated); err != nil {
+		t.Fatal(err)
+	}
+	if terminated != 1 {
+		t.Fatalf("terminated %d backends holding the copy's lock, want 1", terminated)
+	}
+}
+
 func actions(entries []storage.AuditEntry) []string {
 	var out []string
 	for _, e := range entries {
@@ -367,19 +403,9 @@ func TestMoveWriteDuringCopyIsNotLost(t *testing.T) {
 	t.Parallel()
 	b := setupTwoServers(t)
 	acme := b.provision(t, "acme", "main")
-	wrote := make(chan error, 1)
+	var wrote <-chan error
 	opts := tenancy.WithBeforeSwitch(tenancy.MoveOptions{Grace: time.Millisecond}, func(ctx context.Context) error {
-		go func() {
-			// The application writes as it does: straight to its tables.
-			_, err := b.pool.Exec(context.WithoutCancel(ctx), `INSERT INTO tenant_acme.customers (name, email) VALUES ('late', 'late@acme.example')`)
-			wrote <- err
-		}()
-		testenv.WaitFor(t, 30*time.Second, "the write to wait for the copy's lock", func() bool {
-			var n int
-			err := b.pool.QueryRow(ctx, `SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
-				WHERE c.relname = 'customers' AND l.mode = 'RowExclusiveLock' AND NOT l.granted`).Scan(&n)
-			return err == nil && n > 0
-		})
+		wrote = writeWaitingForTheCopy(t, ctx, b)
 		return nil
 	})
 	if _, err := b.svc.Move(b.ctx, acme.ID, "second", "test", opts); err != nil {
