@@ -422,6 +422,17 @@ func pathID(w http.ResponseWriter, r *http.Request) (string, bool) {
 	return id, true
 }
 
+// pathTenantID is pathID for a handler that acts on the tenant by its id,
+// which then names the tenant in the request's access log line
+// (tenant_id), whether the tenant exists or not.
+func pathTenantID(w http.ResponseWriter, r *http.Request) (string, bool) {
+	id, ok := pathID(w, r)
+	if ok {
+		info(r.Context()).tenantID = id
+	}
+	return id, ok
+}
+
 // pathTenant loads the tenant named by the {id} path value, answering 404
 // when it does not exist (or the id cannot be one).
 func (h *Handler) pathTenant(w http.ResponseWriter, r *http.Request) (tenantctx.Tenant, bool) {
@@ -468,11 +479,10 @@ func (h *Handler) resumeTenant(w http.ResponseWriter, r *http.Request) {
 // changeStatus answers a status change made by change.
 func (h *Handler) changeStatus(w http.ResponseWriter, r *http.Request, to tenantctx.Status,
 	change func(ctx context.Context, id, actor string) (tenantctx.Tenant, error)) {
-	id, ok := pathID(w, r)
+	id, ok := pathTenantID(w, r)
 	if !ok {
 		return
 	}
-	info(r.Context()).tenantID = id
 	t, err := change(r.Context(), id, tenancy.ActorAdmin)
 	switch {
 	case h.notPropagated(w, r, "set tenant status", err):
@@ -505,11 +515,10 @@ type deleteTenantBody struct {
 // destroy again (one per tenant), which is how a destroy a waiting cap
 // refused (503, Handler.deletionRefused) is queued once there is room.
 func (h *Handler) deleteTenant(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathID(w, r)
+	id, ok := pathTenantID(w, r)
 	if !ok {
 		return
 	}
-	info(r.Context()).tenantID = id
 	d, err := h.opts.Tenancy.RequestDeletion(r.Context(), id, tenancy.ActorAdmin)
 	switch {
 	case h.notPropagated(w, r, "request tenant deletion", err):

@@ -28,11 +28,10 @@ type listKeysBody struct {
 // listKeys is GET /admin/tenants/{id}/keys: the tenant's keys, revoked ones
 // included, oldest first.
 func (h *Handler) listKeys(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathID(w, r)
+	id, ok := pathTenantID(w, r)
 	if !ok {
 		return
 	}
-	info(r.Context()).tenantID = id
 	keys, err := h.opts.Tenancy.ListKeys(r.Context(), id)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
@@ -61,11 +60,10 @@ type createKeyBody struct {
 // createKey is POST /admin/tenants/{id}/keys: 201 {"id","api_key"}; a
 // tenant being deleted gets no new key (409).
 func (h *Handler) createKey(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathID(w, r)
+	id, ok := pathTenantID(w, r)
 	if !ok {
 		return
 	}
-	info(r.Context()).tenantID = id
 	key, k, err := h.opts.Tenancy.IssueKey(r.Context(), id, tenancy.ActorAdmin)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
@@ -86,11 +84,10 @@ func (h *Handler) createKey(w http.ResponseWriter, r *http.Request) {
 // propagated to every replica (retry: until then another replica may still
 // accept the key).
 func (h *Handler) revokeKey(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathID(w, r)
+	id, ok := pathTenantID(w, r)
 	if !ok {
 		return
 	}
-	info(r.Context()).tenantID = id
 	keyID, err := strconv.ParseInt(r.PathValue("key_id"), 10, 64)
 	if err != nil || keyID <= 0 || !isDigits(r.PathValue("key_id")) {
 		writeError(w, http.StatusNotFound, "unknown key")

@@ -78,11 +78,10 @@ func (h *Handler) queueError(w http.ResponseWriter, r *http.Request, op string, 
 // tenantQueue is GET /admin/tenants/{id}/queue: the tenant's waiting,
 // admitted and running tasks, by queue and type, and the oldest wait.
 func (h *Handler) tenantQueue(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathID(w, r)
+	id, ok := pathTenantID(w, r)
 	if !ok {
 		return
 	}
-	info(r.Context()).tenantID = id
 	q, err := h.opts.Tenancy.Queue(r.Context(), id)
 	if h.queueError(w, r, "tenant queue", err, nothingChanged) {
 		return
@@ -119,11 +118,10 @@ func (h *Handler) queues(w http.ResponseWriter, r *http.Request) {
 
 // pauseQueue is POST /admin/tenants/{id}/queue/pause: 200 {"moved_back": N}.
 func (h *Handler) pauseQueue(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathID(w, r)
+	id, ok := pathTenantID(w, r)
 	if !ok {
 		return
 	}
-	info(r.Context()).tenantID = id
 	moved, err := h.opts.Tenancy.PauseQueue(r.Context(), id, tenancy.ActorAdmin)
 	kept := "the pause may still be made without this request (GET /admin/tenants/{id}/queue shows it); retrying is safe"
 	if errors.Is(err, tenancy.ErrStillCompleting) {
@@ -137,11 +135,10 @@ func (h *Handler) pauseQueue(w http.ResponseWriter, r *http.Request) {
 
 // resumeQueue is POST /admin/tenants/{id}/queue/resume: 200.
 func (h *Handler) resumeQueue(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathID(w, r)
+	id, ok := pathTenantID(w, r)
 	if !ok {
 		return
 	}
-	info(r.Context()).tenantID = id
 	err := h.opts.Tenancy.ResumeQueue(r.Context(), id, tenancy.ActorAdmin)
 	kept := "the pause may still be lifted without this request (GET /admin/tenants/{id}/queue shows it); retrying is safe"
 	if errors.Is(err, tenancy.ErrStillCompleting) {
@@ -156,11 +153,10 @@ func (h *Handler) resumeQueue(w http.ResponseWriter, r *http.Request) {
 // drainQueue is POST /admin/tenants/{id}/queue/drain: 200 {"discarded": N,
 // "waiting", "admitted", "parked", "retrying", "scheduled"}.
 func (h *Handler) drainQueue(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathID(w, r)
+	id, ok := pathTenantID(w, r)
 	if !ok {
 		return
 	}
-	info(r.Context()).tenantID = id
 	n, err := h.opts.Tenancy.DrainQueue(r.Context(), id, tenancy.ActorAdmin)
 	kept := "the drain may go on without this request (for 30 s at most, logging what it discarded); what it did not discard is kept: drain again to discard the rest"
 	if errors.Is(err, tenancy.ErrStillCompleting) {
@@ -182,11 +178,10 @@ type timeZoneRequest struct {
 // zone (an IANA name), in which its invoices' due dates are judged from
 // its next overdue sweep or reminder on. 200 with the tenant.
 func (h *Handler) setTimeZone(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathID(w, r)
+	id, ok := pathTenantID(w, r)
 	if !ok {
 		return
 	}
-	info(r.Context()).tenantID = id
 	var req timeZoneRequest
 	r, done, ok := h.decodeBody(w, r, &req)
 	defer done()
@@ -233,11 +228,10 @@ type limitsAnswer struct {
 // keeps it) and its overrides of the plan's weight and caps (0: the
 // plan's). 200 with the tenant and its effective limits ("policy").
 func (h *Handler) setLimits(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathID(w, r)
+	id, ok := pathTenantID(w, r)
 	if !ok {
 		return
 	}
-	info(r.Context()).tenantID = id
 	var req limitsRequest
 	r, done, ok := h.decodeBody(w, r, &req)
 	defer done()
