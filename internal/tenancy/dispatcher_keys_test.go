@@ -63,18 +63,10 @@ func dispatcherTenants(t *testing.T, ctx context.Context, rdb *redis.Client) map
 // no deletion will ever come to forget it.
 func TestAbortedProvisionLeavesNoDispatcherState(t *testing.T) {
 	t.Parallel()
-	pool, catalog, docs := catalogOn(t)
-	rdb := redis.NewClient(&redis.Options{Addr: testenv.Redis(t)})
-	t.Cleanup(func() { _ = rdb.Close() })
-	inspector := asynq.NewInspectorFromRedisClient(rdb)
 	// No worker: the first migration is admitted to asynq, the second
 	// waits in the backlogs, and then the queue is full.
-	d := fair.New(rdb, fair.Config{MinPending: 1, MaxWaitingTotal: 1})
-	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), inspector, nil,
-		tasks.WithAdmission(tasks.Admission{Dispatcher: d, Tenants: catalog}))
-	svc := tenancy.New(tenancy.Config{Catalog: catalog, Enqueuer: enq, Documents: docs, SchemaPool: pool,
-		Dispatcher: d, Plans: fair.DefaultPlans()})
-	ctx := t.Context()
+	b := setupFairConfig(t, fair.Config{MinPending: 1, MaxWaitingTotal: 1})
+	catalog, svc, rdb, ctx := b.catalog, b.svc, b.rdb, b.ctx
 	for _, slug := range []string{"kept-one", "kept-two"} {
 		if _, err := svc.Provision(ctx, tenancy.NewTenant{Slug: slug}, tenancy.ActorAdmin); err != nil {
 			t.Fatalf("provision %s: %v", slug, err)

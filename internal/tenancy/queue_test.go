@@ -23,6 +23,7 @@ type fairBundle struct {
 	*bundle
 	d   *fair.Dispatcher
 	enq *tasks.Enqueuer
+	rdb *redis.Client // the Redis of d and enq
 }
 
 func setupFair(t *testing.T) *fairBundle {
@@ -33,24 +34,39 @@ func setupFair(t *testing.T) *fairBundle {
 // setupFairWith is setupFair with the queue layout l.
 func setupFairWith(t *testing.T, l tasks.Layout) *fairBundle {
 	t.Helper()
+	return setupFairConfig(t, fair.Config{MinPending: 1}, tasks.WithLayout(l))
+}
+
+// setupFairConfig is setupFair with a dispatcher of cfg and an enqueuer
+// of opts.
+func setupFairConfig(t *testing.T, cfg fair.Config, opts ...tasks.Option) *fairBundle {
+	t.Helper()
 	pool, catalog, docs := catalogOn(t)
-	d, enq, inspector := fairOn(t, catalog, tasks.WithLayout(l))
+	d, enq, inspector, rdb := fairOnConfig(t, catalog, cfg, opts...)
 	svc := tenancy.New(tenancy.Config{Catalog: catalog, Enqueuer: enq, Documents: docs, SchemaPool: pool,
 		Dispatcher: d, Plans: fair.DefaultPlans()})
-	return &fairBundle{bundle: &bundle{ctx: t.Context(), catalog: catalog, docs: docs, inspector: inspector, pool: pool, svc: svc}, d: d, enq: enq}
+	return &fairBundle{bundle: &bundle{ctx: t.Context(), catalog: catalog, docs: docs, inspector: inspector, pool: pool, svc: svc}, d: d, enq: enq, rdb: rdb}
 }
 
 // fairOn returns a dispatcher, an enqueuer admitting the tenants of
 // catalog through it (with opts), and an inspector, on a fresh Redis.
 func fairOn(t *testing.T, catalog *storage.Postgres, opts ...tasks.Option) (*fair.Dispatcher, *tasks.Enqueuer, *asynq.Inspector) {
 	t.Helper()
+	d, enq, inspector, _ := fairOnConfig(t, catalog, fair.Config{MinPending: 1}, opts...)
+	return d, enq, inspector
+}
+
+// fairOnConfig is fairOn with a dispatcher of cfg, and the Redis client
+// under them.
+func fairOnConfig(t *testing.T, catalog *storage.Postgres, cfg fair.Config, opts ...tasks.Option) (*fair.Dispatcher, *tasks.Enqueuer, *asynq.Inspector, *redis.Client) {
+	t.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: testenv.Redis(t)})
 	t.Cleanup(func() { _ = rdb.Close() })
 	inspector := asynq.NewInspectorFromRedisClient(rdb)
-	d := fair.New(rdb, fair.Config{MinPending: 1})
+	d := fair.New(rdb, cfg)
 	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), inspector, nil,
 		append([]tasks.Option{tasks.WithAdmission(tasks.Admission{Dispatcher: d, Tenants: catalog})}, opts...)...)
-	return d, enq, inspector
+	return d, enq, inspector, rdb
 }
 
 func (b *fairBundle) pdfs(t *testing.T, tn tenantctx.Tenant, n int) {
@@ -431,18 +447,10 @@ func TestSetLimitsUnknownPlan(t *testing.T) {
 // slug can be taken again once there is room.
 func TestProvisionAbortedWhenMigrationRefused(t *testing.T) {
 	t.Parallel()
-	pool, catalog, docs := catalogOn(t)
-	rdb := redis.NewClient(&redis.Options{Addr: testenv.Redis(t)})
-	t.Cleanup(func() { _ = rdb.Close() })
-	inspector := asynq.NewInspectorFromRedisClient(rdb)
 	// No worker: the first migration is admitted to asynq, the next waits
 	// in the backlogs, and then the queue is full.
-	d := fair.New(rdb, fair.Config{MinPending: 1, MaxWaitingTotal: 1})
-	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), inspector, nil,
-		tasks.WithAdmission(tasks.Admission{Dispatcher: d, Tenants: catalog}))
-	svc := tenancy.New(tenancy.Config{Catalog: catalog, Enqueuer: enq, Documents: docs, SchemaPool: pool,
-		Dispatcher: d, Plans: fair.DefaultPlans()})
-	ctx := t.Context()
+	b := setupFairConfig(t, fair.Config{MinPending: 1, MaxWaitingTotal: 1})
+	pool, catalog, svc, d, ctx := b.pool, b.catalog, b.svc, b.d, b.ctx
 	for _, slug := range []string{"first-in", "second-in"} {
 		if _, err := svc.Provision(ctx, tenancy.NewTenant{Slug: slug}, tenancy.ActorAdmin); err != nil {
 			t.Fatalf("provision %s: %v", slug, err)
