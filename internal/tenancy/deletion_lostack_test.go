@@ -1,7 +1,6 @@
 package tenancy_test
 
 import (
-	"encoding/json"
 	"testing"
 
 	"github.com/invoicing/tenantworker/internal/tenancy"
@@ -41,19 +40,7 @@ func TestDeletionRequestWithLostCommitAckEnqueuesTheDestroy(t *testing.T) {
 	if _, err := b.svc.RequestDeletion(b.ctx, tn.ID, tenancy.ActorAdmin); err != nil {
 		t.Fatal(err)
 	}
-	var froms []string
-	for _, e := range b.audit(t, tn.ID) {
-		if e.Action != string(tenancy.ActionDeletionRequested) {
-			continue
-		}
-		var detail struct {
-			From string `json:"from"`
-		}
-		if err := json.Unmarshal(e.Detail, &detail); err != nil {
-			t.Fatal(err)
-		}
-		froms = append(froms, detail.From)
-	}
+	froms := b.deletionRequestedFrom(t, tn.ID)
 	if len(froms) != 1 || froms[0] != string(tenantctx.StatusActive) {
 		t.Errorf("tenant.deletion_requested entries from %q, want one from active", froms)
 	}

@@ -2,7 +2,6 @@ package tenancy_test
 
 import (
 	"context"
-	"encoding/json"
 	"sync"
 	"testing"
 	"time"
@@ -64,19 +63,7 @@ func TestRacingDeletionRequestsRecordTheRealFromStatus(t *testing.T) {
 		t.Fatalf("deletion request: %v", err)
 	}
 	wg.Wait()
-	var froms []string
-	for _, e := range b.audit(t, tn.ID) {
-		if e.Action != string(tenancy.ActionDeletionRequested) {
-			continue
-		}
-		var detail struct {
-			From string `json:"from"`
-		}
-		if err := json.Unmarshal(e.Detail, &detail); err != nil {
-			t.Fatal(err)
-		}
-		froms = append(froms, detail.From)
-	}
+	froms := b.deletionRequestedFrom(t, tn.ID)
 	if len(froms) != 1 || froms[0] != string(tenantctx.StatusActive) {
 		t.Fatalf("tenant.deletion_requested entries with from = %q; want one, from \"active\"", froms)
 	}

@@ -1,7 +1,6 @@
 package tenancy_test
 
 import (
-	"encoding/json"
 	"testing"
 
 	"github.com/hibiken/asynq"
@@ -43,19 +42,7 @@ func TestRetriedDeletionRequestRecordsTheRealFromStatus(t *testing.T) {
 	if _, err := svc.RequestDeletion(b.ctx, tn.ID, tenancy.ActorAdmin); err != nil {
 		t.Fatalf("retried request: %v", err)
 	}
-	var froms []string
-	for _, e := range b.audit(t, tn.ID) {
-		if e.Action != string(tenancy.ActionDeletionRequested) {
-			continue
-		}
-		var detail struct {
-			From string `json:"from"`
-		}
-		if err := json.Unmarshal(e.Detail, &detail); err != nil {
-			t.Fatal(err)
-		}
-		froms = append(froms, detail.From)
-	}
+	froms := b.deletionRequestedFrom(t, tn.ID)
 	if len(froms) != 1 || froms[0] != "active" {
 		t.Fatalf("tenant.deletion_requested entries with from = %q; want one, from \"active\"", froms)
 	}

@@ -143,6 +143,27 @@ func (b *bundle) audit(t *testing.T, id string) []storage.AuditEntry {
 	return entries
 }
 
+// deletionRequestedFrom returns the status each of the tenant's
+// tenant.deletion_requested audit entries says the deletion came from,
+// oldest first.
+func (b *bundle) deletionRequestedFrom(t *testing.T, id string) []string {
+	t.Helper()
+	var froms []string
+	for _, e := range b.audit(t, id) {
+		if e.Action != string(tenancy.ActionDeletionRequested) {
+			continue
+		}
+		var detail struct {
+			From string `json:"from"`
+		}
+		if err := json.Unmarshal(e.Detail, &detail); err != nil {
+			t.Fatal(err)
+		}
+		froms = append(froms, detail.From)
+	}
+	return froms
+}
+
 // TestDeletionLeavesOneRequestedAndOneCompleted: a deletion asked for twice
 // and a destroy run twice leave exactly one "deletion requested" entry
 // (who, from which status, the destroy task) and one "deletion completed"
