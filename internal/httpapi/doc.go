@@ -47,7 +47,10 @@
 // (it may have waited for the tenant's tables or Redis meanwhile): a key
 // revoked, or a tenant suspended or deleted, while it was in flight
 // enqueues nothing, downloads nothing and learns no task's state nor
-// which invoices or tasks the tenant lacks.
+// which invoices or tasks the tenant lacks: at once in the process that
+// made the change, and in the others once its cache invalidation reached
+// them (the checks read the catalog cache, whose in-process layer is
+// dropped by that message, or expires within a second).
 //
 // Every failure of steps 2 to 4 with a key presented counts against the
 // client address (the peer, or Options.ClientIPHeader behind a proxy; IPv6
