@@ -45,7 +45,9 @@ func QueueMarkOverdueIfDue(b *pgx.Batch, id int64, today time.Time, marked *bool
 	})
 }
 
-// remindersDueSQL pages (keyset on id) through overdue invoices with
+// remindersDueSQL pages (keyset on id, along invoices_overdue_id_idx of
+// schema version 6, so that a page reads about its own rows) through
+// overdue invoices with
 // something due whose reminder of day $2 was neither sent nor failed at
 // the customer's current address, and that have no reminder sent at or
 // after $4 (the start of that day), whatever its day: a row keyed by its

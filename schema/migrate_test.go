@@ -21,7 +21,7 @@ func TestMigrationsEmbedded(t *testing.T) {
 	if len(ms) != LatestVersion() || LatestVersion() < 2 {
 		t.Fatalf("Migrations() = %d, LatestVersion() = %d", len(ms), LatestVersion())
 	}
-	want := []string{"init", "invoices_customer_idx", "invoicer_app_model", "customers_email_unique", "minor_units_c_collation"}
+	want := []string{"init", "invoices_customer_idx", "invoicer_app_model", "customers_email_unique", "minor_units_c_collation", "invoices_overdue_idx"}
 	for i, m := range ms {
 		if m.Version != i+1 || m.Name != want[i] || m.sql != "" {
 			t.Errorf("migration %d = %+v", i, m)
@@ -50,7 +50,7 @@ func TestMigrateFreshThenNoop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Created || res.From != 1 || res.To != LatestVersion() || !slices.Equal(res.Applied, []int{2, 3, 4, 5}) {
+	if res.Created || res.From != 1 || res.To != LatestVersion() || !slices.Equal(res.Applied, []int{2, 3, 4, 5, 6}) {
 		t.Errorf("to latest: %+v", res)
 	}
 	// No-op: one query, no lock, nothing applied; a lower target does not go down.
@@ -279,7 +279,7 @@ func TestMigrateStepGivesUpWaitingForATableLock(t *testing.T) {
 		t.Fatal(err)
 	}
 	res, err = Migrate(ctx, b.pool, "tenant_acme", 0)
-	if err != nil || res.To != LatestVersion() || !slices.Equal(res.Applied, []int{3, 4, 5}) {
+	if err != nil || res.To != LatestVersion() || !slices.Equal(res.Applied, []int{3, 4, 5, 6}) {
 		t.Errorf("migrate after the lock went: %+v, %v", res, err)
 	}
 }
