@@ -66,6 +66,10 @@ func InputsHash(r Renderer, inv Invoice) string {
 type inputsHasher struct {
 	h   hash.Hash
 	buf [binary.MaxVarintLen64]byte
+	// chunk carries text to the hash: []byte(s) through the hash's
+	// interface copied each text whole, as much again as the invoice's
+	// text, which the page limit does not bound.
+	chunk [4096]byte
 }
 
 func (h *inputsHasher) int(n int64) {
@@ -74,7 +78,11 @@ func (h *inputsHasher) int(n int64) {
 
 func (h *inputsHasher) str(s string) {
 	h.int(int64(len(s)))
-	h.h.Write([]byte(s))
+	for len(s) > 0 {
+		n := copy(h.chunk[:], s)
+		h.h.Write(h.chunk[:n])
+		s = s[n:]
+	}
 }
 
 func (h *inputsHasher) dec(d decimal.Decimal) {
