@@ -28,16 +28,17 @@ const (
 
 // SQL of the reminder protocol. anySentSQL's second test finds a reminder
 // sent since the start of today ($3) whatever its day: one keyed by its
-// UTC date has a date within a day of today's ($4), whatever the tenant's
-// offset, so that test reads at most three days' entries of the
-// (invoice_id, sent_on) unique index.
+// UTC date, or by its date in a zone the tenant had before, has a date
+// within two days of today's ($4) (maxKeyDays), so that test reads at most
+// five days' entries of the (invoice_id, sent_on) unique index.
 const (
 	anySentSQL = `
 SELECT CASE WHEN sent_on = ANY($2::date[]) THEN to_char(sent_on, 'YYYY-MM-DD') ELSE $4::text END AS day
   FROM invoice_reminders
  WHERE invoice_id = $1 AND status = 'sent'
    AND (sent_on = ANY($2::date[])
-        OR (sent_on BETWEEN $4::date - 1 AND $4::date + 1 AND sent_at >= $3::timestamptz))
+        OR (sent_on BETWEEN $4::date - ` + maxKeyDays + ` AND $4::date + ` + maxKeyDays + `
+            AND sent_at >= $3::timestamptz))
  ORDER BY day
  LIMIT 1`
 	claimReminderSQL = `
@@ -53,6 +54,16 @@ UPDATE invoice_reminders
    SET status = $3, recipient = $4, sent_at = CASE WHEN $3 = 'sent' THEN $5::timestamptz END
  WHERE invoice_id = $1 AND sent_on = ANY($2::date[])`
 )
+
+// maxKeyDays (a number in SQL) is how many days apart the dates of one
+// instant in two time zones may be: UTC offsets run from -12 to +14 hours,
+// so two zones' clocks are at most 26 hours apart and their dates at most
+// two days (at 10:30 UTC it is the 11th in Pacific/Kiritimati and still
+// the 9th in Pacific/Pago_Pago). A reminder row keyed by its date in one zone (UTC,
+// or a zone the tenant had before it changed its time zone) that was sent
+// during today in the tenant's zone has a date within maxKeyDays of
+// today's: anySentSQL and remindersDueSQL look that far.
+const maxKeyDays = "2"
 
 // date is the SQL date parameter of day: its calendar day in its own
 // location, not in UTC. The callers pass times in the tenant's time zone
@@ -80,7 +91,8 @@ type Claim struct {
 	Status ReminderStatus
 	// SentOn is the date (YYYY-MM-DD) of the sent reminder when Status is
 	// ReminderSent: one of the days, or today's date for a reminder sent
-	// since today's start under another day's key (a UTC date).
+	// since today's start under another day's key (a UTC date, or a date
+	// in the zone the tenant had before it changed its time zone).
 	SentOn string
 }
 
@@ -97,7 +109,9 @@ type Claim struct {
 // at or after the start of today (tenantctx.StartOfDay), whatever its day,
 // with today's date: rows written before reminders' days were the
 // tenant's, or by a worker of the previous release during a rolling upgrade, are
-// keyed by their UTC date, and one sent earlier this local day must count
+// keyed by their UTC date, and so are the rows of a tenant that changed
+// its time zone since by its dates in the zone it had (up to two days
+// from today's: maxKeyDays); one sent earlier this local day must count
 // for it. Otherwise it records each day's reminder as
 // pending unless one exists, then locks those rows, in date order, until
 // tx ends, and returns ReminderSent if a concurrent run sent one

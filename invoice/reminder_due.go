@@ -51,8 +51,9 @@ func QueueMarkOverdueIfDue(b *pgx.Batch, id int64, today time.Time, marked *bool
 // something due whose reminder of day $2 was neither sent nor failed at
 // the customer's current address, and that have no reminder sent at or
 // after $4 (the start of that day), whatever its day: a row keyed by its
-// UTC date has a date within a day of $2, whatever the tenant's offset, so
-// both tests are lookups of the (invoice_id, sent_on) unique index.
+// UTC date, or by its date in a zone the tenant had before, has a date
+// within two days of $2 (maxKeyDays), so both tests are lookups of the
+// (invoice_id, sent_on) unique index.
 // Something due: the total the document
 // prints (pdf.Subtotal: the lines' totals, each rounded half away from
 // zero to the currency's minor units, summed; without lines, the stored
@@ -82,7 +83,7 @@ SELECT i.id FROM invoices i
                     WHERE r.invoice_id = i.id
                       AND ((r.sent_on = $2::date
                             AND (r.status = 'sent' OR (r.status = 'failed' AND r.recipient = c.email)))
-                           OR (r.sent_on BETWEEN $2::date - 1 AND $2::date + 1
+                           OR (r.sent_on BETWEEN $2::date - ` + maxKeyDays + ` AND $2::date + ` + maxKeyDays + `
                                AND r.status = 'sent' AND r.sent_at >= $4::timestamptz)))
    AND t.total > 0 AND t.total <> 'NaN' AND i.amount <> 'NaN'
    AND isfinite(i.issued_at) AND (i.due_date IS NULL OR isfinite(i.due_date))
@@ -98,7 +99,9 @@ SELECT i.id FROM invoices i
 // reminder's day): none was sent that day, none failed that day at the
 // customer's current address, and none was sent since the day began
 // (tenantctx.StartOfDay) under another day's key, as rows written before
-// reminders' days were the tenant's are (their UTC date). A failed send is
+// reminders' days were the tenant's are (their UTC date), and those of a
+// tenant that changed its time zone since (their date in the zone it had,
+// up to two days from today's: maxKeyDays). A failed send is
 // retried by its own task, and an address that can never work is not
 // tried again the same day; once the customer's address changes, the next
 // sweep tries the new one.
