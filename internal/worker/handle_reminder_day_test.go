@@ -203,7 +203,7 @@ func TestReminderManualThenSweepSendsOnce(t *testing.T) {
 	// SOON-1 falls due (it was due yesterday: due today is not overdue
 	// yet); the sweep marks it and reminds it, not LATE-1.
 	d.e.inTenant(t, d.tn, func(ctx context.Context, tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `UPDATE invoices SET due_date = $2::date WHERE id = $1`, soon, dayAfter(t, d.day, -1))
+		_, err := tx.Exec(ctx, `UPDATE invoices SET due_date = $2::date::timestamp AT TIME ZONE 'UTC' WHERE id = $1`, soon, dayAfter(t, d.day, -1))
 		return err
 	})
 	d.sweep(t, 1)

@@ -70,10 +70,40 @@ func (e *handlerEnv) now() time.Time {
 // testMailFrom is the From address of reminders in tests.
 const testMailFrom = "Billing <billing@invoices.example>"
 
-// newHandlerEnv sets up a handlerEnv whose Handlers send mail through m.
+// newHandlerEnv sets up a handlerEnv whose Handlers send mail through m,
+// on a database whose default TimeZone is handlerEnvDatabaseZone.
 func newHandlerEnv(t *testing.T, m mailer.Mailer) *handlerEnv {
 	t.Helper()
-	return newHandlerEnvOn(t, m, testenv.Postgres(t))
+	dbURL := testenv.Postgres(t)
+	setDatabaseTimeZone(t, dbURL, handlerEnvDatabaseZone)
+	return newHandlerEnvOn(t, m, dbURL)
+}
+
+// handlerEnvDatabaseZone is the default TimeZone of newHandlerEnv's
+// databases: far east of UTC (+14), so that neither the handlers nor a
+// test's fixture judge or store a date in the session's zone unnoticed.
+// Left to the server's default, it is the zone of the host the tests run
+// on (initdb takes it): fixtures that stored a bare date as a due date
+// passed in UTC and failed east of it, with the due date a day early.
+const handlerEnvDatabaseZone = "Pacific/Kiritimati"
+
+// setDatabaseTimeZone sets the default TimeZone of the database of dbURL
+// (ALTER DATABASE ... SET timezone), for the sessions that connect after.
+func setDatabaseTimeZone(t *testing.T, dbURL, zone string) {
+	t.Helper()
+	ctx := testContext(t)
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var alter string
+	if err := conn.QueryRow(ctx, `SELECT format('ALTER DATABASE %I SET timezone = %L', current_database(), $1::text)`, zone).Scan(&alter); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, alter); err != nil {
+		t.Fatalf("set the database's time zone to %s: %v", zone, err)
+	}
 }
 
 // newHandlerEnvSetting is newHandlerEnv on a fresh database whose

@@ -5,8 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/invoicing/tenantworker/internal/mailer/smtptest"
 	"github.com/invoicing/tenantworker/internal/testenv"
 	"github.com/invoicing/tenantworker/tasks"
@@ -26,19 +24,7 @@ import (
 func TestOverdueIsNotJudgedInTheDatabasesTimeZone(t *testing.T) {
 	t.Parallel()
 	dbURL := testenv.Postgres(t)
-	ctx := testContext(t)
-	conn, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := conn.Exec(ctx, `DO $$ BEGIN
-		EXECUTE format('ALTER DATABASE %I SET timezone = %L', current_database(), 'America/New_York');
-	END $$`); err != nil {
-		t.Fatal(err)
-	}
-	if err := conn.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
+	setDatabaseTimeZone(t, dbURL, "America/New_York")
 	srv := smtptest.Start(t, smtptest.Options{})
 	e := newHandlerEnvOn(t, smtpMailer(t, srv), dbURL)
 	acme := e.provision(t, "acme", "Acme") // UTC

@@ -12,15 +12,19 @@ import (
 	"github.com/invoicing/tenantworker/tenantctx"
 )
 
-// addDueOn inserts a sent invoice of tn due on day (YYYY-MM-DD), the date
-// stored as given.
+// addDueOn inserts a sent invoice of tn due on day (YYYY-MM-DD), stored as
+// the app stores a due date: that date's midnight UTC, whatever the
+// session's TimeZone (the test server's default is the host's zone, which
+// initdb takes: a bare $2::date was the date's midnight there, in Berlin
+// 23:00 UTC the day before, and the invoice was due, and overdue, a day
+// early).
 func (e *handlerEnv) addDueOn(t *testing.T, tn tenantctx.Tenant, number, day string) int64 {
 	t.Helper()
 	inv := acmeInvoice
 	inv.Number, inv.Status = number, "sent"
 	id := e.addInvoice(t, tn, acmeCustomer, inv)
 	e.inTenant(t, tn, func(ctx context.Context, tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `UPDATE invoices SET due_date = $2::date WHERE id = $1`, id, day)
+		_, err := tx.Exec(ctx, `UPDATE invoices SET due_date = $2::date::timestamp AT TIME ZONE 'UTC' WHERE id = $1`, id, day)
 		return err
 	})
 	return id
