@@ -128,16 +128,42 @@ func (t Tenant) Day(now time.Time) string {
 // StartOfDay returns the first instant of t's calendar day in t's
 // location: its midnight, or, on a day whose midnight a clock change
 // skips (daylight saving time starting at 00:00, as in America/Santiago),
-// the instant of the change, when the day begins.
+// the instant of the change, when the day begins; on a day whose first
+// hours a clock set back after midnight reads twice (Asia/Amman, 29
+// October 2021: 01:00 +03 became 00:00 +02), its first midnight.
 func StartOfDay(t time.Time) time.Time {
 	y, m, d := t.Date()
+	onDay := func(u time.Time) bool {
+		uy, um, ud := u.Date()
+		return uy == y && um == m && ud == d
+	}
 	start := time.Date(y, m, d, 0, 0, 0, 0, t.Location())
-	if sy, sm, sd := start.Date(); sy != y || sm != m || sd != d {
+	if !onDay(start) {
 		// time.Date read the skipped midnight in the offset after the
 		// change: an instant of the day before. The day begins when the
 		// offset in effect then ends.
 		_, end := start.ZoneBounds()
 		start = end
 	}
+	// time.Date may read a midnight that occurs twice in the offset after
+	// the clock was set back: the day began in the offset before, at its
+	// midnight (or, had that one been skipped, when that offset began).
+	for range maxDayTransitions {
+		begin, _ := start.ZoneBounds()
+		if begin.IsZero() || !onDay(begin.Add(-time.Nanosecond)) {
+			break
+		}
+		before := begin.Add(-time.Nanosecond)
+		_, offset := before.Zone()
+		first := time.Date(y, m, d, 0, 0, 0, 0, time.UTC).Add(-time.Duration(offset) * time.Second).In(t.Location())
+		if prev, _ := before.ZoneBounds(); first.Before(prev) {
+			first = prev
+		}
+		start = first
+	}
 	return start
 }
+
+// maxDayTransitions bounds the clock changes StartOfDay looks back across
+// within one day: no zone has more than two in a day.
+const maxDayTransitions = 4

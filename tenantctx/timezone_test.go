@@ -92,7 +92,11 @@ func TestLocationIsLoadedOnce(t *testing.T) {
 // TestTenantDayAndStart: a tenant's day is its local date (a reminder's
 // once-a-day key), and the day starts at its local midnight; on a day a
 // clock change skips midnight (Santiago, 6 September 2026: 00:00 becomes
-// 01:00), at the change, not at 23:00 the evening before.
+// 01:00), at the change, not at 23:00 the evening before; on a day whose
+// first hours a clock set back repeats (Amman, 29 October 2021: 01:00
+// +03 became 00:00 +02; Casey, 9 March 2023: 03:00 +11 became 00:00 +08),
+// at its first midnight, not at the second, an hour or three into the
+// day. The instant before a day's start is on the day before.
 func TestTenantDayAndStart(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {
@@ -104,6 +108,8 @@ func TestTenantDayAndStart(t *testing.T) {
 		{"Asia/Tokyo", "2026-12-06T15:05:00Z", "2026-12-07", "2026-12-06T15:00:00Z"},
 		{"Pacific/Auckland", "2026-12-06T11:00:00Z", "2026-12-07", "2026-12-06T11:00:00Z"},
 		{"America/Santiago", "2026-09-06T12:00:00Z", "2026-09-06", "2026-09-06T04:00:00Z"},
+		{"Asia/Amman", "2021-10-29T10:00:00Z", "2021-10-29", "2021-10-28T21:00:00Z"},
+		{"Antarctica/Casey", "2023-03-09T04:00:00Z", "2023-03-09", "2023-03-08T13:00:00Z"},
 	} {
 		now, err := time.Parse(time.RFC3339, c.now)
 		if err != nil {
@@ -119,6 +125,9 @@ func TestTenantDayAndStart(t *testing.T) {
 		}
 		if got := start.Format(time.DateOnly); got != c.day {
 			t.Errorf("TimeZone %q: StartOfDay(Today(%s)) is on %s locally, want %s", c.zone, c.now, got, c.day)
+		}
+		if got := start.Add(-time.Nanosecond).Format(time.DateOnly); got == c.day {
+			t.Errorf("TimeZone %q: the instant before the start of %s (%s) is on %s too", c.zone, c.day, c.start, got)
 		}
 		if got := tenantctx.StartOfDay(start.Add(-time.Nanosecond)); !got.Before(start) {
 			t.Errorf("TimeZone %q: the day before %s starts at %s, not before it", c.zone, c.day, got)
