@@ -126,12 +126,20 @@ const maxTickLead = time.Minute
 // to the next day), and the midnight tick judged due dates against the day
 // before. A tick further ahead (a clock far off) is judged on the
 // worker's clock; a retried or late run (now after the tick) on now.
+// invoice:reminder runs at its day's start (dayStart) likewise, as the
+// midnight tick's sweep enqueues the new day's reminders.
 func tickTime(now time.Time, tick int64) time.Time {
 	at := time.Unix(tick, 0)
 	if now.Before(at) && at.Sub(now) <= maxTickLead {
 		return at
 	}
 	return now
+}
+
+// dayStart returns the first instant of day (a date, as a reminder's day
+// parses: midnight UTC) in tenant t's time zone (tenantctx.StartOfDay).
+func dayStart(t tenantctx.Tenant, day time.Time) time.Time {
+	return tenantctx.StartOfDay(time.Date(day.Year(), day.Month(), day.Day(), 12, 0, 0, 0, t.Location()))
 }
 
 // enqueueReminders is InvoicesOverdue's second step: it pages through the

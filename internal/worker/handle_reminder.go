@@ -150,7 +150,8 @@ func alreadySent(day, today string) string {
 //     inserted as 'pending' unless it exists, then locked FOR UPDATE), and,
 //     when the run is on another day than its own (later: a retry, or a
 //     wait in a backlog, past the tenant's midnight; earlier: an enqueuer
-//     whose clock runs ahead), today's row too: the reminder then counts
+//     whose clock runs ahead, unless by at most maxTickLead, when the run
+//     is its day's, at its start), today's row too: the reminder then counts
 //     for today, and today's sweep sends no second email. Today is the
 //     tenant's current calendar day (tenantctx.Tenant.Day). The row locks
 //     make a concurrent run of the same reminder (a task re-queued by a shutdown
@@ -219,7 +220,14 @@ func (h *Handlers) InvoiceReminder(ctx context.Context, p tasks.InvoiceReminder)
 	// today's row with day's): after it (a retry, or a wait in a backlog,
 	// past the tenant's midnight), or before it (an enqueuer whose clock
 	// runs ahead, near midnight). The sweep must not send another today.
-	now := t.Today(h.now())
+	// One that runs at most maxTickLead before its day begins by this
+	// worker's clock runs at that beginning (tickTime), as the sweep that
+	// enqueued it did: the midnight tick's sweep, judged at the tick,
+	// enqueues the new day's reminders, and the worker runs them at once.
+	// Run as the day before's, such a reminder found that day's sent and
+	// sent nothing, and the new day had no reminder until the next sweep
+	// (with a daily sweep at the tenant's midnight, none).
+	now := t.Today(tickTime(h.now(), dayStart(t, day).Unix()))
 	today := t.Day(now)
 	taskCtx := ctx
 	finishCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reminderFinishTimeout)
