@@ -200,7 +200,7 @@ func keepLast(ctx context.Context, rdb redis.UniversalClient, err error, delay k
 		if merr != nil {
 			return fmt.Errorf("task %s of queue %s: %w", id, queue, merr)
 		}
-		n, rerr := keepLastScript.Run(rctx, rdb, keys, id, old, msg, strconv.FormatInt(at.Unix(), 10)).Int()
+		n, rerr := keepLastScript.Run(rctx, rdb, keys, id, old, msg, strconv.FormatInt(retryScore(at), 10)).Int()
 		var refused redis.Error
 		if rerr != nil && errors.As(rerr, &refused) {
 			return fmt.Errorf("put task %s back into the retry set of queue %s: %w", id, queue, rerr)
@@ -223,6 +223,21 @@ func keepLast(ctx context.Context, rdb redis.UniversalClient, err error, delay k
 		}
 	}
 	return fmt.Errorf("task %s of queue %s: its message kept changing", id, queue)
+}
+
+// retryScore returns at as a score of asynq's retry set, which counts in
+// whole Unix seconds: rounded up, so that a kept task comes back no
+// earlier than its delay. Rounded down, it came back up to a second
+// early, and with a delay under a second (a test's bounds) often at once:
+// another worker could take it before asynq ended the kept attempt, and
+// asynq's end of it (a Done, which deletes the task by its id) deleted
+// the new run.
+func retryScore(at time.Time) int64 {
+	s := at.Unix()
+	if at.After(time.Unix(s, 0)) {
+		s++
+	}
+	return s
 }
 
 // keptAlready reports whether the task hash key holds the task as kept by
