@@ -126,9 +126,15 @@ func TestDatabaseOutageDoesNotArchiveRenderOrSweep(t *testing.T) {
 	// 45 to 60 s (kept again while the server is down, run once it is
 	// back); waits 100-200 ms apart, looked for every 50 ms: the outage
 	// below spans a dozen attempts or more in 2 s, where the default
-	// waits (1-2 s, looked for every second) needed 8 s for a few.
+	// waits (1-2 s, looked for every second) needed 8 s for a few. One
+	// worker: asynq ends a kept attempt (a Done, which deletes the task by
+	// id when it finds it active) after the handler returned, and frees
+	// the attempt's worker only then. With a second worker free, a kept
+	// sweep back 500 ms later could be taken again before a Done that a
+	// loaded machine held back that long, and the Done deleted the new run
+	// ("task not found"); the production keep (45-60 s) outlasts the Done.
 	startServer(t, e.redis, worker.NewServeMux(e.h, worker.WithLastAttemptKeep(worker.MuxOptions{Logger: discardLogger(), Redis: rdb}, 500*time.Millisecond, time.Second)),
-		worker.ServerOptions{Concurrency: 2, NotReadyDelayMin: 100 * time.Millisecond, NotReadyDelayMax: 200 * time.Millisecond,
+		worker.ServerOptions{Concurrency: 1, NotReadyDelayMin: 100 * time.Millisecond, NotReadyDelayMax: 200 * time.Millisecond,
 			DelayedTaskCheckInterval: 50 * time.Millisecond})
 
 	client := asynq.NewClientFromRedisClient(rdb)

@@ -26,7 +26,12 @@ func MuxOf(opts MuxOptions, handlers map[string]asynq.Handler) *asynq.ServeMux {
 // WithLastAttemptKeep returns opts whose chain brings a last attempt kept
 // by KeepLastAttempt back lo to hi later instead of 45 to 60 s: for tests
 // that wait for a kept attempt to run again (none sends asynq's calls
-// twice, which the production bounds guard against).
+// twice, which the production bounds guard against). asynq ends the kept
+// attempt (its Done deletes the task by id when it finds it active) only
+// after the handler returned: with bounds this short, a server with a
+// second worker free may take the task again before a Done that a loaded
+// machine held back as long, and lose it to that Done; a test that must
+// not lose it runs one worker (asynq frees a worker after its Done).
 func WithLastAttemptKeep(opts MuxOptions, lo, hi time.Duration) MuxOptions {
 	opts.lastAttemptKeep = keepDelay{min: lo, max: hi}
 	return opts
