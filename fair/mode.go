@@ -111,7 +111,19 @@ func ClaimMode(ctx context.Context, rdb redis.Scripter, mode Mode) error {
 // level (ErrModeMismatch), once until the record changes; a Redis that
 // cannot be reached is logged at debug level only (the process's other
 // lines say so).
-func KeepMode(ctx context.Context, rdb redis.Scripter, mode Mode, interval time.Duration, logger *slog.Logger) {
+//
+// Each interval it also adds queues (a worker's served queues) to asynq's
+// set of queues, as a fair worker's heartbeat does (Dispatcher.Serve):
+// asynq's client adds a queue to it once per process, so a queue the
+// dashboard deletes while it holds no task, or that Redis lost with its
+// data, would otherwise stay unlisted by asynq's inspector, the dashboard
+// and the queue metrics, while its tasks go through it, until the
+// processes restart.
+func KeepMode(ctx context.Context, rdb redis.Cmdable, mode Mode, interval time.Duration, logger *slog.Logger, queues ...string) {
+	registered := make([]any, len(queues))
+	for i, q := range queues {
+		registered[i] = q
+	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	var reported string // the mismatch last logged
@@ -133,6 +145,11 @@ func KeepMode(ctx context.Context, rdb redis.Scripter, mode Mode, interval time.
 			}
 		case ctx.Err() == nil:
 			logger.DebugContext(ctx, "record the dispatch mode again", slog.String("error", err.Error()))
+		}
+		if len(registered) > 0 {
+			if err := rdb.SAdd(ctx, allQueuesKey, registered...).Err(); err != nil && ctx.Err() == nil {
+				logger.DebugContext(ctx, "register the served queues again", slog.String("error", err.Error()))
+			}
 		}
 	}
 }

@@ -190,8 +190,11 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 		memberWG.Go(func() { d.Dispatcher.Serve(memberCtx, m, logger) })
 	} else {
 		// Without fair dispatch nothing else records the mode again
-		// after Redis lost its data.
-		memberWG.Go(func() { fair.KeepMode(memberCtx, d.Redis, fair.ModePlain, modeKeepInterval, logger) })
+		// after Redis lost its data, nor puts the served queues back into
+		// asynq's set of queues after the dashboard deleted one.
+		memberWG.Go(func() {
+			fair.KeepMode(memberCtx, d.Redis, fair.ModePlain, modeKeepInterval, logger, serverOpts.ServedQueues()...)
+		})
 	}
 	defer func() { stopMember(); memberWG.Wait() }()
 
