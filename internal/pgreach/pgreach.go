@@ -17,6 +17,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"syscall"
 
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -78,6 +79,17 @@ func NoAnswer(err error) bool {
 		return NoAnswer(next)
 	}
 	return false
+}
+
+// OutOfFiles reports whether err says that a connection could not be
+// made because this process (EMFILE, "too many open files") or the system
+// (ENFILE) has no file descriptor left: the dial failed before reaching
+// the network. NoAnswer counts it as an unreachable database (its tasks
+// wait, as they can run once descriptors are free again), but the cause
+// is the process's, not the database's, and the lines that report it say
+// so.
+func OutOfFiles(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
 }
 
 // ReadOnlySQLTransaction is SQLSTATE 25006 (read_only_sql_transaction):

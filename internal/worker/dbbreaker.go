@@ -126,6 +126,10 @@ type breaker struct {
 	// writes (SQLSTATE 25006: a standby, default_transaction_read_only),
 	// not that it could not be reached; its lines say so.
 	readOnly bool
+	// outOfFiles: the last error it was found down by says this process
+	// had no file descriptor left to dial it (EMFILE), not that the
+	// database could not be reached; its lines say so.
+	outOfFiles bool
 }
 
 // NewDatabaseBreakers returns the breakers of opts (defaults filled in).
@@ -270,6 +274,7 @@ func (b *DatabaseBreakers) settleLocked(ctx context.Context, name string, s *bre
 			s.cause = perr.Error()
 			if !errors.Is(perr, ErrDatabaseDown) {
 				s.readOnly = pgreach.ReadOnly(perr)
+				s.outOfFiles = pgreach.OutOfFiles(perr)
 			}
 			return true
 		}
@@ -279,8 +284,11 @@ func (b *DatabaseBreakers) settleLocked(ctx context.Context, name string, s *bre
 	s.open = false
 	b.down.WithLabelValues(name).Set(0)
 	msg := "database reachable again: its tasks run"
-	if s.readOnly {
+	switch {
+	case s.readOnly:
 		msg = "database takes writes again: its tasks run"
+	case s.outOfFiles:
+		msg = "file descriptors to spare again, database connected: its tasks run"
 	}
 	b.logger.InfoContext(ctx, msg, slog.String("database", name),
 		slog.Duration("downtime", now.Sub(s.since).Round(time.Millisecond)), slog.Int64("held_tasks", s.held))
@@ -409,13 +417,17 @@ func (b *DatabaseBreakers) countLocked(ctx context.Context, name string, s *brea
 	b.held.WithLabelValues(name).Inc()
 	if now.Sub(s.lastLine) >= b.opts.SummaryEvery {
 		msg := "database still down: its tasks are held"
-		if s.readOnly {
+		switch {
+		case s.readOnly:
 			msg = "database still takes no writes: its tasks are held"
+		case s.outOfFiles:
+			msg = "process still out of file descriptors (too many open files) to connect to the database: its tasks are held"
 		}
-		b.logger.WarnContext(ctx, msg, slog.String("database", name),
+		attrs := []slog.Attr{slog.String("database", name),
 			slog.Duration("down_for", now.Sub(s.since).Round(time.Second)), slog.Int64("held_tasks", s.heldSummary),
 			slog.Int64("held_tasks_total", s.held), slog.Duration("next_probe_in", s.nextProbe.Sub(now).Round(time.Millisecond)),
-			slog.String("cause", s.cause))
+			slog.String("cause", s.cause)}
+		b.logger.LogAttrs(ctx, slog.LevelWarn, msg, append(attrs, openFilesAttrs(s)...)...)
 		s.lastLine, s.heldSummary = now, 0
 	}
 }
@@ -436,7 +448,7 @@ func (b *DatabaseBreakers) failed(ctx context.Context, name string, err error) {
 	}
 	now := time.Now()
 	*s = breaker{open: true, since: now, cause: err.Error(), lastLine: now, backoff: b.opts.ProbeMin, nextProbe: now.Add(b.opts.ProbeMin),
-		watching: s.watching, readOnly: pgreach.ReadOnly(err)}
+		watching: s.watching, readOnly: pgreach.ReadOnly(err), outOfFiles: pgreach.OutOfFiles(err)}
 	if !s.watching && !b.closed {
 		s.watching = true
 		b.wg.Add(1)
@@ -444,11 +456,27 @@ func (b *DatabaseBreakers) failed(ctx context.Context, name string, err error) {
 	}
 	b.down.WithLabelValues(name).Set(1)
 	msg := "database unreachable: its tasks are held until a probe reaches it"
-	if s.readOnly {
+	switch {
+	case s.readOnly:
 		msg = "database takes no writes: its tasks are held until a probe finds it taking writes (a standby, or default_transaction_read_only: a replica's URL must be replaced by its primary's)"
+	case s.outOfFiles:
+		msg = "process out of file descriptors (too many open files), not the database's fault: its tasks are held until a probe connects; raise the worker's limit of open files (ulimit -n, systemd's LimitNOFILE) or lower what holds them (WORKER_CONCURRENCY, DB_MAX_CONNS)"
 	}
-	b.logger.WarnContext(ctx, msg, slog.String("database", name),
-		slog.String("cause", s.cause), slog.Duration("first_probe_in", b.opts.ProbeMin))
+	attrs := []slog.Attr{slog.String("database", name), slog.String("cause", s.cause), slog.Duration("first_probe_in", b.opts.ProbeMin)}
+	b.logger.LogAttrs(ctx, slog.LevelWarn, msg, append(attrs, openFilesAttrs(s)...)...)
+}
+
+// openFilesAttrs is the process's limit of open files (open_files_limit,
+// RLIMIT_NOFILE's soft limit) for the lines of a breaker s found down by
+// the process's lack of file descriptors, when the limit can be read.
+func openFilesAttrs(s *breaker) []slog.Attr {
+	if !s.outOfFiles {
+		return nil
+	}
+	if n, ok := openFilesLimit(); ok {
+		return []slog.Attr{slog.Uint64("open_files_limit", n)}
+	}
+	return nil
 }
 
 // attemptDatabase is the database an attempt's tenant lives on, as

@@ -44,6 +44,15 @@ type unavailableError struct {
 }
 
 func (e *unavailableError) Error() string {
+	if pgreach.OutOfFiles(e.err) {
+		// The process's descriptors, not the database, are what is
+		// missing.
+		db := e.db
+		if db == "" {
+			db = "the database"
+		}
+		return "process out of file descriptors to connect to " + db + ", retried later without counting as a failure: " + e.err.Error()
+	}
 	if e.db == "" {
 		return "database unavailable, retried later without counting as a failure: " + e.err.Error()
 	}
