@@ -28,6 +28,11 @@ const (
 	ExitOK      = 0
 	ExitFailure = 1
 	ExitUsage   = 2
+	// ExitInterrupted: a signal (SIGTERM, Ctrl-C, a hang-up) stopped
+	// "migrate --all" before it was done; what it enqueued goes on in the
+	// workers, and running it again continues (130, as a shell reports a
+	// command Ctrl-C ended).
+	ExitInterrupted = 130
 )
 
 // IO is where Main reads its environment and writes.
@@ -129,6 +134,9 @@ func Main(ctx context.Context, args []string, sio IO) int {
 		return ExitUsage
 	case errors.Is(err, errLogged):
 		return ExitFailure
+	case errors.Is(err, errInterrupted):
+		fmt.Fprintf(sio.Stderr, "enqueue %s: %v\n", cmd, err)
+		return ExitInterrupted
 	}
 	fmt.Fprintf(sio.Stderr, "enqueue %s: %v\n", cmd, err)
 	return ExitFailure
@@ -146,6 +154,10 @@ func isHelpFlag(arg string) bool {
 
 // errUsage marks command-line mistakes (exit code 2).
 var errUsage = errors.New("usage")
+
+// errInterrupted marks a command a signal stopped before it was done,
+// saying what it left (exit code ExitInterrupted).
+var errInterrupted = errors.New("interrupted")
 
 // errLogged is the failure of a command that logged its reason already,
 // in LOG_FORMAT (serve), so that Main does not print it again as plain
@@ -326,7 +338,7 @@ func pdfCmd(ctx context.Context, args []string, sio IO) error {
 func migrateCmd(ctx context.Context, args []string, sio IO) error {
 	fs := flagSet("migrate", "migrate --all [--wait] [--timeout 10m] [--poll 500ms]", sio)
 	all := fs.Bool("all", false, "enqueue a migration for every tenant (provisioning, active, suspended); required")
-	wait := fs.Bool("wait", false, "wait for the migrations and show progress; exit 1 listing the tenants that failed")
+	wait := fs.Bool("wait", false, "wait for the migrations and show progress; exit 1 listing the tenants that failed, 130 when interrupted (SIGTERM, Ctrl-C), saying what is left")
 	timeout := fs.Duration("timeout", defaultWaitTimeout, "with --wait: how long to wait before giving up")
 	poll := fs.Duration("poll", defaultPollInterval, "with --wait: how often to check the tasks")
 	if err := parse(fs, args); err != nil {
@@ -345,6 +357,10 @@ func migrateCmd(ctx context.Context, args []string, sio IO) error {
 	defer b.close()
 
 	enqueued, err := b.Tenancy.MigrateAll(ctx)
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("%w while enqueuing: %d tenant migrations enqueued (the workers run them); running \"enqueue migrate --all\" again enqueues the rest (a tenant's migration is never queued twice)",
+			errInterrupted, len(enqueued))
+	}
 	if re := (*tenancy.MigrationsRefusedError)(nil); errors.As(err, &re) {
 		return fmt.Errorf("%w (%d enqueued; run it again once there is room: a tenant's migration is never queued twice)", err, len(enqueued))
 	}

@@ -71,6 +71,7 @@ type migrationOutcome struct {
 // neither. Look-ups that fail are tried again at the next poll, the
 // progress saying so, until they have failed for lookupGrace in a row.
 func waitMigrations(ctx context.Context, enq *tasks.Enqueuer, all []tenancy.MigrationTask, o waitOptions) error {
+	stopped := ctx // a signal, not the timeout
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	outcomes := make([]*migrationOutcome, len(all))
@@ -146,6 +147,9 @@ func waitMigrations(ctx context.Context, enq *tasks.Enqueuer, all []tenancy.Migr
 		stop := finished || ctx.Err() != nil
 		report(stop)
 		if stop {
+			if !finished && stopped.Err() != nil {
+				return interrupted(outcomes)
+			}
 			return summarize(outcomes, ctx.Err())
 		}
 		select {
@@ -264,6 +268,38 @@ func summarize(outcomes []*migrationOutcome, waitErr error) error {
 		fmt.Fprintf(&b, "%d tenant migrations %s:\n  %s", len(unfinished), cause, strings.Join(unfinished, "\n  "))
 	}
 	return errors.New(b.String())
+}
+
+// interrupted is the error of a wait a signal stopped (errInterrupted):
+// how many migrations are done and how many are left, that the workers go
+// on with them and a rerun continues, then the failed and unfinished
+// tenants as summarize lists them.
+func interrupted(outcomes []*migrationOutcome) error {
+	done, failed, deleted := 0, 0, 0
+	for _, m := range outcomes {
+		switch {
+		case m.done:
+			done++
+		case m.deleted:
+			deleted++
+		case m.failed:
+			failed++
+		}
+	}
+	left := len(outcomes) - done - failed - deleted
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d of %d tenant migrations done, %d left", done, len(outcomes), left)
+	if failed > 0 {
+		fmt.Fprintf(&b, ", %d failed", failed)
+	}
+	if deleted > 0 {
+		fmt.Fprintf(&b, ", %d tenants deleted", deleted)
+	}
+	b.WriteString("; the workers go on with those left, and running \"enqueue migrate --all --wait\" again continues (a tenant's migration is never queued twice)")
+	if rest := summarize(outcomes, nil); rest != nil {
+		b.WriteString(":\n" + rest.Error())
+	}
+	return fmt.Errorf("%w while waiting: %s", errInterrupted, b.String())
 }
 
 // heldNote says why m's pending migration waits, and what lets it run.
