@@ -1276,6 +1276,11 @@ type QueueStats struct {
 	Suspended bool `json:"suspended"`
 	Paused    bool `json:"paused"`
 	Moving    bool `json:"moving"`
+	// PausedInAsynq is true while the queue is paused in asynq itself
+	// (the dashboard's pause, asynq.Inspector.PauseQueue): no worker takes
+	// any of its tasks, whatever the dispatcher admits, until it is
+	// unpaused there.
+	PausedInAsynq bool `json:"paused_in_asynq"`
 	// Policy is the policy last enqueued with (or set by SetPolicy); the
 	// zero Policy (weight 0) when the queue has none recorded for the
 	// tenant: its next enqueue there that adds a task brings one (an
@@ -1323,7 +1328,39 @@ func (d *Dispatcher) Stats(ctx context.Context, tenantID string, queues ...strin
 		}
 		out = append(out, s)
 	}
+	paused, err := d.pausedInAsynq(ctx, queues)
+	if err != nil {
+		return nil, fmt.Errorf("fair: stats of tenant %s: %w", tenantID, err)
+	}
+	for i := range out {
+		out[i].PausedInAsynq = paused[i]
+	}
 	return out, nil
+}
+
+// asynqPausedKey is the key asynq sets while queue q is paused in asynq
+// itself (asynq.Inspector.PauseQueue, the dashboard's pause): its
+// processors take none of the queue's tasks.
+func asynqPausedKey(q string) string { return keys(q)[1] + "paused" }
+
+// pausedInAsynq reports, for each of queues, whether it is paused in
+// asynq itself (asynqPausedKey), in one round trip.
+func (d *Dispatcher) pausedInAsynq(ctx context.Context, queues []string) ([]bool, error) {
+	pipe := d.rdb.Pipeline()
+	found := make([]*redis.IntCmd, len(queues))
+	for i, q := range queues {
+		found[i] = pipe.Exists(ctx, asynqPausedKey(q))
+	}
+	if len(queues) > 0 {
+		if _, err := pipe.Exec(ctx); err != nil {
+			return nil, fmt.Errorf("read which queues asynq pauses: %w", err)
+		}
+	}
+	paused := make([]bool, len(queues))
+	for i, f := range found {
+		paused[i] = f.Val() > 0
+	}
+	return paused, nil
 }
 
 // asInt reads an integer from a script reply (an integer or a numeric
@@ -1500,6 +1537,11 @@ type Overview struct {
 	// parked task whose message the dispatcher keeps is in neither asynq's
 	// lists nor a backlog, so a queue is empty only when this is 0 too.
 	Parked int `json:"parked"`
+	// PausedInAsynq is true while the queue is paused in asynq itself
+	// (the dashboard's pause, asynq.Inspector.PauseQueue): no worker takes
+	// any of its tasks, whatever the dispatcher admits, until it is
+	// unpaused there.
+	PausedInAsynq bool `json:"paused_in_asynq"`
 	// Top is the tenants with the most waiting tasks, largest first.
 	Top []Depth `json:"top"`
 }
@@ -1526,6 +1568,7 @@ func (d *Dispatcher) Overview(ctx context.Context, queue string, k int) (Overvie
 	workers := pipe.ZRangeWithScores(ctx, p+"workers", 0, -1)
 	keptT := pipe.SMembers(ctx, p+"keptt")
 	parkedT := pipe.SMembers(ctx, p+"parkedt")
+	pausedInAsynq := pipe.Exists(ctx, asynqPausedKey(queue))
 	if _, err := pipe.Exec(ctx); err != nil {
 		return Overview{}, fmt.Errorf("fair: overview of %s: %w", queue, err)
 	}
@@ -1539,7 +1582,7 @@ func (d *Dispatcher) Overview(ctx context.Context, queue string, k int) (Overvie
 	o := Overview{
 		Queue: queue, Waiting: int(waiting.Val()), BacklogTenants: int(tenants.Val()),
 		Admitted: int(admitted.Val()), Pending: int(pending.Val()), HeldTenants: int(held.Val()),
-		Workers: len(alive), Top: depths(top.Val()),
+		Workers: len(alive), Top: depths(top.Val()), PausedInAsynq: pausedInAsynq.Val() > 0,
 	}
 	if len(keptT.Val())+len(parkedT.Val()) > 0 {
 		// Tenants with parked tasks are few (held ones that had tasks

@@ -46,6 +46,10 @@ type Queue struct {
 	// Suspended while the tenant's suspension does.
 	Paused    bool `json:"paused"`
 	Suspended bool `json:"suspended"`
+	// PausedInAsynq is true while one of the queues is paused in asynq
+	// itself (the dashboard's pause): none of its tasks run, any tenant's
+	// (fair.QueueStats.PausedInAsynq says which).
+	PausedInAsynq bool `json:"paused_in_asynq"`
 	// Queues are the per-queue figures of the queues the tenant's tasks
 	// can be in (with queue shards, its shard of each class). A queue's
 	// policy is the one its last enqueue or limits change carried there,
@@ -89,6 +93,7 @@ func (s *Service) Queue(ctx context.Context, id string) (Queue, error) {
 		oldest = max(oldest, st.OldestWait)
 		q.Paused = q.Paused || st.Paused
 		q.Suspended = q.Suspended || st.Suspended
+		q.PausedInAsynq = q.PausedInAsynq || st.PausedInAsynq
 	}
 	q.OldestWaitSeconds = oldest.Seconds()
 	return q, nil
