@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -270,7 +271,11 @@ const DefaultConnectTimeout = 10 * time.Second
 //   - AfterConnect proves them on every new connection (one query per
 //     connection; the encoding, string setting and date style as the
 //     server reported them, no query) and refuses a connection where a role or database
-//     setting, or a pooler, replaced them.
+//     setting, or a pooler, replaced them. The same round trip reads the
+//     session's idle_session_timeout: ShouldPing pings a connection idle
+//     for half of it on acquire (besides pgxpool's ping after a second
+//     idle), so a connection the server ended sooner is replaced rather
+//     than failing its next statement with 57P05.
 //   - A connection released closed, busy or not idle (TxStatus != 'I')
 //     is destroyed (by pgxpool, before AfterRelease) and logged
 //     (BeforeClose). AfterRelease, and PrepareConn on acquire, destroy
@@ -331,7 +336,7 @@ func ConfigurePool(cfg *pgxpool.Config, logger *slog.Logger) {
 		if ds := conn.PgConn().ParameterStatus("DateStyle"); !strings.HasPrefix(ds, "ISO") {
 			return fmt.Errorf("new connection has DateStyle %q, not ISO: a pooler in between does not pass the startup parameter on", ds)
 		}
-		login, err := verifyClean(ctx, conn)
+		login, idleTimeout, err := verifyNew(ctx, conn)
 		if err != nil {
 			return fmt.Errorf("new connection is not unpinned: %w", err)
 		}
@@ -339,8 +344,27 @@ func ConfigurePool(cfg *pgxpool.Config, logger *slog.Logger) {
 		// behind PgBouncer the report is the one its pool's first server
 		// connection made, which may be long out of date.
 		readOnly := readOnlyServer(conn.PgConn()) && takesNoWrites(ctx, conn)
-		conns.Store(conn, &connState{logger: logger, login: login, connected: time.Now(), readOnly: readOnly})
+		conns.Store(conn, &connState{logger: logger, login: login, connected: time.Now(), readOnly: readOnly, idleTimeout: idleTimeout})
 		return nil
+	}
+
+	// pgxpool pings a connection on acquire once it has been idle for a
+	// second; a server whose idle_session_timeout is shorter (an
+	// operator's setting) ends it sooner, and its next use would fail
+	// with 57P05, which the worker counts as its database unavailable.
+	// Such a connection is pinged once idle for half that timeout: a ping
+	// that fails destroys it, and the acquire takes another.
+	prevShouldPing := cfg.ShouldPing
+	cfg.ShouldPing = func(ctx context.Context, p pgxpool.ShouldPingParams) bool {
+		if prevShouldPing != nil {
+			if prevShouldPing(ctx, p) {
+				return true
+			}
+		} else if p.IdleDuration > defaultPingIdle {
+			return true
+		}
+		st, ok := stateOf(p.Conn)
+		return ok && st.idleTimeout > 0 && p.IdleDuration > st.idleTimeout/2
 	}
 
 	// The ctx of each acquire is kept with the connection until its
@@ -392,6 +416,10 @@ func ConfigurePool(cfg *pgxpool.Config, logger *slog.Logger) {
 	}
 }
 
+// defaultPingIdle is how long a connection is idle before pgxpool's own
+// ShouldPing pings it on acquire, which ConfigurePool's keeps.
+const defaultPingIdle = time.Second
+
 // connState is what this package knows about a connection of a configured
 // pool.
 type connState struct {
@@ -415,6 +443,9 @@ type connState struct {
 	// because it reported itself read-only (readOnlyServer), took no
 	// writes then (staleReadOnly).
 	readOnly bool
+	// idleTimeout is the server's idle_session_timeout for the session
+	// when it was made (0: none, or a server before PostgreSQL 14).
+	idleTimeout time.Duration
 }
 
 // conns maps each live *pgx.Conn of a configured pool to its state: added
@@ -610,6 +641,30 @@ func verifyClean(ctx context.Context, conn *pgx.Conn) (string, error) {
 		return "", fmt.Errorf("verify search_path: %w", err)
 	}
 	return checkVerifyResult(results, loginOf(conn))
+}
+
+// idleTimeoutSQL reads the session's idle_session_timeout in
+// milliseconds (no row before PostgreSQL 14).
+const idleTimeoutSQL = "SELECT setting FROM pg_catalog.pg_settings WHERE name = 'idle_session_timeout'"
+
+// verifyNew is verifyClean for a new connection, which also reads the
+// server's idle_session_timeout for the session in the same round trip.
+func verifyNew(ctx context.Context, conn *pgx.Conn) (string, time.Duration, error) {
+	results, err := conn.PgConn().Exec(ctx, idleTimeoutSQL+"; "+verifySQL).ReadAll()
+	if err != nil {
+		return "", 0, fmt.Errorf("verify search_path: %w", err)
+	}
+	login, err := checkVerifyResult(results, loginOf(conn))
+	if err != nil {
+		return "", 0, err
+	}
+	var idle time.Duration
+	if len(results) == 2 && len(results[0].Rows) == 1 && len(results[0].Rows[0]) == 1 {
+		if ms, err := strconv.ParseInt(string(results[0].Rows[0][0]), 10, 64); err == nil && ms > 0 {
+			idle = time.Duration(ms) * time.Millisecond
+		}
+	}
+	return login, idle, nil
 }
 
 // checkVerifyResult checks the last result of a round trip that ended with
