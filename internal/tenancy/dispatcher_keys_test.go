@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -60,7 +61,10 @@ func dispatcherTenants(t *testing.T, ctx context.Context, rdb *redis.Client) map
 // because its tenant:migrate was refused (the critical queue's backlogs
 // at MaxWaitingTotal) deletes the tenant's catalog row; nothing of the
 // tenant that never was may stay in the dispatcher's keys either, since
-// no deletion will ever come to forget it.
+// no deletion will ever come to forget it. A refused enqueue stores
+// nothing of a tenant without state (fair's enqueueScript), so this holds
+// without the abort's Forget
+// (TestAbortedProvisionWhoseMigrationGotThroughLeavesNoDispatcherState).
 func TestAbortedProvisionLeavesNoDispatcherState(t *testing.T) {
 	t.Parallel()
 	// No worker: the first migration is admitted to asynq, the second
@@ -87,6 +91,37 @@ func TestAbortedProvisionLeavesNoDispatcherState(t *testing.T) {
 	}
 	if len(held) != 2 {
 		t.Errorf("the dispatcher holds state of %d tenants, want the 2 provisioned: %v", len(held), held)
+	}
+}
+
+// TestAbortedProvisionWhoseMigrationGotThroughLeavesNoDispatcherState: a
+// provisioning whose tenant:migrate enqueue added its task in Redis but
+// lost its answer (a read timeout) is aborted all the same; the task
+// brought the tenant's policy and its admission into the dispatcher's
+// keys, and the abort forgets them (Service.abortProvision), since no
+// deletion will ever come for a tenant that never was. A refused enqueue
+// stores nothing of the tenant in the first place
+// (TestAbortedProvisionLeavesNoDispatcherState).
+func TestAbortedProvisionWhoseMigrationGotThroughLeavesNoDispatcherState(t *testing.T) {
+	t.Parallel()
+	b := setupFair(t)
+	var before map[string][]string
+	hook := &testenv.SendTwice{Lose: true, Once: true,
+		Match: func(args []any) bool { return slices.Contains(args, any(tasks.TypeTenantMigrate)) },
+		// The enqueue ran in Redis; its answer is about to be lost.
+		Between: func() { before = dispatcherTenants(t, b.ctx, b.rdb) }}
+	b.rdb.AddHook(hook)
+	if _, err := b.svc.Provision(b.ctx, tenancy.NewTenant{Slug: "answer-lost"}, tenancy.ActorAdmin); !errors.Is(err, testenv.ErrReplyLost) {
+		t.Fatalf("provision whose migration's enqueue lost its answer: %v, want testenv.ErrReplyLost", err)
+	}
+	if !hook.Fired() {
+		t.Fatal("the hook never ran")
+	}
+	if len(before) != 1 {
+		t.Fatalf("after the enqueue the dispatcher holds state of %d tenants, want the one provisioned: %v", len(before), before)
+	}
+	if held := dispatcherTenants(t, b.ctx, b.rdb); len(held) != 0 {
+		t.Errorf("after the aborted provisioning the dispatcher keeps state of tenants that do not exist: %v", held)
 	}
 }
 

@@ -174,8 +174,10 @@ const abortTimeout = 10 * time.Second
 // still on its way to PostgreSQL fails; a tenant:migrate that was enqueued
 // after all finds no tenant and is archived), drops the schema and
 // documents a migration of it made before the withdrawal
-// (dropAbortedSchema), forgets the tenant in the fair dispatcher (a refused enqueue
-// still stored its policy there) and records ActionProvisionAborted. It
+// (dropAbortedSchema), forgets the tenant in the fair dispatcher (an
+// enqueue of its tenant:migrate that failed, its answer lost, may have
+// added the task there after all, and the tenant's policy with it; a
+// refused one stores nothing) and records ActionProvisionAborted. It
 // returns cause, or, when the clean-up fails, cause with what was left
 // behind (wrapping ErrLeftInProvisioning). The clean-up runs even when ctx
 // was cancelled (the client went away) or its deadline passed, within
@@ -208,11 +210,11 @@ func (s *Service) abortProvision(ctx context.Context, t tenantctx.Tenant, actor 
 		// caller, and logs.
 		_ = s.complete(ctx, t.ID, "abort provisioning: forget the tenant, record it", func(ctx context.Context) error {
 			if s.fair != nil {
-				// The dispatcher keeps the tenant's policy from its refused
-				// (or failed) tenant:migrate enqueue, and its task if the
-				// enqueue got through after all; no deletion will ever
-				// forget a tenant that never was. A failure leaves only
-				// those few small keys behind.
+				// The dispatcher keeps the tenant's policy and task of a
+				// tenant:migrate enqueue that failed but got through after
+				// all (its answer lost); no deletion will ever forget a
+				// tenant that never was. A failure leaves only those few
+				// small keys behind.
 				if ferr := s.fair.Forget(ctx, t.ID, s.holdQueues(t.ID)...); ferr != nil {
 					s.logger.WarnContext(ctx, "forget aborted tenant in the dispatcher", slog.String("tenant_id", t.ID), slog.String("error", ferr.Error()))
 				}
