@@ -332,6 +332,44 @@ func TestTenantDeletedWhileRunning(t *testing.T) {
 	}
 }
 
+// ctxCatalog answers as the catalog it wraps while its caller's ctx is
+// live and fails once it ended, as a look-up on PostgreSQL does.
+type ctxCatalog struct{ storage.Catalog }
+
+func (c ctxCatalog) TenantByID(ctx context.Context, id string) (tenantctx.Tenant, error) {
+	if err := ctx.Err(); err != nil {
+		return tenantctx.Tenant{}, fmt.Errorf("look up tenant %s: %w", id, err)
+	}
+	return c.Catalog.TenantByID(ctx, id)
+}
+
+// TestTenantDeletedWhileRunningPastItsDeadline: a task whose tenant was
+// deleted while it ran, and which failed because its deadline passed (its
+// schema gone, it waited until then), is archived with that reason as any
+// other: the re-check of its tenant runs without the task's cancellation
+// (droppedIfDeleted). On the task's ctx the look-up failed with the
+// deadline, the tenant's deletion went unseen and the task was retried.
+func TestTenantDeletedWhileRunningPastItsDeadline(t *testing.T) {
+	t.Parallel()
+	mem := memstore.New()
+	tn := addTenant(t, mem, "late-gone-co", tenantctx.StatusActive)
+	h := worker.MuxOf(worker.MuxOptions{Logger: discardLogger(), Catalog: ctxCatalog{mem}}, map[string]asynq.Handler{
+		tasks.TypeInvoicePDF: asynq.HandlerFunc(func(ctx context.Context, task *asynq.Task) error {
+			if err := mem.DeleteTenant(context.Background(), tn.ID); err != nil {
+				t.Fatal(err)
+			}
+			<-ctx.Done()
+			return fmt.Errorf("in tenant: %w", ctx.Err())
+		}),
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	err := h.ProcessTask(ctx, asynq.NewTask(tasks.TypeInvoicePDF, []byte(`{"tenant_id":"`+tn.ID+`","invoice_id":1}`)))
+	if !worker.IsPermanent(err) || !strings.Contains(err.Error(), "was deleted while") || !errors.Is(err, asynq.SkipRetry) {
+		t.Errorf("deleted while running, failed past its deadline: %v, want archived as deleted", err)
+	}
+}
+
 // stallingCatalog answers its first look-ups from the catalog it wraps,
 // then waits on every later one until its ctx ends, as a catalog look-up
 // on an exhausted pool or a hung PostgreSQL does.
