@@ -720,6 +720,7 @@ func TestHostileTenantIDsNeverReachRedis(t *testing.T) {
 			"Release":   func() error { _, err := b.d.Release(ctx, id, fair.Paused, q); return err },
 			"Forget":    func() error { return b.d.Forget(ctx, id, q) },
 			"Stats":     func() error { _, err := b.d.Stats(ctx, id, q); return err },
+			"HeldFor":   func() error { _, err := b.d.HeldFor(ctx, id, fair.Paused, q); return err },
 			"Parked": func() error {
 				if _, found, err := b.d.Parked(ctx, id, "invoice:pdf:x:1", q); err != nil || found {
 					return fmt.Errorf("found %v, err %v", found, err)
