@@ -86,3 +86,56 @@ func TestDestroyCutOffAfterTheRowLeavesNothingInRedis(t *testing.T) {
 		}
 	}
 }
+
+// archivedBeforeTheDelete is a catalog whose DeleteTenant first runs
+// meanwhile, as a task of the tenant that resolved it before the delete
+// and is archived while Destroy deletes its row.
+type archivedBeforeTheDelete struct {
+	storage.Catalog
+	meanwhile func()
+}
+
+func (c archivedBeforeTheDelete) DeleteTenant(ctx context.Context, id string) error {
+	c.meanwhile()
+	return c.Catalog.DeleteTenant(ctx, id)
+}
+
+// TestDestroyForgetsWhatATaskArchivedDuringItLeft: a task of the tenant
+// archived after the destroy's first look at Redis and before its row's
+// delete (it resolved the tenant earlier) writes its record then; the
+// destroy looks at Redis again after the delete, so the record does not
+// outlive the erasure (nobody can read it, and it would stay for the
+// records' TTL).
+func TestDestroyForgetsWhatATaskArchivedDuringItLeft(t *testing.T) {
+	t.Parallel()
+	pool, catalog, docs := catalogOn(t)
+	rdb := redis.NewClient(&redis.Options{Addr: testenv.Redis(t)})
+	t.Cleanup(func() { _ = rdb.Close() })
+	records := tasks.NewTaskRecords(rdb, tasks.TaskRecordsOptions{})
+	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), asynq.NewInspectorFromRedisClient(rdb), nil).WithTaskRecords(records)
+	cfg := tenancy.Config{Catalog: catalog, Enqueuer: enq, Documents: docs, SchemaPool: pool}
+	b := &bundle{ctx: t.Context(), catalog: catalog, docs: docs, pool: pool, enqueuer: enq, svc: tenancy.New(cfg)}
+	gone := b.active(t, "archived-meanwhile")
+	del, err := b.svc.RequestDeletion(b.ctx, gone.ID, tenancy.ActorAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Catalog = archivedBeforeTheDelete{Catalog: catalog, meanwhile: func() {
+		rec := tasks.TaskRecord{TaskID: "invoice:pdf:" + gone.ID + ":1", Type: tasks.TypeInvoicePDF, Queue: tasks.QueueDefault, Reason: "task refused"}
+		if err := records.Put(b.ctx, gone.ID, rec); err != nil {
+			t.Error(err)
+		}
+	}}
+	if _, err := tenancy.New(cfg).Destroy(b.ctx, del.Tenant, tenancy.ActorWorker); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := rdb.Keys(b.ctx, tasks.DefaultTaskRecordsPrefix+"*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if strings.Contains(k, gone.ID) {
+			t.Errorf("a record of the erased tenant's task archived during its destroy remains: %s", k)
+		}
+	}
+}
