@@ -96,7 +96,7 @@ func BenchmarkPDFUnit(b *testing.B) {
 		var inv invoice.Invoice
 		// As the worker loads it: its lines counted against the default
 		// line limit.
-		if err := invoice.QueueLoadForAtMost(first, tn.Schema, id, pdf.DefaultMaxLines, &inv); err != nil {
+		if err := invoice.QueueLoadForAtMost(first, tn.Schema, id, pdf.DefaultMaxLines, pdf.DefaultMaxLineBytes, &inv); err != nil {
 			return err
 		}
 		var next func(context.Context) (*pgx.Batch, error)

@@ -54,6 +54,9 @@ type Invoice struct {
 	Lines []Line
 	// LineCount is how many line items the invoice has, loaded or not.
 	LineCount int
+	// LineBytes is how many bytes its line items' descriptions add up
+	// to, loaded or not.
+	LineBytes int64
 	// Document is the invoice's current rendered document; its StorageKey
 	// is empty when there is none.
 	Document Document
@@ -81,20 +84,24 @@ type Line struct {
 // print order) and its current document in one statement. Money is read
 // as text and parsed into exact decimals; the columns only the worker
 // writes are read with their defaults, so rows the app inserted load too.
-// The lines are counted first and aggregated only when there are at most
-// $2 of them (NULL: any number), so that an invoice over a line limit
-// costs neither the database nor the worker its lines (an array over
-// 1 GB, which lines of long descriptions reach, fails the statement).
+// The lines are counted and their descriptions' bytes summed first
+// (octet_length reads a stored value's size without reading the value),
+// and they are aggregated only when there are at most $2 of them and
+// their descriptions add up to at most $3 bytes (NULL: any number), so
+// that an invoice over a limit costs neither the database nor the worker
+// its lines (an array over 1 GB, which lines of long descriptions reach,
+// fails the statement; 300 MB of descriptions under the line limit took a
+// worker 1.2 GB of heap).
 const loadSQL = `
 SELECT i.number, i.status, upper(btrim(i.currency) COLLATE "C"), i.amount::text, i.issued_at, i.due_date, i.notes,
        c.id, c.name, coalesce(c.company, ''), c.email, coalesce(c.address, ''),
-       n.lines, l.descriptions, l.quantities, l.unit_prices,
+       n.lines, n.bytes, l.descriptions, l.quantities, l.unit_prices,
        coalesce(d.storage_key, ''), coalesce(d.sha256, ''), coalesce(d.bytes, 0),
        d.rendered_at, coalesce(d.inputs_sha256, ''), coalesce(d.font_path, '')
   FROM invoices i
   JOIN customers c ON c.id = i.customer_id
   CROSS JOIN LATERAL (
-        SELECT count(*) AS lines
+        SELECT count(*) AS lines, coalesce(sum(octet_length(li.description)), 0) AS bytes
           FROM line_items li
          WHERE li.invoice_id = i.id) n
   LEFT JOIN LATERAL (
@@ -102,7 +109,8 @@ SELECT i.number, i.status, upper(btrim(i.currency) COLLATE "C"), i.amount::text,
                array_agg(li.quantity::text ORDER BY li.position, li.id) AS quantities,
                array_agg(li.unit_price::text ORDER BY li.position, li.id) AS unit_prices
           FROM line_items li
-         WHERE li.invoice_id = i.id AND ($2::bigint IS NULL OR n.lines <= $2::bigint)) l ON true
+         WHERE li.invoice_id = i.id AND ($2::bigint IS NULL OR n.lines <= $2::bigint)
+           AND ($3::bigint IS NULL OR n.bytes <= $3::bigint)) l ON true
   LEFT JOIN invoice_documents d ON d.invoice_id = i.id
  WHERE i.id = $1`
 
@@ -111,7 +119,7 @@ SELECT i.number, i.status, upper(btrim(i.currency) COLLATE "C"), i.amount::text,
 // there is no such invoice.
 func Load(ctx context.Context, tx pgx.Tx, id int64) (Invoice, error) {
 	var inv Invoice
-	err := scanInvoice(tx.QueryRow(ctx, loadSQL, id, nil), id, &inv)
+	err := scanInvoice(tx.QueryRow(ctx, loadSQL, id, nil, nil), id, &inv)
 	return inv, err
 }
 
@@ -120,17 +128,18 @@ func Load(ctx context.Context, tx pgx.Tx, id int64) (Invoice, error) {
 // there is no such invoice. It lets the load travel in one round trip with
 // the statements around it (see schema.InTenantBatch).
 func QueueLoad(b *pgx.Batch, id int64, dst *Invoice) {
-	b.Queue(loadSQL, id, nil).QueryRow(func(row pgx.Row) error {
+	b.Queue(loadSQL, id, nil, nil).QueryRow(func(row pgx.Row) error {
 		return scanInvoice(row, id, dst)
 	})
 }
 
 // QueueLoadAtMost is QueueLoad for an invoice of at most maxLines line
-// items: one with more loads without its lines (dst.Lines is nil,
-// dst.LineCount says how many it has), so that such an invoice costs
-// neither the database nor the worker its lines.
-func QueueLoadAtMost(b *pgx.Batch, id int64, maxLines int, dst *Invoice) {
-	b.Queue(loadSQL, id, int64(maxLines)).QueryRow(func(row pgx.Row) error {
+// items whose descriptions add up to at most maxLineBytes: one over
+// either loads without its lines (dst.Lines is nil, dst.LineCount and
+// dst.LineBytes say how many and how large they are), so that such an
+// invoice costs neither the database nor the worker its lines.
+func QueueLoadAtMost(b *pgx.Batch, id int64, maxLines int, maxLineBytes int64, dst *Invoice) {
+	b.Queue(loadSQL, id, int64(maxLines), maxLineBytes).QueryRow(func(row pgx.Row) error {
 		return scanInvoice(row, id, dst)
 	})
 }
@@ -176,16 +185,16 @@ func scanInvoice(row pgx.Row, id int64, inv *Invoice) error {
 	*inv = Invoice{ID: id}
 	c, d := &inv.Customer, &inv.Document
 	var (
-		amount              string
-		lineCount           int64
-		issued, due         pgtype.Timestamptz
-		renderedAt          *time.Time
-		descs, qtys, prices []string
+		amount               string
+		lineCount, lineBytes int64
+		issued, due          pgtype.Timestamptz
+		renderedAt           *time.Time
+		descs, qtys, prices  []string
 	)
 	err := row.Scan(
 		&inv.Number, &inv.Status, &inv.Currency, &amount, &issued, &due, &inv.Notes,
 		&c.ID, &c.Name, &c.Company, &c.Email, &c.Address,
-		&lineCount, &descs, &qtys, &prices,
+		&lineCount, &lineBytes, &descs, &qtys, &prices,
 		&d.StorageKey, &d.SHA256, &d.Bytes, &renderedAt, &d.InputsSHA256, &d.FontPath)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("load invoice %d: %w", id, ErrNotFound)
@@ -223,7 +232,7 @@ func scanInvoice(row pgx.Row, id int64, inv *Invoice) error {
 			d.RenderedAt = *renderedAt
 		}
 	}
-	inv.LineCount = int(lineCount)
+	inv.LineCount, inv.LineBytes = int(lineCount), lineBytes
 	if len(qtys) != len(descs) || len(prices) != len(descs) {
 		return fmt.Errorf("load line items of invoice %d: %d descriptions, %d quantities, %d prices", id, len(descs), len(qtys), len(prices))
 	}

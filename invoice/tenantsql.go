@@ -110,25 +110,28 @@ func statementsFor(schemaName string) (*tenantSQL, error) {
 // from one task of the tenant to the next on a connection. An invalid
 // schema name queues nothing and is an error.
 func QueueLoadFor(b *pgx.Batch, schemaName string, id int64, dst *Invoice) error {
-	return queueLoadFor(b, schemaName, id, nil, dst)
+	return queueLoadFor(b, schemaName, id, nil, nil, dst)
 }
 
 // QueueLoadForAtMost is QueueLoadFor for an invoice of at most maxLines
-// line items: one with more loads without its lines (dst.Lines is nil,
-// dst.LineCount says how many it has), so that an invoice a renderer
-// refuses for its lines costs no more than their count.
-func QueueLoadForAtMost(b *pgx.Batch, schemaName string, id int64, maxLines int, dst *Invoice) error {
-	return queueLoadFor(b, schemaName, id, int64(maxLines), dst)
+// line items whose descriptions add up to at most maxLineBytes: one over
+// either loads without its lines (dst.Lines is nil, dst.LineCount and
+// dst.LineBytes say how many and how large they are), so that an invoice
+// a renderer refuses for its lines costs no more than their count and
+// size.
+func QueueLoadForAtMost(b *pgx.Batch, schemaName string, id int64, maxLines int, maxLineBytes int64, dst *Invoice) error {
+	return queueLoadFor(b, schemaName, id, int64(maxLines), maxLineBytes, dst)
 }
 
 // queueLoadFor queues the load of invoice id written for schemaName, its
-// lines when there are at most maxLines (nil: any number).
-func queueLoadFor(b *pgx.Batch, schemaName string, id int64, maxLines any, dst *Invoice) error {
+// lines when there are at most maxLines and their descriptions add up to
+// at most maxLineBytes (nil: any number).
+func queueLoadFor(b *pgx.Batch, schemaName string, id int64, maxLines, maxLineBytes any, dst *Invoice) error {
 	s, err := statementsFor(schemaName)
 	if err != nil {
 		return fmt.Errorf("load invoice %d: %w", id, err)
 	}
-	b.Queue(s.load, id, maxLines).QueryRow(func(row pgx.Row) error {
+	b.Queue(s.load, id, maxLines, maxLineBytes).QueryRow(func(row pgx.Row) error {
 		return scanInvoice(row, id, dst)
 	})
 	return nil

@@ -58,10 +58,12 @@
 // # Limits and cancellation
 //
 // An invoice with more line items than [Renderer.MaxLines] (default
-// [DefaultMaxLines]) is refused before any work, the layout stops when the
+// [DefaultMaxLines]) or line descriptions of more bytes than
+// [Renderer.MaxLineBytes] (default [DefaultMaxLineBytes]) is refused
+// before any work, the layout stops when the
 // document would get more pages than [Renderer.MaxPages] (default
 // [DefaultMaxPages]), and a document larger than [Renderer.MaxBytes]
-// (default [DefaultMaxBytes]) is not written; all three errors wrap
+// (default [DefaultMaxBytes]) is not written; all these errors wrap
 // [ErrTooLarge]. Rendering checks its context as it reads the invoice's
 // text (every 64 KB, before the layout and as the layout encodes each
 // text for the fonts), between pages and between the streams it

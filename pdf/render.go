@@ -19,10 +19,16 @@ const (
 	// invoice measured, 5,000 lines (DefaultMaxLines) of 2 KB
 	// descriptions of wide letters, takes 6,633 pages on every font path.
 	DefaultMaxPages = 10000
+	// DefaultMaxLineBytes is the most bytes an invoice's line item
+	// descriptions may add up to: above the largest invoice measured
+	// (5,000 lines of 2 KB descriptions, 10 MB), and a bound on the memory
+	// a worker spends loading one invoice's lines.
+	DefaultMaxLineBytes = 16 << 20
 )
 
 // ErrTooLarge is wrapped by the errors [Render] returns for an invoice
-// with more lines than [Renderer.MaxLines] or whose document would have
+// with more lines than [Renderer.MaxLines], line descriptions of more
+// bytes than [Renderer.MaxLineBytes], or whose document would have
 // more pages than [Renderer.MaxPages] or be larger than
 // [Renderer.MaxBytes]. It wraps [ErrInvalidInvoice]: rendering the
 // invoice again cannot succeed.
@@ -57,6 +63,10 @@ type Renderer struct {
 	// lines), which MaxBytes, checked once the layout is done, does not.
 	// Zero (or less) means [DefaultMaxPages].
 	MaxPages int
+	// MaxLineBytes is the most bytes the descriptions of an invoice's line
+	// items may add up to; one with more is refused with [ErrTooLarge]
+	// before any work. Zero (or less) means [DefaultMaxLineBytes].
+	MaxLineBytes int64
 }
 
 // Result describes a rendered document.
@@ -109,6 +119,13 @@ func (r Renderer) Render(ctx context.Context, w io.Writer, inv Invoice) (Result,
 	if err := r.CheckLines(inv.Number, len(inv.Lines)); err != nil {
 		return Result{}, err
 	}
+	var lineBytes int64
+	for _, l := range inv.Lines {
+		lineBytes += int64(len(l.Description))
+	}
+	if err := r.CheckLineBytes(inv.Number, lineBytes); err != nil {
+		return Result{}, err
+	}
 	maxBytes := r.MaxBytes
 	if maxBytes <= 0 {
 		maxBytes = DefaultMaxBytes
@@ -158,6 +175,29 @@ func (r Renderer) CheckLines(number string, n int) error {
 	if maxLines := r.MaxLinesOrDefault(); n > maxLines {
 		return fmt.Errorf("render invoice %s: %w: %d lines, more than the limit of %d",
 			shortNumber(number), ErrTooLarge, n, maxLines)
+	}
+	return nil
+}
+
+// MaxLineBytesOrDefault is r's MaxLineBytes, or [DefaultMaxLineBytes]
+// when that is zero or less: the most bytes the line descriptions of an
+// invoice r renders may add up to.
+func (r Renderer) MaxLineBytesOrDefault() int64 {
+	if r.MaxLineBytes <= 0 {
+		return DefaultMaxLineBytes
+	}
+	return r.MaxLineBytes
+}
+
+// CheckLineBytes returns the error [Renderer.Render] returns for an
+// invoice numbered number whose line descriptions add up to n bytes when n
+// is over the limit (wrapping [ErrTooLarge]), else nil: a caller that
+// measured an invoice's lines in the database can refuse it before
+// loading them.
+func (r Renderer) CheckLineBytes(number string, n int64) error {
+	if maxBytes := r.MaxLineBytesOrDefault(); n > maxBytes {
+		return fmt.Errorf("render invoice %s: %w: line descriptions of %d bytes, more than the limit of %d",
+			shortNumber(number), ErrTooLarge, n, maxBytes)
 	}
 	return nil
 }

@@ -59,6 +59,7 @@ func TestReadmeConfigurationDefaults(t *testing.T) {
 		"OUTBOX_DIR":               c.OutboxDir,
 		"DOCUMENTS_DIR":            c.DocumentsDir,
 		"PDF_MAX_LINES":            fmt.Sprint(pdf.DefaultMaxLines),
+		"PDF_MAX_LINE_BYTES":       fmt.Sprint(pdf.DefaultMaxLineBytes),
 		"PDF_MAX_BYTES":            fmt.Sprint(pdf.DefaultMaxBytes),
 		"PDF_MAX_PAGES":            fmt.Sprint(pdf.DefaultMaxPages),
 		"LOG_FORMAT":               c.LogFormat,

@@ -215,6 +215,11 @@ type Config struct {
 	// have to be rendered; one with more is archived with the reason. 0
 	// means the renderer's default (5,000).
 	PDFMaxLines int
+	// PDFMaxLineBytes (PDF_MAX_LINE_BYTES) is the most bytes an invoice's
+	// line item descriptions may add up to for it to be rendered; one with
+	// more is archived with the reason, its lines never loaded. 0 means
+	// the renderer's default (16 MiB).
+	PDFMaxLineBytes int
 	// PDFMaxBytes (PDF_MAX_BYTES) is the largest PDF the worker stores; an
 	// invoice whose document is larger is archived with the reason. 0 means
 	// the renderer's default (16 MiB).
@@ -406,6 +411,7 @@ func Parse(getenv func(string) string) (Config, error) {
 		OutboxDir:             p.str("OUTBOX_DIR"),
 		DocumentsDir:          p.str("DOCUMENTS_DIR"),
 		PDFMaxLines:           p.positiveInt("PDF_MAX_LINES"),
+		PDFMaxLineBytes:       p.positiveInt("PDF_MAX_LINE_BYTES"),
 		PDFMaxBytes:           p.positiveInt("PDF_MAX_BYTES"),
 		PDFMaxPages:           p.positiveInt("PDF_MAX_PAGES"),
 		LogFormat:             strings.ToLower(p.str("LOG_FORMAT")),

@@ -114,6 +114,7 @@ func TestFromEnvSet(t *testing.T) {
 		"OUTBOX_DIR":               "/var/outbox",
 		"DOCUMENTS_DIR":            "/var/docs",
 		"PDF_MAX_LINES":            "200",
+		"PDF_MAX_LINE_BYTES":       "4194304",
 		"PDF_MAX_BYTES":            "1048576",
 		"PDF_MAX_PAGES":            "500",
 		"LOG_FORMAT":               "JSON",
@@ -132,7 +133,7 @@ func TestFromEnvSet(t *testing.T) {
 		c.LogLevel != slog.LevelDebug || !c.AllowTenantHeader || !c.DashboardWritable || c.TenantCacheTTL != 2*time.Minute || c.RedisAutoPipeline ||
 		c.HTTPAddrOr(DefaultWorkerHTTPAddr) != "127.0.0.1:7000" || c.OverdueSweepCron != "@every 30s" || c.DocumentsSweepCron != DocumentsSweepOff ||
 		c.AuthFailuresPerMinute != 50 || c.ClientIPHeader != "X-Real-IP" ||
-		c.PDFMaxLines != 200 || c.PDFMaxBytes != 1<<20 || c.PDFMaxPages != 500 || c.DBKeepConns {
+		c.PDFMaxLines != 200 || c.PDFMaxLineBytes != 4<<20 || c.PDFMaxBytes != 1<<20 || c.PDFMaxPages != 500 || c.DBKeepConns {
 		t.Errorf("config %+v", c)
 	}
 	if _, err := c.RedisConnOpt(); err != nil {
@@ -154,6 +155,7 @@ func TestFromEnvErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"DB_MAX_CONNS": "0"}, "DB_MAX_CONNS: must be a positive integer"},
 		{map[string]string{"DB_POOL_LANES": "-2"}, "DB_POOL_LANES: must be a positive integer"},
 		{map[string]string{"PDF_MAX_LINES": "0"}, "PDF_MAX_LINES: must be a positive integer"},
+		{map[string]string{"PDF_MAX_LINE_BYTES": "-1"}, "PDF_MAX_LINE_BYTES: must be a positive integer"},
 		{map[string]string{"PDF_MAX_BYTES": "1MB"}, "PDF_MAX_BYTES: must be a positive integer"},
 		{map[string]string{"PDF_MAX_PAGES": "0"}, "PDF_MAX_PAGES: must be a positive integer"},
 		{map[string]string{"PDF_MAX_PAGES": "10k"}, "PDF_MAX_PAGES: must be a positive integer"},

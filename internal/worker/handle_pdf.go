@@ -97,7 +97,8 @@ type pdfResult struct {
 //
 // It is idempotent: the renderer is deterministic. A missing invoice, an
 // invoice whose stored values cannot be used (invoice.ErrInvalidData: a
-// NaN amount), an invoice the renderer refuses (over PDFMaxLines, a document over
+// NaN amount), an invoice the renderer refuses (over PDFMaxLines or
+// PDFMaxLineBytes, a document over
 // PDFMaxPages or PDFMaxBytes, an invalid currency) archive the task with the reason
 // (asynq.SkipRetry); a database or storage error, or the task's deadline,
 // is returned as is and retried.
@@ -110,7 +111,7 @@ func (h *Handlers) InvoicePDF(ctx context.Context, p tasks.InvoicePDF) error {
 	if err != nil {
 		return err
 	}
-	r := pdf.Renderer{MaxLines: h.PDFMaxLines, MaxBytes: h.PDFMaxBytes, MaxPages: h.PDFMaxPages}
+	r := pdf.Renderer{MaxLines: h.PDFMaxLines, MaxLineBytes: h.PDFMaxLineBytes, MaxBytes: h.PDFMaxBytes, MaxPages: h.PDFMaxPages}
 	key := invoice.DocumentKey(p.InvoiceID)
 	first := &pgx.Batch{}
 	if err := schema.QueueLockShared(ctx, first); err != nil {
@@ -121,15 +122,19 @@ func (h *Handlers) InvoicePDF(ctx context.Context, p tasks.InvoicePDF) error {
 		return Permanent(err) // QueueLockShared validated the schema: not reached
 	}
 	var inv invoice.Invoice
-	// An invoice over the line limit loads without its lines (their
-	// count says), which may add up to more than the database's 1 GB
-	// array limit.
-	if err := invoice.QueueLoadForAtMost(first, t.Schema, p.InvoiceID, r.MaxLinesOrDefault(), &inv); err != nil {
+	// An invoice over the line limit, or whose descriptions add up to
+	// more bytes than their limit, loads without its lines (their count
+	// and size say), which may add up to more than the database's 1 GB
+	// array limit or a worker's memory.
+	if err := invoice.QueueLoadForAtMost(first, t.Schema, p.InvoiceID, r.MaxLinesOrDefault(), r.MaxLineBytesOrDefault(), &inv); err != nil {
 		return Permanent(err) // QueueLockShared validated the schema: not reached
 	}
 	var res pdfResult
 	err = schema.InTenantBatchesReadCommitted(ctx, pool, first, func(ctx context.Context) (*pgx.Batch, error) {
 		if err := r.CheckLines(inv.Number, inv.LineCount); err != nil {
+			return nil, Permanentf("render invoice %d of tenant %s: %w", p.InvoiceID, t.ID, err)
+		}
+		if err := r.CheckLineBytes(inv.Number, inv.LineBytes); err != nil {
 			return nil, Permanentf("render invoice %d of tenant %s: %w", p.InvoiceID, t.ID, err)
 		}
 		doc := document(inv, t)

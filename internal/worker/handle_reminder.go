@@ -266,7 +266,7 @@ func (h *Handlers) InvoiceReminder(ctx context.Context, p tasks.InvoiceReminder)
 		b := &pgx.Batch{}
 		b.Queue(reminderIdleTimeoutSQL, reminderIdleTimeout)
 		invoice.QueueMarkOverdueIfDue(b, p.InvoiceID, now, nil)
-		invoice.QueueLoadAtMost(b, p.InvoiceID, h.maxLines(), &inv)
+		invoice.QueueLoadAtMost(b, p.InvoiceID, h.maxLines(), h.maxLineBytes(), &inv)
 		invoice.QueueTotal(b, p.InvoiceID, &dbTotal)
 		invoice.QueueLoadDocument(b, p.InvoiceID, &rendered, &hasPDF)
 		if err := tx.SendBatch(taskCtx, b).Close(); err != nil {
@@ -390,8 +390,9 @@ func (h *Handlers) reminderMessage(ctx context.Context, t tenantctx.Tenant, inv 
 	}
 
 	if hasPDF && linesLeftOut(inv) {
-		LoggerFromContext(ctx).WarnContext(ctx, "reminder without attachment: the invoice has more lines than PDF_MAX_LINES",
-			slog.Int64("invoice_id", p.InvoiceID), slog.Int("lines", inv.LineCount), slog.Int("max_lines", h.maxLines()))
+		LoggerFromContext(ctx).WarnContext(ctx, "reminder without attachment: the invoice has more lines than PDF_MAX_LINES, or more bytes of them than PDF_MAX_LINE_BYTES",
+			slog.Int64("invoice_id", p.InvoiceID), slog.Int("lines", inv.LineCount), slog.Int("max_lines", h.maxLines()),
+			slog.Int64("line_bytes", inv.LineBytes), slog.Int64("max_line_bytes", h.maxLineBytes()))
 		hasPDF = false
 	}
 	if hasPDF {
@@ -438,7 +439,7 @@ func (h *Handlers) attachment(ctx context.Context, tenantID string, invoiceID in
 	if maxBytes <= 0 {
 		maxBytes = pdf.DefaultMaxBytes
 	}
-	r := pdf.Renderer{MaxLines: h.PDFMaxLines, MaxBytes: min(maxBytes, maxAttachmentBytes), MaxPages: h.PDFMaxPages}
+	r := pdf.Renderer{MaxLines: h.PDFMaxLines, MaxLineBytes: h.PDFMaxLineBytes, MaxBytes: min(maxBytes, maxAttachmentBytes), MaxPages: h.PDFMaxPages}
 	if rendered.InputsSHA256 != "" && rendered.InputsSHA256 == pdf.InputsHash(r, doc) {
 		data, info, err := h.readDocument(ctx, tenantID, rendered.StorageKey)
 		switch {
@@ -543,3 +544,9 @@ func cmpOr(s, def string) string {
 
 // maxLines is the renderer's line limit: PDF_MAX_LINES, or its default.
 func (h *Handlers) maxLines() int { return pdf.Renderer{MaxLines: h.PDFMaxLines}.MaxLinesOrDefault() }
+
+// maxLineBytes is the renderer's limit on the bytes of an invoice's line
+// descriptions: PDF_MAX_LINE_BYTES, or its default.
+func (h *Handlers) maxLineBytes() int64 {
+	return pdf.Renderer{MaxLineBytes: h.PDFMaxLineBytes}.MaxLineBytesOrDefault()
+}

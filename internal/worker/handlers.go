@@ -46,13 +46,15 @@ type Handlers struct {
 	// day. 0 enqueues them at any hour. Reminders asked for
 	// (invoice:reminder) are never deferred.
 	ReminderSendHour int
-	// PDFMaxLines, PDFMaxBytes and PDFMaxPages limit invoice:pdf and the
-	// PDFs rendered for reminders (pdf.Renderer's MaxLines, MaxBytes and
-	// MaxPages): an invoice over any of them is archived with the reason.
-	// 0 means the renderer's defaults.
-	PDFMaxLines int
-	PDFMaxBytes int64
-	PDFMaxPages int
+	// PDFMaxLines, PDFMaxLineBytes, PDFMaxBytes and PDFMaxPages limit
+	// invoice:pdf and the PDFs rendered for reminders (pdf.Renderer's
+	// MaxLines, MaxLineBytes, MaxBytes and MaxPages): an invoice over any
+	// of them is archived with the reason. 0 means the renderer's
+	// defaults.
+	PDFMaxLines     int
+	PDFMaxLineBytes int64
+	PDFMaxBytes     int64
+	PDFMaxPages     int
 	// Now returns the current time; nil means time.Now. Tests set it.
 	Now func() time.Time
 

@@ -121,9 +121,10 @@ func RunWith(ctx context.Context, cfg config.Config, logger *slog.Logger, opts O
 
 		ReminderSendHour: cfg.ReminderSendHour,
 
-		PDFMaxLines: cfg.PDFMaxLines,
-		PDFMaxBytes: int64(cfg.PDFMaxBytes),
-		PDFMaxPages: cfg.PDFMaxPages,
+		PDFMaxLines:     cfg.PDFMaxLines,
+		PDFMaxLineBytes: int64(cfg.PDFMaxLineBytes),
+		PDFMaxBytes:     int64(cfg.PDFMaxBytes),
+		PDFMaxPages:     cfg.PDFMaxPages,
 	}
 	muxOpts := worker.MuxOptions{Logger: logger, Metrics: d.metrics, DatabaseSlots: cfg.TenantDBMaxTasks, Redis: d.Redis, Breakers: d.breakers}
 	var reporter *fair.Reporter
