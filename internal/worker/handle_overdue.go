@@ -146,11 +146,13 @@ func dayStart(t tenantctx.Tenant, day time.Time) time.Time {
 // invoices of tenant t whose reminder of now's day is due
 // (invoice.RemindersDue) and enqueues one invoice:reminder each, counting
 // them in res; it stops at the tenant's waiting cap (res.BacklogFull).
+// Every overdueProgressPages pages with more to come it logs its progress
+// at info, so that a long sweep of a large tenant is seen to move.
 func (h *Handlers) enqueueReminders(ctx context.Context, t tenantctx.Tenant, pool *pgxpool.Pool, now time.Time, res *overdueResult) error {
 	pageSize := h.page(overduePageSize)
 	day := t.Day(now)
 	var after int64
-	for {
+	for pages := 1; ; pages++ {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("enqueue reminders of tenant %s: %w", t.ID, err)
 		}
@@ -182,9 +184,19 @@ func (h *Handlers) enqueueReminders(ctx context.Context, t tenantctx.Tenant, poo
 			break
 		}
 		after = ids[len(ids)-1]
+		if pages%overdueProgressPages == 0 {
+			LoggerFromContext(ctx).InfoContext(ctx, "overdue invoices: enqueueing reminders",
+				slog.Int("pages", pages), slog.Int64("after_invoice_id", after),
+				slog.Int("reminders_enqueued", res.Reminders), slog.Int("reminders_existing", res.Existing))
+		}
 	}
 	return nil
 }
+
+// overdueProgressPages is how many pages of reminders (overduePageSize
+// invoices each) enqueueReminders enqueues between two logs of its
+// progress.
+const overdueProgressPages = 10
 
 // sweepPageSize is how many tenants a sweep reads at once.
 const sweepPageSize = storage.DefaultPageSize
