@@ -81,21 +81,7 @@ func waitMigrations(ctx context.Context, enq *tasks.Enqueuer, all []tenancy.Migr
 	lastLine := ""
 	var lookupErr error // the last poll's failure, nil when it answered
 	report := func(final bool) {
-		done, failed, deleted, retrying, held := 0, 0, 0, 0, 0
-		for _, m := range outcomes {
-			switch {
-			case m.done:
-				done++
-			case m.deleted:
-				deleted++
-			case m.failed:
-				failed++
-			case m.held != "":
-				held++
-			case m.reason != "":
-				retrying++
-			}
-		}
+		done, failed, deleted, retrying, held := countOutcomes(outcomes)
 		line := fmt.Sprintf("migrations: %d/%d/%d done/failed/total", done, failed, len(outcomes))
 		var notes []string
 		if deleted > 0 {
@@ -270,12 +256,10 @@ func summarize(outcomes []*migrationOutcome, waitErr error) error {
 	return errors.New(b.String())
 }
 
-// interrupted is the error of a wait a signal stopped (errInterrupted):
-// how many migrations are done and how many are left, that the workers go
-// on with them and a rerun continues, then the failed and unfinished
-// tenants as summarize lists them.
-func interrupted(outcomes []*migrationOutcome) error {
-	done, failed, deleted := 0, 0, 0
+// countOutcomes counts the migrations by where they stand: each in the
+// first of done, deleted, failed, held (its queue paused or moving) and
+// retrying that it is.
+func countOutcomes(outcomes []*migrationOutcome) (done, failed, deleted, retrying, held int) {
 	for _, m := range outcomes {
 		switch {
 		case m.done:
@@ -284,8 +268,21 @@ func interrupted(outcomes []*migrationOutcome) error {
 			deleted++
 		case m.failed:
 			failed++
+		case m.held != "":
+			held++
+		case m.reason != "":
+			retrying++
 		}
 	}
+	return done, failed, deleted, retrying, held
+}
+
+// interrupted is the error of a wait a signal stopped (errInterrupted):
+// how many migrations are done and how many are left, that the workers go
+// on with them and a rerun continues, then the failed and unfinished
+// tenants as summarize lists them.
+func interrupted(outcomes []*migrationOutcome) error {
+	done, failed, deleted, _, _ := countOutcomes(outcomes)
 	left := len(outcomes) - done - failed - deleted
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d of %d tenant migrations done, %d left", done, len(outcomes), left)
