@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"testing"
 
 	"github.com/hibiken/asynq"
@@ -76,14 +75,8 @@ func TestDestroyCutOffAfterTheRowLeavesNothingInRedis(t *testing.T) {
 	if keys := dispatcherTenants(t, b.ctx, rdb)[gone.ID]; len(keys) > 0 {
 		t.Errorf("the dispatcher keeps state of the erased tenant for good: %v", keys)
 	}
-	keys, err := rdb.Keys(b.ctx, tasks.DefaultTaskRecordsPrefix+"*").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, k := range keys {
-		if strings.Contains(k, gone.ID) {
-			t.Errorf("task records of the erased tenant remain: %s", k)
-		}
+	for _, k := range taskRecordKeysOf(t, b.ctx, rdb, gone.ID) {
+		t.Errorf("task records of the erased tenant remain: %s", k)
 	}
 }
 
@@ -129,13 +122,7 @@ func TestDestroyForgetsWhatATaskArchivedDuringItLeft(t *testing.T) {
 	if _, err := tenancy.New(cfg).Destroy(b.ctx, del.Tenant, tenancy.ActorWorker); err != nil {
 		t.Fatal(err)
 	}
-	keys, err := rdb.Keys(b.ctx, tasks.DefaultTaskRecordsPrefix+"*").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, k := range keys {
-		if strings.Contains(k, gone.ID) {
-			t.Errorf("a record of the erased tenant's task archived during its destroy remains: %s", k)
-		}
+	for _, k := range taskRecordKeysOf(t, b.ctx, rdb, gone.ID) {
+		t.Errorf("a record of the erased tenant's task archived during its destroy remains: %s", k)
 	}
 }

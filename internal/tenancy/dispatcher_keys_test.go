@@ -155,16 +155,26 @@ func TestDestroyRemovesTaskRecords(t *testing.T) {
 	if _, err := svc.Destroy(b.ctx, d.Tenant, tenancy.ActorWorker); err != nil {
 		t.Fatal(err)
 	}
-	keys, err := rdb.Keys(b.ctx, tasks.DefaultTaskRecordsPrefix+"*").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, k := range keys {
-		if strings.Contains(k, gone.ID) {
-			t.Errorf("task records of the destroyed tenant remain: %s", k)
-		}
+	for _, k := range taskRecordKeysOf(t, b.ctx, rdb, gone.ID) {
+		t.Errorf("task records of the destroyed tenant remain: %s", k)
 	}
 	if _, err := records.Get(b.ctx, stay.ID, "invoice:pdf:"+stay.ID+":0"); err != nil {
 		t.Fatalf("the other tenant's record: %v", err)
 	}
+}
+
+// taskRecordKeysOf returns the task-record keys in rdb that name tenant id.
+func taskRecordKeysOf(t *testing.T, ctx context.Context, rdb redis.UniversalClient, id string) []string {
+	t.Helper()
+	keys, err := rdb.Keys(ctx, tasks.DefaultTaskRecordsPrefix+"*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var of []string
+	for _, k := range keys {
+		if strings.Contains(k, id) {
+			of = append(of, k)
+		}
+	}
+	return of
 }
