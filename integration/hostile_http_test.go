@@ -135,7 +135,7 @@ func TestHostileHTTPInput(t *testing.T) {
 		{"reserved slug", "POST", "/v1/invoices/1/pdf", "admin" + domainSuffix, []string{key}, "", 400},
 		{"punycode slug", "POST", "/v1/invoices/1/pdf", "xn--acme" + domainSuffix, []string{key}, "", 400},
 		{"slug with underscore", "POST", "/v1/invoices/1/pdf", "ac_me" + domainSuffix, []string{key}, "", 400},
-		{"unknown slug", "POST", "/v1/invoices/1/pdf", "nobody" + domainSuffix, []string{key}, "", 403},
+		{"unknown slug", "POST", "/v1/invoices/1/pdf", "nobody" + domainSuffix, []string{key}, "", 404},
 		{"X-Tenant fallback disabled", "POST", "/v1/invoices/1/pdf", "127.0.0.1", []string{key, "X-Tenant: acme"}, "", 400},
 		{"X-Tenant cannot override Host", "POST", "/v1/invoices/1/pdf", ah, []string{key, "X-Tenant: globex"}, "", 202},
 		// Keys.

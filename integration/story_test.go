@@ -120,10 +120,9 @@ func TestStory(t *testing.T) {
 		// A task id of the other tenant, with the right key on the right host.
 		c.expect(t, http.StatusNotFound, "GET", "/v1/tasks/"+acmeTask, globex.host, globexKey, nil)
 		c.expect(t, http.StatusNotFound, "GET", "/v1/tasks/"+globexTask, acme.host, acmeKey, nil)
-		// No key; and a subdomain of no tenant, answered as another
-		// tenant's is: a key tells nothing of the other tenants.
+		// No key, and an unknown subdomain.
 		c.expect(t, http.StatusUnauthorized, "GET", "/v1/invoices/1/pdf", acme.host, "", nil)
-		c.expect(t, http.StatusForbidden, "GET", "/v1/invoices/1/pdf", c.host("initech.localhost"), acmeKey, nil)
+		c.expect(t, http.StatusNotFound, "GET", "/v1/invoices/1/pdf", c.host("initech.localhost"), acmeKey, nil)
 	})
 
 	s.step("delete globex: routes gone at once, schema, documents and catalog row gone eventually, audit kept", func(t *testing.T) {

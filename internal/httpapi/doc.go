@@ -20,8 +20,8 @@
 // no tenant, also when it comes from an absolute-form request target). When Options.AllowTenantHeader is set (development
 // only), a Host that is not of that form (localhost, an IP literal,
 // another domain, a reserved label) falls back to the X-Tenant header; a
-// Host of that form always decides, also when no tenant has its slug (403,
-// not the key's tenant, whatever X-Tenant says). A request passes these checks in
+// Host of that form always decides, also when no tenant has its slug (404,
+// whatever X-Tenant says). A request passes these checks in
 // order, so that nothing about a tenant is revealed before the caller proves
 // a key, and random subdomains without a key never reach the catalog:
 //
@@ -35,10 +35,9 @@
 //     401 with WWW-Authenticate: Bearer.
 //  3. The key is unknown or revoked: 401 "invalid API key", whatever the
 //     subdomain (a caller without a valid key cannot tell which exist).
-//  4. The slug is not the key's tenant's: 403, whether another tenant has
-//     it or none does (the slug is compared with the key's tenant, never
-//     looked up, so a tenant's key tells nothing of the other tenants);
-//     the key's tenant is being deleted: 404 "unknown tenant".
+//  4. The slug names no tenant, or a tenant being deleted: 404
+//     "unknown tenant" (the catalog cache answers repeated unknown slugs);
+//     the key belongs to another tenant: 403.
 //  5. The tenant is suspended: 403; still provisioning: 409 (the status
 //     policy, tenantctx.Status.Decide, makes its work wait).
 //

@@ -193,17 +193,17 @@ func TestAccessLogAndMetrics(t *testing.T) {
 	}
 }
 
-// panicCatalog panics on every tenant look-up by id.
+// panicCatalog panics on every slug look-up.
 type panicCatalog struct{ storage.Catalog }
 
-func (panicCatalog) TenantByID(context.Context, string) (tenantctx.Tenant, error) {
+func (panicCatalog) TenantBySlug(context.Context, string) (tenantctx.Tenant, error) {
 	panic("catalog exploded")
 }
 
 func TestPanicRecovery(t *testing.T) {
 	t.Parallel()
 	b := setup(t, func(o *httpapi.Options) { o.Catalog = panicCatalog{o.Catalog} })
-	acme := b.provisioned(t, "acme") // its key is looked up first, then its tenant
+	acme := b.provisioned(t, "acme") // its key is looked up first, then the slug
 	r := b.do(t, request{method: http.MethodPost, host: acme.host(), path: "/v1/invoices/1/pdf", bearer: acme.key})
 	wantStatus(t, r, http.StatusInternalServerError)
 	if got := r.errorText(t); got != "internal error" {
@@ -218,7 +218,7 @@ func TestPanicRecovery(t *testing.T) {
 
 type abortCatalog struct{ storage.Catalog }
 
-func (abortCatalog) TenantByID(context.Context, string) (tenantctx.Tenant, error) {
+func (abortCatalog) TenantBySlug(context.Context, string) (tenantctx.Tenant, error) {
 	panic(http.ErrAbortHandler)
 }
 

@@ -44,7 +44,7 @@ func redisPoolTimeout(t *testing.T, withFair bool) {
 	t.Cleanup(func() { _ = rdb.Close() })
 	b := setupOn(t, srv.Addr(), nil, func(o *httpapi.Options) {
 		o.RequestTimeout = 3 * time.Second
-		o.Catalog = &stickyCatalog{Catalog: o.Catalog, owners: map[string]string{}, ids: map[string]tenantctx.Tenant{}}
+		o.Catalog = &stickyCatalog{Catalog: o.Catalog, owners: map[string]string{}, slugs: map[string]tenantctx.Tenant{}}
 		var admission []tasks.Option
 		if withFair {
 			d := fair.New(rdb, fair.Config{MinPending: 1})

@@ -23,14 +23,14 @@ import (
 	"github.com/invoicing/tenantworker/tenantctx"
 )
 
-// stickyCatalog answers the tenant routes' key and tenant look-ups from
-// its first answers, so that a request reaches its route without the cache's
+// stickyCatalog answers the tenant routes' key and slug look-ups from its
+// first answers, so that a request reaches its route without the cache's
 // Redis layer.
 type stickyCatalog struct {
 	storage.Catalog
 	mu     sync.Mutex
 	owners map[string]string
-	ids    map[string]tenantctx.Tenant
+	slugs  map[string]tenantctx.Tenant
 }
 
 func (c *stickyCatalog) TenantForAPIKey(ctx context.Context, key string) (string, error) {
@@ -49,17 +49,17 @@ func (c *stickyCatalog) TenantForAPIKey(ctx context.Context, key string) (string
 	return owner, err
 }
 
-func (c *stickyCatalog) TenantByID(ctx context.Context, id string) (tenantctx.Tenant, error) {
+func (c *stickyCatalog) TenantBySlug(ctx context.Context, slug string) (tenantctx.Tenant, error) {
 	c.mu.Lock()
-	t, ok := c.ids[id]
+	t, ok := c.slugs[slug]
 	c.mu.Unlock()
 	if ok {
 		return t, nil
 	}
-	t, err := c.Catalog.TenantByID(ctx, id)
+	t, err := c.Catalog.TenantBySlug(ctx, slug)
 	if err == nil {
 		c.mu.Lock()
-		c.ids[id] = t
+		c.slugs[slug] = t
 		c.mu.Unlock()
 	}
 	return t, err
@@ -106,7 +106,7 @@ func setupStalling(t *testing.T, withFair bool, logs io.Writer) (*bundle, *teste
 	var enq *tasks.Enqueuer
 	b := setupOn(t, srv.Addr(), nil, func(o *httpapi.Options) {
 		o.RequestTimeout = 3 * time.Second
-		o.Catalog = &stickyCatalog{Catalog: o.Catalog, owners: map[string]string{}, ids: map[string]tenantctx.Tenant{}}
+		o.Catalog = &stickyCatalog{Catalog: o.Catalog, owners: map[string]string{}, slugs: map[string]tenantctx.Tenant{}}
 		var admission []tasks.Option
 		if withFair {
 			d := fair.New(rdb, fair.Config{MinPending: 1})

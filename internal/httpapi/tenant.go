@@ -95,26 +95,16 @@ func (h *Handler) tenant(next http.Handler) http.Handler {
 }
 
 // authorize runs steps 3 and 4 of the package documentation: the key must
-// be known and unrevoked, and the slug must be its tenant's, a tenant not
-// being deleted. It answers the failure (counted against addr) and
-// returns false, or returns the tenant.
-//
-// The slug is compared with the key's own tenant, never looked up: a key
-// on any other subdomain gets one answer (403), whether another tenant
-// has that subdomain or none does, so a tenant's key tells nothing about
-// the other tenants.
+// be known and unrevoked, the slug must name a tenant not being deleted,
+// and the key must belong to it. It answers the failure (counted against
+// addr) and returns false, or returns the tenant.
 func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, addr, slug, key string) (tenantctx.Tenant, bool) {
 	ctx := r.Context()
 	// The key first: a caller without a valid key learns nothing about
 	// the subdomain, not even whether a tenant has it.
 	owner, err := h.opts.Catalog.TenantForAPIKey(ctx, key)
-	var t tenantctx.Tenant
-	if err == nil {
-		t, err = h.opts.Catalog.TenantByID(ctx, owner)
-	}
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
-		// Unknown, revoked, or its tenant gone (its deletion erases it).
 		h.tenantFails.fail(addr)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="api", error="invalid_token"`)
 		writeError(w, http.StatusUnauthorized, "invalid API key")
@@ -122,14 +112,24 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, addr, slug, 
 	case err != nil:
 		h.internalError(w, r, "tenant for api key", err)
 		return tenantctx.Tenant{}, false
-	case t.Slug != slug:
+	}
+	t, err := h.opts.Catalog.TenantBySlug(ctx, slug)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
 		h.tenantFails.fail(addr)
-		writeError(w, http.StatusForbidden, "API key does not belong to this subdomain")
+		writeError(w, http.StatusNotFound, "unknown tenant")
+		return tenantctx.Tenant{}, false
+	case err != nil:
+		h.internalError(w, r, "tenant by slug", err)
 		return tenantctx.Tenant{}, false
 	case t.Status.Decide(tenantctx.Work) == tenantctx.Refuse:
 		// Being deleted (or an unknown status): as if it did not exist.
 		h.tenantFails.fail(addr)
 		writeError(w, http.StatusNotFound, "unknown tenant")
+		return tenantctx.Tenant{}, false
+	case owner != t.ID:
+		h.tenantFails.fail(addr)
+		writeError(w, http.StatusForbidden, "API key does not belong to this tenant")
 		return tenantctx.Tenant{}, false
 	}
 	return t, true

@@ -144,7 +144,7 @@ func TestUnauthenticatedPostWithUnsentBodyAnswersAtOnce(t *testing.T) {
 		{"no key", "/v1/invoices/pdf", acme.host(), "", http.StatusUnauthorized},
 		{"unknown key", "/v1/invoices/pdf", acme.host(), "Authorization: Bearer tk_unknown\r\n", http.StatusUnauthorized},
 		{"other tenant's key", "/v1/invoices/pdf", acme.host(), "Authorization: Bearer " + globex.key + "\r\n", http.StatusForbidden},
-		{"unknown subdomain", "/v1/invoices/pdf", "nosuch" + suffix, "Authorization: Bearer " + acme.key + "\r\n", http.StatusForbidden},
+		{"unknown subdomain", "/v1/invoices/pdf", "nosuch" + suffix, "Authorization: Bearer " + acme.key + "\r\n", http.StatusNotFound},
 		{"admin without token", "/admin/tenants", "localhost", "", http.StatusUnauthorized},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
